@@ -1,0 +1,110 @@
+"""The model registry: named variants of the model families, listed by ``downpour models``.
+
+A variant is a family (a :class:`FeatureModel` subclass with a config dataclass) plus the config
+fields it changes, its default objective and the input it expects:
+
+    register_model("ufldl-sae", SparseAutoencoder, description="...", input_shape=(1, 8, 8),
+                   objective={"reconstruction": 1.0, "kl_sparsity": {"weight": 3.0, "rho": 0.01}},
+                   hidden=25)
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, get_type_hints
+
+from downpour._names import nearest
+from downpour.config import ConfigError, RunConfig
+from downpour.models.base import FeatureModel
+from downpour.objectives import Objective
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    family: type[FeatureModel]
+    description: str
+    config: Any                                   # the family's config dataclass, with this variant's values
+    objective: dict[str, Any]                     # default cost terms
+    input_shape: tuple[int, ...]                  # (C, H, W) or (T, F) the variant is designed for
+    tags: tuple[str, ...] = field(default=())     # e.g. ("supervised",)
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+
+
+def register_model(name: str, family: type[FeatureModel], *, description: str, objective: dict[str, Any],
+                   input_shape: tuple[int, ...], tags: tuple[str, ...] = (), **config: Any) -> ModelEntry:
+    if name in _REGISTRY:
+        raise ValueError(f"model {name!r} is registered twice")
+    entry = ModelEntry(name, family, description, _make_config(family, config, f"model {name!r}"),
+                       dict(objective), tuple(input_shape), tuple(tags))
+    _REGISTRY[name] = entry
+    return entry
+
+
+def _make_config(family: type[FeatureModel], values: dict[str, Any], where: str, base: Any = None) -> Any:
+    cls = family.config_class
+    hints = get_type_hints(cls)
+    for key, value in values.items():
+        if key not in hints:
+            raise ConfigError(f"{where}: unknown key 'model.{key}'{nearest(key, hints)}; {family.__name__} has {', '.join(hints)}")
+        want = hints[key]
+        if want is float and isinstance(value, int) and not isinstance(value, bool):
+            values[key] = float(value)
+        elif want in (int, float, str, bool) and type(value) is not want:
+            raise ConfigError(f"{where}: model.{key} must be {want.__name__}, got {value!r}")
+        elif want in (tuple[int, ...], tuple[int, int]) or str(want).startswith("tuple"):
+            values[key] = tuple(value)
+    return dataclasses.replace(base, **values) if base is not None else cls(**values)
+
+
+def _load_families() -> None:
+    import downpour.models.zoo  # noqa: F401  (importing the zoo registers every family's variants)
+
+
+def list_models() -> list[ModelEntry]:
+    _load_families()
+    return sorted(_REGISTRY.values(), key=lambda e: e.name)
+
+
+def model_entry(name: str) -> ModelEntry:
+    _load_families()
+    if name not in _REGISTRY:
+        raise ConfigError(f"unknown model {name!r}{nearest(name, _REGISTRY)}; `downpour models` lists them")
+    return _REGISTRY[name]
+
+
+def create_model(name: str, input_shape: tuple[int, ...] | None = None, **options: Any) -> FeatureModel:
+    """A fresh model of a registered variant; ``options`` override its config fields."""
+    entry = model_entry(name)
+    config = _make_config(entry.family, dict(options), f"model {name!r}", base=entry.config)
+    return entry.family(config, tuple(input_shape or entry.input_shape))
+
+
+def resolve_objective(name: str, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The variant's default cost terms with the run's overrides merged in (a table merges key by key)."""
+    merged = dict(model_entry(name).objective)
+    for term, spec in overrides.items():
+        if isinstance(spec, dict) and isinstance(merged.get(term), dict):
+            merged[term] = {**merged[term], **spec}
+        else:
+            merged[term] = spec
+    return merged
+
+
+def build(cfg: RunConfig, input_shape: tuple[int, ...]) -> tuple[FeatureModel, Objective]:
+    """The model and objective a run config asks for, on data of ``input_shape``.
+
+    Also resolves ``cfg`` in place (every model field and cost term written out), so the
+    run directory's config.toml reproduces the run.
+    """
+    entry = model_entry(cfg.model.name)
+    model = create_model(cfg.model.name, input_shape, **cfg.model.options)
+    cfg.model.options = dataclasses.asdict(model.config)
+    cfg.objective = resolve_objective(cfg.model.name, cfg.objective)
+    try:
+        objective = Objective.from_config(cfg.objective)
+    except (KeyError, TypeError, ValueError) as err:
+        raise ConfigError(f"[objective] of model {entry.name!r}: {err}") from None
+    return model, objective

@@ -1,0 +1,229 @@
+"""Cost terms that compose by weighted addition.
+
+An :class:`Objective` is a dict of named terms. Called on a model's ``forward_train`` result (one
+:class:`~downpour.models.base.Outputs` per trainable part) it returns the total and every named,
+weighted part, so every run logs every part:
+
+    >>> objective = Objective.from_config({"reconstruction": 1.0, "kl_sparsity": {"weight": 3.0, "rho": 0.01}})
+    >>> total, parts = objective(model.forward_train(batch))   # parts: {"reconstruction": ..., "kl_sparsity": ...}
+
+Conventions (UFLDL's): per-sample sums, averaged over the batch; squared errors carry a 1/2.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from downpour._names import nearest
+
+if TYPE_CHECKING:
+    from downpour.models.base import Outputs
+
+
+def _per_sample_sum(t: Tensor) -> Tensor:
+    return t.reshape(t.shape[0], -1).sum(dim=1)
+
+
+@dataclass
+class Term:
+    """A cost term: ``weight * value(outputs)``. Subclasses add their parameters as fields."""
+
+    weight: float = 1.0
+    name: ClassVar[str]
+    needs: ClassVar[tuple[str, ...]] = ()
+
+    def value(self, o: Outputs) -> Tensor:
+        raise NotImplementedError
+
+    def __call__(self, o: Outputs, where: str = "") -> Tensor:
+        for attr in self.needs:
+            if getattr(o, attr) is None:
+                raise ValueError(f"cost term {self.name!r} needs '{attr}', which model part '{where or 'model'}' does not produce")
+        return self.weight * self.value(o)
+
+
+@dataclass
+class Reconstruction(Term):
+    """½‖x̂ − x‖² per sample."""
+
+    name: ClassVar[str] = "reconstruction"
+    needs: ClassVar[tuple[str, ...]] = ("recon",)
+
+    def value(self, o: Outputs) -> Tensor:
+        return 0.5 * _per_sample_sum((o.recon - o.x) ** 2).mean()
+
+
+@dataclass
+class L1Codes(Term):
+    """Σ|h| per sample: sparsity as an L1 penalty on the codes."""
+
+    name: ClassVar[str] = "l1"
+
+    def value(self, o: Outputs) -> Tensor:
+        return _per_sample_sum(o.codes.abs()).mean()
+
+
+@dataclass
+class WeightL2(Term):
+    """½ Σ W² over the model's penalised weights (weight decay)."""
+
+    name: ClassVar[str] = "weight_l2"
+
+    def value(self, o: Outputs) -> Tensor:
+        if not o.weights:
+            return o.codes.new_zeros(())
+        return 0.5 * sum((w ** 2).sum() for w in o.weights)
+
+
+@dataclass
+class KLSparsity(Term):
+    """Σ_j KL(ρ ‖ ρ̂_j), ρ̂_j the mean activation of unit j over the batch (codes in (0, 1))."""
+
+    rho: float = 0.05
+    name: ClassVar[str] = "kl_sparsity"
+
+    def value(self, o: Outputs) -> Tensor:
+        rho_hat = o.codes.reshape(o.codes.shape[0], -1).mean(dim=0).clamp(1e-6, 1 - 1e-6)
+        rho = self.rho
+        return (rho * torch.log(rho / rho_hat) + (1 - rho) * torch.log((1 - rho) / (1 - rho_hat))).sum()
+
+
+@dataclass
+class PooledL2(Term):
+    """TICA's pooled sparsity, Σ sqrt(ε + p²) per sample, p the L2-pooled codes."""
+
+    eps: float = 1e-4
+    name: ClassVar[str] = "pooled_l2"
+    needs: ClassVar[tuple[str, ...]] = ("pooled",)
+
+    def value(self, o: Outputs) -> Tensor:
+        return _per_sample_sum(torch.sqrt(self.eps + o.pooled ** 2)).mean()
+
+
+@dataclass
+class Denoising(Term):
+    """½‖g(f(x̃)) − x‖², x̃ the input corrupted by Gaussian noise (``kind="gaussian"``, std ``noise``)
+    or by zeroing a fraction ``noise`` of its entries (``kind="mask"``)."""
+
+    noise: float = 0.3
+    kind: str = "mask"
+    name: ClassVar[str] = "denoising"
+    needs: ClassVar[tuple[str, ...]] = ("encode", "decode")
+
+    def value(self, o: Outputs) -> Tensor:
+        if self.kind == "gaussian":
+            corrupted = o.x + self.noise * torch.randn_like(o.x)
+        elif self.kind == "mask":
+            corrupted = o.x * (torch.rand_like(o.x) >= self.noise)
+        else:
+            raise ValueError(f"denoising kind must be 'gaussian' or 'mask', got {self.kind!r}")
+        return 0.5 * _per_sample_sum((o.decode(o.encode(corrupted)) - o.x) ** 2).mean()
+
+
+@dataclass
+class Contractive(Term):
+    """‖∂h/∂x‖²_F per sample (Rifai et al. 2011). Exact when ``probes`` is 0 (one backward pass per
+    code unit: small codes only), else Hutchinson's unbiased estimate E_v‖Jᵀv‖², v ~ N(0, I)."""
+
+    probes: int = 1
+    name: ClassVar[str] = "contractive"
+    needs: ClassVar[tuple[str, ...]] = ("encode",)
+
+    def value(self, o: Outputs) -> Tensor:
+        x = o.x.detach().requires_grad_(True)
+        h = o.encode(x).reshape(x.shape[0], -1)  # (B, n_codes)
+        if self.probes == 0:
+            directions = [F.one_hot(torch.full((x.shape[0],), j, device=x.device), h.shape[1]).to(h.dtype)
+                          for j in range(h.shape[1])]
+        else:
+            directions = [torch.randn_like(h) for _ in range(self.probes)]
+        total = h.new_zeros(x.shape[0])
+        for v in directions:
+            (jtv,) = torch.autograd.grad(h, x, grad_outputs=v, create_graph=True)
+            total = total + _per_sample_sum(jtv ** 2)
+        scale = 1.0 if self.probes == 0 else 1.0 / self.probes
+        return scale * total.mean()
+
+
+@dataclass
+class CrossEntropy(Term):
+    """Mean cross-entropy of ``logits`` against labels ``y`` (supervised models)."""
+
+    name: ClassVar[str] = "cross_entropy"
+    needs: ClassVar[tuple[str, ...]] = ("logits", "y")
+
+    def value(self, o: Outputs) -> Tensor:
+        return F.cross_entropy(o.logits, o.y)
+
+
+@dataclass
+class ContrastiveDivergence(Term):
+    """Mean free energy of the data minus that of the model's (detached) negative samples: its
+    gradient is the CD-k / PCD gradient of an RBM. Reads ``extra["free_energy_data"]`` and
+    ``extra["free_energy_model"]``, both (B,)."""
+
+    name: ClassVar[str] = "contrastive_divergence"
+
+    def value(self, o: Outputs) -> Tensor:
+        try:
+            return o.extra["free_energy_data"].mean() - o.extra["free_energy_model"].mean()
+        except KeyError as err:
+            raise ValueError(f"cost term 'contrastive_divergence' needs extra[{err.args[0]!r}] from an RBM") from None
+
+
+TERMS: dict[str, type[Term]] = {t.name: t for t in (
+    Reconstruction, L1Codes, WeightL2, KLSparsity, PooledL2, Denoising, Contractive, CrossEntropy,
+    ContrastiveDivergence,
+)}
+
+
+def make_term(name: str, spec: Any) -> Term:
+    """A term from its config form: a bare weight (``l1 = 0.1``) or a table (``kl_sparsity = {weight = 3, rho = 0.01}``)."""
+    if name not in TERMS:
+        raise KeyError(f"unknown cost term {name!r}{nearest(name, TERMS)}; known: {', '.join(TERMS)}")
+    cls = TERMS[name]
+    if isinstance(spec, (int, float)) and not isinstance(spec, bool):
+        return cls(weight=float(spec))
+    if not isinstance(spec, dict):
+        raise TypeError(f"cost term {name!r}: expected a weight or a table, got {spec!r}")
+    valid = {f.name: f for f in fields(cls)}
+    kwargs = {}
+    for key, val in spec.items():
+        if key not in valid:
+            raise KeyError(f"cost term {name!r} has no parameter {key!r}{nearest(key, valid)}; it has {', '.join(valid)}")
+        want = type(valid[key].default)
+        if want is float and isinstance(val, int) and not isinstance(val, bool):
+            val = float(val)
+        if not isinstance(val, want):
+            raise TypeError(f"cost term {name!r}: {key} must be {want.__name__}, got {val!r}")
+        kwargs[key] = val
+    return cls(**kwargs)
+
+
+class Objective:
+    """A weighted sum of named cost terms; terms with weight 0 are dropped."""
+
+    def __init__(self, terms: dict[str, Term]):
+        self.terms = {name: t for name, t in terms.items() if t.weight != 0.0}
+        if not self.terms:
+            raise ValueError("the objective has no cost term with a non-zero weight")
+
+    @classmethod
+    def from_config(cls, spec: dict[str, Any]) -> "Objective":
+        return cls({name: make_term(name, value) for name, value in spec.items()})
+
+    def __call__(self, outputs: dict[str, Outputs]) -> tuple[Tensor, dict[str, Tensor]]:
+        """Total and parts; a part is named ``term`` for a one-part model, ``part/term`` otherwise."""
+        parts: dict[str, Tensor] = {}
+        for where, o in outputs.items():
+            for name, term in self.terms.items():
+                parts[f"{where}/{name}" if where else name] = term(o, where)
+        total = sum(parts.values())
+        return total, parts
+
+    def __repr__(self) -> str:
+        return f"Objective({', '.join(f'{n}={t.weight:g}' for n, t in self.terms.items())})"

@@ -1,0 +1,46 @@
+"""A model's trainable parameters as one flat vector: what the parameter server shards and moves."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+class ParamLayout:
+    """Names, shapes and offsets of a model's trainable parameters (``requires_grad``), in
+    ``named_parameters`` order. Frozen parameters (designed or random first layers) are left out."""
+
+    def __init__(self, model: nn.Module):
+        self.names: list[str] = []
+        self.shapes: list[torch.Size] = []
+        self.offsets: list[int] = []
+        n = 0
+        for name, p in model.named_parameters():
+            if p.requires_grad:
+                self.names.append(name)
+                self.shapes.append(p.shape)
+                self.offsets.append(n)
+                n += p.numel()
+        self.numel = n
+
+    def _params(self, model: nn.Module) -> list[nn.Parameter]:
+        named = dict(model.named_parameters())
+        return [named[n] for n in self.names]
+
+    def params_to_vector(self, model: nn.Module) -> Tensor:
+        """(numel,) copy of the parameters."""
+        return torch.cat([p.detach().reshape(-1) for p in self._params(model)])
+
+    def grads_to_vector(self, model: nn.Module) -> Tensor:
+        """(numel,) copy of the gradients; a parameter without a gradient contributes zeros."""
+        return torch.cat([
+            p.grad.reshape(-1) if p.grad is not None else torch.zeros(p.numel(), dtype=p.dtype, device=p.device)
+            for p in self._params(model)
+        ])
+
+    def vector_to_params(self, vec: Tensor, model: nn.Module) -> None:
+        """Write ``vec`` (numel,) into the model's parameters in place."""
+        if vec.numel() != self.numel:
+            raise ValueError(f"flat vector has {vec.numel()} values, the model has {self.numel} trainable")
+        with torch.no_grad():
+            for p, off, shape in zip(self._params(model), self.offsets, self.shapes):
+                p.copy_(vec[off:off + p.numel()].view(shape))
