@@ -40,6 +40,8 @@ class DataConfig:
     flip: bool = False             # augmentation: random horizontal flips
     frames_per_video: int = 3      # video sources: frames sampled per file, like the paper's one per video
     labels: bool = False           # folder sources: class labels from sub-folder names
+    tile: int = 0                  # crops mode: cut each image into tile×tile squares first; 0 = one centred square per image
+    faces_fraction: float = 0.3    # natural+faces: share of the samples taken from the faces source (lfw train part)
 
 
 @dataclass
