@@ -1,0 +1,29 @@
+# Two commands on a fresh machine (see README):  make train   and   make test
+# The venv lives in .venv; torch's CPU build is installed first so nothing pulls a CUDA build.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TORCH := torch==2.13.0
+
+.PHONY: setup train test bench clean
+
+$(BIN)/downpour: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q "$(TORCH)"
+	$(BIN)/pip install -q -e ".[test]"
+	touch $@
+
+setup: $(BIN)/downpour
+
+train: setup          ## the main job: the cat network on the parameter server, then the report
+	$(BIN)/downpour train $(ARGS)
+
+test: setup           ## the whole test suite (what CI runs)
+	$(BIN)/python -m pytest $(ARGS)
+
+bench: setup          ## every benchmark, one JSON line each
+	for b in bench/*.py; do $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

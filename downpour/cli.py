@@ -1,0 +1,167 @@
+"""The ``downpour`` command: train, analyze, report, models, presets."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from downpour.config import ConfigError, list_presets, load_config
+
+# Flags that are shorthands for `--set cluster.<key>=...` / `--set train.<key>=...`.
+SHORTHANDS = {
+    "runner": "cluster.runner", "workers": "cluster.workers", "shards": "cluster.shards",
+    "consistency": "cluster.consistency", "n_fetch": "cluster.n_fetch", "n_push": "cluster.n_push",
+    "compensation": "cluster.compensation", "address": "cluster.address", "delay": "cluster.delay",
+    "steps": "train.steps", "seed": "seed",
+}
+STRING_KEYS = {"runner", "consistency", "compensation", "address", "delay"}
+
+
+def _overrides(args: argparse.Namespace) -> list[str]:
+    out = []
+    for flag, key in SHORTHANDS.items():
+        value = getattr(args, flag)
+        if value is not None:
+            out.append(f'{key}="{value}"' if flag in STRING_KEYS else f"{key}={value}")
+    return out + list(args.set)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from downpour.train.rundir import RunDir
+
+    if args.resume:
+        run = RunDir.open(args.resume)
+        cfg = load_config(str(run.path / "config.toml"), _overrides(args))
+    else:
+        cfg = load_config(args.config, _overrides(args))
+        if args.report is not None:
+            cfg.analysis.report = args.report
+        out = args.out or f"runs/{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+        run = RunDir.create(out, cfg)
+    print(f"downpour: training {cfg.model.name!r} with the {cfg.cluster.runner} runner -> {run.path}", file=sys.stderr)
+    if cfg.cluster.runner == "local":
+        from downpour.train.loop import run_local
+
+        summary = run_local(cfg, run, resume=bool(args.resume))
+    elif cfg.cluster.runner in ("simulated", "ray"):
+        from downpour.ps.cluster import run_cluster
+
+        summary = run_cluster(cfg, run, resume=bool(args.resume))
+    else:
+        raise ConfigError(f"cluster.runner must be local, simulated or ray, got {cfg.cluster.runner!r}")
+    print(json.dumps(summary))
+    if cfg.analysis.report:
+        return _analyze_and_report(run.path)
+    return 0
+
+
+def _analyze_and_report(path: Path) -> int:
+    from downpour.analysis.report import write_report
+    from downpour.analysis.run import analyze_run
+
+    analyze_run(path)
+    report = write_report(path)
+    print(f"downpour: report written to {report}")
+    return 0
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from downpour.analysis.run import analyze_run
+
+    analyze_run(args.run)
+    print(f"downpour: analysis written to {Path(args.run) / 'analysis.json'}")
+    return _report_only(Path(args.run)) if args.report else 0
+
+
+def _report_only(path: Path) -> int:
+    from downpour.analysis.report import write_report
+
+    print(f"downpour: report written to {write_report(path)}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from downpour.train.rundir import RunDir
+
+    run = RunDir.open(args.run)
+    if not (run.path / "analysis.json").is_file():
+        return _analyze_and_report(run.path)
+    return _report_only(run.path)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from downpour.models.registry import list_models
+
+    entries = list_models()
+    width = max(len(e.name) for e in entries)
+    for e in entries:
+        shape = "x".join(map(str, e.input_shape))
+        print(f"{e.name:<{width}}  {e.family.__name__:<12} {shape:<9} {e.description}")
+    return 0
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    for name in list_presets():
+        cfg = load_config(name)
+        print(f"{name:<14} model={cfg.model.name:<12} data={cfg.data.source:<14} runner={cfg.cluster.runner}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="downpour", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train a model (no arguments: the main job)")
+    train.add_argument("--config", default="main", help="a preset name (`downpour presets`) or a TOML file")
+    train.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override one config value")
+    train.add_argument("--out", help="run directory (default: runs/<config>-<time>)")
+    train.add_argument("--resume", metavar="RUN", help="continue the run in this directory")
+    train.add_argument("--report", action=argparse.BooleanOptionalAction, default=None,
+                       help="analyse and write report.html at the end (default: the preset's analysis.report)")
+    train.add_argument("--runner", choices=("local", "simulated", "ray"))
+    train.add_argument("--workers", type=int)
+    train.add_argument("--shards", type=int)
+    train.add_argument("--consistency", help="async | bounded:K | sync")
+    train.add_argument("--n-fetch", dest="n_fetch", type=int)
+    train.add_argument("--n-push", dest="n_push", type=int)
+    train.add_argument("--compensation", help="none | staleness-lr | dc-asgd")
+    train.add_argument("--address", help="join an existing Ray cluster (HOST:PORT)")
+    train.add_argument("--delay", help="simulated delays: constant:T | uniform:A:B | exponential:MEAN | straggler:T:FACTOR")
+    train.add_argument("--steps", type=int)
+    train.add_argument("--seed", type=int)
+    train.set_defaults(func=cmd_train)
+
+    analyze = sub.add_parser("analyze", help="what did a run learn: writes analysis.json and figures/")
+    analyze.add_argument("run")
+    analyze.add_argument("--report", action="store_true", help="also write report.html")
+    analyze.set_defaults(func=cmd_analyze)
+
+    report = sub.add_parser("report", help="write report.html for a run (analysing it first if needed)")
+    report.add_argument("run")
+    report.set_defaults(func=cmd_report)
+
+    models = sub.add_parser("models", help="list the registered models")
+    models.set_defaults(func=cmd_models)
+
+    presets = sub.add_parser("presets", help="list the shipped TOML presets")
+    presets.set_defaults(func=cmd_presets)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except (ConfigError, FileExistsError, FileNotFoundError, ValueError, KeyError) as err:
+        print(f"downpour: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,178 @@
+"""One feature-learning stage: a sparse autoencoder, RICA or reconstruction-TICA over a filter layer.
+
+- sparse autoencoder (UFLDL): h = σ(Wx + b), x̂ = σ(W'h + b'); cost reconstruction + KL sparsity + weight decay.
+- RICA (Le et al. 2011): h = Wx (linear), x̂ = Wᵀh (tied); cost reconstruction + λ Σ sqrt(ε + h²) (pooled_l2, pool 1).
+- TICA: the same with h² pooled over neighbourhoods of units before the sqrt (pool > 1).
+
+The filter layer is dense (``encoder="dense"``: every unit sees the whole patch) or locally connected
+(``encoder="local"``: ``hidden`` maps at every position; ``tile`` 0 = untied, 1 = convolution, t = tiled).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from downpour.layers import L2Pool2d, LocallyConnected2d
+from downpour.models.base import Batch, FeatureModel, Outputs
+from downpour.models.registry import register_model
+
+_ACTIVATIONS = {"sigmoid": torch.sigmoid, "linear": lambda t: t, "relu": F.relu, "tanh": torch.tanh}
+
+
+@dataclass
+class AutoencoderConfig:
+    hidden: int = 25             # dense: hidden units; local: maps per position
+    encoder: str = "dense"       # dense | local
+    kernel_size: int = 8         # local: receptive field side
+    stride: int = 1              # local: receptive field step
+    tile: int = 0                # local: 0 = untied, 1 = convolution, t = weights repeat every t positions
+    activation: str = "sigmoid"  # hidden non-linearity: sigmoid | linear | relu | tanh
+    output: str = "sigmoid"      # reconstruction non-linearity: sigmoid | linear
+    decoder: str = "untied"      # untied: its own weights | tied: the encoder's transpose (RICA)
+    bias: bool = True
+    pool: int = 1                # TICA pooling: dense, groups of `pool` adjacent units (circular); local, pool×pool positions
+    init_scale: float = 0.0      # weight init range; 0 = UFLDL's sqrt(6 / (fan_in + fan_out + 1))
+
+
+def _check(cfg: AutoencoderConfig) -> None:
+    for key, value, allowed in (("encoder", cfg.encoder, ("dense", "local")), ("decoder", cfg.decoder, ("untied", "tied")),
+                                ("activation", cfg.activation, tuple(_ACTIVATIONS)), ("output", cfg.output, ("sigmoid", "linear"))):
+        if value not in allowed:
+            raise ValueError(f"model.{key} must be one of {allowed}, got {value!r}")
+    if cfg.hidden < 1 or cfg.pool < 1:
+        raise ValueError(f"model.hidden and model.pool must be >= 1, got {cfg.hidden} and {cfg.pool}")
+
+
+class Autoencoder(FeatureModel):
+    """A one-stage autoencoder. ``forward`` returns the codes h: (B, hidden) dense, (B, hidden, Ho, Wo) local."""
+
+    config_class = AutoencoderConfig
+
+    def __init__(self, config: AutoencoderConfig, input_shape: tuple[int, ...]):
+        super().__init__()
+        _check(config)
+        self.config = config
+        self.input_shape = tuple(input_shape)  # (C, H, W)
+        c, h, w = self.input_shape
+        if config.encoder == "dense":
+            n_in = c * h * w
+            bound = config.init_scale or math.sqrt(6.0 / (n_in + config.hidden + 1))
+            self.weight = nn.Parameter(torch.empty(config.hidden, n_in).uniform_(-bound, bound))  # (hidden, C·H·W)
+            self.decoder_weight = (nn.Parameter(torch.empty(config.hidden, n_in).uniform_(-bound, bound))
+                                   if config.decoder == "untied" else None)
+            self.filter = None
+        else:
+            self.filter = LocallyConnected2d(c, config.hidden, (h, w), config.kernel_size, config.stride,
+                                             tile=config.tile or None)
+            fan = c * config.kernel_size ** 2
+            bound = config.init_scale or math.sqrt(6.0 / (fan + config.hidden + 1))
+            with torch.no_grad():
+                self.filter.weight.uniform_(-bound, bound)
+            self.decoder_weight = (nn.Parameter(torch.empty_like(self.filter.weight).uniform_(-bound, bound))
+                                   if config.decoder == "untied" else None)
+        code_shape = self._code_shape()
+        self.bias = nn.Parameter(torch.zeros(code_shape)) if config.bias else None
+        self.decoder_bias = nn.Parameter(torch.zeros(self.input_shape)) if config.bias else None
+        self.pool = self._make_pool()
+
+    def _code_shape(self) -> tuple[int, ...]:
+        if self.filter is None:
+            return (self.config.hidden,)
+        return (self.config.hidden, *self.filter.out_size)
+
+    def _make_pool(self) -> nn.Module | None:
+        if self.config.pool == 1:
+            return None
+        if self.filter is not None:
+            return L2Pool2d(self.config.pool, stride=1, padding=self.config.pool // 2)
+        # Dense TICA: unit j pools units j .. j+pool-1 (wrapping round), a fixed 0/1 matrix.
+        n = self.config.hidden
+        groups = torch.zeros(n, n)
+        for j in range(n):
+            groups[j, [(j + i) % n for i in range(self.config.pool)]] = 1.0
+        self.register_buffer("groups", groups)  # (hidden, hidden)
+        return None
+
+    # --- the maps -----------------------------------------------------------------------------
+    def encode(self, x: Tensor) -> Tensor:
+        if self.filter is None:
+            pre = x.reshape(x.shape[0], -1) @ self.weight.t()  # (B, hidden)
+        else:
+            pre = self.filter(x)                                 # (B, hidden, Ho, Wo)
+        if self.bias is not None:
+            pre = pre + self.bias
+        return _ACTIVATIONS[self.config.activation](pre)
+
+    def decode(self, h: Tensor) -> Tensor:
+        if self.filter is None:
+            w = self.weight if self.decoder_weight is None else self.decoder_weight
+            out = (h @ w).reshape(h.shape[0], *self.input_shape)
+        else:
+            out = self.filter.adjoint(h, self.decoder_weight)
+        if self.decoder_bias is not None:
+            out = out + self.decoder_bias
+        return torch.sigmoid(out) if self.config.output == "sigmoid" else out
+
+    def pooled(self, h: Tensor) -> Tensor:
+        """sqrt of the pooled energy: |h| without pooling, sqrt(Σ_group h²) with it."""
+        if self.config.pool == 1:
+            return h
+        if self.filter is not None:
+            return self.pool(h)
+        return torch.sqrt(1e-8 + (h ** 2) @ self.groups.t())
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.encode(x)
+
+    def forward_train(self, batch: Batch) -> dict[str, Outputs]:
+        h = self.encode(batch.x)
+        weights = tuple(w for w in (self.weight if self.filter is None else self.filter.weight, self.decoder_weight)
+                        if w is not None)
+        return {"": Outputs(x=batch.x, codes=h, recon=self.decode(h), pooled=self.pooled(h), weights=weights,
+                            encode=self.encode, decode=self.decode)}
+
+    def feature_layers(self) -> list[str]:
+        return ["codes", "pooled"] if self.config.pool > 1 else ["codes"]
+
+    def features(self, x: Tensor, layer: str | None = None) -> Tensor:
+        if layer in (None, "codes"):
+            return self.encode(x)
+        if layer == "pooled" and self.config.pool > 1:
+            return self.pooled(self.encode(x))
+        raise KeyError(f"unknown layer {layer!r}; this model has {self.feature_layers()}")
+
+    def first_layer_filters(self) -> Tensor:
+        if self.filter is None:
+            return self.weight.detach().reshape(self.config.hidden, *self.input_shape)
+        return self.filter.filters().detach()
+
+
+register_model(
+    "ufldl-sae", Autoencoder, input_shape=(1, 8, 8),
+    description="UFLDL sparse autoencoder: 8x8 natural patches, 25 sigmoid units, rho=0.01, beta=3, lambda=1e-4",
+    objective={"reconstruction": 1.0, "kl_sparsity": {"weight": 3.0, "rho": 0.01}, "weight_l2": 1e-4},
+    hidden=25,
+)
+register_model(
+    "rica-8x8", Autoencoder, input_shape=(1, 8, 8),
+    description="RICA (Le et al. 2011): linear codes, tied decoder, L1-like sparsity, 8x8 whitened patches",
+    objective={"reconstruction": 1.0, "pooled_l2": {"weight": 0.1, "eps": 1e-4}},
+    hidden=64, activation="linear", output="linear", decoder="tied", bias=False,
+)
+register_model(
+    "tica-8x8", Autoencoder, input_shape=(1, 8, 8),
+    description="reconstruction TICA: RICA with squared codes pooled over groups of 4 adjacent units",
+    objective={"reconstruction": 1.0, "pooled_l2": {"weight": 0.1, "eps": 1e-4}},
+    hidden=64, activation="linear", output="linear", decoder="tied", bias=False, pool=4,
+)
+register_model(
+    "rica-local", Autoencoder, input_shape=(1, 16, 16),
+    description="RICA over an untied locally connected layer: 6x6 fields, 4 maps per position, 16x16 crops",
+    objective={"reconstruction": 1.0, "pooled_l2": {"weight": 0.05, "eps": 1e-4}},
+    hidden=4, encoder="local", kernel_size=6, stride=2, activation="linear", output="linear", decoder="tied",
+    bias=False,
+)

@@ -1,0 +1,146 @@
+"""The cat network (Le et al. 2012): stacked stages of filter -> L2 pooling -> local contrast normalisation.
+
+Each stage is a locally connected, untied filter layer (``maps`` templates at every position), L2
+pooling over a spatial neighbourhood within each map, and subtractive + divisive normalisation.
+Each stage learns with its own reconstruction-TICA cost: ½‖W₂ W₁x − x‖² + λ Σ sqrt(ε + pool((W₁x)²)),
+W₁ the encoder and W₂ the decoder (untied, as in the paper, or tied).
+
+``schedule="joint"`` in the trainer trains every stage at once on its own cost (a stage's input is
+detached, so a stage never pushes gradients into the one below); ``"greedy"`` trains stage 1, then 2, ...
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from downpour.layers import L2Pool2d, LocalContrastNorm2d, LocallyConnected2d
+from downpour.models.base import Batch, FeatureModel, Outputs
+from downpour.models.registry import register_model
+
+
+@dataclass
+class CatConfig:
+    maps: tuple[int, ...] = (8, 8)            # templates per position, per stage
+    kernels: tuple[int, ...] = (8, 5)         # receptive field side, per stage
+    strides: tuple[int, ...] = (1, 1)         # filter step, per stage
+    pools: tuple[int, ...] = (3, 3)           # L2 pooling neighbourhood side, per stage
+    pool_strides: tuple[int, ...] = (2, 1)    # L2 pooling step, per stage
+    lcn: int = 5                              # LCN Gaussian window side
+    tile: int = 0                             # 0 = untied (the paper), 1 = convolution, t = tiled
+    decoder: str = "untied"                   # untied | tied
+
+
+class CatStage(nn.Module):
+    """filter -> L2 pool -> LCN, with a decoder for the stage's reconstruction cost."""
+
+    def __init__(self, in_channels: int, in_size: tuple[int, int], maps: int, kernel: int, stride: int,
+                 pool: int, pool_stride: int, lcn: int, tile: int, decoder: str):
+        super().__init__()
+        self.filter = LocallyConnected2d(in_channels, maps, in_size, kernel, stride, tile=tile or None)
+        bound = math.sqrt(6.0 / (in_channels * kernel ** 2 + maps + 1))
+        with torch.no_grad():
+            self.filter.weight.uniform_(-bound, bound)
+        self.decoder_weight = (nn.Parameter(torch.empty_like(self.filter.weight).uniform_(-bound, bound))
+                               if decoder == "untied" else None)
+        ho, wo = self.filter.out_size
+        if pool > min(ho, wo):
+            raise ValueError(f"pool {pool} is larger than the filter output {ho}x{wo}; shrink kernels or pools")
+        self.pool = L2Pool2d(pool, stride=pool_stride)
+        self.lcn = LocalContrastNorm2d(maps, kernel_size=min(lcn, (ho - pool) // pool_stride + 1))
+        self.out_shape = (maps, (ho - pool) // pool_stride + 1, (wo - pool) // pool_stride + 1)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(B, C, H, W) -> codes (B, maps, Ho, Wo), pooled (B, maps, Hp, Wp), normalised output (same as pooled)."""
+        codes = self.filter(x)
+        pooled = self.pool(codes)
+        return codes, pooled, self.lcn(pooled)
+
+    def decode(self, codes: Tensor) -> Tensor:
+        return self.filter.adjoint(codes, self.decoder_weight)
+
+
+class CatNet(FeatureModel):
+    """The stacked network. ``forward`` returns the top stage's normalised output (B, maps, Hp, Wp)."""
+
+    config_class = CatConfig
+
+    def __init__(self, config: CatConfig, input_shape: tuple[int, ...]):
+        super().__init__()
+        n = len(config.maps)
+        lengths = {k: len(getattr(config, k)) for k in ("kernels", "strides", "pools", "pool_strides")}
+        if any(v != n for v in lengths.values()):
+            raise ValueError(f"model.maps has {n} stages but the per-stage lists have lengths {lengths}")
+        if config.decoder not in ("untied", "tied"):
+            raise ValueError(f"model.decoder must be 'untied' or 'tied', got {config.decoder!r}")
+        self.config = config
+        self.input_shape = tuple(input_shape)
+        shape = self.input_shape
+        stages = []
+        for i in range(n):
+            stage = CatStage(shape[0], shape[1:], config.maps[i], config.kernels[i], config.strides[i],
+                             config.pools[i], config.pool_strides[i], config.lcn, config.tile, config.decoder)
+            stages.append(stage)
+            shape = stage.out_shape
+        self.stages = nn.ModuleList(stages)
+        self.active_stage: int | None = None
+
+    def set_stage(self, stage: int | None) -> None:
+        if stage is not None and not 1 <= stage <= len(self.stages):
+            raise ValueError(f"stage {stage} out of range 1..{len(self.stages)}")
+        self.active_stage = stage
+
+    def forward(self, x: Tensor) -> Tensor:
+        for stage in self.stages:
+            x = stage(x)[2]
+        return x
+
+    def forward_train(self, batch: Batch) -> dict[str, Outputs]:
+        outputs: dict[str, Outputs] = {}
+        x = batch.x
+        for i, stage in enumerate(self.stages, start=1):
+            if self.active_stage is not None and i > self.active_stage:
+                break
+            x = x.detach()  # each stage learns from its own cost only
+            train_this = self.active_stage in (None, i)
+            with torch.set_grad_enabled(train_this and torch.is_grad_enabled()):
+                codes, pooled, normalised = stage(x)
+                if train_this:
+                    weights = tuple(w for w in (stage.filter.weight, stage.decoder_weight) if w is not None)
+                    outputs[f"stage{i}"] = Outputs(x=x, codes=codes, recon=stage.decode(codes), pooled=pooled,
+                                                   weights=weights, encode=stage.filter, decode=stage.decode)
+            x = normalised
+        return outputs
+
+    def feature_layers(self) -> list[str]:
+        return [f"stage{i}{part}" for i in range(1, len(self.stages) + 1) for part in ("/codes", "/pooled", "")]
+
+    def features(self, x: Tensor, layer: str | None = None) -> Tensor:
+        """``stageK`` (normalised output), ``stageK/pooled`` or ``stageK/codes``; the top stage when None."""
+        layer = layer or f"stage{len(self.stages)}"
+        if layer not in self.feature_layers():
+            raise KeyError(f"unknown layer {layer!r}; this model has {self.feature_layers()}")
+        name, _, part = layer.partition("/")
+        for i, stage in enumerate(self.stages, start=1):
+            codes, pooled, x = stage(x)
+            if name == f"stage{i}":
+                return {"codes": codes, "pooled": pooled, "": x}[part]
+        raise AssertionError("unreachable")
+
+    def first_layer_filters(self) -> Tensor:
+        return self.stages[0].filter.filters().detach()
+
+
+register_model(
+    "cat-demo", CatNet, input_shape=(1, 32, 32),
+    description="the cat network scaled to 2 cores: 2 untied stages (8 maps, 8x8 then 5x5 fields), L2 pool, LCN, 32x32 crops",
+    objective={"reconstruction": 1.0, "pooled_l2": {"weight": 0.1, "eps": 1e-2}},
+)
+register_model(
+    "cat-3stage", CatNet, input_shape=(1, 64, 64),
+    description="three stages like Le et al. 2012 (their fields 18x18, 8 maps), scaled to 64x64 inputs",
+    objective={"reconstruction": 1.0, "pooled_l2": {"weight": 0.1, "eps": 1e-2}},
+    maps=(8, 8, 8), kernels=(10, 6, 4), strides=(2, 1, 1), pools=(3, 3, 3), pool_strides=(1, 1, 1),
+)

@@ -1,0 +1,131 @@
+"""The local runner: one process, the shared training step, a torch optimiser. Resumable.
+
+    summary = run_local(cfg, RunDir.create(out, cfg))          # a new run
+    summary = run_local(cfg, RunDir.open(out), resume=True)    # continue it to cfg.train.steps
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Iterable
+
+import torch
+
+from downpour.config import ConfigError, RunConfig, TrainConfig
+from downpour.data import build_dataset
+from downpour.models.registry import build
+from downpour.train.checkpoint import load_optimizer_state, load_state, optimizer_state, save_state
+from downpour.train.rundir import RunDir
+from downpour.train.step import NonFiniteLoss, train_step
+from downpour.train.telemetry import Telemetry
+
+log = logging.getLogger(__name__)
+OPTIMIZERS = ("sgd", "adagrad", "adam")
+
+
+def make_optimizer(cfg: TrainConfig, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
+    params = [p for p in params if p.requires_grad]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum)
+    if cfg.optimizer == "adagrad":
+        return torch.optim.Adagrad(params, lr=cfg.lr)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr)
+    raise ConfigError(f"train.optimizer must be one of {OPTIMIZERS}, got {cfg.optimizer!r}")
+
+
+def stage_for_step(step: int, total: int, n_stages: int, schedule: str) -> int | None:
+    """Greedy training gives each stage an equal share of the steps, bottom first; joint trains all (None)."""
+    if schedule == "joint" or n_stages <= 1:
+        return None
+    if schedule != "greedy":
+        raise ConfigError(f"train.schedule must be 'joint' or 'greedy', got {schedule!r}")
+    return min(n_stages, 1 + step * n_stages // max(total, 1))
+
+
+def set_up_torch(cfg: RunConfig) -> None:
+    torch.manual_seed(cfg.seed)
+    if cfg.train.threads:
+        torch.set_num_threads(cfg.train.threads)
+
+
+class _Mean:
+    """Averages step results between two log lines, so the curve is not one noisy batch."""
+
+    def __init__(self):
+        self.sums: dict[str, float] = {}
+        self.steps = 0
+        self.samples = 0
+
+    def add(self, parts: dict[str, float], samples: int) -> None:
+        for k, v in parts.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+        self.steps += 1
+        self.samples += samples
+
+    def pop(self) -> tuple[dict[str, float], int]:
+        out = {k: v / max(self.steps, 1) for k, v in self.sums.items()}, self.samples
+        self.__init__()
+        return out
+
+
+def _save_checkpoint(run: RunDir, model, opt, step: int, skipped: int, elapsed: float) -> None:
+    tensors, meta = optimizer_state(opt)
+    tensors.update({f"model.{k}": v for k, v in model.state_dict().items()})
+    tensors["rng.torch"] = torch.get_rng_state()
+    save_state(run.checkpoints / "local", tensors, {**meta, "step": step, "skipped": skipped, "elapsed": elapsed})
+
+
+def run_local(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, Any]:
+    """Train ``cfg`` in this process; writes metrics, TensorBoard events, checkpoints and the model."""
+    set_up_torch(cfg)
+    data = build_dataset(cfg.data, cfg.seed)
+    model, objective = build(cfg, data.input_shape)
+    run.save_config(cfg)  # now fully resolved
+    opt = make_optimizer(cfg.train, model.parameters())
+    start, skipped, elapsed = 0, 0, 0.0
+    if resume:
+        tensors, meta = load_state(run.checkpoints / "local")
+        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        load_optimizer_state(opt, tensors, meta)
+        torch.set_rng_state(tensors["rng.torch"])
+        start, skipped, elapsed = meta["step"], meta["skipped"], meta["elapsed"]
+        log.info("resuming %s at step %d", run.path, start)
+    total = cfg.train.steps
+    if start >= total:
+        raise ConfigError(f"the run in {str(run.path)!r} already reached step {start}; raise train.steps (--steps) to go on")
+
+    generator = torch.Generator().manual_seed(cfg.seed + 1)
+    batches = data.batches(cfg.train.batch_size, generator)
+    for _ in range(start):  # replay the batch order, so a resumed run sees what an uninterrupted one would
+        next(batches)
+    telemetry = Telemetry(run, total, tensorboard=cfg.train.tensorboard, time_offset=elapsed)
+    n_stages = len(getattr(model, "stages", ())) or 1
+    mean, result = _Mean(), None
+    t0 = time.perf_counter()
+    try:
+        for step in range(start, total):
+            model.set_stage(stage_for_step(step, total, n_stages, cfg.train.schedule))
+            batch = next(batches)
+            try:
+                result = train_step(model, objective, batch)
+            except NonFiniteLoss as err:
+                skipped += 1
+                log.warning("step %d skipped: %s", step + 1, err)
+                continue
+            opt.step()
+            mean.add(result.parts, result.samples)
+            done = step + 1
+            if done % cfg.train.log_every == 0 or done == total:
+                parts, samples = mean.pop()
+                telemetry.log(done, parts, samples)
+            if cfg.train.checkpoint_every and done % cfg.train.checkpoint_every == 0 and done < total:
+                _save_checkpoint(run, model, opt, done, skipped, elapsed + time.perf_counter() - t0)
+    finally:
+        telemetry.close()
+    elapsed += time.perf_counter() - t0
+    model.set_stage(None)
+    _save_checkpoint(run, model, opt, total, skipped, elapsed)
+    run.save_model(model, total, {"skipped_steps": skipped, "data": data.info})
+    return {"steps": total, "resumed_from": start, "final_loss": result.loss if result else None,
+            "skipped_steps": skipped, "seconds": round(elapsed, 2), "run": str(run.path)}

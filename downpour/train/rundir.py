@@ -1,0 +1,108 @@
+"""The run directory every runner writes and every analysis reads (see docs/architecture.md)."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+from safetensors.torch import load_file, save_file
+
+from downpour.config import ConfigError, RunConfig, load_config, save_config
+from downpour.models.base import FeatureModel
+
+
+class NotARunError(FileNotFoundError):
+    """The directory is not a downpour run (it has no config.toml / model)."""
+
+
+class RunDir:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    @classmethod
+    def create(cls, path: str | Path, cfg: RunConfig) -> "RunDir":
+        """A new run directory holding the fully resolved ``config.toml``; refuses to overwrite a run."""
+        run = cls(path)
+        if (run.path / "config.toml").exists():
+            raise FileExistsError(f"{str(run.path)!r} already holds a run; resume it with --resume or pick another --out")
+        run.path.mkdir(parents=True, exist_ok=True)
+        run.save_config(cfg)
+        return run
+
+    @classmethod
+    def open(cls, path: str | Path) -> "RunDir":
+        run = cls(path)
+        if not run.path.is_dir():
+            raise NotARunError(f"{str(run.path)!r} does not exist")
+        if not (run.path / "config.toml").is_file():
+            raise NotARunError(f"{str(run.path)!r} is not a downpour run directory (no config.toml); "
+                               "give the --out directory of a `downpour train` run")
+        return run
+
+    # --- configuration ------------------------------------------------------------------------
+    @property
+    def config(self) -> RunConfig:
+        try:
+            return load_config(str(self.path / "config.toml"))
+        except ConfigError as err:
+            raise NotARunError(f"{str(self.path)!r}: its config.toml cannot be read: {err}") from None
+
+    def save_config(self, cfg: RunConfig) -> None:
+        save_config(cfg, self.path / "config.toml")
+
+    # --- the model ----------------------------------------------------------------------------
+    def save_model(self, model: FeatureModel, step: int, extra: dict[str, Any] | None = None) -> None:
+        """``model.safetensors`` (every parameter and buffer) + ``model.json`` (registry name, options, step)."""
+        cfg = self.config
+        state = {k: v.detach().contiguous().cpu().clone() for k, v in model.state_dict().items()}
+        save_file(state, str(self.path / "model.safetensors"))
+        meta = {"model": cfg.model.name, "options": dataclasses.asdict(model.config),
+                "input_shape": list(model.input_shape), "step": step, "seed": cfg.seed, **(extra or {})}
+        self.write_json("model.json", meta)
+
+    def load_model(self) -> FeatureModel:
+        from downpour.models.registry import create_model  # the registry imports every family: only when needed
+
+        if not (self.path / "model.safetensors").is_file():
+            raise NotARunError(f"{str(self.path)!r} has no model.safetensors yet: has its training finished?")
+        meta = self.read_json("model.json")
+        model = create_model(meta["model"], tuple(meta["input_shape"]), **meta["options"])
+        model.load_state_dict(load_file(str(self.path / "model.safetensors")))
+        model.eval()
+        return model
+
+    # --- files --------------------------------------------------------------------------------
+    def metrics(self) -> list[dict[str, Any]]:
+        path = self.path / "metrics.jsonl"
+        if not path.is_file():
+            return []
+        rows = []
+        for n, line in enumerate(path.read_text().splitlines(), start=1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError:
+                    raise ValueError(f"{str(path)!r} line {n} is not JSON") from None
+        return rows
+
+    def write_json(self, name: str, obj: Any) -> Path:
+        path = self.path / name
+        path.write_text(json.dumps(obj, indent=1, sort_keys=True))
+        return path
+
+    def read_json(self, name: str) -> Any:
+        path = self.path / name
+        if not path.is_file():
+            raise FileNotFoundError(f"{str(path)!r} does not exist")
+        return json.loads(path.read_text())
+
+    @property
+    def figures(self) -> Path:
+        path = self.path / "figures"
+        path.mkdir(exist_ok=True)
+        return path
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"

@@ -1,0 +1,76 @@
+"""Metrics for every runner: one JSON object per logged step in metrics.jsonl, TensorBoard scalars,
+and a progress line on the terminal."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any, TextIO
+
+from downpour.train.rundir import RunDir
+
+
+def _fmt_duration(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+class Telemetry:
+    """``log(step, parts, samples, **fields)`` appends
+    ``{"step", "time", "loss", <every part>, "samples_per_s", **fields}`` to metrics.jsonl.
+
+    ``samples`` counts the samples processed since the previous ``log`` call; ``time`` is seconds
+    since this object was made (plus ``time_offset`` when a run resumes). Progress is printed about
+    ``progress_lines`` times over the run, so logs stay readable in CI.
+    """
+
+    def __init__(self, run: RunDir, total_steps: int, tensorboard: bool = True, progress_lines: int = 20,
+                 stream: TextIO | None = None, time_offset: float = 0.0):
+        self.run = run
+        self.total = max(1, total_steps)
+        self.file = open(run.path / "metrics.jsonl", "a")
+        self.stream = stream if stream is not None else sys.stderr
+        self.every = max(1, self.total // max(1, progress_lines))
+        self.start = time.perf_counter()
+        self.offset = time_offset
+        self.last_time = self.start
+        self.last_printed = -1
+        self.first_step: int | None = None  # the step before the first logged one, for the ETA
+        self.writer = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter  # imported late: it takes a second
+
+            self.writer = SummaryWriter(log_dir=str(run.path / "tb"))
+
+    def log(self, step: int, parts: dict[str, float], samples: int, **fields: Any) -> dict[str, Any]:
+        now = time.perf_counter()
+        if self.first_step is None:
+            self.first_step = step - 1
+        rate = samples / max(now - self.last_time, 1e-9)
+        self.last_time = now
+        row = {"step": step, "time": round(self.offset + now - self.start, 4), "loss": sum(parts.values()),
+               **parts, "samples_per_s": round(rate, 2), **fields}
+        self.file.write(json.dumps(row) + "\n")
+        self.file.flush()
+        if self.writer is not None:
+            for key, value in row.items():
+                if key not in ("step", "time") and isinstance(value, (int, float)):
+                    self.writer.add_scalar(key, value, step)
+        if step // self.every != self.last_printed // self.every or step >= self.total:
+            self.last_printed = step
+            self.print_progress(row)
+        return row
+
+    def print_progress(self, row: dict[str, Any], extra: str = "") -> None:
+        step = row["step"]
+        elapsed = time.perf_counter() - self.start
+        eta = elapsed / max(step - (self.first_step or 0), 1) * (self.total - step)
+        skip = {"step", "time", "loss", "samples_per_s", "worker", "staleness", "version"}
+        parts = "  ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in skip and isinstance(v, float))
+        print(f"step {step:>6}/{self.total}  loss {row['loss']:.4g}  [{parts}]  "
+              f"{row['samples_per_s']:.0f} samples/s  eta {_fmt_duration(eta)}{extra}", file=self.stream, flush=True)
+
+    def close(self) -> None:
+        self.file.close()
+        if self.writer is not None:
+            self.writer.close()

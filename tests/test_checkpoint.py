@@ -1,0 +1,24 @@
+import pytest
+import torch
+
+from downpour.train.checkpoint import load_optimizer_state, load_state, optimizer_state, save_state
+
+
+def test_optimizer_state_round_trips_through_safetensors(tmp_path):
+    model = torch.nn.Linear(3, 2)
+    opt = torch.optim.Adam(model.parameters(), lr=0.1)
+    model(torch.randn(4, 3)).sum().backward()
+    opt.step()
+    tensors, meta = optimizer_state(opt)
+    save_state(tmp_path / "ck", tensors, meta)
+    assert not list(tmp_path.glob("*.tmp"))
+    t2, m2 = load_state(tmp_path / "ck")
+    opt2 = torch.optim.Adam(model.parameters(), lr=0.1)
+    load_optimizer_state(opt2, t2, m2)
+    for a, b in zip(opt.state.values(), opt2.state.values()):
+        assert torch.equal(a["exp_avg"], b["exp_avg"]) and float(a["step"]) == float(b["step"])
+
+
+def test_missing_checkpoint_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="ck.safetensors"):
+        load_state(tmp_path / "ck")
