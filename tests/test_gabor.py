@@ -1,0 +1,70 @@
+"""Gabor bank, random filters and the first-layer switch (filled, unit norm, frozen)."""
+import math
+
+import pytest
+import torch
+
+from downpour.layers.gabor import GaborBank, gabor_kernel, init_first_layer, random_filters
+
+
+def test_gabor_kernel_is_zero_mean_unit_norm_and_oriented():
+    g = gabor_kernel(9, theta=0.0, wavelength=4.0, phase=0.0)
+    assert g.shape == (9, 9)
+    assert abs(g.sum().item()) < 1e-5 and abs(g.norm().item() - 1) < 1e-5
+    # theta = 0: stripes vary along x, are constant along y near the centre row/column.
+    assert (g[4, :] - g[4, :].mean()).abs().max() > 10 * (g[:, 4] - g[4, 4]).abs()[3:6].max()
+    rot = gabor_kernel(9, theta=math.pi / 2, wavelength=4.0, phase=0.0)
+    assert torch.allclose(rot, g.t(), atol=1e-5)
+
+
+def test_bank_shape_order_and_responses():
+    bank = GaborBank(11, orientations=4, scales=2, phases=2, channels=3)
+    f = bank.filters()
+    assert f.shape == (16, 3, 11, 11) and len(bank) == 16
+    assert torch.allclose(f.flatten(1).norm(dim=1), torch.ones(16), atol=1e-5)
+    # A vertical-stripe grating at the first scale's wavelength excites orientation 0 most.
+    x = torch.arange(11.0)
+    grating = torch.cos(2 * math.pi * x / bank.wavelength(0)).expand(3, 11, 11)
+    resp = (f[:4] * grating).flatten(1).sum(1).abs()
+    assert resp.argmax().item() == 0
+
+
+@pytest.mark.parametrize("n", [1, 3, 8, 20, 40])
+def test_sized_bank_covers_n(n):
+    bank = GaborBank.sized(n, 8)
+    assert len(bank) >= n and bank.orientations == min(8, max(1, n // bank.phases))
+
+
+def test_random_filters_unit_norm_and_seeded():
+    a, b = random_filters(10, 2, 5, seed=3), random_filters(10, 2, 5, seed=3)
+    assert torch.equal(a, b) and not torch.equal(a, random_filters(10, 2, 5, seed=4))
+    assert torch.allclose(a.flatten(1).norm(dim=1), torch.ones(10), atol=1e-5)
+
+
+def test_init_first_layer_locally_connected_layout():
+    w = torch.nn.Parameter(torch.zeros(3, 3, 6, 2, 5, 5))  # (tH, tW, maps, C, k, k)
+    assert init_first_layer(w, "gabor", seed=0) is False and not w.requires_grad
+    expected = GaborBank.sized(6, 5, 2).filters()[:6]
+    assert torch.allclose(w[1, 2], expected) and torch.allclose(w[0, 0], expected)
+    r = torch.nn.Parameter(torch.zeros(3, 3, 6, 2, 5, 5))
+    assert init_first_layer(r, "random", seed=1) is False
+    norms = r.detach().flatten(3).norm(dim=3)
+    assert torch.allclose(norms, torch.ones_like(norms), atol=1e-5)
+    assert not torch.equal(r[0, 0], r[0, 1])  # random filters differ from position to position
+
+
+def test_init_first_layer_dense_and_learned():
+    w = torch.nn.Parameter(torch.randn(10, 3 * 8 * 8))
+    before = w.detach().clone()
+    assert init_first_layer(w, "learned") is True and w.requires_grad and torch.equal(w, before)
+    assert init_first_layer(w, "gabor", channels=3) is False
+    assert torch.allclose(w[0].view(3, 8, 8), GaborBank.sized(10, 8, 3).filters()[0])
+
+
+def test_init_first_layer_bad_input_names_the_problem():
+    with pytest.raises(ValueError, match="first_layer must be one of"):
+        init_first_layer(torch.zeros(4, 64), "designed")
+    with pytest.raises(ValueError, match=r"\(hidden, C\*k\*k\)"):
+        init_first_layer(torch.zeros(4, 60), "gabor")
+    with pytest.raises(ValueError, match="weight shape"):
+        init_first_layer(torch.zeros(4, 5, 6), "random")
