@@ -1,0 +1,62 @@
+"""Local contrast normalisation (Jarrett, Kavukcuoglu, Ranzato & LeCun 2009), as in the cat network.
+
+With w a Gaussian window that sums to 1 over space *and* channels:
+
+    subtractive   v[c, i, j] = x[c, i, j] - sum_{c', p, q} w[p, q] x[c', i+p, j+q]
+    divisive      y = v / max(mean(sigma), sigma),  sigma[i, j] = sqrt(sum_{c', p, q} w[p, q] v[c', i+p, j+q]^2)
+
+``mean(sigma)`` is taken per image over all positions. Border correction: near the edges part of
+the window falls outside the image; the windowed sums are zero-padded and divided by the window
+mass that lies inside, so a constant image has local mean exactly that constant everywhere.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def gaussian_window(kernel_size: int, sigma: float, channels: int) -> Tensor:
+    """(1, channels, k, k) Gaussian that sums to 1 over all its entries."""
+    r = torch.arange(kernel_size, dtype=torch.float64) - (kernel_size - 1) / 2
+    g1 = torch.exp(-0.5 * (r / sigma) ** 2)
+    g2 = torch.outer(g1, g1)
+    g2 = g2 / (g2.sum() * channels)
+    return g2.expand(1, channels, kernel_size, kernel_size).to(torch.get_default_dtype()).contiguous()
+
+
+class LocalContrastNorm2d(nn.Module):
+    """(B, C, H, W) -> (B, C, H, W). ``sigma`` (window std) defaults to kernel_size / 4; ``eps`` floors the divisor."""
+
+    def __init__(self, channels: int, kernel_size: int = 9, sigma: float | None = None, eps: float = 1e-4):
+        super().__init__()
+        if not isinstance(channels, int) or channels < 1:
+            raise ValueError(f"LocalContrastNorm2d: channels must be a positive int, got {channels!r}")
+        if not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
+            raise ValueError(f"LocalContrastNorm2d: kernel_size must be a positive odd int, got {kernel_size!r}")
+        sigma = kernel_size / 4 if sigma is None else sigma
+        if sigma <= 0 or eps <= 0:
+            raise ValueError(f"LocalContrastNorm2d: sigma and eps must be > 0, got sigma={sigma!r}, eps={eps!r}")
+        self.channels, self.kernel_size, self.sigma, self.eps = channels, kernel_size, float(sigma), float(eps)
+        # A buffer, not a parameter: the window is fixed, but it follows .to(device / dtype).
+        self.register_buffer("window", gaussian_window(kernel_size, self.sigma, channels), persistent=False)
+
+    def extra_repr(self) -> str:
+        return f"{self.channels}, kernel_size={self.kernel_size}, sigma={self.sigma}, eps={self.eps}"
+
+    def _local_sum(self, t: Tensor, w: Tensor, mass: Tensor) -> Tensor:
+        """Window-weighted sum over space and channels, border-corrected: (B, C, H, W) -> (B, 1, H, W)."""
+        return F.conv2d(t, w, padding=self.kernel_size // 2) / mass
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, C, H, W) -> (B, C, H, W)."""
+        if x.dim() != 4 or x.shape[1] != self.channels:
+            raise ValueError(f"LocalContrastNorm2d: expected (B, {self.channels}, H, W), got {tuple(x.shape)}")
+        w = self.window.to(x.dtype)
+        # Window mass inside the image at every position: 1 in the interior, less near the borders.
+        mass = F.conv2d(x.new_ones(1, self.channels, *x.shape[2:]), w, padding=self.kernel_size // 2)
+        v = x - self._local_sum(x, w, mass)
+        # eps^2 under the root floors sigma at eps smoothly (and keeps the gradient finite on flat patches).
+        sigma = torch.sqrt(self._local_sum(v * v, w, mass) + self.eps ** 2)   # (B, 1, H, W)
+        c = sigma.mean(dim=(1, 2, 3), keepdim=True)                           # (B, 1, 1, 1)
+        return v / torch.maximum(sigma, c)

@@ -1,0 +1,168 @@
+"""Locally connected filtering with a tiling dial between a convolution and fully untied filters.
+
+``tile`` says how often the filter banks repeat across the output grid:
+
+- ``tile=None`` (or >= the output size): fully untied, a different bank of ``maps`` filters at
+  every output position, as in the cat network (Le et al. 2012);
+- ``tile=1``: one bank shared everywhere, i.e. a convolution;
+- ``tile=t``: position (i, j) uses bank (i mod t, j mod t): Tiled CNNs (Ngiam, Le et al. 2010).
+
+There is no padding: the output has Ho = (H - k) // stride + 1 rows (same for columns).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from downpour.layers._lc_kernels import CHUNK_BYTES, untied_adjoint, untied_apply
+
+# A tiled layer with at most this many distinct banks runs as one strided convolution per bank;
+# beyond it, the banks are expanded to one per position and the untied kernel is used.
+_MAX_CONV_CLASSES = 64
+
+
+def _pair(v: int | tuple[int, int], name: str) -> tuple[int, int]:
+    pair = (v, v) if isinstance(v, int) else tuple(v)
+    if len(pair) != 2 or not all(isinstance(n, int) and n > 0 for n in pair):
+        raise ValueError(f"LocallyConnected2d: {name} must be a positive int or a pair of them, got {v!r}")
+    return pair  # type: ignore[return-value]
+
+
+def _expand_tiles(t: Tensor, out_size: tuple[int, int]) -> Tensor:
+    """(tH, tW, ...) banks -> (Ho, Wo, ...): position (i, j) gets bank (i mod tH, j mod tW)."""
+    th, tw = t.shape[:2]
+    if (th, tw) == tuple(out_size):
+        return t
+    rows = torch.arange(out_size[0], device=t.device) % th
+    cols = torch.arange(out_size[1], device=t.device) % tw
+    return t.index_select(0, rows).index_select(1, cols)
+
+
+def locally_connected_reference(x: Tensor, weight: Tensor, stride: int, bias: Tensor | None = None) -> Tensor:
+    """The slow, obvious layer: unfold every receptive field, then one einsum.
+
+    ``x`` (B, C, H, W); ``weight`` (tH, tW, M, C, k, k) tiled over the output grid (tH = Ho for
+    untied filters); ``bias`` (tH, tW, M) or None. Returns (B, M, Ho, Wo). Used by tests and as the
+    baseline of ``bench/locally_connected.py``; it materialises the whole (B, C*k*k, Ho*Wo) unfold.
+    """
+    b, c, h, w = x.shape
+    k = weight.shape[-1]
+    ho, wo = (h - k) // stride + 1, (w - k) // stride + 1
+    full = _expand_tiles(weight, (ho, wo))                            # (Ho, Wo, M, C, k, k)
+    cols = F.unfold(x, k, stride=stride).view(b, c, k, k, ho, wo)     # (B, C, k, k, Ho, Wo)
+    out = torch.einsum("bcuvij,ijmcuv->bmij", cols, full)
+    if bias is not None:
+        out = out + _expand_tiles(bias, (ho, wo)).permute(2, 0, 1)
+    return out
+
+
+class LocallyConnected2d(nn.Module):
+    """Filtering with ``maps`` filters per position, untied, tiled or shared (see module docstring).
+
+    Parameters: ``in_channels`` C, ``maps`` M, ``in_size`` (H, W), ``kernel_size`` k, ``stride``,
+    ``tile`` (None = untied), ``bias``. ``weight``: (tH, tW, M, C, k, k), ``bias``: (tH, tW, M).
+    Attributes: ``in_size``, ``out_size`` (Ho, Wo), ``tile`` ((tH, tW), or None when fully untied),
+    ``tile_shape`` (tH, tW) always, ``chunk_bytes`` (work-buffer budget of the untied kernel).
+    """
+
+    def __init__(self, in_channels: int, maps: int, in_size: int | tuple[int, int], kernel_size: int,
+                 stride: int = 1, tile: int | None = None, bias: bool = False):
+        super().__init__()
+        for name, v in (("in_channels", in_channels), ("maps", maps), ("kernel_size", kernel_size), ("stride", stride)):
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"LocallyConnected2d: {name} must be a positive int, got {v!r}")
+        self.in_channels, self.maps, self.kernel_size, self.stride = in_channels, maps, kernel_size, stride
+        self.in_size = _pair(in_size, "in_size")
+        if min(self.in_size) < kernel_size:
+            raise ValueError(f"LocallyConnected2d: in_size {self.in_size} is smaller than kernel_size {kernel_size}")
+        self.out_size = tuple((n - kernel_size) // stride + 1 for n in self.in_size)
+        if tile is not None and (not isinstance(tile, int) or tile < 1):
+            raise ValueError(f"LocallyConnected2d: tile must be None or a positive int, got {tile!r}")
+        self.tile_shape = self.out_size if tile is None else tuple(min(tile, n) for n in self.out_size)
+        self.tile = None if self.tile_shape == self.out_size else self.tile_shape
+        self.chunk_bytes = CHUNK_BYTES
+        th, tw = self.tile_shape
+        self.weight = nn.Parameter(torch.empty(th, tw, maps, in_channels, kernel_size, kernel_size))
+        self.bias = nn.Parameter(torch.zeros(th, tw, maps)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # nn.Conv2d's default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)), so every tiling starts alike.
+        bound = 1.0 / math.sqrt(self.in_channels * self.kernel_size ** 2)
+        nn.init.uniform_(self.weight, -bound, bound)
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
+
+    @property
+    def untied(self) -> bool:
+        return self.tile is None
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.maps}, in_size={self.in_size}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, tile={self.tile}, bias={self.bias is not None}")
+
+    def _check(self, t: Tensor, channels: int, size: tuple[int, int], what: str) -> None:
+        if t.dim() != 4 or t.shape[1] != channels or tuple(t.shape[2:]) != tuple(size):
+            raise ValueError(f"LocallyConnected2d.{what}: expected (B, {channels}, {size[0]}, {size[1]}), "
+                             f"got {tuple(t.shape)}")
+
+    def _n_classes(self) -> int:
+        return self.tile_shape[0] * self.tile_shape[1]
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, C, H, W) -> (B, maps, Ho, Wo)."""
+        self._check(x, self.in_channels, self.in_size, "forward")
+        out = self._linear(x, self.weight)
+        if self.bias is not None:
+            out = out + _expand_tiles(self.bias, self.out_size).permute(2, 0, 1)
+        return out
+
+    def adjoint(self, y: Tensor, weight: Tensor | None = None) -> Tensor:
+        """(B, maps, Ho, Wo) -> (B, C, H, W): the transpose of the bias-free map.
+
+        With ``weight=None`` it uses ``self.weight`` (a tied decoder, RICA's W^T W x); otherwise an
+        explicit tensor of ``weight``'s shape (an untied decoder). Differentiable in both.
+        """
+        self._check(y, self.maps, self.out_size, "adjoint")
+        w = self.weight if weight is None else weight
+        if w.shape != self.weight.shape:
+            raise ValueError(f"LocallyConnected2d.adjoint: weight must have shape {tuple(self.weight.shape)}, "
+                             f"got {tuple(w.shape)}")
+        return self._linear_t(y, w)
+
+    def filters(self) -> Tensor:
+        """(n_distinct_filters, C, k, k) = (tH*tW*maps, C, k, k), for pictures; detached."""
+        return self.weight.detach().reshape(-1, self.in_channels, self.kernel_size, self.kernel_size)
+
+    # --- the three regimes of the dial -------------------------------------------------------
+    def _linear(self, x: Tensor, w: Tensor) -> Tensor:
+        s, (th, tw) = self.stride, self.tile_shape
+        if self._n_classes() == 1:
+            return F.conv2d(x, w[0, 0], stride=s)
+        if self.untied or self._n_classes() > _MAX_CONV_CLASSES:
+            return untied_apply(x, _expand_tiles(w, self.out_size), s, self.chunk_bytes)
+        # One strided convolution per bank: bank (a, b) sees exactly the positions i = a mod tH, j = b mod tW.
+        out = x.new_zeros(x.shape[0], self.maps, *self.out_size)
+        for a in range(th):
+            for b in range(tw):
+                out[:, :, a::th, b::tw] = F.conv2d(x[:, :, a * s:, b * s:], w[a, b], stride=(s * th, s * tw))
+        return out
+
+    def _linear_t(self, y: Tensor, w: Tensor) -> Tensor:
+        s, (th, tw), (h, width) = self.stride, self.tile_shape, self.in_size
+        k = self.kernel_size
+        if self._n_classes() == 1:
+            extra = (h - ((self.out_size[0] - 1) * s + k), width - ((self.out_size[1] - 1) * s + k))
+            return F.conv_transpose2d(y, w[0, 0], stride=s, output_padding=extra)
+        if self.untied or self._n_classes() > _MAX_CONV_CLASSES:
+            return untied_adjoint(y, _expand_tiles(w, self.out_size), s, self.in_size, self.chunk_bytes)
+        x = y.new_zeros(y.shape[0], self.in_channels, h, width)
+        for a in range(th):
+            for b in range(tw):
+                part = F.conv_transpose2d(y[:, :, a::th, b::tw], w[a, b], stride=(s * th, s * tw))
+                top, left = a * s, b * s
+                x = x + F.pad(part, (left, width - left - part.shape[3], top, h - top - part.shape[2]))
+        return x

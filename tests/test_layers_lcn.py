@@ -1,0 +1,84 @@
+"""LocalContrastNorm2d against explicit loops, invariances, gradients, frozen outputs."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch.autograd import gradcheck
+
+from downpour.layers import LocalContrastNorm2d
+from downpour.layers.lcn import gaussian_window
+
+REF = Path(__file__).parent / "data" / "layers_lcn_ref.npz"
+
+
+def loop_lcn(x, k, sigma, eps):
+    """Jarrett et al.'s recipe with an explicit loop over positions and a clipped window at borders."""
+    b, c, h, w = x.shape
+    win = gaussian_window(k, sigma, c).to(x.dtype)[0]            # (C, k, k), sums to 1
+    r = k // 2
+
+    def local(t):  # border-corrected windowed sum over channels and space -> (B, H, W)
+        out = torch.zeros(b, h, w, dtype=x.dtype)
+        for i in range(h):
+            for j in range(w):
+                i0, i1, j0, j1 = max(0, i - r), min(h, i + r + 1), max(0, j - r), min(w, j + r + 1)
+                wv = win[:, i0 - i + r:i1 - i + r, j0 - j + r:j1 - j + r]
+                out[:, i, j] = (t[:, :, i0:i1, j0:j1] * wv).sum(dim=(1, 2, 3)) / wv.sum()
+        return out
+
+    v = x - local(x)[:, None]
+    sigma_map = torch.sqrt(local(v * v) + eps ** 2)[:, None]
+    c_mean = sigma_map.mean(dim=(1, 2, 3), keepdim=True)
+    return v / torch.maximum(sigma_map, c_mean)
+
+
+def test_matches_loops():
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 8, 7, dtype=torch.float64) * 3 + 1
+    lcn = LocalContrastNorm2d(3, kernel_size=5, sigma=1.5)
+    torch.testing.assert_close(lcn(x), loop_lcn(x, 5, 1.5, 1e-4))
+
+
+def test_invariances():
+    torch.manual_seed(1)
+    x = torch.randn(2, 3, 12, 12, dtype=torch.float64)
+    lcn = LocalContrastNorm2d(3, kernel_size=7)
+    torch.testing.assert_close(lcn(x), lcn(5.0 * x + 2.0), rtol=1e-4, atol=1e-4)   # gain and offset removed
+    flat = torch.full((1, 3, 10, 10), 7.0, dtype=torch.float64)
+    torch.testing.assert_close(lcn(flat), torch.zeros_like(flat))                  # border-corrected mean
+
+
+def test_gradcheck():
+    torch.manual_seed(2)
+    x = torch.randn(1, 2, 6, 6, dtype=torch.float64, requires_grad=True)
+    assert gradcheck(LocalContrastNorm2d(2, kernel_size=3), (x,))
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="odd"):
+        LocalContrastNorm2d(3, kernel_size=4)
+    with pytest.raises(ValueError, match=r"expected \(B, 3, H, W\)"):
+        LocalContrastNorm2d(3)(torch.randn(1, 2, 9, 9))
+
+
+def _reference_case():
+    g = torch.Generator().manual_seed(4321)
+    x = torch.rand(2, 3, 16, 16, generator=g)
+    return x, LocalContrastNorm2d(3, kernel_size=9)
+
+
+def test_frozen_reference_output():
+    x, lcn = _reference_case()
+    ref = np.load(REF)
+    np.testing.assert_array_equal(x.numpy(), ref["x"])
+    np.testing.assert_allclose(lcn(x).numpy(), ref["y"], rtol=1e-5, atol=1e-6)
+
+
+if __name__ == "__main__":  # python tests/test_layers_lcn.py  -> rewrites the frozen reference
+    x, lcn = _reference_case()
+    REF.parent.mkdir(exist_ok=True)
+    np.savez(REF, x=x.numpy(), y=lcn(x).detach().numpy())
+    print(f"wrote {REF}")

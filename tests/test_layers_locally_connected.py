@@ -1,0 +1,146 @@
+"""LocallyConnected2d against explicit loops over positions, its adjoint, the conv limit, gradients."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.autograd import gradcheck, gradgradcheck
+
+from downpour.layers import LocallyConnected2d, locally_connected_reference
+from downpour.layers import _lc_kernels as kernels
+
+
+def loop_reference(x, weight, stride, bias=None):
+    """Explicit loops: position (i, j) applies bank (i mod tH, j mod tW) to its receptive field."""
+    b, c, h, w = x.shape
+    th, tw, m, _, k, _ = weight.shape
+    ho, wo = (h - k) // stride + 1, (w - k) // stride + 1
+    out = torch.zeros(b, m, ho, wo, dtype=x.dtype)
+    for i in range(ho):
+        for j in range(wo):
+            patch = x[:, :, i * stride:i * stride + k, j * stride:j * stride + k]     # (B, C, k, k)
+            bank = weight[i % th, j % tw]                                             # (M, C, k, k)
+            out[:, :, i, j] = torch.einsum("bcuv,mcuv->bm", patch, bank)
+            if bias is not None:
+                out[:, :, i, j] += bias[i % th, j % tw]
+    return out
+
+
+CASES = [  # (in_size, k, stride, tile)
+    ((9, 8), 3, 1, None), ((9, 8), 3, 2, None), ((10, 7), 4, 3, None), ((9, 8), 3, 1, 1),
+    ((9, 8), 3, 2, 1), ((9, 8), 3, 1, 2), ((10, 9), 3, 2, 3), ((9, 8), 2, 1, 5),
+]
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+@pytest.mark.parametrize("in_size,k,stride,tile", CASES)
+def test_matches_loops_and_reference(in_size, k, stride, tile):
+    layer = LocallyConnected2d(2, 3, in_size, k, stride=stride, tile=tile, bias=True).double()
+    with torch.no_grad():
+        layer.bias.normal_()
+    x = torch.randn(3, 2, *in_size, dtype=torch.float64)
+    want = loop_reference(x, layer.weight, stride, layer.bias)
+    assert layer(x).shape == (3, 3, *layer.out_size)
+    torch.testing.assert_close(layer(x), want)
+    torch.testing.assert_close(locally_connected_reference(x, layer.weight, stride, layer.bias), want)
+
+
+@pytest.mark.parametrize("in_size,k,stride,tile", CASES)
+def test_adjoint_is_transpose(in_size, k, stride, tile):
+    layer = LocallyConnected2d(2, 3, in_size, k, stride=stride, tile=tile).double()
+    x = torch.randn(2, 2, *in_size, dtype=torch.float64)
+    y = torch.randn(2, 3, *layer.out_size, dtype=torch.float64)
+    lhs = (layer(x) * y).sum()
+    rhs = (x * layer.adjoint(y)).sum()
+    torch.testing.assert_close(lhs, rhs)
+    other = torch.randn_like(layer.weight)
+    ref = (locally_connected_reference(x, other, stride) * y).sum()
+    torch.testing.assert_close((x * layer.adjoint(y, other)).sum(), ref)
+
+
+def test_tile_one_is_conv2d():
+    layer = LocallyConnected2d(3, 4, 11, 3, stride=2, tile=1, bias=True)
+    x = torch.randn(2, 3, 11, 11)
+    want = F.conv2d(x, layer.weight[0, 0], layer.bias[0, 0], stride=2)
+    torch.testing.assert_close(layer(x), want)
+    assert layer.tile == (1, 1) and layer.filters().shape == (4, 3, 3, 3)
+
+
+def test_untied_shapes_and_filters():
+    layer = LocallyConnected2d(3, 8, (12, 10), 5, stride=1)
+    assert layer.tile is None and layer.untied and layer.out_size == (8, 6)
+    assert layer.weight.shape == (8, 6, 8, 3, 5, 5)
+    assert layer.filters().shape == (8 * 6 * 8, 3, 5, 5)
+    tiled = LocallyConnected2d(3, 8, (12, 10), 5, tile=4)
+    assert tiled.tile == (4, 4) and tiled.weight.shape == (4, 4, 8, 3, 5, 5)
+    wide = LocallyConnected2d(3, 8, (12, 10), 5, tile=7)      # untied along columns only
+    assert wide.tile == (7, 6) and not wide.untied
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 1000, 1 << 30])
+def test_chunking_does_not_change_results(chunk_bytes):
+    layer = LocallyConnected2d(2, 3, (9, 10), 3, stride=2).double()
+    layer.chunk_bytes = chunk_bytes
+    x = torch.randn(2, 2, 9, 10, dtype=torch.float64, requires_grad=True)
+    y = torch.randn(2, 3, *layer.out_size, dtype=torch.float64)
+    out = layer(x)
+    torch.testing.assert_close(out, loop_reference(x.detach(), layer.weight.detach(), 2))
+    (out * y).sum().backward()
+    want_w = kernels.lc_weight_grad(x.detach(), y, 2, 3, chunk_bytes=1 << 30)
+    torch.testing.assert_close(layer.weight.grad, want_w)
+    torch.testing.assert_close(x.grad, layer.adjoint(y).detach())
+
+
+@pytest.mark.parametrize("tile", [None, 1, 2])
+def test_gradcheck_forward_and_adjoint(tile):
+    layer = LocallyConnected2d(2, 2, (6, 5), 3, stride=1, tile=tile, bias=True).double()
+    layer.chunk_bytes = 1  # one output row per chunk, so the chunk seams are checked too
+    x = torch.randn(2, 2, 6, 5, dtype=torch.float64, requires_grad=True)
+    y = torch.randn(2, 2, *layer.out_size, dtype=torch.float64, requires_grad=True)
+    w = layer.weight.detach().clone().requires_grad_(True)
+    b = torch.randn_like(layer.bias).requires_grad_(True)
+    # functional_call swaps the parameters for gradcheck's inputs
+    assert gradcheck(lambda x_, w_, b_: torch.func.functional_call(layer, {"weight": w_, "bias": b_}, (x_,)), (x, w, b))
+    assert gradcheck(lambda y_, w_: layer.adjoint(y_, w_), (y, w))
+
+
+def test_double_backward_untied():
+    """The contractive penalty differentiates through d(layer)/dx; the kernels support it."""
+    layer = LocallyConnected2d(2, 2, (5, 5), 3, stride=1).double()
+    layer.chunk_bytes = 1
+    x = torch.randn(1, 2, 5, 5, dtype=torch.float64, requires_grad=True)
+    w = layer.weight.detach().clone().requires_grad_(True)
+    f = lambda x_, w_: torch.tanh(torch.func.functional_call(layer, {"weight": w_}, (x_,)))  # noqa: E731
+    assert gradgradcheck(f, (x, w))
+    y = torch.randn(1, 2, 3, 3, dtype=torch.float64, requires_grad=True)
+    assert gradgradcheck(lambda y_, w_: layer.adjoint(y_, w_) ** 2, (y, w))
+
+
+def test_bad_inputs_name_the_problem():
+    with pytest.raises(ValueError, match="kernel_size"):
+        LocallyConnected2d(3, 8, 4, 5)
+    with pytest.raises(ValueError, match="tile"):
+        LocallyConnected2d(3, 8, 10, 3, tile=0)
+    layer = LocallyConnected2d(3, 8, 10, 3)
+    with pytest.raises(ValueError, match=r"expected \(B, 3, 10, 10\)"):
+        layer(torch.randn(1, 3, 9, 10))
+    with pytest.raises(ValueError, match="weight must have shape"):
+        layer.adjoint(torch.randn(1, 8, 8, 8), torch.randn(1, 1, 8, 3, 3, 3))
+
+
+def test_tiled_expanded_path_matches_conv_path(monkeypatch):
+    """Tilings with many banks expand to one bank per position; both routes give the same map."""
+    from downpour.layers import locally_connected as lc
+
+    layer = LocallyConnected2d(2, 3, (10, 9), 3, stride=1, tile=3).double()
+    x = torch.randn(2, 2, 10, 9, dtype=torch.float64)
+    y = torch.randn(2, 3, *layer.out_size, dtype=torch.float64)
+    by_conv, back_conv = layer(x), layer.adjoint(y)
+    monkeypatch.setattr(lc, "_MAX_CONV_CLASSES", 1)
+    torch.testing.assert_close(layer(x), by_conv)
+    torch.testing.assert_close(layer(x), loop_reference(x, layer.weight, 1))
+    torch.testing.assert_close(layer.adjoint(y), back_conv)
