@@ -8,6 +8,10 @@ weighted part, so every run logs every part:
     >>> total, parts = objective(model.forward_train(batch))   # parts: {"reconstruction": ..., "kl_sparsity": ...}
 
 Conventions (UFLDL's): per-sample sums, averaged over the batch; squared errors carry a 1/2.
+
+A model may also report diagnostics that are not costs (an RBM's reconstruction error and
+pseudo-likelihood): ``Outputs.extra`` entries named ``metric/<name>`` come back among the parts,
+detached, and are never added to the total (:func:`is_metric` tells them apart).
 """
 from __future__ import annotations
 
@@ -175,6 +179,14 @@ class ContrastiveDivergence(Term):
             raise ValueError(f"cost term 'contrastive_divergence' needs extra[{err.args[0]!r}] from an RBM") from None
 
 
+METRIC_PREFIX = "metric/"
+
+
+def is_metric(part: str) -> bool:
+    """True for a logged diagnostic (``metric/x`` or ``stage/metric/x``), which is not part of the total."""
+    return part.startswith(METRIC_PREFIX) or f"/{METRIC_PREFIX}" in part
+
+
 TERMS: dict[str, type[Term]] = {t.name: t for t in (
     Reconstruction, L1Codes, WeightL2, KLSparsity, PooledL2, Denoising, Contractive, CrossEntropy,
     ContrastiveDivergence,
@@ -223,6 +235,11 @@ class Objective:
             for name, term in self.terms.items():
                 parts[f"{where}/{name}" if where else name] = term(o, where)
         total = sum(parts.values())
+        # Diagnostics ride along as parts, detached and outside the total, so they are logged like costs.
+        for where, o in outputs.items():
+            for key, value in o.extra.items():
+                if key.startswith(METRIC_PREFIX):
+                    parts[f"{where}/{key}" if where else key] = value.detach()
         return total, parts
 
     def __repr__(self) -> str:
