@@ -1,0 +1,64 @@
+"""Compensation for stale gradients, applied by a shard just before its update rule.
+
+A push computed from version ``v_base`` and applied at version ``v_now`` has staleness
+``s = v_now - v_base`` (updates the worker did not see).
+
+- ``none``: the gradient as pushed.
+- ``staleness-lr``: learning rate divided by ``max(1, s)`` (Zhang et al., IJCAI 2016).
+- ``dc-asgd``: g + λ·g⊙g⊙(w_now − w_stale), a first-order Taylor correction of the gradient
+  towards the current parameters (Zheng et al., ICML 2017). ``w_stale`` is the copy of the
+  parameters the worker fetched, kept by the shard per worker (the paper's "backup" weights).
+"""
+from __future__ import annotations
+
+from torch import Tensor
+
+from downpour._names import nearest
+from downpour.config import ConfigError
+
+
+class Compensation:
+    """Base class: the identity. ``needs_backup`` asks the shard to keep each worker's fetched copy."""
+
+    name = "none"
+    needs_backup = False
+
+    def adjust(self, g: Tensor, staleness: int, w_now: Tensor, w_stale: Tensor | None) -> tuple[Tensor, float]:
+        """Gradient (n,) to apply and the learning-rate factor to apply it with."""
+        return g, 1.0
+
+
+class StalenessLR(Compensation):
+    name = "staleness-lr"
+
+    def adjust(self, g: Tensor, staleness: int, w_now: Tensor, w_stale: Tensor | None) -> tuple[Tensor, float]:
+        return g, 1.0 / max(1, staleness)
+
+
+class DCASGD(Compensation):
+    name = "dc-asgd"
+    needs_backup = True
+
+    def __init__(self, lam: float):
+        if lam < 0:
+            raise ConfigError(f"cluster.dc_lambda must be >= 0, got {lam!r}")
+        self.lam = float(lam)
+
+    def adjust(self, g: Tensor, staleness: int, w_now: Tensor, w_stale: Tensor | None) -> tuple[Tensor, float]:
+        if w_stale is None or staleness == 0 or self.lam == 0:
+            return g, 1.0  # nothing moved since the fetch: the gradient is exact
+        return g + self.lam * g * g * (w_now - w_stale), 1.0
+
+
+COMPENSATIONS = ("none", "staleness-lr", "dc-asgd")
+
+
+def make_compensation(name: str, dc_lambda: float = 0.04) -> Compensation:
+    """The compensation called ``name`` (cluster.compensation)."""
+    if name == "none":
+        return Compensation()
+    if name == "staleness-lr":
+        return StalenessLR()
+    if name == "dc-asgd":
+        return DCASGD(dc_lambda)
+    raise ConfigError(f"cluster.compensation: unknown {name!r}{nearest(name, COMPENSATIONS)}; choose from {', '.join(COMPENSATIONS)}")

@@ -1,0 +1,80 @@
+"""The runner-independent bookkeeping of a cluster run: who may start a push cycle, the step
+budget, warm start, lost workers.
+
+The simulator and the Ray driver both ask :meth:`Coordinator.begin_cycle` before they let a
+worker compute, and tell :meth:`Coordinator.end_cycle` / :meth:`Coordinator.lose` what happened,
+so both runners schedule identically.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from downpour.ps.consistency import Consistency
+
+
+class Coordinator:
+    """``total_steps``: training steps over all workers (``train.steps``); the run ends there.
+
+    ``warm_start``: worker 0 trains alone until that many steps are done, then the rest join.
+    """
+
+    def __init__(self, gate: Consistency, workers: int, total_steps: int, n_push: int = 1,
+                 start_step: int = 0, warm_start: int = 0, clocks: dict[int, int] | None = None):
+        self.gate, self.workers, self.total, self.n_push = gate, workers, total_steps, n_push
+        self.done = self.dispatched = start_step
+        self.warm_start = warm_start
+        self.live: set[int] = set()
+        self.lost: list[int] = []
+        self.events: list[dict[str, Any]] = []
+        self.gaps: dict[int, int] = {}         # clock gap of each worker's current cycle
+        self._inflight: dict[int, int] = {}    # steps dispatched to a worker and not yet done
+        self._clocks = clocks or {}
+        self._join(0)
+        if start_step >= warm_start:
+            for w in range(1, workers):
+                self._join(w)
+
+    def _join(self, w: int) -> None:
+        self.live.add(w)
+        self.gate.join(w, self._clocks.get(w))
+
+    def begin_cycle(self, w: int) -> int:
+        """Steps worker ``w`` may run now (<= n_push), or 0 if it must wait (gate, budget, not joined)."""
+        if w not in self.live or w in self._inflight or self.dispatched >= self.total:
+            return 0
+        if not self.gate.may_start(w):
+            return 0
+        k = min(self.n_push, self.total - self.dispatched)
+        self.dispatched += k
+        self._inflight[w] = k
+        self.gaps[w] = self.gate.gap(w)
+        return k
+
+    def end_cycle(self, w: int) -> list[int]:
+        """``w`` pushed; returns workers that join now (warm start over)."""
+        self.done += self._inflight.pop(w)
+        self.gate.tick(w)
+        joined = []
+        if self.done >= self.warm_start:
+            for v in range(self.workers):
+                if v not in self.live and v not in self.lost:
+                    self._join(v)
+                    joined.append(v)
+        if joined:
+            self.events.append({"event": "joined", "workers": joined, "step": self.done})
+        return joined
+
+    def lose(self, w: int, reason: str) -> None:
+        """``w`` died: its unfinished steps go back to the budget, and it no longer holds anyone back."""
+        self.dispatched -= self._inflight.pop(w, 0)
+        self.live.discard(w)
+        self.lost.append(w)
+        self.gate.leave(w)
+        self.events.append({"event": "worker-lost", "worker": w, "step": self.done, "reason": reason})
+
+    @property
+    def finished(self) -> bool:
+        return self.done >= self.total or not self.live
+
+    def clocks(self) -> dict[int, int]:
+        return dict(self.gate.clocks)

@@ -1,0 +1,171 @@
+"""One parameter-server shard: a contiguous slice of the model's flat parameter vector.
+
+A shard owns its slice (n,), its update rule's state, a version clock (updates applied so far)
+and a staleness log. Workers :meth:`Shard.pull` the slice and :meth:`Shard.push` gradients
+computed from the version they pulled. A push with NaN/Inf, the wrong shape, an unknown worker,
+a version from the future or a sequence number already seen is rejected and counted, and the
+parameters are left untouched; so a retried push is never applied twice.
+
+The shard is plain torch: the simulator holds it directly, the Ray runner wraps it in an actor.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+import torch
+from torch import Tensor
+
+from downpour.ps.compensation import Compensation
+from downpour.ps.rules import UpdateRule
+from downpour.ps.staleness import StalenessLog
+
+
+@dataclass
+class PushResult:
+    accepted: bool
+    reason: str = ""      # why it was rejected: unknown-worker | shape | non-finite | version | duplicate
+    version: int = 0      # the shard's version after the push
+
+
+class Shard:
+    """Parameters ``params`` (n,) float32 of slice ``[start, stop)`` of the flat vector.
+
+    ``workers``: the worker ids allowed to push. ``sync``: hold pushes until every live worker
+    has pushed once, then apply their mean as one update (synchronous SGD).
+    """
+
+    def __init__(self, index: int, params: Tensor, rule: UpdateRule, compensation: Compensation | None = None,
+                 workers: Iterable[int] = (), sync: bool = False, start: int = 0):
+        if params.dim() != 1:
+            raise ValueError(f"shard {index}: parameters must be a flat (n,) vector, got shape {tuple(params.shape)}")
+        self.index, self.start = index, start
+        self.params = params.detach().to(torch.float32).clone().contiguous()
+        self.rule = rule
+        self.state = rule.init_state(self.params.numel())
+        self.compensation = compensation or Compensation()
+        self.workers: set[int] = set(workers)
+        self.sync = sync
+        self.version = 0
+        self.accepted = 0          # pushes that passed every check
+        self.applied = 0           # pushes whose gradient reached the parameters (== accepted once a round is flushed)
+        self.rejected: Counter[str] = Counter()
+        self.log = StalenessLog()
+        self._last_seq: dict[int, int] = {}
+        self._backup: dict[int, Tensor] = {}                          # DC-ASGD: each worker's fetched copy
+        self._round: list[tuple[int, int, int, Tensor]] = []          # sync: (worker, seq, base, grad)
+
+    @property
+    def stop(self) -> int:
+        return self.start + self.params.numel()
+
+    def pull(self, worker: int | None = None) -> tuple[Tensor, int]:
+        """The live parameter slice (n,) (callers copy it) and the current version."""
+        if worker is not None and self.compensation.needs_backup:
+            self._backup[worker] = self.params.clone()
+        return self.params, self.version
+
+    def push(self, worker: int, grad: Tensor, base_version: int, seq: int) -> PushResult:
+        """Apply (or, under ``sync``, hold) ``grad`` (n,), computed by ``worker`` from ``base_version``.
+
+        ``seq`` is the worker's push number, strictly increasing; a repeat is a duplicate.
+        """
+        reason = self._check(worker, grad, base_version, seq)
+        if reason:
+            self.rejected[reason] += 1
+            return PushResult(False, reason, self.version)
+        self.accepted += 1
+        self._last_seq[worker] = seq
+        grad = grad.to(torch.float32)
+        if self.sync:
+            self._round.append((worker, seq, base_version, grad.clone()))  # outlives the caller's buffer
+            self._maybe_close_round()
+        else:
+            self._apply_one(worker, seq, base_version, grad)
+        return PushResult(True, "", self.version)
+
+    def _check(self, worker: int, grad: Tensor, base_version: int, seq: int) -> str:
+        if worker not in self.workers:
+            return "unknown-worker"
+        if not isinstance(grad, Tensor) or grad.shape != self.params.shape or not grad.is_floating_point():
+            return "shape"
+        if not bool(torch.isfinite(grad).all()):
+            return "non-finite"
+        if not 0 <= base_version <= self.version:
+            return "version"
+        if seq <= self._last_seq.get(worker, -1):
+            return "duplicate"
+        return ""
+
+    def _apply_one(self, worker: int, seq: int, base: int, grad: Tensor) -> None:
+        staleness = self.version - base
+        g, lr_scale = self.compensation.adjust(grad, staleness, self.params, self._backup.get(worker))
+        self.rule.apply(self.params, g, self.state, lr_scale)
+        self.log.append(worker, seq, base, self.version)
+        self.version += 1
+        self.applied += 1
+
+    def _maybe_close_round(self, force: bool = False) -> None:
+        pushed = {w for w, *_ in self._round}
+        if not self._round or not (force or pushed >= self.workers):
+            return
+        # every push of the round was computed from the same version: apply their mean once
+        mean = torch.stack([g for *_, g in self._round]).mean(dim=0)
+        self.rule.apply(self.params, mean, self.state, 1.0)
+        for w, seq, base, _ in self._round:
+            self.log.append(w, seq, base, self.version)
+        self.applied += len(self._round)
+        self.version += 1
+        self._round = []
+
+    def set_workers(self, workers: Iterable[int]) -> None:
+        """Change who may push (a worker died or joined). A sync round now complete is applied."""
+        self.workers = set(workers)
+        for w in list(self._backup):
+            if w not in self.workers:
+                del self._backup[w]
+        if self.sync:
+            self._maybe_close_round()
+
+    def flush(self) -> None:
+        """End of run: apply a partly filled sync round, so every accepted push is applied."""
+        if self.sync:
+            self._maybe_close_round(force=True)
+
+    def stats(self) -> dict[str, Any]:
+        return {"shard": self.index, "version": self.version, "accepted": self.accepted, "applied": self.applied,
+                "rejected": dict(self.rejected), "numel": self.params.numel()}
+
+    def state_dict(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        """Tensors (params, rule state, log) and JSON metadata, for a safetensors + JSON checkpoint."""
+        self.flush()
+        tensors = {"params": self.params, "log": self.log.to_tensor(), **{f"rule.{k}": v for k, v in self.state.items()}}
+        meta = {**self.stats(), "start": self.start, "rule": self.rule.name,
+                "last_seq": {str(w): s for w, s in self._last_seq.items()}}
+        return tensors, meta
+
+    def load_state_dict(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
+        if tensors["params"].shape != self.params.shape:
+            raise ValueError(f"shard {self.index}: checkpoint has {tensors['params'].numel()} parameters, "
+                             f"this shard {self.params.numel()}; the model or cluster.shards changed")
+        if meta.get("rule") != self.rule.name:
+            raise ValueError(f"shard {self.index}: checkpoint was trained with rule {meta.get('rule')!r}, "
+                             f"this run uses {self.rule.name!r}")
+        self.params.copy_(tensors["params"])
+        for k in self.state:
+            self.state[k].copy_(tensors[f"rule.{k}"])
+        self.log = StalenessLog.from_tensor(tensors["log"])
+        self.version, self.accepted, self.applied = meta["version"], meta["accepted"], meta["applied"]
+        self.rejected = Counter(meta.get("rejected", {}))
+        self._last_seq = {int(w): s for w, s in meta.get("last_seq", {}).items()}
+
+
+def shard_bounds(numel: int, shards: int) -> list[tuple[int, int]]:
+    """Split ``numel`` values into ``shards`` contiguous, near-equal [start, stop) ranges."""
+    if shards < 1:
+        raise ValueError(f"cluster.shards must be >= 1, got {shards}")
+    if shards > numel:
+        raise ValueError(f"cluster.shards={shards} is more than the model's {numel} parameters")
+    edges = [round(i * numel / shards) for i in range(shards + 1)]
+    return list(zip(edges[:-1], edges[1:]))

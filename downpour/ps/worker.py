@@ -1,0 +1,117 @@
+"""A Downpour worker: one model replica training on its own data shard.
+
+It fetches the parameters every ``n_fetch`` steps, runs the shared training step
+(:func:`~downpour.train.step.train_step`), accumulates gradients, and every ``n_push`` steps hands
+back one push: the summed gradient cut into one slice per server shard. Between fetches it moves
+its own replica with plain SGD, as in DistBelief's Downpour algorithm, so ``n_fetch > 1`` still
+trains on fresh local parameters.
+
+No I/O here: the simulator and the Ray actor call :meth:`load`, :meth:`step` and :meth:`take_push`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator, Sequence
+
+import torch
+from torch import Tensor
+
+from downpour.models.base import Batch, FeatureModel
+from downpour.objectives import Objective
+from downpour.train.flat import ParamLayout
+from downpour.train.step import NonFiniteLoss, train_step
+
+
+@dataclass
+class Push:
+    """One worker's contribution: ``grads[j]`` is the (stop_j - start_j,) slice for shard j."""
+
+    worker: int
+    seq: int                     # the worker's push number, 0, 1, 2, ...
+    grads: list[Tensor]
+    base: list[int]              # per shard, the version the first gradient in it was computed from
+    steps: int                   # training steps accumulated in it
+    samples: int
+    loss: float                  # mean loss over those steps
+    parts: dict[str, float] = field(default_factory=dict)
+    skipped: int = 0             # steps whose cost was NaN/Inf (nothing accumulated)
+
+
+class Worker:
+    def __init__(self, wid: int, model: FeatureModel, objective: Objective, batches: Iterator[Batch],
+                 bounds: Sequence[tuple[int, int]], n_fetch: int = 1, n_push: int = 1, local_lr: float = 0.0,
+                 sync: bool = False, seq: int = 0):
+        if n_fetch < 1 or n_push < 1:
+            raise ValueError(f"cluster.n_fetch and cluster.n_push must be >= 1, got {n_fetch} and {n_push}")
+        self.wid, self.model, self.objective, self.batches = wid, model, objective, batches
+        self.layout = ParamLayout(model)
+        self.bounds = list(bounds)
+        if self.bounds[-1][1] != self.layout.numel:
+            raise ValueError(f"worker {wid}: shards cover {self.bounds[-1][1]} values, the model has {self.layout.numel}")
+        self.n_fetch, self.n_push, self.local_lr, self.sync = n_fetch, n_push, local_lr, sync
+        self.seq = seq
+        self.steps = 0
+        self._since_fetch: int | None = None         # None: never fetched
+        self._versions = [0] * len(self.bounds)
+        self._acc = torch.zeros(self.layout.numel)   # (numel,) summed gradient of this push
+        self._acc_steps = 0
+        self._base: list[int] = []
+        self._losses: list[float] = []
+        self._parts: dict[str, float] = {}
+        self._samples = 0
+        self._skipped = 0
+
+    def fetch_due(self) -> bool:
+        """Fetch before the next step? Every n_fetch steps; under sync at the start of every push."""
+        if self._since_fetch is None or self._since_fetch >= self.n_fetch:
+            return True
+        return self.sync and self._acc_steps == 0
+
+    def load(self, slices: Sequence[Tensor], versions: Sequence[int]) -> None:
+        """Write fetched shard slices (one (n_j,) tensor per shard) into the replica."""
+        self.layout.vector_to_params(torch.cat([torch.as_tensor(s) for s in slices]), self.model)
+        self._versions = list(versions)
+        self._since_fetch = 0
+
+    def step(self, stage: int | None = None) -> None:
+        """One training step on the next batch of this worker's shard; the gradient is accumulated.
+
+        ``stage``: greedy layer-wise training trains only that stage (1-based); None trains all.
+        """
+        if self._since_fetch is None:
+            raise RuntimeError(f"worker {self.wid}: step before the first fetch")
+        if self._acc_steps == 0:
+            self._base = list(self._versions)
+        self._acc_steps += 1
+        self._since_fetch += 1
+        self.steps += 1
+        self.model.set_stage(stage)
+        try:
+            result = train_step(self.model, self.objective, next(self.batches))
+        except NonFiniteLoss:
+            self._skipped += 1  # the server never sees a poisoned gradient
+            return
+        g = self.layout.grads_to_vector(self.model)
+        self._acc += g
+        self._losses.append(result.loss)
+        for k, v in result.parts.items():
+            self._parts[k] = self._parts.get(k, 0.0) + v
+        self._samples += result.samples
+        if self.n_fetch > 1:  # local SGD until the next fetch overwrites the replica
+            with torch.no_grad():
+                vec = self.layout.params_to_vector(self.model).add_(g, alpha=-self.local_lr)
+            self.layout.vector_to_params(vec, self.model)
+
+    def push_due(self) -> bool:
+        return self._acc_steps >= self.n_push
+
+    def take_push(self) -> Push:
+        """The accumulated push (the summed gradient, sliced per shard); resets the accumulator."""
+        n = max(1, len(self._losses))
+        push = Push(self.wid, self.seq, [self._acc[a:b].clone() for a, b in self.bounds], self._base,
+                    self._acc_steps, self._samples, sum(self._losses) / n,
+                    {k: v / n for k, v in self._parts.items()}, self._skipped)
+        self.seq += 1
+        self._acc.zero_()
+        self._acc_steps, self._losses, self._parts, self._samples, self._skipped = 0, [], {}, 0, 0
+        return push
