@@ -1,0 +1,87 @@
+"""Images stored as a NumPy array: ``.npy`` (just ``x``) or ``.npz`` (key ``x``, optional ``y``).
+
+``x``: (N, H, W) or (N, C, H, W), channels first, C in {1, 3}; uint8 is scaled by 1/255, uint16
+by 1/65535, float data are kept as they are (so pre-whitened or pre-normalised data survive).
+``y``: (N,) integer class labels. Files are read with ``allow_pickle=False``: an object array is
+refused, never unpickled.
+"""
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from downpour.data.images import ImageSet, match_channels
+
+
+def _as_float(x: np.ndarray, where: str) -> np.ndarray:
+    if x.dtype == bool:
+        return x.astype(np.float32)
+    if np.issubdtype(x.dtype, np.integer):
+        scale = 255.0 if x.dtype == np.uint8 else 65535.0 if x.dtype == np.uint16 else 1.0
+        return x.astype(np.float32) / scale
+    if np.issubdtype(x.dtype, np.floating):
+        x = x.astype(np.float32)
+        if not np.isfinite(x).all():
+            raise ValueError(f"{where}: x holds NaN or Inf values")
+        return x
+    raise ValueError(f"{where}: x has dtype {x.dtype}; expected a numeric array")
+
+
+def read_arrays(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """-> (x (N, C, H, W) float32, y (N,) int64 or None), checked; errors name the file and the key."""
+    p = Path(path)
+    if not str(path):
+        raise ValueError("data.path is empty: the array source needs a .npy or .npz file")
+    if p.suffix not in (".npy", ".npz"):
+        raise ValueError(f"array file {str(p)!r} must end in .npy or .npz")
+    if not p.is_file():
+        raise ValueError(f"array file {str(p)!r} does not exist")
+    where = str(p)
+    y = None
+    try:
+        if p.suffix == ".npy":
+            x = np.load(p, allow_pickle=False)
+        else:
+            with np.load(p, allow_pickle=False) as z:
+                keys = set(z.files)
+                if "x" not in keys:
+                    raise ValueError(f"{where}: no array named 'x' (keys: {', '.join(sorted(keys)) or 'none'})")
+                unknown = keys - {"x", "y"}
+                if unknown:
+                    raise ValueError(f"{where}: unexpected keys {sorted(unknown)}; only 'x' and optional 'y' are read")
+                x = z["x"]
+                y = z["y"] if "y" in keys else None
+    except (OSError, zipfile.BadZipFile, EOFError) as err:
+        raise ValueError(f"{where}: not a readable {p.suffix} file ({err})") from None
+    except ValueError as err:
+        if "pickle" in str(err):
+            raise ValueError(f"{where}: holds Python objects (pickled); only numeric arrays are accepted") from None
+        raise
+    if x.ndim == 3:
+        x = x[:, None]
+    if x.ndim != 4:
+        raise ValueError(f"{where}: x has shape {x.shape}; expected (N, H, W) or (N, C, H, W)")
+    if x.shape[0] == 0 or x.shape[2] == 0 or x.shape[3] == 0:
+        raise ValueError(f"{where}: x has shape {x.shape}; it holds no images")
+    if x.shape[1] not in (1, 3):
+        hint = " (channels last? store it as (N, C, H, W))" if x.shape[3] in (1, 3) else ""
+        raise ValueError(f"{where}: x has shape {x.shape}: {x.shape[1]} channels, expected 1 or 3{hint}")
+    x = _as_float(x, where)
+    if y is not None:
+        if y.ndim != 1 or len(y) != len(x):
+            raise ValueError(f"{where}: y has shape {y.shape}; expected ({len(x)},), one label per image of x")
+        if not np.issubdtype(y.dtype, np.integer):
+            raise ValueError(f"{where}: y has dtype {y.dtype}; labels must be integers")
+        y = y.astype(np.int64)
+    return x, y
+
+
+def load_array(path: str | Path, grey: bool = True) -> ImageSet:
+    """The arrays as an ImageSet (one image per row of x); colour converted to match ``grey``."""
+    x, y = read_arrays(path)
+    channels = 1 if grey else 3
+    images = [match_channels(im, channels) for im in x]
+    return ImageSet(images, [f"{path}[{i}]" for i in range(len(x))], labels=None if y is None else y.tolist(),
+                    info={"path": str(path)})

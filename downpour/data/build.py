@@ -1,0 +1,167 @@
+"""``build_dataset(cfg, seed)``: a source, then patches or crops, normalisation, whitening, augmentation.
+
+The pipeline, in order:
+1. load the source into an :class:`ImageSet` (unreadable files skipped and named);
+2. ``patches`` (random windows) or ``crops`` (whole images / tiles resized) of side ``size``;
+3. shuffle the rows once with the seed, so the contiguous slices of :meth:`Dataset.shard` are
+   each a fair sample of the whole set (worker 0 does not get all the faces);
+4. ``normalize`` each sample, then fit ZCA on the whole set (before sharding, so every worker sees
+   the same input space) and whiten;
+5. attach the augmentation, which :meth:`Dataset.batches` applies per batch.
+Every random choice comes from ``seed`` through separate NumPy streams: same seed, same bits.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from downpour._names import nearest
+from downpour.config import ConfigError, DataConfig
+from downpour.data.arrays import load_array
+from downpour.data.augment import Augment
+from downpour.data.builtin import digit_images, lfw_images, natural_images
+from downpour.data.dataset import Dataset
+from downpour.data.folder import load_folder
+from downpour.data.images import ImageSet
+from downpour.data.normalize import MODES as NORMALIZE_MODES
+from downpour.data.normalize import normalize
+from downpour.data.patches import crop_images, sample_patches
+from downpour.data.video import load_videos
+from downpour.data.whitening import ZCAWhitener
+
+SOURCES = ("natural", "faces", "natural+faces", "digits", "folder", "video", "array")
+SAMPLING_MODES = ("patches", "crops")
+WHITEN = ("none", "zca")
+# Independent random streams, so changing e.g. the mix does not change the natural patches' draw.
+_NATURAL, _FACES, _ORDER, _PICK = 1, 2, 3, 4
+
+
+def _rng(seed: int, stream: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([seed, stream]))
+
+
+def _choose(name: str, value: str, valid: tuple[str, ...]) -> None:
+    if value not in valid:
+        raise ConfigError(f"{name} = {value!r} is not one of {', '.join(valid)}{nearest(value, valid)}")
+
+
+def check_config(cfg: DataConfig) -> None:
+    """Raise ConfigError naming the first bad field of ``cfg``."""
+    _choose("data.source", cfg.source, SOURCES)
+    _choose("data.mode", cfg.mode, SAMPLING_MODES)
+    _choose("data.normalize", cfg.normalize, NORMALIZE_MODES)
+    _choose("data.whiten", cfg.whiten, WHITEN)
+    for name in ("size", "samples", "frames_per_video"):
+        if getattr(cfg, name) < 1:
+            raise ConfigError(f"data.{name} must be >= 1, got {getattr(cfg, name)}")
+    if cfg.tile < 0:
+        raise ConfigError(f"data.tile must be >= 0, got {cfg.tile}")
+    if not 0.0 <= cfg.faces_fraction <= 1.0:
+        raise ConfigError(f"data.faces_fraction must be in [0, 1], got {cfg.faces_fraction}")
+    if cfg.whiten == "zca" and not cfg.zca_eps > 0:
+        raise ConfigError(f"data.zca_eps must be > 0, got {cfg.zca_eps}")
+    if cfg.shift < 0 or not 0.0 <= cfg.scale < 1.0:
+        raise ConfigError(f"data.shift must be >= 0 and data.scale in [0, 1), got shift={cfg.shift}, scale={cfg.scale}")
+    if cfg.source in ("folder", "video", "array") and not cfg.path:
+        raise ConfigError(f"data.source = {cfg.source!r} needs data.path")
+    if cfg.labels and cfg.source != "folder":
+        raise ConfigError("data.labels = true only applies to data.source = 'folder'")
+
+
+def _load(cfg: DataConfig) -> ImageSet:
+    if cfg.source == "natural":
+        return natural_images(cfg.grey)
+    if cfg.source == "faces":
+        return lfw_images(25, cfg.grey)
+    if cfg.source == "digits":
+        return digit_images() if cfg.grey else _to_rgb(digit_images())
+    if cfg.source == "folder":
+        return load_folder(cfg.path, cfg.grey, cfg.labels)
+    if cfg.source == "video":
+        return load_videos(cfg.path, cfg.frames_per_video, cfg.grey)
+    return load_array(cfg.path, cfg.grey)
+
+
+def _to_rgb(images: ImageSet) -> ImageSet:
+    images.images = [np.repeat(im, 3, axis=0) for im in images.images]
+    return images
+
+
+def _views(images: ImageSet, cfg: DataConfig, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, list[dict[str, str]]]:
+    """(samples (M, C, size, size), source image of each (M,), images that gave nothing)."""
+    if cfg.mode == "patches":
+        return sample_patches(images, cfg.size, n, rng)
+    x, owner = crop_images(images, cfg.size, cfg.tile)
+    return x, owner, []
+
+
+def _labels(images: ImageSet, owner: np.ndarray) -> np.ndarray | None:
+    return None if images.labels is None else np.asarray(images.labels, dtype=np.int64)[owner]
+
+
+def _mixed(cfg: DataConfig, seed: int) -> tuple[np.ndarray, dict[str, Any], list[dict[str, str]], int]:
+    """natural+faces: natural views plus views of the lfw training part, ``faces_fraction`` of them faces-source."""
+    natural, faces = natural_images(cfg.grey), lfw_images(25, cfg.grey)
+    f = cfg.faces_fraction
+    empty = (np.zeros((0, natural.channels, cfg.size, cfg.size), np.float32), np.zeros(0, np.int64), [])
+    if cfg.mode == "patches":
+        n_faces = round(cfg.samples * f)
+        nat = _views(natural, cfg, cfg.samples - n_faces, _rng(seed, _NATURAL)) if n_faces < cfg.samples else empty
+        fac = _views(faces, cfg, n_faces, _rng(seed, _FACES)) if n_faces else empty
+    else:
+        nat = _views(natural, cfg, 0, _rng(seed, _NATURAL)) if f < 1 else empty
+        views, owner, _ = _views(faces, cfg, 0, _rng(seed, _FACES))
+        n_faces = len(views) if f == 1 else round(len(nat[0]) * f / (1 - f))
+        # Whole shuffled passes over the 140 lfw views until there are enough: every view is used
+        # about equally often, and repeats are fine because augmentation varies them.
+        rng = _rng(seed, _PICK)
+        pick = np.concatenate([rng.permutation(len(views)) for _ in range(-(-n_faces // len(views)))] or [empty[1]])[:n_faces]
+        fac = (views[pick], owner[pick], [])
+    face_labels = _labels(faces, fac[1])
+    mix = {"natural_samples": len(nat[0]), "faces_source_samples": len(fac[0]),
+           "of_which_faces": int(face_labels.sum()), "faces_fraction": f,
+           "natural_images": natural.info["images"], "faces_split": faces.info["lfw_split"]}
+    return np.concatenate([nat[0], fac[0]]), mix, nat[2] + fac[2], len(natural) + len(faces)
+
+
+def build_dataset(cfg: DataConfig, seed: int) -> Dataset:
+    """Build the training data described by ``cfg``; x is (N, C, size, size) float32.
+
+    Raises ConfigError for a bad setting and ValueError for unusable data (empty folder, bad array),
+    both naming the field, path or key. Files that cannot be read are skipped and listed in
+    ``info["skipped"]`` instead.
+    """
+    check_config(cfg)
+    if seed < 0:
+        raise ConfigError(f"seed must be >= 0, got {seed}")
+    info: dict[str, Any] = {"source": cfg.source, "mode": cfg.mode, "size": cfg.size, "grey": cfg.grey}
+    if cfg.source == "natural+faces":
+        x, info["mix"], skipped, n_images = _mixed(cfg, seed)
+        y = None
+        file_skips: list[dict[str, str]] = []
+    else:
+        images = _load(cfg)
+        x, owner, skipped = _views(images, cfg, cfg.samples, _rng(seed, _NATURAL))
+        y = _labels(images, owner)
+        file_skips, n_images = images.skipped, len(images)
+        info.update(images.info)
+    order = _rng(seed, _ORDER).permutation(len(x))
+    x = x[order]
+    y = None if y is None else y[order]
+    x, info["normalization"] = normalize(x, cfg.normalize)
+    xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    whitener = None
+    if cfg.whiten == "zca":
+        whitener = ZCAWhitener(cfg.zca_eps).fit(xt)
+        xt = whitener.transform(xt)
+        info["whitening"] = whitener.summary()
+    else:
+        info["whitening"] = {"method": "none"}
+    augment = Augment(cfg.shift, cfg.scale, cfg.flip)
+    info["augment"] = {"shift": cfg.shift, "scale": cfg.scale, "flip": cfg.flip}
+    skipped_all = file_skips + skipped
+    info.update({"n_images": n_images, "n_samples": len(xt), "n_skipped": len(skipped_all), "skipped": skipped_all,
+                 "x_mean": float(xt.mean()), "x_std": float(xt.std())})
+    return Dataset(xt, None if y is None else torch.from_numpy(y), info, whitener, augment if augment.active else None)

@@ -1,0 +1,124 @@
+"""Built-in offline data: scikit-image photographs, its ``lfw_subset`` faces, scikit-learn digits.
+
+Nothing here downloads. ``NATURAL`` lists only the skimage.data images that ship inside the
+scikit-image wheel (several others, e.g. ``lily`` or ``eagle``, need pooch and a network; they are
+left out on purpose and a test checks every listed name loads offline).
+
+The lfw split (fixed, by index, never random):
+``lfw_subset()`` holds 200 grey 25x25 images; indices 0-99 are faces, 100-199 non-faces.
+    train   = faces 0-69   + non-faces 100-169   (140 images; the ``faces`` source trains on these)
+    heldout = faces 70-99  + non-faces 170-199   (60 images, y = 1 face / 0 non-face; analysis only)
+"""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import torch
+
+from downpour.data.dataset import Dataset
+from downpour.data.images import ImageSet, resize, to_chw
+
+# Photographs of real scenes and textures (not drawings, masks, micrographs or synthetic images).
+# "cat" is the same picture as "chelsea", so only one of them is here.
+NATURAL: tuple[str, ...] = (
+    "astronaut", "brick", "camera", "chelsea", "clock", "coffee", "coins", "grass", "gravel",
+    "hubble_deep_field", "moon", "page", "rocket", "stereo_motorcycle", "text",
+)
+
+LFW_FACES = 100            # lfw_subset: images 0..99 are faces, 100..199 non-faces
+LFW_TRAIN_PER_CLASS = 70   # the first 70 of each class train; the last 30 of each are held out
+
+
+@functools.lru_cache(maxsize=None)
+def _skimage_image(name: str) -> np.ndarray:
+    import skimage.data
+
+    image = getattr(skimage.data, name)()
+    if name == "stereo_motorcycle":   # a (left, right, disparity) triple; the left photo is enough
+        image = image[0]
+    image = np.asarray(image)
+    image.setflags(write=False)       # cached and shared: nobody may change it in place
+    return image
+
+
+def natural_images(grey: bool = True, names: tuple[str, ...] = NATURAL) -> ImageSet:
+    """The built-in photographs as float32 (C, H, W) in [0, 1]; sizes differ (about 200-1000 px)."""
+    images = [to_chw(_skimage_image(n), grey) for n in names]
+    return ImageSet(images, [f"skimage.data.{n}" for n in names], info={"images": list(names)})
+
+
+@functools.lru_cache(maxsize=None)
+def _lfw() -> np.ndarray:
+    import skimage.data
+
+    faces = np.asarray(skimage.data.lfw_subset(), dtype=np.float32)   # (200, 25, 25) in [0, 1]
+    if faces.shape != (2 * LFW_FACES, 25, 25):
+        raise RuntimeError(f"skimage.data.lfw_subset() has shape {faces.shape}, expected (200, 25, 25)")
+    faces.setflags(write=False)
+    return faces
+
+
+def lfw_indices() -> dict[str, np.ndarray]:
+    """Indices into ``lfw_subset`` of each part: {"train": (140,), "heldout": (60,)}, faces first."""
+    faces, nonfaces = np.arange(LFW_FACES), np.arange(LFW_FACES, 2 * LFW_FACES)
+    k = LFW_TRAIN_PER_CLASS
+    return {"train": np.concatenate([faces[:k], nonfaces[:k]]),
+            "heldout": np.concatenate([faces[k:], nonfaces[k:]])}
+
+
+def _lfw_part(part: str, size: int, grey: bool) -> tuple[np.ndarray, np.ndarray]:
+    idx = lfw_indices()[part]
+    x = _lfw()[idx][:, None]                              # (n, 1, 25, 25)
+    x = resize(x, size) if size != 25 else x.copy()
+    if not grey:
+        x = np.repeat(x, 3, axis=1)
+    y = (idx < LFW_FACES).astype(np.int64)                # 1 = face, 0 = non-face
+    return x, y
+
+
+def lfw_images(size: int = 25, grey: bool = True) -> ImageSet:
+    """The training part of the lfw split as an ImageSet (the ``faces`` source); labels kept."""
+    x, y = _lfw_part("train", size, grey)
+    idx = lfw_indices()["train"]
+    return ImageSet(list(x), [f"lfw_subset[{i}]" for i in idx], labels=[int(v) for v in y],
+                    info={"lfw_split": "train: faces 0-69 + non-faces 100-169"})
+
+
+def lfw_split(size: int = 25, grey: bool = True) -> dict[str, Dataset]:
+    """The fixed split of skimage's ``lfw_subset`` (see the module docstring).
+
+    Returns ``{"train": Dataset (140, C, size, size), "heldout": Dataset (60, C, size, size)}``, both
+    with ``y`` (1 = face, 0 = non-face), faces first. Unsupervised training uses ``train`` only (its
+    labels are there for probes); ``heldout`` is for scoring face neurons and is never trained on.
+    """
+    if size < 1:
+        raise ValueError(f"lfw_split: size must be >= 1, got {size}")
+    out = {}
+    for part in ("train", "heldout"):
+        x, y = _lfw_part(part, size, grey)
+        idx = lfw_indices()[part]
+        info = {"source": f"lfw_subset/{part}", "n_images": len(x), "n_samples": len(x), "n_skipped": 0,
+                "skipped": [], "faces": int(y.sum()), "non_faces": int(len(y) - y.sum()),
+                "indices": [int(i) for i in idx], "size": size}
+        out[part] = Dataset(torch.from_numpy(x), torch.from_numpy(y), info=info)
+    return out
+
+
+def digits() -> Dataset:
+    """scikit-learn's digits: x (1797, 1, 8, 8) float32 in [0, 1] (pixel / 16), y (1797,) int64 in 0..9."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    x = torch.from_numpy((bunch.images / 16.0).astype(np.float32)[:, None])
+    y = torch.from_numpy(bunch.target.astype(np.int64))
+    info = {"source": "digits", "n_images": len(x), "n_samples": len(x), "n_skipped": 0, "skipped": [],
+            "classes": [str(c) for c in range(10)]}
+    return Dataset(x, y, info=info)
+
+
+def digit_images() -> ImageSet:
+    """The digits as an ImageSet (the ``digits`` source), labels kept."""
+    d = digits()
+    return ImageSet(list(d.x.numpy()), [f"digits[{i}]" for i in range(len(d))], labels=d.y.tolist(),
+                    info={"classes": d.info["classes"]})

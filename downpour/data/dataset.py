@@ -1,0 +1,96 @@
+"""The in-memory dataset every runner trains on: tensors, provenance, sharding, seeded batches."""
+from __future__ import annotations
+
+import copy
+from typing import TYPE_CHECKING, Any, Iterator
+
+import torch
+from torch import Tensor
+
+from downpour.models.base import Batch
+
+if TYPE_CHECKING:   # only for annotations: dataset.py must not import its own processing steps
+    from downpour.data.augment import Augment
+    from downpour.data.whitening import ZCAWhitener
+
+
+class Dataset:
+    """Images or patches held in memory as float32.
+
+    Attributes
+    ----------
+    x : Tensor, (N, C, H, W) float32
+    y : Tensor (N,) int64, or None where the source has no labels
+    input_shape : tuple (C, H, W)
+    info : dict, JSON-able: source, n_images, n_samples, n_skipped, skipped [{"file", "reason"}], ...
+    whitener : ZCAWhitener or None; ``x`` is already whitened, ``whitener.inverse`` undoes it
+    augment : Augment or None; applied to every batch that :meth:`batches` yields
+    """
+
+    def __init__(self, x: Tensor, y: Tensor | None = None, info: dict[str, Any] | None = None,
+                 whitener: "ZCAWhitener | None" = None, augment: "Augment | None" = None) -> None:
+        if not isinstance(x, Tensor) or x.ndim != 4:
+            raise ValueError(f"Dataset.x must be a (N, C, H, W) tensor, got {getattr(x, 'shape', type(x))}")
+        if x.dtype != torch.float32:
+            raise ValueError(f"Dataset.x must be float32, got {x.dtype}")
+        if y is not None:
+            if y.ndim != 1 or len(y) != len(x):
+                raise ValueError(f"Dataset.y must be ({len(x)},), got {tuple(y.shape)}")
+            if y.dtype != torch.int64:
+                raise ValueError(f"Dataset.y must be int64, got {y.dtype}")
+        self.x = x
+        self.y = y
+        self.info: dict[str, Any] = dict(info or {})
+        self.info.setdefault("n_samples", len(x))
+        self.whitener = whitener
+        self.augment = augment
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(self.x.shape[1:])  # type: ignore[return-value]
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    def __repr__(self) -> str:
+        labels = "labelled" if self.y is not None else "unlabelled"
+        return f"Dataset({self.info.get('source', '?')}, n={len(self)}, shape={self.input_shape}, {labels})"
+
+    def shard(self, i: int, n: int) -> "Dataset":
+        """Worker ``i`` of ``n``: rows [i*N//n, (i+1)*N//n). The n shards are disjoint and cover all rows.
+
+        Rows are views, not copies. The whitener and augmentation are shared with the parent.
+        """
+        if n < 1 or not 0 <= i < n:
+            raise ValueError(f"shard {i} of {n}: need 0 <= i < n and n >= 1")
+        if n > len(self):
+            raise ValueError(f"cannot split {len(self)} samples into {n} shards: every worker needs at least one")
+        start, stop = i * len(self) // n, (i + 1) * len(self) // n
+        info = copy.deepcopy(self.info)
+        info["n_samples"] = stop - start
+        info["shard"] = {"index": i, "of": n, "start": start, "stop": stop}
+        y = None if self.y is None else self.y[start:stop]
+        return Dataset(self.x[start:stop], y, info, self.whitener, self.augment)
+
+    def batches(self, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:
+        """Endless stream of ``Batch(x (B, C, H, W), y (B,) or None)``.
+
+        Every batch has exactly ``batch_size`` rows: the rows are visited in a fresh random order each
+        epoch, and a batch that straddles two epochs takes its tail from the next order. The order and
+        the augmentation draw only from ``generator``, so a generator seeded the same way gives the
+        same batches bit for bit.
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        n = len(self)
+        if n == 0:
+            raise ValueError("cannot draw batches from an empty dataset")
+        pending = torch.empty(0, dtype=torch.int64)
+        while True:
+            while len(pending) < batch_size:
+                pending = torch.cat([pending, torch.randperm(n, generator=generator)])
+            idx, pending = pending[:batch_size], pending[batch_size:]
+            x = self.x[idx]
+            if self.augment is not None:
+                x = self.augment(x, generator)
+            yield Batch(x, None if self.y is None else self.y[idx])

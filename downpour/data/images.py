@@ -1,0 +1,104 @@
+"""The image list every source returns, and the conversions into it.
+
+Sources differ (built-in arrays, image files, video frames, ``.npz``), but after loading they all
+hand over an :class:`ImageSet`: images of possibly different sizes as float32 ``(C, H, W)`` arrays,
+optional integer labels, a name per image (for provenance) and the files that were skipped. The
+patch / crop samplers only ever see this one shape of data.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+log = logging.getLogger("downpour.data")
+
+# ITU-R BT.709 luma weights, the ones skimage.color.rgb2gray uses; one formula for every source so
+# a photo loaded from skimage and the same photo loaded from a PNG give the same grey image.
+_LUMA = np.array([0.2125, 0.7154, 0.0721], dtype=np.float32)
+
+
+@dataclass
+class ImageSet:
+    """Images of one source. ``images[i]``: float32 (C, H, W), C the same for all; ``labels``: one int per image or None."""
+
+    images: list[np.ndarray]
+    names: list[str]
+    labels: list[int] | None = None
+    skipped: list[dict[str, str]] = field(default_factory=list)   # {"file": ..., "reason": ...}
+    info: dict[str, Any] = field(default_factory=dict)            # source-specific, JSON-able
+
+    def __post_init__(self) -> None:
+        if len(self.names) != len(self.images):
+            raise ValueError(f"{len(self.images)} images but {len(self.names)} names")
+        if self.labels is not None and len(self.labels) != len(self.images):
+            raise ValueError(f"{len(self.images)} images but {len(self.labels)} labels")
+        channels = {im.shape[0] for im in self.images}
+        if len(channels) > 1:
+            raise ValueError(f"images have different channel counts {sorted(channels)}; convert them first")
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    @property
+    def channels(self) -> int:
+        return self.images[0].shape[0] if self.images else 0
+
+
+def skip(skipped: list[dict[str, str]], file: str, reason: str) -> None:
+    """Record an unreadable file and log one warning for it: a bad file never kills a run."""
+    skipped.append({"file": file, "reason": reason})
+    log.warning("skipped %s: %s", file, reason)
+
+
+def to_chw(array: np.ndarray, grey: bool) -> np.ndarray:
+    """Any image array -> float32 (C, H, W) with C = 1 (``grey``) or 3.
+
+    Accepts (H, W), (H, W, 1), (H, W, 3) and (H, W, 4) (alpha dropped). Integer arrays are scaled
+    by their type's maximum (uint8 -> /255, uint16 -> /65535), booleans become 0/1, floats are kept.
+    """
+    a = np.asarray(array)
+    if a.dtype == bool:
+        a = a.astype(np.float32)
+    elif np.issubdtype(a.dtype, np.integer):
+        a = a.astype(np.float32) / float(np.iinfo(a.dtype).max)
+    elif np.issubdtype(a.dtype, np.floating):
+        a = a.astype(np.float32)
+    else:
+        raise ValueError(f"image dtype {a.dtype} is not numeric")
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[:, :, 0]
+    if a.ndim == 2:
+        chw = a[None]
+        return chw if grey else np.repeat(chw, 3, axis=0)
+    if a.ndim != 3 or a.shape[2] not in (3, 4):
+        raise ValueError(f"image shape {a.shape} is not (H, W), (H, W, 3) or (H, W, 4)")
+    rgb = a[:, :, :3]
+    if grey:
+        return np.ascontiguousarray((rgb @ _LUMA)[None])
+    return np.ascontiguousarray(rgb.transpose(2, 0, 1))
+
+
+def match_channels(chw: np.ndarray, channels: int) -> np.ndarray:
+    """(C, H, W) -> (channels, H, W): grey is repeated into RGB, RGB turned to grey."""
+    if chw.shape[0] == channels:
+        return chw
+    if chw.shape[0] == 1 and channels == 3:
+        return np.repeat(chw, 3, axis=0)
+    if chw.shape[0] == 3 and channels == 1:
+        return np.tensordot(_LUMA, chw, axes=1)[None].astype(np.float32)
+    raise ValueError(f"cannot turn {chw.shape[0]} channels into {channels}")
+
+
+def resize(stack: np.ndarray, size: int) -> np.ndarray:
+    """(N, C, h, w) -> (N, C, size, size), bilinear with anti-aliasing when shrinking."""
+    if stack.shape[-2:] == (size, size):
+        return np.ascontiguousarray(stack, dtype=np.float32)
+    t = torch.from_numpy(np.ascontiguousarray(stack, dtype=np.float32))
+    shrink = stack.shape[-1] > size or stack.shape[-2] > size
+    out = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False, antialias=shrink)
+    return out.numpy()

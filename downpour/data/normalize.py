@@ -1,0 +1,39 @@
+"""Per-sample normalisation of patches or crops, applied before whitening.
+
+- ``none``: values as loaded (images in [0, 1]).
+- ``patch``: each sample minus its own mean, divided by its own std. The variance gets a floor of
+  1% of the average sample variance, so nearly flat patches (sky, walls) are not blown up into noise.
+- ``ufldl``: UFLDL's ``normalizeData`` for sigmoid autoencoders: remove each sample's mean (DC),
+  clip to ±3 standard deviations (one std over the whole set), rescale into [0.1, 0.9] so a sigmoid
+  decoder can reach every value.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+MODES = ("none", "patch", "ufldl")
+
+
+def normalize(x: np.ndarray, mode: str) -> tuple[np.ndarray, dict[str, Any]]:
+    """x (N, C, H, W) float32 -> same shape, and a JSON-able summary of what was done."""
+    if mode == "none":
+        return x, {"normalize": "none"}
+    if len(x) == 0:
+        raise ValueError("nothing to normalise: no samples")
+    flat = x.reshape(len(x), -1).astype(np.float64)
+    centred = flat - flat.mean(axis=1, keepdims=True)
+    if mode == "patch":
+        var = centred.var(axis=1, keepdims=True)
+        floor = 0.01 * float(var.mean())
+        out = centred / np.sqrt(var + floor) if floor > 0 else centred
+        return out.astype(np.float32).reshape(x.shape), {"normalize": "patch", "variance_floor": floor}
+    if mode == "ufldl":
+        bound = 3.0 * float(centred.std())
+        if bound == 0:
+            out = np.full_like(centred, 0.5)   # all samples flat: everything sits at the middle value
+        else:
+            out = (np.clip(centred, -bound, bound) / bound + 1.0) * 0.4 + 0.1
+        return out.astype(np.float32).reshape(x.shape), {"normalize": "ufldl", "clip": bound}
+    raise ValueError(f"data.normalize must be one of {', '.join(MODES)}, got {mode!r}")

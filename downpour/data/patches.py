@@ -1,0 +1,66 @@
+"""From images of any size to a fixed-size stack: random patches, or crops resized to size x size.
+
+- ``patches``: ``n`` windows of ``size`` x ``size`` at native resolution. Each patch first picks an
+  image uniformly (so one huge photo does not drown the small ones, as in UFLDL's sampleIMAGES),
+  then a uniform position inside it. Images smaller than the window cannot give a patch and are
+  reported as skipped.
+- ``crops``: every image once, whole: its centred square, resized to ``size`` x ``size``. With
+  ``tile`` > 0 an image is first cut into a centred grid of ``tile`` x ``tile`` squares (images with a
+  side under ``tile`` give their centred square), so a large photo yields many views at one scale.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from downpour.data.images import ImageSet, resize
+
+
+def sample_patches(images: ImageSet, size: int, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, list[dict[str, str]]]:
+    """-> (patches (n, C, size, size) float32, source image index (n,), skipped images)."""
+    if size < 1 or n < 1:
+        raise ValueError(f"patches need size >= 1 and samples >= 1, got size={size}, samples={n}")
+    fits = [im.shape[1] >= size and im.shape[2] >= size for im in images.images]
+    usable = [i for i, ok in enumerate(fits) if ok]
+    skipped = [{"file": images.names[i], "reason": f"{im.shape[2]}x{im.shape[1]} image is smaller than the {size}x{size} patch"}
+               for i, (im, ok) in enumerate(zip(images.images, fits)) if not ok]
+    if not usable:
+        raise ValueError(f"no image is at least {size}x{size}, so no {size}x{size} patch can be cut; "
+                         f"lower data.size or use mode = \"crops\"")
+    owner = np.asarray(usable)[rng.integers(0, len(usable), size=n)]
+    out = np.empty((n, images.channels, size, size), dtype=np.float32)
+    # One draw of positions per image, in image order, so the result depends only on the seed.
+    for i in np.unique(owner):
+        rows = np.flatnonzero(owner == i)
+        im = images.images[i]
+        top = rng.integers(0, im.shape[1] - size + 1, size=len(rows))
+        left = rng.integers(0, im.shape[2] - size + 1, size=len(rows))
+        windows = np.lib.stride_tricks.sliding_window_view(im, (size, size), axis=(1, 2))  # (C, H', W', s, s)
+        out[rows] = windows[:, top, left].transpose(1, 0, 2, 3)
+    return out, owner, skipped
+
+
+def _square_boxes(h: int, w: int, tile: int) -> list[tuple[int, int, int]]:
+    """(top, left, side) of the squares one image is cut into."""
+    if tile <= 0 or min(h, w) < tile:
+        side = min(h, w)
+        return [((h - side) // 2, (w - side) // 2, side)]
+    rows, cols = h // tile, w // tile
+    top0, left0 = (h - rows * tile) // 2, (w - cols * tile) // 2   # centre the grid; margins are dropped
+    return [(top0 + r * tile, left0 + c * tile, tile) for r in range(rows) for c in range(cols)]
+
+
+def crop_images(images: ImageSet, size: int, tile: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """-> (crops (M, C, size, size) float32, source image index (M,)). Deterministic: no randomness."""
+    if size < 1:
+        raise ValueError(f"crops need size >= 1, got {size}")
+    if tile < 0:
+        raise ValueError(f"data.tile must be >= 0, got {tile}")
+    stacks, owners = [], []
+    for i, im in enumerate(images.images):
+        boxes = _square_boxes(im.shape[1], im.shape[2], tile)
+        squares = np.stack([im[:, t:t + s, l:l + s] for t, l, s in boxes])   # (k, C, s, s), same s per image
+        stacks.append(resize(squares, size))
+        owners.append(np.full(len(boxes), i))
+    if not stacks:
+        raise ValueError("no images to crop")
+    return np.concatenate(stacks), np.concatenate(owners)

@@ -1,0 +1,107 @@
+"""Frames sampled from video files with PyAV, like the paper's one frame per YouTube video.
+
+``frames_per_video`` = k frames are taken from each file, evenly spaced at the centres of k equal
+stretches of the video (frame ``floor((j + 1/2) · T / k)`` for j = 0..k-1 of T frames), so k = 1 is
+the middle frame and the black fades at either end are avoided. A file PyAV cannot open or decode
+is skipped, named and logged, like an unreadable image.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import av
+import numpy as np
+
+from downpour.data.images import ImageSet, skip, to_chw
+
+VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".ogv", ".flv", ".wmv", ".3gp", ".ts"}
+_DECODE_ERRORS = (av.FFmpegError, OSError, ValueError, RuntimeError, EOFError)
+
+
+def frame_indices(total: int, k: int) -> list[int]:
+    """The k evenly spaced frame indices of a T-frame video (fewer when T < k)."""
+    if total <= 0:
+        return []
+    return sorted({int((j + 0.5) * total / k) for j in range(k)})
+
+
+def _decode(path: Path, wanted: set[int]) -> tuple[dict[int, np.ndarray], int]:
+    """Decode the first video stream; keep frames whose index is in ``wanted`` (H, W, 3) uint8.
+
+    Returns (kept frames, number of frames decoded). Stops after the last wanted frame.
+    """
+    kept: dict[int, np.ndarray] = {}
+    last = max(wanted) if wanted else None
+    count = 0
+    with av.open(str(path)) as container:
+        if not container.streams.video:
+            raise ValueError("no video stream")
+        stream = container.streams.video[0]
+        for count, frame in enumerate(container.decode(stream), start=1):
+            if count - 1 in wanted:
+                kept[count - 1] = frame.to_ndarray(format="rgb24")
+            if last is not None and count - 1 >= last:
+                break
+    return kept, count
+
+
+def _stream_frames(path: Path) -> int:
+    """The frame count the container declares (0 when it does not say)."""
+    with av.open(str(path)) as container:
+        if not container.streams.video:
+            raise ValueError("no video stream")
+        return int(container.streams.video[0].frames or 0)
+
+
+def sample_frames(path: Path, k: int) -> list[np.ndarray]:
+    """k evenly spaced RGB frames (H, W, 3) uint8 of one file. Raises on a file that cannot be decoded."""
+    declared = _stream_frames(path)
+    if declared > 0:
+        wanted = frame_indices(declared, k)
+        kept, _ = _decode(path, set(wanted))
+        if len(kept) == len(wanted):
+            return [kept[i] for i in wanted]
+    # The container gave no count, or a wrong one (truncated file): count by decoding, then pick.
+    _, total = _decode(path, set())
+    if total == 0:
+        raise ValueError("no decodable frames")
+    wanted = frame_indices(total, k)
+    kept, _ = _decode(path, set(wanted))
+    return [kept[i] for i in wanted if i in kept]
+
+
+def video_files(path: Path) -> list[Path]:
+    """``path`` itself if it is a file, else the video files under it (recursive, sorted)."""
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise ValueError(f"video path {str(path)!r} does not exist")
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS
+                   and not any(part.startswith(".") for part in p.relative_to(path).parts))
+    if not files:
+        raise ValueError(f"video folder {str(path)!r} holds no video files (extensions {', '.join(sorted(VIDEO_EXTENSIONS))})")
+    return files
+
+
+def load_videos(path: str | Path, frames_per_video: int = 3, grey: bool = True) -> ImageSet:
+    """Frames of every video under ``path`` as float32 (C, H, W) images in [0, 1]."""
+    if not str(path):
+        raise ValueError("data.path is empty: the video source needs a video file or folder")
+    if frames_per_video < 1:
+        raise ValueError(f"data.frames_per_video must be >= 1, got {frames_per_video}")
+    root = Path(path)
+    files = video_files(root)
+    images, names, skipped = [], [], []
+    for f in files:
+        try:
+            frames = sample_frames(f, frames_per_video)
+        except _DECODE_ERRORS as err:
+            skip(skipped, str(f), f"{type(err).__name__}: {err}")
+            continue
+        images += [to_chw(fr, grey) for fr in frames]
+        names += [f"{f}#frame{j}" for j in range(len(frames))]
+    if not images:
+        raise ValueError(f"video path {str(root)!r}: none of its {len(files)} video files could be decoded "
+                         f"(first: {skipped[0]['file']}: {skipped[0]['reason']})")
+    return ImageSet(images, names, skipped=skipped,
+                    info={"path": str(root), "n_videos": len(files) - len(skipped), "frames_per_video": frames_per_video})
