@@ -7,6 +7,7 @@ import sys
 import time
 from typing import Any, TextIO
 
+from downpour.objectives import is_metric
 from downpour.train.rundir import RunDir
 
 
@@ -48,7 +49,8 @@ class Telemetry:
             self.first_step = step - 1
         rate = samples / max(now - self.last_time, 1e-9)
         self.last_time = now
-        row = {"step": step, "time": round(self.offset + now - self.start, 4), "loss": sum(parts.values()),
+        loss = sum(v for k, v in parts.items() if not is_metric(k))  # diagnostics are logged, not summed
+        row = {"step": step, "time": round(self.offset + now - self.start, 4), "loss": loss,
                **parts, "samples_per_s": round(rate, 2), **fields}
         self.file.write(json.dumps(row) + "\n")
         self.file.flush()

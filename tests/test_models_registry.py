@@ -1,0 +1,72 @@
+"""Every registered model: builds, one training step gives a finite loss and reaches every trainable parameter."""
+import math
+
+import pytest
+import torch
+
+from downpour.config import ConfigError
+from downpour.models.base import Batch
+from downpour.models.registry import create_model, list_models, model_entry
+from downpour.objectives import Objective
+from downpour.train.flat import ParamLayout
+from downpour.train.step import train_step
+
+ENTRIES = list_models()
+
+
+def example_batch(entry, n=4):
+    torch.manual_seed(0)
+    x = torch.rand(n, *entry.input_shape)
+    y = torch.arange(n) % 2 if entry.family.supervised else None
+    return Batch(x, y)
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=[e.name for e in ENTRIES])
+def test_one_step_reaches_every_parameter(entry):
+    torch.manual_seed(0)
+    model = create_model(entry.name)
+    result = train_step(model, Objective.from_config(entry.objective), example_batch(entry))
+    assert math.isfinite(result.loss) and result.parts
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            assert p.grad is not None and torch.isfinite(p.grad).all(), f"{entry.name}: no gradient reaches {name}"
+            assert p.grad.abs().sum() > 0, f"{entry.name}: gradient of {name} is all zero"
+    codes = model(example_batch(entry).x)
+    assert codes.shape[0] == 4 and torch.isfinite(codes).all()
+    for layer in model.feature_layers():
+        assert model.features(example_batch(entry).x, layer).shape[0] == 4
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=[e.name for e in ENTRIES])
+def test_flat_vector_round_trip(entry):
+    model = create_model(entry.name)
+    layout = ParamLayout(model)
+    vec = layout.params_to_vector(model)
+    assert vec.numel() == layout.numel
+    layout.vector_to_params(vec * 0 + 1, model)
+    assert all(torch.all(p == 1) for p in model.parameters() if p.requires_grad)
+
+
+def test_greedy_stages_train_one_stage_at_a_time():
+    model = create_model("cat-demo")
+    batch = example_batch(model_entry("cat-demo"))
+    objective = Objective.from_config(model_entry("cat-demo").objective)
+    model.set_stage(1)
+    result = train_step(model, objective, batch)
+    assert all(k.startswith("stage1/") for k in result.parts)
+    assert model.stages[1].filter.weight.grad is None
+    model.set_stage(2)
+    result = train_step(model, objective, batch)
+    assert all(k.startswith("stage2/") for k in result.parts)
+    assert model.stages[0].filter.weight.grad is None and model.stages[1].filter.weight.grad is not None
+
+
+def test_model_options_are_checked():
+    with pytest.raises(ConfigError, match="did you mean 'hidden'"):
+        create_model("ufldl-sae", hiden=3)
+    with pytest.raises(ConfigError, match="model.hidden must be int"):
+        create_model("ufldl-sae", hidden="many")
+    with pytest.raises(ConfigError, match="did you mean 'cat-demo'"):
+        create_model("cat-dem")
+    with pytest.raises(ValueError, match="per-stage lists"):
+        create_model("cat-demo", maps=[8, 8, 8])
