@@ -39,6 +39,12 @@ def read_arrays(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
     if not p.is_file():
         raise ValueError(f"array file {str(p)!r} does not exist")
     where = str(p)
+    # Check the magic bytes first: np.load treats any other file as a pickle, and the resulting
+    # "pickled data" error would be misleading for a file that is simply not an array.
+    magic = {".npy": b"\x93NUMPY", ".npz": b"PK"}[p.suffix]
+    with open(p, "rb") as fh:
+        if fh.read(len(magic)) != magic:
+            raise ValueError(f"{where}: not a readable {p.suffix} file (it does not start like one)")
     y = None
     try:
         if p.suffix == ".npy":

@@ -1,0 +1,72 @@
+"""Array sources: .npy / .npz with shape, dtype and key checks; pickles refused."""
+import numpy as np
+import pytest
+
+from downpour.config import DataConfig
+from downpour.data import build_dataset
+from downpour.data.arrays import load_array, read_arrays
+
+
+def test_npz_with_labels_and_uint8_scaling(tmp_path):
+    x = np.arange(5 * 6 * 6, dtype=np.uint8).reshape(5, 6, 6)
+    np.savez(tmp_path / "d.npz", x=x, y=np.array([0, 1, 2, 1, 0]))
+    xs, ys = read_arrays(tmp_path / "d.npz")
+    assert xs.shape == (5, 1, 6, 6) and xs.dtype == np.float32
+    assert np.allclose(xs[:, 0], x / 255.0) and ys.dtype == np.int64
+    data = build_dataset(DataConfig(source="array", path=str(tmp_path / "d.npz"), mode="crops", size=6), seed=1)
+    assert len(data) == 5 and sorted(data.y.tolist()) == [0, 0, 1, 1, 2]
+
+
+def test_npy_floats_kept_and_colour_to_grey(tmp_path):
+    x = np.random.default_rng(0).normal(size=(4, 3, 5, 5)).astype(np.float32)
+    np.save(tmp_path / "d.npy", x)
+    assert np.array_equal(read_arrays(tmp_path / "d.npy")[0], x)
+    grey = load_array(tmp_path / "d.npy", grey=True)
+    assert grey.channels == 1 and len(grey) == 4 and grey.labels is None
+
+
+@pytest.mark.parametrize("x, match", [
+    (np.zeros((4, 5)), r"shape \(4, 5\); expected \(N, H, W\) or \(N, C, H, W\)"),
+    (np.zeros((4, 5, 5, 5, 1)), "expected"),
+    (np.zeros((4, 8, 8, 3)), "channels last"),
+    (np.zeros((0, 8, 8)), "holds no images"),
+    (np.array([[[np.nan]]]), "NaN"),
+    (np.array([[["a"]]]), "dtype"),
+])
+def test_bad_x_shapes_and_values(tmp_path, x, match):
+    np.savez(tmp_path / "bad.npz", x=x)
+    with pytest.raises(ValueError, match=match) as err:
+        read_arrays(tmp_path / "bad.npz")
+    assert "bad.npz" in str(err.value)
+
+
+def test_bad_keys_and_labels(tmp_path):
+    np.savez(tmp_path / "nox.npz", images=np.zeros((2, 4, 4)))
+    with pytest.raises(ValueError, match="no array named 'x'.*images"):
+        read_arrays(tmp_path / "nox.npz")
+    np.savez(tmp_path / "extra.npz", x=np.zeros((2, 4, 4)), z=np.zeros(2))
+    with pytest.raises(ValueError, match="unexpected keys"):
+        read_arrays(tmp_path / "extra.npz")
+    np.savez(tmp_path / "ylen.npz", x=np.zeros((3, 4, 4)), y=np.zeros(2, np.int64))
+    with pytest.raises(ValueError, match=r"y has shape \(2,\); expected \(3,\)"):
+        read_arrays(tmp_path / "ylen.npz")
+    np.savez(tmp_path / "yfloat.npz", x=np.zeros((2, 4, 4)), y=np.array([0.5, 1.0]))
+    with pytest.raises(ValueError, match="integers"):
+        read_arrays(tmp_path / "yfloat.npz")
+
+
+def test_pickled_objects_are_refused_not_loaded(tmp_path):
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(ValueError, match="pickled"):
+        read_arrays(tmp_path / "obj.npy")
+
+
+def test_missing_wrong_suffix_and_garbage_files(tmp_path):
+    with pytest.raises(ValueError, match="does not exist"):
+        read_arrays(tmp_path / "none.npz")
+    (tmp_path / "x.csv").write_text("1,2")
+    with pytest.raises(ValueError, match=r"\.npy or \.npz"):
+        read_arrays(tmp_path / "x.csv")
+    (tmp_path / "junk.npz").write_bytes(b"junk")
+    with pytest.raises(ValueError, match="junk.npz: not a readable"):
+        read_arrays(tmp_path / "junk.npz")

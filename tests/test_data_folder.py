@@ -1,0 +1,85 @@
+"""Image folders: recursive reading, corrupt files skipped and named, empty folders, sub-folder labels."""
+import logging
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from downpour.config import DataConfig
+from downpour.data import build_dataset
+from downpour.data.folder import load_folder, read_image
+
+
+def _png(path, seed, size=(20, 16), mode="RGB"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    shape = (size[1], size[0], 3) if mode == "RGB" else (size[1], size[0])
+    Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8), mode).save(path)
+
+
+def test_reads_recursively_png_and_jpeg_and_ignores_other_files(tmp_path):
+    _png(tmp_path / "a.png", 0)
+    _png(tmp_path / "sub" / "deeper" / "b.png", 1, mode="L")
+    Image.fromarray(np.full((16, 20, 3), 200, np.uint8)).save(tmp_path / "c.jpg")
+    (tmp_path / "notes.txt").write_text("not an image")
+    images = load_folder(tmp_path, grey=True)
+    assert images.names == ["a.png", "c.jpg", "sub/deeper/b.png"]
+    assert all(im.shape == (1, 16, 20) and im.dtype == np.float32 for im in images.images)
+    assert images.info["n_ignored"] == 1 and images.skipped == []
+    colour = load_folder(tmp_path, grey=False)
+    assert colour.channels == 3
+
+
+def test_corrupt_image_is_skipped_counted_named_and_logged(tmp_path, caplog):
+    for i in range(3):
+        _png(tmp_path / f"ok{i}.png", i)
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n this is not really a png")
+    good = tmp_path / "truncated.jpg"
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8) + 90).save(good)
+    good.write_bytes(good.read_bytes()[:200])   # cut mid-stream
+    with caplog.at_level(logging.WARNING, logger="downpour.data"):
+        data = build_dataset(DataConfig(source="folder", path=str(tmp_path), mode="crops", size=8), seed=0)
+    assert len(data) == 3 and data.info["n_images"] == 3
+    assert data.info["n_skipped"] == 2
+    skipped = {entry["file"] for entry in data.info["skipped"]}
+    assert skipped == {str(tmp_path / "broken.png"), str(tmp_path / "truncated.jpg")}
+    assert all(entry["reason"] for entry in data.info["skipped"])
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2 and any("broken.png" in r.getMessage() for r in warnings)
+
+
+def test_empty_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match=str(tmp_path)):
+        build_dataset(DataConfig(source="folder", path=str(tmp_path)), seed=0)
+
+
+def test_missing_folder_and_all_corrupt_folder_are_errors(tmp_path):
+    with pytest.raises(ValueError, match="does not exist"):
+        load_folder(tmp_path / "nope")
+    (tmp_path / "x.png").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="none of its 1 image files could be read"):
+        load_folder(tmp_path)
+
+
+def test_labels_from_sub_folders(tmp_path):
+    for k in range(2):
+        _png(tmp_path / "dog" / f"{k}.png", k)
+    _png(tmp_path / "cat" / "nested" / "0.png", 5)
+    images = load_folder(tmp_path, labels=True)
+    assert images.info["classes"] == ["cat", "dog"]
+    assert dict(zip(images.names, images.labels)) == {"cat/nested/0.png": 0, "dog/0.png": 1, "dog/1.png": 1}
+    data = build_dataset(DataConfig(source="folder", path=str(tmp_path), labels=True, mode="crops", size=8), seed=0)
+    assert sorted(data.y.tolist()) == [0, 1, 1]
+
+
+def test_labels_with_images_at_the_top_level_is_an_error(tmp_path):
+    _png(tmp_path / "loose.png", 0)
+    _png(tmp_path / "dog" / "a.png", 1)
+    with pytest.raises(ValueError, match="loose.png"):
+        load_folder(tmp_path, labels=True)
+
+
+def test_sixteen_bit_png_is_scaled_not_clipped(tmp_path):
+    Image.fromarray(np.full((4, 4), 32768, np.uint16)).save(tmp_path / "deep.png")
+    image = read_image(tmp_path / "deep.png", grey=True)
+    assert image.shape == (1, 4, 4) and abs(float(image.mean()) - 0.5) < 1e-3

@@ -1,0 +1,85 @@
+"""Video sources: frames sampled evenly with PyAV; corrupt files skipped and counted like images."""
+import logging
+
+import av
+import numpy as np
+import pytest
+
+from downpour.config import DataConfig
+from downpour.data import build_dataset
+from downpour.data.video import frame_indices, load_videos, sample_frames
+
+
+def _write_video(path, n_frames=12, size=32):
+    """Frame t is a flat grey of level 20 * t, so a decoded frame tells which index it was."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("mpeg4", rate=10)
+        stream.width = stream.height = size
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"qscale": "1"}    # near-lossless, so the grey levels survive
+        for t in range(n_frames):
+            frame = av.VideoFrame.from_ndarray(np.full((size, size, 3), 20 * t, np.uint8), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def test_frame_indices_are_centred_and_even():
+    assert frame_indices(12, 3) == [2, 6, 10]
+    assert frame_indices(9, 1) == [4]
+    assert frame_indices(2, 5) == [0, 1]
+    assert frame_indices(0, 3) == []
+
+
+def test_sample_frames_picks_the_evenly_spaced_frames(tmp_path):
+    _write_video(tmp_path / "clip.mp4")
+    frames = sample_frames(tmp_path / "clip.mp4", 3)
+    assert len(frames) == 3 and frames[0].shape == (32, 32, 3)
+    levels = [float(f.mean()) / 20 for f in frames]
+    assert np.allclose(levels, [2, 6, 10], atol=0.3)
+
+
+def test_video_folder_with_a_corrupt_file(tmp_path, caplog):
+    _write_video(tmp_path / "a.mp4")
+    _write_video(tmp_path / "nested" / "b.mkv", n_frames=6)
+    (tmp_path / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 4)
+    (tmp_path / "readme.txt").write_text("ignored")
+    with caplog.at_level(logging.WARNING, logger="downpour.data"):
+        images = load_videos(tmp_path, frames_per_video=2, grey=True)
+    assert len(images) == 4 and images.channels == 1
+    assert images.info["n_videos"] == 2
+    assert [s["file"] for s in images.skipped] == [str(tmp_path / "broken.mp4")]
+    assert any("broken.mp4" in r.getMessage() for r in caplog.records)
+
+
+def test_video_source_builds_crops_and_counts_skips(tmp_path):
+    _write_video(tmp_path / "a.mp4")
+    (tmp_path / "bad.mkv").write_bytes(b"not a video at all")
+    cfg = DataConfig(source="video", path=str(tmp_path), frames_per_video=3, mode="crops", size=8)
+    data = build_dataset(cfg, seed=0)
+    assert data.x.shape == (3, 1, 8, 8)
+    assert data.info["n_skipped"] == 1 and data.info["skipped"][0]["file"].endswith("bad.mkv")
+
+
+def test_single_video_file_and_no_decodable_video_error(tmp_path):
+    _write_video(tmp_path / "one.mp4", n_frames=5)
+    assert len(load_videos(tmp_path / "one.mp4", frames_per_video=1)) == 1
+    (tmp_path / "only_bad").mkdir()
+    (tmp_path / "only_bad" / "x.mp4").write_bytes(b"junk")
+    with pytest.raises(ValueError, match="none of its 1 video files could be decoded"):
+        load_videos(tmp_path / "only_bad")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="holds no video files"):
+        load_videos(tmp_path / "empty")
+
+
+def test_truncated_video_without_frame_count_uses_the_frames_it_can_decode(tmp_path):
+    # Matroska declares no frame count, so the frames are counted by decoding; a truncated file
+    # still gives k evenly spaced frames from the part that survives.
+    _write_video(tmp_path / "full.mkv", n_frames=12)
+    data = (tmp_path / "full.mkv").read_bytes()
+    (tmp_path / "cut.mkv").write_bytes(data[: len(data) * 2 // 3])
+    levels = [float(f.mean()) / 20 for f in sample_frames(tmp_path / "cut.mkv", 3)]
+    assert len(levels) == 3 and levels == sorted(levels) and levels[-1] < 9
