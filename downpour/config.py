@@ -40,7 +40,7 @@ class DataConfig:
     flip: bool = False             # augmentation: random horizontal flips
     frames_per_video: int = 3      # video sources: frames sampled per file, like the paper's one per video
     labels: bool = False           # folder sources: class labels from sub-folder names
-    tile: int = 0                  # crops mode: cut each image into tile×tile squares first; 0 = one centred square per image
+    tile: int = 0                  # crops mode: cut images into tile×tile squares first; 0 = one centred square per image (built-in photos: 2·size tiles)
     faces_fraction: float = 0.3    # natural+faces: share of the samples taken from the faces source (lfw train part)
 
 
@@ -80,6 +80,17 @@ class ClusterConfig:
 class AnalysisConfig:
     report: bool = False           # analyse and write report.html when training ends
     layer: str = ""                # layer whose units are scored; empty = the model's top layer
+    dataset: str = "lfw"           # labelled set for the best single neuron: lfw | digits | a folder of class sub-folders
+    positive: int = 1              # the concept's label in that set (lfw: 1 = face)
+    test_fraction: float = 0.5     # share of the labelled set held back to score the chosen unit
+    splits: int = 5                # selection/test splits averaged in the summary (the table shows the first)
+    random_filters: int = 2000     # random linear filters in that baseline
+    top_k: int = 9                 # top activating images shown beside the optimal stimulus
+    stimulus_steps: int = 300      # projected gradient ascent steps
+    stimulus_restarts: int = 4     # random starts; the best one is kept
+    probes: list[str] = field(default_factory=lambda: ["lfw", "digits"])  # labelled sets for linear probes
+    probe_folds: int = 5           # cross-validation folds
+    probe_samples: int = 1000      # at most this many images per probe set (seeded subset)
 
 
 @dataclass

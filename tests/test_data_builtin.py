@@ -82,3 +82,15 @@ def test_natural_plus_faces_mix(mode):
 def test_natural_patches_too_big_for_faces_is_a_clear_error():
     with pytest.raises(ValueError, match="32x32"):
         build_dataset(DataConfig(source="faces", size=32, samples=10), seed=0)
+
+
+def test_natural_crops_tile_at_twice_the_size_by_default():
+    data = build_dataset(DataConfig(source="natural", mode="crops", size=64), seed=0)
+    assert data.info["tile"] == 128
+    # a 512x512 photo gives a 4x4 grid; every photo gives at least one tile
+    assert 15 * 2 < len(data) < 15 * 16 and data.input_shape == (1, 64, 64)
+
+
+def test_colour_natural_plus_faces():
+    data = build_dataset(DataConfig(source="natural+faces", grey=False, size=8, samples=100), seed=0)
+    assert data.input_shape == (3, 8, 8)

@@ -3,6 +3,8 @@
 The pipeline, in order:
 1. load the source into an :class:`ImageSet` (unreadable files skipped and named);
 2. ``patches`` (random windows) or ``crops`` (whole images / tiles resized) of side ``size``;
+   the ~15 built-in photographs would give only ~15 whole-image crops, so with ``tile = 0`` they
+   are cut into tiles of ``2 * size`` pixels instead (a 512-px photo gives 64 views at size 32);
 3. shuffle the rows once with the seed, so the contiguous slices of :meth:`Dataset.shard` are
    each a fair sample of the whole set (worker 0 does not get all the faces);
 4. ``normalize`` each sample, then fit ZCA on the whole set (before sharding, so every worker sees
@@ -89,11 +91,17 @@ def _to_rgb(images: ImageSet) -> ImageSet:
     return images
 
 
-def _views(images: ImageSet, cfg: DataConfig, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, list[dict[str, str]]]:
+def natural_tile(cfg: DataConfig) -> int:
+    """The tile side used for the built-in photographs in crops mode (``data.tile``, or 2 * size if 0)."""
+    return cfg.tile or 2 * cfg.size
+
+
+def _views(images: ImageSet, cfg: DataConfig, n: int, rng: np.random.Generator,
+           tile: int | None = None) -> tuple[np.ndarray, np.ndarray, list[dict[str, str]]]:
     """(samples (M, C, size, size), source image of each (M,), images that gave nothing)."""
     if cfg.mode == "patches":
         return sample_patches(images, cfg.size, n, rng)
-    x, owner = crop_images(images, cfg.size, cfg.tile)
+    x, owner = crop_images(images, cfg.size, cfg.tile if tile is None else tile)
     return x, owner, []
 
 
@@ -111,7 +119,7 @@ def _mixed(cfg: DataConfig, seed: int) -> tuple[np.ndarray, dict[str, Any], list
         nat = _views(natural, cfg, cfg.samples - n_faces, _rng(seed, _NATURAL)) if n_faces < cfg.samples else empty
         fac = _views(faces, cfg, n_faces, _rng(seed, _FACES)) if n_faces else empty
     else:
-        nat = _views(natural, cfg, 0, _rng(seed, _NATURAL)) if f < 1 else empty
+        nat = _views(natural, cfg, 0, _rng(seed, _NATURAL), natural_tile(cfg)) if f < 1 else empty
         views, owner, _ = _views(faces, cfg, 0, _rng(seed, _FACES))
         n_faces = len(views) if f == 1 else round(len(nat[0]) * f / (1 - f))
         # Whole shuffled passes over the 140 lfw views until there are enough: every view is used
@@ -137,20 +145,27 @@ def build_dataset(cfg: DataConfig, seed: int) -> Dataset:
     if seed < 0:
         raise ConfigError(f"seed must be >= 0, got {seed}")
     info: dict[str, Any] = {"source": cfg.source, "mode": cfg.mode, "size": cfg.size, "grey": cfg.grey}
+    if cfg.mode == "crops":
+        info["tile"] = natural_tile(cfg) if cfg.source.startswith("natural") else cfg.tile
     if cfg.source == "natural+faces":
         x, info["mix"], skipped, n_images = _mixed(cfg, seed)
         y = None
         file_skips: list[dict[str, str]] = []
     else:
         images = _load(cfg)
-        x, owner, skipped = _views(images, cfg, cfg.samples, _rng(seed, _NATURAL))
+        tile = natural_tile(cfg) if cfg.source == "natural" else None
+        x, owner, skipped = _views(images, cfg, cfg.samples, _rng(seed, _NATURAL), tile)
         y = _labels(images, owner)
         file_skips, n_images = images.skipped, len(images)
         info.update(images.info)
     order = _rng(seed, _ORDER).permutation(len(x))
     x = x[order]
     y = None if y is None else y[order]
-    x, info["normalization"] = normalize(x, cfg.normalize)
+    # "ufldl" maps each patch into [0.1, 0.9] for sigmoid outputs, so it must come after whitening
+    # (UFLDL whitens the images, then normalises patches); "patch" standardises before ZCA, as RICA does.
+    last = cfg.normalize == "ufldl"
+    if not last:
+        x, info["normalization"] = normalize(x, cfg.normalize)
     xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
     whitener = None
     if cfg.whiten == "zca":
@@ -159,6 +174,9 @@ def build_dataset(cfg: DataConfig, seed: int) -> Dataset:
         info["whitening"] = whitener.summary()
     else:
         info["whitening"] = {"method": "none"}
+    if last:
+        x, info["normalization"] = normalize(xt.numpy(), cfg.normalize)
+        xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
     augment = Augment(cfg.shift, cfg.scale, cfg.flip)
     info["augment"] = {"shift": cfg.shift, "scale": cfg.scale, "flip": cfg.flip}
     skipped_all = file_skips + skipped
