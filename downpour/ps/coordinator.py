@@ -27,7 +27,8 @@ class Coordinator:
         self.lost: list[int] = []
         self.events: list[dict[str, Any]] = []
         self.gaps: dict[int, int] = {}         # clock gap of each worker's current cycle
-        self._inflight: dict[int, int] = {}    # steps dispatched to a worker and not yet done
+        self._inflight: dict[int, int] = {}    # steps dispatched to a worker and not yet computed
+        self._unapplied: dict[int, int] = {}   # pushes a worker sent that are not applied yet
         self._clocks = clocks or {}
         self._join(0)
         if start_step >= warm_start:
@@ -39,8 +40,15 @@ class Coordinator:
         self.gate.join(w, self._clocks.get(w))
 
     def begin_cycle(self, w: int) -> int:
-        """Steps worker ``w`` may run now (<= n_push), or 0 if it must wait (gate, budget, not joined)."""
+        """Steps worker ``w`` may run now (<= n_push), or 0 if it must wait (gate, budget, not joined).
+
+        Under async a worker starts its next cycle while its last push is still on its way (as
+        DistBelief's workers did); under bounded/sync it first waits for that push to be applied,
+        so its clock is current when the gate is asked.
+        """
         if w not in self.live or w in self._inflight or self.dispatched >= self.total:
+            return 0
+        if self.gate.bound is not None and self._unapplied.get(w):
             return 0
         if not self.gate.may_start(w):
             return 0
@@ -50,10 +58,18 @@ class Coordinator:
         self.gaps[w] = self.gate.gap(w)
         return k
 
-    def end_cycle(self, w: int) -> list[int]:
-        """``w`` pushed; returns workers that join now (warm start over)."""
-        self.done += self._inflight.pop(w)
-        self.gate.tick(w)
+    def end_compute(self, w: int) -> int:
+        """``w`` finished computing its cycle and sent its push; returns the push's step count."""
+        k = self._inflight.pop(w)
+        self._unapplied[w] = self._unapplied.get(w, 0) + 1
+        return k
+
+    def end_cycle(self, w: int, steps: int) -> list[int]:
+        """``w``'s push of ``steps`` steps was applied; returns workers that join now (warm start over)."""
+        self.done += steps
+        self._unapplied[w] -= 1
+        if w in self.live:   # a lost worker's last push still lands, but it has no clock any more
+            self.gate.tick(w)
         joined = []
         if self.done >= self.warm_start:
             for v in range(self.workers):
@@ -65,7 +81,10 @@ class Coordinator:
         return joined
 
     def lose(self, w: int, reason: str) -> None:
-        """``w`` died: its unfinished steps go back to the budget, and it no longer holds anyone back."""
+        """``w`` died: its uncomputed steps go back to the budget, and it no longer holds anyone back.
+
+        (Pushes it already sent are not the worker's any more: they are applied, and counted, as usual.)
+        """
         self.dispatched -= self._inflight.pop(w, 0)
         self.live.discard(w)
         self.lost.append(w)

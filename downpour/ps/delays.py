@@ -1,11 +1,18 @@
-"""Delay models for the simulated cluster: how long (virtual time) one worker step takes.
+"""Delay models for the simulated cluster: how long (virtual time) a worker's push is on its way.
+
+Virtual time is counted in training steps: every step takes one unit of compute. The delay is
+what comes on top for a push, between the end of the worker's computation and the moment the
+shards apply it (network, queueing, a slow machine). Under async the worker goes on computing
+meanwhile, as DistBelief's workers did, so a longer delay means more updates it has not seen:
+larger staleness. (Scaling every worker's compute time alike would not change staleness at all:
+in a non-pipelined cluster the mean staleness is N - 1 whatever the speeds, by Little's law.)
 
 ``cluster.delay`` is one of
 
-- ``constant:T``            every step takes T
+- ``constant:T``            every push takes T (0: applied the moment it is computed)
 - ``uniform:A:B``           uniform in [A, B]
-- ``exponential:MEAN``      long-tailed: exponential with that mean (plus nothing else)
-- ``straggler:T:FACTOR``    every worker takes T, except the last one, which takes T·FACTOR
+- ``exponential:MEAN``      long-tailed: exponential with that mean
+- ``straggler:T:FACTOR``    every worker's pushes take T, except the last worker's, which take T·FACTOR
 
 Each worker draws from its own NumPy generator seeded from (run seed, worker id), so a run is
 reproducible bit for bit and adding a worker does not change the others' draws.
@@ -18,7 +25,7 @@ from downpour.config import ConfigError
 
 
 class DelayModel:
-    """Base class: :meth:`sample` returns one step duration (> 0) from ``rng``."""
+    """Base class: :meth:`sample` returns one push delay (>= 0, in steps) from ``rng``."""
 
     def sample(self, rng: np.random.Generator) -> float:
         raise NotImplementedError
@@ -45,8 +52,7 @@ class Exponential(DelayModel):
         self.mean = mean
 
     def sample(self, rng: np.random.Generator) -> float:
-        # a floor keeps two events of one worker from landing on the same instant
-        return max(float(rng.exponential(self.mean)), 1e-9)
+        return float(rng.exponential(self.mean))
 
 
 def _numbers(spec: str, parts: list[str], n: int) -> list[float]:
@@ -56,8 +62,8 @@ def _numbers(spec: str, parts: list[str], n: int) -> list[float]:
         values = [float(p) for p in parts]
     except ValueError:
         raise ConfigError(f"cluster.delay {spec!r}: not a number in {':'.join(parts)!r}") from None
-    if any(v <= 0 for v in values):
-        raise ConfigError(f"cluster.delay {spec!r}: every number must be > 0")
+    if any(v < 0 for v in values):
+        raise ConfigError(f"cluster.delay {spec!r}: every number must be >= 0")
     return values
 
 

@@ -140,7 +140,7 @@ def run_ray(job: Job, shards: list[Shard], coord: Coordinator, recorder: Any, st
 
     pending: dict[Any, tuple[str, int]] = {}
     grads: dict[int, list[Any]] = {}
-    pushes: dict[int, tuple[list[Any], dict[str, Any]]] = {}
+    pushes: dict[Any, tuple[list[Any], dict[str, Any]]] = {}   # last push ref -> (all refs, metadata)
     blocked: set[int] = set()
 
     def dispatch(w: int) -> None:
@@ -169,19 +169,23 @@ def run_ray(job: Job, shards: list[Shard], coord: Coordinator, recorder: Any, st
                 for v in sorted(blocked):
                     dispatch(v)
                 continue
+            meta["clock_gap"] = coord.gaps[w]
+            coord.end_compute(w)
             refs = [a.push.remote(w, g, b, meta["seq"]) for a, g, b in zip(shard_actors, grads.pop(w), meta["base"])]
-            pushes[w] = (refs, meta)
+            pushes[refs[-1]] = (refs, meta)
             pending[refs[-1]] = ("push", w)  # each shard runs the driver's calls in order; wait on all below
+            dispatch(w)                      # async: compute the next cycle while this push is applied
             continue
-        refs, meta = pushes.pop(w)
+        refs, meta = pushes.pop(ready[0])
         results = ray.get(refs)
         stale = [r["staleness"] for r in results]
-        record = {"staleness": sum(stale) / m, "staleness_max": max(stale), "clock_gap": coord.gaps[w],
+        record = {"staleness": sum(stale) / m, "staleness_max": max(stale), "clock_gap": meta["clock_gap"],
                   "accepted": sum(r["accepted"] for r in results), "version": max(r["version"] for r in results)}
-        joined = coord.end_cycle(w)
+        joined = coord.end_cycle(w, meta["steps"])
         if joined:
             set_live()
-        push = Push(w, meta["seq"], [], meta["base"], meta["steps"], meta["samples"], meta["loss"], meta["parts"], meta["skipped"])
+        push = Push(w, meta["seq"], [], meta["base"], meta["steps"], meta["samples"], meta["loss"], meta["parts"],
+                    meta["skipped"], meta["clock_gap"])
         recorder.on_push(push, record)
         for v in sorted(blocked | set(joined) | {w}):
             dispatch(v)

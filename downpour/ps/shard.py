@@ -52,7 +52,8 @@ class Shard:
         self.applied = 0           # pushes whose gradient reached the parameters (== accepted once a round is flushed)
         self.rejected: Counter[str] = Counter()
         self.log = StalenessLog()
-        self._last_seq: dict[int, int] = {}
+        self._seen: dict[int, set[int]] = {}                          # push numbers applied, per worker
+        self._floor: dict[int, int] = {}                              # after a resume: every seq <= this was seen
         self._backup: dict[int, Tensor] = {}                          # DC-ASGD: each worker's fetched copy
         self._round: list[tuple[int, int, int, Tensor]] = []          # sync: (worker, seq, base, grad)
 
@@ -69,14 +70,14 @@ class Shard:
     def push(self, worker: int, grad: Tensor, base_version: int, seq: int) -> PushResult:
         """Apply (or, under ``sync``, hold) ``grad`` (n,), computed by ``worker`` from ``base_version``.
 
-        ``seq`` is the worker's push number, strictly increasing; a repeat is a duplicate.
+        ``seq`` is the worker's push number (0, 1, 2, ...); one already seen is a duplicate.
         """
         reason = self._check(worker, grad, base_version, seq)
         if reason:
             self.rejected[reason] += 1
             return PushResult(False, reason, self.version)
         self.accepted += 1
-        self._last_seq[worker] = seq
+        self._seen.setdefault(worker, set()).add(seq)
         grad = grad.to(torch.float32)
         if self.sync:
             self._round.append((worker, seq, base_version, grad.clone()))  # outlives the caller's buffer
@@ -94,7 +95,8 @@ class Shard:
             return "non-finite"
         if not 0 <= base_version <= self.version:
             return "version"
-        if seq <= self._last_seq.get(worker, -1):
+        # pushes of one worker may arrive out of order (network delay): remember each, not just the last
+        if seq in self._seen.get(worker, ()) or seq <= self._floor.get(worker, -1):
             return "duplicate"
         return ""
 
@@ -142,7 +144,7 @@ class Shard:
         self.flush()
         tensors = {"params": self.params, "log": self.log.to_tensor(), **{f"rule.{k}": v for k, v in self.state.items()}}
         meta = {**self.stats(), "start": self.start, "rule": self.rule.name,
-                "last_seq": {str(w): s for w, s in self._last_seq.items()}}
+                "last_seq": {str(w): max(max(seen, default=-1), self._floor.get(w, -1)) for w, seen in self._seen.items()}}
         return tensors, meta
 
     def load_state_dict(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
@@ -158,7 +160,8 @@ class Shard:
         self.log = StalenessLog.from_tensor(tensors["log"])
         self.version, self.accepted, self.applied = meta["version"], meta["accepted"], meta["applied"]
         self.rejected = Counter(meta.get("rejected", {}))
-        self._last_seq = {int(w): s for w, s in meta.get("last_seq", {}).items()}
+        self._floor = {int(w): s for w, s in meta.get("last_seq", {}).items()}
+        self._seen = {w: set() for w in self._floor}
 
 
 def shard_bounds(numel: int, shards: int) -> list[tuple[int, int]]:

@@ -1,11 +1,10 @@
 """The simulated cluster: N workers and M shards in one process, in virtual time.
 
-Each worker step takes a duration drawn from the worker's delay model (``cluster.delay``). Events
-are processed in (virtual time, order of scheduling) order, so the run is a pure function of the
-config and seed: same seed, same config, identical parameters, metrics and staleness log.
-
-A worker fetches at the start of a step (when due) and pushes when the step ends, so every push
-that lands in between makes its gradient staler: a larger delay spread gives larger staleness.
+Virtual time is counted in training steps: a step takes one unit; a push then travels for a
+delay drawn from the worker's delay model (``cluster.delay``, see :mod:`downpour.ps.delays`)
+before the shards apply it. Under async a worker goes on computing while its push travels.
+Events are processed in (virtual time, order of scheduling) order, so a run is a pure function
+of config and seed: same seed and config, identical parameters, metrics and staleness log.
 """
 from __future__ import annotations
 
@@ -19,10 +18,11 @@ from downpour.ps.shard import Shard
 from downpour.ps.worker import Push, Worker
 
 OnPush = Callable[[Push, dict], None]   # (the push, its record) -> None
+STEP, ARRIVE = 0, 1
 
 
 def push_to_shards(shards: list[Shard], push: Push) -> dict:
-    """Send one push to every shard; returns staleness (mean over shards) and acceptance."""
+    """Apply one push on every shard; returns its staleness (mean and max over shards) and acceptance."""
     stale = [s.version - b for s, b in zip(shards, push.base)]
     results = [s.push(push.worker, g, b, push.seq) for s, g, b in zip(shards, push.grads, push.base)]
     return {"staleness": sum(stale) / len(stale), "staleness_max": max(stale),
@@ -43,20 +43,21 @@ class SimulatedCluster:
         self.delays = make_delays(cfg.cluster.delay, n)
         self.rngs = delay_rngs(cfg.seed + start_step, n)
         self.now = 0.0
-        self._heap: list[tuple[float, int, int]] = []
+        self._heap: list[tuple[float, int, int, int, Push | None]] = []   # (time, order, kind, worker, push)
         self._order = 0
         self._left = [0] * n        # steps left in each worker's current cycle
         self._blocked: set[int] = set()
 
-    def _fetch(self, w: int) -> None:
-        pulled = [s.pull(w) for s in self.shards]
-        self.workers[w].load([p for p, _ in pulled], [v for _, v in pulled])
+    def _schedule(self, t: float, kind: int, w: int, push: Push | None = None) -> None:
+        heapq.heappush(self._heap, (t, self._order, kind, w, push))
+        self._order += 1
 
     def _start_step(self, w: int, t: float) -> None:
-        if self.workers[w].fetch_due():
-            self._fetch(w)
-        heapq.heappush(self._heap, (t + self.delays[w].sample(self.rngs[w]), self._order, w))
-        self._order += 1
+        worker = self.workers[w]
+        if worker.fetch_due():
+            pulled = [s.pull(w) for s in self.shards]
+            worker.load([p for p, _ in pulled], [v for _, v in pulled])
+        self._schedule(t + 1.0, STEP, w)
 
     def _try_cycle(self, w: int, t: float) -> None:
         k = self.coord.begin_cycle(w)
@@ -67,29 +68,37 @@ class SimulatedCluster:
         self._left[w] = k
         self._start_step(w, t)
 
+    def _wake(self, workers: set[int], t: float) -> None:
+        for v in sorted(workers | self._blocked):
+            self._try_cycle(v, t)
+
     def run(self, on_push: OnPush) -> None:
-        for w in sorted(self.coord.live):
-            self._try_cycle(w, 0.0)
+        self._wake(set(self.coord.live), 0.0)
         while self._heap:
-            t, _, w = heapq.heappop(self._heap)
+            t, _, kind, w, push = heapq.heappop(self._heap)
             self.now = t
-            worker = self.workers[w]
-            worker.step(self.stage_of(self.coord.done))
-            self._left[w] -= 1
-            if self._left[w] > 0:
-                self._start_step(w, t)
+            if kind == STEP:
+                self.workers[w].step(self.stage_of(self.coord.dispatched - self._left[w]))
+                self._left[w] -= 1
+                if self._left[w] > 0:
+                    self._start_step(w, t)
+                    continue
+                push = self.workers[w].take_push()
+                push.clock_gap = self.coord.gaps[w]
+                self.coord.end_compute(w)
+                self._schedule(t + self.delays[w].sample(self.rngs[w]), ARRIVE, w, push)
+                self._wake({w}, t)     # async: go on computing while the push travels
                 continue
-            push = worker.take_push()
+            assert push is not None
             record = push_to_shards(self.shards, push)
-            record["clock_gap"] = self.coord.gaps[w]
-            joined = self.coord.end_cycle(w)
+            record["clock_gap"] = push.clock_gap
+            joined = self.coord.end_cycle(w, push.steps)
             if joined:
                 for s in self.shards:
                     s.set_workers(self.coord.live)
             record["vtime"] = round(t, 6)
             on_push(push, record)
-            # the push may have opened the gate for others (bounded, sync) or ended a warm start
-            for v in sorted(self._blocked | set(joined) | {w}):
-                self._try_cycle(v, t)
+            # the push may open the gate for others (bounded, sync), or for w itself, or end a warm start
+            self._wake(set(joined) | {w}, t)
         for s in self.shards:
             s.flush()

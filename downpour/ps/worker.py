@@ -35,6 +35,7 @@ class Push:
     loss: float                  # mean loss over those steps
     parts: dict[str, float] = field(default_factory=dict)
     skipped: int = 0             # steps whose cost was NaN/Inf (nothing accumulated)
+    clock_gap: int = 0           # set by the runner: clocks ahead of the slowest worker when the cycle began
 
 
 class Worker:

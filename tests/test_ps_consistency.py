@@ -1,0 +1,84 @@
+"""Consistency gates, the coordinator's budget / warm start / worker loss, delay models."""
+import numpy as np
+import pytest
+
+from downpour.config import ConfigError
+from downpour.ps.consistency import make_consistency
+from downpour.ps.coordinator import Coordinator
+from downpour.ps.delays import delay_rngs, make_delays
+
+
+def test_async_never_waits_bounded_waits_at_k_sync_in_lockstep():
+    for spec, allowed_gap in (("async", 10), ("bounded:2", 2), ("sync", 0)):
+        gate = make_consistency(spec)
+        gate.join(0)
+        gate.join(1)
+        for _ in range(allowed_gap):
+            assert gate.may_start(0)
+            gate.tick(0)
+        assert gate.gap(0) == allowed_gap and gate.may_start(0)
+        gate.tick(0)
+        assert gate.may_start(0) == (spec == "async")
+        gate.leave(1)                          # the slow worker died: nobody is held back by it
+        assert gate.may_start(0)
+
+
+def test_bad_consistency_is_an_error():
+    for spec in ("bounded:x", "bounded:-1", "eventual"):
+        with pytest.raises(ConfigError, match="cluster.consistency"):
+            make_consistency(spec)
+
+
+def _cycle(coord, w):
+    return coord.end_cycle(w, coord.end_compute(w))
+
+
+def test_coordinator_budget_warm_start_and_loss():
+    coord = Coordinator(make_consistency("async"), workers=3, total_steps=10, n_push=2, warm_start=4)
+    assert coord.live == {0}
+    assert coord.begin_cycle(1) == 0           # not joined yet
+    assert coord.begin_cycle(0) == 2 and coord.begin_cycle(0) == 0   # already running
+    assert _cycle(coord, 0) == []
+    assert coord.begin_cycle(0) == 2
+    assert _cycle(coord, 0) == [1, 2]          # 4 steps done: the others join
+    assert coord.begin_cycle(1) == 2 and coord.begin_cycle(2) == 2 and coord.begin_cycle(0) == 2
+    coord.lose(2, "killed")                    # its 2 uncomputed steps go back to the budget
+    assert coord.dispatched == 8
+    _cycle(coord, 1)
+    assert coord.begin_cycle(1) == 2 and coord.begin_cycle(1) == 0
+    _cycle(coord, 0)
+    _cycle(coord, 1)
+    assert coord.finished and coord.done == 10 and coord.lost == [2]
+    assert [e["event"] for e in coord.events] == ["joined", "worker-lost"]
+
+
+def test_async_pipelines_bounded_waits_for_its_own_push():
+    for spec, pipelined in (("async", True), ("bounded:5", False)):
+        coord = Coordinator(make_consistency(spec), workers=1, total_steps=10)
+        coord.begin_cycle(0)
+        steps = coord.end_compute(0)          # push sent, not applied yet
+        assert (coord.begin_cycle(0) > 0) == pipelined
+        coord.end_cycle(0, steps)
+        assert coord.begin_cycle(0) > 0 or pipelined
+
+
+def test_sync_coordinator_lets_no_worker_start_a_round_early():
+    coord = Coordinator(make_consistency("sync"), workers=2, total_steps=100)
+    assert coord.begin_cycle(0) == 1 and coord.begin_cycle(1) == 1
+    _cycle(coord, 0)
+    assert coord.begin_cycle(0) == 0           # worker 1 has not pushed round 0 yet
+    _cycle(coord, 1)
+    assert coord.begin_cycle(0) == 1
+
+
+def test_delay_models_are_seeded_and_validated():
+    a = [d.sample(r) for d, r in zip(make_delays("exponential:2", 3), delay_rngs(5, 3))]
+    b = [d.sample(r) for d, r in zip(make_delays("exponential:2", 3), delay_rngs(5, 3))]
+    assert a == b and len(set(a)) == 3
+    rng = np.random.default_rng(0)
+    straggler = make_delays("straggler:1:5", 3)
+    assert [d.sample(rng) for d in straggler] == [1.0, 1.0, 5.0]
+    assert all(2 <= make_delays("uniform:2:3", 1)[0].sample(rng) <= 3 for _ in range(20))
+    for spec in ("constant", "constant:-1", "uniform:3:2", "normal:1", "exponential:x"):
+        with pytest.raises(ConfigError, match="cluster.delay"):
+            make_delays(spec, 2)

@@ -1,0 +1,151 @@
+"""Shards, update rules and compensation: plain torch, no runner."""
+import pytest
+import torch
+
+from downpour.config import ConfigError
+from downpour.ps.checkpoint import load_server, next_seqs, save_server
+from downpour.ps.compensation import make_compensation
+from downpour.ps.rules import make_rule
+from downpour.ps.shard import Shard, shard_bounds
+
+
+def _shard(n=6, rule="sgd", lr=0.1, workers=(0, 1), sync=False, compensation="none"):
+    torch.manual_seed(0)
+    return Shard(0, torch.randn(n), make_rule(rule, lr), make_compensation(compensation, 0.5), workers, sync=sync)
+
+
+@pytest.mark.parametrize("name,opt", [("sgd", torch.optim.SGD), ("adagrad", torch.optim.Adagrad), ("adam", torch.optim.Adam)])
+def test_rules_match_torch_optimisers(name, opt):
+    torch.manual_seed(1)
+    w0 = torch.randn(10)
+    grads = [torch.randn(10) for _ in range(5)]
+    shard = Shard(0, w0, make_rule(name, 0.05), workers=[0])
+    p = torch.nn.Parameter(w0.clone())
+    o = opt([p], lr=0.05)
+    for i, g in enumerate(grads):
+        assert shard.push(0, g, shard.version, seq=i).accepted
+        p.grad = g.clone()
+        o.step()
+    torch.testing.assert_close(shard.params, p.detach(), rtol=1e-5, atol=1e-6)
+    assert shard.version == 5 and shard.applied == shard.accepted == 5
+
+
+def test_bad_pushes_are_rejected_counted_and_leave_parameters_alone():
+    shard = _shard(rule="adagrad")
+    before = shard.params.clone()
+    state_before = {k: v.clone() for k, v in shard.state.items()}
+    bad = [
+        (0, torch.tensor([float("nan")] + [0.0] * 5), 0, 0, "non-finite"),
+        (0, torch.tensor([float("inf")] + [0.0] * 5), 0, 1, "non-finite"),
+        (0, torch.zeros(5), 0, 2, "shape"),
+        (0, torch.zeros(2, 3), 0, 3, "shape"),
+        (7, torch.zeros(6), 0, 0, "unknown-worker"),
+        (1, torch.zeros(6), 3, 0, "version"),      # computed from a version the shard never had
+    ]
+    for worker, grad, base, seq, reason in bad:
+        result = shard.push(worker, grad, base, seq)
+        assert not result.accepted and result.reason == reason
+    assert torch.equal(shard.params, before)
+    assert all(torch.equal(shard.state[k], state_before[k]) for k in state_before)
+    assert shard.version == 0 and shard.accepted == 0 and len(shard.log) == 0
+    assert dict(shard.rejected) == {"non-finite": 2, "shape": 2, "unknown-worker": 1, "version": 1}
+
+
+def test_a_repeated_push_is_never_applied_twice():
+    shard = _shard()
+    assert shard.push(0, torch.ones(6), 0, seq=0).accepted
+    after_first = shard.params.clone()
+    again = shard.push(0, torch.ones(6), 0, seq=0)
+    assert not again.accepted and again.reason == "duplicate"
+    assert torch.equal(shard.params, after_first) and shard.applied == 1
+
+
+def test_staleness_log_records_base_and_applied_versions():
+    shard = _shard()
+    shard.push(0, torch.ones(6), 0, 0)
+    shard.push(0, torch.ones(6), 1, 1)
+    shard.push(1, torch.ones(6), 0, 0)   # worker 1 computed from version 0 and missed two updates
+    assert shard.log.rows == [(0, 0, 0, 0), (0, 1, 1, 1), (1, 0, 0, 2)]
+    assert shard.log.staleness() == [0, 0, 2]
+
+
+def test_sync_round_is_applied_together_as_the_mean():
+    shard = _shard(workers=(0, 1, 2), sync=True)
+    w0 = shard.params.clone()
+    shard.push(0, torch.full((6,), 1.0), 0, 0)
+    shard.push(1, torch.full((6,), 3.0), 0, 0)
+    assert torch.equal(shard.params, w0) and shard.version == 0 and shard.accepted == 2 and shard.applied == 0
+    shard.push(2, torch.full((6,), 5.0), 0, 0)
+    torch.testing.assert_close(shard.params, w0 - 0.1 * 3.0)
+    assert shard.version == 1 and shard.applied == 3 and shard.log.staleness() == [0, 0, 0]
+
+
+def test_sync_round_completes_when_a_worker_is_lost_and_flush_applies_the_rest():
+    shard = _shard(workers=(0, 1, 2), sync=True)
+    shard.push(0, torch.ones(6), 0, 0)
+    shard.push(1, torch.ones(6), 0, 0)
+    shard.set_workers([0, 1])            # worker 2 died before pushing
+    assert shard.version == 1 and shard.applied == 2
+    shard.push(0, torch.ones(6), 1, 1)
+    shard.flush()
+    assert shard.version == 2 and shard.applied == shard.accepted == 3
+
+
+def test_staleness_aware_learning_rate_divides_by_staleness():
+    shard = _shard(compensation="staleness-lr", workers=(0, 1))
+    shard.push(0, torch.zeros(6), 0, 0)
+    shard.push(0, torch.zeros(6), 1, 1)
+    before = shard.params.clone()
+    shard.push(1, torch.ones(6), 0, 0)   # staleness 2: half the step
+    torch.testing.assert_close(shard.params, before - 0.1 * 1.0 / 2)
+
+
+def test_dc_asgd_corrects_with_the_workers_fetched_copy():
+    shard = _shard(compensation="dc-asgd", workers=(0, 1))
+    w_stale = shard.pull(worker=1)[0].clone()
+    shard.push(0, torch.full((6,), 2.0), 0, 0)       # moves the parameters after worker 1 fetched
+    w_now = shard.params.clone()
+    g = torch.linspace(-1, 1, 6)
+    shard.push(1, g, 0, 0)
+    expected = w_now - 0.1 * (g + 0.5 * g * g * (w_now - w_stale))
+    torch.testing.assert_close(shard.params, expected)
+
+
+def test_state_dict_round_trip_through_a_server_checkpoint(tmp_path):
+    a = _shard(rule="adam")
+    for i in range(3):
+        a.push(i % 2, torch.randn(6), a.version, i)
+    save_server(tmp_path / "server", [a.state_dict()], {"step": 3})
+    states, meta = load_server(tmp_path / "server")
+    b = _shard(rule="adam")
+    b.load_state_dict(*states[0])
+    assert meta["step"] == 3 and b.version == 3 and b.log.rows == a.log.rows
+    assert torch.equal(b.params, a.params) and all(torch.equal(b.state[k], a.state[k]) for k in a.state)
+    assert next_seqs(states) == {0: 3, 1: 2}
+    g = torch.randn(6)
+    a.push(0, g, 3, 3)
+    b.push(0, g, 3, 3)
+    assert torch.equal(a.params, b.params)
+
+
+def test_restoring_into_a_different_rule_or_size_is_a_clear_error():
+    a = _shard(rule="adam")
+    with pytest.raises(ValueError, match="rule 'adam'"):
+        _shard(rule="adagrad").load_state_dict(*a.state_dict())
+    with pytest.raises(ValueError, match="parameters"):
+        _shard(n=7, rule="adam").load_state_dict(*a.state_dict())
+
+
+def test_shard_bounds_cover_the_vector_contiguously():
+    bounds = shard_bounds(10, 3)
+    assert bounds[0][0] == 0 and bounds[-1][1] == 10
+    assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
+    with pytest.raises(ValueError):
+        shard_bounds(2, 3)
+
+
+def test_unknown_rule_and_compensation_name_the_nearest():
+    with pytest.raises(ConfigError, match="adagrad"):
+        make_rule("adagard", 0.1)
+    with pytest.raises(ConfigError, match="dc-asgd"):
+        make_compensation("dc-asdg")

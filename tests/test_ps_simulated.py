@@ -1,0 +1,118 @@
+"""The simulated cluster end to end: reproducibility, staleness vs delay, consistency bounds,
+warm start, n_push, resume from a server checkpoint."""
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from downpour.config import ConfigError, load_config
+from downpour.ps.checkpoint import load_server
+from downpour.ps.cluster import run_cluster
+from downpour.train.rundir import RunDir
+
+BASE = ["cluster.runner=simulated", "data.samples=256", "train.batch_size=16", "train.log_every=4",
+        "train.tensorboard=false", "cluster.workers=4", "cluster.shards=2", "train.steps=48"]
+
+
+def _run(path, *overrides, resume=False):
+    cfg = load_config("ufldl-sae", [*BASE, *overrides])
+    run = RunDir.open(path) if resume else RunDir.create(path, cfg)
+    return run_cluster(cfg, run, resume=resume), run
+
+
+def _without_wall_clock(rows):
+    return [{k: v for k, v in r.items() if k not in ("time", "samples_per_s", "updates_per_s")} for r in rows]
+
+
+def test_same_seed_same_config_is_identical_bit_for_bit(tmp_path):
+    delay = 'cluster.delay="exponential:1.5"'
+    a, run_a = _run(tmp_path / "a", delay)
+    b, run_b = _run(tmp_path / "b", delay)
+    assert (tmp_path / "a/model.safetensors").read_bytes() == (tmp_path / "b/model.safetensors").read_bytes()
+    assert _without_wall_clock(run_a.metrics()) == _without_wall_clock(run_b.metrics())
+    assert run_a.read_json("staleness.json") == run_b.read_json("staleness.json")
+    log_a, _ = load_server(tmp_path / "a/checkpoints/server")
+    log_b, _ = load_server(tmp_path / "b/checkpoints/server")
+    assert all(torch.equal(x[0]["log"], y[0]["log"]) for x, y in zip(log_a, log_b))
+    c, _ = _run(tmp_path / "c", delay, "seed=1")
+    assert c["final_loss"] != a["final_loss"]
+
+
+def test_run_directory_holds_model_metrics_and_staleness(tmp_path):
+    summary, run = _run(tmp_path / "r", 'cluster.delay="uniform:1:3"')
+    rows = run.metrics()
+    assert rows[-1]["step"] == 48 and {"worker", "staleness", "clock_gap", "version", "vtime"} <= rows[-1].keys()
+    assert {r["worker"] for r in rows} <= {0, 1, 2, 3}
+    st = run.read_json("staleness.json")
+    assert set(st["per_worker"]) == {"0", "1", "2", "3"} and set(st["per_shard"]) == {"0", "1"}
+    assert st["overall"]["pushes"] == 2 * 48 and st["overall"]["mean"] > 0
+    assert summary["accepted"] == summary["applied"] == [48, 48] and summary["versions"] == [48, 48]
+    model = run.load_model()
+    assert json.loads((tmp_path / "r/model.json").read_text())["step"] == 48
+    assert set(load_file(str(tmp_path / "r/model.safetensors"))) == set(model.state_dict())
+
+
+def test_a_larger_injected_delay_gives_larger_mean_staleness(tmp_path):
+    small, _ = _run(tmp_path / "s", 'cluster.delay="straggler:1:1"')
+    large, _ = _run(tmp_path / "l", 'cluster.delay="straggler:1:8"')
+    assert large["mean_staleness"] > small["mean_staleness"] + 0.5
+
+
+def test_bounded_staleness_keeps_every_worker_within_k_clocks(tmp_path):
+    free, _ = _run(tmp_path / "async", 'cluster.delay="straggler:1:8"')
+    _, run = _run(tmp_path / "b2", 'cluster.delay="straggler:1:8"', 'cluster.consistency="bounded:2"')
+    assert run.read_json("staleness.json")["max_clock_gap"] <= 2
+    assert all(r["clock_gap"] <= 2 for r in run.metrics())
+    assert free["mean_staleness"] > run.read_json("staleness.json")["overall"]["mean"]
+    assert json.loads((tmp_path / "async/staleness.json").read_text())["max_clock_gap"] > 2  # the bound did the work
+
+
+def test_sync_computes_every_push_of_a_round_from_the_same_version(tmp_path):
+    summary, run = _run(tmp_path / "sync", 'cluster.delay="straggler:1:8"', "cluster.consistency=sync")
+    states, _ = load_server(tmp_path / "sync/checkpoints/server")
+    for tensors, _ in states:
+        rows = tensors["log"].tolist()
+        assert all(applied == base for _, _, base, applied in rows)                  # staleness 0
+        rounds = {}
+        for w, _, base, applied in rows:
+            rounds.setdefault(applied, []).append(w)
+        assert all(sorted(ws) == [0, 1, 2, 3] for ws in rounds.values())            # every worker in every round
+    assert summary["versions"] == [12, 12] and summary["max_staleness"] == 0
+
+
+def test_n_push_and_warm_start(tmp_path):
+    summary, run = _run(tmp_path / "w", "cluster.n_push=4", "cluster.n_fetch=2", "cluster.warm_start=16")
+    assert summary["versions"] == [12, 12]                                       # 48 steps / 4 per push
+    states, _ = load_server(tmp_path / "w/checkpoints/server")
+    rows = states[0][0]["log"].tolist()
+    assert [w for w, *_ in rows[:4]] == [0, 0, 0, 0]                           # worker 0 alone for 16 steps
+    assert {w for w, *_ in rows[4:]} == {0, 1, 2, 3}
+    assert [e["event"] for e in run.read_json("staleness.json")["events"]] == ["joined"]
+
+
+@pytest.mark.parametrize("compensation", ["staleness-lr", "dc-asgd"])
+def test_compensated_runs_train(tmp_path, compensation):
+    summary, run = _run(tmp_path / compensation, f'cluster.compensation="{compensation}"', "cluster.rule=sgd",
+                        "train.lr=0.002", 'cluster.delay="exponential:1"')
+    rows = run.metrics()
+    assert summary["applied"] == [48, 48] and rows[-1]["loss"] < rows[0]["loss"]
+
+
+def test_resume_continues_the_version_clock_and_the_curve(tmp_path):
+    first, _ = _run(tmp_path / "r", "cluster.checkpoint_every=8", "train.steps=24")
+    assert first["versions"] == [24, 24]
+    second, run = _run(tmp_path / "r", "train.steps=48", resume=True)
+    assert second["resumed_from"] == 24 and second["versions"] == [48, 48]
+    steps = [r["step"] for r in run.metrics()]
+    assert steps == sorted(steps) and steps[-1] == 48 and 24 in steps and 28 in steps
+    assert run.read_json("staleness.json")["overall"]["pushes"] == 2 * 48   # the log went on too
+    with pytest.raises(ConfigError, match="already reached"):
+        _run(tmp_path / "r", "train.steps=48", resume=True)
+
+
+def test_bad_cluster_config_fails_before_training(tmp_path):
+    with pytest.raises(ConfigError, match="cluster.workers"):
+        _run(tmp_path / "x", "cluster.workers=0")
+    with pytest.raises(ConfigError, match="cluster.delay"):
+        _run(tmp_path / "y", 'cluster.delay="gamma:2"')
