@@ -68,6 +68,8 @@ def test_augment_shift_moves_pixels_exactly_and_flip_mirrors():
     # every inner 4x4 block is the original moved by a whole pixel (dx, dy) in {-1, 0, 1}^2
     for sample in inner:
         assert any(torch.equal(sample, x[0, 0, 1 - dy:5 - dy, 1 - dx:5 - dx]) for dx in (-1, 0, 1) for dy in (-1, 0, 1))
+    colour = Augment(shift=1)(x.repeat(1, 3, 1, 1), torch.Generator().manual_seed(0))
+    assert torch.equal(colour[:, 0], out[:, 0]) and torch.equal(colour[:, 2], out[:, 0])   # channels move together
     flipped = Augment(flip=True)(x, torch.Generator().manual_seed(0))
     mirrored = torch.tensor([torch.equal(f, x[0].flip(-1)) for f in flipped])
     unchanged = torch.tensor([torch.equal(f, x[0]) for f in flipped])
