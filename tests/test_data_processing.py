@@ -67,6 +67,11 @@ def test_zca_whitened_covariance_is_identity_and_inverse_round_trips():
     assert torch.allclose(zca.inverse(zca.transform(x)), x, atol=1e-3 * float(x.abs().max()))
     # ZCA is symmetric: the closest whitening to the identity, unlike PCA whitening
     assert torch.allclose(zca.matrix_, zca.matrix_.T, atol=1e-5)
+    # a unit's response to whitened input equals its pixel-space filter's response to centred pixels
+    w = torch.randn(3, 1, 4, 4)
+    on_white = w.reshape(3, -1) @ zca.transform(x[:5]).reshape(5, -1).T
+    on_pixels = zca.pixel_filters(w).reshape(3, -1) @ (x[:5].reshape(5, -1) - zca.mean_).T
+    assert torch.allclose(on_white, on_pixels, rtol=1e-3, atol=1e-3)
     restored = ZCAWhitener.from_state_dict(zca.state_dict())
     assert torch.equal(restored.transform(x), zca.transform(x)) and restored.input_shape == (1, 4, 4)
 

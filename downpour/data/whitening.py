@@ -59,8 +59,17 @@ class ZCAWhitener:
         return ((x.reshape(len(x), -1) - self.mean_) @ self.matrix_).reshape(x.shape)
 
     def inverse(self, x: Tensor) -> Tensor:
-        """(N, C, H, W) whitened -> data space. Also un-whitens first-layer filters for display."""
+        """(N, C, H, W) whitened -> data space (images, reconstructions, decoder bases)."""
         return (x.reshape(len(x), -1) @ self.inverse_ + self.mean_).reshape(x.shape)
+
+    def pixel_filters(self, w: Tensor) -> Tensor:
+        """Encoder filters on whitened inputs (F, C, H, W) -> the same filters on raw pixels.
+
+        A unit computes ``w · transform(x) = (matrix_ w) · (x - mean_)`` because ZCA's matrix is
+        symmetric, so ``matrix_ w`` is what the unit looks for in the image (UFLDL draws ``W · ZCAWhite``).
+        Decoder bases and reconstructions live in data space through :meth:`inverse` instead.
+        """
+        return (w.reshape(len(w), -1) @ self.matrix_).reshape(w.shape)
 
     def summary(self) -> dict[str, Any]:
         """JSON-able description for ``Dataset.info``."""
