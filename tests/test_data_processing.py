@@ -95,6 +95,12 @@ def test_build_with_zca_exposes_the_whitener():
     assert torch.allclose(data.whitener.inverse(data.x), raw.x, atol=1e-3)
 
 
+def test_ufldl_normalisation_runs_after_zca_so_its_range_survives():
+    data = build_dataset(DataConfig(size=6, samples=500, whiten="zca", normalize="ufldl"), seed=0)
+    assert float(data.x.min()) >= 0.1 - 1e-6 and float(data.x.max()) <= 0.9 + 1e-6
+    assert data.whitener is not None
+
+
 def test_zca_refuses_huge_inputs():
     with pytest.raises(ValueError, match="whiten"):
         ZCAWhitener().fit(torch.zeros(4, 3, 64, 64))

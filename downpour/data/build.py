@@ -7,8 +7,10 @@ The pipeline, in order:
    are cut into tiles of ``2 * size`` pixels instead (a 512-px photo gives 64 views at size 32);
 3. shuffle the rows once with the seed, so the contiguous slices of :meth:`Dataset.shard` are
    each a fair sample of the whole set (worker 0 does not get all the faces);
-4. ``normalize`` each sample, then fit ZCA on the whole set (before sharding, so every worker sees
-   the same input space) and whiten;
+4. ``normalize = "patch"`` standardises each sample, then ZCA is fitted on the whole set (before
+   sharding, so every worker sees the same input space) and applied; ``normalize = "ufldl"`` comes
+   after ZCA instead, so its [0.1, 0.9] range for sigmoid decoders survives (UFLDL also samples
+   its patches from already-whitened images, then normalises them);
 5. attach the augmentation, which :meth:`Dataset.batches` applies per batch.
 Every random choice comes from ``seed`` through separate NumPy streams: same seed, same bits.
 """
