@@ -1,4 +1,6 @@
 """Dataset: shards, seeded endless batches, augmentation, and bit-for-bit reproducible builds."""
+import json
+
 import pytest
 import torch
 
@@ -57,6 +59,7 @@ def test_same_seed_same_dataset_bit_for_bit_and_other_seed_differs():
     cfg = DataConfig(source="natural+faces", size=8, samples=300, normalize="patch", whiten="zca")
     one, two, other = build_dataset(cfg, 11), build_dataset(cfg, 11), build_dataset(cfg, 12)
     assert torch.equal(one.x, two.x) and one.info == two.info
+    assert json.loads(json.dumps(one.info)) == one.info      # info is plain JSON
     assert torch.equal(one.whitener.matrix_, two.whitener.matrix_)
     assert not torch.equal(one.x, other.x)
 

@@ -1,4 +1,5 @@
 """Image folders: recursive reading, corrupt files skipped and named, empty folders, sub-folder labels."""
+import json
 import logging
 
 import numpy as np
@@ -44,6 +45,7 @@ def test_corrupt_image_is_skipped_counted_named_and_logged(tmp_path, caplog):
     skipped = {entry["file"] for entry in data.info["skipped"]}
     assert skipped == {str(tmp_path / "broken.png"), str(tmp_path / "truncated.jpg")}
     assert all(entry["reason"] for entry in data.info["skipped"])
+    assert json.loads(json.dumps(data.info)) == data.info
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 2 and any("broken.png" in r.getMessage() for r in warnings)
 

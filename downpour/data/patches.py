@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from downpour.data.images import ImageSet, resize
+from downpour.data.images import ImageSet, resize, skip
 
 
 def sample_patches(images: ImageSet, size: int, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, list[dict[str, str]]]:
@@ -21,8 +21,10 @@ def sample_patches(images: ImageSet, size: int, n: int, rng: np.random.Generator
         raise ValueError(f"patches need size >= 1 and samples >= 1, got size={size}, samples={n}")
     fits = [im.shape[1] >= size and im.shape[2] >= size for im in images.images]
     usable = [i for i, ok in enumerate(fits) if ok]
-    skipped = [{"file": images.names[i], "reason": f"{im.shape[2]}x{im.shape[1]} image is smaller than the {size}x{size} patch"}
-               for i, (im, ok) in enumerate(zip(images.images, fits)) if not ok]
+    skipped: list[dict[str, str]] = []
+    for name, im, ok in zip(images.names, images.images, fits):
+        if not ok:
+            skip(skipped, name, f"{im.shape[2]}x{im.shape[1]} image is smaller than the {size}x{size} patch")
     if not usable:
         raise ValueError(f"no image is at least {size}x{size}, so no {size}x{size} patch can be cut; "
                          f"lower data.size or use mode = \"crops\"")
