@@ -72,33 +72,40 @@ class SimulatedCluster:
         for v in sorted(workers | self._blocked):
             self._try_cycle(v, t)
 
+    def _arrive(self, w: int, push: Push, t: float, on_push: OnPush) -> None:
+        record = push_to_shards(self.shards, push)
+        record["clock_gap"] = push.clock_gap
+        joined = self.coord.end_cycle(w, push.steps)
+        if joined:
+            for s in self.shards:
+                s.set_workers(self.coord.live)
+        record["vtime"] = round(t, 6)
+        on_push(push, record)
+        # the push may open the gate for others (bounded, sync), or for w itself, or end a warm start
+        self._wake(set(joined) | {w}, t)
+
     def run(self, on_push: OnPush) -> None:
         self._wake(set(self.coord.live), 0.0)
         while self._heap:
             t, _, kind, w, push = heapq.heappop(self._heap)
             self.now = t
-            if kind == STEP:
-                self.workers[w].step(self.stage_of(self.coord.dispatched - self._left[w]))
-                self._left[w] -= 1
-                if self._left[w] > 0:
-                    self._start_step(w, t)
-                    continue
-                push = self.workers[w].take_push()
-                push.clock_gap = self.coord.gaps[w]
-                self.coord.end_compute(w)
-                self._schedule(t + self.delays[w].sample(self.rngs[w]), ARRIVE, w, push)
-                self._wake({w}, t)     # async: go on computing while the push travels
+            if kind == ARRIVE:
+                assert push is not None
+                self._arrive(w, push, t, on_push)
                 continue
-            assert push is not None
-            record = push_to_shards(self.shards, push)
-            record["clock_gap"] = push.clock_gap
-            joined = self.coord.end_cycle(w, push.steps)
-            if joined:
-                for s in self.shards:
-                    s.set_workers(self.coord.live)
-            record["vtime"] = round(t, 6)
-            on_push(push, record)
-            # the push may open the gate for others (bounded, sync), or for w itself, or end a warm start
-            self._wake(set(joined) | {w}, t)
+            self.workers[w].step(self.stage_of(self.coord.dispatched - self._left[w]))
+            self._left[w] -= 1
+            if self._left[w] > 0:
+                self._start_step(w, t)
+                continue
+            push = self.workers[w].take_push()
+            push.clock_gap = self.coord.gaps[w]
+            self.coord.end_compute(w)
+            delay = self.delays[w].sample(self.rngs[w])
+            if delay == 0:
+                self._arrive(w, push, t, on_push)   # no time in flight: applied before w fetches again
+            else:
+                self._schedule(t + delay, ARRIVE, w, push)
+                self._wake({w}, t)                  # async: go on computing while the push travels
         for s in self.shards:
             s.flush()

@@ -1,0 +1,83 @@
+"""The Ray runner on a local Ray (2 CPUs): a run directory like the simulator's, sync rounds, and
+a worker killed mid-run."""
+import threading
+import time
+
+import pytest
+
+from downpour.config import load_config
+from downpour.ps.checkpoint import load_server
+from downpour.ps.cluster import run_cluster
+from downpour.train.rundir import RunDir
+
+ray = pytest.importorskip("ray")
+
+BASE = ["cluster.runner=ray", "data.samples=256", "train.batch_size=16", "train.log_every=4",
+        "train.tensorboard=false", "cluster.workers=2", "cluster.shards=2"]
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def _cfg(*overrides):
+    return load_config("ufldl-sae", [*BASE, *overrides])
+
+
+def _logs(path):
+    states, _ = load_server(path / "checkpoints/server")
+    return [t["log"].tolist() for t, _ in states]
+
+
+def test_async_run_writes_the_run_directory(tmp_path, local_ray):
+    cfg = _cfg("train.steps=60")
+    summary = run_cluster(cfg, RunDir.create(tmp_path / "r", cfg))
+    run = RunDir.open(tmp_path / "r")
+    assert summary["steps"] == 60 and summary["versions"] == [60, 60]
+    assert summary["accepted"] == summary["applied"] == [60, 60] and summary["rejected"] == {}
+    st = run.read_json("staleness.json")
+    assert set(st["per_worker"]) == {"0", "1"} and st["overall"]["pushes"] == 120
+    assert st["overall"]["max"] > 0          # the workers really overlapped
+    rows = run.metrics()
+    assert rows[-1]["step"] == 60 and {r["worker"] for r in rows} <= {0, 1} and "staleness" in rows[-1]
+    run.load_model()
+
+
+def test_sync_rounds_on_ray(tmp_path, local_ray):
+    cfg = _cfg("train.steps=24", "cluster.consistency=sync")
+    summary = run_cluster(cfg, RunDir.create(tmp_path / "s", cfg))
+    assert summary["versions"] == [12, 12] and summary["max_staleness"] == 0
+    for rows in _logs(tmp_path / "s"):
+        rounds = {}
+        for w, _, base, applied in rows:
+            rounds.setdefault(applied, []).append((w, base))
+        assert all(sorted(v) == [(0, a), (1, a)] for a, v in rounds.items())
+
+
+def test_a_killed_worker_does_not_end_the_run_and_no_push_is_applied_twice(tmp_path, local_ray):
+    cfg = _cfg("train.steps=400", "cluster.workers=3")
+    run = RunDir.create(tmp_path / "k", cfg)
+    out = {}
+    thread = threading.Thread(target=lambda: out.update(run_cluster(cfg, run)))
+    thread.start()
+    victim = None
+    for _ in range(600):                      # wait for training to be under way, then kill worker 1
+        rows = run.metrics()
+        if rows and rows[-1]["step"] >= 40:
+            victim = next(a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+                          if a["name"].endswith("-worker1"))
+            ray.kill(ray.get_actor(victim))
+            break
+        time.sleep(0.05)
+    thread.join(timeout=120)
+    assert victim is not None and not thread.is_alive()
+    assert out["steps"] == 400 and out["lost_workers"] == [1]
+    assert out["applied"] == out["accepted"]
+    for rows in _logs(tmp_path / "k"):
+        assert len({(w, seq) for w, seq, _, _ in rows}) == len(rows)   # no push applied twice
+        assert len(rows) == out["applied"][0]
+    events = RunDir.open(tmp_path / "k").read_json("staleness.json")["events"]
+    assert [e["event"] for e in events] == ["worker-lost"] and events[0]["worker"] == 1
