@@ -1,0 +1,133 @@
+"""A recurrent (GRU) autoencoder over sequences (Srivastava et al. 2015, with GRUs): an encoder GRU
+reads the sequence, its last state becomes the code, and a decoder GRU started from the code
+writes the sequence back. It trains through the shared objective like every other model
+(``reconstruction``; ``denoising`` and ``contractive`` also work, through ``encode``/``decode``).
+
+What a "sequence" is depends on the input shape the model is built for:
+
+- (T, F): already a sequence of T steps of F features;
+- (C, H, W): an image read row by row, T = H steps of F = C·W features;
+- (T, C, H, W): a clip of T video frames, F = C·H·W features per frame.
+
+The decoder is unconditioned (it never sees the data; its input at every step is the code), so
+everything it writes must pass through the code; with ``reverse`` it writes the sequence last step first, which shortens the path from
+the code to the steps the encoder saw last and trains faster (Srivastava et al.; Sutskever et al.).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from downpour.models.base import Batch, FeatureModel, Outputs
+from downpour.models.registry import register_model
+
+OUTPUTS = ("linear", "sigmoid")
+
+
+@dataclass
+class RNNConfig:
+    hidden: int = 64          # GRU state size, encoder and decoder
+    code: int = 32            # code size (a linear, tanh-squashed map of the encoder's last state)
+    layers: int = 1           # stacked GRU layers, encoder and decoder
+    reverse: bool = True      # the decoder writes the sequence backwards (then it is flipped back)
+    output: str = "linear"    # linear: real-valued data | sigmoid: data in [0, 1]
+
+
+class RNNAutoencoder(FeatureModel):
+    """GRU encoder -> code (B, code) -> GRU decoder; ``forward`` returns the code."""
+
+    config_class = RNNConfig
+
+    def __init__(self, config: RNNConfig, input_shape: tuple[int, ...]):
+        super().__init__()
+        if config.output not in OUTPUTS:
+            raise ValueError(f"model.output must be one of {OUTPUTS}, got {config.output!r}")
+        if min(config.hidden, config.code, config.layers) < 1:
+            raise ValueError(f"model.hidden, model.code and model.layers must be at least 1, got {config}")
+        shape = tuple(input_shape)
+        if len(shape) == 2:
+            steps, feats = shape
+        elif len(shape) == 3:
+            steps, feats = shape[1], shape[0] * shape[2]
+        elif len(shape) == 4:
+            steps, feats = shape[0], shape[1] * shape[2] * shape[3]
+        else:
+            raise ValueError(f"RNN autoencoder needs input (T, F), (C, H, W) or (T, C, H, W), got {shape}")
+        self.config = config
+        self.input_shape = shape
+        self.steps, self.feats = steps, feats
+        self.encoder = nn.GRU(feats, config.hidden, num_layers=config.layers, batch_first=True)
+        self.to_code = nn.Linear(config.hidden, config.code)
+        self.from_code = nn.Linear(config.code, config.hidden * config.layers)
+        self.decoder = nn.GRU(config.code, config.hidden, num_layers=config.layers, batch_first=True)
+        self.readout = nn.Linear(config.hidden, feats)
+
+    # --- layout: model input <-> (B, T, F) sequence ------------------------------------------
+    def to_sequence(self, x: Tensor) -> Tensor:
+        """(B, *input_shape) -> (B, T, F)."""
+        if tuple(x.shape[1:]) != self.input_shape:
+            raise ValueError(f"RNN autoencoder built for inputs {self.input_shape}, got a batch of shape {tuple(x.shape)}")
+        if len(self.input_shape) == 3:          # (B, C, H, W): rows are the steps, channels side by side
+            return x.permute(0, 2, 1, 3).reshape(x.shape[0], self.steps, self.feats)
+        return x.reshape(x.shape[0], self.steps, self.feats)
+
+    def from_sequence(self, seq: Tensor) -> Tensor:
+        """(B, T, F) -> (B, *input_shape); the inverse of :meth:`to_sequence`."""
+        if len(self.input_shape) == 3:
+            c, h, w = self.input_shape
+            return seq.reshape(seq.shape[0], h, c, w).permute(0, 2, 1, 3)
+        return seq.reshape(seq.shape[0], *self.input_shape)
+
+    # --- the autoencoder ---------------------------------------------------------------------
+    def encode(self, x: Tensor) -> Tensor:
+        """(B, *input_shape) -> codes (B, code)."""
+        _, last = self.encoder(self.to_sequence(x))       # last: (layers, B, hidden)
+        return torch.tanh(self.to_code(last[-1]))
+
+    def decode(self, codes: Tensor) -> Tensor:
+        """codes (B, code) -> reconstruction (B, *input_shape)."""
+        b = codes.shape[0]
+        h0 = torch.tanh(self.from_code(codes)).reshape(b, self.config.layers, self.config.hidden)
+        h0 = h0.transpose(0, 1).contiguous()              # (layers, B, hidden)
+        inputs = codes.unsqueeze(1).expand(b, self.steps, codes.shape[1])   # the code at every step, (B, T, code)
+        states, _ = self.decoder(inputs, h0)              # (B, T, hidden)
+        seq = self.readout(states)                        # (B, T, F)
+        if self.config.reverse:
+            seq = seq.flip(1)
+        if self.config.output == "sigmoid":
+            seq = torch.sigmoid(seq)
+        return self.from_sequence(seq)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, *input_shape) -> codes (B, code)."""
+        return self.encode(x)
+
+    def forward_train(self, batch: Batch) -> dict[str, Outputs]:
+        codes = self.encode(batch.x)
+        weights = tuple(p for name, p in self.named_parameters() if "weight" in name)
+        return {"": Outputs(x=batch.x, codes=codes, recon=self.decode(codes), weights=weights,
+                            encode=self.encode, decode=self.decode)}
+
+    def first_layer_filters(self) -> Tensor | None:
+        """The encoder's input weights as images when a step is an image row or frame, else None.
+
+        For row sequences each of the 3·hidden gate units reads a row: (3·hidden, C, 1, W); for
+        frame sequences it reads a frame: (3·hidden, C, H, W).
+        """
+        w = self.encoder.weight_ih_l0.detach()            # (3*hidden, F)
+        if len(self.input_shape) == 3:
+            c, _, width = self.input_shape
+            return w.reshape(-1, c, 1, width)
+        if len(self.input_shape) == 4:
+            return w.reshape(-1, *self.input_shape[1:])
+        return None
+
+
+_RECON = {"reconstruction": 1.0}
+
+register_model("rnn-rows", RNNAutoencoder, description="GRU autoencoder reading 8x8 images row by row: 8 steps of 8 pixels -> code 32",
+               objective=_RECON, input_shape=(1, 8, 8), hidden=64, code=32)
+register_model("rnn-rows-faces", RNNAutoencoder, description="GRU autoencoder over the 25 rows of 25x25 face crops -> code 64",
+               objective=_RECON, input_shape=(1, 25, 25), hidden=128, code=64)
