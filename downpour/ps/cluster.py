@@ -6,7 +6,8 @@ simulated cluster or on Ray, and write the same run directory as the local runne
 
 The run directory gains ``staleness.json`` (histograms per worker and per shard), per-push
 ``worker`` / ``staleness`` / ``clock_gap`` / ``version`` fields in metrics.jsonl, and server
-checkpoints ``checkpoints/server.{safetensors,json}``.
+checkpoints ``checkpoints/server.{safetensors,json}``, and ``cluster.json`` (the summary: versions,
+accepted/applied/rejected pushes, lost workers, on Ray the node of every actor).
 """
 from __future__ import annotations
 
@@ -177,9 +178,11 @@ def _finish(job: Job, run: RunDir, states: list[ShardState], coord: Coordinator,
         if e["event"] == "worker-lost":
             log.warning("worker %d was lost at step %d (%s); the run went on without it", e["worker"], e["step"], e["reason"])
     metrics = run.metrics()
-    return {"steps": coord.done, "resumed_from": start, "runner": cfg.cluster.runner,
+    summary = {"steps": coord.done, "resumed_from": start, "runner": cfg.cluster.runner,
             "final_loss": metrics[-1]["loss"] if metrics else None, "pushes": sum(len(t["log"]) for t, _ in states),
             "versions": [m["version"] for _, m in states], "accepted": [m["accepted"] for _, m in states],
             "applied": [m["applied"] for _, m in states], "rejected": report["rejected"],
             "mean_staleness": report["overall"]["mean"], "max_staleness": report["overall"]["max"],
             "lost_workers": list(coord.lost), "seconds": round(recorder.elapsed(), 2), "run": str(run.path), **info}
+    run.write_json("cluster.json", summary)  # placement, counts, lost workers: what happened to the cluster
+    return summary
