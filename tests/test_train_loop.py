@@ -1,0 +1,107 @@
+"""The local runner end to end: run directory, falling cost, resume, greedy schedule, bad batches."""
+import json
+import math
+
+import pytest
+import torch
+
+from downpour.analysis.orientation import coherence
+from downpour.config import ConfigError, load_config
+from downpour.train.loop import run_local, stage_for_step
+from downpour.train.rundir import NotARunError, RunDir
+
+SMALL_CAT = ["model.maps=[4, 4]", "model.kernels=[6, 3]", "data.size=16", "train.batch_size=16",
+             "train.log_every=5", "train.tensorboard=false"]
+
+
+def metrics(run):
+    return [json.loads(line) for line in (run.path / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_cat_network_cost_falls_and_resume_continues_the_step_count(tmp_path):
+    cfg = load_config("cat-demo", SMALL_CAT + ["train.steps=40"])
+    run = RunDir.create(tmp_path / "run", cfg)
+    run_local(cfg, run)
+    for name in ("config.toml", "metrics.jsonl", "model.safetensors", "model.json", "checkpoints/local.safetensors"):
+        assert (run.path / name).is_file(), name
+    rows = metrics(run)
+    assert [r["step"] for r in rows] == list(range(5, 41, 5))
+    assert rows[-1]["stage1/reconstruction"] < 0.5 * rows[0]["stage1/reconstruction"]
+    assert {"stage1/pooled_l2", "stage2/reconstruction", "samples_per_s", "time"} <= set(rows[0])
+    saved = RunDir.open(run.path).config
+    assert saved.model.options["maps"] == [4, 4] and saved.objective["pooled_l2"]["weight"] == 0.1
+
+    more = load_config(str(run.path / "config.toml"), ["train.steps=50"])
+    run_local(more, RunDir.open(run.path), resume=True)
+    rows = metrics(run)
+    assert [r["step"] for r in rows][-3:] == [40, 45, 50]
+    assert rows[-1]["time"] >= rows[-3]["time"]
+    assert json.loads((run.path / "model.json").read_text())["step"] == 50
+    with pytest.raises(ConfigError, match="already reached step 50"):
+        run_local(more, RunDir.open(run.path), resume=True)
+
+
+def test_resume_reproduces_an_uninterrupted_run(tmp_path):
+    base = SMALL_CAT + ["model.maps=[2]", "model.kernels=[4]", "model.strides=[2]", "model.pools=[2]",
+                        "model.pool_strides=[1]"]
+    straight = load_config("cat-demo", base + ["train.steps=12"])
+    a = RunDir.create(tmp_path / "a", straight)
+    run_local(straight, a)
+    half = load_config("cat-demo", base + ["train.steps=6"])
+    b = RunDir.create(tmp_path / "b", half)
+    run_local(half, b)
+    run_local(load_config(str(b.path / "config.toml"), ["train.steps=12"]), RunDir.open(b.path), resume=True)
+    wa, wb = a.load_model().state_dict(), b.load_model().state_dict()
+    assert all(torch.allclose(wa[k], wb[k], atol=1e-6) for k in wa)
+
+
+def test_greedy_schedule_splits_steps_bottom_up():
+    assert [stage_for_step(s, 9, 3, "greedy") for s in range(9)] == [1, 1, 1, 2, 2, 2, 3, 3, 3]
+    assert stage_for_step(5, 9, 3, "joint") is None
+    with pytest.raises(ConfigError, match="train.schedule"):
+        stage_for_step(0, 9, 3, "sideways")
+
+
+def test_ufldl_sparse_autoencoder_learns_oriented_edges(tmp_path):
+    """The UFLDL preset's filters must look like oriented edges, not noise (coherence of noise is ~0.13)."""
+    cfg = load_config("ufldl-sae", ["train.tensorboard=false"])
+    run = RunDir.create(tmp_path / "sae", cfg)
+    run_local(cfg, run)
+    rows = metrics(run)
+    assert {"reconstruction", "kl_sparsity", "weight_l2"} <= set(rows[0])
+    assert rows[-1]["reconstruction"] < rows[0]["reconstruction"]
+    c = coherence(run.load_model().first_layer_filters())
+    assert (c > 0.5).mean() >= 0.6, f"filters are not edge-like: coherence {sorted(c.round(2))}"
+    noise = coherence(torch.randn(200, 8, 8))
+    assert (noise > 0.5).mean() < 0.1
+
+
+def test_a_non_finite_batch_is_skipped_not_applied(tmp_path, monkeypatch):
+    import downpour.train.loop as loop
+
+    real = loop.train_step
+    calls = {"n": 0}
+
+    def poisoned(model, objective, batch):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            batch.x[:] = math.nan
+        return real(model, objective, batch)
+
+    monkeypatch.setattr(loop, "train_step", poisoned)
+    cfg = load_config("ufldl-sae", ["train.steps=10", "train.tensorboard=false", "data.samples=500"])
+    run = RunDir.create(tmp_path / "nan", cfg)
+    summary = run_local(cfg, run)
+    assert summary["skipped_steps"] == 1
+    assert all(torch.isfinite(p).all() for p in run.load_model().parameters())
+
+
+def test_not_a_run_is_a_clear_error(tmp_path):
+    with pytest.raises(NotARunError, match="not a downpour run"):
+        RunDir.open(tmp_path)
+    with pytest.raises(NotARunError, match="does not exist"):
+        RunDir.open(tmp_path / "missing")
+    cfg = load_config("cat-demo")
+    RunDir.create(tmp_path / "r", cfg)
+    with pytest.raises(FileExistsError, match="already holds a run"):
+        RunDir.create(tmp_path / "r", cfg)
