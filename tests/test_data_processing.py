@@ -118,3 +118,18 @@ def test_zca_refuses_huge_inputs():
 def test_bad_config_is_a_clear_error(field, value, match):
     with pytest.raises(ConfigError, match=match):
         build_dataset(DataConfig(**{field: value}), seed=0)
+
+
+@pytest.mark.parametrize("norm, whiten", [("patch", "zca"), ("ufldl", "zca"), ("ufldl", "none"), ("none", "none")])
+def test_prepare_replays_the_training_processing_on_new_images(norm, whiten):
+    from downpour.data import digits
+
+    raw = digits().x
+    data = build_dataset(DataConfig(source="digits", mode="crops", normalize=norm, whiten=whiten), seed=0)
+    prepared = data.prepare(raw)
+    # the build shuffled the rows; every training row is the prepared version of one raw digit
+    exact = "donot_use_mm_for_euclid_dist"   # the matmul shortcut alone is off by ~1e-3
+    assert float(torch.cdist(data.x.flatten(1), prepared.flatten(1), compute_mode=exact).min(1).values.max()) < 1e-4
+    assert data.shard(1, 2).prepare(raw[:3]).shape == (3, 1, 8, 8)
+    with pytest.raises(ValueError, match="shape"):
+        data.prepare(torch.zeros(2, 1, 6, 6))

@@ -11,7 +11,8 @@ from downpour.data.augment import Augment
 from downpour.data.build import SOURCES, build_dataset, check_config
 from downpour.data.builtin import NATURAL, digits, lfw_split
 from downpour.data.dataset import Dataset
+from downpour.data.preprocess import Preprocess
 from downpour.data.whitening import ZCAWhitener
 
-__all__ = ["Augment", "Dataset", "NATURAL", "SOURCES", "ZCAWhitener", "build_dataset", "check_config",
-           "digits", "lfw_split"]
+__all__ = ["Augment", "Dataset", "NATURAL", "Preprocess", "SOURCES", "ZCAWhitener", "build_dataset",
+           "check_config", "digits", "lfw_split"]

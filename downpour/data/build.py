@@ -7,10 +7,8 @@ The pipeline, in order:
    are cut into tiles of ``2 * size`` pixels instead (a 512-px photo gives 64 views at size 32);
 3. shuffle the rows once with the seed, so the contiguous slices of :meth:`Dataset.shard` are
    each a fair sample of the whole set (worker 0 does not get all the faces);
-4. ``normalize = "patch"`` standardises each sample, then ZCA is fitted on the whole set (before
-   sharding, so every worker sees the same input space) and applied; ``normalize = "ufldl"`` comes
-   after ZCA instead, so its [0.1, 0.9] range for sigmoid decoders survives (UFLDL also samples
-   its patches from already-whitened images, then normalises them);
+4. normalisation and ZCA (:mod:`preprocess`), fitted on the whole set before sharding, so every
+   worker sees the same input space; ``Dataset.prepare`` replays them on new images;
 5. attach the augmentation, which :meth:`Dataset.batches` applies per batch.
 Every random choice comes from ``seed`` through separate NumPy streams: same seed, same bits.
 """
@@ -30,10 +28,9 @@ from downpour.data.dataset import Dataset
 from downpour.data.folder import load_folder
 from downpour.data.images import ImageSet
 from downpour.data.normalize import MODES as NORMALIZE_MODES
-from downpour.data.normalize import normalize
 from downpour.data.patches import crop_images, sample_patches
+from downpour.data.preprocess import Preprocess
 from downpour.data.video import load_videos
-from downpour.data.whitening import ZCAWhitener
 
 SOURCES = ("natural", "faces", "natural+faces", "digits", "folder", "video", "array")
 SAMPLING_MODES = ("patches", "crops")
@@ -163,25 +160,12 @@ def build_dataset(cfg: DataConfig, seed: int) -> Dataset:
     order = _rng(seed, _ORDER).permutation(len(x))
     x = x[order]
     y = None if y is None else y[order]
-    # "ufldl" maps each patch into [0.1, 0.9] for sigmoid outputs, so it must come after whitening
-    # (UFLDL whitens the images, then normalises patches); "patch" standardises before ZCA, as RICA does.
-    last = cfg.normalize == "ufldl"
-    if not last:
-        x, info["normalization"] = normalize(x, cfg.normalize)
-    xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-    whitener = None
-    if cfg.whiten == "zca":
-        whitener = ZCAWhitener(cfg.zca_eps).fit(xt)
-        xt = whitener.transform(xt)
-        info["whitening"] = whitener.summary()
-    else:
-        info["whitening"] = {"method": "none"}
-    if last:
-        x, info["normalization"] = normalize(xt.numpy(), cfg.normalize)
-        xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    preprocess, xt, processing = Preprocess.fit(x, cfg.normalize, cfg.whiten, cfg.zca_eps)
+    info.update(processing)
     augment = Augment(cfg.shift, cfg.scale, cfg.flip)
     info["augment"] = {"shift": cfg.shift, "scale": cfg.scale, "flip": cfg.flip}
     skipped_all = file_skips + skipped
     info.update({"n_images": n_images, "n_samples": len(xt), "n_skipped": len(skipped_all), "skipped": skipped_all,
                  "x_mean": float(xt.mean()), "x_std": float(xt.std())})
-    return Dataset(xt, None if y is None else torch.from_numpy(y), info, whitener, augment if augment.active else None)
+    return Dataset(xt, None if y is None else torch.from_numpy(y), info, preprocess.whitener,
+                   augment if augment.active else None, preprocess)

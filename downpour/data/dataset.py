@@ -11,6 +11,7 @@ from downpour.models.base import Batch
 
 if TYPE_CHECKING:   # only for annotations: dataset.py must not import its own processing steps
     from downpour.data.augment import Augment
+    from downpour.data.preprocess import Preprocess
     from downpour.data.whitening import ZCAWhitener
 
 
@@ -25,10 +26,12 @@ class Dataset:
     info : dict, JSON-able: source, n_images, n_samples, n_skipped, skipped [{"file", "reason"}], ...
     whitener : ZCAWhitener or None; ``x`` is already whitened, ``whitener.inverse`` undoes it
     augment : Augment or None; applied to every batch that :meth:`batches` yields
+    preprocess : Preprocess or None; the fitted normalisation + whitening, replayed by :meth:`prepare`
     """
 
     def __init__(self, x: Tensor, y: Tensor | None = None, info: dict[str, Any] | None = None,
-                 whitener: "ZCAWhitener | None" = None, augment: "Augment | None" = None) -> None:
+                 whitener: "ZCAWhitener | None" = None, augment: "Augment | None" = None,
+                 preprocess: "Preprocess | None" = None) -> None:
         if not isinstance(x, Tensor) or x.ndim != 4:
             raise ValueError(f"Dataset.x must be a (N, C, H, W) tensor, got {getattr(x, 'shape', type(x))}")
         if x.dtype != torch.float32:
@@ -44,6 +47,7 @@ class Dataset:
         self.info.setdefault("n_samples", len(x))
         self.whitener = whitener
         self.augment = augment
+        self.preprocess = preprocess
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -55,6 +59,15 @@ class Dataset:
     def __repr__(self) -> str:
         labels = "labelled" if self.y is not None else "unlabelled"
         return f"Dataset({self.info.get('source', '?')}, n={len(self)}, shape={self.input_shape}, {labels})"
+
+    def prepare(self, x: Tensor) -> Tensor:
+        """New raw images (M, C, H, W) -> prepared exactly like this set's samples (same normalisation
+        statistics, same whitening matrix), e.g. held-out images for analysis. No augmentation."""
+        if tuple(x.shape[1:]) != self.input_shape:
+            raise ValueError(f"prepare: images of shape {tuple(x.shape[1:])}, this dataset's are {self.input_shape}")
+        if self.preprocess is not None:
+            return self.preprocess(x)
+        return self.whitener.transform(x.float()) if self.whitener is not None else x.float()
 
     def shard(self, i: int, n: int) -> "Dataset":
         """Worker ``i`` of ``n``: rows [i*N//n, (i+1)*N//n). The n shards are disjoint and cover all rows.
@@ -70,7 +83,7 @@ class Dataset:
         info["n_samples"] = stop - start
         info["shard"] = {"index": i, "of": n, "start": start, "stop": stop}
         y = None if self.y is None else self.y[start:stop]
-        return Dataset(self.x[start:stop], y, info, self.whitener, self.augment)
+        return Dataset(self.x[start:stop], y, info, self.whitener, self.augment, self.preprocess)
 
     def batches(self, batch_size: int, generator: torch.Generator) -> Iterator[Batch]:
         """Endless stream of ``Batch(x (B, C, H, W), y (B,) or None)``.

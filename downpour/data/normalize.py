@@ -16,24 +16,30 @@ import numpy as np
 MODES = ("none", "patch", "ufldl")
 
 
-def normalize(x: np.ndarray, mode: str) -> tuple[np.ndarray, dict[str, Any]]:
-    """x (N, C, H, W) float32 -> same shape, and a JSON-able summary of what was done."""
+def normalize(x: np.ndarray, mode: str, fitted: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
+    """x (N, C, H, W) float32 -> same shape, and a JSON-able summary of what was done.
+
+    The summary holds the set-wide statistic each mode uses (``variance_floor``, ``clip``); pass a
+    previous summary as ``fitted`` to process new images with the training set's statistic.
+    """
     if mode == "none":
         return x, {"normalize": "none"}
+    if mode not in MODES:
+        raise ValueError(f"data.normalize must be one of {', '.join(MODES)}, got {mode!r}")
     if len(x) == 0:
         raise ValueError("nothing to normalise: no samples")
+    if fitted is not None and fitted.get("normalize") != mode:
+        raise ValueError(f"fitted statistics are for normalize={fitted.get('normalize')!r}, not {mode!r}")
     flat = x.reshape(len(x), -1).astype(np.float64)
     centred = flat - flat.mean(axis=1, keepdims=True)
     if mode == "patch":
         var = centred.var(axis=1, keepdims=True)
-        floor = 0.01 * float(var.mean())
+        floor = fitted["variance_floor"] if fitted else 0.01 * float(var.mean())
         out = centred / np.sqrt(var + floor) if floor > 0 else centred
         return out.astype(np.float32).reshape(x.shape), {"normalize": "patch", "variance_floor": floor}
-    if mode == "ufldl":
-        bound = 3.0 * float(centred.std())
-        if bound == 0:
-            out = np.full_like(centred, 0.5)   # all samples flat: everything sits at the middle value
-        else:
-            out = (np.clip(centred, -bound, bound) / bound + 1.0) * 0.4 + 0.1
-        return out.astype(np.float32).reshape(x.shape), {"normalize": "ufldl", "clip": bound}
-    raise ValueError(f"data.normalize must be one of {', '.join(MODES)}, got {mode!r}")
+    bound = fitted["clip"] if fitted else 3.0 * float(centred.std())
+    if bound == 0:
+        out = np.full_like(centred, 0.5)   # all samples flat: everything sits at the middle value
+    else:
+        out = (np.clip(centred, -bound, bound) / bound + 1.0) * 0.4 + 0.1
+    return out.astype(np.float32).reshape(x.shape), {"normalize": "ufldl", "clip": bound}

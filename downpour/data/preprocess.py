@@ -1,0 +1,56 @@
+"""The processing after sampling, fitted once on the training set and replayable on new images.
+
+Order: ``normalize = "patch"`` (per-sample standardisation), then ZCA, then ``normalize = "ufldl"``
+(after whitening, so its [0.1, 0.9] range for sigmoid decoders survives; UFLDL also samples its
+patches from already-whitened images and then normalises them). A model only responds meaningfully
+to inputs prepared like its training data, so analysis runs held-out images through the same
+fitted :class:`Preprocess` (``Dataset.prepare``): same order, same whitening matrix, same
+set-wide statistics (variance floor, clip bound) as training.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from downpour.data.normalize import normalize
+from downpour.data.whitening import ZCAWhitener
+
+
+@dataclass
+class Preprocess:
+    normalize: str = "none"                   # none | patch | ufldl
+    stats: dict[str, Any] | None = None       # the normalisation's fitted statistics (JSON-able)
+    whitener: ZCAWhitener | None = None
+
+    @classmethod
+    def fit(cls, x: np.ndarray, normalize_mode: str, whiten: str, zca_eps: float) -> tuple["Preprocess", Tensor, dict[str, Any]]:
+        """Fit on the training samples x (N, C, H, W) -> (the fitted steps, processed x as float32 tensor, info)."""
+        if whiten not in ("none", "zca"):
+            raise ValueError(f"data.whiten must be none or zca, got {whiten!r}")
+        stats = None
+        if normalize_mode != "ufldl":
+            x, stats = normalize(x, normalize_mode)
+        xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        whitener = ZCAWhitener(zca_eps).fit(xt) if whiten == "zca" else None
+        if whitener is not None:
+            xt = whitener.transform(xt)
+        if normalize_mode == "ufldl":
+            out, stats = normalize(xt.numpy(), normalize_mode)
+            xt = torch.from_numpy(out)
+        info = {"normalization": stats, "whitening": whitener.summary() if whitener else {"method": "none"}}
+        return cls(normalize_mode, stats, whitener), xt, info
+
+    def __call__(self, x: Tensor) -> Tensor:
+        """New images (N, C, H, W), prepared like the raw samples were -> (N, C, H, W) float32."""
+        x = x.float()
+        if self.normalize == "patch":
+            x = torch.from_numpy(normalize(x.numpy(), "patch", self.stats)[0])
+        if self.whitener is not None:
+            x = self.whitener.transform(x)
+        if self.normalize == "ufldl":
+            x = torch.from_numpy(normalize(x.numpy(), "ufldl", self.stats)[0])
+        return x
