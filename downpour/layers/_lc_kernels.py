@@ -21,7 +21,6 @@ output / weight gradient, so the only full-size temporaries are the ones autogra
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd import Function
 
@@ -35,13 +34,24 @@ def _rows_per_chunk(wo: int, batch: int, q: int, itemsize: int, chunk_bytes: int
     return max(1, chunk_bytes // per_row)
 
 
-def _windows(x: Tensor, k: int, stride: int, i0: int, i1: int, wo: int) -> Tensor:
-    """Receptive fields of output rows i0..i1-1 of contiguous x, copied to (R*Wo, B, C*k*k)."""
-    b, c = x.shape[:2]
-    sb, sc, sh, sw = x.stride()
-    view = x.as_strided((i1 - i0, wo, b, c, k, k), (stride * sh, stride * sw, sb, sc, sh, sw),
-                        x.storage_offset() + i0 * stride * sh)
-    return view.reshape((i1 - i0) * wo, b, c * k * k)
+def _to_hwcb(t: Tensor) -> Tensor:
+    """(B, C, H, W) -> contiguous (H, W, C, B): batch innermost, so a receptive field is (Q, B) rows."""
+    return t.permute(2, 3, 1, 0).contiguous()
+
+
+def _positions_major(y: Tensor) -> Tensor:
+    """(B, M, Ho, Wo) -> contiguous (Ho*Wo, M, B): one small (M, B) matrix per output position."""
+    b, m, ho, wo = y.shape
+    return y.permute(2, 3, 1, 0).reshape(ho * wo, m, b)
+
+
+def _windows(xt: Tensor, k: int, stride: int, i0: int, i1: int, wo: int) -> Tensor:
+    """Receptive fields of output rows i0..i1-1 of xt (H, W, C, B), copied to (R*Wo, C*k*k, B)."""
+    c, b = xt.shape[2:]
+    sh, sw, sc, sb = xt.stride()
+    view = xt.as_strided((i1 - i0, wo, c, k, k, b), (stride * sh, stride * sw, sc, sh, sw, sb),
+                         xt.storage_offset() + i0 * stride * sh)
+    return view.reshape((i1 - i0) * wo, c * k * k, b)
 
 
 def lc_apply(x: Tensor, w: Tensor, stride: int, chunk_bytes: int = CHUNK_BYTES) -> Tensor:
@@ -49,15 +59,33 @@ def lc_apply(x: Tensor, w: Tensor, stride: int, chunk_bytes: int = CHUNK_BYTES) 
     ho, wo, m, c, k, _ = w.shape
     b = x.shape[0]
     q = c * k * k
-    x = x.contiguous()
+    xt = _to_hwcb(x)
     wf = w.contiguous().view(ho * wo, m, q)
-    out = x.new_empty(ho * wo, b, m)  # position-major, so each bmm writes a contiguous slab
+    out = x.new_empty(ho * wo, m, b)  # position-major, so each bmm writes a contiguous slab
     rows = _rows_per_chunk(wo, b, q, x.element_size(), chunk_bytes)
     for i0 in range(0, ho, rows):
         i1 = min(ho, i0 + rows)
         p0, p1 = i0 * wo, i1 * wo
-        torch.bmm(_windows(x, k, stride, i0, i1, wo), wf[p0:p1].transpose(1, 2), out=out[p0:p1])
-    return out.view(ho, wo, b, m).permute(2, 3, 0, 1).contiguous()
+        # (L, M, Q) @ (L, Q, B): the (M x B) output tile per position suits MKL better than (B x M).
+        torch.bmm(wf[p0:p1], _windows(xt, k, stride, i0, i1, wo), out=out[p0:p1])
+    return out.view(ho, wo, m, b).permute(3, 2, 0, 1).contiguous()
+
+
+def _fold_rows(acc: Tensor, xt: Tensor, cols: Tensor, i0: int, stride: int) -> None:
+    """Add the receptive-field gradients of R output rows into xt (H, W, C, B), in place.
+
+    cols: (R, Wo, C, k, k, B). col2im (F.fold) does this with a scalar loop; summing first over
+    dx into row buffers (R, k, W, C, B) and then over dy takes 2k large vectorised adds instead.
+    """
+    r, wo, _, k, _, _ = cols.shape
+    by_dy = cols.permute(0, 3, 1, 4, 2, 5)            # (R, dy, Wo, dx, C, B), a view
+    acc.zero_()
+    span = stride * (wo - 1) + 1
+    for dx in range(k):
+        acc[:, :, dx:dx + span:stride] += by_dy[:, :, :, dx]
+    top, rspan = i0 * stride, stride * (r - 1) + 1
+    for dy in range(k):
+        xt[top + dy:top + dy + rspan:stride] += acc[:, dy]
 
 
 def lc_adjoint(y: Tensor, w: Tensor, stride: int, in_size: tuple[int, int],
@@ -68,18 +96,16 @@ def lc_adjoint(y: Tensor, w: Tensor, stride: int, in_size: tuple[int, int],
     h, width = in_size
     q = c * k * k
     wf = w.contiguous().view(ho * wo, m, q)
-    g = y.permute(2, 3, 0, 1).reshape(ho * wo, b, m)
-    x = y.new_zeros(b, c, h, width)
+    g = _positions_major(y)
+    xt = y.new_zeros(h, width, c, b)
     rows = _rows_per_chunk(wo, b, q, y.element_size(), chunk_bytes)
+    acc = y.new_empty(rows, k, width, c, b)
     for i0 in range(0, ho, rows):
         i1 = min(ho, i0 + rows)
-        r = i1 - i0
-        cols = torch.bmm(g[i0 * wo:i1 * wo], wf[i0 * wo:i1 * wo])  # (R*Wo, B, Q)
-        # col2im wants (B, Q, L); F.fold sums the overlapping windows back into image rows.
-        cols = cols.view(r, wo, b, q).permute(2, 3, 0, 1).reshape(b, q, r * wo)
-        span = (r - 1) * stride + k
-        x[:, :, i0 * stride:i0 * stride + span] += F.fold(cols, (span, width), k, stride=stride)
-    return x
+        p0, p1 = i0 * wo, i1 * wo
+        cols = torch.bmm(wf[p0:p1].transpose(1, 2), g[p0:p1])       # (L, Q, B)
+        _fold_rows(acc[:i1 - i0], xt, cols.view(i1 - i0, wo, c, k, k, b), i0, stride)
+    return xt.permute(3, 2, 0, 1).contiguous()
 
 
 def lc_weight_grad(x: Tensor, y: Tensor, stride: int, k: int,
@@ -88,14 +114,14 @@ def lc_weight_grad(x: Tensor, y: Tensor, stride: int, k: int,
     b, m, ho, wo = y.shape
     c = x.shape[1]
     q = c * k * k
-    x = x.contiguous()
-    g = y.permute(2, 3, 1, 0).reshape(ho * wo, m, b)
+    xt = _to_hwcb(x)
+    g = _positions_major(y)
     out = x.new_empty(ho * wo, m, q)
     rows = _rows_per_chunk(wo, b, q, x.element_size(), chunk_bytes)
     for i0 in range(0, ho, rows):
         i1 = min(ho, i0 + rows)
         p0, p1 = i0 * wo, i1 * wo
-        torch.bmm(g[p0:p1], _windows(x, k, stride, i0, i1, wo), out=out[p0:p1])
+        torch.bmm(g[p0:p1], _windows(xt, k, stride, i0, i1, wo).transpose(1, 2), out=out[p0:p1])
     return out.view(ho, wo, m, c, k, k)
 
 
