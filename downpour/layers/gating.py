@@ -1,0 +1,239 @@
+"""The essay's variance gate: skip the filter where the input is flat, output 0 there.
+
+Where the receptive field of an output position has local variance below ``threshold``, the
+position is *closed*: no filter arithmetic runs for it and its output is 0 (not the bias). The
+gate really skips work, the way SBNet does (Ren et al. 2018, "SBNet: Sparse Blocks Network"):
+
+1. the variance of every receptive field (per channel, averaged) comes from a separable box
+   filter over x and x² (2k multiply-adds each per position, not k²);
+2. the output grid is cut into ``block`` x ``block`` tiles; a tile is open if any of its
+   positions is (``block=1`` decides position by position);
+3. the input tiles under the open output tiles are gathered into a stack, the filter runs on the
+   stack only, and the results are scattered back into a zero output.
+
+Step 3 follows the wrapped layer's weight sharing: one bank (a convolution) is one convolution
+over the stack; t x t banks (tiled) is one strided convolution per bank (the tile is rounded up to
+a multiple of t so banks line up); untied weights (a bank per position, the cat network's layer)
+are read in a block-major copy, cached while the weights do not change, so a run of consecutive
+open tiles is one batched mat-vec over a contiguous slice of it: closed tiles' filters are never
+read, and their arithmetic never done.
+
+    gate = VarianceGate(LocallyConnected2d(1, 8, 128, 8), threshold=1e-3)
+    y = gate(x)                       # (B, 8, 121, 121); 0 wherever the 8x8 fields are flat
+    gate.last.skipped_fraction, gate.last.flops_ratio
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["GateStats", "VarianceGate", "local_variance"]
+
+# A tiled layer with more banks than this is run as untied (one strided conv per bank stops paying).
+_MAX_BANKS = 64
+
+
+def local_variance(x: Tensor, kernel_size: int, stride: int = 1) -> Tensor:
+    """Spatial variance of every k x k receptive field, averaged over channels: (B, C, H, W) -> (B, Ho, Wo).
+
+    Per channel, so a flat patch of colour counts as flat. The box filter is separable: a (k, 1)
+    then a (1, k) depthwise convolution of ones over [x, x²] (CPU ``avg_pool2d`` is several times
+    slower); x is centred on its per-image mean first so E[x²] - E[x]² keeps its digits in float32.
+    """
+    k, s = kernel_size, stride
+    c = x.shape[1]
+    x = x.detach()
+    x = x - x.mean(dim=(2, 3), keepdim=True)
+    both = torch.cat([x, x * x], dim=1)                                          # (B, 2C, H, W)
+    ones = both.new_full((2 * c, 1, k, 1), 1.0 / k)
+    box = F.conv2d(F.conv2d(both, ones, stride=(s, 1), groups=2 * c), ones.transpose(2, 3), stride=(1, s), groups=2 * c)
+    var = box[:, c:] - box[:, :c] ** 2                                           # (B, C, Ho, Wo)
+    return (var[:, 0] if c == 1 else var.mean(1)).clamp_min(0)
+
+
+@dataclass
+class GateStats:
+    """What the last gated forward did. FLOPs count a multiply-add as 2."""
+
+    positions: int        # B * Ho * Wo
+    open: int             # output positions inside open tiles
+    computed: int         # positions the filter ran at (open ones, plus padding where a tile overhangs the edge)
+    flops: int            # filter arithmetic done: the GEMMs / convolutions, plus bias adds
+    flops_ungated: int    # the same layer's arithmetic at every position
+    gate_flops: int       # the variance test: centring, x², the separable box filter, per channel
+
+    @property
+    def skipped_fraction(self) -> float:
+        return 1.0 - self.open / max(1, self.positions)
+
+    @property
+    def flops_ratio(self) -> float:
+        """(gated + gate test) / ungated: below 1 means the gate saves arithmetic."""
+        return (self.flops + self.gate_flops) / max(1, self.flops_ungated)
+
+
+def _as_bank(layer: nn.Module) -> tuple[Tensor, Tensor | None, int, int]:
+    """(weight (tH, tW, M, C, k, k), bias (tH, tW, M) or None, k, stride) of a wrapped layer."""
+    if isinstance(layer, nn.Conv2d):
+        if (layer.groups != 1 or layer.dilation != (1, 1) or layer.padding not in ((0, 0), "valid")
+                or layer.kernel_size[0] != layer.kernel_size[1] or layer.stride[0] != layer.stride[1]):
+            raise ValueError(f"VarianceGate: a Conv2d must have groups=1, dilation=1, padding=0 and square "
+                             f"kernel/stride, got {layer}")
+        b = None if layer.bias is None else layer.bias.view(1, 1, -1)
+        return layer.weight.unsqueeze(0).unsqueeze(0), b, layer.kernel_size[0], layer.stride[0]
+    if hasattr(layer, "tile_shape") and hasattr(layer, "weight") and layer.weight.dim() == 6:
+        return layer.weight, layer.bias, layer.kernel_size, layer.stride
+    raise TypeError(f"VarianceGate wraps a LocallyConnected2d or an nn.Conv2d, got {type(layer).__name__}")
+
+
+def _per_position(t: Tensor, out_size: tuple[int, int]) -> Tensor:
+    """(tH, tW, ...) banks -> (Ho, Wo, ...): position (i, j) uses bank (i mod tH, j mod tW)."""
+    rows = torch.arange(out_size[0], device=t.device) % t.shape[0]
+    cols = torch.arange(out_size[1], device=t.device) % t.shape[1]
+    return t.index_select(0, rows).index_select(1, cols)
+
+
+class VarianceGate(nn.Module):
+    """Wrap a filter layer so flat receptive fields are skipped and output 0.
+
+    ``layer``: a :class:`~downpour.layers.locally_connected.LocallyConnected2d` (untied, tiled or
+    tied) or an ``nn.Conv2d`` (no padding/dilation/groups). ``threshold``: variance below which a
+    field is flat (input units squared). ``block``: side of the output tiles decided together
+    (rounded up to a multiple of a tiled layer's tile). ``forward``: (B, C, H, W) -> (B, M, Ho, Wo),
+    equal to ``layer(x)`` inside open tiles and 0 elsewhere; differentiable in the layer's
+    weights. ``last`` holds the :class:`GateStats` of the last call.
+    """
+
+    def __init__(self, layer: nn.Module, threshold: float, block: int = 8):
+        super().__init__()
+        _as_bank(layer)  # validate now, not at the first batch
+        if threshold < 0 or not isinstance(block, int) or block < 1:
+            raise ValueError(f"VarianceGate: threshold must be >= 0 and block a positive int, got {threshold} and {block!r}")
+        self.layer, self.threshold, self.block = layer, float(threshold), block
+        self.last: GateStats | None = None
+        self._cache: tuple[tuple, Tensor] | None = None
+
+    def extra_repr(self) -> str:
+        return f"threshold={self.threshold}, block={self.block}"
+
+    def _geometry(self, x: Tensor) -> tuple[int, int, int, int, int, int]:
+        """(Ho, Wo, bh, bw, nbh, nbw): output size, tile size, tiles per column / row."""
+        weight, _, k, s = _as_bank(self.layer)
+        th, tw = weight.shape[:2]
+        h, w = x.shape[2:]
+        ho, wo = (h - k) // s + 1, (w - k) // s + 1
+        shared = th * tw <= _MAX_BANKS and (th, tw) != (ho, wo)
+        bh = -(-self.block // th) * th if shared else self.block   # banks must line up with tile origins
+        bw = -(-self.block // tw) * tw if shared else self.block
+        return ho, wo, bh, bw, -(-ho // bh), -(-wo // bw)
+
+    def _tile_mask(self, x: Tensor) -> Tensor:
+        """(B, nbh, nbw) bool: which output tiles run."""
+        _, _, k, s = _as_bank(self.layer)
+        _, _, bh, bw, _, _ = self._geometry(x)
+        busy = (local_variance(x, k, s) >= self.threshold).float()[:, None]
+        return F.max_pool2d(busy, (bh, bw), ceil_mode=True)[:, 0] > 0
+
+    @staticmethod
+    def _spread(tiles: Tensor, geom: tuple[int, int, int, int]) -> Tensor:
+        ho, wo, bh, bw = geom
+        return tiles.repeat_interleave(bh, 1).repeat_interleave(bw, 2)[:, :ho, :wo]
+
+    def open_mask(self, x: Tensor) -> Tensor:
+        """(B, Ho, Wo) bool: True where the filter runs and the output equals the layer's."""
+        return self._spread(self._tile_mask(x), self._geometry(x)[:4])
+
+    def forward(self, x: Tensor) -> Tensor:
+        weight, bias, k, s = _as_bank(self.layer)
+        th, tw, m, c = weight.shape[:4]
+        b, _, h, w = x.shape
+        ho, wo, bh, bw, nbh, nbw = self._geometry(x)
+        tiles_open = self._tile_mask(x)                                  # (B, nbh, nbw)
+        act = tiles_open.view(b, -1).nonzero()                           # (nA, 2): (sample, tile), sorted
+        tb, tflat = act[:, 0], act[:, 1]
+        ti, tj = tflat // nbw, tflat % nbw
+        # The input under every tile, (nA, C, Th, Tw); zero padding where a tile overhangs the edge.
+        hh, ww = (nbh * bh - 1) * s + k, (nbw * bw - 1) * s + k
+        xp = F.pad(x, (0, max(0, ww - w), 0, max(0, hh - h))).contiguous()
+        sb, sc, sh, sw = xp.stride()
+        big_h, big_w = (bh - 1) * s + k, (bw - 1) * s + k
+        stack = xp.as_strided((b, nbh, nbw, c, big_h, big_w), (sb, bh * s * sh, bw * s * sw, sc, sh, sw))[tb, ti, tj]
+        if (th, tw) == (1, 1):
+            y = F.conv2d(stack, weight[0, 0], stride=s).permute(0, 2, 3, 1)   # (nA, bh, bw, M)
+        elif th * tw <= _MAX_BANKS and (th, tw) != (ho, wo):
+            y = stack.new_zeros(stack.shape[0], m, bh, bw)
+            for a in range(th):
+                for e in range(tw):  # bank (a, e) owns rows a::th, columns e::tw of every tile
+                    y[:, :, a::th, e::tw] = F.conv2d(stack[:, :, a * s:, e * s:], weight[a, e], stride=(s * th, s * tw))
+            y = y.permute(0, 2, 3, 1)
+        else:
+            y = self._untied(stack, weight, s, (ho, wo, bh, bw, nbh, nbw), tb, tflat)
+        if bias is not None:
+            y = y + self._blocked(_per_position(bias, (ho, wo)), (bh, bw, nbh, nbw))[ti, tj]
+        # Scatter into a channels-last output through a tile-major view of it: each tile row is then
+        # one contiguous run of bw*M values (a channels-first scatter moves runs of bw and is 3x slower).
+        out = x.new_zeros(b, nbh * bh, nbw * bw, m)
+        out.view(b, nbh, bh, nbw, bw, m).permute(0, 1, 3, 2, 4, 5).index_put_((tb, ti, tj), y)
+        out = out[:, :ho, :wo].permute(0, 3, 1, 2)                      # (B, M, Ho, Wo), channels-last strides
+        self._record(x, tiles_open, (ho, wo, bh, bw), m * c * k * k, m if bias is not None else 0, k)
+        return out
+
+    @staticmethod
+    def _blocked(t: Tensor, geom: tuple[int, int, int, int]) -> Tensor:
+        """(Ho, Wo, ...) per-position tensor -> (nbh, nbw, bh, bw, ...), zero-padded to whole tiles."""
+        bh, bw, nbh, nbw = geom
+        ho, wo, rest = t.shape[0], t.shape[1], t.shape[2:]
+        flat = t.reshape(ho, wo, -1)
+        flat = F.pad(flat, (0, 0, 0, nbw * bw - wo, 0, nbh * bh - ho))
+        return flat.view(nbh, bh, nbw, bw, -1).permute(0, 2, 1, 3, 4).reshape(nbh, nbw, bh, bw, *rest)
+
+    def _untied(self, stack: Tensor, weight: Tensor, s: int, geom: tuple, tb: Tensor, tflat: Tensor) -> Tensor:
+        """One bank per position: (nA, C, Th, Tw) -> (nA, bh, bw, M), a run of consecutive tiles at a time."""
+        ho, wo, bh, bw, nbh, nbw = geom
+        m, q, k = weight.shape[2], weight[0, 0, 0].numel(), weight.shape[-1]
+        n, c = stack.shape[:2]
+        if n == 0:
+            return stack.new_zeros(0, bh, bw, m)
+        wb = self._block_major(weight, geom).view(nbh * nbw * bh * bw, m, q)   # tile-major filters
+        sn, sc, sh, sw = stack.stride()
+        cols = stack.as_strided((n, bh, bw, c, k, k), (sn, s * sh, s * sw, sc, sh, sw)).reshape(n * bh * bw, q, 1)
+        brk = ((tflat[1:] != tflat[:-1] + 1) | (tb[1:] != tb[:-1])).nonzero().squeeze(1) + 1
+        starts = [0, *brk.tolist()]
+        ends = [*starts[1:], n]
+        per = bh * bw
+        training = torch.is_grad_enabled() and (weight.requires_grad or stack.requires_grad)
+        y = None if training else stack.new_empty(n * per, m, 1)
+        parts = []
+        for s0, e, t0 in zip(starts, ends, tflat[starts].tolist()):
+            wr = wb[t0 * per:(t0 + e - s0) * per]                            # contiguous slice: read in place
+            if y is None:
+                parts.append(torch.bmm(wr, cols[s0 * per:e * per]))
+            else:                                                            # inference: write in place
+                torch.bmm(wr, cols[s0 * per:e * per], out=y[s0 * per:e * per])
+        return (torch.cat(parts) if y is None else y).view(n, bh, bw, m)
+
+    def _block_major(self, weight: Tensor, geom: tuple) -> Tensor:
+        """The filters as (nbh, nbw, bh, bw, M, C*k*k); cached while ``weight`` is unchanged and not being trained."""
+        ho, wo, bh, bw, nbh, nbw = geom
+        key = (weight.data_ptr(), weight._version, tuple(weight.shape), geom)
+        training = torch.is_grad_enabled() and weight.requires_grad
+        if not training and self._cache is not None and self._cache[0] == key:
+            return self._cache[1]
+        full = _per_position(weight, (ho, wo)).flatten(3)                     # (Ho, Wo, M, Q)
+        wb = self._blocked(full, (bh, bw, nbh, nbw)).contiguous()
+        if not training:
+            self._cache = (key, wb)
+        return wb
+
+    def _record(self, x: Tensor, tiles: Tensor, geom: tuple[int, int, int, int], mq: int, bias_adds: int, k: int) -> None:
+        ho, wo, bh, bw = geom
+        b, c, h, w = x.shape
+        n_tiles = int(tiles.sum())
+        per_pos = 2 * mq + bias_adds
+        box = 2 * k * 2 * c * (ho * w + ho * wo)                            # x and x², a (k, 1) then a (1, k) pass
+        self.last = GateStats(positions=b * ho * wo, open=int(self._spread(tiles, geom).sum()), computed=n_tiles * bh * bw,
+                              flops=n_tiles * bh * bw * per_pos, flops_ungated=b * ho * wo * per_pos,
+                              gate_flops=b * (3 * c * h * w + box + 3 * c * ho * wo))

@@ -1,0 +1,107 @@
+"""The variance gate: equal to the layer where open, 0 where closed, and no arithmetic where closed."""
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from downpour.layers.gating import VarianceGate, local_variance
+from downpour.layers.locally_connected import LocallyConnected2d
+
+
+def _half_flat(b=2, c=2, h=20, w=20, seed=0):
+    """Images whose left half is constant (per channel) and right half is noise."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(b, c, h, w, generator=g)
+    x[:, :, :, : w // 2] = torch.rand(b, c, 1, 1, generator=g)
+    x[1, :, :5] = 0.3  # a second flat patch in one sample only, so the masks differ per sample
+    return x
+
+
+def _mm_flops(fn, x):
+    with FlopCounterMode(display=False) as counter:
+        y = fn(x)
+    return y, counter.get_total_flops()
+
+
+def test_local_variance_matches_unfold():
+    x = torch.randn(2, 3, 11, 13)
+    cols = torch.nn.functional.unfold(x, 4, stride=2)           # (B, C*k*k, L)
+    want = cols.view(2, 3, 16, 20).var(dim=2, unbiased=False).mean(1).view(2, 4, 5)
+    assert torch.allclose(local_variance(x, 4, 2), want, atol=1e-5)
+
+
+@pytest.mark.parametrize("tile,stride,bias", [(None, 1, False), (None, 2, True), (1, 1, True), (3, 1, False),
+                                              (2, 2, False)])
+def test_gate_equals_layer_where_open_and_zero_where_closed(tile, stride, bias):
+    torch.manual_seed(0)
+    layer = LocallyConnected2d(2, 5, 20, 4, stride=stride, tile=tile, bias=bias)
+    if bias:
+        torch.nn.init.normal_(layer.bias)
+    gate = VarianceGate(layer, threshold=1e-6, block=1)
+    x = _half_flat()
+    with torch.no_grad():
+        full, ungated_flops = _mm_flops(layer, x)
+        y, gated_flops = _mm_flops(gate, x)
+    mask = gate.open_mask(x)[:, None].expand_as(y)
+    assert 0.2 < gate.last.skipped_fraction < 0.8
+    assert torch.allclose(y[mask], full[mask], atol=1e-5)
+    assert torch.all(y[~mask] == 0)
+    # The FLOPs torch actually dispatched: the variance test's box filter, plus the filter's
+    # GEMMs at exactly the open positions; nothing for closed ones.
+    _, test_flops = _mm_flops(lambda t: local_variance(t, 4, stride), x)
+    q, m = 2 * 4 * 4, 5
+    assert gated_flops == test_flops + 2 * q * m * gate.last.computed
+    assert gate.last.flops == gate.last.computed * (2 * q * m + (m if bias else 0))
+    if tile in (None, 1):  # block=1: exactly the open positions; tiled layers compute whole t x t tiles
+        assert gate.last.computed == gate.last.open
+    else:
+        assert gate.last.open <= gate.last.computed < gate.last.positions
+    assert gate.last.flops_ungated == gate.last.positions * (2 * q * m + (m if bias else 0))
+    assert ungated_flops == 2 * q * m * gate.last.positions  # the counter sees the layer's own kernels too
+
+
+def test_gate_wraps_conv2d_and_blocks():
+    torch.manual_seed(1)
+    conv = torch.nn.Conv2d(2, 3, 5)
+    x = _half_flat(h=24, w=24)
+    gate = VarianceGate(conv, threshold=1e-6, block=4)
+    with torch.no_grad():
+        y, full = gate(x), conv(x)
+    mask = gate.open_mask(x)
+    # Blocks open or close as a whole: every 4x4 tile of the mask is constant.
+    tiles = mask[:, :20, :20].reshape(2, 5, 4, 5, 4)
+    assert torch.all(tiles.amax(dim=(2, 4)) == tiles.amin(dim=(2, 4)))
+    assert mask.sum() >= (local_variance(x, 5) >= 1e-6).sum()
+    mask = mask[:, None].expand_as(y)
+    assert torch.allclose(y[mask], full[mask], atol=1e-5) and torch.all(y[~mask] == 0)
+
+
+def test_all_closed_and_all_open():
+    layer = LocallyConnected2d(1, 3, 10, 3)
+    flat = torch.full((2, 1, 10, 10), 0.5)
+    with torch.no_grad():
+        y, flops = _mm_flops(VarianceGate(layer, 1e-6, block=1), flat)
+    assert flops == _mm_flops(lambda t: local_variance(t, 3), flat)[1] and torch.all(y == 0)
+    noisy = torch.randn(2, 1, 10, 10)
+    gate = VarianceGate(layer, 0.0)
+    with torch.no_grad():
+        assert torch.allclose(gate(noisy), layer(noisy), atol=1e-5)
+    assert gate.last.skipped_fraction == 0.0
+
+
+def test_gradient_flows_to_weights_of_open_positions_only():
+    layer = LocallyConnected2d(1, 2, 12, 3)
+    x = torch.rand(1, 1, 12, 12)
+    x[:, :, :, :6] = 0.2
+    gate = VarianceGate(layer, 1e-6, block=2)
+    gate(x).sum().backward()
+    closed = ~gate.open_mask(x)[0]
+    assert torch.all(layer.weight.grad[closed] == 0) and layer.weight.grad[~closed].abs().sum() > 0
+
+
+def test_bad_arguments():
+    with pytest.raises(TypeError, match="wraps a LocallyConnected2d"):
+        VarianceGate(torch.nn.Linear(3, 3), 0.1)
+    with pytest.raises(ValueError, match="padding=0"):
+        VarianceGate(torch.nn.Conv2d(1, 1, 3, padding=1), 0.1)
+    with pytest.raises(ValueError, match="threshold must be >= 0"):
+        VarianceGate(torch.nn.Conv2d(1, 1, 3), -1.0)
