@@ -1,16 +1,19 @@
 """The Ray runner: server shards and workers as Ray actors. The only module that imports Ray.
 
 The driver follows Ray's parameter-server example: a ``{future: (kind, worker)}`` dict and
-``ray.wait``. A worker actor runs one push cycle (fetch when due, ``n_push`` training steps) and
-*returns* its gradient, one NumPy slice per shard; the driver then hands those object refs to the
-shard actors. So:
+``ray.wait``. A worker actor runs one push cycle (fetch when due, ``n_push`` training steps),
+stages its gradient and returns; only then does the driver tell the shards to apply it. So a
+worker killed mid-cycle never half-pushes: its push reaches every shard once (the cycle returned)
+or none (it did not), and the shards' sequence numbers reject a repeat, so none is applied twice.
 
-- parameters and gradients travel through Ray's object store: a shard's ``pull`` result and a
-  worker's gradient are written into shared memory once and read zero-copy by the receiver on
-  the same node (and moved node-to-node by Ray's object manager across machines);
-- the returned gradient is owned by the driver, so a worker killed mid-cycle loses nothing that
-  was half-pushed: its push reaches every shard once (the cycle returned) or none (it did not);
-  the shards' sequence numbers reject a retried push, so none is applied twice.
+How the bytes move:
+
+- same node (the common case, and all of a local Ray): the shard's parameters and one inbox per
+  worker live in shared memory (:mod:`downpour.ps.shm`). A pull is one memcpy out of the shard's
+  segment; a push is one memcpy into the inbox plus a tiny ``push_inbox`` call.
+- different nodes: a pull returns the NumPy slice through Ray's object store, and the gradient
+  slice the cycle returned is an object ref the driver passes to ``push``: Ray's object manager
+  moves it between machines, and on the receiving node it is read zero-copy from the store.
 
 ``cluster.address`` joins an existing cluster; empty starts a local Ray. Actors are spread over
 the cluster's nodes.
@@ -21,7 +24,8 @@ import logging
 import os
 import uuid
 import warnings
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import ray
@@ -29,6 +33,7 @@ import torch
 from ray.exceptions import RayError
 
 from downpour.config import RunConfig
+from downpour.ps import shm
 from downpour.ps.checkpoint import ShardState
 from downpour.ps.coordinator import Coordinator
 from downpour.ps.job import Job, make_worker
@@ -49,30 +54,109 @@ def _node() -> str:
 
 @ray.remote
 class ShardActor:
-    """A :class:`~downpour.ps.shard.Shard` in its own process."""
+    """A :class:`~downpour.ps.shard.Shard` in its own process.
 
-    def __init__(self, shard: Shard):
+    With ``lane_prefix`` (and /dev/shm available) its parameters live in shared memory and every
+    worker has an inbox there (:mod:`downpour.ps.shm`); workers on this node use those lanes,
+    workers elsewhere the object store. DC-ASGD needs to see every pull, so it uses the store.
+    """
+
+    def __init__(self, shard: Shard, lane_prefix: str = "", workers: int = 0):
         _quiet_readonly()
         torch.set_num_threads(1)
         self.shard = shard
+        self.seg: shm.Segment | None = None
+        self.inboxes: dict[int, shm.Segment] = {}
+        if lane_prefix and shm.available() and not shard.compensation.needs_backup:
+            n, j = shard.params.numel(), shard.index
+            self.seg = shm.Segment(f"{lane_prefix}-s{j}-params", n, create=True)
+            shard.adopt(torch.from_numpy(self.seg.data))
+            self.seg.set_version(shard.version)
+            self.inboxes = {w: shm.Segment(f"{lane_prefix}-s{j}-w{w}", n, create=True) for w in range(workers)}
+
+    def lanes(self) -> dict[str, Any] | None:
+        """Where co-located workers find this shard's shared memory, or None."""
+        if self.seg is None:
+            return None
+        return {"node": _node(), "params": str(self.seg.path), "inbox": {w: str(s.path) for w, s in self.inboxes.items()}}
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        if self.seg is None:
+            yield
+            return
+        with self.seg.writing():
+            yield
+            self.seg.set_version(self.shard.version)
 
     def pull(self, worker: int | None = None) -> tuple[np.ndarray, int]:
         params, version = self.shard.pull(worker)
         return params.numpy(), version  # copied once into the object store as it is returned
 
+    def _result(self, accepted: bool, reason: str, staleness: int) -> dict[str, Any]:
+        return {"accepted": accepted, "reason": reason, "version": self.shard.version, "staleness": staleness}
+
     def push(self, worker: int, grad: np.ndarray, base: int, seq: int) -> dict[str, Any]:
         staleness = self.shard.version - base
-        result = self.shard.push(worker, torch.from_numpy(grad), base, seq)  # zero-copy view of the store
-        return {"accepted": result.accepted, "reason": result.reason, "version": result.version, "staleness": staleness}
+        with self._writing():
+            result = self.shard.push(worker, torch.from_numpy(grad), base, seq)  # zero-copy view of the store
+        return self._result(result.accepted, result.reason, staleness)
+
+    def push_inbox(self, worker: int, base: int, seq: int) -> dict[str, Any]:
+        """Apply the gradient ``worker`` left in its inbox for push ``seq``."""
+        inbox = self.inboxes.get(worker)
+        item = inbox.take() if inbox is not None else None
+        if item is None or item[1:] != (seq, base):
+            self.shard.rejected["inbox"] += 1   # nothing (or something else) is waiting: never guess
+            return self._result(False, "inbox", self.shard.version - base)
+        staleness = self.shard.version - base
+        with self._writing():
+            result = self.shard.push(worker, torch.from_numpy(item[0]), base, seq)
+        inbox.release()
+        return self._result(result.accepted, result.reason, staleness)
 
     def set_workers(self, workers: list[int]) -> None:
-        self.shard.set_workers(workers)
+        with self._writing():
+            self.shard.set_workers(workers)
 
     def state_dict(self) -> ShardState:
-        return self.shard.state_dict()
+        with self._writing():    # a partial sync round is flushed into the parameters
+            tensors, meta = self.shard.state_dict()
+        return {k: v.clone() for k, v in tensors.items()}, meta
+
+    def close(self) -> None:
+        """Unlink the shared-memory files (mappings stay valid in processes that hold them)."""
+        for seg in (self.seg, *self.inboxes.values()):
+            if seg is not None:
+                seg.path.unlink(missing_ok=True)
 
     def node(self) -> str:
         return _node()
+
+
+class ShardLink:
+    """One shard as a worker (or a benchmark client) on some node sees it: shared memory when the
+    shard lives on the same node, the object store otherwise."""
+
+    def __init__(self, actor: Any, lanes: dict[str, Any] | None, wid: int, n: int):
+        self.actor, self.n = actor, n
+        local = lanes is not None and lanes["node"] == _node()
+        self.params = shm.Segment(lanes["params"], n) if local else None
+        self.inbox = shm.Segment(lanes["inbox"][wid], n) if local else None
+
+    def pull_into(self, out: np.ndarray) -> Any:
+        """Copy the parameters into ``out`` (n,) and return the version, or return an object ref to
+        ``(params, version)`` to be fetched (the caller batches those)."""
+        if self.params is not None:
+            return self.params.read_into(out)
+        return self.actor.pull.remote()
+
+    def stage(self, grad: np.ndarray, seq: int, base: int) -> np.ndarray | None:
+        """Leave ``grad`` in the inbox (returns None) or hand it back to travel by the object store."""
+        if self.inbox is None:
+            return grad
+        self.inbox.put(grad, seq, base)
+        return None
 
 
 @ray.remote
@@ -80,24 +164,37 @@ class WorkerActor:
     """A :class:`~downpour.ps.worker.Worker` that fetches from the shard actors itself."""
 
     def __init__(self, cfg: RunConfig, wid: int, data: Any, bounds: list[tuple[int, int]], start_step: int, seq: int,
-                 shards: list[Any], threads: int):
+                 shards: list[Any], lanes: list[dict[str, Any] | None], threads: int):
         _quiet_readonly()
         torch.set_num_threads(threads)
         self.worker = make_worker(cfg, wid, data, bounds, start_step, seq)
-        self.shards = shards
+        self.links = [ShardLink(actor, ln, wid, b - a) for actor, ln, (a, b) in zip(shards, lanes, bounds)]
+        self.fetched = torch.zeros(bounds[-1][1])   # (numel,) the parameters, gathered shard by shard
+
+    def _fetch(self) -> None:
+        w = self.worker
+        out = self.fetched.numpy()
+        answers = [link.pull_into(out[a:b]) for link, (a, b) in zip(self.links, w.bounds)]
+        remote = [i for i, x in enumerate(answers) if not isinstance(x, int)]
+        for i, (params, version) in zip(remote, ray.get([answers[i] for i in remote])):
+            a, b = w.bounds[i]
+            out[a:b] = params
+            answers[i] = version
+        w.load([self.fetched], answers)
 
     def cycle(self, steps: int, stage: int | None) -> tuple:
-        """Run ``steps`` training steps; returns one gradient slice per shard, then the push's metadata."""
+        """Run ``steps`` training steps; returns per shard the gradient slice (None where it went
+        into the shard's shared-memory inbox), then the push's metadata."""
         w = self.worker
         for _ in range(steps):
             if w.fetch_due():
-                pulled = ray.get([s.pull.remote(w.wid) for s in self.shards])
-                w.load([torch.from_numpy(p) for p, _ in pulled], [v for _, v in pulled])
+                self._fetch()
             w.step(stage)
         push = w.take_push()
+        staged = [link.stage(g.numpy(), push.seq, b) for link, g, b in zip(self.links, push.grads, push.base)]
         meta = {"seq": push.seq, "base": push.base, "steps": push.steps, "samples": push.samples,
-                "loss": push.loss, "parts": push.parts, "skipped": push.skipped}
-        return (*[g.numpy() for g in push.grads], meta)
+                "loss": push.loss, "parts": push.parts, "skipped": push.skipped, "inbox": [g is None for g in staged]}
+        return (*staged, meta)
 
     def node(self) -> str:
         return _node()
@@ -125,11 +222,13 @@ def run_ray(job: Job, shards: list[Shard], coord: Coordinator, recorder: Any, st
     per_worker = min(1.0, cpus / n)   # fractional CPUs so 8 workers still fit on a 2-core laptop
     threads = cfg.train.threads or max(1, int(os.cpu_count() or 1) // n)
     spread = {"scheduling_strategy": "SPREAD"}
-    shard_actors = [ShardActor.options(name=f"downpour-{run_id}-shard{j}", num_cpus=0, **spread).remote(s)
+    lane_prefix = f"/dev/shm/downpour-{run_id}"
+    shard_actors = [ShardActor.options(name=f"downpour-{run_id}-shard{j}", num_cpus=0, **spread).remote(s, lane_prefix, n)
                     for j, s in enumerate(shards)]
+    lanes = ray.get([a.lanes.remote() for a in shard_actors])
     datas = [job.data.shard(w, n) for w in range(n)]
     worker_actors = [WorkerActor.options(name=f"downpour-{run_id}-worker{w}", num_cpus=per_worker, **spread)
-                     .remote(cfg, w, datas[w], job.bounds, start_step, seqs.get(w, 0), shard_actors, threads)
+                     .remote(cfg, w, datas[w], job.bounds, start_step, seqs.get(w, 0), shard_actors, lanes, threads)
                      for w in range(n)]
     placement = {"shards": ray.get([a.node.remote() for a in shard_actors]),
                  "workers": ray.get([a.node.remote() for a in worker_actors])}
@@ -171,7 +270,8 @@ def run_ray(job: Job, shards: list[Shard], coord: Coordinator, recorder: Any, st
                 continue
             meta["clock_gap"] = coord.gaps[w]
             coord.end_compute(w)
-            refs = [a.push.remote(w, g, b, meta["seq"]) for a, g, b in zip(shard_actors, grads.pop(w), meta["base"])]
+            refs = [a.push_inbox.remote(w, b, meta["seq"]) if inbox else a.push.remote(w, g, b, meta["seq"])
+                    for a, g, b, inbox in zip(shard_actors, grads.pop(w), meta["base"], meta["inbox"])]
             pushes[refs[-1]] = (refs, meta)
             pending[refs[-1]] = ("push", w)  # each shard runs the driver's calls in order; wait on all below
             dispatch(w)                      # async: compute the next cycle while this push is applied
@@ -190,6 +290,7 @@ def run_ray(job: Job, shards: list[Shard], coord: Coordinator, recorder: Any, st
         for v in sorted(blocked | set(joined) | {w}):
             dispatch(v)
     states = ray.get([a.state_dict.remote() for a in shard_actors])  # state_dict flushes a partial sync round
+    ray.get([a.close.remote() for a in shard_actors])
     for a in (*worker_actors, *shard_actors):
         ray.kill(a)
     if started:

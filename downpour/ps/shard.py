@@ -57,6 +57,13 @@ class Shard:
         self._backup: dict[int, Tensor] = {}                          # DC-ASGD: each worker's fetched copy
         self._round: list[tuple[int, int, int, Tensor]] = []          # sync: (worker, seq, base, grad)
 
+    def adopt(self, buffer: Tensor) -> None:
+        """Keep the parameters in ``buffer`` (n,) float32 from now on (e.g. shared memory), values copied in."""
+        if buffer.shape != self.params.shape or buffer.dtype != torch.float32:
+            raise ValueError(f"shard {self.index}: buffer must be ({self.params.numel()},) float32")
+        buffer.copy_(self.params)
+        self.params = buffer
+
     @property
     def stop(self) -> int:
         return self.start + self.params.numel()

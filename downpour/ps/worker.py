@@ -69,8 +69,9 @@ class Worker:
         return self.sync and self._acc_steps == 0
 
     def load(self, slices: Sequence[Tensor], versions: Sequence[int]) -> None:
-        """Write fetched shard slices (one (n_j,) tensor per shard) into the replica."""
-        self.layout.vector_to_params(torch.cat([torch.as_tensor(s) for s in slices]), self.model)
+        """Write fetched shard slices (one (n_j,) tensor per shard, or the whole (numel,) vector) into the replica."""
+        vec = slices[0] if len(slices) == 1 else torch.cat([torch.as_tensor(s) for s in slices])
+        self.layout.vector_to_params(vec, self.model)
         self._versions = list(versions)
         self._since_fetch = 0
 

@@ -1,0 +1,103 @@
+"""Shared-memory lanes between a shard and the workers on its own machine.
+
+A shard's parameters live in a file under /dev/shm that co-located workers map: a pull is one
+memcpy out of it, guarded by a seqlock so a reader never sees a half-applied update. Each worker
+has an inbox per shard: the worker copies its gradient in, and the shard applies it straight from
+there when the driver says so. Nothing is pickled, no object is created per call; across machines
+the Ray runner uses the object store instead (see :mod:`downpour.ps.on_ray`).
+
+Layout of a segment: 8 int64 header words, then (n,) float32 data.
+- parameters: header[0] seqlock counter (odd while the shard writes), header[1] version.
+- inbox:      header[0] state (0 free, 1 full), header[1] seq, header[2] base version.
+
+Plain Python + NumPy + mmap (the header words are read and written as aligned int64, which x86
+and ARMv8 do atomically; the seqlock relies on stores becoming visible in order, as on x86).
+"""
+from __future__ import annotations
+
+import mmap
+import os
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+HEADER = 8          # int64 words
+SHM_DIR = Path("/dev/shm")
+
+
+def available() -> bool:
+    return SHM_DIR.is_dir() and os.access(SHM_DIR, os.W_OK)
+
+
+class Segment:
+    """``n`` float32 values plus a header, in a shared file ``path`` (created or attached)."""
+
+    def __init__(self, path: str | Path, n: int, create: bool = False):
+        self.path, self.n = Path(path), n
+        size = 8 * HEADER + 4 * n
+        if create:
+            with open(self.path, "wb") as f:
+                f.truncate(size)
+        with open(self.path, "r+b") as f:
+            self._map = mmap.mmap(f.fileno(), size)
+        self.header = np.frombuffer(self._map, dtype=np.int64, count=HEADER)
+        self.data = np.frombuffer(self._map, dtype=np.float32, count=n, offset=8 * HEADER)
+        self.owner = create
+
+    def close(self) -> None:
+        del self.header, self.data
+        try:
+            self._map.close()
+        except BufferError:   # a caller still holds a view: the mapping goes with the process
+            pass
+        if self.owner:
+            self.path.unlink(missing_ok=True)
+
+    # --- parameters: seqlock ------------------------------------------------------------------
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Wrap every change of ``data``; readers retry while the counter is odd or has moved."""
+        self.header[0] += 1
+        try:
+            yield
+        finally:
+            self.header[0] += 1
+
+    def set_version(self, version: int) -> None:
+        self.header[1] = version
+
+    def read_into(self, out: np.ndarray) -> int:
+        """Copy a consistent snapshot of ``data`` into ``out`` (n,); returns its version."""
+        while True:
+            before = int(self.header[0])
+            if before % 2:
+                time.sleep(0)
+                continue
+            version = int(self.header[1])
+            np.copyto(out, self.data)
+            if int(self.header[0]) == before:
+                return version
+
+    # --- inbox: one gradient at a time ----------------------------------------------------------
+    def put(self, grad: np.ndarray, seq: int, base: int, timeout: float = 60.0) -> None:
+        """Worker side: wait until the shard took the previous gradient, then leave this one."""
+        deadline = time.monotonic() + timeout
+        while self.header[0] != 0:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"shard never took push {int(self.header[1])} from inbox {self.path}")
+            time.sleep(0.0002)
+        np.copyto(self.data, grad)
+        self.header[1], self.header[2] = seq, base
+        self.header[0] = 1
+
+    def take(self) -> tuple[np.ndarray, int, int] | None:
+        """Shard side: the waiting gradient (a view: use it before :meth:`release`), seq and base."""
+        if self.header[0] != 1:
+            return None
+        return self.data, int(self.header[1]), int(self.header[2])
+
+    def release(self) -> None:
+        self.header[0] = 0
