@@ -1,0 +1,70 @@
+"""Memory/compute accounting: hand counts for small layers, untied vs tiled vs tied parameter formulas."""
+import pytest
+import torch
+
+from downpour.config import ConfigError
+from downpour.layers import L2Pool2d, LocallyConnected2d
+from downpour.models.costs import compare_tilings, cost_table, format_table, layer_flops
+from downpour.models.registry import create_model, list_models
+
+
+@pytest.mark.parametrize("tile,banks", [(None, 16), (2, 4), (1, 1)])
+def test_locally_connected_hand_counts(tile, banks):
+    # 6x6 input, 3x3 fields, stride 1 -> 4x4 outputs; 2 maps; C=1.
+    layer = LocallyConnected2d(1, 2, 6, 3, tile=tile)
+    assert layer.weight.numel() == banks * 2 * 1 * 3 * 3     # untied 16 banks, tiled 2x2, tied 1
+    x = torch.rand(1, 1, 6, 6)
+    # FLOPs do not depend on the tiling: 4*4 positions * 2 maps * 9 multiply-adds * 2.
+    assert layer_flops(layer, x, layer(x)) == 16 * 2 * 9 * 2
+
+
+def test_pool_and_conv_hand_counts():
+    pool = L2Pool2d(2, stride=2)
+    x = torch.rand(1, 3, 4, 4)
+    # 48 squares, then per output (3*2*2 of them) 4 adds + eps + sqrt
+    assert layer_flops(pool, x, pool(x)) == 48 + 12 * (4 + 2)
+    conv = torch.nn.Conv2d(2, 5, 3, bias=True)
+    x = torch.rand(1, 2, 7, 7)
+    assert layer_flops(conv, x, conv(x)) == 5 * 5 * 5 * (2 * 2 * 9 + 1)
+
+
+def test_cat_demo_table_matches_formulas():
+    rows = cost_table("cat-demo")
+    by = {r["layer"]: r for r in rows}
+    f1 = by["stages.0.filter"]
+    # 32x32 input, 8x8 fields -> 25x25 positions, 8 maps: untied weights 25*25*8*64.
+    assert f1["params"] == 25 * 25 * 8 * 64 and f1["out_shape"] == (8, 25, 25)
+    assert f1["act_bytes"] == 4 * 8 * 25 * 25 and f1["flops_fwd"] == 25 * 25 * 8 * 64 * 2
+    assert f1["flops_bwd"] == f1["flops_fwd"]          # first layer: weight gradient only, no input gradient
+    f2 = by["stages.1.filter"]
+    assert f2["flops_bwd"] == 2 * f2["flops_fwd"]      # input and weight gradients
+    total = rows[-1]
+    assert total["layer"] == "total" and total["params"] == sum(r["params"] for r in rows[:-1])
+    # The analytic filter FLOPs agree with torch's own counter for the GEMM part.
+    assert f1["flops_fwd"] + f2["flops_fwd"] <= total["torch_flops_fwd"]
+
+
+def test_untied_tiled_tied_parameter_counts():
+    rows = {r["layer"]: r for r in compare_tilings("cat-demo", tiles=(0, 5, 1))}
+    # stage 1: 8 maps of 1x8x8 filters; stage 2: 8 maps of 8x5x5; outputs 25x25 then 8x8 positions.
+    # Decoders are untied copies of the encoder weights (same count again).
+    per1, per2 = 8 * 64, 8 * 8 * 25
+    assert rows["untied"]["params"] == 2 * (25 * 25 * per1 + 8 * 8 * per2)
+    assert rows["tiled t=5"]["params"] == 2 * (25 * per1 + 25 * per2)
+    assert rows["tied (conv)"]["params"] == 2 * (per1 + per2)
+    assert rows["untied"]["flops_fwd"] == rows["tied (conv)"]["flops_fwd"]  # memory differs, FLOPs do not
+
+
+def test_every_registered_model_is_fully_accounted():
+    for entry in list_models():
+        rows = cost_table(entry.name)
+        n_params = sum(p.numel() for p in create_model(entry.name).parameters())
+        assert rows[-1]["params"] + rows[-1]["frozen"] == n_params, entry.name
+        assert rows[-1]["flops_fwd"] > 0, entry.name
+    text = format_table(cost_table("rica-local"))
+    assert "LocallyConnected2d" in text and "total" in text
+
+
+def test_model_without_tile_option_is_a_clear_error():
+    with pytest.raises(ConfigError, match="no 'tile' option"):
+        compare_tilings("rbm-digits")
