@@ -95,6 +95,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_models(args: argparse.Namespace) -> int:
     from downpour.models.registry import list_models
 
+    if args.costs:
+        from downpour.models.costs import costs_report
+
+        print(costs_report(args.costs))
+        return 0
     entries = list_models()
     width = max(len(e.name) for e in entries)
     for e in entries:
@@ -145,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.set_defaults(func=cmd_report)
 
     models = sub.add_parser("models", help="list the registered models")
+    models.add_argument("--costs", metavar="NAME", help="per-layer parameters, memory and FLOPs of model NAME")
     models.set_defaults(func=cmd_models)
 
     presets = sub.add_parser("presets", help="list the shipped TOML presets")

@@ -68,3 +68,10 @@ def test_every_registered_model_is_fully_accounted():
 def test_model_without_tile_option_is_a_clear_error():
     with pytest.raises(ConfigError, match="no 'tile' option"):
         compare_tilings("rbm-digits")
+
+
+def test_cli_models_costs(capsys):
+    from downpour.cli import main
+    assert main(["models", "--costs", "rica-local"]) == 0
+    out = capsys.readouterr().out
+    assert "stages" not in out and "filter" in out and "untied vs tiled vs tied" in out and "tied (conv)" in out

@@ -34,7 +34,7 @@ from downpour.config import ConfigError
 from downpour.layers import L2Pool2d, LocalContrastNorm2d, LocallyConnected2d
 from downpour.models.registry import create_model, model_entry
 
-__all__ = ["compare_tilings", "cost_table", "format_table", "layer_flops"]
+__all__ = ["compare_tilings", "cost_table", "costs_report", "format_table", "layer_flops"]
 
 _COLUMNS = ("layer", "type", "out_shape", "params", "frozen", "param_bytes", "act_bytes", "flops_fwd", "flops_bwd")
 
@@ -196,3 +196,16 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     if any(r.get("measured") for r in rows):
         lines.append("* measured by torch's FLOP counter (no formula for this layer type)")
     return "\n".join(lines)
+
+
+def costs_report(name: str, **options: Any) -> str:
+    """What ``downpour models --costs NAME`` prints: the per-layer table, then untied vs tiled vs
+    tied totals when the model has locally connected layers and a ``tile`` option."""
+    text = f"{name}: costs per sample (float32)\n" + format_table(cost_table(name, **options))
+    model = create_model(name, **options)
+    has_tile = "tile" in {f.name for f in dataclasses.fields(model.config)}
+    if has_tile and any(isinstance(m, LocallyConnected2d) for m in model.modules()):
+        opts = {k: v for k, v in options.items() if k != "tile"}
+        text += "\n\nthe same net, untied vs tiled vs tied (model.tile = 0 / 4 / 1):\n"
+        text += format_table(compare_tilings(name, **opts)).split("\ntorch's")[0]
+    return text
