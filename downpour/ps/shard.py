@@ -98,7 +98,9 @@ class Shard:
             return "unknown-worker"
         if not isinstance(grad, Tensor) or grad.shape != self.params.shape or not grad.is_floating_point():
             return "shape"
-        if not bool(torch.isfinite(grad).all()):
+        # a NaN/Inf anywhere makes the sum non-finite; the sum is one fast pass (isfinite().all() is
+        # ~10x slower); only when the sum overflows do we look element by element
+        if not bool(torch.isfinite(grad.sum())) and not bool(torch.isfinite(grad).all()):
             return "non-finite"
         if not 0 <= base_version <= self.version:
             return "version"
