@@ -1,0 +1,167 @@
+"""The pictures of a run, as PNG files: filters, loss curves, staleness, stimuli, top images, invariance.
+
+Drawn with matplotlib's object API (``Figure`` + Agg canvas, never ``pyplot``), so nothing depends on
+a display or on global backend state. Every function takes plain arrays and an output path and
+returns the path it wrote.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+# metrics.jsonl fields that are bookkeeping, not cost parts.
+NOT_COST = {"step", "time", "samples_per_s", "worker", "staleness", "clock_gap", "version", "samples", "stage",
+            "lr", "epoch", "shard", "seq", "elapsed"}
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    return path
+
+
+def _show(ax: Any, image: np.ndarray, title: str | None = None, symmetric: bool = True) -> None:
+    """One image (C, H, W) on an axis: grey for one channel, RGB (rescaled) for three."""
+    image = np.asarray(image, dtype=np.float64)
+    if image.shape[0] == 1:
+        lim = float(np.abs(image).max()) or 1.0
+        ax.imshow(image[0], cmap="gray", vmin=-lim if symmetric else image.min(), vmax=lim if symmetric else image.max())
+    else:
+        rgb = np.moveaxis(image[:3], 0, -1)
+        rgb = (rgb - rgb.min()) / ((rgb.max() - rgb.min()) or 1.0)
+        ax.imshow(rgb)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=7)
+
+
+def filter_grid(filters: np.ndarray, path: Path, title: str = "first-layer filters", max_filters: int = 100) -> Path:
+    """A grid of filters (n, C, kh, kw), each scaled to its own largest |weight| (grey: 0 is mid-grey)."""
+    filters = np.asarray(filters)[:max_filters]
+    n = len(filters)
+    cols = math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    fig = Figure(figsize=(0.8 * cols + 0.5, 0.8 * rows + 0.6))
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        if i < n:
+            _show(ax, filters[i])
+        else:
+            ax.axis("off")
+    fig.suptitle(title, fontsize=9)
+    return _save(fig, path)
+
+
+def cost_parts(metrics: list[dict[str, Any]]) -> list[str]:
+    """The numeric fields of metrics.jsonl rows that are cost parts (``loss`` first)."""
+    names: dict[str, None] = {}
+    for row in metrics:
+        for k, v in row.items():
+            if k not in NOT_COST and isinstance(v, (int, float)) and not isinstance(v, bool):
+                names[k] = None
+    return sorted(names, key=lambda k: (k != "loss", k))
+
+
+def loss_curves(metrics: list[dict[str, Any]], path: Path) -> Path:
+    """Total loss and every cost part against step, one panel each (log scale when all positive).
+
+    Cluster runs log one row per worker push; rows sharing a step are averaged.
+    """
+    parts = cost_parts(metrics)
+    if not parts:
+        raise ValueError("metrics.jsonl has no numeric cost fields to plot")
+    cols = min(3, len(parts))
+    rows = math.ceil(len(parts) / cols)
+    fig = Figure(figsize=(4 * cols, 2.6 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for ax, name in zip(axes.flat, parts):
+        by_step: dict[float, list[float]] = {}
+        for row in metrics:
+            if isinstance(row.get(name), (int, float)) and "step" in row:
+                by_step.setdefault(row["step"], []).append(float(row[name]))
+        steps = sorted(by_step)
+        values = [float(np.mean(by_step[s])) for s in steps]
+        ax.plot(steps, values, lw=1.2)
+        if values and min(values) > 0:
+            ax.set_yscale("log")
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(parts):]:
+        ax.axis("off")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def staleness_histogram(histograms: dict[str, dict[int, int]], path: Path) -> Path:
+    """Bars of push counts per staleness value, one series per label (``overall``, ``worker 0``, ...)."""
+    fig = Figure(figsize=(6, 3.2))
+    ax = fig.subplots()
+    width = 0.8 / max(len(histograms), 1)
+    for i, (label, hist) in enumerate(histograms.items()):
+        keys = sorted(hist)
+        ax.bar(np.asarray(keys) + (i - (len(histograms) - 1) / 2) * width, [hist[k] for k in keys], width=width, label=label)
+    ax.set_xlabel("staleness (server updates the gradient did not see)")
+    ax.set_ylabel("pushes")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def stimulus_and_top_images(stimulus: np.ndarray, top: np.ndarray, path: Path, title: str,
+                            top_responses: list[float] | None = None) -> Path:
+    """The optimal stimulus (C, H, W) beside the top-k images (k, C, H, W), like the paper's figure 3."""
+    k = len(top)
+    cols = min(k, 8)
+    rows = math.ceil(k / cols) if k else 1
+    fig = Figure(figsize=(1.2 * (cols + 2), 1.3 * rows + 0.5))
+    grid = fig.add_gridspec(rows, cols + 2)
+    _show(fig.add_subplot(grid[:, :2]), stimulus, "optimal stimulus")
+    for i in range(k):
+        ax = fig.add_subplot(grid[i // cols, 2 + i % cols])
+        label = f"{top_responses[i]:.3g}" if top_responses is not None else None
+        _show(ax, top[i], label, symmetric=False)
+    fig.suptitle(title, fontsize=9)
+    return _save(fig, path)
+
+
+def invariance_plot(result: dict[str, Any], path: Path) -> Path:
+    """The four invariance curves (mean ± std over images), normalised to the untransformed response."""
+    curves = result["curves"]
+    labels = {"scale": "scale factor", "translation_x": "horizontal shift (pixels)",
+              "translation_y": "vertical shift (pixels)", "rotation": "in-plane rotation (degrees)"}
+    fig = Figure(figsize=(3.2 * len(curves), 2.8))
+    axes = fig.subplots(1, len(curves), squeeze=False)[0]
+    for ax, c in zip(axes, curves):
+        v, r, s = (np.asarray(c[k]) for k in ("values", "response", "std"))
+        ax.plot(v, r, marker="o", ms=3)
+        ax.fill_between(v, r - s, r + s, alpha=0.2)
+        ax.axhline(1.0, color="grey", lw=0.6, ls="--")
+        ax.set_xlabel(labels.get(c["transform"], c["transform"]), fontsize=8)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel(f"response / {result['normalised_to']}", fontsize=8)
+    fig.suptitle(f"unit {result['unit']} of {result['layer']} over {result['images']} images", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def response_histogram(positive: list[float], negative: list[float], threshold: float, path: Path,
+                       labels: tuple[str, str] = ("face", "non-face")) -> Path:
+    """The chosen unit's responses to the two classes, with its threshold."""
+    fig = Figure(figsize=(5, 2.8))
+    ax = fig.subplots()
+    both = np.concatenate([positive, negative]) if len(positive) + len(negative) else np.zeros(1)
+    bins = np.linspace(both.min(), both.max() + 1e-9, 25)
+    ax.hist(positive, bins=bins, alpha=0.6, label=labels[0])
+    ax.hist(negative, bins=bins, alpha=0.6, label=labels[1])
+    ax.axvline(threshold, color="k", lw=1, ls="--", label="threshold")
+    ax.set_xlabel("unit response")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, path)

@@ -1,0 +1,105 @@
+"""How a unit's response holds up as its test images are scaled, translated and rotated.
+
+Le et al. 2012 (figure 4) plot the face neuron's response against 3D rotation angle, scale factor
+and horizontal/vertical translation, each normalised to the response to the untransformed image.
+We do the same with in-plane transforms (one affine warp each, edges repeated): the mean response
+over a set of test images at every transform, divided by the mean response to the originals.
+Out-of-plane rotation needs images of the same object at known poses; the built-in sets have none,
+so it is reported as unavailable rather than faked.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from downpour.analysis.units import check_layer, unit_response
+from downpour.models.base import FeatureModel
+
+DEFAULT_SCALES = (0.5, 0.625, 0.75, 0.875, 1.0, 1.125, 1.25, 1.5, 1.75, 2.0)
+DEFAULT_ANGLES = (-90.0, -67.5, -45.0, -30.0, -15.0, 0.0, 15.0, 30.0, 45.0, 67.5, 90.0)
+DEFAULT_SHIFTS = (-0.375, -0.25, -0.1875, -0.125, -0.0625, 0.0, 0.0625, 0.125, 0.1875, 0.25, 0.375)  # fractions of the side
+
+
+def transform(x: Tensor, *, scale: float = 1.0, shift: tuple[float, float] = (0.0, 0.0), angle: float = 0.0) -> Tensor:
+    """Warp images about their centre. x: (N, C, H, W) -> same shape.
+
+    scale > 1 enlarges the content (zoom in); shift = (dx, dy) in pixels moves it right/down;
+    angle (degrees) turns it clockwise as displayed (row 0 at the top). Pixels warped in from outside repeat the border.
+    """
+    if scale <= 0:
+        raise ValueError(f"scale must be > 0, got {scale}")
+    n, _, h, w = x.shape
+    a = math.radians(angle)
+    cos, sin = math.cos(a) / scale, math.sin(a) / scale
+    # affine_grid maps each output position to where it samples the input (coords in [-1, 1]).
+    theta = torch.tensor([[cos, sin, -2.0 * shift[0] / w], [-sin, cos, -2.0 * shift[1] / h]], dtype=x.dtype)
+    grid = F.affine_grid(theta.expand(n, 2, 3), list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+@torch.no_grad()
+def _curve(model: FeatureModel, x: Tensor, unit: int, layer: str, sign: int, base: float,
+           name: str, values: tuple[float, ...], warp) -> dict[str, Any]:
+    means, stds = [], []
+    for v in values:
+        r = sign * unit_response(model, warp(x, v), unit, layer).double()       # (N,)
+        means.append(float(r.mean()) / base)
+        stds.append(float(r.std(unbiased=False)) / abs(base))
+    return {"transform": name, "values": [float(v) for v in values], "response": means, "std": stds}
+
+
+@torch.no_grad()
+def invariance_curves(model: FeatureModel, x: Tensor, unit: int, *, layer: str | None = None, sign: int = 1,
+                      scales: tuple[float, ...] = DEFAULT_SCALES, angles: tuple[float, ...] = DEFAULT_ANGLES,
+                      shifts: tuple[float, ...] = DEFAULT_SHIFTS) -> dict[str, Any]:
+    """Response curves of one unit under scale, horizontal and vertical translation and rotation.
+
+    x: (N, C, H, W) test images (e.g. the faces of the held-out set). sign: the unit's polarity
+    (-1 for a unit that fires *against* the concept, so its curve still peaks at 1). ``shifts`` are
+    fractions of the image side. Each curve's ``response`` is mean(sign · r(T x)) / mean(sign · r(x)),
+    so 1.0 means "as strong as on the untransformed images"; ``std`` is the spread across images on
+    the same scale. If the untransformed mean is not positive, curves are divided by the largest
+    |mean| instead and ``normalised_to`` says so.
+    """
+    layer = check_layer(model, layer)
+    model.eval()
+    base = float((sign * unit_response(model, x, unit, layer).double()).mean())
+    peak = None
+    normalised_to = "untransformed response"
+    if not base > 1e-12:
+        # A unit silent on the originals has no meaningful ratio; fall back to the curve's own peak.
+        normalised_to, peak = "largest |mean response|", 1.0
+        base = peak
+    _, _, h, w = x.shape
+    curves = [
+        _curve(model, x, unit, layer, sign, base, "scale", scales, lambda t, v: transform(t, scale=v)),
+        _curve(model, x, unit, layer, sign, base, "translation_x", tuple(s * w for s in shifts),
+               lambda t, v: transform(t, shift=(v, 0.0))),
+        _curve(model, x, unit, layer, sign, base, "translation_y", tuple(s * h for s in shifts),
+               lambda t, v: transform(t, shift=(0.0, v))),
+        _curve(model, x, unit, layer, sign, base, "rotation", angles, lambda t, v: transform(t, angle=v)),
+    ]
+    if peak is not None:
+        scale = max(max(abs(v) for v in c["response"]) for c in curves) or 1.0
+        for c in curves:
+            c["response"] = [v / scale for v in c["response"]]
+            c["std"] = [v / scale for v in c["std"]]
+    return {"unit": int(unit), "layer": layer, "sign": int(sign), "images": int(x.shape[0]),
+            "normalised_to": normalised_to, "curves": curves,
+            "out_of_plane_rotation": {"available": False,
+                                      "reason": "needs images of one object at known poses; the labelled set has none"}}
+
+
+def invariance_summary(result: dict[str, Any], floor: float = 0.5) -> dict[str, Any]:
+    """For each curve, the range of transform values over which the response stays above ``floor``."""
+    out = {}
+    for c in result["curves"]:
+        values, resp = np.asarray(c["values"]), np.asarray(c["response"])
+        kept = values[resp >= floor]
+        out[c["transform"]] = [float(kept.min()), float(kept.max())] if kept.size else None
+    return {"floor": floor, "ranges": out}

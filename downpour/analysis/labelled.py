@@ -1,0 +1,108 @@
+"""Labelled image sets the analyses score units on, resized to the model's input.
+
+Built in: ``lfw`` (the held-out part of scikit-image's ``lfw_subset``: faces = 1, non-faces = 0) and
+``digits`` (scikit-learn's 8×8 digits, classes 0-9). Any other name is an image folder with one
+sub-folder per class. Every set comes back as float32 (N, C, H, W) at the model's input shape.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+BUILT_IN = ("lfw", "digits")
+
+
+@dataclass
+class LabelledSet:
+    """Images and labels. ``x``: (N, C, H, W) float32; ``y``: (N,) int64; ``classes[k]`` names label k."""
+
+    name: str
+    x: Tensor
+    y: np.ndarray
+    classes: list[str]
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.x.ndim != 4:
+            raise ValueError(f"labelled set {self.name!r}: x must be (N, C, H, W), got shape {tuple(self.x.shape)}")
+        self.y = np.asarray(self.y, dtype=np.int64)
+        if self.y.shape != (self.x.shape[0],):
+            raise ValueError(f"labelled set {self.name!r}: {self.x.shape[0]} images but y has shape {self.y.shape}")
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    def counts(self) -> dict[str, int]:
+        return {self.classes[k] if k < len(self.classes) else str(k): int((self.y == k).sum()) for k in np.unique(self.y)}
+
+
+def resize_to(x: Tensor, input_shape: tuple[int, ...]) -> Tensor:
+    """(N, C', H', W') images -> (N, C, H, W): antialiased bilinear resize; grey repeated or colour averaged."""
+    c, h, w = input_shape
+    x = x.float()
+    if x.shape[1] != c:
+        if x.shape[1] == 1:
+            x = x.repeat(1, c, 1, 1)
+        elif c == 1:
+            x = x.mean(dim=1, keepdim=True)
+        else:
+            raise ValueError(f"cannot map {x.shape[1]}-channel images to a {c}-channel model")
+    if tuple(x.shape[2:]) != (h, w):
+        x = F.interpolate(x, size=(h, w), mode="bilinear", antialias=True, align_corners=False)
+    return x.contiguous()
+
+
+def load_labelled(spec: str, input_shape: tuple[int, ...], *, normalize: str = "none",
+                  whitener: Any = None) -> LabelledSet:
+    """A labelled set by name (``lfw``, ``digits``) or image-folder path, at ``input_shape`` (C, H, W).
+
+    A model responds meaningfully only to inputs prepared like its training data, so the images go
+    through the same per-sample ``normalize`` mode (``data.normalize`` of the run) and, if given,
+    the run's fitted ZCA ``whitener`` (anything with ``transform(x)``).
+    """
+    from downpour.data.normalize import normalize as normalize_images
+
+    c, h, w = input_shape
+    if spec == "lfw":
+        from downpour.data import lfw_split
+        held = lfw_split(size=h, grey=c == 1)["heldout"]
+        x, y, classes = held.x, held.y, ["non-face", "face"]
+        info = {"source": "scikit-image lfw_subset, held-out part (never trained on)"}
+    elif spec == "digits":
+        from downpour.data import digits
+        data = digits()
+        x, y, classes = data.x, data.y, [str(k) for k in range(10)]
+        info = {"source": "scikit-learn digits (8x8, resized)"}
+    else:
+        x, y, classes, info = _load_folder(spec, input_shape)
+    if y is None:
+        raise ValueError(f"labelled set {spec!r} has no labels")
+    y = y.numpy() if isinstance(y, Tensor) else np.asarray(y)
+    x = resize_to(torch.as_tensor(x), input_shape)
+    x = torch.from_numpy(normalize_images(x.numpy(), normalize)[0])
+    if whitener is not None:
+        x = whitener.transform(x)
+    info = {**info, "input_shape": [c, h, w], "normalize": normalize, "whitened": whitener is not None}
+    return LabelledSet(spec, x.float().contiguous(), y, classes, info)
+
+
+def _load_folder(path: str, input_shape: tuple[int, ...]) -> tuple[Tensor, Tensor, list[str], dict[str, Any]]:
+    """An image folder with one sub-folder per class, through the data layer's folder source."""
+    root = Path(path)
+    if not root.is_dir():
+        raise ValueError(f"labelled set {path!r} is neither a built-in set ({', '.join(BUILT_IN)}) nor a folder")
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir())
+    if len(classes) < 2:
+        raise ValueError(f"labelled set folder {path!r} needs one sub-folder per class (at least 2), found {classes}")
+    from downpour.config import DataConfig
+    from downpour.data import build_dataset
+    cfg = DataConfig(source="folder", path=str(root), size=input_shape[1], mode="crops",
+                     grey=input_shape[0] == 1, labels=True)
+    data = build_dataset(cfg, seed=0)
+    return data.x, data.y, list(data.info.get("classes", classes)), {"source": f"image folder {root}", **data.info}

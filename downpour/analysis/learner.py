@@ -1,0 +1,170 @@
+"""scikit-learn's ``fit`` / ``transform`` for downpour's feature learners, so they drop into a Pipeline:
+
+    from sklearn.pipeline import Pipeline
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_score
+    pipe = Pipeline([("features", FeatureLearner("ufldl-sae", steps=300)), ("clf", LogisticRegression())])
+    cross_val_score(pipe, X, y, cv=5)            # X: (N, 64) digits, or (N, C, H, W)
+
+``model`` is a registered model name (``fit`` builds it and trains it, without labels, with the
+shared training step) or an already trained :class:`FeatureModel` (``fit`` keeps it frozen when
+``steps=0``, or fine-tunes a copy). ``FeatureLearner.from_run(path)`` wraps a finished run's model.
+As in scikit-learn, the constructor only stores its arguments; ``fit`` validates them and sets the
+learned state (names ending in ``_``).
+"""
+from __future__ import annotations
+
+import copy
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+from downpour.analysis.units import check_layer, model_input_shape
+from downpour.config import TrainConfig
+from downpour.models.base import Batch, FeatureModel
+from downpour.objectives import Objective
+
+
+class FeatureLearner(TransformerMixin, BaseEstimator):
+    """Unsupervised features as a scikit-learn transformer.
+
+    Parameters
+    ----------
+    model : str or FeatureModel
+        A registered model name, or a model instance (trained or not).
+    layer : str or None
+        Feature layer ``transform`` returns (default: the model's top layer).
+    input_shape : tuple (C, H, W) or None
+        How to read flat rows of X; default: X's own shape if 4-D, else the model's (or the
+        registered variant's) input shape, else a square one-channel image.
+    options : dict or None
+        Config overrides for a registered model (``{"hidden": 49}``).
+    objective : dict or None
+        Cost terms (``{"reconstruction": 1.0, ...}``); merged over a registered model's default.
+        Required to train a model instance.
+    steps, batch_size, optimizer, lr, seed
+        Unsupervised training in ``fit`` (``steps=0``: no training, the model is used as given).
+    """
+
+    def __init__(self, model: str | FeatureModel = "ufldl-sae", *, layer: str | None = None,
+                 input_shape: tuple[int, ...] | None = None, options: dict[str, Any] | None = None,
+                 objective: dict[str, Any] | None = None, steps: int = 200, batch_size: int = 64,
+                 optimizer: str = "adagrad", lr: float = 0.05, seed: int = 0):
+        self.model = model
+        self.layer = layer
+        self.input_shape = input_shape
+        self.options = options
+        self.objective = objective
+        self.steps = steps
+        self.batch_size = batch_size
+        self.optimizer = optimizer
+        self.lr = lr
+        self.seed = seed
+
+    @classmethod
+    def from_run(cls, path: str, layer: str | None = None) -> "FeatureLearner":
+        """A frozen learner (``steps=0``) around the trained model of a run directory."""
+        from downpour.train.rundir import RunDir
+
+        return cls(RunDir.open(path).load_model(), layer=layer, steps=0)
+
+    # --- scikit-learn API ---------------------------------------------------------------------
+    def fit(self, X: Any, y: Any = None) -> "FeatureLearner":
+        """Build (and, with ``steps > 0``, train without labels) the model on X: (N, D) or (N, C, H, W). ``y`` is ignored."""
+        if not isinstance(self.steps, int) or self.steps < 0:
+            raise ValueError(f"FeatureLearner: steps must be an int >= 0, got {self.steps!r}")
+        if self.batch_size < 1 or not self.lr > 0:
+            raise ValueError(f"FeatureLearner: batch_size must be >= 1 and lr > 0, got {self.batch_size} and {self.lr}")
+        shape = self._shape_for(X)
+        x = _as_images(X, shape)
+        with torch.random.fork_rng(devices=[]):       # seeded init without touching the caller's RNG
+            torch.manual_seed(self.seed)
+            model, objective = self._build(shape)
+        self.layer_ = check_layer(model, self.layer)
+        self.loss_curve_: list[float] = []
+        if self.steps:
+            if objective is None:
+                raise ValueError("FeatureLearner: training a model instance needs objective={...} (or steps=0 to use it frozen)")
+            self.loss_curve_ = _train(model, objective, x, self)
+        self.model_ = model.eval()
+        self.input_shape_ = shape
+        self.n_features_in_ = int(np.prod(shape))
+        return self
+
+    def transform(self, X: Any) -> np.ndarray:
+        """Codes of ``layer`` for every row: (N, D) or (N, C, H, W) -> (N, units) float64."""
+        check_is_fitted(self, "model_")
+        x = _as_images(X, self.input_shape_)
+        with torch.no_grad():
+            out = [self.model_.features(x[i:i + 512], self.layer_) for i in range(0, len(x), 512)]
+        return torch.cat(out).reshape(len(x), -1).double().numpy()
+
+    # --- helpers ------------------------------------------------------------------------------
+    def _shape_for(self, X: Any) -> tuple[int, ...]:
+        arr = np.asarray(X) if not isinstance(X, torch.Tensor) else X
+        if arr.ndim == 4:
+            return tuple(int(s) for s in arr.shape[1:])
+        if arr.ndim != 2:
+            raise ValueError(f"FeatureLearner: X must be (N, D) or (N, C, H, W), got shape {tuple(arr.shape)}")
+        if self.input_shape is not None:
+            shape = tuple(int(s) for s in self.input_shape)
+        elif isinstance(self.model, FeatureModel):
+            shape = model_input_shape(self.model, None if hasattr(self.model, "input_shape") else _square(arr.shape[1]))
+        else:
+            from downpour.models.registry import model_entry
+            shape = model_entry(self.model).input_shape
+            if int(np.prod(shape)) != arr.shape[1]:
+                shape = _square(arr.shape[1])
+        if int(np.prod(shape)) != arr.shape[1]:
+            raise ValueError(f"FeatureLearner: X has {arr.shape[1]} columns but input_shape {shape} needs {int(np.prod(shape))}")
+        return shape
+
+    def _build(self, shape: tuple[int, ...]) -> tuple[FeatureModel, Objective | None]:
+        if isinstance(self.model, str):
+            from downpour.models.registry import create_model, resolve_objective
+            model = create_model(self.model, shape, **(self.options or {}))
+            return model, Objective.from_config(resolve_objective(self.model, self.objective or {}))
+        if isinstance(self.model, FeatureModel):
+            if self.options:
+                raise ValueError("FeatureLearner: options only apply to a registered model name, not a model instance")
+            model = copy.deepcopy(self.model)
+            return model, Objective.from_config(self.objective) if self.objective else None
+        raise TypeError(f"FeatureLearner: model must be a registered name or a FeatureModel, got {type(self.model).__name__}")
+
+
+def _square(d: int) -> tuple[int, int, int]:
+    side = math.isqrt(d)
+    if side * side != d:
+        raise ValueError(f"FeatureLearner: cannot read {d} columns as a square image; pass input_shape=(C, H, W)")
+    return (1, side, side)
+
+
+def _as_images(X: Any, shape: tuple[int, ...]) -> torch.Tensor:
+    x = torch.as_tensor(np.asarray(X, dtype=np.float32) if not isinstance(X, torch.Tensor) else X, dtype=torch.float32)
+    if x.ndim == 2:
+        x = x.reshape(len(x), *shape)
+    if tuple(x.shape[1:]) != tuple(shape):
+        raise ValueError(f"FeatureLearner: X has images of shape {tuple(x.shape[1:])}, fitted for {tuple(shape)}")
+    return x
+
+
+def _train(model: FeatureModel, objective: Objective, x: torch.Tensor, p: FeatureLearner) -> list[float]:
+    """Unsupervised minibatch training with the shared step; returns the loss every step."""
+    from downpour.train.loop import make_optimizer
+    from downpour.train.step import train_step
+
+    opt = make_optimizer(TrainConfig(optimizer=p.optimizer, lr=float(p.lr)), model.parameters())
+    generator = torch.Generator().manual_seed(p.seed)
+    order, pos, losses = torch.randperm(len(x), generator=generator), 0, []
+    for _ in range(p.steps):
+        if pos + p.batch_size > len(x):        # reshuffle each epoch; a short last batch is dropped
+            order, pos = torch.randperm(len(x), generator=generator), 0
+        idx = order[pos:pos + p.batch_size]
+        pos += p.batch_size
+        losses.append(train_step(model, objective, Batch(x[idx])).loss)
+        opt.step()
+    return losses

@@ -1,0 +1,57 @@
+"""Linear probes: how linearly decodable a labelled concept is from a frozen model's codes.
+
+For each feature layer (and the raw pixels, the baseline every layer must beat to claim it learned
+something useful), fit standardisation + logistic regression under stratified k-fold cross-validation
+and report the mean ± std of the fold accuracies. The folds are seeded and shared by every row.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold, cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from downpour.analysis.labelled import LabelledSet
+from downpour.analysis.units import unit_responses
+from downpour.models.base import FeatureModel
+
+
+def cv_probe(features: np.ndarray, y: np.ndarray, *, folds: int = 5, seed: int = 0, C: float = 1.0) -> dict[str, Any]:
+    """Cross-validated logistic-regression accuracy on ``features`` (N, D) for labels ``y`` (N,).
+
+    Returns ``{"mean", "std", "folds": [...], "dims"}``. ``folds`` is capped by the rarest class.
+    """
+    features = np.asarray(features, dtype=np.float64).reshape(len(y), -1)
+    smallest = int(np.bincount(np.unique(y, return_inverse=True)[1]).min())
+    if smallest < 2:
+        raise ValueError(f"a linear probe needs at least 2 examples of every class; the rarest has {smallest}")
+    k = min(folds, smallest)
+    splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    classifier = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000))
+    scores = cross_val_score(classifier, features, y, cv=splitter)
+    return {"mean": float(scores.mean()), "std": float(scores.std()), "folds": [float(s) for s in scores],
+            "dims": int(features.shape[1])}
+
+
+def probe_table(model: FeatureModel, data: LabelledSet, *, layers: list[str] | None = None, folds: int = 5,
+                seed: int = 0, max_samples: int = 2000, C: float = 1.0) -> dict[str, Any]:
+    """Probe every layer in ``layers`` (default: all the model's feature layers) and the raw pixels.
+
+    data.x: (N, C, H, W) at the model's input shape; at most ``max_samples`` images (a seeded,
+    stratified-by-shuffle subset) keep it fast on large sets. Returns ``{"dataset", "folds", "rows"}``,
+    one row per feature set with ``mean``/``std`` accuracy and the majority-class rate for reference.
+    """
+    x, y = data.x, data.y
+    if len(y) > max_samples:
+        keep = np.sort(np.random.default_rng(seed).permutation(len(y))[:max_samples])
+        x, y = x[keep], y[keep]
+    layers = list(layers) if layers else model.feature_layers()
+    rows = [{"features": "raw pixels", **cv_probe(x.reshape(len(y), -1).numpy(), y, folds=folds, seed=seed, C=C)}]
+    for layer in layers:
+        rows.append({"features": layer, **cv_probe(unit_responses(model, x, layer), y, folds=folds, seed=seed, C=C)})
+    majority = float(np.bincount(y).max() / len(y))
+    return {"dataset": data.name, "samples": int(len(y)), "classes": len(np.unique(y)), "folds": folds,
+            "seed": seed, "majority_class_rate": majority, "rows": rows}

@@ -1,0 +1,205 @@
+"""``downpour analyze RUN``: every analysis of a finished run, from its directory alone.
+
+    result = analyze_run("runs/main", splits=3)     # writes analysis.json and figures/*.png
+
+Reads config.toml, model.safetensors/json, metrics.jsonl and (cluster runs) staleness.json; needs
+no live runner. Options default to the run's ``[analysis]`` section; keyword arguments override it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from downpour._names import nearest
+from downpour.analysis import figures
+from downpour.analysis.invariance import invariance_curves, invariance_summary
+from downpour.analysis.labelled import load_labelled
+from downpour.analysis.probe import probe_table
+from downpour.analysis.selectivity import face_neuron_table
+from downpour.analysis.stimulus import optimal_stimulus, top_images
+from downpour.analysis.units import check_layer, describe_unit, unit_responses
+from downpour.config import AnalysisConfig, RunConfig
+from downpour.models.base import FeatureModel
+from downpour.train.rundir import NotARunError, RunDir
+
+log = logging.getLogger(__name__)
+
+
+def analysis_options(cfg: RunConfig, overrides: dict[str, Any]) -> AnalysisConfig:
+    """The run's ``[analysis]`` section with keyword overrides applied; an unknown key is an error."""
+    valid = [f.name for f in dataclasses.fields(AnalysisConfig)]
+    for key in overrides:
+        if key not in valid:
+            raise ValueError(f"unknown analysis option {key!r}{nearest(key, valid)}; valid: {', '.join(valid)}")
+    opts = dataclasses.replace(cfg.analysis, **{k: v for k, v in overrides.items() if v is not None})
+    if isinstance(opts.probes, str):
+        opts.probes = [p for p in opts.probes.split(",") if p]
+    return opts
+
+
+def open_run(run_path: str | Path) -> tuple[RunDir, FeatureModel]:
+    """The run directory and its trained model, or :class:`NotARunError` saying what is missing."""
+    run = RunDir.open(run_path)
+    if not (run.path / "model.json").is_file():
+        raise NotARunError(f"{str(run.path)!r} has no model.json: has its training finished?")
+    return run, run.load_model()
+
+
+def _random_twin(run: RunDir, seed: int) -> FeatureModel:
+    """The run's architecture, freshly initialised from the registry with ``seed`` (untrained)."""
+    from downpour.models.registry import create_model
+
+    meta = run.read_json("model.json")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return create_model(meta["model"], tuple(meta["input_shape"]), **meta["options"]).eval()
+
+
+def _whitener(cfg: RunConfig) -> Any:
+    """The run's ZCA whitener, refitted by rebuilding its (seeded, deterministic) training data."""
+    if cfg.data.whiten != "zca":
+        return None
+    from downpour.data import build_dataset
+
+    return build_dataset(cfg.data, seed=cfg.seed).whitener
+
+
+def _over_splits(model: FeatureModel, data, opts: AnalysisConfig, layer: str, seed: int, twin: FeatureModel) -> dict:
+    """Mean ± std test accuracy of every method over ``opts.splits`` seeded splits."""
+    per_method: dict[str, list[float]] = {}
+    tables = []
+    for k in range(opts.splits):
+        t = face_neuron_table(model, data, layer=layer, positive=opts.positive, test_fraction=opts.test_fraction,
+                              seed=seed + k, n_random_filters=opts.random_filters, random_model=twin)
+        tables.append(t)
+        for row in t["rows"]:
+            per_method.setdefault(row["method"], []).append(row["test_accuracy"])
+    summary = [{"method": m, "mean": float(np.mean(v)), "std": float(np.std(v)), "splits": len(v)} for m, v in per_method.items()]
+    return {"first": tables[0], "summary": summary, "seeds": [seed + k for k in range(opts.splits)]}
+
+
+def _staleness_histograms(run: RunDir, metrics: list[dict[str, Any]]) -> dict[str, dict[int, int]]:
+    """staleness.json's ``overall`` and ``per_worker`` histograms; else a histogram of metrics' ``staleness``.
+
+    Read defensively: a field that is missing or not shaped as expected is skipped, not fatal.
+    """
+    out: dict[str, dict[int, int]] = {}
+    path = run.path / "staleness.json"
+    if path.is_file():
+        try:
+            report = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            log.warning("skipping %s: not JSON (%s)", path, err)
+            report = {}
+        blocks = [("overall", report.get("overall"))]
+        blocks += [(f"worker {w}", v) for w, v in sorted((report.get("per_worker") or {}).items())]
+        for label, block in blocks:
+            hist = block.get("histogram") if isinstance(block, dict) else None
+            if isinstance(hist, dict) and hist:
+                out[label] = {int(k): int(v) for k, v in hist.items()}
+    if not out:
+        values = [int(r["staleness"]) for r in metrics if isinstance(r.get("staleness"), (int, float))]
+        if values:
+            counts = np.bincount(values)
+            out["metrics.jsonl"] = {i: int(c) for i, c in enumerate(counts) if c}
+    return out
+
+
+def analyze_run(run_path: str | Path, **options: Any) -> dict[str, Any]:
+    """Analyse a finished run; writes ``analysis.json`` and ``figures/*.png`` into it and returns the dict.
+
+    options: any :class:`~downpour.config.AnalysisConfig` field (``layer``, ``dataset``, ``splits``,
+    ``probes``, ...), overriding the run's ``[analysis]`` section. Raises :class:`NotARunError` for a
+    directory that is not a finished run.
+    """
+    started = time.time()
+    run, model = open_run(run_path)
+    cfg = run.config
+    opts = analysis_options(cfg, options)
+    layer = check_layer(model, opts.layer)
+    shape = tuple(run.read_json("model.json")["input_shape"])
+    seed = cfg.seed
+    whitener = _whitener(cfg)
+    data = load_labelled(opts.dataset, shape, normalize=cfg.data.normalize, whitener=whitener)
+    twin = _random_twin(run, seed + 1)      # not seed: that would be the run's own initial weights
+    fig_dir = run.figures
+    paths: dict[str, str] = {}
+
+    # 1. the best single neuron, against every baseline, on the same splits
+    neuron = _over_splits(model, data, opts, layer, seed, twin)
+    table = neuron["first"]
+    unit, sign, threshold = table["rows"][0]["unit"], table["rows"][0]["sign"], table["rows"][0]["threshold"]
+    labels = (data.classes[opts.positive], "other") if opts.positive < len(data.classes) else ("positive", "other")
+    paths["responses"] = figures.response_histogram(table["responses"]["positive"], table["responses"]["negative"],
+                                                    threshold, fig_dir / "face_neuron_responses.png", labels).name
+
+    # 2. its optimal stimulus, on the sphere of the data's typical norm, and its top images
+    norm = float(data.x.reshape(len(data), -1).norm(dim=1).median())
+    stim = optimal_stimulus(model, unit, layer=layer, norm=norm, sign=sign, steps=opts.stimulus_steps,
+                            restarts=opts.stimulus_restarts, seed=seed, input_shape=shape)
+    responses = unit_responses(model, data.x, layer)[:, unit]
+    top = top_images(responses, opts.top_k, sign)
+    positive_in_top = int((data.y[top] == opts.positive).sum())
+    paths["stimulus"] = figures.stimulus_and_top_images(
+        stim.image.numpy(), data.x[top].numpy(), fig_dir / "optimal_stimulus.png",
+        f"unit {unit} of {layer}: optimal stimulus and top {len(top)} of {len(data)} images "
+        f"({positive_in_top} are {labels[0]})", [float(responses[i]) for i in top]).name
+
+    # 3. invariance on the concept's images
+    concept = data.x[torch.from_numpy(data.y == opts.positive)]
+    inv = invariance_curves(model, concept, unit, layer=layer, sign=sign)
+    paths["invariance"] = figures.invariance_plot(inv, fig_dir / "invariance.png").name
+
+    # 4. linear probes
+    probes = []
+    for name in opts.probes:
+        probe_data = data if name == opts.dataset else load_labelled(name, shape, normalize=cfg.data.normalize, whitener=whitener)
+        probes.append(probe_table(model, probe_data, folds=opts.probe_folds, seed=seed, max_samples=opts.probe_samples))
+
+    # 5. the training pictures
+    filters = model.first_layer_filters()
+    if filters is not None:
+        paths["filters"] = figures.filter_grid(filters.numpy(), fig_dir / "filters.png").name
+    metrics = run.metrics()
+    if figures.cost_parts(metrics):
+        paths["loss"] = figures.loss_curves(metrics, fig_dir / "loss.png").name
+    staleness = _staleness_histograms(run, metrics)
+    if staleness:
+        paths["staleness"] = figures.staleness_histogram(staleness, fig_dir / "staleness.png").name
+
+    meta = run.read_json("model.json")
+    result = {
+        "run": str(run.path), "model": meta["model"], "trained_steps": meta.get("step"), "layer": layer,
+        "options": dataclasses.asdict(opts), "labelled_set": {"name": data.name, "counts": data.counts(), **data.info},
+        "face_neuron": {**table, "over_splits": neuron["summary"], "split_seeds": neuron["seeds"],
+                        "unit_location": describe_unit(model, data.x, unit, layer)},
+        "optimal_stimulus": {"unit": unit, "sign": sign, "norm": stim.norm, "activation": stim.activation,
+                             "restarts": stim.restarts, "agreement": stim.agreement, "trace": stim.trace,
+                             "image": stim.image.tolist()},
+        "top_images": {"indices": top.tolist(), "responses": [float(responses[i]) for i in top],
+                       "labels": data.y[top].tolist(), "positive_in_top": positive_in_top},
+        "invariance": {**inv, "summary": invariance_summary(inv)},
+        "probes": probes,
+        "training": _training_summary(metrics),
+        "staleness": {k: {str(s): c for s, c in v.items()} for k, v in staleness.items()},
+        "figures": {k: f"figures/{v}" for k, v in paths.items()},
+        "seconds": round(time.time() - started, 2),
+    }
+    run.write_json("analysis.json", result)
+    return result
+
+
+def _training_summary(metrics: list[dict[str, Any]]) -> dict[str, Any]:
+    if not metrics:
+        return {"logged_rows": 0}
+    first, last = metrics[0], metrics[-1]
+    return {"logged_rows": len(metrics), "first_step": first.get("step"), "last_step": last.get("step"),
+            "first_loss": first.get("loss"), "last_loss": last.get("loss"),
+            "workers": sorted({r["worker"] for r in metrics if "worker" in r}) or None}

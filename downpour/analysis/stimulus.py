@@ -1,0 +1,99 @@
+"""A unit's optimal stimulus (the input of fixed L2 norm that excites it most) and its top images.
+
+Le et al. 2012 found their face neuron's optimal stimulus by optimising the input under a norm
+constraint: x* = argmax_x f(x) subject to ||x||₂ = r. We do projected gradient ascent on that
+sphere: step along the normalised gradient, rescale back to norm r, with a step that shrinks
+linearly to zero, from several random starts run as one batch; the best start wins.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from downpour.analysis.units import check_layer, model_input_shape, unit_response
+from downpour.models.base import FeatureModel
+
+
+@dataclass
+class Stimulus:
+    """The result of :func:`optimal_stimulus`.
+
+    image: (C, H, W), ``||image||₂ = norm``; activation: the unit's response to it; restarts: every
+    start's final response (R,); agreement: mean cosine similarity of the other starts' solutions
+    to the best one (near 1: one clear optimum; low: several).
+    """
+
+    image: Tensor
+    activation: float
+    norm: float
+    restarts: list[float]
+    agreement: float
+    trace: list[float]          # best start's response every few steps, to check convergence
+
+
+def _project(x: Tensor, norm: float) -> Tensor:
+    flat = x.reshape(x.shape[0], -1)
+    return (flat * (norm / flat.norm(dim=1, keepdim=True).clamp_min(1e-12))).reshape(x.shape)
+
+
+def _response_and_grad(model: FeatureModel, x: Tensor, unit: int, layer: str, sign: int) -> tuple[Tensor, Tensor]:
+    x = x.detach().requires_grad_(True)
+    response = sign * unit_response(model, x, unit, layer)                     # (R,)
+    (grad,) = torch.autograd.grad(response.sum(), x)
+    return response.detach(), grad
+
+
+def optimal_stimulus(model: FeatureModel, unit: int, *, layer: str | None = None, norm: float | None = None,
+                     sign: int = 1, steps: int = 300, restarts: int = 4, lr: float = 0.2, seed: int = 0,
+                     input_shape: tuple[int, ...] | None = None) -> Stimulus:
+    """Maximise ``sign * unit`` over inputs with ||x||₂ = ``norm``.
+
+    norm: the sphere's radius (default sqrt(C·H·W), i.e. unit RMS per pixel; pass the data's typical
+    image norm to stay on the data's scale). lr: step length as a fraction of ``norm``. sign = -1
+    finds the input that *suppresses* the unit most (for units that fire against a concept).
+    """
+    if steps < 1 or restarts < 1:
+        raise ValueError(f"steps and restarts must be >= 1, got {steps} and {restarts}")
+    layer = check_layer(model, layer)
+    shape = model_input_shape(model, input_shape)
+    norm = float(norm if norm is not None else np.sqrt(np.prod(shape)))
+    model = copy.deepcopy(model).eval()
+    x = _project(torch.randn((restarts, *shape), generator=torch.Generator().manual_seed(seed)), norm)  # (R, C, H, W)
+    trace = []
+    for t in range(steps):
+        response, grad = _response_and_grad(model, x, unit, layer, sign)
+        if x.dtype == torch.float32 and bool((grad.reshape(restarts, -1).abs().amax(dim=1) == 0).any()):
+            # A saturated unit (a sigmoid at z = 20) has a gradient float32 rounds to 0: go on in float64.
+            model, x = model.double(), x.double()
+            response, grad = _response_and_grad(model, x, unit, layer, sign)
+        with torch.no_grad():
+            step = lr * norm * (1.0 - t / steps)
+            g = grad.reshape(restarts, -1)
+            g = g / g.norm(dim=1, keepdim=True).clamp_min(1e-12)
+            x = _project(x + step * g.reshape(x.shape), norm)
+        if t % max(steps // 20, 1) == 0:
+            trace.append(float(response.max()))
+    with torch.no_grad():
+        final = sign * unit_response(model, x, unit, layer)                     # (R,)
+        best = int(final.argmax())
+        flat = x.reshape(restarts, -1)
+        cos = (flat @ flat[best]) / (flat.norm(dim=1) * flat[best].norm()).clamp_min(1e-12)
+        others = torch.cat([cos[:best], cos[best + 1:]])
+    trace.append(float(final[best]))
+    return Stimulus(image=x[best].detach().float(), activation=float(sign * final[best]), norm=norm,
+                    restarts=[float(sign * v) for v in final], trace=trace,
+                    agreement=float(others.mean()) if len(others) else 1.0)
+
+
+def top_images(responses: np.ndarray, k: int, sign: int = 1) -> np.ndarray:
+    """Indices of the ``k`` images that drive a unit hardest (largest ``sign * response``), best first.
+
+    responses: (N,) one unit's response to each image. Returns (min(k, N),) int64.
+    """
+    responses = np.asarray(responses, dtype=np.float64)
+    order = np.argsort(-sign * responses, kind="stable")
+    return order[:k].astype(np.int64)

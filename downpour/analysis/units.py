@@ -1,0 +1,102 @@
+"""Reading units out of a model: every analysis sees a layer as a flat row of units per image.
+
+A layer's codes (B, maps, H, W) become (B, maps·H·W) units, numbered in C order, so unit ``u`` of a
+locally connected layer is map ``u // (H·W)`` at position ``divmod(u % (H·W), W)``.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from downpour.models.base import FeatureModel
+
+
+def top_layer(model: FeatureModel) -> str:
+    """The model's top feature layer: the last name ``feature_layers()`` lists.
+
+    Models list their layers bottom to top, but stacked models may list several parts per stage
+    (``stage2/codes, stage2/pooled, stage2``); the last one is the top stage's output either way.
+    """
+    return model.feature_layers()[-1]
+
+
+def check_layer(model: FeatureModel, layer: str | None) -> str:
+    """``layer`` if the model has it (the top layer when empty), else a clear error naming the valid ones."""
+    if not layer:
+        return top_layer(model)
+    layers = model.feature_layers()
+    if layer not in layers:
+        raise ValueError(f"layer {layer!r} is not a feature layer of {type(model).__name__}; it has {layers}")
+    return layer
+
+
+def model_input_shape(model: FeatureModel, fallback: tuple[int, ...] | None = None) -> tuple[int, ...]:
+    """The (C, H, W) a model was built for: its ``input_shape`` attribute, else ``fallback``."""
+    shape = getattr(model, "input_shape", None) or fallback
+    if shape is None:
+        raise ValueError(f"{type(model).__name__} has no input_shape attribute; pass input_shape=(C, H, W)")
+    return tuple(int(s) for s in shape)
+
+
+@torch.no_grad()
+def unit_responses(model: FeatureModel, x: Tensor, layer: str | None = None, batch_size: int = 256) -> np.ndarray:
+    """Every unit's response to every image.
+
+    x: (N, C, H, W) float32. Returns (N, U) float64 with U the flattened size of one image's codes
+    at ``layer`` (the top layer when None). The model is put in eval mode and left there.
+    """
+    layer = check_layer(model, layer)
+    model.eval()
+    rows = []
+    for start in range(0, x.shape[0], batch_size):
+        codes = model.features(x[start:start + batch_size], layer)
+        rows.append(codes.reshape(codes.shape[0], -1).double().cpu().numpy())
+    return np.concatenate(rows, axis=0)
+
+
+def unit_response(model: FeatureModel, x: Tensor, unit: int, layer: str | None = None) -> Tensor:
+    """One unit's response, differentiable: x (B, C, H, W) -> (B,)."""
+    codes = model.features(x, check_layer(model, layer))
+    flat = codes.reshape(codes.shape[0], -1)
+    if not 0 <= unit < flat.shape[1]:
+        raise IndexError(f"unit {unit} out of range: layer {layer!r} has {flat.shape[1]} units")
+    return flat[:, unit]
+
+
+def describe_unit(model: FeatureModel, x: Tensor, unit: int, layer: str | None = None) -> dict[str, Any]:
+    """Where a flat unit index lives in the layer: ``{"unit", "shape", "index"}`` (index into one image's codes)."""
+    with torch.no_grad():
+        shape = tuple(model.features(x[:1], check_layer(model, layer)).shape[1:])
+    return {"unit": int(unit), "shape": list(shape), "index": [int(i) for i in np.unravel_index(unit, shape)]}
+
+
+def randomized_copy(model: FeatureModel, seed: int) -> tuple[FeatureModel, str]:
+    """The same architecture with fresh random weights, for the "random network" baseline.
+
+    Deep-copies the model and calls ``reset_parameters`` on every submodule that has one, seeded.
+    A parameter that no ``reset_parameters`` touched keeps its trained values, which would make the
+    baseline dishonest, so those are shuffled instead (same values, random positions: the trained
+    weight distribution with the learned structure destroyed). Returns the copy and a note saying
+    which was done.
+    """
+    twin = copy.deepcopy(model)
+    before = {name: p.detach().clone() for name, p in twin.named_parameters()}
+    torch.manual_seed(seed)
+    for module in twin.modules():
+        reset = getattr(module, "reset_parameters", None)
+        if module is not twin and callable(reset):
+            reset()
+    generator = torch.Generator().manual_seed(seed)
+    shuffled = []
+    with torch.no_grad():
+        for name, p in twin.named_parameters():
+            if p.numel() > 1 and torch.equal(p, before[name]) and bool(p.max() > p.min()):
+                p.copy_(p.flatten()[torch.randperm(p.numel(), generator=generator)].reshape(p.shape))
+                shuffled.append(name)
+    note = "reset_parameters" if not shuffled else f"reset_parameters; shuffled (no reset available): {', '.join(shuffled)}"
+    return twin.eval(), note
+
