@@ -1,0 +1,92 @@
+"""Multi-resolution and attention front ends in front of one RICA stage (the essay's question 3).
+
+``front="pyramid"``: the input's pyramid levels, stacked as channels on the input grid, feed one
+locally connected RICA layer, so every filter sees every scale at its position.
+``front="glimpse"``: a few foveated glimpses at the most contrasted places (sharp centre, blurry
+surround) are the layer's inputs instead of the whole image; the codes of one image are its
+glimpses' codes side by side. ``front="none"`` is the same stage on the raw input, the baseline.
+
+The stage is :class:`~downpour.models.autoencoder.Autoencoder` (local encoder, tied decoder,
+linear), trained on reconstructing the front's output, so every objective term applies as is.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from downpour.layers.gabor import init_first_layer
+from downpour.layers.pyramid import GlimpseFront, PyramidFront
+from downpour.models.autoencoder import Autoencoder, AutoencoderConfig
+from downpour.models.base import Batch, FeatureModel, Outputs
+from downpour.models.registry import register_model
+
+
+@dataclass
+class MultiResConfig:
+    front: str = "pyramid"        # pyramid | glimpse | none
+    levels: int = 3               # pyramid: levels (1 = the input alone)
+    pyramid: str = "laplacian"    # pyramid: laplacian (band-pass levels) | gaussian (blurred copies)
+    glimpses: int = 3             # glimpse: how many per image
+    glimpse_size: int = 12        # glimpse: side of each crop, pixels
+    glimpse_scales: int = 2       # glimpse: crops of side size * 2**s, s < scales, all pooled to size
+    hidden: int = 4               # maps per position of the filter layer
+    kernel_size: int = 6
+    stride: int = 2
+    tile: int = 0                 # 0 = untied, 1 = convolution, t = tiled
+    pool: int = 1                 # TICA pooling neighbourhood (1 = RICA)
+    first_layer: str = "learned"  # learned | gabor | random (designed / random filters are frozen)
+
+
+class MultiResNet(FeatureModel):
+    """front -> one RICA stage. ``forward``: (B, C, H, W) -> (B, maps', Ho, Wo) codes, where
+    maps' = hidden for the pyramid and glimpses * hidden for the glimpse front."""
+
+    config_class = MultiResConfig
+
+    def __init__(self, config: MultiResConfig, input_shape: tuple[int, ...]):
+        super().__init__()
+        if config.front not in ("pyramid", "glimpse", "none"):
+            raise ValueError(f"model.front must be 'pyramid', 'glimpse' or 'none', got {config.front!r}")
+        self.config = config
+        self.input_shape = tuple(input_shape)
+        if config.front == "pyramid":
+            self.front: nn.Module | None = PyramidFront(config.levels, config.pyramid)
+            stage_in = self.front.out_shape(self.input_shape)
+        elif config.front == "glimpse":
+            self.front = GlimpseFront(config.glimpses, config.glimpse_size, config.glimpse_scales)
+            stage_in = self.front.out_shape(self.input_shape)[1:]
+        else:
+            self.front, stage_in = None, self.input_shape
+        stage = AutoencoderConfig(hidden=config.hidden, encoder="local", kernel_size=config.kernel_size,
+                                  stride=config.stride, tile=config.tile, activation="linear", output="linear",
+                                  decoder="tied", bias=False, pool=config.pool)
+        self.stage = Autoencoder(stage, stage_in)
+        init_first_layer(self.stage.filter.weight, config.first_layer, seed=0)
+
+    def prepare(self, x: Tensor) -> Tensor:
+        """The front's output, as the stage's batch: (B, C', H, W), or (B * glimpses, C', g, g)."""
+        if self.front is None:
+            return x
+        z = self.front(x)
+        return z.flatten(0, 1) if isinstance(self.front, GlimpseFront) else z
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.stage.encode(self.prepare(x))
+        return h.reshape(x.shape[0], -1, *h.shape[2:])  # glimpses' codes side by side as maps
+
+    def forward_train(self, batch: Batch) -> dict[str, Outputs]:
+        return self.stage.forward_train(Batch(self.prepare(batch.x).detach()))
+
+    def first_layer_filters(self) -> Tensor:
+        return self.stage.first_layer_filters()
+
+
+_RICA = {"reconstruction": 1.0, "pooled_l2": {"weight": 0.05, "eps": 1e-4}}
+register_model("pyramid-rica", MultiResNet, input_shape=(1, 32, 32), objective=_RICA,
+               description="3-level Laplacian pyramid stacked as channels -> untied RICA (6x6 fields, 4 maps), 32x32 crops")
+register_model("glimpse-rica", MultiResNet, input_shape=(1, 32, 32), objective=_RICA, front="glimpse",
+               description="3 foveated 12x12 glimpses (2 scales) at the most contrasted places -> untied RICA, 32x32 crops")
+register_model("multires-none", MultiResNet, input_shape=(1, 32, 32), objective=_RICA, front="none",
+               description="the pyramid-rica stage on the raw input: the baseline for the multi-resolution fronts")
