@@ -88,9 +88,10 @@ class GaborBank:
         return torch.stack(out)
 
 
-def random_filters(n: int, channels: int, kernel_size: int, seed: int) -> Tensor:
-    """(n, C, k, k) fixed random filters: Gaussian, unit L2 norm each, reproducible from ``seed``."""
-    g = torch.Generator().manual_seed(seed)
+def random_filters(n: int, channels: int, kernel_size: int, seed: int | None = None) -> Tensor:
+    """(n, C, k, k) fixed random filters: Gaussian, unit L2 norm each, reproducible from ``seed``
+    (None: drawn from torch's global generator, so a run's seed decides them)."""
+    g = None if seed is None else torch.Generator().manual_seed(seed)
     w = torch.randn(n, channels, kernel_size, kernel_size, generator=g)
     return w / w.flatten(1).norm(dim=1).clamp_min(1e-12).view(n, 1, 1, 1)
 
@@ -111,17 +112,18 @@ def _layout(shape: torch.Size, channels: int) -> tuple[int, int, int, int]:
                      f"(maps, C, k, k) or (hidden, C*k*k)")
 
 
-def init_first_layer(weight: Tensor, kind: str, seed: int = 0, channels: int = 1) -> bool:
+def init_first_layer(weight: Tensor, kind: str, seed: int | None = None, channels: int = 1) -> bool:
     """Fill a first-layer ``weight`` in place with ``kind`` filters and return whether it stays trainable.
 
     ``kind``: "learned" leaves it as initialised (returns True); "gabor" fills every position's bank
     with the same :meth:`GaborBank.sized` filters (V1-like: the same detectors everywhere); "random"
-    fills every filter of every position with its own fixed random filter (:func:`random_filters`).
+    fills every filter of every position with its own fixed random filter (:func:`random_filters`,
+    from ``seed``, or from torch's global generator when None: only "random" draws from it).
     Designed and random weights are frozen (``requires_grad=False``; returns False), so the trainer
     and the parameter server leave them out. ``channels`` is C for a dense (hidden, C*k*k) weight.
     """
     if kind not in FIRST_LAYER_KINDS:
-        raise ValueError(f"first_layer must be one of {FIRST_LAYER_KINDS}, got {kind!r}")
+        raise ValueError(f"model.first_layer must be one of {FIRST_LAYER_KINDS}, got {kind!r}")
     if kind == "learned":
         return True
     positions, maps, c, k = _layout(weight.shape, channels)

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from downpour.layers import L2Pool2d, LocallyConnected2d
+from downpour.layers.gabor import init_first_layer
 from downpour.models.base import Batch, FeatureModel, Outputs
 from downpour.models.registry import register_model
 
@@ -36,6 +37,7 @@ class AutoencoderConfig:
     bias: bool = True
     pool: int = 1                # TICA pooling: dense, groups of `pool` adjacent units (circular); local, pool×pool positions
     init_scale: float = 0.0      # weight init range; 0 = UFLDL's sqrt(6 / (fan_in + fan_out + 1))
+    first_layer: str = "learned" # learned | gabor | random: the encoder's filters; gabor and random are frozen
 
 
 def _check(cfg: AutoencoderConfig) -> None:
@@ -65,6 +67,7 @@ class Autoencoder(FeatureModel):
             self.decoder_weight = (nn.Parameter(torch.empty(config.hidden, n_in).uniform_(-bound, bound))
                                    if config.decoder == "untied" else None)
             self.filter = None
+            init_first_layer(self.weight, config.first_layer, channels=c)
         else:
             self.filter = LocallyConnected2d(c, config.hidden, (h, w), config.kernel_size, config.stride,
                                              tile=config.tile or None)
@@ -74,6 +77,7 @@ class Autoencoder(FeatureModel):
                 self.filter.weight.uniform_(-bound, bound)
             self.decoder_weight = (nn.Parameter(torch.empty_like(self.filter.weight).uniform_(-bound, bound))
                                    if config.decoder == "untied" else None)
+            init_first_layer(self.filter.weight, config.first_layer)
         code_shape = self._code_shape()
         self.bias = nn.Parameter(torch.zeros(code_shape)) if config.bias else None
         self.decoder_bias = nn.Parameter(torch.zeros(self.input_shape)) if config.bias else None

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from downpour.layers import L2Pool2d, LocalContrastNorm2d, LocallyConnected2d
+from downpour.layers.gabor import init_first_layer
 from downpour.models.base import Batch, FeatureModel, Outputs
 from downpour.models.registry import register_model
 
@@ -31,6 +32,7 @@ class CatConfig:
     lcn: int = 5                              # LCN Gaussian window side
     tile: int = 0                             # 0 = untied (the paper), 1 = convolution, t = tiled
     decoder: str = "untied"                   # untied | tied
+    first_layer: str = "learned"              # learned | gabor | random: stage 1's filters; gabor and random are frozen
 
 
 class CatStage(nn.Module):
@@ -85,6 +87,7 @@ class CatNet(FeatureModel):
             stages.append(stage)
             shape = stage.out_shape
         self.stages = nn.ModuleList(stages)
+        init_first_layer(self.stages[0].filter.weight, config.first_layer)
         self.active_stage: int | None = None
 
     def set_stage(self, stage: int | None) -> None:

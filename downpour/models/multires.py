@@ -63,7 +63,7 @@ class MultiResNet(FeatureModel):
                                   stride=config.stride, tile=config.tile, activation="linear", output="linear",
                                   decoder="tied", bias=False, pool=config.pool)
         self.stage = Autoencoder(stage, stage_in)
-        init_first_layer(self.stage.filter.weight, config.first_layer, seed=0)
+        init_first_layer(self.stage.filter.weight, config.first_layer)
 
     def prepare(self, x: Tensor) -> Tensor:
         """The front's output, as the stage's batch: (B, C', H, W), or (B * glimpses, C', g, g)."""

@@ -1,0 +1,48 @@
+"""One config switch swaps learned, Gabor and random first layers; the frozen ones do not train."""
+import pytest
+import torch
+
+from downpour.layers.gabor import GaborBank
+from downpour.models.base import Batch
+from downpour.models.registry import create_model, model_entry
+from downpour.objectives import Objective
+from downpour.train.flat import ParamLayout
+from downpour.train.step import train_step
+
+
+def _first(model):
+    if hasattr(model, "stages"):
+        return model.stages[0].filter.weight
+    return model.weight if getattr(model, "filter", None) is None else model.filter.weight
+
+
+@pytest.mark.parametrize("name,shape", [("cat-demo", (1, 20, 20)), ("ufldl-sae", (1, 8, 8)), ("rica-local", (1, 16, 16))])
+@pytest.mark.parametrize("kind", ["learned", "gabor", "random"])
+def test_first_layer_switch(name, shape, kind):
+    torch.manual_seed(0)
+    options = {"kernels": (5, 3), "pools": (2, 2), "lcn": 3} if name == "cat-demo" else {}
+    model = create_model(name, shape, first_layer=kind, **options)
+    w = _first(model)
+    before = w.detach().clone()
+    assert w.requires_grad == (kind == "learned")
+    if kind == "gabor" and before.dim() == 6:  # every position's bank is the same Gabor set
+        maps, c, k = before.shape[2], before.shape[3], before.shape[-1]
+        assert torch.allclose(before[-1, -1], GaborBank.sized(maps, k, c).filters()[:maps])
+    objective = Objective.from_config(model_entry(name).objective)
+    params = [p for p in model.parameters() if p.requires_grad]
+    x = torch.rand(4, *shape)
+    if params:  # RICA with a tied decoder and a frozen encoder has nothing left to train
+        opt = torch.optim.SGD(params, lr=0.05)
+        for _ in range(3):
+            opt.zero_grad()
+            train_step(model, objective, Batch(x))
+            opt.step()
+    assert (not torch.equal(w.detach(), before)) == (kind == "learned")
+    # Frozen filters are left out of the flat vector the parameter server shards.
+    total = sum(p.numel() for p in model.parameters())
+    assert ParamLayout(model).numel == total - (0 if kind == "learned" else w.numel())
+
+
+def test_bad_first_layer_names_the_key():
+    with pytest.raises(ValueError, match="model.first_layer must be one of"):
+        create_model("cat-demo", first_layer="designed")
