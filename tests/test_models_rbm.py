@@ -19,13 +19,7 @@ RBM_MODELS = [e.name for e in list_models() if e.family is RBM]
 CD = {"contrastive_divergence": 1.0}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These nets are tiny: a second intra-op thread only adds overhead (3-4x slower on 2 busy cores)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tiny nets: see conftest.py
 
 
 @pytest.fixture(scope="module")

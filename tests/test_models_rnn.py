@@ -13,13 +13,7 @@ from downpour.train.step import train_step
 RNN_MODELS = [e.name for e in list_models() if e.family is RNNAutoencoder]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """These nets are tiny: a second intra-op thread only adds overhead on 2 busy cores."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tiny nets: see conftest.py
 
 
 @pytest.mark.parametrize("shape, steps, feats", [((5, 7), 5, 7), ((2, 6, 4), 6, 8), ((3, 2, 4, 5), 3, 40)],

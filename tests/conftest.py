@@ -1,0 +1,13 @@
+"""Fixtures shared across test modules."""
+import pytest
+import torch
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Run a module's tiny nets on one intra-op thread: on 2 busy cores a second thread only adds
+    overhead (3-4x slower for an 8x8 RBM step). Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
