@@ -89,6 +89,13 @@ def _as_bank(layer: nn.Module) -> tuple[Tensor, Tensor | None, int, int]:
     raise TypeError(f"VarianceGate wraps a LocallyConnected2d or an nn.Conv2d, got {type(layer).__name__}")
 
 
+def _fields(stack: Tensor, bh: int, bw: int, k: int, s: int) -> Tensor:
+    """Receptive fields of every position of every tile: (n, C, Th, Tw) -> (n*bh*bw, C*k*k), one copy."""
+    n, c = stack.shape[:2]
+    sn, sc, sh, sw = stack.stride()
+    return stack.as_strided((n, bh, bw, c, k, k), (sn, s * sh, s * sw, sc, sh, sw)).reshape(n * bh * bw, c * k * k)
+
+
 def _per_position(t: Tensor, out_size: tuple[int, int]) -> Tensor:
     """(tH, tW, ...) banks -> (Ho, Wo, ...): position (i, j) uses bank (i mod tH, j mod tW)."""
     rows = torch.arange(out_size[0], device=t.device) % t.shape[0]
@@ -162,7 +169,9 @@ class VarianceGate(nn.Module):
         big_h, big_w = (bh - 1) * s + k, (bw - 1) * s + k
         stack = xp.as_strided((b, nbh, nbw, c, big_h, big_w), (sb, bh * s * sh, bw * s * sw, sc, sh, sw))[tb, ti, tj]
         if (th, tw) == (1, 1):
-            y = F.conv2d(stack, weight[0, 0], stride=s).permute(0, 2, 3, 1)   # (nA, bh, bw, M)
+            # One GEMM over every open position's field; it lands in (nA, bh, bw, M) order, which the
+            # channels-last scatter wants (a convolution over the stack is slower on CPU: many tiny images).
+            y = (_fields(stack, bh, bw, k, s) @ weight[0, 0].reshape(m, -1).t()).view(-1, bh, bw, m)
         elif th * tw <= _MAX_BANKS and (th, tw) != (ho, wo):
             y = stack.new_zeros(stack.shape[0], m, bh, bw)
             for a in range(th):
@@ -198,8 +207,7 @@ class VarianceGate(nn.Module):
         if n == 0:
             return stack.new_zeros(0, bh, bw, m)
         wb = self._block_major(weight, geom).view(nbh * nbw * bh * bw, m, q)   # tile-major filters
-        sn, sc, sh, sw = stack.stride()
-        cols = stack.as_strided((n, bh, bw, c, k, k), (sn, s * sh, s * sw, sc, sh, sw)).reshape(n * bh * bw, q, 1)
+        cols = _fields(stack, bh, bw, k, s).unsqueeze(2)                     # (n*bh*bw, Q, 1)
         brk = ((tflat[1:] != tflat[:-1] + 1) | (tb[1:] != tb[:-1])).nonzero().squeeze(1) + 1
         starts = [0, *brk.tolist()]
         ends = [*starts[1:], n]
