@@ -81,11 +81,11 @@ def test_one_step_of_every_variant(name):
     assert model.first_layer_filters().shape == (model.config.hidden, *entry.input_shape)
 
 
-@pytest.mark.parametrize("persistent", [False, True], ids=["cd1", "pcd1"])
-def test_training_reduces_reconstruction_error(split, persistent):
+@pytest.mark.parametrize("persistent, k", [(False, 1), (True, 1), (False, 3)], ids=["cd1", "pcd1", "cd3"])
+def test_training_reduces_reconstruction_error(split, persistent, k):
     xtr, _, xte, _ = split
     torch.manual_seed(0)
-    m = RBM(RBMConfig(hidden=64, persistent=persistent, chains=20), (1, 8, 8))
+    m = RBM(RBMConfig(hidden=64, persistent=persistent, chains=20, k=k), (1, 8, 8))
     before = float(m.reconstruction_error(xte))
     chains_before = m.chains_h.clone()
     _train(m, CD, xtr, steps=250)
