@@ -143,9 +143,12 @@ def invariance_plot(result: dict[str, Any], path: Path) -> Path:
         ax.plot(v, r, marker="o", ms=3)
         ax.fill_between(v, r - s, r + s, alpha=0.2)
         ax.axhline(1.0, color="grey", lw=0.6, ls="--")
+        ax.axhline(0.0, color="grey", lw=0.6, ls=":")
         ax.set_xlabel(labels.get(c["transform"], c["transform"]), fontsize=8)
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel(f"response / {result['normalised_to']}", fontsize=8)
+    ylabel = ("response (1 = untransformed, 0 = baseline)" if result["normalised_to"] == "untransformed response"
+              else f"response / {result['normalised_to']}")
+    axes[0].set_ylabel(ylabel, fontsize=8)
     fig.suptitle(f"unit {result['unit']} of {result['layer']} over {result['images']} images", fontsize=9)
     fig.tight_layout()
     return _save(fig, path)

@@ -3,7 +3,9 @@
 Le et al. 2012 (figure 4) plot the face neuron's response against 3D rotation angle, scale factor
 and horizontal/vertical translation, each normalised to the response to the untransformed image.
 We do the same with in-plane transforms (one affine warp each, edges repeated): the mean response
-over a set of test images at every transform, divided by the mean response to the originals.
+over a set of test images at every transform, divided by the mean response to the originals, both
+measured above a baseline (the unit's level on non-concept images), since our units, unlike the
+paper's, need not be silent at rest.
 Out-of-plane rotation needs images of the same object at known poses; the built-in sets have none,
 so it is reported as unavailable rather than faked.
 """
@@ -43,53 +45,55 @@ def transform(x: Tensor, *, scale: float = 1.0, shift: tuple[float, float] = (0.
 
 
 @torch.no_grad()
-def _curve(model: FeatureModel, x: Tensor, unit: int, layer: str, sign: int, base: float,
+def _curve(model: FeatureModel, x: Tensor, unit: int, layer: str, sign: int, base: float, scale: float,
            name: str, values: tuple[float, ...], warp) -> dict[str, Any]:
     means, stds = [], []
     for v in values:
         r = sign * unit_response(model, warp(x, v), unit, layer).double()       # (N,)
-        means.append(float(r.mean()) / base)
-        stds.append(float(r.std(unbiased=False)) / abs(base))
+        means.append((float(r.mean()) - base) / scale)
+        stds.append(float(r.std(unbiased=False)) / scale)
     return {"transform": name, "values": [float(v) for v in values], "response": means, "std": stds}
 
 
 @torch.no_grad()
 def invariance_curves(model: FeatureModel, x: Tensor, unit: int, *, layer: str | None = None, sign: int = 1,
-                      scales: tuple[float, ...] = DEFAULT_SCALES, angles: tuple[float, ...] = DEFAULT_ANGLES,
-                      shifts: tuple[float, ...] = DEFAULT_SHIFTS) -> dict[str, Any]:
+                      baseline: float = 0.0, scales: tuple[float, ...] = DEFAULT_SCALES,
+                      angles: tuple[float, ...] = DEFAULT_ANGLES, shifts: tuple[float, ...] = DEFAULT_SHIFTS) -> dict[str, Any]:
     """Response curves of one unit under scale, horizontal and vertical translation and rotation.
 
     x: (N, C, H, W) test images (e.g. the faces of the held-out set). sign: the unit's polarity
-    (-1 for a unit that fires *against* the concept, so its curve still peaks at 1). ``shifts`` are
-    fractions of the image side. Each curve's ``response`` is mean(sign · r(T x)) / mean(sign · r(x)),
-    so 1.0 means "as strong as on the untransformed images"; ``std`` is the spread across images on
-    the same scale. If the untransformed mean is not positive, curves are divided by the largest
-    |mean| instead and ``normalised_to`` says so.
+    (-1 for a unit that fires *against* the concept). ``shifts`` are fractions of the image side.
+    baseline: the unit's "not the concept" level (e.g. its mean response to non-faces), in the
+    same units as its response; 0 for a non-negative unit, as in the paper.
+
+    Each curve's ``response`` is (mean(sign·r(T x)) − b) / (mean(sign·r(x)) − b), with b = sign·baseline:
+    1.0 means as strong as on the untransformed images, 0.0 as weak as the baseline. ``std`` is
+    the spread across images on the same scale. If the unit is no stronger on the originals than
+    its baseline, the ratio means nothing: curves are divided by their largest |value| instead
+    and ``normalised_to`` says so.
     """
     layer = check_layer(model, layer)
     model.eval()
-    base = float((sign * unit_response(model, x, unit, layer).double()).mean())
-    peak = None
+    base = sign * baseline
+    scale = float((sign * unit_response(model, x, unit, layer).double()).mean()) - base
     normalised_to = "untransformed response"
-    if not base > 1e-12:
-        # A unit silent on the originals has no meaningful ratio; fall back to the curve's own peak.
-        normalised_to, peak = "largest |mean response|", 1.0
-        base = peak
+    if not scale > 1e-12:
+        normalised_to, scale = "largest |mean response|", 1.0
     _, _, h, w = x.shape
     curves = [
-        _curve(model, x, unit, layer, sign, base, "scale", scales, lambda t, v: transform(t, scale=v)),
-        _curve(model, x, unit, layer, sign, base, "translation_x", tuple(s * w for s in shifts),
+        _curve(model, x, unit, layer, sign, base, scale, "scale", scales, lambda t, v: transform(t, scale=v)),
+        _curve(model, x, unit, layer, sign, base, scale, "translation_x", tuple(s * w for s in shifts),
                lambda t, v: transform(t, shift=(v, 0.0))),
-        _curve(model, x, unit, layer, sign, base, "translation_y", tuple(s * h for s in shifts),
+        _curve(model, x, unit, layer, sign, base, scale, "translation_y", tuple(s * h for s in shifts),
                lambda t, v: transform(t, shift=(0.0, v))),
-        _curve(model, x, unit, layer, sign, base, "rotation", angles, lambda t, v: transform(t, angle=v)),
+        _curve(model, x, unit, layer, sign, base, scale, "rotation", angles, lambda t, v: transform(t, angle=v)),
     ]
-    if peak is not None:
-        scale = max(max(abs(v) for v in c["response"]) for c in curves) or 1.0
+    if normalised_to != "untransformed response":
+        peak = max(max(abs(v) for v in c["response"]) for c in curves) or 1.0
         for c in curves:
-            c["response"] = [v / scale for v in c["response"]]
-            c["std"] = [v / scale for v in c["std"]]
-    return {"unit": int(unit), "layer": layer, "sign": int(sign), "images": int(x.shape[0]),
+            c["response"] = [v / peak for v in c["response"]]
+            c["std"] = [v / peak for v in c["std"]]
+    return {"unit": int(unit), "layer": layer, "sign": int(sign), "images": int(x.shape[0]), "baseline": float(baseline),
             "normalised_to": normalised_to, "curves": curves,
             "out_of_plane_rotation": {"available": False,
                                       "reason": "needs images of one object at known poses; the labelled set has none"}}

@@ -154,7 +154,8 @@ def analyze_run(run_path: str | Path, **options: Any) -> dict[str, Any]:
 
     # 3. invariance on the concept's images
     concept = data.x[torch.from_numpy(data.y == opts.positive)]
-    inv = invariance_curves(model, concept, unit, layer=layer, sign=sign)
+    baseline = float(np.mean(table["responses"]["negative"]))     # the unit's level on everything else
+    inv = invariance_curves(model, concept, unit, layer=layer, sign=sign, baseline=baseline)
     paths["invariance"] = figures.invariance_plot(inv, fig_dir / "invariance.png").name
 
     # 4. linear probes

@@ -1,0 +1,159 @@
+"""``downpour report RUN``: one self-contained ``report.html`` a researcher can send to a colleague.
+
+Built from the run directory only (config.toml, analysis.json, figures/*.png); every picture is
+embedded as a base64 data URI, so the file opens anywhere on its own.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+from typing import Any
+
+from downpour.train.rundir import RunDir
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
+h1 { font-size: 1.5em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 2em; }
+table { border-collapse: collapse; margin: 1em 0; font-size: .9em; }
+th, td { border: 1px solid #ccc; padding: .3em .6em; text-align: left; }
+th { background: #f3f3f3; } tr.learned td { font-weight: 600; } tr.paper td { font-style: italic; color: #555; }
+img { max-width: 100%; border: 1px solid #eee; margin: .5em 0; }
+pre { background: #f7f7f7; padding: 1em; overflow-x: auto; font-size: .8em; }
+.note { color: #555; font-size: .9em; }
+"""
+
+
+def _esc(value: Any) -> str:
+    return html.escape(str(value))
+
+
+def _pct(value: Any) -> str:
+    return f"{100 * value:.1f}%" if isinstance(value, (int, float)) else "–"
+
+
+def _image(run: RunDir, rel: str | None, alt: str) -> str:
+    """An <img> with the PNG inlined, or a note if the analysis made no such figure."""
+    if not rel:
+        return f'<p class="note">No {_esc(alt)} figure for this run.</p>'
+    path = run.path / rel
+    if not path.is_file():
+        raise FileNotFoundError(f"{str(path)!r} is listed in analysis.json but missing; rerun `downpour analyze {run.path}`")
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<img src="data:image/png;base64,{data}" alt="{_esc(alt)}" title="{_esc(rel)}">'
+
+
+def _table(rows: list[list[Any]], header: list[str], table_id: str, row_classes: list[str] | None = None) -> str:
+    head = "".join(f"<th>{_esc(h)}</th>" for h in header)
+    body = []
+    for i, row in enumerate(rows):
+        cls = f' class="{row_classes[i]}"' if row_classes and row_classes[i] else ""
+        body.append(f"<tr{cls}>" + "".join(f"<td>{_esc(c)}</td>" for c in row) + "</tr>")
+    return f'<table id="{_esc(table_id)}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+
+
+def _face_neuron(a: dict[str, Any]) -> str:
+    fn = a["face_neuron"]
+    summary = {s["method"]: s for s in fn.get("over_splits", [])}
+    rows, classes = [], []
+    for row in fn["rows"]:
+        s = summary.get(row["method"])
+        rows.append([row["method"], row.get("unit", "–"), _pct(row.get("selection_accuracy")), _pct(row["test_accuracy"]),
+                     f"{_pct(s['mean'])} ± {_pct(s['std'])}" if s else "–"])
+        classes.append("learned" if row["method"] == "learned unit" else "")
+    paper = fn["paper_style"]
+    rows.append([paper["method"], paper["unit"], "–", f"{_pct(paper['test_accuracy'])} (same set)", "–"])
+    classes.append("paper")
+    split = fn["split"]
+    n_splits = len(fn.get("split_seeds", [])) or 1
+    return (f"<p>Concept: <b>{_esc(fn['positive_class'])}</b> in <b>{_esc(fn['dataset'])}</b>; layer "
+            f"<code>{_esc(a['layer'])}</code>. Unit and threshold are chosen on a selection split of {split['selection']} images "
+            f"and scored on a disjoint test split of {split['test']} (seed {split['seed']}); every baseline uses the same split. "
+            f"The last column averages the test accuracy over {n_splits} seeded splits.</p>"
+            + _table(rows, ["method", "unit", "selection acc.", "test acc.", f"test acc. over {n_splits} splits"],
+                     "face-neuron-table", classes))
+
+
+def _probes(a: dict[str, Any]) -> str:
+    parts = []
+    for p in a.get("probes", []):
+        rows = [[r["features"], r["dims"], f"{_pct(r['mean'])} ± {_pct(r['std'])}"] for r in p["rows"]]
+        parts.append(f"<h3>{_esc(p['dataset'])}: {p['samples']} images, {p['classes']} classes, "
+                     f"{p['folds']}-fold CV (majority class {_pct(p['majority_class_rate'])})</h3>"
+                     + _table(rows, ["features", "dimensions", "accuracy (mean ± std)"], f"probe-table-{p['dataset']}"))
+    return "".join(parts) or '<p class="note">No probes were run.</p>'
+
+
+def _invariance(a: dict[str, Any]) -> str:
+    inv = a["invariance"]
+    ranges = inv.get("summary", {}).get("ranges", {})
+    floor = inv.get("summary", {}).get("floor", 0.5)
+    rows = [[name, "–" if r is None else f"{r[0]:g} … {r[1]:g}"] for name, r in ranges.items()]
+    oop = inv.get("out_of_plane_rotation", {})
+    return (f"<p>Response of unit {inv['unit']} over {inv['images']} images of the concept, normalised to the "
+            f"{_esc(inv['normalised_to'])} above the unit's mean on the other class ({inv.get('baseline', 0):.3g}; 0 on this scale); "
+            f"shaded: ± one std across images.</p>"
+            + _table(rows, ["transform", f"range with response ≥ {floor:g}"], "invariance-table")
+            + (f'<p class="note">Out-of-plane rotation: not measured ({_esc(oop.get("reason", ""))}).</p>'
+               if not oop.get("available", False) else ""))
+
+
+def write_report(run_path: str | Path, analyze_if_missing: bool = True) -> Path:
+    """Write ``report.html`` into the run directory and return its path.
+
+    Runs the analysis first when ``analysis.json`` is missing (unless ``analyze_if_missing`` is
+    False, then that is an error). Raises ``NotARunError`` for a directory that is not a run.
+    """
+    run = RunDir.open(run_path)
+    if not (run.path / "analysis.json").is_file():
+        if not analyze_if_missing:
+            raise FileNotFoundError(f"{str(run.path)!r} has no analysis.json; run `downpour analyze {run.path}` first")
+        from downpour.analysis.run import analyze_run
+
+        analyze_run(run.path)
+    a = run.read_json("analysis.json")
+    figs = a.get("figures", {})
+    config_text = (run.path / "config.toml").read_text()
+    stim = a["optimal_stimulus"]
+    top = a["top_images"]
+    training = a.get("training", {})
+    body = f"""
+<h1>downpour run report: {_esc(run.path.name)}</h1>
+<p>Model <b>{_esc(a['model'])}</b>, trained {_esc(a.get('trained_steps'))} steps; analysed layer <code>{_esc(a['layer'])}</code>.
+Loss {_esc(training.get('first_loss'))} → {_esc(training.get('last_loss'))} over {_esc(training.get('logged_rows'))} logged rows.</p>
+
+<h2 id="training">Training curves</h2>
+{_image(run, figs.get('loss'), 'loss curves per cost part')}
+{_image(run, figs.get('staleness'), 'staleness histogram') if figs.get('staleness') else '<p class="note">Not a cluster run: no staleness histogram.</p>'}
+
+<h2 id="filters">First-layer filters</h2>
+{_image(run, figs.get('filters'), 'first-layer filters')}
+
+<h2 id="face-neuron">The best single neuron</h2>
+{_face_neuron(a)}
+{_image(run, figs.get('responses'), 'responses of the chosen unit')}
+
+<h2 id="stimulus">Optimal stimulus and top images</h2>
+<p>The input of L2 norm {stim['norm']:.3g} (the data's median) that {'excites' if stim['sign'] > 0 else 'suppresses'} unit
+{stim['unit']} most: response {stim['activation']:.4g}, best of {len(stim['restarts'])} starts
+(mean cosine similarity between starts' solutions {stim['agreement']:.2f}). Beside it, its top {len(top['indices'])} images,
+{top['positive_in_top']} of them from the concept's class.</p>
+{_image(run, figs.get('stimulus'), 'optimal stimulus and top images')}
+
+<h2 id="invariance">Invariance</h2>
+{_invariance(a)}
+{_image(run, figs.get('invariance'), 'invariance curves')}
+
+<h2 id="probes">Linear probes</h2>
+{_probes(a)}
+
+<h2 id="config">Configuration (config.toml)</h2>
+<pre>{_esc(config_text)}</pre>
+<details><summary>analysis.json options</summary><pre>{_esc(json.dumps(a.get('options', {}), indent=1))}</pre></details>
+"""
+    page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>downpour report: {_esc(run.path.name)}</title>'
+            f"<style>{_STYLE}</style></head><body>{body}</body></html>\n")
+    out = run.path / "report.html"
+    out.write_text(page, encoding="utf-8")
+    return out

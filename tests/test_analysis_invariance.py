@@ -1,0 +1,58 @@
+"""Invariance curves: the warps move content the way they say, and curves are 1 at the identity."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from downpour.analysis.invariance import invariance_curves, invariance_summary, transform
+from test_analysis_planted import PlantedModel
+
+
+def _dot(side=9, at=(4, 4)):
+    x = torch.zeros(1, 1, side, side)
+    x[0, 0, at[0], at[1]] = 1.0
+    return x
+
+
+def test_identity_and_shift():
+    x = torch.rand(3, 2, 8, 8)
+    assert torch.allclose(transform(x), x, atol=1e-5)
+    moved = transform(_dot(at=(2, 3)), shift=(2.0, 1.0))
+    assert moved[0, 0].argmax().item() == 3 * 9 + 5     # right by 2, down by 1
+
+
+def test_scale_and_rotation_keep_the_centre():
+    x = _dot()
+    assert transform(x, angle=90.0)[0, 0].argmax().item() == 4 * 9 + 4
+    assert transform(x, scale=2.0)[0, 0, 4, 4] > 0.2    # the centre stays, the dot grows
+    with pytest.raises(ValueError, match="scale"):
+        transform(x, scale=0.0)
+
+
+def test_curves_are_one_at_the_identity_and_fall_off_for_a_template():
+    torch.manual_seed(0)
+    model = PlantedModel((1, 16, 16), n_units=3)
+    template = torch.zeros(1, 16, 16)
+    template[0, 4:12, 6:10] = 1.0                       # a bar in the middle
+    model.plant(1, template - template.mean())
+    images = template.expand(5, 1, 16, 16) + 0.05 * torch.randn(5, 1, 16, 16)
+    result = invariance_curves(model, images, 1, shifts=(-0.375, 0.0, 0.375), angles=(0.0, 90.0), scales=(0.5, 1.0))
+    assert result["normalised_to"] == "untransformed response"
+    by_name = {c["transform"]: c for c in result["curves"]}
+    assert set(by_name) == {"scale", "translation_x", "translation_y", "rotation"}
+    for c in result["curves"]:
+        identity = c["values"].index(1.0 if c["transform"] == "scale" else 0.0)
+        assert c["response"][identity] == pytest.approx(1.0)
+    assert by_name["rotation"]["response"][1] < 0.6     # a vertical bar turned flat no longer matches
+    assert by_name["translation_x"]["response"][0] < 0.6
+    assert result["out_of_plane_rotation"]["available"] is False
+    assert invariance_summary(result)["ranges"]["rotation"] == [0.0, 0.0]
+
+
+def test_baseline_sets_the_zero_of_the_curve():
+    model = PlantedModel((1, 8, 8), n_units=2)
+    images = torch.rand(4, 1, 8, 8)
+    with torch.no_grad():
+        r0 = float(model(images)[:, 0].mean())
+    result = invariance_curves(model, images, 0, baseline=r0 - 2.0, sign=1, shifts=(0.0,), angles=(0.0,), scales=(1.0,))
+    assert all(c["response"] == pytest.approx([1.0]) for c in result["curves"])

@@ -1,0 +1,64 @@
+"""FeatureLearner: a downpour feature learner inside a scikit-learn Pipeline with cross_val_score."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.datasets import load_digits
+from sklearn.exceptions import NotFittedError
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import cross_val_score
+from sklearn.pipeline import Pipeline
+
+from downpour.analysis.learner import FeatureLearner
+from test_analysis_planted import TinyAutoencoder
+
+
+@pytest.fixture(scope="module")
+def digits():
+    x, y = load_digits(return_X_y=True)
+    return (x[:450] / 16.0).astype(np.float32), y[:450]
+
+
+def test_registered_model_trains_inside_a_pipeline(digits):
+    x, y = digits
+    pipe = Pipeline([("features", FeatureLearner("rica-8x8", steps=60, batch_size=64, seed=0)),
+                     ("clf", LogisticRegression(max_iter=500))])
+    scores = cross_val_score(pipe, x, y, cv=3)
+    assert scores.shape == (3,)
+    assert scores.mean() > 0.6            # 10 classes: chance is 0.1
+    fitted = pipe.fit(x, y).named_steps["features"]
+    assert fitted.input_shape_ == (1, 8, 8) and fitted.layer_ == "codes"
+    assert len(fitted.loss_curve_) == 60 and fitted.loss_curve_[-1] < fitted.loss_curve_[0]
+
+
+def test_model_instance_is_trained_on_a_copy_or_used_frozen(digits):
+    x, _ = digits
+    model = TinyAutoencoder((1, 8, 8), hidden=10)
+    before = model.enc.weight.detach().clone()
+    trained = FeatureLearner(model, objective={"reconstruction": 1.0}, steps=25, lr=0.1).fit(x)
+    assert trained.transform(x[:7]).shape == (7, 10)
+    assert trained.loss_curve_[-1] < trained.loss_curve_[0]
+    assert np.array_equal(model.enc.weight.detach().numpy(), before.numpy())   # the caller's model is untouched
+    frozen = FeatureLearner(model, steps=0).fit(x)
+    with torch.no_grad():
+        expected = model(torch.as_tensor(x[:3]).reshape(3, 1, 8, 8)).numpy()
+    assert np.allclose(frozen.transform(x[:3]), expected, atol=1e-6)
+
+
+def test_clone_and_errors(digits):
+    x, _ = digits
+    learner = FeatureLearner("rica-8x8", steps=5)
+    assert clone(learner).get_params()["steps"] == 5
+    with pytest.raises(NotFittedError):
+        learner.transform(x)
+    with pytest.raises(ValueError, match="columns"):
+        FeatureLearner("rica-8x8", steps=1, input_shape=(1, 4, 4)).fit(x)
+    with pytest.raises(ValueError, match="objective"):
+        FeatureLearner(TinyAutoencoder((1, 8, 8)), steps=3).fit(x)
+    with pytest.raises(ValueError, match="steps"):
+        FeatureLearner("rica-8x8", steps=-1).fit(x)
+    fitted = FeatureLearner("rica-8x8", steps=1).fit(x)
+    with pytest.raises(ValueError, match="fitted for"):
+        fitted.transform(np.zeros((2, 1, 5, 5), np.float32))
