@@ -102,9 +102,10 @@ def cmd_models(args: argparse.Namespace) -> int:
         return 0
     entries = list_models()
     width = max(len(e.name) for e in entries)
+    family = max(len(e.family.__name__) for e in entries)
     for e in entries:
         shape = "x".join(map(str, e.input_shape))
-        print(f"{e.name:<{width}}  {e.family.__name__:<12} {shape:<9} {e.description}")
+        print(f"{e.name:<{width}}  {e.family.__name__:<{family}}  {shape:<9} {e.description}")
     return 0
 
 

@@ -15,7 +15,7 @@ from downpour.objectives import Objective
 @dataclass
 class StepResult:
     loss: float              # the total cost on this batch
-    parts: dict[str, float]  # every named, weighted cost part; they sum to ``loss``
+    parts: dict[str, float]  # every named, weighted cost part (they sum to ``loss``) and ``metric/`` diagnostics
     samples: int             # batch size
 
 
