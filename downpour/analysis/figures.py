@@ -13,9 +13,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-# metrics.jsonl fields that are bookkeeping, not cost parts.
-NOT_COST = {"step", "time", "samples_per_s", "worker", "staleness", "clock_gap", "version", "samples", "stage",
-            "lr", "epoch", "shard", "seq", "elapsed"}
+from downpour.objectives import TERMS, is_metric
 
 
 def _save(fig: Figure, path: Path) -> Path:
@@ -58,12 +56,21 @@ def filter_grid(filters: np.ndarray, path: Path, title: str = "first-layer filte
     return _save(fig, path)
 
 
+def is_cost_part(key: str) -> bool:
+    """``loss``, a cost term (``reconstruction``, ``stage1/pooled_l2``) or a logged diagnostic (``metric/...``).
+
+    metrics.jsonl rows also carry bookkeeping (step, time, worker, staleness, version, ...); those
+    are not curves of the objective.
+    """
+    return key == "loss" or key.rsplit("/", 1)[-1] in TERMS or is_metric(key)
+
+
 def cost_parts(metrics: list[dict[str, Any]]) -> list[str]:
-    """The numeric fields of metrics.jsonl rows that are cost parts (``loss`` first)."""
+    """The numeric cost fields of metrics.jsonl rows (``loss`` first)."""
     names: dict[str, None] = {}
     for row in metrics:
         for k, v in row.items():
-            if k not in NOT_COST and isinstance(v, (int, float)) and not isinstance(v, bool):
+            if is_cost_part(k) and isinstance(v, (int, float)) and not isinstance(v, bool):
                 names[k] = None
     return sorted(names, key=lambda k: (k != "loss", k))
 

@@ -1,0 +1,124 @@
+"""analyze_run / write_report on a real (tiny, simulated-cluster) run directory, and the report in Chromium."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from downpour.analysis.report import write_report
+from downpour.analysis.run import analyze_run
+from downpour.config import load_config, save_config
+from downpour.train.rundir import NotARunError, RunDir
+
+CHROMIUM = Path("/usr/bin/chromium")
+FAST = dict(splits=2, probes=["lfw", "digits"], probe_samples=300, probe_folds=3, stimulus_steps=40,
+            stimulus_restarts=2, random_filters=200, top_k=6)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    """ufldl-sae trained 40 steps on a simulated 3-worker cluster (so it has staleness.json), then analysed."""
+    from downpour.ps.cluster import run_cluster
+
+    path = tmp_path_factory.mktemp("analysis") / "run"
+    cfg = load_config("ufldl-sae", ["train.steps=40", "train.tensorboard=false", "data.samples=2000", "train.log_every=5",
+                                    'cluster.runner="simulated"', "cluster.workers=3", 'cluster.delay="uniform:0:3"'])
+    run_cluster(cfg, RunDir.create(path, cfg))
+    analyze_run(path, **FAST)
+    return path
+
+
+def test_analysis_json_has_every_number(run_dir):
+    a = json.loads((run_dir / "analysis.json").read_text())
+    methods = [r["method"] for r in a["face_neuron"]["rows"]]
+    assert methods == ["learned unit", "chance (majority class)", "random weights, same architecture", "best single pixel",
+                       "best of 200 random linear filters", "linear probe on raw pixels (logistic regression)"]
+    assert all(0.0 <= r["test_accuracy"] <= 1.0 for r in a["face_neuron"]["rows"])
+    assert "same images" in a["face_neuron"]["paper_style"]["method"]
+    assert [s["splits"] for s in a["face_neuron"]["over_splits"]] == [2] * 6
+    assert a["face_neuron"]["split"]["selection"] + a["face_neuron"]["split"]["test"] == sum(a["labelled_set"]["counts"].values())
+    assert a["labelled_set"]["whitened"] is True        # the run used ZCA, so the test images were whitened too
+    assert len(a["optimal_stimulus"]["image"]) == 1 and len(a["top_images"]["indices"]) == 6
+    assert {c["transform"] for c in a["invariance"]["curves"]} == {"scale", "translation_x", "translation_y", "rotation"}
+    assert [p["dataset"] for p in a["probes"]] == ["lfw", "digits"]
+    assert [r["features"] for r in a["probes"][1]["rows"]] == ["raw pixels", "codes"]
+    assert a["staleness"]["overall"] and a["training"]["workers"] == [0, 1, 2]
+    for name in ("loss", "filters", "staleness", "stimulus", "invariance", "responses"):
+        assert (run_dir / a["figures"][name]).stat().st_size > 1000, name
+
+
+def test_analysis_is_reproducible(run_dir, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    again = analyze_run(copy, **FAST)
+    first = json.loads((run_dir / "analysis.json").read_text())
+    for key in ("face_neuron", "top_images", "probes", "invariance"):
+        assert again[key] == first[key], key
+
+
+def test_not_a_run_fails_clearly(tmp_path):
+    with pytest.raises(NotARunError, match="not a downpour run directory"):
+        analyze_run(tmp_path)
+    with pytest.raises(NotARunError, match="does not exist"):
+        write_report(tmp_path / "missing")
+    cfg = load_config("ufldl-sae")
+    save_config(cfg, tmp_path / "config.toml")          # a run that never finished training
+    with pytest.raises(NotARunError, match="model.json"):
+        analyze_run(tmp_path)
+
+
+def test_unknown_option_names_the_nearest(run_dir):
+    with pytest.raises(ValueError, match="did you mean 'splits'"):
+        analyze_run(run_dir, split=3)
+
+
+def test_cli_reports_a_non_run(tmp_path, capsys):
+    from downpour.cli import main
+
+    assert main(["analyze", str(tmp_path)]) == 2
+    assert "not a downpour run directory" in capsys.readouterr().err
+
+
+_CHECK = """<script>
+window.addEventListener("load", () => {
+  const imgs = Array.from(document.images);
+  const broken = imgs.filter(i => !i.complete || i.naturalWidth === 0).map(i => i.alt);
+  const rows = document.querySelectorAll("#face-neuron-table tbody tr").length;
+  const out = document.createElement("pre");
+  out.id = "render-check";
+  out.textContent = JSON.stringify({images: imgs.length, broken: broken, face_rows: rows});
+  document.body.appendChild(out);
+});
+</script>"""
+
+
+def _render(html_path: Path, tmp_path: Path) -> dict:
+    """Load a copy of the page (plus a checker script) in headless Chromium; return what the checker saw."""
+    page = tmp_path / "checked.html"
+    page.write_text(html_path.read_text().replace("</body>", _CHECK + "</body>"))
+    cmd = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+           "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+           "--virtual-time-budget=5000", "--dump-dom", page.as_uri()]
+    dom = subprocess.run(cmd, capture_output=True, text=True, timeout=120).stdout
+    found = re.search(r'<pre id="render-check">(.*?)</pre>', dom, re.S)
+    assert found, f"the checker did not run; chromium printed {dom[:500]!r}"
+    return json.loads(found.group(1).replace("&quot;", '"'))
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium (apt-get install chromium)")
+def test_report_renders_in_chromium(run_dir, tmp_path):
+    report = write_report(run_dir)
+    assert report == run_dir / "report.html"
+    analysis = json.loads((run_dir / "analysis.json").read_text())
+    seen = _render(report, tmp_path)
+    assert seen["broken"] == []
+    assert seen["images"] == len(analysis["figures"]) == 6
+    assert seen["face_rows"] == 7                      # six methods and the paper-style row
+    # The checker is not blind: a page with a broken image is caught.
+    bad = tmp_path / "bad.html"
+    bad.write_text('<html><body><img alt="nothing" src="data:image/png;base64,AAAA"></body></html>')
+    assert _render(bad, tmp_path)["broken"] == ["nothing"]
