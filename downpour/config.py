@@ -89,6 +89,7 @@ class AnalysisConfig:
     stimulus_steps: int = 300      # projected gradient ascent steps
     stimulus_restarts: int = 4     # random starts; the best one is kept
     probes: list[str] = field(default_factory=lambda: ["lfw", "digits"])  # labelled sets for linear probes
+    probe_layers: list[str] = field(default_factory=list)  # layers probed; empty = each stage's output (and the analysed layer)
     probe_folds: int = 5           # cross-validation folds
     probe_samples: int = 1000      # at most this many images per probe set (seeded subset)
 

@@ -52,6 +52,16 @@ def open_run(run_path: str | Path) -> tuple[RunDir, FeatureModel]:
     return run, run.load_model()
 
 
+def default_probe_layers(model: FeatureModel, layer: str) -> list[str]:
+    """Each stage's output (layer names without a ``/`` part) plus the analysed layer, bottom to top.
+
+    Stacked models also expose every stage's codes and pooled maps (``stage1/codes``); probing all of
+    them multiplies the cost for little news, so they are probed only when asked for.
+    """
+    names = [n for n in model.feature_layers() if "/" not in n or n == layer]
+    return names or [layer]
+
+
 def _random_twin(run: RunDir, seed: int) -> FeatureModel:
     """The run's architecture, freshly initialised from the registry with ``seed`` (untrained)."""
     from downpour.models.registry import create_model
@@ -160,9 +170,11 @@ def analyze_run(run_path: str | Path, **options: Any) -> dict[str, Any]:
 
     # 4. linear probes
     probes = []
+    probe_layers = [check_layer(model, name) for name in opts.probe_layers] or default_probe_layers(model, layer)
     for name in opts.probes:
         probe_data = data if name == opts.dataset else load_labelled(name, shape, normalize=cfg.data.normalize, whitener=whitener)
-        probes.append(probe_table(model, probe_data, folds=opts.probe_folds, seed=seed, max_samples=opts.probe_samples))
+        probes.append(probe_table(model, probe_data, layers=probe_layers, folds=opts.probe_folds, seed=seed,
+                                  max_samples=opts.probe_samples))
 
     # 5. the training pictures
     filters = model.first_layer_filters()
