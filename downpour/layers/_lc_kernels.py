@@ -24,6 +24,8 @@ import torch
 from torch import Tensor
 from torch.autograd import Function
 
+from downpour.layers._lc_fold import RowsFirstFold
+
 # Budget for one chunk's receptive-field buffer. A few MB keeps it in the last-level cache and the
 # layer's extra memory well below the weights' size; larger chunks only amortise Python overhead.
 CHUNK_BYTES = 2 << 20
@@ -34,21 +36,23 @@ def _rows_per_chunk(wo: int, batch: int, q: int, itemsize: int, chunk_bytes: int
     return max(1, chunk_bytes // per_row)
 
 
-def _to_hwcb(t: Tensor) -> Tensor:
-    """(B, C, H, W) -> contiguous (H, W, C, B): batch innermost, so a receptive field is (Q, B) rows."""
-    return t.permute(2, 3, 1, 0).contiguous()
+def _to_chwb(t: Tensor) -> Tensor:
+    """(B, C, H, W) -> contiguous (C, H, W, B): batch innermost, so a receptive field is (Q, B) rows
+    and each (c, dy) line of it, (dx, b), is one contiguous run of k*B numbers."""
+    return t.permute(1, 2, 3, 0).contiguous()
 
 
 def _positions_major(y: Tensor) -> Tensor:
     """(B, M, Ho, Wo) -> contiguous (Ho*Wo, M, B): one small (M, B) matrix per output position."""
     b, m, ho, wo = y.shape
-    return y.permute(2, 3, 1, 0).reshape(ho * wo, m, b)
+    # reshape alone would return a strided view here, which sends bmm down a per-matrix copy path
+    return y.permute(2, 3, 1, 0).contiguous().view(ho * wo, m, b)
 
 
 def _windows(xt: Tensor, k: int, stride: int, i0: int, i1: int, wo: int) -> Tensor:
-    """Receptive fields of output rows i0..i1-1 of xt (H, W, C, B), copied to (R*Wo, C*k*k, B)."""
-    c, b = xt.shape[2:]
-    sh, sw, sc, sb = xt.stride()
+    """Receptive fields of output rows i0..i1-1 of xt (C, H, W, B), copied to (R*Wo, C*k*k, B)."""
+    c, b = xt.shape[0], xt.shape[3]
+    sc, sh, sw, sb = xt.stride()
     view = xt.as_strided((i1 - i0, wo, c, k, k, b), (stride * sh, stride * sw, sc, sh, sw, sb),
                          xt.storage_offset() + i0 * stride * sh)
     return view.reshape((i1 - i0) * wo, c * k * k, b)
@@ -59,7 +63,7 @@ def lc_apply(x: Tensor, w: Tensor, stride: int, chunk_bytes: int = CHUNK_BYTES) 
     ho, wo, m, c, k, _ = w.shape
     b = x.shape[0]
     q = c * k * k
-    xt = _to_hwcb(x)
+    xt = _to_chwb(x)
     wf = w.contiguous().view(ho * wo, m, q)
     out = x.new_empty(ho * wo, m, b)  # position-major, so each bmm writes a contiguous slab
     rows = _rows_per_chunk(wo, b, q, x.element_size(), chunk_bytes)
@@ -71,58 +75,45 @@ def lc_apply(x: Tensor, w: Tensor, stride: int, chunk_bytes: int = CHUNK_BYTES) 
     return out.view(ho, wo, m, b).permute(3, 2, 0, 1).contiguous()
 
 
-def _fold_rows(acc: Tensor, xt: Tensor, cols: Tensor, i0: int, stride: int) -> None:
-    """Add the receptive-field gradients of R output rows into xt (H, W, C, B), in place.
+def lc_backward(y: Tensor, stride: int, k: int, in_size: tuple[int, int], w: Tensor | None = None,
+                x: Tensor | None = None, chunk_bytes: int = CHUNK_BYTES) -> tuple[Tensor | None, Tensor | None]:
+    """Both halves of the layer's backward in one pass over the output rows (reads ``y`` once).
 
-    cols: (R, Wo, C, k, k, B). col2im (F.fold) does this with a scalar loop; summing first over
-    dx into row buffers (R, k, W, C, B) and then over dy takes 2k large vectorised adds instead.
+    y (B, M, Ho, Wo) is the output gradient. Returns (adjoint(y, w) if ``w`` is given, else None;
+    weight_grad(x, y) if ``x`` is given, else None), shapes (B, C, H, W) and (Ho, Wo, M, C, k, k).
     """
-    r, wo, _, k, _, _ = cols.shape
-    by_dy = cols.permute(0, 3, 1, 4, 2, 5)            # (R, dy, Wo, dx, C, B), a view
-    acc.zero_()
-    span = stride * (wo - 1) + 1
-    for dx in range(k):
-        acc[:, :, dx:dx + span:stride] += by_dy[:, :, :, dx]
-    top, rspan = i0 * stride, stride * (r - 1) + 1
-    for dy in range(k):
-        xt[top + dy:top + dy + rspan:stride] += acc[:, dy]
+    b, m, ho, wo = y.shape
+    c = w.shape[3] if w is not None else x.shape[1]
+    h, width = in_size
+    q = c * k * k
+    g = _positions_major(y)                                          # (P, M, B)
+    rows = _rows_per_chunk(wo, b, q, y.element_size(), chunk_bytes)
+    if w is not None:
+        wf = w.contiguous().view(ho * wo, m, q)
+        fold = RowsFirstFold(y, c, k, (ho, wo), (h, width), b, stride)
+    if x is not None:
+        xt = _to_chwb(x)
+        dw = y.new_empty(ho * wo, m, q)
+    for i0 in range(0, ho, rows):
+        i1 = min(ho, i0 + rows)
+        p0, p1 = i0 * wo, i1 * wo
+        if x is not None:   # (L, M, B) @ (L, B, Q), written straight into the weight gradient
+            torch.bmm(g[p0:p1], _windows(xt, k, stride, i0, i1, wo).transpose(1, 2), out=dw[p0:p1])
+        if w is not None:   # (L, Q, M) @ (L, M, B): per-position input gradients, then col2im
+            fold.add_rows(i0, i1, wf, g)
+    dx = fold.result() if w is not None else None
+    return dx, (dw.view(ho, wo, m, c, k, k) if x is not None else None)
 
 
 def lc_adjoint(y: Tensor, w: Tensor, stride: int, in_size: tuple[int, int],
                chunk_bytes: int = CHUNK_BYTES) -> Tensor:
     """(B, M, Ho, Wo), (Ho, Wo, M, C, k, k) -> (B, C, H, W): the transpose of :func:`lc_apply`."""
-    ho, wo, m, c, k, _ = w.shape
-    b = y.shape[0]
-    h, width = in_size
-    q = c * k * k
-    wf = w.contiguous().view(ho * wo, m, q)
-    g = _positions_major(y)
-    xt = y.new_zeros(h, width, c, b)
-    rows = _rows_per_chunk(wo, b, q, y.element_size(), chunk_bytes)
-    acc = y.new_empty(rows, k, width, c, b)
-    for i0 in range(0, ho, rows):
-        i1 = min(ho, i0 + rows)
-        p0, p1 = i0 * wo, i1 * wo
-        cols = torch.bmm(wf[p0:p1].transpose(1, 2), g[p0:p1])       # (L, Q, B)
-        _fold_rows(acc[:i1 - i0], xt, cols.view(i1 - i0, wo, c, k, k, b), i0, stride)
-    return xt.permute(3, 2, 0, 1).contiguous()
+    return lc_backward(y, stride, w.shape[-1], in_size, w=w, chunk_bytes=chunk_bytes)[0]
 
 
-def lc_weight_grad(x: Tensor, y: Tensor, stride: int, k: int,
-                   chunk_bytes: int = CHUNK_BYTES) -> Tensor:
+def lc_weight_grad(x: Tensor, y: Tensor, stride: int, k: int, chunk_bytes: int = CHUNK_BYTES) -> Tensor:
     """(B, C, H, W), (B, M, Ho, Wo) -> (Ho, Wo, M, C, k, k): sum_b y[b, m, p] X[b, p, q]."""
-    b, m, ho, wo = y.shape
-    c = x.shape[1]
-    q = c * k * k
-    xt = _to_hwcb(x)
-    g = _positions_major(y)
-    out = x.new_empty(ho * wo, m, q)
-    rows = _rows_per_chunk(wo, b, q, x.element_size(), chunk_bytes)
-    for i0 in range(0, ho, rows):
-        i1 = min(ho, i0 + rows)
-        p0, p1 = i0 * wo, i1 * wo
-        torch.bmm(g[p0:p1], _windows(xt, k, stride, i0, i1, wo).transpose(1, 2), out=out[p0:p1])
-    return out.view(ho, wo, m, c, k, k)
+    return lc_backward(y, stride, k, tuple(x.shape[2:]), x=x, chunk_bytes=chunk_bytes)[1]
 
 
 class _Apply(Function):
@@ -136,6 +127,9 @@ class _Apply(Function):
     def backward(ctx, g: Tensor):
         x, w = ctx.saved_tensors
         stride, chunk = ctx.conf
+        if not torch.is_grad_enabled():  # plain backward: one fused pass over the output rows
+            return (*lc_backward(g, stride, w.shape[-1], tuple(x.shape[2:]), w if ctx.needs_input_grad[0] else None,
+                                 x if ctx.needs_input_grad[1] else None, chunk), None, None)
         dx = _Adjoint.apply(g, w, stride, tuple(x.shape[2:]), chunk) if ctx.needs_input_grad[0] else None
         dw = _WeightGrad.apply(x, g, stride, w.shape[-1], chunk) if ctx.needs_input_grad[1] else None
         return dx, dw, None, None

@@ -1,0 +1,177 @@
+"""Speed and memory of the untied LocallyConnected2d against the obvious unfold+einsum layer.
+
+    .venv/bin/python bench/locally_connected.py                 # 16 x 3x64x64, k=9, 8 maps, stride 1, 2 threads
+    .venv/bin/python bench/locally_connected.py --size 32 --kernel 5 --maps 16 --batch 32
+
+One run times forward+backward of (a) our layer, (b) ``locally_connected_reference`` (F.unfold +
+einsum, autograd backward) and (c) F.conv2d with the same FLOPs, interleaved, on the same inputs,
+after checking that (a) and (b) agree on the output and on both gradients. Prints one JSON line.
+
+Peak memory: torch's CPU allocator is malloc, which tracemalloc does not see, so each variant runs
+once more in a fresh subprocess that reads the kernel's resident-set high-water mark (VmHWM, reset
+through /proc/self/clear_refs just before the measured step; MALLOC_MMAP_THRESHOLD_ makes every
+big buffer its own mapping, returned on free). Peak = high-water mark - resident set before the step
++ the tensors that were already resident (weight, input, output gradient). It is compared with
+``base`` = weight + input + output and their gradients, the memory any implementation must hold.
+"""
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from downpour.layers import LocallyConnected2d, locally_connected_reference  # noqa: E402
+
+VARIANTS = ("ours", "naive", "conv2d")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--channels", type=int, default=3)
+    p.add_argument("--size", type=int, default=64, help="input height = width")
+    p.add_argument("--kernel", type=int, default=9)
+    p.add_argument("--maps", type=int, default=8)
+    p.add_argument("--stride", type=int, default=1)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--reps", type=int, default=7, help="timed repetitions of each variant (interleaved)")
+    p.add_argument("--no-memory", action="store_true", help="skip the per-variant memory subprocesses")
+    p.add_argument("--measure-memory", choices=VARIANTS, help=argparse.SUPPRESS)  # internal: child mode
+    return p.parse_args(argv)
+
+
+def setup(a: argparse.Namespace, seed: int = 0):
+    """The layer, an input that needs a gradient, and a fixed output gradient."""
+    torch.manual_seed(seed)
+    layer = LocallyConnected2d(a.channels, a.maps, a.size, a.kernel, stride=a.stride)
+    x = torch.randn(a.batch, a.channels, a.size, a.size, requires_grad=True)
+    gy = torch.randn(a.batch, a.maps, *layer.out_size)
+    return layer, x, gy
+
+
+def step_fn(variant: str, layer: LocallyConnected2d, x: torch.Tensor, gy: torch.Tensor):
+    """One forward+backward of a variant; gradients land in .grad."""
+    w = layer.weight
+    if variant == "conv2d":  # same FLOPs as the untied layer, one shared bank
+        w = torch.nn.Parameter(layer.weight[0, 0].detach().clone())
+        return lambda: F.conv2d(x, w, stride=layer.stride).backward(gy), (w,)
+    if variant == "naive":
+        return lambda: locally_connected_reference(x, w, layer.stride).backward(gy), (w,)
+    return lambda: layer(x).backward(gy), (w,)
+
+
+def clear(x: torch.Tensor, params) -> None:
+    x.grad = None
+    for p in params:
+        p.grad = None
+
+
+def check_agreement(layer, x, gy) -> dict[str, float]:
+    """Max |ours - naive| over output, input gradient and weight gradient (relative to scale)."""
+    errs = {}
+    outs = {}
+    for v in ("ours", "naive"):
+        clear(x, (layer.weight,))
+        y = layer(x) if v == "ours" else locally_connected_reference(x, layer.weight, layer.stride)
+        y.backward(gy)
+        outs[v] = (y.detach(), x.grad.clone(), layer.weight.grad.clone())
+    for name, a, b in zip(("output", "grad_input", "grad_weight"), outs["ours"], outs["naive"]):
+        errs[name] = float((a - b).abs().max() / b.abs().max().clamp_min(1e-12))
+        if not torch.allclose(a, b, rtol=1e-4, atol=1e-4 * float(b.abs().max())):
+            raise SystemExit(f"bench/locally_connected.py: {name} of ours and naive disagree (rel err {errs[name]:.2e})")
+    clear(x, (layer.weight,))
+    return errs
+
+
+def time_variants(a, layer, x, gy) -> dict[str, dict[str, float]]:
+    fns = {v: step_fn(v, layer, x, gy) for v in VARIANTS}
+    times: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    for v, (fn, params) in fns.items():  # warm-up
+        fn()
+        clear(x, params)
+    for _ in range(a.reps):
+        for v, (fn, params) in fns.items():  # interleaved, so load changes hit all variants alike
+            t0 = time.perf_counter()
+            fn()
+            times[v].append((time.perf_counter() - t0) * 1e3)
+            clear(x, params)
+    return {v: {"min": min(t), "median": statistics.median(t)} for v, t in times.items()}
+
+
+def _rss_kib(field: str) -> int:
+    return int(re.search(rf"{field}:\s+(\d+) kB", Path("/proc/self/status").read_text()).group(1))
+
+
+def measure_memory_child(a: argparse.Namespace) -> None:
+    """Child mode: one variant's peak memory for one forward+backward, printed as JSON."""
+    layer, x, gy = setup(a)
+    fn, params = step_fn(a.measure_memory, layer, x, gy)
+    fn()                      # warm-up: thread pools, MKL buffers
+    clear(x, params)
+    libc = ctypes.CDLL("libc.so.6")
+    libc.malloc_trim(0)
+    before = _rss_kib("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
+    fn()
+    peak_extra = (_rss_kib("VmHWM") - before) * 1024
+    resident = sum(t.numel() * t.element_size() for t in (*params, x, gy))
+    print(json.dumps({"peak_bytes": peak_extra + resident}))
+
+
+def measure_memory(a: argparse.Namespace, variant: str) -> int:
+    cmd = [sys.executable, __file__, "--measure-memory", variant, "--batch", str(a.batch), "--channels", str(a.channels),
+           "--size", str(a.size), "--kernel", str(a.kernel), "--maps", str(a.maps), "--stride", str(a.stride),
+           "--threads", str(a.threads)]
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072")
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])["peak_bytes"]
+
+
+def main(argv: list[str] | None = None) -> None:
+    a = parse_args(argv)
+    torch.set_num_threads(a.threads)
+    if a.measure_memory:
+        measure_memory_child(a)
+        return
+    layer, x, gy = setup(a)
+    errs = check_agreement(layer, x, gy)
+    ms = time_variants(a, layer, x, gy)
+    nbytes = lambda t: t.numel() * t.element_size()  # noqa: E731
+    base = 2 * (nbytes(layer.weight) + nbytes(x) + nbytes(gy))  # weight, input, output + their grads
+    result = {
+        "bench": "locally_connected",
+        "shape": {"batch": a.batch, "channels": a.channels, "size": a.size, "kernel": a.kernel, "maps": a.maps,
+                  "stride": a.stride, "out": list(layer.out_size)},
+        "threads": a.threads,
+        "ours_ms": round(ms["ours"]["min"], 2),
+        "naive_ms": round(ms["naive"]["min"], 2),
+        "conv2d_ms": round(ms["conv2d"]["min"], 2),
+        "median_ms": {v: round(m["median"], 2) for v, m in ms.items()},
+        "speedup": round(ms["naive"]["min"] / ms["ours"]["min"], 2),
+        "speedup_median": round(ms["naive"]["median"] / ms["ours"]["median"], 2),
+        "vs_conv2d": round(ms["ours"]["min"] / ms["conv2d"]["min"], 2),
+        "base_mem_mb": round(base / 2**20, 2),
+        "rel_err": {k: float(f"{v:.2e}") for k, v in errs.items()},
+    }
+    if not a.no_memory:
+        peaks = {v: measure_memory(a, v) for v in ("ours", "naive")}
+        result["peak_mem_mb"] = {v: round(p / 2**20, 2) for v, p in peaks.items()}
+        result["peak_mem_ratio"] = round(peaks["ours"] / base, 3)
+        result["naive_peak_mem_ratio"] = round(peaks["naive"] / base, 3)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
