@@ -30,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from downpour.layers.locally_connected import _expand_tiles  # position (i, j) uses bank (i mod tH, j mod tW)
+
 __all__ = ["GateStats", "VarianceGate", "local_variance"]
 
 # A tiled layer with more banks than this is run as untied (one strided conv per bank stops paying).
@@ -94,13 +96,6 @@ def _fields(stack: Tensor, bh: int, bw: int, k: int, s: int) -> Tensor:
     n, c = stack.shape[:2]
     sn, sc, sh, sw = stack.stride()
     return stack.as_strided((n, bh, bw, c, k, k), (sn, s * sh, s * sw, sc, sh, sw)).reshape(n * bh * bw, c * k * k)
-
-
-def _per_position(t: Tensor, out_size: tuple[int, int]) -> Tensor:
-    """(tH, tW, ...) banks -> (Ho, Wo, ...): position (i, j) uses bank (i mod tH, j mod tW)."""
-    rows = torch.arange(out_size[0], device=t.device) % t.shape[0]
-    cols = torch.arange(out_size[1], device=t.device) % t.shape[1]
-    return t.index_select(0, rows).index_select(1, cols)
 
 
 class VarianceGate(nn.Module):
@@ -181,7 +176,7 @@ class VarianceGate(nn.Module):
         else:
             y = self._untied(stack, weight, s, (ho, wo, bh, bw, nbh, nbw), tb, tflat)
         if bias is not None:
-            y = y + self._blocked(_per_position(bias, (ho, wo)), (bh, bw, nbh, nbw))[ti, tj]
+            y = y + self._blocked(_expand_tiles(bias, (ho, wo)), (bh, bw, nbh, nbw))[ti, tj]
         # Scatter into a channels-last output through a tile-major view of it: each tile row is then
         # one contiguous run of bw*M values (a channels-first scatter moves runs of bw and is 3x slower).
         out = x.new_zeros(b, nbh * bh, nbw * bw, m)
@@ -201,9 +196,9 @@ class VarianceGate(nn.Module):
 
     def _untied(self, stack: Tensor, weight: Tensor, s: int, geom: tuple, tb: Tensor, tflat: Tensor) -> Tensor:
         """One bank per position: (nA, C, Th, Tw) -> (nA, bh, bw, M), a run of consecutive tiles at a time."""
-        ho, wo, bh, bw, nbh, nbw = geom
+        _, _, bh, bw, nbh, nbw = geom
         m, q, k = weight.shape[2], weight[0, 0, 0].numel(), weight.shape[-1]
-        n, c = stack.shape[:2]
+        n = stack.shape[0]
         if n == 0:
             return stack.new_zeros(0, bh, bw, m)
         wb = self._block_major(weight, geom).view(nbh * nbw * bh * bw, m, q)   # tile-major filters
@@ -230,7 +225,7 @@ class VarianceGate(nn.Module):
         training = torch.is_grad_enabled() and weight.requires_grad
         if not training and self._cache is not None and self._cache[0] == key:
             return self._cache[1]
-        full = _per_position(weight, (ho, wo)).flatten(3)                     # (Ho, Wo, M, Q)
+        full = _expand_tiles(weight, (ho, wo)).flatten(3)                     # (Ho, Wo, M, Q)
         wb = self._blocked(full, (bh, bw, nbh, nbw)).contiguous()
         if not training:
             self._cache = (key, wb)
