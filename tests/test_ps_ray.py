@@ -61,6 +61,7 @@ def test_a_killed_worker_does_not_end_the_run_and_no_push_is_applied_twice(tmp_p
     cfg = _cfg("train.steps=400", "cluster.workers=3")
     run = RunDir.create(tmp_path / "k", cfg)
     out = {}
+    earlier = {a["name"] for a in ray.util.list_named_actors(all_namespaces=True)}  # earlier runs' actors
     thread = threading.Thread(target=lambda: out.update(run_cluster(cfg, run)))
     thread.start()
     victim = None
@@ -68,7 +69,7 @@ def test_a_killed_worker_does_not_end_the_run_and_no_push_is_applied_twice(tmp_p
         rows = run.metrics()
         if rows and rows[-1]["step"] >= 40:
             victim = next(a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
-                          if a["name"].endswith("-worker1"))
+                          if a["name"].endswith("-worker1") and a["name"] not in earlier)
             ray.kill(ray.get_actor(victim))
             break
         time.sleep(0.05)

@@ -92,6 +92,7 @@ class Recorder:
 
     def checkpoint(self, states: list[ShardState]) -> None:
         meta = {"step": self.coord.done, "clocks": {str(w): c for w, c in self.coord.clocks().items()},
+                "max_clock_gap": self.coord.max_gap,
                 "elapsed": round(self.elapsed(), 3), "events": self.coord.events, **self.extra_meta()}
         save_server(self.run.checkpoints / SERVER, states, meta)
         write_staleness(self.run, self.cfg, states, self.coord)
@@ -109,7 +110,7 @@ def write_staleness(run: RunDir, cfg: RunConfig, states: list[ShardState], coord
     report = staleness_report(logs, consistency=cfg.cluster.consistency, workers=cfg.cluster.workers,
                               shards=cfg.cluster.shards, delay=cfg.cluster.delay if cfg.cluster.runner == "simulated" else None,
                               rejected=rejected, events=coord.events,
-                              max_clock_gap=max(coord.gaps.values(), default=0),
+                              max_clock_gap=coord.max_gap,
                               accepted=[m["accepted"] for _, m in states], applied=[m["applied"] for _, m in states])
     run.write_json("staleness.json", {k: v for k, v in report.items() if v is not None})
     return report
@@ -134,8 +135,10 @@ def run_cluster(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, 
     if start >= cfg.train.steps:
         raise ConfigError(f"the run in {str(run.path)!r} already reached step {start}; raise train.steps (--steps) to go on")
     coord = Coordinator(make_consistency(c.consistency), c.workers, cfg.train.steps, c.n_push, start_step=start,
-                        warm_start=c.warm_start, clocks={int(w): v for w, v in meta["clocks"].items()})
+                        warm_start=c.warm_start, clocks={int(w): v for w, v in meta["clocks"].items()},
+                        depth=2 if c.runner == "ray" else 1)
     coord.events = list(meta["events"])
+    coord.max_gap = meta.get("max_clock_gap", 0)
     shards = make_shards(cfg, init, job.bounds, coord.live)
     if restored:
         for s, (tensors, m) in zip(shards, restored):

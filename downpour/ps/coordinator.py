@@ -16,20 +16,24 @@ class Coordinator:
     """``total_steps``: training steps over all workers (``train.steps``); the run ends there.
 
     ``warm_start``: worker 0 trains alone until that many steps are done, then the rest join.
+    ``depth``: cycles a worker may have queued at once under async (the Ray runner queues the next
+    cycle before the current one returns, so a worker never idles waiting for the driver).
     """
 
     def __init__(self, gate: Consistency, workers: int, total_steps: int, n_push: int = 1,
-                 start_step: int = 0, warm_start: int = 0, clocks: dict[int, int] | None = None):
+                 start_step: int = 0, warm_start: int = 0, clocks: dict[int, int] | None = None, depth: int = 1):
         self.gate, self.workers, self.total, self.n_push = gate, workers, total_steps, n_push
         self.done = self.dispatched = start_step
         self.warm_start = warm_start
         self.live: set[int] = set()
         self.lost: list[int] = []
         self.events: list[dict[str, Any]] = []
-        self.gaps: dict[int, int] = {}         # clock gap of each worker's current cycle
-        self._inflight: dict[int, int] = {}    # steps dispatched to a worker and not yet computed
+        self.gaps: dict[int, int] = {}         # clock gap each worker's last computed cycle started with
+        self._inflight: dict[int, list[tuple[int, int]]] = {}  # per worker, (steps, clock gap) of each queued cycle
+        self.max_gap = 0                                          # the largest clock gap any cycle started with
         self._unapplied: dict[int, int] = {}   # pushes a worker sent that are not applied yet
         self._clocks = clocks or {}
+        self.depth = depth if gate.bound is None else 1
         self._join(0)
         if start_step >= warm_start:
             for w in range(1, workers):
@@ -46,7 +50,7 @@ class Coordinator:
         DistBelief's workers did); under bounded/sync it first waits for that push to be applied,
         so its clock is current when the gate is asked.
         """
-        if w not in self.live or w in self._inflight or self.dispatched >= self.total:
+        if w not in self.live or len(self._inflight.get(w, ())) >= self.depth or self.dispatched >= self.total:
             return 0
         if self.gate.bound is not None and self._unapplied.get(w):
             return 0
@@ -54,13 +58,14 @@ class Coordinator:
             return 0
         k = min(self.n_push, self.total - self.dispatched)
         self.dispatched += k
-        self._inflight[w] = k
-        self.gaps[w] = self.gate.gap(w)
+        self._inflight.setdefault(w, []).append((k, self.gate.gap(w)))
         return k
 
     def end_compute(self, w: int) -> int:
-        """``w`` finished computing its cycle and sent its push; returns the push's step count."""
-        k = self._inflight.pop(w)
+        """``w`` finished computing its oldest queued cycle and sent its push; returns the push's step
+        count (and sets ``gaps[w]`` to the clock gap that cycle started with)."""
+        k, self.gaps[w] = self._inflight[w].pop(0)
+        self.max_gap = max(self.max_gap, self.gaps[w])
         self._unapplied[w] = self._unapplied.get(w, 0) + 1
         return k
 
@@ -85,7 +90,9 @@ class Coordinator:
 
         (Pushes it already sent are not the worker's any more: they are applied, and counted, as usual.)
         """
-        self.dispatched -= self._inflight.pop(w, 0)
+        if w not in self.live:
+            return          # its other queued cycles failed too: already counted
+        self.dispatched -= sum(k for k, _ in self._inflight.pop(w, []))
         self.live.discard(w)
         self.lost.append(w)
         self.gate.leave(w)

@@ -238,7 +238,7 @@ def run_ray(job: Job, shards: list[Shard], coord: Coordinator, recorder: Any, st
         ray.get([a.set_workers.remote(sorted(coord.live)) for a in shard_actors])
 
     pending: dict[Any, tuple[str, int]] = {}
-    grads: dict[int, list[Any]] = {}
+    grads: dict[Any, list[Any]] = {}    # a cycle's metadata ref -> its gradient refs
     pushes: dict[Any, tuple[list[Any], dict[str, Any]]] = {}   # last push ref -> (all refs, metadata)
     blocked: set[int] = set()
 
@@ -249,11 +249,12 @@ def run_ray(job: Job, shards: list[Shard], coord: Coordinator, recorder: Any, st
             return
         blocked.discard(w)
         refs = worker_actors[w].cycle.options(num_returns=m + 1).remote(k, stage_of(coord.dispatched - k))
-        grads[w] = refs[:m]
+        grads[refs[m]] = refs[:m]
         pending[refs[m]] = ("cycle", w)
 
-    for w in sorted(coord.live):
-        dispatch(w)
+    for _ in range(coord.depth):
+        for w in sorted(coord.live):
+            dispatch(w)
     while pending:
         ready, _ = ray.wait(list(pending), num_returns=1)
         kind, w = pending.pop(ready[0])
@@ -261,17 +262,19 @@ def run_ray(job: Job, shards: list[Shard], coord: Coordinator, recorder: Any, st
             try:
                 meta = ray.get(ready[0])
             except RayError as err:  # the worker died: its push never left, so nothing of it is applied
-                grads.pop(w, None)
+                grads.pop(ready[0], None)
+                if w not in coord.live:
+                    continue         # its other queued cycle failed as well
                 coord.lose(w, type(err).__name__)
                 log.warning("worker %d lost at step %d: %s", w, coord.done, type(err).__name__)
                 set_live()
                 for v in sorted(blocked):
                     dispatch(v)
                 continue
-            meta["clock_gap"] = coord.gaps[w]
             coord.end_compute(w)
+            meta["clock_gap"] = coord.gaps[w]
             refs = [a.push_inbox.remote(w, b, meta["seq"]) if inbox else a.push.remote(w, g, b, meta["seq"])
-                    for a, g, b, inbox in zip(shard_actors, grads.pop(w), meta["base"], meta["inbox"])]
+                    for a, g, b, inbox in zip(shard_actors, grads.pop(ready[0]), meta["base"], meta["inbox"])]
             pushes[refs[-1]] = (refs, meta)
             pending[refs[-1]] = ("push", w)  # each shard runs the driver's calls in order; wait on all below
             dispatch(w)                      # async: compute the next cycle while this push is applied

@@ -99,8 +99,8 @@ class SimulatedCluster:
                 self._start_step(w, t)
                 continue
             push = self.workers[w].take_push()
-            push.clock_gap = self.coord.gaps[w]
             self.coord.end_compute(w)
+            push.clock_gap = self.coord.gaps[w]
             delay = self.delays[w].sample(self.rngs[w])
             if delay == 0:
                 self._arrive(w, push, t, on_push)   # no time in flight: applied before w fetches again

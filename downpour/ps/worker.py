@@ -54,7 +54,7 @@ class Worker:
         self.steps = 0
         self._since_fetch: int | None = None         # None: never fetched
         self._versions = [0] * len(self.bounds)
-        self._acc = torch.zeros(self.layout.numel)   # (numel,) summed gradient of this push
+        self._acc: torch.Tensor | None = None        # (numel,) summed gradient of this push
         self._acc_steps = 0
         self._base: list[int] = []
         self._losses: list[float] = []
@@ -93,8 +93,11 @@ class Worker:
         except NonFiniteLoss:
             self._skipped += 1  # the server never sees a poisoned gradient
             return
-        g = self.layout.grads_to_vector(self.model)
-        self._acc += g
+        g = self.layout.grads_to_vector(self.model)   # a fresh (numel,) tensor
+        if self._acc is None:
+            self._acc = g      # the first gradient of a push is kept as is: no zero-fill, no add
+        else:
+            self._acc += g
         self._losses.append(result.loss)
         for k, v in result.parts.items():
             self._parts[k] = self._parts.get(k, 0.0) + v
@@ -108,12 +111,13 @@ class Worker:
         return self._acc_steps >= self.n_push
 
     def take_push(self) -> Push:
-        """The accumulated push (the summed gradient, sliced per shard); resets the accumulator."""
+        """The accumulated push (the summed gradient, as views sliced per shard); resets the accumulator."""
         n = max(1, len(self._losses))
-        push = Push(self.wid, self.seq, [self._acc[a:b].clone() for a, b in self.bounds], self._base,
+        acc = self._acc if self._acc is not None else torch.zeros(self.layout.numel)  # every step was skipped
+        push = Push(self.wid, self.seq, [acc[a:b] for a, b in self.bounds], self._base,
                     self._acc_steps, self._samples, sum(self._losses) / n,
                     {k: v / n for k, v in self._parts.items()}, self._skipped)
         self.seq += 1
-        self._acc.zero_()
+        self._acc = None       # the push owns those slices now
         self._acc_steps, self._losses, self._parts, self._samples, self._skipped = 0, [], {}, 0, 0
         return push
