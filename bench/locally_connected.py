@@ -7,6 +7,10 @@ One run times forward+backward of (a) our layer, (b) ``locally_connected_referen
 einsum, autograd backward) and (c) F.conv2d with the same FLOPs, interleaved, on the same inputs,
 after checking that (a) and (b) agree on the output and on both gradients. Prints one JSON line.
 
+Threads: every variant runs with ``--threads`` intra-op threads. On a machine that other processes
+keep busy, OpenMP's default spin-waiting makes code with many mid-sized ops (ours) collapse at 2
+threads; run with OMP_WAIT_POLICY=PASSIVE there (the JSON records the policy and the load average).
+
 Peak memory: torch's CPU allocator is malloc, which tracemalloc does not see, so each variant runs
 once more in a fresh subprocess that reads the kernel's resident-set high-water mark (VmHWM, reset
 through /proc/self/clear_refs just before the measured step; MALLOC_MMAP_THRESHOLD_ makes every
@@ -155,6 +159,8 @@ def main(argv: list[str] | None = None) -> None:
         "shape": {"batch": a.batch, "channels": a.channels, "size": a.size, "kernel": a.kernel, "maps": a.maps,
                   "stride": a.stride, "out": list(layer.out_size)},
         "threads": a.threads,
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
+        "load_avg_1min": round(os.getloadavg()[0], 2),   # other processes on the machine skew every figure
         "ours_ms": round(ms["ours"]["min"], 2),
         "naive_ms": round(ms["naive"]["min"], 2),
         "conv2d_ms": round(ms["conv2d"]["min"], 2),
