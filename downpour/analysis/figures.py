@@ -139,14 +139,14 @@ def stimulus_and_top_images(stimulus: np.ndarray, top: np.ndarray, path: Path, t
 
 
 def invariance_plot(result: dict[str, Any], path: Path) -> Path:
-    """The four invariance curves (mean ± std over images), normalised to the untransformed response."""
+    """The four invariance curves (mean over images ± its standard error), normalised to the untransformed response."""
     curves = result["curves"]
     labels = {"scale": "scale factor", "translation_x": "horizontal shift (pixels)",
               "translation_y": "vertical shift (pixels)", "rotation": "in-plane rotation (degrees)"}
     fig = Figure(figsize=(3.2 * len(curves), 2.8))
     axes = fig.subplots(1, len(curves), squeeze=False)[0]
     for ax, c in zip(axes, curves):
-        v, r, s = (np.asarray(c[k]) for k in ("values", "response", "std"))
+        v, r, s = (np.asarray(c[k]) for k in ("values", "response", "sem"))
         ax.plot(v, r, marker="o", ms=3)
         ax.fill_between(v, r - s, r + s, alpha=0.2)
         ax.axhline(1.0, color="grey", lw=0.6, ls="--")

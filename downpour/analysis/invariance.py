@@ -52,7 +52,8 @@ def _curve(model: FeatureModel, x: Tensor, unit: int, layer: str, sign: int, bas
         r = sign * unit_response(model, warp(x, v), unit, layer).double()       # (N,)
         means.append((float(r.mean()) - base) / scale)
         stds.append(float(r.std(unbiased=False)) / scale)
-    return {"transform": name, "values": [float(v) for v in values], "response": means, "std": stds}
+    sems = [v / np.sqrt(x.shape[0]) for v in stds]        # standard error of each mean: the curve's own uncertainty
+    return {"transform": name, "values": [float(v) for v in values], "response": means, "std": stds, "sem": sems}
 
 
 @torch.no_grad()
@@ -68,7 +69,7 @@ def invariance_curves(model: FeatureModel, x: Tensor, unit: int, *, layer: str |
 
     Each curve's ``response`` is (mean(sign·r(T x)) − b) / (mean(sign·r(x)) − b), with b = sign·baseline:
     1.0 means as strong as on the untransformed images, 0.0 as weak as the baseline. ``std`` is
-    the spread across images on the same scale. If the unit is no stronger on the originals than
+    the spread across images on the same scale, ``sem`` the standard error of the mean. If the unit is no stronger on the originals than
     its baseline, the ratio means nothing: curves are divided by their largest |value| instead
     and ``normalised_to`` says so.
     """
@@ -93,6 +94,7 @@ def invariance_curves(model: FeatureModel, x: Tensor, unit: int, *, layer: str |
         for c in curves:
             c["response"] = [v / peak for v in c["response"]]
             c["std"] = [v / peak for v in c["std"]]
+            c["sem"] = [v / peak for v in c["sem"]]
     return {"unit": int(unit), "layer": layer, "sign": int(sign), "images": int(x.shape[0]), "baseline": float(baseline),
             "normalised_to": normalised_to, "curves": curves,
             "out_of_plane_rotation": {"available": False,

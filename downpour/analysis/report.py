@@ -93,7 +93,7 @@ def _invariance(a: dict[str, Any]) -> str:
     oop = inv.get("out_of_plane_rotation", {})
     return (f"<p>Response of unit {inv['unit']} over {inv['images']} images of the concept, normalised to the "
             f"{_esc(inv['normalised_to'])} above the unit's mean on the other class ({inv.get('baseline', 0):.3g}; 0 on this scale); "
-            f"shaded: ± one std across images.</p>"
+            f"shaded: ± one standard error of the mean (analysis.json also has the spread across images).</p>"
             + _table(rows, ["transform", f"range with response ≥ {floor:g}"], "invariance-table")
             + (f'<p class="note">Out-of-plane rotation: not measured ({_esc(oop.get("reason", ""))}).</p>'
                if not oop.get("available", False) else ""))
@@ -137,7 +137,8 @@ Loss {_esc(training.get('first_loss'))} → {_esc(training.get('last_loss'))} ov
 <h2 id="stimulus">Optimal stimulus and top images</h2>
 <p>The input of L2 norm {stim['norm']:.3g} (the data's median) that {'excites' if stim['sign'] > 0 else 'suppresses'} unit
 {stim['unit']} most: response {stim['activation']:.4g}, best of {len(stim['restarts'])} starts
-(mean cosine similarity between starts' solutions {stim['agreement']:.2f}). Beside it, its top {len(top['indices'])} images,
+(mean cosine similarity between starts' solutions {stim['agreement']:.2f}; the unit depends on
+{stim.get('receptive_field_pixels', '?')} of the input's values). Beside it, its top {len(top['indices'])} images,
 {top['positive_in_top']} of them from the concept's class.</p>
 {_image(run, figs.get('stimulus'), 'optimal stimulus and top images')}
 

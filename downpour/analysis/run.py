@@ -195,6 +195,7 @@ def analyze_run(run_path: str | Path, **options: Any) -> dict[str, Any]:
                         "unit_location": describe_unit(model, data.x, unit, layer)},
         "optimal_stimulus": {"unit": unit, "sign": sign, "norm": stim.norm, "activation": stim.activation,
                              "restarts": stim.restarts, "agreement": stim.agreement, "trace": stim.trace,
+                             "receptive_field_pixels": stim.field_pixels,
                              "image": stim.image.tolist()},
         "top_images": {"indices": top.tolist(), "responses": [float(responses[i]) for i in top],
                        "labels": data.y[top].tolist(), "positive_in_top": positive_in_top},

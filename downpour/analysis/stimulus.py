@@ -33,6 +33,7 @@ class Stimulus:
     restarts: list[float]
     agreement: float
     trace: list[float]          # best start's response every few steps, to check convergence
+    field_pixels: int = 0       # inputs (C·H·W entries) the unit's response depends on: its receptive field
 
 
 def _project(x: Tensor, norm: float) -> Tensor:
@@ -63,6 +64,11 @@ def optimal_stimulus(model: FeatureModel, unit: int, *, layer: str | None = None
     norm = float(norm if norm is not None else np.sqrt(np.prod(shape)))
     model = copy.deepcopy(model).eval()
     x = _project(torch.randn((restarts, *shape), generator=torch.Generator().manual_seed(seed)), norm)  # (R, C, H, W)
+    # Pixels outside the unit's receptive field get no gradient from any start and would keep their
+    # random start values for ever; zero them so the whole norm goes where the unit can see it.
+    field = (_response_and_grad(model, x, unit, layer, sign)[1] != 0).any(dim=0)                  # (C, H, W)
+    if field.any():
+        x = _project(x * field, norm)
     trace = []
     for t in range(steps):
         response, grad = _response_and_grad(model, x, unit, layer, sign)
@@ -86,7 +92,7 @@ def optimal_stimulus(model: FeatureModel, unit: int, *, layer: str | None = None
     trace.append(float(final[best]))
     return Stimulus(image=x[best].detach().float(), activation=float(sign * final[best]), norm=norm,
                     restarts=[float(sign * v) for v in final], trace=trace,
-                    agreement=float(others.mean()) if len(others) else 1.0)
+                    agreement=float(others.mean()) if len(others) else 1.0, field_pixels=int(field.sum()))
 
 
 def top_images(responses: np.ndarray, k: int, sign: int = 1) -> np.ndarray:
