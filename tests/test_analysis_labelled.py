@@ -1,0 +1,44 @@
+"""Labelled sets for analysis: built-in sets and class-folders at the model's input shape, prepared like training data."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from downpour.analysis.labelled import load_labelled, resize_to
+
+
+def test_lfw_heldout_is_resized_and_normalised_like_training():
+    data = load_labelled("lfw", (1, 16, 16), normalize="patch")
+    assert data.x.shape == (60, 1, 16, 16) and data.x.dtype == torch.float32
+    assert data.counts() == {"non-face": 30, "face": 30}
+    per_image = data.x.reshape(60, -1)
+    assert torch.allclose(per_image.mean(dim=1), torch.zeros(60), atol=1e-5)   # "patch": each image centred
+
+
+def test_folder_with_class_subfolders(tmp_path):
+    rng = np.random.default_rng(0)
+    for name in ("cats", "dogs"):
+        (tmp_path / name).mkdir()
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 255, (20, 24), dtype=np.uint8)).save(tmp_path / name / f"{i}.png")
+    data = load_labelled(str(tmp_path), (1, 12, 12))
+    assert data.x.shape == (6, 1, 12, 12)
+    assert data.classes == ["cats", "dogs"] and sorted(data.y.tolist()) == [0, 0, 0, 1, 1, 1]
+
+
+def test_bad_sets_fail_clearly(tmp_path):
+    with pytest.raises(ValueError, match="neither a built-in set"):
+        load_labelled(str(tmp_path / "nope"), (1, 8, 8))
+    (tmp_path / "only").mkdir()
+    with pytest.raises(ValueError, match="one sub-folder per class"):
+        load_labelled(str(tmp_path), (1, 8, 8))
+
+
+def test_resize_maps_channels():
+    grey = torch.rand(2, 1, 8, 8)
+    assert resize_to(grey, (3, 4, 4)).shape == (2, 3, 4, 4)
+    assert torch.allclose(resize_to(grey.repeat(1, 3, 1, 1), (1, 8, 8)), grey)      # colour -> grey averages
+    with pytest.raises(ValueError, match="2-channel"):
+        resize_to(torch.rand(1, 2, 8, 8), (3, 8, 8))
