@@ -154,3 +154,21 @@ def test_tiled_expanded_path_matches_conv_path(monkeypatch):
     torch.testing.assert_close(layer(x), by_conv)
     torch.testing.assert_close(layer(x), loop_reference(x, layer.weight, 1))
     torch.testing.assert_close(layer.adjoint(y), back_conv)
+
+
+def test_weight_layouts_agree_and_grad_keeps_layout():
+    """Untied banks are stored maps-innermost; a contiguous weight of the same values gives the same results."""
+    layer = LocallyConnected2d(2, 3, (8, 9), 3, stride=1).double()
+    assert kernels.maps_last(layer.weight) and not layer.weight.is_contiguous()
+    x = torch.randn(2, 2, 8, 9, dtype=torch.float64)
+    y = torch.randn(2, 3, *layer.out_size, dtype=torch.float64)
+    grads = []
+    for w in (layer.weight.detach().clone(), layer.weight.detach().contiguous()):
+        w.requires_grad_(True)
+        out = torch.func.functional_call(layer, {"weight": w}, (x,))
+        torch.testing.assert_close(out, loop_reference(x, w.detach(), 1))
+        (out * y).sum().backward()
+        assert w.grad.stride() == w.stride()  # autograd keeps it without a copy
+        grads.append(w.grad)
+    torch.testing.assert_close(grads[0], grads[1])
+    torch.testing.assert_close(layer.adjoint(y, layer.weight.detach().contiguous()), layer.adjoint(y))

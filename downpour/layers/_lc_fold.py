@@ -31,7 +31,7 @@ class RowsFirstFold:
         self.rows = like.new_zeros(in_size[0], self.wo, c, k, batch)       # (H, Wo, C, dx, B)
 
     def add_rows(self, i0: int, i1: int, wf: Tensor, g: Tensor) -> None:
-        """Output rows i0..i1-1; wf (P, M, Q) weights and g (P, M, B) output gradient, position-major."""
+        """Output rows i0..i1-1; wf (P, M, Q) weights (any strides) and g (P, M, B) output gradient."""
         k, wo, s, r = self.k, self.wo, self.s, i1 - i0
         cols = torch.bmm(wf[i0 * wo:i1 * wo].transpose(1, 2), g[i0 * wo:i1 * wo])   # (L, Q, B)
         cols = cols.view(r, wo, self.c, k, k, self.b)                                # (R, Wo, C, dy, dx, B)

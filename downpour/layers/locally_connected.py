@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from downpour.layers._lc_kernels import CHUNK_BYTES, untied_adjoint, untied_apply
+from downpour.layers._lc_kernels import CHUNK_BYTES, new_banks, untied_adjoint, untied_apply
 
 # A tiled layer with at most this many distinct banks runs as one strided convolution per bank;
 # beyond it, the banks are expanded to one per position and the untied kernel is used.
@@ -66,6 +66,9 @@ class LocallyConnected2d(nn.Module):
     ``tile`` (None = untied), ``bias``. ``weight``: (tH, tW, M, C, k, k), ``bias``: (tH, tW, M).
     Attributes: ``in_size``, ``out_size`` (Ho, Wo), ``tile`` ((tH, tW), or None when fully untied),
     ``tile_shape`` (tH, tW) always, ``chunk_bytes`` (work-buffer budget of the untied kernel).
+    An untied ``weight`` is stored maps-innermost (its strides are those of a (Ho, Wo, C, k, k, M)
+    tensor; ``.reshape``/``.contiguous()`` work, ``.view(-1)`` does not); ``torch.empty_like(weight)``
+    keeps that layout, which the kernel is fastest with.
     """
 
     def __init__(self, in_channels: int, maps: int, in_size: int | tuple[int, int], kernel_size: int,
@@ -85,7 +88,10 @@ class LocallyConnected2d(nn.Module):
         self.tile = None if self.tile_shape == self.out_size else self.tile_shape
         self.chunk_bytes = CHUNK_BYTES
         th, tw = self.tile_shape
-        self.weight = nn.Parameter(torch.empty(th, tw, maps, in_channels, kernel_size, kernel_size))
+        if self.tile is None:  # stored maps-innermost: the untied kernel's weight gradient is faster so
+            self.weight = nn.Parameter(new_banks(th, tw, maps, in_channels, kernel_size))
+        else:
+            self.weight = nn.Parameter(torch.empty(th, tw, maps, in_channels, kernel_size, kernel_size))
         self.bias = nn.Parameter(torch.zeros(th, tw, maps)) if bias else None
         self.reset_parameters()
 
