@@ -172,3 +172,16 @@ def test_weight_layouts_agree_and_grad_keeps_layout():
         grads.append(w.grad)
     torch.testing.assert_close(grads[0], grads[1])
     torch.testing.assert_close(layer.adjoint(y, layer.weight.detach().contiguous()), layer.adjoint(y))
+
+
+def test_untied_decoder_weight_grad_in_either_layout():
+    layer = LocallyConnected2d(2, 3, (7, 6), 3).double()
+    y = torch.randn(2, 3, *layer.out_size, dtype=torch.float64)
+    t = torch.randn(2, 2, 7, 6, dtype=torch.float64)
+    for w in (torch.randn_like(layer.weight), torch.randn(layer.weight.shape, dtype=torch.float64)):
+        w = w.detach().requires_grad_(True)
+        (layer.adjoint(y, w) * t).sum().backward()
+        assert w.grad.stride() == w.stride()
+        # d<A_w^T y, t>/dw = weight gradient of the forward map at input t with output gradient y
+        want = kernels.lc_weight_grad(t, y, 1, 3)
+        torch.testing.assert_close(w.grad, want)

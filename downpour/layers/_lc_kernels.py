@@ -183,7 +183,13 @@ class _Adjoint(Function):
         stride, chunk = ctx.conf
         dy = _Apply.apply(g, w, stride, chunk) if ctx.needs_input_grad[0] else None
         # <g, A_w^T y> = <A_w g, y>, so the weight gradient is weight_grad with g as the input.
-        dw = _WeightGrad.apply(g, y, stride, w.shape[-1], chunk) if ctx.needs_input_grad[1] else None
+        if not ctx.needs_input_grad[1]:
+            dw = None
+        elif torch.is_grad_enabled():
+            dw = _WeightGrad.apply(g, y, stride, w.shape[-1], chunk)
+        else:  # in the weight's own layout, so autograd does not copy it
+            dw = lc_backward(y, stride, w.shape[-1], tuple(g.shape[2:]), x=g, chunk_bytes=chunk,
+                             grad_maps_last=maps_last(w))[1]
         return dy, dw, None, None, None
 
 
