@@ -14,6 +14,8 @@ from sklearn.pipeline import Pipeline
 from downpour.analysis.learner import FeatureLearner
 from test_analysis_planted import TinyAutoencoder
 
+pytestmark = pytest.mark.usefixtures("one_thread")   # tiny nets between BLAS calls: a second torch thread only spins
+
 
 @pytest.fixture(scope="module")
 def digits():
