@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import torch
 
 from downpour.analysis.report import write_report
 from downpour.analysis.run import analyze_run
@@ -122,3 +123,18 @@ def test_report_renders_in_chromium(run_dir, tmp_path):
     bad = tmp_path / "bad.html"
     bad.write_text('<html><body><img alt="nothing" src="data:image/png;base64,AAAA"></body></html>')
     assert _render(bad, tmp_path)["broken"] == ["nothing"]
+
+
+def test_stacked_cat_network_run(tmp_path):
+    """The main job's model: an untrained cat-demo saved as a run, analysed over its stage layers."""
+    from downpour.models.registry import build
+
+    cfg = load_config("cat-demo", ["train.tensorboard=false"])
+    model, _ = build(cfg, (1, 32, 32))
+    run = RunDir.create(tmp_path / "cat", cfg)
+    run.save_model(model, step=0)
+    a = analyze_run(run.path, **{**FAST, "probes": ["lfw"], "stimulus_steps": 10})
+    assert a["layer"] == "stage2" and a["face_neuron"]["rows"][0]["candidates"] == model(torch.zeros(1, 1, 32, 32)).numel()
+    assert [r["features"] for r in a["probes"][0]["rows"]] == ["raw pixels", "stage1", "stage2"]
+    assert "loss" not in a["figures"] and "filters" in a["figures"]      # no metrics yet: no loss curve
+    assert write_report(run.path).stat().st_size > 10_000

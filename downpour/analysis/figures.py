@@ -40,19 +40,33 @@ def _show(ax: Any, image: np.ndarray, title: str | None = None, symmetric: bool 
 
 
 def filter_grid(filters: np.ndarray, path: Path, title: str = "first-layer filters", max_filters: int = 100) -> Path:
-    """A grid of filters (n, C, kh, kw), each scaled to its own largest |weight| (grey: 0 is mid-grey)."""
-    filters = np.asarray(filters)[:max_filters]
-    n = len(filters)
+    """A mosaic of filters (n, C, kh, kw), each scaled to its own largest |weight| (grey: 0 is mid-grey).
+
+    Untied layers have thousands of filters (maps × positions); an evenly spaced sample of
+    ``max_filters`` is shown and the title says so. One image, not one axis per filter: fast.
+    """
+    filters = np.asarray(filters, dtype=np.float64)
+    total = len(filters)
+    if total > max_filters:
+        filters = filters[np.linspace(0, total - 1, max_filters).round().astype(int)]
+        title = f"{title} ({max_filters} of {total}, evenly spaced)"
+    n, c, kh, kw = filters.shape
+    scale = np.abs(filters).reshape(n, -1).max(axis=1).clip(min=1e-12)[:, None, None, None]
+    tiles = 0.5 + 0.5 * filters / scale                           # each filter into [0, 1], 0 -> 0.5
     cols = math.ceil(math.sqrt(n))
     rows = math.ceil(n / cols)
-    fig = Figure(figsize=(0.8 * cols + 0.5, 0.8 * rows + 0.6))
-    axes = fig.subplots(rows, cols, squeeze=False)
-    for i, ax in enumerate(axes.flat):
-        if i < n:
-            _show(ax, filters[i])
-        else:
-            ax.axis("off")
-    fig.suptitle(title, fontsize=9)
+    mosaic = np.ones((rows * (kh + 1) + 1, cols * (kw + 1) + 1, c))   # 1-pixel white borders
+    for i in range(n):
+        r, q = divmod(i, cols)
+        mosaic[1 + r * (kh + 1):1 + r * (kh + 1) + kh, 1 + q * (kw + 1):1 + q * (kw + 1) + kw] = np.moveaxis(tiles[i], 0, -1)
+    fig = Figure(figsize=(min(0.45 * cols, 9) + 0.5, min(0.45 * rows, 9) + 0.6))
+    ax = fig.subplots()
+    if c == 1:
+        ax.imshow(mosaic[..., 0], cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    else:
+        ax.imshow(mosaic[..., :3], interpolation="nearest")
+    ax.axis("off")
+    ax.set_title(title, fontsize=9)
     return _save(fig, path)
 
 
