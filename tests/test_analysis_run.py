@@ -48,6 +48,7 @@ def test_analysis_json_has_every_number(run_dir):
     assert [p["dataset"] for p in a["probes"]] == ["lfw", "digits"]
     assert [r["features"] for r in a["probes"][1]["rows"]] == ["raw pixels", "codes"]
     assert a["staleness"]["overall"] and a["training"]["workers"] == [0, 1, 2]
+    assert a["filters"]["count"] == 25 and 0.0 <= a["filters"]["coherence_mean"] <= 1.0
     for name in ("loss", "filters", "staleness", "stimulus", "invariance", "responses"):
         assert (run_dir / a["figures"][name]).stat().st_size > 1000, name
 

@@ -99,6 +99,14 @@ def _invariance(a: dict[str, Any]) -> str:
                if not oop.get("available", False) else ""))
 
 
+def _filters(f: dict[str, Any]) -> str:
+    if not f.get("available"):
+        return '<p class="note">This model has no first-layer filters to draw.</p>'
+    return (f"<p>{f['count']} filters of shape {'×'.join(map(str, f['shape']))}. Mean orientation coherence "
+            f"{f['coherence_mean']:.3f} (1 = a clean oriented edge; Gaussian noise filters of the same shape: "
+            f"{f['coherence_noise']:.3f}).</p>")
+
+
 def write_report(run_path: str | Path, analyze_if_missing: bool = True) -> Path:
     """Write ``report.html`` into the run directory and return its path.
 
@@ -128,6 +136,7 @@ Loss {_esc(training.get('first_loss'))} → {_esc(training.get('last_loss'))} ov
 {_image(run, figs.get('staleness'), 'staleness histogram') if figs.get('staleness') else '<p class="note">Not a cluster run: no staleness histogram.</p>'}
 
 <h2 id="filters">First-layer filters</h2>
+{_filters(a.get('filters', {}))}
 {_image(run, figs.get('filters'), 'first-layer filters')}
 
 <h2 id="face-neuron">The best single neuron</h2>

@@ -21,6 +21,7 @@ from downpour._names import nearest
 from downpour.analysis import figures
 from downpour.analysis.invariance import invariance_curves, invariance_summary
 from downpour.analysis.labelled import load_labelled
+from downpour.analysis.orientation import coherence
 from downpour.analysis.probe import probe_table
 from downpour.analysis.selectivity import face_neuron_table
 from downpour.analysis.stimulus import optimal_stimulus, top_images
@@ -180,6 +181,7 @@ def analyze_run(run_path: str | Path, **options: Any) -> dict[str, Any]:
     filters = model.first_layer_filters()
     if filters is not None:
         paths["filters"] = figures.filter_grid(filters.numpy(), fig_dir / "filters.png").name
+    filter_stats = _filter_stats(None if filters is None else filters.numpy(), seed)
     metrics = run.metrics()
     if figures.cost_parts(metrics):
         paths["loss"] = figures.loss_curves(metrics, fig_dir / "loss.png").name
@@ -202,12 +204,22 @@ def analyze_run(run_path: str | Path, **options: Any) -> dict[str, Any]:
         "invariance": {**inv, "summary": invariance_summary(inv)},
         "probes": probes,
         "training": _training_summary(metrics),
+        "filters": filter_stats,
         "staleness": {k: {str(s): c for s, c in v.items()} for k, v in staleness.items()},
         "figures": {k: f"figures/{v}" for k, v in paths.items()},
         "seconds": round(time.time() - started, 2),
     }
     run.write_json("analysis.json", result)
     return result
+
+
+def _filter_stats(filters: np.ndarray | None, seed: int) -> dict[str, Any]:
+    """How edge-like the first-layer filters are: mean orientation coherence, beside that of Gaussian noise filters."""
+    if filters is None:
+        return {"available": False}
+    noise = np.random.default_rng(seed).standard_normal(filters.shape)
+    return {"available": True, "count": int(len(filters)), "shape": list(filters.shape[1:]),
+            "coherence_mean": float(coherence(filters).mean()), "coherence_noise": float(coherence(noise).mean())}
 
 
 def _training_summary(metrics: list[dict[str, Any]]) -> dict[str, Any]:
