@@ -106,6 +106,8 @@ def test_resume_continues_the_version_clock_and_the_curve(tmp_path):
     assert second["resumed_from"] == 24 and second["versions"] == [48, 48]
     steps = [r["step"] for r in run.metrics()]
     assert steps == sorted(steps) and steps[-1] == 48 and 24 in steps and 28 in steps
+    vtimes = [r["vtime"] for r in run.metrics()]
+    assert vtimes == sorted(vtimes)                                     # the virtual clock went on as well
     assert run.read_json("staleness.json")["overall"]["pushes"] == 2 * 48   # the log went on too
     with pytest.raises(ConfigError, match="already reached"):
         _run(tmp_path / "r", "train.steps=48", resume=True)

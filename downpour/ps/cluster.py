@@ -153,7 +153,7 @@ def run_cluster(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, 
         if c.runner == "simulated":
             from downpour.ps.simulated import SimulatedCluster
 
-            sim = SimulatedCluster(job, shards, coord, stage_of, start, seqs)
+            sim = SimulatedCluster(job, shards, coord, stage_of, start, seqs, meta.get("vtime", 0.0))
             recorder.snapshot = lambda: [s.state_dict() for s in shards]
             recorder.extra_meta = lambda: {"vtime": sim.now}
             sim.run(recorder.on_push)

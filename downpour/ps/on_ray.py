@@ -15,8 +15,8 @@ How the bytes move:
   slice the cycle returned is an object ref the driver passes to ``push``: Ray's object manager
   moves it between machines, and on the receiving node it is read zero-copy from the store.
 
-``cluster.address`` joins an existing cluster; empty starts a local Ray. Actors are spread over
-the cluster's nodes.
+``cluster.address`` joins an existing cluster; empty starts a local Ray. Shards and workers are
+placed round-robin over the cluster's nodes (where a node has no room left, Ray chooses).
 """
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ import numpy as np
 import ray
 import torch
 from ray.exceptions import RayError
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from downpour.config import RunConfig
 from downpour.ps import shm
@@ -221,13 +222,27 @@ def run_ray(job: Job, shards: list[Shard], coord: Coordinator, recorder: Any, st
     cpus = float(ray.cluster_resources().get("CPU", 1.0))
     per_worker = min(1.0, cpus / n)   # fractional CPUs so 8 workers still fit on a 2-core laptop
     threads = cfg.train.threads or max(1, int(os.cpu_count() or 1) // n)
-    spread = {"scheduling_strategy": "SPREAD"}
+    node_cpus = {nd["NodeID"]: nd["Resources"].get("CPU", 0) for nd in ray.nodes() if nd["Alive"]}
+    nodes = sorted(k for k, c in node_cpus.items() if c > 0)
+    load: dict[str, float] = {}
+
+    def place(i: int, cpus: float) -> dict[str, Any]:
+        """Round-robin over the nodes. Pinned (hard affinity: Ray's soft affinity ignores the node
+        for actors that need no CPU) only where the node has room; otherwise Ray chooses."""
+        if len(nodes) < 2:
+            return {}
+        node = nodes[i % len(nodes)]
+        if load.get(node, 0.0) + cpus > node_cpus[node]:
+            return {}
+        load[node] = load.get(node, 0.0) + cpus
+        return {"scheduling_strategy": NodeAffinitySchedulingStrategy(node, soft=False)}
+
     lane_prefix = f"/dev/shm/downpour-{run_id}"
-    shard_actors = [ShardActor.options(name=f"downpour-{run_id}-shard{j}", num_cpus=0, **spread).remote(s, lane_prefix, n)
+    shard_actors = [ShardActor.options(name=f"downpour-{run_id}-shard{j}", num_cpus=0, **place(j, 0.0)).remote(s, lane_prefix, n)
                     for j, s in enumerate(shards)]
     lanes = ray.get([a.lanes.remote() for a in shard_actors])
     datas = [job.data.shard(w, n) for w in range(n)]
-    worker_actors = [WorkerActor.options(name=f"downpour-{run_id}-worker{w}", num_cpus=per_worker, **spread)
+    worker_actors = [WorkerActor.options(name=f"downpour-{run_id}-worker{w}", num_cpus=per_worker, **place(w, per_worker))
                      .remote(cfg, w, datas[w], job.bounds, start_step, seqs.get(w, 0), shard_actors, lanes, threads)
                      for w in range(n)]
     placement = {"shards": ray.get([a.node.remote() for a in shard_actors]),

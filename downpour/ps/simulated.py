@@ -33,7 +33,7 @@ class SimulatedCluster:
     """Runs ``coord``'s budget of steps with ``shards`` (already restored on resume)."""
 
     def __init__(self, job: Job, shards: list[Shard], coord: Coordinator, stage_of: Callable[[int], int | None],
-                 start_step: int = 0, seqs: dict[int, int] | None = None):
+                 start_step: int = 0, seqs: dict[int, int] | None = None, start_time: float = 0.0):
         cfg = job.cfg
         self.job, self.shards, self.coord, self.stage_of = job, shards, coord, stage_of
         n = cfg.cluster.workers
@@ -42,7 +42,7 @@ class SimulatedCluster:
                                       for w in range(n)]
         self.delays = make_delays(cfg.cluster.delay, n)
         self.rngs = delay_rngs(cfg.seed + start_step, n)
-        self.now = 0.0
+        self.now = start_time      # a resumed run continues the virtual clock
         self._heap: list[tuple[float, int, int, int, Push | None]] = []   # (time, order, kind, worker, push)
         self._order = 0
         self._left = [0] * n        # steps left in each worker's current cycle
@@ -85,7 +85,7 @@ class SimulatedCluster:
         self._wake(set(joined) | {w}, t)
 
     def run(self, on_push: OnPush) -> None:
-        self._wake(set(self.coord.live), 0.0)
+        self._wake(set(self.coord.live), self.now)
         while self._heap:
             t, _, kind, w, push = heapq.heappop(self._heap)
             self.now = t
