@@ -33,7 +33,8 @@ def _logs(path):
 
 
 def test_async_run_writes_the_run_directory(tmp_path, local_ray):
-    cfg = _cfg("train.steps=60")
+    # DC-ASGD must see every pull, so this run also takes the object-store path (no shared memory)
+    cfg = _cfg("train.steps=60", 'cluster.compensation="dc-asgd"', "cluster.rule=sgd", "train.lr=0.01")
     summary = run_cluster(cfg, RunDir.create(tmp_path / "r", cfg))
     run = RunDir.open(tmp_path / "r")
     assert summary["steps"] == 60 and summary["versions"] == [60, 60]

@@ -140,7 +140,7 @@ class ShardLink:
     shard lives on the same node, the object store otherwise."""
 
     def __init__(self, actor: Any, lanes: dict[str, Any] | None, wid: int, n: int):
-        self.actor, self.n = actor, n
+        self.actor, self.n, self.wid = actor, n, wid
         local = lanes is not None and lanes["node"] == _node()
         self.params = shm.Segment(lanes["params"], n) if local else None
         self.inbox = shm.Segment(lanes["inbox"][wid], n) if local else None
@@ -150,7 +150,7 @@ class ShardLink:
         ``(params, version)`` to be fetched (the caller batches those)."""
         if self.params is not None:
             return self.params.read_into(out)
-        return self.actor.pull.remote()
+        return self.actor.pull.remote(self.wid)   # the shard notes the pull (DC-ASGD keeps a copy)
 
     def stage(self, grad: np.ndarray, seq: int, base: int) -> np.ndarray | None:
         """Leave ``grad`` in the inbox (returns None) or hand it back to travel by the object store."""
@@ -212,23 +212,14 @@ def connect(address: str) -> bool:
     return True
 
 
-def run_ray(job: Job, shards: list[Shard], coord: Coordinator, recorder: Any, stage_of: Callable[[int], int | None],
-            start_step: int, seqs: dict[int, int]) -> tuple[list[ShardState], dict[str, Any]]:
-    """Run the coordinator's budget on Ray actors; returns the final shard states and placement info."""
-    cfg = job.cfg
-    n, m = cfg.cluster.workers, len(shards)
-    started = connect(cfg.cluster.address)
-    run_id = uuid.uuid4().hex[:8]
-    cpus = float(ray.cluster_resources().get("CPU", 1.0))
-    per_worker = min(1.0, cpus / n)   # fractional CPUs so 8 workers still fit on a 2-core laptop
-    threads = cfg.train.threads or max(1, int(os.cpu_count() or 1) // n)
-    node_cpus = {nd["NodeID"]: nd["Resources"].get("CPU", 0) for nd in ray.nodes() if nd["Alive"]}
+def _placer(nodes_info: list[dict[str, Any]]) -> Callable[[int, float], dict[str, Any]]:
+    """Round-robin over the nodes. Pinned (hard affinity: Ray's soft affinity ignores the node for
+    actors that need no CPU) only where the node has room; otherwise Ray chooses."""
+    node_cpus = {nd["NodeID"]: nd["Resources"].get("CPU", 0) for nd in nodes_info if nd["Alive"]}
     nodes = sorted(k for k, c in node_cpus.items() if c > 0)
     load: dict[str, float] = {}
 
     def place(i: int, cpus: float) -> dict[str, Any]:
-        """Round-robin over the nodes. Pinned (hard affinity: Ray's soft affinity ignores the node
-        for actors that need no CPU) only where the node has room; otherwise Ray chooses."""
         if len(nodes) < 2:
             return {}
         node = nodes[i % len(nodes)]
@@ -237,25 +228,39 @@ def run_ray(job: Job, shards: list[Shard], coord: Coordinator, recorder: Any, st
         load[node] = load.get(node, 0.0) + cpus
         return {"scheduling_strategy": NodeAffinitySchedulingStrategy(node, soft=False)}
 
-    lane_prefix = f"/dev/shm/downpour-{run_id}"
-    shard_actors = [ShardActor.options(name=f"downpour-{run_id}-shard{j}", num_cpus=0, **place(j, 0.0)).remote(s, lane_prefix, n)
-                    for j, s in enumerate(shards)]
+    return place
+
+
+def _start_actors(job: Job, shards: list[Shard], start_step: int, seqs: dict[int, int], run_id: str,
+                  shard_actors: list[Any], worker_actors: list[Any]) -> None:
+    """Shard actors, then worker actors (which learn the shards' shared-memory lanes), appended to
+    the lists given so a failure half-way still lets the caller tear down what was started."""
+    cfg = job.cfg
+    n = cfg.cluster.workers
+    per_worker = min(1.0, float(ray.cluster_resources().get("CPU", 1.0)) / n)  # 8 workers still fit on 2 cores
+    threads = cfg.train.threads or max(1, int(os.cpu_count() or 1) // n)
+    place = _placer(ray.nodes())
+    for j, s in enumerate(shards):
+        shard_actors.append(ShardActor.options(name=f"downpour-{run_id}-shard{j}", num_cpus=0, **place(j, 0.0))
+                            .remote(s, f"/dev/shm/downpour-{run_id}", n))
     lanes = ray.get([a.lanes.remote() for a in shard_actors])
-    datas = [job.data.shard(w, n) for w in range(n)]
-    worker_actors = [WorkerActor.options(name=f"downpour-{run_id}-worker{w}", num_cpus=per_worker, **place(w, per_worker))
-                     .remote(cfg, w, datas[w], job.bounds, start_step, seqs.get(w, 0), shard_actors, lanes, threads)
-                     for w in range(n)]
-    placement = {"shards": ray.get([a.node.remote() for a in shard_actors]),
-                 "workers": ray.get([a.node.remote() for a in worker_actors])}
-    recorder.snapshot = lambda: ray.get([a.state_dict.remote() for a in shard_actors])
+    for w in range(n):
+        worker_actors.append(WorkerActor.options(name=f"downpour-{run_id}-worker{w}", num_cpus=per_worker, **place(w, per_worker))
+                             .remote(cfg, w, job.data.shard(w, n), job.bounds, start_step, seqs.get(w, 0),
+                                     shard_actors, lanes, threads))
 
-    def set_live() -> None:  # waited for, so no worker fetches before the shards know who is live
-        ray.get([a.set_workers.remote(sorted(coord.live)) for a in shard_actors])
 
+def _drive(shard_actors: list[Any], worker_actors: list[Any], coord: Coordinator, recorder: Any,
+           stage_of: Callable[[int], int | None]) -> None:
+    """The driver loop: dispatch cycles, hand finished gradients to the shards, record each push."""
+    m = len(shard_actors)
     pending: dict[Any, tuple[str, int]] = {}
     grads: dict[Any, list[Any]] = {}    # a cycle's metadata ref -> its gradient refs
     pushes: dict[Any, tuple[list[Any], dict[str, Any]]] = {}   # last push ref -> (all refs, metadata)
     blocked: set[int] = set()
+
+    def set_live() -> None:  # waited for, so no worker fetches before the shards know who is live
+        ray.get([a.set_workers.remote(sorted(coord.live)) for a in shard_actors])
 
     def dispatch(w: int) -> None:
         k = coord.begin_cycle(w)
@@ -307,11 +312,33 @@ def run_ray(job: Job, shards: list[Shard], coord: Coordinator, recorder: Any, st
         recorder.on_push(push, record)
         for v in sorted(blocked | set(joined) | {w}):
             dispatch(v)
-    states = ray.get([a.state_dict.remote() for a in shard_actors])  # state_dict flushes a partial sync round
-    ray.get([a.close.remote() for a in shard_actors])
-    for a in (*worker_actors, *shard_actors):
-        ray.kill(a)
-    if started:
-        ray.shutdown()
+
+
+def run_ray(job: Job, shards: list[Shard], coord: Coordinator, recorder: Any, stage_of: Callable[[int], int | None],
+            start_step: int, seqs: dict[int, int]) -> tuple[list[ShardState], dict[str, Any]]:
+    """Run the coordinator's budget on Ray actors; returns the final shard states and placement info.
+
+    Whatever happens (an error, Ctrl-C), the actors are killed and the shared memory removed, so
+    nothing is left running on a shared cluster.
+    """
+    started = connect(job.cfg.cluster.address)
+    shard_actors: list[Any] = []
+    worker_actors: list[Any] = []
+    try:
+        _start_actors(job, shards, start_step, seqs, uuid.uuid4().hex[:8], shard_actors, worker_actors)
+        placement = {"shards": ray.get([a.node.remote() for a in shard_actors]),
+                     "workers": ray.get([a.node.remote() for a in worker_actors])}
+        recorder.snapshot = lambda: ray.get([a.state_dict.remote() for a in shard_actors])
+        _drive(shard_actors, worker_actors, coord, recorder, stage_of)
+        states = ray.get([a.state_dict.remote() for a in shard_actors])  # flushes a partial sync round
+    finally:
+        try:
+            ray.get([a.close.remote() for a in shard_actors], timeout=30)
+        except RayError:
+            log.warning("a shard could not remove its shared memory (/dev/shm/downpour-*)")
+        for a in (*worker_actors, *shard_actors):
+            ray.kill(a)
+        if started:
+            ray.shutdown()
     nodes = sorted(set(placement["shards"]) | set(placement["workers"]))
     return states, {"nodes": len(nodes), "placement": {k: [nodes.index(x) for x in v] for k, v in placement.items()}}
