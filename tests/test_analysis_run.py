@@ -76,6 +76,8 @@ def test_not_a_run_fails_clearly(tmp_path):
 def test_unknown_option_names_the_nearest(run_dir):
     with pytest.raises(ValueError, match="did you mean 'splits'"):
         analyze_run(run_dir, split=3)
+    with pytest.raises(ValueError, match="analysis.top_k must be an int >= 1"):
+        analyze_run(run_dir, top_k=0)
 
 
 def test_cli_reports_a_non_run(tmp_path, capsys):

@@ -33,6 +33,10 @@ def _pct(value: Any) -> str:
     return f"{100 * value:.1f}%" if isinstance(value, (int, float)) else "–"
 
 
+def _num(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, (int, float)) else "–"
+
+
 def _image(run: RunDir, rel: str | None, alt: str) -> str:
     """An <img> with the PNG inlined, or a note if the analysis made no such figure."""
     if not rel:
@@ -129,7 +133,7 @@ def write_report(run_path: str | Path, analyze_if_missing: bool = True) -> Path:
     body = f"""
 <h1>downpour run report: {_esc(run.path.name)}</h1>
 <p>Model <b>{_esc(a['model'])}</b>, trained {_esc(a.get('trained_steps'))} steps; analysed layer <code>{_esc(a['layer'])}</code>.
-Loss {_esc(training.get('first_loss'))} → {_esc(training.get('last_loss'))} over {_esc(training.get('logged_rows'))} logged rows.</p>
+Loss {_num(training.get('first_loss'))} → {_num(training.get('last_loss'))} over {_esc(training.get('logged_rows'))} logged rows.</p>
 
 <h2 id="training">Training curves</h2>
 {_image(run, figs.get('loss'), 'loss curves per cost part')}

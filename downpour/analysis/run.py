@@ -40,8 +40,13 @@ def analysis_options(cfg: RunConfig, overrides: dict[str, Any]) -> AnalysisConfi
         if key not in valid:
             raise ValueError(f"unknown analysis option {key!r}{nearest(key, valid)}; valid: {', '.join(valid)}")
     opts = dataclasses.replace(cfg.analysis, **{k: v for k, v in overrides.items() if v is not None})
-    if isinstance(opts.probes, str):
-        opts.probes = [p for p in opts.probes.split(",") if p]
+    for key in ("probes", "probe_layers"):          # `--set analysis.probes=lfw,digits` arrives as one string
+        if isinstance(getattr(opts, key), str):
+            setattr(opts, key, [p for p in getattr(opts, key).split(",") if p])
+    for key in ("splits", "random_filters", "top_k", "stimulus_steps", "stimulus_restarts", "probe_folds", "probe_samples"):
+        value = getattr(opts, key)
+        if not isinstance(value, int) or value < (2 if key == "probe_folds" else 1):
+            raise ValueError(f"analysis.{key} must be an int >= {2 if key == 'probe_folds' else 1}, got {value!r}")
     return opts
 
 
