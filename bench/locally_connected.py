@@ -50,7 +50,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--maps", type=int, default=8)
     p.add_argument("--stride", type=int, default=1)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--reps", type=int, default=7, help="timed repetitions of each variant (interleaved)")
+    p.add_argument("--reps", type=int, default=9, help="timed repetitions of each variant (interleaved)")
     p.add_argument("--no-memory", action="store_true", help="skip the per-variant memory subprocesses")
     p.add_argument("--measure-memory", choices=VARIANTS, help=argparse.SUPPRESS)  # internal: child mode
     return p.parse_args(argv)
@@ -71,7 +71,8 @@ def step_fn(variant: str, layer: LocallyConnected2d, x: torch.Tensor, gy: torch.
     if variant == "conv2d":  # same FLOPs as the untied layer, one shared bank
         w = torch.nn.Parameter(layer.weight[0, 0].detach().clone())
         return lambda: F.conv2d(x, w, stride=layer.stride).backward(gy), (w,)
-    if variant == "naive":
+    if variant == "naive":  # its own contiguous parameter, as the obvious layer would hold it
+        w = torch.nn.Parameter(layer.weight.detach().contiguous())
         return lambda: locally_connected_reference(x, w, layer.stride).backward(gy), (w,)
     return lambda: layer(x).backward(gy), (w,)
 
