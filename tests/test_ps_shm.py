@@ -1,0 +1,40 @@
+"""Shared-memory lanes: seqlocked parameter reads and the one-gradient inbox handshake."""
+import numpy as np
+import pytest
+
+from downpour.ps import shm
+
+pytestmark = pytest.mark.skipif(not shm.available(), reason="no writable /dev/shm")
+
+
+@pytest.fixture
+def prefix(tmp_path):
+    return f"/dev/shm/downpour-test-{tmp_path.name}"
+
+
+def test_reader_sees_the_writers_values_and_version(prefix):
+    owner = shm.Segment(f"{prefix}-p", 5, create=True)
+    reader = shm.Segment(f"{prefix}-p", 5)
+    with owner.writing():
+        owner.data[:] = np.arange(5)
+        owner.set_version(3)
+    out = np.empty(5, dtype=np.float32)
+    assert reader.read_into(out) == 3 and out.tolist() == [0, 1, 2, 3, 4]
+    assert owner.header[0] % 2 == 0          # the seqlock is released
+    owner.close()
+    assert not owner.path.exists()
+
+
+def test_inbox_holds_one_gradient_until_taken(prefix):
+    shard_side = shm.Segment(f"{prefix}-i", 3, create=True)
+    worker_side = shm.Segment(f"{prefix}-i", 3)
+    assert shard_side.take() is None
+    worker_side.put(np.array([1, 2, 3], dtype=np.float32), seq=7, base=2)
+    data, seq, base = shard_side.take()
+    assert data.tolist() == [1, 2, 3] and (seq, base) == (7, 2)
+    with pytest.raises(TimeoutError, match="never took push 7"):
+        worker_side.put(np.zeros(3, dtype=np.float32), seq=8, base=3, timeout=0.01)  # the slot is still full
+    shard_side.release()
+    worker_side.put(np.zeros(3, dtype=np.float32), seq=8, base=3)
+    assert shard_side.take()[1] == 8
+    shard_side.close()
