@@ -46,6 +46,10 @@ def filter_grid(filters: np.ndarray, path: Path, title: str = "first-layer filte
     ``max_filters`` is shown and the title says so. One image, not one axis per filter: fast.
     """
     filters = np.asarray(filters, dtype=np.float64)
+    if filters.shape[1] not in (1, 3):
+        # Neither grey nor RGB (e.g. 2 channels: a glimpse's two resolutions): each channel its own grey tile.
+        filters = filters.reshape(-1, 1, *filters.shape[2:])
+        title = f"{title} (one tile per input channel)"
     total = len(filters)
     if total > max_filters:
         filters = filters[np.linspace(0, total - 1, max_filters).round().astype(int)]

@@ -106,6 +106,8 @@ def _invariance(a: dict[str, Any]) -> str:
 def _filters(f: dict[str, Any]) -> str:
     if not f.get("available"):
         return '<p class="note">This model has no first-layer filters to draw.</p>'
+    if f.get("coherence_mean") is None:
+        return f"<p>{f['count']} filters of shape {'×'.join(map(str, f['shape']))} (too thin for an orientation measure).</p>"
     return (f"<p>{f['count']} filters of shape {'×'.join(map(str, f['shape']))}. Mean orientation coherence "
             f"{f['coherence_mean']:.3f} (1 = a clean oriented edge; Gaussian noise filters of the same shape: "
             f"{f['coherence_noise']:.3f}).</p>")

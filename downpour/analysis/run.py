@@ -222,6 +222,10 @@ def _filter_stats(filters: np.ndarray | None, seed: int) -> dict[str, Any]:
     """How edge-like the first-layer filters are: mean orientation coherence, beside that of Gaussian noise filters."""
     if filters is None:
         return {"available": False}
+    if min(filters.shape[2:]) < 3:
+        # A row of weights (a recurrent model's input map) has no 2-D structure to be oriented.
+        return {"available": True, "count": int(len(filters)), "shape": list(filters.shape[1:]), "coherence_mean": None,
+                "coherence_noise": None}
     noise = np.random.default_rng(seed).standard_normal(filters.shape)
     return {"available": True, "count": int(len(filters)), "shape": list(filters.shape[1:]),
             "coherence_mean": float(coherence(filters).mean()), "coherence_noise": float(coherence(noise).mean())}

@@ -1,0 +1,33 @@
+"""Figures: every kind of filter bank draws, loss curves plot cost parts only, staleness bars draw."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from downpour.analysis import figures
+
+
+@pytest.mark.parametrize("shape", [(30, 1, 8, 8), (5000, 1, 8, 8), (10, 2, 6, 6), (12, 3, 5, 5), (16, 1, 1, 8)])
+def test_filter_grid_draws_any_bank(tmp_path, shape):
+    path = figures.filter_grid(np.random.default_rng(0).standard_normal(shape), tmp_path / "f.png")
+    with Image.open(path) as im:
+        assert im.size[0] > 50 and im.size[1] > 50
+
+
+def test_cost_parts_leave_out_bookkeeping():
+    rows = [{"step": 5, "time": 0.1, "loss": 3.0, "stage1/reconstruction": 2.0, "kl_sparsity": 1.0, "worker": 0,
+             "staleness": 4.0, "version": 5, "samples_per_s": 100.0, "metric/sparsity": 0.1, "vtime": 1.2}]
+    assert figures.cost_parts(rows) == ["loss", "kl_sparsity", "metric/sparsity", "stage1/reconstruction"]
+
+
+def test_loss_curves_average_workers_and_need_a_cost(tmp_path):
+    rows = [{"step": s, "worker": w, "loss": 10.0 / s + w, "reconstruction": 1.0 / s} for s in (1, 2, 3) for w in (0, 1)]
+    assert figures.loss_curves(rows, tmp_path / "loss.png").stat().st_size > 1000
+    with pytest.raises(ValueError, match="no numeric cost"):
+        figures.loss_curves([{"step": 1, "time": 0.0}], tmp_path / "none.png")
+
+
+def test_staleness_histogram(tmp_path):
+    hist = {"overall": {0: 2, 1: 5, 4: 1}, "worker 0": {0: 1, 1: 3}, "worker 1": {1: 2, 4: 1}}
+    assert figures.staleness_histogram(hist, tmp_path / "s.png").stat().st_size > 1000
