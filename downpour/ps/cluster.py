@@ -62,6 +62,11 @@ class Recorder:
         self._last_time = self.t0
         self._last_pushes = 0
 
+    def mark_started(self) -> None:
+        """The runner's processes are up: rates and times count from here, as the local runner's do."""
+        now = time.perf_counter()
+        self.t0 = self._last_time = self.telemetry.start = self.telemetry.last_time = now
+
     def elapsed(self) -> float:
         return self.elapsed0 + time.perf_counter() - self.t0
 

@@ -329,6 +329,7 @@ def run_ray(job: Job, shards: list[Shard], coord: Coordinator, recorder: Any, st
         placement = {"shards": ray.get([a.node.remote() for a in shard_actors]),
                      "workers": ray.get([a.node.remote() for a in worker_actors])}
         recorder.snapshot = lambda: ray.get([a.state_dict.remote() for a in shard_actors])
+        recorder.mark_started()   # the placement answers above mean every actor has been built
         _drive(shard_actors, worker_actors, coord, recorder, stage_of)
         states = ray.get([a.state_dict.remote() for a in shard_actors])  # flushes a partial sync round
     finally:
