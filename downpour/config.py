@@ -71,9 +71,10 @@ class ClusterConfig:
     dc_lambda: float = 0.04        # DC-ASGD's λ
     n_fetch: int = 1               # a worker fetches parameters every n_fetch steps
     n_push: int = 1                # and pushes its accumulated gradient every n_push steps
-    delay: str = "constant:1"      # simulated: constant:T | uniform:A:B | exponential:MEAN | straggler:T:FACTOR
+    delay: str = "constant:1"      # simulated: time a push travels, in steps: constant:T | uniform:A:B | exponential:MEAN | straggler:T:FACTOR
     warm_start: int = 0            # steps worker 0 trains alone before the others join
-    checkpoint_every: int = 0      # server updates between shard checkpoints; 0 = only at the end
+    checkpoint_every: int = 0      # server updates (pushes) between server checkpoints; 0 = only at the end
+    restarts: int = 0              # ray: how many lost workers are restarted (fresh actor, same data shard); 0 = go on without them
 
 
 @dataclass
