@@ -185,3 +185,23 @@ def test_untied_decoder_weight_grad_in_either_layout():
         # d<A_w^T y, t>/dw = weight gradient of the forward map at input t with output gradient y
         want = kernels.lc_weight_grad(t, y, 1, 3)
         torch.testing.assert_close(w.grad, want)
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_worker_threads_split_rows_without_changing_results(stride):
+    """With >1 torch thread the untied kernel splits output rows over worker threads; same numbers."""
+    layer = LocallyConnected2d(2, 3, (13, 9), 3, stride=stride).double()
+    layer.chunk_bytes = 1
+    x = torch.randn(2, 2, 13, 9, dtype=torch.float64, requires_grad=True)
+    y = torch.randn(2, 3, *layer.out_size, dtype=torch.float64)
+    torch.set_num_threads(3)  # the autouse fixture puts 1 back
+    out = layer(x)
+    (out * y).sum().backward()
+    assert torch.get_num_threads() == 3  # the workers' own setting does not leak into the caller
+    torch.testing.assert_close(out, loop_reference(x.detach(), layer.weight.detach(), stride))
+    torch.set_num_threads(1)
+    torch.testing.assert_close(x.grad, layer.adjoint(y).detach())
+    torch.testing.assert_close(layer.weight.grad, kernels.lc_weight_grad(x.detach(), y, stride, 3))
+    torch.set_num_threads(2)
+    with torch.inference_mode():
+        torch.testing.assert_close(layer(x.detach()), out.detach())

@@ -7,7 +7,8 @@ GEMM output as it comes and sum with a handful of large vectorised torch ops per
 which matters twice: for speed, and because under CPU contention every small op that opens an
 OpenMP region can cost a scheduler tick.
 
-It works in (.., B) batch-innermost layouts and returns (B, C, H, W).
+It works in (.., B) batch-innermost layouts; each fold covers a range of output rows, so the
+kernel's worker threads (``_lc_threads``) fold their own rows and the pieces are summed at the end.
 """
 from __future__ import annotations
 
@@ -24,26 +25,28 @@ class RowsFirstFold:
     than all the cols together, with k adds in total. Works for any stride.
     """
 
-    def __init__(self, like: Tensor, c: int, k: int, out_size: tuple[int, int], in_size: tuple[int, int],
+    def __init__(self, like: Tensor, c: int, k: int, out_rows: tuple[int, int], wo: int, width: int,
                  batch: int, stride: int):
-        self.c, self.k, self.wo, self.b, self.s = c, k, out_size[1], batch, stride
-        self.in_size = in_size
-        self.rows = like.new_zeros(in_size[0], self.wo, c, k, batch)       # (H, Wo, C, dx, B)
+        self.c, self.k, self.wo, self.width, self.b, self.s = c, k, wo, width, batch, stride
+        # output rows [a, z) touch input rows [a*s, (z-1)*s + k)
+        self.top = out_rows[0] * stride
+        n_in = (out_rows[1] - 1) * stride + k - self.top
+        self.rows = like.new_zeros(n_in, wo, c, k, batch)                  # (input rows, Wo, C, dx, B)
 
     def add_rows(self, i0: int, i1: int, wf: Tensor, g: Tensor) -> None:
         """Output rows i0..i1-1; wf (P, M, Q) weights (any strides) and g (P, M, B) output gradient."""
         k, wo, s, r = self.k, self.wo, self.s, i1 - i0
         cols = torch.bmm(wf[i0 * wo:i1 * wo].transpose(1, 2), g[i0 * wo:i1 * wo])   # (L, Q, B)
         cols = cols.view(r, wo, self.c, k, k, self.b)                                # (R, Wo, C, dy, dx, B)
-        top, span = i0 * s, s * (r - 1) + 1
+        top, span = i0 * s - self.top, s * (r - 1) + 1
         for dy in range(k):
             self.rows[top + dy:top + dy + span:s].add_(cols[:, :, :, dy])   # add_ on the view: no write-back
 
-    def result(self) -> Tensor:
-        """(B, C, H, W)."""
+    def result(self) -> tuple[int, Tensor]:
+        """(first input row, (input rows, W, C, B) sums) of the output rows this fold covers."""
         k, s = self.k, self.s
-        image = self.rows.new_zeros(self.in_size[0], self.in_size[1], self.c, self.b)    # (H, W, C, B)
+        image = self.rows.new_zeros(self.rows.shape[0], self.width, self.c, self.b)
         span = s * (self.wo - 1) + 1
         for dx in range(k):
             image[:, dx:dx + span:s].add_(self.rows[:, :, :, dx])
-        return image.permute(3, 2, 0, 1).contiguous()
+        return self.top, image

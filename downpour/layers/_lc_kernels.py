@@ -25,6 +25,7 @@ from torch import Tensor
 from torch.autograd import Function
 
 from downpour.layers._lc_fold import RowsFirstFold
+from downpour.layers._lc_threads import run_parts, split_rows, streams
 
 # Budget for one chunk's receptive-field buffer. A few MB keeps it in the last-level cache and the
 # layer's extra memory well below the weights' size; larger chunks only amortise Python overhead.
@@ -91,11 +92,15 @@ def lc_apply(x: Tensor, w: Tensor, stride: int, chunk_bytes: int = CHUNK_BYTES) 
     wf = _bank_matrices(w)                                           # (P, M, Q)
     out = x.new_empty(ho * wo, m, b)  # position-major, so each bmm writes a contiguous slab
     rows = _rows_per_chunk(wo, b, q, x.element_size(), chunk_bytes)
-    for i0 in range(0, ho, rows):
-        i1 = min(ho, i0 + rows)
-        p0, p1 = i0 * wo, i1 * wo
-        # (L, M, Q) @ (L, Q, B): the (M x B) output tile per position suits MKL better than (B x M).
-        torch.bmm(wf[p0:p1], _windows(xt, k, stride, i0, i1, wo), out=out[p0:p1])
+
+    def part(span: tuple[int, int]) -> None:
+        for i0 in range(span[0], span[1], rows):
+            i1 = min(span[1], i0 + rows)
+            p0, p1 = i0 * wo, i1 * wo
+            # (L, M, Q) @ (L, Q, B): the (M x B) output tile per position suits MKL better than (B x M).
+            torch.bmm(wf[p0:p1], _windows(xt, k, stride, i0, i1, wo), out=out[p0:p1])
+
+    run_parts(part, split_rows(ho, streams()))
     return out.view(ho, wo, m, b).permute(3, 2, 0, 1).contiguous()
 
 
@@ -117,22 +122,32 @@ def lc_backward(y: Tensor, stride: int, k: int, in_size: tuple[int, int], w: Ten
     rows = _rows_per_chunk(wo, b, q, y.element_size(), chunk_bytes)
     if w is not None:
         wf = _bank_matrices(w)                                       # (P, M, Q)
-        fold = RowsFirstFold(y, c, k, (ho, wo), (h, width), b, stride)
     if x is not None:
         xt = _to_chwb(x)
         dw = y.new_empty(ho * wo, q, m) if grad_maps_last else y.new_empty(ho * wo, m, q)
-    for i0 in range(0, ho, rows):
-        i1 = min(ho, i0 + rows)
-        p0, p1 = i0 * wo, i1 * wo
-        if x is not None:   # written straight into the weight gradient
-            cols = _windows(xt, k, stride, i0, i1, wo)                   # (L, Q, B)
-            if grad_maps_last:  # (L, Q, B) @ (L, B, M)
-                torch.bmm(cols, g[p0:p1].transpose(1, 2), out=dw[p0:p1])
-            else:               # (L, M, B) @ (L, B, Q)
-                torch.bmm(g[p0:p1], cols.transpose(1, 2), out=dw[p0:p1])
-        if w is not None:   # (L, Q, M) @ (L, M, B): per-position input gradients, then col2im
-            fold.add_rows(i0, i1, wf, g)
-    dx = fold.result() if w is not None else None
+
+    def part(span: tuple[int, int]) -> tuple[int, Tensor] | None:
+        fold = RowsFirstFold(y, c, k, span, wo, width, b, stride) if w is not None else None
+        for i0 in range(span[0], span[1], rows):
+            i1 = min(span[1], i0 + rows)
+            p0, p1 = i0 * wo, i1 * wo
+            if x is not None:   # written straight into the weight gradient
+                cols = _windows(xt, k, stride, i0, i1, wo)                   # (L, Q, B)
+                if grad_maps_last:  # (L, Q, B) @ (L, B, M)
+                    torch.bmm(cols, g[p0:p1].transpose(1, 2), out=dw[p0:p1])
+                else:               # (L, M, B) @ (L, B, Q)
+                    torch.bmm(g[p0:p1], cols.transpose(1, 2), out=dw[p0:p1])
+            if fold is not None:    # (L, Q, M) @ (L, M, B): per-position input gradients, then col2im
+                fold.add_rows(i0, i1, wf, g)
+        return fold.result() if fold is not None else None
+
+    parts = run_parts(part, split_rows(ho, streams()))
+    dx = None
+    if w is not None:   # the ranges' input rows overlap by k - stride rows: sum the pieces
+        image = y.new_zeros(h, width, c, b)                          # (H, W, C, B)
+        for top, piece in parts:
+            image[top:top + piece.shape[0]].add_(piece)
+        dx = image.permute(3, 2, 0, 1).contiguous()
     if x is None:
         return dx, None
     if grad_maps_last:

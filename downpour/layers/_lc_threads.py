@@ -1,0 +1,86 @@
+"""Run the untied kernel's row ranges on single-threaded workers instead of OpenMP per op.
+
+The untied kernel issues a few hundred mid-sized ops per step (a copy, a GEMM and a few adds per
+chunk of output rows). With torch's usual intra-op parallelism each op is a fork/join of the
+OpenMP team; on a machine where other processes hold the cores, every join waits for a descheduled
+thread, and 2 threads ran ~50x slower than 1 on our shared 2-core box. Splitting the output rows
+into ``torch.get_num_threads()`` ranges, each processed start to finish by one worker thread whose
+own ops are single-threaded, needs no synchronisation until the end: it scales on an idle machine
+and degrades gracefully on a busy one.
+
+Workers are daemon threads of a per-process pool (recreated after fork). Each sets its own torch
+thread count to 1; that call also changes torch's process-wide default for threads not yet
+started, so the caller's count is put back right after the pool starts. Tasks run under the
+caller's grad / inference mode rules: no autograd (the kernels are the inside of autograd
+Functions) and inference mode if the caller is in it.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Sequence, TypeVar
+
+import torch
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+_lock = threading.Lock()
+_pool: ThreadPoolExecutor | None = None
+_pool_size = 0
+_pool_pid = -1
+
+
+def _start_pool(n: int) -> ThreadPoolExecutor:
+    """A pool of n started workers with 1 torch thread each; the caller's thread settings are kept."""
+    caller_threads = torch.get_num_threads()
+    ready = threading.Barrier(n + 1)
+
+    def init() -> None:
+        torch.set_num_threads(1)  # this worker's OpenMP / MKL setting (and, briefly, torch's default)
+        ready.wait()
+
+    pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="downpour-lc", initializer=init)
+    for _ in range(n):  # ThreadPoolExecutor starts a thread per submit until max_workers
+        pool.submit(lambda: None)
+    ready.wait()
+    torch.set_num_threads(caller_threads)
+    return pool
+
+
+def _get_pool(n: int) -> ThreadPoolExecutor:
+    global _pool, _pool_size, _pool_pid
+    with _lock:
+        if _pool is None or _pool_size < n or _pool_pid != os.getpid():
+            if _pool is not None and _pool_pid == os.getpid():
+                _pool.shutdown(wait=True)
+            _pool, _pool_size, _pool_pid = _start_pool(n), n, os.getpid()
+        return _pool
+
+
+def split_rows(n_rows: int, parts: int) -> list[tuple[int, int]]:
+    """[start, stop) ranges covering 0..n_rows-1 in at most ``parts`` near-equal pieces."""
+    parts = max(1, min(parts, n_rows))
+    edges = [round(i * n_rows / parts) for i in range(parts + 1)]
+    return [(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+
+
+def run_parts(fn: Callable[[T], R], parts: Sequence[T]) -> list[R]:
+    """[fn(p) for p in parts], on worker threads when torch may use more than one thread."""
+    threads = min(torch.get_num_threads(), len(parts))
+    if threads <= 1 or threading.current_thread().name.startswith("downpour-lc"):
+        return [fn(p) for p in parts]
+    inference = torch.is_inference_mode_enabled()
+
+    def task(p: T) -> R:
+        with torch.inference_mode(inference), torch.no_grad():
+            return fn(p)
+
+    pool = _get_pool(threads)
+    return [f.result() for f in [pool.submit(task, p) for p in parts]]
+
+
+def streams() -> int:
+    """How many row ranges to split the work into: torch's intra-op thread count."""
+    return max(1, torch.get_num_threads())
