@@ -205,3 +205,15 @@ def test_worker_threads_split_rows_without_changing_results(stride):
     torch.set_num_threads(2)
     with torch.inference_mode():
         torch.testing.assert_close(layer(x.detach()), out.detach())
+
+
+def test_dispatch_modes_see_the_kernel_ops():
+    """FlopCounterMode is per thread: with a mode active the kernel must stay on the caller's thread."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    layer = LocallyConnected2d(2, 3, (10, 9), 3)
+    x = torch.randn(4, 2, 10, 9)
+    torch.set_num_threads(2)
+    with FlopCounterMode(display=False) as counter:
+        layer(x)
+    assert counter.get_total_flops() == 2 * 4 * 3 * 2 * 9 * layer.out_size[0] * layer.out_size[1]

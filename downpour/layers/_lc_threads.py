@@ -10,8 +10,9 @@ and degrades gracefully on a busy one.
 
 Workers are daemon threads of a per-process pool (recreated after fork). Each sets its own torch
 thread count to 1; that call also changes torch's process-wide default for threads not yet
-started, so the caller's count is put back right after the pool starts. Tasks run under the
-caller's grad / inference mode rules: no autograd (the kernels are the inside of autograd
+started, so the caller's count is put back right after the pool starts. Under a Python dispatch mode
+(FlopCounterMode, memory accounting) the work stays on the calling thread, which the mode watches.
+Tasks run under the caller's grad / inference mode rules: no autograd (the kernels are the inside of autograd
 Functions) and inference mode if the caller is in it.
 """
 from __future__ import annotations
@@ -59,6 +60,17 @@ def _get_pool(n: int) -> ThreadPoolExecutor:
         return _pool
 
 
+def _mode_active() -> bool:
+    """Whether the caller runs under a Python dispatch / function mode (FlopCounterMode, memory
+    trackers, ...). Modes are per thread, so work on our workers would escape them: run inline."""
+    try:
+        from torch.utils._python_dispatch import _get_current_dispatch_mode
+        dispatch = _get_current_dispatch_mode() is not None
+    except ImportError:  # private API; without it, assume no mode
+        dispatch = False
+    return dispatch or torch._C._is_torch_function_mode_enabled()
+
+
 def split_rows(n_rows: int, parts: int) -> list[tuple[int, int]]:
     """[start, stop) ranges covering 0..n_rows-1 in at most ``parts`` near-equal pieces."""
     parts = max(1, min(parts, n_rows))
@@ -69,7 +81,7 @@ def split_rows(n_rows: int, parts: int) -> list[tuple[int, int]]:
 def run_parts(fn: Callable[[T], R], parts: Sequence[T]) -> list[R]:
     """[fn(p) for p in parts], on worker threads when torch may use more than one thread."""
     threads = min(torch.get_num_threads(), len(parts))
-    if threads <= 1 or threading.current_thread().name.startswith("downpour-lc"):
+    if threads <= 1 or threading.current_thread().name.startswith("downpour-lc") or _mode_active():
         return [fn(p) for p in parts]
     inference = torch.is_inference_mode_enabled()
 
