@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 from downpour._names import nearest
 from downpour.analysis import figures
@@ -135,6 +136,14 @@ def analyze_run(run_path: str | Path, **options: Any) -> dict[str, Any]:
     ``probes``, ...), overriding the run's ``[analysis]`` section. Raises :class:`NotARunError` for a
     directory that is not a finished run.
     """
+    # scikit-learn's small BLAS calls and torch's OpenMP pool fight over the cores (each pool's
+    # threads spin while the other works): on 2 cores one BLAS thread made the whole analysis of
+    # the main job 10x faster (6 s instead of 70 s), and torch keeps its own threads.
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _analyze(run_path, options)
+
+
+def _analyze(run_path: str | Path, options: dict[str, Any]) -> dict[str, Any]:
     started = time.time()
     run, model = open_run(run_path)
     cfg = run.config
