@@ -5,7 +5,9 @@
 
 One run times forward+backward of (a) our layer, (b) ``locally_connected_reference`` (F.unfold +
 einsum, autograd backward) and (c) F.conv2d with the same FLOPs, interleaved, on the same inputs,
-after checking that (a) and (b) agree on the output and on both gradients. Prints one JSON line.
+after checking that (a) and (b) agree on the output and on both gradients. Prints one JSON line:
+``speedup`` = naive / ours wall time (best of ``--reps``), ``speedup_median``, and ``speedup_cpu``
+from process CPU time (all threads), which other processes on the machine disturb less.
 
 Threads: every variant runs with ``--threads`` intra-op threads. On a machine that other processes
 keep busy, OpenMP's default spin-waiting makes code with many mid-sized ops (ours) collapse at 2
@@ -103,16 +105,18 @@ def check_agreement(layer, x, gy) -> dict[str, float]:
 def time_variants(a, layer, x, gy) -> dict[str, dict[str, float]]:
     fns = {v: step_fn(v, layer, x, gy) for v in VARIANTS}
     times: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    cpu: dict[str, list[float]] = {v: [] for v in VARIANTS}
     for v, (fn, params) in fns.items():  # warm-up
         fn()
         clear(x, params)
     for _ in range(a.reps):
         for v, (fn, params) in fns.items():  # interleaved, so load changes hit all variants alike
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             fn()
             times[v].append((time.perf_counter() - t0) * 1e3)
+            cpu[v].append((time.process_time() - c0) * 1e3)   # all threads' CPU time: less load-sensitive
             clear(x, params)
-    return {v: {"min": min(t), "median": statistics.median(t)} for v, t in times.items()}
+    return {v: {"min": min(t), "median": statistics.median(t), "cpu": min(cpu[v])} for v, t in times.items()}
 
 
 def _rss_kib(field: str) -> int:
@@ -169,6 +173,8 @@ def main(argv: list[str] | None = None) -> None:
         "speedup": round(ms["naive"]["min"] / ms["ours"]["min"], 2),
         "speedup_median": round(ms["naive"]["median"] / ms["ours"]["median"], 2),
         "vs_conv2d": round(ms["ours"]["min"] / ms["conv2d"]["min"], 2),
+        "cpu_ms": {v: round(m["cpu"], 2) for v, m in ms.items()},
+        "speedup_cpu": round(ms["naive"]["cpu"] / ms["ours"]["cpu"], 2),
         "base_mem_mb": round(base / 2**20, 2),
         "rel_err": {k: float(f"{v:.2e}") for k, v in errs.items()},
     }
