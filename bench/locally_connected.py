@@ -9,9 +9,10 @@ after checking that (a) and (b) agree on the output and on both gradients. Print
 ``speedup`` = naive / ours wall time (best of ``--reps``), ``speedup_median``, and ``speedup_cpu``
 from process CPU time (all threads), which other processes on the machine disturb less.
 
-Threads: every variant runs with ``--threads`` intra-op threads. On a machine that other processes
-keep busy, OpenMP's default spin-waiting makes code with many mid-sized ops (ours) collapse at 2
-threads; run with OMP_WAIT_POLICY=PASSIVE there (the JSON records the policy and the load average).
+Threads: every variant runs with ``--threads`` intra-op threads (ours: that many worker threads,
+see downpour/layers/_lc_threads.py; naive and conv2d: OpenMP). Other processes on the machine skew
+every figure; the JSON records the 1-minute load average, and ``cpu_ms`` (process CPU time) next to
+wall time.
 
 Peak memory: torch's CPU allocator is malloc, which tracemalloc does not see, so each variant runs
 once more in a fresh subprocess that reads the kernel's resident-set high-water mark (VmHWM, reset
