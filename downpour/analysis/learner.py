@@ -23,7 +23,7 @@ import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from downpour.analysis.units import check_layer, model_input_shape
+from downpour.analysis.units import check_layer
 from downpour.config import TrainConfig
 from downpour.models.base import Batch, FeatureModel
 from downpour.objectives import Objective
@@ -113,7 +113,7 @@ class FeatureLearner(TransformerMixin, BaseEstimator):
         if self.input_shape is not None:
             shape = tuple(int(s) for s in self.input_shape)
         elif isinstance(self.model, FeatureModel):
-            shape = model_input_shape(self.model, None if hasattr(self.model, "input_shape") else _square(arr.shape[1]))
+            shape = tuple(getattr(self.model, "input_shape", None) or _square(arr.shape[1]))
         else:
             from downpour.models.registry import model_entry
             shape = model_entry(self.model).input_shape
