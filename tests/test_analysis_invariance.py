@@ -49,6 +49,13 @@ def test_curves_are_one_at_the_identity_and_fall_off_for_a_template():
     assert invariance_summary(result)["ranges"]["rotation"] == [0.0, 0.0]
 
 
+def test_summary_keeps_the_unbroken_range_around_the_identity():
+    curve = {"transform": "rotation", "values": [-90.0, -45.0, 0.0, 45.0, 90.0], "response": [0.9, 0.3, 1.0, 0.7, 0.8]}
+    assert invariance_summary({"curves": [curve]})["ranges"]["rotation"] == [0.0, 90.0]
+    scale = {"transform": "scale", "values": [0.5, 2.0], "response": [1.0, 1.0]}         # no identity point
+    assert invariance_summary({"curves": [scale]})["ranges"]["scale"] is None
+
+
 def test_baseline_sets_the_zero_of_the_curve():
     model = PlantedModel((1, 8, 8), n_units=2)
     images = torch.rand(4, 1, 8, 8)

@@ -102,10 +102,22 @@ def invariance_curves(model: FeatureModel, x: Tensor, unit: int, *, layer: str |
 
 
 def invariance_summary(result: dict[str, Any], floor: float = 0.5) -> dict[str, Any]:
-    """For each curve, the range of transform values over which the response stays above ``floor``."""
+    """For each curve, the unbroken range of transform values around the identity where the response stays >= ``floor``.
+
+    ``None`` if the curve has no identity point or the unit is below the floor even there.
+    """
     out = {}
     for c in result["curves"]:
         values, resp = np.asarray(c["values"]), np.asarray(c["response"])
-        kept = values[resp >= floor]
-        out[c["transform"]] = [float(kept.min()), float(kept.max())] if kept.size else None
+        identity = 1.0 if c["transform"] == "scale" else 0.0
+        at = np.flatnonzero(np.isclose(values, identity))
+        if not at.size or resp[at[0]] < floor:
+            out[c["transform"]] = None
+            continue
+        lo = hi = int(at[0])
+        while lo > 0 and resp[lo - 1] >= floor:
+            lo -= 1
+        while hi < len(resp) - 1 and resp[hi + 1] >= floor:
+            hi += 1
+        out[c["transform"]] = [float(values[lo]), float(values[hi])]
     return {"floor": floor, "ranges": out}

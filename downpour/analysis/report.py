@@ -98,7 +98,7 @@ def _invariance(a: dict[str, Any]) -> str:
     return (f"<p>Response of unit {inv['unit']} over {inv['images']} images of the concept, normalised to the "
             f"{_esc(inv['normalised_to'])} above the unit's mean on the other class ({inv.get('baseline', 0):.3g}; 0 on this scale); "
             f"shaded: ± one standard error of the mean (analysis.json also has the spread across images).</p>"
-            + _table(rows, ["transform", f"range with response ≥ {floor:g}"], "invariance-table")
+            + _table(rows, ["transform", f"unbroken range around the identity with response ≥ {floor:g}"], "invariance-table")
             + (f'<p class="note">Out-of-plane rotation: not measured ({_esc(oop.get("reason", ""))}).</p>'
                if not oop.get("available", False) else ""))
 
