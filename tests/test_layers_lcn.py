@@ -11,16 +11,11 @@ from torch.autograd import gradcheck
 from downpour.layers import LocalContrastNorm2d
 from downpour.layers.lcn import gaussian_window
 
+
+# Tiny shapes gain nothing from threads, and on a busy machine every OpenMP join waits for the cores.
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 REF = Path(__file__).parent / "data" / "layers_lcn_ref.npz"
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny shapes gain nothing from threads, and on a busy machine OpenMP's spin-waits make each op slow."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def loop_lcn(x, k, sigma, eps):

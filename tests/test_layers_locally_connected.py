@@ -10,6 +10,10 @@ from downpour.layers import LocallyConnected2d, locally_connected_reference
 from downpour.layers import _lc_kernels as kernels
 
 
+# Tiny shapes gain nothing from threads, and on a busy machine every OpenMP join waits for the cores.
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
 def loop_reference(x, weight, stride, bias=None):
     """Explicit loops: position (i, j) applies bank (i mod tH, j mod tW) to its receptive field."""
     b, c, h, w = x.shape
@@ -31,14 +35,6 @@ CASES = [  # (in_size, k, stride, tile)
     ((9, 8), 3, 2, 1), ((9, 8), 3, 1, 2), ((10, 9), 3, 2, 3), ((9, 8), 2, 1, 5),
 ]
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny shapes gain nothing from threads, and on a busy machine OpenMP's spin-waits make each op slow."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 @pytest.fixture(autouse=True)
 def _seed():
@@ -194,17 +190,18 @@ def test_worker_threads_split_rows_without_changing_results(stride):
     layer.chunk_bytes = 1
     x = torch.randn(2, 2, 13, 9, dtype=torch.float64, requires_grad=True)
     y = torch.randn(2, 3, *layer.out_size, dtype=torch.float64)
-    torch.set_num_threads(3)  # the autouse fixture puts 1 back
-    out = layer(x)
-    (out * y).sum().backward()
-    assert torch.get_num_threads() == 3  # the workers' own setting does not leak into the caller
+    torch.set_num_threads(3)
+    try:
+        out = layer(x)
+        (out * y).sum().backward()
+        assert torch.get_num_threads() == 3  # the workers' own setting does not leak into the caller
+        with torch.inference_mode():
+            torch.testing.assert_close(layer(x.detach()), out.detach())
+    finally:
+        torch.set_num_threads(1)
     torch.testing.assert_close(out, loop_reference(x.detach(), layer.weight.detach(), stride))
-    torch.set_num_threads(1)
     torch.testing.assert_close(x.grad, layer.adjoint(y).detach())
     torch.testing.assert_close(layer.weight.grad, kernels.lc_weight_grad(x.detach(), y, stride, 3))
-    torch.set_num_threads(2)
-    with torch.inference_mode():
-        torch.testing.assert_close(layer(x.detach()), out.detach())
 
 
 def test_dispatch_modes_see_the_kernel_ops():
@@ -214,6 +211,9 @@ def test_dispatch_modes_see_the_kernel_ops():
     layer = LocallyConnected2d(2, 3, (10, 9), 3)
     x = torch.randn(4, 2, 10, 9)
     torch.set_num_threads(2)
-    with FlopCounterMode(display=False) as counter:
-        layer(x)
+    try:
+        with FlopCounterMode(display=False) as counter:
+            layer(x)
+    finally:
+        torch.set_num_threads(1)
     assert counter.get_total_flops() == 2 * 4 * 3 * 2 * 9 * layer.out_size[0] * layer.out_size[1]

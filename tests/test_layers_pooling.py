@@ -10,16 +10,11 @@ from torch.autograd import gradcheck
 
 from downpour.layers import L2Pool2d
 
+
+# Tiny shapes gain nothing from threads, and on a busy machine every OpenMP join waits for the cores.
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 REF = Path(__file__).parent / "data" / "layers_l2pool_ref.npz"
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny shapes gain nothing from threads, and on a busy machine OpenMP's spin-waits make each op slow."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def loop_l2pool(x, k, stride, padding, g, h=None, eps=1e-8):
