@@ -87,6 +87,15 @@ def test_cli_reports_a_non_run(tmp_path, capsys):
     assert "not a downpour run directory" in capsys.readouterr().err
 
 
+def test_cli_report_writes_the_html(run_dir, capsys):
+    from downpour.cli import main
+
+    (run_dir / "report.html").unlink(missing_ok=True)
+    assert main(["report", str(run_dir)]) == 0
+    assert str(run_dir / "report.html") in capsys.readouterr().out
+    assert 'id="face-neuron-table"' in (run_dir / "report.html").read_text()
+
+
 _CHECK = """<script>
 window.addEventListener("load", () => {
   const imgs = Array.from(document.images);
