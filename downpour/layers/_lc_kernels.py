@@ -100,7 +100,7 @@ def lc_apply(x: Tensor, w: Tensor, stride: int, chunk_bytes: int = CHUNK_BYTES) 
             # (L, M, Q) @ (L, Q, B): the (M x B) output tile per position suits MKL better than (B x M).
             torch.bmm(wf[p0:p1], _windows(xt, k, stride, i0, i1, wo), out=out[p0:p1])
 
-    run_parts(part, split_rows(ho, streams()))
+    run_parts(part, split_rows(ho, streams(ho, k)))
     return out.view(ho, wo, m, b).permute(3, 2, 0, 1).contiguous()
 
 
@@ -141,7 +141,7 @@ def lc_backward(y: Tensor, stride: int, k: int, in_size: tuple[int, int], w: Ten
                 fold.add_rows(i0, i1, wf, g)
         return fold.result() if fold is not None else None
 
-    parts = run_parts(part, split_rows(ho, streams()))
+    parts = run_parts(part, split_rows(ho, streams(ho, k)))
     dx = None
     if w is not None:   # the ranges' input rows overlap by k - stride rows: sum the pieces
         image = y.new_zeros(h, width, c, b)                          # (H, W, C, B)

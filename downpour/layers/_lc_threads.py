@@ -93,6 +93,7 @@ def run_parts(fn: Callable[[T], R], parts: Sequence[T]) -> list[R]:
     return [f.result() for f in [pool.submit(task, p) for p in parts]]
 
 
-def streams() -> int:
-    """How many row ranges to split the work into: torch's intra-op thread count."""
-    return max(1, torch.get_num_threads())
+def streams(out_rows: int, k: int) -> int:
+    """How many row ranges to split the work into: torch's intra-op thread count, but each range at
+    least k output rows long, as every range folds its own k - 1 rows of overlap (memory, work)."""
+    return max(1, min(torch.get_num_threads(), out_rows // k))
