@@ -12,11 +12,13 @@ autograd Functions below differentiate each other to any order (the contractive 
 double backward through the layer).
 
 Why it is fast: the obvious version unfolds the whole input to (B, Q, P) (49 MB for 16 x 3x64x64
-at k=9) and contracts it with an einsum that torch turns into a permute + bmm with P batches of a
-(B, Q) x (Q, M) product, touching the huge buffer several times. Here the receptive fields of a
-few output rows at a time are copied straight into the GEMM layout (R*Wo, B, Q) from a strided
-view of x (one copy, sized to stay in cache), and each bmm writes its result in place into the
-output / weight gradient, so the only full-size temporaries are the ones autograd needs anyway.
+at k=9) and contracts it with an einsum that torch turns into permutes + a bmm, touching the huge
+buffer several times, and its backward runs F.fold's scalar col2im. Here the receptive fields of a
+few output rows at a time are copied from a batch-innermost (C, H, W, B) copy of x straight into
+the GEMM layout (R*Wo, Q, B) (one copy, sized to stay in cache); each bmm writes its result in
+place into the output / weight gradient; col2im is a few large adds (``_lc_fold``); the output
+rows are split over single-threaded workers (``_lc_threads``). The only full-size temporaries are
+the ones autograd needs anyway. docs/benchmarks.md (## locally_connected) has the numbers.
 """
 from __future__ import annotations
 
