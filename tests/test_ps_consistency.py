@@ -52,6 +52,20 @@ def test_coordinator_budget_warm_start_and_loss():
     assert [e["event"] for e in coord.events] == ["joined", "worker-lost"]
 
 
+def test_a_restarted_worker_rejoins_level_with_the_slowest():
+    coord = Coordinator(make_consistency("bounded:1"), workers=2, total_steps=20)
+    for _ in range(3):
+        coord.begin_cycle(0)
+        _cycle(coord, 0)
+        coord.begin_cycle(1)
+        _cycle(coord, 1)
+    coord.begin_cycle(1)
+    coord.lose(1, "killed")
+    coord.rejoin(1)
+    assert coord.live == {0, 1} and coord.lost == [] and coord.clocks() == {0: 3, 1: 3}
+    assert coord.begin_cycle(1) == 1 and coord.events[-1]["event"] == "worker-restarted"
+
+
 def test_async_pipelines_bounded_waits_for_its_own_push():
     for spec, pipelined in (("async", True), ("bounded:5", False)):
         coord = Coordinator(make_consistency(spec), workers=1, total_steps=10)

@@ -58,8 +58,9 @@ def test_sync_rounds_on_ray(tmp_path, local_ray):
         assert all(sorted(v) == [(0, a), (1, a)] for a, v in rounds.items())
 
 
-def test_a_killed_worker_does_not_end_the_run_and_no_push_is_applied_twice(tmp_path, local_ray):
-    cfg = _cfg("train.steps=400", "cluster.workers=3")
+@pytest.mark.parametrize("restarts", [0, 1])
+def test_a_killed_worker_does_not_end_the_run_and_no_push_is_applied_twice(tmp_path, local_ray, restarts):
+    cfg = _cfg("train.steps=400", "cluster.workers=3", f"cluster.restarts={restarts}")
     run = RunDir.create(tmp_path / "k", cfg)
     out = {}
     earlier = {a["name"] for a in ray.util.list_named_actors(all_namespaces=True)}  # earlier runs' actors
@@ -76,10 +77,17 @@ def test_a_killed_worker_does_not_end_the_run_and_no_push_is_applied_twice(tmp_p
         time.sleep(0.05)
     thread.join(timeout=120)
     assert victim is not None and not thread.is_alive()
-    assert out["steps"] == 400 and out["lost_workers"] == [1]
+    assert out["steps"] == 400 and out["lost_workers"] == ([] if restarts else [1])
     assert out["applied"] == out["accepted"]
+    events = RunDir.open(tmp_path / "k").read_json("staleness.json")["events"]
+    expected = ["worker-lost", "worker-restarted"] if restarts else ["worker-lost"]
+    assert [e["event"] for e in events] == expected and all(e["worker"] == 1 for e in events)
     for rows in _logs(tmp_path / "k"):
         assert len({(w, seq) for w, seq, _, _ in rows}) == len(rows)   # no push applied twice
         assert len(rows) == out["applied"][0]
-    events = RunDir.open(tmp_path / "k").read_json("staleness.json")["events"]
-    assert [e["event"] for e in events] == ["worker-lost"] and events[0]["worker"] == 1
+        # one push per step, so versions count steps: what worker 1 pushed after the last event
+        after = [seq for w, seq, _, applied in rows if w == 1 and applied >= events[-1]["step"]]
+        if restarts:
+            assert len(after) > 2          # the restarted worker 1 trains on
+        else:
+            assert len(after) <= 2         # only the cycles it had finished before it died (2 queued)

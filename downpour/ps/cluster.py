@@ -183,7 +183,7 @@ def _finish(job: Job, run: RunDir, states: list[ShardState], coord: Coordinator,
     run.save_model(job.model, coord.done, {"runner": cfg.cluster.runner, "data": job.data.info,
                                            "versions": [m["version"] for _, m in states]})
     for e in coord.events:
-        if e["event"] == "worker-lost":
+        if e["event"] == "worker-lost" and e["worker"] in coord.lost:   # (not restarted)
             log.warning("worker %d was lost at step %d (%s); the run went on without it", e["worker"], e["step"], e["reason"])
     metrics = run.metrics()
     summary = {"steps": coord.done, "resumed_from": start, "runner": cfg.cluster.runner,

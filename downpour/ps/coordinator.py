@@ -98,6 +98,13 @@ class Coordinator:
         self.gate.leave(w)
         self.events.append({"event": "worker-lost", "worker": w, "step": self.done, "reason": reason})
 
+    def rejoin(self, w: int) -> None:
+        """A lost worker was restarted: live again, level with the slowest (like a late joiner)."""
+        self.lost.remove(w)
+        self.live.add(w)
+        self.gate.join(w)
+        self.events.append({"event": "worker-restarted", "worker": w, "step": self.done})
+
     @property
     def finished(self) -> bool:
         return self.done >= self.total or not self.live

@@ -116,6 +116,15 @@ class ShardActor:
         inbox.release()
         return self._result(result.accepted, result.reason, staleness)
 
+    def new_inbox(self, worker: int, incarnation: int) -> dict[str, Any] | None:
+        """A restarted worker gets a fresh inbox: its predecessor, killed but possibly still
+        running for a moment, may yet write into the old one. Returns the updated lanes."""
+        if worker in self.inboxes:
+            old = self.inboxes[worker]
+            old.path.unlink(missing_ok=True)
+            self.inboxes[worker] = shm.Segment(f"{old.path}-r{incarnation}", old.n, create=True)
+        return self.lanes()
+
     def set_workers(self, workers: list[int]) -> None:
         with self._writing():
             self.shard.set_workers(workers)
@@ -232,9 +241,10 @@ def _placer(nodes_info: list[dict[str, Any]]) -> Callable[[int, float], dict[str
 
 
 def _start_actors(job: Job, shards: list[Shard], start_step: int, seqs: dict[int, int], run_id: str,
-                  shard_actors: list[Any], worker_actors: list[Any]) -> None:
+                  shard_actors: list[Any], worker_actors: list[Any]) -> Callable[[int, int, int], Any]:
     """Shard actors, then worker actors (which learn the shards' shared-memory lanes), appended to
-    the lists given so a failure half-way still lets the caller tear down what was started."""
+    the lists given so a failure half-way still lets the caller tear down what was started.
+    Returns ``spawn(worker, seq, start_step)``, which starts (or restarts) one worker actor."""
     cfg = job.cfg
     n = cfg.cluster.workers
     per_worker = min(1.0, float(ray.cluster_resources().get("CPU", 1.0)) / n)  # 8 workers still fit on 2 cores
@@ -244,18 +254,32 @@ def _start_actors(job: Job, shards: list[Shard], start_step: int, seqs: dict[int
         shard_actors.append(ShardActor.options(name=f"downpour-{run_id}-shard{j}", num_cpus=0, **place(j, 0.0))
                             .remote(s, f"/dev/shm/downpour-{run_id}", n))
     lanes = ray.get([a.lanes.remote() for a in shard_actors])
+    incarnation = [0] * n
+
+    def spawn(w: int, seq: int, step: int) -> Any:
+        name, options, routes = f"downpour-{run_id}-worker{w}", place(w, per_worker), lanes
+        if incarnation[w]:   # a restart: new name, new inboxes, wherever Ray finds room
+            name, options = f"{name}-restart{incarnation[w]}", {}
+            routes = ray.get([a.new_inbox.remote(w, incarnation[w]) for a in shard_actors])
+        incarnation[w] += 1
+        return (WorkerActor.options(name=name, num_cpus=per_worker, **options)
+                .remote(cfg, w, job.data.shard(w, n), job.bounds, step, seq, shard_actors, routes, threads))
+
     for w in range(n):
-        worker_actors.append(WorkerActor.options(name=f"downpour-{run_id}-worker{w}", num_cpus=per_worker, **place(w, per_worker))
-                             .remote(cfg, w, job.data.shard(w, n), job.bounds, start_step, seqs.get(w, 0),
-                                     shard_actors, lanes, threads))
+        worker_actors.append(spawn(w, seqs.get(w, 0), start_step))
+    return spawn
 
 
 def _drive(shard_actors: list[Any], worker_actors: list[Any], coord: Coordinator, recorder: Any,
-           stage_of: Callable[[int], int | None]) -> None:
-    """The driver loop: dispatch cycles, hand finished gradients to the shards, record each push."""
+           stage_of: Callable[[int], int | None], spawn: Callable[[int, int, int], Any], restarts: int,
+           seqs: dict[int, int]) -> None:
+    """The driver loop: dispatch cycles, hand finished gradients to the shards, record each push,
+    and restart up to ``restarts`` lost workers."""
     m = len(shard_actors)
+    next_seq = dict(seqs)                # per worker, one past the last push number the driver received
     pending: dict[Any, tuple[str, int]] = {}
     grads: dict[Any, list[Any]] = {}    # a cycle's metadata ref -> its gradient refs
+    owner: dict[Any, Any] = {}          # a cycle's metadata ref -> the worker actor running it
     pushes: dict[Any, tuple[list[Any], dict[str, Any]]] = {}   # last push ref -> (all refs, metadata)
     blocked: set[int] = set()
 
@@ -270,6 +294,7 @@ def _drive(shard_actors: list[Any], worker_actors: list[Any], coord: Coordinator
         blocked.discard(w)
         refs = worker_actors[w].cycle.options(num_returns=m + 1).remote(k, stage_of(coord.dispatched - k))
         grads[refs[m]] = refs[:m]
+        owner[refs[m]] = worker_actors[w]
         pending[refs[m]] = ("cycle", w)
 
     for _ in range(coord.depth):
@@ -279,20 +304,34 @@ def _drive(shard_actors: list[Any], worker_actors: list[Any], coord: Coordinator
         ready, _ = ray.wait(list(pending), num_returns=1)
         kind, w = pending.pop(ready[0])
         if kind == "cycle":
+            actor = owner.pop(ready[0])
             try:
                 meta = ray.get(ready[0])
             except RayError as err:  # the worker died: its push never left, so nothing of it is applied
                 grads.pop(ready[0], None)
-                if w not in coord.live:
-                    continue         # its other queued cycle failed as well
+                if w not in coord.live or actor is not worker_actors[w]:
+                    continue         # another queued cycle of the same dead actor: already handled
                 coord.lose(w, type(err).__name__)
                 log.warning("worker %d lost at step %d: %s", w, coord.done, type(err).__name__)
+                if restarts > 0 and coord.dispatched < coord.total:
+                    restarts -= 1
+                    worker_actors[w] = spawn(w, next_seq.get(w, 0), coord.done)
+                    ray.get(worker_actors[w].node.remote())
+                    coord.rejoin(w)
+                    log.warning("worker %d restarted", w)
                 set_live()
-                for v in sorted(blocked):
-                    dispatch(v)
+                for _ in range(coord.depth):
+                    for v in sorted(blocked | {w}):
+                        dispatch(v)
+                continue
+            if w not in coord.live or actor is not worker_actors[w]:
+                # a cycle that finished just as its actor died, reported after the loss: the loss
+                # already gave its steps back, so it is dropped (not applied at all)
+                grads.pop(ready[0], None)
                 continue
             coord.end_compute(w)
             meta["clock_gap"] = coord.gaps[w]
+            next_seq[w] = meta["seq"] + 1
             refs = [a.push_inbox.remote(w, b, meta["seq"]) if inbox else a.push.remote(w, g, b, meta["seq"])
                     for a, g, b, inbox in zip(shard_actors, grads.pop(ready[0]), meta["base"], meta["inbox"])]
             pushes[refs[-1]] = (refs, meta)
@@ -325,20 +364,23 @@ def run_ray(job: Job, shards: list[Shard], coord: Coordinator, recorder: Any, st
     shard_actors: list[Any] = []
     worker_actors: list[Any] = []
     try:
-        _start_actors(job, shards, start_step, seqs, uuid.uuid4().hex[:8], shard_actors, worker_actors)
+        spawn = _start_actors(job, shards, start_step, seqs, uuid.uuid4().hex[:8], shard_actors, worker_actors)
         placement = {"shards": ray.get([a.node.remote() for a in shard_actors]),
                      "workers": ray.get([a.node.remote() for a in worker_actors])}
         recorder.snapshot = lambda: ray.get([a.state_dict.remote() for a in shard_actors])
         recorder.mark_started()   # the placement answers above mean every actor has been built
-        _drive(shard_actors, worker_actors, coord, recorder, stage_of)
+        _drive(shard_actors, worker_actors, coord, recorder, stage_of, spawn, job.cfg.cluster.restarts, seqs)
         states = ray.get([a.state_dict.remote() for a in shard_actors])  # flushes a partial sync round
-    finally:
+    finally:  # best effort: Ray itself may be going down
         try:
             ray.get([a.close.remote() for a in shard_actors], timeout=30)
-        except RayError:
+        except Exception:  # noqa: BLE001
             log.warning("a shard could not remove its shared memory (/dev/shm/downpour-*)")
         for a in (*worker_actors, *shard_actors):
-            ray.kill(a)
+            try:
+                ray.kill(a)
+            except Exception:  # noqa: BLE001
+                pass
         if started:
             ray.shutdown()
     nodes = sorted(set(placement["shards"]) | set(placement["workers"]))
