@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from downpour.config import ConfigError, list_presets, load_config
+from downpour.errors import RunError
 
 # Flags that are shorthands for `--set cluster.<key>=...` / `--set train.<key>=...`.
 SHORTHANDS = {
@@ -21,6 +22,8 @@ STRING_KEYS = {"runner", "consistency", "compensation", "address", "delay"}
 
 
 def _overrides(args: argparse.Namespace) -> list[str]:
+    if args.address and args.runner is None:
+        args.runner = "ray"  # joining a Ray cluster only means something to the Ray runner
     out = []
     for flag, key in SHORTHANDS.items():
         value = getattr(args, flag)
@@ -68,10 +71,24 @@ def _analyze_and_report(path: Path) -> int:
     return 0
 
 
+def analysis_overrides(run_path: str, sets: list[str]) -> dict[str, object]:
+    """``--set analysis.KEY=VALUE`` for ``downpour analyze``: typed and checked against the run's config."""
+    from downpour.train.rundir import RunDir
+
+    if not sets:
+        return {}
+    for item in sets:
+        if not item.startswith("analysis."):
+            raise ConfigError(f"downpour analyze only takes analysis.* overrides, got {item!r}")
+    cfg = load_config(str(RunDir.open(run_path).path / "config.toml"), sets)
+    keys = [item.split("=", 1)[0].split(".", 1)[1].strip() for item in sets]
+    return {key: getattr(cfg.analysis, key) for key in keys}
+
+
 def cmd_analyze(args: argparse.Namespace) -> int:
     from downpour.analysis.run import analyze_run
 
-    analyze_run(args.run)
+    analyze_run(args.run, **analysis_overrides(args.run, args.set))
     print(f"downpour: analysis written to {Path(args.run) / 'analysis.json'}")
     return _report_only(Path(args.run)) if args.report else 0
 
@@ -143,6 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     analyze = sub.add_parser("analyze", help="what did a run learn: writes analysis.json and figures/")
     analyze.add_argument("run")
+    analyze.add_argument("--set", action="append", default=[], metavar="analysis.KEY=VALUE",
+                         help="override one [analysis] value for this analysis (e.g. analysis.splits=10)")
     analyze.add_argument("--report", action="store_true", help="also write report.html")
     analyze.set_defaults(func=cmd_analyze)
 
@@ -165,7 +184,9 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except (ConfigError, FileExistsError, FileNotFoundError, ValueError, KeyError) as err:
+    except (ConfigError, RunError, FileExistsError, FileNotFoundError, ValueError, KeyError) as err:
+        if args.verbose:
+            raise
         print(f"downpour: error: {err}", file=sys.stderr)
         return 2
 

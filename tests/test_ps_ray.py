@@ -91,3 +91,36 @@ def test_a_killed_worker_does_not_end_the_run_and_no_push_is_applied_twice(tmp_p
             assert len(after) > 2          # the restarted worker 1 trains on
         else:
             assert len(after) <= 2         # only the cycles it had finished before it died (2 queued)
+
+
+def test_losing_every_worker_is_an_error_that_keeps_what_was_done(tmp_path, local_ray):
+    from downpour.errors import RunError
+
+    cfg = _cfg("train.steps=100000", "cluster.workers=1")
+    run = RunDir.create(tmp_path / "all", cfg)
+    out = {}
+    earlier = {a["name"] for a in ray.util.list_named_actors(all_namespaces=True)}
+
+    def train():
+        try:
+            run_cluster(cfg, run)
+        except RunError as err:
+            out["error"] = str(err)
+
+    thread = threading.Thread(target=train)
+    thread.start()
+    for _ in range(600):
+        rows = run.metrics()
+        if rows and rows[-1]["step"] >= 20:
+            victim = next(a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+                          if a["name"].endswith("-worker0") and a["name"] not in earlier)
+            ray.kill(ray.get_actor(victim))
+            break
+        time.sleep(0.05)
+    thread.join(timeout=120)
+    assert not thread.is_alive()
+    assert "every worker was lost" in out["error"] and "worker 0" in out["error"]
+    done = RunDir.open(tmp_path / "all")
+    states, meta = load_server(done.path / "checkpoints/server")
+    assert meta["step"] >= 20 and states[0][1]["version"] >= 20    # the work before the loss is kept
+    done.load_model()

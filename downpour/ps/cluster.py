@@ -18,6 +18,7 @@ from typing import Any, Callable
 import torch
 
 from downpour.config import ConfigError, RunConfig
+from downpour.errors import RunError
 from downpour.ps.checkpoint import ShardState, load_server, next_seqs, save_server
 from downpour.ps.consistency import make_consistency
 from downpour.ps.coordinator import Coordinator
@@ -47,7 +48,8 @@ class Recorder:
 
     def __init__(self, cfg: RunConfig, run: RunDir, coord: Coordinator, elapsed: float = 0.0):
         self.cfg, self.run, self.coord = cfg, run, coord
-        self.telemetry = ClusterTelemetry(run, cfg.train.steps, tensorboard=cfg.train.tensorboard, time_offset=elapsed)
+        self.telemetry = ClusterTelemetry(run, cfg.train.steps, tensorboard=cfg.train.tensorboard, time_offset=elapsed,
+                                          start_step=coord.done)
         self.elapsed0 = elapsed
         self.t0 = time.perf_counter()
         self.snapshot: Callable[[], list[ShardState]] | None = None   # set by the runner
@@ -193,4 +195,11 @@ def _finish(job: Job, run: RunDir, states: list[ShardState], coord: Coordinator,
             "mean_staleness": report["overall"]["mean"], "max_staleness": report["overall"]["max"],
             "lost_workers": list(coord.lost), "seconds": round(recorder.elapsed(), 2), "run": str(run.path), **info}
     run.write_json("cluster.json", summary)  # placement, counts, lost workers: what happened to the cluster
+    if coord.done < coord.total and not coord.live:
+        raise RunError(f"every worker was lost ({', '.join(_loss_reasons(coord))}) after {coord.done} of {coord.total} steps; "
+                       f"what was done is saved in {str(run.path)!r} (resume with --resume, or set cluster.restarts)")
     return summary
+
+
+def _loss_reasons(coord: Coordinator) -> list[str]:
+    return [f"worker {e['worker']} at step {e['step']}: {e['reason']}" for e in coord.events if e["event"] == "worker-lost"]

@@ -99,7 +99,7 @@ def run_local(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, An
     batches = data.batches(cfg.train.batch_size, generator)
     for _ in range(start):  # replay the batch order, so a resumed run sees what an uninterrupted one would
         next(batches)
-    telemetry = Telemetry(run, total, tensorboard=cfg.train.tensorboard, time_offset=elapsed)
+    telemetry = Telemetry(run, total, tensorboard=cfg.train.tensorboard, time_offset=elapsed, start_step=start)
     n_stages = len(getattr(model, "stages", ())) or 1
     mean, result = _Mean(), None
     t0 = time.perf_counter()

@@ -21,12 +21,13 @@ class Telemetry:
     ``{"step", "time", "loss", <every part>, "samples_per_s", **fields}`` to metrics.jsonl.
 
     ``samples`` counts the samples processed since the previous ``log`` call; ``time`` is seconds
-    since this object was made (plus ``time_offset`` when a run resumes). Progress is printed about
+    since this object was made (plus ``time_offset`` when a run resumes; ``start_step`` is the step it
+    resumed at, so the ETA counts only this process's steps). Progress is printed about
     ``progress_lines`` times over the run, so logs stay readable in CI.
     """
 
     def __init__(self, run: RunDir, total_steps: int, tensorboard: bool = True, progress_lines: int = 20,
-                 stream: TextIO | None = None, time_offset: float = 0.0):
+                 stream: TextIO | None = None, time_offset: float = 0.0, start_step: int = 0):
         self.run = run
         self.total = max(1, total_steps)
         self.file = open(run.path / "metrics.jsonl", "a")
@@ -36,7 +37,7 @@ class Telemetry:
         self.offset = time_offset
         self.last_time = self.start
         self.last_printed = -1
-        self.first_step: int | None = None  # the step before the first logged one, for the ETA
+        self.start_step = start_step  # where this process began (a resumed run's step), for the ETA
         self.writer = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter  # imported late: it takes a second
@@ -45,8 +46,6 @@ class Telemetry:
 
     def log(self, step: int, parts: dict[str, float], samples: int, **fields: Any) -> dict[str, Any]:
         now = time.perf_counter()
-        if self.first_step is None:
-            self.first_step = step - 1
         rate = samples / max(now - self.last_time, 1e-9)
         self.last_time = now
         loss = sum(v for k, v in parts.items() if not is_metric(k))  # diagnostics are logged, not summed
@@ -66,7 +65,7 @@ class Telemetry:
     def print_progress(self, row: dict[str, Any], extra: str = "") -> None:
         step = row["step"]
         elapsed = time.perf_counter() - self.start
-        eta = elapsed / max(step - (self.first_step or 0), 1) * (self.total - step)
+        eta = elapsed / max(step - self.start_step, 1) * (self.total - step)
         skip = {"step", "time", "loss", "samples_per_s", "worker", "staleness", "version"}
         parts = "  ".join(f"{k} {v:.4g}" for k, v in row.items() if k not in skip and isinstance(v, float))
         print(f"step {step:>6}/{self.total}  loss {row['loss']:.4g}  [{parts}]  "

@@ -1,0 +1,60 @@
+"""The `downpour` command as a user types it: listings, config errors, a tiny train and resume."""
+import json
+
+import pytest
+
+from downpour.cli import analysis_overrides, build_parser, _overrides, main
+from downpour.config import ConfigError
+
+TINY = ["--config", "ufldl-sae", "--steps", "20", "--set", "data.samples=500", "--set", "train.tensorboard=false",
+        "--set", "train.log_every=5", "--runner", "local", "--no-report"]
+
+
+def test_models_and_presets_list_what_is_registered(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "cat-demo" in out and "ufldl-sae" in out
+    assert main(["presets"]) == 0
+    out = capsys.readouterr().out
+    assert "main           model=cat-demo" in out and "runner=ray" in out
+
+
+def test_a_bad_override_is_named_with_the_nearest_key(tmp_path, capsys):
+    assert main(["train", "--out", str(tmp_path / "r"), "--set", "train.step=5"]) == 2
+    err = capsys.readouterr().err
+    assert "train.step" in err and "steps" in err
+    assert main(["train", "--out", str(tmp_path / "r"), "--set", "train.steps=many"]) == 2
+    assert "train.steps" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()        # nothing half-made on a config error
+
+
+def test_address_implies_the_ray_runner():
+    args = build_parser().parse_args(["train", "--address", "10.0.0.1:6379"])
+    assert 'cluster.runner="ray"' in _overrides(args) and 'cluster.address="10.0.0.1:6379"' in _overrides(args)
+    args = build_parser().parse_args(["train", "--address", "10.0.0.1:6379", "--runner", "simulated"])
+    assert 'cluster.runner="simulated"' in _overrides(args)
+
+
+def test_train_then_resume_from_the_command_line(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", *TINY, "--out", str(out)]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["steps"] == 20
+    for name in ("config.toml", "metrics.jsonl", "model.safetensors", "model.json"):
+        assert (out / name).is_file(), name
+    assert main(["train", "--resume", str(out), "--steps", "30"]) == 0
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows][-2:] == [25, 30]
+    assert main(["train", *TINY, "--out", str(out)]) == 2          # an existing run is never overwritten
+    assert "already holds a run" in capsys.readouterr().err
+
+
+def test_analyze_overrides_are_typed_and_limited_to_analysis(tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", *TINY, "--steps", "5", "--out", str(out)]) == 0
+    assert analysis_overrides(str(out), ["analysis.splits=3", "analysis.probes=['digits']"]) == {
+        "splits": 3, "probes": ["digits"]}
+    with pytest.raises(ConfigError, match="only takes analysis"):
+        analysis_overrides(str(out), ["train.steps=3"])
+    with pytest.raises(ConfigError, match="analysis.split"):
+        analysis_overrides(str(out), ["analysis.split=3"])
