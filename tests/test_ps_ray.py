@@ -27,6 +27,19 @@ def _cfg(*overrides):
     return load_config("ufldl-sae", [*BASE, *overrides])
 
 
+def _kill_when(run, step, suffix, earlier):
+    """Once ``run`` has logged ``step``, kill this run's actor whose name ends with ``suffix``; its name."""
+    for _ in range(600):
+        rows = run.metrics()
+        if rows and rows[-1]["step"] >= step:
+            victim = next(a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+                          if a["name"].endswith(suffix) and a["name"] not in earlier)
+            ray.kill(ray.get_actor(victim))
+            return victim
+        time.sleep(0.05)
+    return None
+
+
 def _logs(path):
     states, _ = load_server(path / "checkpoints/server")
     return [t["log"].tolist() for t, _ in states]
@@ -66,15 +79,7 @@ def test_a_killed_worker_does_not_end_the_run_and_no_push_is_applied_twice(tmp_p
     earlier = {a["name"] for a in ray.util.list_named_actors(all_namespaces=True)}  # earlier runs' actors
     thread = threading.Thread(target=lambda: out.update(run_cluster(cfg, run)))
     thread.start()
-    victim = None
-    for _ in range(600):                      # wait for training to be under way, then kill worker 1
-        rows = run.metrics()
-        if rows and rows[-1]["step"] >= 40:
-            victim = next(a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
-                          if a["name"].endswith("-worker1") and a["name"] not in earlier)
-            ray.kill(ray.get_actor(victim))
-            break
-        time.sleep(0.05)
+    victim = _kill_when(run, 40, "-worker1", earlier)   # once training is under way
     thread.join(timeout=120)
     assert victim is not None and not thread.is_alive()
     assert out["steps"] == 400 and out["lost_workers"] == ([] if restarts else [1])
@@ -109,16 +114,9 @@ def test_losing_every_worker_is_an_error_that_keeps_what_was_done(tmp_path, loca
 
     thread = threading.Thread(target=train)
     thread.start()
-    for _ in range(600):
-        rows = run.metrics()
-        if rows and rows[-1]["step"] >= 20:
-            victim = next(a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
-                          if a["name"].endswith("-worker0") and a["name"] not in earlier)
-            ray.kill(ray.get_actor(victim))
-            break
-        time.sleep(0.05)
+    victim = _kill_when(run, 20, "-worker0", earlier)
     thread.join(timeout=120)
-    assert not thread.is_alive()
+    assert victim is not None and not thread.is_alive()
     assert "every worker was lost" in out["error"] and "worker 0" in out["error"]
     done = RunDir.open(tmp_path / "all")
     states, meta = load_server(done.path / "checkpoints/server")
