@@ -7,14 +7,16 @@ import torch
 from PIL import Image
 
 from downpour.analysis.labelled import load_labelled, resize_to
+from downpour.data.preprocess import Preprocess
 
 
 def test_lfw_heldout_is_resized_and_normalised_like_training():
-    data = load_labelled("lfw", (1, 16, 16), normalize="patch")
+    data = load_labelled("lfw", (1, 16, 16), prepare=Preprocess(normalize="patch"))
     assert data.x.shape == (60, 1, 16, 16) and data.x.dtype == torch.float32
     assert data.counts() == {"non-face": 30, "face": 30}
     per_image = data.x.reshape(60, -1)
     assert torch.allclose(per_image.mean(dim=1), torch.zeros(60), atol=1e-5)   # "patch": each image centred
+    assert data.info["normalize"] == "patch" and data.info["whitened"] is False
 
 
 def test_folder_with_class_subfolders(tmp_path):

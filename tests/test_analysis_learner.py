@@ -64,3 +64,22 @@ def test_clone_and_errors(digits):
     fitted = FeatureLearner("rica-8x8", steps=1).fit(x)
     with pytest.raises(ValueError, match="fitted for"):
         fitted.transform(np.zeros((2, 1, 5, 5), np.float32))
+
+
+def test_from_run_prepares_raw_images_like_the_run_did(tmp_path, digits):
+    from downpour.config import load_config
+    from downpour.train.loop import run_local
+    from downpour.train.rundir import RunDir
+
+    cfg = load_config("ufldl-sae", ["train.steps=5", "data.samples=500", "train.tensorboard=false"])  # ZCA + ufldl
+    run = RunDir.create(tmp_path / "run", cfg)
+    run_local(cfg, run)
+    learner = FeatureLearner.from_run(run.path).fit(digits[0])
+    x = torch.from_numpy(digits[0][:20]).reshape(20, 1, 8, 8)
+    prepared = run.load_preprocess()(x)
+    assert not torch.allclose(prepared, x)
+    with torch.no_grad():
+        expected = run.load_model().features(prepared).reshape(20, -1).double().numpy()
+    np.testing.assert_allclose(learner.transform(digits[0][:20]), expected, rtol=1e-5, atol=1e-6)
+    copy = clone(learner).fit(digits[0])                   # the processing survives scikit-learn's clone
+    np.testing.assert_allclose(copy.transform(digits[0][:20]), expected, rtol=1e-5, atol=1e-6)

@@ -101,6 +101,21 @@ def test_ufldl_normalisation_runs_after_zca_so_its_range_survives():
     assert data.whitener is not None
 
 
+@pytest.mark.parametrize("normalize_mode, whiten", [("ufldl", "zca"), ("patch", "zca"), ("patch", "none"), ("none", "none")])
+def test_the_fitted_processing_is_saved_with_a_run_and_replays_exactly(tmp_path, normalize_mode, whiten):
+    from downpour.config import RunConfig
+    from downpour.train.rundir import RunDir
+
+    data = build_dataset(DataConfig(size=6, samples=500, whiten=whiten, normalize=normalize_mode), seed=0)
+    run = RunDir.create(tmp_path / "r", RunConfig())
+    assert run.load_preprocess() is None                  # a run that never saved one
+    run.save_preprocess(data.preprocess)
+    again = RunDir.open(tmp_path / "r").load_preprocess()
+    new = torch.rand(7, 1, 6, 6) * 3
+    assert torch.equal(again(new), data.preprocess(new))
+    assert (again.whitener is None) == (whiten == "none") and again.normalize == normalize_mode
+
+
 def test_zca_refuses_huge_inputs():
     with pytest.raises(ValueError, match="whiten"):
         ZCAWhitener().fit(torch.zeros(4, 3, 64, 64))

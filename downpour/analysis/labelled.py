@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -58,16 +58,14 @@ def resize_to(x: Tensor, input_shape: tuple[int, ...]) -> Tensor:
     return x.contiguous()
 
 
-def load_labelled(spec: str, input_shape: tuple[int, ...], *, normalize: str = "none",
-                  whitener: Any = None) -> LabelledSet:
+def load_labelled(spec: str, input_shape: tuple[int, ...], *,
+                  prepare: Callable[[Tensor], Tensor] | None = None) -> LabelledSet:
     """A labelled set by name (``lfw``, ``digits``) or image-folder path, at ``input_shape`` (C, H, W).
 
     A model responds meaningfully only to inputs prepared like its training data, so the images go
-    through the same per-sample ``normalize`` mode (``data.normalize`` of the run) and, if given,
-    the run's fitted ZCA ``whitener`` (anything with ``transform(x)``).
+    through ``prepare``: the run's fitted :class:`~downpour.data.preprocess.Preprocess` (its
+    normalisation statistics and ZCA matrix, in training's order).
     """
-    from downpour.data.normalize import normalize as normalize_images
-
     c, h, w = input_shape
     if spec == "lfw":
         from downpour.data import lfw_split
@@ -85,10 +83,10 @@ def load_labelled(spec: str, input_shape: tuple[int, ...], *, normalize: str = "
         raise ValueError(f"labelled set {spec!r} has no labels")
     y = y.numpy() if isinstance(y, Tensor) else np.asarray(y)
     x = resize_to(torch.as_tensor(x), input_shape)
-    x = torch.from_numpy(normalize_images(x.numpy(), normalize)[0])
-    if whitener is not None:
-        x = whitener.transform(x)
-    info = {**info, "input_shape": [c, h, w], "normalize": normalize, "whitened": whitener is not None}
+    if prepare is not None:
+        x = prepare(x)
+    info = {**info, "input_shape": [c, h, w], "normalize": getattr(prepare, "normalize", "none"),
+            "whitened": getattr(prepare, "whitener", None) is not None}
     return LabelledSet(spec, x.float().contiguous(), y, classes, info)
 
 

@@ -48,12 +48,15 @@ class FeatureLearner(TransformerMixin, BaseEstimator):
         Required to train a model instance.
     steps, batch_size, optimizer, lr, seed
         Unsupervised training in ``fit`` (``steps=0``: no training, the model is used as given).
+    preprocess : callable or None
+        Applied to the images (N, C, H, W) before the model, in ``fit`` and ``transform``;
+        ``from_run`` sets it to the run's fitted normalisation and whitening.
     """
 
     def __init__(self, model: str | FeatureModel = "ufldl-sae", *, layer: str | None = None,
                  input_shape: tuple[int, ...] | None = None, options: dict[str, Any] | None = None,
                  objective: dict[str, Any] | None = None, steps: int = 200, batch_size: int = 64,
-                 optimizer: str = "adagrad", lr: float = 0.05, seed: int = 0):
+                 optimizer: str = "adagrad", lr: float = 0.05, seed: int = 0, preprocess: Any = None):
         self.model = model
         self.layer = layer
         self.input_shape = input_shape
@@ -64,13 +67,17 @@ class FeatureLearner(TransformerMixin, BaseEstimator):
         self.optimizer = optimizer
         self.lr = lr
         self.seed = seed
+        self.preprocess = preprocess
 
     @classmethod
     def from_run(cls, path: str, layer: str | None = None) -> "FeatureLearner":
-        """A frozen learner (``steps=0``) around the trained model of a run directory."""
+        """A frozen learner (``steps=0``) around the trained model of a run directory; raw images are
+        normalised and whitened like the run's training data."""
+        from downpour.analysis.run import run_preprocess
         from downpour.train.rundir import RunDir
 
-        return cls(RunDir.open(path).load_model(), layer=layer, steps=0)
+        run = RunDir.open(path)
+        return cls(run.load_model(), layer=layer, steps=0, preprocess=run_preprocess(run))
 
     # --- scikit-learn API ---------------------------------------------------------------------
     def fit(self, X: Any, y: Any = None) -> "FeatureLearner":
@@ -80,7 +87,7 @@ class FeatureLearner(TransformerMixin, BaseEstimator):
         if self.batch_size < 1 or not self.lr > 0:
             raise ValueError(f"FeatureLearner: batch_size must be >= 1 and lr > 0, got {self.batch_size} and {self.lr}")
         shape = self._shape_for(X)
-        x = _as_images(X, shape)
+        x = self._prepared(X, shape)
         with torch.random.fork_rng(devices=[]):       # seeded init without touching the caller's RNG
             torch.manual_seed(self.seed)
             model, objective = self._build(shape)
@@ -98,12 +105,16 @@ class FeatureLearner(TransformerMixin, BaseEstimator):
     def transform(self, X: Any) -> np.ndarray:
         """Codes of ``layer`` for every row: (N, D) or (N, C, H, W) -> (N, units) float64."""
         check_is_fitted(self, "model_")
-        x = _as_images(X, self.input_shape_)
+        x = self._prepared(X, self.input_shape_)
         with torch.no_grad():
             out = [self.model_.features(x[i:i + 512], self.layer_) for i in range(0, len(x), 512)]
         return torch.cat(out).reshape(len(x), -1).double().numpy()
 
     # --- helpers ------------------------------------------------------------------------------
+    def _prepared(self, X: Any, shape: tuple[int, ...]) -> torch.Tensor:
+        x = _as_images(X, shape)
+        return self.preprocess(x).float() if self.preprocess is not None else x
+
     def _shape_for(self, X: Any) -> tuple[int, ...]:
         arr = np.asarray(X) if not isinstance(X, torch.Tensor) else X
         if arr.ndim == 4:

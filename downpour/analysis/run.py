@@ -28,6 +28,7 @@ from downpour.analysis.selectivity import face_neuron_table
 from downpour.analysis.stimulus import optimal_stimulus, top_images
 from downpour.analysis.units import check_layer, describe_unit, unit_responses
 from downpour.config import AnalysisConfig, RunConfig
+from downpour.data.preprocess import Preprocess
 from downpour.models.base import FeatureModel
 from downpour.train.rundir import NotARunError, RunDir
 
@@ -79,13 +80,15 @@ def _random_twin(run: RunDir, seed: int) -> FeatureModel:
         return create_model(meta["model"], tuple(meta["input_shape"]), **meta["options"]).eval()
 
 
-def _whitener(cfg: RunConfig) -> Any:
-    """The run's ZCA whitener, refitted by rebuilding its (seeded, deterministic) training data."""
-    if cfg.data.whiten != "zca":
-        return None
+def run_preprocess(run: RunDir) -> Preprocess:
+    """The run's fitted input processing (saved with it; rebuilt from its seeded data for older runs)."""
+    saved = run.load_preprocess()
+    if saved is not None:
+        return saved
     from downpour.data import build_dataset
 
-    return build_dataset(cfg.data, seed=cfg.seed).whitener
+    cfg = run.config
+    return build_dataset(cfg.data, seed=cfg.seed).preprocess
 
 
 def _over_splits(model: FeatureModel, data, opts: AnalysisConfig, layer: str, seed: int, twin: FeatureModel) -> dict:
@@ -151,8 +154,8 @@ def _analyze(run_path: str | Path, options: dict[str, Any]) -> dict[str, Any]:
     layer = check_layer(model, opts.layer)
     shape = tuple(run.read_json("model.json")["input_shape"])
     seed = cfg.seed
-    whitener = _whitener(cfg)
-    data = load_labelled(opts.dataset, shape, normalize=cfg.data.normalize, whitener=whitener)
+    prepare = run_preprocess(run)
+    data = load_labelled(opts.dataset, shape, prepare=prepare)
     twin = _random_twin(run, seed + 1)      # not seed: that would be the run's own initial weights
     fig_dir = run.figures
     paths: dict[str, str] = {}
@@ -187,7 +190,7 @@ def _analyze(run_path: str | Path, options: dict[str, Any]) -> dict[str, Any]:
     probes = []
     probe_layers = [check_layer(model, name) for name in opts.probe_layers] or default_probe_layers(model, layer)
     for name in opts.probes:
-        probe_data = data if name == opts.dataset else load_labelled(name, shape, normalize=cfg.data.normalize, whitener=whitener)
+        probe_data = data if name == opts.dataset else load_labelled(name, shape, prepare=prepare)
         probes.append(probe_table(model, probe_data, layers=probe_layers, folds=opts.probe_folds, seed=seed,
                                   max_samples=opts.probe_samples))
 

@@ -44,6 +44,17 @@ class Preprocess:
         info = {"normalization": stats, "whitening": whitener.summary() if whitener else {"method": "none"}}
         return cls(normalize_mode, stats, whitener), xt, info
 
+    def state(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        """(tensors, JSON-able meta) to save beside a model; :meth:`from_state` restores it."""
+        tensors = {f"zca.{k}": v.contiguous() for k, v in self.whitener.state_dict().items()} if self.whitener else {}
+        return tensors, {"normalize": self.normalize, "stats": self.stats, "whiten": "zca" if self.whitener else "none"}
+
+    @classmethod
+    def from_state(cls, tensors: dict[str, Tensor], meta: dict[str, Any]) -> "Preprocess":
+        zca = {k[4:]: v for k, v in tensors.items() if k.startswith("zca.")}
+        whitener = ZCAWhitener.from_state_dict(zca) if meta.get("whiten") == "zca" else None
+        return cls(meta["normalize"], meta.get("stats"), whitener)
+
     def __call__(self, x: Tensor) -> Tensor:
         """New images (N, C, H, W), prepared like the raw samples were -> (N, C, H, W) float32."""
         x = x.float()

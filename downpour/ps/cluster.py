@@ -127,6 +127,7 @@ def run_cluster(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, 
     """Train ``cfg`` on the simulated cluster or on Ray; returns a summary dict."""
     job = prepare(cfg)
     run.save_config(cfg)  # fully resolved
+    run.save_preprocess(job.data.preprocess)
     init = job.layout.params_to_vector(job.model)
     c = cfg.cluster
     restored, meta = None, {"step": 0, "clocks": {}, "elapsed": 0.0, "events": []}

@@ -82,6 +82,7 @@ def run_local(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, An
     data = build_dataset(cfg.data, cfg.seed)
     model, objective = build(cfg, data.input_shape)
     run.save_config(cfg)  # now fully resolved
+    run.save_preprocess(data.preprocess)
     opt = make_optimizer(cfg.train, model.parameters())
     start, skipped, elapsed = 0, 0, 0.0
     if resume:

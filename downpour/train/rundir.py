@@ -4,12 +4,15 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from safetensors.torch import load_file, save_file
 
 from downpour.config import ConfigError, RunConfig, load_config, save_config
 from downpour.models.base import FeatureModel
+
+if TYPE_CHECKING:
+    from downpour.data.preprocess import Preprocess
 
 
 class NotARunError(FileNotFoundError):
@@ -71,6 +74,22 @@ class RunDir:
         model.load_state_dict(load_file(str(self.path / "model.safetensors")))
         model.eval()
         return model
+
+    def save_preprocess(self, preprocess: "Preprocess") -> None:
+        """``preprocess.safetensors`` + ``.json``: the fitted input processing (normalisation statistics,
+        ZCA matrix), so analysis prepares new images exactly like the training data, from this directory alone."""
+        from downpour.train.checkpoint import save_state
+
+        save_state(self.path / "preprocess", *preprocess.state())
+
+    def load_preprocess(self) -> "Preprocess | None":
+        """The run's saved input processing, or None for a run that predates it."""
+        from downpour.data.preprocess import Preprocess
+        from downpour.train.checkpoint import load_state
+
+        if not (self.path / "preprocess.json").is_file():
+            return None
+        return Preprocess.from_state(*load_state(self.path / "preprocess"))
 
     # --- files --------------------------------------------------------------------------------
     def metrics(self) -> list[dict[str, Any]]:
