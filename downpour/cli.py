@@ -33,15 +33,18 @@ def _overrides(args: argparse.Namespace) -> list[str]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from downpour.train.preflight import check_run_config
     from downpour.train.rundir import RunDir
 
     if args.resume:
         run = RunDir.open(args.resume)
         cfg = load_config(str(run.path / "config.toml"), _overrides(args))
+        check_run_config(cfg)
     else:
         cfg = load_config(args.config, _overrides(args))
         if args.report is not None:
             cfg.analysis.report = args.report
+        check_run_config(cfg)   # before the run directory exists: a typo leaves nothing behind
         out = args.out or f"runs/{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
         run = RunDir.create(out, cfg)
     print(f"downpour: training {cfg.model.name!r} with the {cfg.cluster.runner} runner -> {run.path}", file=sys.stderr)

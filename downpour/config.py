@@ -55,7 +55,7 @@ class TrainConfig:
     log_every: int = 10
     checkpoint_every: int = 0      # steps; 0 = only at the end
     tensorboard: bool = True
-    device: str = "cpu"            # cpu | cuda | auto
+    device: str = "cpu"            # cpu | cuda | auto (the local runner; cluster workers compute on CPU)
     threads: int = 0               # torch intra-op threads; 0 = torch's default
 
 

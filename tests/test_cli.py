@@ -28,6 +28,18 @@ def test_a_bad_override_is_named_with_the_nearest_key(tmp_path, capsys):
     assert not (tmp_path / "r").exists()        # nothing half-made on a config error
 
 
+@pytest.mark.parametrize("override, named", [
+    ("model.mapz=[4,4]", "model.mapz"), ('train.optimizer="adamw"', "train.optimizer"),
+    ('data.source="natrual"', "did you mean 'natural'"), ('cluster.consistency="bounded:x"', "bounded:x"),
+    ("objective.kl=1", "unknown cost term 'kl'"), ('train.schedule="greedyy"', "train.schedule"),
+    ("train.lr=0", "train.lr"), ('train.device="tpu"', "train.device"),
+])
+def test_every_config_mistake_is_caught_before_the_run_directory_exists(tmp_path, capsys, override, named):
+    assert main(["train", "--out", str(tmp_path / "r"), "--set", override]) == 2
+    assert named in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
 def test_address_implies_the_ray_runner():
     args = build_parser().parse_args(["train", "--address", "10.0.0.1:6379"])
     assert 'cluster.runner="ray"' in _overrides(args) and 'cluster.address="10.0.0.1:6379"' in _overrides(args)

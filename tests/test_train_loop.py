@@ -105,3 +105,15 @@ def test_not_a_run_is_a_clear_error(tmp_path):
     RunDir.create(tmp_path / "r", cfg)
     with pytest.raises(FileExistsError, match="already holds a run"):
         RunDir.create(tmp_path / "r", cfg)
+
+
+def test_device_is_resolved_or_refused_clearly():
+    from downpour.train.loop import resolve_device
+
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="sees no GPU"):
+            resolve_device("cuda")
+    with pytest.raises(ConfigError, match="train.device"):
+        resolve_device("tpu")

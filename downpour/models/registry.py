@@ -99,12 +99,22 @@ def build(cfg: RunConfig, input_shape: tuple[int, ...]) -> tuple[FeatureModel, O
     Also resolves ``cfg`` in place (every model field and cost term written out), so the
     run directory's config.toml reproduces the run.
     """
-    entry = model_entry(cfg.model.name)
     model = create_model(cfg.model.name, input_shape, **cfg.model.options)
     cfg.model.options = dataclasses.asdict(model.config)
     cfg.objective = resolve_objective(cfg.model.name, cfg.objective)
+    return model, _objective(cfg.model.name, cfg.objective)
+
+
+def check_model_spec(cfg: RunConfig) -> None:
+    """Raise ConfigError naming a bad model option or cost term, without building anything."""
+    entry = model_entry(cfg.model.name)
+    _make_config(entry.family, dict(cfg.model.options), f"model {entry.name!r}", base=entry.config)
+    _objective(entry.name, resolve_objective(entry.name, cfg.objective))
+
+
+def _objective(name: str, spec: dict[str, Any]) -> Objective:
     try:
-        objective = Objective.from_config(cfg.objective)
+        return Objective.from_config(spec)
     except (KeyError, TypeError, ValueError) as err:
-        raise ConfigError(f"[objective] of model {entry.name!r}: {err}") from None
-    return model, objective
+        reason = err.args[0] if isinstance(err, KeyError) and err.args else err   # KeyError's str() adds quotes
+        raise ConfigError(f"[objective] of model {name!r}: {reason}") from None

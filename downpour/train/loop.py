@@ -43,6 +43,15 @@ def stage_for_step(step: int, total: int, n_stages: int, schedule: str) -> int |
     return min(n_stages, 1 + step * n_stages // max(total, 1))
 
 
+def resolve_device(name: str) -> torch.device:
+    """``train.device``: cpu | cuda | auto (cuda when this torch build sees a GPU, else cpu)."""
+    if name not in ("cpu", "cuda", "auto"):
+        raise ConfigError(f"train.device must be cpu, cuda or auto, got {name!r}")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"train.device='cuda' but torch {torch.__version__} sees no GPU; use 'cpu' or 'auto'")
+    return torch.device("cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu")
+
+
 def set_up_torch(cfg: RunConfig) -> None:
     torch.manual_seed(cfg.seed)
     if cfg.train.threads:
@@ -80,7 +89,9 @@ def run_local(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, An
     """Train ``cfg`` in this process; writes metrics, TensorBoard events, checkpoints and the model."""
     set_up_torch(cfg)
     data = build_dataset(cfg.data, cfg.seed)
+    device = resolve_device(cfg.train.device)
     model, objective = build(cfg, data.input_shape)
+    model.to(device)
     run.save_config(cfg)  # now fully resolved
     run.save_preprocess(data.preprocess)
     opt = make_optimizer(cfg.train, model.parameters())
@@ -107,7 +118,7 @@ def run_local(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, An
     try:
         for step in range(start, total):
             model.set_stage(stage_for_step(step, total, n_stages, cfg.train.schedule))
-            batch = next(batches)
+            batch = next(batches).to(device)
             try:
                 result = train_step(model, objective, batch)
             except NonFiniteLoss as err:
