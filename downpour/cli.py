@@ -4,11 +4,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
 
-from downpour.config import ConfigError, list_presets, load_config
+from downpour.config import ConfigError, list_presets, load_config, parse_override
 from downpour.errors import RunError
 
 # Flags that are shorthands for `--set cluster.<key>=...` / `--set train.<key>=...`.
@@ -118,8 +119,16 @@ def cmd_models(args: argparse.Namespace) -> int:
     if args.costs:
         from downpour.models.costs import costs_report
 
-        print(costs_report(args.costs))
+        options = {}
+        for item in args.set:
+            path, value = parse_override(item)
+            if len(path) != 2 or path[0] != "model":
+                raise ConfigError(f"downpour models --costs only takes model.KEY=VALUE overrides, got {item!r}")
+            options[path[1]] = value
+        print(costs_report(args.costs, **options))
         return 0
+    if args.set:
+        raise ConfigError("--set needs --costs NAME")
     entries = list_models()
     width = max(len(e.name) for e in entries)
     family = max(len(e.family.__name__) for e in entries)
@@ -174,6 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = sub.add_parser("models", help="list the registered models")
     models.add_argument("--costs", metavar="NAME", help="per-layer parameters, memory and FLOPs of model NAME")
+    models.add_argument("--set", action="append", default=[], metavar="model.KEY=VALUE",
+                        help="with --costs: a model option (e.g. model.maps=[16,16])")
     models.set_defaults(func=cmd_models)
 
     presets = sub.add_parser("presets", help="list the shipped TOML presets")
@@ -192,6 +203,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"downpour: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:     # `downpour models | head`: the reader left; nothing is wrong
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

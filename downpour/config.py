@@ -177,7 +177,7 @@ def _apply(cfg: RunConfig, table: dict[str, Any], where: str) -> None:
             raise ConfigError(f"{where}: unknown section or key {key!r}{nearest(key, valid)}; valid: {', '.join(valid)}")
 
 
-def _parse_override(text: str) -> tuple[list[str], Any]:
+def parse_override(text: str) -> tuple[list[str], Any]:
     if "=" not in text:
         raise ConfigError(f"override {text!r} must look like section.key=value")
     key, raw = text.split("=", 1)
@@ -204,7 +204,7 @@ def load_config(name_or_path: str = "main", overrides: list[str] | tuple[str, ..
     for table, where in reversed(chain):
         _apply(cfg, table, where)
     for text in overrides:
-        path, value = _parse_override(text)
+        path, value = parse_override(text)
         nested: dict[str, Any] = {path[-1]: value}
         for part in reversed(path[:-1]):
             nested = {part: nested}

@@ -75,3 +75,14 @@ def test_cli_models_costs(capsys):
     assert main(["models", "--costs", "rica-local"]) == 0
     out = capsys.readouterr().out
     assert "stages" not in out and "filter" in out and "untied vs tiled vs tied" in out and "tied (conv)" in out
+
+
+def test_cli_models_costs_takes_model_options(capsys):
+    from downpour.cli import main
+    assert main(["models", "--costs", "cat-demo", "--set", "model.maps=[16,16]"]) == 0
+    out = capsys.readouterr().out
+    first = next(line for line in out.splitlines() if line.startswith("stages.0.filter"))
+    assert "16x25x25" in first and "640.00k" in first          # 25*25 positions * 16 maps * 8*8 weights
+    assert main(["models", "--costs", "cat-demo", "--set", "model.mapz=[16,16]"]) == 2
+    assert "did you mean 'maps'" in capsys.readouterr().err
+    assert main(["models", "--costs", "cat-demo", "--set", "train.steps=3"]) == 2
