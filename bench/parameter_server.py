@@ -7,8 +7,9 @@ For each model size (MB of float32) one JSON line with the median round-trip tim
 - ``memcpy``: the baseline, a single-threaded copy of the same bytes (push bytes + pull bytes),
 - ``example``: Ray's parameter-server example pattern, one actor holding a NumPy vector:
   ``ray.get(ps.push.remote(g))`` then ``ray.get(ps.pull.remote())``,
-- ``ours``: downpour's shard actors (SGD rule) with the path a co-located worker takes (shared-
-  memory lanes: gradient into the shard's inbox, ``push_inbox`` on every shard, pull by memcpy),
+- ``ours``: downpour's shard actors (SGD rule) with the path a co-located worker and driver take
+  (shared-memory lanes: gradient into the shard's inbox, the shards told to apply it by
+  ``ShardPush``, the driver's helper: a doorbell ring each, no actor call; pull by memcpy),
 - ``ours_store``: the same shards through the object store, the path workers on another node take,
 
 and the ratios ``vs_memcpy`` (memcpy time / ours: the fraction of memory-copy speed reached),
@@ -26,7 +27,7 @@ import numpy as np
 import ray
 import torch
 
-from downpour.ps.on_ray import ShardActor, ShardLink
+from downpour.ps.on_ray import ShardActor, ShardLink, ShardPush
 from downpour.ps.rules import make_rule
 from downpour.ps.shard import Shard, shard_bounds
 
@@ -66,14 +67,14 @@ class Ours:
                        for j, (a, b) in enumerate(self.bounds)]
         routes = ray.get([a.lanes.remote() for a in self.actors])
         self.links = [ShardLink(a, r, 0, b - s) for a, r, (s, b) in zip(self.actors, routes, self.bounds)]
+        self.pusher = ShardPush(self.actors, routes)   # as the driver has the shards apply a push
         self.versions = [0] * shards
         self.seq = 0
         self.out = np.empty(n, dtype=np.float32)
 
     def round_trip(self, g: np.ndarray) -> None:
         staged = [link.stage(g[a:b], self.seq, v) for link, (a, b), v in zip(self.links, self.bounds, self.versions)]
-        acks = ray.get([a.push_inbox.remote(0, v, self.seq) if s is None else a.push.remote(0, s, v, self.seq)
-                        for a, s, v in zip(self.actors, staged, self.versions)])
+        acks = self.pusher.results(self.pusher.apply(0, self.seq, self.versions, staged, [s is None for s in staged]))
         assert all(r["accepted"] for r in acks), acks
         self.seq += 1
         answers = [link.pull_into(self.out[a:b]) for link, (a, b) in zip(self.links, self.bounds)]
@@ -83,6 +84,7 @@ class Ours:
         self.versions = answers
 
     def close(self) -> None:
+        self.pusher.close()
         ray.get([a.close.remote() for a in self.actors])
         for a in self.actors:
             ray.kill(a)

@@ -10,7 +10,9 @@ How the bytes move:
 
 - same node (the common case, and all of a local Ray): the shard's parameters and one inbox per
   worker live in shared memory (:mod:`downpour.ps.shm`). A pull is one memcpy out of the shard's
-  segment; a push is one memcpy into the inbox plus a tiny ``push_inbox`` call.
+  segment; a push is one memcpy into the inbox, then the driver tells the shard to apply it: by
+  its doorbell (:mod:`downpour.ps.doorbell`, a named pipe: no actor call) when the driver is on
+  the shard's node, by a tiny ``push_inbox`` call otherwise (:class:`ShardPush`).
 - different nodes: a pull returns the NumPy slice through Ray's object store, and the gradient
   slice the cycle returned is an object ref the driver passes to ``push``: Ray's object manager
   moves it between machines, and on the receiving node it is read zero-copy from the store.
@@ -24,8 +26,7 @@ import logging
 import os
 import uuid
 import warnings
-from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 import ray
@@ -37,8 +38,10 @@ from downpour.config import RunConfig
 from downpour.ps import shm
 from downpour.ps.checkpoint import ShardState
 from downpour.ps.coordinator import Coordinator
+from downpour.ps.doorbell import Bell
 from downpour.ps.job import Job, make_worker
 from downpour.ps.shard import Shard
+from downpour.ps.shard_server import ShardServer
 from downpour.ps.worker import Push
 
 log = logging.getLogger(__name__)
@@ -54,91 +57,19 @@ def _node() -> str:
 
 
 @ray.remote
-class ShardActor:
-    """A :class:`~downpour.ps.shard.Shard` in its own process.
-
-    With ``lane_prefix`` (and /dev/shm available) its parameters live in shared memory and every
-    worker has an inbox there (:mod:`downpour.ps.shm`); workers on this node use those lanes,
-    workers elsewhere the object store. DC-ASGD needs to see every pull, so it uses the store.
-    """
+class ShardActor(ShardServer):
+    """A :class:`~downpour.ps.shard_server.ShardServer` (a shard with shared-memory lanes and a
+    doorbell where it can have them) in its own process. Workers on this node use the lanes,
+    workers elsewhere the object store."""
 
     def __init__(self, shard: Shard, lane_prefix: str = "", workers: int = 0):
         _quiet_readonly()
         torch.set_num_threads(1)
-        self.shard = shard
-        self.seg: shm.Segment | None = None
-        self.inboxes: dict[int, shm.Segment] = {}
-        if lane_prefix and shm.available() and not shard.compensation.needs_backup:
-            n, j = shard.params.numel(), shard.index
-            self.seg = shm.Segment(f"{lane_prefix}-s{j}-params", n, create=True)
-            shard.adopt(torch.from_numpy(self.seg.data))
-            self.seg.set_version(shard.version)
-            self.inboxes = {w: shm.Segment(f"{lane_prefix}-s{j}-w{w}", n, create=True) for w in range(workers)}
+        super().__init__(shard, lane_prefix, workers)
 
     def lanes(self) -> dict[str, Any] | None:
-        """Where co-located workers find this shard's shared memory, or None."""
-        if self.seg is None:
-            return None
-        return {"node": _node(), "params": str(self.seg.path), "inbox": {w: str(s.path) for w, s in self.inboxes.items()}}
-
-    @contextmanager
-    def _writing(self) -> Iterator[None]:
-        if self.seg is None:
-            yield
-            return
-        with self.seg.writing():
-            yield
-            self.seg.set_version(self.shard.version)
-
-    def pull(self, worker: int | None = None) -> tuple[np.ndarray, int]:
-        params, version = self.shard.pull(worker)
-        return params.numpy(), version  # copied once into the object store as it is returned
-
-    def _result(self, accepted: bool, reason: str, staleness: int) -> dict[str, Any]:
-        return {"accepted": accepted, "reason": reason, "version": self.shard.version, "staleness": staleness}
-
-    def push(self, worker: int, grad: np.ndarray, base: int, seq: int) -> dict[str, Any]:
-        staleness = self.shard.version - base
-        with self._writing():
-            result = self.shard.push(worker, torch.from_numpy(grad), base, seq)  # zero-copy view of the store
-        return self._result(result.accepted, result.reason, staleness)
-
-    def push_inbox(self, worker: int, base: int, seq: int) -> dict[str, Any]:
-        """Apply the gradient ``worker`` left in its inbox for push ``seq``."""
-        inbox = self.inboxes.get(worker)
-        item = inbox.take() if inbox is not None else None
-        if item is None or item[1:] != (seq, base):
-            self.shard.rejected["inbox"] += 1   # nothing (or something else) is waiting: never guess
-            return self._result(False, "inbox", self.shard.version - base)
-        staleness = self.shard.version - base
-        with self._writing():
-            result = self.shard.push(worker, torch.from_numpy(item[0]), base, seq)
-        inbox.release()
-        return self._result(result.accepted, result.reason, staleness)
-
-    def new_inbox(self, worker: int, incarnation: int) -> dict[str, Any] | None:
-        """A restarted worker gets a fresh inbox: its predecessor, killed but possibly still
-        running for a moment, may yet write into the old one. Returns the updated lanes."""
-        if worker in self.inboxes:
-            old = self.inboxes[worker]
-            old.path.unlink(missing_ok=True)
-            self.inboxes[worker] = shm.Segment(f"{old.path}-r{incarnation}", old.n, create=True)
-        return self.lanes()
-
-    def set_workers(self, workers: list[int]) -> None:
-        with self._writing():
-            self.shard.set_workers(workers)
-
-    def state_dict(self) -> ShardState:
-        with self._writing():    # a partial sync round is flushed into the parameters
-            tensors, meta = self.shard.state_dict()
-        return {k: v.clone() for k, v in tensors.items()}, meta
-
-    def close(self) -> None:
-        """Unlink the shared-memory files (mappings stay valid in processes that hold them)."""
-        for seg in (self.seg, *self.inboxes.values()):
-            if seg is not None:
-                seg.path.unlink(missing_ok=True)
+        lanes = super().lanes()
+        return None if lanes is None else {**lanes, "node": _node()}
 
     def node(self) -> str:
         return _node()
@@ -167,6 +98,63 @@ class ShardLink:
             return grad
         self.inbox.put(grad, seq, base)
         return None
+
+
+class ShardPush:
+    """How the driver (or a benchmark client) has the shards apply a staged push: a doorbell ring
+    where the gradient is in the inbox of a shard on this node, a ``push_inbox`` actor call where
+    that shard is elsewhere, ``push`` with the gradient's object ref where it has no inbox.
+
+    ``lanes`` (one per shard, as ``ShardActor.lanes`` returns them) is read on every push, so a
+    caller that replaces an entry (a restarted worker's new inbox) is followed.
+    """
+
+    def __init__(self, actors: list[Any], lanes: list[dict[str, Any] | None]):
+        self.actors, self.lanes, self.here = actors, lanes, _node()
+        self._bells: dict[tuple[int, int], tuple[str, Bell]] = {}   # (shard, worker) -> (reply pipe, bell)
+
+    def _bell(self, j: int, w: int) -> Bell | None:
+        lanes = self.lanes[j]
+        if lanes is None or lanes["node"] != self.here:
+            return None
+        path, bell = self._bells.get((j, w), ("", None))
+        if path != lanes["reply"][w]:
+            if bell is not None:
+                bell.close()
+            path, bell = lanes["reply"][w], Bell(lanes["bell"], lanes["reply"][w])
+            self._bells[(j, w)] = path, bell
+        return bell
+
+    def apply(self, w: int, seq: int, bases: list[int], grads: list[Any], inbox: list[bool]) -> list[Any]:
+        """Per shard the result dict (rung shards: every bell rung first, then every answer read,
+        so the shards apply in parallel) or an object ref to it (the caller waits on those)."""
+        out: list[Any] = []
+        rung: dict[int, Bell] = {}
+        for j, (actor, g, base, staged) in enumerate(zip(self.actors, grads, bases, inbox)):
+            bell = self._bell(j, w) if staged else None
+            if bell is not None:
+                bell.ring(w, seq, base)
+                rung[j] = bell
+                out.append(None)
+            elif staged:
+                out.append(actor.push_inbox.remote(w, base, seq))
+            else:
+                out.append(actor.push.remote(w, g, base, seq))
+        for j, bell in rung.items():
+            out[j] = bell.answer(seq)
+        return out
+
+    @staticmethod
+    def results(answers: list[Any]) -> list[dict[str, Any]]:
+        """:meth:`apply`'s answers with the object refs fetched."""
+        refs = [x for x in answers if not isinstance(x, dict)]
+        fetched = iter(ray.get(refs)) if refs else iter(())
+        return [x if isinstance(x, dict) else next(fetched) for x in answers]
+
+    def close(self) -> None:
+        for _, bell in self._bells.values():
+            bell.close()
+        self._bells.clear()
 
 
 @ray.remote
@@ -241,10 +229,11 @@ def _placer(nodes_info: list[dict[str, Any]]) -> Callable[[int, float], dict[str
 
 
 def _start_actors(job: Job, shards: list[Shard], start_step: int, seqs: dict[int, int], run_id: str,
-                  shard_actors: list[Any], worker_actors: list[Any]) -> Callable[[int, int, int], Any]:
+                  shard_actors: list[Any], worker_actors: list[Any]) -> tuple[Callable[[int, int, int], Any], list]:
     """Shard actors, then worker actors (which learn the shards' shared-memory lanes), appended to
     the lists given so a failure half-way still lets the caller tear down what was started.
-    Returns ``spawn(worker, seq, start_step)``, which starts (or restarts) one worker actor."""
+    Returns ``spawn(worker, seq, start_step)``, which starts (or restarts) one worker actor, and
+    the shards' lanes (updated in place when a restart gives a worker new inboxes)."""
     cfg = job.cfg
     n = cfg.cluster.workers
     per_worker = min(1.0, float(ray.cluster_resources().get("CPU", 1.0)) / n)  # 8 workers still fit on 2 cores
@@ -260,27 +249,27 @@ def _start_actors(job: Job, shards: list[Shard], start_step: int, seqs: dict[int
         name, options, routes = f"downpour-{run_id}-worker{w}", place(w, per_worker), lanes
         if incarnation[w]:   # a restart: new name, new inboxes, wherever Ray finds room
             name, options = f"{name}-restart{incarnation[w]}", {}
-            routes = ray.get([a.new_inbox.remote(w, incarnation[w]) for a in shard_actors])
+            routes = lanes[:] = ray.get([a.new_inbox.remote(w, incarnation[w]) for a in shard_actors])
         incarnation[w] += 1
         return (WorkerActor.options(name=name, num_cpus=per_worker, **options)
                 .remote(cfg, w, job.data.shard(w, n), job.bounds, step, seq, shard_actors, routes, threads))
 
     for w in range(n):
         worker_actors.append(spawn(w, seqs.get(w, 0), start_step))
-    return spawn
+    return spawn, lanes
 
 
 def _drive(shard_actors: list[Any], worker_actors: list[Any], coord: Coordinator, recorder: Any,
            stage_of: Callable[[int], int | None], spawn: Callable[[int, int, int], Any], restarts: int,
-           seqs: dict[int, int]) -> None:
-    """The driver loop: dispatch cycles, hand finished gradients to the shards, record each push,
-    and restart up to ``restarts`` lost workers."""
+           seqs: dict[int, int], pusher: ShardPush) -> None:
+    """The driver loop: dispatch cycles, hand finished gradients to the shards (``pusher``: by
+    doorbell where it can), record each push, and restart up to ``restarts`` lost workers."""
     m = len(shard_actors)
     next_seq = dict(seqs)                # per worker, one past the last push number the driver received
     pending: dict[Any, tuple[str, int]] = {}
     grads: dict[Any, list[Any]] = {}    # a cycle's metadata ref -> its gradient refs
     owner: dict[Any, Any] = {}          # a cycle's metadata ref -> the worker actor running it
-    pushes: dict[Any, tuple[list[Any], dict[str, Any]]] = {}   # last push ref -> (all refs, metadata)
+    pushes: dict[Any, tuple[list[Any], dict[str, Any]]] = {}   # last push ref -> (all answers, metadata)
     blocked: set[int] = set()
 
     def set_live() -> None:  # waited for, so no worker fetches before the shards know who is live
@@ -296,6 +285,19 @@ def _drive(shard_actors: list[Any], worker_actors: list[Any], coord: Coordinator
         grads[refs[m]] = refs[:m]
         owner[refs[m]] = worker_actors[w]
         pending[refs[m]] = ("cycle", w)
+
+    def finish(w: int, results: list[dict[str, Any]], meta: dict[str, Any]) -> None:
+        stale = [r["staleness"] for r in results]
+        record = {"staleness": sum(stale) / m, "staleness_max": max(stale), "clock_gap": meta["clock_gap"],
+                  "accepted": sum(r["accepted"] for r in results), "version": max(r["version"] for r in results)}
+        joined = coord.end_cycle(w, meta["steps"])
+        if joined:
+            set_live()
+        push = Push(w, meta["seq"], [], meta["base"], meta["steps"], meta["samples"], meta["loss"], meta["parts"],
+                    meta["skipped"], meta["clock_gap"])
+        recorder.on_push(push, record)
+        for v in sorted(blocked | set(joined) | {w}):
+            dispatch(v)
 
     for _ in range(coord.depth):
         for w in sorted(coord.live):
@@ -332,25 +334,18 @@ def _drive(shard_actors: list[Any], worker_actors: list[Any], coord: Coordinator
             coord.end_compute(w)
             meta["clock_gap"] = coord.gaps[w]
             next_seq[w] = meta["seq"] + 1
-            refs = [a.push_inbox.remote(w, b, meta["seq"]) if inbox else a.push.remote(w, g, b, meta["seq"])
-                    for a, g, b, inbox in zip(shard_actors, grads.pop(ready[0]), meta["base"], meta["inbox"])]
-            pushes[refs[-1]] = (refs, meta)
-            pending[refs[-1]] = ("push", w)  # each shard runs the driver's calls in order; wait on all below
+            # rung shards have applied it when this returns; the others answer with object refs
+            answers = pusher.apply(w, meta["seq"], meta["base"], grads.pop(ready[0]), meta["inbox"])
             dispatch(w)                      # async: compute the next cycle while this push is applied
+            refs = [x for x in answers if not isinstance(x, dict)]
+            if not refs:
+                finish(w, answers, meta)
+                continue
+            pushes[refs[-1]] = (answers, meta)
+            pending[refs[-1]] = ("push", w)  # each shard runs the driver's calls in order; wait on all below
             continue
-        refs, meta = pushes.pop(ready[0])
-        results = ray.get(refs)
-        stale = [r["staleness"] for r in results]
-        record = {"staleness": sum(stale) / m, "staleness_max": max(stale), "clock_gap": meta["clock_gap"],
-                  "accepted": sum(r["accepted"] for r in results), "version": max(r["version"] for r in results)}
-        joined = coord.end_cycle(w, meta["steps"])
-        if joined:
-            set_live()
-        push = Push(w, meta["seq"], [], meta["base"], meta["steps"], meta["samples"], meta["loss"], meta["parts"],
-                    meta["skipped"], meta["clock_gap"])
-        recorder.on_push(push, record)
-        for v in sorted(blocked | set(joined) | {w}):
-            dispatch(v)
+        answers, meta = pushes.pop(ready[0])
+        finish(w, pusher.results(answers), meta)
 
 
 def run_ray(job: Job, shards: list[Shard], coord: Coordinator, recorder: Any, stage_of: Callable[[int], int | None],
@@ -363,15 +358,19 @@ def run_ray(job: Job, shards: list[Shard], coord: Coordinator, recorder: Any, st
     started = connect(job.cfg.cluster.address)
     shard_actors: list[Any] = []
     worker_actors: list[Any] = []
+    pusher: ShardPush | None = None
     try:
-        spawn = _start_actors(job, shards, start_step, seqs, uuid.uuid4().hex[:8], shard_actors, worker_actors)
+        spawn, lanes = _start_actors(job, shards, start_step, seqs, uuid.uuid4().hex[:8], shard_actors, worker_actors)
+        pusher = ShardPush(shard_actors, lanes)
         placement = {"shards": ray.get([a.node.remote() for a in shard_actors]),
                      "workers": ray.get([a.node.remote() for a in worker_actors])}
         recorder.snapshot = lambda: ray.get([a.state_dict.remote() for a in shard_actors])
         recorder.mark_started()   # the placement answers above mean every actor has been built
-        _drive(shard_actors, worker_actors, coord, recorder, stage_of, spawn, job.cfg.cluster.restarts, seqs)
+        _drive(shard_actors, worker_actors, coord, recorder, stage_of, spawn, job.cfg.cluster.restarts, seqs, pusher)
         states = ray.get([a.state_dict.remote() for a in shard_actors])  # flushes a partial sync round
     finally:  # best effort: Ray itself may be going down
+        if pusher is not None:
+            pusher.close()
         try:
             ray.get([a.close.remote() for a in shard_actors], timeout=30)
         except Exception:  # noqa: BLE001

@@ -1,0 +1,126 @@
+"""A shard served to the other processes of its machine: shared-memory lanes, a doorbell, one lock.
+
+:class:`ShardServer` is plain Python; the Ray runner's ``ShardActor`` is this class as a Ray actor
+(:mod:`downpour.ps.on_ray`). Two threads touch the shard: the actor's own (its methods, called by
+the driver, and by workers on other machines) and the doorbell's (pushes rung by a driver on this
+machine, :mod:`downpour.ps.doorbell`). Every access to the :class:`~downpour.ps.shard.Shard` holds
+``_lock``; every change of the parameters is also inside the segment's seqlock, which is what the
+lock-free readers (workers pulling out of shared memory) rely on.
+"""
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from downpour.ps import shm
+from downpour.ps.checkpoint import ShardState
+from downpour.ps.doorbell import Doorbell
+from downpour.ps.shard import Shard
+
+
+class ShardServer:
+    """A :class:`~downpour.ps.shard.Shard`, served to other processes.
+
+    With ``lane_prefix`` (and /dev/shm available) its parameters live in shared memory, every one
+    of ``workers`` has an inbox there (:mod:`downpour.ps.shm`), and a doorbell thread applies
+    pushes rung on ``<lane_prefix>-s<j>-bell``; without, only the method calls serve it. DC-ASGD
+    needs to see every pull, so it never gets lanes.
+    """
+
+    def __init__(self, shard: Shard, lane_prefix: str = "", workers: int = 0):
+        self.shard = shard
+        self.seg: shm.Segment | None = None
+        self.inboxes: dict[int, shm.Segment] = {}
+        self.bell: Doorbell | None = None
+        self._lock = threading.Lock()
+        if lane_prefix and shm.available() and not shard.compensation.needs_backup:
+            n, j = shard.params.numel(), shard.index
+            self.seg = shm.Segment(f"{lane_prefix}-s{j}-params", n, create=True)
+            shard.adopt(torch.from_numpy(self.seg.data))
+            self.seg.set_version(shard.version)
+            self.inboxes = {w: shm.Segment(f"{lane_prefix}-s{j}-w{w}", n, create=True) for w in range(workers)}
+            self.bell = Doorbell(f"{lane_prefix}-s{j}-bell", self.push_inbox)
+            for w, inbox in self.inboxes.items():
+                self.bell.reply_to(w, f"{inbox.path}-bell")
+
+    def lanes(self) -> dict[str, Any] | None:
+        """Where processes on this machine find the shard's shared memory and doorbell, or None."""
+        if self.seg is None or self.bell is None:
+            return None
+        return {"params": str(self.seg.path), "inbox": {w: str(s.path) for w, s in self.inboxes.items()},
+                "bell": str(self.bell.path), "reply": self.bell.replies()}
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """The lock, and around a change of the parameters the seqlock (and the version word)."""
+        with self._lock:
+            if self.seg is None:
+                yield
+                return
+            with self.seg.writing():
+                yield
+                self.seg.set_version(self.shard.version)
+
+    def pull(self, worker: int | None = None) -> tuple[np.ndarray, int]:
+        with self._lock:
+            params, version = self.shard.pull(worker)
+            # shared parameters are copied here, under the lock: the doorbell may change them
+            # while the caller serialises its answer
+            return (params.numpy().copy() if self.seg is not None else params.numpy()), version
+
+    def _result(self, accepted: bool, reason: str, staleness: int) -> dict[str, Any]:
+        return {"accepted": accepted, "reason": reason, "version": self.shard.version, "staleness": staleness}
+
+    def push(self, worker: int, grad: np.ndarray, base: int, seq: int) -> dict[str, Any]:
+        with self._writing():
+            staleness = self.shard.version - base
+            result = self.shard.push(worker, torch.from_numpy(grad), base, seq)  # zero-copy view
+            return self._result(result.accepted, result.reason, staleness)
+
+    def push_inbox(self, worker: int, base: int, seq: int) -> dict[str, Any]:
+        """Apply the gradient ``worker`` left in its inbox for push ``seq`` (also the doorbell's job)."""
+        with self._writing():
+            inbox = self.inboxes.get(worker)
+            item = inbox.take() if inbox is not None else None
+            staleness = self.shard.version - base
+            if item is None or item[1:] != (seq, base):
+                self.shard.rejected["inbox"] += 1   # nothing (or something else) is waiting: never guess
+                return self._result(False, "inbox", staleness)
+            result = self.shard.push(worker, torch.from_numpy(item[0]), base, seq)
+            inbox.release()
+            return self._result(result.accepted, result.reason, staleness)
+
+    def new_inbox(self, worker: int, incarnation: int) -> dict[str, Any] | None:
+        """A restarted worker gets a fresh inbox (and reply pipe): its predecessor, killed but
+        possibly still running for a moment, may yet write into the old one. Returns the lanes."""
+        with self._lock:
+            if worker in self.inboxes:
+                old = self.inboxes[worker]
+                old.path.unlink(missing_ok=True)
+                self.inboxes[worker] = shm.Segment(f"{old.path}-r{incarnation}", old.n, create=True)
+                if self.bell is not None:
+                    self.bell.reply_to(worker, f"{self.inboxes[worker].path}-bell")
+        return self.lanes()
+
+    def set_workers(self, workers: list[int]) -> None:
+        with self._writing():
+            self.shard.set_workers(workers)
+
+    def state_dict(self) -> ShardState:
+        with self._writing():    # a partial sync round is flushed into the parameters
+            tensors, meta = self.shard.state_dict()
+            return {k: v.clone() for k, v in tensors.items()}, meta
+
+    def close(self) -> None:
+        """Stop the doorbell (pushes rung before are answered first), unlink the shared-memory files
+        and pipes (mappings stay valid in processes that hold them)."""
+        if self.bell is not None:
+            self.bell.close()     # not under the lock: the thread may be waiting for it
+        with self._lock:
+            for seg in (self.seg, *self.inboxes.values()):
+                if seg is not None:
+                    seg.path.unlink(missing_ok=True)
