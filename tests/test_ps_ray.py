@@ -1,7 +1,9 @@
 """The Ray runner on a local Ray (2 CPUs): a run directory like the simulator's, sync rounds, and
 a worker killed mid-run."""
+import os
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -122,3 +124,37 @@ def test_losing_every_worker_is_an_error_that_keeps_what_was_done(tmp_path, loca
     states, meta = load_server(done.path / "checkpoints/server")
     assert meta["step"] >= 20 and states[0][1]["version"] >= 20    # the work before the loss is kept
     done.load_model()
+
+
+def test_the_driver_rings_co_located_shards_and_a_dead_shard_is_an_error(tmp_path, local_ray):
+    import numpy as np
+    import torch
+
+    from downpour.ps import shm
+    from downpour.ps.on_ray import ShardActor, ShardLink, ShardPush
+    from downpour.ps.rules import make_rule
+    from downpour.ps.shard import Shard
+
+    if not shm.available():
+        pytest.skip("no writable /dev/shm")
+    prefix = f"/dev/shm/downpour-test-{tmp_path.name}"
+    actor = ShardActor.remote(Shard(0, torch.zeros(4), make_rule("sgd", 1.0), workers=[0]), prefix, 1)
+    lanes = ray.get(actor.lanes.remote())
+    link, pusher = ShardLink(actor, lanes, 0, 4), ShardPush([actor], [lanes])
+    assert link.stage(np.ones(4, dtype=np.float32), seq=0, base=0) is None       # into the inbox
+    answers = pusher.apply(0, 0, [0], [None], [True])
+    assert answers == [{"accepted": True, "reason": "", "version": 1, "staleness": 0}]   # rung: no object ref
+    pid = ray.get(actor.__ray_call__.remote(lambda self: os.getpid()))
+    ray.kill(actor)
+    for _ in range(600):   # the process outlives ray.kill's return (and Ray's "actor died") for a moment
+        if not Path(f"/proc/{pid}").exists():
+            break
+        time.sleep(0.05)
+    try:
+        link.stage(np.ones(4, dtype=np.float32), seq=1, base=1)
+        with pytest.raises(ConnectionError):        # its process is gone: an error, not a hang
+            pusher.apply(0, 1, [1], [None], [True])
+    finally:
+        pusher.close()
+        for name in (lanes["bell"], lanes["params"], *lanes["inbox"].values(), *lanes["reply"].values()):
+            Path(name).unlink(missing_ok=True)

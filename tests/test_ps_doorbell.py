@@ -1,0 +1,103 @@
+"""The doorbell: a shard applies a staged push when rung through a named pipe, exactly as
+``push_inbox`` would (once, refusing NaN and repeats), from any number of ringers; close() stops it."""
+import os
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+from downpour.ps import shm
+from downpour.ps.doorbell import Bell
+from downpour.ps.rules import make_rule
+from downpour.ps.shard import Shard
+from downpour.ps.shard_server import ShardServer
+
+pytestmark = pytest.mark.skipif(not shm.available(), reason="no writable /dev/shm")
+
+N = 6
+
+
+@pytest.fixture
+def server(tmp_path):
+    shard = Shard(0, torch.zeros(N), make_rule("sgd", 1.0), workers=[0, 1])
+    srv = ShardServer(shard, f"/dev/shm/downpour-test-{tmp_path.name}", workers=2)
+    yield srv
+    srv.close()
+
+
+class Client:
+    """What the driver does for one worker: the gradient into the inbox, then a ring."""
+
+    def __init__(self, server, worker):
+        lanes = server.lanes()
+        self.worker = worker
+        self.inbox = shm.Segment(lanes["inbox"][worker], N)
+        self.bell = Bell(lanes["bell"], lanes["reply"][worker])
+
+    def push(self, grad, seq, base):
+        self.inbox.put(np.asarray(grad, dtype=np.float32), seq, base)
+        return self.ring(seq, base)
+
+    def ring(self, seq, base):
+        self.bell.ring(self.worker, seq, base)
+        return self.bell.answer(seq, timeout=30)
+
+
+def test_a_ring_applies_the_staged_push_once(server):
+    c = Client(server, 0)
+    assert c.push(np.ones(N), seq=0, base=0) == {"accepted": True, "reason": "", "version": 1, "staleness": 0}
+    assert server.shard.params.tolist() == [-1.0] * N
+    # the same ring again: the inbox is empty now, so nothing is applied (and it is counted)
+    assert c.ring(seq=0, base=0) == {"accepted": False, "reason": "inbox", "version": 1, "staleness": 1}
+    # the same push number staged again: the shard refuses it as a repeat
+    assert c.push(np.ones(N), seq=0, base=0)["reason"] == "duplicate"
+    assert server.shard.params.tolist() == [-1.0] * N and server.shard.version == 1
+    assert server.shard.rejected == {"inbox": 1, "duplicate": 1}
+
+
+def test_a_nan_gradient_is_refused_and_the_parameters_are_untouched(server):
+    c = Client(server, 1)
+    grad = np.ones(N)
+    grad[3] = np.nan
+    assert c.push(grad, seq=0, base=0) == {"accepted": False, "reason": "non-finite", "version": 0, "staleness": 0}
+    assert server.shard.params.tolist() == [0.0] * N and server.shard.rejected == {"non-finite": 1}
+    assert c.push(np.ones(N), seq=1, base=0)["accepted"]      # the inbox was freed for the next push
+
+
+def test_two_ringers_at_once_are_both_applied(server):
+    answers = {0: [], 1: []}
+
+    def run(worker):
+        c = Client(server, worker)
+        for seq in range(50):
+            answers[worker].append(c.push(np.full(N, 0.5), seq, 0))
+
+    threads = [threading.Thread(target=run, args=(w,)) for w in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert all(a["accepted"] for w in (0, 1) for a in answers[w])
+    assert server.shard.version == 100 and server.shard.params.tolist() == [-50.0] * N
+    logged = {(w, seq) for w, seq, _, _ in server.shard.log.to_tensor().tolist()}
+    assert logged == {(w, seq) for w in (0, 1) for seq in range(50)}
+
+
+def test_close_stops_the_thread_and_removes_the_pipes(server):
+    c = Client(server, 0)
+    assert c.push(np.ones(N), seq=0, base=0)["accepted"]
+    lanes = server.lanes()
+    server.close()
+    assert not server.bell.running
+    assert not any(os.path.exists(p) for p in [lanes["bell"], *lanes["reply"].values(), lanes["params"]])
+    with pytest.raises(ConnectionError):   # nobody listens any more: an error, not a hang
+        c.ring(seq=1, base=1)
+    server.close()                           # twice is fine
+
+
+def test_a_restarted_worker_gets_a_new_reply_pipe(server):
+    old = server.lanes()["reply"][0]
+    lanes = server.new_inbox(0, 1)
+    assert lanes["reply"][0] != old and not os.path.exists(old)
+    assert Client(server, 0).push(np.ones(N), seq=0, base=0)["accepted"]
