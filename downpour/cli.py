@@ -34,18 +34,19 @@ def _overrides(args: argparse.Namespace) -> list[str]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from downpour.train.preflight import check_run_config
+    from downpour.preflight import check_resume, check_run_config
     from downpour.train.rundir import RunDir
 
     if args.resume:
         run = RunDir.open(args.resume)
         cfg = load_config(str(run.path / "config.toml"), _overrides(args))
-        check_run_config(cfg)
+        check_resume(run.config, cfg)
     else:
         cfg = load_config(args.config, _overrides(args))
-        if args.report is not None:
-            cfg.analysis.report = args.report
-        check_run_config(cfg)   # before the run directory exists: a typo leaves nothing behind
+    if args.report is not None:
+        cfg.analysis.report = args.report
+    check_run_config(cfg)   # before the run directory exists: a typo leaves nothing behind
+    if not args.resume:
         out = args.out or f"runs/{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
         run = RunDir.create(out, cfg)
     print(f"downpour: training {cfg.model.name!r} with the {cfg.cluster.runner} runner -> {run.path}", file=sys.stderr)
@@ -53,12 +54,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         from downpour.train.loop import run_local
 
         summary = run_local(cfg, run, resume=bool(args.resume))
-    elif cfg.cluster.runner in ("simulated", "ray"):
+    else:
         from downpour.ps.cluster import run_cluster
 
         summary = run_cluster(cfg, run, resume=bool(args.resume))
-    else:
-        raise ConfigError(f"cluster.runner must be local, simulated or ray, got {cfg.cluster.runner!r}")
     print(json.dumps(summary))
     if cfg.analysis.report:
         return _analyze_and_report(run.path)

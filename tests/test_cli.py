@@ -32,10 +32,15 @@ def test_a_bad_override_is_named_with_the_nearest_key(tmp_path, capsys):
     ("model.mapz=[4,4]", "model.mapz"), ('train.optimizer="adamw"', "train.optimizer"),
     ('data.source="natrual"', "did you mean 'natural'"), ('cluster.consistency="bounded:x"', "bounded:x"),
     ("objective.kl=1", "unknown cost term 'kl'"), ('train.schedule="greedyy"', "train.schedule"),
-    ("train.lr=0", "train.lr"), ('train.device="tpu"', "train.device"),
+    ("train.lr=0", "train.lr"), ('train.device="tpu"', "train.device"), ("train.lr=inf", "train.lr"),
+    ("data.size=16", "on 1x16x16 samples"), ("seed=-1", "seed"), ("train.threads=-1", "train.threads"),
+    ('objective.denoising.kind="gauss"', "'gauss'"), ("objective.cross_entropy=1.0", "needs 'logits'"),
+    ('analysis.probes=["bogus"]', "analysis.probes"), ('data.source="folder"', "data.path"),
+    ("data.size=80", "limit 4096"),        # ufldl-sae whitens: a 6400-square ZCA matrix
 ])
 def test_every_config_mistake_is_caught_before_the_run_directory_exists(tmp_path, capsys, override, named):
-    assert main(["train", "--out", str(tmp_path / "r"), "--set", override]) == 2
+    config = "ufldl-sae" if override.startswith("data.size=80") else "main"
+    assert main(["train", "--config", config, "--out", str(tmp_path / "r"), "--set", override]) == 2
     assert named in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
 
@@ -70,3 +75,15 @@ def test_analyze_overrides_are_typed_and_limited_to_analysis(tmp_path):
         analysis_overrides(str(out), ["train.steps=3"])
     with pytest.raises(ConfigError, match="analysis.split"):
         analysis_overrides(str(out), ["analysis.split=3"])
+
+
+def test_resume_refuses_changes_that_make_another_run_and_keeps_the_config(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", *TINY, "--out", str(out)]) == 0
+    saved = (out / "config.toml").read_text()
+    for override in ("model.hidden=30", 'cluster.runner="simulated"', "seed=3", "train.lr=0.5"):
+        assert main(["train", "--resume", str(out), "--set", override]) == 2
+        assert f"cannot resume with {override.split('=')[0]}" in capsys.readouterr().err
+        assert (out / "config.toml").read_text() == saved
+    assert main(["train", "--resume", str(out), "--steps", "25", "--report"]) == 0   # --report works on resume too
+    assert (out / "report.html").is_file()

@@ -57,8 +57,9 @@ class CatStage(nn.Module):
         if pool > min(ho, wo):
             raise ValueError(f"pool {pool} is larger than the filter output {ho}x{wo}; shrink kernels or pools")
         self.pool = L2Pool2d(pool, stride=pool_stride)
-        self.lcn = LocalContrastNorm2d(maps, kernel_size=min(lcn, (ho - pool) // pool_stride + 1))
         self.out_shape = (maps, (ho - pool) // pool_stride + 1, (wo - pool) // pool_stride + 1)
+        side = min(self.out_shape[1:])
+        self.lcn = LocalContrastNorm2d(maps, kernel_size=min(lcn, side - 1 + side % 2))  # odd, within the map
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(B, C, H, W) -> codes (B, maps, Ho, Wo), pooled (B, maps, Hp, Wp), normalised output (same as pooled)."""
@@ -81,6 +82,8 @@ class CatNet(FeatureModel):
         lengths = {k: len(getattr(config, k)) for k in ("kernels", "strides", "pools", "pool_strides")}
         if any(v != n for v in lengths.values()):
             raise ValueError(f"model.maps has {n} stages but the per-stage lists have lengths {lengths}")
+        if not isinstance(config.lcn, int) or config.lcn < 1 or config.lcn % 2 == 0:
+            raise ValueError(f"model.lcn (the LCN window side) must be a positive odd int, got {config.lcn!r}")
         if config.decoder not in ("untied", "tied"):
             raise ValueError(f"model.decoder must be 'untied' or 'tied', got {config.decoder!r}")
         self.config = config
