@@ -85,11 +85,12 @@ def randomized_copy(model: FeatureModel, seed: int) -> tuple[FeatureModel, str]:
     """
     twin = copy.deepcopy(model)
     before = {name: p.detach().clone() for name, p in twin.named_parameters()}
-    torch.manual_seed(seed)
-    for module in twin.modules():
-        reset = getattr(module, "reset_parameters", None)
-        if module is not twin and callable(reset):
-            reset()
+    with torch.random.fork_rng(devices=[]):      # seeded, without moving the caller's RNG
+        torch.manual_seed(seed)
+        for module in twin.modules():
+            reset = getattr(module, "reset_parameters", None)
+            if module is not twin and callable(reset):
+                reset()
     generator = torch.Generator().manual_seed(seed)
     shuffled = []
     with torch.no_grad():

@@ -22,6 +22,7 @@ from downpour.ps.rules import make_rule
 from downpour.ps.shard import Shard, shard_bounds
 from downpour.ps.worker import Worker
 from downpour.train.flat import ParamLayout
+from downpour.train.loop import set_up_torch
 
 
 def check_cluster_config(cfg: RunConfig) -> None:
@@ -58,7 +59,7 @@ class Job:
 def prepare(cfg: RunConfig) -> Job:
     """Seeded data and initial model; resolves ``cfg`` in place (like the local runner)."""
     check_cluster_config(cfg)
-    torch.manual_seed(cfg.seed)
+    set_up_torch(cfg)   # the seed, and train.threads for the simulator (Ray workers set their own)
     data = build_dataset(cfg.data, cfg.seed)
     if len(data) < cfg.cluster.workers:
         raise ConfigError(f"cluster.workers={cfg.cluster.workers} but the data has only {len(data)} samples")
