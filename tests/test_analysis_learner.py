@@ -83,3 +83,13 @@ def test_from_run_prepares_raw_images_like_the_run_did(tmp_path, digits):
     np.testing.assert_allclose(learner.transform(digits[0][:20]), expected, rtol=1e-5, atol=1e-6)
     copy = clone(learner).fit(digits[0])                   # the processing survives scikit-learn's clone
     np.testing.assert_allclose(copy.transform(digits[0][:20]), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_a_non_finite_batch_is_skipped_and_an_all_nan_fit_is_an_error(digits):
+    x = digits[0].copy()
+    x[:5] = np.nan                                    # a few poisoned rows: their batches are skipped
+    learner = FeatureLearner("rica-8x8", steps=20, batch_size=16, seed=0).fit(x)
+    assert any(np.isnan(learner.loss_curve_)) and not all(np.isnan(learner.loss_curve_))
+    assert np.isfinite(learner.transform(digits[0][:5])).all()
+    with pytest.raises(ValueError, match="every one of the 5 training steps"):
+        FeatureLearner("rica-8x8", steps=5, seed=0).fit(np.full_like(x, np.nan))

@@ -25,7 +25,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from downpour.analysis.units import check_layer
 from downpour.config import TrainConfig
-from downpour.models.base import Batch, FeatureModel
+from downpour.models.base import FeatureModel
 from downpour.objectives import Objective
 
 
@@ -164,18 +164,22 @@ def _as_images(X: Any, shape: tuple[int, ...]) -> torch.Tensor:
 
 
 def _train(model: FeatureModel, objective: Objective, x: torch.Tensor, p: FeatureLearner) -> list[float]:
-    """Unsupervised minibatch training with the shared step; returns the loss every step."""
+    """Unsupervised minibatch training with the shared step and the runners' batch order; returns the
+    loss of every step (a non-finite batch is skipped, as the runners do, and logged as NaN)."""
+    from downpour.data.dataset import Dataset
     from downpour.train.loop import make_optimizer
-    from downpour.train.step import train_step
+    from downpour.train.step import NonFiniteLoss, train_step
 
     opt = make_optimizer(TrainConfig(optimizer=p.optimizer, lr=float(p.lr)), model.parameters())
-    generator = torch.Generator().manual_seed(p.seed)
-    order, pos, losses = torch.randperm(len(x), generator=generator), 0, []
+    batches = Dataset(x, None, {}).batches(p.batch_size, torch.Generator().manual_seed(p.seed))
+    losses = []
     for _ in range(p.steps):
-        if pos + p.batch_size > len(x):        # reshuffle each epoch; a short last batch is dropped
-            order, pos = torch.randperm(len(x), generator=generator), 0
-        idx = order[pos:pos + p.batch_size]
-        pos += p.batch_size
-        losses.append(train_step(model, objective, Batch(x[idx])).loss)
+        try:
+            losses.append(train_step(model, objective, next(batches)).loss)
+        except NonFiniteLoss:
+            losses.append(math.nan)
+            continue
         opt.step()
+    if losses and all(math.isnan(v) for v in losses):
+        raise ValueError(f"FeatureLearner: every one of the {p.steps} training steps had a non-finite cost; lower lr")
     return losses
