@@ -15,8 +15,9 @@ detached, and are never added to the total (:func:`is_metric` tells them apart).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -32,13 +33,29 @@ def _per_sample_sum(t: Tensor) -> Tensor:
     return t.reshape(t.shape[0], -1).sum(dim=1)
 
 
+# A parameter's valid range, as data: (test, what the value must be) for the error message.
+Limit = tuple[Callable[[Any], bool], str]
+NON_NEGATIVE: Limit = (lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0")
+OPEN_UNIT: Limit = (lambda v: 0 < v < 1, "in (0, 1)")
+
+
 @dataclass
 class Term:
-    """A cost term: ``weight * value(outputs)``. Subclasses add their parameters as fields."""
+    """A cost term: ``weight * value(outputs)``. Subclasses add their parameters as fields and
+    their valid ranges to ``limits``; a term out of range is refused when it is built."""
 
     weight: float = 1.0
     name: ClassVar[str]
     needs: ClassVar[tuple[str, ...]] = ()
+    limits: ClassVar[dict[str, Limit]] = {}
+
+    def __post_init__(self):
+        # a negative weight would maximise a cost; NaN/Inf poisons every step
+        for key, (ok, want) in {"weight": NON_NEGATIVE, **self.limits}.items():
+            value = getattr(self, key)
+            if not ok(value):
+                shown = f"{value:g}" if isinstance(value, float) else repr(value)
+                raise ValueError(f"{self.name}.{key} must be {want}, got {shown}")
 
     def value(self, o: Outputs) -> Tensor:
         raise NotImplementedError
@@ -89,6 +106,7 @@ class KLSparsity(Term):
 
     rho: float = 0.05
     name: ClassVar[str] = "kl_sparsity"
+    limits: ClassVar[dict[str, Limit]] = {"rho": OPEN_UNIT}   # log(rho), log(1 - rho)
 
     def value(self, o: Outputs) -> Tensor:
         rho_hat = o.codes.reshape(o.codes.shape[0], -1).mean(dim=0).clamp(1e-6, 1 - 1e-6)
@@ -103,6 +121,7 @@ class PooledL2(Term):
     eps: float = 1e-4
     name: ClassVar[str] = "pooled_l2"
     needs: ClassVar[tuple[str, ...]] = ("pooled",)
+    limits: ClassVar[dict[str, Limit]] = {"eps": NON_NEGATIVE}
 
     def value(self, o: Outputs) -> Tensor:
         return _per_sample_sum(torch.sqrt(self.eps + o.pooled ** 2)).mean()
@@ -117,14 +136,21 @@ class Denoising(Term):
     kind: str = "mask"
     name: ClassVar[str] = "denoising"
     needs: ClassVar[tuple[str, ...]] = ("encode", "decode")
+    KINDS: ClassVar[tuple[str, ...]] = ("mask", "gaussian")
+    limits: ClassVar[dict[str, Limit]] = {"kind": (lambda v: v in Denoising.KINDS, "'mask' or 'gaussian'"),
+                                          "noise": NON_NEGATIVE}
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.kind == "mask" and self.noise > 1:   # a fraction of the entries
+            raise ValueError(f"denoising.noise must be in [0, 1] with kind = 'mask' (the fraction zeroed), "
+                             f"got {self.noise:g}")
 
     def value(self, o: Outputs) -> Tensor:
         if self.kind == "gaussian":
             corrupted = o.x + self.noise * torch.randn_like(o.x)
-        elif self.kind == "mask":
+        else:  # mask
             corrupted = o.x * (torch.rand_like(o.x) >= self.noise)
-        else:
-            raise ValueError(f"denoising kind must be 'gaussian' or 'mask', got {self.kind!r}")
         return 0.5 * _per_sample_sum((o.decode(o.encode(corrupted)) - o.x) ** 2).mean()
 
 
@@ -136,6 +162,7 @@ class Contractive(Term):
     probes: int = 1
     name: ClassVar[str] = "contractive"
     needs: ClassVar[tuple[str, ...]] = ("encode",)
+    limits: ClassVar[dict[str, Limit]] = {"probes": (lambda v: not isinstance(v, bool) and v >= 0, "an integer >= 0")}
 
     def value(self, o: Outputs) -> Tensor:
         x = o.x.detach().requires_grad_(True)

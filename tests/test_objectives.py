@@ -88,3 +88,35 @@ def test_bad_term_names_and_params_are_named():
         make_term("kl_sparsity", {"rho": "a lot"})
     with pytest.raises(ValueError, match="needs 'pooled'"):
         make_term("pooled_l2", 1.0)(outputs(), "stage1")
+
+
+@pytest.mark.parametrize("name, spec, message", [
+    ("kl_sparsity", {"rho": 2}, r"kl_sparsity.rho must be in \(0, 1\), got 2"),
+    ("kl_sparsity", {"rho": 0.0}, r"kl_sparsity.rho must be in \(0, 1\), got 0"),
+    ("pooled_l2", {"eps": -0.1}, r"pooled_l2.eps must be a finite number >= 0, got -0.1"),
+    ("denoising", {"kind": "salt"}, r"denoising.kind must be 'mask' or 'gaussian', got 'salt'"),
+    ("denoising", {"noise": 1.5}, r"denoising.noise must be in \[0, 1\] with kind = 'mask'"),
+    ("denoising", {"noise": -0.2, "kind": "gaussian"}, r"denoising.noise must be a finite number >= 0, got -0.2"),
+    ("contractive", {"probes": -1}, r"contractive.probes must be an integer >= 0, got -1"),
+    ("reconstruction", float("nan"), r"reconstruction.weight must be a finite number >= 0, got nan"),
+    ("l1", -0.5, r"l1.weight must be a finite number >= 0, got -0.5"),
+    ("weight_l2", {"weight": float("inf")}, r"weight_l2.weight must be a finite number >= 0, got inf"),
+])
+def test_out_of_range_term_parameters_are_refused_with_term_parameter_and_value(name, spec, message):
+    with pytest.raises(ValueError, match=message):
+        make_term(name, spec)
+
+
+def test_in_range_edges_are_accepted():
+    make_term("denoising", {"noise": 2.0, "kind": "gaussian"})   # a std may exceed 1
+    make_term("denoising", {"noise": 1.0, "kind": "mask"})
+    make_term("pooled_l2", {"eps": 0.0})
+    make_term("contractive", {"probes": 0})
+
+
+def test_a_bad_cost_parameter_in_a_run_config_fails_preflight():
+    from downpour.config import ConfigError, load_config
+    from downpour.preflight import check_run_config
+
+    with pytest.raises(ConfigError, match=r"kl_sparsity.rho must be in \(0, 1\), got 2"):
+        check_run_config(load_config("ufldl-sae", ["objective.kl_sparsity.rho=2"]))
