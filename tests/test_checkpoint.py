@@ -22,3 +22,22 @@ def test_optimizer_state_round_trips_through_safetensors(tmp_path):
 def test_missing_checkpoint_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="ck.safetensors"):
         load_state(tmp_path / "ck")
+
+
+def test_a_damaged_or_incomplete_checkpoint_is_named(tmp_path):
+    from downpour.train.checkpoint import CheckpointError
+
+    save_state(tmp_path / "ck", {"w": torch.ones(3)}, {"step": 4})
+    with pytest.raises(CheckpointError, match=r"ck.json' lacks key 'skipped'"):
+        load_state(tmp_path / "ck", meta_keys=("step", "skipped"))
+    with pytest.raises(CheckpointError, match=r"ck.safetensors' lacks key 'rng.torch'"):
+        load_state(tmp_path / "ck", tensor_keys=("rng.torch",))
+    (tmp_path / "ck.json").write_text("[1, 2]")
+    with pytest.raises(CheckpointError, match="does not hold a JSON object"):
+        load_state(tmp_path / "ck")
+    (tmp_path / "ck.json").write_text("{}")
+    data = (tmp_path / "ck.safetensors").read_bytes()
+    (tmp_path / "ck.safetensors").write_bytes(data[:5])
+    with pytest.raises(CheckpointError, match=r"ck.safetensors' is not a readable safetensors file"):
+        load_state(tmp_path / "ck")
+    assert issubclass(CheckpointError, ValueError)   # the CLI prints ValueErrors without a traceback

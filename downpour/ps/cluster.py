@@ -25,6 +25,7 @@ from downpour.ps.coordinator import Coordinator
 from downpour.ps.job import Job, make_shards, prepare
 from downpour.ps.staleness import StalenessLog, staleness_report
 from downpour.ps.worker import Push
+from downpour.train.checkpoint import CheckpointError
 from downpour.train.loop import stage_for_step
 from downpour.train.rundir import RunDir
 from downpour.train.telemetry import Telemetry
@@ -54,7 +55,9 @@ class Recorder:
         self.t0 = time.perf_counter()
         self.snapshot: Callable[[], list[ShardState]] | None = None   # set by the runner
         self.extra_meta: Callable[[], dict[str, Any]] = dict
-        self.pushes = 0
+        self.pushes = 0              # pushes this process recorded
+        self.finite_pushes = 0       # ... that carried a finite gradient some shard accepted
+        self.steps = self.skipped = 0   # worker steps in those pushes, and those with a NaN/Inf cost
         self._since_ckpt = 0
         self._stale_sum = 0.0
         self._parts: dict[str, float] = {}
@@ -76,12 +79,18 @@ class Recorder:
         self.pushes += 1
         self._since_ckpt += 1
         self._stale_sum += record["staleness"]
-        for k, v in push.parts.items():
-            self._parts[k] = self._parts.get(k, 0.0) + v
-        self._n += 1
+        self.steps += push.steps
+        self.skipped += push.skipped
+        if push.skipped < push.steps:     # a push whose every step was skipped has no parts to average
+            if record["accepted"]:
+                self.finite_pushes += 1
+            for k, v in push.parts.items():
+                self._parts[k] = self._parts.get(k, 0.0) + v
+            self._n += 1
         self._samples += push.samples
         step, every = self.coord.done, self.cfg.train.log_every
-        if step // every > self._last_step // every or step >= self.cfg.train.steps:
+        due = step // every > self._last_step // every or step >= self.cfg.train.steps
+        if due and self._n:
             now = time.perf_counter()
             rate = (self.pushes - self._last_pushes) / max(now - self._last_time, 1e-9)
             parts = {k: v / self._n for k, v in self._parts.items()}
@@ -126,22 +135,31 @@ def write_staleness(run: RunDir, cfg: RunConfig, states: list[ShardState], coord
 def run_cluster(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, Any]:
     """Train ``cfg`` on the simulated cluster or on Ray; returns a summary dict."""
     job = prepare(cfg)
-    run.save_config(cfg)  # fully resolved
-    run.save_preprocess(job.data.preprocess)
     init = job.layout.params_to_vector(job.model)
     c = cfg.cluster
     restored, meta = None, {"step": 0, "clocks": {}, "elapsed": 0.0, "events": []}
     if resume:
+        stem = run.checkpoints / SERVER
         try:
-            restored, meta = load_server(run.checkpoints / SERVER)
+            restored, meta = load_server(stem)
         except FileNotFoundError as err:
             raise ConfigError(f"cannot resume {str(run.path)!r}: {err}") from None
+        except KeyError as err:
+            raise CheckpointError(f"'{stem}.json' lacks key {err}") from None
+        for key in ("step", "clocks", "elapsed", "events"):
+            if key not in meta:
+                raise CheckpointError(f"'{stem}.json' lacks key {key!r}")
         if len(restored) != c.shards:
             raise ConfigError(f"cannot resume {str(run.path)!r} with cluster.shards={c.shards}: it was run with {len(restored)}")
         log.info("resuming %s at step %d", run.path, meta["step"])
     start = meta["step"]
     if start >= cfg.train.steps:
         raise ConfigError(f"the run in {str(run.path)!r} already reached step {start}; raise train.steps (--steps) to go on")
+    # only now, with the checkpoint loaded and the step checked: a mistyped resume leaves the run as it was
+    run.save_config(cfg)  # fully resolved
+    run.save_preprocess(job.data.preprocess)
+    if resume:
+        run.truncate_metrics(start)   # rows logged after the server checkpoint are logged again
     coord = Coordinator(make_consistency(c.consistency), c.workers, cfg.train.steps, c.n_push, start_step=start,
                         warm_start=c.warm_start, clocks={int(w): v for w, v in meta["clocks"].items()},
                         depth=2 if c.runner == "ray" else 1)
@@ -189,8 +207,11 @@ def _finish(job: Job, run: RunDir, states: list[ShardState], coord: Coordinator,
         if e["event"] == "worker-lost" and e["worker"] in coord.lost:   # (not restarted)
             log.warning("worker %d was lost at step %d (%s); the run went on without it", e["worker"], e["step"], e["reason"])
     metrics = run.metrics()
+    # every push goes to every shard, which accepts or rejects it: one shard's count is the pushes workers
+    # made (the largest, should a push have reached only some shards as its worker was lost)
+    pushes = max(m["accepted"] + sum(m["rejected"].values()) for _, m in states)
     summary = {"steps": coord.done, "resumed_from": start, "runner": cfg.cluster.runner,
-            "final_loss": metrics[-1]["loss"] if metrics else None, "pushes": sum(len(t["log"]) for t, _ in states),
+            "final_loss": metrics[-1]["loss"] if metrics else None, "pushes": pushes,
             "versions": [m["version"] for _, m in states], "accepted": [m["accepted"] for _, m in states],
             "applied": [m["applied"] for _, m in states], "rejected": report["rejected"],
             "mean_staleness": report["overall"]["mean"], "max_staleness": report["overall"]["max"],
@@ -199,6 +220,12 @@ def _finish(job: Job, run: RunDir, states: list[ShardState], coord: Coordinator,
     if coord.done < coord.total and not coord.live:
         raise RunError(f"every worker was lost ({', '.join(_loss_reasons(coord))}) after {coord.done} of {coord.total} steps; "
                        f"what was done is saved in {str(run.path)!r} (resume with --resume, or set cluster.restarts)")
+    if recorder.pushes and not recorder.finite_pushes:
+        rejected = ", ".join(f"{n} {reason}" for reason, n in report["rejected"].items()) or "none"
+        raise RunError(f"none of the {recorder.pushes} pushes of this run carried a finite gradient a shard accepted: "
+                       f"{recorder.skipped} of their {recorder.steps} worker steps had a non-finite cost "
+                       f"(shard rejections: {rejected}); lower train.lr or check the data; "
+                       f"the run is saved in {str(run.path)!r}")
     return summary
 
 

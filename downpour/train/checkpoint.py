@@ -8,11 +8,24 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
+
+
+class CheckpointError(ValueError):
+    """A checkpoint or model file is unreadable, incomplete or does not fit; the message names the file."""
+
+
+def read_tensors(path: Path) -> dict[str, Tensor]:
+    """``load_file``, with a damaged file (truncated, not safetensors) reported by name."""
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        raise CheckpointError(f"{str(path)!r} is not a readable safetensors file: {err}") from None
 
 
 def save_state(stem: str | Path, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
@@ -27,7 +40,10 @@ def save_state(stem: str | Path, tensors: dict[str, Tensor], meta: dict[str, Any
         os.replace(tmp, stem.with_name(stem.name + suffix))
 
 
-def load_state(stem: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
+def load_state(stem: str | Path, meta_keys: Iterable[str] = (),
+               tensor_keys: Iterable[str] = ()) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """Read ``stem.safetensors`` and ``stem.json``; raises :class:`CheckpointError` naming the file when
+    one is damaged or lacks one of ``meta_keys`` / ``tensor_keys`` (FileNotFoundError when one is missing)."""
     stem = Path(stem)
     tensor_path, meta_path = stem.with_name(stem.name + ".safetensors"), stem.with_name(stem.name + ".json")
     for p in (tensor_path, meta_path):
@@ -35,9 +51,16 @@ def load_state(stem: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
             raise FileNotFoundError(f"checkpoint file {str(p)!r} is missing")
     try:
         meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as err:
-        raise ValueError(f"checkpoint file {str(meta_path)!r} is not valid JSON: {err}") from None
-    return load_file(str(tensor_path)), meta
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"checkpoint file {str(meta_path)!r} is not valid JSON: {err}") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"checkpoint file {str(meta_path)!r} does not hold a JSON object")
+    tensors = read_tensors(tensor_path)
+    for keys, have, path in ((meta_keys, meta, meta_path), (tensor_keys, tensors, tensor_path)):
+        for key in keys:
+            if key not in have:
+                raise CheckpointError(f"{str(path)!r} lacks key {key!r}")
+    return tensors, meta
 
 
 def optimizer_state(opt: torch.optim.Optimizer) -> tuple[dict[str, Tensor], dict[str, Any]]:

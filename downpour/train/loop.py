@@ -13,8 +13,9 @@ import torch
 
 from downpour.config import ConfigError, RunConfig, TrainConfig
 from downpour.data import build_dataset
+from downpour.errors import RunError
 from downpour.models.registry import build
-from downpour.train.checkpoint import load_optimizer_state, load_state, optimizer_state, save_state
+from downpour.train.checkpoint import CheckpointError, load_optimizer_state, load_state, optimizer_state, save_state
 from downpour.train.rundir import RunDir
 from downpour.train.step import NonFiniteLoss, train_step
 from downpour.train.telemetry import Telemetry
@@ -78,34 +79,54 @@ class _Mean:
         return out
 
 
-def _save_checkpoint(run: RunDir, model, opt, step: int, skipped: int, elapsed: float) -> None:
+def _save_checkpoint(run: RunDir, model, opt, step: int, skipped: int, elapsed: float,
+                     rng: torch.Tensor | None = None) -> None:
+    """``checkpoints/local``: model, optimiser and RNG state after ``step`` steps (``rng``: the torch RNG
+    state to record, default the current one)."""
     tensors, meta = optimizer_state(opt)
     tensors.update({f"model.{k}": v for k, v in model.state_dict().items()})
-    tensors["rng.torch"] = torch.get_rng_state()
+    tensors["rng.torch"] = torch.get_rng_state() if rng is None else rng
     save_state(run.checkpoints / "local", tensors, {**meta, "step": step, "skipped": skipped, "elapsed": elapsed})
 
 
+def _restore(run: RunDir, model, opt) -> tuple[int, int, float]:
+    """Load ``checkpoints/local`` into ``model``, ``opt`` and torch's RNG; returns (step, skipped, elapsed)."""
+    stem = run.checkpoints / "local"
+    tensors, meta = load_state(stem, meta_keys=("step", "skipped", "elapsed", "param_groups"), tensor_keys=("rng.torch",))
+    try:
+        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        load_optimizer_state(opt, tensors, meta)
+        torch.set_rng_state(tensors["rng.torch"])
+    except (RuntimeError, ValueError, KeyError, TypeError) as err:
+        raise CheckpointError(f"checkpoint {str(stem)!r} does not fit this run's model and optimiser: {err}") from None
+    return meta["step"], meta["skipped"], meta["elapsed"]
+
+
 def run_local(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, Any]:
-    """Train ``cfg`` in this process; writes metrics, TensorBoard events, checkpoints and the model."""
+    """Train ``cfg`` in this process; writes metrics, TensorBoard events, checkpoints and the model.
+
+    On an exception or Ctrl-C in the loop the last completed step is checkpointed before it propagates,
+    so ``resume=True`` goes on from there. Raises :class:`RunError` when every step of this process
+    had a non-finite cost (what there is is saved first).
+    """
     set_up_torch(cfg)
     data = build_dataset(cfg.data, cfg.seed)
     device = resolve_device(cfg.train.device)
     model, objective = build(cfg, data.input_shape)
     model.to(device)
-    run.save_config(cfg)  # now fully resolved
-    run.save_preprocess(data.preprocess)
     opt = make_optimizer(cfg.train, model.parameters())
     start, skipped, elapsed = 0, 0, 0.0
     if resume:
-        tensors, meta = load_state(run.checkpoints / "local")
-        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-        load_optimizer_state(opt, tensors, meta)
-        torch.set_rng_state(tensors["rng.torch"])
-        start, skipped, elapsed = meta["step"], meta["skipped"], meta["elapsed"]
+        start, skipped, elapsed = _restore(run, model, opt)
         log.info("resuming %s at step %d", run.path, start)
     total = cfg.train.steps
     if start >= total:
         raise ConfigError(f"the run in {str(run.path)!r} already reached step {start}; raise train.steps (--steps) to go on")
+    # only now, with the checkpoint loaded and the step checked: a mistyped resume leaves the run as it was
+    run.save_config(cfg)  # now fully resolved
+    run.save_preprocess(data.preprocess)
+    if resume:
+        run.truncate_metrics(start)   # rows past the checkpoint (an interrupted run's tail) are logged again
 
     generator = torch.Generator().manual_seed(cfg.seed + 1)
     batches = data.batches(cfg.train.batch_size, generator)
@@ -113,7 +134,8 @@ def run_local(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, An
         next(batches)
     telemetry = Telemetry(run, total, tensorboard=cfg.train.tensorboard, time_offset=elapsed, start_step=start)
     n_stages = len(getattr(model, "stages", ())) or 1
-    mean, result = _Mean(), None
+    mean, last_row, last_skip = _Mean(), None, ""
+    done, rng = start, torch.get_rng_state()   # the last completed step, and the RNG state right after it
     t0 = time.perf_counter()
     try:
         for step in range(start, total):
@@ -123,21 +145,31 @@ def run_local(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, An
                 result = train_step(model, objective, batch)
             except NonFiniteLoss as err:
                 skipped += 1
+                last_skip = f"step {step + 1}: {err}"
                 log.warning("step %d skipped: %s", step + 1, err)
-                continue
-            opt.step()
-            mean.add(result.parts, result.samples)
-            done = step + 1
-            if done % cfg.train.log_every == 0 or done == total:
-                parts, samples = mean.pop()
-                telemetry.log(done, parts, samples)
+            else:
+                opt.step()
+                mean.add(result.parts, result.samples)
+            done, rng = step + 1, torch.get_rng_state()
+            if (done % cfg.train.log_every == 0 or done == total) and mean.steps:
+                last_row = telemetry.log(done, *mean.pop())
             if cfg.train.checkpoint_every and done % cfg.train.checkpoint_every == 0 and done < total:
                 _save_checkpoint(run, model, opt, done, skipped, elapsed + time.perf_counter() - t0)
+    except BaseException:   # Ctrl-C or a failure: keep the steps done so far, then let it propagate
+        if done > start:
+            _save_checkpoint(run, model, opt, done, skipped, elapsed + time.perf_counter() - t0, rng)
+            log.warning("stopped after step %d; checkpoint saved, continue with --resume %s", done, run.path)
+        raise
     finally:
         telemetry.close()
     elapsed += time.perf_counter() - t0
     model.set_stage(None)
     _save_checkpoint(run, model, opt, total, skipped, elapsed)
     run.save_model(model, total, {"skipped_steps": skipped, "data": data.info})
-    return {"steps": total, "resumed_from": start, "final_loss": result.loss if result else None,
+    if last_row is None:   # no step of this process had a finite cost
+        raise RunError(f"every one of the {total - start} steps {start + 1}..{total} had a non-finite cost and was "
+                       f"skipped (last, {last_skip}); nothing was applied. Lower train.lr or check the data; "
+                       f"the run is saved in {str(run.path)!r}")
+    # final_loss is the last logged row's: the mean over its log_every steps, as the cluster runner reports
+    return {"steps": total, "resumed_from": start, "final_loss": last_row["loss"],
             "skipped_steps": skipped, "seconds": round(elapsed, 2), "run": str(run.path)}

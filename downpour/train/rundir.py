@@ -3,13 +3,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from downpour.config import ConfigError, RunConfig, load_config, save_config
 from downpour.models.base import FeatureModel
+from downpour.train.checkpoint import CheckpointError, load_state, read_tensors, save_state
 
 if TYPE_CHECKING:
     from downpour.data.preprocess import Preprocess
@@ -70,22 +72,26 @@ class RunDir:
         if not (self.path / "model.safetensors").is_file():
             raise NotARunError(f"{str(self.path)!r} has no model.safetensors yet: has its training finished?")
         meta = self.read_json("model.json")
+        for key in ("model", "input_shape", "options"):
+            if key not in meta:
+                raise CheckpointError(f"{str(self.path / 'model.json')!r} lacks key {key!r}")
         model = create_model(meta["model"], tuple(meta["input_shape"]), **meta["options"])
-        model.load_state_dict(load_file(str(self.path / "model.safetensors")))
+        weights = self.path / "model.safetensors"
+        try:
+            model.load_state_dict(read_tensors(weights))
+        except RuntimeError as err:   # missing / unexpected keys, wrong shapes
+            raise CheckpointError(f"{str(weights)!r} does not fit the model that model.json describes: {err}") from None
         model.eval()
         return model
 
     def save_preprocess(self, preprocess: "Preprocess") -> None:
         """``preprocess.safetensors`` + ``.json``: the fitted input processing (normalisation statistics,
         ZCA matrix), so analysis prepares new images exactly like the training data, from this directory alone."""
-        from downpour.train.checkpoint import save_state
-
         save_state(self.path / "preprocess", *preprocess.state())
 
     def load_preprocess(self) -> "Preprocess | None":
         """The run's saved input processing, or None for a run that predates it."""
         from downpour.data.preprocess import Preprocess
-        from downpour.train.checkpoint import load_state
 
         if not (self.path / "preprocess.json").is_file():
             return None
@@ -105,6 +111,30 @@ class RunDir:
                     raise ValueError(f"{str(path)!r} line {n} is not JSON") from None
         return rows
 
+    def truncate_metrics(self, step: int) -> int:
+        """Drop the metrics rows logged after ``step`` (a resume from a checkpoint at ``step`` logs them
+        again); rewrites metrics.jsonl atomically. A torn last line (a crash mid-write) goes too.
+        Returns the number of rows dropped."""
+        path = self.path / "metrics.jsonl"
+        if not path.is_file():
+            return 0
+        lines = [line for line in path.read_text().splitlines() if line.strip()]
+        keep = []
+        for n, line in enumerate(lines, start=1):
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                if n == len(lines):
+                    continue
+                raise ValueError(f"{str(path)!r} line {n} is not JSON") from None
+            if row.get("step", 0) <= step:
+                keep.append(line)
+        if len(keep) < len(lines):
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text("".join(line + "\n" for line in keep))
+            os.replace(tmp, path)
+        return len(lines) - len(keep)
+
     def write_json(self, name: str, obj: Any) -> Path:
         path = self.path / name
         path.write_text(json.dumps(obj, indent=1, sort_keys=True))
@@ -114,7 +144,10 @@ class RunDir:
         path = self.path / name
         if not path.is_file():
             raise FileNotFoundError(f"{str(path)!r} does not exist")
-        return json.loads(path.read_text())
+        try:
+            return json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ValueError(f"{str(path)!r} is not valid JSON: {err}") from None
 
     @property
     def figures(self) -> Path:

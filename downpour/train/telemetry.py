@@ -22,7 +22,8 @@ class Telemetry:
 
     ``samples`` counts the samples processed since the previous ``log`` call; ``time`` is seconds
     since this object was made (plus ``time_offset`` when a run resumes; ``start_step`` is the step it
-    resumed at, so the ETA counts only this process's steps). Progress is printed about
+    resumed at, so the ETA counts only this process's steps, and TensorBoard drops events logged past
+    it; the runner truncates metrics.jsonl itself, :meth:`RunDir.truncate_metrics`). Progress is printed about
     ``progress_lines`` times over the run, so logs stay readable in CI.
     """
 
@@ -42,7 +43,9 @@ class Telemetry:
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter  # imported late: it takes a second
 
-            self.writer = SummaryWriter(log_dir=str(run.path / "tb"))
+            # a resumed run purges the events past its start step, so TensorBoard's curves do not double
+            # (purge_step drops steps >= it: the row at the checkpoint's own step stays)
+            self.writer = SummaryWriter(log_dir=str(run.path / "tb"), purge_step=start_step + 1 if start_step else None)
 
     def log(self, step: int, parts: dict[str, float], samples: int, **fields: Any) -> dict[str, Any]:
         now = time.perf_counter()

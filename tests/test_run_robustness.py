@@ -1,0 +1,208 @@
+"""What a run does when things go wrong: a mistyped resume, Ctrl-C mid-run, every step non-finite,
+a damaged checkpoint; and the counts its summary reports. Both runners (local and simulated)."""
+import json
+import math
+
+import pytest
+import torch
+
+import downpour.ps.worker as ps_worker
+import downpour.train.loop as loop
+from downpour.config import ConfigError, load_config
+from downpour.errors import RunError
+from downpour.ps.cluster import Recorder, run_cluster
+from downpour.train.checkpoint import CheckpointError
+from downpour.train.loop import run_local
+from downpour.train.rundir import RunDir
+from downpour.train.step import NonFiniteLoss
+
+SAE = ["data.samples=500", "train.batch_size=20", "train.log_every=10", "train.tensorboard=false"]
+CLUSTER = ["cluster.runner=simulated", "data.samples=256", "train.batch_size=16", "train.log_every=4",
+           "train.tensorboard=false", "cluster.workers=4", "cluster.shards=2"]
+
+
+def _local(path, *overrides, resume=False):
+    if resume:
+        cfg = load_config(str(path / "config.toml"), list(overrides))
+        return run_local(cfg, RunDir.open(path), resume=True)
+    cfg = load_config("ufldl-sae", [*SAE, *overrides])
+    return run_local(cfg, RunDir.create(path, cfg))
+
+
+def _cluster(path, *overrides, resume=False):
+    cfg = load_config("ufldl-sae", [*CLUSTER, *overrides])
+    return run_cluster(cfg, RunDir.open(path) if resume else RunDir.create(path, cfg), resume=resume)
+
+
+def _steps(path):
+    return [r["step"] for r in RunDir(path).metrics()]
+
+
+def _patch_train_step(monkeypatch, module, fail):
+    """Make ``module.train_step`` call ``fail(n)`` before its n-th step (1-based)."""
+    real, calls = module.train_step, {"n": 0}
+
+    def patched(model, objective, batch):
+        calls["n"] += 1
+        fail(calls["n"], batch)
+        return real(model, objective, batch)
+
+    monkeypatch.setattr(module, "train_step", patched)
+
+
+# --- 1. a refused resume leaves config.toml and preprocess as they were ----------------------------
+def test_a_refused_local_resume_leaves_the_config_untouched(tmp_path):
+    _local(tmp_path / "r", "train.steps=20")
+    before = {name: (tmp_path / "r" / name).read_bytes() for name in ("config.toml", "preprocess.json")}
+    with pytest.raises(ConfigError, match="already reached step 20"):
+        _local(tmp_path / "r", "train.steps=10", "train.lr=0.5", resume=True)
+    (tmp_path / "r/checkpoints/local.safetensors").write_bytes(b"\0\0")
+    with pytest.raises(CheckpointError):
+        _local(tmp_path / "r", "train.steps=40", resume=True)
+    assert {name: (tmp_path / "r" / name).read_bytes() for name in before} == before
+
+
+def test_a_refused_cluster_resume_leaves_the_config_untouched(tmp_path):
+    _cluster(tmp_path / "c", "train.steps=16")
+    before = (tmp_path / "c/config.toml").read_bytes()
+    with pytest.raises(ConfigError, match="already reached step 16"):
+        _cluster(tmp_path / "c", "train.steps=8", "train.lr=0.5", resume=True)
+    assert (tmp_path / "c/config.toml").read_bytes() == before
+
+
+# --- 2. Ctrl-C keeps the work; resume neither loses nor repeats metrics rows -----------------------
+def _interrupt_at(monkeypatch, step):
+    def fail(n, batch):
+        if n == step:
+            raise KeyboardInterrupt
+
+    _patch_train_step(monkeypatch, loop, fail)
+
+
+def test_an_interrupted_local_run_is_checkpointed_and_resumes_without_repeated_rows(tmp_path, monkeypatch):
+    run = tmp_path / "i"
+    with monkeypatch.context() as m:
+        _interrupt_at(m, 37)              # during step 37: steps 1..36 are done
+        with pytest.raises(KeyboardInterrupt):
+            _local(run, "train.steps=50", "train.checkpoint_every=20", "train.tensorboard=true")
+    assert json.loads((run / "checkpoints/local.json").read_text())["step"] == 36
+    assert _steps(run) == [10, 20, 30]
+    summary = _local(run, "train.steps=50", resume=True)
+    assert summary["resumed_from"] == 36
+    assert _steps(run) == [10, 20, 30, 40, 50]
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run / "tb"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("loss")] == [10, 20, 30, 40, 50]
+
+    straight = _local(tmp_path / "s", "train.steps=50")   # and it ends where an uninterrupted run ends
+    wa, wb = RunDir(run).load_model().state_dict(), RunDir(tmp_path / "s").load_model().state_dict()
+    assert all(torch.allclose(wa[k], wb[k], atol=1e-6) for k in wa)
+    assert straight["final_loss"] == pytest.approx(summary["final_loss"], rel=1e-4)
+
+
+def test_a_resumed_cluster_run_drops_the_rows_logged_after_its_checkpoint(tmp_path, monkeypatch):
+    run = tmp_path / "c"
+    real = Recorder.on_push
+
+    def on_push(self, push, record):
+        real(self, push, record)
+        if self.pushes == 30:
+            raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(Recorder, "on_push", on_push)
+        with pytest.raises(KeyboardInterrupt):
+            _cluster(run, "train.steps=48", "cluster.checkpoint_every=8")
+    checkpointed = json.loads((run / "checkpoints/server.json").read_text())["step"]
+    assert max(_steps(run)) > checkpointed           # rows the resumed run will log again
+    _cluster(run, "train.steps=48", resume=True)
+    steps = _steps(run)
+    assert steps == sorted(set(steps)) and steps[-1] == 48
+
+
+def test_truncate_metrics_keeps_rows_up_to_the_step_and_drops_a_torn_last_line(tmp_path):
+    run = RunDir(tmp_path)
+    rows = [{"step": s, "loss": 1.0} for s in (10, 20, 30, 40)]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"step": 5')
+    assert run.truncate_metrics(30) == 2
+    assert [r["step"] for r in run.metrics()] == [10, 20, 30]
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+# --- 3. non-finite steps ----------------------------------------------------------------------------
+def _poison(monkeypatch, module, steps):
+    def fail(n, batch):
+        if steps is all or n in steps:
+            batch.x[:] = math.nan
+
+    _patch_train_step(monkeypatch, module, fail)
+
+
+def test_a_local_run_whose_every_step_is_non_finite_fails_after_saving(tmp_path, monkeypatch):
+    _poison(monkeypatch, loop, all)
+    with pytest.raises(RunError, match=r"every one of the 10 steps 1..10 had a non-finite cost.*last, step 10: non-finite"):
+        _local(tmp_path / "nan", "train.steps=10")
+    assert json.loads((tmp_path / "nan/model.json").read_text())["skipped_steps"] == 10
+    assert _steps(tmp_path / "nan") == []
+
+
+def test_the_last_row_is_logged_even_when_the_last_step_is_skipped(tmp_path, monkeypatch):
+    _poison(monkeypatch, loop, {20})
+    summary = _local(tmp_path / "r", "train.steps=20")
+    rows = RunDir(tmp_path / "r").metrics()
+    assert [r["step"] for r in rows] == [10, 20] and summary["skipped_steps"] == 1
+    assert summary["final_loss"] == rows[-1]["loss"]     # the mean of the last logged steps, not one batch
+
+
+def test_a_cluster_run_whose_every_push_is_non_finite_fails_after_writing_its_summary(tmp_path, monkeypatch):
+    def fail(n, batch):
+        raise NonFiniteLoss("non-finite cost nan")
+
+    _patch_train_step(monkeypatch, ps_worker, fail)
+    with pytest.raises(RunError, match="none of the 16 pushes of this run carried a finite gradient.*16 of their 16"):
+        _cluster(tmp_path / "c", "train.steps=16")
+    assert json.loads((tmp_path / "c/cluster.json").read_text())["steps"] == 16
+    assert _steps(tmp_path / "c") == []               # no rows of loss 0 from empty pushes
+
+
+# --- 4. a damaged checkpoint or model is named, not a traceback ------------------------------------
+def test_a_damaged_local_checkpoint_is_named(tmp_path):
+    run = tmp_path / "r"
+    _local(run, "train.steps=10")
+    ck = run / "checkpoints/local"
+    meta = json.loads(ck.with_suffix(".json").read_text())
+    del meta["skipped"]
+    ck.with_suffix(".json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match=r"local.json' lacks key 'skipped'"):
+        _local(run, "train.steps=20", resume=True)
+    data = ck.with_suffix(".safetensors").read_bytes()
+    ck.with_suffix(".safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match=r"local.safetensors' is not a readable safetensors file"):
+        _local(run, "train.steps=20", resume=True)
+
+
+def test_a_damaged_model_is_named(tmp_path):
+    run = tmp_path / "r"
+    _local(run, "train.steps=10")
+    weights = (run / "model.safetensors").read_bytes()
+    (run / "model.safetensors").write_bytes(weights[:10])
+    with pytest.raises(CheckpointError, match=r"model.safetensors' is not a readable safetensors file"):
+        RunDir(run).load_model()
+    (run / "model.safetensors").write_bytes(weights)
+    meta = json.loads((run / "model.json").read_text())
+    (run / "model.json").write_text(json.dumps({k: v for k, v in meta.items() if k != "input_shape"}))
+    with pytest.raises(CheckpointError, match=r"model.json' lacks key 'input_shape'"):
+        RunDir(run).load_model()
+    (run / "model.json").write_text(json.dumps({**meta, "options": {**meta["options"], "hidden": 3}}))
+    with pytest.raises(CheckpointError, match="does not fit the model"):
+        RunDir(run).load_model()
+
+
+# --- 5. the summary's counts ----------------------------------------------------------------------
+def test_the_cluster_summary_counts_pushes_made_not_shard_log_rows(tmp_path):
+    summary = _cluster(tmp_path / "c", "train.steps=48")
+    assert summary["pushes"] == 48                     # 48 pushes of one step each, each to both shards
+    assert summary["final_loss"] == RunDir(tmp_path / "c").metrics()[-1]["loss"]
