@@ -87,3 +87,20 @@ def test_resume_refuses_changes_that_make_another_run_and_keeps_the_config(tmp_p
         assert (out / "config.toml").read_text() == saved
     assert main(["train", "--resume", str(out), "--steps", "25", "--report"]) == 0   # --report works on resume too
     assert (out / "report.html").is_file()
+
+
+def test_a_run_that_never_started_can_be_run_again_in_place(tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    images, out = tmp_path / "images", tmp_path / "run"
+    images.mkdir()
+    args = ["train", "--config", "ufldl-sae", "--runner", "local", "--steps", "5", "--no-report", "--out", str(out),
+            "--set", 'data.source="folder"', "--set", f'data.path="{images}"', "--set", "data.samples=200"]
+    assert main(args) == 2                         # an empty folder: found only once the data is read
+    assert "images" in capsys.readouterr().err and (out / "config.toml").is_file()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray((rng.random((40, 40)) * 255).astype(np.uint8)).save(images / f"{i}.png")
+    assert main(args) == 0                         # same command, same --out, once the cause is fixed
+    assert main(args) == 2 and "already holds a run" in capsys.readouterr().err

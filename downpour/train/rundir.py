@@ -27,13 +27,23 @@ class RunDir:
 
     @classmethod
     def create(cls, path: str | Path, cfg: RunConfig) -> "RunDir":
-        """A new run directory holding the fully resolved ``config.toml``; refuses to overwrite a run."""
+        """A new run directory holding the fully resolved ``config.toml``; refuses to overwrite a run.
+
+        A directory whose run never got going (a config.toml and nothing trained: no checkpoint, no
+        model, no metrics, e.g. the data failed to load) is taken over, so fixing the cause and
+        running the same command again works.
+        """
         run = cls(path)
-        if (run.path / "config.toml").exists():
+        if (run.path / "config.toml").exists() and not run.never_started():
             raise FileExistsError(f"{str(run.path)!r} already holds a run; resume it with --resume or pick another --out")
         run.path.mkdir(parents=True, exist_ok=True)
         run.save_config(cfg)
         return run
+
+    def never_started(self) -> bool:
+        """True while nothing of this run's training exists yet (only its config and preprocessing)."""
+        trained = ("model.json", "model.safetensors", "checkpoints", "metrics.jsonl", "staleness.json")
+        return not any((self.path / name).exists() for name in trained)
 
     @classmethod
     def open(cls, path: str | Path) -> "RunDir":
