@@ -103,6 +103,8 @@ def test_not_a_run_is_a_clear_error(tmp_path):
         RunDir.open(tmp_path / "missing")
     cfg = load_config("cat-demo")
     RunDir.create(tmp_path / "r", cfg)
+    RunDir.create(tmp_path / "r", cfg)                  # it never started: taken over
+    (tmp_path / "r" / "metrics.jsonl").write_text("")   # once training began, it is a run
     with pytest.raises(FileExistsError, match="already holds a run"):
         RunDir.create(tmp_path / "r", cfg)
 
