@@ -158,3 +158,24 @@ def test_the_driver_rings_co_located_shards_and_a_dead_shard_is_an_error(tmp_pat
         pusher.close()
         for name in (lanes["bell"], lanes["params"], *lanes["inbox"].values(), *lanes["reply"].values()):
             Path(name).unlink(missing_ok=True)
+
+
+def test_a_driver_failure_checkpoints_the_server_before_the_actors_go(tmp_path, local_ray, monkeypatch):
+    from downpour.ps.cluster import Recorder
+
+    real = Recorder.on_push
+
+    def on_push(self, push, record):
+        real(self, push, record)
+        if self.pushes == 20:
+            raise RuntimeError("the driver fell over")
+
+    cfg = _cfg("train.steps=60")
+    with monkeypatch.context() as m:
+        m.setattr(Recorder, "on_push", on_push)
+        with pytest.raises(RuntimeError, match="fell over"):
+            run_cluster(cfg, RunDir.create(tmp_path / "f", cfg))
+    states, meta = load_server(tmp_path / "f/checkpoints/server")
+    assert meta["step"] >= 20 and all(m["version"] >= 20 for _, m in states)
+    resumed = run_cluster(load_config(str(tmp_path / "f/config.toml")), RunDir.open(tmp_path / "f"), resume=True)
+    assert resumed["steps"] == 60 and resumed["resumed_from"] == meta["step"]

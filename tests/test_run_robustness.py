@@ -114,11 +114,32 @@ def test_a_resumed_cluster_run_drops_the_rows_logged_after_its_checkpoint(tmp_pa
 
     with monkeypatch.context() as m:
         m.setattr(Recorder, "on_push", on_push)
+        m.setattr(Recorder, "save_on_failure", lambda self: None)   # only the periodic checkpoint, so rows run past it
         with pytest.raises(KeyboardInterrupt):
             _cluster(run, "train.steps=48", "cluster.checkpoint_every=8")
     checkpointed = json.loads((run / "checkpoints/server.json").read_text())["step"]
     assert max(_steps(run)) > checkpointed           # rows the resumed run will log again
     _cluster(run, "train.steps=48", resume=True)
+    steps = _steps(run)
+    assert steps == sorted(set(steps)) and steps[-1] == 48
+
+
+def test_an_interrupted_cluster_run_checkpoints_where_it_stopped(tmp_path, monkeypatch):
+    run = tmp_path / "i"
+    real = Recorder.on_push
+
+    def on_push(self, push, record):
+        real(self, push, record)
+        if self.pushes == 30:
+            raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(Recorder, "on_push", on_push)
+        with pytest.raises(KeyboardInterrupt):
+            _cluster(run, "train.steps=48")                    # no periodic checkpoints at all
+    meta = json.loads((run / "checkpoints/server.json").read_text())
+    assert meta["step"] == 30 and all(s["version"] == 30 for s in meta["shards"])
+    assert _cluster(run, "train.steps=48", resume=True)["steps"] == 48
     steps = _steps(run)
     assert steps == sorted(set(steps)) and steps[-1] == 48
 

@@ -54,6 +54,7 @@ class Recorder:
         self.elapsed0 = elapsed
         self.t0 = time.perf_counter()
         self.snapshot: Callable[[], list[ShardState]] | None = None   # set by the runner
+        self._saved_on_failure = False
         self.extra_meta: Callable[[], dict[str, Any]] = dict
         self.pushes = 0              # pushes this process recorded
         self.finite_pushes = 0       # ... that carried a finite gradient some shard accepted
@@ -112,6 +113,20 @@ class Recorder:
                 "elapsed": round(self.elapsed(), 3), "events": self.coord.events, **self.extra_meta()}
         save_server(self.run.checkpoints / SERVER, states, meta)
         write_staleness(self.run, self.cfg, states, self.coord)
+
+    def save_on_failure(self) -> None:
+        """Best effort, on an error or Ctrl-C: checkpoint the server as it is, so ``--resume`` loses
+        only the pushes in flight. Once per run; the runner calls it while its shards are still up."""
+        if self.snapshot is None or self._saved_on_failure:
+            return
+        self._saved_on_failure = True
+        try:
+            self.checkpoint(self.snapshot())
+            log.warning("stopped at step %d; the server checkpoint was saved: --resume %s goes on from it",
+                        self.coord.done, self.run.path)
+        except Exception as err:  # noqa: BLE001  (the shards may be gone with the failure)
+            log.warning("stopped at step %d; could not checkpoint the server (%s: %s)", self.coord.done,
+                        type(err).__name__, err)
 
     def close(self) -> None:
         self.telemetry.close()
@@ -188,6 +203,9 @@ def run_cluster(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, 
             from downpour.ps.on_ray import run_ray  # the only module that imports ray
 
             states, info = run_ray(job, shards, coord, recorder, stage_of, start, seqs)
+    except BaseException:
+        recorder.save_on_failure()   # the simulator's shards are here; run_ray saved before its teardown
+        raise
     finally:
         recorder.close()
     recorder.checkpoint(states)

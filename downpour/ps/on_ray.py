@@ -364,9 +364,13 @@ def run_ray(job: Job, shards: list[Shard], coord: Coordinator, recorder: Any, st
         pusher = ShardPush(shard_actors, lanes)
         placement = {"shards": ray.get([a.node.remote() for a in shard_actors]),
                      "workers": ray.get([a.node.remote() for a in worker_actors])}
-        recorder.snapshot = lambda: ray.get([a.state_dict.remote() for a in shard_actors])
+        recorder.snapshot = lambda: ray.get([a.state_dict.remote() for a in shard_actors], timeout=60)
         recorder.mark_started()   # the placement answers above mean every actor has been built
-        _drive(shard_actors, worker_actors, coord, recorder, stage_of, spawn, job.cfg.cluster.restarts, seqs, pusher)
+        try:
+            _drive(shard_actors, worker_actors, coord, recorder, stage_of, spawn, job.cfg.cluster.restarts, seqs, pusher)
+        except BaseException:
+            recorder.save_on_failure()   # while the shard actors are still up
+            raise
         states = ray.get([a.state_dict.remote() for a in shard_actors])  # flushes a partial sync round
     finally:  # best effort: Ray itself may be going down
         if pusher is not None:
