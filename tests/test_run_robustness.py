@@ -103,17 +103,22 @@ def test_an_interrupted_local_run_is_checkpointed_and_resumes_without_repeated_r
     assert straight["final_loss"] == pytest.approx(summary["final_loss"], rel=1e-4)
 
 
-def test_a_resumed_cluster_run_drops_the_rows_logged_after_its_checkpoint(tmp_path, monkeypatch):
-    run = tmp_path / "c"
+def _interrupt_after(patch, pushes):
+    """Ctrl-C in the driver right after it recorded ``pushes`` pushes."""
     real = Recorder.on_push
 
     def on_push(self, push, record):
         real(self, push, record)
-        if self.pushes == 30:
+        if self.pushes == pushes:
             raise KeyboardInterrupt
 
+    patch.setattr(Recorder, "on_push", on_push)
+
+
+def test_a_resumed_cluster_run_drops_the_rows_logged_after_its_checkpoint(tmp_path, monkeypatch):
+    run = tmp_path / "c"
     with monkeypatch.context() as m:
-        m.setattr(Recorder, "on_push", on_push)
+        _interrupt_after(m, 30)
         m.setattr(Recorder, "save_on_failure", lambda self: None)   # only the periodic checkpoint, so rows run past it
         with pytest.raises(KeyboardInterrupt):
             _cluster(run, "train.steps=48", "cluster.checkpoint_every=8")
@@ -126,15 +131,8 @@ def test_a_resumed_cluster_run_drops_the_rows_logged_after_its_checkpoint(tmp_pa
 
 def test_an_interrupted_cluster_run_checkpoints_where_it_stopped(tmp_path, monkeypatch):
     run = tmp_path / "i"
-    real = Recorder.on_push
-
-    def on_push(self, push, record):
-        real(self, push, record)
-        if self.pushes == 30:
-            raise KeyboardInterrupt
-
     with monkeypatch.context() as m:
-        m.setattr(Recorder, "on_push", on_push)
+        _interrupt_after(m, 30)
         with pytest.raises(KeyboardInterrupt):
             _cluster(run, "train.steps=48")                    # no periodic checkpoints at all
     meta = json.loads((run / "checkpoints/server.json").read_text())
