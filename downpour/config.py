@@ -86,6 +86,7 @@ class AnalysisConfig:
     test_fraction: float = 0.5     # share of the labelled set held back to score the chosen unit
     splits: int = 5                # selection/test splits averaged in the summary (the table shows the first)
     random_filters: int = 2000     # random linear filters in that baseline
+    poses: str = ""                # out-of-plane rotation: a folder with one sub-folder per angle in degrees (0 = frontal), the same objects in each
     top_k: int = 9                 # top activating images shown beside the optimal stimulus
     stimulus_steps: int = 300      # projected gradient ascent steps
     stimulus_restarts: int = 4     # random starts; the best one is kept

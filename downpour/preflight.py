@@ -102,6 +102,8 @@ def _check_analysis(cfg: RunConfig) -> None:
             if name not in BUILT_IN and not Path(name).is_dir():
                 raise ConfigError(f"analysis.{key}: {name!r} is neither a built-in labelled set "
                                   f"({', '.join(BUILT_IN)}) nor a folder of class sub-folders")
+    if opts.poses and not Path(opts.poses).is_dir():
+        raise ConfigError(f"analysis.poses {opts.poses!r} is not a folder (one sub-folder per angle in degrees)")
     if not 0 < opts.test_fraction < 1:
         raise ConfigError(f"analysis.test_fraction must be in (0, 1), got {opts.test_fraction}")
 

@@ -63,3 +63,29 @@ def test_baseline_sets_the_zero_of_the_curve():
         r0 = float(model(images)[:, 0].mean())
     result = invariance_curves(model, images, 0, baseline=r0 - 2.0, sign=1, shifts=(0.0,), angles=(0.0,), scales=(1.0,))
     assert all(c["response"] == pytest.approx([1.0]) for c in result["curves"])
+
+
+def test_posed_images_give_the_out_of_plane_curve():
+    torch.manual_seed(0)
+    model = PlantedModel((1, 16, 16), n_units=2)
+    template = torch.zeros(1, 16, 16)
+    template[0, 4:12, 4:12] = 1.0                       # a face-on square
+    model.plant(0, template - template.mean())
+    cols = torch.arange(16.0)
+
+    def turned(angle):                                  # the square seen at `angle`: narrower as it turns away
+        half = 4 * abs(torch.cos(torch.tensor(angle * torch.pi / 180)))
+        img = torch.zeros(1, 16, 16)
+        img[0, 4:12] = ((cols - 7.5).abs() <= half).float()
+        return img.expand(4, 1, 16, 16) + 0.01 * torch.randn(4, 1, 16, 16)
+
+    poses = {a: turned(a) for a in (-80.0, -40.0, 0.0, 40.0, 80.0)}
+    result = invariance_curves(model, poses[0.0], 0, poses=poses, shifts=(0.0,), angles=(0.0,), scales=(1.0,))
+    curve = result["curves"][-1]
+    assert curve["transform"] == "out_of_plane_rotation" and curve["values"] == [-80.0, -40.0, 0.0, 40.0, 80.0]
+    assert curve["response"][2] == pytest.approx(1.0)
+    assert curve["response"][0] < curve["response"][1] < 1.0 and curve["response"][4] < curve["response"][3] < 1.0
+    assert result["out_of_plane_rotation"]["available"] is True
+    assert invariance_summary(result)["ranges"]["out_of_plane_rotation"] == [-40.0, 40.0]
+    with pytest.raises(ValueError, match="frontal pose"):
+        invariance_curves(model, poses[0.0], 0, poses={40.0: poses[40.0]})

@@ -150,3 +150,27 @@ def test_stacked_cat_network_run(tmp_path):
     assert [r["features"] for r in a["probes"][0]["rows"]] == ["raw pixels", "stage1", "stage2"]
     assert "loss" not in a["figures"] and "filters" in a["figures"]      # no metrics yet: no loss curve
     assert write_report(run.path).stat().st_size > 10_000
+
+
+def test_posed_images_add_the_out_of_plane_curve_to_analysis_and_report(run_dir, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    poses = tmp_path / "poses"
+    for angle in (-45, 0, 45):
+        (poses / str(angle)).mkdir(parents=True)
+        for i in range(3):
+            img = np.random.default_rng(i).random((16, 16)) * (1 - abs(angle) / 90)
+            Image.fromarray((img * 255).astype(np.uint8)).save(poses / str(angle) / f"object{i}.png")
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    a = analyze_run(copy, **{**FAST, "probes": [], "poses": str(poses)})
+    curve = a["invariance"]["curves"][-1]
+    assert curve["transform"] == "out_of_plane_rotation" and curve["values"] == [-45.0, 0.0, 45.0]
+    assert a["invariance"]["out_of_plane_rotation"]["images"] == {"-45.0": 3, "0.0": 3, "45.0": 3}
+    html = write_report(copy).read_text()
+    assert "out_of_plane_rotation" in html and "Out-of-plane rotation: not measured" not in html
+    (poses / "sideways").mkdir()
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(poses / "sideways" / "x.png")
+    with pytest.raises(ValueError, match="'sideways'.*not an angle"):
+        analyze_run(copy, **{**FAST, "probes": [], "poses": str(poses)})

@@ -157,10 +157,11 @@ def stimulus_and_top_images(stimulus: np.ndarray, top: np.ndarray, path: Path, t
 
 
 def invariance_plot(result: dict[str, Any], path: Path) -> Path:
-    """The four invariance curves (mean over images ± its standard error), normalised to the untransformed response."""
+    """The invariance curves (mean over images ± its standard error), normalised to the untransformed response."""
     curves = result["curves"]
     labels = {"scale": "scale factor", "translation_x": "horizontal shift (pixels)",
-              "translation_y": "vertical shift (pixels)", "rotation": "in-plane rotation (degrees)"}
+              "translation_y": "vertical shift (pixels)", "rotation": "in-plane rotation (degrees)",
+              "out_of_plane_rotation": "out-of-plane rotation (degrees)"}
     fig = Figure(figsize=(3.2 * len(curves), 2.8))
     axes = fig.subplots(1, len(curves), squeeze=False)[0]
     for ax, c in zip(axes, curves):

@@ -6,8 +6,10 @@ We do the same with in-plane transforms (one affine warp each, edges repeated): 
 over a set of test images at every transform, divided by the mean response to the originals, both
 measured above a baseline (the unit's level on non-concept images), since our units, unlike the
 paper's, need not be silent at rest.
-Out-of-plane rotation needs images of the same object at known poses; the built-in sets have none,
-so it is reported as unavailable rather than faked.
+Out-of-plane rotation needs images of the same objects at known poses; the built-in sets have none,
+so without them it is reported as unavailable rather than faked. Given posed images
+(``analysis.poses``: a folder with one sub-folder per angle in degrees, ``0`` the frontal view),
+:func:`invariance_curves` adds that curve, normalised to the frontal images' response.
 """
 from __future__ import annotations
 
@@ -47,20 +49,23 @@ def transform(x: Tensor, *, scale: float = 1.0, shift: tuple[float, float] = (0.
 @torch.no_grad()
 def _curve(model: FeatureModel, x: Tensor, unit: int, layer: str, sign: int, base: float, scale: float,
            name: str, values: tuple[float, ...], warp) -> dict[str, Any]:
-    means, stds = [], []
+    means, stds, sems = [], [], []
     for v in values:
         r = sign * unit_response(model, warp(x, v), unit, layer).double()       # (N,)
         means.append((float(r.mean()) - base) / scale)
         stds.append(float(r.std(unbiased=False)) / scale)
-    sems = [v / np.sqrt(x.shape[0]) for v in stds]        # standard error of each mean: the curve's own uncertainty
+        sems.append(stds[-1] / np.sqrt(len(r)))      # standard error of each mean: the curve's own uncertainty
     return {"transform": name, "values": [float(v) for v in values], "response": means, "std": stds, "sem": sems}
 
 
 @torch.no_grad()
 def invariance_curves(model: FeatureModel, x: Tensor, unit: int, *, layer: str | None = None, sign: int = 1,
                       baseline: float = 0.0, scales: tuple[float, ...] = DEFAULT_SCALES,
-                      angles: tuple[float, ...] = DEFAULT_ANGLES, shifts: tuple[float, ...] = DEFAULT_SHIFTS) -> dict[str, Any]:
-    """Response curves of one unit under scale, horizontal and vertical translation and rotation.
+                      angles: tuple[float, ...] = DEFAULT_ANGLES, shifts: tuple[float, ...] = DEFAULT_SHIFTS,
+                      poses: dict[float, Tensor] | None = None) -> dict[str, Any]:
+    """Response curves of one unit under scale, horizontal and vertical translation and rotation,
+    and out-of-plane rotation when ``poses`` ({angle in degrees: (N_a, C, H, W) images of the same
+    objects at that pose}, 0 = frontal) are given.
 
     x: (N, C, H, W) test images (e.g. the faces of the held-out set). sign: the unit's polarity
     (-1 for a unit that fires *against* the concept). ``shifts`` are fractions of the image side.
@@ -95,10 +100,30 @@ def invariance_curves(model: FeatureModel, x: Tensor, unit: int, *, layer: str |
             c["response"] = [v / peak for v in c["response"]]
             c["std"] = [v / peak for v in c["std"]]
             c["sem"] = [v / peak for v in c["sem"]]
+    oop = {"available": False, "reason": "needs images of one object at known poses (analysis.poses); none were given"}
+    if poses:
+        curves.append(pose_curve(model, poses, unit, layer=layer, sign=sign, baseline=baseline))
+        oop = {"available": True, "angles": curves[-1]["values"], "images": {str(a): int(len(v)) for a, v in poses.items()}}
     return {"unit": int(unit), "layer": layer, "sign": int(sign), "images": int(x.shape[0]), "baseline": float(baseline),
-            "normalised_to": normalised_to, "curves": curves,
-            "out_of_plane_rotation": {"available": False,
-                                      "reason": "needs images of one object at known poses; the labelled set has none"}}
+            "normalised_to": normalised_to, "curves": curves, "out_of_plane_rotation": oop}
+
+
+@torch.no_grad()
+def pose_curve(model: FeatureModel, poses: dict[float, Tensor], unit: int, *, layer: str, sign: int = 1,
+               baseline: float = 0.0) -> dict[str, Any]:
+    """The unit's mean response at each out-of-plane angle, normalised like the in-plane curves but to
+    the frontal (angle 0) images: 1 = as strong as frontal, 0 = the baseline. ``poses``: {angle: (N_a, C, H, W)}."""
+    if 0.0 not in poses:
+        raise ValueError(f"out-of-plane rotation needs the frontal pose (a sub-folder named 0); got angles {sorted(poses)}")
+    base = sign * baseline
+    scale = float((sign * unit_response(model, poses[0.0], unit, layer).double()).mean()) - base
+    curve = _curve(model, poses[0.0], unit, layer, sign, base, scale if scale > 1e-12 else 1.0,
+                   "out_of_plane_rotation", tuple(sorted(poses)), lambda _, angle: poses[angle])
+    if not scale > 1e-12:      # the unit is no stronger on frontal views than its baseline: the ratio means nothing
+        peak = max(abs(v) for v in curve["response"]) or 1.0
+        curve.update({k: [v / peak for v in curve[k]] for k in ("response", "std", "sem")})
+        curve["normalised_to"] = "largest |mean response|"
+    return curve
 
 
 def invariance_summary(result: dict[str, Any], floor: float = 0.5) -> dict[str, Any]:

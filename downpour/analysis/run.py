@@ -80,6 +80,19 @@ def _random_twin(run: RunDir, seed: int) -> FeatureModel:
         return create_model(meta["model"], tuple(meta["input_shape"]), **meta["options"]).eval()
 
 
+def load_poses(path: str, shape: tuple[int, ...], prepare: Preprocess) -> dict[float, torch.Tensor]:
+    """``analysis.poses``: {angle: images} from a folder with one sub-folder per angle in degrees."""
+    posed = load_labelled(path, shape, prepare=prepare)
+    out = {}
+    for k, name in enumerate(posed.classes):
+        try:
+            angle = float(name)
+        except ValueError:
+            raise ValueError(f"analysis.poses: sub-folder {name!r} of {path!r} is not an angle in degrees") from None
+        out[angle] = posed.x[torch.from_numpy(posed.y == k)]
+    return out
+
+
 def run_preprocess(run: RunDir) -> Preprocess:
     """The run's fitted input processing (saved with it; rebuilt from its seeded data for older runs)."""
     saved = run.load_preprocess()
@@ -183,7 +196,8 @@ def _analyze(run_path: str | Path, options: dict[str, Any]) -> dict[str, Any]:
     # 3. invariance on the concept's images
     concept = data.x[torch.from_numpy(data.y == opts.positive)]
     baseline = float(np.mean(table["responses"]["negative"]))     # the unit's level on everything else
-    inv = invariance_curves(model, concept, unit, layer=layer, sign=sign, baseline=baseline)
+    poses = load_poses(opts.poses, shape, prepare) if opts.poses else None
+    inv = invariance_curves(model, concept, unit, layer=layer, sign=sign, baseline=baseline, poses=poses)
     paths["invariance"] = figures.invariance_plot(inv, fig_dir / "invariance.png").name
 
     # 4. linear probes
