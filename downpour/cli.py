@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from downpour.config import ConfigError, list_presets, load_config, parse_override
+from downpour.config import ConfigError, config_to_toml, list_presets, load_config, parse_override
 from downpour.errors import RunError
 
 # Flags that are shorthands for `--set cluster.<key>=...` / `--set train.<key>=...`.
@@ -46,6 +46,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.report is not None:
         cfg.analysis.report = args.report
     check_run_config(cfg)   # before the run directory exists: a typo leaves nothing behind
+    if args.dry_run:
+        print(config_to_toml(cfg), end="")
+        print("downpour: config checked (data, model and cost on a dry batch, train, cluster, analysis); "
+              "nothing was written", file=sys.stderr)
+        return 0
     if not args.resume:
         out = args.out or f"runs/{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
         run = RunDir.create(out, cfg)
@@ -156,6 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", metavar="RUN", help="continue the run in this directory")
     train.add_argument("--report", action=argparse.BooleanOptionalAction, default=None,
                        help="analyse and write report.html at the end (default: the preset's analysis.report)")
+    train.add_argument("--dry-run", action="store_true",
+                       help="check the config (building the model once) and print it resolved; train nothing, write nothing")
     train.add_argument("--runner", choices=("local", "simulated", "ray"))
     train.add_argument("--workers", type=int)
     train.add_argument("--shards", type=int)

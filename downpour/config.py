@@ -227,7 +227,12 @@ def config_from_dict(table: dict[str, Any]) -> RunConfig:
 
 
 def save_config(cfg: RunConfig, path: str | Path) -> None:
-    Path(path).write_text(tomli_w.dumps(_drop_none(config_to_dict(cfg))))
+    Path(path).write_text(config_to_toml(cfg))
+
+
+def config_to_toml(cfg: RunConfig) -> str:
+    """The fully resolved config as the TOML a run directory holds."""
+    return tomli_w.dumps(_drop_none(config_to_dict(cfg)))
 
 
 def _drop_none(d: Any) -> Any:

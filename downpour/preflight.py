@@ -21,7 +21,8 @@ PATH_SOURCES = ("folder", "video", "array")
 
 
 def check_run_config(cfg: RunConfig) -> None:
-    """Raise ConfigError naming the first bad value of ``cfg``."""
+    """Raise ConfigError naming the first bad value of ``cfg``. Resolves ``cfg`` in place as the
+    runners do (every model field and cost term written out), where the input shape is known."""
     _check_data(cfg)
     check_model_spec(cfg)
     _check_train(cfg)
@@ -110,12 +111,10 @@ def _check_analysis(cfg: RunConfig) -> None:
 
 def _dry_run(cfg: RunConfig, shape: tuple[int, int, int]) -> None:
     """Build the model for ``shape`` and evaluate its cost once on zeros (seeded RNG left untouched)."""
-    import copy
-
     where = f"model {cfg.model.name!r} on {'x'.join(map(str, shape))} samples (data.size = {cfg.data.size})"
     try:
         with torch.random.fork_rng(devices=[]):
-            model, objective = build(copy.deepcopy(cfg), shape)
+            model, objective = build(cfg, shape)       # resolves cfg, as the runner will again
             objective(model.forward_train(Batch(torch.zeros(2, *shape), torch.zeros(2, dtype=torch.int64))))
     except ConfigError:
         raise

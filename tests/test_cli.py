@@ -104,3 +104,14 @@ def test_a_run_that_never_started_can_be_run_again_in_place(tmp_path, capsys):
         Image.fromarray((rng.random((40, 40)) * 255).astype(np.uint8)).save(images / f"{i}.png")
     assert main(args) == 0                         # same command, same --out, once the cause is fixed
     assert main(args) == 2 and "already holds a run" in capsys.readouterr().err
+
+
+def test_dry_run_checks_and_prints_the_resolved_config_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    import tomllib
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--dry-run", "--set", "train.lr=0.03"]) == 0
+    cfg = tomllib.loads(capsys.readouterr().out)
+    assert cfg["train"]["lr"] == 0.03 and cfg["model"]["maps"] == [8, 8] and "pooled_l2" in cfg["objective"]
+    assert cfg["cluster"]["runner"] == "ray" and list(tmp_path.iterdir()) == []
+    assert main(["train", "--dry-run", "--set", "model.maps=[4]"]) == 2
