@@ -8,56 +8,34 @@ model cannot feed, or a model option out of range fails here, not after the data
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import torch
 
-from downpour.config import ConfigError, RunConfig
+from downpour.analysis.run import analysis_options
+from downpour.config import ConfigError, RunConfig, config_to_dict
 from downpour.data.build import check_config as check_data
+from downpour.data.build import sample_shape
 from downpour.models.base import Batch
 from downpour.models.registry import build, check_model_spec
-
-PATH_SOURCES = ("folder", "video", "array")
-
 
 def check_run_config(cfg: RunConfig) -> None:
     """Raise ConfigError naming the first bad value of ``cfg``. Resolves ``cfg`` in place as the
     runners do (every model field and cost term written out), where the input shape is known."""
-    _check_data(cfg)
-    check_model_spec(cfg)
-    _check_train(cfg)
-    _check_cluster(cfg)
-    _check_analysis(cfg)
-    shape = implied_input_shape(cfg)
-    if shape is not None:
+    check_data(cfg.data)
+    if cfg.seed < 0:
+        raise ConfigError(f"seed must be >= 0, got {cfg.seed}")
+    device = _check_train(cfg)
+    _check_cluster(cfg, device)
+    analysis_options(cfg, {})
+    shape = sample_shape(cfg.data)
+    if shape is None:
+        check_model_spec(cfg)      # the options and cost terms, without a shape to build for
+    else:
         _dry_run(cfg, shape)
 
 
-def implied_input_shape(cfg: RunConfig) -> tuple[int, int, int] | None:
-    """(C, H, W) of the samples ``cfg.data`` will give, or None where only the files can tell (arrays)."""
-    d = cfg.data
-    if d.source == "array":
-        return None
-    return (1 if d.grey or d.source == "digits" else 3, d.size, d.size)
-
-
-def _check_data(cfg: RunConfig) -> None:
-    from downpour.data.whitening import MAX_DIM
-
-    d = cfg.data
-    check_data(d)
-    if d.source in PATH_SOURCES and not Path(d.path).exists():
-        raise ConfigError(f"data.path {d.path!r} does not exist (data.source = {d.source!r} reads it)")
-    shape = implied_input_shape(cfg)
-    if d.whiten == "zca" and shape is not None and math.prod(shape) > MAX_DIM:
-        raise ConfigError(f"data.whiten = 'zca' on {'x'.join(map(str, shape))} samples needs a {math.prod(shape)}-square "
-                          f"matrix (limit {MAX_DIM}); lower data.size or whiten patches")
-    if cfg.seed < 0:
-        raise ConfigError(f"seed must be >= 0, got {cfg.seed}")
-
-
-def _check_train(cfg: RunConfig) -> None:
-    from downpour.train.loop import OPTIMIZERS, resolve_device
+def _check_train(cfg: RunConfig) -> torch.device:
+    from downpour.train.loop import OPTIMIZERS, SCHEDULES, resolve_device
 
     t = cfg.train
     for key in ("steps", "batch_size", "log_every"):
@@ -70,43 +48,26 @@ def _check_train(cfg: RunConfig) -> None:
         raise ConfigError(f"train.optimizer must be one of {', '.join(OPTIMIZERS)}, got {t.optimizer!r}")
     if not (math.isfinite(t.lr) and t.lr > 0):
         raise ConfigError(f"train.lr must be a finite number > 0, got {t.lr}")
-    if t.schedule not in ("joint", "greedy"):
-        raise ConfigError(f"train.schedule must be 'joint' or 'greedy', got {t.schedule!r}")
-    resolve_device(t.device)
+    if t.schedule not in SCHEDULES:
+        raise ConfigError(f"train.schedule must be one of {', '.join(SCHEDULES)}, got {t.schedule!r}")
+    return resolve_device(t.device)
 
 
-def _check_cluster(cfg: RunConfig) -> None:
+def _check_cluster(cfg: RunConfig, device: torch.device) -> None:
     runner = cfg.cluster.runner
     if runner not in ("local", "simulated", "ray"):
         raise ConfigError(f"cluster.runner must be local, simulated or ray, got {runner!r}")
     if runner == "local":
         return
     from downpour.ps.job import check_cluster_config
-    from downpour.train.loop import resolve_device
 
     check_cluster_config(cfg)
-    if resolve_device(cfg.train.device).type != "cpu":
+    if device.type != "cpu":
         raise ConfigError(f"train.device={cfg.train.device!r}: the {runner} runner's workers compute on CPU; "
                           "use the local runner for a GPU")
     if cfg.train.checkpoint_every:
         raise ConfigError("train.checkpoint_every is the local runner's (in steps); a cluster run checkpoints its "
                           "server every cluster.checkpoint_every pushes")
-
-
-def _check_analysis(cfg: RunConfig) -> None:
-    from downpour.analysis.labelled import BUILT_IN
-    from downpour.analysis.run import analysis_options
-
-    opts = analysis_options(cfg, {})
-    for key, names in (("dataset", [opts.dataset]), ("probes", opts.probes)):
-        for name in names:
-            if name not in BUILT_IN and not Path(name).is_dir():
-                raise ConfigError(f"analysis.{key}: {name!r} is neither a built-in labelled set "
-                                  f"({', '.join(BUILT_IN)}) nor a folder of class sub-folders")
-    if opts.poses and not Path(opts.poses).is_dir():
-        raise ConfigError(f"analysis.poses {opts.poses!r} is not a folder (one sub-folder per angle in degrees)")
-    if not 0 < opts.test_fraction < 1:
-        raise ConfigError(f"analysis.test_fraction must be in (0, 1), got {opts.test_fraction}")
 
 
 def _dry_run(cfg: RunConfig, shape: tuple[int, int, int]) -> None:
@@ -131,8 +92,6 @@ RESUMABLE = {"train.steps", "train.log_every", "train.checkpoint_every", "train.
 
 def check_resume(saved: RunConfig, new: RunConfig) -> None:
     """Refuse overrides on ``--resume`` that would change what the run is, naming the key."""
-    from downpour.config import config_to_dict
-
     before, after = _flat(config_to_dict(saved)), _flat(config_to_dict(new))
     for key in sorted(set(before) | set(after)):
         if before.get(key) != after.get(key) and key not in RESUMABLE and not key.startswith("analysis."):
@@ -147,10 +106,11 @@ def check_resume(saved: RunConfig, new: RunConfig) -> None:
 
 
 def _flat(table: dict, prefix: str = "") -> dict:
+    """``{"train": {"lr": 1}}`` -> ``{"train.lr": 1}``; the objective stays one value (its terms are tables)."""
     out = {}
     for key, value in table.items():
         name = f"{prefix}{key}"
-        if isinstance(value, dict) and not name.startswith("objective.") and name != "objective":
+        if isinstance(value, dict) and name != "objective":
             out.update(_flat(value, name + "."))
         else:
             out[name] = value

@@ -148,3 +148,15 @@ def test_prepare_replays_the_training_processing_on_new_images(norm, whiten):
     assert data.shard(1, 2).prepare(raw[:3]).shape == (3, 1, 8, 8)
     with pytest.raises(ValueError, match="shape"):
         data.prepare(torch.zeros(2, 1, 6, 6))
+
+
+def test_sample_shape_follows_grey_for_every_source_and_zca_size_is_checked_before_sampling(tmp_path):
+    from downpour.data.build import check_config, sample_shape
+
+    assert sample_shape(DataConfig(source="digits", grey=False, size=8)) == (3, 8, 8)   # digits become RGB too
+    assert sample_shape(DataConfig(source="natural", size=16)) == (1, 16, 16)
+    assert sample_shape(DataConfig(source="array", path=str(tmp_path))) is None
+    with pytest.raises(ConfigError, match="limit 4096"):
+        check_config(DataConfig(size=80, whiten="zca"))
+    with pytest.raises(ConfigError, match="does not exist"):
+        check_config(DataConfig(source="folder", path=str(tmp_path / "missing")))

@@ -21,7 +21,7 @@ from threadpoolctl import threadpool_limits
 from downpour._names import nearest
 from downpour.analysis import figures
 from downpour.analysis.invariance import invariance_curves, invariance_summary
-from downpour.analysis.labelled import load_labelled
+from downpour.analysis.labelled import BUILT_IN, load_labelled
 from downpour.analysis.orientation import coherence
 from downpour.analysis.probe import probe_table
 from downpour.analysis.selectivity import face_neuron_table
@@ -49,6 +49,15 @@ def analysis_options(cfg: RunConfig, overrides: dict[str, Any]) -> AnalysisConfi
         value = getattr(opts, key)
         if not isinstance(value, int) or value < (2 if key == "probe_folds" else 1):
             raise ValueError(f"analysis.{key} must be an int >= {2 if key == 'probe_folds' else 1}, got {value!r}")
+    if not 0 < opts.test_fraction < 1:
+        raise ValueError(f"analysis.test_fraction must be in (0, 1), got {opts.test_fraction}")
+    for key, names in (("dataset", [opts.dataset]), ("probes", opts.probes)):
+        for name in names:
+            if name not in BUILT_IN and not Path(name).is_dir():
+                raise ValueError(f"analysis.{key}: {name!r} is neither a built-in labelled set "
+                                 f"({', '.join(BUILT_IN)}) nor a folder of class sub-folders")
+    if opts.poses and not Path(opts.poses).is_dir():
+        raise ValueError(f"analysis.poses {opts.poses!r} is not a folder (one sub-folder per angle in degrees)")
     return opts
 
 

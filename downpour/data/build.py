@@ -14,6 +14,8 @@ Every random choice comes from ``seed`` through separate NumPy streams: same see
 """
 from __future__ import annotations
 
+import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,6 +33,7 @@ from downpour.data.normalize import MODES as NORMALIZE_MODES
 from downpour.data.patches import crop_images, sample_patches
 from downpour.data.preprocess import Preprocess
 from downpour.data.video import load_videos
+from downpour.data.whitening import MAX_DIM
 
 SOURCES = ("natural", "faces", "natural+faces", "digits", "folder", "video", "array")
 SAMPLING_MODES = ("patches", "crops")
@@ -67,8 +70,21 @@ def check_config(cfg: DataConfig) -> None:
         raise ConfigError(f"data.shift must be >= 0 and data.scale in [0, 1), got shift={cfg.shift}, scale={cfg.scale}")
     if cfg.source in ("folder", "video", "array") and not cfg.path:
         raise ConfigError(f"data.source = {cfg.source!r} needs data.path")
+    if cfg.source in ("folder", "video", "array") and not Path(cfg.path).exists():
+        raise ConfigError(f"data.path {cfg.path!r} does not exist (data.source = {cfg.source!r} reads it)")
     if cfg.labels and cfg.source != "folder":
         raise ConfigError("data.labels = true only applies to data.source = 'folder'")
+    shape = sample_shape(cfg)
+    if cfg.whiten == "zca" and shape is not None and math.prod(shape) > MAX_DIM:   # before any sampling
+        raise ConfigError(f"data.whiten = 'zca' on {'x'.join(map(str, shape))} samples needs a {math.prod(shape)}-square "
+                          f"matrix (limit {MAX_DIM}); lower data.size or whiten patches")
+
+
+def sample_shape(cfg: DataConfig) -> tuple[int, int, int] | None:
+    """(C, H, W) of the samples ``cfg`` gives, or None where only the files can tell (arrays)."""
+    if cfg.source == "array":
+        return None
+    return (1 if cfg.grey else 3, cfg.size, cfg.size)
 
 
 def _load(cfg: DataConfig) -> ImageSet:

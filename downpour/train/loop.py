@@ -22,6 +22,7 @@ from downpour.train.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
 OPTIMIZERS = ("sgd", "adagrad", "adam")
+SCHEDULES = ("joint", "greedy")
 
 
 def make_optimizer(cfg: TrainConfig, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
@@ -39,8 +40,8 @@ def stage_for_step(step: int, total: int, n_stages: int, schedule: str) -> int |
     """Greedy training gives each stage an equal share of the steps, bottom first; joint trains all (None)."""
     if schedule == "joint" or n_stages <= 1:
         return None
-    if schedule != "greedy":
-        raise ConfigError(f"train.schedule must be 'joint' or 'greedy', got {schedule!r}")
+    if schedule not in SCHEDULES:
+        raise ConfigError(f"train.schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
     return min(n_stages, 1 + step * n_stages // max(total, 1))
 
 
