@@ -22,8 +22,10 @@ def save_server(stem: str | Path, states: list[ShardState], meta: dict[str, Any]
     save_state(stem, tensors, {**meta, "shards": [m for _, m in states]})
 
 
-def load_server(stem: str | Path) -> tuple[list[ShardState], dict[str, Any]]:
-    tensors, meta = load_state(stem)
+def load_server(stem: str | Path, meta_keys: tuple[str, ...] = ()) -> tuple[list[ShardState], dict[str, Any]]:
+    """The shards' states and the counters saved with them; a damaged file, or one lacking a shard list
+    or one of ``meta_keys``, is a CheckpointError naming it."""
+    tensors, meta = load_state(stem, meta_keys=("shards", *meta_keys))
     states: list[ShardState] = []
     for j, shard_meta in enumerate(meta["shards"]):
         prefix = f"shard{j}."

@@ -25,7 +25,6 @@ from downpour.ps.coordinator import Coordinator
 from downpour.ps.job import Job, make_shards, prepare
 from downpour.ps.staleness import StalenessLog, staleness_report
 from downpour.ps.worker import Push
-from downpour.train.checkpoint import CheckpointError
 from downpour.train.loop import stage_for_step
 from downpour.train.rundir import RunDir
 from downpour.train.telemetry import Telemetry
@@ -154,16 +153,10 @@ def run_cluster(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, 
     c = cfg.cluster
     restored, meta = None, {"step": 0, "clocks": {}, "elapsed": 0.0, "events": []}
     if resume:
-        stem = run.checkpoints / SERVER
         try:
-            restored, meta = load_server(stem)
+            restored, meta = load_server(run.checkpoints / SERVER, meta_keys=("step", "clocks", "elapsed", "events"))
         except FileNotFoundError as err:
             raise ConfigError(f"cannot resume {str(run.path)!r}: {err}") from None
-        except KeyError as err:
-            raise CheckpointError(f"'{stem}.json' lacks key {err}") from None
-        for key in ("step", "clocks", "elapsed", "events"):
-            if key not in meta:
-                raise CheckpointError(f"'{stem}.json' lacks key {key!r}")
         if len(restored) != c.shards:
             raise ConfigError(f"cannot resume {str(run.path)!r} with cluster.shards={c.shards}: it was run with {len(restored)}")
         log.info("resuming %s at step %d", run.path, meta["step"])
