@@ -109,41 +109,33 @@ class RunDir:
 
     # --- files --------------------------------------------------------------------------------
     def metrics(self) -> list[dict[str, Any]]:
+        """The rows of metrics.jsonl; a torn last line (a crash mid-write) is left out."""
         path = self.path / "metrics.jsonl"
         if not path.is_file():
             return []
+        lines = [line for line in path.read_text().splitlines() if line.strip()]
         rows = []
-        for n, line in enumerate(path.read_text().splitlines(), start=1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError:
+        for n, line in enumerate(lines, start=1):
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                if n < len(lines):
                     raise ValueError(f"{str(path)!r} line {n} is not JSON") from None
         return rows
 
     def truncate_metrics(self, step: int) -> int:
         """Drop the metrics rows logged after ``step`` (a resume from a checkpoint at ``step`` logs them
-        again); rewrites metrics.jsonl atomically. A torn last line (a crash mid-write) goes too.
-        Returns the number of rows dropped."""
+        again), and a torn last line; rewrites metrics.jsonl atomically. Returns the rows dropped."""
         path = self.path / "metrics.jsonl"
         if not path.is_file():
             return 0
-        lines = [line for line in path.read_text().splitlines() if line.strip()]
-        keep = []
-        for n, line in enumerate(lines, start=1):
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                if n == len(lines):
-                    continue
-                raise ValueError(f"{str(path)!r} line {n} is not JSON") from None
-            if row.get("step", 0) <= step:
-                keep.append(line)
-        if len(keep) < len(lines):
+        written = sum(1 for line in path.read_text().splitlines() if line.strip())
+        keep = [row for row in self.metrics() if row.get("step", 0) <= step]
+        if len(keep) < written:
             tmp = path.with_name(path.name + ".tmp")
-            tmp.write_text("".join(line + "\n" for line in keep))
+            tmp.write_text("".join(json.dumps(row) + "\n" for row in keep))   # as Telemetry writes them
             os.replace(tmp, path)
-        return len(lines) - len(keep)
+        return written - len(keep)
 
     def write_json(self, name: str, obj: Any) -> Path:
         path = self.path / name
