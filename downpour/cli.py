@@ -23,11 +23,12 @@ STRING_KEYS = {"runner", "consistency", "compensation", "address", "delay"}
 
 
 def _overrides(args: argparse.Namespace) -> list[str]:
-    if args.address and args.runner is None:
-        args.runner = "ray"  # joining a Ray cluster only means something to the Ray runner
+    values = {flag: getattr(args, flag) for flag in SHORTHANDS}
+    if values["address"] and values["runner"] is None:
+        values["runner"] = "ray"  # joining a Ray cluster only means something to the Ray runner
     out = []
     for flag, key in SHORTHANDS.items():
-        value = getattr(args, flag)
+        value = values[flag]
         if value is not None:
             out.append(f'{key}="{value}"' if flag in STRING_KEYS else f"{key}={value}")
     return out + list(args.set)
