@@ -33,8 +33,9 @@ class DataConfig:
     samples: int = 10000           # patches drawn (patches mode)
     grey: bool = True              # convert colour images to one channel
     normalize: str = "none"        # none | patch (zero mean, unit std per patch) | ufldl (zero mean, 3σ clip, into [0.1, 0.9])
-    whiten: str = "none"           # none | zca
+    whiten: str = "none"           # none | zca | spectral (divide by the set's mean power spectrum: crops and whole images)
     zca_eps: float = 0.01          # ZCA regulariser, relative to the largest eigenvalue
+    spectral_strength: float = 1.0 # spectral: multiply by P^(-strength/2); 1 = fully white, < 1 keeps some of the 1/f slope
     shift: int = 0                 # augmentation: random shift, ± pixels
     scale: float = 0.0             # augmentation: random zoom, ± fraction
     flip: bool = False             # augmentation: random horizontal flips
@@ -84,7 +85,8 @@ class AnalysisConfig:
     dataset: str = "lfw"           # labelled set for the best single neuron: lfw | digits | a folder of class sub-folders
     positive: int = 1              # the concept's label in that set (lfw: 1 = face)
     test_fraction: float = 0.5     # share of the labelled set held back to score the chosen unit
-    splits: int = 5                # selection/test splits averaged in the summary (the table shows the first)
+    splits: int = 50               # seeded selection/test splits averaged in the summaries (the first table shows split 0)
+    bootstrap: int = 2000          # bootstrap replicates for the face test's AUC intervals (face_neuron.controls)
     random_filters: int = 2000     # random linear filters in that baseline
     poses: str = ""                # out-of-plane rotation: a folder with one sub-folder per angle in degrees (0 = frontal), the same objects in each
     top_k: int = 9                 # top activating images shown beside the optimal stimulus

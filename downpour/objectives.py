@@ -67,15 +67,23 @@ class Term:
         return self.weight * self.value(o)
 
 
+def _squared_error(o: Outputs, recon: Tensor) -> Tensor:
+    """½ Σ w·(x̂ − x)² per sample, averaged: w = ``o.recon_weight`` (e.g. 0 where a layer cannot reconstruct)."""
+    err = (recon - o.x) ** 2
+    if o.recon_weight is not None:
+        err = err * o.recon_weight
+    return 0.5 * _per_sample_sum(err).mean()
+
+
 @dataclass
 class Reconstruction(Term):
-    """½‖x̂ − x‖² per sample."""
+    """½‖x̂ − x‖² per sample (weighted per value by ``Outputs.recon_weight`` when the model gives one)."""
 
     name: ClassVar[str] = "reconstruction"
     needs: ClassVar[tuple[str, ...]] = ("recon",)
 
     def value(self, o: Outputs) -> Tensor:
-        return 0.5 * _per_sample_sum((o.recon - o.x) ** 2).mean()
+        return _squared_error(o, o.recon)
 
 
 @dataclass
@@ -151,7 +159,7 @@ class Denoising(Term):
             corrupted = o.x + self.noise * torch.randn_like(o.x)
         else:  # mask
             corrupted = o.x * (torch.rand_like(o.x) >= self.noise)
-        return 0.5 * _per_sample_sum((o.decode(o.encode(corrupted)) - o.x) ** 2).mean()
+        return _squared_error(o, o.decode(o.encode(corrupted)))
 
 
 @dataclass

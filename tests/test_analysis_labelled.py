@@ -44,3 +44,22 @@ def test_resize_maps_channels():
     assert torch.allclose(resize_to(grey.repeat(1, 3, 1, 1), (1, 8, 8)), grey)      # colour -> grey averages
     with pytest.raises(ValueError, match="2-channel"):
         resize_to(torch.rand(1, 2, 8, 8), (3, 8, 8))
+
+
+def test_raw_keeps_the_native_images_for_the_baselines():
+    from downpour.data import lfw_split
+
+    for shape, prepare in (((1, 16, 16), Preprocess(normalize="patch")), ((3, 32, 32), None)):
+        data = load_labelled("lfw", shape, prepare=prepare)
+        assert data.x.shape[1:] == shape
+        assert torch.equal(data.raw, lfw_split(size=25)["heldout"].x)        # native 25x25 grey, [0, 1], unprepared
+    digits = load_labelled("digits", (1, 16, 16), prepare=Preprocess(normalize="patch"))
+    assert digits.raw.shape[1:] == (1, 8, 8) and float(digits.raw.min()) >= 0.0
+
+
+def test_a_folder_set_keeps_its_resized_but_unprepared_images(tmp_path):
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        Image.fromarray(np.full((12, 12), 200, np.uint8)).save(tmp_path / name / "0.png")
+    data = load_labelled(str(tmp_path), (1, 12, 12), prepare=lambda x: x - 1.0)
+    assert torch.allclose(data.raw, data.x + 1.0) and data.raw.shape == data.x.shape

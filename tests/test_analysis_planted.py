@@ -152,3 +152,27 @@ def test_one_class_only_is_a_clear_error(faces):
     only_faces = LabelledSet("faces", faces.x[faces.y == 1], faces.y[faces.y == 1], faces.classes)
     with pytest.raises(ValueError, match="both classes"):
         face_neuron_table(PlantedModel(tuple(faces.x.shape[1:])), only_faces)
+
+
+def test_table_baselines_use_the_fixed_images_not_the_prepared_input():
+    from downpour.analysis.labelled import load_labelled
+    from downpour.data.preprocess import Preprocess
+
+    plain = load_labelled("lfw", (1, 16, 16))
+    prepared = load_labelled("lfw", (1, 32, 32), prepare=Preprocess(normalize="patch"))
+    a = face_neuron_table(PlantedModel((1, 16, 16)), plain, seed=0, n_random_filters=100)
+    b = face_neuron_table(PlantedModel((1, 32, 32)), prepared, seed=0, n_random_filters=100)
+    assert a["rows"][3:] == b["rows"][3:]            # pixel, random filters, probe: the same for every run
+    assert a["rows"][3]["candidates"] == 625         # the native 25x25 pixels
+    assert a["representation"]["baselines"].startswith("raw images [1, 25, 25]")
+
+
+@pytest.mark.parametrize("n, columns", [(12, 5), (3000, 2)])      # compared pairwise, and ranked
+def test_auc_scores_match_brute_force(n, columns):
+    from downpour.analysis.selectivity import auc_scores
+
+    rng = np.random.default_rng(n)
+    scores, y = rng.integers(0, 5, (n, columns)).astype(float), rng.integers(0, 2, n)   # many ties
+    pos, neg = scores[y == 1], scores[y == 0]
+    brute = [((pos[:, None, j] > neg[None, :, j]) + 0.5 * (pos[:, None, j] == neg[None, :, j])).mean() for j in range(columns)]
+    np.testing.assert_allclose(auc_scores(scores, y), brute)

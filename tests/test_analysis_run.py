@@ -17,7 +17,10 @@ from downpour.train.rundir import NotARunError, RunDir
 
 CHROMIUM = Path("/usr/bin/chromium")
 FAST = dict(splits=2, probes=["lfw", "digits"], probe_samples=300, probe_folds=3, stimulus_steps=40,
-            stimulus_restarts=2, random_filters=200, top_k=6)
+            stimulus_restarts=2, random_filters=200, top_k=6, bootstrap=200)
+CONTROL_KEYS = {"negatives", "level", "method", "auc", "auc_ci", "accuracy_mean", "accuracy_std", "splits", "unit",
+                "unit_share", "sign", "selection_auc", "candidates", "test_positives", "test_negatives"}
+NEGATIVES = ["lfw_nonfaces", "phase_scrambled", "upside_down", "block_shuffled", "spectrum_matched_crops"]
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +54,24 @@ def test_analysis_json_has_every_number(run_dir):
     assert a["filters"]["count"] == 25 and 0.0 <= a["filters"]["coherence_mean"] <= 1.0
     for name in ("loss", "filters", "staleness", "stimulus", "invariance", "responses"):
         assert (run_dir / a["figures"][name]).stat().st_size > 1000, name
+
+
+def test_analysis_json_has_the_face_test_with_intervals_and_a_verdict(run_dir):
+    fn = json.loads((run_dir / "analysis.json").read_text())["face_neuron"]
+    rows = fn["controls"]
+    methods = ["learned unit", "random weights, same architecture", "best single pixel", "best of 200 random linear filters",
+               "mean intensity", "contrast (std)", "gradient energy", "logistic regression on raw pixels"]
+    assert [(r["negatives"], r["method"]) for r in rows] == [(n, m) for n in NEGATIVES for m in methods]
+    for r in rows:
+        assert set(r) == CONTROL_KEYS
+        assert r["auc_ci"][0] <= r["auc_ci"][1] and 0.0 <= r["auc"] <= 1.0 and r["splits"] == 2
+        assert r["test_positives"] == 15 and r["test_negatives"] == 15      # 30 held-out faces, half tested
+    verdict = fn["controls_verdict"]
+    assert [p["negatives"] for p in verdict["per_negatives"]] == NEGATIVES
+    assert isinstance(verdict["passes_low_level"], bool) and len(verdict["sentences"]) == 6
+    assert fn["controls_setup"]["bootstrap"]["replicates"] == 200
+    # The baselines do not depend on the run: the pixel rows are those of the raw 25x25 images.
+    assert next(r for r in rows if r["method"] == "best single pixel")["candidates"] == 625
 
 
 def test_analysis_is_reproducible(run_dir, tmp_path):
@@ -93,7 +114,11 @@ def test_cli_report_writes_the_html(run_dir, capsys):
     (run_dir / "report.html").unlink(missing_ok=True)
     assert main(["report", str(run_dir)]) == 0
     assert str(run_dir / "report.html") in capsys.readouterr().out
-    assert 'id="face-neuron-table"' in (run_dir / "report.html").read_text()
+    html = (run_dir / "report.html").read_text()
+    assert 'id="face-neuron-table"' in html and 'id="face-controls-table"' in html
+    table = html.split('id="face-controls-table"')[1].split("</table>")[0]
+    assert table.count("<tr") == 1 + 40 and table.count('class="learned"') == 5   # header, 5 sets x 8 methods
+    assert "low-level-matched controls the learned unit meets the criterion" in html
 
 
 _CHECK = """<script>

@@ -47,12 +47,14 @@ def test_cat_demo_table_matches_formulas():
 def test_untied_tiled_tied_parameter_counts():
     rows = {r["layer"]: r for r in compare_tilings("cat-demo", tiles=(0, 5, 1))}
     # stage 1: 8 maps of 1x8x8 filters; stage 2: 8 maps of 8x5x5; outputs 25x25 then 8x8 positions.
-    # Decoders are untied copies of the encoder weights (same count again).
+    # The default decoder is tied (no weights of its own); an untied one doubles the count.
     per1, per2 = 8 * 64, 8 * 8 * 25
-    assert rows["untied"]["params"] == 2 * (25 * 25 * per1 + 8 * 8 * per2)
-    assert rows["tiled t=5"]["params"] == 2 * (25 * per1 + 25 * per2)
-    assert rows["tied (conv)"]["params"] == 2 * (per1 + per2)
+    assert rows["untied"]["params"] == 25 * 25 * per1 + 8 * 8 * per2
+    assert rows["tiled t=5"]["params"] == 25 * per1 + 25 * per2
+    assert rows["tied (conv)"]["params"] == per1 + per2
     assert rows["untied"]["flops_fwd"] == rows["tied (conv)"]["flops_fwd"]  # memory differs, FLOPs do not
+    free = {r["layer"]: r for r in compare_tilings("cat-demo", tiles=(0,), decoder="untied")}
+    assert free["untied"]["params"] == 2 * (25 * 25 * per1 + 8 * 8 * per2)
 
 
 def test_every_registered_model_is_fully_accounted():

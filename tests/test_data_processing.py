@@ -101,7 +101,8 @@ def test_ufldl_normalisation_runs_after_zca_so_its_range_survives():
     assert data.whitener is not None
 
 
-@pytest.mark.parametrize("normalize_mode, whiten", [("ufldl", "zca"), ("patch", "zca"), ("patch", "none"), ("none", "none")])
+@pytest.mark.parametrize("normalize_mode, whiten", [("ufldl", "zca"), ("patch", "zca"), ("patch", "none"), ("none", "none"),
+                                                     ("patch", "spectral")])
 def test_the_fitted_processing_is_saved_with_a_run_and_replays_exactly(tmp_path, normalize_mode, whiten):
     from downpour.config import RunConfig
     from downpour.train.rundir import RunDir
@@ -135,7 +136,8 @@ def test_bad_config_is_a_clear_error(field, value, match):
         build_dataset(DataConfig(**{field: value}), seed=0)
 
 
-@pytest.mark.parametrize("norm, whiten", [("patch", "zca"), ("ufldl", "zca"), ("ufldl", "none"), ("none", "none")])
+@pytest.mark.parametrize("norm, whiten", [("patch", "zca"), ("ufldl", "zca"), ("ufldl", "none"), ("none", "none"),
+                                          ("patch", "spectral")])
 def test_prepare_replays_the_training_processing_on_new_images(norm, whiten):
     from downpour.data import digits
 

@@ -20,6 +20,14 @@ def test_reconstruction_is_half_squared_error_per_sample_averaged():
     assert make_term("reconstruction", 2.0)(o).item() == pytest.approx(2.5)
 
 
+def test_reconstruction_weights_each_value_when_the_model_gives_weights():
+    o = outputs(recon=torch.tensor([[1.0, 1.0], [2.0, -1.0]]), recon_weight=torch.tensor([[0.0, 3.0]]))
+    # column 0 is ignored, column 1 counts three times: sample 1 ½·3·1 = 1.5, sample 2 ½·3·0 = 0; mean 0.75
+    assert make_term("reconstruction", 1.0)(o).item() == pytest.approx(0.75)
+    identity = outputs(recon_weight=torch.tensor([[0.0, 3.0]]), encode=lambda x: x, decode=lambda h: h)
+    assert make_term("denoising", {"noise": 0.0})(identity).item() == 0.0
+
+
 def test_l1_on_codes():
     assert make_term("l1", 1.0)(outputs()).item() == pytest.approx((0.6 + 0.6) / 2)
 

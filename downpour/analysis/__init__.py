@@ -7,6 +7,7 @@
 See docs/analysis.md. The report module is imported lazily by ``write_report`` users; everything
 here works on a run directory alone.
 """
+from downpour.analysis.edges import edge_like, edge_scores, edge_summary
 from downpour.analysis.invariance import invariance_curves, transform
 from downpour.analysis.labelled import LabelledSet, load_labelled
 from downpour.analysis.learner import FeatureLearner
@@ -30,6 +31,7 @@ def write_report(run_path, **options):
     return _write(run_path, **options)
 
 
-__all__ = ["FeatureLearner", "LabelledSet", "Stimulus", "analyze_run", "best_unit", "cv_probe", "face_neuron_table",
-           "invariance_curves", "load_labelled", "optimal_stimulus", "probe_table", "randomized_copy",
-           "threshold_scan", "top_images", "transform", "unit_responses", "write_report"]
+__all__ = ["FeatureLearner", "LabelledSet", "Stimulus", "analyze_run", "best_unit", "cv_probe", "edge_like",
+           "edge_scores", "edge_summary", "face_neuron_table", "invariance_curves", "load_labelled",
+           "optimal_stimulus", "probe_table", "randomized_copy", "threshold_scan", "top_images", "transform",
+           "unit_responses", "write_report"]

@@ -2,7 +2,9 @@
 
 Built in: ``lfw`` (the held-out part of scikit-image's ``lfw_subset``: faces = 1, non-faces = 0) and
 ``digits`` (scikit-learn's 8×8 digits, classes 0-9). Any other name is an image folder with one
-sub-folder per class. Every set comes back as float32 (N, C, H, W) at the model's input shape.
+sub-folder per class. Every set comes back as float32 (N, C, H, W) at the model's input shape,
+prepared like the run's training data (``x``), and as the fixed representation the baselines use
+(``raw``: the images before any run-specific step; see :mod:`downpour.analysis.baselines`).
 """
 from __future__ import annotations
 
@@ -20,13 +22,17 @@ BUILT_IN = ("lfw", "digits")
 
 @dataclass
 class LabelledSet:
-    """Images and labels. ``x``: (N, C, H, W) float32; ``y``: (N,) int64; ``classes[k]`` names label k."""
+    """Images and labels. ``x``: (N, C, H, W) float32 as the model sees them; ``y``: (N,) int64;
+    ``classes[k]`` names label k; ``raw``: (N, C', H', W') the same images before resizing and the run's
+    preparation, for the baselines (the same for every run). A set built without ``raw`` uses ``x``.
+    """
 
     name: str
     x: Tensor
     y: np.ndarray
     classes: list[str]
     info: dict[str, Any] = field(default_factory=dict)
+    raw: Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.x.ndim != 4:
@@ -34,6 +40,11 @@ class LabelledSet:
         self.y = np.asarray(self.y, dtype=np.int64)
         if self.y.shape != (self.x.shape[0],):
             raise ValueError(f"labelled set {self.name!r}: {self.x.shape[0]} images but y has shape {self.y.shape}")
+        if self.raw is None:
+            self.raw = self.x
+        if self.raw.ndim != 4 or self.raw.shape[0] != self.x.shape[0]:
+            raise ValueError(f"labelled set {self.name!r}: raw must be (N, C, H, W) with N = {self.x.shape[0]}, "
+                             f"got shape {tuple(self.raw.shape)}")
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
@@ -58,36 +69,48 @@ def resize_to(x: Tensor, input_shape: tuple[int, ...]) -> Tensor:
     return x.contiguous()
 
 
+def prepare_images(x: Tensor, input_shape: tuple[int, ...], prepare: Callable[[Tensor], Tensor] | None) -> Tensor:
+    """Images as a run's model sees them: resized to ``input_shape`` (C, H, W), then ``prepare``d -> float32."""
+    x = resize_to(torch.as_tensor(x), input_shape)
+    if prepare is not None:
+        x = prepare(x)
+    return x.float().contiguous()
+
+
 def load_labelled(spec: str, input_shape: tuple[int, ...], *,
                   prepare: Callable[[Tensor], Tensor] | None = None) -> LabelledSet:
     """A labelled set by name (``lfw``, ``digits``) or image-folder path, at ``input_shape`` (C, H, W).
 
     A model responds meaningfully only to inputs prepared like its training data, so the images go
     through ``prepare``: the run's fitted :class:`~downpour.data.preprocess.Preprocess` (its
-    normalisation statistics and ZCA matrix, in training's order).
+    normalisation statistics and ZCA matrix, in training's order). ``raw`` keeps the images for the
+    baselines: lfw and digits at their native size (25 x 25 and 8 x 8 grey, [0, 1]); a folder's images
+    resized to ``input_shape`` (they have no common native size) but not prepared.
     """
     c, h, w = input_shape
     if spec == "lfw":
         from downpour.data import lfw_split
         held = lfw_split(size=h, grey=c == 1)["heldout"]
         x, y, classes = held.x, held.y, ["non-face", "face"]
+        raw = lfw_split(size=25, grey=True)["heldout"].x
         info = {"source": "scikit-image lfw_subset, held-out part (never trained on)"}
     elif spec == "digits":
         from downpour.data import digits
         data = digits()
-        x, y, classes = data.x, data.y, [str(k) for k in range(10)]
+        x, y, classes, raw = data.x, data.y, [str(k) for k in range(10)], data.x
         info = {"source": "scikit-learn digits (8x8, resized)"}
     else:
         x, y, classes, info = _load_folder(spec, input_shape)
+        raw = None
     if y is None:
         raise ValueError(f"labelled set {spec!r} has no labels")
     y = y.numpy() if isinstance(y, Tensor) else np.asarray(y)
-    x = resize_to(torch.as_tensor(x), input_shape)
-    if prepare is not None:
-        x = prepare(x)
+    raw = resize_to(torch.as_tensor(x), input_shape) if raw is None else torch.as_tensor(raw).float()
+    x = prepare_images(x, input_shape, prepare)
     info = {**info, "input_shape": [c, h, w], "normalize": getattr(prepare, "normalize", "none"),
-            "whitened": getattr(prepare, "whitener", None) is not None}
-    return LabelledSet(spec, x.float().contiguous(), y, classes, info)
+            "whitened": getattr(prepare, "whitener", None) is not None,
+            "raw_shape": list(raw.shape[1:])}
+    return LabelledSet(spec, x, y, classes, info, raw=raw.contiguous())
 
 
 def _load_folder(path: str, input_shape: tuple[int, ...]) -> tuple[Tensor, Tensor, list[str], dict[str, Any]]:

@@ -79,6 +79,40 @@ def _face_neuron(a: dict[str, Any]) -> str:
                      "face-neuron-table", classes))
 
 
+def _controls(a: dict[str, Any]) -> str:
+    """The face test: AUC [95% CI] and accuracy per negative set and method, then the verdict in words."""
+    fn = a["face_neuron"]
+    rows, classes = fn.get("controls") or [], []
+    verdict = fn.get("controls_verdict") or {}
+    sentences = "".join(f"<li>{_esc(t)}</li>" for t in verdict.get("sentences", []))
+    if not rows:
+        return f'<ul class="note">{sentences}</ul>' if sentences else '<p class="note">No face test in this analysis.</p>'
+    setup = fn.get("controls_setup", {})
+    table, previous = [], None
+    for r in rows:
+        label = setup.get("negatives", {}).get(r["negatives"], {}).get("label", r["negatives"])
+        table.append(["" if r["negatives"] == previous else label, r["method"],
+                      r["unit"] if r["candidates"] > 1 else "–",
+                      f"{r['auc']:.3f} [{r['auc_ci'][0]:.3f}, {r['auc_ci'][1]:.3f}]",
+                      f"{_pct(r['accuracy_mean'])} ± {_pct(r['accuracy_std'])}"])
+        classes.append("learned" if r["method"] == "learned unit" else "")
+        previous = r["negatives"]
+    n = rows[0]["splits"]
+    boot = setup.get("bootstrap", {})
+    return (f"<p>Held-out lfw faces ({rows[0]['test_positives']} per test split) against each negative set separately: "
+            f"the lfw non-faces, and controls built from the same faces that keep their low-level statistics "
+            f"(phase-scrambled, upside-down, block-shuffled, spectrum-matched crops of photographs with no face). Every "
+            f"method picks its unit and sign once per split, on faces vs lfw non-faces, and is scored unchanged on every "
+            f"set. The learned unit and the random-weights twin see the run's prepared input; every other method sees "
+            f"the raw 25x25 grey images, the same for every run. AUC: mean over {n} splits, with a "
+            f"{_esc(boot.get('interval', 'percentile 95%'))} bootstrap interval over the source images "
+            f"({_esc(boot.get('replicates', '?'))} replicates); accuracy: threshold from the selection split, "
+            f"balanced test sets, mean ± std over the splits. The unit column is the one chosen most often.</p>"
+            + _table(table, ["negatives", "method", "unit", "AUC [95% CI]", f"accuracy over {n} splits"],
+                     "face-controls-table", classes)
+            + f"<p>{_esc(verdict.get('rule', ''))}. Criterion: {_esc(verdict.get('criterion', ''))}.</p><ul>{sentences}</ul>")
+
+
 def _probes(a: dict[str, Any]) -> str:
     parts = []
     for p in a.get("probes", []):
@@ -106,11 +140,24 @@ def _invariance(a: dict[str, Any]) -> str:
 def _filters(f: dict[str, Any]) -> str:
     if not f.get("available"):
         return '<p class="note">This model has no first-layer filters to draw.</p>'
-    if f.get("coherence_mean") is None:
-        return f"<p>{f['count']} filters of shape {'×'.join(map(str, f['shape']))} (too thin for an orientation measure).</p>"
-    return (f"<p>{f['count']} filters of shape {'×'.join(map(str, f['shape']))}. Mean orientation coherence "
-            f"{f['coherence_mean']:.3f} (1 = a clean oriented edge; Gaussian noise filters of the same shape: "
-            f"{f['coherence_noise']:.3f}).</p>")
+    shape = "×".join(map(str, f["shape"]))
+    if f.get("edge_fraction") is None:
+        return f"<p>{f['count']} filters of shape {shape} (too thin for an orientation measure).</p>"
+    c = f.get("criteria", {})
+    text = (f"<p>{f['count']} filters of shape {shape}: <b>{_pct(f['edge_fraction'])} are edge-like</b> "
+            f"(Gaussian noise filters of the same shape: {_pct(f['edge_fraction_noise'])}). Edge-like means: energy "
+            f"spread over at least {c.get('spread_min_pixels', '?')} pixels, at least {_pct(c.get('concentration_min'))} of "
+            f"the spectral power near one peak (one orientation and frequency band), that peak below "
+            f"{c.get('peak_frequency_max', '?')} cycles/pixel, and orientation coherence at least {c.get('coherence_min', '?')}: single "
+            f"pixels, corner spikes, checkerboards, blobs and noise all fail. Mean coherence {f['coherence_mean']:.3f} "
+            f"(noise {f['coherence_noise']:.3f}).</p>")
+    sharing = f.get("sharing", {})
+    if sharing.get("kind") == "untied":
+        text += (f'<p class="note">This layer is fully untied: each of its {sharing["banks"]} positions has its own '
+                 f"filters and sees only its own window of every training image. With the ~1,250 images that ship "
+                 f"offline that is far too little data per filter (docs/analysis.md measures untied against tiled "
+                 f"filters); give it many more images, or share filters (model.tile).</p>")
+    return text
 
 
 def write_report(run_path: str | Path, analyze_if_missing: bool = True) -> Path:
@@ -148,6 +195,9 @@ Loss {_num(training.get('first_loss'))} → {_num(training.get('last_loss'))} ov
 <h2 id="face-neuron">The best single neuron</h2>
 {_face_neuron(a)}
 {_image(run, figs.get('responses'), 'responses of the chosen unit')}
+
+<h2 id="face-test">The face test: low-level-matched negatives</h2>
+{_controls(a)}
 
 <h2 id="stimulus">Optimal stimulus and top images</h2>
 <p>The input of L2 norm {stim['norm']:.3g} (the data's median) that {'excites' if stim['sign'] > 0 else 'suppresses'} unit

@@ -20,15 +20,17 @@ from threadpoolctl import threadpool_limits
 
 from downpour._names import nearest
 from downpour.analysis import figures
+from downpour.analysis.face_controls import face_controls
 from downpour.analysis.invariance import invariance_curves, invariance_summary
 from downpour.analysis.labelled import BUILT_IN, load_labelled
-from downpour.analysis.orientation import coherence
+from downpour.analysis.edges import edge_summary
 from downpour.analysis.probe import probe_table
-from downpour.analysis.selectivity import face_neuron_table
+from downpour.analysis.selectivity import face_neuron_tables
 from downpour.analysis.stimulus import optimal_stimulus, top_images
 from downpour.analysis.units import check_layer, describe_unit, unit_responses
 from downpour.config import AnalysisConfig, RunConfig
 from downpour.data.preprocess import Preprocess
+from downpour.layers import LocallyConnected2d
 from downpour.models.base import FeatureModel
 from downpour.train.rundir import NotARunError, RunDir
 
@@ -45,7 +47,8 @@ def analysis_options(cfg: RunConfig, overrides: dict[str, Any]) -> AnalysisConfi
     for key in ("probes", "probe_layers"):          # `--set analysis.probes=lfw,digits` arrives as one string
         if isinstance(getattr(opts, key), str):
             setattr(opts, key, [p for p in getattr(opts, key).split(",") if p])
-    for key in ("splits", "random_filters", "top_k", "stimulus_steps", "stimulus_restarts", "probe_folds", "probe_samples"):
+    for key in ("splits", "bootstrap", "random_filters", "top_k", "stimulus_steps", "stimulus_restarts", "probe_folds",
+                "probe_samples"):
         value = getattr(opts, key)
         if not isinstance(value, int) or value < (2 if key == "probe_folds" else 1):
             raise ValueError(f"analysis.{key} must be an int >= {2 if key == 'probe_folds' else 1}, got {value!r}")
@@ -115,16 +118,33 @@ def run_preprocess(run: RunDir) -> Preprocess:
 
 def _over_splits(model: FeatureModel, data, opts: AnalysisConfig, layer: str, seed: int, twin: FeatureModel) -> dict:
     """Mean ± std test accuracy of every method over ``opts.splits`` seeded splits."""
+    seeds = [seed + k for k in range(opts.splits)]
+    tables = face_neuron_tables(model, data, seeds, layer=layer, positive=opts.positive, test_fraction=opts.test_fraction,
+                                n_random_filters=opts.random_filters, random_model=twin)
     per_method: dict[str, list[float]] = {}
-    tables = []
-    for k in range(opts.splits):
-        t = face_neuron_table(model, data, layer=layer, positive=opts.positive, test_fraction=opts.test_fraction,
-                              seed=seed + k, n_random_filters=opts.random_filters, random_model=twin)
-        tables.append(t)
+    for t in tables:
         for row in t["rows"]:
             per_method.setdefault(row["method"], []).append(row["test_accuracy"])
     summary = [{"method": m, "mean": float(np.mean(v)), "std": float(np.std(v)), "splits": len(v)} for m, v in per_method.items()]
-    return {"first": tables[0], "summary": summary, "seeds": [seed + k for k in range(opts.splits)]}
+    return {"first": tables[0], "summary": summary, "seeds": seeds}
+
+
+def _controls(model: FeatureModel, twin: FeatureModel, opts: AnalysisConfig, layer: str, shape: tuple[int, ...],
+              prepare: Preprocess, seeds: list[int], seed: int) -> dict[str, Any]:
+    """The honest face test (held-out lfw faces against lfw non-faces and low-level-matched controls).
+
+    It is about faces, so it runs when the analysed concept is lfw's faces; for another labelled set
+    ``controls`` is empty and ``controls_verdict`` says why.
+    """
+    if opts.dataset != "lfw" or opts.positive != 1:
+        reason = f"the face test needs analysis.dataset = lfw and positive = 1 (got {opts.dataset!r}, {opts.positive})"
+        return {"controls": [], "controls_verdict": {"sentences": [f"Not run: {reason}."], "per_negatives": [],
+                                                     "passes_low_level": None}}
+    test = face_controls(model, twin, layer=layer, input_shape=shape, prepare=prepare, seeds=seeds,
+                         test_fraction=opts.test_fraction, n_random_filters=opts.random_filters, seed=seed,
+                         replicates=opts.bootstrap)
+    return {"controls": test["rows"], "controls_verdict": test["verdict"],
+            "controls_setup": {k: test[k] for k in ("negatives", "faces", "representation", "bootstrap", "test_fraction")}}
 
 
 def _staleness_histograms(run: RunDir, metrics: list[dict[str, Any]]) -> dict[str, dict[int, int]]:
@@ -184,6 +204,7 @@ def _analyze(run_path: str | Path, options: dict[str, Any]) -> dict[str, Any]:
 
     # 1. the best single neuron, against every baseline, on the same splits
     neuron = _over_splits(model, data, opts, layer, seed, twin)
+    controls = _controls(model, twin, opts, layer, shape, prepare, neuron["seeds"], seed)
     table = neuron["first"]
     unit, sign, threshold = table["rows"][0]["unit"], table["rows"][0]["sign"], table["rows"][0]["threshold"]
     labels = (data.classes[opts.positive], "other") if opts.positive < len(data.classes) else ("positive", "other")
@@ -221,7 +242,7 @@ def _analyze(run_path: str | Path, options: dict[str, Any]) -> dict[str, Any]:
     filters = model.first_layer_filters()
     if filters is not None:
         paths["filters"] = figures.filter_grid(filters.numpy(), fig_dir / "filters.png").name
-    filter_stats = _filter_stats(None if filters is None else filters.numpy(), seed)
+    filter_stats = _filter_stats(model, None if filters is None else filters.numpy(), seed)
     metrics = run.metrics()
     if figures.cost_parts(metrics):
         paths["loss"] = figures.loss_curves(metrics, fig_dir / "loss.png").name
@@ -234,7 +255,7 @@ def _analyze(run_path: str | Path, options: dict[str, Any]) -> dict[str, Any]:
         "run": str(run.path), "model": meta["model"], "trained_steps": meta.get("step"), "layer": layer,
         "options": dataclasses.asdict(opts), "labelled_set": {"name": data.name, "counts": data.counts(), **data.info},
         "face_neuron": {**table, "over_splits": neuron["summary"], "split_seeds": neuron["seeds"],
-                        "unit_location": describe_unit(model, data.x, unit, layer)},
+                        "unit_location": describe_unit(model, data.x, unit, layer), **controls},
         "optimal_stimulus": {"unit": unit, "sign": sign, "norm": stim.norm, "activation": stim.activation,
                              "restarts": stim.restarts, "agreement": stim.agreement, "trace": stim.trace,
                              "receptive_field_pixels": stim.field_pixels,
@@ -253,17 +274,19 @@ def _analyze(run_path: str | Path, options: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def _filter_stats(filters: np.ndarray | None, seed: int) -> dict[str, Any]:
-    """How edge-like the first-layer filters are: mean orientation coherence, beside that of Gaussian noise filters."""
+def _filter_stats(model: FeatureModel, filters: np.ndarray | None, seed: int) -> dict[str, Any]:
+    """How edge-like the first-layer filters are (:func:`~downpour.analysis.edges.edge_summary`: the
+    fraction that pass a test spikes, checkerboards and noise cannot, beside Gaussian noise's), and
+    how the first locally connected layer shares its filters."""
     if filters is None:
         return {"available": False}
-    if min(filters.shape[2:]) < 3:
-        # A row of weights (a recurrent model's input map) has no 2-D structure to be oriented.
-        return {"available": True, "count": int(len(filters)), "shape": list(filters.shape[1:]), "coherence_mean": None,
-                "coherence_noise": None}
-    noise = np.random.default_rng(seed).standard_normal(filters.shape)
-    return {"available": True, "count": int(len(filters)), "shape": list(filters.shape[1:]),
-            "coherence_mean": float(coherence(filters).mean()), "coherence_noise": float(coherence(noise).mean())}
+    out = {"available": True, **edge_summary(filters, seed)}
+    layer = next((m for m in model.modules() if isinstance(m, LocallyConnected2d)), None)
+    if layer is not None:
+        banks = layer.tile_shape[0] * layer.tile_shape[1]
+        kind = "untied" if layer.untied else "convolution" if banks == 1 else "tiled"
+        out["sharing"] = {"kind": kind, "banks": banks, "positions": layer.out_size[0] * layer.out_size[1]}
+    return out
 
 
 def _training_summary(metrics: list[dict[str, Any]]) -> dict[str, Any]:

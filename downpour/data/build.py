@@ -37,7 +37,7 @@ from downpour.data.whitening import MAX_DIM
 
 SOURCES = ("natural", "faces", "natural+faces", "digits", "folder", "video", "array")
 SAMPLING_MODES = ("patches", "crops")
-WHITEN = ("none", "zca")
+WHITEN = ("none", "zca", "spectral")
 # Independent random streams, so changing e.g. the mix does not change the natural patches' draw.
 _NATURAL, _FACES, _ORDER, _PICK = 1, 2, 3, 4
 
@@ -66,6 +66,8 @@ def check_config(cfg: DataConfig) -> None:
         raise ConfigError(f"data.faces_fraction must be in [0, 1], got {cfg.faces_fraction}")
     if cfg.whiten == "zca" and not cfg.zca_eps > 0:
         raise ConfigError(f"data.zca_eps must be > 0, got {cfg.zca_eps}")
+    if not 0 < cfg.spectral_strength <= 1:
+        raise ConfigError(f"data.spectral_strength must be in (0, 1], got {cfg.spectral_strength}")
     if cfg.shift < 0 or not 0.0 <= cfg.scale < 1.0:
         raise ConfigError(f"data.shift must be >= 0 and data.scale in [0, 1), got shift={cfg.shift}, scale={cfg.scale}")
     if cfg.source in ("folder", "video", "array") and not cfg.path:
@@ -176,7 +178,7 @@ def build_dataset(cfg: DataConfig, seed: int) -> Dataset:
     order = _rng(seed, _ORDER).permutation(len(x))
     x = x[order]
     y = None if y is None else y[order]
-    preprocess, xt, processing = Preprocess.fit(x, cfg.normalize, cfg.whiten, cfg.zca_eps)
+    preprocess, xt, processing = Preprocess.fit(x, cfg.normalize, cfg.whiten, cfg.zca_eps, cfg.spectral_strength)
     info.update(processing)
     augment = Augment(cfg.shift, cfg.scale, cfg.flip)
     info["augment"] = {"shift": cfg.shift, "scale": cfg.scale, "flip": cfg.flip}

@@ -1,6 +1,7 @@
 """The processing after sampling, fitted once on the training set and replayable on new images.
 
-Order: ``normalize = "patch"`` (per-sample standardisation), then ZCA, then ``normalize = "ufldl"``
+Order: ``normalize = "patch"`` (per-sample standardisation), then whitening (ZCA, or the fixed
+spectral filter of :mod:`spectral`), then ``normalize = "ufldl"``
 (after whitening, so its [0.1, 0.9] range for sigmoid decoders survives; UFLDL also samples its
 patches from already-whitened images and then normalises them). A model only responds meaningfully
 to inputs prepared like its training data, so analysis runs held-out images through the same
@@ -17,43 +18,54 @@ import torch
 from torch import Tensor
 
 from downpour.data.normalize import normalize
+from downpour.data.spectral import SpectralWhitener
 from downpour.data.whitening import ZCAWhitener
+
+WHITENERS = {"zca": ZCAWhitener, "spectral": SpectralWhitener}   # data.whiten -> its class; "none" has none
 
 
 @dataclass
 class Preprocess:
     normalize: str = "none"                   # none | patch | ufldl
     stats: dict[str, Any] | None = None       # the normalisation's fitted statistics (JSON-able)
-    whitener: ZCAWhitener | None = None
+    whitener: ZCAWhitener | SpectralWhitener | None = None
+    whiten: str = "none"                      # none | zca | spectral
 
     @classmethod
-    def fit(cls, x: np.ndarray, normalize_mode: str, whiten: str, zca_eps: float) -> tuple["Preprocess", Tensor, dict[str, Any]]:
+    def fit(cls, x: np.ndarray, normalize_mode: str, whiten: str, zca_eps: float,
+            spectral_strength: float = 1.0) -> tuple["Preprocess", Tensor, dict[str, Any]]:
         """Fit on the training samples x (N, C, H, W) -> (the fitted steps, processed x as float32 tensor, info)."""
-        if whiten not in ("none", "zca"):
-            raise ValueError(f"data.whiten must be none or zca, got {whiten!r}")
+        if whiten not in ("none", *WHITENERS):
+            raise ValueError(f"data.whiten must be none, {' or '.join(WHITENERS)}, got {whiten!r}")
         stats = None
         if normalize_mode != "ufldl":
             x, stats = normalize(x, normalize_mode)
         xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-        whitener = ZCAWhitener(zca_eps).fit(xt) if whiten == "zca" else None
+        whitener = None if whiten == "none" else (ZCAWhitener(zca_eps) if whiten == "zca"
+                                                  else SpectralWhitener(spectral_strength)).fit(xt)
         if whitener is not None:
             xt = whitener.transform(xt)
         if normalize_mode == "ufldl":
             out, stats = normalize(xt.numpy(), normalize_mode)
             xt = torch.from_numpy(out)
         info = {"normalization": stats, "whitening": whitener.summary() if whitener else {"method": "none"}}
-        return cls(normalize_mode, stats, whitener), xt, info
+        return cls(normalize_mode, stats, whitener, whiten), xt, info
 
     def state(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
         """(tensors, JSON-able meta) to save beside a model; :meth:`from_state` restores it."""
-        tensors = {f"zca.{k}": v.contiguous() for k, v in self.whitener.state_dict().items()} if self.whitener else {}
-        return tensors, {"normalize": self.normalize, "stats": self.stats, "whiten": "zca" if self.whitener else "none"}
+        prefix = f"{self.whiten}."
+        tensors = {prefix + k: v.contiguous() for k, v in self.whitener.state_dict().items()} if self.whitener else {}
+        return tensors, {"normalize": self.normalize, "stats": self.stats, "whiten": self.whiten}
 
     @classmethod
     def from_state(cls, tensors: dict[str, Tensor], meta: dict[str, Any]) -> "Preprocess":
-        zca = {k[4:]: v for k, v in tensors.items() if k.startswith("zca.")}
-        whitener = ZCAWhitener.from_state_dict(zca) if meta.get("whiten") == "zca" else None
-        return cls(meta["normalize"], meta.get("stats"), whitener)
+        whiten = meta.get("whiten", "none")
+        if whiten != "none" and whiten not in WHITENERS:
+            raise ValueError(f"saved preprocessing names an unknown whitening {whiten!r}")
+        prefix = f"{whiten}."
+        state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        whitener = WHITENERS[whiten].from_state_dict(state) if whiten != "none" else None
+        return cls(meta["normalize"], meta.get("stats"), whitener, whiten)
 
     def __call__(self, x: Tensor) -> Tensor:
         """New images (N, C, H, W), prepared like the raw samples were -> (N, C, H, W) float32."""

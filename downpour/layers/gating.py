@@ -87,7 +87,7 @@ def _as_bank(layer: nn.Module) -> tuple[Tensor, Tensor | None, int, int]:
         b = None if layer.bias is None else layer.bias.view(1, 1, -1)
         return layer.weight.unsqueeze(0).unsqueeze(0), b, layer.kernel_size[0], layer.stride[0]
     if hasattr(layer, "tile_shape") and hasattr(layer, "weight") and layer.weight.dim() == 6:
-        return layer.weight, layer.bias, layer.kernel_size, layer.stride
+        return layer.effective_weight(), layer.bias, layer.kernel_size, layer.stride
     raise TypeError(f"VarianceGate wraps a LocallyConnected2d or an nn.Conv2d, got {type(layer).__name__}")
 
 

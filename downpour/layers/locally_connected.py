@@ -8,6 +8,11 @@
 - ``tile=t``: position (i, j) uses bank (i mod t, j mod t): Tiled CNNs (Ngiam, Le et al. 2010).
 
 There is no padding: the output has Ho = (H - k) // stride + 1 rows (same for columns).
+
+``norm=r`` fixes every filter's L2 norm to r (weight normalisation, Salimans & Kingma 2016, with
+a fixed gain): the parameter is each filter's direction V and the layer uses r·V/‖V‖. An
+autoencoder whose filters may grow or shrink can trade code size against decoder gain instead of
+learning structure (see models/cat.py); a fixed norm takes that freedom away.
 """
 from __future__ import annotations
 
@@ -63,7 +68,9 @@ class LocallyConnected2d(nn.Module):
     """Filtering with ``maps`` filters per position, untied, tiled or shared (see module docstring).
 
     Parameters: ``in_channels`` C, ``maps`` M, ``in_size`` (H, W), ``kernel_size`` k, ``stride``,
-    ``tile`` (None = untied), ``bias``. ``weight``: (tH, tW, M, C, k, k), ``bias``: (tH, tW, M).
+    ``tile`` (None = untied), ``bias``, ``norm`` (None = free filters; r = every filter used at L2
+    norm r). ``weight``: (tH, tW, M, C, k, k), ``bias``: (tH, tW, M); :meth:`effective_weight` is
+    what the layer computes with (``weight`` itself when ``norm`` is None).
     Attributes: ``in_size``, ``out_size`` (Ho, Wo), ``tile`` ((tH, tW), or None when fully untied),
     ``tile_shape`` (tH, tW) always, ``chunk_bytes`` (work-buffer budget of the untied kernel).
     An untied ``weight`` is stored maps-innermost (its strides are those of a (Ho, Wo, C, k, k, M)
@@ -72,8 +79,11 @@ class LocallyConnected2d(nn.Module):
     """
 
     def __init__(self, in_channels: int, maps: int, in_size: int | tuple[int, int], kernel_size: int,
-                 stride: int = 1, tile: int | None = None, bias: bool = False):
+                 stride: int = 1, tile: int | None = None, bias: bool = False, norm: float | None = None):
         super().__init__()
+        if norm is not None and not (isinstance(norm, (int, float)) and math.isfinite(norm) and norm > 0):
+            raise ValueError(f"LocallyConnected2d: norm must be None or a finite number > 0, got {norm!r}")
+        self.norm = None if norm is None else float(norm)
         for name, v in (("in_channels", in_channels), ("maps", maps), ("kernel_size", kernel_size), ("stride", stride)):
             if not isinstance(v, int) or v < 1:
                 raise ValueError(f"LocallyConnected2d: {name} must be a positive int, got {v!r}")
@@ -108,7 +118,16 @@ class LocallyConnected2d(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.maps}, in_size={self.in_size}, kernel_size={self.kernel_size}, "
-                f"stride={self.stride}, tile={self.tile}, bias={self.bias is not None}")
+                f"stride={self.stride}, tile={self.tile}, bias={self.bias is not None}, norm={self.norm}")
+
+    def effective_weight(self, weight: Tensor | None = None) -> Tensor:
+        """The filters the layer computes with: ``weight`` (default ``self.weight``) rescaled so every
+        filter has L2 norm ``self.norm``; unchanged when ``norm`` is None. Keeps the weight's layout."""
+        w = self.weight if weight is None else weight
+        if self.norm is None:
+            return w
+        length = w.pow(2).sum(dim=(3, 4, 5), keepdim=True).clamp_min(1e-24).sqrt()   # (tH, tW, M, 1, 1, 1)
+        return w * (self.norm / length)
 
     def _check(self, t: Tensor, channels: int, size: tuple[int, int], what: str) -> None:
         if t.dim() != 4 or t.shape[1] != channels or tuple(t.shape[2:]) != tuple(size):
@@ -121,7 +140,7 @@ class LocallyConnected2d(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """(B, C, H, W) -> (B, maps, Ho, Wo)."""
         self._check(x, self.in_channels, self.in_size, "forward")
-        out = self._linear(x, self.weight)
+        out = self._linear(x, self.effective_weight())
         if self.bias is not None:
             out = out + _expand_tiles(self.bias, self.out_size).permute(2, 0, 1)
         return out
@@ -129,19 +148,20 @@ class LocallyConnected2d(nn.Module):
     def adjoint(self, y: Tensor, weight: Tensor | None = None) -> Tensor:
         """(B, maps, Ho, Wo) -> (B, C, H, W): the transpose of the bias-free map.
 
-        With ``weight=None`` it uses ``self.weight`` (a tied decoder, RICA's W^T W x); otherwise an
-        explicit tensor of ``weight``'s shape (an untied decoder). Differentiable in both.
+        With ``weight=None`` it uses the layer's own filters (a tied decoder, RICA's W^T W x, at
+        :meth:`effective_weight`); otherwise an explicit tensor of ``weight``'s shape, used as given
+        (an untied decoder). Differentiable in both.
         """
         self._check(y, self.maps, self.out_size, "adjoint")
-        w = self.weight if weight is None else weight
+        w = self.effective_weight() if weight is None else weight
         if w.shape != self.weight.shape:
             raise ValueError(f"LocallyConnected2d.adjoint: weight must have shape {tuple(self.weight.shape)}, "
                              f"got {tuple(w.shape)}")
         return self._linear_t(y, w)
 
     def filters(self) -> Tensor:
-        """(n_distinct_filters, C, k, k) = (tH*tW*maps, C, k, k), for pictures; detached."""
-        return self.weight.detach().reshape(-1, self.in_channels, self.kernel_size, self.kernel_size)
+        """(n_distinct_filters, C, k, k) = (tH*tW*maps, C, k, k), as used (at ``norm``), for pictures; detached."""
+        return self.effective_weight().detach().reshape(-1, self.in_channels, self.kernel_size, self.kernel_size)
 
     # --- the three regimes of the dial -------------------------------------------------------
     def _linear(self, x: Tensor, w: Tensor) -> Tensor:

@@ -38,6 +38,7 @@ class Outputs:
     x: Tensor                                  # the input this part reconstructs, (B, ...)
     codes: Tensor                              # the hidden code, (B, ...)
     recon: Tensor | None = None                # reconstruction of ``x``, same shape as ``x``
+    recon_weight: Tensor | None = None         # per-value weight of reconstruction errors, broadcast to ``x`` (None = 1)
     pooled: Tensor | None = None               # pooled code energies sqrt(pool(codes²)), for TICA
     logits: Tensor | None = None               # (B, n_classes), supervised models only
     y: Tensor | None = None                    # (B,) labels, supervised models only

@@ -3,7 +3,21 @@
 Each stage is a locally connected, untied filter layer (``maps`` templates at every position), L2
 pooling over a spatial neighbourhood within each map, and subtractive + divisive normalisation.
 Each stage learns with its own reconstruction-TICA cost: ½‖W₂ W₁x − x‖² + λ Σ sqrt(ε + pool((W₁x)²)),
-W₁ the encoder and W₂ the decoder (untied, as in the paper, or tied).
+W₁ the encoder and W₂ the decoder (tied, W₂ = W₁ᵀ as in RICA, or untied as in the paper).
+
+Why the defaults are what they are (each measured on cat-demo; docs/analysis.md has the commands):
+- ``decoder="tied"`` with ``filter_norm``: with a free decoder and free filter sizes, the cost is
+  lowest when the encoder projects onto low-variance directions and the decoder scales the small
+  codes back up (stage-1 code std fell from ~1 to 0.33, encoder and decoder rows ended at cosine
+  0.36): nothing forces structure. Tied filters at a fixed norm cannot play that game.
+- the norm: with stride s, M maps and C input channels, the tied reconstruction WᵀWx multiplies the
+  input by about M·‖w‖²/(C·s²) (Parseval: the average of Σ_m |ŵ_m(f)|² over frequencies). Unit-norm
+  filters (gain 8) can never reconstruct and put their energy where the data has none
+  (checkerboards); ‖w‖ = s·√(C/M) gives gain 1. ``filter_norm`` scales that radius (0 = free).
+- ``recon="interior"``: an unpadded layer covers a crop's border with fewer filter positions than
+  its centre, and the cheapest way to rebuild the border is a single-pixel spike in a filter's
+  corner (a 3,000-step run learned nothing but those). Only pixels that every filter offset
+  covers are reconstructed, scaled so the term keeps the whole crop's size.
 
 ``schedule="joint"`` in the trainer trains every stage at once on its own cost (a stage's input is
 detached, so a stage never pushes gradients into the one below); ``"greedy"`` trains stage 1, then 2, ...
@@ -31,17 +45,32 @@ class CatConfig:
     pool_strides: tuple[int, ...] = (2, 1)    # L2 pooling step, per stage
     lcn: int = 5                              # LCN Gaussian window side
     tile: int = 0                             # 0 = untied (the paper), 1 = convolution, t = tiled
-    decoder: str = "untied"                   # untied | tied
+    decoder: str = "tied"                     # tied: WᵀWx (RICA) | untied: a free decoder (the paper)
+    filter_norm: float = 1.0                  # every filter at L2 norm filter_norm·stride·√(C/M) (see above); 0 = free
+    recon: str = "interior"                   # interior: reconstruct the pixels every filter offset covers | all
     first_layer: str = "learned"              # learned | gabor | random: stage 1's filters; gabor and random are frozen
+
+RECON_REGIONS = ("interior", "all")
+
+
+def _full_coverage(n_in: int, k: int, stride: int) -> Tensor:
+    """(n_in,) bool: input positions along one axis covered by as many filter windows as any position is."""
+    n_out = (n_in - k) // stride + 1
+    count = torch.zeros(n_in)
+    for i in range(n_out):
+        count[i * stride:i * stride + k] += 1
+    return count == count.max()
 
 
 class CatStage(nn.Module):
     """filter -> L2 pool -> LCN, with a decoder for the stage's reconstruction cost."""
 
     def __init__(self, in_channels: int, in_size: tuple[int, int], maps: int, kernel: int, stride: int,
-                 pool: int, pool_stride: int, lcn: int, tile: int, decoder: str):
+                 pool: int, pool_stride: int, lcn: int, tile: int, decoder: str, filter_norm: float = 0.0,
+                 recon: str = "all"):
         super().__init__()
-        self.filter = LocallyConnected2d(in_channels, maps, in_size, kernel, stride, tile=tile or None)
+        norm = filter_norm * stride * math.sqrt(in_channels / maps) if filter_norm else None
+        self.filter = LocallyConnected2d(in_channels, maps, in_size, kernel, stride, tile=tile or None, norm=norm)
         # Variance-preserving: unit-variance inputs give unit-variance codes, and the decoder, which
         # sums maps * (kernel / stride)^2 contributions into each pixel, unit-variance reconstructions.
         # (A Glorot bound on both made the first reconstruction ~1000x the data's energy; its huge first
@@ -53,6 +82,14 @@ class CatStage(nn.Module):
             self.filter.weight.uniform_(-enc, enc)
         self.decoder_weight = (nn.Parameter(torch.empty_like(self.filter.weight).uniform_(-dec, dec))
                                if decoder == "untied" else None)
+        # (1, 1, H, W): 1 where every filter offset reaches, scaled so the weights sum to H·W; None = all pixels
+        if recon == "interior":
+            h, w = self.filter.in_size
+            inside = _full_coverage(h, kernel, stride)[:, None] & _full_coverage(w, kernel, stride)[None, :]
+            weight = inside.float() * (h * w / inside.sum())
+            self.register_buffer("recon_weight", weight[None, None], persistent=False)
+        else:
+            self.recon_weight = None
         ho, wo = self.filter.out_size
         if pool > min(ho, wo):
             raise ValueError(f"pool {pool} is larger than the filter output {ho}x{wo}; shrink kernels or pools")
@@ -86,13 +123,18 @@ class CatNet(FeatureModel):
             raise ValueError(f"model.lcn (the LCN window side) must be a positive odd int, got {config.lcn!r}")
         if config.decoder not in ("untied", "tied"):
             raise ValueError(f"model.decoder must be 'untied' or 'tied', got {config.decoder!r}")
+        if config.recon not in RECON_REGIONS:
+            raise ValueError(f"model.recon must be one of {', '.join(RECON_REGIONS)}, got {config.recon!r}")
+        if not (isinstance(config.filter_norm, (int, float)) and math.isfinite(config.filter_norm) and config.filter_norm >= 0):
+            raise ValueError(f"model.filter_norm must be a finite number >= 0 (0 = free filters), got {config.filter_norm!r}")
         self.config = config
         self.input_shape = tuple(input_shape)
         shape = self.input_shape
         stages = []
         for i in range(n):
             stage = CatStage(shape[0], shape[1:], config.maps[i], config.kernels[i], config.strides[i],
-                             config.pools[i], config.pool_strides[i], config.lcn, config.tile, config.decoder)
+                             config.pools[i], config.pool_strides[i], config.lcn, config.tile, config.decoder,
+                             config.filter_norm, config.recon)
             stages.append(stage)
             shape = stage.out_shape
         self.stages = nn.ModuleList(stages)
@@ -122,7 +164,8 @@ class CatNet(FeatureModel):
                 if train_this:
                     weights = tuple(w for w in (stage.filter.weight, stage.decoder_weight) if w is not None)
                     outputs[f"stage{i}"] = Outputs(x=x, codes=codes, recon=stage.decode(codes), pooled=pooled,
-                                                   weights=weights, encode=stage.filter, decode=stage.decode)
+                                                   recon_weight=stage.recon_weight, weights=weights,
+                                                   encode=stage.filter, decode=stage.decode)
             x = normalised
         return outputs
 

@@ -1,0 +1,142 @@
+"""Choose each method once, on faces vs one kind of negative; score it unchanged on every negative set.
+
+Notation (shapes in the comments):
+    n   held-out *source* images (faces and non-faces, labels ``y``); rows 0..n-1 of every score matrix
+    M   all scored images: the n sources, then every control image; ``source[r]`` is the source image
+        row r was built from (a source's own index for rows < n)
+    K   a method's candidates (a layer's units, pixels, filters; 1 for a scalar statistic)
+    S   seeded selection/test splits of the sources; B bootstrap replicates
+
+Per split and method the candidate and its sign are chosen once, on the selection sources (faces vs
+non-faces, by the AUC furthest from 0.5; the sign is the side it falls on), the accuracy threshold
+is the best one for that sign on the same images. The rule is then scored, unchanged, on the test
+faces against each negative set restricted to the test split: a control counts only if it was built
+from a test face. Choosing per negative set would be a different, easier test (a single eye pixel
+tells upright from inverted faces).
+
+Bootstrap intervals (percentile, 95%). A replicate draws one vector of multinomial weights over the
+source images (faces and non-faces resampled separately, so each class keeps its size), shared by
+every split; a control image carries the weight of the face it was built from. Its AUC is the
+split-average of weighted Mann-Whitney AUCs, with each split's choices held fixed. So the interval
+covers which images happened to be held out (and the controls made of them); it does *not* cover
+selection variability (averaged over splits, never resampled), the seeds that built the controls
+(phase noise, which crops), or training (another run learns other units).
+
+Why it is fast: per split and negative set each method's test comparisons are a small matrix
+H (K_pos, K_neg) of 1 / 0.5 / 0; all replicates' weighted AUCs are then one batched product
+(W_pos @ H) · W_neg, (B, p) x (M_methods, p, q) -> (M_methods, B, q), summed over q.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any, Callable, Union
+
+import numpy as np
+
+from downpour.analysis.selectivity import auc_scores, threshold_scan
+
+# A method's responses: (M, K) fixed, or fitted per split: selection source indices -> (M, K).
+Responses = Union[np.ndarray, Callable[[np.ndarray], np.ndarray]]
+
+
+def choose(scores: np.ndarray, y: np.ndarray) -> tuple[int, int, float, float]:
+    """(candidate, sign, threshold, selection AUC in the sign's direction) for (n, K) scores, (n,) labels.
+
+    The candidate with the AUC furthest from 0.5 (ties: lowest index); sign +1 if it fires for
+    label 1, -1 if against; the threshold is the most accurate one for that sign on these images.
+    """
+    auc = auc_scores(scores, y)                                             # (K,)
+    k = int(np.argmax(np.abs(auc - 0.5)))
+    sign = 1 if auc[k] >= 0.5 else -1
+    _, threshold, _ = threshold_scan(scores[:, k:k + 1], y, sign=sign)
+    return k, sign, float(threshold[0]), float(max(auc[k], 1.0 - auc[k]))
+
+
+def comparisons(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+    """Mann-Whitney kernel: (..., p) and (..., q) scores -> (..., p, q) with 1 (pos higher), 0.5 (tie), 0."""
+    diff = pos[..., :, None] - neg[..., None, :]
+    return (diff > 0) + 0.5 * (diff == 0)
+
+
+def bootstrap_weights(y: np.ndarray, replicates: int, rng: np.random.Generator) -> np.ndarray:
+    """(B, n) multinomial counts, each class resampled within itself (class sizes kept)."""
+    weights = np.zeros((replicates, len(y)))
+    for label in np.unique(y):
+        members = np.flatnonzero(y == label)
+        weights[:, members] = rng.multinomial(len(members), np.full(len(members), 1.0 / len(members)), size=replicates)
+    return weights
+
+
+def weighted_auc(h: np.ndarray, w_pos: np.ndarray, w_neg: np.ndarray) -> np.ndarray:
+    """Weighted Mann-Whitney AUC of every method for every replicate.
+
+    h: (methods, p, q) comparisons; w_pos (B, p), w_neg (B, q) -> (methods, B). A replicate whose
+    positives or negatives all have weight 0 gets NaN (left out of the percentiles).
+    """
+    num = (np.matmul(w_pos, h) * w_neg).sum(axis=-1)                        # (methods, B)
+    den = w_pos.sum(axis=1) * w_neg.sum(axis=1)                            # (B,)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+
+
+def score_controls(methods: dict[str, Responses], y: np.ndarray, negatives: dict[str, np.ndarray], source: np.ndarray,
+                   splits: list[tuple[np.ndarray, np.ndarray]], *, replicates: int = 2000,
+                   seed: int | np.random.SeedSequence = 0,
+                   levels: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """One row per (negative set, method): the rule chosen on the selection split, scored on each test set.
+
+    methods: name -> (M, K) responses, or a function of the selection source indices returning them
+    (a probe fitted per split). y: (n,) source labels, 1 = the concept. negatives: name -> rows (into
+    the M images) of that negative set. source: (M,) source index of every row. splits: (selection,
+    test) source indices per split. Row keys: ``negatives``, ``level``, ``method``, ``auc`` (mean over
+    splits), ``auc_ci`` [low, high], ``accuracy_mean`` / ``accuracy_std`` (balanced test accuracy with
+    the selection threshold, over splits), ``splits``, ``unit`` (the candidate chosen most often) and
+    ``unit_share``, ``sign``, ``selection_auc``, ``candidates``, ``test_positives`` / ``test_negatives``.
+    ``seed`` draws the bootstrap weights.
+    """
+    y = np.asarray(y).astype(np.int64)
+    source = np.asarray(source)
+    n = len(y)
+    if not np.array_equal(source[:n], np.arange(n)):
+        raise ValueError("the first len(y) rows must be the source images themselves (source[:n] == 0..n-1)")
+    names, sets = list(methods), list(negatives)
+    weights = bootstrap_weights(y, replicates, np.random.default_rng(seed))      # (B, n)
+    boot = np.zeros((len(sets), len(names), replicates))                          # split-sum of replicate AUCs
+    auc = np.zeros((len(splits), len(sets), len(names)))
+    acc = np.zeros_like(auc)
+    chosen: dict[str, list[tuple[int, int, float, int]]] = {m: [] for m in names}
+    sizes: dict[str, tuple[int, int]] = {}
+    for s, (select, test) in enumerate(splits):
+        select, test = np.asarray(select), np.asarray(test)
+        faces = test[y[test] == 1]                                                  # (p,) source rows
+        rules = []                                                                  # per method: (M,) signed responses, threshold
+        for m in names:
+            scores = methods[m] if isinstance(methods[m], np.ndarray) else methods[m](select)
+            k, sign, threshold, sel_auc = choose(scores[select], y[select])
+            chosen[m].append((k, sign, sel_auc, scores.shape[1]))
+            rules.append((sign * scores[:, k], sign * threshold))
+        in_test = np.isin(source, test)
+        for g, name in enumerate(sets):
+            rows = negatives[name][in_test[negatives[name]]]                          # (q,) this split's negatives
+            sizes[name] = (len(faces), len(rows))
+            v = np.stack([r[0] for r in rules])                                      # (methods, M)
+            t = np.array([r[1] for r in rules])[:, None]                             # (methods, 1)
+            h = comparisons(v[:, faces], v[:, rows])                                 # (methods, p, q)
+            auc[s, g] = h.mean(axis=(1, 2))
+            acc[s, g] = 0.5 * ((v[:, faces] > t).mean(axis=1) + (v[:, rows] <= t).mean(axis=1))
+            boot[g] += weighted_auc(h, weights[:, faces], weights[:, source[rows]])
+    boot /= len(splits)
+    low, high = np.nanpercentile(boot, [2.5, 97.5], axis=-1)                      # (sets, methods) each
+    out = []
+    for g, name in enumerate(sets):
+        for j, m in enumerate(names):
+            units = Counter(c[0] for c in chosen[m])
+            unit, count = units.most_common(1)[0]
+            out.append({"negatives": name, "level": (levels or {}).get(name, ""), "method": m,
+                        "auc": float(auc[:, g, j].mean()), "auc_ci": [float(low[g, j]), float(high[g, j])],
+                        "accuracy_mean": float(acc[:, g, j].mean()), "accuracy_std": float(acc[:, g, j].std()),
+                        "splits": len(splits), "unit": int(unit), "unit_share": count / len(splits),
+                        "sign": int(Counter(c[1] for c in chosen[m] if c[0] == unit).most_common(1)[0][0]),
+                        "selection_auc": float(np.mean([c[2] for c in chosen[m]])), "candidates": int(chosen[m][0][3]),
+                        "test_positives": sizes[name][0], "test_negatives": sizes[name][1]})
+    return out

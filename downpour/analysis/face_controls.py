@@ -1,0 +1,145 @@
+"""The honest face test: held-out faces against lfw non-faces and low-level-matched controls.
+
+    result = face_controls(model, twin, layer="stage2", input_shape=(1, 32, 32), prepare=prep, seeds=range(50))
+    result["rows"]       # one per (negative set, method): auc, auc_ci, accuracy_mean, accuracy_std, ...
+    result["verdict"]    # which baselines the learned unit beats on each negative set, in words
+
+Faces: the held-out part of lfw (30 faces, 30 non-faces, never trained on), at their native 25 x 25
+grey. Negatives, each scored separately: the 30 lfw non-faces, and four controls built from the
+faces (:mod:`downpour.analysis.negatives`). Every method is chosen once per split on faces vs lfw
+non-faces and scored unchanged on every negative set (:mod:`downpour.analysis.controls`). The
+learned unit and its random-weights twin see the run's prepared input (resized, then ``prepare``,
+as :func:`~downpour.analysis.labelled.load_labelled` does); every other method sees the fixed raw
+representation (:mod:`downpour.analysis.baselines`), the same for every run.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from downpour.analysis import baselines
+from downpour.analysis.controls import score_controls
+from downpour.analysis.labelled import prepare_images
+from downpour.analysis.negatives import build_controls
+from downpour.analysis.selectivity import split
+from downpour.analysis.units import check_layer, unit_responses
+from downpour.models.base import FeatureModel
+
+LEARNED, TWIN = "learned unit", "random weights, same architecture"
+PIXEL, GRADIENT, PROBE = "best single pixel", "gradient energy", "logistic regression on raw pixels"
+LFW = "lfw_nonfaces"
+NEGATIVES = {LFW: "lfw non-faces", "phase_scrambled": "phase-scrambled faces", "upside_down": "upside-down faces",
+             "block_shuffled": "block-shuffled faces", "spectrum_matched_crops": "spectrum-matched crops of photos"}
+LOW_LEVEL = "low-level matched"
+
+
+def face_controls(model: FeatureModel, twin: FeatureModel, *, layer: str | None, input_shape: tuple[int, ...],
+                  prepare: Callable[[Tensor], Tensor] | None, seeds: list[int], test_fraction: float = 0.5,
+                  n_random_filters: int = 2000, seed: int = 0, replicates: int = 2000) -> dict[str, Any]:
+    """Every method on every negative set, chosen once per split; JSON-ready ``{"rows", "verdict", ...}``.
+
+    ``seed`` draws the controls (phase noise, block orders, crops), the random filters (the same bank
+    as :func:`~downpour.analysis.selectivity.face_neuron_tables` with ``seeds[0] == seed``) and the
+    bootstrap; ``seeds`` are the split seeds (stratified, ``test_fraction`` held back for testing).
+    """
+    from downpour.data import lfw_split
+
+    layer = check_layer(model, layer)
+    held = lfw_split(size=25, grey=True)["heldout"]
+    raw, y = held.x.numpy(), held.y.numpy()                              # (60, 1, 25, 25), (60,)
+    face_rows = np.flatnonzero(y == 1)
+    draw_controls, draw_bootstrap = np.random.SeedSequence(seed).spawn(2)   # independent streams, one seed
+    controls = build_controls(raw[face_rows], np.random.default_rng(draw_controls))
+    images = np.concatenate([raw] + [c.x for c in controls])             # (M, 1, 25, 25), M = 60 + 4·30
+    source = np.concatenate([np.arange(len(y))] + [face_rows[c.source] for c in controls])
+    negatives, start = {LFW: np.flatnonzero(y == 0)}, len(y)
+    for c in controls:
+        negatives[c.name] = np.arange(start, start + len(c.x))
+        start += len(c.x)
+
+    model_x = prepare_images(torch.from_numpy(images), input_shape, prepare)
+    pixels = baselines.pixels(images)                                    # (M, 625): the fixed representation
+    methods: dict[str, Any] = {
+        LEARNED: unit_responses(model, model_x, layer),
+        TWIN: unit_responses(twin, model_x, layer),
+        PIXEL: pixels,
+        f"best of {n_random_filters} random linear filters":
+            pixels @ baselines.random_directions(pixels.shape[1], n_random_filters, seed),
+        **{name: v[:, None] for name, v in baselines.statistics(images).items()},
+        PROBE: lambda select: baselines.probe(pixels[select], y[select]).decision_function(pixels)[:, None],
+    }
+    splits = [split(y, test_fraction, s) for s in seeds]
+    levels = {name: "lfw" if name == LFW else LOW_LEVEL for name in negatives}
+    rows = score_controls(methods, y, negatives, source, splits, replicates=replicates, seed=draw_bootstrap,
+                          levels=levels)
+    return {
+        "rows": rows, "verdict": controls_verdict(rows),
+        "negatives": {LFW: {"label": NEGATIVES[LFW], "images": int((y == 0).sum()),
+                            "what": "the held-out lfw_subset non-faces"},
+                      **{c.name: {"label": NEGATIVES[c.name], "images": len(c.x), **c.info} for c in controls}},
+        "faces": int(len(face_rows)), "layer": layer, "split_seeds": list(seeds), "test_fraction": test_fraction,
+        "representation": {"baselines": "native 25x25 grey lfw_subset values in [0, 1], no normalisation or whitening",
+                           "units": f"resized to {list(input_shape)}, then the run's own input processing"},
+        "bootstrap": {"replicates": replicates, "interval": "percentile 95%",
+                      "resamples": "source images (faces, non-faces separately); controls follow their face; "
+                                   "choices fixed per split, AUC averaged over splits"},
+    }
+
+
+def _fmt(row: dict[str, Any]) -> str:
+    return f"{row['auc']:.3f} [{row['auc_ci'][0]:.3f}, {row['auc_ci'][1]:.3f}]"
+
+
+def controls_verdict(rows: list[dict[str, Any]], learned: str = LEARNED, twin: str = TWIN,
+                     above_auc: tuple[str, ...] = (PIXEL, GRADIENT)) -> dict[str, Any]:
+    """Which baselines the learned unit beats on each negative set, from the rows' numbers.
+
+    Rule: the unit *beats* a baseline when its AUC is above the upper end of the baseline's 95%
+    interval, *loses to* it when the baseline's AUC is above the upper end of the unit's interval,
+    and is *not separated* from it otherwise. The pass criterion (per negative set): AUC above the
+    upper end of the random-weights twin's interval and above the AUCs of ``above_auc`` (best pixel,
+    gradient energy). Returns ``{"rule", "criterion", "per_negatives": [...], "passes_low_level",
+    "sentences"}``.
+    """
+    per, sentences = [], []
+    for name in dict.fromkeys(r["negatives"] for r in rows):
+        group = {r["method"]: r for r in rows if r["negatives"] == name}
+        unit = group[learned]
+        beats, loses, unseparated = [], [], []
+        for method, r in group.items():
+            if method == learned:
+                continue
+            if unit["auc"] > r["auc_ci"][1]:
+                beats.append(method)
+            elif r["auc"] > unit["auc_ci"][1]:
+                loses.append(method)
+            else:
+                unseparated.append(method)
+        passes = bool(twin in group and unit["auc"] > group[twin]["auc_ci"][1]
+                      and all(unit["auc"] > group[m]["auc"] for m in above_auc if m in group))
+        label = NEGATIVES.get(name, name)
+        sentence = (f"Against {label}, the learned unit (AUC {_fmt(unit)}) "
+                    + (f"beats {_listing(beats, group)}" if beats else "beats no baseline")
+                    + (f"; is not separated from {_listing(unseparated, group)}" if unseparated else "")
+                    + (f"; loses to {_listing(loses, group)}" if loses else "")
+                    + f". Criterion {'met' if passes else 'not met'}.")
+        per.append({"negatives": name, "level": unit.get("level", ""), "learned_auc": unit["auc"],
+                    "learned_auc_ci": unit["auc_ci"], "beats": beats, "not_separated": unseparated, "loses_to": loses,
+                    "passes": passes, "sentence": sentence})
+        sentences.append(sentence)
+    low = [p for p in per if p["level"] == LOW_LEVEL]
+    passed = [NEGATIVES.get(p["negatives"], p["negatives"]) for p in low if p["passes"]]
+    summary = (f"On {len(passed)} of {len(low)} low-level-matched controls the learned unit meets the criterion"
+               + (f" ({', '.join(passed)})." if passed else "."))
+    return {"rule": "beats = its AUC above the upper end of the baseline's 95% interval; loses to = the baseline's AUC "
+                    "above the upper end of its own interval; otherwise not separated",
+            "criterion": f"AUC above the upper end of the {twin} interval and above the AUC of {', '.join(above_auc)}",
+            "per_negatives": per, "passes_low_level": bool(low) and len(passed) == len(low),
+            "sentences": [summary] + sentences}
+
+
+def _listing(methods: list[str], group: dict[str, dict[str, Any]]) -> str:
+    return ", ".join(f"{m} ({_fmt(group[m])})" for m in methods)

@@ -1,0 +1,108 @@
+"""Spectral whitening: divide each image's Fourier transform by the training set's amplitude spectrum.
+
+Natural images have a power spectrum that falls steeply with frequency (cat-demo's 32x32 crops:
+2,600x from the lowest to the highest band), so a reconstruction cost spends nearly all its effort
+on the lowest frequencies. Worse, an overcomplete autoencoder with a sparsity penalty puts filters
+where the data has no power: they then respond to nothing, which the penalty rewards, and show
+up as checkerboards. Whitening must leave no such empty band.
+
+- ZCA does that for small patches, but over whole 32x32 crops it needs a 1024-square covariance
+  fitted on ~1,250 crops, and its regulariser leaves the weakest directions nearly empty
+  (checkerboards; docs/analysis.md).
+- The fixed |f| filter of Olshausen & Field undoes a 1/f² spectrum only: our crops, downsampled
+  with an antialiasing filter, still lose 20-25x of power towards the Nyquist corners after it, and
+  a quarter of cat-demo's first-layer filters became checkerboards there.
+- Here the spectrum is *fitted*: the mean power P(fy, fx) of the training images on one frequency
+  grid, and every image's transform is multiplied by 1/√P (the mean set to 0). That is ZCA for a
+  stationary image model: ~H·W numbers instead of (H·W)² and all of them well estimated from a
+  few hundred images. Measured on cat-demo's crops: band powers within 0.18-0.29 of each other
+  from the lowest band to the corners, and no checkerboards.
+
+Each image is reflect-padded by half its side before the transform, so its border does not ring
+(a periodic transform sees a jump from one edge to the opposite), and cropped back after. One
+set-wide factor then gives the whitened training set unit std.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+# Power below this fraction of the strongest frequency's is treated as this floor, so a band the
+# data never reaches (an image of constant rows) is not amplified without bound.
+POWER_FLOOR = 1e-7
+
+
+def _padded_spectrum(x: Tensor) -> tuple[Tensor, tuple[int, int]]:
+    """(N, C, H, W) -> rfft2 of each channel reflect-padded by half its side, (N·C, 2H', W' // 2 + 1), and the pad."""
+    n, c, h, w = x.shape
+    ph, pw = min(h // 2, h - 1), min(w // 2, w - 1)          # reflect padding must be < the side
+    padded = F.pad(x.reshape(n * c, 1, h, w).double(), (pw, pw, ph, ph), mode="reflect")
+    return torch.fft.rfft2(padded)[:, 0], (ph, pw)
+
+
+class SpectralWhitener:
+    """Whitening by the training set's mean power spectrum (stationary ZCA).
+
+    ``strength`` s: the transform is multiplied by P^(-s/2). 1 flattens the spectrum completely;
+    below 1 a little of the natural slope is left. Fitted state: ``power_`` (H + 2·(H//2),
+    (W + 2·(W//2)) // 2 + 1) float64, the mean power on the padded grid; ``scale_`` the set-wide
+    factor; ``input_shape`` (C, H, W).
+    """
+
+    def __init__(self, strength: float = 1.0) -> None:
+        self.strength = strength
+
+    def fit(self, x: Tensor) -> "SpectralWhitener":
+        """Fit on x (N, C, H, W), after any per-image normalisation."""
+        if not 0 < self.strength <= 1:
+            raise ValueError(f"spectral whitening strength must be in (0, 1], got {self.strength!r}")
+        if x.shape[0] < 1 or min(x.shape[2:]) < 2:
+            raise ValueError(f"spectral whitening needs at least one image of at least 2x2 pixels, got {tuple(x.shape)}")
+        self.input_shape = tuple(x.shape[1:])
+        power = torch.zeros(())
+        for start in range(0, x.shape[0], 256):              # bounded memory for large sets
+            spectrum, _ = _padded_spectrum(x[start:start + 256])
+            power = power + (spectrum.abs() ** 2).sum(dim=0)
+        self.power_ = power / (x.shape[0] * x.shape[1])
+        self.scale_ = 1.0
+        std = float(self.transform(x).std())
+        self.scale_ = 1.0 / std if std > 0 else 1.0
+        return self
+
+    def gain(self) -> Tensor:
+        """P^(-strength/2) on the padded rfft2 grid, 0 at the mean (DC)."""
+        gain = self.power_.clamp_min(float(self.power_.max()) * POWER_FLOOR) ** (-0.5 * self.strength)
+        gain[0, 0] = 0.0
+        return gain
+
+    def transform(self, x: Tensor) -> Tensor:
+        """(N, C, H, W) -> whitened, at the training set's scale. The size must be the fitted one."""
+        if tuple(x.shape[1:]) != self.input_shape:
+            raise ValueError(f"spectral whitening was fitted on {self.input_shape} images, got {tuple(x.shape[1:])}")
+        n, c, h, w = x.shape
+        spectrum, (ph, pw) = _padded_spectrum(x)
+        out = torch.fft.irfft2(spectrum * self.gain(), s=(h + 2 * ph, w + 2 * pw))[:, ph:ph + h, pw:pw + w]
+        return (out * self.scale_).reshape(n, c, h, w).float()
+
+    def summary(self) -> dict[str, Any]:
+        p = self.power_
+        return {"method": "spectral", "filter": "mean power spectrum ** (-strength/2), reflect-padded by half the side",
+                "strength": self.strength, "scale": self.scale_, "power_max": float(p.max()), "power_min": float(p.min())}
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {"power": self.power_, "scale": torch.tensor([self.scale_, self.strength], dtype=torch.float64),
+                "input_shape": torch.tensor(self.input_shape, dtype=torch.int64)}
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Tensor]) -> "SpectralWhitener":
+        missing = {"power", "scale", "input_shape"} - set(state)
+        if missing:
+            raise KeyError(f"spectral whitening state lacks {sorted(missing)}")
+        self = cls(float(state["scale"][1]))
+        self.power_ = state["power"].double()
+        self.scale_ = float(state["scale"][0])
+        self.input_shape = tuple(int(v) for v in state["input_shape"])
+        return self

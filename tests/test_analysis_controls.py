@@ -1,0 +1,204 @@
+"""The honest face test: chosen once on selection, scored on test against each negative set, with intervals."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import norm
+from torch import Tensor, nn
+
+from downpour.analysis.controls import bootstrap_weights, comparisons, score_controls, weighted_auc
+from downpour.analysis.face_controls import GRADIENT, LEARNED, PIXEL, TWIN, controls_verdict, face_controls
+from downpour.analysis.labelled import LabelledSet
+from downpour.analysis.selectivity import split
+from downpour.data import lfw_split
+from downpour.models.base import FeatureModel
+from test_analysis_planted import PlantedModel, planted_face_model
+
+FAST = dict(seeds=list(range(5)), replicates=500, n_random_filters=200)
+
+
+def _sources(n_per_class: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """y (2n,) faces first; one split (selection, test) of it."""
+    y = np.repeat([1, 0], n_per_class)
+    select, test = split(y, 0.5, seed=0)
+    return y, select, test
+
+
+def _rows(rows: list[dict], negatives: str) -> dict:
+    return {r["method"]: r for r in rows if r["negatives"] == negatives}
+
+
+def test_a_unit_perfect_only_on_the_selection_half_scores_chance_on_test():
+    y, select, test = _sources(200)
+    n = len(y)
+    faces = np.flatnonzero(y == 1)
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(faces))                   # controls stored in another order than their faces
+    source = np.concatenate([np.arange(n), faces[order]])
+    scores = rng.standard_normal((len(source), 6))
+    is_face = np.r_[y, np.zeros(len(faces))].astype(bool)           # controls are negatives
+    in_select, in_test = np.isin(source, select), np.isin(source, test)
+    # Unit 0: faces +5 / negatives -5 on the selection half only; unit 1: the same on the test half only.
+    scores[in_select, 0] = np.where(is_face[in_select], 5.0, -5.0)
+    scores[in_test, 1] = np.where(is_face[in_test], 5.0, -5.0)
+    negatives = {"non-faces": np.flatnonzero(y == 0), "controls": np.arange(n, len(source))}
+    rows = score_controls({"planted": scores}, y, negatives, source, [(select, test)], replicates=300)
+    for r in rows:
+        assert r["unit"] == 0 and r["selection_auc"] == 1.0         # chosen on the selection half...
+        assert abs(r["auc"] - 0.5) < 0.15                           # ...where it does not carry over
+        assert r["auc_ci"][0] < 0.5 < r["auc_ci"][1]
+        assert r["test_positives"] == 100 and r["test_negatives"] == 100
+
+
+def test_the_sign_chosen_on_selection_is_carried_to_every_test_set():
+    y, select, test = _sources(20)
+    faces = np.flatnonzero(y == 1)
+    source = np.concatenate([np.arange(len(y)), faces])
+    scores = np.r_[np.where(y == 1, -1.0, 1.0), np.ones(len(faces))][:, None]   # fires *against* faces
+    scores += np.random.default_rng(0).uniform(0, 0.5, scores.shape)
+    negatives = {"non-faces": np.flatnonzero(y == 0), "controls": np.arange(len(y), len(source))}
+    rows = score_controls({"inhibited": scores}, y, negatives, source, [(select, test)], replicates=100)
+    for r in rows:
+        assert r["sign"] == -1 and r["auc"] == 1.0 and r["accuracy_mean"] == 1.0 and r["auc_ci"] == [1.0, 1.0]
+
+
+def test_a_control_counts_only_when_its_own_face_is_in_the_test_split():
+    y, select, test = _sources(20)
+    faces = np.flatnonzero(y == 1)
+    order = np.random.default_rng(1).permutation(len(faces))
+    source = np.concatenate([np.arange(len(y)), faces[order]])
+    face_score = np.random.default_rng(2).uniform(1, 2, len(y))
+    scores = np.where(y == 1, face_score, -face_score)
+    # Controls of selection faces score above every face, controls of test faces below every face.
+    controls = np.where(np.isin(faces[order], select), 10.0, -10.0)
+    scores = np.r_[scores, controls][:, None]
+    rows = score_controls({"unit": scores}, y, {"controls": np.arange(len(y), len(source))}, source,
+                          [(select, test)], replicates=200)
+    assert rows[0]["auc"] == 1.0 and rows[0]["auc_ci"] == [1.0, 1.0] and rows[0]["test_negatives"] == 10
+
+
+def test_a_control_carries_its_faces_bootstrap_weight():
+    y, select, test = _sources(20)
+    faces = np.flatnonzero(y == 1)
+    order = np.random.default_rng(1).permutation(len(faces))
+    source = np.concatenate([np.arange(len(y)), faces[order]])
+    # Face i scores i; its control scores i + 0.5: above its own face, below every higher face. Then
+    # AUC = sum_{i>j} w_i w_j / W^2 = 0.5 - sum w_i^2 / 2W^2 when a control shares its face's weight w_i,
+    # and sum w_i^2 >= W^2 / p: no replicate can exceed the unweighted AUC (0.5 - 1/2p).
+    scores = np.r_[np.where(y == 1, np.arange(len(y)), -100.0), faces[order] + 0.5][:, None]
+    (row,) = score_controls({"unit": scores}, y, {"controls": np.arange(len(y), len(source))}, source,
+                            [(select, test)], replicates=500)
+    assert row["auc"] == pytest.approx(0.5 - 1 / (2 * 10))
+    assert row["auc_ci"][1] <= row["auc"] + 1e-12 and row["auc_ci"][0] < row["auc"] - 0.05
+
+
+def test_weighted_auc_is_the_auc_of_the_resampled_images():
+    rng = np.random.default_rng(0)
+    pos, neg = rng.integers(0, 5, 7).astype(float), rng.integers(0, 5, 9).astype(float)    # ties included
+    w_pos, w_neg = rng.integers(0, 3, (4, 7)).astype(float), rng.integers(0, 3, (4, 9)).astype(float)
+    w_pos[:, 0] += 1
+    w_neg[:, 0] += 1
+    got = weighted_auc(comparisons(pos, neg)[None], w_pos, w_neg)[0]
+    for b in range(4):
+        p, q = np.repeat(pos, w_pos[b].astype(int)), np.repeat(neg, w_neg[b].astype(int))
+        brute = np.mean([1.0 if a > c else 0.5 if a == c else 0.0 for a in p for c in q])
+        assert got[b] == pytest.approx(brute)
+
+
+def test_bootstrap_keeps_each_class_size():
+    y = np.repeat([1, 0], [7, 5])
+    w = bootstrap_weights(y, 50, np.random.default_rng(0))
+    assert w.shape == (50, 12) and (w[:, y == 1].sum(axis=1) == 7).all() and (w[:, y == 0].sum(axis=1) == 5).all()
+
+
+def _interval(n_per_class: int, seed: int, shift: float) -> tuple[float, float]:
+    """AUC interval of one Gaussian unit, faces N(shift, 1) vs non-faces N(0, 1), over 4 splits."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat([1, 0], n_per_class)
+    scores = (rng.standard_normal(len(y)) + shift * y)[:, None]
+    splits = [split(y, 0.5, s) for s in range(4)]
+    row = score_controls({"unit": scores}, y, {"non-faces": np.flatnonzero(y == 0)}, np.arange(len(y)), splits,
+                         replicates=400, seed=seed)[0]
+    return tuple(row["auc_ci"])
+
+
+def test_the_interval_covers_a_known_auc_and_shrinks_with_more_images():
+    shift = 1.0
+    truth = norm.cdf(shift / np.sqrt(2))                       # P(face > non-face) = 0.760
+    small = [_interval(40, seed, shift) for seed in range(20)]
+    assert sum(lo <= truth <= hi for lo, hi in small) >= 16
+    large = [_interval(320, seed, shift) for seed in range(5)]
+    assert np.mean([hi - lo for lo, hi in large]) < 0.6 * np.mean([hi - lo for lo, hi in small])
+
+
+class BrightnessModel(FeatureModel):
+    """One unit: the image's mean value, summed in sorted order (so rearranged pixels tie exactly)."""
+
+    def __init__(self, input_shape: tuple[int, ...] = (1, 25, 25)):
+        super().__init__()
+        self.input_shape = input_shape
+        self.scale = nn.Parameter(torch.ones(1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return (x.reshape(len(x), -1).double().sort(dim=1).values.mean(dim=1, keepdim=True) * self.scale).float()
+
+
+@pytest.fixture(scope="module")
+def brightness() -> dict:
+    model = BrightnessModel()
+    return face_controls(model, BrightnessModel(), layer=None, input_shape=(1, 25, 25), prepare=None, **FAST)
+
+
+def test_a_brightness_unit_passes_lfw_but_not_the_matched_controls(brightness):
+    rows = brightness["rows"]
+    assert _rows(rows, "lfw_nonfaces")[LEARNED]["auc"] > 0.6
+    for name in ("upside_down", "block_shuffled"):                   # the same pixels: exact ties
+        assert _rows(rows, name)[LEARNED]["auc"] == 0.5
+    for name in ("phase_scrambled", "spectrum_matched_crops"):       # the same mean up to float rounding
+        assert abs(_rows(rows, name)[LEARNED]["auc"] - 0.5) < 0.05
+    assert not brightness["verdict"]["passes_low_level"]
+    # The unit sees the raw images here, so it is the mean-intensity baseline itself.
+    for name in ("lfw_nonfaces", "phase_scrambled", "upside_down", "block_shuffled", "spectrum_matched_crops"):
+        assert _rows(rows, name)[LEARNED]["auc"] == pytest.approx(_rows(rows, name)["mean intensity"]["auc"], abs=0.02)
+
+
+def test_a_face_template_unit_beats_brightness_on_upside_down_faces(brightness):
+    train = lfw_split(size=25)["train"]
+    model = planted_face_model(LabelledSet("lfw-train", train.x, train.y.numpy(), ["non-face", "face"]), unit=3)
+    template = face_controls(model, PlantedModel((1, 25, 25), seed=5), layer=None, input_shape=(1, 25, 25),
+                             prepare=None, **FAST)
+    upright = _rows(template["rows"], "upside_down")[LEARNED]
+    assert upright["unit"] == 3 and upright["unit_share"] == 1.0
+    assert upright["auc_ci"][0] > _rows(brightness["rows"], "upside_down")[LEARNED]["auc_ci"][1]
+
+
+def test_baselines_see_the_fixed_images_whatever_the_run_prepared():
+    model, twin = PlantedModel((1, 16, 16)), PlantedModel((1, 16, 16), seed=3)
+    a = face_controls(model, twin, layer=None, input_shape=(1, 16, 16), prepare=None, **FAST)
+    b = face_controls(model, twin, layer=None, input_shape=(1, 16, 16), prepare=lambda x: torch.flip(x, dims=[3]), **FAST)
+    for ra, rb in zip(a["rows"], b["rows"]):
+        assert ra["method"] == rb["method"]
+        if ra["method"] in (LEARNED, TWIN):
+            continue
+        assert ra == rb, ra["method"]
+    learned = [(ra["auc"], rb["auc"]) for ra, rb in zip(a["rows"], b["rows"]) if ra["method"] == LEARNED]
+    assert any(x != y for x, y in learned)                # the units did see the prepared (flipped) input
+
+
+def test_the_verdict_follows_the_intervals():
+    def row(method, auc, ci, negatives="upside_down"):
+        return {"negatives": negatives, "level": "low-level matched", "method": method, "auc": auc, "auc_ci": list(ci)}
+
+    rows = [row(LEARNED, 0.80, (0.74, 0.86)), row(TWIN, 0.60, (0.50, 0.70)), row(PIXEL, 0.78, (0.70, 0.85)),
+            row(GRADIENT, 0.95, (0.92, 0.97)), row("mean intensity", 0.5, (0.5, 0.5))]
+    v = controls_verdict(rows)
+    (per,) = v["per_negatives"]
+    assert per["beats"] == [TWIN, "mean intensity"] and per["not_separated"] == [PIXEL] and per["loses_to"] == [GRADIENT]
+    assert per["passes"] is False and v["passes_low_level"] is False     # gradient energy's AUC is above the unit's
+    rows[3] = row(GRADIENT, 0.70, (0.60, 0.79))
+    v = controls_verdict(rows)
+    assert v["per_negatives"][0]["passes"] and v["passes_low_level"]
+    assert "On 1 of 1 low-level-matched controls" in v["sentences"][0] and "upside-down faces" in v["sentences"][1]
+    rows[1] = row(TWIN, 0.60, (0.50, 0.81))                  # the unit is inside the twin's interval: not a pass
+    assert not controls_verdict(rows)["per_negatives"][0]["passes"]

@@ -1,0 +1,91 @@
+"""Spectral whitening: fitted on images whose spectrum is known, it must give back white images."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from downpour.config import DataConfig
+from downpour.data import build_dataset
+from downpour.data.spectral import SpectralWhitener
+
+
+def _coloured(n: int, size: int, seed: int, blur: float = 0.8) -> torch.Tensor:
+    """(n, 1, size, size) white noise blurred by a Gaussian: neighbouring pixels strongly correlated."""
+    g = torch.Generator().manual_seed(seed)
+    noise = torch.randn(n, 1, size + 16, size + 16, generator=g)
+    r = torch.arange(-6, 7, dtype=torch.float32)
+    k = torch.exp(-r ** 2 / (2 * blur ** 2))
+    k = (k[:, None] * k[None, :] / k.sum() ** 2)[None, None]
+    return F.conv2d(noise, k)[:, :, 2:2 + size, 2:2 + size]
+
+
+def _neighbour_correlation(x: torch.Tensor) -> float:
+    """Mean correlation of horizontally adjacent pixels, over the images' central parts."""
+    c = x[:, :, 4:-4, 4:-4]
+    a, b = c[..., :-1].flatten(), c[..., 1:].flatten()
+    a, b = a - a.mean(), b - b.mean()
+    return float((a * b).mean() / (a.std() * b.std()))
+
+
+def test_blurred_noise_comes_out_white():
+    train, new = _coloured(400, 32, seed=0), _coloured(50, 32, seed=1)
+    assert _neighbour_correlation(new) > 0.6
+    w = SpectralWhitener().fit(train)
+    # not 0: the images' borders leak broadband power into the fitted spectrum (0.13-0.14 with
+    # reflect, zero or no padding alike), while a filter fitted on the wrong spectrum stays > 0.6
+    assert abs(_neighbour_correlation(w.transform(new))) < 0.2
+
+
+def test_band_powers_are_flat_after_whitening():
+    x = _coloured(300, 32, seed=2)
+    out = SpectralWhitener().fit(x).transform(x)[:, 0].double()
+    power = (torch.fft.fft2(out).abs() ** 2).mean(0)
+    f = torch.fft.fftfreq(32).abs()
+    radius = (f[:, None] ** 2 + f[None, :] ** 2).sqrt()
+    before = (torch.fft.fft2(x[:, 0].double()).abs() ** 2).mean(0)
+    band = lambda p, lo, hi: float(p[(radius > lo) & (radius < hi)].mean())
+    assert band(before, 0.05, 0.1) / band(before, 0.3, 0.4) > 10
+    assert 0.5 < band(power, 0.05, 0.1) / band(power, 0.3, 0.4) < 2
+
+
+def test_the_mean_is_removed_and_a_constant_image_whitens_to_zero():
+    w = SpectralWhitener().fit(torch.rand(20, 2, 16, 16))
+    assert w.transform(torch.full((2, 2, 16, 16), 0.7)).abs().max().item() < 1e-5
+    assert w.transform(torch.rand(3, 2, 16, 16)).mean(dim=(2, 3)).abs().max().item() < 0.1
+
+
+def test_the_whitener_fits_unit_std_and_round_trips_its_state():
+    x = torch.rand(40, 1, 16, 16)
+    w = SpectralWhitener().fit(x)
+    assert w.transform(x).std().item() == pytest.approx(1.0, rel=1e-4)
+    again = SpectralWhitener.from_state_dict(w.state_dict())
+    assert torch.equal(again.transform(x[:3]), w.transform(x[:3]))
+    with pytest.raises(KeyError, match="power"):
+        SpectralWhitener.from_state_dict({"scale": torch.ones(1), "input_shape": torch.tensor([1, 16, 16])})
+    with pytest.raises(ValueError, match="fitted on"):
+        w.transform(torch.rand(2, 1, 12, 12))
+
+
+def test_whiten_spectral_builds_crops_too_big_for_zca():
+    # ZCA refuses 64x64 crops (a 4096-square matrix); the spectrum has 64·33 numbers
+    data = build_dataset(DataConfig(source="natural", mode="crops", size=64, normalize="patch", whiten="spectral"), seed=0)
+    assert data.info["whitening"]["method"] == "spectral"
+    assert data.x.std().item() == pytest.approx(1.0, rel=1e-3)
+    assert math.isfinite(data.info["whitening"]["power_min"])
+
+
+def test_half_strength_leaves_half_the_slope():
+    x = _coloured(300, 32, seed=3)
+    f = torch.fft.fftfreq(32).abs()
+    radius = (f[:, None] ** 2 + f[None, :] ** 2).sqrt()
+
+    def ratio(images):
+        p = (torch.fft.fft2(images[:, 0].double()).abs() ** 2).mean(0)
+        return float(p[(radius > 0.05) & (radius < 0.1)].mean() / p[(radius > 0.3) & (radius < 0.4)].mean())
+
+    half = SpectralWhitener(strength=0.5).fit(x).transform(x)
+    # in log power, half the way from the data's slope to flat (borders blur it a little)
+    assert math.log(ratio(half)) == pytest.approx(0.5 * math.log(ratio(x)), rel=0.25)
+    with pytest.raises(ValueError, match="strength"):
+        SpectralWhitener(strength=0.0).fit(x)

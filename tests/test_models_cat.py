@@ -1,0 +1,88 @@
+"""The cat network's training cost, checked by hand: tied filters at a fixed norm, interior reconstruction, TICA."""
+import math
+
+import pytest
+import torch
+
+from downpour.layers.locally_connected import LocallyConnected2d, locally_connected_reference
+from downpour.models.base import Batch
+from downpour.models.registry import create_model
+from downpour.objectives import Objective
+
+
+def _stage_by_hand(model, x):
+    """Stage 1's codes, reconstruction and pooled codes computed without the model's own helpers."""
+    stage = model.stages[0]
+    v = stage.filter.weight.detach()
+    c, m = x.shape[1], v.shape[2]
+    r = math.sqrt(c / m)                                        # filter_norm 1, stride 1
+    w = r * v / v.pow(2).sum(dim=(3, 4, 5), keepdim=True).sqrt()
+    codes = locally_connected_reference(x, w, stride=1)         # (B, M, Ho, Wo)
+    # the transpose of a linear map, by autograd: WᵀWx = d/dx <codes(x), codes>
+    xr = x.clone().requires_grad_(True)
+    (recon,) = torch.autograd.grad((locally_connected_reference(xr, w, 1) * codes).sum(), xr)
+    # L2 pooling over 3x3 neighbourhoods, stride 2, by explicit windows
+    ho = (codes.shape[2] - 3) // 2 + 1
+    pooled = torch.stack([torch.stack([codes[:, :, 2 * i:2 * i + 3, 2 * j:2 * j + 3].pow(2).sum(dim=(2, 3))
+                                       for j in range(ho)], dim=-1) for i in range(ho)], dim=-2).add(1e-8).sqrt()
+    return codes, recon, pooled
+
+
+def test_stage1_cost_parts_match_a_hand_computation():
+    torch.manual_seed(0)
+    model = create_model("cat-demo", (1, 16, 16), kernels=(6, 3), tile=0)    # stage 2 unused here
+    objective = Objective.from_config({"reconstruction": 1.0, "pooled_l2": {"weight": 0.1, "eps": 1e-2}})
+    x = torch.randn(3, 1, 16, 16)
+    model.set_stage(1)
+    _, parts = objective(model.forward_train(Batch(x)))
+    codes, recon, pooled = _stage_by_hand(model, x)
+    # interior: pixels 5..10 are covered by all 6 offsets of a 6-wide window on 16 pixels -> 6x6 of 256
+    inside = torch.zeros(16, 16)
+    inside[5:11, 5:11] = 1
+    expected_recon = 0.5 * ((recon - x) ** 2 * inside * (256 / 36)).sum(dim=(1, 2, 3)).mean()
+    expected_pooled = 0.1 * torch.sqrt(1e-2 + pooled ** 2).sum(dim=(1, 2, 3)).mean()
+    assert parts["stage1/reconstruction"].item() == pytest.approx(expected_recon.item(), rel=1e-4)
+    assert parts["stage1/pooled_l2"].item() == pytest.approx(expected_pooled.item(), rel=1e-4)
+
+
+def test_every_filter_is_used_at_the_norm_that_gives_the_tied_reconstruction_unit_gain():
+    model = create_model("cat-demo", (1, 32, 32))
+    for stage, (c, m) in zip(model.stages, ((1, 8), (8, 8))):
+        norms = stage.filter.filters().flatten(1).norm(dim=1)
+        assert torch.allclose(norms, torch.full_like(norms, math.sqrt(c / m)), rtol=1e-5)
+    # 8 random unit-gain filters of a tied convolution reconstruct white noise at about its own size
+    conv = create_model("cat-demo", (1, 64, 64), tile=1, kernels=(8, 5)).stages[0]
+    x = torch.randn(8, 1, 64, 64)
+    gain = conv.decode(conv.filter(x))[:, :, 8:-8, 8:-8].pow(2).mean() / x.pow(2).mean()
+    assert 0.5 < gain.item() < 2.0
+
+
+def test_free_filters_and_full_reconstruction_are_still_reachable():
+    model = create_model("cat-demo", (1, 32, 32), filter_norm=0.0, recon="all", decoder="untied")
+    stage = model.stages[0]
+    assert stage.filter.norm is None and stage.recon_weight is None and stage.decoder_weight is not None
+    assert torch.equal(stage.filter.effective_weight(), stage.filter.weight)
+
+
+@pytest.mark.parametrize("option,value,message", [
+    ("recon", "border", "model.recon"), ("filter_norm", -1.0, "model.filter_norm"),
+    ("filter_norm", float("nan"), "model.filter_norm"),
+])
+def test_bad_cat_options_are_named(option, value, message):
+    with pytest.raises(ValueError, match=message):
+        create_model("cat-demo", (1, 32, 32), **{option: value})
+
+
+def test_a_normalised_layer_ignores_its_parameters_scale_and_keeps_the_untied_layout():
+    layer = LocallyConnected2d(2, 4, 10, 3, norm=0.5)
+    x = torch.randn(2, 2, 10, 10)
+    before = layer(x)
+    with torch.no_grad():
+        layer.weight.mul_(7.0)
+    assert torch.allclose(layer(x), before, atol=1e-5)
+    assert layer.effective_weight().stride() == layer.weight.stride()
+    y = torch.randn_like(before)
+    # the tied adjoint uses the normalised filters: <Wx, y> = <x, Wᵀy>
+    assert torch.allclose((layer(x) * y).sum(), (x * layer.adjoint(y)).sum(), rtol=1e-4)
+    with pytest.raises(ValueError, match="norm"):
+        LocallyConnected2d(2, 4, 10, 3, norm=0.0)
