@@ -72,6 +72,14 @@ def test_analysis_json_has_the_face_test_with_intervals_and_a_verdict(run_dir):
     assert fn["controls_setup"]["bootstrap"]["replicates"] == 200
     # The baselines do not depend on the run: the pixel rows are those of the raw 25x25 images.
     assert next(r for r in rows if r["method"] == "best single pixel")["candidates"] == 625
+    # every feature layer, the analysed one first and equal to the main table's learned rows
+    by_layer = fn["controls_by_layer"]
+    from downpour.analysis.run import open_run
+    analysed = json.loads((run_dir / "analysis.json").read_text())["layer"]
+    others = [name for name in open_run(run_dir)[1].feature_layers() if name != analysed]
+    assert [r["layer"] for r in by_layer] == [analysed] + others
+    learned = {r["negatives"]: r["auc"] for r in rows if r["method"] == "learned unit"}
+    assert {n: c["auc"] for n, c in by_layer[0]["negatives"].items()} == learned
 
 
 def test_analysis_is_reproducible(run_dir, tmp_path):
@@ -119,6 +127,8 @@ def test_cli_report_writes_the_html(run_dir, capsys):
     table = html.split('id="face-controls-table"')[1].split("</table>")[0]
     assert table.count("<tr") == 1 + 40 and table.count('class="learned"') == 5   # header, 5 sets x 8 methods
     assert "low-level-matched controls the learned unit meets the criterion" in html
+    by_layer = html.split('id="face-controls-by-layer"')[1].split("</table>")[0]
+    assert by_layer.count("<tr") == 1 + len(json.loads((run_dir / "analysis.json").read_text())["face_neuron"]["controls_by_layer"])
 
 
 _CHECK = """<script>

@@ -110,7 +110,22 @@ def _controls(a: dict[str, Any]) -> str:
             f"balanced test sets, mean ± std over the splits. The unit column is the one chosen most often.</p>"
             + _table(table, ["negatives", "method", "unit", "AUC [95% CI]", f"accuracy over {n} splits"],
                      "face-controls-table", classes)
-            + f"<p>{_esc(verdict.get('rule', ''))}. Criterion: {_esc(verdict.get('criterion', ''))}.</p><ul>{sentences}</ul>")
+            + f"<p>{_esc(verdict.get('rule', ''))}. Criterion: {_esc(verdict.get('criterion', ''))}.</p><ul>{sentences}</ul>"
+            + _controls_by_layer(fn.get("controls_by_layer") or [], setup))
+
+
+def _controls_by_layer(rows: list[dict[str, Any]], setup: dict[str, Any]) -> str:
+    """The learned unit's AUC [CI] on each negative set, for every feature layer (✓ = criterion met)."""
+    if not rows:
+        return ""
+    names = list(rows[0]["negatives"])
+    labels = [setup.get("negatives", {}).get(n, {}).get("label", n) for n in names]
+    body = [[r["layer"]] + [f"{c['auc']:.3f} [{c['auc_ci'][0]:.3f}, {c['auc_ci'][1]:.3f}]" + (" ✓" if c["passes"] else "")
+                            for c in (r["negatives"][n] for n in names)] for r in rows]
+    return ("<p>The same test for the best unit of every feature layer (first row: the analysed layer; ✓: the "
+            "criterion is met against that negative set). Each layer's unit is chosen on its own selection split, "
+            "so a row is as honest as the table above; reading many rows is a search, so trust a pattern, not one cell.</p>"
+            + _table(body, ["layer", *labels], "face-controls-by-layer", ["learned"] + [""] * (len(body) - 1)))
 
 
 def _probes(a: dict[str, Any]) -> str:
