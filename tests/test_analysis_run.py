@@ -79,7 +79,7 @@ def test_analysis_json_has_the_face_test_with_intervals_and_a_verdict(run_dir):
     others = [name for name in open_run(run_dir)[1].feature_layers() if name != analysed]
     assert [r["layer"] for r in by_layer] == [analysed] + others
     learned = {r["negatives"]: r["auc"] for r in rows if r["method"] == "learned unit"}
-    assert {n: c["auc"] for n, c in by_layer[0]["negatives"].items()} == learned
+    assert [(c["negatives"], c["auc"]) for c in by_layer[0]["negatives"]] == list(learned.items())
 
 
 def test_analysis_is_reproducible(run_dir, tmp_path):

@@ -89,3 +89,13 @@ def test_half_strength_leaves_half_the_slope():
     assert math.log(ratio(half)) == pytest.approx(0.5 * math.log(ratio(x)), rel=0.25)
     with pytest.raises(ValueError, match="strength"):
         SpectralWhitener(strength=0.0).fit(x)
+
+
+def test_inverse_undoes_the_whitening_up_to_the_mean():
+    x = _coloured(100, 24, seed=4) + 0.3
+    w = SpectralWhitener(strength=0.75).fit(x)
+    back = w.inverse(w.transform(x[:5]))
+    centred = x[:5] - x[:5].mean(dim=(2, 3), keepdim=True)
+    # not exact: a padded image's mean is not its crop's, and cropping loses what the padding carried
+    assert float((back - centred).abs().max()) < 0.05 * float(centred.abs().max())
+    assert float(torch.corrcoef(torch.stack([back.flatten(), centred.flatten()]))[0, 1]) > 0.999

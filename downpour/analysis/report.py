@@ -118,10 +118,9 @@ def _controls_by_layer(rows: list[dict[str, Any]], setup: dict[str, Any]) -> str
     """The learned unit's AUC [CI] on each negative set, for every feature layer (✓ = criterion met)."""
     if not rows:
         return ""
-    names = list(rows[0]["negatives"])
-    labels = [setup.get("negatives", {}).get(n, {}).get("label", n) for n in names]
+    labels = [setup.get("negatives", {}).get(c["negatives"], {}).get("label", c["negatives"]) for c in rows[0]["negatives"]]
     body = [[r["layer"]] + [f"{c['auc']:.3f} [{c['auc_ci'][0]:.3f}, {c['auc_ci'][1]:.3f}]" + (" ✓" if c["passes"] else "")
-                            for c in (r["negatives"][n] for n in names)] for r in rows]
+                            for c in r["negatives"]] for r in rows]
     return ("<p>The same test for the best unit of every feature layer (first row: the analysed layer; ✓: the "
             "criterion is met against that negative set). Each layer's unit is chosen on its own selection split, "
             "so a row is as honest as the table above; reading many rows is a search, so trust a pattern, not one cell.</p>"

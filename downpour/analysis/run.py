@@ -159,10 +159,16 @@ def _controls(model: FeatureModel, twin: FeatureModel, opts: AnalysisConfig, lay
 
 def _layer_row(layer: str, test: dict[str, Any]) -> dict[str, Any]:
     """One layer's face test in brief: the learned unit's AUC [CI] per negative set, and whether it passes."""
-    verdict = {p["negatives"]: p for p in test["verdict"]["per_negatives"]}
     return {"layer": layer, "passes_low_level": test["verdict"]["passes_low_level"],
-            "negatives": {name: {"auc": p["learned_auc"], "auc_ci": p["learned_auc_ci"], "passes": p["passes"]}
-                          for name, p in verdict.items()}}
+            "negatives": [{"negatives": p["negatives"], "auc": p["learned_auc"], "auc_ci": p["learned_auc_ci"],
+                           "passes": p["passes"]} for p in test["verdict"]["per_negatives"]]}
+
+
+def _in_pixels(prepare: Preprocess, image: torch.Tensor) -> torch.Tensor:
+    """A model-input image (C, H, W) as a picture: whitening undone where the run's whitener can
+    (whitened space puts every frequency at the same power, so a stimulus there looks like noise)."""
+    inverse = getattr(prepare.whitener, "inverse", None)
+    return inverse(image[None])[0] if inverse is not None else image
 
 
 def _staleness_histograms(run: RunDir, metrics: list[dict[str, Any]]) -> dict[str, dict[int, int]]:
@@ -237,7 +243,7 @@ def _analyze(run_path: str | Path, options: dict[str, Any]) -> dict[str, Any]:
     top = top_images(responses, opts.top_k, sign)
     positive_in_top = int((data.y[top] == opts.positive).sum())
     paths["stimulus"] = figures.stimulus_and_top_images(
-        stim.image.numpy(), data.x[top].numpy(), fig_dir / "optimal_stimulus.png",
+        _in_pixels(prepare, stim.image).numpy(), data.raw[top].numpy(), fig_dir / "optimal_stimulus.png",
         f"unit {unit} of {layer}: optimal stimulus and top {len(top)} of {len(data)} images "
         f"({positive_in_top} are {labels[0]})", [float(responses[i]) for i in top]).name
 

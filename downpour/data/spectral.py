@@ -87,6 +87,15 @@ class SpectralWhitener:
         out = torch.fft.irfft2(spectrum * self.gain(), s=(h + 2 * ph, w + 2 * pw))[:, ph:ph + h, pw:pw + w]
         return (out * self.scale_).reshape(n, c, h, w).float()
 
+    def inverse(self, x: Tensor) -> Tensor:
+        """Whitened (N, C, H, W) -> data space, for pictures (the mean, removed by whitening, stays 0)."""
+        n, c, h, w = x.shape
+        spectrum, (ph, pw) = _padded_spectrum(x / self.scale_)
+        gain = self.gain()
+        colour = torch.where(gain > 0, 1.0 / gain.clamp_min(1e-300), torch.zeros_like(gain))
+        out = torch.fft.irfft2(spectrum * colour, s=(h + 2 * ph, w + 2 * pw))[:, ph:ph + h, pw:pw + w]
+        return out.reshape(n, c, h, w).float()
+
     def summary(self) -> dict[str, Any]:
         p = self.power_
         return {"method": "spectral", "filter": "mean power spectrum ** (-strength/2), reflect-padded by half the side",
