@@ -1,7 +1,7 @@
 """The processing after sampling, fitted once on the training set and replayable on new images.
 
-Order: ``normalize = "patch"`` (per-sample standardisation), then whitening (ZCA, or the fixed
-spectral filter of :mod:`spectral`), then ``normalize = "ufldl"``
+Order: ``normalize = "patch"`` (per-sample standardisation), then whitening (ZCA, or the fitted
+spectral whitening of :mod:`spectral`), then ``normalize = "ufldl"``
 (after whitening, so its [0.1, 0.9] range for sigmoid decoders survives; UFLDL also samples its
 patches from already-whitened images and then normalises them). A model only responds meaningfully
 to inputs prepared like its training data, so analysis runs held-out images through the same

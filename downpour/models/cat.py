@@ -5,7 +5,8 @@ pooling over a spatial neighbourhood within each map, and subtractive + divisive
 Each stage learns with its own reconstruction-TICA cost: ½‖W₂ W₁x − x‖² + λ Σ sqrt(ε + pool((W₁x)²)),
 W₁ the encoder and W₂ the decoder (tied, W₂ = W₁ᵀ as in RICA, or untied as in the paper).
 
-Why the defaults are what they are (each measured on cat-demo; docs/analysis.md has the commands):
+Why the defaults are what they are (measured on cat-demo by the diagnosis behind them; what the
+whole recipe does to the filters and the face test is in docs/analysis.md, with commands):
 - ``decoder="tied"`` with ``filter_norm``: with a free decoder and free filter sizes, the cost is
   lowest when the encoder projects onto low-variance directions and the decoder scales the small
   codes back up (stage-1 code std fell from ~1 to 0.33, encoder and decoder rows ended at cosine
@@ -49,6 +50,7 @@ class CatConfig:
     filter_norm: float = 1.0                  # every filter at L2 norm filter_norm·stride·√(C/M) (see above); 0 = free
     recon: str = "interior"                   # interior: reconstruct the pixels every filter offset covers | all
     first_layer: str = "learned"              # learned | gabor | random: stage 1's filters; gabor and random are frozen
+
 
 RECON_REGIONS = ("interior", "all")
 
