@@ -137,10 +137,14 @@ class LocallyConnected2d(nn.Module):
     def _n_classes(self) -> int:
         return self.tile_shape[0] * self.tile_shape[1]
 
-    def forward(self, x: Tensor) -> Tensor:
-        """(B, C, H, W) -> (B, maps, Ho, Wo)."""
+    def forward(self, x: Tensor, weight: Tensor | None = None) -> Tensor:
+        """(B, C, H, W) -> (B, maps, Ho, Wo). ``weight``: filters to use as given instead of
+        :meth:`effective_weight` (one computed once for a forward and its tied adjoint)."""
         self._check(x, self.in_channels, self.in_size, "forward")
-        out = self._linear(x, self.effective_weight())
+        if weight is not None and weight.shape != self.weight.shape:
+            raise ValueError(f"LocallyConnected2d.forward: weight must have shape {tuple(self.weight.shape)}, "
+                             f"got {tuple(weight.shape)}")
+        out = self._linear(x, self.effective_weight() if weight is None else weight)
         if self.bias is not None:
             out = out + _expand_tiles(self.bias, self.out_size).permute(2, 0, 1)
         return out

@@ -100,14 +100,16 @@ class CatStage(nn.Module):
         side = min(self.out_shape[1:])
         self.lcn = LocalContrastNorm2d(maps, kernel_size=min(lcn, side - 1 + side % 2))  # odd, within the map
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """(B, C, H, W) -> codes (B, maps, Ho, Wo), pooled (B, maps, Hp, Wp), normalised output (same as pooled)."""
-        codes = self.filter(x)
+    def forward(self, x: Tensor, weight: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """(B, C, H, W) -> codes (B, maps, Ho, Wo), pooled (B, maps, Hp, Wp), normalised output (same as pooled).
+        ``weight``: the filter layer's ``effective_weight()``, when the caller computed it already."""
+        codes = self.filter(x, weight)
         pooled = self.pool(codes)
         return codes, pooled, self.lcn(pooled)
 
-    def decode(self, codes: Tensor) -> Tensor:
-        return self.filter.adjoint(codes, self.decoder_weight)
+    def decode(self, codes: Tensor, weight: Tensor | None = None) -> Tensor:
+        """codes -> reconstruction: the untied decoder, else the filters' transpose (``weight`` as for forward)."""
+        return self.filter.adjoint(codes, self.decoder_weight if self.decoder_weight is not None else weight)
 
 
 class CatNet(FeatureModel):
@@ -162,10 +164,13 @@ class CatNet(FeatureModel):
             x = x.detach()  # each stage learns from its own cost only
             train_this = self.active_stage in (None, i)
             with torch.set_grad_enabled(train_this and torch.is_grad_enabled()):
-                codes, pooled, normalised = stage(x)
+                # once per step: normalising the filters costs as much as an untied layer's forward
+                # (bench/filter_norm.py), and the encoder and the tied decoder share them
+                w = stage.filter.effective_weight()
+                codes, pooled, normalised = stage(x, w)
                 if train_this:
-                    weights = tuple(w for w in (stage.filter.weight, stage.decoder_weight) if w is not None)
-                    outputs[f"stage{i}"] = Outputs(x=x, codes=codes, recon=stage.decode(codes), pooled=pooled,
+                    weights = tuple(p for p in (stage.filter.weight, stage.decoder_weight) if p is not None)
+                    outputs[f"stage{i}"] = Outputs(x=x, codes=codes, recon=stage.decode(codes, w), pooled=pooled,
                                                    recon_weight=stage.recon_weight, weights=weights,
                                                    encode=stage.filter, decode=stage.decode)
             x = normalised
