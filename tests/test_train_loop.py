@@ -123,3 +123,17 @@ def test_device_is_resolved_or_refused_clearly():
             resolve_device("cuda")
     with pytest.raises(ConfigError, match="train.device"):
         resolve_device("tpu")
+
+
+def test_a_part_is_averaged_over_the_steps_that_reported_it():
+    from downpour.train.telemetry import PartsMean
+
+    mean = PartsMean()
+    # the row where a greedy run moves on: 3 steps of stage 1, then 1 of stage 2
+    for v in (4.0, 2.0, 3.0):
+        mean.add({"stage1/reconstruction": v, "stage1/pooled_l2": 2 * v}, samples=8)
+    mean.add({"stage2/reconstruction": 10.0}, samples=8)
+    parts, samples = mean.pop()
+    assert parts == {"stage1/reconstruction": 3.0, "stage1/pooled_l2": 6.0, "stage2/reconstruction": 10.0}
+    assert samples == 32
+    assert mean.pop() == ({}, 0) and mean.steps == 0

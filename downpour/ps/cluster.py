@@ -27,7 +27,7 @@ from downpour.ps.staleness import StalenessLog, staleness_report
 from downpour.ps.worker import Push
 from downpour.train.loop import stage_for_step
 from downpour.train.rundir import RunDir
-from downpour.train.telemetry import Telemetry
+from downpour.train.telemetry import PartsMean, Telemetry
 
 log = logging.getLogger(__name__)
 SERVER = "server"  # checkpoint stem under checkpoints/
@@ -60,9 +60,7 @@ class Recorder:
         self.steps = self.skipped = 0   # worker steps in those pushes, and those with a NaN/Inf cost
         self._since_ckpt = 0
         self._stale_sum = 0.0
-        self._parts: dict[str, float] = {}
-        self._n = 0
-        self._samples = 0
+        self._mean = PartsMean()     # the pushes' parts and samples since the last log line
         self._last_step = coord.done
         self._last_time = self.t0
         self._last_pushes = 0
@@ -84,22 +82,19 @@ class Recorder:
         if push.skipped < push.steps:     # a push whose every step was skipped has no parts to average
             if record["accepted"]:
                 self.finite_pushes += 1
-            for k, v in push.parts.items():
-                self._parts[k] = self._parts.get(k, 0.0) + v
-            self._n += 1
-        self._samples += push.samples
+            self._mean.add(push.parts)
+        self._mean.samples += push.samples
         step, every = self.coord.done, self.cfg.train.log_every
         due = step // every > self._last_step // every or step >= self.cfg.train.steps
-        if due and self._n:
+        if due and self._mean.steps:
             now = time.perf_counter()
             rate = (self.pushes - self._last_pushes) / max(now - self._last_time, 1e-9)
-            parts = {k: v / self._n for k, v in self._parts.items()}
-            self.telemetry.log(step, parts, self._samples, worker=push.worker, staleness=record["staleness"],
+            parts, samples = self._mean.pop()
+            self.telemetry.log(step, parts, samples, worker=push.worker, staleness=record["staleness"],
                                staleness_max=record["staleness_max"], clock_gap=record["clock_gap"],
                                version=record["version"], accepted=record["accepted"],
                                updates_per_s=round(rate, 2), mean_staleness=round(self._stale_sum / self.pushes, 4),
                                **({"vtime": record["vtime"]} if "vtime" in record else {}))
-            self._parts, self._n, self._samples = {}, 0, 0
             self._last_step, self._last_time, self._last_pushes = step, now, self.pushes
         every_ckpt = self.cfg.cluster.checkpoint_every
         if every_ckpt and self._since_ckpt >= every_ckpt and step < self.cfg.train.steps and self.snapshot:

@@ -18,7 +18,7 @@ from downpour.models.registry import build
 from downpour.train.checkpoint import CheckpointError, load_optimizer_state, load_state, optimizer_state, save_state
 from downpour.train.rundir import RunDir
 from downpour.train.step import NonFiniteLoss, train_step
-from downpour.train.telemetry import Telemetry
+from downpour.train.telemetry import PartsMean, Telemetry
 
 log = logging.getLogger(__name__)
 OPTIMIZERS = ("sgd", "adagrad", "adam")
@@ -58,26 +58,6 @@ def set_up_torch(cfg: RunConfig) -> None:
     torch.manual_seed(cfg.seed)
     if cfg.train.threads:
         torch.set_num_threads(cfg.train.threads)
-
-
-class _Mean:
-    """Averages step results between two log lines, so the curve is not one noisy batch."""
-
-    def __init__(self):
-        self.sums: dict[str, float] = {}
-        self.steps = 0
-        self.samples = 0
-
-    def add(self, parts: dict[str, float], samples: int) -> None:
-        for k, v in parts.items():
-            self.sums[k] = self.sums.get(k, 0.0) + v
-        self.steps += 1
-        self.samples += samples
-
-    def pop(self) -> tuple[dict[str, float], int]:
-        out = {k: v / max(self.steps, 1) for k, v in self.sums.items()}, self.samples
-        self.__init__()
-        return out
 
 
 def _save_checkpoint(run: RunDir, model, opt, step: int, skipped: int, elapsed: float,
@@ -135,7 +115,7 @@ def run_local(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, An
         next(batches)
     telemetry = Telemetry(run, total, tensorboard=cfg.train.tensorboard, time_offset=elapsed, start_step=start)
     n_stages = len(getattr(model, "stages", ())) or 1
-    mean, last_row, last_skip = _Mean(), None, ""
+    mean, last_row, last_skip = PartsMean(), None, ""
     done, rng = start, torch.get_rng_state()   # the last completed step, and the RNG state right after it
     t0 = time.perf_counter()
     try:

@@ -16,6 +16,34 @@ def _fmt_duration(seconds: float) -> str:
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
+class PartsMean:
+    """Averages step results between two log lines, so the curve is not one noisy batch.
+
+    Each part is averaged over the steps that reported it: in the row where a greedy run moves from
+    stage 1 to stage 2, stage 1's parts come from the stage-1 steps alone (divided by every step of
+    the row they fell to a fraction of their value, a false cliff in every stage's curve).
+    """
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+        self.steps = 0           # results added since the last pop
+        self.samples = 0
+
+    def add(self, parts: dict[str, float], samples: int = 0) -> None:
+        for k, v in parts.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+            self.counts[k] = self.counts.get(k, 0) + 1
+        self.steps += 1
+        self.samples += samples
+
+    def pop(self) -> tuple[dict[str, float], int]:
+        """(each part's mean, samples since the last pop), and start afresh."""
+        out = {k: v / self.counts[k] for k, v in self.sums.items()}, self.samples
+        self.__init__()
+        return out
+
+
 class Telemetry:
     """``log(step, parts, samples, **fields)`` appends
     ``{"step", "time", "loss", <every part>, "samples_per_s", **fields}`` to metrics.jsonl.
