@@ -29,7 +29,11 @@ class Preprocess:
     normalize: str = "none"                   # none | patch | ufldl
     stats: dict[str, Any] | None = None       # the normalisation's fitted statistics (JSON-able)
     whitener: ZCAWhitener | SpectralWhitener | None = None
-    whiten: str = "none"                      # none | zca | spectral
+
+    @property
+    def whiten(self) -> str:
+        """none | zca | spectral: the ``data.whiten`` name of ``whitener``."""
+        return next((name for name, cls in WHITENERS.items() if isinstance(self.whitener, cls)), "none")
 
     @classmethod
     def fit(cls, x: np.ndarray, normalize_mode: str, whiten: str, zca_eps: float,
@@ -49,7 +53,7 @@ class Preprocess:
             out, stats = normalize(xt.numpy(), normalize_mode)
             xt = torch.from_numpy(out)
         info = {"normalization": stats, "whitening": whitener.summary() if whitener else {"method": "none"}}
-        return cls(normalize_mode, stats, whitener, whiten), xt, info
+        return cls(normalize_mode, stats, whitener), xt, info
 
     def state(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
         """(tensors, JSON-able meta) to save beside a model; :meth:`from_state` restores it."""
@@ -65,7 +69,7 @@ class Preprocess:
         prefix = f"{whiten}."
         state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
         whitener = WHITENERS[whiten].from_state_dict(state) if whiten != "none" else None
-        return cls(meta["normalize"], meta.get("stats"), whitener, whiten)
+        return cls(meta["normalize"], meta.get("stats"), whitener)
 
     def __call__(self, x: Tensor) -> Tensor:
         """New images (N, C, H, W), prepared like the raw samples were -> (N, C, H, W) float32."""

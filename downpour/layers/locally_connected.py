@@ -141,10 +141,7 @@ class LocallyConnected2d(nn.Module):
         """(B, C, H, W) -> (B, maps, Ho, Wo). ``weight``: filters to use as given instead of
         :meth:`effective_weight` (one computed once for a forward and its tied adjoint)."""
         self._check(x, self.in_channels, self.in_size, "forward")
-        if weight is not None and weight.shape != self.weight.shape:
-            raise ValueError(f"LocallyConnected2d.forward: weight must have shape {tuple(self.weight.shape)}, "
-                             f"got {tuple(weight.shape)}")
-        out = self._linear(x, self.effective_weight() if weight is None else weight)
+        out = self._linear(x, self._filters_for(weight, "forward"))
         if self.bias is not None:
             out = out + _expand_tiles(self.bias, self.out_size).permute(2, 0, 1)
         return out
@@ -157,11 +154,16 @@ class LocallyConnected2d(nn.Module):
         (an untied decoder). Differentiable in both.
         """
         self._check(y, self.maps, self.out_size, "adjoint")
-        w = self.effective_weight() if weight is None else weight
-        if w.shape != self.weight.shape:
-            raise ValueError(f"LocallyConnected2d.adjoint: weight must have shape {tuple(self.weight.shape)}, "
-                             f"got {tuple(w.shape)}")
-        return self._linear_t(y, w)
+        return self._linear_t(y, self._filters_for(weight, "adjoint"))
+
+    def _filters_for(self, weight: Tensor | None, what: str) -> Tensor:
+        """``weight`` as given (checked against ``self.weight``'s shape), or :meth:`effective_weight` when None."""
+        if weight is None:
+            return self.effective_weight()
+        if weight.shape != self.weight.shape:
+            raise ValueError(f"LocallyConnected2d.{what}: weight must have shape {tuple(self.weight.shape)}, "
+                             f"got {tuple(weight.shape)}")
+        return weight
 
     def filters(self) -> Tensor:
         """(n_distinct_filters, C, k, k) = (tH*tW*maps, C, k, k), as used (at ``norm``), for pictures; detached."""
