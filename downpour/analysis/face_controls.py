@@ -38,12 +38,16 @@ LOW_LEVEL = "low-level matched"
 
 def face_controls(model: FeatureModel, twin: FeatureModel, *, layer: str | None, input_shape: tuple[int, ...],
                   prepare: Callable[[Tensor], Tensor] | None, seeds: list[int], test_fraction: float = 0.5,
-                  n_random_filters: int = 2000, seed: int = 0, replicates: int = 2000) -> dict[str, Any]:
+                  n_random_filters: int = 2000, seed: int = 0, replicates: int = 2000,
+                  other_layers: tuple[str, ...] = (), other_replicates: int = 500) -> dict[str, Any]:
     """Every method on every negative set, chosen once per split; JSON-ready ``{"rows", "verdict", ...}``.
 
     ``seed`` draws the controls (phase noise, block orders, crops), the random filters (the same bank
     as :func:`~downpour.analysis.selectivity.face_neuron_tables` with ``seeds[0] == seed``) and the
     bootstrap; ``seeds`` are the split seeds (stratified, ``test_fraction`` held back for testing).
+    ``by_layer``: the learned unit's result in brief for ``layer``, then for each of ``other_layers``,
+    scored on the same images and splits against the methods the criterion needs (twin at that layer,
+    best pixel, gradient energy; ``other_replicates`` bootstrap replicates).
     """
     from downpour.data import lfw_split
 
@@ -62,21 +66,30 @@ def face_controls(model: FeatureModel, twin: FeatureModel, *, layer: str | None,
 
     model_x = prepare_images(torch.from_numpy(images), input_shape, prepare)
     pixels = baselines.pixels(images)                                    # (M, 625): the fixed representation
+    statistics = {name: v[:, None] for name, v in baselines.statistics(images).items()}
     methods: dict[str, Any] = {
         LEARNED: unit_responses(model, model_x, layer),
         TWIN: unit_responses(twin, model_x, layer),
         PIXEL: pixels,
         f"best of {n_random_filters} random linear filters":
             pixels @ baselines.random_directions(pixels.shape[1], n_random_filters, seed),
-        **{name: v[:, None] for name, v in baselines.statistics(images).items()},
+        **statistics,
         PROBE: lambda select: baselines.probe(pixels[select], y[select]).decision_function(pixels)[:, None],
     }
     splits = [split(y, test_fraction, s) for s in seeds]
     levels = {name: "lfw" if name == LFW else LOW_LEVEL for name in negatives}
     rows = score_controls(methods, y, negatives, source, splits, replicates=replicates, seed=draw_bootstrap,
                           levels=levels)
+    verdict = controls_verdict(rows)
+    by_layer = [_brief(layer, verdict)]
+    for other in other_layers:          # the same images, splits and bootstrap draw; only the units change
+        needed = {LEARNED: unit_responses(model, model_x, other), TWIN: unit_responses(twin, model_x, other),
+                  PIXEL: pixels, GRADIENT: statistics[GRADIENT]}
+        other_rows = score_controls(needed, y, negatives, source, splits, replicates=other_replicates,
+                                    seed=draw_bootstrap, levels=levels)
+        by_layer.append(_brief(other, controls_verdict(other_rows)))
     return {
-        "rows": rows, "verdict": controls_verdict(rows),
+        "rows": rows, "verdict": verdict, "by_layer": by_layer,
         "negatives": {LFW: {"label": NEGATIVES[LFW], "images": int((y == 0).sum()),
                             "what": "the held-out lfw_subset non-faces"},
                       **{c.name: {"label": NEGATIVES[c.name], "images": len(c.x), **c.info} for c in controls}},
@@ -87,6 +100,13 @@ def face_controls(model: FeatureModel, twin: FeatureModel, *, layer: str | None,
                       "resamples": "source images (faces, non-faces separately); controls follow their face; "
                                    "choices fixed per split, AUC averaged over splits"},
     }
+
+
+def _brief(layer: str, verdict: dict[str, Any]) -> dict[str, Any]:
+    """One layer's face test in brief: the learned unit's AUC [CI] per negative set, and whether it passes."""
+    return {"layer": layer, "passes_low_level": verdict["passes_low_level"],
+            "negatives": [{"negatives": p["negatives"], "auc": p["learned_auc"], "auc_ci": p["learned_auc_ci"],
+                           "passes": p["passes"]} for p in verdict["per_negatives"]]}
 
 
 def _fmt(row: dict[str, Any]) -> str:

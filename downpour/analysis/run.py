@@ -140,28 +140,15 @@ def _controls(model: FeatureModel, twin: FeatureModel, opts: AnalysisConfig, lay
         reason = f"the face test needs analysis.dataset = lfw and positive = 1 (got {opts.dataset!r}, {opts.positive})"
         return {"controls": [], "controls_verdict": {"sentences": [f"Not run: {reason}."], "per_negatives": [],
                                                      "passes_low_level": None}}
-    def test(name: str, replicates: int) -> dict[str, Any]:
-        return face_controls(model, twin, layer=name, input_shape=shape, prepare=prepare, seeds=seeds,
-                             test_fraction=opts.test_fraction, n_random_filters=opts.random_filters, seed=seed,
-                             replicates=replicates)
-
-    main = test(layer, opts.bootstrap)
-    # Where in the network the face information is: the same test for every other feature layer,
-    # learned unit and twin only (fewer replicates: a map, not the verdict). cat-demo's top layer
-    # (after L2 pooling and LCN) loses what its stage-2 codes carry (docs/analysis.md).
-    by_layer = [_layer_row(layer, main)]
-    for name in model.feature_layers():
-        if name != layer:
-            by_layer.append(_layer_row(name, test(name, min(opts.bootstrap, 500))))
-    return {"controls": main["rows"], "controls_verdict": main["verdict"], "controls_by_layer": by_layer,
-            "controls_setup": {k: main[k] for k in ("negatives", "faces", "representation", "bootstrap", "test_fraction")}}
-
-
-def _layer_row(layer: str, test: dict[str, Any]) -> dict[str, Any]:
-    """One layer's face test in brief: the learned unit's AUC [CI] per negative set, and whether it passes."""
-    return {"layer": layer, "passes_low_level": test["verdict"]["passes_low_level"],
-            "negatives": [{"negatives": p["negatives"], "auc": p["learned_auc"], "auc_ci": p["learned_auc_ci"],
-                           "passes": p["passes"]} for p in test["verdict"]["per_negatives"]]}
+    # Where in the network the face information is: the same test for every other feature layer
+    # (fewer replicates: a map, not the verdict). cat-demo's top layer, after L2 pooling and LCN,
+    # loses what its stage-2 codes carry (docs/analysis.md).
+    others = tuple(name for name in model.feature_layers() if name != layer)
+    test = face_controls(model, twin, layer=layer, input_shape=shape, prepare=prepare, seeds=seeds,
+                         test_fraction=opts.test_fraction, n_random_filters=opts.random_filters, seed=seed,
+                         replicates=opts.bootstrap, other_layers=others, other_replicates=min(opts.bootstrap, 500))
+    return {"controls": test["rows"], "controls_verdict": test["verdict"], "controls_by_layer": test["by_layer"],
+            "controls_setup": {k: test[k] for k in ("negatives", "faces", "representation", "bootstrap", "test_fraction")}}
 
 
 def _in_pixels(prepare: Preprocess, image: torch.Tensor) -> torch.Tensor:
