@@ -35,7 +35,7 @@ def check_run_config(cfg: RunConfig) -> None:
 
 
 def _check_train(cfg: RunConfig) -> torch.device:
-    from downpour.train.loop import OPTIMIZERS, SCHEDULES, resolve_device
+    from downpour.train.setup import OPTIMIZERS, SCHEDULES, resolve_device
 
     t = cfg.train
     for key in ("steps", "batch_size", "log_every"):

@@ -7,7 +7,8 @@ import torch
 
 from downpour.analysis.orientation import coherence
 from downpour.config import ConfigError, load_config
-from downpour.train.loop import run_local, stage_for_step
+from downpour.train.loop import run_local
+from downpour.train.setup import stage_for_step
 from downpour.train.rundir import NotARunError, RunDir
 
 SMALL_CAT = ["model.maps=[4, 4]", "model.kernels=[6, 3]", "data.size=16", "train.batch_size=16",
@@ -114,7 +115,7 @@ def test_not_a_run_is_a_clear_error(tmp_path):
 
 
 def test_device_is_resolved_or_refused_clearly():
-    from downpour.train.loop import resolve_device
+    from downpour.train.setup import resolve_device
 
     assert resolve_device("cpu").type == "cpu"
     assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")

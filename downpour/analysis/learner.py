@@ -167,7 +167,7 @@ def _train(model: FeatureModel, objective: Objective, x: torch.Tensor, p: Featur
     """Unsupervised minibatch training with the shared step and the runners' batch order; returns the
     loss of every step (a non-finite batch is skipped, as the runners do, and logged as NaN)."""
     from downpour.data.dataset import Dataset
-    from downpour.train.loop import make_optimizer
+    from downpour.train.setup import make_optimizer
     from downpour.train.step import NonFiniteLoss, train_step
 
     opt = make_optimizer(TrainConfig(optimizer=p.optimizer, lr=float(p.lr)), model.parameters())

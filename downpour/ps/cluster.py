@@ -25,7 +25,7 @@ from downpour.ps.coordinator import Coordinator
 from downpour.ps.job import Job, make_shards, prepare
 from downpour.ps.staleness import StalenessLog, staleness_report
 from downpour.ps.worker import Push
-from downpour.train.loop import stage_for_step
+from downpour.train.setup import stage_for_step
 from downpour.train.rundir import RunDir
 from downpour.train.telemetry import PartsMean, Telemetry
 

@@ -22,7 +22,7 @@ from downpour.ps.rules import make_rule
 from downpour.ps.shard import Shard, shard_bounds
 from downpour.ps.worker import Worker
 from downpour.train.flat import ParamLayout
-from downpour.train.loop import set_up_torch
+from downpour.train.setup import set_up_torch
 
 
 def check_cluster_config(cfg: RunConfig) -> None:

@@ -7,57 +7,21 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Iterable
+from typing import Any
 
 import torch
 
-from downpour.config import ConfigError, RunConfig, TrainConfig
+from downpour.config import ConfigError, RunConfig
 from downpour.data import build_dataset
 from downpour.errors import RunError
 from downpour.models.registry import build
 from downpour.train.checkpoint import CheckpointError, load_optimizer_state, load_state, optimizer_state, save_state
 from downpour.train.rundir import RunDir
+from downpour.train.setup import make_optimizer, resolve_device, set_up_torch, stage_for_step
 from downpour.train.step import NonFiniteLoss, train_step
 from downpour.train.telemetry import PartsMean, Telemetry
 
 log = logging.getLogger(__name__)
-OPTIMIZERS = ("sgd", "adagrad", "adam")
-SCHEDULES = ("joint", "greedy")
-
-
-def make_optimizer(cfg: TrainConfig, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
-    params = [p for p in params if p.requires_grad]
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum)
-    if cfg.optimizer == "adagrad":
-        return torch.optim.Adagrad(params, lr=cfg.lr)
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr)
-    raise ConfigError(f"train.optimizer must be one of {OPTIMIZERS}, got {cfg.optimizer!r}")
-
-
-def stage_for_step(step: int, total: int, n_stages: int, schedule: str) -> int | None:
-    """Greedy training gives each stage an equal share of the steps, bottom first; joint trains all (None)."""
-    if schedule == "joint" or n_stages <= 1:
-        return None
-    if schedule not in SCHEDULES:
-        raise ConfigError(f"train.schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
-    return min(n_stages, 1 + step * n_stages // max(total, 1))
-
-
-def resolve_device(name: str) -> torch.device:
-    """``train.device``: cpu | cuda | auto (cuda when this torch build sees a GPU, else cpu)."""
-    if name not in ("cpu", "cuda", "auto"):
-        raise ConfigError(f"train.device must be cpu, cuda or auto, got {name!r}")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"train.device='cuda' but torch {torch.__version__} sees no GPU; use 'cpu' or 'auto'")
-    return torch.device("cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu")
-
-
-def set_up_torch(cfg: RunConfig) -> None:
-    torch.manual_seed(cfg.seed)
-    if cfg.train.threads:
-        torch.set_num_threads(cfg.train.threads)
 
 
 def _save_checkpoint(run: RunDir, model, opt, step: int, skipped: int, elapsed: float,
