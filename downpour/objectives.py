@@ -1,7 +1,7 @@
 """Cost terms that compose by weighted addition.
 
 An :class:`Objective` is a dict of named terms. Called on a model's ``forward_train`` result (one
-:class:`~downpour.models.base.Outputs` per trainable part) it returns the total and every named,
+:class:`~downpour.batch.Outputs` per trainable part) it returns the total and every named,
 weighted part, so every run logs every part:
 
     >>> objective = Objective.from_config({"reconstruction": 1.0, "kl_sparsity": {"weight": 3.0, "rho": 0.01}})
@@ -17,16 +17,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from downpour._names import nearest
-
-if TYPE_CHECKING:
-    from downpour.models.base import Outputs
+from downpour.batch import Outputs
 
 
 def _per_sample_sum(t: Tensor) -> Tensor:

@@ -15,7 +15,7 @@ from downpour.analysis.run import analysis_options
 from downpour.config import ConfigError, RunConfig, config_to_dict
 from downpour.data.build import check_config as check_data
 from downpour.data.build import sample_shape
-from downpour.models.base import Batch
+from downpour.batch import Batch
 from downpour.models.registry import build, check_model_spec
 
 def check_run_config(cfg: RunConfig) -> None:

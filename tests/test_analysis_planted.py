@@ -13,7 +13,8 @@ from torch import Tensor, nn
 from downpour.analysis.labelled import LabelledSet
 from downpour.analysis.selectivity import best_unit, face_neuron_table, split, threshold_scan
 from downpour.analysis.units import randomized_copy, unit_responses
-from downpour.models.base import Batch, FeatureModel, Outputs
+from downpour.batch import Batch, Outputs
+from downpour.models.base import FeatureModel
 
 
 class PlantedModel(FeatureModel):

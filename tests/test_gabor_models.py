@@ -2,8 +2,8 @@
 import pytest
 import torch
 
+from downpour.batch import Batch
 from downpour.layers.gabor import GaborBank
-from downpour.models.base import Batch
 from downpour.models.registry import create_model, model_entry
 from downpour.objectives import Objective
 from downpour.train.flat import ParamLayout

@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
+from downpour.batch import Batch
 from downpour.layers.locally_connected import LocallyConnected2d, locally_connected_reference
-from downpour.models.base import Batch
 from downpour.models.registry import create_model
 from downpour.objectives import Objective
 

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 import torch
 
+from downpour.batch import Batch
 from downpour.data.builtin import digits
-from downpour.models.base import Batch
 from downpour.models.cnn import CNN, CNNConfig
 from downpour.models.registry import create_model, list_models, model_entry
 from downpour.objectives import Objective

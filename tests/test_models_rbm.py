@@ -8,8 +8,8 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import BernoulliRBM
 
+from downpour.batch import Batch
 from downpour.data.builtin import digits
-from downpour.models.base import Batch
 from downpour.models.rbm import RBM, RBMConfig
 from downpour.models.registry import create_model, list_models
 from downpour.objectives import Objective, is_metric

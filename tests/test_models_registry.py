@@ -4,8 +4,8 @@ import math
 import pytest
 import torch
 
+from downpour.batch import Batch
 from downpour.config import ConfigError
-from downpour.models.base import Batch
 from downpour.models.registry import create_model, list_models, model_entry
 from downpour.objectives import Objective
 from downpour.train.flat import ParamLayout

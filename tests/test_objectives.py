@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from downpour.models.base import Outputs
+from downpour.batch import Outputs
 from downpour.objectives import Objective, make_term
 
 

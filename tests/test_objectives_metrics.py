@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from downpour.models.base import Outputs
+from downpour.batch import Outputs
 from downpour.objectives import Objective, is_metric
 
 

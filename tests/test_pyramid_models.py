@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from downpour.models.base import Batch
+from downpour.batch import Batch
 from downpour.models.registry import create_model, model_entry
 from downpour.objectives import Objective
 from downpour.train.step import train_step

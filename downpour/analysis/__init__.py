@@ -10,7 +10,6 @@ here works on a run directory alone.
 from downpour.analysis.edges import edge_like, edge_scores, edge_summary
 from downpour.analysis.invariance import invariance_curves, transform
 from downpour.analysis.labelled import LabelledSet, load_labelled
-from downpour.analysis.learner import FeatureLearner
 from downpour.analysis.probe import cv_probe, probe_table
 from downpour.analysis.selectivity import best_unit, face_neuron_table, threshold_scan
 from downpour.analysis.stimulus import Stimulus, optimal_stimulus, top_images
@@ -31,7 +30,7 @@ def write_report(run_path, **options):
     return _write(run_path, **options)
 
 
-__all__ = ["FeatureLearner", "LabelledSet", "Stimulus", "analyze_run", "best_unit", "cv_probe", "edge_like",
-           "edge_scores", "edge_summary", "face_neuron_table", "invariance_curves", "load_labelled",
-           "optimal_stimulus", "probe_table", "randomized_copy", "threshold_scan", "top_images", "transform",
-           "unit_responses", "write_report"]
+__all__ = ["LabelledSet", "Stimulus", "analyze_run", "best_unit", "cv_probe", "edge_like", "edge_scores",
+           "edge_summary", "face_neuron_table", "invariance_curves", "load_labelled", "optimal_stimulus",
+           "probe_table", "randomized_copy", "threshold_scan", "top_images", "transform", "unit_responses",
+           "write_report"]

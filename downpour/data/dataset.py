@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 import torch
 from torch import Tensor
 
-from downpour.models.base import Batch
+from downpour.batch import Batch
 
 if TYPE_CHECKING:   # only for annotations: dataset.py must not import its own processing steps
     from downpour.data.augment import Augment

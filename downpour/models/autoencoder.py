@@ -16,9 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from downpour.batch import Batch, Outputs
 from downpour.layers import L2Pool2d, LocallyConnected2d
 from downpour.layers.gabor import init_first_layer
-from downpour.models.base import Batch, FeatureModel, Outputs
+from downpour.models.base import FeatureModel
 from downpour.models.registry import register_model
 
 _ACTIVATIONS = {"sigmoid": torch.sigmoid, "linear": lambda t: t, "relu": F.relu, "tanh": torch.tanh}

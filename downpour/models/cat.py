@@ -31,9 +31,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from downpour.batch import Batch, Outputs
 from downpour.layers import L2Pool2d, LocalContrastNorm2d, LocallyConnected2d
 from downpour.layers.gabor import init_first_layer
-from downpour.models.base import Batch, FeatureModel, Outputs
+from downpour.models.base import FeatureModel
 from downpour.models.registry import register_model
 
 

@@ -18,8 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from downpour.batch import Batch, Outputs
 from downpour.layers.locally_connected import LocallyConnected2d
-from downpour.models.base import Batch, FeatureModel, Outputs
+from downpour.models.base import FeatureModel
 from downpour.models.registry import register_model
 
 

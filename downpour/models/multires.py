@@ -15,10 +15,11 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
+from downpour.batch import Batch, Outputs
 from downpour.layers.gabor import init_first_layer
 from downpour.layers.pyramid import GlimpseFront, PyramidFront
 from downpour.models.autoencoder import Autoencoder, AutoencoderConfig
-from downpour.models.base import Batch, FeatureModel, Outputs
+from downpour.models.base import FeatureModel
 from downpour.models.registry import register_model
 
 

@@ -24,7 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from downpour.models.base import Batch, FeatureModel, Outputs
+from downpour.batch import Batch, Outputs
+from downpour.models.base import FeatureModel
 from downpour.models.registry import register_model
 
 VISIBLE_KINDS = ("bernoulli", "gaussian")

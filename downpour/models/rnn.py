@@ -20,7 +20,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from downpour.models.base import Batch, FeatureModel, Outputs
+from downpour.batch import Batch, Outputs
+from downpour.models.base import FeatureModel
 from downpour.models.registry import register_model
 
 OUTPUTS = ("linear", "sigmoid")

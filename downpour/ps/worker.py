@@ -16,7 +16,8 @@ from typing import Iterator, Sequence
 import torch
 from torch import Tensor
 
-from downpour.models.base import Batch, FeatureModel
+from downpour.batch import Batch
+from downpour.models.base import FeatureModel
 from downpour.objectives import Objective
 from downpour.train.flat import ParamLayout
 from downpour.train.step import NonFiniteLoss, train_step

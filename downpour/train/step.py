@@ -8,7 +8,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from downpour.models.base import Batch, FeatureModel
+from downpour.batch import Batch
+from downpour.models.base import FeatureModel
 from downpour.objectives import Objective
 
 

@@ -11,7 +11,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_score
 from sklearn.pipeline import Pipeline
 
-from downpour.analysis.learner import FeatureLearner
+from downpour.learner import FeatureLearner
 from test_analysis_planted import TinyAutoencoder
 
 pytestmark = pytest.mark.usefixtures("one_thread")   # tiny nets between BLAS calls: a second torch thread only spins

@@ -3,6 +3,7 @@
     from sklearn.pipeline import Pipeline
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import cross_val_score
+    from downpour.learner import FeatureLearner
     pipe = Pipeline([("features", FeatureLearner("ufldl-sae", steps=300)), ("clf", LogisticRegression())])
     cross_val_score(pipe, X, y, cv=5)            # X: (N, 64) digits, or (N, C, H, W)
 
@@ -11,6 +12,10 @@ shared training step) or an already trained :class:`FeatureModel` (``fit`` keeps
 ``steps=0``, or fine-tunes a copy). ``FeatureLearner.from_run(path)`` wraps a finished run's model.
 As in scikit-learn, the constructor only stores its arguments; ``fit`` validates them and sets the
 learned state (names ending in ``_``).
+
+A top-level module, beside ``cli.py``: it trains (train/), so it does not belong in analysis/, which
+reads finished run directories; it reads a layer name and a run's input processing the way analysis
+does, so it sits above analysis/ too.
 """
 from __future__ import annotations
 
@@ -25,8 +30,15 @@ from sklearn.utils.validation import check_is_fitted
 
 from downpour.analysis.units import check_layer
 from downpour.config import TrainConfig
+from downpour.data.dataset import Dataset
 from downpour.models.base import FeatureModel
+from downpour.models.registry import create_model, model_entry, resolve_objective
 from downpour.objectives import Objective
+from downpour.train.rundir import RunDir
+from downpour.train.setup import make_optimizer
+from downpour.train.step import NonFiniteLoss, train_step
+
+__all__ = ["FeatureLearner"]
 
 
 class FeatureLearner(TransformerMixin, BaseEstimator):
@@ -73,8 +85,7 @@ class FeatureLearner(TransformerMixin, BaseEstimator):
     def from_run(cls, path: str, layer: str | None = None) -> "FeatureLearner":
         """A frozen learner (``steps=0``) around the trained model of a run directory; raw images are
         normalised and whitened like the run's training data."""
-        from downpour.analysis.run import run_preprocess
-        from downpour.train.rundir import RunDir
+        from downpour.analysis.run import run_preprocess   # on use: it pulls in the figures (matplotlib)
 
         run = RunDir.open(path)
         return cls(run.load_model(), layer=layer, steps=0, preprocess=run_preprocess(run))
@@ -126,7 +137,6 @@ class FeatureLearner(TransformerMixin, BaseEstimator):
         elif isinstance(self.model, FeatureModel):
             shape = tuple(getattr(self.model, "input_shape", None) or _square(arr.shape[1]))
         else:
-            from downpour.models.registry import model_entry
             shape = model_entry(self.model).input_shape
             if int(np.prod(shape)) != arr.shape[1]:
                 shape = _square(arr.shape[1])
@@ -136,7 +146,6 @@ class FeatureLearner(TransformerMixin, BaseEstimator):
 
     def _build(self, shape: tuple[int, ...]) -> tuple[FeatureModel, Objective | None]:
         if isinstance(self.model, str):
-            from downpour.models.registry import create_model, resolve_objective
             model = create_model(self.model, shape, **(self.options or {}))
             return model, Objective.from_config(resolve_objective(self.model, self.objective or {}))
         if isinstance(self.model, FeatureModel):
@@ -166,10 +175,6 @@ def _as_images(X: Any, shape: tuple[int, ...]) -> torch.Tensor:
 def _train(model: FeatureModel, objective: Objective, x: torch.Tensor, p: FeatureLearner) -> list[float]:
     """Unsupervised minibatch training with the shared step and the runners' batch order; returns the
     loss of every step (a non-finite batch is skipped, as the runners do, and logged as NaN)."""
-    from downpour.data.dataset import Dataset
-    from downpour.train.setup import make_optimizer
-    from downpour.train.step import NonFiniteLoss, train_step
-
     opt = make_optimizer(TrainConfig(optimizer=p.optimizer, lr=float(p.lr)), model.parameters())
     batches = Dataset(x, None, {}).batches(p.batch_size, torch.Generator().manual_seed(p.seed))
     losses = []
