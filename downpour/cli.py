@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from downpour.config import ConfigError, config_to_toml, list_presets, load_config, parse_override
-from downpour.errors import RunError
+from downpour.errors import DownpourError
 
 # Flags that are shorthands for `--set cluster.<key>=...` / `--set train.<key>=...`.
 SHORTHANDS = {
@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except (ConfigError, RunError, FileExistsError, FileNotFoundError, ValueError, KeyError) as err:
+    except DownpourError as err:   # the user's to fix, said in one line; anything else is a bug: a traceback
         if args.verbose:
             raise
         print(f"downpour: error: {err}", file=sys.stderr)

@@ -18,9 +18,10 @@ from typing import Any, get_type_hints
 import tomli_w
 
 from downpour._names import nearest
+from downpour.errors import DownpourError
 
 
-class ConfigError(ValueError):
+class ConfigError(DownpourError, ValueError):
     """A config file, preset or override is wrong; the message names the key or value."""
 
 

@@ -1,6 +1,19 @@
-"""Errors a run reports to its user (the CLI prints them without a traceback)."""
+"""Errors downpour reports to its user. The CLI prints a :class:`DownpourError` as one line and
+lets anything else (a bug) show its traceback.
+
+Ground floor: imports nothing from downpour, so every layer can raise these.
+"""
 from __future__ import annotations
 
 
-class RunError(RuntimeError):
+class DownpourError(Exception):
+    """Base of every error that is the user's to fix (a config, a file, a run directory)."""
+
+
+class RunError(DownpourError, RuntimeError):
     """A run stopped for a reason outside its config (every worker lost, ...); what it had done is saved."""
+
+
+class DataError(DownpourError):
+    """The data a run reads cannot be used (a file that is not what it should be, a folder without
+    images, images too few or too small for the settings); the message names the path or setting."""

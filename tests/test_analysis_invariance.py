@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from downpour.analysis.invariance import invariance_curves, invariance_summary, transform
+from downpour.errors import DataError
 from test_analysis_planted import PlantedModel
 
 
@@ -87,5 +88,5 @@ def test_posed_images_give_the_out_of_plane_curve():
     assert curve["response"][0] < curve["response"][1] < 1.0 and curve["response"][4] < curve["response"][3] < 1.0
     assert result["out_of_plane_rotation"]["available"] is True
     assert invariance_summary(result)["ranges"]["out_of_plane_rotation"] == [-40.0, 40.0]
-    with pytest.raises(ValueError, match="frontal pose"):
+    with pytest.raises(DataError, match="frontal pose"):
         invariance_curves(model, poses[0.0], 0, poses={40.0: poses[40.0]})

@@ -8,6 +8,7 @@ from PIL import Image
 
 from downpour.analysis.labelled import load_labelled, resize_to
 from downpour.data.preprocess import Preprocess
+from downpour.errors import DataError
 
 
 def test_lfw_heldout_is_resized_and_normalised_like_training():
@@ -31,10 +32,10 @@ def test_folder_with_class_subfolders(tmp_path):
 
 
 def test_bad_sets_fail_clearly(tmp_path):
-    with pytest.raises(ValueError, match="neither a built-in set"):
+    with pytest.raises(DataError, match="neither a built-in set"):
         load_labelled(str(tmp_path / "nope"), (1, 8, 8))
     (tmp_path / "only").mkdir()
-    with pytest.raises(ValueError, match="one sub-folder per class"):
+    with pytest.raises(DataError, match="one sub-folder per class"):
         load_labelled(str(tmp_path), (1, 8, 8))
 
 

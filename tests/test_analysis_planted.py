@@ -14,6 +14,7 @@ from downpour.analysis.labelled import LabelledSet
 from downpour.analysis.selectivity import best_unit, face_neuron_table, split, threshold_scan
 from downpour.analysis.units import randomized_copy, unit_responses
 from downpour.batch import Batch, Outputs
+from downpour.errors import DataError
 from downpour.models.base import FeatureModel
 
 
@@ -151,7 +152,7 @@ def test_randomized_copy_replaces_every_weight(faces):
 
 def test_one_class_only_is_a_clear_error(faces):
     only_faces = LabelledSet("faces", faces.x[faces.y == 1], faces.y[faces.y == 1], faces.classes)
-    with pytest.raises(ValueError, match="both classes"):
+    with pytest.raises(DataError, match="both classes"):
         face_neuron_table(PlantedModel(tuple(faces.x.shape[1:])), only_faces)
 
 

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from downpour.train.checkpoint import load_optimizer_state, load_state, optimizer_state, save_state
+from downpour.errors import DownpourError
+from downpour.train.checkpoint import CheckpointError, load_optimizer_state, load_state, optimizer_state, save_state
 
 
 def test_optimizer_state_round_trips_through_safetensors(tmp_path):
@@ -20,13 +21,11 @@ def test_optimizer_state_round_trips_through_safetensors(tmp_path):
 
 
 def test_missing_checkpoint_is_named(tmp_path):
-    with pytest.raises(FileNotFoundError, match="ck.safetensors"):
+    with pytest.raises(CheckpointError, match="ck.safetensors' is missing"):
         load_state(tmp_path / "ck")
 
 
 def test_a_damaged_or_incomplete_checkpoint_is_named(tmp_path):
-    from downpour.train.checkpoint import CheckpointError
-
     save_state(tmp_path / "ck", {"w": torch.ones(3)}, {"step": 4})
     with pytest.raises(CheckpointError, match=r"ck.json' lacks key 'skipped'"):
         load_state(tmp_path / "ck", meta_keys=("step", "skipped"))
@@ -40,4 +39,4 @@ def test_a_damaged_or_incomplete_checkpoint_is_named(tmp_path):
     (tmp_path / "ck.safetensors").write_bytes(data[:5])
     with pytest.raises(CheckpointError, match=r"ck.safetensors' is not a readable safetensors file"):
         load_state(tmp_path / "ck")
-    assert issubclass(CheckpointError, ValueError)   # the CLI prints ValueErrors without a traceback
+    assert issubclass(CheckpointError, DownpourError)   # the CLI prints these without a traceback

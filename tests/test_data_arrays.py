@@ -5,6 +5,7 @@ import pytest
 from downpour.config import DataConfig
 from downpour.data import build_dataset
 from downpour.data.arrays import load_array, read_arrays
+from downpour.errors import DataError
 
 
 def test_npz_with_labels_and_uint8_scaling(tmp_path):
@@ -35,38 +36,38 @@ def test_npy_floats_kept_and_colour_to_grey(tmp_path):
 ])
 def test_bad_x_shapes_and_values(tmp_path, x, match):
     np.savez(tmp_path / "bad.npz", x=x)
-    with pytest.raises(ValueError, match=match) as err:
+    with pytest.raises(DataError, match=match) as err:
         read_arrays(tmp_path / "bad.npz")
     assert "bad.npz" in str(err.value)
 
 
 def test_bad_keys_and_labels(tmp_path):
     np.savez(tmp_path / "nox.npz", images=np.zeros((2, 4, 4)))
-    with pytest.raises(ValueError, match="no array named 'x'.*images"):
+    with pytest.raises(DataError, match="no array named 'x'.*images"):
         read_arrays(tmp_path / "nox.npz")
     np.savez(tmp_path / "extra.npz", x=np.zeros((2, 4, 4)), z=np.zeros(2))
-    with pytest.raises(ValueError, match="unexpected keys"):
+    with pytest.raises(DataError, match="unexpected keys"):
         read_arrays(tmp_path / "extra.npz")
     np.savez(tmp_path / "ylen.npz", x=np.zeros((3, 4, 4)), y=np.zeros(2, np.int64))
-    with pytest.raises(ValueError, match=r"y has shape \(2,\); expected \(3,\)"):
+    with pytest.raises(DataError, match=r"y has shape \(2,\); expected \(3,\)"):
         read_arrays(tmp_path / "ylen.npz")
     np.savez(tmp_path / "yfloat.npz", x=np.zeros((2, 4, 4)), y=np.array([0.5, 1.0]))
-    with pytest.raises(ValueError, match="integers"):
+    with pytest.raises(DataError, match="integers"):
         read_arrays(tmp_path / "yfloat.npz")
 
 
 def test_pickled_objects_are_refused_not_loaded(tmp_path):
     np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
-    with pytest.raises(ValueError, match="pickled"):
+    with pytest.raises(DataError, match="pickled"):
         read_arrays(tmp_path / "obj.npy")
 
 
 def test_missing_wrong_suffix_and_garbage_files(tmp_path):
-    with pytest.raises(ValueError, match="does not exist"):
+    with pytest.raises(DataError, match="does not exist"):
         read_arrays(tmp_path / "none.npz")
     (tmp_path / "x.csv").write_text("1,2")
-    with pytest.raises(ValueError, match=r"\.npy or \.npz"):
+    with pytest.raises(DataError, match=r"\.npy or \.npz"):
         read_arrays(tmp_path / "x.csv")
     (tmp_path / "junk.npz").write_bytes(b"junk")
-    with pytest.raises(ValueError, match="junk.npz: not a readable"):
+    with pytest.raises(DataError, match="junk.npz: not a readable"):
         read_arrays(tmp_path / "junk.npz")

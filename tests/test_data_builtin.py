@@ -6,6 +6,7 @@ import torch
 from downpour.config import DataConfig
 from downpour.data import NATURAL, build_dataset, digits, lfw_split
 from downpour.data.builtin import _skimage_image, lfw_indices
+from downpour.errors import DataError
 
 
 def test_every_natural_image_loads_offline_without_pooch(monkeypatch):
@@ -80,7 +81,7 @@ def test_natural_plus_faces_mix(mode):
 
 
 def test_natural_patches_too_big_for_faces_is_a_clear_error():
-    with pytest.raises(ValueError, match="32x32"):
+    with pytest.raises(DataError, match="32x32"):
         build_dataset(DataConfig(source="faces", size=32, samples=10), seed=0)
 
 

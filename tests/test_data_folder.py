@@ -9,6 +9,7 @@ from PIL import Image
 from downpour.config import DataConfig
 from downpour.data import build_dataset
 from downpour.data.folder import load_folder, read_image
+from downpour.errors import DataError
 
 
 def _png(path, seed, size=(20, 16), mode="RGB"):
@@ -51,15 +52,15 @@ def test_corrupt_image_is_skipped_counted_named_and_logged(tmp_path, caplog):
 
 
 def test_empty_folder_is_a_clear_error(tmp_path):
-    with pytest.raises(ValueError, match=str(tmp_path)):
+    with pytest.raises(DataError, match=str(tmp_path)):
         build_dataset(DataConfig(source="folder", path=str(tmp_path)), seed=0)
 
 
 def test_missing_folder_and_all_corrupt_folder_are_errors(tmp_path):
-    with pytest.raises(ValueError, match="does not exist"):
+    with pytest.raises(DataError, match="does not exist"):
         load_folder(tmp_path / "nope")
     (tmp_path / "x.png").write_bytes(b"garbage")
-    with pytest.raises(ValueError, match="none of its 1 image files could be read"):
+    with pytest.raises(DataError, match="none of its 1 image files could be read"):
         load_folder(tmp_path)
 
 
@@ -77,7 +78,7 @@ def test_labels_from_sub_folders(tmp_path):
 def test_labels_with_images_at_the_top_level_is_an_error(tmp_path):
     _png(tmp_path / "loose.png", 0)
     _png(tmp_path / "dog" / "a.png", 1)
-    with pytest.raises(ValueError, match="loose.png"):
+    with pytest.raises(DataError, match="loose.png"):
         load_folder(tmp_path, labels=True)
 
 

@@ -8,6 +8,7 @@ from downpour.data import ZCAWhitener, build_dataset
 from downpour.data.images import ImageSet
 from downpour.data.normalize import normalize
 from downpour.data.patches import crop_images, sample_patches
+from downpour.errors import DataError
 
 
 def _images(*shapes):
@@ -118,7 +119,7 @@ def test_the_fitted_processing_is_saved_with_a_run_and_replays_exactly(tmp_path,
 
 
 def test_zca_refuses_huge_inputs():
-    with pytest.raises(ValueError, match="whiten"):
+    with pytest.raises(DataError, match="whiten"):
         ZCAWhitener().fit(torch.zeros(4, 3, 64, 64))
 
 

@@ -8,6 +8,7 @@ import pytest
 from downpour.config import DataConfig
 from downpour.data import build_dataset
 from downpour.data.video import frame_indices, load_videos, sample_frames
+from downpour.errors import DataError
 
 
 def _write_video(path, n_frames=12, size=32):
@@ -68,10 +69,10 @@ def test_single_video_file_and_no_decodable_video_error(tmp_path):
     assert len(load_videos(tmp_path / "one.mp4", frames_per_video=1)) == 1
     (tmp_path / "only_bad").mkdir()
     (tmp_path / "only_bad" / "x.mp4").write_bytes(b"junk")
-    with pytest.raises(ValueError, match="none of its 1 video files could be decoded"):
+    with pytest.raises(DataError, match="none of its 1 video files could be decoded"):
         load_videos(tmp_path / "only_bad")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ValueError, match="holds no video files"):
+    with pytest.raises(DataError, match="holds no video files"):
         load_videos(tmp_path / "empty")
 
 

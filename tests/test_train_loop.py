@@ -9,7 +9,7 @@ from downpour.analysis.orientation import coherence
 from downpour.config import ConfigError, load_config
 from downpour.train.loop import run_local
 from downpour.train.setup import stage_for_step
-from downpour.train.rundir import NotARunError, RunDir
+from downpour.train.rundir import NotARunError, RunDir, RunExistsError
 
 SMALL_CAT = ["model.maps=[4, 4]", "model.kernels=[6, 3]", "data.size=16", "train.batch_size=16",
              "train.log_every=5", "train.tensorboard=false"]
@@ -110,7 +110,7 @@ def test_not_a_run_is_a_clear_error(tmp_path):
     RunDir.create(tmp_path / "r", cfg)
     RunDir.create(tmp_path / "r", cfg)                  # it never started: taken over
     (tmp_path / "r" / "metrics.jsonl").write_text("")   # once training began, it is a run
-    with pytest.raises(FileExistsError, match="already holds a run"):
+    with pytest.raises(RunExistsError, match="already holds a run"):
         RunDir.create(tmp_path / "r", cfg)
 
 

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from downpour.analysis.units import check_layer, unit_response
+from downpour.errors import DataError
 from downpour.models.base import FeatureModel
 
 DEFAULT_SCALES = (0.5, 0.625, 0.75, 0.875, 1.0, 1.125, 1.25, 1.5, 1.75, 2.0)
@@ -114,7 +115,7 @@ def pose_curve(model: FeatureModel, poses: dict[float, Tensor], unit: int, *, la
     """The unit's mean response at each out-of-plane angle, normalised like the in-plane curves but to
     the frontal (angle 0) images: 1 = as strong as frontal, 0 = the baseline. ``poses``: {angle: (N_a, C, H, W)}."""
     if 0.0 not in poses:
-        raise ValueError(f"out-of-plane rotation needs the frontal pose (a sub-folder named 0); got angles {sorted(poses)}")
+        raise DataError(f"out-of-plane rotation needs the frontal pose (a sub-folder named 0); got angles {sorted(poses)}")
     base = sign * baseline
     scale = float((sign * unit_response(model, poses[0.0], unit, layer).double()).mean()) - base
     curve = _curve(model, poses[0.0], unit, layer, sign, base, scale if scale > 1e-12 else 1.0,

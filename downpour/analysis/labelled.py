@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from downpour.errors import DataError
+
 BUILT_IN = ("lfw", "digits")
 
 
@@ -103,7 +105,7 @@ def load_labelled(spec: str, input_shape: tuple[int, ...], *,
         x, y, classes, info = _load_folder(spec, input_shape)
         raw = None
     if y is None:
-        raise ValueError(f"labelled set {spec!r} has no labels")
+        raise DataError(f"labelled set {spec!r} has no labels")
     y = y.numpy() if isinstance(y, Tensor) else np.asarray(y)
     raw = resize_to(torch.as_tensor(x), input_shape) if raw is None else torch.as_tensor(raw).float()
     x = prepare_images(x, input_shape, prepare)
@@ -117,10 +119,10 @@ def _load_folder(path: str, input_shape: tuple[int, ...]) -> tuple[Tensor, Tenso
     """An image folder with one sub-folder per class, through the data layer's folder source."""
     root = Path(path)
     if not root.is_dir():
-        raise ValueError(f"labelled set {path!r} is neither a built-in set ({', '.join(BUILT_IN)}) nor a folder")
+        raise DataError(f"labelled set {path!r} is neither a built-in set ({', '.join(BUILT_IN)}) nor a folder")
     classes = sorted(p.name for p in root.iterdir() if p.is_dir())
     if len(classes) < 2:
-        raise ValueError(f"labelled set folder {path!r} needs one sub-folder per class (at least 2), found {classes}")
+        raise DataError(f"labelled set folder {path!r} needs one sub-folder per class (at least 2), found {classes}")
     from downpour.config import DataConfig
     from downpour.data import build_dataset
     cfg = DataConfig(source="folder", path=str(root), size=input_shape[1], mode="crops",

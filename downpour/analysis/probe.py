@@ -16,6 +16,7 @@ from sklearn.preprocessing import StandardScaler
 
 from downpour.analysis.labelled import LabelledSet
 from downpour.analysis.units import unit_responses
+from downpour.errors import DataError
 from downpour.models.base import FeatureModel
 
 
@@ -27,7 +28,7 @@ def cv_probe(features: np.ndarray, y: np.ndarray, *, folds: int = 5, seed: int =
     features = np.asarray(features, dtype=np.float64).reshape(len(y), -1)
     smallest = int(np.bincount(np.unique(y, return_inverse=True)[1]).min())
     if smallest < 2:
-        raise ValueError(f"a linear probe needs at least 2 examples of every class; the rarest has {smallest}")
+        raise DataError(f"a linear probe needs at least 2 examples of every class; the rarest has {smallest}")
     k = min(folds, smallest)
     splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
     classifier = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000))

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from downpour.train.rundir import RunDir
+from downpour.train.rundir import NotARunError, RunDir
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
@@ -43,7 +43,7 @@ def _image(run: RunDir, rel: str | None, alt: str) -> str:
         return f'<p class="note">No {_esc(alt)} figure for this run.</p>'
     path = run.path / rel
     if not path.is_file():
-        raise FileNotFoundError(f"{str(path)!r} is listed in analysis.json but missing; rerun `downpour analyze {run.path}`")
+        raise NotARunError(f"{str(path)!r} is listed in analysis.json but missing; rerun `downpour analyze {run.path}`")
     data = base64.b64encode(path.read_bytes()).decode("ascii")
     return f'<img src="data:image/png;base64,{data}" alt="{_esc(alt)}" title="{_esc(rel)}">'
 
@@ -183,7 +183,7 @@ def write_report(run_path: str | Path, analyze_if_missing: bool = True) -> Path:
     run = RunDir.open(run_path)
     if not (run.path / "analysis.json").is_file():
         if not analyze_if_missing:
-            raise FileNotFoundError(f"{str(run.path)!r} has no analysis.json; run `downpour analyze {run.path}` first")
+            raise NotARunError(f"{str(run.path)!r} has no analysis.json; run `downpour analyze {run.path}` first")
         from downpour.analysis.run import analyze_run
 
         analyze_run(run.path)

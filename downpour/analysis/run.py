@@ -28,7 +28,7 @@ from downpour.analysis.probe import probe_table
 from downpour.analysis.selectivity import face_neuron_tables
 from downpour.analysis.stimulus import optimal_stimulus, top_images
 from downpour.analysis.units import check_layer, describe_unit, unit_responses
-from downpour.config import AnalysisConfig, RunConfig
+from downpour.config import AnalysisConfig, ConfigError, RunConfig
 from downpour.data.preprocess import Preprocess
 from downpour.layers import LocallyConnected2d
 from downpour.models.base import FeatureModel
@@ -42,7 +42,7 @@ def analysis_options(cfg: RunConfig, overrides: dict[str, Any]) -> AnalysisConfi
     valid = [f.name for f in dataclasses.fields(AnalysisConfig)]
     for key in overrides:
         if key not in valid:
-            raise ValueError(f"unknown analysis option {key!r}{nearest(key, valid)}; valid: {', '.join(valid)}")
+            raise ConfigError(f"unknown analysis option {key!r}{nearest(key, valid)}; valid: {', '.join(valid)}")
     opts = dataclasses.replace(cfg.analysis, **{k: v for k, v in overrides.items() if v is not None})
     for key in ("probes", "probe_layers"):          # `--set analysis.probes=lfw,digits` arrives as one string
         if isinstance(getattr(opts, key), str):
@@ -51,16 +51,16 @@ def analysis_options(cfg: RunConfig, overrides: dict[str, Any]) -> AnalysisConfi
                 "probe_samples"):
         value = getattr(opts, key)
         if not isinstance(value, int) or value < (2 if key == "probe_folds" else 1):
-            raise ValueError(f"analysis.{key} must be an int >= {2 if key == 'probe_folds' else 1}, got {value!r}")
+            raise ConfigError(f"analysis.{key} must be an int >= {2 if key == 'probe_folds' else 1}, got {value!r}")
     if not 0 < opts.test_fraction < 1:
-        raise ValueError(f"analysis.test_fraction must be in (0, 1), got {opts.test_fraction}")
+        raise ConfigError(f"analysis.test_fraction must be in (0, 1), got {opts.test_fraction}")
     for key, names in (("dataset", [opts.dataset]), ("probes", opts.probes)):
         for name in names:
             if name not in BUILT_IN and not Path(name).is_dir():
-                raise ValueError(f"analysis.{key}: {name!r} is neither a built-in labelled set "
-                                 f"({', '.join(BUILT_IN)}) nor a folder of class sub-folders")
+                raise ConfigError(f"analysis.{key}: {name!r} is neither a built-in labelled set "
+                                  f"({', '.join(BUILT_IN)}) nor a folder of class sub-folders")
     if opts.poses and not Path(opts.poses).is_dir():
-        raise ValueError(f"analysis.poses {opts.poses!r} is not a folder (one sub-folder per angle in degrees)")
+        raise ConfigError(f"analysis.poses {opts.poses!r} is not a folder (one sub-folder per angle in degrees)")
     return opts
 
 
@@ -100,7 +100,7 @@ def load_poses(path: str, shape: tuple[int, ...], prepare: Preprocess) -> dict[f
         try:
             angle = float(name)
         except ValueError:
-            raise ValueError(f"analysis.poses: sub-folder {name!r} of {path!r} is not an angle in degrees") from None
+            raise ConfigError(f"analysis.poses: sub-folder {name!r} of {path!r} is not an angle in degrees") from None
         out[angle] = posed.x[torch.from_numpy(posed.y == k)]
     return out
 

@@ -28,6 +28,7 @@ from sklearn.model_selection import train_test_split
 from downpour.analysis import baselines
 from downpour.analysis.labelled import LabelledSet
 from downpour.analysis.units import check_layer, randomized_copy, unit_responses
+from downpour.errors import DataError
 from downpour.models.base import FeatureModel
 
 
@@ -135,7 +136,7 @@ def face_neuron_tables(model: FeatureModel, data: LabelledSet, seeds: list[int],
     layer = check_layer(model, layer)
     y = (data.y == positive).astype(np.int64)
     if y.min() == y.max():
-        raise ValueError(f"labelled set {data.name!r} has no examples of both classes (positive = {positive})")
+        raise DataError(f"labelled set {data.name!r} has no examples of both classes (positive = {positive})")
     pixels = baselines.pixels(data.raw)                                              # (N, D) fixed representation
     if random_model is None:
         random_model, how = randomized_copy(model, seeds[0])

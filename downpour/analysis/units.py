@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from downpour.config import ConfigError
 from downpour.models.base import FeatureModel
 
 
@@ -30,7 +31,7 @@ def check_layer(model: FeatureModel, layer: str | None) -> str:
         return top_layer(model)
     layers = model.feature_layers()
     if layer not in layers:
-        raise ValueError(f"layer {layer!r} is not a feature layer of {type(model).__name__}; it has {layers}")
+        raise ConfigError(f"layer {layer!r} is not a feature layer of {type(model).__name__}; it has {layers}")
     return layer
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from downpour.data.images import ImageSet, match_channels
+from downpour.errors import DataError
 
 
 def _as_float(x: np.ndarray, where: str) -> np.ndarray:
@@ -24,27 +25,27 @@ def _as_float(x: np.ndarray, where: str) -> np.ndarray:
     if np.issubdtype(x.dtype, np.floating):
         x = x.astype(np.float32)
         if not np.isfinite(x).all():
-            raise ValueError(f"{where}: x holds NaN or Inf values")
+            raise DataError(f"{where}: x holds NaN or Inf values")
         return x
-    raise ValueError(f"{where}: x has dtype {x.dtype}; expected a numeric array")
+    raise DataError(f"{where}: x has dtype {x.dtype}; expected a numeric array")
 
 
 def read_arrays(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
     """-> (x (N, C, H, W) float32, y (N,) int64 or None), checked; errors name the file and the key."""
     p = Path(path)
     if not str(path):
-        raise ValueError("data.path is empty: the array source needs a .npy or .npz file")
+        raise DataError("data.path is empty: the array source needs a .npy or .npz file")
     if p.suffix not in (".npy", ".npz"):
-        raise ValueError(f"array file {str(p)!r} must end in .npy or .npz")
+        raise DataError(f"array file {str(p)!r} must end in .npy or .npz")
     if not p.is_file():
-        raise ValueError(f"array file {str(p)!r} does not exist")
+        raise DataError(f"array file {str(p)!r} does not exist")
     where = str(p)
     # Check the magic bytes first: np.load treats any other file as a pickle, and the resulting
     # "pickled data" error would be misleading for a file that is simply not an array.
     magic = {".npy": b"\x93NUMPY", ".npz": b"PK"}[p.suffix]
     with open(p, "rb") as fh:
         if fh.read(len(magic)) != magic:
-            raise ValueError(f"{where}: not a readable {p.suffix} file (it does not start like one)")
+            raise DataError(f"{where}: not a readable {p.suffix} file (it does not start like one)")
     y = None
     try:
         if p.suffix == ".npy":
@@ -53,33 +54,33 @@ def read_arrays(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
             with np.load(p, allow_pickle=False) as z:
                 keys = set(z.files)
                 if "x" not in keys:
-                    raise ValueError(f"{where}: no array named 'x' (keys: {', '.join(sorted(keys)) or 'none'})")
+                    raise DataError(f"{where}: no array named 'x' (keys: {', '.join(sorted(keys)) or 'none'})")
                 unknown = keys - {"x", "y"}
                 if unknown:
-                    raise ValueError(f"{where}: unexpected keys {sorted(unknown)}; only 'x' and optional 'y' are read")
+                    raise DataError(f"{where}: unexpected keys {sorted(unknown)}; only 'x' and optional 'y' are read")
                 x = z["x"]
                 y = z["y"] if "y" in keys else None
     except (OSError, zipfile.BadZipFile, EOFError) as err:
-        raise ValueError(f"{where}: not a readable {p.suffix} file ({err})") from None
+        raise DataError(f"{where}: not a readable {p.suffix} file ({err})") from None
     except ValueError as err:
         if "pickle" in str(err):
-            raise ValueError(f"{where}: holds Python objects (pickled); only numeric arrays are accepted") from None
+            raise DataError(f"{where}: holds Python objects (pickled); only numeric arrays are accepted") from None
         raise
     if x.ndim == 3:
         x = x[:, None]
     if x.ndim != 4:
-        raise ValueError(f"{where}: x has shape {x.shape}; expected (N, H, W) or (N, C, H, W)")
+        raise DataError(f"{where}: x has shape {x.shape}; expected (N, H, W) or (N, C, H, W)")
     if x.shape[0] == 0 or x.shape[2] == 0 or x.shape[3] == 0:
-        raise ValueError(f"{where}: x has shape {x.shape}; it holds no images")
+        raise DataError(f"{where}: x has shape {x.shape}; it holds no images")
     if x.shape[1] not in (1, 3):
         hint = " (channels last? store it as (N, C, H, W))" if x.shape[3] in (1, 3) else ""
-        raise ValueError(f"{where}: x has shape {x.shape}: {x.shape[1]} channels, expected 1 or 3{hint}")
+        raise DataError(f"{where}: x has shape {x.shape}: {x.shape[1]} channels, expected 1 or 3{hint}")
     x = _as_float(x, where)
     if y is not None:
         if y.ndim != 1 or len(y) != len(x):
-            raise ValueError(f"{where}: y has shape {y.shape}; expected ({len(x)},), one label per image of x")
+            raise DataError(f"{where}: y has shape {y.shape}; expected ({len(x)},), one label per image of x")
         if not np.issubdtype(y.dtype, np.integer):
-            raise ValueError(f"{where}: y has dtype {y.dtype}; labels must be integers")
+            raise DataError(f"{where}: y has dtype {y.dtype}; labels must be integers")
         y = y.astype(np.int64)
     return x, y
 

@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image
 
 from downpour.data.images import ImageSet, skip, to_chw
+from downpour.errors import DataError
 
 
 def image_extensions() -> set[str]:
@@ -39,20 +40,20 @@ def load_folder(path: str | Path, grey: bool = True, labels: bool = False) -> Im
     """All readable images under ``path`` (sorted by relative path, so the order is reproducible)."""
     root = Path(path)
     if not str(path):
-        raise ValueError("data.path is empty: the folder source needs the folder to read")
+        raise DataError("data.path is empty: the folder source needs the folder to read")
     if not root.is_dir():
-        raise ValueError(f"image folder {str(root)!r} does not exist or is not a folder")
+        raise DataError(f"image folder {str(root)!r} does not exist or is not a folder")
     known = image_extensions()
     files = sorted(p for p in root.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts))
     candidates = [p for p in files if p.suffix.lower() in known]
     if not candidates:
-        raise ValueError(f"image folder {str(root)!r} holds no image files ({len(files)} other files); "
-                         f"expected extensions like .png, .jpg")
+        raise DataError(f"image folder {str(root)!r} holds no image files ({len(files)} other files); "
+                        f"expected extensions like .png, .jpg")
     if labels:
         loose = [p for p in candidates if p.parent == root]
         if loose:
-            raise ValueError(f"data.labels = true takes classes from sub-folders of {str(root)!r}, but "
-                             f"{len(loose)} images sit at its top level (e.g. {loose[0].name!r})")
+            raise DataError(f"data.labels = true takes classes from sub-folders of {str(root)!r}, but "
+                            f"{len(loose)} images sit at its top level (e.g. {loose[0].name!r})")
     images, names, classes_of, skipped = [], [], [], []
     for p in candidates:
         rel = p.relative_to(root).as_posix()
@@ -64,8 +65,8 @@ def load_folder(path: str | Path, grey: bool = True, labels: bool = False) -> Im
         names.append(rel)
         classes_of.append(p.relative_to(root).parts[0])
     if not images:
-        raise ValueError(f"image folder {str(root)!r}: none of its {len(candidates)} image files could be read "
-                         f"(first: {skipped[0]['file']}: {skipped[0]['reason']})")
+        raise DataError(f"image folder {str(root)!r}: none of its {len(candidates)} image files could be read "
+                        f"(first: {skipped[0]['file']}: {skipped[0]['reason']})")
     info = {"path": str(root), "n_ignored": len(files) - len(candidates)}
     y = None
     if labels:

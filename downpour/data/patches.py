@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from downpour.data.images import ImageSet, resize, skip
+from downpour.errors import DataError
 
 
 def sample_patches(images: ImageSet, size: int, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, list[dict[str, str]]]:
@@ -26,8 +27,8 @@ def sample_patches(images: ImageSet, size: int, n: int, rng: np.random.Generator
         if not ok:
             skip(skipped, name, f"{im.shape[2]}x{im.shape[1]} image is smaller than the {size}x{size} patch")
     if not usable:
-        raise ValueError(f"no image is at least {size}x{size}, so no {size}x{size} patch can be cut; "
-                         f"lower data.size or use mode = \"crops\"")
+        raise DataError(f"no image is at least {size}x{size}, so no {size}x{size} patch can be cut; "
+                        f"lower data.size or use mode = \"crops\"")
     owner = np.asarray(usable)[rng.integers(0, len(usable), size=n)]
     out = np.empty((n, images.channels, size, size), dtype=np.float32)
     # One draw of positions per image, in image order, so the result depends only on the seed.
@@ -64,5 +65,5 @@ def crop_images(images: ImageSet, size: int, tile: int = 0) -> tuple[np.ndarray,
         stacks.append(resize(squares, size))
         owners.append(np.full(len(boxes), i))
     if not stacks:
-        raise ValueError("no images to crop")
+        raise DataError("no images to crop")
     return np.concatenate(stacks), np.concatenate(owners)

@@ -30,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from downpour.errors import DataError
+
 # Power below this fraction of the strongest frequency's is treated as this floor, so a band the
 # data never reaches (an image of constant rows) is not amplified without bound.
 POWER_FLOOR = 1e-7
@@ -60,7 +62,7 @@ class SpectralWhitener:
         if not 0 < self.strength <= 1:
             raise ValueError(f"spectral whitening strength must be in (0, 1], got {self.strength!r}")
         if x.shape[0] < 1 or min(x.shape[2:]) < 2:
-            raise ValueError(f"spectral whitening needs at least one image of at least 2x2 pixels, got {tuple(x.shape)}")
+            raise DataError(f"spectral whitening needs at least one image of at least 2x2 pixels, got {tuple(x.shape)}")
         self.input_shape = tuple(x.shape[1:])
         power = torch.zeros(())
         for start in range(0, x.shape[0], 256):              # bounded memory for large sets

@@ -13,6 +13,7 @@ import av
 import numpy as np
 
 from downpour.data.images import ImageSet, skip, to_chw
+from downpour.errors import DataError
 
 VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".ogv", ".flv", ".wmv", ".3gp", ".ts"}
 _DECODE_ERRORS = (av.FFmpegError, OSError, ValueError, RuntimeError, EOFError)
@@ -75,18 +76,18 @@ def video_files(path: Path) -> list[Path]:
     if path.is_file():
         return [path]
     if not path.is_dir():
-        raise ValueError(f"video path {str(path)!r} does not exist")
+        raise DataError(f"video path {str(path)!r} does not exist")
     files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS
                    and not any(part.startswith(".") for part in p.relative_to(path).parts))
     if not files:
-        raise ValueError(f"video folder {str(path)!r} holds no video files (extensions {', '.join(sorted(VIDEO_EXTENSIONS))})")
+        raise DataError(f"video folder {str(path)!r} holds no video files (extensions {', '.join(sorted(VIDEO_EXTENSIONS))})")
     return files
 
 
 def load_videos(path: str | Path, frames_per_video: int = 3, grey: bool = True) -> ImageSet:
     """Frames of every video under ``path`` as float32 (C, H, W) images in [0, 1]."""
     if not str(path):
-        raise ValueError("data.path is empty: the video source needs a video file or folder")
+        raise DataError("data.path is empty: the video source needs a video file or folder")
     if frames_per_video < 1:
         raise ValueError(f"data.frames_per_video must be >= 1, got {frames_per_video}")
     root = Path(path)
@@ -101,7 +102,7 @@ def load_videos(path: str | Path, frames_per_video: int = 3, grey: bool = True) 
         images += [to_chw(fr, grey) for fr in frames]
         names += [f"{f}#frame{j}" for j in range(len(frames))]
     if not images:
-        raise ValueError(f"video path {str(root)!r}: none of its {len(files)} video files could be decoded "
-                         f"(first: {skipped[0]['file']}: {skipped[0]['reason']})")
+        raise DataError(f"video path {str(root)!r}: none of its {len(files)} video files could be decoded "
+                        f"(first: {skipped[0]['file']}: {skipped[0]['reason']})")
     return ImageSet(images, names, skipped=skipped,
                     info={"path": str(root), "n_videos": len(files) - len(skipped), "frames_per_video": frames_per_video})

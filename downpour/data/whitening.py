@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from downpour.errors import DataError
+
 # Above this many inputs the D x D matrix and its eigendecomposition stop being cheap
 # (4096 -> a 64 MiB matrix, seconds to decompose); bigger inputs should be patches, not whole images.
 MAX_DIM = 4096
@@ -34,10 +36,10 @@ class ZCAWhitener:
             raise ValueError(f"zca_eps must be > 0 (it is relative to the largest eigenvalue), got {self.eps}")
         n, d = x.shape[0], x[0].numel()
         if d > MAX_DIM:
-            raise ValueError(f"ZCA on {tuple(x.shape[1:])} inputs needs a {d}x{d} matrix (limit {MAX_DIM}); "
-                             "use smaller patches, grey images or whiten = \"none\"")
+            raise DataError(f"ZCA on {tuple(x.shape[1:])} inputs needs a {d}x{d} matrix (limit {MAX_DIM}); "
+                            "use smaller patches, grey images or whiten = \"none\"")
         if n < 2:
-            raise ValueError(f"ZCA needs at least 2 samples, got {n}")
+            raise DataError(f"ZCA needs at least 2 samples, got {n}")
         self.input_shape = tuple(x.shape[1:])
         flat = x.reshape(n, d).double()
         mean = flat.mean(0)

@@ -32,6 +32,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from downpour.config import ConfigError
 from downpour.layers import L2Pool2d, LocalContrastNorm2d, LocallyConnected2d
+from downpour.models.base import FeatureModel
 from downpour.models.registry import create_model, model_entry
 
 __all__ = ["compare_tilings", "cost_table", "costs_report", "format_table", "layer_flops"]
@@ -85,6 +86,17 @@ def _first_tensor(t: Any) -> Tensor | None:
     return None
 
 
+def _create(name: str, input_shape: tuple[int, ...] | None, options: dict[str, Any]) -> FeatureModel:
+    """``create_model``, with an option the model's constructor refuses (a ValueError or TypeError naming
+    it) reported as the ConfigError it is: these options come from ``--set model.KEY=VALUE``."""
+    try:
+        return create_model(name, input_shape, **options)
+    except ConfigError:
+        raise
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"model {name!r}: {err}") from None
+
+
 def _sample(input_shape: tuple[int, ...], seed: int = 0) -> Tensor:
     return torch.rand((1, *input_shape), generator=torch.Generator().manual_seed(seed))
 
@@ -99,7 +111,7 @@ def cost_table(name: str, input_shape: tuple[int, ...] | None = None, **options:
     frozen, param_bytes, act_bytes, flops_fwd, flops_bwd, and ``measured`` when the FLOPs come from
     torch's counter), then a ``total`` row that also has torch_flops_fwd / torch_flops_bwd.
     """
-    model = create_model(name, input_shape, **options)
+    model = _create(name, input_shape, options)
     shape = tuple(input_shape or model_entry(name).input_shape)
     names = {m: n for n, m in model.named_modules()}
     calls: list[tuple[nn.Module, Tensor, Tensor, bool]] = []   # (layer, input, output, input needs a gradient)
@@ -202,7 +214,7 @@ def costs_report(name: str, **options: Any) -> str:
     """What ``downpour models --costs NAME`` prints: the per-layer table, then untied vs tiled vs
     tied totals when the model has locally connected layers and a ``tile`` option."""
     text = f"{name}: costs per sample (float32)\n" + format_table(cost_table(name, **options))
-    model = create_model(name, **options)
+    model = _create(name, None, options)
     has_tile = "tile" in {f.name for f in dataclasses.fields(model.config)}
     if has_tile and any(isinstance(m, LocallyConnected2d) for m in model.modules()):
         opts = {k: v for k, v in options.items() if k != "tile"}

@@ -15,8 +15,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
+from downpour.errors import DownpourError
 
-class CheckpointError(ValueError):
+
+class CheckpointError(DownpourError):
     """A checkpoint or model file is unreadable, incomplete or does not fit; the message names the file."""
 
 
@@ -43,12 +45,12 @@ def save_state(stem: str | Path, tensors: dict[str, Tensor], meta: dict[str, Any
 def load_state(stem: str | Path, meta_keys: Iterable[str] = (),
                tensor_keys: Iterable[str] = ()) -> tuple[dict[str, Tensor], dict[str, Any]]:
     """Read ``stem.safetensors`` and ``stem.json``; raises :class:`CheckpointError` naming the file when
-    one is damaged or lacks one of ``meta_keys`` / ``tensor_keys`` (FileNotFoundError when one is missing)."""
+    one is missing, damaged or lacks one of ``meta_keys`` / ``tensor_keys``."""
     stem = Path(stem)
     tensor_path, meta_path = stem.with_name(stem.name + ".safetensors"), stem.with_name(stem.name + ".json")
     for p in (tensor_path, meta_path):
         if not p.is_file():
-            raise FileNotFoundError(f"checkpoint file {str(p)!r} is missing")
+            raise CheckpointError(f"checkpoint file {str(p)!r} is missing")
     try:
         meta = json.loads(meta_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from safetensors.torch import save_file
 
 from downpour.config import ConfigError, RunConfig, load_config, save_config
+from downpour.errors import DownpourError
 from downpour.models.base import FeatureModel
 from downpour.train.checkpoint import CheckpointError, load_state, read_tensors, save_state
 
@@ -17,8 +18,13 @@ if TYPE_CHECKING:
     from downpour.data.preprocess import Preprocess
 
 
-class NotARunError(FileNotFoundError):
-    """The directory is not a downpour run (it has no config.toml / model)."""
+class NotARunError(DownpourError):
+    """The directory is not a downpour run, or not a finished one: no config.toml, no model yet, or one of
+    its files missing or unreadable; the message names the file."""
+
+
+class RunExistsError(DownpourError):
+    """The directory already holds a run that trained; a new run never overwrites it."""
 
 
 class RunDir:
@@ -35,7 +41,7 @@ class RunDir:
         """
         run = cls(path)
         if (run.path / "config.toml").exists() and not run.never_started():
-            raise FileExistsError(f"{str(run.path)!r} already holds a run; resume it with --resume or pick another --out")
+            raise RunExistsError(f"{str(run.path)!r} already holds a run; resume it with --resume or pick another --out")
         run.path.mkdir(parents=True, exist_ok=True)
         run.save_config(cfg)
         return run
@@ -120,7 +126,7 @@ class RunDir:
                 rows.append(json.loads(line))
             except json.JSONDecodeError:
                 if n < len(lines):
-                    raise ValueError(f"{str(path)!r} line {n} is not JSON") from None
+                    raise NotARunError(f"{str(path)!r} line {n} is not JSON") from None
         return rows
 
     def truncate_metrics(self, step: int) -> int:
@@ -145,11 +151,11 @@ class RunDir:
     def read_json(self, name: str) -> Any:
         path = self.path / name
         if not path.is_file():
-            raise FileNotFoundError(f"{str(path)!r} does not exist")
+            raise NotARunError(f"{str(path)!r} does not exist")
         try:
             return json.loads(path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise ValueError(f"{str(path)!r} is not valid JSON: {err}") from None
+            raise NotARunError(f"{str(path)!r} is not valid JSON: {err}") from None
 
     @property
     def figures(self) -> Path:

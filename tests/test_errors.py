@@ -1,0 +1,54 @@
+"""One base for the errors a user can fix: the CLI says those in one line (exit 2) and lets a bug
+keep its traceback."""
+import pytest
+
+import downpour.cli as cli
+from downpour.cli import main
+from downpour.config import ConfigError, load_config
+from downpour.errors import DataError, DownpourError, RunError
+from downpour.train.checkpoint import CheckpointError
+from downpour.train.rundir import NotARunError, RunDir, RunExistsError
+
+
+@pytest.mark.parametrize("error", [ConfigError, RunError, DataError, CheckpointError, NotARunError, RunExistsError])
+def test_every_project_error_is_a_downpour_error(error):
+    assert issubclass(error, DownpourError)
+
+
+def _raising(error):
+    def command(args):
+        raise error
+    return command
+
+
+def test_a_users_mistake_is_one_line_and_a_bug_keeps_its_traceback(monkeypatch, capsys):
+    monkeypatch.setattr(cli, "cmd_presets", _raising(DataError("image folder 'x' holds no image files")))
+    assert main(["presets"]) == 2
+    assert capsys.readouterr().err == "downpour: error: image folder 'x' holds no image files\n"
+    for bug in (ValueError("a bug"), KeyError("a bug"), FileNotFoundError("a bug")):
+        monkeypatch.setattr(cli, "cmd_presets", _raising(bug))
+        with pytest.raises(type(bug)):
+            main(["presets"])
+
+
+def test_run_directory_mistakes_are_said_in_one_line(tmp_path, capsys):
+    assert main(["analyze", str(tmp_path / "nope")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["report", str(tmp_path)]) == 2
+    assert "not a downpour run directory" in capsys.readouterr().err
+
+
+def test_unusable_data_is_said_in_one_line(tmp_path, capsys):
+    junk = tmp_path / "junk.npz"
+    junk.write_bytes(b"not an array")
+    args = ["train", "--config", "ufldl-sae", "--runner", "local", "--steps", "5", "--no-report",
+            "--out", str(tmp_path / "run"), "--set", 'data.source="array"', "--set", f'data.path="{junk}"']
+    assert main(args) == 2                       # found only once the data is read, after the run directory exists
+    assert "junk.npz: not a readable .npz file" in capsys.readouterr().err
+
+
+def test_a_resume_without_a_checkpoint_is_said_in_one_line(tmp_path, capsys):
+    cfg = load_config("ufldl-sae", ['cluster.runner="local"', "train.steps=5", "data.samples=200"])
+    run = RunDir.create(tmp_path / "run", cfg)   # made, never trained: no checkpoint to resume from
+    assert main(["train", "--resume", str(run.path)]) == 2
+    assert "local.safetensors' is missing" in capsys.readouterr().err

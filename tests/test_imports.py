@@ -1,0 +1,44 @@
+"""Layers point down only (docs/architecture.md): every import in the package, lazy ones too, is
+read from the source and checked against the floor it may reach."""
+import ast
+from pathlib import Path
+
+import pytest
+
+import downpour
+
+ROOT = Path(downpour.__file__).parent
+
+
+def _imports(path: Path) -> set[str]:
+    """Every downpour module ``path`` imports, at the top or inside a function."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return {name for name in found if name == "downpour" or name.startswith("downpour.")}
+
+
+def _modules(*parts: str) -> list[Path]:
+    return sorted(p for part in parts for p in ([ROOT / part] if part.endswith(".py") else (ROOT / part).glob("*.py")))
+
+
+@pytest.mark.parametrize("path", _modules("batch.py", "errors.py", "_names.py"), ids=lambda p: p.name)
+def test_the_ground_floor_imports_nothing_from_downpour(path):
+    assert _imports(path) == set()
+
+
+ABOVE_MODELS = ("downpour.models", "downpour.train", "downpour.ps", "downpour.analysis", "downpour.learner",
+                "downpour.preflight", "downpour.cli")
+
+
+@pytest.mark.parametrize("path", _modules("layers", "data", "objectives.py"), ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_nothing_below_models_imports_models_or_above(path):
+    assert not {name for name in _imports(path) if name.startswith(ABOVE_MODELS)}
+
+
+@pytest.mark.parametrize("path", _modules("ps", "analysis"), ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_the_parameter_server_and_analysis_use_neither_the_local_loop_nor_the_learner(path):
+    assert not {name for name in _imports(path) if name.startswith(("downpour.train.loop", "downpour.learner", "downpour.cli"))}
