@@ -9,33 +9,43 @@ import sys
 import time
 from pathlib import Path
 
-from downpour.config import ConfigError, config_to_toml, list_presets, load_config, parse_override
+from downpour.config import ClusterConfig, ConfigError, Override, RunConfig, config_to_toml, list_presets, load_config, parse_override
+from downpour.settings import choices_of
 from downpour.errors import DownpourError
 
-# Flags that are shorthands for `--set cluster.<key>=...` / `--set train.<key>=...`.
+# Flags that are shorthands for `--set cluster.<key>=...` / `--set train.<key>=...`, passed on typed.
 SHORTHANDS = {
     "runner": "cluster.runner", "workers": "cluster.workers", "shards": "cluster.shards",
     "consistency": "cluster.consistency", "n_fetch": "cluster.n_fetch", "n_push": "cluster.n_push",
     "compensation": "cluster.compensation", "address": "cluster.address", "delay": "cluster.delay",
     "steps": "train.steps", "seed": "seed",
 }
-STRING_KEYS = {"runner", "consistency", "compensation", "address", "delay"}
+CLUSTER_ONLY = ("workers", "shards", "consistency", "n_fetch", "n_push", "compensation", "delay")
 
 
-def _overrides(args: argparse.Namespace) -> list[str]:
+def _overrides(args: argparse.Namespace) -> list[Override]:
+    """The typed flags as (key, value) pairs, then ``--set`` strings (later ones win)."""
     values = {flag: getattr(args, flag) for flag in SHORTHANDS}
     if values["address"] and values["runner"] is None:
         values["runner"] = "ray"  # joining a Ray cluster only means something to the Ray runner
-    out = []
-    for flag, key in SHORTHANDS.items():
-        value = values[flag]
-        if value is not None:
-            out.append(f'{key}="{value}"' if flag in STRING_KEYS else f"{key}={value}")
+    out: list[Override] = [(key, values[flag]) for flag, key in SHORTHANDS.items() if values[flag] is not None]
+    if args.report is not None:
+        out.append(("analysis.report", args.report))
     return out + list(args.set)
+
+
+def _check_flags(args: argparse.Namespace, cfg: RunConfig) -> None:
+    """A cluster flag on a local run would be ignored without a word: refuse it instead."""
+    given = [flag for flag in CLUSTER_ONLY if getattr(args, flag) is not None]
+    if cfg.cluster.runner == "local" and given:
+        flags = ", ".join("--" + flag.replace("_", "-") for flag in given)
+        raise ConfigError(f"{flags} only apply to the simulated and ray runners, and this run's runner is 'local'; "
+                          "add --runner simulated or --runner ray")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from downpour.preflight import check_resume, check_run_config
+    from downpour.runners import train
     from downpour.train.rundir import RunDir
 
     if args.resume:
@@ -44,9 +54,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         check_resume(run.config, cfg)
     else:
         cfg = load_config(args.config, _overrides(args))
-    if args.report is not None:
-        cfg.analysis.report = args.report
-    check_run_config(cfg)   # before the run directory exists: a typo leaves nothing behind
+    _check_flags(args, cfg)
+    cfg = check_run_config(cfg)   # resolved; before the run directory exists: a typo leaves nothing behind
     if args.dry_run:
         print(config_to_toml(cfg), end="")
         print("downpour: config checked (data, model and cost on a dry batch, train, cluster, analysis); "
@@ -56,14 +65,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         out = args.out or f"runs/{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
         run = RunDir.create(out, cfg)
     print(f"downpour: training {cfg.model.name!r} with the {cfg.cluster.runner} runner -> {run.path}", file=sys.stderr)
-    if cfg.cluster.runner == "local":
-        from downpour.train.loop import run_local
-
-        summary = run_local(cfg, run, resume=bool(args.resume))
-    else:
-        from downpour.ps.cluster import run_cluster
-
-        summary = run_cluster(cfg, run, resume=bool(args.resume))
+    summary = train(cfg, run, resume=bool(args.resume))
     print(json.dumps(summary))
     if cfg.analysis.report:
         return _analyze_and_report(run.path)
@@ -90,7 +92,7 @@ def analysis_overrides(run_path: str, sets: list[str]) -> dict[str, object]:
         if not item.startswith("analysis."):
             raise ConfigError(f"downpour analyze only takes analysis.* overrides, got {item!r}")
     cfg = load_config(str(RunDir.open(run_path).path / "config.toml"), sets)
-    keys = [item.split("=", 1)[0].split(".", 1)[1].strip() for item in sets]
+    keys = [parse_override(item)[0][1] for item in sets]
     return {key: getattr(cfg.analysis, key) for key in keys}
 
 
@@ -110,30 +112,25 @@ def _report_only(path: Path) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from downpour.train.rundir import RunDir
-
-    run = RunDir.open(args.run)
-    if not (run.path / "analysis.json").is_file():
-        return _analyze_and_report(run.path)
-    return _report_only(run.path)
+    return _report_only(Path(args.run))     # analyses the run first when it has no analysis.json yet
 
 
 def cmd_models(args: argparse.Namespace) -> int:
     from downpour.models.registry import list_models
 
-    if args.costs:
-        from downpour.models.costs import costs_report
+    if args.footprint:
+        from downpour.models.footprint import footprint_report
 
         options = {}
         for item in args.set:
             path, value = parse_override(item)
             if len(path) != 2 or path[0] != "model":
-                raise ConfigError(f"downpour models --costs only takes model.KEY=VALUE overrides, got {item!r}")
+                raise ConfigError(f"downpour models --footprint only takes model.KEY=VALUE overrides, got {item!r}")
             options[path[1]] = value
-        print(costs_report(args.costs, **options))
+        print(footprint_report(args.footprint, **options))
         return 0
     if args.set:
-        raise ConfigError("--set needs --costs NAME")
+        raise ConfigError("--set needs --footprint NAME")
     entries = list_models()
     width = max(len(e.name) for e in entries)
     family = max(len(e.family.__name__) for e in entries)
@@ -164,13 +161,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="analyse and write report.html at the end (default: the preset's analysis.report)")
     train.add_argument("--dry-run", action="store_true",
                        help="check the config (building the model once) and print it resolved; train nothing, write nothing")
-    train.add_argument("--runner", choices=("local", "simulated", "ray"))
+    train.add_argument("--runner", choices=choices_of(ClusterConfig, "runner"))
     train.add_argument("--workers", type=int)
     train.add_argument("--shards", type=int)
     train.add_argument("--consistency", help="async | bounded:K | sync")
     train.add_argument("--n-fetch", dest="n_fetch", type=int)
     train.add_argument("--n-push", dest="n_push", type=int)
-    train.add_argument("--compensation", help="none | staleness-lr | dc-asgd")
+    train.add_argument("--compensation", help=" | ".join(choices_of(ClusterConfig, "compensation")))
     train.add_argument("--address", help="join an existing Ray cluster (HOST:PORT)")
     train.add_argument("--delay", help="simulated delays: constant:T | uniform:A:B | exponential:MEAN | straggler:T:FACTOR")
     train.add_argument("--steps", type=int)
@@ -189,9 +186,10 @@ def build_parser() -> argparse.ArgumentParser:
     report.set_defaults(func=cmd_report)
 
     models = sub.add_parser("models", help="list the registered models")
-    models.add_argument("--costs", metavar="NAME", help="per-layer parameters, memory and FLOPs of model NAME")
+    models.add_argument("--footprint", "--costs", dest="footprint", metavar="NAME",
+                        help="per-layer parameters, memory and FLOPs of model NAME (--costs: its old name)")
     models.add_argument("--set", action="append", default=[], metavar="model.KEY=VALUE",
-                        help="with --costs: a model option (e.g. model.maps=[16,16])")
+                        help="with --footprint: a model option (e.g. model.maps=[16,16])")
     models.set_defaults(func=cmd_models)
 
     presets = sub.add_parser("presets", help="list the shipped TOML presets")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -244,7 +244,3 @@ def _drop_none(d: Any) -> Any:
     if isinstance(d, (list, tuple)):
         return [_drop_none(v) for v in d]
     return d
-
-
-def section_fields(section: str) -> list[str]:
-    return [f.name for f in fields(SECTIONS[section])]

@@ -10,6 +10,10 @@ class DownpourError(Exception):
     """Base of every error that is the user's to fix (a config, a file, a run directory)."""
 
 
+class ConfigError(DownpourError, ValueError):
+    """A config file, preset or override is wrong; the message names the key or value."""
+
+
 class RunError(DownpourError, RuntimeError):
     """A run stopped for a reason outside its config (every worker lost, ...); what it had done is saved."""
 

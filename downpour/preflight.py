@@ -1,67 +1,46 @@
-"""Every check a run's config can fail, run before its directory is made: a typo costs nothing.
+"""The checks that need more than one config value, run before a run's directory is made: a typo
+costs nothing. (Each value's own type, choices and range are checked when the config is loaded:
+see :mod:`downpour.settings`.)
 
 Sits beside the CLI, above every layer it checks (data, models, objectives, train, ps, analysis).
-Besides each section's own value checks it builds the model for the input shape the data config
-implies and runs its cost once on a zero batch, so a shape that does not fit, a cost term the
-model cannot feed, or a model option out of range fails here, not after the data is built.
+It resolves the config (every model field and cost term written out), builds the model for the
+input shape the data config implies and runs its cost once on a zero batch, so a shape that does
+not fit, a cost term the model cannot feed, or a model option out of range fails here, not after
+the data is built.
 """
 from __future__ import annotations
-
-import math
 
 import torch
 
 from downpour.analysis.run import analysis_options
+from downpour.batch import Batch
 from downpour.config import ConfigError, RunConfig, config_to_dict
 from downpour.data.build import check_config as check_data
 from downpour.data.build import sample_shape
-from downpour.batch import Batch
-from downpour.models.registry import build, check_model_spec
+from downpour.models.registry import build, resolve
+from downpour.ps.delays import make_delays
+from downpour.train.setup import resolve_device
 
-def check_run_config(cfg: RunConfig) -> None:
-    """Raise ConfigError naming the first bad value of ``cfg``. Resolves ``cfg`` in place as the
-    runners do (every model field and cost term written out), where the input shape is known."""
+
+def check_run_config(cfg: RunConfig) -> RunConfig:
+    """``cfg`` resolved (see :func:`~downpour.models.registry.resolve`), or ConfigError naming the
+    first thing in it that does not fit together: the data files, the model on the data's shape,
+    the device for the runner, the cluster's delay model, the analysis sets."""
+    cfg = resolve(cfg)
     check_data(cfg.data)
-    if cfg.seed < 0:
-        raise ConfigError(f"seed must be >= 0, got {cfg.seed}")
-    device = _check_train(cfg)
-    _check_cluster(cfg, device)
+    _check_runner(cfg, resolve_device(cfg.train.device))
     analysis_options(cfg, {})
     shape = sample_shape(cfg.data)
-    if shape is None:
-        check_model_spec(cfg)      # the options and cost terms, without a shape to build for
-    else:
+    if shape is not None:      # (arrays: only the file can tell; the runner builds the model on it)
         _dry_run(cfg, shape)
+    return cfg
 
 
-def _check_train(cfg: RunConfig) -> torch.device:
-    from downpour.train.setup import OPTIMIZERS, SCHEDULES, resolve_device
-
-    t = cfg.train
-    for key in ("steps", "batch_size", "log_every"):
-        if getattr(t, key) < 1:
-            raise ConfigError(f"train.{key} must be >= 1, got {getattr(t, key)}")
-    for key in ("threads", "checkpoint_every"):
-        if getattr(t, key) < 0:
-            raise ConfigError(f"train.{key} must be >= 0, got {getattr(t, key)}")
-    if t.optimizer not in OPTIMIZERS:
-        raise ConfigError(f"train.optimizer must be one of {', '.join(OPTIMIZERS)}, got {t.optimizer!r}")
-    if not (math.isfinite(t.lr) and t.lr > 0):
-        raise ConfigError(f"train.lr must be a finite number > 0, got {t.lr}")
-    if t.schedule not in SCHEDULES:
-        raise ConfigError(f"train.schedule must be one of {', '.join(SCHEDULES)}, got {t.schedule!r}")
-    return resolve_device(t.device)
-
-
-def _check_cluster(cfg: RunConfig, device: torch.device) -> None:
+def _check_runner(cfg: RunConfig, device: torch.device) -> None:
     runner = cfg.cluster.runner
-    if runner not in ("local", "simulated", "ray"):
-        raise ConfigError(f"cluster.runner must be local, simulated or ray, got {runner!r}")
     if runner == "local":
         return
-    from downpour.ps.job import check_cluster_config
-
-    check_cluster_config(cfg)
+    make_delays(cfg.cluster.spec("delay"), cfg.cluster.workers)   # uniform:A:B needs A <= B
     if device.type != "cpu":
         raise ConfigError(f"train.device={cfg.train.device!r}: the {runner} runner's workers compute on CPU; "
                           "use the local runner for a GPU")
@@ -75,7 +54,7 @@ def _dry_run(cfg: RunConfig, shape: tuple[int, int, int]) -> None:
     where = f"model {cfg.model.name!r} on {'x'.join(map(str, shape))} samples (data.size = {cfg.data.size})"
     try:
         with torch.random.fork_rng(devices=[]):
-            model, objective = build(cfg, shape)       # resolves cfg, as the runner will again
+            model, objective = build(cfg, shape)
             objective(model.forward_train(Batch(torch.zeros(2, *shape), torch.zeros(2, dtype=torch.int64))))
     except ConfigError:
         raise
@@ -100,7 +79,7 @@ def check_resume(saved: RunConfig, new: RunConfig) -> None:
     if saved.train.steps != new.train.steps and new.train.schedule == "greedy":
         from downpour.models.registry import create_model
 
-        if len(getattr(create_model(new.model.name, **new.model.options), "stages", ())) > 1:
+        if create_model(new.model.name, **new.model.options).n_stages > 1:
             raise ConfigError("cannot change train.steps when resuming a greedy run: its split of the steps between "
                               "stages depends on train.steps")
 

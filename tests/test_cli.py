@@ -4,7 +4,7 @@ import json
 import pytest
 
 from downpour.cli import analysis_overrides, build_parser, _overrides, main
-from downpour.config import ConfigError
+from downpour.config import ConfigError, load_config
 
 TINY = ["--config", "ufldl-sae", "--steps", "20", "--set", "data.samples=500", "--set", "train.tensorboard=false",
         "--set", "train.log_every=5", "--runner", "local", "--no-report"]
@@ -47,9 +47,28 @@ def test_every_config_mistake_is_caught_before_the_run_directory_exists(tmp_path
 
 def test_address_implies_the_ray_runner():
     args = build_parser().parse_args(["train", "--address", "10.0.0.1:6379"])
-    assert 'cluster.runner="ray"' in _overrides(args) and 'cluster.address="10.0.0.1:6379"' in _overrides(args)
+    assert {("cluster.runner", "ray"), ("cluster.address", "10.0.0.1:6379")} <= set(_overrides(args))
     args = build_parser().parse_args(["train", "--address", "10.0.0.1:6379", "--runner", "simulated"])
-    assert 'cluster.runner="simulated"' in _overrides(args)
+    assert ("cluster.runner", "simulated") in _overrides(args)
+
+
+def test_flags_pass_typed_and_a_string_flag_is_never_reparsed():
+    args = build_parser().parse_args(["train", "--workers", "3", "--delay", "uniform:0:2", "--seed", "7",
+                                      "--set", "train.lr=0.5"])
+    assert ("cluster.workers", 3) in _overrides(args) and ("seed", 7) in _overrides(args)
+    cfg = load_config("main", _overrides(args))
+    assert cfg.cluster.workers == 3 and cfg.cluster.delay == "uniform:0:2" and cfg.seed == 7 and cfg.train.lr == 0.5
+    # an address is a string even where TOML would read it as something else
+    assert load_config("main", _overrides(build_parser().parse_args(["train", "--address", "1e5"]))).cluster.address == "1e5"
+
+
+@pytest.mark.parametrize("flag", [["--workers", "3"], ["--delay", "constant:2"], ["--compensation", "dc-asgd"],
+                                  ["--consistency", "sync"], ["--n-push", "2"]])
+def test_a_cluster_flag_on_a_local_run_is_refused_not_ignored(tmp_path, capsys, flag):
+    assert main(["train", "--config", "cat-demo", "--out", str(tmp_path / "r"), *flag]) == 2
+    err = capsys.readouterr().err
+    assert f"{flag[0]} only apply" in err and "--runner simulated" in err
+    assert not (tmp_path / "r").exists()
 
 
 def test_train_then_resume_from_the_command_line(tmp_path, capsys):

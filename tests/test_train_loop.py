@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from downpour.analysis.orientation import coherence
-from downpour.config import ConfigError, load_config
+from downpour.config import ConfigError, TrainConfig, load_config
 from downpour.train.loop import run_local
 from downpour.train.setup import stage_for_step
 from downpour.train.rundir import NotARunError, RunDir, RunExistsError
@@ -63,8 +63,8 @@ def test_resume_reproduces_an_uninterrupted_run(tmp_path):
 def test_greedy_schedule_splits_steps_bottom_up():
     assert [stage_for_step(s, 9, 3, "greedy") for s in range(9)] == [1, 1, 1, 2, 2, 2, 3, 3, 3]
     assert stage_for_step(5, 9, 3, "joint") is None
-    with pytest.raises(ConfigError, match="train.schedule"):
-        stage_for_step(0, 9, 3, "sideways")
+    with pytest.raises(ConfigError, match="train.schedule must be one of joint, greedy"):
+        TrainConfig(schedule="sideways")      # refused where the config is built, before any step
 
 
 def test_ufldl_sparse_autoencoder_learns_oriented_edges(tmp_path):
@@ -122,8 +122,8 @@ def test_device_is_resolved_or_refused_clearly():
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="sees no GPU"):
             resolve_device("cuda")
-    with pytest.raises(ConfigError, match="train.device"):
-        resolve_device("tpu")
+    with pytest.raises(ConfigError, match="train.device must be one of cpu, cuda, auto"):
+        TrainConfig(device="tpu")
 
 
 def test_a_part_is_averaged_over_the_steps_that_reported_it():

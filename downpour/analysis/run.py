@@ -38,22 +38,13 @@ log = logging.getLogger(__name__)
 
 
 def analysis_options(cfg: RunConfig, overrides: dict[str, Any]) -> AnalysisConfig:
-    """The run's ``[analysis]`` section with keyword overrides applied; an unknown key is an error."""
+    """The run's ``[analysis]`` section with keyword overrides applied (checked as the section is
+    rebuilt); an unknown key, or a labelled set that is neither built in nor a folder, is an error."""
     valid = [f.name for f in dataclasses.fields(AnalysisConfig)]
     for key in overrides:
         if key not in valid:
             raise ConfigError(f"unknown analysis option {key!r}{nearest(key, valid)}; valid: {', '.join(valid)}")
     opts = dataclasses.replace(cfg.analysis, **{k: v for k, v in overrides.items() if v is not None})
-    for key in ("probes", "probe_layers"):          # `--set analysis.probes=lfw,digits` arrives as one string
-        if isinstance(getattr(opts, key), str):
-            setattr(opts, key, [p for p in getattr(opts, key).split(",") if p])
-    for key in ("splits", "bootstrap", "random_filters", "top_k", "stimulus_steps", "stimulus_restarts", "probe_folds",
-                "probe_samples"):
-        value = getattr(opts, key)
-        if not isinstance(value, int) or value < (2 if key == "probe_folds" else 1):
-            raise ConfigError(f"analysis.{key} must be an int >= {2 if key == 'probe_folds' else 1}, got {value!r}")
-    if not 0 < opts.test_fraction < 1:
-        raise ConfigError(f"analysis.test_fraction must be in (0, 1), got {opts.test_fraction}")
     for key, names in (("dataset", [opts.dataset]), ("probes", opts.probes)):
         for name in names:
             if name not in BUILT_IN and not Path(name).is_dir():

@@ -8,11 +8,11 @@
 See docs/data.md.
 """
 from downpour.data.augment import Augment
-from downpour.data.build import SOURCES, build_dataset, check_config
+from downpour.data.build import build_dataset, check_config
 from downpour.data.builtin import NATURAL, digits, lfw_split
 from downpour.data.dataset import Dataset
 from downpour.data.preprocess import Preprocess
 from downpour.data.whitening import ZCAWhitener
 
-__all__ = ["Augment", "Dataset", "NATURAL", "Preprocess", "SOURCES", "ZCAWhitener", "build_dataset",
+__all__ = ["Augment", "Dataset", "NATURAL", "Preprocess", "ZCAWhitener", "build_dataset",
            "check_config", "digits", "lfw_split"]

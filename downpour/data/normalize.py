@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-MODES = ("none", "patch", "ufldl")
+from downpour.config import DataConfig
+from downpour.settings import choices_of
 
 
 def normalize(x: np.ndarray, mode: str, fitted: dict[str, Any] | None = None) -> tuple[np.ndarray, dict[str, Any]]:
@@ -24,8 +25,8 @@ def normalize(x: np.ndarray, mode: str, fitted: dict[str, Any] | None = None) ->
     """
     if mode == "none":
         return x, {"normalize": "none"}
-    if mode not in MODES:
-        raise ValueError(f"data.normalize must be one of {', '.join(MODES)}, got {mode!r}")
+    if mode not in choices_of(DataConfig, "normalize"):   # a preprocess.json from elsewhere
+        raise ValueError(f"data.normalize must be one of {', '.join(choices_of(DataConfig, 'normalize'))}, got {mode!r}")
     if len(x) == 0:
         raise ValueError("nothing to normalise: no samples")
     if fitted is not None and fitted.get("normalize") != mode:

@@ -44,5 +44,10 @@ class FeatureModel(nn.Module):
         """First-layer filters as images, (n_filters, C, kh, kw), for filter pictures; None if none."""
         return None
 
+    @property
+    def n_stages(self) -> int:
+        """Stages a greedy schedule trains one after the other (stacked models' ``stages``; else 1)."""
+        return len(getattr(self, "stages", ())) or 1
+
     def set_stage(self, stage: int | None) -> None:
         """Greedy training: train only ``stage`` (1-based); None trains every stage. One-stage models ignore it."""

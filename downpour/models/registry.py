@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, get_type_hints
 
 from downpour._names import nearest
-from downpour.config import ConfigError, RunConfig
+from downpour.config import ConfigError, ModelSpec, RunConfig
 from downpour.models.base import FeatureModel
 from downpour.objectives import Objective
 
@@ -93,23 +93,21 @@ def resolve_objective(name: str, overrides: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def build(cfg: RunConfig, input_shape: tuple[int, ...]) -> tuple[FeatureModel, Objective]:
-    """The model and objective a run config asks for, on data of ``input_shape``.
-
-    Also resolves ``cfg`` in place (every model field and cost term written out), so the
-    run directory's config.toml reproduces the run.
-    """
-    model = create_model(cfg.model.name, input_shape, **cfg.model.options)
-    cfg.model.options = dataclasses.asdict(model.config)
-    cfg.objective = resolve_objective(cfg.model.name, cfg.objective)
-    return model, _objective(cfg.model.name, cfg.objective)
-
-
-def check_model_spec(cfg: RunConfig) -> None:
-    """Raise ConfigError naming a bad model option or cost term, without building anything."""
+def resolve(cfg: RunConfig) -> RunConfig:
+    """``cfg`` with every model field and cost term written out, checked (a bad option or term raises
+    :class:`ConfigError`): what the run directory's config.toml holds, so the run reproduces from it.
+    Idempotent; ``cfg`` itself is not changed."""
     entry = model_entry(cfg.model.name)
-    _make_config(entry.family, dict(cfg.model.options), f"model {entry.name!r}", base=entry.config)
-    _objective(entry.name, resolve_objective(entry.name, cfg.objective))
+    config = _make_config(entry.family, dict(cfg.model.options), f"model {entry.name!r}", base=entry.config)
+    objective = resolve_objective(entry.name, cfg.objective)
+    _objective(entry.name, objective)
+    return dataclasses.replace(cfg, model=ModelSpec(entry.name, dataclasses.asdict(config)), objective=objective)
+
+
+def build(cfg: RunConfig, input_shape: tuple[int, ...]) -> tuple[FeatureModel, Objective]:
+    """The model and objective a run config asks for, on data of ``input_shape`` (``cfg`` is not changed)."""
+    model = create_model(cfg.model.name, input_shape, **cfg.model.options)
+    return model, _objective(cfg.model.name, resolve_objective(cfg.model.name, cfg.objective))
 
 
 def _objective(name: str, spec: dict[str, Any]) -> Objective:

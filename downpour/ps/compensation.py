@@ -40,9 +40,7 @@ class DCASGD(Compensation):
     needs_backup = True
 
     def __init__(self, lam: float):
-        if lam < 0:
-            raise ConfigError(f"cluster.dc_lambda must be >= 0, got {lam!r}")
-        self.lam = float(lam)
+        self.lam = float(lam)   # cluster.dc_lambda, >= 0 (checked with the config)
 
     def adjust(self, g: Tensor, staleness: int, w_now: Tensor, w_stale: Tensor | None) -> tuple[Tensor, float]:
         if w_stale is None or staleness == 0 or self.lam == 0:
@@ -50,15 +48,11 @@ class DCASGD(Compensation):
         return g + self.lam * g * g * (w_now - w_stale), 1.0
 
 
-COMPENSATIONS = ("none", "staleness-lr", "dc-asgd")
+COMPENSATIONS: dict[str, type[Compensation]] = {c.name: c for c in (Compensation, StalenessLR, DCASGD)}
 
 
 def make_compensation(name: str, dc_lambda: float = 0.04) -> Compensation:
-    """The compensation called ``name`` (cluster.compensation)."""
-    if name == "none":
-        return Compensation()
-    if name == "staleness-lr":
-        return StalenessLR()
-    if name == "dc-asgd":
-        return DCASGD(dc_lambda)
-    raise ConfigError(f"cluster.compensation: unknown {name!r}{nearest(name, COMPENSATIONS)}; choose from {', '.join(COMPENSATIONS)}")
+    """The compensation called ``name`` (cluster.compensation; its choices are declared in config.py)."""
+    if name not in COMPENSATIONS:
+        raise ConfigError(f"cluster.compensation: unknown {name!r}{nearest(name, COMPENSATIONS)}; choose from {', '.join(COMPENSATIONS)}")
+    return DCASGD(dc_lambda) if name == "dc-asgd" else COMPENSATIONS[name]()

@@ -14,7 +14,8 @@ buffer) differs.
 """
 from __future__ import annotations
 
-from downpour.config import ConfigError
+from downpour.config import CONSISTENCY_FORMS
+from downpour.settings import Spec, parse_spec
 
 
 class Consistency:
@@ -63,15 +64,9 @@ class Sync(Consistency):
     sync = True
 
 
-def make_consistency(spec: str) -> Consistency:
-    """Parse ``cluster.consistency``: async | bounded:K | sync."""
-    if spec == "async":
-        return Consistency()
-    if spec == "sync":
-        return Sync()
-    if spec.startswith("bounded:"):
-        raw = spec.split(":", 1)[1]
-        if not raw.isdigit():
-            raise ConfigError(f"cluster.consistency {spec!r}: K in bounded:K must be a whole number >= 0")
-        return Bounded(int(raw))
-    raise ConfigError(f"cluster.consistency: unknown {spec!r}; use async | bounded:K | sync")
+def make_consistency(spec: str | Spec) -> Consistency:
+    """The gate for ``cluster.consistency`` (async | bounded:K | sync), a string or its parsed :class:`Spec`."""
+    kind, args = parse_spec(spec, CONSISTENCY_FORMS, "cluster.consistency") if isinstance(spec, str) else spec
+    if kind == "bounded":
+        return Bounded(*args)
+    return {"async": Consistency, "sync": Sync}[kind]()

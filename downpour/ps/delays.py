@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from downpour.config import ConfigError
+from downpour.config import DELAY_FORMS, ConfigError
+from downpour.settings import Spec, parse_spec
 
 
 class DelayModel:
@@ -55,37 +56,20 @@ class Exponential(DelayModel):
         return float(rng.exponential(self.mean))
 
 
-def _numbers(spec: str, parts: list[str], n: int) -> list[float]:
-    if len(parts) != n:
-        raise ConfigError(f"cluster.delay {spec!r}: '{parts and spec.split(':')[0]}' takes {n} number(s)")
-    try:
-        values = [float(p) for p in parts]
-    except ValueError:
-        raise ConfigError(f"cluster.delay {spec!r}: not a number in {':'.join(parts)!r}") from None
-    if any(v < 0 for v in values):
-        raise ConfigError(f"cluster.delay {spec!r}: every number must be >= 0")
-    return values
-
-
-def make_delays(spec: str, workers: int) -> list[DelayModel]:
-    """One delay model per worker, from a ``cluster.delay`` string."""
-    kind, *parts = spec.split(":")
-    if kind == "constant":
-        (t,) = _numbers(spec, parts, 1)
-        return [Constant(t) for _ in range(workers)]
+def make_delays(spec: str | Spec, workers: int) -> list[DelayModel]:
+    """One delay model per worker, from ``cluster.delay`` (a string, or its parsed :class:`Spec`)."""
+    kind, args = parse_spec(spec, DELAY_FORMS, "cluster.delay") if isinstance(spec, str) else spec
     if kind == "uniform":
-        a, b = _numbers(spec, parts, 2)
+        a, b = args
         if b < a:
-            raise ConfigError(f"cluster.delay {spec!r}: uniform:A:B needs A <= B")
+            raise ConfigError(f"cluster.delay 'uniform:{a:g}:{b:g}': uniform:A:B needs A <= B")
         return [Uniform(a, b) for _ in range(workers)]
     if kind == "exponential":
-        (mean,) = _numbers(spec, parts, 1)
-        return [Exponential(mean) for _ in range(workers)]
+        return [Exponential(*args) for _ in range(workers)]
     if kind == "straggler":
-        t, factor = _numbers(spec, parts, 2)
+        t, factor = args
         return [Constant(t * factor if w == workers - 1 else t) for w in range(workers)]
-    raise ConfigError(f"cluster.delay {spec!r}: unknown model {kind!r}; use constant:T | uniform:A:B | "
-                      "exponential:MEAN | straggler:T:FACTOR")
+    return [Constant(*args) for _ in range(workers)]
 
 
 def delay_rngs(seed: int, workers: int) -> list[np.random.Generator]:

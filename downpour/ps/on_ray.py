@@ -39,10 +39,10 @@ from downpour.ps import shm
 from downpour.ps.checkpoint import ShardState
 from downpour.ps.coordinator import Coordinator
 from downpour.ps.doorbell import Bell
-from downpour.ps.job import Job, make_worker
+from downpour.ps.setup import ClusterSetup, make_worker
 from downpour.ps.shard import Shard
 from downpour.ps.shard_server import ShardServer
-from downpour.ps.worker import Push
+from downpour.ps.worker import OnPush, Push, push_record
 
 log = logging.getLogger(__name__)
 
@@ -161,11 +161,11 @@ class ShardPush:
 class WorkerActor:
     """A :class:`~downpour.ps.worker.Worker` that fetches from the shard actors itself."""
 
-    def __init__(self, cfg: RunConfig, wid: int, data: Any, bounds: list[tuple[int, int]], start_step: int, seq: int,
-                 shards: list[Any], lanes: list[dict[str, Any] | None], threads: int):
+    def __init__(self, cfg: RunConfig, wid: int, data: Any, bounds: list[tuple[int, int]], sync: bool, start_step: int,
+                 seq: int, shards: list[Any], lanes: list[dict[str, Any] | None], threads: int):
         _quiet_readonly()
         torch.set_num_threads(threads)
-        self.worker = make_worker(cfg, wid, data, bounds, start_step, seq)
+        self.worker = make_worker(cfg, wid, data, bounds, sync, start_step, seq)
         self.links = [ShardLink(actor, ln, wid, b - a) for actor, ln, (a, b) in zip(shards, lanes, bounds)]
         self.fetched = torch.zeros(bounds[-1][1])   # (numel,) the parameters, gathered shard by shard
 
@@ -228,163 +228,184 @@ def _placer(nodes_info: list[dict[str, Any]]) -> Callable[[int, float], dict[str
     return place
 
 
-def _start_actors(job: Job, shards: list[Shard], start_step: int, seqs: dict[int, int], run_id: str,
-                  shard_actors: list[Any], worker_actors: list[Any]) -> tuple[Callable[[int, int, int], Any], list]:
-    """Shard actors, then worker actors (which learn the shards' shared-memory lanes), appended to
-    the lists given so a failure half-way still lets the caller tear down what was started.
-    Returns ``spawn(worker, seq, start_step)``, which starts (or restarts) one worker actor, and
-    the shards' lanes (updated in place when a restart gives a worker new inboxes)."""
-    cfg = job.cfg
-    n = cfg.cluster.workers
-    per_worker = min(1.0, float(ray.cluster_resources().get("CPU", 1.0)) / n)  # 8 workers still fit on 2 cores
-    threads = cfg.train.threads or max(1, int(os.cpu_count() or 1) // n)
-    place = _placer(ray.nodes())
-    for j, s in enumerate(shards):
-        shard_actors.append(ShardActor.options(name=f"downpour-{run_id}-shard{j}", num_cpus=0, **place(j, 0.0))
-                            .remote(s, f"/dev/shm/downpour-{run_id}", n))
-    lanes = ray.get([a.lanes.remote() for a in shard_actors])
-    incarnation = [0] * n
+class RayCluster:
+    """The Ray driver, shaped like :class:`~downpour.ps.simulated.SimulatedCluster`: built with the
+    cluster's setup and restored shards, it starts Ray (or joins ``cluster.address``), one actor per
+    shard and per worker; :meth:`run` drives the coordinator's budget; :meth:`close` kills every actor
+    and removes the shared memory, whatever happened, so nothing is left running on a shared cluster.
 
-    def spawn(w: int, seq: int, step: int) -> Any:
-        name, options, routes = f"downpour-{run_id}-worker{w}", place(w, per_worker), lanes
-        if incarnation[w]:   # a restart: new name, new inboxes, wherever Ray finds room
-            name, options = f"{name}-restart{incarnation[w]}", {}
-            routes = lanes[:] = ray.get([a.new_inbox.remote(w, incarnation[w]) for a in shard_actors])
-        incarnation[w] += 1
-        return (WorkerActor.options(name=name, num_cpus=per_worker, **options)
-                .remote(cfg, w, job.data.shard(w, n), job.bounds, step, seq, shard_actors, routes, threads))
+    The driving loop is Ray's parameter-server example: ``pending`` maps each future to what it
+    is (a worker's cycle, or the shards' answers to a push), and ``ray.wait`` takes the next one.
+    """
 
-    for w in range(n):
-        worker_actors.append(spawn(w, seqs.get(w, 0), start_step))
-    return spawn, lanes
+    def __init__(self, setup: ClusterSetup, shards: list[Shard], coord: Coordinator,
+                 stage_of: Callable[[int], int | None], start_step: int = 0, seqs: dict[int, int] | None = None,
+                 start_time: float = 0.0):
+        cfg = setup.cfg
+        self.setup, self.coord, self.stage_of = setup, coord, stage_of
+        self.restarts = cfg.cluster.restarts            # restarts left
+        self.next_seq = dict(seqs or {})                 # per worker, one past the last push the driver received
+        self.shard_actors: list[Any] = []
+        self.worker_actors: list[Any] = []
+        self.pusher: ShardPush | None = None
+        self.started = connect(cfg.cluster.address)
+        self._incarnation = [0] * cfg.cluster.workers
+        self._pending: dict[Any, tuple[str, int]] = {}   # future -> ("cycle" | "push", worker)
+        self._grads: dict[Any, list[Any]] = {}           # a cycle's metadata ref -> its gradient refs
+        self._owner: dict[Any, Any] = {}                 # a cycle's metadata ref -> the worker actor running it
+        self._pushes: dict[Any, tuple[list[Any], dict[str, Any]]] = {}   # last answer ref -> (all answers, metadata)
+        self._blocked: set[int] = set()
+        try:
+            self._start(shards, start_step)
+        except BaseException:
+            self.close()
+            raise
 
+    # -- actors -----------------------------------------------------------------------------------
+    def _start(self, shards: list[Shard], start_step: int) -> None:
+        """Shard actors, then worker actors (which learn the shards' shared-memory lanes)."""
+        cfg, n = self.setup.cfg, self.setup.cfg.cluster.workers
+        self.run_id = uuid.uuid4().hex[:8]
+        self.per_worker = min(1.0, float(ray.cluster_resources().get("CPU", 1.0)) / n)  # 8 workers still fit on 2 cores
+        self.threads = cfg.train.threads or max(1, int(os.cpu_count() or 1) // n)
+        self.place = _placer(ray.nodes())
+        for j, s in enumerate(shards):
+            self.shard_actors.append(ShardActor.options(name=f"downpour-{self.run_id}-shard{j}", num_cpus=0,
+                                                        **self.place(j, 0.0))
+                                     .remote(s, f"/dev/shm/downpour-{self.run_id}", n))
+        self.lanes = ray.get([a.lanes.remote() for a in self.shard_actors])
+        for w in range(n):
+            self.worker_actors.append(self._spawn(w, self.next_seq.get(w, 0), start_step))
+        self.pusher = ShardPush(self.shard_actors, self.lanes)
+        self.placement = {"shards": ray.get([a.node.remote() for a in self.shard_actors]),
+                          "workers": ray.get([a.node.remote() for a in self.worker_actors])}  # every actor is up
 
-def _drive(shard_actors: list[Any], worker_actors: list[Any], coord: Coordinator, recorder: Any,
-           stage_of: Callable[[int], int | None], spawn: Callable[[int, int, int], Any], restarts: int,
-           seqs: dict[int, int], pusher: ShardPush) -> None:
-    """The driver loop: dispatch cycles, hand finished gradients to the shards (``pusher``: by
-    doorbell where it can), record each push, and restart up to ``restarts`` lost workers."""
-    m = len(shard_actors)
-    next_seq = dict(seqs)                # per worker, one past the last push number the driver received
-    pending: dict[Any, tuple[str, int]] = {}
-    grads: dict[Any, list[Any]] = {}    # a cycle's metadata ref -> its gradient refs
-    owner: dict[Any, Any] = {}          # a cycle's metadata ref -> the worker actor running it
-    pushes: dict[Any, tuple[list[Any], dict[str, Any]]] = {}   # last push ref -> (all answers, metadata)
-    blocked: set[int] = set()
+    def _spawn(self, w: int, seq: int, step: int) -> Any:
+        """Start (or restart: new name, new inboxes, wherever Ray finds room) worker ``w``'s actor."""
+        setup = self.setup
+        name, options = f"downpour-{self.run_id}-worker{w}", self.place(w, self.per_worker)
+        if self._incarnation[w]:
+            name, options = f"{name}-restart{self._incarnation[w]}", {}
+            self.lanes[:] = ray.get([a.new_inbox.remote(w, self._incarnation[w]) for a in self.shard_actors])
+        self._incarnation[w] += 1
+        n = setup.cfg.cluster.workers
+        return (WorkerActor.options(name=name, num_cpus=self.per_worker, **options)
+                .remote(setup.cfg, w, setup.data.shard(w, n), setup.bounds, setup.gate.sync, step, seq,
+                        self.shard_actors, self.lanes, self.threads))
 
-    def set_live() -> None:  # waited for, so no worker fetches before the shards know who is live
-        ray.get([a.set_workers.remote(sorted(coord.live)) for a in shard_actors])
+    def _set_live(self) -> None:   # waited for, so no worker fetches before the shards know who is live
+        ray.get([a.set_workers.remote(sorted(self.coord.live)) for a in self.shard_actors])
 
-    def dispatch(w: int) -> None:
-        k = coord.begin_cycle(w)
+    # -- the driving loop ---------------------------------------------------------------------------
+    def _dispatch(self, w: int) -> None:
+        k = self.coord.begin_cycle(w)
         if k == 0:
-            blocked.add(w)
+            self._blocked.add(w)
             return
-        blocked.discard(w)
-        refs = worker_actors[w].cycle.options(num_returns=m + 1).remote(k, stage_of(coord.dispatched - k))
-        grads[refs[m]] = refs[:m]
-        owner[refs[m]] = worker_actors[w]
-        pending[refs[m]] = ("cycle", w)
+        self._blocked.discard(w)
+        m = len(self.shard_actors)
+        refs = self.worker_actors[w].cycle.options(num_returns=m + 1).remote(k, self.stage_of(self.coord.dispatched - k))
+        self._grads[refs[m]] = refs[:m]
+        self._owner[refs[m]] = self.worker_actors[w]
+        self._pending[refs[m]] = ("cycle", w)
 
-    def finish(w: int, results: list[dict[str, Any]], meta: dict[str, Any]) -> None:
-        stale = [r["staleness"] for r in results]
-        record = {"staleness": sum(stale) / m, "staleness_max": max(stale), "clock_gap": meta["clock_gap"],
-                  "accepted": sum(r["accepted"] for r in results), "version": max(r["version"] for r in results)}
-        joined = coord.end_cycle(w, meta["steps"])
+    def _applied(self, w: int, results: list[dict[str, Any]], meta: dict[str, Any], on_push: OnPush) -> None:
+        """Every shard answered push ``meta["seq"]`` of worker ``w``: record it, dispatch who may go on."""
+        joined = self.coord.end_cycle(w, meta["steps"])
         if joined:
-            set_live()
+            self._set_live()
         push = Push(w, meta["seq"], [], meta["base"], meta["steps"], meta["samples"], meta["loss"], meta["parts"],
                     meta["skipped"], meta["clock_gap"])
-        recorder.on_push(push, record)
-        for v in sorted(blocked | set(joined) | {w}):
-            dispatch(v)
+        on_push(push, push_record(results, meta["clock_gap"]))
+        for v in sorted(self._blocked | set(joined) | {w}):
+            self._dispatch(v)
 
-    for _ in range(coord.depth):
-        for w in sorted(coord.live):
-            dispatch(w)
-    while pending:
-        ready, _ = ray.wait(list(pending), num_returns=1)
-        kind, w = pending.pop(ready[0])
-        if kind == "cycle":
-            actor = owner.pop(ready[0])
+    def _lost(self, w: int, err: Exception) -> None:
+        """Worker ``w``'s actor died: its push never left, so nothing of it is applied. Restart it
+        if ``cluster.restarts`` allows, and let the others go on."""
+        self.coord.lose(w, type(err).__name__)
+        log.warning("worker %d lost at step %d: %s", w, self.coord.done, type(err).__name__)
+        if self.restarts > 0 and self.coord.dispatched < self.coord.total:
+            self.restarts -= 1
+            self.worker_actors[w] = self._spawn(w, self.next_seq.get(w, 0), self.coord.done)
+            ray.get(self.worker_actors[w].node.remote())
+            self.coord.rejoin(w)
+            log.warning("worker %d restarted", w)
+        self._set_live()
+        for _ in range(self.coord.depth):
+            for v in sorted(self._blocked | {w}):
+                self._dispatch(v)
+
+    def _cycle_done(self, ref: Any, w: int, on_push: OnPush) -> None:
+        actor = self._owner.pop(ref)
+        grads = self._grads.pop(ref, None)
+        current = w in self.coord.live and actor is self.worker_actors[w]
+        try:
+            meta = ray.get(ref)
+        except RayError as err:
+            if current:          # (else another queued cycle of the same dead actor: already handled)
+                self._lost(w, err)
+            return
+        if not current:
+            # a cycle that finished just as its actor died, reported after the loss: the loss
+            # already gave its steps back, so it is dropped (not applied at all)
+            return
+        self.coord.end_compute(w)
+        meta["clock_gap"] = self.coord.gaps[w]
+        self.next_seq[w] = meta["seq"] + 1
+        # rung shards have applied it when this returns; the others answer with object refs
+        assert self.pusher is not None
+        answers = self.pusher.apply(w, meta["seq"], meta["base"], grads, meta["inbox"])
+        self._dispatch(w)                      # async: compute the next cycle while this push is applied
+        refs = [x for x in answers if not isinstance(x, dict)]
+        if not refs:
+            self._applied(w, answers, meta, on_push)
+            return
+        self._pushes[refs[-1]] = (answers, meta)
+        self._pending[refs[-1]] = ("push", w)  # each shard runs the driver's calls in order; wait on all below
+
+    def run(self, on_push: OnPush) -> None:
+        """Dispatch cycles, hand finished gradients to the shards (by doorbell where it can), record
+        each push, and restart up to ``cluster.restarts`` lost workers, until the budget is done."""
+        for _ in range(self.coord.depth):
+            for w in sorted(self.coord.live):
+                self._dispatch(w)
+        while self._pending:
+            ready, _ = ray.wait(list(self._pending), num_returns=1)
+            kind, w = self._pending.pop(ready[0])
+            if kind == "cycle":
+                self._cycle_done(ready[0], w, on_push)
+            else:
+                answers, meta = self._pushes.pop(ready[0])
+                self._applied(w, ShardPush.results(answers), meta, on_push)
+
+    # -- the driver protocol's other half -----------------------------------------------------------
+    def snapshot(self) -> list[ShardState]:
+        """The shards' states now (after :meth:`run`: final, a partial sync round flushed)."""
+        return ray.get([a.state_dict.remote() for a in self.shard_actors], timeout=60)
+
+    def meta(self) -> dict[str, Any]:
+        return {}
+
+    def info(self) -> dict[str, Any]:
+        nodes = sorted(set(self.placement["shards"]) | set(self.placement["workers"]))
+        return {"nodes": len(nodes), "placement": {k: [nodes.index(x) for x in v] for k, v in self.placement.items()}}
+
+    def close(self) -> None:
+        """Best effort (Ray itself may be going down); safe to call twice."""
+        if self.pusher is not None:
+            self.pusher.close()
+        if self.shard_actors:
             try:
-                meta = ray.get(ready[0])
-            except RayError as err:  # the worker died: its push never left, so nothing of it is applied
-                grads.pop(ready[0], None)
-                if w not in coord.live or actor is not worker_actors[w]:
-                    continue         # another queued cycle of the same dead actor: already handled
-                coord.lose(w, type(err).__name__)
-                log.warning("worker %d lost at step %d: %s", w, coord.done, type(err).__name__)
-                if restarts > 0 and coord.dispatched < coord.total:
-                    restarts -= 1
-                    worker_actors[w] = spawn(w, next_seq.get(w, 0), coord.done)
-                    ray.get(worker_actors[w].node.remote())
-                    coord.rejoin(w)
-                    log.warning("worker %d restarted", w)
-                set_live()
-                for _ in range(coord.depth):
-                    for v in sorted(blocked | {w}):
-                        dispatch(v)
-                continue
-            if w not in coord.live or actor is not worker_actors[w]:
-                # a cycle that finished just as its actor died, reported after the loss: the loss
-                # already gave its steps back, so it is dropped (not applied at all)
-                grads.pop(ready[0], None)
-                continue
-            coord.end_compute(w)
-            meta["clock_gap"] = coord.gaps[w]
-            next_seq[w] = meta["seq"] + 1
-            # rung shards have applied it when this returns; the others answer with object refs
-            answers = pusher.apply(w, meta["seq"], meta["base"], grads.pop(ready[0]), meta["inbox"])
-            dispatch(w)                      # async: compute the next cycle while this push is applied
-            refs = [x for x in answers if not isinstance(x, dict)]
-            if not refs:
-                finish(w, answers, meta)
-                continue
-            pushes[refs[-1]] = (answers, meta)
-            pending[refs[-1]] = ("push", w)  # each shard runs the driver's calls in order; wait on all below
-            continue
-        answers, meta = pushes.pop(ready[0])
-        finish(w, pusher.results(answers), meta)
-
-
-def run_ray(job: Job, shards: list[Shard], coord: Coordinator, recorder: Any, stage_of: Callable[[int], int | None],
-            start_step: int, seqs: dict[int, int]) -> tuple[list[ShardState], dict[str, Any]]:
-    """Run the coordinator's budget on Ray actors; returns the final shard states and placement info.
-
-    Whatever happens (an error, Ctrl-C), the actors are killed and the shared memory removed, so
-    nothing is left running on a shared cluster.
-    """
-    started = connect(job.cfg.cluster.address)
-    shard_actors: list[Any] = []
-    worker_actors: list[Any] = []
-    pusher: ShardPush | None = None
-    try:
-        spawn, lanes = _start_actors(job, shards, start_step, seqs, uuid.uuid4().hex[:8], shard_actors, worker_actors)
-        pusher = ShardPush(shard_actors, lanes)
-        placement = {"shards": ray.get([a.node.remote() for a in shard_actors]),
-                     "workers": ray.get([a.node.remote() for a in worker_actors])}
-        recorder.snapshot = lambda: ray.get([a.state_dict.remote() for a in shard_actors], timeout=60)
-        recorder.mark_started()   # the placement answers above mean every actor has been built
-        try:
-            _drive(shard_actors, worker_actors, coord, recorder, stage_of, spawn, job.cfg.cluster.restarts, seqs, pusher)
-        except BaseException:
-            recorder.save_on_failure()   # while the shard actors are still up
-            raise
-        states = ray.get([a.state_dict.remote() for a in shard_actors])  # flushes a partial sync round
-    finally:  # best effort: Ray itself may be going down
-        if pusher is not None:
-            pusher.close()
-        try:
-            ray.get([a.close.remote() for a in shard_actors], timeout=30)
-        except Exception:  # noqa: BLE001
-            log.warning("a shard could not remove its shared memory (/dev/shm/downpour-*)")
-        for a in (*worker_actors, *shard_actors):
+                ray.get([a.close.remote() for a in self.shard_actors], timeout=30)
+            except Exception:  # noqa: BLE001
+                log.warning("a shard could not remove its shared memory (/dev/shm/downpour-*)")
+        for a in (*self.worker_actors, *self.shard_actors):
             try:
                 ray.kill(a)
             except Exception:  # noqa: BLE001
                 pass
-        if started:
+        self.shard_actors, self.worker_actors, self.pusher = [], [], None
+        if self.started:
             ray.shutdown()
-    nodes = sorted(set(placement["shards"]) | set(placement["workers"]))
-    return states, {"nodes": len(nodes), "placement": {k: [nodes.index(x) for x in v] for k, v in placement.items()}}
+            self.started = False

@@ -27,6 +27,11 @@ class PushResult:
     accepted: bool
     reason: str = ""      # why it was rejected: unknown-worker | shape | non-finite | version | duplicate
     version: int = 0      # the shard's version after the push
+    staleness: int = 0    # the shard's version before it, minus the version the gradient was computed from
+
+    def as_dict(self) -> dict[str, Any]:
+        """The form a push's answer travels in (Ray actor calls, doorbell replies)."""
+        return {"accepted": self.accepted, "reason": self.reason, "version": self.version, "staleness": self.staleness}
 
 
 class Shard:
@@ -79,10 +84,11 @@ class Shard:
 
         ``seq`` is the worker's push number (0, 1, 2, ...); one already seen is a duplicate.
         """
+        staleness = self.version - base_version
         reason = self._check(worker, grad, base_version, seq)
         if reason:
             self.rejected[reason] += 1
-            return PushResult(False, reason, self.version)
+            return PushResult(False, reason, self.version, staleness)
         self.accepted += 1
         self._seen.setdefault(worker, set()).add(seq)
         grad = grad.to(torch.float32)
@@ -91,7 +97,7 @@ class Shard:
             self._maybe_close_round()
         else:
             self._apply_one(worker, seq, base_version, grad)
-        return PushResult(True, "", self.version)
+        return PushResult(True, "", self.version, staleness)
 
     def _check(self, worker: int, grad: Tensor, base_version: int, seq: int) -> str:
         if worker not in self.workers:

@@ -19,7 +19,7 @@ import torch
 from downpour.ps import shm
 from downpour.ps.checkpoint import ShardState
 from downpour.ps.doorbell import Doorbell
-from downpour.ps.shard import Shard
+from downpour.ps.shard import PushResult, Shard
 
 
 class ShardServer:
@@ -72,27 +72,21 @@ class ShardServer:
             # while the caller serialises its answer
             return (params.numpy().copy() if self.seg is not None else params.numpy()), version
 
-    def _result(self, accepted: bool, reason: str, staleness: int) -> dict[str, Any]:
-        return {"accepted": accepted, "reason": reason, "version": self.shard.version, "staleness": staleness}
-
     def push(self, worker: int, grad: np.ndarray, base: int, seq: int) -> dict[str, Any]:
         with self._writing():
-            staleness = self.shard.version - base
-            result = self.shard.push(worker, torch.from_numpy(grad), base, seq)  # zero-copy view
-            return self._result(result.accepted, result.reason, staleness)
+            return self.shard.push(worker, torch.from_numpy(grad), base, seq).as_dict()  # zero-copy view
 
     def push_inbox(self, worker: int, base: int, seq: int) -> dict[str, Any]:
         """Apply the gradient ``worker`` left in its inbox for push ``seq`` (also the doorbell's job)."""
         with self._writing():
             inbox = self.inboxes.get(worker)
             item = inbox.take() if inbox is not None else None
-            staleness = self.shard.version - base
             if item is None or item[1:] != (seq, base):
                 self.shard.rejected["inbox"] += 1   # nothing (or something else) is waiting: never guess
-                return self._result(False, "inbox", staleness)
+                return PushResult(False, "inbox", self.shard.version, self.shard.version - base).as_dict()
             result = self.shard.push(worker, torch.from_numpy(item[0]), base, seq)
             inbox.release()
-            return self._result(result.accepted, result.reason, staleness)
+            return result.as_dict()
 
     def new_inbox(self, worker: int, incarnation: int) -> dict[str, Any] | None:
         """A restarted worker gets a fresh inbox (and reply pipe): its predecessor, killed but

@@ -9,38 +9,31 @@ of config and seed: same seed and config, identical parameters, metrics and stal
 from __future__ import annotations
 
 import heapq
-from typing import Callable
+from typing import Any, Callable
 
+from downpour.ps.checkpoint import ShardState
 from downpour.ps.coordinator import Coordinator
-from downpour.ps.delays import delay_rngs, make_delays
-from downpour.ps.job import Job, make_worker
+from downpour.ps.delays import delay_rngs
+from downpour.ps.setup import ClusterSetup, make_worker
 from downpour.ps.shard import Shard
-from downpour.ps.worker import Push, Worker
+from downpour.ps.worker import OnPush, Push, Worker, push_record
 
-OnPush = Callable[[Push, dict], None]   # (the push, its record) -> None
 STEP, ARRIVE = 0, 1
 
 
-def push_to_shards(shards: list[Shard], push: Push) -> dict:
-    """Apply one push on every shard; returns its staleness (mean and max over shards) and acceptance."""
-    stale = [s.version - b for s, b in zip(shards, push.base)]
-    results = [s.push(push.worker, g, b, push.seq) for s, g, b in zip(shards, push.grads, push.base)]
-    return {"staleness": sum(stale) / len(stale), "staleness_max": max(stale),
-            "accepted": sum(r.accepted for r in results), "version": max(s.version for s in shards)}
-
-
 class SimulatedCluster:
-    """Runs ``coord``'s budget of steps with ``shards`` (already restored on resume)."""
+    """Runs ``coord``'s budget of steps with ``shards`` (already restored on resume), in this process."""
 
-    def __init__(self, job: Job, shards: list[Shard], coord: Coordinator, stage_of: Callable[[int], int | None],
-                 start_step: int = 0, seqs: dict[int, int] | None = None, start_time: float = 0.0):
-        cfg = job.cfg
-        self.job, self.shards, self.coord, self.stage_of = job, shards, coord, stage_of
+    def __init__(self, setup: ClusterSetup, shards: list[Shard], coord: Coordinator,
+                 stage_of: Callable[[int], int | None], start_step: int = 0, seqs: dict[int, int] | None = None,
+                 start_time: float = 0.0):
+        cfg = setup.cfg
+        self.setup, self.shards, self.coord, self.stage_of = setup, shards, coord, stage_of
         n = cfg.cluster.workers
         seqs = seqs or {}
-        self.workers: list[Worker] = [make_worker(cfg, w, job.data.shard(w, n), job.bounds, start_step, seqs.get(w, 0))
-                                      for w in range(n)]
-        self.delays = make_delays(cfg.cluster.delay, n)
+        self.workers: list[Worker] = [make_worker(cfg, w, setup.data.shard(w, n), setup.bounds, setup.gate.sync,
+                                                  start_step, seqs.get(w, 0)) for w in range(n)]
+        self.delays = setup.delays
         self.rngs = delay_rngs(cfg.seed + start_step, n)
         self.now = start_time      # a resumed run continues the virtual clock
         self._heap: list[tuple[float, int, int, int, Push | None]] = []   # (time, order, kind, worker, push)
@@ -73,8 +66,8 @@ class SimulatedCluster:
             self._try_cycle(v, t)
 
     def _arrive(self, w: int, push: Push, t: float, on_push: OnPush) -> None:
-        record = push_to_shards(self.shards, push)
-        record["clock_gap"] = push.clock_gap
+        results = [s.push(push.worker, g, b, push.seq).as_dict() for s, g, b in zip(self.shards, push.grads, push.base)]
+        record = push_record(results, push.clock_gap)
         joined = self.coord.end_cycle(w, push.steps)
         if joined:
             for s in self.shards:
@@ -109,3 +102,16 @@ class SimulatedCluster:
                 self._wake({w}, t)                  # async: go on computing while the push travels
         for s in self.shards:
             s.flush()
+
+    def snapshot(self) -> list[ShardState]:
+        """The shards' states now (after :meth:`run`: final, a partial sync round flushed)."""
+        return [s.state_dict() for s in self.shards]
+
+    def meta(self) -> dict[str, Any]:
+        return {"vtime": self.now}       # a resumed run continues the virtual clock
+
+    def info(self) -> dict[str, Any]:
+        return {"virtual_time": round(self.now, 6)}
+
+    def close(self) -> None:
+        pass                             # nothing runs outside this process

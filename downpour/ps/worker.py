@@ -11,7 +11,7 @@ No I/O here: the simulator and the Ray actor call :meth:`load`, :meth:`step` and
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import torch
 from torch import Tensor
@@ -37,6 +37,18 @@ class Push:
     parts: dict[str, float] = field(default_factory=dict)
     skipped: int = 0             # steps whose cost was NaN/Inf (nothing accumulated)
     clock_gap: int = 0           # set by the runner: clocks ahead of the slowest worker when the cycle began
+
+
+OnPush = Callable[[Push, dict], None]   # a runner's callback for each applied push: (the push, its record)
+
+
+def push_record(results: Sequence[Mapping[str, Any]], clock_gap: int) -> dict[str, Any]:
+    """What the runners record of one push from the shards' answers (``PushResult.as_dict()``, the
+    Ray shards' dicts): its staleness (mean and max over shards), how many shards accepted it, the
+    newest version it produced, and the pushing worker's clock gap."""
+    stale = [r["staleness"] for r in results]
+    return {"staleness": sum(stale) / len(stale), "staleness_max": max(stale), "clock_gap": clock_gap,
+            "accepted": sum(r["accepted"] for r in results), "version": max(r["version"] for r in results)}
 
 
 class Worker:
@@ -107,9 +119,6 @@ class Worker:
             with torch.no_grad():
                 vec = self.layout.params_to_vector(self.model).add_(g, alpha=-self.local_lr)
             self.layout.vector_to_params(vec, self.model)
-
-    def push_due(self) -> bool:
-        return self._acc_steps >= self.n_push
 
     def take_push(self) -> Push:
         """The accumulated push (the summed gradient, as views sliced per shard); resets the accumulator."""

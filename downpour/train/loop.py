@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from downpour.config import ConfigError, RunConfig
+from downpour.config import RunConfig
 from downpour.data import build_dataset
 from downpour.errors import RunError
 from downpour.models.registry import build
@@ -65,20 +65,14 @@ def run_local(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, An
         start, skipped, elapsed = _restore(run, model, opt)
         log.info("resuming %s at step %d", run.path, start)
     total = cfg.train.steps
-    if start >= total:
-        raise ConfigError(f"the run in {str(run.path)!r} already reached step {start}; raise train.steps (--steps) to go on")
-    # only now, with the checkpoint loaded and the step checked: a mistyped resume leaves the run as it was
-    run.save_config(cfg)  # now fully resolved
-    run.save_preprocess(data.preprocess)
-    if resume:
-        run.truncate_metrics(start)   # rows past the checkpoint (an interrupted run's tail) are logged again
+    run.begin(cfg, data.preprocess, start, resume)
 
     generator = torch.Generator().manual_seed(cfg.seed + 1)
     batches = data.batches(cfg.train.batch_size, generator)
     for _ in range(start):  # replay the batch order, so a resumed run sees what an uninterrupted one would
         next(batches)
     telemetry = Telemetry(run, total, tensorboard=cfg.train.tensorboard, time_offset=elapsed, start_step=start)
-    n_stages = len(getattr(model, "stages", ())) or 1
+    n_stages = model.n_stages
     mean, last_row, last_skip = PartsMean(), None, ""
     done, rng = start, torch.get_rng_state()   # the last completed step, and the RNG state right after it
     t0 = time.perf_counter()

@@ -72,6 +72,19 @@ class RunDir:
     def save_config(self, cfg: RunConfig) -> None:
         save_config(cfg, self.path / "config.toml")
 
+    def begin(self, cfg: RunConfig, preprocess: "Preprocess", start: int, resume: bool) -> None:
+        """What every runner does once its state is restored and before its first step: refuse a
+        run that already reached ``cfg.train.steps``, save the config and the fitted preprocessing,
+        and on a resume drop the metrics rows logged after the checkpoint (they are logged again).
+        Only now, with the checkpoint loaded and the step checked: a mistyped resume leaves the run as it was."""
+        if start >= cfg.train.steps:
+            raise ConfigError(f"the run in {str(self.path)!r} already reached step {start}; "
+                              "raise train.steps (--steps) to go on")
+        self.save_config(cfg)
+        self.save_preprocess(preprocess)
+        if resume:
+            self.truncate_metrics(start)
+
     # --- the model ----------------------------------------------------------------------------
     def save_model(self, model: FeatureModel, step: int, extra: dict[str, Any] | None = None) -> None:
         """``model.safetensors`` (every parameter and buffer) + ``model.json`` (registry name, options, step)."""

@@ -12,34 +12,26 @@ import torch
 
 from downpour.config import ConfigError, RunConfig, TrainConfig
 
-OPTIMIZERS = ("sgd", "adagrad", "adam")
-SCHEDULES = ("joint", "greedy")
+# train.optimizer's choices (declared in config.py) -> the torch optimiser
+OPTIMIZERS = {"sgd": torch.optim.SGD, "adagrad": torch.optim.Adagrad, "adam": torch.optim.Adam}
 
 
 def make_optimizer(cfg: TrainConfig, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
     params = [p for p in params if p.requires_grad]
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum)
-    if cfg.optimizer == "adagrad":
-        return torch.optim.Adagrad(params, lr=cfg.lr)
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr)
-    raise ConfigError(f"train.optimizer must be one of {OPTIMIZERS}, got {cfg.optimizer!r}")
+    extra = {"momentum": cfg.momentum} if cfg.optimizer == "sgd" else {}
+    return OPTIMIZERS[cfg.optimizer](params, lr=cfg.lr, **extra)
 
 
 def stage_for_step(step: int, total: int, n_stages: int, schedule: str) -> int | None:
-    """Greedy training gives each stage an equal share of the steps, bottom first; joint trains all (None)."""
+    """Greedy training gives each stage an equal share of the steps, bottom first; joint (or a
+    one-stage model) trains all (None). ``schedule`` is train.schedule: joint | greedy."""
     if schedule == "joint" or n_stages <= 1:
         return None
-    if schedule not in SCHEDULES:
-        raise ConfigError(f"train.schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
     return min(n_stages, 1 + step * n_stages // max(total, 1))
 
 
 def resolve_device(name: str) -> torch.device:
     """``train.device``: cpu | cuda | auto (cuda when this torch build sees a GPU, else cpu)."""
-    if name not in ("cpu", "cuda", "auto"):
-        raise ConfigError(f"train.device must be cpu, cuda or auto, got {name!r}")
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"train.device='cuda' but torch {torch.__version__} sees no GPU; use 'cpu' or 'auto'")
     return torch.device("cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu")

@@ -1,0 +1,148 @@
+"""The recorder of a cluster run: turns pushes into metrics lines, server checkpoints and
+``staleness.json``, whichever driver (simulator, Ray) produced them.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Protocol
+
+from downpour.config import RunConfig
+from downpour.ps.checkpoint import ShardState, save_server
+from downpour.ps.coordinator import Coordinator
+from downpour.ps.staleness import StalenessLog, staleness_report
+from downpour.ps.worker import OnPush, Push
+from downpour.train.rundir import RunDir
+from downpour.train.telemetry import PartsMean, Telemetry
+
+log = logging.getLogger(__name__)
+SERVER = "server"  # checkpoint stem under checkpoints/
+
+
+class Driver(Protocol):
+    """How a cluster runner runs the coordinator's budget of steps on its shards. The simulator
+    (:class:`~downpour.ps.simulated.SimulatedCluster`) and Ray (:class:`~downpour.ps.on_ray.RayCluster`)
+    implement it; both are built as ``Driver(setup, shards, coord, stage_of, start_step, seqs, start_time)``."""
+
+    def run(self, on_push: OnPush) -> None:
+        """Until the coordinator's budget is done, calling ``on_push`` for every push the shards applied."""
+
+    def snapshot(self) -> list[ShardState]:
+        """The shards' states now; after :meth:`run` the final ones."""
+
+    def meta(self) -> dict[str, Any]:
+        """Driver fields a server checkpoint keeps (the simulator's virtual clock)."""
+
+    def info(self) -> dict[str, Any]:
+        """Driver fields of the run's summary (virtual time; Ray's nodes and placement)."""
+
+    def close(self) -> None:
+        """Stop whatever it started; safe after a failure and twice."""
+
+
+class ClusterTelemetry(Telemetry):
+    """The local telemetry, with server updates/s and mean staleness on the progress line."""
+
+    OWN = ("updates_per_s", "mean_staleness", "staleness_max", "clock_gap", "vtime", "accepted")
+
+    def print_progress(self, row: dict[str, Any], extra: str = "") -> None:
+        extra = f"  {row.get('updates_per_s', 0.0):.1f} updates/s  staleness {row.get('mean_staleness', 0.0):.2f}{extra}"
+        super().print_progress({k: v for k, v in row.items() if k not in self.OWN}, extra)
+
+
+class Recorder:
+    """Turns pushes into metrics lines (every ``train.log_every`` steps) and server checkpoints."""
+
+    def __init__(self, cfg: RunConfig, run: RunDir, coord: Coordinator, elapsed: float = 0.0):
+        self.cfg, self.run, self.coord = cfg, run, coord
+        self.telemetry = ClusterTelemetry(run, cfg.train.steps, tensorboard=cfg.train.tensorboard, time_offset=elapsed,
+                                          start_step=coord.done)
+        self.elapsed0 = elapsed
+        self.t0 = time.perf_counter()
+        self.driver: Driver | None = None   # set by the runner once the driver is up
+        self._saved_on_failure = False
+        self.pushes = 0              # pushes this process recorded
+        self.finite_pushes = 0       # ... that carried a finite gradient some shard accepted
+        self.steps = self.skipped = 0   # worker steps in those pushes, and those with a NaN/Inf cost
+        self._since_ckpt = 0
+        self._stale_sum = 0.0
+        self._mean = PartsMean()     # the pushes' parts and samples since the last log line
+        self._last_step = coord.done
+        self._last_time = self.t0
+        self._last_pushes = 0
+
+    def mark_started(self) -> None:
+        """The runner's processes are up: rates and times count from here, as the local runner's do."""
+        now = time.perf_counter()
+        self.t0 = self._last_time = self.telemetry.start = self.telemetry.last_time = now
+
+    def elapsed(self) -> float:
+        return self.elapsed0 + time.perf_counter() - self.t0
+
+    def on_push(self, push: Push, record: dict[str, Any]) -> None:
+        self.pushes += 1
+        self._since_ckpt += 1
+        self._stale_sum += record["staleness"]
+        self.steps += push.steps
+        self.skipped += push.skipped
+        if push.skipped < push.steps:     # a push whose every step was skipped has no parts to average
+            if record["accepted"]:
+                self.finite_pushes += 1
+            self._mean.add(push.parts)
+        self._mean.samples += push.samples
+        step, every = self.coord.done, self.cfg.train.log_every
+        due = step // every > self._last_step // every or step >= self.cfg.train.steps
+        if due and self._mean.steps:
+            now = time.perf_counter()
+            rate = (self.pushes - self._last_pushes) / max(now - self._last_time, 1e-9)
+            parts, samples = self._mean.pop()
+            self.telemetry.log(step, parts, samples, worker=push.worker, staleness=record["staleness"],
+                               staleness_max=record["staleness_max"], clock_gap=record["clock_gap"],
+                               version=record["version"], accepted=record["accepted"],
+                               updates_per_s=round(rate, 2), mean_staleness=round(self._stale_sum / self.pushes, 4),
+                               **({"vtime": record["vtime"]} if "vtime" in record else {}))
+            self._last_step, self._last_time, self._last_pushes = step, now, self.pushes
+        every_ckpt = self.cfg.cluster.checkpoint_every
+        if every_ckpt and self._since_ckpt >= every_ckpt and step < self.cfg.train.steps and self.driver:
+            self._since_ckpt = 0
+            self.checkpoint(self.driver.snapshot())
+
+    def checkpoint(self, states: list[ShardState]) -> None:
+        meta = {"step": self.coord.done, "clocks": {str(w): c for w, c in self.coord.clocks().items()},
+                "max_clock_gap": self.coord.max_gap,
+                "elapsed": round(self.elapsed(), 3), "events": self.coord.events,
+                **(self.driver.meta() if self.driver else {})}
+        save_server(self.run.checkpoints / SERVER, states, meta)
+        write_staleness(self.run, self.cfg, states, self.coord)
+
+    def save_on_failure(self) -> None:
+        """Best effort, on an error or Ctrl-C: checkpoint the server as it is, so ``--resume`` loses
+        only the pushes in flight. Once per run; the runner calls it while its driver is still up."""
+        if self.driver is None or self._saved_on_failure:
+            return
+        self._saved_on_failure = True
+        try:
+            self.checkpoint(self.driver.snapshot())
+            log.warning("stopped at step %d; the server checkpoint was saved: --resume %s goes on from it",
+                        self.coord.done, self.run.path)
+        except Exception as err:  # noqa: BLE001  (the shards may be gone with the failure)
+            log.warning("stopped at step %d; could not checkpoint the server (%s: %s)", self.coord.done,
+                        type(err).__name__, err)
+
+    def close(self) -> None:
+        self.telemetry.close()
+
+
+def write_staleness(run: RunDir, cfg: RunConfig, states: list[ShardState], coord: Coordinator) -> dict[str, Any]:
+    logs = [StalenessLog.from_tensor(t["log"]) for t, _ in states]
+    rejected: dict[str, int] = {}
+    for _, m in states:
+        for k, v in m["rejected"].items():
+            rejected[k] = rejected.get(k, 0) + v
+    report = staleness_report(logs, consistency=cfg.cluster.consistency, workers=cfg.cluster.workers,
+                              shards=cfg.cluster.shards, delay=cfg.cluster.delay if cfg.cluster.runner == "simulated" else None,
+                              rejected=rejected, events=coord.events,
+                              max_clock_gap=coord.max_gap,
+                              accepted=[m["accepted"] for _, m in states], applied=[m["applied"] for _, m in states])
+    run.write_json("staleness.json", {k: v for k, v in report.items() if v is not None})
+    return report

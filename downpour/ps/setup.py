@@ -1,0 +1,75 @@
+"""What every cluster runner sets up from a (resolved) run config: the data, the initial model, the
+shard layout, the consistency gate and delay models, then the shards and workers. Shared by the
+simulator and the Ray runner, so both train exactly the same thing; ``cluster.*`` strings are
+parsed here, once per run.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from downpour.config import ConfigError, RunConfig
+from downpour.data import build_dataset
+from downpour.data.dataset import Dataset
+from downpour.models.base import FeatureModel
+from downpour.models.registry import build
+from downpour.ps.compensation import make_compensation
+from downpour.ps.consistency import Consistency, make_consistency
+from downpour.ps.delays import DelayModel, make_delays
+from downpour.ps.rules import make_rule
+from downpour.ps.shard import Shard, shard_bounds
+from downpour.ps.worker import Worker
+from downpour.train.flat import ParamLayout
+from downpour.train.setup import set_up_torch
+
+
+@dataclass
+class ClusterSetup:
+    cfg: RunConfig
+    data: Dataset
+    model: FeatureModel            # the driver's copy: initial parameters, and the final model
+    layout: ParamLayout
+    bounds: list[tuple[int, int]]  # [start, stop) of each shard in the flat vector
+    gate: Consistency              # cluster.consistency: the coordinator's gate (``gate.sync``: shards hold rounds)
+    delays: list[DelayModel]       # cluster.delay, one per worker (the simulator's)
+
+
+def set_up_cluster(cfg: RunConfig) -> ClusterSetup:
+    """Seeded data and initial model, the shard layout and the cluster's policies, for resolved ``cfg``."""
+    c = cfg.cluster
+    set_up_torch(cfg)   # the seed, and train.threads for the simulator (Ray workers set their own)
+    data = build_dataset(cfg.data, cfg.seed)
+    if len(data) < c.workers:
+        raise ConfigError(f"cluster.workers={c.workers} but the data has only {len(data)} samples")
+    model, _ = build(cfg, data.input_shape)
+    layout = ParamLayout(model)
+    try:
+        bounds = shard_bounds(layout.numel, c.shards)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    return ClusterSetup(cfg, data, model, layout, bounds, make_consistency(c.spec("consistency")),
+                        make_delays(c.spec("delay"), c.workers))
+
+
+def make_shards(setup: ClusterSetup, init: torch.Tensor, live: set[int]) -> list[Shard]:
+    """One :class:`Shard` per shard of ``setup.bounds``, holding its slice of ``init`` (numel,)."""
+    c, lr = setup.cfg.cluster, setup.cfg.train.lr
+    return [Shard(j, init[a:b], make_rule(c.rule, lr), make_compensation(c.compensation, c.dc_lambda),
+                  live, sync=setup.gate.sync, start=a) for j, (a, b) in enumerate(setup.bounds)]
+
+
+def batch_seed(seed: int, wid: int, start_step: int) -> int:
+    """A worker's batch-order seed; a resumed run reseeds from the step it resumes at."""
+    return seed * 1_000_003 + 7919 * (wid + 1) + start_step
+
+
+def make_worker(cfg: RunConfig, wid: int, data: Dataset, bounds: list[tuple[int, int]], sync: bool,
+                start_step: int = 0, seq: int = 0) -> Worker:
+    """Worker ``wid`` on ``data`` (its own shard of the dataset); its replica is filled by its first
+    fetch. ``sync``: the gate's (a sync worker fetches after every push)."""
+    model, objective = build(cfg, data.input_shape)
+    generator = torch.Generator().manual_seed(batch_seed(cfg.seed, wid, start_step))
+    c = cfg.cluster
+    return Worker(wid, model, objective, data.batches(cfg.train.batch_size, generator), bounds,
+                  c.n_fetch, c.n_push, cfg.train.lr, sync=sync, seq=seq)

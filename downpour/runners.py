@@ -1,0 +1,40 @@
+"""Every way to train a run config, behind one call: the runner protocol.
+
+    summary = train(cfg, RunDir.create(out, cfg))               # cfg.cluster.runner: local | simulated | ray
+    summary = train(cfg, RunDir.open(out), resume=True)         # go on to cfg.train.steps
+
+A runner is a function ``(cfg, run, resume) -> summary``. It builds what it needs from the resolved,
+frozen ``cfg``, restores its state on a resume, calls :meth:`RunDir.begin` (the shared start: step
+check, config and preprocessing saved, metrics truncated), trains, saves the model with
+:meth:`RunDir.save_model`, and returns a summary dict with at least ``steps``, ``resumed_from``,
+``final_loss``, ``seconds`` and ``run``. The cluster runners share :func:`~downpour.ps.cluster.run_cluster`
+and differ only in their driver (:class:`~downpour.ps.recorder.Driver`). A new runner (model
+parallel, Sandblaster) is one entry in :data:`RUNNERS` and one choice in ``cluster.runner``.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any, Callable
+
+from downpour.config import RunConfig
+from downpour.models.registry import resolve
+from downpour.train.rundir import RunDir
+
+Runner = Callable[[RunConfig, RunDir, bool], dict[str, Any]]
+
+# cluster.runner -> "module:function", imported on use (Ray only when it is asked for)
+RUNNERS = {"local": "downpour.train.loop:run_local",
+           "simulated": "downpour.ps.cluster:run_cluster",
+           "ray": "downpour.ps.cluster:run_cluster"}
+
+
+def runner(name: str) -> Runner:
+    module, function = RUNNERS[name].split(":")
+    return getattr(importlib.import_module(module), function)
+
+
+def train(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, Any]:
+    """Train ``cfg`` (resolved here, so the run directory's config.toml reproduces the run) with the
+    runner ``cfg.cluster.runner`` names; returns its summary."""
+    cfg = resolve(cfg)
+    return runner(cfg.cluster.runner)(cfg, run, resume)

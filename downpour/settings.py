@@ -1,0 +1,134 @@
+"""Validation as data: a dataclass field declares its valid values beside it, one function checks them.
+
+    steps: int = setting(1000, within="[1, inf)")
+    optimizer: str = setting("adagrad", choices=("sgd", "adagrad", "adam"))
+    delay: str = setting("constant:1", forms={"constant": (("T", float, "[0, inf)"),), ...})
+
+:func:`check_fields` (called by each config section's ``__post_init__``, so it runs however the
+section is built) coerces int to float and a comma list to ``list[str]``, then checks each field's
+type, choices, interval and spec form, raising :class:`ConfigError` that names ``section.key``, the
+value and the nearest valid choice. A float must always be finite (NaN and inf would reach the JSON files).
+
+A *spec* is a string ``kind:ARG:ARG`` (``bounded:2``, ``uniform:0:4``); ``forms`` maps each kind to
+its arguments' (name, type, interval); :func:`parse_spec` turns a checked spec into ``Spec(kind, args)``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from functools import cache
+from typing import Any, NamedTuple, get_type_hints
+
+from downpour._names import nearest
+from downpour.errors import ConfigError
+
+Form = tuple[tuple[str, type, str], ...]   # a spec kind's arguments: (name, int | float, interval)
+
+
+class Interval(NamedTuple):
+    low: float
+    high: float
+    low_open: bool
+    high_open: bool
+
+    @classmethod
+    def parse(cls, text: str) -> Interval:
+        """``"[1, inf)"``, ``"(0, 1]"``: a closed or open end on each side."""
+        low, high = (float(x) for x in text[1:-1].split(","))
+        return cls(low, high, text[0] == "(", text[-1] == ")")
+
+    def __contains__(self, v: float) -> bool:
+        above = v > self.low if self.low_open else v >= self.low
+        below = v < self.high if self.high_open else v <= self.high
+        return above and below
+
+    def describe(self) -> str:
+        if math.isinf(self.high):
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+
+
+class Spec(NamedTuple):
+    kind: str
+    args: tuple
+
+
+def setting(default: Any = dataclasses.MISSING, *, factory: Any = dataclasses.MISSING, choices: tuple = (),
+            within: str = "", forms: dict[str, Form] | None = None) -> Any:
+    """A dataclass field with its valid values: ``choices``, an interval ``within``, or spec ``forms``."""
+    meta = {"choices": tuple(choices), "within": Interval.parse(within) if within else None, "forms": forms}
+    return dataclasses.field(default=default, default_factory=factory, metadata=meta)
+
+
+def choices_of(cls: type, name: str) -> tuple:
+    """The declared choices of field ``name`` of dataclass ``cls`` (for the CLI, docs and tests)."""
+    meta = {f.name: f.metadata for f in dataclasses.fields(cls)}[name]
+    return meta["choices"] or tuple(meta["forms"] or ())
+
+
+@cache
+def _hints(cls: type) -> dict[str, Any]:
+    return get_type_hints(cls)
+
+
+def check_fields(obj: Any, section: str) -> None:
+    """Coerce and check every field of dataclass ``obj`` (frozen or not) against its declaration."""
+    hints = _hints(type(obj))
+    for f in dataclasses.fields(obj):
+        key = f"{section}.{f.name}" if section else f.name
+        value = _coerce(getattr(obj, f.name), hints[f.name], key)
+        object.__setattr__(obj, f.name, value)   # frozen sections: only here, while they are built
+        _check(value, f.metadata, key)
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint == list[str]:
+        if isinstance(value, str):        # `--set analysis.probes=lfw,digits`
+            return [p.strip() for p in value.split(",") if p.strip()]
+        if isinstance(value, (list, tuple)) and all(isinstance(p, str) for p in value):
+            return list(value)
+        raise ConfigError(f"{key} must be a list of strings, got {value!r}")
+    if hint in (int, float, str, bool) and type(value) is not hint:
+        raise ConfigError(f"{key} must be {hint.__name__}, got {value!r} ({type(value).__name__})")
+    return value
+
+
+def _check(value: Any, meta: Any, key: str) -> None:
+    choices, within, forms = meta.get("choices", ()), meta.get("within"), meta.get("forms")
+    if choices and value not in choices:
+        raise ConfigError(f"{key} must be one of {', '.join(map(str, choices))}, got {value!r}{nearest(str(value), choices)}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{key} must be a finite number, got {value}")
+    if within is not None and value not in within:
+        raise ConfigError(f"{key} must be {within.describe()}, got {value!r}")
+    if forms is not None:
+        parse_spec(value, forms, key)
+
+
+def _usage(forms: dict[str, Form]) -> str:
+    return " | ".join(":".join([kind, *(name for name, _, _ in args)]) for kind, args in forms.items())
+
+
+def parse_spec(text: str, forms: dict[str, Form], key: str) -> Spec:
+    """``"uniform:0:4"`` -> ``Spec("uniform", (0.0, 4.0))``, each argument typed and in its interval."""
+    kind, *raw = text.split(":")
+    if kind not in forms:
+        raise ConfigError(f"{key} {text!r}: unknown {kind!r}{nearest(kind, forms)}; use {_usage(forms)}")
+    form = forms[kind]
+    if len(raw) != len(form):
+        raise ConfigError(f"{key} {text!r}: {kind!r} takes {len(form)} argument(s): {_usage({kind: form})}")
+    args = []
+    for part, (name, kind_type, within) in zip(raw, form):
+        try:
+            value = kind_type(part)
+        except ValueError:
+            raise ConfigError(f"{key} {text!r}: {name} must be {'a whole number' if kind_type is int else 'a number'}, "
+                              f"got {part!r}") from None
+        bounds = Interval.parse(within)
+        if (isinstance(value, float) and not math.isfinite(value)) or value not in bounds:
+            raise ConfigError(f"{key} {text!r}: {name} must be {'finite and ' if kind_type is float else ''}"
+                              f"{bounds.describe()}, got {part}")
+        args.append(value)
+    return Spec(kind, tuple(args))
