@@ -4,7 +4,7 @@ import torch
 
 from downpour.config import ConfigError
 from downpour.layers import L2Pool2d, LocallyConnected2d
-from downpour.models.costs import compare_tilings, cost_table, format_table, layer_flops
+from downpour.models.footprint import compare_tilings, footprint_table, format_table, layer_flops
 from downpour.models.registry import create_model, list_models
 
 
@@ -29,7 +29,7 @@ def test_pool_and_conv_hand_counts():
 
 
 def test_cat_demo_table_matches_formulas():
-    rows = cost_table("cat-demo")
+    rows = footprint_table("cat-demo")
     by = {r["layer"]: r for r in rows}
     f1 = by["stages.0.filter"]
     # 32x32 input, 8x8 fields -> 25x25 positions, 8 maps: untied weights 25*25*8*64.
@@ -59,11 +59,11 @@ def test_untied_tiled_tied_parameter_counts():
 
 def test_every_registered_model_is_fully_accounted():
     for entry in list_models():
-        rows = cost_table(entry.name)
+        rows = footprint_table(entry.name)
         n_params = sum(p.numel() for p in create_model(entry.name).parameters())
         assert rows[-1]["params"] + rows[-1]["frozen"] == n_params, entry.name
         assert rows[-1]["flops_fwd"] > 0, entry.name
-    text = format_table(cost_table("rica-local"))
+    text = format_table(footprint_table("rica-local"))
     assert "LocallyConnected2d" in text and "total" in text
 
 
@@ -72,19 +72,27 @@ def test_model_without_tile_option_is_a_clear_error():
         compare_tilings("rbm-digits")
 
 
-def test_cli_models_costs(capsys):
+def test_cli_models_footprint(capsys):
     from downpour.cli import main
-    assert main(["models", "--costs", "rica-local"]) == 0
+    assert main(["models", "--footprint", "rica-local"]) == 0
     out = capsys.readouterr().out
     assert "stages" not in out and "filter" in out and "untied vs tiled vs tied" in out and "tied (conv)" in out
 
 
-def test_cli_models_costs_takes_model_options(capsys):
+def test_cli_models_footprint_takes_model_options(capsys):
     from downpour.cli import main
-    assert main(["models", "--costs", "cat-demo", "--set", "model.maps=[16,16]"]) == 0
+    assert main(["models", "--footprint", "cat-demo", "--set", "model.maps=[16,16]"]) == 0
     out = capsys.readouterr().out
     first = next(line for line in out.splitlines() if line.startswith("stages.0.filter"))
     assert "16x25x25" in first and "640.00k" in first          # 25*25 positions * 16 maps * 8*8 weights
-    assert main(["models", "--costs", "cat-demo", "--set", "model.mapz=[16,16]"]) == 2
+    assert main(["models", "--footprint", "cat-demo", "--set", "model.mapz=[16,16]"]) == 2
     assert "did you mean 'maps'" in capsys.readouterr().err
-    assert main(["models", "--costs", "cat-demo", "--set", "train.steps=3"]) == 2
+    assert main(["models", "--footprint", "cat-demo", "--set", "train.steps=3"]) == 2
+
+
+def test_costs_is_an_alias_and_an_option_the_model_refuses_is_one_line(capsys):
+    from downpour.cli import main
+    assert main(["models", "--costs", "rica-local"]) == 0      # the flag's old name still works
+    assert "rica-local: footprint per sample" in capsys.readouterr().out
+    assert main(["models", "--footprint", "cat-demo", "--set", "model.maps=[4]"]) == 2   # one stage, two kernels
+    assert "model.maps has 1 stages" in capsys.readouterr().err

@@ -146,7 +146,7 @@ def test_tiled_expanded_path_matches_conv_path(monkeypatch):
     x = torch.randn(2, 2, 10, 9, dtype=torch.float64)
     y = torch.randn(2, 3, *layer.out_size, dtype=torch.float64)
     by_conv, back_conv = layer(x), layer.adjoint(y)
-    monkeypatch.setattr(lc, "_MAX_CONV_CLASSES", 1)
+    monkeypatch.setattr(lc, "_MAX_CONV_BANKS", 1)
     torch.testing.assert_close(layer(x), by_conv)
     torch.testing.assert_close(layer(x), loop_reference(x, layer.weight, 1))
     torch.testing.assert_close(layer.adjoint(y), back_conv)

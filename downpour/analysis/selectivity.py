@@ -179,9 +179,3 @@ def _table(scores: dict[str, np.ndarray], pixels: np.ndarray, y: np.ndarray, dat
         "responses": {"positive": scores["learned"][y == 1, learned["unit"]].tolist(),
                       "negative": scores["learned"][y == 0, learned["unit"]].tolist()},
     }
-
-
-def unit_polarity(table: dict[str, Any]) -> tuple[int, int]:
-    """(unit, sign) of the learned unit in a :func:`face_neuron_table` result."""
-    row = table["rows"][0]
-    return int(row["unit"]), int(row["sign"])

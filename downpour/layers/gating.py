@@ -30,12 +30,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from downpour.layers.locally_connected import _expand_tiles  # position (i, j) uses bank (i mod tH, j mod tW)
+# position (i, j) uses bank (i mod tH, j mod tW); a tiling with more banks than _MAX_CONV_BANKS runs as untied
+from downpour.layers.locally_connected import _MAX_CONV_BANKS, _expand_tiles
 
 __all__ = ["GateStats", "VarianceGate", "local_variance"]
-
-# A tiled layer with more banks than this is run as untied (one strided conv per bank stops paying).
-_MAX_BANKS = 64
 
 
 def local_variance(x: Tensor, kernel_size: int, stride: int = 1) -> Tensor:
@@ -127,7 +125,7 @@ class VarianceGate(nn.Module):
         th, tw = weight.shape[:2]
         h, w = x.shape[2:]
         ho, wo = (h - k) // s + 1, (w - k) // s + 1
-        shared = th * tw <= _MAX_BANKS and (th, tw) != (ho, wo)
+        shared = th * tw <= _MAX_CONV_BANKS and (th, tw) != (ho, wo)
         bh = -(-self.block // th) * th if shared else self.block   # banks must line up with tile origins
         bw = -(-self.block // tw) * tw if shared else self.block
         return ho, wo, bh, bw, -(-ho // bh), -(-wo // bw)
@@ -167,7 +165,7 @@ class VarianceGate(nn.Module):
             # One convolution over the stack of tiles (a GEMM over unfolded fields measured slower on
             # busy images: the unfold copies every field, the convolution does not).
             y = F.conv2d(stack, weight[0, 0], stride=s).permute(0, 2, 3, 1)   # (nA, bh, bw, M)
-        elif th * tw <= _MAX_BANKS and (th, tw) != (ho, wo):
+        elif th * tw <= _MAX_CONV_BANKS and (th, tw) != (ho, wo):
             y = stack.new_zeros(stack.shape[0], m, bh, bw)
             for a in range(th):
                 for e in range(tw):  # bank (a, e) owns rows a::th, columns e::tw of every tile

@@ -25,8 +25,9 @@ from torch import Tensor, nn
 from downpour.layers._lc_kernels import CHUNK_BYTES, new_banks, untied_adjoint, untied_apply
 
 # A tiled layer with at most this many distinct banks runs as one strided convolution per bank;
-# beyond it, the banks are expanded to one per position and the untied kernel is used.
-_MAX_CONV_CLASSES = 64
+# beyond it, the banks are expanded to one per position and the untied kernel is used (the
+# variance gate follows the same rule for the banks it wraps).
+_MAX_CONV_BANKS = 64
 
 
 def _pair(v: int | tuple[int, int], name: str) -> tuple[int, int]:
@@ -174,7 +175,7 @@ class LocallyConnected2d(nn.Module):
         s, (th, tw) = self.stride, self.tile_shape
         if self._n_classes() == 1:
             return F.conv2d(x, w[0, 0], stride=s)
-        if self.untied or self._n_classes() > _MAX_CONV_CLASSES:
+        if self.untied or self._n_classes() > _MAX_CONV_BANKS:
             return untied_apply(x, _expand_tiles(w, self.out_size), s, self.chunk_bytes)
         # One strided convolution per bank: bank (a, b) sees exactly the positions i = a mod tH, j = b mod tW.
         out = x.new_zeros(x.shape[0], self.maps, *self.out_size)
@@ -189,7 +190,7 @@ class LocallyConnected2d(nn.Module):
         if self._n_classes() == 1:
             extra = (h - ((self.out_size[0] - 1) * s + k), width - ((self.out_size[1] - 1) * s + k))
             return F.conv_transpose2d(y, w[0, 0], stride=s, output_padding=extra)
-        if self.untied or self._n_classes() > _MAX_CONV_CLASSES:
+        if self.untied or self._n_classes() > _MAX_CONV_BANKS:
             return untied_adjoint(y, _expand_tiles(w, self.out_size), s, self.in_size, self.chunk_bytes)
         x = y.new_zeros(y.shape[0], self.in_channels, h, width)
         for a in range(th):

@@ -1,4 +1,6 @@
-"""Memory and compute accounting for any registered model, layer by layer.
+"""A model's footprint: parameters, memory and FLOPs of any registered model, layer by layer.
+
+(Footprint, not cost: "cost" is the loss in this project, :mod:`downpour.objectives`.)
 
 The essay's second hard problem: untied (locally connected) templates cost huge memory, shared
 (convolutional) ones cost less but need more maps. This module counts, for one sample through
@@ -12,7 +14,7 @@ The essay's second hard problem: untied (locally connected) templates cost huge 
   weights): the first layer needs no input gradient, and a frozen (Gabor / random) first layer
   needs no backward at all, nor do the parameter-free layers above it until the next trained one.
 
-    rows = cost_table("cat-demo", tile=1)          # list of dicts, the last one the "total"
+    rows = footprint_table("cat-demo", tile=1)     # list of dicts, the last one the "total"
     print(format_table(rows))
     print(format_table(compare_tilings("cat-demo")))   # untied vs tiled vs tied, totals only
 
@@ -35,7 +37,7 @@ from downpour.layers import L2Pool2d, LocalContrastNorm2d, LocallyConnected2d
 from downpour.models.base import FeatureModel
 from downpour.models.registry import create_model, model_entry
 
-__all__ = ["compare_tilings", "cost_table", "costs_report", "format_table", "layer_flops"]
+__all__ = ["compare_tilings", "footprint_report", "footprint_table", "format_table", "layer_flops"]
 
 _COLUMNS = ("layer", "type", "out_shape", "params", "frozen", "param_bytes", "act_bytes", "flops_fwd", "flops_bwd")
 
@@ -101,8 +103,8 @@ def _sample(input_shape: tuple[int, ...], seed: int = 0) -> Tensor:
     return torch.rand((1, *input_shape), generator=torch.Generator().manual_seed(seed))
 
 
-def cost_table(name: str, input_shape: tuple[int, ...] | None = None, **options: Any) -> list[dict[str, Any]]:
-    """Per-layer costs of registered model ``name`` (with config ``options``), one sample, float32.
+def footprint_table(name: str, input_shape: tuple[int, ...] | None = None, **options: Any) -> list[dict[str, Any]]:
+    """Per-layer footprint of registered model ``name`` (with config ``options``), one sample, float32.
 
     Parameters outside the layers that ran (a model's own biases, decoders used only in training)
     are one "(params outside these layers)" row.
@@ -169,13 +171,13 @@ def cost_table(name: str, input_shape: tuple[int, ...] | None = None, **options:
 
 def compare_tilings(name: str, tiles: tuple[int, ...] = (0, 4, 1), input_shape: tuple[int, ...] | None = None,
                     **options: Any) -> list[dict[str, Any]]:
-    """The total row of ``cost_table`` for each ``tile`` (0 = untied, 1 = convolution, t = tiled)."""
+    """The total row of ``footprint_table`` for each ``tile`` (0 = untied, 1 = convolution, t = tiled)."""
     config = model_entry(name).config
     if "tile" not in {f.name for f in dataclasses.fields(config)}:
         raise ConfigError(f"model {name!r} has no 'tile' option; untied/tiled/tied variants need one")
     out = []
     for t in tiles:
-        total = cost_table(name, input_shape, **{**options, "tile": t})[-1]
+        total = footprint_table(name, input_shape, **{**options, "tile": t})[-1]
         label = {0: "untied", 1: "tied (conv)"}.get(t, f"tiled t={t}")
         out.append({**total, "layer": label})
     return out
@@ -189,7 +191,7 @@ def _human(n: int | float) -> str:
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
-    """A fixed-width text table of ``cost_table`` / ``compare_tilings`` rows (bytes and FLOPs in k/M/G)."""
+    """A fixed-width text table of ``footprint_table`` / ``compare_tilings`` rows (bytes and FLOPs in k/M/G)."""
     header = ("layer", "type", "output", "params", "frozen", "param mem", "act/sample", "FLOPs fwd", "FLOPs bwd")
     body = []
     for r in rows:
@@ -210,10 +212,10 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def costs_report(name: str, **options: Any) -> str:
-    """What ``downpour models --costs NAME`` prints: the per-layer table, then untied vs tiled vs
+def footprint_report(name: str, **options: Any) -> str:
+    """What ``downpour models --footprint NAME`` prints: the per-layer table, then untied vs tiled vs
     tied totals when the model has locally connected layers and a ``tile`` option."""
-    text = f"{name}: costs per sample (float32)\n" + format_table(cost_table(name, **options))
+    text = f"{name}: footprint per sample (float32)\n" + format_table(footprint_table(name, **options))
     model = _create(name, None, options)
     has_tile = "tile" in {f.name for f in dataclasses.fields(model.config)}
     if has_tile and any(isinstance(m, LocallyConnected2d) for m in model.modules()):
