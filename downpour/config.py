@@ -1,10 +1,14 @@
-"""Typed run configuration: dataclass sections, TOML presets shipped in the package, ``--set`` overrides.
+"""Typed run configuration: frozen dataclass sections, TOML presets shipped in the package, overrides.
 
-    cfg = load_config("cat-demo", ["train.steps=200", "data.size=32"])
+    cfg = load_config("cat-demo", ["train.steps=200", ("data.size", 32)])
     save_config(cfg, run_dir / "config.toml")   # fully resolved, so the run reproduces from it
 
-Presets list only what they change (``base = "other-preset"`` inherits another). Unknown sections or
-keys, and values of the wrong type, are errors that name the key and the nearest valid one.
+Presets list only what they change (``base = "other-preset"`` inherits another). Every field declares
+its valid values beside it (``setting(..., choices=...)``, ``within="[1, inf)"``, spec ``forms``), and
+a section checks them all when it is built, whichever way it is built (preset, file, override,
+``dataclasses.replace``): this is the one place a single config value is checked. Unknown sections
+or keys, values of the wrong type or out of range are errors that name the key and the nearest
+valid one. The sections are frozen: a config is resolved once and passed down unchanged.
 """
 from __future__ import annotations
 
@@ -13,101 +17,129 @@ import tomllib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any, ClassVar
 
 import tomli_w
 
 from downpour._names import nearest
-from downpour.errors import DownpourError
+from downpour.errors import ConfigError
+from downpour.settings import Spec, check_fields, parse_spec, setting
+
+__all__ = ["ConfigError", "Override", "RunConfig", "DataConfig", "TrainConfig", "ClusterConfig", "AnalysisConfig",
+           "ModelSpec", "load_config", "save_config", "config_to_dict", "config_from_dict", "config_to_toml",
+           "list_presets", "parse_override"]
+
+_TIME = ("T", float, "[0, inf)")
+DELAY_FORMS = {"constant": (_TIME,), "uniform": (("A", float, "[0, inf)"), ("B", float, "[0, inf)")),
+               "exponential": (("MEAN", float, "[0, inf)"),), "straggler": (_TIME, ("FACTOR", float, "[0, inf)"))}
+CONSISTENCY_FORMS = {"async": (), "bounded": (("K", int, "[0, inf)"),), "sync": ()}
+AT_LEAST_1, AT_LEAST_0 = "[1, inf)", "[0, inf)"
 
 
-class ConfigError(DownpourError, ValueError):
-    """A config file, preset or override is wrong; the message names the key or value."""
+class Section:
+    """A config section: checks its declared fields when built (see :mod:`downpour.settings`)."""
+
+    section: ClassVar[str] = ""    # the TOML table it is read from: [data], [train], ...
+
+    def __post_init__(self) -> None:
+        check_fields(self, self.section)
 
 
-@dataclass
-class DataConfig:
-    source: str = "natural"        # natural | faces | natural+faces | digits | folder | video | array
+@dataclass(frozen=True)
+class DataConfig(Section):
+    section: ClassVar[str] = "data"
+    source: str = setting("natural", choices=("natural", "faces", "natural+faces", "digits", "folder", "video", "array"))
     path: str = ""                 # the folder, video file/folder or .npy/.npz for those sources
-    size: int = 8                  # side of the square patches / crops, pixels
-    mode: str = "patches"          # patches: random patches; crops: whole images resized to size×size
-    samples: int = 10000           # patches drawn (patches mode)
+    size: int = setting(8, within=AT_LEAST_1)                 # side of the square patches / crops, pixels
+    mode: str = setting("patches", choices=("patches", "crops"))   # patches: random patches; crops: whole images resized to size×size
+    samples: int = setting(10000, within=AT_LEAST_1)          # patches drawn (patches mode)
     grey: bool = True              # convert colour images to one channel
-    normalize: str = "none"        # none | patch (zero mean, unit std per patch) | ufldl (zero mean, 3σ clip, into [0.1, 0.9])
-    whiten: str = "none"           # none | zca | spectral (divide by the set's mean power spectrum: crops and whole images)
-    zca_eps: float = 0.01          # ZCA regulariser, relative to the largest eigenvalue
-    spectral_strength: float = 1.0 # spectral: multiply by P^(-strength/2); 1 = fully white, < 1 keeps some of the 1/f slope
-    shift: int = 0                 # augmentation: random shift, ± pixels
-    scale: float = 0.0             # augmentation: random zoom, ± fraction
+    # patch: zero mean, unit std per patch; ufldl: zero mean, 3σ clip, into [0.1, 0.9]
+    normalize: str = setting("none", choices=("none", "patch", "ufldl"))
+    # zca; spectral: divide by the set's mean power spectrum (crops and whole images)
+    whiten: str = setting("none", choices=("none", "zca", "spectral"))
+    zca_eps: float = setting(0.01, within="(0, inf)")         # ZCA regulariser, relative to the largest eigenvalue
+    spectral_strength: float = setting(1.0, within="(0, 1]")  # spectral: multiply by P^(-strength/2); 1 = fully white, < 1 keeps some of the 1/f slope
+    shift: int = setting(0, within=AT_LEAST_0)                # augmentation: random shift, ± pixels
+    scale: float = setting(0.0, within="[0, 1)")              # augmentation: random zoom, ± fraction
     flip: bool = False             # augmentation: random horizontal flips
-    frames_per_video: int = 3      # video sources: frames sampled per file, like the paper's one per video
+    frames_per_video: int = setting(3, within=AT_LEAST_1)     # video sources: frames sampled per file, like the paper's one per video
     labels: bool = False           # folder sources: class labels from sub-folder names
-    tile: int = 0                  # crops mode: cut images into tile×tile squares first; 0 = one centred square per image (built-in photos: 2·size tiles)
-    faces_fraction: float = 0.3    # natural+faces: share of the samples taken from the faces source (lfw train part)
+    tile: int = setting(0, within=AT_LEAST_0)  # crops mode: cut images into tile×tile squares first; 0 = one centred square per image (built-in photos: 2·size tiles)
+    faces_fraction: float = setting(0.3, within="[0, 1]")     # natural+faces: share of the samples taken from the faces source (lfw train part)
 
 
-@dataclass
-class TrainConfig:
-    steps: int = 1000
-    batch_size: int = 64
-    optimizer: str = "adagrad"     # sgd | adagrad | adam (local runner; the server's rule is cluster.rule)
-    lr: float = 0.05
-    momentum: float = 0.0          # sgd only
-    schedule: str = "joint"        # joint: every stage at once | greedy: stage 1 first, then 2, ... (steps split evenly)
-    log_every: int = 10
-    checkpoint_every: int = 0      # steps; 0 = only at the end
+@dataclass(frozen=True)
+class TrainConfig(Section):
+    section: ClassVar[str] = "train"
+    steps: int = setting(1000, within=AT_LEAST_1)
+    batch_size: int = setting(64, within=AT_LEAST_1)
+    optimizer: str = setting("adagrad", choices=("sgd", "adagrad", "adam"))   # the local runner's; the server's rule is cluster.rule
+    lr: float = setting(0.05, within="(0, inf)")
+    momentum: float = setting(0.0, within="[0, 1)")           # sgd only
+    schedule: str = setting("joint", choices=("joint", "greedy"))  # joint: every stage at once | greedy: stage 1 first, then 2, ... (steps split evenly)
+    log_every: int = setting(10, within=AT_LEAST_1)
+    checkpoint_every: int = setting(0, within=AT_LEAST_0)     # steps; 0 = only at the end
     tensorboard: bool = True
-    device: str = "cpu"            # cpu | cuda | auto (the local runner; cluster workers compute on CPU)
-    threads: int = 0               # torch intra-op threads; 0 = torch's default
+    device: str = setting("cpu", choices=("cpu", "cuda", "auto"))   # the local runner's; cluster workers compute on CPU
+    threads: int = setting(0, within=AT_LEAST_0)              # torch intra-op threads; 0 = torch's default
 
 
-@dataclass
-class ClusterConfig:
-    runner: str = "local"          # local | simulated | ray
+@dataclass(frozen=True)
+class ClusterConfig(Section):
+    section: ClassVar[str] = "cluster"
+    runner: str = setting("local", choices=("local", "simulated", "ray"))
     address: str = ""              # ray: an existing cluster's address; empty starts a local Ray
-    workers: int = 2
-    shards: int = 2
-    consistency: str = "async"     # async | bounded:K | sync
-    rule: str = "adagrad"          # the server's update rule: sgd | adagrad | adam
-    compensation: str = "none"     # none | staleness-lr | dc-asgd
-    dc_lambda: float = 0.04        # DC-ASGD's λ
-    n_fetch: int = 1               # a worker fetches parameters every n_fetch steps
-    n_push: int = 1                # and pushes its accumulated gradient every n_push steps
-    delay: str = "constant:1"      # simulated: time a push travels, in steps: constant:T | uniform:A:B | exponential:MEAN | straggler:T:FACTOR
-    warm_start: int = 0            # steps worker 0 trains alone before the others join
-    checkpoint_every: int = 0      # server updates (pushes) between server checkpoints; 0 = only at the end
-    restarts: int = 0              # ray: how many lost workers are restarted (fresh actor, same data shard); 0 = go on without them
+    workers: int = setting(2, within=AT_LEAST_1)
+    shards: int = setting(2, within=AT_LEAST_1)
+    consistency: str = setting("async", forms=CONSISTENCY_FORMS)   # async | bounded:K | sync
+    rule: str = setting("adagrad", choices=("sgd", "adagrad", "adam"))   # the server's update rule
+    compensation: str = setting("none", choices=("none", "staleness-lr", "dc-asgd"))
+    dc_lambda: float = setting(0.04, within=AT_LEAST_0)       # DC-ASGD's λ
+    n_fetch: int = setting(1, within=AT_LEAST_1)              # a worker fetches parameters every n_fetch steps
+    n_push: int = setting(1, within=AT_LEAST_1)               # and pushes its accumulated gradient every n_push steps
+    # simulated: time a push travels, in steps: constant:T | uniform:A:B | exponential:MEAN | straggler:T:FACTOR
+    delay: str = setting("constant:1", forms=DELAY_FORMS)
+    warm_start: int = setting(0, within=AT_LEAST_0)           # steps worker 0 trains alone before the others join
+    checkpoint_every: int = setting(0, within=AT_LEAST_0)     # server updates (pushes) between server checkpoints; 0 = only at the end
+    restarts: int = setting(0, within=AT_LEAST_0)             # ray: lost workers restarted (fresh actor, same data shard); 0 = go on without them
+
+    def spec(self, key: str) -> Spec:
+        """``consistency`` or ``delay`` as ``Spec(kind, args)`` (already checked when the section was built)."""
+        return parse_spec(getattr(self, key), {"consistency": CONSISTENCY_FORMS, "delay": DELAY_FORMS}[key], f"cluster.{key}")
 
 
-@dataclass
-class AnalysisConfig:
+@dataclass(frozen=True)
+class AnalysisConfig(Section):
+    section: ClassVar[str] = "analysis"
     report: bool = False           # analyse and write report.html when training ends
     layer: str = ""                # layer whose units are scored; empty = the model's top layer
     dataset: str = "lfw"           # labelled set for the best single neuron: lfw | digits | a folder of class sub-folders
     positive: int = 1              # the concept's label in that set (lfw: 1 = face)
-    test_fraction: float = 0.5     # share of the labelled set held back to score the chosen unit
-    splits: int = 50               # seeded selection/test splits averaged in the summaries (the first table shows split 0)
-    bootstrap: int = 2000          # bootstrap replicates for the face test's AUC intervals (face_neuron.controls)
-    random_filters: int = 2000     # random linear filters in that baseline
+    test_fraction: float = setting(0.5, within="(0, 1)")      # share of the labelled set held back to score the chosen unit
+    splits: int = setting(50, within=AT_LEAST_1)              # seeded selection/test splits averaged in the summaries (the first table shows split 0)
+    bootstrap: int = setting(2000, within=AT_LEAST_1)         # bootstrap replicates for the face test's AUC intervals (face_neuron.controls)
+    random_filters: int = setting(2000, within=AT_LEAST_1)    # random linear filters in that baseline
     poses: str = ""                # out-of-plane rotation: a folder with one sub-folder per angle in degrees (0 = frontal), the same objects in each
-    top_k: int = 9                 # top activating images shown beside the optimal stimulus
-    stimulus_steps: int = 300      # projected gradient ascent steps
-    stimulus_restarts: int = 4     # random starts; the best one is kept
-    probes: list[str] = field(default_factory=lambda: ["lfw", "digits"])  # labelled sets for linear probes
-    probe_layers: list[str] = field(default_factory=list)  # layers probed; empty = each stage's output (and the analysed layer)
-    probe_folds: int = 5           # cross-validation folds
-    probe_samples: int = 1000      # at most this many images per probe set (seeded subset)
+    top_k: int = setting(9, within=AT_LEAST_1)                # top activating images shown beside the optimal stimulus
+    stimulus_steps: int = setting(300, within=AT_LEAST_1)     # projected gradient ascent steps
+    stimulus_restarts: int = setting(4, within=AT_LEAST_1)    # random starts; the best one is kept
+    probes: list[str] = setting(factory=lambda: ["lfw", "digits"])   # labelled sets for linear probes
+    probe_layers: list[str] = setting(factory=list)           # layers probed; empty = each stage's output (and the analysed layer)
+    probe_folds: int = setting(5, within="[2, inf)")          # cross-validation folds
+    probe_samples: int = setting(1000, within=AT_LEAST_1)     # at most this many images per probe set (seeded subset)
 
 
-@dataclass
-class ModelSpec:
+@dataclass(frozen=True)
+class ModelSpec(Section):
+    section: ClassVar[str] = "model"
     name: str = "cat-demo"                                  # a registered model (``downpour models``)
-    options: dict[str, Any] = field(default_factory=dict)   # overrides of that model's config fields
+    options: dict[str, Any] = field(default_factory=dict)   # overrides of that model's config fields (checked by the registry)
 
 
-@dataclass
-class RunConfig:
-    seed: int = 0
+@dataclass(frozen=True)
+class RunConfig(Section):
+    seed: int = setting(0, within=AT_LEAST_0)
     model: ModelSpec = field(default_factory=ModelSpec)
     objective: dict[str, Any] = field(default_factory=dict)  # cost term -> weight or table; merged over the model's default
     data: DataConfig = field(default_factory=DataConfig)
@@ -141,50 +173,47 @@ def _read_toml(name_or_path: str) -> tuple[dict[str, Any], str]:
         raise ConfigError(f"{where}: invalid TOML: {err}") from None
 
 
-def _coerce(value: Any, hint: Any, key: str) -> Any:
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if hint in (int, float, str, bool) and (type(value) is not hint):
-        raise ConfigError(f"{key} must be {hint.__name__}, got {value!r} ({type(value).__name__})")
-    return value
-
-
-def _apply(cfg: RunConfig, table: dict[str, Any], where: str) -> None:
-    """Merge a parsed TOML table into ``cfg`` in place, checking every key and type."""
+def _merge(into: dict[str, Any], table: dict[str, Any], where: str) -> None:
+    """Merge a parsed TOML table into ``into`` (plain nested dicts), naming an unknown section or key.
+    Values are checked when the sections are built from the merged table (:func:`_build`)."""
     for key, value in table.items():
         if key == "base":
             continue
         if key == "seed":
-            cfg.seed = _coerce(value, int, "seed")
-        elif key == "model":
-            if not isinstance(value, dict):
-                raise ConfigError(f"{where}: [model] must be a table")
-            opts = dict(value)
-            if "name" in opts:
-                cfg.model.name = _coerce(opts.pop("name"), str, "model.name")
-            cfg.model.options.update(opts)
-        elif key == "objective":
-            if not isinstance(value, dict):
-                raise ConfigError(f"{where}: [objective] must be a table")
-            cfg.objective.update(value)
-        elif key in SECTIONS:
+            into["seed"] = value
+        elif key in ("model", "objective", *SECTIONS):
             if not isinstance(value, dict):
                 raise ConfigError(f"{where}: [{key}] must be a table")
-            section = getattr(cfg, key)
-            hints = get_type_hints(type(section))
-            for k, v in value.items():
-                if k not in hints:
-                    raise ConfigError(f"{where}: unknown key '{key}.{k}'{nearest(k, hints)}")
-                setattr(section, k, _coerce(v, hints[k], f"{key}.{k}"))
+            if key in SECTIONS:
+                valid = [f.name for f in dataclasses.fields(SECTIONS[key])]
+                for k in value:
+                    if k not in valid:
+                        raise ConfigError(f"{where}: unknown key '{key}.{k}'{nearest(k, valid)}")
+            into.setdefault(key, {}).update(value)   # an objective term's table replaces the term's table
         else:
             valid = ["seed", "model", "objective", *SECTIONS]
             raise ConfigError(f"{where}: unknown section or key {key!r}{nearest(key, valid)}; valid: {', '.join(valid)}")
 
 
-def parse_override(text: str) -> tuple[list[str], Any]:
-    if "=" not in text:
-        raise ConfigError(f"override {text!r} must look like section.key=value")
-    key, raw = text.split("=", 1)
+def _build(table: dict[str, Any]) -> RunConfig:
+    """The frozen, checked config of a merged table."""
+    model = dict(table.get("model", {}))
+    name = model.pop("name", ModelSpec.name)
+    return RunConfig(seed=table.get("seed", 0), model=ModelSpec(name, model), objective=dict(table.get("objective", {})),
+                     **{key: cls(**table.get(key, {})) for key, cls in SECTIONS.items()})
+
+
+Override = str | tuple[str, Any]   # "section.key=value" as typed after --set, or (key, typed value)
+
+
+def parse_override(item: Override) -> tuple[list[str], Any]:
+    """``"train.lr=0.1"`` or ``("train.lr", 0.1)`` -> (["train", "lr"], 0.1)."""
+    if isinstance(item, tuple):
+        key, value = item
+        return key.split("."), value
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} must look like section.key=value")
+    key, raw = item.split("=", 1)
     try:
         value = tomllib.loads(f"v = {raw.strip()}")["v"]
     except tomllib.TOMLDecodeError:
@@ -192,8 +221,9 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.strip().split("."), value
 
 
-def load_config(name_or_path: str = "main", overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
-    """A preset name or a TOML path, its ``base`` chain, then ``section.key=value`` overrides."""
+def load_config(name_or_path: str = "main", overrides: list[Override] | tuple[Override, ...] = ()) -> RunConfig:
+    """A preset name or a TOML path, its ``base`` chain, then overrides (``"section.key=value"`` strings
+    from ``--set``, or ``(key, value)`` pairs already typed, as the CLI's own flags are)."""
     chain: list[tuple[dict[str, Any], str]] = []
     seen = set()
     current: str | None = name_or_path
@@ -204,16 +234,16 @@ def load_config(name_or_path: str = "main", overrides: list[str] | tuple[str, ..
         table, where = _read_toml(current)
         chain.append((table, where))
         current = table.get("base")
-    cfg = RunConfig()
+    merged: dict[str, Any] = {}
     for table, where in reversed(chain):
-        _apply(cfg, table, where)
-    for text in overrides:
-        path, value = parse_override(text)
+        _merge(merged, table, where)
+    for item in overrides:
+        path, value = parse_override(item)
         nested: dict[str, Any] = {path[-1]: value}
         for part in reversed(path[:-1]):
             nested = {part: nested}
-        _apply(cfg, nested, f"--set {text}")
-    return cfg
+        _merge(merged, nested, f"--set {item if isinstance(item, str) else '='.join(map(str, item))}")
+    return _build(merged)
 
 
 def config_to_dict(cfg: RunConfig) -> dict[str, Any]:
@@ -224,9 +254,9 @@ def config_to_dict(cfg: RunConfig) -> dict[str, Any]:
 
 
 def config_from_dict(table: dict[str, Any]) -> RunConfig:
-    cfg = RunConfig()
-    _apply(cfg, table, "config")
-    return cfg
+    merged: dict[str, Any] = {}
+    _merge(merged, table, "config")
+    return _build(merged)
 
 
 def save_config(cfg: RunConfig, path: str | Path) -> None:
