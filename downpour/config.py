@@ -23,7 +23,7 @@ import tomli_w
 
 from downpour._names import nearest
 from downpour.errors import ConfigError
-from downpour.settings import Spec, check_fields, parse_spec, setting
+from downpour.settings import Section, Spec, parse_spec, setting
 
 __all__ = ["ConfigError", "Override", "RunConfig", "DataConfig", "TrainConfig", "ClusterConfig", "AnalysisConfig",
            "ModelSpec", "load_config", "save_config", "config_to_dict", "config_from_dict", "config_to_toml",
@@ -34,15 +34,6 @@ DELAY_FORMS = {"constant": (_TIME,), "uniform": (("A", float, "[0, inf)"), ("B",
                "exponential": (("MEAN", float, "[0, inf)"),), "straggler": (_TIME, ("FACTOR", float, "[0, inf)"))}
 CONSISTENCY_FORMS = {"async": (), "bounded": (("K", int, "[0, inf)"),), "sync": ()}
 AT_LEAST_1, AT_LEAST_0 = "[1, inf)", "[0, inf)"
-
-
-class Section:
-    """A config section: checks its declared fields when built (see :mod:`downpour.settings`)."""
-
-    section: ClassVar[str] = ""    # the TOML table it is read from: [data], [train], ...
-
-    def __post_init__(self) -> None:
-        check_fields(self, self.section)
 
 
 @dataclass(frozen=True)

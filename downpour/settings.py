@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from functools import cache
-from typing import Any, NamedTuple, get_type_hints
+from typing import Any, ClassVar, NamedTuple, get_args, get_origin, get_type_hints
 
 from downpour._names import nearest
 from downpour.errors import ConfigError
@@ -46,6 +46,16 @@ class Interval(NamedTuple):
         if math.isinf(self.high):
             return f"{'>' if self.low_open else '>='} {self.low:g}"
         return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+
+
+class Section:
+    """Base of a config dataclass that checks its declared fields whenever it is built (its
+    ``__post_init__``): run config sections and model families' configs alike."""
+
+    section: ClassVar[str] = ""    # the TOML table it is read from: [data], [train], [model], ...
+
+    def __post_init__(self) -> None:
+        check_fields(self, self.section)
 
 
 class Spec(NamedTuple):
@@ -84,6 +94,11 @@ def check_fields(obj: Any, section: str) -> None:
 def _coerce(value: Any, hint: Any, key: str) -> Any:
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if get_origin(hint) is tuple and isinstance(value, (list, tuple)):   # TOML arrays: model.maps = [8, 8]
+        kind = get_args(hint)[0]
+        if not all(type(v) is kind or (kind is float and type(v) is int) for v in value):
+            raise ConfigError(f"{key} must be a list of {kind.__name__}, got {value!r}")
+        return tuple(kind(v) for v in value)
     if hint == list[str]:
         if isinstance(value, str):        # `--set analysis.probes=lfw,digits`
             return [p.strip() for p in value.split(",") if p.strip()]

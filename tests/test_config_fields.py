@@ -9,7 +9,11 @@ from downpour.config import (AnalysisConfig, ClusterConfig, ConfigError, DataCon
                              load_config)
 from downpour.settings import Interval, choices_of, parse_spec
 
-SECTIONS = [RunConfig, DataConfig, TrainConfig, ClusterConfig, AnalysisConfig]
+from downpour.models.registry import list_models
+
+# the run config's sections and every registered model family's config
+SECTIONS = [RunConfig, DataConfig, TrainConfig, ClusterConfig, AnalysisConfig,
+            *sorted({e.family.config_class for e in list_models()}, key=lambda c: c.__name__)]
 
 
 def _declared(key):
@@ -22,7 +26,8 @@ def _key(cls, f):
 
 def test_the_table_is_not_empty():
     # a refactor that drops the metadata would make every test below pass vacuously
-    assert len(_declared("choices")) >= 10 and len(_declared("within")) >= 25 and len(_declared("forms")) == 2
+    assert len(_declared("choices")) >= 20 and len(_declared("within")) >= 50 and len(_declared("forms")) == 2
+    assert all(cls.section for cls in SECTIONS[1:]) and len(SECTIONS) >= 11
 
 
 @pytest.mark.parametrize("cls, f", _declared("choices"), ids=lambda x: getattr(x, "name", ""))
@@ -111,12 +116,14 @@ def test_every_declared_choice_has_an_implementation():
     from downpour.ps.rules import RULES
     from downpour.runners import RUNNERS
     from downpour.train.setup import OPTIMIZERS
+    from downpour.models.autoencoder import _ACTIVATIONS, AutoencoderConfig
     import numpy as np
 
     assert set(OPTIMIZERS) == set(choices_of(TrainConfig, "optimizer"))
     assert set(RULES) == set(choices_of(ClusterConfig, "rule"))
     assert set(COMPENSATIONS) == set(choices_of(ClusterConfig, "compensation"))
     assert set(RUNNERS) == set(choices_of(ClusterConfig, "runner"))
+    assert set(_ACTIVATIONS) == set(choices_of(AutoencoderConfig, "activation"))
     assert {"none", *WHITENERS} == set(choices_of(DataConfig, "whiten"))
     x = np.random.default_rng(0).random((4, 1, 3, 3)).astype(np.float32)
     for mode in choices_of(DataConfig, "normalize"):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -18,36 +19,29 @@ from torch import Tensor, nn
 
 from downpour.batch import Batch, Outputs
 from downpour.layers import L2Pool2d, LocallyConnected2d
-from downpour.layers.gabor import init_first_layer
+from downpour.layers.gabor import FIRST_LAYER_KINDS, init_first_layer
 from downpour.models.base import FeatureModel
 from downpour.models.registry import register_model
+from downpour.settings import Section, setting
 
 _ACTIVATIONS = {"sigmoid": torch.sigmoid, "linear": lambda t: t, "relu": F.relu, "tanh": torch.tanh}
 
 
 @dataclass
-class AutoencoderConfig:
-    hidden: int = 25             # dense: hidden units; local: maps per position
-    encoder: str = "dense"       # dense | local
-    kernel_size: int = 8         # local: receptive field side
-    stride: int = 1              # local: receptive field step
-    tile: int = 0                # local: 0 = untied, 1 = convolution, t = weights repeat every t positions
-    activation: str = "sigmoid"  # hidden non-linearity: sigmoid | linear | relu | tanh
-    output: str = "sigmoid"      # reconstruction non-linearity: sigmoid | linear
-    decoder: str = "untied"      # untied: its own weights | tied: the encoder's transpose (RICA)
+class AutoencoderConfig(Section):
+    section: ClassVar[str] = "model"
+    hidden: int = setting(25, within="[1, inf)")             # dense: hidden units; local: maps per position
+    encoder: str = setting("dense", choices=("dense", "local"))
+    kernel_size: int = setting(8, within="[1, inf)")         # local: receptive field side
+    stride: int = setting(1, within="[1, inf)")              # local: receptive field step
+    tile: int = setting(0, within="[0, inf)")                # local: 0 = untied, 1 = convolution, t = weights repeat every t positions
+    activation: str = setting("sigmoid", choices=("sigmoid", "linear", "relu", "tanh"))   # hidden non-linearity
+    output: str = setting("sigmoid", choices=("sigmoid", "linear"))   # reconstruction non-linearity
+    decoder: str = setting("untied", choices=("untied", "tied"))   # untied: its own weights | tied: the encoder's transpose (RICA)
     bias: bool = True
-    pool: int = 1                # TICA pooling: dense, groups of `pool` adjacent units (circular); local, pool×pool positions
-    init_scale: float = 0.0      # weight init range; 0 = UFLDL's sqrt(6 / (fan_in + fan_out + 1))
-    first_layer: str = "learned" # learned | gabor | random: the encoder's filters; gabor and random are frozen
-
-
-def _check(cfg: AutoencoderConfig) -> None:
-    for key, value, allowed in (("encoder", cfg.encoder, ("dense", "local")), ("decoder", cfg.decoder, ("untied", "tied")),
-                                ("activation", cfg.activation, tuple(_ACTIVATIONS)), ("output", cfg.output, ("sigmoid", "linear"))):
-        if value not in allowed:
-            raise ValueError(f"model.{key} must be one of {allowed}, got {value!r}")
-    if cfg.hidden < 1 or cfg.pool < 1:
-        raise ValueError(f"model.hidden and model.pool must be >= 1, got {cfg.hidden} and {cfg.pool}")
+    pool: int = setting(1, within="[1, inf)")                # TICA pooling: dense, groups of `pool` adjacent units (circular); local, pool×pool positions
+    init_scale: float = setting(0.0, within="[0, inf)")      # weight init range; 0 = UFLDL's sqrt(6 / (fan_in + fan_out + 1))
+    first_layer: str = setting("learned", choices=FIRST_LAYER_KINDS)   # the encoder's filters; gabor and random are frozen
 
 
 class Autoencoder(FeatureModel):
@@ -57,7 +51,6 @@ class Autoencoder(FeatureModel):
 
     def __init__(self, config: AutoencoderConfig, input_shape: tuple[int, ...]):
         super().__init__()
-        _check(config)
         self.config = config
         self.input_shape = tuple(input_shape)  # (C, H, W)
         c, h, w = self.input_shape

@@ -27,33 +27,35 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from downpour.batch import Batch, Outputs
 from downpour.layers import L2Pool2d, LocalContrastNorm2d, LocallyConnected2d
-from downpour.layers.gabor import init_first_layer
+from downpour.layers.gabor import FIRST_LAYER_KINDS, init_first_layer
 from downpour.models.base import FeatureModel
 from downpour.models.registry import register_model
+from downpour.settings import Section, setting
 
 
 @dataclass
-class CatConfig:
+class CatConfig(Section):
+    section: ClassVar[str] = "model"
     maps: tuple[int, ...] = (8, 8)            # templates per position, per stage
     kernels: tuple[int, ...] = (8, 5)         # receptive field side, per stage
     strides: tuple[int, ...] = (1, 1)         # filter step, per stage
     pools: tuple[int, ...] = (3, 3)           # L2 pooling neighbourhood side, per stage
     pool_strides: tuple[int, ...] = (2, 1)    # L2 pooling step, per stage
-    lcn: int = 5                              # LCN Gaussian window side
-    tile: int = 0                             # 0 = untied (the paper), 1 = convolution, t = tiled
-    decoder: str = "tied"                     # tied: WᵀWx (RICA) | untied: a free decoder (the paper)
-    filter_norm: float = 1.0                  # every filter at L2 norm filter_norm·stride·√(C/M) (see above); 0 = free
-    recon: str = "interior"                   # interior: reconstruct the pixels every filter offset covers | all
-    first_layer: str = "learned"              # learned | gabor | random: stage 1's filters; gabor and random are frozen
+    lcn: int = setting(5, within="[1, inf)")  # LCN Gaussian window side (odd)
+    tile: int = setting(0, within="[0, inf)") # 0 = untied (the paper), 1 = convolution, t = tiled
+    decoder: str = setting("tied", choices=("tied", "untied"))   # tied: WᵀWx (RICA) | untied: a free decoder (the paper)
+    filter_norm: float = setting(1.0, within="[0, inf)")   # every filter at L2 norm filter_norm·stride·√(C/M) (see above); 0 = free
+    recon: str = setting("interior", choices=("interior", "all"))   # interior: reconstruct the pixels every filter offset covers
+    first_layer: str = setting("learned", choices=FIRST_LAYER_KINDS)   # stage 1's filters; gabor and random are frozen
 
 
-RECON_REGIONS = ("interior", "all")
 
 
 def _full_coverage(n_in: int, k: int, stride: int) -> Tensor:
@@ -124,14 +126,8 @@ class CatNet(FeatureModel):
         lengths = {k: len(getattr(config, k)) for k in ("kernels", "strides", "pools", "pool_strides")}
         if any(v != n for v in lengths.values()):
             raise ValueError(f"model.maps has {n} stages but the per-stage lists have lengths {lengths}")
-        if not isinstance(config.lcn, int) or config.lcn < 1 or config.lcn % 2 == 0:
-            raise ValueError(f"model.lcn (the LCN window side) must be a positive odd int, got {config.lcn!r}")
-        if config.decoder not in ("untied", "tied"):
-            raise ValueError(f"model.decoder must be 'untied' or 'tied', got {config.decoder!r}")
-        if config.recon not in RECON_REGIONS:
-            raise ValueError(f"model.recon must be one of {', '.join(RECON_REGIONS)}, got {config.recon!r}")
-        if not (isinstance(config.filter_norm, (int, float)) and math.isfinite(config.filter_norm) and config.filter_norm >= 0):
-            raise ValueError(f"model.filter_norm must be a finite number >= 0 (0 = free filters), got {config.filter_norm!r}")
+        if config.lcn % 2 == 0:
+            raise ValueError(f"model.lcn (the LCN window side) must be odd, got {config.lcn!r}")
         self.config = config
         self.input_shape = tuple(input_shape)
         shape = self.input_shape

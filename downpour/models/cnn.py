@@ -13,6 +13,7 @@ the twins see exactly the same receptive fields.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -22,17 +23,19 @@ from downpour.batch import Batch, Outputs
 from downpour.layers.locally_connected import LocallyConnected2d
 from downpour.models.base import FeatureModel
 from downpour.models.registry import register_model
+from downpour.settings import Section, setting
 
 
 @dataclass
-class CNNConfig:
+class CNNConfig(Section):
+    section: ClassVar[str] = "model"
     maps: tuple[int, ...] = (16, 32)   # filter maps of each layer
     pools: tuple[int, ...] = (1, 2)    # max-pool size after each layer (1 = none)
-    kernel: int = 3                    # square filter side, every layer
-    tile: int = 1                      # 1: convolution | 0: untied (locally connected) | t: t×t tiled banks
-    hidden: int = 64                   # units of the fully connected layer (the codes)
-    classes: int = 10
-    dropout: float = 0.0               # on the fc layer, during training
+    kernel: int = setting(3, within="[1, inf)")     # square filter side, every layer
+    tile: int = setting(1, within="[0, inf)")       # 1: convolution | 0: untied (locally connected) | t: t×t tiled banks
+    hidden: int = setting(64, within="[1, inf)")    # units of the fully connected layer (the codes)
+    classes: int = setting(10, within="[2, inf)")
+    dropout: float = setting(0.0, within="[0, 1)")  # on the fc layer, during training
 
 
 class CNN(FeatureModel):
@@ -50,10 +53,6 @@ class CNN(FeatureModel):
             raise ValueError(f"CNN needs image input (C, H, W), got input_shape {tuple(input_shape)}")
         if len(config.maps) == 0 or len(config.maps) != len(config.pools):
             raise ValueError(f"model.maps {config.maps} and model.pools {config.pools} must be non-empty and of equal length")
-        if config.tile < 0 or config.kernel < 1 or config.hidden < 1 or config.classes < 2:
-            raise ValueError(f"CNN: need tile >= 0, kernel >= 1, hidden >= 1, classes >= 2; got {config}")
-        if not 0.0 <= config.dropout < 1.0:
-            raise ValueError(f"model.dropout must be in [0, 1), got {config.dropout}")
         self.config = config
         self.input_shape = tuple(input_shape)
         channels, h, w = self.input_shape

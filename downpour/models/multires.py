@@ -12,31 +12,34 @@ linear), trained on reconstructing the front's output, so every objective term a
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from torch import Tensor, nn
 
 from downpour.batch import Batch, Outputs
-from downpour.layers.gabor import init_first_layer
+from downpour.layers.gabor import FIRST_LAYER_KINDS, init_first_layer
 from downpour.layers.pyramid import GlimpseFront, PyramidFront
 from downpour.models.autoencoder import Autoencoder, AutoencoderConfig
 from downpour.models.base import FeatureModel
 from downpour.models.registry import register_model
+from downpour.settings import Section, setting
 
 
 @dataclass
-class MultiResConfig:
-    front: str = "pyramid"        # pyramid | glimpse | none
-    levels: int = 3               # pyramid: levels (1 = the input alone)
-    pyramid: str = "laplacian"    # pyramid: laplacian (band-pass levels) | gaussian (blurred copies)
-    glimpses: int = 3             # glimpse: how many per image
-    glimpse_size: int = 12        # glimpse: side of each crop, pixels
-    glimpse_scales: int = 2       # glimpse: crops of side size * 2**s, s < scales, all pooled to size
-    hidden: int = 4               # maps per position of the filter layer
-    kernel_size: int = 6
-    stride: int = 2
-    tile: int = 0                 # 0 = untied, 1 = convolution, t = tiled
-    pool: int = 1                 # TICA pooling neighbourhood (1 = RICA)
-    first_layer: str = "learned"  # learned | gabor | random (designed / random filters are frozen)
+class MultiResConfig(Section):
+    section: ClassVar[str] = "model"
+    front: str = setting("pyramid", choices=("pyramid", "glimpse", "none"))
+    levels: int = setting(3, within="[1, inf)")           # pyramid: levels (1 = the input alone)
+    pyramid: str = setting("laplacian", choices=("laplacian", "gaussian"))   # band-pass levels | blurred copies
+    glimpses: int = setting(3, within="[1, inf)")         # glimpse: how many per image
+    glimpse_size: int = setting(12, within="[1, inf)")    # glimpse: side of each crop, pixels
+    glimpse_scales: int = setting(2, within="[1, inf)")   # glimpse: crops of side size * 2**s, s < scales, all pooled to size
+    hidden: int = setting(4, within="[1, inf)")           # maps per position of the filter layer
+    kernel_size: int = setting(6, within="[1, inf)")
+    stride: int = setting(2, within="[1, inf)")
+    tile: int = setting(0, within="[0, inf)")             # 0 = untied, 1 = convolution, t = tiled
+    pool: int = setting(1, within="[1, inf)")             # TICA pooling neighbourhood (1 = RICA)
+    first_layer: str = setting("learned", choices=FIRST_LAYER_KINDS)   # designed / random filters are frozen
 
 
 class MultiResNet(FeatureModel):
@@ -47,8 +50,6 @@ class MultiResNet(FeatureModel):
 
     def __init__(self, config: MultiResConfig, input_shape: tuple[int, ...]):
         super().__init__()
-        if config.front not in ("pyramid", "glimpse", "none"):
-            raise ValueError(f"model.front must be 'pyramid', 'glimpse' or 'none', got {config.front!r}")
         self.config = config
         self.input_shape = tuple(input_shape)
         if config.front == "pyramid":

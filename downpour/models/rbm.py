@@ -19,6 +19,7 @@ pseudo-likelihood estimate n_v · log σ(F(ṽ) − F(v)), ṽ = v with one rand
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -27,20 +28,21 @@ from torch import Tensor, nn
 from downpour.batch import Batch, Outputs
 from downpour.models.base import FeatureModel
 from downpour.models.registry import register_model
+from downpour.settings import Section, setting
 
-VISIBLE_KINDS = ("bernoulli", "gaussian")
 
 
 @dataclass
-class RBMConfig:
-    hidden: int = 100             # hidden units
-    visible: str = "bernoulli"    # bernoulli: data in [0, 1] | gaussian: real data, best standardised
-    sigma: float = 1.0            # gaussian visibles: fixed standard deviation
-    k: int = 1                    # Gibbs steps per update (CD-k / PCD-k)
+class RBMConfig(Section):
+    section: ClassVar[str] = "model"
+    hidden: int = setting(100, within="[1, inf)")   # hidden units
+    visible: str = setting("bernoulli", choices=("bernoulli", "gaussian"))   # bernoulli: data in [0, 1] | gaussian: real data, best standardised
+    sigma: float = setting(1.0, within="(0, inf)")  # gaussian visibles: fixed standard deviation
+    k: int = setting(1, within="[1, inf)")          # Gibbs steps per update (CD-k / PCD-k)
     persistent: bool = False      # PCD: keep the chains between updates instead of restarting at the data
-    chains: int = 64              # PCD: number of persistent chains (a buffer, saved with the model)
+    chains: int = setting(64, within="[1, inf)")    # PCD: number of persistent chains (a buffer, saved with the model)
     sample_visible: bool = True   # sample the visibles in the chain (False: use their means)
-    init_std: float = 0.01        # weights start N(0, init_std²), biases at 0 (as scikit-learn)
+    init_std: float = setting(0.01, within="[0, inf)")   # weights start N(0, init_std²), biases at 0 (as scikit-learn)
 
 
 class RBM(FeatureModel):
@@ -55,11 +57,6 @@ class RBM(FeatureModel):
 
     def __init__(self, config: RBMConfig, input_shape: tuple[int, ...]):
         super().__init__()
-        if config.visible not in VISIBLE_KINDS:
-            raise ValueError(f"model.visible must be one of {VISIBLE_KINDS}, got {config.visible!r}")
-        for key in ("hidden", "k", "chains"):
-            if getattr(config, key) < 1:
-                raise ValueError(f"model.{key} must be at least 1, got {getattr(config, key)}")
         if config.sigma <= 0:
             raise ValueError(f"model.sigma must be positive, got {config.sigma}")
         self.config = config

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, get_type_hints
+from typing import Any
 
 from downpour._names import nearest
 from downpour.config import ConfigError, ModelSpec, RunConfig
@@ -44,19 +44,17 @@ def register_model(name: str, family: type[FeatureModel], *, description: str, o
 
 
 def _make_config(family: type[FeatureModel], values: dict[str, Any], where: str, base: Any = None) -> Any:
+    """The family's config with ``values`` over ``base`` (or its defaults); the config checks its own
+    declared fields as it is built (:class:`~downpour.settings.Section`)."""
     cls = family.config_class
-    hints = get_type_hints(cls)
-    for key, value in values.items():
-        if key not in hints:
-            raise ConfigError(f"{where}: unknown key 'model.{key}'{nearest(key, hints)}; {family.__name__} has {', '.join(hints)}")
-        want = hints[key]
-        if want is float and isinstance(value, int) and not isinstance(value, bool):
-            values[key] = float(value)
-        elif want in (int, float, str, bool) and type(value) is not want:
-            raise ConfigError(f"{where}: model.{key} must be {want.__name__}, got {value!r}")
-        elif want in (tuple[int, ...], tuple[int, int]) or str(want).startswith("tuple"):
-            values[key] = tuple(value)
-    return dataclasses.replace(base, **values) if base is not None else cls(**values)
+    valid = [f.name for f in dataclasses.fields(cls)]
+    for key in values:
+        if key not in valid:
+            raise ConfigError(f"{where}: unknown key 'model.{key}'{nearest(key, valid)}; {family.__name__} has {', '.join(valid)}")
+    try:
+        return dataclasses.replace(base, **values) if base is not None else cls(**values)
+    except ConfigError as err:
+        raise ConfigError(f"{where}: {err}") from None
 
 
 def _load_families() -> None:

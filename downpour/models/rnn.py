@@ -16,6 +16,7 @@ the code to the steps the encoder saw last and trains faster (Srivastava et al.;
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -23,17 +24,18 @@ from torch import Tensor, nn
 from downpour.batch import Batch, Outputs
 from downpour.models.base import FeatureModel
 from downpour.models.registry import register_model
+from downpour.settings import Section, setting
 
-OUTPUTS = ("linear", "sigmoid")
 
 
 @dataclass
-class RNNConfig:
-    hidden: int = 64          # GRU state size, encoder and decoder
-    code: int = 32            # code size (a linear, tanh-squashed map of the encoder's last state)
-    layers: int = 1           # stacked GRU layers, encoder and decoder
+class RNNConfig(Section):
+    section: ClassVar[str] = "model"
+    hidden: int = setting(64, within="[1, inf)")   # GRU state size, encoder and decoder
+    code: int = setting(32, within="[1, inf)")     # code size (a linear, tanh-squashed map of the encoder's last state)
+    layers: int = setting(1, within="[1, inf)")    # stacked GRU layers, encoder and decoder
     reverse: bool = True      # the decoder writes the sequence backwards (then it is flipped back)
-    output: str = "linear"    # linear: real-valued data | sigmoid: data in [0, 1]
+    output: str = setting("linear", choices=("linear", "sigmoid"))   # linear: real-valued data | sigmoid: data in [0, 1]
 
 
 class RNNAutoencoder(FeatureModel):
@@ -43,10 +45,6 @@ class RNNAutoencoder(FeatureModel):
 
     def __init__(self, config: RNNConfig, input_shape: tuple[int, ...]):
         super().__init__()
-        if config.output not in OUTPUTS:
-            raise ValueError(f"model.output must be one of {OUTPUTS}, got {config.output!r}")
-        if min(config.hidden, config.code, config.layers) < 1:
-            raise ValueError(f"model.hidden, model.code and model.layers must be at least 1, got {config}")
         shape = tuple(input_shape)
         if len(shape) == 2:
             steps, feats = shape
