@@ -94,9 +94,10 @@ def check_fields(obj: Any, section: str) -> None:
 def _coerce(value: Any, hint: Any, key: str) -> Any:
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    if get_origin(hint) is tuple and isinstance(value, (list, tuple)):   # TOML arrays: model.maps = [8, 8]
+    if get_origin(hint) is tuple:           # TOML arrays: model.maps = [8, 8]
         kind = get_args(hint)[0]
-        if not all(type(v) is kind or (kind is float and type(v) is int) for v in value):
+        if not isinstance(value, (list, tuple)) or not all(type(v) is kind or (kind is float and type(v) is int)
+                                                           for v in value):
             raise ConfigError(f"{key} must be a list of {kind.__name__}, got {value!r}")
         return tuple(kind(v) for v in value)
     if hint == list[str]:

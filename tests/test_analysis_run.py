@@ -105,7 +105,7 @@ def test_not_a_run_fails_clearly(tmp_path):
 def test_unknown_option_names_the_nearest(run_dir):
     with pytest.raises(ValueError, match="did you mean 'splits'"):
         analyze_run(run_dir, split=3)
-    with pytest.raises(ValueError, match="analysis.top_k must be an int >= 1"):
+    with pytest.raises(ValueError, match="analysis.top_k must be >= 1, got 0"):
         analyze_run(run_dir, top_k=0)
 
 

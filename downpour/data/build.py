@@ -128,7 +128,7 @@ def _mixed(cfg: DataConfig, seed: int) -> tuple[np.ndarray, dict[str, Any], list
 def build_dataset(cfg: DataConfig, seed: int) -> Dataset:
     """Build the training data described by ``cfg``; x is (N, C, size, size) float32.
 
-    Raises ConfigError for a bad setting and ValueError for unusable data (empty folder, bad array),
+    Raises ConfigError for a bad setting and DataError for unusable data (empty folder, bad array),
     both naming the field, path or key. Files that cannot be read are skipped and listed in
     ``info["skipped"]`` instead.
     """

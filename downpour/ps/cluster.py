@@ -22,6 +22,7 @@ from downpour.ps.checkpoint import ShardState, load_server, next_seqs
 from downpour.ps.coordinator import Coordinator
 from downpour.ps.recorder import SERVER, Driver, Recorder, write_staleness
 from downpour.ps.setup import ClusterSetup, make_shards, set_up_cluster
+from downpour.train.checkpoint import CheckpointError
 from downpour.train.rundir import RunDir
 from downpour.train.setup import stage_for_step
 
@@ -47,8 +48,8 @@ def run_cluster(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, 
     if resume:
         try:
             restored, meta = load_server(run.checkpoints / SERVER, meta_keys=("step", "clocks", "elapsed", "events"))
-        except FileNotFoundError as err:
-            raise ConfigError(f"cannot resume {str(run.path)!r}: {err}") from None
+        except CheckpointError as err:
+            raise CheckpointError(f"cannot resume {str(run.path)!r}: {err}") from None
         if len(restored) != c.shards:
             raise ConfigError(f"cannot resume {str(run.path)!r} with cluster.shards={c.shards}: it was run with {len(restored)}")
         log.info("resuming %s at step %d", run.path, meta["step"])

@@ -20,6 +20,7 @@ from torch import Tensor
 from downpour.ps.compensation import Compensation
 from downpour.ps.rules import UpdateRule
 from downpour.ps.staleness import StalenessLog
+from downpour.train.checkpoint import CheckpointError
 
 
 @dataclass
@@ -164,10 +165,10 @@ class Shard:
 
     def load_state_dict(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
         if tensors["params"].shape != self.params.shape:
-            raise ValueError(f"shard {self.index}: checkpoint has {tensors['params'].numel()} parameters, "
+            raise CheckpointError(f"shard {self.index}: checkpoint has {tensors['params'].numel()} parameters, "
                              f"this shard {self.params.numel()}; the model or cluster.shards changed")
         if meta.get("rule") != self.rule.name:
-            raise ValueError(f"shard {self.index}: checkpoint was trained with rule {meta.get('rule')!r}, "
+            raise CheckpointError(f"shard {self.index}: checkpoint was trained with rule {meta.get('rule')!r}, "
                              f"this run uses {self.rule.name!r}")
         self.params.copy_(tensors["params"])
         for k in self.state:
