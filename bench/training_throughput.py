@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/training_throughput.py [--config cat-demo] [--steps 300] [--set KEY=VALUE ...]
 
-Three runs of the same config: ``local`` (run_local, torch's default threads), ``ray1`` (one Ray
+Three runs of the same config: ``local`` (the local runner, torch's default threads), ``ray1`` (one Ray
 worker, 1 shard) and ``ray2`` (two Ray workers, 2 shards, async). Throughput is read from each
 run's metrics.jsonl between the first logged tenth of the run and the end, so start-up (Ray,
 actor processes, data) is left out and only steady-state training is compared.
@@ -18,8 +18,7 @@ import tempfile
 from pathlib import Path
 
 from downpour.config import load_config
-from downpour.ps.cluster import run_cluster
-from downpour.train.loop import run_local
+from downpour.runners import train
 from downpour.train.rundir import RunDir
 
 
@@ -33,10 +32,7 @@ def measure(name: str, overrides: list[str], args: argparse.Namespace, root: Pat
     cfg = load_config(args.config, [f"train.steps={args.steps}", "train.log_every=5", "train.tensorboard=false",
                                     *args.set, *overrides])
     run = RunDir.create(root / name, cfg)
-    if cfg.cluster.runner == "local":
-        run_local(cfg, run)
-    else:
-        run_cluster(cfg, run)
+    train(cfg, run)
     return steady_samples_per_s(run, cfg.train.batch_size)
 
 

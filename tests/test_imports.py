@@ -42,3 +42,25 @@ def test_nothing_below_models_imports_models_or_above(path):
 @pytest.mark.parametrize("path", _modules("ps", "analysis"), ids=lambda p: p.relative_to(ROOT).as_posix())
 def test_the_parameter_server_and_analysis_use_neither_the_local_loop_nor_the_learner(path):
     assert not {name for name in _imports(path) if name.startswith(("downpour.train.loop", "downpour.learner", "downpour.cli"))}
+
+
+# The house, bottom to top (docs/architecture.md). A module imports its own package or a lower floor.
+FLOORS = [("_names", "errors", "batch"), ("settings",), ("config",), ("layers", "objectives", "data"), ("models",),
+          ("train",), ("ps", "analysis"), ("learner", "preflight", "runners"), ("cli",)]
+FLOOR = {name: level for level, names in enumerate(FLOORS) for name in names}
+
+
+def _home(module: str) -> str:
+    """``downpour.ps.setup`` -> ``ps``; ``downpour.config`` -> ``config``."""
+    return module.split(".")[1] if "." in module else ""
+
+
+@pytest.mark.parametrize("path", sorted(ROOT.rglob("*.py")), ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_every_import_points_down_the_floors(path):
+    rel = path.relative_to(ROOT)
+    if rel.as_posix() == "__init__.py" or rel.parts[0] == "presets":
+        return
+    own = rel.parts[0].removesuffix(".py")
+    assert own in FLOOR, f"{rel} is on no floor: add it to FLOORS (and docs/architecture.md)"
+    upward = {m for m in _imports(path) if _home(m) and _home(m) != own and FLOOR[_home(m)] >= FLOOR[own]}
+    assert not upward, f"{rel} imports {sorted(upward)} from its own floor or above"
