@@ -56,8 +56,6 @@ def crop_images(images: ImageSet, size: int, tile: int = 0) -> tuple[np.ndarray,
     """-> (crops (M, C, size, size) float32, source image index (M,)). Deterministic: no randomness."""
     if size < 1:
         raise ValueError(f"crops need size >= 1, got {size}")
-    if tile < 0:
-        raise ValueError(f"data.tile must be >= 0, got {tile}")
     stacks, owners = [], []
     for i, im in enumerate(images.images):
         boxes = _square_boxes(im.shape[1], im.shape[2], tile)

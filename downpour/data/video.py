@@ -88,8 +88,6 @@ def load_videos(path: str | Path, frames_per_video: int = 3, grey: bool = True) 
     """Frames of every video under ``path`` as float32 (C, H, W) images in [0, 1]."""
     if not str(path):
         raise DataError("data.path is empty: the video source needs a video file or folder")
-    if frames_per_video < 1:
-        raise ValueError(f"data.frames_per_video must be >= 1, got {frames_per_video}")
     root = Path(path)
     files = video_files(root)
     images, names, skipped = [], [], []

@@ -181,9 +181,8 @@ class Shard:
 
 
 def shard_bounds(numel: int, shards: int) -> list[tuple[int, int]]:
-    """Split ``numel`` values into ``shards`` contiguous, near-equal [start, stop) ranges."""
-    if shards < 1:
-        raise ValueError(f"cluster.shards must be >= 1, got {shards}")
+    """Split ``numel`` values into ``shards`` (>= 1, checked with the config) contiguous, near-equal
+    [start, stop) ranges."""
     if shards > numel:
         raise ValueError(f"cluster.shards={shards} is more than the model's {numel} parameters")
     edges = [round(i * numel / shards) for i in range(shards + 1)]

@@ -55,8 +55,6 @@ class Worker:
     def __init__(self, wid: int, model: FeatureModel, objective: Objective, batches: Iterator[Batch],
                  bounds: Sequence[tuple[int, int]], n_fetch: int = 1, n_push: int = 1, local_lr: float = 0.0,
                  sync: bool = False, seq: int = 0):
-        if n_fetch < 1 or n_push < 1:
-            raise ValueError(f"cluster.n_fetch and cluster.n_push must be >= 1, got {n_fetch} and {n_push}")
         self.wid, self.model, self.objective, self.batches = wid, model, objective, batches
         self.layout = ParamLayout(model)
         self.bounds = list(bounds)
