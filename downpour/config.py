@@ -25,7 +25,7 @@ from downpour._names import nearest
 from downpour.errors import ConfigError
 from downpour.settings import Section, Spec, parse_spec, setting
 
-__all__ = ["ConfigError", "Override", "RunConfig", "DataConfig", "TrainConfig", "ClusterConfig", "AnalysisConfig",
+__all__ = ["ConfigError", "Override", "RunConfig", "DataConfig", "TrainConfig", "ClusterConfig", "SandblasterConfig", "AnalysisConfig",
            "ModelSpec", "load_config", "save_config", "config_to_dict", "config_from_dict", "config_to_toml",
            "list_presets", "parse_override"]
 
@@ -80,6 +80,9 @@ class TrainConfig(Section):
 class ClusterConfig(Section):
     section: ClassVar[str] = "cluster"
     runner: str = setting("local", choices=("local", "simulated", "ray"))
+    # downpour: asynchronous SGD through the parameter server | sandblaster: batch L-BFGS ([sandblaster])
+    algorithm: str = setting("downpour", choices=("downpour", "sandblaster"))
+    partitions: int = setting(1, within=AT_LEAST_1)           # model parallelism: each replica's locally connected stages split into this many spatial blocks
     address: str = ""              # ray: an existing cluster's address; empty starts a local Ray
     workers: int = setting(2, within=AT_LEAST_1)
     shards: int = setting(2, within=AT_LEAST_1)
@@ -98,6 +101,16 @@ class ClusterConfig(Section):
     def spec(self, key: str) -> Spec:
         """``consistency`` or ``delay`` as ``Spec(kind, args)`` (already checked when the section was built)."""
         return parse_spec(getattr(self, key), {"consistency": CONSISTENCY_FORMS, "delay": DELAY_FORMS}[key], f"cluster.{key}")
+
+
+@dataclass(frozen=True)
+class SandblasterConfig(Section):
+    """Sandblaster L-BFGS (Dean et al. 2012), ``cluster.algorithm = "sandblaster"``."""
+    section: ClassVar[str] = "sandblaster"
+    units: int = setting(32, within=AT_LEAST_1)              # work units per batch (many more than workers: load balancing)
+    batch: int = setting(0, within=AT_LEAST_0)               # examples per L-BFGS batch; 0 = the whole dataset
+    history: int = setting(10, within=AT_LEAST_1)            # L-BFGS memory m (pairs kept by each shard for its slice)
+    backup_after: float = setting(0.8, within="[0, 1]")      # once this fraction of a batch's units is done, outstanding ones get a backup copy
 
 
 @dataclass(frozen=True)
@@ -136,10 +149,12 @@ class RunConfig(Section):
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    sandblaster: SandblasterConfig = field(default_factory=SandblasterConfig)
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
 
 
-SECTIONS = {"data": DataConfig, "train": TrainConfig, "cluster": ClusterConfig, "analysis": AnalysisConfig}
+SECTIONS = {"data": DataConfig, "train": TrainConfig, "cluster": ClusterConfig, "sandblaster": SandblasterConfig,
+            "analysis": AnalysisConfig}
 PRESET_PACKAGE = "downpour.presets"
 
 

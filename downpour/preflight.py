@@ -39,6 +39,10 @@ def check_run_config(cfg: RunConfig) -> RunConfig:
 def _check_runner(cfg: RunConfig, device: torch.device) -> None:
     runner = cfg.cluster.runner
     if runner == "local":
+        for key, default in (("algorithm", "downpour"), ("partitions", 1)):
+            if getattr(cfg.cluster, key) != default:
+                raise ConfigError(f"cluster.{key} = {getattr(cfg.cluster, key)!r} needs a cluster runner: "
+                                  "set cluster.runner to simulated or ray")
         return
     make_delays(cfg.cluster.spec("delay"), cfg.cluster.workers)   # uniform:A:B needs A <= B
     if device.type != "cpu":

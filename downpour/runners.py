@@ -7,9 +7,11 @@ A runner is a function ``(cfg, run, resume) -> summary``. It builds what it need
 frozen ``cfg``, restores its state on a resume, calls :meth:`RunDir.begin` (the shared start: step
 check, config and preprocessing saved, metrics truncated), trains, saves the model with
 :meth:`RunDir.save_model`, and returns a summary dict with at least ``steps``, ``resumed_from``,
-``final_loss``, ``seconds`` and ``run``. The cluster runners share :func:`~downpour.ps.cluster.run_cluster`
-and differ only in their driver (:class:`~downpour.ps.recorder.Driver`). A new runner (model
-parallel, Sandblaster) is one entry in :data:`RUNNERS` and one choice in ``cluster.runner``.
+``final_loss``, ``seconds`` and ``run``. Downpour's two cluster runners share
+:func:`~downpour.ps.cluster.run_cluster` and differ only in their driver
+(:class:`~downpour.ps.recorder.Driver`). A new runner is one entry in :data:`RUNNERS` and one choice
+in ``cluster.runner``; a new cluster algorithm (Sandblaster L-BFGS) one entry in :data:`ALGORITHMS`
+and one choice in ``cluster.algorithm`` (the field table test checks that each pair agrees).
 """
 from __future__ import annotations
 
@@ -26,15 +28,25 @@ Runner = Callable[[RunConfig, RunDir, bool], dict[str, Any]]
 RUNNERS = {"local": "downpour.train.loop:run_local",
            "simulated": "downpour.ps.cluster:run_cluster",
            "ray": "downpour.ps.cluster:run_cluster"}
+# cluster.algorithm on the cluster runners (simulated, ray): each runs on either
+ALGORITHMS = {"downpour": "downpour.ps.cluster:run_cluster",
+              "sandblaster": "downpour.sandblaster.run:run_sandblaster"}
 
 
-def runner(name: str) -> Runner:
-    module, function = RUNNERS[name].split(":")
+def _load(target: str) -> Runner:
+    module, function = target.split(":")
     return getattr(importlib.import_module(module), function)
+
+
+def runner(cfg: RunConfig) -> Runner:
+    """The runner of ``cfg``: the local loop, or the cluster algorithm on the simulated or Ray runner."""
+    if cfg.cluster.runner == "local":
+        return _load(RUNNERS["local"])
+    return _load(ALGORITHMS[cfg.cluster.algorithm])
 
 
 def train(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, Any]:
     """Train ``cfg`` (resolved here, so the run directory's config.toml reproduces the run) with the
-    runner ``cfg.cluster.runner`` names; returns its summary."""
+    runner ``cfg.cluster.runner`` and ``cfg.cluster.algorithm`` name; returns its summary."""
     cfg = resolve(cfg)
-    return runner(cfg.cluster.runner)(cfg, run, resume)
+    return runner(cfg)(cfg, run, resume)

@@ -5,14 +5,14 @@ import math
 
 import pytest
 
-from downpour.config import (AnalysisConfig, ClusterConfig, ConfigError, DataConfig, RunConfig, TrainConfig,
+from downpour.config import (AnalysisConfig, ClusterConfig, ConfigError, DataConfig, RunConfig, SandblasterConfig, TrainConfig,
                              load_config)
 from downpour.settings import Interval, choices_of, parse_spec
 
 from downpour.models.registry import list_models
 
 # the run config's sections and every registered model family's config
-SECTIONS = [RunConfig, DataConfig, TrainConfig, ClusterConfig, AnalysisConfig,
+SECTIONS = [RunConfig, DataConfig, TrainConfig, ClusterConfig, SandblasterConfig, AnalysisConfig,
             *sorted({e.family.config_class for e in list_models()}, key=lambda c: c.__name__)]
 
 
@@ -114,7 +114,7 @@ def test_every_declared_choice_has_an_implementation():
     from downpour.data.normalize import normalize
     from downpour.ps.compensation import COMPENSATIONS
     from downpour.ps.rules import RULES
-    from downpour.runners import RUNNERS
+    from downpour.runners import ALGORITHMS, RUNNERS
     from downpour.train.setup import OPTIMIZERS
     from downpour.models.autoencoder import _ACTIVATIONS, AutoencoderConfig
     import numpy as np
@@ -123,6 +123,7 @@ def test_every_declared_choice_has_an_implementation():
     assert set(RULES) == set(choices_of(ClusterConfig, "rule"))
     assert set(COMPENSATIONS) == set(choices_of(ClusterConfig, "compensation"))
     assert set(RUNNERS) == set(choices_of(ClusterConfig, "runner"))
+    assert set(ALGORITHMS) == set(choices_of(ClusterConfig, "algorithm"))
     assert set(_ACTIVATIONS) == set(choices_of(AutoencoderConfig, "activation"))
     assert {"none", *WHITENERS} == set(choices_of(DataConfig, "whiten"))
     x = np.random.default_rng(0).random((4, 1, 3, 3)).astype(np.float32)
