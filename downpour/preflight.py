@@ -17,8 +17,10 @@ from downpour.batch import Batch
 from downpour.config import ConfigError, RunConfig, config_to_dict
 from downpour.data.build import check_config as check_data
 from downpour.data.build import sample_shape
-from downpour.models.registry import build, resolve
+from downpour.models.registry import resolve
+from downpour.parallel.partition import partition_bounds, partition_ranges
 from downpour.ps.delays import make_delays
+from downpour.ps.setup import build_replica
 from downpour.train.setup import resolve_device
 
 
@@ -54,11 +56,14 @@ def _check_runner(cfg: RunConfig, device: torch.device) -> None:
 
 
 def _dry_run(cfg: RunConfig, shape: tuple[int, int, int]) -> None:
-    """Build the model for ``shape`` and evaluate its cost once on zeros (seeded RNG left untouched)."""
+    """Build one replica for ``shape`` (split into its partitions, with its shard layout, when
+    ``cluster.partitions`` > 1) and evaluate its cost once on zeros (seeded RNG left untouched)."""
     where = f"model {cfg.model.name!r} on {'x'.join(map(str, shape))} samples (data.size = {cfg.data.size})"
     try:
         with torch.random.fork_rng(devices=[]):
-            model, objective = build(cfg, shape)
+            model, objective = build_replica(cfg, shape)
+            if cfg.cluster.partitions > 1:
+                partition_bounds(partition_ranges(model), cfg.cluster.shards)
             objective(model.forward_train(Batch(torch.zeros(2, *shape), torch.zeros(2, dtype=torch.int64))))
     except ConfigError:
         raise

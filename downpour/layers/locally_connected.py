@@ -47,6 +47,14 @@ def _expand_tiles(t: Tensor, out_size: tuple[int, int]) -> Tensor:
     return t.index_select(0, rows).index_select(1, cols)
 
 
+def normalised(w: Tensor, norm: float | None) -> Tensor:
+    """Filters ``w`` (..., M, C, k, k) with every filter rescaled to L2 norm ``norm`` (None: as given)."""
+    if norm is None:
+        return w
+    length = w.pow(2).sum(dim=(-3, -2, -1), keepdim=True).clamp_min(1e-24).sqrt()   # (..., M, 1, 1, 1)
+    return w * (norm / length)
+
+
 def locally_connected_reference(x: Tensor, weight: Tensor, stride: int, bias: Tensor | None = None) -> Tensor:
     """The slow, obvious layer: unfold every receptive field, then one einsum.
 
@@ -114,6 +122,11 @@ class LocallyConnected2d(nn.Module):
             nn.init.zeros_(self.bias)
 
     @property
+    def weights(self) -> tuple[Tensor, ...]:
+        """The trainable tensors a weight penalty sees: ``(weight,)`` (a partitioned layer: its blocks')."""
+        return (self.weight,)
+
+    @property
     def untied(self) -> bool:
         return self.tile is None
 
@@ -124,11 +137,7 @@ class LocallyConnected2d(nn.Module):
     def effective_weight(self, weight: Tensor | None = None) -> Tensor:
         """The filters the layer computes with: ``weight`` (default ``self.weight``) rescaled so every
         filter has L2 norm ``self.norm``; unchanged when ``norm`` is None. Keeps the weight's layout."""
-        w = self.weight if weight is None else weight
-        if self.norm is None:
-            return w
-        length = w.pow(2).sum(dim=(3, 4, 5), keepdim=True).clamp_min(1e-24).sqrt()   # (tH, tW, M, 1, 1, 1)
-        return w * (self.norm / length)
+        return normalised(self.weight if weight is None else weight, self.norm)
 
     def _check(self, t: Tensor, channels: int, size: tuple[int, int], what: str) -> None:
         if t.dim() != 4 or t.shape[1] != channels or tuple(t.shape[2:]) != tuple(size):

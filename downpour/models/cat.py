@@ -166,7 +166,7 @@ class CatNet(FeatureModel):
                 w = stage.filter.effective_weight()
                 codes, pooled, normalised = stage(x, w)
                 if train_this:
-                    weights = tuple(p for p in (stage.filter.weight, stage.decoder_weight) if p is not None)
+                    weights = tuple(p for p in (*stage.filter.weights, stage.decoder_weight) if p is not None)
                     outputs[f"stage{i}"] = Outputs(x=x, codes=codes, recon=stage.decode(codes, w), pooled=pooled,
                                                    recon_weight=stage.recon_weight, weights=weights,
                                                    encode=stage.filter, decode=stage.decode)

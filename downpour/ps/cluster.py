@@ -18,6 +18,7 @@ import torch
 
 from downpour.config import ConfigError, RunConfig
 from downpour.errors import RunError
+from downpour.parallel.partition import merge_model
 from downpour.ps.checkpoint import ShardState, load_server, next_seqs
 from downpour.ps.coordinator import Coordinator
 from downpour.ps.recorder import SERVER, Driver, Recorder, write_staleness
@@ -96,7 +97,7 @@ def _finish(setup: ClusterSetup, run: RunDir, states: list[ShardState], coord: C
     setup.layout.vector_to_params(vec, setup.model)
     setup.model.set_stage(None)
     report = write_staleness(run, cfg, states, coord)
-    run.save_model(setup.model, coord.done, {"runner": cfg.cluster.runner, "data": setup.data.info,
+    run.save_model(merge_model(setup.model), coord.done, {"runner": cfg.cluster.runner, "data": setup.data.info,
                                            "versions": [m["version"] for _, m in states]})
     for e in coord.events:
         if e["event"] == "worker-lost" and e["worker"] in coord.lost:   # (not restarted)

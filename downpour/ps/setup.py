@@ -14,6 +14,8 @@ from downpour.data import build_dataset
 from downpour.data.dataset import Dataset
 from downpour.models.base import FeatureModel
 from downpour.models.registry import build
+from downpour.objectives import Objective
+from downpour.parallel.partition import partition_bounds, partition_model, partition_ranges
 from downpour.ps.compensation import make_compensation
 from downpour.ps.consistency import Consistency, make_consistency
 from downpour.ps.delays import DelayModel, make_delays
@@ -42,14 +44,27 @@ def set_up_cluster(cfg: RunConfig) -> ClusterSetup:
     data = build_dataset(cfg.data, cfg.seed)
     if len(data) < c.workers:
         raise ConfigError(f"cluster.workers={c.workers} but the data has only {len(data)} samples")
-    model, _ = build(cfg, data.input_shape)
+    model = build_replica(cfg, data.input_shape)[0]
     layout = ParamLayout(model)
     try:
-        bounds = shard_bounds(layout.numel, c.shards)
+        bounds = (shard_bounds(layout.numel, c.shards) if c.partitions == 1
+                  else partition_bounds(partition_ranges(model), c.shards))
     except ValueError as err:
         raise ConfigError(str(err)) from None
     return ClusterSetup(cfg, data, model, layout, bounds, make_consistency(c.spec("consistency")),
                         make_delays(c.spec("delay"), c.workers))
+
+
+def build_replica(cfg: RunConfig, input_shape: tuple[int, ...]) -> tuple[FeatureModel, Objective]:
+    """One model replica and its objective: split into ``cluster.partitions`` partitions when > 1
+    (the parameters then run partition-major: see :mod:`downpour.parallel.partition`)."""
+    model, objective = build(cfg, input_shape)
+    if cfg.cluster.partitions > 1:
+        try:
+            partition_model(model, cfg.cluster.partitions)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+    return model, objective
 
 
 def make_shards(setup: ClusterSetup, init: torch.Tensor, live: set[int]) -> list[Shard]:
@@ -68,7 +83,7 @@ def make_worker(cfg: RunConfig, wid: int, data: Dataset, bounds: list[tuple[int,
                 start_step: int = 0, seq: int = 0) -> Worker:
     """Worker ``wid`` on ``data`` (its own shard of the dataset); its replica is filled by its first
     fetch. ``sync``: the gate's (a sync worker fetches after every push)."""
-    model, objective = build(cfg, data.input_shape)
+    model, objective = build_replica(cfg, data.input_shape)
     generator = torch.Generator().manual_seed(batch_seed(cfg.seed, wid, start_step))
     c = cfg.cluster
     return Worker(wid, model, objective, data.batches(cfg.train.batch_size, generator), bounds,

@@ -1,0 +1,12 @@
+"""Model parallelism (DistBelief's other axis): each replica's locally connected stages split into
+K spatial blocks of output positions, each block's untied filters owned by one partition.
+
+    model = partition_model(create_model("cat-demo"), 4)     # same outputs, gradients, steps
+    full = merge_model(model)                                 # back to the plain CatNet (to save it)
+
+See docs/parameter-server.md (## Model parallelism).
+"""
+from downpour.parallel.blocks import Block, grid_shape, split_blocks
+from downpour.parallel.partition import PartitionedFilter, merge_model, partition_model
+
+__all__ = ["Block", "PartitionedFilter", "grid_shape", "merge_model", "partition_model", "split_blocks"]

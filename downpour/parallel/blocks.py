@@ -1,0 +1,58 @@
+"""Where a partition's block of output positions is, and which input window it needs.
+
+A locally connected layer with kernel k and stride s maps input rows [i·s, i·s + k) to output row i.
+Output rows [r0, r1) therefore need input rows [r0·s, (r1 - 1)·s + k): the block plus its
+receptive-field halo (k - s rows shared with the next block when k > s). Columns alike. K partitions
+are laid out as a kr × kc grid over the output positions (K = 4: 2 × 2, K = 9: 3 × 3), as close to
+square as K allows, so each block's halo (the bytes it exchanges) is as small as it can be.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Block:
+    """One partition's output block ``rows`` × ``cols`` and the input window it reads."""
+
+    index: int
+    rows: slice          # output rows [r0, r1)
+    cols: slice          # output columns
+    in_rows: slice       # input rows the block's receptive fields cover
+    in_cols: slice
+
+    @property
+    def out_size(self) -> tuple[int, int]:
+        return self.rows.stop - self.rows.start, self.cols.stop - self.cols.start
+
+    @property
+    def in_size(self) -> tuple[int, int]:
+        return self.in_rows.stop - self.in_rows.start, self.in_cols.stop - self.in_cols.start
+
+
+def grid_shape(k: int) -> tuple[int, int]:
+    """K partitions as (rows, cols) of blocks: the factor pair closest to square, rows >= cols."""
+    cols = max(c for c in range(1, math.isqrt(k) + 1) if k % c == 0)
+    return k // cols, cols
+
+
+def _cuts(n: int, parts: int) -> list[tuple[int, int]]:
+    """``n`` positions in ``parts`` contiguous near-equal runs (the larger ones first)."""
+    edges = [round(i * n / parts) for i in range(parts + 1)]
+    return list(zip(edges[:-1], edges[1:]))
+
+
+def split_blocks(out_size: tuple[int, int], kernel: int, stride: int, k: int) -> list[Block]:
+    """The K blocks of an (Ho, Wo) output grid, row-major, with their input windows."""
+    kr, kc = grid_shape(k)
+    if kr > out_size[0] or kc > out_size[1]:
+        raise ValueError(f"cannot split a {out_size[0]}x{out_size[1]} output grid into {kr}x{kc} blocks "
+                         f"(cluster.partitions = {k}); use fewer partitions")
+    blocks = []
+    for r0, r1 in _cuts(out_size[0], kr):
+        for c0, c1 in _cuts(out_size[1], kc):
+            blocks.append(Block(len(blocks), slice(r0, r1), slice(c0, c1),
+                                slice(r0 * stride, (r1 - 1) * stride + kernel),
+                                slice(c0 * stride, (c1 - 1) * stride + kernel)))
+    return blocks

@@ -1,0 +1,87 @@
+"""Model parallelism: a replica's stages split into K blocks of output positions compute exactly what
+the unpartitioned network computes (float64, 1e-10), and the shards line up with the partitions."""
+import copy
+
+import pytest
+import torch
+
+from downpour.batch import Batch
+from downpour.models.registry import build, create_model
+from downpour.config import load_config
+from downpour.parallel import grid_shape, merge_model, partition_model, split_blocks
+from downpour.parallel.partition import partition_bounds, partition_ranges
+from downpour.train.flat import ParamLayout
+from downpour.train.step import train_step
+
+
+def test_blocks_tile_the_output_grid_and_their_windows_are_the_receptive_fields():
+    assert [grid_shape(k) for k in (1, 2, 4, 6, 9, 7)] == [(1, 1), (2, 1), (2, 2), (3, 2), (3, 3), (7, 1)]
+    blocks = split_blocks((25, 25), kernel=8, stride=2, k=9)
+    seen = torch.zeros(25, 25, dtype=torch.int64)
+    for b in blocks:
+        seen[b.rows, b.cols] += 1
+        # the first output row reads from row r0*s, the last one ends at (r1-1)*s + k
+        assert b.in_rows == slice(b.rows.start * 2, (b.rows.stop - 1) * 2 + 8)
+        assert b.in_size == ((b.out_size[0] - 1) * 2 + 8, (b.out_size[1] - 1) * 2 + 8)
+    assert bool((seen == 1).all())
+    with pytest.raises(ValueError, match="cannot split a 2x2 output grid into 3x3"):
+        split_blocks((2, 2), 3, 1, 9)
+
+
+def _pair(name: str, k: int, **options):
+    torch.manual_seed(0)
+    full = create_model(name, **options).double()
+    part = partition_model(copy.deepcopy(full), k)
+    return full, part
+
+
+def _grads(model):
+    """Every filter gradient of ``model`` as the unpartitioned (Ho, Wo, M, C, k, k) tensors."""
+    if not hasattr(model, "partitions"):
+        return [s.filter.weight.grad for s in model.stages]
+    from downpour.parallel.partition import stitch
+    return [stitch([w.grad for w in s.filter.blocks_weight], s.filter.blocks, dims=(0, 1)) for s in model.stages]
+
+
+@pytest.mark.parametrize("k", [1, 2, 4, 9])
+@pytest.mark.parametrize("name, options", [("cat-demo", {}), ("cat-3stage", {"maps": [4, 4, 4]})])
+def test_partitioned_forward_backward_and_step_equal_the_whole_network(name, options, k):
+    full, part = _pair(name, k, **options)
+    _, objective = build(load_config("main", [f"model.name={name}"]), full.input_shape)
+    x = torch.randn(3, *full.input_shape, dtype=torch.float64)
+    torch.testing.assert_close(part(x), full(x), rtol=0, atol=1e-10)
+    results = [train_step(m, objective, Batch(x)) for m in (full, part)]
+    assert abs(results[0].loss - results[1].loss) < 1e-10
+    for a, b in zip(_grads(full), _grads(part)):
+        torch.testing.assert_close(b, a, rtol=0, atol=1e-10)
+    for m in (full, part):
+        opt = torch.optim.Adagrad([p for p in m.parameters() if p.requires_grad], lr=0.05)
+        opt.step()
+    merged = merge_model(part)
+    for s_full, s_merged in zip(full.stages, merged.stages):
+        torch.testing.assert_close(s_merged.filter.weight, s_full.filter.weight, rtol=0, atol=1e-10)
+    torch.testing.assert_close(merged(x), full(x), rtol=0, atol=1e-10)
+    assert set(merged.state_dict()) == set(full.state_dict())     # saved and analysed as the plain model
+
+
+def test_each_partition_is_one_contiguous_range_and_every_shard_serves_one_partition():
+    _, part = _pair("cat-demo", 4)
+    ranges = partition_ranges(part)
+    layout = ParamLayout(part)
+    assert ranges[0][0] == 0 and ranges[-1][1] == layout.numel
+    assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+    bounds = partition_bounds(ranges, 6)      # 4 partitions, 6 shards: 2, 2, 1, 1
+    assert len(bounds) == 6 and bounds[0][0] == 0 and bounds[-1][1] == layout.numel
+    owner = [next(p for p, (a, b) in enumerate(ranges) if a <= s0 and s1 <= b) for s0, s1 in bounds]
+    assert owner == [0, 0, 1, 1, 2, 3]
+    with pytest.raises(ValueError, match="fewer than cluster.partitions"):
+        partition_bounds(ranges, 3)
+
+
+def test_models_that_cannot_be_partitioned_say_why():
+    with pytest.raises(ValueError, match="needs untied filters"):
+        partition_model(create_model("cat-demo", tile=2), 2)
+    with pytest.raises(ValueError, match="tied decoder"):
+        partition_model(create_model("cat-demo", decoder="untied"), 2)
+    with pytest.raises(ValueError, match="has none"):
+        partition_model(create_model("ufldl-sae"), 2)
