@@ -21,6 +21,7 @@ from downpour.models.registry import resolve
 from downpour.parallel.partition import partition_bounds, partition_ranges
 from downpour.ps.delays import make_delays
 from downpour.ps.setup import build_replica
+from downpour.sandblaster.checks import check_sandblaster
 from downpour.train.setup import resolve_device
 
 
@@ -47,6 +48,8 @@ def _check_runner(cfg: RunConfig, device: torch.device) -> None:
                                   "set cluster.runner to simulated or ray")
         return
     make_delays(cfg.cluster.spec("delay"), cfg.cluster.workers)   # uniform:A:B needs A <= B
+    if cfg.cluster.algorithm == "sandblaster":
+        check_sandblaster(cfg)    # a cost L-BFGS can compare between evaluations; no partitions
     if device.type != "cpu":
         raise ConfigError(f"train.device={cfg.train.device!r}: the {runner} runner's workers compute on CPU; "
                           "use the local runner for a GPU")

@@ -1,0 +1,59 @@
+"""What Sandblaster L-BFGS needs of a run config, beyond each value's own range.
+
+L-BFGS's line search compares the cost at two points on the same batch, so the cost must be a
+fixed function of the parameters: no cost term that draws random numbers, no dropout, no data
+augmentation.
+The model is not split (``cluster.partitions`` is Downpour's). Called by preflight, before the
+run directory exists, and by the runner itself (a config built in Python skips preflight).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from downpour.config import ConfigError, RunConfig
+
+# cost term -> why L-BFGS cannot minimise it (a resolved config lists every term with its weight)
+RANDOM_TERMS = {
+    "contrastive_divergence": "its gradient comes from Gibbs samples, not from a cost a line search can compare",
+    "denoising": "it corrupts the input with fresh noise at every evaluation",
+}
+
+
+def _weight(spec: Any) -> float:
+    return float(spec.get("weight", 1.0)) if isinstance(spec, dict) else float(spec)
+
+
+def check_sandblaster(cfg: RunConfig) -> None:
+    """ConfigError naming the first thing in ``cfg`` (resolved) that Sandblaster L-BFGS cannot run."""
+    for name, spec in cfg.objective.items():
+        if _weight(spec) == 0:
+            continue
+        if name in RANDOM_TERMS:
+            raise ConfigError(f"cluster.algorithm = 'sandblaster' cannot minimise cost term {name!r}: {RANDOM_TERMS[name]}; "
+                              "use cluster.algorithm = 'downpour'")
+        if name == "contractive" and isinstance(spec, dict) and spec.get("probes", 1) != 0:
+            raise ConfigError("cluster.algorithm = 'sandblaster' needs contractive.probes = 0 (the exact penalty): "
+                              "Hutchinson's estimate draws new probes at every evaluation")
+    if cfg.model.options.get("dropout", 0):
+        raise ConfigError(f"cluster.algorithm = 'sandblaster' needs model.dropout = 0 (got {cfg.model.options['dropout']}): "
+                          "dropout draws a new mask at every evaluation")
+    d = cfg.data
+    if d.shift or d.scale or d.flip:
+        raise ConfigError("cluster.algorithm = 'sandblaster' needs data.shift = 0, data.scale = 0 and data.flip = false: "
+                          "augmentation changes the batch between the line search's evaluations")
+    if cfg.cluster.partitions != 1:
+        raise ConfigError("cluster.partitions splits Downpour's replicas; cluster.algorithm = 'sandblaster' runs whole "
+                          "replicas (set cluster.partitions = 1)")
+    s = cfg.sandblaster
+    if s.batch and s.units > s.batch:
+        raise ConfigError(f"sandblaster.units = {s.units} is more than the {s.batch} examples of a batch "
+                          "(sandblaster.batch): every unit needs at least one")
+
+
+def check_examples(cfg: RunConfig, n: int) -> None:
+    """Once the data is built (``n`` examples): the batch and its units fit in it."""
+    s = cfg.sandblaster
+    batch = min(s.batch, n) if s.batch else n
+    if s.units > batch:
+        raise ConfigError(f"sandblaster.units = {s.units} is more than the {batch} examples of a batch "
+                          f"(the data has {n}): every unit needs at least one")

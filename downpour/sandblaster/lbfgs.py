@@ -1,0 +1,219 @@
+"""Sandblaster's coordinator: L-BFGS over sharded vectors, seeing only scalars.
+
+One iteration, on a batch of B examples (Nocedal & Wright, Algorithms 7.4 and 3.1 with a
+safeguarded quadratic backtrack; every vector operation runs on the shards, see
+:mod:`~downpour.sandblaster.history`; every cost and gradient is a distributed evaluation, see
+:class:`Pool`):
+
+1. On a new batch (or a new greedy stage; the history is then dropped), evaluate f and g at w.
+2. Direction d = -H g by the two-loop recursion over the stored pairs (s_i, y_i), with
+   H0 = gamma I, gamma = s.y / y.y of the newest pair: one round trip to the shards per pair and
+   loop, each sending a coefficient and receiving a partial dot product. No pairs: d = -g.
+   If g.d >= 0 (rounding), the history is dropped and d = -g.
+3. Line search from t = 1 (no pairs: t = min(1, 1/|g|)): evaluate f and its gradient at w + t d;
+   accept at the first t with f(w + t d) <= f + c1 t g.d (Armijo, c1 = 1e-4); else
+   t <- the minimiser of the quadratic through f, g.d and f(w + t d), kept in [0.1 t, 0.5 t]
+   (0.1 t for a non-finite cost). At most ``sandblaster.line_search`` evaluations.
+4. Accepted: s = t d, y = g(w + t d) - g(w) on the same batch; the pair is kept if s.y > 1e-10
+   (else H would lose positive definiteness), the oldest dropped beyond ``sandblaster.history``;
+   w <- w + t d, g <- the new gradient (the line search already computed it). Not accepted: w stays,
+   the history is dropped; if that happens twice in a row (the second time along -g), the run has
+   converged as far as this precision can tell and stops, as it does once |g| <= 1e-12.
+
+The coordinator holds only scalars: f, the step sizes, rho_i = 1 / s_i.y_i and gamma.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Protocol, Sequence
+
+from torch import Tensor
+
+from downpour.errors import RunError
+from downpour.sandblaster.history import Op
+from downpour.sandblaster.units import UnitCounts
+
+C1 = 1e-4            # Armijo's sufficient decrease
+CURVATURE = 1e-10    # a pair is kept only if s.y exceeds this
+GRADIENT_TOL = 1e-12
+
+
+class ShardGroup(Protocol):
+    """The shards as the coordinator sees them (the simulator's :class:`LocalShards`, Ray's actors)."""
+
+    def run(self, ops: Sequence[Op]) -> list[float]:
+        """Every shard runs ``ops``; their dot products' shares, summed over the shards."""
+
+    def call(self, method: str, *args: Any) -> list[Any]:
+        """Every shard's ``method(*args)`` (begin, stage_pair, accept, take_gradient, reset): their answers."""
+
+
+@dataclass
+class Evaluation:
+    """The cost (mean over the batch), its parts, and how the units went; the gradient is in the shards' ``acc``."""
+
+    loss: float
+    parts: dict[str, float]
+    span: float                  # time the evaluation took: virtual (simulator) or wall seconds (Ray)
+    wall: float                  # wall seconds
+    counts: UnitCounts
+
+
+class Pool(Protocol):
+    """The workers: the simulator's :class:`~downpour.sandblaster.simulated.SimulatedPool` or Ray's."""
+
+    def evaluate(self, evaluation: int, rows: Tensor, t: float, stage: int | None) -> Evaluation:
+        """Cost and gradient at the shards' ``w + t d`` on the examples ``rows`` (B,), as work units; the
+        shards' ``acc`` holds the gradient afterwards (they were told to ``begin(evaluation)``)."""
+
+    def clock(self) -> float:
+        """The pool's time now (virtual for the simulator)."""
+
+
+class LocalShards:
+    """:class:`ShardGroup` over shards held in this process."""
+
+    def __init__(self, shards: list[Any]):
+        self.shards = shards
+
+    def run(self, ops: Sequence[Op]) -> list[float]:
+        return [sum(parts) for parts in zip(*(s.run(ops) for s in self.shards))]
+
+    def call(self, method: str, *args: Any) -> list[Any]:
+        return [getattr(s, method)(*args) for s in self.shards]
+
+
+@dataclass
+class Iteration:
+    """What one L-BFGS iteration did (one metrics row)."""
+
+    loss: float                  # f at the new w, on the iteration's batch
+    parts: dict[str, float]
+    t: float                     # the step size taken (0: none)
+    evaluations: int             # distributed evaluations (line search, and the new batch's first one)
+    grad_norm: float             # |g| at the start of the iteration
+    pairs: int                   # pairs stored after it
+    span: float                  # summed evaluation time (virtual on the simulator)
+    counts: UnitCounts = field(default_factory=UnitCounts)
+    converged: bool = False
+
+
+class Coordinator:
+    """L-BFGS with memory ``history`` over ``shards``, evaluating on ``pool``; ``line_search`` is the
+    most evaluations one line search may take. :meth:`iterate` runs one iteration."""
+
+    def __init__(self, shards: ShardGroup, pool: Pool, history: int, line_search: int):
+        self.shards, self.pool = shards, pool
+        self.history, self.line_search = history, line_search
+        self.rho: list[float] = []       # 1 / s_i.y_i, oldest first (the shards hold s_i, y_i)
+        self.gamma = 1.0                 # s.y / y.y of the newest pair: H0's scale
+        self.f: float | None = None      # cost at w on the current batch (None: not evaluated yet)
+        self.parts: dict[str, float] = {}
+        self.evaluations = 0             # evaluation ids, over the run
+        self.failures = 0                # line searches in a row that found no step
+        self.log: list[dict[str, Any]] = []   # one entry per evaluation: time, units, backups
+
+    # -- evaluations ----------------------------------------------------------------------------
+    def _evaluate(self, rows: Tensor, t: float, stage: int | None, iteration: int) -> Evaluation:
+        self.evaluations += 1
+        self.shards.call("begin", self.evaluations)
+        ev = self.pool.evaluate(self.evaluations, rows, t, stage)
+        self.log.append({"iteration": iteration, "evaluation": self.evaluations, "t": t, "loss": ev.loss,
+                         "span": round(ev.span, 6), "wall": round(ev.wall, 6), **ev.counts.as_dict()})
+        return ev
+
+    # -- the two-loop recursion, on the shards ---------------------------------------------------
+    def _direction(self, gg: float) -> float:
+        """d <- -H g on the shards; returns g.d."""
+        k = len(self.rho)
+        if k == 0:
+            return self.shards.run([("copy", "g", "d", -1.0), ("dot", "g", "d")])[0]
+        alpha = [0.0] * k
+        pending: list[Op] = [("copy", "g", "q", 1.0)]
+        for i in reversed(range(k)):
+            (sq,) = self.shards.run([*pending, ("dot", ("s", i), "q")])
+            alpha[i] = self.rho[i] * sq
+            pending = [("axpy", -alpha[i], ("y", i), "q")]
+        pending.append(("scale", "q", self.gamma))
+        for i in range(k):
+            (yq,) = self.shards.run([*pending, ("dot", ("y", i), "q")])
+            beta = self.rho[i] * yq
+            pending = [("axpy", alpha[i] - beta, ("s", i), "q")]
+        (gd,) = self.shards.run([*pending, ("copy", "q", "d", -1.0), ("dot", "g", "d")])
+        if not gd < 0:     # not a descent direction (rounding): start again along -g
+            self.forget()
+            return self._direction(gg)
+        return gd
+
+    def forget(self) -> None:
+        """Drop the L-BFGS history (on the shards too)."""
+        self.shards.call("reset")
+        self.rho, self.gamma = [], 1.0
+
+    # -- one iteration -----------------------------------------------------------------------------
+    def iterate(self, iteration: int, rows: Tensor, stage: int | None, new_batch: bool, new_stage: bool) -> Iteration:
+        """One L-BFGS iteration on the examples ``rows`` (B,). ``new_batch``: rows differ from the last
+        iteration's (f and g are evaluated at w first); ``new_stage``: a greedy stage begins (history dropped too)."""
+        counts, span, n_evals = UnitCounts(), 0.0, 0
+        if new_stage:
+            self.forget()
+        if new_batch or new_stage or self.f is None:
+            ev = self._evaluate(rows, 0.0, stage, iteration)
+            counts.add(ev.counts)
+            span, n_evals = span + ev.span, n_evals + 1
+            if not math.isfinite(ev.loss):
+                raise RunError(f"L-BFGS iteration {iteration + 1}: the cost at the current parameters is not finite "
+                               f"({ev.loss}); check the data and the model's cost terms")
+            self.shards.call("take_gradient")
+            self.f, self.parts = ev.loss, ev.parts
+        assert self.f is not None
+        (gg,) = self.shards.run([("dot", "g", "g")])
+        if math.sqrt(gg) <= GRADIENT_TOL:
+            return Iteration(self.f, self.parts, 0.0, n_evals, math.sqrt(gg), len(self.rho), span, counts, True)
+        gd = self._direction(gg)
+        t = 1.0 if self.rho else min(1.0, 1.0 / math.sqrt(gg))
+        accepted: Evaluation | None = None
+        for _ in range(self.line_search):
+            ev = self._evaluate(rows, t, stage, iteration)
+            counts.add(ev.counts)
+            span, n_evals = span + ev.span, n_evals + 1
+            if math.isfinite(ev.loss) and ev.loss <= self.f + C1 * t * gd:
+                accepted = ev
+                break
+            t = backtrack(t, self.f, gd, ev.loss)
+        if accepted is None:
+            steepest = not self.rho
+            self.forget()
+            self.failures += 1
+            converged = steepest and self.failures >= 2
+            return Iteration(self.f, self.parts, 0.0, n_evals, math.sqrt(gg), 0, span, counts, converged)
+        self.failures = 0
+        sy, yy = (sum(v) for v in zip(*self.shards.call("stage_pair", t)))
+        keep = sy > CURVATURE
+        self.shards.call("accept", t, keep)
+        if keep:
+            self.rho = [*self.rho, 1.0 / sy][-self.history:]
+            self.gamma = sy / yy
+        self.f, self.parts = accepted.loss, accepted.parts
+        return Iteration(self.f, self.parts, t, n_evals, math.sqrt(gg), len(self.rho), span, counts)
+
+    # -- state ------------------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {"rho": self.rho, "gamma": self.gamma, "f": self.f, "parts": self.parts,
+                "evaluations": self.evaluations, "failures": self.failures}
+
+    def load_state(self, meta: dict[str, Any]) -> None:
+        self.rho, self.gamma, self.f = list(meta["rho"]), meta["gamma"], meta["f"]
+        self.parts, self.evaluations, self.failures = dict(meta["parts"]), meta["evaluations"], meta["failures"]
+
+
+def backtrack(t: float, f0: float, gd: float, ft: float) -> float:
+    """The next trial step after ``t`` failed Armijo: the minimiser of the quadratic with value ``f0``
+    and slope ``gd`` (< 0) at 0 and value ``ft`` at ``t``, kept within [0.1 t, 0.5 t]."""
+    if not math.isfinite(ft):
+        return 0.1 * t
+    curvature = ft - f0 - gd * t      # > 0 whenever Armijo failed
+    step = -gd * t * t / (2.0 * curvature) if curvature > 0 else 0.5 * t
+    return min(max(step, 0.1 * t), 0.5 * t)
+

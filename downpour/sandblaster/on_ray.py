@@ -1,0 +1,207 @@
+"""Sandblaster on Ray: the coordinator in the driver, each shard and each worker an actor.
+
+The shard actors hold the parameters and the L-BFGS history for their slice
+(:class:`~downpour.sandblaster.history.HistoryShard`) and run the vector operations there; the
+driver sends them operation lists with scalars and gets partial dot products back. For an
+evaluation each shard computes its slice of ``w + t d`` once (an object ref); a worker's unit task
+takes those refs, and returns the unit's cost (read by the driver) and its gradient slices (object
+refs the driver hands to the shards unread). The driving loop is Ray's parameter-server example:
+``pending`` maps each future to (worker, evaluation, unit, gradient refs) and ``ray.wait`` takes
+the next one; a free worker gets the next unit or, near the end, a backup copy. The first result
+of a unit is added to the shards, a later copy is dropped (and the shards would refuse it too).
+
+Running copies are not cancelled: a worker still busy with a copy when its evaluation ends joins
+the next evaluation once done, its late result dropped. Under ``cluster.delay = straggler:T:FACTOR``
+the last worker sleeps (FACTOR - 1) times its compute time after each unit, to show the backups
+working on real processes (other delay forms are the simulator's only, as for Downpour on Ray).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from typing import Any, Sequence
+
+import ray
+import torch
+from ray.exceptions import RayError
+from torch import Tensor
+
+from downpour.config import RunConfig
+from downpour.errors import RunError
+from downpour.ps.on_ray import _placer, connect
+from downpour.ps.setup import ClusterSetup
+from downpour.sandblaster.history import HistoryShard, Op
+from downpour.sandblaster.lbfgs import Evaluation
+from downpour.sandblaster.simulated import speed_factors
+from downpour.sandblaster.units import Unit, UnitScheduler, split_units
+from downpour.sandblaster.worker import UnitWorker
+
+log = logging.getLogger(__name__)
+
+
+@ray.remote(num_cpus=0)
+class ShardActor:
+    """A :class:`HistoryShard` in its own process: every method the coordinator calls, by name."""
+
+    def __init__(self, shard: HistoryShard):
+        self.shard = shard
+
+    def run(self, ops: Sequence[Op]) -> list[float]:
+        return self.shard.run(ops)
+
+    def call(self, method: str, *args: Any) -> Any:
+        return getattr(self.shard, method)(*args)
+
+    def point(self, t: float) -> Tensor:
+        return self.shard.point(t)
+
+    def accumulate(self, evaluation: int, unit: int, grad: Tensor) -> bool:
+        return self.shard.accumulate(evaluation, unit, grad)
+
+    def node(self) -> str:
+        return ray.get_runtime_context().get_node_id()
+
+
+@ray.remote
+class WorkerActor:
+    """A :class:`UnitWorker` (a model replica over the whole dataset: any unit may come to any worker)."""
+
+    def __init__(self, cfg: RunConfig, wid: int, x: Tensor, y: Tensor | None, bounds: list[tuple[int, int]],
+                 threads: int, slowdown: float):
+        torch.set_num_threads(threads)
+        self.worker = UnitWorker(cfg, wid, x, y, bounds)
+        self.slowdown, self.shards = slowdown, len(bounds)
+
+    def compute(self, evaluation: int, unit: int, rows: Tensor, total: int, stage: int | None, *point: Tensor) -> tuple:
+        """(the unit's metadata, gradient slice 0, ..., slice M-1); empty slices for a non-finite cost."""
+        t0 = time.perf_counter()
+        r = self.worker.compute(evaluation, unit, rows, total, list(point), stage)
+        if self.slowdown > 1:      # a straggler: the same work, FACTOR times the time
+            time.sleep((self.slowdown - 1) * (time.perf_counter() - t0))
+        grads = r.grads or [torch.empty(0)] * self.shards
+        return (r.meta(), *grads)
+
+    def node(self) -> str:
+        return ray.get_runtime_context().get_node_id()
+
+
+class RayShards:
+    """:class:`~downpour.sandblaster.lbfgs.ShardGroup` over shard actors: one actor call each per request."""
+
+    def __init__(self, actors: list[Any]):
+        self.actors = actors
+
+    def run(self, ops: Sequence[Op]) -> list[float]:
+        return [sum(parts) for parts in zip(*ray.get([a.run.remote(ops) for a in self.actors]))]
+
+    def call(self, method: str, *args: Any) -> list[Any]:
+        return ray.get([a.call.remote(method, *args) for a in self.actors])
+
+
+class RayPool:
+    """The shard and worker actors of ``setup``'s run (Ray started, or ``cluster.address`` joined);
+    :meth:`close` kills every actor and stops a Ray it started, whatever happened."""
+
+    def __init__(self, setup: ClusterSetup, shards: list[HistoryShard]):
+        self.cfg = cfg = setup.cfg
+        self.shard_actors: list[Any] = []
+        self.worker_actors: list[Any] = []
+        self.started = connect(cfg.cluster.address)
+        self._pending: dict[Any, tuple[int, int, Unit, list[Any]]] = {}   # meta ref -> (worker, evaluation, unit, grad refs)
+        self.busy: set[int] = set()
+        self.lost: dict[int, str] = {}
+        self.t0 = time.perf_counter()
+        try:
+            self._start(setup, shards)
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self, setup: ClusterSetup, shards: list[HistoryShard]) -> None:
+        cfg, n = self.cfg, self.cfg.cluster.workers
+        place = _placer(ray.nodes())
+        per_worker = min(1.0, float(ray.cluster_resources().get("CPU", 1.0)) / n)
+        threads = cfg.train.threads or max(1, int(os.cpu_count() or 1) // n)
+        self.shard_actors = [ShardActor.options(**place(j, 0.0)).remote(s) for j, s in enumerate(shards)]
+        x, y = ray.put(setup.data.x), ray.put(setup.data.y)
+        speeds = speed_factors(cfg.cluster.spec("delay"), n)
+        self.worker_actors = [WorkerActor.options(num_cpus=per_worker, **place(w, per_worker))
+                              .remote(cfg, w, x, y, setup.bounds, threads, speeds[w]) for w in range(n)]
+        self.group = RayShards(self.shard_actors)
+        self.placement = {"shards": ray.get([a.node.remote() for a in self.shard_actors]),
+                          "workers": ray.get([a.node.remote() for a in self.worker_actors])}   # every actor is up
+        self.t0 = time.perf_counter()
+
+    def clock(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def _dispatch(self, w: int, sched: UnitScheduler, evaluation: int, rows: int, stage: int | None,
+                  point: list[Any]) -> None:
+        job = sched.next_for(w)
+        if job is None:
+            return
+        unit, _ = job
+        refs = self.worker_actors[w].compute.options(num_returns=len(self.shard_actors) + 1).remote(
+            evaluation, unit.index, unit.rows, rows, stage, *point)
+        self._pending[refs[0]] = (w, evaluation, unit, refs[1:])
+        self.busy.add(w)
+
+    def evaluate(self, evaluation: int, rows: Tensor, t: float, stage: int | None) -> Evaluation:
+        """Cost and gradient at ``w + t d`` on ``rows`` (B,): units to free workers until all are done."""
+        wall0 = time.perf_counter()
+        point = [a.point.remote(t) for a in self.shard_actors]
+        sched = UnitScheduler(split_units(rows, self.cfg.sandblaster.units), self.cfg.sandblaster.backup_after)
+        loss, parts, added = 0.0, {}, []
+
+        def dispatch_free() -> None:
+            for v in range(self.cfg.cluster.workers):
+                if v not in self.busy and v not in self.lost:
+                    self._dispatch(v, sched, evaluation, len(rows), stage, point)
+
+        dispatch_free()
+        while not sched.complete:
+            if not self._pending:
+                raise RunError(f"every worker was lost ({', '.join(f'worker {w}: {r}' for w, r in self.lost.items())})")
+            [ref], _ = ray.wait(list(self._pending), num_returns=1)
+            w, ev, unit, grads = self._pending.pop(ref)
+            self.busy.discard(w)
+            try:
+                meta = ray.get(ref)
+            except RayError as err:   # the worker died: its units go back to the queue, the others go on
+                self.lost[w] = type(err).__name__
+                sched.abandon(w)
+                log.warning("sandblaster worker %d lost (%s); its units go to the others", w, type(err).__name__)
+                dispatch_free()
+                continue
+            if ev != evaluation:
+                sched.late(w, len(unit))
+            elif sched.finish(unit.index, w):
+                loss += meta["loss"]
+                for k, v in meta["parts"].items():
+                    parts[k] = parts.get(k, 0.0) + v
+                if math.isfinite(meta["loss"]):   # the slices go from the worker's store to the shards, unread here
+                    added += [a.accumulate.remote(evaluation, unit.index, g) for a, g in zip(self.shard_actors, grads)]
+            dispatch_free()
+        if not all(ray.get(added)):
+            raise RunError(f"evaluation {evaluation}: a shard refused a unit the driver counted once")
+        wall = time.perf_counter() - wall0
+        return Evaluation(loss, parts, wall, wall, sched.counts)
+
+    def info(self) -> dict[str, Any]:
+        nodes = sorted(set(self.placement["shards"]) | set(self.placement["workers"]))
+        return {"nodes": len(nodes), "placement": {k: [nodes.index(x) for x in v] for k, v in self.placement.items()},
+                "lost_workers": {str(w): r for w, r in self.lost.items()}}
+
+    def close(self) -> None:
+        """Best effort (Ray itself may be going down); safe to call twice."""
+        for a in (*self.worker_actors, *self.shard_actors):
+            try:
+                ray.kill(a)
+            except Exception:  # noqa: BLE001
+                pass
+        self.shard_actors, self.worker_actors, self._pending = [], [], {}
+        if self.started:
+            ray.shutdown()
+            self.started = False

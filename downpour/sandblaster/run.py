@@ -1,0 +1,189 @@
+"""The Sandblaster L-BFGS runner: ``cluster.algorithm = "sandblaster"`` on the simulated or Ray runner.
+
+    summary = run_sandblaster(cfg, RunDir.create(out, cfg))             # cfg.cluster.runner: simulated | ray
+    summary = run_sandblaster(cfg, RunDir.open(out), resume=True)       # from checkpoints/sandblaster.*
+
+``train.steps`` counts L-BFGS iterations. The run directory is the usual one (config.toml,
+metrics.jsonl with one row per iteration, tb/, model.safetensors + model.json) plus
+``checkpoints/sandblaster.{safetensors,json}`` (the shards' parameters, gradients and history, the
+coordinator's scalars) and ``sandblaster.json`` (the summary, and one entry per distributed
+evaluation: its time, units, backups and dropped duplicates).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Any
+
+import torch
+
+from downpour.config import ConfigError, RunConfig
+from downpour.ps.setup import ClusterSetup, set_up_cluster
+from downpour.sandblaster.checks import check_examples, check_sandblaster
+from downpour.sandblaster.history import HistoryShard
+from downpour.sandblaster.lbfgs import Coordinator
+from downpour.sandblaster.units import UnitCounts, batch_rows
+from downpour.sandblaster.worker import DTYPES
+from downpour.train.checkpoint import CheckpointError, load_state, save_state
+from downpour.train.rundir import RunDir
+from downpour.train.setup import stage_for_step
+from downpour.train.telemetry import Telemetry
+
+log = logging.getLogger(__name__)
+CHECKPOINT = "sandblaster"   # stem under checkpoints/
+
+
+def make_shards(setup: ClusterSetup) -> list[HistoryShard]:
+    """One :class:`HistoryShard` per slice of ``setup.bounds``, holding the initial parameters in
+    ``sandblaster.precision``."""
+    cfg = setup.cfg
+    init = setup.layout.params_to_vector(setup.model).to(DTYPES[cfg.sandblaster.precision])
+    return [HistoryShard(j, init[a:b], cfg.sandblaster.history, start=a) for j, (a, b) in enumerate(setup.bounds)]
+
+
+def _pool(setup: ClusterSetup, shards: list[HistoryShard], vtime: float) -> Any:
+    if setup.cfg.cluster.runner == "simulated":
+        from downpour.sandblaster.simulated import SimulatedPool
+
+        return SimulatedPool(setup, shards, vtime)
+    from downpour.sandblaster.on_ray import RayPool   # the only module of this package that imports ray
+
+    return RayPool(setup, shards)
+
+
+class _Progress:
+    """What a run carries from one iteration to the next, and into its checkpoint."""
+
+    def __init__(self, meta: dict[str, Any] | None = None):
+        meta = meta or {}
+        self.iteration = meta.get("iteration", 0)
+        self.stage = meta.get("stage", -1)                  # -1: no stage trained yet
+        self.vtime = meta.get("vtime", 0.0)
+        self.elapsed = meta.get("elapsed", 0.0)
+        self.converged = meta.get("converged", False)
+        self.counts = UnitCounts()
+        for key, value in meta.get("counts", {}).items():
+            setattr(self.counts, key, value)
+        self.counts.per_worker.update({int(w): n for w, n in meta.get("per_worker", {}).items()})
+        self.counts.won.update({int(w): n for w, n in meta.get("won", {}).items()})
+        self.batches: list[dict[str, Any]] = list(meta.get("batches", []))
+
+    def meta(self) -> dict[str, Any]:
+        return {"iteration": self.iteration, "stage": self.stage, "vtime": self.vtime, "elapsed": self.elapsed,
+                "converged": self.converged, "counts": self.counts.as_dict(),
+                "per_worker": {str(w): n for w, n in self.counts.per_worker.items()},
+                "won": {str(w): n for w, n in self.counts.won.items()}, "batches": self.batches}
+
+
+def _save(run: RunDir, pool: Any, coord: Coordinator, progress: _Progress) -> None:
+    tensors = {f"shard{j}.{k}": v for j, state in enumerate(pool.group.call("state_dict")) for k, v in state.items()}
+    save_state(run.checkpoints / CHECKPOINT, tensors, {**progress.meta(), "coordinator": coord.state(),
+                                                       "shards": run.config.cluster.shards})
+
+
+def _restore(run: RunDir, shards: list[HistoryShard]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Load the checkpoint into ``shards``; (progress meta, coordinator meta)."""
+    try:
+        tensors, meta = load_state(run.checkpoints / CHECKPOINT, meta_keys=("iteration", "coordinator", "shards"))
+    except CheckpointError as err:
+        raise CheckpointError(f"cannot resume {str(run.path)!r}: {err}") from None
+    if meta["shards"] != len(shards):
+        raise ConfigError(f"cannot resume {str(run.path)!r} with cluster.shards={len(shards)}: it was run with {meta['shards']}")
+    for j, shard in enumerate(shards):
+        prefix = f"shard{j}."
+        try:
+            shard.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+        except (KeyError, ValueError) as err:
+            raise CheckpointError(f"checkpoint of {str(run.path)!r} does not fit shard {j}: {err}") from None
+    return meta, meta["coordinator"]
+
+
+def run_sandblaster(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, Any]:
+    """Train ``cfg`` with Sandblaster L-BFGS on the simulated cluster or on Ray; returns the summary."""
+    check_sandblaster(cfg)
+    setup = set_up_cluster(cfg)
+    n = len(setup.data)
+    check_examples(cfg, n)
+    shards = make_shards(setup)
+    progress, coord_meta = _Progress(), None
+    if resume:
+        meta, coord_meta = _restore(run, shards)
+        progress = _Progress(meta)
+        log.info("resuming %s at L-BFGS iteration %d", run.path, progress.iteration)
+    start, total, s = progress.iteration, cfg.train.steps, cfg.sandblaster
+    run.begin(cfg, setup.data.preprocess, start, resume)
+    pool = _pool(setup, shards, progress.vtime)
+    coord = Coordinator(pool.group, pool, s.history, s.line_search)
+    if coord_meta is not None:
+        coord.load_state(coord_meta)
+        coord.log = progress.batches
+        if pool.group.call("stats")[0]["pairs"] != len(coord.rho):   # stopped between the shards' step and ours
+            coord.forget()
+    progress.batches = coord.log
+    telemetry = Telemetry(run, total, tensorboard=cfg.train.tensorboard, time_offset=progress.elapsed, start_step=start)
+    n_stages, t0, elapsed0 = setup.model.n_stages, time.perf_counter(), progress.elapsed
+    new_batch = 0 < s.batch < n           # a fresh sample of examples every iteration
+    last = None
+    try:
+        for it in range(start, total):
+            stage = stage_for_step(it, total, n_stages, cfg.train.schedule)
+            new_stage = progress.stage != -1 and stage != progress.stage
+            step = coord.iterate(it, batch_rows(n, s.batch, cfg.seed, it), stage, new_batch, new_stage)
+            progress.iteration, progress.stage = it + 1, stage
+            progress.counts.add(step.counts)
+            progress.elapsed = elapsed0 + time.perf_counter() - t0
+            progress.vtime = pool.clock()
+            c = step.counts
+            last = telemetry.log(it + 1, step.parts, c.examples, t=step.t, evaluations=step.evaluations,
+                                 grad_norm=step.grad_norm, pairs=step.pairs, units=c.dispatched, backups=c.backups,
+                                 backups_won=c.backups_won, duplicates=c.duplicates, examples=progress.counts.examples,
+                                 **({"vtime": round(progress.vtime, 6)} if cfg.cluster.runner == "simulated" else {}))
+            if step.converged:
+                progress.converged = True
+                log.info("L-BFGS converged after %d iterations (no step decreases the cost)", it + 1)
+                break
+            if cfg.cluster.checkpoint_every and progress.iteration % cfg.cluster.checkpoint_every == 0:
+                _save(run, pool, coord, progress)
+        _save(run, pool, coord, progress)
+        params = [p.cpu() for p in pool.group.call("params")]
+        info = pool.info()
+    except BaseException:
+        try:   # keep the iterations done (the shards still hold the last accepted point)
+            _save(run, pool, coord, progress)
+            log.warning("stopped after L-BFGS iteration %d; checkpoint saved: --resume %s goes on", progress.iteration, run.path)
+        except Exception as err:  # noqa: BLE001  (the shards may be gone with the failure)
+            log.warning("could not checkpoint the shards (%s: %s)", type(err).__name__, err)
+        raise
+    finally:
+        pool.close()
+        telemetry.close()
+    return _finish(setup, run, params, progress, start, last, info)
+
+
+def _finish(setup: ClusterSetup, run: RunDir, params: list[torch.Tensor], progress: _Progress, start: int,
+            last: dict[str, Any] | None, info: dict[str, Any]) -> dict[str, Any]:
+    cfg = setup.cfg
+    setup.layout.vector_to_params(torch.cat(params).to(torch.float32), setup.model)
+    setup.model.set_stage(None)
+    run.save_model(setup.model, progress.iteration, {"runner": cfg.cluster.runner, "algorithm": "sandblaster",
+                                                     "data": setup.data.info})
+    c, batches = progress.counts, progress.batches
+    final = last["loss"] if last else (run.metrics()[-1]["loss"] if run.metrics() else None)
+    summary = {"steps": progress.iteration, "resumed_from": start, "runner": cfg.cluster.runner,
+               "algorithm": "sandblaster", "final_loss": final, "converged": progress.converged,
+               "evaluations": len(batches), "units_dispatched": c.dispatched, "backups": c.backups,
+               "backups_won": c.backups_won, "duplicates_dropped": c.duplicates, "examples": c.examples,
+               "per_worker": {str(w): {"units": c.per_worker[w], "used": c.won[w]} for w in range(cfg.cluster.workers)},
+               "batch_time_mean": _mean(b["span"] for b in batches), "batch_wall_mean": _mean(b["wall"] for b in batches),
+               "time_unit": "steps (virtual)" if cfg.cluster.runner == "simulated" else "seconds",
+               "seconds": round(progress.elapsed, 2), "run": str(run.path), **info}
+    if cfg.cluster.runner == "simulated":
+        summary["vtime"] = round(progress.vtime, 6)
+    run.write_json("sandblaster.json", {**summary, "batches": batches})
+    return summary
+
+
+def _mean(values: Any) -> float | None:
+    values = list(values)
+    return round(math.fsum(values) / len(values), 6) if values else None

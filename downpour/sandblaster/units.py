@@ -1,0 +1,142 @@
+"""Work units and the scheduler that hands them out: Sandblaster's load balancing and backup tasks.
+
+Dean et al. (2012): "the coordinator assigns each of the N model replicas a small portion of work,
+much smaller than 1/Nth of the total size of a batch, and assigns replicas new portions whenever
+they are free ... to manage slow model replicas near the end of a batch, the coordinator schedules
+multiple copies of the outstanding portions and uses the result from whichever model replica
+finishes first." Here a batch is cut into ``sandblaster.units`` contiguous units; a free worker
+gets the next unit in the queue; once the queue is empty and ``backup_after`` of the batch's units
+are done, a free worker gets a backup copy of an outstanding unit (at most one backup per unit,
+the unit that has waited longest first). The first result of a unit wins; any later copy is dropped.
+
+Plain Python: the simulator and the Ray driver both ask this object what to run next.
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter, deque
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor
+
+
+@dataclass(frozen=True)
+class Unit:
+    """Unit ``index`` of an evaluation: the batch's examples ``rows`` (k,) int64 (indices into the dataset)."""
+
+    index: int
+    rows: Tensor
+
+    def __len__(self) -> int:
+        return self.rows.numel()
+
+
+def split_units(rows: Tensor, units: int) -> list[Unit]:
+    """``rows`` (B,) cut into ``units`` contiguous, near-equal units (``units`` <= B, checked with the config)."""
+    edges = [round(i * rows.numel() / units) for i in range(units + 1)]
+    return [Unit(i, rows[a:b]) for i, (a, b) in enumerate(zip(edges[:-1], edges[1:]))]
+
+
+@dataclass
+class UnitCounts:
+    """What a scheduler did, over one evaluation or (summed) a whole run."""
+
+    dispatched: int = 0          # unit copies handed to workers, backups included
+    backups: int = 0             # of those, backup copies
+    backups_won: int = 0         # units whose first result came from the backup copy
+    duplicates: int = 0          # results dropped: a unit already done (or an evaluation already over)
+    examples: int = 0            # examples computed, every copy counted
+    per_worker: Counter = field(default_factory=Counter)   # unit copies each worker computed
+    won: Counter = field(default_factory=Counter)          # results each worker contributed
+
+    def add(self, other: "UnitCounts") -> None:
+        for key in ("dispatched", "backups", "backups_won", "duplicates", "examples"):
+            setattr(self, key, getattr(self, key) + getattr(other, key))
+        self.per_worker.update(other.per_worker)
+        self.won.update(other.won)
+
+    def as_dict(self) -> dict[str, object]:
+        return {"dispatched": self.dispatched, "backups": self.backups, "backups_won": self.backups_won,
+                "duplicates": self.duplicates, "examples": self.examples}
+
+
+class UnitScheduler:
+    """The units of one evaluation: who runs what, which result counts.
+
+    ``backup_after`` in [0, 1]: backups start once that fraction of the units is done and none is
+    left to hand out (1: never, since by then nothing is outstanding).
+    """
+
+    def __init__(self, units: list[Unit], backup_after: float):
+        self.units = units
+        self.queue: deque[int] = deque(range(len(units)))
+        self.running: dict[int, list[int]] = {}     # unit -> workers computing a copy, primary first
+        self.done: set[int] = set()
+        self.backup_of: dict[int, int] = {}         # unit -> the worker running its backup copy
+        self.threshold = math.ceil(backup_after * len(units))
+        self.counts = UnitCounts()
+
+    @property
+    def complete(self) -> bool:
+        return len(self.done) == len(self.units)
+
+    def next_for(self, worker: int) -> tuple[Unit, bool] | None:
+        """The unit ``worker`` (free) should compute, and whether it is a backup; None: nothing for it now."""
+        if self.queue:
+            u, backup = self.queue.popleft(), False
+        else:
+            # outstanding units with a single copy, not on this worker; oldest (lowest index) first
+            waiting = [u for u, ws in self.running.items() if len(ws) == 1 and worker not in ws]
+            if len(self.done) < self.threshold or not waiting:
+                return None
+            u, backup = min(waiting), True
+        self.running.setdefault(u, []).append(worker)
+        if backup:
+            self.backup_of[u] = worker
+        self.counts.dispatched += 1
+        self.counts.backups += backup
+        return self.units[u], backup
+
+    def finish(self, unit: int, worker: int) -> bool:
+        """``worker`` finished a copy of ``unit``: True if it is the unit's first result (use it), False
+        if the unit is already done (drop it: counted in ``duplicates``)."""
+        self.counts.per_worker[worker] += 1
+        self.counts.examples += len(self.units[unit])
+        workers = self.running.get(unit, [])
+        if worker in workers:
+            workers.remove(worker)
+        if not workers:
+            self.running.pop(unit, None)
+        if unit in self.done:
+            self.counts.duplicates += 1
+            return False
+        self.done.add(unit)
+        self.counts.won[worker] += 1
+        self.counts.backups_won += int(self.backup_of.get(unit) == worker)
+        return True
+
+    def late(self, worker: int, examples: int) -> None:
+        """``worker`` finished a copy of a unit of an evaluation already over: dropped, counted here."""
+        self.counts.per_worker[worker] += 1
+        self.counts.examples += examples
+        self.counts.duplicates += 1
+
+    def abandon(self, worker: int) -> None:
+        """``worker`` was lost: its units with no other copy go back to the front of the queue."""
+        for u, ws in list(self.running.items()):
+            if worker in ws:
+                ws.remove(worker)
+                if not ws:
+                    del self.running[u]
+                    if u not in self.done:
+                        self.queue.appendleft(u)
+
+
+def batch_rows(n: int, batch: int, seed: int, iteration: int) -> Tensor:
+    """The examples of L-BFGS iteration ``iteration``: all ``n`` (``batch`` 0) or ``batch`` drawn
+    without replacement, seeded by (seed, iteration), so a resumed run draws the same ones."""
+    if batch == 0 or batch >= n:
+        return torch.arange(n)
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + 104_729 * (iteration + 1))
+    return torch.randperm(n, generator=generator)[:batch]
