@@ -132,6 +132,10 @@ class HistoryShard:
     def params(self) -> Tensor:
         return self.vec["w"]
 
+    def vector(self, name: Name) -> Tensor:
+        """A copy of vector ``name`` (e.g. ``"acc"``: the gradient accumulated so far)."""
+        return self._get(name).clone()
+
     def state_dict(self) -> dict[str, Tensor]:
         """``w``, ``g`` and the pairs (s0, y0, s1, ...), for a checkpoint."""
         out = {"w": self.vec["w"], "g": self.vec["g"]}

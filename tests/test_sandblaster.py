@@ -1,0 +1,240 @@
+"""Sandblaster L-BFGS: the same iterates as a textbook single-process L-BFGS, units counted once
+whatever the backups do, backups beating a straggler in virtual time, the CLI's run directory and
+resume, and a Ray run."""
+import json
+import math
+
+import pytest
+import torch
+
+from downpour.batch import Batch
+from downpour.cli import main
+from downpour.config import ConfigError, load_config
+from downpour.models.registry import build
+from downpour.preflight import check_run_config
+from downpour.ps.setup import set_up_cluster
+from downpour.runners import train
+from downpour.sandblaster.history import HistoryShard
+from downpour.sandblaster.run import make_shards
+from downpour.sandblaster.simulated import SimulatedPool
+from downpour.sandblaster.units import UnitScheduler, split_units
+from downpour.train.checkpoint import load_state
+from downpour.train.flat import ParamLayout
+from downpour.train.rundir import RunDir
+from downpour.train.step import train_step
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+# RICA (linear codes, tied decoder, pooled L2 sparsity: a non-convex cost that is a mean over
+# examples) with 16 codes on 300 whitened 8x8 patches
+SMALL = ["cluster.runner=simulated", "cluster.algorithm=sandblaster", "model.name=rica-8x8", "model.hidden=16",
+         "data.samples=300", "train.tensorboard=false"]
+
+
+def _cfg(*overrides):
+    return load_config("tica-8x8", [*SMALL, *overrides])
+
+
+# -- an independent reference: Nocedal & Wright's L-BFGS on one process, on the whole batch --------
+def _full_batch(cfg):
+    """f(w), grad f(w) on every example at once, float64, with the run's initial w."""
+    setup = set_up_cluster(cfg)
+    model, objective = build(cfg, setup.data.input_shape)
+    model.double()
+    layout = ParamLayout(model)
+    x = setup.data.x.double()
+
+    def fg(w):
+        layout.vector_to_params(w, model)
+        step = train_step(model, objective, Batch(x))
+        return step.loss, layout.grads_to_vector(model).clone()
+
+    return fg, setup.layout.params_to_vector(setup.model).double(), setup
+
+
+def _reference_lbfgs(fg, w, iterations, m, c1=1e-4):
+    """Two-loop recursion with H0 = (s.y / y.y) I; backtracking from t = 1 (first iteration:
+    min(1, 1/|g|)) by the safeguarded quadratic step in [0.1 t, 0.5 t]; pairs kept when s.y > 1e-10."""
+    f, g = fg(w)
+    S, Y, losses = [], [], []
+    for _ in range(iterations):
+        q, alphas = g.clone(), []
+        for s, y in reversed(list(zip(S, Y))):
+            a = s.dot(q) / y.dot(s)
+            q -= a * y
+            alphas.append(a)
+        if S:
+            q *= S[-1].dot(Y[-1]) / Y[-1].dot(Y[-1])
+        for (s, y), a in zip(zip(S, Y), reversed(alphas)):
+            b = y.dot(q) / y.dot(s)
+            q += (a - b) * s
+        d = -q
+        gd = float(g.dot(d))
+        assert gd < 0
+        t = 1.0 if S else min(1.0, 1.0 / float(g.norm()))
+        for _ in range(10):
+            f_new, g_new = fg(w + t * d)
+            if f_new <= f + c1 * t * gd:
+                break
+            t = min(max(-gd * t * t / (2 * (f_new - f - gd * t)), 0.1 * t), 0.5 * t)
+        else:
+            raise AssertionError("the reference's line search failed")
+        s, y = t * d, g_new - g
+        if s.dot(y) > 1e-10:
+            S, Y = (S + [s])[-m:], (Y + [y])[-m:]
+        w, f, g = w + t * d, f_new, g_new
+        losses.append(f)
+    return w, losses
+
+
+def test_sandblaster_on_the_simulator_takes_the_same_steps_as_single_process_lbfgs(tmp_path):
+    # 3 workers (the last 4x slower, so backups win some units), 3 shards, 12 units, memory 3 (so
+    # pairs are dropped), 8 iterations: the iterates agree to rounding
+    cfg = _cfg("sandblaster.precision=float64", "sandblaster.history=3", "sandblaster.units=12",
+               "sandblaster.backup_after=0.5", "cluster.workers=3", "cluster.shards=3", "cluster.delay=straggler:0:4",
+               "train.steps=8")
+    summary = train(cfg, RunDir.create(tmp_path / "r", cfg))
+    fg, w0, _ = _full_batch(cfg)
+    w_ref, losses_ref = _reference_lbfgs(fg, w0, 8, 3)
+    tensors, _ = load_state(tmp_path / "r" / "checkpoints" / "sandblaster")
+    w = torch.cat([tensors[f"shard{j}.w"] for j in range(3)])
+    assert w.dtype == torch.float64
+    assert (w - w_ref).abs().max() < 1e-6
+    losses = [row["loss"] for row in RunDir.open(tmp_path / "r").metrics()]
+    assert losses == pytest.approx(losses_ref, rel=1e-9)
+    assert all(b < a for a, b in zip(losses, losses[1:])) and summary["backups_won"] > 0
+
+
+def test_every_unit_is_added_once_even_with_backups_and_late_copies():
+    # backups from the first free worker on, a 10x straggler whose copies run on into the next evaluations
+    cfg = _cfg("sandblaster.precision=float64", "sandblaster.units=10", "sandblaster.backup_after=0",
+               "cluster.workers=4", "cluster.shards=2", "cluster.delay=straggler:0:10")
+    cfg = check_run_config(cfg)
+    fg, w0, setup = _full_batch(cfg)
+    shards = make_shards(setup)
+    pool = SimulatedPool(setup, shards)
+    rows = torch.arange(len(setup.data))
+    total_dups = total_late_or_lost = 0
+    for evaluation in range(1, 4):
+        pool.group.call("begin", evaluation)
+        ev = pool.evaluate(evaluation, rows, 0.0, None)
+        f, g = fg(w0)
+        acc = torch.cat([s.vector("acc") for s in shards])
+        assert (acc - g).abs().max() < 1e-12 and ev.loss == pytest.approx(f, rel=1e-12)
+        assert ev.counts.backups > 0
+        assert sum(ev.counts.won.values()) == 10                 # each unit used once
+        total_dups += ev.counts.duplicates
+        total_late_or_lost += ev.counts.dispatched - sum(ev.counts.won.values())
+    assert total_dups > 0 and total_late_or_lost > 0
+    assert all(s.duplicates == 0 for s in shards)                # the pool never even offered one twice
+
+
+def test_a_shard_refuses_a_unit_twice_and_a_unit_of_a_finished_evaluation():
+    shard = HistoryShard(0, torch.zeros(3, dtype=torch.float64), history=2)
+    shard.begin(1)
+    assert shard.accumulate(1, 0, torch.ones(3)) and not shard.accumulate(1, 0, torch.ones(3))
+    shard.begin(2)
+    assert not shard.accumulate(1, 1, torch.ones(3))              # late: evaluation 1 is over
+    assert shard.accumulate(2, 0, torch.full((3,), 2.0))
+    assert shard.vector("acc").tolist() == [2.0, 2.0, 2.0] and shard.duplicates == 2
+
+
+def test_the_scheduler_hands_out_backups_only_when_the_queue_is_empty_and_enough_units_are_done():
+    sched = UnitScheduler(split_units(torch.arange(8), 4), backup_after=0.5)
+    assert [sched.next_for(w)[0].index for w in range(3)] == [0, 1, 2]
+    assert sched.finish(0, 0) and sched.next_for(0)[0].index == 3     # queue empties
+    assert sched.next_for(1) is None                                  # 1 of 4 done < 2: no backup yet
+    assert sched.finish(1, 1)
+    unit, backup = sched.next_for(1)                                  # 2 done: back up the oldest outstanding
+    assert (unit.index, backup) == (2, True)
+    assert sched.finish(2, 1) and not sched.finish(2, 2)              # the backup won; the original is dropped
+    assert sched.finish(3, 0) and sched.complete
+    c = sched.counts
+    assert (c.dispatched, c.backups, c.backups_won, c.duplicates) == (5, 1, 1, 1)
+
+
+def _batch_times(tmp_path, name, *overrides):
+    cfg = _cfg("cluster.workers=4", "sandblaster.units=12", "train.steps=3", *overrides)
+    summary = train(cfg, RunDir.create(tmp_path / name, cfg))
+    return [b["span"] for b in json.loads((tmp_path / name / "sandblaster.json").read_text())["batches"]], summary
+
+
+def test_backups_keep_a_10x_straggler_from_setting_the_pace(tmp_path):
+    normal, _ = _batch_times(tmp_path, "normal", "cluster.delay=constant:0")
+    backed, s = _batch_times(tmp_path, "backups", "cluster.delay=straggler:0:10", "sandblaster.backup_after=0.75")
+    waiting, _ = _batch_times(tmp_path, "no-backups", "cluster.delay=straggler:0:10", "sandblaster.backup_after=1")
+    base = sum(normal) / len(normal)
+    assert max(backed) <= 1.5 * base and s["backups_won"] > 0
+    assert sum(waiting) / len(waiting) >= 3 * base
+
+
+@pytest.mark.parametrize("override, named", [
+    ("model.name=rbm-digits", "contrastive_divergence"),
+    ("data.flip=true", "augmentation"),
+    ("sandblaster.units=400", "sandblaster.units"),
+])
+def test_what_lbfgs_cannot_run_is_refused_before_the_run_starts(override, named):
+    with pytest.raises(ConfigError, match=named):
+        cfg = check_run_config(_cfg(override))
+        train(cfg, RunDir.create("/nonexistent/never", cfg))
+
+
+def test_the_cli_writes_a_run_directory_and_resumes_it_to_the_same_iterates(tmp_path, capsys):
+    cli = ["train", "--config", "tica-8x8", "--runner", "simulated", "--workers", "3", "--no-report",
+           *[arg for o in SMALL[2:] + ["sandblaster.precision=float64", "sandblaster.units=6"] for arg in ("--set", o)],
+           "--set", "cluster.algorithm=sandblaster"]
+    assert main([*cli, "--out", str(tmp_path / "a"), "--steps", "3"]) == 0
+    run = RunDir.open(tmp_path / "a")
+    for name in ("config.toml", "metrics.jsonl", "model.safetensors", "model.json", "sandblaster.json"):
+        assert (run.path / name).is_file(), name
+    rows = run.metrics()
+    assert [r["step"] for r in rows] == [1, 2, 3] and {"reconstruction", "pooled_l2", "t", "vtime"} <= set(rows[0])
+    summary = run.read_json("sandblaster.json")
+    for key in ("steps", "resumed_from", "final_loss", "seconds", "run", "units_dispatched", "backups",
+                "backups_won", "duplicates_dropped", "per_worker", "batches", "batch_time_mean"):
+        assert key in summary, key
+    assert summary["units_dispatched"] >= 6 * summary["evaluations"] and run.config.cluster.algorithm == "sandblaster"
+    assert run.load_model() is not None
+    assert main(["train", "--resume", str(tmp_path / "a"), "--steps", "5", "--no-report"]) == 0
+    assert main([*cli, "--out", str(tmp_path / "b"), "--steps", "5"]) == 0
+    capsys.readouterr()
+    resumed, straight = RunDir.open(tmp_path / "a"), RunDir.open(tmp_path / "b")
+    assert resumed.read_json("sandblaster.json")["resumed_from"] == 3
+    assert [r["loss"] for r in resumed.metrics()] == [r["loss"] for r in straight.metrics()]
+
+
+# -- Ray ----------------------------------------------------------------------------------------
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def test_a_ray_run_trains_and_counts_each_unit_once(tmp_path, local_ray):
+    from downpour.sandblaster.on_ray import RayPool
+
+    cfg = _cfg("cluster.runner=ray", "cluster.workers=2", "cluster.shards=2", "sandblaster.units=8",
+               "sandblaster.backup_after=0.5", "cluster.delay=straggler:0:4", "train.steps=4")
+    summary = train(cfg, RunDir.create(tmp_path / "r", cfg))
+    losses = [r["loss"] for r in RunDir.open(tmp_path / "r").metrics()]
+    assert len(losses) == 4 and all(map(math.isfinite, losses)) and all(b < a for a, b in zip(losses, losses[1:]))
+    assert summary["runner"] == "ray" and summary["backups"] > 0
+    # the gradient the shard actors accumulate, with backups racing the straggler, is the full-batch one
+    cfg = check_run_config(_cfg("cluster.runner=ray", "cluster.workers=2", "cluster.shards=2", "sandblaster.units=8",
+                                "sandblaster.backup_after=0", "cluster.delay=straggler:0:4",
+                                "sandblaster.precision=float64"))
+    fg, w0, setup = _full_batch(cfg)
+    pool = RayPool(setup, make_shards(setup))
+    try:
+        f, g = fg(w0)
+        for evaluation in (1, 2):
+            pool.group.call("begin", evaluation)
+            ev = pool.evaluate(evaluation, torch.arange(len(setup.data)), 0.0, None)
+            acc = torch.cat(pool.group.call("vector", "acc"))
+            assert (acc - g).abs().max() < 1e-12 and ev.loss == pytest.approx(f, rel=1e-12)
+    finally:
+        pool.close()
