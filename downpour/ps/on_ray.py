@@ -157,28 +157,47 @@ class ShardPush:
         self._bells.clear()
 
 
+def fetch_into(links: list[ShardLink], bounds: list[tuple[int, int]], out: np.ndarray) -> list[int]:
+    """Pull every shard of ``links`` into its ``[a, b)`` of ``out``; returns the shards' versions
+    (same-node shards by memcpy, the others' object refs fetched together)."""
+    answers = [link.pull_into(out[a:b]) for link, (a, b) in zip(links, bounds)]
+    remote = [i for i, x in enumerate(answers) if not isinstance(x, int)]
+    for i, (params, version) in zip(remote, ray.get([answers[i] for i in remote])):
+        a, b = bounds[i]
+        out[a:b] = params
+        answers[i] = version
+    return answers
+
+
 @ray.remote
 class WorkerActor:
-    """A :class:`~downpour.ps.worker.Worker` that fetches from the shard actors itself."""
+    """A :class:`~downpour.ps.worker.Worker` that fetches from the shard actors itself; with
+    ``partitions`` (model parallelism) a replica whose filters live in those partition actors, which
+    fetch and push their own shards (``ps.partitions_on_ray``)."""
 
     def __init__(self, cfg: RunConfig, wid: int, data: Any, bounds: list[tuple[int, int]], sync: bool, start_step: int,
-                 seq: int, shards: list[Any], lanes: list[dict[str, Any] | None], threads: int):
+                 seq: int, shards: list[Any], lanes: list[dict[str, Any] | None], threads: int,
+                 partitions: list[Any] | None = None, shards_of: list[list[int]] | None = None):
         _quiet_readonly()
         torch.set_num_threads(threads)
+        self.remote = None
+        if partitions:
+            from downpour.ps.partitions_on_ray import PartitionParams, remote_replica
+
+            self.remote = PartitionParams(partitions, shards_of, bounds[-1][1])
+            self.worker = make_worker(cfg, wid, data, bounds, sync, start_step, seq, params=self.remote)
+            remote_replica(self.worker.model, partitions)
+            return
         self.worker = make_worker(cfg, wid, data, bounds, sync, start_step, seq)
         self.links = [ShardLink(actor, ln, wid, b - a) for actor, ln, (a, b) in zip(shards, lanes, bounds)]
         self.fetched = torch.zeros(bounds[-1][1])   # (numel,) the parameters, gathered shard by shard
 
     def _fetch(self) -> None:
         w = self.worker
-        out = self.fetched.numpy()
-        answers = [link.pull_into(out[a:b]) for link, (a, b) in zip(self.links, w.bounds)]
-        remote = [i for i, x in enumerate(answers) if not isinstance(x, int)]
-        for i, (params, version) in zip(remote, ray.get([answers[i] for i in remote])):
-            a, b = w.bounds[i]
-            out[a:b] = params
-            answers[i] = version
-        w.load([self.fetched], answers)
+        if self.remote is not None:
+            w.load([], self.remote.fetch(len(w.bounds)))
+            return
+        w.load([self.fetched], fetch_into(self.links, w.bounds, self.fetched.numpy()))
 
     def cycle(self, steps: int, stage: int | None) -> tuple:
         """Run ``steps`` training steps; returns per shard the gradient slice (None where it went
@@ -189,7 +208,8 @@ class WorkerActor:
                 self._fetch()
             w.step(stage)
         push = w.take_push()
-        staged = [link.stage(g.numpy(), push.seq, b) for link, g, b in zip(self.links, push.grads, push.base)]
+        staged = (push.grads if self.remote is not None     # the partitions staged their own slices
+                  else [link.stage(g.numpy(), push.seq, b) for link, g, b in zip(self.links, push.grads, push.base)])
         meta = {"seq": push.seq, "base": push.base, "steps": push.steps, "samples": push.samples,
                 "loss": push.loss, "parts": push.parts, "skipped": push.skipped, "inbox": [g is None for g in staged]}
         return (*staged, meta)
@@ -247,6 +267,7 @@ class RayCluster:
         self.next_seq = dict(seqs or {})                 # per worker, one past the last push the driver received
         self.shard_actors: list[Any] = []
         self.worker_actors: list[Any] = []
+        self.partition_actors: dict[int, list[Any]] = {}   # model parallelism: each worker's partitions
         self.pusher: ShardPush | None = None
         self.started = connect(cfg.cluster.address)
         self._incarnation = [0] * cfg.cluster.workers
@@ -289,9 +310,26 @@ class RayCluster:
             self.lanes[:] = ray.get([a.new_inbox.remote(w, self._incarnation[w]) for a in self.shard_actors])
         self._incarnation[w] += 1
         n = setup.cfg.cluster.workers
+        parts = self._spawn_partitions(w, name) if setup.cfg.cluster.partitions > 1 else None
         return (WorkerActor.options(name=name, num_cpus=self.per_worker, **options)
                 .remote(setup.cfg, w, setup.data.shard(w, n), setup.bounds, setup.gate.sync, step, seq,
-                        self.shard_actors, self.lanes, self.threads))
+                        self.shard_actors, self.lanes, self.threads, parts, setup.shards_of))
+
+    def _spawn_partitions(self, w: int, name: str) -> list[Any]:
+        """Worker ``w``'s K partition actors (model parallelism), each linked to its own shards only;
+        spread over the nodes like the shards (they need no CPU reserved: the replica waits on them)."""
+        from downpour.ps.partitions_on_ray import PartitionActor, stage_specs
+
+        setup, c = self.setup, self.setup.cfg.cluster
+        for old in self.partition_actors.get(w, []):
+            ray.kill(old)
+        actors = [PartitionActor.options(name=f"{name}-part{p}", num_cpus=0, **self.place(w * c.partitions + p, 0.0))
+                  .remote(w, p, stage_specs(setup.model, p), [self.shard_actors[j] for j in shards],
+                          [self.lanes[j] for j in shards], [setup.bounds[j] for j in shards], setup.cfg.train.lr,
+                          c.n_fetch)
+                  for p, shards in enumerate(setup.shards_of)]
+        self.partition_actors[w] = actors
+        return actors
 
     def _set_live(self) -> None:   # waited for, so no worker fetches before the shards know who is live
         ray.get([a.set_workers.remote(sorted(self.coord.live)) for a in self.shard_actors])
@@ -400,12 +438,13 @@ class RayCluster:
                 ray.get([a.close.remote() for a in self.shard_actors], timeout=30)
             except Exception:  # noqa: BLE001
                 log.warning("a shard could not remove its shared memory (/dev/shm/downpour-*)")
-        for a in (*self.worker_actors, *self.shard_actors):
+        parts = [a for actors in self.partition_actors.values() for a in actors]
+        for a in (*self.worker_actors, *parts, *self.shard_actors):
             try:
                 ray.kill(a)
             except Exception:  # noqa: BLE001
                 pass
-        self.shard_actors, self.worker_actors, self.pusher = [], [], None
+        self.shard_actors, self.worker_actors, self.partition_actors, self.pusher = [], [], {}, None
         if self.started:
             ray.shutdown()
             self.started = False

@@ -6,6 +6,7 @@ parsed here, once per run.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -35,6 +36,7 @@ class ClusterSetup:
     bounds: list[tuple[int, int]]  # [start, stop) of each shard in the flat vector
     gate: Consistency              # cluster.consistency: the coordinator's gate (``gate.sync``: shards hold rounds)
     delays: list[DelayModel]       # cluster.delay, one per worker (the simulator's)
+    shards_of: list[list[int]]     # per partition, the shards holding its parameters (one partition: all)
 
 
 def set_up_cluster(cfg: RunConfig) -> ClusterSetup:
@@ -47,12 +49,13 @@ def set_up_cluster(cfg: RunConfig) -> ClusterSetup:
     model = build_replica(cfg, data.input_shape)[0]
     layout = ParamLayout(model)
     try:
-        bounds = (shard_bounds(layout.numel, c.shards) if c.partitions == 1
-                  else partition_bounds(partition_ranges(model), c.shards))
+        ranges = [(0, layout.numel)] if c.partitions == 1 else partition_ranges(model)
+        bounds = shard_bounds(layout.numel, c.shards) if c.partitions == 1 else partition_bounds(ranges, c.shards)
     except ValueError as err:
         raise ConfigError(str(err)) from None
+    shards_of = [[j for j, (a, _) in enumerate(bounds) if lo <= a < hi] for lo, hi in ranges]
     return ClusterSetup(cfg, data, model, layout, bounds, make_consistency(c.spec("consistency")),
-                        make_delays(c.spec("delay"), c.workers))
+                        make_delays(c.spec("delay"), c.workers), shards_of)
 
 
 def build_replica(cfg: RunConfig, input_shape: tuple[int, ...]) -> tuple[FeatureModel, Objective]:
@@ -80,11 +83,12 @@ def batch_seed(seed: int, wid: int, start_step: int) -> int:
 
 
 def make_worker(cfg: RunConfig, wid: int, data: Dataset, bounds: list[tuple[int, int]], sync: bool,
-                start_step: int = 0, seq: int = 0) -> Worker:
+                start_step: int = 0, seq: int = 0, params: Any = None) -> Worker:
     """Worker ``wid`` on ``data`` (its own shard of the dataset); its replica is filled by its first
-    fetch. ``sync``: the gate's (a sync worker fetches after every push)."""
+    fetch. ``sync``: the gate's (a sync worker fetches after every push). ``params``: where the
+    replica's parameters live, when not in this process (model-parallel partitions on Ray)."""
     model, objective = build_replica(cfg, data.input_shape)
     generator = torch.Generator().manual_seed(batch_seed(cfg.seed, wid, start_step))
     c = cfg.cluster
     return Worker(wid, model, objective, data.batches(cfg.train.batch_size, generator), bounds,
-                  c.n_fetch, c.n_push, cfg.train.lr, sync=sync, seq=seq)
+                  c.n_fetch, c.n_push, cfg.train.lr, sync=sync, seq=seq, params=params)

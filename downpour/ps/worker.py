@@ -51,21 +51,56 @@ def push_record(results: Sequence[Mapping[str, Any]], clock_gap: int) -> dict[st
             "accepted": sum(r["accepted"] for r in results), "version": max(r["version"] for r in results)}
 
 
+class LocalParams:
+    """A replica's parameters held in this process: fetched slices written into the model, each
+    step's gradient added to the push being built, plain SGD on the replica between fetches."""
+
+    def __init__(self, model: FeatureModel, local_lr: float, n_fetch: int):
+        self.model, self.layout, self.local_lr, self.n_fetch = model, ParamLayout(model), local_lr, n_fetch
+        self.numel = self.layout.numel
+        self._acc: torch.Tensor | None = None        # (numel,) summed gradient of this push
+
+    def load(self, slices: Sequence[Tensor]) -> None:
+        """Fetched shard slices (one (n_j,) tensor per shard, or the whole (numel,) vector) into the replica."""
+        vec = slices[0] if len(slices) == 1 else torch.cat([torch.as_tensor(s) for s in slices])
+        self.layout.vector_to_params(vec, self.model)
+
+    def add_grads(self) -> None:
+        """Add the gradients the last step left in ``.grad`` to the push."""
+        g = self.layout.grads_to_vector(self.model)   # a fresh (numel,) tensor
+        if self._acc is None:
+            self._acc = g      # the first gradient of a push is kept as is: no zero-fill, no add
+        else:
+            self._acc += g
+        if self.n_fetch > 1:  # local SGD until the next fetch overwrites the replica
+            with torch.no_grad():
+                vec = self.layout.params_to_vector(self.model).add_(g, alpha=-self.local_lr)
+            self.layout.vector_to_params(vec, self.model)
+
+    def take(self, bounds: Sequence[tuple[int, int]], seq: int, base: Sequence[int]) -> list[Tensor]:
+        """The push's summed gradient as views sliced per shard; starts the next push."""
+        acc = self._acc if self._acc is not None else torch.zeros(self.numel)  # every step was skipped
+        self._acc = None       # the push owns those slices now
+        return [acc[a:b] for a, b in bounds]
+
+
 class Worker:
+    """``params``: where the replica's parameters live (default :class:`LocalParams`: in this
+    process; a model-parallel replica's are in its partitions, see ``ps.partitions_on_ray``)."""
+
     def __init__(self, wid: int, model: FeatureModel, objective: Objective, batches: Iterator[Batch],
                  bounds: Sequence[tuple[int, int]], n_fetch: int = 1, n_push: int = 1, local_lr: float = 0.0,
-                 sync: bool = False, seq: int = 0):
+                 sync: bool = False, seq: int = 0, params: Any = None):
         self.wid, self.model, self.objective, self.batches = wid, model, objective, batches
-        self.layout = ParamLayout(model)
+        self.params = params or LocalParams(model, local_lr, n_fetch)
         self.bounds = list(bounds)
-        if self.bounds[-1][1] != self.layout.numel:
-            raise ValueError(f"worker {wid}: shards cover {self.bounds[-1][1]} values, the model has {self.layout.numel}")
+        if self.bounds[-1][1] != self.params.numel:
+            raise ValueError(f"worker {wid}: shards cover {self.bounds[-1][1]} values, the model has {self.params.numel}")
         self.n_fetch, self.n_push, self.local_lr, self.sync = n_fetch, n_push, local_lr, sync
         self.seq = seq
         self.steps = 0
         self._since_fetch: int | None = None         # None: never fetched
         self._versions = [0] * len(self.bounds)
-        self._acc: torch.Tensor | None = None        # (numel,) summed gradient of this push
         self._acc_steps = 0
         self._base: list[int] = []
         self._losses: list[float] = []
@@ -81,8 +116,7 @@ class Worker:
 
     def load(self, slices: Sequence[Tensor], versions: Sequence[int]) -> None:
         """Write fetched shard slices (one (n_j,) tensor per shard, or the whole (numel,) vector) into the replica."""
-        vec = slices[0] if len(slices) == 1 else torch.cat([torch.as_tensor(s) for s in slices])
-        self.layout.vector_to_params(vec, self.model)
+        self.params.load(slices)
         self._versions = list(versions)
         self._since_fetch = 0
 
@@ -104,28 +138,18 @@ class Worker:
         except NonFiniteLoss:
             self._skipped += 1  # the server never sees a poisoned gradient
             return
-        g = self.layout.grads_to_vector(self.model)   # a fresh (numel,) tensor
-        if self._acc is None:
-            self._acc = g      # the first gradient of a push is kept as is: no zero-fill, no add
-        else:
-            self._acc += g
+        self.params.add_grads()
         self._losses.append(result.loss)
         for k, v in result.parts.items():
             self._parts[k] = self._parts.get(k, 0.0) + v
         self._samples += result.samples
-        if self.n_fetch > 1:  # local SGD until the next fetch overwrites the replica
-            with torch.no_grad():
-                vec = self.layout.params_to_vector(self.model).add_(g, alpha=-self.local_lr)
-            self.layout.vector_to_params(vec, self.model)
 
     def take_push(self) -> Push:
         """The accumulated push (the summed gradient, as views sliced per shard); resets the accumulator."""
         n = max(1, len(self._losses))
-        acc = self._acc if self._acc is not None else torch.zeros(self.layout.numel)  # every step was skipped
-        push = Push(self.wid, self.seq, [acc[a:b] for a, b in self.bounds], self._base,
+        push = Push(self.wid, self.seq, self.params.take(self.bounds, self.seq, self._base), self._base,
                     self._acc_steps, self._samples, sum(self._losses) / n,
                     {k: v / n for k, v in self._parts.items()}, self._skipped)
         self.seq += 1
-        self._acc = None       # the push owns those slices now
         self._acc_steps, self._losses, self._parts, self._samples, self._skipped = 0, [], {}, 0, 0
         return push
