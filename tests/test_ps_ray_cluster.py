@@ -30,3 +30,13 @@ def test_train_with_address_uses_both_nodes(tmp_path, two_nodes):
     assert summary["nodes"] == 2 and summary["steps"] == 24
     assert sorted(summary["placement"]["shards"]) == [0, 1] and sorted(summary["placement"]["workers"]) == [0, 1]
     assert summary["applied"] == summary["accepted"] == [24, 24]
+
+
+def test_model_parallel_partitions_spread_over_both_nodes(tmp_path, two_nodes):
+    code = main(["train", "--config", "cat-untied", "--runner", "ray", "--address", two_nodes.address,
+                 "--workers", "1", "--shards", "2", "--steps", "8", "--out", str(tmp_path / "mp"), "--no-report",
+                 "--set", "cluster.partitions=2", "--set", "train.tensorboard=false", "--set", "train.log_every=4"])
+    assert code == 0
+    summary = RunDir.open(tmp_path / "mp").read_json("cluster.json")
+    assert summary["nodes"] == 2 and sorted(summary["placement"]["partitions"]) == [0, 1]
+    assert summary["applied"] == summary["accepted"] == [8, 8]

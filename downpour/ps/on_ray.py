@@ -300,6 +300,9 @@ class RayCluster:
         self.pusher = ShardPush(self.shard_actors, self.lanes)
         self.placement = {"shards": ray.get([a.node.remote() for a in self.shard_actors]),
                           "workers": ray.get([a.node.remote() for a in self.worker_actors])}  # every actor is up
+        if self.partition_actors:   # worker w's partitions, in order: w*K .. w*K + K-1
+            self.placement["partitions"] = ray.get([a.node.remote() for w in sorted(self.partition_actors)
+                                                    for a in self.partition_actors[w]])
 
     def _spawn(self, w: int, seq: int, step: int) -> Any:
         """Start (or restart: new name, new inboxes, wherever Ray finds room) worker ``w``'s actor."""

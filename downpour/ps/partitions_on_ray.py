@@ -115,6 +115,9 @@ class PartitionActor:
         if self.n_fetch > 1:     # local SGD until the next fetch
             self._vector_to_weights(self.flat.add_(g, alpha=-self.local_lr))
 
+    def node(self) -> str:
+        return ray.get_runtime_context().get_node_id()
+
     def stage_push(self, seq: int, bases: list[int]) -> list[np.ndarray | None]:
         """Hand this partition's summed gradient to its shards: per shard None (left in the shard's
         shared-memory inbox) or the slice (to travel by the object store)."""
