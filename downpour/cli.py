@@ -147,6 +147,20 @@ def cmd_presets(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    from downpour.plan import Cluster, check_simulated, compare_run, format_check, format_plan, plan_for
+
+    if args.check_simulated or args.check_run:
+        result = (compare_run(args.check_run) if args.check_run else
+                  check_simulated(args.config, args.replicas or 1000, args.shards or 100, args.steps, args.set, args.out))
+        print(json.dumps(result) if args.json else format_check(result))
+        return 0 if abs(result["relative_error"]) <= 0.25 else 1
+    cluster = Cluster(args.machines, args.cores, args.memory, args.bandwidth, args.replicas, args.partitions, args.shards)
+    plan = plan_for(args.model, args.set, cluster, measure=args.calibrate)
+    print(json.dumps(plan) if args.json else format_plan(plan))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="downpour", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -194,6 +208,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     presets = sub.add_parser("presets", help="list the shipped TOML presets")
     presets.set_defaults(func=cmd_presets)
+
+    plan = sub.add_parser("plan", help="what a network costs on a cluster: parameters, memory, FLOPs, step time, "
+                                       "staleness (default: the paper's network on 1,000 machines)")
+    plan.add_argument("--model", default="paper", help="'paper' (Le et al. 2012) or a registered model")
+    plan.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                      help="model.KEY, train.batch_size, cluster.n_push / n_fetch / rule; with --check-simulated: "
+                           "any override of the simulated run (e.g. cluster.delay=exponential:2)")
+    plan.add_argument("--machines", type=int, default=1000)
+    plan.add_argument("--cores", type=int, default=16, help="cores per machine")
+    plan.add_argument("--memory", type=float, default=64.0, help="GB per machine")
+    plan.add_argument("--bandwidth", type=float, default=1.0, help="Gbit/s per machine")
+    plan.add_argument("--replicas", type=int, help="model replicas (default: chosen; --check-simulated: workers, 1000)")
+    plan.add_argument("--partitions", type=int, help="partitions per replica (default: chosen)")
+    plan.add_argument("--shards", type=int, help="parameter-server shards (default: chosen; --check-simulated: 100)")
+    plan.add_argument("--calibrate", action="store_true",
+                      help="measure this machine's layer FLOP/s and shard apply bytes/s first (a few seconds)")
+    plan.add_argument("--json", action="store_true", help="print JSON")
+    plan.add_argument("--check-simulated", action="store_true",
+                      help="train --config on the simulated cluster and compare its mean staleness with the prediction")
+    plan.add_argument("--check-run", metavar="RUN", help="compare a finished simulated run's staleness with the prediction")
+    plan.add_argument("--config", default="ufldl-sae", help="with --check-simulated: the preset to run")
+    plan.add_argument("--steps", type=int, default=10000, help="with --check-simulated: train.steps")
+    plan.add_argument("--out", help="with --check-simulated: keep the run in this directory")
+    plan.set_defaults(func=cmd_plan)
     return parser
 
 

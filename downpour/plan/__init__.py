@@ -1,0 +1,21 @@
+"""``downpour plan``: what a network costs on a cluster, before renting one (docs/plan.md).
+
+    plan = plan_for("paper", cluster=Cluster(machines=1000, cores=16))   # the paper's network
+    print(format_plan(plan))
+    print(format_check(check_simulated(workers=1000, shards=100)))     # staleness: predicted vs measured
+
+The arithmetic of the network (:mod:`~downpour.plan.network`), the staleness of asynchronous
+replicas (:mod:`~downpour.plan.staleness`), the cluster's step time (:mod:`~downpour.plan.predict`),
+this machine's speeds (:mod:`~downpour.plan.calibrate`) and the simulated check
+(:mod:`~downpour.plan.check`) are one file each.
+"""
+from downpour.plan.calibrate import DEFAULT_RATES, Rates, calibrate
+from downpour.plan.check import check_simulated, compare_run
+from downpour.plan.network import PAPER, PAPER_INPUT, Network, Stage, cat_footprint, network_of, plan_config
+from downpour.plan.predict import Cluster, predict
+from downpour.plan.report import format_check, format_plan, make_plan, plan_for
+from downpour.plan.staleness import StalenessPrediction, predict_staleness, steady_staleness
+
+__all__ = ["DEFAULT_RATES", "Rates", "calibrate", "check_simulated", "compare_run", "PAPER", "PAPER_INPUT", "Network",
+           "Stage", "cat_footprint", "network_of", "plan_config", "Cluster", "predict", "format_check", "format_plan",
+           "make_plan", "plan_for", "StalenessPrediction", "predict_staleness", "steady_staleness"]

@@ -1,0 +1,216 @@
+"""The network a plan is made for: per-stage sizes, parameters, FLOPs and activations, counted on paper.
+
+The cat network of Le et al. (2012) at full size has ~1.2 billion weights, too many to build in
+memory just to count them, so the cat family (:class:`~downpour.models.cat.CatNet`) is counted
+analytically here, with the formulas :mod:`downpour.models.footprint` uses on a built model
+(tests/test_plan.py checks the two agree exactly on small networks). Every other registered
+model is built and measured by ``footprint_table``.
+
+The paper's network, and what the paper leaves open (each assumption is printed with the plan):
+
+- input 200x200 pixels, 3 channels; three stages of filter -> L2 pool -> LCN (the paper);
+- 18x18 receptive fields, 8 maps per position, untied weights, 5x5 L2 pooling (the paper);
+- filter stride 1 and pooling step 1 (not stated; "overlapping" pooling allows steps 1 to 4):
+  with these, the encoder has 1.217 billion weights, 6% over the paper's 1.15 billion, and with
+  any larger step the count falls below 0.8 billion (stride 1, pooling step 2: 0.38 billion);
+- "connections" = encoder weights W1, one per edge of the feed-forward network; the paper's cost
+  also trains a decoder W2 of the same shape, counted separately (parameters = W1 + W2);
+- the LCN window is 5x5 (not stated; parameter-free, it changes FLOPs only slightly);
+- no biases (the paper's cost has none); pooling weights H fixed (the paper), so not parameters;
+- mini-batches of 100 examples (not stated here; set train.batch_size).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from downpour.config import RunConfig, config_from_dict, parse_override
+from downpour.models.cat import CatConfig, CatNet
+from downpour.models.footprint import footprint_table
+from downpour.models.registry import model_entry, resolve
+
+__all__ = ["PAPER", "PAPER_INPUT", "PAPER_ASSUMPTIONS", "Stage", "Network", "plan_config", "network_of",
+           "cat_footprint"]
+
+PAPER_INPUT = (3, 200, 200)
+# The cat family's fields for the paper's network (cat-3stage is the registered three-stage variant).
+PAPER: dict[str, Any] = {
+    "name": "cat-3stage", "maps": [8, 8, 8], "kernels": [18, 18, 18], "strides": [1, 1, 1], "pools": [5, 5, 5],
+    "pool_strides": [1, 1, 1], "lcn": 5, "tile": 0, "decoder": "untied",
+}
+PAPER_BATCH = 100
+PAPER_ASSUMPTIONS = (
+    "input 200x200x3; 3 stages of filter -> 5x5 L2 pooling -> LCN; 18x18 untied fields, 8 maps per position (the paper)",
+    "filter stride 1 and pooling step 1 (the paper does not say; any larger step gives < 0.8 billion weights)",
+    "connections = encoder weights W1; the paper's cost also trains a decoder W2 of the same shape (counted in params)",
+    "LCN window 5x5 (not stated; parameter-free); no biases; the pooling weights H are fixed (the paper)",
+    "mini-batch of 100 examples per step (assumed; train.batch_size)",
+)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage (cat family) or one layer (any other model), per example, float32.
+
+    ``positions``: output positions of the stage's filter (H x W); ``connections``: encoder weights;
+    ``params``: trainable weights (encoder, plus the untied decoder); ``flops_train``: forward and
+    backward of one training step, per example; ``act_floats``: the values one example keeps for the
+    backward pass. The ``window`` fields describe the spatial layout model parallelism cuts.
+    """
+
+    name: str
+    out_shape: tuple[int, ...]
+    positions: int
+    connections: int
+    params: int
+    flops_fwd: int
+    flops_train: int
+    act_floats: int
+    # spatial layout, cat stages only (zeros elsewhere): input (C, H, W), filter k and step s, pool q and step u, LCN window l
+    in_shape: tuple[int, ...] = ()
+    maps: int = 0
+    kernel: int = 0
+    stride: int = 1
+    pool: int = 0
+    pool_stride: int = 1
+    lcn: int = 0
+    tied_banks: tuple[int, int] | None = None   # (tH, tW) filter banks when tiled or convolutional; None = untied
+
+
+@dataclass(frozen=True)
+class Network:
+    name: str
+    input_shape: tuple[int, ...]
+    stages: tuple[Stage, ...]
+    assumptions: tuple[str, ...] = ()
+
+    @property
+    def params(self) -> int:
+        return sum(s.params for s in self.stages)
+
+    @property
+    def connections(self) -> int:
+        return sum(s.connections for s in self.stages)
+
+
+def plan_config(model: str = "paper", sets: list[str] | tuple[str, ...] = ()) -> tuple[RunConfig, tuple[int, ...]]:
+    """The run config a plan reads (model, train.batch_size, cluster.n_push / n_fetch / rule) and the
+    input shape: ``model`` is ``"paper"`` or a registered model; ``sets`` are ``--set`` strings."""
+    table: dict[str, Any] = {"model": {"name": model}}
+    shape: tuple[int, ...] | None = None
+    if model == "paper":
+        table = {"model": dict(PAPER), "train": {"batch_size": PAPER_BATCH}}
+        shape = PAPER_INPUT
+    for item in sets:
+        path, value = parse_override(item)
+        node = table
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+    cfg = resolve(config_from_dict(table))      # every model field written out and checked
+    return cfg, shape or model_entry(cfg.model.name).input_shape
+
+
+def network_of(cfg: RunConfig, input_shape: tuple[int, ...], paper: bool = False) -> Network:
+    """Per-stage arithmetic of ``cfg``'s model on ``input_shape``: analytic for the cat family, else
+    measured by ``footprint_table`` on the built model (one stage per layer)."""
+    entry = model_entry(cfg.model.name)
+    assumptions = PAPER_ASSUMPTIONS if paper else ()
+    if issubclass(entry.family, CatNet):
+        config = dataclasses.replace(entry.config, **cfg.model.options)
+        return Network("paper (Le et al. 2012)" if paper else cfg.model.name, tuple(input_shape),
+                       tuple(cat_stages(config, input_shape)), assumptions)
+    rows = footprint_table(cfg.model.name, tuple(input_shape), **cfg.model.options)
+    stages = [Stage(r["layer"], tuple(r["out_shape"]), 0, r["params"], r["params"], r["flops_fwd"],
+                    r["flops_fwd"] + r["flops_bwd"], r["act_bytes"] // 4) for r in rows[:-1]]
+    notes = ("layers measured by footprint_table on the built model; training FLOPs = its forward + backward "
+             "(the inference path); model parallelism splits the weights evenly, no halo modelled",)
+    return Network(cfg.model.name, tuple(input_shape), tuple(stages), notes)
+
+
+# --- the cat family, counted on paper --------------------------------------------------------------------
+
+def _lcn_window(lcn: int, h: int, w: int) -> int:
+    side = min(h, w)
+    return min(lcn, side - 1 + side % 2)      # as CatStage: odd, within the map
+
+
+def _cat_layers(config: CatConfig, input_shape: tuple[int, ...]) -> list[dict[str, Any]]:
+    """One dict per stage: the sizes and per-example FLOPs of its filter, pool and LCN (models/footprint.py's formulas)."""
+    c, h, w = input_shape
+    out = []
+    for i, (m, k, s, q, u) in enumerate(zip(config.maps, config.kernels, config.strides, config.pools,
+                                            config.pool_strides)):
+        oh, ow = (h - k) // s + 1, (w - k) // s + 1
+        ph, pw = (oh - q) // u + 1, (ow - q) // u + 1
+        banks = (oh, ow) if config.tile == 0 else (min(config.tile, oh), min(config.tile, ow))
+        lk = _lcn_window(config.lcn, ph, pw)
+        out.append({
+            "i": i, "in": (c, h, w), "maps": m, "kernel": k, "stride": s, "pool": q, "pool_stride": u, "lcn": lk,
+            "codes": (m, oh, ow), "pooled": (m, ph, pw), "banks": banks,
+            "weights": banks[0] * banks[1] * m * c * k * k,
+            "filter": m * oh * ow * 2 * c * k * k,                          # a multiply-add per weight use
+            "pool_flops": m * oh * ow + m * ph * pw * (q * q + 2),          # squares, window sums, sqrt
+            "lcn_flops": 2 * (2 * m * lk * lk) * ph * pw + 6 * m * ph * pw,
+        })
+        c, h, w = m, ph, pw
+    return out
+
+
+def cat_footprint(config: CatConfig, input_shape: tuple[int, ...]) -> list[dict[str, Any]]:
+    """``footprint_table``'s rows for a cat network, without building it (same keys, same numbers)."""
+    rows: list[dict[str, Any]] = []
+    flowing = False                 # does the layer's input need a gradient (a trained layer below it)?
+    decoders = 0
+    for st in _cat_layers(config, input_shape):
+        trained = not (st["i"] == 0 and config.first_layer != "learned")   # designed/random first layers are frozen
+        params, frozen = (st["weights"], 0) if trained else (0, st["weights"])
+        for name, kind, shape, p, f, flops, grads in (
+                ("filter", "LocallyConnected2d", st["codes"], params, frozen, st["filter"], int(flowing) + int(trained)),
+                ("pool", "L2Pool2d", st["pooled"], 0, 0, st["pool_flops"], int(flowing or trained)),
+                ("lcn", "LocalContrastNorm2d", st["pooled"], 0, 0, st["lcn_flops"], int(flowing or trained))):
+            rows.append({"layer": f"stages.{st['i']}.{name}", "type": kind, "out_shape": shape, "params": p,
+                         "frozen": f, "param_bytes": 4 * (p + f), "act_bytes": 4 * math.prod(shape),
+                         "flops_fwd": flops, "flops_bwd": flops * grads})
+        flowing = flowing or trained
+        if config.decoder == "untied":
+            decoders += st["weights"]
+    if decoders:
+        rows.append({"layer": "(params outside these layers)", "type": "-", "out_shape": (), "params": decoders,
+                     "frozen": 0, "param_bytes": 4 * decoders, "act_bytes": 0, "flops_fwd": 0, "flops_bwd": 0})
+    keys = ("params", "frozen", "param_bytes", "act_bytes", "flops_fwd", "flops_bwd")
+    rows.append({"layer": "total", "type": "cat", "out_shape": rows[-2 if decoders else -1]["out_shape"],
+                 **{k: sum(r[k] for r in rows) for k in keys}})
+    return rows
+
+
+def cat_stages(config: CatConfig, input_shape: tuple[int, ...]) -> list[Stage]:
+    """Per-stage plan rows of a cat network, trained as ``CatNet.forward_train`` trains it (joint schedule).
+
+    Training FLOPs per example and stage, with F the filter's forward FLOPs: encoder forward F,
+    decoder (untied W2, or the tied adjoint W1ᵀ) forward F; backward: the decoder's weight gradient
+    F and its gradient into the codes F, the encoder's weight gradient F, and no input gradient (a
+    stage's input is detached). So 5F, plus pooling forward and backward and the LCN forward (its
+    output only feeds the next stage). A frozen first layer drops its two encoder-side backward Fs.
+    The cost terms themselves (a few FLOPs per pixel) are left out.
+    """
+    stages = []
+    for st in _cat_layers(config, input_shape):
+        trained = not (st["i"] == 0 and config.first_layer != "learned")
+        untied_dec = config.decoder == "untied"
+        f = st["filter"]
+        backward = f * (2 * trained + untied_dec) + st["pool_flops"] * trained
+        m, oh, ow = st["codes"]
+        c, h, w = st["in"]
+        # kept for backward: the stage input and its reconstruction, codes, pooled and normalised maps
+        acts = 2 * c * h * w + m * oh * ow + 2 * math.prod(st["pooled"])
+        stages.append(Stage(
+            f"stage{st['i'] + 1}", st["pooled"], oh * ow, oh * ow * m * c * st["kernel"] ** 2,   # edges, shared or not
+            st["weights"] * (int(trained) + int(untied_dec)), f + st["pool_flops"] + st["lcn_flops"],
+            2 * f + st["pool_flops"] + st["lcn_flops"] + backward, acts,
+            in_shape=st["in"], maps=m, kernel=st["kernel"], stride=st["stride"], pool=st["pool"],
+            pool_stride=st["pool_stride"], lcn=st["lcn"],
+            tied_banks=None if st["banks"] == (oh, ow) else st["banks"]))
+    return stages

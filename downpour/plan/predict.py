@@ -1,0 +1,167 @@
+"""A network on a cluster: memory per partition, bytes per push, step time, examples/s, staleness.
+
+The layout is DistBelief's: R model replicas of K partitions each, one machine per partition, plus
+S parameter-server shard machines. A cat stage's output grid is cut into a gr x gc grid of K
+spatial blocks (gr·gc = K, as square as K allows); a partition owns its block's untied weights
+(encoder, and decoder if untied) and needs its input window, its block plus the receptive-field
+halo, and the pooling and LCN halos of its neighbours. Every number is for the largest block.
+
+Per step of B examples (train.batch_size), on the largest partition:
+
+    compute  = B · FLOPs_train(partition) / (cores · FLOP/s per core)     (cores scale linearly)
+    halo     = B · halo bytes / bandwidth                                 (exchanged, not overlapped)
+    fetch    = partition's weights / bandwidth, every n_fetch steps      (blocks the next step)
+    push     = partition's gradient / bandwidth, every n_push steps      (travels while it computes)
+    step     = compute + halo + fetch / n_fetch
+
+A cycle of p = n_push steps takes the longest of p·step, the partition's link (out: push + halos,
+in: fetches + halos), a shard's link (R pushes and R·p/f fetches of its 1/S of the parameters) and
+a shard's apply (R pushes at the calibrated Adagrad rate times its cores). Examples/s = R·p·B /
+cycle. The push's delay in steps, d = (push + one shard's apply) / (cycle / p), and R replicas
+give the steady-state staleness N·(p + d + ā)/p − 1 of :mod:`downpour.plan.staleness` (N = R:
+each partition pushes only to its own shards, and every shard sees the R replicas' pushes).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from downpour.plan.calibrate import Rates
+from downpour.plan.network import Network, Stage
+from downpour.plan.staleness import steady_staleness
+
+__all__ = ["Cluster", "RULE_STATE", "grid", "partition_stage", "predict"]
+
+GB = 1e9
+RULE_STATE = {"sgd": 0, "adagrad": 1, "adam": 2}     # (n,) state tensors a shard keeps per parameter
+
+
+@dataclass(frozen=True)
+class Cluster:
+    machines: int = 1000
+    cores: int = 16
+    memory_gb: float = 64.0
+    bandwidth_gbit: float = 1.0
+    replicas: int | None = None      # None: chosen (see :func:`predict`); with shards given, the rest
+    partitions: int | None = None    # None: chosen among the counts that fit in memory
+    shards: int | None = None        # None: the machines left after R·K
+
+    @property
+    def bandwidth(self) -> float:    # bytes/s
+        return self.bandwidth_gbit * 1e9 / 8
+
+
+def grid(k: int) -> tuple[int, int]:
+    """K blocks as rows x columns, as square as K allows (K = 9: 3x3, K = 8: 2x4)."""
+    rows = max(d for d in range(1, math.isqrt(k) + 1) if k % d == 0)
+    return rows, k // rows
+
+
+def _area(need: tuple[int, int], own: tuple[int, int], channels: int) -> int:
+    return max(0, channels * (need[0] * need[1] - own[0] * own[1]))
+
+
+def partition_stage(stage: Stage, k: int) -> dict[str, float]:
+    """The largest of ``k`` blocks of one stage: its share of the weights, FLOPs and activations (per
+    example), and the halo values it receives per example (forward inputs, pooling halo both ways, LCN)."""
+    if not stage.in_shape or k == 1:
+        share = 1 / k
+        return {"share": share, "params": stage.params * share, "flops_train": stage.flops_train * share,
+                "act_floats": stage.act_floats * share, "halo_floats": 0.0}
+    (gr, gc), (c, h, w) = grid(k), stage.in_shape
+    m, ph, pw = stage.out_shape
+    oh, ow = (h - stage.kernel) // stage.stride + 1, (w - stage.kernel) // stage.stride + 1
+    bh, bw = math.ceil(oh / gr), math.ceil(ow / gc)           # codes block
+    qh, qw = math.ceil(ph / gr), math.ceil(pw / gc)           # pooled block
+    share = bh * bw / (oh * ow)
+    if stage.tied_banks is None:
+        weight_share = share
+    else:                                                     # a partition holds every bank its block uses
+        th, tw = stage.tied_banks
+        weight_share = min(th, bh) * min(tw, bw) / (th * tw)
+
+    def need(n_block: int, step: int, size: int, full: int, g: int) -> int:
+        return min(full, (n_block - 1) * step + size) if g > 1 else full
+
+    halo_in = _area((need(bh, stage.stride, stage.kernel, h, gr), need(bw, stage.stride, stage.kernel, w, gc)),
+                    (math.ceil(h / gr), math.ceil(w / gc)), c)
+    halo_pool = _area((need(qh, stage.pool_stride, stage.pool, oh, gr), need(qw, stage.pool_stride, stage.pool, ow, gc)),
+                      (bh, bw), m)
+    halo_lcn = _area((need(qh, 1, stage.lcn, ph, gr), need(qw, 1, stage.lcn, pw, gc)), (qh, qw), m)
+    return {"share": share, "params": stage.params * weight_share, "flops_train": stage.flops_train * share,
+            "act_floats": stage.act_floats * share + halo_in + halo_pool + halo_lcn,
+            "halo_floats": float(halo_in + 2 * halo_pool + halo_lcn)}
+
+
+def _partition(net: Network, k: int, batch: int, rule: str) -> dict[str, float]:
+    parts = [partition_stage(s, k) for s in net.stages]
+    params = sum(p["params"] for p in parts)
+    out = {"params": params, "weight_bytes": 4 * params, "grad_bytes": 4 * params,
+           "opt_bytes": 4 * params * RULE_STATE[rule], "act_bytes": 4 * batch * sum(p["act_floats"] for p in parts),
+           "halo_bytes": 4 * sum(p["halo_floats"] for p in parts), "flops_train": sum(p["flops_train"] for p in parts)}
+    out["memory_bytes"] = out["weight_bytes"] + out["grad_bytes"] + out["act_bytes"]
+    return out
+
+
+def _timing(net: Network, part: dict[str, float], cl: Cluster, r: int, k: int, s: int, batch: int,
+            n_push: int, n_fetch: int, rates: Rates) -> dict[str, Any]:
+    bw, p, f = cl.bandwidth, n_push, n_fetch
+    full = 4 * net.params                                     # bytes of one replica's push (and fetch)
+    t = {"compute": batch * part["flops_train"] / (cl.cores * rates.flops_per_core),
+         "halo": batch * part["halo_bytes"] / bw, "fetch": part["weight_bytes"] / bw, "push": part["grad_bytes"] / bw,
+         "apply_one": full / s / (cl.cores * rates.apply_bytes_per_core)}
+    t["step"] = t["compute"] + t["halo"] + t["fetch"] / f
+    bounds = {"worker step": p * t["step"],
+              "partition link": max(part["grad_bytes"] + p * batch * part["halo_bytes"],
+                                    p / f * part["weight_bytes"] + p * batch * part["halo_bytes"]) / bw,
+              "shard link": r * full / s * max(1.0, p / f) / bw,
+              "shard apply": r * t["apply_one"]}
+    bottleneck = max(bounds, key=bounds.get)
+    cycle = bounds[bottleneck]
+    delay = (t["push"] + t["apply_one"]) / (cycle / p) if cycle > 0 else 0.0
+    return {"times_s": t, "cycle_bounds_s": bounds, "bottleneck": bottleneck, "cycle_s": cycle,
+            "examples_per_s": r * p * batch / cycle if cycle > 0 else math.inf, "delay_steps": delay,
+            "staleness": steady_staleness(r, p, f, delay)}
+
+
+_PARTITIONS = (1, 2, 4, 8, 9, 16, 25, 32, 36, 49, 64, 100, 128, 144, 256, 512, 1024)
+
+
+def _splits(cl: Cluster, k: int) -> list[tuple[int, int]]:
+    """(replicas, shards) pairs for ``k`` partitions: as given, the rest of the machines, or every split."""
+    if cl.replicas and cl.shards:
+        return [(cl.replicas, cl.shards)]
+    if cl.replicas:
+        return [(cl.replicas, max(1, cl.machines - cl.replicas * k))]
+    if cl.shards:
+        return [(max(1, (cl.machines - cl.shards) // k), cl.shards)]
+    return [(r, max(1, cl.machines - r * k)) for r in range(1, max(1, (cl.machines - 1) // k) + 1)]
+
+
+def predict(net: Network, cl: Cluster, rates: Rates, batch: int, n_push: int = 1, n_fetch: int = 1,
+            rule: str = "adagrad") -> dict[str, Any]:
+    """The plan of ``net`` on ``cl`` (module docstring); defaults of ``cl`` resolved and reported.
+
+    Whatever of partitions, replicas and shards is unset is chosen: of the layouts whose partitions
+    fit in a machine's memory, those within 5% of the most examples/s, and of these the one with the
+    fewest replicas (the least staleness)."""
+    args = (batch, n_push, n_fetch, rates)
+    ks = [cl.partitions] if cl.partitions else [k for k in _PARTITIONS if k <= cl.machines]
+    parts = {k: _partition(net, k, batch, rule) for k in ks}
+    fitting = [k for k in ks if parts[k]["memory_bytes"] <= cl.memory_gb * GB] or ks[-1:]
+    layouts = [(k, r, s) for k in fitting for r, s in _splits(cl, k)]
+    rate = {lay: _timing(net, parts[lay[0]], cl, lay[1], lay[0], lay[2], *args)["examples_per_s"] for lay in layouts}
+    top = max(rate.values())
+    k, r, s = min((lay for lay in layouts if rate[lay] >= 0.95 * top), key=lambda lay: (lay[1], -rate[lay]))
+    part = parts[k]
+    timing = _timing(net, part, cl, r, k, s, batch, n_push, n_fetch, rates)
+    shard_bytes = 4 * net.params / s * (1 + RULE_STATE[rule])
+    resolved = {**asdict(cl), "replicas": r, "partitions": k, "shards": s, "grid": list(grid(k)),
+                "machines_used": r * k + s}
+    return {"cluster": resolved, "batch": batch, "n_push": n_push, "n_fetch": n_fetch, "rule": rule,
+            "rates": rates.as_dict(), "partition": part, "shard_bytes": shard_bytes,
+            "push_bytes_replica": 4 * net.params, "push_bytes_partition": part["grad_bytes"],
+            "fits": {"partition": part["memory_bytes"] <= cl.memory_gb * GB, "shard": shard_bytes <= cl.memory_gb * GB,
+                     "machines": r * k + s <= cl.machines},
+            **timing}

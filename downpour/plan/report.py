@@ -1,0 +1,137 @@
+"""What ``downpour plan`` prints: the per-stage table, the cluster's prediction, the assumptions; or JSON."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from downpour.plan.calibrate import DEFAULT_RATES, Rates, calibrate
+from downpour.plan.network import Network, network_of, plan_config
+from downpour.plan.predict import Cluster, partition_stage, predict
+
+__all__ = ["plan_for", "make_plan", "format_plan", "format_check"]
+
+PAPER_CONNECTIONS = 1.15e9      # Le et al. 2012's own figure
+
+
+def _human(n: float, unit: str = "") -> str:
+    for suffix, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.2f}{suffix}{unit}"
+    return f"{n:.0f}{unit}" if n == int(n) else f"{n:.2f}{unit}"
+
+
+def _seconds(t: float) -> str:
+    return f"{t * 1e3:.1f} ms" if t < 1 else f"{t:.2f} s"
+
+
+def make_plan(net: Network, cluster: Cluster, rates: Rates, batch: int, n_push: int = 1, n_fetch: int = 1,
+              rule: str = "adagrad", paper: bool = False) -> dict[str, Any]:
+    """The whole plan as one JSON-ready dict: network, stages (with the largest partition's share), prediction."""
+    pred = predict(net, cluster, rates, batch, n_push, n_fetch, rule)
+    k = pred["cluster"]["partitions"]
+    stages = []
+    for s in net.stages:
+        part = partition_stage(s, k)
+        stages.append({"stage": s.name, "out_shape": list(s.out_shape), "positions": s.positions,
+                       "connections": s.connections, "params": s.params, "flops_fwd": s.flops_fwd,
+                       "flops_train": s.flops_train, "act_bytes": 4 * s.act_floats,
+                       "push_bytes_replica": 4 * s.params,
+                       "partition": {"params": round(part["params"]), "weight_bytes": round(4 * part["params"]),
+                                     "opt_bytes": round(4 * part["params"] * (pred["partition"]["opt_bytes"]
+                                                                             / max(pred["partition"]["weight_bytes"], 1))),
+                                     "act_bytes_batch": round(4 * batch * part["act_floats"]),
+                                     "halo_bytes": round(4 * part["halo_floats"]), "flops_train": round(part["flops_train"]),
+                                     "push_bytes": round(4 * part["params"])}})
+    out = {"network": {"name": net.name, "input_shape": list(net.input_shape), "connections": net.connections,
+                       "params": net.params, "flops_train": sum(s.flops_train for s in net.stages),
+                       "assumptions": list(net.assumptions)},
+           "stages": stages, **pred}
+    if paper:
+        out["network"]["paper_connections"] = PAPER_CONNECTIONS
+        out["network"]["vs_paper"] = round(net.connections / PAPER_CONNECTIONS - 1, 4)
+    return out
+
+
+def plan_for(model: str = "paper", sets: list[str] | tuple[str, ...] = (), cluster: Cluster = Cluster(),
+             measure: bool = False) -> dict[str, Any]:
+    """What ``downpour plan`` computes: ``model`` ("paper" or a registered name) with ``--set`` strings
+    (model.*, train.batch_size, cluster.n_push / n_fetch / rule) on ``cluster``; ``measure``: calibrate
+    this machine's rates first instead of the defaults."""
+    cfg, shape = plan_config(model, sets)
+    net = network_of(cfg, shape, paper=model == "paper")
+    rates = calibrate() if measure else DEFAULT_RATES
+    c = cfg.cluster
+    plan = make_plan(net, cluster, rates, cfg.train.batch_size, c.n_push, c.n_fetch, c.rule, paper=model == "paper")
+    plan["defaults"] = DEFAULT_RATES.as_dict()
+    return plan
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
+    return ["  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(r, widths)))
+            for r in (header, tuple("-" * w for w in widths), *rows)]
+
+
+def format_plan(plan: dict[str, Any]) -> str:
+    n, c, b = plan["network"], plan["cluster"], plan["batch"]
+    lines = [f"{n['name']}: input {'x'.join(map(str, n['input_shape']))}, {_human(n['connections'])} connections, "
+             f"{_human(n['params'])} trainable parameters, {_human(n['flops_train'])}FLOP per training example"]
+    if "paper_connections" in n:
+        lines.append(f"  the paper: {_human(n['paper_connections'])} connections; this count is {n['vs_paper']:+.1%} of it")
+    lines.append("")
+    header = ("stage", "output", "positions", "connections", "params", "FLOPs/ex", "push/replica",
+              "part: weights", "opt state", f"acts (B={b})", "halo/ex", "push/part")
+    rows = [(s["stage"], "x".join(map(str, s["out_shape"])), _human(s["positions"]), _human(s["connections"]),
+             _human(s["params"]), _human(s["flops_train"]), _human(s["push_bytes_replica"], "B"),
+             _human(s["partition"]["weight_bytes"], "B"), _human(s["partition"]["opt_bytes"], "B"),
+             _human(s["partition"]["act_bytes_batch"], "B"), _human(s["partition"]["halo_bytes"], "B"),
+             _human(s["partition"]["push_bytes"], "B")) for s in plan["stages"]]
+    lines += _table(header, rows)
+    part, t, bounds = plan["partition"], plan["times_s"], plan["cycle_bounds_s"]
+    lines += [
+        "(FLOPs/ex: forward + backward of one training example; push/replica = fetch/replica: float32 gradient / "
+        "parameters; part: the largest of the K partitions; opt state lives on the shards that hold those weights)",
+        "",
+        f"cluster: {c['machines']} machines x {c['cores']} cores, {c['memory_gb']:g} GB, {c['bandwidth_gbit']:g} Gbit/s; "
+        f"{c['replicas']} replicas x {c['partitions']} partitions ({c['grid'][0]}x{c['grid'][1]} blocks) + {c['shards']} "
+        f"shards = {c['machines_used']} machines" + ("" if plan["fits"]["machines"] else "  ** more than the cluster has **"),
+        f"rates: {_human(plan['rates']['flops_per_core'])}FLOP/s per core (locally connected layer), "
+        f"{_human(plan['rates']['apply_bytes_per_core'], 'B')}/s per core (shard apply, Adagrad): {plan['rates']['source']}",
+        f"memory per partition: {_human(part['memory_bytes'], 'B')} (weights {_human(part['weight_bytes'], 'B')}, "
+        f"gradient {_human(part['grad_bytes'], 'B')}, activations {_human(part['act_bytes'], 'B')})"
+        + ("" if plan["fits"]["partition"] else "  ** does not fit **")
+        + f"; per shard {_human(plan['shard_bytes'], 'B')} (parameters + {plan['rule']} state)"
+        + ("" if plan["fits"]["shard"] else "  ** does not fit **"),
+        f"bytes per push (= per fetch): {_human(plan['push_bytes_replica'], 'B')} per replica, "
+        f"{_human(plan['push_bytes_partition'], 'B')} per partition; halo {_human(part['halo_bytes'], 'B')} per example",
+        f"step (batch {b}): compute {_seconds(t['compute'])} + halo {_seconds(t['halo'])} + fetch "
+        f"{_seconds(t['fetch'])}/{plan['n_fetch']} = {_seconds(t['step'])}; push {_seconds(t['push'])}, "
+        f"one shard's apply {_seconds(t['apply_one'])}",
+        f"cycle of {plan['n_push']} step(s): {_seconds(plan['cycle_s'])}, bound by {plan['bottleneck']} ("
+        + ", ".join(f"{k} {_seconds(v)}" for k, v in bounds.items()) + ")",
+        f"predicted: {_human(plan['examples_per_s'])} examples/s; push delay {plan['delay_steps']:.2f} steps; "
+        f"mean staleness {plan['staleness']:.1f} (R·(p + d + ā)/p − 1, steady state)",
+    ]
+    if n["assumptions"]:
+        lines += ["", "assumptions:"] + [f"  - {a}" for a in n["assumptions"]]
+    lines.append("  - cores scale the layer's FLOP rate linearly; halo exchange and fetches do not overlap compute; "
+                 "a push travels while the next steps compute (as in the simulator)")
+    return "\n".join(lines)
+
+
+def format_check(result: dict[str, Any]) -> str:
+    """One block: predicted vs measured mean staleness of a simulated run."""
+    p, m = result["predicted"], result["measured"]
+    lines = [f"simulated run: {result['workers']} workers, {result['shards']} shards, {result['steps']} steps, "
+             f"n_push {result['n_push']}, n_fetch {result['n_fetch']}, delay {result['delay']}, {result['consistency']}",
+             f"  predicted mean staleness {p['mean']:.2f} (steady state {p['steady']:.2f}, {p['rounds']:g} pushes per worker)",
+             f"  measured  mean staleness {m['mean']:.2f} (max {m['max']}, {m['pushes']} shard pushes)",
+             f"  relative error {result['relative_error']:+.2%}"]
+    if "seconds" in result:
+        lines.append(f"  run time {result['seconds']:.1f} s (set-up {result['setup_seconds']:.1f} s: data, "
+                     f"{result['workers']} model replicas; event loop {result['event_loop_seconds']:.1f} s)")
+    if result.get("run"):
+        lines.append(f"  run directory: {result['run']}")
+    if math.isfinite(result["relative_error"]) and abs(result["relative_error"]) > 0.25:
+        lines.append("  ** more than 25% off **")
+    return "\n".join(lines)

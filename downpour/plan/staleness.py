@@ -1,0 +1,187 @@
+"""The staleness that N asynchronous replicas imply, for the schedule the simulator runs.
+
+How :class:`~downpour.ps.simulated.SimulatedCluster` and :class:`~downpour.ps.coordinator.Coordinator`
+schedule an async run (``cluster.consistency = "async"``): every step takes one unit of virtual
+time; a worker runs cycles of p = ``n_push`` steps back to back (``begin_cycle`` lets it start the
+next cycle as soon as the last one is computed, its push still travelling); it fetches before
+every ``n_fetch`` = f-th step of its own; a push travels d (``cluster.delay``) before every shard
+applies it. All N workers start at time 0, so they run in lockstep: round c of cycles is computed
+in [c·p, (c+1)·p] and its N pushes land at (c+1)·p + d.
+
+Staleness of a push = shard version at apply - version at the fetch its cycle started from = the
+pushes applied in between. Its window opens at the fetch, a = (c·p mod f) steps before the cycle
+starts, and closes at its own arrival: W = a + p + d. Pushes land at λ = N/p per unit time, so by
+Little's law a push sees λ·W arrivals in its window, itself included:
+
+    steady state:   s = N·(p + d + ā)/p − 1,   ā = (f − gcd(p, f))/2   (the mean of c·p mod f)
+
+(N = 4, p = f = 1: d = 0 gives 3, d = 1 gives 7: the N − 1 of a non-pipelined cluster plus N·d/p
+for the pushes that land while one is in flight.) Early rounds see fewer: no push lands before
+p + d. The prediction therefore counts round by round, spreading each round's pushes over the
+p around their arrival (a fluid version of the lockstep bursts, which is exact up to ±½ a push per
+round), and averages over every push of the run, the last round possibly partial:
+
+    s_c = Σ_c' n_c' · |window_c ∩ (T_c' − p/2, T_c' + p/2)| / p − 1,   T_c' = (c'+1)·p + d
+
+Random delays (uniform, exponential, straggler) enter through their mean d̄: Little's law needs only
+the mean window. ``bounded:K`` makes a worker wait for its own push before it starts the next
+cycle: λ = N/(p + d), W = p + d, so s = N − 1 (warm-up as above); ``sync`` applies a round at once:
+0. A ``warm_start`` phase (worker 0 alone) is counted as a run of one worker, then the others.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+from downpour.config import CONSISTENCY_FORMS, DELAY_FORMS
+from downpour.settings import parse_spec
+
+__all__ = ["StalenessPrediction", "mean_delay", "predict_staleness", "steady_staleness"]
+
+
+@dataclass(frozen=True)
+class StalenessPrediction:
+    mean: float          # over every push of the run, warm-up included
+    steady: float        # once every window is past the first arrivals
+    pushes: int
+    rounds: float        # pushes / workers
+    window: float        # mean window p + d̄ + ā, in steps
+    rate: float          # pushes per unit of virtual time (a step)
+
+    def as_dict(self) -> dict[str, float]:
+        return {"mean": round(self.mean, 3), "steady": round(self.steady, 3), "pushes": self.pushes,
+                "rounds": round(self.rounds, 3), "window": round(self.window, 4), "rate": round(self.rate, 4)}
+
+
+def mean_delay(delay: str, workers: int) -> float:
+    """The mean push delay (steps) of ``cluster.delay`` over ``workers`` (equally busy under async)."""
+    kind, args = parse_spec(delay, DELAY_FORMS, "cluster.delay")
+    if kind == "uniform":
+        return (args[0] + args[1]) / 2
+    if kind == "straggler":            # the last worker's pushes take T·FACTOR, the others' T
+        t, factor = args
+        return t * (workers - 1 + factor) / workers
+    return float(args[0])              # constant:T, exponential:MEAN
+
+
+def _mean_age(p: int, f: int) -> float:
+    return (f - math.gcd(p, f)) / 2
+
+
+def steady_staleness(workers: int, n_push: int = 1, n_fetch: int = 1, delay: float = 0.0) -> float:
+    """Little's law for async workers: N·(p + d + ā)/p − 1."""
+    return workers * (n_push + delay + _mean_age(n_push, n_fetch)) / n_push - 1
+
+
+_EPS = 1e-9
+
+
+def _overlap(a0: float, a1: float, b0: float, b1: float) -> float:
+    return max(0.0, min(a1, b1) - max(a0, b0))
+
+
+@dataclass(frozen=True)
+class _Rounds:
+    """The lockstep schedule: round c's cycles start at c·cycle, its pushes land at c·cycle + p + d.
+
+    ``cycle``: p under async, p + d when a worker waits for its own push. ``bursts``: every push has
+    the same delay, so a round's pushes land together; counted as bursts, with the simulator's
+    order within a tie (see :func:`predict_staleness`), else spread over the cycle around their
+    mean arrival (a fluid).
+    """
+
+    workers: int
+    p: int
+    f: int
+    d: float
+    cycle: float
+    bursts: bool
+    start_tie: float = 0.5      # share of a burst landing at the fetch instant that lands after the fetch
+
+    @property
+    def reach(self) -> int:            # rounds whose pushes can land in one window
+        return math.ceil((self.p + self.d + self.f) / self.cycle) + 2
+
+    @property
+    def period(self) -> int:           # the fetch age c·p mod f repeats every f / gcd(p, f) rounds
+        return self.f // math.gcd(self.p, self.f)
+
+    def seen(self, c: int, size: Callable[[int], int]) -> float:
+        """Mean staleness of round c's pushes; ``size(k)``: pushes in round k (0 outside the run)."""
+        start, end = c * self.cycle - (c * self.p % self.f), c * self.cycle + self.p + self.d
+        near = range(max(0, c - self.reach), c + self.reach + 1)
+        if not self.bursts:
+            half = self.cycle / 2
+            seen = sum(size(k) * _overlap(start, end, self._lands(k) - half, self._lands(k) + half) for k in near)
+            return max(0.0, seen / self.cycle - 1)
+        seen = 0.0
+        for k in near:
+            t = self._lands(k)
+            if start + _EPS < t < end - _EPS:
+                seen += size(k)
+            elif abs(t - end) <= _EPS:
+                seen += max(0, size(k) - 1) / 2      # its own round: on average half of the others land first
+            elif abs(t - start) <= _EPS:
+                seen += max(0, size(k) - 1) * self.start_tie
+        return seen
+
+    def _lands(self, k: int) -> float:
+        return k * self.cycle + self.p + self.d
+
+    def steady(self) -> float:
+        """Mean staleness once the windows are past the first arrivals (an endless run, full rounds)."""
+        c0 = self.reach + 2
+        return sum(self.seen(c0 + j, lambda k: self.workers) for j in range(self.period)) / self.period
+
+    def mean(self, pushes: int) -> float:
+        """Mean over a run of ``pushes`` (the last round possibly partial), start-up included."""
+        if pushes <= 0:
+            return 0.0
+        n = self.workers
+        rounds = math.ceil(pushes / n)
+
+        def size(k: int) -> int:
+            return min(n, pushes - k * n) if 0 <= k < rounds else 0
+
+        warm = min(rounds, self.reach + 2)
+        tail = max(warm, rounds - self.reach - 1)
+        total = sum(size(c) * self.seen(c, size) for c in [*range(warm), *range(tail, rounds)])
+        middle = tail - warm          # full rounds in the steady state: one period stands for all
+        if middle:
+            total += n * middle * sum(self.seen(warm + j, size) for j in range(self.period)) / self.period
+        return total / pushes
+
+
+def predict_staleness(workers: int, steps: int, n_push: int = 1, n_fetch: int = 1, delay: str | float = "constant:1",
+                      consistency: str = "async", warm_start: int = 0) -> StalenessPrediction:
+    """The mean staleness a simulated run of ``steps`` (train.steps: over all workers) should log.
+
+    Ties: with one constant delay d the pushes of a round land at the same instant, and whether a
+    worker's fetch at that instant sees them depends on the simulator's event order (time, then
+    order of scheduling). A push landing at t was scheduled at t − d, a step (and its fetch) at
+    t − 1; so for d > 1 every landing push is applied before the fetch, and none of that burst counts
+    against the push that fetched then; for d <= 1 they interleave worker by worker and half do.
+    At the window's end half the burst lands before the push itself (workers in order). With
+    p = f = 1 that gives N·d + (N − 1)/2 in the steady state for integer d >= 2 instead of Little's
+    N·(1 + d) − 1: the fluid count is off by N/2 when arrivals and fetches coincide.
+    """
+    kind, args = parse_spec(consistency, CONSISTENCY_FORMS, "cluster.consistency")
+    d = mean_delay(delay, workers) if isinstance(delay, str) else float(delay)
+    bursts = isinstance(delay, (int, float)) or parse_spec(delay, DELAY_FORMS, "cluster.delay").kind == "constant"
+    p, f = n_push, n_fetch
+    pushes = math.ceil(steps / p)
+    if kind == "sync":
+        return StalenessPrediction(0.0, 0.0, pushes, pushes / workers, float(p), workers / p)
+    if kind == "bounded":
+        # a worker waits for its own push, then fetches as it lands (interleaved with the others': half
+        # of a burst counts), except under K = 0, a barrier: nobody starts before the whole round landed
+        cycle, window, start_tie = p + d, p + d, 0.5 if args[0] else 0.0
+        bursts = bursts or not args[0]
+    else:
+        cycle, window, start_tie = float(p), p + d + _mean_age(p, f), 0.5 if d <= 1 else 0.0
+    warm = min(pushes, math.ceil(warm_start / p)) if workers > 1 else 0
+    alone = _Rounds(1, p, f, d, float(p), bursts, 0.5 if d <= 1 else 0.0)
+    crowd = _Rounds(workers, p, f, d, cycle, bursts, start_tie)
+    total = alone.mean(warm) * warm + crowd.mean(pushes - warm) * (pushes - warm)
+    return StalenessPrediction(total / max(pushes, 1), crowd.steady(), pushes, pushes / workers, window, workers / cycle)
