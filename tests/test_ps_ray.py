@@ -31,7 +31,7 @@ def _cfg(*overrides):
 
 def _kill_when(run, step, suffix, earlier):
     """Once ``run`` has logged ``step``, kill this run's actor whose name ends with ``suffix``; its name."""
-    for _ in range(600):
+    for _ in range(2400):       # up to 2 min: on a loaded machine the actors alone can take 30 s to start
         rows = run.metrics()
         if rows and rows[-1]["step"] >= step:
             victim = next(a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
