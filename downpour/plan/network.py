@@ -193,7 +193,9 @@ def cat_stages(config: CatConfig, input_shape: tuple[int, ...]) -> list[Stage]:
     decoder (untied W2, or the tied adjoint W1ᵀ) forward F; backward: the decoder's weight gradient
     F and its gradient into the codes F, the encoder's weight gradient F, and no input gradient (a
     stage's input is detached). So 5F, plus pooling forward and backward and the LCN forward (its
-    output only feeds the next stage). A frozen first layer drops its two encoder-side backward Fs.
+    output only feeds the next stage). A frozen first layer drops its two encoder-side backward Fs
+    (and, with a tied decoder, the decoder's weight gradient too). torch's FLOP counter agrees
+    (tests/test_plan.py: its bmm count of a cat-demo training step is exactly 5F per example).
     The cost terms themselves (a few FLOPs per pixel) are left out.
     """
     stages = []
@@ -201,7 +203,8 @@ def cat_stages(config: CatConfig, input_shape: tuple[int, ...]) -> list[Stage]:
         trained = not (st["i"] == 0 and config.first_layer != "learned")
         untied_dec = config.decoder == "untied"
         f = st["filter"]
-        backward = f * (2 * trained + untied_dec) + st["pool_flops"] * trained
+        decoder_trained = untied_dec or trained        # a tied decoder is W1 itself: its gradient flows into W1
+        backward = f * (2 * trained + decoder_trained) + st["pool_flops"] * trained
         m, oh, ow = st["codes"]
         c, h, w = st["in"]
         # kept for backward: the stage input and its reconstruction, codes, pooled and normalised maps

@@ -1,0 +1,147 @@
+"""downpour plan: the paper's network counted by hand, the arithmetic against footprint_table and
+torch's FLOP counter, the staleness prediction against simulated runs, the cluster model, the CLI."""
+import dataclasses
+import json
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from downpour.batch import Batch
+from downpour.cli import main
+from downpour.models.footprint import footprint_table
+from downpour.models.registry import create_model, model_entry
+from downpour.objectives import Objective
+from downpour.plan import (Cluster, Rates, cat_footprint, check_simulated, network_of, plan_config, plan_for,
+                           predict_staleness)
+from downpour.plan.predict import grid, partition_stage
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_the_paper_network_has_the_papers_billion_connections_within_30_percent():
+    cfg, shape = plan_config("paper")
+    net = network_of(cfg, shape, paper=True)
+    # by hand: 200 -> 183 positions (18x18 fields, stride 1) -> 179 pooled (5x5, step 1) -> 162 -> 158 -> 141 -> 137
+    by_hand = [183 ** 2 * 8 * 3 * 18 ** 2, 162 ** 2 * 8 * 8 * 18 ** 2, 141 ** 2 * 8 * 8 * 18 ** 2]
+    assert [s.connections for s in net.stages] == by_hand
+    assert [s.out_shape for s in net.stages] == [(8, 179, 179), (8, 158, 158), (8, 137, 137)]
+    assert abs(net.connections / 1.15e9 - 1) <= 0.30          # 1.217e9: +5.8%
+    assert net.params == 2 * net.connections                   # the paper's untied decoder W2 doubles what is trained
+
+
+def test_a_stride_of_two_would_miss_the_papers_count():
+    cfg, shape = plan_config("paper", ["model.strides=[2,2,2]"])
+    assert network_of(cfg, shape).connections < 0.7 * 1.15e9
+
+
+VARIANTS = [("cat-demo", {}), ("cat-3stage", {}), ("cat-demo", {"tile": 2, "decoder": "untied"}),
+            ("cat-3stage", {"first_layer": "gabor", "decoder": "untied", "strides": (2, 1, 1), "pool_strides": (2, 1, 1)}),
+            ("cat-demo", {"tile": 1, "pools": (2, 2), "pool_strides": (2, 2)})]
+
+
+@pytest.mark.parametrize("name, options", VARIANTS)
+def test_the_analytic_count_equals_footprint_table_on_the_built_network(name, options):
+    entry = model_entry(name)
+    measured = footprint_table(name, None, **options)
+    counted = cat_footprint(dataclasses.replace(entry.config, **options), entry.input_shape)
+    keys = ("layer", "out_shape", "params", "frozen", "param_bytes", "act_bytes", "flops_fwd", "flops_bwd")
+    assert [{k: r[k] for k in keys} for r in counted] == [{k: r[k] for k in keys} for r in measured]
+
+
+@pytest.mark.parametrize("decoder", ["untied", "tied"])
+def test_training_flops_are_five_filter_passes_as_torch_counts_them(decoder):
+    # torch's counter sees the locally connected contractions as bmm: encoder forward, decoder forward,
+    # decoder weight and code gradients, encoder weight gradient (a stage's input is detached)
+    model = create_model("cat-demo", None, decoder=decoder)
+    objective = Objective.from_config(model_entry("cat-demo").objective)
+    batch = 3
+    with FlopCounterMode(display=False) as counter:
+        total, _ = objective(model.forward_train(Batch(torch.randn(batch, 1, 32, 32))))
+        total.backward()
+    bmm = counter.get_flop_counts()["Global"][torch.ops.aten.bmm]
+    filter_fwd = [25 * 25 * 8 * 2 * 64, 8 * 8 * 8 * 2 * 8 * 25]        # positions * maps * 2 * C*k*k
+    assert bmm == batch * 5 * sum(filter_fwd)
+    cfg, shape = plan_config("cat-demo", [f'model.decoder="{decoder}"'])
+    stages = network_of(cfg, shape).stages
+    assert [2 * s.connections for s in stages] == filter_fwd
+    # on top of the five passes: pooling forward and backward, LCN forward (a few % here)
+    for f, s in zip(filter_fwd, stages):
+        assert 5 * f < s.flops_train < 1.1 * 5 * f
+
+
+def test_partitions_split_the_untied_weights_and_pay_a_halo():
+    cfg, shape = plan_config("paper")
+    stage = network_of(cfg, shape).stages[0]             # 183x183 codes
+    one, four = partition_stage(stage, 1), partition_stage(stage, 4)
+    assert grid(4) == (2, 2) and grid(8) == (2, 4) and grid(9) == (3, 3)
+    assert one["halo_floats"] == 0 and one["params"] == stage.params
+    assert four["params"] == pytest.approx(stage.params * 92 * 92 / 183 ** 2)   # the largest block: ceil(183/2)^2 positions
+    # input window of a 92x92 block: 91 + 18 = 109 rows, against 100 rows owned: 3 channels
+    assert four["halo_floats"] >= 3 * (109 ** 2 - 100 ** 2)
+
+
+@pytest.mark.parametrize("delay, expected", [("constant:0", 3.0), ("constant:1", 7.0), ("exponential:2", 11.0)])
+def test_steady_staleness_of_four_workers(delay, expected):
+    # p = f = 1: d = 0 is the non-pipelined N - 1; d = 1 adds N·d (Little's law, ties split evenly);
+    # exponential arrivals never tie: N·(1 + d) - 1
+    assert predict_staleness(4, 100_000, delay=delay).steady == pytest.approx(expected)
+
+
+def test_integer_delays_above_one_land_before_the_fetch():
+    # the simulator schedules a landing push at t - d and the step that fetches at t - 1: for d = 4 the
+    # whole burst at the fetch instant is already applied: N·d + (N - 1)/2, not N·(1 + d) - 1
+    assert predict_staleness(4, 100_000, delay="constant:4").steady == pytest.approx(4 * 4 + 1.5)
+
+
+@pytest.mark.parametrize("sets, tolerance", [
+    ((), 0.001),                                                                  # constant delays: exact
+    ((("cluster.delay", "exponential:2"), ("cluster.n_push", 2), ("cluster.n_fetch", 3)), 0.25),
+])
+def test_the_prediction_matches_a_50_worker_simulated_run(tmp_path, sets, tolerance):
+    result = check_simulated(workers=50, shards=4, steps=1000, sets=[("train.log_every", 10_000), *sets],
+                             out=tmp_path / "run")
+    assert result["measured"]["pushes"] == 4 * 1000 / dict(sets).get("cluster.n_push", 1)
+    assert abs(result["relative_error"]) <= tolerance, result
+
+
+def test_a_faster_network_and_more_replicas_move_the_prediction_the_right_way():
+    slow = plan_for("paper", cluster=Cluster(bandwidth_gbit=1, replicas=10, partitions=16, shards=200))
+    fast = plan_for("paper", cluster=Cluster(bandwidth_gbit=10, replicas=10, partitions=16, shards=200))
+    many = plan_for("paper", cluster=Cluster(bandwidth_gbit=10, replicas=40, partitions=16, shards=200))
+    assert fast["examples_per_s"] > slow["examples_per_s"] and fast["times_s"]["push"] == slow["times_s"]["push"] / 10
+    assert many["staleness"] > 3 * fast["staleness"]
+    assert fast["push_bytes_replica"] == 4 * 2 * 1_216_858_464
+
+
+def test_calibrate_reaches_the_prediction(monkeypatch):
+    slow = Rates(1e9, 1e8, "test")
+    monkeypatch.setattr("downpour.plan.report.calibrate", lambda: slow)
+    measured = plan_for("paper", cluster=Cluster(replicas=10, partitions=16, shards=200), measure=True)
+    default = plan_for("paper", cluster=Cluster(replicas=10, partitions=16, shards=200))
+    assert measured["rates"]["source"] == "test"
+    assert measured["times_s"]["compute"] == pytest.approx(default["times_s"]["compute"] * 17)
+
+
+def test_the_calibration_measures_something():
+    from downpour.plan.calibrate import apply_rate, layer_rate
+
+    assert layer_rate(repeats=1, batch=2, channels=2, size=12, kernel=4) > 0
+    assert apply_rate(repeats=1, numel=1000) > 0
+
+
+def test_the_cli_prints_the_table_and_json(capsys):
+    assert main(["plan"]) == 0
+    out = capsys.readouterr().out
+    assert "stage1" in out and "stage3" in out and "1.22G connections" in out and "assumptions:" in out
+    assert main(["plan", "--model", "ufldl-sae", "--machines", "4", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["network"]["params"] == 64 * 25 * 2 + 25 + 64 and plan["cluster"]["machines_used"] <= 4
+
+
+def test_the_cli_checks_a_simulated_run(tmp_path, capsys):
+    assert main(["plan", "--check-simulated", "--replicas", "20", "--shards", "4", "--steps", "200",
+                 "--out", str(tmp_path / "run")]) == 0
+    assert "predicted mean staleness" in capsys.readouterr().out
+    assert main(["plan", "--check-run", str(tmp_path / "run"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["workers"] == 20
