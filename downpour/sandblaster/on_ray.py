@@ -139,7 +139,7 @@ class RayPool:
 
     def _dispatch(self, w: int, sched: UnitScheduler, evaluation: int, rows: int, stage: int | None,
                   point: list[Any]) -> None:
-        job = sched.next_for(w)
+        job = sched.next_for(w, time.perf_counter())
         if job is None:
             return
         unit, _ = job
@@ -164,7 +164,14 @@ class RayPool:
         while not sched.complete:
             if not self._pending:
                 raise RunError(f"every worker was lost ({', '.join(f'worker {w}: {r}' for w, r in self.lost.items())})")
-            [ref], _ = ray.wait(list(self._pending), num_returns=1)
+            free = len(self.busy) + len(self.lost) < self.cfg.cluster.workers
+            due = sched.backup_due() if free else None
+            timeout = None if due is None else max(0.0, due - time.perf_counter())
+            ready, _ = ray.wait(list(self._pending), num_returns=1, timeout=timeout)
+            if not ready:            # a unit turned late before anything finished: back it up
+                dispatch_free()
+                continue
+            ref = ready[0]
             w, ev, unit, grads = self._pending.pop(ref)
             self.busy.discard(w)
             try:
@@ -177,7 +184,7 @@ class RayPool:
                 continue
             if ev != evaluation:
                 sched.late(w, len(unit))
-            elif sched.finish(unit.index, w):
+            elif sched.finish(unit.index, w, time.perf_counter()):
                 loss += meta["loss"]
                 for k, v in meta["parts"].items():
                     parts[k] = parts.get(k, 0.0) + v

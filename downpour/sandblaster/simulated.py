@@ -65,15 +65,19 @@ class SimulatedPool:
     def close(self) -> None:
         pass
 
-    def _dispatch(self, w: int, sched: UnitScheduler, evaluation: int) -> None:
-        job = sched.next_for(w)
-        if job is None:
-            return
-        unit, _ = job
-        duration = self.speed[w] * len(unit) / self.cfg.train.batch_size + self.delays[w].sample(self.rngs[w])
-        heapq.heappush(self._heap, (self.now + duration, self._order, w, evaluation, unit))
-        self._order += 1
-        self.busy.add(w)
+    def _dispatch_free(self, sched: UnitScheduler, evaluation: int) -> None:
+        """Every free worker gets the next unit, or a backup of a late one, if there is one for it."""
+        for w in range(self.n):
+            if w in self.busy:
+                continue
+            job = sched.next_for(w, self.now)
+            if job is None:
+                continue
+            unit, _ = job
+            duration = self.speed[w] * len(unit) / self.cfg.train.batch_size + self.delays[w].sample(self.rngs[w])
+            heapq.heappush(self._heap, (self.now + duration, self._order, w, evaluation, unit))
+            self._order += 1
+            self.busy.add(w)
 
     def evaluate(self, evaluation: int, rows: Tensor, t: float, stage: int | None) -> Evaluation:
         """Cost and gradient at ``w + t d`` on ``rows`` (B,): units handed to free workers until all are done."""
@@ -82,17 +86,20 @@ class SimulatedPool:
         units = split_units(rows, self.cfg.sandblaster.units)
         sched = UnitScheduler(units, self.cfg.sandblaster.backup_after)
         loss, parts = 0.0, {}
-        for w in range(self.n):
-            if w not in self.busy:
-                self._dispatch(w, sched, evaluation)
+        self._dispatch_free(sched, evaluation)
         while not sched.complete:
+            due = sched.backup_due() if len(self.busy) < self.n else None
+            if due is not None and due > self.now and due < self._heap[0][0]:
+                self.now = due                         # a unit turns late before anything finishes: back it up
+                self._dispatch_free(sched, evaluation)
+                continue
             self.now = self._heap[0][0]
             while self._heap and self._heap[0][0] == self.now:   # every copy done at this instant, then dispatch
                 _, _, w, ev, unit = heapq.heappop(self._heap)
                 self.busy.discard(w)
                 if ev != evaluation:                       # a copy from an evaluation that is over
                     sched.late(w, len(unit))
-                elif sched.finish(unit.index, w):          # the unit's first result: the only one used
+                elif sched.finish(unit.index, w, self.now):   # the unit's first result: the only one used
                     # computed only now that it counts: the time it took is the event's, and a dropped copy
                     # would change nothing (the Ray runner computes every copy, and drops the same ones)
                     r = self.workers[w].compute(evaluation, unit.index, unit.rows, len(rows), point, stage)
@@ -101,9 +108,6 @@ class SimulatedPool:
                         parts[k] = parts.get(k, 0.0) + v
                     for shard, g in zip(self.shards, r.grads):
                         shard.accumulate(evaluation, unit.index, g)
-            if sched.complete:
-                break
-            for v in range(self.n):                    # free workers: the next unit, or a backup once one is due
-                if v not in self.busy:
-                    self._dispatch(v, sched, evaluation)
+            if not sched.complete:
+                self._dispatch_free(sched, evaluation)
         return Evaluation(loss, parts, self.now - start, time.perf_counter() - wall0, sched.counts)

@@ -1,0 +1,152 @@
+"""Sandblaster L-BFGS: the backup experiment, and Downpour vs Sandblaster (Dean et al. 2012, Figure 4).
+
+    .venv/bin/python bench/sandblaster.py backups [--workers 4] [--units 12] [--factor 10]
+    .venv/bin/python bench/sandblaster.py figure --out runs/fig4 [--runner simulated|ray] [--downpour-steps 3000] [--sandblaster-steps 60]
+    .venv/bin/python bench/sandblaster.py curves RUN_DOWNPOUR RUN_SANDBLASTER [--png fig.png]
+
+``backups``: simulated runs of one model with every worker normal, then with the last worker
+FACTOR times slower, with backups (``sandblaster.backup_after`` swept) and without (1); one JSON
+line each: the mean and max virtual time per batch (one distributed evaluation) and the ratio to
+the normal cluster's mean, units, backups, backups that won, duplicates dropped.
+
+``figure``: trains the same model and data (RICA, 64 codes, on 10,000 whitened 8x8 patches: the
+kind of model Le et al. trained with L-BFGS) once with Downpour (Adagrad on the shards) and once
+with Sandblaster, on the same number of workers and shards, then ``curves`` on the two runs.
+
+``curves``: one JSON line per metrics row of each run (``method``, ``cost``, ``time`` in wall
+seconds, ``vtime`` when simulated, ``examples`` computed so far), then a summary line: for a few
+cost levels, the time and examples each method needed to reach it. ``--png`` draws cost against
+time and against examples, side by side. Downpour's cost is its logged training cost (the mean
+over its last ``train.log_every`` mini-batches), Sandblaster's the cost of the whole batch at the
+new parameters; both on the training set.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from downpour.config import load_config
+from downpour.preflight import check_run_config
+from downpour.runners import train
+from downpour.train.rundir import RunDir
+
+MODEL = ["model.name=rica-8x8", "data.samples=10000", "train.tensorboard=false"]
+
+
+def _train(out: Path, overrides: list[str]) -> dict[str, Any]:
+    cfg = check_run_config(load_config("tica-8x8", [*MODEL, *overrides]))
+    return train(cfg, RunDir.create(out, cfg))
+
+
+def backups(args: argparse.Namespace) -> None:
+    base = ["cluster.runner=simulated", "cluster.algorithm=sandblaster", f"cluster.workers={args.workers}",
+            f"sandblaster.units={args.units}", f"train.steps={args.steps}", "data.samples=2000"]
+    slow = f"cluster.delay=straggler:0:{args.factor:g}"
+    cases = [("normal", ["cluster.delay=constant:0"], None)]
+    cases += [(f"straggler x{args.factor:g}", [slow, f"sandblaster.backup_after={b}"], b) for b in args.backup_after]
+    normal = None
+    for i, (name, extra, after) in enumerate(cases):
+        s = _train(Path(args.out) / f"backups-{i}", [*base, *extra])
+        spans = [b["span"] for b in RunDir(s["run"]).read_json("sandblaster.json")["batches"]]
+        mean = sum(spans) / len(spans)
+        normal = normal or mean
+        print(json.dumps({"cluster": name, "backup_after": after, "batches": len(spans), "batch_time_mean": round(mean, 4),
+                          "batch_time_max": round(max(spans), 4), "ratio_to_normal": round(mean / normal, 3),
+                          "units": s["units_dispatched"], "backups": s["backups"], "backups_won": s["backups_won"],
+                          "duplicates": s["duplicates_dropped"], "final_loss": round(s["final_loss"], 5)}), flush=True)
+
+
+def figure(args: argparse.Namespace) -> None:
+    out = Path(args.out)
+    cluster = [f"cluster.runner={args.runner}", f"cluster.workers={args.workers}", f"cluster.shards={args.shards}"]
+    _train(out / "downpour", [*cluster, "cluster.rule=adagrad", f"train.lr={args.lr}", f"train.steps={args.downpour_steps}",
+                              "train.batch_size=100", "train.log_every=25"])
+    _train(out / "sandblaster", [*cluster, "cluster.algorithm=sandblaster", f"sandblaster.units={args.units}",
+                                 f"train.steps={args.sandblaster_steps}", "train.batch_size=100"])
+    curves(argparse.Namespace(runs=[str(out / "downpour"), str(out / "sandblaster")], png=str(out / "figure4.png")))
+
+
+def _curve(path: str) -> tuple[str, list[dict[str, Any]]]:
+    run = RunDir.open(path)
+    cfg = run.config
+    method = cfg.cluster.algorithm if cfg.cluster.runner != "local" else "local"
+    rows = []
+    for r in run.metrics():
+        examples = r["examples"] if method == "sandblaster" else r["step"] * cfg.train.batch_size
+        rows.append({"method": method, "run": path, "step": r["step"], "cost": r["loss"], "time": r["time"],
+                     **({"vtime": r["vtime"]} if "vtime" in r else {}), "examples": examples})
+    return method, rows
+
+
+def _reach(rows: list[dict[str, Any]], level: float) -> dict[str, Any] | None:
+    for r in rows:
+        if r["cost"] <= level:
+            return {k: r[k] for k in ("time", "vtime", "examples") if k in r}
+    return None
+
+
+def curves(args: argparse.Namespace) -> None:
+    runs = [_curve(p) for p in args.runs]
+    for _, rows in runs:
+        for r in rows:
+            print(json.dumps(r))
+    best = max(min(r["cost"] for r in rows) for _, rows in runs)   # a level every run reaches
+    start = min(rows[0]["cost"] for _, rows in runs)
+    levels = [best + f * (start - best) for f in (0.5, 0.2, 0.05, 0.0)]
+    print(json.dumps({"reach": [{"cost": round(lv, 5), **{m: _reach(rows, lv) for m, rows in runs}} for lv in levels],
+                      "final": {m: rows[-1] for m, rows in runs}}))
+    if args.png:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        timed = "vtime" if all("vtime" in rows[0] for _, rows in runs) else "time"
+        fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+        for method, rows in runs:
+            axes[0].plot([r[timed] for r in rows], [r["cost"] for r in rows], label=method)
+            axes[1].plot([r["examples"] for r in rows], [r["cost"] for r in rows], label=method)
+        axes[0].set_xlabel("virtual time (steps)" if timed == "vtime" else "wall time (s)")
+        axes[1].set_xlabel("examples computed")
+        axes[0].set_ylabel("training cost")
+        for ax in axes:
+            ax.set_yscale("log")
+            ax.legend()
+        fig.tight_layout()
+        fig.savefig(args.png, dpi=100)
+        print(f"wrote {args.png}", file=sys.stderr)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("backups")
+    b.add_argument("--workers", type=int, default=4)
+    b.add_argument("--units", type=int, default=12)
+    b.add_argument("--factor", type=float, default=10.0)
+    b.add_argument("--steps", type=int, default=5)
+    b.add_argument("--backup-after", type=float, nargs="+", default=[0.0, 0.5, 0.75, 0.8, 1.0])
+    b.add_argument("--out", default="runs/bench-sandblaster")
+    b.set_defaults(func=backups)
+    f = sub.add_parser("figure")
+    f.add_argument("--out", default="runs/fig4")
+    f.add_argument("--runner", choices=("simulated", "ray"), default="simulated")
+    f.add_argument("--workers", type=int, default=4)
+    f.add_argument("--shards", type=int, default=2)
+    f.add_argument("--units", type=int, default=32)
+    f.add_argument("--lr", type=float, default=0.1)
+    f.add_argument("--downpour-steps", type=int, default=3000)
+    f.add_argument("--sandblaster-steps", type=int, default=60)
+    f.set_defaults(func=figure)
+    c = sub.add_parser("curves")
+    c.add_argument("runs", nargs=2)
+    c.add_argument("--png", default="")
+    c.set_defaults(func=curves)
+    args = parser.parse_args()
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()
