@@ -49,6 +49,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from downpour.train.rundir import RunDir
 
     if args.resume:
+        if args.out:
+            raise ConfigError(f"--out with --resume: the run goes on in {args.resume!r}; drop --out (or start a new "
+                              f"run there with --config {args.resume}/config.toml)")
         run = RunDir.open(args.resume)
         cfg = load_config(str(run.path / "config.toml"), _overrides(args))
         check_resume(run.config, cfg)
@@ -246,6 +249,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"downpour: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:   # Ctrl-C: the runner has saved what it could and said how to resume
+        print("downpour: interrupted", file=sys.stderr)
+        return 130
     except BrokenPipeError:     # `downpour models | head`: the reader left; nothing is wrong
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

@@ -181,14 +181,17 @@ def _read_toml(name_or_path: str) -> tuple[dict[str, Any], str]:
         raise ConfigError(f"{where}: invalid TOML: {err}") from None
 
 
-def _merge(into: dict[str, Any], table: dict[str, Any], where: str) -> None:
-    """Merge a parsed TOML table into ``into`` (plain nested dicts), naming an unknown section or key.
-    Values are checked when the sections are built from the merged table (:func:`_build`)."""
+def _merge(into: dict[str, Any], table: dict[str, Any], where: str, origins: dict[str, str]) -> None:
+    """Merge a parsed TOML table into ``into`` (plain nested dicts), naming an unknown section or key,
+    and note in ``origins`` where each ``section.key`` was set last. Values are checked when the
+    sections are built from the merged table (:func:`_build`), which names the key; ``origins``
+    then names the file, preset or override that set it."""
     for key, value in table.items():
         if key == "base":
             continue
         if key == "seed":
             into["seed"] = value
+            origins["seed"] = where
         elif key in ("model", "objective", *SECTIONS):
             if not isinstance(value, dict):
                 raise ConfigError(f"{where}: [{key}] must be a table")
@@ -198,17 +201,23 @@ def _merge(into: dict[str, Any], table: dict[str, Any], where: str) -> None:
                     if k not in valid:
                         raise ConfigError(f"{where}: unknown key '{key}.{k}'{nearest(k, valid)}")
             into.setdefault(key, {}).update(value)   # an objective term's table replaces the term's table
+            origins.update({f"{key}.{k}": where for k in value})
         else:
             valid = ["seed", "model", "objective", *SECTIONS]
             raise ConfigError(f"{where}: unknown section or key {key!r}{nearest(key, valid)}; valid: {', '.join(valid)}")
 
 
-def _build(table: dict[str, Any]) -> RunConfig:
-    """The frozen, checked config of a merged table."""
+def _build(table: dict[str, Any], origins: dict[str, str]) -> RunConfig:
+    """The frozen, checked config of a merged table; an error names where its key was set."""
     model = dict(table.get("model", {}))
     name = model.pop("name", ModelSpec.name)
-    return RunConfig(seed=table.get("seed", 0), model=ModelSpec(name, model), objective=dict(table.get("objective", {})),
-                     **{key: cls(**table.get(key, {})) for key, cls in SECTIONS.items()})
+    try:
+        return RunConfig(seed=table.get("seed", 0), model=ModelSpec(name, model), objective=dict(table.get("objective", {})),
+                         **{key: cls(**table.get(key, {})) for key, cls in SECTIONS.items()})
+    except ConfigError as err:
+        if err.key in origins:
+            raise ConfigError(f"{origins[err.key]}: {err}", key=err.key) from None
+        raise
 
 
 Override = str | tuple[str, Any]   # "section.key=value" as typed after --set, or (key, typed value)
@@ -243,15 +252,16 @@ def load_config(name_or_path: str = "main", overrides: list[Override] | tuple[Ov
         chain.append((table, where))
         current = table.get("base")
     merged: dict[str, Any] = {}
+    origins: dict[str, str] = {}
     for table, where in reversed(chain):
-        _merge(merged, table, where)
+        _merge(merged, table, where, origins)
     for item in overrides:
         path, value = parse_override(item)
         nested: dict[str, Any] = {path[-1]: value}
         for part in reversed(path[:-1]):
             nested = {part: nested}
-        _merge(merged, nested, f"--set {item if isinstance(item, str) else '='.join(map(str, item))}")
-    return _build(merged)
+        _merge(merged, nested, f"--set {item}" if isinstance(item, str) else "the command line", origins)
+    return _build(merged, origins)
 
 
 def config_to_dict(cfg: RunConfig) -> dict[str, Any]:
@@ -263,8 +273,9 @@ def config_to_dict(cfg: RunConfig) -> dict[str, Any]:
 
 def config_from_dict(table: dict[str, Any]) -> RunConfig:
     merged: dict[str, Any] = {}
-    _merge(merged, table, "config")
-    return _build(merged)
+    origins: dict[str, str] = {}
+    _merge(merged, table, "config", origins)
+    return _build(merged, origins)
 
 
 def save_config(cfg: RunConfig, path: str | Path) -> None:

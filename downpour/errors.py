@@ -11,7 +11,12 @@ class DownpourError(Exception):
 
 
 class ConfigError(DownpourError, ValueError):
-    """A config file, preset or override is wrong; the message names the key or value."""
+    """A config file, preset or override is wrong; the message names the key or value. ``key``:
+    the ``section.key`` it is about, when one is (so the loader can name the file that set it)."""
+
+    def __init__(self, message: str, key: str | None = None):
+        super().__init__(message)
+        self.key = key
 
 
 class RunError(DownpourError, RuntimeError):

@@ -98,27 +98,27 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         kind = get_args(hint)[0]
         if not isinstance(value, (list, tuple)) or not all(type(v) is kind or (kind is float and type(v) is int)
                                                            for v in value):
-            raise ConfigError(f"{key} must be a list of {kind.__name__}, got {value!r}")
+            raise ConfigError(f"{key} must be a list of {kind.__name__}, got {value!r}", key=key)
         return tuple(kind(v) for v in value)
     if hint == list[str]:
         if isinstance(value, str):        # `--set analysis.probes=lfw,digits`
             return [p.strip() for p in value.split(",") if p.strip()]
         if isinstance(value, (list, tuple)) and all(isinstance(p, str) for p in value):
             return list(value)
-        raise ConfigError(f"{key} must be a list of strings, got {value!r}")
+        raise ConfigError(f"{key} must be a list of strings, got {value!r}", key=key)
     if hint in (int, float, str, bool) and type(value) is not hint:
-        raise ConfigError(f"{key} must be {hint.__name__}, got {value!r} ({type(value).__name__})")
+        raise ConfigError(f"{key} must be {hint.__name__}, got {value!r} ({type(value).__name__})", key=key)
     return value
 
 
 def _check(value: Any, meta: Any, key: str) -> None:
     choices, within, forms = meta.get("choices", ()), meta.get("within"), meta.get("forms")
     if choices and value not in choices:
-        raise ConfigError(f"{key} must be one of {', '.join(map(str, choices))}, got {value!r}{nearest(str(value), choices)}")
+        raise ConfigError(f"{key} must be one of {', '.join(map(str, choices))}, got {value!r}{nearest(str(value), choices)}", key=key)
     if isinstance(value, float) and not math.isfinite(value):
-        raise ConfigError(f"{key} must be a finite number, got {value}")
+        raise ConfigError(f"{key} must be a finite number, got {value}", key=key)
     if within is not None and value not in within:
-        raise ConfigError(f"{key} must be {within.describe()}, got {value!r}")
+        raise ConfigError(f"{key} must be {within.describe()}, got {value!r}", key=key)
     if forms is not None:
         parse_spec(value, forms, key)
 
@@ -131,20 +131,20 @@ def parse_spec(text: str, forms: dict[str, Form], key: str) -> Spec:
     """``"uniform:0:4"`` -> ``Spec("uniform", (0.0, 4.0))``, each argument typed and in its interval."""
     kind, *raw = text.split(":")
     if kind not in forms:
-        raise ConfigError(f"{key} {text!r}: unknown {kind!r}{nearest(kind, forms)}; use {_usage(forms)}")
+        raise ConfigError(f"{key} {text!r}: unknown {kind!r}{nearest(kind, forms)}; use {_usage(forms)}", key=key)
     form = forms[kind]
     if len(raw) != len(form):
-        raise ConfigError(f"{key} {text!r}: {kind!r} takes {len(form)} argument(s): {_usage({kind: form})}")
+        raise ConfigError(f"{key} {text!r}: {kind!r} takes {len(form)} argument(s): {_usage({kind: form})}", key=key)
     args = []
     for part, (name, kind_type, within) in zip(raw, form):
         try:
             value = kind_type(part)
         except ValueError:
             raise ConfigError(f"{key} {text!r}: {name} must be {'a whole number' if kind_type is int else 'a number'}, "
-                              f"got {part!r}") from None
+                              f"got {part!r}", key=key) from None
         bounds = Interval.parse(within)
         if (isinstance(value, float) and not math.isfinite(value)) or value not in bounds:
             raise ConfigError(f"{key} {text!r}: {name} must be {'finite and ' if kind_type is float else ''}"
-                              f"{bounds.describe()}, got {part}")
+                              f"{bounds.describe()}, got {part}", key=key)
         args.append(value)
     return Spec(kind, tuple(args))

@@ -44,7 +44,8 @@ def load_folder(path: str | Path, grey: bool = True, labels: bool = False) -> Im
     if not root.is_dir():
         raise DataError(f"image folder {str(root)!r} does not exist or is not a folder")
     known = image_extensions()
-    files = sorted(p for p in root.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts))
+    every = [p for p in root.rglob("*") if p.is_file()]
+    files = sorted(p for p in every if not any(part.startswith(".") for part in p.relative_to(root).parts))
     candidates = [p for p in files if p.suffix.lower() in known]
     if not candidates:
         raise DataError(f"image folder {str(root)!r} holds no image files ({len(files)} other files); "
@@ -67,7 +68,7 @@ def load_folder(path: str | Path, grey: bool = True, labels: bool = False) -> Im
     if not images:
         raise DataError(f"image folder {str(root)!r}: none of its {len(candidates)} image files could be read "
                         f"(first: {skipped[0]['file']}: {skipped[0]['reason']})")
-    info = {"path": str(root), "n_ignored": len(files) - len(candidates)}
+    info = {"path": str(root), "n_ignored": len(every) - len(candidates)}   # hidden and non-image files
     y = None
     if labels:
         classes = sorted(set(classes_of))

@@ -70,11 +70,16 @@ def run_cluster(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, 
     def stage_of(step: int) -> int | None:
         return stage_for_step(step, cfg.train.steps, n_stages, cfg.train.schedule)
 
-    recorder = Recorder(cfg, run, coord, meta["elapsed"])
-    driver: Driver | None = None
+    # the driver first: if Ray cannot start or join, nothing is written and the run folder stays
+    # one that never started (the same command, fixed, takes it over)
+    driver: Driver = _driver(c.runner)(setup, shards, coord, stage_of, start, next_seqs(restored) if restored else {},
+                                       meta.get("vtime", 0.0))
     try:
-        driver = _driver(c.runner)(setup, shards, coord, stage_of, start, next_seqs(restored) if restored else {},
-                                   meta.get("vtime", 0.0))
+        recorder = Recorder(cfg, run, coord, meta["elapsed"])
+    except BaseException:
+        driver.close()
+        raise
+    try:
         recorder.driver = driver
         recorder.mark_started()   # every process is up: rates and times count from here
         driver.run(recorder.on_push)
@@ -83,8 +88,7 @@ def run_cluster(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, 
         recorder.save_on_failure()   # while the driver's shards are still up
         raise
     finally:
-        if driver is not None:
-            driver.close()
+        driver.close()
         recorder.close()
     recorder.checkpoint(states)
     return _finish(setup, run, states, coord, recorder, start, info)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import uuid
 import warnings
 from typing import Any, Callable
@@ -35,6 +36,7 @@ from ray.exceptions import RayError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from downpour.config import RunConfig
+from downpour.errors import RunError
 from downpour.ps import shm
 from downpour.ps.checkpoint import ShardState
 from downpour.ps.coordinator import Coordinator
@@ -218,14 +220,42 @@ class WorkerActor:
         return _node()
 
 
+CONNECT_TIMEOUT_S = 10.0
+
+
+def _reachable(address: str, timeout: float) -> None:
+    """Raise RunError unless ``host:port`` (``ray://host:port`` too) accepts a TCP connection within
+    ``timeout``: ``ray.init`` itself waits minutes on an address nobody answers."""
+    target = address.split("://", 1)[-1]
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        return                   # "auto" and other forms Ray resolves itself
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as err:
+        raise RunError(f"cannot reach the Ray cluster at cluster.address={address!r} within {timeout:g} s "
+                       f"({type(err).__name__}: {err}); is its head node running (`ray start --head`)?") from None
+
+
 def connect(address: str) -> bool:
-    """Join ``address`` or start a local Ray; returns True when this call started Ray."""
+    """Join ``address`` or start a local Ray; returns True when this call started Ray.
+
+    A plain run always starts its own local Ray (``address="local"``), so a stale
+    /tmp/ray/ray_current_cluster left by a killed head, or a RAY_ADDRESS in the environment, does
+    not redirect it. Joining fails in one line, within :data:`CONNECT_TIMEOUT_S`, when nobody answers."""
     if ray.is_initialized():
         return False
-    if address:
+    if not address:
+        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=True)
+        return True
+    _reachable(address, CONNECT_TIMEOUT_S)
+    try:
         ray.init(address=address, log_to_driver=True)
-    else:
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=True)
+    except (ConnectionError, RuntimeError, ValueError) as err:   # e.g. a token-protected cluster without the token
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise RunError(f"could not join the Ray cluster at cluster.address={address!r}: {first} "
+                       "(a cluster started with authentication needs its token in this environment: see "
+                       "docs/parameter-server.md#faults)") from None
     return True
 
 

@@ -38,8 +38,9 @@ class Segment:
     def __init__(self, path: str | Path, n: int, create: bool = False):
         self.path, self.n = Path(path), n
         size = 8 * HEADER + 4 * n
-        if create:
-            with open(self.path, "wb") as f:
+        if create:   # readable by this user only: the parameters and gradients of a run are its own
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as f:
                 f.truncate(size)
         with open(self.path, "r+b") as f:
             self._map = mmap.mmap(f.fileno(), size)

@@ -33,7 +33,8 @@ class RunDir:
 
     @classmethod
     def create(cls, path: str | Path, cfg: RunConfig) -> "RunDir":
-        """A new run directory holding the fully resolved ``config.toml``; refuses to overwrite a run.
+        """A new run directory holding the fully resolved ``config.toml``; refuses to overwrite a run,
+        or to write into a folder that holds anything downpour did not put there.
 
         A directory whose run never got going (a config.toml and nothing trained: no checkpoint, no
         model, no metrics, e.g. the data failed to load) is taken over, so fixing the cause and
@@ -42,9 +43,19 @@ class RunDir:
         run = cls(path)
         if (run.path / "config.toml").exists() and not run.never_started():
             raise RunExistsError(f"{str(run.path)!r} already holds a run; resume it with --resume or pick another --out")
+        if run.path.exists():
+            others = (sorted(p.name for p in run.path.iterdir() if p.name not in cls.NEVER_STARTED)
+                      if run.path.is_dir() else [])
+            if not run.path.is_dir() or others:
+                shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
+                raise RunExistsError(f"{str(run.path)!r} is not an empty folder ({shown or 'a file'}): a run is written "
+                                     "only into a new or empty folder, never over files it did not make; pick another --out")
         run.path.mkdir(parents=True, exist_ok=True)
         run.save_config(cfg)
         return run
+
+    # what a run that never got going leaves behind (RunDir.begin writes the preprocessing too)
+    NEVER_STARTED = ("config.toml", "preprocess.json", "preprocess.safetensors", "tb")
 
     def never_started(self) -> bool:
         """True while nothing of this run's training exists yet (only its config and preprocessing)."""

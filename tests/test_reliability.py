@@ -1,0 +1,81 @@
+"""Nothing of the user's is lost and every mistake is one line: the cases of issue 14 a user meets
+before any cluster process runs."""
+import os
+import stat
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from downpour.cli import main
+from downpour.data.folder import load_folder
+from downpour.ps import shm
+
+TINY = ["--config", "ufldl-sae", "--steps", "4", "--no-report", "--set", "data.samples=300",
+        "--set", "train.tensorboard=false"]
+
+
+def test_a_folder_with_the_users_own_files_is_never_written_into(tmp_path, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("my notes")
+    (out / "config.toml").write_text("# my own config\n")
+    assert main(["train", *TINY, "--out", str(out)]) == 2
+    assert "not an empty folder (notes.txt)" in capsys.readouterr().err
+    assert (out / "config.toml").read_text() == "# my own config\n" and sorted(p.name for p in out.iterdir()) == [
+        "config.toml", "notes.txt"]
+
+
+def test_resume_with_out_is_refused_not_ignored(tmp_path, capsys):
+    assert main(["train", *TINY, "--out", str(tmp_path / "r")]) == 0
+    assert main(["train", "--resume", str(tmp_path / "r"), "--steps", "8", "--out", str(tmp_path / "elsewhere")]) == 2
+    assert "--out with --resume" in capsys.readouterr().err and not (tmp_path / "elsewhere").exists()
+
+
+def test_ctrl_c_is_one_line(monkeypatch, capsys):
+    import downpour.cli as cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    args = cli.build_parser().parse_args(["presets"])
+    args.func = interrupted          # as if Ctrl-C came in the middle of a command
+    monkeypatch.setattr(cli.argparse.ArgumentParser, "parse_args", lambda self, argv=None: args)
+    assert main(["presets"]) == 130
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1] == "downpour: interrupted" and "Traceback" not in err
+
+
+def test_a_config_error_names_the_file_that_set_the_value(tmp_path, capsys):
+    bad = tmp_path / "wrong_type.toml"
+    bad.write_text('base = "ufldl-sae"\n[train]\nsteps = "many"\n')
+    assert main(["train", "--config", str(bad), "--dry-run"]) == 2
+    assert f"{bad}: train.steps must be int" in capsys.readouterr().err
+    assert main(["train", "--config", "ufldl-sae", "--dry-run", "--set", "cluster.delay=exponential:inf"]) == 2
+    assert "--set cluster.delay=exponential:inf: cluster.delay" in capsys.readouterr().err
+
+
+def test_shared_memory_is_readable_by_its_owner_only(tmp_path):
+    seg = shm.Segment(tmp_path / "seg", 4, create=True)
+    try:
+        assert stat.S_IMODE(os.stat(tmp_path / "seg").st_mode) == 0o600
+    finally:
+        seg.close()
+
+
+def test_hidden_files_count_as_ignored(tmp_path):
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "a.png")
+    (tmp_path / ".DS_Store").write_bytes(b"x")
+    (tmp_path / "readme.txt").write_text("x")
+    assert load_folder(tmp_path).info["n_ignored"] == 2
+
+
+def test_an_unreachable_address_fails_fast_in_one_line_and_the_folder_can_be_reused(tmp_path, capsys):
+    out = tmp_path / "r"
+    t0 = time.monotonic()
+    assert main(["train", *TINY, "--runner", "ray", "--address", "127.0.0.1:1", "--out", str(out)]) == 2
+    assert time.monotonic() - t0 < 60
+    err = capsys.readouterr().err
+    assert "cannot reach the Ray cluster at cluster.address='127.0.0.1:1'" in err and "Traceback" not in err
+    assert main(["train", *TINY, "--runner", "simulated", "--out", str(out)]) == 0   # the same folder, taken over
