@@ -2,7 +2,7 @@
 
 The layout is DistBelief's: R model replicas of K partitions each, one machine per partition, plus
 S parameter-server shard machines. A cat stage's output grid is cut into a gr x gc grid of K
-spatial blocks (gr·gc = K, as square as K allows); a partition owns its block's untied weights
+spatial blocks (gr·gc = K, as square as K allows, as ``downpour.parallel`` cuts them); a partition owns its block's untied weights
 (encoder, and decoder if untied) and needs its input window, its block plus the receptive-field
 halo, and the pooling and LCN halos of its neighbours. Every number is for the largest block.
 
@@ -27,6 +27,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from downpour.parallel.blocks import grid_shape
 from downpour.plan.calibrate import Rates
 from downpour.plan.network import Network, Stage
 from downpour.plan.staleness import steady_staleness
@@ -52,10 +53,7 @@ class Cluster:
         return self.bandwidth_gbit * 1e9 / 8
 
 
-def grid(k: int) -> tuple[int, int]:
-    """K blocks as rows x columns, as square as K allows (K = 9: 3x3, K = 8: 2x4)."""
-    rows = max(d for d in range(1, math.isqrt(k) + 1) if k % d == 0)
-    return rows, k // rows
+grid = grid_shape     # K blocks as rows x columns, as the model-parallel runner cuts them (8: 4x2, 9: 3x3)
 
 
 def _area(need: tuple[int, int], own: tuple[int, int], channels: int) -> int:

@@ -21,6 +21,8 @@ def _human(n: float, unit: str = "") -> str:
 
 
 def _seconds(t: float) -> str:
+    if t < 1e-3:
+        return f"{t * 1e6:.1f} µs"
     return f"{t * 1e3:.1f} ms" if t < 1 else f"{t:.2f} s"
 
 

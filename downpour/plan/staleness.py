@@ -15,18 +15,30 @@ Little's law a push sees λ·W arrivals in its window, itself included:
 
     steady state:   s = N·(p + d + ā)/p − 1,   ā = (f − gcd(p, f))/2   (the mean of c·p mod f)
 
-(N = 4, p = f = 1: d = 0 gives 3, d = 1 gives 7: the N − 1 of a non-pipelined cluster plus N·d/p
-for the pushes that land while one is in flight.) Early rounds see fewer: no push lands before
-p + d. The prediction therefore counts round by round, spreading each round's pushes over the
-p around their arrival (a fluid version of the lockstep bursts, which is exact up to ±½ a push per
-round), and averages over every push of the run, the last round possibly partial:
+(N = 4, p = f = 1: d = 0 gives 3, the N − 1 of a non-pipelined cluster; every unit of delay adds
+N·d/p for the pushes that land while one is in flight.) Two corrections make it exact for the
+simulator (tests/test_plan.py; docs/plan.md has the measurements):
 
-    s_c = Σ_c' n_c' · |window_c ∩ (T_c' − p/2, T_c' + p/2)| / p − 1,   T_c' = (c'+1)·p + d
+- start-up: no push lands before p + d, so early rounds see fewer. The prediction counts round by
+  round, c = 0, 1, ... (the last one possibly partial), and averages over every push of the run.
+- ties: with one constant delay a round's pushes land together, at the same instant as some
+  fetches; the simulator's event order (time, then order of scheduling) decides who sees whom
+  (:func:`predict_staleness`). Counted as bursts: a push sees every burst strictly inside its
+  window, half of its own round (the workers before it) and, when d <= 1, half of the burst that
+  lands at its fetch. For integer d >= 2 that burst is already applied, so the steady state is
+  N·d + (N − 1)/2 (p = f = 1), N/2 under Little's fluid count.
 
-Random delays (uniform, exponential, straggler) enter through their mean d̄: Little's law needs only
-the mean window. ``bounded:K`` makes a worker wait for its own push before it starts the next
-cycle: λ = N/(p + d), W = p + d, so s = N − 1 (warm-up as above); ``sync`` applies a round at once:
-0. A ``warm_start`` phase (worker 0 alone) is counted as a run of one worker, then the others.
+Random delays (uniform, exponential, straggler) never tie; their pushes are spread over the cycle
+around their mean arrival (a fluid), and enter through the mean delay d̄: Little's law needs only
+the mean window (within 4% of the simulator at 50 workers, docs/plan.md).
+
+``bounded:K`` makes a worker wait for its own push before it starts the next cycle: λ = N/(p + d),
+W = p + d, so s = N − 1; with K = 0 a round is a barrier and a push sees only its own round's
+earlier pushes, (N − 1)/2. With random delays and a small K > 0 the gate holds some workers back
+and the measured mean falls between the two (at N = 50, exponential:2: K = 1 gives 32, K = 2 gives
+38, K = 8 gives 47, against the predicted 48): not modelled. ``sync`` applies a round at once: 0.
+A ``warm_start`` phase (worker 0 alone) is counted as a run of one worker, then the others as a
+fresh start.
 """
 from __future__ import annotations
 
