@@ -95,7 +95,9 @@ class ClusterConfig(Section):
     # simulated: time a push travels, in steps: constant:T | uniform:A:B | exponential:MEAN | straggler:T:FACTOR
     delay: str = setting("constant:1", forms=DELAY_FORMS)
     warm_start: int = setting(0, within=AT_LEAST_0)           # steps worker 0 trains alone before the others join
-    checkpoint_every: int = setting(0, within=AT_LEAST_0)     # server updates (pushes) between server checkpoints; 0 = only at the end
+    checkpoint_every: int = setting(0, within=AT_LEAST_0)     # server updates (pushes) between server checkpoints; 0 = by time only
+    checkpoint_seconds: float = setting(30.0, within=AT_LEAST_0)   # wall-clock seconds between server checkpoints (a lost shard or driver loses at most this); 0 = off
+    shard_restarts: int = setting(3, within=AT_LEAST_0)       # ray: times the shards are restarted from the last checkpoint after a shard is lost
     restarts: int = setting(0, within=AT_LEAST_0)             # ray: lost workers restarted (fresh actor, same data shard); 0 = go on without them
 
     def spec(self, key: str) -> Spec:

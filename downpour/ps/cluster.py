@@ -21,7 +21,7 @@ from downpour.errors import RunError
 from downpour.parallel.partition import merge_model
 from downpour.ps.checkpoint import ShardState, load_server, next_seqs
 from downpour.ps.coordinator import Coordinator
-from downpour.ps.recorder import SERVER, Driver, Recorder, write_staleness
+from downpour.ps.recorder import SERVER, Driver, Recorder, ShardLost, write_staleness
 from downpour.ps.setup import ClusterSetup, make_shards, set_up_cluster
 from downpour.train.checkpoint import CheckpointError
 from downpour.train.rundir import RunDir
@@ -41,7 +41,28 @@ def _driver(runner: str) -> type:
 
 
 def run_cluster(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, Any]:
-    """Train ``cfg`` on the simulated cluster or on Ray; returns a summary dict."""
+    """Train ``cfg`` on the simulated cluster or on Ray; returns a summary dict.
+
+    A lost shard (:class:`ShardLost`) does not end the run: every shard is restarted from the last
+    server checkpoint (``cluster.checkpoint_seconds`` apart on Ray), losing at most the updates since,
+    up to ``cluster.shard_restarts`` times."""
+    for attempt in range(cfg.cluster.shard_restarts + 1):
+        try:
+            return _run_once(cfg, run, resume)
+        except ShardLost as err:
+            if attempt == cfg.cluster.shard_restarts:
+                raise RunError(f"{err}, and the shards were already restarted {attempt} time(s) "
+                               f"(cluster.shard_restarts); what was saved is in {str(run.path)!r}") from None
+            resume = (run.checkpoints / f"{SERVER}.json").is_file()
+            if not resume:
+                run.truncate_metrics(0)        # no checkpoint yet: start again from step 0
+            step = load_server(run.checkpoints / SERVER, meta_keys=("step",))[1]["step"] if resume else 0
+            log.warning("%s; restarting every shard from %s", err,
+                        f"the checkpoint at step {step}" if resume else "the start (no checkpoint yet)")
+    raise AssertionError("unreachable")
+
+
+def _run_once(cfg: RunConfig, run: RunDir, resume: bool) -> dict[str, Any]:
     setup = set_up_cluster(cfg)
     init = setup.layout.params_to_vector(setup.model)
     c = cfg.cluster
@@ -115,7 +136,8 @@ def _finish(setup: ClusterSetup, run: RunDir, states: list[ShardState], coord: C
             "versions": [m["version"] for _, m in states], "accepted": [m["accepted"] for _, m in states],
             "applied": [m["applied"] for _, m in states], "rejected": report["rejected"],
             "mean_staleness": report["overall"]["mean"], "max_staleness": report["overall"]["max"],
-            "lost_workers": list(coord.lost), "seconds": round(recorder.elapsed(), 2), "run": str(run.path), **info}
+            "lost_workers": list(coord.lost), "seconds": round(recorder.elapsed(), 2), "run": str(run.path),
+            "checkpoints": recorder.checkpoints, "checkpoint_seconds": round(recorder.checkpoint_seconds, 3), **info}
     run.write_json("cluster.json", summary)  # placement, counts, lost workers: what happened to the cluster
     if coord.done < coord.total and not coord.live:
         raise RunError(f"every worker was lost ({', '.join(_loss_reasons(coord))}) after {coord.done} of {coord.total} steps; "

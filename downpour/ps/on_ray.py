@@ -39,6 +39,8 @@ from downpour.config import RunConfig
 from downpour.errors import RunError
 from downpour.ps import shm
 from downpour.ps.checkpoint import ShardState
+from downpour.ps.recorder import ShardLost
+from downpour.ps.shm import SHM_DIR
 from downpour.ps.coordinator import Coordinator
 from downpour.ps.doorbell import Bell
 from downpour.ps.setup import ClusterSetup, make_worker
@@ -47,6 +49,24 @@ from downpour.ps.shard_server import ShardServer
 from downpour.ps.worker import OnPush, Push, push_record
 
 log = logging.getLogger(__name__)
+
+
+def sweep_stale_segments() -> int:
+    """Remove /dev/shm/downpour-<pid>-* files whose driver process (``pid``) is gone: what a
+    driver killed by SIGKILL leaves behind. Returns how many were removed."""
+    removed = 0
+    for path in SHM_DIR.glob("downpour-*"):
+        pid = path.name.split("-")[1]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            path.unlink(missing_ok=True)
+            removed += 1
+        except PermissionError:
+            pass                 # another user's live process
+    return removed
 
 
 def _quiet_readonly() -> None:
@@ -316,7 +336,8 @@ class RayCluster:
     def _start(self, shards: list[Shard], start_step: int) -> None:
         """Shard actors, then worker actors (which learn the shards' shared-memory lanes)."""
         cfg, n = self.setup.cfg, self.setup.cfg.cluster.workers
-        self.run_id = uuid.uuid4().hex[:8]
+        sweep_stale_segments()
+        self.run_id = f"{os.getpid()}-{uuid.uuid4().hex[:6]}"   # the driver's pid: what the sweep checks
         self.per_worker = min(1.0, float(ray.cluster_resources().get("CPU", 1.0)) / n)  # 8 workers still fit on 2 cores
         self.threads = cfg.train.threads or max(1, int(os.cpu_count() or 1) // n)
         self.place = _placer(ray.nodes())
@@ -367,6 +388,24 @@ class RayCluster:
     def _set_live(self) -> None:   # waited for, so no worker fetches before the shards know who is live
         ray.get([a.set_workers.remote(sorted(self.coord.live)) for a in self.shard_actors])
 
+    def _dead_shards(self) -> list[int]:
+        """The shards whose actor no longer answers (asked after a failure, to tell a lost shard,
+        which every worker's next fetch trips over, from a lost worker)."""
+        dead = []
+        for j, a in enumerate(self.shard_actors):
+            try:
+                ray.get(a.node.remote(), timeout=10)
+            except (RayError, ray.exceptions.GetTimeoutError):
+                dead.append(j)
+        return dead
+
+    def _shard_lost(self, err: BaseException) -> None:
+        """Raise :class:`ShardLost` if a shard died (``err`` the failure that showed it); else return."""
+        dead = self._dead_shards()
+        if dead:
+            raise ShardLost(f"shard {', '.join(map(str, dead))} lost at step {self.coord.done} "
+                            f"({type(err).__name__})") from err
+
     # -- the driving loop ---------------------------------------------------------------------------
     def _dispatch(self, w: int) -> None:
         k = self.coord.begin_cycle(w)
@@ -415,6 +454,7 @@ class RayCluster:
             meta = ray.get(ref)
         except RayError as err:
             if current:          # (else another queued cycle of the same dead actor: already handled)
+                self._shard_lost(err)   # a dead shard fails every worker's fetch: not the worker's loss
                 self._lost(w, err)
             return
         if not current:
@@ -444,11 +484,17 @@ class RayCluster:
         while self._pending:
             ready, _ = ray.wait(list(self._pending), num_returns=1)
             kind, w = self._pending.pop(ready[0])
-            if kind == "cycle":
-                self._cycle_done(ready[0], w, on_push)
-            else:
-                answers, meta = self._pushes.pop(ready[0])
-                self._applied(w, ShardPush.results(answers), meta, on_push)
+            try:
+                if kind == "cycle":
+                    self._cycle_done(ready[0], w, on_push)
+                else:
+                    answers, meta = self._pushes.pop(ready[0])
+                    self._applied(w, ShardPush.results(answers), meta, on_push)
+            except ShardLost:
+                raise
+            except (RayError, ConnectionError, OSError) as err:   # a closed doorbell, a shard call that failed
+                self._shard_lost(err)
+                raise
 
     # -- the driver protocol's other half -----------------------------------------------------------
     def snapshot(self) -> list[ShardState]:
@@ -478,6 +524,8 @@ class RayCluster:
             except Exception:  # noqa: BLE001
                 pass
         self.shard_actors, self.worker_actors, self.partition_actors, self.pusher = [], [], {}, None
+        for path in SHM_DIR.glob(f"downpour-{getattr(self, 'run_id', '-')}-*"):   # what a dead shard left here
+            path.unlink(missing_ok=True)
         if self.started:
             ray.shutdown()
             self.started = False

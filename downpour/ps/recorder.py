@@ -8,6 +8,7 @@ import time
 from typing import Any, Protocol
 
 from downpour.config import RunConfig
+from downpour.errors import RunError
 from downpour.ps.checkpoint import ShardState, save_server
 from downpour.ps.coordinator import Coordinator
 from downpour.ps.staleness import StalenessLog, staleness_report
@@ -17,6 +18,11 @@ from downpour.train.telemetry import PartsMean, Telemetry
 
 log = logging.getLogger(__name__)
 SERVER = "server"  # checkpoint stem under checkpoints/
+
+
+class ShardLost(RunError):
+    """A server shard died: the run can go on from the last server checkpoint (``run_cluster``
+    restarts every shard from it, up to ``cluster.shard_restarts`` times)."""
 
 
 class Driver(Protocol):
@@ -65,6 +71,9 @@ class Recorder:
         self.finite_pushes = 0       # ... that carried a finite gradient some shard accepted
         self.steps = self.skipped = 0   # worker steps in those pushes, and those with a NaN/Inf cost
         self._since_ckpt = 0
+        self._last_ckpt = time.perf_counter()
+        self.checkpoints = 0          # written by this process, and the seconds they took
+        self.checkpoint_seconds = 0.0
         self._stale_sum = 0.0
         self._mean = PartsMean()     # the pushes' parts and samples since the last log line
         self._last_step = coord.done
@@ -102,12 +111,28 @@ class Recorder:
                                updates_per_s=round(rate, 2), mean_staleness=round(self._stale_sum / self.pushes, 4),
                                **({"vtime": record["vtime"]} if "vtime" in record else {}))
             self._last_step, self._last_time, self._last_pushes = step, now, self.pushes
-        every_ckpt = self.cfg.cluster.checkpoint_every
-        if every_ckpt and self._since_ckpt >= every_ckpt and step < self.cfg.train.steps and self.driver:
-            self._since_ckpt = 0
-            self.checkpoint(self.driver.snapshot())
+        c = self.cfg.cluster
+        # by wall time on Ray only: a snapshot flushes a partial sync round, and the simulator's runs
+        # must not depend on the clock
+        due = ((c.checkpoint_every and self._since_ckpt >= c.checkpoint_every)
+               or (c.runner == "ray" and c.checkpoint_seconds
+                   and time.perf_counter() - self._last_ckpt >= c.checkpoint_seconds))
+        if due and step < self.cfg.train.steps and self.driver:
+            self.checkpoint()
 
-    def checkpoint(self, states: list[ShardState]) -> None:
+    def checkpoint(self, states: list[ShardState] | None = None) -> None:
+        """Save the server (``states``, or the driver's snapshot now) as checkpoints/server.*."""
+        t0 = time.perf_counter()
+        if states is None:
+            assert self.driver is not None
+            states = self.driver.snapshot()
+        self._write_checkpoint(states)
+        now = time.perf_counter()
+        self._since_ckpt, self._last_ckpt = 0, now
+        self.checkpoints += 1
+        self.checkpoint_seconds += now - t0
+
+    def _write_checkpoint(self, states: list[ShardState]) -> None:
         meta = {"step": self.coord.done, "clocks": {str(w): c for w, c in self.coord.clocks().items()},
                 "max_clock_gap": self.coord.max_gap,
                 "elapsed": round(self.elapsed(), 3), "events": self.coord.events,
@@ -122,7 +147,7 @@ class Recorder:
             return
         self._saved_on_failure = True
         try:
-            self.checkpoint(self.driver.snapshot())
+            self.checkpoint()
             log.warning("stopped at step %d; the server checkpoint was saved: --resume %s goes on from it",
                         self.coord.done, self.run.path)
         except Exception as err:  # noqa: BLE001  (the shards may be gone with the failure)

@@ -1,0 +1,105 @@
+"""Faults on real local Ray: a shard killed mid-run is restarted from the last checkpoint and the run
+finishes, with every accepted push applied once and nothing left in /dev/shm."""
+import os
+import threading
+import time
+
+import pytest
+import ray
+
+from downpour.config import load_config
+from downpour.ps.checkpoint import load_server
+from downpour.ps.on_ray import sweep_stale_segments
+from downpour.ps.shm import SHM_DIR
+from downpour.runners import train
+from downpour.train.rundir import RunDir
+
+BASE = ["cluster.runner=ray", "data.samples=600", "train.batch_size=16", "train.tensorboard=false",
+        "train.log_every=5"]
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def _kill_when(run, step, suffix, earlier, timeout=120.0):
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        rows = run.metrics()
+        if rows and rows[-1]["step"] >= step and (run.checkpoints / "server.json").is_file():
+            victim = next(a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+                          if a["name"].endswith(suffix) and a["name"] not in earlier)
+            ray.kill(ray.get_actor(victim))
+            return victim
+        time.sleep(0.05)
+    return None
+
+
+def test_a_killed_shard_is_restarted_from_the_checkpoint_and_the_run_finishes(tmp_path, local_ray):
+    cfg = load_config("ufldl-sae", [*BASE, "train.steps=600", "cluster.workers=2", "cluster.shards=2",
+                                    "cluster.checkpoint_seconds=0.5"])
+    run = RunDir.create(tmp_path / "s", cfg)
+    earlier = {a["name"] for a in ray.util.list_named_actors(all_namespaces=True)}
+    out = {}
+    thread = threading.Thread(target=lambda: out.update(train(cfg, run)))
+    thread.start()
+    victim = _kill_when(run, 100, "-shard1", earlier)
+    thread.join(timeout=240)
+    assert victim is not None and not thread.is_alive() and out, "the run did not finish"
+    assert out["steps"] == 600 and out["resumed_from"] > 0          # went on from a checkpoint, not from 0
+    assert out["accepted"] == out["applied"] and out["lost_workers"] == []
+    states, meta = load_server(run.checkpoints / "server")
+    for tensors, _ in states:
+        rows = tensors["log"].tolist()
+        assert len({(w, seq) for w, seq, _, _ in rows}) == len(rows)   # no push applied twice
+    steps = [r["step"] for r in run.metrics()]
+    assert steps == sorted(set(steps)) and steps[-1] == 600           # metrics past the checkpoint logged once
+    assert not list(SHM_DIR.glob(f"downpour-{os.getpid()}-*"))         # nothing left in /dev/shm
+
+
+def test_segments_of_a_dead_driver_are_swept(tmp_path):
+    dead = 2 ** 22 + 12345                     # above pid_max's default: no such process
+    stale = SHM_DIR / f"downpour-{dead}-abcdef-shard0.params"
+    mine = SHM_DIR / f"downpour-{os.getpid()}-abcdef-shard0.params"
+    stale.write_bytes(b"x")
+    mine.write_bytes(b"x")
+    try:
+        assert sweep_stale_segments() >= 1
+        assert not stale.exists() and mine.exists()       # a live driver's files are left alone
+    finally:
+        stale.unlink(missing_ok=True)
+        mine.unlink(missing_ok=True)
+
+
+def test_a_driver_killed_by_sigkill_leaves_a_run_that_resume_finishes(tmp_path, local_ray, capsys):
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    from downpour.cli import main
+
+    out = tmp_path / "d"
+    driver = subprocess.Popen([sys.executable, "-m", "downpour.cli", "train", "--config", "ufldl-sae", "--runner", "ray",
+                               "--steps", "5000", "--no-report", "--out", str(out), "--set", "data.samples=600",
+                               "--set", "train.batch_size=16", "--set", "train.tensorboard=false",
+                               "--set", "cluster.checkpoint_seconds=0.5"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        t0 = time.monotonic()
+        while not (out / "checkpoints/server.json").is_file() and time.monotonic() - t0 < 120:
+            time.sleep(0.1)
+        time.sleep(1.0)
+    finally:
+        driver.send_signal(signal.SIGKILL)
+        driver.wait()
+    saved = json.loads((out / "checkpoints/server.json").read_text())["step"]
+    assert 0 < saved < 5000
+    assert main(["train", "--resume", str(out), "--steps", str(saved + 100)]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["resumed_from"] >= saved and summary["steps"] == saved + 100
+    assert summary["accepted"] == summary["applied"]
+    assert not list(SHM_DIR.glob(f"downpour-{driver.pid}-*"))   # the dead driver's segments were swept
