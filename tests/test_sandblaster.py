@@ -2,6 +2,7 @@
 whatever the backups do, backups beating a straggler in virtual time, the CLI's run directory and
 resume, and a Ray run."""
 import json
+import math
 
 import pytest
 import torch
@@ -14,9 +15,10 @@ from downpour.preflight import check_run_config
 from downpour.ps.setup import set_up_cluster
 from downpour.runners import train
 from downpour.sandblaster.history import HistoryShard
+from downpour.sandblaster.lbfgs import Coordinator, Evaluation, LocalShards
 from downpour.sandblaster.run import make_shards
 from downpour.sandblaster.simulated import SimulatedPool
-from downpour.sandblaster.units import UnitScheduler, split_units
+from downpour.sandblaster.units import UnitCounts, UnitScheduler, batch_rows, split_units
 from downpour.train.checkpoint import load_state
 from downpour.train.flat import ParamLayout
 from downpour.train.rundir import RunDir
@@ -43,9 +45,9 @@ def _full_batch(cfg):
     layout = ParamLayout(model)
     x = setup.data.x.double()
 
-    def fg(w):
+    def fg(w, rows=slice(None)):
         layout.vector_to_params(w, model)
-        step = train_step(model, objective, Batch(x))
+        step = train_step(model, objective, Batch(x[rows]))
         return step.loss, layout.grads_to_vector(model).clone()
 
     return fg, setup.layout.params_to_vector(setup.model).double(), setup
@@ -112,10 +114,10 @@ def test_every_unit_is_added_once_even_with_backups_and_late_copies():
     fg, w0, setup = _full_batch(cfg)
     shards = make_shards(setup)
     pool = SimulatedPool(setup, shards)
-    rows = torch.arange(len(setup.data))
-    f, g = fg(w0)
     backups = duplicates = 0
-    for evaluation in range(1, 5):
+    for evaluation in range(1, 5):   # a new sample of 200 examples each time: a late copy's rows are not this batch's
+        rows = batch_rows(len(setup.data), 200, 0, evaluation)
+        f, g = fg(w0, rows)
         pool.group.call("begin", evaluation)
         ev = pool.evaluate(evaluation, rows, 0.0, None)
         acc = torch.cat([s.vector("acc") for s in shards])
@@ -146,10 +148,39 @@ def test_the_scheduler_backs_up_only_late_units_once_the_queue_is_empty_and_enou
     assert sched.backup_due() == 1.5                                             # 1.5 x the median time (1)
     unit, backup = sched.next_for(1, 1.5)
     assert (unit.index, backup) == (2, True)
+    assert not sched.finish(3, 1, 1.8)                    # not a copy it handed out (a late one of another batch)
     assert sched.finish(3, 0, 2.0) and sched.finish(2, 1, 2.5) and not sched.finish(2, 2, 10.0)
     assert sched.complete
     c = sched.counts
-    assert (c.dispatched, c.backups, c.backups_won, c.duplicates) == (5, 1, 1, 1)
+    assert (c.dispatched, c.backups, c.backups_won, c.duplicates) == (5, 1, 1, 2)
+
+
+class _Cosine:
+    """A pool with no units: f(w) = sum(cos w), its gradient -sin w put straight into the shards."""
+
+    def __init__(self, shards):
+        self.shards, self.group = shards, LocalShards(shards)
+
+    def evaluate(self, evaluation, rows, t, stage):
+        points = [s.point(t) for s in self.shards]
+        for s, p in zip(self.shards, points):
+            s.accumulate(evaluation, 0, -torch.sin(p))
+        loss = float(sum(torch.cos(p).sum() for p in points))
+        return Evaluation(loss, {"cos": loss}, 0.0, 0.0, UnitCounts())
+
+
+def test_a_step_across_negative_curvature_leaves_no_pair_behind():
+    # from w = 0.1, where cos is concave, the step downhill has s.y < 0: keeping the pair would make
+    # H indefinite, so neither the coordinator nor the shards may keep it
+    w = torch.full((6,), 0.1, dtype=torch.float64)
+    shards = [HistoryShard(j, w[3 * j:3 * j + 3], history=5, start=3 * j) for j in range(2)]
+    coord = Coordinator(LocalShards(shards), _Cosine(shards), history=5, line_search=10)
+    step = coord.iterate(0, torch.arange(1), None, new_batch=False, new_stage=False)
+    assert step.t > 0 and step.loss < 6 * math.cos(0.1)
+    assert coord.rho == [] and all(s.pairs == [] for s in shards)
+    for it in range(1, 20):     # past pi/2 the curvature turns positive: pairs are kept, and it finds the minimum
+        step = coord.iterate(it, torch.arange(1), None, new_batch=False, new_stage=False)
+    assert coord.rho and step.loss == pytest.approx(-6.0, abs=1e-9)
 
 
 def _batch_times(tmp_path, name, *overrides):

@@ -126,11 +126,15 @@ class UnitScheduler:
 
     def finish(self, unit: int, worker: int, now: float) -> bool:
         """``worker`` finished a copy of ``unit`` at ``now``: True if it is the unit's first result (use
-        it), False if the unit is already done (drop it: counted in ``duplicates``)."""
+        it), False if the unit is already done or the copy is not one this scheduler handed out (a late
+        copy of an earlier evaluation): drop it, counted in ``duplicates``."""
+        copies = self.running.get(unit, {})
+        if worker not in copies:
+            self.late(worker, len(self.units[unit]))
+            return False
         self.counts.per_worker[worker] += 1
         self.counts.examples += len(self.units[unit])
-        copies = self.running.get(unit, {})
-        started = copies.pop(worker, now)
+        started = copies.pop(worker)
         if not copies:
             self.running.pop(unit, None)
         if unit in self.done:
