@@ -53,12 +53,17 @@ def _full_batch(cfg):
     return fg, setup.layout.params_to_vector(setup.model).double(), setup
 
 
-def _reference_lbfgs(fg, w, iterations, m, c1=1e-4):
+def _reference_lbfgs(fg, w, iterations, m, c1=1e-4, batch=None):
     """Two-loop recursion with H0 = (s.y / y.y) I; backtracking from t = 1 (first iteration:
-    min(1, 1/|g|)) by the safeguarded quadratic step in [0.1 t, 0.5 t]; pairs kept when s.y > 1e-10."""
+    min(1, 1/|g|)) by the safeguarded quadratic step in [0.1 t, 0.5 t]; pairs kept when s.y > 1e-10.
+    ``batch(k)``: iteration k's examples (f and g re-evaluated at w on them first); None: all, always."""
+    rows = slice(None)
     f, g = fg(w)
     S, Y, losses = [], [], []
-    for _ in range(iterations):
+    for k in range(iterations):
+        if batch is not None:
+            rows = batch(k)
+            f, g = fg(w, rows)
         q, alphas = g.clone(), []
         for s, y in reversed(list(zip(S, Y))):
             a = s.dot(q) / y.dot(s)
@@ -74,7 +79,7 @@ def _reference_lbfgs(fg, w, iterations, m, c1=1e-4):
         assert gd < 0
         t = 1.0 if S else min(1.0, 1.0 / float(g.norm()))
         for _ in range(10):
-            f_new, g_new = fg(w + t * d)
+            f_new, g_new = fg(w + t * d, rows)
             if f_new <= f + c1 * t * gd:
                 break
             t = min(max(-gd * t * t / (2 * (f_new - f - gd * t)), 0.1 * t), 0.5 * t)
@@ -88,22 +93,27 @@ def _reference_lbfgs(fg, w, iterations, m, c1=1e-4):
     return w, losses
 
 
-def test_sandblaster_on_the_simulator_takes_the_same_steps_as_single_process_lbfgs(tmp_path):
+@pytest.mark.parametrize("batch", [0, 100])
+def test_sandblaster_on_the_simulator_takes_the_same_steps_as_single_process_lbfgs(tmp_path, batch):
     # 3 workers (the last 4x slower, so backups win some units), 3 shards, 12 units, memory 3 (so
-    # pairs are dropped), 8 iterations: the iterates agree to rounding
+    # pairs are dropped), 8 iterations on the whole set or on a new 100 of its 300 examples each time:
+    # the iterates agree to rounding
     cfg = _cfg("sandblaster.precision=float64", "sandblaster.history=3", "sandblaster.units=12",
                "sandblaster.backup_after=0.5", "cluster.workers=3", "cluster.shards=3", "cluster.delay=straggler:0:4",
-               "train.steps=8")
+               "train.steps=8", f"sandblaster.batch={batch}")
     summary = train(cfg, RunDir.create(tmp_path / "r", cfg))
     fg, w0, _ = _full_batch(cfg)
-    w_ref, losses_ref = _reference_lbfgs(fg, w0, 8, 3)
+    sample = (lambda k: batch_rows(300, batch, cfg.seed, k)) if batch else None
+    w_ref, losses_ref = _reference_lbfgs(fg, w0, 8, 3, batch=sample)
     tensors, _ = load_state(tmp_path / "r" / "checkpoints" / "sandblaster")
     w = torch.cat([tensors[f"shard{j}.w"] for j in range(3)])
     assert w.dtype == torch.float64
     assert (w - w_ref).abs().max() < 1e-6
     losses = [row["loss"] for row in RunDir.open(tmp_path / "r").metrics()]
     assert losses == pytest.approx(losses_ref, rel=1e-9)
-    assert all(b < a for a, b in zip(losses, losses[1:])) and summary["backups_won"] > 0
+    assert summary["backups_won"] > 0 and summary["evaluations"] >= 8 * (2 if batch else 1)
+    if not batch:   # (on samples that change every iteration the cost may rise)
+        assert all(b < a for a, b in zip(losses, losses[1:]))
 
 
 def test_every_unit_is_added_once_even_with_backups_and_late_copies():

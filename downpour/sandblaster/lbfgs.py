@@ -61,14 +61,14 @@ class Evaluation:
 
 
 class Pool(Protocol):
-    """The workers: the simulator's :class:`~downpour.sandblaster.simulated.SimulatedPool` or Ray's."""
+    """The workers: the simulator's :class:`~downpour.sandblaster.simulated.SimulatedPool` or Ray's
+    :class:`~downpour.sandblaster.on_ray.RayPool`. Either also has ``group`` (its shards, a
+    :class:`ShardGroup`), ``clock()`` (virtual time, or wall seconds since its actors were up),
+    ``info()`` (fields for the run's summary) and ``close()``."""
 
     def evaluate(self, evaluation: int, rows: Tensor, t: float, stage: int | None) -> Evaluation:
         """Cost and gradient at the shards' ``w + t d`` on the examples ``rows`` (B,), as work units; the
         shards' ``acc`` holds the gradient afterwards (they were told to ``begin(evaluation)``)."""
-
-    def clock(self) -> float:
-        """The pool's time now (virtual for the simulator)."""
 
 
 class LocalShards:

@@ -77,9 +77,9 @@ class _Progress:
 
 
 def _save(run: RunDir, pool: Any, coord: Coordinator, progress: _Progress) -> None:
-    tensors = {f"shard{j}.{k}": v for j, state in enumerate(pool.group.call("state_dict")) for k, v in state.items()}
-    save_state(run.checkpoints / CHECKPOINT, tensors, {**progress.meta(), "coordinator": coord.state(),
-                                                       "shards": run.config.cluster.shards})
+    states = pool.group.call("state_dict")
+    tensors = {f"shard{j}.{k}": v for j, state in enumerate(states) for k, v in state.items()}
+    save_state(run.checkpoints / CHECKPOINT, tensors, {**progress.meta(), "coordinator": coord.state(), "shards": len(states)})
 
 
 def _restore(run: RunDir, shards: list[HistoryShard]) -> tuple[dict[str, Any], dict[str, Any]]:
