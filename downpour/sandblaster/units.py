@@ -6,8 +6,9 @@ they are free ... to manage slow model replicas near the end of a batch, the coo
 multiple copies of the outstanding portions and uses the result from whichever model replica
 finishes first." Here a batch is cut into ``sandblaster.units`` contiguous units; a free worker
 gets the next unit in the queue; once the queue is empty and ``backup_after`` of the batch's units
-are done, a free worker gets a backup copy of an outstanding unit (at most one backup per unit,
-the unit that has waited longest first). The first result of a unit wins; any later copy is dropped.
+are done, a free worker gets a backup copy of an outstanding unit that is late (see
+:class:`UnitScheduler`; at most one backup per unit). The first result of a unit wins; any later
+copy is dropped.
 
 Plain Python: the simulator and the Ray driver both ask this object what to run next.
 """
