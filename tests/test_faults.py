@@ -103,3 +103,16 @@ def test_a_driver_killed_by_sigkill_leaves_a_run_that_resume_finishes(tmp_path, 
     assert summary["resumed_from"] >= saved and summary["steps"] == saved + 100
     assert summary["accepted"] == summary["applied"]
     assert not list(SHM_DIR.glob(f"downpour-{driver.pid}-*"))   # the dead driver's segments were swept
+
+
+def test_a_checkpoint_pair_that_does_not_belong_together_is_refused(tmp_path):
+    import torch
+
+    from downpour.train.checkpoint import CheckpointError, load_state, save_state
+
+    save_state(tmp_path / "a", {"x": torch.zeros(3)}, {"step": 1})
+    save_state(tmp_path / "b", {"x": torch.ones(3)}, {"step": 2})
+    assert load_state(tmp_path / "a")[1]["step"] == 1
+    (tmp_path / "b.safetensors").replace(tmp_path / "a.safetensors")      # a's JSON, b's tensors
+    with pytest.raises(CheckpointError, match="do not belong together"):
+        load_state(tmp_path / "a")

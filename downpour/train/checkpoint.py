@@ -5,6 +5,7 @@ everything else (step, optimiser hyper-parameters, counters).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -31,15 +32,30 @@ def read_tensors(path: Path) -> dict[str, Tensor]:
 
 
 def save_state(stem: str | Path, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
-    """Write ``stem.safetensors`` and ``stem.json``; a crash mid-write leaves the previous pair intact."""
+    """Write ``stem.safetensors`` and ``stem.json``, each atomically. The JSON records the tensors
+    file's SHA-256 (``safetensors_sha256``), so :func:`load_state` can tell a pair that does not
+    belong together (a crash between the two renames, a file copied in by hand) from a true one."""
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().contiguous().cpu().clone() for k, v in tensors.items()}
-    for suffix, write in ((".safetensors", lambda p: save_file(tensors, str(p))),
-                          (".json", lambda p: p.write_text(json.dumps(meta, indent=1, sort_keys=True)))):
-        tmp = stem.with_name(stem.name + suffix + ".tmp")
-        write(tmp)
-        os.replace(tmp, stem.with_name(stem.name + suffix))
+    tmp = stem.with_name(stem.name + ".safetensors.tmp")
+    save_file(tensors, str(tmp))
+    meta = {**meta, PAIR_KEY: _sha256(tmp)}
+    os.replace(tmp, stem.with_name(stem.name + ".safetensors"))
+    tmp = stem.with_name(stem.name + ".json.tmp")
+    tmp.write_text(json.dumps(meta, indent=1, sort_keys=True))
+    os.replace(tmp, stem.with_name(stem.name + ".json"))
+
+
+PAIR_KEY = "safetensors_sha256"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def load_state(stem: str | Path, meta_keys: Iterable[str] = (),
@@ -57,7 +73,11 @@ def load_state(stem: str | Path, meta_keys: Iterable[str] = (),
         raise CheckpointError(f"checkpoint file {str(meta_path)!r} is not valid JSON: {err}") from None
     if not isinstance(meta, dict):
         raise CheckpointError(f"checkpoint file {str(meta_path)!r} does not hold a JSON object")
-    tensors = read_tensors(tensor_path)
+    tensors = read_tensors(tensor_path)        # a damaged file is named as such first
+    if PAIR_KEY in meta and meta[PAIR_KEY] != _sha256(tensor_path):   # (older checkpoints have no digest)
+        raise CheckpointError(f"checkpoint files {str(tensor_path)!r} and {str(meta_path)!r} do not belong together "
+                              "(the tensors are not the ones the JSON was written with: a write was cut between "
+                              "the two files, or one was replaced); resume from another copy of the run")
     for keys, have, path in ((meta_keys, meta, meta_path), (tensor_keys, tensors, tensor_path)):
         for key in keys:
             if key not in have:
