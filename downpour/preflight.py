@@ -56,6 +56,37 @@ def _check_runner(cfg: RunConfig, device: torch.device) -> None:
     if cfg.train.checkpoint_every:
         raise ConfigError("train.checkpoint_every is the local runner's (in steps); a cluster run checkpoints its "
                           "server every cluster.checkpoint_every pushes")
+    if runner == "ray" and not cfg.cluster.address:
+        _check_room(cfg)
+
+
+# Resident memory of one Ray actor process of ours (Ray's worker runtime + torch), measured for
+# issue 14: 24 shard processes peaked at 5.7 GB, ~240 MB each.
+PROCESS_MB = 250
+
+
+def _available_mb() -> float | None:
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def _check_room(cfg: RunConfig) -> None:
+    """A local Ray run starts one process per shard, worker and partition: refuse one this machine's
+    memory cannot hold, before any of them starts (the test would otherwise be the OOM killer)."""
+    c = cfg.cluster
+    processes = c.shards + c.workers * (1 + (c.partitions if c.partitions > 1 else 0))
+    available = _available_mb()
+    if available is not None and processes * PROCESS_MB > 0.9 * available:
+        raise ConfigError(f"cluster.shards={c.shards}, cluster.workers={c.workers}"
+                          f"{f' and cluster.partitions={c.partitions}' if c.partitions > 1 else ''} start {processes} "
+                          f"Ray processes of ~{PROCESS_MB} MB each ({processes * PROCESS_MB / 1024:.1f} GB), more than the "
+                          f"{available / 1024:.1f} GB this machine has available; use fewer (on one machine, a shard "
+                          "or two per core is plenty)")
 
 
 def _dry_run(cfg: RunConfig, shape: tuple[int, int, int]) -> None:
