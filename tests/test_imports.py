@@ -65,3 +65,15 @@ def test_every_import_points_down_the_floors(path):
     assert own in FLOOR, f"{rel} is on no floor: add it to FLOORS (and docs/architecture.md)"
     upward = {m for m in _imports(path) if _home(m) and _home(m) != own and FLOOR[_home(m)] >= FLOOR[own]}
     assert not upward, f"{rel} imports {sorted(upward)} from its own floor or above"
+
+
+@pytest.mark.parametrize("path", sorted(ROOT.rglob("*.py")), ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_only_the_on_ray_modules_import_ray(path):
+    # everything else runs without Ray: the simulator, the local loop, analysis, a plan
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module.split(".")[0])
+        elif isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[0] for alias in node.names)
+    assert "ray" not in found or path.name.endswith("on_ray.py")
