@@ -1,4 +1,4 @@
-"""The Ray runner: server shards and workers as Ray actors. The only module that imports Ray.
+"""The Ray runner: server shards and workers as Ray actors (Ray is imported only by modules named *on_ray.py).
 
 The driver follows Ray's parameter-server example: a ``{future: (kind, worker)}`` dict and
 ``ray.wait``. A worker actor runs one push cycle (fetch when due, ``n_push`` training steps),
