@@ -21,6 +21,7 @@ SHORTHANDS = {
     "steps": "train.steps", "seed": "seed",
 }
 CLUSTER_ONLY = ("workers", "shards", "consistency", "n_fetch", "n_push", "compensation", "delay")
+ONLY_ON = {"delay": "simulated", "address": "ray"}   # flags that mean something to one runner only
 
 
 def _overrides(args: argparse.Namespace) -> list[Override]:
@@ -41,6 +42,10 @@ def _check_flags(args: argparse.Namespace, cfg: RunConfig) -> None:
         flags = ", ".join("--" + flag.replace("_", "-") for flag in given)
         raise ConfigError(f"{flags} only apply to the simulated and ray runners, and this run's runner is 'local'; "
                           "add --runner simulated or --runner ray")
+    for flag, runner in ONLY_ON.items():
+        if getattr(args, flag) and cfg.cluster.runner not in (runner, "local"):
+            raise ConfigError(f"--{flag} only applies to the {runner} runner, and this run's runner is "
+                              f"{cfg.cluster.runner!r}; drop --{flag} or use --runner {runner}")
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -134,3 +134,10 @@ def test_dry_run_checks_and_prints_the_resolved_config_and_writes_nothing(tmp_pa
     assert cfg["train"]["lr"] == 0.03 and cfg["model"]["maps"] == [8, 8] and "pooled_l2" in cfg["objective"]
     assert cfg["cluster"]["runner"] == "ray" and list(tmp_path.iterdir()) == []
     assert main(["train", "--dry-run", "--set", "model.maps=[4]"]) == 2
+
+
+@pytest.mark.parametrize("flags, named", [(["--runner", "ray", "--delay", "constant:2"], "--delay only applies to the simulated"),
+                                          (["--runner", "simulated", "--address", "10.0.0.1:6379"], "--address only applies to the ray")])
+def test_a_flag_of_another_runner_is_refused(tmp_path, capsys, flags, named):
+    assert main(["train", "--config", "ufldl-sae", "--out", str(tmp_path / "r"), *flags]) == 2
+    assert named in capsys.readouterr().err and not (tmp_path / "r").exists()
