@@ -134,7 +134,9 @@ def test_table_is_reproducible_from_its_seed(faces):
     c = face_neuron_table(model, faces, seed=2, n_random_filters=50)
     assert a == b
     assert split(faces.y, 0.5, 1)[1].tolist() != split(faces.y, 0.5, 2)[1].tolist()
-    assert a["rows"][4] != c["rows"][4] or a["split"] != c["split"]
+    # the pixel baseline and the learned unit's threshold depend on the seed only through the split
+    # (random filters and random weights are drawn from the seed as well, so they differ anyway)
+    assert a["rows"][3] != c["rows"][3] and a["rows"][0]["threshold"] != c["rows"][0]["threshold"]
 
 
 def test_without_a_planted_unit_no_unit_is_near_perfect(faces):

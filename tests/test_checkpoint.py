@@ -14,10 +14,24 @@ def test_optimizer_state_round_trips_through_safetensors(tmp_path):
     save_state(tmp_path / "ck", tensors, meta)
     assert not list(tmp_path.glob("*.tmp"))
     t2, m2 = load_state(tmp_path / "ck")
-    opt2 = torch.optim.Adam(model.parameters(), lr=0.1)
+    twin = torch.nn.Linear(3, 2)
+    twin.load_state_dict(model.state_dict())
+    opt2 = torch.optim.Adam(twin.parameters(), lr=0.1)
+    assert not opt2.state                    # a fresh optimiser: every entry below comes from the file
     load_optimizer_state(opt2, t2, m2)
-    for a, b in zip(opt.state.values(), opt2.state.values()):
-        assert torch.equal(a["exp_avg"], b["exp_avg"]) and float(a["step"]) == float(b["step"])
+    assert len(opt2.state) == len(opt.state) == 2
+    for p, q in zip(model.parameters(), twin.parameters()):
+        a, b = opt.state[p], opt2.state[q]
+        assert set(a) == set(b) == {"step", "exp_avg", "exp_avg_sq"}
+        assert torch.equal(a["exp_avg"], b["exp_avg"]) and torch.equal(a["exp_avg_sq"], b["exp_avg_sq"])
+        assert float(a["step"]) == float(b["step"]) == 1.0
+    # and it goes on as the original does: one more step on the same batch, the same parameters
+    x = torch.randn(4, 3)
+    for net, o in ((model, opt), (twin, opt2)):
+        o.zero_grad()
+        net(x).sum().backward()
+        o.step()
+    assert all(torch.equal(p, q) for p, q in zip(model.parameters(), twin.parameters()))
 
 
 def test_missing_checkpoint_is_named(tmp_path):

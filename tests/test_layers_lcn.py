@@ -9,7 +9,6 @@ import torch
 from torch.autograd import gradcheck
 
 from downpour.layers import LocalContrastNorm2d
-from downpour.layers.lcn import gaussian_window
 
 
 # Tiny shapes gain nothing from threads, and on a busy machine every OpenMP join waits for the cores.
@@ -21,8 +20,11 @@ REF = Path(__file__).parent / "data" / "layers_lcn_ref.npz"
 def loop_lcn(x, k, sigma, eps):
     """Jarrett et al.'s recipe with an explicit loop over positions and a clipped window at borders."""
     b, c, h, w = x.shape
-    win = gaussian_window(k, sigma, c).to(x.dtype)[0]            # (C, k, k), sums to 1
     r = k // 2
+    # the window written out here, not the layer's gaussian_window: exp(-d²/2σ²) in every channel; its
+    # scale cancels, as each windowed sum is divided by the part of the window it covers
+    d = torch.arange(k, dtype=torch.float64) - r
+    win = torch.exp(-(d[:, None] ** 2 + d[None, :] ** 2) / (2 * sigma ** 2)).expand(c, k, k).to(x.dtype)   # (C, k, k)
 
     def local(t):  # border-corrected windowed sum over channels and space -> (B, H, W)
         out = torch.zeros(b, h, w, dtype=x.dtype)
@@ -81,10 +83,15 @@ def test_frozen_reference_output():
     # atol: outputs are O(1) and float32 sums of 243 terms; 1e-6 failed on another CPU by 1.2e-6 on a
     # value near 0, while a wrong window or axis moves values by O(0.1)
     np.testing.assert_allclose(lcn(x).numpy(), ref["y"], rtol=1e-5, atol=1e-5)
+    # the frozen output was once the layer's own: both are held to the loop recipe in float64, at the
+    # default sigma = kernel_size / 4 written out, so a wrong window frozen into the file fails here
+    expected = loop_lcn(x.double(), 9, 9 / 4, 1e-4).numpy()
+    np.testing.assert_allclose(ref["y"], expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(lcn(x).numpy(), expected, rtol=1e-5, atol=1e-5)
 
 
-if __name__ == "__main__":  # python tests/test_layers_lcn.py  -> rewrites the frozen reference
+if __name__ == "__main__":  # python tests/test_layers_lcn.py  -> rewrites the frozen reference, from the loops
     x, lcn = _reference_case()
     REF.parent.mkdir(exist_ok=True)
-    np.savez(REF, x=x.numpy(), y=lcn(x).detach().numpy())
+    np.savez(REF, x=x.numpy(), y=loop_lcn(x.double(), 9, 9 / 4, 1e-4).float().numpy())
     print(f"wrote {REF}")

@@ -81,10 +81,14 @@ def test_frozen_reference_output():
     ref = np.load(REF)
     np.testing.assert_array_equal(x.numpy(), ref["x"])
     np.testing.assert_allclose(pool(x).numpy(), ref["y"], rtol=1e-5, atol=1e-6)
+    # the frozen output was once the layer's own: both are held to the explicit loops in float64
+    expected = loop_l2pool(x.double(), 3, 2, 1, 2).numpy()
+    np.testing.assert_allclose(ref["y"], expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(pool(x).numpy(), expected, rtol=1e-5, atol=1e-6)
 
 
-if __name__ == "__main__":  # python tests/test_layers_pooling.py  -> rewrites the frozen reference
+if __name__ == "__main__":  # python tests/test_layers_pooling.py  -> rewrites the frozen reference, from the loops
     x, pool = _reference_case()
     REF.parent.mkdir(exist_ok=True)
-    np.savez(REF, x=x.numpy(), y=pool(x).detach().numpy())
+    np.savez(REF, x=x.numpy(), y=loop_l2pool(x.double(), 3, 2, 1, 2).float().numpy())
     print(f"wrote {REF}")

@@ -41,10 +41,20 @@ def test_one_step_reaches_every_parameter(entry):
 def test_flat_vector_round_trip(entry):
     model = create_model(entry.name)
     layout = ParamLayout(model)
-    vec = layout.params_to_vector(model)
-    assert vec.numel() == layout.numel
-    layout.vector_to_params(vec * 0 + 1, model)
-    assert all(torch.all(p == 1) for p in model.parameters() if p.requires_grad)
+    trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    assert layout.numel == sum(p.numel() for _, p in trainable) < 2 ** 24    # integers exact in float32
+    # every value distinct, each parameter its own block in named_parameters order: a wrong offset
+    # or two parameters swapped (an encoder's and a decoder's weights) moves some value
+    vec = torch.arange(layout.numel, dtype=torch.float32)
+    layout.vector_to_params(vec, model)
+    start = 0
+    for name, p in trainable:
+        assert torch.equal(p.detach().flatten(), vec[start:start + p.numel()].to(p.dtype)), f"{entry.name}: {name}"
+        start += p.numel()
+    assert torch.equal(layout.params_to_vector(model), vec)
+    for _, p in trainable:
+        p.grad = -p.detach()
+    assert torch.equal(layout.grads_to_vector(model), -vec)
 
 
 def test_greedy_stages_train_one_stage_at_a_time():

@@ -52,6 +52,19 @@ def test_pooled_l2_tica():
     assert make_term("pooled_l2", {"eps": eps})(outputs(pooled=pooled)).item() == pytest.approx(want, rel=1e-6)
 
 
+def test_per_sample_terms_sum_over_features_and_average_over_the_batch():
+    # 3 samples x 2 features: summing over the batch axis and averaging over features gives other
+    # numbers here, which the 2 x 2 inputs above cannot tell apart
+    x = torch.tensor([[1.0, 2.0], [0.0, -1.0], [3.0, 1.0]])
+    codes = torch.tensor([[0.2, -0.4], [0.6, 0.0], [1.0, 0.5]])
+    o = Outputs(x=x, codes=codes, recon=torch.zeros(3, 2), pooled=codes)
+    # ½(1 + 4) = 2.5, ½(0 + 1) = 0.5, ½(9 + 1) = 5; mean 8/3 (by features: 5 and 3, mean 4)
+    assert make_term("reconstruction", 1.0)(o).item() == pytest.approx(8 / 3)
+    # |h| per sample 0.6, 0.6, 1.5; mean 0.9 (by features: 1.8 and 0.9, mean 1.35)
+    assert make_term("l1", 1.0)(o).item() == pytest.approx(0.9)
+    assert make_term("pooled_l2", {"eps": 0.0})(o).item() == pytest.approx(0.9)   # sqrt(p²) = |p|
+
+
 def test_denoising_with_identity_maps_is_half_the_corruption():
     torch.manual_seed(0)
     x = torch.ones(4, 10)
