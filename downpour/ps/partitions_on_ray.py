@@ -221,6 +221,7 @@ class PartitionParams:
 
 def remote_replica(model: nn.Module, actors: list[Any]) -> None:
     """Point each stage of partitioned ``model`` at the partition actors, and drop its local filters."""
+    _quiet_readonly()            # the partitions' answers arrive as read-only arrays; they are only read
     for i, stage in enumerate(model.stages):
         stage.filter = RemoteFilter(i, stage.filter, actors)
     del model.partitions
