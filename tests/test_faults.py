@@ -6,6 +6,7 @@ import time
 
 import pytest
 import ray
+from ray_kill import kill_when
 
 from downpour.config import load_config
 from downpour.ps.checkpoint import load_server
@@ -25,19 +26,6 @@ def local_ray():
     ray.shutdown()
 
 
-def _kill_when(run, step, suffix, earlier, timeout=120.0):
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < timeout:
-        rows = run.metrics()
-        if rows and rows[-1]["step"] >= step and (run.checkpoints / "server.json").is_file():
-            victim = next(a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
-                          if a["name"].endswith(suffix) and a["name"] not in earlier)
-            ray.kill(ray.get_actor(victim))
-            return victim
-        time.sleep(0.05)
-    return None
-
-
 def test_a_killed_shard_is_restarted_from_the_checkpoint_and_the_run_finishes(tmp_path, local_ray):
     cfg = load_config("ufldl-sae", [*BASE, "train.steps=600", "cluster.workers=2", "cluster.shards=2",
                                     "cluster.checkpoint_seconds=0.5"])
@@ -46,7 +34,7 @@ def test_a_killed_shard_is_restarted_from_the_checkpoint_and_the_run_finishes(tm
     out = {}
     thread = threading.Thread(target=lambda: out.update(train(cfg, run)))
     thread.start()
-    victim = _kill_when(run, 100, "-shard1", earlier)
+    victim = kill_when(run, 100, "-shard1", earlier, checkpointed=True)
     thread.join(timeout=240)
     assert victim is not None and not thread.is_alive() and out, "the run did not finish"
     assert out["steps"] == 600 and out["resumed_from"] > 0          # went on from a checkpoint, not from 0

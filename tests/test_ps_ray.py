@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
+from ray_kill import kill_when
 
 from downpour.config import load_config
 from downpour.ps.checkpoint import load_server
@@ -27,19 +28,6 @@ def local_ray():
 
 def _cfg(*overrides):
     return load_config("ufldl-sae", [*BASE, *overrides])
-
-
-def _kill_when(run, step, suffix, earlier):
-    """Once ``run`` has logged ``step``, kill this run's actor whose name ends with ``suffix``; its name."""
-    for _ in range(2400):       # up to 2 min: on a loaded machine the actors alone can take 30 s to start
-        rows = run.metrics()
-        if rows and rows[-1]["step"] >= step:
-            victim = next(a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
-                          if a["name"].endswith(suffix) and a["name"] not in earlier)
-            ray.kill(ray.get_actor(victim))
-            return victim
-        time.sleep(0.05)
-    return None
 
 
 def _logs(path):
@@ -81,7 +69,7 @@ def test_a_killed_worker_does_not_end_the_run_and_no_push_is_applied_twice(tmp_p
     earlier = {a["name"] for a in ray.util.list_named_actors(all_namespaces=True)}  # earlier runs' actors
     thread = threading.Thread(target=lambda: out.update(run_cluster(cfg, run)))
     thread.start()
-    victim = _kill_when(run, 40, "-worker1", earlier)   # once training is under way
+    victim = kill_when(run, 40, "-worker1", earlier)   # once training is under way
     thread.join(timeout=120)
     assert victim is not None and not thread.is_alive()
     assert out["steps"] == 400 and out["lost_workers"] == ([] if restarts else [1])
@@ -116,7 +104,7 @@ def test_losing_every_worker_is_an_error_that_keeps_what_was_done(tmp_path, loca
 
     thread = threading.Thread(target=train)
     thread.start()
-    victim = _kill_when(run, 20, "-worker0", earlier)
+    victim = kill_when(run, 20, "-worker0", earlier)
     thread.join(timeout=120)
     assert victim is not None and not thread.is_alive()
     assert "every worker was lost" in out["error"] and "worker 0" in out["error"]
