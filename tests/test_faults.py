@@ -19,13 +19,6 @@ BASE = ["cluster.runner=ray", "data.samples=600", "train.batch_size=16", "train.
         "train.log_every=5"]
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
 def test_a_killed_shard_is_restarted_from_the_checkpoint_and_the_run_finishes(tmp_path, local_ray):
     cfg = load_config("ufldl-sae", [*BASE, "train.steps=600", "cluster.workers=2", "cluster.shards=2",
                                     "cluster.checkpoint_seconds=0.5"])

@@ -18,13 +18,6 @@ from downpour.train.rundir import RunDir
 from downpour.train.step import train_step
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
 @pytest.mark.parametrize("k", [2, 9])    # (1, 2, 4, 9 in process: tests/test_parallel.py; each actor costs seconds here)
 def test_a_replica_with_partition_actors_equals_the_whole_network(local_ray, k):
     from downpour.ps.partitions_on_ray import PartitionActor, remote_replica, stage_specs

@@ -19,13 +19,6 @@ BASE = ["cluster.runner=ray", "data.samples=256", "train.batch_size=16", "train.
         "train.tensorboard=false", "cluster.workers=2", "cluster.shards=2"]
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
 def _cfg(*overrides):
     return load_config("ufldl-sae", [*BASE, *overrides])
 

@@ -247,13 +247,6 @@ def test_the_cli_writes_a_run_directory_and_resumes_it_to_the_same_iterates(tmp_
 ray = pytest.importorskip("ray")
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
-
-
 def test_a_ray_run_trains_takes_the_reference_steps_and_backs_up_the_straggler(tmp_path, local_ray):
     # float64, so the iterates must be the textbook ones: a unit added twice (or lost) on the way from
     # the worker actors to the shard actors would change the gradient, and every step after it
