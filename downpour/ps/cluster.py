@@ -35,7 +35,7 @@ def _driver(runner: str) -> type:
         from downpour.ps.simulated import SimulatedCluster
 
         return SimulatedCluster
-    from downpour.ps.on_ray import RayCluster  # Ray only when it is asked for
+    from downpour.ps.cluster_on_ray import RayCluster  # Ray only when it is asked for
 
     return RayCluster
 

@@ -27,7 +27,7 @@ class ShardLost(RunError):
 
 class Driver(Protocol):
     """How a cluster runner runs the coordinator's budget of steps on its shards. The simulator
-    (:class:`~downpour.ps.simulated.SimulatedCluster`) and Ray (:class:`~downpour.ps.on_ray.RayCluster`)
+    (:class:`~downpour.ps.simulated.SimulatedCluster`) and Ray (:class:`~downpour.ps.cluster_on_ray.RayCluster`)
     implement it; both are built as ``Driver(setup, shards, coord, stage_of, start_step, seqs, start_time)``."""
 
     def run(self, on_push: OnPush) -> None:

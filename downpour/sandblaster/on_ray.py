@@ -30,7 +30,7 @@ from torch import Tensor
 
 from downpour.config import RunConfig
 from downpour.errors import RunError
-from downpour.ps.on_ray import _placer, connect
+from downpour.ps.cluster_on_ray import _placer, connect
 from downpour.ps.setup import ClusterSetup
 from downpour.sandblaster.history import HistoryShard, Op
 from downpour.sandblaster.lbfgs import Evaluation

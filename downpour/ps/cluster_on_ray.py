@@ -1,0 +1,337 @@
+"""The Ray driver: :class:`RayCluster` starts Ray (or joins ``cluster.address``), places one actor
+per shard, worker and partition (:mod:`downpour.ps.on_ray`, :mod:`downpour.ps.partitions_on_ray`),
+drives the coordinator's budget and tears everything down, whatever happened. Also what a run on
+Ray needs around that: joining with a bounded wait, and sweeping the shared memory of dead drivers.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from typing import Any, Callable
+
+import ray
+from ray.exceptions import RayError
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from downpour.errors import RunError
+from downpour.ps.checkpoint import ShardState
+from downpour.ps.coordinator import Coordinator
+from downpour.ps.on_ray import ShardActor, ShardPush, WorkerActor
+from downpour.ps.recorder import ShardLost
+from downpour.ps.setup import ClusterSetup
+from downpour.ps.shard import Shard
+from downpour.ps.shm import SHM_DIR
+from downpour.ps.worker import OnPush, Push, push_record
+
+log = logging.getLogger(__name__)
+
+
+def sweep_stale_segments() -> int:
+    """Remove /dev/shm/downpour-<pid>-* files whose driver process (``pid``) is gone: what a
+    driver killed by SIGKILL leaves behind. Returns how many were removed."""
+    removed = 0
+    for path in SHM_DIR.glob("downpour-*"):
+        pid = path.name.split("-")[1]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            path.unlink(missing_ok=True)
+            removed += 1
+        except PermissionError:
+            pass                 # another user's live process
+    return removed
+
+
+CONNECT_TIMEOUT_S = 10.0
+
+
+def _reachable(address: str, timeout: float) -> None:
+    """Raise RunError unless ``host:port`` (``ray://host:port`` too) accepts a TCP connection within
+    ``timeout``: ``ray.init`` itself waits minutes on an address nobody answers."""
+    target = address.split("://", 1)[-1]
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        return                   # "auto" and other forms Ray resolves itself
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as err:
+        raise RunError(f"cannot reach the Ray cluster at cluster.address={address!r} within {timeout:g} s "
+                       f"({type(err).__name__}: {err}); is its head node running (`ray start --head`)?") from None
+
+
+def connect(address: str) -> bool:
+    """Join ``address`` or start a local Ray; returns True when this call started Ray.
+
+    A plain run always starts its own local Ray (``address="local"``), so a stale
+    /tmp/ray/ray_current_cluster left by a killed head, or a RAY_ADDRESS in the environment, does
+    not redirect it. Joining fails in one line, within :data:`CONNECT_TIMEOUT_S`, when nobody answers."""
+    if ray.is_initialized():
+        return False
+    if not address:
+        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=True)
+        return True
+    _reachable(address, CONNECT_TIMEOUT_S)
+    try:
+        ray.init(address=address, log_to_driver=True)
+    except (ConnectionError, RuntimeError, ValueError) as err:   # e.g. a token-protected cluster without the token
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise RunError(f"could not join the Ray cluster at cluster.address={address!r}: {first} "
+                       "(a cluster started with authentication needs its token in this environment: see "
+                       "docs/parameter-server.md#faults)") from None
+    return True
+
+
+def _placer(nodes_info: list[dict[str, Any]]) -> Callable[[int, float], dict[str, Any]]:
+    """Round-robin over the nodes. Pinned (hard affinity: Ray's soft affinity ignores the node for
+    actors that need no CPU) only where the node has room; otherwise Ray chooses."""
+    node_cpus = {nd["NodeID"]: nd["Resources"].get("CPU", 0) for nd in nodes_info if nd["Alive"]}
+    nodes = sorted(k for k, c in node_cpus.items() if c > 0)
+    load: dict[str, float] = {}
+
+    def place(i: int, cpus: float) -> dict[str, Any]:
+        if len(nodes) < 2:
+            return {}
+        node = nodes[i % len(nodes)]
+        if load.get(node, 0.0) + cpus > node_cpus[node]:
+            return {}
+        load[node] = load.get(node, 0.0) + cpus
+        return {"scheduling_strategy": NodeAffinitySchedulingStrategy(node, soft=False)}
+
+    return place
+
+
+class RayCluster:
+    """The Ray driver, shaped like :class:`~downpour.ps.simulated.SimulatedCluster`: built with the
+    cluster's setup and restored shards, it starts Ray (or joins ``cluster.address``), one actor per
+    shard and per worker; :meth:`run` drives the coordinator's budget; :meth:`close` kills every actor
+    and removes the shared memory, whatever happened, so nothing is left running on a shared cluster.
+
+    The driving loop is Ray's parameter-server example: ``pending`` maps each future to what it
+    is (a worker's cycle, or the shards' answers to a push), and ``ray.wait`` takes the next one.
+    """
+
+    def __init__(self, setup: ClusterSetup, shards: list[Shard], coord: Coordinator,
+                 stage_of: Callable[[int], int | None], start_step: int = 0, seqs: dict[int, int] | None = None,
+                 start_time: float = 0.0):
+        cfg = setup.cfg
+        self.setup, self.coord, self.stage_of = setup, coord, stage_of
+        self.restarts = cfg.cluster.restarts            # restarts left
+        self.next_seq = dict(seqs or {})                 # per worker, one past the last push the driver received
+        self.shard_actors: list[Any] = []
+        self.worker_actors: list[Any] = []
+        self.partition_actors: dict[int, list[Any]] = {}   # model parallelism: each worker's partitions
+        self.pusher: ShardPush | None = None
+        self.started = connect(cfg.cluster.address)
+        self._incarnation = [0] * cfg.cluster.workers
+        self._pending: dict[Any, tuple[str, int]] = {}   # future -> ("cycle" | "push", worker)
+        self._grads: dict[Any, list[Any]] = {}           # a cycle's metadata ref -> its gradient refs
+        self._owner: dict[Any, Any] = {}                 # a cycle's metadata ref -> the worker actor running it
+        self._pushes: dict[Any, tuple[list[Any], dict[str, Any]]] = {}   # last answer ref -> (all answers, metadata)
+        self._blocked: set[int] = set()
+        try:
+            self._start(shards, start_step)
+        except BaseException:
+            self.close()
+            raise
+
+    # -- actors -----------------------------------------------------------------------------------
+    def _start(self, shards: list[Shard], start_step: int) -> None:
+        """Shard actors, then worker actors (which learn the shards' shared-memory lanes)."""
+        cfg, n = self.setup.cfg, self.setup.cfg.cluster.workers
+        sweep_stale_segments()
+        self.run_id = f"{os.getpid()}-{uuid.uuid4().hex[:6]}"   # the driver's pid: what the sweep checks
+        self.per_worker = min(1.0, float(ray.cluster_resources().get("CPU", 1.0)) / n)  # 8 workers still fit on 2 cores
+        self.threads = cfg.train.threads or max(1, int(os.cpu_count() or 1) // n)
+        self.place = _placer(ray.nodes())
+        for j, s in enumerate(shards):
+            self.shard_actors.append(ShardActor.options(name=f"downpour-{self.run_id}-shard{j}", num_cpus=0,
+                                                        **self.place(j, 0.0))
+                                     .remote(s, f"/dev/shm/downpour-{self.run_id}", n))
+        self.lanes = ray.get([a.lanes.remote() for a in self.shard_actors])
+        for w in range(n):
+            self.worker_actors.append(self._spawn(w, self.next_seq.get(w, 0), start_step))
+        self.pusher = ShardPush(self.shard_actors, self.lanes)
+        self.placement = {"shards": ray.get([a.node.remote() for a in self.shard_actors]),
+                          "workers": ray.get([a.node.remote() for a in self.worker_actors])}  # every actor is up
+        if self.partition_actors:   # worker w's partitions, in order: w*K .. w*K + K-1
+            self.placement["partitions"] = ray.get([a.node.remote() for w in sorted(self.partition_actors)
+                                                    for a in self.partition_actors[w]])
+
+    def _spawn(self, w: int, seq: int, step: int) -> Any:
+        """Start (or restart: new name, new inboxes, wherever Ray finds room) worker ``w``'s actor."""
+        setup = self.setup
+        name, options = f"downpour-{self.run_id}-worker{w}", self.place(w, self.per_worker)
+        if self._incarnation[w]:
+            name, options = f"{name}-restart{self._incarnation[w]}", {}
+            self.lanes[:] = ray.get([a.new_inbox.remote(w, self._incarnation[w]) for a in self.shard_actors])
+        self._incarnation[w] += 1
+        n = setup.cfg.cluster.workers
+        parts = self._spawn_partitions(w, name) if setup.cfg.cluster.partitions > 1 else None
+        return (WorkerActor.options(name=name, num_cpus=self.per_worker, **options)
+                .remote(setup.cfg, w, setup.data.shard(w, n), setup.bounds, setup.gate.sync, step, seq,
+                        self.shard_actors, self.lanes, self.threads, parts, setup.shards_of))
+
+    def _spawn_partitions(self, w: int, name: str) -> list[Any]:
+        """Worker ``w``'s K partition actors (model parallelism), each linked to its own shards only;
+        spread over the nodes like the shards (they need no CPU reserved: the replica waits on them)."""
+        from downpour.ps.partitions_on_ray import PartitionActor, stage_specs
+
+        setup, c = self.setup, self.setup.cfg.cluster
+        for old in self.partition_actors.get(w, []):
+            ray.kill(old)
+        actors = [PartitionActor.options(name=f"{name}-part{p}", num_cpus=0, **self.place(w * c.partitions + p, 0.0))
+                  .remote(w, p, stage_specs(setup.model, p), [self.shard_actors[j] for j in shards],
+                          [self.lanes[j] for j in shards], [setup.bounds[j] for j in shards], setup.cfg.train.lr,
+                          c.n_fetch)
+                  for p, shards in enumerate(setup.shards_of)]
+        self.partition_actors[w] = actors
+        return actors
+
+    def _set_live(self) -> None:   # waited for, so no worker fetches before the shards know who is live
+        ray.get([a.set_workers.remote(sorted(self.coord.live)) for a in self.shard_actors])
+
+    def _dead_shards(self) -> list[int]:
+        """The shards whose actor no longer answers (asked after a failure, to tell a lost shard,
+        which every worker's next fetch trips over, from a lost worker)."""
+        dead = []
+        for j, a in enumerate(self.shard_actors):
+            try:
+                ray.get(a.node.remote(), timeout=10)
+            except (RayError, ray.exceptions.GetTimeoutError):
+                dead.append(j)
+        return dead
+
+    def _shard_lost(self, err: BaseException) -> None:
+        """Raise :class:`ShardLost` if a shard died (``err`` the failure that showed it); else return."""
+        dead = self._dead_shards()
+        if dead:
+            raise ShardLost(f"shard {', '.join(map(str, dead))} lost at step {self.coord.done} "
+                            f"({type(err).__name__})") from err
+
+    # -- the driving loop ---------------------------------------------------------------------------
+    def _dispatch(self, w: int) -> None:
+        k = self.coord.begin_cycle(w)
+        if k == 0:
+            self._blocked.add(w)
+            return
+        self._blocked.discard(w)
+        m = len(self.shard_actors)
+        refs = self.worker_actors[w].cycle.options(num_returns=m + 1).remote(k, self.stage_of(self.coord.dispatched - k))
+        self._grads[refs[m]] = refs[:m]
+        self._owner[refs[m]] = self.worker_actors[w]
+        self._pending[refs[m]] = ("cycle", w)
+
+    def _applied(self, w: int, results: list[dict[str, Any]], meta: dict[str, Any], on_push: OnPush) -> None:
+        """Every shard answered push ``meta["seq"]`` of worker ``w``: record it, dispatch who may go on."""
+        joined = self.coord.end_cycle(w, meta["steps"])
+        if joined:
+            self._set_live()
+        push = Push(w, meta["seq"], [], meta["base"], meta["steps"], meta["samples"], meta["loss"], meta["parts"],
+                    meta["skipped"], meta["clock_gap"])
+        on_push(push, push_record(results, meta["clock_gap"]))
+        for v in sorted(self._blocked | set(joined) | {w}):
+            self._dispatch(v)
+
+    def _lost(self, w: int, err: Exception) -> None:
+        """Worker ``w``'s actor died: its push never left, so nothing of it is applied. Restart it
+        if ``cluster.restarts`` allows, and let the others go on."""
+        self.coord.lose(w, type(err).__name__)
+        log.warning("worker %d lost at step %d: %s", w, self.coord.done, type(err).__name__)
+        if self.restarts > 0 and self.coord.dispatched < self.coord.total:
+            self.restarts -= 1
+            self.worker_actors[w] = self._spawn(w, self.next_seq.get(w, 0), self.coord.done)
+            ray.get(self.worker_actors[w].node.remote())
+            self.coord.rejoin(w)
+            log.warning("worker %d restarted", w)
+        self._set_live()
+        for _ in range(self.coord.depth):
+            for v in sorted(self._blocked | {w}):
+                self._dispatch(v)
+
+    def _cycle_done(self, ref: Any, w: int, on_push: OnPush) -> None:
+        actor = self._owner.pop(ref)
+        grads = self._grads.pop(ref, None)
+        current = w in self.coord.live and actor is self.worker_actors[w]
+        try:
+            meta = ray.get(ref)
+        except RayError as err:
+            if current:          # (else another queued cycle of the same dead actor: already handled)
+                self._shard_lost(err)   # a dead shard fails every worker's fetch: not the worker's loss
+                self._lost(w, err)
+            return
+        if not current:
+            # a cycle that finished just as its actor died, reported after the loss: the loss
+            # already gave its steps back, so it is dropped (not applied at all)
+            return
+        self.coord.end_compute(w)
+        meta["clock_gap"] = self.coord.gaps[w]
+        self.next_seq[w] = meta["seq"] + 1
+        # rung shards have applied it when this returns; the others answer with object refs
+        assert self.pusher is not None
+        answers = self.pusher.apply(w, meta["seq"], meta["base"], grads, meta["inbox"])
+        self._dispatch(w)                      # async: compute the next cycle while this push is applied
+        refs = [x for x in answers if not isinstance(x, dict)]
+        if not refs:
+            self._applied(w, answers, meta, on_push)
+            return
+        self._pushes[refs[-1]] = (answers, meta)
+        self._pending[refs[-1]] = ("push", w)  # each shard runs the driver's calls in order; wait on all below
+
+    def run(self, on_push: OnPush) -> None:
+        """Dispatch cycles, hand finished gradients to the shards (by doorbell where it can), record
+        each push, and restart up to ``cluster.restarts`` lost workers, until the budget is done."""
+        for _ in range(self.coord.depth):
+            for w in sorted(self.coord.live):
+                self._dispatch(w)
+        while self._pending:
+            ready, _ = ray.wait(list(self._pending), num_returns=1)
+            kind, w = self._pending.pop(ready[0])
+            try:
+                if kind == "cycle":
+                    self._cycle_done(ready[0], w, on_push)
+                else:
+                    answers, meta = self._pushes.pop(ready[0])
+                    self._applied(w, ShardPush.results(answers), meta, on_push)
+            except ShardLost:
+                raise
+            except (RayError, ConnectionError, OSError) as err:   # a closed doorbell, a shard call that failed
+                self._shard_lost(err)
+                raise
+
+    # -- the driver protocol's other half -----------------------------------------------------------
+    def snapshot(self) -> list[ShardState]:
+        """The shards' states now (after :meth:`run`: final, a partial sync round flushed)."""
+        return ray.get([a.state_dict.remote() for a in self.shard_actors], timeout=60)
+
+    def meta(self) -> dict[str, Any]:
+        return {}
+
+    def info(self) -> dict[str, Any]:
+        nodes = sorted(set(self.placement["shards"]) | set(self.placement["workers"]))
+        return {"nodes": len(nodes), "placement": {k: [nodes.index(x) for x in v] for k, v in self.placement.items()}}
+
+    def close(self) -> None:
+        """Best effort (Ray itself may be going down); safe to call twice."""
+        if self.pusher is not None:
+            self.pusher.close()
+        if self.shard_actors:
+            try:
+                ray.get([a.close.remote() for a in self.shard_actors], timeout=30)
+            except Exception:  # noqa: BLE001
+                log.warning("a shard could not remove its shared memory (/dev/shm/downpour-*)")
+        parts = [a for actors in self.partition_actors.values() for a in actors]
+        for a in (*self.worker_actors, *parts, *self.shard_actors):
+            try:
+                ray.kill(a)
+            except Exception:  # noqa: BLE001
+                pass
+        self.shard_actors, self.worker_actors, self.partition_actors, self.pusher = [], [], {}, None
+        for path in SHM_DIR.glob(f"downpour-{getattr(self, 'run_id', '-')}-*"):   # what a dead shard left here
+            path.unlink(missing_ok=True)
+        if self.started:
+            ray.shutdown()
+            self.started = False
