@@ -74,13 +74,8 @@ class PartitionedFilter(nn.Module):
     def adjoint(self, y: Tensor, weight: tuple[Tensor, ...] | None = None) -> Tensor:
         """(B, M, Ho, Wo) -> (B, C, H, W): each block's codes onto its window; overlaps summed."""
         ws = self.effective_weight() if weight is None else weight
-        h, w = self.in_size
-        out = None
-        for b, wb in zip(self.blocks, ws):
-            part = untied_adjoint(y[:, :, b.rows, b.cols], wb, self.stride, b.in_size, self.chunk_bytes)
-            part = F.pad(part, (b.in_cols.start, w - b.in_cols.stop, b.in_rows.start, h - b.in_rows.stop))
-            out = part if out is None else out + part
-        return out
+        return sum_windows([untied_adjoint(y[:, :, b.rows, b.cols], wb, self.stride, b.in_size, self.chunk_bytes)
+                            for b, wb in zip(self.blocks, ws)], self.blocks, self.in_size)
 
     def full_weight(self) -> Tensor:
         """The (Ho, Wo, M, C, k, k) filters of the unpartitioned layer (as stored, before the norm)."""
@@ -90,6 +85,16 @@ class PartitionedFilter(nn.Module):
         """(Ho*Wo*M, C, k, k) as used (at ``norm``), for pictures; detached."""
         full = stitch([w.detach() for w in self.effective_weight()], self.blocks, dims=(0, 1))
         return full.reshape(-1, self.in_channels, self.kernel_size, self.kernel_size)
+
+
+def sum_windows(parts: list[Tensor], blocks: list[Block], in_size: tuple[int, int]) -> Tensor:
+    """Each block's (B, C, h, w) input-window tensor placed in the (B, C, H, W) input; overlaps summed."""
+    h, w = in_size
+    out = None
+    for b, part in zip(blocks, parts):
+        part = F.pad(part, (b.in_cols.start, w - b.in_cols.stop, b.in_rows.start, h - b.in_rows.stop))
+        out = part if out is None else out + part
+    return out
 
 
 def stitch(parts: list[Tensor], blocks: list[Block], dims: tuple[int, int]) -> Tensor:

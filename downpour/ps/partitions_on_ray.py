@@ -17,13 +17,13 @@ from typing import Any, Sequence
 import numpy as np
 import ray
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from downpour.layers._lc_kernels import new_banks, untied_adjoint, untied_apply
 from downpour.layers.locally_connected import normalised
-from downpour.parallel.partition import PartitionedFilter, stitch
+from downpour.parallel.partition import PartitionedFilter, stitch, sum_windows
 from downpour.ps.on_ray import ShardLink, _quiet_readonly, fetch_into
+from downpour.ps.worker import LocalParams
 
 
 def stage_specs(model: nn.Module, p: int) -> list[dict[str, Any]]:
@@ -49,38 +49,30 @@ class PartitionActor:
         _quiet_readonly()
         torch.set_num_threads(1)
         self.wid, self.p, self.specs = wid, p, specs
-        self.weights = [nn.Parameter(new_banks(*s["out_size"], s["maps"], s["in_channels"], s["kernel"], dtype=s["dtype"]),
-                                     requires_grad=s["trainable"]) for s in specs]
+        self.weights = nn.ParameterList(
+            nn.Parameter(new_banks(*s["out_size"], s["maps"], s["in_channels"], s["kernel"], dtype=s["dtype"]),
+                         requires_grad=s["trainable"]) for s in specs)
+        # the push accumulator and local SGD of a whole worker (ps.worker.LocalParams), over this slice
+        self.params = LocalParams(self.weights, local_lr, n_fetch)
         start = bounds[0][0] if bounds else 0
         self.bounds = [(a - start, b - start) for a, b in bounds]    # this partition's shards, in its own vector
         self.links = [ShardLink(actor, ln, wid, b - a) for actor, ln, (a, b) in zip(shards, lanes, bounds)]
-        self.numel = sum(w.numel() for w in self.weights if w.requires_grad)
-        self.flat = torch.zeros(self.numel)     # (the shards' float32)
-        self.local_lr, self.n_fetch = local_lr, n_fetch
+        self.flat = torch.zeros(self.params.numel)     # (the shards' float32)
         self._graphs: dict[int, tuple[Tensor, Tensor | None]] = {}
-        self._acc: Tensor | None = None
 
     def load(self, vec: np.ndarray | Tensor) -> None:
         """This partition's trainable filters, stage after stage, from one flat vector (what
         :meth:`fetch` does with its shards' slices; tests load float64 weights this way)."""
-        self._vector_to_weights(torch.as_tensor(vec))
+        self.params.load([torch.as_tensor(vec)])
 
     def gradients(self) -> list[np.ndarray | None]:
         """Each stage's filter gradient as it stands (before :meth:`add_grads` takes it)."""
         return [None if w.grad is None else w.grad.numpy() for w in self.weights]
 
-    def _vector_to_weights(self, vec: Tensor) -> None:
-        n = 0
-        with torch.no_grad():
-            for w in self.weights:
-                if w.requires_grad:
-                    w.copy_(vec[n:n + w.numel()].view(w.shape))
-                    n += w.numel()
-
     def fetch(self) -> list[int]:
         """Pull this partition's shards into its filters; returns their versions."""
         versions = fetch_into(self.links, self.bounds, self.flat.numpy())
-        self._vector_to_weights(self.flat)
+        self.params.load([self.flat])
         return versions
 
     def encode(self, stage: int, x: np.ndarray, decode: bool, grad: bool) -> tuple[np.ndarray, np.ndarray | None]:
@@ -105,15 +97,10 @@ class PartitionActor:
         torch.autograd.backward(outs, grads)
 
     def add_grads(self) -> None:
-        """The step's filter gradients into this partition's part of the push (as ``LocalParams``)."""
-        g = torch.cat([w.grad.reshape(-1).float() if w.grad is not None else torch.zeros(w.numel())
-                       for w in self.weights if w.requires_grad])
-        for w in self.weights:
-            w.grad = None
+        """The step's filter gradients into this partition's part of the push; ready for the next step."""
+        self.params.add_grads()
+        self.weights.zero_grad(set_to_none=True)    # the replica's zero_grad does not reach this process
         self._graphs.clear()
-        self._acc = g if self._acc is None else self._acc.add_(g)
-        if self.n_fetch > 1:     # local SGD until the next fetch
-            self._vector_to_weights(self.flat.add_(g, alpha=-self.local_lr))
 
     def node(self) -> str:
         return ray.get_runtime_context().get_node_id()
@@ -121,9 +108,8 @@ class PartitionActor:
     def stage_push(self, seq: int, bases: list[int]) -> list[np.ndarray | None]:
         """Hand this partition's summed gradient to its shards: per shard None (left in the shard's
         shared-memory inbox) or the slice (to travel by the object store)."""
-        acc = self._acc if self._acc is not None else torch.zeros(self.numel)
-        self._acc = None
-        return [link.stage(acc[a:b].numpy(), seq, base) for link, (a, b), base in zip(self.links, self.bounds, bases)]
+        grads = self.params.take(self.bounds, seq, bases)
+        return [link.stage(g.numpy(), seq, base) for link, g, base in zip(self.links, grads, bases)]
 
 
 class _RemoteStage(torch.autograd.Function):
@@ -135,7 +121,7 @@ class _RemoteStage(torch.autograd.Function):
         answers = ray.get([a.encode.remote(filt.stage, x[:, :, b.in_rows, b.in_cols].contiguous().numpy(), True, True)
                            for a, b in zip(filt.actors, filt.blocks)])
         codes = stitch([torch.from_numpy(c) for c, _ in answers], filt.blocks, dims=(2, 3))
-        return codes, filt.sum_windows([torch.from_numpy(r) for _, r in answers], x.shape[0])
+        return codes, sum_windows([torch.from_numpy(r) for _, r in answers], filt.blocks, filt.in_size)
 
     @staticmethod
     def backward(ctx, grad_codes: Tensor, grad_recon: Tensor) -> tuple[None, None, None]:
@@ -166,13 +152,6 @@ class RemoteFilter(nn.Module):
 
     def effective_weight(self) -> None:
         return None               # the partitions normalise their own filters
-
-    def sum_windows(self, parts: list[Tensor], batch: int) -> Tensor:
-        h, w = self.in_size
-        out = parts[0].new_zeros(batch, self.in_channels, h, w)
-        for b, part in zip(self.blocks, parts):
-            out = out + F.pad(part, (b.in_cols.start, w - b.in_cols.stop, b.in_rows.start, h - b.in_rows.stop))
-        return out
 
     def forward(self, x: Tensor, weight: None = None) -> Tensor:
         if torch.is_grad_enabled():
