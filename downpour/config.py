@@ -39,9 +39,11 @@ AT_LEAST_1, AT_LEAST_0 = "[1, inf)", "[0, inf)"
 @dataclass(frozen=True)
 class DataConfig(Section):
     section: ClassVar[str] = "data"
-    source: str = setting("natural", choices=("natural", "faces", "natural+faces", "digits", "folder", "video", "array"))
+    # gaussian: N(0, I) vectors of dimension `size` as (1, 1, size) samples, labelled by their largest coordinate
+    source: str = setting("natural", choices=("natural", "faces", "natural+faces", "digits", "folder", "video", "array",
+                                              "gaussian"))
     path: str = ""                 # the folder, video file/folder or .npy/.npz for those sources
-    size: int = setting(8, within=AT_LEAST_1)                 # side of the square patches / crops, pixels
+    size: int = setting(8, within=AT_LEAST_1)                 # side of the square patches / crops, pixels (gaussian: the dimension)
     mode: str = setting("patches", choices=("patches", "crops"))   # patches: random patches; crops: whole images resized to size×size
     samples: int = setting(10000, within=AT_LEAST_1)          # patches drawn (patches mode)
     grey: bool = True              # convert colour images to one channel
@@ -58,6 +60,9 @@ class DataConfig(Section):
     labels: bool = False           # folder sources: class labels from sub-folder names
     tile: int = setting(0, within=AT_LEAST_0)  # crops mode: cut images into tile×tile squares first; 0 = one centred square per image (built-in photos: 2·size tiles)
     faces_fraction: float = setting(0.3, within="[0, 1]")     # natural+faces: share of the samples taken from the faces source (lfw train part)
+    # how the rows are split between workers: iid (shuffled) | by-label (sorted by label: each worker's shard holds
+    # few labels, the heterogeneous data of federated training)
+    split: str = setting("iid", choices=("iid", "by-label"))
 
 
 @dataclass(frozen=True)

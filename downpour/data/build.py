@@ -6,7 +6,9 @@ The pipeline, in order:
    the ~15 built-in photographs would give only ~15 whole-image crops, so with ``tile = 0`` they
    are cut into tiles of ``2 * size`` pixels instead (a 512-px photo gives 64 views at size 32);
 3. shuffle the rows once with the seed, so the contiguous slices of :meth:`Dataset.shard` are
-   each a fair sample of the whole set (worker 0 does not get all the faces);
+   each a fair sample of the whole set (worker 0 does not get all the faces); with
+   ``data.split = "by-label"`` the shuffled rows are then sorted by label, so they are not
+   (heterogeneous workers, each seeing a few labels);
 4. normalisation and ZCA (:mod:`preprocess`), fitted on the whole set before sharding, so every
    worker sees the same input space; ``Dataset.prepare`` replays them on new images;
 5. attach the augmentation, which :meth:`Dataset.batches` applies per batch.
@@ -27,6 +29,7 @@ from downpour.data.augment import Augment
 from downpour.data.builtin import digit_images, lfw_images, natural_images
 from downpour.data.dataset import Dataset
 from downpour.data.folder import load_folder
+from downpour.data.gaussian import gaussian_samples
 from downpour.data.images import ImageSet
 from downpour.data.patches import crop_images, sample_patches
 from downpour.data.preprocess import Preprocess
@@ -50,6 +53,9 @@ def check_config(cfg: DataConfig) -> None:
         raise ConfigError(f"data.path {cfg.path!r} does not exist (data.source = {cfg.source!r} reads it)")
     if cfg.labels and cfg.source != "folder":
         raise ConfigError("data.labels = true only applies to data.source = 'folder'")
+    if cfg.split == "by-label" and not (cfg.source in ("digits", "gaussian") or cfg.labels):
+        raise ConfigError(f"data.split = 'by-label' needs labelled data (digits, gaussian, or a folder with "
+                          f"data.labels = true); data.source = {cfg.source!r} has none")
     shape = sample_shape(cfg)
     if cfg.whiten == "zca" and shape is not None and math.prod(shape) > MAX_DIM:   # before any sampling
         raise ConfigError(f"data.whiten = 'zca' on {'x'.join(map(str, shape))} samples needs a {math.prod(shape)}-square "
@@ -60,6 +66,8 @@ def sample_shape(cfg: DataConfig) -> tuple[int, int, int] | None:
     """(C, H, W) of the samples ``cfg`` gives, or None where only the files can tell (arrays)."""
     if cfg.source == "array":
         return None
+    if cfg.source == "gaussian":
+        return (1, 1, cfg.size)
     return (1 if cfg.grey else 3, cfg.size, cfg.size)
 
 
@@ -140,6 +148,9 @@ def build_dataset(cfg: DataConfig, seed: int) -> Dataset:
         x, info["mix"], skipped, n_images = _mixed(cfg, seed)
         y = None
         file_skips: list[dict[str, str]] = []
+    elif cfg.source == "gaussian":
+        x, y = gaussian_samples(cfg.samples, cfg.size, _rng(seed, _NATURAL))
+        skipped, file_skips, n_images = [], [], cfg.samples
     else:
         images = _load(cfg)
         tile = natural_tile(cfg) if cfg.source == "natural" else None
@@ -148,6 +159,9 @@ def build_dataset(cfg: DataConfig, seed: int) -> Dataset:
         file_skips, n_images = images.skipped, len(images)
         info.update(images.info)
     order = _rng(seed, _ORDER).permutation(len(x))
+    if cfg.split == "by-label":   # checked above: y exists; stable, so each label's rows stay shuffled
+        order = order[np.argsort(y[order], kind="stable")]
+    info["split"] = cfg.split
     x = x[order]
     y = None if y is None else y[order]
     preprocess, xt, processing = Preprocess.fit(x, cfg.normalize, cfg.whiten, cfg.zca_eps, cfg.spectral_strength)
