@@ -36,8 +36,9 @@ def read_image(path: Path, grey: bool) -> np.ndarray:
         return to_chw(np.asarray(img), grey)
 
 
-def load_folder(path: str | Path, grey: bool = True, labels: bool = False) -> ImageSet:
-    """All readable images under ``path`` (sorted by relative path, so the order is reproducible)."""
+def image_files(path: str | Path, labels: bool = False) -> tuple[list[Path], int]:
+    """(the image files under ``path``, sorted by relative path; how many other files were ignored).
+    Raises DataError for a missing or empty folder, or (``labels``) images outside the class sub-folders."""
     root = Path(path)
     if not str(path):
         raise DataError("data.path is empty: the folder source needs the folder to read")
@@ -55,6 +56,13 @@ def load_folder(path: str | Path, grey: bool = True, labels: bool = False) -> Im
         if loose:
             raise DataError(f"data.labels = true takes classes from sub-folders of {str(root)!r}, but "
                             f"{len(loose)} images sit at its top level (e.g. {loose[0].name!r})")
+    return candidates, len(every) - len(candidates)
+
+
+def load_folder(path: str | Path, grey: bool = True, labels: bool = False) -> ImageSet:
+    """All readable images under ``path`` (sorted by relative path, so the order is reproducible)."""
+    root = Path(path)
+    candidates, n_ignored = image_files(path, labels)
     images, names, classes_of, skipped = [], [], [], []
     for p in candidates:
         rel = p.relative_to(root).as_posix()
@@ -68,7 +76,7 @@ def load_folder(path: str | Path, grey: bool = True, labels: bool = False) -> Im
     if not images:
         raise DataError(f"image folder {str(root)!r}: none of its {len(candidates)} image files could be read "
                         f"(first: {skipped[0]['file']}: {skipped[0]['reason']})")
-    info = {"path": str(root), "n_ignored": len(every) - len(candidates)}   # hidden and non-image files
+    info = {"path": str(root), "n_ignored": n_ignored}   # hidden and non-image files
     y = None
     if labels:
         classes = sorted(set(classes_of))

@@ -1,0 +1,176 @@
+"""A worker's endless stream of exact-size batches from its own items, decoded ahead by a DataLoader.
+
+Why a ``torch.utils.data.DataLoader`` with worker *processes*: decoding a JPEG, turning it into
+float32 and resizing it is ~1 ms of mostly GIL-holding NumPy and Python per image; in separate
+processes it overlaps the training step instead of stealing its time slices, and the DataLoader
+already bounds what is in flight (``num_workers * prefetch_factor`` chunks), keeps chunks in
+order and cleans its processes up. ``data.loader_workers = 0`` decodes in the training process.
+
+The order is the DataLoader's sampler, computed in this process: epoch e visits the items in a
+permutation seeded by (seed, e); every item key is ``(epoch, position, item)``. The DataLoader hands
+back chunks of items in that order; this class re-cuts them into batches of exactly ``batch_size``
+samples (an item gives 0 samples when bad, several with tiles or video frames), applies the
+fitted preprocessing and the augmentation per batch (augmentation seeded by (seed, batch number)),
+and remembers the key of the first sample not yet handed out: :meth:`position`, from which
+``batches(..., position=)`` continues the stream exactly (the local runner's resume). Nothing in a
+batch depends on how many processes decoded it or how far ahead: the same seed gives the same
+batches bit for bit.
+
+Memory: at most ``prefetch`` decoded samples in flight plus one batch and one chunk here; per item,
+one read counter (4 bytes) for the run's telemetry (:meth:`report`).
+"""
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any, Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+from downpour.batch import Batch
+from downpour.data.images import skip
+from downpour.data.reader import ItemReader
+
+if TYPE_CHECKING:
+    from downpour.data.stream import StreamingData
+
+log = logging.getLogger("downpour.data")
+
+_ORDER, _AUGMENT = 12, 13     # NumPy streams for the epoch orders and the per-batch augmentation
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
+    """The permutation (n,) of the items that ``epoch`` visits."""
+    return np.random.default_rng(np.random.SeedSequence([seed, _ORDER, epoch])).permutation(n)
+
+
+class _Order(Sampler):
+    """Endless item keys ``(epoch, position, item)`` from ``(epoch, position)`` on."""
+
+    def __init__(self, n: int, seed: int, epoch: int, position: int):
+        self.n, self.seed, self.epoch, self.position = n, seed, epoch, position
+
+    def __iter__(self) -> Iterator[tuple[int, int, int]]:
+        epoch, start = self.epoch, self.position
+        while True:
+            order = epoch_order(self.n, self.seed, epoch)
+            for p in range(start, self.n):
+                yield epoch, p, int(order[p])
+            epoch, start = epoch + 1, 0
+
+
+def loader_shape(prefetch: int, workers: int, batch_size: int) -> tuple[int, int]:
+    """(items per loader chunk, chunks each loader process works ahead) so that at most about
+    ``prefetch`` items are in flight: chunk <= batch, ``workers * ahead * chunk <= max(prefetch, workers * chunk)``."""
+    procs = max(1, workers)
+    chunk = max(1, min(batch_size, prefetch // procs))
+    return chunk, max(1, prefetch // (procs * chunk))
+
+
+class StreamBatches:
+    """``Batch(x (B, C, size, size), y (B,) or None)`` without end, from ``data``'s items (one shard).
+
+    ``seed`` fixes the epoch orders, the patch positions and the augmentation; ``position`` (from
+    :meth:`position`) continues a stream where an earlier one stopped.
+    """
+
+    def __init__(self, data: "StreamingData", batch_size: int, seed: int, position: dict[str, int] | None = None):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.data, self.batch_size, self.seed = data, batch_size, seed
+        pos = position or {"epoch": 0, "index": 0, "skip": 0, "batch": 0}
+        self._start = pos
+        self._batch = pos["batch"]
+        self._drop = pos["skip"]                   # samples of the first item already used before a resume
+        self._next = (pos["epoch"], pos["index"])  # the key after the last item received
+        self._x: list[torch.Tensor] = []           # pending samples, in order, and their keys (M, 3)
+        self._y: list[torch.Tensor] = []
+        self._keys: list[np.ndarray] = []
+        self._pending = 0
+        self._it: Iterator[dict[str, Any]] | None = None
+        self.reads = np.zeros(len(data), np.int32)   # per item: times decoded (bad ones too)
+        self.skipped: list[dict[str, str]] = []
+        self._bad: set[int] = set()
+        self.samples = 0
+
+    def __iter__(self) -> "StreamBatches":
+        return self
+
+    def _loader(self) -> Iterator[dict[str, Any]]:
+        d = self.data
+        reader = self._reader = ItemReader(d.source, d.items, d.cut, self.seed, d.path, d.labels, d.frames)
+        workers = d.cfg.loader_workers
+        chunk, ahead = loader_shape(d.cfg.prefetch, workers, self.batch_size)
+        sampler = _Order(len(d), self.seed, *self._next)
+        loader = DataLoader(reader, batch_size=chunk, sampler=sampler, collate_fn=reader.collate, num_workers=workers,
+                            prefetch_factor=ahead if workers else None)
+        return iter(loader)
+
+    def _receive(self) -> None:
+        """One chunk from the loader into the pending samples; count reads, name bad items once."""
+        if self._it is None:
+            self._it = self._loader()
+        chunk = next(self._it)
+        x, keys = chunk["x"], []
+        for (epoch, p, k), count, bad in zip(chunk["keys"], chunk["counts"], chunk["bad"]):
+            self.reads[k] += 1
+            if bad is not None and k not in self._bad:
+                self._bad.add(k)
+                skip(self.skipped, self._reader.name(k), bad)
+            keys += [(epoch, p, j) for j in range(count)]
+            self._next = (epoch + 1, 0) if p + 1 == len(self.data) else (epoch, p + 1)
+        keys_arr = np.asarray(keys, dtype=np.int64).reshape(-1, 3)
+        y = chunk["y"]
+        if self._drop:                                # a resumed stream: the first item's used samples
+            x, keys_arr = x[self._drop:], keys_arr[self._drop:]
+            y = None if y is None else y[self._drop:]
+            self._drop = 0
+        if len(x):
+            self._x.append(x)
+            self._keys.append(keys_arr)
+            if y is not None:
+                self._y.append(y)
+            self._pending += len(x)
+
+    def __next__(self) -> Batch:
+        while self._pending < self.batch_size:
+            self._receive()
+        b = self.batch_size
+        x, keys = torch.cat(self._x), np.concatenate(self._keys)
+        y = torch.cat(self._y) if self._y else None
+        self._x, self._keys = [x[b:]], [keys[b:]]
+        self._y = [] if y is None else [y[b:]]
+        self._pending -= b
+        x = x[:b]
+        d = self.data
+        if d.preprocess is not None:
+            x = d.preprocess(x)
+        if d.augment is not None:
+            seed = int(np.random.SeedSequence([self.seed, _AUGMENT, self._batch]).generate_state(1)[0])
+            x = d.augment(x, torch.Generator().manual_seed(seed))
+        self._batch += 1
+        self.samples += b
+        return Batch(x.contiguous(), None if y is None else y[:b])
+
+    def position(self) -> dict[str, int]:
+        """Where the next batch starts: the first unused sample's item (epoch, index in the epoch's
+        order), how many of that item's samples are used (skip), and the batch number."""
+        if self._pending:
+            epoch, p, j = (int(v) for v in self._keys[0][0])
+            return {"epoch": epoch, "index": p, "skip": j, "batch": self._batch}
+        return {"epoch": self._next[0], "index": self._next[1], "skip": 0, "batch": self._batch}
+
+    def report(self) -> dict[str, Any]:
+        """JSON-able: this worker's items, reads and the files it skipped (each named once)."""
+        read = self.reads[self.reads > 0]
+        shard = self.data.info.get("shard", {"index": 0, "of": 1})
+        return {"worker": shard["index"], "of": shard["of"], "items": len(self.data), "items_read": int(len(read)), "reads": int(self.reads.sum()),
+                "max_reads": int(read.max()) if len(read) else 0, "samples": self.samples, "batches": self._batch,
+                "n_skipped": len(self.skipped), "skipped": list(self.skipped)}
+
+    def close(self) -> None:
+        """Stop the loader's processes (they also stop when this object is collected)."""
+        it, self._it = self._it, None
+        if it is not None and hasattr(it, "_shutdown_workers"):
+            it._shutdown_workers()

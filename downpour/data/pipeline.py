@@ -1,0 +1,117 @@
+"""Which data path a run takes (``data.pipeline``), and the run's data telemetry at its end.
+
+- ``memory``: :func:`~downpour.data.build.build_dataset`: every sample decoded once into one float32
+  tensor, shuffled and whitened as a whole; simple and the fastest per batch. The built-in sources
+  (natural, faces, natural+faces, digits) and ``.npz`` arrays always take it.
+- ``stream``: :func:`~downpour.data.stream.open_stream`: the driver lists files and fits the
+  preprocessing on a sample; each worker decodes only its own files, ahead of use, holding
+  O(``data.prefetch``) images. For folders, videos and ``.npy`` files of any size.
+- ``auto`` (the default): ``stream`` for a folder, video or ``.npy`` source whose decoded images
+  would take more than :data:`STREAM_ABOVE` bytes in memory (estimated from the file count and a
+  few headers: nothing is decoded), else ``memory``. The choice and the estimate are in ``info``.
+
+    data = open_data(cfg.data, seed)      # Dataset or StreamingData: shard(i, n), batches(...), info, preprocess
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Iterable
+
+from PIL import Image
+
+from downpour.config import ConfigError, DataConfig
+from downpour.data.build import build_dataset, check_config
+from downpour.data.dataset import Dataset
+from downpour.data.stream import STREAMED, Listing, StreamingData, list_items, open_stream
+
+# Above this many bytes of decoded float32 images, ``auto`` streams. A Ray run holds the in-memory
+# set in the driver, once more in the object store and a worker's slice in each worker: 1 GiB is
+# ~5 GiB of a laptop's memory at 2 workers, before the model.
+STREAM_ABOVE = 1 << 30
+_PROBES = 16       # headers read to estimate an image folder's decoded size
+
+
+def estimate_bytes(cfg: DataConfig, listing: Listing) -> int:
+    """Bytes the in-memory path would hold as decoded float32 images (what ``build_dataset`` keeps
+    before cropping), from the item count and up to 16 evenly spaced files' headers."""
+    n, channels = len(listing.items), 1 if cfg.grey else 3
+    if cfg.source == "array":
+        return n * math.prod(listing.row_shape[-2:]) * channels * 4
+    step = max(1, n // _PROBES)
+    pixels = [p for p in (_pixels(cfg, listing.items[k]) for k in range(0, n, step)) if p]
+    per_item = sum(pixels) / len(pixels) if pixels else 0
+    frames = cfg.frames_per_video if cfg.source == "video" else 1
+    return int(n * per_item * frames * channels * 4)
+
+
+def _pixels(cfg: DataConfig, path: str) -> int:
+    """Width x height from a file's header (an unreadable one counts as 0)."""
+    try:
+        if cfg.source == "folder":
+            with Image.open(path) as img:        # lazy: the header only
+                return img.size[0] * img.size[1]
+        import av
+
+        with av.open(path) as container:
+            stream = container.streams.video[0]
+            return stream.codec_context.width * stream.codec_context.height
+    except Exception:  # noqa: BLE001 -- an estimate: the reader names bad files later
+        return 0
+
+
+def choose_pipeline(cfg: DataConfig, stream_ok: bool = True) -> tuple[str, dict[str, Any], Listing | None]:
+    """("memory" | "stream", why, the items when they were listed) for ``cfg`` (checked by ``check_config``)."""
+    streamable = cfg.source in STREAMED and not (cfg.source == "array" and Path(cfg.path).suffix != ".npy")
+    if cfg.pipeline == "memory" or not streamable:
+        return "memory", {"pipeline": cfg.pipeline}, None
+    if cfg.pipeline == "stream":
+        return "stream", {"pipeline": "stream"}, None
+    if not stream_ok:
+        return "memory", {"pipeline": "auto", "why": "this algorithm needs the whole set in memory"}, None
+    listing = list_items(cfg)
+    estimate = estimate_bytes(cfg, listing)
+    why = {"pipeline": "auto", "estimate_mb": round(estimate / 2**20, 1), "stream_above_mb": STREAM_ABOVE // 2**20}
+    return ("stream" if estimate > STREAM_ABOVE else "memory"), why, listing
+
+
+def open_data(cfg: DataConfig, seed: int, stream_ok: bool = True) -> Dataset | StreamingData:
+    """The training data of ``cfg`` on the path ``data.pipeline`` chooses. ``stream_ok=False``: the
+    caller needs every sample in one tensor (Sandblaster); ``pipeline = "stream"`` is then an error."""
+    check_config(cfg)
+    if cfg.pipeline == "stream" and not stream_ok:
+        raise ConfigError("data.pipeline = 'stream' cannot feed cluster.algorithm = 'sandblaster', whose work units "
+                          "index one in-memory tensor; use data.pipeline = 'memory' or cluster.algorithm = 'downpour'")
+    choice, why, listing = choose_pipeline(cfg, stream_ok)
+    if choice == "memory":
+        data: Dataset | StreamingData = build_dataset(cfg, seed)
+        data.info["pipeline"] = "memory"
+    else:
+        data = open_stream(cfg, seed, listing)
+    data.info["chosen"] = why
+    return data
+
+
+def batch_position(batches: Iterable[Any]) -> dict[str, int] | None:
+    """Where a streamed batch iterator stands (None for the in-memory path, which replays instead)."""
+    position = getattr(batches, "position", None)
+    return position() if position is not None else None
+
+
+def data_report(batches: Iterable[Any]) -> dict[str, Any] | None:
+    """A streamed worker's reads and skipped files (None for the in-memory path)."""
+    report = getattr(batches, "report", None)
+    return report() if report is not None else None
+
+
+def run_data_info(info: dict[str, Any], reports: list[dict[str, Any] | None]) -> dict[str, Any]:
+    """The run's data telemetry: the source's ``info`` plus, for a stream, each worker's report and
+    the sums; a file skipped by the driver's fitting sample and by its worker is named once."""
+    reports = [r for r in reports if r is not None]
+    if not reports:
+        return info
+    seen: dict[str, dict[str, str]] = {}
+    for entry in [*info.get("fit_sample", {}).get("skipped", []), *(e for r in reports for e in r["skipped"])]:
+        seen.setdefault(entry["file"], entry)
+    totals = {key: sum(r[key] for r in reports) for key in ("reads", "samples", "items_read")}
+    return {**info, "workers": reports, **totals, "n_skipped": len(seen), "skipped": list(seen.values())}

@@ -1,0 +1,188 @@
+"""The streamed dataset: a list of items (files, or rows of a memory-mapped ``.npy``), never the images.
+
+    data = open_stream(cfg.data, seed)        # the driver: lists the files, fits the preprocessing on a sample
+    mine = data.shard(0, 2)                   # worker 0 of 2: its own slice of the item list (nothing decoded)
+    batches = mine.batches(64, torch.Generator().manual_seed(0))   # decoded on the fly by a DataLoader
+
+What the driver does, and all it holds: (1) list the items (folder: the image files, sorted then
+shuffled once with the seed, so each worker's contiguous slice is a fair sample of the whole set;
+video: the video files, likewise; array: the row range ``range(N)`` of one ``.npy``, split into
+contiguous row ranges); (2) fit the normalisation and whitening on a seeded sample of
+``data.fit_sample`` items (the only images the driver ever decodes; none when nothing is fitted).
+A shard is that list's slice plus the fitted statistics: what a Ray worker is sent. It then opens
+only its own files (:mod:`downpour.data.loader`). Duck-types :class:`~downpour.data.dataset.Dataset`
+where the runners use it: ``input_shape``, ``info``, ``preprocess``, ``__len__``, ``shard``, ``batches``.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from downpour.config import DataConfig
+from downpour.data.augment import Augment
+from downpour.data.folder import image_files
+from downpour.data.loader import StreamBatches
+from downpour.data.preprocess import Preprocess
+from downpour.data.reader import Cut, ItemReader
+from downpour.data.video import video_files
+from downpour.errors import DataError
+
+STREAMED = ("folder", "video", "array")    # the sources that can stream; the built-in ones are in memory
+_SHUFFLE, _FIT = 14, 15                      # NumPy streams: the item list's one shuffle, the fitting sample
+
+
+def _rng(seed: int, stream: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([seed, stream]))
+
+
+@dataclass
+class Listing:
+    """A source's items, in the order they are listed (sorted files, or rows)."""
+    items: Sequence[Any]                # file paths (str) or range(N) of rows
+    labels: np.ndarray | None = None    # (N,) int64 class per item (folder with data.labels)
+    info: dict[str, Any] | None = None  # classes, ignored files, the array's shape
+    row_shape: tuple[int, ...] = ()     # array: one row's (H, W) or (C, H, W)
+
+
+def array_header(path: str) -> tuple[int, ...]:
+    """The shape of a ``.npy`` read from its header (memory-mapped: nothing read), checked like
+    :func:`~downpour.data.arrays.read_arrays` checks a loaded one."""
+    try:
+        rows = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise DataError(f"{path}: not a readable .npy file to memory-map ({err})") from None
+    shape = rows.shape
+    if len(shape) not in (3, 4) or shape[0] == 0 or min(shape[-2:]) == 0:
+        raise DataError(f"{path}: x has shape {shape}; expected (N, H, W) or (N, C, H, W) holding images")
+    if len(shape) == 4 and shape[1] not in (1, 3):
+        raise DataError(f"{path}: x has shape {shape}: {shape[1]} channels, expected 1 or 3")
+    if not (np.issubdtype(rows.dtype, np.number) or rows.dtype == bool):
+        raise DataError(f"{path}: x has dtype {rows.dtype}; expected a numeric array")
+    return tuple(int(s) for s in shape)
+
+
+def list_items(cfg: DataConfig) -> Listing:
+    """The items of ``cfg``'s source (folder, video or ``.npy``); errors name the path."""
+    if cfg.source == "folder":
+        files, ignored = image_files(cfg.path, cfg.labels)
+        info: dict[str, Any] = {"n_ignored": ignored}
+        labels = None
+        if cfg.labels:
+            classes_of = [p.relative_to(cfg.path).parts[0] for p in files]
+            classes = sorted(set(classes_of))
+            index = {c: k for k, c in enumerate(classes)}
+            labels = np.asarray([index[c] for c in classes_of], dtype=np.int64)
+            info["classes"] = classes
+        return Listing([str(p) for p in files], labels, info)
+    if cfg.source == "video":
+        return Listing([str(p) for p in video_files(Path(cfg.path))], None, {})
+    if Path(cfg.path).suffix != ".npy":
+        raise DataError(f"data.pipeline = 'stream' memory-maps a .npy file; {cfg.path!r} is not one "
+                        "(an .npz is compressed: load it in memory, or save x as .npy)")
+    shape = array_header(cfg.path)
+    return Listing(range(shape[0]), None, {"array_shape": list(shape)}, shape[1:])
+
+
+class StreamingData:
+    """Items of one source and what turns them into training batches; see the module docstring.
+
+    ``items``: file paths or a ``range`` of rows; ``labels`` (N,) or None; ``preprocess``: fitted on
+    the driver's sample, applied per batch; ``augment`` or None; ``info``: JSON-able provenance.
+    """
+
+    def __init__(self, cfg: DataConfig, items: Sequence[Any], labels: np.ndarray | None, cut: Cut,
+                 preprocess: Preprocess, augment: Augment | None, info: dict[str, Any]):
+        self.cfg, self.items, self.labels, self.cut = cfg, items, labels, cut
+        self.preprocess, self.augment, self.info = preprocess, augment, info
+        self.source, self.path, self.frames = cfg.source, cfg.path, cfg.frames_per_video
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return (self.cut.channels, self.cut.size, self.cut.size)
+
+    @property
+    def whitener(self) -> Any:
+        return self.preprocess.whitener
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __repr__(self) -> str:
+        return f"StreamingData({self.source}, items={len(self)}, shape={self.input_shape})"
+
+    def shard(self, i: int, n: int) -> "StreamingData":
+        """Worker ``i`` of ``n``: items [i*N//n, (i+1)*N//n) of the (already shuffled) list: by file,
+        disjoint, covering every item. Nothing is read."""
+        if n < 1 or not 0 <= i < n:
+            raise ValueError(f"shard {i} of {n}: need 0 <= i < n and n >= 1")
+        if n > len(self):
+            raise ValueError(f"cannot split {len(self)} items into {n} shards: every worker needs at least one file")
+        start, stop = i * len(self) // n, (i + 1) * len(self) // n
+        info = copy.deepcopy(self.info)
+        info.update({"n_items": stop - start, "shard": {"index": i, "of": n, "start": start, "stop": stop}})
+        labels = None if self.labels is None else self.labels[start:stop]
+        return StreamingData(self.cfg, self.items[start:stop], labels, self.cut, self.preprocess, self.augment, info)
+
+    def batches(self, batch_size: int, generator: torch.Generator,
+                position: dict[str, int] | None = None) -> StreamBatches:
+        """Endless ``Batch`` stream, seeded by ``generator``'s seed (it draws nothing from it), from
+        ``position`` (:meth:`StreamBatches.position`) on."""
+        return StreamBatches(self, batch_size, generator.initial_seed(), position)
+
+
+def _fit(cfg: DataConfig, listing: Listing, cut: Cut, seed: int) -> tuple[Preprocess, dict[str, Any]]:
+    """The preprocessing fitted on ``data.fit_sample`` seeded items of the whole list (none read when
+    nothing is fitted); returns it and what the fit read."""
+    if cfg.normalize == "none" and cfg.whiten == "none":
+        return Preprocess(), {"normalization": {"normalize": "none"}, "whitening": {"method": "none"},
+                              "fit_sample": {"items": 0}}
+    n = len(listing.items)
+    pick = np.sort(_rng(seed, _FIT).choice(n, size=min(cfg.fit_sample, n), replace=False))
+    reader = ItemReader(cfg.source, [listing.items[int(k)] for k in pick], cut, seed, cfg.path, None,
+                        cfg.frames_per_video)
+    keys = [(0, p, p) for p in range(len(pick))]
+    loader = DataLoader(reader, batch_size=32, sampler=keys, collate_fn=reader.collate, num_workers=cfg.loader_workers)
+    xs, skipped = [], []
+    for chunk in loader:
+        xs.append(chunk["x"])
+        skipped += [{"file": reader.name(k), "reason": bad} for (_, _, k), bad in zip(chunk["keys"], chunk["bad"]) if bad]
+    x = torch.cat(xs).numpy()
+    if len(x) < 2:
+        raise DataError(f"{cfg.path!r}: only {len(x)} of the {len(pick)} sampled items gave a sample to fit "
+                        f"data.normalize / data.whiten on (first bad: {skipped[0] if skipped else 'none'})")
+    preprocess, xt, info = Preprocess.fit(x, cfg.normalize, cfg.whiten, cfg.zca_eps, cfg.spectral_strength)
+    info["fit_sample"] = {"items": len(pick), "samples": len(x), "n_skipped": len(skipped), "skipped": skipped,
+                          "x_mean": float(xt.mean()), "x_std": float(xt.std())}
+    return preprocess, info
+
+
+def open_stream(cfg: DataConfig, seed: int, listing: Listing | None = None) -> StreamingData:
+    """The driver's side of a streamed source: list, shuffle once, fit the preprocessing on a sample."""
+    listing = listing or list_items(cfg)
+    n = len(listing.items)
+    items, labels = listing.items, listing.labels
+    if not isinstance(items, range):            # files: one seeded shuffle, so contiguous shards are fair
+        order = _rng(seed, _SHUFFLE).permutation(n)
+        if cfg.split == "by-label":             # (checked: labelled) unless sorted by label, as in memory
+            order = order[np.argsort(labels[order], kind="stable")]
+        items = [items[k] for k in order]
+        labels = None if labels is None else labels[order]
+    per_image = max(1, round(cfg.samples / n)) if cfg.mode == "patches" else 0
+    cut = Cut(cfg.mode, cfg.size, cfg.tile, per_image, cfg.grey)
+    preprocess, processing = _fit(cfg, listing, cut, seed)
+    augment = Augment(cfg.shift, cfg.scale, cfg.flip)
+    info = {"source": cfg.source, "pipeline": "stream", "path": cfg.path, "mode": cfg.mode, "size": cfg.size,
+            "grey": cfg.grey, "n_items": n, "split": cfg.split, "item": {"folder": "image file", "video": "video file"}.get(cfg.source, "row"),
+            **(listing.info or {}), **processing, "augment": {"shift": cfg.shift, "scale": cfg.scale, "flip": cfg.flip},
+            "loader": {"workers": cfg.loader_workers, "prefetch": cfg.prefetch}}
+    if per_image:
+        info["patches_per_image"] = per_image
+    if cfg.mode == "crops":
+        info["tile"] = cfg.tile
+    return StreamingData(cfg, items, labels, cut, preprocess, augment if augment.active else None, info)
