@@ -1,4 +1,4 @@
-"""The ``downpour`` command: train, analyze, report, models, presets."""
+"""The ``downpour`` command: train, analyze, report, models, presets, study, plan."""
 from __future__ import annotations
 
 import argparse
@@ -169,6 +169,23 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_study(args: argparse.Namespace) -> int:
+    from downpour.studies import STUDIES, study_class
+
+    if args.name == "list":
+        for name in STUDIES:
+            print(f"{name:<14} {study_class(name).question}")
+        return 0
+    from downpour.studies.run import run_study
+
+    out = args.out or f"studies/{args.name}{'-quick' if args.quick else ''}"
+    folder = run_study(args.name, out, quick=args.quick, seeds=args.seeds, sets=args.set, jobs=args.jobs)
+    result = json.loads((folder / "study.json").read_text())
+    print(result["verdict"])
+    print(f"downpour: study written to {folder / 'study.html'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="downpour", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -216,6 +233,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     presets = sub.add_parser("presets", help="list the shipped TOML presets")
     presets.set_defaults(func=cmd_presets)
+
+    study = sub.add_parser("study", help="answer one of the mission's questions with a study (`downpour study list`)")
+    study.add_argument("name", help="a study name, or 'list'")
+    study.add_argument("--quick", action="store_true", help="the small setting (a smoke test, <= 2 min on 2 cores)")
+    study.add_argument("--seeds", type=int, help="paired seeds per condition (default: the study's)")
+    study.add_argument("--out", help="study folder (default: studies/NAME); run again to resume")
+    study.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                       help="override one config value in every cell")
+    study.add_argument("--jobs", type=int, help="worker processes (default: the cores available, at most 8)")
+    study.set_defaults(func=cmd_study)
 
     plan = sub.add_parser("plan", help="what a network costs on a cluster: parameters, memory, FLOPs, step time, "
                                        "staleness (default: the paper's network on 1,000 machines)")

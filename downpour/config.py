@@ -60,6 +60,12 @@ class DataConfig(Section):
     labels: bool = False           # folder sources: class labels from sub-folder names
     tile: int = setting(0, within=AT_LEAST_0)  # crops mode: cut images into tile×tile squares first; 0 = one centred square per image (built-in photos: 2·size tiles)
     faces_fraction: float = setting(0.3, within="[0, 1]")     # natural+faces: share of the samples taken from the faces source (lfw train part)
+    # memory: decode everything once into one tensor | stream: each worker decodes its own files as it trains
+    # (folder, video, .npy) | auto: stream when the decoded images would pass 1 GiB (docs/data.md)
+    pipeline: str = setting("auto", choices=("auto", "memory", "stream"))
+    prefetch: int = setting(256, within=AT_LEAST_1)           # stream: items a worker decodes ahead, at most (what it holds)
+    loader_workers: int = setting(1, within=AT_LEAST_0)       # stream: DataLoader processes decoding for each worker; 0 = in the worker itself
+    fit_sample: int = setting(1000, within=AT_LEAST_1)        # stream: items (seeded) the normalisation / whitening is fitted on
     # how the rows are split between workers: iid (shuffled) | by-label (sorted by label: each worker's shard holds
     # few labels, the heterogeneous data of federated training)
     split: str = setting("iid", choices=("iid", "by-label"))
@@ -92,7 +98,10 @@ class ClusterConfig(Section):
     workers: int = setting(2, within=AT_LEAST_1)
     shards: int = setting(2, within=AT_LEAST_1)
     consistency: str = setting("async", forms=CONSISTENCY_FORMS)   # async | bounded:K | sync
-    rule: str = setting("adagrad", choices=("sgd", "adagrad", "adam"))   # the server's update rule
+    rule: str = setting("adagrad", choices=("sgd", "momentum", "adagrad", "adam"))   # the server's update rule
+    momentum: float = setting(0.9, within="[0, 1)")          # the momentum rule's μ (heavy ball on the server)
+    # std of Gaussian noise each shard adds to every gradient it applies (seeded per shard and version); 0 = none
+    grad_noise: float = setting(0.0, within=AT_LEAST_0)
     compensation: str = setting("none", choices=("none", "staleness-lr", "dc-asgd"))
     dc_lambda: float = setting(0.04, within=AT_LEAST_0)       # DC-ASGD's λ
     n_fetch: int = setting(1, within=AT_LEAST_1)              # a worker fetches parameters every n_fetch steps

@@ -4,3 +4,4 @@ from downpour.models import rbm  # noqa: F401
 from downpour.models import cnn  # noqa: F401
 from downpour.models import rnn  # noqa: F401
 from downpour.models import multires  # noqa: F401
+from downpour.models import teacher  # noqa: F401

@@ -4,7 +4,7 @@ Each rule works in place on one shard's flat slice ``w`` (n,) with the gradient 
 keeps its state as named (n,)-shaped tensors (plus scalars stored as 1-element tensors), so a
 shard checkpoints the state as safetensors without knowing which rule it runs.
 
-    rule = make_rule("adagrad", lr=0.05)
+    rule = make_rule("adagrad", lr=0.05)       # or make_rule("momentum", lr=0.05, momentum=0.9)
     state = rule.init_state(w.numel())
     rule.apply(w, g, state, lr_scale=1.0)
 """
@@ -45,6 +45,26 @@ class SGD(UpdateRule):
         w.add_(g, alpha=-self.lr * lr_scale)
 
 
+class Momentum(UpdateRule):
+    """Heavy-ball SGD: v ← μ·v + g, w ← w − η·v (``cluster.momentum`` = μ). The staleness study's
+    control: asynchrony with M workers acts like momentum 1 − 1/M at learning rate η/M
+    (Mitliagkas et al. 2016)."""
+
+    name = "momentum"
+    state_names = ("velocity",)
+
+    def __init__(self, lr: float, momentum: float = 0.9):
+        super().__init__(lr)
+        if not 0 <= momentum < 1:
+            raise ValueError(f"server momentum must be in [0, 1), got {momentum!r}")
+        self.momentum = float(momentum)
+
+    def apply(self, w: Tensor, g: Tensor, state: dict[str, Tensor], lr_scale: float = 1.0) -> None:
+        v = state["velocity"]
+        v.mul_(self.momentum).add_(g)
+        w.add_(v, alpha=-self.lr * lr_scale)
+
+
 class Adagrad(UpdateRule):
     """DistBelief's rule: h ← h + g², w ← w − η·g/(√h + ε); each shard adapts on its own."""
 
@@ -81,11 +101,12 @@ class Adam(UpdateRule):
         w.addcdiv_(m, denom, value=-step)
 
 
-RULES: dict[str, type[UpdateRule]] = {r.name: r for r in (SGD, Adagrad, Adam)}
+RULES: dict[str, type[UpdateRule]] = {r.name: r for r in (SGD, Momentum, Adagrad, Adam)}
 
 
-def make_rule(name: str, lr: float) -> UpdateRule:
-    """The update rule called ``name`` (cluster.rule): sgd | adagrad | adam."""
+def make_rule(name: str, lr: float, momentum: float = 0.9) -> UpdateRule:
+    """The update rule called ``name`` (cluster.rule): sgd | momentum | adagrad | adam; ``momentum``
+    (cluster.momentum) is the momentum rule's μ."""
     if name not in RULES:
         raise ConfigError(f"cluster.rule: unknown update rule {name!r}{nearest(name, RULES)}; choose from {', '.join(RULES)}")
-    return RULES[name](lr)
+    return Momentum(lr, momentum) if name == "momentum" else RULES[name](lr)

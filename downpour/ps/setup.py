@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from downpour.config import ConfigError, RunConfig
-from downpour.data import build_dataset
+from downpour.data.pipeline import open_data
 from downpour.data.dataset import Dataset
 from downpour.models.base import FeatureModel
 from downpour.models.registry import build
@@ -43,7 +43,7 @@ def set_up_cluster(cfg: RunConfig) -> ClusterSetup:
     """Seeded data and initial model, the shard layout and the cluster's policies, for resolved ``cfg``."""
     c = cfg.cluster
     set_up_torch(cfg)   # the seed, and train.threads for the simulator (Ray workers set their own)
-    data = build_dataset(cfg.data, cfg.seed)
+    data = open_data(cfg.data, cfg.seed, stream_ok=c.algorithm == "downpour")   # Sandblaster indexes one tensor
     if len(data) < c.workers:
         raise ConfigError(f"cluster.workers={c.workers} but the data has only {len(data)} samples")
     model = build_replica(cfg, data.input_shape)[0]
@@ -73,8 +73,9 @@ def build_replica(cfg: RunConfig, input_shape: tuple[int, ...]) -> tuple[Feature
 def make_shards(setup: ClusterSetup, init: torch.Tensor, live: set[int]) -> list[Shard]:
     """One :class:`Shard` per shard of ``setup.bounds``, holding its slice of ``init`` (numel,)."""
     c, lr = setup.cfg.cluster, setup.cfg.train.lr
-    return [Shard(j, init[a:b], make_rule(c.rule, lr), make_compensation(c.compensation, c.dc_lambda),
-                  live, sync=setup.gate.sync, start=a) for j, (a, b) in enumerate(setup.bounds)]
+    return [Shard(j, init[a:b], make_rule(c.rule, lr, c.momentum), make_compensation(c.compensation, c.dc_lambda),
+                  live, sync=setup.gate.sync, start=a, noise=c.grad_noise, seed=setup.cfg.seed)
+            for j, (a, b) in enumerate(setup.bounds)]
 
 
 def batch_seed(seed: int, wid: int, start_step: int) -> int:

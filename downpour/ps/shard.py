@@ -43,7 +43,7 @@ class Shard:
     """
 
     def __init__(self, index: int, params: Tensor, rule: UpdateRule, compensation: Compensation | None = None,
-                 workers: Iterable[int] = (), sync: bool = False, start: int = 0):
+                 workers: Iterable[int] = (), sync: bool = False, start: int = 0, noise: float = 0.0, seed: int = 0):
         if params.dim() != 1:
             raise ValueError(f"shard {index}: parameters must be a flat (n,) vector, got shape {tuple(params.shape)}")
         self.index, self.start = index, start
@@ -53,6 +53,7 @@ class Shard:
         self.compensation = compensation or Compensation()
         self.workers: set[int] = set(workers)
         self.sync = sync
+        self.noise, self.seed = float(noise), seed   # cluster.grad_noise: N(0, noise²) added to each applied gradient
         self.version = 0
         self.accepted = 0          # pushes that passed every check
         self.applied = 0           # pushes whose gradient reached the parameters (== accepted once a round is flushed)
@@ -119,10 +120,18 @@ class Shard:
     def _apply_one(self, worker: int, seq: int, base: int, grad: Tensor) -> None:
         staleness = self.version - base
         g, lr_scale = self.compensation.adjust(grad, staleness, self.params, self._backup.get(worker))
-        self.rule.apply(self.params, g, self.state, lr_scale)
+        self._update(g, lr_scale)
         self.log.append(worker, seq, base, self.version)
         self.version += 1
         self.applied += 1
+
+    def _update(self, g: Tensor, lr_scale: float) -> None:
+        """One step of the rule; with ``noise``, on ``g`` plus Gaussian noise drawn from a generator seeded by
+        (run seed, shard, version), so a run, and a resumed run, draw the same noise."""
+        if self.noise:
+            gen = torch.Generator().manual_seed(((self.seed * 1_000_003 + self.index) * 1_000_033 + self.version) % 2**63)
+            g = g + torch.randn(g.shape, generator=gen) * self.noise
+        self.rule.apply(self.params, g, self.state, lr_scale)
 
     def _maybe_close_round(self, force: bool = False) -> None:
         pushed = {w for w, *_ in self._round}
@@ -130,7 +139,7 @@ class Shard:
             return
         # every push of the round was computed from the same version: apply their mean once
         mean = torch.stack([g for *_, g in self._round]).mean(dim=0)
-        self.rule.apply(self.params, mean, self.state, 1.0)
+        self._update(mean, 1.0)
         for w, seq, base, _ in self._round:
             self.log.append(w, seq, base, self.version)
         self.applied += len(self._round)

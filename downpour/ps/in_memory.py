@@ -1,0 +1,68 @@
+"""A simulated cluster run held in memory: the same shards, workers, coordinator, delays and update
+rules as ``downpour train --runner simulated``, with no run directory, so a study can afford
+thousands of small runs.
+
+    result = simulate(resolve(cfg))     # cfg.cluster.runner is ignored: always the simulator
+    result.model, result.mean_staleness, result.final_loss
+
+Same config and seed, same bits as the run-directory runner: both drive
+:class:`~downpour.ps.simulated.SimulatedCluster` from :func:`~downpour.ps.setup.set_up_cluster`
+(``tests/test_studies_staleness.py`` checks it).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from downpour.config import RunConfig
+from downpour.data.dataset import Dataset
+from downpour.models.base import FeatureModel
+from downpour.parallel.partition import merge_model
+from downpour.ps.coordinator import Coordinator
+from downpour.ps.setup import make_shards, set_up_cluster
+from downpour.ps.simulated import SimulatedCluster
+from downpour.ps.worker import Push
+from downpour.train.setup import stage_for_step
+
+
+@dataclass
+class Simulation:
+    model: FeatureModel        # the final model (the shards' parameters)
+    data: Dataset              # what the workers trained on (all of it)
+    pushes: int                # pushes the shards received
+    rejected: int              # of which a shard refused (non-finite gradient, ...)
+    mean_staleness: float      # over pushes, in server versions
+    max_staleness: float
+    final_loss: float          # mean training loss of the last 10% of pushes (NaN if none was finite)
+    virtual_time: float
+    staleness: list[float]     # of every push, in order of arrival
+
+
+def simulate(cfg: RunConfig) -> Simulation:
+    """Train resolved ``cfg`` for ``train.steps`` on the simulated cluster; nothing is written."""
+    setup = set_up_cluster(cfg)
+    c = cfg.cluster
+    coord = Coordinator(setup.gate, c.workers, cfg.train.steps, c.n_push, warm_start=c.warm_start)
+    shards = make_shards(setup, setup.layout.params_to_vector(setup.model), coord.live)
+    n_stages = setup.model.n_stages
+    cluster = SimulatedCluster(setup, shards, coord,
+                               lambda step: stage_for_step(step, cfg.train.steps, n_stages, cfg.train.schedule))
+    staleness: list[float] = []
+    losses: list[float] = []
+    rejected = 0
+
+    def on_push(push: Push, record: dict) -> None:
+        nonlocal rejected
+        staleness.append(record["staleness"])
+        losses.append(push.loss)
+        rejected += record["accepted"] < len(shards)
+
+    cluster.run(on_push)
+    setup.layout.vector_to_params(torch.cat([s.params for s in shards]), setup.model)
+    setup.model.set_stage(None)
+    tail = torch.tensor(losses[-max(1, len(losses) // 10):], dtype=torch.float64)
+    tail = tail[torch.isfinite(tail)]
+    return Simulation(merge_model(setup.model), setup.data, len(staleness), rejected,
+                      sum(staleness) / max(1, len(staleness)), max(staleness, default=0.0),
+                      float(tail.mean()) if len(tail) else float("nan"), cluster.now, staleness)

@@ -1,0 +1,72 @@
+"""What a study is: conditions × paired seeds, one cell per pair, rows with intervals, a verdict.
+
+A study subclasses :class:`Study` and says
+
+- ``conditions()``: the :class:`Condition` list (``self.quick``: the ≤ 2-minute setting the tests use);
+- ``run_cell(condition, seed, context)``: one cell, a run of the real machinery, returning its
+  figures as a flat dict of numbers (the same keys for every cell of a condition);
+- ``summarise(conditions, cells, seeds)``: one row per condition (``condition``, ``group``, ``params``,
+  ``n``, ``figures``: name -> [value, low, high] with a 95% interval, ``extra``: other numbers);
+- ``verdict(rows)``: a paragraph generated from those intervals;
+- ``figures(rows, cells, folder)``: PNG files;
+- optionally ``prepare()``: a calibration every cell needs (e.g. the gradient noise
+  matched to what staleness adds), computed once, cached with the cells and passed as ``context``.
+
+Every condition runs on the same seeds (``paired``): condition k and condition j share seed s, so
+their difference on seed s compares like with like.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from downpour.config import RunConfig, load_config
+from downpour.models.registry import resolve
+
+Cells = dict[tuple[str, int], dict[str, float]]    # (condition name, seed) -> the cell's figures
+
+
+@dataclass(frozen=True)
+class Condition:
+    name: str                                      # unique within the study, e.g. "lr0.25/delay4"
+    params: dict[str, Any]                         # what defines it, JSON-able (shown in study.json)
+    sets: tuple[tuple[str, Any], ...] = ()         # config overrides of the cells' runs
+    group: str = ""                                # for tables and figures: e.g. "phase", "control"
+
+
+@dataclass
+class Study:
+    """Base class of the studies (one module each under :mod:`downpour.studies`)."""
+
+    name: ClassVar[str]
+    question: ClassVar[str]                        # the question of MISSION.md it answers, in one line
+    base: ClassVar[str] = "main"                   # the preset (or TOML path) every cell starts from
+    base_sets: ClassVar[tuple[tuple[str, Any], ...]] = ()   # the study's own overrides of it, on every cell
+    seeds_full: ClassVar[int] = 20
+    seeds_quick: ClassVar[int] = 3
+    quick: bool = False
+    sets: list[tuple[str, Any]] = field(default_factory=list)   # the user's --set overrides, on every cell
+
+    def conditions(self) -> list[Condition]:
+        raise NotImplementedError
+
+    def cell_config(self, condition: Condition, seed: int) -> RunConfig:
+        """The resolved run config of one cell: the study's ``base`` preset, the user's --set overrides,
+        the condition's own overrides, then the seed."""
+        return resolve(load_config(self.base, [*self.base_sets, *self.sets, *condition.sets, ("seed", seed)]))
+
+    def prepare(self) -> dict[str, Any]:
+        return {}
+
+    def run_cell(self, condition: Condition, seed: int, context: dict[str, Any]) -> dict[str, float]:
+        raise NotImplementedError
+
+    def summarise(self, conditions: list[Condition], cells: Cells, seeds: list[int]) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+    def verdict(self, rows: list[dict[str, Any]]) -> str:
+        raise NotImplementedError
+
+    def figures(self, rows: list[dict[str, Any]], cells: Cells, folder: Path) -> list[Path]:
+        return []

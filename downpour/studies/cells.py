@@ -1,0 +1,123 @@
+"""A study's cells: cached one JSON line each in ``cells.jsonl`` (so an interrupted study resumes
+where it stopped), and run in parallel worker processes with progress on stderr.
+
+The file starts with a header line (study, quick, the --set overrides, the conditions); a study
+folder whose header differs is refused rather than mixed. A last line cut short by a kill is
+ignored and its cell run again.
+"""
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+from downpour.config import ConfigError
+from downpour.studies.base import Cells, Condition, Study
+
+
+class CellCache:
+    def __init__(self, path: Path, header: dict[str, Any]):
+        self.path = path
+        self.cells: Cells = {}
+        if path.is_file():
+            lines = path.read_text().splitlines()
+            old = json.loads(lines[0]) if lines else None
+            if old != header:
+                differs = sorted(k for k in header if (old or {}).get(k) != header[k])
+                raise ConfigError(f"{str(path.parent)!r} holds a study run with other settings ({', '.join(differs)} "
+                                  f"differ); use another --out, or delete that folder to start again")
+            for line in lines[1:]:
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    continue                      # a line cut short by a kill: that cell runs again
+                self.cells[(row["condition"], row["seed"])] = row["figures"]
+            self._rewrite(header)                 # drop a cut line, so appended lines stay whole
+        else:
+            self._rewrite(header)
+
+    def _rewrite(self, header: dict[str, Any]) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        with tmp.open("w") as f:
+            f.write(json.dumps(header) + "\n")
+            for (name, seed), figures in self.cells.items():
+                f.write(json.dumps({"condition": name, "seed": seed, "figures": figures}) + "\n")
+        tmp.replace(self.path)
+
+    def add(self, name: str, seed: int, figures: dict[str, float]) -> None:
+        self.cells[(name, seed)] = figures
+        with self.path.open("a") as f:
+            f.write(json.dumps({"condition": name, "seed": seed, "figures": figures}) + "\n")
+
+
+# --- running cells in worker processes -------------------------------------------------------------
+_STUDY: Study | None = None
+_CONTEXT: dict[str, Any] = {}
+_BY_NAME: dict[str, Condition] = {}
+
+
+def _init(name: str, quick: bool, sets: list[tuple[str, Any]], context: dict[str, Any]) -> None:
+    global _STUDY, _CONTEXT, _BY_NAME
+    import torch
+
+    from downpour.studies import study_class
+
+    torch.set_num_threads(1)                       # one process per core
+    _STUDY = study_class(name)(quick=quick, sets=sets)
+    _CONTEXT = context
+    _BY_NAME = {c.name: c for c in _STUDY.conditions()}
+
+
+def _run(task: tuple[str, int]) -> tuple[str, int, dict[str, float]]:
+    assert _STUDY is not None
+    name, seed = task
+    return name, seed, _STUDY.run_cell(_BY_NAME[name], seed, _CONTEXT)
+
+
+def run_cells(study: Study, tasks: list[tuple[str, int]], context: dict[str, Any], cache: CellCache,
+              jobs: int) -> None:
+    """Run ``tasks`` (condition name, seed), each result appended to ``cache`` as it comes."""
+    if not tasks:
+        return
+    progress = _Progress(study.name, len(tasks))
+    args = (study.name, study.quick, study.sets, context)
+    if jobs <= 1:
+        _init(*args)
+        results: Iterable[tuple[str, int, dict[str, float]]] = map(_run, tasks)
+        for name, seed, figures in results:
+            cache.add(name, seed, figures)
+            progress.tick()
+        return
+    # spawn, not fork: a forked child of a process that has started torch's thread pools can hang
+    with multiprocessing.get_context("spawn").Pool(jobs, initializer=_init, initargs=args) as pool:
+        for name, seed, figures in pool.imap_unordered(_run, tasks, chunksize=max(1, min(16, len(tasks) // (8 * jobs)))):
+            cache.add(name, seed, figures)
+            progress.tick()
+
+
+def default_jobs() -> int:
+    return max(1, min(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 8))
+
+
+class _Progress:
+    """One line on stderr every ~10 s (and at the end): cells done, rate, time left."""
+
+    def __init__(self, name: str, total: int):
+        self.name, self.total, self.done = name, total, 0
+        self.start = self.last = time.perf_counter()
+
+    def tick(self) -> None:
+        self.done += 1
+        now = time.perf_counter()
+        if now - self.last < 10 and self.done < self.total:
+            return
+        self.last = now
+        rate = self.done / max(now - self.start, 1e-9)
+        left = (self.total - self.done) / rate if rate > 0 else math.inf
+        print(f"downpour study {self.name}: {self.done}/{self.total} cells, {1 / rate:.2f} s each, "
+              f"~{left / 60:.1f} min left", file=sys.stderr, flush=True)

@@ -1,0 +1,65 @@
+"""Figures the studies share: a phase diagram, values with interval bars, and distributions."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+
+
+def save(fig: Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    return path
+
+
+def phase_diagram(values: np.ndarray, rows: Sequence[str], cols: Sequence[str], path: Path, title: str,
+                  label: str) -> Path:
+    """A heat map of ``values`` (len(rows), len(cols)) in [0, 1], each cell printed; NaN cells blank."""
+    fig = Figure(figsize=(1.2 + 1.1 * len(cols), 1.0 + 0.6 * len(rows)))
+    ax = fig.subplots()
+    im = ax.imshow(np.ma.masked_invalid(values), vmin=0, vmax=1, cmap="viridis", aspect="auto")
+    for i in range(len(rows)):
+        for j in range(len(cols)):
+            if np.isfinite(values[i, j]):
+                ax.text(j, i, f"{values[i, j]:.2f}", ha="center", va="center",
+                        color="white" if values[i, j] < 0.6 else "black", fontsize=9)
+    ax.set_xticks(range(len(cols)), cols, rotation=30, ha="right")
+    ax.set_yticks(range(len(rows)), rows)
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax, label=label)
+    return save(fig, path)
+
+
+def interval_bars(labels: Sequence[str], triples: Sequence[Sequence[float]], path: Path, title: str,
+                  ylabel: str, reference: float | None = None) -> Path:
+    """One point per label with its [low, high] interval; an optional horizontal reference line."""
+    fig = Figure(figsize=(1.5 + 0.7 * len(labels), 3.6))
+    ax = fig.subplots()
+    v = np.array([t[0] for t in triples], dtype=float)
+    lo = np.array([t[1] for t in triples], dtype=float)
+    hi = np.array([t[2] for t in triples], dtype=float)
+    x = np.arange(len(labels))
+    ax.errorbar(x, v, yerr=[np.nan_to_num(v - lo), np.nan_to_num(hi - v)], fmt="o", capsize=4)
+    if reference is not None:
+        ax.axhline(reference, color="grey", lw=0.8, ls="--")
+    ax.set_xticks(x, labels, rotation=30, ha="right")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    return save(fig, path)
+
+
+def distributions(groups: dict[str, Sequence[float]], path: Path, title: str, ylabel: str) -> Path:
+    """Each group's values as jittered points over a box plot (finite values only)."""
+    fig = Figure(figsize=(1.5 + 1.2 * len(groups), 3.6))
+    ax = fig.subplots()
+    data = [np.asarray([v for v in vals if np.isfinite(v)], dtype=float) for vals in groups.values()]
+    ax.boxplot(data, showfliers=False)
+    rng = np.random.default_rng(0)
+    for i, d in enumerate(data, start=1):
+        ax.plot(i + rng.uniform(-0.12, 0.12, len(d)), d, ".", alpha=0.5)
+    ax.set_xticks(range(1, len(groups) + 1), list(groups))
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    return save(fig, path)

@@ -1,0 +1,74 @@
+"""``study.html``: the question, the generated verdict, the table of conditions with 95% intervals,
+the figures, and the command that reproduces it all."""
+from __future__ import annotations
+
+import html
+import math
+from pathlib import Path
+from typing import Any
+
+STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}
+th{background:#f4f4f4}td.l,th.l{text-align:left}.verdict{background:#f6f8fa;padding:1em;border-left:4px solid #4a7}
+code{background:#f4f4f4;padding:2px 4px}img{max-width:100%;margin:1em 0}"""
+
+
+def fmt(value: Any) -> str:
+    """A number for a table: 3 significant digits; ints as they are; nan as '–'."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return html.escape(str(value))
+    if isinstance(value, int):
+        return str(value)
+    if not math.isfinite(value):
+        return "–" if math.isnan(value) else ("∞" if value > 0 else "−∞")
+    return f"{value:.3g}"
+
+
+def interval(triple: list[float] | tuple[float, float, float]) -> str:
+    value, low, high = triple
+    return f"{fmt(value)} <small>[{fmt(low)}, {fmt(high)}]</small>"
+
+
+def rows_table(rows: list[dict[str, Any]]) -> str:
+    """One line per condition: its parameters, then every figure as value [low, high]."""
+    params = list(dict.fromkeys(k for r in rows for k in r["params"]))
+    figures = list(dict.fromkeys(k for r in rows for k in r["figures"]))
+    extra = list(dict.fromkeys(k for r in rows for k in r.get("extra", {})))
+    head = "".join(f"<th class=l>{html.escape(k)}</th>" for k in ["condition", *params])
+    head += "<th>n</th>" + "".join(f"<th>{html.escape(k)}</th>" for k in [*figures, *extra])
+    body = []
+    for r in rows:
+        cells = f"<td class=l>{html.escape(r['condition'])}</td>"
+        cells += "".join(f"<td class=l>{fmt(r['params'].get(k, ''))}</td>" for k in params)
+        cells += f"<td>{r['n']}</td>"
+        cells += "".join(f"<td>{interval(r['figures'][k]) if k in r['figures'] else ''}</td>" for k in figures)
+        cells += "".join(f"<td>{_plain(r.get('extra', {}).get(k, ''))}</td>" for k in extra)
+        body.append(f"<tr>{cells}</tr>")
+    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return ", ".join(fmt(v) for v in value)
+    return fmt(value)
+
+
+def write_html(result: dict[str, Any], path: Path) -> Path:
+    figures = "".join(f'<img src="{html.escape(f)}" alt="{html.escape(Path(f).stem)}">' for f in result["figures"])
+    verdict = "".join(f"<p>{html.escape(p)}</p>" for p in result["verdict"].split("\n\n"))
+    setting = "quick setting (a smoke test: too few seeds to answer anything)" if result["quick"] else "full setting"
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>downpour study {html.escape(result['study'])}</title>
+<style>{STYLE}</style></head><body>
+<h1>Study: {html.escape(result['study'])}</h1>
+<p><b>Question.</b> {html.escape(result['question'])}</p>
+<p>{len(result['seeds'])} paired seeds per condition, {setting}; {result['seconds']} s.
+Reproduce with <code>{html.escape(result['command'])}</code>.</p>
+<h2>Verdict</h2><div class="verdict">{verdict}</div>
+<h2>Conditions</h2>{rows_table(result['cells'])}
+<p><small>Intervals are 95%: Wilson for proportions, a bootstrap over paired seeds for differences,
+Student's t for means.</small></p>
+<h2>Figures</h2>{figures or '<p>none</p>'}
+</body></html>
+"""
+    path.write_text(page)
+    return path

@@ -1,0 +1,95 @@
+"""``downpour study NAME``: run (or resume) a study in a folder and write what it found.
+
+    path = run_study("staleness", "studies/staleness", quick=True)
+
+The folder gets ``cells.jsonl`` (the cache, one line per cell), ``context.json`` (the study's
+calibration, if any), ``study.json`` (``study``, ``question``, ``command``, ``seeds``, ``cells``:
+one row per condition with its parameters and every figure with its 95% interval, ``verdict``),
+``figures/*.png`` and ``study.html``.
+"""
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from downpour.config import ConfigError, Override, parse_override
+from downpour.studies import study_class
+from downpour.studies.cells import CellCache, default_jobs, run_cells
+from downpour.studies.html import write_html
+
+
+def command_line(name: str, quick: bool, seeds: int, sets: list[Override], out: str) -> str:
+    """The command that reproduces the study (and resumes it, in the same folder)."""
+    parts = ["downpour", "study", name] + (["--quick"] if quick else []) + ["--seeds", str(seeds), "--out", out]
+    for item in sets:
+        parts += ["--set", item if isinstance(item, str) else f"{item[0]}={item[1]}"]
+    return shlex.join(parts)
+
+
+def run_study(name: str, out: str | Path, quick: bool = False, seeds: int | None = None,
+              sets: list[Override] | None = None, jobs: int | None = None) -> Path:
+    """Run the cells of study ``name`` not yet in ``out``, then write study.json, figures and study.html."""
+    cls = study_class(name)
+    sets = list(sets or [])
+    study = cls(quick=quick, sets=[_pair(s) for s in sets])
+    conditions = study.conditions()
+    names = [c.name for c in conditions]
+    if len(set(names)) != len(names):
+        raise AssertionError(f"study {name}: condition names repeat: {names}")
+    _check_sets(study, conditions)
+    n = seeds if seeds is not None else (cls.seeds_quick if quick else cls.seeds_full)
+    if n < 1:
+        raise ConfigError(f"--seeds must be >= 1, got {n}")
+    seed_list = list(range(n))
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    header = {"study": name, "quick": quick, "sets": [list(_pair(s)) for s in sets], "conditions": names}
+    cache = CellCache(folder / "cells.jsonl", header)
+    start = time.perf_counter()
+    context = _context(study, folder)
+    todo = [(c.name, s) for s in seed_list for c in conditions if (c.name, s) not in cache.cells]
+    print(f"downpour study {name}: {len(conditions)} conditions x {n} seeds; {len(todo)} cells to run, "
+          f"{len(conditions) * n - len(todo)} cached in {folder}", file=sys.stderr, flush=True)
+    run_cells(study, todo, context, cache, jobs or default_jobs())
+    cells = {key: cache.cells[key] for key in ((c, s) for c in names for s in seed_list)}
+    rows = study.summarise(conditions, cells, seed_list)
+    figures = study.figures(rows, cells, folder / "figures")
+    result: dict[str, Any] = {
+        "study": name, "question": cls.question, "command": command_line(name, quick, n, sets, str(out)),
+        "quick": quick, "seeds": seed_list, "sets": header["sets"], "context": context,
+        "cells": rows, "verdict": study.verdict(rows),
+        "figures": [str(p.relative_to(folder)) for p in figures],
+        "seconds": round(time.perf_counter() - start, 1), "cells_run": len(todo),
+    }
+    (folder / "study.json").write_text(json.dumps(result, indent=1, allow_nan=True) + "\n")
+    write_html(result, folder / "study.html")
+    return folder
+
+
+def _pair(item: Override) -> tuple[str, Any]:
+    path, value = parse_override(item)
+    return ".".join(path), value
+
+
+def _check_sets(study: Any, conditions: list[Any]) -> None:
+    """A --set on a key the study varies itself would be overwritten in every cell: refuse it; then build
+    the first cell's config, so a typo is named before any cell runs."""
+    varied = {key for c in conditions for key, _ in c.sets}
+    clash = sorted(key for key, _ in study.sets if key in varied)
+    if clash:
+        raise ConfigError(f"--set {', '.join(clash)}: study {study.name!r} varies {'it' if len(clash) == 1 else 'them'} "
+                          f"itself (its conditions set {', '.join(sorted(varied))})")
+    study.cell_config(conditions[0], 0)
+
+
+def _context(study: Any, folder: Path) -> dict[str, Any]:
+    path = folder / "context.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    context = study.prepare()
+    path.write_text(json.dumps(context, indent=1) + "\n")
+    return context

@@ -1,0 +1,272 @@
+"""Q1, local optima: does asynchrony help SGD escape poor local minima?
+
+**Task.** The teacher–student problem of :mod:`downpour.models.teacher` (a ReLU student of 8
+units learning an orthonormal teacher of 8 units): from random starts, plain SGD reaches the global
+optimum (population loss 0) in most seeds and stalls in a spurious minimum in the others. A cell
+*succeeds* when the exact population loss at the end is below 1e-3 and *diverges* when a gradient
+or the loss is no longer finite. Every cell trains through the real parameter server on the
+simulated cluster (shards, server-side SGD, workers, delays), so it reproduces bit for bit.
+
+**Conditions**, at each learning rate (every rate gets the same horizon lr × steps, so a small rate
+is not failed for running out of steps):
+- ``sync``: one worker, no delay: plain SGD, the baseline of every comparison at that rate;
+- ``delayT``: one worker whose pushes travel T steps (constant): every update is T stale;
+- ``random4``: exponentially distributed delays, mean 4;
+- ``async4``: four asynchronous workers (DistBelief's setting);
+- controls for ``async4``, same seeds: ``noise``, fresh gradients plus Gaussian noise of the
+  variance staleness adds; ``momentum``, the momentum asynchrony implies (Mitliagkas et al. 2016);
+  see :mod:`downpour.studies.matching`;
+- at the middle rate also: an over-parametrised student (``wide/``, 16 units) and heterogeneous
+  workers (``het/``: each worker's shard holds the inputs where a few coordinates dominate),
+  against four synchronous workers given the same number of updates (``sync4``).
+
+**The real objective.** ``sae/sync`` and ``sae/async``: the UFLDL sparse autoencoder on four
+workers, synchronous vs asynchronous, the same budget of examples; the figure is the final cost on
+the whole training set, whose spread over seeds says whether asynchrony finds different minima.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from downpour.batch import Batch
+from downpour.models.registry import build
+from downpour.ps.in_memory import simulate
+from downpour.studies.base import Cells, Condition, Study
+from downpour.studies.figures import distributions, interval_bars, phase_diagram
+from downpour.studies.matching import implicit_momentum, stale_error_std
+from downpour.studies.stats import effect_words, flips, mean_ci, paired_difference, wilson
+
+SUCCESS = 1e-3          # population loss below this: the global optimum
+HORIZON = 300.0         # lr × steps, the same for every learning rate
+LRS = (0.125, 0.25, 0.5)
+WORKERS = 4
+CALIBRATION_SEEDS = (10_001, 10_002, 10_003, 10_004)   # disjoint from the study's seeds
+RESOLUTION = 0.10       # a difference interval within ±10 points that holds 0 reads "no detectable effect"
+
+
+class StalenessStudy(Study):
+    name = "staleness"
+    question = ("Local optima: does asynchrony (stale gradients from delayed pushes and parallel workers) "
+                "help SGD escape poor local minima, or hurt it?")
+    base = "teacher-student"
+    seeds_full = 160
+    seeds_quick = 4
+
+    # --- conditions -------------------------------------------------------------------------------
+    def _lrs(self) -> tuple[float, ...]:
+        return (0.25,) if self.quick else LRS
+
+    def _middle(self) -> float:
+        return self._lrs()[len(self._lrs()) // 2]
+
+    def _steps(self, lr: float) -> int:
+        return round((HORIZON / 2 if self.quick else HORIZON) / lr)
+
+    def _delays(self) -> tuple[int, ...]:
+        return (4,) if self.quick else (2, 4, 8)
+
+    def conditions(self) -> list[Condition]:
+        out: list[Condition] = []
+
+        def add(name: str, lr: float, staleness: str, vs: str, sets: list[tuple[str, Any]], *, width: int = 8,
+                data: str = "iid", control: str = "", group: str = "phase", updates: int = 1) -> None:
+            params = {"lr": lr, "staleness": staleness, "width": width, "data": data, "control": control, "vs": vs}
+            base = [("train.lr", lr), ("train.steps", self._steps(lr) * updates), ("model.width", width),
+                    ("data.split", data)]
+            out.append(Condition(name, params, tuple(base + sets), group))
+
+        one = [("cluster.workers", 1)]
+        four = [("cluster.workers", WORKERS), ("cluster.delay", "constant:0")]
+        for lr in self._lrs():
+            p = f"lr{lr:g}/"
+            add(p + "sync", lr, "none", "", one + [("cluster.delay", "constant:0")])
+            for t in self._delays():
+                add(p + f"delay{t}", lr, f"constant:{t}", p + "sync", one + [("cluster.delay", f"constant:{t}")])
+            if not self.quick:
+                add(p + "random4", lr, "exponential:4", p + "sync", one + [("cluster.delay", "exponential:4")])
+            add(p + "async4", lr, f"{WORKERS} workers", p + "sync", four)
+            add(p + "noise", lr, "none", p + "async4", one + [("cluster.delay", "constant:0")],
+                control="noise", group="control")
+            add(p + "momentum", lr, "none", p + "async4", one + [("cluster.delay", "constant:0")],
+                control="momentum", group="control")
+        lr = self._middle()
+        p = f"lr{lr:g}/"
+        add("wide/" + p + "sync", lr, "none", "", one + [("cluster.delay", "constant:0")], width=16, group="width")
+        add("wide/" + p + "async4", lr, f"{WORKERS} workers", "wide/" + p + "sync", four, width=16, group="width")
+        add("het/" + p + "sync4", lr, f"{WORKERS} workers, sync", "", four + [("cluster.consistency", "sync")],
+            data="by-label", group="data", updates=WORKERS)
+        add("het/" + p + "async4", lr, f"{WORKERS} workers", "het/" + p + "sync4", four, data="by-label", group="data")
+        add("iid/" + p + "sync4", lr, f"{WORKERS} workers, sync", "", four + [("cluster.consistency", "sync")],
+            group="data", updates=WORKERS)
+        out.append(Condition("sae/sync", {"lr": 0.03, "staleness": f"{WORKERS} workers, sync", "control": "", "vs": ""},
+                             self._sae_sets("sync"), "sae"))
+        out.append(Condition("sae/async", {"lr": 0.03, "staleness": f"{WORKERS} workers", "control": "", "vs": "sae/sync"},
+                             self._sae_sets("async"), "sae"))
+        return out
+
+    def _sae_sets(self, consistency: str) -> tuple[tuple[str, Any], ...]:
+        return (("model.name", "ufldl-sae"), ("data.source", "natural"), ("data.size", 8), ("data.mode", "patches"),
+                ("data.samples", 10000), ("data.whiten", "zca"), ("data.zca_eps", 0.1), ("data.normalize", "ufldl"),
+                ("data.split", "iid"), ("train.batch_size", 100), ("train.lr", 0.03),
+                ("train.steps", 400 if self.quick else 3000), ("cluster.rule", "adam"), ("cluster.workers", WORKERS),
+                ("cluster.shards", 2), ("cluster.delay", "constant:1"), ("cluster.consistency", consistency))
+
+    # --- calibration: the controls' noise and momentum, matched to async4 ---------------------------
+    def prepare(self) -> dict[str, Any]:
+        context: dict[str, Any] = {}
+        seeds = CALIBRATION_SEEDS[:1] if self.quick else CALIBRATION_SEEDS
+        by_name = {c.name: c for c in self.conditions()}
+        for lr in self._lrs():
+            cond = by_name[f"lr{lr:g}/async4"]
+            stale, sigmas = [], []
+            for seed in seeds:
+                cfg = self.cell_config(cond, seed)
+                run = simulate(cfg)
+                stale.append(run.mean_staleness)
+                sigmas.append(stale_error_std(cfg, run.staleness))
+            s = float(np.mean(stale))
+            mu, lr_m = implicit_momentum(s, lr)
+            finite = [x for x in sigmas if math.isfinite(x)]
+            context[f"lr{lr:g}"] = {"matched": cond.name, "mean_staleness": round(s, 4),
+                                    "grad_noise": float(np.mean(finite)) if finite else float("nan"),
+                                    "momentum": round(mu, 6), "momentum_lr": lr_m, "seeds": list(seeds)}
+        return context
+
+    # --- one cell ----------------------------------------------------------------------------------
+    def run_cell(self, condition: Condition, seed: int, context: dict[str, Any]) -> dict[str, float]:
+        if condition.group == "sae":
+            return self._sae_cell(condition, seed)
+        control = condition.params["control"]
+        if control:
+            match = context[f"lr{condition.params['lr']:g}"]
+            extra: list[tuple[str, Any]] = (
+                [("cluster.grad_noise", match["grad_noise"])] if control == "noise" else
+                [("cluster.rule", "momentum"), ("cluster.momentum", match["momentum"]), ("train.lr", match["momentum_lr"])])
+            if control == "noise" and not math.isfinite(match["grad_noise"]):
+                return {"success": 0.0, "diverged": 1.0, "population_loss": float("nan"), "mean_staleness": 0.0}
+            condition = dataclasses.replace(condition, sets=condition.sets + tuple(extra))
+        run = simulate(self.cell_config(condition, seed))
+        loss = run.model.population_loss()   # type: ignore[operator]
+        diverged = run.rejected > 0 or not math.isfinite(loss)
+        return {"success": float(not diverged and loss < SUCCESS), "diverged": float(diverged),
+                "population_loss": loss if math.isfinite(loss) else float("nan"),
+                "mean_staleness": run.mean_staleness}
+
+    def _sae_cell(self, condition: Condition, seed: int) -> dict[str, float]:
+        cfg = self.cell_config(condition, seed)
+        run = simulate(cfg)
+        _, objective = build(cfg, run.data.input_shape)
+        with torch.no_grad():
+            total, _ = objective(run.model.forward_train(Batch(run.data.x)))
+        return {"final_cost": float(total), "mean_staleness": run.mean_staleness}
+
+    # --- rows, verdict, figures ------------------------------------------------------------------
+    def summarise(self, conditions: list[Condition], cells: Cells, seeds: list[int]) -> list[dict[str, Any]]:
+        rows = []
+        for c in conditions:
+            got = [cells[(c.name, s)] for s in seeds]
+            row: dict[str, Any] = {"condition": c.name, "group": c.group, "params": c.params, "n": len(seeds),
+                                   "figures": {}, "extra": {}}
+            if c.group == "sae":
+                cost = [g["final_cost"] for g in got]
+                row["figures"]["final_cost"] = list(mean_ci(cost))
+                row["extra"]["cost_sd"] = float(np.std(cost, ddof=1)) if len(cost) > 1 else float("nan")
+                row["extra"]["cost_quartiles"] = [float(q) for q in np.quantile(cost, [0.25, 0.5, 0.75])]
+            else:
+                ok = [g["success"] > 0 for g in got]
+                row["figures"]["p_success"] = list(wilson(sum(ok), len(ok)))
+                row["figures"]["p_diverged"] = list(wilson(sum(g["diverged"] > 0 for g in got), len(got)))
+            row["figures"]["mean_staleness"] = list(mean_ci([g["mean_staleness"] for g in got]))
+            vs = c.params["vs"]
+            if vs:
+                base = [cells[(vs, s)] for s in seeds]
+                key = "final_cost" if c.group == "sae" else "success"
+                d = paired_difference([b[key] for b in base], [g[key] for g in got])
+                row["figures"]["delta_vs_" + ("cost" if c.group == "sae" else "success")] = list(d)
+                row["extra"]["reading"] = effect_words(*d, resolution=(RESOLUTION if key == "success"
+                                                                       else 0.01 * abs(np.mean([b[key] for b in base]))))
+                if key == "success":
+                    row["extra"].update(flips([b[key] > 0 for b in base], [g[key] > 0 for g in got]))
+            rows.append(row)
+        return rows
+
+    def verdict(self, rows: list[dict[str, Any]]) -> str:
+        by = {r["condition"]: r for r in rows}
+        paras = []
+        for lr in self._lrs():
+            p = f"lr{lr:g}/"
+            base = by[p + "sync"]["figures"]["p_success"]
+            parts = [f"{r['condition'].split('/')[-1]} {_pct(r['figures']['p_success'][0])} "
+                     f"(Δ {_signed(r['figures']['delta_vs_success'])}: {r['extra']['reading']})"
+                     for r in rows if r["condition"].startswith(p) and r["params"]["vs"] == p + "sync"]
+            paras.append(f"At learning rate {lr:g}, plain SGD reached the global optimum in {_pct(base[0])} of seeds "
+                         f"[{_pct(base[1])}, {_pct(base[2])}]; with staleness: " + "; ".join(parts) + ".")
+            controls = [r for r in rows if r["condition"].startswith(p) and r["params"]["control"]]
+            if controls:
+                a = by[p + "async4"]["figures"]["p_success"][0]
+                said = [f"the {r['params']['control']}-matched control reached {_pct(r['figures']['p_success'][0])} "
+                        f"(vs async4's {_pct(a)}: Δ {_signed(r['figures']['delta_vs_success'])}, {r['extra']['reading']})"
+                        for r in controls]
+                paras[-1] += " Without any delay, " + "; ".join(said) + "."
+        counted = [r["extra"]["reading"] for r in rows if r["group"] == "phase" and r["params"]["vs"]]
+        tally = {w: counted.count(w) for w in ("higher", "lower", "no detectable effect", "inconclusive")}
+        diverged = [r["condition"] for r in rows if r["group"] == "phase" and r["figures"]["p_diverged"][0] > 0.5]
+        overall = (f"Over {len(counted)} comparisons of a stale condition with synchronous SGD at the same rate and seeds, "
+                   f"staleness raised the success rate in {tally['higher']}, lowered it in {tally['lower']}, had no "
+                   f"detectable effect (interval within ±{RESOLUTION:.0%}) in {tally['no detectable effect']}, and was "
+                   f"inconclusive in {tally['inconclusive']}.")
+        if diverged:
+            overall += f" Most seeds diverged in {', '.join(diverged)}: there staleness lowered the stable learning rate."
+        paras.insert(0, overall)
+        for group, what in (("width", "With an over-parametrised student (16 units)"),
+                            ("data", "With heterogeneous workers (inputs split by their dominant coordinate)")):
+            rs = [r for r in rows if r["group"] == group and r["params"]["vs"]]
+            if rs:
+                paras.append(what + ", " + "; ".join(
+                    f"{r['condition']} reached {_pct(r['figures']['p_success'][0])} vs {r['params']['vs']} "
+                    f"(Δ {_signed(r['figures']['delta_vs_success'])}: {r['extra']['reading']})" for r in rs) + ".")
+        s, a = by["sae/sync"], by["sae/async"]
+        paras.append(f"On the real objective (the UFLDL sparse autoencoder, {WORKERS} workers), the final cost was "
+                     f"{s['figures']['final_cost'][0]:.4g} (sd {s['extra']['cost_sd']:.2g} over seeds) synchronous and "
+                     f"{a['figures']['final_cost'][0]:.4g} (sd {a['extra']['cost_sd']:.2g}) asynchronous: paired "
+                     f"difference {_num3(a['figures']['delta_vs_cost'])}, {a['extra']['reading']}.")
+        if self.quick:
+            paras.append("This is the quick setting (a handful of seeds): a smoke test of the machinery, not an answer.")
+        return "\n\n".join(paras)
+
+    def figures(self, rows: list[dict[str, Any]], cells: Cells, folder: Path) -> list[Path]:
+        by = {r["condition"]: r for r in rows}
+        kinds = ["sync"] + [f"delay{t}" for t in self._delays()] + ([] if self.quick else ["random4"]) + ["async4"]
+        lrs = self._lrs()
+        grid = np.array([[by[f"lr{lr:g}/{k}"]["figures"]["p_success"][0] for k in kinds] for lr in lrs])
+        out = [phase_diagram(grid, [f"lr {lr:g}" for lr in lrs], kinds, folder / "phase.png",
+                             "P(global optimum), teacher-student k=8", "P(success)")]
+        mid = f"lr{self._middle():g}/"
+        names = [mid + k for k in kinds + ["noise", "momentum"]]
+        out.append(interval_bars([n.split("/")[-1] for n in names], [by[n]["figures"]["p_success"] for n in names],
+                                 folder / "controls.png", f"P(success) at lr {self._middle():g}, with 95% intervals",
+                                 "P(success)", reference=by[mid + "sync"]["figures"]["p_success"][0]))
+        seeds = sorted({s for (_, s) in cells})
+        out.append(distributions({c: [cells[(c, s)]["final_cost"] for s in seeds] for c in ("sae/sync", "sae/async")},
+                                 folder / "sae_cost.png", "sparse autoencoder: final cost per seed", "final cost"))
+        return out
+
+
+def _pct(x: float) -> str:
+    return "–" if not math.isfinite(x) else f"{100 * x:.0f}%"
+
+
+def _signed(triple: list[float]) -> str:
+    d, lo, hi = triple
+    return f"{100 * d:+.0f} points [{100 * lo:+.0f}, {100 * hi:+.0f}]"
+
+
+def _num3(triple: list[float]) -> str:
+    d, lo, hi = triple
+    return f"{d:+.3g} [{lo:+.3g}, {hi:+.3g}]"
