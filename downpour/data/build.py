@@ -53,6 +53,12 @@ def check_config(cfg: DataConfig) -> None:
         raise ConfigError(f"data.path {cfg.path!r} does not exist (data.source = {cfg.source!r} reads it)")
     if cfg.labels and cfg.source != "folder":
         raise ConfigError("data.labels = true only applies to data.source = 'folder'")
+    if cfg.pipeline == "stream" and cfg.source not in ("folder", "video", "array"):
+        raise ConfigError(f"data.pipeline = 'stream' reads files (data.source = folder, video or array); the built-in "
+                          f"source {cfg.source!r} is small and held in memory: use data.pipeline = 'auto' or 'memory'")
+    if cfg.pipeline == "stream" and cfg.source == "array" and Path(cfg.path).suffix != ".npy":
+        raise ConfigError(f"data.pipeline = 'stream' memory-maps a .npy file; data.path {cfg.path!r} is not one "
+                          "(an .npz is compressed: use data.pipeline = 'memory', or save x as .npy)")
     if cfg.split == "by-label" and not (cfg.source in ("digits", "gaussian") or cfg.labels):
         raise ConfigError(f"data.split = 'by-label' needs labelled data (digits, gaussian, or a folder with "
                           f"data.labels = true); data.source = {cfg.source!r} has none")

@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader, Sampler
 from downpour.batch import Batch
 from downpour.data.images import skip
 from downpour.data.reader import ItemReader
+from downpour.errors import DataError
 
 if TYPE_CHECKING:
     from downpour.data.stream import StreamingData
@@ -92,6 +93,7 @@ class StreamBatches:
         self.reads = np.zeros(len(data), np.int32)   # per item: times decoded (bad ones too)
         self.skipped: list[dict[str, str]] = []
         self._bad: set[int] = set()
+        self._barren = 0                           # items in a row that gave no sample
         self.samples = 0
 
     def __iter__(self) -> "StreamBatches":
@@ -119,6 +121,10 @@ class StreamBatches:
                 self._bad.add(k)
                 skip(self.skipped, self._reader.name(k), bad)
             keys += [(epoch, p, j) for j in range(count)]
+            self._barren = 0 if count else self._barren + 1
+            if self._barren >= len(self.data):      # a whole pass without one sample: it never ends
+                raise DataError(f"none of the {len(self.data)} items of this worker's shard can be read "
+                                f"(first: {self.skipped[0]['file']}: {self.skipped[0]['reason']})")
             self._next = (epoch + 1, 0) if p + 1 == len(self.data) else (epoch, p + 1)
         keys_arr = np.asarray(keys, dtype=np.int64).reshape(-1, 3)
         y = chunk["y"]

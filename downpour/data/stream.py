@@ -8,7 +8,8 @@ What the driver does, and all it holds: (1) list the items (folder: the image fi
 shuffled once with the seed, so each worker's contiguous slice is a fair sample of the whole set;
 video: the video files, likewise; array: the row range ``range(N)`` of one ``.npy``, split into
 contiguous row ranges); (2) fit the normalisation and whitening on a seeded sample of
-``data.fit_sample`` items (the only images the driver ever decodes; none when nothing is fitted).
+``data.fit_sample`` items (the only images the driver ever decodes, in its own process; none when
+nothing is fitted).
 A shard is that list's slice plus the fitted statistics: what a Ray worker is sent. It then opens
 only its own files (:mod:`downpour.data.loader`). Duck-types :class:`~downpour.data.dataset.Dataset`
 where the runners use it: ``input_shape``, ``info``, ``preprocess``, ``__len__``, ``shard``, ``batches``.
@@ -147,7 +148,8 @@ def _fit(cfg: DataConfig, listing: Listing, cut: Cut, seed: int) -> tuple[Prepro
     reader = ItemReader(cfg.source, [listing.items[int(k)] for k in pick], cut, seed, cfg.path, None,
                         cfg.frames_per_video)
     keys = [(0, p, p) for p in range(len(pick))]
-    loader = DataLoader(reader, batch_size=32, sampler=keys, collate_fn=reader.collate, num_workers=cfg.loader_workers)
+    # in this process: the driver's reads are only these, and a few seconds at the default 1,000 items
+    loader = DataLoader(reader, batch_size=32, sampler=keys, collate_fn=reader.collate, num_workers=0)
     xs, skipped = [], []
     for chunk in loader:
         xs.append(chunk["x"])

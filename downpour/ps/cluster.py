@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from downpour.config import ConfigError, RunConfig
+from downpour.data.pipeline import run_data_info
 from downpour.errors import RunError
 from downpour.parallel.partition import merge_model
 from downpour.ps.checkpoint import ShardState, load_server, next_seqs
@@ -122,7 +123,11 @@ def _finish(setup: ClusterSetup, run: RunDir, states: list[ShardState], coord: C
     setup.layout.vector_to_params(vec, setup.model)
     setup.model.set_stage(None)
     report = write_staleness(run, cfg, states, coord)
-    run.save_model(merge_model(setup.model), coord.done, {"runner": cfg.cluster.runner, "data": setup.data.info,
+    data_info = run_data_info(setup.data.info, info.pop("data_workers", []))
+    if "workers" in data_info:          # streamed: each worker's reads and skipped files, and their sums
+        run.write_json("data.json", data_info)
+        info["data"] = {k: data_info[k] for k in ("reads", "samples", "n_skipped")}
+    run.save_model(merge_model(setup.model), coord.done, {"runner": cfg.cluster.runner, "data": data_info,
                                            "versions": [m["version"] for _, m in states]})
     for e in coord.events:
         if e["event"] == "worker-lost" and e["worker"] in coord.lost:   # (not restarted)

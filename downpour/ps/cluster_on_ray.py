@@ -311,8 +311,11 @@ class RayCluster:
         return {}
 
     def info(self) -> dict[str, Any]:
+        """Nodes and placement, and each live worker's data report (a lost worker's is lost with it)."""
         nodes = sorted(set(self.placement["shards"]) | set(self.placement["workers"]))
-        return {"nodes": len(nodes), "placement": {k: [nodes.index(x) for x in v] for k, v in self.placement.items()}}
+        live = [a for w, a in enumerate(self.worker_actors) if w in self.coord.live]
+        return {"nodes": len(nodes), "placement": {k: [nodes.index(x) for x in v] for k, v in self.placement.items()},
+                "data_workers": ray.get([a.data_report.remote() for a in live], timeout=60)}
 
     def close(self) -> None:
         """Best effort (Ray itself may be going down); safe to call twice."""

@@ -32,6 +32,7 @@ import ray
 import torch
 
 from downpour.config import RunConfig
+from downpour.data.pipeline import data_report
 from downpour.ps import shm
 from downpour.ps.doorbell import Bell
 from downpour.ps.setup import make_worker
@@ -208,3 +209,7 @@ class WorkerActor:
 
     def node(self) -> str:
         return _node()
+
+    def data_report(self) -> dict[str, Any] | None:
+        """Streamed data: the files this worker read and skipped (None in memory)."""
+        return data_report(self.worker.batches)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import heapq
 from typing import Any, Callable
 
+from downpour.data.pipeline import data_report
 from downpour.ps.checkpoint import ShardState
 from downpour.ps.coordinator import Coordinator
 from downpour.ps.delays import delay_rngs
@@ -111,7 +112,11 @@ class SimulatedCluster:
         return {"vtime": self.now}       # a resumed run continues the virtual clock
 
     def info(self) -> dict[str, Any]:
-        return {"virtual_time": round(self.now, 6)}
+        """Virtual time, and each worker's data report (streamed data: its reads and skipped files)."""
+        return {"virtual_time": round(self.now, 6), "data_workers": [data_report(w.batches) for w in self.workers]}
 
     def close(self) -> None:
-        pass                             # nothing runs outside this process
+        for w in self.workers:           # streamed data: stop each worker's loader processes
+            close = getattr(w.batches, "close", None)
+            if close is not None:
+                close()

@@ -41,6 +41,9 @@ def check_sandblaster(cfg: RunConfig) -> None:
     if d.shift or d.scale or d.flip:
         raise ConfigError("cluster.algorithm = 'sandblaster' needs data.shift = 0, data.scale = 0 and data.flip = false: "
                           "augmentation changes the batch between the line search's evaluations")
+    if d.pipeline == "stream":
+        raise ConfigError("cluster.algorithm = 'sandblaster' evaluates work units over one in-memory set: it needs "
+                          "data.pipeline = 'memory' or 'auto' (which then keeps the data in memory), not 'stream'")
     if cfg.cluster.partitions != 1:
         raise ConfigError("cluster.partitions splits Downpour's replicas; cluster.algorithm = 'sandblaster' runs whole "
                           "replicas (set cluster.partitions = 1)")

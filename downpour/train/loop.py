@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from downpour.config import RunConfig
-from downpour.data import build_dataset
+from downpour.data.pipeline import batch_position, data_report, open_data, run_data_info
 from downpour.errors import RunError
 from downpour.models.registry import build
 from downpour.train.checkpoint import CheckpointError, load_optimizer_state, load_state, optimizer_state, save_state
@@ -25,17 +25,19 @@ log = logging.getLogger(__name__)
 
 
 def _save_checkpoint(run: RunDir, model, opt, step: int, skipped: int, elapsed: float,
-                     rng: torch.Tensor | None = None) -> None:
+                     rng: torch.Tensor | None = None, data: dict[str, int] | None = None) -> None:
     """``checkpoints/local``: model, optimiser and RNG state after ``step`` steps (``rng``: the torch RNG
-    state to record, default the current one)."""
+    state to record, default the current one; ``data``: where a streamed batch iterator stands)."""
     tensors, meta = optimizer_state(opt)
     tensors.update({f"model.{k}": v for k, v in model.state_dict().items()})
     tensors["rng.torch"] = torch.get_rng_state() if rng is None else rng
-    save_state(run.checkpoints / "local", tensors, {**meta, "step": step, "skipped": skipped, "elapsed": elapsed})
+    stream = {} if data is None else {"data": data}
+    save_state(run.checkpoints / "local", tensors, {**meta, "step": step, "skipped": skipped, "elapsed": elapsed, **stream})
 
 
-def _restore(run: RunDir, model, opt) -> tuple[int, int, float]:
-    """Load ``checkpoints/local`` into ``model``, ``opt`` and torch's RNG; returns (step, skipped, elapsed)."""
+def _restore(run: RunDir, model, opt) -> tuple[int, int, float, dict[str, int] | None]:
+    """Load ``checkpoints/local`` into ``model``, ``opt`` and torch's RNG; returns (step, skipped, elapsed,
+    the streamed data's position or None)."""
     stem = run.checkpoints / "local"
     tensors, meta = load_state(stem, meta_keys=("step", "skipped", "elapsed", "param_groups"), tensor_keys=("rng.torch",))
     try:
@@ -44,7 +46,7 @@ def _restore(run: RunDir, model, opt) -> tuple[int, int, float]:
         torch.set_rng_state(tensors["rng.torch"])
     except (RuntimeError, ValueError, KeyError, TypeError) as err:
         raise CheckpointError(f"checkpoint {str(stem)!r} does not fit this run's model and optimiser: {err}") from None
-    return meta["step"], meta["skipped"], meta["elapsed"]
+    return meta["step"], meta["skipped"], meta["elapsed"], meta.get("data")
 
 
 def run_local(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, Any]:
@@ -55,26 +57,30 @@ def run_local(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, An
     had a non-finite cost (what there is is saved first).
     """
     set_up_torch(cfg)
-    data = build_dataset(cfg.data, cfg.seed)
+    data = open_data(cfg.data, cfg.seed)
     device = resolve_device(cfg.train.device)
     model, objective = build(cfg, data.input_shape)
     model.to(device)
     opt = make_optimizer(cfg.train, model.parameters())
-    start, skipped, elapsed = 0, 0, 0.0
+    start, skipped, elapsed, position = 0, 0, 0.0, None
     if resume:
-        start, skipped, elapsed = _restore(run, model, opt)
+        start, skipped, elapsed, position = _restore(run, model, opt)
         log.info("resuming %s at step %d", run.path, start)
     total = cfg.train.steps
     run.begin(cfg, data.preprocess, start, resume)
 
     generator = torch.Generator().manual_seed(cfg.seed + 1)
-    batches = data.batches(cfg.train.batch_size, generator)
-    for _ in range(start):  # replay the batch order, so a resumed run sees what an uninterrupted one would
-        next(batches)
+    if position is not None:   # streamed: continue where the stream stood, reading nothing twice
+        batches = data.batches(cfg.train.batch_size, generator, position=position)
+    else:
+        batches = data.batches(cfg.train.batch_size, generator)
+        for _ in range(start):  # replay the batch order, so a resumed run sees what an uninterrupted one would
+            next(batches)
     telemetry = Telemetry(run, total, tensorboard=cfg.train.tensorboard, time_offset=elapsed, start_step=start)
     n_stages = model.n_stages
     mean, last_row, last_skip = PartsMean(), None, ""
     done, rng = start, torch.get_rng_state()   # the last completed step, and the RNG state right after it
+    at = batch_position(batches)                # and where the data stream stood (streamed data only)
     t0 = time.perf_counter()
     try:
         for step in range(start, total):
@@ -89,22 +95,26 @@ def run_local(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, An
             else:
                 opt.step()
                 mean.add(result.parts, result.samples)
-            done, rng = step + 1, torch.get_rng_state()
+            done, rng, at = step + 1, torch.get_rng_state(), batch_position(batches)
             if (done % cfg.train.log_every == 0 or done == total) and mean.steps:
                 last_row = telemetry.log(done, *mean.pop())
             if cfg.train.checkpoint_every and done % cfg.train.checkpoint_every == 0 and done < total:
-                _save_checkpoint(run, model, opt, done, skipped, elapsed + time.perf_counter() - t0)
+                _save_checkpoint(run, model, opt, done, skipped, elapsed + time.perf_counter() - t0, data=at)
     except BaseException:   # Ctrl-C or a failure: keep the steps done so far, then let it propagate
         if done > start:
-            _save_checkpoint(run, model, opt, done, skipped, elapsed + time.perf_counter() - t0, rng)
+            _save_checkpoint(run, model, opt, done, skipped, elapsed + time.perf_counter() - t0, rng, at)
             log.warning("stopped after step %d; checkpoint saved, continue with --resume %s", done, run.path)
         raise
     finally:
         telemetry.close()
+        batches.close()                         # streamed: stops the loader's processes (a generator: nothing)
     elapsed += time.perf_counter() - t0
     model.set_stage(None)
-    _save_checkpoint(run, model, opt, total, skipped, elapsed)
-    run.save_model(model, total, {"skipped_steps": skipped, "data": data.info})
+    _save_checkpoint(run, model, opt, total, skipped, elapsed, data=at)
+    data_info = run_data_info(data.info, [data_report(batches)])
+    if "workers" in data_info:   # streamed: the files read and skipped
+        run.write_json("data.json", data_info)
+    run.save_model(model, total, {"skipped_steps": skipped, "data": data_info})
     if last_row is None:   # no step of this process had a finite cost
         raise RunError(f"every one of the {total - start} steps {start + 1}..{total} had a non-finite cost and was "
                        f"skipped (last, {last_skip}); nothing was applied. Lower train.lr or check the data; "

@@ -1,0 +1,239 @@
+"""The streaming data path: shards by file, samples equal to the in-memory path's, batches that do not
+depend on how many processes decode or how far ahead, an exact resume position, bad files named once,
+memory-mapped arrays and videos, and the choice between the two paths."""
+import logging
+
+import av
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import downpour.data.pipeline as pipeline
+from downpour.config import ConfigError, DataConfig, load_config
+from downpour.data import build_dataset
+from downpour.data.loader import StreamBatches, epoch_order, loader_shape
+from downpour.data.pipeline import open_data, run_data_info
+from downpour.data.stream import StreamingData, open_stream
+from downpour.errors import DataError
+from downpour.sandblaster.checks import check_sandblaster
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _folder(root, n=20, bad=(), size=(24, 20), labels=False):
+    """n RGB PNGs of distinct random content (``labels``: in class folders a/ and b/), and bad files."""
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        sub = root / ("ab"[i % 2] if labels else "")
+        sub.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(sub / f"im{i:03d}.png")
+    for name in bad:
+        (root / name).write_bytes(b"\x89PNG\r\n\x1a\n not a png")
+    return root
+
+
+def _cfg(root, **kw):
+    base = dict(source="folder", path=str(root), mode="crops", size=8, pipeline="stream", prefetch=4, loader_workers=0)
+    return DataConfig(**{**base, **kw})
+
+
+def _take(batches, n):
+    return [next(batches) for _ in range(n)]
+
+
+def _rows(x):
+    """Rows of (N, ...) as a sorted list of byte strings: compare sets of samples, not their order."""
+    return sorted(r.numpy().tobytes() for r in x)
+
+
+@pytest.mark.parametrize("tile", [0, 10])
+def test_one_pass_gives_exactly_the_in_memory_samples(tmp_path, tile):
+    root = _folder(tmp_path, n=12, size=(24, 20))
+    stream = open_data(_cfg(root, tile=tile), seed=0)
+    memory = build_dataset(_cfg(root, tile=tile, pipeline="memory"), seed=0)
+    per_item = 4 if tile else 1                    # a 24x20 image cut into 10x10 tiles gives 2x2
+    assert isinstance(stream, StreamingData) and len(stream) == 12 and len(memory) == 12 * per_item
+    batches = stream.batches(per_item * 12, torch.Generator().manual_seed(1))
+    assert _rows(next(batches).x) == _rows(memory.x)          # every sample once, bit for bit
+
+
+def test_shards_split_the_files_disjointly_after_one_seeded_shuffle(tmp_path):
+    root = _folder(tmp_path, n=21)
+    data = open_data(_cfg(root), seed=0)
+    shards = [data.shard(w, 3).items for w in range(3)]
+    assert [len(s) for s in shards] == [7, 7, 7]
+    assert sorted(f for s in shards for f in s) == sorted(str(p) for p in root.glob("*.png"))
+    assert list(data.items) != sorted(data.items)              # shuffled, so each shard is a fair sample
+    assert list(open_data(_cfg(root), seed=0).items) == list(data.items)
+    with pytest.raises(ValueError, match="at least one file"):
+        data.shard(0, 22)
+
+
+def test_by_label_split_gives_each_worker_its_own_classes(tmp_path):
+    root = _folder(tmp_path, n=20, labels=True)
+    data = open_data(_cfg(root, labels=True, split="by-label"), seed=0)
+    halves = [set(data.shard(w, 2).labels.tolist()) for w in range(2)]
+    assert halves == [{0}, {1}] and data.info["classes"] == ["a", "b"]
+    y = next(data.shard(1, 2).batches(6, torch.Generator().manual_seed(0))).y
+    assert y.tolist() == [1] * 6
+
+
+def test_batches_do_not_depend_on_loader_processes_or_prefetch(tmp_path):
+    root = _folder(tmp_path, n=15, bad=["bad.png"])
+    kw = dict(normalize="patch", whiten="zca", shift=1, flip=True, fit_sample=6)
+    runs = []
+    for workers, prefetch in [(0, 1), (1, 4), (2, 64)]:
+        data = open_data(_cfg(root, loader_workers=workers, prefetch=prefetch, **kw), seed=3).shard(1, 2)
+        batches = data.batches(5, torch.Generator().manual_seed(9))
+        runs.append(torch.cat([b.x for b in _take(batches, 7)]))   # 35 samples: past the end of the 8-file shard
+        batches.close()
+    assert all(torch.equal(runs[0], r) for r in runs[1:])
+    other = open_data(_cfg(root, **kw), seed=3).shard(1, 2).batches(5, torch.Generator().manual_seed(10))
+    assert not torch.equal(runs[0][:5], next(other).x)          # the generator's seed does reach the stream
+
+
+def test_a_stream_continues_exactly_from_its_position_even_inside_an_item(tmp_path):
+    root = _folder(tmp_path, n=9, size=(24, 20))
+    data = open_data(_cfg(root, tile=10, shift=1), seed=0)         # 4 samples per item, batches of 3
+    whole = data.batches(3, torch.Generator().manual_seed(5))
+    first = _take(whole, 5)
+    position = whole.position()
+    assert position["skip"] > 0 and position["batch"] == 5      # 15 samples: the 4th item's 3rd sample is next
+    resumed = data.batches(3, torch.Generator().manual_seed(5), position=position)
+    for a, b in zip(_take(whole, 12), _take(resumed, 12)):      # into the next epochs too
+        assert torch.equal(a.x, b.x)
+    assert all(b.x.shape == (3, 1, 8, 8) for b in first)
+
+
+def test_bad_files_are_skipped_named_once_per_worker_and_counted(tmp_path, caplog):
+    root = _folder(tmp_path, n=10, bad=["bad1.png", "bad2.png"])
+    (root / "empty.png").write_bytes(b"")
+    data = open_data(_cfg(root), seed=0)
+    with caplog.at_level(logging.WARNING, logger="downpour.data"):
+        streams = [data.shard(w, 2).batches(4, torch.Generator().manual_seed(w)) for w in range(2)]
+        for s in streams:
+            _take(s, 9)                                          # 36 samples: 5-6 passes over each shard
+    reports = [s.report() for s in streams]
+    bad = {str(root / n) for n in ("bad1.png", "bad2.png", "empty.png")}
+    named = [e["file"] for r in reports for e in r["skipped"]]
+    assert sorted(named) == sorted(bad)                          # each once, by the worker that owns it
+    for w, r in enumerate(reports):
+        assert {e["file"] for e in r["skipped"]} == bad & set(data.shard(w, 2).items)
+        assert r["max_reads"] >= 5 and r["samples"] == 36     # read again every pass, named only the first time
+    assert sum("skipped" in m for m in caplog.messages) == 3
+    total = run_data_info(data.info, reports)
+    assert total["n_skipped"] == 3 and total["reads"] == sum(r["reads"] for r in reports)
+
+
+def test_a_shard_of_only_bad_files_is_an_error_not_an_endless_loop(tmp_path):
+    root = _folder(tmp_path, n=1, bad=["x.png", "y.png", "z.png"])
+    data = open_data(_cfg(root), seed=0)
+    only_bad = next(w for w in range(2) if str(root / "im000.png") not in data.shard(w, 2).items)
+    with pytest.raises(DataError, match="none of the 2 items"):
+        next(data.shard(only_bad, 2).batches(2, torch.Generator().manual_seed(0)))
+
+
+def test_prefetch_bounds_what_the_loader_has_in_flight():
+    assert loader_shape(prefetch=256, workers=1, batch_size=32) == (32, 8)     # 256 items in flight
+    assert loader_shape(prefetch=4, workers=1, batch_size=32) == (4, 1)
+    assert loader_shape(prefetch=64, workers=2, batch_size=100) == (32, 1)
+    for prefetch, workers, batch in [(1, 3, 8), (7, 2, 5), (1000, 4, 64)]:
+        chunk, ahead = loader_shape(prefetch, workers, batch)
+        assert chunk <= batch and max(1, workers) * ahead * chunk <= max(prefetch, max(1, workers) * chunk)
+
+
+def test_epochs_visit_every_item_once_in_a_new_order():
+    orders = [epoch_order(10, 7, e) for e in range(3)]
+    assert all(sorted(o) == list(range(10)) for o in orders)
+    assert not np.array_equal(orders[0], orders[1])
+
+
+def test_a_memory_mapped_npy_streams_its_rows(tmp_path):
+    x = np.random.default_rng(0).integers(0, 256, (30, 12, 12), dtype=np.uint8)
+    np.save(tmp_path / "x.npy", x)
+    cfg = DataConfig(source="array", path=str(tmp_path / "x.npy"), mode="crops", size=12, pipeline="stream",
+                     loader_workers=1)
+    data = open_data(cfg, seed=0)
+    assert isinstance(data.items, range) and data.shard(1, 3).items == range(10, 20)   # contiguous rows
+    rows = next(data.shard(1, 3).batches(10, torch.Generator().manual_seed(0))).x
+    assert _rows(rows) == _rows(torch.from_numpy(x[10:20, None].astype(np.float32) / 255))
+    with pytest.raises(ConfigError, match="memory-maps a .npy"):
+        np.savez(tmp_path / "x.npz", x=x)
+        open_data(DataConfig(source="array", path=str(tmp_path / "x.npz"), pipeline="stream"), seed=0)
+
+
+def _video(path, frames=8, size=16):
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("mpeg4", rate=10)
+        stream.width = stream.height = size
+        stream.pix_fmt = "yuv420p"
+        for t in range(frames):
+            frame = av.VideoFrame.from_ndarray(np.full((size, size, 3), 25 * t, np.uint8), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def test_a_video_folder_streams_frames_per_video_like_the_paper(tmp_path):
+    for i in range(4):
+        _video(tmp_path / f"v{i}.mp4")
+    (tmp_path / "broken.mp4").write_bytes(b"not a video")
+    cfg = DataConfig(source="video", path=str(tmp_path), frames_per_video=2, mode="crops", size=8, pipeline="stream",
+                     loader_workers=0)
+    data = open_data(cfg, seed=0)
+    batches = data.batches(8, torch.Generator().manual_seed(0))
+    x = next(batches).x
+    memory = build_dataset(DataConfig(**{**cfg.__dict__, "pipeline": "memory"}), seed=0)
+    assert _rows(x) == _rows(memory.x)                           # 2 frames of each of the 4 good videos
+    assert [e["file"] for e in batches.report()["skipped"]] == [str(tmp_path / "broken.mp4")]
+
+
+def test_normalisation_is_fitted_on_a_seeded_sample_of_fit_sample_items(tmp_path):
+    root = _folder(tmp_path, n=30)
+    a = open_data(_cfg(root, normalize="ufldl", fit_sample=8), seed=0)
+    b = open_data(_cfg(root, normalize="ufldl", fit_sample=8), seed=0)
+    c = open_data(_cfg(root, normalize="ufldl", fit_sample=20), seed=0)
+    assert a.info["fit_sample"]["items"] == 8 and c.info["fit_sample"]["items"] == 20
+    assert a.preprocess.stats == b.preprocess.stats != c.preprocess.stats
+    x = next(a.batches(16, torch.Generator().manual_seed(0))).x
+    assert 0.1 <= float(x.min()) and float(x.max()) <= 0.9      # ufldl's range: applied per batch
+    plain = open_data(_cfg(root), seed=0)
+    assert plain.info["fit_sample"] == {"items": 0}              # nothing to fit: the driver reads no image
+
+
+def test_auto_streams_only_what_would_not_fit_in_memory(tmp_path, monkeypatch):
+    root = _folder(tmp_path, n=10, size=(24, 20))
+    auto = DataConfig(source="folder", path=str(root), mode="crops", size=8)
+    data = open_data(auto, seed=0)
+    assert data.info["pipeline"] == "memory" and data.info["chosen"]["estimate_mb"] == round(10 * 480 * 4 / 2**20, 1)
+    monkeypatch.setattr(pipeline, "STREAM_ABOVE", 1000)
+    assert open_data(auto, seed=0).info["pipeline"] == "stream"
+    assert open_data(DataConfig(source="folder", path=str(root), pipeline="memory"), seed=0).info["pipeline"] == "memory"
+    assert open_data(DataConfig(source="digits", mode="crops"), seed=0).info["pipeline"] == "memory"
+    assert isinstance(open_data(auto, seed=0, stream_ok=False).x, torch.Tensor)   # Sandblaster keeps it in memory
+
+
+def test_stream_is_refused_where_it_cannot_work(tmp_path):
+    with pytest.raises(ConfigError, match="built-in source 'natural'"):
+        open_data(DataConfig(pipeline="stream"), seed=0)
+    root = _folder(tmp_path, n=4)
+    with pytest.raises(ConfigError, match="sandblaster"):
+        open_data(_cfg(root), seed=0, stream_ok=False)
+    cfg = load_config("ufldl-sae", ["cluster.runner=simulated", "cluster.algorithm=sandblaster", "data.source=folder",
+                                    f"data.path={root}", "data.pipeline=stream"])
+    with pytest.raises(ConfigError, match="data.pipeline = 'memory'"):
+        check_sandblaster(cfg)
+
+
+def test_a_shard_crosses_to_a_process_as_its_file_list_only(tmp_path):
+    import pickle
+
+    root = _folder(tmp_path, n=40)
+    shard = open_data(_cfg(root, normalize="patch"), seed=0).shard(0, 2)
+    blob = pickle.dumps(shard)
+    assert len(blob) < 20 * 40 * 100 and isinstance(shard.batches(4, torch.Generator()), StreamBatches)
+    again = pickle.loads(blob)
+    assert list(again.items) == list(shard.items) and again.preprocess.stats == shard.preprocess.stats
+    assert isinstance(open_stream(_cfg(root), 0), StreamingData)

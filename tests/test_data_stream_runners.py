@@ -1,0 +1,144 @@
+"""Streamed data under the runners: on the simulator and on a local Ray, with 2 workers and a folder
+larger than the prefetch budget, each worker opens only its own files and the driver only its
+fitting sample; bad files are named once; the simulator is bit for bit the same whatever the
+loader's processes and prefetch; the local runner resumes its stream exactly.
+
+Reads are counted below the code under test: ``tests/audit_reads/sitecustomize.py`` logs every
+``open`` of a file under the data folder with the opening process's id, from Python's audit
+hook. On PYTHONPATH before Ray starts, it runs in every Ray worker; here it is installed in-process
+(the simulator's DataLoader processes are forked from this one and inherit it).
+"""
+import importlib.util
+import os
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from downpour.config import load_config
+from downpour.data.stream import open_stream
+from downpour.runners import train
+from downpour.train.rundir import RunDir
+
+HOOK = Path(__file__).parent / "audit_reads"
+BAD = ("broken.png", "empty.png", "truncated.png")
+PREFETCH, BATCH = 4, 8
+STREAM = ["data.source=folder", "data.mode=crops", "data.size=8", "data.pipeline=stream", f"data.prefetch={PREFETCH}",
+          "data.fit_sample=8", "data.normalize=patch", "data.whiten=none", f"train.batch_size={BATCH}",
+          "train.log_every=5", "train.tensorboard=false", "train.threads=1", "cluster.workers=2", "cluster.shards=2"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def folder(tmp_path_factory):
+    """48 good 16x16 PNGs and 3 bad files (one per kind of bad), read-logged; before any Ray starts."""
+    root = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    for i in range(48):
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(root / f"im{i:02d}.png")
+    (root / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not a png")
+    (root / "empty.png").write_bytes(b"")
+    good = (root / "im00.png").read_bytes()
+    (root / "truncated.png").write_bytes(good[:len(good) // 2])
+    log = tmp_path_factory.mktemp("reads") / "reads.log"
+    saved = {k: os.environ.get(k) for k in ("PYTHONPATH", "DOWNPOUR_READ_ROOT", "DOWNPOUR_READ_LOG")}
+    os.environ.update({"PYTHONPATH": os.pathsep.join(filter(None, [str(HOOK), saved["PYTHONPATH"]])),
+                       "DOWNPOUR_READ_ROOT": str(root), "DOWNPOUR_READ_LOG": str(log)})
+    spec = importlib.util.spec_from_file_location("audit_reads_hook", HOOK / "sitecustomize.py")
+    spec.loader.exec_module(importlib.util.module_from_spec(spec))
+    yield root, log
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def _reads(log):
+    """{pid: Counter(file -> opens)} from the log, which is then emptied for the next run."""
+    out = defaultdict(Counter)
+    for line in log.read_text().splitlines() if log.exists() else []:
+        pid, path = line.split("\t")
+        out[int(pid)][path] += 1
+    log.write_text("")
+    return out
+
+
+def _check_reads(run, cfg, reads, folder):
+    """Each worker's files were opened by one process of its own and by no other; the driver opened
+    only its fitting sample; each worker's own count matches the log; bad files named once."""
+    root = folder
+    shards = [set(open_stream(cfg.data, cfg.seed).shard(w, 2).items) for w in range(2)]
+    driver = reads.pop(os.getpid(), Counter())
+    assert sum(driver.values()) == 8                            # data.fit_sample, nothing else
+    assert len(reads) == 2                                      # one DataLoader process per worker
+    by_worker = {}
+    for pid, opened in reads.items():
+        owner = [w for w in range(2) if set(opened) == shards[w]]
+        assert owner, f"process {pid} opened {len(set(opened) - shards[0])} files outside shard 0 and " \
+                      f"{len(set(opened) - shards[1])} outside shard 1"
+        by_worker[owner[0]] = opened
+    assert set(by_worker) == {0, 1}                             # every file of each shard read, only by its worker
+    info = run.read_json("data.json")
+    bad = {str(root / n) for n in BAD}
+    assert [e["file"] for e in info["skipped"]] and sorted(e["file"] for e in info["skipped"]) == sorted(bad)
+    assert info["n_skipped"] == 3
+    for report in info["workers"]:
+        w, opened = report["worker"], by_worker[report["worker"]]
+        assert report["items"] == len(shards[w]) and report["items_read"] == len(shards[w])
+        # what the worker counted is what it opened, but for at most the prefetch still in flight at the end
+        assert report["reads"] <= sum(opened.values()) <= report["reads"] + PREFETCH
+        assert min(opened.values()) >= 2                        # past one pass: files are read again, not held
+        assert sorted(e["file"] for e in report["skipped"]) == sorted(bad & shards[w])
+    return by_worker
+
+
+def _model(run):
+    return load_file(str(run.path / "model.safetensors"))
+
+
+def test_simulated_workers_read_only_their_own_files_bit_for_bit_whatever_the_loader(tmp_path, folder):
+    root, log = folder
+    _reads(log)
+    runs = {}
+    for name, loader in [("procs", ["data.loader_workers=1"]), ("inline", ["data.loader_workers=0", "data.prefetch=64"])]:
+        cfg = load_config("ufldl-sae", [*STREAM, f"data.path={root}", "cluster.runner=simulated", "train.steps=40",
+                                        'cluster.delay="exponential:2"', *loader])
+        runs[name] = RunDir.create(tmp_path / name, cfg)
+        train(cfg, runs[name])
+        if name == "procs":
+            _check_reads(runs[name], cfg, _reads(log), root)
+    a, b = _model(runs["procs"]), _model(runs["inline"])
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert runs["procs"].metrics() and [r["loss"] for r in runs["procs"].metrics()] == \
+        [r["loss"] for r in runs["inline"].metrics()]
+
+
+def test_the_local_runner_resumes_its_stream_exactly(tmp_path, folder):
+    root, _ = folder
+    base = [*STREAM, f"data.path={root}", "cluster.runner=local", "data.loader_workers=1", "data.shift=1"]
+    whole_cfg = load_config("ufldl-sae", [*base, "train.steps=14"])
+    whole = RunDir.create(tmp_path / "whole", whole_cfg)
+    train(whole_cfg, whole)
+    half_cfg = load_config("ufldl-sae", [*base, "train.steps=9"])     # 72 samples: 1.5 passes, mid-epoch
+    half = RunDir.create(tmp_path / "half", half_cfg)
+    train(half_cfg, half)
+    train(whole_cfg, half, resume=True)
+    a, b = _model(whole), _model(half)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    report = half.read_json("data.json")["workers"][0]
+    assert report["batches"] == 14 and report["samples"] == 5 * BATCH    # the resumed stream made only the rest
+
+
+def test_ray_workers_read_only_their_own_files(tmp_path, folder, local_ray):
+    root, log = folder
+    _reads(log)
+    cfg = load_config("ufldl-sae", [*STREAM, f"data.path={root}", "cluster.runner=ray", "train.steps=40",
+                                    "data.loader_workers=1"])
+    run = RunDir.create(tmp_path / "ray", cfg)
+    summary = train(cfg, run)
+    assert summary["steps"] == 40 and summary["data"]["n_skipped"] == 3
+    _check_reads(run, cfg, _reads(log), root)
