@@ -65,8 +65,8 @@ def write_html(result: dict[str, Any], path: Path) -> Path:
 Reproduce with <code>{html.escape(result['command'])}</code>.</p>
 <h2>Verdict</h2><div class="verdict">{verdict}</div>
 <h2>Conditions</h2>{rows_table(result['cells'])}
-<p><small>Intervals are 95%: Wilson for proportions, a bootstrap over paired seeds for differences,
-Student's t for means.</small></p>
+<p><small>Intervals are 95%: Wilson for proportions, Bonett &amp; Price's adjusted Wald for paired
+differences of proportions, Student's t for means and paired differences of means.</small></p>
 <h2>Figures</h2>{figures or '<p>none</p>'}
 </body></html>
 """

@@ -7,22 +7,26 @@ optimum (population loss 0) in most seeds and stalls in a spurious minimum in th
 or the loss is no longer finite. Every cell trains through the real parameter server on the
 simulated cluster (shards, server-side SGD, workers, delays), so it reproduces bit for bit.
 
-**Conditions**, at each learning rate (every rate gets the same horizon lr × steps, so a small rate
-is not failed for running out of steps):
+**Conditions**, at each learning rate (every condition gets the same examples and the same horizon
+lr × updates = 300, so a small rate is not failed for running out of steps):
 - ``sync``: one worker, no delay: plain SGD, the baseline of every comparison at that rate;
-- ``delayT``: one worker whose pushes travel T steps (constant): every update is T stale;
+- ``delayT``: one worker whose pushes travel T steps (constant): every update is about T stale;
 - ``random4``: exponentially distributed delays, mean 4;
 - ``async4``: four asynchronous workers (DistBelief's setting);
-- controls for ``async4``, same seeds: ``noise``, fresh gradients plus Gaussian noise of the
-  variance staleness adds; ``momentum``, the momentum asynchrony implies (Mitliagkas et al. 2016);
-  see :mod:`downpour.studies.matching`;
-- at the middle rate also: an over-parametrised student (``wide/``, 16 units) and heterogeneous
-  workers (``het/``: each worker's shard holds the inputs where a few coordinates dominate),
-  against four synchronous workers given the same number of updates (``sync4``).
+- at the largest rate only ``sync``, ``delay2`` and ``async4``: the edge of stability;
+- at the smallest rate (stable for every delay), controls for ``async4`` on the same seeds:
+  ``noise``, fresh gradients plus Gaussian noise of the variance staleness adds; ``momentum``, the
+  momentum asynchrony implies (Mitliagkas et al. 2016); see :mod:`downpour.studies.matching`;
+- at that rate also an over-parametrised student (``wide/``, 16 units), and four workers on iid
+  and on heterogeneous shards (``het/``: each worker holds the inputs where a few coordinates
+  dominate), asynchronous vs synchronous (``sync4``: a round averages four gradients into one update
+  at four times the rate, the linear scaling rule, so lr × updates stays the same).
 
-**The real objective.** ``sae/sync`` and ``sae/async``: the UFLDL sparse autoencoder on four
-workers, synchronous vs asynchronous, the same budget of examples; the figure is the final cost on
-the whole training set, whose spread over seeds says whether asynchrony finds different minima.
+**The real objective.** The UFLDL sparse autoencoder with Adam on the server, the same examples in
+each condition: ``sae/serial`` (one worker, no delay), ``sae/async4`` (four asynchronous workers:
+as many server updates as serial, but stale) and ``sae/sync4`` (four synchronous workers: a quarter
+of the updates, each the mean of four gradients). The figure is the final cost on the whole
+training set; its spread over seeds says whether asynchrony lands in different minima.
 """
 from __future__ import annotations
 
@@ -40,13 +44,16 @@ from downpour.ps.in_memory import simulate
 from downpour.studies.base import Cells, Condition, Study
 from downpour.studies.figures import distributions, interval_bars, phase_diagram
 from downpour.studies.matching import implicit_momentum, stale_error_std
-from downpour.studies.stats import effect_words, flips, mean_ci, paired_difference, wilson
+from downpour.studies.stats import effect_words, flips, mean_ci, paired_difference, paired_proportions, wilson
 
 SUCCESS = 1e-3          # population loss below this: the global optimum
-HORIZON = 300.0         # lr × steps, the same for every learning rate
+DIVERGED = 1e3          # population loss above this (or not finite, or a gradient a shard refused): diverged
+HORIZON = 300.0         # lr × updates, the same for every learning rate and condition
 LRS = (0.125, 0.25, 0.5)
+EDGE_KINDS = ("sync", "delay2", "async4")   # at the largest rate, past most delays' stability limit
 WORKERS = 4
 CALIBRATION_SEEDS = (10_001, 10_002, 10_003, 10_004)   # disjoint from the study's seeds
+SAE_LR = 0.02           # Adam on the server, for the sparse autoencoder
 RESOLUTION = 0.10       # a difference interval within ±10 points that holds 0 reads "no detectable effect"
 
 
@@ -60,10 +67,11 @@ class StalenessStudy(Study):
 
     # --- conditions -------------------------------------------------------------------------------
     def _lrs(self) -> tuple[float, ...]:
-        return (0.25,) if self.quick else LRS
+        return (0.125,) if self.quick else LRS
 
     def _middle(self) -> float:
-        return self._lrs()[len(self._lrs()) // 2]
+        """The rate of the controls and of the width and data axes: the smallest, where every delay is stable."""
+        return self._lrs()[0]
 
     def _steps(self, lr: float) -> int:
         return round((HORIZON / 2 if self.quick else HORIZON) / lr)
@@ -71,13 +79,21 @@ class StalenessStudy(Study):
     def _delays(self) -> tuple[int, ...]:
         return (4,) if self.quick else (2, 4, 8)
 
+    def _kinds(self, lr: float) -> list[str]:
+        """The staleness conditions run at rate ``lr`` (the phase diagram's columns that are filled)."""
+        kinds = ["sync", *(f"delay{t}" for t in self._delays()), *([] if self.quick else ["random4"]), "async4"]
+        return list(EDGE_KINDS) if (not self.quick and lr == max(self._lrs())) else kinds
+
     def conditions(self) -> list[Condition]:
         out: list[Condition] = []
 
         def add(name: str, lr: float, staleness: str, vs: str, sets: list[tuple[str, Any]], *, width: int = 8,
-                data: str = "iid", control: str = "", group: str = "phase", updates: int = 1) -> None:
-            params = {"lr": lr, "staleness": staleness, "width": width, "data": data, "control": control, "vs": vs}
-            base = [("train.lr", lr), ("train.steps", self._steps(lr) * updates), ("model.width", width),
+                data: str = "iid", control: str = "", group: str = "phase", averaged: int = 1) -> None:
+            # a synchronous round averages ``averaged`` gradients into one update: it runs at averaged × the
+            # rate (the linear scaling rule), so every condition has the same examples and the same lr × updates
+            params = {"lr": lr * averaged, "staleness": staleness, "width": width, "data": data, "control": control,
+                      "vs": vs}
+            base = [("train.lr", lr * averaged), ("train.steps", self._steps(lr)), ("model.width", width),
                     ("data.split", data)]
             out.append(Condition(name, params, tuple(base + sets), group))
 
@@ -85,44 +101,51 @@ class StalenessStudy(Study):
         four = [("cluster.workers", WORKERS), ("cluster.delay", "constant:0")]
         for lr in self._lrs():
             p = f"lr{lr:g}/"
+            kinds = self._kinds(lr)
             add(p + "sync", lr, "none", "", one + [("cluster.delay", "constant:0")])
             for t in self._delays():
-                add(p + f"delay{t}", lr, f"constant:{t}", p + "sync", one + [("cluster.delay", f"constant:{t}")])
-            if not self.quick:
+                if f"delay{t}" in kinds:
+                    add(p + f"delay{t}", lr, f"constant:{t}", p + "sync", one + [("cluster.delay", f"constant:{t}")])
+            if "random4" in kinds:
                 add(p + "random4", lr, "exponential:4", p + "sync", one + [("cluster.delay", "exponential:4")])
             add(p + "async4", lr, f"{WORKERS} workers", p + "sync", four)
-            add(p + "noise", lr, "none", p + "async4", one + [("cluster.delay", "constant:0")],
-                control="noise", group="control")
-            add(p + "momentum", lr, "none", p + "async4", one + [("cluster.delay", "constant:0")],
-                control="momentum", group="control")
         lr = self._middle()
         p = f"lr{lr:g}/"
+        add(p + "noise", lr, "none", p + "async4", one + [("cluster.delay", "constant:0")],
+            control="noise", group="control")
+        add(p + "momentum", lr, "none", p + "async4", one + [("cluster.delay", "constant:0")],
+            control="momentum", group="control")
         add("wide/" + p + "sync", lr, "none", "", one + [("cluster.delay", "constant:0")], width=16, group="width")
         add("wide/" + p + "async4", lr, f"{WORKERS} workers", "wide/" + p + "sync", four, width=16, group="width")
         add("het/" + p + "sync4", lr, f"{WORKERS} workers, sync", "", four + [("cluster.consistency", "sync")],
-            data="by-label", group="data", updates=WORKERS)
+            data="by-label", group="data", averaged=WORKERS)
         add("het/" + p + "async4", lr, f"{WORKERS} workers", "het/" + p + "sync4", four, data="by-label", group="data")
         add("iid/" + p + "sync4", lr, f"{WORKERS} workers, sync", "", four + [("cluster.consistency", "sync")],
-            group="data", updates=WORKERS)
-        out.append(Condition("sae/sync", {"lr": 0.03, "staleness": f"{WORKERS} workers, sync", "control": "", "vs": ""},
-                             self._sae_sets("sync"), "sae"))
-        out.append(Condition("sae/async", {"lr": 0.03, "staleness": f"{WORKERS} workers", "control": "", "vs": "sae/sync"},
-                             self._sae_sets("async"), "sae"))
+            group="data", averaged=WORKERS)
+        add("iid/" + p + "async4", lr, f"{WORKERS} workers", "iid/" + p + "sync4", four, group="data")
+        # the real objective: serial Adam (one worker, no delay) makes as many server updates as async4 does,
+        # without staleness; sync4 averages four gradients into each update (a quarter of the updates)
+        for kind, vs, workers, consistency, delay in (("serial", "", 1, "async", "constant:0"),
+                                                      ("async4", "sae/serial", WORKERS, "async", "constant:1"),
+                                                      ("sync4", "sae/serial", WORKERS, "sync", "constant:1")):
+            staleness = "none" if workers == 1 else f"{workers} workers" + (", sync" if consistency == "sync" else "")
+            out.append(Condition("sae/" + kind, {"lr": SAE_LR, "staleness": staleness, "control": "", "vs": vs},
+                                 self._sae_sets(workers, consistency, delay), "sae"))
         return out
 
-    def _sae_sets(self, consistency: str) -> tuple[tuple[str, Any], ...]:
+    def _sae_sets(self, workers: int, consistency: str, delay: str) -> tuple[tuple[str, Any], ...]:
         return (("model.name", "ufldl-sae"), ("data.source", "natural"), ("data.size", 8), ("data.mode", "patches"),
                 ("data.samples", 10000), ("data.whiten", "zca"), ("data.zca_eps", 0.1), ("data.normalize", "ufldl"),
-                ("data.split", "iid"), ("train.batch_size", 100), ("train.lr", 0.03),
-                ("train.steps", 400 if self.quick else 3000), ("cluster.rule", "adam"), ("cluster.workers", WORKERS),
-                ("cluster.shards", 2), ("cluster.delay", "constant:1"), ("cluster.consistency", consistency))
+                ("data.split", "iid"), ("train.batch_size", 100), ("train.lr", SAE_LR),
+                ("train.steps", 200 if self.quick else 800), ("cluster.rule", "adam"), ("cluster.workers", workers),
+                ("cluster.shards", 2), ("cluster.delay", delay), ("cluster.consistency", consistency))
 
     # --- calibration: the controls' noise and momentum, matched to async4 ---------------------------
     def prepare(self) -> dict[str, Any]:
         context: dict[str, Any] = {}
         seeds = CALIBRATION_SEEDS[:1] if self.quick else CALIBRATION_SEEDS
         by_name = {c.name: c for c in self.conditions()}
-        for lr in self._lrs():
+        for lr in (self._middle(),):
             cond = by_name[f"lr{lr:g}/async4"]
             stale, sigmas = [], []
             for seed in seeds:
@@ -153,9 +176,9 @@ class StalenessStudy(Study):
             condition = dataclasses.replace(condition, sets=condition.sets + tuple(extra))
         run = simulate(self.cell_config(condition, seed))
         loss = run.model.population_loss()   # type: ignore[operator]
-        diverged = run.rejected > 0 or not math.isfinite(loss)
+        diverged = run.rejected > 0 or not math.isfinite(loss) or loss > DIVERGED
         return {"success": float(not diverged and loss < SUCCESS), "diverged": float(diverged),
-                "population_loss": loss if math.isfinite(loss) else float("nan"),
+                "population_loss": loss if not diverged else float("nan"),
                 "mean_staleness": run.mean_staleness}
 
     def _sae_cell(self, condition: Condition, seed: int) -> dict[str, float]:
@@ -187,7 +210,8 @@ class StalenessStudy(Study):
             if vs:
                 base = [cells[(vs, s)] for s in seeds]
                 key = "final_cost" if c.group == "sae" else "success"
-                d = paired_difference([b[key] for b in base], [g[key] for g in got])
+                d = (paired_difference([b[key] for b in base], [g[key] for g in got]) if key == "final_cost" else
+                     paired_proportions([b[key] > 0 for b in base], [g[key] > 0 for g in got]))
                 row["figures"]["delta_vs_" + ("cost" if c.group == "sae" else "success")] = list(d)
                 row["extra"]["reading"] = effect_words(*d, resolution=(RESOLUTION if key == "success"
                                                                        else 0.01 * abs(np.mean([b[key] for b in base]))))
@@ -231,20 +255,22 @@ class StalenessStudy(Study):
                 paras.append(what + ", " + "; ".join(
                     f"{r['condition']} reached {_pct(r['figures']['p_success'][0])} vs {r['params']['vs']} "
                     f"(Δ {_signed(r['figures']['delta_vs_success'])}: {r['extra']['reading']})" for r in rs) + ".")
-        s, a = by["sae/sync"], by["sae/async"]
-        paras.append(f"On the real objective (the UFLDL sparse autoencoder, {WORKERS} workers), the final cost was "
-                     f"{s['figures']['final_cost'][0]:.4g} (sd {s['extra']['cost_sd']:.2g} over seeds) synchronous and "
-                     f"{a['figures']['final_cost'][0]:.4g} (sd {a['extra']['cost_sd']:.2g}) asynchronous: paired "
-                     f"difference {_num3(a['figures']['delta_vs_cost'])}, {a['extra']['reading']}.")
+        sae = {k: by["sae/" + k] for k in ("serial", "async4", "sync4")}
+        said = "; ".join(f"{k} {r['figures']['final_cost'][0]:.4g} (sd {r['extra']['cost_sd']:.2g} over seeds"
+                         + (f"; vs serial {_num3(r['figures']['delta_vs_cost'])}, {r['extra']['reading']})"
+                            if r["params"]["vs"] else ")") for k, r in sae.items())
+        paras.append(f"On the real objective (the UFLDL sparse autoencoder, Adam on the server at {SAE_LR:g}, the same "
+                     f"examples in each condition), the final cost on the whole training set was: {said}.")
         if self.quick:
             paras.append("This is the quick setting (a handful of seeds): a smoke test of the machinery, not an answer.")
         return "\n\n".join(paras)
 
     def figures(self, rows: list[dict[str, Any]], cells: Cells, folder: Path) -> list[Path]:
         by = {r["condition"]: r for r in rows}
-        kinds = ["sync"] + [f"delay{t}" for t in self._delays()] + ([] if self.quick else ["random4"]) + ["async4"]
+        kinds = self._kinds(self._middle())
         lrs = self._lrs()
-        grid = np.array([[by[f"lr{lr:g}/{k}"]["figures"]["p_success"][0] for k in kinds] for lr in lrs])
+        grid = np.array([[by[f"lr{lr:g}/{k}"]["figures"]["p_success"][0] if f"lr{lr:g}/{k}" in by else np.nan
+                          for k in kinds] for lr in lrs])
         out = [phase_diagram(grid, [f"lr {lr:g}" for lr in lrs], kinds, folder / "phase.png",
                              "P(global optimum), teacher-student k=8", "P(success)")]
         mid = f"lr{self._middle():g}/"
@@ -253,7 +279,8 @@ class StalenessStudy(Study):
                                  folder / "controls.png", f"P(success) at lr {self._middle():g}, with 95% intervals",
                                  "P(success)", reference=by[mid + "sync"]["figures"]["p_success"][0]))
         seeds = sorted({s for (_, s) in cells})
-        out.append(distributions({c: [cells[(c, s)]["final_cost"] for s in seeds] for c in ("sae/sync", "sae/async")},
+        out.append(distributions({c: [cells[(c, s)]["final_cost"] for s in seeds]
+                                  for c in ("sae/serial", "sae/async4", "sae/sync4")},
                                  folder / "sae_cost.png", "sparse autoencoder: final cost per seed", "final cost"))
         return out
 

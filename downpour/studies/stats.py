@@ -1,12 +1,10 @@
 """The intervals every study reports, and the words a verdict uses for them.
 
 - a proportion (P(success) over seeds): Wilson's 95% interval;
-- a paired difference (condition − baseline on the same seeds): a seeded bootstrap over seeds
-  (2,000 resamples), for proportions and for continuous figures alike, plus, for successes, the
-  flip counts (seeds where only one of the two succeeds) and McNemar's exact p-value;
-- a mean: Student's t interval.
-
-Everything is deterministic: the bootstrap's generator is seeded, so study.json is reproducible.
+- a paired difference of proportions (condition − baseline on the same seeds): Bonett & Price's
+  adjusted Wald interval, with the flip counts (seeds where only one of the two succeeds) and
+  McNemar's exact p-value;
+- a paired difference of a continuous figure, and a mean: Student's t interval.
 """
 from __future__ import annotations
 
@@ -17,7 +15,6 @@ import numpy as np
 from scipy import stats
 
 Z95 = 1.959963984540054
-RESAMPLES = 2000
 
 
 def wilson(successes: int, n: int) -> tuple[float, float, float]:
@@ -43,17 +40,27 @@ def mean_ci(values: Sequence[float]) -> tuple[float, float, float]:
     return m, m - half, m + half
 
 
-def paired_difference(baseline: Sequence[float], other: Sequence[float], seed: int = 0) -> tuple[float, float, float]:
-    """(mean of other − baseline, low, high): a bootstrap over the pairs; non-finite pairs are dropped."""
+def paired_difference(baseline: Sequence[float], other: Sequence[float]) -> tuple[float, float, float]:
+    """(mean of other − baseline, low, high): Student's t interval of the paired differences; non-finite
+    pairs are dropped."""
     a, b = np.asarray(baseline, dtype=np.float64), np.asarray(other, dtype=np.float64)
     keep = np.isfinite(a) & np.isfinite(b)
-    d = (b - a)[keep]
-    if len(d) == 0:
-        return float("nan"), float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    means = d[rng.integers(0, len(d), size=(RESAMPLES, len(d)))].mean(axis=1)
-    lo, hi = np.quantile(means, [0.025, 0.975])
-    return float(d.mean()), float(lo), float(hi)
+    return mean_ci(list((b - a)[keep]))
+
+
+def paired_proportions(baseline: Sequence[bool], other: Sequence[bool]) -> tuple[float, float, float]:
+    """(P(other) − P(baseline), low, high) on paired yes/no outcomes: Bonett & Price's (2012) adjusted
+    Wald interval, which stays honest with few seeds and with 0 or n successes (a bootstrap would
+    give [0, 0] when no seed flips)."""
+    n = len(baseline)
+    if n == 0:
+        return float("nan"), -1.0, 1.0
+    gained = sum(1 for a, b in zip(baseline, other) if b and not a)
+    lost = sum(1 for a, b in zip(baseline, other) if a and not b)
+    p_gain, p_lost = (gained + 1) / (n + 2), (lost + 1) / (n + 2)
+    d = p_gain - p_lost
+    half = Z95 * math.sqrt(max(p_gain + p_lost - d * d, 0.0) / (n + 2))
+    return (gained - lost) / n, max(-1.0, d - half), min(1.0, d + half)
 
 
 def flips(baseline: Sequence[bool], other: Sequence[bool]) -> dict[str, Any]:
