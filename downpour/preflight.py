@@ -106,10 +106,12 @@ def _dry_run(cfg: RunConfig, shape: tuple[int, int, int]) -> None:
         raise ConfigError(f"{where}: {reason}") from None
 
 
-# What a resumed run may change: how long it goes on, how it reports, where it runs. Everything
+# What a resumed run may change: how long it goes on, how it reports, where it runs, how its data
+# are decoded (streamed batches do not depend on the loader's processes or prefetch). Everything
 # else (model, cost, data, seed, optimizer, cluster shape) would make it a different run.
 RESUMABLE = {"train.steps", "train.log_every", "train.checkpoint_every", "train.tensorboard", "train.threads",
-             "train.device", "cluster.restarts", "cluster.checkpoint_every", "cluster.address"}
+             "train.device", "cluster.restarts", "cluster.checkpoint_every", "cluster.address",
+             "data.prefetch", "data.loader_workers"}
 
 
 def check_resume(saved: RunConfig, new: RunConfig) -> None:
