@@ -237,3 +237,12 @@ def test_a_shard_crosses_to_a_process_as_its_file_list_only(tmp_path):
     again = pickle.loads(blob)
     assert list(again.items) == list(shard.items) and again.preprocess.stats == shard.preprocess.stats
     assert isinstance(open_stream(_cfg(root), 0), StreamingData)
+
+
+def test_the_loader_may_change_on_resume_but_not_what_is_read():
+    from downpour.preflight import check_resume
+
+    saved = load_config("ufldl-sae", ["data.pipeline=stream"])
+    check_resume(saved, load_config("ufldl-sae", ["data.pipeline=stream", "data.prefetch=8", "data.loader_workers=3"]))
+    with pytest.raises(ConfigError, match="data.fit_sample"):
+        check_resume(saved, load_config("ufldl-sae", ["data.pipeline=stream", "data.fit_sample=5"]))

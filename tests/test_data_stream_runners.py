@@ -142,3 +142,20 @@ def test_ray_workers_read_only_their_own_files(tmp_path, folder, local_ray):
     summary = train(cfg, run)
     assert summary["steps"] == 40 and summary["data"]["n_skipped"] == 3
     _check_reads(run, cfg, _reads(log), root)
+
+
+def test_a_resumed_cluster_run_reseeds_each_worker_on_its_own_files(tmp_path, folder):
+    root, log = folder
+    cfg = load_config("ufldl-sae", [*STREAM, f"data.path={root}", "cluster.runner=simulated", "train.steps=16",
+                                    "data.loader_workers=1"])
+    run = RunDir.create(tmp_path / "r", cfg)
+    train(cfg, run)
+    _reads(log)
+    longer = load_config(str(run.path / "config.toml"), ["train.steps=32"])
+    summary = train(longer, run, resume=True)
+    assert summary["resumed_from"] == 16 and summary["steps"] == 32
+    shards = [set(open_stream(cfg.data, cfg.seed).shard(w, 2).items) for w in range(2)]
+    reads = _reads(log)
+    reads.pop(os.getpid())
+    assert len(reads) == 2 and all(any(set(r) <= s for s in shards) for r in reads.values())
+    assert run.read_json("data.json")["samples"] == 16 * BATCH      # the resumed part's
