@@ -46,3 +46,19 @@ def test_first_layer_switch(name, shape, kind):
 def test_bad_first_layer_names_the_key():
     with pytest.raises(ValueError, match="model.first_layer must be one of"):
         create_model("cat-demo", first_layer="designed")
+
+
+@pytest.mark.parametrize("name,shape", [("cat-demo", (1, 20, 20)), ("ufldl-sae", (1, 8, 8))])
+def test_gabor_init_starts_from_the_bank_and_learns(name, shape):
+    """``gabor-init``: the same filters as ``gabor`` at the start, but trainable, so a step changes them."""
+    torch.manual_seed(0)
+    options = {"kernels": (5, 3), "pools": (2, 2), "lcn": 3} if name == "cat-demo" else {}
+    bank = _first(create_model(name, shape, first_layer="gabor", **options)).detach().clone()
+    model = create_model(name, shape, first_layer="gabor-init", **options)
+    w = _first(model)
+    assert w.requires_grad and torch.equal(w.detach(), bank)
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.05)
+    train_step(model, Objective.from_config(model_entry(name).objective), Batch(torch.rand(4, *shape)))
+    opt.step()
+    assert not torch.equal(w.detach(), bank)
+    assert ParamLayout(model).numel == sum(p.numel() for p in model.parameters())

@@ -4,7 +4,8 @@ The essay asks whether first-layer edge detectors must be learned or can be desi
 V1 simple cells. :class:`GaborBank` builds oriented Gabor filters (orientations x scales x phases);
 :func:`random_filters` builds fixed random filters (Saxe et al. 2011, "On random weights and
 unsupervised feature learning"). :func:`init_first_layer` fills any first-layer weight with either and
-freezes it, so one config switch (``first_layer = "learned" | "gabor" | "random"``) swaps them:
+freezes it, so one config switch (``first_layer = "learned" | "gabor" | "random"``) swaps them;
+``"gabor-init"`` starts from the Gabor bank and learns from there (the hand design as a starting point):
 
     trainable = init_first_layer(model.filter.weight, "gabor", seed=0)   # False: filled and frozen
 
@@ -19,9 +20,10 @@ import math
 import torch
 from torch import Tensor
 
-__all__ = ["FIRST_LAYER_KINDS", "GaborBank", "gabor_kernel", "init_first_layer", "random_filters"]
+__all__ = ["FIRST_LAYER_KINDS", "FROZEN_KINDS", "GaborBank", "gabor_kernel", "init_first_layer", "random_filters"]
 
-FIRST_LAYER_KINDS = ("learned", "gabor", "random")
+FIRST_LAYER_KINDS = ("learned", "gabor", "random", "gabor-init")
+FROZEN_KINDS = ("gabor", "random")        # the kinds whose filters never train
 
 
 def gabor_kernel(size: int, theta: float, wavelength: float, phase: float, sigma: float | None = None,
@@ -120,19 +122,22 @@ def init_first_layer(weight: Tensor, kind: str, seed: int | None = None, channel
     fills every filter of every position with its own fixed random filter (:func:`random_filters`,
     from ``seed``, or from torch's global generator when None: only "random" draws from it).
     Designed and random weights are frozen (``requires_grad=False``; returns False), so the trainer
-    and the parameter server leave them out. ``channels`` is C for a dense (hidden, C*k*k) weight.
+    and the parameter server leave them out; "gabor-init" fills the Gabor bank and leaves it
+    trainable (returns True). ``channels`` is C for a dense (hidden, C*k*k) weight.
     """
     if kind not in FIRST_LAYER_KINDS:
         raise ValueError(f"model.first_layer must be one of {FIRST_LAYER_KINDS}, got {kind!r}")
     if kind == "learned":
         return True
     positions, maps, c, k = _layout(weight.shape, channels)
-    if kind == "gabor":
+    if kind in ("gabor", "gabor-init"):
         bank = GaborBank.sized(maps, k, c).filters()[:maps]                     # (maps, C, k, k)
         filled = bank.unsqueeze(0).expand(positions, -1, -1, -1, -1)
     else:
         filled = random_filters(positions * maps, c, k, seed).view(positions, maps, c, k, k)
     with torch.no_grad():
         weight.copy_(filled.reshape(weight.shape).to(weight.dtype))
+    if kind not in FROZEN_KINDS:
+        return True
     weight.requires_grad_(False)
     return False

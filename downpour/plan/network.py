@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from downpour.config import RunConfig, config_from_dict, parse_override
+from downpour.layers.gabor import FROZEN_KINDS
 from downpour.models.cat import CatConfig, CatNet
 from downpour.models.footprint import footprint_table
 from downpour.models.registry import model_entry, resolve
@@ -165,7 +166,7 @@ def cat_footprint(config: CatConfig, input_shape: tuple[int, ...]) -> list[dict[
     flowing = False                 # does the layer's input need a gradient (a trained layer below it)?
     decoders = 0
     for st in _cat_layers(config, input_shape):
-        trained = not (st["i"] == 0 and config.first_layer != "learned")   # designed/random first layers are frozen
+        trained = not (st["i"] == 0 and config.first_layer in FROZEN_KINDS)   # designed/random first layers are frozen
         params, frozen = (st["weights"], 0) if trained else (0, st["weights"])
         for name, kind, shape, p, f, flops, grads in (
                 ("filter", "LocallyConnected2d", st["codes"], params, frozen, st["filter"], int(flowing) + int(trained)),
@@ -200,7 +201,7 @@ def cat_stages(config: CatConfig, input_shape: tuple[int, ...]) -> list[Stage]:
     """
     stages = []
     for st in _cat_layers(config, input_shape):
-        trained = not (st["i"] == 0 and config.first_layer != "learned")
+        trained = not (st["i"] == 0 and config.first_layer in FROZEN_KINDS)
         untied_dec = config.decoder == "untied"
         f = st["filter"]
         decoder_trained = untied_dec or trained        # a tied decoder is W1 itself: its gradient flows into W1

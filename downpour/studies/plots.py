@@ -1,0 +1,47 @@
+"""Two more study figures, beside :mod:`downpour.studies.figures`: curves, and one figure against another."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from downpour.studies.figures import save
+
+
+def curves(series: dict[str, tuple[Sequence[float], Sequence[float]]], path: Path, title: str, xlabel: str,
+           ylabel: str, logx: bool = False) -> Path:
+    """One line per name: ``series[name] = (x, y)``."""
+    fig = Figure(figsize=(5.5, 3.6))
+    ax = fig.subplots()
+    for name, (x, y) in series.items():
+        ax.plot(x, y, marker="." if len(x) < 40 else None, label=name)
+    if logx:
+        ax.set_xscale("symlog", linthresh=min((v for x, _ in series.values() for v in x if v > 0), default=1.0))
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return save(fig, path)
+
+
+def scatter_intervals(points: dict[str, list[tuple[str, Sequence[float], Sequence[float]]]], path: Path, title: str,
+                      xlabel: str, ylabel: str) -> Path:
+    """One series per group: ``points[group] = [(label, (x, xlow, xhigh), (y, ylow, yhigh)), ...]``, each
+    point with its two 95% intervals as error bars, joined in the order given (e.g. a penalty's weights)."""
+    fig = Figure(figsize=(6.5, 4.5))
+    ax = fig.subplots()
+    for group, items in points.items():
+        x = np.array([p[1][0] for p in items], dtype=float)
+        y = np.array([p[2][0] for p in items], dtype=float)
+        xerr = [np.nan_to_num(x - [p[1][1] for p in items]), np.nan_to_num(np.array([p[1][2] for p in items]) - x)]
+        yerr = [np.nan_to_num(y - [p[2][1] for p in items]), np.nan_to_num(np.array([p[2][2] for p in items]) - y)]
+        ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="o-", capsize=3, lw=1, ms=4, label=group)
+        for label, xi, yi in zip((p[0] for p in items), x, y):
+            ax.annotate(label, (xi, yi), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    return save(fig, path)

@@ -1,0 +1,95 @@
+"""A study cell that trains: the real runner into a run directory, then the analysis's own measures.
+
+    with trained_run(cfg) as (run, model, summary):      # downpour.runners.train, local loop or cluster
+        edges = edge_fraction(model)                      # analysis/edges.py
+        probes = probe_accuracies(run, model, ("digits", "lfw"), layers=["stage1", "stage2"])
+        faces = face_aucs(run, model)                     # analysis/face_controls.py, the matched controls
+
+The run directory is temporary (the study framework hands a cell no folder of its own); everything a
+cell reports is read from it the way ``downpour analyze`` reads a finished run: the model and its
+fitted input processing from disk, the cost parts from ``metrics.jsonl``. The measures are the
+analysis's functions at study-sized settings (fewer splits, probe images and bootstrap replicates
+than a full ``downpour analyze``, which takes ~13 s a run; these take ~4 s). scikit-learn runs with
+one BLAS thread, as :func:`~downpour.analysis.run.analyze_run` does: with more, its BLAS and torch's
+pools fight over the cores (a 3 s probe took 44 s on 2 cores).
+"""
+from __future__ import annotations
+
+import tempfile
+from contextlib import contextmanager
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from downpour.analysis.edges import edge_summary
+from downpour.analysis.face_controls import LEARNED, LOW_LEVEL, face_controls
+from downpour.analysis.labelled import load_labelled
+from downpour.analysis.probe import probe_table
+from downpour.analysis.run import open_run, run_preprocess
+from downpour.analysis.units import check_layer, randomized_copy
+from downpour.config import RunConfig
+from downpour.models.base import FeatureModel
+from downpour.objectives import is_metric
+from downpour.runners import train
+from downpour.train.rundir import RunDir
+
+__all__ = ["cost_curve", "edge_fraction", "face_aucs", "probe_accuracies", "trained_run"]
+
+
+@contextmanager
+def trained_run(cfg: RunConfig) -> Iterator[tuple[RunDir, FeatureModel, dict[str, Any]]]:
+    """Train ``cfg`` with its runner into a temporary run directory; yield (run, trained model, summary)."""
+    with tempfile.TemporaryDirectory(prefix="downpour-cell-") as tmp:
+        run_path = f"{tmp}/run"
+        summary = train(cfg, RunDir.create(run_path, cfg))
+        run, model = open_run(run_path)
+        with threadpool_limits(limits=1, user_api="blas"):
+            yield run, model, summary
+
+
+def edge_fraction(model: FeatureModel, seed: int = 0) -> float:
+    """The fraction of first-layer filters that pass the edge test (``filters.edge_fraction`` of an analysis)."""
+    filters = model.first_layer_filters()
+    return float("nan") if filters is None else float(edge_summary(filters, seed)["edge_fraction"])
+
+
+def probe_accuracies(run: RunDir, model: FeatureModel, sets: Sequence[str], layers: Sequence[str], *,
+                     samples: int = 500, folds: int = 3, seed: int = 0) -> dict[str, float]:
+    """Cross-validated linear-probe accuracy of each labelled set on each layer (and raw pixels):
+    ``{"<set>/<layer>": accuracy}``, the images prepared with the run's own input processing."""
+    prepare = run_preprocess(run)
+    shape = tuple(model.input_shape)
+    out = {}
+    for name in sets:
+        table = probe_table(model, load_labelled(name, shape, prepare=prepare), layers=list(layers), folds=folds,
+                            seed=seed, max_samples=samples)
+        out.update({f"{name}/{row['features']}": row["mean"] for row in table["rows"]})
+    return out
+
+
+def face_aucs(run: RunDir, model: FeatureModel, layer: str | None = None, *, splits: int = 5,
+              random_filters: int = 200, replicates: int = 200, seed: int = 0) -> dict[str, float]:
+    """The face test's learned unit (chosen per split on held-out faces vs lfw non-faces): its AUC
+    against lfw's non-faces (``lfw``) and its mean AUC over the low-level-matched controls
+    (``controls``: phase-scrambled, upside-down, block-shuffled faces, spectrum-matched crops; 0.5 is chance)."""
+    twin, _ = randomized_copy(model, seed + 1)
+    test = face_controls(model, twin, layer=check_layer(model, layer), input_shape=tuple(model.input_shape),
+                         prepare=run_preprocess(run), seeds=[seed + k for k in range(splits)],
+                         n_random_filters=random_filters, seed=seed, replicates=replicates)
+    unit = [r for r in test["rows"] if r["method"] == LEARNED]
+    return {"lfw": next(r["auc"] for r in unit if r["level"] != LOW_LEVEL),
+            "controls": float(np.mean([r["auc"] for r in unit if r["level"] == LOW_LEVEL]))}
+
+
+def cost_curve(run: RunDir, prefix: str) -> tuple[list[int], list[float], list[float]]:
+    """(steps, cost, seconds) from ``metrics.jsonl``: the sum of the logged cost parts named
+    ``prefix``... (e.g. ``"stage1/"``: one stage's cost; diagnostics left out) at every row that has them."""
+    steps, costs, seconds = [], [], []
+    for row in run.metrics():
+        parts = [v for k, v in row.items() if k.startswith(prefix) and not is_metric(k)]
+        if parts:
+            steps.append(int(row["step"]))
+            costs.append(float(sum(parts)))
+            seconds.append(float(row["time"]))
+    return steps, costs, seconds

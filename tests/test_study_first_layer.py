@@ -1,0 +1,77 @@
+"""`downpour study first-layer --quick` end to end: keys, files, and figures whose values are known."""
+import json
+
+import pytest
+import torch
+
+from downpour.config import load_config
+from downpour.data.pipeline import open_data
+from downpour.models.registry import build, resolve
+from downpour.studies.first_layer import FirstLayerStudy
+from downpour.studies.run import run_study
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("first-layer")
+    run_study("first-layer", folder, quick=True, seeds=2)
+    return folder, json.loads((folder / "study.json").read_text())
+
+
+def test_study_json_has_the_contract(study):
+    folder, result = study
+    for key in ("study", "question", "cells", "seeds", "verdict", "command"):
+        assert key in result
+    assert result["study"] == "first-layer" and result["seeds"] == [0, 1]
+    assert [r["condition"] for r in result["cells"]] == ["learned", "gabor", "random", "gabor-init"]
+    for row in result["cells"]:
+        assert row["params"]["first_layer"] == row["condition"]
+        for name, triple in row["figures"].items():
+            assert len(triple) == 3, name
+    assert (folder / "study.html").is_file()
+    assert result["figures"] and all((folder / f).is_file() for f in result["figures"])
+    assert "no detectable effect" in result["verdict"] or "inconclusive" in result["verdict"]
+
+
+def test_the_designed_and_random_banks_score_as_planted(study):
+    """A Gabor bank passes the edge test filter for filter (every seed: interval [1, 1]); fixed random
+    filters never do. Swapped conditions, or the wrong layer measured, fail here."""
+    by = {r["condition"]: r["figures"] for r in study[1]["cells"]}
+    assert by["gabor"]["edge_fraction"] == [1.0, 1.0, 1.0]
+    assert by["random"]["edge_fraction"][0] == 0.0
+
+
+def test_every_condition_saw_the_same_data(study):
+    """The raw-pixel probe depends only on the seed's data and input processing, so it is the same in
+    every condition of a seed; a seed that did not reach a cell's run would break it."""
+    cells = [json.loads(line) for line in (study[0] / "cells.jsonl").read_text().splitlines()[1:]]
+    for seed in (0, 1):
+        raw = {c["figures"]["probe_digits_raw"] for c in cells if c["seed"] == seed}
+        assert len(raw) == 1
+    assert len({c["figures"]["probe_digits_raw"] for c in cells}) == 2
+
+
+def test_the_gabor_cells_stage1_cost_is_the_banks_cost_on_the_first_batches(study):
+    """The frozen Gabor bank's first logged stage-1 cost, recomputed here from the model, the
+    objective and the run's first batches (the local loop's order: generator seeded seed + 1)."""
+    folder, _ = study
+    cells = [json.loads(line) for line in (folder / "cells.jsonl").read_text().splitlines()[1:]]
+    logged = next(c["figures"] for c in cells if c["condition"] == "gabor" and c["seed"] == 0)
+    study_ = FirstLayerStudy(quick=True)
+    cond = next(c for c in study_.conditions() if c.name == "gabor")
+    cfg = resolve(study_.cell_config(cond, 0))
+    every = cfg.train.log_every
+    data = open_data(cfg.data, 0)
+    model, objective = build(cfg, data.input_shape)
+    batches = data.batches(cfg.train.batch_size, torch.Generator().manual_seed(1))
+    costs = []
+    with torch.no_grad():
+        for _ in range(every):
+            _, parts = objective(model.forward_train(next(batches)))
+            costs.append(sum(float(v) for k, v in parts.items() if k.startswith("stage1/")))
+    assert logged[f"stage1_cost@{every}"] == pytest.approx(sum(costs) / every, rel=1e-4)
+    # A learned first layer starts from the model's random filters, and its cost falls below the bank's.
+    learned = next(c["figures"] for c in cells if c["condition"] == "learned" and c["seed"] == 0)
+    assert learned["stage1_cost"] < logged["stage1_cost"]
