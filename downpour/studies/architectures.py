@@ -1,0 +1,137 @@
+"""Q6 of MISSION.md (issue 10's Q7), whole-network design: the classic designs side by side.
+
+**Data.** Every arm trains on the cat network's data (``--config cat-demo``'s ``[data]``: 32×32 crops
+of the built-in natural images and lfw training faces, patch-normalised, partly whitened) through the
+same local runner, the same Adam optimiser and batch of 32. Each arm keeps its family's learning rate
+(the shipped presets': 0.005 for the cat network, 0.01 for the GRU, 0.03 for the UFLDL autoencoder;
+0.005 where no preset uses Adam).
+
+**Budget: equal training FLOPs.** The cat network gets ``train.steps`` steps (300 in the full setting);
+every other arm gets as many steps as spend the same FLOPs, counted by torch's FLOP counter over one real
+training step of each (forward, cost, backward; the RBM's Gibbs chain included), in :meth:`prepare`.
+
+**Arms**, each against ``cat``:
+- ``cat``: the cat network as shipped (``cat-demo``: two stages of 2x2-tiled filters → L2 pool → LCN);
+- ``conv-ae``: a convolutional autoencoder: one convolutional RICA stage (``rica-local`` with
+  ``tile = 1``: 8 maps of 8×8 filters, stride 2, tied decoder, pooled-L2 sparsity);
+- ``rbm``: a Gaussian–Bernoulli RBM (``grbm-patches``: 64 hidden units, CD-1; Gaussian visibles
+  because the data are real-valued);
+- ``rnn``: a GRU autoencoder reading the crop row by row (``rnn-rows-faces``: 128 units, code 64);
+- ``sae``: the UFLDL sparse autoencoder (``ufldl-sae``: 25 sigmoid units, KL sparsity ρ = 0.01, weight
+  decay) with UFLDL's linear decoder, since the data are not in [0, 1].
+
+**Figures** (:mod:`downpour.studies.measure`): linear-probe accuracy of each arm's top codes (digits;
+lfw faces vs non-faces), edge-like fraction of the first-layer filters (none for the GRU, whose input
+weights are rows), face AUC of the best unit on the matched controls, parameters, FLOPs per sample,
+wall time per step, and the steps and FLOPs the budget gave.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from downpour.config import RunConfig
+from downpour.data import build_dataset
+from downpour.studies.base import Cells, Condition, Study
+from downpour.studies.compare import compare_rows, difference_sentence, tradeoff, value
+from downpour.studies.figures import interval_bars
+from downpour.studies.measure import Measures, config_with_model, flops_per_step, train_and_measure, with_steps
+
+STEPS_FULL, STEPS_QUICK = 300, 16      # the cat network's steps; they set the FLOP budget of every arm
+RESOLUTION = {"probe_digits": 0.02, "probe_lfw": 0.05, "face_auc_controls": 0.05, "edge_fraction": 0.05}
+LABELS = {"probe_digits": "digits probe", "probe_lfw": "lfw probe", "face_auc_controls": "face AUC on the matched controls",
+          "edge_fraction": "edge-like fraction"}
+# name -> (what it is, its config overrides: a model.name swaps the whole model, see config_with_model)
+ARMS: dict[str, tuple[str, tuple[tuple[str, Any], ...]]] = {
+    "cat": ("cat network (cat-demo)", ()),
+    "conv-ae": ("convolutional autoencoder (RICA, tile 1)",
+                (("model.name", "rica-local"), ("model.tile", 1), ("model.hidden", 8), ("model.kernel_size", 8),
+                 ("model.stride", 2))),
+    "rbm": ("Gaussian-Bernoulli RBM (grbm-patches)", (("model.name", "grbm-patches"),)),
+    "rnn": ("GRU autoencoder over rows (rnn-rows-faces)", (("model.name", "rnn-rows-faces"), ("train.lr", 0.01))),
+    "sae": ("UFLDL sparse autoencoder, linear decoder (ufldl-sae)",
+            (("model.name", "ufldl-sae"), ("model.output", "linear"), ("train.lr", 0.03))),
+}
+QUICK_ARMS = ("cat", "rbm", "sae")
+
+
+class ArchitecturesStudy(Study):
+    name = "architectures"
+    question = ("Whole-network design: on the same data and the same training FLOPs, how do the cat network, a "
+                "convolutional autoencoder, an RBM, an RNN and the UFLDL sparse autoencoder compare?")
+    base = "cat-demo"          # for its [data] and [train]; the arms swap in their own models
+    base_sets = (("train.tensorboard", False), ("train.log_every", 50), ("train.threads", 1))
+    seeds_full = 8
+    seeds_quick = 2
+
+    def conditions(self) -> list[Condition]:
+        names = QUICK_ARMS if self.quick else tuple(ARMS)
+        return [Condition(n, {"arm": ARMS[n][0], "vs": "" if n == "cat" else "cat"}, ARMS[n][1],
+                          "reference" if n == "cat" else "design") for n in names]
+
+    def cell_config(self, condition: Condition, seed: int) -> RunConfig:
+        steps = [("train.steps", STEPS_QUICK if self.quick else STEPS_FULL)]
+        return config_with_model(self.base, [*self.base_sets, *steps, *self.sets, *condition.sets], seed)
+
+    def prepare(self) -> dict[str, Any]:
+        """The FLOP budget: the cat network's steps x its FLOPs per step; each arm's steps spend the same."""
+        conditions = self.conditions()
+        first = self.cell_config(conditions[0], 0)
+        shape = build_dataset(first.data, first.seed).input_shape
+        x = torch.randn((first.train.batch_size, *shape), generator=torch.Generator().manual_seed(0))
+        per_step = {c.name: flops_per_step(self.cell_config(c, 0), x) for c in conditions}
+        budget = per_step["cat"] * self.cell_config(conditions[0], 0).train.steps
+        steps = {name: max(1, round(budget / f)) for name, f in per_step.items()}
+        return {"budget_flops": budget, "flops_per_step": per_step, "steps": steps,
+                "counted_on": {"batch": list(x.shape), "counter": "torch.utils.flop_counter, forward + cost + backward"}}
+
+    def run_cell(self, condition: Condition, seed: int, context: dict[str, Any]) -> dict[str, float]:
+        measures = Measures(probe_samples=400 if self.quick else 1000, probe_folds=3 if self.quick else 5,
+                            face_splits=2 if self.quick else 5, bootstrap=50 if self.quick else 200)
+        cfg = with_steps(self.cell_config(condition, seed), context["steps"][condition.name])
+        figures = train_and_measure(cfg, measures, seed)
+        figures["train_flops"] = context["flops_per_step"][condition.name] * figures["steps"]
+        return figures
+
+    def summarise(self, conditions: list[Condition], cells: Cells, seeds: list[int]) -> list[dict[str, Any]]:
+        return compare_rows(conditions, cells, seeds, RESOLUTION)
+
+    def verdict(self, rows: list[dict[str, Any]]) -> str:
+        by = {r["condition"]: r for r in rows}
+        cat = by["cat"]
+        budget = cat["figures"]["train_flops"][0]
+        paras = [f"Each arm trained on {budget / 1e9:.1f} GFLOP (the cat network's {cat['figures']['steps'][0]:.0f} steps): "
+                 + ", ".join(f"{r['condition']} {r['figures']['steps'][0]:.0f} steps" for r in rows) + "."]
+        best = max(rows, key=lambda r: r["figures"]["probe_digits"][0])
+        paras.append(f"The cat network's top codes reached digits probe accuracy {value(cat, 'probe_digits')}, lfw probe "
+                     f"{value(cat, 'probe_lfw')}, face AUC on the matched controls {value(cat, 'face_auc_controls')} and "
+                     f"{value(cat, 'edge_fraction')} edge-like filters, with {cat['figures']['params'][0]:,.0f} parameters "
+                     f"and {cat['figures']['flops_fwd'][0] / 1e6:.2f} MFLOP per sample forward (raw pixels: digits "
+                     f"{value(cat, 'probe_digits_pixels')}). The highest digits probe mean was {best['condition']}'s.")
+        for r in rows:
+            if r is cat:
+                continue
+            f = r["figures"]
+            paras.append(f"{r['condition']} ({r['params']['arm']}; {f['params'][0]:,.0f} parameters, "
+                         f"{f['flops_fwd'][0] / 1e6:.3f} MFLOP per sample, {value(r, 'seconds_per_step', '{:.4f}')} s per "
+                         f"step), paired against cat: "
+                         + "; ".join(difference_sentence(r, k, LABELS[k]) for k in RESOLUTION) + ".")
+        paras.append("Probe accuracy depends on the code's size as well as on what it learned (each arm's code is "
+                     "the registered design's); the table gives every arm's parameters and FLOPs beside it.")
+        if self.quick:
+            paras.append("This is the quick setting (a few training steps, 2 seeds, 3 arms): a smoke test of the "
+                         "machinery, not an answer.")
+        return "\n\n".join(paras)
+
+    def figures(self, rows: list[dict[str, Any]], cells: Cells, folder: Path) -> list[Path]:
+        names = [r["condition"] for r in rows]
+        out = [tradeoff(rows, "flops_fwd", "probe_digits", folder / "flops_vs_probe.png",
+                        "FLOPs per sample vs digits probe accuracy", "forward FLOPs per sample", "probe accuracy (digits)")]
+        for key, label in (("probe_digits", "probe accuracy (digits)"), ("probe_lfw", "probe accuracy (lfw faces)"),
+                           ("face_auc_controls", "face AUC, matched controls"), ("edge_fraction", "edge-like fraction")):
+            out.append(interval_bars(names, [r["figures"][key] for r in rows], folder / f"{key}.png",
+                                     f"{label}, 95% intervals over seeds", label,
+                                     reference=0.5 if key.startswith("face") else None))
+        return out

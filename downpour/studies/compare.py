@@ -1,0 +1,93 @@
+"""Rows for studies whose cells are runs measured by :mod:`downpour.studies.measure`: every figure's mean
+with its 95% interval over the paired seeds, and for each condition that names a reference (``vs`` in
+its params) the paired difference of the chosen figures with the words it reads as.
+
+    rows = compare_rows(conditions, cells, seeds, resolution={"probe_digits": 0.02, ...})
+    rows[k]["figures"]["probe_digits"]     # [mean, low, high]
+    rows[k]["figures"]["d_probe_digits"]   # [mean of (this − vs) per seed, low, high], bootstrap over seeds
+    rows[k]["extra"]["d_probe_digits"]     # "higher" | "lower" | "no detectable effect" | "inconclusive"
+
+A difference reads "no detectable effect" when its interval holds 0 and lies within ±resolution (the
+smallest difference the study cares about, in the figure's units), "inconclusive" when it holds 0 but
+is wider (:func:`~downpour.studies.stats.effect_words`).
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from downpour.studies.base import Cells, Condition
+from downpour.studies.figures import save
+from downpour.studies.stats import effect_words, mean_ci, paired_difference
+
+
+def compare_rows(conditions: list[Condition], cells: Cells, seeds: list[int],
+                 resolution: dict[str, float]) -> list[dict[str, Any]]:
+    rows = []
+    for c in conditions:
+        got = [cells[(c.name, s)] for s in seeds]
+        keys = list(dict.fromkeys(k for g in got for k in g))
+        row: dict[str, Any] = {"condition": c.name, "group": c.group, "params": c.params, "n": len(seeds),
+                               "figures": {k: list(mean_ci([g.get(k, math.nan) for g in got])) for k in keys},
+                               "extra": {}}
+        vs = c.params.get("vs", "")
+        if vs:
+            base = [cells[(vs, s)] for s in seeds]
+            for key, res in resolution.items():
+                d = paired_difference([b.get(key, math.nan) for b in base], [g.get(key, math.nan) for g in got])
+                row["figures"]["d_" + key] = list(d)
+                row["extra"]["d_" + key] = effect_words(*d, resolution=res)
+        rows.append(row)
+    return rows
+
+
+def difference_sentence(row: dict[str, Any], key: str, label: str, fmt: str = "{:+.3f}") -> str:
+    """'probe accuracy −0.012 [−0.03, +0.004], no detectable effect' for one compared figure of a row."""
+    d, lo, hi = row["figures"]["d_" + key]
+    if not math.isfinite(d):
+        return f"{label} not measured"
+    return f"{label} {fmt.format(d)} [{fmt.format(lo)}, {fmt.format(hi)}], {row['extra']['d_' + key]}"
+
+
+def value(row: dict[str, Any], key: str, fmt: str = "{:.3f}") -> str:
+    """'0.912 [0.90, 0.93]' for one figure of a row (a figure constant over seeds shows only its value)."""
+    v, lo, hi = row["figures"][key]
+    if not math.isfinite(v):
+        return "n/a"
+    if lo == hi == v or not (math.isfinite(lo) and math.isfinite(hi)):
+        return fmt.format(v)
+    return f"{fmt.format(v)} [{fmt.format(lo)}, {fmt.format(hi)}]"
+
+
+def tally(rows: list[dict[str, Any]], key: str) -> dict[str, list[str]]:
+    """Conditions by how their difference in ``key`` reads."""
+    out: dict[str, list[str]] = {w: [] for w in ("higher", "lower", "no detectable effect", "inconclusive")}
+    for r in rows:
+        word = r["extra"].get("d_" + key)
+        if word:
+            out[word].append(r["condition"])
+    return out
+
+
+def tradeoff(rows: Sequence[dict[str, Any]], x: str, y: str, path: Path, title: str, xlabel: str,
+             ylabel: str, log_x: bool = True) -> Path:
+    """One point per condition: figure ``x`` (e.g. parameters) against figure ``y`` with its interval."""
+    fig = Figure(figsize=(6.0, 4.0))
+    ax = fig.subplots()
+    for r in rows:
+        xv = r["figures"][x][0]
+        v, lo, hi = r["figures"][y]
+        if not (math.isfinite(xv) and math.isfinite(v)):
+            continue
+        ax.errorbar([xv], [v], yerr=[[np.nan_to_num(v - lo)], [np.nan_to_num(hi - v)]], fmt="o", capsize=4)
+        ax.annotate(r["condition"], (xv, v), textcoords="offset points", xytext=(5, 5), fontsize=8)
+    if log_x:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    return save(fig, path)

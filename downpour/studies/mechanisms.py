@@ -1,0 +1,123 @@
+"""Q3 of MISSION.md (issue 10's Q4), brain mechanisms: do multi-resolution and attention front ends help?
+
+**Network and data.** One untied RICA stage (6×6 fields, stride 2, 4 maps per position, tied decoder,
+pooled-L2 sparsity) behind a front end (:mod:`downpour.models.multires`), on the cat network's data
+(32×32 crops of the built-in natural images and lfw training faces, patch-normalised, partly
+whitened: ``--config cat-demo``'s ``[data]``), the same steps and batch for every condition, trained by
+the local runner with Adam.
+
+**Conditions**, each against ``plain`` (the same stage on the raw input, ``multires-none``):
+- ``pyramid3``: a 3-level Laplacian pyramid stacked as channels (every filter sees three scales at its
+  position); ``pyramid3-gauss``: Gaussian (blurred) levels instead of band-pass ones; ``pyramid2``: 2 levels;
+- ``glimpse``: attention, 3 foveated glimpses of 12×12 at the most contrasted places, each a sharp
+  crop plus a 2x wider one pooled to 12×12 (``glimpse-rica``); ``glimpse-1scale``: the same
+  glimpses without the wide surround, which separates where it looks from what resolution it sees.
+
+**Figures** (:mod:`downpour.studies.measure`): linear-probe accuracy of the codes (digits, lfw faces vs
+non-faces), the invariance ranges of the best face unit (scale in octaves, translation as a fraction of
+the side, rotation in degrees, where the unit keeps at least half its response), the face AUC on the
+matched controls, edge-like fraction, parameters, FLOPs per sample and wall time per step.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from downpour.config import RunConfig
+from downpour.studies.base import Cells, Condition, Study
+from downpour.studies.compare import compare_rows, difference_sentence, tally, value
+from downpour.studies.figures import interval_bars
+from downpour.studies.measure import Measures, config_with_model, train_and_measure
+
+STEPS_FULL, STEPS_QUICK = 800, 30
+RESOLUTION = {"probe_digits": 0.02, "probe_lfw": 0.05, "inv_scale_octaves": 0.25, "inv_shift": 0.05,
+              "inv_rotation": 15.0, "face_auc_controls": 0.05}
+LABELS = {"probe_digits": "digits probe", "probe_lfw": "lfw probe", "inv_scale_octaves": "scale range (octaves)",
+          "inv_shift": "translation range (fraction of the side)", "inv_rotation": "rotation range (degrees)",
+          "face_auc_controls": "face AUC on the matched controls"}
+FORMATS = {"inv_rotation": "{:+.0f}", "inv_scale_octaves": "{:+.2f}", "inv_shift": "{:+.3f}"}
+
+
+class MechanismsStudy(Study):
+    name = "mechanisms"
+    question = ("Brain mechanisms: do a multi-resolution pyramid or foveated glimpses (attention) in front of a "
+                "feature-learning stage improve what it learns (probe accuracy, invariance) and at what compute?")
+    base = "cat-demo"          # for its [data] and [train]; every condition swaps in its own model
+    base_sets = (("train.tensorboard", False), ("train.log_every", 50), ("train.threads", 1))
+    seeds_full = 8
+    seeds_quick = 2
+
+    def conditions(self) -> list[Condition]:
+        steps = STEPS_QUICK if self.quick else STEPS_FULL
+
+        def cond(name: str, model: str, front: str, vs: str, **options: Any) -> Condition:
+            sets = (("model.name", model), *((f"model.{k}", v) for k, v in options.items()), ("train.steps", steps))
+            return Condition(name, {"model": model, "front": front, **options, "steps": steps, "vs": vs}, sets,
+                             "baseline" if not vs else front)
+
+        out = [cond("plain", "multires-none", "none", "")]
+        out.append(cond("pyramid3", "pyramid-rica", "pyramid", "plain", levels=3, pyramid="laplacian"))
+        if not self.quick:
+            out.append(cond("pyramid3-gauss", "pyramid-rica", "pyramid", "plain", levels=3, pyramid="gaussian"))
+            out.append(cond("pyramid2", "pyramid-rica", "pyramid", "plain", levels=2, pyramid="laplacian"))
+        out.append(cond("glimpse", "glimpse-rica", "glimpse", "plain", glimpses=3, glimpse_scales=2))
+        if not self.quick:
+            out.append(cond("glimpse-1scale", "glimpse-rica", "glimpse", "plain", glimpses=3, glimpse_scales=1))
+        return out
+
+    def cell_config(self, condition: Condition, seed: int) -> RunConfig:
+        return config_with_model(self.base, [*self.base_sets, *self.sets, *condition.sets], seed)
+
+    def run_cell(self, condition: Condition, seed: int, context: dict[str, Any]) -> dict[str, float]:
+        measures = Measures(probe_samples=400 if self.quick else 1000, probe_folds=3 if self.quick else 5,
+                            face_splits=2 if self.quick else 5, bootstrap=50 if self.quick else 200, invariance=True)
+        return train_and_measure(self.cell_config(condition, seed), measures, seed)
+
+    def summarise(self, conditions: list[Condition], cells: Cells, seeds: list[int]) -> list[dict[str, Any]]:
+        return compare_rows(conditions, cells, seeds, RESOLUTION)
+
+    def verdict(self, rows: list[dict[str, Any]]) -> str:
+        by = {r["condition"]: r for r in rows}
+        ref = by["plain"]
+        paras = [f"The plain stage reached digits probe accuracy {value(ref, 'probe_digits')} (raw pixels "
+                 f"{value(ref, 'probe_digits_pixels')}) and lfw probe accuracy {value(ref, 'probe_lfw')}; its face unit kept "
+                 f"half its response over {value(ref, 'inv_scale_octaves', '{:.2f}')} octaves of scale, "
+                 f"{value(ref, 'inv_shift')} of the side in translation and {value(ref, 'inv_rotation', '{:.0f}')} degrees "
+                 f"of rotation, at {ref['figures']['flops_fwd'][0] / 1e3:.0f} kFLOP per sample forward and "
+                 f"{ref['figures']['params'][0]:,.0f} parameters."]
+        for r in rows:
+            if r is ref:
+                continue
+            f = r["figures"]
+            cost = (f"{f['flops_fwd'][0] / ref['figures']['flops_fwd'][0]:.2f}x the FLOPs, "
+                    f"{f['params'][0] / ref['figures']['params'][0]:.2f}x the parameters, "
+                    f"{value(r, 'seconds_per_step', '{:.4f}')} s per step")
+            paras.append(f"{r['condition']} ({cost}), paired against plain: "
+                         + "; ".join(difference_sentence(r, k, LABELS[k], FORMATS.get(k, "{:+.3f}")) for k in RESOLUTION)
+                         + ".")
+        for key in ("probe_digits", "probe_lfw"):
+            t = tally(rows, key)
+            paras.append(f"Over the front ends, the {LABELS[key]} was higher for {_names(t['higher'])}, lower for "
+                         f"{_names(t['lower'])}, with no detectable effect (within ±{RESOLUTION[key]:g}) for "
+                         f"{_names(t['no detectable effect'])} and inconclusive for {_names(t['inconclusive'])}.")
+        paras.append("Invariance ranges are those of one unit per run (the best face unit, chosen on held-out lfw) and "
+                     "compute counts the filter arithmetic torch's counter sees (the glimpse front's variance map and "
+                     "crops are not counted).")
+        if self.quick:
+            paras.append("This is the quick setting (a few training steps, 2 seeds): a smoke test of the machinery, "
+                         "not an answer.")
+        return "\n\n".join(paras)
+
+    def figures(self, rows: list[dict[str, Any]], cells: Cells, folder: Path) -> list[Path]:
+        names = [r["condition"] for r in rows]
+        out = []
+        for key, label in (("probe_digits", "probe accuracy (digits)"), ("probe_lfw", "probe accuracy (lfw faces)"),
+                           ("inv_scale_octaves", "scale range, octaves"), ("inv_shift", "translation range, fraction of side"),
+                           ("inv_rotation", "rotation range, degrees"), ("flops_fwd", "forward FLOPs per sample")):
+            out.append(interval_bars(names, [r["figures"][key] for r in rows], folder / f"{key}.png",
+                                     f"{label}, 95% intervals over seeds", label))
+        return out
+
+
+def _names(items: list[str]) -> str:
+    return ", ".join(items) if items else "none"

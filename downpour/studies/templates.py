@@ -1,0 +1,125 @@
+"""Q2, memory and compute: untied vs tiled vs convolutional templates, at equal maps and at equal parameters.
+
+**Network and data.** The cat network as ``downpour train --config cat-demo`` trains it (two stages of
+filter → L2 pool → LCN, 32×32 crops of the built-in natural images and lfw training faces, greedy,
+Adam), with only the tiling dial ``model.tile`` and the maps changed; every cell has the same steps
+and batch (the same examples), through the local runner.
+
+**Conditions.**
+- *equal maps* (8 templates per position in both stages), against ``untied`` (the paper's layer):
+  ``tile4`` (4×4 = 16 filter banks repeating over the map), ``tile2`` (2×2 = 4 banks, the cat-demo
+  preset), ``conv`` (one bank: a convolution);
+- *equal parameters*: ``conv32`` is a convolution with 32 stage-1 maps, which has exactly ``tile2``'s
+  parameters (32·8·8 + 8·32·5·5 = 4·8·8·8 + 4·8·8·5·5 = 8,448), against ``tile2``. (A convolution with
+  the untied net's 422,400 parameters would need 1,600 stage-1 maps; ``tile4``'s 33,792 needs 128, at
+  ~15x the FLOPs: both beyond a 2-core budget, see docs/studies.md.)
+
+**Figures** (:mod:`downpour.studies.measure`): parameters, activation memory per sample, optimiser
+state (Adam's, read from the final checkpoint), forward and backward FLOPs per sample, wall time per
+training step, edge-like fraction of the stage-1 filters, face AUC of the best unit against held-out
+lfw non-faces and against the four low-level-matched controls, linear-probe accuracy (digits, lfw).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from downpour.studies.base import Cells, Condition, Study
+from downpour.studies.compare import compare_rows, difference_sentence, tradeoff, value
+from downpour.studies.figures import interval_bars
+from downpour.studies.measure import Measures, train_and_measure
+
+STEPS_FULL, STEPS_QUICK = 300, 16
+# the smallest paired difference worth reporting, per compared figure (in its own units)
+RESOLUTION = {"probe_digits": 0.02, "face_auc_controls": 0.05, "face_auc_lfw": 0.05, "edge_fraction": 0.05,
+              "seconds_per_step": 0.005}
+LABELS = {"probe_digits": "digits probe accuracy", "face_auc_controls": "face AUC on the matched controls",
+          "face_auc_lfw": "face AUC vs lfw non-faces", "edge_fraction": "edge-like fraction",
+          "seconds_per_step": "seconds per step"}
+
+
+class TemplatesStudy(Study):
+    name = "templates"
+    question = ("Memory and compute: what do untied (locally connected), tiled and convolutional templates cost "
+                "in parameters, memory, FLOPs and time, and what do they learn, at equal maps and at equal parameters?")
+    base = "cat-demo"
+    base_sets = (("train.tensorboard", False), ("train.log_every", 50), ("train.threads", 1))
+    seeds_full = 6
+    seeds_quick = 2
+
+    def conditions(self) -> list[Condition]:
+        steps = STEPS_QUICK if self.quick else STEPS_FULL
+
+        def cond(name: str, tile: int, maps: tuple[int, int], vs: str, group: str) -> Condition:
+            kind = {0: "untied", 1: "convolution"}.get(tile, f"tiled {tile}x{tile}")
+            return Condition(name, {"tiling": kind, "tile": tile, "maps": list(maps), "steps": steps, "vs": vs},
+                             (("model.tile", tile), ("model.maps", list(maps)), ("train.steps", steps)), group)
+
+        out = [cond("untied", 0, (8, 8), "", "equal maps")]
+        if not self.quick:
+            out.append(cond("tile4", 4, (8, 8), "untied", "equal maps"))
+        out.append(cond("tile2", 2, (8, 8), "untied", "equal maps"))
+        if not self.quick:
+            out.append(cond("conv", 1, (8, 8), "untied", "equal maps"))
+        out.append(cond("conv32", 1, (32, 8), "tile2", "equal parameters"))
+        return out
+
+    def run_cell(self, condition: Condition, seed: int, context: dict[str, Any]) -> dict[str, float]:
+        measures = Measures(probe_samples=400 if self.quick else 1000, probe_folds=3 if self.quick else 5,
+                            face_splits=2 if self.quick else 5, bootstrap=50 if self.quick else 200)
+        return train_and_measure(self.cell_config(condition, seed), measures, seed)
+
+    def summarise(self, conditions: list[Condition], cells: Cells, seeds: list[int]) -> list[dict[str, Any]]:
+        return compare_rows(conditions, cells, seeds, RESOLUTION)
+
+    def verdict(self, rows: list[dict[str, Any]]) -> str:
+        by = {r["condition"]: r for r in rows}
+        ref = by["untied"]
+        paras = []
+        p0, o0 = ref["figures"]["params"][0], ref["figures"]["opt_bytes"][0]
+        same_flops = all(r["figures"]["flops_fwd"][0] == ref["figures"]["flops_fwd"][0]
+                         for r in rows if r["group"] == "equal maps")
+        lines = []
+        for r in rows:
+            if r["group"] != "equal maps" or r is ref:
+                continue
+            f = r["figures"]
+            lines.append(f"{r['condition']} has {f['params'][0]:,.0f} parameters ({p0 / f['params'][0]:.0f}x fewer), "
+                         f"{f['opt_bytes'][0] / 1e6:.2f} MB of optimiser state (untied {o0 / 1e6:.2f} MB); "
+                         + "; ".join(difference_sentence(r, k, LABELS[k]) for k in RESOLUTION))
+        paras.append(f"At equal maps (8 per position), the untied network has {p0:,.0f} parameters and "
+                     f"{o0 / 1e6:.2f} MB of Adam state; its forward pass costs {ref['figures']['flops_fwd'][0] / 1e6:.2f} "
+                     f"MFLOP per sample" + (" and every tiling costs exactly the same FLOPs and activation memory "
+                                            "(tiling changes memory, not arithmetic)" if same_flops else "")
+                     + f". Against untied, paired over seeds: " + ". ".join(lines) + ".")
+        for r in rows:
+            if r["group"] != "equal parameters":
+                continue
+            f, vs = r["figures"], by[r["params"]["vs"]]
+            paras.append(f"At equal parameters ({f['params'][0]:,.0f}), {r['condition']} ({r['params']['maps'][0]} "
+                         f"stage-1 maps, one shared bank) against {vs['condition']} ({vs['params']['maps'][0]} maps, "
+                         f"{r['params']['maps'][0] // vs['params']['maps'][0]} banks): forward FLOPs "
+                         f"{f['flops_fwd'][0] / 1e6:.2f} vs {vs['figures']['flops_fwd'][0] / 1e6:.2f} M per sample, "
+                         f"activations {f['act_bytes'][0] / 1e3:.0f} vs {vs['figures']['act_bytes'][0] / 1e3:.0f} kB per "
+                         f"sample; " + "; ".join(difference_sentence(r, k, LABELS[k]) for k in RESOLUTION) + ".")
+        passes = [r["condition"] for r in rows if r["figures"]["face_passes"][0] > 0.5]
+        paras.append("Face test: the best unit met the analysis's criterion on every matched control in most seeds for "
+                     + (", ".join(passes) if passes else "no condition")
+                     + f". Probe accuracy on digits from raw pixels: {value(ref, 'probe_digits_pixels')}.")
+        if self.quick:
+            paras.append("This is the quick setting (a few training steps, 2 seeds): a smoke test of the machinery, "
+                         "not an answer.")
+        return "\n\n".join(paras)
+
+    def figures(self, rows: list[dict[str, Any]], cells: Cells, folder: Path) -> list[Path]:
+        names = [r["condition"] for r in rows]
+        out = [tradeoff(rows, "params", "probe_digits", folder / "params_vs_probe.png",
+                        "parameters vs digits probe accuracy", "trainable parameters", "probe accuracy (digits)"),
+               tradeoff(rows, "params", "seconds_per_step", folder / "params_vs_time.png",
+                        "parameters vs wall time per step", "trainable parameters", "seconds per step")]
+        for key, label in (("probe_digits", "probe accuracy (digits)"), ("face_auc_controls", "face AUC, matched controls"),
+                           ("edge_fraction", "edge-like fraction")):
+            out.append(interval_bars(names, [r["figures"][key] for r in rows], folder / f"{key}.png",
+                                     f"{label}, 95% intervals over seeds", label,
+                                     reference=0.5 if key.startswith("face") else None))
+        return out

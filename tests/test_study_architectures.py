@@ -1,0 +1,70 @@
+"""The architectures study (Q7): the quick study end to end, the equal-FLOPs budget, and the FLOP and
+parameter counts it rests on against hand counts."""
+import json
+
+import pytest
+import torch
+
+from downpour.studies import study_class
+from downpour.studies.measure import flops_per_step
+from downpour.studies.run import run_study
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    folder = run_study("architectures", tmp_path_factory.mktemp("architectures"), quick=True, seeds=2)
+    return folder, json.loads((folder / "study.json").read_text())
+
+
+def test_quick_study_writes_study_json_html_and_figures(quick):
+    folder, result = quick
+    for key in ("study", "question", "cells", "seeds", "verdict", "command"):
+        assert key in result
+    assert result["study"] == "architectures" and result["seeds"] == [0, 1]
+    for row in result["cells"]:
+        assert row["params"] and row["n"] == 2
+        for name, triple in row["figures"].items():
+            assert len(triple) == 3, name
+    assert (folder / "study.html").is_file()
+    assert result["figures"] and all((folder / f).is_file() for f in result["figures"])
+    assert "quick setting" in result["verdict"]
+
+
+def test_every_arm_spends_the_same_training_flops(quick):
+    context = quick[1]["context"]
+    budget = context["budget_flops"]
+    for row in quick[1]["cells"]:
+        name, f = row["condition"], row["figures"]
+        per_step = context["flops_per_step"][name]
+        assert f["steps"][0] == context["steps"][name]                   # the runner ran the budget's steps
+        assert abs(f["train_flops"][0] - budget) <= per_step / 2, name   # within half a step of the budget
+    steps = context["steps"]
+    assert steps["sae"] > steps["rbm"] > steps["cat"]                   # cheaper steps, more of them
+
+
+def test_flop_count_and_parameters_of_the_sparse_autoencoder_by_hand(quick):
+    """UFLDL autoencoder on 32x32 with 25 hidden units, batch 32: the encoder, decoder and, backward, the
+    gradients of both weight matrices and of the codes are five (32 x 1024) x (1024 x 25)-sized products
+    of 2 FLOPs per multiply-add (the input needs no gradient). Parameters: two 25 x 1024 matrices and
+    both biases."""
+    study = study_class("architectures")(quick=True)
+    sae = next(c for c in study.conditions() if c.name == "sae")
+    x = torch.randn(32, 1, 32, 32)
+    assert flops_per_step(study.cell_config(sae, 0), x) == 5 * 2 * 32 * 1024 * 25
+    rows = {r["condition"]: r["figures"] for r in quick[1]["cells"]}
+    assert rows["sae"]["params"][0] == 2 * 25 * 1024 + 25 + 1024
+    assert rows["sae"]["code_dims"][0] == 25 and rows["rbm"]["code_dims"][0] == 64
+
+
+def test_a_swapped_model_leaves_the_cat_networks_options_behind():
+    """cat-demo's [model] tile = 2 and its pooled_l2 weight belong to the cat network: an arm that swaps
+    the model gets its own variant's defaults, not a merge."""
+    study = study_class("architectures")(quick=False)
+    by = {c.name: study.cell_config(c, 0) for c in study.conditions()}
+    assert by["cat"].model.options["tile"] == 2 and by["cat"].objective["pooled_l2"]["weight"] == 0.2
+    assert by["conv-ae"].model.options["tile"] == 1
+    assert by["conv-ae"].objective["pooled_l2"]["weight"] == 0.05      # rica-local's own
+    assert "tile" not in by["rbm"].model.options
+    assert {cfg.data for cfg in by.values()} == {by["cat"].data}         # the same data for every arm

@@ -1,0 +1,63 @@
+"""The mechanisms study (Q4): the quick study end to end, its conditions reaching their models (parameters
+against hand counts), and invariance ranges read as widths."""
+import json
+import math
+
+import pytest
+
+from downpour.studies import study_class
+from downpour.studies.measure import range_widths
+from downpour.studies.run import run_study
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    folder = run_study("mechanisms", tmp_path_factory.mktemp("mechanisms"), quick=True, seeds=2)
+    return folder, json.loads((folder / "study.json").read_text())
+
+
+def test_quick_study_writes_study_json_html_and_figures(quick):
+    folder, result = quick
+    for key in ("study", "question", "cells", "seeds", "verdict", "command"):
+        assert key in result
+    assert result["study"] == "mechanisms" and result["seeds"] == [0, 1]
+    assert {r["condition"] for r in result["cells"]} == {"plain", "pyramid3", "glimpse"}
+    for row in result["cells"]:
+        assert row["params"] and row["n"] == 2
+        for name, triple in row["figures"].items():
+            assert len(triple) == 3, name
+    assert (folder / "study.html").is_file()
+    assert result["figures"] and all((folder / f).is_file() for f in result["figures"])
+    assert "plain" in result["verdict"] and "quick setting" in result["verdict"]
+
+
+def test_each_front_reaches_its_model(quick):
+    """Untied RICA on 32x32, 6x6 fields at stride 2: 14x14 positions x 4 maps x 36 weights per input
+    channel. The 3-level pyramid feeds 3 channels; the glimpse front 3 glimpses of 12x12 (4x4 positions)
+    with 2 scales as channels, the same weights for every glimpse."""
+    rows = {r["condition"]: r["figures"] for r in quick[1]["cells"]}
+    assert rows["plain"]["params"][0] == 14 * 14 * 4 * 36
+    assert rows["pyramid3"]["params"][0] == 3 * 14 * 14 * 4 * 36
+    assert rows["glimpse"]["params"][0] == 4 * 4 * 4 * 2 * 36
+    assert rows["glimpse"]["code_dims"][0] == 3 * 4 * 4 * 4        # glimpses' codes side by side
+    for name in rows:
+        assert 0.0 <= rows[name]["inv_shift"][0] <= 0.75 + 1e-9    # the widest shift tested is ±0.375 of the side
+        assert 0.0 <= rows[name]["inv_rotation"][0] <= 180.0
+        assert 0.0 <= rows[name]["inv_scale_octaves"][0] <= 2.0    # scales 0.5 to 2
+
+
+def test_range_widths_from_an_invariance_summary():
+    widths = range_widths({"scale": [0.5, 2.0], "translation_x": [-12.0, 8.0], "translation_y": [-4.0, 4.0],
+                           "rotation": [-30.0, 45.0]}, side=32)
+    assert widths == {"inv_scale_octaves": 2.0, "inv_shift": pytest.approx((20 + 8) / 2 / 32), "inv_rotation": 75.0}
+    missing = range_widths({"scale": None, "translation_x": None, "translation_y": [0.0, 0.0], "rotation": None}, 32)
+    assert all(math.isnan(v) for v in missing.values())
+
+
+def test_full_setting_compares_every_front_with_the_plain_stage():
+    conds = study_class("mechanisms")(quick=False).conditions()
+    assert [c.name for c in conds][0] == "plain"
+    assert {c.params["vs"] for c in conds[1:]} == {"plain"}
+    assert len({c.params["steps"] for c in conds}) == 1          # the same training budget for all
