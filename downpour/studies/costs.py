@@ -1,0 +1,243 @@
+"""Q6, cost-function design: is a penalty there to make codes sparse or to stop over-fitting, and how
+are the two related?
+
+**Model.** A sparse autoencoder stage (UFLDL's: 8x8 ZCA-whitened natural patches in [0.1, 0.9],
+sigmoid units, here 64 of them; a TICA grouping of 4 neighbouring units for the pooled term), trained
+by the local runner with Adam; the cost is reconstruction plus **one** penalty:
+
+- ``l1``: L1 on the codes; ``weight_l2``: L2 weight decay; ``kl_sparsity``: KL(ρ = 0.05 ‖ ρ̂);
+  ``pooled_l2``: TICA's Σ sqrt(ε + pooled²) (λ);
+- each at three weights, and ``none`` (reconstruction alone), the baseline of every comparison;
+- each with **less** (500 patches) and **more** (10,000 patches) training data, the same steps and
+  batch (the same examples seen), so less data is revisited 20 times as often.
+
+**Figures per cell**, on 5,000 held-out patches (fresh windows of the same photographs, prepared with
+the run's own fitted normalisation and whitening) unless said: reconstruction error (½‖x̂ − x‖² per
+patch) on the training rows and held-out, their difference, the **over-fitting gap**; code sparsity
+(:mod:`downpour.analysis.sparsity`: Hoyer, the fraction of codes above 0.1, the mean code); linear
+probe accuracy on the digits (analysis/probe.py). Each penalised condition is compared with ``none``
+at the same data size on the same seeds; ``more/none`` with ``less/none`` (what data alone does).
+
+**The question answered by a plot**: Hoyer sparsity against the over-fitting gap, one point per
+condition, each penalty's weights joined; and a rank correlation of the two across conditions, per
+data size, with a bootstrap interval over the seeds.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from scipy import stats as sstats
+
+from downpour.analysis.run import run_preprocess
+from downpour.analysis.sparsity import code_sparsity
+from downpour.batch import Batch
+from downpour.config import RunConfig
+from downpour.data.builtin import natural_images
+from downpour.data.patches import sample_patches
+from downpour.data.pipeline import open_data
+from downpour.models.base import FeatureModel
+from downpour.objectives import Objective
+from downpour.studies.base import Cells, Condition, Study
+from downpour.studies.figures import interval_bars
+from downpour.studies.plots import scatter_intervals
+from downpour.studies.stats import effect_words, mean_ci, paired_difference
+from downpour.studies.trained import probe_accuracies, trained_run
+
+SIZES = {"less": 500, "more": 10_000}                      # training patches
+PENALTIES = {"l1": (1e-3, 3e-3, 1e-2), "weight_l2": (1e-5, 1e-4, 1e-3), "kl_sparsity": (0.1, 1.0, 3.0),
+             "pooled_l2": (1e-3, 3e-3, 1e-2)}           # weights, weak to strong (the strongest stops short of dead codes)
+QUICK_PENALTIES = {"l1": (1e-2,), "weight_l2": (1e-3,)}
+LABELS = {"l1": "L1 on codes", "weight_l2": "L2 weight decay", "kl_sparsity": "KL sparsity", "pooled_l2": "pooled L2 (TICA)"}
+RHO = 0.05
+HELD_OUT = {False: 5000, True: 1000}
+STEPS = {False: 1000, True: 150}
+_HELD_STREAM = 99                                           # numpy stream of the held-out windows (build.py uses 1-4)
+COMPARED = ("hoyer", "active", "gap", "heldout_recon", "probe_digits")
+RESOLUTION = {"hoyer": 0.02, "active": 0.02, "probe_digits": 0.02}   # absolute; gap and held-out error: 10% of the baseline's
+RESAMPLES = 2000
+
+
+def penalty_spec(term: str, weight: float) -> Any:
+    return {"weight": weight, "rho": RHO} if term == "kl_sparsity" else weight
+
+
+class CostsStudy(Study):
+    name = "costs"
+    question = ("Cost-function design: is a penalty (L1, weight decay, KL sparsity, TICA's pooled L2) there to make codes "
+                "sparse or to prevent over-fitting, and how are the two related?")
+    base = "ufldl-sae"
+    base_sets = (("model.hidden", 64), ("model.pool", 4), ("objective.kl_sparsity", 0.0), ("objective.weight_l2", 0.0),
+                 ("train.lr", 0.01), ("train.log_every", 50), ("train.threads", 1), ("train.tensorboard", False),
+                 ("cluster.runner", "local"))
+    seeds_full = 6
+    seeds_quick = 2
+
+    def conditions(self) -> list[Condition]:
+        steps = STEPS[self.quick]
+        penalties = QUICK_PENALTIES if self.quick else PENALTIES
+        out = []
+        for size, samples in SIZES.items():
+            base = [("data.samples", samples), ("train.steps", steps)]
+            out.append(Condition(f"{size}/none", {"data": size, "samples": samples, "penalty": "none", "weight": 0.0,
+                                                  "vs": "less/none" if size != "less" else ""}, tuple(base), size))
+            for term, weights in penalties.items():
+                for w in weights:
+                    out.append(Condition(f"{size}/{term}={w:g}",
+                                         {"data": size, "samples": samples, "penalty": term, "weight": w,
+                                          "vs": f"{size}/none"},
+                                         tuple(base + [(f"objective.{term}", penalty_spec(term, w))]), size))
+        return out
+
+    # --- one cell ----------------------------------------------------------------------------------
+    def run_cell(self, condition: Condition, seed: int, context: dict[str, Any]) -> dict[str, float]:
+        cfg = self.cell_config(condition, seed)
+        with trained_run(cfg) as (run, model, summary):
+            train_x = open_data(cfg.data, cfg.seed).x                      # the rows it trained on, prepared as it saw them
+            held = run_preprocess(run)(heldout_patches(cfg, HELD_OUT[self.quick]))
+            figures = {"train_recon": reconstruction_error(model, train_x),
+                       "heldout_recon": reconstruction_error(model, held), "final_loss": float(summary["final_loss"])}
+            figures["gap"] = figures["heldout_recon"] - figures["train_recon"]
+            sparsity = code_sparsity(model, held, "codes")
+            figures.update(hoyer=sparsity["hoyer"], active=sparsity["active"], mean_code=sparsity["mean"])
+            probes = probe_accuracies(run, model, ("digits",), ["codes"], samples=300 if self.quick else 500, seed=seed)
+            figures["probe_digits"], figures["probe_digits_raw"] = probes["digits/codes"], probes["digits/raw pixels"]
+        return figures
+
+    # --- rows, verdict, figures --------------------------------------------------------------------
+    def summarise(self, conditions: list[Condition], cells: Cells, seeds: list[int]) -> list[dict[str, Any]]:
+        rows = []
+        for c in conditions:
+            got = [cells[(c.name, s)] for s in seeds]
+            row: dict[str, Any] = {"condition": c.name, "group": c.group, "params": c.params, "n": len(seeds),
+                                   "figures": {k: list(mean_ci([g[k] for g in got])) for k in
+                                               ("train_recon", "heldout_recon", "gap", "hoyer", "active", "mean_code",
+                                                "probe_digits")},
+                                   "extra": {"probe_digits_raw_pixels": float(np.mean([g["probe_digits_raw"] for g in got])),
+                                             "readings": {}}}
+            vs = c.params["vs"]
+            if vs:
+                base = [cells[(vs, s)] for s in seeds]
+                for k in COMPARED:
+                    d = paired_difference([b[k] for b in base], [g[k] for g in got])
+                    row["figures"][f"delta_{k}"] = list(d)
+                    res = RESOLUTION.get(k) or 0.10 * abs(float(np.mean([b[k] for b in base])))
+                    row["extra"]["readings"][k] = effect_words(*d, resolution=res)
+            rows.append(row)
+        for size in SIZES:
+            names = [c.name for c in conditions if c.params["data"] == size]
+            rho = rank_correlation(cells, names, seeds, "hoyer", "gap")
+            rows[[r["condition"] for r in rows].index(f"{size}/none")]["extra"]["hoyer_gap_rank_correlation"] = list(rho)
+        return rows
+
+    def verdict(self, rows: list[dict[str, Any]]) -> str:
+        by = {r["condition"]: r for r in rows}
+        paras = []
+        less, more = by["less/none"], by["more/none"]
+        paras.append(f"Data alone: reconstruction alone over-fits {_v(less, 'gap')} with {SIZES['less']} patches "
+                     f"(held-out minus training error) and {_v(more, 'gap')} with {SIZES['more']:,} "
+                     f"(paired difference {_d(more, 'gap')}, {more['extra']['readings']['gap']}).")
+        penalties = QUICK_PENALTIES if self.quick else PENALTIES
+        roles = []
+        for term in penalties:
+            lines = []
+            found = {"sparser codes (Hoyer)": 0, "fewer active codes": 0, "less over-fitting (gap)": 0,
+                     "more over-fitting (gap)": 0, "lower held-out error": 0, "higher held-out error": 0}
+            for size in SIZES:
+                rs = [by[f"{size}/{term}={w:g}"] for w in penalties[term]]
+                lines.append(f"with {size} data, " + "; ".join(
+                    f"weight {r['params']['weight']:g}: Hoyer {r['figures']['hoyer'][0]:.2f} ({_d(r, 'hoyer')}, "
+                    f"{r['extra']['readings']['hoyer']}), active {100 * r['figures']['active'][0]:.0f}% "
+                    f"({r['extra']['readings']['active']}), gap {r['figures']['gap'][0]:.4f} ({_d(r, 'gap')}, "
+                    f"{r['extra']['readings']['gap']}), probe {100 * r['figures']['probe_digits'][0]:.1f}% "
+                    f"({r['extra']['readings']['probe_digits']})" for r in rs))
+                for r in rs:
+                    read = r["extra"]["readings"]
+                    found["sparser codes (Hoyer)"] += read["hoyer"] == "higher"
+                    found["fewer active codes"] += read["active"] == "lower"
+                    found["less over-fitting (gap)"] += read["gap"] == "lower"
+                    found["more over-fitting (gap)"] += read["gap"] == "higher"
+                    found["lower held-out error"] += read["heldout_recon"] == "lower"
+                    found["higher held-out error"] += read["heldout_recon"] == "higher"
+            said = [f"{what} at {k} of {2 * len(penalties[term])} settings" for what, k in found.items() if k]
+            roles.append(f"{LABELS[term]}: " + (", ".join(said) if said else "no effect the intervals support"))
+            paras.append(f"{LABELS[term]} against reconstruction alone, paired on {less['n']} seeds: " + "; ".join(lines) + ".")
+        paras.insert(1, "In short, what each penalty did that the intervals support (counted over its weights and both "
+                        "data sizes, each against reconstruction alone): " + "; ".join(roles) + ".")
+        corr = []
+        for size in SIZES:
+            rho, lo, hi = by[f"{size}/none"]["extra"]["hoyer_gap_rank_correlation"]
+            word = ("sparser codes went with more over-fitting" if lo > 0 else
+                    "sparser codes went with less over-fitting" if hi < 0 else "no monotone relation shows")
+            corr.append(f"with {size} data ρ = {rho:+.2f} [{lo:+.2f}, {hi:+.2f}]: {word}")
+        paras.insert(2, "How the two are related, across all the conditions at one data size (Spearman's rank "
+                        "correlation of Hoyer sparsity and the gap over the conditions' means, bootstrap over seeds): "
+                        + "; ".join(corr) + ".")
+        if self.quick:
+            paras.append("This is the quick setting (a few steps, two seeds, two penalties): a smoke test of the "
+                         "machinery, not an answer.")
+        return "\n\n".join(paras)
+
+    def figures(self, rows: list[dict[str, Any]], cells: Cells, folder: Path) -> list[Path]:
+        by = {r["condition"]: r for r in rows}
+        penalties = QUICK_PENALTIES if self.quick else PENALTIES
+        out = []
+        for x, y, file, xl, yl in (("hoyer", "gap", "sparsity_vs_overfitting.png", "Hoyer sparsity of held-out codes",
+                                    "over-fitting gap (held-out − training error)"),
+                                   ("hoyer", "probe_digits", "sparsity_vs_probe.png", "Hoyer sparsity of held-out codes",
+                                    "digits probe accuracy")):
+            points = {}
+            for size in SIZES:
+                for term, weights in penalties.items():
+                    names = [f"{size}/none"] + [f"{size}/{term}={w:g}" for w in weights]
+                    points[f"{LABELS[term]}, {size} data"] = [
+                        (by[n]["condition"].split("/")[1], by[n]["figures"][x], by[n]["figures"][y]) for n in names]
+            out.append(scatter_intervals(points, folder / file, f"{yl} against sparsity (95% intervals)", xl, yl))
+        names = [r["condition"] for r in rows]
+        out.append(interval_bars(names, [by[n]["figures"]["gap"] for n in names], folder / "gap.png",
+                                 "over-fitting gap per condition (95% intervals)", "held-out − training error",
+                                 reference=0.0))
+        return out
+
+
+def heldout_patches(cfg: RunConfig, n: int) -> torch.Tensor:
+    """(n, C, s, s) raw windows of the run's photographs, drawn from their own random stream (not the
+    training draw's), for the run's preprocessing to prepare."""
+    x, _, _ = sample_patches(natural_images(cfg.data.grey), cfg.data.size, n,
+                             np.random.default_rng(np.random.SeedSequence([cfg.seed, _HELD_STREAM])))
+    return torch.from_numpy(x)
+
+
+_RECONSTRUCTION = Objective.from_config({"reconstruction": 1.0})
+
+
+@torch.no_grad()
+def reconstruction_error(model: FeatureModel, x: torch.Tensor) -> float:
+    """The objective's own reconstruction term (½‖x̂ − x‖² per sample, averaged) on ``x``."""
+    model.eval()
+    return float(_RECONSTRUCTION(model.forward_train(Batch(x)))[0])
+
+
+def rank_correlation(cells: Cells, names: list[str], seeds: list[int], x: str, y: str) -> tuple[float, float, float]:
+    """Spearman's ρ between the conditions' mean ``x`` and mean ``y``, with a 95% bootstrap interval over
+    seeds (each resample draws seeds, the same for every condition, and recomputes the means)."""
+    a = np.array([[cells[(n, s)][x] for s in seeds] for n in names])       # (conditions, seeds)
+    b = np.array([[cells[(n, s)][y] for s in seeds] for n in names])
+    rho = float(sstats.spearmanr(a.mean(1), b.mean(1))[0])
+    draws = np.random.default_rng(0).integers(0, len(seeds), size=(RESAMPLES, len(seeds)))
+    boot = [sstats.spearmanr(a[:, d].mean(1), b[:, d].mean(1))[0] for d in draws]
+    lo, hi = np.nanquantile(boot, [0.025, 0.975])
+    return rho, float(lo), float(hi)
+
+
+def _v(row: dict[str, Any], key: str) -> str:
+    v, lo, hi = row["figures"][key]
+    return f"{v:.4f} [{lo:.4f}, {hi:.4f}]" if math.isfinite(lo) else f"{v:.4f}"
+
+
+def _d(row: dict[str, Any], key: str) -> str:
+    d, lo, hi = row["figures"][f"delta_{key}"]
+    return f"Δ {d:+.3g} [{lo:+.3g}, {hi:+.3g}]"
