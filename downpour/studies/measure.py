@@ -2,10 +2,11 @@
 
     summary, figures = train_and_measure(cfg, Measures(invariance=True), seed)
 
-Training is :func:`downpour.runners.train` into a run directory (the same runner, step, data and
-checkpoint code as ``downpour train``); the run directory is a temporary folder, deleted once its
-figures are measured (a study's cells are cached as numbers in ``cells.jsonl``; the study framework
-does not hand a cell its study folder). Every number comes from the analysis and footprint modules:
+Training is :func:`~downpour.studies.trained.trained_run`: :func:`downpour.runners.train` into a
+temporary run directory (the same runner, step, data and checkpoint code as ``downpour train``),
+deleted once its figures are measured (a study caches its cells as numbers in ``cells.jsonl``; the
+framework hands a cell no folder). Every number comes from the analysis and footprint modules, most
+through :mod:`downpour.studies.trained`'s study-sized calls of them:
 
 =====================  ====================================================================================
 figure                 from
@@ -18,10 +19,9 @@ probe_<set>            :func:`~downpour.analysis.probe.probe_table` on the top l
 face_auc_lfw           :func:`~downpour.analysis.face_controls.face_controls`: the learned unit's AUC, faces
                        vs held-out lfw non-faces (the unit chosen per split on that pair, as the analysis does)
 face_auc_controls      the same unit's mean AUC over the four low-level-matched negative sets
-face_passes            1 if the analysis's criterion holds on every matched set (its ``passes_low_level``)
 inv_scale_octaves,     :func:`~downpour.analysis.invariance.invariance_curves` and ``invariance_summary`` of the
-inv_shift, inv_rot     face unit (:func:`~downpour.analysis.selectivity.face_neuron_table`): the width of the
-                       range where its response stays >= half, in octaves of scale, fractions of the image
+inv_shift,             face unit (:func:`~downpour.analysis.selectivity.face_neuron_table`): the width of the
+inv_rotation           range where its response stays >= half, in octaves of scale, fractions of the image
                        side (translation, x and y averaged) and degrees
 params, act_bytes,     :func:`~downpour.models.footprint.footprint_table`'s total row (one sample, float32)
 flops_fwd, flops_bwd
@@ -34,29 +34,24 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
-from threadpoolctl import threadpool_limits
 from torch.utils.flop_counter import FlopCounterMode
 
-from downpour.analysis.edges import edge_summary
-from downpour.analysis.face_controls import LEARNED, LFW, face_controls
 from downpour.analysis.invariance import invariance_curves, invariance_summary
 from downpour.analysis.labelled import load_labelled
-from downpour.analysis.probe import probe_table
-from downpour.analysis.run import open_run, run_preprocess
+from downpour.analysis.run import run_preprocess
 from downpour.analysis.selectivity import face_neuron_table
 from downpour.analysis.units import check_layer, randomized_copy
 from downpour.batch import Batch
 from downpour.config import ModelSpec, RunConfig, load_config
+from downpour.models.base import FeatureModel
 from downpour.models.footprint import footprint_table
 from downpour.models.registry import build, resolve
-from downpour.runners import train
+from downpour.studies.trained import edge_fraction, face_aucs, probe_accuracies, trained_run
 from downpour.train.checkpoint import read_tensors
 from downpour.train.rundir import RunDir
 from downpour.train.step import train_step
@@ -114,54 +109,31 @@ def flops_per_step(cfg: RunConfig, x: torch.Tensor) -> float:
 
 def train_and_measure(cfg: RunConfig, measures: Measures, seed: int) -> dict[str, float]:
     """Train ``cfg`` (resolved) with its runner into a temporary run directory and measure it."""
-    with tempfile.TemporaryDirectory(prefix="downpour-cell-") as tmp:
-        path = Path(tmp) / "run"
-        summary = train(cfg, RunDir.create(path, cfg))
-        figures = measure_run(path, measures, seed)
+    with trained_run(cfg) as (run, model, summary):
+        figures = measure_run(run, model, measures, seed)
     figures["seconds_per_step"] = summary["seconds"] / max(1, summary["steps"])
     figures["final_loss"] = float(summary["final_loss"])
     figures["steps"] = float(summary["steps"])
     return figures
 
 
-def measure_run(path: str | Path, measures: Measures, seed: int) -> dict[str, float]:
-    """Every figure of the module docstring for the finished run at ``path`` (NaN where one does not apply)."""
-    with threadpool_limits(limits=1, user_api="blas"):   # as analyze_run: BLAS and torch threads fight on 2 cores
-        return _measure(path, measures, seed)
-
-
-def _measure(path: str | Path, m: Measures, seed: int) -> dict[str, float]:
-    run, model = open_run(path)
+def measure_run(run: RunDir, model: FeatureModel, m: Measures, seed: int) -> dict[str, float]:
+    """Every figure of the module docstring for a finished run and its model (NaN where one does not apply);
+    call it inside :func:`~downpour.studies.trained.trained_run` (one BLAS thread)."""
     model.eval()
     cfg = run.config
-    shape = tuple(run.read_json("model.json")["input_shape"])
-    prepare = run_preprocess(run)
+    shape = tuple(model.input_shape)
     layer = check_layer(model, None)
-    out: dict[str, float] = {}
-
-    filters = model.first_layer_filters()
-    edges = edge_summary(filters, seed) if filters is not None else {}
-    out["edge_fraction"] = _num(edges.get("edge_fraction"))
-
+    out: dict[str, float] = {"edge_fraction": edge_fraction(model, seed)}
+    probes = probe_accuracies(run, model, m.probes, [layer], samples=m.probe_samples, folds=m.probe_folds, seed=seed)
     for name in m.probes:
-        data = load_labelled(name, shape, prepare=prepare)
-        table = probe_table(model, data, layers=[layer], folds=m.probe_folds, seed=seed, max_samples=m.probe_samples)
-        by = {row["features"]: row for row in table["rows"]}
-        out[f"probe_{name}"], out[f"probe_{name}_pixels"] = by[layer]["mean"], by["raw pixels"]["mean"]
-        out["code_dims"] = float(by[layer]["dims"])
-
-    twin, _ = randomized_copy(model, seed + 1)      # not seed: that could be the run's own initial weights
-    test = face_controls(model, twin, layer=layer, input_shape=shape, prepare=prepare,
-                         seeds=[seed + k for k in range(m.face_splits)], n_random_filters=m.random_filters,
-                         seed=seed, replicates=m.bootstrap)
-    learned = {r["negatives"]: r["auc"] for r in test["rows"] if r["method"] == LEARNED}
-    out["face_auc_lfw"] = float(learned[LFW])
-    out["face_auc_controls"] = float(np.mean([v for k, v in learned.items() if k != LFW]))
-    out["face_passes"] = float(bool(test["verdict"]["passes_low_level"]))
-
+        out[f"probe_{name}"], out[f"probe_{name}_pixels"] = probes[f"{name}/{layer}"], probes[f"{name}/raw pixels"]
+    out["code_dims"] = float(model.features(torch.zeros((1, *shape)), layer).numel())
+    faces = face_aucs(run, model, layer, splits=m.face_splits, random_filters=m.random_filters,
+                      replicates=m.bootstrap, seed=seed)
+    out["face_auc_lfw"], out["face_auc_controls"] = faces["lfw"], faces["controls"]
     if m.invariance:
-        out.update(_invariance(model, layer, shape, prepare, seed, twin, m.random_filters))
-
+        out.update(_invariance(model, layer, shape, run_preprocess(run), seed, m.random_filters))
     total = footprint_table(cfg.model.name, shape, **cfg.model.options)[-1]
     for key in ("params", "act_bytes", "flops_fwd", "flops_bwd"):
         out[key] = float(total[key])
@@ -170,9 +142,11 @@ def _measure(path: str | Path, m: Measures, seed: int) -> dict[str, float]:
     return out
 
 
-def _invariance(model, layer: str, shape: tuple[int, ...], prepare, seed: int, twin, random_filters: int) -> dict[str, float]:
+def _invariance(model: FeatureModel, layer: str, shape: tuple[int, ...], prepare, seed: int,
+                random_filters: int) -> dict[str, float]:
     """Invariance ranges of the face unit (picked on one split of lfw, as ``analyze_run`` picks it)."""
     lfw = load_labelled("lfw", shape, prepare=prepare)
+    twin, _ = randomized_copy(model, seed + 1)      # only the table's baseline row reads it
     table = face_neuron_table(model, lfw, layer=layer, seed=seed, n_random_filters=random_filters, random_model=twin)
     best = table["rows"][0]
     faces = lfw.x[torch.from_numpy(lfw.y == 1)]
@@ -195,5 +169,3 @@ def range_widths(ranges: dict[str, list[float] | None], side: int) -> dict[str, 
             "inv_rotation": width("rotation")}
 
 
-def _num(value: Any) -> float:
-    return float("nan") if value is None else float(value)
