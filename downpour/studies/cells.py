@@ -7,6 +7,7 @@ ignored and its cell run again.
 """
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import multiprocessing
@@ -59,21 +60,29 @@ class CellCache:
 _STUDY: Study | None = None
 _CONTEXT: dict[str, Any] = {}
 _BY_NAME: dict[str, Condition] = {}
+_FAILED: BaseException | None = None
 
 
-def _init(name: str, quick: bool, sets: list[tuple[str, Any]], context: dict[str, Any]) -> None:
-    global _STUDY, _CONTEXT, _BY_NAME
-    import torch
+def _init(target: str, quick: bool, sets: list[tuple[str, Any]], context: dict[str, Any]) -> None:
+    """A worker process's set-up: the study class by its ``module:Class`` path (so a study defined
+    anywhere importable runs), one intra-op thread. A failure here is raised by the first cell, in the
+    parent: a pool whose initializer raises would restart its workers for ever."""
+    global _STUDY, _CONTEXT, _BY_NAME, _FAILED
+    try:
+        import torch
 
-    from downpour.studies import study_class
-
-    torch.set_num_threads(1)                       # one process per core
-    _STUDY = study_class(name)(quick=quick, sets=sets)
-    _CONTEXT = context
-    _BY_NAME = {c.name: c for c in _STUDY.conditions()}
+        torch.set_num_threads(1)                   # one process per core
+        module, cls = target.split(":")
+        _STUDY = getattr(importlib.import_module(module), cls)(quick=quick, sets=sets)
+        _CONTEXT = context
+        _BY_NAME = {c.name: c for c in _STUDY.conditions()}
+    except BaseException as err:                   # noqa: BLE001 (re-raised by _run)
+        _FAILED = err
 
 
 def _run(task: tuple[str, int]) -> tuple[str, int, dict[str, float]]:
+    if _FAILED is not None:
+        raise _FAILED
     assert _STUDY is not None
     name, seed = task
     return name, seed, _STUDY.run_cell(_BY_NAME[name], seed, _CONTEXT)
@@ -85,7 +94,7 @@ def run_cells(study: Study, tasks: list[tuple[str, int]], context: dict[str, Any
     if not tasks:
         return
     progress = _Progress(study.name, len(tasks))
-    args = (study.name, study.quick, study.sets, context)
+    args = (f"{type(study).__module__}:{type(study).__qualname__}", study.quick, study.sets, context)
     if jobs <= 1:
         _init(*args)
         results: Iterable[tuple[str, int, dict[str, float]]] = map(_run, tasks)

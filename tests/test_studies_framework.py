@@ -1,0 +1,135 @@
+"""The study framework on a planted study: cached cells and resume, refused mixes, the intervals,
+the command line."""
+import json
+import math
+
+import pytest
+
+from downpour import studies
+from downpour.cli import main
+from downpour.config import ConfigError
+from downpour.studies.base import Condition, Study
+from downpour.studies.run import run_study
+from downpour.studies.stats import effect_words, flips, mean_ci, paired_difference, paired_proportions, wilson
+
+CALLS: list[tuple[str, int]] = []
+
+
+class Planted(Study):
+    """Two conditions whose figures are known functions of the seed; no training."""
+
+    name = "planted"
+    question = "Does b beat a?"
+    base = "teacher-student"
+    seeds_quick = 3
+
+    def conditions(self):
+        return [Condition("a", {"k": 1}, (("train.lr", 0.1),)), Condition("b", {"k": 2}, (("train.lr", 0.2),))]
+
+    def run_cell(self, condition, seed, context):
+        CALLS.append((condition.name, seed))
+        cfg = self.cell_config(condition, seed)
+        return {"lr": cfg.train.lr, "seed": float(cfg.seed), "x": float(seed % 2) + (condition.name == "b"),
+                "steps": float(cfg.train.steps)}
+
+    def summarise(self, conditions, cells, seeds):
+        return [{"condition": c.name, "group": "", "params": c.params, "n": len(seeds),
+                 "figures": {"x": list(mean_ci([cells[(c.name, s)]["x"] for s in seeds]))}} for c in conditions]
+
+    def verdict(self, rows):
+        return f"b minus a: {rows[1]['figures']['x'][0] - rows[0]['figures']['x'][0]:.1f}"
+
+
+@pytest.fixture
+def planted(monkeypatch):
+    monkeypatch.setitem(studies.STUDIES, "planted", f"{__name__}:Planted")
+    CALLS.clear()
+
+
+def test_cells_are_cached_and_resumed(planted, tmp_path):
+    run_study("planted", tmp_path, quick=True, jobs=1)
+    assert len(CALLS) == 6
+    result = json.loads((tmp_path / "study.json").read_text())
+    assert result["verdict"] == "b minus a: 1.0" and result["cells_run"] == 6
+    # a second run finds every cell; more seeds run only the new ones
+    run_study("planted", tmp_path, quick=True, jobs=1)
+    assert len(CALLS) == 6
+    run_study("planted", tmp_path, quick=True, seeds=4, jobs=1)
+    assert sorted(CALLS[6:]) == [("a", 3), ("b", 3)]
+
+
+def test_a_cut_line_is_run_again(planted, tmp_path):
+    run_study("planted", tmp_path, quick=True, jobs=1)
+    path = tmp_path / "cells.jsonl"
+    text = path.read_text()
+    path.write_text(text[: len(text) - 12])      # a kill in the middle of the last line
+    CALLS.clear()
+    run_study("planted", tmp_path, quick=True, jobs=1)
+    assert len(CALLS) == 1
+    assert all(json.loads(line) for line in path.read_text().splitlines())
+
+
+def test_cells_see_the_condition_the_user_and_the_seed(planted, tmp_path):
+    run_study("planted", tmp_path, quick=True, sets=["train.steps=7"], jobs=1)
+    cells = [json.loads(line) for line in (tmp_path / "cells.jsonl").read_text().splitlines()[1:]]
+    for c in cells:
+        assert c["figures"]["lr"] == {"a": 0.1, "b": 0.2}[c["condition"]]
+        assert c["figures"]["seed"] == c["seed"] and c["figures"]["steps"] == 7
+
+
+def test_other_settings_in_the_same_folder_are_refused(planted, tmp_path):
+    run_study("planted", tmp_path, quick=True, jobs=1)
+    with pytest.raises(ConfigError, match="other settings.*quick"):
+        run_study("planted", tmp_path, quick=False, seeds=3, jobs=1)
+
+
+def test_a_set_on_a_varied_key_or_a_typo_is_refused_before_any_cell(planted, tmp_path):
+    with pytest.raises(ConfigError, match="varies it itself"):
+        run_study("planted", tmp_path / "a", quick=True, sets=["train.lr=0.3"], jobs=1)
+    with pytest.raises(ConfigError, match="stepz"):
+        run_study("planted", tmp_path / "b", quick=True, sets=["train.stepz=3"], jobs=1)
+    assert CALLS == []
+
+
+def test_cells_run_in_worker_processes(planted, tmp_path):
+    """jobs=2 spawns processes that import this module's study: same cells as in process."""
+    run_study("planted", tmp_path / "one", quick=True, jobs=1)
+    run_study("planted", tmp_path / "two", quick=True, jobs=2)
+    one = json.loads((tmp_path / "one" / "study.json").read_text())["cells"]
+    two = json.loads((tmp_path / "two" / "study.json").read_text())["cells"]
+    assert one == two
+
+
+def test_unknown_study_is_named(capsys):
+    assert main(["study", "stalenes"]) == 2
+    assert "did you mean 'staleness'" in capsys.readouterr().err
+
+
+def test_study_list(capsys):
+    assert main(["study", "list"]) == 0
+    assert "staleness" in capsys.readouterr().out
+
+
+# --- intervals ---------------------------------------------------------------------------------------
+def test_wilson_known_values():
+    p, lo, hi = wilson(8, 10)
+    assert p == 0.8 and lo == pytest.approx(0.4902, abs=1e-3) and hi == pytest.approx(0.9433, abs=1e-3)
+    assert wilson(0, 160)[2] < 0.03
+
+
+def test_paired_proportions_need_flips():
+    same = paired_proportions([True, False] * 10, [True, False] * 10)
+    assert same[0] == 0 and same[1] < 0 < same[2]               # no flips is not a zero-width interval
+    gain = paired_proportions([False] * 40, [True] * 30 + [False] * 10)
+    assert gain[0] == 0.75 and gain[1] > 0.5
+    assert flips([False, True, True], [True, True, False]) == {"gained": 1, "lost": 1, "mcnemar_p": 1.0}
+
+
+def test_paired_difference_and_words():
+    d = paired_difference([1.0, 2.0, 3.0, 4.0], [1.5, 2.4, 3.6, 4.5])
+    assert d[0] == pytest.approx(0.5) and d[1] > 0
+    assert math.isnan(paired_difference([float("nan")], [1.0])[0])
+    assert effect_words(0.5, 0.1, 0.9, 0.1) == "higher"
+    assert effect_words(-0.5, -0.9, -0.1, 0.1) == "lower"
+    assert effect_words(0.0, -0.05, 0.05, 0.1) == "no detectable effect"
+    assert effect_words(0.0, -0.3, 0.3, 0.1) == "inconclusive"

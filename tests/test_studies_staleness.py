@@ -1,0 +1,166 @@
+"""The staleness study's instruments: the teacher-student task, the in-memory simulator, the
+momentum rule and gradient noise of its controls, the matching, and the quick study end to end."""
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from downpour.config import ConfigError, load_config
+from downpour.data import build_dataset
+from downpour.models.registry import create_model, resolve
+from downpour.ps.in_memory import simulate
+from downpour.ps.rules import make_rule
+from downpour.ps.shard import Shard
+from downpour.runners import train
+from downpour.studies.matching import implicit_momentum, stale_error_std
+from downpour.studies.run import run_study
+from downpour.analysis.run import open_run
+from downpour.train.rundir import RunDir
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def ts_config(**sets):
+    base = {"train.steps": 60, "train.lr": 0.125, "data.samples": 2000, "cluster.workers": 2,
+            "cluster.delay": "constant:2", "train.log_every": 20}
+    base.update(sets)
+    return resolve(load_config("teacher-student", list(base.items())))
+
+
+# --- the task ------------------------------------------------------------------------------------
+def test_population_loss_is_exact():
+    """The arc-cosine formula against a large Monte Carlo estimate, 0 at the teacher, and
+    invariant to the order of the student's units."""
+    torch.manual_seed(0)
+    m = create_model("teacher-student", (1, 1, 6), width=6, teacher_width=4)
+    x = torch.randn(400_000, 1, 1, 6)
+    with torch.no_grad():
+        mc = float(0.5 * ((m(x).sum(1) - m.target(x)[:, 0]) ** 2).mean())
+    assert m.population_loss() == pytest.approx(mc, rel=0.02)
+    with torch.no_grad():
+        m.weight.copy_(torch.cat([m.teacher, torch.zeros(2, 6)])[torch.randperm(6)])
+    assert m.population_loss() == pytest.approx(0.0, abs=1e-12)
+
+
+def test_teacher_wider_than_input_is_refused():
+    with pytest.raises(ValueError, match="teacher_width = 9"):
+        create_model("teacher-student", (1, 1, 8), teacher_width=9)
+
+
+def test_gaussian_source_and_by_label_split():
+    """by-label sorts the rows by label, so worker shards see different labels; iid does not."""
+    cfg = load_config("teacher-student", [("data.samples", 800), ("data.split", "by-label")]).data
+    data = build_dataset(cfg, 0)
+    assert data.input_shape == (1, 1, 8) and len(data) == 800
+    assert torch.equal(data.y, data.x.reshape(800, 8).argmax(1))
+    first, last = data.shard(0, 4).y, data.shard(3, 4).y
+    assert first.max() < last.min()
+    iid = build_dataset(load_config("teacher-student", [("data.samples", 800)]).data, 0)
+    assert set(iid.shard(0, 4).y.tolist()) == set(range(8))
+
+
+def test_by_label_needs_labels():
+    with pytest.raises(ConfigError, match="data.split = 'by-label' needs labelled data"):
+        build_dataset(load_config("ufldl-sae", [("data.split", "by-label"), ("data.samples", 50)]).data, 0)
+
+
+# --- the simulator in memory ------------------------------------------------------------------------
+def test_in_memory_simulation_equals_the_simulated_runner(tmp_path):
+    """simulate() drives the same machinery as `downpour train --runner simulated`: same bits."""
+    cfg = ts_config()
+    sim = simulate(cfg)
+    run = RunDir.create(tmp_path / "run", cfg)
+    summary = train(cfg, run)
+    model = open_run(run.path)[1]
+    for a, b in zip(sim.model.parameters(), model.parameters()):
+        assert torch.equal(a, b)
+    assert sim.mean_staleness == pytest.approx(summary["mean_staleness"])
+    assert sim.pushes == summary["pushes"] and sim.rejected == 0
+
+
+def test_delay_reaches_the_staleness():
+    sync = simulate(ts_config(**{"cluster.workers": 1, "cluster.delay": "constant:0"}))
+    late = simulate(ts_config(**{"cluster.workers": 1, "cluster.delay": "constant:4"}))
+    assert sync.mean_staleness == 0 and late.mean_staleness == pytest.approx(4, abs=0.2)
+
+
+# --- the controls' instruments ---------------------------------------------------------------------
+def test_momentum_rule_is_heavy_ball():
+    rule = make_rule("momentum", lr=0.1, momentum=0.5)
+    w, state = torch.zeros(3), rule.init_state(3)
+    g1, g2 = torch.tensor([1.0, 2.0, 3.0]), torch.tensor([1.0, 0.0, -1.0])
+    rule.apply(w, g1, state)
+    rule.apply(w, g2, state)
+    v2 = 0.5 * g1 + g2
+    assert torch.allclose(w, -0.1 * g1 - 0.1 * v2)
+    with pytest.raises(ValueError, match="momentum must be in"):
+        make_rule("momentum", lr=0.1, momentum=1.0)
+
+
+def test_grad_noise_is_seeded_and_sized():
+    def applied(noise, seed):
+        s = Shard(0, torch.zeros(20_000), make_rule("sgd", 1.0), workers=[0], noise=noise, seed=seed)
+        s.push(0, torch.zeros(20_000), 0, 0)
+        return -s.params
+
+    assert torch.equal(applied(0.0, 1), torch.zeros(20_000))
+    a, b, c = applied(0.3, 1), applied(0.3, 1), applied(0.3, 2)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert float(a.std()) == pytest.approx(0.3, rel=0.03)
+
+
+def test_grad_noise_changes_training():
+    plain = simulate(ts_config())
+    noisy = simulate(ts_config(**{"cluster.grad_noise": 0.05}))
+    assert not torch.equal(plain.model.weight, noisy.model.weight)
+
+
+def test_stale_error_is_zero_without_staleness():
+    cfg = ts_config()
+    assert stale_error_std(cfg, [0] * 30) == 0.0
+    assert stale_error_std(cfg, [3] * 30) > 0.0
+
+
+def test_implicit_momentum():
+    mu, lr = implicit_momentum(3.0, 0.2)   # M = 4 workers
+    assert mu == pytest.approx(0.75) and lr == pytest.approx(0.05)
+    assert lr / (1 - mu) == pytest.approx(0.2)    # the same effective step
+
+
+# --- the quick study, end to end ------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    out = tmp_path_factory.mktemp("staleness")
+    run_study("staleness", out, quick=True, seeds=2, jobs=2)
+    return out, json.loads((out / "study.json").read_text())
+
+
+def test_quick_study_writes_what_the_issue_asks(quick):
+    out, result = quick
+    for key in ("study", "question", "cells", "seeds", "verdict", "command"):
+        assert key in result
+    assert result["seeds"] == [0, 1] and result["command"].startswith("downpour study staleness --quick --seeds 2")
+    for row in result["cells"]:
+        assert row["n"] == 2 and row["params"]
+        for value, low, high in row["figures"].values():
+            assert math.isnan(value) or low <= value <= high
+    assert "quick setting" in result["verdict"]
+    assert (out / "study.html").read_text().count("<tr>") == len(result["cells"]) + 1
+    for f in result["figures"]:
+        assert (out / f).stat().st_size > 1000
+
+
+def test_quick_study_conditions_measure_what_they_say(quick):
+    out, result = quick
+    rows = {r["condition"]: r for r in result["cells"]}
+    assert rows["lr0.125/sync"]["figures"]["mean_staleness"][0] == 0
+    assert rows["lr0.125/delay4"]["figures"]["mean_staleness"][0] == pytest.approx(4, abs=0.2)
+    assert rows["lr0.125/async4"]["figures"]["mean_staleness"][0] > 1
+    assert result["context"]["lr0.125"]["grad_noise"] > 0
+    cells = [json.loads(line) for line in (out / "cells.jsonl").read_text().splitlines()[1:]]
+    by = {(c["condition"], c["seed"]): c["figures"] for c in cells}
+    for seed in (0, 1):   # the noise control is not the plain run of the same seed
+        assert by[("lr0.125/noise", seed)]["population_loss"] != by[("lr0.125/sync", seed)]["population_loss"]
+    assert all(np.isfinite(by[("sae/serial", s)]["final_cost"]) for s in (0, 1))
