@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from downpour.config import ConfigError, Override, parse_override
 from downpour.studies import study_class
 from downpour.studies.cells import CellCache, default_jobs, run_cells
@@ -50,7 +52,12 @@ def run_study(name: str, out: str | Path, quick: bool = False, seeds: int | None
     header = {"study": name, "quick": quick, "sets": [list(_pair(s)) for s in sets], "conditions": names}
     cache = CellCache(folder / "cells.jsonl", header)
     start = time.perf_counter()
-    context = _context(study, folder)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)        # the calibration's tiny ops, like the cells: extra threads only add overhead
+    try:
+        context = _context(study, folder)
+    finally:
+        torch.set_num_threads(threads)
     todo = [(c.name, s) for s in seed_list for c in conditions if (c.name, s) not in cache.cells]
     print(f"downpour study {name}: {len(conditions)} conditions x {n} seeds; {len(todo)} cells to run, "
           f"{len(conditions) * n - len(todo)} cached in {folder}", file=sys.stderr, flush=True)
