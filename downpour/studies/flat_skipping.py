@@ -1,0 +1,290 @@
+"""Q3, flat-skipping: how much work does the essay's variance gate save, and what does it cost?
+
+**Network.** The cat network trained by the local runner (``cat-demo``: two stages, 32x32 crops, 4
+banks of 8 filters in stage 1), in two forms, the conditions: ``whitened`` (cat-demo's own input:
+each crop normalised, then spectrally whitened) and ``unwhitened`` (normalised only), because
+whitening spreads every edge over its neighbourhood, so what was flat in the picture is not flat
+where the gate looks. (The untied layer, where the gate saves time on large images, is in
+docs/benchmarks.md's ``variance_gate``.) After training, its stage-1 filter is wrapped in :class:`~downpour.layers.gating.VarianceGate` (4x4 output tiles: a tile
+runs if any of its receptive fields has variance >= the threshold, else outputs 0 without arithmetic)
+and the gated network is measured against the same trained network ungated (``off``), at every
+threshold of the sweep; so every threshold is paired with ``off`` on the same seed and the same weights.
+
+**Images with different amounts of flat area** (each prepared with the run's own normalisation and
+whitening, as the network sees them): ``lfw`` (held-out faces and non-faces filling the frame),
+``padded`` (the same images shrunk to a third of the side in the middle of a flat canvas: about half
+of the 8x8 fields are flat before preparation) and ``digits`` (scikit-learn's digits: strokes on a flat background). ``raw_flat`` says
+how flat each set is before preparation (the share of 8x8 fields with variance under 1e-4 in [0, 1]
+pixel units); the gate sees the prepared images, whose whitening spreads every edge over its
+neighbourhood.
+
+**Figures per (threshold, image set)**: the share of stage-1 positions skipped; the layer's FLOPs ratio
+(gated arithmetic + the variance test over ungated, from the gate's own count) and the whole network's
+(the same saving over the network's forward FLOPs from models/footprint.py); wall-time ratios of the
+layer and of the whole forward (best of 5 interleaved calls, one thread; 2 in the quick setting); the linear-probe accuracy of
+the top stage on that set's labels (analysis/probe.py) and its change from ``off``; on ``lfw`` also the
+face test's AUC on lfw non-faces and on the matched controls (analysis/face_controls.py).
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from downpour.analysis.labelled import LabelledSet, load_labelled, prepare_images, resize_to
+from downpour.analysis.probe import probe_table
+from downpour.analysis.run import run_preprocess
+from downpour.data import lfw_split
+from downpour.layers.gating import VarianceGate, local_variance
+from downpour.models.base import FeatureModel
+from downpour.models.footprint import footprint_table
+from downpour.studies.base import Cells, Condition, Study
+from downpour.studies.plots import curves, scatter_intervals
+from downpour.studies.stats import effect_words, mean_ci, paired_difference
+from downpour.studies.trained import face_aucs, trained_run
+
+THRESHOLDS = {False: (0.003, 0.01, 0.03, 0.1, 0.3, 1.0), True: (0.03, 0.3)}
+STEPS = {False: 300, True: 16}              # per stage (greedy: stage 1, then stage 2)
+SETS = ("lfw", "padded", "digits")
+BLOCK = 4                                   # output tiles decided together (25x25 outputs -> 7x7 tiles)
+RAW_FLAT = 1e-4                             # raw [0, 1] pixels: an 8x8 field under this variance is flat
+TOP = "stage2"
+RESOLUTION = {"probe": 0.02, "face_auc": 0.05}
+MEASURED = ("skipped", "flops_ratio", "net_flops_ratio", "layer_time_ratio", "net_time_ratio", "probe")
+
+
+class _GatedFilter(nn.Module):
+    """Stage 1's filter behind the variance gate, called as the stage calls its filter."""
+
+    def __init__(self, layer: nn.Module, threshold: float):
+        super().__init__()
+        self.gate = VarianceGate(layer, threshold, block=BLOCK)
+
+    def forward(self, x: Tensor, weight: Tensor | None = None) -> Tensor:
+        return self.gate(x)
+
+
+def gated(model: FeatureModel, threshold: float) -> tuple[FeatureModel, VarianceGate]:
+    """A copy of the cat network whose stage-1 filter runs behind a variance gate at ``threshold``."""
+    out = copy.deepcopy(model).eval()
+    wrapper = _GatedFilter(out.stages[0].filter, threshold)
+    out.stages[0].filter = wrapper
+    return out, wrapper.gate
+
+
+def padded_lfw(shape: tuple[int, ...], prepare: Callable[[Tensor], Tensor]) -> LabelledSet:
+    """lfw's held-out images shrunk to a third of the side, centred on a canvas of their own mean grey."""
+    held = lfw_split(size=25, grey=True)["heldout"]
+    c, h, w = shape
+    sh, sw = h // 3, w // 3
+    small = resize_to(held.x, (c, sh, sw))
+    canvas = small.mean(dim=(2, 3), keepdim=True).expand(-1, c, h, w).clone()
+    top, left = (h - sh) // 2, (w - sw) // 2
+    canvas[:, :, top:top + sh, left:left + sw] = small
+    return LabelledSet("padded", prepare_images(canvas, shape, prepare), held.y.numpy(), ["non-face", "face"],
+                       raw=canvas)
+
+
+def _best_ratio(slow: Callable[[], Any], fast: Callable[[], Any], repeats: int) -> float:
+    """min time of ``fast`` / min time of ``slow``, over ``repeats`` interleaved calls each (after one warm-up)."""
+    best = [math.inf, math.inf]
+    with torch.no_grad():
+        slow(), fast()
+        for _ in range(repeats):
+            for i, fn in enumerate((slow, fast)):
+                t = time.perf_counter()
+                fn()
+                best[i] = min(best[i], time.perf_counter() - t)
+    return best[1] / best[0]
+
+
+class FlatSkippingStudy(Study):
+    name = "flat-skipping"
+    question = ("Flat-skipping: how much computation does skipping the filter where a neighbourhood's variance is "
+                "near zero save, on images with more or less flat area, and what does it cost the features?")
+    base = "cat-demo"
+    base_sets = (("train.threads", 1), ("train.tensorboard", False), ("cluster.runner", "local"),
+                 ("train.schedule", "greedy"))
+    seeds_full = 6
+    seeds_quick = 2
+
+    def thresholds(self) -> tuple[float, ...]:
+        return THRESHOLDS[self.quick]
+
+    def conditions(self) -> list[Condition]:
+        steps = 2 * STEPS[self.quick]
+        forms = (("whitened", "spectral"),) if self.quick else (("whitened", "spectral"), ("unwhitened", "none"))
+        return [Condition(name, {"whiten": whiten, "stage_steps": steps // 2, "block": BLOCK, "vs": "off"},
+                          (("data.whiten", whiten), ("train.steps", steps)), name)
+                for name, whiten in forms]
+
+    # --- one cell ----------------------------------------------------------------------------------
+    def run_cell(self, condition: Condition, seed: int, context: dict[str, Any]) -> dict[str, float]:
+        cfg = self.cell_config(condition, seed)
+        with trained_run(cfg) as (run, model, _):
+            model.eval()
+            shape = tuple(model.input_shape)
+            prepare = run_preprocess(run)
+            sets = {"lfw": load_labelled("lfw", shape, prepare=prepare), "padded": padded_lfw(shape, prepare),
+                    "digits": _subset(load_labelled("digits", shape, prepare=prepare), 100 if self.quick else 400, seed)}
+            rows = footprint_table(cfg.model.name, shape, **cfg.model.options)
+            first = next(r["flops_fwd"] for r in rows if r["layer"] == "stages.0.filter")
+            share = first / rows[-1]["flops_fwd"]                  # stage 1's filter: this share of the forward FLOPs
+            out: dict[str, float] = {"layer_flops_share": share}
+            faces = face_aucs(run, model, TOP, splits=2 if self.quick else 5, seed=seed)
+            out["off/face_auc_lfw"], out["off/face_auc_controls"] = faces["lfw"], faces["controls"]
+            for name, data in sets.items():
+                raw = resize_to(data.raw, shape) if data.name != "padded" else data.raw
+                out[f"raw_flat/{name}"] = float((local_variance(raw, model.stages[0].filter.kernel_size) < RAW_FLAT)
+                                                .float().mean())
+                out[f"off/{name}/probe"] = self._probe(model, data, seed)
+            repeats = 2 if self.quick else 5
+            for t in self.thresholds():
+                net, gate = gated(model, t)
+                for name, data in sets.items():
+                    x = data.x
+                    with torch.no_grad():
+                        gate(x)
+                    stats = gate.last
+                    out[f"{t:g}/{name}/skipped"] = stats.skipped_fraction
+                    out[f"{t:g}/{name}/flops_ratio"] = stats.flops_ratio
+                    out[f"{t:g}/{name}/net_flops_ratio"] = 1 - share * (1 - stats.flops_ratio)
+                    layer = model.stages[0].filter
+                    out[f"{t:g}/{name}/layer_time_ratio"] = _best_ratio(lambda: layer(x), lambda: gate(x), repeats)
+                    out[f"{t:g}/{name}/net_time_ratio"] = _best_ratio(lambda: model.features(x, TOP),
+                                                                      lambda: net.features(x, TOP), repeats)
+                    out[f"{t:g}/{name}/probe"] = self._probe(net, data, seed)
+                faces = face_aucs(run, net, TOP, splits=2 if self.quick else 5, seed=seed)
+                out[f"{t:g}/face_auc_lfw"], out[f"{t:g}/face_auc_controls"] = faces["lfw"], faces["controls"]
+        return out
+
+    def _probe(self, model: FeatureModel, data: LabelledSet, seed: int) -> float:
+        table = probe_table(model, data, layers=[TOP], folds=3, seed=seed, max_samples=len(data))
+        return next(r["mean"] for r in table["rows"] if r["features"] == TOP)
+
+    # --- rows, verdict, figures --------------------------------------------------------------------
+    def summarise(self, conditions: list[Condition], cells: Cells, seeds: list[int]) -> list[dict[str, Any]]:
+        """One row per (condition, threshold, image set); ``off`` rows hold the ungated network's figures."""
+        rows = []
+        for c in conditions:
+            got = [cells[(c.name, s)] for s in seeds]
+            for t in ("off", *self.thresholds()):
+                key = t if t == "off" else f"{t:g}"
+                for name in SETS:
+                    row: dict[str, Any] = {"condition": f"{c.name}/{key}/{name}", "group": c.name,
+                                           "params": {**c.params, "threshold": t, "images": name}, "n": len(seeds),
+                                           "figures": {}, "extra": {"readings": {},
+                                                                    "raw_flat": float(np.mean([g[f"raw_flat/{name}"] for g in got]))}}
+                    figs = ("probe",) if t == "off" else MEASURED
+                    for f in figs:
+                        row["figures"][f] = list(mean_ci([g[f"{key}/{name}/{f}"] for g in got]))
+                    if name == "lfw":
+                        for f in ("face_auc_lfw", "face_auc_controls"):
+                            row["figures"][f] = list(mean_ci([g[f"{key}/{f}"] for g in got]))
+                    if t != "off":
+                        pairs = [("probe", f"{name}/probe")] + ([(f, f) for f in ("face_auc_lfw", "face_auc_controls")]
+                                                               if name == "lfw" else [])
+                        for f, k in pairs:
+                            d = paired_difference([g[f"off/{k}"] for g in got], [g[f"{key}/{k}"] for g in got])
+                            row["figures"][f"delta_{f}"] = list(d)
+                            res = RESOLUTION["probe" if f == "probe" else "face_auc"]
+                            row["extra"]["readings"][f] = effect_words(*d, resolution=res)
+                    rows.append(row)
+        return rows
+
+    def verdict(self, rows: list[dict[str, Any]]) -> str:
+        by = {r["condition"]: r for r in rows}
+        paras = []
+        forms = [c.name for c in self.conditions()]
+        flat = {n: by[f"{forms[0]}/off/{n}"]["extra"]["raw_flat"] for n in SETS}
+        paras.append("Flat area before preparation (share of 8x8 fields under variance 1e-4): "
+                     + ", ".join(f"{n} {100 * v:.0f}%" for n, v in flat.items())
+                     + ". The gate tests the prepared (normalised, whitened) images the network sees.")
+        for cond in forms:
+            best = None
+            lines = []
+            for t in self.thresholds():
+                rs = [by[f"{cond}/{t:g}/{n}"] for n in SETS]
+                reads = [w for r in rs for w in r["extra"]["readings"].values()]
+                harmless = all(w == "no detectable effect" for w in reads)
+                harmful = [f"{r['params']['images']} {k}" for r in rs for k, w in r["extra"]["readings"].items()
+                           if w == "lower"]
+                lines.append(
+                    f"threshold {t:g}: skipped " + ", ".join(f"{r['params']['images']} {_pct(r['figures']['skipped'])}"
+                                                           for r in rs)
+                    + "; network FLOPs x" + "/".join(f"{r['figures']['net_flops_ratio'][0]:.2f}" for r in rs)
+                    + ", layer time x" + "/".join(f"{r['figures']['layer_time_ratio'][0]:.2f}" for r in rs)
+                    + ", network time x" + "/".join(f"{r['figures']['net_time_ratio'][0]:.2f}" for r in rs)
+                    + "; probe Δ " + ", ".join(f"{r['params']['images']} {_pts(r['figures']['delta_probe'])} "
+                                               f"({r['extra']['readings']['probe']})" for r in rs)
+                    + f"; face AUC on the controls Δ {_num(rs[0]['figures']['delta_face_auc_controls'])} "
+                      f"({rs[0]['extra']['readings']['face_auc_controls']})"
+                    + (f" — lower: {', '.join(harmful)}" if harmful else ""))
+                if harmless:
+                    best = (t, rs)
+            paras.append(f"On the {cond} network (ratios are gated / ungated, listed for {', '.join(SETS)}; every Δ is "
+                         f"paired with the same network ungated): " + "; ".join(lines) + ".")
+            if best is None:
+                paras.append(f"In short, on the {cond} network no threshold of the sweep left every probe and the face "
+                             f"AUC without a detectable change (resolution ±{100 * RESOLUTION['probe']:.0f} points, "
+                             f"±{RESOLUTION['face_auc']:.2f} AUC).")
+            else:
+                t, rs = best
+                paras.append(f"In short, on the {cond} network the largest threshold with no detectable change in any "
+                             f"probe or the face AUC (within ±{100 * RESOLUTION['probe']:.0f} points, "
+                             f"±{RESOLUTION['face_auc']:.2f} AUC) is {t:g}: it skips "
+                             + ", ".join(f"{r['params']['images']} {100 * r['figures']['skipped'][0]:.0f}%" for r in rs)
+                             + " of stage-1 positions, for network FLOPs x"
+                             + "/".join(f"{r['figures']['net_flops_ratio'][0]:.2f}" for r in rs)
+                             + " and network time x" + "/".join(f"{r['figures']['net_time_ratio'][0]:.2f}" for r in rs)
+                             + ".")
+        if self.quick:
+            paras.append("This is the quick setting (a few training steps, two seeds, two thresholds): a smoke test "
+                         "of the machinery, not an answer.")
+        return "\n\n".join(paras)
+
+    def figures(self, rows: list[dict[str, Any]], cells: Cells, folder: Path) -> list[Path]:
+        by = {r["condition"]: r for r in rows}
+        ts = self.thresholds()
+        forms = [c.name for c in self.conditions()]
+        out = []
+        for fig, label, file in (("skipped", "share of stage-1 positions skipped", "skipped.png"),
+                                 ("net_flops_ratio", "network FLOPs, gated / ungated", "net_flops.png"),
+                                 ("net_time_ratio", "network time, gated / ungated", "net_time.png")):
+            series = {f"{c} {n}": (list(ts), [by[f"{c}/{t:g}/{n}"]["figures"][fig][0] for t in ts])
+                      for c in forms for n in SETS}
+            out.append(curves(series, folder / file, f"{label} (mean over seeds)", "variance threshold", label, logx=True))
+        points = {f"{c} {n}": [(f"{t:g}", by[f"{c}/{t:g}/{n}"]["figures"]["skipped"],
+                                by[f"{c}/{t:g}/{n}"]["figures"]["delta_probe"]) for t in ts]
+                  for c in forms for n in SETS}
+        out.append(scatter_intervals(points, folder / "probe_cost.png", "probe accuracy change against work skipped",
+                                     "share of stage-1 positions skipped", "probe accuracy, gated − ungated"))
+        return out
+
+
+def _subset(data: LabelledSet, n: int, seed: int) -> LabelledSet:
+    if len(data) <= n:
+        return data
+    keep = np.sort(np.random.default_rng(seed).permutation(len(data))[:n])
+    return LabelledSet(data.name, data.x[keep], data.y[keep], data.classes, data.info, raw=data.raw[keep])
+
+
+def _pct(triple: list[float]) -> str:
+    v, lo, hi = triple
+    return f"{100 * v:.0f}% [{100 * lo:.0f}, {100 * hi:.0f}]" if math.isfinite(lo) else f"{100 * v:.0f}%"
+
+
+def _pts(triple: list[float]) -> str:
+    d, lo, hi = triple
+    return f"{100 * d:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
+
+
+def _num(triple: list[float]) -> str:
+    d, lo, hi = triple
+    return f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]"

@@ -1,0 +1,62 @@
+"""`downpour study flat-skipping --quick` end to end, and the gated network it measures."""
+import json
+
+import pytest
+import torch
+
+from downpour.models.registry import create_model
+from downpour.studies.flat_skipping import SETS, gated
+from downpour.studies.run import run_study
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("flat-skipping")
+    run_study("flat-skipping", folder, quick=True, seeds=2)
+    cells = [json.loads(line) for line in (folder / "cells.jsonl").read_text().splitlines()[1:]]
+    return folder, json.loads((folder / "study.json").read_text()), cells
+
+
+def test_study_json_has_the_contract(study):
+    folder, result, _ = study
+    for key in ("study", "question", "cells", "seeds", "verdict", "command"):
+        assert key in result
+    assert result["study"] == "flat-skipping" and result["seeds"] == [0, 1]
+    for row in result["cells"]:
+        assert {"threshold", "images", "whiten"} <= set(row["params"])
+        assert row["figures"] and all(len(t) == 3 for t in row["figures"].values())
+    assert (folder / "study.html").is_file()
+    assert result["figures"] and all((folder / f).is_file() for f in result["figures"])
+    assert "no detectable effect" in result["verdict"] or "inconclusive" in result["verdict"]
+
+
+def test_the_gated_network_is_the_network_where_nothing_is_flat_and_zero_where_all_is():
+    torch.manual_seed(0)
+    model = create_model("cat-demo", (1, 32, 32)).eval()
+    net, gate = gated(model, 1e-6)
+    busy = torch.randn(3, 1, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(net.features(busy, "stage2"), model.features(busy, "stage2"), atol=1e-5)
+        assert gate.last.skipped_fraction == 0.0
+        flat = torch.full((2, 1, 32, 32), 0.7)
+        assert model.features(flat, "stage1/codes").abs().max() > 0.1        # ungated: the filters respond to a level
+        assert net.features(flat, "stage1/codes").abs().max() == 0.0         # gated: nothing computed, 0 out
+        assert gate.last.skipped_fraction == 1.0 and gate.last.flops == 0
+
+
+def test_skipping_grows_with_the_threshold(study):
+    for cell in study[2]:
+        f = cell["figures"]
+        for name in SETS:
+            assert 0.0 <= f[f"0.03/{name}/skipped"] <= f[f"0.3/{name}/skipped"] <= 1.0
+
+
+def test_the_padded_faces_are_flatter_than_the_faces(study):
+    """A 10x10 face centred on a flat 32x32 canvas leaves every 8x8 field whose rows or columns miss it
+    flat: 1 - (17/25)^2 = 0.538 of them at least (more where the face's own border is flat)."""
+    for cell in study[2]:
+        f = cell["figures"]
+        assert f["raw_flat/padded"] >= 1 - (17 / 25) ** 2 - 1e-9
+        assert f["raw_flat/padded"] > f["raw_flat/lfw"]
