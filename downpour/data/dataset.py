@@ -15,6 +15,16 @@ if TYPE_CHECKING:   # only for annotations: dataset.py must not import its own p
     from downpour.data.whitening import ZCAWhitener
 
 
+def shard_range(i: int, n: int, size: int, what: str = "samples") -> tuple[int, int]:
+    """[start, stop) of shard ``i`` of ``n`` over ``size`` rows or items: [i*size//n, (i+1)*size//n),
+    so the n shards are disjoint, cover everything and differ in size by at most one."""
+    if n < 1 or not 0 <= i < n:
+        raise ValueError(f"shard {i} of {n}: need 0 <= i < n and n >= 1")
+    if n > size:
+        raise ValueError(f"cannot split {size} {what} into {n} shards: every worker needs at least one")
+    return i * size // n, (i + 1) * size // n
+
+
 class Dataset:
     """Images or patches held in memory as float32.
 
@@ -74,11 +84,7 @@ class Dataset:
 
         Rows are views, not copies. The whitener and augmentation are shared with the parent.
         """
-        if n < 1 or not 0 <= i < n:
-            raise ValueError(f"shard {i} of {n}: need 0 <= i < n and n >= 1")
-        if n > len(self):
-            raise ValueError(f"cannot split {len(self)} samples into {n} shards: every worker needs at least one")
-        start, stop = i * len(self) // n, (i + 1) * len(self) // n
+        start, stop = shard_range(i, n, len(self))
         info = copy.deepcopy(self.info)
         info["n_samples"] = stop - start
         info["shard"] = {"index": i, "of": n, "start": start, "stop": stop}

@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader
 
 from downpour.config import DataConfig
 from downpour.data.augment import Augment
+from downpour.data.dataset import shard_range
 from downpour.data.folder import image_files
 from downpour.data.loader import StreamBatches
 from downpour.data.preprocess import Preprocess
@@ -120,11 +121,7 @@ class StreamingData:
     def shard(self, i: int, n: int) -> "StreamingData":
         """Worker ``i`` of ``n``: items [i*N//n, (i+1)*N//n) of the (already shuffled) list: by file,
         disjoint, covering every item. Nothing is read."""
-        if n < 1 or not 0 <= i < n:
-            raise ValueError(f"shard {i} of {n}: need 0 <= i < n and n >= 1")
-        if n > len(self):
-            raise ValueError(f"cannot split {len(self)} items into {n} shards: every worker needs at least one file")
-        start, stop = i * len(self) // n, (i + 1) * len(self) // n
+        start, stop = shard_range(i, n, len(self), "files" if self.source != "array" else "rows")
         info = copy.deepcopy(self.info)
         info.update({"n_items": stop - start, "shard": {"index": i, "of": n, "start": start, "stop": stop}})
         labels = None if self.labels is None else self.labels[start:stop]
