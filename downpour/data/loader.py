@@ -171,8 +171,8 @@ class StreamBatches:
         """JSON-able: this worker's items, reads and the files it skipped (each named once)."""
         read = self.reads[self.reads > 0]
         shard = self.data.info.get("shard", {"index": 0, "of": 1})
-        return {"worker": shard["index"], "of": shard["of"], "items": len(self.data), "items_read": int(len(read)), "reads": int(self.reads.sum()),
-                "max_reads": int(read.max()) if len(read) else 0, "samples": self.samples, "batches": self._batch,
+        return {"worker": shard["index"], "of": shard["of"], "items": len(self.data), "items_read": int(len(read)),
+                "reads": int(self.reads.sum()), "max_reads": int(read.max()) if len(read) else 0, "samples": self.samples, "batches": self._batch,
                 "n_skipped": len(self.skipped), "skipped": list(self.skipped)}
 
     def close(self) -> None:

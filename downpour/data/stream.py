@@ -176,9 +176,10 @@ def open_stream(cfg: DataConfig, seed: int, listing: Listing | None = None) -> S
     cut = Cut(cfg.mode, cfg.size, cfg.tile, per_image, cfg.grey)
     preprocess, processing = _fit(cfg, listing, cut, seed)
     augment = Augment(cfg.shift, cfg.scale, cfg.flip)
+    item = {"folder": "image file", "video": "video file"}.get(cfg.source, "row")
     info = {"source": cfg.source, "pipeline": "stream", "path": cfg.path, "mode": cfg.mode, "size": cfg.size,
-            "grey": cfg.grey, "n_items": n, "split": cfg.split, "item": {"folder": "image file", "video": "video file"}.get(cfg.source, "row"),
-            **(listing.info or {}), **processing, "augment": {"shift": cfg.shift, "scale": cfg.scale, "flip": cfg.flip},
+            "grey": cfg.grey, "n_items": n, "item": item, "split": cfg.split, **(listing.info or {}), **processing,
+            "augment": {"shift": cfg.shift, "scale": cfg.scale, "flip": cfg.flip},
             "loader": {"workers": cfg.loader_workers, "prefetch": cfg.prefetch}}
     if per_image:
         info["patches_per_image"] = per_image
