@@ -17,9 +17,11 @@ peak RSS starts from a clean interpreter):
   share of this 2-core machine) on in-memory batches (``train_images_per_s``) and on the stream's
   batches (``streamed_train_images_per_s``). Its peak RSS and its DataLoader processes' peak RSS.
   Also in CPU time, which other jobs on a shared machine disturb less than wall time:
-  ``pipeline_cpu_ms`` per image (the loader process's CPU per file it read + this process's per image
-  it took) and ``train_cpu_ms`` per image of the training step.
-- ``memory`` (smallest size only): the in-memory path, ``build_dataset`` on the same folder, for scale.
+  ``pipeline_cpu_ms`` per image of that pass (the loader processes' and this process's CPU) and
+  ``train_cpu_ms`` per image of the training step.
+- ``memory`` (smallest size only): the in-memory path, ``build_dataset`` on the same folder, for scale;
+- ``npy``: the same number of images already cropped to 32x32, as rows of one memory-mapped ``.npy``
+  (``data.source = "array"``): worker 0's pass without any decoding.
 
 One JSON line per role and size, then a summary line: the driver's and the worker's peak RSS growth
 from the smallest to the largest size (target <= 1.3) and the pipeline's images/s over the training
@@ -97,6 +99,12 @@ def driver(folder: str, workers: int, overrides: list[str], out: mp.Queue) -> No
              "shard": sent[0]})
 
 
+def _like_a_ray_worker() -> None:
+    """This process was spawned (a clean interpreter for its peak RSS); its DataLoader forks its
+    processes, as it does in a Ray worker (a spawned one would re-import torch: ~3 s of CPU)."""
+    mp.set_start_method("fork", force=True)
+
+
 def _cpu_s(pid: int) -> float:
     """User + system CPU seconds of a live process, from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -123,28 +131,52 @@ def _train_rate(cfg, batches, steps: int) -> tuple[float, float]:
     return images / (time.perf_counter() - t0), 1000 * (time.process_time() - c0) / images
 
 
+def _pass_rate(shard, b: int) -> tuple[float, float]:
+    """(images/s, CPU ms per image) of one pass over ``shard`` taken as fast as it comes, after 2 warm-up batches."""
+    import torch
+
+    stream = shard.batches(b, torch.Generator().manual_seed(1))
+    next(stream), next(stream)                           # warm-up: the loader's process starts
+    loaders = [w.pid for w in getattr(stream._it, "_workers", [])]
+    passes = max(1, len(shard) // b - 2)                 # the rest of one pass over this worker's files
+    t0, c0, l0 = time.perf_counter(), time.process_time(), sum(map(_cpu_s, loaders))
+    for _ in range(passes):
+        next(stream)
+    rate = passes * b / (time.perf_counter() - t0)
+    # the loader keeps data.prefetch items ahead at both ends, so its CPU over the pass is the pass's
+    cpu = time.process_time() - c0 + sum(map(_cpu_s, loaders)) - l0
+    stream.close()                                       # joins the loader's processes: their peak RSS counts
+    return rate, 1000 * cpu / (passes * b)
+
+
+def npy_worker(path: str, workers: int, overrides: list[str], out: mp.Queue) -> None:
+    """The same images already cropped, as rows of a memory-mapped .npy (uint8 (N, 1, 32, 32)): no decoding."""
+    import torch
+
+    from downpour.data.pipeline import open_data
+
+    _like_a_ray_worker()
+    torch.set_num_threads(1)
+    cfg = _data_cfg(path, "stream", ["data.source=array", *overrides])
+    shard = open_data(cfg.data, cfg.seed).shard(0, workers)
+    rate, cpu_ms = _pass_rate(shard, cfg.train.batch_size)
+    out.put({"role": "npy", "peak_rss_mb": _peak_mb(), "items": len(shard), "images_per_s": round(rate, 1),
+             "pipeline_cpu_ms": round(cpu_ms, 3)})
+
+
 def worker(folder: str, sent: bytes, overrides: list[str], steps: int, out: mp.Queue) -> None:
     import torch
 
     from downpour.batch import Batch
     from downpour.models.registry import resolve
 
+    _like_a_ray_worker()
     torch.set_num_threads(1)
     shard = pickle.loads(sent)
     cfg = resolve(_data_cfg(folder, "stream", overrides))
     b = cfg.train.batch_size
     load = os.getloadavg()[0]
-    stream = shard.batches(b, torch.Generator().manual_seed(1))
-    next(stream), next(stream)                           # warm-up: the loader's process starts
-    passes = max(1, len(shard) // b - 2)                 # the rest of one pass over this worker's files
-    t0, c0 = time.perf_counter(), time.process_time()
-    for _ in range(passes):
-        next(stream)
-    rate = passes * b / (time.perf_counter() - t0)
-    main_ms = 1000 * (time.process_time() - c0) / (passes * b)
-    reads = stream.report()["reads"]                     # (the loader may have decoded up to data.prefetch more)
-    loader_ms = 1000 * sum(_cpu_s(w.pid) for w in getattr(stream._it, "_workers", [])) / reads
-    stream.close()                                       # joins the loader's processes: their peak RSS counts
+    rate, cpu_ms = _pass_rate(shard, b)
     fixed = Batch(torch.randn(b, 1, cfg.data.size, cfg.data.size))
     train, train_ms = _train_rate(cfg, iter(lambda: fixed, None), steps)
     stream = shard.batches(b, torch.Generator().manual_seed(2))
@@ -152,7 +184,7 @@ def worker(folder: str, sent: bytes, overrides: list[str], steps: int, out: mp.Q
     stream.close()
     out.put({"role": "worker", "peak_rss_mb": _peak_mb(), "loader_peak_rss_mb": _peak_mb(resource.RUSAGE_CHILDREN),
              "items": len(shard), "images_per_s": round(rate, 1), "train_images_per_s": round(train, 1),
-             "streamed_train_images_per_s": round(streamed, 1), "pipeline_cpu_ms": round(main_ms + loader_ms, 3),
+             "streamed_train_images_per_s": round(streamed, 1), "pipeline_cpu_ms": round(cpu_ms, 3),
              "train_cpu_ms": round(train_ms, 3), "load_1min": round(load, 2), "loader_workers": cfg.data.loader_workers,
              "prefetch": cfg.data.prefetch})
 
@@ -197,9 +229,13 @@ def main() -> None:
             lines.append({**base, **_in_child(worker, str(folder), shard, args.set, args.steps)})
             if n == min(args.images):
                 lines.append({**base, **_in_child(memory, str(folder), args.set)})
-            for line in lines[-3 if n == min(args.images) else -2:]:
-                print(json.dumps(line), flush=True)
             shutil.rmtree(folder)                        # free the disk before the next size
+            rows = Path(tmp) / f"crops-{n}.npy"
+            np.save(rows, np.random.default_rng(0).integers(0, 256, (n, 1, 32, 32), dtype=np.uint8))
+            lines.append({**base, **_in_child(npy_worker, str(rows), args.workers, args.set)})
+            rows.unlink()
+            for line in lines[-4 if n == min(args.images) else -3:]:
+                print(json.dumps(line), flush=True)
     small, large = min(args.images), max(args.images)
     pick = {(ln["role"], ln["images"]): ln for ln in lines}
     workers = [ln for ln in lines if ln["role"] == "worker"]
