@@ -45,6 +45,11 @@ BASELINE = "learned"
 STEPS = {False: 400, True: 24}          # S, per stage (full, quick)
 PROBE_SETS = ("digits", "lfw")
 LAYERS = ("stage1", "stage2")
+# the figures a first layer serves, in words
+DOWNSTREAM = {"probe_digits_stage1": "the digits probe on stage 1", "probe_lfw_stage1": "the lfw probe on stage 1",
+              "probe_digits_stage2": "the digits probe on the top stage", "probe_lfw_stage2": "the lfw probe on the top stage",
+              "face_auc_lfw": "the face AUC against lfw non-faces",
+              "face_auc_controls": "the face AUC on the matched controls"}
 TARGET = 1.10                          # the given cost: 110% of the learned layer's final stage-1 cost
 # A difference whose interval holds 0 and stays inside these reads "no detectable effect" (else
 # "inconclusive"): by the figure name's first word; stage 1's cost relative, 5% of learned's.
@@ -182,20 +187,22 @@ class FirstLayerStudy(Study):
         return "\n\n".join(paras)
 
     def _answer(self, by: dict[str, dict[str, Any]]) -> str:
-        """The question answered in one sentence, from the Gabor bank's readings on the downstream figures."""
-        keys = [f"probe_digits_{LAYERS[-1]}", f"probe_lfw_{LAYERS[-1]}", "face_auc_controls"]
-        read = [by["gabor"]["extra"]["readings"][k] for k in keys]
-        if all(r == "no detectable effect" for r in read):
-            return ("In short: the hand-designed Gabor bank served the network as well as the learned first layer on "
-                    "every downstream figure (no detectable difference within the stated resolutions).")
-        if "lower" in read and "higher" not in read:
-            return ("In short: the learned first layer beat the hand-designed Gabor bank on "
-                    + ", ".join(k for k, r in zip(keys, read) if r == "lower") + "; elsewhere the intervals do not separate them.")
-        if "higher" in read and "lower" not in read:
-            return ("In short: the hand-designed Gabor bank beat the learned first layer on "
-                    + ", ".join(k for k, r in zip(keys, read) if r == "higher") + "; elsewhere the intervals do not separate them.")
-        return ("In short: the seeds do not settle whether designed or learned first-layer filters serve the network "
-                "better (readings: " + ", ".join(f"{k} {r}" for k, r in zip(keys, read)) + ").")
+        """The question answered in words: where each other kind beats or trails the learned layer."""
+        said = []
+        for k in KINDS[1:]:
+            read = by[k]["extra"]["readings"]
+            keys = [f for f in DOWNSTREAM if f in read]
+            better = [DOWNSTREAM[f] for f in keys if read[f] == "higher"]
+            worse = [DOWNSTREAM[f] for f in keys if read[f] == "lower"]
+            same = sum(read[f] == "no detectable effect" for f in keys)
+            open_ = len(keys) - len(better) - len(worse) - same
+            said.append(f"{k}: " + (f"better than the learned layer on {', '.join(better)}" if better else "better on none")
+                        + (f"; worse on {', '.join(worse)}" if worse else "; worse on none")
+                        + f"; {same} of the {len(keys)} downstream figures without a detectable difference, "
+                        f"{open_} inconclusive")
+        unseparated = all(by[k]["extra"]["readings"]["face_auc_controls"] not in ("higher", "lower") for k in KINDS[1:])
+        return ("In short, against the learned (then frozen) first layer, paired on the same seeds: " + ". ".join(said)
+                + (". The face AUC on the matched controls separated none of them from it." if unseparated else "."))
 
     def figures(self, rows: list[dict[str, Any]], cells: Cells, folder: Path) -> list[Path]:
         names = [r["condition"] for r in rows]
