@@ -1,6 +1,7 @@
 """The architectures study (Q7): the quick study end to end, the equal-FLOPs budget, and the FLOP and
 parameter counts it rests on against hand counts."""
 import json
+import math
 
 import pytest
 import torch
@@ -68,3 +69,15 @@ def test_a_swapped_model_leaves_the_cat_networks_options_behind():
     assert by["conv-ae"].objective["pooled_l2"]["weight"] == 0.05      # rica-local's own
     assert "tile" not in by["rbm"].model.options
     assert {cfg.data for cfg in by.values()} == {by["cat"].data}         # the same data for every arm
+
+
+@pytest.mark.parametrize("arm", ["conv-ae", "rnn"])
+def test_the_arms_outside_the_quick_setting_train_and_measure(arm):
+    """The full setting's other arms, a few steps each: every figure is measured; the GRU, whose input
+    weights are rows with no 2-D shape, has no edge fraction (NaN) rather than a crash."""
+    study = study_class("architectures")(quick=False)
+    condition = next(c for c in study.conditions() if c.name == arm)
+    figures = study.run_cell(condition, 0, {"steps": {arm: 3}, "flops_per_step": {arm: 1.0}})
+    assert figures["steps"] == 3 and figures["train_flops"] == 3.0
+    assert all(math.isfinite(v) for k, v in figures.items() if k != "edge_fraction"), figures
+    assert math.isnan(figures["edge_fraction"]) == (arm == "rnn")

@@ -4,7 +4,7 @@ its params) the paired difference of the chosen figures with the words it reads 
 
     rows = compare_rows(conditions, cells, seeds, resolution={"probe_digits": 0.02, ...})
     rows[k]["figures"]["probe_digits"]     # [mean, low, high]
-    rows[k]["figures"]["d_probe_digits"]   # [mean of (this − vs) per seed, low, high], bootstrap over seeds
+    rows[k]["figures"]["d_probe_digits"]   # [mean of (this − vs) per seed, low, high]: stats.paired_difference
     rows[k]["extra"]["d_probe_digits"]     # "higher" | "lower" | "no detectable effect" | "inconclusive"
 
 A difference reads "no detectable effect" when its interval holds 0 and lies within ±resolution (the

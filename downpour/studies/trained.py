@@ -49,9 +49,11 @@ def trained_run(cfg: RunConfig) -> Iterator[tuple[RunDir, FeatureModel, dict[str
 
 
 def edge_fraction(model: FeatureModel, seed: int = 0) -> float:
-    """The fraction of first-layer filters that pass the edge test (``filters.edge_fraction`` of an analysis)."""
+    """The fraction of first-layer filters that pass the edge test (``filters.edge_fraction`` of an analysis);
+    NaN for a model without 2-D first-layer filters (none, or rows too thin to be oriented: an RNN's)."""
     filters = model.first_layer_filters()
-    return float("nan") if filters is None else float(edge_summary(filters, seed)["edge_fraction"])
+    fraction = None if filters is None else edge_summary(filters, seed)["edge_fraction"]
+    return float("nan") if fraction is None else float(fraction)
 
 
 def probe_accuracies(run: RunDir, model: FeatureModel, sets: Sequence[str], layers: Sequence[str], *,
