@@ -144,7 +144,8 @@ class CostsStudy(Study):
         roles = []
         for term in penalties:
             lines = []
-            found = {"sparser codes (Hoyer)": 0, "fewer active codes": 0, "less over-fitting (gap)": 0,
+            found = {"sparser codes (Hoyer)": 0, "denser codes (Hoyer)": 0, "fewer active codes": 0,
+                     "less over-fitting (gap)": 0,
                      "more over-fitting (gap)": 0, "lower held-out error": 0, "higher held-out error": 0}
             for size in SIZES:
                 rs = [by[f"{size}/{term}={w:g}"] for w in penalties[term]]
@@ -157,6 +158,7 @@ class CostsStudy(Study):
                 for r in rs:
                     read = r["extra"]["readings"]
                     found["sparser codes (Hoyer)"] += read["hoyer"] == "higher"
+                    found["denser codes (Hoyer)"] += read["hoyer"] == "lower"
                     found["fewer active codes"] += read["active"] == "lower"
                     found["less over-fitting (gap)"] += read["gap"] == "lower"
                     found["more over-fitting (gap)"] += read["gap"] == "higher"
