@@ -14,7 +14,7 @@ from downpour.ps.in_memory import simulate
 from downpour.ps.rules import make_rule
 from downpour.ps.shard import Shard
 from downpour.runners import train
-from downpour.studies.matching import implicit_momentum, stale_error_std
+from downpour.studies.matching import implicit_momentum, stale_error
 from downpour.studies.run import run_study
 from downpour.analysis.run import open_run
 from downpour.train.rundir import RunDir
@@ -111,6 +111,17 @@ def test_grad_noise_is_seeded_and_sized():
     assert float(a.std()) == pytest.approx(0.3, rel=0.03)
 
 
+def test_relative_grad_noise_scales_with_the_gradient():
+    def applied(grad):
+        s = Shard(0, torch.zeros(20_000), make_rule("sgd", 1.0), workers=[0], noise=0.5, seed=3, noise_relative=True)
+        s.push(0, grad, 0, 0)
+        return -s.params - grad
+
+    small, large = applied(torch.full((20_000,), 0.01)), applied(torch.full((20_000,), 2.0))
+    assert float(small.std()) == pytest.approx(0.005, rel=0.03) and torch.allclose(large, small * 200, atol=1e-4)
+    assert torch.equal(applied(torch.zeros(20_000)), torch.zeros(20_000))
+
+
 def test_grad_noise_changes_training():
     plain = simulate(ts_config())
     noisy = simulate(ts_config(**{"cluster.grad_noise": 0.05}))
@@ -119,8 +130,9 @@ def test_grad_noise_changes_training():
 
 def test_stale_error_is_zero_without_staleness():
     cfg = ts_config()
-    assert stale_error_std(cfg, [0] * 30) == 0.0
-    assert stale_error_std(cfg, [3] * 30) > 0.0
+    assert stale_error(cfg, [0] * 30) == (0.0, 0.0)
+    rms, ratio = stale_error(cfg, [3] * 30)
+    assert rms > 0 and 0 < ratio < 10
 
 
 def test_implicit_momentum():

@@ -74,7 +74,8 @@ def make_shards(setup: ClusterSetup, init: torch.Tensor, live: set[int]) -> list
     """One :class:`Shard` per shard of ``setup.bounds``, holding its slice of ``init`` (numel,)."""
     c, lr = setup.cfg.cluster, setup.cfg.train.lr
     return [Shard(j, init[a:b], make_rule(c.rule, lr, c.momentum), make_compensation(c.compensation, c.dc_lambda),
-                  live, sync=setup.gate.sync, start=a, noise=c.grad_noise, seed=setup.cfg.seed)
+                  live, sync=setup.gate.sync, start=a, noise=c.grad_noise, seed=setup.cfg.seed,
+                  noise_relative=c.grad_noise_relative)
             for j, (a, b) in enumerate(setup.bounds)]
 
 

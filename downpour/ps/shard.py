@@ -43,7 +43,8 @@ class Shard:
     """
 
     def __init__(self, index: int, params: Tensor, rule: UpdateRule, compensation: Compensation | None = None,
-                 workers: Iterable[int] = (), sync: bool = False, start: int = 0, noise: float = 0.0, seed: int = 0):
+                 workers: Iterable[int] = (), sync: bool = False, start: int = 0, noise: float = 0.0, seed: int = 0,
+                 noise_relative: bool = False):
         if params.dim() != 1:
             raise ValueError(f"shard {index}: parameters must be a flat (n,) vector, got shape {tuple(params.shape)}")
         self.index, self.start = index, start
@@ -53,7 +54,8 @@ class Shard:
         self.compensation = compensation or Compensation()
         self.workers: set[int] = set(workers)
         self.sync = sync
-        self.noise, self.seed = float(noise), seed   # cluster.grad_noise: N(0, noise²) added to each applied gradient
+        # cluster.grad_noise: N(0, σ²) added to each applied gradient, σ = noise (× the gradient's RMS when relative)
+        self.noise, self.seed, self.noise_relative = float(noise), seed, noise_relative
         self.version = 0
         self.accepted = 0          # pushes that passed every check
         self.applied = 0           # pushes whose gradient reached the parameters (== accepted once a round is flushed)
@@ -130,7 +132,8 @@ class Shard:
         (run seed, shard, version), so a run, and a resumed run, draw the same noise."""
         if self.noise:
             gen = torch.Generator().manual_seed(((self.seed * 1_000_003 + self.index) * 1_000_033 + self.version) % 2**63)
-            g = g + torch.randn(g.shape, generator=gen) * self.noise
+            scale = self.noise * (float(g.pow(2).mean().sqrt()) if self.noise_relative else 1.0)
+            g = g + torch.randn(g.shape, generator=gen) * scale
         self.rule.apply(self.params, g, self.state, lr_scale)
 
     def _maybe_close_round(self, force: bool = False) -> None:

@@ -1,10 +1,12 @@
 """The staleness study's controls, matched to an asynchronous run without its delay:
 
 - **gradient noise**: the stale gradient g(w_{t−s}) differs from the fresh one g(w_t) on the same
-  batch; :func:`stale_error_std` replays SGD along an asynchronous run's own staleness sequence
-  (plain torch, the same model, data and batches) and returns the RMS of that difference per
-  parameter, the σ of ``cluster.grad_noise`` for a control that adds noise of the same variance
-  to fresh gradients;
+  batch; :func:`stale_error` replays SGD along an asynchronous run's own staleness sequence (plain
+  torch, the same model, data and batches) and measures that difference: its RMS per parameter,
+  and its size relative to the fresh gradient's, ρ = √(Σ‖g_stale − g_fresh‖² / Σ‖g_fresh‖²). The
+  control adds noise of RMS ρ × each fresh gradient's RMS (``cluster.grad_noise = ρ``,
+  ``grad_noise_relative = true``): like the stale error, it fades as the gradients do (an absolute
+  σ would leave a noise floor that no run can converge under);
 - **momentum**: asynchrony with M workers behaves in expectation like heavy-ball momentum
   μ = 1 − 1/M at learning rate η/M (Mitliagkas et al. 2016, "Asynchrony begets momentum");
   :func:`implicit_momentum` gives (μ, η/M) with M = 1 + the run's measured mean staleness.
@@ -24,9 +26,10 @@ from downpour.ps.setup import batch_seed
 from downpour.train.flat import ParamLayout
 
 
-def stale_error_std(cfg: RunConfig, staleness: Sequence[float]) -> float:
-    """RMS per parameter of g(w_{t−s_t}) − g(w_t) along SGD (lr ``train.lr``) driven by stale gradients
-    with staleness s_t = ``staleness[t]`` (rounded), for resolved ``cfg``; NaN if the replay diverges."""
+def stale_error(cfg: RunConfig, staleness: Sequence[float]) -> tuple[float, float]:
+    """(RMS per parameter of g(w_{t−s_t}) − g(w_t), that error's size relative to g(w_t)) along SGD
+    (lr ``train.lr``) driven by stale gradients with staleness s_t = ``staleness[t]`` (rounded), for
+    resolved ``cfg``; (NaN, NaN) if the replay diverges."""
     torch.manual_seed(cfg.seed)
     data = build_dataset(cfg.data, cfg.seed)
     model, objective = build(cfg, data.input_shape)
@@ -42,20 +45,21 @@ def stale_error_std(cfg: RunConfig, staleness: Sequence[float]) -> float:
         total.backward()
         return layout.grads_to_vector(model)
 
-    sq, n = 0.0, 0
+    sq, sq_fresh, n = 0.0, 0.0, 0
     for s in staleness:
         batch = next(batches)
         fresh = history[-1]
         stale = history[max(0, len(history) - 1 - int(round(s)))]
         g = grad_at(stale, batch)
-        err = g - grad_at(fresh, batch)
-        sq += float(err.pow(2).sum())
-        n += err.numel()
+        g_fresh = grad_at(fresh, batch)
+        sq += float((g - g_fresh).pow(2).sum())
+        sq_fresh += float(g_fresh.pow(2).sum())
+        n += g.numel()
         step = fresh - cfg.train.lr * g
         if not bool(torch.isfinite(step).all()):
-            return float("nan")
+            return float("nan"), float("nan")
         history.append(step)
-    return math.sqrt(sq / max(n, 1))
+    return math.sqrt(sq / max(n, 1)), math.sqrt(sq / sq_fresh) if sq_fresh > 0 else 0.0
 
 
 def implicit_momentum(mean_staleness: float, lr: float) -> tuple[float, float]:

@@ -15,7 +15,8 @@ lr × updates = 300, so a small rate is not failed for running out of steps):
 - ``async4``: four asynchronous workers (DistBelief's setting);
 - at the largest rate only ``sync``, ``delay2`` and ``async4``: the edge of stability;
 - at the smallest rate (stable for every delay), controls for ``async4`` on the same seeds:
-  ``noise``, fresh gradients plus Gaussian noise of the variance staleness adds; ``momentum``, the
+  ``noise``, fresh gradients plus Gaussian noise as large, relative to the gradient, as the error
+  staleness adds; ``momentum``, the
   momentum asynchrony implies (Mitliagkas et al. 2016); see :mod:`downpour.studies.matching`;
 - at that rate also an over-parametrised student (``wide/``, 16 units), and four workers on iid
   and on heterogeneous shards (``het/``: each worker holds the inputs where a few coordinates
@@ -43,7 +44,7 @@ from downpour.models.registry import build
 from downpour.ps.in_memory import simulate
 from downpour.studies.base import Cells, Condition, Study
 from downpour.studies.figures import distributions, interval_bars, phase_diagram
-from downpour.studies.matching import implicit_momentum, stale_error_std
+from downpour.studies.matching import implicit_momentum, stale_error
 from downpour.studies.stats import effect_words, flips, mean_ci, paired_difference, paired_proportions, wilson
 
 SUCCESS = 1e-3          # population loss below this: the global optimum
@@ -147,17 +148,18 @@ class StalenessStudy(Study):
         by_name = {c.name: c for c in self.conditions()}
         for lr in (self._middle(),):
             cond = by_name[f"lr{lr:g}/async4"]
-            stale, sigmas = [], []
+            stale, errors = [], []
             for seed in seeds:
                 cfg = self.cell_config(cond, seed)
                 run = simulate(cfg)
                 stale.append(run.mean_staleness)
-                sigmas.append(stale_error_std(cfg, run.staleness))
+                errors.append(stale_error(cfg, run.staleness))
             s = float(np.mean(stale))
             mu, lr_m = implicit_momentum(s, lr)
-            finite = [x for x in sigmas if math.isfinite(x)]
+            finite = [e for e in errors if math.isfinite(e[1])]
             context[f"lr{lr:g}"] = {"matched": cond.name, "mean_staleness": round(s, 4),
-                                    "grad_noise": float(np.mean(finite)) if finite else float("nan"),
+                                    "stale_error_rms": float(np.mean([e[0] for e in finite])) if finite else float("nan"),
+                                    "grad_noise": float(np.mean([e[1] for e in finite])) if finite else float("nan"),
                                     "momentum": round(mu, 6), "momentum_lr": lr_m, "seeds": list(seeds)}
         return context
 
@@ -169,7 +171,8 @@ class StalenessStudy(Study):
         if control:
             match = context[f"lr{condition.params['lr']:g}"]
             extra: list[tuple[str, Any]] = (
-                [("cluster.grad_noise", match["grad_noise"])] if control == "noise" else
+                [("cluster.grad_noise", match["grad_noise"]), ("cluster.grad_noise_relative", True)]
+                if control == "noise" else
                 [("cluster.rule", "momentum"), ("cluster.momentum", match["momentum"]), ("train.lr", match["momentum_lr"])])
             if control == "noise" and not math.isfinite(match["grad_noise"]):
                 return {"success": 0.0, "diverged": 1.0, "population_loss": float("nan"), "mean_staleness": 0.0}
