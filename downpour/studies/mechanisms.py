@@ -97,9 +97,11 @@ class MechanismsStudy(Study):
                          + ".")
         for key in ("probe_digits", "probe_lfw"):
             t = tally(rows, key)
-            paras.append(f"Over the front ends, the {LABELS[key]} was higher for {_names(t['higher'])}, lower for "
-                         f"{_names(t['lower'])}, with no detectable effect (within ±{RESOLUTION[key]:g}) for "
-                         f"{_names(t['no detectable effect'])} and inconclusive for {_names(t['inconclusive'])}.")
+            said = {"higher": "higher for", "lower": "lower for",
+                    "no detectable effect": f"no detectable effect (within ±{RESOLUTION[key]:g}) for",
+                    "inconclusive": "inconclusive for"}
+            paras.append(f"Against the plain stage, the {LABELS[key]}: "
+                         + "; ".join(f"{said[w]} {', '.join(names)}" for w, names in t.items() if names) + ".")
         paras.append("Invariance ranges are those of one unit per run (the best face unit, chosen on held-out lfw) and "
                      "compute counts the filter arithmetic torch's counter sees (the glimpse front's variance map and "
                      "crops are not counted).")
@@ -117,7 +119,3 @@ class MechanismsStudy(Study):
             out.append(interval_bars(names, [r["figures"][key] for r in rows], folder / f"{key}.png",
                                      f"{label}, 95% intervals over seeds", label))
         return out
-
-
-def _names(items: list[str]) -> str:
-    return ", ".join(items) if items else "none"
