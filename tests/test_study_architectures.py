@@ -1,6 +1,5 @@
 """The architectures study (Q7): the quick study end to end, the equal-FLOPs budget, and the FLOP and
 parameter counts it rests on against hand counts."""
-import json
 import math
 
 import pytest
@@ -8,29 +7,21 @@ import torch
 
 from downpour.studies import study_class
 from downpour.studies.measure import flops_per_step
-from downpour.studies.run import run_study
+
+from study_quick import check_written, run_quick
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
-    folder = run_study("architectures", tmp_path_factory.mktemp("architectures"), quick=True, seeds=2)
-    return folder, json.loads((folder / "study.json").read_text())
+    return run_quick("architectures", tmp_path_factory)
 
 
 def test_quick_study_writes_study_json_html_and_figures(quick):
     folder, result = quick
-    for key in ("study", "question", "cells", "seeds", "verdict", "command"):
-        assert key in result
-    assert result["study"] == "architectures" and result["seeds"] == [0, 1]
-    for row in result["cells"]:
-        assert row["params"] and row["n"] == 2
-        for name, triple in row["figures"].items():
-            assert len(triple) == 3, name
-    assert (folder / "study.html").is_file()
-    assert result["figures"] and all((folder / f).is_file() for f in result["figures"])
-    assert "quick setting" in result["verdict"]
+    check_written(folder, result, "architectures")
+    assert "cat network" in result["verdict"]
 
 
 def test_every_arm_spends_the_same_training_flops(quick):

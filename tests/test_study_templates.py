@@ -1,36 +1,26 @@
 """The templates study (Q2): the quick study end to end, its measured footprint against hand counts,
 the edge measure on planted first layers, and how its rows read paired differences."""
-import json
 import math
 
 import pytest
 
 from downpour.studies import study_class
 from downpour.studies.base import Condition
-from downpour.studies.run import run_study
+
+from study_quick import check_written, run_quick
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
-    folder = run_study("templates", tmp_path_factory.mktemp("templates"), quick=True, seeds=2)
-    return folder, json.loads((folder / "study.json").read_text())
+    return run_quick("templates", tmp_path_factory)
 
 
 def test_quick_study_writes_study_json_html_and_figures(quick):
     folder, result = quick
-    for key in ("study", "question", "cells", "seeds", "verdict", "command"):
-        assert key in result
-    assert result["study"] == "templates" and result["seeds"] == [0, 1]
-    assert "--quick" in result["command"]
-    for row in result["cells"]:
-        assert row["params"] and row["n"] == 2
-        for name, triple in row["figures"].items():
-            assert len(triple) == 3, name
-    assert (folder / "study.html").is_file()
-    assert result["figures"] and all((folder / f).is_file() for f in result["figures"])
-    assert "untied" in result["verdict"] and "quick setting" in result["verdict"]
+    check_written(folder, result, "templates")
+    assert "untied" in result["verdict"] and "tile2" in result["verdict"]
 
 
 def test_parameters_and_optimiser_state_are_the_hand_counted_ones(quick):

@@ -88,8 +88,7 @@ class ArchitecturesStudy(Study):
                 "counted_on": {"batch": list(x.shape), "counter": "torch.utils.flop_counter, forward + cost + backward"}}
 
     def run_cell(self, condition: Condition, seed: int, context: dict[str, Any]) -> dict[str, float]:
-        measures = Measures(probe_samples=400 if self.quick else 1000, probe_folds=3 if self.quick else 5,
-                            face_splits=2 if self.quick else 5, bootstrap=50 if self.quick else 200)
+        measures = Measures.sized(self.quick)
         cfg = with_steps(self.cell_config(condition, seed), context["steps"][condition.name])
         figures = train_and_measure(cfg, measures, seed)
         figures["train_flops"] = context["flops_per_step"][condition.name] * figures["steps"]

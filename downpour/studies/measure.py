@@ -70,6 +70,13 @@ class Measures:
     random_filters: int = 500     # the random-linear-filter baseline's bank
     invariance: bool = False
 
+    @classmethod
+    def sized(cls, quick: bool, invariance: bool = False) -> "Measures":
+        """The full setting's measures, or the quick setting's smaller ones (a smoke test's)."""
+        if quick:
+            return cls(probe_samples=400, probe_folds=3, face_splits=2, bootstrap=50, invariance=invariance)
+        return cls(invariance=invariance)
+
 
 def config_with_model(base: str, sets: Sequence[tuple[str, Any]], seed: int) -> RunConfig:
     """``load_config(base, sets)`` resolved, except that a ``model.name`` in ``sets`` replaces the base's

@@ -69,8 +69,7 @@ class MechanismsStudy(Study):
         return config_with_model(self.base, [*self.base_sets, *self.sets, *condition.sets], seed)
 
     def run_cell(self, condition: Condition, seed: int, context: dict[str, Any]) -> dict[str, float]:
-        measures = Measures(probe_samples=400 if self.quick else 1000, probe_folds=3 if self.quick else 5,
-                            face_splits=2 if self.quick else 5, bootstrap=50 if self.quick else 200, invariance=True)
+        measures = Measures.sized(self.quick, invariance=True)
         return train_and_measure(self.cell_config(condition, seed), measures, seed)
 
     def summarise(self, conditions: list[Condition], cells: Cells, seeds: list[int]) -> list[dict[str, Any]]:

@@ -1,0 +1,29 @@
+"""A study's quick setting, run once per test module, and what it must have written (issue 10): the
+shared part of tests/test_study_templates.py, test_study_mechanisms.py and test_study_architectures.py."""
+import json
+
+from downpour.studies.run import run_study
+
+KEYS = ("study", "question", "cells", "seeds", "verdict", "command")
+
+
+def run_quick(name, tmp_path_factory, seeds=2):
+    """(folder, study.json) of ``downpour study NAME --quick --seeds 2`` in a fresh folder."""
+    folder = run_study(name, tmp_path_factory.mktemp(name), quick=True, seeds=seeds)
+    return folder, json.loads((folder / "study.json").read_text())
+
+
+def check_written(folder, result, name, seeds=2):
+    """study.json's keys, one row per condition with its params and every figure as [value, low, high],
+    study.html and every figure file; the verdict says it is the quick setting."""
+    for key in KEYS:
+        assert key in result, key
+    assert result["study"] == name and result["seeds"] == list(range(seeds))
+    assert "--quick" in result["command"]
+    for row in result["cells"]:
+        assert row["params"] and row["n"] == seeds
+        for figure, triple in row["figures"].items():
+            assert len(triple) == 3, (row["condition"], figure)
+    assert (folder / "study.html").is_file()
+    assert result["figures"] and all((folder / f).is_file() for f in result["figures"])
+    assert "quick setting" in result["verdict"]
