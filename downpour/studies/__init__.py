@@ -15,7 +15,13 @@ __all__ = ["STUDIES", "Condition", "Study", "study_class"]
 
 # name -> "module:class"
 STUDIES = {
-    "staleness": "downpour.studies.staleness:StalenessStudy",
+    "staleness": "downpour.studies.staleness:StalenessStudy",              # Q1 local optima
+    "templates": "downpour.studies.templates:TemplatesStudy",              # Q2 memory and compute
+    "flat-skipping": "downpour.studies.flat_skipping:FlatSkippingStudy",   # Q3 skipping flat regions
+    "mechanisms": "downpour.studies.mechanisms:MechanismsStudy",           # Q4 brain mechanisms
+    "first-layer": "downpour.studies.first_layer:FirstLayerStudy",         # Q5 hand-designed templates
+    "costs": "downpour.studies.costs:CostsStudy",                          # Q6 cost-function design
+    "architectures": "downpour.studies.architectures:ArchitecturesStudy",  # Q7 network design
 }
 
 
