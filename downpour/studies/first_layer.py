@@ -42,7 +42,7 @@ from downpour.studies.trained import cost_curve, edge_fraction, face_aucs, probe
 
 KINDS = ("learned", "gabor", "random", "gabor-init")
 BASELINE = "learned"
-STEPS = {False: 400, True: 24}          # S, per stage (full, quick)
+STEPS = {False: 400, True: 16}          # S, per stage (full, quick)
 PROBE_SETS = ("digits", "lfw")
 LAYERS = ("stage1", "stage2")
 # the figures a first layer serves, in words
@@ -96,12 +96,12 @@ class FirstLayerStudy(Study):
         with trained_run(cfg) as (run, model, summary):
             figures: dict[str, float] = {"edge_fraction": edge_fraction(model, seed),
                                          "train_seconds": float(summary["seconds"])}
-            probes = probe_accuracies(run, model, PROBE_SETS, LAYERS, samples=300 if self.quick else 500, seed=seed)
+            probes = probe_accuracies(run, model, PROBE_SETS, LAYERS, samples=200 if self.quick else 500, seed=seed)
             for name in PROBE_SETS:
                 figures[f"probe_{name}_raw"] = probes[f"{name}/raw pixels"]
                 for layer in LAYERS:
                     figures[f"probe_{name}_{layer}"] = probes[f"{name}/{layer}"]
-            faces = face_aucs(run, model, LAYERS[-1], splits=3 if self.quick else 10, seed=seed)
+            faces = face_aucs(run, model, LAYERS[-1], splits=2 if self.quick else 10, seed=seed)
             figures["face_auc_lfw"], figures["face_auc_controls"] = faces["lfw"], faces["controls"]
             steps, cost, seconds = cost_curve(run, "stage1/")
         # stage 1's phase only: the first S steps (greedy), or all of a joint run's S steps
