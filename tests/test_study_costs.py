@@ -10,7 +10,7 @@ from downpour.analysis.sparsity import fraction_active, hoyer
 from downpour.data.pipeline import open_data
 from downpour.runners import train
 from downpour.studies.costs import CostsStudy
-from downpour.studies.run import run_study
+from study_quick import check_written, run_quick
 from downpour.train.rundir import RunDir
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -18,10 +18,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("costs")
-    run_study("costs", folder, quick=True, seeds=2)
+    folder, result = run_quick("costs", tmp_path_factory)
     cells = [json.loads(line) for line in (folder / "cells.jsonl").read_text().splitlines()[1:]]
-    return folder, json.loads((folder / "study.json").read_text()), {(c["condition"], c["seed"]): c["figures"] for c in cells}
+    return folder, result, {(c["condition"], c["seed"]): c["figures"] for c in cells}
 
 
 def test_hoyer_and_active_on_planted_codes():
@@ -34,14 +33,8 @@ def test_hoyer_and_active_on_planted_codes():
 
 def test_study_json_has_the_contract(study):
     folder, result, _ = study
-    for key in ("study", "question", "cells", "seeds", "verdict", "command"):
-        assert key in result
-    assert result["study"] == "costs" and result["seeds"] == [0, 1]
-    for row in result["cells"]:
-        assert {"data", "samples", "penalty", "weight"} <= set(row["params"])
-        assert all(len(t) == 3 for t in row["figures"].values())
-    assert (folder / "study.html").is_file()
-    assert result["figures"] and all((folder / f).is_file() for f in result["figures"])
+    check_written(folder, result, "costs")
+    assert all({"data", "samples", "penalty", "weight"} <= set(row["params"]) for row in result["cells"])
     assert "no detectable effect" in result["verdict"] or "inconclusive" in result["verdict"]
 
 

@@ -8,30 +8,21 @@ from downpour.config import load_config
 from downpour.data.pipeline import open_data
 from downpour.models.registry import build, resolve
 from downpour.studies.first_layer import FirstLayerStudy
-from downpour.studies.run import run_study
+from study_quick import check_written, run_quick
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("first-layer")
-    run_study("first-layer", folder, quick=True, seeds=2)
-    return folder, json.loads((folder / "study.json").read_text())
+    return run_quick("first-layer", tmp_path_factory)
 
 
 def test_study_json_has_the_contract(study):
     folder, result = study
-    for key in ("study", "question", "cells", "seeds", "verdict", "command"):
-        assert key in result
-    assert result["study"] == "first-layer" and result["seeds"] == [0, 1]
+    check_written(folder, result, "first-layer")
     assert [r["condition"] for r in result["cells"]] == ["learned", "gabor", "random", "gabor-init"]
-    for row in result["cells"]:
-        assert row["params"]["first_layer"] == row["condition"]
-        for name, triple in row["figures"].items():
-            assert len(triple) == 3, name
-    assert (folder / "study.html").is_file()
-    assert result["figures"] and all((folder / f).is_file() for f in result["figures"])
+    assert all(row["params"]["first_layer"] == row["condition"] for row in result["cells"])
     assert "no detectable effect" in result["verdict"] or "inconclusive" in result["verdict"]
 
 

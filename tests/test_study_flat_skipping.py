@@ -6,29 +6,22 @@ import torch
 
 from downpour.models.registry import create_model
 from downpour.studies.flat_skipping import SETS, gated
-from downpour.studies.run import run_study
+from study_quick import check_written, run_quick
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("flat-skipping")
-    run_study("flat-skipping", folder, quick=True, seeds=2)
+    folder, result = run_quick("flat-skipping", tmp_path_factory)
     cells = [json.loads(line) for line in (folder / "cells.jsonl").read_text().splitlines()[1:]]
-    return folder, json.loads((folder / "study.json").read_text()), cells
+    return folder, result, cells
 
 
 def test_study_json_has_the_contract(study):
     folder, result, _ = study
-    for key in ("study", "question", "cells", "seeds", "verdict", "command"):
-        assert key in result
-    assert result["study"] == "flat-skipping" and result["seeds"] == [0, 1]
-    for row in result["cells"]:
-        assert {"threshold", "images", "whiten"} <= set(row["params"])
-        assert row["figures"] and all(len(t) == 3 for t in row["figures"].values())
-    assert (folder / "study.html").is_file()
-    assert result["figures"] and all((folder / f).is_file() for f in result["figures"])
+    check_written(folder, result, "flat-skipping")
+    assert all({"threshold", "images", "whiten"} <= set(row["params"]) for row in result["cells"])
     assert "no detectable effect" in result["verdict"] or "inconclusive" in result["verdict"]
 
 
