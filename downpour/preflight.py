@@ -99,11 +99,25 @@ def _dry_run(cfg: RunConfig, shape: tuple[int, int, int]) -> None:
             if cfg.cluster.partitions > 1:
                 partition_bounds(partition_ranges(model), cfg.cluster.shards)
             objective(model.forward_train(Batch(torch.zeros(2, *shape), torch.zeros(2, dtype=torch.int64))))
+            _check_stages_train(cfg, model)
     except ConfigError:
         raise
     except (ValueError, TypeError, KeyError, RuntimeError, IndexError) as err:
         reason = err.args[0] if isinstance(err, KeyError) and err.args else err
         raise ConfigError(f"{where}: {reason}") from None
+
+
+def _check_stages_train(cfg: RunConfig, model: torch.nn.Module) -> None:
+    """A greedy schedule gives every stage a share of the steps: a stage with nothing to train (a frozen
+    Gabor or random first layer) would fail its first step; say so before any step runs."""
+    stages = getattr(model, "stages", ())
+    if cfg.train.schedule != "greedy" or len(stages) < 2:
+        return
+    for i, stage in enumerate(stages, start=1):
+        if not any(p.requires_grad for p in stage.parameters()):
+            raise ConfigError(f"train.schedule = 'greedy' gives stage {i} its own share of the steps, but stage {i} has "
+                              f"nothing to train (a frozen first layer: model.first_layer = {getattr(model.config, 'first_layer', '?')!r}); "
+                              f"use train.schedule = 'joint'")
 
 
 # What a resumed run may change: how long it goes on, how it reports, where it runs, how its data

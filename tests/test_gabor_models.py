@@ -62,3 +62,13 @@ def test_gabor_init_starts_from_the_bank_and_learns(name, shape):
     opt.step()
     assert not torch.equal(w.detach(), bank)
     assert ParamLayout(model).numel == sum(p.numel() for p in model.parameters())
+
+
+def test_greedy_schedule_with_a_frozen_first_layer_is_refused_before_training():
+    """Stage 1 has nothing to train: its greedy share of the steps would fail its first step."""
+    from downpour.config import ConfigError, load_config
+    from downpour.preflight import check_run_config
+
+    with pytest.raises(ConfigError, match="stage 1 has nothing to train.*'gabor'.*joint"):
+        check_run_config(load_config("cat-demo", [("model.first_layer", "gabor"), ("train.schedule", "greedy")]))
+    check_run_config(load_config("cat-demo", [("model.first_layer", "gabor"), ("train.schedule", "joint")]))
