@@ -41,7 +41,9 @@ def interval_bars(labels: Sequence[str], triples: Sequence[Sequence[float]], pat
     lo = np.array([t[1] for t in triples], dtype=float)
     hi = np.array([t[2] for t in triples], dtype=float)
     x = np.arange(len(labels))
-    ax.errorbar(x, v, yerr=[np.nan_to_num(v - lo), np.nan_to_num(hi - v)], fmt="o", capsize=4)
+    # clipped at 0: an interval's end can sit a rounding error inside its value (Wilson's at 0 or 1)
+    ax.errorbar(x, v, yerr=[np.clip(np.nan_to_num(v - lo), 0, None), np.clip(np.nan_to_num(hi - v), 0, None)],
+                fmt="o", capsize=4)
     if reference is not None:
         ax.axhline(reference, color="grey", lw=0.8, ls="--")
     ax.set_xticks(x, labels, rotation=30, ha="right")
