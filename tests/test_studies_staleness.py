@@ -80,6 +80,11 @@ def test_in_memory_simulation_equals_the_simulated_runner(tmp_path):
     assert sim.pushes == summary["pushes"] and sim.rejected == 0
 
 
+def test_in_memory_simulation_runs_downpour_only():
+    with pytest.raises(ConfigError, match="simulate\\(\\) runs Downpour"):
+        simulate(ts_config(**{"cluster.algorithm": "sandblaster"}))
+
+
 def test_delay_reaches_the_staleness():
     sync = simulate(ts_config(**{"cluster.workers": 1, "cluster.delay": "constant:0"}))
     late = simulate(ts_config(**{"cluster.workers": 1, "cluster.delay": "constant:4"}))

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from downpour.config import RunConfig
+from downpour.config import ConfigError, RunConfig
 from downpour.data.dataset import Dataset
 from downpour.models.base import FeatureModel
 from downpour.parallel.partition import merge_model
@@ -41,6 +41,9 @@ class Simulation:
 
 def simulate(cfg: RunConfig) -> Simulation:
     """Train resolved ``cfg`` for ``train.steps`` on the simulated cluster; nothing is written."""
+    if cfg.cluster.algorithm != "downpour":
+        raise ConfigError(f"simulate() runs Downpour; cluster.algorithm = {cfg.cluster.algorithm!r} trains through "
+                          f"downpour.runners.train")
     setup = set_up_cluster(cfg)
     c = cfg.cluster
     coord = Coordinator(setup.gate, c.workers, cfg.train.steps, c.n_push, warm_start=c.warm_start)
