@@ -17,6 +17,8 @@ from downpour.batch import Batch
 from downpour.config import ConfigError, RunConfig, config_to_dict
 from downpour.data.build import check_config as check_data
 from downpour.data.build import sample_shape
+from downpour.layers.gabor import FROZEN_KINDS
+from downpour.models.base import FeatureModel
 from downpour.models.registry import resolve
 from downpour.parallel.partition import partition_bounds, partition_ranges
 from downpour.ps.delays import make_delays
@@ -107,17 +109,15 @@ def _dry_run(cfg: RunConfig, shape: tuple[int, int, int]) -> None:
         raise ConfigError(f"{where}: {reason}") from None
 
 
-def _check_stages_train(cfg: RunConfig, model: torch.nn.Module) -> None:
-    """A greedy schedule gives every stage a share of the steps: a stage with nothing to train (a frozen
-    Gabor or random first layer) would fail its first step; say so before any step runs."""
-    stages = getattr(model, "stages", ())
-    if cfg.train.schedule != "greedy" or len(stages) < 2:
-        return
-    for i, stage in enumerate(stages, start=1):
-        if not any(p.requires_grad for p in stage.parameters()):
-            raise ConfigError(f"train.schedule = 'greedy' gives stage {i} its own share of the steps, but stage {i} has "
-                              f"nothing to train (a frozen first layer: model.first_layer = {getattr(model.config, 'first_layer', '?')!r}); "
-                              f"use train.schedule = 'joint'")
+def _check_stages_train(cfg: RunConfig, model: FeatureModel) -> None:
+    """A greedy schedule gives every stage a share of the steps: a stacked model whose first stage is a
+    frozen Gabor or random bank has nothing to train in its share and would fail its first step; say so
+    before any step runs. (Read from the config: a partitioned stage holds its weights in its blocks.)"""
+    kind = getattr(getattr(model, "config", None), "first_layer", None)
+    if cfg.train.schedule == "greedy" and model.n_stages > 1 and kind in FROZEN_KINDS:
+        raise ConfigError(f"train.schedule = 'greedy' gives stage 1 its own share of the steps, but stage 1 has "
+                          f"nothing to train (a frozen first layer: model.first_layer = {kind!r}); "
+                          f"use train.schedule = 'joint'")
 
 
 # What a resumed run may change: how long it goes on, how it reports, where it runs, how its data
