@@ -34,10 +34,11 @@ import torch
 
 from downpour.config import RunConfig
 from downpour.data import build_dataset
-from downpour.studies.base import Cells, Condition, Study
-from downpour.studies.compare import compare_rows, difference_sentence, tradeoff, value
+from downpour.studies.base import Cells, Condition
+from downpour.studies.compare import difference_sentence, tradeoff, value
 from downpour.studies.figures import interval_bars
-from downpour.studies.measure import Measures, config_with_model, flops_per_step, train_and_measure, with_steps
+from downpour.studies.measured import MeasuredStudy
+from downpour.studies.measure import config_with_model, flops_per_step, train_and_measure, with_steps
 
 STEPS_FULL, STEPS_QUICK = 300, 16      # the cat network's steps; they set the FLOP budget of every arm
 RESOLUTION = {"probe_digits": 0.02, "probe_lfw": 0.05, "face_auc_controls": 0.05, "edge_fraction": 0.05}
@@ -57,14 +58,12 @@ ARMS: dict[str, tuple[str, tuple[tuple[str, Any], ...]]] = {
 QUICK_ARMS = ("cat", "rbm", "sae")
 
 
-class ArchitecturesStudy(Study):
+class ArchitecturesStudy(MeasuredStudy):
     name = "architectures"
     question = ("Whole-network design: on the same data and the same training FLOPs, how do the cat network, a "
                 "convolutional autoencoder, an RBM, an RNN and the UFLDL sparse autoencoder compare?")
-    base = "cat-demo"          # for its [data] and [train]; the arms swap in their own models
-    base_sets = (("train.tensorboard", False), ("train.log_every", 50), ("train.threads", 1))
     seeds_full = 8
-    seeds_quick = 2
+    resolution = RESOLUTION
 
     def conditions(self) -> list[Condition]:
         names = QUICK_ARMS if self.quick else tuple(ARMS)
@@ -88,14 +87,10 @@ class ArchitecturesStudy(Study):
                 "counted_on": {"batch": list(x.shape), "counter": "torch.utils.flop_counter, forward + cost + backward"}}
 
     def run_cell(self, condition: Condition, seed: int, context: dict[str, Any]) -> dict[str, float]:
-        measures = Measures.sized(self.quick)
         cfg = with_steps(self.cell_config(condition, seed), context["steps"][condition.name])
-        figures = train_and_measure(cfg, measures, seed)
+        figures = train_and_measure(cfg, self.measures(), seed)
         figures["train_flops"] = context["flops_per_step"][condition.name] * figures["steps"]
         return figures
-
-    def summarise(self, conditions: list[Condition], cells: Cells, seeds: list[int]) -> list[dict[str, Any]]:
-        return compare_rows(conditions, cells, seeds, RESOLUTION)
 
     def verdict(self, rows: list[dict[str, Any]]) -> str:
         by = {r["condition"]: r for r in rows}

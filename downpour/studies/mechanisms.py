@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from downpour.config import RunConfig
-from downpour.studies.base import Cells, Condition, Study
-from downpour.studies.compare import compare_rows, difference_sentence, tally, value
+from downpour.studies.base import Cells, Condition
+from downpour.studies.compare import difference_sentence, tally, value
 from downpour.studies.figures import interval_bars
-from downpour.studies.measure import Measures, config_with_model, train_and_measure
+from downpour.studies.measured import MeasuredStudy
+from downpour.studies.measure import config_with_model
 
 STEPS_FULL, STEPS_QUICK = 800, 30
 RESOLUTION = {"probe_digits": 0.02, "probe_lfw": 0.05, "inv_scale_octaves": 0.25, "inv_shift": 0.05,
@@ -38,14 +39,13 @@ LABELS = {"probe_digits": "digits probe", "probe_lfw": "lfw probe", "inv_scale_o
 FORMATS = {"inv_rotation": "{:+.0f}", "inv_scale_octaves": "{:+.2f}", "inv_shift": "{:+.3f}"}
 
 
-class MechanismsStudy(Study):
+class MechanismsStudy(MeasuredStudy):
     name = "mechanisms"
     question = ("Brain mechanisms: do a multi-resolution pyramid or foveated glimpses (attention) in front of a "
                 "feature-learning stage improve what it learns (probe accuracy, invariance) and at what compute?")
-    base = "cat-demo"          # for its [data] and [train]; every condition swaps in its own model
-    base_sets = (("train.tensorboard", False), ("train.log_every", 50), ("train.threads", 1))
     seeds_full = 8
-    seeds_quick = 2
+    resolution = RESOLUTION
+    invariance = True
 
     def conditions(self) -> list[Condition]:
         steps = STEPS_QUICK if self.quick else STEPS_FULL
@@ -67,13 +67,6 @@ class MechanismsStudy(Study):
 
     def cell_config(self, condition: Condition, seed: int) -> RunConfig:
         return config_with_model(self.base, [*self.base_sets, *self.sets, *condition.sets], seed)
-
-    def run_cell(self, condition: Condition, seed: int, context: dict[str, Any]) -> dict[str, float]:
-        measures = Measures.sized(self.quick, invariance=True)
-        return train_and_measure(self.cell_config(condition, seed), measures, seed)
-
-    def summarise(self, conditions: list[Condition], cells: Cells, seeds: list[int]) -> list[dict[str, Any]]:
-        return compare_rows(conditions, cells, seeds, RESOLUTION)
 
     def verdict(self, rows: list[dict[str, Any]]) -> str:
         by = {r["condition"]: r for r in rows}

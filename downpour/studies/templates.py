@@ -24,10 +24,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from downpour.studies.base import Cells, Condition, Study
-from downpour.studies.compare import compare_rows, difference_sentence, tradeoff, value
+from downpour.studies.base import Cells, Condition
+from downpour.studies.compare import difference_sentence, tradeoff, value
 from downpour.studies.figures import interval_bars
-from downpour.studies.measure import Measures, train_and_measure
+from downpour.studies.measured import MeasuredStudy
 
 STEPS_FULL, STEPS_QUICK = 300, 16
 # the smallest paired difference worth reporting, per compared figure (in its own units)
@@ -38,14 +38,12 @@ LABELS = {"probe_digits": "digits probe accuracy", "face_auc_controls": "face AU
           "seconds_per_step": "seconds per step"}
 
 
-class TemplatesStudy(Study):
+class TemplatesStudy(MeasuredStudy):
     name = "templates"
     question = ("Memory and compute: what do untied (locally connected), tiled and convolutional templates cost "
                 "in parameters, memory, FLOPs and time, and what do they learn, at equal maps and at equal parameters?")
-    base = "cat-demo"
-    base_sets = (("train.tensorboard", False), ("train.log_every", 50), ("train.threads", 1))
     seeds_full = 6
-    seeds_quick = 2
+    resolution = RESOLUTION
 
     def conditions(self) -> list[Condition]:
         steps = STEPS_QUICK if self.quick else STEPS_FULL
@@ -63,13 +61,6 @@ class TemplatesStudy(Study):
             out.append(cond("conv", 1, (8, 8), "untied", "equal maps"))
         out.append(cond("conv32", 1, (32, 8), "tile2", "equal parameters"))
         return out
-
-    def run_cell(self, condition: Condition, seed: int, context: dict[str, Any]) -> dict[str, float]:
-        measures = Measures.sized(self.quick)
-        return train_and_measure(self.cell_config(condition, seed), measures, seed)
-
-    def summarise(self, conditions: list[Condition], cells: Cells, seeds: list[int]) -> list[dict[str, Any]]:
-        return compare_rows(conditions, cells, seeds, RESOLUTION)
 
     def verdict(self, rows: list[dict[str, Any]]) -> str:
         by = {r["condition"]: r for r in rows}
