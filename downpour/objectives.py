@@ -62,7 +62,8 @@ class Term:
         for attr in self.needs:
             if getattr(o, attr) is None:
                 raise ValueError(f"cost term {self.name!r} needs '{attr}', which model part '{where or 'model'}' does not produce")
-        return self.weight * self.value(o)
+        value = self.value(o)
+        return value if self.weight == 1.0 else self.weight * value   # ×1 is exact: skip its autograd node
 
 
 def _squared_error(o: Outputs, recon: Tensor) -> Tensor:
@@ -267,7 +268,8 @@ class Objective:
         for where, o in outputs.items():
             for name, term in self.terms.items():
                 parts[f"{where}/{name}" if where else name] = term(o, where)
-        total = sum(parts.values())
+        first, *rest = parts.values()
+        total = sum(rest, first)      # not sum(parts): 0 + first would add an autograd node to every step
         # Diagnostics ride along as parts, detached and outside the total, so they are logged like costs.
         for where, o in outputs.items():
             for key, value in o.extra.items():

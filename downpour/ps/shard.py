@@ -10,6 +10,7 @@ The shard is plain torch: the simulator holds it directly, the Ray runner wraps 
 """
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Iterable
@@ -110,7 +111,7 @@ class Shard:
             return "shape"
         # a NaN/Inf anywhere makes the sum non-finite; the sum is one fast pass (isfinite().all() is
         # ~10x slower); only when the sum overflows do we look element by element
-        if not bool(torch.isfinite(grad.sum())) and not bool(torch.isfinite(grad).all()):
+        if not math.isfinite(float(grad.sum())) and not bool(torch.isfinite(grad).all()):
             return "non-finite"
         if not 0 <= base_version <= self.version:
             return "version"

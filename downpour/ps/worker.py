@@ -58,24 +58,25 @@ class LocalParams:
     def __init__(self, model: FeatureModel, local_lr: float, n_fetch: int):
         self.model, self.layout, self.local_lr, self.n_fetch = model, ParamLayout(model), local_lr, n_fetch
         self.numel = self.layout.numel
+        self._params = self.layout.params(model)     # looked up once: the replica keeps its parameters
         self._acc: torch.Tensor | None = None        # (numel,) summed gradient of this push
 
     def load(self, slices: Sequence[Tensor]) -> None:
         """Fetched shard slices (one (n_j,) tensor per shard, or the whole (numel,) vector) into the replica."""
         vec = slices[0] if len(slices) == 1 else torch.cat([torch.as_tensor(s) for s in slices])
-        self.layout.vector_to_params(vec, self.model)
+        self.layout.vector_to_params_list(vec, self._params)
 
     def add_grads(self) -> None:
         """Add the gradients the last step left in ``.grad`` to the push."""
-        g = self.layout.grads_to_vector(self.model)   # a fresh (numel,) tensor
+        g = self.layout.grads_to_vector_list(self._params)   # a fresh (numel,) tensor
         if self._acc is None:
             self._acc = g      # the first gradient of a push is kept as is: no zero-fill, no add
         else:
             self._acc += g
         if self.n_fetch > 1:  # local SGD until the next fetch overwrites the replica
             with torch.no_grad():
-                vec = self.layout.params_to_vector(self.model).add_(g, alpha=-self.local_lr)
-            self.layout.vector_to_params(vec, self.model)
+                vec = self.layout.params_to_vector_list(self._params).add_(g, alpha=-self.local_lr)
+            self.layout.vector_to_params_list(vec, self._params)
 
     def take(self, bounds: Sequence[tuple[int, int]], seq: int, base: Sequence[int]) -> list[Tensor]:
         """The push's summed gradient as views sliced per shard; starts the next push."""

@@ -22,25 +22,39 @@ class ParamLayout:
                 n += p.numel()
         self.numel = n
 
-    def _params(self, model: nn.Module) -> list[nn.Parameter]:
+    def params(self, model: nn.Module) -> list[nn.Parameter]:
+        """The model's trainable parameters in layout order. A caller that steps the same model many
+        times (a worker) keeps this list and passes it to the ``*_list`` methods: looking the
+        parameters up by name costs more than copying a small model's values."""
         named = dict(model.named_parameters())
         return [named[n] for n in self.names]
 
     def params_to_vector(self, model: nn.Module) -> Tensor:
         """(numel,) copy of the parameters."""
-        return torch.cat([p.detach().reshape(-1) for p in self._params(model)])
+        return self.params_to_vector_list(self.params(model))
 
     def grads_to_vector(self, model: nn.Module) -> Tensor:
         """(numel,) copy of the gradients; a parameter without a gradient contributes zeros."""
-        return torch.cat([
-            p.grad.reshape(-1) if p.grad is not None else torch.zeros(p.numel(), dtype=p.dtype, device=p.device)
-            for p in self._params(model)
-        ])
+        return self.grads_to_vector_list(self.params(model))
 
     def vector_to_params(self, vec: Tensor, model: nn.Module) -> None:
         """Write ``vec`` (numel,) into the model's parameters in place."""
+        self.vector_to_params_list(vec, self.params(model))
+
+    @staticmethod
+    def params_to_vector_list(params: list[nn.Parameter]) -> Tensor:
+        return torch.cat([p.detach().reshape(-1) for p in params])
+
+    @staticmethod
+    def grads_to_vector_list(params: list[nn.Parameter]) -> Tensor:
+        return torch.cat([
+            p.grad.reshape(-1) if p.grad is not None else torch.zeros(p.numel(), dtype=p.dtype, device=p.device)
+            for p in params
+        ])
+
+    def vector_to_params_list(self, vec: Tensor, params: list[nn.Parameter]) -> None:
         if vec.numel() != self.numel:
             raise ValueError(f"flat vector has {vec.numel()} values, the model has {self.numel} trainable")
         with torch.no_grad():
-            for p, off, shape in zip(self._params(model), self.offsets, self.shapes):
+            for p, off, shape in zip(params, self.offsets, self.shapes):
                 p.copy_(vec[off:off + p.numel()].view(shape))
