@@ -100,6 +100,42 @@ def test_cells_run_in_worker_processes(planted, tmp_path):
     assert one == two
 
 
+
+class Twinned(Planted):
+    """A third condition that is condition a's run under another name (``same_run``)."""
+
+    name = "twinned"
+
+    def conditions(self):
+        return [*super().conditions(), Condition("a-again", {"k": 1}, (("train.lr", 0.1),))]
+
+    def same_run(self, condition):
+        return condition.sets
+
+
+def test_a_run_shared_by_two_conditions_runs_once_and_costs_are_recorded(monkeypatch, tmp_path):
+    monkeypatch.setitem(studies.STUDIES, "twinned", f"{__name__}:Twinned")
+    CALLS.clear()
+    run_study("twinned", tmp_path, quick=True, jobs=1)
+    assert sorted(CALLS) == [("a", s) for s in range(3)] + [("b", s) for s in range(3)]
+    lines = [json.loads(line) for line in (tmp_path / "cells.jsonl").read_text().splitlines()[1:]]
+    by = {(c["condition"], c["seed"]): c for c in lines}
+    for s in range(3):
+        assert by[("a-again", s)]["figures"] == by[("a", s)]["figures"]
+        assert by[("a-again", s)]["cost"] == {"same_as": "a"}
+        assert by[("a", s)]["cost"]["cpu_seconds"] >= 0 and by[("a", s)]["cost"]["seconds"] > 0
+    cost = json.loads((tmp_path / "study.json").read_text())["cells_cost"]
+    assert cost["seconds"] == pytest.approx(sum(by[(n, s)]["cost"]["seconds"] for n in "ab" for s in range(3)), abs=0.2)
+    # resumed with one more seed: the twin is copied from the cache when its original is already there
+    (tmp_path / "cells.jsonl").write_text("\n".join(
+        [(tmp_path / "cells.jsonl").read_text().splitlines()[0]]
+        + [json.dumps(c) for c in lines if c["condition"] != "a-again"]) + "\n")
+    CALLS.clear()
+    run_study("twinned", tmp_path, quick=True, jobs=1)
+    assert CALLS == []
+    again = [json.loads(line) for line in (tmp_path / "cells.jsonl").read_text().splitlines()[1:]]
+    assert sorted(c["seed"] for c in again if c["condition"] == "a-again") == [0, 1, 2]
+
 def test_unknown_study_is_named(capsys):
     assert main(["study", "stalenes"]) == 2
     assert "did you mean 'staleness'" in capsys.readouterr().err

@@ -10,7 +10,10 @@ A study subclasses :class:`Study` and says
 - ``verdict(rows)``: a paragraph generated from those intervals;
 - ``figures(rows, cells, folder)``: PNG files;
 - optionally ``prepare()``: a calibration every cell needs (e.g. the gradient noise
-  matched to what staleness adds), computed once, cached with the cells and passed as ``context``.
+  matched to what staleness adds), computed once, cached with the cells and passed as ``context``;
+- optionally ``same_run(condition)``: conditions with equal keys are one run under two names (the
+  staleness study's ``iid/…/async4`` is its ``…/async4``): each seed runs once and is recorded
+  under every name.
 
 Every condition runs on the same seeds (``paired``): condition k and condition j share seed s, so
 their difference on seed s compares like with like.
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Hashable
 
 from downpour.config import RunConfig, load_config
 from downpour.models.registry import resolve
@@ -58,6 +61,11 @@ class Study:
 
     def prepare(self) -> dict[str, Any]:
         return {}
+
+    def same_run(self, condition: Condition) -> Hashable:
+        """What makes a cell's run: two conditions with the same key run once per seed. By default the
+        name, so every condition runs; a study whose ``run_cell`` depends on the overrides alone returns them."""
+        return condition.name
 
     def run_cell(self, condition: Condition, seed: int, context: dict[str, Any]) -> dict[str, float]:
         raise NotImplementedError

@@ -3,7 +3,10 @@ where it stopped), and run in parallel worker processes with progress on stderr.
 
 The file starts with a header line (study, quick, the --set overrides, the conditions); a study
 folder whose header differs is refused rather than mixed. A last line cut short by a kill is
-ignored and its cell run again.
+ignored and its cell run again. Each line records what its cell cost (wall and CPU seconds of the
+process that ran it), so a study's cost is known however many times it was resumed and whatever
+else the machine was doing; a cell that is another condition's run (``Study.same_run``) is
+recorded under both names and costs nothing the second time.
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ class CellCache:
     def __init__(self, path: Path, header: dict[str, Any]):
         self.path = path
         self.cells: Cells = {}
+        self.costs: dict[tuple[str, int], dict[str, Any]] = {}   # (condition, seed) -> seconds, cpu_seconds (or same_as)
         if path.is_file():
             lines = path.read_text().splitlines()
             old = json.loads(lines[0]) if lines else None
@@ -38,6 +42,7 @@ class CellCache:
                 except json.JSONDecodeError:
                     continue                      # a line cut short by a kill: that cell runs again
                 self.cells[(row["condition"], row["seed"])] = row["figures"]
+                self.costs[(row["condition"], row["seed"])] = row.get("cost", {})
             self._rewrite(header)                 # drop a cut line, so appended lines stay whole
         else:
             self._rewrite(header)
@@ -47,13 +52,22 @@ class CellCache:
         with tmp.open("w") as f:
             f.write(json.dumps(header) + "\n")
             for (name, seed), figures in self.cells.items():
-                f.write(json.dumps({"condition": name, "seed": seed, "figures": figures}) + "\n")
+                f.write(self._line(name, seed, figures, self.costs.get((name, seed), {})))
         tmp.replace(self.path)
 
-    def add(self, name: str, seed: int, figures: dict[str, float]) -> None:
+    @staticmethod
+    def _line(name: str, seed: int, figures: dict[str, float], cost: dict[str, Any]) -> str:
+        return json.dumps({"condition": name, "seed": seed, "figures": figures, "cost": cost}) + "\n"
+
+    def add(self, name: str, seed: int, figures: dict[str, float], cost: dict[str, Any] | None = None) -> None:
         self.cells[(name, seed)] = figures
+        self.costs[(name, seed)] = cost or {}
         with self.path.open("a") as f:
-            f.write(json.dumps({"condition": name, "seed": seed, "figures": figures}) + "\n")
+            f.write(self._line(name, seed, figures, cost or {}))
+
+    def total_cost(self) -> dict[str, float]:
+        """Wall and CPU seconds summed over the cells that ran (a ``same_as`` copy cost nothing)."""
+        return {k: round(sum(float(c.get(k, 0.0)) for c in self.costs.values()), 1) for k in ("seconds", "cpu_seconds")}
 
 
 # --- running cells in worker processes -------------------------------------------------------------
@@ -80,33 +94,59 @@ def _init(target: str, quick: bool, sets: list[tuple[str, Any]], context: dict[s
         _FAILED = err
 
 
-def _run(task: tuple[str, int]) -> tuple[str, int, dict[str, float]]:
+Result = tuple[str, int, dict[str, float], dict[str, float]]    # name, seed, figures, cost
+
+
+def _run(task: tuple[str, int]) -> Result:
     if _FAILED is not None:
         raise _FAILED
     assert _STUDY is not None
     name, seed = task
-    return name, seed, _STUDY.run_cell(_BY_NAME[name], seed, _CONTEXT)
+    wall, cpu = time.perf_counter(), time.process_time()
+    figures = _STUDY.run_cell(_BY_NAME[name], seed, _CONTEXT)
+    return name, seed, figures, {"seconds": round(time.perf_counter() - wall, 4),
+                                 "cpu_seconds": round(time.process_time() - cpu, 4)}
+
+
+def _distinct(study: Study, tasks: list[tuple[str, int]], cache: CellCache) -> dict[tuple[str, int], list[str]]:
+    """The runs ``tasks`` need: (representative name, seed) -> every name that run answers. A task whose
+    run is already cached under another name is copied into the cache here and needs none."""
+    by_name = {c.name: c for c in study.conditions()}
+    cached = {(study.same_run(by_name[n]), s): (n, s) for (n, s) in cache.cells if n in by_name}
+    runs: dict[tuple[Any, int], list[str]] = {}
+    for name, seed in tasks:
+        key = (study.same_run(by_name[name]), seed)
+        if key in cached:
+            cache.add(name, seed, cache.cells[cached[key]], {"same_as": cached[key][0]})
+        else:
+            runs.setdefault(key, []).append(name)
+    return {(names[0], key[1]): names for key, names in runs.items()}
 
 
 def run_cells(study: Study, tasks: list[tuple[str, int]], context: dict[str, Any], cache: CellCache,
               jobs: int) -> None:
     """Run ``tasks`` (condition name, seed), each result appended to ``cache`` as it comes."""
-    if not tasks:
+    runs = _distinct(study, tasks, cache)
+    if not runs:
         return
-    progress = _Progress(study.name, len(tasks))
+    progress = _Progress(study.name, len(runs))
     args = (f"{type(study).__module__}:{type(study).__qualname__}", study.quick, study.sets, context)
+
+    def record(results: Iterable[Result]) -> None:
+        for name, seed, figures, cost in results:
+            first, *others = runs[(name, seed)]
+            cache.add(first, seed, figures, cost)
+            for other in others:
+                cache.add(other, seed, figures, {"same_as": first})
+            progress.tick()
+
     if jobs <= 1:
         _init(*args)
-        results: Iterable[tuple[str, int, dict[str, float]]] = map(_run, tasks)
-        for name, seed, figures in results:
-            cache.add(name, seed, figures)
-            progress.tick()
+        record(map(_run, runs))
         return
     # spawn, not fork: a forked child of a process that has started torch's thread pools can hang
     with multiprocessing.get_context("spawn").Pool(jobs, initializer=_init, initargs=args) as pool:
-        for name, seed, figures in pool.imap_unordered(_run, tasks, chunksize=max(1, min(16, len(tasks) // (8 * jobs)))):
-            cache.add(name, seed, figures)
-            progress.tick()
+        record(pool.imap_unordered(_run, list(runs), chunksize=max(1, min(16, len(runs) // (8 * jobs)))))
 
 
 def default_jobs() -> int:

@@ -5,7 +5,8 @@
 The folder gets ``cells.jsonl`` (the cache, one line per cell), ``context.json`` (the study's
 calibration, if any), ``study.json`` (``study``, ``question``, ``command``, ``seeds``, ``cells``:
 one row per condition with its parameters and every figure with its 95% interval, ``verdict``),
-``figures/*.png`` and ``study.html``.
+``figures/*.png`` and ``study.html``. ``seconds`` is this invocation's wall time; ``cells_cost`` the
+wall and CPU seconds its cells took over every invocation (a resumed study counts them all once).
 """
 from __future__ import annotations
 
@@ -71,6 +72,7 @@ def run_study(name: str, out: str | Path, quick: bool = False, seeds: int | None
         "cells": rows, "verdict": study.verdict(rows),
         "figures": [str(p.relative_to(folder)) for p in figures],
         "seconds": round(time.perf_counter() - start, 1), "cells_run": len(todo),
+        "cells_cost": {**cache.total_cost(), "jobs": jobs or default_jobs()},
     }
     (folder / "study.json").write_text(json.dumps(result, indent=1, allow_nan=True) + "\n")
     write_html(result, folder / "study.html")

@@ -164,6 +164,11 @@ class StalenessStudy(Study):
         return context
 
     # --- one cell ----------------------------------------------------------------------------------
+    def same_run(self, condition: Condition) -> Any:
+        """A cell is its overrides, its control and whether it is a sparse-autoencoder cell: ``iid/…/async4``
+        is the phase diagram's ``…/async4`` (same rate, workers, data and width) and runs once per seed."""
+        return (condition.sets, condition.params["control"], condition.group == "sae")
+
     def run_cell(self, condition: Condition, seed: int, context: dict[str, Any]) -> dict[str, float]:
         if condition.group == "sae":
             return self._sae_cell(condition, seed)
