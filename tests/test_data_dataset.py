@@ -43,6 +43,31 @@ def test_batches_are_endless_full_reshuffled_and_cover_each_epoch():
     assert not torch.equal(epochs[0], epochs[1])              # a new order every epoch
 
 
+def _one_batch_at_a_time(data, batch_size, generator):
+    """The reference order: draw a permutation when fewer than a batch of indices are left, gather one batch."""
+    pending = torch.empty(0, dtype=torch.int64)
+    while True:
+        while len(pending) < batch_size:
+            pending = torch.cat([pending, torch.randperm(len(data), generator=generator)])
+        idx, pending = pending[:batch_size], pending[batch_size:]
+        x = data.x.index_select(0, idx)
+        yield x if data.augment is None else data.augment(x, generator), data.y.index_select(0, idx)
+
+
+@pytest.mark.parametrize("n, batch_size, augment", [(10, 4, False), (101, 7, False), (5, 8, False), (64, 1, False),
+                                                    (37, 5, True)])
+def test_block_gathered_batches_equal_one_batch_at_a_time(n, batch_size, augment):
+    """Batches are slices of blocks gathered many batches at once: same rows, same generator draws."""
+    data = _numbered(n)
+    if augment:
+        data = Dataset(torch.rand(n, 1, 6, 6), torch.arange(n), {}, augment=Augment(shift=1, flip=True))
+    got = data.batches(batch_size, torch.Generator().manual_seed(3))
+    want = _one_batch_at_a_time(data, batch_size, torch.Generator().manual_seed(3))
+    for _ in range(3 * n + 70):           # past several blocks of 64 batches and epochs
+        batch, (x, y) = next(got), next(want)
+        assert torch.equal(batch.x, x) and torch.equal(batch.y, y)
+
+
 def test_batches_are_deterministic_for_a_seeded_generator():
     data = build_dataset(DataConfig(size=6, samples=50, shift=1, scale=0.1, flip=True), seed=0)
     a = data.batches(8, torch.Generator().manual_seed(5))

@@ -15,6 +15,10 @@ if TYPE_CHECKING:   # only for annotations: dataset.py must not import its own p
     from downpour.data.whitening import ZCAWhitener
 
 
+BLOCK_BATCHES = 64          # Dataset.batches gathers up to this many batches' rows at once ...
+BLOCK_BYTES = 4 << 20       # ... within this many bytes (large images: one batch at a time)
+
+
 def shard_range(i: int, n: int, size: int, what: str = "samples") -> tuple[int, int]:
     """[start, stop) of shard ``i`` of ``n`` over ``size`` rows or items: [i*size//n, (i+1)*size//n),
     so the n shards are disjoint, cover everything and differ in size by at most one."""
@@ -104,12 +108,27 @@ class Dataset:
         n = len(self)
         if n == 0:
             raise ValueError("cannot draw batches from an empty dataset")
+        # Rows are gathered a block of batches at a time (one index_select per block, not per batch: for
+        # small rows the per-call cost is most of a step) and each batch is a slice of its block. The block
+        # holds only indices already drawn, so the generator is drawn exactly as one batch at a time would.
+        row_bytes = self.x[:1].numel() * self.x.element_size()
+        per_block = max(1, min(BLOCK_BATCHES, BLOCK_BYTES // max(1, batch_size * row_bytes)))
         pending = torch.empty(0, dtype=torch.int64)
+        left = at = 0
+        xs = ys = self.x
         while True:
-            while len(pending) < batch_size:
+            while len(pending) < batch_size:      # only when the block is used up (it never outruns pending)
                 pending = torch.cat([pending, torch.randperm(n, generator=generator)])
-            idx, pending = pending[:batch_size], pending[batch_size:]
-            x = self.x.index_select(0, idx)  # x[idx] is ~1000x slower here with 2 intra-op threads (torch 2.13)
+            if left == 0:
+                left, at = min(len(pending) // batch_size, per_block), 0
+                block = pending[:left * batch_size]
+                xs = self.x.index_select(0, block)  # x[idx] is ~1000x slower here with 2 intra-op threads (torch 2.13)
+                ys = None if self.y is None else self.y.index_select(0, block)
+            pending = pending[batch_size:]
+            x = xs[at:at + batch_size]
+            y = None if ys is None else ys[at:at + batch_size]
+            at += batch_size
+            left -= 1
             if self.augment is not None:
                 x = self.augment(x, generator)
-            yield Batch(x, None if self.y is None else self.y.index_select(0, idx))
+            yield Batch(x, y)

@@ -68,11 +68,11 @@ class TeacherStudent(FeatureModel):
         return x.reshape(x.shape[0], -1)
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.relu(self._flat(x) @ self.weight.t())
+        return F.relu(F.linear(self._flat(x), self.weight))
 
     def target(self, x: Tensor) -> Tensor:
         """The teacher's output (B, 1)."""
-        return F.relu(self._flat(x) @ self.teacher.t()).sum(dim=1, keepdim=True)
+        return F.relu(F.linear(self._flat(x), self.teacher)).sum(dim=1, keepdim=True)
 
     def forward_train(self, batch: Batch) -> dict[str, Outputs]:
         h = self(batch.x)

@@ -33,8 +33,8 @@ def train_step(model: FeatureModel, objective: Objective, batch: Batch) -> StepR
     model.train()
     model.zero_grad(set_to_none=True)
     total, parts = objective(model.forward_train(batch))
-    loss = float(total.detach())
-    values = {name: float(v.detach()) for name, v in parts.items()}
+    loss = total.item()
+    values = {name: v.item() for name, v in parts.items()}
     if not math.isfinite(loss):
         raise NonFiniteLoss(f"non-finite cost {loss}: parts {values}")
     total.backward()
