@@ -169,3 +169,15 @@ def test_paired_difference_and_words():
     assert effect_words(-0.5, -0.9, -0.1, 0.1) == "lower"
     assert effect_words(0.0, -0.05, 0.05, 0.1) == "no detectable effect"
     assert effect_words(0.0, -0.3, 0.3, 0.1) == "inconclusive"
+
+
+def test_verdict_words():
+    from downpour.studies import words
+    assert words.percent(0.624) == "62%" and words.percent(float("nan")) == "–"
+    assert words.percent_ci([0.62, 0.55, 0.69]) == "62% [55, 69]"
+    assert words.percent_ci([1.0, float("nan"), float("nan")]) == "100%"
+    assert words.points([0.031, -0.01, 0.07]) == "+3.1 [-1.0, +7.0]"
+    assert words.points([0.031, -0.01, 0.07], 0, " points") == "+3 points [-1, +7]"
+    assert words.signed([0.031, -0.01, 0.07]) == "+0.031 [-0.010, +0.070]"
+    assert words.signed([0.7449, 0.6031, 0.886], ".3g") == "+0.745 [+0.603, +0.886]"
+    assert words.value_ci([0.4529, 0.45, 0.46]) == "0.4529 [0.45, 0.46]"

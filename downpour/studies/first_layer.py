@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from downpour.studies import words
 from downpour.studies.base import Cells, Condition, Study
 from downpour.studies.figures import interval_bars
 from downpour.studies.stats import effect_words, mean_ci, paired_difference, wilson
@@ -155,7 +156,7 @@ class FirstLayerStudy(Study):
 
         s = self.steps()
         paras = [("Edge-like first-layer filters (the analysis's edge test): "
-                  + ", ".join(f"{k} {_pct(fig(k, 'edge_fraction'))}" for k in KINDS)
+                  + ", ".join(f"{k} {words.percent_ci(fig(k, 'edge_fraction'))}" for k in KINDS)
                   + f". Stage 2 trained {s} steps in every condition; the learned kinds trained stage 1 for {s} more.")]
         top = LAYERS[-1]
         for k in KINDS:
@@ -176,7 +177,7 @@ class FirstLayerStudy(Study):
             reach, steps, secs = fig(k, "reached_cost"), fig(k, "steps_to_cost"), fig(k, "seconds_to_cost")
             when = ("" if not reach[0] else f" at step {steps[0]:.0f} on average" if k in ("gabor", "random")
                     else f" after {steps[0]:.0f} steps ({secs[0]:.1f} s) on average")
-            said.append(f"{k} in {round(reach[0] * n)} of {n} seeds{when} (final stage-1 cost {_num(fig(k, 'stage1_cost'))}, "
+            said.append(f"{k} in {round(reach[0] * n)} of {n} seeds{when} (final stage-1 cost {words.value_ci(fig(k, 'stage1_cost'))}, "
                         f"whole training {fig(k, 'train_seconds')[0]:.1f} s)")
         paras.append(f"Time to a given cost (stage 1's own cost within {TARGET - 1:.0%} of what the learned layer reaches "
                      f"in {s} steps, on the same batches): " + "; ".join(said) + ".")
@@ -236,18 +237,5 @@ def _label(kind: str) -> str:
             "gabor-init": "The Gabor-initialised, then learned first layer"}[kind]
 
 
-def _pct(triple: list[float]) -> str:
-    v, lo, hi = triple
-    return f"{100 * v:.0f}% [{100 * lo:.0f}, {100 * hi:.0f}]" if math.isfinite(lo) else f"{100 * v:.0f}%"
-
-
 def _signed(triple: list[float], points: bool) -> str:
-    d, lo, hi = triple
-    if points:
-        return f"Δ {100 * d:+.1f} points [{100 * lo:+.1f}, {100 * hi:+.1f}]"
-    return f"Δ {d:+.3f} [{lo:+.3f}, {hi:+.3f}]"
-
-
-def _num(triple: list[float]) -> str:
-    v, lo, hi = triple
-    return f"{v:.4g} [{lo:.4g}, {hi:.4g}]" if math.isfinite(lo) else f"{v:.4g}"
+    return "Δ " + (words.points(triple, 1, " points") if points else words.signed(triple))

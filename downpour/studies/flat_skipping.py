@@ -44,6 +44,7 @@ from downpour.data import lfw_split
 from downpour.layers.gating import VarianceGate, local_variance
 from downpour.models.base import FeatureModel
 from downpour.models.footprint import footprint_table
+from downpour.studies import words
 from downpour.studies.base import Cells, Condition, Study
 from downpour.studies.plots import curves, scatter_intervals
 from downpour.studies.stats import effect_words, mean_ci, paired_difference
@@ -214,14 +215,14 @@ class FlatSkippingStudy(Study):
                 harmful = [f"{r['params']['images']} {k}" for r in rs for k, w in r["extra"]["readings"].items()
                            if w == "lower"]
                 lines.append(
-                    f"threshold {t:g}: skipped " + ", ".join(f"{r['params']['images']} {_pct(r['figures']['skipped'])}"
+                    f"threshold {t:g}: skipped " + ", ".join(f"{r['params']['images']} {words.percent_ci(r['figures']['skipped'])}"
                                                            for r in rs)
                     + "; network FLOPs x" + "/".join(f"{r['figures']['net_flops_ratio'][0]:.2f}" for r in rs)
                     + ", layer time x" + "/".join(f"{r['figures']['layer_time_ratio'][0]:.2f}" for r in rs)
                     + ", network time x" + "/".join(f"{r['figures']['net_time_ratio'][0]:.2f}" for r in rs)
-                    + "; probe Δ " + ", ".join(f"{r['params']['images']} {_pts(r['figures']['delta_probe'])} "
+                    + "; probe Δ " + ", ".join(f"{r['params']['images']} {words.points(r['figures']['delta_probe'])} "
                                                f"({r['extra']['readings']['probe']})" for r in rs)
-                    + f"; face AUC on the controls Δ {_num(rs[0]['figures']['delta_face_auc_controls'])} "
+                    + f"; face AUC on the controls Δ {words.signed(rs[0]['figures']['delta_face_auc_controls'])} "
                       f"({rs[0]['extra']['readings']['face_auc_controls']})"
                     + (f" — lower: {', '.join(harmful)}" if harmful else ""))
             paras.append(f"On the {cond} network (ratios are gated / ungated, listed for {', '.join(SETS)}; every Δ is "
@@ -270,18 +271,3 @@ def _subset(data: LabelledSet, n: int, seed: int) -> LabelledSet:
         return data
     keep = np.sort(np.random.default_rng(seed).permutation(len(data))[:n])
     return LabelledSet(data.name, data.x[keep], data.y[keep], data.classes, data.info, raw=data.raw[keep])
-
-
-def _pct(triple: list[float]) -> str:
-    v, lo, hi = triple
-    return f"{100 * v:.0f}% [{100 * lo:.0f}, {100 * hi:.0f}]" if math.isfinite(lo) else f"{100 * v:.0f}%"
-
-
-def _pts(triple: list[float]) -> str:
-    d, lo, hi = triple
-    return f"{100 * d:+.1f} [{100 * lo:+.1f}, {100 * hi:+.1f}]"
-
-
-def _num(triple: list[float]) -> str:
-    d, lo, hi = triple
-    return f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]"

@@ -42,6 +42,7 @@ import torch
 from downpour.batch import Batch
 from downpour.models.registry import build
 from downpour.ps.in_memory import simulate
+from downpour.studies import words
 from downpour.studies.base import Cells, Condition, Study
 from downpour.studies.figures import distributions, interval_bars, phase_diagram
 from downpour.studies.matching import implicit_momentum, stale_error
@@ -234,16 +235,16 @@ class StalenessStudy(Study):
         for lr in self._lrs():
             p = f"lr{lr:g}/"
             base = by[p + "sync"]["figures"]["p_success"]
-            parts = [f"{r['condition'].split('/')[-1]} {_pct(r['figures']['p_success'][0])} "
-                     f"(Δ {_signed(r['figures']['delta_vs_success'])}: {r['extra']['reading']})"
+            parts = [f"{r['condition'].split('/')[-1]} {words.percent(r['figures']['p_success'][0])} "
+                     f"(Δ {words.points(r['figures']['delta_vs_success'], 0, ' points')}: {r['extra']['reading']})"
                      for r in rows if r["condition"].startswith(p) and r["params"]["vs"] == p + "sync"]
-            paras.append(f"At learning rate {lr:g}, plain SGD reached the global optimum in {_pct(base[0])} of seeds "
-                         f"[{_pct(base[1])}, {_pct(base[2])}]; with staleness: " + "; ".join(parts) + ".")
+            paras.append(f"At learning rate {lr:g}, plain SGD reached the global optimum in {words.percent(base[0])} of seeds "
+                         f"[{words.percent(base[1])}, {words.percent(base[2])}]; with staleness: " + "; ".join(parts) + ".")
             controls = [r for r in rows if r["condition"].startswith(p) and r["params"]["control"]]
             if controls:
                 a = by[p + "async4"]["figures"]["p_success"][0]
-                said = [f"the {r['params']['control']}-matched control reached {_pct(r['figures']['p_success'][0])} "
-                        f"(vs async4's {_pct(a)}: Δ {_signed(r['figures']['delta_vs_success'])}, {r['extra']['reading']})"
+                said = [f"the {r['params']['control']}-matched control reached {words.percent(r['figures']['p_success'][0])} "
+                        f"(vs async4's {words.percent(a)}: Δ {words.points(r['figures']['delta_vs_success'], 0, ' points')}, {r['extra']['reading']})"
                         for r in controls]
                 paras[-1] += " Without any delay, " + "; ".join(said) + "."
         counted = [r["extra"]["reading"] for r in rows if r["group"] == "phase" and r["params"]["vs"]]
@@ -261,11 +262,11 @@ class StalenessStudy(Study):
             rs = [r for r in rows if r["group"] == group and r["params"]["vs"]]
             if rs:
                 paras.append(what + ", " + "; ".join(
-                    f"{r['condition']} reached {_pct(r['figures']['p_success'][0])} vs {r['params']['vs']} "
-                    f"(Δ {_signed(r['figures']['delta_vs_success'])}: {r['extra']['reading']})" for r in rs) + ".")
+                    f"{r['condition']} reached {words.percent(r['figures']['p_success'][0])} vs {r['params']['vs']} "
+                    f"(Δ {words.points(r['figures']['delta_vs_success'], 0, ' points')}: {r['extra']['reading']})" for r in rs) + ".")
         sae = {k: by["sae/" + k] for k in ("serial", "async4", "sync4")}
         said = "; ".join(f"{k} {r['figures']['final_cost'][0]:.4g} (sd {r['extra']['cost_sd']:.2g} over seeds"
-                         + (f"; vs serial {_num3(r['figures']['delta_vs_cost'])}, {r['extra']['reading']})"
+                         + (f"; vs serial {words.signed(r['figures']['delta_vs_cost'], '.3g')}, {r['extra']['reading']})"
                             if r["params"]["vs"] else ")") for k, r in sae.items())
         paras.append(f"On the real objective (the UFLDL sparse autoencoder, Adam on the server at {SAE_LR:g}, the same "
                      f"examples in each condition), the final cost on the whole training set was: {said}.")
@@ -291,17 +292,3 @@ class StalenessStudy(Study):
                                   for c in ("sae/serial", "sae/async4", "sae/sync4")},
                                  folder / "sae_cost.png", "sparse autoencoder: final cost per seed", "final cost"))
         return out
-
-
-def _pct(x: float) -> str:
-    return "–" if not math.isfinite(x) else f"{100 * x:.0f}%"
-
-
-def _signed(triple: list[float]) -> str:
-    d, lo, hi = triple
-    return f"{100 * d:+.0f} points [{100 * lo:+.0f}, {100 * hi:+.0f}]"
-
-
-def _num3(triple: list[float]) -> str:
-    d, lo, hi = triple
-    return f"{d:+.3g} [{lo:+.3g}, {hi:+.3g}]"

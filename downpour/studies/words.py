@@ -1,0 +1,39 @@
+"""Numbers as a verdict says them: a figure with its 95% interval, ``[value, low, high]``.
+
+    percent(0.62)                        -> "62%"
+    percent_ci([0.62, 0.55, 0.69])       -> "62% [55, 69]"
+    points([0.031, -0.01, 0.07])         -> "+3.1 [-1.0, +7.0]"           (a difference of proportions)
+    signed([0.031, -0.01, 0.07])         -> "+0.031 [-0.010, +0.070]"
+    value_ci([0.4529, 0.45, 0.46])       -> "0.4529 [0.45, 0.46]"
+
+An interval that is not finite (one seed: no interval) is left out rather than printed as nan.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+
+def percent(x: float) -> str:
+    return "–" if not math.isfinite(x) else f"{100 * x:.0f}%"
+
+
+def percent_ci(triple: Sequence[float]) -> str:
+    v, lo, hi = triple
+    return f"{100 * v:.0f}% [{100 * lo:.0f}, {100 * hi:.0f}]" if math.isfinite(lo) else f"{100 * v:.0f}%"
+
+
+def points(triple: Sequence[float], decimals: int = 1, unit: str = "") -> str:
+    """A difference of proportions in percentage points, signed: ``unit`` follows the value (" points")."""
+    d, lo, hi = triple
+    return f"{100 * d:+.{decimals}f}{unit} [{100 * lo:+.{decimals}f}, {100 * hi:+.{decimals}f}]"
+
+
+def signed(triple: Sequence[float], spec: str = ".3f") -> str:
+    d, lo, hi = triple
+    return f"{d:+{spec}} [{lo:+{spec}}, {hi:+{spec}}]"
+
+
+def value_ci(triple: Sequence[float], spec: str = ".4g") -> str:
+    v, lo, hi = triple
+    return f"{v:{spec}} [{lo:{spec}}, {hi:{spec}}]" if math.isfinite(lo) else f"{v:{spec}}"
