@@ -9,7 +9,10 @@ Images (scikit-image built-ins, grey, in [0, 1]): ``text``, ``page``, ``moon`` (
 image's central 192x192 crop) and ``conv`` (32 maps of 8x8 shared filters, full resolution).
 
 One JSON line per (image, layer): flat_fraction (positions skipped), ms_ungated, ms_gated, speedup,
-flops_ratio ((gated GEMMs + gate test) / ungated) and ``layer``. Then one ``probe`` line: a linear
+flops_ratio ((filter FLOPs done + gate test) / ungated), ``layer``, and what the gate's default
+``mode="auto"`` chose: ``path`` ('gated' or 'dense') and ``break_even_flat`` (the flat fraction
+above which the cost model measured on the warm-up call gates; None when no model was needed: no
+tile open, or every tile open). Then one ``probe`` line: a linear
 probe (logistic regression) on pooled features of scikit-learn's digits, each 8x8 digit scaled to
 16x16 and pasted near the centre (jitter +-2 px) of a 48x48 canvas with faint noise, with
 gated vs ungated features of the same fixed random untied layer; accuracy_gated - accuracy_ungated
@@ -78,7 +81,8 @@ def compare(name: str, layer_name: str, layer: torch.nn.Module, img: np.ndarray,
     s = gate.last
     return {"bench": "variance_gate", "image": name, "layer": layer_name, "size": list(img.shape),
             "threshold": threshold, "block": block, "flat_fraction": round(s.skipped_fraction, 4), "ms_ungated": round(ms_full, 3),
-            "ms_gated": round(ms_gate, 3), "speedup": round(ms_full / ms_gate, 3), "flops_ratio": round(s.flops_ratio, 4)}
+            "ms_gated": round(ms_gate, 3), "speedup": round(ms_full / ms_gate, 3), "flops_ratio": round(s.flops_ratio, 4),
+            "path": s.path, "break_even_flat": None if s.break_even is None else round(s.break_even, 3)}
 
 
 def digit_canvases(rng: np.random.Generator) -> tuple[torch.Tensor, np.ndarray]:

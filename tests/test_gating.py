@@ -105,3 +105,102 @@ def test_bad_arguments():
         VarianceGate(torch.nn.Conv2d(1, 1, 3, padding=1), 0.1)
     with pytest.raises(ValueError, match="threshold must be >= 0"):
         VarianceGate(torch.nn.Conv2d(1, 1, 3), -1.0)
+
+
+# --- the decision: gated or dense, same output either way -------------------------------------------
+
+def _brute_tiles(gate, x, k, s):
+    """Open tiles by the definition: any field of the tile with unfold-computed variance >= threshold."""
+    ho, wo, bh, bw, nbh, nbw = gate._geometry(x)
+    b, c = x.shape[:2]
+    cols = torch.nn.functional.unfold(x.double(), k, stride=s).view(b, c, k * k, ho, wo)
+    busy = (cols.var(dim=2, unbiased=False).mean(1) >= gate.threshold).float()[:, None]
+    return torch.nn.functional.max_pool2d(busy, (bh, bw), ceil_mode=True)[:, 0] > 0
+
+
+@pytest.mark.parametrize("c,size,k,stride,block,tile,threshold", [
+    (1, (40, 52), 8, 1, 8, None, 1e-3), (3, (33, 29), 5, 2, 4, None, 1e-2), (2, (30, 30), 4, 1, 3, 3, 1e-6),
+    (1, (24, 24), 3, 1, 1, 1, 0.0), (1, (64, 64), 8, 1, 8, 1, 0.02)])
+def test_tile_mask_matches_every_field_tested_in_float64(c, size, k, stride, block, tile, threshold):
+    g = torch.Generator().manual_seed(3)
+    h, w = size
+    x = torch.rand(2, c, h, w, generator=g) * 0.3
+    x[:, :, : h // 2, : w // 3] = 0.5 + 0.01 * torch.rand(2, c, h // 2, w // 3, generator=g)   # var ~1e-5
+    x[1, :, h // 2:, w // 2:] = 0.1
+    gate = VarianceGate(LocallyConnected2d(c, 2, size, k, stride=stride, tile=tile), threshold, block)
+    assert torch.equal(gate._tile_mask(x), _brute_tiles(gate, x, k, stride))
+
+
+@pytest.mark.parametrize("make", [lambda: LocallyConnected2d(2, 5, 20, 4, bias=True),                  # untied
+                                  lambda: LocallyConnected2d(2, 5, 20, 4, stride=2, tile=2, bias=True),  # tiled
+                                  lambda: LocallyConnected2d(2, 5, 20, 4, tile=1, bias=True),            # tied
+                                  lambda: torch.nn.Conv2d(2, 5, 4, stride=2)])
+def test_gated_and_dense_paths_give_the_same_output_and_gradients(make):
+    torch.manual_seed(0)
+    layer = make()
+    if getattr(layer, "bias", None) is not None:
+        torch.nn.init.normal_(layer.bias)
+    x = _half_flat()
+    outs = {}
+    for mode in ("gated", "dense"):
+        layer.zero_grad()
+        gate = VarianceGate(layer, 1e-6, block=2, mode=mode)
+        y = gate(x)
+        (y * torch.linspace(-1, 1, y.numel()).view_as(y)).sum().backward()
+        outs[mode] = (y.detach(), [p.grad.clone() for p in layer.parameters()])
+        assert gate.last.path == mode
+        with torch.no_grad():                     # the inference code paths write in place
+            assert torch.allclose(gate(x), y, atol=1e-5)
+    (yg, gg), (yd, gd) = outs["gated"], outs["dense"]
+    assert torch.allclose(yg, yd, atol=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-4) for a, b in zip(gg, gd))
+    mask = gate.open_mask(x)[:, None].expand_as(yd)
+    assert torch.all(yd[~mask] == 0) and 0 < mask.float().mean() < 1
+    with torch.no_grad():
+        assert torch.allclose(yd[mask], layer(x)[mask], atol=1e-5)
+
+
+def test_auto_runs_the_path_the_cost_model_says_is_faster(monkeypatch):
+    """Dense on a mostly busy batch, gated on a mostly flat one, by the break-even of the model."""
+    from downpour.layers import gating
+    model = gating.CostModel(t_dense=1.0, t_none=0.1, t_all=2.1)     # gated pays below 40% open (60% flat)
+    assert model.break_even == pytest.approx((0.9 * 1.0 - 0.1) / 2.0)  # asking the gated path to be 10% faster
+    seen = []
+    monkeypatch.setattr(gating, "cost_model", lambda key, *fns, **kw: seen.append(key) or model)
+    layer = torch.nn.Conv2d(1, 4, 3)
+    gate = VarianceGate(layer, 1e-4, block=2)
+    busy = torch.rand(1, 1, 34, 34)
+    busy[..., :8, :8] = 0.5                                          # a few flat tiles: ~5% of them closed
+    flat = torch.full((1, 1, 34, 34), 0.5)
+    flat[..., 20:, 20:] = torch.rand(14, 14)                          # ~15% open
+    with torch.no_grad():
+        for x, want in ((busy, "dense"), (flat, "gated")):
+            y = gate(x)
+            assert gate.last.path == want and gate.last.break_even == pytest.approx(0.6)
+            mask = gate.open_mask(x)[:, None].expand_as(y)
+            assert torch.allclose(y[mask], layer(x)[mask], atol=1e-5) and torch.all(y[~mask] == 0)
+    assert len(seen) == 2 and seen[0] == seen[1]                       # one key per layer and input shape
+
+
+def test_auto_measures_once_per_shape_and_needs_no_model_when_all_or_nothing_is_open():
+    from downpour.layers import _gate_cost
+    _gate_cost.clear_cache()
+    layer = LocallyConnected2d(1, 3, 16, 3)
+    gate = VarianceGate(layer, 1e-4, block=2)
+    with torch.no_grad():
+        gate(torch.full((1, 1, 16, 16), 0.5))
+        assert gate.last.path == "gated" and gate.last.break_even is None and not _gate_cost._CACHE
+        gate(torch.rand(1, 1, 16, 16))
+        assert gate.last.path == "dense" and gate.last.break_even is None and not _gate_cost._CACHE
+        x = _half_flat(b=2, c=1, h=16, w=16)
+        gate(x)
+        (model,) = _gate_cost._CACHE.values()
+        assert min(model.t_dense, model.t_none, model.t_all) > 0 and 0 <= model.break_even <= 1
+        assert gate.last.break_even == pytest.approx(1 - model.break_even)
+        gate(x)
+        assert len(_gate_cost._CACHE) == 1
+
+
+def test_bad_mode():
+    with pytest.raises(ValueError, match="mode must be one of"):
+        VarianceGate(torch.nn.Conv2d(1, 1, 3), 0.1, mode="fast")

@@ -5,22 +5,32 @@ position is *closed*: no filter arithmetic runs for it and its output is 0 (not 
 gate really skips work, the way SBNet does (Ren et al. 2018, "SBNet: Sparse Blocks Network"):
 
 1. the variance of every receptive field (per channel, averaged) comes from a separable box
-   filter over x and x² (2k multiply-adds each per position, not k²);
+   sum over x and x² (2k adds each per position, not k²);
 2. the output grid is cut into ``block`` x ``block`` tiles; a tile is open if any of its
    positions is (``block=1`` decides position by position);
 3. the input tiles under the open output tiles are gathered into a stack, the filter runs on the
    stack only, and the results are scattered back into a zero output.
 
-Step 3 follows the wrapped layer's weight sharing: one bank (a convolution) is one convolution
-over the stack; t x t banks (tiled) is one strided convolution per bank (the tile is rounded up to
+Step 3 follows the wrapped layer's weight sharing: one bank (a convolution) is one GEMM over the
+open tiles' receptive fields, gathered straight from the input a chunk of tiles at a time (a
+convolution over the stack of tiles ran at a third of the dense speed: MKL-DNN is slow on many tiny
+images); t x t banks (tiled) is one strided convolution per bank (the tile is rounded up to
 a multiple of t so banks line up); untied weights (a bank per position, the cat network's layer)
 are read in a block-major copy, cached while the weights do not change, so a run of consecutive
 open tiles is one batched mat-vec over a contiguous slice of it: closed tiles' filters are never
 read, and their arithmetic never done.
 
+Skipping has fixed costs (a zero-filled output, the gather and scatter) that can outweigh the work
+it saves: on a busy image, or a dense convolution that runs near the CPU's peak. So by default
+(``mode="auto"``) every call decides, from the batch's open-tile fraction and a cost model of this
+layer shape measured once on the first batch (:mod:`downpour.layers._gate_cost`), whether to run the
+gated path or the dense layer followed by zeroing the closed tiles. Both give the same output (to
+float rounding): the decision changes the time, never the result. ``mode="gated"`` / ``"dense"``
+force one path.
+
     gate = VarianceGate(LocallyConnected2d(1, 8, 128, 8), threshold=1e-3)
     y = gate(x)                       # (B, 8, 121, 121); 0 wherever the 8x8 fields are flat
-    gate.last.skipped_fraction, gate.last.flops_ratio
+    gate.last.skipped_fraction, gate.last.flops_ratio, gate.last.path   # 'gated' or 'dense'
 """
 from __future__ import annotations
 
@@ -31,27 +41,26 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 # position (i, j) uses bank (i mod tH, j mod tW); a tiling with more banks than _MAX_CONV_BANKS runs as untied
+from downpour.layers._gate_cost import CostModel, cost_model
+from downpour.layers._gate_mask import box_variance, moments, open_tiles
+from downpour.layers._lc_threads import _mode_active
 from downpour.layers.locally_connected import _MAX_CONV_BANKS, _expand_tiles
 
 __all__ = ["GateStats", "VarianceGate", "local_variance"]
+
+MODES = ("auto", "gated", "dense")
+# Work buffer of one chunk of gathered receptive fields (a convolution's gated path): in cache.
+_CHUNK_BYTES = 2 << 20
 
 
 def local_variance(x: Tensor, kernel_size: int, stride: int = 1) -> Tensor:
     """Spatial variance of every k x k receptive field, averaged over channels: (B, C, H, W) -> (B, Ho, Wo).
 
-    Per channel, so a flat patch of colour counts as flat. The box filter is separable: a (k, 1)
-    then a (1, k) depthwise convolution of ones over [x, x²] (CPU ``avg_pool2d`` is several times
-    slower); x is centred on its per-image mean first so E[x²] - E[x]² keeps its digits in float32.
+    Per channel, so a flat patch of colour counts as flat. The box filter is separable: sums of k
+    rows, then of k columns, over [x, x²] (CPU ``avg_pool2d`` and depthwise convolutions are several
+    times slower); x is centred on its per-image mean first so E[x²] - E[x]² keeps its digits in float32.
     """
-    k, s = kernel_size, stride
-    c = x.shape[1]
-    x = x.detach()
-    x = x - x.mean(dim=(2, 3), keepdim=True)
-    both = torch.cat([x, x * x], dim=1)                                          # (B, 2C, H, W)
-    ones = both.new_full((2 * c, 1, k, 1), 1.0 / k)
-    box = F.conv2d(F.conv2d(both, ones, stride=(s, 1), groups=2 * c), ones.transpose(2, 3), stride=(1, s), groups=2 * c)
-    var = box[:, c:] - box[:, :c] ** 2                                           # (B, C, Ho, Wo)
-    return (var[:, 0] if c == 1 else var.mean(1)).clamp_min(0)
+    return box_variance(moments(x), kernel_size, stride)
 
 
 @dataclass
@@ -64,6 +73,8 @@ class GateStats:
     flops: int            # filter arithmetic done: the GEMMs / convolutions, plus bias adds
     flops_ungated: int    # the same layer's arithmetic at every position
     gate_flops: int       # the variance test: centring, x², the separable box filter, per channel
+    path: str = "gated"   # what ran: 'gated' (open tiles only) or 'dense' (the layer everywhere, closed tiles zeroed)
+    break_even: float | None = None   # mode 'auto': the flat fraction above which the cost model gates
 
     @property
     def skipped_fraction(self) -> float:
@@ -102,22 +113,26 @@ class VarianceGate(nn.Module):
     ``layer``: a :class:`~downpour.layers.locally_connected.LocallyConnected2d` (untied, tiled or
     tied) or an ``nn.Conv2d`` (no padding/dilation/groups). ``threshold``: variance below which a
     field is flat (input units squared). ``block``: side of the output tiles decided together
-    (rounded up to a multiple of a tiled layer's tile). ``forward``: (B, C, H, W) -> (B, M, Ho, Wo),
-    equal to ``layer(x)`` inside open tiles and 0 elsewhere; differentiable in the layer's
-    weights. ``last`` holds the :class:`GateStats` of the last call.
+    (rounded up to a multiple of a tiled layer's tile). ``mode``: 'auto' (each call runs whichever
+    path the measured cost model says is faster for its open fraction), 'gated' or 'dense'.
+    ``forward``: (B, C, H, W) -> (B, M, Ho, Wo), equal to ``layer(x)`` inside open tiles and 0
+    elsewhere whichever path runs; differentiable in the layer's weights. ``last`` holds the
+    :class:`GateStats` of the last call.
     """
 
-    def __init__(self, layer: nn.Module, threshold: float, block: int = 8):
+    def __init__(self, layer: nn.Module, threshold: float, block: int = 8, mode: str = "auto"):
         super().__init__()
         _as_bank(layer)  # validate now, not at the first batch
         if threshold < 0 or not isinstance(block, int) or block < 1:
             raise ValueError(f"VarianceGate: threshold must be >= 0 and block a positive int, got {threshold} and {block!r}")
-        self.layer, self.threshold, self.block = layer, float(threshold), block
+        if mode not in MODES:
+            raise ValueError(f"VarianceGate: mode must be one of {MODES}, got {mode!r}")
+        self.layer, self.threshold, self.block, self.mode = layer, float(threshold), block, mode
         self.last: GateStats | None = None
         self._cache: tuple[tuple, Tensor] | None = None
 
     def extra_repr(self) -> str:
-        return f"threshold={self.threshold}, block={self.block}"
+        return f"threshold={self.threshold}, block={self.block}, mode={self.mode!r}"
 
     def _geometry(self, x: Tensor) -> tuple[int, int, int, int, int, int]:
         """(Ho, Wo, bh, bw, nbh, nbw): output size, tile size, tiles per column / row."""
@@ -133,9 +148,7 @@ class VarianceGate(nn.Module):
     def _tile_mask(self, x: Tensor) -> Tensor:
         """(B, nbh, nbw) bool: which output tiles run."""
         _, _, k, s = _as_bank(self.layer)
-        _, _, bh, bw, _, _ = self._geometry(x)
-        busy = (local_variance(x, k, s) >= self.threshold).float()[:, None]
-        return F.max_pool2d(busy, (bh, bw), ceil_mode=True)[:, 0] > 0
+        return open_tiles(x, k, s, self.threshold, self._geometry(x))
 
     @staticmethod
     def _spread(tiles: Tensor, geom: tuple[int, int, int, int]) -> Tensor:
@@ -148,24 +161,70 @@ class VarianceGate(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         weight, bias, k, s = _as_bank(self.layer)
+        m, c = weight.shape[2:4]
+        tiles_open = self._tile_mask(x)                                  # (B, nbh, nbw)
+        path, model = self._choose(x, tiles_open)
+        y = self._gated(x, tiles_open) if path == "gated" else self._dense(x, tiles_open)
+        ho, wo, bh, bw, _, _ = self._geometry(x)
+        self._record(x, tiles_open, (ho, wo, bh, bw), m * c * k * k, m if bias is not None else 0, k, path,
+                     None if model is None else 1.0 - model.break_even)
+        return y
+
+    def _choose(self, x: Tensor, tiles_open: Tensor) -> tuple[str, CostModel | None]:
+        """('gated' | 'dense', the cost model that decided or None): ``mode`` when forced; else the
+        faster path for this batch's open-tile fraction by the layer shape's measured cost model.
+        Under a dispatch mode (a FLOP counter, a memory tracker) times mean nothing and nothing is
+        measured: the path with less arithmetic (gated, unless every tile is open) runs. No tile open
+        (nothing to compute) and every tile open (the same arithmetic, plus a gather and a scatter)
+        need no measurement either."""
+        if self.mode != "auto":
+            return self.mode, None
+        open_fraction = float(tiles_open.float().mean())
+        if open_fraction in (0.0, 1.0) or _mode_active():
+            return ("gated" if open_fraction < 1.0 else "dense"), None
+        weight, bias, k, s = _as_bank(self.layer)
+        all_open, none_open = torch.ones_like(tiles_open), torch.zeros_like(tiles_open)
+        some_closed = all_open.clone()
+        some_closed.view(-1)[0] = False  # so the dense path's timing includes zeroing the closed tiles
+        key = (type(self.layer).__name__, tuple(weight.shape), bias is not None, k, s, tuple(x.shape),
+               self._geometry(x), x.device.type, x.dtype, torch.get_num_threads())
+        model = cost_model(key, lambda: self._dense(x, some_closed), lambda: self._gated(x, none_open),
+                           lambda: self._gated(x, all_open), x.device)
+        return ("gated" if model.gated_pays(open_fraction) else "dense"), model
+
+    def _dense(self, x: Tensor, tiles_open: Tensor) -> Tensor:
+        """The layer at every position, then 0 in the closed tiles: (B, C, H, W) -> (B, M, Ho, Wo)."""
+        y = self.layer(x)
+        if bool(tiles_open.all()):
+            return y
+        geom = self._geometry(x)
+        keep = self._spread(tiles_open, geom[:4])[:, None]                          # (B, 1, Ho, Wo)
+        if torch.is_grad_enabled() and y.requires_grad:
+            return y * keep
+        # Inference: in place, by a float mask (a bool one is 2x slower; zeros written through a
+        # tile-major view with index_put_ 10x slower: runs of bw numbers)
+        return y.mul_(keep.to(y.dtype))
+
+    def _gated(self, x: Tensor, tiles_open: Tensor) -> Tensor:
+        """The layer at the open tiles only, 0 elsewhere: (B, C, H, W) -> (B, M, Ho, Wo), channels-last strides."""
+        weight, bias, k, s = _as_bank(self.layer)
         th, tw, m, c = weight.shape[:4]
         b, _, h, w = x.shape
         ho, wo, bh, bw, nbh, nbw = self._geometry(x)
-        tiles_open = self._tile_mask(x)                                  # (B, nbh, nbw)
         act = tiles_open.view(b, -1).nonzero()                           # (nA, 2): (sample, tile), sorted
         tb, tflat = act[:, 0], act[:, 1]
         ti, tj = tflat // nbw, tflat % nbw
-        # The input under every tile, (nA, C, Th, Tw); zero padding where a tile overhangs the edge.
+        # Zero padding where a tile overhangs the edge.
         hh, ww = (nbh * bh - 1) * s + k, (nbw * bw - 1) * s + k
         xp = F.pad(x, (0, max(0, ww - w), 0, max(0, hh - h))).contiguous()
         sb, sc, sh, sw = xp.stride()
-        big_h, big_w = (bh - 1) * s + k, (bw - 1) * s + k
-        stack = xp.as_strided((b, nbh, nbw, c, big_h, big_w), (sb, bh * s * sh, bw * s * sw, sc, sh, sw))[tb, ti, tj]
         if (th, tw) == (1, 1):
-            # One convolution over the stack of tiles (a GEMM over unfolded fields measured slower on
-            # busy images: the unfold copies every field, the convolution does not).
-            y = F.conv2d(stack, weight[0, 0], stride=s).permute(0, 2, 3, 1)   # (nA, bh, bw, M)
-        elif th * tw <= _MAX_CONV_BANKS and (th, tw) != (ho, wo):
+            out = self._shared(xp, weight[0, 0], s, (ho, wo, bh, bw, nbh, nbw), tb, ti, tj,
+                               None if bias is None else bias.view(-1))
+            return out[:, :ho, :wo].permute(0, 3, 1, 2)                 # (B, M, Ho, Wo), channels-last strides
+        big_h, big_w = (bh - 1) * s + k, (bw - 1) * s + k   # the input under every open tile, (nA, C, Th, Tw)
+        stack = xp.as_strided((b, nbh, nbw, c, big_h, big_w), (sb, bh * s * sh, bw * s * sw, sc, sh, sw))[tb, ti, tj]
+        if th * tw <= _MAX_CONV_BANKS and (th, tw) != (ho, wo):
             y = stack.new_zeros(stack.shape[0], m, bh, bw)
             for a in range(th):
                 for e in range(tw):  # bank (a, e) owns rows a::th, columns e::tw of every tile
@@ -175,12 +234,55 @@ class VarianceGate(nn.Module):
             y = self._untied(stack, weight, s, (ho, wo, bh, bw, nbh, nbw), tb, tflat)
         if bias is not None:
             y = y + self._blocked(_expand_tiles(bias, (ho, wo)), (bh, bw, nbh, nbw))[ti, tj]
-        # Scatter into a channels-last output through a tile-major view of it: each tile row is then
-        # one contiguous run of bw*M values (a channels-first scatter moves runs of bw and is 3x slower).
         out = x.new_zeros(b, nbh * bh, nbw * bw, m)
-        out.view(b, nbh, bh, nbw, bw, m).permute(0, 1, 3, 2, 4, 5).index_put_((tb, ti, tj), y)
-        out = out[:, :ho, :wo].permute(0, 3, 1, 2)                      # (B, M, Ho, Wo), channels-last strides
-        self._record(x, tiles_open, (ho, wo, bh, bw), m * c * k * k, m if bias is not None else 0, k)
+        self._scatter(out, y, tb, ti, tj)
+        return out[:, :ho, :wo].permute(0, 3, 1, 2)                     # (B, M, Ho, Wo), channels-last strides
+
+    @staticmethod
+    def _scatter(out: Tensor, y: Tensor, tb: Tensor, ti: Tensor, tj: Tensor) -> None:
+        """Write tiles y (n, bh, bw, M) into out (B, nbh*bh, nbw*bw, M) at tiles (tb, ti, tj), through a
+        tile-major view: each tile row is one run of bw*M values (channels-first moves runs of bw, 3x slower)."""
+        b, hh, ww, m = out.shape
+        bh, bw = y.shape[1:3]
+        out.view(b, hh // bh, bh, ww // bw, bw, m).permute(0, 1, 3, 2, 4, 5).index_put_((tb, ti, tj), y)
+
+    def _shared(self, xp: Tensor, w: Tensor, s: int, geom: tuple, tb: Tensor, ti: Tensor, tj: Tensor,
+                bias: Tensor | None) -> Tensor:
+        """One shared bank w (M, C, k, k) at the open tiles of the padded input xp (B, C, H', W'):
+        (B, nbh*bh, nbw*bw, M), zero where closed. A chunk of tiles at a time (sized to stay in cache):
+        their input windows, then their receptive fields as (L, Q) rows, times the (Q, M) filters. On
+        this CPU a first touch of fresh memory runs at ~1 GB/s, so in inference the chunk buffers are
+        reused and only the output is new."""
+        ho, wo, bh, bw, nbh, nbw = geom
+        b, c = xp.shape[:2]
+        m, k = w.shape[0], w.shape[-1]
+        q = c * k * k
+        wt = w.reshape(m, q).t()                                                  # (Q, M)
+        sb, sc, sh, sw = xp.stride()
+        big_h, big_w = (bh - 1) * s + k, (bw - 1) * s + k
+        windows = xp.as_strided((b, nbh, nbw, c, big_h, big_w), (sb, bh * s * sh, bw * s * sw, sc, sh, sw))
+        n = tb.shape[0]
+        per = max(1, _CHUNK_BYTES // (bh * bw * q * xp.element_size()))           # tiles per chunk
+        spans = [(i, min(n, i + per)) for i in range(0, n, per)]
+        grad = torch.is_grad_enabled() and (w.requires_grad or xp.requires_grad)
+        out = xp.new_zeros(b, nbh * bh, nbw * bw, m)
+        bias_tiles = None if bias is None else bias.view(1, 1, 1, m)
+        if grad:
+            parts = [_fields(windows[tb[a:e], ti[a:e], tj[a:e]], bh, bw, k, s) @ wt for a, e in spans]
+            y = (torch.cat(parts) if parts else xp.new_zeros(0, m)).view(n, bh, bw, m)
+            self._scatter(out, y if bias_tiles is None else y + bias_tiles, tb, ti, tj)
+            return out
+        cols, ybuf = xp.new_empty(per * bh * bw, q), xp.new_empty(per * bh * bw, m)
+        for a, e in spans:
+            rows = (e - a) * bh * bw
+            stack = windows[tb[a:e], ti[a:e], tj[a:e]]                            # (L, C, big_h, big_w)
+            sn, sc2, sh2, sw2 = stack.stride()
+            cols[:rows].view(e - a, bh, bw, c, k, k).copy_(
+                stack.as_strided((e - a, bh, bw, c, k, k), (sn, s * sh2, s * sw2, sc2, sh2, sw2)))
+            torch.mm(cols[:rows], wt, out=ybuf[:rows])
+            if bias_tiles is not None:
+                ybuf[:rows] += bias_tiles.view(1, m)
+            self._scatter(out, ybuf[:rows].view(e - a, bh, bw, m), tb[a:e], ti[a:e], tj[a:e])
         return out
 
     @staticmethod
@@ -229,12 +331,13 @@ class VarianceGate(nn.Module):
             self._cache = (key, wb)
         return wb
 
-    def _record(self, x: Tensor, tiles: Tensor, geom: tuple[int, int, int, int], mq: int, bias_adds: int, k: int) -> None:
+    def _record(self, x: Tensor, tiles: Tensor, geom: tuple[int, int, int, int], mq: int, bias_adds: int, k: int,
+                path: str, break_even: float | None) -> None:
         ho, wo, bh, bw = geom
         b, c, h, w = x.shape
-        n_tiles = int(tiles.sum())
+        computed = int(tiles.sum()) * bh * bw if path == "gated" else b * ho * wo
         per_pos = 2 * mq + bias_adds
         box = 2 * k * 2 * c * (ho * w + ho * wo)                            # x and x², a (k, 1) then a (1, k) pass
-        self.last = GateStats(positions=b * ho * wo, open=int(self._spread(tiles, geom).sum()), computed=n_tiles * bh * bw,
-                              flops=n_tiles * bh * bw * per_pos, flops_ungated=b * ho * wo * per_pos,
-                              gate_flops=b * (3 * c * h * w + box + 3 * c * ho * wo))
+        self.last = GateStats(positions=b * ho * wo, open=int(self._spread(tiles, geom).sum()), computed=computed,
+                              flops=computed * per_pos, flops_ungated=b * ho * wo * per_pos,
+                              gate_flops=b * (3 * c * h * w + box + 3 * c * ho * wo), path=path, break_even=break_even)
