@@ -1,0 +1,236 @@
+"""How cost grows toward the paper's shapes: cat stage and network vs input side, parameter-server
+round trip vs model size, simulator vs number of workers. One JSON line per point, one ``fit`` per curve.
+
+    taskset -c 1 .venv/bin/python bench/scaling.py                      # every curve (~10 minutes, ~6 GB)
+    taskset -c 1 .venv/bin/python bench/scaling.py --curves stage       # one curve
+    .venv/bin/python bench/scaling.py --quick                           # small points, no Ray: < 1 minute
+
+Curves (``what``):
+
+- ``stage``: the paper's stage 1 (``downpour.plan.network.PAPER``: 3 channels, 18x18 untied fields,
+  8 maps, stride 1, 5x5 L2 pooling step 1, 5x5 LCN, untied decoder) as a one-stage CatNet on
+  ``side`` x ``side`` inputs, sides 32, 64, 128, 200;
+- ``network``: the paper's three stages at the sides where they fit (at 32, stage 2's 18x18 field is
+  larger than stage 1's 11x11 pooled output) and where the memory the arithmetic predicts fits
+  ``--max-gb`` (at 200: 2.4 billion weights with the decoder, ~20 GB with gradients: a ``skipped`` row);
+- ``ps_round_trip``: push a gradient through 2 shard actors and pull the parameters back, the path a
+  co-located worker takes (``bench/parameter_server.py``'s ``Ours``, run through its own
+  ``median_ms``), model sizes 1 to 256 MB, with a memcpy of the same bytes measured beside it;
+- ``simulator``: ``downpour.ps.in_memory.simulate`` of the teacher-student task, 2,000 pushes, 1 to
+  1,000 workers; ``ms`` is per push.
+
+Stage and network points time one training step (forward, reconstruction + pooled-L2 cost,
+backward; ``downpour.train.step.train_step``) at ``--batch`` (default 1: the batch the paper's stage
+fits here at 200x200), best of ``--steps`` after a warm-up; ``ms`` is per example. Beside each point
+``expected_gflop`` (training FLOPs per example) and ``expected_mb`` (weights + their gradients +
+activations kept for backward, float32) come from the plan's analytic counts
+(``downpour.plan.network.network_of``), and each ``fit`` row gives the measured exponent of time
+and memory against the input area (or model size, or workers) beside the exponent of that arithmetic.
+
+Peak memory (``peak_mb``): torch's CPU allocator is malloc, which tracemalloc does not see, so it is
+the process's resident-set high-water mark over the point (model built, warm-up and timed steps)
+minus the resident set just before it, after ``malloc_trim`` returned freed memory (VmHWM reset
+through /proc/self/clear_refs). For the round trip it is the driver's side only (the gradient and
+the pulled parameters); the shard actors hold their slices in other processes.
+"""
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import math
+import os
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from downpour.batch import Batch  # noqa: E402
+from downpour.config import config_from_dict, load_config  # noqa: E402
+from downpour.models.registry import resolve  # noqa: E402
+from downpour.plan.network import PAPER, network_of  # noqa: E402
+from downpour.ps.in_memory import simulate  # noqa: E402
+from downpour.ps.setup import build_replica  # noqa: E402
+from downpour.train.step import train_step  # noqa: E402
+
+CURVES = ("stage", "network", "ps_round_trip", "simulator")
+FULL = {"stage": (32, 64, 128, 200), "network": (32, 64, 128, 200), "ps_round_trip": (1, 4, 16, 64, 256),
+        "simulator": (1, 10, 100, 1000)}
+QUICK = {"stage": (32, 40, 48), "network": (64, 68), "ps_round_trip": (1, 4), "simulator": (1, 10, 30)}
+AXIS = {"stage": "side", "network": "side", "ps_round_trip": "size_mb", "simulator": "workers"}
+
+
+def _status_kib(field: str) -> int:
+    return int(re.search(rf"{field}:\s+(\d+) kB", Path("/proc/self/status").read_text()).group(1))
+
+
+class PeakMemory:
+    """Resident-set growth over a block: VmHWM at the end minus VmRSS at the start, in MB (None
+    where /proc/self/clear_refs cannot reset the high-water mark)."""
+
+    def __enter__(self) -> "PeakMemory":
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except OSError:
+            pass
+        self.before = _status_kib("VmRSS")
+        try:
+            Path("/proc/self/clear_refs").write_text("5")
+            self.ok = True
+        except OSError:
+            self.ok = False
+        self.mb: float | None = None
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.ok:
+            self.mb = round((_status_kib("VmHWM") - self.before) / 1024, 1)
+
+
+def cat_config(stages: int):
+    """The paper's cat network (its first ``stages`` stages) as a resolved run config."""
+    model = {key: (value[:stages] if isinstance(value, list) else value) for key, value in PAPER.items()}
+    return resolve(config_from_dict({"model": model, "train": {"batch_size": 1}}))
+
+
+def cat_point(what: str, side: int, batch: int, steps: int, max_gb: float) -> dict[str, Any]:
+    cfg = cat_config(1 if what == "stage" else 3)
+    shape = (3, side, side)
+    row: dict[str, Any] = {"bench": "scaling", "what": what, "side": side, "batch": batch}
+    net = network_of(cfg, shape, paper=True)
+    small = next((s for s in net.stages if min(s.out_shape[1:]) < 1 or min(s.in_shape[1:]) < s.kernel), None)
+    if small is not None:
+        return {**row, "skipped": f"{small.name}'s {small.kernel}x{small.kernel} field does not fit its "
+                                  f"{small.in_shape[1]}x{small.in_shape[2]} input"}
+    params = net.params
+    expected_mb = 4 * (2 * params + batch * sum(s.act_floats for s in net.stages)) / 2**20
+    row.update(params=params, expected_gflop=round(sum(s.flops_train for s in net.stages) / 1e9, 4),
+               expected_mb=round(expected_mb, 1))
+    if expected_mb > 1024 * max_gb:
+        return {**row, "skipped": f"the arithmetic predicts {expected_mb / 1024:.1f} GB, over --max-gb {max_gb:g}"}
+    with PeakMemory() as mem:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            model, objective = build_replica(cfg, shape)
+            x = Batch(torch.randn(batch, *shape), torch.zeros(batch, dtype=torch.int64))
+        best = math.inf
+        for i in range(steps + 1):                    # the first is a warm-up
+            t0 = time.perf_counter()
+            train_step(model, objective, x)
+            if i:
+                best = min(best, time.perf_counter() - t0)
+    assert sum(p.numel() for p in model.parameters()) == params, "the plan and the built model disagree"
+    del model, objective
+    return {**row, "ms": round(1e3 * best / batch, 2), "peak_mb": mem.mb}
+
+
+def ps_points(sizes: tuple[float, ...], repeats: int) -> Iterator[dict[str, Any]]:
+    import ray
+    from parameter_server import Ours, median_ms     # bench/parameter_server.py: the round trip as it measures it
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        for size in sizes:
+            n = int(size * 2**20) // 4
+            with PeakMemory() as mem:
+                g = np.random.default_rng(0).standard_normal(n).astype(np.float32)
+                ours = Ours(n, 2, True, f"scaling{size:g}")
+                try:
+                    ms = median_ms(lambda: ours.round_trip(g), repeats)
+                finally:
+                    ours.close()
+            a, b = np.empty_like(g), np.ones_like(g)
+            memcpy = median_ms(lambda: (np.copyto(a, g), np.copyto(b, g)), repeats)   # push's + pull's bytes
+            yield {"bench": "scaling", "what": "ps_round_trip", "size_mb": size, "ms": round(ms, 3), "peak_mb": mem.mb,
+                   "memcpy_ms": round(memcpy, 3), "vs_memcpy": round(memcpy / ms, 3), "expected_mb_moved": 2 * size}
+    finally:
+        ray.shutdown()
+
+
+def simulator_point(workers: int, pushes: int) -> dict[str, Any]:
+    cfg = resolve(load_config("teacher-student", [("train.steps", pushes), ("cluster.workers", workers),
+                                                  ("cluster.delay", "constant:2"), ("data.samples", 2000)]))
+    with PeakMemory() as mem:
+        t0 = time.perf_counter()
+        sim = simulate(cfg)
+        dt = time.perf_counter() - t0
+    return {"bench": "scaling", "what": "simulator", "workers": workers, "pushes": sim.pushes,
+            "ms": round(1e3 * dt / max(1, sim.pushes), 3), "peak_mb": mem.mb, "mean_staleness": round(sim.mean_staleness, 2)}
+
+
+def exponent(xs: list[float], ys: list[float]) -> float | None:
+    """Least-squares slope of log y against log x (None with fewer than two usable points)."""
+    pts = [(math.log(x), math.log(y)) for x, y in zip(xs, ys) if x and y and x > 0 and y > 0]
+    if len(pts) < 2:
+        return None
+    return round(float(np.polyfit([p[0] for p in pts], [p[1] for p in pts], 1)[0]), 3)
+
+
+def fit_row(what: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    done = [r for r in rows if "ms" in r]
+    axis = AXIS[what]
+    if what in ("stage", "network"):      # against the input area
+        xs = [r["side"] ** 2 for r in done]
+        expected = {"expected_exponent": exponent(xs, [r["expected_gflop"] for r in done]),
+                    "expected_memory_exponent": exponent(xs, [r["expected_mb"] for r in done])}
+        against = "input area (side²)"
+    else:
+        xs = [r[axis] for r in done]
+        # a round trip moves 2x the model's bytes; a push costs the same whatever the number of workers
+        expected = {"expected_exponent": 1.0 if what == "ps_round_trip" else 0.0}
+        if what == "ps_round_trip":
+            expected["memcpy_exponent"] = exponent(xs, [r["memcpy_ms"] for r in done])
+        against = axis
+    return {"bench": "scaling", "what": "fit", "curve": what, "against": against, "points": len(done),
+            "exponent": exponent(xs, [r["ms"] for r in done]),
+            "memory_exponent": exponent(xs, [r["peak_mb"] or 0 for r in done]), **expected}
+
+
+def curve(what: str, points: tuple, args: argparse.Namespace) -> Iterator[dict[str, Any]]:
+    if what == "ps_round_trip":
+        yield from ps_points(points, args.repeats)
+        return
+    for p in points:
+        yield (simulator_point(p, args.pushes) if what == "simulator"
+               else cat_point(what, p, args.batch, args.steps, args.max_gb))
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--curves", nargs="+", choices=CURVES, default=None, help="which curves (default: all; "
+                    "--quick: all but ps_round_trip, which starts Ray)")
+    ap.add_argument("--quick", action="store_true", help="small points of each curve (a smoke test, < 1 minute)")
+    ap.add_argument("--batch", type=int, default=1, help="examples per training step (stage, network)")
+    ap.add_argument("--steps", type=int, default=3, help="timed training steps per point (their best)")
+    ap.add_argument("--max-gb", type=float, default=8.0, help="skip a cat point whose predicted memory is larger")
+    ap.add_argument("--repeats", type=int, default=10, help="round trips per parameter-server point (their median)")
+    ap.add_argument("--pushes", type=int, default=2000, help="pushes per simulator point")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads")
+    args = ap.parse_args(argv)
+    if args.batch < 1 or args.steps < 1 or args.repeats < 1 or args.pushes < 1:
+        ap.error(f"--batch, --steps, --repeats and --pushes must be >= 1, got {args.batch}, {args.steps}, "
+                 f"{args.repeats}, {args.pushes}")
+    if args.quick:
+        args.steps, args.pushes, args.repeats = 1, min(args.pushes, 200), min(args.repeats, 3)
+    curves = args.curves or [c for c in CURVES if not (args.quick and c == "ps_round_trip")]
+    torch.set_num_threads(args.threads)
+    print(json.dumps({"bench": "scaling", "what": "machine", "load_avg": os.getloadavg(), "threads": args.threads,
+                      "cpus": len(os.sched_getaffinity(0)), "torch": torch.__version__}), flush=True)
+    table = QUICK if args.quick else FULL
+    for what in curves:
+        rows = []
+        for row in curve(what, table[what], args):
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+        print(json.dumps(fit_row(what, rows)), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+"""bench/scaling.py: the quick run prints every row the docs read, and its fits are right on exact power laws."""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+import scaling  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_quick_run_prints_points_and_one_fit_per_curve(capsys):
+    scaling.main(["--quick", "--curves", "stage", "simulator", "--pushes", "60"])
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert rows[0]["what"] == "machine" and len(rows[0]["load_avg"]) == 3
+    stage = [r for r in rows if r["what"] == "stage"]
+    assert [r["side"] for r in stage] == list(scaling.QUICK["stage"])
+    for r in stage:
+        assert r["ms"] > 0 and r["params"] > 0 and r["expected_gflop"] > 0
+        assert r["peak_mb"] is None or r["peak_mb"] > 0
+    sim = [r for r in rows if r["what"] == "simulator"]
+    assert [r["workers"] for r in sim] == list(scaling.QUICK["simulator"]) and all(r["pushes"] == 60 for r in sim)
+    fits = {r["curve"]: r for r in rows if r["what"] == "fit"}
+    assert set(fits) == {"stage", "simulator"} and fits["stage"]["points"] == 3
+    # positions (side - 17)² grow faster than side² at these sides: the arithmetic's exponent is above 1
+    assert fits["stage"]["expected_exponent"] > 1.2 and isinstance(fits["stage"]["exponent"], float)
+    assert fits["simulator"]["expected_exponent"] == 0.0
+
+
+def test_points_the_paper_network_cannot_take_are_skipped_with_the_reason():
+    row = scaling.cat_point("network", 32, 1, 1, max_gb=8)
+    assert "stage2's 18x18 field does not fit its 11x11 input" in row["skipped"] and "ms" not in row
+    row = scaling.cat_point("network", 200, 1, 1, max_gb=8)
+    assert row["params"] == 2_433_716_928 and "over --max-gb 8" in row["skipped"]   # W1 + W2, the plan's count
+
+
+def test_exponent_of_exact_power_laws():
+    xs = [1, 4, 16, 64]
+    assert scaling.exponent(xs, [3 * x ** 1.5 for x in xs]) == pytest.approx(1.5)
+    assert scaling.exponent([1], [2]) is None
+
+
+def test_bad_arguments_name_the_flag():
+    with pytest.raises(SystemExit):
+        scaling.main(["--batch", "0"])
