@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/locally_connected.py                 # 16 x 3x64x64, k=9, 8 maps, stride 1, 2 threads
     .venv/bin/python bench/locally_connected.py --size 32 --kernel 5 --maps 16 --batch 32
+    .venv/bin/python bench/locally_connected.py --device cuda --batch 32 --size 200 --kernel 18   # on a GPU
 
 One run times forward+backward of (a) our layer, (b) ``locally_connected_reference`` (F.unfold +
 einsum, autograd backward) and (c) F.conv2d with the same FLOPs, interleaved, on the same inputs,
@@ -20,6 +21,14 @@ through /proc/self/clear_refs just before the measured step; MALLOC_MMAP_THRESHO
 big buffer its own mapping, returned on free). Peak = high-water mark - resident set before the step
 + the tensors that were already resident (weight, input, output gradient). It is compared with
 ``base`` = weight + input + output and their gradients, the memory any implementation must hold.
+
+``--device cuda``: the same comparison on the GPU (the untied kernel's batched schedule, see
+``_lc_kernels``), timed with synchronisation; peak memory is ``torch.cuda.max_memory_allocated``
+over one step. The step must move at least the weights twice and their gradient once, and the
+input, output and their gradients (``floor_bytes``); ``achieved_gbs`` = floor_bytes / our time
+and ``roofline_fraction`` = that / ``--roofline-gbs`` (the device's memory bandwidth; default
+4800 GB/s, an H200's HBM3e): an untied layer at a small batch is bound by that traffic, not by
+its FLOPs. (Not measured in this repository yet: no session has been lent a GPU.)
 """
 from __future__ import annotations
 
@@ -55,6 +64,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--reps", type=int, default=9, help="timed repetitions of each variant (interleaved)")
     p.add_argument("--no-memory", action="store_true", help="skip the per-variant memory subprocesses")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--roofline-gbs", type=float, default=4800.0, help="the device's memory bandwidth, GB/s (cuda)")
     p.add_argument("--measure-memory", choices=VARIANTS, help=argparse.SUPPRESS)  # internal: child mode
     return p.parse_args(argv)
 
@@ -62,10 +73,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def setup(a: argparse.Namespace, seed: int = 0):
     """The layer, an input that needs a gradient, and a fixed output gradient."""
     torch.manual_seed(seed)
-    layer = LocallyConnected2d(a.channels, a.maps, a.size, a.kernel, stride=a.stride)
-    x = torch.randn(a.batch, a.channels, a.size, a.size, requires_grad=True)
-    gy = torch.randn(a.batch, a.maps, *layer.out_size)
+    dev = getattr(a, "device", "cpu")
+    layer = LocallyConnected2d(a.channels, a.maps, a.size, a.kernel, stride=a.stride).to(dev)
+    x = torch.randn(a.batch, a.channels, a.size, a.size, device=dev, requires_grad=True)
+    gy = torch.randn(a.batch, a.maps, *layer.out_size, device=dev)
     return layer, x, gy
+
+
+def _sync(t: torch.Tensor) -> None:
+    if t.device.type == "cuda":
+        torch.cuda.synchronize()
 
 
 def step_fn(variant: str, layer: LocallyConnected2d, x: torch.Tensor, gy: torch.Tensor):
@@ -112,8 +129,10 @@ def time_variants(a, layer, x, gy) -> dict[str, dict[str, float]]:
         clear(x, params)
     for _ in range(a.reps):
         for v, (fn, params) in fns.items():  # interleaved, so load changes hit all variants alike
+            _sync(x)
             t0, c0 = time.perf_counter(), time.process_time()
             fn()
+            _sync(x)
             times[v].append((time.perf_counter() - t0) * 1e3)
             cpu[v].append((time.process_time() - c0) * 1e3)   # all threads' CPU time: less load-sensitive
             clear(x, params)
@@ -151,6 +170,8 @@ def measure_memory(a: argparse.Namespace, variant: str) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     a = parse_args(argv)
+    if a.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(f"bench/locally_connected.py: --device cuda, but torch {torch.__version__} sees no GPU")
     torch.set_num_threads(a.threads)
     if a.measure_memory:
         measure_memory_child(a)
@@ -179,7 +200,15 @@ def main(argv: list[str] | None = None) -> None:
         "base_mem_mb": round(base / 2**20, 2),
         "rel_err": {k: float(f"{v:.2e}") for k, v in errs.items()},
     }
-    if not a.no_memory:
+    if a.device == "cuda":
+        floor = 3 * nbytes(layer.weight) + 3 * nbytes(x) + 3 * nbytes(gy)   # w twice + dw; x twice + dx; dy twice + y
+        gbs = floor / (ms["ours"]["min"] / 1e3) / 1e9
+        torch.cuda.reset_peak_memory_stats()
+        step_fn("ours", layer, x, gy)[0]()
+        result.update(device=torch.cuda.get_device_name(), floor_bytes=floor, achieved_gbs=round(gbs, 1),
+                      roofline_gbs=a.roofline_gbs, roofline_fraction=round(gbs / a.roofline_gbs, 3),
+                      peak_mem_mb={"ours": round(torch.cuda.max_memory_allocated() / 2**20, 2)})
+    elif not a.no_memory:
         peaks = {v: measure_memory(a, v) for v in ("ours", "naive")}
         result["peak_mem_mb"] = {v: round(p / 2**20, 2) for v, p in peaks.items()}
         result["peak_mem_ratio"] = round(peaks["ours"] / base, 3)

@@ -83,7 +83,7 @@ class TrainConfig(Section):
     log_every: int = setting(10, within=AT_LEAST_1)
     checkpoint_every: int = setting(0, within=AT_LEAST_0)     # steps; 0 = only at the end
     tensorboard: bool = True
-    device: str = setting("cpu", choices=("cpu", "cuda", "auto"))   # the local runner's; cluster workers compute on CPU
+    device: str = setting("cpu", choices=("cpu", "cuda", "auto"))   # the local and simulated runners' workers (shards stay on CPU)
     threads: int = setting(0, within=AT_LEAST_0)              # torch intra-op threads; 0 = torch's default
 
 

@@ -52,9 +52,12 @@ def _check_runner(cfg: RunConfig, device: torch.device) -> None:
     make_delays(cfg.cluster.spec("delay"), cfg.cluster.workers)   # uniform:A:B needs A <= B
     if cfg.cluster.algorithm == "sandblaster":
         check_sandblaster(cfg)    # a cost L-BFGS can compare between evaluations; no partitions
-    if device.type != "cpu":
-        raise ConfigError(f"train.device={cfg.train.device!r}: the {runner} runner's workers compute on CPU; "
-                          "use the local runner for a GPU")
+    if device.type != "cpu" and runner == "ray":   # (resolve_device already refused 'cuda' without a GPU)
+        raise ConfigError(f"train.device={cfg.train.device!r}: the ray runner's worker actors do not ask Ray for a "
+                          "GPU yet, so they would see none; use cluster.runner = 'simulated' or 'local' on a GPU")
+    if device.type != "cpu" and cfg.cluster.partitions > 1:
+        raise ConfigError(f"train.device={cfg.train.device!r}: a model-parallel replica's partitions compute on CPU; "
+                          "set cluster.partitions = 1 or train.device = 'cpu'")
     if cfg.train.checkpoint_every:
         raise ConfigError("train.checkpoint_every is the local runner's (in steps); a cluster run checkpoints its "
                           "server every cluster.checkpoint_every pushes")

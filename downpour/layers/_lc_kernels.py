@@ -19,6 +19,11 @@ the GEMM layout (R*Wo, Q, B) (one copy, sized to stay in cache); each bmm writes
 place into the output / weight gradient; col2im is a few large adds (``_lc_fold``); the output
 rows are split over single-threaded workers (``_lc_threads``). The only full-size temporaries are
 the ones autograd needs anyway. docs/benchmarks.md (## locally_connected) has the numbers.
+
+On a GPU (any non-CPU tensor) the same loop runs with the ``batched`` schedule: no thread pool (a
+GPU runs one kernel over all its cores), and chunks of GPU_CHUNK_BYTES, so each step is a few large
+batched GEMMs over thousands of positions at once instead of many cache-sized ones. ``schedule=``
+forces either (tests run the batched schedule on CPU against the threaded one).
 """
 from __future__ import annotations
 
@@ -32,6 +37,23 @@ from downpour.layers._lc_threads import run_parts, split_rows, streams
 # Budget for one chunk's receptive-field buffer. A few MB keeps it in the last-level cache and the
 # layer's extra memory well below the weights' size; larger chunks only amortise Python overhead.
 CHUNK_BYTES = 2 << 20
+# The batched schedule's budget: large enough that a 200x200 cat stage is a handful of bmm calls.
+GPU_CHUNK_BYTES = 256 << 20
+SCHEDULES = ("threads", "batched")
+
+
+def _plan(t: Tensor, out_rows: int, k: int, chunk_bytes: int, schedule: str | None) -> tuple[list[tuple[int, int]], int]:
+    """(row ranges to run, in parallel on CPU threads; chunk budget) for ``schedule`` (None: by t's device)."""
+    schedule = schedule or ("threads" if t.device.type == "cpu" else "batched")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"untied kernel: schedule must be one of {SCHEDULES} or None, got {schedule!r}")
+    if schedule == "batched":
+        return [(0, out_rows)], max(chunk_bytes, GPU_CHUNK_BYTES)
+    return split_rows(out_rows, streams(out_rows, k)), chunk_bytes
+
+
+def _run(part, spans: list[tuple[int, int]]) -> list:
+    return run_parts(part, spans) if len(spans) > 1 else [part(spans[0])]
 
 
 def _rows_per_chunk(wo: int, batch: int, q: int, itemsize: int, chunk_bytes: int) -> int:
@@ -85,11 +107,12 @@ def new_banks(ho: int, wo: int, m: int, c: int, k: int, like: Tensor | None = No
     return make(ho, wo, c, k, k, m, **kw).permute(0, 1, 5, 2, 3, 4)
 
 
-def lc_apply(x: Tensor, w: Tensor, stride: int, chunk_bytes: int = CHUNK_BYTES) -> Tensor:
+def lc_apply(x: Tensor, w: Tensor, stride: int, chunk_bytes: int = CHUNK_BYTES, schedule: str | None = None) -> Tensor:
     """(B, C, H, W), (Ho, Wo, M, C, k, k) -> (B, M, Ho, Wo)."""
     ho, wo, m, c, k, _ = w.shape
     b = x.shape[0]
     q = c * k * k
+    spans, chunk_bytes = _plan(x, ho, k, chunk_bytes, schedule)
     xt = _to_chwb(x)
     wf = _bank_matrices(w)                                           # (P, M, Q)
     out = x.new_empty(ho * wo, m, b)  # position-major, so each bmm writes a contiguous slab
@@ -102,13 +125,13 @@ def lc_apply(x: Tensor, w: Tensor, stride: int, chunk_bytes: int = CHUNK_BYTES) 
             # (L, M, Q) @ (L, Q, B): the (M x B) output tile per position suits MKL better than (B x M).
             torch.bmm(wf[p0:p1], _windows(xt, k, stride, i0, i1, wo), out=out[p0:p1])
 
-    run_parts(part, split_rows(ho, streams(ho, k)))
+    _run(part, spans)
     return out.view(ho, wo, m, b).permute(3, 2, 0, 1).contiguous()
 
 
 def lc_backward(y: Tensor, stride: int, k: int, in_size: tuple[int, int], w: Tensor | None = None,
                 x: Tensor | None = None, chunk_bytes: int = CHUNK_BYTES,
-                grad_maps_last: bool = True) -> tuple[Tensor | None, Tensor | None]:
+                grad_maps_last: bool = True, schedule: str | None = None) -> tuple[Tensor | None, Tensor | None]:
     """Both halves of the layer's backward in one pass over the output rows (reads ``y`` once).
 
     y (B, M, Ho, Wo) is the output gradient. Returns (adjoint(y, w) if ``w`` is given, else None;
@@ -120,6 +143,7 @@ def lc_backward(y: Tensor, stride: int, k: int, in_size: tuple[int, int], w: Ten
     c = w.shape[3] if w is not None else x.shape[1]
     h, width = in_size
     q = c * k * k
+    spans, chunk_bytes = _plan(y, ho, k, chunk_bytes, schedule)
     g = _positions_major(y)                                          # (P, M, B)
     rows = _rows_per_chunk(wo, b, q, y.element_size(), chunk_bytes)
     if w is not None:
@@ -143,7 +167,7 @@ def lc_backward(y: Tensor, stride: int, k: int, in_size: tuple[int, int], w: Ten
                 fold.add_rows(i0, i1, wf, g)
         return fold.result() if fold is not None else None
 
-    parts = run_parts(part, split_rows(ho, streams(ho, k)))
+    parts = _run(part, spans)
     dx = None
     if w is not None:   # the ranges' input rows overlap by k - stride rows: sum the pieces
         image = y.new_zeros(h, width, c, b)                          # (H, W, C, B)

@@ -6,7 +6,7 @@ parsed here, once per run.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
@@ -22,9 +22,9 @@ from downpour.ps.consistency import Consistency, make_consistency
 from downpour.ps.delays import DelayModel, make_delays
 from downpour.ps.rules import make_rule
 from downpour.ps.shard import Shard, shard_bounds
-from downpour.ps.worker import Worker
+from downpour.ps.worker import LocalParams, Worker
 from downpour.train.flat import ParamLayout
-from downpour.train.setup import set_up_torch
+from downpour.train.setup import resolve_device, set_up_torch
 
 
 @dataclass
@@ -92,5 +92,26 @@ def make_worker(cfg: RunConfig, wid: int, data: Dataset, bounds: list[tuple[int,
     model, objective = build_replica(cfg, data.input_shape)
     generator = torch.Generator().manual_seed(batch_seed(cfg.seed, wid, start_step))
     c = cfg.cluster
-    return Worker(wid, model, objective, data.batches(cfg.train.batch_size, generator), bounds,
-                  c.n_fetch, c.n_push, cfg.train.lr, sync=sync, seq=seq, params=params)
+    batches = data.batches(cfg.train.batch_size, generator)
+    device = resolve_device(cfg.train.device)    # 'cuda' where this process sees no GPU: ConfigError naming the key
+    if device.type != "cpu":
+        if params is not None:
+            raise ConfigError(f"train.device={cfg.train.device!r}: a model-parallel replica's partitions compute on "
+                              "CPU; set cluster.partitions = 1 or train.device = 'cpu'")
+        model.to(device)
+        batches, params = _on_device(batches, device), DeviceParams(model, cfg.train.lr, c.n_fetch)
+    return Worker(wid, model, objective, batches, bounds, c.n_fetch, c.n_push, cfg.train.lr, sync=sync, seq=seq,
+                  params=params)
+
+
+class DeviceParams(LocalParams):
+    """A replica on a GPU: fetched slices are copied onto it, the push's summed gradient is built
+    there and handed to the shards (plain CPU tensors, whichever runner holds them) as CPU slices."""
+
+    def take(self, bounds, seq, base):
+        return [part.cpu() for part in super().take(bounds, seq, base)]
+
+
+def _on_device(batches: Iterator[Any], device: torch.device) -> Iterator[Any]:
+    for batch in batches:
+        yield batch.to(device)
