@@ -4,6 +4,7 @@ round trip vs model size, simulator vs number of workers. One JSON line per poin
     taskset -c 1 .venv/bin/python bench/scaling.py                      # every curve (~10 minutes, ~6 GB)
     taskset -c 1 .venv/bin/python bench/scaling.py --curves stage       # one curve
     .venv/bin/python bench/scaling.py --quick                           # small points, no Ray: < 1 minute
+    .venv/bin/python bench/scaling.py --plot rows.jsonl docs/scaling.png  # the curves of a saved run
 
 Curves (``what``):
 
@@ -202,6 +203,38 @@ def curve(what: str, points: tuple, args: argparse.Namespace) -> Iterator[dict[s
                else cat_point(what, p, args.batch, args.steps, args.max_gb))
 
 
+def plot(rows_file: str, out: str) -> None:
+    """Each measured curve on log-log axes, with the arithmetic's growth drawn through its first point."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(line) for line in Path(rows_file).read_text().splitlines() if line.strip()]
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
+    for ax, what in zip(axes, CURVES):
+        done = [r for r in rows if r.get("what") == what and "ms" in r]
+        if not done:
+            continue
+        axis = AXIS[what]
+        xs = [r[axis] ** 2 if axis == "side" else r[axis] for r in done]
+        ax.loglog(xs, [r["ms"] for r in done], "o-", label="measured")
+        if what in ("stage", "network"):
+            ref = [done[0]["ms"] * r["expected_gflop"] / done[0]["expected_gflop"] for r in done]
+            ax.loglog(xs, ref, "--", label="∝ training FLOPs (plan)")
+            ax.set_xlabel("input area (side²)")
+        elif what == "ps_round_trip":
+            ax.loglog(xs, [r["memcpy_ms"] for r in done], "s--", label="memcpy of the same bytes")
+            ax.set_xlabel("model size (MB)")
+        else:
+            ax.loglog(xs, [done[0]["ms"]] * len(xs), "--", label="constant per push")
+            ax.set_xlabel("workers")
+        ax.set_title(what + (" (ms per example)" if axis == "side" else " (ms per push)" if what == "simulator"
+                             else " (ms)"))
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--curves", nargs="+", choices=CURVES, default=None, help="which curves (default: all; "
@@ -213,7 +246,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeats", type=int, default=10, help="round trips per parameter-server point (their median)")
     ap.add_argument("--pushes", type=int, default=2000, help="pushes per simulator point")
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
+    ap.add_argument("--plot", nargs=2, metavar=("ROWS", "PNG"), help="plot a saved run's rows instead of measuring")
     args = ap.parse_args(argv)
+    if args.plot:
+        plot(*args.plot)
+        return
     if args.batch < 1 or args.steps < 1 or args.repeats < 1 or args.pushes < 1:
         ap.error(f"--batch, --steps, --repeats and --pushes must be >= 1, got {args.batch}, {args.steps}, "
                  f"{args.repeats}, {args.pushes}")
