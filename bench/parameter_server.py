@@ -1,8 +1,8 @@
 """Parameter-server round trip: push a gradient through the shards and pull the parameters back.
 
-    .venv/bin/python bench/parameter_server.py [--sizes 4 64] [--shards 2] [--repeats 20]
+    .venv/bin/python bench/parameter_server.py [--sizes 4 64] [--shards 2] [--repeats 20] [--reps 5]
 
-For each model size (MB of float32) one JSON line with the median round-trip time of
+For each model size (MB of float32) the round-trip time (median of ``--repeats`` round trips) of
 
 - ``memcpy``: the baseline, a single-threaded copy of the same bytes (push bytes + pull bytes),
 - ``example``: Ray's parameter-server example pattern, one actor holding a NumPy vector:
@@ -14,6 +14,11 @@ For each model size (MB of float32) one JSON line with the median round-trip tim
 
 and the ratios ``vs_memcpy`` (memcpy time / ours: the fraction of memory-copy speed reached),
 ``vs_example`` (example time / ours: the speed-up), ``example_vs_memcpy``, ``store_vs_memcpy``.
+
+The protocol (``bench/_protocol.py``, issue 16): every (variant, size) runs once per repetition,
+interleaved, ``--reps`` times; one ``"rep"`` line each, then per size one line with each variant's
+median and range over the repetitions, the 1-minute load average, the driver's and the actors' CPU
+seconds, and each ratio as the ratio of the medians and the median of the per-repetition ratios.
 """
 from __future__ import annotations
 
@@ -21,11 +26,12 @@ import argparse
 import json
 import statistics
 import time
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import ray
 import torch
+from _protocol import interleave, ratio, summary, thread_settings
 
 from downpour.ps.on_ray import ShardActor, ShardLink, ShardPush
 from downpour.ps.rules import make_rule
@@ -56,6 +62,9 @@ class ExamplePS:
     def pull(self) -> np.ndarray:
         return self.w
 
+    def cpu(self) -> float:
+        return time.process_time()
+
 
 class Ours:
     """A client of ``shards`` shard actors, as a worker sees them (``lanes=False``: object store only)."""
@@ -83,6 +92,10 @@ class Ours:
             answers[i] = version   # the zero-copy view is what a worker reads from; no extra copy here
         self.versions = answers
 
+    def cpu(self) -> float:
+        """CPU seconds the shard actors used so far."""
+        return sum(p["cpu_s"] for p in ray.get([a.profile.remote() for a in self.actors]))
+
     def close(self) -> None:
         self.pusher.close()
         ray.get([a.close.remote() for a in self.actors])
@@ -90,48 +103,75 @@ class Ours:
             ray.kill(a)
 
 
-def bench(size_mb: float, shards: int, repeats: int) -> dict:
-    n = int(size_mb * 2**20) // 4
-    g = np.random.default_rng(0).standard_normal(n).astype(np.float32)
-    a, b, c = np.empty_like(g), np.empty_like(g), np.ones_like(g)
+class Bench:
+    """The four variants of one size, set up once (actors started, buffers touched) for every repetition."""
 
-    def memcpy() -> None:
-        np.copyto(a, g)   # the push's bytes
-        np.copyto(b, c)   # the pull's bytes
+    VARIANTS = ("memcpy", "example", "ours", "ours_store")
 
-    example = ExamplePS.remote(n)
+    def __init__(self, size_mb: float, shards: int):
+        n = int(size_mb * 2**20) // 4
+        self.g = np.random.default_rng(0).standard_normal(n).astype(np.float32)
+        self.a, self.b, self.c = np.empty_like(self.g), np.empty_like(self.g), np.ones_like(self.g)
+        self.example = ExamplePS.remote(n)
+        self.ours, self.store = Ours(n, shards, True, f"lanes{size_mb:g}"), Ours(n, shards, False, f"store{size_mb:g}")
 
-    def example_round_trip() -> None:
-        ray.get(example.push.remote(g))
-        ray.get(example.pull.remote())
+    def memcpy(self) -> None:
+        np.copyto(self.a, self.g)   # the push's bytes
+        np.copyto(self.b, self.c)   # the pull's bytes
 
-    ours, store = Ours(n, shards, True, "lanes"), Ours(n, shards, False, "store")
-    row = {"size_mb": size_mb, "shards": shards,
-           "memcpy_ms": median_ms(memcpy, repeats),
-           "example_ms": median_ms(example_round_trip, repeats),
-           "ours_ms": median_ms(lambda: ours.round_trip(g), repeats),
-           "ours_store_ms": median_ms(lambda: store.round_trip(g), repeats)}
-    ours.close()
-    store.close()
-    ray.kill(example)
-    row["vs_memcpy"] = row["memcpy_ms"] / row["ours_ms"]
-    row["vs_example"] = row["example_ms"] / row["ours_ms"]
-    row["example_vs_memcpy"] = row["memcpy_ms"] / row["example_ms"]
-    row["store_vs_memcpy"] = row["memcpy_ms"] / row["ours_store_ms"]
-    return {k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}
+    def example_round_trip(self) -> None:
+        ray.get(self.example.push.remote(self.g))
+        ray.get(self.example.pull.remote())
+
+    def run(self, variant: str, repeats: int) -> dict[str, Any]:
+        """The variant's median round trip (ms) and the CPU seconds its actors used meanwhile."""
+        fn, cpu = {"memcpy": (self.memcpy, lambda: 0.0),
+                   "example": (self.example_round_trip, lambda: ray.get(self.example.cpu.remote())),
+                   "ours": (lambda: self.ours.round_trip(self.g), self.ours.cpu),
+                   "ours_store": (lambda: self.store.round_trip(self.g), self.store.cpu)}[variant]
+        cpu0 = cpu()
+        ms = median_ms(fn, repeats)
+        return {"ms": round(ms, 3), "actor_cpu_s": round(cpu() - cpu0, 3)}
+
+    def close(self) -> None:
+        self.ours.close()
+        self.store.close()
+        ray.kill(self.example)
+
+
+def size_row(reps: list[dict[str, dict]], size: float, shards: int) -> dict[str, Any]:
+    """One size's medians, ranges, load and ratios from the interleaved repetitions."""
+    names = {v: f"{v}@{size:g}" for v in Bench.VARIANTS}
+    mine = [{v: rep[k] for v, k in names.items()} for rep in reps]
+    row: dict[str, Any] = {"size_mb": size, "shards": shards, **summary(mine, "ms"),
+                           "actor_cpu_s": {v: statistics.median(r[v]["actor_cpu_s"] for r in mine) for v in names}}
+    for key, num, den in (("vs_memcpy", "memcpy", "ours"), ("vs_example", "example", "ours"),
+                          ("example_vs_memcpy", "memcpy", "example"), ("store_vs_memcpy", "memcpy", "ours_store")):
+        r = ratio(mine, "ms", num, den)
+        row[key], row[f"{key}_paired"] = r["of_medians"], r["paired"]
+    return row
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=float, nargs="+", default=[4, 64], help="model sizes, MB")
     parser.add_argument("--shards", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=20, help="round trips per measurement (their median)")
+    parser.add_argument("--reps", type=int, default=5, help="interleaved repetitions of every measurement")
     args = parser.parse_args()
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    benches: dict[float, Bench] = {}
     try:
         for size in args.sizes:
-            print(json.dumps(bench(size, args.shards, args.repeats)), flush=True)
+            benches[size] = Bench(size, args.shards)
+        runs = {f"{v}@{size:g}": (lambda r, b=b, v=v: b.run(v, args.repeats))
+                for size, b in benches.items() for v in Bench.VARIANTS}
+        reps = interleave(runs, args.reps, lambda r, rep: print(json.dumps({"rep": r, **rep}), flush=True))
+        for size in args.sizes:
+            print(json.dumps({**size_row(reps, size, args.shards), "threads": thread_settings()}), flush=True)
     finally:
+        for b in benches.values():
+            b.close()
         ray.shutdown()
 
 

@@ -1,36 +1,49 @@
 """Training throughput: samples/s of the Ray runner vs the plain local loop on the same model and batch.
 
-    .venv/bin/python bench/training_throughput.py [--config cat-demo] [--steps 300] [--set KEY=VALUE ...]
+    .venv/bin/python bench/training_throughput.py [--config cat-demo] [--steps 300] [--reps 5] [--threads 1] [--set KEY=VALUE ...]
 
-Three runs of the same config: ``local`` (the local runner, torch's default threads), ``ray1`` (one Ray
-worker, 1 shard) and ``ray2`` (two Ray workers, 2 shards, async). Throughput is read from each
-run's metrics.jsonl between the first logged tenth of the run and the end, so start-up (Ray,
-actor processes, data) is left out and only steady-state training is compared.
+Three runs of the same config: ``local`` (the local runner), ``ray1`` (one Ray worker, 1 shard) and
+``ray2`` (two Ray workers, 2 shards, async), all with ``--threads`` torch threads per process (the
+local loop, each worker; shards always use 1), and the server's update rule set to the local
+loop's optimiser (cat-demo: Adam on both sides). Throughput is read from each run's
+metrics.jsonl between the first logged tenth of the run and the end, so start-up (Ray, actor
+processes, data) is left out and only steady-state training is compared.
 
-The protocol a shared machine cannot fool (issue 16): the three configurations run interleaved,
-``--reps`` times (local, ray1, ray2, local, ray1, ray2, ...), so a busy moment hits all three
-alike; each figure is the median with its range, and every repetition records the machine's
-1-minute load average before it and the CPU seconds the driver process used (the local loop's
-whole run; on Ray the driver's share only: Ray's actors are not this process's children). The ratios are the ratios of the medians, plus the median of the
-per-repetition ratios (each from runs made back to back).
+The protocol (``bench/_protocol.py``, issue 16): the three configurations run interleaved
+``--reps`` times (local, ray1, ray2, local, ...); each figure is a median with its range; every run
+records the 1-minute load average before and after it, the CPU seconds of the driver, of every Ray
+actor (their own ``process_time``) and of Ray's other processes (raylet, GCS). Prints
 
-One JSON line per repetition (``"rep"``), then one summary line: medians, ranges, load, and
-``one_worker_vs_local`` (ray1 / local, target >= 0.95) and ``two_vs_one`` (ray2 / ray1, target >= 1.7
-on 2 cores).
+- one ``"rep"`` line per repetition,
+- one ``"breakdown"`` line per Ray configuration: per training step (ms, medians over the
+  repetitions) where a worker's time goes (``fetch_read``, ``fetch_load``, ``compute``,
+  ``grad_flatten``, ``push_copy``, ``between_cycles``), the shards' apply and the driver's phases,
+  and the CPU each kind of process spent per step; ``cpu_ms_per_step`` summed over every process
+  is what the machine's cores must supply for one step;
+- one summary line: medians, ranges, load, ``one_worker_vs_local`` (ray1 / local, target >= 0.95)
+  and ``two_vs_one`` (ray2 / ray1, target >= 1.7), each as the ratio of the medians and as the
+  median of the back-to-back (paired) ratios.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import resource
 import statistics
 import tempfile
 from pathlib import Path
+from typing import Any
+
+from _protocol import ChildCPU, interleave, ratio, spread, summary, thread_settings
 
 from downpour.config import load_config
 from downpour.runners import train
 from downpour.train.rundir import RunDir
+
+CONFIGS = {"local": ["cluster.runner=local"],
+           "ray1": ["cluster.runner=ray", "cluster.workers=1", "cluster.shards=1"],
+           "ray2": ["cluster.runner=ray", "cluster.workers=2", "cluster.shards=2"]}
+WORKER_PHASES = ("fetch_read", "fetch_load", "compute", "grad_flatten", "push_copy", "between_cycles")
+DRIVER_PHASES = ("wait", "get_meta", "push_apply", "dispatch", "record")
 
 
 def steady_samples_per_s(run: RunDir, batch_size: int) -> float:
@@ -39,25 +52,56 @@ def steady_samples_per_s(run: RunDir, batch_size: int) -> float:
     return (last["step"] - first["step"]) * batch_size / (last["time"] - first["time"])
 
 
-def _cpu_seconds() -> float:
-    """User + system CPU of this process so far."""
-    me = resource.getrusage(resource.RUSAGE_SELF)
-    return me.ru_utime + me.ru_stime
+def per_step(profile: dict[str, Any], children: ChildCPU, steps: int) -> dict[str, float]:
+    """A Ray run's profile (``cluster.json``) as milliseconds per training step: each worker phase
+    (per step of that worker), the shards' apply (per push), the driver's phases and the CPU of
+    each kind of process (per step of the whole run: workers from their first cycle, the driver from
+    the start of its loop, Ray's own processes over the workers' first to last cycle)."""
+    workers, shards, driver = profile["workers"], profile["shards"], profile["driver"]
+    t0, t1 = min(w["since"] for w in workers), max(w["until"] for w in workers)
+    by_name, span = children.by_name(t0, t1)
+    worker_steps = sum(w["counts"].get("steps", 0) for w in workers) or 1
+    pushes = max(sum(s["counts"].get("pushes", 0) for s in shards) / len(shards), 1)
+
+    def total(rows: list[dict[str, Any]], phase: str) -> float:
+        return sum(r["seconds"].get(phase, 0.0) for r in rows)
+
+    ms = {f"worker.{p}": 1e3 * total(workers, p) / worker_steps for p in WORKER_PHASES if p != "compute"}
+    ms["worker.compute"] = 1e3 * (total(workers, "step") - total(workers, "grad_flatten")) / worker_steps
+    ms["shard.apply_per_push"] = 1e3 * total(shards, "apply") / pushes * len(shards)   # all shards' share of one push
+    ms.update({f"driver.{p}": 1e3 * driver["seconds"].get(p, 0.0) / steps for p in DRIVER_PHASES})
+    actors = {"workers": sum(w["cpu_s"] for w in workers), "shards": sum(s["cpu_s"] for s in shards),
+              "driver": driver["cpu_s"]}
+    # Ray's own processes: every descendant of this process that is not one of the actors above,
+    # over the sampled window scaled to the workers' (t0, t1)
+    ours = ("ray::WorkerActo", "ray::ShardActor")
+    actors["ray_system"] = sum(v for k, v in by_name.items() if not k.startswith(ours)) * (t1 - t0) / max(span, 1e-9)
+    ms.update({f"cpu.{k}": 1e3 * v / steps for k, v in actors.items()})
+    ms["cpu_ms_per_step"] = sum(ms[f"cpu.{k}"] for k in actors)
+    return ms
 
 
-def measure(name: str, overrides: list[str], args: argparse.Namespace, root: Path) -> dict:
+def measure(name: str, rep: int, args: argparse.Namespace, root: Path) -> dict[str, Any]:
+    base = load_config(args.config, list(args.set))
+    rule = [] if name == "local" else [f"cluster.rule={base.train.optimizer}"]
     cfg = load_config(args.config, [f"train.steps={args.steps}", "train.log_every=5", "train.tensorboard=false",
-                                    *args.set, *overrides])
-    run = RunDir.create(root / name, cfg)
-    load, cpu0 = os.getloadavg()[0], _cpu_seconds()
-    train(cfg, run)
-    return {"samples_per_s": steady_samples_per_s(run, cfg.train.batch_size), "load_1min": round(load, 2),
-            "driver_cpu_s": round(_cpu_seconds() - cpu0, 2)}
+                                    f"train.threads={args.threads}", *rule, *args.set, *CONFIGS[name]])
+    run = RunDir.create(root / f"{name}-{rep}", cfg)
+    with ChildCPU() as children:
+        result = train(cfg, run)
+    row: dict[str, Any] = {"samples_per_s": round(steady_samples_per_s(run, cfg.train.batch_size), 1)}
+    if "profile" in result:
+        row["per_step_ms"] = {k: round(v, 3) for k, v in per_step(result["profile"], children, args.steps).items()}
+        row["children_cpu_s"] = children.by_name()[0]
+    return row
 
 
-CONFIGS = {"local": ["cluster.runner=local"],
-           "ray1": ["cluster.runner=ray", "cluster.workers=1", "cluster.shards=1"],
-           "ray2": ["cluster.runner=ray", "cluster.workers=2", "cluster.shards=2"]}
+def breakdown(reps: list[dict[str, dict]], name: str, batch_size: int) -> dict[str, Any]:
+    """Per-step milliseconds of configuration ``name``: the median over the repetitions of each entry."""
+    keys = reps[0][name]["per_step_ms"]
+    return {"breakdown": name, "ms_per_step": round(1e3 * batch_size / statistics.median(r[name]["samples_per_s"]
+                                                                                        for r in reps), 3),
+            **{k: spread([r[name]["per_step_ms"][k] for r in reps])["median"] for k in keys}}
 
 
 def main() -> None:
@@ -66,26 +110,20 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--reps", type=int, default=5, help="interleaved repetitions of the three runs")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of the local loop and of each worker")
     args = parser.parse_args()
-    reps: list[dict[str, dict]] = []
+    batch_size = load_config(args.config, list(args.set)).train.batch_size
     with tempfile.TemporaryDirectory() as tmp:
-        for r in range(args.reps):
-            rep = {name: measure(f"{name}-{r}", overrides, args, Path(tmp)) for name, overrides in CONFIGS.items()}
-            print(json.dumps({"rep": r, **rep}), flush=True)
-            reps.append(rep)
-    rates = {name: [rep[name]["samples_per_s"] for rep in reps] for name in CONFIGS}
-    med = {name: statistics.median(v) for name, v in rates.items()}
-    print(json.dumps({
-        "config": args.config, "steps": args.steps, "reps": args.reps, "settings": args.set,
-        **{f"{name}_samples_per_s": round(med[name], 1) for name in CONFIGS},
-        **{f"{name}_range": [round(min(v), 1), round(max(v), 1)] for name, v in rates.items()},
-        "load_1min_range": [min(rep[n]["load_1min"] for rep in reps for n in CONFIGS),
-                            max(rep[n]["load_1min"] for rep in reps for n in CONFIGS)],
-        "one_worker_vs_local": round(med["ray1"] / med["local"], 3), "two_vs_one": round(med["ray2"] / med["ray1"], 3),
-        "one_worker_vs_local_paired": round(statistics.median(r["ray1"]["samples_per_s"] / r["local"]["samples_per_s"]
-                                                              for r in reps), 3),
-        "two_vs_one_paired": round(statistics.median(r["ray2"]["samples_per_s"] / r["ray1"]["samples_per_s"]
-                                                     for r in reps), 3)}))
+        runs = {name: (lambda r, name=name: measure(name, r, args, Path(tmp))) for name in CONFIGS}
+        reps = interleave(runs, args.reps, lambda r, rep: print(json.dumps({"rep": r, **rep}), flush=True))
+    for name in ("ray1", "ray2"):
+        print(json.dumps(breakdown(reps, name, batch_size)), flush=True)
+    one, two = ratio(reps, "samples_per_s", "ray1", "local"), ratio(reps, "samples_per_s", "ray2", "ray1")
+    print(json.dumps({"config": args.config, "steps": args.steps, "settings": args.set,
+                      "threads": {**thread_settings(), "local": args.threads, "worker": args.threads, "shard": 1},
+                      **summary(reps, "samples_per_s"),
+                      "one_worker_vs_local": one["of_medians"], "one_worker_vs_local_paired": one["paired"],
+                      "two_vs_one": two["of_medians"], "two_vs_one_paired": two["paired"]}), flush=True)
 
 
 if __name__ == "__main__":

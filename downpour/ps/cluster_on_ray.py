@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 import uuid
 from typing import Any, Callable
 
@@ -16,8 +17,10 @@ from ray.exceptions import RayError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from downpour.errors import RunError
+from downpour.ps import channel
 from downpour.ps.checkpoint import ShardState
 from downpour.ps.coordinator import Coordinator
+from downpour.ps.laps import Laps
 from downpour.ps.on_ray import ShardActor, ShardPush, WorkerActor
 from downpour.ps.recorder import ShardLost
 from downpour.ps.setup import ClusterSetup
@@ -112,6 +115,13 @@ class RayCluster:
 
     The driving loop is Ray's parameter-server example: ``pending`` maps each future to what it
     is (a worker's cycle, or the shards' answers to a push), and ``ray.wait`` takes the next one.
+    On a one-node Ray with shared memory (a local Ray: the common case) the cycles go over each
+    worker's channel instead (:mod:`downpour.ps.channel`, ``piped``): one long Ray task per worker,
+    a credit per granted cycle, a report per push, polled here; the same coordinator calls in the
+    same order, without a Ray task per cycle.
+    ``laps`` times the driver's phases (``wait`` in ``ray.wait``, ``get_meta``, ``push_apply``: ring
+    the shards and read their answers, ``dispatch``: submit a cycle, ``record``: the recorder);
+    :meth:`info` reports them with every actor's own (``profile``).
     """
 
     def __init__(self, setup: ClusterSetup, shards: list[Shard], coord: Coordinator,
@@ -132,6 +142,11 @@ class RayCluster:
         self._owner: dict[Any, Any] = {}                 # a cycle's metadata ref -> the worker actor running it
         self._pushes: dict[Any, tuple[list[Any], dict[str, Any]]] = {}   # last answer ref -> (all answers, metadata)
         self._blocked: set[int] = set()
+        self.laps = Laps()
+        self.piped = False                               # set in _start: cycles over channels, not Ray tasks
+        self._channels: dict[int, channel.DriverEnd] = {}
+        self._credits: dict[int, int] = {}               # piped: cycles granted to each worker, not reported yet
+        self._serving: dict[Any, tuple[int, Any]] = {}   # piped: serve task ref -> (worker, its actor)
         try:
             self._start(shards, start_step)
         except BaseException:
@@ -152,6 +167,9 @@ class RayCluster:
                                                         **self.place(j, 0.0))
                                      .remote(s, f"/dev/shm/downpour-{self.run_id}", n))
         self.lanes = ray.get([a.lanes.remote() for a in self.shard_actors])
+        here = ray.get_runtime_context().get_node_id()
+        self.piped = (len([nd for nd in ray.nodes() if nd["Alive"]]) == 1 and cfg.cluster.partitions == 1
+                      and all(ln is not None and ln["node"] == here for ln in self.lanes))
         for w in range(n):
             self.worker_actors.append(self._spawn(w, self.next_seq.get(w, 0), start_step))
         self.pusher = ShardPush(self.shard_actors, self.lanes)
@@ -160,6 +178,8 @@ class RayCluster:
         if self.partition_actors:   # worker w's partitions, in order: w*K .. w*K + K-1
             self.placement["partitions"] = ray.get([a.node.remote() for w in sorted(self.partition_actors)
                                                     for a in self.partition_actors[w]])
+        for w in range(n if self.piped else 0):   # last: a serving actor answers nothing else until it stops
+            self._open_channel(w)
 
     def _spawn(self, w: int, seq: int, step: int) -> Any:
         """Start (or restart: new name, new inboxes, wherever Ray finds room) worker ``w``'s actor."""
@@ -174,6 +194,16 @@ class RayCluster:
         return (WorkerActor.options(name=name, num_cpus=self.per_worker, **options)
                 .remote(setup.cfg, w, setup.data.shard(w, n), setup.bounds, setup.gate.sync, step, seq,
                         self.shard_actors, self.lanes, self.threads, parts, setup.shards_of))
+
+    def _open_channel(self, w: int) -> None:
+        """Piped: a new channel to worker ``w``'s (new) actor, and its serve task."""
+        old = self._channels.pop(w, None)
+        if old is not None:
+            old.close()
+        end = self._channels[w] = channel.DriverEnd(f"{SHM_DIR}/downpour-{self.run_id}-worker{w}-{self._incarnation[w]}")
+        self._credits[w] = 0
+        actor = self.worker_actors[w]
+        self._serving[actor.serve.remote(str(end.go), str(end.done))] = (w, actor)
 
     def _spawn_partitions(self, w: int, name: str) -> list[Any]:
         """Worker ``w``'s K partition actors (model parallelism), each linked to its own shards only;
@@ -220,7 +250,14 @@ class RayCluster:
             return
         self._blocked.discard(w)
         m = len(self.shard_actors)
+        t = time.perf_counter()
+        if self.piped:
+            self._channels[w].grant(k, self.stage_of(self.coord.dispatched - k))
+            self._credits[w] += 1
+            self.laps.add("dispatch", t)
+            return
         refs = self.worker_actors[w].cycle.options(num_returns=m + 1).remote(k, self.stage_of(self.coord.dispatched - k))
+        self.laps.add("dispatch", t)
         self._grads[refs[m]] = refs[:m]
         self._owner[refs[m]] = self.worker_actors[w]
         self._pending[refs[m]] = ("cycle", w)
@@ -232,7 +269,9 @@ class RayCluster:
             self._set_live()
         push = Push(w, meta["seq"], [], meta["base"], meta["steps"], meta["samples"], meta["loss"], meta["parts"],
                     meta["skipped"], meta["clock_gap"])
+        t = time.perf_counter()
         on_push(push, push_record(results, meta["clock_gap"]))
+        self.laps.add("record", t)
         for v in sorted(self._blocked | set(joined) | {w}):
             self._dispatch(v)
 
@@ -245,6 +284,8 @@ class RayCluster:
             self.restarts -= 1
             self.worker_actors[w] = self._spawn(w, self.next_seq.get(w, 0), self.coord.done)
             ray.get(self.worker_actors[w].node.remote())
+            if self.piped:
+                self._open_channel(w)
             self.coord.rejoin(w)
             log.warning("worker %d restarted", w)
         self._set_live()
@@ -256,6 +297,7 @@ class RayCluster:
         actor = self._owner.pop(ref)
         grads = self._grads.pop(ref, None)
         current = w in self.coord.live and actor is self.worker_actors[w]
+        t = time.perf_counter()
         try:
             meta = ray.get(ref)
         except RayError as err:
@@ -267,13 +309,23 @@ class RayCluster:
             # a cycle that finished just as its actor died, reported after the loss: the loss
             # already gave its steps back, so it is dropped (not applied at all)
             return
+        self.laps.add("get_meta", t)
+        self._pushed(w, meta, grads, on_push)
+
+    def _pushed(self, w: int, meta: dict[str, Any], grads: list[Any], on_push: OnPush) -> None:
+        """Worker ``w`` finished a cycle (``meta``; ``grads``: per shard None, staged in its inbox, or
+        the gradient's object ref): have the shards apply its push, and dispatch its next cycle."""
+        t = time.perf_counter()
         self.coord.end_compute(w)
         meta["clock_gap"] = self.coord.gaps[w]
         self.next_seq[w] = meta["seq"] + 1
-        # rung shards have applied it when this returns; the others answer with object refs
+        # rung shards have applied it when this returns; the others answer with object refs. The next
+        # cycle is dispatched once the push is on its way, before the answers are read (async: the
+        # worker computes while this push is applied; the coordinator hears of the push, end_cycle,
+        # only after the answers, as before)
         assert self.pusher is not None
-        answers = self.pusher.apply(w, meta["seq"], meta["base"], grads, meta["inbox"])
-        self._dispatch(w)                      # async: compute the next cycle while this push is applied
+        answers = self.pusher.apply(w, meta["seq"], meta["base"], grads, meta["inbox"], meanwhile=lambda: self._dispatch(w))
+        self.laps.add("push_apply", t)
         refs = [x for x in answers if not isinstance(x, dict)]
         if not refs:
             self._applied(w, answers, meta, on_push)
@@ -284,11 +336,23 @@ class RayCluster:
     def run(self, on_push: OnPush) -> None:
         """Dispatch cycles, hand finished gradients to the shards (by doorbell where it can), record
         each push, and restart up to ``cluster.restarts`` lost workers, until the budget is done."""
+        self.laps.mark()
         for _ in range(self.coord.depth):
             for w in sorted(self.coord.live):
                 self._dispatch(w)
+        if self.piped:
+            try:
+                self._run_piped(on_push)
+            except ShardLost:
+                raise
+            except (RayError, ConnectionError, OSError) as err:   # a closed doorbell
+                self._shard_lost(err)
+                raise
+            return
         while self._pending:
+            t = time.perf_counter()
             ready, _ = ray.wait(list(self._pending), num_returns=1)
+            self.laps.add("wait", t)
             kind, w = self._pending.pop(ready[0])
             try:
                 if kind == "cycle":
@@ -301,6 +365,49 @@ class RayCluster:
             except (RayError, ConnectionError, OSError) as err:   # a closed doorbell, a shard call that failed
                 self._shard_lost(err)
                 raise
+
+    def _run_piped(self, on_push: OnPush) -> None:
+        """Piped: poll the workers' channels for reports (and, when none came for a moment, their serve
+        tasks for a death) until no live worker has a granted cycle left; then stop the workers."""
+        m, checked = len(self.shard_actors), time.perf_counter()
+        while any(self._credits.get(w, 0) for w in self.coord.live):
+            t = time.perf_counter()
+            ready = channel.wait(list(self._channels.values()), 0.05)
+            t = self.laps.add("wait", t)
+            for end in ready:
+                w = next(v for v, e in self._channels.items() if e is end)
+                for meta in end.reports():
+                    self._credits[w] -= 1
+                    self._pushed(w, meta, [None] * m, on_push)
+            if not ready or t - checked > 0.05:
+                checked = t
+                self._check_serving(on_push)
+        for w in sorted(self.coord.live):
+            self._channels[w].stop()
+        try:
+            ray.get([ref for ref, (w, _) in self._serving.items() if w in self.coord.live], timeout=60)
+        except RayError as err:   # a worker that died after its last push: nothing of the run is lost
+            log.warning("a worker failed after its last push: %s", type(err).__name__)
+
+    def _check_serving(self, on_push: OnPush) -> None:
+        """Piped: a serve task that ended before the driver said stop is a worker lost (like a failed
+        cycle); what it reported before is whole (staged in every inbox first) and applied first."""
+        done, _ = ray.wait(list(self._serving), num_returns=len(self._serving), timeout=0)
+        for ref in done:
+            w, actor = self._serving.pop(ref)
+            if w not in self.coord.live or actor is not self.worker_actors[w]:
+                continue          # a replaced actor's task: its loss was handled
+            try:
+                ray.get(ref)
+                err: Exception = RuntimeError(f"worker {w} stopped serving")
+            except RayError as failure:
+                err = failure
+            for meta in self._channels[w].reports():
+                self._credits[w] -= 1
+                self._pushed(w, meta, [None] * len(self.shard_actors), on_push)
+            self._credits[w] = 0
+            self._shard_lost(err)  # a dead shard fails every worker's fetch: not the worker's loss
+            self._lost(w, err)
 
     # -- the driver protocol's other half -----------------------------------------------------------
     def snapshot(self) -> list[ShardState]:
@@ -315,12 +422,18 @@ class RayCluster:
         nodes = sorted(set(self.placement["shards"]) | set(self.placement["workers"]))
         live = [a for w, a in enumerate(self.worker_actors) if w in self.coord.live]
         return {"nodes": len(nodes), "placement": {k: [nodes.index(x) for x in v] for k, v in self.placement.items()},
-                "data_workers": ray.get([a.data_report.remote() for a in live], timeout=60)}
+                "data_workers": ray.get([a.data_report.remote() for a in live], timeout=60),
+                "profile": {"driver": self.laps.report(),
+                            "workers": ray.get([a.profile.remote() for a in live], timeout=60),
+                            "shards": ray.get([a.profile.remote() for a in self.shard_actors], timeout=60)}}
 
     def close(self) -> None:
         """Best effort (Ray itself may be going down); safe to call twice."""
         if self.pusher is not None:
             self.pusher.close()
+        for end in self._channels.values():
+            end.close()
+        self._channels = {}
         if self.shard_actors:
             try:
                 ray.get([a.close.remote() for a in self.shard_actors], timeout=30)

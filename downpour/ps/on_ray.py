@@ -24,17 +24,21 @@ placed round-robin over the cluster's nodes (where a node has no room left, Ray 
 """
 from __future__ import annotations
 
+import time
 import warnings
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import ray
 import torch
+from torch import Tensor, nn
 
 from downpour.config import RunConfig
 from downpour.data.pipeline import data_report
 from downpour.ps import shm
+from downpour.ps.channel import STOP, WorkerEnd
 from downpour.ps.doorbell import Bell
+from downpour.ps.laps import Laps
 from downpour.ps.setup import make_worker
 from downpour.ps.shard import Shard
 from downpour.ps.shard_server import ShardServer
@@ -118,9 +122,11 @@ class ShardPush:
             self._bells[(j, w)] = path, bell
         return bell
 
-    def apply(self, w: int, seq: int, bases: list[int], grads: list[Any], inbox: list[bool]) -> list[Any]:
+    def apply(self, w: int, seq: int, bases: list[int], grads: list[Any], inbox: list[bool],
+              meanwhile: Callable[[], None] | None = None) -> list[Any]:
         """Per shard the result dict (rung shards: every bell rung first, then every answer read,
-        so the shards apply in parallel) or an object ref to it (the caller waits on those)."""
+        so the shards apply in parallel) or an object ref to it (the caller waits on those).
+        ``meanwhile`` is called once every shard has been told, before any answer is read."""
         out: list[Any] = []
         rung: dict[int, Bell] = {}
         for j, (actor, g, base, staged) in enumerate(zip(self.actors, grads, bases, inbox)):
@@ -133,6 +139,8 @@ class ShardPush:
                 out.append(actor.push_inbox.remote(w, base, seq))
             else:
                 out.append(actor.push.remote(w, g, base, seq))
+        if meanwhile is not None:
+            meanwhile()
         for j, bell in rung.items():
             out[j] = bell.answer(seq)
         return out
@@ -162,17 +170,64 @@ def fetch_into(links: list[ShardLink], bounds: list[tuple[int, int]], out: np.nd
     return answers
 
 
+def params_as_views(model: nn.Module, names: Sequence[str], offsets: Sequence[int], vec: Tensor) -> bool:
+    """Make ``model``'s parameters ``names`` views of their slices of ``vec`` (numel,) at ``offsets``
+    (their values copied in), so parameters fetched into ``vec`` are in the model already: the worker's
+    load then copies each slice onto itself, which torch skips (the version counters still move, so
+    caches keyed on them see the change). One 4-bytes-a-parameter copy less per fetch. Only where
+    every parameter is contiguous float32; returns whether it did."""
+    named = dict(model.named_parameters())
+    params = [named[n] for n in names]
+    if any(p.dtype != torch.float32 or not p.is_contiguous() for p in params):
+        return False
+    with torch.no_grad():
+        for p, off in zip(params, offsets):
+            view = vec[off:off + p.numel()].view_as(p)
+            view.copy_(p)
+            p.data = view
+    return True
+
+
+class _TimedParams:
+    """A worker's :class:`~downpour.ps.worker.LocalParams` with its two per-step copies timed: the
+    fetched vector into the model (``fetch_load``) and the step's gradients into the push
+    (``grad_flatten``, part of the ``step`` phase)."""
+
+    def __init__(self, inner: Any, laps: Laps):
+        self.inner, self.laps, self.numel = inner, laps, inner.numel
+
+    def load(self, slices: Sequence[Tensor]) -> None:
+        t = time.perf_counter()
+        self.inner.load(slices)
+        self.laps.add("fetch_load", t)
+
+    def add_grads(self) -> None:
+        t = time.perf_counter()
+        self.inner.add_grads()
+        self.laps.add("grad_flatten", t)
+
+    def take(self, bounds: Sequence[tuple[int, int]], seq: int, base: Sequence[int]) -> list[Tensor]:
+        return self.inner.take(bounds, seq, base)
+
+
 @ray.remote
 class WorkerActor:
     """A :class:`~downpour.ps.worker.Worker` that fetches from the shard actors itself; with
     ``partitions`` (model parallelism) a replica whose filters live in those partition actors, which
-    fetch and push their own shards (``ps.partitions_on_ray``)."""
+    fetch and push their own shards (``ps.partitions_on_ray``).
+
+    Its :class:`~downpour.ps.laps.Laps` time each phase of a cycle (``fetch_read``: shared memory or
+    object store into the fetch buffer; ``fetch_load``: that buffer into the model; ``step``: the
+    training step with its ``grad_flatten``; ``push_copy``: the gradient into the inboxes;
+    ``between_cycles``: from returning a cycle to starting the next, Ray's hand-off and any wait
+    for the driver); :meth:`profile` reports them."""
 
     def __init__(self, cfg: RunConfig, wid: int, data: Any, bounds: list[tuple[int, int]], sync: bool, start_step: int,
                  seq: int, shards: list[Any], lanes: list[dict[str, Any] | None], threads: int,
                  partitions: list[Any] | None = None, shards_of: list[list[int]] | None = None):
         _quiet_readonly()
         torch.set_num_threads(threads)
+        self.laps, self._returned = Laps(), 0.0     # perf_counter when the last cycle returned (0: none yet)
         self.remote = None
         if partitions:
             from downpour.ps.partitions_on_ray import PartitionParams, remote_replica
@@ -184,28 +239,68 @@ class WorkerActor:
         self.worker = make_worker(cfg, wid, data, bounds, sync, start_step, seq)
         self.links = [ShardLink(actor, ln, wid, b - a) for actor, ln, (a, b) in zip(shards, lanes, bounds)]
         self.fetched = torch.zeros(bounds[-1][1])   # (numel,) the parameters, gathered shard by shard
+        layout = self.worker.params.layout
+        self.laps.count("params_as_views", params_as_views(self.worker.model, layout.names, layout.offsets, self.fetched))
+        self.worker.params = _TimedParams(self.worker.params, self.laps)
 
     def _fetch(self) -> None:
         w = self.worker
         if self.remote is not None:
             w.load([], self.remote.fetch(len(w.bounds)))
             return
-        w.load([self.fetched], fetch_into(self.links, w.bounds, self.fetched.numpy()))
+        t = time.perf_counter()
+        versions = fetch_into(self.links, w.bounds, self.fetched.numpy())
+        self.laps.add("fetch_read", t)
+        w.load([self.fetched], versions)
 
     def cycle(self, steps: int, stage: int | None) -> tuple:
         """Run ``steps`` training steps; returns per shard the gradient slice (None where it went
         into the shard's shared-memory inbox), then the push's metadata."""
-        w = self.worker
+        w, laps = self.worker, self.laps
+        if self._returned:
+            laps.add("between_cycles", self._returned)
+        else:
+            laps.mark()          # CPU from the first cycle on: start-up (data, model) left out
         for _ in range(steps):
             if w.fetch_due():
                 self._fetch()
+            t = time.perf_counter()
             w.step(stage)
+            laps.add("step", t)
+        t = time.perf_counter()
         push = w.take_push()
         staged = (push.grads if self.remote is not None     # the partitions staged their own slices
                   else [link.stage(g.numpy(), push.seq, b) for link, g, b in zip(self.links, push.grads, push.base)])
         meta = {"seq": push.seq, "base": push.base, "steps": push.steps, "samples": push.samples,
                 "loss": push.loss, "parts": push.parts, "skipped": push.skipped, "inbox": [g is None for g in staged]}
+        laps.add("push_copy", t)
+        laps.count("cycles")
+        laps.count("steps", steps)
+        self._returned = time.perf_counter()
         return (*staged, meta)
+
+    def serve(self, go: str, done: str) -> int:
+        """Run the cycles the driver grants over its channel (:mod:`downpour.ps.channel`), reporting
+        each push's metadata there, until it says stop; returns the cycles run. For a worker whose
+        every shard has an inbox here (nothing returned by object ref); the driver's other calls
+        (``profile``, ``data_report``) wait until this returns."""
+        end, cycles = WorkerEnd(go, done), 0
+        try:
+            while True:
+                steps, stage = end.next_grant()
+                if steps == STOP:
+                    return cycles
+                *staged, meta = self.cycle(steps, stage)
+                assert all(meta["inbox"]), "a served worker stages every push in the shards' inboxes"
+                end.report(meta)
+                cycles += 1
+        finally:
+            end.close()
+
+    def profile(self) -> dict[str, Any]:
+        """This worker's :class:`~downpour.ps.laps.Laps` report (phase seconds, cycles, steps, CPU seconds
+        since its first cycle) and ``until``, when its last cycle returned (``perf_counter``)."""
+        return {**self.laps.report(), "until": self._returned}
 
     def node(self) -> str:
         return _node()

@@ -10,6 +10,7 @@ lock-free readers (workers pulling out of shared memory) rely on.
 from __future__ import annotations
 
 import threading
+import time
 from contextlib import contextmanager
 from typing import Any, Iterator
 
@@ -19,6 +20,7 @@ import torch
 from downpour.ps import shm
 from downpour.ps.checkpoint import ShardState
 from downpour.ps.doorbell import Doorbell
+from downpour.ps.laps import Laps
 from downpour.ps.shard import PushResult, Shard
 
 
@@ -36,6 +38,7 @@ class ShardServer:
         self.seg: shm.Segment | None = None
         self.inboxes: dict[int, shm.Segment] = {}
         self.bell: Doorbell | None = None
+        self.laps = Laps()       # "apply": seconds spent applying pushes (under the lock); the process's CPU
         self._lock = threading.Lock()
         if lane_prefix and shm.available() and not shard.compensation.needs_backup:
             n, j = shard.params.numel(), shard.index
@@ -74,7 +77,11 @@ class ShardServer:
 
     def push(self, worker: int, grad: np.ndarray, base: int, seq: int) -> dict[str, Any]:
         with self._writing():
-            return self.shard.push(worker, torch.from_numpy(grad), base, seq).as_dict()  # zero-copy view
+            t = time.perf_counter()
+            result = self.shard.push(worker, torch.from_numpy(grad), base, seq).as_dict()  # zero-copy view
+            self.laps.add("apply", t)
+            self.laps.count("pushes")
+            return result
 
     def push_inbox(self, worker: int, base: int, seq: int) -> dict[str, Any]:
         """Apply the gradient ``worker`` left in its inbox for push ``seq`` (also the doorbell's job)."""
@@ -84,8 +91,11 @@ class ShardServer:
             if item is None or item[1:] != (seq, base):
                 self.shard.rejected["inbox"] += 1   # nothing (or something else) is waiting: never guess
                 return PushResult(False, "inbox", self.shard.version, self.shard.version - base).as_dict()
+            t = time.perf_counter()
             result = self.shard.push(worker, torch.from_numpy(item[0]), base, seq)
             inbox.release()
+            self.laps.add("apply", t)
+            self.laps.count("pushes")
             return result.as_dict()
 
     def new_inbox(self, worker: int, incarnation: int) -> dict[str, Any] | None:
@@ -99,6 +109,11 @@ class ShardServer:
                 if self.bell is not None:
                     self.bell.reply_to(worker, f"{self.inboxes[worker].path}-bell")
         return self.lanes()
+
+    def profile(self) -> dict[str, Any]:
+        """This shard's :class:`~downpour.ps.laps.Laps` report: seconds applying pushes, pushes, CPU seconds."""
+        with self._lock:
+            return self.laps.report()
 
     def set_workers(self, workers: list[int]) -> None:
         with self._writing():

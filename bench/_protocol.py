@@ -1,0 +1,156 @@
+"""The benchmark protocol a shared machine cannot fool (issue 16), shared by the bench scripts.
+
+    reps = interleave({"local": run_local, "ray1": run_ray1}, reps=5)   # local, ray1, local, ray1, ...
+    row = {**summary(reps, "samples_per_s"), "one_worker_vs_local": ratio(reps, "samples_per_s", "ray1", "local")}
+
+- The named configurations run interleaved, ``reps`` times, so a busy moment on the machine hits
+  all of them alike instead of one configuration's whole series.
+- Each run is a function of the repetition number returning a dict of figures;
+  :func:`measured` adds the machine's load beside them: the 1-minute load average
+  (/proc/loadavg) before and after, the wall seconds, and this process's CPU seconds
+  (``time.process_time``: all its threads). Processes the run starts report their own CPU (the
+  Ray actors, through the run's profile); :class:`ChildCPU` adds what Ray's own processes
+  (raylet, GCS, idle workers) used.
+- A figure is reported as its median and range (min, max) over the repetitions; a ratio both
+  as the ratio of the medians and as the median of the per-repetition ratios (each from runs
+  made back to back, so a slow stretch of the machine cancels).
+
+Plain Python; each bench script imports it as ``_protocol`` (scripts run as ``python bench/x.py``
+have ``bench/`` on their path).
+"""
+from __future__ import annotations
+
+import os
+import statistics
+import threading
+import time
+from typing import Any, Callable, Mapping, Sequence
+
+Rep = dict[str, dict[str, Any]]     # one repetition: configuration name -> its figures
+
+
+def load_1min() -> float:
+    """The machine's 1-minute load average (runnable + uninterruptible tasks, all users)."""
+    with open("/proc/loadavg") as f:
+        return float(f.read().split()[0])
+
+
+def thread_settings() -> dict[str, Any]:
+    """The thread knobs a CPU figure depends on: torch's intra-op threads in this process and the
+    environment variables BLAS libraries read."""
+    import torch
+
+    return {"torch_threads": torch.get_num_threads(), "cpus": os.cpu_count(),
+            **{k: os.environ[k] for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if k in os.environ}}
+
+
+class ChildCPU:
+    """CPU seconds of this process's descendants (Ray's raylet, GCS and worker processes), by name,
+    sampled from /proc every ``every`` seconds on a daemon thread while in the ``with`` block:
+    processes Ray starts are not waited for by this process, so ``getrusage`` never sees them.
+    :meth:`by_name` sums a window of the samples (e.g. the steady part of a run)."""
+
+    TICK = os.sysconf("SC_CLK_TCK")
+
+    def __init__(self, every: float = 0.5):    # a sample reads every /proc/*/stat: ~4 ms of CPU
+        self.every = every
+        self.samples: list[tuple[float, dict[int, tuple[str, float]]]] = []   # (perf_counter, pid -> (name, CPU s))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> None:
+        stats: dict[int, tuple[int, str, float]] = {}     # every process: pid -> (parent, name, CPU seconds)
+        for entry in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    raw = f.read()
+            except OSError:      # ended since the listing
+                continue
+            name, rest = raw[raw.index("(") + 1:raw.rindex(")")], raw[raw.rindex(")") + 2:].split()
+            stats[int(entry)] = int(rest[1]), name, (int(rest[11]) + int(rest[12])) / self.TICK
+        mine, changed = {os.getpid()}, True
+        while changed:                       # the descendants: children of anything already ours
+            changed = False
+            for pid, (ppid, _, _) in stats.items():
+                if ppid in mine and pid not in mine:
+                    mine.add(pid)
+                    changed = True
+        mine.discard(os.getpid())
+        self.samples.append((time.perf_counter(), {pid: stats[pid][1:] for pid in mine}))
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            self._sample()
+
+    def __enter__(self) -> "ChildCPU":
+        self._sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+    def by_name(self, t0: float = float("-inf"), t1: float = float("inf")) -> tuple[dict[str, float], float]:
+        """CPU seconds used between the last sample at or before ``t0`` and the first at or after
+        ``t1`` (``perf_counter`` readings; default the whole block), summed per process name
+        (``raylet``, ``gcs_server``, ...), and the seconds that window spans."""
+        first = max((i for i, (t, _) in enumerate(self.samples) if t <= t0), default=0)
+        last = min((i for i, (t, _) in enumerate(self.samples) if t >= t1), default=len(self.samples) - 1)
+        start, end = self.samples[first][1], {}
+        for _, procs in self.samples[first:last + 1]:   # a process that ended keeps its last reading
+            end.update(procs)
+        out: dict[str, float] = {}
+        for pid, (name, cpu) in end.items():
+            before = start[pid][1] if pid in start else 0.0   # born inside the window: all of its CPU counts
+            out[name] = round(out.get(name, 0.0) + cpu - before, 3)
+        return out, self.samples[last][0] - self.samples[first][0]
+
+
+def measured(run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """``run()``'s figures with the load beside them: ``load_before`` / ``load_after`` (1-minute load
+    average), ``wall_s`` and ``driver_cpu_s`` (this process, all threads)."""
+    load0, cpu0, t0 = load_1min(), time.process_time(), time.perf_counter()
+    figures = run()
+    return {**figures, "load_before": load0, "load_after": load_1min(),
+            "wall_s": round(time.perf_counter() - t0, 3), "driver_cpu_s": round(time.process_time() - cpu0, 3)}
+
+
+def interleave(configs: Mapping[str, Callable[[int], dict[str, Any]]], reps: int,
+               report: Callable[[int, Rep], None] | None = None) -> list[Rep]:
+    """Run every configuration once per repetition, in order, ``reps`` times; ``report(r, rep)`` after each."""
+    out: list[Rep] = []
+    for r in range(reps):
+        rep = {name: measured(lambda: run(r)) for name, run in configs.items()}
+        if report is not None:
+            report(r, rep)
+        out.append(rep)
+    return out
+
+
+def _round(x: float) -> float:
+    return round(x, 3 if abs(x) < 100 else 1)
+
+
+def spread(values: Sequence[float]) -> dict[str, Any]:
+    """Median and range (min, max) of ``values``."""
+    return {"median": _round(statistics.median(values)), "range": [_round(min(values)), _round(max(values))]}
+
+
+def summary(reps: Sequence[Rep], key: str) -> dict[str, Any]:
+    """Per configuration the median and range of figure ``key``, and the load over all runs:
+    the range of the 1-minute load average (before and after each run)."""
+    names = list(reps[0])
+    loads = [run[k] for rep in reps for run in rep.values() for k in ("load_before", "load_after")]
+    return {"reps": len(reps), key: {n: spread([rep[n][key] for rep in reps]) for n in names},
+            "load_1min": {"median": round(statistics.median(loads), 2), "range": [min(loads), max(loads)]},
+            "driver_cpu_s": {n: spread([rep[n]["driver_cpu_s"] for rep in reps]) for n in names}}
+
+
+def ratio(reps: Sequence[Rep], key: str, num: str, den: str) -> dict[str, Any]:
+    """``num`` over ``den`` of figure ``key``: the ratio of the medians (``of_medians``), and the median
+    and range of the per-repetition ratios (``paired``)."""
+    pairs = [rep[num][key] / rep[den][key] for rep in reps]
+    medians = statistics.median(rep[num][key] for rep in reps) / statistics.median(rep[den][key] for rep in reps)
+    return {"of_medians": round(medians, 3), "paired": spread(pairs)}

@@ -1,0 +1,54 @@
+"""bench/_protocol.py: configurations interleaved, medians and ranges, both kinds of ratio, and the
+CPU of child processes that getrusage never sees."""
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+
+import _protocol as P  # noqa: E402
+
+
+def test_configurations_run_interleaved_and_every_run_records_the_load():
+    order = []
+    reps = P.interleave({"a": lambda r: order.append(("a", r)) or {"x": 1.0},
+                         "b": lambda r: order.append(("b", r)) or {"x": 2.0}}, reps=3)
+    assert order == [("a", 0), ("b", 0), ("a", 1), ("b", 1), ("a", 2), ("b", 2)]
+    run = reps[1]["b"]
+    assert run["x"] == 2.0 and {"load_before", "load_after", "wall_s", "driver_cpu_s"} <= set(run)
+    assert run["load_before"] >= 0 and run["driver_cpu_s"] >= 0
+
+
+def _reps(pairs):
+    return [{"fast": {"x": f, "load_before": 1.0, "load_after": 2.0, "driver_cpu_s": 0.1},
+             "slow": {"x": s, "load_before": 0.5, "load_after": 3.0, "driver_cpu_s": 0.2}} for f, s in pairs]
+
+
+def test_summary_gives_median_and_range_per_configuration_and_the_load_range():
+    out = P.summary(_reps([(10, 4), (30, 5), (20, 100)]), "x")
+    assert out["x"]["fast"] == {"median": 20, "range": [10, 30]}
+    assert out["x"]["slow"] == {"median": 5, "range": [4, 100]}
+    assert out["load_1min"]["range"] == [0.5, 3.0] and out["reps"] == 3
+
+
+def test_ratio_of_medians_differs_from_the_median_of_paired_ratios():
+    # a slow stretch hits both runs of rep 2: the paired ratios cancel it, the medians do not
+    out = P.ratio(_reps([(10, 5), (12, 6), (2, 1)]), "x", "fast", "slow")
+    assert out["of_medians"] == 2.0 and out["paired"] == {"median": 2.0, "range": [2.0, 2.0]}
+    out = P.ratio(_reps([(10, 5), (12, 4), (30, 20)]), "x", "fast", "slow")
+    assert out["of_medians"] == 12 / 5 and out["paired"]["median"] == 2.0 and out["paired"]["range"] == [1.5, 3.0]
+
+
+def test_child_cpu_counts_a_busy_child_by_name_and_window():
+    with P.ChildCPU(every=0.05) as children:
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3: pass"],
+                       check=True)
+        t1 = time.perf_counter()
+        time.sleep(0.2)
+    whole, span = children.by_name()
+    name = Path(sys.executable).name[:15]
+    assert 0.2 <= whole.get(name, 0.0) <= 1.0 and span > 0.3
+    before, _ = children.by_name(t1 + 0.15, float("inf"))   # after the child ended: nothing
+    assert before.get(name, 0.0) == 0.0

@@ -1,0 +1,61 @@
+"""A worker's channel to its driver (downpour.ps.channel): grants in order, whole reports, stop."""
+import os
+import threading
+
+import pytest
+
+from downpour.ps import channel, shm
+
+if not shm.available():
+    pytest.skip("no writable /dev/shm", allow_module_level=True)
+
+
+@pytest.fixture
+def ends(tmp_path):
+    driver = channel.DriverEnd(tmp_path / "w0")
+    worker = channel.WorkerEnd(driver.go, driver.done)
+    yield driver, worker
+    worker.close()
+    driver.close()
+
+
+def test_grants_arrive_in_order_with_their_stage_and_stop_ends_them(ends):
+    driver, worker = ends
+    driver.grant(3, None)
+    driver.grant(1, 2)
+    driver.stop()
+    assert [worker.next_grant() for _ in range(3)] == [(3, None), (1, 2), (channel.STOP, None)]
+
+
+def test_reports_come_back_whole_in_order_and_only_once(ends):
+    driver, worker = ends
+    assert driver.reports() == [] and channel.wait([driver], 0.0) == []      # nothing yet: no blocking
+    metas = [{"seq": i, "base": [i, i], "loss": 0.5 * i, "parts": {"rec": float("nan")}, "inbox": [True, True]}
+             for i in range(3)]
+    for m in metas:
+        worker.report(m)
+    assert channel.wait([driver], 1.0) == [driver]
+    got = driver.reports()
+    assert [m["seq"] for m in got] == [0, 1, 2] and got[1]["base"] == [1, 1] and got[2]["loss"] == 1.0
+    assert driver.reports() == []
+
+
+def test_a_report_larger_than_a_pipe_read_is_reassembled(ends):
+    driver, worker = ends
+    big = {"seq": 7, "parts": {f"term{i}": float(i) for i in range(8000)}}    # > 64 KiB of JSON
+    writer = threading.Thread(target=worker.report, args=(big,))   # blocks until the driver reads
+    writer.start()
+    got = []
+    while not got:
+        channel.wait([driver], 1.0)
+        got = driver.reports()
+    writer.join()
+    assert got == [big]
+
+
+def test_close_removes_the_pipes(tmp_path):
+    driver = channel.DriverEnd(tmp_path / "w1")
+    assert driver.go.exists() and driver.done.exists()
+    driver.close()
+    driver.close()
+    assert not driver.go.exists() and not driver.done.exists() and not os.listdir(tmp_path)
