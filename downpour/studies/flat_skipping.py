@@ -65,7 +65,9 @@ class _GatedFilter(nn.Module):
 
     def __init__(self, layer: nn.Module, threshold: float):
         super().__init__()
-        self.gate = VarianceGate(layer, threshold, block=BLOCK)
+        # the question is what skipping itself saves and costs: always the gated path, never the gate's
+        # own choice of the dense layer (mode 'auto'), which would measure the decision instead
+        self.gate = VarianceGate(layer, threshold, block=BLOCK, mode="gated")
 
     def forward(self, x: Tensor, weight: Tensor | None = None) -> Tensor:
         return self.gate(x)
