@@ -204,3 +204,66 @@ def test_auto_measures_once_per_shape_and_needs_no_model_when_all_or_nothing_is_
 def test_bad_mode():
     with pytest.raises(ValueError, match="mode must be one of"):
         VarianceGate(torch.nn.Conv2d(1, 1, 3), 0.1, mode="fast")
+
+
+# --- the cheap proof: tiles whose origin field is open, then the full test only where needed ---------
+
+def _busy_with_flat_patches(h=61, w=67, seed=4):
+    """Noise everywhere, a few flat patches, one of them in the bottom-right corner (tiles overhang there)."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(2, 2, h, w, generator=g)
+    x[0, :, 10:30, 20:40] = 0.4
+    x[1, :, h - 14:, w - 15:] = 0.7
+    return x
+
+
+def test_busy_image_skips_the_full_test_and_gives_the_same_mask(monkeypatch):
+    from downpour.layers import _gate_mask
+    x = torch.rand(1, 2, 60, 70, generator=torch.Generator().manual_seed(5))
+    gate = VarianceGate(LocallyConnected2d(2, 2, (60, 70), 6), 1e-3, 6)
+    want = _brute_tiles(gate, x, 6, 1)
+    assert want.all()
+    monkeypatch.setattr(_gate_mask, "_full_test", None)                 # any call fails
+    monkeypatch.setattr(_gate_mask, "_window_test", None)
+    assert torch.equal(gate._tile_mask(x), want)
+
+
+@pytest.mark.parametrize("k,stride,block", [(8, 1, 8), (5, 2, 3)])
+def test_few_undecided_tiles_are_tested_on_their_windows_only(monkeypatch, k, stride, block):
+    from downpour.layers import _gate_mask
+    x = _busy_with_flat_patches()
+    gate = VarianceGate(LocallyConnected2d(2, 2, (61, 67), k, stride=stride), 1e-3, block)
+    geom = gate._geometry(x)
+    full = _gate_mask._full_test(x, k, stride, 1e-3, geom)
+    assert torch.equal(full, _brute_tiles(gate, x, k, stride)) and not full.all()
+    calls = []
+    real = _gate_mask._window_test
+    monkeypatch.setattr(_gate_mask, "_window_test", lambda *a: calls.append(a[5].numel()) or real(*a))
+    monkeypatch.setattr(_gate_mask, "_full_test", None)
+    assert torch.equal(gate._tile_mask(x), full)
+    assert calls and 0 < calls[0] < full.numel() // 4                    # the undecided tiles only, a minority
+
+
+def test_origin_proof_keeps_a_margin_at_the_threshold():
+    """Fields whose variance is the threshold to within float rounding are left to the full test."""
+    k, thr = 4, 1e-3
+    x = torch.full((1, 1, 16, 16), 0.8, dtype=torch.float32)
+    # 2x2 checkerboards of amplitude a in every 4x4 tile: each origin field has variance exactly a²
+    checker = (torch.arange(16)[:, None] + torch.arange(16)) % 2 * 2 - 1.0
+    amps = torch.tensor([1 - 1e-6, 1.0, 1 + 1e-6, 1.1]) * thr ** 0.5
+    x[0, 0] += checker * amps.repeat_interleave(4)[:, None]             # tile row i: amplitude amps[i]
+    from downpour.layers import _gate_mask
+    geom = (13, 13, 4, 4, 4, 4)
+    proven = _gate_mask.origin_open(x, k, 1, thr, geom)
+    full = _gate_mask._full_test(x, k, 1, thr, geom)
+    assert not (proven & ~full).any()                                  # never opens what the test closes
+    assert proven[0, 3].all() and not proven[0, :3].any()             # 21% over: proven; within 1e-6: not
+    assert torch.equal(_gate_mask.open_tiles(x, k, 1, thr, geom), full)
+
+
+def test_open_count_covers_only_positions_inside_the_output():
+    x = _busy_with_flat_patches()
+    gate = VarianceGate(torch.nn.Conv2d(2, 3, 5), 1e-3, block=4)       # 57x63 outputs: tiles overhang both edges
+    with torch.no_grad():
+        gate(x)
+    assert gate.last.open == int(gate.open_mask(x).sum()) < gate.last.positions

@@ -10,6 +10,14 @@ memory runs at ~1 GB/s, which made allocations, not adds, much of its cost.
 
 (Tried and dropped: deciding most tiles from a sample of their fields and a variance bound on
 their input windows; the strided sums cost as much per value as the full test's contiguous ones.)
+
+What is kept of that idea is the cheap half, which pays on a busy image: a tile is open as soon as
+one of its fields is, so the field at each tile's origin is tested first (``origin_open``: sums of
+k rows per tile row, then of k columns, ~3 passes over the input instead of ~20). Where every tile
+is proven open the full test is skipped (on a 512x512 busy image 0.3 ms instead of ~4 ms, against a
+~30 ms convolution); where a few are not, only their windows go through the full test; otherwise
+the full test runs as before. The proof asks for a margin over the rounding of both computations,
+so it never opens a tile the full test would close: the mask is the same either way.
 """
 from __future__ import annotations
 
@@ -63,9 +71,76 @@ def box_variance(both: Tensor, k: int, s: int) -> Tensor:
 
 
 def open_tiles(x: Tensor, k: int, s: int, threshold: float, geom: tuple[int, int, int, int, int, int]) -> Tensor:
-    """(B, nbh, nbw) bool: tiles with a field of variance >= threshold. ``geom``: (Ho, Wo, bh, bw, nbh, nbw)."""
+    """(B, nbh, nbw) bool: tiles with a field of variance >= threshold. ``geom``: (Ho, Wo, bh, bw, nbh, nbw).
+
+    The tiles whose origin field is open are proven first (cheap); the rest go through the full
+    test, on their windows only when they are few (at most 1/8 of the input's values)."""
+    ho, wo, bh, bw, nbh, nbw = geom
+    x = x.detach()
+    if k > 2 * s * min(bh, bw):          # origin fields overlap a lot (block=1): the proof would cost more than the test
+        return _full_test(x, k, s, threshold, geom)
+    proven = origin_open(x, k, s, threshold, geom)                             # (B, nbh, nbw)
+    undecided = (~proven).nonzero()                                            # (n, 3): (sample, ti, tj)
+    n = undecided.shape[0]
+    if n == 0:
+        return proven
+    big_h, big_w = (bh - 1) * s + k, (bw - 1) * s + k
+    if 8 * n * big_h * big_w > x[0, 0].numel() * x.shape[0]:
+        return _full_test(x, k, s, threshold, geom)
+    tb, ti, tj = undecided.unbind(1)
+    proven[tb, ti, tj] = _window_test(x, k, s, threshold, geom, tb, ti, tj)
+    return proven
+
+
+def _full_test(x: Tensor, k: int, s: int, threshold: float, geom: tuple[int, int, int, int, int, int]) -> Tensor:
+    """Every field tested: (B, C, H, W) -> (B, nbh, nbw) bool."""
     ho, wo, bh, bw, nbh, nbw = geom
     busy = box_variance(moments(x), k, s) >= threshold                         # (B, Ho, Wo)
     busy = F.pad(busy, (0, nbw * bw - wo, 0, nbh * bh - ho))                   # positions past the edge: not busy
     rows = busy.view(-1, nbh * bh, nbw, bw).any(3)                             # contiguous runs first: 2x faster
     return rows.view(-1, nbh, bh, nbw).any(2)
+
+
+def _window_test(x: Tensor, k: int, s: int, threshold: float, geom: tuple[int, int, int, int, int, int],
+                 tb: Tensor, ti: Tensor, tj: Tensor) -> Tensor:
+    """The full test on the windows of tiles (tb, ti, tj) only: (n,) bool. Same values as ``_full_test``
+    (the same centring, and box sums are sums of the same neighbours in the same order)."""
+    ho, wo, bh, bw, nbh, nbw = geom
+    b, c, h, w = x.shape
+    big_h, big_w = (bh - 1) * s + k, (bw - 1) * s + k
+    # Input rows / columns of each window, clamped at the edge instead of padding the image (a copy of
+    # it): only fields of positions past the edge read the clamped ones, and those are masked below.
+    r = (ti[:, None] * (bh * s) + torch.arange(big_h, device=x.device)).clamp_(max=h - 1)     # (n, big_h)
+    q = (tj[:, None] * (bw * s) + torch.arange(big_w, device=x.device)).clamp_(max=w - 1)     # (n, big_w)
+    windows = x[tb[:, None, None], :, r[:, :, None], q[:, None, :]].permute(0, 3, 1, 2)     # (n, C, big_h, big_w)
+    n = windows.shape[0]
+    both = windows.new_empty(n, 2 * c, big_h, big_w)
+    torch.sub(windows, x.mean(dim=(2, 3), keepdim=True)[tb], out=both[:, :c])  # centred on the whole image's mean
+    torch.mul(both[:, :c], both[:, :c], out=both[:, c:])
+    busy = box_variance(both, k, s) >= threshold                               # (n, bh, bw)
+    rows = torch.arange(bh, device=x.device) < (ho - ti * bh)[:, None]         # positions past the edge: not busy
+    cols = torch.arange(bw, device=x.device) < (wo - tj * bw)[:, None]
+    return (busy & rows[:, :, None] & cols[:, None, :]).flatten(1).any(1)
+
+
+def origin_open(x: Tensor, k: int, s: int, threshold: float, geom: tuple[int, int, int, int, int, int]) -> Tensor:
+    """(B, nbh, nbw) bool: tiles whose first field (at the tile's origin) is proven to have variance >=
+    threshold. A tile proven open is open; one not proven may still be.
+
+    Sums of k rows per tile row (contiguous), then of k columns per tile, over x and x² uncentred;
+    the proof asks var - margin >= threshold, the margin bounding the float error of this estimate and
+    of the full test's (each < ~100 eps of the field's mean square, centred or not)."""
+    ho, wo, bh, bw, nbh, nbw = geom
+    b, c, h, w = x.shape
+    sb, sc, sh, sw = x.stride()
+    rows = x.as_strided((b, c, nbh, k, w), (sb, sc, s * bh * sh, sh, sw))        # the k input rows of each tile row
+    sums = x.new_empty(2, b, c, nbh, w)
+    torch.sum(rows, 3, out=sums[0])
+    torch.sum(rows.square(), 3, out=sums[1])
+    st = sums.stride()
+    box = sums.as_strided((2, b, c, nbh, nbw, k), (*st[:4], s * bw * st[4], st[4])).sum(-1).mul_(1.0 / (k * k))
+    m1, m2 = box[0], box[1]                                                     # (B, C, nbh, nbw) E[x], E[x²]
+    var = (m2 - m1 * m1).mean(1)
+    mu = x.mean(dim=(2, 3))[:, :, None, None]                                   # E[(x - mu)²] <= 2 E[x²] + 2 mu²
+    margin = (200 * torch.finfo(x.dtype).eps) * (3 * m2 + 2 * mu * mu).mean(1)
+    return (var - margin) >= threshold

@@ -162,10 +162,11 @@ class VarianceGate(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         weight, bias, k, s = _as_bank(self.layer)
         m, c = weight.shape[2:4]
-        tiles_open = self._tile_mask(x)                                  # (B, nbh, nbw)
+        geom = self._geometry(x)
+        tiles_open = open_tiles(x, k, s, self.threshold, geom)          # (B, nbh, nbw)
         path, model = self._choose(x, tiles_open)
         y = self._gated(x, tiles_open) if path == "gated" else self._dense(x, tiles_open)
-        ho, wo, bh, bw, _, _ = self._geometry(x)
+        ho, wo, bh, bw, _, _ = geom
         self._record(x, tiles_open, (ho, wo, bh, bw), m * c * k * k, m if bias is not None else 0, k, path,
                      None if model is None else 1.0 - model.break_even)
         return y
@@ -338,6 +339,11 @@ class VarianceGate(nn.Module):
         computed = int(tiles.sum()) * bh * bw if path == "gated" else b * ho * wo
         per_pos = 2 * mq + bias_adds
         box = 2 * k * 2 * c * (ho * w + ho * wo)                            # x and x², a (k, 1) then a (1, k) pass
-        self.last = GateStats(positions=b * ho * wo, open=int(self._spread(tiles, geom).sum()), computed=computed,
+        # open positions: bh*bw per open tile, less the overhang of the last row and column of tiles
+        per_tile = tiles.sum(0)                                             # (nbh, nbw)
+        cut_h, cut_w = tiles.shape[1] * bh - ho, tiles.shape[2] * bw - wo
+        n_open = (bh * bw * int(per_tile.sum()) - cut_h * bw * int(per_tile[-1].sum())
+                  - cut_w * bh * int(per_tile[:, -1].sum()) + cut_h * cut_w * int(per_tile[-1, -1]))
+        self.last = GateStats(positions=b * ho * wo, open=n_open, computed=computed,
                               flops=computed * per_pos, flops_ungated=b * ho * wo * per_pos,
                               gate_flops=b * (3 * c * h * w + box + 3 * c * ho * wo), path=path, break_even=break_even)
