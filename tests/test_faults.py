@@ -97,3 +97,41 @@ def test_a_checkpoint_pair_that_does_not_belong_together_is_refused(tmp_path):
     (tmp_path / "b.safetensors").replace(tmp_path / "a.safetensors")      # a's JSON, b's tensors
     with pytest.raises(CheckpointError, match="do not belong together"):
         load_state(tmp_path / "a")
+
+
+@pytest.mark.parametrize("killed_after", ["tensors renamed", "nothing renamed", "prev half linked"])
+def test_a_write_killed_between_its_files_leaves_the_previous_checkpoint_readable(tmp_path, monkeypatch, killed_after):
+    """save_state's moment of truth is two renames: a kill between them (or before, or while it keeps the
+    pair it replaces) leaves a checkpoint that load_state reads whole, new or previous, never a mix."""
+    import os
+
+    import torch
+
+    from downpour.train import checkpoint
+    from downpour.train.checkpoint import load_state, save_state
+
+    stem = tmp_path / "server"
+    save_state(stem, {"x": torch.zeros(3)}, {"step": 1})
+    save_state(stem, {"x": torch.ones(3)}, {"step": 2})
+    real_replace, real_link, calls = os.replace, os.link, []
+
+    def replace(src, dst):
+        calls.append(dst)
+        if killed_after == "nothing renamed" or len(calls) == 2:
+            raise KeyboardInterrupt("killed")
+        real_replace(src, dst)
+
+    def link(src, dst):
+        if killed_after == "prev half linked" and str(dst).endswith(".json"):
+            raise KeyboardInterrupt("killed")
+        real_link(src, dst)
+
+    monkeypatch.setattr(checkpoint.os, "replace", replace)
+    monkeypatch.setattr(checkpoint.os, "link", link)
+    with pytest.raises(KeyboardInterrupt):
+        save_state(stem, {"x": torch.full((3,), 3.0)}, {"step": 3})
+    monkeypatch.undo()
+    tensors, meta = load_state(stem)
+    assert meta["step"] == 2 and torch.equal(tensors["x"], torch.ones(3))   # the last whole checkpoint
+    save_state(stem, {"x": torch.full((3,), 4.0)}, {"step": 4})             # and the next write goes through
+    assert load_state(stem)[1]["step"] == 4 and load_state(stem.with_name("server.prev"))[1]["step"] == 2

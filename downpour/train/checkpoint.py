@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any, Iterable
@@ -17,6 +18,9 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from downpour.errors import DownpourError
+
+
+log = logging.getLogger(__name__)
 
 
 class CheckpointError(DownpourError):
@@ -32,19 +36,46 @@ def read_tensors(path: Path) -> dict[str, Tensor]:
 
 
 def save_state(stem: str | Path, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
-    """Write ``stem.safetensors`` and ``stem.json``, each atomically. The JSON records the tensors
-    file's SHA-256 (``safetensors_sha256``), so :func:`load_state` can tell a pair that does not
-    belong together (a crash between the two renames, a file copied in by hand) from a true one."""
+    """Write ``stem.safetensors`` and ``stem.json``. The JSON records the tensors file's SHA-256
+    (``safetensors_sha256``), so :func:`load_state` can tell a pair that does not belong together (a
+    kill between the two renames, a file copied in by hand) from a true one.
+
+    Both files are written in full under temporary names first, then renamed back to back; the pair
+    they replace is kept (hard links ``stem.prev.*``) until both renames are done, so a kill at any
+    moment leaves either the new pair or the previous one whole, and :func:`load_state` reads that."""
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().contiguous().cpu().clone() for k, v in tensors.items()}
-    tmp = stem.with_name(stem.name + ".safetensors.tmp")
-    save_file(tensors, str(tmp))
-    meta = {**meta, PAIR_KEY: _sha256(tmp)}
-    os.replace(tmp, stem.with_name(stem.name + ".safetensors"))
-    tmp = stem.with_name(stem.name + ".json.tmp")
-    tmp.write_text(json.dumps(meta, indent=1, sort_keys=True))
-    os.replace(tmp, stem.with_name(stem.name + ".json"))
+    tensor_path, meta_path = _pair(stem)
+    tmp_t, tmp_m = tensor_path.with_name(tensor_path.name + ".tmp"), meta_path.with_name(meta_path.name + ".tmp")
+    save_file(tensors, str(tmp_t))
+    tmp_m.write_text(json.dumps({**meta, PAIR_KEY: _sha256(tmp_t)}, indent=1, sort_keys=True))
+    if _whole(stem):                                # keep the pair being replaced until the new one is in
+        for path, prev in zip(_pair(stem), _pair(_prev(stem))):
+            prev.unlink(missing_ok=True)
+            os.link(path, prev)
+    os.replace(tmp_t, tensor_path)
+    os.replace(tmp_m, meta_path)
+
+
+def _pair(stem: Path) -> tuple[Path, Path]:
+    return stem.with_name(stem.name + ".safetensors"), stem.with_name(stem.name + ".json")
+
+
+def _prev(stem: Path) -> Path:
+    return stem.with_name(stem.name + ".prev")
+
+
+def _whole(stem: Path) -> bool:
+    """Both files of ``stem`` exist and belong together (an older pair without a digest counts as whole)."""
+    tensor_path, meta_path = _pair(stem)
+    if not (tensor_path.is_file() and meta_path.is_file()):
+        return False
+    try:
+        digest = json.loads(meta_path.read_text()).get(PAIR_KEY)
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        return False
+    return digest is None or digest == _sha256(tensor_path)
 
 
 PAIR_KEY = "safetensors_sha256"
@@ -60,10 +91,17 @@ def _sha256(path: Path) -> str:
 
 def load_state(stem: str | Path, meta_keys: Iterable[str] = (),
                tensor_keys: Iterable[str] = ()) -> tuple[dict[str, Tensor], dict[str, Any]]:
-    """Read ``stem.safetensors`` and ``stem.json``; raises :class:`CheckpointError` naming the file when
-    one is missing, damaged or lacks one of ``meta_keys`` / ``tensor_keys``."""
+    """Read ``stem.safetensors`` and ``stem.json`` (or, when those do not belong together because a
+    write was killed between its renames, the previous pair ``stem.prev.*`` that :func:`save_state`
+    kept); raises :class:`CheckpointError` naming the file when one is missing, damaged or lacks one of
+    ``meta_keys`` / ``tensor_keys``."""
     stem = Path(stem)
-    tensor_path, meta_path = stem.with_name(stem.name + ".safetensors"), stem.with_name(stem.name + ".json")
+    verified = _whole(stem)
+    if not verified and _whole(_prev(stem)):        # killed between save_state's two renames
+        log.warning("checkpoint %s: its two files do not belong together (a write was killed between them); "
+                    "reading the previous checkpoint %s.*", stem, _prev(stem).name)
+        stem, verified = _prev(stem), True
+    tensor_path, meta_path = _pair(stem)
     for p in (tensor_path, meta_path):
         if not p.is_file():
             raise CheckpointError(f"checkpoint file {str(p)!r} is missing")
@@ -74,7 +112,7 @@ def load_state(stem: str | Path, meta_keys: Iterable[str] = (),
     if not isinstance(meta, dict):
         raise CheckpointError(f"checkpoint file {str(meta_path)!r} does not hold a JSON object")
     tensors = read_tensors(tensor_path)        # a damaged file is named as such first
-    if PAIR_KEY in meta and meta[PAIR_KEY] != _sha256(tensor_path):   # (older checkpoints have no digest)
+    if not verified and PAIR_KEY in meta and meta[PAIR_KEY] != _sha256(tensor_path):   # (older: no digest)
         raise CheckpointError(f"checkpoint files {str(tensor_path)!r} and {str(meta_path)!r} do not belong together "
                               "(the tensors are not the ones the JSON was written with: a write was cut between "
                               "the two files, or one was replaced); resume from another copy of the run")
