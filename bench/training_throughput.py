@@ -90,8 +90,9 @@ def measure(name: str, rep: int, args: argparse.Namespace, root: Path) -> dict[s
     with ChildCPU() as children:
         result = train(cfg, run)
     row: dict[str, Any] = {"samples_per_s": round(steady_samples_per_s(run, cfg.train.batch_size), 1)}
-    if "profile" in result:
-        row["per_step_ms"] = {k: round(v, 3) for k, v in per_step(result["profile"], children, args.steps).items()}
+    profile = json.loads((run.path / "cluster.json").read_text()).get("profile") if name != "local" else None
+    if profile:
+        row["per_step_ms"] = {k: round(v, 3) for k, v in per_step(profile, children, args.steps).items()}
         row["children_cpu_s"] = children.by_name()[0]
     return row
 

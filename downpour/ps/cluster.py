@@ -144,6 +144,7 @@ def _finish(setup: ClusterSetup, run: RunDir, states: list[ShardState], coord: C
             "lost_workers": list(coord.lost), "seconds": round(recorder.elapsed(), 2), "run": str(run.path),
             "checkpoints": recorder.checkpoints, "checkpoint_seconds": round(recorder.checkpoint_seconds, 3), **info}
     run.write_json("cluster.json", summary)  # placement, counts, lost workers: what happened to the cluster
+    summary.pop("profile", None)             # per-phase timers: cluster.json only, not the printed summary
     if coord.done < coord.total and not coord.live:
         raise RunError(f"every worker was lost ({', '.join(_loss_reasons(coord))}) after {coord.done} of {coord.total} steps; "
                        f"what was done is saved in {str(run.path)!r} (resume with --resume, or set cluster.restarts)")
