@@ -42,11 +42,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+
+from _protocol import load_1min, spread  # noqa: E402
 
 from downpour.layers import LocallyConnected2d, locally_connected_reference  # noqa: E402
 
@@ -136,7 +139,9 @@ def time_variants(a, layer, x, gy) -> dict[str, dict[str, float]]:
             times[v].append((time.perf_counter() - t0) * 1e3)
             cpu[v].append((time.process_time() - c0) * 1e3)   # all threads' CPU time: less load-sensitive
             clear(x, params)
-    return {v: {"min": min(t), "median": statistics.median(t), "cpu": min(cpu[v])} for v, t in times.items()}
+    out: dict[str, Any] = {v: {"min": min(t), "median": statistics.median(t), "cpu": min(cpu[v])} for v, t in times.items()}
+    out["paired"] = spread([n / o for n, o in zip(times["naive"], times["ours"])])   # per-repetition naive/ours
+    return out
 
 
 def _rss_kib(field: str) -> int:
@@ -178,7 +183,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     layer, x, gy = setup(a)
     errs = check_agreement(layer, x, gy)
+    load_before = load_1min()
     ms = time_variants(a, layer, x, gy)
+    paired = ms.pop("paired")
     nbytes = lambda t: t.numel() * t.element_size()  # noqa: E731
     base = 2 * (nbytes(layer.weight) + nbytes(x) + nbytes(gy))  # weight, input, output + their grads
     result = {
@@ -188,12 +195,14 @@ def main(argv: list[str] | None = None) -> None:
         "threads": a.threads,
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"),
         "load_avg_1min": round(os.getloadavg()[0], 2),   # other processes on the machine skew every figure
+        "load_1min": [load_before, load_1min()],           # before and after the timed repetitions (bench/_protocol.py)
         "ours_ms": round(ms["ours"]["min"], 2),
         "naive_ms": round(ms["naive"]["min"], 2),
         "conv2d_ms": round(ms["conv2d"]["min"], 2),
         "median_ms": {v: round(m["median"], 2) for v, m in ms.items()},
         "speedup": round(ms["naive"]["min"] / ms["ours"]["min"], 2),
         "speedup_median": round(ms["naive"]["median"] / ms["ours"]["median"], 2),
+        "speedup_paired": paired,          # median and range of the back-to-back ratios
         "vs_conv2d": round(ms["ours"]["min"] / ms["conv2d"]["min"], 2),
         "cpu_ms": {v: round(m["cpu"], 2) for v, m in ms.items()},
         "speedup_cpu": round(ms["naive"]["cpu"] / ms["ours"]["cpu"], 2),

@@ -1,6 +1,6 @@
 """Variance gate vs the ungated layer: wall time and FLOPs on flat and busy images, and a linear probe.
 
-    .venv/bin/python bench/variance_gate.py [--threshold 1e-3] [--repeats 7] [--quick]
+    .venv/bin/python bench/variance_gate.py [--threshold 1e-3] [--repeats 15] [--reps 5] [--quick]
 
 Images (scikit-image built-ins, grey, in [0, 1]): ``text``, ``page``, ``moon`` (large flat areas),
 ``padded`` (the camera man's 96x96 face crop in a flat 192x192 canvas with faint noise), and
@@ -8,8 +8,12 @@ Images (scikit-image built-ins, grey, in [0, 1]): ``text``, ``page``, ``moon`` (
 (inference): ``untied`` (the cat network's layer: 8 maps of 8x8 filters at every position, on the
 image's central 192x192 crop) and ``conv`` (32 maps of 8x8 shared filters, full resolution).
 
-One JSON line per (image, layer): flat_fraction (positions skipped), ms_ungated, ms_gated, speedup,
-flops_ratio ((filter FLOPs done + gate test) / ungated), ``layer``, and what the gate's default
+The protocol of ``bench/_protocol.py``: every (image, layer) row is measured once per repetition
+(``--reps``, best of ``--repeats`` interleaved calls of the layer and the gate), the rows
+interleaved, so a busy stretch of a shared machine hits them alike. One JSON line per (image,
+layer): the medians over the repetitions of ms_ungated, ms_gated and speedup (the per-repetition
+ratio), ``speedup_range`` (min, max), ``reps``, ``load_1min`` (range of the 1-minute load average
+while the row ran), flat_fraction (positions skipped), flops_ratio ((filter FLOPs done + gate test) / ungated), ``layer``, and what the gate's default
 ``mode="auto"`` chose: ``path`` ('gated' or 'dense') and ``break_even_flat`` (the flat fraction
 above which the cost model measured on the warm-up call gates; None when no model was needed: no
 tile open, or every tile open). Then one ``probe`` line: a linear
@@ -31,6 +35,8 @@ from skimage import color, data, transform
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
+
+from _protocol import interleave, spread
 
 from downpour.layers.gating import VarianceGate
 from downpour.layers.locally_connected import LocallyConnected2d
@@ -72,17 +78,35 @@ def timed(fns: tuple, x: torch.Tensor, repeats: int) -> list[float]:
     return [1e3 * t for t in best]
 
 
-def compare(name: str, layer_name: str, layer: torch.nn.Module, img: np.ndarray, threshold: float, repeats: int,
-            block: int) -> dict:
-    x = torch.tensor(img, dtype=torch.float32)[None, None]
-    gate = VarianceGate(layer, threshold, block)
-    with torch.no_grad():
-        ms_full, ms_gate = timed((layer, gate), x, repeats)
-    s = gate.last
-    return {"bench": "variance_gate", "image": name, "layer": layer_name, "size": list(img.shape),
-            "threshold": threshold, "block": block, "flat_fraction": round(s.skipped_fraction, 4), "ms_ungated": round(ms_full, 3),
-            "ms_gated": round(ms_gate, 3), "speedup": round(ms_full / ms_gate, 3), "flops_ratio": round(s.flops_ratio, 4),
-            "path": s.path, "break_even_flat": None if s.break_even is None else round(s.break_even, 3)}
+class Case:
+    """One (image, layer) row: the layer, the gate around it and the image as a (1, 1, H, W) batch."""
+
+    def __init__(self, name: str, layer_name: str, layer: torch.nn.Module, img: np.ndarray, threshold: float,
+                 block: int):
+        self.name, self.layer_name, self.layer, self.threshold, self.block = name, layer_name, layer, threshold, block
+        self.size = list(img.shape)
+        self.x = torch.tensor(img, dtype=torch.float32)[None, None]
+        self.gate = VarianceGate(layer, threshold, block)
+
+    def run(self, repeats: int) -> dict[str, float]:
+        """One repetition of the protocol: best of ``repeats`` interleaved calls of each."""
+        with torch.no_grad():
+            ms_full, ms_gate = timed((self.layer, self.gate), self.x, repeats)
+        return {"ms_ungated": ms_full, "ms_gated": ms_gate, "speedup": ms_full / ms_gate}
+
+    def row(self, reps: list[dict[str, dict]], key: str) -> dict:
+        """The row over the repetitions: medians, the speedup's range, the load while this case ran."""
+        runs = [rep[key] for rep in reps]
+        s = self.gate.last
+        loads = [r[k] for r in runs for k in ("load_before", "load_after")]
+        return {"bench": "variance_gate", "image": self.name, "layer": self.layer_name, "size": self.size,
+                "threshold": self.threshold, "block": self.block, "flat_fraction": round(s.skipped_fraction, 4),
+                "ms_ungated": spread([r["ms_ungated"] for r in runs])["median"],
+                "ms_gated": spread([r["ms_gated"] for r in runs])["median"],
+                "speedup": spread([r["speedup"] for r in runs])["median"],
+                "speedup_range": spread([r["speedup"] for r in runs])["range"], "reps": len(runs),
+                "load_1min": [min(loads), max(loads)], "flops_ratio": round(s.flops_ratio, 4),
+                "path": s.path, "break_even_flat": None if s.break_even is None else round(s.break_even, 3)}
 
 
 def digit_canvases(rng: np.random.Generator) -> tuple[torch.Tensor, np.ndarray]:
@@ -128,27 +152,33 @@ def probe(threshold: float, seed: int) -> dict:
             "speedup": round(ms_full / ms_gate, 3)}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--threshold", type=float, default=1e-3, help="variance below which a field is flat")
-    ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--repeats", type=int, default=15, help="calls per row and repetition (the best is kept)")
+    ap.add_argument("--reps", type=int, default=5, help="interleaved repetitions of every row (medians reported)")
     ap.add_argument("--block", type=int, default=8, help="side of the output tiles the gate decides together")
     ap.add_argument("--quick", action="store_true", help="two images, no probe (a smoke test)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1: steadier timings on a shared machine)")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(args.seed)
     imgs = images(rng)
     if args.quick:
         imgs = {k: imgs[k] for k in ("padded", "grass")}
+    cases = {}
     for name, img in imgs.items():
         torch.manual_seed(args.seed)
         small = fit(img, 192)
-        untied = LocallyConnected2d(1, 8, small.shape, 8)
-        print(json.dumps(compare(name, "untied", untied, small, args.threshold, args.repeats, args.block)), flush=True)
-        conv = torch.nn.Conv2d(1, 32, 8, bias=False)
-        print(json.dumps(compare(name, "conv", conv, img, args.threshold, args.repeats, args.block)), flush=True)
+        cases[f"{name}/untied"] = Case(name, "untied", LocallyConnected2d(1, 8, small.shape, 8), small, args.threshold,
+                                       args.block)
+        cases[f"{name}/conv"] = Case(name, "conv", torch.nn.Conv2d(1, 32, 8, bias=False), img, args.threshold, args.block)
+    # the protocol (bench/_protocol.py): every row once per repetition, the rows interleaved, so a busy
+    # stretch of the machine hits them alike; a row is the median over the repetitions, with its range
+    reps = interleave({k: (lambda r, c=c: c.run(args.repeats)) for k, c in cases.items()}, args.reps)
+    for key, case in cases.items():
+        print(json.dumps(case.row(reps, key)), flush=True)
     if not args.quick:
         print(json.dumps(probe(args.threshold, args.seed)), flush=True)
 

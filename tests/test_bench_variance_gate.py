@@ -1,0 +1,26 @@
+"""bench/variance_gate.py on the protocol: every row is a median over interleaved repetitions, with its
+range and the load beside it."""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+import variance_gate  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_quick_rows_are_medians_over_repetitions_with_their_load(capsys):
+    variance_gate.main(["--quick", "--reps", "3", "--repeats", "1"])
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["image"], r["layer"]) for r in rows] == [("padded", "untied"), ("padded", "conv"),
+                                                         ("grass", "untied"), ("grass", "conv")]
+    for r in rows:
+        lo, hi = r["speedup_range"]
+        assert r["reps"] == 3 and lo <= r["speedup"] <= hi
+        assert r["ms_ungated"] > 0 and r["ms_gated"] > 0 and len(r["load_1min"]) == 2
+        assert r["path"] in ("gated", "dense") and 0.0 <= r["flat_fraction"] <= 1.0
+    assert next(r for r in rows if r["image"] == "grass")["flat_fraction"] < 0.05      # busy: nothing to skip
+    assert next(r for r in rows if r["image"] == "padded")["flat_fraction"] > 0.5      # a face in a flat canvas
