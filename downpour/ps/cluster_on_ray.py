@@ -376,7 +376,12 @@ class RayCluster:
             t = self.laps.add("wait", t)
             for end in ready:
                 w = next(v for v, e in self._channels.items() if e is end)
-                for meta in end.reports():
+                reports = end.reports()
+                if w not in self.coord.live:
+                    # written as the actor was being killed, read after its loss gave its steps back:
+                    # dropped (never applied), as the task path drops a cycle reported after the loss
+                    continue
+                for meta in reports:
                     self._credits[w] -= 1
                     self._pushed(w, meta, [None] * m, on_push)
             if not ready or t - checked > 0.05:
@@ -408,6 +413,8 @@ class RayCluster:
             self._credits[w] = 0
             self._shard_lost(err)  # a dead shard fails every worker's fetch: not the worker's loss
             self._lost(w, err)
+            if w not in self.coord.live:     # not restarted: stop polling its channel
+                self._channels.pop(w).close()
 
     # -- the driver protocol's other half -----------------------------------------------------------
     def snapshot(self) -> list[ShardState]:
