@@ -22,6 +22,7 @@ from downpour.ps.checkpoint import ShardState
 from downpour.ps.coordinator import Coordinator
 from downpour.ps.laps import Laps
 from downpour.ps.on_ray import ShardActor, ShardPush, WorkerActor
+from downpour.ps.piped import PipedRun
 from downpour.ps.recorder import ShardLost
 from downpour.ps.setup import ClusterSetup
 from downpour.ps.shard import Shard
@@ -107,7 +108,7 @@ def _placer(nodes_info: list[dict[str, Any]]) -> Callable[[int, float], dict[str
     return place
 
 
-class RayCluster:
+class RayCluster(PipedRun):
     """The Ray driver, shaped like :class:`~downpour.ps.simulated.SimulatedCluster`: built with the
     cluster's setup and restored shards, it starts Ray (or joins ``cluster.address``), one actor per
     shard and per worker; :meth:`run` drives the coordinator's budget; :meth:`close` kills every actor
@@ -116,8 +117,7 @@ class RayCluster:
     The driving loop is Ray's parameter-server example: ``pending`` maps each future to what it
     is (a worker's cycle, or the shards' answers to a push), and ``ray.wait`` takes the next one.
     On a one-node Ray with shared memory (a local Ray: the common case) the cycles go over each
-    worker's channel instead (:mod:`downpour.ps.channel`, ``piped``): one long Ray task per worker,
-    a credit per granted cycle, a report per push, polled here; the same coordinator calls in the
+    worker's channel instead (``piped``, :mod:`downpour.ps.piped`): the same coordinator calls in the
     same order, without a Ray task per cycle.
     ``laps`` times the driver's phases (``wait`` in ``ray.wait``, ``get_meta``, ``push_apply``: ring
     the shards and read their answers, ``dispatch``: submit a cycle, ``record``: the recorder);
@@ -194,16 +194,6 @@ class RayCluster:
         return (WorkerActor.options(name=name, num_cpus=self.per_worker, **options)
                 .remote(setup.cfg, w, setup.data.shard(w, n), setup.bounds, setup.gate.sync, step, seq,
                         self.shard_actors, self.lanes, self.threads, parts, setup.shards_of))
-
-    def _open_channel(self, w: int) -> None:
-        """Piped: a new channel to worker ``w``'s (new) actor, and its serve task."""
-        old = self._channels.pop(w, None)
-        if old is not None:
-            old.close()
-        end = self._channels[w] = channel.DriverEnd(f"{SHM_DIR}/downpour-{self.run_id}-worker{w}-{self._incarnation[w]}")
-        self._credits[w] = 0
-        actor = self.worker_actors[w]
-        self._serving[actor.serve.remote(str(end.go), str(end.done))] = (w, actor)
 
     def _spawn_partitions(self, w: int, name: str) -> list[Any]:
         """Worker ``w``'s K partition actors (model parallelism), each linked to its own shards only;
@@ -365,56 +355,6 @@ class RayCluster:
             except (RayError, ConnectionError, OSError) as err:   # a closed doorbell, a shard call that failed
                 self._shard_lost(err)
                 raise
-
-    def _run_piped(self, on_push: OnPush) -> None:
-        """Piped: poll the workers' channels for reports (and, when none came for a moment, their serve
-        tasks for a death) until no live worker has a granted cycle left; then stop the workers."""
-        m, checked = len(self.shard_actors), time.perf_counter()
-        while any(self._credits.get(w, 0) for w in self.coord.live):
-            t = time.perf_counter()
-            ready = channel.wait(list(self._channels.values()), 0.05)
-            t = self.laps.add("wait", t)
-            for end in ready:
-                w = next(v for v, e in self._channels.items() if e is end)
-                reports = end.reports()
-                if w not in self.coord.live:
-                    # written as the actor was being killed, read after its loss gave its steps back:
-                    # dropped (never applied), as the task path drops a cycle reported after the loss
-                    continue
-                for meta in reports:
-                    self._credits[w] -= 1
-                    self._pushed(w, meta, [None] * m, on_push)
-            if not ready or t - checked > 0.05:
-                checked = t
-                self._check_serving(on_push)
-        for w in sorted(self.coord.live):
-            self._channels[w].stop()
-        try:
-            ray.get([ref for ref, (w, _) in self._serving.items() if w in self.coord.live], timeout=60)
-        except RayError as err:   # a worker that died after its last push: nothing of the run is lost
-            log.warning("a worker failed after its last push: %s", type(err).__name__)
-
-    def _check_serving(self, on_push: OnPush) -> None:
-        """Piped: a serve task that ended before the driver said stop is a worker lost (like a failed
-        cycle); what it reported before is whole (staged in every inbox first) and applied first."""
-        done, _ = ray.wait(list(self._serving), num_returns=len(self._serving), timeout=0)
-        for ref in done:
-            w, actor = self._serving.pop(ref)
-            if w not in self.coord.live or actor is not self.worker_actors[w]:
-                continue          # a replaced actor's task: its loss was handled
-            try:
-                ray.get(ref)
-                err: Exception = RuntimeError(f"worker {w} stopped serving")
-            except RayError as failure:
-                err = failure
-            for meta in self._channels[w].reports():
-                self._credits[w] -= 1
-                self._pushed(w, meta, [None] * len(self.shard_actors), on_push)
-            self._credits[w] = 0
-            self._shard_lost(err)  # a dead shard fails every worker's fetch: not the worker's loss
-            self._lost(w, err)
-            if w not in self.coord.live:     # not restarted: stop polling its channel
-                self._channels.pop(w).close()
 
     # -- the driver protocol's other half -----------------------------------------------------------
     def snapshot(self) -> list[ShardState]:

@@ -1,0 +1,87 @@
+"""The Ray driver's loop over the workers' channels (:mod:`downpour.ps.channel`), for a one-node Ray
+with shared memory: one long serve task per worker, a credit per granted cycle, a report per push,
+polled here. A mixin of :class:`~downpour.ps.cluster_on_ray.RayCluster`, which owns the state it
+reads (``_channels``, ``_credits``, ``_serving``, the coordinator) and the calls it makes
+(``_pushed``, ``_lost``, ``_shard_lost``)."""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import ray
+from ray.exceptions import RayError
+
+from downpour.ps import channel
+from downpour.ps.shm import SHM_DIR
+from downpour.ps.worker import OnPush
+
+log = logging.getLogger("downpour.ps.cluster_on_ray")   # the driver's logger: same records as before
+
+
+class PipedRun:
+    """``RayCluster``'s piped half: open a worker's channel, run the loop, notice a serve task's end."""
+
+    _channels: dict[int, channel.DriverEnd]
+    _credits: dict[int, int]
+    _serving: dict[Any, tuple[int, Any]]
+
+    def _open_channel(self, w: int) -> None:
+        """Piped: a new channel to worker ``w``'s (new) actor, and its serve task."""
+        old = self._channels.pop(w, None)
+        if old is not None:
+            old.close()
+        end = self._channels[w] = channel.DriverEnd(f"{SHM_DIR}/downpour-{self.run_id}-worker{w}-{self._incarnation[w]}")
+        self._credits[w] = 0
+        actor = self.worker_actors[w]
+        self._serving[actor.serve.remote(str(end.go), str(end.done))] = (w, actor)
+
+    def _run_piped(self, on_push: OnPush) -> None:
+        """Piped: poll the workers' channels for reports (and, when none came for a moment, their serve
+        tasks for a death) until no live worker has a granted cycle left; then stop the workers."""
+        m, checked = len(self.shard_actors), time.perf_counter()
+        while any(self._credits.get(w, 0) for w in self.coord.live):
+            t = time.perf_counter()
+            ready = channel.wait(list(self._channels.values()), 0.05)
+            t = self.laps.add("wait", t)
+            for end in ready:
+                w = next(v for v, e in self._channels.items() if e is end)
+                reports = end.reports()
+                if w not in self.coord.live:
+                    # written as the actor was being killed, read after its loss gave its steps back:
+                    # dropped (never applied), as the task path drops a cycle reported after the loss
+                    continue
+                for meta in reports:
+                    self._credits[w] -= 1
+                    self._pushed(w, meta, [None] * m, on_push)
+            if not ready or t - checked > 0.05:
+                checked = t
+                self._check_serving(on_push)
+        for w in sorted(self.coord.live):
+            self._channels[w].stop()
+        try:
+            ray.get([ref for ref, (w, _) in self._serving.items() if w in self.coord.live], timeout=60)
+        except RayError as err:   # a worker that died after its last push: nothing of the run is lost
+            log.warning("a worker failed after its last push: %s", type(err).__name__)
+
+    def _check_serving(self, on_push: OnPush) -> None:
+        """Piped: a serve task that ended before the driver said stop is a worker lost (like a failed
+        cycle); what it reported before is whole (staged in every inbox first) and applied first."""
+        done, _ = ray.wait(list(self._serving), num_returns=len(self._serving), timeout=0)
+        for ref in done:
+            w, actor = self._serving.pop(ref)
+            if w not in self.coord.live or actor is not self.worker_actors[w]:
+                continue          # a replaced actor's task: its loss was handled
+            try:
+                ray.get(ref)
+                err: Exception = RuntimeError(f"worker {w} stopped serving")
+            except RayError as failure:
+                err = failure
+            for meta in self._channels[w].reports():
+                self._credits[w] -= 1
+                self._pushed(w, meta, [None] * len(self.shard_actors), on_push)
+            self._credits[w] = 0
+            self._shard_lost(err)  # a dead shard fails every worker's fetch: not the worker's loss
+            self._lost(w, err)
+            if w not in self.coord.live:     # not restarted: stop polling its channel
+                self._channels.pop(w).close()
