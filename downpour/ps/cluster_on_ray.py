@@ -22,7 +22,7 @@ from downpour.ps.checkpoint import ShardState
 from downpour.ps.coordinator import Coordinator
 from downpour.ps.laps import Laps
 from downpour.ps.on_ray import ShardActor, ShardPush, WorkerActor
-from downpour.ps.piped import PipedRun
+from downpour.ps.piped_on_ray import PipedRun
 from downpour.ps.recorder import ShardLost
 from downpour.ps.setup import ClusterSetup
 from downpour.ps.shard import Shard
@@ -117,7 +117,7 @@ class RayCluster(PipedRun):
     The driving loop is Ray's parameter-server example: ``pending`` maps each future to what it
     is (a worker's cycle, or the shards' answers to a push), and ``ray.wait`` takes the next one.
     On a one-node Ray with shared memory (a local Ray: the common case) the cycles go over each
-    worker's channel instead (``piped``, :mod:`downpour.ps.piped`): the same coordinator calls in the
+    worker's channel instead (``piped``, :mod:`downpour.ps.piped_on_ray`): the same coordinator calls in the
     same order, without a Ray task per cycle.
     ``laps`` times the driver's phases (``wait`` in ``ray.wait``, ``get_meta``, ``push_apply``: ring
     the shards and read their answers, ``dispatch``: submit a cycle, ``record``: the recorder);
