@@ -7,7 +7,7 @@ import torch
 from scipy.stats import norm
 from torch import Tensor, nn
 
-from downpour.analysis.controls import bootstrap_weights, comparisons, score_controls, weighted_auc
+from downpour.analysis.controls import bootstrap_weights, comparisons, score_controls, weighted_accuracy, weighted_auc
 from downpour.analysis.face_controls import GRADIENT, LEARNED, PIXEL, TWIN, controls_verdict, face_controls
 from downpour.analysis.labelled import LabelledSet
 from downpour.analysis.selectivity import split
@@ -202,3 +202,62 @@ def test_the_verdict_follows_the_intervals():
     assert "On 1 of 1 low-level-matched controls" in v["sentences"][0] and "upside-down faces" in v["sentences"][1]
     rows[1] = row(TWIN, 0.60, (0.50, 0.81))                  # the unit is inside the twin's interval: not a pass
     assert not controls_verdict(rows)["per_negatives"][0]["passes"]
+
+
+class MemorisingModel(FeatureModel):
+    """Unit 0 knows lfw's training part by heart: +5 on its faces, -5 on its non-faces, noise on any
+    other image (held-out faces, their controls). Units 1-3: noise. A leak of training images into
+    the test would show as an AUC above 0.5."""
+
+    def __init__(self):
+        super().__init__()
+        self.input_shape = (1, 25, 25)
+        train = lfw_split(size=25)["train"]
+        self.register_buffer("known", train.x.reshape(len(train.y), -1))
+        self.register_buffer("label", train.y.float() * 10 - 5)
+
+    def forward(self, x: Tensor) -> Tensor:
+        flat = x.reshape(len(x), -1)
+        distance, nearest = torch.cdist(flat.double(), self.known.double()).min(dim=1)
+        noise = torch.sin(flat.sum(dim=1, keepdim=True).double() * torch.arange(1, 5, dtype=torch.float64) * 97.0)
+        out = noise.clone()
+        seen = distance < 1e-3                         # cdist of an image with itself: ~1e-6, not 0
+        out[seen, 0] = self.label[nearest[seen]].double()
+        return out.float()
+
+
+def test_chosen_on_the_training_part_a_memorised_unit_scores_chance_on_held_out_images():
+    result = face_controls(MemorisingModel(), BrightnessModel(), layer=None, input_shape=(1, 25, 25), prepare=None,
+                           **FAST)
+    assert result["select"] == "train" and result["split_seeds"] == []
+    for negatives in ("lfw_nonfaces", "phase_scrambled", "upside_down", "block_shuffled", "spectrum_matched_crops"):
+        row = _rows(result["rows"], negatives)[LEARNED]
+        assert row["unit"] == 0 and row["selection_auc"] == 1.0 and row["splits"] == 1
+        assert row["test_positives"] == 30 and row["test_negatives"] == 30      # every held-out face, every negative
+        assert row["auc_ci"][0] < 0.5 < row["auc_ci"][1], negatives
+        assert row["accuracy_ci"][0] <= 0.5 <= row["accuracy_ci"][1], negatives   # noise: all on one side of ±5
+
+
+def test_chosen_per_held_out_split_the_test_has_half_the_faces_and_every_split():
+    result = face_controls(PlantedModel((1, 25, 25)), PlantedModel((1, 25, 25), seed=3), layer=None,
+                           input_shape=(1, 25, 25), prepare=None, select="heldout", **FAST)
+    assert result["select"] == "heldout" and result["split_seeds"] == FAST["seeds"]
+    row = _rows(result["rows"], "upside_down")[LEARNED]
+    assert row["splits"] == len(FAST["seeds"]) and row["test_positives"] == 15
+    with pytest.raises(ValueError, match="select"):
+        face_controls(PlantedModel((1, 25, 25)), PlantedModel((1, 25, 25)), layer=None, input_shape=(1, 25, 25),
+                      prepare=None, select="everything", **FAST)
+
+
+def test_weighted_accuracy_is_the_balanced_accuracy_of_the_resampled_images():
+    rng = np.random.default_rng(0)
+    hit_pos, hit_neg = rng.random((2, 7)) < 0.6, rng.random((2, 9)) < 0.4
+    w_pos, w_neg = rng.integers(0, 3, (4, 7)).astype(float) + 0.0, rng.integers(0, 3, (4, 9)).astype(float)
+    w_pos[:, 0] += 1
+    w_neg[:, 0] += 1
+    got = weighted_accuracy(hit_pos, hit_neg, w_pos, w_neg)                       # (methods, B)
+    for m in range(2):
+        for b in range(4):
+            p = np.repeat(hit_pos[m], w_pos[b].astype(int))
+            q = np.repeat(hit_neg[m], w_neg[b].astype(int))
+            assert got[m, b] == pytest.approx(0.5 * (p.mean() + q.mean()))

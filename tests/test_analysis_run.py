@@ -19,7 +19,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 FAST = dict(splits=2, probes=["lfw", "digits"], probe_samples=300, probe_folds=3, stimulus_steps=40,
             stimulus_restarts=2, random_filters=200, top_k=6, bootstrap=200)
 CONTROL_KEYS = {"negatives", "level", "method", "auc", "auc_ci", "accuracy_mean", "accuracy_std", "splits", "unit",
-                "unit_share", "sign", "selection_auc", "candidates", "test_positives", "test_negatives"}
+                "unit_share", "sign", "selection_auc", "candidates", "test_positives", "test_negatives", "accuracy_ci"}
 NEGATIVES = ["lfw_nonfaces", "phase_scrambled", "upside_down", "block_shuffled", "spectrum_matched_crops"]
 
 
@@ -64,8 +64,10 @@ def test_analysis_json_has_the_face_test_with_intervals_and_a_verdict(run_dir):
     assert [(r["negatives"], r["method"]) for r in rows] == [(n, m) for n in NEGATIVES for m in methods]
     for r in rows:
         assert set(r) == CONTROL_KEYS
-        assert r["auc_ci"][0] <= r["auc_ci"][1] and 0.0 <= r["auc"] <= 1.0 and r["splits"] == 2
-        assert r["test_positives"] == 15 and r["test_negatives"] == 15      # 30 held-out faces, half tested
+        assert r["auc_ci"][0] <= r["auc_ci"][1] and 0.0 <= r["auc"] <= 1.0 and r["splits"] == 1
+        assert 0.0 <= r["accuracy_ci"][0] <= r["accuracy_ci"][1] <= 1.0
+        assert r["test_positives"] == 30 and r["test_negatives"] == 30      # chosen on lfw's training part: all tested
+    assert fn["controls_setup"]["select"] == "train" and "140 images" in fn["controls_setup"]["selection"]
     verdict = fn["controls_verdict"]
     assert [p["negatives"] for p in verdict["per_negatives"]] == NEGATIVES
     assert isinstance(verdict["passes_low_level"], bool) and len(verdict["sentences"]) == 6

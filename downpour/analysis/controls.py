@@ -79,6 +79,15 @@ def weighted_auc(h: np.ndarray, w_pos: np.ndarray, w_neg: np.ndarray) -> np.ndar
         return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
 
 
+def weighted_accuracy(hit_pos: np.ndarray, hit_neg: np.ndarray, w_pos: np.ndarray, w_neg: np.ndarray) -> np.ndarray:
+    """Balanced accuracy of every method for every replicate: hits (methods, p) / (methods, q), weights
+    (B, p) / (B, q) -> (methods, B); NaN where a class has no weight."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        pos = (w_pos @ hit_pos.T.astype(float)) / w_pos.sum(axis=1, keepdims=True)     # (B, methods)
+        neg = (w_neg @ hit_neg.T.astype(float)) / w_neg.sum(axis=1, keepdims=True)
+    return (0.5 * (pos + neg)).T
+
+
 def score_controls(methods: dict[str, Responses], y: np.ndarray, negatives: dict[str, np.ndarray], source: np.ndarray,
                    splits: list[tuple[np.ndarray, np.ndarray]], *, replicates: int = 2000,
                    seed: int | np.random.SeedSequence = 0,
@@ -90,7 +99,7 @@ def score_controls(methods: dict[str, Responses], y: np.ndarray, negatives: dict
     the M images) of that negative set. source: (M,) source index of every row. splits: (selection,
     test) source indices per split. Row keys: ``negatives``, ``level``, ``method``, ``auc`` (mean over
     splits), ``auc_ci`` [low, high], ``accuracy_mean`` / ``accuracy_std`` (balanced test accuracy with
-    the selection threshold, over splits), ``splits``, ``unit`` (the candidate chosen most often) and
+    the selection threshold, over splits; ``accuracy_ci`` its bootstrap interval), ``splits``, ``unit`` (the candidate chosen most often) and
     ``unit_share``, ``sign``, ``selection_auc``, ``candidates``, ``test_positives`` / ``test_negatives``.
     ``seed`` draws the bootstrap weights.
     """
@@ -100,8 +109,12 @@ def score_controls(methods: dict[str, Responses], y: np.ndarray, negatives: dict
     if not np.array_equal(source[:n], np.arange(n)):
         raise ValueError("the first len(y) rows must be the source images themselves (source[:n] == 0..n-1)")
     names, sets = list(methods), list(negatives)
-    weights = bootstrap_weights(y, replicates, np.random.default_rng(seed))      # (B, n)
+    # Resample only the sources some split tests (all of them when the splits cover the set).
+    pool = np.unique(np.concatenate([np.asarray(t) for _, t in splits]))
+    weights = np.zeros((replicates, n))                                           # (B, n)
+    weights[:, pool] = bootstrap_weights(y[pool], replicates, np.random.default_rng(seed))
     boot = np.zeros((len(sets), len(names), replicates))                          # split-sum of replicate AUCs
+    boot_acc = np.zeros_like(boot)                                                # ... and balanced accuracies
     auc = np.zeros((len(splits), len(sets), len(names)))
     acc = np.zeros_like(auc)
     chosen: dict[str, list[tuple[int, int, float, int]]] = {m: [] for m in names}
@@ -125,8 +138,12 @@ def score_controls(methods: dict[str, Responses], y: np.ndarray, negatives: dict
             auc[s, g] = h.mean(axis=(1, 2))
             acc[s, g] = 0.5 * ((v[:, faces] > t).mean(axis=1) + (v[:, rows] <= t).mean(axis=1))
             boot[g] += weighted_auc(h, weights[:, faces], weights[:, source[rows]])
+            boot_acc[g] += weighted_accuracy(v[:, faces] > t, v[:, rows] <= t, weights[:, faces],
+                                             weights[:, source[rows]])
     boot /= len(splits)
+    boot_acc /= len(splits)
     low, high = np.nanpercentile(boot, [2.5, 97.5], axis=-1)                      # (sets, methods) each
+    acc_low, acc_high = np.nanpercentile(boot_acc, [2.5, 97.5], axis=-1)
     out = []
     for g, name in enumerate(sets):
         for j, m in enumerate(names):
@@ -135,6 +152,7 @@ def score_controls(methods: dict[str, Responses], y: np.ndarray, negatives: dict
             out.append({"negatives": name, "level": (levels or {}).get(name, ""), "method": m,
                         "auc": float(auc[:, g, j].mean()), "auc_ci": [float(low[g, j]), float(high[g, j])],
                         "accuracy_mean": float(acc[:, g, j].mean()), "accuracy_std": float(acc[:, g, j].std()),
+                        "accuracy_ci": [float(acc_low[g, j]), float(acc_high[g, j])],
                         "splits": len(splits), "unit": int(unit), "unit_share": count / len(splits),
                         "sign": int(Counter(c[1] for c in chosen[m] if c[0] == unit).most_common(1)[0][0]),
                         "selection_auc": float(np.mean([c[2] for c in chosen[m]])), "candidates": int(chosen[m][0][3]),

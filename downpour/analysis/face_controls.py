@@ -6,8 +6,9 @@
 
 Faces: the held-out part of lfw (30 faces, 30 non-faces, never trained on), at their native 25 x 25
 grey. Negatives, each scored separately: the 30 lfw non-faces, and four controls built from the
-faces (:mod:`downpour.analysis.negatives`). Every method is chosen once per split on faces vs lfw
-non-faces and scored unchanged on every negative set (:mod:`downpour.analysis.controls`). The
+faces (:mod:`downpour.analysis.negatives`). Every method is chosen once on faces vs lfw non-faces
+(by default on lfw's training part; ``select="heldout"``: per split of the held-out images) and
+scored unchanged on every negative set (:mod:`downpour.analysis.controls`). The
 learned unit and its random-weights twin see the run's prepared input (resized, then ``prepare``,
 as :func:`~downpour.analysis.labelled.load_labelled` does); every other method sees the fixed raw
 representation (:mod:`downpour.analysis.baselines`), the same for every run.
@@ -34,14 +35,23 @@ LFW = "lfw_nonfaces"
 NEGATIVES = {LFW: "lfw non-faces", "phase_scrambled": "phase-scrambled faces", "upside_down": "upside-down faces",
              "block_shuffled": "block-shuffled faces", "spectrum_matched_crops": "spectrum-matched crops of photos"}
 LOW_LEVEL = "low-level matched"
+SELECT = ("train", "heldout")       # where each method is chosen (face_controls' ``select``)
 
 
 def face_controls(model: FeatureModel, twin: FeatureModel, *, layer: str | None, input_shape: tuple[int, ...],
                   prepare: Callable[[Tensor], Tensor] | None, seeds: list[int], test_fraction: float = 0.5,
                   n_random_filters: int = 2000, seed: int = 0, replicates: int = 2000,
-                  other_layers: tuple[str, ...] = (), other_replicates: int = 500) -> dict[str, Any]:
+                  other_layers: tuple[str, ...] = (), other_replicates: int = 500,
+                  select: str = "train") -> dict[str, Any]:
     """Every method on every negative set, chosen once per split; JSON-ready ``{"rows", "verdict", ...}``.
 
+    ``select`` says where every method is chosen: ``"train"`` (the default) on the 140 images of
+    lfw's training part (70 faces, 70 non-faces: unsupervised training may have seen them, never
+    their labels), then scored on all 60 held-out images and every control (one split, ``seeds``
+    unused); ``"heldout"``: per seeded split of the 60 held-out images, chosen on one part, scored
+    on the other (15 faces per test). Choosing among hundreds of units on 30 images picks lucky ones
+    (cat-demo's chosen unit: selection AUC 0.92, test 0.69); 140 images and twice the test faces
+    narrow both the choice and the intervals.
     ``seed`` draws the controls (phase noise, block orders, crops), the random filters (the same bank
     as :func:`~downpour.analysis.selectivity.face_neuron_tables` with ``seeds[0] == seed``) and the
     bootstrap; ``seeds`` are the split seeds (stratified, ``test_fraction`` held back for testing).
@@ -52,14 +62,20 @@ def face_controls(model: FeatureModel, twin: FeatureModel, *, layer: str | None,
     from downpour.data import lfw_split
 
     layer = check_layer(model, layer)
-    held = lfw_split(size=25, grey=True)["heldout"]
-    raw, y = held.x.numpy(), held.y.numpy()                              # (60, 1, 25, 25), (60,)
-    face_rows = np.flatnonzero(y == 1)
+    if select not in SELECT:
+        raise ValueError(f"face test: select must be one of {SELECT}, got {select!r}")
+    parts = lfw_split(size=25, grey=True)
+    held = parts["heldout"]
+    chosen_on = parts["train"] if select == "train" else None
+    first = 0 if chosen_on is None else len(chosen_on.y)                 # held-out sources start here
+    raw = held.x.numpy() if chosen_on is None else np.concatenate([chosen_on.x.numpy(), held.x.numpy()])
+    y = held.y.numpy() if chosen_on is None else np.concatenate([chosen_on.y.numpy(), held.y.numpy()])
+    face_rows = first + np.flatnonzero(held.y.numpy() == 1)             # the held-out faces
     draw_controls, draw_bootstrap = np.random.SeedSequence(seed).spawn(2)   # independent streams, one seed
     controls = build_controls(raw[face_rows], np.random.default_rng(draw_controls))
-    images = np.concatenate([raw] + [c.x for c in controls])             # (M, 1, 25, 25), M = 60 + 4·30
+    images = np.concatenate([raw] + [c.x for c in controls])             # (M, 1, 25, 25), M = sources + 4·30
     source = np.concatenate([np.arange(len(y))] + [face_rows[c.source] for c in controls])
-    negatives, start = {LFW: np.flatnonzero(y == 0)}, len(y)
+    negatives, start = {LFW: first + np.flatnonzero(held.y.numpy() == 0)}, len(y)
     for c in controls:
         negatives[c.name] = np.arange(start, start + len(c.x))
         start += len(c.x)
@@ -76,7 +92,10 @@ def face_controls(model: FeatureModel, twin: FeatureModel, *, layer: str | None,
         **statistics,
         PROBE: lambda select: baselines.probe(pixels[select], y[select]).decision_function(pixels)[:, None],
     }
-    splits = [split(y, test_fraction, s) for s in seeds]
+    if chosen_on is None:
+        splits = [split(y, test_fraction, s) for s in seeds]
+    else:
+        splits = [(np.arange(first), np.arange(first, len(y)))]
     levels = {name: "lfw" if name == LFW else LOW_LEVEL for name in negatives}
     rows = score_controls(methods, y, negatives, source, splits, replicates=replicates, seed=draw_bootstrap,
                           levels=levels)
@@ -93,7 +112,11 @@ def face_controls(model: FeatureModel, twin: FeatureModel, *, layer: str | None,
         "negatives": {LFW: {"label": NEGATIVES[LFW], "images": int((y == 0).sum()),
                             "what": "the held-out lfw_subset non-faces"},
                       **{c.name: {"label": NEGATIVES[c.name], "images": len(c.x), **c.info} for c in controls}},
-        "faces": int(len(face_rows)), "layer": layer, "split_seeds": list(seeds), "test_fraction": test_fraction,
+        "faces": int(len(face_rows)), "layer": layer, "select": select,
+        "selection": (f"each of {len(splits)} seeded splits of the held-out images, {1 - test_fraction:g} of them"
+                      if chosen_on is None else
+                      f"the {first} images of lfw's training part ({int(chosen_on.y.sum())} faces), once"),
+        "split_seeds": list(seeds) if chosen_on is None else [], "test_fraction": test_fraction if chosen_on is None else 1.0,
         "representation": {"baselines": "native 25x25 grey lfw_subset values in [0, 1], no normalisation or whitening",
                            "units": f"resized to {list(input_shape)}, then the run's own input processing"},
         "bootstrap": {"replicates": replicates, "interval": "percentile 95%",

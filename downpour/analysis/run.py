@@ -137,9 +137,11 @@ def _controls(model: FeatureModel, twin: FeatureModel, opts: AnalysisConfig, lay
     others = tuple(name for name in model.feature_layers() if name != layer)
     test = face_controls(model, twin, layer=layer, input_shape=shape, prepare=prepare, seeds=seeds,
                          test_fraction=opts.test_fraction, n_random_filters=opts.random_filters, seed=seed,
-                         replicates=opts.bootstrap, other_layers=others, other_replicates=min(opts.bootstrap, 500))
+                         replicates=opts.bootstrap, other_layers=others, other_replicates=min(opts.bootstrap, 500),
+                         select=opts.face_select)
     return {"controls": test["rows"], "controls_verdict": test["verdict"], "controls_by_layer": test["by_layer"],
-            "controls_setup": {k: test[k] for k in ("negatives", "faces", "representation", "bootstrap", "test_fraction")}}
+            "controls_setup": {k: test[k] for k in ("negatives", "faces", "representation", "bootstrap", "select", "selection",
+                                                       "test_fraction")}}
 
 
 def _in_pixels(prepare: Preprocess, image: torch.Tensor) -> torch.Tensor:
