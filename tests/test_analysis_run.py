@@ -63,12 +63,15 @@ def test_analysis_json_has_the_face_test_with_intervals_and_a_verdict(run_dir):
                "mean intensity", "contrast (std)", "gradient energy", "logistic regression on raw pixels"]
     assert [(r["negatives"], r["method"]) for r in rows] == [(n, m) for n in NEGATIVES for m in methods]
     for r in rows:
-        assert set(r) == CONTROL_KEYS
+        assert set(r) == CONTROL_KEYS | ({"paired"} if r["method"] == "learned unit" else set())
         assert r["auc_ci"][0] <= r["auc_ci"][1] and 0.0 <= r["auc"] <= 1.0 and r["splits"] == 1
         assert 0.0 <= r["accuracy_ci"][0] <= r["accuracy_ci"][1] <= 1.0
         assert r["test_positives"] == 30 and r["test_negatives"] == 30      # chosen on lfw's training part: all tested
     assert fn["controls_setup"]["select"] == "train" and "140 images" in fn["controls_setup"]["selection"]
+    learned = next(r for r in rows if r["method"] == "learned unit")
+    assert set(learned["paired"]) == set(methods[1:])                # the unit minus each baseline, same replicates
     verdict = fn["controls_verdict"]
+    assert all("Paired on the same images" in s for s in verdict["sentences"][1:])
     assert [p["negatives"] for p in verdict["per_negatives"]] == NEGATIVES
     assert isinstance(verdict["passes_low_level"], bool) and len(verdict["sentences"]) == 6
     assert fn["controls_setup"]["bootstrap"]["replicates"] == 200

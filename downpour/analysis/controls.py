@@ -91,7 +91,7 @@ def weighted_accuracy(hit_pos: np.ndarray, hit_neg: np.ndarray, w_pos: np.ndarra
 def score_controls(methods: dict[str, Responses], y: np.ndarray, negatives: dict[str, np.ndarray], source: np.ndarray,
                    splits: list[tuple[np.ndarray, np.ndarray]], *, replicates: int = 2000,
                    seed: int | np.random.SeedSequence = 0,
-                   levels: dict[str, str] | None = None) -> list[dict[str, Any]]:
+                   levels: dict[str, str] | None = None, paired: str | None = None) -> list[dict[str, Any]]:
     """One row per (negative set, method): the rule chosen on the selection split, scored on each test set.
 
     methods: name -> (M, K) responses, or a function of the selection source indices returning them
@@ -101,7 +101,9 @@ def score_controls(methods: dict[str, Responses], y: np.ndarray, negatives: dict
     splits), ``auc_ci`` [low, high], ``accuracy_mean`` / ``accuracy_std`` (balanced test accuracy with
     the selection threshold, over splits; ``accuracy_ci`` its bootstrap interval), ``splits``, ``unit`` (the candidate chosen most often) and
     ``unit_share``, ``sign``, ``selection_auc``, ``candidates``, ``test_positives`` / ``test_negatives``.
-    ``seed`` draws the bootstrap weights.
+    ``seed`` draws the bootstrap weights. ``paired``: a method whose rows also get ``paired``, for each
+    other method {"delta": its AUC minus the other's, "ci": [low, high]}: the same images and the same
+    replicates for both, so the interval of the difference is far narrower than two separate ones.
     """
     y = np.asarray(y).astype(np.int64)
     source = np.asarray(source)
@@ -144,6 +146,10 @@ def score_controls(methods: dict[str, Responses], y: np.ndarray, negatives: dict
     boot_acc /= len(splits)
     low, high = np.nanpercentile(boot, [2.5, 97.5], axis=-1)                      # (sets, methods) each
     acc_low, acc_high = np.nanpercentile(boot_acc, [2.5, 97.5], axis=-1)
+    if paired is not None:
+        p = names.index(paired)
+        diff = boot[:, p:p + 1] - boot                                            # (sets, methods, B)
+        d_low, d_high = np.nanpercentile(diff, [2.5, 97.5], axis=-1)
     out = []
     for g, name in enumerate(sets):
         for j, m in enumerate(names):
@@ -157,4 +163,8 @@ def score_controls(methods: dict[str, Responses], y: np.ndarray, negatives: dict
                         "sign": int(Counter(c[1] for c in chosen[m] if c[0] == unit).most_common(1)[0][0]),
                         "selection_auc": float(np.mean([c[2] for c in chosen[m]])), "candidates": int(chosen[m][0][3]),
                         "test_positives": sizes[name][0], "test_negatives": sizes[name][1]})
+            if paired == m:
+                out[-1]["paired"] = {o: {"delta": float(auc[:, g, j].mean() - auc[:, g, k].mean()),
+                                         "ci": [float(d_low[g, k]), float(d_high[g, k])]}
+                                     for k, o in enumerate(names) if o != m}
     return out

@@ -98,14 +98,14 @@ def face_controls(model: FeatureModel, twin: FeatureModel, *, layer: str | None,
         splits = [(np.arange(first), np.arange(first, len(y)))]
     levels = {name: "lfw" if name == LFW else LOW_LEVEL for name in negatives}
     rows = score_controls(methods, y, negatives, source, splits, replicates=replicates, seed=draw_bootstrap,
-                          levels=levels)
+                          levels=levels, paired=LEARNED)
     verdict = controls_verdict(rows)
     by_layer = [_brief(layer, verdict)]
     for other in other_layers:          # the same images, splits and bootstrap draw; only the units change
         needed = {LEARNED: unit_responses(model, model_x, other), TWIN: unit_responses(twin, model_x, other),
                   PIXEL: pixels, GRADIENT: statistics[GRADIENT]}
         other_rows = score_controls(needed, y, negatives, source, splits, replicates=other_replicates,
-                                    seed=draw_bootstrap, levels=levels)
+                                    seed=draw_bootstrap, levels=levels, paired=LEARNED)
         by_layer.append(_brief(other, controls_verdict(other_rows)))
     return {
         "rows": rows, "verdict": verdict, "by_layer": by_layer,
@@ -129,7 +129,7 @@ def _brief(layer: str, verdict: dict[str, Any]) -> dict[str, Any]:
     """One layer's face test in brief: the learned unit's AUC [CI] per negative set, and whether it passes."""
     return {"layer": layer, "passes_low_level": verdict["passes_low_level"],
             "negatives": [{"negatives": p["negatives"], "auc": p["learned_auc"], "auc_ci": p["learned_auc_ci"],
-                           "passes": p["passes"]} for p in verdict["per_negatives"]]}
+                           "passes": p["passes"], "paired": p["paired"]} for p in verdict["per_negatives"]]}
 
 
 def _fmt(row: dict[str, Any]) -> str:
@@ -168,9 +168,10 @@ def controls_verdict(rows: list[dict[str, Any]], learned: str = LEARNED, twin: s
                     + (f"beats {_listing(beats, group)}" if beats else "beats no baseline")
                     + (f"; is not separated from {_listing(unseparated, group)}" if unseparated else "")
                     + (f"; loses to {_listing(loses, group)}" if loses else "")
-                    + f". Criterion {'met' if passes else 'not met'}.")
+                    + f". Criterion {'met' if passes else 'not met'}."
+                    + _paired_words(unit.get("paired", {}), (twin,) + above_auc))
         per.append({"negatives": name, "level": unit.get("level", ""), "learned_auc": unit["auc"],
-                    "learned_auc_ci": unit["auc_ci"], "beats": beats, "not_separated": unseparated, "loses_to": loses,
+                    "learned_auc_ci": unit["auc_ci"], "paired": unit.get("paired", {}), "beats": beats, "not_separated": unseparated, "loses_to": loses,
                     "passes": passes, "sentence": sentence})
         sentences.append(sentence)
     low = [p for p in per if p["level"] == LOW_LEVEL]
@@ -182,6 +183,13 @@ def controls_verdict(rows: list[dict[str, Any]], learned: str = LEARNED, twin: s
             "criterion": f"AUC above the upper end of the {twin} interval and above the AUC of {', '.join(above_auc)}",
             "per_negatives": per, "passes_low_level": bool(low) and len(passed) == len(low),
             "sentences": [summary] + sentences}
+
+
+def _paired_words(paired: dict[str, dict[str, Any]], methods: tuple[str, ...]) -> str:
+    """' Paired on the same images, its AUC minus the twin's: +0.12 [+0.03, +0.21]; ...' (empty if unpaired)."""
+    parts = [f"{m}'s {p['delta']:+.2f} [{p['ci'][0]:+.2f}, {p['ci'][1]:+.2f}]"
+             for m in methods if (p := paired.get(m)) is not None]
+    return f" Paired on the same images, its AUC minus {'; minus '.join(parts)}." if parts else ""
 
 
 def _listing(methods: list[str], group: dict[str, dict[str, Any]]) -> str:
