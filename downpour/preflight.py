@@ -33,7 +33,10 @@ def check_run_config(cfg: RunConfig) -> RunConfig:
     the device for the runner, the cluster's delay model, the analysis sets."""
     cfg = resolve(cfg)
     check_data(cfg.data)
-    _check_runner(cfg, resolve_device(cfg.train.device))
+    # On Ray the workers' nodes have the GPUs, not necessarily this driver: the cluster's GPUs are
+    # counted when it starts (ps.setup.worker_gpus).
+    _check_runner(cfg, torch.device("cuda" if cfg.train.device == "cuda" else "cpu") if cfg.cluster.runner == "ray"
+                  else resolve_device(cfg.train.device))
     analysis_options(cfg, {})
     shape = sample_shape(cfg.data)
     if shape is not None:      # (arrays: only the file can tell; the runner builds the model on it)
@@ -52,9 +55,6 @@ def _check_runner(cfg: RunConfig, device: torch.device) -> None:
     make_delays(cfg.cluster.spec("delay"), cfg.cluster.workers)   # uniform:A:B needs A <= B
     if cfg.cluster.algorithm == "sandblaster":
         check_sandblaster(cfg)    # a cost L-BFGS can compare between evaluations; no partitions
-    if device.type != "cpu" and runner == "ray":   # (resolve_device already refused 'cuda' without a GPU)
-        raise ConfigError(f"train.device={cfg.train.device!r}: the ray runner's worker actors do not ask Ray for a "
-                          "GPU yet, so they would see none; use cluster.runner = 'simulated' or 'local' on a GPU")
     if device.type != "cpu" and cfg.cluster.partitions > 1:
         raise ConfigError(f"train.device={cfg.train.device!r}: a model-parallel replica's partitions compute on CPU; "
                           "set cluster.partitions = 1 or train.device = 'cpu'")

@@ -14,6 +14,7 @@ from downpour.layers import _lc_kernels as K
 from downpour.layers.gating import VarianceGate
 from downpour.models.registry import build, resolve
 from downpour.preflight import check_run_config
+from downpour.ps.setup import worker_gpus
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run on the device machine)")
 
@@ -63,11 +64,30 @@ def test_cluster_device_checks_name_the_key():
         check_run_config(cfg)
 
 
-@cuda
-def test_ray_runner_refuses_cuda_with_the_reason():
+def test_the_ray_runner_takes_cuda_from_a_driver_without_a_gpu():
+    # On a cluster the GPUs are on the workers' nodes: the driver's own torch is not asked.
     cfg = load_config("cat-demo", [("train.device", "cuda"), ("cluster.runner", "ray")])
-    with pytest.raises(ConfigError, match="ray runner's worker actors"):
-        check_run_config(cfg)
+    assert check_run_config(cfg).train.device == "cuda"
+
+
+@pytest.mark.parametrize("device, workers, each, available, partitions, want", [
+    ("cpu", 2, 1.0, 8.0, 1, 0.0),
+    ("cuda", 2, 1.0, 2.0, 1, 1.0),
+    ("cuda", 4, 0.5, 2.0, 1, 0.5),        # two workers share a GPU
+    ("auto", 2, 1.0, 2.0, 1, 1.0),
+    ("auto", 3, 1.0, 2.0, 1, 0.0),        # too few for every worker: all on CPU
+    ("auto", 2, 1.0, 4.0, 2, 0.0),        # model-parallel partitions compute on CPU
+])
+def test_worker_gpus(device, workers, each, available, partitions, want):
+    cfg = load_config("cat-demo", [("train.device", device), ("cluster.workers", workers),
+                                   ("cluster.worker_gpus", each), ("cluster.partitions", partitions)])
+    assert worker_gpus(cfg, available) == want
+
+
+def test_cuda_on_a_ray_cluster_with_too_few_gpus_names_the_keys():
+    cfg = load_config("cat-demo", [("train.device", "cuda"), ("cluster.workers", 3)])
+    with pytest.raises(ConfigError, match=r"has 2 GPUs and the run's 3 workers ask for 3 \(cluster.worker_gpus = 1"):
+        worker_gpus(cfg, 2.0)
 
 
 # --- on a GPU ------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from downpour.ps.laps import Laps
 from downpour.ps.on_ray import ShardActor, ShardPush, WorkerActor
 from downpour.ps.piped_on_ray import PipedRun
 from downpour.ps.recorder import ShardLost
-from downpour.ps.setup import ClusterSetup
+from downpour.ps.setup import ClusterSetup, worker_gpus
 from downpour.ps.shard import Shard
 from downpour.ps.shm import SHM_DIR
 from downpour.ps.worker import OnPush, Push, push_record
@@ -144,6 +144,8 @@ class RayCluster(PipedRun):
         self._blocked: set[int] = set()
         self.laps = Laps()
         self.piped = False                               # set in _start: cycles over channels, not Ray tasks
+        self.gpus = 0.0                                  # set in _start: GPUs each worker actor asks Ray for
+        self.devices: list[dict[str, Any]] = []          # set in _start: each worker's device and GPU ids
         self._channels: dict[int, channel.DriverEnd] = {}
         self._credits: dict[int, int] = {}               # piped: cycles granted to each worker, not reported yet
         self._serving: dict[Any, tuple[int, Any]] = {}   # piped: serve task ref -> (worker, its actor)
@@ -160,6 +162,7 @@ class RayCluster(PipedRun):
         sweep_stale_segments()
         self.run_id = f"{os.getpid()}-{uuid.uuid4().hex[:6]}"   # the driver's pid: what the sweep checks
         self.per_worker = min(1.0, float(ray.cluster_resources().get("CPU", 1.0)) / n)  # 8 workers still fit on 2 cores
+        self.gpus = worker_gpus(cfg, float(ray.cluster_resources().get("GPU", 0.0)))   # ConfigError: too few for cuda
         self.threads = cfg.train.threads or max(1, int(os.cpu_count() or 1) // n)
         self.place = _placer(ray.nodes())
         for j, s in enumerate(shards):
@@ -175,6 +178,7 @@ class RayCluster(PipedRun):
         self.pusher = ShardPush(self.shard_actors, self.lanes)
         self.placement = {"shards": ray.get([a.node.remote() for a in self.shard_actors]),
                           "workers": ray.get([a.node.remote() for a in self.worker_actors])}  # every actor is up
+        self.devices = ray.get([a.device.remote() for a in self.worker_actors])
         if self.partition_actors:   # worker w's partitions, in order: w*K .. w*K + K-1
             self.placement["partitions"] = ray.get([a.node.remote() for w in sorted(self.partition_actors)
                                                     for a in self.partition_actors[w]])
@@ -184,14 +188,15 @@ class RayCluster(PipedRun):
     def _spawn(self, w: int, seq: int, step: int) -> Any:
         """Start (or restart: new name, new inboxes, wherever Ray finds room) worker ``w``'s actor."""
         setup = self.setup
-        name, options = f"downpour-{self.run_id}-worker{w}", self.place(w, self.per_worker)
+        # A GPU worker goes wherever Ray finds a free GPU; a CPU one round-robin over the nodes.
+        name, options = f"downpour-{self.run_id}-worker{w}", {} if self.gpus else self.place(w, self.per_worker)
         if self._incarnation[w]:
             name, options = f"{name}-restart{self._incarnation[w]}", {}
             self.lanes[:] = ray.get([a.new_inbox.remote(w, self._incarnation[w]) for a in self.shard_actors])
         self._incarnation[w] += 1
         n = setup.cfg.cluster.workers
         parts = self._spawn_partitions(w, name) if setup.cfg.cluster.partitions > 1 else None
-        return (WorkerActor.options(name=name, num_cpus=self.per_worker, **options)
+        return (WorkerActor.options(name=name, num_cpus=self.per_worker, num_gpus=self.gpus, **options)
                 .remote(setup.cfg, w, setup.data.shard(w, n), setup.bounds, setup.gate.sync, step, seq,
                         self.shard_actors, self.lanes, self.threads, parts, setup.shards_of))
 
@@ -369,6 +374,7 @@ class RayCluster(PipedRun):
         nodes = sorted(set(self.placement["shards"]) | set(self.placement["workers"]))
         live = [a for w, a in enumerate(self.worker_actors) if w in self.coord.live]
         return {"nodes": len(nodes), "placement": {k: [nodes.index(x) for x in v] for k, v in self.placement.items()},
+                "worker_devices": self.devices,
                 "data_workers": ray.get([a.data_report.remote() for a in live], timeout=60),
                 "profile": {"driver": self.laps.report(),
                             "workers": ray.get([a.profile.remote() for a in live], timeout=60),

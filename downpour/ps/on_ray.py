@@ -305,6 +305,11 @@ class WorkerActor:
     def node(self) -> str:
         return _node()
 
+    def device(self) -> dict[str, Any]:
+        """Where this worker computes: its replica's device, and the GPU ids Ray gave it ([] for none)."""
+        return {"device": str(next(self.worker.model.parameters()).device),
+                "gpus": [str(g) for g in ray.get_gpu_ids()]}
+
     def data_report(self) -> dict[str, Any] | None:
         """Streamed data: the files this worker read and skipped (None in memory)."""
         return data_report(self.worker.batches)

@@ -104,6 +104,26 @@ def make_worker(cfg: RunConfig, wid: int, data: Dataset, bounds: list[tuple[int,
                   params=params)
 
 
+def worker_gpus(cfg: RunConfig, available: float) -> float:
+    """GPUs each Ray worker actor asks for, given the cluster's ``available`` GPUs (Ray shows an actor
+    that asks for none no GPU at all: it sets CUDA_VISIBLE_DEVICES to empty).
+
+    ``train.device = cuda``: ``cluster.worker_gpus``, or ConfigError when the cluster has too few for
+    every worker. ``auto``: the same where the cluster has enough (and the replica is not split into
+    model-parallel partitions, which compute on CPU), else 0 (the workers run on CPU). ``cpu``: 0.
+    """
+    device, n, each = cfg.train.device, cfg.cluster.workers, cfg.cluster.worker_gpus
+    if device == "cpu" or (device == "auto" and cfg.cluster.partitions > 1):
+        return 0.0
+    if available >= n * each:
+        return each
+    if device == "auto":
+        return 0.0
+    raise ConfigError(f"train.device='cuda': the Ray cluster has {available:g} GPUs and the run's {n} workers ask "
+                      f"for {n * each:g} (cluster.worker_gpus = {each:g} each); add GPU nodes, lower "
+                      "cluster.worker_gpus (0.5: two workers share a GPU) or set train.device = 'cpu'")
+
+
 class DeviceParams(LocalParams):
     """A replica on a GPU: fetched slices are copied onto it, the push's summed gradient is built
     there and handed to the shards (plain CPU tensors, whichever runner holds them) as CPU slices."""
