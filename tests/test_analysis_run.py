@@ -132,6 +132,7 @@ def test_cli_report_writes_the_html(run_dir, capsys):
     table = html.split('id="face-controls-table"')[1].split("</table>")[0]
     assert table.count("<tr") == 1 + 40 and table.count('class="learned"') == 5   # header, 5 sets x 8 methods
     assert "low-level-matched controls the learned unit meets the criterion" in html
+    assert "accuracy [95% CI]" in table and "140 images of lfw" in html                # chosen once, on the training part
     by_layer = html.split('id="face-controls-by-layer"')[1].split("</table>")[0]
     assert by_layer.count("<tr") == 1 + len(json.loads((run_dir / "analysis.json").read_text())["face_neuron"]["controls_by_layer"])
 

@@ -89,26 +89,37 @@ def _controls(a: dict[str, Any]) -> str:
         return f'<ul class="note">{sentences}</ul>' if sentences else '<p class="note">No face test in this analysis.</p>'
     setup = fn.get("controls_setup", {})
     table, previous = [], None
+    n = rows[0]["splits"]
+    once = setup.get("select") == "train"      # chosen once on lfw's training part (else per held-out split)
     for r in rows:
         label = setup.get("negatives", {}).get(r["negatives"], {}).get("label", r["negatives"])
+        ci = r.get("accuracy_ci")
+        accuracy = (f"{_pct(r['accuracy_mean'])} [{_pct(ci[0])}, {_pct(ci[1])}]" if once and ci
+                    else f"{_pct(r['accuracy_mean'])} ± {_pct(r['accuracy_std'])}")
         table.append(["" if r["negatives"] == previous else label, r["method"],
                       r["unit"] if r["candidates"] > 1 else "–",
-                      f"{r['auc']:.3f} [{r['auc_ci'][0]:.3f}, {r['auc_ci'][1]:.3f}]",
-                      f"{_pct(r['accuracy_mean'])} ± {_pct(r['accuracy_std'])}"])
+                      f"{r['auc']:.3f} [{r['auc_ci'][0]:.3f}, {r['auc_ci'][1]:.3f}]", accuracy])
         classes.append("learned" if r["method"] == "learned unit" else "")
         previous = r["negatives"]
-    n = rows[0]["splits"]
     boot = setup.get("bootstrap", {})
-    return (f"<p>Held-out lfw faces ({rows[0]['test_positives']} per test split) against each negative set separately: "
+    choice = (f"Every method picks its unit and sign once, on {_esc(setup.get('selection', 'other images'))} (faces "
+              f"vs non-faces), and is scored unchanged on every set; AUC and accuracy come with a "
+              if once else
+              f"Every method picks its unit and sign once per split, on faces vs lfw non-faces, and is scored unchanged "
+              f"on every set. AUC: mean over {n} splits, with a ")
+    accuracy_words = ("accuracy: threshold from the selection images, balanced test sets, with its interval."
+                      if once else
+                      "accuracy: threshold from the selection split, balanced test sets, mean ± std over the splits. "
+                      "The unit column is the one chosen most often.")
+    column = "accuracy [95% CI]" if once else f"accuracy over {n} splits"
+    return (f"<p>Held-out lfw faces ({rows[0]['test_positives']} per test) against each negative set separately: "
             f"the lfw non-faces, and controls built from the same faces that keep their low-level statistics "
-            f"(phase-scrambled, upside-down, block-shuffled, spectrum-matched crops of photographs with no face). Every "
-            f"method picks its unit and sign once per split, on faces vs lfw non-faces, and is scored unchanged on every "
-            f"set. The learned unit and the random-weights twin see the run's prepared input; every other method sees "
-            f"the raw 25x25 grey images, the same for every run. AUC: mean over {n} splits, with a "
-            f"{_esc(boot.get('interval', 'percentile 95%'))} bootstrap interval over the source images "
-            f"({_esc(boot.get('replicates', '?'))} replicates); accuracy: threshold from the selection split, "
-            f"balanced test sets, mean ± std over the splits. The unit column is the one chosen most often.</p>"
-            + _table(table, ["negatives", "method", "unit", "AUC [95% CI]", f"accuracy over {n} splits"],
+            f"(phase-scrambled, upside-down, block-shuffled, spectrum-matched crops of photographs with no face). "
+            f"{choice}{_esc(boot.get('interval', 'percentile 95%'))} bootstrap interval over the held-out source images "
+            f"({_esc(boot.get('replicates', '?'))} replicates). The learned unit and the random-weights twin see the "
+            f"run's prepared input; every other method sees the raw 25x25 grey images, the same for every run; "
+            f"{accuracy_words}</p>"
+            + _table(table, ["negatives", "method", "unit", "AUC [95% CI]", column],
                      "face-controls-table", classes)
             + f"<p>{_esc(verdict.get('rule', ''))}. Criterion: {_esc(verdict.get('criterion', ''))}.</p><ul>{sentences}</ul>"
             + _controls_by_layer(fn.get("controls_by_layer") or [], setup))
@@ -122,7 +133,7 @@ def _controls_by_layer(rows: list[dict[str, Any]], setup: dict[str, Any]) -> str
     body = [[r["layer"]] + [f"{c['auc']:.3f} [{c['auc_ci'][0]:.3f}, {c['auc_ci'][1]:.3f}]" + (" ✓" if c["passes"] else "")
                             for c in r["negatives"]] for r in rows]
     return ("<p>The same test for the best unit of every feature layer (first row: the analysed layer; ✓: the "
-            "criterion is met against that negative set). Each layer's unit is chosen on its own selection split, "
+            "criterion is met against that negative set). Each layer's unit is chosen on the same selection images, "
             "so a row is as honest as the table above; reading many rows is a search, so trust a pattern, not one cell.</p>"
             + _table(body, ["layer", *labels], "face-controls-by-layer", ["learned"] + [""] * (len(body) - 1)))
 
