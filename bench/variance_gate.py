@@ -14,9 +14,11 @@ interleaved, so a busy stretch of a shared machine hits them alike. One JSON lin
 layer): the medians over the repetitions of ms_ungated, ms_gated and speedup (the per-repetition
 ratio), ``speedup_range`` (min, max), ``reps``, ``load_1min`` (range of the 1-minute load average
 while the row ran), flat_fraction (positions skipped), flops_ratio ((filter FLOPs done + gate test) / ungated), ``layer``, and what the gate's default
-``mode="auto"`` chose: ``path`` ('gated' or 'dense') and ``break_even_flat`` (the flat fraction
-above which the cost model measured on the warm-up call gates; None when no model was needed: no
-tile open, or every tile open). Then one ``probe`` line: a linear
+``mode="auto"`` chose: ``path`` ('gated', 'bands' or 'dense'), ``break_even_flat`` (the flat fraction
+above which the cost model measured on the warm-up call prefers the gated path to the dense one; None
+when no model was needed: no tile open, or every tile open) and ``band_rows`` (the fraction of output
+rows in tile-rows with an open tile: what the band path computes, whichever path ran). Then one
+``probe`` line: a linear
 probe (logistic regression) on pooled features of scikit-learn's digits, each 8x8 digit scaled to
 16x16 and pasted near the centre (jitter +-2 px) of a 48x48 canvas with faint noise, with
 gated vs ungated features of the same fixed random untied layer; accuracy_gated - accuracy_ungated
@@ -106,7 +108,8 @@ class Case:
                 "speedup": spread([r["speedup"] for r in runs])["median"],
                 "speedup_range": spread([r["speedup"] for r in runs])["range"], "reps": len(runs),
                 "load_1min": [min(loads), max(loads)], "flops_ratio": round(s.flops_ratio, 4),
-                "path": s.path, "break_even_flat": None if s.break_even is None else round(s.break_even, 3)}
+                "path": s.path, "break_even_flat": None if s.break_even is None else round(s.break_even, 3),
+                "band_rows": None if s.band_fraction is None else round(s.band_fraction, 3)}
 
 
 def digit_canvases(rng: np.random.Generator) -> tuple[torch.Tensor, np.ndarray]:

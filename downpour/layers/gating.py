@@ -4,63 +4,63 @@ Where the receptive field of an output position has local variance below ``thres
 position is *closed*: no filter arithmetic runs for it and its output is 0 (not the bias). The
 gate really skips work, the way SBNet does (Ren et al. 2018, "SBNet: Sparse Blocks Network"):
 
-1. the variance of every receptive field (per channel, averaged) comes from a separable box
-   sum over x and x² (2k adds each per position, not k²);
+1. the variance of every receptive field (per channel, averaged) comes from separable box sums
+   over x and x² (:mod:`~downpour.layers._gate_mask`; after a busy batch, a cheap proof of open
+   tiles first);
 2. the output grid is cut into ``block`` x ``block`` tiles; a tile is open if any of its
    positions is (``block=1`` decides position by position);
-3. the input tiles under the open output tiles are gathered into a stack, the filter runs on the
-   stack only, and the results are scattered back into a zero output.
+3. one of three paths computes the output, all equal to float rounding (the layer's values in
+   open tiles, 0 in closed ones):
 
-Step 3 follows the wrapped layer's weight sharing: one bank (a convolution) is one GEMM over the
+   - ``gated``: the input tiles under the open output tiles are gathered, the filter runs on them
+     only, and the results are scattered into a zero output;
+   - ``bands`` (shared weights; :mod:`~downpour.layers._gate_bands`): the dense layer on the box of
+     each run of tile-rows that holds an open tile (the input rows and columns it reads), zeros
+     elsewhere, the mask multiply on the partly open rows;
+   - ``dense``: the layer everywhere, then a memset of the closed tile-rows and the mask multiply
+     on the partly open ones.
+
+The gated path follows the layer's weight sharing: one bank (a convolution) is one GEMM over the
 open tiles' receptive fields, gathered straight from the input a chunk of tiles at a time (a
-convolution over the stack of tiles ran at a third of the dense speed: MKL-DNN is slow on many tiny
-images); t x t banks (tiled) is one strided convolution per bank (the tile is rounded up to
-a multiple of t so banks line up); untied weights (a bank per position, the cat network's layer)
-are read in a block-major copy, cached while the weights do not change, so a run of consecutive
-open tiles is one batched mat-vec over a contiguous slice of it: closed tiles' filters are never
-read, and their arithmetic never done.
+convolution over the stack of tiles ran at a third of the dense speed: MKL-DNN is slow on many
+tiny images); t x t banks (tiled) is one strided convolution per bank (the tile is rounded up to a
+multiple of t so banks line up); untied weights (a bank per position, the cat network's layer) are
+read in a block-major copy, cached while the weights do not change, so a run of consecutive open
+tiles is one batched mat-vec over a contiguous slice of it: closed tiles' filters are never read.
 
-Skipping has fixed costs (a zero-filled output, the gather and scatter) that can outweigh the work
-it saves: on a busy image, or a dense convolution that runs near the CPU's peak. So by default
-(``mode="auto"``) every call decides, from the batch's open-tile fraction and a cost model of this
-layer shape measured once on the first batch (:mod:`downpour.layers._gate_cost`), whether to run the
-gated path or the dense layer followed by zeroing the closed tiles. Both give the same output (to
-float rounding): the decision changes the time, never the result. ``mode="gated"`` / ``"dense"``
-force one path.
+Each path has fixed costs (the test, zeros to write, a gather and a scatter, a call per band) that
+can outweigh the work it saves, most on a convolution that MKL-DNN runs near the CPU's peak. So by
+default (``mode="auto"``) every call runs the path that a cost model of the layer shape, measured
+once on the first batch (:mod:`~downpour.layers._gate_cost`), predicts fastest for the batch's
+mask: its open tiles, and its rows of tiles by kind. ``mode`` 'gated', 'bands' or 'dense' forces
+one; the choice changes the time, never the result.
 
     gate = VarianceGate(LocallyConnected2d(1, 8, 128, 8), threshold=1e-3)
     y = gate(x)                       # (B, 8, 121, 121); 0 wherever the 8x8 fields are flat
-    gate.last.skipped_fraction, gate.last.flops_ratio, gate.last.path   # 'gated' or 'dense'
+    gate.last.skipped_fraction, gate.last.flops_ratio, gate.last.path   # 'gated', 'bands' or 'dense'
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-# position (i, j) uses bank (i mod tH, j mod tW); a tiling with more banks than _MAX_CONV_BANKS runs as untied
-from downpour.layers._gate_cost import CostModel, cost_model
-from downpour.layers._gate_mask import box_variance, moments, open_tiles
+from downpour.layers._gate_bands import RowPlan, RowStats, band_output, plan_rows, row_stats, zero_closed
+from downpour.layers._gate_cost import CostModel, cost_model, forced_masks
+from downpour.layers._gate_mask import local_variance, open_tiles, proof_pays
 from downpour.layers._lc_threads import _mode_active
+# position (i, j) uses bank (i mod tH, j mod tW); a tiling with more banks than _MAX_CONV_BANKS runs as untied
 from downpour.layers.locally_connected import _MAX_CONV_BANKS, _expand_tiles
 
 __all__ = ["GateStats", "VarianceGate", "local_variance"]
 
-MODES = ("auto", "gated", "dense")
+MODES = ("auto", "gated", "dense", "bands")
+_NOT_BANDED = "VarianceGate: mode 'bands' needs shared weights (a convolution, a tied or tiled layer)"
 # Work buffer of one chunk of gathered receptive fields (a convolution's gated path): in cache.
 _CHUNK_BYTES = 2 << 20
-
-
-def local_variance(x: Tensor, kernel_size: int, stride: int = 1) -> Tensor:
-    """Spatial variance of every k x k receptive field, averaged over channels: (B, C, H, W) -> (B, Ho, Wo).
-
-    Per channel, so a flat patch of colour counts as flat. The box filter is separable: sums of k
-    rows, then of k columns, over [x, x²] (CPU ``avg_pool2d`` and depthwise convolutions are several
-    times slower); x is centred on its per-image mean first so E[x²] - E[x]² keeps its digits in float32.
-    """
-    return box_variance(moments(x), kernel_size, stride)
 
 
 @dataclass
@@ -73,8 +73,10 @@ class GateStats:
     flops: int            # filter arithmetic done: the GEMMs / convolutions, plus bias adds
     flops_ungated: int    # the same layer's arithmetic at every position
     gate_flops: int       # the variance test: centring, x², the separable box filter, per channel
-    path: str = "gated"   # what ran: 'gated' (open tiles only) or 'dense' (the layer everywhere, closed tiles zeroed)
-    break_even: float | None = None   # mode 'auto': the flat fraction above which the cost model gates
+    path: str = "gated"   # what ran: 'gated' (open tiles only), 'bands' (the rows of tiles with an open one) or
+                          # 'dense' (the layer everywhere); closed tiles zeroed
+    break_even: float | None = None   # mode 'auto': the flat fraction above which the gated path beats the dense one
+    band_fraction: float | None = None   # output rows in bands: the rows the band path computes (whichever ran)
 
     @property
     def skipped_fraction(self) -> float:
@@ -107,6 +109,22 @@ def _fields(stack: Tensor, bh: int, bw: int, k: int, s: int) -> Tensor:
     return stack.as_strided((n, bh, bw, c, k, k), (sn, s * sh, s * sw, sc, sh, sw)).reshape(n * bh * bw, c * k * k)
 
 
+class _Call(NamedTuple):
+    """What one forward needs of the layer and the input's shape, worked out once."""
+
+    weight: Tensor                               # (tH, tW, M, C, k, k) banks
+    bias: Tensor | None                          # (tH, tW, M) or None
+    k: int
+    s: int
+    geom: tuple[int, int, int, int, int, int]    # (Ho, Wo, bh, bw, nbh, nbw): output, tile, tiles per column / row
+
+    @property
+    def banded(self) -> bool:
+        """Shared weights (one bank, or a few tiled ones): the layer can run on a slice of rows."""
+        th, tw = self.weight.shape[:2]
+        return th * tw <= _MAX_CONV_BANKS and (th, tw) != self.geom[:2]
+
+
 class VarianceGate(nn.Module):
     """Wrap a filter layer so flat receptive fields are skipped and output 0.
 
@@ -114,10 +132,10 @@ class VarianceGate(nn.Module):
     tied) or an ``nn.Conv2d`` (no padding/dilation/groups). ``threshold``: variance below which a
     field is flat (input units squared). ``block``: side of the output tiles decided together
     (rounded up to a multiple of a tiled layer's tile). ``mode``: 'auto' (each call runs whichever
-    path the measured cost model says is faster for its open fraction), 'gated' or 'dense'.
-    ``forward``: (B, C, H, W) -> (B, M, Ho, Wo), equal to ``layer(x)`` inside open tiles and 0
-    elsewhere whichever path runs; differentiable in the layer's weights. ``last`` holds the
-    :class:`GateStats` of the last call.
+    path the measured cost model predicts fastest for its mask), 'gated', 'bands' (shared weights
+    only) or 'dense'. ``forward``: (B, C, H, W) -> (B, M, Ho, Wo), equal to ``layer(x)`` inside open
+    tiles and 0 elsewhere whichever path runs; differentiable in the layer's weights. ``last`` holds
+    the :class:`GateStats` of the last call.
     """
 
     def __init__(self, layer: nn.Module, threshold: float, block: int = 8, mode: str = "auto"):
@@ -127,28 +145,34 @@ class VarianceGate(nn.Module):
             raise ValueError(f"VarianceGate: threshold must be >= 0 and block a positive int, got {threshold} and {block!r}")
         if mode not in MODES:
             raise ValueError(f"VarianceGate: mode must be one of {MODES}, got {mode!r}")
+        if mode == "bands" and getattr(layer, "untied", False):
+            raise ValueError(_NOT_BANDED)
         self.layer, self.threshold, self.block, self.mode = layer, float(threshold), block, mode
         self.last: GateStats | None = None
         self._cache: tuple[tuple, Tensor] | None = None
+        self._prove = True   # try the cheap proof of open tiles first (see _gate_mask.open_tiles)
 
     def extra_repr(self) -> str:
         return f"threshold={self.threshold}, block={self.block}, mode={self.mode!r}"
 
-    def _geometry(self, x: Tensor) -> tuple[int, int, int, int, int, int]:
-        """(Ho, Wo, bh, bw, nbh, nbw): output size, tile size, tiles per column / row."""
-        weight, _, k, s = _as_bank(self.layer)
+    def _call(self, x: Tensor) -> _Call:
+        weight, bias, k, s = _as_bank(self.layer)
         th, tw = weight.shape[:2]
         h, w = x.shape[2:]
         ho, wo = (h - k) // s + 1, (w - k) // s + 1
         shared = th * tw <= _MAX_CONV_BANKS and (th, tw) != (ho, wo)
         bh = -(-self.block // th) * th if shared else self.block   # banks must line up with tile origins
         bw = -(-self.block // tw) * tw if shared else self.block
-        return ho, wo, bh, bw, -(-ho // bh), -(-wo // bw)
+        return _Call(weight, bias, k, s, (ho, wo, bh, bw, -(-ho // bh), -(-wo // bw)))
+
+    def _geometry(self, x: Tensor) -> tuple[int, int, int, int, int, int]:
+        """(Ho, Wo, bh, bw, nbh, nbw): output size, tile size, tiles per column / row."""
+        return self._call(x).geom
 
     def _tile_mask(self, x: Tensor) -> Tensor:
         """(B, nbh, nbw) bool: which output tiles run."""
-        _, _, k, s = _as_bank(self.layer)
-        return open_tiles(x, k, s, self.threshold, self._geometry(x))
+        call = self._call(x)
+        return open_tiles(x, call.k, call.s, self.threshold, call.geom)
 
     @staticmethod
     def _spread(tiles: Tensor, geom: tuple[int, int, int, int]) -> Tensor:
@@ -160,58 +184,81 @@ class VarianceGate(nn.Module):
         return self._spread(self._tile_mask(x), self._geometry(x)[:4])
 
     def forward(self, x: Tensor) -> Tensor:
-        weight, bias, k, s = _as_bank(self.layer)
-        m, c = weight.shape[2:4]
-        geom = self._geometry(x)
-        tiles_open = open_tiles(x, k, s, self.threshold, geom)          # (B, nbh, nbw)
-        path, model = self._choose(x, tiles_open)
-        y = self._gated(x, tiles_open) if path == "gated" else self._dense(x, tiles_open)
-        ho, wo, bh, bw, _, _ = geom
-        self._record(x, tiles_open, (ho, wo, bh, bw), m * c * k * k, m if bias is not None else 0, k, path,
-                     None if model is None else 1.0 - model.break_even)
+        call = self._call(x)
+        tiles_open = open_tiles(x, call.k, call.s, self.threshold, call.geom, prove=self._prove)  # (B, nbh, nbw)
+        stats = row_stats(tiles_open)                  # per tile-row: open tiles, first and last column with one
+        closed = tiles_open.numel() - sum(stats.counts)
+        self._prove = proof_pays(x, call.k, call.s, call.geom, closed)               # for the next call
+        path, model = self._choose(x, tiles_open, 1.0 - closed / tiles_open.numel(), stats, call)
+        plan = self._plan(x, stats, call, model)                                     # rows by kind, bands
+        y = self._run(path, x, tiles_open, plan, call)
+        self._record(x, tiles_open, stats, call, path, None if model is None else 1.0 - model.break_even, plan)
         return y
 
-    def _choose(self, x: Tensor, tiles_open: Tensor) -> tuple[str, CostModel | None]:
-        """('gated' | 'dense', the cost model that decided or None): ``mode`` when forced; else the
-        faster path for this batch's open-tile fraction by the layer shape's measured cost model.
-        Under a dispatch mode (a FLOP counter, a memory tracker) times mean nothing and nothing is
-        measured: the path with less arithmetic (gated, unless every tile is open) runs. No tile open
-        (nothing to compute) and every tile open (the same arithmetic, plus a gather and a scatter)
-        need no measurement either."""
+    def _run(self, path: str, x: Tensor, tiles_open: Tensor, plan: RowPlan, call: _Call) -> Tensor:
+        if path == "gated":
+            return self._gated(x, tiles_open, call)
+        return self._bands(x, tiles_open, plan, call) if path == "bands" else self._dense(x, tiles_open, plan, call)
+
+    def _plan(self, x: Tensor, stats: RowStats, call: _Call, model: CostModel | None) -> RowPlan:
+        """Tile-rows by kind, and the bands; a gap between bands is merged when narrower than the halo
+        (their input slices overlap) or, by the model, cheaper to compute than a second call."""
+        ho, wo, bh, bw, _, nbw = call.geom
+        merge = max(0, -(-call.k // call.s) - 2)
+        if model is not None:
+            merge = max(merge, model.merge_rows(ho))
+        return plan_rows(stats, x.shape[0] * nbw, (ho, wo), (bh, bw), merge)
+
+    def _choose(self, x: Tensor, tiles_open: Tensor, open_fraction: float, stats: RowStats,
+                call: _Call) -> tuple[str, CostModel | None]:
+        """(path, the cost model that decided or None): ``mode`` when forced; else the path the layer
+        shape's measured cost model predicts fastest for this batch's mask. Under a dispatch mode (a
+        FLOP counter, a memory tracker) times mean nothing and nothing is measured: the path with less
+        arithmetic (gated, unless every tile is open) runs. No tile open (nothing to compute) and every
+        tile open (the same arithmetic, plus a gather and a scatter) need no measurement either."""
+        if self.mode == "bands" and not call.banded:
+            raise ValueError(_NOT_BANDED)
         if self.mode != "auto":
             return self.mode, None
-        open_fraction = float(tiles_open.float().mean())
         if open_fraction in (0.0, 1.0) or _mode_active():
             return ("gated" if open_fraction < 1.0 else "dense"), None
-        weight, bias, k, s = _as_bank(self.layer)
-        all_open, none_open = torch.ones_like(tiles_open), torch.zeros_like(tiles_open)
-        some_closed = all_open.clone()
-        some_closed.view(-1)[0] = False  # so the dense path's timing includes zeroing the closed tiles
-        key = (type(self.layer).__name__, tuple(weight.shape), bias is not None, k, s, tuple(x.shape),
-               self._geometry(x), x.device.type, x.dtype, torch.get_num_threads())
-        model = cost_model(key, lambda: self._dense(x, some_closed), lambda: self._gated(x, none_open),
-                           lambda: self._gated(x, all_open), x.device)
-        return ("gated" if model.gated_pays(open_fraction) else "dense"), model
+        key = (type(self.layer).__name__, tuple(call.weight.shape), call.bias is not None, call.k, call.s,
+               tuple(x.shape), call.geom, x.device.type, x.dtype, torch.get_num_threads())
+        model = cost_model(key, lambda: self._probes(x, tiles_open, call), x.device)
+        return model.choose(open_fraction, self._plan(x, stats, call, model)), model
 
-    def _dense(self, x: Tensor, tiles_open: Tensor) -> Tensor:
+    def _probes(self, x: Tensor, tiles_open: Tensor, call: _Call) -> tuple[dict, tuple[float, int] | None]:
+        """What the cost model times: each path under forced masks; and the (band fraction, bands) of
+        the mask with every other tile-row closed, which gives the cost of a band's call."""
+        masks = forced_masks(tiles_open)
+        plans = {name: self._plan(x, row_stats(t), call, None) for name, t in masks.items()}
+        fns = {"t_dense": lambda: self._dense(x, masks["all"], plans["all"], call),
+               "t_mixed": lambda: self._dense(x, masks["mixed"], plans["mixed"], call),
+               "t_none": lambda: self._gated(x, masks["none"], call), "t_all": lambda: self._gated(x, masks["all"], call)}
+        if not call.banded:
+            return fns, None
+        ho, wo, bh, bw, _, nbw = call.geom
+        alt = plan_rows(row_stats(masks["alt"]), x.shape[0] * nbw, (ho, wo), (bh, bw))   # no gap merged
+        fns.update(t_zero=lambda: self._bands(x, masks["none"], plans["none"], call),
+                   t_band=lambda: self._bands(x, masks["mixed"], plans["mixed"], call),
+                   t_alt=lambda: self._bands(x, masks["alt"], alt, call))
+        return fns, (alt.band_fraction, len(alt.bands))
+
+    def _dense(self, x: Tensor, tiles_open: Tensor, plan: RowPlan, call: _Call | None = None) -> Tensor:
         """The layer at every position, then 0 in the closed tiles: (B, C, H, W) -> (B, M, Ho, Wo)."""
-        y = self.layer(x)
-        if bool(tiles_open.all()):
-            return y
-        geom = self._geometry(x)
-        keep = self._spread(tiles_open, geom[:4])[:, None]                          # (B, 1, Ho, Wo)
-        if torch.is_grad_enabled() and y.requires_grad:
-            return y * keep
-        # Inference: in place, by a float mask (a bool one is 2x slower; zeros written through a
-        # tile-major view with index_put_ 10x slower: runs of bw numbers)
-        return y.mul_(keep.to(y.dtype))
+        call = call or self._call(x)
+        return zero_closed(self.layer(x), tiles_open, plan, call.geom[:4])
 
-    def _gated(self, x: Tensor, tiles_open: Tensor) -> Tensor:
+    def _bands(self, x: Tensor, tiles_open: Tensor, plan: RowPlan, call: _Call | None = None) -> Tensor:
+        """The layer on the plan's bands of rows only, 0 in the closed tiles: (B, C, H, W) -> (B, M, Ho, Wo)."""
+        call = call or self._call(x)
+        return band_output(x, call.weight, call.bias, call.k, call.s, tiles_open, plan, call.geom[:4])
+
+    def _gated(self, x: Tensor, tiles_open: Tensor, call: _Call | None = None) -> Tensor:
         """The layer at the open tiles only, 0 elsewhere: (B, C, H, W) -> (B, M, Ho, Wo), channels-last strides."""
-        weight, bias, k, s = _as_bank(self.layer)
+        weight, bias, k, s, (ho, wo, bh, bw, nbh, nbw) = call or self._call(x)
         th, tw, m, c = weight.shape[:4]
         b, _, h, w = x.shape
-        ho, wo, bh, bw, nbh, nbw = self._geometry(x)
         act = tiles_open.view(b, -1).nonzero()                           # (nA, 2): (sample, tile), sorted
         tb, tflat = act[:, 0], act[:, 1]
         ti, tj = tflat // nbw, tflat % nbw
@@ -332,18 +379,26 @@ class VarianceGate(nn.Module):
             self._cache = (key, wb)
         return wb
 
-    def _record(self, x: Tensor, tiles: Tensor, geom: tuple[int, int, int, int], mq: int, bias_adds: int, k: int,
-                path: str, break_even: float | None) -> None:
-        ho, wo, bh, bw = geom
-        b, c, h, w = x.shape
-        computed = int(tiles.sum()) * bh * bw if path == "gated" else b * ho * wo
-        per_pos = 2 * mq + bias_adds
-        box = 2 * k * 2 * c * (ho * w + ho * wo)                            # x and x², a (k, 1) then a (1, k) pass
+    def _record(self, x: Tensor, tiles: Tensor, stats: RowStats, call: _Call, path: str,
+                break_even: float | None, plan: RowPlan) -> None:
+        ho, wo, bh, bw = call.geom[:4]
+        m, c = call.weight.shape[2:4]
+        b, _, h, w = x.shape
+        counts, last_col = stats.counts, stats.last_col
+        n_tiles = sum(counts)
+        if path == "gated":
+            computed = n_tiles * bh * bw
+        elif path == "bands":
+            computed = b * sum((o1 - o0) * (c1 - c0) for o0, o1, c0, c1 in plan.bands)
+        else:
+            computed = b * ho * wo
+        per_pos = 2 * m * c * call.k * call.k + (m if call.bias is not None else 0)
+        box = 2 * call.k * 2 * c * (ho * w + ho * wo)                      # x and x², a (k, 1) then a (1, k) pass
         # open positions: bh*bw per open tile, less the overhang of the last row and column of tiles
-        per_tile = tiles.sum(0)                                             # (nbh, nbw)
         cut_h, cut_w = tiles.shape[1] * bh - ho, tiles.shape[2] * bw - wo
-        n_open = (bh * bw * int(per_tile.sum()) - cut_h * bw * int(per_tile[-1].sum())
-                  - cut_w * bh * int(per_tile[:, -1].sum()) + cut_h * cut_w * int(per_tile[-1, -1]))
+        n_open = (bh * bw * n_tiles - cut_h * bw * counts[-1] - cut_w * bh * sum(last_col)
+                  + cut_h * cut_w * last_col[-1])
         self.last = GateStats(positions=b * ho * wo, open=n_open, computed=computed,
                               flops=computed * per_pos, flops_ungated=b * ho * wo * per_pos,
-                              gate_flops=b * (3 * c * h * w + box + 3 * c * ho * wo), path=path, break_even=break_even)
+                              gate_flops=b * (3 * c * h * w + box + 3 * c * ho * wo), path=path, break_even=break_even,
+                              band_fraction=plan.band_fraction)
