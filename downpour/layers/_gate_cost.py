@@ -20,10 +20,10 @@ and cached per (layer kind, weight shape, input shape, tiles, device, dtype, thr
 
 A path other than dense runs only when predicted MARGIN = 0.9 times the dense path's time: near a
 break-even both cost the same, the times are measured on a shared machine, and a wrong "dense"
-costs at most the zeroing while a wrong "gated" can cost more. Counting the band rows, not only
-the open tiles, is what lets a face in a flat canvas skip the rows above and below it: its tiles
-are 26% open, but a gather of single tiles runs far below the dense convolution's speed (MKL-DNN
-near peak), while the bands run the same convolution on 54% of the rows.
+costs at most the zeroing while a wrong "gated" can cost more. Counting the bands, not only the
+open tiles, is what lets a face in a flat canvas skip the canvas around it: its tiles are 26% open,
+but a gather of single tiles runs far below the dense convolution's speed (MKL-DNN near peak),
+while the band runs the same convolution on the face's box, 32% of the positions.
 """
 from __future__ import annotations
 
