@@ -17,7 +17,9 @@ k rows per tile row, then of k columns, ~3 passes over the input instead of ~20)
 is proven open the full test is skipped (on a 512x512 busy image 0.3 ms instead of ~4 ms, against a
 ~30 ms convolution); where a few are not, only their windows go through the full test; otherwise
 the full test runs as before. The proof asks for a margin over the rounding of both computations,
-so it never opens a tile the full test would close: the mask is the same either way.
+so it never opens a tile the full test would close: the mask is the same either way. It can only
+prove tiles open, so the gate runs it only after a batch with few closed tiles (``proof_pays``): on
+text or a page it left half the tiles undecided and cost ~0.3 ms on top of the full test.
 """
 from __future__ import annotations
 
