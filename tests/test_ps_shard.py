@@ -150,3 +150,39 @@ def test_unknown_rule_and_compensation_name_the_nearest():
         make_rule("adagard", 0.1)
     with pytest.raises(ConfigError, match="dc-asgd"):
         make_compensation("dc-asdg")
+
+
+def test_adam_counts_steps_per_element_so_a_late_stage_starts_like_fresh_adam():
+    # Elements 5..9 get no gradient (pushed as zeros, a frozen stage) for 20 pushes, then train:
+    # they must follow torch's Adam started at that point, and never move before it.
+    torch.manual_seed(2)
+    w0 = torch.randn(10)
+    shard = Shard(0, w0.clone(), make_rule("adam", 0.05), workers=[0])
+    early, late = torch.nn.Parameter(w0[:5].clone()), torch.nn.Parameter(w0[5:].clone())
+    opt_early, opt_late = torch.optim.Adam([early], lr=0.05), torch.optim.Adam([late], lr=0.05)
+    for i in range(30):
+        g = torch.randn(10)
+        if i < 20:
+            g[5:] = 0.0
+        assert shard.push(0, g, shard.version, seq=i).accepted
+        early.grad = g[:5].clone()
+        opt_early.step()
+        if i >= 20:
+            late.grad = g[5:].clone()
+            opt_late.step()
+        if i == 19:
+            assert torch.equal(shard.params[5:], w0[5:])          # untouched while frozen
+    torch.testing.assert_close(shard.params[:5], early.detach(), rtol=1e-5, atol=1e-5)   # float32 rounding, 30 steps
+    torch.testing.assert_close(shard.params[5:], late.detach(), rtol=1e-5, atol=1e-5)
+    assert shard.state["step"].tolist() == [30.0] * 5 + [10.0] * 5
+
+
+def test_an_adam_checkpoint_with_one_step_count_per_shard_still_loads():
+    a = _shard(rule="adam")
+    for i in range(3):
+        a.push(0, torch.randn(6), a.version, i)
+    tensors, meta = a.state_dict()
+    tensors = {**tensors, "rule.step": torch.tensor([3.0], dtype=torch.float64)}   # the format before per-element steps
+    b = _shard(rule="adam")
+    b.load_state_dict(tensors, meta)
+    assert b.state["step"].tolist() == [3.0] * 6
