@@ -230,6 +230,7 @@ def test_chosen_on_the_training_part_a_memorised_unit_scores_chance_on_held_out_
     result = face_controls(MemorisingModel(), BrightnessModel(), layer=None, input_shape=(1, 25, 25), prepare=None,
                            **FAST)
     assert result["select"] == "train" and result["split_seeds"] == []
+    assert result["faces"] == 30 and result["negatives"]["lfw_nonfaces"]["images"] == 30   # the held-out ones only
     for negatives in ("lfw_nonfaces", "phase_scrambled", "upside_down", "block_shuffled", "spectrum_matched_crops"):
         row = _rows(result["rows"], negatives)[LEARNED]
         assert row["unit"] == 0 and row["selection_auc"] == 1.0 and row["splits"] == 1

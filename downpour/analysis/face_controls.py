@@ -43,7 +43,7 @@ def face_controls(model: FeatureModel, twin: FeatureModel, *, layer: str | None,
                   n_random_filters: int = 2000, seed: int = 0, replicates: int = 2000,
                   other_layers: tuple[str, ...] = (), other_replicates: int = 500,
                   select: str = "train") -> dict[str, Any]:
-    """Every method on every negative set, chosen once per split; JSON-ready ``{"rows", "verdict", ...}``.
+    """Every method on every negative set, each chosen once; JSON-ready ``{"rows", "verdict", ...}``.
 
     ``select`` says where every method is chosen: ``"train"`` (the default) on the 140 images of
     lfw's training part (70 faces, 70 non-faces: unsupervised training may have seen them, never
@@ -109,7 +109,7 @@ def face_controls(model: FeatureModel, twin: FeatureModel, *, layer: str | None,
         by_layer.append(_brief(other, controls_verdict(other_rows)))
     return {
         "rows": rows, "verdict": verdict, "by_layer": by_layer,
-        "negatives": {LFW: {"label": NEGATIVES[LFW], "images": int((y == 0).sum()),
+        "negatives": {LFW: {"label": NEGATIVES[LFW], "images": len(negatives[LFW]),
                             "what": "the held-out lfw_subset non-faces"},
                       **{c.name: {"label": NEGATIVES[c.name], "images": len(c.x), **c.info} for c in controls}},
         "faces": int(len(face_rows)), "layer": layer, "select": select,
