@@ -306,9 +306,10 @@ class WorkerActor:
         return _node()
 
     def device(self) -> dict[str, Any]:
-        """Where this worker computes: its replica's device, and the GPU ids Ray gave it ([] for none)."""
-        return {"device": str(next(self.worker.model.parameters()).device),
-                "gpus": [str(g) for g in ray.get_gpu_ids()]}
+        """Where this worker computes: its replica's device, and the GPU ids Ray gave it ([] for none).
+        A model-parallel replica holds no parameters (its partition actors do, on CPU)."""
+        first = next(self.worker.model.parameters(), None)
+        return {"device": "cpu" if first is None else str(first.device), "gpus": [str(g) for g in ray.get_gpu_ids()]}
 
     def data_report(self) -> dict[str, Any] | None:
         """Streamed data: the files this worker read and skipped (None in memory)."""
