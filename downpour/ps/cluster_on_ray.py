@@ -7,18 +7,16 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import time
 import uuid
 from typing import Any, Callable
 
 import ray
 from ray.exceptions import RayError
-from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from downpour.errors import RunError
 from downpour.ps import channel
 from downpour.ps.checkpoint import ShardState
+from downpour.ps.connect_on_ray import connect, placer
 from downpour.ps.coordinator import Coordinator
 from downpour.ps.laps import Laps
 from downpour.ps.on_ray import ShardActor, ShardPush, WorkerActor
@@ -48,64 +46,6 @@ def sweep_stale_segments() -> int:
         except PermissionError:
             pass                 # another user's live process
     return removed
-
-
-CONNECT_TIMEOUT_S = 10.0
-
-
-def _reachable(address: str, timeout: float) -> None:
-    """Raise RunError unless ``host:port`` (``ray://host:port`` too) accepts a TCP connection within
-    ``timeout``: ``ray.init`` itself waits minutes on an address nobody answers."""
-    target = address.split("://", 1)[-1]
-    host, _, port = target.rpartition(":")
-    if not host or not port.isdigit():
-        return                   # "auto" and other forms Ray resolves itself
-    try:
-        socket.create_connection((host, int(port)), timeout=timeout).close()
-    except OSError as err:
-        raise RunError(f"cannot reach the Ray cluster at cluster.address={address!r} within {timeout:g} s "
-                       f"({type(err).__name__}: {err}); is its head node running (`ray start --head`)?") from None
-
-
-def connect(address: str) -> bool:
-    """Join ``address`` or start a local Ray; returns True when this call started Ray.
-
-    A plain run always starts its own local Ray (``address="local"``), so a stale
-    /tmp/ray/ray_current_cluster left by a killed head, or a RAY_ADDRESS in the environment, does
-    not redirect it. Joining fails in one line, within :data:`CONNECT_TIMEOUT_S`, when nobody answers."""
-    if ray.is_initialized():
-        return False
-    if not address:
-        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=True)
-        return True
-    _reachable(address, CONNECT_TIMEOUT_S)
-    try:
-        ray.init(address=address, log_to_driver=True)
-    except (ConnectionError, RuntimeError, ValueError) as err:   # e.g. a token-protected cluster without the token
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise RunError(f"could not join the Ray cluster at cluster.address={address!r}: {first} "
-                       "(a cluster started with authentication needs its token in this environment: see "
-                       "docs/parameter-server.md#faults)") from None
-    return True
-
-
-def _placer(nodes_info: list[dict[str, Any]]) -> Callable[[int, float], dict[str, Any]]:
-    """Round-robin over the nodes. Pinned (hard affinity: Ray's soft affinity ignores the node for
-    actors that need no CPU) only where the node has room; otherwise Ray chooses."""
-    node_cpus = {nd["NodeID"]: nd["Resources"].get("CPU", 0) for nd in nodes_info if nd["Alive"]}
-    nodes = sorted(k for k, c in node_cpus.items() if c > 0)
-    load: dict[str, float] = {}
-
-    def place(i: int, cpus: float) -> dict[str, Any]:
-        if len(nodes) < 2:
-            return {}
-        node = nodes[i % len(nodes)]
-        if load.get(node, 0.0) + cpus > node_cpus[node]:
-            return {}
-        load[node] = load.get(node, 0.0) + cpus
-        return {"scheduling_strategy": NodeAffinitySchedulingStrategy(node, soft=False)}
-
-    return place
 
 
 class RayCluster(PipedRun):
@@ -144,8 +84,7 @@ class RayCluster(PipedRun):
         self._blocked: set[int] = set()
         self.laps = Laps()
         self.piped = False                               # set in _start: cycles over channels, not Ray tasks
-        self.gpus = 0.0                                  # set in _start: GPUs each worker actor asks Ray for
-        self.devices: list[dict[str, Any]] = []          # set in _start: each worker's device and GPU ids
+        self.gpus, self.devices = 0.0, []                # set in _start: GPUs per worker actor; each one's device
         self._channels: dict[int, channel.DriverEnd] = {}
         self._credits: dict[int, int] = {}               # piped: cycles granted to each worker, not reported yet
         self._serving: dict[Any, tuple[int, Any]] = {}   # piped: serve task ref -> (worker, its actor)
@@ -164,7 +103,7 @@ class RayCluster(PipedRun):
         self.per_worker = min(1.0, float(ray.cluster_resources().get("CPU", 1.0)) / n)  # 8 workers still fit on 2 cores
         self.gpus = worker_gpus(cfg, float(ray.cluster_resources().get("GPU", 0.0)))   # ConfigError: too few for cuda
         self.threads = cfg.train.threads or max(1, int(os.cpu_count() or 1) // n)
-        self.place = _placer(ray.nodes())
+        self.place = placer(ray.nodes())
         for j, s in enumerate(shards):
             self.shard_actors.append(ShardActor.options(name=f"downpour-{self.run_id}-shard{j}", num_cpus=0,
                                                         **self.place(j, 0.0))
@@ -186,9 +125,9 @@ class RayCluster(PipedRun):
             self._open_channel(w)
 
     def _spawn(self, w: int, seq: int, step: int) -> Any:
-        """Start (or restart: new name, new inboxes, wherever Ray finds room) worker ``w``'s actor."""
+        """Start (or restart: new name, new inboxes, wherever Ray finds room) worker ``w``'s actor: a
+        GPU worker wherever Ray finds a free GPU, a CPU one round-robin over the nodes."""
         setup = self.setup
-        # A GPU worker goes wherever Ray finds a free GPU; a CPU one round-robin over the nodes.
         name, options = f"downpour-{self.run_id}-worker{w}", {} if self.gpus else self.place(w, self.per_worker)
         if self._incarnation[w]:
             name, options = f"{name}-restart{self._incarnation[w]}", {}
@@ -374,8 +313,7 @@ class RayCluster(PipedRun):
         nodes = sorted(set(self.placement["shards"]) | set(self.placement["workers"]))
         live = [a for w, a in enumerate(self.worker_actors) if w in self.coord.live]
         return {"nodes": len(nodes), "placement": {k: [nodes.index(x) for x in v] for k, v in self.placement.items()},
-                "worker_devices": self.devices,
-                "data_workers": ray.get([a.data_report.remote() for a in live], timeout=60),
+                "worker_devices": self.devices, "data_workers": ray.get([a.data_report.remote() for a in live], timeout=60),
                 "profile": {"driver": self.laps.report(),
                             "workers": ray.get([a.profile.remote() for a in live], timeout=60),
                             "shards": ray.get([a.profile.remote() for a in self.shard_actors], timeout=60)}}

@@ -30,7 +30,7 @@ from torch import Tensor
 
 from downpour.config import RunConfig
 from downpour.errors import RunError
-from downpour.ps.cluster_on_ray import _placer, connect
+from downpour.ps.connect_on_ray import connect, placer
 from downpour.ps.setup import ClusterSetup
 from downpour.sandblaster.history import HistoryShard, Op
 from downpour.sandblaster.lbfgs import Evaluation
@@ -121,7 +121,7 @@ class RayPool:
 
     def _start(self, setup: ClusterSetup, shards: list[HistoryShard]) -> None:
         cfg, n = self.cfg, self.cfg.cluster.workers
-        place = _placer(ray.nodes())
+        place = placer(ray.nodes())
         per_worker = min(1.0, float(ray.cluster_resources().get("CPU", 1.0)) / n)
         threads = cfg.train.threads or max(1, int(os.cpu_count() or 1) // n)
         self.shard_actors = [ShardActor.options(**place(j, 0.0)).remote(s) for j, s in enumerate(shards)]

@@ -1,0 +1,74 @@
+"""Joining a Ray cluster (or starting a local one), and placing actors on its nodes.
+
+    started = connect("")                 # a local Ray of this machine's cores; True: this call started it
+    place = placer(ray.nodes())           # place(i, cpus) -> actor options pinning actor i to a node with room
+"""
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any, Callable
+
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from downpour.errors import RunError
+
+__all__ = ["CONNECT_TIMEOUT_S", "connect", "placer"]
+
+CONNECT_TIMEOUT_S = 10.0
+
+
+def _reachable(address: str, timeout: float) -> None:
+    """Raise RunError unless ``host:port`` (``ray://host:port`` too) accepts a TCP connection within
+    ``timeout``: ``ray.init`` itself waits minutes on an address nobody answers."""
+    target = address.split("://", 1)[-1]
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        return                   # "auto" and other forms Ray resolves itself
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as err:
+        raise RunError(f"cannot reach the Ray cluster at cluster.address={address!r} within {timeout:g} s "
+                       f"({type(err).__name__}: {err}); is its head node running (`ray start --head`)?") from None
+
+
+def connect(address: str) -> bool:
+    """Join ``address`` or start a local Ray; returns True when this call started Ray.
+
+    A plain run always starts its own local Ray (``address="local"``), so a stale
+    /tmp/ray/ray_current_cluster left by a killed head, or a RAY_ADDRESS in the environment, does
+    not redirect it. Joining fails in one line, within :data:`CONNECT_TIMEOUT_S`, when nobody answers."""
+    if ray.is_initialized():
+        return False
+    if not address:
+        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=True)
+        return True
+    _reachable(address, CONNECT_TIMEOUT_S)
+    try:
+        ray.init(address=address, log_to_driver=True)
+    except (ConnectionError, RuntimeError, ValueError) as err:   # e.g. a token-protected cluster without the token
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise RunError(f"could not join the Ray cluster at cluster.address={address!r}: {first} "
+                       "(a cluster started with authentication needs its token in this environment: see "
+                       "docs/parameter-server.md#faults)") from None
+    return True
+
+
+def placer(nodes_info: list[dict[str, Any]]) -> Callable[[int, float], dict[str, Any]]:
+    """Round-robin over the nodes. Pinned (hard affinity: Ray's soft affinity ignores the node for
+    actors that need no CPU) only where the node has room; otherwise Ray chooses."""
+    node_cpus = {nd["NodeID"]: nd["Resources"].get("CPU", 0) for nd in nodes_info if nd["Alive"]}
+    nodes = sorted(k for k, c in node_cpus.items() if c > 0)
+    load: dict[str, float] = {}
+
+    def place(i: int, cpus: float) -> dict[str, Any]:
+        if len(nodes) < 2:
+            return {}
+        node = nodes[i % len(nodes)]
+        if load.get(node, 0.0) + cpus > node_cpus[node]:
+            return {}
+        load[node] = load.get(node, 0.0) + cpus
+        return {"scheduling_strategy": NodeAffinitySchedulingStrategy(node, soft=False)}
+
+    return place
