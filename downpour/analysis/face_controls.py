@@ -66,10 +66,10 @@ def face_controls(model: FeatureModel, twin: FeatureModel, *, layer: str | None,
         raise ValueError(f"face test: select must be one of {SELECT}, got {select!r}")
     parts = lfw_split(size=25, grey=True)
     held = parts["heldout"]
-    chosen_on = parts["train"] if select == "train" else None
-    first = 0 if chosen_on is None else len(chosen_on.y)                 # held-out sources start here
-    raw = held.x.numpy() if chosen_on is None else np.concatenate([chosen_on.x.numpy(), held.x.numpy()])
-    y = held.y.numpy() if chosen_on is None else np.concatenate([chosen_on.y.numpy(), held.y.numpy()])
+    sources = [held] if select == "heldout" else [parts["train"], held]   # sources: the choosing images first
+    raw = np.concatenate([p.x.numpy() for p in sources])
+    y = np.concatenate([p.y.numpy() for p in sources])
+    first = len(y) - len(held.y)                                         # held-out sources start here
     face_rows = first + np.flatnonzero(held.y.numpy() == 1)             # the held-out faces
     draw_controls, draw_bootstrap = np.random.SeedSequence(seed).spawn(2)   # independent streams, one seed
     controls = build_controls(raw[face_rows], np.random.default_rng(draw_controls))
@@ -92,10 +92,8 @@ def face_controls(model: FeatureModel, twin: FeatureModel, *, layer: str | None,
         **statistics,
         PROBE: lambda select: baselines.probe(pixels[select], y[select]).decision_function(pixels)[:, None],
     }
-    if chosen_on is None:
-        splits = [split(y, test_fraction, s) for s in seeds]
-    else:
-        splits = [(np.arange(first), np.arange(first, len(y)))]
+    splits = ([split(y, test_fraction, s) for s in seeds] if select == "heldout"
+              else [(np.arange(first), np.arange(first, len(y)))])
     levels = {name: "lfw" if name == LFW else LOW_LEVEL for name in negatives}
     rows = score_controls(methods, y, negatives, source, splits, replicates=replicates, seed=draw_bootstrap,
                           levels=levels, paired=LEARNED)
@@ -114,9 +112,10 @@ def face_controls(model: FeatureModel, twin: FeatureModel, *, layer: str | None,
                       **{c.name: {"label": NEGATIVES[c.name], "images": len(c.x), **c.info} for c in controls}},
         "faces": int(len(face_rows)), "layer": layer, "select": select,
         "selection": (f"each of {len(splits)} seeded splits of the held-out images, {1 - test_fraction:g} of them"
-                      if chosen_on is None else
-                      f"the {first} images of lfw's training part ({int(chosen_on.y.sum())} faces), once"),
-        "split_seeds": list(seeds) if chosen_on is None else [], "test_fraction": test_fraction if chosen_on is None else 1.0,
+                      if select == "heldout" else
+                      f"the {first} images of lfw's training part ({int(y[:first].sum())} faces), once"),
+        "split_seeds": list(seeds) if select == "heldout" else [],
+        "test_fraction": test_fraction if select == "heldout" else 1.0,
         "representation": {"baselines": "native 25x25 grey lfw_subset values in [0, 1], no normalisation or whitening",
                            "units": f"resized to {list(input_shape)}, then the run's own input processing"},
         "bootstrap": {"replicates": replicates, "interval": "percentile 95%",

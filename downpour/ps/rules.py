@@ -97,17 +97,13 @@ class Adam(UpdateRule):
     def apply(self, w: Tensor, g: Tensor, state: dict[str, Tensor], lr_scale: float = 1.0) -> None:
         m, v, step = state["exp_avg"], state["exp_avg_sq"], state["step"]
         live = g != 0
-        dense = bool(live.all())
-        if dense:
-            step += 1
-        else:
-            step += live
-        m.lerp_(g, torch.where(live, 1 - self.beta1, 0.0) if not dense else 1 - self.beta1)
-        v.mul_(torch.where(live, self.beta2, 1.0) if not dense else self.beta2).addcmul_(g, g, value=1 - self.beta2)
+        step += live
+        m.lerp_(g, live * (1 - self.beta1))
+        v.mul_(torch.where(live, self.beta2, 1.0)).addcmul_(g, g, value=1 - self.beta2)
         c1 = 1 - torch.pow(self.beta1, step)                 # 0 where an element never had a gradient
         c2 = 1 - torch.pow(self.beta2, step)
         update = (m / c1).div_((v / c2).sqrt_().add_(self.eps)).mul_(self.lr * lr_scale)
-        w.sub_(update if dense else update.where(live, 0.0))
+        w.sub_(update.where(live, 0.0))
 
 
 RULES: dict[str, type[UpdateRule]] = {r.name: r for r in (SGD, Momentum, Adagrad, Adam)}
