@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from downpour.layers.locally_connected import _expand_tiles
+from downpour.layers.locally_connected import _expand_tiles, banked_conv
 
 __all__ = ["RowPlan", "RowStats", "row_stats", "plan_rows", "keep_mask", "row_masks", "zero_closed", "band_output"]
 
@@ -164,10 +164,7 @@ def band_rows(x: Tensor, weight: Tensor, bias: Tensor | None, k: int, s: int, bo
     xs = x[:, :, o0 * s:(o1 - 1) * s + k, c0 * s:(c1 - 1) * s + k]
     if (th, tw) == (1, 1):
         return F.conv2d(xs, weight[0, 0], None if bias is None else bias.reshape(m), stride=s)
-    y = xs.new_empty(x.shape[0], m, o1 - o0, c1 - c0)
-    for a in range(min(th, o1 - o0)):
-        for e in range(min(tw, c1 - c0)):  # bank (a, e) owns rows a::th, columns e::tw (as the layer's forward)
-            y[:, :, a::th, e::tw] = F.conv2d(xs[:, :, a * s:, e * s:], weight[a, e], stride=(s * th, s * tw))
+    y = banked_conv(xs, weight, s, (o1 - o0, c1 - c0))
     if bias is not None:
         y = y + _expand_tiles(bias, out_size)[o0:o1, c0:c1].permute(2, 0, 1)
     return y

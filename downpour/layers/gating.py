@@ -53,7 +53,7 @@ from downpour.layers._gate_cost import CostModel, cost_model, forced_masks
 from downpour.layers._gate_mask import local_variance, open_tiles, proof_pays
 from downpour.layers._lc_threads import _mode_active
 # position (i, j) uses bank (i mod tH, j mod tW); a tiling with more banks than _MAX_CONV_BANKS runs as untied
-from downpour.layers.locally_connected import _MAX_CONV_BANKS, _expand_tiles
+from downpour.layers.locally_connected import _MAX_CONV_BANKS, _expand_tiles, banked_conv
 
 __all__ = ["GateStats", "VarianceGate", "local_variance"]
 
@@ -269,11 +269,7 @@ class VarianceGate(nn.Module):
         big_h, big_w = (bh - 1) * s + k, (bw - 1) * s + k   # the input under every open tile, (nA, C, Th, Tw)
         stack = xp.as_strided((b, nbh, nbw, c, big_h, big_w), (sb, bh * s * sh, bw * s * sw, sc, sh, sw))[tb, ti, tj]
         if th * tw <= _MAX_CONV_BANKS and (th, tw) != (ho, wo):
-            y = stack.new_zeros(stack.shape[0], m, bh, bw)
-            for a in range(th):
-                for e in range(tw):  # bank (a, e) owns rows a::th, columns e::tw of every tile
-                    y[:, :, a::th, e::tw] = F.conv2d(stack[:, :, a * s:, e * s:], weight[a, e], stride=(s * th, s * tw))
-            y = y.permute(0, 2, 3, 1)
+            y = banked_conv(stack, weight, s, (bh, bw)).permute(0, 2, 3, 1)   # tiles are multiples of the banks
         else:
             y = self._untied(stack, weight, s, (ho, wo, bh, bw, nbh, nbw), tb, tflat)
         if bias is not None:

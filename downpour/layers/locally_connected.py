@@ -73,6 +73,19 @@ def locally_connected_reference(x: Tensor, weight: Tensor, stride: int, bias: Te
     return out
 
 
+def banked_conv(x: Tensor, w: Tensor, stride: int, out_size: tuple[int, int]) -> Tensor:
+    """A tiled layer's map as one strided convolution per bank: bank (a, b) of ``w`` (tH, tW, M, C, k, k)
+    computes exactly the output positions i = a mod tH, j = b mod tW. x (B, C, H, W) is the input
+    under an ``out_size`` (Ho, Wo) output whose (0, 0) uses bank (0, 0) -> (B, M, Ho, Wo)."""
+    th, tw, m = w.shape[:3]
+    out = x.new_empty(x.shape[0], m, *out_size)
+    for a in range(min(th, out_size[0])):
+        for b in range(min(tw, out_size[1])):
+            out[:, :, a::th, b::tw] = F.conv2d(x[:, :, a * stride:, b * stride:], w[a, b],
+                                               stride=(stride * th, stride * tw))
+    return out
+
+
 class LocallyConnected2d(nn.Module):
     """Filtering with ``maps`` filters per position, untied, tiled or shared (see module docstring).
 
@@ -181,17 +194,12 @@ class LocallyConnected2d(nn.Module):
 
     # --- the three regimes of the dial -------------------------------------------------------
     def _linear(self, x: Tensor, w: Tensor) -> Tensor:
-        s, (th, tw) = self.stride, self.tile_shape
+        s = self.stride
         if self._n_classes() == 1:
             return F.conv2d(x, w[0, 0], stride=s)
         if self.untied or self._n_classes() > _MAX_CONV_BANKS:
             return untied_apply(x, _expand_tiles(w, self.out_size), s, self.chunk_bytes)
-        # One strided convolution per bank: bank (a, b) sees exactly the positions i = a mod tH, j = b mod tW.
-        out = x.new_zeros(x.shape[0], self.maps, *self.out_size)
-        for a in range(th):
-            for b in range(tw):
-                out[:, :, a::th, b::tw] = F.conv2d(x[:, :, a * s:, b * s:], w[a, b], stride=(s * th, s * tw))
-        return out
+        return banked_conv(x, w, s, self.out_size)
 
     def _linear_t(self, y: Tensor, w: Tensor) -> Tensor:
         s, (th, tw), (h, width) = self.stride, self.tile_shape, self.in_size
