@@ -95,9 +95,6 @@ class CostModel:
         path = min(costs, key=costs.get)
         return path if costs[path] < MARGIN * dense else "dense"
 
-    def gated_pays(self, open_fraction: float) -> bool:
-        return open_fraction < self.break_even
-
 
 def _best_of(fns: tuple[Callable[[], object], ...], sync: Callable[[], None], repeats: int) -> list[float]:
     """Best wall time of each fn over ``repeats`` interleaved calls, after two warm-up rounds: the
