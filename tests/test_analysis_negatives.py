@@ -102,3 +102,23 @@ def test_every_control_remembers_its_face(faces):
         for j, i in enumerate(s.source):
             np.testing.assert_allclose(keep(s.x[j]), keep(faces[i]), atol=2e-4)
             assert not np.allclose(keep(s.x[j]), keep(faces[(i + 1) % len(faces)]), atol=2e-4)
+
+
+def test_several_draws_per_face_are_distinct_and_remember_their_face(faces):
+    one = build_controls(faces, np.random.default_rng(0))
+    three = build_controls(faces, np.random.default_rng(0), draws=3)
+    for s1, s3 in zip(one, three):
+        if s3.name == "upside_down":                     # deterministic: one per face whatever the draws
+            assert s3.source.tolist() == list(range(len(faces))) and s3.info["draws"] == 1
+            continue
+        assert s3.x.shape == (3 * len(faces), *faces.shape[1:]) and s3.info["draws"] == 3
+        assert s3.source.tolist() == [i for i in range(len(faces)) for _ in range(3)]
+        keep = _amplitude if s3.name != "block_shuffled" else (lambda x: np.sort(x.ravel()))
+        for j, i in enumerate(s3.source):                # every draw is built from its own face ...
+            np.testing.assert_allclose(keep(s3.x[j]), keep(faces[i]), atol=2e-4)
+        for i in range(len(faces)):                      # ... and the draws of one face differ
+            a, b = s3.x[3 * i], s3.x[3 * i + 1]
+            assert not np.allclose(a, b, atol=1e-3)
+        assert s1.x.shape == faces.shape                 # the default is one draw
+    with pytest.raises(ValueError, match="draws"):
+        build_controls(faces, np.random.default_rng(0), draws=0)

@@ -42,7 +42,7 @@ def face_controls(model: FeatureModel, twin: FeatureModel, *, layer: str | None,
                   prepare: Callable[[Tensor], Tensor] | None, seeds: list[int], test_fraction: float = 0.5,
                   n_random_filters: int = 2000, seed: int = 0, replicates: int = 2000,
                   other_layers: tuple[str, ...] = (), other_replicates: int = 500,
-                  select: str = "train") -> dict[str, Any]:
+                  select: str = "train", control_draws: int = 1) -> dict[str, Any]:
     """Every method on every negative set, each chosen once; JSON-ready ``{"rows", "verdict", ...}``.
 
     ``select`` says where every method is chosen: ``"train"`` (the default) on the 140 images of
@@ -52,6 +52,7 @@ def face_controls(model: FeatureModel, twin: FeatureModel, *, layer: str | None,
     on the other (15 faces per test). Choosing among hundreds of units on 30 images picks lucky ones
     (cat-demo's chosen unit: selection AUC 0.92, test 0.69); 140 images and twice the test faces
     narrow both the choice and the intervals.
+    ``control_draws``: images per face in each random control (more average out one draw's luck).
     ``seed`` draws the controls (phase noise, block orders, crops), the random filters (the same bank
     as :func:`~downpour.analysis.selectivity.face_neuron_tables` with ``seeds[0] == seed``) and the
     bootstrap; ``seeds`` are the split seeds (stratified, ``test_fraction`` held back for testing).
@@ -72,7 +73,7 @@ def face_controls(model: FeatureModel, twin: FeatureModel, *, layer: str | None,
     first = len(y) - len(held.y)                                         # held-out sources start here
     face_rows = first + np.flatnonzero(held.y.numpy() == 1)             # the held-out faces
     draw_controls, draw_bootstrap = np.random.SeedSequence(seed).spawn(2)   # independent streams, one seed
-    controls = build_controls(raw[face_rows], np.random.default_rng(draw_controls))
+    controls = build_controls(raw[face_rows], np.random.default_rng(draw_controls), draws=control_draws)
     images = np.concatenate([raw] + [c.x for c in controls])             # (M, 1, 25, 25), M = sources + 4·30
     source = np.concatenate([np.arange(len(y))] + [face_rows[c.source] for c in controls])
     negatives, start = {LFW: first + np.flatnonzero(held.y.numpy() == 0)}, len(y)
