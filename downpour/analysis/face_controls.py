@@ -74,7 +74,7 @@ def face_controls(model: FeatureModel, twin: FeatureModel, *, layer: str | None,
     face_rows = first + np.flatnonzero(held.y.numpy() == 1)             # the held-out faces
     draw_controls, draw_bootstrap = np.random.SeedSequence(seed).spawn(2)   # independent streams, one seed
     controls = build_controls(raw[face_rows], np.random.default_rng(draw_controls), draws=control_draws)
-    images = np.concatenate([raw] + [c.x for c in controls])             # (M, 1, 25, 25), M = sources + 4·30
+    images = np.concatenate([raw] + [c.x for c in controls])             # (M, 1, 25, 25): sources, then controls
     source = np.concatenate([np.arange(len(y))] + [face_rows[c.source] for c in controls])
     negatives, start = {LFW: first + np.flatnonzero(held.y.numpy() == 0)}, len(y)
     for c in controls:
