@@ -151,8 +151,8 @@ def build_controls(faces: np.ndarray, rng: np.random.Generator, blocks: int = 5,
     ``draws`` images per face in each random control (phase-scrambled, block-shuffled, crops), one
     in ``upside_down`` (deterministic); ``source[j]`` is the index (into ``faces``) of the face control j
     was built from. More draws do not add faces, but they average out which phases, block orders and
-    crops one draw happened to get (on cat-demo a chosen unit's AUC against one face's phase
-    scrambles moved by up to 0.15 from draw to draw).
+    crops one draw happened to get (on the main job a chosen unit's AUC against one draw of the
+    30 faces' phase scrambles moved between 0.74 and 0.89 from draw to draw).
     """
     faces = np.asarray(faces, dtype=np.float32)
     if draws < 1:
