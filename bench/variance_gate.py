@@ -9,20 +9,22 @@ Images (scikit-image built-ins, grey, in [0, 1]): ``text``, ``page``, ``moon`` (
 image's central 192x192 crop) and ``conv`` (32 maps of 8x8 shared filters, full resolution).
 
 The protocol of ``bench/_protocol.py``: every (image, layer) row is measured once per repetition
-(``--reps``, best of ``--repeats`` interleaved calls of the layer and the gate), the rows
-interleaved, so a busy stretch of a shared machine hits them alike. One JSON line per (image,
+(``--reps``, best of ``--repeats`` interleaved calls of the layer, the gate and the exact gate), the
+rows interleaved, so a busy stretch of a shared machine hits them alike. One JSON line per (image,
 layer): the medians over the repetitions of ms_ungated, ms_gated and speedup (the per-repetition
-ratio), ``speedup_range`` (min, max), ``reps``, ``load_1min`` (range of the 1-minute load average
-while the row ran), flat_fraction (positions skipped), flops_ratio ((filter FLOPs done + gate test) / ungated), ``layer``, and what the gate's default
-``mode="auto"`` chose: ``path`` ('gated', 'bands' or 'dense'), ``break_even_flat`` (the flat fraction
-above which the cost model measured on the warm-up call prefers the gated path to the dense one; None
-when no model was needed: no tile open, or every tile open) and ``band_rows`` (the fraction of output
-rows in tile-rows with an open tile: what the band path computes, whichever path ran). Then one
-``probe`` line: a linear
-probe (logistic regression) on pooled features of scikit-learn's digits, each 8x8 digit scaled to
-16x16 and pasted near the centre (jitter +-2 px) of a 48x48 canvas with faint noise, with
-gated vs ungated features of the same fixed random untied layer; accuracy_gated - accuracy_ungated
-is the figure.
+ratio) of the gate as a user gets it (``mode="auto"``: it may run the plain layer where gating would
+not pay), ``speedup_range`` (min, max), ``reps``, ``load_1min`` (range of the 1-minute load average
+while the row ran), flops_ratio ((filter FLOPs done + gate test) / ungated), ``layer``; what auto
+chose: ``path`` ('gated', 'bands', 'ungated'; 'dense' never, auto runs it plain) and
+``estimated_open`` (path 'ungated': the open-tile fraction it decided on); and the same for
+``mode="exact"`` (zeros in every closed tile, whichever path): ``speedup_exact``, ``path_exact``,
+``flat_fraction`` (positions it skipped), ``break_even_flat`` (the flat fraction above which the cost
+model measured on the warm-up call prefers the gated path to the dense one; None when no model was
+needed: no tile open, or every tile open) and ``band_rows`` (the fraction of output rows in tile-rows
+with an open tile: what the band path computes). Then one ``probe`` line: a linear probe (logistic
+regression) on pooled features of scikit-learn's digits, each 8x8 digit scaled to 16x16 and pasted
+near the centre (jitter +-2 px) of a 48x48 canvas with faint noise, with exactly gated vs ungated
+features of the same fixed random untied layer; accuracy_gated - accuracy_ungated is the figure.
 """
 from __future__ import annotations
 
@@ -88,28 +90,32 @@ class Case:
         self.name, self.layer_name, self.layer, self.threshold, self.block = name, layer_name, layer, threshold, block
         self.size = list(img.shape)
         self.x = torch.tensor(img, dtype=torch.float32)[None, None]
-        self.gate = VarianceGate(layer, threshold, block)
+        self.gate = VarianceGate(layer, threshold, block)                   # the default, mode 'auto'
+        self.exact = VarianceGate(layer, threshold, block, mode="exact")    # zeros in every closed tile
 
     def run(self, repeats: int) -> dict[str, float]:
         """One repetition of the protocol: best of ``repeats`` interleaved calls of each."""
         with torch.no_grad():
-            ms_full, ms_gate = timed((self.layer, self.gate), self.x, repeats)
-        return {"ms_ungated": ms_full, "ms_gated": ms_gate, "speedup": ms_full / ms_gate}
+            ms_full, ms_gate, ms_exact = timed((self.layer, self.gate, self.exact), self.x, repeats)
+        return {"ms_ungated": ms_full, "ms_gated": ms_gate, "speedup": ms_full / ms_gate,
+                "ms_exact": ms_exact, "speedup_exact": ms_full / ms_exact}
 
     def row(self, reps: list[dict[str, dict]], key: str) -> dict:
         """The row over the repetitions: medians, the speedup's range, the load while this case ran."""
         runs = [rep[key] for rep in reps]
-        s = self.gate.last
+        s, e = self.gate.last, self.exact.last
         loads = [r[k] for r in runs for k in ("load_before", "load_after")]
         return {"bench": "variance_gate", "image": self.name, "layer": self.layer_name, "size": self.size,
-                "threshold": self.threshold, "block": self.block, "flat_fraction": round(s.skipped_fraction, 4),
+                "threshold": self.threshold, "block": self.block, "flat_fraction": round(e.skipped_fraction, 4),
                 "ms_ungated": spread([r["ms_ungated"] for r in runs])["median"],
                 "ms_gated": spread([r["ms_gated"] for r in runs])["median"],
                 "speedup": spread([r["speedup"] for r in runs])["median"],
                 "speedup_range": spread([r["speedup"] for r in runs])["range"], "reps": len(runs),
+                "speedup_exact": spread([r["speedup_exact"] for r in runs])["median"], "path_exact": e.path,
                 "load_1min": [min(loads), max(loads)], "flops_ratio": round(s.flops_ratio, 4),
-                "path": s.path, "break_even_flat": None if s.break_even is None else round(s.break_even, 3),
-                "band_rows": None if s.band_fraction is None else round(s.band_fraction, 3)}
+                "path": s.path, "break_even_flat": None if e.break_even is None else round(e.break_even, 3),
+                "band_rows": None if e.band_fraction is None else round(e.band_fraction, 3),
+                "estimated_open": None if s.estimated_open is None else round(s.estimated_open, 3)}
 
 
 def digit_canvases(rng: np.random.Generator) -> tuple[torch.Tensor, np.ndarray]:
@@ -128,7 +134,7 @@ def probe(threshold: float, seed: int) -> dict:
     x, y = digit_canvases(rng)
     torch.manual_seed(seed)
     layer = LocallyConnected2d(1, 8, 48, 6, stride=1)  # fixed random untied filters (Saxe et al. 2011)
-    gate = VarianceGate(layer, threshold)
+    gate = VarianceGate(layer, threshold, mode="exact")   # zeros in every flat tile: what gating costs in accuracy
 
     def feats(fn) -> tuple[np.ndarray, float]:
         t0 = time.perf_counter()

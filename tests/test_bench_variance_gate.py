@@ -21,8 +21,11 @@ def test_quick_rows_are_medians_over_repetitions_with_their_load(capsys):
         lo, hi = r["speedup_range"]
         assert r["reps"] == 3 and lo <= r["speedup"] <= hi
         assert r["ms_ungated"] > 0 and r["ms_gated"] > 0 and len(r["load_1min"]) == 2
-        assert r["path"] in ("gated", "dense", "bands") and 0.0 <= r["flat_fraction"] <= 1.0
+        assert r["path"] in ("gated", "bands", "ungated") and r["path_exact"] in ("gated", "dense", "bands")
+        assert 0.0 <= r["flat_fraction"] <= 1.0 and r["speedup_exact"] > 0
+        assert (r["estimated_open"] is not None) == (r["path"] == "ungated")
     assert next(r for r in rows if r["image"] == "grass")["flat_fraction"] < 0.05      # busy: nothing to skip
+    assert all(r["path"] == "ungated" for r in rows if r["image"] == "grass")     # ... so auto runs the layer plain
     assert next(r for r in rows if r["image"] == "padded")["flat_fraction"] > 0.5      # a face in a flat canvas
     # ... whose tile-rows above and below it are closed: the band path computes about half the rows
     assert next(r for r in rows if r["image"] == "padded" and r["layer"] == "conv")["band_rows"] < 0.7

@@ -63,7 +63,7 @@ def test_bands_and_dense_paths_equal_the_layer_with_closed_tiles_zeroed(make, bl
     if layer.bias is not None:
         torch.nn.init.normal_(layer.bias)
     x = torch.rand(3, 2, 29, 27)
-    gate = VarianceGate(layer, 1e-3, block=block)
+    gate = VarianceGate(layer, 1e-3, block=block, mode="exact")
     ho, wo, bh, bw, nbh, nbw = gate._geometry(x)
     assert nbh * bh > ho                                              # the last tile-row overhangs the edge
     for name, tiles in _masks(3, nbh, nbw).items():
@@ -137,13 +137,13 @@ def test_bands_mode_needs_shared_weights():
         VarianceGate(LocallyConnected2d(1, 2, 16, 3), 0.1, mode="bands")
 
 
-def test_auto_runs_bands_when_the_model_predicts_them_fastest(monkeypatch):
+def test_exact_runs_bands_when_the_model_predicts_them_fastest(monkeypatch):
     from downpour.layers import gating
     # dense 10, gated 4 + 16 * open, bands 1 + 9 * band rows (+ 0.1 per extra band)
     model = CostModel(t_dense=10.0, t_none=4.0, t_all=20.0, t_mixed=10.0, t_zero=1.0, t_band=10.0, t_call=0.1)
     monkeypatch.setattr(gating, "cost_model", lambda key, probes, device: model)
     conv = torch.nn.Conv2d(1, 4, 5)
-    gate = VarianceGate(conv, 1e-3, block=4)
+    gate = VarianceGate(conv, 1e-3, block=4, mode="exact")
     x = _face_in_canvas()
     with torch.no_grad():
         y = gate(x)
@@ -176,10 +176,10 @@ def test_measured_model_has_band_times_for_a_convolution_only():
     _gate_cost.clear_cache()
     x = _face_in_canvas()
     with torch.no_grad():
-        VarianceGate(torch.nn.Conv2d(1, 3, 5), 1e-3, block=4)(x)
+        VarianceGate(torch.nn.Conv2d(1, 3, 5), 1e-3, block=4, mode="exact")(x)
         (conv_model,) = _gate_cost._CACHE.values()
         _gate_cost.clear_cache()
-        VarianceGate(LocallyConnected2d(1, 3, (48, 40), 5), 1e-3, block=4)(x)
+        VarianceGate(LocallyConnected2d(1, 3, (48, 40), 5), 1e-3, block=4, mode="exact")(x)
         (untied_model,) = _gate_cost._CACHE.values()
     assert conv_model.t_band > conv_model.t_zero > 0 and conv_model.t_mixed > 0 and conv_model.t_call >= 0
     assert untied_model.t_band is None and untied_model.bands(plan_rows(row_stats(torch.ones(1, 2, 2, dtype=torch.bool)), 2, (8, 8), (4, 4))) is None

@@ -36,7 +36,7 @@ def test_gate_equals_layer_where_open_and_zero_where_closed(tile, stride, bias):
     layer = LocallyConnected2d(2, 5, 20, 4, stride=stride, tile=tile, bias=bias)
     if bias:
         torch.nn.init.normal_(layer.bias)
-    gate = VarianceGate(layer, threshold=1e-6, block=1)
+    gate = VarianceGate(layer, threshold=1e-6, block=1, mode="exact")
     x = _half_flat()
     with torch.no_grad():
         full, ungated_flops = _mm_flops(layer, x)
@@ -63,7 +63,7 @@ def test_gate_wraps_conv2d_and_blocks():
     torch.manual_seed(1)
     conv = torch.nn.Conv2d(2, 3, 5)
     x = _half_flat(h=24, w=24)
-    gate = VarianceGate(conv, threshold=1e-6, block=4)
+    gate = VarianceGate(conv, threshold=1e-6, block=4, mode="exact")
     with torch.no_grad():
         y, full = gate(x), conv(x)
     mask = gate.open_mask(x)
@@ -79,10 +79,10 @@ def test_all_closed_and_all_open():
     layer = LocallyConnected2d(1, 3, 10, 3)
     flat = torch.full((2, 1, 10, 10), 0.5)
     with torch.no_grad():
-        y, flops = _mm_flops(VarianceGate(layer, 1e-6, block=1), flat)
+        y, flops = _mm_flops(VarianceGate(layer, 1e-6, block=1, mode="exact"), flat)
     assert flops == _mm_flops(lambda t: local_variance(t, 3), flat)[1] and torch.all(y == 0)
     noisy = torch.randn(2, 1, 10, 10)
-    gate = VarianceGate(layer, 0.0)
+    gate = VarianceGate(layer, 0.0, mode="exact")
     with torch.no_grad():
         assert torch.allclose(gate(noisy), layer(noisy), atol=1e-5)
     assert gate.last.skipped_fraction == 0.0
@@ -92,7 +92,7 @@ def test_gradient_flows_to_weights_of_open_positions_only():
     layer = LocallyConnected2d(1, 2, 12, 3)
     x = torch.rand(1, 1, 12, 12)
     x[:, :, :, :6] = 0.2
-    gate = VarianceGate(layer, 1e-6, block=2)
+    gate = VarianceGate(layer, 1e-6, block=2, mode="exact")
     gate(x).sum().backward()
     closed = ~gate.open_mask(x)[0]
     assert torch.all(layer.weight.grad[closed] == 0) and layer.weight.grad[~closed].abs().sum() > 0
@@ -100,11 +100,11 @@ def test_gradient_flows_to_weights_of_open_positions_only():
 
 def test_bad_arguments():
     with pytest.raises(TypeError, match="wraps a LocallyConnected2d"):
-        VarianceGate(torch.nn.Linear(3, 3), 0.1)
+        VarianceGate(torch.nn.Linear(3, 3), 0.1, mode="exact")
     with pytest.raises(ValueError, match="padding=0"):
-        VarianceGate(torch.nn.Conv2d(1, 1, 3, padding=1), 0.1)
+        VarianceGate(torch.nn.Conv2d(1, 1, 3, padding=1), 0.1, mode="exact")
     with pytest.raises(ValueError, match="threshold must be >= 0"):
-        VarianceGate(torch.nn.Conv2d(1, 1, 3), -1.0)
+        VarianceGate(torch.nn.Conv2d(1, 1, 3), -1.0, mode="exact")
 
 
 # --- the decision: gated or dense, same output either way -------------------------------------------
@@ -127,7 +127,7 @@ def test_tile_mask_matches_every_field_tested_in_float64(c, size, k, stride, blo
     x = torch.rand(2, c, h, w, generator=g) * 0.3
     x[:, :, : h // 2, : w // 3] = 0.5 + 0.01 * torch.rand(2, c, h // 2, w // 3, generator=g)   # var ~1e-5
     x[1, :, h // 2:, w // 2:] = 0.1
-    gate = VarianceGate(LocallyConnected2d(c, 2, size, k, stride=stride, tile=tile), threshold, block)
+    gate = VarianceGate(LocallyConnected2d(c, 2, size, k, stride=stride, tile=tile), threshold, block, mode="exact")
     assert torch.equal(gate._tile_mask(x), _brute_tiles(gate, x, k, stride))
 
 
@@ -160,7 +160,7 @@ def test_gated_and_dense_paths_give_the_same_output_and_gradients(make):
         assert torch.allclose(yd[mask], layer(x)[mask], atol=1e-5)
 
 
-def test_auto_runs_the_path_the_cost_model_says_is_faster(monkeypatch):
+def test_exact_runs_the_path_the_cost_model_says_is_faster(monkeypatch):
     """Dense on a mostly busy batch, gated on a mostly flat one, by the break-even of the model."""
     from downpour.layers import gating
     model = gating.CostModel(t_dense=1.0, t_none=0.1, t_all=2.1)     # gated pays below 40% open (60% flat)
@@ -168,7 +168,7 @@ def test_auto_runs_the_path_the_cost_model_says_is_faster(monkeypatch):
     seen = []
     monkeypatch.setattr(gating, "cost_model", lambda key, *fns, **kw: seen.append(key) or model)
     layer = torch.nn.Conv2d(1, 4, 3)
-    gate = VarianceGate(layer, 1e-4, block=2)
+    gate = VarianceGate(layer, 1e-4, block=2, mode="exact")
     busy = torch.rand(1, 1, 34, 34)
     busy[..., :8, :8] = 0.5                                          # a few flat tiles: ~5% of them closed
     flat = torch.full((1, 1, 34, 34), 0.5)
@@ -182,11 +182,11 @@ def test_auto_runs_the_path_the_cost_model_says_is_faster(monkeypatch):
     assert len(seen) == 2 and seen[0] == seen[1]                       # one key per layer and input shape
 
 
-def test_auto_measures_once_per_shape_and_needs_no_model_when_all_or_nothing_is_open():
+def test_exact_measures_once_per_shape_and_needs_no_model_when_all_or_nothing_is_open():
     from downpour.layers import _gate_cost
     _gate_cost.clear_cache()
     layer = LocallyConnected2d(1, 3, 16, 3)
-    gate = VarianceGate(layer, 1e-4, block=2)
+    gate = VarianceGate(layer, 1e-4, block=2, mode="exact")
     with torch.no_grad():
         gate(torch.full((1, 1, 16, 16), 0.5))
         assert gate.last.path == "gated" and gate.last.break_even is None and not _gate_cost._CACHE
@@ -220,7 +220,7 @@ def _busy_with_flat_patches(h=61, w=67, seed=4):
 def test_busy_image_skips_the_full_test_and_gives_the_same_mask(monkeypatch):
     from downpour.layers import _gate_mask
     x = torch.rand(1, 2, 60, 70, generator=torch.Generator().manual_seed(5))
-    gate = VarianceGate(LocallyConnected2d(2, 2, (60, 70), 6), 1e-3, 6)
+    gate = VarianceGate(LocallyConnected2d(2, 2, (60, 70), 6), 1e-3, 6, mode="exact")
     want = _brute_tiles(gate, x, 6, 1)
     assert want.all()
     monkeypatch.setattr(_gate_mask, "_full_test", None)                 # any call fails
@@ -232,7 +232,7 @@ def test_busy_image_skips_the_full_test_and_gives_the_same_mask(monkeypatch):
 def test_few_undecided_tiles_are_tested_on_their_windows_only(monkeypatch, k, stride, block):
     from downpour.layers import _gate_mask
     x = _busy_with_flat_patches()
-    gate = VarianceGate(LocallyConnected2d(2, 2, (61, 67), k, stride=stride), 1e-3, block)
+    gate = VarianceGate(LocallyConnected2d(2, 2, (61, 67), k, stride=stride), 1e-3, block, mode="exact")
     geom = gate._geometry(x)
     full = _gate_mask._full_test(x, k, stride, 1e-3, geom)
     assert torch.equal(full, _brute_tiles(gate, x, k, stride)) and not full.all()
@@ -263,7 +263,7 @@ def test_origin_proof_keeps_a_margin_at_the_threshold():
 
 def test_open_count_covers_only_positions_inside_the_output():
     x = _busy_with_flat_patches()
-    gate = VarianceGate(torch.nn.Conv2d(2, 3, 5), 1e-3, block=4)       # 57x63 outputs: tiles overhang both edges
+    gate = VarianceGate(torch.nn.Conv2d(2, 3, 5), 1e-3, block=4, mode="exact")       # 57x63 outputs: tiles overhang both edges
     with torch.no_grad():
         gate(x)
     assert gate.last.open == int(gate.open_mask(x).sum()) < gate.last.positions

@@ -1,4 +1,4 @@
-"""The essay's variance gate: skip the filter where the input is flat, output 0 there.
+"""The essay's variance gate: skip the filter where the input is flat, output 0 there (if skipping pays).
 
 Where the receptive field of an output position has local variance below ``threshold``, the
 position is *closed*: no filter arithmetic runs for it and its output is 0 (not the bias). The
@@ -29,19 +29,30 @@ read in a block-major copy, cached while the weights do not change, so a run of 
 tiles is one batched mat-vec over a contiguous slice of it: closed tiles' filters are never read.
 
 Each path has fixed costs (the test, zeros to write, a gather and a scatter, a call per band) that
-can outweigh the work it saves, most on a convolution that MKL-DNN runs near the CPU's peak. So by
-default (``mode="auto"``) every call runs the path that a cost model of the layer shape, measured
-once on the first batch (:mod:`~downpour.layers._gate_cost`), predicts fastest for the batch's
-mask: its open tiles, and its rows of tiles by kind. ``mode`` 'gated', 'bands' or 'dense' forces
-one; the choice changes the time, never the result.
+can outweigh the work it saves, most on a convolution that MKL-DNN runs near the CPU's peak. A cost
+model of the layer shape, measured once on the first batch (:mod:`~downpour.layers._gate_cost`),
+predicts each path's time for a batch's mask: its open tiles, and its rows of tiles by kind.
+
+``mode`` says what a caller needs:
+
+- ``"auto"`` (the default): never slower than the layer by more than the test, and by less as a
+  layer keeps its verdict. Where gating cannot pay for its test (the test plus the cheaper of
+  gated and bands not predicted 10% below the plain layer, ``CostModel.gating_pays``), the plain
+  layer runs (path ``'ungated'``: the layer's own values in flat fields too, as if there were no
+  gate), and the next calls of that input shape run it untested: 1, then 2, 4, ... 32 calls
+  between two tests while they agree. Otherwise the fastest path, the plain layer in place of
+  'dense'. So the output depends on the verdict, and in a streak on earlier calls' inputs.
+- ``"exact"``: 0 in every closed tile whichever path runs (the fastest the model predicts); the
+  choice changes the time, never the result. What a study of the essay's idea (what do the zeros
+  cost a model?) needs.
+- ``"gated"``, ``"bands"``, ``"dense"``: that path, every call.
 
     gate = VarianceGate(LocallyConnected2d(1, 8, 128, 8), threshold=1e-3)
-    y = gate(x)                       # (B, 8, 121, 121); 0 wherever the 8x8 fields are flat
-    gate.last.skipped_fraction, gate.last.flops_ratio, gate.last.path   # 'gated', 'bands' or 'dense'
+    y = gate(x)                       # (B, 8, 121, 121); 0 wherever the 8x8 fields are flat (path not 'ungated')
+    gate.last.skipped_fraction, gate.last.flops_ratio, gate.last.path   # 'gated', 'bands' or 'ungated'
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
@@ -51,41 +62,18 @@ from torch import Tensor, nn
 from downpour.layers._gate_bands import RowPlan, RowStats, band_output, plan_rows, row_stats, zero_closed
 from downpour.layers._gate_cost import CostModel, cost_model, forced_masks
 from downpour.layers._gate_mask import local_variance, open_tiles, proof_pays
+from downpour.layers._gate_stats import GateStats, gate_stats, ungated_stats
 from downpour.layers._lc_threads import _mode_active
 # position (i, j) uses bank (i mod tH, j mod tW); a tiling with more banks than _MAX_CONV_BANKS runs as untied
 from downpour.layers.locally_connected import _MAX_CONV_BANKS, _expand_tiles, banked_conv
 
 __all__ = ["GateStats", "VarianceGate", "local_variance"]
 
-MODES = ("auto", "gated", "dense", "bands")
+MODES = ("auto", "exact", "gated", "dense", "bands")
+PLAIN_STREAK = 32   # mode 'auto': most plain-layer calls between two tests of a layer where gating did not pay
 _NOT_BANDED = "VarianceGate: mode 'bands' needs shared weights (a convolution, a tied or tiled layer)"
 # Work buffer of one chunk of gathered receptive fields (a convolution's gated path): in cache.
 _CHUNK_BYTES = 2 << 20
-
-
-@dataclass
-class GateStats:
-    """What the last gated forward did. FLOPs count a multiply-add as 2."""
-
-    positions: int        # B * Ho * Wo
-    open: int             # output positions inside open tiles
-    computed: int         # positions the filter ran at (open ones, plus padding where a tile overhangs the edge)
-    flops: int            # filter arithmetic done: the GEMMs / convolutions, plus bias adds
-    flops_ungated: int    # the same layer's arithmetic at every position
-    gate_flops: int       # the variance test: centring, x², the separable box filter, per channel
-    path: str = "gated"   # what ran: 'gated' (open tiles only), 'bands' (the rows of tiles with an open one) or
-                          # 'dense' (the layer everywhere); closed tiles zeroed
-    break_even: float | None = None   # mode 'auto': the flat fraction above which the gated path beats the dense one
-    band_fraction: float | None = None   # output rows in bands: the rows the band path computes (whichever ran)
-
-    @property
-    def skipped_fraction(self) -> float:
-        return 1.0 - self.open / max(1, self.positions)
-
-    @property
-    def flops_ratio(self) -> float:
-        """(gated + gate test) / ungated: below 1 means the gate saves arithmetic."""
-        return (self.flops + self.gate_flops) / max(1, self.flops_ungated)
 
 
 def _as_bank(layer: nn.Module) -> tuple[Tensor, Tensor | None, int, int]:
@@ -131,11 +119,10 @@ class VarianceGate(nn.Module):
     ``layer``: a :class:`~downpour.layers.locally_connected.LocallyConnected2d` (untied, tiled or
     tied) or an ``nn.Conv2d`` (no padding/dilation/groups). ``threshold``: variance below which a
     field is flat (input units squared). ``block``: side of the output tiles decided together
-    (rounded up to a multiple of a tiled layer's tile). ``mode``: 'auto' (each call runs whichever
-    path the measured cost model predicts fastest for its mask), 'gated', 'bands' (shared weights
-    only) or 'dense'. ``forward``: (B, C, H, W) -> (B, M, Ho, Wo), equal to ``layer(x)`` inside open
-    tiles and 0 elsewhere whichever path runs; differentiable in the layer's weights. ``last`` holds
-    the :class:`GateStats` of the last call.
+    (rounded up to a multiple of a tiled layer's tile). ``mode``: see the module docstring.
+    ``forward``: (B, C, H, W) -> (B, M, Ho, Wo), ``layer(x)`` inside open tiles and 0 elsewhere (path
+    'ungated': ``layer(x)`` everywhere); differentiable in the layer's weights. ``last`` holds the
+    :class:`GateStats` of the last call.
     """
 
     def __init__(self, layer: nn.Module, threshold: float, block: int = 8, mode: str = "auto"):
@@ -151,6 +138,8 @@ class VarianceGate(nn.Module):
         self.last: GateStats | None = None
         self._cache: tuple[tuple, Tensor] | None = None
         self._prove = True   # try the cheap proof of open tiles first (see _gate_mask.open_tiles)
+        # mode 'auto': (input shape, untested plain calls left, the streak's length, the open fraction last tested)
+        self._plain: tuple[tuple[int, ...], int, int, float | None] | None = None
 
     def extra_repr(self) -> str:
         return f"threshold={self.threshold}, block={self.block}, mode={self.mode!r}"
@@ -181,15 +170,33 @@ class VarianceGate(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         call = self._call(x)
+        plain = self._plain
+        if self.mode == "auto" and plain is not None and plain[0] == tuple(x.shape) and plain[1] > 0:
+            self._plain = (plain[0], plain[1] - 1, plain[2], plain[3])          # a call of the streak: no test
+            self.last = ungated_stats(tuple(x.shape), self._layer_shape(call), call.geom[:4], plain[3])
+            return self.layer(x)
         tiles_open = open_tiles(x, call.k, call.s, self.threshold, call.geom, prove=self._prove)  # (B, nbh, nbw)
         stats = row_stats(tiles_open)                  # per tile-row: open tiles, first and last column with one
         closed = tiles_open.numel() - sum(stats.counts)
         self._prove = proof_pays(x, call.k, call.s, call.geom, closed)               # for the next call
         path, model = self._choose(x, tiles_open, 1.0 - closed / tiles_open.numel(), stats, call)
         plan = self._plan(x, stats, call, model)                                     # rows by kind, bands
-        y = self._run(path, x, tiles_open, plan, call)
+        y = self.layer(x) if path == "ungated" else self._run(path, x, tiles_open, plan, call)
         self._record(x, tiles_open, stats, call, path, None if model is None else 1.0 - model.break_even, plan)
+        if self.mode == "auto":
+            self._streak(tuple(x.shape), path == "ungated", self.last.estimated_open)
         return y
+
+    def _streak(self, shape: tuple[int, ...], ungated: bool, open_fraction: float | None) -> None:
+        """Mode 'auto', after a tested call: where gating did not pay, the next calls of this input
+        shape run the plain layer untested, 1, then 2, 4, ... PLAIN_STREAK calls between tests while
+        the tests agree; a call that gates ends the streak."""
+        if not ungated:
+            self._plain = None
+            return
+        last = self._plain[2] if self._plain is not None and self._plain[0] == shape else 0
+        length = min(PLAIN_STREAK, max(1, 2 * last))
+        self._plain = (shape, length, length, open_fraction)
 
     def _run(self, path: str, x: Tensor, tiles_open: Tensor, plan: RowPlan, call: _Call) -> Tensor:
         if path == "gated":
@@ -208,20 +215,29 @@ class VarianceGate(nn.Module):
     def _choose(self, x: Tensor, tiles_open: Tensor, open_fraction: float, stats: RowStats,
                 call: _Call) -> tuple[str, CostModel | None]:
         """(path, the cost model that decided or None): ``mode`` when forced; else the path the layer
-        shape's measured cost model predicts fastest for this batch's mask. Under a dispatch mode (a
+        shape's measured cost model predicts fastest for this batch's mask (auto: 'ungated' where
+        gating does not pay for its test, and in place of 'dense'). Under a dispatch mode (a
         FLOP counter, a memory tracker) times mean nothing and nothing is measured: the path with less
         arithmetic (gated, unless every tile is open) runs. No tile open (nothing to compute) and every
         tile open (the same arithmetic, plus a gather and a scatter) need no measurement either."""
         if self.mode == "bands" and not call.banded:
             raise ValueError(_NOT_BANDED)
-        if self.mode != "auto":
+        if self.mode not in ("auto", "exact"):
             return self.mode, None
+        dense = "ungated" if self.mode == "auto" else "dense"   # auto: the plain layer, not the layer then zeros
         if open_fraction in (0.0, 1.0) or _mode_active():
-            return ("gated" if open_fraction < 1.0 else "dense"), None
-        key = (type(self.layer).__name__, tuple(call.weight.shape), call.bias is not None, call.k, call.s,
-               tuple(x.shape), call.geom, x.device.type, x.dtype, torch.get_num_threads())
-        model = cost_model(key, lambda: self._probes(x, tiles_open, call), x.device)
-        return model.choose(open_fraction, self._plan(x, stats, call, model)), model
+            return ("gated" if open_fraction < 1.0 else dense), None
+        model = cost_model(self._key(x, call), lambda: self._probes(x, tiles_open, call), x.device)
+        plan = self._plan(x, stats, call, model)
+        if self.mode == "auto" and not model.gating_pays(open_fraction, plan):
+            return "ungated", model
+        path = model.choose(open_fraction, plan)
+        return (dense if path == "dense" else path), model
+
+    def _key(self, x: Tensor, call: _Call) -> tuple:
+        """What a cost model is measured for: the layer shape, the input's, the tiles, where it runs."""
+        return (type(self.layer).__name__, tuple(call.weight.shape), call.bias is not None, call.k, call.s,
+                tuple(x.shape), call.geom, x.device.type, x.dtype, torch.get_num_threads())
 
     def _probes(self, x: Tensor, tiles_open: Tensor, call: _Call) -> tuple[dict, tuple[float, int] | None]:
         """What the cost model times: each path under forced masks; and the (band fraction, bands) of
@@ -230,7 +246,8 @@ class VarianceGate(nn.Module):
         plans = {name: self._plan(x, row_stats(t), call, None) for name, t in masks.items()}
         fns = {"t_dense": lambda: self._dense(x, masks["all"], plans["all"], call),
                "t_mixed": lambda: self._dense(x, masks["mixed"], plans["mixed"], call),
-               "t_none": lambda: self._gated(x, masks["none"], call), "t_all": lambda: self._gated(x, masks["all"], call)}
+               "t_none": lambda: self._gated(x, masks["none"], call), "t_all": lambda: self._gated(x, masks["all"], call),
+               "t_test": lambda: open_tiles(x, call.k, call.s, self.threshold, call.geom, prove=False)}
         if not call.banded:
             return fns, None
         ho, wo, bh, bw, _, nbw = call.geom
@@ -373,24 +390,9 @@ class VarianceGate(nn.Module):
 
     def _record(self, x: Tensor, tiles: Tensor, stats: RowStats, call: _Call, path: str,
                 break_even: float | None, plan: RowPlan) -> None:
-        ho, wo, bh, bw = call.geom[:4]
-        m, c = call.weight.shape[2:4]
-        b, _, h, w = x.shape
-        counts, last_col = stats.counts, stats.last_col
-        n_tiles = sum(counts)
-        if path == "gated":
-            computed = n_tiles * bh * bw
-        elif path == "bands":
-            computed = b * sum((o1 - o0) * (c1 - c0) for o0, o1, c0, c1 in plan.bands)
-        else:
-            computed = b * ho * wo
-        per_pos = 2 * m * c * call.k * call.k + (m if call.bias is not None else 0)
-        box = 2 * call.k * 2 * c * (ho * w + ho * wo)                      # x and x², a (k, 1) then a (1, k) pass
-        # open positions: bh*bw per open tile, less the overhang of the last row and column of tiles
-        cut_h, cut_w = tiles.shape[1] * bh - ho, tiles.shape[2] * bw - wo
-        n_open = (bh * bw * n_tiles - cut_h * bw * counts[-1] - cut_w * bh * sum(last_col)
-                  + cut_h * cut_w * last_col[-1])
-        self.last = GateStats(positions=b * ho * wo, open=n_open, computed=computed,
-                              flops=computed * per_pos, flops_ungated=b * ho * wo * per_pos,
-                              gate_flops=b * (3 * c * h * w + box + 3 * c * ho * wo), path=path, break_even=break_even,
-                              band_fraction=plan.band_fraction)
+        self.last = gate_stats(tuple(x.shape), self._layer_shape(call), call.geom[:4], tuple(tiles.shape[1:]), stats,
+                               path, break_even, plan)
+
+    @staticmethod
+    def _layer_shape(call: _Call) -> tuple[int, int, int, bool]:
+        return call.weight.shape[2], call.k, call.s, call.bias is not None
