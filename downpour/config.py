@@ -114,6 +114,9 @@ class ClusterConfig(Section):
     checkpoint_seconds: float = setting(30.0, within=AT_LEAST_0)   # wall-clock seconds between server checkpoints (a lost shard or driver loses at most this); 0 = off
     shard_restarts: int = setting(3, within=AT_LEAST_0)       # ray: times the shards are restarted from the last checkpoint after a shard is lost
     restarts: int = setting(0, within=AT_LEAST_0)             # ray: lost workers restarted (fresh actor, same data shard); 0 = go on without them
+    # ray, async: push cycles a worker may have queued at once; 0 = 2 (the next gradient is computed while the last
+    # push travels: never idle, staleness ~1.5 with 2 workers); 1 = each cycle waits for its parameters (~1.2)
+    queue_depth: int = setting(0, within="[0, 2]")
     worker_gpus: float = setting(1.0, within="(0, inf)")      # ray with train.device = cuda (or auto on a GPU cluster): GPUs each worker actor asks Ray for; 0.5 = two share one
 
     def spec(self, key: str) -> Spec:

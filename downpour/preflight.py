@@ -46,6 +46,9 @@ def check_run_config(cfg: RunConfig) -> RunConfig:
 
 def _check_runner(cfg: RunConfig, device: torch.device) -> None:
     runner = cfg.cluster.runner
+    if runner != "ray" and cfg.cluster.queue_depth > 1:
+        raise ConfigError(f"cluster.queue_depth = {cfg.cluster.queue_depth} needs the ray runner: the simulator's "
+                          "workers wait for their parameters, and a push's travel is cluster.delay")
     if runner == "local":
         for key, default in (("algorithm", "downpour"), ("partitions", 1)):
             if getattr(cfg.cluster, key) != default:

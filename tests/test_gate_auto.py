@@ -1,11 +1,12 @@
 """Mode 'auto': the plain layer where gating cannot pay for its test (then a streak of untested
-calls), the exact paths where it can."""
+calls), the exact paths where it can; verdicts from the model scaled by what calls really took."""
 import pytest
 import torch
 
 from downpour.layers import _gate_cost, gating
+from downpour.layers._gate_auto import STREAK, AutoPolicy
 from downpour.layers._gate_cost import CostModel
-from downpour.layers.gating import PLAIN_STREAK, VarianceGate
+from downpour.layers.gating import VarianceGate
 from downpour.layers.locally_connected import LocallyConnected2d
 
 
@@ -30,11 +31,42 @@ DEAR = CostModel(t_dense=1.0, t_none=0.5, t_all=2.0, t_test=0.6)          # gati
 CHEAP = CostModel(t_dense=10.0, t_none=0.5, t_all=20.0, t_test=1.0)       # pays below ~37% open
 
 
-def test_gating_pays_counts_the_test_against_the_plain_layer():
+def test_policy_tries_each_side_once_then_scales_the_model_by_what_calls_took():
     model = CostModel(t_dense=10.0, t_none=1.0, t_all=13.0, t_test=2.0)
-    assert model.gating_pays(0.25, None)                  # 2 + 1 + 12/4 = 6 < 9
-    assert not model.gating_pays(0.6, None)               # 2 + 1 + 7.2 = 10.2 > 9
-    assert not DEAR.gating_pays(0.0, None)
+    policy, shape = AutoPolicy(), (1, 1, 8, 8)
+    assert policy.verdict(shape, model, "dense", 0.0, timed=True) == "ungated"     # nothing beats dense-and-zero
+    assert policy.verdict(shape, model, "gated", 4.0, timed=True) == "gated"       # never tried: try it
+    policy.observe("gate", 6.0)                                                    # as predicted (2 + 4)
+    assert policy.verdict(shape, model, "gated", 4.0, timed=True) == "ungated"     # the plain side, once
+    policy.observe("plain", 10.0)
+    assert policy.verdict(shape, model, "gated", 4.0, timed=True) == "gated"       # 6 < 0.9 x 10
+    assert policy.verdict(shape, model, "gated", 7.5, timed=True) == "ungated"     # 9.5 > 9: neither says it pays
+    policy.observe("plain", 5.0)                       # the layer ran twice as fast as measured (best ratio kept)
+    # the model says gating pays (6 < 9), the calls say not (6 > 0.9 x 5): gating is tried again
+    assert policy.verdict(shape, model, "gated", 4.0, timed=True) == "gated" and policy.exploring
+    policy.observe("gate", 2.0)                        # and this time gating ran three times as fast
+    assert policy.verdict(shape, model, "gated", 4.0, timed=True) == "gated" and not policy.exploring   # 2 < 4.5
+    assert policy.verdict((1, 1, 9, 9), model, "gated", 4.0, timed=False) == "gated"   # a new shape, untimed: the model
+
+
+def test_a_retry_of_gating_keeps_the_streak_going():
+    policy, shape = AutoPolicy(), (2,)
+    for _ in range(3):
+        policy.tested(shape, ungated=True, open_fraction=0.9)
+    assert policy.length == policy.left == 4
+    policy.exploring = True
+    policy.tested(shape, ungated=False, open_fraction=0.9)
+    assert policy.length == policy.left == 4 and not policy.exploring
+    policy.tested(shape, ungated=False, open_fraction=0.2)                       # a verdict to gate ends it
+    assert policy.length == policy.left == 0
+
+
+def test_untimed_calls_are_not_observed():
+    model = CostModel(t_dense=10.0, t_none=1.0, t_all=13.0, t_test=2.0)
+    policy = AutoPolicy()
+    policy.verdict((1,), model, "gated", 4.0, timed=False)
+    policy.observe("plain", 100.0)
+    assert policy.ratio == {} and policy.verdict((1,), model, "gated", 4.0, timed=False) == "gated"
 
 
 @pytest.mark.parametrize("layer", [torch.nn.Conv2d(1, 3, 5), LocallyConnected2d(1, 3, (40, 48), 5)])
@@ -67,7 +99,7 @@ def test_a_streak_skips_the_test_and_doubles_while_the_tests_agree(monkeypatch):
             assert gate.last.path == "ungated" and (gate.last.gate_flops > 0) == tested[-1]
     at = [i for i, t in enumerate(tested) if t]
     gaps = [j - i - 1 for i, j in zip(at, at[1:])]      # untested calls between two tests
-    assert PLAIN_STREAK == 32 and gaps[:6] == [1, 2, 4, 8, 16, 32]
+    assert STREAK == 32 and gaps[:6] == [1, 2, 4, 8, 16, 32]
     with torch.no_grad():                                 # another input shape is tested at once
         n = len(calls)
         gate(torch.rand(1, 1, 36, 36))
@@ -80,19 +112,18 @@ def test_a_call_that_gates_ends_the_streak(monkeypatch):
     gate = VarianceGate(conv, 1e-3, block=4)
     with torch.no_grad():
         gate(torch.rand(1, 1, 40, 48))                    # every tile open: plain, and a streak of 1
-        assert gate.last.path == "ungated" and gate._plain is not None
+        assert gate.last.path == "ungated" and gate._auto.left == 1
         gate(_mostly_flat())                              # untested (the streak): plain
         assert gate.last.path == "ungated" and gate.last.gate_flops == 0
         y = gate(_mostly_flat())                          # tested: gating pays
-        assert gate.last.path == "gated" and gate._plain is None
+        assert gate.last.path == "gated" and gate._auto.left == 0
         want = VarianceGate(conv, 1e-3, block=4, mode="gated")(_mostly_flat())
     assert torch.allclose(y, want, atol=1e-6) and gate.last.skipped_fraction > 0.5
 
 
 def test_where_exact_zeroes_after_the_dense_layer_auto_runs_it_plain(monkeypatch):
-    """Gating pays for its test, but dense-and-zero beats it: exact's 'dense' is auto's 'ungated'."""
-    _use(monkeypatch, CostModel(t_dense=10.0, t_none=0.5, t_all=30.0, t_test=0.1))   # gated at 37% open: 11.6
-    monkeypatch.setattr(CostModel, "gating_pays", lambda self, f, plan: True)
+    """Exact's 'dense' (the layer, then zeros) is auto's 'ungated' (the layer alone)."""
+    _use(monkeypatch, CostModel(t_dense=10.0, t_none=0.5, t_all=30.0, t_test=0.1))   # gated at 90% open: 27
     conv = torch.nn.Conv2d(1, 3, 5)
     x = _mostly_busy()
     with torch.no_grad():
@@ -100,6 +131,28 @@ def test_where_exact_zeroes_after_the_dense_layer_auto_runs_it_plain(monkeypatch
         ye, ya = exact(x), auto(x)
     assert exact.last.path == "dense" and auto.last.path == "ungated" and torch.equal(ya, conv(x))
     assert torch.all(ye[~exact.open_mask(x)[:, None].expand_as(ye)] == 0)
+    assert auto.last.estimated_open == pytest.approx(exact.last.open / exact.last.positions)
+
+
+def test_the_gate_feeds_its_policy_what_each_side_took(monkeypatch):
+    _use(monkeypatch, CostModel(t_dense=10.0, t_none=0.5, t_all=20.0, t_test=1.0))   # mostly flat: ~4 + 1 vs 10
+    conv = torch.nn.Conv2d(1, 3, 5)
+    gate = VarianceGate(conv, 1e-3, block=4)
+    x = _mostly_flat()
+    with torch.no_grad():
+        gate(x)
+        assert gate.last.path == "gated" and set(gate._auto.ratio) == {"gate"}       # tried first
+        gate(x)
+        assert gate.last.path == "ungated" and set(gate._auto.ratio) == {"gate", "plain"} and gate._auto.left == 1
+        gate._auto.ratio = {"gate": 1.0, "plain": 1e-6}       # as if the plain layer had been nearly free
+        gate(x)                                               # untested, the streak's
+        assert gate.last.path == "ungated" and gate.last.gate_flops == 0
+        gate(x)                                               # tested: the model says gate, the calls not: retried
+        assert gate.last.path == "gated" and gate._auto.left == gate._auto.length == 1   # the streak goes on
+        gate._auto.ratio = {"gate": 1e-6, "plain": 1.0}       # as if gating were nearly free
+        gate._auto.left = 0
+        gate(x)
+        assert gate.last.path == "gated" and gate._auto.left == 0 and gate._auto.length == 0
 
 
 def test_auto_with_measured_models_equals_the_layer_or_the_exact_gate():

@@ -35,12 +35,22 @@ def test_async_run_writes_the_run_directory(tmp_path, local_ray):
     run = RunDir.open(tmp_path / "r")
     assert summary["steps"] == 60 and summary["versions"] == [60, 60]
     assert summary["accepted"] == summary["applied"] == [60, 60] and summary["rejected"] == {}
+    assert summary["queue_depth"] == 2 == run.read_json("cluster.json")["queue_depth"]   # the default
     st = run.read_json("staleness.json")
     assert set(st["per_worker"]) == {"0", "1"} and st["overall"]["pushes"] == 120
     assert st["overall"]["max"] > 0          # the workers really overlapped
     rows = run.metrics()
     assert rows[-1]["step"] == 60 and {r["worker"] for r in rows} <= {0, 1} and "staleness" in rows[-1]
     run.load_model()
+
+
+def test_a_queue_of_one_cycle_per_worker(tmp_path, local_ray):
+    cfg = _cfg("train.steps=24", "cluster.queue_depth=1", "cluster.workers=1")
+    summary = run_cluster(cfg, RunDir.create(tmp_path / "q", cfg))
+    assert summary["queue_depth"] == 1 and summary["versions"] == [24, 24]
+    # one worker, one cycle at a time: a push is at most the one before it stale (its apply may still be
+    # running when the next cycle fetches); with two queued, the next cycle starts before it is sent
+    assert summary["max_staleness"] <= 1
 
 
 def test_sync_rounds_on_ray(tmp_path, local_ray):

@@ -7,6 +7,7 @@ import torch
 from safetensors.torch import load_file
 
 from downpour.config import ConfigError, load_config
+from downpour.preflight import check_run_config
 from downpour.ps.checkpoint import load_server
 from downpour.ps.cluster import run_cluster
 from downpour.train.rundir import RunDir
@@ -118,3 +119,11 @@ def test_bad_cluster_config_fails_before_training(tmp_path):
         _run(tmp_path / "x", "cluster.workers=0")
     with pytest.raises(ConfigError, match="cluster.delay"):
         _run(tmp_path / "y", 'cluster.delay="gamma:2"')
+
+
+def test_a_queue_deeper_than_one_cycle_needs_ray():
+    with pytest.raises(ConfigError, match="cluster.queue_depth = 2 needs the ray runner"):
+        check_run_config(load_config("ufldl-sae", [*BASE, "cluster.queue_depth=2"]))
+    with pytest.raises(ConfigError, match="cluster.queue_depth"):
+        load_config("ufldl-sae", [*BASE, "cluster.queue_depth=3"])
+    assert check_run_config(load_config("ufldl-sae", [*BASE, "cluster.queue_depth=1"])).cluster.queue_depth == 1

@@ -13,8 +13,8 @@ output rows in partly open / closed tile-rows and ``band`` in the n bands the la
                                                                     only (shared weights only)
 
 (the variance test runs in every path and cancels between them; ``t_test`` is measured too, for
-mode 'auto', which may skip it and run the plain layer: that costs t_dense, and gating pays only
-when t_test plus the cheaper of gated and bands is MARGIN times below it). Each line is close to linear in its fraction:
+mode 'auto', which may skip it and run the plain layer, t_dense: :mod:`~downpour.layers._gate_auto`).
+Each line is close to linear in its fraction:
 the work scales with it, and what does not is the intercept. The times are measured on the caller's
 own input with forced masks (every tile open; one tile closed in every tile-row; none open; every
 other tile-row closed, for t_call), best of a few interleaved calls, the first time a shape is seen,
@@ -59,7 +59,7 @@ class CostModel:
     t_zero: float | None = None
     t_band: float | None = None
     t_call: float = 0.0
-    t_test: float = 0.0     # the full variance test alone: what mode 'auto' saves when it runs the plain layer
+    t_test: float = 0.0     # the full variance test alone: what mode 'auto' saves when it runs the plain layer untested
 
     def dense(self, plan: RowPlan | None) -> float:
         if self.t_mixed is None or plan is None:
@@ -87,12 +87,6 @@ class CostModel:
         if self.t_all <= MARGIN * ref:
             return 1.0
         return min(1.0, max(0.0, (MARGIN * ref - self.t_none) / (self.t_all - self.t_none)))
-
-    def gating_pays(self, open_fraction: float, plan: RowPlan | None) -> bool:
-        """Whether the test plus the cheaper of gated and bands is predicted MARGIN times faster than
-        the plain layer (``t_dense``: with every tile open the dense path zeroes nothing)."""
-        best = min(c for c in (self.gated(open_fraction), None if plan is None else self.bands(plan)) if c is not None)
-        return self.t_test + best < MARGIN * self.t_dense
 
     def choose(self, open_fraction: float, plan: RowPlan | None) -> str:
         """'dense', 'gated' or 'bands': the fastest predicted path; not dense unless MARGIN times faster."""

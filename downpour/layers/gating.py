@@ -36,12 +36,13 @@ predicts each path's time for a batch's mask: its open tiles, and its rows of ti
 ``mode`` says what a caller needs:
 
 - ``"auto"`` (the default): never slower than the layer by more than the test, and by less as a
-  layer keeps its verdict. Where gating cannot pay for its test (the test plus the cheaper of
-  gated and bands not predicted 10% below the plain layer, ``CostModel.gating_pays``), the plain
-  layer runs (path ``'ungated'``: the layer's own values in flat fields too, as if there were no
-  gate), and the next calls of that input shape run it untested: 1, then 2, 4, ... 32 calls
-  between two tests while they agree. Otherwise the fastest path, the plain layer in place of
-  'dense'. So the output depends on the verdict, and in a streak on earlier calls' inputs.
+  layer keeps its verdict. Where gating cannot pay for its test (the test plus the fastest gated
+  path not 10% below the plain layer, by the model's predictions scaled by what earlier calls of
+  the shape really took: :mod:`~downpour.layers._gate_auto`), the plain layer runs (path
+  ``'ungated'``: the layer's own values in flat fields too, as if there were no gate), and the next
+  calls of that input shape run it untested: 1, then 2, 4, ... 32 calls between two tests while they
+  agree. Otherwise the fastest path, the plain layer in place of 'dense'. So the output depends on
+  the verdict, and in a streak on earlier calls' inputs.
 - ``"exact"``: 0 in every closed tile whichever path runs (the fastest the model predicts); the
   choice changes the time, never the result. What a study of the essay's idea (what do the zeros
   cost a model?) needs.
@@ -53,12 +54,14 @@ predicts each path's time for a batch's mask: its open tiles, and its rows of ti
 """
 from __future__ import annotations
 
+import time
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from downpour.layers._gate_auto import AutoPolicy
 from downpour.layers._gate_bands import RowPlan, RowStats, band_output, plan_rows, row_stats, zero_closed
 from downpour.layers._gate_cost import CostModel, cost_model, forced_masks
 from downpour.layers._gate_mask import local_variance, open_tiles, proof_pays
@@ -70,7 +73,6 @@ from downpour.layers.locally_connected import _MAX_CONV_BANKS, _expand_tiles, ba
 __all__ = ["GateStats", "VarianceGate", "local_variance"]
 
 MODES = ("auto", "exact", "gated", "dense", "bands")
-PLAIN_STREAK = 32   # mode 'auto': most plain-layer calls between two tests of a layer where gating did not pay
 _NOT_BANDED = "VarianceGate: mode 'bands' needs shared weights (a convolution, a tied or tiled layer)"
 # Work buffer of one chunk of gathered receptive fields (a convolution's gated path): in cache.
 _CHUNK_BYTES = 2 << 20
@@ -138,8 +140,7 @@ class VarianceGate(nn.Module):
         self.last: GateStats | None = None
         self._cache: tuple[tuple, Tensor] | None = None
         self._prove = True   # try the cheap proof of open tiles first (see _gate_mask.open_tiles)
-        # mode 'auto': (input shape, untested plain calls left, the streak's length, the open fraction last tested)
-        self._plain: tuple[tuple[int, ...], int, int, float | None] | None = None
+        self._auto = AutoPolicy()   # mode 'auto': the streak of untested calls, what calls really took
 
     def extra_repr(self) -> str:
         return f"threshold={self.threshold}, block={self.block}, mode={self.mode!r}"
@@ -169,34 +170,35 @@ class VarianceGate(nn.Module):
         return self._tile_mask(x).repeat_interleave(bh, 1).repeat_interleave(bw, 2)[:, :ho, :wo]
 
     def forward(self, x: Tensor) -> Tensor:
-        call = self._call(x)
-        plain = self._plain
-        if self.mode == "auto" and plain is not None and plain[0] == tuple(x.shape) and plain[1] > 0:
-            self._plain = (plain[0], plain[1] - 1, plain[2], plain[3])          # a call of the streak: no test
-            self.last = ungated_stats(tuple(x.shape), self._layer_shape(call), call.geom[:4], plain[3])
-            return self.layer(x)
+        call, shape = self._call(x), tuple(x.shape)
+        if self.mode == "auto" and self._auto.untested(shape):                      # a call of a streak
+            self.last = ungated_stats(shape, self._layer_shape(call), call.geom[:4], self._auto.open)
+            return self._plain(x)
+        t0 = time.perf_counter()
         tiles_open = open_tiles(x, call.k, call.s, self.threshold, call.geom, prove=self._prove)  # (B, nbh, nbw)
+        t_test = time.perf_counter() - t0
         stats = row_stats(tiles_open)                  # per tile-row: open tiles, first and last column with one
         closed = tiles_open.numel() - sum(stats.counts)
         self._prove = proof_pays(x, call.k, call.s, call.geom, closed)               # for the next call
         path, model = self._choose(x, tiles_open, 1.0 - closed / tiles_open.numel(), stats, call)
         plan = self._plan(x, stats, call, model)                                     # rows by kind, bands
-        y = self.layer(x) if path == "ungated" else self._run(path, x, tiles_open, plan, call)
+        if path == "ungated":
+            y = self._plain(x)
+        else:
+            t0 = time.perf_counter()
+            y = self._run(path, x, tiles_open, plan, call)
+            self._auto.observe("gate", t_test + time.perf_counter() - t0)   # not the model's measurement
         self._record(x, tiles_open, stats, call, path, None if model is None else 1.0 - model.break_even, plan)
         if self.mode == "auto":
-            self._streak(tuple(x.shape), path == "ungated", self.last.estimated_open)
+            self._auto.tested(shape, path == "ungated", self.last.estimated_open)
         return y
 
-    def _streak(self, shape: tuple[int, ...], ungated: bool, open_fraction: float | None) -> None:
-        """Mode 'auto', after a tested call: where gating did not pay, the next calls of this input
-        shape run the plain layer untested, 1, then 2, 4, ... PLAIN_STREAK calls between tests while
-        the tests agree; a call that gates ends the streak."""
-        if not ungated:
-            self._plain = None
-            return
-        last = self._plain[2] if self._plain is not None and self._plain[0] == shape else 0
-        length = min(PLAIN_STREAK, max(1, 2 * last))
-        self._plain = (shape, length, length, open_fraction)
+    def _plain(self, x: Tensor) -> Tensor:
+        """The wrapped layer, timed for mode 'auto's policy."""
+        t0 = time.perf_counter()
+        y = self.layer(x)
+        self._auto.observe("plain", time.perf_counter() - t0)
+        return y
 
     def _run(self, path: str, x: Tensor, tiles_open: Tensor, plan: RowPlan, call: _Call) -> Tensor:
         if path == "gated":
@@ -214,10 +216,9 @@ class VarianceGate(nn.Module):
 
     def _choose(self, x: Tensor, tiles_open: Tensor, open_fraction: float, stats: RowStats,
                 call: _Call) -> tuple[str, CostModel | None]:
-        """(path, the cost model that decided or None): ``mode`` when forced; else the path the layer
-        shape's measured cost model predicts fastest for this batch's mask (auto: 'ungated' where
-        gating does not pay for its test, and in place of 'dense'). Under a dispatch mode (a
-        FLOP counter, a memory tracker) times mean nothing and nothing is measured: the path with less
+        """(path, the cost model that decided or None): ``mode`` when forced; else the fastest path the
+        layer shape's cost model predicts for this batch's mask (auto: its policy's verdict). Under a
+        dispatch mode (a FLOP counter, a memory tracker) times mean nothing: the path with less
         arithmetic (gated, unless every tile is open) runs. No tile open (nothing to compute) and every
         tile open (the same arithmetic, plus a gather and a scatter) need no measurement either."""
         if self.mode == "bands" and not call.banded:
@@ -229,10 +230,11 @@ class VarianceGate(nn.Module):
             return ("gated" if open_fraction < 1.0 else dense), None
         model = cost_model(self._key(x, call), lambda: self._probes(x, tiles_open, call), x.device)
         plan = self._plan(x, stats, call, model)
-        if self.mode == "auto" and not model.gating_pays(open_fraction, plan):
-            return "ungated", model
         path = model.choose(open_fraction, plan)
-        return (dense if path == "dense" else path), model
+        if self.mode == "auto":
+            cost = model.gated(open_fraction) if path == "gated" else model.bands(plan) if path == "bands" else 0.0
+            return self._auto.verdict(tuple(x.shape), model, path, cost, x.device.type == "cpu"), model
+        return path, model
 
     def _key(self, x: Tensor, call: _Call) -> tuple:
         """What a cost model is measured for: the layer shape, the input's, the tiles, where it runs."""

@@ -80,7 +80,7 @@ def _run_once(cfg: RunConfig, run: RunDir, resume: bool) -> dict[str, Any]:
     run.begin(cfg, setup.data.preprocess, start, resume)
     coord = Coordinator(setup.gate, c.workers, cfg.train.steps, c.n_push, start_step=start,
                         warm_start=c.warm_start, clocks={int(w): v for w, v in meta["clocks"].items()},
-                        depth=2 if c.runner == "ray" else 1)
+                        depth=(c.queue_depth or 2) if c.runner == "ray" else 1)
     coord.events = list(meta["events"])
     coord.max_gap = meta.get("max_clock_gap", 0)
     shards = make_shards(setup, init, coord.live)

@@ -312,7 +312,8 @@ class RayCluster(PipedRun):
         """Nodes and placement, and each live worker's data report (a lost worker's is lost with it)."""
         nodes = sorted(set(self.placement["shards"]) | set(self.placement["workers"]))
         live = [a for w, a in enumerate(self.worker_actors) if w in self.coord.live]
-        return {"nodes": len(nodes), "placement": {k: [nodes.index(x) for x in v] for k, v in self.placement.items()},
+        return {"nodes": len(nodes), "queue_depth": self.coord.depth,
+                "placement": {k: [nodes.index(x) for x in v] for k, v in self.placement.items()},
                 "worker_devices": self.devices, "data_workers": ray.get([a.data_report.remote() for a in live], timeout=60),
                 "profile": {"driver": self.laps.report(),
                             "workers": ray.get([a.profile.remote() for a in live], timeout=60),
