@@ -1,13 +1,14 @@
 """Mode 'auto' of the variance gate: gate only where it pays for its test, judged by what calls took.
 
 The cost model (:mod:`~downpour.layers._gate_cost`) is measured once, on the first batch of a layer
-shape, in a tight loop. What a call costs later can differ by several times: on our VM a 32 MB
-output costs 19 ms in one allocator state and 70 ms in another (fresh pages fault at ~1 GB/s), and
-the row-band path's prediction missed a face-in-a-canvas convolution by 40%. A verdict taken from
-the model alone was then wrong both ways (the plain layer where gating saved 40%, row bands where
-they cost 30%). So the policy keeps, per input shape, the best ratio of observed to predicted time
-for each side, the plain layer and gating (the test plus its path), tries each side once where a
-gating path is a candidate at all, and decides with the predictions scaled by those ratios:
+shape, in a tight loop. What a call costs later can differ by several times: on our VM the same
+512x512 convolution (a 32.6 MB output) took 17-19 ms in some benchmark processes and 66-74 ms in
+others, and the row-band path's prediction for a face in a flat canvas was a third too fast. A
+verdict taken from the model alone went wrong both ways (the plain layer where gating saved 37%,
+row bands where they took 37% longer than the plain layer). So the policy keeps, per input shape, the best ratio of observed to predicted time
+for each side, the plain layer and gating (the test plus its path; the best may rise 5% per call,
+so a machine that got slower is followed), tries each side once where a gating path is a candidate
+at all, and decides with the predictions scaled by those ratios:
 
     gating pays  <=>  k_gate (t_test + t_path(mask)) < MARGIN k_plain t_dense
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 from downpour.layers._gate_cost import MARGIN, CostModel
 
 STREAK = 32   # most untested plain-layer calls between two tests of a shape where gating did not pay
+DRIFT = 1.05  # the best ratio may rise this much per observation, so a machine that got slower is followed
 
 
 class AutoPolicy:
@@ -75,7 +77,7 @@ class AutoPolicy:
         predicted = self.predicted.get(side, 0.0)
         if self.timed and predicted > 0:
             ratio = seconds / predicted
-            self.ratio[side] = min(ratio, self.ratio.get(side, ratio))
+            self.ratio[side] = min(ratio, DRIFT * self.ratio.get(side, ratio))
 
     def tested(self, shape: tuple[int, ...], ungated: bool, open_fraction: float | None) -> None:
         """After a tested call: start or lengthen the streak where it ran the plain layer, else end it
