@@ -2,7 +2,7 @@
 
 The cost model (:mod:`~downpour.layers._gate_cost`) is measured once, on the first batch of a layer
 shape, in a tight loop. What a call costs later can differ by several times: on our VM the same
-512x512 convolution (a 32.6 MB output) took 17-19 ms in some benchmark processes and 66-74 ms in
+512x512 convolution (a 32.6 MB output) took 17-19 ms in some benchmark processes and 66-78 ms in
 others, and the row-band path's prediction for a face in a flat canvas was a third too fast. A
 verdict taken from the model alone went wrong both ways (the plain layer where gating saved 37%,
 row bands where they took 37% longer than the plain layer). So the policy keeps, per input shape, the best ratio of observed to predicted time
