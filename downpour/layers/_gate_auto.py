@@ -5,9 +5,10 @@ shape, in a tight loop. What a call costs later can differ by several times: on 
 512x512 convolution (a 32.6 MB output) took 17-19 ms in some benchmark processes and 66-78 ms in
 others, and the row-band path's prediction for a face in a flat canvas was a third too fast. A
 verdict taken from the model alone went wrong both ways (the plain layer where gating saved 37%,
-row bands where they took 37% longer than the plain layer). So the policy keeps, per input shape, the best ratio of observed to predicted time
-for each side, the plain layer and gating (the test plus its path), tries each side once where a
-gating path is a candidate at all, and decides with the predictions scaled by those ratios:
+row bands where they took 37% longer than the plain layer). So the policy keeps, per input shape,
+the best ratio of observed to predicted time for each side, the plain layer and gating (the test
+plus its path), tries each side once where a gating path is a candidate at all, and decides with
+the predictions scaled by those ratios:
 
     gating pays  <=>  k_gate (t_test + t_path(mask)) < MARGIN k_plain t_dense
 
