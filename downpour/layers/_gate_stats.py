@@ -40,13 +40,13 @@ def _per_position(m: int, c: int, k: int, bias: bool) -> int:
     return 2 * m * c * k * k + (m if bias else 0)
 
 
-def gate_stats(shape: tuple[int, int, int, int], layer: tuple[int, int, int, bool], geom: tuple[int, int, int, int],
+def gate_stats(shape: tuple[int, int, int, int], layer: tuple[int, int, bool], geom: tuple[int, int, int, int],
                tiles_shape: tuple[int, int], stats: RowStats, path: str, break_even: float | None,
                plan: RowPlan) -> GateStats:
     """The stats of a call that ran the full test. ``shape``: the input's (B, C, H, W); ``layer``:
-    (maps M, kernel k, stride s, has a bias); ``geom``: (Ho, Wo, bh, bw); ``tiles_shape``: (nbh, nbw)."""
+    (maps M, kernel k, has a bias); ``geom``: (Ho, Wo, bh, bw); ``tiles_shape``: (nbh, nbw)."""
     b, c, h, w = shape
-    m, k, _, bias = layer
+    m, k, bias = layer
     ho, wo, bh, bw = geom
     counts, last_col = stats.counts, stats.last_col
     n_tiles = sum(counts)
@@ -71,12 +71,12 @@ def gate_stats(shape: tuple[int, int, int, int], layer: tuple[int, int, int, boo
                      band_fraction=plan.band_fraction, estimated_open=estimated)
 
 
-def ungated_stats(shape: tuple[int, int, int, int], layer: tuple[int, int, int, bool], geom: tuple[int, int, int, int],
+def ungated_stats(shape: tuple[int, int, int, int], layer: tuple[int, int, bool], geom: tuple[int, int, int, int],
                   estimated_open: float | None) -> GateStats:
     """The stats of an untested call of mode 'auto' (the plain layer; ``estimated_open``: what the
     last test found)."""
     b, c = shape[:2]
-    m, k, _, bias = layer
+    m, k, bias = layer
     ho, wo = geom[:2]
     flops = b * ho * wo * _per_position(m, c, k, bias)
     return GateStats(positions=b * ho * wo, open=b * ho * wo, computed=b * ho * wo, flops=flops,

@@ -396,5 +396,5 @@ class VarianceGate(nn.Module):
                                path, break_even, plan)
 
     @staticmethod
-    def _layer_shape(call: _Call) -> tuple[int, int, int, bool]:
-        return call.weight.shape[2], call.k, call.s, call.bias is not None
+    def _layer_shape(call: _Call) -> tuple[int, int, bool]:
+        return call.weight.shape[2], call.k, call.bias is not None
