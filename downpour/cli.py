@@ -1,4 +1,4 @@
-"""The ``downpour`` command: train, analyze, report, models, presets, study, plan."""
+"""The ``downpour`` command: train, crossfit, analyze, report, models, presets, study, plan."""
 from __future__ import annotations
 
 import argparse
@@ -77,6 +77,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(json.dumps(summary))
     if cfg.analysis.report:
         return _analyze_and_report(run.path)
+    return 0
+
+
+def cmd_crossfit(args: argparse.Namespace) -> int:
+    from downpour.crossfit import run_crossfit
+
+    cfg = load_config(args.config, _overrides(args))
+    _check_flags(args, cfg)
+    out = args.out or f"runs/crossfit-{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+    print(f"downpour: {args.folds} fold runs of {args.config!r} -> {out}", file=sys.stderr)
+    result = run_crossfit(args.config, _overrides(args), out, folds=args.folds)
+    print("\n".join(result["verdict"]["sentences"]))
+    print(f"downpour: cross-fitted face test written to {Path(out) / 'crossfit.json'}")
     return 0
 
 
@@ -186,6 +199,21 @@ def cmd_study(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_flags(parser: argparse.ArgumentParser) -> None:
+    """The shorthand flags (:data:`SHORTHANDS`) that train and crossfit share."""
+    parser.add_argument("--runner", choices=choices_of(ClusterConfig, "runner"))
+    parser.add_argument("--workers", type=int)
+    parser.add_argument("--shards", type=int)
+    parser.add_argument("--consistency", help="async | bounded:K | sync")
+    parser.add_argument("--n-fetch", dest="n_fetch", type=int)
+    parser.add_argument("--n-push", dest="n_push", type=int)
+    parser.add_argument("--compensation", help=" | ".join(choices_of(ClusterConfig, "compensation")))
+    parser.add_argument("--address", help="join an existing Ray cluster (HOST:PORT)")
+    parser.add_argument("--delay", help="simulated delays: constant:T | uniform:A:B | exponential:MEAN | straggler:T:FACTOR")
+    parser.add_argument("--steps", type=int)
+    parser.add_argument("--seed", type=int)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="downpour", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -200,18 +228,18 @@ def build_parser() -> argparse.ArgumentParser:
                        help="analyse and write report.html at the end (default: the preset's analysis.report)")
     train.add_argument("--dry-run", action="store_true",
                        help="check the config (building the model once) and print it resolved; train nothing, write nothing")
-    train.add_argument("--runner", choices=choices_of(ClusterConfig, "runner"))
-    train.add_argument("--workers", type=int)
-    train.add_argument("--shards", type=int)
-    train.add_argument("--consistency", help="async | bounded:K | sync")
-    train.add_argument("--n-fetch", dest="n_fetch", type=int)
-    train.add_argument("--n-push", dest="n_push", type=int)
-    train.add_argument("--compensation", help=" | ".join(choices_of(ClusterConfig, "compensation")))
-    train.add_argument("--address", help="join an existing Ray cluster (HOST:PORT)")
-    train.add_argument("--delay", help="simulated delays: constant:T | uniform:A:B | exponential:MEAN | straggler:T:FACTOR")
-    train.add_argument("--steps", type=int)
-    train.add_argument("--seed", type=int)
+    _run_flags(train)
     train.set_defaults(func=cmd_train)
+
+    crossfit = sub.add_parser("crossfit", help="the face test on all 100 lfw faces: one run per fold, each "
+                                               "trained without the faces it is tested on")
+    crossfit.add_argument("--config", default="main", help="a preset name or a TOML file (as for train)")
+    crossfit.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override one config value")
+    crossfit.add_argument("--folds", type=int, default=5, help="folds of lfw_subset (default 5: 20 faces each)")
+    crossfit.add_argument("--out", help="folder for the fold runs and crossfit.json (default: runs/crossfit-<config>-<time>); "
+                                        "run again to resume")
+    _run_flags(crossfit)
+    crossfit.set_defaults(func=cmd_crossfit, report=None)
 
     analyze = sub.add_parser("analyze", help="what did a run learn: writes analysis.json and figures/")
     analyze.add_argument("run")

@@ -34,6 +34,7 @@ DELAY_FORMS = {"constant": (_TIME,), "uniform": (("A", float, "[0, inf)"), ("B",
                "exponential": (("MEAN", float, "[0, inf)"),), "straggler": (_TIME, ("FACTOR", float, "[0, inf)"))}
 CONSISTENCY_FORMS = {"async": (), "bounded": (("K", int, "[0, inf)"),), "sync": ()}
 AT_LEAST_1, AT_LEAST_0 = "[1, inf)", "[0, inf)"
+LFW_HELDOUT_FORMS = {"fixed": (), "fold": (("I", int, "[0, inf)"), ("K", int, "[2, 100]"))}
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,23 @@ class DataConfig(Section):
     # how the rows are split between workers: iid (shuffled) | by-label (sorted by label: each worker's shard holds
     # few labels, the heterogeneous data of federated training)
     split: str = setting("iid", choices=("iid", "by-label"))
+    # which lfw_subset images are held out from training and score the face unit: fixed (faces 70-99 and
+    # non-faces 170-199) | fold:I:K (every K-th image of each class from I; `downpour crossfit` runs all K)
+    lfw_heldout: str = setting("fixed", forms=LFW_HELDOUT_FORMS)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.lfw_fold()      # I < K
+
+    def lfw_fold(self) -> tuple[int, int] | None:
+        """``lfw_heldout`` as (I, K), or None for the fixed split."""
+        kind, args = parse_spec(self.lfw_heldout, LFW_HELDOUT_FORMS, "data.lfw_heldout")
+        if kind == "fixed":
+            return None
+        if args[0] >= args[1]:
+            raise ConfigError(f"data.lfw_heldout {self.lfw_heldout!r}: fold I must be below K (0..{args[1] - 1})",
+                              key="data.lfw_heldout")
+        return args[0], args[1]
 
 
 @dataclass(frozen=True)

@@ -150,12 +150,13 @@ def check_resume(saved: RunConfig, new: RunConfig) -> None:
 
 
 def _flat(table: dict, prefix: str = "") -> dict:
-    """``{"train": {"lr": 1}}`` -> ``{"train.lr": 1}``; the objective stays one value (its terms are tables)."""
+    """``{"train": {"lr": 1}}`` -> ``{"train.lr": 1}``; the objective stays one value (its terms are tables).
+    Tuples become lists, as a saved config.toml reads them back."""
     out = {}
     for key, value in table.items():
         name = f"{prefix}{key}"
         if isinstance(value, dict) and name != "objective":
             out.update(_flat(value, name + "."))
         else:
-            out[name] = value
+            out[name] = list(value) if isinstance(value, tuple) else value
     return out

@@ -26,7 +26,7 @@ def _key(cls, f):
 
 def test_the_table_is_not_empty():
     # a refactor that drops the metadata would make every test below pass vacuously
-    assert len(_declared("choices")) >= 20 and len(_declared("within")) >= 50 and len(_declared("forms")) == 2
+    assert len(_declared("choices")) >= 20 and len(_declared("within")) >= 50 and len(_declared("forms")) == 3
     assert all(cls.section for cls in SECTIONS[1:]) and len(SECTIONS) >= 11
 
 
@@ -97,6 +97,15 @@ def test_spec_forms_parse_to_typed_arguments_and_refuse_the_rest(key, good, bad)
     for text in bad:
         with pytest.raises(ConfigError, match=f"cluster.{key} '{text}'"):
             ClusterConfig(**{key: text})
+
+
+def test_lfw_heldout_parses_to_a_fold_and_refuses_a_fold_past_its_count():
+    assert DataConfig().lfw_fold() is None
+    assert DataConfig(lfw_heldout="fold:4:5").lfw_fold() == (4, 5)
+    for bad, words in [("fold:5:5", "fold I must be below K"), ("fold:0:1", "K must be in"), ("fold:1", "takes 2"),
+                       ("fold:0:101", "K must be in"), ("folds:0:5", "did you mean 'fold'")]:
+        with pytest.raises(ConfigError, match=f"data.lfw_heldout '{bad}'.*{words}"):
+            DataConfig(lfw_heldout=bad)
 
 
 def test_overrides_and_replace_are_checked_too_and_sections_are_frozen():

@@ -35,8 +35,9 @@ import numpy as np
 
 from downpour.analysis.selectivity import auc_scores, threshold_scan
 
-# A method's responses: (M, K) fixed, or fitted per split: selection source indices -> (M, K).
-Responses = Union[np.ndarray, Callable[[np.ndarray], np.ndarray]]
+# A method's responses: (M, K) fixed; one (M, K) per split (cross-fitting: each split's own network);
+# or fitted per split: selection source indices -> (M, K).
+Responses = Union[np.ndarray, list, Callable[[np.ndarray], np.ndarray]]
 
 
 def choose(scores: np.ndarray, y: np.ndarray) -> tuple[int, int, float, float]:
@@ -91,11 +92,12 @@ def weighted_accuracy(hit_pos: np.ndarray, hit_neg: np.ndarray, w_pos: np.ndarra
 def score_controls(methods: dict[str, Responses], y: np.ndarray, negatives: dict[str, np.ndarray], source: np.ndarray,
                    splits: list[tuple[np.ndarray, np.ndarray]], *, replicates: int = 2000,
                    seed: int | np.random.SeedSequence = 0,
-                   levels: dict[str, str] | None = None, paired: str | None = None) -> list[dict[str, Any]]:
+                   levels: dict[str, str] | None = None, paired: str | None = None,
+                   per_split: bool = False) -> list[dict[str, Any]]:
     """One row per (negative set, method): the rule chosen on the selection split, scored on each test set.
 
-    methods: name -> (M, K) responses, or a function of the selection source indices returning them
-    (a probe fitted per split). y: (n,) source labels, 1 = the concept. negatives: name -> rows (into
+    methods: name -> (M, K) responses, a list of them (one per split), or a function of the selection
+    source indices returning them (a probe fitted per split). y: (n,) source labels, 1 = the concept. negatives: name -> rows (into
     the M images) of that negative set. source: (M,) source index of every row. splits: (selection,
     test) source indices per split. Row keys: ``negatives``, ``level``, ``method``, ``auc`` (mean over
     splits), ``auc_ci`` [low, high], ``accuracy_mean`` / ``accuracy_std`` (balanced test accuracy with
@@ -104,6 +106,7 @@ def score_controls(methods: dict[str, Responses], y: np.ndarray, negatives: dict
     ``seed`` draws the bootstrap weights. ``paired``: a method whose rows also get ``paired``, for each
     other method {"delta": its AUC minus the other's, "ci": [low, high]}: the same images and the same
     replicates for both, so the interval of the difference is far narrower than two separate ones.
+    ``per_split``: rows also get ``split_auc`` (each split's AUC) and ``split_unit`` (its choice).
     """
     y = np.asarray(y).astype(np.int64)
     source = np.asarray(source)
@@ -111,6 +114,9 @@ def score_controls(methods: dict[str, Responses], y: np.ndarray, negatives: dict
     if not np.array_equal(source[:n], np.arange(n)):
         raise ValueError("the first len(y) rows must be the source images themselves (source[:n] == 0..n-1)")
     names, sets = list(methods), list(negatives)
+    for m, given in methods.items():
+        if isinstance(given, list) and len(given) != len(splits):
+            raise ValueError(f"method {m!r}: {len(given)} response arrays for {len(splits)} splits")
     # Resample only the sources some split tests (all of them when the splits cover the set).
     pool = np.unique(np.concatenate([np.asarray(t) for _, t in splits]))
     weights = np.zeros((replicates, n))                                           # (B, n)
@@ -126,7 +132,8 @@ def score_controls(methods: dict[str, Responses], y: np.ndarray, negatives: dict
         faces = test[y[test] == 1]                                                  # (p,) source rows
         rules = []                                                                  # per method: (M,) signed responses, threshold
         for m in names:
-            scores = methods[m] if isinstance(methods[m], np.ndarray) else methods[m](select)
+            given = methods[m]
+            scores = given if isinstance(given, np.ndarray) else given[s] if isinstance(given, list) else given(select)
             k, sign, threshold, sel_auc = choose(scores[select], y[select])
             chosen[m].append((k, sign, sel_auc, scores.shape[1]))
             rules.append((sign * scores[:, k], sign * threshold))
@@ -163,6 +170,9 @@ def score_controls(methods: dict[str, Responses], y: np.ndarray, negatives: dict
                         "sign": int(Counter(c[1] for c in chosen[m] if c[0] == unit).most_common(1)[0][0]),
                         "selection_auc": float(np.mean([c[2] for c in chosen[m]])), "candidates": int(chosen[m][0][3]),
                         "test_positives": sizes[name][0], "test_negatives": sizes[name][1]})
+            if per_split:
+                out[-1]["split_auc"] = [float(a) for a in auc[:, g, j]]
+                out[-1]["split_unit"] = [int(c[0]) for c in chosen[m]]
             if paired == m:
                 out[-1]["paired"] = {o: {"delta": float(auc[:, g, j].mean() - auc[:, g, k].mean()),
                                          "ci": [float(d_low[g, k]), float(d_high[g, k])]}

@@ -15,6 +15,7 @@ representation (:mod:`downpour.analysis.baselines`), the same for every run.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -22,7 +23,7 @@ import torch
 from torch import Tensor
 
 from downpour.analysis import baselines
-from downpour.analysis.controls import score_controls
+from downpour.analysis.controls import Responses, score_controls
 from downpour.analysis.labelled import prepare_images
 from downpour.analysis.negatives import build_controls
 from downpour.analysis.selectivity import split
@@ -38,11 +39,22 @@ LOW_LEVEL = "low-level matched"
 SELECT = ("train", "heldout")       # where each method is chosen (face_controls' ``select``)
 
 
+@dataclass
+class View:
+    """How one trained network sees the test images: the model, its random-weights twin, the input
+    shape (C, H, W) and the run's own input processing."""
+
+    model: FeatureModel
+    twin: FeatureModel
+    input_shape: tuple[int, ...]
+    prepare: Callable[[Tensor], Tensor] | None
+
+
 def face_controls(model: FeatureModel, twin: FeatureModel, *, layer: str | None, input_shape: tuple[int, ...],
                   prepare: Callable[[Tensor], Tensor] | None, seeds: list[int], test_fraction: float = 0.5,
                   n_random_filters: int = 2000, seed: int = 0, replicates: int = 2000,
                   other_layers: tuple[str, ...] = (), other_replicates: int = 500,
-                  select: str = "train", control_draws: int = 1) -> dict[str, Any]:
+                  select: str = "train", control_draws: int = 1, fold: tuple[int, int] | None = None) -> dict[str, Any]:
     """Every method on every negative set, each chosen once; JSON-ready ``{"rows", "verdict", ...}``.
 
     ``select`` says where every method is chosen: ``"train"`` (the default) on the 140 images of
@@ -52,6 +64,8 @@ def face_controls(model: FeatureModel, twin: FeatureModel, *, layer: str | None,
     on the other (15 faces per test). Choosing among hundreds of units on 30 images picks lucky ones
     (cat-demo's chosen unit: selection AUC 0.92, test 0.69); 140 images and twice the test faces
     narrow both the choice and the intervals.
+    ``fold``: the run's ``data.lfw_fold()``; lfw's parts are then that fold's (160 choose, 40 test
+    for fold i of 5). :func:`~downpour.analysis.crossfit.crossfit_controls` pools every fold's run.
     ``control_draws``: images per face in each random control (more average out one draw's luck).
     ``seed`` draws the controls (phase noise, block orders, crops), the random filters (the same bank
     as :func:`~downpour.analysis.selectivity.face_neuron_tables` with ``seeds[0] == seed``) and the
@@ -65,44 +79,76 @@ def face_controls(model: FeatureModel, twin: FeatureModel, *, layer: str | None,
     layer = check_layer(model, layer)
     if select not in SELECT:
         raise ValueError(f"face test: select must be one of {SELECT}, got {select!r}")
-    parts = lfw_split(size=25, grey=True)
+    parts = lfw_split(size=25, grey=True, fold=fold)
     held = parts["heldout"]
     sources = [held] if select == "heldout" else [parts["train"], held]   # sources: the choosing images first
     raw = np.concatenate([p.x.numpy() for p in sources])
     y = np.concatenate([p.y.numpy() for p in sources])
     first = len(y) - len(held.y)                                         # held-out sources start here
-    face_rows = first + np.flatnonzero(held.y.numpy() == 1)             # the held-out faces
+    splits = ([split(y, test_fraction, s) for s in seeds] if select == "heldout"
+              else [(np.arange(first), np.arange(first, len(y)))])
+    test = face_test(raw, y, splits, [View(model, twin, input_shape, prepare)], layer=layer, other_layers=other_layers,
+                     n_random_filters=n_random_filters, seed=seed, replicates=replicates,
+                     other_replicates=other_replicates, control_draws=control_draws, tested=np.arange(first, len(y)))
+    return {
+        **test, "layer": layer, "select": select,
+        "selection": (f"each of {len(splits)} seeded splits of the held-out images, {1 - test_fraction:g} of them"
+                      if select == "heldout" else
+                      f"the {first} images of lfw's training part ({int(y[:first].sum())} faces), once"),
+        "split_seeds": list(seeds) if select == "heldout" else [],
+        "test_fraction": test_fraction if select == "heldout" else 1.0,
+    }
+
+
+def face_test(raw: np.ndarray, y: np.ndarray, splits: list[tuple[np.ndarray, np.ndarray]], views: list[View], *,
+              layer: str, other_layers: tuple[str, ...] = (), n_random_filters: int = 2000, seed: int = 0,
+              replicates: int = 2000, other_replicates: int = 500, control_draws: int = 1,
+              tested: np.ndarray | None = None) -> dict[str, Any]:
+    """The face test on source images ``raw`` (n, 1, 25, 25) with labels ``y`` (1 = face) and ``splits``
+    (selection, test) of them; the controls are built from the ``tested`` faces (default: every face
+    some split tests) and the lfw negatives are the ``tested`` non-faces.
+
+    ``views``: one per split (split s scores the units of ``views[s]``: cross-fitting), or one for all.
+    Returns ``{"rows", "verdict", "by_layer", "negatives", "faces", "representation", "bootstrap"}``.
+    """
+    if len(views) not in (1, len(splits)):
+        raise ValueError(f"face test: {len(views)} views for {len(splits)} splits (give one, or one per split)")
+    if tested is None:
+        tested = np.unique(np.concatenate([np.asarray(t) for _, t in splits]))
+    face_rows = tested[y[tested] == 1]
     draw_controls, draw_bootstrap = np.random.SeedSequence(seed).spawn(2)   # independent streams, one seed
     controls = build_controls(raw[face_rows], np.random.default_rng(draw_controls), draws=control_draws)
     images = np.concatenate([raw] + [c.x for c in controls])             # (M, 1, 25, 25): sources, then controls
     source = np.concatenate([np.arange(len(y))] + [face_rows[c.source] for c in controls])
-    negatives, start = {LFW: first + np.flatnonzero(held.y.numpy() == 0)}, len(y)
+    negatives, start = {LFW: tested[y[tested] == 0]}, len(y)
     for c in controls:
         negatives[c.name] = np.arange(start, start + len(c.x))
         start += len(c.x)
 
-    model_x = prepare_images(torch.from_numpy(images), input_shape, prepare)
+    seen = [prepare_images(torch.from_numpy(images), v.input_shape, v.prepare) for v in views]
+
+    def units(name: str, twin: bool) -> Responses:        # one (M, U) array, or one per split
+        out = [unit_responses(v.twin if twin else v.model, x, name) for v, x in zip(views, seen)]
+        return out[0] if len(out) == 1 else out
+
     pixels = baselines.pixels(images)                                    # (M, 625): the fixed representation
     statistics = {name: v[:, None] for name, v in baselines.statistics(images).items()}
-    methods: dict[str, Any] = {
-        LEARNED: unit_responses(model, model_x, layer),
-        TWIN: unit_responses(twin, model_x, layer),
+    methods: dict[str, Responses] = {
+        LEARNED: units(layer, False),
+        TWIN: units(layer, True),
         PIXEL: pixels,
         f"best of {n_random_filters} random linear filters":
             pixels @ baselines.random_directions(pixels.shape[1], n_random_filters, seed),
         **statistics,
         PROBE: lambda select: baselines.probe(pixels[select], y[select]).decision_function(pixels)[:, None],
     }
-    splits = ([split(y, test_fraction, s) for s in seeds] if select == "heldout"
-              else [(np.arange(first), np.arange(first, len(y)))])
     levels = {name: "lfw" if name == LFW else LOW_LEVEL for name in negatives}
     rows = score_controls(methods, y, negatives, source, splits, replicates=replicates, seed=draw_bootstrap,
-                          levels=levels, paired=LEARNED)
+                          levels=levels, paired=LEARNED, per_split=len(views) > 1)
     verdict = controls_verdict(rows)
     by_layer = [_brief(layer, verdict)]
     for other in other_layers:          # the same images, splits and bootstrap draw; only the units change
-        needed = {LEARNED: unit_responses(model, model_x, other), TWIN: unit_responses(twin, model_x, other),
-                  PIXEL: pixels, GRADIENT: statistics[GRADIENT]}
+        needed = {LEARNED: units(other, False), TWIN: units(other, True), PIXEL: pixels, GRADIENT: statistics[GRADIENT]}
         other_rows = score_controls(needed, y, negatives, source, splits, replicates=other_replicates,
                                     seed=draw_bootstrap, levels=levels, paired=LEARNED)
         by_layer.append(_brief(other, controls_verdict(other_rows)))
@@ -111,14 +157,9 @@ def face_controls(model: FeatureModel, twin: FeatureModel, *, layer: str | None,
         "negatives": {LFW: {"label": NEGATIVES[LFW], "images": len(negatives[LFW]),
                             "what": "the held-out lfw_subset non-faces"},
                       **{c.name: {"label": NEGATIVES[c.name], "images": len(c.x), **c.info} for c in controls}},
-        "faces": int(len(face_rows)), "layer": layer, "select": select,
-        "selection": (f"each of {len(splits)} seeded splits of the held-out images, {1 - test_fraction:g} of them"
-                      if select == "heldout" else
-                      f"the {first} images of lfw's training part ({int(y[:first].sum())} faces), once"),
-        "split_seeds": list(seeds) if select == "heldout" else [],
-        "test_fraction": test_fraction if select == "heldout" else 1.0,
+        "faces": int(len(face_rows)),
         "representation": {"baselines": "native 25x25 grey lfw_subset values in [0, 1], no normalisation or whitening",
-                           "units": f"resized to {list(input_shape)}, then the run's own input processing"},
+                           "units": f"resized to {list(views[0].input_shape)}, then the run's own input processing"},
         "bootstrap": {"replicates": replicates, "interval": "percentile 95%",
                       "resamples": "source images (faces, non-faces separately); controls follow their face; "
                                    "choices fixed per split, AUC averaged over splits"},

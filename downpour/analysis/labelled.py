@@ -80,22 +80,25 @@ def prepare_images(x: Tensor, input_shape: tuple[int, ...], prepare: Callable[[T
 
 
 def load_labelled(spec: str, input_shape: tuple[int, ...], *,
-                  prepare: Callable[[Tensor], Tensor] | None = None) -> LabelledSet:
+                  prepare: Callable[[Tensor], Tensor] | None = None,
+                  lfw_fold: tuple[int, int] | None = None) -> LabelledSet:
     """A labelled set by name (``lfw``, ``digits``) or image-folder path, at ``input_shape`` (C, H, W).
 
     A model responds meaningfully only to inputs prepared like its training data, so the images go
     through ``prepare``: the run's fitted :class:`~downpour.data.preprocess.Preprocess` (its
     normalisation statistics and ZCA matrix, in training's order). ``raw`` keeps the images for the
     baselines: lfw and digits at their native size (25 x 25 and 8 x 8 grey, [0, 1]); a folder's images
-    resized to ``input_shape`` (they have no common native size) but not prepared.
+    resized to ``input_shape`` (they have no common native size) but not prepared. ``lfw_fold``: the
+    run's ``data.lfw_fold()`` (lfw's held-out part is then that fold's).
     """
     c, h, w = input_shape
     if spec == "lfw":
         from downpour.data import lfw_split
-        held = lfw_split(size=h, grey=c == 1)["heldout"]
+        held = lfw_split(size=h, grey=c == 1, fold=lfw_fold)["heldout"]
         x, y, classes = held.x, held.y, ["non-face", "face"]
-        raw = lfw_split(size=25, grey=True)["heldout"].x
-        info = {"source": "scikit-image lfw_subset, held-out part (never trained on)"}
+        raw = lfw_split(size=25, grey=True, fold=lfw_fold)["heldout"].x
+        part = "held-out part" if lfw_fold is None else f"fold {lfw_fold[0]} of {lfw_fold[1]}"
+        info = {"source": f"scikit-image lfw_subset, {part} (never trained on)"}
     elif spec == "digits":
         from downpour.data import digits
         data = digits()

@@ -73,7 +73,7 @@ def default_probe_layers(model: FeatureModel, layer: str) -> list[str]:
     return names or [layer]
 
 
-def _random_twin(run: RunDir, seed: int) -> FeatureModel:
+def random_twin(run: RunDir, seed: int) -> FeatureModel:
     """The run's architecture, freshly initialised from the registry with ``seed`` (untrained)."""
     from downpour.models.registry import create_model
 
@@ -121,7 +121,7 @@ def _over_splits(model: FeatureModel, data, opts: AnalysisConfig, layer: str, se
 
 
 def _controls(model: FeatureModel, twin: FeatureModel, opts: AnalysisConfig, layer: str, shape: tuple[int, ...],
-              prepare: Preprocess, seeds: list[int], seed: int) -> dict[str, Any]:
+              prepare: Preprocess, seeds: list[int], seed: int, fold: tuple[int, int] | None) -> dict[str, Any]:
     """The honest face test (held-out lfw faces against lfw non-faces and low-level-matched controls).
 
     It is about faces, so it runs when the analysed concept is lfw's faces; for another labelled set
@@ -138,7 +138,7 @@ def _controls(model: FeatureModel, twin: FeatureModel, opts: AnalysisConfig, lay
     test = face_controls(model, twin, layer=layer, input_shape=shape, prepare=prepare, seeds=seeds,
                          test_fraction=opts.test_fraction, n_random_filters=opts.random_filters, seed=seed,
                          replicates=opts.bootstrap, other_layers=others, other_replicates=min(opts.bootstrap, 500),
-                         select=opts.face_select, control_draws=opts.control_draws)
+                         select=opts.face_select, control_draws=opts.control_draws, fold=fold)
     return {"controls": test["rows"], "controls_verdict": test["verdict"], "controls_by_layer": test["by_layer"],
             "controls_setup": {k: test[k] for k in ("negatives", "faces", "representation", "bootstrap", "select", "selection",
                                                        "test_fraction")}}
@@ -201,14 +201,15 @@ def _analyze(run_path: str | Path, options: dict[str, Any]) -> dict[str, Any]:
     shape = tuple(run.read_json("model.json")["input_shape"])
     seed = cfg.seed
     prepare = run_preprocess(run)
-    data = load_labelled(opts.dataset, shape, prepare=prepare)
-    twin = _random_twin(run, seed + 1)      # not seed: that would be the run's own initial weights
+    fold = cfg.data.lfw_fold()              # the lfw images this run held out (data.lfw_heldout)
+    data = load_labelled(opts.dataset, shape, prepare=prepare, lfw_fold=fold)
+    twin = random_twin(run, seed + 1)      # not seed: that would be the run's own initial weights
     fig_dir = run.figures
     paths: dict[str, str] = {}
 
     # 1. the best single neuron, against every baseline, on the same splits
     neuron = _over_splits(model, data, opts, layer, seed, twin)
-    controls = _controls(model, twin, opts, layer, shape, prepare, neuron["seeds"], seed)
+    controls = _controls(model, twin, opts, layer, shape, prepare, neuron["seeds"], seed, fold)
     table = neuron["first"]
     unit, sign, threshold = table["rows"][0]["unit"], table["rows"][0]["sign"], table["rows"][0]["threshold"]
     labels = (data.classes[opts.positive], "other") if opts.positive < len(data.classes) else ("positive", "other")
@@ -238,7 +239,7 @@ def _analyze(run_path: str | Path, options: dict[str, Any]) -> dict[str, Any]:
     probes = []
     probe_layers = [check_layer(model, name) for name in opts.probe_layers] or default_probe_layers(model, layer)
     for name in opts.probes:
-        probe_data = data if name == opts.dataset else load_labelled(name, shape, prepare=prepare)
+        probe_data = data if name == opts.dataset else load_labelled(name, shape, prepare=prepare, lfw_fold=fold)
         probes.append(probe_table(model, probe_data, layers=probe_layers, folds=opts.probe_folds, seed=seed,
                                   max_samples=opts.probe_samples))
 

@@ -81,7 +81,7 @@ def _load(cfg: DataConfig) -> ImageSet:
     if cfg.source == "natural":
         return natural_images(cfg.grey)
     if cfg.source == "faces":
-        return lfw_images(25, cfg.grey)
+        return lfw_images(25, cfg.grey, cfg.lfw_fold())
     if cfg.source == "digits":
         return digit_images() if cfg.grey else _to_rgb(digit_images())
     if cfg.source == "folder":
@@ -116,7 +116,7 @@ def _labels(images: ImageSet, owner: np.ndarray) -> np.ndarray | None:
 
 def _mixed(cfg: DataConfig, seed: int) -> tuple[np.ndarray, dict[str, Any], list[dict[str, str]], int]:
     """natural+faces: natural views plus views of the lfw training part, ``faces_fraction`` of them faces-source."""
-    natural, faces = natural_images(cfg.grey), lfw_images(25, cfg.grey)
+    natural, faces = natural_images(cfg.grey), lfw_images(25, cfg.grey, cfg.lfw_fold())
     f = cfg.faces_fraction
     empty = (np.zeros((0, natural.channels, cfg.size, cfg.size), np.float32), np.zeros(0, np.int64), [])
     if cfg.mode == "patches":

@@ -8,6 +8,9 @@ The lfw split (fixed, by index, never random):
 ``lfw_subset()`` holds 200 grey 25x25 images; indices 0-99 are faces, 100-199 non-faces.
     train   = faces 0-69   + non-faces 100-169   (140 images; the ``faces`` source trains on these)
     heldout = faces 70-99  + non-faces 170-199   (60 images, y = 1 face / 0 non-face; analysis only)
+or, with ``fold=(i, k)`` (``data.lfw_heldout = "fold:I:K"``, for cross-fitting), fold i of k:
+    heldout = every k-th face and non-face from face i / non-face 100 + i (200 / k images)
+    train   = the other images (so every image is held out by exactly one of the k folds)
 """
 from __future__ import annotations
 
@@ -59,34 +62,48 @@ def _lfw() -> np.ndarray:
     return faces
 
 
-def lfw_indices() -> dict[str, np.ndarray]:
-    """Indices into ``lfw_subset`` of each part: {"train": (140,), "heldout": (60,)}, faces first."""
+Fold = tuple[int, int]    # (i, k): fold i of k; None = the fixed split
+
+
+def lfw_indices(fold: Fold | None = None) -> dict[str, np.ndarray]:
+    """Indices into ``lfw_subset`` of each part, faces first: the fixed split {"train": (140,),
+    "heldout": (60,)}, or fold ``(i, k)``'s (every k-th image of each class from i held out)."""
     faces, nonfaces = np.arange(LFW_FACES), np.arange(LFW_FACES, 2 * LFW_FACES)
-    k = LFW_TRAIN_PER_CLASS
-    return {"train": np.concatenate([faces[:k], nonfaces[:k]]),
-            "heldout": np.concatenate([faces[k:], nonfaces[k:]])}
+    if fold is None:
+        k = LFW_TRAIN_PER_CLASS
+        return {"train": np.concatenate([faces[:k], nonfaces[:k]]),
+                "heldout": np.concatenate([faces[k:], nonfaces[k:]])}
+    i, k = fold
+    if not 2 <= k <= LFW_FACES or not 0 <= i < k:
+        raise ValueError(f"lfw fold {i} of {k}: needs 2 <= k <= {LFW_FACES} and 0 <= i < k")
+    held = faces % k == i
+    return {"train": np.concatenate([faces[~held], nonfaces[~held]]),
+            "heldout": np.concatenate([faces[held], nonfaces[held]])}
 
 
-def _lfw_part(part: str, size: int, grey: bool) -> tuple[np.ndarray, np.ndarray]:
-    idx = lfw_indices()[part]
-    x = _lfw()[idx][:, None]                              # (n, 1, 25, 25)
-    x = resize(x, size) if size != 25 else x.copy()
-    if not grey:
-        x = np.repeat(x, 3, axis=1)
-    y = (idx < LFW_FACES).astype(np.int64)                # 1 = face, 0 = non-face
-    return x, y
+def describe_split(fold: Fold | None = None) -> str:
+    """The split in words, for run records."""
+    if fold is None:
+        return "train: faces 0-69 + non-faces 100-169"
+    return f"fold {fold[0]} of {fold[1]}: every {fold[1]}-th face and non-face from {fold[0]} held out, the rest train"
 
 
-def lfw_images(size: int = 25, grey: bool = True) -> ImageSet:
-    """The training part of the lfw split as an ImageSet (the ``faces`` source); labels kept."""
-    x, y = _lfw_part("train", size, grey)
-    idx = lfw_indices()["train"]
+def _lfw_part(part: str, size: int, grey: bool, fold: Fold | None = None) -> tuple[np.ndarray, np.ndarray]:
+    idx = lfw_indices(fold)[part]
+    every = lfw_all(size, grey)
+    return every.x.numpy()[idx], every.y.numpy()[idx]     # (n, C, size, size), 1 = face / 0 = non-face
+
+
+def lfw_images(size: int = 25, grey: bool = True, fold: Fold | None = None) -> ImageSet:
+    """The training part of the lfw split (or of ``fold``) as an ImageSet (the ``faces`` source); labels kept."""
+    x, y = _lfw_part("train", size, grey, fold)
+    idx = lfw_indices(fold)["train"]
     return ImageSet(list(x), [f"lfw_subset[{i}]" for i in idx], labels=[int(v) for v in y],
-                    info={"lfw_split": "train: faces 0-69 + non-faces 100-169"})
+                    info={"lfw_split": describe_split(fold)})
 
 
-def lfw_split(size: int = 25, grey: bool = True) -> dict[str, Dataset]:
-    """The fixed split of skimage's ``lfw_subset`` (see the module docstring).
+def lfw_split(size: int = 25, grey: bool = True, fold: Fold | None = None) -> dict[str, Dataset]:
+    """The fixed split of skimage's ``lfw_subset``, or ``fold`` of it (see the module docstring).
 
     Returns ``{"train": Dataset (140, C, size, size), "heldout": Dataset (60, C, size, size)}``, both
     with ``y`` (1 = face, 0 = non-face), faces first. Unsupervised training uses ``train`` only (its
@@ -96,13 +113,24 @@ def lfw_split(size: int = 25, grey: bool = True) -> dict[str, Dataset]:
         raise ValueError(f"lfw_split: size must be >= 1, got {size}")
     out = {}
     for part in ("train", "heldout"):
-        x, y = _lfw_part(part, size, grey)
-        idx = lfw_indices()[part]
+        x, y = _lfw_part(part, size, grey, fold)
+        idx = lfw_indices(fold)[part]
         info = {"source": f"lfw_subset/{part}", "n_images": len(x), "n_samples": len(x), "n_skipped": 0,
                 "skipped": [], "faces": int(y.sum()), "non_faces": int(len(y) - y.sum()),
                 "indices": [int(i) for i in idx], "size": size}
         out[part] = Dataset(torch.from_numpy(x), torch.from_numpy(y), info=info)
     return out
+
+
+def lfw_all(size: int = 25, grey: bool = True) -> Dataset:
+    """All 200 images of ``lfw_subset`` in its own order (faces 0-99, non-faces 100-199), for
+    cross-fitting over folds (:func:`lfw_indices` ``(fold)`` indexes into it)."""
+    x = _lfw()[:, None]
+    x = resize(x, size) if size != 25 else x.copy()
+    if not grey:
+        x = np.repeat(x, 3, axis=1)
+    y = (np.arange(len(x)) < LFW_FACES).astype(np.int64)
+    return Dataset(torch.from_numpy(x), torch.from_numpy(y), info={"source": "lfw_subset", "n_images": len(x)})
 
 
 def digits() -> Dataset:
