@@ -1,0 +1,150 @@
+"""Cross-fitting the face test: lfw's folds, each fold scored by the run that never trained on it."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import Tensor
+
+from downpour.analysis.controls import score_controls
+from downpour.analysis.crossfit import crossfit_controls
+from downpour.analysis.face_controls import LEARNED, View, face_controls, face_test
+from downpour.analysis.labelled import LabelledSet, load_labelled
+from downpour.cli import main
+from downpour.config import DataConfig
+from downpour.data import build_dataset, lfw_all, lfw_indices, lfw_split
+from downpour.models.base import FeatureModel
+from test_analysis_planted import PlantedModel, planted_face_model
+
+FAST = dict(replicates=400, n_random_filters=100)
+NEGATIVES = ("lfw_nonfaces", "phase_scrambled", "upside_down", "block_shuffled", "spectrum_matched_crops")
+
+
+def _learned(result: dict, negatives: str) -> dict:
+    return next(r for r in result["rows"] if r["negatives"] == negatives and r["method"] == LEARNED)
+
+
+@pytest.mark.parametrize("k", [2, 5, 7])
+def test_every_image_is_held_out_by_exactly_one_fold_and_the_classes_stay_balanced(k):
+    held = [lfw_indices((i, k))["heldout"] for i in range(k)]
+    assert np.array_equal(np.sort(np.concatenate(held)), np.arange(200))
+    for i, h in enumerate(held):
+        train = lfw_indices((i, k))["train"]
+        assert not set(train) & set(h) and len(train) + len(h) == 200
+        faces = int((h < 100).sum())
+        assert faces == len(h) - faces and faces in (100 // k, 100 // k + 1)    # as many non-faces as faces
+    parts = lfw_split(fold=(1, k))
+    every = lfw_all()
+    assert torch.equal(parts["heldout"].x, every.x[held[1]]) and np.array_equal(parts["heldout"].y.numpy(), every.y.numpy()[held[1]])
+    with pytest.raises(ValueError, match="fold 5 of 5"):
+        lfw_indices((5, 5))
+
+
+def test_the_fixed_split_is_unchanged():
+    parts = lfw_indices()
+    assert np.array_equal(parts["heldout"], np.r_[70:100, 170:200])
+    assert torch.equal(lfw_split()["heldout"].x, lfw_all().x[parts["heldout"]])
+
+
+def test_a_fold_run_trains_without_its_fold_and_the_analysis_tests_on_it():
+    cfg = DataConfig(source="faces", mode="crops", size=25, lfw_heldout="fold:1:5")
+    data = build_dataset(cfg, seed=0)
+    every = lfw_all().x.reshape(200, -1)
+    trained_on = torch.cdist(data.x.reshape(len(data.x), -1), every).argmin(dim=1).unique().numpy()
+    assert set(trained_on) == set(lfw_indices((1, 5))["train"])          # 160 images, none of fold 1
+    held = load_labelled("lfw", (1, 25, 25), lfw_fold=(1, 5))
+    assert len(held) == 40 and held.y.sum() == 20 and "fold 1 of 5" in held.info["source"]
+    assert torch.equal(held.raw, lfw_all().x[lfw_indices((1, 5))["heldout"]])
+
+
+class Memoriser(FeatureModel):
+    """Unit 0 knows the lfw images ``known`` by heart (+5 on faces, -5 on non-faces) and is noise on
+    any other image; units 1-3 are noise. Scored on an image it knows, it would look perfect."""
+
+    def __init__(self, known: np.ndarray):
+        super().__init__()
+        self.input_shape = (1, 25, 25)
+        every = lfw_all()
+        self.register_buffer("known", every.x[known].reshape(len(known), -1))
+        self.register_buffer("label", every.y[known].float() * 10 - 5)
+
+    def forward(self, x: Tensor) -> Tensor:
+        flat = x.reshape(len(x), -1)
+        distance, nearest = torch.cdist(flat.double(), self.known.double()).min(dim=1)
+        out = torch.sin(flat.sum(dim=1, keepdim=True).double() * torch.arange(1, 5, dtype=torch.float64) * 97.0)
+        seen = distance < 1e-3
+        out[seen, 0] = self.label[nearest[seen]].double()
+        return out.float()
+
+
+def _views(models: list[FeatureModel]) -> list[View]:
+    return [View(m, PlantedModel((1, 25, 25), seed=3), (1, 25, 25), None) for m in models]
+
+
+def test_each_fold_is_scored_by_its_own_run_and_a_memorised_unit_scores_chance():
+    # Run i memorised what it trained on (every image but fold i's). Scored with its own fold it is
+    # noise; had fold i been scored with run j's units, run j would know those images: AUC 1.
+    k = 4
+    views = _views([Memoriser(lfw_indices((i, k))["train"]) for i in range(k)])
+    result = crossfit_controls(views, layer=None, seed=0, **FAST)
+    assert result["faces"] == 100 and result["negatives"]["lfw_nonfaces"]["images"] == 100 and result["folds"] == k
+    assert [f["test_faces"] for f in result["per_fold"]] == [25] * k
+    for negatives in NEGATIVES:
+        row = _learned(result, negatives)
+        assert row["splits"] == k and row["selection_auc"] == 1.0 and row["split_unit"] == [0] * k
+        assert row["auc_ci"][0] < 0.5 < row["auc_ci"][1], negatives
+    leaked = crossfit_controls(views[1:] + views[:1], layer=None, seed=0, **FAST)   # fold i scored by run i+1
+    assert _learned(leaked, "lfw_nonfaces")["auc"] > 0.95
+
+
+def test_all_100_faces_narrow_the_interval_of_a_face_template():
+    every = lfw_all()
+    model = planted_face_model(LabelledSet("lfw", every.x, every.y.numpy(), ["non-face", "face"]), unit=3)
+    twin = PlantedModel((1, 25, 25), seed=5)
+    fixed = face_controls(model, twin, layer=None, input_shape=(1, 25, 25), prepare=None, seeds=[0], **FAST)
+    pooled = crossfit_controls(_views([model] * 5), layer=None, seed=0, **FAST)
+    assert pooled["faces"] == 100 and fixed["faces"] == 30
+    a, b = _learned(fixed, "upside_down"), _learned(pooled, "upside_down")      # the one not near AUC 1
+    assert a["unit"] == b["unit"] == 3 and a["auc"] < 0.97
+    assert b["auc_ci"][1] - b["auc_ci"][0] < 0.8 * (a["auc_ci"][1] - a["auc_ci"][0])
+    assert len(b["split_auc"]) == 5 and b["auc"] == pytest.approx(np.mean(b["split_auc"]))
+
+
+def test_mismatched_views_or_responses_are_refused():
+    every = lfw_all()
+    splits = [(lfw_indices((i, 3))["train"], lfw_indices((i, 3))["heldout"]) for i in range(3)]
+    with pytest.raises(ValueError, match="2 views for 3 splits"):
+        face_test(every.x.numpy(), every.y.numpy(), splits, _views([PlantedModel((1, 25, 25))] * 2), layer=None)
+    y = np.array([1, 1, 0, 0])
+    with pytest.raises(ValueError, match="'m': 1 response arrays for 2 splits"):
+        score_controls({"m": [np.zeros((4, 1))]}, y, {"n": np.array([2, 3])}, np.arange(4),
+                       [(np.array([0, 2]), np.array([1, 3])), (np.array([1, 3]), np.array([0, 2]))])
+    with pytest.raises(ValueError, match="at least 2 folds"):
+        crossfit_controls(_views([PlantedModel((1, 25, 25))]), layer=None)
+
+
+TINY = ["--config", "ufldl-sae", "--steps", "10", "--set", "data.samples=300", "--set", "train.tensorboard=false",
+        "--set", "analysis.bootstrap=200", "--set", "analysis.control_draws=1", "--set", "analysis.random_filters=50"]
+
+
+def test_crossfit_trains_every_fold_pools_the_test_and_resumes(tmp_path, capsys):
+    out = tmp_path / "cf"
+    assert main(["crossfit", *TINY, "--folds", "2", "--out", str(out)]) == 0
+    assert "low-level-matched controls" in capsys.readouterr().out
+    for i in range(2):
+        assert f'lfw_heldout = "fold:{i}:2"' in (out / f"fold-{i}" / "config.toml").read_text()
+    record = json.loads((out / "crossfit.json").read_text())
+    assert record["folds"] == 2 and record["faces"] == 100 and record["select"] == "crossfit"
+    assert {r["negatives"] for r in record["rows"]} == set(NEGATIVES)
+    assert "lfw_heldout" not in record["resolved"]["data"] and record["resolved"]["train"]["steps"] == 10
+    # again: both folds are kept, not retrained, and the pooled test is the same
+    assert main(["crossfit", *TINY, "--folds", "2", "--out", str(out)]) == 0
+    again = json.loads((out / "crossfit.json").read_text())
+    assert [r["kept"] for r in again["runs"]] == [True, True] and again["rows"] == record["rows"]
+    # another config into the same folder is refused, naming what differs
+    assert main(["crossfit", *TINY, "--seed", "9", "--folds", "2", "--out", str(out)]) == 2
+    assert "seed" in capsys.readouterr().err
+    assert main(["crossfit", *TINY, "--folds", "1", "--out", str(tmp_path / "one")]) == 2
+    assert "--folds must be in [2, 100]" in capsys.readouterr().err
