@@ -81,6 +81,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_crossfit(args: argparse.Namespace) -> int:
+    from downpour.analysis.report import write_crossfit_report
     from downpour.crossfit import run_crossfit
 
     cfg = load_config(args.config, _overrides(args))
@@ -89,7 +90,7 @@ def cmd_crossfit(args: argparse.Namespace) -> int:
     print(f"downpour: {args.folds} fold runs of {args.config!r} -> {out}", file=sys.stderr)
     result = run_crossfit(args.config, _overrides(args), out, folds=args.folds)
     print("\n".join(result["verdict"]["sentences"]))
-    print(f"downpour: cross-fitted face test written to {Path(out) / 'crossfit.json'}")
+    print(f"downpour: cross-fitted face test written to {Path(out) / 'crossfit.json'} and {write_crossfit_report(out)}")
     return 0
 
 

@@ -139,6 +139,8 @@ def test_crossfit_trains_every_fold_pools_the_test_and_resumes(tmp_path, capsys)
     assert record["folds"] == 2 and record["faces"] == 100 and record["select"] == "crossfit"
     assert {r["negatives"] for r in record["rows"]} == set(NEGATIVES)
     assert "lfw_heldout" not in record["resolved"]["data"] and record["resolved"]["train"]["steps"] == 10
+    page = (out / "crossfit.html").read_text()
+    assert "All 100 lfw faces, each tested once" in page and 'id="crossfit-folds"' in page and "of folds)" in page
     # again: both folds are kept, not retrained, and the pooled test is the same
     assert main(["crossfit", *TINY, "--folds", "2", "--out", str(out)]) == 0
     again = json.loads((out / "crossfit.json").read_text())

@@ -48,8 +48,8 @@ def crossfit_controls(views: list[View], *, layer: str, other_layers: tuple[str,
     learned = [r for r in test["rows"] if r["method"] == LEARNED]
     return {
         **test, "layer": layer, "select": "crossfit", "folds": folds,
-        "selection": (f"per fold, the {len(splits[0][0])} images the fold's run trained on "
-                      f"({int(y[splits[0][0]].sum())} faces), once"),
+        "selection": (f"the {len(splits[0][0])} images its fold's run trained on "
+                      f"({int(y[splits[0][0]].sum())} faces)"),
         "per_fold": [{"fold": i, "test_faces": int(y[t].sum()), "test_non_faces": int(len(t) - y[t].sum()),
                       "select_images": len(s), "learned_unit": learned[0]["split_unit"][i],
                       "learned_auc": {r["negatives"]: r["split_auc"][i] for r in learned}}

@@ -90,14 +90,15 @@ def _controls(a: dict[str, Any]) -> str:
     setup = fn.get("controls_setup", {})
     table, previous = [], None
     n = rows[0]["splits"]
-    once = setup.get("select") == "train"      # chosen once on lfw's training part (else per held-out split)
+    once = setup.get("select") in ("train", "crossfit")   # chosen once (per fold), else per held-out split
     for r in rows:
         label = setup.get("negatives", {}).get(r["negatives"], {}).get("label", r["negatives"])
         ci = r.get("accuracy_ci")
         accuracy = (f"{_pct(r['accuracy_mean'])} [{_pct(ci[0])}, {_pct(ci[1])}]" if once and ci
                     else f"{_pct(r['accuracy_mean'])} ± {_pct(r['accuracy_std'])}")
         table.append(["" if r["negatives"] == previous else label, r["method"],
-                      r["unit"] if r["candidates"] > 1 else "–",
+                      "–" if r["candidates"] == 1 else r["unit"] if once and n == 1
+                      else f"{r['unit']} ({r['unit_share']:.0%} of {'folds' if n > 1 and once else 'splits'})",
                       f"{r['auc']:.3f} [{r['auc_ci'][0]:.3f}, {r['auc_ci'][1]:.3f}]", accuracy])
         classes.append("learned" if r["method"] == "learned unit" else "")
         previous = r["negatives"]
@@ -112,7 +113,10 @@ def _controls(a: dict[str, Any]) -> str:
                       "accuracy: threshold from the selection split, balanced test sets, mean ± std over the splits. "
                       "The unit column is the one chosen most often.")
     column = "accuracy [95% CI]" if once else f"accuracy over {n} splits"
-    return (f"<p>Held-out lfw faces ({rows[0]['test_positives']} per test) against each negative set separately: "
+    tested = (f"All {setup.get('faces')} lfw faces, each tested once by the run that never trained on it "
+              f"({n} folds, {rows[0]['test_positives']} faces each; AUC: mean over the folds)"
+              if setup.get("select") == "crossfit" else f"Held-out lfw faces ({rows[0]['test_positives']} per test)")
+    return (f"<p>{tested} against each negative set separately: "
             f"the lfw non-faces, and controls built from the same faces that keep their low-level statistics "
             f"(phase-scrambled, upside-down, block-shuffled, spectrum-matched crops of photographs with no face). "
             f"{choice}{_esc(boot.get('interval', 'percentile 95%'))} bootstrap interval over the held-out source images "
@@ -183,6 +187,32 @@ def _filters(f: dict[str, Any]) -> str:
                  f"offline that is far too little data per filter (docs/analysis.md measures untied against tiled "
                  f"filters); give it many more images, or share filters (model.tile).</p>")
     return text
+
+
+def write_crossfit_report(folder: str | Path) -> Path:
+    """``crossfit.html`` beside ``crossfit.json`` (``downpour crossfit``): the pooled face test and each fold's unit."""
+    folder = Path(folder)
+    c = json.loads((folder / "crossfit.json").read_text())
+    setup = {k: c[k] for k in ("negatives", "faces", "representation", "bootstrap", "select", "selection")}
+    test = _controls({"face_neuron": {"controls": c["rows"], "controls_verdict": c["verdict"],
+                                      "controls_by_layer": c["by_layer"], "controls_setup": setup}})
+    labels = [setup["negatives"][name]["label"] for name in c["per_fold"][0]["learned_auc"]]
+    folds = [[f["fold"], f["test_faces"], f["learned_unit"], *(f"{v:.3f}" for v in f["learned_auc"].values())]
+             for f in c["per_fold"]]
+    body = (f"<h1>downpour cross-fitted face test: {_esc(folder.name)}</h1>"
+            f"<p>Config <b>{_esc(c['config'])}</b> with {_esc(c['overrides'] or 'no overrides')}, seed "
+            f"{_esc(c['resolved'].get('seed'))}, layer <code>{_esc(c['layer'])}</code>: {c['folds']} runs "
+            f"(<code>fold-I/</code>), run I trained without fold I of lfw_subset "
+            f"({_num(c['training_seconds'])} s of training).</p>"
+            f'<h2 id="face-test">The face test on all {c["faces"]} faces</h2>{test}'
+            f'<h2 id="folds">Each fold\'s learned unit</h2><p>Its AUC on its own fold\'s faces against each negative '
+            f"set: how much one training differs from the next.</p>"
+            + _table(folds, ["fold", "test faces", "unit", *labels], "crossfit-folds"))
+    page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>downpour crossfit: {_esc(folder.name)}'
+            f"</title><style>{_STYLE}</style></head><body>{body}</body></html>\n")
+    out = folder / "crossfit.html"
+    out.write_text(page, encoding="utf-8")
+    return out
 
 
 def write_report(run_path: str | Path, analyze_if_missing: bool = True) -> Path:
