@@ -5,8 +5,8 @@
     result["rows"], result["verdict"]                                          # as face_controls'
 
 ``lfw_subset`` ships 100 faces. The fixed split tests 30 of them, and with 30 faces the random
-twin's 95% interval on a control is about 0.15 wide: a unit can be better than the twin and still
-not clear it. Cross-fitting tests all 100. Fold i of K holds out every K-th face and non-face
+twin's 95% interval on a control is about 0.2 wide (0.11 with 100 faces on the main job): a unit
+can be better than the twin and still not clear it. Cross-fitting tests all 100. Fold i of K holds out every K-th face and non-face
 from i (:func:`~downpour.data.builtin.lfw_indices`); run i trained without them. Per fold, every
 method is chosen on the other images (faces vs non-faces, as the fixed split chooses on lfw's
 training part), with run i's units, and scored on fold i's faces against fold i's non-faces and
