@@ -59,6 +59,16 @@ def test_a_fold_run_trains_without_its_fold_and_the_analysis_tests_on_it():
     assert torch.equal(held.raw, lfw_all().x[lfw_indices((1, 5))["heldout"]])
 
 
+def test_analysing_a_fold_run_chooses_on_its_training_images_and_tests_on_its_fold():
+    model = Memoriser(lfw_indices((1, 5))["train"])          # knows what fold 1's run trained on
+    result = face_controls(model, PlantedModel((1, 25, 25), seed=3), layer=None, input_shape=(1, 25, 25), prepare=None,
+                           seeds=[0], fold=(1, 5), **FAST)
+    assert result["faces"] == 20 and result["negatives"]["lfw_nonfaces"]["images"] == 20
+    assert result["selection"].startswith("the 160 images of lfw's training part (80 faces)")
+    row = _learned(result, "lfw_nonfaces")
+    assert row["unit"] == 0 and row["selection_auc"] == 1.0 and row["auc_ci"][0] < 0.5 < row["auc_ci"][1]
+
+
 class Memoriser(FeatureModel):
     """Unit 0 knows the lfw images ``known`` by heart (+5 on faces, -5 on non-faces) and is noise on
     any other image; units 1-3 are noise. Scored on an image it knows, it would look perfect."""
