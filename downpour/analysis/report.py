@@ -126,6 +126,10 @@ def _controls(a: dict[str, Any]) -> str:
             + _table(table, ["negatives", "method", "unit", "AUC [95% CI]", column],
                      "face-controls-table", classes)
             + f"<p>{_esc(verdict.get('rule', ''))}. Criterion: {_esc(verdict.get('criterion', ''))}.</p><ul>{sentences}</ul>"
+            + ('<p class="note">One run, tested on the faces it held out. <code>downpour crossfit</code> trains one '
+               "run per fold of lfw_subset and tests every one of its 100 faces with the run that never saw it: "
+               "narrower intervals, and the spread from training to training.</p>"
+               if setup.get("select") == "train" else "")
             + _controls_by_layer(fn.get("controls_by_layer") or [], setup))
 
 
