@@ -4,8 +4,9 @@
     result["verdict"]["sentences"]       # the pooled face test, in words
 
 Run i is the config with ``data.lfw_heldout = "fold:i:K"`` (it trains without fold i's images, and
-``downpour analyze`` on it tests on them), written to ``OUT/fold-i``. A finished fold is kept and
-a started one resumed, so the same command run again after an interruption loses nothing. The
+``downpour analyze`` on it tests on them), written to ``OUT/fold-i``. Run again after an
+interruption, it keeps a finished fold, resumes a started one from its checkpoint, and trains
+again one that stopped before its first checkpoint. The
 pooled test (:func:`~downpour.analysis.crossfit.crossfit_controls`) goes to ``OUT/crossfit.json``.
 """
 from __future__ import annotations
@@ -32,7 +33,8 @@ def fold_config(config: str, overrides: list[Override], fold: int, folds: int) -
 
 def train_fold(cfg: RunConfig, path: Path) -> dict[str, Any]:
     """Train ``cfg`` into ``path``: skipped when a run with the same config finished there, resumed
-    when one started there; a different run there is an error naming the key that differs."""
+    from its checkpoint when one started there (started over when it stopped before its first
+    checkpoint); a different run there is an error naming the key that differs."""
     from downpour.preflight import check_resume
     from downpour.runners import train
 
@@ -46,8 +48,11 @@ def train_fold(cfg: RunConfig, path: Path) -> dict[str, Any]:
             if (path / "model.json").is_file() and run.read_json("model.json").get("step") == cfg.train.steps:
                 log.info("%s: finished, kept", path)
                 return {"run": str(path), "kept": True}
-            log.info("%s: resuming", path)
-            return train(cfg, run, resume=True)
+            if run.has_checkpoint():
+                log.info("%s: resuming", path)
+                return train(cfg, run, resume=True)
+            log.warning("%s: stopped before its first checkpoint; training it again", path)
+            run.discard_training()
     return train(cfg, RunDir.create(path, cfg))
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -155,6 +156,12 @@ def test_crossfit_trains_every_fold_pools_the_test_and_resumes(tmp_path, capsys)
     assert main(["crossfit", *TINY, "--folds", "2", "--out", str(out)]) == 0
     again = json.loads((out / "crossfit.json").read_text())
     assert [r["kept"] for r in again["runs"]] == [True, True] and again["rows"] == record["rows"]
+    # a fold stopped before its first checkpoint is trained again (the local runner repeats bit for bit)
+    (out / "fold-1" / "model.json").unlink()
+    shutil.rmtree(out / "fold-1" / "checkpoints")
+    assert main(["crossfit", *TINY, "--folds", "2", "--out", str(out)]) == 0
+    again = json.loads((out / "crossfit.json").read_text())
+    assert [r["kept"] for r in again["runs"]] == [True, None] and again["rows"] == record["rows"]
     # another config into the same folder is refused, naming what differs
     assert main(["crossfit", *TINY, "--seed", "9", "--folds", "2", "--out", str(out)]) == 2
     assert "seed" in capsys.readouterr().err

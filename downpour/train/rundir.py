@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -57,10 +58,28 @@ class RunDir:
     # what a run that never got going leaves behind (RunDir.begin writes the preprocessing too)
     NEVER_STARTED = ("config.toml", "preprocess.json", "preprocess.safetensors", "tb")
 
+    # what training writes (and, after it, the analysis and the report)
+    TRAINED = ("model.json", "model.safetensors", "checkpoints", "metrics.jsonl", "staleness.json")
+    AFTER = ("cluster.json", "figures", "analysis.json", "report.html")
+
     def never_started(self) -> bool:
         """True while nothing of this run's training exists yet (only its config and preprocessing)."""
-        trained = ("model.json", "model.safetensors", "checkpoints", "metrics.jsonl", "staleness.json")
-        return not any((self.path / name).exists() for name in trained)
+        return not any((self.path / name).exists() for name in self.TRAINED)
+
+    def has_checkpoint(self) -> bool:
+        """Whether a resume has a checkpoint to start from (runs save one only every
+        ``checkpoint_every`` steps or ``checkpoint_seconds``, and at the end)."""
+        return self.checkpoints.is_dir() and any(self.checkpoints.glob("*.safetensors"))
+
+    def discard_training(self) -> None:
+        """Remove what training, the analysis and the report wrote, keeping the config: the run can
+        then start over (:meth:`create` takes it over). Files downpour did not write stay."""
+        for name in self.TRAINED + self.AFTER:
+            path = self.path / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
 
     @classmethod
     def open(cls, path: str | Path) -> "RunDir":
