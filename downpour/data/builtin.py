@@ -125,8 +125,8 @@ def lfw_split(size: int = 25, grey: bool = True, fold: Fold | None = None) -> di
 def lfw_all(size: int = 25, grey: bool = True) -> Dataset:
     """All 200 images of ``lfw_subset`` in its own order (faces 0-99, non-faces 100-199), for
     cross-fitting over folds (:func:`lfw_indices` ``(fold)`` indexes into it)."""
-    x = _lfw()[:, None]
-    x = resize(x, size) if size != 25 else x.copy()
+    x = _lfw()[:, None].copy()                            # the cache is read-only; torch wants to own its copy
+    x = resize(x, size) if size != 25 else x
     if not grey:
         x = np.repeat(x, 3, axis=1)
     y = (np.arange(len(x)) < LFW_FACES).astype(np.int64)
