@@ -65,13 +65,11 @@ class TinyAutoencoder(FeatureModel):
 
 
 def lfw_all(size: int = 25) -> LabelledSet:
-    """All 200 lfw_subset images (faces = 1), from the data layer's fixed split."""
-    from downpour.data import lfw_split
+    """All 200 lfw_subset images (faces = 1) as a LabelledSet (the data layer's ``lfw_all``)."""
+    from downpour.data import lfw_all as every
 
-    parts = lfw_split(size=size)
-    x = torch.cat([parts["train"].x, parts["heldout"].x])
-    y = torch.cat([parts["train"].y, parts["heldout"].y]).numpy()
-    return LabelledSet("lfw-all", x, y, ["non-face", "face"])
+    data = every(size=size)
+    return LabelledSet("lfw-all", data.x, data.y.numpy(), ["non-face", "face"])
 
 
 def planted_face_model(data: LabelledSet, unit: int = 7) -> PlantedModel:

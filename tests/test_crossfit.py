@@ -127,7 +127,8 @@ def test_mismatched_views_or_responses_are_refused():
     every = lfw_all()
     splits = [(lfw_indices((i, 3))["train"], lfw_indices((i, 3))["heldout"]) for i in range(3)]
     with pytest.raises(ValueError, match="2 views for 3 splits"):
-        face_test(every.x.numpy(), every.y.numpy(), splits, _views([PlantedModel((1, 25, 25))] * 2), layer=None)
+        face_test(every.x.numpy(), every.y.numpy(), splits, _views([PlantedModel((1, 25, 25))] * 2), layer=None,
+                  tested=np.arange(200))
     y = np.array([1, 1, 0, 0])
     with pytest.raises(ValueError, match="'m': 1 response arrays for 2 splits"):
         score_controls({"m": [np.zeros((4, 1))]}, y, {"n": np.array([2, 3])}, np.arange(4),

@@ -103,18 +103,16 @@ def face_controls(model: FeatureModel, twin: FeatureModel, *, layer: str | None,
 def face_test(raw: np.ndarray, y: np.ndarray, splits: list[tuple[np.ndarray, np.ndarray]], views: list[View], *,
               layer: str, other_layers: tuple[str, ...] = (), n_random_filters: int = 2000, seed: int = 0,
               replicates: int = 2000, other_replicates: int = 500, control_draws: int = 1,
-              tested: np.ndarray | None = None) -> dict[str, Any]:
+              tested: np.ndarray) -> dict[str, Any]:
     """The face test on source images ``raw`` (n, 1, 25, 25) with labels ``y`` (1 = face) and ``splits``
-    (selection, test) of them; the controls are built from the ``tested`` faces (default: every face
-    some split tests) and the lfw negatives are the ``tested`` non-faces.
+    (selection, test) of them; the controls are built from the ``tested`` faces (the rows any split
+    may test) and the lfw negatives are the ``tested`` non-faces.
 
     ``views``: one per split (split s scores the units of ``views[s]``: cross-fitting), or one for all.
     Returns ``{"rows", "verdict", "by_layer", "negatives", "faces", "representation", "bootstrap"}``.
     """
     if len(views) not in (1, len(splits)):
         raise ValueError(f"face test: {len(views)} views for {len(splits)} splits (give one, or one per split)")
-    if tested is None:
-        tested = np.unique(np.concatenate([np.asarray(t) for _, t in splits]))
     face_rows = tested[y[tested] == 1]
     draw_controls, draw_bootstrap = np.random.SeedSequence(seed).spawn(2)   # independent streams, one seed
     controls = build_controls(raw[face_rows], np.random.default_rng(draw_controls), draws=control_draws)
