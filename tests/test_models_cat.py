@@ -57,6 +57,16 @@ def test_every_filter_is_used_at_the_norm_that_gives_the_tied_reconstruction_uni
     assert 0.5 < gain.item() < 2.0
 
 
+def test_filter_norm_is_one_radius_for_every_stage_or_one_per_stage():
+    one = create_model("cat-demo", (1, 32, 32), filter_norm=0.9)        # a scalar, as saved configs hold it
+    per = create_model("cat-demo", (1, 32, 32), filter_norm=[0.9, 1.0])
+    for model, scales in ((one, (0.9, 0.9)), (per, (0.9, 1.0))):
+        for stage, (c, m), scale in zip(model.stages, ((1, 8), (8, 8)), scales):
+            norms = stage.filter.filters().flatten(1).norm(dim=1)
+            assert torch.allclose(norms, torch.full_like(norms, scale * math.sqrt(c / m)), rtol=1e-5)
+    assert one.config.filter_norm == (0.9,) and per.config.filter_norm == (0.9, 1.0)
+
+
 def test_free_filters_and_full_reconstruction_are_still_reachable():
     model = create_model("cat-demo", (1, 32, 32), filter_norm=0.0, recon="all", decoder="untied")
     stage = model.stages[0]
@@ -66,7 +76,8 @@ def test_free_filters_and_full_reconstruction_are_still_reachable():
 
 @pytest.mark.parametrize("option,value,message", [
     ("recon", "border", "model.recon"), ("filter_norm", -1.0, "model.filter_norm"),
-    ("filter_norm", float("nan"), "model.filter_norm"),
+    ("filter_norm", float("nan"), "model.filter_norm"), ("filter_norm", [0.9, -1.0], "model.filter_norm"),
+    ("filter_norm", [0.9, 1.0, 1.0], "filter_norm"), ("filter_norm", "x", "model.filter_norm"),
 ])
 def test_bad_cat_options_are_named(option, value, message):
     with pytest.raises(ValueError, match=message):

@@ -14,7 +14,8 @@ whole recipe does to the filters and the face test is in docs/analysis.md, with 
 - the norm: with stride s, M maps and C input channels, the tied reconstruction WᵀWx multiplies the
   input by about M·‖w‖²/(C·s²) (Parseval: the average of Σ_m |ŵ_m(f)|² over frequencies). Unit-norm
   filters (gain 8) can never reconstruct and put their energy where the data has none
-  (checkerboards); ‖w‖ = s·√(C/M) gives gain 1. ``filter_norm`` scales that radius (0 = free).
+  (checkerboards); ‖w‖ = s·√(C/M) gives gain 1. ``filter_norm`` scales that radius (0 = free), for
+  every stage or per stage: below 1 the filters cannot rebuild the input alone, so none is spare.
 - ``recon="interior"``: an unpadded layer covers a crop's border with fewer filter positions than
   its centre, and the cheapest way to rebuild the border is a single-pixel spike in a filter's
   corner (a 3,000-step run learned nothing but those). Only pixels that every filter offset
@@ -33,6 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from downpour.batch import Batch, Outputs
+from downpour.errors import ConfigError
 from downpour.layers import L2Pool2d, LocalContrastNorm2d, LocallyConnected2d
 from downpour.layers.gabor import FIRST_LAYER_KINDS, init_first_layer
 from downpour.models.base import FeatureModel
@@ -51,9 +53,20 @@ class CatConfig(Section):
     lcn: int = setting(5, within="[1, inf)")  # LCN Gaussian window side (odd)
     tile: int = setting(0, within="[0, inf)") # 0 = untied (the paper), 1 = convolution, t = tiled
     decoder: str = setting("tied", choices=("tied", "untied"))   # tied: WᵀWx (RICA) | untied: a free decoder (the paper)
-    filter_norm: float = setting(1.0, within="[0, inf)")   # every filter at L2 norm filter_norm·stride·√(C/M) (see above); 0 = free
+    filter_norm: tuple[float, ...] = (1.0,)   # every filter at L2 norm filter_norm·stride·√(C/M) (see above); 0 = free; one for all stages or one per stage
     recon: str = setting("interior", choices=("interior", "all"))   # interior: reconstruct the pixels every filter offset covers
     first_layer: str = setting("learned", choices=FIRST_LAYER_KINDS)   # stage 1's filters; gabor and random are frozen
+
+    def __post_init__(self) -> None:
+        if isinstance(self.filter_norm, (int, float)) and not isinstance(self.filter_norm, bool):
+            self.filter_norm = (float(self.filter_norm),)   # one radius for every stage (and saved configs before per-stage)
+        super().__post_init__()
+        if not all(math.isfinite(r) and r >= 0 for r in self.filter_norm):
+            raise ConfigError(f"model.filter_norm must be >= 0 and finite, got {list(self.filter_norm)}", key="model.filter_norm")
+
+    def stage_filter_norm(self, stage: int) -> float:
+        """The radius scale of stage ``stage`` (0-based): one value for every stage, or one per stage."""
+        return self.filter_norm[0] if len(self.filter_norm) == 1 else self.filter_norm[stage]
 
 
 
@@ -124,6 +137,8 @@ class CatNet(FeatureModel):
         super().__init__()
         n = len(config.maps)
         lengths = {k: len(getattr(config, k)) for k in ("kernels", "strides", "pools", "pool_strides")}
+        if len(config.filter_norm) != 1:
+            lengths["filter_norm"] = len(config.filter_norm)
         if any(v != n for v in lengths.values()):
             raise ValueError(f"model.maps has {n} stages but the per-stage lists have lengths {lengths}")
         if config.lcn % 2 == 0:
@@ -135,7 +150,7 @@ class CatNet(FeatureModel):
         for i in range(n):
             stage = CatStage(shape[0], shape[1:], config.maps[i], config.kernels[i], config.strides[i],
                              config.pools[i], config.pool_strides[i], config.lcn, config.tile, config.decoder,
-                             config.filter_norm, config.recon)
+                             config.stage_filter_norm(i), config.recon)
             stages.append(stage)
             shape = stage.out_shape
         self.stages = nn.ModuleList(stages)
