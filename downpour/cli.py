@@ -88,7 +88,7 @@ def cmd_crossfit(args: argparse.Namespace) -> int:
     _check_flags(args, cfg)
     out = args.out or f"runs/crossfit-{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     print(f"downpour: {args.folds} fold runs of {args.config!r} -> {out}", file=sys.stderr)
-    result = run_crossfit(args.config, _overrides(args), out, folds=args.folds)
+    result = run_crossfit(args.config, _overrides(args), out, folds=args.folds, jobs=args.jobs)
     print("\n".join(result["verdict"]["sentences"]))
     print(f"downpour: cross-fitted face test written to {Path(out) / 'crossfit.json'} and {write_crossfit_report(out)}")
     return 0
@@ -239,6 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
     crossfit.add_argument("--folds", type=int, default=5, help="folds of lfw_subset (default 5: 20 faces each)")
     crossfit.add_argument("--out", help="folder for the fold runs and crossfit.json (default: runs/crossfit-<config>-<time>); "
                                         "run again to resume")
+    crossfit.add_argument("--jobs", type=int, default=1,
+                          help="folds trained at once, each in its own process with an equal share of the cores "
+                               "(default 1; not with the Ray runner); each writes OUT/fold-I.log")
     _run_flags(crossfit)
     crossfit.set_defaults(func=cmd_crossfit, report=None)
 

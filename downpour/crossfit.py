@@ -13,11 +13,17 @@ from __future__ import annotations
 
 import json
 import logging
+import multiprocessing
+import os
 import time
+import traceback
+from contextlib import redirect_stderr, redirect_stdout
+from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
 from downpour.config import ConfigError, Override, RunConfig, config_to_dict, load_config
+from downpour.errors import RunError
 from downpour.train.rundir import RunDir, RunExistsError
 
 log = logging.getLogger(__name__)
@@ -56,8 +62,74 @@ def train_fold(cfg: RunConfig, path: Path) -> dict[str, Any]:
     return train(cfg, RunDir.create(path, cfg))
 
 
-def run_crossfit(config: str, overrides: list[Override], out: str | Path, folds: int = 5) -> dict[str, Any]:
-    """Train every fold of ``config`` into ``out``, pool the face test, write ``out/crossfit.json``."""
+def fold_summary(summary: dict[str, Any]) -> dict[str, Any]:
+    """What crossfit.json keeps of a fold's training summary."""
+    return {k: summary.get(k) for k in ("run", "kept", "seconds", "final_loss")}
+
+
+def parallel_threads(cfg: RunConfig, jobs: int) -> list[Override]:
+    """With ``jobs`` folds at once, each gets an equal share of the cores (recorded in its config.toml)
+    unless ``train.threads`` is set; ``jobs`` is checked here."""
+    if jobs < 1:
+        raise ConfigError(f"--jobs must be at least 1, got {jobs}")
+    if jobs > 1 and cfg.cluster.runner == "ray":
+        raise ConfigError("--jobs trains folds side by side in local processes; the Ray runner already spreads one "
+                          "run over the cluster: use --jobs 1 with it, or --runner local")
+    if jobs == 1 or cfg.train.threads:
+        return []
+    return [("train.threads", max(1, (os.cpu_count() or 1) // jobs))]
+
+
+def _fold_child(cfg: RunConfig, path: Path, log_path: Path, conn: Connection) -> None:
+    """One fold in its own process: its output to ``log_path``, ``(ok, summary or error)`` to ``conn``."""
+    with open(log_path, "a", encoding="utf-8") as out, redirect_stdout(out), redirect_stderr(out):
+        logging.basicConfig(stream=out, level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", force=True)
+        try:
+            conn.send((True, fold_summary(train_fold(cfg, path))))
+        except Exception as err:   # reported by the parent, naming the fold; the other folds go on
+            traceback.print_exc(file=out)
+            conn.send((False, f"{type(err).__name__}: {err}"))
+        finally:
+            conn.close()
+
+
+def train_in_parallel(configs: list[RunConfig], paths: list[Path], jobs: int) -> list[dict[str, Any]]:
+    """Train fold i of ``configs`` into ``paths[i]``, ``jobs`` processes at a time, each writing its
+    output to ``<path>.log``. A fold that fails (or whose process dies) does not stop the others; once
+    all have ended, the failures are raised together, and running again resumes them."""
+    ctx = multiprocessing.get_context("spawn")     # a fresh interpreter: no forked torch threads or Ray state
+    pending, running, done, failed = list(range(len(configs))), {}, {}, {}
+    while pending or running:
+        while pending and len(running) < jobs:
+            i = pending.pop(0)
+            receive, send = ctx.Pipe(duplex=False)
+            log_path = paths[i].with_name(paths[i].name + ".log")
+            paths[i].parent.mkdir(parents=True, exist_ok=True)
+            process = ctx.Process(target=_fold_child, args=(configs[i], paths[i], log_path, send))
+            process.start()
+            send.close()
+            running[i] = (process, receive)
+            log.info("crossfit: fold %d of %d -> %s (output: %s)", i, len(configs), paths[i], log_path)
+        wait([process.sentinel for process, _ in running.values()])
+        for i, (process, receive) in list(running.items()):
+            if process.is_alive():
+                continue
+            process.join()
+            ok, what = receive.recv() if receive.poll() else (False, f"its process ended with exit code {process.exitcode}")
+            receive.close()
+            del running[i]
+            (done if ok else failed)[i] = what
+            log.info("crossfit: fold %d %s", i, "done" if ok else f"failed: {what}")
+    if failed:
+        lines = "; ".join(f"fold {i}: {what} (see {paths[i]}.log)" for i, what in sorted(failed.items()))
+        raise RunError(f"{len(failed)} of {len(configs)} folds failed, the others are kept ({lines}); "
+                       "run the same command again to train only those")
+    return [done[i] for i in range(len(configs))]
+
+
+def run_crossfit(config: str, overrides: list[Override], out: str | Path, folds: int = 5, jobs: int = 1) -> dict[str, Any]:
+    """Train every fold of ``config`` into ``out`` (``jobs`` at a time, each in its own process),
+    pool the face test, write ``out/crossfit.json``."""
     from downpour.analysis.crossfit import crossfit_controls
     from downpour.analysis.face_controls import View
     from downpour.analysis.run import open_run, random_twin, run_preprocess
@@ -66,13 +138,17 @@ def run_crossfit(config: str, overrides: list[Override], out: str | Path, folds:
     if not 2 <= folds <= 100:
         raise ConfigError(f"--folds must be in [2, 100] (lfw_subset has 100 faces), got {folds}")
     out = Path(out)
+    overrides = [*overrides, *parallel_threads(load_config(config, overrides), jobs)]
     configs = [fold_config(config, overrides, i, folds) for i in range(folds)]   # every config checked first
     started = time.time()
-    trained = []
-    for i, cfg in enumerate(configs):
-        log.info("crossfit: fold %d of %d -> %s", i, folds, out / f"fold-{i}")
-        summary = train_fold(cfg, out / f"fold-{i}")
-        trained.append({k: summary.get(k) for k in ("run", "kept", "seconds", "final_loss")})
+    paths = [out / f"fold-{i}" for i in range(folds)]
+    if jobs == 1:
+        trained = []
+        for i, (cfg, path) in enumerate(zip(configs, paths)):
+            log.info("crossfit: fold %d of %d -> %s", i, folds, path)
+            trained.append(fold_summary(train_fold(cfg, path)))
+    else:
+        trained = train_in_parallel(configs, paths, jobs)
     training_seconds = time.time() - started
     views, layer = [], None
     for i, cfg in enumerate(configs):

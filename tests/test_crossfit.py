@@ -168,3 +168,32 @@ def test_crossfit_trains_every_fold_pools_the_test_and_resumes(tmp_path, capsys)
     assert "seed" in capsys.readouterr().err
     assert main(["crossfit", *TINY, "--folds", "1", "--out", str(tmp_path / "one")]) == 2
     assert "--folds must be in [2, 100]" in capsys.readouterr().err
+
+
+def test_folds_trained_side_by_side_give_the_same_test_as_one_after_another(tmp_path):
+    one = ["crossfit", *TINY, "--set", "train.threads=1", "--folds", "2"]
+    assert main([*one, "--out", str(tmp_path / "seq")]) == 0
+    assert main([*one, "--jobs", "2", "--out", str(tmp_path / "par")]) == 0
+    seq, par = (json.loads((tmp_path / d / "crossfit.json").read_text()) for d in ("seq", "par"))
+    assert par["rows"] == seq["rows"] and [r["final_loss"] for r in par["runs"]] == [r["final_loss"] for r in seq["runs"]]
+    for i in range(2):   # each fold's output went to its own log, not to the terminal
+        assert "step" in (tmp_path / "par" / f"fold-{i}.log").read_text()
+
+
+def test_a_failed_fold_does_not_stop_the_others_and_is_named(tmp_path, capsys):
+    out = tmp_path / "cf"
+    out.mkdir()
+    (out / "fold-1").write_text("a file where fold 1's run should go")   # fold 1 must fail
+    assert main(["crossfit", *TINY, "--folds", "2", "--jobs", "2", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "1 of 2 folds failed" in err and "fold 1: " in err and "fold-1.log" in err
+    assert "Traceback" in (out / "fold-1.log").read_text()
+    assert json.loads((out / "fold-0" / "model.json").read_text())["step"] == 10   # the other fold finished
+    assert not (out / "crossfit.json").exists()                                    # and no test was pooled
+
+
+@pytest.mark.parametrize("flags,message", [(["--jobs", "0"], "--jobs must be at least 1"),
+                                           (["--jobs", "2", "--runner", "ray"], "use --jobs 1 with it")])
+def test_bad_jobs_are_refused_before_any_training(tmp_path, capsys, flags, message):
+    assert main(["crossfit", *TINY, "--folds", "2", *flags, "--out", str(tmp_path / "cf")]) == 2
+    assert message in capsys.readouterr().err and not (tmp_path / "cf").exists()
