@@ -5,9 +5,10 @@
 
 Run i is the config with ``data.lfw_heldout = "fold:i:K"`` (it trains without fold i's images, and
 ``downpour analyze`` on it tests on them), written to ``OUT/fold-i``. Run again after an
-interruption, it keeps a finished fold, resumes a started one from its checkpoint, and trains
-again one that stopped before its first checkpoint. The
-pooled test (:func:`~downpour.analysis.crossfit.crossfit_controls`) goes to ``OUT/crossfit.json``.
+interruption, it keeps a finished fold, resumes a started one from its checkpoint (one stopped after
+its last checkpoint but before its model has the model written from it), and trains again one that
+stopped before its first checkpoint. ``jobs`` > 1 trains that many folds at once, each in its own
+process. The pooled test (:func:`~downpour.analysis.crossfit.crossfit_controls`) goes to ``OUT/crossfit.json``.
 """
 from __future__ import annotations
 

@@ -70,6 +70,24 @@ def test_a_refused_cluster_resume_leaves_the_config_untouched(tmp_path):
     assert (tmp_path / "c/config.toml").read_bytes() == before
 
 
+@pytest.mark.parametrize("runner", ["local", "cluster"])
+def test_a_run_stopped_between_its_last_checkpoint_and_its_model_writes_the_model_on_resume(tmp_path, runner):
+    """The last checkpoint is written before the model: a run killed between the two is finished, and
+    --resume writes its model from the checkpoint (it used to refuse: 'already reached', and a greedy run
+    could not raise its steps)."""
+    go = _local if runner == "local" else _cluster
+    go(tmp_path / "r", "train.steps=16")
+    weights = (tmp_path / "r/model.safetensors").read_bytes()
+    (tmp_path / "r/model.json").unlink()
+    (tmp_path / "r/model.safetensors").unlink()
+    summary = go(tmp_path / "r", "train.steps=16", resume=True)
+    assert summary["steps"] == summary["resumed_from"] == 16 and math.isfinite(summary["final_loss"])
+    assert (tmp_path / "r/model.safetensors").read_bytes() == weights
+    assert RunDir.open(tmp_path / "r").read_json("model.json")["step"] == 16
+    with pytest.raises(ConfigError, match="already reached step 16"):   # now it is whole again
+        go(tmp_path / "r", "train.steps=16", resume=True)
+
+
 # --- 2. Ctrl-C keeps the work; resume neither loses nor repeats metrics rows -----------------------
 def _interrupt_at(monkeypatch, step):
     def fail(n, batch):

@@ -235,6 +235,10 @@ def test_the_cli_writes_a_run_directory_and_resumes_it_to_the_same_iterates(tmp_
         assert key in summary, key
     assert summary["units_dispatched"] >= 6 * summary["evaluations"] and run.config.cluster.algorithm == "sandblaster"
     assert run.load_model() is not None
+    weights = (run.path / "model.safetensors").read_bytes()    # stopped before its model was written:
+    (run.path / "model.json").unlink()                          # resume writes it from the checkpoint
+    assert main(["train", "--resume", str(tmp_path / "a"), "--no-report"]) == 0
+    assert (run.path / "model.safetensors").read_bytes() == weights and run.read_json("model.json")["step"] == 3
     assert main(["train", "--resume", str(tmp_path / "a"), "--steps", "5", "--no-report"]) == 0
     assert main([*cli, "--out", str(tmp_path / "b"), "--steps", "5"]) == 0
     capsys.readouterr()

@@ -77,6 +77,13 @@ def _run_once(cfg: RunConfig, run: RunDir, resume: bool) -> dict[str, Any]:
             raise ConfigError(f"cannot resume {str(run.path)!r} with cluster.shards={c.shards}: it was run with {len(restored)}")
         log.info("resuming %s at step %d", run.path, meta["step"])
     start = meta["step"]
+    if run.unsaved_at_end(cfg, start, resume):
+        setup.layout.vector_to_params(torch.cat([t["params"] for t, _ in restored]), setup.model)
+        setup.model.set_stage(None)
+        versions = [m["version"] for _, m in restored]
+        run.save_model(merge_model(setup.model), start, {"runner": c.runner, "data": setup.data.info, "versions": versions})
+        return {"steps": start, "resumed_from": start, "runner": c.runner, "final_loss": run.last_loss(),
+                "versions": versions, "seconds": round(meta["elapsed"], 2), "run": str(run.path)}
     run.begin(cfg, setup.data.preprocess, start, resume)
     coord = Coordinator(setup.gate, c.workers, cfg.train.steps, c.n_push, start_step=start,
                         warm_start=c.warm_start, clocks={int(w): v for w, v in meta["clocks"].items()},

@@ -112,6 +112,8 @@ def run_sandblaster(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[s
         progress = _Progress(meta)
         log.info("resuming %s at L-BFGS iteration %d", run.path, progress.iteration)
     start, total, s = progress.iteration, cfg.train.steps, cfg.sandblaster
+    if run.unsaved_at_end(cfg, start, resume):
+        return _finish(setup, run, [shard.params() for shard in shards], progress, start, None, {})
     run.begin(cfg, setup.data.preprocess, start, resume)
     pool = _pool(setup, shards, progress.vtime)
     coord = Coordinator(pool.group, pool, s.history, s.line_search)

@@ -67,6 +67,10 @@ def run_local(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, An
         start, skipped, elapsed, position = _restore(run, model, opt)
         log.info("resuming %s at step %d", run.path, start)
     total = cfg.train.steps
+    if run.unsaved_at_end(cfg, start, resume):
+        model.set_stage(None)
+        run.save_model(model, start, {"skipped_steps": skipped, "data": data.info})
+        return _summary(run, start, start, skipped, elapsed, run.last_loss())
     run.begin(cfg, data.preprocess, start, resume)
 
     generator = torch.Generator().manual_seed(cfg.seed + 1)
@@ -120,5 +124,9 @@ def run_local(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, An
                        f"skipped (last, {last_skip}); nothing was applied. Lower train.lr or check the data; "
                        f"the run is saved in {str(run.path)!r}")
     # final_loss is the last logged row's: the mean over its log_every steps, as the cluster runner reports
-    return {"steps": total, "resumed_from": start, "final_loss": last_row["loss"],
+    return _summary(run, total, start, skipped, elapsed, last_row["loss"])
+
+
+def _summary(run: RunDir, total: int, start: int, skipped: int, elapsed: float, loss: float | None) -> dict[str, Any]:
+    return {"steps": total, "resumed_from": start, "final_loss": loss,
             "skipped_steps": skipped, "seconds": round(elapsed, 2), "run": str(run.path)}

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -17,6 +18,8 @@ from downpour.train.checkpoint import CheckpointError, load_state, read_tensors,
 
 if TYPE_CHECKING:
     from downpour.data.preprocess import Preprocess
+
+log = logging.getLogger(__name__)
 
 
 class NotARunError(DownpourError):
@@ -102,6 +105,15 @@ class RunDir:
     def save_config(self, cfg: RunConfig) -> None:
         save_config(cfg, self.path / "config.toml")
 
+    def unsaved_at_end(self, cfg: RunConfig, start: int, resume: bool) -> bool:
+        """A resume whose checkpoint is the run's last step but whose model was never written (stopped
+        between the two): the runner writes the model from the checkpoint instead of training."""
+        unsaved = resume and start >= cfg.train.steps and not (self.path / "model.json").is_file()
+        if unsaved:
+            log.warning("%s: the checkpoint is the run's last step (%d) but the model was not saved; saving it now",
+                        self.path, start)
+        return unsaved
+
     def begin(self, cfg: RunConfig, preprocess: "Preprocess", start: int, resume: bool) -> None:
         """What every runner does once its state is restored and before its first step: refuse a
         run that already reached ``cfg.train.steps``, save the config and the fitted preprocessing,
@@ -157,6 +169,11 @@ class RunDir:
         return Preprocess.from_state(*load_state(self.path / "preprocess"))
 
     # --- files --------------------------------------------------------------------------------
+    def last_loss(self) -> float | None:
+        """The loss of metrics.jsonl's last row (the mean over its ``log_every`` steps); None without one."""
+        rows = [row for row in self.metrics() if "loss" in row]
+        return rows[-1]["loss"] if rows else None
+
     def metrics(self) -> list[dict[str, Any]]:
         """The rows of metrics.jsonl; a torn last line (a crash mid-write) is left out."""
         path = self.path / "metrics.jsonl"
