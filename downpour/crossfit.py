@@ -5,9 +5,9 @@
 
 Run i is the config with ``data.lfw_heldout = "fold:i:K"`` (it trains without fold i's images, and
 ``downpour analyze`` on it tests on them), written to ``OUT/fold-i``. Run again after an
-interruption, it keeps a finished fold, resumes a started one from its checkpoint (one stopped after
-its last checkpoint but before its model has the model written from it), and trains again one that
-stopped before its first checkpoint. ``jobs`` > 1 trains that many folds at once, each in its own
+interruption, it keeps a finished fold, resumes a started one from its checkpoint (one stopped
+between its last checkpoint and its model gets the model written from that checkpoint), and trains
+again one that stopped before its first checkpoint. ``jobs`` > 1 trains that many folds at once, each in its own
 process. The pooled test (:func:`~downpour.analysis.crossfit.crossfit_controls`) goes to ``OUT/crossfit.json``.
 """
 from __future__ import annotations
@@ -70,9 +70,7 @@ def fold_summary(summary: dict[str, Any]) -> dict[str, Any]:
 
 def parallel_threads(cfg: RunConfig, jobs: int) -> list[Override]:
     """With ``jobs`` folds at once, each gets an equal share of the cores (recorded in its config.toml)
-    unless ``train.threads`` is set; ``jobs`` is checked here."""
-    if jobs < 1:
-        raise ConfigError(f"--jobs must be at least 1, got {jobs}")
+    unless ``train.threads`` is set."""
     if jobs > 1 and cfg.cluster.runner == "ray":
         raise ConfigError("--jobs trains folds side by side in local processes; the Ray runner already spreads one "
                           "run over the cluster: use --jobs 1 with it, or --runner local")
@@ -138,6 +136,9 @@ def run_crossfit(config: str, overrides: list[Override], out: str | Path, folds:
 
     if not 2 <= folds <= 100:
         raise ConfigError(f"--folds must be in [2, 100] (lfw_subset has 100 faces), got {folds}")
+    if jobs < 1:
+        raise ConfigError(f"--jobs must be at least 1, got {jobs}")
+    jobs = min(jobs, folds)
     out = Path(out)
     overrides = [*overrides, *parallel_threads(load_config(config, overrides), jobs)]
     configs = [fold_config(config, overrides, i, folds) for i in range(folds)]   # every config checked first
