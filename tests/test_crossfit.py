@@ -12,6 +12,7 @@ from torch import Tensor
 from downpour.analysis.controls import score_controls
 from downpour.analysis.crossfit import crossfit_controls
 from downpour.analysis.face_controls import LEARNED, View, face_controls, face_test
+from downpour.analysis.headroom import headroom
 from downpour.analysis.labelled import LabelledSet, load_labelled
 from downpour.cli import main
 from downpour.config import DataConfig
@@ -121,6 +122,30 @@ def test_all_100_faces_narrow_the_interval_of_a_face_template():
     assert a["unit"] == b["unit"] == 3 and a["auc"] < 0.97
     assert b["auc_ci"][1] - b["auc_ci"][0] < 0.8 * (a["auc_ci"][1] - a["auc_ci"][0])
     assert len(b["split_auc"]) == 5 and b["auc"] == pytest.approx(np.mean(b["split_auc"]))
+    for fold in pooled["per_fold"]:     # the template is the planted network's best unit, and chosen first
+        h = fold["headroom"]
+        assert h["chosen_unit"] == fold["learned_unit"] == h["best_unit"] == 3 and h["best_rank"] == 1
+        assert h["chosen_worst"] == h["best_worst"] == pytest.approx(min(fold["learned_auc"][n] for n in NEGATIVES[1:]))
+
+
+def test_headroom_finds_a_unit_the_choice_passed_over():
+    # 8 faces then 8 non-faces, then one control image per face. Unit 0 tells faces from non-faces best (the
+    # choice) but is brightness: the controls are as bright as the faces. Unit 1 is weaker on the selection
+    # and perfect against the controls; unit 2 is noise.
+    rng = np.random.default_rng(0)
+    y = np.r_[np.ones(8), np.zeros(8)].astype(int)
+    source = np.r_[np.arange(16), np.arange(8)]
+    negatives = {"lfw_nonfaces": np.arange(8, 16), "scrambled": np.arange(16, 24)}
+    r = rng.normal(size=(24, 3))
+    r[:16, 0] = np.r_[np.full(8, 5.0), np.zeros(8)] + 0.1 * rng.normal(size=16)
+    r[16:, 0] = 5.0 + 0.1 * rng.normal(size=8)                                    # controls: as bright
+    r[:16, 1] = np.r_[np.full(8, 1.0), np.zeros(8)] + 0.8 * rng.normal(size=16)
+    r[16:, 1] = -3.0
+    splits = [(np.r_[0:4, 8:12], np.r_[4:8, 12:16]), (np.r_[4:8, 12:16], np.r_[0:4, 8:12])]
+    rows = headroom([r, r], y, negatives, source, splits, controls=("scrambled",))
+    for h in rows:
+        assert h["chosen_unit"] == 0 and h["chosen_worst"] < 0.8
+        assert h["best_unit"] == 1 and h["best_worst"] == 1.0 and h["best_rank"] >= 2 and h["units_above_chosen"] >= 1
 
 
 def test_mismatched_views_or_responses_are_refused():

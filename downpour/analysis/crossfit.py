@@ -29,8 +29,10 @@ def crossfit_controls(views: list[View], *, layer: str, other_layers: tuple[str,
     """The face test pooled over ``len(views)`` folds: ``views[i]`` is the run that held out fold i.
 
     Returns face_controls' keys (``rows``, ``verdict``, ``by_layer``, ``negatives``, ``faces``, ...)
-    plus ``folds`` and ``per_fold`` (each fold's images, its learned unit and that unit's AUC on each
-    negative set). Rows carry ``split_auc``: each fold's AUC.
+    plus ``folds`` and ``per_fold`` (each fold's images, its learned unit, that unit's AUC on each
+    negative set, and its ``headroom``: the best worst-control AUC any unit of the fold's network
+    reaches, chosen by peeking at the test; see :mod:`~downpour.analysis.headroom`). Rows carry
+    ``split_auc``: each fold's AUC.
     """
     from downpour.data import lfw_all, lfw_indices
 
@@ -47,11 +49,12 @@ def crossfit_controls(views: list[View], *, layer: str, other_layers: tuple[str,
     y = every.y.numpy()
     learned = [r for r in test["rows"] if r["method"] == LEARNED]
     return {
-        **test, "layer": layer, "select": "crossfit", "folds": folds,
+        **{k: v for k, v in test.items() if k != "headroom"}, "layer": layer, "select": "crossfit", "folds": folds,
         "selection": (f"the {len(splits[0][0])} images its fold's run trained on "
                       f"({int(y[splits[0][0]].sum())} faces)"),
         "per_fold": [{"fold": i, "test_faces": int(y[t].sum()), "test_non_faces": int(len(t) - y[t].sum()),
                       "select_images": len(s), "learned_unit": learned[0]["split_unit"][i],
-                      "learned_auc": {r["negatives"]: r["split_auc"][i] for r in learned}}
+                      "learned_auc": {r["negatives"]: r["split_auc"][i] for r in learned},
+                      "headroom": test["headroom"][i]}
                      for i, (s, t) in enumerate(splits)],
     }

@@ -24,6 +24,7 @@ from torch import Tensor
 
 from downpour.analysis import baselines
 from downpour.analysis.controls import Responses, score_controls
+from downpour.analysis.headroom import headroom
 from downpour.analysis.labelled import prepare_images
 from downpour.analysis.negatives import build_controls
 from downpour.analysis.selectivity import split
@@ -150,8 +151,11 @@ def face_test(raw: np.ndarray, y: np.ndarray, splits: list[tuple[np.ndarray, np.
         other_rows = score_controls(needed, y, negatives, source, splits, replicates=other_replicates,
                                     seed=draw_bootstrap, levels=levels, paired=LEARNED)
         by_layer.append(_brief(other, controls_verdict(other_rows)))
+    extra = {}
+    if len(views) > 1:    # one network per split: how far each split's choice is from its network's best unit
+        extra["headroom"] = headroom(methods[LEARNED], y, negatives, source, splits, tuple(c.name for c in controls))
     return {
-        "rows": rows, "verdict": verdict, "by_layer": by_layer,
+        **extra, "rows": rows, "verdict": verdict, "by_layer": by_layer,
         "negatives": {LFW: {"label": NEGATIVES[LFW], "images": len(negatives[LFW]),
                             "what": "the held-out lfw_subset non-faces"},
                       **{c.name: {"label": NEGATIVES[c.name], "images": len(c.x), **c.info} for c in controls}},

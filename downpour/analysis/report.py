@@ -193,6 +193,13 @@ def _filters(f: dict[str, Any]) -> str:
     return text
 
 
+def _headroom_cells(h: dict[str, Any] | None) -> list[str]:
+    """The per-fold table's peeking columns (crossfit.json files written before them have none)."""
+    if not h:
+        return ["-", "-", "-"]
+    return [f"{h['chosen_worst']:.3f}", f"{h['best_worst']:.3f} (unit {h['best_unit']})", str(h["best_rank"])]
+
+
 def write_crossfit_report(folder: str | Path) -> Path:
     """``crossfit.html`` beside ``crossfit.json`` (``downpour crossfit``): the pooled face test and each fold's unit."""
     folder = Path(folder)
@@ -201,8 +208,8 @@ def write_crossfit_report(folder: str | Path) -> Path:
     test = _controls({"face_neuron": {"controls": c["rows"], "controls_verdict": c["verdict"],
                                       "controls_by_layer": c["by_layer"], "controls_setup": setup}})
     labels = [setup["negatives"][name]["label"] for name in c["per_fold"][0]["learned_auc"]]
-    folds = [[f["fold"], f["test_faces"], f["learned_unit"], *(f"{v:.3f}" for v in f["learned_auc"].values())]
-             for f in c["per_fold"]]
+    folds = [[f["fold"], f["test_faces"], f["learned_unit"], *(f"{v:.3f}" for v in f["learned_auc"].values()),
+              *_headroom_cells(f.get("headroom"))] for f in c["per_fold"]]
     body = (f"<h1>downpour cross-fitted face test: {_esc(folder.name)}</h1>"
             f"<p>Config <b>{_esc(c['config'])}</b> with {_esc(c['overrides'] or 'no overrides')}, seed "
             f"{_esc(c['resolved'].get('seed'))}, layer <code>{_esc(c['layer'])}</code>: {c['folds']} runs "
@@ -210,8 +217,13 @@ def write_crossfit_report(folder: str | Path) -> Path:
             f"({_num(c['training_seconds'])} s of training).</p>"
             f'<h2 id="face-test">The face test on all {c["faces"]} faces</h2>{test}'
             f'<h2 id="folds">Each fold\'s learned unit</h2><p>Its AUC on its own fold\'s faces against each negative '
-            f"set: how much one training differs from the next.</p>"
-            + _table(folds, ["fold", "test faces", "unit", *labels], "crossfit-folds"))
+            f"set: how much one training differs from the next. The last three columns peek at the test, as a "
+            f"diagnostic and never in the verdict: the chosen unit's worst low-level control, the best worst control "
+            f"any unit of that network reaches, and where the choice on training images ranked that unit. A network "
+            f"whose best unit is no better has no face unit to find; one whose best unit ranked far down had one "
+            f"that the choice passed over.</p>"
+            + _table(folds, ["fold", "test faces", "unit", *labels, "chosen: worst control",
+                             "best unit: worst control (peeking)", "its rank in the choice"], "crossfit-folds"))
     page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>downpour crossfit: {_esc(folder.name)}'
             f"</title><style>{_STYLE}</style></head><body>{body}</body></html>\n")
     out = folder / "crossfit.html"
