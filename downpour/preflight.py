@@ -135,8 +135,10 @@ RESUMABLE = {"train.steps", "train.log_every", "train.checkpoint_every", "train.
 
 
 def check_resume(saved: RunConfig, new: RunConfig) -> None:
-    """Refuse overrides on ``--resume`` that would change what the run is, naming the key."""
-    before, after = _flat(config_to_dict(saved)), _flat(config_to_dict(new))
+    """Refuse overrides on ``--resume`` that would change what the run is, naming the key. Both are
+    compared resolved, so a value written in an older form (``model.filter_norm = 1.0`` for ``[1.0]``)
+    is the same run."""
+    before, after = _flat(config_to_dict(resolve(saved))), _flat(config_to_dict(resolve(new)))
     for key in sorted(set(before) | set(after)):
         if before.get(key) != after.get(key) and key not in RESUMABLE and not key.startswith("analysis."):
             raise ConfigError(f"cannot resume with {key} = {after.get(key)!r}: the run was trained with "
