@@ -48,13 +48,14 @@ def crossfit_controls(views: list[View], *, layer: str, other_layers: tuple[str,
                      tested=np.arange(len(every.y)))
     y = every.y.numpy()
     learned = [r for r in test["rows"] if r["method"] == LEARNED]
+    room = test.pop("headroom")
     return {
-        **{k: v for k, v in test.items() if k != "headroom"}, "layer": layer, "select": "crossfit", "folds": folds,
+        **test, "layer": layer, "select": "crossfit", "folds": folds,
         "selection": (f"the {len(splits[0][0])} images its fold's run trained on "
                       f"({int(y[splits[0][0]].sum())} faces)"),
         "per_fold": [{"fold": i, "test_faces": int(y[t].sum()), "test_non_faces": int(len(t) - y[t].sum()),
                       "select_images": len(s), "learned_unit": learned[0]["split_unit"][i],
                       "learned_auc": {r["negatives"]: r["split_auc"][i] for r in learned},
-                      "headroom": test["headroom"][i]}
+                      "headroom": room[i]}
                      for i, (s, t) in enumerate(splits)],
     }

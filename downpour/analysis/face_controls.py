@@ -110,7 +110,8 @@ def face_test(raw: np.ndarray, y: np.ndarray, splits: list[tuple[np.ndarray, np.
     may test) and the lfw negatives are the ``tested`` non-faces.
 
     ``views``: one per split (split s scores the units of ``views[s]``: cross-fitting), or one for all.
-    Returns ``{"rows", "verdict", "by_layer", "negatives", "faces", "representation", "bootstrap"}``.
+    Returns ``{"rows", "verdict", "by_layer", "negatives", "faces", "representation", "bootstrap"}``, and with
+    one view per split ``"headroom"`` (:func:`~downpour.analysis.headroom.headroom`, a diagnostic).
     """
     if len(views) not in (1, len(splits)):
         raise ValueError(f"face test: {len(views)} views for {len(splits)} splits (give one, or one per split)")
