@@ -152,11 +152,8 @@ def face_test(raw: np.ndarray, y: np.ndarray, splits: list[tuple[np.ndarray, np.
         other_rows = score_controls(needed, y, negatives, source, splits, replicates=other_replicates,
                                     seed=draw_bootstrap, levels=levels, paired=LEARNED)
         by_layer.append(_brief(other, controls_verdict(other_rows)))
-    extra = {}
-    if len(views) > 1:    # one network per split: how far each split's choice is from its network's best unit
-        extra["headroom"] = headroom(methods[LEARNED], y, negatives, source, splits, tuple(c.name for c in controls))
-    return {
-        **extra, "rows": rows, "verdict": verdict, "by_layer": by_layer,
+    result = {
+        "rows": rows, "verdict": verdict, "by_layer": by_layer,
         "negatives": {LFW: {"label": NEGATIVES[LFW], "images": len(negatives[LFW]),
                             "what": "the held-out lfw_subset non-faces"},
                       **{c.name: {"label": NEGATIVES[c.name], "images": len(c.x), **c.info} for c in controls}},
@@ -167,6 +164,9 @@ def face_test(raw: np.ndarray, y: np.ndarray, splits: list[tuple[np.ndarray, np.
                       "resamples": "source images (faces, non-faces separately); controls follow their face; "
                                    "choices fixed per split, AUC averaged over splits"},
     }
+    if len(views) > 1:    # one network per split: how far each split's choice is from its network's best unit
+        result["headroom"] = headroom(methods[LEARNED], y, negatives, source, splits, tuple(c.name for c in controls))
+    return result
 
 
 def _brief(layer: str, verdict: dict[str, Any]) -> dict[str, Any]:

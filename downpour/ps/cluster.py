@@ -139,12 +139,11 @@ def _finish(setup: ClusterSetup, run: RunDir, states: list[ShardState], coord: C
     for e in coord.events:
         if e["event"] == "worker-lost" and e["worker"] in coord.lost:   # (not restarted)
             log.warning("worker %d was lost at step %d (%s); the run went on without it", e["worker"], e["step"], e["reason"])
-    metrics = run.metrics()
     # every push goes to every shard, which accepts or rejects it: one shard's count is the pushes workers
     # made (the largest, should a push have reached only some shards as its worker was lost)
     pushes = max(m["accepted"] + sum(m["rejected"].values()) for _, m in states)
     summary = {"steps": coord.done, "resumed_from": start, "runner": cfg.cluster.runner,
-            "final_loss": metrics[-1]["loss"] if metrics else None, "pushes": pushes,
+            "final_loss": run.last_loss(), "pushes": pushes,
             "versions": [m["version"] for _, m in states], "accepted": [m["accepted"] for _, m in states],
             "applied": [m["applied"] for _, m in states], "rejected": report["rejected"],
             "mean_staleness": report["overall"]["mean"], "max_staleness": report["overall"]["max"],

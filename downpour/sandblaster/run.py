@@ -171,7 +171,7 @@ def _finish(setup: ClusterSetup, run: RunDir, params: list[torch.Tensor], progre
     run.save_model(setup.model, progress.iteration, {"runner": cfg.cluster.runner, "algorithm": "sandblaster",
                                                      "data": setup.data.info})
     c, batches = progress.counts, progress.batches
-    final = last["loss"] if last else (run.metrics()[-1]["loss"] if run.metrics() else None)
+    final = last["loss"] if last else run.last_loss()
     summary = {"steps": progress.iteration, "resumed_from": start, "runner": cfg.cluster.runner,
                "algorithm": "sandblaster", "final_loss": final, "converged": progress.converged,
                "evaluations": len(batches), "units_dispatched": c.dispatched, "backups": c.backups,
