@@ -162,7 +162,7 @@ def run_crossfit(config: str, overrides: list[Override], out: str | Path, folds:
     others = tuple(n for n in views[0].model.feature_layers() if n != layer)
     result = crossfit_controls(views, layer=layer, other_layers=others, n_random_filters=a.random_filters,
                                seed=configs[0].seed, replicates=a.bootstrap, other_replicates=min(a.bootstrap, 500),
-                               control_draws=a.control_draws)
+                               control_draws=a.control_draws, choice=a.face_choice)
     config_record = config_to_dict(configs[0])
     config_record["data"].pop("lfw_heldout")
     record = {"config": config, "overrides": [list(o) if isinstance(o, tuple) else o for o in overrides],

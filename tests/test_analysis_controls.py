@@ -7,10 +7,12 @@ import torch
 from scipy.stats import norm
 from torch import Tensor, nn
 
-from downpour.analysis.controls import bootstrap_weights, comparisons, score_controls, weighted_accuracy, weighted_auc
+from downpour.analysis.controls import (bootstrap_weights, comparisons, ranking, score_controls, weighted_accuracy,
+                                       weighted_auc)
 from downpour.analysis.face_controls import GRADIENT, LEARNED, PIXEL, TWIN, controls_verdict, face_controls
+from downpour.analysis.headroom import headroom
 from downpour.analysis.labelled import LabelledSet
-from downpour.analysis.selectivity import split
+from downpour.analysis.selectivity import auc_scores, split
 from downpour.data import lfw_split
 from downpour.models.base import FeatureModel
 from test_analysis_planted import PlantedModel, planted_face_model
@@ -280,3 +282,55 @@ def test_paired_differences_use_the_same_replicates_for_both_methods():
     assert delta["delta"] == pytest.approx(a["auc"] - b["auc"]) and delta["delta"] > 0
     assert delta["ci"][0] >= 0.0                                   # b never beats a on the same replicate
     assert delta["ci"][1] - delta["ci"][0] < 0.8 * (b["auc_ci"][1] - b["auc_ci"][0])   # 0.25 against 0.40 here
+
+
+def _localizer_case() -> tuple[np.ndarray, np.ndarray, dict, np.ndarray, list]:
+    """Unit 0 tells faces from non-faces perfectly and from their controls not at all (brightness);
+    unit 1 tells faces a little less well from non-faces and well from their controls (a face unit)."""
+    y, select, test = _sources(40)
+    faces = np.flatnonzero(y == 1)
+    source = np.concatenate([np.arange(len(y)), faces])                 # one control per face
+    is_face = np.r_[y, np.zeros(len(faces))].astype(bool)
+    rng = np.random.default_rng(0)
+    scores = np.stack([np.where(np.r_[y, np.ones(len(faces))] == 1, 3.0, 0.0) + rng.uniform(0, 1, len(source)),
+                       np.where(is_face, 2.0, 0.0) + rng.standard_normal(len(source))], axis=1)
+    negatives = {"non-faces": np.flatnonzero(y == 0), "controls": np.arange(len(y), len(source))}
+    return y, source, negatives, scores, [(select, test)]
+
+
+def test_the_localizer_chooses_the_unit_that_tells_faces_from_their_controls():
+    y, source, negatives, scores, splits = _localizer_case()
+    plain = _rows(score_controls({"u": scores}, y, negatives, source, splits, replicates=200), "controls")["u"]
+    assert plain["unit"] == 0 and plain["selection_auc"] == 1.0 and abs(plain["auc"] - 0.5) < 0.15
+    localized = score_controls({"u": scores}, y, negatives, source, splits, replicates=200, localizer=("controls",))
+    row = _rows(localized, "controls")["u"]
+    assert row["unit"] == 1 and row["selection_auc"] < 1.0 and row["auc"] > 0.8     # chosen on selection, held on test
+    assert row["test_positives"] == 20 and row["test_negatives"] == 20               # the test set is unchanged
+    criterion, sign = ranking(scores[splits[0][0]], y[splits[0][0]])
+    assert np.array_equal(criterion, np.abs(auc_scores(scores[splits[0][0]], y[splits[0][0]]) - 0.5))
+    assert sign.tolist() == [1, 1]
+    # The headroom diagnostic ranks units as the choice did: the face unit is first with the localizer.
+    plain_room, = headroom([scores], y, negatives, source, splits, ("controls",))
+    room, = headroom([scores], y, negatives, source, splits, ("controls",), localizer=("controls",))
+    assert plain_room["best_unit"] == 1 and plain_room["best_rank"] == 2
+    assert room["chosen_unit"] == 1 and room["best_rank"] == 1 and room["units_above_chosen"] == 0
+
+
+def test_the_localizer_needs_controls_built_from_the_selection_faces():
+    y, source, negatives, scores, splits = _localizer_case()
+    test_only = np.isin(source, splits[0][1])
+    negatives = {**negatives, "controls": negatives["controls"][test_only[negatives["controls"]]]}
+    with pytest.raises(ValueError, match="'controls'.*selection image of split 0"):
+        score_controls({"u": scores}, y, negatives, source, splits, replicates=10, localizer=("controls",))
+
+
+def test_with_the_localizer_the_training_faces_get_controls_and_the_test_keeps_its_own():
+    result = face_controls(PlantedModel((1, 25, 25)), PlantedModel((1, 25, 25), seed=3), layer=None,
+                           input_shape=(1, 25, 25), prepare=None, choice="localizer", **FAST)
+    assert result["choice"] == "localizer" and result["faces"] == 30
+    for name in ("phase_scrambled", "upside_down", "block_shuffled", "spectrum_matched_crops"):
+        assert result["negatives"][name]["images"] == 30                              # built from test faces
+        assert _rows(result["rows"], name)[LEARNED]["test_negatives"] == 30
+    with pytest.raises(ValueError, match="choice"):
+        face_controls(PlantedModel((1, 25, 25)), PlantedModel((1, 25, 25)), layer=None, input_shape=(1, 25, 25),
+                      prepare=None, choice="peeking", **FAST)

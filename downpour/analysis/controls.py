@@ -40,17 +40,41 @@ from downpour.analysis.selectivity import auc_scores, threshold_scan
 Responses = Union[np.ndarray, list, Callable[[np.ndarray], np.ndarray]]
 
 
-def choose(scores: np.ndarray, y: np.ndarray) -> tuple[int, int, float, float]:
-    """(candidate, sign, threshold, selection AUC in the sign's direction) for (n, K) scores, (n,) labels.
+def ranking(scores: np.ndarray, y: np.ndarray, against: tuple[np.ndarray, ...] = ()) -> tuple[np.ndarray, np.ndarray]:
+    """What the choice maximises, per candidate, and the side each one falls on: (K,), (K,) for (n, K)
+    scores and (n,) labels.
 
-    The candidate with the AUC furthest from 0.5 (ties: lowest index); sign +1 if it fires for
-    label 1, -1 if against; the threshold is the most accurate one for that sign on these images.
+    The side (+1 fires for label 1, -1 against) is that of the AUC on ``y``. Without ``against`` the
+    criterion is that AUC in its own direction, ``|AUC - 0.5|``; with it (a localizer: ``(q_i, K)``
+    scores of further negative sets, e.g. controls built from the choosing faces) it is the candidate's
+    *worst* AUC, in that direction, over ``y``'s negatives and each of those sets.
     """
     auc = auc_scores(scores, y)                                             # (K,)
-    k = int(np.argmax(np.abs(auc - 0.5)))
-    sign = 1 if auc[k] >= 0.5 else -1
+    sign = np.where(auc >= 0.5, 1, -1)
+    if not against:
+        return np.abs(auc - 0.5), sign
+    faces = scores[np.asarray(y) == 1]
+    worst = np.where(sign > 0, auc, 1.0 - auc)
+    for negatives in against:
+        labels = np.r_[np.ones(len(faces)), np.zeros(len(negatives))]
+        other = auc_scores(np.concatenate([faces, negatives]), labels)
+        worst = np.minimum(worst, np.where(sign > 0, other, 1.0 - other))
+    return worst, sign
+
+
+def choose(scores: np.ndarray, y: np.ndarray, against: tuple[np.ndarray, ...] = ()) -> tuple[int, int, float, float]:
+    """(candidate, sign, threshold, selection AUC in the sign's direction) for (n, K) scores, (n,) labels.
+
+    The candidate that maximises :func:`ranking` (without ``against``: the AUC furthest from 0.5; with
+    it, the best worst AUC over the negative sets), lowest index on ties; the threshold is the most
+    accurate one for its sign on ``scores`` and ``y``; the selection AUC is on ``y``.
+    """
+    criterion, signs = ranking(scores, y, against)
+    k = int(np.argmax(criterion))
+    sign = int(signs[k])
     _, threshold, _ = threshold_scan(scores[:, k:k + 1], y, sign=sign)
-    return k, sign, float(threshold[0]), float(max(auc[k], 1.0 - auc[k]))
+    auc = float(auc_scores(scores[:, k:k + 1], y)[0])
+    return k, sign, float(threshold[0]), max(auc, 1.0 - auc)
 
 
 def comparisons(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
@@ -93,7 +117,7 @@ def score_controls(methods: dict[str, Responses], y: np.ndarray, negatives: dict
                    splits: list[tuple[np.ndarray, np.ndarray]], *, replicates: int = 2000,
                    seed: int | np.random.SeedSequence = 0,
                    levels: dict[str, str] | None = None, paired: str | None = None,
-                   per_split: bool = False) -> list[dict[str, Any]]:
+                   per_split: bool = False, localizer: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     """One row per (negative set, method): the rule chosen on the selection split, scored on each test set.
 
     methods: name -> (M, K) responses, a list of them (one per split), or a function of the selection
@@ -107,6 +131,9 @@ def score_controls(methods: dict[str, Responses], y: np.ndarray, negatives: dict
     other method {"delta": its AUC minus the other's, "ci": [low, high]}: the same images and the same
     replicates for both, so the interval of the difference is far narrower than two separate ones.
     ``per_split``: rows also get ``split_auc`` (each split's AUC) and ``split_unit`` (its choice).
+    ``localizer``: negative sets that join the choice: every method is then chosen by its worst
+    selection AUC over the selection non-faces and, for each set named, its images built from a
+    *selection* source (:func:`ranking`); the test still scores only those built from test sources.
     """
     y = np.asarray(y).astype(np.int64)
     source = np.asarray(source)
@@ -131,10 +158,14 @@ def score_controls(methods: dict[str, Responses], y: np.ndarray, negatives: dict
         select, test = np.asarray(select), np.asarray(test)
         faces = test[y[test] == 1]                                                  # (p,) source rows
         rules = []                                                                  # per method: (M,) signed responses, threshold
+        localized = [negatives[name][np.isin(source[negatives[name]], select)] for name in localizer]
+        for name, rows in zip(localizer, localized):
+            if not len(rows):
+                raise ValueError(f"localizer: no {name!r} image was built from a selection image of split {s}")
         for m in names:
             given = methods[m]
             scores = given if isinstance(given, np.ndarray) else given[s] if isinstance(given, list) else given(select)
-            k, sign, threshold, sel_auc = choose(scores[select], y[select])
+            k, sign, threshold, sel_auc = choose(scores[select], y[select], tuple(scores[r] for r in localized))
             chosen[m].append((k, sign, sel_auc, scores.shape[1]))
             rules.append((sign * scores[:, k], sign * threshold))
         in_test = np.isin(source, test)

@@ -25,13 +25,14 @@ from downpour.analysis.face_controls import LEARNED, View, face_test
 
 def crossfit_controls(views: list[View], *, layer: str, other_layers: tuple[str, ...] = (),
                       n_random_filters: int = 2000, seed: int = 0, replicates: int = 2000,
-                      other_replicates: int = 500, control_draws: int = 1) -> dict[str, Any]:
+                      other_replicates: int = 500, control_draws: int = 1, choice: str = "nonfaces") -> dict[str, Any]:
     """The face test pooled over ``len(views)`` folds: ``views[i]`` is the run that held out fold i.
 
     Returns face_controls' keys (``rows``, ``verdict``, ``by_layer``, ``negatives``, ``faces``, ...)
     plus ``folds`` and ``per_fold`` (each fold's images, its learned unit, that unit's AUC on each
     negative set, and its ``headroom``: the best worst-control AUC any unit of the fold's network
-    reaches, chosen by peeking at the test; see :mod:`~downpour.analysis.headroom`). Rows carry
+    reaches, chosen by peeking at the test; see :mod:`~downpour.analysis.headroom`). ``choice``: what
+    every method is chosen against (:func:`~downpour.analysis.face_controls.face_test`). Rows carry
     ``split_auc``: each fold's AUC.
     """
     from downpour.data import lfw_all, lfw_indices
@@ -45,7 +46,7 @@ def crossfit_controls(views: list[View], *, layer: str, other_layers: tuple[str,
     test = face_test(every.x.numpy(), every.y.numpy(), splits, views, layer=layer, other_layers=other_layers,
                      n_random_filters=n_random_filters, seed=seed, replicates=replicates,
                      other_replicates=other_replicates, control_draws=control_draws,
-                     tested=np.arange(len(every.y)))
+                     tested=np.arange(len(every.y)), choice=choice)
     y = every.y.numpy()
     learned = [r for r in test["rows"] if r["method"] == LEARNED]
     room = test.pop("headroom")

@@ -38,6 +38,7 @@ NEGATIVES = {LFW: "lfw non-faces", "phase_scrambled": "phase-scrambled faces", "
              "block_shuffled": "block-shuffled faces", "spectrum_matched_crops": "spectrum-matched crops of photos"}
 LOW_LEVEL = "low-level matched"
 SELECT = ("train", "heldout")       # where each method is chosen (face_controls' ``select``)
+CHOICE = ("nonfaces", "localizer")  # against what (``choice``): lfw non-faces | also the choosing faces' controls
 
 
 @dataclass
@@ -55,7 +56,8 @@ def face_controls(model: FeatureModel, twin: FeatureModel, *, layer: str | None,
                   prepare: Callable[[Tensor], Tensor] | None, seeds: list[int], test_fraction: float = 0.5,
                   n_random_filters: int = 2000, seed: int = 0, replicates: int = 2000,
                   other_layers: tuple[str, ...] = (), other_replicates: int = 500,
-                  select: str = "train", control_draws: int = 1, fold: tuple[int, int] | None = None) -> dict[str, Any]:
+                  select: str = "train", control_draws: int = 1, fold: tuple[int, int] | None = None,
+                  choice: str = "nonfaces") -> dict[str, Any]:
     """Every method on every negative set, each chosen once; JSON-ready ``{"rows", "verdict", ...}``.
 
     ``select`` says where every method is chosen: ``"train"`` (the default) on the 140 images of
@@ -68,6 +70,7 @@ def face_controls(model: FeatureModel, twin: FeatureModel, *, layer: str | None,
     ``fold``: the run's ``data.lfw_fold()``; lfw's parts are then that fold's (160 choose, 40 test
     for fold i of 5). :func:`~downpour.analysis.crossfit.crossfit_controls` pools every fold's run.
     ``control_draws``: images per face in each random control (more average out one draw's luck).
+    ``choice``: what each method is chosen against (:func:`face_test`).
     ``seed`` draws the controls (phase noise, block orders, crops), the random filters (the same bank
     as :func:`~downpour.analysis.selectivity.face_neuron_tables` with ``seeds[0] == seed``) and the
     bootstrap; ``seeds`` are the split seeds (stratified, ``test_fraction`` held back for testing).
@@ -90,7 +93,8 @@ def face_controls(model: FeatureModel, twin: FeatureModel, *, layer: str | None,
               else [(np.arange(first), np.arange(first, len(y)))])
     test = face_test(raw, y, splits, [View(model, twin, input_shape, prepare)], layer=layer, other_layers=other_layers,
                      n_random_filters=n_random_filters, seed=seed, replicates=replicates,
-                     other_replicates=other_replicates, control_draws=control_draws, tested=np.arange(first, len(y)))
+                     other_replicates=other_replicates, control_draws=control_draws, tested=np.arange(first, len(y)),
+                     choice=choice)
     return {
         **test, "layer": layer, "select": select,
         "selection": (f"each of {len(splits)} seeded splits of the held-out images, {1 - test_fraction:g} of them"
@@ -104,22 +108,31 @@ def face_controls(model: FeatureModel, twin: FeatureModel, *, layer: str | None,
 def face_test(raw: np.ndarray, y: np.ndarray, splits: list[tuple[np.ndarray, np.ndarray]], views: list[View], *,
               layer: str, other_layers: tuple[str, ...] = (), n_random_filters: int = 2000, seed: int = 0,
               replicates: int = 2000, other_replicates: int = 500, control_draws: int = 1,
-              tested: np.ndarray) -> dict[str, Any]:
+              tested: np.ndarray, choice: str = "nonfaces") -> dict[str, Any]:
     """The face test on source images ``raw`` (n, 1, 25, 25) with labels ``y`` (1 = face) and ``splits``
     (selection, test) of them; the controls are built from the ``tested`` faces (the rows any split
-    may test) and the lfw negatives are the ``tested`` non-faces.
+    may test; with the localizer, from every face) and the lfw negatives are the ``tested`` non-faces.
 
     ``views``: one per split (split s scores the units of ``views[s]``: cross-fitting), or one for all.
+    ``choice``: ``"nonfaces"`` chooses every method on the selection faces vs non-faces (the
+    candidate whose AUC is furthest from 0.5). ``"localizer"`` also builds the controls from the
+    selection faces and chooses the candidate whose *worst* selection AUC, over the non-faces and
+    each control, is highest, as a face area is localised with faces against objects and scrambled
+    faces; the test is unchanged (only controls built from test faces count). One rule for every
+    method; a one-candidate method (a statistic, the probe) only takes its side from it.
     Returns ``{"rows", "verdict", "by_layer", "negatives", "faces", "representation", "bootstrap"}``, and with
     one view per split ``"headroom"`` (:func:`~downpour.analysis.headroom.headroom`, a diagnostic).
     """
     if len(views) not in (1, len(splits)):
         raise ValueError(f"face test: {len(views)} views for {len(splits)} splits (give one, or one per split)")
+    if choice not in CHOICE:
+        raise ValueError(f"face test: choice must be one of {CHOICE}, got {choice!r}")
     face_rows = tested[y[tested] == 1]
+    built_from = np.flatnonzero(y == 1) if choice == "localizer" else face_rows   # the localizer's too
     draw_controls, draw_bootstrap = np.random.SeedSequence(seed).spawn(2)   # independent streams, one seed
-    controls = build_controls(raw[face_rows], np.random.default_rng(draw_controls), draws=control_draws)
+    controls = build_controls(raw[built_from], np.random.default_rng(draw_controls), draws=control_draws)
     images = np.concatenate([raw] + [c.x for c in controls])             # (M, 1, 25, 25): sources, then controls
-    source = np.concatenate([np.arange(len(y))] + [face_rows[c.source] for c in controls])
+    source = np.concatenate([np.arange(len(y))] + [built_from[c.source] for c in controls])
     negatives, start = {LFW: tested[y[tested] == 0]}, len(y)
     for c in controls:
         negatives[c.name] = np.arange(start, start + len(c.x))
@@ -143,21 +156,24 @@ def face_test(raw: np.ndarray, y: np.ndarray, splits: list[tuple[np.ndarray, np.
         PROBE: lambda select: baselines.probe(pixels[select], y[select]).decision_function(pixels)[:, None],
     }
     levels = {name: "lfw" if name == LFW else LOW_LEVEL for name in negatives}
+    localizer = tuple(c.name for c in controls) if choice == "localizer" else ()
     rows = score_controls(methods, y, negatives, source, splits, replicates=replicates, seed=draw_bootstrap,
-                          levels=levels, paired=LEARNED, per_split=len(views) > 1)
+                          levels=levels, paired=LEARNED, per_split=len(views) > 1, localizer=localizer)
     verdict = controls_verdict(rows)
     by_layer = [_brief(layer, verdict)]
     for other in other_layers:          # the same images, splits and bootstrap draw; only the units change
         needed = {LEARNED: units(other, False), TWIN: units(other, True), PIXEL: pixels, GRADIENT: statistics[GRADIENT]}
         other_rows = score_controls(needed, y, negatives, source, splits, replicates=other_replicates,
-                                    seed=draw_bootstrap, levels=levels, paired=LEARNED)
+                                    seed=draw_bootstrap, levels=levels, paired=LEARNED, localizer=localizer)
         by_layer.append(_brief(other, controls_verdict(other_rows)))
     result = {
         "rows": rows, "verdict": verdict, "by_layer": by_layer,
         "negatives": {LFW: {"label": NEGATIVES[LFW], "images": len(negatives[LFW]),
                             "what": "the held-out lfw_subset non-faces"},
-                      **{c.name: {"label": NEGATIVES[c.name], "images": len(c.x), **c.info} for c in controls}},
+                      **{c.name: {"label": NEGATIVES[c.name], "images": int(np.isin(built_from[c.source], tested).sum()),
+                                  **c.info} for c in controls}},
         "faces": int(len(face_rows)),
+        "choice": choice,
         "representation": {"baselines": "native 25x25 grey lfw_subset values in [0, 1], no normalisation or whitening",
                            "units": f"resized to {list(views[0].input_shape)}, then the run's own input processing"},
         "bootstrap": {"replicates": replicates, "interval": "percentile 95%",
@@ -165,7 +181,8 @@ def face_test(raw: np.ndarray, y: np.ndarray, splits: list[tuple[np.ndarray, np.
                                    "choices fixed per split, AUC averaged over splits"},
     }
     if len(views) > 1:    # one network per split: how far each split's choice is from its network's best unit
-        result["headroom"] = headroom(methods[LEARNED], y, negatives, source, splits, tuple(c.name for c in controls))
+        result["headroom"] = headroom(methods[LEARNED], y, negatives, source, splits, tuple(c.name for c in controls),
+                                      localizer=localizer)
     return result
 
 

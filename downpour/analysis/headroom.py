@@ -3,10 +3,10 @@
     rows = headroom(responses, y, negatives, source, splits, controls=("phase_scrambled", ...))
     rows[s]["best_worst"], rows[s]["chosen_worst"], rows[s]["best_rank"]
 
-The face test chooses one unit per split on the selection images (faces vs non-faces) and scores it
-unchanged on the test set's controls. When it fails, two causes look alike: the network has no unit
-that tells faces from their low-level-matched controls, or it has one and the choice on faces vs
-non-faces passed it over. Here every unit is scored on the split's test faces against each control
+The face test chooses one unit per split on the selection images (faces vs non-faces; with a
+localizer, also against those faces' controls) and scores it unchanged on the test set's controls.
+When it fails, two causes look alike: the network has no unit that tells faces from their
+low-level-matched controls, or it has one and the choice passed it over. Here every unit is scored on the split's test faces against each control
 (in the direction its selection AUC points), and its *worst* control is kept. The best of those over
 all units is what an oracle that looks at the test could reach: an upper bound (optimistic: the
 maximum over hundreds of units on 20 faces), not a method, and never part of the verdict.
@@ -17,24 +17,28 @@ from typing import Any
 
 import numpy as np
 
+from downpour.analysis.controls import ranking
 from downpour.analysis.selectivity import auc_scores
 
 
 def headroom(responses: list[np.ndarray], y: np.ndarray, negatives: dict[str, np.ndarray], source: np.ndarray,
-             splits: list[tuple[np.ndarray, np.ndarray]], controls: tuple[str, ...]) -> list[dict[str, Any]]:
+             splits: list[tuple[np.ndarray, np.ndarray]], controls: tuple[str, ...],
+             localizer: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     """Per split: the chosen unit's worst-control AUC on the test faces against the best any unit reaches.
 
     responses: one (M, U) array per split (the units of that split's network on all M images);
     y, negatives, source, splits as :func:`~downpour.analysis.controls.score_controls` takes them;
-    controls: the negative sets to take the worst of. Keys: ``chosen_unit``, ``chosen_worst``,
+    controls: the negative sets to take the worst of; ``localizer``: the sets the choice also used
+    (:func:`~downpour.analysis.controls.ranking`), so the rank is the choice's own. Keys: ``chosen_unit``, ``chosen_worst``,
     ``best_unit``, ``best_worst``, ``best_rank`` (1 = the unit the selection chose first) and
     ``units_above_chosen`` (units whose worst control beats the chosen one's).
     """
     y = np.asarray(y).astype(np.int64)
     out = []
     for r, (select, test) in zip(responses, splits):
-        selection = auc_scores(r[select], y[select])                       # (U,)
-        order = np.argsort(-np.abs(selection - 0.5), kind="stable")         # the selection's ranking
+        against = tuple(r[negatives[n][np.isin(source[negatives[n]], select)]] for n in localizer)
+        criterion, sign = ranking(r[select], y[select], against)            # (U,) each
+        order = np.argsort(-criterion, kind="stable")                       # the choice's ranking
         faces = test[y[test] == 1]
         in_test = np.isin(source, test)
         worst = np.full(r.shape[1], np.inf)
@@ -42,7 +46,7 @@ def headroom(responses: list[np.ndarray], y: np.ndarray, negatives: dict[str, np
             rows = negatives[name][in_test[negatives[name]]]
             labels = np.r_[np.ones(len(faces)), np.zeros(len(rows))]
             auc = auc_scores(np.concatenate([r[faces], r[rows]]), labels)
-            worst = np.minimum(worst, np.where(selection >= 0.5, auc, 1.0 - auc))
+            worst = np.minimum(worst, np.where(sign > 0, auc, 1.0 - auc))
         chosen, best = int(order[0]), int(np.argmax(worst))
         out.append({"chosen_unit": chosen, "chosen_worst": float(worst[chosen]), "best_unit": best,
                     "best_worst": float(worst[best]), "best_rank": int(np.flatnonzero(order == best)[0]) + 1,

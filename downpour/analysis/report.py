@@ -103,11 +103,13 @@ def _controls(a: dict[str, Any]) -> str:
         classes.append("learned" if r["method"] == "learned unit" else "")
         previous = r["negatives"]
     boot = setup.get("bootstrap", {})
-    choice = (f"Every method picks its unit and sign once, on {_esc(setup.get('selection', 'other images'))} (faces "
-              f"vs non-faces), and is scored unchanged on every set; AUC and accuracy come with a "
+    against = ("by its worst AUC against the non-faces and against the controls built from those faces (a localizer)"
+               if setup.get("choice") == "localizer" else "faces vs non-faces")
+    choice = (f"Every method picks its unit and sign once, on {_esc(setup.get('selection', 'other images'))} ({against}), "
+              f"and is scored unchanged on every set; AUC and accuracy come with a "
               if once else
-              f"Every method picks its unit and sign once per split, on faces vs lfw non-faces, and is scored unchanged "
-              f"on every set. AUC: mean over {n} splits, with a ")
+              f"Every method picks its unit and sign once per split, on the selection part ({against}), and is scored "
+              f"unchanged on every set. AUC: mean over {n} splits, with a ")
     accuracy_words = ("accuracy: threshold from the selection images, balanced test sets, with its interval."
                       if once else
                       "accuracy: threshold from the selection split, balanced test sets, mean ± std over the splits. "
@@ -204,7 +206,7 @@ def write_crossfit_report(folder: str | Path) -> Path:
     """``crossfit.html`` beside ``crossfit.json`` (``downpour crossfit``): the pooled face test and each fold's unit."""
     folder = Path(folder)
     c = json.loads((folder / "crossfit.json").read_text())
-    setup = {k: c[k] for k in ("negatives", "faces", "representation", "bootstrap", "select", "selection")}
+    setup = {k: c.get(k) for k in ("negatives", "faces", "representation", "bootstrap", "select", "selection", "choice")}
     test = _controls({"face_neuron": {"controls": c["rows"], "controls_verdict": c["verdict"],
                                       "controls_by_layer": c["by_layer"], "controls_setup": setup}})
     labels = [setup["negatives"][name]["label"] for name in c["per_fold"][0]["learned_auc"]]

@@ -138,9 +138,10 @@ def _controls(model: FeatureModel, twin: FeatureModel, opts: AnalysisConfig, lay
     test = face_controls(model, twin, layer=layer, input_shape=shape, prepare=prepare, seeds=seeds,
                          test_fraction=opts.test_fraction, n_random_filters=opts.random_filters, seed=seed,
                          replicates=opts.bootstrap, other_layers=others, other_replicates=min(opts.bootstrap, 500),
-                         select=opts.face_select, control_draws=opts.control_draws, fold=fold)
+                         select=opts.face_select, control_draws=opts.control_draws, fold=fold,
+                         choice=opts.face_choice)
     return {"controls": test["rows"], "controls_verdict": test["verdict"], "controls_by_layer": test["by_layer"],
-            "controls_setup": {k: test[k] for k in ("negatives", "faces", "representation", "bootstrap", "select", "selection",
+            "controls_setup": {k: test[k] for k in ("negatives", "faces", "representation", "bootstrap", "select", "selection", "choice",
                                                        "test_fraction")}}
 
 
