@@ -167,7 +167,7 @@ class AnalysisConfig(Section):
     splits: int = setting(50, within=AT_LEAST_1)              # seeded selection/test splits averaged in the summaries (the first table shows split 0)
     bootstrap: int = setting(2000, within=AT_LEAST_1)         # bootstrap replicates for the face test's AUC intervals (face_neuron.controls)
     face_select: str = setting("train", choices=("train", "heldout"))   # face test: choose each method on lfw's 140 training images (test on all 60 held out) | per held-out split
-    face_choice: str = setting("localizer", choices=("localizer", "nonfaces"))   # face test: choose each method by its worst AUC against the non-faces and the choosing faces' controls | on faces vs non-faces alone
+    face_choice: str = setting("nonfaces", choices=("nonfaces", "localizer"))   # face test: choose each method on faces vs non-faces | by its worst AUC against the non-faces and the choosing faces' controls (a localizer)
     control_draws: int = setting(5, within=AT_LEAST_1)        # face test: images drawn per held-out face for each random control (phase, blocks, crops)
     random_filters: int = setting(2000, within=AT_LEAST_1)    # random linear filters in that baseline
     poses: str = ""                # out-of-plane rotation: a folder with one sub-folder per angle in degrees (0 = frontal), the same objects in each

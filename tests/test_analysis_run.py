@@ -70,7 +70,7 @@ def test_analysis_json_has_the_face_test_with_intervals_and_a_verdict(run_dir):
         drawn = r["negatives"] in ("phase_scrambled", "block_shuffled", "spectrum_matched_crops")
         assert r["test_positives"] == 30 and r["test_negatives"] == (150 if drawn else 30)
     assert fn["controls_setup"]["select"] == "train" and "140 images" in fn["controls_setup"]["selection"]
-    assert fn["controls_setup"]["choice"] == "localizer"             # the default: the training faces' controls too
+    assert fn["controls_setup"]["choice"] == "nonfaces"              # the default: faces vs non-faces
     learned = next(r for r in rows if r["method"] == "learned unit")
     assert set(learned["paired"]) == set(methods[1:])                # the unit minus each baseline, same replicates
     verdict = fn["controls_verdict"]
