@@ -63,6 +63,7 @@ def test_the_sign_chosen_on_selection_is_carried_to_every_test_set():
     rows = score_controls({"inhibited": scores}, y, negatives, source, [(select, test)], replicates=100)
     for r in rows:
         assert r["sign"] == -1 and r["auc"] == 1.0 and r["accuracy_mean"] == 1.0 and r["auc_ci"] == [1.0, 1.0]
+        assert -0.5 < r["threshold"] < 1.0                            # between the faces and the non-faces
 
 
 def test_a_control_counts_only_when_its_own_face_is_in_the_test_split():

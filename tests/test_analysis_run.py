@@ -19,7 +19,8 @@ CHROMIUM = Path("/usr/bin/chromium")
 FAST = dict(splits=2, probes=["lfw", "digits"], probe_samples=300, probe_folds=3, stimulus_steps=40,
             stimulus_restarts=2, random_filters=200, top_k=6, bootstrap=200)
 CONTROL_KEYS = {"negatives", "level", "method", "auc", "auc_ci", "accuracy_mean", "accuracy_std", "splits", "unit",
-                "unit_share", "sign", "selection_auc", "candidates", "test_positives", "test_negatives", "accuracy_ci"}
+                "unit_share", "sign", "threshold", "selection_auc", "candidates", "test_positives", "test_negatives",
+                "accuracy_ci"}
 NEGATIVES = ["lfw_nonfaces", "phase_scrambled", "upside_down", "block_shuffled", "spectrum_matched_crops"]
 
 
@@ -73,6 +74,11 @@ def test_analysis_json_has_the_face_test_with_intervals_and_a_verdict(run_dir):
     assert fn["controls_setup"]["choice"] == "nonfaces"              # the default: faces vs non-faces
     learned = next(r for r in rows if r["method"] == "learned unit")
     assert set(learned["paired"]) == set(methods[1:])                # the unit minus each baseline, same replicates
+    # the pictures show the unit the face test's verdict is about
+    assert fn["pictured"] == {"unit": learned["unit"], "sign": learned["sign"], "threshold": learned["threshold"],
+                              "chosen_by": "the face test (its learned unit)"}
+    analysis = json.loads((run_dir / "analysis.json").read_text())
+    assert analysis["optimal_stimulus"]["unit"] == learned["unit"] and analysis["optimal_stimulus"]["sign"] == learned["sign"]
     verdict = fn["controls_verdict"]
     assert all("Paired on the same images" in s for s in verdict["sentences"][1:])
     assert [p["negatives"] for p in verdict["per_negatives"]] == NEGATIVES

@@ -192,7 +192,7 @@ def test_crossfit_trains_every_fold_pools_the_test_and_resumes(tmp_path, capsys)
     assert main(["crossfit", *TINY, "--folds", "2", "--out", str(out), "--set", "analysis.face_choice=localizer"]) == 0
     localized = json.loads((out / "crossfit.json").read_text())
     assert [r["kept"] for r in localized["runs"]] == [True, True] and localized["choice"] == "localizer"
-    assert record["choice"] == "nonfaces" and "(a localizer)" in (out / "crossfit.html").read_text()
+    assert record["choice"] == "nonfaces" and ": a localizer" in (out / "crossfit.html").read_text()
     # another config into the same folder is refused, naming what differs
     assert main(["crossfit", *TINY, "--seed", "9", "--folds", "2", "--out", str(out)]) == 2
     assert "seed" in capsys.readouterr().err

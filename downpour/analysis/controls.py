@@ -126,7 +126,8 @@ def score_controls(methods: dict[str, Responses], y: np.ndarray, negatives: dict
     test) source indices per split. Row keys: ``negatives``, ``level``, ``method``, ``auc`` (mean over
     splits), ``auc_ci`` [low, high], ``accuracy_mean`` / ``accuracy_std`` (balanced test accuracy with
     the selection threshold, over splits; ``accuracy_ci`` its bootstrap interval), ``splits``, ``unit`` (the candidate chosen most often) and
-    ``unit_share``, ``sign``, ``selection_auc``, ``candidates``, ``test_positives`` / ``test_negatives``.
+    ``unit_share``, ``sign``, ``threshold`` (of the first split that chose ``unit`` with that sign; the rule fires when
+    ``sign * (response - threshold) > 0``), ``selection_auc``, ``candidates``, ``test_positives`` / ``test_negatives``.
     ``seed`` draws the bootstrap weights. ``paired``: a method whose rows also get ``paired``, for each
     other method {"delta": its AUC minus the other's, "ci": [low, high]}: the same images and the same
     replicates for both, so the interval of the difference is far narrower than two separate ones.
@@ -152,7 +153,7 @@ def score_controls(methods: dict[str, Responses], y: np.ndarray, negatives: dict
     boot_acc = np.zeros_like(boot)                                                # ... and balanced accuracies
     auc = np.zeros((len(splits), len(sets), len(names)))
     acc = np.zeros_like(auc)
-    chosen: dict[str, list[tuple[int, int, float, int]]] = {m: [] for m in names}
+    chosen: dict[str, list[tuple[int, int, float, int, float]]] = {m: [] for m in names}
     sizes: dict[str, tuple[int, int]] = {}
     for s, (select, test) in enumerate(splits):
         select, test = np.asarray(select), np.asarray(test)
@@ -166,7 +167,7 @@ def score_controls(methods: dict[str, Responses], y: np.ndarray, negatives: dict
             given = methods[m]
             scores = given if isinstance(given, np.ndarray) else given[s] if isinstance(given, list) else given(select)
             k, sign, threshold, sel_auc = choose(scores[select], y[select], tuple(scores[r] for r in localized))
-            chosen[m].append((k, sign, sel_auc, scores.shape[1]))
+            chosen[m].append((k, sign, sel_auc, scores.shape[1], threshold))
             rules.append((sign * scores[:, k], sign * threshold))
         in_test = np.isin(source, test)
         for g, name in enumerate(sets):
@@ -193,12 +194,13 @@ def score_controls(methods: dict[str, Responses], y: np.ndarray, negatives: dict
         for j, m in enumerate(names):
             units = Counter(c[0] for c in chosen[m])
             unit, count = units.most_common(1)[0]
+            sign = int(Counter(c[1] for c in chosen[m] if c[0] == unit).most_common(1)[0][0])
             out.append({"negatives": name, "level": (levels or {}).get(name, ""), "method": m,
                         "auc": float(auc[:, g, j].mean()), "auc_ci": [float(low[g, j]), float(high[g, j])],
                         "accuracy_mean": float(acc[:, g, j].mean()), "accuracy_std": float(acc[:, g, j].std()),
                         "accuracy_ci": [float(acc_low[g, j]), float(acc_high[g, j])],
                         "splits": len(splits), "unit": int(unit), "unit_share": count / len(splits),
-                        "sign": int(Counter(c[1] for c in chosen[m] if c[0] == unit).most_common(1)[0][0]),
+                        "sign": sign, "threshold": next(c[4] for c in chosen[m] if c[:2] == (unit, sign)),
                         "selection_auc": float(np.mean([c[2] for c in chosen[m]])), "candidates": int(chosen[m][0][3]),
                         "test_positives": sizes[name][0], "test_negatives": sizes[name][1]})
             if per_split:

@@ -79,6 +79,15 @@ def _face_neuron(a: dict[str, Any]) -> str:
                      "face-neuron-table", classes))
 
 
+def _pictured_words(a: dict[str, Any]) -> str:
+    """Which unit the pictures below show, and why (analysis.json files written before ``pictured`` have none)."""
+    pictured = a["face_neuron"].get("pictured")
+    if not pictured:
+        return f"Unit {_esc(a['optimal_stimulus']['unit'])}: the best single neuron of the first split."
+    return (f"Unit {_esc(pictured['unit'])}, chosen by {_esc(pictured['chosen_by'])}: its responses to the labelled "
+            f"images with its threshold, its optimal stimulus, its top images and its invariance below.")
+
+
 def _controls(a: dict[str, Any]) -> str:
     """The face test: AUC [95% CI] and accuracy per negative set and method, then the verdict in words."""
     fn = a["face_neuron"]
@@ -103,7 +112,7 @@ def _controls(a: dict[str, Any]) -> str:
         classes.append("learned" if r["method"] == "learned unit" else "")
         previous = r["negatives"]
     boot = setup.get("bootstrap", {})
-    against = ("by its worst AUC against the non-faces and against the controls built from those faces (a localizer)"
+    against = ("by its worst AUC against the non-faces and against the controls built from those faces: a localizer"
                if setup.get("choice") == "localizer" else "faces vs non-faces")
     choice = (f"Every method picks its unit and sign once, on {_esc(setup.get('selection', 'other images'))} ({against}), "
               f"and is scored unchanged on every set; AUC and accuracy come with a "
@@ -267,12 +276,13 @@ Loss {_num(training.get('first_loss'))} → {_num(training.get('last_loss'))} ov
 
 <h2 id="face-neuron">The best single neuron</h2>
 {_face_neuron(a)}
-{_image(run, figs.get('responses'), 'responses of the chosen unit')}
 
 <h2 id="face-test">The face test: low-level-matched negatives</h2>
 {_controls(a)}
 
 <h2 id="stimulus">Optimal stimulus and top images</h2>
+<p>{_pictured_words(a)}</p>
+{_image(run, figs.get('responses'), 'responses of the pictured unit')}
 <p>The input of L2 norm {stim['norm']:.3g} (the data's median) that {'excites' if stim['sign'] > 0 else 'suppresses'} unit
 {stim['unit']} most: response {stim['activation']:.4g}, best of {len(stim['restarts'])} starts
 (mean cosine similarity between starts' solutions {stim['agreement']:.2f}; the unit depends on

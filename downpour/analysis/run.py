@@ -20,7 +20,7 @@ from threadpoolctl import threadpool_limits
 
 from downpour._names import nearest
 from downpour.analysis import figures
-from downpour.analysis.face_controls import face_controls
+from downpour.analysis.face_controls import LEARNED, face_controls
 from downpour.analysis.invariance import invariance_curves, invariance_summary
 from downpour.analysis.labelled import BUILT_IN, load_labelled
 from downpour.analysis.edges import edge_summary
@@ -212,16 +212,19 @@ def _analyze(run_path: str | Path, options: dict[str, Any]) -> dict[str, Any]:
     neuron = _over_splits(model, data, opts, layer, seed, twin)
     controls = _controls(model, twin, opts, layer, shape, prepare, neuron["seeds"], seed, fold)
     table = neuron["first"]
-    unit, sign, threshold = table["rows"][0]["unit"], table["rows"][0]["sign"], table["rows"][0]["threshold"]
+    pictured = _pictured(table, controls["controls"])
+    unit, sign = pictured["unit"], pictured["sign"]
+    responses = unit_responses(model, data.x, layer)[:, unit]
+    is_positive = data.y == opts.positive
     labels = (data.classes[opts.positive], "other") if opts.positive < len(data.classes) else ("positive", "other")
-    paths["responses"] = figures.response_histogram(table["responses"]["positive"], table["responses"]["negative"],
-                                                    threshold, fig_dir / "face_neuron_responses.png", labels).name
+    paths["responses"] = figures.response_histogram(responses[is_positive].tolist(), responses[~is_positive].tolist(),
+                                                    pictured["threshold"], fig_dir / "face_neuron_responses.png",
+                                                    labels).name
 
     # 2. its optimal stimulus, on the sphere of the data's typical norm, and its top images
     norm = float(data.x.reshape(len(data), -1).norm(dim=1).median())
     stim = optimal_stimulus(model, unit, layer=layer, norm=norm, sign=sign, steps=opts.stimulus_steps,
                             restarts=opts.stimulus_restarts, seed=seed, input_shape=shape)
-    responses = unit_responses(model, data.x, layer)[:, unit]
     top = top_images(responses, opts.top_k, sign)
     positive_in_top = int((data.y[top] == opts.positive).sum())
     paths["stimulus"] = figures.stimulus_and_top_images(
@@ -231,7 +234,7 @@ def _analyze(run_path: str | Path, options: dict[str, Any]) -> dict[str, Any]:
 
     # 3. invariance on the concept's images
     concept = data.x[torch.from_numpy(data.y == opts.positive)]
-    baseline = float(np.mean(table["responses"]["negative"]))     # the unit's level on everything else
+    baseline = float(responses[~is_positive].mean())              # the unit's level on everything else
     poses = load_poses(opts.poses, shape, prepare) if opts.poses else None
     inv = invariance_curves(model, concept, unit, layer=layer, sign=sign, baseline=baseline, poses=poses)
     paths["invariance"] = figures.invariance_plot(inv, fig_dir / "invariance.png").name
@@ -261,7 +264,7 @@ def _analyze(run_path: str | Path, options: dict[str, Any]) -> dict[str, Any]:
         "run": str(run.path), "model": meta["model"], "trained_steps": meta.get("step"), "layer": layer,
         "options": dataclasses.asdict(opts), "labelled_set": {"name": data.name, "counts": data.counts(), **data.info},
         "face_neuron": {**table, "over_splits": neuron["summary"], "split_seeds": neuron["seeds"],
-                        "unit_location": describe_unit(model, data.x, unit, layer), **controls},
+                        "unit_location": describe_unit(model, data.x, unit, layer), "pictured": pictured, **controls},
         "optimal_stimulus": {"unit": unit, "sign": sign, "norm": stim.norm, "activation": stim.activation,
                              "restarts": stim.restarts, "agreement": stim.agreement, "trace": stim.trace,
                              "receptive_field_pixels": stim.field_pixels,
@@ -278,6 +281,20 @@ def _analyze(run_path: str | Path, options: dict[str, Any]) -> dict[str, Any]:
     }
     run.write_json("analysis.json", result)
     return result
+
+
+def _pictured(table: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The unit the figures show (response histogram, optimal stimulus, top images, invariance) and
+    ``unit_location`` describes: the face test's learned unit when the test ran, since its verdict is
+    about that unit and it was chosen on other images than it is tested on; otherwise (another
+    labelled set) the best single neuron of the first split."""
+    learned = next((r for r in rows if r["method"] == LEARNED), None)
+    if learned is not None:
+        return {"unit": learned["unit"], "sign": learned["sign"], "threshold": learned["threshold"],
+                "chosen_by": "the face test (its learned unit)"}
+    row = table["rows"][0]
+    return {"unit": row["unit"], "sign": row["sign"], "threshold": row["threshold"],
+            "chosen_by": "the best single neuron of the first split"}
 
 
 def _filter_stats(model: FeatureModel, filters: np.ndarray | None, seed: int) -> dict[str, Any]:
