@@ -126,8 +126,9 @@ def score_controls(methods: dict[str, Responses], y: np.ndarray, negatives: dict
     test) source indices per split. Row keys: ``negatives``, ``level``, ``method``, ``auc`` (mean over
     splits), ``auc_ci`` [low, high], ``accuracy_mean`` / ``accuracy_std`` (balanced test accuracy with
     the selection threshold, over splits; ``accuracy_ci`` its bootstrap interval), ``splits``, ``unit`` (the candidate chosen most often) and
-    ``unit_share``, ``sign``, ``threshold`` (of the first split that chose ``unit`` with that sign; the rule fires when
-    ``sign * (response - threshold) > 0``), ``selection_auc``, ``candidates``, ``test_positives`` / ``test_negatives``.
+    ``unit_share``, ``sign``, ``threshold`` (of the first split that chose ``unit`` with that sign;
+    the rule fires when ``sign * (response - threshold) > 0``), ``selection_auc``, ``candidates``,
+    ``test_positives`` / ``test_negatives``.
     ``seed`` draws the bootstrap weights. ``paired``: a method whose rows also get ``paired``, for each
     other method {"delta": its AUC minus the other's, "ci": [low, high]}: the same images and the same
     replicates for both, so the interval of the difference is far narrower than two separate ones.
@@ -166,7 +167,8 @@ def score_controls(methods: dict[str, Responses], y: np.ndarray, negatives: dict
         for m in names:
             given = methods[m]
             scores = given if isinstance(given, np.ndarray) else given[s] if isinstance(given, list) else given(select)
-            k, sign, threshold, sel_auc = choose(scores[select], y[select], tuple(scores[r] for r in localized))
+            against = tuple(scores[r] for r in localized)                         # the localizer's negatives
+            k, sign, threshold, sel_auc = choose(scores[select], y[select], against)
             chosen[m].append((k, sign, sel_auc, scores.shape[1], threshold))
             rules.append((sign * scores[:, k], sign * threshold))
         in_test = np.isin(source, test)

@@ -6,8 +6,9 @@
 The face test chooses one unit per split on the selection images (faces vs non-faces; with a
 localizer, also against those faces' controls) and scores it unchanged on the test set's controls.
 When it fails, two causes look alike: the network has no unit that tells faces from their
-low-level-matched controls, or it has one and the choice passed it over. Here every unit is scored on the split's test faces against each control
-(in the direction its selection AUC points), and its *worst* control is kept. The best of those over
+low-level-matched controls, or it has one and the choice passed it over. Here every unit is scored
+on the split's test faces against each control (in the direction its selection AUC points), and its
+*worst* control is kept. The best of those over
 all units is what an oracle that looks at the test could reach: an upper bound (optimistic: the
 maximum over hundreds of units on 20 faces), not a method, and never part of the verdict.
 """
@@ -29,9 +30,9 @@ def headroom(responses: list[np.ndarray], y: np.ndarray, negatives: dict[str, np
     responses: one (M, U) array per split (the units of that split's network on all M images);
     y, negatives, source, splits as :func:`~downpour.analysis.controls.score_controls` takes them;
     controls: the negative sets to take the worst of; ``localizer``: the sets the choice also used
-    (:func:`~downpour.analysis.controls.ranking`), so the rank is the choice's own. Keys: ``chosen_unit``, ``chosen_worst``,
-    ``best_unit``, ``best_worst``, ``best_rank`` (1 = the unit the selection chose first) and
-    ``units_above_chosen`` (units whose worst control beats the chosen one's).
+    (:func:`~downpour.analysis.controls.ranking`), so the rank is the choice's own. Keys:
+    ``chosen_unit``, ``chosen_worst``, ``best_unit``, ``best_worst``, ``best_rank`` (1 = the unit the
+    selection chose first) and ``units_above_chosen`` (units whose worst control beats the chosen one's).
     """
     y = np.asarray(y).astype(np.int64)
     out = []
