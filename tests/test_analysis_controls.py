@@ -31,7 +31,8 @@ def _rows(rows: list[dict], negatives: str) -> dict:
     return {r["method"]: r for r in rows if r["negatives"] == negatives}
 
 
-def test_a_unit_perfect_only_on_the_selection_half_scores_chance_on_test():
+@pytest.mark.parametrize("localizer", [(), ("controls",)])
+def test_a_unit_perfect_only_on_the_selection_half_scores_chance_on_test(localizer):
     y, select, test = _sources(200)
     n = len(y)
     faces = np.flatnonzero(y == 1)
@@ -45,7 +46,8 @@ def test_a_unit_perfect_only_on_the_selection_half_scores_chance_on_test():
     scores[in_select, 0] = np.where(is_face[in_select], 5.0, -5.0)
     scores[in_test, 1] = np.where(is_face[in_test], 5.0, -5.0)
     negatives = {"non-faces": np.flatnonzero(y == 0), "controls": np.arange(n, len(source))}
-    rows = score_controls({"planted": scores}, y, negatives, source, [(select, test)], replicates=300)
+    rows = score_controls({"planted": scores}, y, negatives, source, [(select, test)], replicates=300,
+                          localizer=localizer)
     for r in rows:
         assert r["unit"] == 0 and r["selection_auc"] == 1.0         # chosen on the selection half...
         assert abs(r["auc"] - 0.5) < 0.15                           # ...where it does not carry over
@@ -335,3 +337,24 @@ def test_with_the_localizer_the_training_faces_get_controls_and_the_test_keeps_i
     with pytest.raises(ValueError, match="choice"):
         face_controls(PlantedModel((1, 25, 25)), PlantedModel((1, 25, 25)), layer=None, input_shape=(1, 25, 25),
                       prepare=None, choice="peeking", **FAST)
+
+
+def test_the_localizer_sees_only_the_controls_of_the_selection_faces():
+    """Unit 0 tells faces from non-faces well and from the controls of *test* faces only; unit 1 tells
+    faces from non-faces a little (AUC ~0.64) and from the controls of *selection* faces perfectly.
+    Honestly chosen, unit 1's worst selection AUC (~0.64) beats unit 0's (~0.5), and it scores chance
+    on the test's controls. A localizer that also saw the test's controls would rate unit 0 at ~0.75
+    and unit 1 at ~0.64, choose unit 0 and score it ~1 on the test."""
+    y, select, test = _sources(100)
+    faces = np.flatnonzero(y == 1)
+    source = np.concatenate([np.arange(len(y)), faces])                  # one control per face
+    face_like = np.r_[y, np.ones(len(faces))] == 1                        # faces and their controls
+    offset = np.where(face_like, 1.0, 0.0)[:, None] * [2.0, 0.15]          # (M, 2)
+    scores = np.random.default_rng(1).uniform(0, 1, (len(source), 2)) + offset
+    control = np.arange(len(y), len(source))
+    scores[control[np.isin(faces, test)], 0] -= 2.0
+    scores[control[np.isin(faces, select)], 1] -= 2.0
+    negatives = {"non-faces": np.flatnonzero(y == 0), "controls": control}
+    row = _rows(score_controls({"u": scores}, y, negatives, source, [(select, test)], replicates=100,
+                               localizer=("controls",)), "controls")["u"]
+    assert row["unit"] == 1 and abs(row["auc"] - 0.5) < 0.15
