@@ -334,6 +334,10 @@ def test_with_the_localizer_the_training_faces_get_controls_and_the_test_keeps_i
     for name in ("phase_scrambled", "upside_down", "block_shuffled", "spectrum_matched_crops"):
         assert result["negatives"][name]["images"] == 30                              # built from test faces
         assert _rows(result["rows"], name)[LEARNED]["test_negatives"] == 30
+    per_split = face_controls(PlantedModel((1, 25, 25)), PlantedModel((1, 25, 25), seed=3), layer=None,
+                              input_shape=(1, 25, 25), prepare=None, choice="localizer", select="heldout", **FAST)
+    row = _rows(per_split["rows"], "upside_down")[LEARNED]                            # each split's own controls
+    assert row["splits"] == len(FAST["seeds"]) and row["test_positives"] == 15 and row["test_negatives"] == 15
     with pytest.raises(ValueError, match="choice"):
         face_controls(PlantedModel((1, 25, 25)), PlantedModel((1, 25, 25)), layer=None, input_shape=(1, 25, 25),
                       prepare=None, choice="peeking", **FAST)
