@@ -233,7 +233,7 @@ def _analyze(run_path: str | Path, options: dict[str, Any]) -> dict[str, Any]:
         f"({positive_in_top} are {labels[0]})", [float(responses[i]) for i in top]).name
 
     # 3. invariance on the concept's images
-    concept = data.x[torch.from_numpy(data.y == opts.positive)]
+    concept = data.x[torch.from_numpy(is_positive)]
     baseline = float(responses[~is_positive].mean())              # the unit's level on everything else
     poses = load_poses(opts.poses, shape, prepare) if opts.poses else None
     inv = invariance_curves(model, concept, unit, layer=layer, sign=sign, baseline=baseline, poses=poses)
