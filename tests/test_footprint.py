@@ -44,6 +44,16 @@ def test_cat_demo_table_matches_formulas():
     assert f1["flops_fwd"] + f2["flops_fwd"] <= total["torch_flops_fwd"]
 
 
+def test_a_layer_that_sees_one_sample_as_several_rows_counts_them_all():
+    # glimpse-rica folds its 3 glimpses (2 scales each, 12x12) into the batch before its stage: one
+    # sample is 3 rows of 4x4 positions x 4 maps x (2 channels x 6x6) multiply-adds.
+    by = {r["layer"]: r for r in footprint_table("glimpse-rica", (1, 32, 32))}
+    stage = by["stage.filter"]
+    assert stage["flops_fwd"] == 3 * 4 * 4 * 4 * (2 * 36) * 2
+    assert stage["act_bytes"] == 4 * 3 * 4 * 4 * 4
+    assert by["total"]["flops_fwd"] == by["total"]["torch_flops_fwd"]   # torch's counter sees every row
+
+
 def test_untied_tiled_tied_parameter_counts():
     rows = {r["layer"]: r for r in compare_tilings("cat-demo", tiles=(0, 5, 1))}
     # stage 1: 8 maps of 1x8x8 filters; stage 2: 8 maps of 8x5x5; outputs 25x25 then 8x8 positions.

@@ -83,6 +83,23 @@ def test_other_settings_in_the_same_folder_are_refused(planted, tmp_path):
         run_study("planted", tmp_path, quick=False, seeds=3, jobs=1)
 
 
+def test_cells_measured_another_way_are_refused(planted, monkeypatch, tmp_path):
+    """A folder whose cells an earlier version of a measure wrote (here: none named) is not mixed with new ones."""
+    run_study("planted", tmp_path, quick=True, jobs=1)
+    monkeypatch.setattr(Planted, "measured_by", "face test v2")
+    with pytest.raises(ConfigError, match="other settings.*measured_by"):
+        run_study("planted", tmp_path, quick=True, jobs=1)
+    run_study("planted", tmp_path / "new", quick=True, jobs=1)
+    assert json.loads((tmp_path / "new" / "cells.jsonl").read_text().splitlines()[0])["measured_by"] == "face test v2"
+    run_study("planted", tmp_path / "new", quick=True, jobs=1)      # the same measure resumes
+
+
+def test_the_studies_that_run_the_face_test_name_it():
+    from downpour.studies.trained import FACE_TEST
+    for name in ("first-layer", "flat-skipping", "templates", "mechanisms", "architectures"):
+        assert studies.study_class(name).measured_by == FACE_TEST, name
+
+
 def test_a_set_on_a_varied_key_or_a_typo_is_refused_before_any_cell(planted, tmp_path):
     with pytest.raises(ConfigError, match="varies it itself"):
         run_study("planted", tmp_path / "a", quick=True, sets=["train.lr=0.3"], jobs=1)

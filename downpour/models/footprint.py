@@ -47,7 +47,7 @@ def _numel(shape: tuple[int, ...]) -> int:
 
 
 def layer_flops(module: nn.Module, inp: Tensor, out: Tensor) -> int | None:
-    """Forward FLOPs of one call for one sample (``inp``/``out`` have batch 1); None if the type is unknown."""
+    """Forward FLOPs of one call for one row of its batch; None if the type is unknown."""
     o = _numel(tuple(out.shape[1:]))
     if isinstance(module, LocallyConnected2d):
         # Every output value is a C*k*k dot product, whatever the tiling: tiling changes memory, not FLOPs.
@@ -146,10 +146,14 @@ def footprint_table(name: str, input_shape: tuple[int, ...] | None = None, **opt
         name_ = names.get(module, type(module).__name__)
         trainable, frozen = _param_counts(module) if id(module) not in seen else (0, 0)  # count a reused layer once
         seen.add(id(module))
+        # One sample may reach a layer as several rows (a glimpse front folds its glimpses into the batch):
+        # the analytic counts are per row, so the sample's cost is that times the rows.
+        rows_per_sample = out.shape[0] if out.dim() else 1
         flops = layer_flops(module, inp, out)
+        flops = None if flops is None else flops * rows_per_sample
         row = {"layer": name_, "type": type(module).__name__, "out_shape": tuple(out.shape[1:]),
                "params": trainable, "frozen": frozen, "param_bytes": 4 * (trainable + frozen),
-               "act_bytes": out.element_size() * out[0].numel()}
+               "act_bytes": out.element_size() * out.numel()}
         if flops is None:
             flops, row["measured"] = measured.get(name_, 0), True
         has_grad_weights = any(p.requires_grad for p in module.parameters(recurse=False))

@@ -17,7 +17,7 @@ probe_<set>            :func:`~downpour.analysis.probe.probe_table` on the top l
                        logistic regression accuracy (``probe_<set>_pixels``: the raw pixels, same folds);
                        ``code_dims``: that layer's size
 face_auc_lfw           :func:`~downpour.analysis.face_controls.face_controls`: the learned unit's AUC, faces
-                       vs held-out lfw non-faces (the unit chosen per split on that pair, as the analysis does)
+                       vs held-out lfw non-faces (the unit chosen on lfw's training part, as the analysis does)
 face_auc_controls      the same unit's mean AUC over the four low-level-matched negative sets
 inv_scale_octaves,     :func:`~downpour.analysis.invariance.invariance_curves` and ``invariance_summary`` of the
 inv_shift,             face unit (:func:`~downpour.analysis.selectivity.face_neuron_table`): the width of the
@@ -60,12 +60,12 @@ from downpour.train.step import train_step
 @dataclass(frozen=True)
 class Measures:
     """Which analyses a cell runs, and how large (the analysis's own defaults are for one careful run;
-    a study repeats them over seeds, so it affords fewer splits and replicates per run)."""
+    a study repeats them over seeds, so it affords fewer random filters and replicates per run)."""
 
     probes: tuple[str, ...] = ("digits", "lfw")
     probe_samples: int = 1000
     probe_folds: int = 5
-    face_splits: int = 5          # selection/test splits of the face test, averaged
+    face_draws: int = 5           # images per face in each random control of the face test
     bootstrap: int = 200          # bootstrap replicates of the face test's AUC intervals (not used by the study)
     random_filters: int = 500     # the random-linear-filter baseline's bank
     invariance: bool = False
@@ -74,7 +74,7 @@ class Measures:
     def sized(cls, quick: bool, invariance: bool = False) -> "Measures":
         """The full setting's measures, or the quick setting's smaller ones (a smoke test's)."""
         if quick:
-            return cls(probe_samples=400, probe_folds=3, face_splits=2, bootstrap=50, invariance=invariance)
+            return cls(probe_samples=400, probe_folds=3, face_draws=1, bootstrap=50, invariance=invariance)
         return cls(invariance=invariance)
 
 
@@ -136,7 +136,7 @@ def measure_run(run: RunDir, model: FeatureModel, m: Measures, seed: int) -> dic
     for name in m.probes:
         out[f"probe_{name}"], out[f"probe_{name}_pixels"] = probes[f"{name}/{layer}"], probes[f"{name}/raw pixels"]
     out["code_dims"] = float(model.features(torch.zeros((1, *shape)), layer).numel())
-    faces = face_aucs(run, model, layer, splits=m.face_splits, random_filters=m.random_filters,
+    faces = face_aucs(run, model, layer, control_draws=m.face_draws, random_filters=m.random_filters,
                       replicates=m.bootstrap, seed=seed)
     out["face_auc_lfw"], out["face_auc_controls"] = faces["lfw"], faces["controls"]
     if m.invariance:

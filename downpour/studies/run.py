@@ -50,7 +50,8 @@ def run_study(name: str, out: str | Path, quick: bool = False, seeds: int | None
     seed_list = list(range(n))
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
-    header = {"study": name, "quick": quick, "sets": [list(_pair(s)) for s in sets], "conditions": names}
+    header = {"study": name, "quick": quick, "sets": [list(_pair(s)) for s in sets], "conditions": names,
+              **({"measured_by": cls.measured_by} if cls.measured_by else {})}
     cache = CellCache(folder / "cells.jsonl", header)
     start = time.perf_counter()
     threads = torch.get_num_threads()

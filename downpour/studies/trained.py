@@ -34,7 +34,12 @@ from downpour.objectives import is_metric
 from downpour.runners import train
 from downpour.train.rundir import RunDir
 
-__all__ = ["cost_curve", "edge_fraction", "face_aucs", "probe_accuracies", "trained_run"]
+__all__ = ["FACE_TEST", "cost_curve", "edge_fraction", "face_aucs", "probe_accuracies", "trained_run"]
+
+# What :func:`face_aucs` measures, in a few words: a study that reports it names it in its cell cache's header,
+# so a folder whose cells were measured by an earlier face test is refused, not mixed with new cells.
+# Until 2026-12-01 the studies chose the unit per split of the 60 held-out images, with one control draw.
+FACE_TEST = "unit chosen on lfw's training part, 5 control draws"
 
 
 @contextmanager
@@ -70,16 +75,18 @@ def probe_accuracies(run: RunDir, model: FeatureModel, sets: Sequence[str], laye
     return out
 
 
-def face_aucs(run: RunDir, model: FeatureModel, layer: str | None = None, *, splits: int = 5,
+def face_aucs(run: RunDir, model: FeatureModel, layer: str | None = None, *, control_draws: int = 5,
               random_filters: int = 200, replicates: int = 200, seed: int = 0) -> dict[str, float]:
-    """The face test's learned unit (chosen per split on held-out faces vs lfw non-faces): its AUC
-    against lfw's non-faces (``lfw``) and its mean AUC over the low-level-matched controls
-    (``controls``: phase-scrambled, upside-down, block-shuffled faces, spectrum-matched crops; 0.5 is chance)."""
+    """The face test's learned unit, chosen as ``downpour analyze`` chooses it (faces vs non-faces on the
+    140 images of lfw's training part, then scored unchanged on the 60 held-out ones): its AUC against
+    lfw's held-out non-faces (``lfw``) and its mean AUC over the low-level-matched controls (``controls``:
+    phase-scrambled, upside-down, block-shuffled faces, spectrum-matched crops, ``control_draws`` images
+    per face each; 0.5 is chance). Only the run's model is trained; the labels choose the unit."""
     twin, _ = randomized_copy(model, seed + 1)
     test = face_controls(model, twin, layer=check_layer(model, layer), input_shape=tuple(model.input_shape),
-                         prepare=run_preprocess(run), seeds=[seed + k for k in range(splits)],
-                         n_random_filters=random_filters, seed=seed, replicates=replicates,
-                         select="heldout", control_draws=1)   # as docs/studies.md's figures were measured
+                         prepare=run_preprocess(run), seeds=[seed], n_random_filters=random_filters, seed=seed,
+                         replicates=replicates, select="train", control_draws=control_draws,
+                         fold=run.config.data.lfw_fold())
     unit = [r for r in test["rows"] if r["method"] == LEARNED]
     return {"lfw": next(r["auc"] for r in unit if r["level"] != LOW_LEVEL),
             "controls": float(np.mean([r["auc"] for r in unit if r["level"] == LOW_LEVEL]))}
