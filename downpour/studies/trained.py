@@ -8,8 +8,8 @@
 The run directory is temporary (the study framework hands a cell no folder of its own); everything a
 cell reports is read from it the way ``downpour analyze`` reads a finished run: the model and its
 fitted input processing from disk, the cost parts from ``metrics.jsonl``. The measures are the
-analysis's functions at study-sized settings (fewer splits, probe images and bootstrap replicates
-than a full ``downpour analyze``, which takes ~13 s a run; these take ~4 s). scikit-learn runs with
+analysis's functions at study-sized settings (fewer random filters, probe images and bootstrap
+replicates than a full ``downpour analyze``; the face unit is chosen the same way). scikit-learn runs with
 one BLAS thread, as :func:`~downpour.analysis.run.analyze_run` does: with more, its BLAS and torch's
 pools fight over the cores (a 3 s probe took 44 s on 2 cores).
 """
