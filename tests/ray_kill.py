@@ -8,14 +8,16 @@ def kill_when(run, step, suffix, earlier, timeout=120.0, checkpointed=False):
     """Once ``run`` has logged ``step`` (and, with ``checkpointed``, written a server checkpoint),
     kill this run's actor whose name ends with ``suffix`` (not one of ``earlier``, the names of actors
     earlier runs left); its name, or None if that moment did not come within ``timeout`` seconds
-    (on a loaded machine the actors alone can take 30 s to start)."""
+    (on a loaded machine the actors alone can take 30 s to start) or the run had ended by then (on a
+    fast one a short run can finish between two looks)."""
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
         rows = run.metrics()
         if rows and rows[-1]["step"] >= step and (not checkpointed or (run.checkpoints / "server.json").is_file()):
-            victim = next(a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
-                          if a["name"].endswith(suffix) and a["name"] not in earlier)
-            ray.kill(ray.get_actor(victim))
+            victim = next((a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+                           if a["name"].endswith(suffix) and a["name"] not in earlier), None)
+            if victim is not None:
+                ray.kill(ray.get_actor(victim))
             return victim
         time.sleep(0.05)
     return None

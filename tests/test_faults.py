@@ -20,7 +20,10 @@ BASE = ["cluster.runner=ray", "data.samples=600", "train.batch_size=16", "train.
 
 
 def test_a_killed_shard_is_restarted_from_the_checkpoint_and_the_run_finishes(tmp_path, local_ray):
-    cfg = load_config("ufldl-sae", [*BASE, "train.steps=600", "cluster.workers=2", "cluster.shards=2",
+    # Long enough that the first timed checkpoint (0.5 s) comes well before the end on a fast machine:
+    # 600 steps once finished on one before it, and the kill found no shard left to kill.
+    steps = 2000
+    cfg = load_config("ufldl-sae", [*BASE, f"train.steps={steps}", "cluster.workers=2", "cluster.shards=2",
                                     "cluster.checkpoint_seconds=0.5"])
     run = RunDir.create(tmp_path / "s", cfg)
     earlier = {a["name"] for a in ray.util.list_named_actors(all_namespaces=True)}
@@ -29,15 +32,16 @@ def test_a_killed_shard_is_restarted_from_the_checkpoint_and_the_run_finishes(tm
     thread.start()
     victim = kill_when(run, 100, "-shard1", earlier, checkpointed=True)
     thread.join(timeout=240)
-    assert victim is not None and not thread.is_alive() and out, "the run did not finish"
-    assert out["steps"] == 600 and out["resumed_from"] > 0          # went on from a checkpoint, not from 0
+    assert victim is not None, "the run ended before a checkpoint and a kill"
+    assert not thread.is_alive() and out, "the run did not finish"
+    assert out["steps"] == steps and out["resumed_from"] > 0          # went on from a checkpoint, not from 0
     assert out["accepted"] == out["applied"] and out["lost_workers"] == []
     states, meta = load_server(run.checkpoints / "server")
     for tensors, _ in states:
         rows = tensors["log"].tolist()
         assert len({(w, seq) for w, seq, _, _ in rows}) == len(rows)   # no push applied twice
-    steps = [r["step"] for r in run.metrics()]
-    assert steps == sorted(set(steps)) and steps[-1] == 600           # metrics past the checkpoint logged once
+    logged = [r["step"] for r in run.metrics()]
+    assert logged == sorted(set(logged)) and logged[-1] == steps      # metrics past the checkpoint logged once
     assert not list(SHM_DIR.glob(f"downpour-{os.getpid()}-*"))         # nothing left in /dev/shm
 
 
