@@ -25,6 +25,20 @@ def test_study_json_has_the_contract(study):
     assert "no detectable effect" in result["verdict"] or "inconclusive" in result["verdict"]
 
 
+def test_the_verdict_names_what_got_worse_in_words(study):
+    import copy
+
+    from downpour.studies.flat_skipping import FlatSkippingStudy
+
+    _, result, _ = study
+    rows = copy.deepcopy(result["cells"])
+    for row in rows:
+        row["extra"]["readings"] = {k: "lower" for k in row["extra"]["readings"]}
+    verdict = FlatSkippingStudy(quick=True).verdict(rows)
+    assert "lfw face AUC vs non-faces" in verdict and "lfw face AUC on the controls" in verdict
+    assert "face_auc" not in verdict                      # no figure key leaks into the words
+
+
 def test_the_gated_network_is_the_network_where_nothing_is_flat_and_zero_where_all_is():
     torch.manual_seed(0)
     model = create_model("cat-demo", (1, 32, 32)).eval()

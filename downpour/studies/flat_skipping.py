@@ -56,6 +56,8 @@ SETS = ("lfw", "padded", "digits")
 BLOCK = 4                                   # output tiles decided together (25x25 outputs -> 7x7 tiles)
 RAW_FLAT = 1e-4                             # raw [0, 1] pixels: an 8x8 field under this variance is flat
 TOP = "stage2"
+READ_AS = {"probe": "probe", "face_auc_lfw": "face AUC vs non-faces",   # a paired figure, in the verdict's words
+           "face_auc_controls": "face AUC on the controls"}
 RESOLUTION = {"probe": 0.02, "face_auc": 0.05}
 MEASURED = ("skipped", "flops_ratio", "net_flops_ratio", "layer_time_ratio", "net_time_ratio", "probe")
 
@@ -215,7 +217,7 @@ class FlatSkippingStudy(Study):
             lines = []
             for t in self.thresholds():
                 rs = [by[f"{cond}/{t:g}/{n}"] for n in SETS]
-                harmful = [f"{r['params']['images']} {k}" for r in rs for k, w in r["extra"]["readings"].items()
+                harmful = [f"{r['params']['images']} {READ_AS[k]}" for r in rs for k, w in r["extra"]["readings"].items()
                            if w == "lower"]
                 lines.append(
                     f"threshold {t:g}: skipped " + ", ".join(f"{r['params']['images']} {words.percent_ci(r['figures']['skipped'])}"
