@@ -1,11 +1,12 @@
 """`downpour study flat-skipping --quick` end to end, and the gated network it measures."""
+import copy
 import json
 
 import pytest
 import torch
 
 from downpour.models.registry import create_model
-from downpour.studies.flat_skipping import SETS, gated
+from downpour.studies.flat_skipping import SETS, FlatSkippingStudy, gated
 from study_quick import check_written, run_quick
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -26,10 +27,6 @@ def test_study_json_has_the_contract(study):
 
 
 def test_the_verdict_names_what_got_worse_in_words(study):
-    import copy
-
-    from downpour.studies.flat_skipping import FlatSkippingStudy
-
     _, result, _ = study
     rows = copy.deepcopy(result["cells"])
     for row in rows:

@@ -39,7 +39,8 @@ from downpour.studies.base import Cells, Condition, Study
 from downpour.studies.figures import interval_bars
 from downpour.studies.stats import effect_words, mean_ci, paired_difference, wilson
 from downpour.studies.plots import curves
-from downpour.studies.trained import FACE_TEST, cost_curve, edge_fraction, face_aucs, probe_accuracies, trained_run
+from downpour.studies.trained import (FACE_TEST, cost_curve, edge_fraction, face_aucs, face_draws, probe_accuracies,
+                                      trained_run)
 
 KINDS = ("learned", "gabor", "random", "gabor-init")
 BASELINE = "learned"
@@ -103,7 +104,7 @@ class FirstLayerStudy(Study):
                 figures[f"probe_{name}_raw"] = probes[f"{name}/raw pixels"]
                 for layer in LAYERS:
                     figures[f"probe_{name}_{layer}"] = probes[f"{name}/{layer}"]
-            faces = face_aucs(run, model, LAYERS[-1], control_draws=1 if self.quick else 5, seed=seed)
+            faces = face_aucs(run, model, LAYERS[-1], control_draws=face_draws(self.quick), seed=seed)
             figures["face_auc_lfw"], figures["face_auc_controls"] = faces["lfw"], faces["controls"]
             steps, cost, seconds = cost_curve(run, "stage1/")
         # stage 1's phase only: the first S steps (greedy), or all of a joint run's S steps

@@ -51,7 +51,7 @@ from downpour.config import ModelSpec, RunConfig, load_config
 from downpour.models.base import FeatureModel
 from downpour.models.footprint import footprint_table
 from downpour.models.registry import build, resolve
-from downpour.studies.trained import edge_fraction, face_aucs, probe_accuracies, trained_run
+from downpour.studies.trained import edge_fraction, face_aucs, face_draws, probe_accuracies, trained_run
 from downpour.train.checkpoint import read_tensors
 from downpour.train.rundir import RunDir
 from downpour.train.step import train_step
@@ -65,7 +65,7 @@ class Measures:
     probes: tuple[str, ...] = ("digits", "lfw")
     probe_samples: int = 1000
     probe_folds: int = 5
-    face_draws: int = 5           # images per face in each random control of the face test
+    control_draws: int = face_draws(quick=False)   # images per face in each random control of the face test
     bootstrap: int = 200          # bootstrap replicates of the face test's AUC intervals (not used by the study)
     random_filters: int = 500     # the random-linear-filter baseline's bank
     invariance: bool = False
@@ -74,7 +74,8 @@ class Measures:
     def sized(cls, quick: bool, invariance: bool = False) -> "Measures":
         """The full setting's measures, or the quick setting's smaller ones (a smoke test's)."""
         if quick:
-            return cls(probe_samples=400, probe_folds=3, face_draws=1, bootstrap=50, invariance=invariance)
+            return cls(probe_samples=400, probe_folds=3, control_draws=face_draws(quick=True), bootstrap=50,
+                       invariance=invariance)
         return cls(invariance=invariance)
 
 
@@ -136,7 +137,7 @@ def measure_run(run: RunDir, model: FeatureModel, m: Measures, seed: int) -> dic
     for name in m.probes:
         out[f"probe_{name}"], out[f"probe_{name}_pixels"] = probes[f"{name}/{layer}"], probes[f"{name}/raw pixels"]
     out["code_dims"] = float(model.features(torch.zeros((1, *shape)), layer).numel())
-    faces = face_aucs(run, model, layer, control_draws=m.face_draws, random_filters=m.random_filters,
+    faces = face_aucs(run, model, layer, control_draws=m.control_draws, random_filters=m.random_filters,
                       replicates=m.bootstrap, seed=seed)
     out["face_auc_lfw"], out["face_auc_controls"] = faces["lfw"], faces["controls"]
     if m.invariance:

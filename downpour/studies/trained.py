@@ -34,12 +34,18 @@ from downpour.objectives import is_metric
 from downpour.runners import train
 from downpour.train.rundir import RunDir
 
-__all__ = ["FACE_TEST", "cost_curve", "edge_fraction", "face_aucs", "probe_accuracies", "trained_run"]
+__all__ = ["FACE_TEST", "cost_curve", "edge_fraction", "face_aucs", "face_draws", "probe_accuracies", "trained_run"]
 
 # What :func:`face_aucs` measures, in a few words: a study that reports it names it in its cell cache's header,
 # so a folder whose cells were measured by an earlier face test is refused, not mixed with new cells.
 # Until 2026-12-01 the studies chose the unit per split of the 60 held-out images, with one control draw.
 FACE_TEST = "unit chosen on lfw's training part, 5 control draws"
+
+
+def face_draws(quick: bool) -> int:
+    """Images per held-out face in each random control of a study's face test: the analysis's five, one in a
+    quick (smoke-test) study."""
+    return 1 if quick else 5
 
 
 @contextmanager
@@ -75,7 +81,7 @@ def probe_accuracies(run: RunDir, model: FeatureModel, sets: Sequence[str], laye
     return out
 
 
-def face_aucs(run: RunDir, model: FeatureModel, layer: str | None = None, *, control_draws: int = 5,
+def face_aucs(run: RunDir, model: FeatureModel, layer: str | None = None, *, control_draws: int = face_draws(False),
               random_filters: int = 200, replicates: int = 200, seed: int = 0) -> dict[str, float]:
     """The face test's learned unit, chosen as ``downpour analyze`` chooses it (faces vs non-faces on the
     140 images of lfw's training part, then scored unchanged on the 60 held-out ones): its AUC against
