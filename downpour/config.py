@@ -61,6 +61,9 @@ class DataConfig(Section):
     labels: bool = False           # folder sources: class labels from sub-folder names
     tile: int = setting(0, within=AT_LEAST_0)  # crops mode: cut images into tile×tile squares first; 0 = one centred square per image (built-in photos: 2·size tiles)
     faces_fraction: float = setting(0.3, within="[0, 1]")     # natural+faces: share of the samples taken from the faces source (lfw train part)
+    # faces / natural+faces: how many of the lfw training part's faces are trained on (the first N; its non-faces all
+    # stay); -1 = every one, 0 = none, so the network never sees a face (the control a face unit needs; docs/analysis.md)
+    train_faces: int = setting(-1, within="[-1, inf)")
     # memory: decode everything once into one tensor | stream: each worker decodes its own files as it trains
     # (folder, video, .npy) | auto: stream when the decoded images would pass 1 GiB (docs/data.md)
     pipeline: str = setting("auto", choices=("auto", "memory", "stream"))

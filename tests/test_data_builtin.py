@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from downpour.config import DataConfig
+from downpour.config import ConfigError, DataConfig
 from downpour.data import NATURAL, build_dataset, digits, lfw_split
 from downpour.data.builtin import _skimage_image, lfw_indices
 from downpour.errors import DataError
@@ -95,3 +95,34 @@ def test_natural_crops_tile_at_twice_the_size_by_default():
 def test_colour_natural_plus_faces():
     data = build_dataset(DataConfig(source="natural+faces", grey=False, size=8, samples=100), seed=0)
     assert data.input_shape == (3, 8, 8)
+
+
+def test_train_faces_keeps_the_first_faces_and_every_non_face():
+    train = lfw_split()["train"]
+    none = build_dataset(DataConfig(source="faces", mode="crops", size=25, train_faces=0), seed=0)
+    assert len(none) == 70 and int(none.y.sum()) == 0      # every non-face, no face
+    five = build_dataset(DataConfig(source="faces", mode="crops", size=25, train_faces=5), seed=0)
+    assert len(five) == 75 and int(five.y.sum()) == 5
+    faces = five.x[five.y == 1].reshape(5, -1)
+    assert torch.cdist(faces, train.x[:5].reshape(5, -1)).min(dim=1).values.max() < 1e-6   # lfw faces 0-4
+    assert torch.cdist(faces, train.x[5:70].reshape(65, -1)).min() > 1e-3
+    fold = build_dataset(DataConfig(source="faces", mode="crops", size=25, train_faces=80, lfw_heldout="fold:0:5"), 0)
+    assert len(fold) == 160 and int(fold.y.sum()) == 80
+
+
+def test_natural_plus_faces_without_faces_keeps_the_mix_and_drops_the_faces():
+    cfg = dict(source="natural+faces", mode="crops", size=16, faces_fraction=0.6)
+    every, none = (build_dataset(DataConfig(**cfg, train_faces=n), seed=0) for n in (-1, 0))
+    assert len(every) == len(none) and every.info["mix"]["faces_trained_on"] == 70
+    assert none.info["mix"]["of_which_faces"] == 0 and none.info["mix"]["faces_trained_on"] == 0
+    assert none.info["mix"]["faces_source_samples"] == every.info["mix"]["faces_source_samples"]
+
+
+@pytest.mark.parametrize("cfg, match", [
+    (dict(source="faces", train_faces=71), "holds only 70 faces"),
+    (dict(source="faces", train_faces=81, lfw_heldout="fold:1:5"), "holds only 80 faces"),
+    (dict(source="natural", train_faces=3), "only applies to data.source"),
+])
+def test_train_faces_that_cannot_be_met_is_a_clear_error(cfg, match):
+    with pytest.raises(ConfigError, match=match):
+        build_dataset(DataConfig(mode="crops", size=25, **cfg), seed=0)

@@ -26,7 +26,7 @@ import torch
 from downpour.config import ConfigError, DataConfig
 from downpour.data.arrays import load_array
 from downpour.data.augment import Augment
-from downpour.data.builtin import digit_images, lfw_images, natural_images
+from downpour.data.builtin import digit_images, lfw_images, lfw_train_faces, natural_images
 from downpour.data.dataset import Dataset
 from downpour.data.folder import load_folder
 from downpour.data.gaussian import gaussian_samples
@@ -62,6 +62,12 @@ def check_config(cfg: DataConfig) -> None:
     if cfg.split == "by-label" and not (cfg.source in ("digits", "gaussian") or cfg.labels):
         raise ConfigError(f"data.split = 'by-label' needs labelled data (digits, gaussian, or a folder with "
                           f"data.labels = true); data.source = {cfg.source!r} has none")
+    if cfg.train_faces >= 0 and cfg.source not in ("faces", "natural+faces"):
+        raise ConfigError(f"data.train_faces = {cfg.train_faces} only applies to data.source = 'faces' or "
+                          f"'natural+faces' (lfw's faces); data.source = {cfg.source!r} has none", key="data.train_faces")
+    if cfg.train_faces > lfw_train_faces(cfg.lfw_fold()):
+        raise ConfigError(f"data.train_faces = {cfg.train_faces}: the lfw training part ({cfg.lfw_heldout!r} split) "
+                          f"holds only {lfw_train_faces(cfg.lfw_fold())} faces", key="data.train_faces")
     shape = sample_shape(cfg)
     if cfg.whiten == "zca" and shape is not None and math.prod(shape) > MAX_DIM:   # before any sampling
         raise ConfigError(f"data.whiten = 'zca' on {'x'.join(map(str, shape))} samples needs a {math.prod(shape)}-square "
@@ -81,7 +87,7 @@ def _load(cfg: DataConfig) -> ImageSet:
     if cfg.source == "natural":
         return natural_images(cfg.grey)
     if cfg.source == "faces":
-        return lfw_images(25, cfg.grey, cfg.lfw_fold())
+        return lfw_images(25, cfg.grey, cfg.lfw_fold(), cfg.train_faces)
     if cfg.source == "digits":
         return digit_images() if cfg.grey else _to_rgb(digit_images())
     if cfg.source == "folder":
@@ -116,7 +122,7 @@ def _labels(images: ImageSet, owner: np.ndarray) -> np.ndarray | None:
 
 def _mixed(cfg: DataConfig, seed: int) -> tuple[np.ndarray, dict[str, Any], list[dict[str, str]], int]:
     """natural+faces: natural views plus views of the lfw training part, ``faces_fraction`` of them faces-source."""
-    natural, faces = natural_images(cfg.grey), lfw_images(25, cfg.grey, cfg.lfw_fold())
+    natural, faces = natural_images(cfg.grey), lfw_images(25, cfg.grey, cfg.lfw_fold(), cfg.train_faces)
     f = cfg.faces_fraction
     empty = (np.zeros((0, natural.channels, cfg.size, cfg.size), np.float32), np.zeros(0, np.int64), [])
     if cfg.mode == "patches":
@@ -135,7 +141,8 @@ def _mixed(cfg: DataConfig, seed: int) -> tuple[np.ndarray, dict[str, Any], list
     face_labels = _labels(faces, fac[1])
     mix = {"natural_samples": len(nat[0]), "faces_source_samples": len(fac[0]),
            "of_which_faces": int(face_labels.sum()), "faces_fraction": f,
-           "natural_images": natural.info["images"], "faces_split": faces.info["lfw_split"]}
+           "natural_images": natural.info["images"], "faces_split": faces.info["lfw_split"],
+           "faces_trained_on": faces.info["faces_trained_on"]}
     return np.concatenate([nat[0], fac[0]]), mix, nat[2] + fac[2], len(natural) + len(faces)
 
 
