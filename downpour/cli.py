@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from downpour.config import ClusterConfig, ConfigError, Override, RunConfig, config_to_toml, list_presets, load_config, parse_override
+from downpour.config import CROSSFIT_CONTROLS, ClusterConfig, ConfigError, Override, RunConfig, config_to_toml, list_presets, load_config, parse_override
 from downpour.settings import choices_of
 from downpour.errors import DownpourError
 
@@ -88,7 +88,7 @@ def cmd_crossfit(args: argparse.Namespace) -> int:
     _check_flags(args, cfg)
     out = args.out or f"runs/crossfit-{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     print(f"downpour: {args.folds} fold runs of {args.config!r} -> {out}", file=sys.stderr)
-    result = run_crossfit(args.config, _overrides(args), out, folds=args.folds, jobs=args.jobs)
+    result = run_crossfit(args.config, _overrides(args), out, folds=args.folds, jobs=args.jobs, control=args.control)
     print("\n".join(result["verdict"]["sentences"]))
     print(f"downpour: cross-fitted face test written to {Path(out) / 'crossfit.json'} and {write_crossfit_report(out)}")
     return 0
@@ -242,6 +242,10 @@ def build_parser() -> argparse.ArgumentParser:
     crossfit.add_argument("--jobs", type=int, default=1,
                           help="folds trained at once, each in its own process with an equal share of the cores "
                                "(default 1; not with the Ray runner); each writes OUT/fold-I.log")
+    crossfit.add_argument("--control", default="none", choices=CROSSFIT_CONTROLS,
+                          help="no-faces: also train each fold without lfw's training faces (data.train_faces = 0) "
+                               "into OUT/no-faces and score that network's unit beside the learned one: is the face "
+                               "unit learned from the faces? (twice the training)")
     _run_flags(crossfit)
     crossfit.set_defaults(func=cmd_crossfit, report=None)
 

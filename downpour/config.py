@@ -35,6 +35,8 @@ DELAY_FORMS = {"constant": (_TIME,), "uniform": (("A", float, "[0, inf)"), ("B",
 CONSISTENCY_FORMS = {"async": (), "bounded": (("K", int, "[0, inf)"),), "sync": ()}
 AT_LEAST_1, AT_LEAST_0 = "[1, inf)", "[0, inf)"
 LFW_HELDOUT_FORMS = {"fixed": (), "fold": (("I", int, "[0, inf)"), ("K", int, "[2, 100]"))}
+# downpour crossfit --control: the networks trained beside each fold (no-faces: the same recipe without lfw's faces)
+CROSSFIT_CONTROLS = ("none", "no-faces")
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,11 @@ interruption, it keeps a finished fold, resumes a started one from its checkpoin
 between its last checkpoint and its model gets the model written from that checkpoint), and trains
 again one that stopped before its first checkpoint. ``jobs`` > 1 trains that many folds at once, each in its own
 process. The pooled test (:func:`~downpour.analysis.crossfit.crossfit_controls`) goes to ``OUT/crossfit.json``.
+
+``control="no-faces"`` also trains every fold again with ``data.train_faces = 0`` (the same recipe and
+seed, lfw's training faces left out of the mix) into ``OUT/no-faces/fold-i``; the face test then scores
+that network's unit, chosen the same way, as one more method ("the same network trained without
+faces"), paired with the learned unit on the same images: is the face unit learned from the faces?
 """
 from __future__ import annotations
 
@@ -23,7 +28,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
-from downpour.config import ConfigError, Override, RunConfig, config_to_dict, load_config
+from downpour.config import CROSSFIT_CONTROLS, ConfigError, Override, RunConfig, config_to_dict, load_config
 from downpour.errors import RunError
 from downpour.train.rundir import RunDir, RunExistsError
 
@@ -108,7 +113,7 @@ def train_in_parallel(configs: list[RunConfig], paths: list[Path], jobs: int) ->
             process.start()
             send.close()
             running[i] = (process, receive)
-            log.info("crossfit: fold %d of %d -> %s (output: %s)", i, len(configs), paths[i], log_path)
+            log.info("crossfit: run %d of %d -> %s (output: %s)", i + 1, len(configs), paths[i], log_path)
         wait([process.sentinel for process, _ in running.values()])
         for i, (process, receive) in list(running.items()):
             if process.is_alive():
@@ -118,17 +123,19 @@ def train_in_parallel(configs: list[RunConfig], paths: list[Path], jobs: int) ->
             receive.close()
             del running[i]
             (done if ok else failed)[i] = what
-            log.info("crossfit: fold %d %s", i, "done" if ok else f"failed: {what}")
+            log.info("crossfit: %s %s", paths[i], "done" if ok else f"failed: {what}")
     if failed:
-        lines = "; ".join(f"fold {i}: {what} (see {paths[i]}.log)" for i, what in sorted(failed.items()))
-        raise RunError(f"{len(failed)} of {len(configs)} folds failed, the others are kept ({lines}); "
+        lines = "; ".join(f"{paths[i]}: {what} (see {paths[i]}.log)" for i, what in sorted(failed.items()))
+        raise RunError(f"{len(failed)} of {len(configs)} fold runs failed, the others are kept ({lines}); "
                        "run the same command again to train only those")
     return [done[i] for i in range(len(configs))]
 
 
-def run_crossfit(config: str, overrides: list[Override], out: str | Path, folds: int = 5, jobs: int = 1) -> dict[str, Any]:
-    """Train every fold of ``config`` into ``out`` (``jobs`` at a time, each in its own process),
-    pool the face test, write ``out/crossfit.json``."""
+def run_crossfit(config: str, overrides: list[Override], out: str | Path, folds: int = 5, jobs: int = 1,
+                 control: str = "none") -> dict[str, Any]:
+    """Train every fold of ``config`` into ``out`` (``jobs`` at a time, each in its own process), and
+    with ``control="no-faces"`` its no-faces twin into ``out/no-faces``; pool the face test, write
+    ``out/crossfit.json``."""
     from downpour.analysis.crossfit import crossfit_controls
     from downpour.analysis.face_controls import View
     from downpour.analysis.run import open_run, random_twin, run_preprocess
@@ -138,26 +145,35 @@ def run_crossfit(config: str, overrides: list[Override], out: str | Path, folds:
         raise ConfigError(f"--folds must be in [2, 100] (lfw_subset has 100 faces), got {folds}")
     if jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {jobs}")
+    if control not in CROSSFIT_CONTROLS:
+        raise ConfigError(f"--control must be one of {', '.join(CROSSFIT_CONTROLS)}, got {control!r}")
     jobs = min(jobs, folds)
     out = Path(out)
     overrides = [*overrides, *parallel_threads(load_config(config, overrides), jobs)]
     configs = [fold_config(config, overrides, i, folds) for i in range(folds)]   # every config checked first
-    started = time.time()
     paths = [out / f"fold-{i}" for i in range(folds)]
+    if control == "no-faces":
+        configs += [fold_config(config, [*overrides, ("data.train_faces", 0)], i, folds) for i in range(folds)]
+        paths += [out / "no-faces" / f"fold-{i}" for i in range(folds)]
+    started = time.time()
     if jobs == 1:
         trained = []
-        for i, (cfg, path) in enumerate(zip(configs, paths)):
-            log.info("crossfit: fold %d of %d -> %s", i, folds, path)
+        for cfg, path in zip(configs, paths):
+            log.info("crossfit: %s of %d folds -> %s", path.relative_to(out), folds, path)
             trained.append(fold_summary(train_fold(cfg, path)))
     else:
         trained = train_in_parallel(configs, paths, jobs)
     training_seconds = time.time() - started
     views, layer = [], None
-    for i, cfg in enumerate(configs):
-        run, model = open_run(out / f"fold-{i}")
+    for i, cfg in enumerate(configs[:folds]):
+        run, model = open_run(paths[i])
         layer = check_layer(model, cfg.analysis.layer)
+        no_faces = None
+        if control == "no-faces":
+            bare_run, bare_model = open_run(paths[folds + i])
+            no_faces = (bare_model, run_preprocess(bare_run))
         views.append(View(model, random_twin(run, cfg.seed + 1), tuple(run.read_json("model.json")["input_shape"]),
-                          run_preprocess(run)))
+                          run_preprocess(run), no_faces))
     a = configs[0].analysis
     others = tuple(n for n in views[0].model.feature_layers() if n != layer)
     result = crossfit_controls(views, layer=layer, other_layers=others, n_random_filters=a.random_filters,
@@ -166,7 +182,8 @@ def run_crossfit(config: str, overrides: list[Override], out: str | Path, folds:
     config_record = config_to_dict(configs[0])
     config_record["data"].pop("lfw_heldout")
     record = {"config": config, "overrides": [list(o) if isinstance(o, tuple) else o for o in overrides],
-              "resolved": config_record, "folds": folds, "runs": trained,
+              "resolved": config_record, "folds": folds, "runs": trained[:folds], "control": control,
+              **({"no_faces_runs": trained[folds:]} if control == "no-faces" else {}),
               "training_seconds": round(training_seconds, 1), "test_seconds": round(time.time() - started - training_seconds, 1),
               **result}
     (out / "crossfit.json").write_text(json.dumps(record, indent=1))

@@ -11,7 +11,7 @@ from torch import Tensor
 
 from downpour.analysis.controls import score_controls
 from downpour.analysis.crossfit import crossfit_controls
-from downpour.analysis.face_controls import LEARNED, View, face_controls, face_test
+from downpour.analysis.face_controls import LEARNED, NO_FACES, View, face_controls, face_test
 from downpour.analysis.headroom import headroom
 from downpour.analysis.labelled import LabelledSet, load_labelled
 from downpour.cli import main
@@ -128,6 +128,35 @@ def test_all_100_faces_narrow_the_interval_of_a_face_template():
         assert h["chosen_worst"] == h["best_worst"] == pytest.approx(min(fold["learned_auc"][n] for n in NEGATIVES[1:]))
 
 
+def _no_faces_test(model: FeatureModel, no_faces: FeatureModel, prepare=None) -> dict:
+    twin = PlantedModel((1, 25, 25), seed=5)
+    views = [View(model, twin, (1, 25, 25), None, (no_faces, prepare)) for _ in range(2)]
+    return crossfit_controls(views, layer=None, seed=0, **FAST)
+
+
+def test_the_no_faces_network_is_one_more_method_paired_with_the_unit_and_named_in_the_verdict():
+    every = lfw_all()
+    template = planted_face_model(LabelledSet("lfw", every.x, every.y.numpy(), ["non-face", "face"]), unit=3)
+    same = _no_faces_test(template, template)          # training without faces changed nothing
+    for negatives in NEGATIVES:
+        row = next(r for r in same["rows"] if r["negatives"] == negatives and r["method"] == NO_FACES)
+        assert row["auc"] == _learned(same, negatives)["auc"]
+        paired = _learned(same, negatives)["paired"][NO_FACES]
+        assert paired["delta"] == 0 and paired["ci"] == [0, 0]
+    assert "on 0 of 4: on none is it clear of a network that never saw a face." in same["verdict"]["sentences"][0]
+    # a no-faces network of random units: the template is clear of it, and the verdict counts where
+    noise = _no_faces_test(template, PlantedModel((1, 25, 25), seed=7))
+    above = [p["negatives"] for p in noise["verdict"]["per_negatives"][1:] if NO_FACES in p["beats"]]
+    assert "phase_scrambled" in above and f"on {len(above)} of 4 (" in noise["verdict"]["sentences"][0]
+    # the no-faces network sees the images through its own input processing, not the learned run's
+    flipped = _no_faces_test(template, template, prepare=lambda x: x.flip(-2))
+    row = next(r for r in flipped["rows"] if r["negatives"] == "lfw_nonfaces" and r["method"] == NO_FACES)
+    assert row["auc"] < _learned(flipped, "lfw_nonfaces")["auc"] - 0.05
+    with pytest.raises(ValueError, match="every view needs its no-faces network"):
+        crossfit_controls([View(template, template, (1, 25, 25), None, (template, None)),
+                           View(template, template, (1, 25, 25), None)], layer=None, **FAST)
+
+
 def test_headroom_finds_a_unit_the_choice_passed_over():
     # 8 faces then 8 non-faces, then one control image per face. Unit 0 tells faces from non-faces best (the
     # choice) but is brightness: the controls are as bright as the faces. Unit 1 is weaker on the selection
@@ -216,7 +245,7 @@ def test_a_failed_fold_does_not_stop_the_others_and_is_named(tmp_path, capsys):
     (out / "fold-1").write_text("a file where fold 1's run should go")   # fold 1 must fail
     assert main(["crossfit", *TINY, "--folds", "2", "--jobs", "2", "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert "1 of 2 folds failed" in err and "fold 1: " in err and "fold-1.log" in err
+    assert "1 of 2 fold runs failed" in err and "cf/fold-1: " in err and "fold-1.log" in err
     assert "Traceback" in (out / "fold-1.log").read_text()
     assert json.loads((out / "fold-0" / "model.json").read_text())["step"] == 10   # the other fold finished
     assert not (out / "crossfit.json").exists()                                    # and no test was pooled
@@ -227,3 +256,30 @@ def test_a_failed_fold_does_not_stop_the_others_and_is_named(tmp_path, capsys):
 def test_bad_jobs_are_refused_before_any_training(tmp_path, capsys, flags, message):
     assert main(["crossfit", *TINY, "--folds", "2", *flags, "--out", str(tmp_path / "cf")]) == 2
     assert message in capsys.readouterr().err and not (tmp_path / "cf").exists()
+
+
+FACES_TINY = ["--config", "cat-demo", "--runner", "local", "--steps", "4", "--set", "train.tensorboard=false",
+              "--set", "data.size=16", "--set", "model.kernels=[5,3]", "--set", "model.maps=[2,2]",
+              "--set", "analysis.bootstrap=200", "--set", "analysis.control_draws=1",
+              "--set", "analysis.random_filters=50"]
+
+
+def test_crossfit_with_the_no_faces_control_trains_each_fold_twice_and_scores_both(tmp_path, capsys):
+    out = tmp_path / "cf"
+    assert main(["crossfit", *FACES_TINY, "--folds", "2", "--control", "no-faces", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "Against the no-faces network (the same recipe and seed, trained with data.train_faces = 0)" in printed
+    record = json.loads((out / "crossfit.json").read_text())
+    assert record["control"] == "no-faces" and len(record["runs"]) == len(record["no_faces_runs"]) == 2
+    assert {r["method"] for r in record["rows"]} >= {LEARNED, NO_FACES}
+    for i in range(2):
+        bare = (out / "no-faces" / f"fold-{i}" / "config.toml").read_text()
+        assert "train_faces = 0" in bare and f'lfw_heldout = "fold:{i}:2"' in bare
+        assert "train_faces = -1" in (out / f"fold-{i}" / "config.toml").read_text()
+    assert "no-faces/fold-I/" in (out / "crossfit.html").read_text()
+
+
+def test_the_no_faces_control_of_a_source_without_faces_is_refused_before_training(tmp_path, capsys):
+    assert main(["crossfit", *TINY, "--folds", "2", "--control", "no-faces", "--out", str(tmp_path / "cf")]) == 2
+    assert "data.train_faces = 0 only applies to data.source" in capsys.readouterr().err
+    assert not (tmp_path / "cf").exists()

@@ -32,6 +32,7 @@ from downpour.analysis.units import check_layer, unit_responses
 from downpour.models.base import FeatureModel
 
 LEARNED, TWIN = "learned unit", "random weights, same architecture"
+NO_FACES = "the no-faces network"   # the same recipe with data.train_faces = 0: is the unit learned from the faces?
 PIXEL, GRADIENT, PROBE = "best single pixel", "gradient energy", "logistic regression on raw pixels"
 LFW = "lfw_nonfaces"
 NEGATIVES = {LFW: "lfw non-faces", "phase_scrambled": "phase-scrambled faces", "upside_down": "upside-down faces",
@@ -44,12 +45,15 @@ CHOICE = ("nonfaces", "localizer")  # against what (``choice``): lfw non-faces |
 @dataclass
 class View:
     """How one trained network sees the test images: the model, its random-weights twin, the input
-    shape (C, H, W) and the run's own input processing."""
+    shape (C, H, W), the run's own input processing and, optionally, the same recipe trained without
+    a face: ``no_faces`` = (its model, its own input processing, fitted on its own data), scored as
+    one more method."""
 
     model: FeatureModel
     twin: FeatureModel
     input_shape: tuple[int, ...]
     prepare: Callable[[Tensor], Tensor] | None
+    no_faces: tuple[FeatureModel, Callable[[Tensor], Tensor] | None] | None = None
 
 
 def face_controls(model: FeatureModel, twin: FeatureModel, *, layer: str | None, input_shape: tuple[int, ...],
@@ -127,6 +131,8 @@ def face_test(raw: np.ndarray, y: np.ndarray, splits: list[tuple[np.ndarray, np.
         raise ValueError(f"face test: {len(views)} views for {len(splits)} splits (give one, or one per split)")
     if choice not in CHOICE:
         raise ValueError(f"face test: choice must be one of {CHOICE}, got {choice!r}")
+    if len({v.no_faces is None for v in views}) > 1:
+        raise ValueError("face test: every view needs its no-faces network, or none does")
     face_rows = tested[y[tested] == 1]
     built_from = np.flatnonzero(y == 1) if choice == "localizer" else face_rows   # the localizer's too
     draw_controls, draw_bootstrap = np.random.SeedSequence(seed).spawn(2)   # independent streams, one seed
@@ -144,11 +150,17 @@ def face_test(raw: np.ndarray, y: np.ndarray, splits: list[tuple[np.ndarray, np.
         out = [unit_responses(v.twin if twin else v.model, x, name) for v, x in zip(views, seen)]
         return out[0] if len(out) == 1 else out
 
+    def no_faces_units() -> Responses:                    # its own input processing: fitted without faces
+        out = [unit_responses(v.no_faces[0], prepare_images(torch.from_numpy(images), v.input_shape, v.no_faces[1]),
+                              layer) for v in views]
+        return out[0] if len(out) == 1 else out
+
     pixels = baselines.pixels(images)                                    # (M, 625): the fixed representation
     statistics = {name: v[:, None] for name, v in baselines.statistics(images).items()}
     methods: dict[str, Responses] = {
         LEARNED: units(layer, False),
         TWIN: units(layer, True),
+        **({NO_FACES: no_faces_units()} if views[0].no_faces is not None else {}),
         PIXEL: pixels,
         f"best of {n_random_filters} random linear filters":
             pixels @ baselines.random_directions(pixels.shape[1], n_random_filters, seed),
@@ -230,7 +242,7 @@ def controls_verdict(rows: list[dict[str, Any]], learned: str = LEARNED, twin: s
                     + (f"; is not separated from {_listing(unseparated, group)}" if unseparated else "")
                     + (f"; loses to {_listing(loses, group)}" if loses else "")
                     + f". Criterion {'met' if passes else 'not met'}."
-                    + _paired_words(unit.get("paired", {}), (twin,) + above_auc))
+                    + _paired_words(unit.get("paired", {}), (twin,) + above_auc + (NO_FACES,)))
         per.append({"negatives": name, "level": unit.get("level", ""), "learned_auc": unit["auc"],
                     "learned_auc_ci": unit["auc_ci"], "paired": unit.get("paired", {}), "beats": beats, "not_separated": unseparated, "loses_to": loses,
                     "passes": passes, "sentence": sentence})
@@ -239,11 +251,25 @@ def controls_verdict(rows: list[dict[str, Any]], learned: str = LEARNED, twin: s
     passed = [NEGATIVES.get(p["negatives"], p["negatives"]) for p in low if p["passes"]]
     summary = (f"On {len(passed)} of {len(low)} low-level-matched controls the learned unit meets the criterion"
                + (f" ({', '.join(passed)})." if passed else "."))
+    if any(NO_FACES in p["paired"] for p in low):
+        summary += " " + _from_faces_words([p for p in low if NO_FACES in p["paired"]])
     return {"rule": "beats = its AUC above the upper end of the baseline's 95% interval; loses to = the baseline's AUC "
                     "above the upper end of its own interval; otherwise not separated",
             "criterion": f"AUC above the upper end of the {twin} interval and above the AUC of {', '.join(above_auc)}",
             "per_negatives": per, "passes_low_level": bool(low) and len(passed) == len(low),
             "sentences": [summary] + sentences}
+
+
+def _from_faces_words(low: list[dict[str, Any]]) -> str:
+    """Whether the unit owes its AUC to the faces: above the no-faces network's on how many controls."""
+    above = [NEGATIVES.get(p["negatives"], p["negatives"]) for p in low if NO_FACES in p["beats"]]
+    below = [NEGATIVES.get(p["negatives"], p["negatives"]) for p in low if NO_FACES in p["loses_to"]]
+    return (f"Against {NO_FACES} (the same recipe and seed, trained with data.train_faces = 0), it is above the upper end of that network's interval on "
+            f"{len(above)} of {len(low)}" + (f" ({', '.join(above)})" if above else "")
+            + (f" and below it on {len(below)} ({', '.join(below)})" if below else "")
+            + (": on every one the training faces made a difference the intervals can see." if len(above) == len(low)
+               else ": on none is it clear of a network that never saw a face." if not above
+               else "; on the others it is not clear of a network that never saw a face."))
 
 
 def _paired_words(paired: dict[str, dict[str, Any]], methods: tuple[str, ...]) -> str:

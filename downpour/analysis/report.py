@@ -224,8 +224,11 @@ def write_crossfit_report(folder: str | Path) -> Path:
     body = (f"<h1>downpour cross-fitted face test: {_esc(folder.name)}</h1>"
             f"<p>Config <b>{_esc(c['config'])}</b> with {_esc(c['overrides'] or 'no overrides')}, seed "
             f"{_esc(c['resolved'].get('seed'))}, layer <code>{_esc(c['layer'])}</code>: {c['folds']} runs "
-            f"(<code>fold-I/</code>), run I trained without fold I of lfw_subset "
-            f"({_num(c['training_seconds'])} s of training).</p>"
+            f"(<code>fold-I/</code>), run I trained without fold I of lfw_subset"
+            + (f", and beside each the same run without lfw's training faces (<code>no-faces/fold-I/</code>, "
+               f"<code>data.train_faces = 0</code>), scored as &ldquo;the no-faces network&rdquo;"
+               if c.get("control") == "no-faces" else "")
+            + f" ({_num(c['training_seconds'])} s of training).</p>"
             f'<h2 id="face-test">The face test on all {c["faces"]} faces</h2>{test}'
             f'<h2 id="folds">Each fold\'s learned unit</h2><p>Its AUC on its own fold\'s faces against each negative '
             f"set: how much one training differs from the next. The last three columns peek at the test, as a "
