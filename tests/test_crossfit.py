@@ -207,6 +207,7 @@ def test_crossfit_trains_every_fold_pools_the_test_and_resumes(tmp_path, capsys)
     assert "lfw_heldout" not in record["resolved"]["data"] and record["resolved"]["train"]["steps"] == 10
     page = (out / "crossfit.html").read_text()
     assert "All 100 lfw faces, each tested once" in page and 'id="crossfit-folds"' in page and "of folds)" in page
+    assert "The criterion does not ask whether the unit owes anything to the faces" in page
     # again: both folds are kept, not retrained, and the pooled test is the same
     assert main(["crossfit", *TINY, "--folds", "2", "--out", str(out)]) == 0
     again = json.loads((out / "crossfit.json").read_text())
@@ -276,7 +277,8 @@ def test_crossfit_with_the_no_faces_control_trains_each_fold_twice_and_scores_bo
         bare = (out / "no-faces" / f"fold-{i}" / "config.toml").read_text()
         assert "train_faces = 0" in bare and f'lfw_heldout = "fold:{i}:2"' in bare
         assert "train_faces = -1" in (out / f"fold-{i}" / "config.toml").read_text()
-    assert "no-faces/fold-I/" in (out / "crossfit.html").read_text()
+    page = (out / "crossfit.html").read_text()
+    assert "no-faces/fold-I/" in page and "The criterion does not ask whether" not in page
 
 
 def test_the_no_faces_control_of_a_source_without_faces_is_refused_before_training(tmp_path, capsys):

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from downpour.analysis.face_controls import NO_FACES
 from downpour.train.rundir import NotARunError, RunDir
 
 _STYLE = """
@@ -141,6 +142,11 @@ def _controls(a: dict[str, Any]) -> str:
                "run per fold of lfw_subset and tests every one of its 100 faces with the run that never saw it: "
                "narrower intervals, and the spread from training to training.</p>"
                if setup.get("select") == "train" else "")
+            + ("" if any(r["method"] == NO_FACES for r in rows) else
+               '<p class="note">The criterion does not ask whether the unit owes anything to the faces it trained on: '
+               "on the main recipe a network trained without a face (<code>data.train_faces = 0</code>) passed it more "
+               "often (docs/analysis.md, &ldquo;Trained without a face&rdquo;). <code>downpour crossfit --control "
+               "no-faces</code> scores that network beside this one.</p>")
             + _controls_by_layer(fn.get("controls_by_layer") or [], setup))
 
 
