@@ -12,8 +12,8 @@ process. The pooled test (:func:`~downpour.analysis.crossfit.crossfit_controls`)
 
 ``control="no-faces"`` also trains every fold again with ``data.train_faces = 0`` (the same recipe and
 seed, lfw's training faces left out of the mix) into ``OUT/no-faces/fold-i``; the face test then scores
-that network's unit, chosen the same way, as one more method ("the same network trained without
-faces"), paired with the learned unit on the same images: is the face unit learned from the faces?
+that network's unit, chosen the same way, as one more method ("the no-faces network"), paired with the
+learned unit on the same images: is the face unit learned from the faces?
 """
 from __future__ import annotations
 
@@ -158,8 +158,8 @@ def run_crossfit(config: str, overrides: list[Override], out: str | Path, folds:
     started = time.time()
     if jobs == 1:
         trained = []
-        for cfg, path in zip(configs, paths):
-            log.info("crossfit: %s of %d folds -> %s", path.relative_to(out), folds, path)
+        for n, (cfg, path) in enumerate(zip(configs, paths), 1):
+            log.info("crossfit: run %d of %d -> %s", n, len(configs), path)
             trained.append(fold_summary(train_fold(cfg, path)))
     else:
         trained = train_in_parallel(configs, paths, jobs)
