@@ -176,6 +176,7 @@ class AnalysisConfig(Section):
     control_draws: int = setting(5, within=AT_LEAST_1)        # face test: images drawn per held-out face for each random control (phase, blocks, crops)
     random_filters: int = setting(2000, within=AT_LEAST_1)    # random linear filters in that baseline
     poses: str = ""                # out-of-plane rotation: a folder with one sub-folder per angle in degrees (0 = frontal), the same objects in each
+    no_faces_run: str = ""         # face test: a run of the same recipe, seed and split with data.train_faces = 0, scored as "the no-faces network"
     top_k: int = setting(9, within=AT_LEAST_1)                # top activating images shown beside the optimal stimulus
     stimulus_steps: int = setting(300, within=AT_LEAST_1)     # projected gradient ascent steps
     stimulus_restarts: int = setting(4, within=AT_LEAST_1)    # random starts; the best one is kept

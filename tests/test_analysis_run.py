@@ -12,7 +12,7 @@ import torch
 
 from downpour.analysis.report import write_report
 from downpour.analysis.run import analyze_run
-from downpour.config import load_config, save_config
+from downpour.config import ConfigError, load_config, save_config
 from downpour.train.rundir import NotARunError, RunDir
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -224,3 +224,29 @@ def test_posed_images_add_the_out_of_plane_curve_to_analysis_and_report(run_dir,
     Image.fromarray(np.zeros((16, 16), np.uint8)).save(poses / "sideways" / "x.png")
     with pytest.raises(ValueError, match="'sideways'.*not an angle"):
         analyze_run(copy, **{**FAST, "probes": [], "poses": str(poses)})
+
+
+def _untrained_cat(path: Path, *overrides: str) -> Path:
+    from downpour.models.registry import build
+
+    cfg = load_config("cat-demo", ["train.tensorboard=false", "data.size=16", "model.kernels=[5,3]", "model.maps=[2,2]",
+                                   *overrides])
+    run = RunDir.create(path, cfg)
+    run.save_model(build(cfg, (1, 16, 16))[0], step=0)
+    return run.path
+
+
+def test_a_no_faces_run_is_scored_beside_the_unit_and_a_wrong_one_is_named(tmp_path):
+    run = _untrained_cat(tmp_path / "run")
+    bare = _untrained_cat(tmp_path / "bare", "data.train_faces=0")
+    opts = {**FAST, "probes": [], "stimulus_steps": 5, "splits": 1}
+    a = analyze_run(run, **opts, no_faces_run=str(bare))["face_neuron"]
+    assert {r["negatives"] for r in a["controls"] if r["method"] == "the no-faces network"} == set(NEGATIVES)
+    assert all("the no-faces network" in p["paired"] for p in a["controls_verdict"]["per_negatives"])
+    assert "Against the no-faces network (the same recipe and seed" in a["controls_verdict"]["sentences"][0]
+    assert "does not ask whether" not in write_report(run).read_text()
+    for other, match in ((_untrained_cat(tmp_path / "faces"), "data.train_faces = -1, not 0: it saw faces"),
+                         (_untrained_cat(tmp_path / "wide", "data.train_faces=0", "model.maps=[3,2]"), "has model"),
+                         (tmp_path / "nothing", "analysis.no_faces_run: ")):
+        with pytest.raises(ConfigError, match=match):
+            analyze_run(run, **opts, no_faces_run=str(other))

@@ -61,7 +61,8 @@ def face_controls(model: FeatureModel, twin: FeatureModel, *, layer: str | None,
                   n_random_filters: int = 2000, seed: int = 0, replicates: int = 2000,
                   other_layers: tuple[str, ...] = (), other_replicates: int = 500,
                   select: str = "train", control_draws: int = 1, fold: tuple[int, int] | None = None,
-                  choice: str = "nonfaces") -> dict[str, Any]:
+                  choice: str = "nonfaces",
+                  no_faces: tuple[FeatureModel, Callable[[Tensor], Tensor] | None] | None = None) -> dict[str, Any]:
     """Every method on every negative set, each chosen once; JSON-ready ``{"rows", "verdict", ...}``.
 
     ``select`` says where every method is chosen: ``"train"`` (the default) on the 140 images of
@@ -75,6 +76,8 @@ def face_controls(model: FeatureModel, twin: FeatureModel, *, layer: str | None,
     for fold i of 5). :func:`~downpour.analysis.crossfit.crossfit_controls` pools every fold's run.
     ``control_draws``: images per face in each random control (more average out one draw's luck).
     ``choice``: what each method is chosen against (:func:`face_test`).
+    ``no_faces``: (model, its input processing) of the same recipe trained with ``data.train_faces = 0``,
+    scored as one more method (:class:`View`).
     ``seed`` draws the controls (phase noise, block orders, crops), the random filters (the same bank
     as :func:`~downpour.analysis.selectivity.face_neuron_tables` with ``seeds[0] == seed``) and the
     bootstrap; ``seeds`` are the split seeds (stratified, ``test_fraction`` held back for testing).
@@ -95,7 +98,7 @@ def face_controls(model: FeatureModel, twin: FeatureModel, *, layer: str | None,
     first = len(y) - len(held.y)                                         # held-out sources start here
     splits = ([split(y, test_fraction, s) for s in seeds] if select == "heldout"
               else [(np.arange(first), np.arange(first, len(y)))])
-    test = face_test(raw, y, splits, [View(model, twin, input_shape, prepare)], layer=layer, other_layers=other_layers,
+    test = face_test(raw, y, splits, [View(model, twin, input_shape, prepare, no_faces)], layer=layer, other_layers=other_layers,
                      n_random_filters=n_random_filters, seed=seed, replicates=replicates,
                      other_replicates=other_replicates, control_draws=control_draws, tested=np.arange(first, len(y)),
                      choice=choice)

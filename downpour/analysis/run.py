@@ -120,8 +120,29 @@ def _over_splits(model: FeatureModel, data, opts: AnalysisConfig, layer: str, se
     return {"first": tables[0], "summary": summary, "seeds": seeds}
 
 
+def no_faces_network(path: str, cfg: RunConfig, layer: str) -> tuple[FeatureModel, Preprocess]:
+    """``analysis.no_faces_run``: that run's model and input processing, once it is checked to be this
+    run's recipe trained without a face (a ConfigError names what differs)."""
+    try:
+        run, model = open_run(path)
+    except NotARunError as err:
+        raise ConfigError(f"analysis.no_faces_run: {err}", key="analysis.no_faces_run") from None
+    other = run.config
+    if other.data.train_faces != 0:
+        raise ConfigError(f"analysis.no_faces_run {path!r} trained with data.train_faces = {other.data.train_faces}, "
+                          "not 0: it saw faces", key="analysis.no_faces_run")
+    for key, mine, theirs in (("model", cfg.model, other.model), ("data.lfw_heldout", cfg.data.lfw_heldout,
+                                                                    other.data.lfw_heldout)):
+        if mine != theirs:
+            raise ConfigError(f"analysis.no_faces_run {path!r} has {key} {theirs!r}, this run {mine!r}: not the same "
+                              "recipe and split", key="analysis.no_faces_run")
+    check_layer(model, layer)
+    return model, run_preprocess(run)
+
+
 def _controls(model: FeatureModel, twin: FeatureModel, opts: AnalysisConfig, layer: str, shape: tuple[int, ...],
-              prepare: Preprocess, seeds: list[int], seed: int, fold: tuple[int, int] | None) -> dict[str, Any]:
+              prepare: Preprocess, seeds: list[int], seed: int, fold: tuple[int, int] | None,
+              no_faces: tuple[FeatureModel, Preprocess] | None = None) -> dict[str, Any]:
     """The honest face test (held-out lfw faces against lfw non-faces and low-level-matched controls).
 
     It is about faces, so it runs when the analysed concept is lfw's faces; for another labelled set
@@ -139,7 +160,7 @@ def _controls(model: FeatureModel, twin: FeatureModel, opts: AnalysisConfig, lay
                          test_fraction=opts.test_fraction, n_random_filters=opts.random_filters, seed=seed,
                          replicates=opts.bootstrap, other_layers=others, other_replicates=min(opts.bootstrap, 500),
                          select=opts.face_select, control_draws=opts.control_draws, fold=fold,
-                         choice=opts.face_choice)
+                         choice=opts.face_choice, no_faces=no_faces)
     return {"controls": test["rows"], "controls_verdict": test["verdict"], "controls_by_layer": test["by_layer"],
             "controls_setup": {k: test[k] for k in ("negatives", "faces", "representation", "bootstrap", "select", "selection", "choice",
                                                        "test_fraction")}}
@@ -205,12 +226,13 @@ def _analyze(run_path: str | Path, options: dict[str, Any]) -> dict[str, Any]:
     fold = cfg.data.lfw_fold()              # the lfw images this run held out (data.lfw_heldout)
     data = load_labelled(opts.dataset, shape, prepare=prepare, lfw_fold=fold)
     twin = random_twin(run, seed + 1)      # not seed: that would be the run's own initial weights
+    no_faces = no_faces_network(opts.no_faces_run, cfg, layer) if opts.no_faces_run else None
     fig_dir = run.figures
     paths: dict[str, str] = {}
 
     # 1. the best single neuron, against every baseline, on the same splits
     neuron = _over_splits(model, data, opts, layer, seed, twin)
-    controls = _controls(model, twin, opts, layer, shape, prepare, neuron["seeds"], seed, fold)
+    controls = _controls(model, twin, opts, layer, shape, prepare, neuron["seeds"], seed, fold, no_faces)
     table = neuron["first"]
     pictured = _pictured(table, controls["controls"])
     unit, sign = pictured["unit"], pictured["sign"]
