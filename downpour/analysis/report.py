@@ -146,7 +146,8 @@ def _controls(a: dict[str, Any]) -> str:
                '<p class="note">The criterion does not ask whether the unit owes anything to the faces it trained on: '
                "on the main recipe a network trained without a face (<code>data.train_faces = 0</code>) passed it more "
                "often (docs/analysis.md, &ldquo;Trained without a face&rdquo;). <code>downpour crossfit --control "
-               "no-faces</code> scores that network beside this one.</p>")
+               "no-faces</code>, or for one run <code>analysis.no_faces_run</code>, scores that network beside this "
+               "one.</p>")
             + _controls_by_layer(fn.get("controls_by_layer") or [], setup))
 
 
