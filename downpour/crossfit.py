@@ -138,7 +138,7 @@ def run_crossfit(config: str, overrides: list[Override], out: str | Path, folds:
     ``out/crossfit.json``."""
     from downpour.analysis.crossfit import crossfit_controls
     from downpour.analysis.face_controls import View
-    from downpour.analysis.run import open_run, random_twin, run_preprocess
+    from downpour.analysis.run import no_faces_network, open_run, random_twin, run_preprocess
     from downpour.analysis.units import check_layer
 
     if not 2 <= folds <= 100:
@@ -168,10 +168,7 @@ def run_crossfit(config: str, overrides: list[Override], out: str | Path, folds:
     for i, cfg in enumerate(configs[:folds]):
         run, model = open_run(paths[i])
         layer = check_layer(model, cfg.analysis.layer)
-        no_faces = None
-        if control == "no-faces":
-            bare_run, bare_model = open_run(paths[folds + i])
-            no_faces = (bare_model, run_preprocess(bare_run))
+        no_faces = no_faces_network(str(paths[folds + i]), cfg, layer) if control == "no-faces" else None
         views.append(View(model, random_twin(run, cfg.seed + 1), tuple(run.read_json("model.json")["input_shape"]),
                           run_preprocess(run), no_faces))
     a = configs[0].analysis

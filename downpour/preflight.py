@@ -10,6 +10,8 @@ the data is built.
 """
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from downpour.analysis.run import analysis_options
@@ -138,17 +140,24 @@ def check_resume(saved: RunConfig, new: RunConfig) -> None:
     """Refuse overrides on ``--resume`` that would change what the run is, naming the key. Both are
     compared resolved, so a value written in an older form (``model.filter_norm = 1.0`` for ``[1.0]``)
     is the same run."""
-    before, after = _flat(config_to_dict(resolve(saved))), _flat(config_to_dict(resolve(new)))
-    for key in sorted(set(before) | set(after)):
-        if before.get(key) != after.get(key) and key not in RESUMABLE and not key.startswith("analysis."):
-            raise ConfigError(f"cannot resume with {key} = {after.get(key)!r}: the run was trained with "
-                              f"{before.get(key)!r}; start a new run (--config RUN/config.toml --set ...) instead")
+    for key, was, now in config_differences(saved, new):
+        if key not in RESUMABLE:
+            raise ConfigError(f"cannot resume with {key} = {now!r}: the run was trained with "
+                              f"{was!r}; start a new run (--config RUN/config.toml --set ...) instead")
     if saved.train.steps != new.train.steps and new.train.schedule == "greedy":
         from downpour.models.registry import create_model
 
         if create_model(new.model.name, **new.model.options).n_stages > 1:
             raise ConfigError("cannot change train.steps when resuming a greedy run: its split of the steps between "
                               "stages depends on train.steps")
+
+
+def config_differences(a: RunConfig, b: RunConfig) -> list[tuple[str, Any, Any]]:
+    """``(key, value in a, value in b)`` for every training key on which the resolved configs differ
+    (``analysis.*`` is not training), sorted by key; a value in an older form compares as resolved."""
+    before, after = _flat(config_to_dict(resolve(a))), _flat(config_to_dict(resolve(b)))
+    return [(key, before.get(key), after.get(key)) for key in sorted(set(before) | set(after))
+            if before.get(key) != after.get(key) and not key.startswith("analysis.")]
 
 
 def _flat(table: dict, prefix: str = "") -> dict:

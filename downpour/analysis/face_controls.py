@@ -268,7 +268,8 @@ def _from_faces_words(low: list[dict[str, Any]]) -> str:
     above = [NEGATIVES.get(p["negatives"], p["negatives"]) for p in low if NO_FACES in p["beats"]]
     below = [NEGATIVES.get(p["negatives"], p["negatives"]) for p in low if NO_FACES in p["loses_to"]]
     return (f"Against {NO_FACES} (the same recipe and seed, trained with data.train_faces = 0), it is above the "
-            f"upper end of that network's interval on {len(above)} of {len(low)}" + (f" ({', '.join(above)})" if above else "")
+            f"upper end of that network's interval on {len(above)} of {len(low)}"
+            + (f" ({', '.join(above)})" if above else "")
             + (f" and below it on {len(below)} ({', '.join(below)})" if below else "")
             + (": on every one the training faces made a difference the intervals can see." if len(above) == len(low)
                else ": on none is it clear of a network that never saw a face." if not above

@@ -123,6 +123,8 @@ def _over_splits(model: FeatureModel, data, opts: AnalysisConfig, layer: str, se
 def no_faces_network(path: str, cfg: RunConfig, layer: str) -> tuple[FeatureModel, Preprocess]:
     """``analysis.no_faces_run``: that run's model and input processing, once it is checked to be this
     run's recipe trained without a face (a ConfigError names what differs)."""
+    from downpour.preflight import RESUMABLE, config_differences   # preflight imports this module
+
     try:
         run, model = open_run(path)
     except NotARunError as err:
@@ -131,11 +133,11 @@ def no_faces_network(path: str, cfg: RunConfig, layer: str) -> tuple[FeatureMode
     if other.data.train_faces != 0:
         raise ConfigError(f"analysis.no_faces_run {path!r} trained with data.train_faces = {other.data.train_faces}, "
                           "not 0: it saw faces", key="analysis.no_faces_run")
-    for key, mine, theirs in (("model", cfg.model, other.model), ("data.lfw_heldout", cfg.data.lfw_heldout,
-                                                                    other.data.lfw_heldout)):
-        if mine != theirs:
-            raise ConfigError(f"analysis.no_faces_run {path!r} has {key} {theirs!r}, this run {mine!r}: not the same "
-                              "recipe and split", key="analysis.no_faces_run")
+    runtime = RESUMABLE - {"train.steps"}          # where and how it ran, not what it learned
+    for key, mine, theirs in config_differences(cfg, other):
+        if key != "data.train_faces" and key not in runtime:
+            raise ConfigError(f"analysis.no_faces_run {path!r} has {key} = {theirs!r}, this run {mine!r}: not the "
+                              "same recipe, seed and split", key="analysis.no_faces_run")
     check_layer(model, layer)
     return model, run_preprocess(run)
 
