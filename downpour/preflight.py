@@ -10,13 +10,11 @@ the data is built.
 """
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 from downpour.analysis.run import analysis_options
 from downpour.batch import Batch
-from downpour.config import ConfigError, RunConfig, config_to_dict
+from downpour.config import RESUMABLE, ConfigError, RunConfig, config_differences
 from downpour.data.build import check_config as check_data
 from downpour.data.build import sample_shape
 from downpour.layers.gabor import FROZEN_KINDS
@@ -128,19 +126,11 @@ def _check_stages_train(cfg: RunConfig, model: FeatureModel) -> None:
                           f"use train.schedule = 'joint'")
 
 
-# What a resumed run may change: how long it goes on, how it reports, where it runs, how its data
-# are decoded (streamed batches do not depend on the loader's processes or prefetch). Everything
-# else (model, cost, data, seed, optimizer, cluster shape) would make it a different run.
-RESUMABLE = {"train.steps", "train.log_every", "train.checkpoint_every", "train.tensorboard", "train.threads",
-             "train.device", "cluster.restarts", "cluster.checkpoint_every", "cluster.address",
-             "data.prefetch", "data.loader_workers"}
-
-
 def check_resume(saved: RunConfig, new: RunConfig) -> None:
     """Refuse overrides on ``--resume`` that would change what the run is, naming the key. Both are
     compared resolved, so a value written in an older form (``model.filter_norm = 1.0`` for ``[1.0]``)
     is the same run."""
-    for key, was, now in config_differences(saved, new):
+    for key, was, now in config_differences(resolve(saved), resolve(new)):
         if key not in RESUMABLE:
             raise ConfigError(f"cannot resume with {key} = {now!r}: the run was trained with "
                               f"{was!r}; start a new run (--config RUN/config.toml --set ...) instead")
@@ -150,24 +140,3 @@ def check_resume(saved: RunConfig, new: RunConfig) -> None:
         if create_model(new.model.name, **new.model.options).n_stages > 1:
             raise ConfigError("cannot change train.steps when resuming a greedy run: its split of the steps between "
                               "stages depends on train.steps")
-
-
-def config_differences(a: RunConfig, b: RunConfig) -> list[tuple[str, Any, Any]]:
-    """``(key, value in a, value in b)`` for every training key on which the resolved configs differ
-    (``analysis.*`` is not training), sorted by key; a value in an older form compares as resolved."""
-    before, after = _flat(config_to_dict(resolve(a))), _flat(config_to_dict(resolve(b)))
-    return [(key, before.get(key), after.get(key)) for key in sorted(set(before) | set(after))
-            if before.get(key) != after.get(key) and not key.startswith("analysis.")]
-
-
-def _flat(table: dict, prefix: str = "") -> dict:
-    """``{"train": {"lr": 1}}`` -> ``{"train.lr": 1}``; the objective stays one value (its terms are tables).
-    Tuples become lists, as a saved config.toml reads them back."""
-    out = {}
-    for key, value in table.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and name != "objective":
-            out.update(_flat(value, name + "."))
-        else:
-            out[name] = list(value) if isinstance(value, tuple) else value
-    return out

@@ -28,7 +28,7 @@ from downpour.analysis.probe import probe_table
 from downpour.analysis.selectivity import face_neuron_tables
 from downpour.analysis.stimulus import optimal_stimulus, top_images
 from downpour.analysis.units import check_layer, describe_unit, unit_responses
-from downpour.config import AnalysisConfig, ConfigError, RunConfig
+from downpour.config import RESUMABLE, AnalysisConfig, ConfigError, RunConfig, config_differences
 from downpour.data.preprocess import Preprocess
 from downpour.layers import LocallyConnected2d
 from downpour.models.base import FeatureModel
@@ -123,8 +123,6 @@ def _over_splits(model: FeatureModel, data, opts: AnalysisConfig, layer: str, se
 def no_faces_network(path: str, cfg: RunConfig, layer: str) -> tuple[FeatureModel, Preprocess]:
     """``analysis.no_faces_run``: that run's model and input processing, once it is checked to be this
     run's recipe trained without a face (a ConfigError names what differs)."""
-    from downpour.preflight import RESUMABLE, config_differences   # preflight imports this module
-
     try:
         run, model = open_run(path)
     except NotARunError as err:
