@@ -50,8 +50,8 @@ def _check_flags(args: argparse.Namespace, cfg: RunConfig) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from downpour.preflight import check_resume, check_run_config
-    from downpour.runners import train
     from downpour.train.rundir import RunDir
+    from downpour.twins import no_faces_config, train_with_twin
 
     if args.resume:
         if args.out:
@@ -64,6 +64,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = load_config(args.config, _overrides(args))
     _check_flags(args, cfg)
     cfg = check_run_config(cfg)   # resolved; before the run directory exists: a typo leaves nothing behind
+    if cfg.analysis.no_faces_twin:
+        no_faces_config(cfg)      # its twin too (a source without faces has none)
     if args.dry_run:
         print(config_to_toml(cfg), end="")
         print("downpour: config checked (data, model and cost on a dry batch, train, cluster, analysis); "
@@ -72,8 +74,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not args.resume:
         out = args.out or f"runs/{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
         run = RunDir.create(out, cfg)
-    print(f"downpour: training {cfg.model.name!r} with the {cfg.cluster.runner} runner -> {run.path}", file=sys.stderr)
-    summary = train(cfg, run, resume=bool(args.resume))
+    twin = f", then its no-faces twin -> {run.no_faces_twin}" if cfg.analysis.no_faces_twin else ""
+    print(f"downpour: training {cfg.model.name!r} with the {cfg.cluster.runner} runner -> {run.path}{twin}", file=sys.stderr)
+    summary = train_with_twin(cfg, run, resume=bool(args.resume))
     print(json.dumps(summary))
     if cfg.analysis.report:
         return _analyze_and_report(run.path)
@@ -242,10 +245,11 @@ def build_parser() -> argparse.ArgumentParser:
     crossfit.add_argument("--jobs", type=int, default=1,
                           help="folds trained at once, each in its own process with an equal share of the cores "
                                "(default 1; not with the Ray runner); each writes OUT/fold-I.log")
-    crossfit.add_argument("--control", default="none", choices=CROSSFIT_CONTROLS,
-                          help="no-faces: also train each fold without lfw's training faces (data.train_faces = 0) "
-                               "into OUT/no-faces and score that network's unit beside the learned one: is the face "
-                               "unit learned from the faces? (twice the training)")
+    crossfit.add_argument("--control", default=None, choices=CROSSFIT_CONTROLS,
+                          help="no-faces: also train each fold's twin without lfw's training faces (data.train_faces "
+                               "= 0) into OUT/fold-I/no-faces and score that network's unit beside the learned one: "
+                               "is the face unit learned from the faces? (twice the training); none: no twin. "
+                               "Default: the config's analysis.no_faces_twin (the main job: no-faces)")
     _run_flags(crossfit)
     crossfit.set_defaults(func=cmd_crossfit, report=None)
 

@@ -177,6 +177,7 @@ class AnalysisConfig(Section):
     random_filters: int = setting(2000, within=AT_LEAST_1)    # random linear filters in that baseline
     poses: str = ""                # out-of-plane rotation: a folder with one sub-folder per angle in degrees (0 = frontal), the same objects in each
     no_faces_run: str = ""         # face test: a run of the same recipe, seed and split with data.train_faces = 0, scored as "the no-faces network"
+    no_faces_twin: bool = False    # face test: that run is this run's twin, which downpour train trains after it into RUN/no-faces
     top_k: int = setting(9, within=AT_LEAST_1)                # top activating images shown beside the optimal stimulus
     stimulus_steps: int = setting(300, within=AT_LEAST_1)     # projected gradient ascent steps
     stimulus_restarts: int = setting(4, within=AT_LEAST_1)    # random starts; the best one is kept

@@ -10,10 +10,11 @@ between its last checkpoint and its model gets the model written from that check
 again one that stopped before its first checkpoint. ``jobs`` > 1 trains that many folds at once, each in its own
 process. The pooled test (:func:`~downpour.analysis.crossfit.crossfit_controls`) goes to ``OUT/crossfit.json``.
 
-``control="no-faces"`` also trains every fold again with ``data.train_faces = 0`` (the same recipe and
-seed, lfw's training faces left out of the mix) into ``OUT/no-faces/fold-i``; the face test then scores
-that network's unit, chosen the same way, as one more method ("the no-faces network"), paired with the
-learned unit on the same images: is the face unit learned from the faces?
+``control="no-faces"`` (the default where the config sets ``analysis.no_faces_twin``, as the main job
+does) also trains every fold's no-faces twin (:mod:`downpour.twins`: the same recipe and seed with
+``data.train_faces = 0``) into ``OUT/fold-i/no-faces``; the face test then scores that network's unit,
+chosen the same way, as one more method ("the no-faces network"), paired with the learned unit on the
+same images: is the face unit learned from the faces? ``control="none"`` trains no twin.
 """
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ from typing import Any
 
 from downpour.config import CROSSFIT_CONTROLS, ConfigError, Override, RunConfig, config_to_dict, load_config
 from downpour.errors import RunError
-from downpour.train.rundir import RunDir, RunExistsError
+from downpour.train.rundir import RunDir
+from downpour.twins import no_faces_config, train_kept
 
 log = logging.getLogger(__name__)
 
@@ -41,31 +43,6 @@ def fold_config(config: str, overrides: list[Override], fold: int, folds: int) -
 
     cfg = load_config(config, [*overrides, ("data.lfw_heldout", f"fold:{fold}:{folds}"), ("analysis.report", False)])
     return check_run_config(cfg)
-
-
-def train_fold(cfg: RunConfig, path: Path) -> dict[str, Any]:
-    """Train ``cfg`` into ``path``: skipped when a run with the same config finished there, resumed
-    from its checkpoint when one started there (started over when it stopped before its first
-    checkpoint); a different run there is an error naming the key that differs."""
-    from downpour.preflight import check_resume
-    from downpour.runners import train
-
-    if (path / "config.toml").is_file():
-        run = RunDir.open(path)
-        if not run.never_started():
-            try:
-                check_resume(run.config, cfg)
-            except ConfigError as err:
-                raise RunExistsError(f"{str(path)!r} holds another run ({err}); pick another --out") from None
-            if (path / "model.json").is_file() and run.read_json("model.json").get("step") == cfg.train.steps:
-                log.info("%s: finished, kept", path)
-                return {"run": str(path), "kept": True}
-            if run.has_checkpoint():
-                log.info("%s: resuming", path)
-                return train(cfg, run, resume=True)
-            log.warning("%s: stopped before its first checkpoint; training it again", path)
-            run.discard_training()
-    return train(cfg, RunDir.create(path, cfg))
 
 
 def fold_summary(summary: dict[str, Any]) -> dict[str, Any]:
@@ -89,7 +66,7 @@ def _fold_child(cfg: RunConfig, path: Path, log_path: Path, conn: Connection) ->
     with open(log_path, "a", encoding="utf-8") as out, redirect_stdout(out), redirect_stderr(out):
         logging.basicConfig(stream=out, level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", force=True)
         try:
-            conn.send((True, fold_summary(train_fold(cfg, path))))
+            conn.send((True, fold_summary(train_kept(cfg, path))))
         except Exception as err:   # reported by the parent, naming the fold; the other folds go on
             traceback.print_exc(file=out)
             conn.send((False, f"{type(err).__name__}: {err}"))
@@ -97,9 +74,18 @@ def _fold_child(cfg: RunConfig, path: Path, log_path: Path, conn: Connection) ->
             conn.close()
 
 
+def output_log(path: Path) -> Path:
+    """Where a fold run's output goes when it trains in its own process: ``fold-i`` -> ``fold-i.log``,
+    its twin ``fold-i/no-faces`` -> ``fold-i.no-faces.log`` (beside the fold: a run directory takes in
+    nothing it did not write)."""
+    if path.name == RunDir.TWIN:
+        return path.parent.with_name(f"{path.parent.name}.{path.name}.log")
+    return path.with_name(path.name + ".log")
+
+
 def train_in_parallel(configs: list[RunConfig], paths: list[Path], jobs: int) -> list[dict[str, Any]]:
     """Train fold i of ``configs`` into ``paths[i]``, ``jobs`` processes at a time, each writing its
-    output to ``<path>.log``. A fold that fails (or whose process dies) does not stop the others; once
+    output to :func:`output_log`. A fold that fails (or whose process dies) does not stop the others; once
     all have ended, the failures are raised together, and running again resumes them."""
     ctx = multiprocessing.get_context("spawn")     # a fresh interpreter: no forked torch threads or Ray state
     pending, running, done, failed = list(range(len(configs))), {}, {}, {}
@@ -107,7 +93,7 @@ def train_in_parallel(configs: list[RunConfig], paths: list[Path], jobs: int) ->
         while pending and len(running) < jobs:
             i = pending.pop(0)
             receive, send = ctx.Pipe(duplex=False)
-            log_path = paths[i].with_name(paths[i].name + ".log")
+            log_path = output_log(paths[i])
             paths[i].parent.mkdir(parents=True, exist_ok=True)
             process = ctx.Process(target=_fold_child, args=(configs[i], paths[i], log_path, send))
             process.start()
@@ -125,17 +111,17 @@ def train_in_parallel(configs: list[RunConfig], paths: list[Path], jobs: int) ->
             (done if ok else failed)[i] = what
             log.info("crossfit: %s %s", paths[i], "done" if ok else f"failed: {what}")
     if failed:
-        lines = "; ".join(f"{paths[i]}: {what} (see {paths[i]}.log)" for i, what in sorted(failed.items()))
+        lines = "; ".join(f"{paths[i]}: {what} (see {output_log(paths[i])})" for i, what in sorted(failed.items()))
         raise RunError(f"{len(failed)} of {len(configs)} fold runs failed, the others are kept ({lines}); "
                        "run the same command again to train only those")
     return [done[i] for i in range(len(configs))]
 
 
 def run_crossfit(config: str, overrides: list[Override], out: str | Path, folds: int = 5, jobs: int = 1,
-                 control: str = "none") -> dict[str, Any]:
+                 control: str | None = None) -> dict[str, Any]:
     """Train every fold of ``config`` into ``out`` (``jobs`` at a time, each in its own process), and
-    with ``control="no-faces"`` its no-faces twin into ``out/no-faces``; pool the face test, write
-    ``out/crossfit.json``."""
+    with ``control="no-faces"`` (by default where the config sets ``analysis.no_faces_twin``) each
+    fold's no-faces twin into ``out/fold-i/no-faces``; pool the face test, write ``out/crossfit.json``."""
     from downpour.analysis.crossfit import crossfit_controls
     from downpour.analysis.face_controls import View
     from downpour.analysis.run import no_faces_network, open_run, random_twin, run_preprocess
@@ -145,22 +131,25 @@ def run_crossfit(config: str, overrides: list[Override], out: str | Path, folds:
         raise ConfigError(f"--folds must be in [2, 100] (lfw_subset has 100 faces), got {folds}")
     if jobs < 1:
         raise ConfigError(f"--jobs must be at least 1, got {jobs}")
-    if control not in CROSSFIT_CONTROLS:
+    if control is not None and control not in CROSSFIT_CONTROLS:
         raise ConfigError(f"--control must be one of {', '.join(CROSSFIT_CONTROLS)}, got {control!r}")
     jobs = min(jobs, folds)
     out = Path(out)
-    overrides = [*overrides, *parallel_threads(load_config(config, overrides), jobs)]
+    given = load_config(config, overrides)
+    control = control or ("no-faces" if given.analysis.no_faces_twin else "none")
+    twins = control == "no-faces"
+    overrides = [*overrides, *parallel_threads(given, jobs), ("analysis.no_faces_twin", twins)]
     configs = [fold_config(config, overrides, i, folds) for i in range(folds)]   # every config checked first
     paths = [out / f"fold-{i}" for i in range(folds)]
-    if control == "no-faces":
-        configs += [fold_config(config, [*overrides, ("data.train_faces", 0)], i, folds) for i in range(folds)]
-        paths += [out / "no-faces" / f"fold-{i}" for i in range(folds)]
+    if twins:
+        configs += [no_faces_config(cfg) for cfg in configs]
+        paths += [RunDir(path).no_faces_twin for path in paths]
     started = time.time()
     if jobs == 1:
         trained = []
         for n, (cfg, path) in enumerate(zip(configs, paths), 1):
             log.info("crossfit: run %d of %d -> %s", n, len(configs), path)
-            trained.append(fold_summary(train_fold(cfg, path)))
+            trained.append(fold_summary(train_kept(cfg, path)))
     else:
         trained = train_in_parallel(configs, paths, jobs)
     training_seconds = time.time() - started
@@ -168,7 +157,7 @@ def run_crossfit(config: str, overrides: list[Override], out: str | Path, folds:
     for i, cfg in enumerate(configs[:folds]):
         run, model = open_run(paths[i])
         layer = check_layer(model, cfg.analysis.layer)
-        no_faces = no_faces_network(str(paths[folds + i]), cfg, layer) if control == "no-faces" else None
+        no_faces = no_faces_network(str(paths[folds + i]), cfg, layer) if twins else None
         views.append(View(model, random_twin(run, cfg.seed + 1), tuple(run.read_json("model.json")["input_shape"]),
                           run_preprocess(run), no_faces))
     a = configs[0].analysis
@@ -180,7 +169,7 @@ def run_crossfit(config: str, overrides: list[Override], out: str | Path, folds:
     config_record["data"].pop("lfw_heldout")
     record = {"config": config, "overrides": [list(o) if isinstance(o, tuple) else o for o in overrides],
               "resolved": config_record, "folds": folds, "runs": trained[:folds], "control": control,
-              **({"no_faces_runs": trained[folds:]} if control == "no-faces" else {}),
+              **({"no_faces_runs": trained[folds:]} if twins else {}),
               "training_seconds": round(training_seconds, 1), "test_seconds": round(time.time() - started - training_seconds, 1),
               **result}
     (out / "crossfit.json").write_text(json.dumps(record, indent=1))

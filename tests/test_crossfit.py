@@ -265,20 +265,27 @@ FACES_TINY = ["--config", "cat-demo", "--runner", "local", "--steps", "4", "--se
               "--set", "analysis.random_filters=50"]
 
 
-def test_crossfit_with_the_no_faces_control_trains_each_fold_twice_and_scores_both(tmp_path, capsys):
+@pytest.mark.parametrize("flags", [["--control", "no-faces"], ["--set", "analysis.no_faces_twin=true", "--jobs", "2"]],
+                         ids=["--control", "the config's no_faces_twin"])
+def test_crossfit_with_the_no_faces_control_trains_each_fold_twice_and_scores_both(tmp_path, capsys, flags):
     out = tmp_path / "cf"
-    assert main(["crossfit", *FACES_TINY, "--folds", "2", "--control", "no-faces", "--out", str(out)]) == 0
+    assert main(["crossfit", *FACES_TINY, "--folds", "2", *flags, "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "Against the no-faces network (the same recipe and seed, trained with data.train_faces = 0)" in printed
     record = json.loads((out / "crossfit.json").read_text())
     assert record["control"] == "no-faces" and len(record["runs"]) == len(record["no_faces_runs"]) == 2
     assert {r["method"] for r in record["rows"]} >= {LEARNED, NO_FACES}
     for i in range(2):
-        bare = (out / "no-faces" / f"fold-{i}" / "config.toml").read_text()
-        assert "train_faces = 0" in bare and f'lfw_heldout = "fold:{i}:2"' in bare
-        assert "train_faces = -1" in (out / f"fold-{i}" / "config.toml").read_text()
+        bare = (out / f"fold-{i}" / "no-faces" / "config.toml").read_text()
+        assert "train_faces = 0" in bare and f'lfw_heldout = "fold:{i}:2"' in bare and "no_faces_twin = false" in bare
+        fold = (out / f"fold-{i}" / "config.toml").read_text()
+        assert "train_faces = -1" in fold and "no_faces_twin = true" in fold     # `downpour analyze` on it scores its twin
+    if "--jobs" in flags:
+        assert "step" in (out / "fold-1.no-faces.log").read_text()
     page = (out / "crossfit.html").read_text()
-    assert "no-faces/fold-I/" in page and "The criterion does not ask whether" not in page
+    assert "fold-I/no-faces/" in page and "The criterion does not ask whether" not in page
+    assert main(["crossfit", *FACES_TINY, "--folds", "2", *flags, "--out", str(out)]) == 0   # all kept, tested again
+    assert all(r["kept"] for r in json.loads((out / "crossfit.json").read_text())["no_faces_runs"])
 
 
 def test_the_no_faces_control_of_a_source_without_faces_is_refused_before_training(tmp_path, capsys):

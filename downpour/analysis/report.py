@@ -145,9 +145,9 @@ def _controls(a: dict[str, Any]) -> str:
             + ("" if any(r["method"] == NO_FACES for r in rows) else
                '<p class="note">The criterion does not ask whether the unit owes anything to the faces it trained on: '
                "on the main recipe a network trained without a face (<code>data.train_faces = 0</code>) passed it more "
-               "often (docs/analysis.md, &ldquo;Trained without a face&rdquo;). <code>downpour crossfit --control "
-               "no-faces</code>, or for one run <code>analysis.no_faces_run</code>, scores that network beside this "
-               "one.</p>")
+               "often (docs/analysis.md, &ldquo;Trained without a face&rdquo;). <code>analysis.no_faces_twin = true</code> "
+               "(the main job's default: <code>downpour train</code> trains it into <code>RUN/no-faces</code>) or "
+               "<code>downpour crossfit --control no-faces</code> scores that network beside this one.</p>")
             + _controls_by_layer(fn.get("controls_by_layer") or [], setup))
 
 
@@ -232,7 +232,7 @@ def write_crossfit_report(folder: str | Path) -> Path:
             f"<p>Config <b>{_esc(c['config'])}</b> with {_esc(c['overrides'] or 'no overrides')}, seed "
             f"{_esc(c['resolved'].get('seed'))}, layer <code>{_esc(c['layer'])}</code>: {c['folds']} runs "
             f"(<code>fold-I/</code>), run I trained without fold I of lfw_subset"
-            + (f", and beside each the same run without lfw's training faces (<code>no-faces/fold-I/</code>, "
+            + (f", and beside each the same run without lfw's training faces (<code>fold-I/no-faces/</code>, "
                f"<code>data.train_faces = 0</code>), scored as &ldquo;the no-faces network&rdquo;"
                if c.get("control") == "no-faces" else "")
             + f" ({_num(c['training_seconds'])} s of training).</p>"

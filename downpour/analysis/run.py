@@ -120,22 +120,38 @@ def _over_splits(model: FeatureModel, data, opts: AnalysisConfig, layer: str, se
     return {"first": tables[0], "summary": summary, "seeds": seeds}
 
 
-def no_faces_network(path: str, cfg: RunConfig, layer: str) -> tuple[FeatureModel, Preprocess]:
-    """``analysis.no_faces_run``: that run's model and input processing, once it is checked to be this
-    run's recipe trained without a face (a ConfigError names what differs)."""
+def no_faces_of(run: RunDir, opts: AnalysisConfig, layer: str) -> tuple[FeatureModel, Preprocess] | None:
+    """The no-faces network the face test scores: ``analysis.no_faces_run``, or with
+    ``analysis.no_faces_twin`` the twin ``downpour train`` trained into ``RUN/no-faces``; None without either."""
+    if opts.no_faces_run and opts.no_faces_twin:
+        raise ConfigError(f"analysis.no_faces_run = {opts.no_faces_run!r} and analysis.no_faces_twin = true both "
+                          "name a no-faces network: set one", key="analysis.no_faces_run")
+    if opts.no_faces_twin:
+        if not (run.no_faces_twin / "model.json").is_file():
+            raise ConfigError(f"analysis.no_faces_twin: {str(run.no_faces_twin)!r} holds no trained twin yet; "
+                              f"`downpour train --resume {run.path}` trains it (or set analysis.no_faces_twin = false)",
+                              key="analysis.no_faces_twin")
+        return no_faces_network(str(run.no_faces_twin), run.config, layer, key="analysis.no_faces_twin")
+    return no_faces_network(opts.no_faces_run, run.config, layer) if opts.no_faces_run else None
+
+
+def no_faces_network(path: str, cfg: RunConfig, layer: str,
+                     key: str = "analysis.no_faces_run") -> tuple[FeatureModel, Preprocess]:
+    """A no-faces network's model and input processing, once the run at ``path`` is checked to be
+    ``cfg``'s recipe trained without a face (a ConfigError about ``key`` names what differs)."""
     try:
         run, model = open_run(path)
     except NotARunError as err:
-        raise ConfigError(f"analysis.no_faces_run: {err}", key="analysis.no_faces_run") from None
+        raise ConfigError(f"{key}: {err}", key=key) from None
     other = run.config
     if other.data.train_faces != 0:
-        raise ConfigError(f"analysis.no_faces_run {path!r} trained with data.train_faces = {other.data.train_faces}, "
-                          "not 0: it saw faces", key="analysis.no_faces_run")
+        raise ConfigError(f"{key}: {path!r} trained with data.train_faces = {other.data.train_faces}, not 0: "
+                          "it saw faces", key=key)
     runtime = RESUMABLE - {"train.steps"}          # where and how it ran, not what it learned
-    for key, mine, theirs in config_differences(cfg, other):
-        if key != "data.train_faces" and key not in runtime:
-            raise ConfigError(f"analysis.no_faces_run {path!r} has {key} = {theirs!r}, this run {mine!r}: not the "
-                              "same recipe, seed and split", key="analysis.no_faces_run")
+    for name, mine, theirs in config_differences(cfg, other):
+        if name != "data.train_faces" and name not in runtime:
+            raise ConfigError(f"{key}: {path!r} has {name} = {theirs!r}, this run {mine!r}: not the same recipe, "
+                              "seed and split", key=key)
     check_layer(model, layer)
     return model, run_preprocess(run)
 
@@ -226,7 +242,7 @@ def _analyze(run_path: str | Path, options: dict[str, Any]) -> dict[str, Any]:
     fold = cfg.data.lfw_fold()              # the lfw images this run held out (data.lfw_heldout)
     data = load_labelled(opts.dataset, shape, prepare=prepare, lfw_fold=fold)
     twin = random_twin(run, seed + 1)      # not seed: that would be the run's own initial weights
-    no_faces = no_faces_network(opts.no_faces_run, cfg, layer) if opts.no_faces_run else None
+    no_faces = no_faces_of(run, opts, layer)
     fig_dir = run.figures
     paths: dict[str, str] = {}
 

@@ -48,7 +48,7 @@ class RunDir:
         if (run.path / "config.toml").exists() and not run.never_started():
             raise RunExistsError(f"{str(run.path)!r} already holds a run; resume it with --resume or pick another --out")
         if run.path.exists():
-            others = (sorted(p.name for p in run.path.iterdir() if p.name not in cls.NEVER_STARTED)
+            others = (sorted(p.name for p in run.path.iterdir() if p.name not in (*cls.NEVER_STARTED, cls.TWIN))
                       if run.path.is_dir() else [])
             if not run.path.is_dir() or others:
                 shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
@@ -64,10 +64,17 @@ class RunDir:
     # what training writes (and, after it, the analysis and the report)
     TRAINED = ("model.json", "model.safetensors", "checkpoints", "metrics.jsonl", "staleness.json")
     AFTER = ("cluster.json", "figures", "analysis.json", "report.html")
+    # a run of its own inside this one (analysis.no_faces_twin): it may be there before this run trains
+    # (crossfit trains folds and twins side by side), and a run trained again keeps it (same recipe)
+    TWIN = "no-faces"
 
     def never_started(self) -> bool:
         """True while nothing of this run's training exists yet (only its config and preprocessing)."""
         return not any((self.path / name).exists() for name in self.TRAINED)
+
+    def finished(self, steps: int) -> bool:
+        """Whether this run's model is saved at ``steps`` (its ``train.steps``): nothing left to train."""
+        return (self.path / "model.json").is_file() and self.read_json("model.json").get("step") == steps
 
     def has_checkpoint(self) -> bool:
         """Whether a resume has a checkpoint to start from (runs save one only every
@@ -226,3 +233,8 @@ class RunDir:
     @property
     def checkpoints(self) -> Path:
         return self.path / "checkpoints"
+
+    @property
+    def no_faces_twin(self) -> Path:
+        """Where ``analysis.no_faces_twin`` keeps this run's recipe trained without a face (a run directory)."""
+        return self.path / self.TWIN

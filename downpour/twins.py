@@ -1,0 +1,92 @@
+"""A run's no-faces twin: the same recipe, seed and split trained without lfw's training faces.
+
+    twin = no_faces_config(cfg)               # checked; refused by name where the data holds no faces
+    summary = train_no_faces_twin(cfg, run)   # into run.no_faces_twin (RUN/no-faces)
+
+A run with ``analysis.no_faces_twin = true`` (the main job's default) gets its twin right after its
+own training, and its face test scores the twin's unit, chosen the same way, as "the no-faces
+network", paired with the learned unit on the same images: is the face unit learned from the faces,
+or would the same recipe on photographs alone give one as good (docs/analysis.md)?
+``downpour crossfit --control no-faces`` gives every fold one.
+
+:func:`train_kept` trains a config into a directory that may already hold it: a finished run is kept,
+a started one resumed, one that stopped before its first checkpoint trained again, and a different
+run there is an error naming the key that differs.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any
+
+from downpour.config import ConfigError, RunConfig
+from downpour.train.rundir import RunDir, RunExistsError
+
+log = logging.getLogger(__name__)
+
+
+def no_faces_config(cfg: RunConfig) -> RunConfig:
+    """``cfg``'s twin, resolved and checked: ``data.train_faces = 0`` (lfw's non-faces stay in the mix),
+    no report and no twin of its own. A source without lfw faces is refused, naming
+    ``analysis.no_faces_twin``."""
+    from downpour.preflight import check_run_config
+
+    if cfg.analysis.no_faces_run:
+        raise ConfigError(f"analysis.no_faces_run = {cfg.analysis.no_faces_run!r} and analysis.no_faces_twin both name "
+                          "a no-faces network: set one", key="analysis.no_faces_twin")
+    twin = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, train_faces=0),
+                               analysis=dataclasses.replace(cfg.analysis, report=False, no_faces_twin=False,
+                                                            no_faces_run=""))
+    try:
+        return check_run_config(twin)
+    except ConfigError as err:
+        raise ConfigError(f"analysis.no_faces_twin: this run's twin trains with data.train_faces = 0, and {err}",
+                          key="analysis.no_faces_twin") from None
+
+
+def train_with_twin(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, Any]:
+    """``runners.train``, then with ``analysis.no_faces_twin`` the twin (its summary under
+    ``no_faces_twin``). A resume of a run that finished trains only what its twin has left."""
+    from downpour.runners import train
+
+    if resume and cfg.analysis.no_faces_twin and run.finished(cfg.train.steps):
+        log.info("%s: finished at step %d; only its no-faces twin is left", run.path, cfg.train.steps)
+        run.save_config(cfg)                      # its analysis now scores the twin
+        summary = {"run": str(run.path), "kept": True}
+    else:
+        summary = train(cfg, run, resume=resume)
+    if cfg.analysis.no_faces_twin:
+        summary["no_faces_twin"] = train_no_faces_twin(cfg, run)
+    return summary
+
+
+def train_no_faces_twin(cfg: RunConfig, run: RunDir) -> dict[str, Any]:
+    """Train ``cfg``'s no-faces twin into ``run.no_faces_twin``; its summary (``kept`` when it had finished)."""
+    log.info("%s: training the no-faces twin (data.train_faces = 0) -> %s", run.path, run.no_faces_twin)
+    return train_kept(no_faces_config(cfg), run.no_faces_twin)
+
+
+def train_kept(cfg: RunConfig, path: Path) -> dict[str, Any]:
+    """Train ``cfg`` into ``path``: skipped when a run with the same config finished there, resumed
+    from its checkpoint when one started there (started over when it stopped before its first
+    checkpoint); a different run there is an error naming the key that differs."""
+    from downpour.preflight import check_resume
+    from downpour.runners import train
+
+    if (path / "config.toml").is_file():
+        run = RunDir.open(path)
+        if not run.never_started():
+            try:
+                check_resume(run.config, cfg)
+            except ConfigError as err:
+                raise RunExistsError(f"{str(path)!r} holds another run ({err}); pick another --out") from None
+            if run.finished(cfg.train.steps):
+                log.info("%s: finished, kept", path)
+                return {"run": str(path), "kept": True}
+            if run.has_checkpoint():
+                log.info("%s: resuming", path)
+                return train(cfg, run, resume=True)
+            log.warning("%s: stopped before its first checkpoint; training it again", path)
+            run.discard_training()
+    return train(cfg, RunDir.create(path, cfg))

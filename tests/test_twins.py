@@ -1,0 +1,77 @@
+"""A run's no-faces twin (analysis.no_faces_twin): trained by `downpour train` after the run, scored
+by its face test, resumed on its own, refused where the data hold no faces."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from downpour.analysis.face_controls import NO_FACES
+from downpour.analysis.run import analyze_run
+from downpour.cli import main
+from downpour.config import ConfigError
+from downpour.train.rundir import RunDir
+
+TINY_CAT = ["--config", "cat-demo", "--runner", "local", "--steps", "4", "--set", "train.tensorboard=false",
+            "--set", "data.size=16", "--set", "model.kernels=[5,3]", "--set", "model.maps=[2,2]"]
+FAST_ANALYSIS = ["--set", "analysis.splits=1", "--set", "analysis.probes=[]", "--set", "analysis.stimulus_steps=5",
+                 "--set", "analysis.stimulus_restarts=1", "--set", "analysis.bootstrap=200",
+                 "--set", "analysis.control_draws=1", "--set", "analysis.random_filters=50"]
+TWIN = ["--set", "analysis.no_faces_twin=true"]
+
+
+def test_train_trains_the_twin_after_the_run_and_the_report_scores_it(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", *TINY_CAT, *FAST_ANALYSIS, *TWIN, "--report", "--out", str(out)]) == 0
+    printed = capsys.readouterr()
+    assert "then its no-faces twin" in printed.err
+    summary = json.loads(next(line for line in printed.out.splitlines() if line.startswith("{")))
+    assert summary["no_faces_twin"]["run"] == str(out / "no-faces") and summary["no_faces_twin"]["steps"] == 4
+    twin = RunDir.open(out / "no-faces").config
+    assert (twin.data.train_faces, twin.analysis.report, twin.analysis.no_faces_twin) == (0, False, False)
+    assert twin.seed == RunDir.open(out).config.seed and twin.model == RunDir.open(out).config.model
+    face = json.loads((out / "analysis.json").read_text())["face_neuron"]
+    assert {r["method"] for r in face["controls"]} >= {NO_FACES}
+    assert "Against the no-faces network" in face["controls_verdict"]["sentences"][0]
+    assert "does not ask whether" not in (out / "report.html").read_text()
+
+
+def test_a_resume_of_a_finished_run_trains_only_its_twin(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", *TINY_CAT, "--no-report", "--out", str(out)]) == 0
+    metrics = (out / "metrics.jsonl").read_text()
+    assert main(["train", "--resume", str(out)]) == 2                 # no twin asked for: nothing to do
+    assert "already reached step 4" in capsys.readouterr().err
+    assert main(["train", "--resume", str(out), *TWIN]) == 0
+    assert RunDir(out / "no-faces").finished(4) and (out / "metrics.jsonl").read_text() == metrics
+    assert RunDir.open(out).config.analysis.no_faces_twin            # saved: `downpour analyze` scores the twin
+    capsys.readouterr()
+    assert main(["train", "--resume", str(out)]) == 0                 # both finished: the twin is kept
+    assert json.loads(capsys.readouterr().out.strip())["no_faces_twin"]["kept"]
+
+
+def test_a_twin_without_faces_to_leave_out_is_refused_before_anything_is_written(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", *TINY_CAT, *TWIN, "--set", "data.source=natural", "--out", str(out)]) == 2
+    assert "analysis.no_faces_twin: this run's twin trains with data.train_faces = 0" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_the_analysis_names_a_missing_twin_and_two_no_faces_networks(tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", *TINY_CAT, "--no-report", "--out", str(out)]) == 0
+    opts = {"splits": 1, "probes": [], "stimulus_steps": 5, "bootstrap": 200, "control_draws": 1, "random_filters": 50}
+    with pytest.raises(ConfigError, match=f"`downpour train --resume {out}` trains it"):
+        analyze_run(out, **opts, no_faces_twin=True)
+    with pytest.raises(ConfigError, match="both name a no-faces network"):
+        analyze_run(out, **opts, no_faces_twin=True, no_faces_run=str(out))
+
+
+def test_a_run_folder_holding_only_its_twin_is_taken(tmp_path):
+    from downpour.config import load_config
+
+    (tmp_path / "run" / "no-faces").mkdir(parents=True)       # crossfit may train a fold's twin first
+    RunDir.create(tmp_path / "run", load_config("cat-demo"))
+    (tmp_path / "other" / "notes").mkdir(parents=True)
+    with pytest.raises(Exception, match="not an empty folder"):
+        RunDir.create(tmp_path / "other", load_config("cat-demo"))
