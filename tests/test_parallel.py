@@ -47,7 +47,8 @@ def _grads(model):
 @pytest.mark.parametrize("name, options", [("cat-demo", {}), ("cat-3stage", {"maps": [4, 4, 4]})])
 def test_partitioned_forward_backward_and_step_equal_the_whole_network(name, options, k):
     full, part = _pair(name, k, **options)
-    _, objective = build(load_config("main", [f"model.name={name}"]), full.input_shape)
+    norms = [0.9] + [1.0] * (len(full.stages) - 1)      # the main preset's stage-1 norm, one value per stage
+    _, objective = build(load_config("main", [f"model.name={name}", ("model.filter_norm", norms)]), full.input_shape)
     x = torch.randn(3, *full.input_shape, dtype=torch.float64)
     torch.testing.assert_close(part(x), full(x), rtol=0, atol=1e-10)
     results = [train_step(m, objective, Batch(x)) for m in (full, part)]
