@@ -15,6 +15,7 @@ run there is an error naming the key that differs.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 from pathlib import Path
@@ -50,15 +51,25 @@ def train_with_twin(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[s
     ``no_faces_twin``). A resume of a run that finished trains only what its twin has left."""
     from downpour.runners import train
 
-    if resume and cfg.analysis.no_faces_twin and run.finished(cfg.train.steps):
-        log.info("%s: finished at step %d; only its no-faces twin is left", run.path, cfg.train.steps)
-        run.save_config(cfg)                      # its analysis now scores the twin
-        summary = {"run": str(run.path), "kept": True}
-    else:
-        summary = train(cfg, run, resume=resume)
-    if cfg.analysis.no_faces_twin:
-        summary["no_faces_twin"] = train_no_faces_twin(cfg, run)
+    with _one_ray(cfg):
+        if resume and cfg.analysis.no_faces_twin and run.finished(cfg.train.steps):
+            log.info("%s: finished at step %d; only its no-faces twin is left", run.path, cfg.train.steps)
+            run.save_config(cfg)                      # its analysis now scores the twin
+            summary = {"run": str(run.path), "kept": True}
+        else:
+            summary = train(cfg, run, resume=resume)
+        if cfg.analysis.no_faces_twin:
+            summary["no_faces_twin"] = train_no_faces_twin(cfg, run)
     return summary
+
+
+def _one_ray(cfg: RunConfig) -> contextlib.AbstractContextManager:
+    """On the Ray runner with a twin, one Ray for both runs (its start-up and shutdown cost seconds)."""
+    if cfg.cluster.runner != "ray" or not cfg.analysis.no_faces_twin:
+        return contextlib.nullcontext()
+    from downpour.ps.connect_on_ray import held
+
+    return held(cfg.cluster.address)
 
 
 def train_no_faces_twin(cfg: RunConfig, run: RunDir) -> dict[str, Any]:

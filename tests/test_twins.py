@@ -75,3 +75,19 @@ def test_a_run_folder_holding_only_its_twin_is_taken(tmp_path):
     (tmp_path / "other" / "notes").mkdir(parents=True)
     with pytest.raises(Exception, match="not an empty folder"):
         RunDir.create(tmp_path / "other", load_config("cat-demo"))
+
+
+def test_on_ray_the_run_and_its_twin_share_one_ray_which_is_shut_down_after(tmp_path, monkeypatch):
+    import ray
+
+    from downpour.ps import cluster_on_ray, connect_on_ray
+
+    starts = []
+    real = connect_on_ray.connect
+    counted = lambda address: starts.append(real(address)) or starts[-1]      # noqa: E731
+    for module in (connect_on_ray, cluster_on_ray):                            # the driver imported it by name
+        monkeypatch.setattr(module, "connect", counted)
+    out = tmp_path / "run"
+    assert main(["train", *TINY_CAT, "--runner", "ray", "--no-report", *TWIN, "--out", str(out)]) == 0
+    assert RunDir(out).finished(4) and RunDir(out / "no-faces").finished(4)
+    assert starts == [True, False, False] and not ray.is_initialized()   # held, then each run found it up

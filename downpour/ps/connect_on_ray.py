@@ -1,20 +1,22 @@
 """Joining a Ray cluster (or starting a local one), and placing actors on its nodes.
 
     started = connect("")                 # a local Ray of this machine's cores; True: this call started it
+    with held(""): ...                    # runs inside share one start-up (a run and its no-faces twin)
     place = placer(ray.nodes())           # place(i, cpus) -> actor options pinning actor i to a node with room
 """
 from __future__ import annotations
 
 import os
 import socket
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from downpour.errors import RunError
 
-__all__ = ["CONNECT_TIMEOUT_S", "connect", "placer"]
+__all__ = ["CONNECT_TIMEOUT_S", "connect", "held", "placer"]
 
 CONNECT_TIMEOUT_S = 10.0
 
@@ -53,6 +55,18 @@ def connect(address: str) -> bool:
                        "(a cluster started with authentication needs its token in this environment: see "
                        "docs/parameter-server.md#faults)") from None
     return True
+
+
+@contextmanager
+def held(address: str) -> Iterator[None]:
+    """Ray joined (or started) for everything inside, so that several runs pay one start-up; shut down
+    afterwards when this call started it. A run inside finds Ray up and leaves it so."""
+    started = connect(address)
+    try:
+        yield
+    finally:
+        if started:
+            ray.shutdown()
 
 
 def placer(nodes_info: list[dict[str, Any]]) -> Callable[[int, float], dict[str, Any]]:
