@@ -186,6 +186,12 @@ class AnalysisConfig(Section):
     probe_folds: int = setting(5, within="[2, inf)")          # cross-validation folds
     probe_samples: int = setting(1000, within=AT_LEAST_1)     # at most this many images per probe set (seeded subset)
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.no_faces_run and self.no_faces_twin:     # each names the face test's no-faces network
+            raise ConfigError(f"analysis.no_faces_run = {self.no_faces_run!r} and analysis.no_faces_twin = true both "
+                              "name a no-faces network: set one", key="analysis.no_faces_run")
+
 
 @dataclass(frozen=True)
 class ModelSpec(Section):

@@ -33,9 +33,6 @@ def no_faces_config(cfg: RunConfig) -> RunConfig:
     ``analysis.no_faces_twin``."""
     from downpour.preflight import check_run_config
 
-    if cfg.analysis.no_faces_run:
-        raise ConfigError(f"analysis.no_faces_run = {cfg.analysis.no_faces_run!r} and analysis.no_faces_twin both name "
-                          "a no-faces network: set one", key="analysis.no_faces_twin")
     twin = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, train_faces=0),
                                analysis=dataclasses.replace(cfg.analysis, report=False, no_faces_twin=False,
                                                             no_faces_run=""))

@@ -123,9 +123,6 @@ def _over_splits(model: FeatureModel, data, opts: AnalysisConfig, layer: str, se
 def no_faces_of(run: RunDir, opts: AnalysisConfig, layer: str) -> tuple[FeatureModel, Preprocess] | None:
     """The no-faces network the face test scores: ``analysis.no_faces_run``, or with
     ``analysis.no_faces_twin`` the twin ``downpour train`` trained into ``RUN/no-faces``; None without either."""
-    if opts.no_faces_run and opts.no_faces_twin:
-        raise ConfigError(f"analysis.no_faces_run = {opts.no_faces_run!r} and analysis.no_faces_twin = true both "
-                          "name a no-faces network: set one", key="analysis.no_faces_run")
     if opts.no_faces_twin:
         if not (run.no_faces_twin / "model.json").is_file():
             raise ConfigError(f"analysis.no_faces_twin: {str(run.no_faces_twin)!r} holds no trained twin yet; "
