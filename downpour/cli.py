@@ -64,8 +64,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = load_config(args.config, _overrides(args))
     _check_flags(args, cfg)
     cfg = check_run_config(cfg)   # resolved; before the run directory exists: a typo leaves nothing behind
-    if cfg.analysis.no_faces_twin:
-        no_faces_config(cfg)      # its twin too (a source without faces has none)
+    twin = no_faces_config(cfg) if cfg.analysis.no_faces_twin else None   # checked too (a source without faces has none)
     if args.dry_run:
         print(config_to_toml(cfg), end="")
         print("downpour: config checked (data, model and cost on a dry batch, train, cluster, analysis); "
@@ -74,9 +73,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not args.resume:
         out = args.out or f"runs/{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
         run = RunDir.create(out, cfg)
-    twin = f", then its no-faces twin -> {run.no_faces_twin}" if cfg.analysis.no_faces_twin else ""
-    print(f"downpour: training {cfg.model.name!r} with the {cfg.cluster.runner} runner -> {run.path}{twin}", file=sys.stderr)
-    summary = train_with_twin(cfg, run, resume=bool(args.resume))
+    then = f", then its no-faces twin -> {run.no_faces_twin}" if twin else ""
+    print(f"downpour: training {cfg.model.name!r} with the {cfg.cluster.runner} runner -> {run.path}{then}", file=sys.stderr)
+    summary = train_with_twin(cfg, run, twin, resume=bool(args.resume))
     print(json.dumps(summary))
     if cfg.analysis.report:
         return _analyze_and_report(run.path)

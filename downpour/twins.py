@@ -1,7 +1,7 @@
 """A run's no-faces twin: the same recipe, seed and split trained without lfw's training faces.
 
-    twin = no_faces_config(cfg)               # checked; refused by name where the data holds no faces
-    summary = train_no_faces_twin(cfg, run)   # into run.no_faces_twin (RUN/no-faces)
+    twin = no_faces_config(cfg)                  # checked once; refused by name where the data holds no faces
+    summary = train_with_twin(cfg, run, twin)    # the run, then its twin into run.no_faces_twin (RUN/no-faces)
 
 A run with ``analysis.no_faces_twin = true`` (the main job's default) gets its twin right after its
 own training, and its face test scores the twin's unit, chosen the same way, as "the no-faces
@@ -43,36 +43,31 @@ def no_faces_config(cfg: RunConfig) -> RunConfig:
                           key="analysis.no_faces_twin") from None
 
 
-def train_with_twin(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, Any]:
-    """``runners.train``, then with ``analysis.no_faces_twin`` the twin (its summary under
-    ``no_faces_twin``). A resume of a run that finished trains only what its twin has left."""
+def train_with_twin(cfg: RunConfig, run: RunDir, twin: RunConfig | None, resume: bool = False) -> dict[str, Any]:
+    """``runners.train``, then, given its checked config (:func:`no_faces_config`), the twin (its
+    summary under ``no_faces_twin``). A resume of a run that finished trains only what its twin has left."""
     from downpour.runners import train
 
-    with _one_ray(cfg):
-        if resume and cfg.analysis.no_faces_twin and run.finished(cfg.train.steps):
+    with _one_ray(cfg, twin):
+        if resume and twin is not None and run.finished(cfg.train.steps):
             log.info("%s: finished at step %d; only its no-faces twin is left", run.path, cfg.train.steps)
             run.save_config(cfg)                      # its analysis now scores the twin
             summary = {"run": str(run.path), "kept": True}
         else:
             summary = train(cfg, run, resume=resume)
-        if cfg.analysis.no_faces_twin:
-            summary["no_faces_twin"] = train_no_faces_twin(cfg, run)
+        if twin is not None:
+            log.info("%s: training the no-faces twin (data.train_faces = 0) -> %s", run.path, run.no_faces_twin)
+            summary["no_faces_twin"] = train_kept(twin, run.no_faces_twin)
     return summary
 
 
-def _one_ray(cfg: RunConfig) -> contextlib.AbstractContextManager:
+def _one_ray(cfg: RunConfig, twin: RunConfig | None) -> contextlib.AbstractContextManager:
     """On the Ray runner with a twin, one Ray for both runs (its start-up and shutdown cost seconds)."""
-    if cfg.cluster.runner != "ray" or not cfg.analysis.no_faces_twin:
+    if cfg.cluster.runner != "ray" or twin is None:
         return contextlib.nullcontext()
     from downpour.ps.connect_on_ray import held
 
     return held(cfg.cluster.address)
-
-
-def train_no_faces_twin(cfg: RunConfig, run: RunDir) -> dict[str, Any]:
-    """Train ``cfg``'s no-faces twin into ``run.no_faces_twin``; its summary (``kept`` when it had finished)."""
-    log.info("%s: training the no-faces twin (data.train_faces = 0) -> %s", run.path, run.no_faces_twin)
-    return train_kept(no_faces_config(cfg), run.no_faces_twin)
 
 
 def train_kept(cfg: RunConfig, path: Path) -> dict[str, Any]:
