@@ -37,6 +37,7 @@ AT_LEAST_1, AT_LEAST_0 = "[1, inf)", "[0, inf)"
 LFW_HELDOUT_FORMS = {"fixed": (), "fold": (("I", int, "[0, inf)"), ("K", int, "[2, 100]"))}
 # downpour crossfit --control: the networks trained beside each fold (no-faces: the same recipe without lfw's faces)
 CROSSFIT_CONTROLS = ("none", "no-faces")
+FACE_SOURCES = ("faces", "natural+faces")     # the data sources that hold lfw's training faces
 
 
 @dataclass(frozen=True)
@@ -82,6 +83,11 @@ class DataConfig(Section):
     def __post_init__(self) -> None:
         super().__post_init__()
         self.lfw_fold()      # I < K
+
+    def trains_on_faces(self) -> bool:
+        """Whether these data show the network any of lfw's training faces (what a no-faces twin takes away)."""
+        return (self.source in FACE_SOURCES and self.train_faces != 0
+                and (self.source == "faces" or self.faces_fraction > 0))
 
     def lfw_fold(self) -> tuple[int, int] | None:
         """``lfw_heldout`` as (I, K), or None for the fixed split."""

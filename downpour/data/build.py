@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from downpour.config import ConfigError, DataConfig
+from downpour.config import FACE_SOURCES, ConfigError, DataConfig
 from downpour.data.arrays import load_array
 from downpour.data.augment import Augment
 from downpour.data.builtin import digit_images, lfw_images, lfw_train_faces, natural_images
@@ -62,7 +62,7 @@ def check_config(cfg: DataConfig) -> None:
     if cfg.split == "by-label" and not (cfg.source in ("digits", "gaussian") or cfg.labels):
         raise ConfigError(f"data.split = 'by-label' needs labelled data (digits, gaussian, or a folder with "
                           f"data.labels = true); data.source = {cfg.source!r} has none")
-    if cfg.train_faces >= 0 and cfg.source not in ("faces", "natural+faces"):
+    if cfg.train_faces >= 0 and cfg.source not in FACE_SOURCES:
         raise ConfigError(f"data.train_faces = {cfg.train_faces} only applies to data.source = 'faces' or "
                           f"'natural+faces' (lfw's faces); data.source = {cfg.source!r} has none", key="data.train_faces")
     if cfg.train_faces > lfw_train_faces(cfg.lfw_fold()):

@@ -35,7 +35,7 @@ import torch
 from downpour.config import RunConfig
 from downpour.data import build_dataset
 from downpour.studies.base import Cells, Condition
-from downpour.studies.compare import difference_sentence, tradeoff, value
+from downpour.studies.compare import difference_sentence, owed_figure, owed_paragraph, tradeoff, value
 from downpour.studies.figures import interval_bars
 from downpour.studies.measured import MeasuredStudy
 from downpour.studies.measure import config_with_model, flops_per_step, train_and_measure, with_steps
@@ -114,6 +114,7 @@ class ArchitecturesStudy(MeasuredStudy):
                          + "; ".join(difference_sentence(r, k, LABELS[k]) for k in RESOLUTION) + ".")
         paras.append("Probe accuracy depends on the code's size as well as on what it learned (each arm's code is "
                      "the registered design's); the table gives every arm's parameters and FLOPs beside it.")
+        paras.append(owed_paragraph(rows))
         if self.quick:
             paras.append("This is the quick setting (a few training steps, 2 seeds, 3 arms): a smoke test of the "
                          "machinery, not an answer.")
@@ -128,4 +129,5 @@ class ArchitecturesStudy(MeasuredStudy):
             out.append(interval_bars(names, [r["figures"][key] for r in rows], folder / f"{key}.png",
                                      f"{label}, 95% intervals over seeds", label,
                                      reference=0.5 if key.startswith("face") else None))
+        out.append(owed_figure(rows, folder / "face_owed_controls.png"))
         return out

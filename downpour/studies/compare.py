@@ -10,6 +10,9 @@ its params) the paired difference of the chosen figures with the words it reads 
 A difference reads "no detectable effect" when its interval holds 0 and lies within ±resolution (the
 smallest difference the study cares about, in the figure's units), "inconclusive" when it holds 0 but
 is wider (:func:`~downpour.studies.stats.effect_words`).
+
+:func:`owed_paragraph` and :func:`owed_figure` read each condition against itself trained without a face
+(``face_owed_controls``, :func:`~downpour.studies.trained.owed_figures`).
 """
 from __future__ import annotations
 
@@ -21,8 +24,11 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from downpour.studies.base import Cells, Condition
-from downpour.studies.figures import save
+from downpour.studies.figures import interval_bars, save
 from downpour.studies.stats import effect_words, mean_ci, paired_difference
+
+OWED = "face_owed_controls"
+OWED_RESOLUTION = 0.05     # AUC: a smaller gain from the faces is not worth reporting
 
 
 def compare_rows(conditions: list[Condition], cells: Cells, seeds: list[int],
@@ -91,3 +97,39 @@ def tradeoff(rows: Sequence[dict[str, Any]], x: str, y: str, path: Path, title: 
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     return save(fig, path)
+
+
+def owed_paragraph(rows: Sequence[dict[str, Any]], unit: str = "face unit") -> str:
+    """What the faces gave each condition's ``unit``: its AUC on the matched controls minus that of the same
+    condition trained on the same seed without a face (``face_owed_controls``), with its interval over seeds
+    and how it reads; a closing sentence names the conditions whose unit is shown to owe something to them."""
+    said, readings = [], {}
+    for r in rows:
+        owed = r["figures"].get(OWED)
+        if owed is None or not math.isfinite(owed[0]):
+            said.append(f"{r['condition']} not measured (its data show it no lfw face)")
+            continue
+        readings[r["condition"]] = effect_words(*owed, resolution=OWED_RESOLUTION)
+        said.append(f"{r['condition']} {owed[0]:+.3f} [{owed[1]:+.3f}, {owed[2]:+.3f}], {readings[r['condition']]} "
+                    f"(without a face: {value(r, 'face_auc_controls_no_faces')})")
+    if not readings:
+        return "What the faces gave the " + unit + " was not measured: " + "; ".join(said) + "."
+    higher = [name for name, word in readings.items() if word == "higher"]
+    unsure = [name for name, word in readings.items() if word == "inconclusive"]
+    if higher:
+        close = f"{', '.join(higher)}: a {unit} that owes something to the faces."
+    elif unsure:
+        close = f"No condition is shown to owe its {unit} to the faces (too wide to tell: {', '.join(unsure)})."
+    else:
+        close = (f"No condition's {unit} owes the faces anything detectable: trained without a face, each scores "
+                 f"as well (within ±{OWED_RESOLUTION:g}) or better.")
+    return (f"What the faces gave (the {unit}'s AUC on the matched controls minus that of the same condition "
+            f"trained on the same seed without a face, data.train_faces = 0, its unit chosen the same way and "
+            f"scored on the same images): " + "; ".join(said) + ". " + close)
+
+
+def owed_figure(rows: Sequence[dict[str, Any]], path: Path) -> Path:
+    """Each condition's ``face_owed_controls`` with its interval over seeds, against 0."""
+    return interval_bars([r["condition"] for r in rows], [r["figures"].get(OWED, [math.nan] * 3) for r in rows],
+                         path, "face AUC on the controls: learned minus no-faces twin (95% intervals)",
+                         "AUC owed to the faces", reference=0.0)

@@ -36,11 +36,12 @@ import numpy as np
 
 from downpour.studies import words
 from downpour.studies.base import Cells, Condition, Study
+from downpour.studies.compare import owed_figure, owed_paragraph
 from downpour.studies.figures import interval_bars
 from downpour.studies.stats import effect_words, mean_ci, paired_difference, wilson
 from downpour.studies.plots import curves
-from downpour.studies.trained import (FACE_TEST, cost_curve, edge_fraction, face_aucs, face_draws, probe_accuracies,
-                                      trained_run)
+from downpour.studies.trained import (FACE_TEST, OWED, cost_curve, edge_fraction, face_aucs, face_draws, no_faces_twin,
+                                      owed_figures, probe_accuracies, trained_run)
 
 KINDS = ("learned", "gabor", "random", "gabor-init")
 BASELINE = "learned"
@@ -96,7 +97,7 @@ class FirstLayerStudy(Study):
     def run_cell(self, condition: Condition, seed: int, context: dict[str, Any]) -> dict[str, float]:
         cfg = self.cell_config(condition, seed)
         s = self.steps()
-        with trained_run(cfg) as (run, model, summary):
+        with trained_run(cfg) as (run, model, summary), no_faces_twin(cfg) as twin:
             figures: dict[str, float] = {"edge_fraction": edge_fraction(model, seed),
                                          "train_seconds": float(summary["seconds"])}
             probes = probe_accuracies(run, model, PROBE_SETS, LAYERS, samples=200 if self.quick else 500, seed=seed)
@@ -104,8 +105,9 @@ class FirstLayerStudy(Study):
                 figures[f"probe_{name}_raw"] = probes[f"{name}/raw pixels"]
                 for layer in LAYERS:
                     figures[f"probe_{name}_{layer}"] = probes[f"{name}/{layer}"]
-            faces = face_aucs(run, model, LAYERS[-1], control_draws=face_draws(self.quick), seed=seed)
+            faces = face_aucs(run, model, LAYERS[-1], control_draws=face_draws(self.quick), seed=seed, no_faces=twin)
             figures["face_auc_lfw"], figures["face_auc_controls"] = faces["lfw"], faces["controls"]
+            figures.update(owed_figures(faces))
             steps, cost, seconds = cost_curve(run, "stage1/")
         # stage 1's phase only: the first S steps (greedy), or all of a joint run's S steps
         for k, c, t in zip(steps, cost, seconds):
@@ -133,7 +135,7 @@ class FirstLayerStudy(Study):
             got = [cells[(c.name, s)] for s in seeds]
             row: dict[str, Any] = {"condition": c.name, "group": c.group, "params": c.params, "n": len(seeds),
                                    "figures": {}, "extra": {"readings": {}}}
-            for f in names + ["train_seconds"]:
+            for f in names + ["train_seconds", *OWED]:
                 row["figures"][f] = list(mean_ci([g[f] for g in got]))
             for p in PROBE_SETS:
                 row["extra"][f"probe_{p}_raw_pixels"] = float(np.mean([g[f"probe_{p}_raw"] for g in got]))
@@ -184,6 +186,7 @@ class FirstLayerStudy(Study):
         paras.append(f"Time to a given cost (stage 1's own cost within {TARGET - 1:.0%} of what the learned layer reaches "
                      f"in {s} steps, on the same batches): " + "; ".join(said) + ".")
         paras.insert(1, self._answer(by))
+        paras.append(owed_paragraph(rows, unit="top stage's face unit"))
         if self.quick:
             paras.append("This is the quick setting (a few dozen steps, two seeds): a smoke test of the machinery, "
                          "not an answer.")
@@ -224,6 +227,7 @@ class FirstLayerStudy(Study):
         out.append(interval_bars(labels, [by[n]["figures"][f"face_auc_{w}"] for w in ("lfw", "controls") for n in names],
                                  folder / "face_auc.png", "face test: learned unit's AUC (95% intervals)", "AUC",
                                  reference=0.5))
+        out.append(owed_figure(rows, folder / "face_owed_controls.png"))
         seeds = sorted({s for (_, s) in cells})
         series = {}
         for n in names:

@@ -19,6 +19,10 @@ probe_<set>            :func:`~downpour.analysis.probe.probe_table` on the top l
 face_auc_lfw           :func:`~downpour.analysis.face_controls.face_controls`: the learned unit's AUC, faces
                        vs held-out lfw non-faces (the unit chosen on lfw's training part, as the analysis does)
 face_auc_controls      the same unit's mean AUC over the four low-level-matched negative sets
+face_auc_*_no_faces,   the same two AUCs of the cell's no-faces twin (its config again with
+face_owed_*            ``data.train_faces = 0``, :func:`~downpour.studies.trained.no_faces_twin`), its unit
+                       chosen the same way and scored on the same images, and the learned unit's minus them
+                       (what the faces gave); NaN where the data hold no lfw face
 inv_scale_octaves,     :func:`~downpour.analysis.invariance.invariance_curves` and ``invariance_summary`` of the
 inv_shift,             face unit (:func:`~downpour.analysis.selectivity.face_neuron_table`): the width of the
 inv_rotation           range where its response stays >= half, in octaves of scale, fractions of the image
@@ -32,6 +36,7 @@ final_loss             the runner's summary
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 from dataclasses import dataclass
@@ -51,7 +56,8 @@ from downpour.config import ModelSpec, RunConfig, load_config
 from downpour.models.base import FeatureModel
 from downpour.models.footprint import footprint_table
 from downpour.models.registry import build, resolve
-from downpour.studies.trained import edge_fraction, face_aucs, face_draws, probe_accuracies, trained_run
+from downpour.studies.trained import (edge_fraction, face_aucs, face_draws, no_faces_twin, owed_figures,
+                                      probe_accuracies, trained_run)
 from downpour.train.checkpoint import read_tensors
 from downpour.train.rundir import RunDir
 from downpour.train.step import train_step
@@ -69,6 +75,7 @@ class Measures:
     bootstrap: int = 200          # bootstrap replicates of the face test's AUC intervals (not used by the study)
     random_filters: int = 500     # the random-linear-filter baseline's bank
     invariance: bool = False
+    no_faces: bool = True         # also train each cell's no-faces twin and score it beside the learned unit
 
     @classmethod
     def sized(cls, quick: bool, invariance: bool = False) -> "Measures":
@@ -116,18 +123,22 @@ def flops_per_step(cfg: RunConfig, x: torch.Tensor) -> float:
 
 
 def train_and_measure(cfg: RunConfig, measures: Measures, seed: int) -> dict[str, float]:
-    """Train ``cfg`` (resolved) with its runner into a temporary run directory and measure it."""
-    with trained_run(cfg) as (run, model, summary):
-        figures = measure_run(run, model, measures, seed)
+    """Train ``cfg`` (resolved) with its runner into a temporary run directory and measure it (and, with
+    ``measures.no_faces``, its no-faces twin's face unit beside it)."""
+    with trained_run(cfg) as (run, model, summary), \
+            (no_faces_twin(cfg) if measures.no_faces else contextlib.nullcontext()) as twin:
+        figures = measure_run(run, model, measures, seed, twin)
     figures["seconds_per_step"] = summary["seconds"] / max(1, summary["steps"])
     figures["final_loss"] = float(summary["final_loss"])
     figures["steps"] = float(summary["steps"])
     return figures
 
 
-def measure_run(run: RunDir, model: FeatureModel, m: Measures, seed: int) -> dict[str, float]:
+def measure_run(run: RunDir, model: FeatureModel, m: Measures, seed: int,
+                twin: tuple[RunDir, FeatureModel] | None = None) -> dict[str, float]:
     """Every figure of the module docstring for a finished run and its model (NaN where one does not apply);
-    call it inside :func:`~downpour.studies.trained.trained_run` (one BLAS thread)."""
+    call it inside :func:`~downpour.studies.trained.trained_run` (one BLAS thread). ``twin``: the run's
+    no-faces twin (:func:`~downpour.studies.trained.no_faces_twin`), with ``m.no_faces``."""
     model.eval()
     cfg = run.config
     shape = tuple(model.input_shape)
@@ -138,8 +149,10 @@ def measure_run(run: RunDir, model: FeatureModel, m: Measures, seed: int) -> dic
         out[f"probe_{name}"], out[f"probe_{name}_pixels"] = probes[f"{name}/{layer}"], probes[f"{name}/raw pixels"]
     out["code_dims"] = float(model.features(torch.zeros((1, *shape)), layer).numel())
     faces = face_aucs(run, model, layer, control_draws=m.control_draws, random_filters=m.random_filters,
-                      replicates=m.bootstrap, seed=seed)
+                      replicates=m.bootstrap, seed=seed, no_faces=twin)
     out["face_auc_lfw"], out["face_auc_controls"] = faces["lfw"], faces["controls"]
+    if m.no_faces:
+        out.update(owed_figures(faces))
     if m.invariance:
         out.update(_invariance(model, layer, shape, run_preprocess(run), seed, m.random_filters))
     total = footprint_table(cfg.model.name, shape, **cfg.model.options)[-1]

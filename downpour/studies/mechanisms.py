@@ -25,7 +25,7 @@ from typing import Any
 
 from downpour.config import RunConfig
 from downpour.studies.base import Cells, Condition
-from downpour.studies.compare import difference_sentence, tally, value
+from downpour.studies.compare import difference_sentence, owed_figure, owed_paragraph, tally, value
 from downpour.studies.figures import interval_bars
 from downpour.studies.measured import MeasuredStudy
 from downpour.studies.measure import config_with_model
@@ -97,6 +97,7 @@ class MechanismsStudy(MeasuredStudy):
         paras.append("Invariance ranges are those of one unit per run (the best face unit, chosen on held-out lfw) and "
                      "compute counts the filter arithmetic torch's counter sees (the glimpse front's variance map and "
                      "crops are not counted).")
+        paras.append(owed_paragraph(rows))
         if self.quick:
             paras.append("This is the quick setting (a few training steps, 2 seeds): a smoke test of the machinery, "
                          "not an answer.")
@@ -110,4 +111,5 @@ class MechanismsStudy(MeasuredStudy):
                            ("inv_rotation", "rotation range, degrees"), ("flops_fwd", "forward FLOPs per sample")):
             out.append(interval_bars(names, [r["figures"][key] for r in rows], folder / f"{key}.png",
                                      f"{label}, 95% intervals over seeds", label))
+        out.append(owed_figure(rows, folder / "face_owed_controls.png"))
         return out

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from downpour.studies.base import Cells, Condition
-from downpour.studies.compare import difference_sentence, tradeoff, value
+from downpour.studies.compare import difference_sentence, owed_figure, owed_paragraph, tradeoff, value
 from downpour.studies.figures import interval_bars
 from downpour.studies.measured import MeasuredStudy
 
@@ -94,6 +94,7 @@ class TemplatesStudy(MeasuredStudy):
                          f"sample; " + "; ".join(difference_sentence(r, k, LABELS[k]) for k in RESOLUTION) + ".")
         paras.append(f"For reference, a linear probe on the raw pixels reaches {value(ref, 'probe_digits_pixels')} on "
                      f"digits; a face AUC of 0.5 is chance.")
+        paras.append(owed_paragraph(rows))
         if self.quick:
             paras.append("This is the quick setting (a few training steps, 2 seeds): a smoke test of the machinery, "
                          "not an answer.")
@@ -110,4 +111,5 @@ class TemplatesStudy(MeasuredStudy):
             out.append(interval_bars(names, [r["figures"][key] for r in rows], folder / f"{key}.png",
                                      f"{label}, 95% intervals over seeds", label,
                                      reference=0.5 if key.startswith("face") else None))
+        out.append(owed_figure(rows, folder / "face_owed_controls.png"))
         return out

@@ -1,9 +1,15 @@
 """A study cell that trains: the real runner into a run directory, then the analysis's own measures.
 
-    with trained_run(cfg) as (run, model, summary):      # downpour.runners.train, local loop or cluster
+    with trained_run(cfg) as (run, model, summary), no_faces_twin(cfg) as twin:   # runners.train, twice
         edges = edge_fraction(model)                      # analysis/edges.py
         probes = probe_accuracies(run, model, ("digits", "lfw"), layers=["stage1", "stage2"])
-        faces = face_aucs(run, model)                     # analysis/face_controls.py, the matched controls
+        faces = face_aucs(run, model, no_faces=twin)      # analysis/face_controls.py, the matched controls
+        owed = owed_figures(faces)                        # ... against the same recipe trained without a face
+
+``no_faces_twin`` trains the cell's config again with ``data.train_faces = 0`` (None where its data hold
+no lfw face); the face test chooses that network's unit the same way and scores it on the same images,
+so ``face_owed_controls`` (the learned unit's AUC minus the twin's) is paired within the cell and its
+interval over seeds says whether the arm's face unit owes anything to the faces (docs/studies.md).
 
 The run directory is temporary (the study framework hands a cell no folder of its own); everything a
 cell reports is read from it the way ``downpour analyze`` reads a finished run: the model and its
@@ -15,6 +21,7 @@ pools fight over the cores (a 3 s probe took 44 s on 2 cores).
 """
 from __future__ import annotations
 
+import math
 import tempfile
 from contextlib import contextmanager
 from typing import Any, Iterator, Sequence
@@ -23,7 +30,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from downpour.analysis.edges import edge_summary
-from downpour.analysis.face_controls import LEARNED, LOW_LEVEL, face_controls
+from downpour.analysis.face_controls import LEARNED, LOW_LEVEL, NO_FACES, face_controls
 from downpour.analysis.labelled import load_labelled
 from downpour.analysis.probe import probe_table
 from downpour.analysis.run import open_run, run_preprocess
@@ -33,13 +40,18 @@ from downpour.models.base import FeatureModel
 from downpour.objectives import is_metric
 from downpour.runners import train
 from downpour.train.rundir import RunDir
+from downpour.twins import no_faces_config
 
-__all__ = ["FACE_TEST", "cost_curve", "edge_fraction", "face_aucs", "face_draws", "probe_accuracies", "trained_run"]
+__all__ = ["FACE_TEST", "OWED", "cost_curve", "edge_fraction", "face_aucs", "face_draws", "no_faces_twin",
+           "owed_figures", "probe_accuracies", "trained_run"]
 
 # What :func:`face_aucs` measures, in a few words: a study that reports it names it in its cell cache's header,
 # so a folder whose cells were measured by an earlier face test is refused, not mixed with new cells.
-# Until 2026-12-01 the studies chose the unit per split of the 60 held-out images, with one control draw.
-FACE_TEST = "unit chosen on lfw's training part, 5 control draws"
+# Until 2026-12-01 the studies chose the unit per split of the 60 held-out images, with one control draw; until
+# 2026-12-02 a cell had no no-faces twin.
+FACE_TEST = "unit chosen on lfw's training part, 5 control draws, a no-faces twin per cell"
+# The figures :func:`owed_figures` adds to a cell: the no-faces twin's AUCs, and the learned unit's minus them
+OWED = ("face_auc_lfw_no_faces", "face_auc_controls_no_faces", "face_owed_lfw", "face_owed_controls")
 
 
 def face_draws(quick: bool) -> int:
@@ -57,6 +69,30 @@ def trained_run(cfg: RunConfig) -> Iterator[tuple[RunDir, FeatureModel, dict[str
         run, model = open_run(run_path)
         with threadpool_limits(limits=1, user_api="blas"):
             yield run, model, summary
+
+
+@contextmanager
+def no_faces_twin(cfg: RunConfig) -> Iterator[tuple[RunDir, FeatureModel] | None]:
+    """``cfg``'s no-faces twin (the same recipe and seed with ``data.train_faces = 0``,
+    :func:`~downpour.twins.no_faces_config`) trained into a temporary run directory: (run, model); None
+    where ``cfg``'s data show the network no lfw face, so there is nothing to take away."""
+    if not cfg.data.trains_on_faces():
+        yield None
+        return
+    with trained_run(no_faces_config(cfg)) as (run, model, _):
+        model.eval()
+        yield run, model
+
+
+def owed_figures(faces: dict[str, float]) -> dict[str, float]:
+    """What the faces gave a cell's face unit (:data:`OWED`), from :func:`face_aucs` with a twin: the twin's
+    AUC against lfw non-faces and on the matched controls, and the learned unit's minus the twin's on the
+    same images (a paired difference: its mean and interval over seeds say whether the unit owes anything
+    to the faces). NaN where the cell had no twin."""
+    nan = math.nan
+    out = {f"face_auc_{k}_no_faces": faces.get(f"{k}_no_faces", nan) for k in ("lfw", "controls")}
+    out.update({f"face_owed_{k}": faces[k] - out[f"face_auc_{k}_no_faces"] for k in ("lfw", "controls")})
+    return out
 
 
 def edge_fraction(model: FeatureModel, seed: int = 0) -> float:
@@ -82,20 +118,28 @@ def probe_accuracies(run: RunDir, model: FeatureModel, sets: Sequence[str], laye
 
 
 def face_aucs(run: RunDir, model: FeatureModel, layer: str | None = None, *, control_draws: int = face_draws(False),
-              random_filters: int = 200, replicates: int = 200, seed: int = 0) -> dict[str, float]:
+              random_filters: int = 200, replicates: int = 200, seed: int = 0,
+              no_faces: tuple[RunDir, FeatureModel] | None = None) -> dict[str, float]:
     """The face test's learned unit, chosen as ``downpour analyze`` chooses it (faces vs non-faces on the
     140 images of lfw's training part, then scored unchanged on the 60 held-out ones): its AUC against
     lfw's held-out non-faces (``lfw``) and its mean AUC over the low-level-matched controls (``controls``:
     phase-scrambled, upside-down, block-shuffled faces, spectrum-matched crops, ``control_draws`` images
-    per face each; 0.5 is chance). Only the run's model is trained; the labels choose the unit."""
+    per face each; 0.5 is chance). Only the run's model is trained; the labels choose the unit.
+    ``no_faces``: the run's no-faces twin (:func:`no_faces_twin`), whose unit is chosen the same way and
+    scored on the same images: ``lfw_no_faces`` and ``controls_no_faces``."""
     twin, _ = randomized_copy(model, seed + 1)
+    other = None if no_faces is None else (no_faces[1], run_preprocess(no_faces[0]))
     test = face_controls(model, twin, layer=check_layer(model, layer), input_shape=tuple(model.input_shape),
                          prepare=run_preprocess(run), seeds=[seed], n_random_filters=random_filters, seed=seed,
                          replicates=replicates, select="train", control_draws=control_draws,
-                         fold=run.config.data.lfw_fold())
-    unit = [r for r in test["rows"] if r["method"] == LEARNED]
-    return {"lfw": next(r["auc"] for r in unit if r["level"] != LOW_LEVEL),
-            "controls": float(np.mean([r["auc"] for r in unit if r["level"] == LOW_LEVEL]))}
+                         fold=run.config.data.lfw_fold(), no_faces=other)
+    out = {}
+    for method, suffix in ((LEARNED, ""), (NO_FACES, "_no_faces")):
+        unit = [r for r in test["rows"] if r["method"] == method]
+        if unit:
+            out["lfw" + suffix] = next(r["auc"] for r in unit if r["level"] != LOW_LEVEL)
+            out["controls" + suffix] = float(np.mean([r["auc"] for r in unit if r["level"] == LOW_LEVEL]))
+    return out
 
 
 def cost_curve(run: RunDir, prefix: str) -> tuple[list[int], list[float], list[float]]:

@@ -1,0 +1,117 @@
+"""What the faces gave a study cell's face unit: each cell's no-faces twin (the same config and seed with
+data.train_faces = 0), scored by the same face test on the same images, and the verdict's words for it."""
+import dataclasses
+import math
+
+import pytest
+
+from downpour.config import DataConfig, load_config
+from downpour.models.registry import resolve
+from downpour.studies import measure, trained
+from downpour.studies.compare import owed_paragraph
+from downpour.studies.measure import Measures, train_and_measure
+from downpour.studies.trained import OWED, no_faces_twin, owed_figures
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+# the UFLDL autoencoder on cat-demo's data, a few steps: the cheapest cell that trains on lfw's faces
+SAE = [("model.name", "ufldl-sae"), ("model.output", "linear"), ("train.steps", 3), ("train.tensorboard", False),
+       ("train.threads", 1)]
+SMALL = Measures(probes=(), control_draws=1, bootstrap=20, random_filters=20)
+
+
+def sae_config(seed=0, extra=()):
+    return resolve(load_config("cat-demo", [*SAE, *extra, ("seed", seed)]))
+
+
+@pytest.mark.parametrize("data, faces", [
+    (DataConfig(source="natural+faces"), True),
+    (DataConfig(source="faces"), True),
+    (DataConfig(source="natural+faces", train_faces=0), False),
+    (DataConfig(source="natural+faces", faces_fraction=0.0), False),
+    (DataConfig(source="faces", train_faces=0), False),   # lfw's non-faces only
+    (DataConfig(source="natural"), False),
+    (DataConfig(source="digits"), False),
+])
+def test_which_data_show_the_network_a_face(data, faces):
+    assert data.trains_on_faces() is faces
+
+
+def test_the_twin_is_the_cells_config_without_the_faces(monkeypatch):
+    trained_configs = []
+    real = trained.trained_run
+
+    def spy(cfg):
+        trained_configs.append(cfg)
+        return real(cfg)
+
+    monkeypatch.setattr(trained, "trained_run", spy)
+    cfg = sae_config(seed=3)
+    with no_faces_twin(cfg) as twin:
+        assert twin is not None and twin[0].config.data.train_faces == 0
+    (got,) = trained_configs
+    assert got.data.train_faces == 0 and got.analysis.report is False
+    assert dataclasses.replace(got, data=cfg.data, analysis=cfg.analysis) == cfg     # nothing else differs
+
+
+def test_no_twin_where_the_data_hold_no_face(monkeypatch):
+    monkeypatch.setattr(trained, "trained_run", lambda cfg: pytest.fail("trained a twin of a run without faces"))
+    with no_faces_twin(sae_config(extra=[("data.train_faces", 0)])) as twin:
+        assert twin is None
+
+
+def test_owed_is_the_learned_units_auc_minus_the_twins():
+    got = owed_figures({"lfw": 0.9, "controls": 0.7, "lfw_no_faces": 0.8, "controls_no_faces": 0.75})
+    assert set(got) == set(OWED)
+    assert got["face_owed_lfw"] == pytest.approx(0.1) and got["face_owed_controls"] == pytest.approx(-0.05)
+    assert got["face_auc_controls_no_faces"] == 0.75
+    alone = owed_figures({"lfw": 0.9, "controls": 0.7})          # a cell without a twin: not measured
+    assert all(math.isnan(v) for v in alone.values())
+
+
+def test_a_cell_with_its_twin_measures_the_learned_unit_as_one_without():
+    """The twin is one more method in the same face test: the learned unit's figures do not move, and the
+    twin's own AUCs are those of a network trained without a face (not the learned one's again)."""
+    cfg = sae_config()
+    with_twin = train_and_measure(cfg, SMALL, seed=0)
+    alone = train_and_measure(cfg, dataclasses.replace(SMALL, no_faces=False), seed=0)
+    for key in ("face_auc_lfw", "face_auc_controls", "edge_fraction", "final_loss"):
+        assert with_twin[key] == alone[key], key
+    assert not set(OWED) & set(alone)
+    for k in ("lfw", "controls"):
+        assert with_twin[f"face_owed_{k}"] == with_twin[f"face_auc_{k}"] - with_twin[f"face_auc_{k}_no_faces"]
+    assert with_twin["face_owed_controls"] != 0.0                   # a different network, a different unit
+
+
+def test_measure_run_reads_the_twin_it_is_given(monkeypatch):
+    seen = []
+    real = measure.face_aucs
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("no_faces"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(measure, "face_aucs", spy)
+    figures = train_and_measure(sae_config(extra=[("data.train_faces", 0)]), SMALL, seed=0)
+    assert seen == [None] and all(math.isnan(figures[k]) for k in OWED)     # nothing to take away: not measured
+
+
+def row(name, owed, no_faces=0.7):
+    return {"condition": name, "figures": {"face_owed_controls": owed,
+                                           "face_auc_controls_no_faces": [no_faces, no_faces - 0.05, no_faces + 0.05]}}
+
+
+def test_the_verdict_names_who_owes_the_faces_something():
+    text = owed_paragraph([row("a", [0.10, 0.04, 0.16]), row("b", [0.01, -0.02, 0.03]), row("c", [-0.2, -0.3, -0.1])])
+    assert "a +0.100 [+0.040, +0.160], higher (without a face: 0.700 [0.650, 0.750])" in text
+    assert "b +0.010 [-0.020, +0.030], no detectable effect" in text and "c -0.200 [-0.300, -0.100], lower" in text
+    assert text.endswith("a: a face unit that owes something to the faces.")
+
+
+def test_the_verdict_says_when_no_one_owes_the_faces_anything_and_when_it_cannot_tell():
+    none = owed_paragraph([row("a", [0.01, -0.02, 0.03]), row("b", [-0.2, -0.3, -0.1])])
+    assert "No condition's face unit owes the faces anything detectable" in none
+    wide = owed_paragraph([row("a", [0.01, -0.02, 0.03]), row("b", [0.05, -0.1, 0.2])])
+    assert "No condition is shown to owe its face unit to the faces (too wide to tell: b)." in wide
+    unmeasured = owed_paragraph([row("a", [math.nan] * 3)])
+    assert "was not measured" in unmeasured and "a not measured (its data show it no lfw face)" in unmeasured
