@@ -23,7 +23,8 @@ training step of each (forward, cost, backward; the RBM's Gibbs chain included),
 **Figures** (:mod:`downpour.studies.measure`): linear-probe accuracy of each arm's top codes (digits;
 lfw faces vs non-faces), edge-like fraction of the first-layer filters (none for the GRU, whose input
 weights are rows), face AUC of the best unit on the matched controls, parameters, FLOPs per sample,
-wall time per step, and the steps and FLOPs the budget gave.
+wall time per step, and the steps and FLOPs the budget gave; and what the faces gave each arm's face unit:
+the same cell trained again without a face (``face_owed_controls``).
 """
 from __future__ import annotations
 

@@ -23,7 +23,8 @@ stage-1 cost, on the same batches, is at or below it (a frozen bank reaches it a
 **Figures per cell**: the edge-like fraction of the first-layer filters (analysis/edges.py); linear
 probe accuracy (digits, lfw) on stage 1's and the top stage's output (analysis/probe.py); the face
 test's AUC on lfw non-faces and on the low-level-matched controls (analysis/face_controls.py);
-the stage-1 cost at the end of its training; training seconds. Every comparison is paired with
+the stage-1 cost at the end of its training; training seconds; what the faces gave the top stage's face
+unit (the same cell trained again without a face, ``face_owed_controls``). Every comparison is paired with
 ``learned`` on the same seed.
 """
 from __future__ import annotations

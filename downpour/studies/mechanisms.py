@@ -16,7 +16,8 @@ the local runner with Adam.
 **Figures** (:mod:`downpour.studies.measure`): linear-probe accuracy of the codes (digits, lfw faces vs
 non-faces), the invariance ranges of the best face unit (scale in octaves, translation as a fraction of
 the side, rotation in degrees, where the unit keeps at least half its response), the face AUC on the
-matched controls, edge-like fraction, parameters, FLOPs per sample and wall time per step.
+matched controls, edge-like fraction, parameters, FLOPs per sample and wall time per step; and what the faces
+gave the face unit: the same cell trained again without a face (``face_owed_controls``).
 """
 from __future__ import annotations
 

@@ -17,7 +17,8 @@ and batch (the same examples), through the local runner.
 **Figures** (:mod:`downpour.studies.measure`): parameters, activation memory per sample, optimiser
 state (Adam's, read from the final checkpoint), forward and backward FLOPs per sample, wall time per
 training step, edge-like fraction of the stage-1 filters, face AUC of the best unit against held-out
-lfw non-faces and against the four low-level-matched controls, linear-probe accuracy (digits, lfw).
+lfw non-faces and against the four low-level-matched controls, linear-probe accuracy (digits, lfw); and what
+the faces gave the face unit: the same cell trained again without a face (``face_owed_controls``).
 """
 from __future__ import annotations
 
