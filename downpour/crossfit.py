@@ -8,7 +8,7 @@ Run i is the config with ``data.lfw_heldout = "fold:i:K"`` (it trains without fo
 interruption, it keeps a finished fold, resumes a started one from its checkpoint (one stopped
 between its last checkpoint and its model gets the model written from that checkpoint), and trains
 again one that stopped before its first checkpoint. ``jobs`` > 1 trains that many folds at once, each in its own
-process. The pooled test (:func:`~downpour.analysis.crossfit.crossfit_controls`) goes to ``OUT/crossfit.json``.
+process; with one at a time on the Ray runner, every run shares one Ray start. The pooled test (:func:`~downpour.analysis.crossfit.crossfit_controls`) goes to ``OUT/crossfit.json``.
 
 ``control="no-faces"`` (the default where the config sets ``analysis.no_faces_twin``, as the main job
 does) also trains every fold's no-faces twin (:mod:`downpour.twins`: the same recipe and seed with
@@ -32,7 +32,7 @@ from typing import Any
 from downpour.config import CROSSFIT_CONTROLS, ConfigError, Override, RunConfig, config_to_dict, load_config
 from downpour.errors import RunError
 from downpour.train.rundir import RunDir
-from downpour.twins import no_faces_config, train_kept
+from downpour.twins import no_faces_config, shared_ray, train_kept
 
 log = logging.getLogger(__name__)
 
@@ -147,9 +147,10 @@ def run_crossfit(config: str, overrides: list[Override], out: str | Path, folds:
     started = time.time()
     if jobs == 1:
         trained = []
-        for n, (cfg, path) in enumerate(zip(configs, paths), 1):
-            log.info("crossfit: run %d of %d -> %s", n, len(configs), path)
-            trained.append(fold_summary(train_kept(cfg, path)))
+        with shared_ray(configs[0], runs=len(configs)):      # on Ray, one start for every run
+            for n, (cfg, path) in enumerate(zip(configs, paths), 1):
+                log.info("crossfit: run %d of %d -> %s", n, len(configs), path)
+                trained.append(fold_summary(train_kept(cfg, path)))
     else:
         trained = train_in_parallel(configs, paths, jobs)
     training_seconds = time.time() - started

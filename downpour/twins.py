@@ -48,7 +48,7 @@ def train_with_twin(cfg: RunConfig, run: RunDir, twin: RunConfig | None, resume:
     summary under ``no_faces_twin``). A resume of a run that finished trains only what its twin has left."""
     from downpour.runners import train
 
-    with _one_ray(cfg, twin):
+    with shared_ray(cfg, runs=1 if twin is None else 2):
         if resume and twin is not None and run.finished(cfg.train.steps):
             log.info("%s: finished at step %d; only its no-faces twin is left", run.path, cfg.train.steps)
             run.save_config(cfg)                      # its analysis now scores the twin
@@ -61,9 +61,11 @@ def train_with_twin(cfg: RunConfig, run: RunDir, twin: RunConfig | None, resume:
     return summary
 
 
-def _one_ray(cfg: RunConfig, twin: RunConfig | None) -> contextlib.AbstractContextManager:
-    """On the Ray runner with a twin, one Ray for both runs (its start-up and shutdown cost seconds)."""
-    if cfg.cluster.runner != "ray" or twin is None:
+def shared_ray(cfg: RunConfig, runs: int) -> contextlib.AbstractContextManager:
+    """On the Ray runner, one Ray for ``runs`` runs of ``cfg``'s cluster trained one after another (a run
+    and its twin, a cross-fit's folds): its start-up and shutdown cost seconds each. Nothing to share
+    for one run, or on another runner."""
+    if cfg.cluster.runner != "ray" or runs < 2:
         return contextlib.nullcontext()
     from downpour.ps.connect_on_ray import held
 

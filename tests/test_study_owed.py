@@ -105,7 +105,7 @@ def test_the_verdict_names_who_owes_the_faces_something():
     text = owed_paragraph([row("a", [0.10, 0.04, 0.16]), row("b", [0.01, -0.02, 0.03]), row("c", [-0.2, -0.3, -0.1])])
     assert "a +0.100 [+0.040, +0.160], higher (without a face: 0.700 [0.650, 0.750])" in text
     assert "b +0.010 [-0.020, +0.030], no detectable effect" in text and "c -0.200 [-0.300, -0.100], lower" in text
-    assert text.endswith("a: a face unit that owes something to the faces.")
+    assert text.endswith("The face unit owes something to the faces in: a.")
 
 
 def test_the_verdict_says_when_no_one_owes_the_faces_anything_and_when_it_cannot_tell():

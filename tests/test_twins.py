@@ -77,9 +77,9 @@ def test_a_run_folder_holding_only_its_twin_is_taken(tmp_path):
         RunDir.create(tmp_path / "other", load_config("cat-demo"))
 
 
-def test_on_ray_the_run_and_its_twin_share_one_ray_which_is_shut_down_after(tmp_path, monkeypatch):
-    import ray
-
+@pytest.fixture
+def ray_starts(monkeypatch):
+    """Every connection to Ray, in order: True where it started Ray, False where it found Ray up."""
     from downpour.ps import cluster_on_ray, connect_on_ray
 
     starts = []
@@ -87,7 +87,23 @@ def test_on_ray_the_run_and_its_twin_share_one_ray_which_is_shut_down_after(tmp_
     counted = lambda address: starts.append(real(address)) or starts[-1]      # noqa: E731
     for module in (connect_on_ray, cluster_on_ray):                            # the driver imported it by name
         monkeypatch.setattr(module, "connect", counted)
+    return starts
+
+
+def test_on_ray_the_run_and_its_twin_share_one_ray_which_is_shut_down_after(tmp_path, ray_starts):
+    import ray
+
     out = tmp_path / "run"
     assert main(["train", *TINY_CAT, "--runner", "ray", "--no-report", *TWIN, "--out", str(out)]) == 0
     assert RunDir(out).finished(4) and RunDir(out / "no-faces").finished(4)
-    assert starts == [True, False, False] and not ray.is_initialized()   # held, then each run found it up
+    assert ray_starts == [True, False, False] and not ray.is_initialized()   # held, then each run found it up
+
+
+def test_on_ray_a_crossfit_shares_one_ray_over_its_folds(tmp_path, ray_starts):
+    import ray
+
+    out = tmp_path / "cf"
+    assert main(["crossfit", *TINY_CAT, "--runner", "ray", "--folds", "2", "--control", "none", *FAST_ANALYSIS,
+                 "--out", str(out)]) == 0
+    assert RunDir(out / "fold-0").finished(4) and RunDir(out / "fold-1").finished(4)
+    assert ray_starts == [True, False, False] and not ray.is_initialized()

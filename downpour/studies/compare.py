@@ -23,6 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
+from downpour.studies import words
 from downpour.studies.base import Cells, Condition
 from downpour.studies.figures import interval_bars, save
 from downpour.studies.stats import effect_words, mean_ci, paired_difference
@@ -110,14 +111,14 @@ def owed_paragraph(rows: Sequence[dict[str, Any]], unit: str = "face unit") -> s
             said.append(f"{r['condition']} not measured (its data show it no lfw face)")
             continue
         readings[r["condition"]] = effect_words(*owed, resolution=OWED_RESOLUTION)
-        said.append(f"{r['condition']} {owed[0]:+.3f} [{owed[1]:+.3f}, {owed[2]:+.3f}], {readings[r['condition']]} "
+        said.append(f"{r['condition']} {words.signed(owed)}, {readings[r['condition']]} "
                     f"(without a face: {value(r, 'face_auc_controls_no_faces')})")
     if not readings:
         return "What the faces gave the " + unit + " was not measured: " + "; ".join(said) + "."
     higher = [name for name, word in readings.items() if word == "higher"]
     unsure = [name for name, word in readings.items() if word == "inconclusive"]
     if higher:
-        close = f"{', '.join(higher)}: a {unit} that owes something to the faces."
+        close = f"The {unit} owes something to the faces in: {', '.join(higher)}."
     elif unsure:
         close = f"No condition is shown to owe its {unit} to the faces (too wide to tell: {', '.join(unsure)})."
     else:

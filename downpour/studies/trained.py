@@ -48,7 +48,7 @@ __all__ = ["FACE_TEST", "OWED", "cost_curve", "edge_fraction", "face_aucs", "fac
 # What :func:`face_aucs` measures, in a few words: a study that reports it names it in its cell cache's header,
 # so a folder whose cells were measured by an earlier face test is refused, not mixed with new cells.
 # Until 2026-12-01 the studies chose the unit per split of the 60 held-out images, with one control draw; until
-# 2026-12-02 a cell had no no-faces twin.
+# later that day a cell had no no-faces twin.
 FACE_TEST = "unit chosen on lfw's training part, 5 control draws, a no-faces twin per cell"
 # The figures :func:`owed_figures` adds to a cell: the no-faces twin's AUCs, and the learned unit's minus them
 OWED = ("face_auc_lfw_no_faces", "face_auc_controls_no_faces", "face_owed_lfw", "face_owed_controls")
