@@ -28,7 +28,7 @@ from downpour.studies.base import Cells, Condition
 from downpour.studies.figures import interval_bars, save
 from downpour.studies.stats import effect_words, mean_ci, paired_difference
 
-OWED = "face_owed_controls"
+OWED_FIGURE = "face_owed_controls"   # what owed_paragraph and owed_figure read
 OWED_RESOLUTION = 0.05     # AUC: a smaller gain from the faces is not worth reporting
 
 
@@ -106,7 +106,7 @@ def owed_paragraph(rows: Sequence[dict[str, Any]], unit: str = "face unit") -> s
     and how it reads; a closing sentence names the conditions whose unit is shown to owe something to them."""
     said, readings = [], {}
     for r in rows:
-        owed = r["figures"].get(OWED)
+        owed = r["figures"].get(OWED_FIGURE)
         if owed is None or not math.isfinite(owed[0]):
             said.append(f"{r['condition']} not measured (its data show it no lfw face)")
             continue
@@ -131,6 +131,6 @@ def owed_paragraph(rows: Sequence[dict[str, Any]], unit: str = "face unit") -> s
 
 def owed_figure(rows: Sequence[dict[str, Any]], path: Path) -> Path:
     """Each condition's ``face_owed_controls`` with its interval over seeds, against 0."""
-    return interval_bars([r["condition"] for r in rows], [r["figures"].get(OWED, [math.nan] * 3) for r in rows],
+    return interval_bars([r["condition"] for r in rows], [r["figures"].get(OWED_FIGURE, [math.nan] * 3) for r in rows],
                          path, "face AUC on the controls: learned minus no-faces twin (95% intervals)",
                          "AUC owed to the faces", reference=0.0)
