@@ -42,9 +42,10 @@ from downpour.studies.measured import MeasuredStudy
 from downpour.studies.measure import config_with_model, flops_per_step, train_and_measure, with_steps
 
 STEPS_FULL, STEPS_QUICK = 300, 16      # the cat network's steps; they set the FLOP budget of every arm
-RESOLUTION = {"probe_digits": 0.02, "probe_lfw": 0.05, "face_auc_controls": 0.05, "edge_fraction": 0.05}
+RESOLUTION = {"probe_digits": 0.02, "probe_lfw": 0.05, "face_auc_controls": 0.05, "face_owed_controls": 0.05,
+              "edge_fraction": 0.05}
 LABELS = {"probe_digits": "digits probe", "probe_lfw": "lfw probe", "face_auc_controls": "face AUC on the matched controls",
-          "edge_fraction": "edge-like fraction"}
+          "face_owed_controls": "what the faces gave the face unit", "edge_fraction": "edge-like fraction"}
 # name -> (what it is, its config overrides: a model.name swaps the whole model, see config_with_model)
 ARMS: dict[str, tuple[str, tuple[tuple[str, Any], ...]]] = {
     "cat": ("cat network (cat-demo)", ()),

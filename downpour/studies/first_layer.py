@@ -130,13 +130,13 @@ class FirstLayerStudy(Study):
 
     def summarise(self, conditions: list[Condition], cells: Cells, seeds: list[int]) -> list[dict[str, Any]]:
         names = ["edge_fraction"] + [f"probe_{p}_{layer}" for p in PROBE_SETS for layer in LAYERS] + \
-                ["face_auc_lfw", "face_auc_controls", "stage1_cost"]
+                ["face_auc_lfw", "face_auc_controls", "face_owed_controls", "stage1_cost"]
         rows = []
         for c in conditions:
             got = [cells[(c.name, s)] for s in seeds]
             row: dict[str, Any] = {"condition": c.name, "group": c.group, "params": c.params, "n": len(seeds),
                                    "figures": {}, "extra": {"readings": {}}}
-            for f in names + ["train_seconds", *OWED]:
+            for f in names + ["train_seconds", *(k for k in OWED if k not in names)]:
                 row["figures"][f] = list(mean_ci([g[f] for g in got]))
             for p in PROBE_SETS:
                 row["extra"][f"probe_{p}_raw_pixels"] = float(np.mean([g[f"probe_{p}_raw"] for g in got]))
@@ -173,7 +173,8 @@ class FirstLayerStudy(Study):
                                               (f"probe_lfw_{top}", "lfw probe", True),
                                               (f"probe_digits_stage1", "digits probe on stage 1", True),
                                               ("face_auc_controls", "face AUC on the matched controls", False),
-                                              ("face_auc_lfw", "face AUC vs lfw non-faces", False))]
+                                              ("face_auc_lfw", "face AUC vs lfw non-faces", False),
+                                              ("face_owed_controls", "what the faces gave the face unit", False))]
             paras.append(f"{_label(k)} against the learned first layer, paired on {by[k]['n']} seeds: "
                          + "; ".join(parts) + ".")
         n = by[BASELINE]["n"]

@@ -33,10 +33,10 @@ from downpour.studies.measure import config_with_model
 
 STEPS_FULL, STEPS_QUICK = 800, 30
 RESOLUTION = {"probe_digits": 0.02, "probe_lfw": 0.05, "inv_scale_octaves": 0.25, "inv_shift": 0.05,
-              "inv_rotation": 15.0, "face_auc_controls": 0.05}
+              "inv_rotation": 15.0, "face_auc_controls": 0.05, "face_owed_controls": 0.05}
 LABELS = {"probe_digits": "digits probe", "probe_lfw": "lfw probe", "inv_scale_octaves": "scale range (octaves)",
           "inv_shift": "translation range (fraction of the side)", "inv_rotation": "rotation range (degrees)",
-          "face_auc_controls": "face AUC on the matched controls"}
+          "face_auc_controls": "face AUC on the matched controls", "face_owed_controls": "what the faces gave the face unit"}
 FORMATS = {"inv_rotation": "{:+.0f}", "inv_scale_octaves": "{:+.2f}", "inv_shift": "{:+.3f}"}
 
 

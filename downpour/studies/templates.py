@@ -32,10 +32,11 @@ from downpour.studies.measured import MeasuredStudy
 
 STEPS_FULL, STEPS_QUICK = 300, 16
 # the smallest paired difference worth reporting, per compared figure (in its own units)
-RESOLUTION = {"probe_digits": 0.02, "face_auc_controls": 0.05, "face_auc_lfw": 0.05, "edge_fraction": 0.05,
-              "seconds_per_step": 0.005}
+RESOLUTION = {"probe_digits": 0.02, "face_auc_controls": 0.05, "face_auc_lfw": 0.05, "face_owed_controls": 0.05,
+              "edge_fraction": 0.05, "seconds_per_step": 0.005}
 LABELS = {"probe_digits": "digits probe accuracy", "face_auc_controls": "face AUC on the matched controls",
-          "face_auc_lfw": "face AUC vs lfw non-faces", "edge_fraction": "edge-like fraction",
+          "face_auc_lfw": "face AUC vs lfw non-faces", "face_owed_controls": "what the faces gave the face unit",
+          "edge_fraction": "edge-like fraction",
           "seconds_per_step": "seconds per step"}
 
 
