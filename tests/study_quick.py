@@ -1,5 +1,5 @@
 """A study's quick setting, run once per test module, and what it must have written (issue 10): the
-shared part of tests/test_study_templates.py, test_study_mechanisms.py and test_study_architectures.py."""
+shared part of the tests/test_study_*.py modules; check_owed only for the face-test studies with twins."""
 import json
 import math
 
@@ -30,8 +30,13 @@ def check_written(folder, result, name, seeds=2):
     assert (folder / "study.html").is_file()
     assert result["figures"] and all((folder / f).is_file() for f in result["figures"])
     assert "quick setting" in result["verdict"]
+
+
+def check_owed(folder, result):
+    """A face-test study (Q2, Q4, Q5, Q7): every cell had its no-faces twin, its rows carry what the faces gave
+    (the mean of the per-seed differences is the difference of the means), the verdict and a figure say it."""
     assert "What the faces gave" in result["verdict"] and (folder / "figures/face_owed_controls.png").is_file()
-    for row in result["cells"]:       # every cell had its no-faces twin; the mean of the differences is theirs
+    for row in result["cells"]:
         f = row["figures"]
         assert math.isfinite(f["face_owed_controls"][0]), row["condition"]
         assert f["face_owed_controls"][0] == pytest.approx(f["face_auc_controls"][0] - f["face_auc_controls_no_faces"][0])

@@ -8,7 +8,7 @@ import torch
 from downpour.studies import study_class
 from downpour.studies.measure import flops_per_step
 
-from study_quick import check_written, run_quick
+from study_quick import check_owed, check_written, run_quick
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -21,6 +21,7 @@ def quick(tmp_path_factory):
 def test_quick_study_writes_study_json_html_and_figures(quick):
     folder, result = quick
     check_written(folder, result, "architectures")
+    check_owed(folder, result)
     assert "cat network" in result["verdict"]
 
 

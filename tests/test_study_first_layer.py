@@ -8,7 +8,7 @@ from downpour.config import load_config
 from downpour.data.pipeline import open_data
 from downpour.models.registry import build, resolve
 from downpour.studies.first_layer import FirstLayerStudy
-from study_quick import check_written, run_quick
+from study_quick import check_owed, check_written, run_quick
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -21,6 +21,7 @@ def study(tmp_path_factory):
 def test_study_json_has_the_contract(study):
     folder, result = study
     check_written(folder, result, "first-layer")
+    check_owed(folder, result)
     assert [r["condition"] for r in result["cells"]] == ["learned", "gabor", "random", "gabor-init"]
     assert all(row["params"]["first_layer"] == row["condition"] for row in result["cells"])
     assert "no detectable effect" in result["verdict"] or "inconclusive" in result["verdict"]

@@ -7,7 +7,7 @@ import pytest
 from downpour.studies import study_class
 from downpour.studies.base import Condition
 
-from study_quick import check_written, run_quick
+from study_quick import check_owed, check_written, run_quick
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -20,6 +20,7 @@ def quick(tmp_path_factory):
 def test_quick_study_writes_study_json_html_and_figures(quick):
     folder, result = quick
     check_written(folder, result, "templates")
+    check_owed(folder, result)
     assert "untied" in result["verdict"] and "tile2" in result["verdict"]
 
 
