@@ -95,9 +95,10 @@ def test_cells_measured_another_way_are_refused(planted, monkeypatch, tmp_path):
 
 
 def test_the_studies_that_run_the_face_test_name_it():
-    from downpour.studies.trained import FACE_TEST
-    for name in ("first-layer", "flat-skipping", "templates", "mechanisms", "architectures"):
-        assert studies.study_class(name).measured_by == FACE_TEST, name
+    from downpour.studies.trained import FACE_TEST, FACE_TEST_WITH_TWIN
+    for name in ("first-layer", "templates", "mechanisms", "architectures"):      # each cell with its no-faces twin
+        assert studies.study_class(name).measured_by == FACE_TEST_WITH_TWIN, name
+    assert studies.study_class("flat-skipping").measured_by == FACE_TEST            # one network, gated or not
 
 
 def test_a_set_on_a_varied_key_or_a_typo_is_refused_before_any_cell(planted, tmp_path):

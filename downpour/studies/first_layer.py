@@ -41,8 +41,8 @@ from downpour.studies.compare import owed_figure, owed_paragraph
 from downpour.studies.figures import interval_bars
 from downpour.studies.stats import effect_words, mean_ci, paired_difference, wilson
 from downpour.studies.plots import curves
-from downpour.studies.trained import (FACE_TEST, OWED, cost_curve, edge_fraction, face_aucs, face_draws, no_faces_twin,
-                                      owed_figures, probe_accuracies, trained_run)
+from downpour.studies.trained import (FACE_TEST_WITH_TWIN, OWED, cost_curve, edge_fraction, face_aucs, face_draws,
+                                      no_faces_twin, owed_figures, probe_accuracies, trained_run)
 
 KINDS = ("learned", "gabor", "random", "gabor-init")
 BASELINE = "learned"
@@ -72,7 +72,7 @@ class FirstLayerStudy(Study):
     question = ("Hand-designed templates: must the first layer's edge detectors be learned without labels, or do "
                 "designed (Gabor) or random filters serve the network as well?")
     base = "cat-demo"
-    measured_by = FACE_TEST
+    measured_by = FACE_TEST_WITH_TWIN
     base_sets = (("train.threads", 1), ("train.tensorboard", False), ("train.log_every", 8),
                  ("cluster.runner", "local"))
     seeds_full = 8
@@ -136,7 +136,7 @@ class FirstLayerStudy(Study):
             got = [cells[(c.name, s)] for s in seeds]
             row: dict[str, Any] = {"condition": c.name, "group": c.group, "params": c.params, "n": len(seeds),
                                    "figures": {}, "extra": {"readings": {}}}
-            for f in names + ["train_seconds", *(k for k in OWED if k not in names)]:
+            for f in dict.fromkeys([*names, "train_seconds", *OWED]):     # each once (face_owed_controls is in both)
                 row["figures"][f] = list(mean_ci([g[f] for g in got]))
             for p in PROBE_SETS:
                 row["extra"][f"probe_{p}_raw_pixels"] = float(np.mean([g[f"probe_{p}_raw"] for g in got]))

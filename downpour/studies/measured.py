@@ -8,12 +8,12 @@ from typing import Any, ClassVar
 from downpour.studies.base import Cells, Condition, Study
 from downpour.studies.compare import compare_rows
 from downpour.studies.measure import Measures, train_and_measure
-from downpour.studies.trained import FACE_TEST
+from downpour.studies.trained import FACE_TEST_WITH_TWIN
 
 
 class MeasuredStudy(Study):
     base = "cat-demo"          # for its [data] and [train]; conditions change or swap the model
-    measured_by = FACE_TEST    # the face test its cells run (measure.py)
+    measured_by = FACE_TEST_WITH_TWIN    # the face test its cells run, twin included (measure.py)
     base_sets = (("train.tensorboard", False), ("train.log_every", 50), ("train.threads", 1))
     seeds_quick = 2
     resolution: ClassVar[dict[str, float]] = {}   # per compared figure, the smallest difference worth reporting

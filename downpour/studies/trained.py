@@ -42,14 +42,16 @@ from downpour.runners import train
 from downpour.train.rundir import RunDir
 from downpour.twins import no_faces_config
 
-__all__ = ["FACE_TEST", "OWED", "cost_curve", "edge_fraction", "face_aucs", "face_draws", "no_faces_twin",
-           "owed_figures", "probe_accuracies", "trained_run"]
+__all__ = ["FACE_TEST", "FACE_TEST_WITH_TWIN", "OWED", "cost_curve", "edge_fraction", "face_aucs", "face_draws",
+           "no_faces_twin", "owed_figures", "probe_accuracies", "trained_run"]
 
 # What :func:`face_aucs` measures, in a few words: a study that reports it names it in its cell cache's header,
 # so a folder whose cells were measured by an earlier face test is refused, not mixed with new cells.
-# Until 2026-12-01 the studies chose the unit per split of the 60 held-out images, with one control draw; until
-# later that day a cell had no no-faces twin.
-FACE_TEST = "unit chosen on lfw's training part, 5 control draws, a no-faces twin per cell"
+# Until 2026-12-01 the studies chose the unit per split of the 60 held-out images, with one control draw.
+FACE_TEST = "unit chosen on lfw's training part, 5 control draws"
+# ... and with each cell's no-faces twin scored beside it (:func:`no_faces_twin`, :func:`owed_figures`): the header of
+# the studies whose cells train one (a folder measured before the twins lacks their figures: refused, not mixed)
+FACE_TEST_WITH_TWIN = FACE_TEST + ", a no-faces twin per cell"
 # The figures :func:`owed_figures` adds to a cell: the no-faces twin's AUCs, and the learned unit's minus them
 OWED = ("face_auc_lfw_no_faces", "face_auc_controls_no_faces", "face_owed_lfw", "face_owed_controls")
 
