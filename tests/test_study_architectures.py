@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from downpour.studies import study_class
+from downpour.studies.architectures import CODE, CODE_ARMS
 from downpour.studies.measure import flops_per_step
 
 from study_quick import check_owed, check_written, run_quick
@@ -49,6 +50,24 @@ def test_flop_count_and_parameters_of_the_sparse_autoencoder_by_hand(quick):
     rows = {r["condition"]: r["figures"] for r in quick[1]["cells"]}
     assert rows["sae"]["params"][0] == 2 * 25 * 1024 + 25 + 1024
     assert rows["sae"]["code_dims"][0] == 25 and rows["rbm"]["code_dims"][0] == 64
+    assert rows["cat"]["code_dims"][0] == CODE        # what the code-size controls match
+
+
+def test_the_code_size_controls_differ_from_their_arm_only_in_units_and_train_its_steps():
+    study = study_class("architectures")(quick=False)
+    conditions = {c.name: c for c in study.conditions()}
+    assert set(CODE_ARMS) <= set(conditions) and not set(CODE_ARMS) & {c.name for c in study_class("architectures")(
+        quick=True).conditions()}
+    context = study.prepare()
+    for name, (of, _) in CODE_ARMS.items():
+        assert conditions[name].params["vs"] == of and conditions[name].group == "code size"
+        mine, theirs = study.cell_config(conditions[name], 0), study.cell_config(conditions[of], 0)
+        assert mine.model.options["hidden"] == CODE != theirs.model.options.get("hidden")
+        strip = lambda cfg: {k: v for k, v in cfg.model.options.items() if k not in ("hidden", "code")}
+        assert strip(mine) == strip(theirs) and mine.model.name == theirs.model.name
+        assert (mine.data, mine.train, mine.objective) == (theirs.data, theirs.train, theirs.objective)
+        assert context["steps"][name] == context["steps"][of]           # equal examples, not equal FLOPs
+        assert context["flops_per_step"][name] > context["flops_per_step"][of]
 
 
 def test_a_swapped_model_leaves_the_cat_networks_options_behind():
@@ -63,13 +82,15 @@ def test_a_swapped_model_leaves_the_cat_networks_options_behind():
     assert {cfg.data for cfg in by.values()} == {by["cat"].data}         # the same data for every arm
 
 
-@pytest.mark.parametrize("arm", ["conv-ae", "rnn"])
+@pytest.mark.parametrize("arm", ["conv-ae", "rnn", "rnn-288"])
 def test_the_arms_outside_the_quick_setting_train_and_measure(arm):
     """The full setting's other arms, a few steps each: every figure is measured; the GRU, whose input
-    weights are rows with no 2-D shape, has no edge fraction (NaN) rather than a crash."""
+    weights are rows with no 2-D shape, has no edge fraction (NaN) rather than a crash; the GRU given the
+    cat network's code size has that many code units."""
     study = study_class("architectures")(quick=False)
     condition = next(c for c in study.conditions() if c.name == arm)
     figures = study.run_cell(condition, 0, {"steps": {arm: 3}, "flops_per_step": {arm: 1.0}})
     assert figures["steps"] == 3 and figures["train_flops"] == 3.0
     assert all(math.isfinite(v) for k, v in figures.items() if k != "edge_fraction"), figures
-    assert math.isnan(figures["edge_fraction"]) == (arm == "rnn")
+    assert math.isnan(figures["edge_fraction"]) == arm.startswith("rnn")
+    assert (figures["code_dims"] == CODE) == arm.endswith("-288")

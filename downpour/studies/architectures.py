@@ -20,6 +20,12 @@ training step of each (forward, cost, backward; the RBM's Gibbs chain included),
 - ``sae``: the UFLDL sparse autoencoder (``ufldl-sae``: 25 sigmoid units, KL sparsity ρ = 0.01, weight
   decay) with UFLDL's linear decoder, since the data are not in [0, 1].
 
+**Code-size controls** (full setting), each against its own small arm: ``rbm-288``, ``rnn-288`` and
+``sae-288`` are those designs with the cat network's code size (``CODE``: 8 maps × 6 × 6 positions of
+stage 2), trained as many steps as the small arm (equal examples, not equal FLOPs), so that only the
+number of units differs. They separate what a design learns from how many numbers it outputs: with
+~70 training faces, a few units that must each explain much of the data become face templates.
+
 **Figures** (:mod:`downpour.studies.measure`): linear-probe accuracy of each arm's top codes (digits;
 lfw faces vs non-faces), edge-like fraction of the first-layer filters (none for the GRU, whose input
 weights are rows), face AUC of the best unit on the matched controls, parameters, FLOPs per sample,
@@ -57,6 +63,13 @@ ARMS: dict[str, tuple[str, tuple[tuple[str, Any], ...]]] = {
     "sae": ("UFLDL sparse autoencoder, linear decoder (ufldl-sae)",
             (("model.name", "ufldl-sae"), ("model.output", "linear"), ("train.lr", 0.03))),
 }
+CODE = 288     # the cat network's top code: stage 2's 8 maps x 6 x 6 positions (a test checks it)
+# name -> (the arm it is a control of, what it changes): same design, the cat network's code size, same steps
+CODE_ARMS: dict[str, tuple[str, tuple[tuple[str, Any], ...]]] = {
+    "rbm-288": ("rbm", (("model.hidden", CODE),)),
+    "rnn-288": ("rnn", (("model.hidden", CODE), ("model.code", CODE))),
+    "sae-288": ("sae", (("model.hidden", CODE),)),
+}
 QUICK_ARMS = ("cat", "rbm", "sae")
 
 
@@ -69,15 +82,20 @@ class ArchitecturesStudy(MeasuredStudy):
 
     def conditions(self) -> list[Condition]:
         names = QUICK_ARMS if self.quick else tuple(ARMS)
-        return [Condition(n, {"arm": ARMS[n][0], "vs": "" if n == "cat" else "cat"}, ARMS[n][1],
-                          "reference" if n == "cat" else "design") for n in names]
+        out = [Condition(n, {"arm": ARMS[n][0], "vs": "" if n == "cat" else "cat"}, ARMS[n][1],
+                         "reference" if n == "cat" else "design") for n in names]
+        if not self.quick:
+            out += [Condition(n, {"arm": f"{ARMS[of][0]} with {CODE} units", "vs": of}, (*ARMS[of][1], *more),
+                              "code size") for n, (of, more) in CODE_ARMS.items()]
+        return out
 
     def cell_config(self, condition: Condition, seed: int) -> RunConfig:
         steps = [("train.steps", STEPS_QUICK if self.quick else STEPS_FULL)]
         return config_with_model(self.base, [*self.base_sets, *steps, *self.sets, *condition.sets], seed)
 
     def prepare(self) -> dict[str, Any]:
-        """The FLOP budget: the cat network's steps x its FLOPs per step; each arm's steps spend the same."""
+        """The FLOP budget: the cat network's steps x its FLOPs per step; each arm's steps spend the same, and
+        each code-size control takes its small arm's steps."""
         conditions = self.conditions()
         first = self.cell_config(conditions[0], 0)
         shape = build_dataset(first.data, first.seed).input_shape
@@ -85,6 +103,7 @@ class ArchitecturesStudy(MeasuredStudy):
         per_step = {c.name: flops_per_step(self.cell_config(c, 0), x) for c in conditions}
         budget = per_step["cat"] * self.cell_config(conditions[0], 0).train.steps
         steps = {name: max(1, round(budget / f)) for name, f in per_step.items()}
+        steps.update({name: steps[of] for name, (of, _) in CODE_ARMS.items() if name in steps})
         return {"budget_flops": budget, "flops_per_step": per_step, "steps": steps,
                 "counted_on": {"batch": list(x.shape), "counter": "torch.utils.flop_counter, forward + cost + backward"}}
 
@@ -98,8 +117,12 @@ class ArchitecturesStudy(MeasuredStudy):
         by = {r["condition"]: r for r in rows}
         cat = by["cat"]
         budget = cat["figures"]["train_flops"][0]
+        designs = [r for r in rows if r["condition"] not in CODE_ARMS]
         paras = [f"Each arm trained on {budget / 1e9:.1f} GFLOP (the cat network's {cat['figures']['steps'][0]:.0f} steps): "
-                 + ", ".join(f"{r['condition']} {r['figures']['steps'][0]:.0f} steps" for r in rows) + "."]
+                 + ", ".join(f"{r['condition']} {r['figures']['steps'][0]:.0f} steps" for r in designs) + "."]
+        if len(designs) < len(rows):
+            paras[0] += (f" The code-size controls ({', '.join(CODE_ARMS)}) trained as many steps as their small arm, "
+                         f"with the cat network's {CODE} units: only the code size differs between each and its arm.")
         best = max(rows, key=lambda r: r["figures"]["probe_digits"][0])
         paras.append(f"The cat network's top codes reached digits probe accuracy {value(cat, 'probe_digits')}, lfw probe "
                      f"{value(cat, 'probe_lfw')}, face AUC on the matched controls {value(cat, 'face_auc_controls')} and "
@@ -112,7 +135,7 @@ class ArchitecturesStudy(MeasuredStudy):
             f = r["figures"]
             paras.append(f"{r['condition']} ({r['params']['arm']}; {f['params'][0]:,.0f} parameters, "
                          f"{f['flops_fwd'][0] / 1e6:.3f} MFLOP per sample, {value(r, 'seconds_per_step', '{:.4f}')} s per "
-                         f"step), paired against cat: "
+                         f"step), paired against {r['params']['vs']}: "
                          + "; ".join(difference_sentence(r, k, LABELS[k]) for k in RESOLUTION) + ".")
         paras.append("Probe accuracy depends on the code's size as well as on what it learned (each arm's code is "
                      "the registered design's); the table gives every arm's parameters and FLOPs beside it.")
