@@ -5,7 +5,9 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -43,7 +45,7 @@ def _check_flags(args: argparse.Namespace, cfg: RunConfig) -> None:
         raise ConfigError(f"{flags} only apply to the simulated and ray runners, and this run's runner is 'local'; "
                           "add --runner simulated or --runner ray")
     for flag, runner in ONLY_ON.items():
-        if getattr(args, flag) and cfg.cluster.runner not in (runner, "local"):
+        if getattr(args, flag) and cfg.cluster.runner != runner:
             raise ConfigError(f"--{flag} only applies to the {runner} runner, and this run's runner is "
                               f"{cfg.cluster.runner!r}; drop --{flag} or use --runner {runner}")
 
@@ -54,14 +56,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     from downpour.twins import no_faces_config, train_with_twin
 
     if args.resume:
-        if args.out:
-            raise ConfigError(f"--out with --resume: the run goes on in {args.resume!r}; drop --out (or start a new "
-                              f"run there with --config {args.resume}/config.toml)")
+        if args.out or args.config:
+            flag = "--out" if args.out else "--config"
+            raise ConfigError(f"{flag} with --resume: the run goes on in {args.resume!r} with its own config; drop "
+                              f"{flag} (or start a new run with --config {args.resume}/config.toml --set ...)")
         run = RunDir.open(args.resume)
         cfg = load_config(str(run.path / "config.toml"), _overrides(args))
         check_resume(run.config, cfg)
     else:
-        cfg = load_config(args.config, _overrides(args))
+        cfg = load_config(args.config or "main", _overrides(args))
     _check_flags(args, cfg)
     cfg = check_run_config(cfg)   # resolved; before the run directory exists: a typo leaves nothing behind
     twin = no_faces_config(cfg) if cfg.analysis.no_faces_twin else None   # checked too (a source without faces has none)
@@ -71,7 +74,7 @@ def cmd_train(args: argparse.Namespace) -> int:
               "nothing was written", file=sys.stderr)
         return 0
     if not args.resume:
-        out = args.out or f"runs/{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+        out = args.out or f"runs/{Path(args.config or 'main').stem}-{time.strftime('%Y%m%d-%H%M%S')}"
         run = RunDir.create(out, cfg)
     then = f", then its no-faces twin -> {run.no_faces_twin}" if twin else ""
     print(f"downpour: training {cfg.model.name!r} with the {cfg.cluster.runner} runner -> {run.path}{then}", file=sys.stderr)
@@ -123,9 +126,11 @@ def analysis_overrides(run_path: str, sets: list[str]) -> dict[str, object]:
 def cmd_analyze(args: argparse.Namespace) -> int:
     from downpour.analysis.run import analyze_run
 
-    analyze_run(args.run, **analysis_overrides(args.run, args.set))
+    overrides = analysis_overrides(args.run, args.set)
+    report = args.report or bool(overrides.pop("report", False))   # --set analysis.report=true is --report
+    analyze_run(args.run, **overrides)
     print(f"downpour: analysis written to {Path(args.run) / 'analysis.json'}")
-    return _report_only(Path(args.run)) if args.report else 0
+    return _report_only(Path(args.run)) if report else 0
 
 
 def _report_only(path: Path) -> int:
@@ -174,12 +179,12 @@ def cmd_presets(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     from downpour.plan import Cluster, check_simulated, compare_run, format_check, format_plan, plan_for
 
-    if args.check_simulated or args.check_run:
+    cluster = Cluster(args.machines, args.cores, args.memory, args.bandwidth, args.replicas, args.partitions, args.shards)
+    if args.check_simulated or args.check_run:            # (the flags checked above, by Cluster, either way)
         result = (compare_run(args.check_run) if args.check_run else
                   check_simulated(args.config, args.replicas or 1000, args.shards or 100, args.steps, args.set, args.out))
         print(json.dumps(result) if args.json else format_check(result))
         return 0 if abs(result["relative_error"]) <= 0.25 else 1
-    cluster = Cluster(args.machines, args.cores, args.memory, args.bandwidth, args.replicas, args.partitions, args.shards)
     plan = plan_for(args.model, args.set, cluster, measure=args.calibrate)
     print(json.dumps(plan) if args.json else format_plan(plan))
     return 0
@@ -223,7 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser("train", help="train a model (no arguments: the main job)")
-    train.add_argument("--config", default="main", help="a preset name (`downpour presets`) or a TOML file")
+    train.add_argument("--config", help="a preset name (`downpour presets`) or a TOML file (default: main; "
+                                        "not with --resume, which keeps the run's own)")
     train.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override one config value")
     train.add_argument("--out", help="run directory (default: runs/<config>-<time>)")
     train.add_argument("--resume", metavar="RUN", help="continue the run in this directory")
@@ -309,10 +315,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``timeout``, SLURM, ``docker stop``, ``kill``) raised as an interrupt, so a run stopped that way
+    checkpoints what it has done exactly as on Ctrl-C, instead of dying with nothing saved since its start."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
+    main_thread = threading.current_thread() is threading.main_thread()   # only it may set a handler
+    before = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
         return args.func(args)
     except DownpourError as err:   # the user's to fix, said in one line; anything else is a bug: a traceback
@@ -320,12 +337,18 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"downpour: error: {err}", file=sys.stderr)
         return 2
+    except Terminated:          # as Ctrl-C, below; the exit status a process killed by SIGTERM has
+        print("downpour: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:   # Ctrl-C: the runner has saved what it could and said how to resume
         print("downpour: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:     # `downpour models | head`: the reader left; nothing is wrong
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, before)
 
 
 if __name__ == "__main__":

@@ -15,13 +15,13 @@ from __future__ import annotations
 import dataclasses
 import tomllib
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any, ClassVar
 
 import tomli_w
 
 from downpour._names import nearest
+from downpour.config_files import base_of, list_presets, read_toml
 from downpour.errors import ConfigError
 from downpour.settings import Section, Spec, parse_spec, setting
 
@@ -220,30 +220,6 @@ class RunConfig(Section):
 
 SECTIONS = {"data": DataConfig, "train": TrainConfig, "cluster": ClusterConfig, "sandblaster": SandblasterConfig,
             "analysis": AnalysisConfig}
-PRESET_PACKAGE = "downpour.presets"
-
-
-def list_presets() -> list[str]:
-    return sorted(p.name[:-5] for p in resources.files(PRESET_PACKAGE).iterdir() if p.name.endswith(".toml"))
-
-
-def _read_toml(name_or_path: str) -> tuple[dict[str, Any], str]:
-    path = Path(name_or_path)
-    if path.suffix == ".toml" or path.exists():
-        if not path.is_file():
-            raise ConfigError(f"config file {str(path)!r} does not exist")
-        text, where = path.read_text(), str(path)
-    else:
-        preset = resources.files(PRESET_PACKAGE) / f"{name_or_path}.toml"
-        if not preset.is_file():
-            raise ConfigError(f"no preset or file named {name_or_path!r}{nearest(name_or_path, list_presets())}; presets: {', '.join(list_presets())}")
-        text, where = preset.read_text(), f"preset {name_or_path!r}"
-    try:
-        return tomllib.loads(text), where
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{where}: invalid TOML: {err}") from None
-
-
 def _merge(into: dict[str, Any], table: dict[str, Any], where: str, origins: dict[str, str]) -> None:
     """Merge a parsed TOML table into ``into`` (plain nested dicts), naming an unknown section or key,
     and note in ``origins`` where each ``section.key`` was set last. Values are checked when the
@@ -311,15 +287,23 @@ def load_config(name_or_path: str = "main", overrides: list[Override] | tuple[Ov
         if current in seen:
             raise ConfigError(f"presets inherit in a circle through {current!r}")
         seen.add(current)
-        table, where = _read_toml(current)
+        try:
+            table, where, file = read_toml(current)
+        except ConfigError as err:
+            if not chain:
+                raise
+            raise ConfigError(f"{chain[-1][1]}: base {current!r}: {err}") from None
         chain.append((table, where))
-        current = table.get("base")
+        current = base_of(table, where, file)
     merged: dict[str, Any] = {}
     origins: dict[str, str] = {}
     for table, where in reversed(chain):
         _merge(merged, table, where, origins)
     for item in overrides:
         path, value = parse_override(item)
+        term = merged.get("objective", {}).get(path[1]) if len(path) == 3 and path[0] == "objective" else None
+        if isinstance(term, dict):      # objective.TERM.KEY=v sets one key of the term, keeping the others
+            path, value = path[:2], {**term, path[2]: value}
         nested: dict[str, Any] = {path[-1]: value}
         for part in reversed(path[:-1]):
             nested = {part: nested}

@@ -29,18 +29,24 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
-from downpour.config import CROSSFIT_CONTROLS, ConfigError, Override, RunConfig, config_to_dict, load_config
+from downpour.config import CROSSFIT_CONTROLS, ConfigError, Override, RunConfig, config_to_dict, load_config, parse_override
 from downpour.errors import RunError
 from downpour.train.rundir import RunDir
 from downpour.twins import no_faces_config, shared_ray, train_kept
 
 log = logging.getLogger(__name__)
+CROSSFIT_OWNS = {"data.lfw_heldout", "analysis.report"}   # what fold_config sets in every fold
 
 
 def fold_config(config: str, overrides: list[Override], fold: int, folds: int) -> RunConfig:
-    """Fold ``fold``'s resolved config: ``config`` with ``overrides``, then its held-out fold (no report)."""
+    """Fold ``fold``'s resolved config: ``config`` with ``overrides``, then its held-out fold (no report).
+    The cross-fit sets those two keys itself: an override of either is refused, not overwritten."""
     from downpour.preflight import check_run_config
 
+    owned = sorted({".".join(parse_override(o)[0]) for o in overrides} & CROSSFIT_OWNS)
+    if owned:
+        raise ConfigError(f"--set {', '.join(owned)}: the cross-fit sets it for every fold (data.lfw_heldout = "
+                          f"fold:I:{folds}, no report per fold: the cross-fit writes its own); drop the override")
     cfg = load_config(config, [*overrides, ("data.lfw_heldout", f"fold:{fold}:{folds}"), ("analysis.report", False)])
     return check_run_config(cfg)
 

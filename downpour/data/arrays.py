@@ -8,6 +8,7 @@ refused, never unpickled.
 from __future__ import annotations
 
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +31,27 @@ def _as_float(x: np.ndarray, where: str) -> np.ndarray:
     raise DataError(f"{where}: x has dtype {x.dtype}; expected a numeric array")
 
 
+def _short(err: Exception, limit: int = 160) -> str:
+    """NumPy's reason on one line, cut short (a damaged header is quoted whole in it)."""
+    text = " ".join(str(err).split())
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def check_magic(path: str | Path) -> None:
+    """DataError unless ``path`` starts like a ``.npy`` / ``.npz`` (by its suffix). Checked before
+    ``np.load``, which treats any other file as a pickle: its "pickled data" error would be misleading
+    for a file that is simply not an array."""
+    p = Path(path)
+    magic = {".npy": b"\x93NUMPY", ".npz": b"PK"}[p.suffix]
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(len(magic))
+    except OSError as err:
+        raise DataError(f"{p}: cannot be read ({err.strerror or err})") from None
+    if head != magic:
+        raise DataError(f"{p}: not a readable {p.suffix} file (it does not start like one)")
+
+
 def read_arrays(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
     """-> (x (N, C, H, W) float32, y (N,) int64 or None), checked; errors name the file and the key."""
     p = Path(path)
@@ -40,12 +62,7 @@ def read_arrays(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
     if not p.is_file():
         raise DataError(f"array file {str(p)!r} does not exist")
     where = str(p)
-    # Check the magic bytes first: np.load treats any other file as a pickle, and the resulting
-    # "pickled data" error would be misleading for a file that is simply not an array.
-    magic = {".npy": b"\x93NUMPY", ".npz": b"PK"}[p.suffix]
-    with open(p, "rb") as fh:
-        if fh.read(len(magic)) != magic:
-            raise DataError(f"{where}: not a readable {p.suffix} file (it does not start like one)")
+    check_magic(p)
     y = None
     try:
         if p.suffix == ".npy":
@@ -60,12 +77,13 @@ def read_arrays(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
                     raise DataError(f"{where}: unexpected keys {sorted(unknown)}; only 'x' and optional 'y' are read")
                 x = z["x"]
                 y = z["y"] if "y" in keys else None
-    except (OSError, zipfile.BadZipFile, EOFError) as err:
-        raise DataError(f"{where}: not a readable {p.suffix} file ({err})") from None
+    except (OSError, zipfile.BadZipFile, EOFError, zlib.error) as err:
+        raise DataError(f"{where}: not a readable {p.suffix} file ({_short(err)})") from None
     except ValueError as err:
         if "pickle" in str(err):
             raise DataError(f"{where}: holds Python objects (pickled); only numeric arrays are accepted") from None
-        raise
+        # a truncated file ("Failed to read all data"), a damaged header ("Cannot parse header"), ...
+        raise DataError(f"{where}: not a readable {p.suffix} file ({_short(err)})") from None
     if x.ndim == 3:
         x = x[:, None]
     if x.ndim != 4:

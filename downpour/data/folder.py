@@ -4,7 +4,10 @@ Every file whose extension Pillow knows (PNG, JPEG, GIF, BMP, TIFF, WebP, ...) i
 (notes, CSVs) are ignored and counted. A file with an image extension that Pillow cannot decode is
 skipped, named in ``skipped`` and logged once: one bad JPEG in a thousand must not stop a run.
 With ``labels``, an image's class is the name of the top-level sub-folder it lives under
-(``root/cat/a.png`` and ``root/cat/x/b.png`` are both "cat"); classes are numbered in sorted order.
+(``root/cat/a.png`` and ``root/cat/x/b.png`` are both "cat"); classes are the sub-folders holding
+image files, numbered in sorted order whether or not their files can be read (:func:`class_labels`), so
+the in-memory and the streamed paths number them alike and fixing a bad file does not renumber them.
+A float image (TIFF mode "F") with a NaN or Inf pixel is skipped like a corrupt file.
 """
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from downpour.data.images import ImageSet, skip, to_chw
+from downpour.data.images import ImageSet, log, skip, to_chw
 from downpour.errors import DataError
 
 
@@ -23,14 +26,19 @@ def image_extensions() -> set[str]:
 
 
 def read_image(path: Path, grey: bool) -> np.ndarray:
-    """One file -> float32 (C, H, W) in [0, 1]. Raises OSError / ValueError on a file Pillow cannot decode."""
+    """One file -> float32 (C, H, W) in [0, 1] (floats as stored). Raises OSError / ValueError on a file
+    Pillow cannot decode, ValueError on a float image holding NaN or Inf."""
     with Image.open(path) as img:
         img.load()   # decode now, so a truncated file fails here and not later
         if img.mode in ("I;16", "I;16B", "I;16L", "I"):
             # 16-bit greys: Pillow's convert("L") would clip them at 255, so scale ourselves
             return to_chw(np.asarray(img, dtype=np.float32) / 65535.0, grey)
         if img.mode == "F":
-            return to_chw(np.asarray(img, dtype=np.float32), grey)
+            x = np.asarray(img, dtype=np.float32)
+            bad = int(x.size - np.isfinite(x).sum())
+            if bad:   # one NaN would make every batch's cost and the fitted statistics NaN
+                raise ValueError(f"float image holds {bad} NaN or Inf pixel(s) of {x.size}")
+            return to_chw(x, grey)
         if img.mode not in ("L", "RGB"):
             img = img.convert("RGB")     # palette, CMYK, LA, RGBA, 1-bit ... -> RGB (alpha dropped)
         return to_chw(np.asarray(img), grey)
@@ -59,12 +67,22 @@ def image_files(path: str | Path, labels: bool = False) -> tuple[list[Path], int
     return candidates, len(every) - len(candidates)
 
 
+def class_labels(root: str | Path, files: list[Path]) -> tuple[list[str], list[int]]:
+    """(the classes: the top-level sub-folders of ``root`` holding ``files``, sorted; each file's class
+    number). From the file list, not from what could be read, so both paths number classes alike."""
+    classes_of = [p.relative_to(root).parts[0] for p in files]
+    classes = sorted(set(classes_of))
+    index = {c: k for k, c in enumerate(classes)}
+    return classes, [index[c] for c in classes_of]
+
+
 def load_folder(path: str | Path, grey: bool = True, labels: bool = False) -> ImageSet:
     """All readable images under ``path`` (sorted by relative path, so the order is reproducible)."""
     root = Path(path)
     candidates, n_ignored = image_files(path, labels)
-    images, names, classes_of, skipped = [], [], [], []
-    for p in candidates:
+    classes, class_of = class_labels(root, candidates) if labels else ([], [0] * len(candidates))
+    images, names, y, skipped = [], [], [], []
+    for p, label in zip(candidates, class_of):
         rel = p.relative_to(root).as_posix()
         try:
             images.append(read_image(p, grey))
@@ -72,15 +90,17 @@ def load_folder(path: str | Path, grey: bool = True, labels: bool = False) -> Im
             skip(skipped, str(p), f"{type(err).__name__}: {err}")
             continue
         names.append(rel)
-        classes_of.append(p.relative_to(root).parts[0])
+        y.append(label)
     if not images:
         raise DataError(f"image folder {str(root)!r}: none of its {len(candidates)} image files could be read "
                         f"(first: {skipped[0]['file']}: {skipped[0]['reason']})")
     info = {"path": str(root), "n_ignored": n_ignored}   # hidden and non-image files
-    y = None
     if labels:
-        classes = sorted(set(classes_of))
-        index = {c: k for k, c in enumerate(classes)}
-        y = [index[c] for c in classes_of]
         info["classes"] = classes
-    return ImageSet(images, names, labels=y, skipped=skipped, info=info)
+        found = set(y)
+        unread = [c for k, c in enumerate(classes) if k not in found]
+        if unread:   # kept, so the numbers do not change when its files are fixed (and match the stream's)
+            info["classes_unread"] = unread
+            log.warning("image folder %s: no image of class %s could be read; it keeps its number", root,
+                        ", ".join(repr(c) for c in unread))
+    return ImageSet(images, names, labels=y if labels else None, skipped=skipped, info=info)

@@ -12,7 +12,10 @@ back chunks of items in that order; this class re-cuts them into batches of exac
 samples (an item gives 0 samples when bad, several with tiles or video frames), applies the
 fitted preprocessing and the augmentation per batch (augmentation seeded by (seed, batch number)),
 and remembers the key of the first sample not yet handed out: :meth:`position`, from which
-``batches(..., position=)`` continues the stream exactly (the local runner's resume). Nothing in a
+``batches(..., position=)`` continues the stream exactly (the local runner's resume). The position
+also carries the telemetry so far (samples handed out, the files skipped), and the reads before it
+are a function of it (every item once per finished epoch, the current epoch's order up to it), so a
+resumed run's :meth:`report` is the uninterrupted run's, and a bad file is not named again. Nothing in a
 batch depends on how many processes decoded it or how far ahead: the same seed gives the same
 batches bit for bit.
 
@@ -76,10 +79,11 @@ class StreamBatches:
     :meth:`position`) continues a stream where an earlier one stopped.
     """
 
-    def __init__(self, data: "StreamingData", batch_size: int, seed: int, position: dict[str, int] | None = None):
+    def __init__(self, data: "StreamingData", batch_size: int, seed: int, position: dict[str, Any] | None = None):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.data, self.batch_size, self.seed = data, batch_size, seed
+        self._reader = ItemReader(data.source, data.items, data.cut, seed, data.path, data.labels, data.frames)
         pos = position or {"epoch": 0, "index": 0, "skip": 0, "batch": 0}
         self._start = pos
         self._batch = pos["batch"]
@@ -92,16 +96,29 @@ class StreamBatches:
         self._it: Iterator[dict[str, Any]] | None = None
         self.reads = np.zeros(len(data), np.int32)   # per item: times decoded (bad ones too)
         self.skipped: list[dict[str, str]] = []
-        self._bad: set[int] = set()
+        self._bad: dict[int, str] = {}              # item -> why it was skipped, in the order met
         self._barren = 0                           # items in a row that gave no sample
-        self.samples = 0
+        self.samples = int(pos.get("samples", 0))
+        self._resume_telemetry(pos)
+
+    def _resume_telemetry(self, pos: dict[str, Any]) -> None:
+        """What the stream before ``pos`` read and skipped, so the report covers the whole run: items
+        before (epoch, index) were read once per epoch, in the epoch orders (re-reading them would
+        count the same); the items skipped before are carried in ``pos`` and not named again."""
+        epoch, index, n = int(pos["epoch"]), int(pos["index"]), len(self.data)
+        if n and (epoch or index):
+            self.reads[:] = epoch
+            self.reads[epoch_order(n, self.seed, epoch)[:index]] += 1
+        for k, reason in pos.get("skipped", []):
+            if 0 <= int(k) < n and int(k) not in self._bad:
+                self._bad[int(k)] = reason
+                self.skipped.append({"file": self._reader.name(int(k)), "reason": reason})
 
     def __iter__(self) -> "StreamBatches":
         return self
 
     def _loader(self) -> Iterator[dict[str, Any]]:
-        d = self.data
-        reader = self._reader = ItemReader(d.source, d.items, d.cut, self.seed, d.path, d.labels, d.frames)
+        d, reader = self.data, self._reader
         workers = d.cfg.loader_workers
         chunk, ahead = loader_shape(d.cfg.prefetch, workers, self.batch_size)
         sampler = _Order(len(d), self.seed, *self._next)
@@ -118,7 +135,7 @@ class StreamBatches:
         for (epoch, p, k), count, bad in zip(chunk["keys"], chunk["counts"], chunk["bad"]):
             self.reads[k] += 1
             if bad is not None and k not in self._bad:
-                self._bad.add(k)
+                self._bad[k] = bad
                 skip(self.skipped, self._reader.name(k), bad)
             keys += [(epoch, p, j) for j in range(count)]
             self._barren = 0 if count else self._barren + 1
@@ -159,13 +176,16 @@ class StreamBatches:
         self.samples += b
         return Batch(x.contiguous(), None if y is None else y[:b])
 
-    def position(self) -> dict[str, int]:
+    def position(self) -> dict[str, Any]:
         """Where the next batch starts: the first unused sample's item (epoch, index in the epoch's
-        order), how many of that item's samples are used (skip), and the batch number."""
+        order), how many of that item's samples are used (skip), and the batch number; with the
+        telemetry so far for a resume: samples handed out, and the skipped items ([item, reason])."""
         if self._pending:
             epoch, p, j = (int(v) for v in self._keys[0][0])
-            return {"epoch": epoch, "index": p, "skip": j, "batch": self._batch}
-        return {"epoch": self._next[0], "index": self._next[1], "skip": 0, "batch": self._batch}
+        else:
+            (epoch, p), j = self._next, 0
+        return {"epoch": int(epoch), "index": int(p), "skip": j, "batch": self._batch, "samples": self.samples,
+                "skipped": [[k, reason] for k, reason in self._bad.items()]}
 
     def report(self) -> dict[str, Any]:
         """JSON-able: this worker's items, reads and the files it skipped (each named once)."""

@@ -92,7 +92,7 @@ def open_data(cfg: DataConfig, seed: int, stream_ok: bool = True) -> Dataset | S
     return data
 
 
-def batch_position(batches: Iterable[Any]) -> dict[str, int] | None:
+def batch_position(batches: Iterable[Any]) -> dict[str, Any] | None:
     """Where a streamed batch iterator stands (None for the in-memory path, which replays instead)."""
     position = getattr(batches, "position", None)
     return position() if position is not None else None

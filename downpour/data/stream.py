@@ -28,7 +28,8 @@ from torch.utils.data import DataLoader
 from downpour.config import DataConfig
 from downpour.data.augment import Augment
 from downpour.data.dataset import shard_range
-from downpour.data.folder import image_files
+from downpour.data.arrays import check_magic
+from downpour.data.folder import class_labels, image_files
 from downpour.data.loader import StreamBatches
 from downpour.data.preprocess import Preprocess
 from downpour.data.reader import Cut, ItemReader
@@ -55,9 +56,12 @@ class Listing:
 def array_header(path: str) -> tuple[int, ...]:
     """The shape of a ``.npy`` read from its header (memory-mapped: nothing read), checked like
     :func:`~downpour.data.arrays.read_arrays` checks a loaded one."""
+    check_magic(path)       # before np.load, which would call a text file "pickled data"
     try:
         rows = np.load(path, mmap_mode="r", allow_pickle=False)
     except (OSError, ValueError) as err:
+        if "pickle" in str(err):
+            raise DataError(f"{path}: holds Python objects (pickled); only numeric arrays are accepted") from None
         raise DataError(f"{path}: not a readable .npy file to memory-map ({err})") from None
     shape = rows.shape
     if len(shape) not in (3, 4) or shape[0] == 0 or min(shape[-2:]) == 0:
@@ -75,11 +79,9 @@ def list_items(cfg: DataConfig) -> Listing:
         files, ignored = image_files(cfg.path, cfg.labels)
         info: dict[str, Any] = {"n_ignored": ignored}
         labels = None
-        if cfg.labels:
-            classes_of = [p.relative_to(cfg.path).parts[0] for p in files]
-            classes = sorted(set(classes_of))
-            index = {c: k for k, c in enumerate(classes)}
-            labels = np.asarray([index[c] for c in classes_of], dtype=np.int64)
+        if cfg.labels:     # numbered as the in-memory path numbers them: every class folder, read or not
+            classes, class_of = class_labels(cfg.path, files)
+            labels = np.asarray(class_of, dtype=np.int64)
             info["classes"] = classes
         return Listing([str(p) for p in files], labels, info)
     if cfg.source == "video":

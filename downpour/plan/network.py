@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from downpour.config import RunConfig, config_from_dict, parse_override
+from downpour.errors import ConfigError
 from downpour.layers.gabor import FROZEN_KINDS
 from downpour.models.cat import CatConfig, CatNet
 from downpour.models.footprint import footprint_table
@@ -96,6 +97,9 @@ class Network:
         return sum(s.connections for s in self.stages)
 
 
+PLAN_READS = {"train.batch_size", "cluster.n_push", "cluster.n_fetch", "cluster.rule"}   # beside model.*
+
+
 def plan_config(model: str = "paper", sets: list[str] | tuple[str, ...] = ()) -> tuple[RunConfig, tuple[int, ...]]:
     """The run config a plan reads (model, train.batch_size, cluster.n_push / n_fetch / rule) and the
     input shape: ``model`` is ``"paper"`` or a registered model; ``sets`` are ``--set`` strings."""
@@ -106,11 +110,16 @@ def plan_config(model: str = "paper", sets: list[str] | tuple[str, ...] = ()) ->
         shape = PAPER_INPUT
     for item in sets:
         path, value = parse_override(item)
+        if path[0] != "model" and ".".join(path) not in PLAN_READS:
+            raise ConfigError(f"downpour plan --set {item}: a plan reads only model.KEY, {', '.join(sorted(PLAN_READS))}")
         node = table
         for part in path[:-1]:
             node = node.setdefault(part, {})
         node[path[-1]] = value
-    cfg = resolve(config_from_dict(table))      # every model field written out and checked
+    try:
+        cfg = resolve(config_from_dict(table))      # every model field written out and checked
+    except ConfigError as err:
+        raise ConfigError(f"downpour plan --model {model}{''.join(' --set ' + str(s) for s in sets)}: {err}") from None
     return cfg, shape or model_entry(cfg.model.name).input_shape
 
 

@@ -27,6 +27,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from downpour.errors import ConfigError
 from downpour.parallel.blocks import grid_shape
 from downpour.plan.calibrate import Rates
 from downpour.plan.network import Network, Stage
@@ -38,6 +39,9 @@ GB = 1e9
 RULE_STATE = {"sgd": 0, "adagrad": 1, "adam": 2}     # (n,) state tensors a shard keeps per parameter
 
 
+CHOSEN = ("--replicas", "--partitions", "--shards")   # left out: the plan chooses them
+
+
 @dataclass(frozen=True)
 class Cluster:
     machines: int = 1000
@@ -47,6 +51,17 @@ class Cluster:
     replicas: int | None = None      # None: chosen (see :func:`predict`); with shards given, the rest
     partitions: int | None = None    # None: chosen among the counts that fit in memory
     shards: int | None = None        # None: the machines left after R·K
+
+    def __post_init__(self) -> None:
+        for flag, value, low in (("--machines", self.machines, 1), ("--cores", self.cores, 1),
+                                 ("--replicas", self.replicas, 1), ("--partitions", self.partitions, 1),
+                                 ("--shards", self.shards, 1)):
+            if value is not None and value < low:
+                raise ConfigError(f"{flag} must be >= {low}" + (" (or left out: chosen)" if flag in CHOSEN else "")
+                                  + f", got {value}")
+        for flag, value in (("--memory", self.memory_gb), ("--bandwidth", self.bandwidth_gbit)):
+            if not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"{flag} must be a positive number, got {value}")
 
     @property
     def bandwidth(self) -> float:    # bytes/s

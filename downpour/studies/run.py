@@ -47,6 +47,8 @@ def run_study(name: str, out: str | Path, quick: bool = False, seeds: int | None
     n = seeds if seeds is not None else (cls.seeds_quick if quick else cls.seeds_full)
     if n < 1:
         raise ConfigError(f"--seeds must be >= 1, got {n}")
+    if jobs is not None and jobs < 1:
+        raise ConfigError(f"--jobs must be >= 1 (or left out: the cores available), got {jobs}")
     seed_list = list(range(n))
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
@@ -88,6 +90,9 @@ def _pair(item: Override) -> tuple[str, Any]:
 def _check_sets(study: Any, conditions: list[Any]) -> None:
     """A --set on a key the study varies itself would be overwritten in every cell: refuse it; then build
     the first cell's config, so a typo is named before any cell runs."""
+    if any(key == "seed" for key, _ in study.sets):
+        raise ConfigError("--set seed: a study runs every condition on the paired seeds 0 .. N-1 itself; "
+                          "choose how many with --seeds N")
     varied = {key for c in conditions for key, _ in c.sets}
     clash = sorted(key for key, _ in study.sets if key in varied)
     if clash:

@@ -41,12 +41,14 @@ class RunDir:
         or to write into a folder that holds anything downpour did not put there.
 
         A directory whose run never got going (a config.toml and nothing trained: no checkpoint, no
-        model, no metrics, e.g. the data failed to load) is taken over, so fixing the cause and
+        model, no metrics row, e.g. the data failed to load) is taken over, so fixing the cause and
         running the same command again works.
         """
         run = cls(path)
-        if (run.path / "config.toml").exists() and not run.never_started():
-            raise RunExistsError(f"{str(run.path)!r} already holds a run; resume it with --resume or pick another --out")
+        if (run.path / "config.toml").exists():
+            if not run.never_started():
+                raise RunExistsError(f"{str(run.path)!r} already holds a run; resume it with --resume or pick another --out")
+            (run.path / cls.METRICS).unlink(missing_ok=True)   # opened before the first step: no row in it
         if run.path.exists():
             others = (sorted(p.name for p in run.path.iterdir() if p.name not in (*cls.NEVER_STARTED, cls.TWIN))
                       if run.path.is_dir() else [])
@@ -62,15 +64,34 @@ class RunDir:
     NEVER_STARTED = ("config.toml", "preprocess.json", "preprocess.safetensors", "tb")
 
     # what training writes (and, after it, the analysis and the report)
-    TRAINED = ("model.json", "model.safetensors", "checkpoints", "metrics.jsonl", "staleness.json")
+    METRICS = "metrics.jsonl"
+    TRAINED = ("model.json", "model.safetensors", "checkpoints", METRICS, "staleness.json")
     AFTER = ("cluster.json", "figures", "analysis.json", "report.html")
     # a run of its own inside this one (analysis.no_faces_twin): it may be there before this run trains
     # (crossfit trains folds and twins side by side), and a run trained again keeps it (same recipe)
     TWIN = "no-faces"
 
     def never_started(self) -> bool:
-        """True while nothing of this run's training exists yet (only its config and preprocessing)."""
-        return not any((self.path / name).exists() for name in self.TRAINED)
+        """True while nothing of this run's training exists yet: no checkpoint, no model, no metrics row.
+        Telemetry opens metrics.jsonl before the first step, so a run whose data failed there leaves it
+        empty: that file alone does not make the run one that trained."""
+        trained = (name for name in self.TRAINED if name != self.METRICS)
+        return not self.logged() and not any((self.path / name).exists() for name in trained)
+
+    def logged(self) -> bool:
+        """Whether metrics.jsonl holds at least one row (a torn line, a kill mid-write, is none); reads
+        only up to the first, so it is cheap on a long run."""
+        path = self.path / self.METRICS
+        if not path.is_file():
+            return False
+        with path.open(errors="replace") as lines:
+            for line in lines:
+                try:
+                    if line.strip() and isinstance(json.loads(line), dict):
+                        return True
+                except json.JSONDecodeError:
+                    continue
+        return False
 
     def finished(self, steps: int) -> bool:
         """Whether this run's model is saved at ``steps`` (its ``train.steps``): nothing left to train."""
@@ -94,6 +115,8 @@ class RunDir:
     @classmethod
     def open(cls, path: str | Path) -> "RunDir":
         run = cls(path)
+        if run.path.is_file():
+            raise NotARunError(f"{str(run.path)!r} is a file, not a run directory")
         if not run.path.is_dir():
             raise NotARunError(f"{str(run.path)!r} does not exist")
         if not (run.path / "config.toml").is_file():
@@ -113,13 +136,29 @@ class RunDir:
         save_config(cfg, self.path / "config.toml")
 
     def unsaved_at_end(self, cfg: RunConfig, start: int, resume: bool) -> bool:
-        """A resume whose checkpoint is the run's last step but whose model was never written (stopped
-        between the two): the runner writes the model from the checkpoint instead of training."""
-        unsaved = resume and start >= cfg.train.steps and not (self.path / "model.json").is_file()
-        if unsaved:
-            log.warning("%s: the checkpoint is the run's last step (%d) but the model was not saved; saving it now",
-                        self.path, start)
-        return unsaved
+        """A resume whose checkpoint is the run's last step but whose model was not written at it (stopped
+        between the two): the runner writes the model from the checkpoint instead of training. The model
+        may be missing, or an earlier one's: a resume that raised --steps keeps the old model until its end."""
+        if not resume or start < cfg.train.steps:
+            return False
+        saved = self.model_step()
+        if saved is not None and saved >= start:
+            return False
+        log.warning("%s: the checkpoint is the run's last step (%d) but the model %s; saving it now", self.path, start,
+                    "was not saved" if saved is None else f"is still step {saved}'s")
+        return True
+
+    def model_step(self) -> int | None:
+        """The step model.json records; None without a whole model (model.safetensors or model.json missing,
+        or model.json torn by a kill while it was written: :meth:`save_model` writes it last)."""
+        if not (self.path / "model.safetensors").is_file():
+            return None
+        try:
+            meta = self.read_json("model.json")
+        except NotARunError:
+            return None
+        step = meta.get("step") if isinstance(meta, dict) else None
+        return step if isinstance(step, int) else None
 
     def begin(self, cfg: RunConfig, preprocess: "Preprocess", start: int, resume: bool) -> None:
         """What every runner does once its state is restored and before its first step: refuse a

@@ -1,0 +1,52 @@
+"""Where a config's TOML comes from: the presets shipped in the package, files, and the ``base`` a file or
+preset inherits (a preset name, or a path read from the inheriting file's own folder)."""
+from __future__ import annotations
+
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from downpour._names import nearest
+from downpour.errors import ConfigError
+
+PRESET_PACKAGE = "downpour.presets"
+
+
+def list_presets() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files(PRESET_PACKAGE).iterdir() if p.name.endswith(".toml"))
+
+
+def read_toml(name_or_path: str) -> tuple[dict[str, Any], str, Path | None]:
+    """(table, where it came from in words, the file's path or None for a preset). A file wins over a preset
+    of the same name, a preset over a folder (a folder can never be a config: it is named as one)."""
+    path = Path(name_or_path)
+    preset = resources.files(PRESET_PACKAGE) / f"{name_or_path}.toml"
+    if path.is_file():
+        text, where, file = path.read_text(), str(path), path
+    elif path.suffix != ".toml" and "/" not in name_or_path and preset.is_file():
+        text, where, file = preset.read_text(), f"preset {name_or_path!r}", None
+    elif path.is_dir():
+        hint = " (a run folder: --resume it, or start from its config with --config RUN/config.toml)" \
+            if (path / "config.toml").is_file() else ""
+        raise ConfigError(f"config {str(path)!r} is a folder, not a TOML file or a preset{hint}")
+    elif path.suffix == ".toml" or "/" in name_or_path:
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    else:
+        raise ConfigError(f"no preset or file named {name_or_path!r}{nearest(name_or_path, list_presets())}; presets: {', '.join(list_presets())}")
+    try:
+        return tomllib.loads(text), where, file
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{where}: invalid TOML: {err}") from None
+
+
+def base_of(table: dict[str, Any], where: str, file: Path | None) -> str | None:
+    """The ``base`` a table inherits: a preset name, or a TOML path read from the file's own folder."""
+    base = table.get("base")
+    if base is None:
+        return None
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"{where}: base must be a preset name or a TOML path, got {base!r}")
+    if file is not None and not Path(base).is_absolute() and (file.parent / base).is_file():
+        return str(file.parent / base)
+    return base

@@ -1,0 +1,129 @@
+"""What the command refuses, and says so, instead of doing something else without a word: config
+sources (a folder, a file's ``base``), dotted cost-term overrides, flags that would be ignored, plan's
+numbers, a study's seed, the cross-fit's own keys; and SIGTERM, which stops a run as Ctrl-C does."""
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from downpour.cli import main
+from downpour.config import ConfigError, load_config
+from downpour.crossfit import fold_config
+from downpour.plan import Cluster
+from downpour.plan.network import plan_config
+from downpour.studies.run import run_study
+
+TINY = ["--config", "ufldl-sae", "--steps", "20", "--set", "data.samples=500", "--set", "train.tensorboard=false",
+        "--runner", "local", "--no-report"]
+
+
+def test_a_folder_named_like_a_preset_does_not_hide_the_preset(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ufldl-sae").mkdir()
+    assert load_config("ufldl-sae").model.name == "ufldl-sae"
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.toml").write_text("")
+    with pytest.raises(ConfigError, match=r"'run' is a folder.*--resume it"):
+        load_config("run")
+
+
+def test_a_files_base_is_read_from_its_own_folder_and_a_bad_base_names_the_file(tmp_path, monkeypatch):
+    (tmp_path / "cfgs").mkdir()
+    (tmp_path / "cfgs" / "parent.toml").write_text('base = "ufldl-sae"\n[train]\nlr = 0.3\n')
+    (tmp_path / "cfgs" / "child.toml").write_text('base = "parent.toml"\n[train]\nsteps = 7\n')
+    monkeypatch.chdir(tmp_path)                                     # not the files' folder
+    cfg = load_config(str(tmp_path / "cfgs" / "child.toml"))
+    assert (cfg.model.name, cfg.train.lr, cfg.train.steps) == ("ufldl-sae", 0.3, 7)
+    (tmp_path / "int.toml").write_text("base = 3\n")
+    with pytest.raises(ConfigError, match=r"int.toml: base must be a preset name or a TOML path, got 3"):
+        load_config(str(tmp_path / "int.toml"))
+    (tmp_path / "gone.toml").write_text('base = "nosuch"\n')
+    with pytest.raises(ConfigError, match=r"gone.toml: base 'nosuch': no preset or file"):
+        load_config(str(tmp_path / "gone.toml"))
+
+
+def test_a_dotted_override_of_a_cost_term_keeps_the_terms_other_keys():
+    base = load_config("cat-demo").objective["pooled_l2"]
+    cfg = load_config("cat-demo", ["objective.pooled_l2.eps=0.5"])
+    assert cfg.objective["pooled_l2"] == {**base, "eps": 0.5} and base["weight"] == 0.2
+
+
+@pytest.mark.parametrize("argv, named", [
+    (["--resume", "RUN", "--config", "cat-demo"], "--config with --resume"),
+    (["--config", "ufldl-sae", "--runner", "local", "--address", "10.0.0.1:6379"], "--address only applies to the ray"),
+])
+def test_a_flag_that_would_be_ignored_is_refused(tmp_path, capsys, argv, named):
+    argv = [str(tmp_path / "run") if a == "RUN" else a for a in argv]
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.toml").write_text('base = "ufldl-sae"\n')
+    assert main(["train", "--dry-run", *argv]) == 2
+    assert named in capsys.readouterr().err
+
+
+def test_resume_on_a_file_says_it_is_a_file(tmp_path, capsys):
+    (tmp_path / "x.txt").write_text("")
+    assert main(["train", "--resume", str(tmp_path / "x.txt")]) == 2
+    assert "is a file, not a run directory" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("field, value, flag", [
+    ("machines", 0, "--machines"), ("cores", 0, "--cores"), ("replicas", -3, "--replicas"),
+    ("replicas", 0, "--replicas"), ("shards", 0, "--shards"), ("partitions", 0, "--partitions"),
+    ("memory_gb", 0.0, "--memory"), ("bandwidth_gbit", -1.0, "--bandwidth"),
+])
+def test_plan_refuses_a_cluster_it_cannot_plan(field, value, flag):
+    with pytest.raises(ConfigError, match=flag):
+        Cluster(**{field: value})
+
+
+def test_plan_refuses_a_set_it_does_not_read_and_names_the_set_in_errors():
+    with pytest.raises(ConfigError, match="plan reads only model.KEY"):
+        plan_config("paper", ["train.lr=0.1"])
+    with pytest.raises(ConfigError, match=r"--set cluster.n_push=0: .*n_push must be >= 1"):
+        plan_config("paper", ["cluster.n_push=0"])
+    assert plan_config("paper", ["cluster.n_push=4"])[0].cluster.n_push == 4
+
+
+def test_a_study_refuses_a_seed_and_jobs_below_one(tmp_path):
+    with pytest.raises(ConfigError, match="--set seed"):
+        run_study("staleness", tmp_path / "a", quick=True, sets=["seed=5"])
+    with pytest.raises(ConfigError, match="--jobs must be >= 1"):
+        run_study("staleness", tmp_path / "b", quick=True, jobs=0)
+
+
+@pytest.mark.parametrize("key", ["data.lfw_heldout=fold:1:3", "analysis.report=true"])
+def test_the_crossfit_refuses_an_override_of_the_keys_it_sets(key):
+    with pytest.raises(ConfigError, match="the cross-fit sets it"):
+        fold_config("ufldl-sae", [key], 0, 5)
+
+
+def test_analyze_takes_analysis_report_as_report(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr("downpour.analysis.run.analyze_run", lambda run, **o: calls.append(("analyze", o)))
+    monkeypatch.setattr("downpour.cli._report_only", lambda path: calls.append(("report", path)) or 0)
+    monkeypatch.setattr("downpour.cli.analysis_overrides", lambda run, sets: {"report": True, "splits": 3})
+    assert main(["analyze", str(tmp_path), "--set", "analysis.report=true"]) == 0
+    assert calls == [("analyze", {"splits": 3}), ("report", tmp_path)]
+
+
+def test_sigterm_stops_a_run_with_its_checkpoint_so_it_resumes(tmp_path):
+    """The process is killed as `timeout` or a batch scheduler kills it; the run's steps so far are kept."""
+    out = tmp_path / "run"
+    argv = [sys.executable, "-m", "downpour.cli", "train", *TINY, "--steps", "1000000", "--set",
+            "analysis.no_faces_twin=false", "--set", "train.log_every=10", "--out", str(out)]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        while not (out / "metrics.jsonl").is_file() or not (out / "metrics.jsonl").read_text().strip():
+            assert proc.poll() is None, proc.communicate()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "checkpoint saved" in err and "terminated" in err
+    step = json.loads((out / "checkpoints" / "local.json").read_text())["step"]
+    assert step >= 10

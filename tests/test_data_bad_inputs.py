@@ -1,0 +1,195 @@
+"""Bad inputs the data layer must survive or name: a float image with NaN / Inf pixels (skipped on both
+paths), a truncated or damaged array file (one-line DataError naming it), a text file named .npy (the
+same message on every path), a class folder with no readable image (numbered alike on both paths), and
+a resumed stream's telemetry (the reads, samples and skipped files before the checkpoint are kept)."""
+import json
+import logging
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from downpour.config import DataConfig
+from downpour.data import build_dataset
+from downpour.data.arrays import read_arrays
+from downpour.data.pipeline import open_data
+from downpour.data.stream import StreamingData, open_stream
+from downpour.errors import DataError
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+BAD_PNG = b"\x89PNG\r\n\x1a\n not a png"
+
+
+def _pngs(root, n, seed=0, size=(24, 20)):
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(root / f"im{i:03d}.png")
+    return root
+
+
+def _float_tiff(path, value):
+    """A 24x20 float (mode "F") TIFF in [0, 1] with one pixel set to ``value``."""
+    x = np.random.default_rng(1).random((20, 24)).astype(np.float32)
+    x[3, 5] = value
+    Image.fromarray(x, mode="F").save(path)
+    return path
+
+
+def _cfg(root, **kw):
+    base = dict(source="folder", path=str(root), mode="crops", size=8, prefetch=4, loader_workers=0)
+    return DataConfig(**{**base, **kw})
+
+
+# -- 1. a float image with a non-finite pixel is a bad file, on both paths --------------------------------
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_a_float_image_with_a_non_finite_pixel_is_skipped_in_memory(tmp_path, value, caplog):
+    root = _pngs(tmp_path / "imgs", 6)
+    bad = _float_tiff(root / "nan.tif", value)
+    with caplog.at_level(logging.WARNING, logger="downpour.data"):
+        data = build_dataset(_cfg(root, pipeline="memory"), seed=0)
+    assert len(data) == 6 and torch.isfinite(data.x).all()
+    assert data.info["n_skipped"] == 1 and data.info["skipped"][0]["file"] == str(bad)
+    assert "NaN or Inf" in data.info["skipped"][0]["reason"]
+    assert sum(str(bad) in r.getMessage() for r in caplog.records) == 1          # named once
+
+
+@pytest.mark.parametrize("fit", ["patch", "none"])     # met by the fitting sample, or only by the worker
+def test_a_float_image_with_a_non_finite_pixel_is_skipped_when_streamed(tmp_path, fit):
+    root = _pngs(tmp_path / "imgs", 6)
+    bad = _float_tiff(root / "nan.tif", np.nan)
+    data = open_data(_cfg(root, pipeline="stream", normalize=fit, whiten="none", fit_sample=7), seed=0)
+    assert isinstance(data, StreamingData)
+    if fit != "none":
+        assert data.info["fit_sample"]["n_skipped"] == 1 and np.isfinite(data.info["fit_sample"]["x_mean"])
+    batches = data.batches(3, torch.Generator().manual_seed(0))
+    xs = [next(batches).x for _ in range(8)]                                     # past two passes
+    assert all(torch.isfinite(x).all() for x in xs)
+    report = batches.report()
+    assert report["n_skipped"] == 1 and report["skipped"][0]["file"] == str(bad)
+
+
+# -- 2. and 3. damaged array files: one line naming the file -----------------------------------------------
+
+def _one_line(err, name):
+    text = str(err.value)
+    assert name in text and "\n" not in text and len(text) < 400
+    return text
+
+
+def test_a_truncated_npy_is_a_data_error_naming_it(tmp_path):
+    p = tmp_path / "trunc.npy"
+    np.save(p, np.random.default_rng(0).random((50, 16, 16)).astype(np.float32))
+    p.write_bytes(p.read_bytes()[:30_000])
+    with pytest.raises(DataError) as err:
+        read_arrays(p)
+    assert "not a readable .npy file" in _one_line(err, "trunc.npy")
+    with pytest.raises(DataError) as err:                                         # through the run's entry point
+        open_data(DataConfig(source="array", path=str(p), mode="crops", size=8, pipeline="memory"), seed=0)
+    _one_line(err, "trunc.npy")
+
+
+def test_an_npz_with_a_damaged_header_is_a_data_error_naming_it(tmp_path):
+    p = tmp_path / "corrupt.npz"
+    np.savez(p, x=np.zeros((50, 16, 16), np.float32))                              # stored, not compressed
+    raw = p.read_bytes()
+    p.write_bytes(raw.replace(b"(50, 16, 16), }", b"(50, 16, 16)D\x83}"))        # same length: the zip stays whole
+    with pytest.raises(DataError) as err:
+        read_arrays(p)
+    assert "not a readable .npz file (Cannot parse header" in _one_line(err, "corrupt.npz")
+
+
+@pytest.mark.parametrize("pipeline", ["auto", "stream", "memory"])
+def test_a_text_file_named_npy_is_not_called_pickled_on_any_path(tmp_path, pipeline):
+    p = tmp_path / "notes.npy"
+    p.write_text("this is not an array\n" * 10)
+    with pytest.raises(DataError) as err:
+        open_data(DataConfig(source="array", path=str(p), mode="crops", size=8, pipeline=pipeline), seed=0)
+    text = _one_line(err, "notes.npy")
+    assert "not a readable .npy file (it does not start like one)" in text and "pickle" not in text
+
+
+# -- 4. classes come from the class folders on both paths -------------------------------------------------
+
+def test_a_class_folder_with_no_readable_image_keeps_its_number_on_both_paths(tmp_path, caplog):
+    root = tmp_path / "lab"
+    _pngs(root / "a", 4, seed=0)
+    _pngs(root / "c", 4, seed=1)
+    (root / "b").mkdir()
+    (root / "b" / "broken.png").write_bytes(BAD_PNG)
+    with caplog.at_level(logging.WARNING, logger="downpour.data"):
+        memory = build_dataset(_cfg(root, labels=True, pipeline="memory"), seed=0)
+    stream = open_stream(_cfg(root, labels=True, pipeline="stream", normalize="none", whiten="none"), seed=0)
+    assert memory.info["classes"] == stream.info["classes"] == ["a", "b", "c"]
+    assert memory.info["classes_unread"] == ["b"] and any("'b'" in r.getMessage() for r in caplog.records)
+    assert sorted(memory.y.tolist()) == [0] * 4 + [2] * 4                         # c is 2, not 1
+    by_file = {f.split("/")[-2]: int(k) for f, k in zip(stream.items, stream.labels)}
+    assert by_file == {"a": 0, "b": 1, "c": 2}
+    batches = stream.batches(8, torch.Generator().manual_seed(0))
+    assert sorted(next(batches).y.tolist()) == sorted(memory.y.tolist())          # the same labels on both
+
+
+# -- 5. a resumed stream keeps the telemetry from before its position ---------------------------------------
+
+def _stream_folder(tmp_path):
+    root = _pngs(tmp_path / "imgs", 16)
+    for i in range(4):
+        (root / f"bad{i}.png").write_bytes(BAD_PNG)
+    return open_stream(_cfg(root, pipeline="stream", mode="patches", samples=60, prefetch=1,
+                            normalize="none", whiten="none"), seed=0)
+
+
+def test_a_resumed_stream_reports_the_whole_run_and_names_bad_files_once(tmp_path, caplog):
+    data = _stream_folder(tmp_path)
+    whole = data.batches(7, torch.Generator().manual_seed(3))
+    for _ in range(10):
+        next(whole)
+    caplog.clear()                                                               # what the interrupted run logs
+    first = data.batches(7, torch.Generator().manual_seed(3))
+    with caplog.at_level(logging.WARNING, logger="downpour.data"):
+        for _ in range(5):
+            next(first)
+        position = json.loads(json.dumps(first.position()))                       # as the checkpoint stores it
+        before = first.report()
+        assert 0 < before["n_skipped"] < 4                                        # some met before the checkpoint
+        resumed = data.batches(7, torch.Generator().manual_seed(3), position=position)
+        for _ in range(5):
+            next(resumed)
+    after, expected = resumed.report(), whole.report()
+    assert after == expected                                                     # reads, samples, skipped, ...
+    assert after["samples"] == 70 and after["batches"] == 10 and after["n_skipped"] == 4
+    assert [r["file"] for r in after["skipped"][:before["n_skipped"]]] == [r["file"] for r in before["skipped"]]
+    named = [r.getMessage() for r in caplog.records if r.getMessage().startswith("skipped ")]
+    assert len(named) == 4 and len(set(named)) == 4                              # each bad file named once
+    for a, b in zip([next(whole).x for _ in range(3)], [next(resumed).x for _ in range(3)]):
+        assert torch.equal(a, b)                                                 # and the batches go on alike
+
+
+def test_a_resumed_local_run_writes_the_whole_runs_data_record(tmp_path):
+    from downpour.config import load_config
+    from downpour.runners import train
+    from downpour.train.rundir import RunDir
+
+    root = _pngs(tmp_path / "imgs", 30)
+    for i in range(4):
+        (root / f"bad{i}.png").write_bytes(BAD_PNG)
+    base = ["data.source=folder", f"data.path={root}", "data.mode=patches", "data.size=8", "data.samples=100",
+            "data.pipeline=stream", "data.prefetch=1", "data.loader_workers=0", "data.fit_sample=4",
+            "data.whiten=none", "train.batch_size=7", "train.log_every=5", "train.tensorboard=false",
+            "train.threads=1", "cluster.runner=local"]
+    whole_cfg = load_config("ufldl-sae", [*base, "train.steps=10"])
+    whole = RunDir.create(tmp_path / "whole", whole_cfg)
+    train(whole_cfg, whole)
+    half_cfg = load_config("ufldl-sae", [*base, "train.steps=5"])
+    half = RunDir.create(tmp_path / "half", half_cfg)
+    train(half_cfg, half)
+    assert 0 < half.read_json("data.json")["workers"][0]["n_skipped"] < 4      # the rest are met after the resume
+    train(whole_cfg, half, resume=True)
+    a, b = whole.read_json("data.json"), half.read_json("data.json")
+    assert b["workers"] == a["workers"]                                          # reads, samples, batches, skipped
+    for key in ("reads", "samples", "items_read", "n_skipped"):
+        assert b[key] == a[key], key
+    assert b["samples"] == 70 and b["n_skipped"] == 4

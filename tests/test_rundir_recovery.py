@@ -1,0 +1,154 @@
+"""Recovering a run directory left at a bad moment, as docs/training.md ("Interrupts and resume") says:
+a resume stopped between its last checkpoint and its model (the model kept an earlier step's), and a
+streamed run whose data failed before its first step (its empty metrics.jsonl made the folder count as
+trained: the same command refused it, and --resume had no checkpoint)."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from downpour.config import ConfigError, load_config
+from downpour.errors import DownpourError
+from downpour.ps.cluster import run_cluster
+from downpour.train.loop import run_local
+from downpour.train.rundir import RunDir, RunExistsError
+
+SAE = ["data.samples=500", "train.batch_size=20", "train.log_every=4", "train.tensorboard=false"]
+CLUSTER = ["cluster.runner=simulated", "data.samples=256", "train.batch_size=16", "train.log_every=4",
+           "train.tensorboard=false", "cluster.workers=4", "cluster.shards=2"]
+
+
+def _go(runner, path, *overrides, resume=False):
+    if resume:
+        cfg = load_config(str(path / "config.toml"), list(overrides))
+    else:
+        cfg = load_config("ufldl-sae", [*(SAE if runner == "local" else CLUSTER), *overrides])
+    run = RunDir.open(path) if resume else RunDir.create(path, cfg)
+    return (run_local if runner == "local" else run_cluster)(cfg, run, resume=resume)
+
+
+def _stop_in_save_model(monkeypatch):
+    """Ctrl-C as the model is saved (after the last checkpoint); returns the weights it was about to write."""
+    about = {}
+
+    def save_model(self, model, step, extra=None):
+        about.update({k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(RunDir, "save_model", save_model)
+    return about
+
+
+def _checkpoint_step(runner, path):
+    return json.loads((path / "checkpoints" / f"{'local' if runner == 'local' else 'server'}.json").read_text())["step"]
+
+
+# --- A. a resume stopped between its last checkpoint and its model ---------------------------------
+@pytest.mark.parametrize(("runner", "again"), [("local", ()), ("local", ("train.steps=16",)), ("cluster", ())])
+def test_a_resume_stopped_before_its_model_rewrites_the_stale_model(tmp_path, monkeypatch, runner, again):
+    """The model.json of the first 8 steps was there, so --resume refused with 'already reached' and
+    kept the step-8 model, though the checkpoint held step 16."""
+    run = tmp_path / "r"
+    _go(runner, run, "train.steps=8")
+    with monkeypatch.context() as m:
+        about = _stop_in_save_model(m)
+        with pytest.raises(KeyboardInterrupt):
+            _go(runner, run, "train.steps=16", resume=True)
+    assert _checkpoint_step(runner, run) == 16 and RunDir(run).read_json("model.json")["step"] == 8
+    summary = _go(runner, run, *again, resume=True)
+    assert summary["steps"] == summary["resumed_from"] == 16
+    assert RunDir.open(run).read_json("model.json")["step"] == 16
+    saved = RunDir(run).load_model().state_dict()
+    assert saved.keys() == about.keys() and all(torch.equal(saved[k], about[k]) for k in saved)
+    with pytest.raises(ConfigError, match="already reached step 16"):   # whole again: nothing left to do
+        _go(runner, run, *again, resume=True)
+
+
+def _model_files(path, step, weights=b"w"):
+    (path / "model.safetensors").write_bytes(weights)
+    (path / "model.json").write_text(json.dumps({"step": step}) if isinstance(step, int) else step)
+
+
+@pytest.mark.parametrize(("model", "unsaved"), [
+    (None, True),                 # no model at all (the case that already worked)
+    (8, True),                    # an earlier run's model
+    ('{"step": 1', True),         # model.json torn mid-write
+    (16, False),                  # whole: a resume with these steps is refused ('already reached')
+    (20, False),
+])
+def test_unsaved_at_end_compares_the_models_step_with_the_checkpoints(tmp_path, model, unsaved):
+    cfg = load_config("ufldl-sae", ["train.steps=16"])
+    if model is not None:
+        _model_files(tmp_path, model)
+    run = RunDir(tmp_path)
+    assert run.unsaved_at_end(cfg, 16, resume=True) is unsaved
+    assert run.unsaved_at_end(cfg, 12, resume=True) is False       # steps left: it trains them
+    assert run.unsaved_at_end(cfg, 16, resume=False) is False
+
+
+def test_a_model_json_without_its_weights_is_not_a_saved_model(tmp_path):
+    _model_files(tmp_path, 16)
+    (tmp_path / "model.safetensors").unlink()
+    assert RunDir(tmp_path).unsaved_at_end(load_config("ufldl-sae", ["train.steps=16"]), 16, resume=True)
+
+
+# --- B. a run whose data failed before its first step ----------------------------------------------
+STREAM = ["data.source=folder", "data.mode=crops", "data.size=8", "data.pipeline=stream", "data.fit_sample=8",
+          "data.normalize=none", "data.whiten=none", "data.loader_workers=1", "train.batch_size=8",
+          "train.steps=5", "train.log_every=5", "train.threads=1"]
+
+
+def test_a_streamed_run_whose_data_failed_is_taken_over_once_the_data_is_fixed(tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "a.png").write_text("not an image")
+    (images / "b.png").write_bytes(b"")
+    cfg = load_config("ufldl-sae", [*STREAM, f"data.path={images}"])
+    path = tmp_path / "runs/ab1"
+    with pytest.raises(DownpourError, match="can be read"):
+        run_local(cfg, RunDir.create(path, cfg))
+    assert not RunDir(path).metrics() and not RunDir(path).has_checkpoint()
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        Image.fromarray(rng.integers(0, 256, (16, 16), dtype=np.uint8)).save(images / f"g{i:02d}.png")
+    summary = run_local(cfg, RunDir.create(path, cfg))                 # the same command, fixed
+    assert summary["steps"] == 5 and [r["step"] for r in RunDir(path).metrics()] == [5]
+    with pytest.raises(RunExistsError, match="already holds a run"):  # now it trained: never overwritten
+        RunDir.create(path, cfg)
+
+
+def _leftover(path, **files):
+    """A run folder its data failed in: config.toml, tb/ and the preprocessing, plus ``files``."""
+    cfg = load_config("ufldl-sae", SAE)
+    RunDir.create(path, cfg)
+    (path / "tb").mkdir()
+    (path / "preprocess.json").write_text("{}")
+    for name, text in files.items():
+        target = path / name.replace("__", "/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+    return cfg
+
+
+@pytest.mark.parametrize("metrics", ["", "\n", '{"step": 4, "lo'])
+def test_a_metrics_file_without_a_row_does_not_make_a_run_trained(tmp_path, metrics):
+    cfg = _leftover(tmp_path / "r", **{"metrics.jsonl": metrics})
+    assert RunDir(tmp_path / "r").never_started()
+    RunDir.create(tmp_path / "r", cfg)                                 # taken over, not refused
+    assert not (tmp_path / "r/metrics.jsonl").exists()                 # no torn line for the new rows to follow
+
+
+@pytest.mark.parametrize("files", [
+    {"metrics.jsonl": '{"step": 4, "loss": 1.0}\n'},
+    {"metrics.jsonl": '\n{"step": 4, "loss": 1.0}\n{"step": 8, "lo'},
+    {"metrics.jsonl": "", "checkpoints__local.json": "{}"},
+    {"metrics.jsonl": "", "model.json": "{}"},
+])
+def test_a_run_with_a_metrics_row_a_checkpoint_or_a_model_is_never_overwritten(tmp_path, files):
+    cfg = _leftover(tmp_path / "r", **files)
+    assert not RunDir(tmp_path / "r").never_started()
+    with pytest.raises(RunExistsError, match="already holds a run"):
+        RunDir.create(tmp_path / "r", cfg)
+    assert (tmp_path / "r/metrics.jsonl").read_text() == files["metrics.jsonl"]
