@@ -16,6 +16,7 @@ from downpour.analysis.run import analysis_options
 from downpour.batch import Batch
 from downpour.config import RESUMABLE, ConfigError, RunConfig, config_differences
 from downpour.data.build import check_config as check_data
+from downpour.data.build import check_files
 from downpour.data.build import sample_shape
 from downpour.layers.gabor import FROZEN_KINDS
 from downpour.models.base import FeatureModel
@@ -33,6 +34,7 @@ def check_run_config(cfg: RunConfig) -> RunConfig:
     the device for the runner, the cluster's delay model, the analysis sets."""
     cfg = resolve(cfg)
     check_data(cfg.data)
+    check_files(cfg.data)
     # On Ray the workers' nodes have the GPUs, not necessarily this driver: the cluster's GPUs are
     # counted when it starts (ps.setup.worker_gpus).
     _check_runner(cfg, torch.device("cuda" if cfg.train.device == "cuda" else "cpu") if cfg.cluster.runner == "ray"

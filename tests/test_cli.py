@@ -114,9 +114,10 @@ def test_a_run_that_never_started_can_be_run_again_in_place(tmp_path, capsys):
 
     images, out = tmp_path / "images", tmp_path / "run"
     images.mkdir()
+    (images / "broken.png").write_text("not an image")
     args = ["train", "--config", "ufldl-sae", "--runner", "local", "--steps", "5", "--no-report", "--out", str(out),
             "--set", 'data.source="folder"', "--set", f'data.path="{images}"', "--set", "data.samples=200"]
-    assert main(args) == 2                         # an empty folder: found only once the data is read
+    assert main(args) == 2                         # no readable image: found only once the data is read
     assert "images" in capsys.readouterr().err and (out / "config.toml").is_file()
     rng = np.random.default_rng(0)
     for i in range(3):

@@ -127,3 +127,17 @@ def test_sigterm_stops_a_run_with_its_checkpoint_so_it_resumes(tmp_path):
     assert "checkpoint saved" in err and "terminated" in err
     step = json.loads((out / "checkpoints" / "local.json").read_text())["step"]
     assert step >= 10
+
+
+@pytest.mark.parametrize("source, make, named", [
+    ("folder", lambda p: (p.mkdir(), (p / "notes.txt").write_text("x")), "holds no image files"),
+    ("array", lambda p: p.write_text("not an array"), "does not start like one"),
+    ("video", lambda p: (p.mkdir(), (p / "a.png").write_bytes(b"")), "holds no video files"),
+])
+def test_a_dry_run_looks_at_the_files_a_file_source_reads(tmp_path, capsys, source, make, named):
+    path = tmp_path / ("data.npy" if source == "array" else "data")
+    make(path)
+    argv = ["train", "--config", "ufldl-sae", "--runner", "local", "--set", f"data.source={source}",
+            "--set", f"data.path={path}", "--out", str(tmp_path / "run")]
+    assert main([*argv, "--dry-run"]) == 2 and named in capsys.readouterr().err
+    assert main(argv) == 2 and not (tmp_path / "run").exists()      # refused before the run directory exists

@@ -17,6 +17,7 @@ Every random choice comes from ``seed`` through separate NumPy streams: same see
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -24,16 +25,16 @@ import numpy as np
 import torch
 
 from downpour.config import FACE_SOURCES, ConfigError, DataConfig
-from downpour.data.arrays import load_array
+from downpour.data.arrays import check_magic, load_array
 from downpour.data.augment import Augment
 from downpour.data.builtin import digit_images, lfw_images, lfw_train_faces, natural_images
 from downpour.data.dataset import Dataset
-from downpour.data.folder import load_folder
+from downpour.data.folder import image_extensions, image_files, load_folder
 from downpour.data.gaussian import gaussian_samples
 from downpour.data.images import ImageSet
 from downpour.data.patches import crop_images, sample_patches
 from downpour.data.preprocess import Preprocess
-from downpour.data.video import load_videos
+from downpour.data.video import VIDEO_EXTENSIONS, load_videos, video_files
 from downpour.data.whitening import MAX_DIM
 
 # Independent random streams, so changing e.g. the mix does not change the natural patches' draw.
@@ -42,6 +43,26 @@ _NATURAL, _FACES, _ORDER, _PICK = 1, 2, 3, 4
 
 def _rng(seed: int, stream: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, stream]))
+
+
+def check_files(cfg: DataConfig) -> None:
+    """DataError unless the files a file source reads look readable, before a run directory is made (and on
+    a dry run): an image or video folder holds at least one such file (a walk that stops at the first; the
+    full listing, for its message, only when there is none), an array file starts like a .npy / .npz."""
+    if cfg.source == "array" and Path(cfg.path).suffix in (".npy", ".npz") and Path(cfg.path).is_file():
+        check_magic(cfg.path)
+    elif cfg.source == "folder" and not _holds(Path(cfg.path), image_extensions()):
+        image_files(cfg.path, cfg.labels)          # raises, naming the folder and what it holds
+    elif cfg.source == "video" and Path(cfg.path).is_dir() and not _holds(Path(cfg.path), VIDEO_EXTENSIONS):
+        video_files(Path(cfg.path))
+
+
+def _holds(root: Path, suffixes: set[str] | frozenset[str]) -> bool:
+    for folder, dirs, names in os.walk(root):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        if any(not n.startswith(".") and Path(n).suffix.lower() in suffixes for n in names):
+            return True
+    return False
 
 
 def check_config(cfg: DataConfig) -> None:
