@@ -37,13 +37,31 @@ def _overrides(args: argparse.Namespace) -> list[Override]:
     return out + list(args.set)
 
 
+# What the cluster runners never read (their workers' update is the server's cluster.rule): set by hand on one, refused
+# (train.checkpoint_every on a cluster run: preflight refuses it, set anywhere)
+LOCAL_ONLY = {"train.optimizer": "cluster.rule", "train.momentum": "cluster.momentum"}
+
+
 def _check_flags(args: argparse.Namespace, cfg: RunConfig) -> None:
-    """A cluster flag on a local run would be ignored without a word: refuse it instead."""
+    """A flag or ``--set`` the run's runner never reads would be ignored without a word: refuse it instead.
+    Only what the command line sets is checked; a preset may carry settings for another runner."""
     given = [flag for flag in CLUSTER_ONLY if getattr(args, flag) is not None]
     if cfg.cluster.runner == "local" and given:
         flags = ", ".join("--" + flag.replace("_", "-") for flag in given)
         raise ConfigError(f"{flags} only apply to the simulated and ray runners, and this run's runner is 'local'; "
                           "add --runner simulated or --runner ray")
+    typed = [".".join(parse_override(item)[0]) for item in args.set]
+    if cfg.cluster.runner == "local":
+        cluster = [key for key in typed if key.startswith("cluster.") and key != "cluster.runner"]
+        if cluster:
+            raise ConfigError(f"--set {', '.join(cluster)}: the local runner reads no [cluster] setting but the runner; "
+                              "add --runner simulated or --runner ray")
+    else:
+        local = [key for key in typed if key in LOCAL_ONLY]
+        if local:
+            raise ConfigError(f"--set {', '.join(local)}: only the local runner reads "
+                              f"{'it' if len(local) == 1 else 'them'}, and this run's runner is {cfg.cluster.runner!r} "
+                              f"(its counterpart: {', '.join(LOCAL_ONLY[k] for k in local)})")
     for flag, runner in ONLY_ON.items():
         if getattr(args, flag) and cfg.cluster.runner != runner:
             raise ConfigError(f"--{flag} only applies to the {runner} runner, and this run's runner is "

@@ -141,3 +141,19 @@ def test_a_dry_run_looks_at_the_files_a_file_source_reads(tmp_path, capsys, sour
             "--set", f"data.path={path}", "--out", str(tmp_path / "run")]
     assert main([*argv, "--dry-run"]) == 2 and named in capsys.readouterr().err
     assert main(argv) == 2 and not (tmp_path / "run").exists()      # refused before the run directory exists
+
+
+@pytest.mark.parametrize("argv, named", [
+    (["--runner", "local", "--set", "cluster.rule=sgd", "--set", "cluster.compensation=dc-asgd"],
+     "--set cluster.rule, cluster.compensation: the local runner reads no [cluster] setting"),
+    (["--runner", "simulated", "--set", "train.optimizer=sgd"], "only the local runner reads it"),
+])
+def test_a_set_the_runner_never_reads_is_refused(capsys, argv, named):
+    assert main(["train", "--config", "ufldl-sae", "--dry-run", *argv]) == 2
+    assert named in capsys.readouterr().err
+
+
+def test_a_preset_may_carry_another_runners_settings():
+    """main sets cluster.rule (its Ray server's) and cat-demo's train.optimizer: neither is the user's doing."""
+    assert main(["train", "--runner", "local", "--dry-run", "--set", "train.steps=3"]) == 0
+    assert main(["train", "--dry-run", "--set", "train.steps=3"]) == 0
