@@ -193,3 +193,18 @@ def test_a_resumed_local_run_writes_the_whole_runs_data_record(tmp_path):
     for key in ("reads", "samples", "items_read", "n_skipped"):
         assert b[key] == a[key], key
     assert b["samples"] == 70 and b["n_skipped"] == 4
+
+
+def test_a_resume_over_a_changed_file_list_is_said_and_recorded(tmp_path, caplog):
+    data = _stream_folder(tmp_path)
+    first = data.batches(7, torch.Generator().manual_seed(3))
+    for _ in range(3):
+        next(first)
+    position = json.loads(json.dumps(first.position()))
+    same = data.batches(7, torch.Generator().manual_seed(3), position=position)
+    assert "listing_changed_on_resume" not in same.report()
+    fewer = StreamingData(data.cfg, data.items[:-1], data.labels, data.cut, data.preprocess, data.augment, data.info)
+    with caplog.at_level(logging.WARNING, logger="downpour.data"):
+        changed = fewer.batches(7, torch.Generator().manual_seed(3), position=position)
+    assert changed.report()["listing_changed_on_resume"] is True
+    assert any("file list changed since the checkpoint" in r.getMessage() for r in caplog.records)

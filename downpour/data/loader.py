@@ -24,6 +24,7 @@ one read counter (4 bytes) for the run's telemetry (:meth:`report`).
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -64,6 +65,12 @@ class _Order(Sampler):
             epoch, start = epoch + 1, 0
 
 
+def listing_digest(items: Any) -> str:
+    """A short fingerprint of a shard's items (file paths, or a range of rows), kept in the stream's
+    position: a resume over a changed list is said, not silent."""
+    return hashlib.sha1("\n".join(map(str, items)).encode()).hexdigest()[:16]
+
+
 def loader_shape(prefetch: int, workers: int, batch_size: int) -> tuple[int, int]:
     """(items per loader chunk, chunks each loader process works ahead) so that at most about
     ``prefetch`` items are in flight: chunk <= batch, ``workers * ahead * chunk <= max(prefetch, workers * chunk)``."""
@@ -99,6 +106,11 @@ class StreamBatches:
         self._bad: dict[int, str] = {}              # item -> why it was skipped, in the order met
         self._barren = 0                           # items in a row that gave no sample
         self.samples = int(pos.get("samples", 0))
+        self.listing = listing_digest(data.items)
+        self.listing_changed = "listing" in pos and pos["listing"] != self.listing
+        if self.listing_changed:
+            log.warning("the data's file list changed since the checkpoint (%s items now): the resumed stream reads "
+                        "another order than the run would have, and will not reproduce from its start", len(data))
         self._resume_telemetry(pos)
 
     def _resume_telemetry(self, pos: dict[str, Any]) -> None:
@@ -185,7 +197,7 @@ class StreamBatches:
         else:
             (epoch, p), j = self._next, 0
         return {"epoch": int(epoch), "index": int(p), "skip": j, "batch": self._batch, "samples": self.samples,
-                "skipped": [[k, reason] for k, reason in self._bad.items()]}
+                "skipped": [[k, reason] for k, reason in self._bad.items()], "listing": self.listing}
 
     def report(self) -> dict[str, Any]:
         """JSON-able: this worker's items, reads and the files it skipped (each named once)."""
@@ -193,7 +205,8 @@ class StreamBatches:
         shard = self.data.info.get("shard", {"index": 0, "of": 1})
         return {"worker": shard["index"], "of": shard["of"], "items": len(self.data), "items_read": int(len(read)),
                 "reads": int(self.reads.sum()), "max_reads": int(read.max()) if len(read) else 0, "samples": self.samples, "batches": self._batch,
-                "n_skipped": len(self.skipped), "skipped": list(self.skipped)}
+                "n_skipped": len(self.skipped), "skipped": list(self.skipped),
+                **({"listing_changed_on_resume": True} if self.listing_changed else {})}
 
     def close(self) -> None:
         """Stop the loader's processes (they also stop when this object is collected)."""
