@@ -50,7 +50,7 @@ def test_analysis_json_has_every_number(run_dir):
     assert len(a["optimal_stimulus"]["image"]) == 1 and len(a["top_images"]["indices"]) == 6
     assert {c["transform"] for c in a["invariance"]["curves"]} == {"scale", "translation_x", "translation_y", "rotation"}
     assert [p["dataset"] for p in a["probes"]] == ["lfw", "digits"]
-    assert [r["features"] for r in a["probes"][1]["rows"]] == ["raw pixels", "codes"]
+    assert [r["features"] for r in a["probes"][1]["rows"]] == ["input pixels", "codes"]
     assert a["staleness"]["overall"] and a["training"]["workers"] == [0, 1, 2]
     assert a["filters"]["count"] == 25 and 0.0 <= a["filters"]["coherence_mean"] <= 1.0
     for name in ("loss", "filters", "staleness", "stimulus", "invariance", "responses"):
@@ -197,7 +197,7 @@ def test_stacked_cat_network_run(tmp_path):
     run.save_model(model, step=0)
     a = analyze_run(run.path, **{**FAST, "probes": ["lfw"], "stimulus_steps": 10})
     assert a["layer"] == "stage2" and a["face_neuron"]["rows"][0]["candidates"] == model(torch.zeros(1, 1, 32, 32)).numel()
-    assert [r["features"] for r in a["probes"][0]["rows"]] == ["raw pixels", "stage1", "stage2"]
+    assert [r["features"] for r in a["probes"][0]["rows"]] == ["input pixels", "stage1", "stage2"]
     assert "loss" not in a["figures"] and "filters" in a["figures"]      # no metrics yet: no loss curve
     assert write_report(run.path).stat().st_size > 10_000
 
@@ -250,3 +250,41 @@ def test_a_no_faces_run_is_scored_beside_the_unit_and_a_wrong_one_is_named(tmp_p
                          (tmp_path / "nothing", "analysis.no_faces_run: ")):
         with pytest.raises(ConfigError, match=match):
             analyze_run(run, **opts, no_faces_run=str(other))
+
+
+def test_a_failed_analysis_leaves_the_last_ones_figures_and_json_together(run_dir, tmp_path):
+    """Figures are drawn aside and join figures/ only with their analysis.json: a bad option found late
+    (poses, after the stimulus figures) changes nothing on disk."""
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    before = {p.name: p.read_bytes() for p in (copy / "figures").iterdir()}
+    saved = (copy / "analysis.json").read_text()
+    (tmp_path / "front").mkdir()
+    (tmp_path / "profile").mkdir()
+    with pytest.raises(ConfigError, match="analysis.poses"):
+        analyze_run(copy, **{**FAST, "top_k": 3, "poses": str(tmp_path)})
+    assert {p.name: p.read_bytes() for p in (copy / "figures").iterdir()} == before
+    assert (copy / "analysis.json").read_text() == saved and not (copy / "figures.partial").exists()
+
+
+def test_the_twin_advice_works_or_says_there_is_none(run_dir):
+    with pytest.raises(ConfigError, match="none can be trained: data.source = 'natural' holds no lfw face"):
+        analyze_run(run_dir, **FAST, no_faces_twin=True)
+
+
+def test_a_split_that_cannot_hold_every_class_is_named_and_probes_report_the_folds_used():
+    import numpy as np
+
+    from downpour.analysis.labelled import LabelledSet
+    from downpour.analysis.probe import INPUT, probe_table
+    from downpour.analysis.selectivity import split
+    from downpour.models.registry import create_model
+
+    y = np.repeat([0, 1], 30)
+    with pytest.raises(ConfigError, match="analysis.test_fraction = 0.98"):
+        split(y, 0.98, 0)
+    model = create_model("ufldl-sae", (1, 8, 8))
+    data = LabelledSet("tiny", torch.randn(12, 1, 8, 8), np.repeat([0, 1], 6), ["a", "b"], {}, raw=torch.randn(12, 1, 8, 8))
+    table = probe_table(model, data, folds=40)
+    assert (table["folds"], table["folds_asked"]) == (6, 40) and table["rows"][0]["features"] == INPUT
+    assert all(len(r["folds"]) == 6 for r in table["rows"])

@@ -109,7 +109,9 @@ def test_not_a_run_is_a_clear_error(tmp_path):
     cfg = load_config("cat-demo")
     RunDir.create(tmp_path / "r", cfg)
     RunDir.create(tmp_path / "r", cfg)                  # it never started: taken over
-    (tmp_path / "r" / "metrics.jsonl").write_text("")   # once training began, it is a run
+    (tmp_path / "r" / "metrics.jsonl").write_text("")   # opened before a first step that never came: still not
+    RunDir.create(tmp_path / "r", cfg)
+    (tmp_path / "r" / "metrics.jsonl").write_text('{"step": 1, "loss": 0.5}\n')   # once a step is logged, it is a run
     with pytest.raises(RunExistsError, match="already holds a run"):
         RunDir.create(tmp_path / "r", cfg)
 

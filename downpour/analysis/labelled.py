@@ -118,6 +118,10 @@ def load_labelled(spec: str, input_shape: tuple[int, ...], *,
     return LabelledSet(spec, x, y, classes, info, raw=raw.contiguous())
 
 
+# what a labelled folder's info keeps of the data layer's: its files, not the processing a training set would get
+_FOLDER_INFO = ("path", "classes", "grey", "mode", "size", "tile", "n_images", "n_samples", "n_ignored", "n_skipped", "skipped")
+
+
 def _load_folder(path: str, input_shape: tuple[int, ...]) -> tuple[Tensor, Tensor, list[str], dict[str, Any]]:
     """An image folder with one sub-folder per class, through the data layer's folder source."""
     root = Path(path)
@@ -131,4 +135,5 @@ def _load_folder(path: str, input_shape: tuple[int, ...]) -> tuple[Tensor, Tenso
     cfg = DataConfig(source="folder", path=str(root), size=input_shape[1], mode="crops",
                      grey=input_shape[0] == 1, labels=True)
     data = build_dataset(cfg, seed=0)
-    return data.x, data.y, list(data.info.get("classes", classes)), {"source": f"image folder {root}", **data.info}
+    files = {k: v for k, v in data.info.items() if k in _FOLDER_INFO}   # its processing is the run's, added after
+    return data.x, data.y, list(data.info.get("classes", classes)), {"source": f"image folder {root}", **files}

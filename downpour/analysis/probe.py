@@ -1,7 +1,7 @@
 """Linear probes: how linearly decodable a labelled concept is from a frozen model's codes.
 
-For each feature layer (and the raw pixels, the baseline every layer must beat to claim it learned
-something useful), fit standardisation + logistic regression under stratified k-fold cross-validation
+For each feature layer (and the input pixels, the network's own prepared input: the baseline every
+layer must beat to claim it added linear separability to what it was given), fit standardisation + logistic regression under stratified k-fold cross-validation
 and report the mean ± std of the fold accuracies. The folds are seeded and shared by every row.
 """
 from __future__ import annotations
@@ -18,6 +18,10 @@ from downpour.analysis.labelled import LabelledSet
 from downpour.analysis.units import unit_responses
 from downpour.errors import DataError
 from downpour.models.base import FeatureModel
+
+
+INPUT = "input pixels"   # the probe's baseline row: the run's prepared input (what the network sees: normalised,
+                         # whitened), not the raw images the face test's pixel baselines use (LabelledSet.raw)
 
 
 def cv_probe(features: np.ndarray, y: np.ndarray, *, folds: int = 5, seed: int = 0, C: float = 1.0) -> dict[str, Any]:
@@ -39,20 +43,22 @@ def cv_probe(features: np.ndarray, y: np.ndarray, *, folds: int = 5, seed: int =
 
 def probe_table(model: FeatureModel, data: LabelledSet, *, layers: list[str] | None = None, folds: int = 5,
                 seed: int = 0, max_samples: int = 2000, C: float = 1.0) -> dict[str, Any]:
-    """Probe every layer in ``layers`` (default: all the model's feature layers) and the raw pixels.
+    """Probe every layer in ``layers`` (default: all the model's feature layers) and the input pixels (:data:`INPUT`).
 
     data.x: (N, C, H, W) at the model's input shape; at most ``max_samples`` images (a seeded,
     stratified-by-shuffle subset) keep it fast on large sets. Returns ``{"dataset", "folds", "rows"}``,
-    one row per feature set with ``mean``/``std`` accuracy and the majority-class rate for reference.
+    one row per feature set with ``mean``/``std`` accuracy and the majority-class rate for reference;
+    ``folds`` is the number used (``folds`` capped by the rarest class), ``folds_asked`` the one asked for.
     """
     x, y = data.x, data.y
     if len(y) > max_samples:
         keep = np.sort(np.random.default_rng(seed).permutation(len(y))[:max_samples])
         x, y = x[keep], y[keep]
     layers = list(layers) if layers else model.feature_layers()
-    rows = [{"features": "raw pixels", **cv_probe(x.reshape(len(y), -1).numpy(), y, folds=folds, seed=seed, C=C)}]
+    rows = [{"features": INPUT, **cv_probe(x.reshape(len(y), -1).numpy(), y, folds=folds, seed=seed, C=C)}]
     for layer in layers:
         rows.append({"features": layer, **cv_probe(unit_responses(model, x, layer), y, folds=folds, seed=seed, C=C)})
     majority = float(np.bincount(y).max() / len(y))
-    return {"dataset": data.name, "samples": int(len(y)), "classes": len(np.unique(y)), "folds": folds,
-            "seed": seed, "majority_class_rate": majority, "rows": rows}
+    used = len(rows[0]["folds"])
+    return {"dataset": data.name, "samples": int(len(y)), "classes": len(np.unique(y)), "folds": used,
+            "folds_asked": folds, "seed": seed, "majority_class_rate": majority, "rows": rows}

@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,7 @@ from downpour.analysis.stimulus import optimal_stimulus, top_images
 from downpour.analysis.units import check_layer, describe_unit, unit_responses
 from downpour.config import RESUMABLE, AnalysisConfig, ConfigError, RunConfig, config_differences
 from downpour.data.preprocess import Preprocess
+from downpour.errors import DataError
 from downpour.layers import LocallyConnected2d
 from downpour.models.base import FeatureModel
 from downpour.train.rundir import NotARunError, RunDir
@@ -85,7 +88,10 @@ def random_twin(run: RunDir, seed: int) -> FeatureModel:
 
 def load_poses(path: str, shape: tuple[int, ...], prepare: Preprocess) -> dict[float, torch.Tensor]:
     """``analysis.poses``: {angle: images} from a folder with one sub-folder per angle in degrees."""
-    posed = load_labelled(path, shape, prepare=prepare)
+    try:
+        posed = load_labelled(path, shape, prepare=prepare)
+    except DataError as err:
+        raise ConfigError(f"analysis.poses: {err}", key="analysis.poses") from None
     out = {}
     for k, name in enumerate(posed.classes):
         try:
@@ -125,9 +131,11 @@ def no_faces_of(run: RunDir, opts: AnalysisConfig, layer: str) -> tuple[FeatureM
     ``analysis.no_faces_twin`` the twin ``downpour train`` trained into ``RUN/no-faces``; None without either."""
     if opts.no_faces_twin:
         if not (run.no_faces_twin / "model.json").is_file():
+            advice = (f"`downpour train --resume {run.path} --set analysis.no_faces_twin=true` trains it"
+                      if run.config.data.trains_on_faces() else
+                      f"none can be trained: data.source = {run.config.data.source!r} holds no lfw face")
             raise ConfigError(f"analysis.no_faces_twin: {str(run.no_faces_twin)!r} holds no trained twin yet; "
-                              f"`downpour train --resume {run.path}` trains it (or set analysis.no_faces_twin = false)",
-                              key="analysis.no_faces_twin")
+                              f"{advice} (or set analysis.no_faces_twin = false)", key="analysis.no_faces_twin")
         return no_faces_network(str(run.no_faces_twin), run.config, layer, key="analysis.no_faces_twin")
     return no_faces_network(opts.no_faces_run, run.config, layer) if opts.no_faces_run else None
 
@@ -141,7 +149,7 @@ def no_faces_network(path: str, cfg: RunConfig, layer: str,
     except NotARunError as err:
         raise ConfigError(f"{key}: {err}", key=key) from None
     other = run.config
-    if other.data.train_faces != 0:
+    if other.data.train_faces != 0 and other.data.trains_on_faces():
         raise ConfigError(f"{key}: {path!r} trained with data.train_faces = {other.data.train_faces}, not 0: "
                           "it saw faces", key=key)
     runtime = RESUMABLE - {"train.steps"}          # where and how it ran, not what it learned
@@ -227,6 +235,18 @@ def analyze_run(run_path: str | Path, **options: Any) -> dict[str, Any]:
         return _analyze(run_path, options)
 
 
+STAGING = "figures.partial"   # an analysis draws here; its figures join figures/ only with its analysis.json
+
+
+def _publish(run: RunDir, staging: Path, result: dict[str, Any]) -> None:
+    """The new figures over the old ones, then analysis.json: an analysis that fails or is stopped before
+    this leaves the run's figures and analysis.json as they were (they agree with each other)."""
+    for path in staging.iterdir():
+        os.replace(path, run.figures / path.name)
+    staging.rmdir()
+    run.write_json("analysis.json", result)
+
+
 def _analyze(run_path: str | Path, options: dict[str, Any]) -> dict[str, Any]:
     started = time.time()
     run, model = open_run(run_path)
@@ -240,7 +260,23 @@ def _analyze(run_path: str | Path, options: dict[str, Any]) -> dict[str, Any]:
     data = load_labelled(opts.dataset, shape, prepare=prepare, lfw_fold=fold)
     twin = random_twin(run, seed + 1)      # not seed: that would be the run's own initial weights
     no_faces = no_faces_of(run, opts, layer)
-    fig_dir = run.figures
+    fig_dir = run.path / STAGING
+    shutil.rmtree(fig_dir, ignore_errors=True)      # left by an analysis that was killed
+    fig_dir.mkdir()
+    try:
+        result = _measure(run, model, opts, layer, shape, prepare, fold, data, twin, no_faces, fig_dir)
+    except BaseException:
+        shutil.rmtree(fig_dir, ignore_errors=True)
+        raise
+    result["seconds"] = round(time.time() - started, 2)
+    _publish(run, fig_dir, result)
+    return result
+
+
+def _measure(run: RunDir, model: FeatureModel, opts: AnalysisConfig, layer: str, shape: tuple[int, ...],
+             prepare: Any, fold: Any, data: Any, twin: FeatureModel, no_faces: Any, fig_dir: Path) -> dict[str, Any]:
+    """Every measurement and figure of :func:`analyze_run` (figures into ``fig_dir``); the result dict."""
+    seed = run.config.seed
     paths: dict[str, str] = {}
 
     # 1. the best single neuron, against every baseline, on the same splits
@@ -312,9 +348,7 @@ def _analyze(run_path: str | Path, options: dict[str, Any]) -> dict[str, Any]:
         "filters": filter_stats,
         "staleness": {k: {str(s): c for s, c in v.items()} for k, v in staleness.items()},
         "figures": {k: f"figures/{v}" for k, v in paths.items()},
-        "seconds": round(time.time() - started, 2),
     }
-    run.write_json("analysis.json", result)
     return result
 
 

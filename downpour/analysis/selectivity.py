@@ -28,7 +28,7 @@ from sklearn.model_selection import train_test_split
 from downpour.analysis import baselines
 from downpour.analysis.labelled import LabelledSet
 from downpour.analysis.units import check_layer, randomized_copy, unit_responses
-from downpour.errors import DataError
+from downpour.errors import ConfigError, DataError
 from downpour.models.base import FeatureModel
 
 
@@ -107,6 +107,14 @@ def split(y: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, n
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
     idx = np.arange(len(y))
+    classes, counts = np.unique(y, return_counts=True)
+    n_test = int(np.ceil(test_fraction * len(y)))
+    if counts.min() < 2 or min(n_test, len(y) - n_test) < len(classes):
+        small = classes[np.argmin(counts)]
+        raise ConfigError(f"analysis.test_fraction = {test_fraction}: a stratified split of {len(y)} images in "
+                          f"{len(classes)} classes (the smallest, class {small}, has {counts.min()}) needs at least one "
+                          f"image of every class on each side; use a test_fraction nearer 0.5, or more images per class",
+                          key="analysis.test_fraction")
     select, test = train_test_split(idx, test_size=test_fraction, random_state=seed, stratify=y)
     return np.sort(select), np.sort(test)
 

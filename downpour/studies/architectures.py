@@ -127,7 +127,7 @@ class ArchitecturesStudy(MeasuredStudy):
         paras.append(f"The cat network's top codes reached digits probe accuracy {value(cat, 'probe_digits')}, lfw probe "
                      f"{value(cat, 'probe_lfw')}, face AUC on the matched controls {value(cat, 'face_auc_controls')} and "
                      f"{value(cat, 'edge_fraction')} edge-like filters, with {cat['figures']['params'][0]:,.0f} parameters "
-                     f"and {cat['figures']['flops_fwd'][0] / 1e6:.2f} MFLOP per sample forward (raw pixels: digits "
+                     f"and {cat['figures']['flops_fwd'][0] / 1e6:.2f} MFLOP per sample forward (input pixels: digits "
                      f"{value(cat, 'probe_digits_pixels')}). The highest digits probe mean was {best['condition']}'s.")
         for r in rows:
             if r is cat:

@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from scipy import stats as sstats
 
+from downpour.analysis.probe import INPUT
 from downpour.analysis.run import run_preprocess
 from downpour.analysis.sparsity import code_sparsity
 from downpour.batch import Batch
@@ -104,7 +105,7 @@ class CostsStudy(Study):
             sparsity = code_sparsity(model, held, "codes")
             figures.update(hoyer=sparsity["hoyer"], active=sparsity["active"], mean_code=sparsity["mean"])
             probes = probe_accuracies(run, model, ("digits",), ["codes"], samples=300 if self.quick else 500, seed=seed)
-            figures["probe_digits"], figures["probe_digits_raw"] = probes["digits/codes"], probes["digits/raw pixels"]
+            figures["probe_digits"], figures["probe_digits_raw"] = probes["digits/codes"], probes[f"digits/{INPUT}"]
         return figures
 
     # --- rows, verdict, figures --------------------------------------------------------------------

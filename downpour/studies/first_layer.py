@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from downpour.analysis.probe import INPUT
 from downpour.studies import words
 from downpour.studies.base import Cells, Condition, Study
 from downpour.studies.compare import owed_figure, owed_paragraph
@@ -103,7 +104,7 @@ class FirstLayerStudy(Study):
                                          "train_seconds": float(summary["seconds"])}
             probes = probe_accuracies(run, model, PROBE_SETS, LAYERS, samples=200 if self.quick else 500, seed=seed)
             for name in PROBE_SETS:
-                figures[f"probe_{name}_raw"] = probes[f"{name}/raw pixels"]
+                figures[f"probe_{name}_raw"] = probes[f"{name}/{INPUT}"]
                 for layer in LAYERS:
                     figures[f"probe_{name}_{layer}"] = probes[f"{name}/{layer}"]
             faces = face_aucs(run, model, LAYERS[-1], control_draws=face_draws(self.quick), seed=seed, no_faces=twin)

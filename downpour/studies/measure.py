@@ -14,7 +14,7 @@ figure                 from
 edge_fraction          :func:`~downpour.analysis.edges.edge_summary` of ``model.first_layer_filters()``
                        (NaN for a model whose first-layer weights have no 2-D shape, e.g. an RNN's rows)
 probe_<set>            :func:`~downpour.analysis.probe.probe_table` on the top layer: cross-validated
-                       logistic regression accuracy (``probe_<set>_pixels``: the raw pixels, same folds);
+                       logistic regression accuracy (``probe_<set>_pixels``: the network's prepared input pixels, same folds);
                        ``code_dims``: that layer's size
 face_auc_lfw           :func:`~downpour.analysis.face_controls.face_controls`: the learned unit's AUC, faces
                        vs held-out lfw non-faces (the unit chosen on lfw's training part, as the analysis does)
@@ -48,6 +48,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from downpour.analysis.invariance import invariance_curves, invariance_summary
 from downpour.analysis.labelled import load_labelled
+from downpour.analysis.probe import INPUT
 from downpour.analysis.run import run_preprocess
 from downpour.analysis.selectivity import face_neuron_table
 from downpour.analysis.units import check_layer, randomized_copy
@@ -146,7 +147,7 @@ def measure_run(run: RunDir, model: FeatureModel, m: Measures, seed: int,
     out: dict[str, float] = {"edge_fraction": edge_fraction(model, seed)}
     probes = probe_accuracies(run, model, m.probes, [layer], samples=m.probe_samples, folds=m.probe_folds, seed=seed)
     for name in m.probes:
-        out[f"probe_{name}"], out[f"probe_{name}_pixels"] = probes[f"{name}/{layer}"], probes[f"{name}/raw pixels"]
+        out[f"probe_{name}"], out[f"probe_{name}_pixels"] = probes[f"{name}/{layer}"], probes[f"{name}/{INPUT}"]
     out["code_dims"] = float(model.features(torch.zeros((1, *shape)), layer).numel())
     faces = face_aucs(run, model, layer, control_draws=m.control_draws, random_filters=m.random_filters,
                       replicates=m.bootstrap, seed=seed, no_faces=twin)

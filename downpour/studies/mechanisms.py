@@ -72,7 +72,7 @@ class MechanismsStudy(MeasuredStudy):
     def verdict(self, rows: list[dict[str, Any]]) -> str:
         by = {r["condition"]: r for r in rows}
         ref = by["plain"]
-        paras = [f"The plain stage reached digits probe accuracy {value(ref, 'probe_digits')} (raw pixels "
+        paras = [f"The plain stage reached digits probe accuracy {value(ref, 'probe_digits')} (input pixels "
                  f"{value(ref, 'probe_digits_pixels')}) and lfw probe accuracy {value(ref, 'probe_lfw')}; its face unit kept "
                  f"half its response over {value(ref, 'inv_scale_octaves', '{:.2f}')} octaves of scale, "
                  f"{value(ref, 'inv_shift')} of the side in translation and {value(ref, 'inv_rotation', '{:.0f}')} degrees "

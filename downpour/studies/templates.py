@@ -94,7 +94,7 @@ class TemplatesStudy(MeasuredStudy):
                          f"{f['flops_fwd'][0] / 1e6:.2f} vs {vs['figures']['flops_fwd'][0] / 1e6:.2f} M per sample, "
                          f"activations {f['act_bytes'][0] / 1e3:.0f} vs {vs['figures']['act_bytes'][0] / 1e3:.0f} kB per "
                          f"sample; " + "; ".join(difference_sentence(r, k, LABELS[k]) for k in RESOLUTION) + ".")
-        paras.append(f"For reference, a linear probe on the raw pixels reaches {value(ref, 'probe_digits_pixels')} on "
+        paras.append(f"For reference, a linear probe on the input pixels reaches {value(ref, 'probe_digits_pixels')} on "
                      f"digits; a face AUC of 0.5 is chance.")
         paras.append(owed_paragraph(rows))
         if self.quick:

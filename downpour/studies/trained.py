@@ -107,7 +107,7 @@ def edge_fraction(model: FeatureModel, seed: int = 0) -> float:
 
 def probe_accuracies(run: RunDir, model: FeatureModel, sets: Sequence[str], layers: Sequence[str], *,
                      samples: int = 500, folds: int = 3, seed: int = 0) -> dict[str, float]:
-    """Cross-validated linear-probe accuracy of each labelled set on each layer (and raw pixels):
+    """Cross-validated linear-probe accuracy of each labelled set on each layer (and the input pixels):
     ``{"<set>/<layer>": accuracy}``, the images prepared with the run's own input processing."""
     prepare = run_preprocess(run)
     shape = tuple(model.input_shape)
