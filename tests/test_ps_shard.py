@@ -112,6 +112,52 @@ def test_dc_asgd_corrects_with_the_workers_fetched_copy():
     torch.testing.assert_close(shard.params, expected)
 
 
+def test_dc_asgd_uses_the_copy_the_gradient_was_computed_from_after_a_later_fetch():
+    """A pipelined worker fetches again before its last push lands: that push is corrected against the
+    copy of its own base version, not the newer one."""
+    shard = _shard(compensation="dc-asgd", workers=(0, 1))
+    w_base = shard.pull(worker=1)[0].clone()          # version 0: worker 1 computes g from this
+    shard.push(0, torch.full((6,), 2.0), 0, 0)
+    shard.pull(worker=1)                              # version 1: its next fetch, before g arrives
+    shard.push(0, torch.full((6,), -1.0), 1, 1)
+    w_now = shard.params.clone()
+    g = torch.linspace(-1, 1, 6)
+    shard.push(1, g, 0, 0)                            # staleness 2
+    torch.testing.assert_close(shard.params, w_now - 0.1 * (g + 0.5 * g * g * (w_now - w_base)))
+
+
+def test_a_rejected_gradient_takes_its_workers_turn_in_a_sync_round():
+    """Worker 1's NaN push is rejected and counted; the round closes on the others' mean, and worker 1's
+    next push starts the next round instead of filling this one."""
+    shard = _shard(workers=(0, 1, 2), sync=True)
+    w0 = shard.params.clone()
+    shard.push(0, torch.full((6,), 1.0), 0, 0)
+    assert not shard.push(1, torch.full((6,), float("nan")), 0, 0).accepted
+    shard.push(2, torch.full((6,), 3.0), 0, 0)
+    torch.testing.assert_close(shard.params, w0 - 0.1 * 2.0)
+    assert shard.version == 1 and shard.rejected["non-finite"] == 1 and shard.applied == shard.accepted == 2
+    assert not shard.push(1, torch.full((6,), float("nan")), 0, 0).accepted   # a retry: no second turn
+    shard.push(0, torch.ones(6), 1, 1)
+    shard.push(2, torch.ones(6), 1, 1)
+    assert shard.version == 1                          # the next round waits for worker 1
+    shard.push(1, torch.ones(6), 1, 1)
+    assert shard.version == 2 and shard.log.staleness() == [0] * 5
+
+
+def test_a_checkpoint_of_an_open_sync_round_changes_nothing_and_keeps_the_round(tmp_path):
+    a = _shard(workers=(0, 1, 2), sync=True)
+    a.push(0, torch.full((6,), 1.0), 0, 0)
+    a.push(1, torch.full((6,), float("inf")), 0, 0)
+    params = a.params.clone()
+    save_server(tmp_path / "server", [a.state_dict()], {"step": 2})
+    assert torch.equal(a.params, params) and a.version == 0          # nothing applied early
+    b = _shard(workers=(0, 1, 2), sync=True)
+    b.load_state_dict(*load_server(tmp_path / "server")[0][0])
+    for shard in (a, b):
+        shard.push(2, torch.full((6,), 3.0), 0, 0)
+    assert torch.equal(a.params, b.params) and b.version == 1 and b.log.rows == a.log.rows
+
+
 def test_state_dict_round_trip_through_a_server_checkpoint(tmp_path):
     a = _shard(rule="adam")
     for i in range(3):

@@ -82,6 +82,16 @@ def test_sync_computes_every_push_of_a_round_from_the_same_version(tmp_path):
     assert summary["versions"] == [12, 12] and summary["max_staleness"] == 0
 
 
+def test_a_checkpoint_in_the_middle_of_a_sync_round_changes_nothing(tmp_path):
+    """cluster.checkpoint_every = 3 with 4 workers: checkpoints land inside rounds; the run is the same."""
+    sync = ['cluster.delay="constant:1"', "cluster.consistency=sync"]
+    plain, a = _run(tmp_path / "plain", *sync)
+    checked, b = _run(tmp_path / "checked", *sync, "cluster.checkpoint_every=3")
+    ma, mb = load_file(a.path / "model.safetensors"), load_file(b.path / "model.safetensors")
+    assert all(torch.equal(ma[k], mb[k]) for k in ma)
+    assert plain["versions"] == checked["versions"] and checked["max_staleness"] == 0
+
+
 def test_n_push_and_warm_start(tmp_path):
     summary, run = _run(tmp_path / "w", "cluster.n_push=4", "cluster.n_fetch=2", "cluster.warm_start=16")
     assert summary["versions"] == [12, 12]                                       # 48 steps / 4 per push

@@ -269,7 +269,12 @@ class RayCluster(PipedRun):
 
     def run(self, on_push: OnPush) -> None:
         """Dispatch cycles, hand finished gradients to the shards (by doorbell where it can), record
-        each push, and restart up to ``cluster.restarts`` lost workers, until the budget is done."""
+        each push, and restart up to ``cluster.restarts`` lost workers, until the budget is done; then
+        apply a partly filled sync round, as the simulator does."""
+        self._drive(on_push)
+        ray.get([a.flush.remote() for a in self.shard_actors], timeout=60)
+
+    def _drive(self, on_push: OnPush) -> None:
         self.laps.mark()
         for _ in range(self.coord.depth):
             for w in sorted(self.coord.live):
@@ -302,7 +307,7 @@ class RayCluster(PipedRun):
 
     # -- the driver protocol's other half -----------------------------------------------------------
     def snapshot(self) -> list[ShardState]:
-        """The shards' states now (after :meth:`run`: final, a partial sync round flushed)."""
+        """The shards' states now (after :meth:`run`: final, a partial sync round applied)."""
         return ray.get([a.state_dict.remote() for a in self.shard_actors], timeout=60)
 
     def meta(self) -> dict[str, Any]:

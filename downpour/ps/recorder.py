@@ -112,7 +112,7 @@ class Recorder:
                                **({"vtime": record["vtime"]} if "vtime" in record else {}))
             self._last_step, self._last_time, self._last_pushes = step, now, self.pushes
         c = self.cfg.cluster
-        # by wall time on Ray only: a snapshot flushes a partial sync round, and the simulator's runs
+        # by wall time on Ray only: the simulator's checkpoints, like its runs,
         # must not depend on the clock
         due = ((c.checkpoint_every and self._since_ckpt >= c.checkpoint_every)
                or (c.runner == "ray" and c.checkpoint_seconds

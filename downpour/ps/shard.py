@@ -4,7 +4,10 @@ A shard owns its slice (n,), its update rule's state, a version clock (updates a
 and a staleness log. Workers :meth:`Shard.pull` the slice and :meth:`Shard.push` gradients
 computed from the version they pulled. A push with NaN/Inf, the wrong shape, an unknown worker,
 a version from the future or a sequence number already seen is rejected and counted, and the
-parameters are left untouched; so a retried push is never applied twice.
+parameters are left untouched; so a retried push is never applied twice. Under ``sync`` a push
+rejected for its gradient (non-finite, wrong shape) still takes its worker's turn in the round, which
+then closes on the others' mean: a bad gradient neither stalls a round nor lets the worker's next push
+into it.
 
 The shard is plain torch: the simulator holds it directly, the Ray runner wraps it in an actor.
 """
@@ -22,6 +25,10 @@ from downpour.ps.compensation import Compensation
 from downpour.ps.rules import UpdateRule
 from downpour.ps.staleness import StalenessLog
 from downpour.train.checkpoint import CheckpointError
+
+
+BACKUPS = 4                            # DC-ASGD: fetched copies kept per worker (its fetches not yet pushed from)
+TURN_TAKEN = ("non-finite", "shape")   # sync: a push rejected for its gradient still takes the worker's turn
 
 
 @dataclass
@@ -64,8 +71,8 @@ class Shard:
         self.log = StalenessLog()
         self._seen: dict[int, set[int]] = {}                          # push numbers applied, per worker
         self._floor: dict[int, int] = {}                              # after a resume: every seq <= this was seen
-        self._backup: dict[int, Tensor] = {}                          # DC-ASGD: each worker's fetched copy
-        self._round: list[tuple[int, int, int, Tensor]] = []          # sync: (worker, seq, base, grad)
+        self._backup: dict[int, dict[int, Tensor]] = {}               # DC-ASGD: worker -> version -> fetched copy
+        self._round: list[tuple[int, int, int, Tensor | None]] = []   # sync: (worker, seq, base, grad or None: rejected)
 
     def adopt(self, buffer: Tensor) -> None:
         """Keep the parameters in ``buffer`` (n,) float32 from now on (e.g. shared memory), values copied in."""
@@ -81,7 +88,11 @@ class Shard:
     def pull(self, worker: int | None = None) -> tuple[Tensor, int]:
         """The live parameter slice (n,) (callers copy it) and the current version."""
         if worker is not None and self.compensation.needs_backup:
-            self._backup[worker] = self.params.clone()
+            kept = self._backup.setdefault(worker, {})
+            if self.version not in kept:
+                kept[self.version] = self.params.clone()
+                while len(kept) > BACKUPS:
+                    del kept[min(kept)]
         return self.params, self.version
 
     def push(self, worker: int, grad: Tensor, base_version: int, seq: int) -> PushResult:
@@ -93,6 +104,10 @@ class Shard:
         reason = self._check(worker, grad, base_version, seq)
         if reason:
             self.rejected[reason] += 1
+            if self.sync and reason in TURN_TAKEN and worker in self.workers and not self._stale_or_seen(base_version, worker, seq):
+                self._seen.setdefault(worker, set()).add(seq)       # its turn: a retry is a duplicate
+                self._round.append((worker, seq, base_version, None))
+                self._maybe_close_round()
             return PushResult(False, reason, self.version, staleness)
         self.accepted += 1
         self._seen.setdefault(worker, set()).add(seq)
@@ -113,6 +128,9 @@ class Shard:
         # ~10x slower); only when the sum overflows do we look element by element
         if not math.isfinite(float(grad.sum())) and not bool(torch.isfinite(grad).all()):
             return "non-finite"
+        return self._stale_or_seen(base_version, worker, seq)
+
+    def _stale_or_seen(self, base_version: int, worker: int, seq: int) -> str:
         if not 0 <= base_version <= self.version:
             return "version"
         # pushes of one worker may arrive out of order (network delay): remember each, not just the last
@@ -122,7 +140,8 @@ class Shard:
 
     def _apply_one(self, worker: int, seq: int, base: int, grad: Tensor) -> None:
         staleness = self.version - base
-        g, lr_scale = self.compensation.adjust(grad, staleness, self.params, self._backup.get(worker))
+        # the copy this gradient was computed from (a pipelined worker has fetched again since)
+        g, lr_scale = self.compensation.adjust(grad, staleness, self.params, self._backup.get(worker, {}).get(base))
         self._update(g, lr_scale)
         self.log.append(worker, seq, base, self.version)
         self.version += 1
@@ -142,13 +161,15 @@ class Shard:
         if not self._round or not (force or pushed >= self.workers):
             return
         # every push of the round was computed from the same version: apply their mean once
-        mean = torch.stack([g for *_, g in self._round]).mean(dim=0)
-        self._update(mean, 1.0)
-        for w, seq, base, _ in self._round:
-            self.log.append(w, seq, base, self.version)
-        self.applied += len(self._round)
-        self.version += 1
+        grads = [(w, seq, base, g) for w, seq, base, g in self._round if g is not None]
         self._round = []
+        if not grads:                     # every push of the round was rejected: nothing to apply
+            return
+        self._update(torch.stack([g for *_, g in grads]).mean(dim=0), 1.0)
+        for w, seq, base, _ in grads:
+            self.log.append(w, seq, base, self.version)
+        self.applied += len(grads)
+        self.version += 1
 
     def set_workers(self, workers: Iterable[int]) -> None:
         """Change who may push (a worker died or joined). A sync round now complete is applied."""
@@ -169,11 +190,15 @@ class Shard:
                 "rejected": dict(self.rejected), "numel": self.params.numel()}
 
     def state_dict(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
-        """Tensors (params, rule state, log) and JSON metadata, for a safetensors + JSON checkpoint."""
-        self.flush()
+        """Tensors (params, rule state, log, a sync round still open) and JSON metadata, for a safetensors +
+        JSON checkpoint. Taking it changes nothing: an open round is saved as it is, not applied early."""
         tensors = {"params": self.params, "log": self.log.to_tensor(), **{f"rule.{k}": v for k, v in self.state.items()}}
+        held = [g for *_, g in self._round if g is not None]
+        if held:
+            tensors["round"] = torch.stack(held)
         meta = {**self.stats(), "start": self.start, "rule": self.rule.name,
-                "last_seq": {str(w): max(max(seen, default=-1), self._floor.get(w, -1)) for w, seen in self._seen.items()}}
+                "last_seq": {str(w): max(max(seen, default=-1), self._floor.get(w, -1)) for w, seen in self._seen.items()},
+                "round": [[w, seq, base, g is not None] for w, seq, base, g in self._round]}
         return tensors, meta
 
     def load_state_dict(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
@@ -191,6 +216,9 @@ class Shard:
         self.rejected = Counter(meta.get("rejected", {}))
         self._floor = {int(w): s for w, s in meta.get("last_seq", {}).items()}
         self._seen = {w: set() for w in self._floor}
+        held = iter(tensors["round"]) if "round" in tensors else iter(())
+        self._round = [(int(w), int(seq), int(base), next(held).clone() if has else None)
+                       for w, seq, base, has in meta.get("round", [])]
 
 
 def shard_bounds(numel: int, shards: int) -> list[tuple[int, int]]:

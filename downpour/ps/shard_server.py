@@ -119,8 +119,13 @@ class ShardServer:
         with self._writing():
             self.shard.set_workers(workers)
 
+    def flush(self) -> None:
+        """End of run: a partly filled sync round is applied (:meth:`Shard.flush`)."""
+        with self._writing():
+            self.shard.flush()
+
     def state_dict(self) -> ShardState:
-        with self._writing():    # a partial sync round is flushed into the parameters
+        with self._writing():    # a sync round still open is saved as it is
             tensors, meta = self.shard.state_dict()
             return {k: v.clone() for k, v in tensors.items()}, meta
 

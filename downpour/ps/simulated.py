@@ -105,7 +105,8 @@ class SimulatedCluster:
             s.flush()
 
     def snapshot(self) -> list[ShardState]:
-        """The shards' states now (after :meth:`run`: final, a partial sync round flushed)."""
+        """The shards' states now (after :meth:`run`: final, a partial sync round applied; before it, an
+        open round is saved as it is)."""
         return [s.state_dict() for s in self.shards]
 
     def meta(self) -> dict[str, Any]:
