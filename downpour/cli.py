@@ -51,6 +51,10 @@ def _check_flags(args: argparse.Namespace, cfg: RunConfig) -> None:
         raise ConfigError(f"{flags} only apply to the simulated and ray runners, and this run's runner is 'local'; "
                           "add --runner simulated or --runner ray")
     typed = [".".join(parse_override(item)[0]) for item in args.set]
+    for flag, runner in ONLY_ON.items():
+        if f"cluster.{flag}" in typed and cfg.cluster.runner not in (runner, "local"):   # local: refused below
+            raise ConfigError(f"--set cluster.{flag}: only the {runner} runner reads it, and this run's runner is "
+                              f"{cfg.cluster.runner!r}")
     if cfg.cluster.runner == "local":
         cluster = [key for key in typed if key.startswith("cluster.") and key != "cluster.runner"]
         if cluster:

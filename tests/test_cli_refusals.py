@@ -157,3 +157,12 @@ def test_a_preset_may_carry_another_runners_settings():
     """main sets cluster.rule (its Ray server's) and cat-demo's train.optimizer: neither is the user's doing."""
     assert main(["train", "--runner", "local", "--dry-run", "--set", "train.steps=3"]) == 0
     assert main(["train", "--dry-run", "--set", "train.steps=3"]) == 0
+
+
+@pytest.mark.parametrize("argv, named", [
+    (["--runner", "ray", "--set", "cluster.delay=exponential:2"], "--set cluster.delay: only the simulated runner"),
+    (["--runner", "simulated", "--set", "cluster.address=1.2.3.4:6379"], "--set cluster.address: only the ray runner"),
+])
+def test_the_set_form_of_a_one_runner_flag_is_refused_like_the_flag(capsys, argv, named):
+    assert main(["train", "--config", "ufldl-sae", "--dry-run", *argv]) == 2
+    assert named in capsys.readouterr().err

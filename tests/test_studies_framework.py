@@ -69,6 +69,26 @@ def test_a_cut_line_is_run_again(planted, tmp_path):
     assert all(json.loads(line) for line in path.read_text().splitlines())
 
 
+def test_damaged_lines_run_again_and_a_damaged_header_is_named(planted, tmp_path):
+    run_study("planted", tmp_path, quick=True, jobs=1)
+    path = tmp_path / "cells.jsonl"
+    lines = path.read_bytes().splitlines()
+    lines[1] = b"\xff\xfe" + lines[1][2:]                                    # bytes that are not UTF-8
+    lines[2] = json.dumps({"condition": "a", "seed": 1}).encode()             # valid JSON, no figures
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    CALLS.clear()
+    run_study("planted", tmp_path, quick=True, jobs=1)
+    assert len(CALLS) == 2
+    path.write_text(path.read_text()[:20])                                   # the header cut short
+    with pytest.raises(ConfigError, match="the study's settings, is damaged"):
+        run_study("planted", tmp_path, quick=True, jobs=1)
+
+
+def test_a_key_a_study_sets_inside_its_cells_is_refused_as_a_set(tmp_path):
+    with pytest.raises(ConfigError, match="varies it itself"):
+        run_study("staleness", tmp_path, quick=True, sets=["cluster.grad_noise=0.05"])
+
+
 def test_cells_see_the_condition_the_user_and_the_seed(planted, tmp_path):
     run_study("planted", tmp_path, quick=True, sets=["train.steps=7"], jobs=1)
     cells = [json.loads(line) for line in (tmp_path / "cells.jsonl").read_text().splitlines()[1:]]

@@ -46,6 +46,7 @@ class Study:
     question: ClassVar[str]                        # the question of MISSION.md it answers, in one line
     base: ClassVar[str] = "main"                   # the preset (or TOML path) every cell starts from
     base_sets: ClassVar[tuple[tuple[str, Any], ...]] = ()   # the study's own overrides of it, on every cell
+    varied_in_cells: ClassVar[tuple[str, ...]] = ()   # keys run_cell sets itself beyond its conditions' sets (refused as --set)
     measured_by: ClassVar[str] = ""                # what its cells' figures depend on beyond the config (a measure's
                                                    # version, e.g. trained.FACE_TEST): in the cache's header when set
     seeds_full: ClassVar[int] = 20

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import math
 import multiprocessing
 import os
@@ -23,6 +24,19 @@ from typing import Any, Iterable
 from downpour.config import ConfigError
 from downpour.studies.base import Cells, Condition, Study
 
+log = logging.getLogger(__name__)
+
+
+def _row(line: str) -> dict[str, Any] | None:
+    """One cached cell, or None for a line that is not one (cut short, damaged, missing a field)."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    ok = (isinstance(row, dict) and isinstance(row.get("condition"), str) and isinstance(row.get("seed"), int)
+          and isinstance(row.get("figures"), dict) and isinstance(row.get("cost", {}), dict))
+    return row if ok else None
+
 
 class CellCache:
     def __init__(self, path: Path, header: dict[str, Any]):
@@ -30,19 +44,26 @@ class CellCache:
         self.cells: Cells = {}
         self.costs: dict[tuple[str, int], dict[str, Any]] = {}   # (condition, seed) -> seconds, cpu_seconds (or same_as)
         if path.is_file():
-            lines = path.read_text().splitlines()
-            old = json.loads(lines[0]) if lines else None
+            lines = path.read_text(errors="replace").splitlines()
+            try:
+                old = json.loads(lines[0]) if lines else None
+            except json.JSONDecodeError:
+                raise ConfigError(f"{str(path)!r}: its first line, the study's settings, is damaged; restore it, or "
+                                  f"delete the folder to start again") from None
             if old != header:
                 differs = sorted(k for k in header if (old or {}).get(k) != header[k])
                 raise ConfigError(f"{str(path.parent)!r} holds a study run with other settings ({', '.join(differs)} "
                                   f"differ); use another --out, or delete that folder to start again")
+            damaged = 0
             for line in lines[1:]:
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    continue                      # a line cut short by a kill: that cell runs again
+                row = _row(line)
+                if row is None:                   # a line cut short by a kill, or damaged: that cell runs again
+                    damaged += 1
+                    continue
                 self.cells[(row["condition"], row["seed"])] = row["figures"]
                 self.costs[(row["condition"], row["seed"])] = row.get("cost", {})
+            if damaged:
+                log.warning("%s: %d damaged line(s) dropped; their cells run again", path, damaged)
             self._rewrite(header)                 # drop a cut line, so appended lines stay whole
         else:
             self._rewrite(header)

@@ -93,7 +93,7 @@ def _check_sets(study: Any, conditions: list[Any]) -> None:
     if any(key == "seed" for key, _ in study.sets):
         raise ConfigError("--set seed: a study runs every condition on the paired seeds 0 .. N-1 itself; "
                           "choose how many with --seeds N")
-    varied = {key for c in conditions for key, _ in c.sets}
+    varied = {key for c in conditions for key, _ in c.sets} | set(study.varied_in_cells)
     clash = sorted(key for key, _ in study.sets if key in varied)
     if clash:
         raise ConfigError(f"--set {', '.join(clash)}: study {study.name!r} varies {'it' if len(clash) == 1 else 'them'} "

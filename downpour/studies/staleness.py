@@ -64,6 +64,8 @@ class StalenessStudy(Study):
     question = ("Local optima: does asynchrony (stale gradients from delayed pushes and parallel workers) "
                 "help SGD escape poor local minima, or hurt it?")
     base = "teacher-student"
+    # the noise and momentum controls' cells get these from the calibration (run_cell)
+    varied_in_cells = ("cluster.grad_noise", "cluster.grad_noise_relative", "cluster.rule", "cluster.momentum", "train.lr")
     seeds_full = 160
     seeds_quick = 4
 
