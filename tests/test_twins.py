@@ -3,6 +3,7 @@ by its face test, resumed on its own, refused where the data hold no faces."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -61,10 +62,13 @@ def test_the_analysis_names_a_missing_twin_and_two_no_faces_networks(tmp_path):
     out = tmp_path / "run"
     assert main(["train", *TINY_CAT, "--no-report", "--out", str(out)]) == 0
     opts = {"splits": 1, "probes": [], "stimulus_steps": 5, "bootstrap": 200, "control_draws": 1, "random_filters": 50}
-    with pytest.raises(ConfigError, match=f"`downpour train --resume {out}` trains it"):
-        analyze_run(out, **opts, no_faces_twin=True)
     with pytest.raises(ConfigError, match="both name a no-faces network"):
         analyze_run(out, **opts, no_faces_twin=True, no_faces_run=str(out))
+    with pytest.raises(ConfigError, match=r"`(downpour train --resume .*)` trains it") as told:
+        analyze_run(out, **opts, no_faces_twin=True)
+    advice = re.search(r"`downpour (train --resume .*)` trains it", str(told.value)).group(1).split()
+    assert main(advice) == 0                                   # the advice works as given
+    assert analyze_run(out, **opts, no_faces_twin=True)["face_neuron"]
 
 
 def test_a_run_folder_holding_only_its_twin_is_taken(tmp_path):
