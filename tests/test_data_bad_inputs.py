@@ -208,3 +208,23 @@ def test_a_resume_over_a_changed_file_list_is_said_and_recorded(tmp_path, caplog
         changed = fewer.batches(7, torch.Generator().manual_seed(3), position=position)
     assert changed.report()["listing_changed_on_resume"] is True
     assert any("file list changed since the checkpoint" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("runner", ["local", "simulated"])
+def test_a_run_that_read_files_into_memory_writes_its_data_record_too(tmp_path, runner):
+    from downpour.config import load_config
+    from downpour.runners import train
+    from downpour.train.rundir import RunDir
+
+    root = _pngs(tmp_path / "imgs", 12)
+    (root / "bad.png").write_bytes(BAD_PNG)
+    cfg = load_config("ufldl-sae", ["data.source=folder", f"data.path={root}", "data.pipeline=memory", "data.size=8",
+                                    "data.samples=100", "data.whiten=none", "train.batch_size=7", "train.steps=3",
+                                    "train.tensorboard=false", f"cluster.runner={runner}"])
+    run = RunDir.create(tmp_path / "run", cfg)
+    train(cfg, run)
+    record = run.read_json("data.json")
+    assert record["n_skipped"] == 1 and record["skipped"][0]["file"].endswith("bad.png")
+    plain = RunDir.create(tmp_path / "plain", load_config("ufldl-sae", ["train.steps=3", "train.tensorboard=false"]))
+    train(plain.config, plain)
+    assert not (plain.path / "data.json").exists()       # a built-in set has no files to report

@@ -104,6 +104,12 @@ def data_report(batches: Iterable[Any]) -> dict[str, Any] | None:
     return report() if report is not None else None
 
 
+def has_data_record(cfg: DataConfig, info: dict[str, Any]) -> bool:
+    """Whether a run writes ``data.json``: a stream (each worker's report), or files read into memory (what
+    was skipped, even when nothing was); a built-in set has no files to report."""
+    return "workers" in info or cfg.source in STREAMED
+
+
 def run_data_info(info: dict[str, Any], reports: list[dict[str, Any] | None]) -> dict[str, Any]:
     """The run's data telemetry: the source's ``info`` plus, for a stream, each worker's report and
     the sums; a file skipped by the driver's fitting sample and by its worker is named once."""

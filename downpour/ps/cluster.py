@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from downpour.config import ConfigError, RunConfig
-from downpour.data.pipeline import run_data_info
+from downpour.data.pipeline import has_data_record, run_data_info
 from downpour.errors import RunError
 from downpour.parallel.partition import merge_model
 from downpour.ps.checkpoint import ShardState, load_server, next_seqs
@@ -131,9 +131,9 @@ def _finish(setup: ClusterSetup, run: RunDir, states: list[ShardState], coord: C
     setup.model.set_stage(None)
     report = write_staleness(run, cfg, states, coord)
     data_info = run_data_info(setup.data.info, info.pop("data_workers", []))
-    if "workers" in data_info:          # streamed: each worker's reads and skipped files, and their sums
+    if has_data_record(cfg.data, data_info):      # files: each worker's reads (streamed) and the skipped files
         run.write_json("data.json", data_info)
-        info["data"] = {k: data_info[k] for k in ("reads", "samples", "n_skipped")}
+        info["data"] = {k: data_info[k] for k in ("reads", "samples", "n_skipped") if k in data_info}
     run.save_model(merge_model(setup.model), coord.done, {"runner": cfg.cluster.runner, "data": data_info,
                                            "versions": [m["version"] for _, m in states]})
     for e in coord.events:

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from downpour.config import RunConfig
-from downpour.data.pipeline import batch_position, data_report, open_data, run_data_info
+from downpour.data.pipeline import batch_position, data_report, has_data_record, open_data, run_data_info
 from downpour.errors import RunError
 from downpour.models.registry import build
 from downpour.train.checkpoint import CheckpointError, load_optimizer_state, load_state, optimizer_state, save_state
@@ -116,7 +116,7 @@ def run_local(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, An
     model.set_stage(None)
     _save_checkpoint(run, model, opt, total, skipped, elapsed, data=at)
     data_info = run_data_info(data.info, [data_report(batches)])
-    if "workers" in data_info:   # streamed: the files read and skipped
+    if has_data_record(cfg.data, data_info):   # files: those read (streamed) and skipped
         run.write_json("data.json", data_info)
     run.save_model(model, total, {"skipped_steps": skipped, "data": data_info})
     if last_row is None:   # no step of this process had a finite cost
