@@ -52,7 +52,12 @@ def _check_flags(args: argparse.Namespace, cfg: RunConfig) -> None:
                           "add --runner simulated or --runner ray")
     typed = [".".join(parse_override(item)[0]) for item in args.set]
     for flag, runner in ONLY_ON.items():
-        if f"cluster.{flag}" in typed and cfg.cluster.runner not in (runner, "local"):   # local: refused below
+        if cfg.cluster.runner == runner:
+            continue
+        if getattr(args, flag):
+            raise ConfigError(f"--{flag} only applies to the {runner} runner, and this run's runner is "
+                              f"{cfg.cluster.runner!r}; drop --{flag} or use --runner {runner}")
+        if f"cluster.{flag}" in typed:
             raise ConfigError(f"--set cluster.{flag}: only the {runner} runner reads it, and this run's runner is "
                               f"{cfg.cluster.runner!r}")
     if cfg.cluster.runner == "local":
@@ -66,10 +71,6 @@ def _check_flags(args: argparse.Namespace, cfg: RunConfig) -> None:
             raise ConfigError(f"--set {', '.join(local)}: only the local runner reads "
                               f"{'it' if len(local) == 1 else 'them'}, and this run's runner is {cfg.cluster.runner!r} "
                               f"(its counterpart: {', '.join(LOCAL_ONLY[k] for k in local)})")
-    for flag, runner in ONLY_ON.items():
-        if getattr(args, flag) and cfg.cluster.runner != runner:
-            raise ConfigError(f"--{flag} only applies to the {runner} runner, and this run's runner is "
-                              f"{cfg.cluster.runner!r}; drop --{flag} or use --runner {runner}")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
