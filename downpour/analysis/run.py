@@ -24,7 +24,7 @@ from downpour._names import nearest
 from downpour.analysis import figures
 from downpour.analysis.face_controls import LEARNED, face_controls
 from downpour.analysis.invariance import invariance_curves, invariance_summary
-from downpour.analysis.labelled import BUILT_IN, load_labelled
+from downpour.analysis.labelled import BUILT_IN, LabelledSet, load_labelled
 from downpour.analysis.edges import edge_summary
 from downpour.analysis.probe import probe_table
 from downpour.analysis.selectivity import face_neuron_tables
@@ -274,7 +274,8 @@ def _analyze(run_path: str | Path, options: dict[str, Any]) -> dict[str, Any]:
 
 
 def _measure(run: RunDir, model: FeatureModel, opts: AnalysisConfig, layer: str, shape: tuple[int, ...],
-             prepare: Any, fold: Any, data: Any, twin: FeatureModel, no_faces: Any, fig_dir: Path) -> dict[str, Any]:
+             prepare: Preprocess, fold: tuple[int, int] | None, data: LabelledSet, twin: FeatureModel,
+             no_faces: tuple[FeatureModel, Preprocess] | None, fig_dir: Path) -> dict[str, Any]:
     """Every measurement and figure of :func:`analyze_run` (figures into ``fig_dir``); the result dict."""
     seed = run.config.seed
     paths: dict[str, str] = {}

@@ -57,8 +57,10 @@ def check_files(cfg: DataConfig) -> None:
         video_files(Path(cfg.path))
 
 
-def _holds(root: Path, suffixes: set[str] | frozenset[str]) -> bool:
-    for folder, dirs, names in os.walk(root):
+def _holds(root: Path, suffixes: set[str]) -> bool:
+    """Whether a file with one of ``suffixes`` lies under ``root`` outside hidden files and folders (as
+    :func:`~downpour.data.folder.image_files` counts them); stops at the first."""
+    for _, dirs, names in os.walk(root):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         if any(not n.startswith(".") and Path(n).suffix.lower() in suffixes for n in names):
             return True
