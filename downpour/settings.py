@@ -117,7 +117,10 @@ def _check(value: Any, meta: Any, key: str) -> None:
         raise ConfigError(f"{key} must be one of {', '.join(map(str, choices))}, got {value!r}{nearest(str(value), choices)}", key=key)
     if isinstance(value, float) and not math.isfinite(value):
         raise ConfigError(f"{key} must be a finite number, got {value}", key=key)
-    if within is not None and value not in within:
+    if within is not None and isinstance(value, tuple):   # a per-stage list: every element
+        if not all(v in within for v in value):
+            raise ConfigError(f"every value of {key} must be {within.describe()}, got {list(value)}", key=key)
+    elif within is not None and value not in within:
         raise ConfigError(f"{key} must be {within.describe()}, got {value!r}", key=key)
     if forms is not None:
         parse_spec(value, forms, key)

@@ -107,6 +107,39 @@ def test_bad_arguments():
         VarianceGate(torch.nn.Conv2d(1, 1, 3), -1.0, mode="exact")
 
 
+
+@pytest.mark.parametrize("mode", ["exact", "gated", "dense", "auto"])
+def test_an_input_the_layer_was_not_built_for_is_refused_on_every_path(mode):
+    # the gated path computes from the weights' shape: a larger image wrapped the filters round, a
+    # 3-channel one read channel 0 only, where the layer itself raises
+    gate = VarianceGate(LocallyConnected2d(1, 2, 16, 3, tile=2), 1e-3, block=2, mode=mode)
+    for shape in [(1, 1, 20, 20), (1, 3, 16, 16)]:
+        with pytest.raises(ValueError, match=r"takes \(B, 1, 16, 16\)"):
+            gate(torch.rand(shape))
+    conv = VarianceGate(torch.nn.Conv2d(2, 3, 3), 1e-3, block=2, mode=mode)
+    assert conv(torch.rand(1, 2, 9, 11)).shape == (1, 3, 7, 9)   # a convolution takes any size
+    with pytest.raises(ValueError, match=r"takes \(B, 2, H, W\)"):
+        conv(torch.rand(1, 1, 9, 9))
+
+
+@pytest.mark.parametrize("norm", [None, 1.0])
+def test_cached_filters_follow_every_optimiser_step(norm):
+    # with norm, effective_weight() is a new tensor every call, often at the same address with the
+    # same version: a cache keyed on it served the filters of an earlier step (23 stale calls of 50)
+    torch.manual_seed(0)
+    layer = LocallyConnected2d(1, 2, 12, 3, norm=norm)
+    gate = VarianceGate(layer, 1e-3, block=2, mode="gated")
+    x = torch.zeros(1, 1, 12, 12)
+    x[0, 0, :6, :6] = torch.randn(6, 6)
+    opt = torch.optim.SGD(layer.parameters(), lr=0.5)
+    for _ in range(20):
+        with torch.no_grad():
+            torch.testing.assert_close(gate(x), layer(x) * gate.open_mask(x)[:, None])
+        opt.zero_grad()
+        layer(x).pow(2).sum().backward()
+        opt.step()
+
+
 # --- the decision: gated or dense, same output either way -------------------------------------------
 
 def _brute_tiles(gate, x, k, s):

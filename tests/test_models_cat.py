@@ -78,6 +78,10 @@ def test_free_filters_and_full_reconstruction_are_still_reachable():
     ("recon", "border", "model.recon"), ("filter_norm", -1.0, "model.filter_norm"),
     ("filter_norm", float("nan"), "model.filter_norm"), ("filter_norm", [0.9, -1.0], "model.filter_norm"),
     ("filter_norm", [0.9, 1.0, 1.0], "filter_norm"), ("filter_norm", "x", "model.filter_norm"),
+    # each per-stage value: 0 maps divided by zero, -8 took a square root of a negative, stride 0 blamed the norm
+    ("maps", [0, 8], "every value of model.maps must be >= 1"), ("maps", [-8, 8], "model.maps"),
+    ("strides", [0, 1], "model.strides"), ("kernels", [8, 0], "model.kernels"),
+    ("pools", [3, -1], "model.pools"), ("pool_strides", [0, 1], "model.pool_strides"),
 ])
 def test_bad_cat_options_are_named(option, value, message):
     with pytest.raises(ValueError, match=message):

@@ -91,3 +91,6 @@ def test_clear_errors():
         CNN(CNNConfig(maps=(8, 8, 8), pools=(1, 1, 1), kernel=3), (1, 6, 6))
     with pytest.raises(KeyError, match="conv1"):
         model.features(torch.rand(2, 1, 8, 8), "conv9")
+    for key, value in (("pools", [-3, 2]), ("pools", [0, 2]), ("maps", [0, 32])):   # pool <= 1 passed as "no pool"
+        with pytest.raises(ValueError, match=f"every value of model.{key} must be >= 1"):
+            create_model("cnn-digits", **{key: value})

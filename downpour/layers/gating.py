@@ -64,6 +64,7 @@ from torch import Tensor, nn
 from downpour.layers._gate_auto import AutoPolicy
 from downpour.layers._gate_bands import RowPlan, RowStats, band_output, plan_rows, row_stats, zero_closed
 from downpour.layers._gate_cost import CostModel, cost_model, forced_masks
+from downpour.layers._gate_layer import as_bank, check_input
 from downpour.layers._gate_mask import local_variance, open_tiles, proof_pays
 from downpour.layers._gate_stats import GateStats, gate_stats, ungated_stats
 from downpour.layers._lc_threads import _mode_active
@@ -76,20 +77,6 @@ MODES = ("auto", "exact", "gated", "dense", "bands")
 _NOT_BANDED = "VarianceGate: mode 'bands' needs shared weights (a convolution, a tied or tiled layer)"
 # Work buffer of one chunk of gathered receptive fields (a convolution's gated path): in cache.
 _CHUNK_BYTES = 2 << 20
-
-
-def _as_bank(layer: nn.Module) -> tuple[Tensor, Tensor | None, int, int]:
-    """(weight (tH, tW, M, C, k, k), bias (tH, tW, M) or None, k, stride) of a wrapped layer."""
-    if isinstance(layer, nn.Conv2d):
-        if (layer.groups != 1 or layer.dilation != (1, 1) or layer.padding not in ((0, 0), "valid")
-                or layer.kernel_size[0] != layer.kernel_size[1] or layer.stride[0] != layer.stride[1]):
-            raise ValueError(f"VarianceGate: a Conv2d must have groups=1, dilation=1, padding=0 and square "
-                             f"kernel/stride, got {layer}")
-        b = None if layer.bias is None else layer.bias.view(1, 1, -1)
-        return layer.weight.unsqueeze(0).unsqueeze(0), b, layer.kernel_size[0], layer.stride[0]
-    if hasattr(layer, "tile_shape") and hasattr(layer, "weight") and layer.weight.dim() == 6:
-        return layer.effective_weight(), layer.bias, layer.kernel_size, layer.stride
-    raise TypeError(f"VarianceGate wraps a LocallyConnected2d or an nn.Conv2d, got {type(layer).__name__}")
 
 
 def _fields(stack: Tensor, bh: int, bw: int, k: int, s: int) -> Tensor:
@@ -129,7 +116,7 @@ class VarianceGate(nn.Module):
 
     def __init__(self, layer: nn.Module, threshold: float, block: int = 8, mode: str = "auto"):
         super().__init__()
-        _as_bank(layer)  # validate now, not at the first batch
+        as_bank(layer)  # validate now, not at the first batch
         if threshold < 0 or not isinstance(block, int) or block < 1:
             raise ValueError(f"VarianceGate: threshold must be >= 0 and block a positive int, got {threshold} and {block!r}")
         if mode not in MODES:
@@ -146,7 +133,8 @@ class VarianceGate(nn.Module):
         return f"threshold={self.threshold}, block={self.block}, mode={self.mode!r}"
 
     def _call(self, x: Tensor) -> _Call:
-        weight, bias, k, s = _as_bank(self.layer)
+        check_input(self.layer, x)
+        weight, bias, k, s = as_bank(self.layer)
         th, tw = weight.shape[:2]
         h, w = x.shape[2:]
         ho, wo = (h - k) // s + 1, (w - k) // s + 1
@@ -378,9 +366,13 @@ class VarianceGate(nn.Module):
         return (torch.cat(parts) if y is None else y).view(n, bh, bw, m)
 
     def _block_major(self, weight: Tensor, geom: tuple) -> Tensor:
-        """The filters as (nbh, nbw, bh, bw, M, C*k*k); cached while ``weight`` is unchanged and not being trained."""
+        """The filters as (nbh, nbw, bh, bw, M, C*k*k); cached while the layer's weights are unchanged and
+        not being trained. The key is the layer's own parameter (its storage and version: an optimiser's
+        step changes the version; a write through ``.data`` does not, as for every autograd check) and
+        its ``norm``, not ``weight``: with ``norm``, that is a fresh tensor every call."""
         ho, wo, bh, bw, nbh, nbw = geom
-        key = (weight.data_ptr(), weight._version, tuple(weight.shape), geom)
+        source = self.layer.weight
+        key = (source.data_ptr(), source._version, getattr(self.layer, "norm", None), tuple(weight.shape), geom)
         training = torch.is_grad_enabled() and weight.requires_grad
         if not training and self._cache is not None and self._cache[0] == key:
             return self._cache[1]

@@ -45,11 +45,11 @@ from downpour.settings import Section, setting
 @dataclass
 class CatConfig(Section):
     section: ClassVar[str] = "model"
-    maps: tuple[int, ...] = (8, 8)            # templates per position, per stage
-    kernels: tuple[int, ...] = (8, 5)         # receptive field side, per stage
-    strides: tuple[int, ...] = (1, 1)         # filter step, per stage
-    pools: tuple[int, ...] = (3, 3)           # L2 pooling neighbourhood side, per stage
-    pool_strides: tuple[int, ...] = (2, 1)    # L2 pooling step, per stage
+    maps: tuple[int, ...] = setting((8, 8), within="[1, inf)")           # templates per position, per stage
+    kernels: tuple[int, ...] = setting((8, 5), within="[1, inf)")        # receptive field side, per stage
+    strides: tuple[int, ...] = setting((1, 1), within="[1, inf)")        # filter step, per stage
+    pools: tuple[int, ...] = setting((3, 3), within="[1, inf)")          # L2 pooling neighbourhood side, per stage
+    pool_strides: tuple[int, ...] = setting((2, 1), within="[1, inf)")   # L2 pooling step, per stage
     lcn: int = setting(5, within="[1, inf)")  # LCN Gaussian window side (odd)
     tile: int = setting(0, within="[0, inf)") # 0 = untied (the paper), 1 = convolution, t = tiled
     decoder: str = setting("tied", choices=("tied", "untied"))   # tied: WᵀWx (RICA) | untied: a free decoder (the paper)

@@ -29,8 +29,8 @@ from downpour.settings import Section, setting
 @dataclass
 class CNNConfig(Section):
     section: ClassVar[str] = "model"
-    maps: tuple[int, ...] = (16, 32)   # filter maps of each layer
-    pools: tuple[int, ...] = (1, 2)    # max-pool size after each layer (1 = none)
+    maps: tuple[int, ...] = setting((16, 32), within="[1, inf)")   # filter maps of each layer
+    pools: tuple[int, ...] = setting((1, 2), within="[1, inf)")    # max-pool size after each layer (1 = none)
     kernel: int = setting(3, within="[1, inf)")     # square filter side, every layer
     tile: int = setting(1, within="[0, inf)")       # 1: convolution | 0: untied (locally connected) | t: t×t tiled banks
     hidden: int = setting(64, within="[1, inf)")    # units of the fully connected layer (the codes)
