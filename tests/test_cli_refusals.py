@@ -12,8 +12,12 @@ import pytest
 from downpour.cli import main
 from downpour.config import ConfigError, load_config
 from downpour.crossfit import fold_config
+from downpour.config import ClusterConfig
 from downpour.plan import Cluster
-from downpour.plan.network import plan_config
+from downpour.plan.calibrate import DEFAULT_RATES
+from downpour.plan.network import network_of, plan_config
+from downpour.plan.predict import RULE_STATE, grid, predict
+from downpour.settings import choices_of
 from downpour.studies.run import run_study
 
 TINY = ["--config", "ufldl-sae", "--steps", "20", "--set", "data.samples=500", "--set", "train.tensorboard=false",
@@ -85,6 +89,34 @@ def test_plan_refuses_a_set_it_does_not_read_and_names_the_set_in_errors():
     with pytest.raises(ConfigError, match=r"--set cluster.n_push=0: .*n_push must be >= 1"):
         plan_config("paper", ["cluster.n_push=0"])
     assert plan_config("paper", ["cluster.n_push=4"])[0].cluster.n_push == 4
+
+
+
+@pytest.mark.parametrize("sets, message", [
+    (["model.kernels=[18,18,190]"], "model.kernels: stage 3's filter side 190"),   # printed +163% of the paper
+    (["model.maps=[8,8]"], "model.maps has 2 stages"),                             # dropped stage 3 silently
+    (["model.lcn=4"], "model.lcn .* must be odd"),
+])
+def test_plan_refuses_a_network_the_model_would_refuse(sets, message):
+    cfg, shape = plan_config("paper", sets)
+    with pytest.raises(ConfigError, match=message):
+        network_of(cfg, shape, paper=True)
+
+
+def test_plan_refuses_partitions_the_runner_cannot_cut_and_never_chooses_them():
+    cfg, shape = plan_config("cat-demo", [])
+    net = network_of(cfg, shape)
+    with pytest.raises(ConfigError, match=r"--partitions 1024: .*cannot be cut into 32x32 blocks"):
+        predict(net, Cluster(machines=2000, partitions=1024), DEFAULT_RATES, 32)
+    chosen = predict(net, Cluster(machines=2000), DEFAULT_RATES, 32)["cluster"]["partitions"]
+    assert all(a <= b for a, b in zip(grid(chosen), (25, 25)))
+
+
+def test_plan_counts_every_update_rule_the_server_has():
+    # momentum is a server rule; the plan's table of optimiser state lacked it (KeyError)
+    assert set(RULE_STATE) == set(choices_of(ClusterConfig, "rule"))
+    cfg, shape = plan_config("cat-demo", [])
+    assert predict(network_of(cfg, shape), Cluster(), DEFAULT_RATES, 32, rule="momentum")["rule"] == "momentum"
 
 
 def test_a_study_refuses_a_seed_and_jobs_below_one(tmp_path):

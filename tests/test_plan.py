@@ -9,11 +9,13 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from downpour.batch import Batch
 from downpour.cli import main
+from downpour.config import ConfigError, load_config, save_config
 from downpour.models.footprint import footprint_table
 from downpour.models.registry import create_model, model_entry
 from downpour.objectives import Objective
 from downpour.plan import (Cluster, Rates, cat_footprint, check_simulated, network_of, plan_config, plan_for,
                            predict_staleness)
+from downpour.plan.check import compare_run
 from downpour.plan.predict import grid, partition_stage
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -145,3 +147,11 @@ def test_the_cli_checks_a_simulated_run(tmp_path, capsys):
     assert "predicted mean staleness" in capsys.readouterr().out
     assert main(["plan", "--check-run", str(tmp_path / "run"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["workers"] == 20
+
+
+def test_checking_a_sandblaster_run_says_it_has_no_staleness(tmp_path):
+    run = tmp_path / "lbfgs"
+    run.mkdir()
+    save_config(load_config("cat-demo", ["cluster.algorithm=sandblaster", "cluster.runner=simulated"]), run / "config.toml")
+    with pytest.raises(ConfigError, match="is a sandblaster run: it has no stale pushes"):   # was: staleness.json does not exist
+        compare_run(run)

@@ -68,6 +68,29 @@ class CatConfig(Section):
         """The radius scale of stage ``stage`` (0-based): one value for every stage, or one per stage."""
         return self.filter_norm[0] if len(self.filter_norm) == 1 else self.filter_norm[stage]
 
+    def check_shapes(self, input_shape: tuple[int, ...]) -> None:
+        """Refuse stage lists that cannot be built on ``input_shape`` (C, H, W), naming the key: the
+        model checks this when it is built and ``downpour plan``, which counts the network on paper
+        without building it, before it counts."""
+        n = len(self.maps)
+        lengths = {k: len(getattr(self, k)) for k in ("kernels", "strides", "pools", "pool_strides")}
+        if len(self.filter_norm) != 1:
+            lengths["filter_norm"] = len(self.filter_norm)
+        if any(v != n for v in lengths.values()):
+            raise ConfigError(f"model.maps has {n} stages but the per-stage lists have lengths {lengths}", key="model.maps")
+        if self.lcn % 2 == 0:
+            raise ConfigError(f"model.lcn (the LCN window side) must be odd, got {self.lcn!r}", key="model.lcn")
+        h, w = input_shape[1:]
+        for i, (k, s, q, u) in enumerate(zip(self.kernels, self.strides, self.pools, self.pool_strides), start=1):
+            if k > min(h, w):
+                raise ConfigError(f"model.kernels: stage {i}'s filter side {k} is larger than its {h}x{w} input; "
+                                  "shrink kernels, strides or pools, or use larger inputs", key="model.kernels")
+            h, w = (h - k) // s + 1, (w - k) // s + 1
+            if q > min(h, w):
+                raise ConfigError(f"model.pools: stage {i}'s pool {q} is larger than its filter output {h}x{w}; "
+                                  "shrink kernels or pools", key="model.pools")
+            h, w = (h - q) // u + 1, (w - q) // u + 1
+
 
 
 
@@ -135,14 +158,8 @@ class CatNet(FeatureModel):
 
     def __init__(self, config: CatConfig, input_shape: tuple[int, ...]):
         super().__init__()
+        config.check_shapes(input_shape)
         n = len(config.maps)
-        lengths = {k: len(getattr(config, k)) for k in ("kernels", "strides", "pools", "pool_strides")}
-        if len(config.filter_norm) != 1:
-            lengths["filter_norm"] = len(config.filter_norm)
-        if any(v != n for v in lengths.values()):
-            raise ValueError(f"model.maps has {n} stages but the per-stage lists have lengths {lengths}")
-        if config.lcn % 2 == 0:
-            raise ValueError(f"model.lcn (the LCN window side) must be odd, got {config.lcn!r}")
         self.config = config
         self.input_shape = tuple(input_shape)
         shape = self.input_shape

@@ -31,6 +31,9 @@ def compare_run(path: str | Path) -> dict[str, Any]:
     """The plan's staleness for a finished simulated run's config against its staleness.json."""
     run = RunDir.open(path)
     cfg, c = run.config, run.config.cluster
+    if c.algorithm != "downpour":
+        raise ConfigError(f"{str(run.path)!r} is a {c.algorithm} run: it has no stale pushes to compare "
+                          "(the staleness prediction is for Downpour's workers)")
     if c.runner != "simulated":
         raise ConfigError(f"{str(run.path)!r} ran on the {c.runner!r} runner; the prediction is for the simulated one "
                           "(on Ray staleness comes from the machines' real timing)")

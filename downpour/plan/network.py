@@ -149,6 +149,7 @@ def _lcn_window(lcn: int, h: int, w: int) -> int:
 
 def _cat_layers(config: CatConfig, input_shape: tuple[int, ...]) -> list[dict[str, Any]]:
     """One dict per stage: the sizes and per-example FLOPs of its filter, pool and LCN (models/footprint.py's formulas)."""
+    config.check_shapes(input_shape)   # the model's own checks: a network it would refuse is not counted
     c, h, w = input_shape
     out = []
     for i, (m, k, s, q, u) in enumerate(zip(config.maps, config.kernels, config.strides, config.pools,

@@ -36,7 +36,7 @@ from downpour.plan.staleness import steady_staleness
 __all__ = ["Cluster", "RULE_STATE", "grid", "partition_stage", "predict"]
 
 GB = 1e9
-RULE_STATE = {"sgd": 0, "adagrad": 1, "adam": 2}     # (n,) state tensors a shard keeps per parameter
+RULE_STATE = {"sgd": 0, "momentum": 1, "adagrad": 1, "adam": 2}   # (n,) state tensors a shard keeps per parameter
 
 
 CHOSEN = ("--replicas", "--partitions", "--shards")   # left out: the plan chooses them
@@ -107,6 +107,19 @@ def partition_stage(stage: Stage, k: int) -> dict[str, float]:
             "halo_floats": float(halo_in + 2 * halo_pool + halo_lcn)}
 
 
+def _uncuttable(net: Network, k: int) -> str:
+    """Why ``k`` partitions cannot be cut as the runner cuts them (every stage's filter output into a
+    grid of ``grid(k)`` blocks, each at least one position), or "" when they can."""
+    gr, gc = grid(k)
+    for i, stage in enumerate(net.stages, start=1):
+        if stage.in_shape:
+            h, w = stage.in_shape[1:]
+            oh, ow = (h - stage.kernel) // stage.stride + 1, (w - stage.kernel) // stage.stride + 1
+            if gr > oh or gc > ow:
+                return f"stage {i}'s {oh}x{ow} filter output cannot be cut into {gr}x{gc} blocks"
+    return ""
+
+
 def _partition(net: Network, k: int, batch: int, rule: str) -> dict[str, float]:
     parts = [partition_stage(s, k) for s in net.stages]
     params = sum(p["params"] for p in parts)
@@ -160,7 +173,9 @@ def predict(net: Network, cl: Cluster, rates: Rates, batch: int, n_push: int = 1
     fit in a machine's memory, those within 5% of the most examples/s, and of these the one with the
     fewest replicas (the least staleness)."""
     args = (batch, n_push, n_fetch, rates)
-    ks = [cl.partitions] if cl.partitions else [k for k in _PARTITIONS if k <= cl.machines]
+    if cl.partitions and (refused := _uncuttable(net, cl.partitions)):
+        raise ConfigError(f"--partitions {cl.partitions}: {refused}; the model-parallel runner refuses it: use fewer partitions")
+    ks = [cl.partitions] if cl.partitions else [k for k in _PARTITIONS if k <= cl.machines and not _uncuttable(net, k)]
     parts = {k: _partition(net, k, batch, rule) for k in ks}
     fitting = [k for k in ks if parts[k]["memory_bytes"] <= cl.memory_gb * GB] or ks[-1:]
     layouts = [(k, r, s) for k in fitting for r, s in _splits(cl, k)]
