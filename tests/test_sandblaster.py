@@ -1,6 +1,7 @@
 """Sandblaster L-BFGS: the same iterates as a textbook single-process L-BFGS, units counted once
 whatever the backups do, backups beating a straggler in virtual time, the CLI's run directory and
 resume, and a Ray run."""
+import dataclasses
 import json
 import math
 
@@ -14,6 +15,7 @@ from downpour.models.registry import build
 from downpour.preflight import check_run_config
 from downpour.ps.setup import set_up_cluster
 from downpour.runners import train
+from downpour.sandblaster.checks import check_sandblaster
 from downpour.sandblaster.history import HistoryShard
 from downpour.sandblaster.lbfgs import Coordinator, Evaluation, LocalShards
 from downpour.sandblaster.run import make_shards
@@ -193,6 +195,55 @@ def test_a_step_across_negative_curvature_leaves_no_pair_behind():
     assert coord.rho and step.loss == pytest.approx(-6.0, abs=1e-9)
 
 
+class _Steep:
+    """A pool with no units: f(w) = 1000·|w|², so from w = (0.001, 0) a unit step along -g overshoots
+    by far more than two backtracks can undo: every line search of two evaluations fails."""
+
+    def __init__(self, shards):
+        self.shards, self.group, self.evaluations = shards, LocalShards(shards), 0
+
+    def evaluate(self, evaluation, rows, t, stage):
+        self.evaluations += 1
+        points = [s.point(t) for s in self.shards]
+        for s, p in zip(self.shards, points):
+            s.accumulate(evaluation, 0, 2000 * p)
+        loss = float(sum(1000 * (p ** 2).sum() for p in points))
+        return Evaluation(loss, {"f": loss}, 0.0, 0.0, UnitCounts())
+
+
+@pytest.mark.parametrize("new_batch, searches", [(False, 1), (True, 2)])
+def test_a_failed_search_along_minus_g_on_the_same_batch_is_not_repeated(new_batch, searches):
+    # on the whole data set the next iteration would search from the same point, along the same -g,
+    # with the same first step: it used to, a full distributed pass per evaluation, before converging
+    w = torch.tensor([0.001, 0.0], dtype=torch.float64)
+    shards = [HistoryShard(j, w[j:j + 1], history=5, start=j) for j in range(2)]
+    pool = _Steep(shards)
+    coord = Coordinator(LocalShards(shards), pool, history=5, line_search=2)
+    steps = [coord.iterate(0, torch.arange(1), None, new_batch=new_batch, new_stage=False)]
+    while not steps[-1].converged and len(steps) < 5:
+        steps.append(coord.iterate(len(steps), torch.arange(1), None, new_batch=new_batch, new_stage=False))
+    assert len(steps) == searches and all(s.t == 0 for s in steps)
+    assert pool.evaluations == 2 * searches + (searches if new_batch else 1)   # + f(w) per new batch
+
+
+def test_a_greedy_stage_that_converges_hands_on_to_the_next(tmp_path, monkeypatch):
+    # convergence ended the whole run: stage 2 of a greedy schedule was never trained
+    iterate = Coordinator.iterate
+
+    def converges_in_stage_1(self, iteration, rows, stage, new_batch, new_stage):
+        step = iterate(self, iteration, rows, stage, new_batch, new_stage)
+        return dataclasses.replace(step, converged=True) if stage == 1 else step
+
+    monkeypatch.setattr(Coordinator, "iterate", converges_in_stage_1)
+    cfg = load_config("cat-demo", ["cluster.runner=simulated", "cluster.algorithm=sandblaster", "train.steps=6",
+                                   "train.tensorboard=false"])
+    summary = train(cfg, RunDir.create(tmp_path / "greedy", cfg))
+    rows = RunDir.open(tmp_path / "greedy").metrics()
+    assert [r["step"] for r in rows] == [1, 4, 5, 6]                   # stage 1 gave up its iterations 2-3
+    assert all(any(k.startswith("stage2/") for k in r) for r in rows[1:]) and summary["steps"] == 6
+    assert not summary["converged"]
+
+
 def _batch_times(tmp_path, name, *overrides):
     cfg = _cfg("cluster.workers=4", "sandblaster.units=12", "train.steps=3", *overrides)
     summary = train(cfg, RunDir.create(tmp_path / name, cfg))
@@ -217,6 +268,14 @@ def test_what_lbfgs_cannot_run_is_refused_before_the_run_starts(override, named)
     with pytest.raises(ConfigError, match=named):
         cfg = check_run_config(_cfg(override))
         train(cfg, RunDir.create("/nonexistent/never", cfg))
+
+
+def test_a_gpu_asked_for_is_refused_not_left_idle():
+    # the replicas compute on CPU: on a GPU machine train.device = cuda was accepted and never used
+    # (on this CPU-only machine preflight's own device check answers first)
+    with pytest.raises(ConfigError, match="computes on CPU"):
+        check_sandblaster(_cfg("train.device=cuda"))
+    check_sandblaster(_cfg("train.device=auto"))
 
 
 def test_the_cli_writes_a_run_directory_and_resumes_it_to_the_same_iterates(tmp_path, capsys):

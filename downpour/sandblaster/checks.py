@@ -44,6 +44,9 @@ def check_sandblaster(cfg: RunConfig) -> None:
     if d.pipeline == "stream":
         raise ConfigError("cluster.algorithm = 'sandblaster' evaluates work units over one in-memory set: it needs "
                           "data.pipeline = 'memory' or 'auto' (which then keeps the data in memory), not 'stream'")
+    if cfg.train.device == "cuda":   # the replicas compute on CPU: a GPU asked for would sit idle, unsaid
+        raise ConfigError("cluster.algorithm = 'sandblaster' computes on CPU: train.device = 'cuda' is not used by it; "
+                          "set train.device = 'cpu' (or 'auto'), or train with cluster.algorithm = 'downpour'")
     if cfg.cluster.partitions != 1:
         raise ConfigError("cluster.partitions splits Downpour's replicas; cluster.algorithm = 'sandblaster' runs whole "
                           "replicas (set cluster.partitions = 1)")

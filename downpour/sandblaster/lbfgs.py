@@ -186,7 +186,9 @@ class Coordinator:
             steepest = not self.rho
             self.forget()
             self.failures += 1
-            converged = steepest and self.failures >= 2
+            # along -g twice in a row, or once on a batch the next iteration evaluates again (the whole
+            # data set): the same search from the same point would fail the same way
+            converged = steepest and (self.failures >= 2 or not new_batch)
             return Iteration(self.f, self.parts, 0.0, n_evals, math.sqrt(gg), 0, span, counts, converged)
         self.failures = 0
         sy, yy = (sum(v) for v in zip(*self.shards.call("stage_pair", t)))

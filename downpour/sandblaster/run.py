@@ -127,8 +127,9 @@ def run_sandblaster(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[s
     n_stages, t0, elapsed0 = setup.model.n_stages, time.perf_counter(), progress.elapsed
     new_batch = 0 < s.batch < n           # a fresh sample of examples every iteration
     last = None
+    it = start
     try:
-        for it in range(start, total):
+        while it < total:
             stage = stage_for_step(it, total, n_stages, cfg.train.schedule)
             new_stage = progress.stage != -1 and stage != progress.stage
             step = coord.iterate(it, batch_rows(n, s.batch, cfg.seed, it), stage, new_batch, new_stage)
@@ -141,10 +142,17 @@ def run_sandblaster(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[s
                                  grad_norm=step.grad_norm, pairs=step.pairs, units=c.dispatched, backups=c.backups,
                                  backups_won=c.backups_won, duplicates=c.duplicates, examples=progress.counts.examples,
                                  **({"vtime": round(progress.vtime, 6)} if cfg.cluster.runner == "simulated" else {}))
+            it += 1
             if step.converged:
-                progress.converged = True
-                log.info("L-BFGS converged after %d iterations (no step decreases the cost)", it + 1)
-                break
+                later = _next_stage(it - 1, total, n_stages, cfg.train.schedule)
+                if later is None:
+                    progress.converged = True
+                    log.info("L-BFGS converged after %d iterations (no step decreases the cost)", it)
+                    break
+                # a greedy stage that converged hands its remaining iterations to nothing: the next starts now
+                log.info("L-BFGS: stage %s converged after iteration %d; stage %s starts at iteration %d",
+                         stage, it, stage_for_step(later, total, n_stages, cfg.train.schedule), later + 1)
+                it = progress.iteration = later
             if cfg.cluster.checkpoint_every and progress.iteration % cfg.cluster.checkpoint_every == 0:
                 _save(run, pool, coord, progress)
         _save(run, pool, coord, progress)
@@ -161,6 +169,14 @@ def run_sandblaster(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[s
         pool.close()
         telemetry.close()
     return _finish(setup, run, params, progress, start, last, info)
+
+
+def _next_stage(it: int, total: int, n_stages: int, schedule: str) -> int | None:
+    """The first iteration after ``it`` that trains a later greedy stage; None when there is none."""
+    stage = stage_for_step(it, total, n_stages, schedule)
+    if stage is None:
+        return None
+    return next((j for j in range(it + 1, total) if stage_for_step(j, total, n_stages, schedule) != stage), None)
 
 
 def _finish(setup: ClusterSetup, run: RunDir, params: list[torch.Tensor], progress: _Progress, start: int,
