@@ -142,7 +142,8 @@ def run_crossfit(config: str, overrides: list[Override], out: str | Path, folds:
     jobs = min(jobs, folds)
     out = Path(out)
     given = load_config(config, overrides)
-    control = control or ("no-faces" if given.analysis.no_faces_twin else "none")
+    # the default pairs each fold with its twin where the config asks for one and the folds see faces
+    control = control or ("no-faces" if given.analysis.no_faces_twin and given.data.trains_on_faces() else "none")
     twins = control == "no-faces"
     overrides = [*overrides, *parallel_threads(given, jobs), ("analysis.no_faces_twin", twins)]
     configs = [fold_config(config, overrides, i, folds) for i in range(folds)]   # every config checked first

@@ -33,6 +33,12 @@ def no_faces_config(cfg: RunConfig) -> RunConfig:
     ``analysis.no_faces_twin``."""
     from downpour.preflight import check_run_config
 
+    if not cfg.data.trains_on_faces():   # its twin would be the run itself, trained twice
+        d = cfg.data
+        raise ConfigError(f"analysis.no_faces_twin: this run trains on no lfw face (data.source = {d.source!r}, "
+                          f"data.train_faces = {d.train_faces}, data.faces_fraction = {d.faces_fraction:g}): there are "
+                          "none to leave out, and its twin would be the run itself; set analysis.no_faces_twin = false "
+                          "(a cross-fit: --control none)", key="analysis.no_faces_twin")
     twin = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, train_faces=0),
                                analysis=dataclasses.replace(cfg.analysis, report=False, no_faces_twin=False,
                                                             no_faces_run=""))
@@ -51,8 +57,7 @@ def train_with_twin(cfg: RunConfig, run: RunDir, twin: RunConfig | None, resume:
     with shared_ray(cfg, runs=1 if twin is None else 2):
         if resume and twin is not None and run.finished(cfg.train.steps):
             log.info("%s: finished at step %d; only its no-faces twin is left", run.path, cfg.train.steps)
-            run.save_config(cfg)                      # its analysis now scores the twin
-            summary = {"run": str(run.path), "kept": True}
+            summary = kept(run, cfg)                  # its analysis now scores the twin
         else:
             summary = train(cfg, run, resume=resume)
         if twin is not None:
@@ -72,6 +77,16 @@ def shared_ray(cfg: RunConfig, runs: int) -> contextlib.AbstractContextManager:
     return held(cfg.cluster.address)
 
 
+def kept(run: RunDir, cfg: RunConfig) -> dict[str, Any]:
+    """A finished run taken as it is: its config saved again (what may differ, checked by
+    ``check_resume``, is what the analysis does: a twin added later is then scored) and the summary
+    of its training read back (``seconds``: the training time of its last metrics row)."""
+    run.save_config(cfg)
+    rows = [row for row in run.metrics() if "time" in row]
+    return {"run": str(run.path), "kept": True, "seconds": rows[-1]["time"] if rows else None,
+            "final_loss": run.last_loss()}
+
+
 def train_kept(cfg: RunConfig, path: Path) -> dict[str, Any]:
     """Train ``cfg`` into ``path``: skipped when a run with the same config finished there, resumed
     from its checkpoint when one started there (started over when it stopped before its first
@@ -88,7 +103,7 @@ def train_kept(cfg: RunConfig, path: Path) -> dict[str, Any]:
                 raise RunExistsError(f"{str(path)!r} holds another run ({err}); pick another --out") from None
             if run.finished(cfg.train.steps):
                 log.info("%s: finished, kept", path)
-                return {"run": str(path), "kept": True}
+                return kept(run, cfg)
             if run.has_checkpoint():
                 log.info("%s: resuming", path)
                 return train(cfg, run, resume=True)

@@ -291,5 +291,24 @@ def test_crossfit_with_the_no_faces_control_trains_each_fold_twice_and_scores_bo
 
 def test_the_no_faces_control_of_a_source_without_faces_is_refused_before_training(tmp_path, capsys):
     assert main(["crossfit", *TINY, "--folds", "2", "--control", "no-faces", "--out", str(tmp_path / "cf")]) == 2
-    assert "data.train_faces = 0 only applies to data.source" in capsys.readouterr().err
+    assert "analysis.no_faces_twin: this run trains on no lfw face" in capsys.readouterr().err
     assert not (tmp_path / "cf").exists()
+
+
+def test_twins_added_to_finished_folds_are_scored_and_folds_without_faces_get_none(tmp_path, capsys):
+    out = tmp_path / "cf"
+    assert main(["crossfit", *FACES_TINY, "--folds", "2", "--control", "none", "--out", str(out)]) == 0
+    first = json.loads((out / "crossfit.json").read_text())["runs"]
+    assert main(["crossfit", *FACES_TINY, "--folds", "2", "--control", "no-faces", "--out", str(out)]) == 0
+    record = json.loads((out / "crossfit.json").read_text())
+    # the kept folds' configs now ask for their twin (`downpour analyze fold-I` scores it), and their
+    # training record is read back, not erased (seconds and final_loss were None)
+    assert all("no_faces_twin = true" in (out / f"fold-{i}" / "config.toml").read_text() for i in range(2))
+    assert [(r["kept"], r["final_loss"]) for r in record["runs"]] == [(True, r["final_loss"]) for r in first]
+    assert all(r["seconds"] is not None for r in record["runs"])
+    # a config whose folds see no face: the default is no twin (it trained every fold twice, the same run)
+    none = tmp_path / "none"
+    assert main(["crossfit", *FACES_TINY, "--folds", "2", "--set", "analysis.no_faces_twin=true",
+                 "--set", "data.train_faces=0", "--out", str(none)]) == 0
+    assert json.loads((none / "crossfit.json").read_text())["control"] == "none"
+    assert not (none / "fold-0" / "no-faces").exists()
