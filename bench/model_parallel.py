@@ -29,7 +29,7 @@ import torch  # noqa: E402
 
 from downpour.batch import Batch  # noqa: E402
 from downpour.config import load_config  # noqa: E402
-from downpour.models.registry import build  # noqa: E402
+from downpour.models.registry import build, model_entry  # noqa: E402
 from downpour.parallel import partition_model  # noqa: E402
 from downpour.train.step import train_step  # noqa: E402
 
@@ -60,21 +60,23 @@ def main(argv: list[str] | None = None) -> list[dict]:
     torch.set_num_threads(args.threads)
     cfg = load_config("cat-untied", [f"model.name={args.model}", "model.tile=0"])
     torch.manual_seed(0)
-    base, objective = build(cfg, cfg_shape(cfg))
-    models = {k: partition_model(copy.deepcopy(base), k) for k in args.partitions}
+    base, objective = build(cfg, model_entry(args.model).input_shape)   # the shape the model is designed for
+    ks = sorted({1, *args.partitions})                # K = 1, the baseline, is always measured
+    models = {k: partition_model(copy.deepcopy(base), k) for k in ks}
     x = torch.randn(args.batch, *base.input_shape)
     times: dict[int, list[float]] = {k: [] for k in models}
+    for m in models.values():                         # one untimed step each: allocations, first-touch
+        train_step(m, objective, Batch(x))
     for _ in range(args.reps):                        # interleaved: a busy moment hits every K alike
         for k, m in models.items():
             t0 = time.perf_counter()
             train_step(m, objective, Batch(x))
             times[k].append(1000 * (time.perf_counter() - t0))
     rows = []
-    ref_time = statistics.median(times[args.partitions[0]])
-    ref_weights = None
+    ref_time = statistics.median(times[1])
+    ref_weights = max(sum(p.numel() for p in part.parameters()) * 4 for part in models[1].partitions)
     for k, m in models.items():
         per_part = [sum(p.numel() for p in part.parameters()) * 4 for part in m.partitions]
-        ref_weights = ref_weights or max(per_part)
         row = {"bench": "model_parallel", "model": args.model, "batch": args.batch, "partitions": k,
                "ms_per_step": round(statistics.median(times[k]), 2),
                "ms_range": [round(min(times[k]), 2), round(max(times[k]), 2)],
@@ -85,12 +87,6 @@ def main(argv: list[str] | None = None) -> list[dict]:
         print(json.dumps(row))
         rows.append(row)
     return rows
-
-
-def cfg_shape(cfg) -> tuple[int, int, int]:
-    from downpour.data.build import sample_shape
-
-    return sample_shape(cfg.data)
 
 
 if __name__ == "__main__":

@@ -111,9 +111,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--reps", type=int, default=5, help="interleaved repetitions of the three runs")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads of the local loop and of each worker")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of the local loop and of each worker (0: torch's default)")
     args = parser.parse_args()
-    batch_size = load_config(args.config, list(args.set)).train.batch_size
+    resolved = load_config(args.config, [f"train.threads={args.threads}", *args.set]).train   # a --set wins, as in the runs
+    batch_size, threads = resolved.batch_size, resolved.threads
     with tempfile.TemporaryDirectory() as tmp:
         runs = {name: (lambda r, name=name: measure(name, r, args, Path(tmp))) for name in CONFIGS}
         reps = interleave(runs, args.reps, lambda r, rep: print(json.dumps({"rep": r, **rep}), flush=True))
@@ -121,7 +122,7 @@ def main() -> None:
         print(json.dumps(breakdown(reps, name, batch_size)), flush=True)
     one, two = ratio(reps, "samples_per_s", "ray1", "local"), ratio(reps, "samples_per_s", "ray2", "ray1")
     print(json.dumps({"config": args.config, "steps": args.steps, "settings": args.set,
-                      "threads": {**thread_settings(), "local": args.threads, "worker": args.threads, "shard": 1},
+                      "threads": {**thread_settings(), "local": threads, "worker": threads, "shard": 1},
                       **summary(reps, "samples_per_s"),
                       "one_worker_vs_local": one["of_medians"], "one_worker_vs_local_paired": one["paired"],
                       "two_vs_one": two["of_medians"], "two_vs_one_paired": two["paired"]}), flush=True)

@@ -31,7 +31,7 @@ def test_quick_run_prints_points_and_one_fit_per_curve(capsys):
 
 def test_points_the_paper_network_cannot_take_are_skipped_with_the_reason():
     row = scaling.cat_point("network", 32, 1, 1, max_gb=8)
-    assert "stage2's 18x18 field does not fit its 11x11 input" in row["skipped"] and "ms" not in row
+    assert "stage 2's filter side 18 is larger than its 11x11 input" in row["skipped"] and "ms" not in row
     row = scaling.cat_point("network", 200, 1, 1, max_gb=8)
     assert row["params"] == 2_433_716_928 and "over --max-gb 8" in row["skipped"]   # W1 + W2, the plan's count
 
