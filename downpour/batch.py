@@ -46,3 +46,4 @@ class Outputs:
     encode: Callable[[Tensor], Tensor] | None = None   # x -> codes, for contractive penalties
     decode: Callable[[Tensor], Tensor] | None = None   # codes -> recon, for denoising
     extra: dict[str, Tensor] = field(default_factory=dict)  # model-specific terms (e.g. RBM free energy)
+    costs: tuple[str, ...] | None = None       # the cost terms this part takes (None: every term of the objective)

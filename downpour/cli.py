@@ -115,7 +115,6 @@ def cmd_crossfit(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, _overrides(args))
     _check_flags(args, cfg)
     out = args.out or f"runs/crossfit-{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-    print(f"downpour: {args.folds} fold runs of {args.config!r} -> {out}", file=sys.stderr)
     result = run_crossfit(args.config, _overrides(args), out, folds=args.folds, jobs=args.jobs, control=args.control)
     print("\n".join(result["verdict"]["sentences"]))
     print(f"downpour: cross-fitted face test written to {Path(out) / 'crossfit.json'} and {write_crossfit_report(out)}")

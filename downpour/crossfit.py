@@ -32,7 +32,7 @@ from typing import Any
 from downpour.config import CROSSFIT_CONTROLS, ConfigError, Override, RunConfig, config_to_dict, load_config, parse_override
 from downpour.errors import RunError
 from downpour.train.rundir import RunDir
-from downpour.twins import no_faces_config, shared_ray, train_kept
+from downpour.twins import check_same_run, no_faces_config, shared_ray, train_kept
 
 log = logging.getLogger(__name__)
 CROSSFIT_OWNS = {"data.lfw_heldout", "analysis.report"}   # what fold_config sets in every fold
@@ -151,6 +151,9 @@ def run_crossfit(config: str, overrides: list[Override], out: str | Path, folds:
     if twins:
         configs += [no_faces_config(cfg) for cfg in configs]
         paths += [RunDir(path).no_faces_twin for path in paths]
+    for cfg, path in zip(configs, paths):   # another run in any fold's folder: said before any training starts
+        check_same_run(cfg, path)
+    log.info("crossfit: %d folds of %r%s -> %s", folds, config, ", each with its no-faces twin" if twins else "", out)
     started = time.time()
     if jobs == 1:
         trained = []

@@ -266,7 +266,11 @@ class Objective:
         """Total and parts; a part is named ``term`` for a one-part model, ``part/term`` otherwise."""
         parts: dict[str, Tensor] = {}
         for where, o in outputs.items():
-            for name, term in self.terms.items():
+            terms = {n: t for n, t in self.terms.items() if o.costs is None or n in o.costs}
+            if not terms:   # a part that takes none of the terms would never train, unsaid
+                raise ValueError(f"model part '{where or 'model'}' takes only the cost terms {list(o.costs or ())}, "
+                                 f"and the objective has none of them ({', '.join(self.terms)})")
+            for name, term in terms.items():
                 parts[f"{where}/{name}" if where else name] = term(o, where)
         first, *rest = parts.values()
         total = sum(rest, first)      # not sum(parts): 0 + first would add an autograd node to every step

@@ -87,20 +87,30 @@ def kept(run: RunDir, cfg: RunConfig) -> dict[str, Any]:
             "final_loss": run.last_loss()}
 
 
+def check_same_run(cfg: RunConfig, path: Path) -> None:
+    """RunExistsError naming the key that differs when ``path`` holds a started run of another config
+    (nothing there, or a run that never started, is fine): what :func:`train_kept` checks first, for
+    a caller that checks every run before training any."""
+    from downpour.preflight import check_resume
+
+    if not (path / "config.toml").is_file() or RunDir.open(path).never_started():
+        return
+    try:
+        check_resume(RunDir.open(path).config, cfg)
+    except ConfigError as err:
+        raise RunExistsError(f"{str(path)!r} holds another run ({err}); pick another --out") from None
+
+
 def train_kept(cfg: RunConfig, path: Path) -> dict[str, Any]:
     """Train ``cfg`` into ``path``: skipped when a run with the same config finished there, resumed
     from its checkpoint when one started there (started over when it stopped before its first
     checkpoint); a different run there is an error naming the key that differs."""
-    from downpour.preflight import check_resume
     from downpour.runners import train
 
     if (path / "config.toml").is_file():
         run = RunDir.open(path)
         if not run.never_started():
-            try:
-                check_resume(run.config, cfg)
-            except ConfigError as err:
-                raise RunExistsError(f"{str(path)!r} holds another run ({err}); pick another --out") from None
+            check_same_run(cfg, path)
             if run.finished(cfg.train.steps):
                 log.info("%s: finished, kept", path)
                 return kept(run, cfg)

@@ -226,6 +226,11 @@ def test_crossfit_trains_every_fold_pools_the_test_and_resumes(tmp_path, capsys)
     # another config into the same folder is refused, naming what differs
     assert main(["crossfit", *TINY, "--seed", "9", "--folds", "2", "--out", str(out)]) == 2
     assert "seed" in capsys.readouterr().err
+    # side by side too, in this process, before a fold process starts (it said "2 of 2 fold runs
+    # failed ... run the same command again", which failed the same way)
+    assert main(["crossfit", *TINY, "--set", "train.lr=0.5", "--folds", "2", "--jobs", "2", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "holds another run" in err and "train.lr" in err and "fold runs failed" not in err
     assert main(["crossfit", *TINY, "--folds", "1", "--out", str(tmp_path / "one")]) == 2
     assert "--folds must be in [2, 100]" in capsys.readouterr().err
 

@@ -112,3 +112,49 @@ def test_a_config_saved_with_one_filter_norm_resumes_as_the_same_run():
     check_resume(old, resolve(load_config("cat-demo", [])))      # the same run: no error
     with pytest.raises(ConfigError, match="model.filter_norm"):
         check_resume(old, resolve(load_config("cat-demo", ["model.filter_norm=[0.9,1.0]"])))
+
+
+# --- the recurrent top stage (model.top = "gru") ---------------------------------------------------
+
+def _gru_top():
+    torch.manual_seed(0)
+    return create_model("cat-demo", (1, 32, 32), tile=2, top="gru", top_hidden=16, top_code=12)
+
+
+def test_a_gru_top_stage_reads_the_last_stage_and_is_the_networks_code():
+    model = _gru_top()
+    x = torch.randn(3, 1, 32, 32)
+    assert model.n_stages == 3 and model.feature_layers()[-1] == "stage3/codes"
+    assert model(x).shape == (3, 12) and torch.equal(model.features(x), model.features(x, "stage3/codes"))
+    # the GRU reads stage 2's normalised 8x6x6 output row by row: 6 steps of 8·6 features
+    assert (model.top.steps, model.top.feats) == (6, 48)
+    assert torch.equal(model(x), model.top(model.features(x, "stage2")))
+
+
+def test_the_top_stage_trains_alone_in_its_greedy_share_and_takes_only_the_reconstruction():
+    model = _gru_top()
+    objective = Objective.from_config({"reconstruction": 1.0, "pooled_l2": {"weight": 0.2, "eps": 1e-2}})
+    model.set_stage(3)
+    total, parts = objective(model.forward_train(Batch(torch.randn(4, 1, 32, 32))))
+    assert list(parts) == ["stage3/reconstruction"]            # its code is not pooled: no TICA term
+    total.backward()
+    assert all(p.grad is not None for p in model.top.parameters())
+    assert all(p.grad is None for p in model.stages.parameters())
+    model.set_stage(None)
+    _, parts = objective(model.forward_train(Batch(torch.randn(4, 1, 32, 32))))
+    assert set(parts) == {"stage1/reconstruction", "stage1/pooled_l2", "stage2/reconstruction", "stage2/pooled_l2",
+                          "stage3/reconstruction"}
+    with pytest.raises(ValueError, match="model part 'stage3' takes only the cost terms"):   # it would never train
+        Objective.from_config({"pooled_l2": 0.2})(model.forward_train(Batch(torch.randn(2, 1, 32, 32))))
+
+
+def test_what_cannot_handle_the_top_stage_says_so():
+    from downpour.errors import ConfigError
+    from downpour.parallel import partition_model
+    from downpour.plan.network import network_of, plan_config
+
+    cfg, shape = plan_config("cat-demo", ["model.top=gru"])
+    with pytest.raises(ConfigError, match="model.top = 'gru': the plan counts"):
+        network_of(cfg, shape)
+    with pytest.raises(ValueError, match="recurrent top stage"):
+        partition_model(create_model("cat-demo", (1, 32, 32), top="gru"), 2)

@@ -21,6 +21,12 @@ whole recipe does to the filters and the face test is in docs/analysis.md, with 
   corner (a 3,000-step run learned nothing but those). Only pixels that every filter offset
   covers are reconstructed, scaled so the term keeps the whole crop's size.
 
+``top="gru"`` adds a recurrent top stage (not the paper's design): a GRU autoencoder
+(:class:`~downpour.models.rnn.RNNAutoencoder`, ``top_hidden`` state, ``top_code`` code) reading the
+last stage's normalised output row by row, one state that summarises the whole crop, read out as
+the code (layer ``stage{N+1}/codes``). It is a stage like the others (its input detached, a greedy
+share of the steps) and takes only the reconstruction term: the code is not pooled.
+
 ``schedule="joint"`` in the trainer trains every stage at once on its own cost (a stage's input is
 detached, so a stage never pushes gradients into the one below); ``"greedy"`` trains stage 1, then 2, ...
 """
@@ -39,6 +45,7 @@ from downpour.layers import L2Pool2d, LocalContrastNorm2d, LocallyConnected2d
 from downpour.layers.gabor import FIRST_LAYER_KINDS, init_first_layer
 from downpour.models.base import FeatureModel
 from downpour.models.registry import register_model
+from downpour.models.rnn import RNNAutoencoder, RNNConfig
 from downpour.settings import Section, setting
 
 
@@ -56,6 +63,9 @@ class CatConfig(Section):
     filter_norm: tuple[float, ...] = (1.0,)   # every filter at L2 norm filter_norm·stride·√(C/M) (see above); 0 = free; one for all stages or one per stage
     recon: str = setting("interior", choices=("interior", "all"))   # interior: reconstruct the pixels every filter offset covers
     first_layer: str = setting("learned", choices=FIRST_LAYER_KINDS)   # stage 1's filters; gabor and random are frozen
+    top: str = setting("none", choices=("none", "gru"))   # gru: a recurrent top stage over the last stage (see above)
+    top_hidden: int = setting(128, within="[1, inf)")     # its GRU state size
+    top_code: int = setting(288, within="[1, inf)")       # its code size (288: the cat-demo network's top codes)
 
     def __post_init__(self) -> None:
         if isinstance(self.filter_norm, (int, float)) and not isinstance(self.filter_norm, bool):
@@ -171,18 +181,24 @@ class CatNet(FeatureModel):
             stages.append(stage)
             shape = stage.out_shape
         self.stages = nn.ModuleList(stages)
+        self.top = (RNNAutoencoder(RNNConfig(hidden=config.top_hidden, code=config.top_code), shape)
+                    if config.top == "gru" else None)
         init_first_layer(self.stages[0].filter.weight, config.first_layer)
         self.active_stage: int | None = None
 
+    @property
+    def n_stages(self) -> int:
+        return len(self.stages) + (self.top is not None)
+
     def set_stage(self, stage: int | None) -> None:
-        if stage is not None and not 1 <= stage <= len(self.stages):
-            raise ValueError(f"stage {stage} out of range 1..{len(self.stages)}")
+        if stage is not None and not 1 <= stage <= self.n_stages:
+            raise ValueError(f"stage {stage} out of range 1..{self.n_stages}")
         self.active_stage = stage
 
     def forward(self, x: Tensor) -> Tensor:
         for stage in self.stages:
             x = stage(x)[2]
-        return x
+        return x if self.top is None else self.top(x)
 
     def forward_train(self, batch: Batch) -> dict[str, Outputs]:
         outputs: dict[str, Outputs] = {}
@@ -203,17 +219,28 @@ class CatNet(FeatureModel):
                                                    recon_weight=stage.recon_weight, weights=weights,
                                                    encode=stage.filter, decode=stage.decode)
             x = normalised
+        top = self.n_stages
+        if self.top is not None and self.active_stage in (None, top):
+            x = x.detach()
+            codes = self.top.encode(x)
+            weights = tuple(p for name, p in self.top.named_parameters() if "weight" in name)
+            outputs[f"stage{top}"] = Outputs(x=x, codes=codes, recon=self.top.decode(codes), weights=weights,
+                                             encode=self.top.encode, decode=self.top.decode, costs=("reconstruction",))
         return outputs
 
     def feature_layers(self) -> list[str]:
-        return [f"stage{i}{part}" for i in range(1, len(self.stages) + 1) for part in ("/codes", "/pooled", "")]
+        names = [f"stage{i}{part}" for i in range(1, len(self.stages) + 1) for part in ("/codes", "/pooled", "")]
+        return names + ([f"stage{self.n_stages}/codes"] if self.top is not None else [])
 
     def features(self, x: Tensor, layer: str | None = None) -> Tensor:
-        """``stageK`` (normalised output), ``stageK/pooled`` or ``stageK/codes``; the top stage when None."""
-        layer = layer or f"stage{len(self.stages)}"
+        """``stageK`` (normalised output), ``stageK/pooled`` or ``stageK/codes`` (the recurrent top
+        stage: its code only); the top stage when None."""
+        layer = layer or (f"stage{self.n_stages}/codes" if self.top is not None else f"stage{len(self.stages)}")
         if layer not in self.feature_layers():
             raise KeyError(f"unknown layer {layer!r}; this model has {self.feature_layers()}")
         name, _, part = layer.partition("/")
+        if self.top is not None and name == f"stage{self.n_stages}":
+            return self(x)
         for i, stage in enumerate(self.stages, start=1):
             codes, pooled, x = stage(x)
             if name == f"stage{i}":

@@ -114,6 +114,9 @@ def _check(model: FeatureModel, k: int) -> list[nn.Module]:
     if not all(f.untied for f in filters):
         raise ValueError(f"cluster.partitions = {k} needs untied filters (model.tile = 0): tiled or convolutional "
                          "filters are shared across positions, so no block of positions owns them")
+    if getattr(model, "top", None) is not None:
+        raise ValueError(f"cluster.partitions = {k} splits the locally connected stages; the recurrent top stage "
+                         "(model.top) is not split: set model.top = 'none' or cluster.partitions = 1")
     if any(getattr(s, "decoder_weight", None) is not None for s in stages):
         raise ValueError(f"cluster.partitions = {k} needs the tied decoder (model.decoder = 'tied')")
     return stages

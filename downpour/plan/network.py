@@ -130,6 +130,9 @@ def network_of(cfg: RunConfig, input_shape: tuple[int, ...], paper: bool = False
     assumptions = PAPER_ASSUMPTIONS if paper else ()
     if issubclass(entry.family, CatNet):
         config = dataclasses.replace(entry.config, **cfg.model.options)
+        if config.top != "none":
+            raise ConfigError(f"model.top = {config.top!r}: the plan counts the cat network's stages on paper, and "
+                              "not a recurrent top stage; plan the network without it (model.top = 'none')", key="model.top")
         return Network("paper (Le et al. 2012)" if paper else cfg.model.name, tuple(input_shape),
                        tuple(cat_stages(config, input_shape)), assumptions)
     rows = footprint_table(cfg.model.name, tuple(input_shape), **cfg.model.options)
