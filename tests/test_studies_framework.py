@@ -9,7 +9,8 @@ from downpour import studies
 from downpour.cli import main
 from downpour.config import ConfigError
 from downpour.studies.base import Condition, Study
-from downpour.studies.run import run_study
+from downpour.studies import study_class
+from downpour.studies.run import _check_sets, _pair, run_study
 from downpour.studies.stats import effect_words, flips, mean_ci, paired_difference, paired_proportions, wilson
 
 CALLS: list[tuple[str, int]] = []
@@ -84,9 +85,30 @@ def test_damaged_lines_run_again_and_a_damaged_header_is_named(planted, tmp_path
         run_study("planted", tmp_path, quick=True, jobs=1)
 
 
-def test_a_key_a_study_sets_inside_its_cells_is_refused_as_a_set(tmp_path):
-    with pytest.raises(ConfigError, match="varies it itself"):
-        run_study("staleness", tmp_path, quick=True, sets=["cluster.grad_noise=0.05"])
+@pytest.mark.parametrize("study, key, quick", [
+    ("staleness", "cluster.grad_noise=0.05", True),
+    ("first-layer", "train.log_every=50", True),       # its cost curve missed stage 1's last step: a KeyError later
+    ("costs", "objective.kl_sparsity.rho=0.2", False),  # inside a varied term: it reached the baseline, lost in the term's cells
+])
+def test_a_key_a_study_sets_inside_its_cells_is_refused_as_a_set(study, key, quick):
+    cls = study_class(study)
+    target = cls(quick=quick, sets=[_pair(key)])
+    with pytest.raises(ConfigError, match="varies it itself"):   # what run_study checks before any cell
+        _check_sets(target, target.conditions())
+
+
+def test_one_seed_is_refused_and_a_cell_raising_stopiteration_is_an_error_not_the_end(planted, tmp_path, monkeypatch):
+    with pytest.raises(ConfigError, match="--seeds must be >= 2"):   # its figures failed on infinite error bars
+        run_study("planted", tmp_path / "one", quick=True, seeds=1, jobs=1)
+
+    def stops(self, condition, seed, context):
+        if (condition.name, seed) == ("b", 1):
+            raise StopIteration
+        return {"x": 1.0}
+
+    monkeypatch.setattr(Planted, "run_cell", stops)
+    with pytest.raises(RuntimeError, match="cell 'b', seed 1: StopIteration"):   # the run ended, cells lost, unsaid
+        run_study("planted", tmp_path / "stop", quick=True, jobs=1)
 
 
 def test_cells_see_the_condition_the_user_and_the_seed(planted, tmp_path):

@@ -62,3 +62,18 @@ def test_training_error_is_measured_on_the_rows_it_trained_on(study, tmp_path):
         err = 0.5 * ((model.decode(model.encode(x)) - x) ** 2).reshape(len(x), -1).sum(1).mean()
     assert got["train_recon"] == pytest.approx(float(err), rel=1e-5)
     assert got["gap"] == pytest.approx(got["heldout_recon"] - got["train_recon"])
+
+
+def test_too_few_seeds_give_the_rank_correlation_no_interval():
+    # with 2 seeds the bootstrap has 3 distinct resamples: it gave [-0.50, -0.50] and a verdict said
+    # "sparser codes went with less over-fitting" from one seed's three conditions
+    from downpour.studies.costs import MIN_BOOTSTRAP_SEEDS, rank_correlation
+
+    names = ["a", "b", "c"]
+    def cells(seeds):
+        return {(n, s): {"h": i + 0.1 * s, "g": -i + 0.2 * s} for i, n in enumerate(names) for s in seeds}
+    few = list(range(MIN_BOOTSTRAP_SEEDS - 1))
+    rho, lo, hi = rank_correlation(cells(few), names, few, "h", "g")
+    assert rho == -1.0 and (lo, hi) == (-float("inf"), float("inf"))
+    enough = list(range(MIN_BOOTSTRAP_SEEDS))
+    assert rank_correlation(cells(enough), names, enough, "h", "g")[1:] == (-1.0, -1.0)

@@ -124,7 +124,10 @@ def _run(task: tuple[str, int]) -> Result:
     assert _STUDY is not None
     name, seed = task
     wall, cpu = time.perf_counter(), time.process_time()
-    figures = _STUDY.run_cell(_BY_NAME[name], seed, _CONTEXT)
+    try:
+        figures = _STUDY.run_cell(_BY_NAME[name], seed, _CONTEXT)
+    except StopIteration as err:   # escaping into map/imap it reads as "no more results": every cell after it lost, unsaid
+        raise RuntimeError(f"study {_STUDY.name}: cell {name!r}, seed {seed}: StopIteration {err}".rstrip()) from err
     return name, seed, figures, {"seconds": round(time.perf_counter() - wall, 4),
                                  "cpu_seconds": round(time.process_time() - cpu, 4)}
 

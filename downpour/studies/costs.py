@@ -175,7 +175,8 @@ class CostsStudy(Study):
             rho, lo, hi = by[f"{size}/none"]["extra"]["hoyer_gap_rank_correlation"]
             word = ("sparser codes went with more over-fitting" if lo > 0 else
                     "sparser codes went with less over-fitting" if hi < 0 else "no monotone relation shows")
-            corr.append(f"with {size} data ρ = {rho:+.2f} [{lo:+.2f}, {hi:+.2f}]: {word}")
+            shown = f"[{lo:+.2f}, {hi:+.2f}]" if math.isfinite(lo) else f"(no interval: under {MIN_BOOTSTRAP_SEEDS} seeds)"
+            corr.append(f"with {size} data ρ = {rho:+.2f} {shown}: {word}")
         paras.insert(2, "How the two are related, across all the conditions at one data size (Spearman's rank "
                         "correlation of Hoyer sparsity and the gap over the conditions' means, bootstrap over seeds): "
                         + "; ".join(corr) + ".")
@@ -224,12 +225,17 @@ def reconstruction_error(model: FeatureModel, x: torch.Tensor) -> float:
     return float(_RECONSTRUCTION(model.forward_train(Batch(x)))[0])
 
 
+MIN_BOOTSTRAP_SEEDS = 5   # below it the seeds' bootstrap has too few distinct resamples for an interval
+
+
 def rank_correlation(cells: Cells, names: list[str], seeds: list[int], x: str, y: str) -> tuple[float, float, float]:
     """Spearman's ρ between the conditions' mean ``x`` and mean ``y``, with a 95% bootstrap interval over
     seeds (each resample draws seeds, the same for every condition, and recomputes the means)."""
     a = np.array([[cells[(n, s)][x] for s in seeds] for n in names])       # (conditions, seeds)
     b = np.array([[cells[(n, s)][y] for s in seeds] for n in names])
     rho = float(sstats.spearmanr(a.mean(1), b.mean(1))[0])
+    if len(seeds) < MIN_BOOTSTRAP_SEEDS:   # 2 seeds have 3 distinct resamples: an "interval" that claims what it cannot
+        return rho, -math.inf, math.inf
     draws = np.random.default_rng(0).integers(0, len(seeds), size=(RESAMPLES, len(seeds)))
     boot = [sstats.spearmanr(a[:, d].mean(1), b[:, d].mean(1))[0] for d in draws]
     lo, hi = np.nanquantile(boot, [0.025, 0.975])

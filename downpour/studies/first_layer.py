@@ -78,6 +78,8 @@ class FirstLayerStudy(Study):
                  ("cluster.runner", "local"))
     seeds_full = 8
     seeds_quick = 2
+    # the cost curve is read every 8 steps and at stage 1's last: another log_every misses that step
+    varied_in_cells = ("train.log_every",)
 
     def steps(self) -> int:
         return STEPS[self.quick]

@@ -45,8 +45,8 @@ def run_study(name: str, out: str | Path, quick: bool = False, seeds: int | None
         raise AssertionError(f"study {name}: condition names repeat: {names}")
     _check_sets(study, conditions)
     n = seeds if seeds is not None else (cls.seeds_quick if quick else cls.seeds_full)
-    if n < 1:
-        raise ConfigError(f"--seeds must be >= 1, got {n}")
+    if n < 2:   # a paired interval needs two seeds: with one, every interval is infinite and the figures fail
+        raise ConfigError(f"--seeds must be >= 2 (every comparison is paired over seeds), got {n}")
     if jobs is not None and jobs < 1:
         raise ConfigError(f"--jobs must be >= 1 (or left out: the cores available), got {jobs}")
     seed_list = list(range(n))
@@ -94,7 +94,9 @@ def _check_sets(study: Any, conditions: list[Any]) -> None:
         raise ConfigError("--set seed: a study runs every condition on the paired seeds 0 .. N-1 itself; "
                           "choose how many with --seeds N")
     varied = {key for c in conditions for key, _ in c.sets} | set(study.varied_in_cells)
-    clash = sorted(key for key, _ in study.sets if key in varied)
+    # a key the study varies, or one inside or above it (objective.kl_sparsity.rho and objective.kl_sparsity)
+    clash = sorted(key for key, _ in study.sets
+                   if any(key == v or key.startswith(v + ".") or v.startswith(key + ".") for v in varied))
     if clash:
         raise ConfigError(f"--set {', '.join(clash)}: study {study.name!r} varies {'it' if len(clash) == 1 else 'them'} "
                           f"itself (its conditions set {', '.join(sorted(varied))})")
