@@ -71,6 +71,13 @@ def _check_flags(args: argparse.Namespace, cfg: RunConfig) -> None:
             raise ConfigError(f"--set {', '.join(local)}: only the local runner reads "
                               f"{'it' if len(local) == 1 else 'them'}, and this run's runner is {cfg.cluster.runner!r} "
                               f"(its counterpart: {', '.join(LOCAL_ONLY[k] for k in local)})")
+    if "train.momentum" in typed and cfg.train.optimizer != "sgd":
+        raise ConfigError(f"--set train.momentum: only train.optimizer = 'sgd' reads it, and this run's optimizer is "
+                          f"{cfg.train.optimizer!r}")
+    blaster = [key for key in typed if key.startswith("sandblaster.")]
+    if blaster and cfg.cluster.algorithm != "sandblaster":
+        raise ConfigError(f"--set {', '.join(blaster)}: only Sandblaster L-BFGS reads [sandblaster], and this run "
+                          f"trains with cluster.algorithm = {cfg.cluster.algorithm!r}")
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -99,15 +99,15 @@ class FeatureLearner(TransformerMixin, BaseEstimator):
             raise ValueError(f"FeatureLearner: batch_size must be >= 1 and lr > 0, got {self.batch_size} and {self.lr}")
         shape = self._shape_for(X)
         x = self._prepared(X, shape)
-        with torch.random.fork_rng(devices=[]):       # seeded init without touching the caller's RNG
-            torch.manual_seed(self.seed)
+        with torch.random.fork_rng(devices=[]):       # seeded, without touching the caller's RNG: the init, and the
+            torch.manual_seed(self.seed)              # training's own draws (denoising noise, contractive probes)
             model, objective = self._build(shape)
-        self.layer_ = check_layer(model, self.layer)
-        self.loss_curve_: list[float] = []
-        if self.steps:
-            if objective is None:
-                raise ValueError("FeatureLearner: training a model instance needs objective={...} (or steps=0 to use it frozen)")
-            self.loss_curve_ = _train(model, objective, x, self)
+            self.layer_ = check_layer(model, self.layer)
+            self.loss_curve_: list[float] = []
+            if self.steps:
+                if objective is None:
+                    raise ValueError("FeatureLearner: training a model instance needs objective={...} (or steps=0 to use it frozen)")
+                self.loss_curve_ = _train(model, objective, x, self)
         self.model_ = model.eval()
         self.input_shape_ = shape
         self.n_features_in_ = int(np.prod(shape))

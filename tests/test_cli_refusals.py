@@ -179,6 +179,10 @@ def test_a_dry_run_looks_at_the_files_a_file_source_reads(tmp_path, capsys, sour
     (["--runner", "local", "--set", "cluster.rule=sgd", "--set", "cluster.compensation=dc-asgd"],
      "--set cluster.rule, cluster.compensation: the local runner reads no [cluster] setting"),
     (["--runner", "simulated", "--set", "train.optimizer=sgd"], "only the local runner reads it"),
+    # both were accepted and did nothing: adam trained the same bits with momentum 0 and 0.9
+    (["--runner", "local", "--set", "train.optimizer=adam", "--set", "train.momentum=0.9"],
+     "--set train.momentum: only train.optimizer = 'sgd' reads it"),
+    (["--runner", "local", "--set", "sandblaster.units=4"], "--set sandblaster.units: only Sandblaster L-BFGS reads"),
 ])
 def test_a_set_the_runner_never_reads_is_refused(capsys, argv, named):
     assert main(["train", "--config", "ufldl-sae", "--dry-run", *argv]) == 2

@@ -93,3 +93,20 @@ def test_a_non_finite_batch_is_skipped_and_an_all_nan_fit_is_an_error(digits):
     assert np.isfinite(learner.transform(digits[0][:5])).all()
     with pytest.raises(ValueError, match="every one of the 5 training steps"):
         FeatureLearner("rica-8x8", steps=5, seed=0).fit(np.full_like(x, np.nan))
+
+
+def test_the_seed_fixes_the_trainings_own_draws_and_leaves_the_callers_rng_alone():
+    # denoising draws its noise during training: that came from (and moved) the caller's RNG
+    x = np.random.default_rng(0).standard_normal((200, 64)).astype(np.float32)
+
+    def fit(global_seed):
+        torch.manual_seed(global_seed)
+        f = FeatureLearner("ufldl-sae", steps=20, batch_size=32, seed=3,
+                           objective={"denoising": {"weight": 1.0, "noise": 0.3}})
+        out = f.fit(x).transform(x[:5])
+        return out, torch.rand(1)
+
+    (a, after_a), (b, _) = fit(1), fit(2)
+    assert np.array_equal(a, b)
+    torch.manual_seed(1)
+    assert torch.equal(after_a, torch.rand(1))

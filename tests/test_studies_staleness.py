@@ -67,6 +67,14 @@ def test_by_label_needs_labels():
 
 
 # --- the simulator in memory ------------------------------------------------------------------------
+def test_a_diverged_simulation_reports_no_final_loss():
+    # every step of the last pushes is non-finite: their mean loss was 0.0, read as a converged run
+    cfg = resolve(load_config("tica-8x8", ["train.threads=1", "data.samples=500", "train.steps=40",
+                                           "train.tensorboard=false", "cluster.runner=simulated", "cluster.rule=sgd",
+                                           "train.lr=1e4"]))
+    assert math.isnan(simulate(cfg).final_loss)
+
+
 def test_in_memory_simulation_equals_the_simulated_runner(tmp_path):
     """simulate() drives the same machinery as `downpour train --runner simulated`: same bits."""
     cfg = ts_config()

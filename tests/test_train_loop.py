@@ -136,7 +136,42 @@ def test_a_part_is_averaged_over_the_steps_that_reported_it():
     for v in (4.0, 2.0, 3.0):
         mean.add({"stage1/reconstruction": v, "stage1/pooled_l2": 2 * v}, samples=8)
     mean.add({"stage2/reconstruction": 10.0}, samples=8)
-    parts, samples = mean.pop()
+    parts, samples, loss = mean.pop()
     assert parts == {"stage1/reconstruction": 3.0, "stage1/pooled_l2": 6.0, "stage2/reconstruction": 10.0}
     assert samples == 32
-    assert mean.pop() == ({}, 0) and mean.steps == 0
+    # the row's loss is the mean of the steps' own totals (12, 6, 9, 10), not the sum of the parts'
+    # means (19: stage 1's added to stage 2's, a false spike at every stage switch)
+    assert loss == 9.25
+    assert mean.pop() == ({}, 0, 0.0) and mean.steps == 0
+
+
+def test_ctrl_c_during_an_update_checkpoints_after_it_and_resumes_bit_for_bit(tmp_path, monkeypatch):
+    # a signal landing between opt.step() and the step count saved step k+1's weights labelled k:
+    # the resume applied that batch twice
+    import os
+    import signal
+
+    from downpour.train.telemetry import PartsMean
+
+    base = SMALL_CAT + ["model.maps=[2]", "model.kernels=[4]", "model.strides=[2]", "model.pools=[2]",
+                        "model.pool_strides=[1]", "train.steps=12"]
+    cfg = load_config("cat-demo", base)
+    straight = RunDir.create(tmp_path / "a", cfg)
+    run_local(cfg, straight)
+    add, calls = PartsMean.add, []
+
+    def add_then_ctrl_c(self, parts, samples=0):
+        add(self, parts, samples)
+        calls.append(1)
+        if len(calls) == 7:                      # inside step 7's update, as a signal would
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(PartsMean, "add", add_then_ctrl_c)
+    cut = RunDir.create(tmp_path / "b", cfg)
+    with pytest.raises(KeyboardInterrupt):
+        run_local(cfg, cut)
+    assert json.loads((cut.path / "checkpoints" / "local.json").read_text())["step"] == 7
+    monkeypatch.setattr(PartsMean, "add", add)
+    run_local(load_config(str(cut.path / "config.toml")), RunDir.open(cut.path), resume=True)
+    wa, wb = straight.load_model().state_dict(), cut.load_model().state_dict()
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)

@@ -104,8 +104,8 @@ class Recorder:
         if due and self._mean.steps:
             now = time.perf_counter()
             rate = (self.pushes - self._last_pushes) / max(now - self._last_time, 1e-9)
-            parts, samples = self._mean.pop()
-            self.telemetry.log(step, parts, samples, worker=push.worker, staleness=record["staleness"],
+            parts, samples, loss = self._mean.pop()
+            self.telemetry.log(step, parts, samples, loss, worker=push.worker, staleness=record["staleness"],
                                staleness_max=record["staleness_max"], clock_gap=record["clock_gap"],
                                version=record["version"], accepted=record["accepted"],
                                updates_per_s=round(rate, 2), mean_staleness=round(self._stale_sum / self.pushes, 4),

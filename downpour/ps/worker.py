@@ -10,6 +10,8 @@ No I/O here: the simulator and the Ray actor call :meth:`load`, :meth:`step` and
 """
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
@@ -33,7 +35,7 @@ class Push:
     base: list[int]              # per shard, the version the first gradient in it was computed from
     steps: int                   # training steps accumulated in it
     samples: int
-    loss: float                  # mean loss over those steps
+    loss: float                  # mean loss over those steps (NaN when none was finite: no mean to give)
     parts: dict[str, float] = field(default_factory=dict)
     skipped: int = 0             # steps whose cost was NaN/Inf (nothing accumulated)
     clock_gap: int = 0           # set by the runner: clocks ahead of the slowest worker when the cycle began
@@ -148,8 +150,9 @@ class Worker:
     def take_push(self) -> Push:
         """The accumulated push (the summed gradient, as views sliced per shard); resets the accumulator."""
         n = max(1, len(self._losses))
+        loss = sum(self._losses) / len(self._losses) if self._losses else math.nan   # 0.0 read as a converged run
         push = Push(self.wid, self.seq, self.params.take(self.bounds, self.seq, self._base), self._base,
-                    self._acc_steps, self._samples, sum(self._losses) / n,
+                    self._acc_steps, self._samples, loss,
                     {k: v / n for k, v in self._parts.items()}, self._skipped)
         self.seq += 1
         self._acc_steps, self._losses, self._parts, self._samples, self._skipped = 0, [], {}, 0, 0

@@ -6,7 +6,10 @@
 from __future__ import annotations
 
 import logging
+import signal
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -47,6 +50,21 @@ def _restore(run: RunDir, model, opt) -> tuple[int, int, float, dict[str, int] |
     except (RuntimeError, ValueError, KeyError, TypeError) as err:
         raise CheckpointError(f"checkpoint {str(stem)!r} does not fit this run's model and optimiser: {err}") from None
     return meta["step"], meta["skipped"], meta["elapsed"], meta.get("data")
+
+
+@contextmanager
+def signals_held() -> Iterator[None]:
+    """SIGINT and SIGTERM (Ctrl-C, a scheduler's stop) wait until the block ends, then act: code that
+    must finish once started (an optimiser's in-place update and the step count) is not cut in two.
+    A no-op where signals cannot be masked."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def run_local(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, Any]:
@@ -93,13 +111,15 @@ def run_local(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, An
             try:
                 result = train_step(model, objective, batch)
             except NonFiniteLoss as err:
+                result = None
                 skipped += 1
                 last_skip = f"step {step + 1}: {err}"
                 log.warning("step %d skipped: %s", step + 1, err)
-            else:
-                opt.step()
-                mean.add(result.parts, result.samples)
-            done, rng, at = step + 1, torch.get_rng_state(), batch_position(batches)
+            with signals_held():   # the update and its count together: a checkpoint never holds step k+1 labelled k
+                if result is not None:
+                    opt.step()
+                    mean.add(result.parts, result.samples)
+                done, rng, at = step + 1, torch.get_rng_state(), batch_position(batches)
             if (done % cfg.train.log_every == 0 or done == total) and mean.steps:
                 last_row = telemetry.log(done, *mean.pop())
             if cfg.train.checkpoint_every and done % cfg.train.checkpoint_every == 0 and done < total:

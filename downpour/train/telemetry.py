@@ -21,7 +21,9 @@ class PartsMean:
 
     Each part is averaged over the steps that reported it: in the row where a greedy run moves from
     stage 1 to stage 2, stage 1's parts come from the stage-1 steps alone (divided by every step of
-    the row they fell to a fraction of their value, a false cliff in every stage's curve).
+    the row they fell to a fraction of their value, a false cliff in every stage's curve). The
+    row's ``loss`` is the mean of every step's own total, not the sum of the parts' means: in that
+    row the sum would add stage 1's mean to stage 2's (a false spike: 648 where the steps' mean was 368).
     """
 
     def __init__(self) -> None:
@@ -29,19 +31,27 @@ class PartsMean:
         self.counts: dict[str, int] = {}
         self.steps = 0           # results added since the last pop
         self.samples = 0
+        self.loss = 0.0          # the sum of the steps' totals
 
     def add(self, parts: dict[str, float], samples: int = 0) -> None:
         for k, v in parts.items():
             self.sums[k] = self.sums.get(k, 0.0) + v
             self.counts[k] = self.counts.get(k, 0) + 1
+        self.loss += total_loss(parts)
         self.steps += 1
         self.samples += samples
 
-    def pop(self) -> tuple[dict[str, float], int]:
-        """(each part's mean, samples since the last pop), and start afresh."""
-        out = {k: v / self.counts[k] for k, v in self.sums.items()}, self.samples
+    def pop(self) -> tuple[dict[str, float], int, float]:
+        """(each part's mean, samples since the last pop, the mean of the steps' totals), and start afresh."""
+        out = ({k: v / self.counts[k] for k, v in self.sums.items()}, self.samples,
+               self.loss / self.steps if self.steps else 0.0)
         self.__init__()
         return out
+
+
+def total_loss(parts: dict[str, float]) -> float:
+    """A step's cost: the sum of its parts (diagnostics are logged, not summed)."""
+    return sum(v for k, v in parts.items() if not is_metric(k))
 
 
 class Telemetry:
@@ -62,9 +72,7 @@ class Telemetry:
         self.file = open(run.path / "metrics.jsonl", "a")
         self.stream = stream if stream is not None else sys.stderr
         self.every = max(1, self.total // max(1, progress_lines))
-        self.start = time.perf_counter()
         self.offset = time_offset
-        self.last_time = self.start
         self.last_printed = -1
         self.start_step = start_step  # where this process began (a resumed run's step), for the ETA
         self.writer = None
@@ -74,12 +82,17 @@ class Telemetry:
             # a resumed run purges the events past its start step, so TensorBoard's curves do not double
             # (purge_step drops steps >= it: the row at the checkpoint's own step stays)
             self.writer = SummaryWriter(log_dir=str(run.path / "tb"), purge_step=start_step + 1 if start_step else None)
+        # the clock starts once the writer is up: its start-up (a second) is not the first row's training time
+        self.start = self.last_time = time.perf_counter()
 
-    def log(self, step: int, parts: dict[str, float], samples: int, **fields: Any) -> dict[str, Any]:
+    def log(self, step: int, parts: dict[str, float], samples: int, loss: float | None = None,
+            **fields: Any) -> dict[str, Any]:
+        """``loss``: the row's cost (:meth:`PartsMean.pop`'s mean of the steps' totals); the sum of
+        ``parts`` when None (a row of one step)."""
         now = time.perf_counter()
         rate = samples / max(now - self.last_time, 1e-9)
         self.last_time = now
-        loss = sum(v for k, v in parts.items() if not is_metric(k))  # diagnostics are logged, not summed
+        loss = total_loss(parts) if loss is None else loss
         row = {"step": step, "time": round(self.offset + now - self.start, 4), "loss": loss,
                **parts, "samples_per_s": round(rate, 2), **fields}
         self.file.write(json.dumps(row) + "\n")
