@@ -110,7 +110,9 @@ def _dry_run(cfg: RunConfig, shape: tuple[int, int, int]) -> None:
                 partition_bounds(partition_ranges(model), cfg.cluster.shards)
             objective(model.forward_train(Batch(torch.zeros(2, *shape), torch.zeros(2, dtype=torch.int64))))
             _check_stages_train(cfg, model)
-    except ConfigError:
+    except ConfigError as err:
+        if err.key and err.key.startswith("model."):   # the model refuses this shape: say which shape
+            raise ConfigError(f"{where}: {err}", key=err.key) from None
         raise
     except (ValueError, TypeError, KeyError, RuntimeError, IndexError) as err:
         reason = err.args[0] if isinstance(err, KeyError) and err.args else err
