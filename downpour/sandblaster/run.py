@@ -79,7 +79,9 @@ class _Progress:
 def _save(run: RunDir, pool: Any, coord: Coordinator, progress: _Progress) -> None:
     states = pool.group.call("state_dict")
     tensors = {f"shard{j}.{k}": v for j, state in enumerate(states) for k, v in state.items()}
-    save_state(run.checkpoints / CHECKPOINT, tensors, {**progress.meta(), "coordinator": coord.state(), "shards": len(states)})
+    pool_state = pool.state() if hasattr(pool, "state") else {}   # the simulator's clock, generators, running copies
+    save_state(run.checkpoints / CHECKPOINT, tensors, {**progress.meta(), "coordinator": coord.state(), "shards": len(states),
+                                                       "pool": pool_state})
 
 
 def _restore(run: RunDir, shards: list[HistoryShard]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -106,9 +108,10 @@ def run_sandblaster(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[s
     n = len(setup.data)
     check_examples(cfg, n)
     shards = make_shards(setup)
-    progress, coord_meta = _Progress(), None
+    progress, coord_meta, pool_meta = _Progress(), None, {}
     if resume:
         meta, coord_meta = _restore(run, shards)
+        pool_meta = meta.get("pool", {})
         progress = _Progress(meta)
         log.info("resuming %s at L-BFGS iteration %d", run.path, progress.iteration)
     start, total, s = progress.iteration, cfg.train.steps, cfg.sandblaster
@@ -116,6 +119,8 @@ def run_sandblaster(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[s
         return _finish(setup, run, [shard.params() for shard in shards], progress, start, None, {})
     run.begin(cfg, setup.data.preprocess, start, resume)
     pool = _pool(setup, shards, progress.vtime)
+    if pool_meta:
+        pool.load_state(pool_meta)
     coord = Coordinator(pool.group, pool, s.history, s.line_search)
     if coord_meta is not None:
         coord.load_state(coord_meta)

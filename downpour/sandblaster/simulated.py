@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import heapq
 import time
+from typing import Any
 
+import torch
 from torch import Tensor
 
 from downpour.ps.delays import delay_rngs
@@ -58,6 +60,21 @@ class SimulatedPool:
 
     def clock(self) -> float:
         return self.now
+
+    def state(self) -> dict[str, Any]:
+        """What a checkpoint needs for a resume to take the same steps: the clock, the delay generators,
+        and the copies still running (a straggler's, or a backup's, go on into the next evaluations)."""
+        return {"now": self.now, "order": self._order, "busy": sorted(self.busy),
+                "rngs": [g.bit_generator.state for g in self.rngs],
+                "running": [[t, order, w, ev, unit.index, unit.rows.tolist()] for t, order, w, ev, unit in self._heap]}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.now, self._order, self.busy = state["now"], state["order"], set(state["busy"])
+        for g, saved in zip(self.rngs, state["rngs"]):
+            g.bit_generator.state = saved
+        self._heap = [(t, order, w, ev, Unit(index, torch.tensor(rows, dtype=torch.int64)))
+                      for t, order, w, ev, index, rows in state["running"]]
+        heapq.heapify(self._heap)
 
     def info(self) -> dict[str, object]:
         return {"speeds": self.speed}
