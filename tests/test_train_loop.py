@@ -175,3 +175,5 @@ def test_ctrl_c_during_an_update_checkpoints_after_it_and_resumes_bit_for_bit(tm
     run_local(load_config(str(cut.path / "config.toml")), RunDir.open(cut.path), resume=True)
     wa, wb = straight.load_model().state_dict(), cut.load_model().state_dict()
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    # and the row the interrupt fell in (steps 6-10) holds all its steps, not only those after the resume
+    assert [(r["step"], r["loss"]) for r in metrics(cut)] == [(r["step"], r["loss"]) for r in metrics(straight)]

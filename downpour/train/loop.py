@@ -28,19 +28,21 @@ log = logging.getLogger(__name__)
 
 
 def _save_checkpoint(run: RunDir, model, opt, step: int, skipped: int, elapsed: float,
-                     rng: torch.Tensor | None = None, data: dict[str, int] | None = None) -> None:
+                     rng: torch.Tensor | None = None, data: dict[str, int] | None = None,
+                     row: PartsMean | None = None) -> None:
     """``checkpoints/local``: model, optimiser and RNG state after ``step`` steps (``rng``: the torch RNG
-    state to record, default the current one; ``data``: where a streamed batch iterator stands)."""
+    state to record, default the current one; ``data``: where a streamed batch iterator stands;
+    ``row``: the metrics row being gathered, so a resumed run's next row is the uninterrupted one's)."""
     tensors, meta = optimizer_state(opt)
     tensors.update({f"model.{k}": v for k, v in model.state_dict().items()})
     tensors["rng.torch"] = torch.get_rng_state() if rng is None else rng
-    stream = {} if data is None else {"data": data}
-    save_state(run.checkpoints / "local", tensors, {**meta, "step": step, "skipped": skipped, "elapsed": elapsed, **stream})
+    extra = ({} if data is None else {"data": data}) | ({} if row is None else {"row": row.state()})
+    save_state(run.checkpoints / "local", tensors, {**meta, "step": step, "skipped": skipped, "elapsed": elapsed, **extra})
 
 
-def _restore(run: RunDir, model, opt) -> tuple[int, int, float, dict[str, int] | None]:
+def _restore(run: RunDir, model, opt) -> tuple[int, int, float, dict[str, int] | None, PartsMean]:
     """Load ``checkpoints/local`` into ``model``, ``opt`` and torch's RNG; returns (step, skipped, elapsed,
-    the streamed data's position or None)."""
+    the streamed data's position or None, the metrics row it was gathering)."""
     stem = run.checkpoints / "local"
     tensors, meta = load_state(stem, meta_keys=("step", "skipped", "elapsed", "param_groups"), tensor_keys=("rng.torch",))
     try:
@@ -49,7 +51,7 @@ def _restore(run: RunDir, model, opt) -> tuple[int, int, float, dict[str, int] |
         torch.set_rng_state(tensors["rng.torch"])
     except (RuntimeError, ValueError, KeyError, TypeError) as err:
         raise CheckpointError(f"checkpoint {str(stem)!r} does not fit this run's model and optimiser: {err}") from None
-    return meta["step"], meta["skipped"], meta["elapsed"], meta.get("data")
+    return meta["step"], meta["skipped"], meta["elapsed"], meta.get("data"), PartsMean.from_state(meta.get("row"))
 
 
 @contextmanager
@@ -80,9 +82,9 @@ def run_local(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, An
     model, objective = build(cfg, data.input_shape)
     model.to(device)
     opt = make_optimizer(cfg.train, model.parameters())
-    start, skipped, elapsed, position = 0, 0, 0.0, None
+    start, skipped, elapsed, position, mean = 0, 0, 0.0, None, PartsMean()
     if resume:
-        start, skipped, elapsed, position = _restore(run, model, opt)
+        start, skipped, elapsed, position, mean = _restore(run, model, opt)
         log.info("resuming %s at step %d", run.path, start)
     total = cfg.train.steps
     if run.unsaved_at_end(cfg, start, resume):
@@ -100,7 +102,7 @@ def run_local(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, An
             next(batches)
     telemetry = Telemetry(run, total, tensorboard=cfg.train.tensorboard, time_offset=elapsed, start_step=start)
     n_stages = model.n_stages
-    mean, last_row, last_skip = PartsMean(), None, ""
+    last_row, last_skip = None, ""
     done, rng = start, torch.get_rng_state()   # the last completed step, and the RNG state right after it
     at = batch_position(batches)                # and where the data stream stood (streamed data only)
     t0 = time.perf_counter()
@@ -123,10 +125,10 @@ def run_local(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, An
             if (done % cfg.train.log_every == 0 or done == total) and mean.steps:
                 last_row = telemetry.log(done, *mean.pop())
             if cfg.train.checkpoint_every and done % cfg.train.checkpoint_every == 0 and done < total:
-                _save_checkpoint(run, model, opt, done, skipped, elapsed + time.perf_counter() - t0, data=at)
+                _save_checkpoint(run, model, opt, done, skipped, elapsed + time.perf_counter() - t0, data=at, row=mean)
     except BaseException:   # Ctrl-C or a failure: keep the steps done so far, then let it propagate
         if done > start:
-            _save_checkpoint(run, model, opt, done, skipped, elapsed + time.perf_counter() - t0, rng, at)
+            _save_checkpoint(run, model, opt, done, skipped, elapsed + time.perf_counter() - t0, rng, at, mean)
             log.warning("stopped after step %d; checkpoint saved, continue with --resume %s", done, run.path)
         raise
     finally:

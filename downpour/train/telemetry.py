@@ -41,6 +41,18 @@ class PartsMean:
         self.steps += 1
         self.samples += samples
 
+    def state(self) -> dict[str, Any]:
+        """The row gathered so far, as JSON (a checkpoint taken between two rows keeps it)."""
+        return {"sums": self.sums, "counts": self.counts, "steps": self.steps, "samples": self.samples, "loss": self.loss}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any] | None) -> "PartsMean":
+        mean = cls()
+        if state:
+            mean.sums, mean.counts = dict(state["sums"]), dict(state["counts"])
+            mean.steps, mean.samples, mean.loss = state["steps"], state["samples"], state["loss"]
+        return mean
+
     def pop(self) -> tuple[dict[str, float], int, float]:
         """(each part's mean, samples since the last pop, the mean of the steps' totals), and start afresh."""
         out = ({k: v / self.counts[k] for k, v in self.sums.items()}, self.samples,
