@@ -82,7 +82,7 @@ def _check_flags(args: argparse.Namespace, cfg: RunConfig) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from downpour.preflight import check_resume, check_run_config
-    from downpour.train.rundir import RunDir
+    from downpour.train.rundir import NotARunError, RunDir
     from downpour.twins import no_faces_config, train_with_twin
 
     if args.resume:
@@ -91,6 +91,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise ConfigError(f"{flag} with --resume: the run goes on in {args.resume!r} with its own config; drop "
                               f"{flag} (or start a new run with --config {args.resume}/config.toml --set ...)")
         run = RunDir.open(args.resume)
+        if run.never_started():   # e.g. its data failed, or its output's reader left before the first step
+            raise NotARunError(f"{args.resume!r} never started training (no checkpoint, model or metrics row): "
+                               f"nothing to resume; start it again with `downpour train --config "
+                               f"{args.resume}/config.toml --out {args.resume}`, which takes the folder over")
         cfg = load_config(str(run.path / "config.toml"), _overrides(args))
         check_resume(run.config, cfg)
     else:
@@ -372,9 +376,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:   # Ctrl-C: the runner has saved what it could and said how to resume
         print("downpour: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:     # `downpour models | head`: the reader left; nothing is wrong
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+    except BrokenPipeError:     # the reader left (`downpour models | head`): say nothing more, anywhere
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.dup2(devnull, sys.stderr.fileno())
+        # a listing cut short is fine; work cut short (a run stopped at its first progress line) is not
+        # success: the status a process killed by SIGPIPE has, so a script sees it
+        return 0 if args.func in (cmd_models, cmd_presets) else 128 + signal.SIGPIPE
     finally:
         if main_thread:
             signal.signal(signal.SIGTERM, before)

@@ -161,6 +161,19 @@ def test_sigterm_stops_a_run_with_its_checkpoint_so_it_resumes(tmp_path):
     assert step >= 10
 
 
+def test_a_run_whose_output_reader_left_fails_and_says_how_to_start_again(tmp_path, capsys):
+    # `downpour train 2>&1 | head -0`: it stopped at its first line and exited 0, a run folder with
+    # only config.toml behind it, and --resume then named a missing checkpoint file
+    out = tmp_path / "run"
+    argv = [sys.executable, "-m", "downpour.cli", "train", *TINY, "--set", "analysis.no_faces_twin=false", "--out", str(out)]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc.stdout.close()                          # the reader leaves before the first line
+    assert proc.wait(timeout=300) == 128 + signal.SIGPIPE
+    assert main(["train", "--resume", str(out)]) == 2
+    assert "never started training" in capsys.readouterr().err
+    assert main(["train", "--config", str(out / "config.toml"), "--out", str(out)]) == 0   # takes the folder over
+
+
 @pytest.mark.parametrize("source, make, named", [
     ("folder", lambda p: (p.mkdir(), (p / "notes.txt").write_text("x")), "holds no image files"),
     ("array", lambda p: p.write_text("not an array"), "does not start like one"),
