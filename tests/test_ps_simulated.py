@@ -137,3 +137,27 @@ def test_a_queue_deeper_than_one_cycle_needs_ray():
     with pytest.raises(ConfigError, match="cluster.queue_depth"):
         load_config("ufldl-sae", [*BASE, "cluster.queue_depth=3"])
     assert check_run_config(load_config("ufldl-sae", [*BASE, "cluster.queue_depth=1"])).cluster.queue_depth == 1
+
+
+def test_a_push_across_a_greedy_stage_switch_averages_each_part_over_its_own_steps():
+    # parts were divided by every step of the push: stage 1's, reported by 2 of its 4 steps, at half its value
+    from downpour.batch import Batch
+    from downpour.models.registry import create_model
+    from downpour.objectives import Objective
+    from downpour.ps.worker import Worker
+
+    torch.manual_seed(0)
+    model = create_model("cat-demo", (1, 16, 16), maps=[2, 2], kernels=[4, 3], tile=2)
+    objective = Objective.from_config({"reconstruction": 1.0})
+    x = torch.randn(4, 1, 16, 16)
+    numel = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    worker = Worker(0, model, objective, iter([Batch(x)] * 4), [(0, numel)], n_fetch=4, n_push=4)
+    worker.load([torch.cat([p.detach().flatten() for p in model.parameters() if p.requires_grad])], [0])
+    alone = {}
+    for stage in (1, 1, 2, 2):
+        model.set_stage(stage)
+        with torch.no_grad():
+            alone.update(objective(model.forward_train(Batch(x)))[1])
+        worker.step(stage)
+    parts = worker.take_push().parts
+    assert parts == pytest.approx({k: v.item() for k, v in alone.items()})

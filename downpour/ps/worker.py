@@ -108,6 +108,7 @@ class Worker:
         self._base: list[int] = []
         self._losses: list[float] = []
         self._parts: dict[str, float] = {}
+        self._part_steps: dict[str, int] = {}   # how many of the push's steps reported each part
         self._samples = 0
         self._skipped = 0
 
@@ -145,15 +146,17 @@ class Worker:
         self._losses.append(result.loss)
         for k, v in result.parts.items():
             self._parts[k] = self._parts.get(k, 0.0) + v
+            self._part_steps[k] = self._part_steps.get(k, 0) + 1
         self._samples += result.samples
 
     def take_push(self) -> Push:
         """The accumulated push (the summed gradient, as views sliced per shard); resets the accumulator."""
-        n = max(1, len(self._losses))
         loss = sum(self._losses) / len(self._losses) if self._losses else math.nan   # 0.0 read as a converged run
+        # each part over the steps that reported it (a push across a greedy stage switch: as PartsMean)
         push = Push(self.wid, self.seq, self.params.take(self.bounds, self.seq, self._base), self._base,
                     self._acc_steps, self._samples, loss,
-                    {k: v / n for k, v in self._parts.items()}, self._skipped)
+                    {k: v / self._part_steps[k] for k, v in self._parts.items()}, self._skipped)
         self.seq += 1
         self._acc_steps, self._losses, self._parts, self._samples, self._skipped = 0, [], {}, 0, 0
+        self._part_steps = {}
         return push
