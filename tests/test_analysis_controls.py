@@ -319,6 +319,37 @@ def test_the_localizer_chooses_the_unit_that_tells_faces_from_their_controls():
     assert room["chosen_unit"] == 1 and room["best_rank"] == 1 and room["units_above_chosen"] == 0
 
 
+@pytest.mark.parametrize("localizer", [(), ("controls",)], ids=["faces vs non-faces", "localizer"])
+def test_a_nan_or_dead_unit_is_never_chosen(localizer):
+    # an all-NaN unit scored AUC 0 and won "against" (selection AUC 1.0); one NaN made a localizer
+    # criterion NaN, which argmax picks; a dead unit's 0.5 beat real units on a localizer's worst AUC
+    y, source, negatives, scores, splits = _localizer_case()
+    nan_unit = np.full(len(source), np.nan)
+    one_nan = scores[:, 1].copy()
+    one_nan[splits[0][0][0]] = np.nan                                               # on one selection image
+    dead = np.full(len(source), 0.25)
+    padded = np.column_stack([nan_unit, one_nan, dead, scores[:, 1]])
+    row = _rows(score_controls({"u": padded}, y, negatives, source, splits, replicates=50, localizer=localizer),
+                "controls")["u"]
+    assert row["unit"] == 3 and 0.5 < row["selection_auc"] < 1.0
+    with pytest.raises(ValueError, match="no candidate of 2 can be chosen"):
+        score_controls({"u": np.column_stack([nan_unit, dead])}, y, negatives, source, splits, replicates=10,
+                       localizer=localizer)
+    on_test = scores.copy()
+    on_test[negatives["controls"][-1], :] = np.nan                                  # a test image: said, not scored as 0
+    with pytest.raises(ValueError, match="responds non-finite to 1 test image"):
+        score_controls({"u": on_test}, y, negatives, source, splits, replicates=10, localizer=localizer)
+
+
+def test_the_folds_sizes_are_each_recorded_when_they_differ():
+    y, source, negatives, scores, _ = _localizer_case()
+    faces, others = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+    folds = [np.r_[faces[i::3], others[i::3]] for i in range(3)]                    # 14, 13, 13 faces
+    splits = [(np.setdiff1d(np.arange(len(y)), f), f) for f in folds]
+    row = _rows(score_controls({"u": scores}, y, negatives, source, splits, replicates=20), "controls")["u"]
+    assert row["test_positives_range"] == [13, 14] and row["test_positives"] == 14
+
+
 def test_the_localizer_needs_controls_built_from_the_selection_faces():
     y, source, negatives, scores, splits = _localizer_case()
     test_only = np.isin(source, splits[0][1])

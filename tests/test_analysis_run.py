@@ -20,6 +20,7 @@ FAST = dict(splits=2, probes=["lfw", "digits"], probe_samples=300, probe_folds=3
             stimulus_restarts=2, random_filters=200, top_k=6, bootstrap=200)
 CONTROL_KEYS = {"negatives", "level", "method", "auc", "auc_ci", "accuracy_mean", "accuracy_std", "splits", "unit",
                 "unit_share", "sign", "threshold", "selection_auc", "candidates", "test_positives", "test_negatives",
+                "test_positives_range", "test_negatives_range",
                 "accuracy_ci"}
 NEGATIVES = ["lfw_nonfaces", "phase_scrambled", "upside_down", "block_shuffled", "spectrum_matched_crops"]
 

@@ -40,6 +40,22 @@ from downpour.analysis.selectivity import auc_scores, threshold_scan
 Responses = Union[np.ndarray, list, Callable[[np.ndarray], np.ndarray]]
 
 
+def _test_sizes(per_split: list[tuple[int, int]]) -> dict[str, Any]:
+    faces, negatives = zip(*per_split)
+    return {"test_positives": max(faces), "test_negatives": max(negatives),
+            "test_positives_range": [min(faces), max(faces)], "test_negatives_range": [min(negatives), max(negatives)]}
+
+
+def eligible(scores: np.ndarray, against: tuple[np.ndarray, ...] = ()) -> np.ndarray:
+    """(K,) bool: candidates whose responses are finite everywhere the choice looks and not constant on
+    the selection images. A NaN compares as neither higher nor tied, so an all-NaN unit scored AUC 0
+    (chosen "against", reported as 1.0); a dead unit's 0.5 beat real units on a localizer's worst AUC."""
+    ok = np.isfinite(scores).all(axis=0) & (np.ptp(np.where(np.isfinite(scores), scores, 0.0), axis=0) > 0)
+    for negatives in against:
+        ok &= np.isfinite(negatives).all(axis=0)
+    return ok
+
+
 def ranking(scores: np.ndarray, y: np.ndarray, against: tuple[np.ndarray, ...] = ()) -> tuple[np.ndarray, np.ndarray]:
     """What the choice maximises, per candidate, and the side each one falls on: (K,), (K,) for (n, K)
     scores and (n,) labels.
@@ -47,19 +63,21 @@ def ranking(scores: np.ndarray, y: np.ndarray, against: tuple[np.ndarray, ...] =
     The side (+1 fires for label 1, -1 against) is that of the AUC on ``y``. Without ``against`` the
     criterion is that AUC in its own direction, ``|AUC - 0.5|``; with it (a localizer: ``(q_i, K)``
     scores of further negative sets, e.g. controls built from the choosing faces) it is the candidate's
-    *worst* AUC, in that direction, over ``y``'s negatives and each of those sets.
+    *worst* AUC, in that direction, over ``y``'s negatives and each of those sets. A candidate that is
+    not :func:`eligible` gets -inf.
     """
     auc = auc_scores(scores, y)                                             # (K,)
     sign = np.where(auc >= 0.5, 1, -1)
+    ok = eligible(scores, against)
     if not against:
-        return np.abs(auc - 0.5), sign
+        return np.where(ok, np.abs(auc - 0.5), -np.inf), sign
     faces = scores[np.asarray(y) == 1]
     worst = np.where(sign > 0, auc, 1.0 - auc)
     for negatives in against:
         labels = np.r_[np.ones(len(faces)), np.zeros(len(negatives))]
         other = auc_scores(np.concatenate([faces, negatives]), labels)
         worst = np.minimum(worst, np.where(sign > 0, other, 1.0 - other))
-    return worst, sign
+    return np.where(ok, worst, -np.inf), sign
 
 
 def choose(scores: np.ndarray, y: np.ndarray, against: tuple[np.ndarray, ...] = ()) -> tuple[int, int, float, float]:
@@ -71,6 +89,9 @@ def choose(scores: np.ndarray, y: np.ndarray, against: tuple[np.ndarray, ...] = 
     """
     criterion, signs = ranking(scores, y, against)
     k = int(np.argmax(criterion))
+    if not np.isfinite(criterion[k]):
+        raise ValueError(f"no candidate of {scores.shape[1]} can be chosen: every one has a non-finite response or "
+                         "the same response to every selection image")
     sign = int(signs[k])
     _, threshold, _ = threshold_scan(scores[:, k:k + 1], y, sign=sign)
     auc = float(auc_scores(scores[:, k:k + 1], y)[0])
@@ -128,7 +149,8 @@ def score_controls(methods: dict[str, Responses], y: np.ndarray, negatives: dict
     the selection threshold, over splits; ``accuracy_ci`` its bootstrap interval), ``splits``, ``unit`` (the candidate chosen most often) and
     ``unit_share``, ``sign``, ``threshold`` (of the first split that chose ``unit`` with that sign;
     the rule fires when ``sign * (response - threshold) > 0``), ``selection_auc``, ``candidates``,
-    ``test_positives`` / ``test_negatives``.
+    ``test_positives`` / ``test_negatives`` (per split; the largest when the splits differ, as the
+    folds of a cross-fit can: ``test_positives_range`` / ``test_negatives_range`` [smallest, largest]).
     ``seed`` draws the bootstrap weights. ``paired``: a method whose rows also get ``paired``, for each
     other method {"delta": its AUC minus the other's, "ci": [low, high]}: the same images and the same
     replicates for both, so the interval of the difference is far narrower than two separate ones.
@@ -155,7 +177,7 @@ def score_controls(methods: dict[str, Responses], y: np.ndarray, negatives: dict
     auc = np.zeros((len(splits), len(sets), len(names)))
     acc = np.zeros_like(auc)
     chosen: dict[str, list[tuple[int, int, float, int, float]]] = {m: [] for m in names}
-    sizes: dict[str, tuple[int, int]] = {}
+    sizes: dict[str, list[tuple[int, int]]] = {}   # (faces, negatives) tested, per split
     for s, (select, test) in enumerate(splits):
         select, test = np.asarray(select), np.asarray(test)
         faces = test[y[test] == 1]                                                  # (p,) source rows
@@ -169,12 +191,15 @@ def score_controls(methods: dict[str, Responses], y: np.ndarray, negatives: dict
             scores = given if isinstance(given, np.ndarray) else given[s] if isinstance(given, list) else given(select)
             against = tuple(scores[r] for r in localized)                         # the localizer's negatives
             k, sign, threshold, sel_auc = choose(scores[select], y[select], against)
+            bad = int((~np.isfinite(scores[np.isin(source, test), k])).sum())
+            if bad:   # a NaN compares as neither higher nor tied: it would be scored as a miss, unsaid
+                raise ValueError(f"{m}: unit {k}, chosen on split {s}, responds non-finite to {bad} test image(s)")
             chosen[m].append((k, sign, sel_auc, scores.shape[1], threshold))
             rules.append((sign * scores[:, k], sign * threshold))
         in_test = np.isin(source, test)
         for g, name in enumerate(sets):
             rows = negatives[name][in_test[negatives[name]]]                          # (q,) this split's negatives
-            sizes[name] = (len(faces), len(rows))
+            sizes.setdefault(name, []).append((len(faces), len(rows)))
             v = np.stack([r[0] for r in rules])                                      # (methods, M)
             t = np.array([r[1] for r in rules])[:, None]                             # (methods, 1)
             h = comparisons(v[:, faces], v[:, rows])                                 # (methods, p, q)
@@ -204,7 +229,7 @@ def score_controls(methods: dict[str, Responses], y: np.ndarray, negatives: dict
                         "splits": len(splits), "unit": int(unit), "unit_share": count / len(splits),
                         "sign": sign, "threshold": next(c[4] for c in chosen[m] if c[:2] == (unit, sign)),
                         "selection_auc": float(np.mean([c[2] for c in chosen[m]])), "candidates": int(chosen[m][0][3]),
-                        "test_positives": sizes[name][0], "test_negatives": sizes[name][1]})
+                        **_test_sizes(sizes[name])})
             if per_split:
                 out[-1]["split_auc"] = [float(a) for a in auc[:, g, j]]
                 out[-1]["split_unit"] = [int(c[0]) for c in chosen[m]]

@@ -89,6 +89,12 @@ def _pictured_words(a: dict[str, Any]) -> str:
             f"images with its threshold, its optimal stimulus, its top images and its invariance below.")
 
 
+def _faces_each(row: dict[str, Any]) -> str:
+    """Faces per fold: "20", or "33-34" when the folds differ (100 faces in 3 folds)."""
+    low, high = row.get("test_positives_range", [row["test_positives"]] * 2)
+    return str(high) if low == high else f"{low}-{high}"
+
+
 def _controls(a: dict[str, Any]) -> str:
     """The face test: AUC [95% CI] and accuracy per negative set and method, then the verdict in words."""
     fn = a["face_neuron"]
@@ -126,7 +132,7 @@ def _controls(a: dict[str, Any]) -> str:
                       "The unit column is the one chosen most often.")
     column = "accuracy [95% CI]" if once else f"accuracy over {n} splits"
     tested = (f"All {setup.get('faces')} lfw faces, each tested once by the run that never trained on it "
-              f"({n} folds, {rows[0]['test_positives']} faces each; AUC: mean over the folds)"
+              f"({n} folds, {_faces_each(rows[0])} faces each; AUC: mean over the folds)"
               if setup.get("select") == "crossfit" else f"Held-out lfw faces ({rows[0]['test_positives']} per test)")
     return (f"<p>{tested} against each negative set separately: "
             f"the lfw non-faces, and controls built from the same faces that keep their low-level statistics "
