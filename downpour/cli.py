@@ -83,7 +83,7 @@ def _check_flags(args: argparse.Namespace, cfg: RunConfig) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from downpour.preflight import check_resume, check_run_config
     from downpour.train.rundir import NotARunError, RunDir
-    from downpour.twins import no_faces_config, train_with_twin
+    from downpour.twins import train_with_twin, twin_config
 
     if args.resume:
         if args.out or args.config:
@@ -101,7 +101,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = load_config(args.config or "main", _overrides(args))
     _check_flags(args, cfg)
     cfg = check_run_config(cfg)   # resolved; before the run directory exists: a typo leaves nothing behind
-    twin = no_faces_config(cfg) if cfg.analysis.no_faces_twin else None   # checked too (a source without faces has none)
+    asked = any(".".join(parse_override(item)[0]) == "analysis.no_faces_twin" for item in args.set)
+    cfg, twin = twin_config(cfg, asked)   # checked too; the preset's twin is off for data without lfw faces
     if args.dry_run:
         print(config_to_toml(cfg), end="")
         print("downpour: config checked (data, model and cost on a dry batch, train, cluster, analysis); "

@@ -49,6 +49,19 @@ def no_faces_config(cfg: RunConfig) -> RunConfig:
                           key="analysis.no_faces_twin") from None
 
 
+def twin_config(cfg: RunConfig, asked: bool) -> tuple[RunConfig, RunConfig | None]:
+    """(the run's config, its twin's checked config or None). A twin the config carries but the user
+    did not ask for (``asked``: a ``--set analysis.no_faces_twin``), the main preset's, is turned off,
+    and the log says so, when the run trains on no lfw face (your own images: none to leave out); one
+    asked for is refused then (:func:`no_faces_config`)."""
+    if not cfg.analysis.no_faces_twin:
+        return cfg, None
+    if not asked and not cfg.data.trains_on_faces():
+        log.info("no no-faces twin: this run trains on no lfw face (analysis.no_faces_twin turned off)")
+        return dataclasses.replace(cfg, analysis=dataclasses.replace(cfg.analysis, no_faces_twin=False)), None
+    return cfg, no_faces_config(cfg)
+
+
 def train_with_twin(cfg: RunConfig, run: RunDir, twin: RunConfig | None, resume: bool = False) -> dict[str, Any]:
     """``runners.train``, then, given its checked config (:func:`no_faces_config`), the twin (its
     summary under ``no_faces_twin``). A resume of a run that finished trains only what its twin has left."""

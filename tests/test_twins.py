@@ -51,6 +51,14 @@ def test_a_resume_of_a_finished_run_trains_only_its_twin(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out.strip())["no_faces_twin"]["kept"]
 
 
+def test_the_presets_twin_is_turned_off_for_data_without_lfw_faces(capsys, caplog):
+    # the README's "your own images" command (the main preset, a folder source) was refused
+    with caplog.at_level("INFO", logger="downpour.twins"):
+        assert main(["train", "--runner", "local", "--dry-run", "--set", "data.source=natural"]) == 0
+    assert "no_faces_twin = false" in capsys.readouterr().out
+    assert "no no-faces twin: this run trains on no lfw face" in caplog.text
+
+
 @pytest.mark.parametrize("no_faces", ["data.source=natural", "data.train_faces=0"])
 def test_a_twin_without_faces_to_leave_out_is_refused_before_anything_is_written(tmp_path, capsys, no_faces):
     # train_faces = 0 trained the run twice, and the report compared the network with itself

@@ -166,8 +166,9 @@ class RunDir:
         and on a resume drop the metrics rows logged after the checkpoint (they are logged again).
         Only now, with the checkpoint loaded and the step checked: a mistyped resume leaves the run as it was."""
         if start >= cfg.train.steps:
-            raise ConfigError(f"the run in {str(self.path)!r} already reached step {start}; "
-                              "raise train.steps (--steps) to go on")
+            go_on = ("it is finished: a greedy run's stages split its steps, so it cannot go past them (start a new "
+                     "run with more --steps)" if cfg.train.schedule == "greedy" else "raise train.steps (--steps) to go on")
+            raise ConfigError(f"the run in {str(self.path)!r} already reached step {start}; {go_on}")
         self.save_config(cfg)
         self.save_preprocess(preprocess)
         if resume:
