@@ -49,6 +49,9 @@ def test_unusable_data_is_said_in_one_line(tmp_path, capsys):
 
 def test_a_resume_without_a_checkpoint_is_said_in_one_line(tmp_path, capsys):
     cfg = load_config("ufldl-sae", ['cluster.runner="local"', "train.steps=5", "data.samples=200"])
-    run = RunDir.create(tmp_path / "run", cfg)   # made, never trained: no checkpoint to resume from
+    run = RunDir.create(tmp_path / "run", cfg)   # made, never trained: nothing to resume, and how to start it
+    assert main(["train", "--resume", str(run.path)]) == 2
+    assert "never started training" in capsys.readouterr().err
+    (run.path / "metrics.jsonl").write_text('{"step": 2, "loss": 1.0}\n')   # it trained, its checkpoint is gone
     assert main(["train", "--resume", str(run.path)]) == 2
     assert "local.safetensors' is missing" in capsys.readouterr().err
