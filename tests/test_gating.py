@@ -103,8 +103,9 @@ def test_bad_arguments():
         VarianceGate(torch.nn.Linear(3, 3), 0.1, mode="exact")
     with pytest.raises(ValueError, match="padding=0"):
         VarianceGate(torch.nn.Conv2d(1, 1, 3, padding=1), 0.1, mode="exact")
-    with pytest.raises(ValueError, match="threshold must be >= 0"):
-        VarianceGate(torch.nn.Conv2d(1, 1, 3), -1.0, mode="exact")
+    for bad in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="threshold must be >= 0 and finite"):
+            VarianceGate(torch.nn.Conv2d(1, 1, 3), bad, mode="exact")
 
 
 
