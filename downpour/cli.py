@@ -42,6 +42,11 @@ def _overrides(args: argparse.Namespace) -> list[Override]:
 LOCAL_ONLY = {"train.optimizer": "cluster.rule", "train.momentum": "cluster.momentum"}
 
 
+def _set_keys(args: argparse.Namespace) -> list[str]:
+    """The dotted keys the command line's ``--set`` strings name."""
+    return [".".join(parse_override(item)[0]) for item in args.set]
+
+
 def _check_flags(args: argparse.Namespace, cfg: RunConfig) -> None:
     """A flag or ``--set`` the run's runner never reads would be ignored without a word: refuse it instead.
     Only what the command line sets is checked; a preset may carry settings for another runner."""
@@ -50,7 +55,7 @@ def _check_flags(args: argparse.Namespace, cfg: RunConfig) -> None:
         flags = ", ".join("--" + flag.replace("_", "-") for flag in given)
         raise ConfigError(f"{flags} only apply to the simulated and ray runners, and this run's runner is 'local'; "
                           "add --runner simulated or --runner ray")
-    typed = [".".join(parse_override(item)[0]) for item in args.set]
+    typed = _set_keys(args)
     for flag, runner in ONLY_ON.items():
         if cfg.cluster.runner == runner:
             continue
@@ -101,8 +106,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = load_config(args.config or "main", _overrides(args))
     _check_flags(args, cfg)
     cfg = check_run_config(cfg)   # resolved; before the run directory exists: a typo leaves nothing behind
-    asked = any(".".join(parse_override(item)[0]) == "analysis.no_faces_twin" for item in args.set)
-    cfg, twin = twin_config(cfg, asked)   # checked too; the preset's twin is off for data without lfw faces
+    # checked too; the preset's twin is off for data without lfw faces, one asked for is refused then
+    cfg, twin = twin_config(cfg, asked="analysis.no_faces_twin" in _set_keys(args))
     if args.dry_run:
         print(config_to_toml(cfg), end="")
         print("downpour: config checked (data, model and cost on a dry batch, train, cluster, analysis); "

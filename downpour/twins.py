@@ -100,18 +100,19 @@ def kept(run: RunDir, cfg: RunConfig) -> dict[str, Any]:
             "final_loss": run.last_loss()}
 
 
-def check_same_run(cfg: RunConfig, path: Path) -> None:
-    """RunExistsError naming the key that differs when ``path`` holds a started run of another config
-    (nothing there, or a run that never started, is fine): what :func:`train_kept` checks first, for
-    a caller that checks every run before training any."""
+def check_same_run(cfg: RunConfig, path: Path) -> RunDir | None:
+    """The run ``cfg`` started in ``path`` (None: nothing there, or a run that never started);
+    RunExistsError naming the key that differs when it is a run of another config. What
+    :func:`train_kept` checks first, for a caller that checks every run before training any."""
     from downpour.preflight import check_resume
 
-    if not (path / "config.toml").is_file() or RunDir.open(path).never_started():
-        return
+    if not (path / "config.toml").is_file() or (run := RunDir.open(path)).never_started():
+        return None
     try:
-        check_resume(RunDir.open(path).config, cfg)
+        check_resume(run.config, cfg)
     except ConfigError as err:
         raise RunExistsError(f"{str(path)!r} holds another run ({err}); pick another --out") from None
+    return run
 
 
 def train_kept(cfg: RunConfig, path: Path) -> dict[str, Any]:
@@ -120,16 +121,14 @@ def train_kept(cfg: RunConfig, path: Path) -> dict[str, Any]:
     checkpoint); a different run there is an error naming the key that differs."""
     from downpour.runners import train
 
-    if (path / "config.toml").is_file():
-        run = RunDir.open(path)
-        if not run.never_started():
-            check_same_run(cfg, path)
-            if run.finished(cfg.train.steps):
-                log.info("%s: finished, kept", path)
-                return kept(run, cfg)
-            if run.has_checkpoint():
-                log.info("%s: resuming", path)
-                return train(cfg, run, resume=True)
-            log.warning("%s: stopped before its first checkpoint; training it again", path)
-            run.discard_training()
+    run = check_same_run(cfg, path)
+    if run is not None:
+        if run.finished(cfg.train.steps):
+            log.info("%s: finished, kept", path)
+            return kept(run, cfg)
+        if run.has_checkpoint():
+            log.info("%s: resuming", path)
+            return train(cfg, run, resume=True)
+        log.warning("%s: stopped before its first checkpoint; training it again", path)
+        run.discard_training()
     return train(cfg, RunDir.create(path, cfg))

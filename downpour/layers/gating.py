@@ -54,6 +54,7 @@ predicts each path's time for a batch's mask: its open tiles, and its rows of ti
 """
 from __future__ import annotations
 
+import math
 import time
 from typing import NamedTuple
 
@@ -117,7 +118,7 @@ class VarianceGate(nn.Module):
     def __init__(self, layer: nn.Module, threshold: float, block: int = 8, mode: str = "auto"):
         super().__init__()
         as_bank(layer)  # validate now, not at the first batch
-        if not threshold >= 0 or threshold == float("inf") or not isinstance(block, int) or block < 1:   # NaN closed every tile
+        if not (math.isfinite(threshold) and threshold >= 0) or not isinstance(block, int) or block < 1:   # NaN closed every tile
             raise ValueError(f"VarianceGate: threshold must be >= 0 and finite, and block a positive int, got {threshold} and {block!r}")
         if mode not in MODES:
             raise ValueError(f"VarianceGate: mode must be one of {MODES}, got {mode!r}")

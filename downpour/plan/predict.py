@@ -84,7 +84,7 @@ def partition_stage(stage: Stage, k: int) -> dict[str, float]:
                 "act_floats": stage.act_floats * share, "halo_floats": 0.0}
     (gr, gc), (c, h, w) = grid(k), stage.in_shape
     m, ph, pw = stage.out_shape
-    oh, ow = (h - stage.kernel) // stage.stride + 1, (w - stage.kernel) // stage.stride + 1
+    oh, ow = _codes_size(stage)
     bh, bw = math.ceil(oh / gr), math.ceil(ow / gc)           # codes block
     qh, qw = math.ceil(ph / gr), math.ceil(pw / gc)           # pooled block
     share = bh * bw / (oh * ow)
@@ -107,14 +107,19 @@ def partition_stage(stage: Stage, k: int) -> dict[str, float]:
             "halo_floats": float(halo_in + 2 * halo_pool + halo_lcn)}
 
 
+def _codes_size(stage: Stage) -> tuple[int, int]:
+    """(Ho, Wo): the stage's filter output, the grid a model-parallel replica cuts into blocks."""
+    h, w = stage.in_shape[1:]
+    return (h - stage.kernel) // stage.stride + 1, (w - stage.kernel) // stage.stride + 1
+
+
 def _uncuttable(net: Network, k: int) -> str:
     """Why ``k`` partitions cannot be cut as the runner cuts them (every stage's filter output into a
     grid of ``grid(k)`` blocks, each at least one position), or "" when they can."""
     gr, gc = grid(k)
     for i, stage in enumerate(net.stages, start=1):
         if stage.in_shape:
-            h, w = stage.in_shape[1:]
-            oh, ow = (h - stage.kernel) // stage.stride + 1, (w - stage.kernel) // stage.stride + 1
+            oh, ow = _codes_size(stage)
             if gr > oh or gc > ow:
                 return f"stage {i}'s {oh}x{ow} filter output cannot be cut into {gr}x{gc} blocks"
     return ""

@@ -11,7 +11,6 @@ No I/O here: the simulator and the Ray actor call :meth:`load`, :meth:`step` and
 from __future__ import annotations
 
 import math
-
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
@@ -23,6 +22,7 @@ from downpour.models.base import FeatureModel
 from downpour.objectives import Objective
 from downpour.train.flat import ParamLayout
 from downpour.train.step import NonFiniteLoss, train_step
+from downpour.train.telemetry import PartsMean
 
 
 @dataclass
@@ -106,10 +106,7 @@ class Worker:
         self._versions = [0] * len(self.bounds)
         self._acc_steps = 0
         self._base: list[int] = []
-        self._losses: list[float] = []
-        self._parts: dict[str, float] = {}
-        self._part_steps: dict[str, int] = {}   # how many of the push's steps reported each part
-        self._samples = 0
+        self._mean = PartsMean()    # the push's steps: each part over the steps that reported it, samples, loss
         self._skipped = 0
 
     def fetch_due(self) -> bool:
@@ -143,20 +140,15 @@ class Worker:
             self._skipped += 1  # the server never sees a poisoned gradient
             return
         self.params.add_grads()
-        self._losses.append(result.loss)
-        for k, v in result.parts.items():
-            self._parts[k] = self._parts.get(k, 0.0) + v
-            self._part_steps[k] = self._part_steps.get(k, 0) + 1
-        self._samples += result.samples
+        self._mean.add(result.parts, result.samples, result.loss)
 
     def take_push(self) -> Push:
         """The accumulated push (the summed gradient, as views sliced per shard); resets the accumulator."""
-        loss = sum(self._losses) / len(self._losses) if self._losses else math.nan   # 0.0 read as a converged run
-        # each part over the steps that reported it (a push across a greedy stage switch: as PartsMean)
+        finite = self._mean.steps
+        parts, samples, loss = self._mean.pop()   # a push across a greedy stage switch: no false cliff in a part
         push = Push(self.wid, self.seq, self.params.take(self.bounds, self.seq, self._base), self._base,
-                    self._acc_steps, self._samples, loss,
-                    {k: v / self._part_steps[k] for k, v in self._parts.items()}, self._skipped)
+                    self._acc_steps, samples, loss if finite else math.nan,   # 0.0 read as a converged run
+                    parts, self._skipped)
         self.seq += 1
-        self._acc_steps, self._losses, self._parts, self._samples, self._skipped = 0, [], {}, 0, 0
-        self._part_steps = {}
+        self._acc_steps, self._skipped = 0, 0
         return push

@@ -137,6 +137,10 @@ class RayPool:
     def clock(self) -> float:
         return time.perf_counter() - self.t0
 
+    def state(self) -> dict[str, Any]:
+        """Nothing for a checkpoint: real processes keep real time (the simulator's pool keeps its clock)."""
+        return {}
+
     def _dispatch(self, w: int, sched: UnitScheduler, evaluation: int, rows: int, stage: int | None,
                   point: list[Any]) -> None:
         job = sched.next_for(w, time.perf_counter())

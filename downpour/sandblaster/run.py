@@ -79,9 +79,8 @@ class _Progress:
 def _save(run: RunDir, pool: Any, coord: Coordinator, progress: _Progress) -> None:
     states = pool.group.call("state_dict")
     tensors = {f"shard{j}.{k}": v for j, state in enumerate(states) for k, v in state.items()}
-    pool_state = pool.state() if hasattr(pool, "state") else {}   # the simulator's clock, generators, running copies
     save_state(run.checkpoints / CHECKPOINT, tensors, {**progress.meta(), "coordinator": coord.state(), "shards": len(states),
-                                                       "pool": pool_state})
+                                                       "pool": pool.state()})   # the simulator's clock, generators, copies
 
 
 def _restore(run: RunDir, shards: list[HistoryShard]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -33,11 +33,12 @@ class PartsMean:
         self.samples = 0
         self.loss = 0.0          # the sum of the steps' totals
 
-    def add(self, parts: dict[str, float], samples: int = 0) -> None:
+    def add(self, parts: dict[str, float], samples: int = 0, loss: float | None = None) -> None:
+        """One step's parts and samples; ``loss``: its total when the caller has it (else the parts' sum)."""
         for k, v in parts.items():
             self.sums[k] = self.sums.get(k, 0.0) + v
             self.counts[k] = self.counts.get(k, 0) + 1
-        self.loss += total_loss(parts)
+        self.loss += total_loss(parts) if loss is None else loss
         self.steps += 1
         self.samples += samples
 
