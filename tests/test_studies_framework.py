@@ -228,6 +228,18 @@ def test_paired_difference_and_words():
     assert effect_words(0.5, 0.1, 0.9, 0.1) == "higher"
     assert effect_words(-0.5, -0.9, -0.1, 0.1) == "lower"
     assert effect_words(0.0, -0.05, 0.05, 0.1) == "no detectable effect"
+
+
+def test_a_difference_with_no_spread_needs_the_sign_tests_seeds():
+    # a discrete figure (images right of 30) that moved by the same amount in every seed: the t
+    # interval has zero width, and two seeds read "higher"
+    two = paired_difference([0.5, 0.6], [0.55, 0.65])
+    assert two[0] == pytest.approx(0.05) and two[1] == -math.inf and two[2] == math.inf
+    assert effect_words(*two, resolution=0.01) == "inconclusive"
+    assert paired_difference([0.0] * 5, [1.0] * 5)[1] == -math.inf      # 2 * 0.5**5 = 0.0625
+    assert paired_difference([0.0] * 6, [1.0] * 6) == (1.0, 1.0, 1.0)    # 2 * 0.5**6 < 0.05
+    assert paired_difference([1.0, 2.0], [1.0, 2.0]) == (0.0, 0.0, 0.0)  # nothing moved
+    assert paired_difference([1.0, 2.0, 3.0], [1.1, 2.0, 3.3])[1] > -math.inf
     assert effect_words(0.0, -0.3, 0.3, 0.1) == "inconclusive"
 
 

@@ -4,7 +4,8 @@
 - a paired difference of proportions (condition − baseline on the same seeds): Bonett & Price's
   adjusted Wald interval, with the flip counts (seeds where only one of the two succeeds) and
   McNemar's exact p-value;
-- a paired difference of a continuous figure, and a mean: Student's t interval.
+- a paired difference of a continuous figure, and a mean: Student's t interval (a paired
+  difference with no spread: the sign test's, see :func:`paired_difference`).
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import numpy as np
 from scipy import stats
 
 Z95 = 1.959963984540054
+SIGN_TEST_N = 6    # the fewest paired seeds whose common sign a two-sided 95% sign test can tell
 
 
 def wilson(successes: int, n: int) -> tuple[float, float, float]:
@@ -42,10 +44,20 @@ def mean_ci(values: Sequence[float]) -> tuple[float, float, float]:
 
 def paired_difference(baseline: Sequence[float], other: Sequence[float]) -> tuple[float, float, float]:
     """(mean of other − baseline, low, high): Student's t interval of the paired differences; non-finite
-    pairs are dropped."""
+    pairs are dropped.
+
+    Differences with no spread (a discrete figure, steps to a cost or images right, that moved by
+    the same amount in every seed) would give the t interval zero width however few the seeds, and
+    two seeds would read "higher". Then the sign test's interval is given instead: the difference
+    itself from :data:`SIGN_TEST_N` seeds on (all on one side by chance: 2 * 0.5**n < 0.05),
+    unbounded below that. (Differences that are all 0 stay [0, 0]: nothing moved.)"""
     a, b = np.asarray(baseline, dtype=np.float64), np.asarray(other, dtype=np.float64)
     keep = np.isfinite(a) & np.isfinite(b)
-    return mean_ci(list((b - a)[keep]))
+    d = (b - a)[keep]
+    m, low, high = mean_ci(list(d))
+    if len(d) >= 2 and m != 0 and high - low <= 1e-9 * abs(m):    # no spread, up to rounding
+        return (m, m, m) if len(d) >= SIGN_TEST_N else (m, float("-inf"), float("inf"))
+    return m, low, high
 
 
 def paired_proportions(baseline: Sequence[bool], other: Sequence[bool]) -> tuple[float, float, float]:
