@@ -85,6 +85,30 @@ def test_damaged_lines_run_again_and_a_damaged_header_is_named(planted, tmp_path
         run_study("planted", tmp_path, quick=True, jobs=1)
 
 
+def test_the_cache_knows_what_defines_each_cell(planted, tmp_path, monkeypatch, caplog):
+    sets = ["train.steps=3", "train.batch_size=4"]
+    run_study("planted", tmp_path, quick=True, jobs=1, sets=sets)
+    CALLS.clear()
+    run_study("planted", tmp_path, quick=True, jobs=1, sets=sets[::-1])    # the same settings in another order
+    assert CALLS == []
+    # a condition that now sets something else (its code changed) is not mixed with its old cells
+    monkeypatch.setattr(Planted, "conditions", lambda self: [Condition("a", {"k": 1}, (("train.lr", 0.1),)),
+                                                            Condition("b", {"k": 2}, (("train.lr", 0.3),))])
+    with pytest.raises(ConfigError, match="cells_defined differ"):
+        run_study("planted", tmp_path, quick=True, jobs=1, sets=sets)
+    monkeypatch.undo()
+    monkeypatch.setitem(studies.STUDIES, "planted", f"{__name__}:Planted")
+    # a folder written before the header held it: its cells are kept, with a warning
+    path = tmp_path / "cells.jsonl"
+    lines = path.read_text().splitlines()
+    old = json.loads(lines[0])
+    del old["cells_defined"]
+    old["sets"] = [["train.steps", 3], ["train.batch_size", 4]]               # as given, not in key order
+    path.write_text("\n".join([json.dumps(old), *lines[1:]]) + "\n")
+    run_study("planted", tmp_path, quick=True, jobs=1, sets=sets)
+    assert CALLS == [] and "predates the record" in caplog.text
+
+
 @pytest.mark.parametrize("study, key, quick", [
     ("staleness", "cluster.grad_noise=0.05", True),
     ("first-layer", "train.log_every=50", True),       # its cost curve missed stage 1's last step: a KeyError later

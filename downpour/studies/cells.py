@@ -1,8 +1,9 @@
 """A study's cells: cached one JSON line each in ``cells.jsonl`` (so an interrupted study resumes
 where it stopped), and run in parallel worker processes with progress on stderr.
 
-The file starts with a header line (study, quick, the --set overrides, the conditions); a study
-folder whose header differs is refused rather than mixed. A last line cut short by a kill is
+The file starts with a header line (study, quick, the --set overrides, the conditions and what each
+sets, the base preset: ``run.cells_header``); a study folder whose header differs is refused rather
+than mixed. A last line cut short by a kill is
 ignored and its cell run again. Each line records what its cell cost (wall and CPU seconds of the
 process that ran it), so a study's cost is known however many times it was resumed and whatever
 else the machine was doing; a cell that is another condition's run (``Study.same_run``) is
@@ -38,6 +39,19 @@ def _row(line: str) -> dict[str, Any] | None:
     return row if ok else None
 
 
+def _upgraded(old: dict[str, Any], header: dict[str, Any], path: Path) -> dict[str, Any]:
+    """A header written before the cache recorded what defines each cell (``cells_defined``) and put the
+    --set overrides in key order: compared as if it had, with a warning (its cells are kept)."""
+    if "cells_defined" in old or "cells_defined" not in header:
+        return old
+    sets = [[k, v] for k, v in sorted(dict((k, v) for k, v in old.get("sets", [])).items())]
+    up = {**old, "sets": sets, "cells_defined": header["cells_defined"]}
+    if up != header:
+        return old        # refused for what else differs
+    log.warning("%s predates the record of what each condition sets; its cells are kept as they are", path)
+    return up
+
+
 class CellCache:
     def __init__(self, path: Path, header: dict[str, Any]):
         self.path = path
@@ -50,6 +64,8 @@ class CellCache:
             except json.JSONDecodeError:
                 raise ConfigError(f"{str(path)!r}: its first line, the study's settings, is damaged; restore it, or "
                                   f"delete the folder to start again") from None
+            if isinstance(old, dict):
+                old = _upgraded(old, header, path)
             if old != header:
                 differs = sorted(k for k in header if (old or {}).get(k) != header[k])
                 raise ConfigError(f"{str(path.parent)!r} holds a study run with other settings ({', '.join(differs)} "

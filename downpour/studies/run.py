@@ -52,8 +52,7 @@ def run_study(name: str, out: str | Path, quick: bool = False, seeds: int | None
     seed_list = list(range(n))
     folder = Path(out)
     folder.mkdir(parents=True, exist_ok=True)
-    header = {"study": name, "quick": quick, "sets": [list(_pair(s)) for s in sets], "conditions": names,
-              **({"measured_by": cls.measured_by} if cls.measured_by else {})}
+    header = cells_header(study, conditions, [_pair(s) for s in sets])
     cache = CellCache(folder / "cells.jsonl", header)
     start = time.perf_counter()
     threads = torch.get_num_threads()
@@ -80,6 +79,19 @@ def run_study(name: str, out: str | Path, quick: bool = False, seeds: int | None
     (folder / "study.json").write_text(json.dumps(result, indent=1, allow_nan=True) + "\n")
     write_html(result, folder / "study.html")
     return folder
+
+
+def cells_header(study: Any, conditions: list[Any], sets: list[tuple[str, Any]]) -> dict[str, Any]:
+    """What a study folder's cells depend on, the first line of cells.jsonl: the study, quick, the --set
+    overrides (the last of a repeated key, in key order: the same settings in another order are the
+    same study), the conditions and what each sets, the base preset and its overrides, the measure's
+    version. JSON-shaped, so it compares equal with the line read back."""
+    header = {"study": study.name, "quick": study.quick, "sets": sorted(dict(sets).items()),
+              "conditions": [c.name for c in conditions],
+              "cells_defined": {"base": study.base, "base_sets": study.base_sets,
+                                "conditions": {c.name: c.sets for c in conditions}},
+              **({"measured_by": study.measured_by} if study.measured_by else {})}
+    return json.loads(json.dumps(header))
 
 
 def _pair(item: Override) -> tuple[str, Any]:
