@@ -15,6 +15,7 @@ from downpour.ps.rules import make_rule
 from downpour.ps.shard import Shard
 from downpour.runners import train
 from downpour.studies.matching import implicit_momentum, stale_error
+from downpour.studies import study_class
 from downpour.studies.run import run_study
 from downpour.analysis.run import open_run
 from downpour.train.rundir import RunDir
@@ -189,3 +190,16 @@ def test_quick_study_conditions_measure_what_they_say(quick):
     for seed in (0, 1):   # the noise control is not the plain run of the same seed
         assert by[("lr0.125/noise", seed)]["population_loss"] != by[("lr0.125/sync", seed)]["population_loss"]
     assert all(np.isfinite(by[("sae/serial", s)]["final_cost"]) for s in (0, 1))
+
+
+def test_a_diverged_autoencoder_seed_is_counted_not_averaged_away(quick):
+    out, result = quick
+    cells = [json.loads(line) for line in (out / "cells.jsonl").read_text().splitlines()[1:]]
+    by = {(c["condition"], c["seed"]): c["figures"] for c in cells}
+    by[("sae/async4", 1)] = {**by[("sae/async4", 1)], "final_cost": math.nan}
+    study = study_class("staleness")(quick=True)
+    rows = {r["condition"]: r for r in study.summarise(study.conditions(), by, [0, 1])}
+    row = rows["sae/async4"]
+    assert row["extra"]["diverged"] == 1 and rows["sae/serial"]["extra"]["diverged"] == 0
+    assert row["figures"]["final_cost"][0] == by[("sae/async4", 0)]["final_cost"]   # the finite seed alone
+    assert "async4" in study.verdict(list(rows.values())) and "1 of 2 seeds diverged" in study.verdict(list(rows.values()))

@@ -208,10 +208,12 @@ class StalenessStudy(Study):
             row: dict[str, Any] = {"condition": c.name, "group": c.group, "params": c.params, "n": len(seeds),
                                    "figures": {}, "extra": {}}
             if c.group == "sae":
-                cost = [g["final_cost"] for g in got]
+                cost = [g["final_cost"] for g in got if math.isfinite(g["final_cost"])]   # a diverged seed: counted apart
                 row["figures"]["final_cost"] = list(mean_ci(cost))
+                row["extra"]["diverged"] = len(got) - len(cost)
                 row["extra"]["cost_sd"] = float(np.std(cost, ddof=1)) if len(cost) > 1 else float("nan")
-                row["extra"]["cost_quartiles"] = [float(q) for q in np.quantile(cost, [0.25, 0.5, 0.75])]
+                row["extra"]["cost_quartiles"] = ([float(q) for q in np.quantile(cost, [0.25, 0.5, 0.75])] if cost
+                                                  else [float("nan")] * 3)
             else:
                 ok = [g["success"] > 0 for g in got]
                 row["figures"]["p_success"] = list(wilson(sum(ok), len(ok)))
@@ -268,6 +270,8 @@ class StalenessStudy(Study):
                     f"(Δ {words.points(r['figures']['delta_vs_success'], 0, ' points')}: {r['extra']['reading']})" for r in rs) + ".")
         sae = {k: by["sae/" + k] for k in ("serial", "async4", "sync4")}
         said = "; ".join(f"{k} {r['figures']['final_cost'][0]:.4g} (sd {r['extra']['cost_sd']:.2g} over seeds"
+                         + (f"; {r['extra']['diverged']} of {r['n']} seeds diverged, left out of the mean and the pairs"
+                            if r["extra"].get("diverged") else "")
                          + (f"; vs serial {words.signed(r['figures']['delta_vs_cost'], '.3g')}, {r['extra']['reading']})"
                             if r["params"]["vs"] else ")") for k, r in sae.items())
         paras.append(f"On the real objective (the UFLDL sparse autoencoder, Adam on the server at {SAE_LR:g}, the same "
