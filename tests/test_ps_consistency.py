@@ -66,6 +66,32 @@ def test_a_restarted_worker_rejoins_level_with_the_slowest():
     assert coord.begin_cycle(1) == 1 and coord.events[-1]["event"] == "worker-restarted"
 
 
+def test_a_restarted_worker_is_not_let_into_the_sync_round_it_already_pushed_into():
+    """Worker 2 pushed into round 1 and died before it closed: restarted level with the slowest it would
+    push into round 1 again, and the round's mean would count it twice."""
+    coord = Coordinator(make_consistency("sync"), workers=3, total_steps=100)
+    for w in range(3):
+        coord.begin_cycle(w)
+        _cycle(coord, w)                      # round 0 closes
+    coord.begin_cycle(2)
+    _cycle(coord, 2)                          # round 1: worker 2 pushed
+    coord.lose(2, "killed")
+    coord.rejoin(2)
+    assert coord.clocks()[2] == 2 and coord.begin_cycle(2) == 0
+    for w in (0, 1):
+        coord.begin_cycle(w)
+        _cycle(coord, w)                      # round 1 closes
+    assert coord.begin_cycle(2) == 1
+
+
+def test_losing_the_warm_starts_only_worker_starts_the_others():
+    coord = Coordinator(make_consistency("async"), workers=3, total_steps=20, warm_start=10)
+    coord.begin_cycle(0)
+    coord.lose(0, "killed")
+    assert coord.live == {1, 2} and not coord.finished and coord.begin_cycle(1) == 1
+    assert [e["event"] for e in coord.events] == ["worker-lost", "joined"]
+
+
 def test_async_pipelines_bounded_waits_for_its_own_push():
     for spec, pipelined in (("async", True), ("bounded:5", False)):
         coord = Coordinator(make_consistency(spec), workers=1, total_steps=10)

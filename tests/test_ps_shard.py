@@ -126,6 +126,34 @@ def test_dc_asgd_uses_the_copy_the_gradient_was_computed_from_after_a_later_fetc
     torch.testing.assert_close(shard.params, w_now - 0.1 * (g + 0.5 * g * g * (w_now - w_base)))
 
 
+def test_dc_asgd_keeps_every_copy_a_push_in_flight_may_need():
+    """Worker 1 fetches six versions (worker 0 pushing between) and its six pushes land in reverse order:
+    each is corrected against its own base's copy (4 copies per worker were kept: the oldest pushes went
+    in uncorrected, silently), and copies no later push can need are dropped."""
+    shard = _shard(compensation="dc-asgd", workers=(0, 1))
+    copies, bases = {}, []
+    for k in range(6):
+        w, version = shard.pull(worker=1)
+        copies[version] = w.clone()
+        bases.append(version)
+        shard.push(0, torch.full((6,), 0.5), shard.version, k)
+    for seq in reversed(range(6)):
+        w_now, g = shard.params.clone(), torch.linspace(-1, 1, 6) * (seq + 1)
+        shard.push(1, g, bases[seq], seq)
+        torch.testing.assert_close(shard.params, w_now - 0.1 * (g + 0.5 * g * g * (w_now - copies[bases[seq]])))
+    assert shard.uncorrected == 0 and shard.state_dict()[1]["uncorrected"] == 0
+    assert list(shard._backup[1]) == [bases[-1]]       # every push arrived: only the newest copy is left
+
+
+def test_a_second_push_of_one_worker_into_an_open_sync_round_is_refused():
+    shard = _shard(sync=True, workers=(0, 1))
+    assert shard.push(0, torch.ones(6), 0, 0).accepted
+    second = shard.push(0, torch.ones(6), 0, 1)
+    assert not second.accepted and second.reason == "round" and shard.rejected["round"] == 1
+    shard.push(1, torch.ones(6), 0, 0)
+    assert shard.version == 1 and shard.push(0, torch.ones(6), 1, 2).accepted
+
+
 def test_a_rejected_gradient_takes_its_workers_turn_in_a_sync_round():
     """Worker 1's NaN push is rejected and counted; the round closes on the others' mean, and worker 1's
     next push starts the next round instead of filling this one."""

@@ -116,13 +116,24 @@ def test_momentum_rule_is_heavy_ball():
 def test_grad_noise_is_seeded_and_sized():
     def applied(noise, seed):
         s = Shard(0, torch.zeros(20_000), make_rule("sgd", 1.0), workers=[0], noise=noise, seed=seed)
-        s.push(0, torch.zeros(20_000), 0, 0)
-        return -s.params
+        s.push(0, torch.ones(20_000), 0, 0)
+        return -s.params - 1.0          # the noise that came with the gradient
 
     assert torch.equal(applied(0.0, 1), torch.zeros(20_000))
     a, b, c = applied(0.3, 1), applied(0.3, 1), applied(0.3, 2)
     assert torch.equal(a, b) and not torch.equal(a, c)
     assert float(a.std()) == pytest.approx(0.3, rel=0.03)
+
+
+@pytest.mark.parametrize("rule", ["sgd", "adagrad", "adam"])
+def test_grad_noise_leaves_a_held_stage_still(rule):
+    """A stage a greedy schedule holds still has a gradient of exactly 0: staleness adds it no error, so
+    neither does its stand-in (under Adagrad or Adam even noise of 1e-6 moved it by about lr per push)."""
+    s = Shard(0, torch.zeros(200), make_rule(rule, 0.05), workers=[0], noise=1e-6, seed=1)
+    grad = torch.cat([torch.ones(100), torch.zeros(100)])
+    for seq in range(20):
+        s.push(0, grad, s.version, seq)
+    assert torch.equal(s.params[100:], torch.zeros(100)) and bool((s.params[:100] != 0).all())
 
 
 def test_relative_grad_noise_scales_with_the_gradient():

@@ -146,6 +146,7 @@ def _finish(setup: ClusterSetup, run: RunDir, states: list[ShardState], coord: C
             "final_loss": run.last_loss(), "pushes": pushes,
             "versions": [m["version"] for _, m in states], "accepted": [m["accepted"] for _, m in states],
             "applied": [m["applied"] for _, m in states], "rejected": report["rejected"],
+            **({"uncorrected": [m["uncorrected"] for _, m in states]} if "uncorrected" in states[0][1] else {}),
             "mean_staleness": report["overall"]["mean"], "max_staleness": report["overall"]["max"],
             "lost_workers": list(coord.lost), "seconds": round(recorder.elapsed(), 2), "run": str(run.path),
             "checkpoints": recorder.checkpoints, "checkpoint_seconds": round(recorder.checkpoint_seconds, 3), **info}

@@ -212,7 +212,9 @@ class RayCluster(PipedRun):
     def _lost(self, w: int, err: Exception) -> None:
         """Worker ``w``'s actor died: its push never left, so nothing of it is applied. Restart it
         if ``cluster.restarts`` allows, and let the others go on."""
+        before = set(self.coord.live)
         self.coord.lose(w, type(err).__name__)
+        joined = self.coord.live - before    # the warm start's only worker died: the others start now
         log.warning("worker %d lost at step %d: %s", w, self.coord.done, type(err).__name__)
         if self.restarts > 0 and self.coord.dispatched < self.coord.total:
             self.restarts -= 1
@@ -224,7 +226,7 @@ class RayCluster(PipedRun):
             log.warning("worker %d restarted", w)
         self._set_live()
         for _ in range(self.coord.depth):
-            for v in sorted(self._blocked | {w}):
+            for v in sorted(self._blocked | joined | {w}):
                 self._dispatch(v)
 
     def _cycle_done(self, ref: Any, w: int, on_push: OnPush) -> None:

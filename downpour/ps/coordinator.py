@@ -33,6 +33,7 @@ class Coordinator:
         self.max_gap = 0                                          # the largest clock gap any cycle started with
         self._unapplied: dict[int, int] = {}   # pushes a worker sent that are not applied yet
         self._clocks = clocks or {}
+        self._lost_clock: dict[int, int] = {}  # the clock a lost worker died with (see rejoin)
         self.depth = depth if gate.bound is None else 1
         self._join(0)
         if start_step >= warm_start:
@@ -95,14 +96,23 @@ class Coordinator:
         self.dispatched -= sum(k for k, _ in self._inflight.pop(w, []))
         self.live.discard(w)
         self.lost.append(w)
+        self._lost_clock[w] = self.gate.clocks.get(w, 0)
         self.gate.leave(w)
         self.events.append({"event": "worker-lost", "worker": w, "step": self.done, "reason": reason})
+        waiting = [v for v in range(self.workers) if v not in self.live and v not in self.lost]
+        if not self.live and waiting:     # the warm start's only worker died: the others start now
+            for v in waiting:
+                self._join(v)
+            self.events.append({"event": "joined", "workers": waiting, "step": self.done})
 
     def rejoin(self, w: int) -> None:
-        """A lost worker was restarted: live again, level with the slowest (like a late joiner)."""
+        """A lost worker was restarted: live again, level with the slowest (like a late joiner), but never
+        behind the clock it died with: under sync the round it pushed into may still be open, and a
+        second push of its into that round would count it twice."""
         self.lost.remove(w)
         self.live.add(w)
-        self.gate.join(w)
+        slowest = min(self.gate.clocks.values()) if self.gate.clocks else 0
+        self.gate.join(w, max(slowest, self._lost_clock.pop(w, 0)))
         self.events.append({"event": "worker-restarted", "worker": w, "step": self.done})
 
     @property

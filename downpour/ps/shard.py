@@ -3,8 +3,9 @@
 A shard owns its slice (n,), its update rule's state, a version clock (updates applied so far)
 and a staleness log. Workers :meth:`Shard.pull` the slice and :meth:`Shard.push` gradients
 computed from the version they pulled. A push with NaN/Inf, the wrong shape, an unknown worker,
-a version from the future or a sequence number already seen is rejected and counted, and the
-parameters are left untouched; so a retried push is never applied twice. Under ``sync`` a push
+a version from the future, a sequence number already seen or (sync) a second push of one worker into
+an open round is rejected and counted, and the parameters are left untouched; so a retried push is
+never applied twice. Under ``sync`` a push
 rejected for its gradient (non-finite, wrong shape) still takes its worker's turn in the round, which
 then closes on the others' mean: a bad gradient neither stalls a round nor lets the worker's next push
 into it.
@@ -27,14 +28,13 @@ from downpour.ps.staleness import StalenessLog
 from downpour.train.checkpoint import CheckpointError
 
 
-BACKUPS = 4                            # DC-ASGD: fetched copies kept per worker (its fetches not yet pushed from)
 TURN_TAKEN = ("non-finite", "shape")   # sync: a push rejected for its gradient still takes the worker's turn
 
 
 @dataclass
 class PushResult:
     accepted: bool
-    reason: str = ""      # why it was rejected: unknown-worker | shape | non-finite | version | duplicate
+    reason: str = ""      # why it was rejected: unknown-worker | shape | non-finite | version | duplicate | round
     version: int = 0      # the shard's version after the push
     staleness: int = 0    # the shard's version before it, minus the version the gradient was computed from
 
@@ -72,6 +72,9 @@ class Shard:
         self._seen: dict[int, set[int]] = {}                          # push numbers applied, per worker
         self._floor: dict[int, int] = {}                              # after a resume: every seq <= this was seen
         self._backup: dict[int, dict[int, Tensor]] = {}               # DC-ASGD: worker -> version -> fetched copy
+        self._arrived: dict[int, dict[int, int]] = {}                 # DC-ASGD: worker -> seq -> base, out of order
+        self._next: dict[int, int] = {}                               # DC-ASGD: worker -> first seq not yet arrived
+        self.uncorrected = 0       # DC-ASGD: stale pushes applied without their copy (none unless a resume lost it)
         self._round: list[tuple[int, int, int, Tensor | None]] = []   # sync: (worker, seq, base, grad or None: rejected)
 
     def adopt(self, buffer: Tensor) -> None:
@@ -90,10 +93,28 @@ class Shard:
         if worker is not None and self.compensation.needs_backup:
             kept = self._backup.setdefault(worker, {})
             if self.version not in kept:
-                kept[self.version] = self.params.clone()
-                while len(kept) > BACKUPS:
-                    del kept[min(kept)]
+                kept[self.version] = self.params.clone()   # until no push of the worker can be based on it
         return self.params, self.version
+
+    def _release(self, worker: int, seq: int, base: int) -> None:
+        """DC-ASGD: push ``seq`` of ``worker`` arrived (applied or not). A worker's pushes are based on
+        versions that never go down, so once every push up to some seq has arrived, no later one is based
+        on anything older than that push's base: those copies go (not a fixed number of them: with long
+        delays a worker has many pushes in flight, and its oldest copy is the next one needed)."""
+        kept = self._backup.get(worker)
+        if kept is None:
+            return
+        arrived = self._arrived.setdefault(worker, {})
+        arrived[seq] = base
+        nxt = self._next.get(worker, self._floor.get(worker, -1) + 1)
+        low = None
+        while nxt in arrived:
+            low = arrived.pop(nxt)
+            nxt += 1
+        self._next[worker] = nxt
+        if low is not None:
+            for v in [v for v in kept if v < low]:
+                del kept[v]
 
     def push(self, worker: int, grad: Tensor, base_version: int, seq: int) -> PushResult:
         """Apply (or, under ``sync``, hold) ``grad`` (n,), computed by ``worker`` from ``base_version``.
@@ -104,6 +125,8 @@ class Shard:
         reason = self._check(worker, grad, base_version, seq)
         if reason:
             self.rejected[reason] += 1
+            if reason in TURN_TAKEN:
+                self._release(worker, seq, base_version)
             if self.sync and reason in TURN_TAKEN and worker in self.workers and not self._stale_or_seen(base_version, worker, seq):
                 self._seen.setdefault(worker, set()).add(seq)       # its turn: a retry is a duplicate
                 self._round.append((worker, seq, base_version, None))
@@ -117,6 +140,7 @@ class Shard:
             self._maybe_close_round()
         else:
             self._apply_one(worker, seq, base_version, grad)
+        self._release(worker, seq, base_version)
         return PushResult(True, "", self.version, staleness)
 
     def _check(self, worker: int, grad: Tensor, base_version: int, seq: int) -> str:
@@ -136,12 +160,17 @@ class Shard:
         # pushes of one worker may arrive out of order (network delay): remember each, not just the last
         if seq in self._seen.get(worker, ()) or seq <= self._floor.get(worker, -1):
             return "duplicate"
+        if self.sync and any(w == worker for w, *_ in self._round):
+            return "round"       # a second push of one worker into an open round would count it twice
         return ""
 
     def _apply_one(self, worker: int, seq: int, base: int, grad: Tensor) -> None:
         staleness = self.version - base
         # the copy this gradient was computed from (a pipelined worker has fetched again since)
-        g, lr_scale = self.compensation.adjust(grad, staleness, self.params, self._backup.get(worker, {}).get(base))
+        copy = self._backup.get(worker, {}).get(base)
+        if copy is None and staleness > 0 and self.compensation.needs_backup:
+            self.uncorrected += 1
+        g, lr_scale = self.compensation.adjust(grad, staleness, self.params, copy)
         self._update(g, lr_scale)
         self.log.append(worker, seq, base, self.version)
         self.version += 1
@@ -153,7 +182,10 @@ class Shard:
         if self.noise:
             gen = torch.Generator().manual_seed(((self.seed * 1_000_003 + self.index) * 1_000_033 + self.version) % 2**63)
             scale = self.noise * (float(g.pow(2).mean().sqrt()) if self.noise_relative else 1.0)
-            g = g + torch.randn(g.shape, generator=gen) * scale
+            # only where there is a gradient: a stage a greedy schedule holds still (gradient exactly 0) stays
+            # still, as it would under staleness, whose error the noise stands in for (Adagrad and Adam make
+            # even tiny noise an lr-sized step)
+            g = g + torch.randn(g.shape, generator=gen) * scale * (g != 0)
         self.rule.apply(self.params, g, self.state, lr_scale)
 
     def _maybe_close_round(self, force: bool = False) -> None:
@@ -187,7 +219,8 @@ class Shard:
 
     def stats(self) -> dict[str, Any]:
         return {"shard": self.index, "version": self.version, "accepted": self.accepted, "applied": self.applied,
-                "rejected": dict(self.rejected), "numel": self.params.numel()}
+                "rejected": dict(self.rejected), "numel": self.params.numel(),
+                **({"uncorrected": self.uncorrected} if self.compensation.needs_backup else {})}
 
     def state_dict(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
         """Tensors (params, rule state, log, a sync round still open) and JSON metadata, for a safetensors +
@@ -214,6 +247,7 @@ class Shard:
         self.log = StalenessLog.from_tensor(tensors["log"])
         self.version, self.accepted, self.applied = meta["version"], meta["accepted"], meta["applied"]
         self.rejected = Counter(meta.get("rejected", {}))
+        self.uncorrected = meta.get("uncorrected", 0)
         self._floor = {int(w): s for w, s in meta.get("last_seq", {}).items()}
         self._seen = {w: set() for w in self._floor}
         held = iter(tensors["round"]) if "round" in tensors else iter(())
