@@ -134,6 +134,16 @@ def test_a_shard_of_only_bad_files_is_an_error_not_an_endless_loop(tmp_path):
         next(data.shard(only_bad, 2).batches(2, torch.Generator().manual_seed(0)))
 
 
+def test_a_shard_with_one_good_file_among_bad_ones_streams_on(tmp_path):
+    """One readable file, three corrupt: the end of one epoch and the start of the next (another order)
+    can hold four barren items in a row; that is not a whole pass without a sample."""
+    root = _folder(tmp_path, n=1, bad=["x.png", "y.png", "z.png"])
+    data = open_data(_cfg(root), seed=0)
+    for seed in range(6):
+        batches = data.shard(0, 1).batches(1, torch.Generator().manual_seed(seed))
+        assert all(next(batches).x.shape[0] == 1 for _ in range(12))
+
+
 def test_prefetch_bounds_what_the_loader_has_in_flight():
     assert loader_shape(prefetch=256, workers=1, batch_size=32) == (32, 8)     # 256 items in flight
     assert loader_shape(prefetch=4, workers=1, batch_size=32) == (4, 1)

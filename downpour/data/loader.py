@@ -104,7 +104,7 @@ class StreamBatches:
         self.reads = np.zeros(len(data), np.int32)   # per item: times decoded (bad ones too)
         self.skipped: list[dict[str, str]] = []
         self._bad: dict[int, str] = {}              # item -> why it was skipped, in the order met
-        self._barren = 0                           # items in a row that gave no sample
+        self._barren: set[int] = set()             # items whose last read gave no sample
         self.samples = int(pos.get("samples", 0))
         self.listing = listing_digest(data.items)
         self.listing_changed = "listing" in pos and pos["listing"] != self.listing
@@ -150,8 +150,13 @@ class StreamBatches:
                 self._bad[k] = bad
                 skip(self.skipped, self._reader.name(k), bad)
             keys += [(epoch, p, j) for j in range(count)]
-            self._barren = 0 if count else self._barren + 1
-            if self._barren >= len(self.data):      # a whole pass without one sample: it never ends
+            if count:
+                self._barren.discard(k)
+            else:
+                self._barren.add(k)
+            # every item gives nothing: it would never end (counted per item, not as a run of items: an
+            # epoch's barren tail and the next epoch's barren head, in another order, are not a whole pass)
+            if len(self._barren) >= len(self.data):
                 raise DataError(f"none of the {len(self.data)} items of this worker's shard can be read "
                                 f"(first: {self.skipped[0]['file']}: {self.skipped[0]['reason']})")
             self._next = (epoch + 1, 0) if p + 1 == len(self.data) else (epoch, p + 1)
