@@ -32,6 +32,19 @@ def test_reads_recursively_png_and_jpeg_and_ignores_other_files(tmp_path):
     assert colour.channels == 3
 
 
+def test_files_pillow_only_names_or_writes_are_ignored_not_skipped_as_corrupt(tmp_path):
+    """.pdf (Pillow writes it), .h5 (a stub), .eps (needs Ghostscript) are not images to read: beside a
+    labelled folder's classes they were 'images at its top level' and refused the run."""
+    _png(tmp_path / "cat" / "a.png", 0)
+    _png(tmp_path / "dog" / "b.png", 1)
+    for name in ("README.pdf", "features.h5", "figure.eps"):
+        (tmp_path / name).write_bytes(b"%PDF-1.4 or whatever else")
+    images = load_folder(tmp_path, grey=True)
+    assert images.names == ["cat/a.png", "dog/b.png"] and images.info["n_ignored"] == 3 and images.skipped == []
+    labelled = build_dataset(DataConfig(source="folder", path=str(tmp_path), labels=True, mode="crops", size=8), 0)
+    assert labelled.info["n_ignored"] == 3
+
+
 def test_corrupt_image_is_skipped_counted_named_and_logged(tmp_path, caplog):
     for i in range(3):
         _png(tmp_path / f"ok{i}.png", i)

@@ -14,15 +14,30 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageFile
 
 from downpour.data.images import ImageSet, log, skip, to_chw
 from downpour.errors import DataError
 
 
+# identified by Pillow but not decoded: PostScript needs Ghostscript, MPEG is read for its size only
+_NOT_DECODED = {".eps", ".ps", ".mpg", ".mpeg"}
+
+
 def image_extensions() -> set[str]:
-    """Lower-case extensions (with the dot) Pillow can open, e.g. {'.png', '.jpg', ...}."""
-    return {ext.lower() for ext in Image.registered_extensions()}
+    """Lower-case extensions (with the dot) of the images Pillow can decode, e.g. {'.png', '.jpg', ...}:
+    not the formats it only writes (.pdf, .palm), nor its stubs (.h5, .grib, .bufr, .wmf without a
+    handler), nor what it identifies without decoding; so a README.pdf beside the images is ignored
+    (counted), not a corrupt image."""
+    Image.init()
+    out = set()
+    for ext, fmt in Image.registered_extensions().items():
+        factory = Image.OPEN.get(fmt, (None,))[0] if fmt != "MPO" else Image.OPEN["JPEG"][0]   # MPO: the JPEG opener
+        if factory is None or (isinstance(factory, type) and issubclass(factory, ImageFile.StubImageFile)):
+            continue
+        if ext.lower() not in _NOT_DECODED:
+            out.add(ext.lower())
+    return out
 
 
 def read_image(path: Path, grey: bool) -> np.ndarray:
