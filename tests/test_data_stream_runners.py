@@ -1,7 +1,8 @@
 """Streamed data under the runners: on the simulator and on a local Ray, with 2 workers and a folder
 larger than the prefetch budget, each worker opens only its own files and the driver only its
 fitting sample; bad files are named once; the simulator is bit for bit the same whatever the
-loader's processes and prefetch; the local runner resumes its stream exactly.
+loader's processes and prefetch; the local runner resumes its stream exactly, the simulator's
+workers from where their streams stood (their reports go on).
 
 Reads are counted below the code under test: ``tests/audit_reads/sitecustomize.py`` logs every
 ``open`` of a file under the data folder with the opening process's id, from Python's audit
@@ -144,7 +145,7 @@ def test_ray_workers_read_only_their_own_files(tmp_path, folder, local_ray):
     _check_reads(run, cfg, _reads(log), root)
 
 
-def test_a_resumed_cluster_run_reseeds_each_worker_on_its_own_files(tmp_path, folder):
+def test_a_resumed_cluster_run_goes_on_with_each_worker_on_its_own_files(tmp_path, folder):
     root, log = folder
     cfg = load_config("ufldl-sae", [*STREAM, f"data.path={root}", "cluster.runner=simulated", "train.steps=16",
                                     "data.loader_workers=1"])
@@ -158,4 +159,6 @@ def test_a_resumed_cluster_run_reseeds_each_worker_on_its_own_files(tmp_path, fo
     reads = _reads(log)
     reads.pop(os.getpid())
     assert len(reads) == 2 and all(any(set(r) <= s for s in shards) for r in reads.values())
-    assert run.read_json("data.json")["samples"] == 16 * BATCH      # the resumed part's
+    data = run.read_json("data.json")    # the whole run's: each stream went on from where the checkpoint left it
+    assert data["samples"] == 32 * BATCH and data["n_skipped"] == 3
+    assert [w["batches"] for w in data["workers"]] == [16, 16]

@@ -102,7 +102,7 @@ def _run_once(cfg: RunConfig, run: RunDir, resume: bool) -> dict[str, Any]:
     # the driver first: if Ray cannot start or join, nothing is written and the run folder stays
     # one that never started (the same command, fixed, takes it over)
     driver: Driver = _driver(c.runner)(setup, shards, coord, stage_of, start, next_seqs(restored) if restored else {},
-                                       meta.get("vtime", 0.0))
+                                       meta)
     try:
         recorder = Recorder(cfg, run, coord, meta["elapsed"])
     except BaseException:

@@ -66,7 +66,7 @@ class RayCluster(PipedRun):
 
     def __init__(self, setup: ClusterSetup, shards: list[Shard], coord: Coordinator,
                  stage_of: Callable[[int], int | None], start_step: int = 0, seqs: dict[int, int] | None = None,
-                 start_time: float = 0.0):
+                 saved: dict[str, Any] | None = None):
         cfg = setup.cfg
         self.setup, self.coord, self.stage_of = setup, coord, stage_of
         self.restarts = cfg.cluster.restarts            # restarts left

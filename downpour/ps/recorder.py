@@ -28,7 +28,8 @@ class ShardLost(RunError):
 class Driver(Protocol):
     """How a cluster runner runs the coordinator's budget of steps on its shards. The simulator
     (:class:`~downpour.ps.simulated.SimulatedCluster`) and Ray (:class:`~downpour.ps.cluster_on_ray.RayCluster`)
-    implement it; both are built as ``Driver(setup, shards, coord, stage_of, start_step, seqs, start_time)``."""
+    implement it; both are built as ``Driver(setup, shards, coord, stage_of, start_step, seqs, saved)``, ``saved``
+    being a resumed run's checkpoint meta (what :meth:`meta` wrote, among the counters)."""
 
     def run(self, on_push: OnPush) -> None:
         """Until the coordinator's budget is done, calling ``on_push`` for every push the shards applied."""
@@ -37,7 +38,7 @@ class Driver(Protocol):
         """The shards' states now; after :meth:`run` the final ones."""
 
     def meta(self) -> dict[str, Any]:
-        """Driver fields a server checkpoint keeps (the simulator's virtual clock)."""
+        """Driver fields a server checkpoint keeps (the simulator's virtual clock and its workers' streams)."""
 
     def info(self) -> dict[str, Any]:
         """Driver fields of the run's summary (virtual time; Ray's nodes and placement)."""

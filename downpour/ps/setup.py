@@ -85,21 +85,24 @@ def batch_seed(seed: int, wid: int, start_step: int) -> int:
 
 
 def make_worker(cfg: RunConfig, wid: int, data: Dataset, bounds: list[tuple[int, int]], sync: bool,
-                start_step: int = 0, seq: int = 0, params: Any = None) -> Worker:
+                start_step: int = 0, seq: int = 0, params: Any = None, stream: dict[str, Any] | None = None) -> Worker:
     """Worker ``wid`` on ``data`` (its own shard of the dataset); its replica is filled by its first
     fetch. ``sync``: the gate's (a sync worker fetches after every push). ``params``: where the
-    replica's parameters live, when not in this process (model-parallel partitions on Ray)."""
+    replica's parameters live, when not in this process (model-parallel partitions on Ray).
+    ``stream``: streamed data's ``{"seed_step", "position"}`` saved by a checkpoint: the stream goes on
+    from there (its report too) instead of being re-seeded from ``start_step``."""
     model, objective = build_replica(cfg, data.input_shape)
-    generator = torch.Generator().manual_seed(batch_seed(cfg.seed, wid, start_step))
+    generator = torch.Generator().manual_seed(batch_seed(cfg.seed, wid, stream["seed_step"] if stream else start_step))
     c = cfg.cluster
-    batches = data.batches(cfg.train.batch_size, generator)
+    batches = (data.batches(cfg.train.batch_size, generator, position=stream["position"]) if stream
+               else data.batches(cfg.train.batch_size, generator))
     device = resolve_device(cfg.train.device)    # 'cuda' where this process sees no GPU: ConfigError naming the key
     if device.type != "cpu":
         if params is not None:
             raise ConfigError(f"train.device={cfg.train.device!r}: a model-parallel replica's partitions compute on "
                               "CPU; set cluster.partitions = 1 or train.device = 'cpu'")
         model.to(device)
-        batches, params = _on_device(batches, device), DeviceParams(model, cfg.train.lr, c.n_fetch)
+        batches, params = OnDevice(batches, device), DeviceParams(model, cfg.train.lr, c.n_fetch)
     return Worker(wid, model, objective, batches, bounds, c.n_fetch, c.n_push, cfg.train.lr, sync=sync, seq=seq,
                   params=params)
 
@@ -132,6 +135,17 @@ class DeviceParams(LocalParams):
         return [part.cpu() for part in super().take(bounds, seq, base)]
 
 
-def _on_device(batches: Iterator[Any], device: torch.device) -> Iterator[Any]:
-    for batch in batches:
-        yield batch.to(device)
+class OnDevice:
+    """``batches`` moved to ``device``; a stream's ``position``, ``report`` and ``close`` pass through."""
+
+    def __init__(self, batches: Iterator[Any], device: torch.device):
+        self.batches, self.device = batches, device
+
+    def __iter__(self) -> "OnDevice":
+        return self
+
+    def __next__(self) -> Any:
+        return next(self.batches).to(self.device)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.batches, name)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import heapq
 from typing import Any, Callable
 
-from downpour.data.pipeline import data_report
+from downpour.data.pipeline import batch_position, data_report
 from downpour.ps.checkpoint import ShardState
 from downpour.ps.coordinator import Coordinator
 from downpour.ps.delays import delay_rngs
@@ -27,16 +27,18 @@ class SimulatedCluster:
 
     def __init__(self, setup: ClusterSetup, shards: list[Shard], coord: Coordinator,
                  stage_of: Callable[[int], int | None], start_step: int = 0, seqs: dict[int, int] | None = None,
-                 start_time: float = 0.0):
+                 saved: dict[str, Any] | None = None):
         cfg = setup.cfg
         self.setup, self.shards, self.coord, self.stage_of = setup, shards, coord, stage_of
         n = cfg.cluster.workers
-        seqs = seqs or {}
+        seqs, saved = seqs or {}, saved or {}
+        streams = saved.get("streams") or [None] * n     # streamed data: each worker's stream goes on where it stood
         self.workers: list[Worker] = [make_worker(cfg, w, setup.data.shard(w, n), setup.bounds, setup.gate.sync,
-                                                  start_step, seqs.get(w, 0)) for w in range(n)]
+                                                  start_step, seqs.get(w, 0), stream=streams[w]) for w in range(n)]
+        self._seed_steps = [s["seed_step"] if s else start_step for s in streams]
         self.delays = setup.delays
         self.rngs = delay_rngs(cfg.seed + start_step, n)
-        self.now = start_time      # a resumed run continues the virtual clock
+        self.now = float(saved.get("vtime", 0.0))      # a resumed run continues the virtual clock
         self._heap: list[tuple[float, int, int, int, Push | None]] = []   # (time, order, kind, worker, push)
         self._order = 0
         self._left = [0] * n        # steps left in each worker's current cycle
@@ -110,7 +112,10 @@ class SimulatedCluster:
         return [s.state_dict() for s in self.shards]
 
     def meta(self) -> dict[str, Any]:
-        return {"vtime": self.now}       # a resumed run continues the virtual clock
+        """The virtual clock, and where each worker's streamed data stands (its report goes on from there)."""
+        at = [batch_position(w.batches) for w in self.workers]
+        streams = [{"seed_step": k, "position": p} for k, p in zip(self._seed_steps, at)]
+        return {"vtime": self.now, **({"streams": streams} if all(at) else {})}
 
     def info(self) -> dict[str, Any]:
         """Virtual time, and each worker's data report (streamed data: its reads and skipped files)."""
