@@ -198,6 +198,8 @@ def test_normalisation_is_fitted_on_a_seeded_sample_of_fit_sample_items(tmp_path
     assert 0.1 <= float(x.min()) and float(x.max()) <= 0.9      # ufldl's range: applied per batch
     plain = open_data(_cfg(root), seed=0)
     assert plain.info["fit_sample"] == {"items": 0}              # nothing to fit: the driver reads no image
+    with pytest.raises(DataError, match="data.fit_sample = 1: its 1 item"):   # too small a sample, not bad files
+        open_data(_cfg(root, normalize="ufldl", fit_sample=1), seed=0)
 
 
 def test_auto_streams_only_what_would_not_fit_in_memory(tmp_path, monkeypatch):

@@ -155,8 +155,11 @@ def _fit(cfg: DataConfig, listing: Listing, cut: Cut, seed: int) -> tuple[Prepro
         skipped += [{"file": reader.name(k), "reason": bad} for (_, _, k), bad in zip(chunk["keys"], chunk["bad"]) if bad]
     x = torch.cat(xs).numpy()
     if len(x) < 2:
+        if not skipped:       # every sampled item was read: the sample is too small, not the data bad
+            raise DataError(f"data.fit_sample = {cfg.fit_sample}: its {len(pick)} item(s) gave {len(x)} sample(s), and "
+                            f"fitting data.normalize / data.whiten needs at least 2; raise data.fit_sample")
         raise DataError(f"{cfg.path!r}: only {len(x)} of the {len(pick)} sampled items gave a sample to fit "
-                        f"data.normalize / data.whiten on (first bad: {skipped[0] if skipped else 'none'})")
+                        f"data.normalize / data.whiten on (first bad: {skipped[0]})")
     preprocess, xt, info = Preprocess.fit(x, cfg.normalize, cfg.whiten, cfg.zca_eps, cfg.spectral_strength)
     info["fit_sample"] = {"items": len(pick), "samples": len(x), "n_skipped": len(skipped), "skipped": skipped,
                           "x_mean": float(xt.mean()), "x_std": float(xt.std())}
