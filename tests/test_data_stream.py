@@ -212,6 +212,12 @@ def test_auto_streams_only_what_would_not_fit_in_memory(tmp_path, monkeypatch):
     assert open_data(DataConfig(source="folder", path=str(root), pipeline="memory"), seed=0).info["pipeline"] == "memory"
     assert open_data(DataConfig(source="digits", mode="crops"), seed=0).info["pipeline"] == "memory"
     assert isinstance(open_data(auto, seed=0, stream_ok=False).x, torch.Tensor)   # Sandblaster keeps it in memory
+    opened = []
+    monkeypatch.setattr(pipeline, "_pixels", lambda cfg, path: opened.append(path) or 480)
+    for n in (3, 31, 1000):      # the estimate reads at most 16 headers, spread over the list (31 read 31)
+        opened.clear()
+        pipeline.estimate_bytes(auto, pipeline.Listing([str(k) for k in range(n)], None))
+        assert len(opened) == min(n, 16) and opened[0] == "0" and opened[-1] == str(n - 1)
 
 
 def test_stream_is_refused_where_it_cannot_work(tmp_path):

@@ -18,6 +18,7 @@ import math
 from pathlib import Path
 from typing import Any, Iterable
 
+import numpy as np
 from PIL import Image
 
 from downpour.config import ConfigError, DataConfig
@@ -38,8 +39,8 @@ def estimate_bytes(cfg: DataConfig, listing: Listing) -> int:
     n, channels = len(listing.items), 1 if cfg.grey else 3
     if cfg.source == "array":
         return n * math.prod(listing.row_shape[-2:]) * channels * 4
-    step = max(1, n // _PROBES)
-    pixels = [p for p in (_pixels(cfg, listing.items[k]) for k in range(0, n, step)) if p]
+    probes = sorted({int(k) for k in np.linspace(0, n - 1, min(n, _PROBES))}) if n else []
+    pixels = [p for p in (_pixels(cfg, listing.items[k]) for k in probes) if p]
     per_item = sum(pixels) / len(pixels) if pixels else 0
     frames = cfg.frames_per_video if cfg.source == "video" else 1
     return int(n * per_item * frames * channels * 4)
