@@ -85,6 +85,17 @@ def test_damaged_lines_run_again_and_a_damaged_header_is_named(planted, tmp_path
         run_study("planted", tmp_path, quick=True, jobs=1)
 
 
+def test_a_seed_left_out_of_an_interval_is_said(planted, tmp_path, monkeypatch):
+    """A non-finite figure (a diverged run) leaves its seed out of the interval while n counts every seed."""
+    plain = Planted.run_cell
+    monkeypatch.setattr(Planted, "run_cell", lambda self, c, seed, ctx: {**plain(self, c, seed, ctx),
+                                                                         **({"x": math.nan} if (c.name, seed) == ("b", 1) else {})})
+    run_study("planted", tmp_path, quick=True, jobs=1)
+    rows = {r["condition"]: r for r in json.loads((tmp_path / "study.json").read_text())["cells"]}
+    assert rows["b"]["missing"] == {"x": 1} and "missing" not in rows["a"] and rows["b"]["n"] == 3
+    assert "(1 of 3 seeds left out)" in (tmp_path / "study.html").read_text()
+
+
 def test_the_cache_knows_what_defines_each_cell(planted, tmp_path, monkeypatch, caplog):
     sets = ["train.steps=3", "train.batch_size=4"]
     run_study("planted", tmp_path, quick=True, jobs=1, sets=sets)

@@ -41,10 +41,18 @@ def rows_table(rows: list[dict[str, Any]]) -> str:
         cells = f"<td class=l>{html.escape(r['condition'])}</td>"
         cells += "".join(f"<td class=l>{fmt(r['params'].get(k, ''))}</td>" for k in params)
         cells += f"<td>{r['n']}</td>"
-        cells += "".join(f"<td>{interval(r['figures'][k]) if k in r['figures'] else ''}</td>" for k in figures)
+        cells += "".join(f"<td>{_figure(r, k)}</td>" for k in figures)
         cells += "".join(f"<td>{_plain(r.get('extra', {}).get(k, ''))}</td>" for k in extra)
         body.append(f"<tr>{cells}</tr>")
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+def _figure(row: dict[str, Any], key: str) -> str:
+    """One figure's cell: value [low, high], and the seeds its interval left out, if any."""
+    if key not in row["figures"]:
+        return ""
+    left_out = row.get("missing", {}).get(key)
+    return interval(row["figures"][key]) + (f" <small>({left_out} of {row['n']} seeds left out)</small>" if left_out else "")
 
 
 def _plain(value: Any) -> str:
@@ -66,7 +74,9 @@ Reproduce with <code>{html.escape(result['command'])}</code>.</p>
 <h2>Verdict</h2><div class="verdict">{verdict}</div>
 <h2>Conditions</h2>{rows_table(result['cells'])}
 <p><small>Intervals are 95%: Wilson for proportions, Bonett &amp; Price's adjusted Wald for paired
-differences of proportions, Student's t for means and paired differences of means.</small></p>
+differences of proportions, Student's t for means and paired differences of means (the sign test's
+for a paired difference with no spread). A seed whose figure is not finite is left out of its
+interval, and said so.</small></p>
 <h2>Figures</h2>{figures or '<p>none</p>'}
 </body></html>
 """

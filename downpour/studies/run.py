@@ -11,6 +11,7 @@ wall and CPU seconds its cells took over every invocation (a resumed study count
 from __future__ import annotations
 
 import json
+import math
 import shlex
 import sys
 import time
@@ -67,6 +68,7 @@ def run_study(name: str, out: str | Path, quick: bool = False, seeds: int | None
     run_cells(study, todo, context, cache, jobs or default_jobs())
     cells = {key: cache.cells[key] for key in ((c, s) for c in names for s in seed_list)}
     rows = study.summarise(conditions, cells, seed_list)
+    note_missing(rows, cells, seed_list)
     figures = study.figures(rows, cells, folder / "figures")
     result: dict[str, Any] = {
         "study": name, "question": cls.question, "command": command_line(name, quick, n, sets, str(out)),
@@ -92,6 +94,17 @@ def cells_header(study: Any, conditions: list[Any], sets: list[tuple[str, Any]])
                                 "conditions": {c.name: c.sets for c in conditions}},
               **({"measured_by": study.measured_by} if study.measured_by else {})}
     return json.loads(json.dumps(header))
+
+
+def note_missing(rows: list[dict[str, Any]], cells: dict[tuple[str, int], dict[str, float]], seeds: list[int]) -> None:
+    """A row's figure whose interval left out seeds (a non-finite cell: a diverged run, a test with no
+    eligible unit) gets ``row["missing"][figure]``, the seeds left out, so ``n`` does not overstate it."""
+    for row in rows:
+        got = [cells[(row["condition"], s)] for s in seeds if (row["condition"], s) in cells]
+        missing = {k: sum(1 for g in got if not math.isfinite(g.get(k, math.nan))) for k in row["figures"]
+                   if got and k in got[0]}
+        if any(missing.values()):
+            row["missing"] = {k: m for k, m in missing.items() if m}
 
 
 def _pair(item: Override) -> tuple[str, Any]:
