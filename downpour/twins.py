@@ -71,6 +71,7 @@ def train_with_twin(cfg: RunConfig, run: RunDir, twin: RunConfig | None, resume:
         if resume and twin is not None and run.finished(cfg.train.steps):
             log.info("%s: finished at step %d; only its no-faces twin is left", run.path, cfg.train.steps)
             summary = kept(run, cfg)                  # its analysis now scores the twin
+            run.drop_analysis("they have no row for the no-faces twin trained now")
         else:
             summary = train(cfg, run, resume=resume)
         if twin is not None:

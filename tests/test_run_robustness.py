@@ -243,3 +243,25 @@ def test_the_cluster_summary_counts_pushes_made_not_shard_log_rows(tmp_path):
     summary = _cluster(tmp_path / "c", "train.steps=48")
     assert summary["pushes"] == 48                     # 48 pushes of one step each, each to both shards
     assert summary["final_loss"] == RunDir(tmp_path / "c").metrics()[-1]["loss"]
+
+
+@pytest.mark.parametrize("runner", ["local", "simulated"])
+def test_a_resume_removes_the_analysis_of_the_model_it_trains_on(tmp_path, runner, caplog):
+    """analysis.json, figures/ and report.html of step 20 would be shown by `downpour report` as the
+    resumed model's; they go, and `downpour analyze` writes them again."""
+    run = tmp_path / "r"
+    if runner == "local":
+        _local(run, "train.steps=20")
+    else:
+        _cluster(run, "train.steps=20")
+    (run / "analysis.json").write_text('{"trained_steps": 20}')
+    (run / "figures").mkdir()
+    (run / "figures" / "loss.png").write_bytes(b"png")
+    (run / "report.html").write_text("<html>")
+    with caplog.at_level("INFO"):
+        if runner == "local":
+            _local(run, "train.steps=40", resume=True)
+        else:
+            _cluster(run, "train.steps=40", resume=True)
+    assert not any((run / name).exists() for name in ("analysis.json", "figures", "report.html"))
+    assert "writes them again" in caplog.text and (run / "model.json").is_file()

@@ -66,7 +66,8 @@ class RunDir:
     # what training writes (and, after it, the analysis and the report)
     METRICS = "metrics.jsonl"
     TRAINED = ("model.json", "model.safetensors", "checkpoints", METRICS, "staleness.json")
-    AFTER = ("cluster.json", "figures", "analysis.json", "report.html")
+    ANALYSIS = ("figures", "analysis.json", "report.html")    # of the model as it is: stale once it trains on
+    AFTER = ("cluster.json", *ANALYSIS)
     # a run of its own inside this one (analysis.no_faces_twin): it may be there before this run trains
     # (crossfit trains folds and twins side by side), and a run trained again keeps it (same recipe)
     TWIN = "no-faces"
@@ -111,6 +112,20 @@ class RunDir:
                 shutil.rmtree(path)
             elif path.exists():
                 path.unlink()
+
+    def drop_analysis(self, why: str) -> None:
+        """The analysis and report describe a model that is about to change (a resume, a twin added): remove
+        them, so ``downpour report`` analyses again instead of showing the old model's numbers as current."""
+        gone = [name for name in self.ANALYSIS if (self.path / name).exists()]
+        for name in gone:
+            path = self.path / name
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+        if gone:
+            log.info("%s: %s removed (%s; `downpour analyze %s` writes them again)", self.path, ", ".join(gone), why,
+                     self.path)
 
     @classmethod
     def open(cls, path: str | Path) -> "RunDir":
@@ -173,6 +188,7 @@ class RunDir:
         self.save_preprocess(preprocess)
         if resume:
             self.truncate_metrics(start)
+            self.drop_analysis(f"they describe the model at step {start}, which this resume trains on")
 
     # --- the model ----------------------------------------------------------------------------
     def save_model(self, model: FeatureModel, step: int, extra: dict[str, Any] | None = None) -> None:
