@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 
 from downpour.analysis.run import analysis_options
+from downpour._names import nearest
 from downpour.batch import Batch
 from downpour.config import RESUMABLE, ConfigError, RunConfig, config_differences
 from downpour.data.build import check_config as check_data
@@ -110,6 +111,8 @@ def _dry_run(cfg: RunConfig, shape: tuple[int, int, int]) -> None:
                 partition_bounds(partition_ranges(model), cfg.cluster.shards)
             objective(model.forward_train(Batch(torch.zeros(2, *shape), torch.zeros(2, dtype=torch.int64))))
             _check_stages_train(cfg, model)
+            if cfg.cluster.partitions == 1:    # (a split replica is analysed merged)
+                _check_analysis_layers(cfg, model)
     except ConfigError as err:
         if err.key and err.key.startswith("model."):   # the model refuses this shape: say which shape
             raise ConfigError(f"{where}: {err}", key=err.key) from None
@@ -117,6 +120,15 @@ def _dry_run(cfg: RunConfig, shape: tuple[int, int, int]) -> None:
     except (ValueError, TypeError, KeyError, RuntimeError, IndexError) as err:
         reason = err.args[0] if isinstance(err, KeyError) and err.args else err
         raise ConfigError(f"{where}: {reason}") from None
+
+
+def _check_analysis_layers(cfg: RunConfig, model: FeatureModel) -> None:
+    """The analysis's layers are the model's: a typo fails here, not after the training."""
+    for key, names in (("analysis.layer", [cfg.analysis.layer]), ("analysis.probe_layers", cfg.analysis.probe_layers)):
+        for name in names:
+            if name and name not in model.feature_layers():
+                raise ConfigError(f"{key} = {name!r} is not a feature layer of model {cfg.model.name!r}; it has "
+                                  f"{model.feature_layers()}{nearest(name, model.feature_layers())}", key=key)
 
 
 def _check_stages_train(cfg: RunConfig, model: FeatureModel) -> None:

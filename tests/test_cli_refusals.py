@@ -215,3 +215,15 @@ def test_a_preset_may_carry_another_runners_settings():
 def test_the_set_form_of_a_one_runner_flag_is_refused_like_the_flag(capsys, argv, named):
     assert main(["train", "--config", "ufldl-sae", "--dry-run", *argv]) == 2
     assert named in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, named", [
+    (["--set", "analysis.layer=poolde"], "analysis.layer = 'poolde' is not a feature layer of model 'tica-8x8'"),
+    (["--set", 'analysis.probe_layers=["x"]'], "analysis.probe_layers = 'x' is not a feature layer"),
+    (["--set", "analysis.no_faces_run=NOWHERE"], "analysis.no_faces_run"),
+])
+def test_an_analysis_setting_that_cannot_work_is_refused_before_training(tmp_path, capsys, argv, named):
+    """They passed --dry-run and failed after the training (80 s of it on the main job)."""
+    argv = [a.replace("NOWHERE", str(tmp_path / "nowhere")) for a in argv]
+    assert main(["train", "--config", "tica-8x8", "--dry-run", *argv]) == 2
+    assert named in capsys.readouterr().err
