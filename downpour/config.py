@@ -304,6 +304,9 @@ def load_config(name_or_path: str = "main", overrides: list[Override] | tuple[Ov
         term = merged.get("objective", {}).get(path[1]) if len(path) == 3 and path[0] == "objective" else None
         if isinstance(term, dict):      # objective.TERM.KEY=v sets one key of the term, keeping the others
             path, value = path[:2], {**term, path[2]: value}
+        elif len(path) == 2 and path[0] == "objective" and isinstance(merged.get("objective", {}).get(path[1]), dict) \
+                and isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = {**merged["objective"][path[1]], "weight": value}   # objective.TERM=w: its weight, the rest kept
         nested: dict[str, Any] = {path[-1]: value}
         for part in reversed(path[:-1]):
             nested = {part: nested}

@@ -12,6 +12,7 @@ import pytest
 from downpour.cli import main
 from downpour.config import ConfigError, load_config
 from downpour.crossfit import fold_config
+from downpour.models.registry import resolve
 from downpour.config import ClusterConfig
 from downpour.plan import Cluster
 from downpour.plan.calibrate import DEFAULT_RATES
@@ -53,6 +54,11 @@ def test_a_dotted_override_of_a_cost_term_keeps_the_terms_other_keys():
     base = load_config("cat-demo").objective["pooled_l2"]
     cfg = load_config("cat-demo", ["objective.pooled_l2.eps=0.5"])
     assert cfg.objective["pooled_l2"] == {**base, "eps": 0.5} and base["weight"] == 0.2
+    # a plain number is the term's weight: the term's eps stays (it fell to the class default, 1e-4, and
+    # config.toml lost it)
+    plain = resolve(load_config("cat-demo", ["objective.pooled_l2=0.3"]))
+    assert plain.objective["pooled_l2"] == {**base, "weight": 0.3}
+    assert resolve(load_config("tica-8x8", ["objective.pooled_l2=0.3"])).objective["pooled_l2"] == {"weight": 0.3, "eps": 1e-4}
 
 
 @pytest.mark.parametrize("argv, named", [
