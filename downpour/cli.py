@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from downpour.config import CROSSFIT_CONTROLS, ClusterConfig, ConfigError, Override, RunConfig, config_to_toml, list_presets, load_config, parse_override
+from downpour.cli_flags import check_flags, set_keys
 from downpour.settings import choices_of
 from downpour.errors import DownpourError
 
@@ -22,8 +23,6 @@ SHORTHANDS = {
     "compensation": "cluster.compensation", "address": "cluster.address", "delay": "cluster.delay",
     "steps": "train.steps", "seed": "seed",
 }
-CLUSTER_ONLY = ("workers", "shards", "consistency", "n_fetch", "n_push", "compensation", "delay")
-ONLY_ON = {"delay": "simulated", "address": "ray"}   # flags that mean something to one runner only
 
 
 def _overrides(args: argparse.Namespace) -> list[Override]:
@@ -35,54 +34,6 @@ def _overrides(args: argparse.Namespace) -> list[Override]:
     if args.report is not None:
         out.append(("analysis.report", args.report))
     return out + list(args.set)
-
-
-# What the cluster runners never read (their workers' update is the server's cluster.rule): set by hand on one, refused
-# (train.checkpoint_every on a cluster run: preflight refuses it, set anywhere)
-LOCAL_ONLY = {"train.optimizer": "cluster.rule", "train.momentum": "cluster.momentum"}
-
-
-def _set_keys(args: argparse.Namespace) -> list[str]:
-    """The dotted keys the command line's ``--set`` strings name."""
-    return [".".join(parse_override(item)[0]) for item in args.set]
-
-
-def _check_flags(args: argparse.Namespace, cfg: RunConfig) -> None:
-    """A flag or ``--set`` the run's runner never reads would be ignored without a word: refuse it instead.
-    Only what the command line sets is checked; a preset may carry settings for another runner."""
-    given = [flag for flag in CLUSTER_ONLY if getattr(args, flag) is not None]
-    if cfg.cluster.runner == "local" and given:
-        flags = ", ".join("--" + flag.replace("_", "-") for flag in given)
-        raise ConfigError(f"{flags} only apply to the simulated and ray runners, and this run's runner is 'local'; "
-                          "add --runner simulated or --runner ray")
-    typed = _set_keys(args)
-    for flag, runner in ONLY_ON.items():
-        if cfg.cluster.runner == runner:
-            continue
-        if getattr(args, flag):
-            raise ConfigError(f"--{flag} only applies to the {runner} runner, and this run's runner is "
-                              f"{cfg.cluster.runner!r}; drop --{flag} or use --runner {runner}")
-        if f"cluster.{flag}" in typed:
-            raise ConfigError(f"--set cluster.{flag}: only the {runner} runner reads it, and this run's runner is "
-                              f"{cfg.cluster.runner!r}")
-    if cfg.cluster.runner == "local":
-        cluster = [key for key in typed if key.startswith("cluster.") and key != "cluster.runner"]
-        if cluster:
-            raise ConfigError(f"--set {', '.join(cluster)}: the local runner reads no [cluster] setting but the runner; "
-                              "add --runner simulated or --runner ray")
-    else:
-        local = [key for key in typed if key in LOCAL_ONLY]
-        if local:
-            raise ConfigError(f"--set {', '.join(local)}: only the local runner reads "
-                              f"{'it' if len(local) == 1 else 'them'}, and this run's runner is {cfg.cluster.runner!r} "
-                              f"(its counterpart: {', '.join(LOCAL_ONLY[k] for k in local)})")
-    if "train.momentum" in typed and cfg.train.optimizer != "sgd":
-        raise ConfigError(f"--set train.momentum: only train.optimizer = 'sgd' reads it, and this run's optimizer is "
-                          f"{cfg.train.optimizer!r}")
-    blaster = [key for key in typed if key.startswith("sandblaster.")]
-    if blaster and cfg.cluster.algorithm != "sandblaster":
-        raise ConfigError(f"--set {', '.join(blaster)}: only Sandblaster L-BFGS reads [sandblaster], and this run "
-                          f"trains with cluster.algorithm = {cfg.cluster.algorithm!r}")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -104,10 +55,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         check_resume(run.config, cfg)
     else:
         cfg = load_config(args.config or "main", _overrides(args))
-    _check_flags(args, cfg)
+    check_flags(args, cfg)
     cfg = check_run_config(cfg)   # resolved; before the run directory exists: a typo leaves nothing behind
     # checked too; the preset's twin is off for data without lfw faces, one asked for is refused then
-    cfg, twin = twin_config(cfg, asked="analysis.no_faces_twin" in _set_keys(args))
+    cfg, twin = twin_config(cfg, asked="analysis.no_faces_twin" in set_keys(args))
     if args.dry_run:
         print(config_to_toml(cfg), end="")
         print("downpour: config checked (data, model and cost on a dry batch, train, cluster, analysis); "
@@ -130,7 +81,7 @@ def cmd_crossfit(args: argparse.Namespace) -> int:
     from downpour.crossfit import run_crossfit
 
     cfg = load_config(args.config, _overrides(args))
-    _check_flags(args, cfg)
+    check_flags(args, cfg)
     out = args.out or f"runs/crossfit-{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
     result = run_crossfit(args.config, _overrides(args), out, folds=args.folds, jobs=args.jobs, control=args.control)
     print("\n".join(result["verdict"]["sentences"]))

@@ -202,6 +202,12 @@ def test_a_dry_run_looks_at_the_files_a_file_source_reads(tmp_path, capsys, sour
     (["--runner", "local", "--set", "train.optimizer=adam", "--set", "train.momentum=0.9"],
      "--set train.momentum: only train.optimizer = 'sgd' reads it"),
     (["--runner", "local", "--set", "sandblaster.units=4"], "--set sandblaster.units: only Sandblaster L-BFGS reads"),
+    # accepted on the simulator and on Sandblaster, and bit for bit without effect
+    (["--runner", "simulated", "--set", "cluster.restarts=5", "--set", "cluster.worker_gpus=0.5"],
+     "--set cluster.restarts, cluster.worker_gpus: only the ray runner reads them"),
+    (["--runner", "simulated", "--set", "cluster.algorithm=sandblaster", "--compensation", "dc-asgd",
+      "--set", "train.lr=0.9", "--set", "cluster.grad_noise=5"],
+     "--compensation, --set train.lr, cluster.grad_noise: Downpour's"),
 ])
 def test_a_set_the_runner_never_reads_is_refused(capsys, argv, named):
     assert main(["train", "--config", "ufldl-sae", "--dry-run", *argv]) == 2

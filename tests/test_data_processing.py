@@ -131,6 +131,7 @@ def test_zca_refuses_huge_inputs():
     ("faces_fraction", 1.5, "faces_fraction"),
     ("source", "folder", "needs data.path"),
     ("labels", True, "labels"),
+    ("path", "/some/frames", "data.path = '/some/frames' is read only by"),   # it trained on the built-in photos
 ])
 def test_bad_config_is_a_clear_error(field, value, match):
     with pytest.raises(ConfigError, match=match):

@@ -177,3 +177,28 @@ def test_ctrl_c_during_an_update_checkpoints_after_it_and_resumes_bit_for_bit(tm
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     # and the row the interrupt fell in (steps 6-10) holds all its steps, not only those after the resume
     assert [(r["step"], r["loss"]) for r in metrics(cut)] == [(r["step"], r["loss"]) for r in metrics(straight)]
+
+
+def test_a_signal_another_thread_takes_still_waits_for_the_held_block():
+    """The kernel gives a process's SIGINT to any thread not masking it (torch's, a loader's); Python
+    then raises KeyboardInterrupt in the main thread, inside the block masking was meant to hold."""
+    import signal
+    import threading
+    import time
+
+    from downpour.train.loop import signals_held
+
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    done = []
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with signals_held():
+                signal.pthread_kill(other.ident, signal.SIGINT)
+                time.sleep(0.05)             # the interpreter runs pending handlers here
+                done.append("the update")
+    finally:
+        stop.set()
+        other.join()
+    assert done == ["the update"]

@@ -74,6 +74,10 @@ def check_config(cfg: DataConfig) -> None:
         raise ConfigError(f"data.source = {cfg.source!r} needs data.path")
     if cfg.source in ("folder", "video", "array") and not Path(cfg.path).exists():
         raise ConfigError(f"data.path {cfg.path!r} does not exist (data.source = {cfg.source!r} reads it)")
+    if cfg.path and cfg.source not in ("folder", "video", "array"):   # it trained on the built-in set, silently
+        raise ConfigError(f"data.path = {cfg.path!r} is read only by data.source = 'folder', 'video' or 'array'; "
+                          f"data.source = {cfg.source!r} is built in: set data.source too, or drop data.path",
+                          key="data.path")
     if cfg.labels and cfg.source != "folder":
         raise ConfigError("data.labels = true only applies to data.source = 'folder'")
     if cfg.pipeline == "stream" and cfg.source not in ("folder", "video", "array"):

@@ -32,6 +32,28 @@ def phase_diagram(values: np.ndarray, rows: Sequence[str], cols: Sequence[str], 
     return save(fig, path)
 
 
+def finite_limits(*arrays: np.ndarray) -> tuple[float, float]:
+    """Axis limits around every finite value of ``arrays`` (a little margin; (0, 1) when none is finite)."""
+    vals = np.concatenate([np.asarray(a, dtype=float).ravel() for a in arrays])
+    vals = vals[np.isfinite(vals)]
+    if not len(vals):
+        return 0.0, 1.0
+    a, b = float(vals.min()), float(vals.max())
+    pad = 0.08 * (b - a) or 0.05 * max(1.0, abs(a))
+    return a - pad, b + pad
+
+
+def bar_lengths(v: np.ndarray, lo: np.ndarray, hi: np.ndarray, limits: tuple[float, float]) -> list[np.ndarray]:
+    """[below, above]: matplotlib's error bar lengths for values ``v`` with intervals [lo, hi]. An unbounded
+    end (an interval of too few seeds) reaches past ``limits``, so with the axes set to them its bar runs
+    off the plot (matplotlib cannot draw an infinite one); a NaN end draws none; an end a rounding error
+    inside its value (Wilson's at 0 or 1) is clipped to 0."""
+    span = limits[1] - limits[0]
+    lo = np.where(np.isneginf(lo), limits[0] - span, lo)
+    hi = np.where(np.isposinf(hi), limits[1] + span, hi)
+    return [np.clip(np.nan_to_num(v - lo, nan=0.0), 0, None), np.clip(np.nan_to_num(hi - v, nan=0.0), 0, None)]
+
+
 def interval_bars(labels: Sequence[str], triples: Sequence[Sequence[float]], path: Path, title: str,
                   ylabel: str, reference: float | None = None) -> Path:
     """One point per label with its [low, high] interval; an optional horizontal reference line."""
@@ -41,9 +63,10 @@ def interval_bars(labels: Sequence[str], triples: Sequence[Sequence[float]], pat
     lo = np.array([t[1] for t in triples], dtype=float)
     hi = np.array([t[2] for t in triples], dtype=float)
     x = np.arange(len(labels))
-    # clipped at 0: an interval's end can sit a rounding error inside its value (Wilson's at 0 or 1)
-    ax.errorbar(x, v, yerr=[np.clip(np.nan_to_num(v - lo), 0, None), np.clip(np.nan_to_num(hi - v), 0, None)],
-                fmt="o", capsize=4)
+    limits = finite_limits(v, lo, hi, [reference if reference is not None else np.nan])
+    ax.errorbar(x, v, yerr=bar_lengths(v, lo, hi, limits), fmt="o", capsize=4)
+    if np.isinf(lo).any() or np.isinf(hi).any():
+        ax.set_ylim(*limits)
     if reference is not None:
         ax.axhline(reference, color="grey", lw=0.8, ls="--")
     ax.set_xticks(x, labels, rotation=30, ha="right")

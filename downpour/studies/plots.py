@@ -7,7 +7,7 @@ from typing import Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
-from downpour.studies.figures import save
+from downpour.studies.figures import bar_lengths, finite_limits, save
 
 
 def curves(series: dict[str, tuple[Sequence[float], Sequence[float]]], path: Path, title: str, xlabel: str,
@@ -32,14 +32,19 @@ def scatter_intervals(points: dict[str, list[tuple[str, Sequence[float], Sequenc
     point with its two 95% intervals as error bars, joined in the order given (e.g. a penalty's weights)."""
     fig = Figure(figsize=(6.5, 4.5))
     ax = fig.subplots()
+    every = [p for items in points.values() for p in items]
+    xs, ys = (np.array([p[k] for p in every], dtype=float).reshape(-1, 3) for k in (1, 2))   # (n, 3): value, low, high
+    xlim, ylim = finite_limits(xs), finite_limits(ys)
     for group, items in points.items():
-        x = np.array([p[1][0] for p in items], dtype=float)
-        y = np.array([p[2][0] for p in items], dtype=float)
-        xerr = [np.nan_to_num(x - [p[1][1] for p in items]), np.nan_to_num(np.array([p[1][2] for p in items]) - x)]
-        yerr = [np.nan_to_num(y - [p[2][1] for p in items]), np.nan_to_num(np.array([p[2][2] for p in items]) - y)]
-        ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="o-", capsize=3, lw=1, ms=4, label=group)
-        for label, xi, yi in zip((p[0] for p in items), x, y):
+        x, y = (np.array([p[k] for p in items], dtype=float).reshape(-1, 3) for k in (1, 2))
+        ax.errorbar(x[:, 0], y[:, 0], xerr=bar_lengths(*x.T, xlim), yerr=bar_lengths(*y.T, ylim), fmt="o-", capsize=3,
+                    lw=1, ms=4, label=group)
+        for label, xi, yi in zip((p[0] for p in items), x[:, 0], y[:, 0]):
             ax.annotate(label, (xi, yi), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    if np.isinf(xs).any():          # an unbounded interval's bar runs off the axes
+        ax.set_xlim(*xlim)
+    if np.isinf(ys).any():
+        ax.set_ylim(*ylim)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title)

@@ -1,0 +1,82 @@
+"""What ``downpour train``'s command line may set for the run it starts: a flag or ``--set`` the run
+never reads would be ignored without a word, so it is refused, naming it. Only what the command
+line sets is checked; a preset may carry settings for another runner or algorithm.
+"""
+from __future__ import annotations
+
+import argparse
+
+from downpour.config import ConfigError, RunConfig, parse_override
+
+CLUSTER_ONLY = ("workers", "shards", "consistency", "n_fetch", "n_push", "compensation", "delay")
+ONLY_ON = {"delay": "simulated", "address": "ray"}   # flags that mean something to one runner only
+# --set keys only the Ray runner reads (the simulator's workers and shards live in one process, its time is virtual)
+RAY_ONLY = ("cluster.restarts", "cluster.checkpoint_seconds", "cluster.worker_gpus", "cluster.queue_depth",
+            "cluster.shard_restarts")
+# What the cluster runners never read (their workers' update is the server's cluster.rule): set by hand on one, refused
+# (train.checkpoint_every on a cluster run: preflight refuses it, set anywhere)
+LOCAL_ONLY = {"train.optimizer": "cluster.rule", "train.momentum": "cluster.momentum"}
+# What Sandblaster L-BFGS reads of [cluster] (docs/sandblaster.md); the rest is Downpour's, and so is train.lr
+SANDBLASTER_READS = ("cluster.runner", "cluster.algorithm", "cluster.workers", "cluster.shards", "cluster.address",
+                     "cluster.checkpoint_every", "cluster.delay", "cluster.partitions")
+
+
+def set_keys(args: argparse.Namespace) -> list[str]:
+    """The dotted keys the command line's ``--set`` strings name."""
+    return [".".join(parse_override(item)[0]) for item in args.set]
+
+
+def check_flags(args: argparse.Namespace, cfg: RunConfig) -> None:
+    """ConfigError naming the first flag or ``--set`` key of ``args`` that ``cfg``'s runner and algorithm never read."""
+    given = [flag for flag in CLUSTER_ONLY if getattr(args, flag) is not None]
+    runner = cfg.cluster.runner
+    if runner == "local" and given:
+        flags = ", ".join("--" + flag.replace("_", "-") for flag in given)
+        raise ConfigError(f"{flags} only apply to the simulated and ray runners, and this run's runner is 'local'; "
+                          "add --runner simulated or --runner ray")
+    typed = set_keys(args)
+    for flag, only in ONLY_ON.items():
+        if runner == only:
+            continue
+        if getattr(args, flag):
+            raise ConfigError(f"--{flag} only applies to the {only} runner, and this run's runner is "
+                              f"{runner!r}; drop --{flag} or use --runner {only}")
+        if f"cluster.{flag}" in typed:
+            raise ConfigError(f"--set cluster.{flag}: only the {only} runner reads it, and this run's runner is {runner!r}")
+    if runner == "local":
+        cluster = [key for key in typed if key.startswith("cluster.") and key != "cluster.runner"]
+        if cluster:
+            raise ConfigError(f"--set {', '.join(cluster)}: the local runner reads no [cluster] setting but the runner; "
+                              "add --runner simulated or --runner ray")
+    else:
+        local = [key for key in typed if key in LOCAL_ONLY]
+        if local:
+            raise ConfigError(f"--set {', '.join(local)}: only the local runner reads "
+                              f"{'it' if len(local) == 1 else 'them'}, and this run's runner is {runner!r} "
+                              f"(its counterpart: {', '.join(LOCAL_ONLY[k] for k in local)})")
+    if runner == "simulated":
+        ray = [key for key in typed if key in RAY_ONLY]
+        if ray:
+            raise ConfigError(f"--set {', '.join(ray)}: only the ray runner reads {'it' if len(ray) == 1 else 'them'}, "
+                              "and this run's runner is 'simulated'")
+    if "train.momentum" in typed and cfg.train.optimizer != "sgd":
+        raise ConfigError(f"--set train.momentum: only train.optimizer = 'sgd' reads it, and this run's optimizer is "
+                          f"{cfg.train.optimizer!r}")
+    _check_algorithm(args, typed, cfg)
+
+
+def _check_algorithm(args: argparse.Namespace, typed: list[str], cfg: RunConfig) -> None:
+    blaster = [key for key in typed if key.startswith("sandblaster.")]
+    if blaster and cfg.cluster.algorithm != "sandblaster":
+        raise ConfigError(f"--set {', '.join(blaster)}: only Sandblaster L-BFGS reads [sandblaster], and this run "
+                          f"trains with cluster.algorithm = {cfg.cluster.algorithm!r}")
+    if cfg.cluster.algorithm != "sandblaster":
+        return
+    flags = ["--" + flag.replace("_", "-") for flag in ("consistency", "n_fetch", "n_push", "compensation")
+             if getattr(args, flag) is not None]
+    keys = [key for key in typed if (key.startswith("cluster.") and key not in SANDBLASTER_READS) or key == "train.lr"]
+    if flags or keys:
+        named = ", ".join(flags + ([f"--set {', '.join(keys)}"] if keys else []))
+        raise ConfigError(f"{named}: Downpour's, and this run trains with Sandblaster L-BFGS, which reads of [cluster] "
+                          f"only {', '.join(k.split('.')[1] for k in SANDBLASTER_READS)} (and finds its own step "
+                          "by line search, not train.lr)")
