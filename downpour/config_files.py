@@ -23,9 +23,9 @@ def read_toml(name_or_path: str) -> tuple[dict[str, Any], str, Path | None]:
     path = Path(name_or_path)
     preset = resources.files(PRESET_PACKAGE) / f"{name_or_path}.toml"
     if path.is_file():
-        text, where, file = path.read_text(), str(path), path
+        text, where, file = _text(path, str(path)), str(path), path
     elif path.suffix != ".toml" and "/" not in name_or_path and preset.is_file():
-        text, where, file = preset.read_text(), f"preset {name_or_path!r}", None
+        text, where, file = _text(preset, f"preset {name_or_path!r}"), f"preset {name_or_path!r}", None
     elif path.is_dir():
         hint = " (a run folder: --resume it, or start from its config with --config RUN/config.toml)" \
             if (path / "config.toml").is_file() else ""
@@ -38,6 +38,15 @@ def read_toml(name_or_path: str) -> tuple[dict[str, Any], str, Path | None]:
         return tomllib.loads(text), where, file
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{where}: invalid TOML: {err}") from None
+
+
+def _text(path: Path | Any, where: str) -> str:
+    """A config file's text; one that is not UTF-8 (as TOML must be) is a ConfigError naming it."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{where}: not UTF-8 text, as TOML must be (byte {err.start}: {err.object[err.start:err.start + 1]!r}); "
+                          "save it as UTF-8") from None
 
 
 def base_of(table: dict[str, Any], where: str, file: Path | None) -> str | None:

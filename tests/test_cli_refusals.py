@@ -239,3 +239,12 @@ def test_an_analysis_setting_that_cannot_work_is_refused_before_training(tmp_pat
     argv = [a.replace("NOWHERE", str(tmp_path / "nowhere")) for a in argv]
     assert main(["train", "--config", "tica-8x8", "--dry-run", *argv]) == 2
     assert named in capsys.readouterr().err
+
+
+def test_a_config_not_in_utf8_and_an_out_below_a_file_are_errors_not_tracebacks(tmp_path, capsys):
+    (tmp_path / "latin1.toml").write_bytes(b"seed = 1 # caf\xe9\n")
+    assert main(["train", "--config", str(tmp_path / "latin1.toml"), "--dry-run"]) == 2
+    assert "not UTF-8 text" in capsys.readouterr().err
+    (tmp_path / "f").write_text("a file")
+    assert main(["train", "--config", "tica-8x8", "--steps", "2", "--out", str(tmp_path / "f" / "run")]) == 2
+    assert "cannot make the run folder" in capsys.readouterr().err

@@ -56,7 +56,11 @@ class RunDir:
                 shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
                 raise RunExistsError(f"{str(run.path)!r} is not an empty folder ({shown or 'a file'}): a run is written "
                                      "only into a new or empty folder, never over files it did not make; pick another --out")
-        run.path.mkdir(parents=True, exist_ok=True)
+        try:
+            run.path.mkdir(parents=True, exist_ok=True)
+        except (NotADirectoryError, FileExistsError, PermissionError) as err:   # a file on the way, a read-only place
+            raise RunExistsError(f"cannot make the run folder {str(run.path)!r}: {err.strerror} "
+                                 f"({err.filename or run.path}); pick another --out") from None
         run.save_config(cfg)
         return run
 
