@@ -289,3 +289,15 @@ def test_a_split_that_cannot_hold_every_class_is_named_and_probes_report_the_fol
     table = probe_table(model, data, folds=40)
     assert (table["folds"], table["folds_asked"]) == (6, 40) and table["rows"][0]["features"] == INPUT
     assert all(len(r["folds"]) == 6 for r in table["rows"])
+
+
+@pytest.mark.parametrize("sets, said", [
+    ([], "Not a cluster run"),
+    (["cluster.runner=simulated", "cluster.algorithm=sandblaster"], "Sandblaster L-BFGS"),
+    (["cluster.runner=simulated"], "No staleness.json in this run"),
+])
+def test_the_report_says_why_a_run_has_no_staleness_histogram(tmp_path, sets, said):
+    from downpour.analysis.report import _no_staleness
+
+    run = RunDir.create(tmp_path / "r", load_config("tica-8x8", sets))
+    assert said in _no_staleness(run)

@@ -38,6 +38,17 @@ def _num(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, (int, float)) else "–"
 
 
+def _no_staleness(run: RunDir) -> str:
+    """Why a run's report has no staleness histogram."""
+    cluster = run.config.cluster
+    if cluster.runner == "local":
+        return "Not a cluster run: no staleness histogram."
+    if cluster.algorithm == "sandblaster":
+        return ("Sandblaster L-BFGS: every work unit is computed on the parameters of its iteration, so there is no "
+                "staleness to show.")
+    return "No staleness.json in this run: no staleness histogram."
+
+
 def _image(run: RunDir, rel: str | None, alt: str) -> str:
     """An <img> with the PNG inlined, or a note if the analysis made no such figure."""
     if not rel:
@@ -284,7 +295,7 @@ Loss {_num(training.get('first_loss'))} → {_num(training.get('last_loss'))} ov
 
 <h2 id="training">Training curves</h2>
 {_image(run, figs.get('loss'), 'loss curves per cost part')}
-{_image(run, figs.get('staleness'), 'staleness histogram') if figs.get('staleness') else '<p class="note">Not a cluster run: no staleness histogram.</p>'}
+{_image(run, figs.get('staleness'), 'staleness histogram') if figs.get('staleness') else f'<p class="note">{_no_staleness(run)}</p>'}
 
 <h2 id="filters">First-layer filters</h2>
 {_filters(a.get('filters', {}))}
