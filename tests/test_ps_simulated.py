@@ -161,3 +161,65 @@ def test_a_push_across_a_greedy_stage_switch_averages_each_part_over_its_own_ste
         worker.step(stage)
     parts = worker.take_push().parts
     assert parts == pytest.approx({k: v.item() for k, v in alone.items()})
+
+
+# --- an interrupted run resumes as its continuation ---------------------------------------------------
+def _same_run(a, b):
+    """Two run folders hold the same training, bit for bit: model, metrics rows (but the wall clock), staleness."""
+    wa, wb = load_file(str(a / "model.safetensors")), load_file(str(b / "model.safetensors"))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert _without_wall_clock(RunDir(a).metrics()) == _without_wall_clock(RunDir(b).metrics())
+    assert RunDir(a).read_json("staleness.json") == RunDir(b).read_json("staleness.json")
+
+
+def test_ctrl_c_waits_for_its_event_and_the_resume_is_the_uninterrupted_run(tmp_path, monkeypatch):
+    """Random delays land pushes out of order and DC-ASGD keeps copies for them: the checkpoint holds the
+    pushes in flight, the workers' replicas, half-built pushes and drawn batches, the delay generators."""
+    import os
+    import signal
+
+    import downpour.ps.recorder as recorder
+
+    sets = ['cluster.delay="exponential:3"', "cluster.compensation=dc-asgd", "train.steps=40"]
+    _run(tmp_path / "a", *sets)
+    on_push = recorder.Recorder.on_push
+
+    def ctrl_c_at_the_seventh(self, push, record):
+        on_push(self, push, record)
+        if self.pushes == 7:
+            os.kill(os.getpid(), signal.SIGINT)     # held until the event ends
+
+    monkeypatch.setattr(recorder.Recorder, "on_push", ctrl_c_at_the_seventh)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path / "b", *sets)
+    monkeypatch.setattr(recorder.Recorder, "on_push", on_push)
+    assert "sim" in json.loads((tmp_path / "b/checkpoints/server.json").read_text())
+    _run(tmp_path / "b", *sets, resume=True)
+    _same_run(tmp_path / "a", tmp_path / "b")
+
+
+def test_a_run_killed_after_a_periodic_checkpoint_resumes_as_the_uninterrupted_run(tmp_path, monkeypatch):
+    """A checkpoint written as a push is recorded (cluster.checkpoint_every), the process then gone without
+    another word: a sync round half full, two-step pushes, flipped batches drawn from each worker's stream."""
+    import downpour.ps.recorder as recorder
+
+    class Killed(Exception):
+        pass
+
+    sets = ["cluster.consistency=sync", "cluster.n_push=2", "cluster.checkpoint_every=5", "data.source=natural",
+            "data.mode=patches", "data.size=8", "data.flip=true", "train.steps=40"]
+    _run(tmp_path / "a", *sets)
+    checkpoint = recorder.Recorder.checkpoint
+
+    def killed_after_the_second(self, states=None):
+        checkpoint(self, states)
+        if self.checkpoints == 2:
+            raise Killed
+
+    monkeypatch.setattr(recorder.Recorder, "checkpoint", killed_after_the_second)
+    monkeypatch.setattr(recorder.Recorder, "save_on_failure", lambda self: None)
+    with pytest.raises(Killed):
+        _run(tmp_path / "b", *sets)
+    monkeypatch.undo()
+    _run(tmp_path / "b", *sets, resume=True)
+    _same_run(tmp_path / "a", tmp_path / "b")

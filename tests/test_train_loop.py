@@ -186,7 +186,7 @@ def test_a_signal_another_thread_takes_still_waits_for_the_held_block():
     import threading
     import time
 
-    from downpour.train.loop import signals_held
+    from downpour.train.signals import signals_held
 
     stop = threading.Event()
     other = threading.Thread(target=stop.wait)

@@ -16,21 +16,25 @@ from downpour.train.checkpoint import load_state, save_state
 ShardState = tuple[dict[str, Tensor], dict[str, Any]]
 
 
-def save_server(stem: str | Path, states: list[ShardState], meta: dict[str, Any]) -> None:
-    """Write ``stem.safetensors`` (tensors ``shard<j>.<name>``) and ``stem.json``."""
+def save_server(stem: str | Path, states: list[ShardState], meta: dict[str, Any],
+                driver: dict[str, Tensor] | None = None) -> None:
+    """Write ``stem.safetensors`` (tensors ``shard<j>.<name>``, and the driver's own, e.g. the simulator's
+    ``sim.*``) and ``stem.json``."""
     tensors = {f"shard{j}.{k}": v for j, (t, _) in enumerate(states) for k, v in t.items()}
-    save_state(stem, tensors, {**meta, "shards": [m for _, m in states]})
+    save_state(stem, {**tensors, **(driver or {})}, {**meta, "shards": [m for _, m in states]})
 
 
 def load_server(stem: str | Path, meta_keys: tuple[str, ...] = ()) -> tuple[list[ShardState], dict[str, Any]]:
-    """The shards' states and the counters saved with them; a damaged file, or one lacking a shard list
-    or one of ``meta_keys``, is a CheckpointError naming it."""
+    """The shards' states and the counters saved with them (the driver's tensors, if any, under
+    ``meta["tensors"]``); a damaged file, or one lacking a shard list or one of ``meta_keys``, is a
+    CheckpointError naming it."""
     tensors, meta = load_state(stem, meta_keys=("shards", *meta_keys))
     states: list[ShardState] = []
     for j, shard_meta in enumerate(meta["shards"]):
         prefix = f"shard{j}."
         states.append(({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}, shard_meta))
-    return states, meta
+    rest = {k: v for k, v in tensors.items() if not k.startswith("shard")}
+    return states, {**meta, **({"tensors": rest} if rest else {})}
 
 
 def next_seqs(states: list[ShardState]) -> dict[int, int]:

@@ -104,7 +104,7 @@ def _run_once(cfg: RunConfig, run: RunDir, resume: bool) -> dict[str, Any]:
     driver: Driver = _driver(c.runner)(setup, shards, coord, stage_of, start, next_seqs(restored) if restored else {},
                                        meta)
     try:
-        recorder = Recorder(cfg, run, coord, meta["elapsed"])
+        recorder = Recorder(cfg, run, coord, meta["elapsed"], meta.get("recorder"))
     except BaseException:
         driver.close()
         raise

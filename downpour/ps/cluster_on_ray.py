@@ -312,8 +312,8 @@ class RayCluster(PipedRun):
         """The shards' states now (after :meth:`run`: final, a partial sync round applied)."""
         return ray.get([a.state_dict.remote() for a in self.shard_actors], timeout=60)
 
-    def meta(self) -> dict[str, Any]:
-        return {}
+    def state(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        return {}, {}     # a resume starts the workers afresh (in-flight pushes are lost with the actors)
 
     def info(self) -> dict[str, Any]:
         """Nodes and placement, and each live worker's data report (a lost worker's is lost with it)."""

@@ -7,6 +7,8 @@ import logging
 import time
 from typing import Any, Protocol
 
+from torch import Tensor
+
 from downpour.config import RunConfig
 from downpour.errors import RunError
 from downpour.ps.checkpoint import ShardState, save_server
@@ -37,8 +39,9 @@ class Driver(Protocol):
     def snapshot(self) -> list[ShardState]:
         """The shards' states now; after :meth:`run` the final ones."""
 
-    def meta(self) -> dict[str, Any]:
-        """Driver fields a server checkpoint keeps (the simulator's virtual clock and its workers' streams)."""
+    def state(self) -> tuple[dict[str, Any], dict[str, Tensor]]:
+        """What a server checkpoint keeps of the driver, JSON and tensors (the simulator's virtual clock, its
+        workers' streams, and at a push the whole state of its run); given back as ``saved`` on resume."""
 
     def info(self) -> dict[str, Any]:
         """Driver fields of the run's summary (virtual time; Ray's nodes and placement)."""
@@ -60,7 +63,9 @@ class ClusterTelemetry(Telemetry):
 class Recorder:
     """Turns pushes into metrics lines (every ``train.log_every`` steps) and server checkpoints."""
 
-    def __init__(self, cfg: RunConfig, run: RunDir, coord: Coordinator, elapsed: float = 0.0):
+    def __init__(self, cfg: RunConfig, run: RunDir, coord: Coordinator, elapsed: float = 0.0,
+                 saved: dict[str, Any] | None = None):
+        """``saved``: a resumed run's counters and the metrics row it was gathering (its checkpoint's ``recorder``)."""
         self.cfg, self.run, self.coord = cfg, run, coord
         self.telemetry = ClusterTelemetry(run, cfg.train.steps, tensorboard=cfg.train.tensorboard, time_offset=elapsed,
                                           start_step=coord.done)
@@ -68,7 +73,7 @@ class Recorder:
         self.t0 = time.perf_counter()
         self.driver: Driver | None = None   # set by the runner once the driver is up
         self._saved_on_failure = False
-        self.pushes = 0              # pushes this process recorded
+        self.pushes = 0              # pushes of the run recorded (a resumed run's: from its checkpoint on)
         self.finite_pushes = 0       # ... that carried a finite gradient some shard accepted
         self.steps = self.skipped = 0   # worker steps in those pushes, and those with a NaN/Inf cost
         self._since_ckpt = 0
@@ -77,9 +82,13 @@ class Recorder:
         self.checkpoint_seconds = 0.0
         self._stale_sum = 0.0
         self._mean = PartsMean()     # the pushes' parts and samples since the last log line
+        if saved:                    # the whole run's counts and running mean, the row in progress
+            self.pushes, self.finite_pushes = saved["pushes"], saved["finite_pushes"]
+            self.steps, self.skipped, self._stale_sum = saved["steps"], saved["skipped"], saved["stale_sum"]
+            self._mean = PartsMean.from_state(saved["row"])
         self._last_step = coord.done
         self._last_time = self.t0
-        self._last_pushes = 0
+        self._last_pushes = self.pushes
 
     def mark_started(self) -> None:
         """The runner's processes are up: rates and times count from here, as the local runner's do."""
@@ -134,11 +143,14 @@ class Recorder:
         self.checkpoint_seconds += now - t0
 
     def _write_checkpoint(self, states: list[ShardState]) -> None:
+        driver, tensors = self.driver.state() if self.driver else ({}, {})
         meta = {"step": self.coord.done, "clocks": {str(w): c for w, c in self.coord.clocks().items()},
                 "max_clock_gap": self.coord.max_gap,
                 "elapsed": round(self.elapsed(), 3), "events": self.coord.events,
-                **(self.driver.meta() if self.driver else {})}
-        save_server(self.run.checkpoints / SERVER, states, meta)
+                "recorder": {"pushes": self.pushes, "finite_pushes": self.finite_pushes, "steps": self.steps,
+                             "skipped": self.skipped, "stale_sum": self._stale_sum, "row": self._mean.state()},
+                **driver}
+        save_server(self.run.checkpoints / SERVER, states, meta, tensors)
         write_staleness(self.run, self.cfg, states, self.coord)
 
     def save_on_failure(self) -> None:

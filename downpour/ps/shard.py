@@ -231,8 +231,17 @@ class Shard:
             tensors["round"] = torch.stack(held)
         meta = {**self.stats(), "start": self.start, "rule": self.rule.name,
                 "last_seq": {str(w): max(max(seen, default=-1), self._floor.get(w, -1)) for w, seen in self._seen.items()},
+                "seen": {str(w): self._seen_record(w) for w in self._seen},
                 "round": [[w, seq, base, g is not None] for w, seq, base, g in self._round]}
         return tensors, meta
+
+    def _seen_record(self, worker: int) -> list[int]:
+        """[c, s...]: every push number of ``worker`` up to c was seen, and s... above it. Pushes landing out of
+        order (random delays) leave holes under the last one: a push still in flight fills one after a resume."""
+        seen, c = self._seen[worker], self._floor.get(worker, -1)
+        while c + 1 in seen:
+            c += 1
+        return [c, *sorted(s for s in seen if s > c)]
 
     def load_state_dict(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
         if tensors["params"].shape != self.params.shape:
@@ -248,8 +257,12 @@ class Shard:
         self.version, self.accepted, self.applied = meta["version"], meta["accepted"], meta["applied"]
         self.rejected = Counter(meta.get("rejected", {}))
         self.uncorrected = meta.get("uncorrected", 0)
-        self._floor = {int(w): s for w, s in meta.get("last_seq", {}).items()}
-        self._seen = {w: set() for w in self._floor}
+        if "seen" in meta:
+            self._floor = {int(w): rec[0] for w, rec in meta["seen"].items()}
+            self._seen = {int(w): set(rec[1:]) for w, rec in meta["seen"].items()}
+        else:                      # (older checkpoints: everything up to the last push counts as seen)
+            self._floor = {int(w): s for w, s in meta.get("last_seq", {}).items()}
+            self._seen = {w: set() for w in self._floor}
         held = iter(tensors["round"]) if "round" in tensors else iter(())
         self._round = [(int(w), int(seq), int(base), next(held).clone() if has else None)
                        for w, seq, base, has in meta.get("round", [])]

@@ -11,13 +11,17 @@ from __future__ import annotations
 import heapq
 from typing import Any, Callable
 
+from torch import Tensor
+
 from downpour.data.pipeline import batch_position, data_report
 from downpour.ps.checkpoint import ShardState
 from downpour.ps.coordinator import Coordinator
 from downpour.ps.delays import delay_rngs
 from downpour.ps.setup import ClusterSetup, make_worker
 from downpour.ps.shard import Shard
+from downpour.ps.sim_state import restore_whole_state, whole_state
 from downpour.ps.worker import OnPush, Push, Worker, push_record
+from downpour.train.signals import signals_held
 
 STEP, ARRIVE = 0, 1
 
@@ -32,10 +36,14 @@ class SimulatedCluster:
         self.setup, self.shards, self.coord, self.stage_of = setup, shards, coord, stage_of
         n = cfg.cluster.workers
         seqs, saved = seqs or {}, saved or {}
-        streams = saved.get("streams") or [None] * n     # streamed data: each worker's stream goes on where it stood
-        self.workers: list[Worker] = [make_worker(cfg, w, setup.data.shard(w, n), setup.bounds, setup.gate.sync,
-                                                  start_step, seqs.get(w, 0), stream=streams[w]) for w in range(n)]
+        sim = saved.get("sim")                          # the whole state (a periodic checkpoint): an exact resume
+        streams = saved.get("streams") or [None] * n    # streamed data: each worker's stream goes on where it stood
         self._seed_steps = [s["seed_step"] if s else start_step for s in streams]
+        if sim:
+            self._seed_steps = list(sim["seed_steps"])
+        self.workers: list[Worker] = [make_worker(cfg, w, setup.data.shard(w, n), setup.bounds, setup.gate.sync,
+                                                  self._seed_steps[w], seqs.get(w, 0), stream=streams[w]) for w in range(n)]
+        self._drawn = [0] * n       # batches drawn from each worker's stream before this process: skipped on resume
         self.delays = setup.delays
         self.rngs = delay_rngs(cfg.seed + start_step, n)
         self.now = float(saved.get("vtime", 0.0))      # a resumed run continues the virtual clock
@@ -43,6 +51,13 @@ class SimulatedCluster:
         self._order = 0
         self._left = [0] * n        # steps left in each worker's current cycle
         self._blocked: set[int] = set()
+        self._wake_after: set[int] | None = None   # inside on_push: the workers the push wakes next (see state)
+        self._resume_wake: set[int] | None = None  # an exact resume: the workers the saved push was about to wake
+        self._between = True        # between two events (not inside one): the state is whole
+        self._steps0 = [0] * n
+        if sim:
+            self._restore(sim, saved.get("tensors", {}), streams)
+        self._steps0 = [w.steps for w in self.workers]
 
     def _schedule(self, t: float, kind: int, w: int, push: Push | None = None) -> None:
         heapq.heappush(self._heap, (t, self._order, kind, w, push))
@@ -76,46 +91,76 @@ class SimulatedCluster:
             for s in self.shards:
                 s.set_workers(self.coord.live)
         record["vtime"] = round(t, 6)
-        on_push(push, record)
         # the push may open the gate for others (bounded, sync), or for w itself, or end a warm start
+        self._wake_after = set(joined) | {w}
+        try:
+            on_push(push, record)               # (a checkpoint taken here saves the whole state)
+        finally:
+            self._wake_after = None
         self._wake(set(joined) | {w}, t)
 
     def run(self, on_push: OnPush) -> None:
-        self._wake(set(self.coord.live), self.now)
+        # each event whole: Ctrl-C or SIGTERM lands between two, where the state (see state()) is exact
+        with signals_held():
+            self._between = False
+            self._wake(self._resume_wake if self._resume_wake is not None else set(self.coord.live), self.now)
+            self._between = True
         while self._heap:
-            t, _, kind, w, push = heapq.heappop(self._heap)
-            self.now = t
-            if kind == ARRIVE:
-                assert push is not None
-                self._arrive(w, push, t, on_push)
-                continue
-            self.workers[w].step(self.stage_of(self.coord.dispatched - self._left[w]))
-            self._left[w] -= 1
-            if self._left[w] > 0:
-                self._start_step(w, t)
-                continue
-            push = self.workers[w].take_push()
-            self.coord.end_compute(w)
-            push.clock_gap = self.coord.gaps[w]
-            delay = self.delays[w].sample(self.rngs[w])
-            if delay == 0:
-                self._arrive(w, push, t, on_push)   # no time in flight: applied before w fetches again
-            else:
-                self._schedule(t + delay, ARRIVE, w, push)
-                self._wake({w}, t)                  # async: go on computing while the push travels
+            with signals_held():
+                self._between = False
+                self._event(on_push)
+                self._between = True
         for s in self.shards:
             s.flush()
+
+    def _event(self, on_push: OnPush) -> None:
+        t, _, kind, w, push = heapq.heappop(self._heap)
+        self.now = t
+        if kind == ARRIVE:
+            assert push is not None
+            self._arrive(w, push, t, on_push)
+            return
+        self.workers[w].step(self.stage_of(self.coord.dispatched - self._left[w]))
+        self._left[w] -= 1
+        if self._left[w] > 0:
+            self._start_step(w, t)
+            return
+        push = self.workers[w].take_push()
+        self.coord.end_compute(w)
+        push.clock_gap = self.coord.gaps[w]
+        delay = self.delays[w].sample(self.rngs[w])
+        if delay == 0:
+            self._arrive(w, push, t, on_push)   # no time in flight: applied before w fetches again
+        else:
+            self._schedule(t + delay, ARRIVE, w, push)
+            self._wake({w}, t)                  # async: go on computing while the push travels
 
     def snapshot(self) -> list[ShardState]:
         """The shards' states now (after :meth:`run`: final, a partial sync round applied; before it, an
         open round is saved as it is)."""
         return [s.state_dict() for s in self.shards]
 
-    def meta(self) -> dict[str, Any]:
-        """The virtual clock, and where each worker's streamed data stands (its report goes on from there)."""
+    def state(self) -> tuple[dict[str, Any], dict[str, Tensor]]:
+        """The virtual clock and where each worker's streamed data stands (its report goes on from there);
+        and, for a checkpoint taken as a push is recorded (every periodic one), the whole state: workers,
+        the coordinator's cycles, the pushes travelling, the delay generators, the events to come, torch's
+        RNG and DC-ASGD's copies, so a resume is the uninterrupted run's continuation. (A checkpoint taken
+        on a failure, mid-event, keeps only the first part: that resume starts the workers afresh.)"""
         at = [batch_position(w.batches) for w in self.workers]
         streams = [{"seed_step": k, "position": p} for k, p in zip(self._seed_steps, at)]
-        return {"vtime": self.now, **({"streams": streams} if all(at) else {})}
+        meta: dict[str, Any] = {"vtime": self.now, **({"streams": streams} if all(at) else {})}
+        if self._wake_after is None and not self._between:     # mid-event (a failure): not a state to go on from
+            return meta, {}
+        sim, tensors = whole_state(self)
+        return {**meta, "sim": sim}, tensors
+
+    def _restore(self, sim: dict[str, Any], tensors: dict[str, Tensor], streams: list[Any]) -> None:
+        restore_whole_state(self, sim, tensors)
+        for w, worker in enumerate(self.workers):
+            if streams[w] is None:             # in memory: the same stream, its drawn batches skipped
+                self._drawn[w] = sim["drawn"][w]
+                for _ in range(self._drawn[w]):
+                    next(worker.batches)
 
     def info(self) -> dict[str, Any]:
         """Virtual time, and each worker's data report (streamed data: its reads and skipped files)."""

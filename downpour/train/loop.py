@@ -6,11 +6,7 @@
 from __future__ import annotations
 
 import logging
-import signal
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -22,6 +18,7 @@ from downpour.models.registry import build
 from downpour.train.checkpoint import CheckpointError, load_optimizer_state, load_state, optimizer_state, save_state
 from downpour.train.rundir import RunDir
 from downpour.train.setup import make_optimizer, resolve_device, set_up_torch, stage_for_step
+from downpour.train.signals import signals_held
 from downpour.train.step import NonFiniteLoss, train_step
 from downpour.train.telemetry import PartsMean, Telemetry
 
@@ -53,38 +50,6 @@ def _restore(run: RunDir, model, opt) -> tuple[int, int, float, dict[str, int] |
     except (RuntimeError, ValueError, KeyError, TypeError) as err:
         raise CheckpointError(f"checkpoint {str(stem)!r} does not fit this run's model and optimiser: {err}") from None
     return meta["step"], meta["skipped"], meta["elapsed"], meta.get("data"), PartsMean.from_state(meta.get("row"))
-
-
-@contextmanager
-def signals_held() -> Iterator[None]:
-    """SIGINT and SIGTERM (Ctrl-C, a scheduler's stop) wait until the block ends, then act: code that
-    must finish once started (an optimiser's in-place update and the step count) is not cut in two.
-
-    The block's own handlers only note a signal; the ones it replaced get it at the end. (Masking the
-    signals was not enough: the kernel hands a process's signal to any thread that does not mask it,
-    torch's own threads included, and Python then runs the handler in the main thread all the same.)
-    A no-op off the main thread, where Python cannot set handlers."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught: list[int] = []
-    held = (signal.SIGINT, signal.SIGTERM)
-    old = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in held}
-    try:
-        yield
-    finally:
-        for s, handler in old.items():
-            signal.signal(s, handler)
-        if caught:
-            _deliver(caught[0], old[caught[0]])
-
-
-def _deliver(signum: int, handler: Any) -> None:
-    """What the handler ``signal.signal`` returned would have done with ``signum``."""
-    if callable(handler):
-        handler(signum, None)
-    elif handler == signal.SIG_DFL:
-        signal.raise_signal(signum)     # the default action (SIGTERM: end the process), the handler now restored
 
 
 def run_local(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, Any]:

@@ -1,0 +1,139 @@
+"""What the simulated cluster keeps in a server checkpoint besides the shards, so a resumed run is the
+uninterrupted run's continuation bit for bit: each worker (its replica, the push it is building, its
+counters, how many batches it drew), the coordinator's cycles in flight, and the pushes travelling.
+
+Each ``*_state`` function returns ``(meta, tensors)``: JSON, and tensors named under ``prefix``; the
+``restore_*`` functions take them back. The simulator (:mod:`downpour.ps.simulated`) assembles them.
+"""
+from __future__ import annotations
+
+import heapq
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from downpour.ps.coordinator import Coordinator
+from downpour.ps.shard import Shard
+from downpour.ps.worker import Push, Worker
+from downpour.train.telemetry import PartsMean
+
+State = tuple[dict[str, Any], dict[str, Tensor]]
+
+
+def worker_state(worker: Worker, prefix: str) -> State:
+    """The replica's parameters and buffers, the push being built and the counters of ``worker``."""
+    params = worker.params
+    tensors = {f"{prefix}params": params.layout.params_to_vector_list(params._params).detach().clone()}
+    tensors |= {f"{prefix}buffer.{name}": b.detach().clone() for name, b in worker.model.named_buffers()}
+    if params._acc is not None:
+        tensors[f"{prefix}acc"] = params._acc.detach().clone()
+    meta = {"seq": worker.seq, "steps": worker.steps, "since_fetch": worker._since_fetch, "versions": worker._versions,
+            "acc_steps": worker._acc_steps, "base": worker._base, "mean": worker._mean.state(), "skipped": worker._skipped}
+    return meta, tensors
+
+
+def restore_worker(worker: Worker, meta: dict[str, Any], tensors: dict[str, Tensor], prefix: str) -> None:
+    params = worker.params
+    with torch.no_grad():
+        params.layout.vector_to_params_list(tensors[f"{prefix}params"], params._params)
+        for name, b in worker.model.named_buffers():
+            b.copy_(tensors[f"{prefix}buffer.{name}"])
+    params._acc = tensors[f"{prefix}acc"].clone() if f"{prefix}acc" in tensors else None
+    worker.seq, worker.steps, worker._since_fetch = meta["seq"], meta["steps"], meta["since_fetch"]
+    worker._versions, worker._acc_steps, worker._base = list(meta["versions"]), meta["acc_steps"], list(meta["base"])
+    worker._mean, worker._skipped = PartsMean.from_state(meta["mean"]), meta["skipped"]
+
+
+def push_state(push: Push, prefix: str) -> State:
+    meta = {"worker": push.worker, "seq": push.seq, "base": push.base, "steps": push.steps, "samples": push.samples,
+            "loss": push.loss, "parts": push.parts, "skipped": push.skipped, "clock_gap": push.clock_gap,
+            "shards": len(push.grads)}
+    return meta, {f"{prefix}grad{j}": g.detach().clone() for j, g in enumerate(push.grads)}
+
+
+def restore_push(meta: dict[str, Any], tensors: dict[str, Tensor], prefix: str) -> Push:
+    grads = [tensors[f"{prefix}grad{j}"] for j in range(meta["shards"])]
+    return Push(meta["worker"], meta["seq"], grads, list(meta["base"]), meta["steps"], meta["samples"], meta["loss"],
+                dict(meta["parts"]), meta["skipped"], meta["clock_gap"])
+
+
+def coordinator_state(coord: Coordinator) -> dict[str, Any]:
+    """The cycles handed out and not yet applied (the rest, done, clocks, events, is in the checkpoint already)."""
+    return {"dispatched": coord.dispatched, "live": sorted(coord.live),
+            "inflight": {str(w): [list(c) for c in cycles] for w, cycles in coord._inflight.items()},
+            "unapplied": {str(w): n for w, n in coord._unapplied.items()},
+            "gaps": {str(w): g for w, g in coord.gaps.items()}}
+
+
+def restore_coordinator(coord: Coordinator, meta: dict[str, Any]) -> None:
+    for w in set(meta["live"]) - coord.live:     # joined since: a warm start ended while pushes were in flight
+        coord._join(w)
+    coord.dispatched = meta["dispatched"]
+    coord._inflight = {int(w): [(k, g) for k, g in cycles] for w, cycles in meta["inflight"].items()}
+    coord._unapplied = {int(w): n for w, n in meta["unapplied"].items()}
+    coord.gaps = {int(w): g for w, g in meta["gaps"].items()}
+
+
+def copies_state(shard: Shard, prefix: str) -> State:
+    """DC-ASGD: the parameter copies the shard keeps for pushes in flight, and which pushes arrived."""
+    tensors = {f"{prefix}{w}.{v}": c.clone() for w, kept in shard._backup.items() for v, c in kept.items()}
+    meta = {"kept": {str(w): sorted(kept) for w, kept in shard._backup.items()},
+            "arrived": {str(w): {str(s): b for s, b in a.items()} for w, a in shard._arrived.items()},
+            "next": {str(w): n for w, n in shard._next.items()}}
+    return meta, tensors
+
+
+def restore_copies(shard: Shard, meta: dict[str, Any], tensors: dict[str, Tensor], prefix: str) -> None:
+    shard._backup = {int(w): {v: tensors[f"{prefix}{w}.{v}"].clone() for v in versions}
+                     for w, versions in meta["kept"].items()}
+    shard._arrived = {int(w): {int(s): b for s, b in a.items()} for w, a in meta["arrived"].items()}
+    shard._next = {int(w): n for w, n in meta["next"].items()}
+
+
+def whole_state(sim: Any) -> State:
+    """The simulator's state as a push is recorded (:class:`~downpour.ps.simulated.SimulatedCluster`):
+    what :func:`restore_whole_state` needs to go on exactly from there."""
+    n = len(sim.workers)
+    tensors: dict[str, Tensor] = {"sim.torch_rng": torch.get_rng_state()}
+    workers = []
+    for w, worker in enumerate(sim.workers):
+        meta, t = worker_state(worker, f"sim.w{w}.")
+        workers.append(meta)
+        tensors |= t
+    heap = []
+    for i, (t_, order, kind, w, push) in enumerate(sorted(sim._heap)):
+        pm = None
+        if push is not None:
+            pm, t = push_state(push, f"sim.h{i}.")
+            tensors |= t
+        heap.append([t_, order, kind, w, pm])
+    copies = []
+    for j, shard in enumerate(sim.shards):
+        meta, t = copies_state(shard, f"sim.dc{j}.")
+        copies.append(meta)
+        tensors |= t
+    state = {"seed_steps": list(sim._seed_steps), "order": sim._order, "left": list(sim._left),
+             "drawn": [sim._drawn[w] + sim.workers[w].steps - sim._steps0[w] for w in range(n)],
+             "blocked": sorted(sim._blocked), "wake": sorted(sim._wake_after or ()), "heap": heap,
+             "rngs": [g.bit_generator.state for g in sim.rngs], "coordinator": coordinator_state(sim.coord),
+             "workers": workers, "copies": copies}
+    return state, tensors
+
+
+def restore_whole_state(sim: Any, state: dict[str, Any], tensors: dict[str, Tensor]) -> None:
+    """Put ``sim`` (just built for the resumed run, its shards restored) where :func:`whole_state` saw it;
+    the caller then skips each in-memory worker's drawn batches."""
+    for w, worker in enumerate(sim.workers):
+        restore_worker(worker, state["workers"][w], tensors, f"sim.w{w}.")
+    sim._heap = [(t, order, kind, w, None if pm is None else restore_push(pm, tensors, f"sim.h{i}."))
+                 for i, (t, order, kind, w, pm) in enumerate(state["heap"])]
+    heapq.heapify(sim._heap)
+    sim._order, sim._left, sim._blocked = state["order"], list(state["left"]), set(state["blocked"])
+    sim._resume_wake = set(state["wake"])
+    for g, saved in zip(sim.rngs, state["rngs"]):
+        g.bit_generator.state = saved
+    restore_coordinator(sim.coord, state["coordinator"])
+    for j, shard in enumerate(sim.shards):
+        restore_copies(shard, state["copies"][j], tensors, f"sim.dc{j}.")
+    torch.set_rng_state(tensors["sim.torch_rng"])
