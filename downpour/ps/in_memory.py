@@ -61,7 +61,7 @@ def simulate(cfg: RunConfig) -> Simulation:
         losses.append(push.loss)
         rejected += record["accepted"] < len(shards)
 
-    cluster.run(on_push)
+    cluster.run(on_push, hold_signals=False)    # no checkpoint to keep whole
     setup.layout.vector_to_params(torch.cat([s.params for s in shards]), setup.model)
     setup.model.set_stage(None)
     tail = torch.tensor(losses[-max(1, len(losses) // 10):], dtype=torch.float64)
