@@ -56,7 +56,7 @@ def analysis_options(cfg: RunConfig, overrides: dict[str, Any]) -> AnalysisConfi
     if opts.poses and not Path(opts.poses).is_dir():
         raise ConfigError(f"analysis.poses {opts.poses!r} is not a folder (one sub-folder per angle in degrees)")
     if opts.no_faces_run and not Path(opts.no_faces_run).is_dir():
-        raise ConfigError(f"analysis.no_faces_run {opts.no_faces_run!r} is not a folder: give the --out of the same "
+        raise ConfigError(f"analysis.no_faces_run: {opts.no_faces_run!r} is not a folder: give the --out of the same "
                           "recipe trained with data.train_faces = 0", key="analysis.no_faces_run")
     return opts
 
