@@ -28,6 +28,7 @@ from downpour.ps.shm import SHM_DIR
 from downpour.ps.worker import OnPush, Push, push_record
 
 log = logging.getLogger(__name__)
+RESTART_SECONDS = 120   # for a restarted worker's actor to come up; longer: no room, the run goes on without it
 
 
 def sweep_stale_segments() -> int:
@@ -69,7 +70,7 @@ class RayCluster(PipedRun):
                  saved: dict[str, Any] | None = None):
         cfg = setup.cfg
         self.setup, self.coord, self.stage_of = setup, coord, stage_of
-        self.restarts = cfg.cluster.restarts            # restarts left
+        self.restarts = _restarts_left(cfg.cluster.restarts, coord.events)
         self.next_seq = dict(seqs or {})                 # per worker, one past the last push the driver received
         self.shard_actors: list[Any] = []
         self.worker_actors: list[Any] = []
@@ -216,18 +217,30 @@ class RayCluster(PipedRun):
         self.coord.lose(w, type(err).__name__)
         joined = self.coord.live - before    # the warm start's only worker died: the others start now
         log.warning("worker %d lost at step %d: %s", w, self.coord.done, type(err).__name__)
+        self._set_live()          # now: a sync round it owed closes on the others before it rejoins
+        _kill(self.worker_actors[w])   # a cycle can fail with its actor alive (a lost partition): it holds its CPU
         if self.restarts > 0 and self.coord.dispatched < self.coord.total:
             self.restarts -= 1
-            self.worker_actors[w] = self._spawn(w, self.next_seq.get(w, 0), self.coord.done)
-            ray.get(self.worker_actors[w].node.remote())
-            if self.piped:
-                self._open_channel(w)
-            self.coord.rejoin(w)
-            log.warning("worker %d restarted", w)
+            self._restart(w)
         self._set_live()
         for _ in range(self.coord.depth):
             for v in sorted(self._blocked | joined | {w}):
                 self._dispatch(v)
+
+    def _restart(self, w: int) -> None:
+        """A fresh actor for lost worker ``w``, rejoining once it is up; if Ray finds it no room in time, the
+        run goes on without it."""
+        self.worker_actors[w] = self._spawn(w, self.next_seq.get(w, 0), self.coord.done)
+        try:
+            ray.get(self.worker_actors[w].node.remote(), timeout=RESTART_SECONDS)
+        except (RayError, ray.exceptions.GetTimeoutError) as err:
+            log.warning("worker %d could not be restarted (%s); the run goes on without it", w, type(err).__name__)
+            _kill(self.worker_actors[w])
+            return
+        if self.piped:
+            self._open_channel(w)
+        self.coord.rejoin(w)
+        log.warning("worker %d restarted", w)
 
     def _cycle_done(self, ref: Any, w: int, on_push: OnPush) -> None:
         actor = self._owner.pop(ref)
@@ -313,17 +326,32 @@ class RayCluster(PipedRun):
         return ray.get([a.state_dict.remote() for a in self.shard_actors], timeout=60)
 
     def state(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        return {}, {}     # a resume starts the workers afresh (in-flight pushes are lost with the actors)
+        """The step and clocks the shards' snapshot holds. A push whose answers the driver has not read yet
+        (object refs: a shard on another node, DC-ASGD) is in it (a shard runs the driver's calls in order,
+        the push before the snapshot) but not yet in the coordinator: counted here, or a resume trains its
+        steps again. (A resume starts the workers afresh: their cycles in flight are lost with the actors.)"""
+        step, clocks = self.coord.done, self.coord.clocks()
+        for ref, (kind, w) in self._pending.items():
+            if kind == "push":
+                step += self._pushes[ref][1]["steps"]
+                if w in clocks:
+                    clocks[w] += 1
+        return {"step": step, "clocks": {str(w): c for w, c in clocks.items()}}, {}
 
     def info(self) -> dict[str, Any]:
         """Nodes and placement, and each live worker's data report (a lost worker's is lost with it)."""
         nodes = sorted(set(self.placement["shards"]) | set(self.placement["workers"]))
-        live = [a for w, a in enumerate(self.worker_actors) if w in self.coord.live]
+        reports, profiles = {}, {}
+        for w in sorted(self.coord.live):     # one at a time: a worker that died after its last push is a loss
+            try:
+                reports[w], profiles[w] = ray.get([self.worker_actors[w].data_report.remote(),
+                                                   self.worker_actors[w].profile.remote()], timeout=60)
+            except (RayError, ray.exceptions.GetTimeoutError) as err:
+                self.coord.lose(w, f"{type(err).__name__} after its last push")
         return {"nodes": len(nodes), "queue_depth": self.coord.depth,
                 "placement": {k: [nodes.index(x) for x in v] for k, v in self.placement.items()},
-                "worker_devices": self.devices, "data_workers": ray.get([a.data_report.remote() for a in live], timeout=60),
-                "profile": {"driver": self.laps.report(),
-                            "workers": ray.get([a.profile.remote() for a in live], timeout=60),
+                "worker_devices": self.devices, "data_workers": [reports[w] for w in sorted(reports)],
+                "profile": {"driver": self.laps.report(), "workers": [profiles[w] for w in sorted(profiles)],
                             "shards": ray.get([a.profile.remote() for a in self.shard_actors], timeout=60)}}
 
     def close(self) -> None:
@@ -340,13 +368,23 @@ class RayCluster(PipedRun):
                 log.warning("a shard could not remove its shared memory (/dev/shm/downpour-*)")
         parts = [a for actors in self.partition_actors.values() for a in actors]
         for a in (*self.worker_actors, *parts, *self.shard_actors):
-            try:
-                ray.kill(a)
-            except Exception:  # noqa: BLE001
-                pass
+            _kill(a)
         self.shard_actors, self.worker_actors, self.partition_actors, self.pusher = [], [], {}, None
         for path in SHM_DIR.glob(f"downpour-{getattr(self, 'run_id', '-')}-*"):   # what a dead shard left here
             path.unlink(missing_ok=True)
         if self.started:
             ray.shutdown()
             self.started = False
+
+
+def _kill(actor: Any) -> None:
+    """Best effort: the actor may be dead already."""
+    try:
+        ray.kill(actor)
+    except Exception:  # noqa: BLE001
+        pass
+
+
+def _restarts_left(restarts: int, events: list[dict[str, Any]]) -> int:
+    """``cluster.restarts`` less the restarts the run already used (a shard restart builds a new driver)."""
+    return restarts - sum(1 for e in events if e["event"] == "worker-restarted")

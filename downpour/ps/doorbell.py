@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 REQUEST = struct.Struct("<qqq")       # worker, seq, base
 REPLY = struct.Struct("<qqqqq")       # seq, accepted, reason (index into REASONS), version, staleness
-REASONS = ("", "inbox", "unknown-worker", "shape", "non-finite", "version", "duplicate", "error")
+REASONS = ("", "inbox", "unknown-worker", "shape", "non-finite", "version", "duplicate", "error", "round")
 STOP = -1                             # a request from this worker id ends the thread
 
 log = logging.getLogger(__name__)

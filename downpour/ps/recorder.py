@@ -78,7 +78,7 @@ class Recorder:
         self.steps = self.skipped = 0   # worker steps in those pushes, and those with a NaN/Inf cost
         self._since_ckpt = 0
         self._last_ckpt = time.perf_counter()
-        self.checkpoints = 0          # written by this process, and the seconds they took
+        self.checkpoints = 0          # written in the run (a resumed run's too), and the seconds they took
         self.checkpoint_seconds = 0.0
         self._stale_sum = 0.0
         self._mean = PartsMean()     # the pushes' parts and samples since the last log line
@@ -86,6 +86,7 @@ class Recorder:
             self.pushes, self.finite_pushes = saved["pushes"], saved["finite_pushes"]
             self.steps, self.skipped, self._stale_sum = saved["steps"], saved["skipped"], saved["stale_sum"]
             self._mean = PartsMean.from_state(saved["row"])
+            self.checkpoints, self.checkpoint_seconds = saved["checkpoints"], saved["checkpoint_seconds"]
         self._last_step = coord.done
         self._last_time = self.t0
         self._last_pushes = self.pushes
@@ -148,7 +149,8 @@ class Recorder:
                 "max_clock_gap": self.coord.max_gap,
                 "elapsed": round(self.elapsed(), 3), "events": self.coord.events,
                 "recorder": {"pushes": self.pushes, "finite_pushes": self.finite_pushes, "steps": self.steps,
-                             "skipped": self.skipped, "stale_sum": self._stale_sum, "row": self._mean.state()},
+                             "skipped": self.skipped, "stale_sum": self._stale_sum, "row": self._mean.state(),
+                             "checkpoints": self.checkpoints + 1, "checkpoint_seconds": self.checkpoint_seconds},
                 **driver}
         save_server(self.run.checkpoints / SERVER, states, meta, tensors)
         write_staleness(self.run, self.cfg, states, self.coord)

@@ -1,0 +1,116 @@
+"""The Ray driver's bookkeeping around lost workers and checkpoints, with its actors stood in for (no Ray
+started): a restart under sync, the restart budget, a worker dead after its last push, the step a
+checkpoint holds while push answers are still out."""
+from typing import Any
+
+import pytest
+import ray
+import torch
+
+import downpour.ps.cluster_on_ray as driver_module
+from downpour.ps.cluster_on_ray import RayCluster, _restarts_left
+from downpour.ps.consistency import make_consistency
+from downpour.ps.coordinator import Coordinator
+from downpour.ps.laps import Laps
+from downpour.ps.rules import make_rule
+from downpour.ps.shard import Shard
+
+
+class FakeRay:
+    """What the driver calls of ``ray``: ``get`` (values pass through; an exception is raised), ``kill``."""
+
+    exceptions = ray.exceptions
+
+    def __init__(self) -> None:
+        self.killed: list[Any] = []
+
+    def get(self, refs: Any, timeout: float | None = None) -> Any:
+        values = refs if isinstance(refs, list) else [refs]
+        for v in values:
+            if isinstance(v, BaseException):
+                raise v
+        return values if isinstance(refs, list) else values[0]
+
+    def kill(self, actor: Any) -> None:
+        self.killed.append(actor)
+
+
+class FakeActor:
+    """``actor.method.remote(*args)`` answers ``answers[method](*args)`` (a value, or an exception to raise)."""
+
+    def __init__(self, **answers: Any) -> None:
+        self.answers = answers
+
+    def __getattr__(self, method: str) -> Any:
+        answer = self.answers.get(method, lambda *a: None)
+        return type("Method", (), {"remote": staticmethod(lambda *args: answer(*args))})()
+
+
+def _driver(coord: Coordinator, shard_actors: list[Any], workers: list[Any], restarts: int = 0) -> RayCluster:
+    d = object.__new__(RayCluster)      # no Ray: the driver's own state only
+    d.coord, d.shard_actors, d.worker_actors, d.restarts = coord, shard_actors, workers, restarts
+    d.piped, d._blocked, d.laps, d.next_seq, d._pending, d._pushes = False, set(), Laps(), {}, {}, {}
+    d.placement, d.devices = {"shards": ["n"], "workers": ["n"] * len(workers)}, []
+    return d
+
+
+@pytest.fixture
+def fake_ray(monkeypatch):
+    fake = FakeRay()
+    monkeypatch.setattr(driver_module, "ray", fake)
+    return fake
+
+
+def _cycle(coord: Coordinator, shard: Shard, w: int, seq: int) -> None:
+    assert coord.begin_cycle(w) == 1
+    coord.end_compute(w)
+    assert shard.push(w, torch.ones(4), shard.version, seq).accepted
+    coord.end_cycle(w, 1)
+
+
+def test_a_worker_lost_mid_round_under_sync_lets_the_round_close_before_it_rejoins(fake_ray, monkeypatch):
+    """Workers 0 and 2 pushed round 1, worker 1 died before it did: restarted level with them, their next
+    pushes went into the still open round 1 and were refused (2 steps counted, never applied)."""
+    coord = Coordinator(make_consistency("sync"), workers=3, total_steps=100)
+    shard = Shard(0, torch.zeros(4), make_rule("sgd", 0.1), workers=coord.live, sync=True)
+    old = FakeActor()
+    d = _driver(coord, [FakeActor(set_workers=shard.set_workers)], [FakeActor(), old, FakeActor()], restarts=1)
+    monkeypatch.setattr(d, "_spawn", lambda w, seq, step: FakeActor(node=lambda: "n"))
+    monkeypatch.setattr(d, "_dispatch", lambda w: None)
+    for w in range(3):
+        _cycle(coord, shard, w, 0)                    # round 0
+    _cycle(coord, shard, 0, 1)
+    _cycle(coord, shard, 2, 1)                        # round 1: worker 1 owes its push
+    coord.begin_cycle(1)
+    d._lost(1, RuntimeError("ActorDiedError"))
+    assert shard.version == 2                         # round 1 closed on workers 0 and 2
+    assert old in fake_ray.killed and coord.live == {0, 1, 2}
+    for w in range(3):
+        _cycle(coord, shard, w, 2 if w != 1 else 1)   # round 2, the restarted worker in it
+    assert shard.version == 3 and not shard.rejected
+
+
+def test_the_restart_budget_counts_the_restarts_of_the_whole_run():
+    events = [{"event": "worker-lost"}, {"event": "worker-restarted"}, {"event": "joined"}]
+    assert _restarts_left(1, events) == 0 and _restarts_left(3, events) == 2 and _restarts_left(2, []) == 2
+
+
+def test_a_worker_dead_after_its_last_push_is_a_loss_not_a_failed_run(fake_ray):
+    coord = Coordinator(make_consistency("async"), workers=2, total_steps=10)
+    dead = FakeActor(data_report=lambda: ray.exceptions.ActorDiedError(), profile=lambda: {})
+    d = _driver(coord, [FakeActor(profile=lambda: {"shard": 0})], [FakeActor(data_report=lambda: {"samples": 5},
+                                                                              profile=lambda: {}), dead])
+    info = d.info()
+    assert info["data_workers"] == [{"samples": 5}] and coord.lost == [1]
+
+
+def test_a_checkpoint_counts_the_pushes_the_shards_applied_before_the_driver_read_their_answers():
+    coord = Coordinator(make_consistency("async"), workers=2, total_steps=100)
+    for w in (0, 1):
+        coord.begin_cycle(w)
+        coord.end_compute(w)
+        coord.end_cycle(w, 1)
+    d = _driver(coord, [], [FakeActor(), FakeActor()])
+    d._pending, d._pushes = {"ref": ("push", 1), "cycle": ("cycle", 0)}, {"ref": ([None], {"steps": 3})}
+    meta, tensors = d.state()
+    assert meta == {"step": 5, "clocks": {"0": 1, "1": 2}} and tensors == {}
