@@ -31,7 +31,7 @@ class Driver(Protocol):
     """How a cluster runner runs the coordinator's budget of steps on its shards. The simulator
     (:class:`~downpour.ps.simulated.SimulatedCluster`) and Ray (:class:`~downpour.ps.cluster_on_ray.RayCluster`)
     implement it; both are built as ``Driver(setup, shards, coord, stage_of, start_step, seqs, saved)``, ``saved``
-    being a resumed run's checkpoint meta (what :meth:`meta` wrote, among the counters)."""
+    being a resumed run's checkpoint meta (what :meth:`state` wrote, among the counters)."""
 
     def run(self, on_push: OnPush) -> None:
         """Until the coordinator's budget is done, calling ``on_push`` for every push the shards applied."""

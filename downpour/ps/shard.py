@@ -5,10 +5,9 @@ and a staleness log. Workers :meth:`Shard.pull` the slice and :meth:`Shard.push`
 computed from the version they pulled. A push with NaN/Inf, the wrong shape, an unknown worker,
 a version from the future, a sequence number already seen or (sync) a second push of one worker into
 an open round is rejected and counted, and the parameters are left untouched; so a retried push is
-never applied twice. Under ``sync`` a push
-rejected for its gradient (non-finite, wrong shape) still takes its worker's turn in the round, which
-then closes on the others' mean: a bad gradient neither stalls a round nor lets the worker's next push
-into it.
+never applied twice. Under ``sync`` a push rejected for its gradient (non-finite, wrong shape) still
+takes its worker's turn in the round, which then closes on the others' mean: a bad gradient neither
+stalls a round nor lets the worker's next push into it.
 
 The shard is plain torch: the simulator holds it directly, the Ray runner wraps it in an actor.
 """
