@@ -114,7 +114,7 @@ def whole_state(sim: Any) -> State:
         copies.append(meta)
         tensors |= t
     state = {"seed_steps": list(sim._seed_steps), "order": sim._order, "left": list(sim._left),
-             "drawn": [sim._drawn[w] + sim.workers[w].steps - sim._steps0[w] for w in range(n)],
+             "drawn": [sim.workers[w].steps + sim._drawn_offset[w] for w in range(n)],
              "blocked": sorted(sim._blocked), "wake": sorted(sim._wake_after or ()), "heap": heap,
              "rngs": [g.bit_generator.state for g in sim.rngs], "coordinator": coordinator_state(sim.coord),
              "workers": workers, "copies": copies}

@@ -44,7 +44,9 @@ class SimulatedCluster:
             self._seed_steps = list(sim["seed_steps"])
         self.workers: list[Worker] = [make_worker(cfg, w, setup.data.shard(w, n), setup.bounds, setup.gate.sync,
                                                   self._seed_steps[w], seqs.get(w, 0), stream=streams[w]) for w in range(n)]
-        self._drawn = [0] * n       # batches drawn from each worker's stream before this process: skipped on resume
+        # batches each worker's stream gave beyond its steps (an exact resume: its steps go on from the checkpoint's,
+        # its stream from the start, the batches already drawn skipped): drawn = steps + offset
+        self._drawn_offset = [0] * n
         self.delays = setup.delays
         self.rngs = delay_rngs(cfg.seed + start_step, n)
         self.now = float(saved.get("vtime", 0.0))      # a resumed run continues the virtual clock
@@ -55,10 +57,8 @@ class SimulatedCluster:
         self._wake_after: set[int] | None = None   # inside on_push: the workers the push wakes next (see state)
         self._resume_wake: set[int] | None = None  # an exact resume: the workers the saved push was about to wake
         self._between = True        # between two events (not inside one): the state is whole
-        self._steps0 = [0] * n
         if sim:
             self._restore(sim, saved.get("tensors", {}), streams)
-        self._steps0 = [w.steps for w in self.workers]
 
     def _schedule(self, t: float, kind: int, w: int, push: Push | None = None) -> None:
         heapq.heappush(self._heap, (t, self._order, kind, w, push))
@@ -162,9 +162,9 @@ class SimulatedCluster:
         restore_whole_state(self, sim, tensors)
         for w, worker in enumerate(self.workers):
             if streams[w] is None:             # in memory: the same stream, its drawn batches skipped
-                self._drawn[w] = sim["drawn"][w]
-                for _ in range(self._drawn[w]):
+                for _ in range(sim["drawn"][w]):
                     next(worker.batches)
+                self._drawn_offset[w] = sim["drawn"][w] - worker.steps
 
     def info(self) -> dict[str, Any]:
         """Virtual time, and each worker's data report (streamed data: its reads and skipped files)."""
