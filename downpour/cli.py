@@ -11,7 +11,7 @@ import threading
 import time
 from pathlib import Path
 
-from downpour.config import CROSSFIT_CONTROLS, ClusterConfig, ConfigError, Override, RunConfig, config_to_toml, list_presets, load_config, parse_override
+from downpour.config import CROSSFIT_CONTROLS, ClusterConfig, ConfigError, Override, RunConfig, config_to_toml, list_presets, load_config, origin_of, parse_override
 from downpour.cli_flags import check_flags, set_keys
 from downpour.settings import choices_of
 from downpour.errors import DownpourError
@@ -51,12 +51,20 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise NotARunError(f"{args.resume!r} never started training (no checkpoint, model or metrics row): "
                                f"nothing to resume; start it again with `downpour train --config "
                                f"{args.resume}/config.toml --out {args.resume}`, which takes the folder over")
-        cfg = load_config(str(run.path / "config.toml"), _overrides(args))
+        source = str(run.path / "config.toml")
+        cfg = load_config(source, _overrides(args))
         check_resume(run.config, cfg)
     else:
-        cfg = load_config(args.config or "main", _overrides(args))
+        source = args.config or "main"
+        cfg = load_config(source, _overrides(args))
     check_flags(args, cfg)
-    cfg = check_run_config(cfg)   # resolved; before the run directory exists: a typo leaves nothing behind
+    try:
+        cfg = check_run_config(cfg)   # resolved; before the run directory exists: a typo leaves nothing behind
+    except ConfigError as err:        # the model's and the cost terms' own checks: name what set the value
+        where = origin_of(err.key, source, _overrides(args)) if err.key else None
+        if where is None or str(err).startswith(where):
+            raise
+        raise ConfigError(f"{where}: {err}", key=err.key) from None
     # checked too; the preset's twin is off for data without lfw faces, one asked for is refused then
     cfg, twin = twin_config(cfg, asked="analysis.no_faces_twin" in set_keys(args))
     if args.dry_run:

@@ -26,7 +26,7 @@ from downpour.errors import ConfigError
 from downpour.settings import Section, Spec, parse_spec, setting
 
 __all__ = ["ConfigError", "Override", "RunConfig", "DataConfig", "TrainConfig", "ClusterConfig", "SandblasterConfig", "AnalysisConfig",
-           "ModelSpec", "load_config", "save_config", "config_to_dict", "config_from_dict", "config_to_toml",
+           "ModelSpec", "load_config", "origin_of", "save_config", "config_to_dict", "config_from_dict", "config_to_toml",
            "list_presets", "parse_override"]
 
 _TIME = ("T", float, "[0, inf)")
@@ -280,6 +280,23 @@ def parse_override(item: Override) -> tuple[list[str], Any]:
 def load_config(name_or_path: str = "main", overrides: list[Override] | tuple[Override, ...] = ()) -> RunConfig:
     """A preset name or a TOML path, its ``base`` chain, then overrides (``"section.key=value"`` strings
     from ``--set``, or ``(key, value)`` pairs already typed, as the CLI's own flags are)."""
+    return _build(*_merged(name_or_path, overrides))
+
+
+def origin_of(key: str, name_or_path: str = "main", overrides: list[Override] | tuple[Override, ...] = ()) -> str | None:
+    """Where ``key`` (``model.hidden``, ``objective.pooled_l2``) was last set among ``name_or_path``'s chain and
+    ``overrides`` (a file, a preset, ``--set ...``), or None if nowhere: for an error found after loading
+    (the model's and the cost terms' own checks) to name it, as the loader's do."""
+    origins = _merged(name_or_path, overrides)[1]
+    parts = key.split(".")
+    for n in range(len(parts), 1, -1):           # objective.pooled_l2.eps: set as a key, or as its term's table
+        if ".".join(parts[:n]) in origins:
+            return origins[".".join(parts[:n])]
+    return None
+
+
+def _merged(name_or_path: str, overrides: list[Override] | tuple[Override, ...]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The preset chain and overrides merged as plain tables, and where each ``section.key`` was set last."""
     chain: list[tuple[dict[str, Any], str]] = []
     seen = set()
     current: str | None = name_or_path
@@ -311,7 +328,7 @@ def load_config(name_or_path: str = "main", overrides: list[Override] | tuple[Ov
         for part in reversed(path[:-1]):
             nested = {part: nested}
         _merge(merged, nested, f"--set {item}" if isinstance(item, str) else "the command line", origins)
-    return _build(merged, origins)
+    return merged, origins
 
 
 def config_to_dict(cfg: RunConfig) -> dict[str, Any]:

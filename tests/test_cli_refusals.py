@@ -248,3 +248,14 @@ def test_a_config_not_in_utf8_and_an_out_below_a_file_are_errors_not_tracebacks(
     (tmp_path / "f").write_text("a file")
     assert main(["train", "--config", "tica-8x8", "--steps", "2", "--out", str(tmp_path / "f" / "run")]) == 2
     assert "cannot make the run folder" in capsys.readouterr().err
+
+
+def test_a_model_or_cost_term_error_names_the_file_or_flag_that_set_it(tmp_path, capsys):
+    """The model's and the cost terms' own checks run after loading, where the file or flag was not known."""
+    (tmp_path / "bad.toml").write_text('base = "tica-8x8"\n[model]\nhiden = 3\n')
+    assert main(["train", "--config", str(tmp_path / "bad.toml"), "--dry-run"]) == 2
+    assert f"error: {tmp_path / 'bad.toml'}: model 'tica-8x8': unknown key 'model.hiden'" in capsys.readouterr().err
+    assert main(["train", "--config", "tica-8x8", "--set", "objective.pooled_l2.weight=abc", "--dry-run"]) == 2
+    assert "error: --set objective.pooled_l2.weight=abc: [objective]" in capsys.readouterr().err
+    assert main(["train", "--config", "tica-8x8", "--set", "model.hidden=0", "--dry-run"]) == 2
+    assert "error: --set model.hidden=0: model 'tica-8x8': model.hidden must be" in capsys.readouterr().err

@@ -16,7 +16,7 @@ from typing import Any
 from downpour._names import nearest
 from downpour.config import ConfigError, ModelSpec, RunConfig
 from downpour.models.base import FeatureModel
-from downpour.objectives import Objective
+from downpour.objectives import Objective, make_term
 
 
 @dataclass(frozen=True)
@@ -50,11 +50,12 @@ def _make_config(family: type[FeatureModel], values: dict[str, Any], where: str,
     valid = [f.name for f in dataclasses.fields(cls)]
     for key in values:
         if key not in valid:
-            raise ConfigError(f"{where}: unknown key 'model.{key}'{nearest(key, valid)}; {family.__name__} has {', '.join(valid)}")
+            raise ConfigError(f"{where}: unknown key 'model.{key}'{nearest(key, valid)}; {family.__name__} has {', '.join(valid)}",
+                              key=f"model.{key}")
     try:
         return dataclasses.replace(base, **values) if base is not None else cls(**values)
     except ConfigError as err:
-        raise ConfigError(f"{where}: {err}") from None
+        raise ConfigError(f"{where}: {err}", key=err.key) from None
 
 
 def _load_families() -> None:
@@ -115,4 +116,14 @@ def _objective(name: str, spec: dict[str, Any]) -> Objective:
         return Objective.from_config(spec)
     except (KeyError, TypeError, ValueError) as err:
         reason = err.args[0] if isinstance(err, KeyError) and err.args else err   # KeyError's str() adds quotes
-        raise ConfigError(f"[objective] of model {name!r}: {reason}") from None
+        raise ConfigError(f"[objective] of model {name!r}: {reason}", key=_failing_term(spec)) from None
+
+
+def _failing_term(spec: dict[str, Any]) -> str | None:
+    """``objective.TERM`` of the first term that cannot be built alone (what an error is about), if one."""
+    for term, value in spec.items():
+        try:
+            make_term(term, value)
+        except (KeyError, TypeError, ValueError):
+            return f"objective.{term}"
+    return None
