@@ -26,7 +26,7 @@ from downpour.errors import ConfigError
 from downpour.settings import Section, Spec, parse_spec, setting
 
 __all__ = ["ConfigError", "Override", "RunConfig", "DataConfig", "TrainConfig", "ClusterConfig", "SandblasterConfig", "AnalysisConfig",
-           "ModelSpec", "load_config", "origin_of", "save_config", "config_to_dict", "config_from_dict", "config_to_toml",
+           "ModelSpec", "load_config", "merge_term", "origin_of", "save_config", "config_to_dict", "config_from_dict", "config_to_toml",
            "list_presets", "parse_override"]
 
 _TIME = ("T", float, "[0, inf)")
@@ -38,6 +38,7 @@ LFW_HELDOUT_FORMS = {"fixed": (), "fold": (("I", int, "[0, inf)"), ("K", int, "[
 # downpour crossfit --control: the networks trained beside each fold (no-faces: the same recipe without lfw's faces)
 CROSSFIT_CONTROLS = ("none", "no-faces")
 FACE_SOURCES = ("faces", "natural+faces")     # the data sources that hold lfw's training faces
+FILE_SOURCES = ("folder", "video", "array")   # the data sources that read data.path (and can stream)
 
 
 @dataclass(frozen=True)
@@ -283,6 +284,15 @@ def load_config(name_or_path: str = "main", overrides: list[Override] | tuple[Ov
     return _build(*_merged(name_or_path, overrides))
 
 
+def merge_term(base: Any, spec: Any) -> Any:
+    """A cost term's ``spec`` over its ``base``: over a table, a table merges key by key and a plain number is
+    the weight (the term's other keys kept: ``--set objective.pooled_l2=0.2`` kept no ``eps``, which fell to
+    the term class's default); anything else replaces it."""
+    if isinstance(base, dict) and isinstance(spec, (dict, int, float)) and not isinstance(spec, bool):
+        return {**base, **(spec if isinstance(spec, dict) else {"weight": spec})}
+    return spec
+
+
 def origin_of(key: str, name_or_path: str = "main", overrides: list[Override] | tuple[Override, ...] = ()) -> str | None:
     """Where ``key`` (``model.hidden``, ``objective.pooled_l2``) was last set among ``name_or_path``'s chain and
     ``overrides`` (a file, a preset, ``--set ...``), or None if nowhere: for an error found after loading
@@ -321,9 +331,8 @@ def _merged(name_or_path: str, overrides: list[Override] | tuple[Override, ...])
         term = merged.get("objective", {}).get(path[1]) if len(path) == 3 and path[0] == "objective" else None
         if isinstance(term, dict):      # objective.TERM.KEY=v sets one key of the term, keeping the others
             path, value = path[:2], {**term, path[2]: value}
-        elif len(path) == 2 and path[0] == "objective" and isinstance(merged.get("objective", {}).get(path[1]), dict) \
-                and isinstance(value, (int, float)) and not isinstance(value, bool):
-            value = {**merged["objective"][path[1]], "weight": value}   # objective.TERM=w: its weight, the rest kept
+        elif len(path) == 2 and path[0] == "objective" and not isinstance(value, dict):   # objective.TERM=w
+            value = merge_term(merged.get("objective", {}).get(path[1]), value)
         nested: dict[str, Any] = {path[-1]: value}
         for part in reversed(path[:-1]):
             nested = {part: nested}

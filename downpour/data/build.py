@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from downpour.config import FACE_SOURCES, ConfigError, DataConfig
+from downpour.config import FACE_SOURCES, FILE_SOURCES, ConfigError, DataConfig
 from downpour.data.arrays import check_magic, load_array
 from downpour.data.augment import Augment
 from downpour.data.builtin import digit_images, lfw_images, lfw_train_faces, natural_images
@@ -70,17 +70,17 @@ def _holds(root: Path, suffixes: set[str]) -> bool:
 def check_config(cfg: DataConfig) -> None:
     """Raise ConfigError naming what in ``cfg`` does not fit together or is missing on disk (each
     field's own choices and range are checked by :class:`DataConfig` itself)."""
-    if cfg.source in ("folder", "video", "array") and not cfg.path:
+    if cfg.source in FILE_SOURCES and not cfg.path:
         raise ConfigError(f"data.source = {cfg.source!r} needs data.path")
-    if cfg.source in ("folder", "video", "array") and not Path(cfg.path).exists():
+    if cfg.source in FILE_SOURCES and not Path(cfg.path).exists():
         raise ConfigError(f"data.path {cfg.path!r} does not exist (data.source = {cfg.source!r} reads it)")
-    if cfg.path and cfg.source not in ("folder", "video", "array"):   # it trained on the built-in set, silently
+    if cfg.path and cfg.source not in FILE_SOURCES:   # it trained on the built-in set, silently
         raise ConfigError(f"data.path = {cfg.path!r} is read only by data.source = 'folder', 'video' or 'array'; "
                           f"data.source = {cfg.source!r} is built in: set data.source too, or drop data.path",
                           key="data.path")
     if cfg.labels and cfg.source != "folder":
         raise ConfigError("data.labels = true only applies to data.source = 'folder'")
-    if cfg.pipeline == "stream" and cfg.source not in ("folder", "video", "array"):
+    if cfg.pipeline == "stream" and cfg.source not in FILE_SOURCES:
         raise ConfigError(f"data.pipeline = 'stream' reads files (data.source = folder, video or array); the built-in "
                           f"source {cfg.source!r} is small and held in memory: use data.pipeline = 'auto' or 'memory'")
     if cfg.pipeline == "stream" and cfg.source == "array" and Path(cfg.path).suffix != ".npy":

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from downpour.config import DataConfig
+from downpour.config import FILE_SOURCES, DataConfig
 from downpour.data.augment import Augment
 from downpour.data.dataset import shard_range
 from downpour.data.arrays import check_magic
@@ -36,7 +36,7 @@ from downpour.data.reader import Cut, ItemReader
 from downpour.data.video import video_files
 from downpour.errors import DataError
 
-STREAMED = ("folder", "video", "array")    # the sources that can stream; the built-in ones are in memory
+STREAMED = FILE_SOURCES    # the sources that can stream; the built-in ones are in memory
 _SHUFFLE, _FIT = 14, 15                      # NumPy streams: the item list's one shuffle, the fitting sample
 
 

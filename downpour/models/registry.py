@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from downpour._names import nearest
-from downpour.config import ConfigError, ModelSpec, RunConfig
+from downpour.config import ConfigError, ModelSpec, RunConfig, merge_term
 from downpour.models.base import FeatureModel
 from downpour.objectives import Objective, make_term
 
@@ -82,15 +82,10 @@ def create_model(name: str, input_shape: tuple[int, ...] | None = None, **option
 
 
 def resolve_objective(name: str, overrides: dict[str, Any]) -> dict[str, Any]:
-    """The variant's default cost terms with the run's overrides merged in (a table merges key by key; a
-    plain number over a table is its weight: ``--set objective.pooled_l2=0.2`` keeps the term's ``eps``,
-    which fell to the term class's default and left config.toml without it)."""
+    """The variant's default cost terms with the run's overrides merged in (:func:`~downpour.config.merge_term`)."""
     merged = dict(model_entry(name).objective)
     for term, spec in overrides.items():
-        if isinstance(merged.get(term), dict) and isinstance(spec, (dict, int, float)) and not isinstance(spec, bool):
-            merged[term] = {**merged[term], **(spec if isinstance(spec, dict) else {"weight": spec})}
-        else:
-            merged[term] = spec
+        merged[term] = merge_term(merged.get(term), spec)
     return merged
 
 

@@ -110,23 +110,23 @@ class RunDir:
     def discard_training(self) -> None:
         """Remove what training, the analysis and the report wrote, keeping the config: the run can
         then start over (:meth:`create` takes it over). Files downpour did not write stay."""
-        for name in self.TRAINED + self.AFTER:
-            path = self.path / name
-            if path.is_dir():
-                shutil.rmtree(path)
-            elif path.exists():
-                path.unlink()
+        self._remove(self.TRAINED + self.AFTER)
 
-    def drop_analysis(self, why: str) -> None:
-        """The analysis and report describe a model that is about to change (a resume, a twin added): remove
-        them, so ``downpour report`` analyses again instead of showing the old model's numbers as current."""
-        gone = [name for name in self.ANALYSIS if (self.path / name).exists()]
+    def _remove(self, names: tuple[str, ...]) -> list[str]:
+        """Remove the files and folders ``names`` of this run that exist; returns those."""
+        gone = [name for name in names if (self.path / name).exists()]
         for name in gone:
             path = self.path / name
             if path.is_dir():
                 shutil.rmtree(path)
             else:
                 path.unlink()
+        return gone
+
+    def drop_analysis(self, why: str) -> None:
+        """The analysis and report describe a model that is about to change (a resume, a twin added): remove
+        them, so ``downpour report`` analyses again instead of showing the old model's numbers as current."""
+        gone = self._remove(self.ANALYSIS)
         if gone:
             log.info("%s: %s removed (%s; `downpour analyze %s` writes them again)", self.path, ", ".join(gone), why,
                      self.path)
