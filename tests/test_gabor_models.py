@@ -46,6 +46,9 @@ def test_first_layer_switch(name, shape, kind):
 def test_bad_first_layer_names_the_key():
     with pytest.raises(ValueError, match="model.first_layer must be one of"):
         create_model("cat-demo", first_layer="designed")
+    for kind in ("gabor", "gabor-init"):    # a 1-pixel filter minus its mean is 0: a dead (and frozen) bank
+        with pytest.raises(ValueError, match="at least 2x2 pixels, got 1x1"):
+            create_model("cat-demo", (1, 32, 32), first_layer=kind, kernels=[1, 5])
 
 
 @pytest.mark.parametrize("name,shape", [("cat-demo", (1, 20, 20)), ("ufldl-sae", (1, 8, 8))])

@@ -82,6 +82,7 @@ def test_free_filters_and_full_reconstruction_are_still_reachable():
     ("maps", [0, 8], "every value of model.maps must be >= 1"), ("maps", [-8, 8], "model.maps"),
     ("strides", [0, 1], "model.strides"), ("kernels", [8, 0], "model.kernels"),
     ("pools", [3, -1], "model.pools"), ("pool_strides", [0, 1], "model.pool_strides"),
+    ("maps", [], "at least one stage"),     # it passed the shape check, then failed on stages[0]
 ])
 def test_bad_cat_options_are_named(option, value, message):
     with pytest.raises(ValueError, match=message):

@@ -80,3 +80,10 @@ def test_model_options_are_checked():
         create_model("cat-dem")
     with pytest.raises(ValueError, match="per-stage lists"):
         create_model("cat-demo", maps=[8, 8, 8])
+    # a dense autoencoder has no receptive field: its local keys were ignored, a TICA group clamped
+    for key, value in (("kernel_size", 3), ("stride", 2), ("tile", 7)):
+        with pytest.raises(ConfigError, match=f"model.{key} applies only to encoder = 'local'"):
+            create_model("ufldl-sae", (1, 8, 8), **{key: value})
+    with pytest.raises(ConfigError, match="model.pool: a dense TICA group of 100"):
+        create_model("ufldl-sae", (1, 8, 8), pool=100)
+    assert create_model("ufldl-sae", (1, 8, 8), encoder="local", kernel_size=3, tile=2).filter.kernel_size == 3

@@ -131,6 +131,8 @@ def init_first_layer(weight: Tensor, kind: str, seed: int | None = None, channel
         return True
     positions, maps, c, k = _layout(weight.shape, channels)
     if kind in ("gabor", "gabor-init"):
+        if k < 2:   # a 1-pixel filter minus its mean is 0: the bank would be dead (and, frozen, stay dead)
+            raise ValueError(f"model.first_layer = {kind!r} needs filters of at least 2x2 pixels, got {k}x{k}")
         bank = GaborBank.sized(maps, k, c).filters()[:maps]                     # (maps, C, k, k)
         filled = bank.unsqueeze(0).expand(positions, -1, -1, -1, -1)
     else:

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from downpour.batch import Batch, Outputs
+from downpour.errors import ConfigError
 from downpour.layers import L2Pool2d, LocallyConnected2d
 from downpour.layers.gabor import FIRST_LAYER_KINDS, init_first_layer
 from downpour.models.base import FeatureModel
@@ -43,6 +44,19 @@ class AutoencoderConfig(Section):
     init_scale: float = setting(0.0, within="[0, inf)")      # weight init range; 0 = UFLDL's sqrt(6 / (fan_in + fan_out + 1))
     first_layer: str = setting("learned", choices=FIRST_LAYER_KINDS)   # the encoder's filters; gabor and random are frozen
 
+    def check_dense(self) -> None:
+        """Refuse the local encoder's keys on a dense one (they would be ignored) and a TICA group
+        larger than the hidden layer (it would be clamped); the model checks this when it is built."""
+        if self.encoder != "dense":
+            return
+        for key in ("kernel_size", "stride", "tile"):      # a dense encoder has no receptive field to shape
+            if getattr(self, key) != type(self).__dataclass_fields__[key].default:
+                raise ConfigError(f"model.{key} applies only to encoder = 'local'; this encoder is dense "
+                                  f"(set model.encoder = \"local\" or drop model.{key})", key=f"model.{key}")
+        if self.pool > self.hidden:
+            raise ConfigError(f"model.pool: a dense TICA group of {self.pool} units is larger than the "
+                              f"{self.hidden} hidden units (model.hidden)", key="model.pool")
+
 
 class Autoencoder(FeatureModel):
     """A one-stage autoencoder. ``forward`` returns the codes h: (B, hidden) dense, (B, hidden, Ho, Wo) local."""
@@ -54,6 +68,7 @@ class Autoencoder(FeatureModel):
         self.config = config
         self.input_shape = tuple(input_shape)  # (C, H, W)
         c, h, w = self.input_shape
+        config.check_dense()
         if config.encoder == "dense":
             n_in = c * h * w
             bound = config.init_scale or math.sqrt(6.0 / (n_in + config.hidden + 1))

@@ -83,6 +83,8 @@ class CatConfig(Section):
         model checks this when it is built and ``downpour plan``, which counts the network on paper
         without building it, before it counts."""
         n = len(self.maps)
+        if n == 0:
+            raise ConfigError("model.maps is empty: the cat network needs at least one stage", key="model.maps")
         lengths = {k: len(getattr(self, k)) for k in ("kernels", "strides", "pools", "pool_strides")}
         if len(self.filter_norm) != 1:
             lengths["filter_norm"] = len(self.filter_norm)
