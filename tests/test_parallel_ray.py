@@ -18,16 +18,18 @@ from downpour.train.rundir import RunDir
 from downpour.train.step import train_step
 
 
-@pytest.mark.parametrize("k", [2, 9])    # (1, 2, 4, 9 in process: tests/test_parallel.py; each actor costs seconds here)
-def test_a_replica_with_partition_actors_equals_the_whole_network(local_ray, k):
+# (1, 2, 4, 9 in process: tests/test_parallel.py; each actor costs seconds here). A frozen first layer
+# never travels through the shards: the partitions once computed with uninitialised filters.
+@pytest.mark.parametrize("k, first_layer", [(2, "learned"), (9, "learned"), (2, "gabor")])
+def test_a_replica_with_partition_actors_equals_the_whole_network(local_ray, k, first_layer):
     from downpour.ps.partitions_on_ray import PartitionActor, remote_replica, stage_specs
 
     torch.manual_seed(0)
-    full = create_model("cat-demo").double()
+    full = create_model("cat-demo", first_layer=first_layer).double()
     local = partition_model(copy.deepcopy(full), k)
     actors = [PartitionActor.remote(0, p, stage_specs(local, p), [], [], [], 0.0, 1) for p in range(k)]
-    ray.get([a.load.remote(torch.cat([w.detach().reshape(-1) for w in part.weights]).numpy())
-             for a, part in zip(actors, local.partitions)])
+    ray.get([a.load.remote(torch.cat([w.detach().reshape(-1) for w in part.weights if w.requires_grad]).numpy())
+             for a, part in zip(actors, local.partitions)])      # what a fetch brings: the trainable filters
     replica = copy.deepcopy(local)
     remote_replica(replica, actors)
     assert not any(p.requires_grad for p in replica.parameters())     # no filter is left in the replica
@@ -39,6 +41,9 @@ def test_a_replica_with_partition_actors_equals_the_whole_network(local_ray, k):
     assert abs(a.loss - b.loss) < 1e-10
     grads = ray.get([actor.gradients.remote() for actor in actors])
     for i, stage in enumerate(full.stages):
+        if stage.filter.weight.grad is None:                      # the frozen stage: no gradient anywhere
+            assert first_layer == "gabor" and i == 0 and all(g[i] is None for g in grads)
+            continue
         got = stitch([torch.from_numpy(g[i]) for g in grads], local.stages[i].filter.blocks, dims=(0, 1))
         torch.testing.assert_close(got, stage.filter.weight.grad, rtol=0, atol=1e-10)
     for actor in actors:

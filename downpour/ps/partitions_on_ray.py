@@ -27,15 +27,17 @@ from downpour.ps.worker import LocalParams
 
 
 def stage_specs(model: nn.Module, p: int) -> list[dict[str, Any]]:
-    """What partition ``p`` must know of each stage of a partitioned ``model``: the filter geometry
-    and its own block's sizes."""
+    """What partition ``p`` must know of each stage of a partitioned ``model``: the filter geometry,
+    its own block's sizes and, for a frozen stage (a Gabor or random first layer), its block's
+    filters themselves: the shards hold only trainable parameters, so a fetch never brings them."""
     specs = []
     for stage in model.stages:
         f: PartitionedFilter = stage.filter
-        b = f.blocks[p]
+        b, w = f.blocks[p], f.blocks_weight[p]
         specs.append({"in_channels": f.in_channels, "maps": f.maps, "kernel": f.kernel_size, "stride": f.stride,
                       "norm": f.norm, "chunk": f.chunk_bytes, "out_size": b.out_size, "in_size": b.in_size,
-                      "trainable": f.blocks_weight[p].requires_grad, "dtype": f.blocks_weight[p].dtype})
+                      "trainable": w.requires_grad, "dtype": w.dtype,
+                      "frozen": None if w.requires_grad else w.detach().cpu().numpy()})
     return specs
 
 
@@ -52,6 +54,10 @@ class PartitionActor:
         self.weights = nn.ParameterList(
             nn.Parameter(new_banks(*s["out_size"], s["maps"], s["in_channels"], s["kernel"], dtype=s["dtype"]),
                          requires_grad=s["trainable"]) for s in specs)
+        with torch.no_grad():
+            for w, s in zip(self.weights, specs):
+                if s.get("frozen") is not None:
+                    w.copy_(torch.from_numpy(s["frozen"]))
         # the push accumulator and local SGD of a whole worker (ps.worker.LocalParams), over this slice
         self.params = LocalParams(self.weights, local_lr, n_fetch)
         start = bounds[0][0] if bounds else 0
@@ -145,8 +151,9 @@ class RemoteFilter(nn.Module):
         self._codes: Tensor | None = None
         self._recon: Tensor | None = None
         # the filters' stand-in in this process: it makes the stage's outputs part of the replica's
-        # autograd graph, so backward reaches _RemoteStage.backward (and through it the partitions)
-        self.anchor = torch.zeros((), requires_grad=True)
+        # autograd graph, so backward reaches _RemoteStage.backward (and through it the partitions);
+        # a frozen stage's (a Gabor or random first layer) has no gradient to reach
+        self.anchor = torch.zeros((), requires_grad=local.blocks_weight[0].requires_grad)
 
     weights: tuple[Tensor, ...] = ()
 
