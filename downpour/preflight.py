@@ -111,8 +111,7 @@ def _dry_run(cfg: RunConfig, shape: tuple[int, int, int]) -> None:
                 partition_bounds(partition_ranges(model), cfg.cluster.shards)
             objective(model.forward_train(Batch(torch.zeros(2, *shape), torch.zeros(2, dtype=torch.int64))))
             _check_stages_train(cfg, model)
-            if cfg.cluster.partitions == 1:    # (a split replica is analysed merged)
-                _check_analysis_layers(cfg, model)
+            _check_analysis_layers(cfg, model)    # (a split replica has the merged network's layers)
     except ConfigError as err:
         if err.key and err.key.startswith("model."):   # the model refuses this shape: say which shape
             raise ConfigError(f"{where}: {err}", key=err.key) from None

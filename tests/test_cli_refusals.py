@@ -241,6 +241,13 @@ def test_an_analysis_setting_that_cannot_work_is_refused_before_training(tmp_pat
     assert named in capsys.readouterr().err
 
 
+def test_a_split_replica_checks_its_analysis_layer_too(capsys):
+    """With cluster.partitions > 1 the check was skipped: the typo failed after the training."""
+    assert main(["train", "--config", "cat-untied", "--runner", "simulated", "--workers", "2", "--shards", "4",
+                 "--set", "cluster.partitions=2", "--set", "analysis.layer=stage9", "--dry-run"]) == 2
+    assert "analysis.layer = 'stage9' is not a feature layer" in capsys.readouterr().err
+
+
 def test_a_config_not_in_utf8_and_an_out_below_a_file_are_errors_not_tracebacks(tmp_path, capsys):
     (tmp_path / "latin1.toml").write_bytes(b"seed = 1 # caf\xe9\n")
     assert main(["train", "--config", str(tmp_path / "latin1.toml"), "--dry-run"]) == 2
