@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from downpour.config import CROSSFIT_CONTROLS, ClusterConfig, ConfigError, Override, RunConfig, config_to_toml, list_presets, load_config, origin_of, parse_override
-from downpour.cli_flags import check_flags, set_keys
+from downpour.cli_flags import check_flags, check_plan_flags, set_keys
 from downpour.settings import choices_of
 from downpour.errors import DownpourError
 
@@ -177,13 +177,17 @@ def cmd_presets(args: argparse.Namespace) -> int:
 def cmd_plan(args: argparse.Namespace) -> int:
     from downpour.plan import Cluster, check_simulated, compare_run, format_check, format_plan, plan_for
 
-    cluster = Cluster(args.machines, args.cores, args.memory, args.bandwidth, args.replicas, args.partitions, args.shards)
-    if args.check_simulated or args.check_run:            # (the flags checked above, by Cluster, either way)
+    mode = check_plan_flags(args)
+    given = {"machines": args.machines, "cores": args.cores, "memory_gb": args.memory, "bandwidth_gbit": args.bandwidth}
+    cluster = Cluster(**{k: v for k, v in given.items() if v is not None},
+                      replicas=args.replicas, partitions=args.partitions, shards=args.shards)   # checks the flags
+    if mode != "plan":
         result = (compare_run(args.check_run) if args.check_run else
-                  check_simulated(args.config, args.replicas or 1000, args.shards or 100, args.steps, args.set, args.out))
+                  check_simulated(args.config or "ufldl-sae", args.replicas or 1000, args.shards or 100,
+                                  10000 if args.steps is None else args.steps, args.set, args.out))
         print(json.dumps(result) if args.json else format_check(result))
         return 0 if abs(result["relative_error"]) <= 0.25 else 1
-    plan = plan_for(args.model, args.set, cluster, measure=args.calibrate)
+    plan = plan_for(args.model or "paper", args.set, cluster, measure=args.calibrate)
     print(json.dumps(plan) if args.json else format_plan(plan))
     return 0
 
@@ -289,14 +293,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     plan = sub.add_parser("plan", help="what a network costs on a cluster: parameters, memory, FLOPs, step time, "
                                        "staleness (default: the paper's network on 1,000 machines)")
-    plan.add_argument("--model", default="paper", help="'paper' (Le et al. 2012) or a registered model")
+    plan.add_argument("--model", help="'paper' (Le et al. 2012, the default) or a registered model")
     plan.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                       help="model.KEY, train.batch_size, cluster.n_push / n_fetch / rule; with --check-simulated: "
                            "any override of the simulated run (e.g. cluster.delay=exponential:2)")
-    plan.add_argument("--machines", type=int, default=1000)
-    plan.add_argument("--cores", type=int, default=16, help="cores per machine")
-    plan.add_argument("--memory", type=float, default=64.0, help="GB per machine")
-    plan.add_argument("--bandwidth", type=float, default=1.0, help="Gbit/s per machine")
+    plan.add_argument("--machines", type=int, help="machines in the cluster (default 1000)")
+    plan.add_argument("--cores", type=int, help="cores per machine (default 16)")
+    plan.add_argument("--memory", type=float, help="GB per machine (default 64)")
+    plan.add_argument("--bandwidth", type=float, help="Gbit/s per machine (default 1)")
     plan.add_argument("--replicas", type=int, help="model replicas (default: chosen; --check-simulated: workers, 1000)")
     plan.add_argument("--partitions", type=int, help="partitions per replica (default: chosen)")
     plan.add_argument("--shards", type=int, help="parameter-server shards (default: chosen; --check-simulated: 100)")
@@ -306,8 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--check-simulated", action="store_true",
                       help="train --config on the simulated cluster and compare its mean staleness with the prediction")
     plan.add_argument("--check-run", metavar="RUN", help="compare a finished simulated run's staleness with the prediction")
-    plan.add_argument("--config", default="ufldl-sae", help="with --check-simulated: the preset to run")
-    plan.add_argument("--steps", type=int, default=10000, help="with --check-simulated: train.steps")
+    plan.add_argument("--config", help="with --check-simulated: the preset to run (default ufldl-sae)")
+    plan.add_argument("--steps", type=int, help="with --check-simulated: train.steps (default 10000)")
     plan.add_argument("--out", help="with --check-simulated: keep the run in this directory")
     plan.set_defaults(func=cmd_plan)
     return parser

@@ -80,3 +80,27 @@ def _check_algorithm(args: argparse.Namespace, typed: list[str], cfg: RunConfig)
         raise ConfigError(f"{named}: Downpour's, and this run trains with Sandblaster L-BFGS, which reads of [cluster] "
                           f"only {', '.join(k.split('.')[1] for k in SANDBLASTER_READS)} (and finds its own step "
                           "by line search, not train.lr)")
+
+
+# ``downpour plan``'s three modes and the flags each reads (beyond --json): a flag another mode reads is refused
+PLAN_READS_FLAGS = {
+    "plan": ("model", "set", "machines", "cores", "memory", "bandwidth", "replicas", "partitions", "shards", "calibrate"),
+    "--check-simulated": ("config", "set", "replicas", "shards", "steps", "out"),
+    "--check-run": (),
+}
+
+
+def check_plan_flags(args: argparse.Namespace) -> str:
+    """The mode of ``downpour plan`` (a key of :data:`PLAN_READS_FLAGS`); ConfigError naming a flag it never reads."""
+    if args.check_simulated and args.check_run:
+        raise ConfigError("--check-simulated and --check-run: one at a time (a new simulated run, or a finished one)")
+    mode = "--check-simulated" if args.check_simulated else "--check-run" if args.check_run else "plan"
+    every = {flag for flags in PLAN_READS_FLAGS.values() for flag in flags}
+    given = sorted(flag for flag in every - set(PLAN_READS_FLAGS[mode]) if getattr(args, flag) not in (None, False, []))
+    if given:
+        named = ", ".join("--" + flag for flag in given)
+        what = "the plan itself" if mode == "plan" else f"plan {mode}"
+        one = len(given) == 1
+        raise ConfigError(f"{named}: not read by {what}; drop {'it' if one else 'them'}"
+                          + (f" ({'it belongs' if one else 'they belong'} to --check-simulated)" if mode == "plan" else ""))
+    return mode

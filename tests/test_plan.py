@@ -141,6 +141,43 @@ def test_the_cli_prints_the_table_and_json(capsys):
     assert plan["network"]["params"] == 64 * 25 * 2 + 25 + 64 and plan["cluster"]["machines_used"] <= 4
 
 
+def test_a_model_the_runner_cannot_split_is_planned_whole_and_a_mode_refuses_the_others_flags(capsys):
+    assert main(["plan", "--model", "ufldl-sae", "--json"]) == 0       # it chose 512 partitions of 3,289 weights
+    assert json.loads(capsys.readouterr().out)["cluster"]["partitions"] == 1
+    assert main(["plan", "--model", "ufldl-sae", "--partitions", "2"]) == 2
+    assert "the runner splits only the cat network's locally connected stages" in capsys.readouterr().err
+    for argv, named in ((["--config", "cat-demo"], "--config: not read by the plan itself"),
+                        (["--check-simulated", "--model", "cat-demo", "--partitions", "4"],
+                         "--model, --partitions: not read by plan --check-simulated"),
+                        (["--check-run", "x", "--steps", "5"], "--steps: not read by plan --check-run")):
+        assert main(["plan", *argv]) == 2
+        assert named in capsys.readouterr().err
+
+
+def test_a_frozen_first_layer_is_held_by_its_partition_but_not_pushed(capsys):
+    plans = {}
+    for kind in ("learned", "gabor"):
+        argv = ["plan", "--set", f'model.first_layer="{kind}"', "--partitions", "16", "--replicas", "33", "--json"]
+        assert main(argv) == 0
+        plans[kind] = json.loads(capsys.readouterr().out)
+    learned, gabor = plans["learned"]["partition"], plans["gabor"]["partition"]
+    assert learned["frozen_bytes"] == 0 and gabor["frozen_bytes"] > 0
+    assert gabor["weight_bytes"] + gabor["frozen_bytes"] == pytest.approx(learned["weight_bytes"])   # held: all of them
+    assert gabor["memory_bytes"] == pytest.approx(learned["memory_bytes"] - gabor["frozen_bytes"])   # no gradient for them
+    assert plans["gabor"]["push_bytes_partition"] == gabor["grad_bytes"] < learned["grad_bytes"]
+
+
+def test_a_run_resumed_past_its_end_is_not_checked_against_one_schedule(tmp_path, capsys):
+    run = str(tmp_path / "run")
+    base = ["train", "--config", "ufldl-sae", "--runner", "simulated", "--workers", "8", "--shards", "2",
+            "--set", "train.tensorboard=false", "--no-report", "--out", run]
+    assert main([*base, "--steps", "16"]) == 0 and main(["plan", "--check-run", run]) == 0
+    assert main(["train", "--resume", run, "--steps", "32"]) == 0
+    capsys.readouterr()
+    assert main(["plan", "--check-run", run]) == 2        # was: a 50% error against one 32-step schedule
+    assert "was resumed past its end" in capsys.readouterr().err
+
+
 def test_the_cli_checks_a_simulated_run(tmp_path, capsys):
     assert main(["plan", "--check-simulated", "--replicas", "20", "--shards", "4", "--steps", "200",
                  "--out", str(tmp_path / "run")]) == 0

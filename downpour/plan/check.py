@@ -37,8 +37,14 @@ def compare_run(path: str | Path) -> dict[str, Any]:
     if c.runner != "simulated":
         raise ConfigError(f"{str(run.path)!r} ran on the {c.runner!r} runner; the prediction is for the simulated one "
                           "(on Ray staleness comes from the machines' real timing)")
+    report = run.read_json("staleness.json")
+    extended = [e for e in report.get("events", []) if e["event"] == "extended"]
+    if extended:      # its workers drained at the first end and started again: two schedules, not one
+        raise ConfigError(f"{str(run.path)!r} finished at step {extended[0]['step']} and was resumed past its end: its "
+                          "staleness mixes two runs' schedules, and the prediction is for one run (an interrupted run "
+                          "resumed is compared as the run it finished)")
     pred = predict_staleness(c.workers, cfg.train.steps, c.n_push, c.n_fetch, c.delay, c.consistency, c.warm_start)
-    measured = run.read_json("staleness.json")["overall"]
+    measured = report["overall"]
     rel = (pred.mean - measured["mean"]) / measured["mean"] if measured["mean"] else float(pred.mean != 0)
     return {"run": str(run.path), "workers": c.workers, "shards": c.shards, "steps": cfg.train.steps,
             "n_push": c.n_push, "n_fetch": c.n_fetch, "delay": c.delay, "consistency": c.consistency,

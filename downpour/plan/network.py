@@ -79,6 +79,7 @@ class Stage:
     pool_stride: int = 1
     lcn: int = 0
     tied_banks: tuple[int, int] | None = None   # (tH, tW) filter banks when tiled or convolutional; None = untied
+    frozen: int = 0                   # weights held but not trained (a Gabor or random first layer's filters)
 
 
 @dataclass(frozen=True)
@@ -139,7 +140,7 @@ def network_of(cfg: RunConfig, input_shape: tuple[int, ...], paper: bool = False
     stages = [Stage(r["layer"], tuple(r["out_shape"]), 0, r["params"], r["params"], r["flops_fwd"],
                     r["flops_fwd"] + r["flops_bwd"], r["act_bytes"] // 4) for r in rows[:-1]]
     notes = ("layers measured by footprint_table on the built model; training FLOPs = its forward + backward "
-             "(the inference path); model parallelism splits the weights evenly, no halo modelled",)
+             "(the inference path); one partition per replica (the runner splits only the cat network)",)
     return Network(cfg.model.name, tuple(input_shape), tuple(stages), notes)
 
 
@@ -229,5 +230,5 @@ def cat_stages(config: CatConfig, input_shape: tuple[int, ...]) -> list[Stage]:
             2 * f + st["pool_flops"] + st["lcn_flops"] + backward, acts,
             in_shape=st["in"], maps=m, kernel=st["kernel"], stride=st["stride"], pool=st["pool"],
             pool_stride=st["pool_stride"], lcn=st["lcn"],
-            tied_banks=None if st["banks"] == (oh, ow) else st["banks"]))
+            tied_banks=None if st["banks"] == (oh, ow) else st["banks"], frozen=0 if trained else st["weights"]))
     return stages

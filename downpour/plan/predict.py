@@ -80,7 +80,8 @@ def partition_stage(stage: Stage, k: int) -> dict[str, float]:
     example), and the halo values it receives per example (forward inputs, pooling halo both ways, LCN)."""
     if not stage.in_shape or k == 1:
         share = 1 / k
-        return {"share": share, "params": stage.params * share, "flops_train": stage.flops_train * share,
+        return {"share": share, "params": stage.params * share, "frozen": stage.frozen * share,
+                "flops_train": stage.flops_train * share,
                 "act_floats": stage.act_floats * share, "halo_floats": 0.0}
     (gr, gc), (c, h, w) = grid(k), stage.in_shape
     m, ph, pw = stage.out_shape
@@ -102,7 +103,8 @@ def partition_stage(stage: Stage, k: int) -> dict[str, float]:
     halo_pool = _area((need(qh, stage.pool_stride, stage.pool, oh, gr), need(qw, stage.pool_stride, stage.pool, ow, gc)),
                       (bh, bw), m)
     halo_lcn = _area((need(qh, 1, stage.lcn, ph, gr), need(qw, 1, stage.lcn, pw, gc)), (qh, qw), m)
-    return {"share": share, "params": stage.params * weight_share, "flops_train": stage.flops_train * share,
+    return {"share": share, "params": stage.params * weight_share, "frozen": stage.frozen * weight_share,
+            "flops_train": stage.flops_train * share,
             "act_floats": stage.act_floats * share + halo_in + halo_pool + halo_lcn,
             "halo_floats": float(halo_in + 2 * halo_pool + halo_lcn)}
 
@@ -116,6 +118,8 @@ def _codes_size(stage: Stage) -> tuple[int, int]:
 def _uncuttable(net: Network, k: int) -> str:
     """Why ``k`` partitions cannot be cut as the runner cuts them (every stage's filter output into a
     grid of ``grid(k)`` blocks, each at least one position), or "" when they can."""
+    if k > 1 and not any(stage.in_shape for stage in net.stages):
+        return f"the runner splits only the cat network's locally connected stages, and {net.name!r} has none"
     gr, gc = grid(k)
     for i, stage in enumerate(net.stages, start=1):
         if stage.in_shape:
@@ -128,10 +132,12 @@ def _uncuttable(net: Network, k: int) -> str:
 def _partition(net: Network, k: int, batch: int, rule: str) -> dict[str, float]:
     parts = [partition_stage(s, k) for s in net.stages]
     params = sum(p["params"] for p in parts)
-    out = {"params": params, "weight_bytes": 4 * params, "grad_bytes": 4 * params,
+    # frozen filters are held (and computed with) but never fetched, pushed or kept on a shard
+    out = {"params": params, "weight_bytes": 4 * params, "frozen_bytes": 4 * sum(p["frozen"] for p in parts),
+           "grad_bytes": 4 * params,
            "opt_bytes": 4 * params * RULE_STATE[rule], "act_bytes": 4 * batch * sum(p["act_floats"] for p in parts),
            "halo_bytes": 4 * sum(p["halo_floats"] for p in parts), "flops_train": sum(p["flops_train"] for p in parts)}
-    out["memory_bytes"] = out["weight_bytes"] + out["grad_bytes"] + out["act_bytes"]
+    out["memory_bytes"] = out["weight_bytes"] + out["frozen_bytes"] + out["grad_bytes"] + out["act_bytes"]
     return out
 
 

@@ -100,6 +100,7 @@ def format_plan(plan: dict[str, Any]) -> str:
         f"rates: {_human(plan['rates']['flops_per_core'])}FLOP/s per core (locally connected layer), "
         f"{_human(plan['rates']['apply_bytes_per_core'], 'B')}/s per core (shard apply, Adagrad): {plan['rates']['source']}",
         f"memory per partition: {_human(part['memory_bytes'], 'B')} (weights {_human(part['weight_bytes'], 'B')}, "
+        + (f"frozen weights {_human(part['frozen_bytes'], 'B')}, " if part["frozen_bytes"] else "") +
         f"gradient {_human(part['grad_bytes'], 'B')}, activations {_human(part['act_bytes'], 'B')})"
         + ("" if plan["fits"]["partition"] else "  ** does not fit **")
         + f"; per shard {_human(plan['shard_bytes'], 'B')} (parameters + {plan['rule']} state)"
