@@ -30,6 +30,29 @@ def test_scale_and_rotation_keep_the_centre():
         transform(x, scale=0.0)
 
 
+def test_the_images_are_warped_in_pixels_then_prepared_as_in_training():
+    """The analysis once warped already-prepared (whitened) faces: the warp moved the preparation with them."""
+    torch.manual_seed(0)
+    model = PlantedModel((1, 16, 16), n_units=2)
+    template = torch.zeros(1, 16, 16)
+    template[0, 4:12, 6:10] = 1.0
+    model.plant(0, template - template.mean())
+    prepare = lambda t: t + template                               # noqa: E731  (a fixed, position-bound preparation)
+    pixels = template.expand(4, 1, 16, 16) + 0.05 * torch.randn(4, 1, 16, 16)
+    shifts = (-0.25, 0.0, 0.25)
+    got = invariance_curves(model, pixels, 0, shifts=shifts, angles=(0.0,), scales=(1.0,), prepare=prepare)
+    curve = next(c for c in got["curves"] if c["transform"] == "translation_x")
+    r = lambda x: float(model(x)[:, 0].detach().double().mean())   # noqa: E731  (the planted unit's mean response)
+    expected = [r(prepare(transform(pixels, shift=(f * 16, 0.0)))) / r(prepare(pixels)) for f in shifts]
+    assert curve["response"] == pytest.approx(expected, rel=1e-6)
+    old = invariance_curves(model, prepare(pixels), 0, shifts=shifts, angles=(0.0,), scales=(1.0,))
+    old_curve = next(c for c in old["curves"] if c["transform"] == "translation_x")
+    # in pixels the preparation stays where it is, and the unit keeps part of its response; warped with the
+    # image (the old order) it leaves the unit's field too
+    assert curve["response"][0] > 0.4 and curve["response"][2] > 0.4
+    assert old_curve["response"][0] < 0 and old_curve["response"][2] < 0
+
+
 def test_curves_are_one_at_the_identity_and_fall_off_for_a_template():
     torch.manual_seed(0)
     model = PlantedModel((1, 16, 16), n_units=3)

@@ -14,7 +14,7 @@ so without them it is reported as unavailable rather than faked. Given posed ima
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -49,10 +49,10 @@ def transform(x: Tensor, *, scale: float = 1.0, shift: tuple[float, float] = (0.
 
 @torch.no_grad()
 def _curve(model: FeatureModel, x: Tensor, unit: int, layer: str, sign: int, base: float, scale: float,
-           name: str, values: tuple[float, ...], warp) -> dict[str, Any]:
+           name: str, values: tuple[float, ...], warp, see: Callable[[Tensor], Tensor]) -> dict[str, Any]:
     means, stds, sems = [], [], []
     for v in values:
-        r = sign * unit_response(model, warp(x, v), unit, layer).double()       # (N,)
+        r = sign * unit_response(model, see(warp(x, v)), unit, layer).double()       # (N,)
         means.append((float(r.mean()) - base) / scale)
         stds.append(float(r.std(unbiased=False)) / scale)
         sems.append(stds[-1] / np.sqrt(len(r)))      # standard error of each mean: the curve's own uncertainty
@@ -63,7 +63,8 @@ def _curve(model: FeatureModel, x: Tensor, unit: int, layer: str, sign: int, bas
 def invariance_curves(model: FeatureModel, x: Tensor, unit: int, *, layer: str | None = None, sign: int = 1,
                       baseline: float = 0.0, scales: tuple[float, ...] = DEFAULT_SCALES,
                       angles: tuple[float, ...] = DEFAULT_ANGLES, shifts: tuple[float, ...] = DEFAULT_SHIFTS,
-                      poses: dict[float, Tensor] | None = None) -> dict[str, Any]:
+                      poses: dict[float, Tensor] | None = None,
+                      prepare: Callable[[Tensor], Tensor] | None = None) -> dict[str, Any]:
     """Response curves of one unit under scale, horizontal and vertical translation and rotation,
     and out-of-plane rotation when ``poses`` ({angle in degrees: (N_a, C, H, W) images of the same
     objects at that pose}, 0 = frontal) are given.
@@ -71,7 +72,10 @@ def invariance_curves(model: FeatureModel, x: Tensor, unit: int, *, layer: str |
     x: (N, C, H, W) test images (e.g. the faces of the held-out set). sign: the unit's polarity
     (-1 for a unit that fires *against* the concept). ``shifts`` are fractions of the image side.
     baseline: the unit's "not the concept" level (e.g. its mean response to non-faces), in the
-    same units as its response; 0 for a non-negative unit, as in the paper.
+    same units as its response; 0 for a non-negative unit, as in the paper. ``prepare``: the run's
+    preparation (normalisation, whitening), applied after each warp, so that ``x`` are the images in
+    pixels and the network sees a warped image as it would see that image in training; warping
+    already-whitened inputs is not the same (the warp moves the whitening's edges and border).
 
     Each curve's ``response`` is (mean(sign·r(T x)) − b) / (mean(sign·r(x)) − b), with b = sign·baseline:
     1.0 means as strong as on the untransformed images, 0.0 as weak as the baseline. ``std`` is
@@ -82,18 +86,19 @@ def invariance_curves(model: FeatureModel, x: Tensor, unit: int, *, layer: str |
     layer = check_layer(model, layer)
     model.eval()
     base = sign * baseline
-    scale = float((sign * unit_response(model, x, unit, layer).double()).mean()) - base
+    see = prepare or (lambda t: t)
+    scale = float((sign * unit_response(model, see(x), unit, layer).double()).mean()) - base
     normalised_to = "untransformed response"
     if not scale > 1e-12:
         normalised_to, scale = "largest |mean response|", 1.0
     _, _, h, w = x.shape
     curves = [
-        _curve(model, x, unit, layer, sign, base, scale, "scale", scales, lambda t, v: transform(t, scale=v)),
+        _curve(model, x, unit, layer, sign, base, scale, "scale", scales, lambda t, v: transform(t, scale=v), see),
         _curve(model, x, unit, layer, sign, base, scale, "translation_x", tuple(s * w for s in shifts),
-               lambda t, v: transform(t, shift=(v, 0.0))),
+               lambda t, v: transform(t, shift=(v, 0.0)), see),
         _curve(model, x, unit, layer, sign, base, scale, "translation_y", tuple(s * h for s in shifts),
-               lambda t, v: transform(t, shift=(0.0, v))),
-        _curve(model, x, unit, layer, sign, base, scale, "rotation", angles, lambda t, v: transform(t, angle=v)),
+               lambda t, v: transform(t, shift=(0.0, v)), see),
+        _curve(model, x, unit, layer, sign, base, scale, "rotation", angles, lambda t, v: transform(t, angle=v), see),
     ]
     if normalised_to != "untransformed response":
         peak = max(max(abs(v) for v in c["response"]) for c in curves) or 1.0
@@ -119,7 +124,8 @@ def pose_curve(model: FeatureModel, poses: dict[float, Tensor], unit: int, *, la
     base = sign * baseline
     scale = float((sign * unit_response(model, poses[0.0], unit, layer).double()).mean()) - base
     curve = _curve(model, poses[0.0], unit, layer, sign, base, scale if scale > 1e-12 else 1.0,
-                   "out_of_plane_rotation", tuple(sorted(poses)), lambda _, angle: poses[angle])
+                   "out_of_plane_rotation", tuple(sorted(poses)), lambda _, angle: poses[angle],
+                   lambda t: t)          # (posed images come prepared: analysis.poses loads them so)
     if not scale > 1e-12:      # the unit is no stronger on frontal views than its baseline: the ratio means nothing
         peak = max(abs(v) for v in curve["response"]) or 1.0
         curve.update({k: [v / peak for v in curve[k]] for k in ("response", "std", "sem")})

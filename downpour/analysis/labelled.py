@@ -27,6 +27,8 @@ class LabelledSet:
     """Images and labels. ``x``: (N, C, H, W) float32 as the model sees them; ``y``: (N,) int64;
     ``classes[k]`` names label k; ``raw``: (N, C', H', W') the same images before resizing and the run's
     preparation, for the baselines (the same for every run). A set built without ``raw`` uses ``x``.
+    ``pixels``: (N, C, H, W) the images resized to the model's input but not prepared: what a
+    transform warps before the run's preparation (invariance curves). Without it, ``x``.
     """
 
     name: str
@@ -35,6 +37,7 @@ class LabelledSet:
     classes: list[str]
     info: dict[str, Any] = field(default_factory=dict)
     raw: Tensor | None = None
+    pixels: Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.x.ndim != 4:
@@ -44,6 +47,8 @@ class LabelledSet:
             raise ValueError(f"labelled set {self.name!r}: {self.x.shape[0]} images but y has shape {self.y.shape}")
         if self.raw is None:
             self.raw = self.x
+        if self.pixels is None:
+            self.pixels = self.x
         if self.raw.ndim != 4 or self.raw.shape[0] != self.x.shape[0]:
             raise ValueError(f"labelled set {self.name!r}: raw must be (N, C, H, W) with N = {self.x.shape[0]}, "
                              f"got shape {tuple(self.raw.shape)}")
@@ -110,12 +115,13 @@ def load_labelled(spec: str, input_shape: tuple[int, ...], *,
     if y is None:
         raise DataError(f"labelled set {spec!r} has no labels")
     y = y.numpy() if isinstance(y, Tensor) else np.asarray(y)
-    raw = resize_to(torch.as_tensor(x), input_shape) if raw is None else torch.as_tensor(raw).float()
-    x = prepare_images(x, input_shape, prepare)
+    pixels = resize_to(torch.as_tensor(x), input_shape)
+    raw = pixels if raw is None else torch.as_tensor(raw).float()
+    x = prepare_images(pixels, input_shape, prepare)
     info = {**info, "input_shape": [c, h, w], "normalize": getattr(prepare, "normalize", "none"),
             "whitened": getattr(prepare, "whitener", None) is not None,
             "raw_shape": list(raw.shape[1:])}
-    return LabelledSet(spec, x, y, classes, info, raw=raw.contiguous())
+    return LabelledSet(spec, x, y, classes, info, raw=raw.contiguous(), pixels=pixels)
 
 
 # what a labelled folder's info keeps of the data layer's: its files, not the processing a training set would get

@@ -24,7 +24,7 @@ from downpour._names import nearest
 from downpour.analysis import figures
 from downpour.analysis.face_controls import LEARNED, face_controls
 from downpour.analysis.invariance import invariance_curves, invariance_summary
-from downpour.analysis.labelled import BUILT_IN, LabelledSet, load_labelled
+from downpour.analysis.labelled import BUILT_IN, LabelledSet, load_labelled, prepare_images
 from downpour.analysis.edges import edge_summary
 from downpour.analysis.probe import probe_table
 from downpour.analysis.selectivity import face_neuron_tables
@@ -307,11 +307,12 @@ def _measure(run: RunDir, model: FeatureModel, opts: AnalysisConfig, layer: str,
         f"unit {unit} of {layer}: optimal stimulus and top {len(top)} of {len(data)} images "
         f"({positive_in_top} are {labels[0]})", [float(responses[i]) for i in top]).name
 
-    # 3. invariance on the concept's images
-    concept = data.x[torch.from_numpy(is_positive)]
+    # 3. invariance on the concept's images: warped in pixels, then prepared as the run's training data was
+    concept = data.pixels[torch.from_numpy(is_positive)]
     baseline = float(responses[~is_positive].mean())              # the unit's level on everything else
     poses = load_poses(opts.poses, shape, prepare) if opts.poses else None
-    inv = invariance_curves(model, concept, unit, layer=layer, sign=sign, baseline=baseline, poses=poses)
+    inv = invariance_curves(model, concept, unit, layer=layer, sign=sign, baseline=baseline, poses=poses,
+                            prepare=lambda t: prepare_images(t, shape, prepare))
     paths["invariance"] = figures.invariance_plot(inv, fig_dir / "invariance.png").name
 
     # 4. linear probes

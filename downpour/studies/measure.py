@@ -47,7 +47,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from downpour.analysis.invariance import invariance_curves, invariance_summary
-from downpour.analysis.labelled import load_labelled
+from downpour.analysis.labelled import load_labelled, prepare_images
 from downpour.analysis.probe import INPUT
 from downpour.analysis.run import run_preprocess
 from downpour.analysis.selectivity import face_neuron_table
@@ -171,9 +171,10 @@ def _invariance(model: FeatureModel, layer: str, shape: tuple[int, ...], prepare
     twin, _ = randomized_copy(model, seed + 1)      # only the table's baseline row reads it
     table = face_neuron_table(model, lfw, layer=layer, seed=seed, n_random_filters=random_filters, random_model=twin)
     best = table["rows"][0]
-    faces = lfw.x[torch.from_numpy(lfw.y == 1)]
+    faces = lfw.pixels[torch.from_numpy(lfw.y == 1)]          # warped in pixels, then prepared (analyze_run's way)
     curves = invariance_curves(model, faces, best["unit"], layer=layer, sign=best["sign"],
-                               baseline=float(np.mean(table["responses"]["negative"])))
+                               baseline=float(np.mean(table["responses"]["negative"])),
+                               prepare=lambda t: prepare_images(t, shape, prepare))
     return range_widths(invariance_summary(curves)["ranges"], side=shape[-1])
 
 

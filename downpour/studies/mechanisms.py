@@ -47,6 +47,8 @@ class MechanismsStudy(MeasuredStudy):
     seeds_full = 8
     resolution = RESOLUTION
     invariance = True
+    # (cells cached before the invariance curves warped the faces in pixels are refused, not mixed)
+    measured_by = MeasuredStudy.measured_by + "; invariance: faces warped in pixels, then prepared"
 
     def conditions(self) -> list[Condition]:
         steps = STEPS_QUICK if self.quick else STEPS_FULL
