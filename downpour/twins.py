@@ -92,10 +92,11 @@ def shared_ray(cfg: RunConfig, runs: int) -> contextlib.AbstractContextManager:
 
 
 def kept(run: RunDir, cfg: RunConfig) -> dict[str, Any]:
-    """A finished run taken as it is: its config saved again (what may differ, checked by
-    ``check_resume``, is what the analysis does: a twin added later is then scored) and the summary
-    of its training read back (``seconds``: the training time of its last metrics row)."""
-    run.save_config(cfg)
+    """A finished run taken as it is: its config saved again with ``cfg``'s analysis (a twin added
+    later is then scored), its training as it was trained (``check_resume`` lets train.threads and the
+    reporting keys differ: the saved ones are what reproduces its model), and the summary of its
+    training read back (``seconds``: the training time of its last metrics row)."""
+    run.save_config(dataclasses.replace(run.config, analysis=cfg.analysis))
     rows = [row for row in run.metrics() if "time" in row]
     return {"run": str(run.path), "kept": True, "seconds": rows[-1]["time"] if rows else None,
             "final_loss": run.last_loss()}

@@ -51,6 +51,22 @@ def test_a_resume_of_a_finished_run_trains_only_its_twin(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out.strip())["no_faces_twin"]["kept"]
 
 
+def test_a_kept_run_keeps_the_training_settings_that_reproduce_it(tmp_path):
+    """A cross-fit rerun with other --jobs kept a finished fold and saved the new train.threads in its
+    config.toml, which then trained another model."""
+    from dataclasses import replace
+
+    from downpour.twins import train_kept
+
+    out = tmp_path / "run"
+    assert main(["train", *TINY_CAT, "--set", "train.threads=1", "--no-report", "--out", str(out)]) == 0
+    cfg = RunDir.open(out).config
+    again = replace(cfg, train=replace(cfg.train, threads=0), analysis=replace(cfg.analysis, splits=3))
+    assert train_kept(again, out)["kept"]
+    saved = RunDir.open(out).config
+    assert saved.train.threads == 1 and saved.analysis.splits == 3     # trained as it was; analysed as asked now
+
+
 def test_the_presets_twin_is_turned_off_for_data_without_lfw_faces(capsys, caplog):
     # the README's "your own images" command (the main preset, a folder source) was refused
     with caplog.at_level("INFO", logger="downpour.twins"):
