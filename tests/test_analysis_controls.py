@@ -393,3 +393,23 @@ def test_the_localizer_sees_only_the_controls_of_the_selection_faces():
     row = _rows(score_controls({"u": scores}, y, negatives, source, [(select, test)], replicates=100,
                                localizer=("controls",)), "controls")["u"]
     assert row["unit"] == 1 and abs(row["auc"] - 0.5) < 0.15
+
+
+def test_many_small_folds_keep_a_finite_interval():
+    """With 50 folds of 2 faces, every bootstrap replicate left some fold's faces without weight: its
+    AUC was NaN, the replicate dropped, and the interval NaN. Now such a fold sits out that replicate."""
+    from downpour.data import lfw_indices
+
+    rng = np.random.default_rng(0)
+    y = np.r_[np.ones(100), np.zeros(100)].astype(int)
+    scores = rng.normal(size=(200, 4))
+    scores[y == 1, 0] += 1.0                                  # a planted selective unit
+    intervals = {}
+    for folds in (5, 50):
+        splits = [(lfw_indices((i, folds))["train"], lfw_indices((i, folds))["heldout"]) for i in range(folds)]
+        row = score_controls({"m": scores}, y, {"lfw": np.arange(100, 200)}, np.arange(200), splits,
+                             replicates=500, seed=0)[0]
+        low, high = row["auc_ci"]
+        assert np.isfinite(low) and low < row["auc"] < high, (folds, row)
+        intervals[folds] = high - low
+    assert 0.5 < intervals[50] / intervals[5] < 2.0               # the same 100 faces: about as wide

@@ -174,6 +174,9 @@ def score_controls(methods: dict[str, Responses], y: np.ndarray, negatives: dict
     weights[:, pool] = bootstrap_weights(y[pool], replicates, np.random.default_rng(seed))
     boot = np.zeros((len(sets), len(names), replicates))                          # split-sum of replicate AUCs
     boot_acc = np.zeros_like(boot)                                                # ... and balanced accuracies
+    # the splits each replicate could score: one whose test faces (or negatives) all drew weight 0 has no
+    # AUC there and is left out of that replicate's mean (with many small folds, every replicate had one)
+    scored = np.zeros_like(boot)
     auc = np.zeros((len(splits), len(sets), len(names)))
     acc = np.zeros_like(auc)
     chosen: dict[str, list[tuple[int, int, float, int, float]]] = {m: [] for m in names}
@@ -205,11 +208,15 @@ def score_controls(methods: dict[str, Responses], y: np.ndarray, negatives: dict
             h = comparisons(v[:, faces], v[:, rows])                                 # (methods, p, q)
             auc[s, g] = h.mean(axis=(1, 2))
             acc[s, g] = 0.5 * ((v[:, faces] > t).mean(axis=1) + (v[:, rows] <= t).mean(axis=1))
-            boot[g] += weighted_auc(h, weights[:, faces], weights[:, source[rows]])
-            boot_acc[g] += weighted_accuracy(v[:, faces] > t, v[:, rows] <= t, weights[:, faces],
-                                             weights[:, source[rows]])
-    boot /= len(splits)
-    boot_acc /= len(splits)
+            b_auc = weighted_auc(h, weights[:, faces], weights[:, source[rows]])
+            b_acc = weighted_accuracy(v[:, faces] > t, v[:, rows] <= t, weights[:, faces], weights[:, source[rows]])
+            ok = np.isfinite(b_auc) & np.isfinite(b_acc)
+            boot[g] += np.where(ok, b_auc, 0.0)
+            boot_acc[g] += np.where(ok, b_acc, 0.0)
+            scored[g] += ok
+    with np.errstate(invalid="ignore", divide="ignore"):
+        boot /= scored                     # (a replicate no split could score: NaN, left out below)
+        boot_acc /= scored
     low, high = np.nanpercentile(boot, [2.5, 97.5], axis=-1)                      # (sets, methods) each
     acc_low, acc_high = np.nanpercentile(boot_acc, [2.5, 97.5], axis=-1)
     if paired is not None:
