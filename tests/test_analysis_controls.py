@@ -413,3 +413,25 @@ def test_many_small_folds_keep_a_finite_interval():
         assert np.isfinite(low) and low < row["auc"] < high, (folds, row)
         intervals[folds] = high - low
     assert 0.5 < intervals[50] / intervals[5] < 2.0               # the same 100 faces: about as wide
+
+
+class _BrokenLayer(PlantedModel):
+    """A planted model with one more layer whose every unit responds NaN (one NaN weight spread by LCN)."""
+
+    def feature_layers(self) -> list[str]:
+        return ["codes", "broken"]
+
+    def features(self, x: Tensor, layer: str | None = None) -> Tensor:
+        codes = self(x)
+        return torch.full_like(codes, float("nan")) if layer == "broken" else codes
+
+
+def test_a_layer_of_non_finite_units_is_a_row_not_measured_not_a_failed_analysis():
+    model, twin = _BrokenLayer((1, 16, 16)), _BrokenLayer((1, 16, 16), seed=3)
+    test = face_controls(model, twin, layer="codes", input_shape=(1, 16, 16), prepare=None, other_layers=["broken"],
+                         **{**FAST, "seeds": [0]})
+    codes, broken = test["by_layer"]
+    assert codes["layer"] == "codes" and len(codes["negatives"]) == 5
+    assert broken["negatives"] == [] and "no candidate of 12 can be chosen" in broken["not_measured"]
+    with pytest.raises(ValueError, match="the face test on layer 'broken': no candidate"):
+        face_controls(model, twin, layer="broken", input_shape=(1, 16, 16), prepare=None, **{**FAST, "seeds": [0]})

@@ -83,7 +83,8 @@ def face_controls(model: FeatureModel, twin: FeatureModel, *, layer: str | None,
     bootstrap; ``seeds`` are the split seeds (stratified, ``test_fraction`` held back for testing).
     ``by_layer``: the learned unit's result in brief for ``layer``, then for each of ``other_layers``,
     scored on the same images and splits against the methods the criterion needs (twin at that layer,
-    best pixel, gradient energy; ``other_replicates`` bootstrap replicates).
+    best pixel, gradient energy; ``other_replicates`` bootstrap replicates); an other layer with no
+    unit that can be chosen (non-finite responses) gets ``not_measured`` (the reason) and no negatives.
     """
     from downpour.data import lfw_split
 
@@ -172,14 +173,21 @@ def face_test(raw: np.ndarray, y: np.ndarray, splits: list[tuple[np.ndarray, np.
     }
     levels = {name: "lfw" if name == LFW else LOW_LEVEL for name in negatives}
     localizer = tuple(c.name for c in controls) if choice == "localizer" else ()
-    rows = score_controls(methods, y, negatives, source, splits, replicates=replicates, seed=draw_bootstrap,
-                          levels=levels, paired=LEARNED, per_split=len(views) > 1, localizer=localizer)
+    try:
+        rows = score_controls(methods, y, negatives, source, splits, replicates=replicates, seed=draw_bootstrap,
+                              levels=levels, paired=LEARNED, per_split=len(views) > 1, localizer=localizer)
+    except ValueError as err:           # (a unit with non-finite responses: name the layer it is in)
+        raise ValueError(f"the face test on layer {layer!r}: {err}") from None
     verdict = controls_verdict(rows)
     by_layer = [_brief(layer, verdict)]
     for other in other_layers:          # the same images, splits and bootstrap draw; only the units change
         needed = {LEARNED: units(other, False), TWIN: units(other, True), PIXEL: pixels, GRADIENT: statistics[GRADIENT]}
-        other_rows = score_controls(needed, y, negatives, source, splits, replicates=other_replicates,
-                                    seed=draw_bootstrap, levels=levels, paired=LEARNED, localizer=localizer)
+        try:
+            other_rows = score_controls(needed, y, negatives, source, splits, replicates=other_replicates,
+                                        seed=draw_bootstrap, levels=levels, paired=LEARNED, localizer=localizer)
+        except ValueError as err:       # a diagnostic row: it does not take the analysed layer's test down
+            by_layer.append({"layer": other, "passes_low_level": None, "negatives": [], "not_measured": str(err)})
+            continue
         by_layer.append(_brief(other, controls_verdict(other_rows)))
     result = {
         "rows": rows, "verdict": verdict, "by_layer": by_layer,

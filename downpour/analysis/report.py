@@ -173,8 +173,10 @@ def _controls_by_layer(rows: list[dict[str, Any]], setup: dict[str, Any]) -> str
     if not rows:
         return ""
     labels = [setup.get("negatives", {}).get(c["negatives"], {}).get("label", c["negatives"]) for c in rows[0]["negatives"]]
-    body = [[r["layer"]] + [f"{c['auc']:.3f} [{c['auc_ci'][0]:.3f}, {c['auc_ci'][1]:.3f}]" + (" ✓" if c["passes"] else "")
-                            for c in r["negatives"]] for r in rows]
+    body = [[r["layer"]] + ([f"{c['auc']:.3f} [{c['auc_ci'][0]:.3f}, {c['auc_ci'][1]:.3f}]" + (" ✓" if c["passes"] else "")
+                             for c in r["negatives"]] if r["negatives"] else
+                            [f"not measured: {_esc(r.get('not_measured', ''))}"] + [""] * (len(labels) - 1))
+            for r in rows]
     return ("<p>The same test for the best unit of every feature layer (first row: the analysed layer; ✓: the "
             "criterion is met against that negative set). Each layer's unit is chosen on the same selection images, "
             "so a row is as honest as the table above; reading many rows is a search, so trust a pattern, not one cell.</p>"
