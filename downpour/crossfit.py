@@ -36,6 +36,10 @@ from downpour.twins import check_same_run, no_faces_config, shared_ray, train_ke
 
 log = logging.getLogger(__name__)
 CROSSFIT_OWNS = {"data.lfw_heldout", "analysis.report"}   # what fold_config sets in every fold
+# the face test's keys the pooled test has no use for: it chooses on each fold's training part of lfw and tests
+# the fold's held-out faces, its twins are the folds' own (a --set of one would be recorded, and ignored)
+CROSSFIT_IGNORES = {"analysis.dataset", "analysis.positive", "analysis.face_select", "analysis.splits",
+                    "analysis.test_fraction", "analysis.no_faces_run"}
 
 
 def fold_config(config: str, overrides: list[Override], fold: int, folds: int) -> RunConfig:
@@ -47,6 +51,11 @@ def fold_config(config: str, overrides: list[Override], fold: int, folds: int) -
     if owned:
         raise ConfigError(f"--set {', '.join(owned)}: the cross-fit sets it for every fold (data.lfw_heldout = "
                           f"fold:I:{folds}, no report per fold: the cross-fit writes its own); drop the override")
+    ignored = sorted({".".join(parse_override(o)[0]) for o in overrides} & CROSSFIT_IGNORES)
+    if ignored:
+        raise ConfigError(f"--set {', '.join(ignored)}: the cross-fit's face test does not read "
+                          f"{'it' if len(ignored) == 1 else 'them'} (every fold's methods are chosen on its training part "
+                          "of lfw and tested on its held-out faces; its twins are the folds' own); drop the override")
     cfg = load_config(config, [*overrides, ("data.lfw_heldout", f"fold:{fold}:{folds}"), ("analysis.report", False)])
     return check_run_config(cfg)
 

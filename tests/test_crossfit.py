@@ -258,7 +258,11 @@ def test_a_failed_fold_does_not_stop_the_others_and_is_named(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("flags,message", [(["--jobs", "0"], "--jobs must be at least 1"),
-                                           (["--jobs", "2", "--runner", "ray"], "use --jobs 1 with it")])
+                                           (["--jobs", "2", "--runner", "ray"], "use --jobs 1 with it"),
+                                           # recorded in crossfit.json and ignored by the pooled test, before
+                                           (["--set", "analysis.dataset=digits", "--set", "analysis.face_select=heldout"],
+                                            "--set analysis.dataset, analysis.face_select: the cross-fit's face test "
+                                            "does not read them")])
 def test_bad_jobs_are_refused_before_any_training(tmp_path, capsys, flags, message):
     assert main(["crossfit", *TINY, "--folds", "2", *flags, "--out", str(tmp_path / "cf")]) == 2
     assert message in capsys.readouterr().err and not (tmp_path / "cf").exists()
