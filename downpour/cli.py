@@ -126,6 +126,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
     overrides = analysis_overrides(args.run, args.set)
     report = args.report or bool(overrides.pop("report", False))   # --set analysis.report=true is --report
+    report = report or (Path(args.run) / "report.html").is_file()  # a report of the old analysis: rewritten
     analyze_run(args.run, **overrides)
     print(f"downpour: analysis written to {Path(args.run) / 'analysis.json'}")
     return _report_only(Path(args.run)) if report else 0
@@ -264,7 +265,8 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("run")
     analyze.add_argument("--set", action="append", default=[], metavar="analysis.KEY=VALUE",
                          help="override one [analysis] value for this analysis (e.g. analysis.splits=10)")
-    analyze.add_argument("--report", action="store_true", help="also write report.html")
+    analyze.add_argument("--report", action="store_true",
+                         help="also write report.html (rewritten anyway where the run has one: it showed the old analysis)")
     analyze.set_defaults(func=cmd_analyze)
 
     report = sub.add_parser("report", help="write report.html for a run (analysing it first if needed)")

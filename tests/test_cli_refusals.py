@@ -146,6 +146,13 @@ def test_analyze_takes_analysis_report_as_report(tmp_path, monkeypatch):
     assert main(["analyze", str(tmp_path), "--set", "analysis.report=true"]) == 0
     assert calls == [("analyze", {"splits": 3}), ("report", tmp_path)]
 
+    calls.clear()                                      # no report asked for, none there: none written
+    monkeypatch.setattr("downpour.cli.analysis_overrides", lambda run, sets: {"splits": 3})
+    assert main(["analyze", str(tmp_path)]) == 0 and calls == [("analyze", {"splits": 3})]
+    calls.clear()                                      # one there, of the old analysis: rewritten, not left stale
+    (tmp_path / "report.html").write_text("<p>the old analysis</p>")
+    assert main(["analyze", str(tmp_path)]) == 0 and calls == [("analyze", {"splits": 3}), ("report", tmp_path)]
+
 
 def test_sigterm_stops_a_run_with_its_checkpoint_so_it_resumes(tmp_path):
     """The process is killed as `timeout` or a batch scheduler kills it; the run's steps so far are kept."""

@@ -243,7 +243,9 @@ STAGING = "figures.partial"   # an analysis draws here; its figures join figures
 
 def _publish(run: RunDir, staging: Path, result: dict[str, Any]) -> None:
     """The new figures over the old ones, then analysis.json: an analysis that fails or is stopped before
-    this leaves the run's figures and analysis.json as they were (they agree with each other)."""
+    this leaves the run's figures and analysis.json as they were (they agree with each other). A
+    report.html of the old analysis goes (``downpour analyze`` writes the new one in its place)."""
+    (run.path / "report.html").unlink(missing_ok=True)
     for path in staging.iterdir():
         os.replace(path, run.figures / path.name)
     staging.rmdir()
