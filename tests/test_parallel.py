@@ -58,7 +58,9 @@ def test_partitioned_forward_backward_and_step_equal_the_whole_network(name, opt
     for m in (full, part):
         opt = torch.optim.Adagrad([p for p in m.parameters() if p.requires_grad], lr=0.05)
         opt.step()
+    state = torch.random.get_rng_state()
     merged = merge_model(part)
+    assert torch.equal(torch.random.get_rng_state(), state)      # what runs after it draws as after an unsplit run
     for s_full, s_merged in zip(full.stages, merged.stages):
         torch.testing.assert_close(s_merged.filter.weight, s_full.filter.weight, rtol=0, atol=1e-10)
     torch.testing.assert_close(merged(x), full(x), rtol=0, atol=1e-10)

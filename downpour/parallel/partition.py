@@ -151,8 +151,9 @@ def merge_model(model: FeatureModel) -> FeatureModel:
     for stage in merged.stages:
         part: PartitionedFilter = stage.filter
         like = part.blocks_weight[0]
-        layer = LocallyConnected2d(part.in_channels, part.maps, part.in_size, part.kernel_size, part.stride,
-                                   norm=part.norm).to(device=like.device, dtype=like.dtype)
+        with torch.random.fork_rng(devices=[]):    # its initial weights are overwritten: draw nothing from the run's RNG
+            layer = LocallyConnected2d(part.in_channels, part.maps, part.in_size, part.kernel_size, part.stride,
+                                       norm=part.norm).to(device=like.device, dtype=like.dtype)
         with torch.no_grad():
             layer.weight.copy_(part.full_weight())
         layer.weight.requires_grad_(part.blocks_weight[0].requires_grad)
