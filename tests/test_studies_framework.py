@@ -11,7 +11,8 @@ from downpour.config import ConfigError
 from downpour.studies.base import Condition, Study
 from downpour.studies import study_class
 from downpour.studies.run import _check_sets, _pair, run_study
-from downpour.studies.stats import effect_words, flips, mean_ci, paired_difference, paired_proportions, wilson
+from downpour.studies.stats import (effect_words, flips, mean_ci, paired_difference, paired_proportions,
+                                    proportion_words, wilson)
 
 CALLS: list[tuple[str, int]] = []
 
@@ -174,7 +175,9 @@ def test_cells_measured_another_way_are_refused(planted, monkeypatch, tmp_path):
 def test_the_studies_that_run_the_face_test_name_it():
     from downpour.studies.trained import FACE_TEST, FACE_TEST_WITH_TWIN
     for name in ("first-layer", "templates", "mechanisms", "architectures"):      # each cell with its no-faces twin
-        assert studies.study_class(name).measured_by == FACE_TEST_WITH_TWIN, name
+        assert studies.study_class(name).measured_by.startswith(FACE_TEST_WITH_TWIN), name
+    # and the one whose faces are warped for invariance curves says they are warped in pixels (since 2026-12-01)
+    assert "invariance: faces warped in pixels" in studies.study_class("mechanisms").measured_by
     assert studies.study_class("flat-skipping").measured_by == FACE_TEST            # one network, gated or not
 
 
@@ -254,6 +257,11 @@ def test_paired_proportions_need_flips():
     gain = paired_proportions([False] * 40, [True] * 30 + [False] * 10)
     assert gain[0] == 0.75 and gain[1] > 0.5
     assert flips([False, True, True], [True, True, False]) == {"gained": 1, "lost": 1, "mcnemar_p": 1.0}
+    # 4 of 4 seeds gained: the adjusted Wald interval leaves out 0, McNemar's exact p is 0.125: not "higher"
+    four = paired_proportions([False] * 4, [True] * 4)
+    assert four[1] > 0 and effect_words(*four, 0.1) == "higher"
+    assert proportion_words(*four, 0.1, flips([False] * 4, [True] * 4)["mcnemar_p"]) == "inconclusive"
+    assert proportion_words(*gain, 0.1, flips([False] * 40, [True] * 30 + [False] * 10)["mcnemar_p"]) == "higher"
 
 
 def test_paired_difference_and_words():

@@ -125,7 +125,7 @@ class CostsStudy(Study):
                 for k in COMPARED:
                     d = paired_difference([b[k] for b in base], [g[k] for g in got])
                     row["figures"][f"delta_{k}"] = list(d)
-                    res = RESOLUTION.get(k) or 0.10 * abs(float(np.mean([b[k] for b in base])))
+                    res = RESOLUTION.get(k) or 0.10 * abs(float(np.nanmean([b[k] for b in base])))
                     row["extra"]["readings"][k] = effect_words(*d, resolution=res)
             rows.append(row)
         for size in SIZES:

@@ -3,7 +3,7 @@
 - a proportion (P(success) over seeds): Wilson's 95% interval;
 - a paired difference of proportions (condition − baseline on the same seeds): Bonett & Price's
   adjusted Wald interval, with the flip counts (seeds where only one of the two succeeds) and
-  McNemar's exact p-value;
+  McNemar's exact p-value, which must agree before it reads "higher" or "lower";
 - a paired difference of a continuous figure, and a mean: Student's t interval (a paired
   difference with no spread: the sign test's, see :func:`paired_difference`).
 """
@@ -94,3 +94,11 @@ def effect_words(diff: float, low: float, high: float, resolution: float) -> str
     if high < 0:
         return "lower"
     return "no detectable effect" if max(-low, high) <= resolution else "inconclusive"
+
+
+def proportion_words(diff: float, low: float, high: float, resolution: float, mcnemar_p: float) -> str:
+    """:func:`effect_words` for a paired difference of proportions, read "higher" / "lower" only when
+    McNemar's exact test agrees (p < 0.05): with few flips (4 of 4 seeds gained: p = 0.125) the
+    adjusted Wald interval can leave out 0 where the exact test cannot tell."""
+    reading = effect_words(diff, low, high, resolution)
+    return "inconclusive" if reading in ("higher", "lower") and not mcnemar_p < 0.05 else reading
