@@ -331,6 +331,8 @@ def _merged(name_or_path: str, overrides: list[Override] | tuple[Override, ...])
         term = merged.get("objective", {}).get(path[1]) if len(path) == 3 and path[0] == "objective" else None
         if isinstance(term, dict):      # objective.TERM.KEY=v sets one key of the term, keeping the others
             path, value = path[:2], {**term, path[2]: value}
+        elif isinstance(term, (int, float)) and not isinstance(term, bool):   # ... and a plain number its weight
+            path, value = path[:2], {"weight": term, path[2]: value}
         elif len(path) == 2 and path[0] == "objective" and not isinstance(value, dict):   # objective.TERM=w
             value = merge_term(merged.get("objective", {}).get(path[1]), value)
         nested: dict[str, Any] = {path[-1]: value}

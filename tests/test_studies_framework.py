@@ -7,7 +7,7 @@ import pytest
 
 from downpour import studies
 from downpour.cli import main
-from downpour.config import ConfigError
+from downpour.config import ConfigError, load_config
 from downpour.studies.base import Condition, Study
 from downpour.studies import study_class
 from downpour.studies.run import _check_sets, _pair, run_study
@@ -131,6 +131,22 @@ def test_a_key_a_study_sets_inside_its_cells_is_refused_as_a_set(study, key, qui
     target = cls(quick=quick, sets=[_pair(key)])
     with pytest.raises(ConfigError, match="varies it itself"):   # what run_study checks before any cell
         _check_sets(target, target.conditions())
+
+
+@pytest.mark.parametrize("key", ["data.source=faces", "data.path=/tmp/x.npy"])
+def test_a_key_a_study_keeps_as_designed_is_refused_with_its_reason(key):
+    """The costs study's held-out windows come from the built-in photographs whatever data.source says."""
+    target = study_class("costs")(quick=True, sets=[_pair(key)])
+    with pytest.raises(ConfigError, match="keeps it as designed: the held-out patches are windows"):
+        _check_sets(target, target.conditions())
+
+
+def test_a_term_set_off_by_its_weight_keeps_it_when_a_key_inside_it_is_set():
+    """objective.kl_sparsity = 0 then objective.kl_sparsity.rho = 0.1 gave {rho: 0.1}: the weight fell to 3."""
+    from downpour.models.registry import resolve
+
+    cfg = resolve(load_config("ufldl-sae", [("objective.kl_sparsity", 0.0), ("objective.kl_sparsity.rho", 0.1)]))
+    assert cfg.objective["kl_sparsity"] == {"weight": 0.0, "rho": 0.1}
 
 
 def test_one_seed_is_refused_and_a_cell_raising_stopiteration_is_an_error_not_the_end(planted, tmp_path, monkeypatch):

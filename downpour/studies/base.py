@@ -47,6 +47,7 @@ class Study:
     base: ClassVar[str] = "main"                   # the preset (or TOML path) every cell starts from
     base_sets: ClassVar[tuple[tuple[str, Any], ...]] = ()   # the study's own overrides of it, on every cell
     varied_in_cells: ClassVar[tuple[str, ...]] = ()   # keys run_cell sets itself beyond its conditions' sets (refused as --set)
+    fixed: ClassVar[dict[str, str]] = {}           # keys (and the keys inside them) a --set may not change: why not
     measured_by: ClassVar[str] = ""                # what its cells' figures depend on beyond the config (a measure's
                                                    # version, e.g. trained.FACE_TEST): in the cache's header when set
     seeds_full: ClassVar[int] = 20
