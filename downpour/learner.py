@@ -186,5 +186,5 @@ def _train(model: FeatureModel, objective: Objective, x: torch.Tensor, p: Featur
             continue
         opt.step()
     if losses and all(math.isnan(v) for v in losses):
-        raise ValueError(f"FeatureLearner: every one of the {p.steps} training steps had a non-finite cost; lower lr")
+        raise ValueError(f"FeatureLearner: every one of the {p.steps} training steps had a non-finite cost or gradient; lower lr")
     return losses

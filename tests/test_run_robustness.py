@@ -186,6 +186,22 @@ def test_a_local_run_whose_every_step_is_non_finite_fails_after_saving(tmp_path,
     assert _steps(tmp_path / "nan") == []
 
 
+def test_a_finite_cost_with_a_non_finite_gradient_is_refused_and_nothing_is_left_to_apply():
+    """sqrt(0) in the pooled term (eps = 0, a blank batch): cost 0, gradient NaN. The local loop applied it:
+    the model went all NaN, the later steps were skipped, and the run ended 'successfully'."""
+    from downpour.batch import Batch
+    from downpour.models.registry import create_model
+    from downpour.objectives import Objective
+    from downpour.train.step import train_step
+
+    model = create_model("rica-8x8")
+    objective = Objective.from_config({"reconstruction": 1.0, "pooled_l2": {"weight": 0.1, "eps": 0.0}})
+    with pytest.raises(NonFiniteLoss, match="finite cost 0.0 but a non-finite gradient of weight"):
+        train_step(model, objective, Batch(torch.zeros(4, 1, 8, 8)))
+    assert all(p.grad is None for p in model.parameters())
+    assert train_step(model, objective, Batch(torch.randn(4, 1, 8, 8))).loss > 0   # a batch with energy trains
+
+
 def test_the_last_row_is_logged_even_when_the_last_step_is_skipped(tmp_path, monkeypatch):
     _poison(monkeypatch, loop, {20})
     summary = _local(tmp_path / "r", "train.steps=20")

@@ -160,7 +160,7 @@ def _finish(setup: ClusterSetup, run: RunDir, states: list[ShardState], coord: C
     if recorder.pushes and not recorder.finite_pushes:
         rejected = ", ".join(f"{n} {reason}" for reason, n in report["rejected"].items()) or "none"
         raise RunError(f"none of the {recorder.pushes} pushes of this run carried a finite gradient a shard accepted: "
-                       f"{recorder.skipped} of their {recorder.steps} worker steps had a non-finite cost "
+                       f"{recorder.skipped} of their {recorder.steps} worker steps had a non-finite cost or gradient "
                        f"(shard rejections: {rejected}); lower train.lr or check the data; "
                        f"the run is saved in {str(run.path)!r}")
     return summary

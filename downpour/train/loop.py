@@ -125,8 +125,8 @@ def run_local(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, An
         run.write_json("data.json", data_info)
     run.save_model(model, total, {"skipped_steps": skipped, "data": data_info})
     if last_row is None:   # no step of this process had a finite cost
-        raise RunError(f"every one of the {total - start} steps {start + 1}..{total} had a non-finite cost and was "
-                       f"skipped (last, {last_skip}); nothing was applied. Lower train.lr or check the data; "
+        raise RunError(f"every one of the {total - start} steps {start + 1}..{total} had a non-finite cost or gradient "
+                       f"and was skipped (last, {last_skip}); nothing was applied. Lower train.lr or check the data; "
                        f"the run is saved in {str(run.path)!r}")
     # final_loss is the last logged row's: the mean over its log_every steps, as the cluster runner reports
     return _summary(run, total, start, skipped, elapsed, last_row["loss"])

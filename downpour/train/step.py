@@ -8,6 +8,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import torch
+
 from downpour.batch import Batch
 from downpour.models.base import FeatureModel
 from downpour.objectives import Objective
@@ -21,14 +23,16 @@ class StepResult:
 
 
 class NonFiniteLoss(FloatingPointError):
-    """The cost came out NaN or Inf; nothing was applied."""
+    """The cost, or a gradient of a finite cost, came out NaN or Inf; nothing was applied."""
 
 
 def train_step(model: FeatureModel, objective: Objective, batch: Batch) -> StepResult:
     """Forward, cost, backward. Gradients are left in each parameter's ``.grad``.
 
-    Raises :class:`NonFiniteLoss` (with the parts) before backward when the cost is not finite, so
-    a runner can skip the batch instead of poisoning the parameters.
+    Raises :class:`NonFiniteLoss` (with the parts) before backward when the cost is not finite, and
+    after it when a gradient is not (a finite cost can have one: the square root of an exactly zero
+    pooled energy with eps = 0), its gradients cleared, so a runner can skip the batch instead of
+    poisoning the parameters.
     """
     model.train()
     model.zero_grad(set_to_none=True)
@@ -38,4 +42,9 @@ def train_step(model: FeatureModel, objective: Objective, batch: Batch) -> StepR
     if not math.isfinite(loss):
         raise NonFiniteLoss(f"non-finite cost {loss}: parts {values}")
     total.backward()
+    # a NaN or Inf anywhere makes the sum of the sums non-finite (the cheapest test: bench/step_check.py)
+    if not math.isfinite(sum(float(p.grad.sum()) for p in model.parameters() if p.grad is not None)):
+        bad = [n for n, p in model.named_parameters() if p.grad is not None and not bool(torch.isfinite(p.grad).all())]
+        model.zero_grad(set_to_none=True)
+        raise NonFiniteLoss(f"finite cost {loss} but a non-finite gradient of {', '.join(bad)}: parts {values}")
     return StepResult(loss=loss, parts=values, samples=len(batch))
