@@ -337,3 +337,21 @@ def test_a_ray_run_trains_takes_the_reference_steps_and_backs_up_the_straggler(t
     _, reference = _reference_lbfgs(fg, w0, 3, cfg.sandblaster.history)
     assert losses == pytest.approx(reference, rel=1e-9) and all(b < a for a, b in zip(losses, losses[1:]))
     assert summary["runner"] == "ray" and summary["backups"] > 0 and summary["per_worker"]["1"]["units"] > 0
+
+
+def test_a_non_finite_gradient_fails_the_run_instead_of_converging(tmp_path, capsys):
+    """Half-blank images, pooled_l2 with eps = 0: a finite cost with a NaN gradient. L-BFGS read the NaN
+    gradient norm as "converged" and the run ended with exit 0."""
+    import numpy as np
+
+    images = np.random.default_rng(0).random((20, 16, 16)).astype(np.float32)
+    images[:, :, 8:] = 0.0                                   # every 8x8 window on the right is blank
+    np.save(tmp_path / "halfblank.npy", images)
+    argv = ["train", "--config", "tica-8x8", "--runner", "simulated", "--workers", "2", "--shards", "2",
+            "--steps", "5", "--out", str(tmp_path / "run")]
+    for key in ("cluster.algorithm=sandblaster", "sandblaster.units=4", "model.name=rica-8x8", "data.source=array",
+                f"data.path={tmp_path / 'halfblank.npy'}", "data.samples=200", "data.normalize=none",
+                "data.whiten=none", "objective.pooled_l2.eps=0", "train.threads=1", "train.tensorboard=false"):
+        argv += ["--set", key]
+    assert main(argv) == 2
+    assert "or its gradient, is not finite" in capsys.readouterr().err

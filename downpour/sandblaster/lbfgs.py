@@ -163,12 +163,15 @@ class Coordinator:
             counts.add(ev.counts)
             span, n_evals = span + ev.span, n_evals + 1
             if not math.isfinite(ev.loss):
-                raise RunError(f"L-BFGS iteration {iteration + 1}: the cost at the current parameters is not finite "
-                               f"({ev.loss}); check the data and the model's cost terms")
+                raise RunError(f"L-BFGS iteration {iteration + 1}: the cost at the current parameters, or its gradient, "
+                               f"is not finite (cost {ev.loss}); check the data and the model's cost terms")
             self.shards.call("take_gradient")
             self.f, self.parts = ev.loss, ev.parts
         assert self.f is not None
         (gg,) = self.shards.run([("dot", "g", "g")])
+        if not math.isfinite(gg):      # (a NaN gradient compares as neither small nor large: it read "converged")
+            raise RunError(f"L-BFGS iteration {iteration + 1}: the gradient at the current parameters is not finite; "
+                           "check the data and the model's cost terms")
         if math.sqrt(gg) <= GRADIENT_TOL:
             return Iteration(self.f, self.parts, 0.0, n_evals, math.sqrt(gg), len(self.rho), span, counts, True)
         gd = self._direction(gg)
