@@ -355,3 +355,34 @@ def test_a_non_finite_gradient_fails_the_run_instead_of_converging(tmp_path, cap
         argv += ["--set", key]
     assert main(argv) == 2
     assert "or its gradient, is not finite" in capsys.readouterr().err
+
+
+def test_a_run_stopped_inside_an_iteration_resumes_in_the_same_virtual_time(tmp_path, monkeypatch):
+    """The checkpoint written mid-iteration kept the simulator's clock and the evaluation count as they
+    stood then, while the resume redoes the iteration from its start: every later vtime was late."""
+    import downpour.sandblaster.lbfgs as lbfgs
+
+    cfg = check_run_config(load_config("tica-8x8", [
+        "cluster.runner=simulated", "cluster.algorithm=sandblaster", "train.threads=1", "train.tensorboard=false",
+        "model.name=rica-8x8", "data.samples=300", "sandblaster.units=4", "train.steps=5", "cluster.workers=2",
+        "sandblaster.batch=100", "cluster.delay=exponential:1"]))
+    whole = train(cfg, RunDir.create(tmp_path / "whole", cfg))
+    real, calls = lbfgs.Coordinator._evaluate, []
+
+    def stop_at_the_fourth(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:                         # inside iteration 2 or 3 (each takes one or two)
+            raise KeyboardInterrupt
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(lbfgs.Coordinator, "_evaluate", stop_at_the_fourth)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, RunDir.create(tmp_path / "cut", cfg))
+    monkeypatch.setattr(lbfgs.Coordinator, "_evaluate", real)
+    resumed = train(cfg, RunDir.open(tmp_path / "cut"), resume=True)
+    for key in ("evaluations", "vtime", "final_loss", "examples"):
+        assert resumed.get(key) == whole.get(key), key
+    rows = [RunDir.open(tmp_path / name).metrics() for name in ("whole", "cut")]
+    assert [{k: v for k, v in r.items() if k not in ("time", "samples_per_s")} for r in rows[1]] == \
+           [{k: v for k, v in r.items() if k not in ("time", "samples_per_s")} for r in rows[0]]
+    assert (tmp_path / "cut/model.safetensors").read_bytes() == (tmp_path / "whole/model.safetensors").read_bytes()

@@ -11,6 +11,8 @@ evaluation: its time, units, backups and dropped duplicates).
 """
 from __future__ import annotations
 
+import copy
+
 import logging
 import math
 import time
@@ -76,11 +78,24 @@ class _Progress:
                 "won": {str(w): n for w, n in self.counts.won.items()}, "batches": self.batches}
 
 
-def _save(run: RunDir, pool: Any, coord: Coordinator, progress: _Progress) -> None:
+def _boundary(pool: Any, coord: Coordinator) -> dict[str, Any]:
+    """What an iteration's evaluations move besides the shards, as it stood at the last iteration's end:
+    the simulator's clock, generators and copies, the coordinator's counters and its evaluation log's
+    length. A checkpoint written mid-iteration saves these, so the resume, which redoes that iteration
+    from its start, redoes it in the same virtual time and with the same evaluation numbers."""
+    return {"pool": copy.deepcopy(pool.state()), "coordinator": copy.deepcopy(coord.state()), "log": len(coord.log)}
+
+
+def _save(run: RunDir, pool: Any, coord: Coordinator, progress: _Progress,
+          boundary: dict[str, Any] | None = None) -> None:
+    """Checkpoint the shards and the run's progress; ``boundary`` (:func:`_boundary`): for a stop
+    mid-iteration, the pool's and coordinator's state at the last iteration's end."""
     states = pool.group.call("state_dict")
     tensors = {f"shard{j}.{k}": v for j, state in enumerate(states) for k, v in state.items()}
-    save_state(run.checkpoints / CHECKPOINT, tensors, {**progress.meta(), "coordinator": coord.state(), "shards": len(states),
-                                                       "pool": pool.state()})   # the simulator's clock, generators, copies
+    at = boundary or _boundary(pool, coord)
+    meta = {**progress.meta(), "batches": progress.batches[:at["log"]], "coordinator": at["coordinator"],
+            "shards": len(states), "pool": at["pool"]}              # the simulator's clock, generators, copies
+    save_state(run.checkpoints / CHECKPOINT, tensors, meta)
 
 
 def _restore(run: RunDir, shards: list[HistoryShard]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -132,6 +147,7 @@ def run_sandblaster(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[s
     new_batch = 0 < s.batch < n           # a fresh sample of examples every iteration
     last = None
     it = start
+    boundary = _boundary(pool, coord)        # (updated at the end of every iteration)
     try:
         while it < total:
             stage = stage_for_step(it, total, n_stages, cfg.train.schedule)
@@ -157,14 +173,15 @@ def run_sandblaster(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[s
                 log.info("L-BFGS: stage %s converged after iteration %d; stage %s starts at iteration %d",
                          stage, it, stage_for_step(later, total, n_stages, cfg.train.schedule), later + 1)
                 it = progress.iteration = later
+            boundary = _boundary(pool, coord)
             if cfg.cluster.checkpoint_every and progress.iteration % cfg.cluster.checkpoint_every == 0:
-                _save(run, pool, coord, progress)
-        _save(run, pool, coord, progress)
+                _save(run, pool, coord, progress, boundary)
+        _save(run, pool, coord, progress, boundary)
         params = [p.cpu() for p in pool.group.call("params")]
         info = pool.info()
     except BaseException:
         try:   # keep the iterations done (the shards still hold the last accepted point)
-            _save(run, pool, coord, progress)
+            _save(run, pool, coord, progress, boundary)
             log.warning("stopped after L-BFGS iteration %d; checkpoint saved: --resume %s goes on", progress.iteration, run.path)
         except Exception as err:  # noqa: BLE001  (the shards may be gone with the failure)
             log.warning("could not checkpoint the shards (%s: %s)", type(err).__name__, err)
