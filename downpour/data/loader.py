@@ -134,8 +134,11 @@ class StreamBatches:
         workers = d.cfg.loader_workers
         chunk, ahead = loader_shape(d.cfg.prefetch, workers, self.batch_size)
         sampler = _Order(len(d), self.seed, *self._next)
+        # its own generator: an iterator's start draws its workers' base seed, and from torch's global RNG that
+        # draw, made whenever the stream (re)starts, moved every later random number of the run (not resumable)
         loader = DataLoader(reader, batch_size=chunk, sampler=sampler, collate_fn=reader.collate, num_workers=workers,
-                            prefetch_factor=ahead if workers else None)
+                            prefetch_factor=ahead if workers else None,
+                            generator=torch.Generator().manual_seed(int(self.seed)))
         return iter(loader)
 
     def _receive(self) -> None:
