@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 from typing import Any
 
 import numpy as np
@@ -93,7 +94,7 @@ class FeatureLearner(TransformerMixin, BaseEstimator):
     # --- scikit-learn API ---------------------------------------------------------------------
     def fit(self, X: Any, y: Any = None) -> "FeatureLearner":
         """Build (and, with ``steps > 0``, train without labels) the model on X: (N, D) or (N, C, H, W). ``y`` is ignored."""
-        if not isinstance(self.steps, int) or self.steps < 0:
+        if not isinstance(self.steps, numbers.Integral) or isinstance(self.steps, bool) or self.steps < 0:   # numpy ints: a grid
             raise ValueError(f"FeatureLearner: steps must be an int >= 0, got {self.steps!r}")
         if self.batch_size < 1 or not self.lr > 0:
             raise ValueError(f"FeatureLearner: batch_size must be >= 1 and lr > 0, got {self.batch_size} and {self.lr}")

@@ -22,6 +22,7 @@ from downpour.data.build import sample_shape
 from downpour.layers.gabor import FROZEN_KINDS
 from downpour.models.base import FeatureModel
 from downpour.models.registry import resolve
+from downpour.objectives import Objective
 from downpour.parallel.partition import partition_bounds, partition_ranges
 from downpour.ps.delays import make_delays
 from downpour.ps.setup import build_replica
@@ -110,6 +111,7 @@ def _dry_run(cfg: RunConfig, shape: tuple[int, int, int]) -> None:
             if cfg.cluster.partitions > 1:
                 partition_bounds(partition_ranges(model), cfg.cluster.shards)
             objective(model.forward_train(Batch(torch.zeros(2, *shape), torch.zeros(2, dtype=torch.int64))))
+            _check_kl_codes(cfg, model, objective, shape)
             _check_stages_train(cfg, model)
             _check_analysis_layers(cfg, model)    # (a split replica has the merged network's layers)
     except ConfigError as err:
@@ -130,6 +132,22 @@ def _check_analysis_layers(cfg: RunConfig, model: FeatureModel) -> None:
                                   f"{model.feature_layers()}{nearest(name, model.feature_layers())}", key=key)
 
 
+def _check_kl_codes(cfg: RunConfig, model: FeatureModel, objective: Objective, shape: tuple[int, int, int]) -> None:
+    """KL sparsity reads each code as a firing probability: codes outside (0, 1) are clamped there, and
+    their units get no gradient from it. Refuse it on a model whose codes leave [0, 1] on a random batch."""
+    if "kl_sparsity" not in objective.terms:
+        return
+    x = torch.randn(8, *shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        codes = [o.codes for o in model.forward_train(Batch(x, torch.zeros(8, dtype=torch.int64))).values()]
+    low, high = min(float(c.min()) for c in codes), max(float(c.max()) for c in codes)
+    if low < 0 or high > 1:
+        raise ConfigError(f"objective.kl_sparsity needs codes in (0, 1) (a sigmoid hidden layer, as ufldl-sae's), and "
+                          f"the codes of model {cfg.model.name!r} range over [{low:.3g}, {high:.3g}] on a random batch: outside "
+                          "(0, 1) they are clamped and get no gradient from it; use l1 or pooled_l2 instead",
+                          key="objective.kl_sparsity")
+
+
 def _check_stages_train(cfg: RunConfig, model: FeatureModel) -> None:
     """A greedy schedule gives every stage a share of the steps: a stacked model whose first stage is a
     frozen Gabor or random bank has nothing to train in its share and would fail its first step; say so
@@ -139,6 +157,10 @@ def _check_stages_train(cfg: RunConfig, model: FeatureModel) -> None:
         raise ConfigError(f"train.schedule = 'greedy' gives stage 1 its own share of the steps, but stage 1 has "
                           f"nothing to train (a frozen first layer: model.first_layer = {kind!r}); "
                           f"use train.schedule = 'joint'")
+    if cfg.train.schedule == "greedy" and cfg.train.steps < model.n_stages:
+        raise ConfigError(f"train.steps = {cfg.train.steps} gives some of the model's {model.n_stages} stages no step "
+                          f"under train.schedule = 'greedy' (they would keep their initial weights); train at least "
+                          f"{model.n_stages} steps or use train.schedule = 'joint'", key="train.steps")
 
 
 def check_resume(saved: RunConfig, new: RunConfig) -> None:

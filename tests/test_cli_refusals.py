@@ -273,3 +273,20 @@ def test_a_model_or_cost_term_error_names_the_file_or_flag_that_set_it(tmp_path,
     assert "error: --set objective.pooled_l2.weight=abc: [objective]" in capsys.readouterr().err
     assert main(["train", "--config", "tica-8x8", "--set", "model.hidden=0", "--dry-run"]) == 2
     assert "error: --set model.hidden=0: model 'tica-8x8': model.hidden must be" in capsys.readouterr().err
+
+
+def test_a_greedy_run_with_fewer_steps_than_stages_is_refused(capsys):
+    """Stage 2 kept its initial weights, and the run ended with exit 0."""
+    assert main(["train", "--config", "cat-demo", "--runner", "local", "--steps", "1", "--dry-run"]) == 2
+    assert "train.steps = 1 gives some of the model's 2 stages no step" in capsys.readouterr().err
+    assert main(["train", "--config", "cat-demo", "--runner", "local", "--steps", "1", "--dry-run",
+                 "--set", "train.schedule=joint"]) == 0
+
+
+def test_kl_sparsity_on_codes_outside_0_1_is_refused(capsys):
+    """rica-8x8's linear codes: about half the units were clamped out of the term and got no gradient from it."""
+    argv = ["train", "--config", "tica-8x8", "--runner", "local", "--steps", "3", "--dry-run", "--set",
+            "model.name=rica-8x8", "--set", "objective.kl_sparsity=3"]
+    assert main(argv) == 2
+    assert "objective.kl_sparsity needs codes in (0, 1)" in capsys.readouterr().err
+    assert main(["train", "--config", "ufldl-sae", "--dry-run"]) == 0          # sigmoid codes: its own preset

@@ -61,6 +61,9 @@ def test_clone_and_errors(digits):
         FeatureLearner(TinyAutoencoder((1, 8, 8)), steps=3).fit(x)
     with pytest.raises(ValueError, match="steps"):
         FeatureLearner("rica-8x8", steps=-1).fit(x)
+    with pytest.raises(ValueError, match="steps"):
+        FeatureLearner("rica-8x8", steps=True).fit(x)
+    assert len(FeatureLearner("rica-8x8", steps=np.int64(2)).fit(x).loss_curve_) == 2   # a numpy grid's value
     fitted = FeatureLearner("rica-8x8", steps=1).fit(x)
     with pytest.raises(ValueError, match="fitted for"):
         fitted.transform(np.zeros((2, 1, 5, 5), np.float32))
