@@ -74,12 +74,13 @@ def _check_algorithm(args: argparse.Namespace, typed: list[str], cfg: RunConfig)
         return
     flags = ["--" + flag.replace("_", "-") for flag in ("consistency", "n_fetch", "n_push", "compensation")
              if getattr(args, flag) is not None]
-    keys = [key for key in typed if (key.startswith("cluster.") and key not in SANDBLASTER_READS) or key == "train.lr"]
+    keys = [key for key in typed if (key.startswith("cluster.") and key not in SANDBLASTER_READS)
+            or key in ("train.lr", "train.optimizer", "train.log_every")]
     if flags or keys:
         named = ", ".join(flags + ([f"--set {', '.join(keys)}"] if keys else []))
         raise ConfigError(f"{named}: Downpour's, and this run trains with Sandblaster L-BFGS, which reads of [cluster] "
                           f"only {', '.join(k.split('.')[1] for k in SANDBLASTER_READS)} (and finds its own step "
-                          "by line search, not train.lr)")
+                          "by line search, not train.lr or train.optimizer, and logs every iteration)")
 
 
 # ``downpour plan``'s three modes and the flags each reads (beyond --json): a flag another mode reads is refused

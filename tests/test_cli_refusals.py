@@ -215,6 +215,8 @@ def test_a_dry_run_looks_at_the_files_a_file_source_reads(tmp_path, capsys, sour
     (["--runner", "simulated", "--set", "cluster.algorithm=sandblaster", "--compensation", "dc-asgd",
       "--set", "train.lr=0.9", "--set", "cluster.grad_noise=5"],
      "--compensation, --set train.lr, cluster.grad_noise: Downpour's"),
+    (["--runner", "simulated", "--set", "cluster.algorithm=sandblaster", "--set", "train.log_every=5"],
+     "--set train.log_every: Downpour's"),                  # Sandblaster writes a row every iteration
 ])
 def test_a_set_the_runner_never_reads_is_refused(capsys, argv, named):
     assert main(["train", "--config", "ufldl-sae", "--dry-run", *argv]) == 2
