@@ -81,6 +81,23 @@ def test_damaged_lines_run_again_and_a_damaged_header_is_named(planted, tmp_path
     CALLS.clear()
     run_study("planted", tmp_path, quick=True, jobs=1)
     assert len(CALLS) == 2
+    # a bad byte inside a figure's name: the line parsed (the name read as U+FFFD), the rewrite kept it as
+    # "\ufffd", and every later run failed on the missing figure
+    lines = path.read_bytes().splitlines()
+    name = next(iter(json.loads(lines[1])["figures"])).encode()
+    lines[1] = lines[1].replace(b'"' + name + b'"', b'"' + name[:1] + b"\xff" + name[2:] + b'"', 1)
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    CALLS.clear()
+    run_study("planted", tmp_path, quick=True, jobs=1)
+    assert len(CALLS) == 1
+    lines = path.read_text().splitlines()
+    row = json.loads(lines[1])
+    row["figures"]["\ufffd" + next(iter(row["figures"]))] = row["figures"].pop(next(iter(row["figures"])))
+    lines[1] = json.dumps(row)                                                # as a rewrite writes it: escaped
+    path.write_text("\n".join(lines) + "\n")
+    CALLS.clear()
+    run_study("planted", tmp_path, quick=True, jobs=1)
+    assert len(CALLS) == 1
     path.write_text(path.read_text()[:20])                                   # the header cut short
     with pytest.raises(ConfigError, match="the study's settings, is damaged"):
         run_study("planted", tmp_path, quick=True, jobs=1)

@@ -29,13 +29,16 @@ log = logging.getLogger(__name__)
 
 
 def _row(line: str) -> dict[str, Any] | None:
-    """One cached cell, or None for a line that is not one (cut short, damaged, missing a field)."""
+    """One cached cell, or None for a line that is not one (cut short, damaged: a byte that was not
+    UTF-8 reads as U+FFFD, missing a field, a figure that is not a number)."""
     try:
         row = json.loads(line)
     except json.JSONDecodeError:
         return None
     ok = (isinstance(row, dict) and isinstance(row.get("condition"), str) and isinstance(row.get("seed"), int)
-          and isinstance(row.get("figures"), dict) and isinstance(row.get("cost", {}), dict))
+          and isinstance(row.get("figures"), dict) and isinstance(row.get("cost", {}), dict)
+          and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in row["figures"].values())
+          and not any("\ufffd" in name for name in [row["condition"], *row["figures"]]))  # (read, or rewritten, as \ufffd)
     return row if ok else None
 
 
