@@ -328,4 +328,7 @@ def test_verdict_words():
     assert words.points([0.031, -0.01, 0.07], 0, " points") == "+3 points [-1, +7]"
     assert words.signed([0.031, -0.01, 0.07]) == "+0.031 [-0.010, +0.070]"
     assert words.signed([0.7449, 0.6031, 0.886], ".3g") == "+0.745 [+0.603, +0.886]"
+    # a difference no seed measured, and one with no interval: said, not printed as nan or inf
+    assert words.signed([math.nan, math.nan, math.nan]) == "not measured"
+    assert words.points([0.05, -math.inf, math.inf], 1, " points") == "+5.0 points (no interval)"
     assert words.value_ci([0.4529, 0.45, 0.46]) == "0.4529 [0.45, 0.46]"

@@ -54,10 +54,8 @@ def compare_rows(conditions: list[Condition], cells: Cells, seeds: list[int],
 
 def difference_sentence(row: dict[str, Any], key: str, label: str, fmt: str = "{:+.3f}") -> str:
     """'probe accuracy −0.012 [−0.03, +0.004], no detectable effect' for one compared figure of a row."""
-    d, lo, hi = row["figures"]["d_" + key]
-    if not math.isfinite(d):
-        return f"{label} not measured"
-    return f"{label} {fmt.format(d)} [{fmt.format(lo)}, {fmt.format(hi)}], {row['extra']['d_' + key]}"
+    said = words.difference(row["figures"]["d_" + key], fmt)
+    return f"{label} {said}" + ("" if said == "not measured" else f", {row['extra']['d_' + key]}")
 
 
 def value(row: dict[str, Any], key: str, fmt: str = "{:.3f}") -> str:

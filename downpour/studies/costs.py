@@ -42,6 +42,7 @@ from downpour.data.patches import sample_patches
 from downpour.data.pipeline import open_data
 from downpour.models.base import FeatureModel
 from downpour.objectives import Objective
+from downpour.studies import words
 from downpour.studies.base import Cells, Condition, Study
 from downpour.studies.figures import interval_bars
 from downpour.studies.plots import scatter_intervals
@@ -251,5 +252,4 @@ def _v(row: dict[str, Any], key: str) -> str:
 
 
 def _d(row: dict[str, Any], key: str) -> str:
-    d, lo, hi = row["figures"][f"delta_{key}"]
-    return f"Δ {d:+.3g} [{lo:+.3g}, {hi:+.3g}]"
+    return f"Δ {words.difference(row['figures'][f'delta_{key}'], '{:+.3g}')}"

@@ -6,7 +6,9 @@
     signed([0.031, -0.01, 0.07])         -> "+0.031 [-0.010, +0.070]"
     value_ci([0.4529, 0.45, 0.46])       -> "0.4529 [0.45, 0.46]"
 
-An interval that is not finite (one seed: no interval) is left out rather than printed as nan.
+An interval that is not finite (one seed, or a difference with no spread from fewer seeds than the
+sign test needs) is said as "(no interval)" rather than printed as nan or inf; a difference that is
+itself not finite (no seed had both figures) reads "not measured".
 """
 from __future__ import annotations
 
@@ -23,15 +25,23 @@ def percent_ci(triple: Sequence[float]) -> str:
     return f"{100 * v:.0f}% [{100 * lo:.0f}, {100 * hi:.0f}]" if math.isfinite(lo) else f"{100 * v:.0f}%"
 
 
+def difference(triple: Sequence[float], fmt: str = "{:+.3f}", unit: str = "") -> str:
+    """A signed difference and its interval, ``fmt`` for each number (``unit`` after the value)."""
+    d, lo, hi = triple
+    if not math.isfinite(d):
+        return "not measured"
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        return f"{fmt.format(d)}{unit} (no interval)"
+    return f"{fmt.format(d)}{unit} [{fmt.format(lo)}, {fmt.format(hi)}]"
+
+
 def points(triple: Sequence[float], decimals: int = 1, unit: str = "") -> str:
     """A difference of proportions in percentage points, signed: ``unit`` follows the value (" points")."""
-    d, lo, hi = triple
-    return f"{100 * d:+.{decimals}f}{unit} [{100 * lo:+.{decimals}f}, {100 * hi:+.{decimals}f}]"
+    return difference([100 * v for v in triple], f"{{:+.{decimals}f}}", unit)
 
 
 def signed(triple: Sequence[float], spec: str = ".3f") -> str:
-    d, lo, hi = triple
-    return f"{d:+{spec}} [{lo:+{spec}}, {hi:+{spec}}]"
+    return difference(triple, f"{{:+{spec}}}")
 
 
 def value_ci(triple: Sequence[float], spec: str = ".4g") -> str:
