@@ -332,3 +332,20 @@ def test_verdict_words():
     assert words.signed([math.nan, math.nan, math.nan]) == "not measured"
     assert words.points([0.05, -math.inf, math.inf], 1, " points") == "+5.0 points (no interval)"
     assert words.value_ci([0.4529, 0.45, 0.46]) == "0.4529 [0.45, 0.46]"
+
+
+def test_seeds_a_paired_difference_leaves_out_for_its_baseline_are_said():
+    """The baseline's NaN dropped two of four pairs from d_probe_digits, and nothing said so."""
+    from downpour.studies.base import Condition
+    from downpour.studies.compare import compare_rows
+    from downpour.studies.html import rows_table
+    from downpour.studies.run import note_missing
+
+    conditions = [Condition("ref", {"vs": ""}), Condition("arm", {"vs": "ref"})]
+    ref, arm = [0.90, math.nan, math.nan, 0.91], [0.80, 0.95, 0.96, 0.82]
+    cells = {**{("ref", s): {"probe_digits": v} for s, v in enumerate(ref)},
+             **{("arm", s): {"probe_digits": v} for s, v in enumerate(arm)}}
+    rows = compare_rows(conditions, cells, [0, 1, 2, 3], {"probe_digits": 0.02})
+    note_missing(rows, cells, [0, 1, 2, 3])
+    assert rows[1]["missing"] == {"d_probe_digits": 2} and rows[0]["missing"] == {"probe_digits": 2}
+    assert "2 of 4 seeds left out" in rows_table(rows).split("<tr>")[-1]

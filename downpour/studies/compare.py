@@ -26,7 +26,7 @@ from matplotlib.figure import Figure
 from downpour.studies import words
 from downpour.studies.base import Cells, Condition
 from downpour.studies.figures import interval_bars, save
-from downpour.studies.stats import effect_words, mean_ci, paired_difference
+from downpour.studies.stats import effect_words, mean_ci, note_left_out, paired_difference
 
 OWED_FIGURE = "face_owed_controls"   # what owed_paragraph and owed_figure read
 OWED_RESOLUTION = 0.05     # AUC: a smaller gain from the faces is not worth reporting
@@ -45,8 +45,10 @@ def compare_rows(conditions: list[Condition], cells: Cells, seeds: list[int],
         if vs:
             base = [cells[(vs, s)] for s in seeds]
             for key, res in resolution.items():
-                d = paired_difference([b.get(key, math.nan) for b in base], [g.get(key, math.nan) for g in got])
+                pair = [b.get(key, math.nan) for b in base], [g.get(key, math.nan) for g in got]
+                d = paired_difference(*pair)
                 row["figures"]["d_" + key] = list(d)
+                note_left_out(row, "d_" + key, *pair)
                 row["extra"]["d_" + key] = effect_words(*d, resolution=res)
         rows.append(row)
     return rows

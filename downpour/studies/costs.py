@@ -46,7 +46,7 @@ from downpour.studies import words
 from downpour.studies.base import Cells, Condition, Study
 from downpour.studies.figures import interval_bars
 from downpour.studies.plots import scatter_intervals
-from downpour.studies.stats import effect_words, mean_ci, paired_difference
+from downpour.studies.stats import effect_words, mean_ci, note_left_out, paired_difference
 from downpour.studies.trained import probe_accuracies, trained_run
 
 SIZES = {"less": 500, "more": 10_000}                      # training patches
@@ -127,8 +127,10 @@ class CostsStudy(Study):
             if vs:
                 base = [cells[(vs, s)] for s in seeds]
                 for k in COMPARED:
-                    d = paired_difference([b[k] for b in base], [g[k] for g in got])
+                    pair = [b[k] for b in base], [g[k] for g in got]
+                    d = paired_difference(*pair)
                     row["figures"][f"delta_{k}"] = list(d)
+                    note_left_out(row, f"delta_{k}", *pair)
                     res = RESOLUTION.get(k) or 0.10 * abs(float(np.nanmean([b[k] for b in base])))
                     row["extra"]["readings"][k] = effect_words(*d, resolution=res)
             rows.append(row)

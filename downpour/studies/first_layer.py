@@ -40,7 +40,7 @@ from downpour.studies import words
 from downpour.studies.base import Cells, Condition, Study
 from downpour.studies.compare import owed_figure, owed_paragraph
 from downpour.studies.figures import interval_bars
-from downpour.studies.stats import effect_words, mean_ci, paired_difference, wilson
+from downpour.studies.stats import effect_words, mean_ci, note_left_out, paired_difference, wilson
 from downpour.studies.plots import curves
 from downpour.studies.trained import (FACE_TEST_WITH_TWIN, OWED, cost_curve, edge_fraction, face_aucs, face_draws,
                                       no_faces_twin, owed_figures, probe_accuracies, trained_run)
@@ -150,8 +150,10 @@ class FirstLayerStudy(Study):
             if c.name != BASELINE:
                 base = [cells[(BASELINE, s)] for s in seeds]
                 for f in names:
-                    d = paired_difference([b[f] for b in base], [g[f] for g in got])
+                    pair = [b[f] for b in base], [g[f] for g in got]
+                    d = paired_difference(*pair)
                     row["figures"][f"delta_{f}"] = list(d)
+                    note_left_out(row, f"delta_{f}", *pair)
                     row["extra"]["readings"][f] = effect_words(*d, resolution=_resolution(f, [b[f] for b in base]))
             rows.append(row)
         return rows

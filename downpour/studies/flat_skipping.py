@@ -47,7 +47,7 @@ from downpour.models.footprint import footprint_table
 from downpour.studies import words
 from downpour.studies.base import Cells, Condition, Study
 from downpour.studies.plots import curves, scatter_intervals
-from downpour.studies.stats import effect_words, mean_ci, paired_difference
+from downpour.studies.stats import effect_words, mean_ci, note_left_out, paired_difference
 from downpour.studies.trained import FACE_TEST, face_aucs, face_draws, trained_run
 
 THRESHOLDS = {False: (0.003, 0.01, 0.03, 0.1, 0.3, 1.0), True: (0.03, 0.3)}
@@ -190,15 +190,19 @@ class FlatSkippingStudy(Study):
                     figs = ("probe",) if t == "off" else MEASURED
                     for f in figs:
                         row["figures"][f] = list(mean_ci([g[f"{key}/{name}/{f}"] for g in got]))
+                        note_left_out(row, f, [g[f"{key}/{name}/{f}"] for g in got])
                     if name == "lfw":
                         for f in ("face_auc_lfw", "face_auc_controls"):
                             row["figures"][f] = list(mean_ci([g[f"{key}/{f}"] for g in got]))
+                            note_left_out(row, f, [g[f"{key}/{f}"] for g in got])
                     if t != "off":
                         pairs = [("probe", f"{name}/probe")] + ([(f, f) for f in ("face_auc_lfw", "face_auc_controls")]
                                                                if name == "lfw" else [])
                         for f, k in pairs:
-                            d = paired_difference([g[f"off/{k}"] for g in got], [g[f"{key}/{k}"] for g in got])
+                            pair = [g[f"off/{k}"] for g in got], [g[f"{key}/{k}"] for g in got]
+                            d = paired_difference(*pair)
                             row["figures"][f"delta_{f}"] = list(d)
+                            note_left_out(row, f"delta_{f}", *pair)
                             res = RESOLUTION["probe" if f == "probe" else "face_auc"]
                             row["extra"]["readings"][f] = effect_words(*d, resolution=res)
                     rows.append(row)

@@ -103,8 +103,8 @@ def note_missing(rows: list[dict[str, Any]], cells: dict[tuple[str, int], dict[s
         got = [cells[(row["condition"], s)] for s in seeds if (row["condition"], s) in cells]
         missing = {k: sum(1 for g in got if not math.isfinite(g.get(k, math.nan))) for k in row["figures"]
                    if got and k in got[0]}
-        if any(missing.values()):
-            row["missing"] = {k: m for k, m in missing.items() if m}
+        if any(missing.values()):    # (beside what summarise noted itself: stats.note_left_out)
+            row["missing"] = {**{k: m for k, m in missing.items() if m}, **row.get("missing", {})}
 
 
 def _pair(item: Override) -> tuple[str, Any]:

@@ -46,8 +46,8 @@ from downpour.studies import words
 from downpour.studies.base import Cells, Condition, Study
 from downpour.studies.figures import distributions, interval_bars, phase_diagram
 from downpour.studies.matching import implicit_momentum, stale_error
-from downpour.studies.stats import (effect_words, flips, mean_ci, paired_difference, paired_proportions,
-                                    proportion_words, wilson)
+from downpour.studies.stats import (effect_words, flips, mean_ci, note_left_out, paired_difference,
+                                    paired_proportions, proportion_words, wilson)
 
 SUCCESS = 1e-3          # population loss below this: the global optimum
 DIVERGED = 1e3          # population loss above this (or not finite, or a gradient a shard refused): diverged
@@ -227,6 +227,8 @@ class StalenessStudy(Study):
                 d = (paired_difference([b[key] for b in base], [g[key] for g in got]) if key == "final_cost" else
                      paired_proportions([b[key] > 0 for b in base], [g[key] > 0 for g in got]))
                 row["figures"]["delta_vs_" + ("cost" if c.group == "sae" else "success")] = list(d)
+                if key == "final_cost":
+                    note_left_out(row, "delta_vs_cost", [b[key] for b in base], [g[key] for g in got])
                 if key == "success":
                     row["extra"].update(flips([b[key] > 0 for b in base], [g[key] > 0 for g in got]))
                     row["extra"]["reading"] = proportion_words(*d, RESOLUTION, row["extra"]["mcnemar_p"])

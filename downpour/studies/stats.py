@@ -60,6 +60,16 @@ def paired_difference(baseline: Sequence[float], other: Sequence[float]) -> tupl
     return m, low, high
 
 
+def note_left_out(row: dict[str, Any], figure: str, *columns: Sequence[float]) -> None:
+    """Record in ``row["missing"][figure]`` how many seeds its interval left out: those where any of
+    ``columns`` (the figure's own values, or a paired difference's two sides) is not finite. The
+    study page then says "k of n seeds left out" beside it, so ``n`` does not overstate it."""
+    values = np.asarray(columns, dtype=np.float64)                     # (columns, seeds)
+    left = int((~np.isfinite(values).all(axis=0)).sum())
+    if left:
+        row.setdefault("missing", {})[figure] = left
+
+
 def paired_proportions(baseline: Sequence[bool], other: Sequence[bool]) -> tuple[float, float, float]:
     """(P(other) − P(baseline), low, high) on paired yes/no outcomes: Bonett & Price's (2012) adjusted
     Wald interval, which stays honest with few seeds and with 0 or n successes (a bootstrap would
