@@ -214,3 +214,17 @@ def test_a_diverged_autoencoder_seed_is_counted_not_averaged_away(quick):
     assert row["extra"]["diverged"] == 1 and rows["sae/serial"]["extra"]["diverged"] == 0
     assert row["figures"]["final_cost"][0] == by[("sae/async4", 0)]["final_cost"]   # the finite seed alone
     assert "async4" in study.verdict(list(rows.values())) and "1 of 2 seeds diverged" in study.verdict(list(rows.values()))
+
+
+def test_a_diverged_synchronous_baseline_is_not_blamed_on_staleness(quick):
+    """'Most seeds diverged in ...: there staleness lowered the stable learning rate' listed sync rows too."""
+    out, result = quick
+    cells = [json.loads(line) for line in (out / "cells.jsonl").read_text().splitlines()[1:]]
+    by = {(c["condition"], c["seed"]): c["figures"] for c in cells}
+    study = study_class("staleness")(quick=True)
+    for seed in (0, 1):                               # every run at 0.125 diverges, the baseline too
+        for name in [c.name for c in study.conditions() if c.name.startswith("lr0.125/")]:
+            by[(name, seed)] = {**by[(name, seed)], "diverged": 1.0, "success": 0.0}
+    verdict = study.verdict(study.summarise(study.conditions(), by, [0, 1]))
+    assert "lr0.125/sync" not in verdict.split("Most seeds diverged in")[-1].split(":")[0]
+    assert "lr0.125/delay4" not in verdict.split("Most seeds diverged in")[-1].split(":")[0]

@@ -257,7 +257,9 @@ class StalenessStudy(Study):
                 paras[-1] += " Without any delay, " + "; ".join(said) + "."
         counted = [r["extra"]["reading"] for r in rows if r["group"] == "phase" and r["params"]["vs"]]
         tally = {w: counted.count(w) for w in ("higher", "lower", "no detectable effect", "inconclusive")}
-        diverged = [r["condition"] for r in rows if r["group"] == "phase" and r["figures"]["p_diverged"][0] > 0.5]
+        # (a stale condition whose synchronous baseline stayed stable: staleness, not the rate, made it diverge)
+        diverged = [r["condition"] for r in rows if r["group"] == "phase" and r["figures"]["p_diverged"][0] > 0.5
+                    and r["params"]["vs"] and by[r["params"]["vs"]]["figures"]["p_diverged"][0] <= 0.5]
         overall = (f"Over {len(counted)} comparisons of a stale condition with synchronous SGD at the same rate and seeds, "
                    f"staleness raised the success rate in {tally['higher']}, lowered it in {tally['lower']}, had no "
                    f"detectable effect (interval within ±{RESOLUTION:.0%}) in {tally['no detectable effect']}, and was "
