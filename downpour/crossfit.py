@@ -38,8 +38,8 @@ log = logging.getLogger(__name__)
 CROSSFIT_OWNS = {"data.lfw_heldout", "analysis.report"}   # what fold_config sets in every fold
 # the face test's keys the pooled test has no use for: it chooses on each fold's training part of lfw and tests
 # the fold's held-out faces, its twins are the folds' own (a --set of one would be recorded, and ignored)
-CROSSFIT_IGNORES = {"analysis.dataset", "analysis.positive", "analysis.face_select", "analysis.splits",
-                    "analysis.test_fraction", "analysis.no_faces_run"}
+# (analysis.splits and test_fraction stay: each fold keeps them for `downpour analyze OUT/fold-I`'s accuracy tables)
+CROSSFIT_IGNORES = {"analysis.dataset", "analysis.positive", "analysis.face_select", "analysis.no_faces_run"}
 
 
 def fold_config(config: str, overrides: list[Override], fold: int, folds: int) -> RunConfig:
