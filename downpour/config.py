@@ -285,9 +285,10 @@ def load_config(name_or_path: str = "main", overrides: list[Override] | tuple[Ov
 
 
 def merge_term(base: Any, spec: Any) -> Any:
-    """A cost term's ``spec`` over its ``base``: over a table, a table merges key by key and a plain number is
-    the weight (the term's other keys kept: ``--set objective.pooled_l2=0.2`` kept no ``eps``, which fell to
-    the term class's default); anything else replaces it."""
+    """A cost term's ``spec`` over its ``base``: a table merges into a table key by key, a plain number into a
+    table is the weight (``objective.pooled_l2=0.2`` keeps ``eps``), a table over a plain number keeps it as
+    the weight (``kl_sparsity = 0``, then ``.rho=0.1``: not on at its default weight); else ``spec`` replaces it."""
+    base = {"weight": base} if isinstance(spec, dict) and type(base) in (int, float) else base   # (not a bool)
     if isinstance(base, dict) and isinstance(spec, (dict, int, float)) and not isinstance(spec, bool):
         return {**base, **(spec if isinstance(spec, dict) else {"weight": spec})}
     return spec
@@ -328,13 +329,9 @@ def _merged(name_or_path: str, overrides: list[Override] | tuple[Override, ...])
         _merge(merged, table, where, origins)
     for item in overrides:
         path, value = parse_override(item)
-        term = merged.get("objective", {}).get(path[1]) if len(path) == 3 and path[0] == "objective" else None
-        if isinstance(term, dict):      # objective.TERM.KEY=v sets one key of the term, keeping the others
-            path, value = path[:2], {**term, path[2]: value}
-        elif isinstance(term, (int, float)) and not isinstance(term, bool):   # ... and a plain number its weight
-            path, value = path[:2], {"weight": term, path[2]: value}
-        elif len(path) == 2 and path[0] == "objective" and not isinstance(value, dict):   # objective.TERM=w
-            value = merge_term(merged.get("objective", {}).get(path[1]), value)
+        if path[0] == "objective" and len(path) in (2, 3):   # objective.TERM=w, objective.TERM.KEY=v: the rest kept
+            term = merged.get("objective", {}).get(path[1])
+            path, value = path[:2], merge_term(term, {path[2]: value} if len(path) == 3 else value)
         nested: dict[str, Any] = {path[-1]: value}
         for part in reversed(path[:-1]):
             nested = {part: nested}
