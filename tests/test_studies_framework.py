@@ -349,3 +349,14 @@ def test_seeds_a_paired_difference_leaves_out_for_its_baseline_are_said():
     note_missing(rows, cells, [0, 1, 2, 3])
     assert rows[1]["missing"] == {"d_probe_digits": 2} and rows[0]["missing"] == {"probe_digits": 2}
     assert "2 of 4 seeds left out" in rows_table(rows).split("<tr>")[-1]
+
+
+def test_a_failed_set_up_in_this_process_does_not_fail_the_next_study():
+    """With one job the cells run in this process: a set-up that failed once re-raised in every later study."""
+    from downpour.studies import cells
+
+    cells._init("no_such_module:Nothing", True, [], {})
+    with pytest.raises(ModuleNotFoundError):
+        cells._run(("a", 0))
+    cells._init(f"{Planted.__module__}:{Planted.__name__}", True, [], {})
+    assert cells._FAILED is None

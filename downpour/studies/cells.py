@@ -122,6 +122,7 @@ def _init(target: str, quick: bool, sets: list[tuple[str, Any]], context: dict[s
     anywhere importable runs), one intra-op thread. A failure here is raised by the first cell, in the
     parent: a pool whose initializer raises would restart its workers for ever."""
     global _STUDY, _CONTEXT, _BY_NAME, _FAILED
+    _FAILED = None                                 # (jobs=1 runs it in this process: a study's failure, not the next's)
     try:
         import torch
 
