@@ -97,7 +97,8 @@ def check_plan_flags(args: argparse.Namespace) -> str:
         raise ConfigError("--check-simulated and --check-run: one at a time (a new simulated run, or a finished one)")
     mode = "--check-simulated" if args.check_simulated else "--check-run" if args.check_run else "plan"
     every = {flag for flags in PLAN_READS_FLAGS.values() for flag in flags}
-    given = sorted(flag for flag in every - set(PLAN_READS_FLAGS[mode]) if getattr(args, flag) not in (None, False, []))
+    given = sorted(flag for flag in every - set(PLAN_READS_FLAGS[mode])     # (--steps 0 is given: 0 == False)
+                   if (value := getattr(args, flag)) is not None and value is not False and value != [])
     if given:
         named = ", ".join("--" + flag for flag in given)
         what = "the plan itself" if mode == "plan" else f"plan {mode}"
