@@ -183,12 +183,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
     cluster = Cluster(**{k: v for k, v in given.items() if v is not None},
                       replicas=args.replicas, partitions=args.partitions, shards=args.shards)   # checks the flags
     if mode != "plan":
+        given = {"config": args.config, "workers": args.replicas, "shards": args.shards, "steps": args.steps}
         result = (compare_run(args.check_run) if args.check_run else
-                  check_simulated(args.config or "ufldl-sae", args.replicas or 1000, args.shards or 100,
-                                  10000 if args.steps is None else args.steps, args.set, args.out))
+                  check_simulated(**{k: v for k, v in given.items() if v is not None}, sets=args.set, out=args.out))
         print(json.dumps(result) if args.json else format_check(result))
         return 0 if abs(result["relative_error"]) <= 0.25 else 1
-    plan = plan_for(args.model or "paper", args.set, cluster, measure=args.calibrate)
+    plan = plan_for(*([args.model] if args.model else []), sets=args.set, cluster=cluster, measure=args.calibrate)
     print(json.dumps(plan) if args.json else format_plan(plan))
     return 0
 

@@ -47,11 +47,12 @@ def fold_config(config: str, overrides: list[Override], fold: int, folds: int) -
     The cross-fit sets those two keys itself: an override of either is refused, not overwritten."""
     from downpour.preflight import check_run_config
 
-    owned = sorted({".".join(parse_override(o)[0]) for o in overrides} & CROSSFIT_OWNS)
+    keys = {".".join(parse_override(o)[0]) for o in overrides}
+    owned = sorted(keys & CROSSFIT_OWNS)
     if owned:
         raise ConfigError(f"--set {', '.join(owned)}: the cross-fit sets it for every fold (data.lfw_heldout = "
                           f"fold:I:{folds}, no report per fold: the cross-fit writes its own); drop the override")
-    ignored = sorted({".".join(parse_override(o)[0]) for o in overrides} & CROSSFIT_IGNORES)
+    ignored = sorted(keys & CROSSFIT_IGNORES)
     if ignored:
         raise ConfigError(f"--set {', '.join(ignored)}: the cross-fit's face test does not read "
                           f"{'it' if len(ignored) == 1 else 'them'} (every fold's methods are chosen on its training part "

@@ -89,8 +89,8 @@ def _run_once(cfg: RunConfig, run: RunDir, resume: bool) -> dict[str, Any]:
                         warm_start=c.warm_start, clocks={int(w): v for w, v in meta["clocks"].items()},
                         depth=(c.queue_depth or 2) if c.runner == "ray" else 1)
     coord.events = list(meta["events"])
-    if resume and start >= meta.get("planned", start + 1):     # a finished run goes on past its end (--steps)
-        coord.events.append({"event": "extended", "step": start, "planned": meta["planned"]})
+    if resume and run.model_step() == start:      # its model was saved at the checkpoint: a finished run goes on (--steps)
+        coord.events.append({"event": "extended", "step": start})
     coord.max_gap = meta.get("max_clock_gap", 0)
     shards = make_shards(setup, init, coord.live)
     if restored:

@@ -145,8 +145,7 @@ class Recorder:
 
     def _write_checkpoint(self, states: list[ShardState]) -> None:
         driver, tensors = self.driver.state() if self.driver else ({}, {})
-        meta = {"step": self.coord.done, "planned": self.cfg.train.steps,
-                "clocks": {str(w): c for w, c in self.coord.clocks().items()},
+        meta = {"step": self.coord.done, "clocks": {str(w): c for w, c in self.coord.clocks().items()},
                 "max_clock_gap": self.coord.max_gap,
                 "elapsed": round(self.elapsed(), 3), "events": self.coord.events,
                 "recorder": {"pushes": self.pushes, "finite_pushes": self.finite_pushes, "steps": self.steps,

@@ -56,8 +56,9 @@ def compare_rows(conditions: list[Condition], cells: Cells, seeds: list[int],
 
 def difference_sentence(row: dict[str, Any], key: str, label: str, fmt: str = "{:+.3f}") -> str:
     """'probe accuracy −0.012 [−0.03, +0.004], no detectable effect' for one compared figure of a row."""
-    said = words.difference(row["figures"]["d_" + key], fmt)
-    return f"{label} {said}" + ("" if said == "not measured" else f", {row['extra']['d_' + key]}")
+    triple = row["figures"]["d_" + key]
+    reading = f", {row['extra']['d_' + key]}" if math.isfinite(triple[0]) else ""    # (else: "not measured")
+    return f"{label} {words.difference(triple, fmt)}{reading}"
 
 
 def value(row: dict[str, Any], key: str, fmt: str = "{:.3f}") -> str:

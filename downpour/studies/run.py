@@ -118,12 +118,10 @@ def _check_sets(study: Any, conditions: list[Any]) -> None:
     if any(key == "seed" for key, _ in study.sets):
         raise ConfigError("--set seed: a study runs every condition on the paired seeds 0 .. N-1 itself; "
                           "choose how many with --seeds N")
-    fixed = sorted(key for key, _ in study.sets if any(key == f or key.startswith(f + ".") for f in study.fixed))
+    fixed = {key: why for key, _ in study.sets for f, why in study.fixed.items() if key == f or key.startswith(f + ".")}
     if fixed:
-        raise ConfigError(f"--set {', '.join(fixed)}: study {study.name!r} keeps "
-                          f"{'it' if len(fixed) == 1 else 'them'} as designed: "
-                          + "; ".join(dict.fromkeys(study.fixed[f] for k in fixed for f in study.fixed
-                                                    if k == f or k.startswith(f + "."))))
+        raise ConfigError(f"--set {', '.join(sorted(fixed))}: study {study.name!r} keeps "
+                          f"{'it' if len(fixed) == 1 else 'them'} as designed: {'; '.join(sorted(set(fixed.values())))}")
     varied = {key for c in conditions for key, _ in c.sets} | set(study.varied_in_cells)
     # a key the study varies, or one inside or above it (objective.kl_sparsity.rho and objective.kl_sparsity)
     clash = sorted(key for key, _ in study.sets
