@@ -26,7 +26,8 @@ import torch  # noqa: E402
 
 from downpour.batch import Batch  # noqa: E402
 from downpour.config import load_config  # noqa: E402
-from downpour.models.registry import build, model_entry  # noqa: E402
+from downpour.data.build import sample_shape  # noqa: E402
+from downpour.models.registry import build  # noqa: E402
 from downpour.train.step import train_step  # noqa: E402
 
 
@@ -41,7 +42,7 @@ def plain_step(model, objective, batch: Batch) -> None:
 
 def measure(config: str, batch: int, reps: int) -> dict:
     cfg = load_config(config)
-    shape = model_entry(cfg.model.name).input_shape if config != "main" else (1, cfg.data.size, cfg.data.size)
+    shape = sample_shape(cfg.data)                                      # what the preset's data gives the model
     model, objective = build(cfg, shape)
     b = Batch(torch.randn(batch, *shape))
     times: dict[str, list[float]] = {"plain": [], "checked": []}
