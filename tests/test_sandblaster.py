@@ -228,13 +228,13 @@ def test_a_failed_search_along_minus_g_on_the_same_batch_is_not_repeated(new_bat
 
 def test_a_greedy_stage_that_converges_hands_on_to_the_next(tmp_path, monkeypatch):
     # convergence ended the whole run: stage 2 of a greedy schedule was never trained
-    iterate = Coordinator.iterate
+    search = Coordinator.search
 
     def converges_in_stage_1(self, iteration, rows, stage, new_batch, new_stage):
-        step = iterate(self, iteration, rows, stage, new_batch, new_stage)
+        step = search(self, iteration, rows, stage, new_batch, new_stage)
         return dataclasses.replace(step, converged=True) if stage == 1 else step
 
-    monkeypatch.setattr(Coordinator, "iterate", converges_in_stage_1)
+    monkeypatch.setattr(Coordinator, "search", converges_in_stage_1)
     cfg = load_config("cat-demo", ["cluster.runner=simulated", "cluster.algorithm=sandblaster", "train.steps=6",
                                    "train.tensorboard=false"])
     summary = train(cfg, RunDir.create(tmp_path / "greedy", cfg))
@@ -385,4 +385,35 @@ def test_a_run_stopped_inside_an_iteration_resumes_in_the_same_virtual_time(tmp_
     rows = [RunDir.open(tmp_path / name).metrics() for name in ("whole", "cut")]
     assert [{k: v for k, v in r.items() if k not in ("time", "samples_per_s")} for r in rows[1]] == \
            [{k: v for k, v in r.items() if k not in ("time", "samples_per_s")} for r in rows[0]]
+    assert (tmp_path / "cut/model.safetensors").read_bytes() == (tmp_path / "whole/model.safetensors").read_bytes()
+
+
+def test_a_stop_during_the_step_saves_the_whole_step_or_none_of_it(tmp_path, monkeypatch):
+    """Ctrl-C while the shards took an accepted step (between shard 0's move and shard 1's, or before the
+    run's bookkeeping) saved shards that had moved with the coordinator's scalars from before: the
+    resume's L-BFGS was not the uninterrupted run's. The step and its bookkeeping now finish first."""
+    import signal
+
+    cfg = check_run_config(load_config("tica-8x8", [
+        "cluster.runner=simulated", "cluster.algorithm=sandblaster", "train.threads=1", "train.tensorboard=false",
+        "model.name=rica-8x8", "data.samples=300", "sandblaster.units=4", "train.steps=5", "cluster.workers=2",
+        "cluster.shards=2", "sandblaster.batch=0"]))
+    whole = train(cfg, RunDir.create(tmp_path / "whole", cfg))
+    real, calls = HistoryShard.accept, []
+
+    def stop_inside_the_second_step(self, *args, **kwargs):
+        real(self, *args, **kwargs)
+        calls.append(self.index)
+        if len(calls) == 3:                         # shard 0 of the second accepted step has moved, shard 1 not
+            signal.raise_signal(signal.SIGINT)
+
+    monkeypatch.setattr(HistoryShard, "accept", stop_inside_the_second_step)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, RunDir.create(tmp_path / "cut", cfg))
+    assert calls == [0, 1, 0, 1]                    # the step finished before the stop was taken
+    monkeypatch.setattr(HistoryShard, "accept", real)
+    resumed = train(cfg, RunDir.open(tmp_path / "cut"), resume=True)
+    assert resumed["resumed_from"] == 2
+    for key in ("evaluations", "vtime", "final_loss", "examples"):
+        assert resumed.get(key) == whole.get(key), key
     assert (tmp_path / "cut/model.safetensors").read_bytes() == (tmp_path / "whole/model.safetensors").read_bytes()

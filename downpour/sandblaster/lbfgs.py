@@ -97,6 +97,8 @@ class Iteration:
     span: float                  # summed evaluation time (virtual on the simulator)
     counts: UnitCounts = field(default_factory=UnitCounts)
     converged: bool = False
+    move: str = "none"           # what :meth:`Coordinator.commit` does: "step" (to w + t d), "fail" (drop the history), "none"
+    curvature: tuple[float, float] = (0.0, 0.0)   # the staged pair's s.y and y.y (a "step")
 
 
 class Coordinator:
@@ -153,8 +155,18 @@ class Coordinator:
 
     # -- one iteration -----------------------------------------------------------------------------
     def iterate(self, iteration: int, rows: Tensor, stage: int | None, new_batch: bool, new_stage: bool) -> Iteration:
-        """One L-BFGS iteration on the examples ``rows`` (B,). ``new_batch``: rows differ from the last
-        iteration's (f and g are evaluated at w first); ``new_stage``: a greedy stage begins (history dropped too)."""
+        """One L-BFGS iteration on the examples ``rows`` (B,): :meth:`search`, then :meth:`commit`."""
+        step = self.search(iteration, rows, stage, new_batch, new_stage)
+        self.commit(step)
+        return step
+
+    def search(self, iteration: int, rows: Tensor, stage: int | None, new_batch: bool, new_stage: bool) -> Iteration:
+        """An iteration up to its decision, on the examples ``rows`` (B,). ``new_batch``: rows differ from the
+        last iteration's (f and g are evaluated at w first); ``new_stage``: a greedy stage begins (history
+        dropped too). It moves only what redoing the iteration from its start moves the same way (the
+        evaluations, a new batch's gradient at w, a history dropped) and what a checkpoint of the last
+        iteration's end restores (the evaluation count and log); the step itself is :meth:`commit`'s, so a
+        caller can keep a stop from cutting it in two (and from its own bookkeeping)."""
         counts, span, n_evals = UnitCounts(), 0.0, 0
         if new_stage:
             self.forget()
@@ -186,22 +198,29 @@ class Coordinator:
                 break
             t = backtrack(t, self.f, gd, ev.loss)
         if accepted is None:
-            steepest = not self.rho
-            self.forget()
-            self.failures += 1
             # along -g twice in a row, or once on a batch the next iteration evaluates again (the whole
             # data set): the same search from the same point would fail the same way
-            converged = steepest and (self.failures >= 2 or not new_batch)
-            return Iteration(self.f, self.parts, 0.0, n_evals, math.sqrt(gg), 0, span, counts, converged)
-        self.failures = 0
+            converged = not self.rho and (self.failures + 1 >= 2 or not new_batch)
+            return Iteration(self.f, self.parts, 0.0, n_evals, math.sqrt(gg), 0, span, counts, converged, "fail")
         sy, yy = (sum(v) for v in zip(*self.shards.call("stage_pair", t)))
-        keep = sy > CURVATURE
-        self.shards.call("accept", t, keep)
-        if keep:
-            self.rho = [*self.rho, 1.0 / sy][-self.history:]
-            self.gamma = sy / yy
-        self.f, self.parts = accepted.loss, accepted.parts
-        return Iteration(self.f, self.parts, t, n_evals, math.sqrt(gg), len(self.rho), span, counts)
+        pairs = min(len(self.rho) + 1, self.history) if sy > CURVATURE else len(self.rho)
+        return Iteration(accepted.loss, accepted.parts, t, n_evals, math.sqrt(gg), pairs, span, counts,
+                         move="step", curvature=(sy, yy))
+
+    def commit(self, step: Iteration) -> None:
+        """Take ``step``'s decision (:meth:`search`): move the shards to w + t d and keep its pair, or
+        drop the history after a failed line search."""
+        if step.move == "fail":
+            self.forget()
+            self.failures += 1
+        elif step.move == "step":
+            sy, yy = step.curvature
+            keep = sy > CURVATURE
+            self.shards.call("accept", step.t, keep)
+            if keep:
+                self.rho = [*self.rho, 1.0 / sy][-self.history:]
+                self.gamma = sy / yy
+            self.f, self.parts, self.failures = step.loss, step.parts, 0
 
     # -- state ------------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from downpour.sandblaster.worker import DTYPES
 from downpour.train.checkpoint import CheckpointError, load_state, save_state
 from downpour.train.rundir import RunDir
 from downpour.train.setup import stage_for_step
+from downpour.train.signals import signals_held
 from downpour.train.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
@@ -152,30 +153,34 @@ def run_sandblaster(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[s
         while it < total:
             stage = stage_for_step(it, total, n_stages, cfg.train.schedule)
             new_stage = progress.stage != -1 and stage != progress.stage
-            step = coord.iterate(it, batch_rows(n, s.batch, cfg.seed, it), stage, new_batch, new_stage)
-            progress.iteration, progress.stage = it + 1, stage
-            progress.counts.add(step.counts)
-            progress.elapsed = elapsed0 + time.perf_counter() - t0
-            progress.vtime = pool.clock()
-            c = step.counts
-            last = telemetry.log(it + 1, step.parts, c.examples, t=step.t, evaluations=step.evaluations,
-                                 grad_norm=step.grad_norm, pairs=step.pairs, units=c.dispatched, backups=c.backups,
-                                 backups_won=c.backups_won, duplicates=c.duplicates, examples=progress.counts.examples,
-                                 **({"vtime": round(progress.vtime, 6)} if cfg.cluster.runner == "simulated" else {}))
-            it += 1
-            if step.converged:
-                later = _next_stage(it - 1, total, n_stages, cfg.train.schedule)
-                if later is None:
+            step = coord.search(it, batch_rows(n, s.batch, cfg.seed, it), stage, new_batch, new_stage)
+            with signals_held():      # the step, the bookkeeping and the boundary: a stop saves all or none
+                coord.commit(step)
+                progress.iteration, progress.stage = it + 1, stage
+                progress.counts.add(step.counts)
+                progress.elapsed = elapsed0 + time.perf_counter() - t0
+                progress.vtime = pool.clock()
+                c = step.counts
+                last = telemetry.log(it + 1, step.parts, c.examples, t=step.t, evaluations=step.evaluations,
+                                     grad_norm=step.grad_norm, pairs=step.pairs, units=c.dispatched, backups=c.backups,
+                                     backups_won=c.backups_won, duplicates=c.duplicates, examples=progress.counts.examples,
+                                     **({"vtime": round(progress.vtime, 6)} if cfg.cluster.runner == "simulated" else {}))
+                it += 1
+                later = _next_stage(it - 1, total, n_stages, cfg.train.schedule) if step.converged else None
+                stop = step.converged and later is None
+                if stop:
                     progress.converged = True
                     log.info("L-BFGS converged after %d iterations (no step decreases the cost)", it)
-                    break
-                # a greedy stage that converged hands its remaining iterations to nothing: the next starts now
-                log.info("L-BFGS: stage %s converged after iteration %d; stage %s starts at iteration %d",
-                         stage, it, stage_for_step(later, total, n_stages, cfg.train.schedule), later + 1)
-                it = progress.iteration = later
-            boundary = _boundary(pool, coord)
-            if cfg.cluster.checkpoint_every and progress.iteration % cfg.cluster.checkpoint_every == 0:
-                _save(run, pool, coord, progress, boundary)
+                elif step.converged:
+                    # a greedy stage that converged hands its remaining iterations to nothing: the next starts now
+                    log.info("L-BFGS: stage %s converged after iteration %d; stage %s starts at iteration %d",
+                             stage, it, stage_for_step(later, total, n_stages, cfg.train.schedule), later + 1)
+                    it = progress.iteration = later
+                boundary = _boundary(pool, coord)
+                if cfg.cluster.checkpoint_every and progress.iteration % cfg.cluster.checkpoint_every == 0:
+                    _save(run, pool, coord, progress, boundary)
+            if stop:
+                break
         _save(run, pool, coord, progress, boundary)
         params = [p.cpu() for p in pool.group.call("params")]
         info = pool.info()
