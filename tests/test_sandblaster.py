@@ -417,3 +417,22 @@ def test_a_stop_during_the_step_saves_the_whole_step_or_none_of_it(tmp_path, mon
     for key in ("evaluations", "vtime", "final_loss", "examples"):
         assert resumed.get(key) == whole.get(key), key
     assert (tmp_path / "cut/model.safetensors").read_bytes() == (tmp_path / "whole/model.safetensors").read_bytes()
+
+
+def test_a_converged_run_checkpoints_its_last_iteration(tmp_path, monkeypatch):
+    """The loop broke off on convergence before taking the iteration's boundary: the final checkpoint
+    held the coordinator's scalars and evaluation log from the iteration before (a run extended with
+    --resume then started from a cost that was not the shards' point's)."""
+    search = Coordinator.search
+
+    def converges_at_the_third(self, iteration, rows, stage, new_batch, new_stage):
+        step = search(self, iteration, rows, stage, new_batch, new_stage)
+        return dataclasses.replace(step, converged=True) if iteration == 2 else step
+
+    monkeypatch.setattr(Coordinator, "search", converges_at_the_third)
+    cfg = _cfg("train.steps=6")
+    summary = train(cfg, RunDir.create(tmp_path / "run", cfg))
+    _, meta = load_state(tmp_path / "run/checkpoints/sandblaster")
+    assert summary["converged"] and meta["iteration"] == 3
+    assert meta["coordinator"]["evaluations"] == len(meta["batches"]) == summary["evaluations"]
+    assert meta["coordinator"]["f"] == pytest.approx(summary["final_loss"], rel=1e-6)
