@@ -55,6 +55,14 @@ def test_the_mean_is_removed_and_a_constant_image_whitens_to_zero():
     assert w.transform(torch.rand(3, 2, 16, 16)).mean(dim=(2, 3)).abs().max().item() < 0.1
 
 
+def test_the_images_brightness_does_not_change_the_whitening():
+    # the power floor was relative to the strongest bin, the mean's (DC): an offset of 4 floored 85%
+    # of the frequencies (the whitened high/low band power fell from 0.8 to 0.04)
+    x = _coloured(300, 32, seed=3) * 0.05
+    plain, bright = SpectralWhitener().fit(x).transform(x), SpectralWhitener().fit(x + 4.0).transform(x + 4.0)
+    assert (plain - bright).abs().max().item() < 1e-3
+
+
 def test_the_whitener_fits_unit_std_and_round_trips_its_state():
     x = torch.rand(40, 1, 16, 16)
     w = SpectralWhitener().fit(x)

@@ -319,6 +319,17 @@ def test_a_difference_with_no_spread_needs_the_sign_tests_seeds():
     assert effect_words(0.0, -0.3, 0.3, 0.1) == "inconclusive"
 
 
+def test_a_discrete_difference_with_a_little_spread_needs_the_sign_tests_seeds_too():
+    # controls passed of 4, four seeds moved +1, +1, +1, +2: the t interval [0.45, 2.05] read "higher"
+    # where every sign test says p = 0.125
+    four = paired_difference([0.0, 1.0, 2.0, 1.0], [1.0, 2.0, 3.0, 3.0])
+    assert four[0] == pytest.approx(1.25) and four == (four[0], -math.inf, math.inf)
+    assert effect_words(*four, resolution=0.1) == "inconclusive"
+    six = paired_difference([0.0, 1.0, 2.0, 1.0, 0.0, 1.0], [1.0, 2.0, 3.0, 3.0, 1.0, 2.0])
+    assert six[1] > 0 and effect_words(*six, resolution=0.1) == "higher"           # 2 * 0.5**6 < 0.05
+    assert paired_difference([0.1, 0.2, 0.3, 0.4], [0.5, 0.62, 0.69, 0.81])[1] > 0    # not whole numbers: t
+
+
 def test_verdict_words():
     from downpour.studies import words
     assert words.percent(0.624) == "62%" and words.percent(float("nan")) == "–"

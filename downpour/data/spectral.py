@@ -75,8 +75,11 @@ class SpectralWhitener:
         return self
 
     def gain(self) -> Tensor:
-        """P^(-strength/2) on the padded rfft2 grid, 0 at the mean (DC)."""
-        gain = self.power_.clamp_min(float(self.power_.max()) * POWER_FLOOR) ** (-0.5 * self.strength)
+        """P^(-strength/2) on the padded rfft2 grid, 0 at the mean (DC). The floor is relative to the
+        strongest frequency other than the mean's: the images' brightness (DC) must not set it."""
+        ac = self.power_.clone()
+        ac[0, 0] = 0.0
+        gain = self.power_.clamp_min(float(ac.max()) * POWER_FLOOR) ** (-0.5 * self.strength)
         gain[0, 0] = 0.0
         return gain
 

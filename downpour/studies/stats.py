@@ -50,13 +50,18 @@ def paired_difference(baseline: Sequence[float], other: Sequence[float]) -> tupl
     the same amount in every seed) would give the t interval zero width however few the seeds, and
     two seeds would read "higher". Then the sign test's interval is given instead: the difference
     itself from :data:`SIGN_TEST_N` seeds on (all on one side by chance: 2 * 0.5**n < 0.05),
-    unbounded below that. (Differences that are all 0 stay [0, 0]: nothing moved.)"""
+    unbounded below that. A discrete figure's differences (all whole numbers) with a little spread
+    over fewer than :data:`SIGN_TEST_N` seeds (+1, +1, +1, +2) are unbounded too: the t interval
+    would leave out 0 where no test of their signs could. (Differences that are all 0 stay [0, 0]:
+    nothing moved.)"""
     a, b = np.asarray(baseline, dtype=np.float64), np.asarray(other, dtype=np.float64)
     keep = np.isfinite(a) & np.isfinite(b)
     d = (b - a)[keep]
     m, low, high = mean_ci(list(d))
     if len(d) >= 2 and m != 0 and high - low <= 1e-9 * abs(m):    # no spread, up to rounding
         return (m, m, m) if len(d) >= SIGN_TEST_N else (m, float("-inf"), float("inf"))
+    if 2 <= len(d) < SIGN_TEST_N and m != 0 and np.all(d == np.round(d)):
+        return m, float("-inf"), float("inf")
     return m, low, high
 
 
