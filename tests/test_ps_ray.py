@@ -170,3 +170,16 @@ def test_a_driver_failure_checkpoints_the_server_before_the_actors_go(tmp_path, 
     assert meta["step"] >= 20 and all(m["version"] >= 20 for _, m in states)
     resumed = run_cluster(load_config(str(tmp_path / "f/config.toml")), RunDir.open(tmp_path / "f"), resume=True)
     assert resumed["steps"] == 60 and resumed["resumed_from"] == meta["step"]
+
+
+def test_a_random_first_layer_is_the_drivers_on_ray_too(tmp_path, local_ray):
+    """Each worker actor drew its frozen random first layer from its own process's generator: the
+    workers trained against filters the saved model lacks. One sync worker on Ray now takes the
+    simulator's steps, cost for cost."""
+    losses = {}
+    for runner in ("ray", "simulated"):
+        cfg = _cfg("train.steps=8", "train.log_every=1", "cluster.workers=1", "cluster.consistency=sync",
+                   "model.first_layer=random", "train.threads=1", f"cluster.runner={runner}")
+        run_cluster(cfg, RunDir.create(tmp_path / runner, cfg))
+        losses[runner] = [r["loss"] for r in RunDir.open(tmp_path / runner).metrics()]
+    assert len(losses["ray"]) == 8 and losses["ray"] == pytest.approx(losses["simulated"], rel=1e-5)

@@ -223,3 +223,31 @@ def test_a_run_killed_after_a_periodic_checkpoint_resumes_as_the_uninterrupted_r
     monkeypatch.undo()
     _run(tmp_path / "b", *sets, resume=True)
     _same_run(tmp_path / "a", tmp_path / "b")
+
+
+@pytest.mark.parametrize("algorithm", ["downpour", "sandblaster"])
+def test_every_replica_computes_with_the_drivers_frozen_first_layer(algorithm):
+    """A random first layer is frozen, so no fetch brings it: each replica drew its own from torch's
+    global generator, and the workers trained against filters the saved model (the driver's) lacks."""
+    from downpour.ps.coordinator import Coordinator
+    from downpour.ps.setup import make_shards, set_up_cluster
+    from downpour.ps.simulated import SimulatedCluster
+    from downpour.sandblaster.run import make_shards as sandblaster_shards
+    from downpour.sandblaster.simulated import SimulatedPool
+
+    cfg = check_run_config(load_config("ufldl-sae", [
+        "cluster.runner=simulated", f"cluster.algorithm={algorithm}", "data.samples=64", "train.batch_size=8",
+        "train.steps=8", "cluster.workers=3", "model.first_layer=random", "train.threads=1"]))
+    setup = set_up_cluster(cfg)
+    if algorithm == "downpour":
+        coord = Coordinator(setup.gate, cfg.cluster.workers, cfg.train.steps)
+        init = setup.layout.params_to_vector(setup.model)
+        workers = SimulatedCluster(setup, make_shards(setup, init, coord.live), coord, lambda s: None).workers
+    else:
+        workers = SimulatedPool(setup, sandblaster_shards(setup), 0.0).workers
+    driver = dict(setup.model.named_parameters())
+    frozen = [name for name, p in driver.items() if not p.requires_grad]
+    assert frozen and len(workers) == 3
+    for w in workers:
+        mine = dict(w.model.named_parameters())
+        assert all(torch.allclose(mine[name].double(), driver[name].double()) for name in frozen)

@@ -26,6 +26,7 @@ from downpour.ps.setup import ClusterSetup, worker_gpus
 from downpour.ps.shard import Shard
 from downpour.ps.shm import SHM_DIR
 from downpour.ps.worker import OnPush, Push, push_record
+from downpour.train.flat import frozen_params
 
 log = logging.getLogger(__name__)
 RESTART_SECONDS = 120   # for a restarted worker's actor to come up; longer: no room, the run goes on without it
@@ -138,7 +139,7 @@ class RayCluster(PipedRun):
         parts = self._spawn_partitions(w, name) if setup.cfg.cluster.partitions > 1 else None
         return (WorkerActor.options(name=name, num_cpus=self.per_worker, num_gpus=self.gpus, **options)
                 .remote(setup.cfg, w, setup.data.shard(w, n), setup.bounds, setup.gate.sync, step, seq,
-                        self.shard_actors, self.lanes, self.threads, parts, setup.shards_of))
+                        self.shard_actors, self.lanes, self.threads, parts, setup.shards_of, frozen_params(setup.model)))
 
     def _spawn_partitions(self, w: int, name: str) -> list[Any]:
         """Worker ``w``'s K partition actors (model parallelism), each linked to its own shards only;

@@ -224,7 +224,8 @@ class WorkerActor:
 
     def __init__(self, cfg: RunConfig, wid: int, data: Any, bounds: list[tuple[int, int]], sync: bool, start_step: int,
                  seq: int, shards: list[Any], lanes: list[dict[str, Any] | None], threads: int,
-                 partitions: list[Any] | None = None, shards_of: list[list[int]] | None = None):
+                 partitions: list[Any] | None = None, shards_of: list[list[int]] | None = None,
+                 frozen: dict[str, Tensor] | None = None):
         _quiet_readonly()
         torch.set_num_threads(threads)
         self.laps, self._returned = Laps(), 0.0     # perf_counter when the last cycle returned (0: none yet)
@@ -233,10 +234,10 @@ class WorkerActor:
             from downpour.ps.partitions_on_ray import PartitionParams, remote_replica
 
             self.remote = PartitionParams(partitions, shards_of, bounds[-1][1])
-            self.worker = make_worker(cfg, wid, data, bounds, sync, start_step, seq, params=self.remote)
+            self.worker = make_worker(cfg, wid, data, bounds, sync, start_step, seq, params=self.remote, frozen=frozen)
             remote_replica(self.worker.model, partitions)
             return
-        self.worker = make_worker(cfg, wid, data, bounds, sync, start_step, seq)
+        self.worker = make_worker(cfg, wid, data, bounds, sync, start_step, seq, frozen=frozen)
         self.links = [ShardLink(actor, ln, wid, b - a) for actor, ln, (a, b) in zip(shards, lanes, bounds)]
         self.fetched = torch.zeros(bounds[-1][1])   # (numel,) the parameters, gathered shard by shard
         layout = self.worker.params.layout

@@ -23,7 +23,7 @@ from downpour.ps.delays import DelayModel, make_delays
 from downpour.ps.rules import make_rule
 from downpour.ps.shard import Shard, shard_bounds
 from downpour.ps.worker import LocalParams, Worker
-from downpour.train.flat import ParamLayout
+from downpour.train.flat import ParamLayout, load_frozen
 from downpour.train.setup import resolve_device, set_up_torch
 
 
@@ -85,13 +85,16 @@ def batch_seed(seed: int, wid: int, start_step: int) -> int:
 
 
 def make_worker(cfg: RunConfig, wid: int, data: Dataset, bounds: list[tuple[int, int]], sync: bool,
-                start_step: int = 0, seq: int = 0, params: Any = None, stream: dict[str, Any] | None = None) -> Worker:
+                start_step: int = 0, seq: int = 0, params: Any = None, stream: dict[str, Any] | None = None,
+                frozen: dict[str, torch.Tensor] | None = None) -> Worker:
     """Worker ``wid`` on ``data`` (its own shard of the dataset); its replica is filled by its first
     fetch. ``sync``: the gate's (a sync worker fetches after every push). ``params``: where the
     replica's parameters live, when not in this process (model-parallel partitions on Ray).
     ``stream``: streamed data's ``{"seed_step", "position"}`` saved by a checkpoint: the stream goes on
-    from there (its report too) instead of being re-seeded from ``start_step``."""
+    from there (its report too) instead of being re-seeded from ``start_step``. ``frozen``: the driver's
+    :func:`~downpour.train.flat.frozen_params`, which no fetch brings."""
     model, objective = build_replica(cfg, data.input_shape)
+    load_frozen(model, frozen or {})
     generator = torch.Generator().manual_seed(batch_seed(cfg.seed, wid, stream["seed_step"] if stream else start_step))
     c = cfg.cluster
     batches = (data.batches(cfg.train.batch_size, generator, position=stream["position"]) if stream

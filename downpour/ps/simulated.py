@@ -22,6 +22,7 @@ from downpour.ps.setup import ClusterSetup, make_worker
 from downpour.ps.shard import Shard
 from downpour.ps.sim_state import restore_whole_state, whole_state
 from downpour.ps.worker import OnPush, Push, Worker, push_record
+from downpour.train.flat import frozen_params
 from downpour.train.signals import signals_held
 
 STEP, ARRIVE = 0, 1
@@ -42,8 +43,10 @@ class SimulatedCluster:
         self._seed_steps = [s["seed_step"] if s else start_step for s in streams]
         if sim:
             self._seed_steps = list(sim["seed_steps"])
+        frozen = frozen_params(setup.model)
         self.workers: list[Worker] = [make_worker(cfg, w, setup.data.shard(w, n), setup.bounds, setup.gate.sync,
-                                                  self._seed_steps[w], seqs.get(w, 0), stream=streams[w]) for w in range(n)]
+                                                  self._seed_steps[w], seqs.get(w, 0), stream=streams[w], frozen=frozen)
+                                      for w in range(n)]
         # batches each worker's stream gave beyond its steps (an exact resume: its steps go on from the checkpoint's,
         # its stream from the start, the batches already drawn skipped): drawn = steps + offset
         self._drawn_offset = [0] * n

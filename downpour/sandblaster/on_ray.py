@@ -37,6 +37,7 @@ from downpour.sandblaster.lbfgs import Evaluation
 from downpour.sandblaster.simulated import speed_factors
 from downpour.sandblaster.units import Unit, UnitScheduler, split_units
 from downpour.sandblaster.worker import UnitWorker
+from downpour.train.flat import frozen_params
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +70,9 @@ class WorkerActor:
     """A :class:`UnitWorker` (a model replica over the whole dataset: any unit may come to any worker)."""
 
     def __init__(self, cfg: RunConfig, wid: int, x: Tensor, y: Tensor | None, bounds: list[tuple[int, int]],
-                 threads: int, slowdown: float):
+                 threads: int, slowdown: float, frozen: dict[str, Tensor]):
         torch.set_num_threads(threads)
-        self.worker = UnitWorker(cfg, wid, x, y, bounds)
+        self.worker = UnitWorker(cfg, wid, x, y, bounds, frozen)
         self.slowdown, self.shards = slowdown, len(bounds)
 
     def compute(self, evaluation: int, unit: int, rows: Tensor, total: int, stage: int | None, *point: Tensor) -> tuple:
@@ -127,8 +128,9 @@ class RayPool:
         self.shard_actors = [ShardActor.options(**place(j, 0.0)).remote(s) for j, s in enumerate(shards)]
         x, y = ray.put(setup.data.x), ray.put(setup.data.y)
         speeds = speed_factors(cfg.cluster.spec("delay"), n)
+        frozen = frozen_params(setup.model)
         self.worker_actors = [WorkerActor.options(num_cpus=per_worker, **place(w, per_worker))
-                              .remote(cfg, w, x, y, setup.bounds, threads, speeds[w]) for w in range(n)]
+                              .remote(cfg, w, x, y, setup.bounds, threads, speeds[w], frozen) for w in range(n)]
         self.group = RayShards(self.shard_actors)
         self.placement = {"shards": ray.get([a.node.remote() for a in self.shard_actors]),
                           "workers": ray.get([a.node.remote() for a in self.worker_actors])}   # every actor is up

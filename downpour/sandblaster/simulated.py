@@ -32,6 +32,7 @@ from downpour.sandblaster.lbfgs import Evaluation, LocalShards
 from downpour.sandblaster.units import Unit, UnitScheduler, split_units
 from downpour.sandblaster.worker import UnitWorker
 from downpour.settings import Spec
+from downpour.train.flat import frozen_params
 
 
 def speed_factors(delay: Spec, workers: int) -> list[float]:
@@ -48,7 +49,8 @@ class SimulatedPool:
         cfg = setup.cfg
         n = cfg.cluster.workers
         self.cfg, self.shards, self.n = cfg, shards, n
-        self.workers = [UnitWorker(cfg, w, setup.data.x, setup.data.y, setup.bounds) for w in range(n)]
+        frozen = frozen_params(setup.model)
+        self.workers = [UnitWorker(cfg, w, setup.data.x, setup.data.y, setup.bounds, frozen) for w in range(n)]
         self.speed = speed_factors(cfg.cluster.spec("delay"), n)
         self.delays = setup.delays
         self.rngs = delay_rngs(cfg.seed + round(start_time), n)

@@ -21,7 +21,7 @@ from torch import Tensor
 from downpour.batch import Batch
 from downpour.config import RunConfig
 from downpour.models.registry import build
-from downpour.train.flat import ParamLayout
+from downpour.train.flat import ParamLayout, load_frozen
 from downpour.train.step import NonFiniteLoss, train_step
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -50,11 +50,13 @@ class UnitWorker:
     """Worker ``wid``: a replica of ``cfg``'s model in ``cfg.sandblaster.precision`` over the dataset
     ``x`` (N, C, H, W) / ``y`` (N,) or None, whose gradient it cuts at the shards' ``bounds``."""
 
-    def __init__(self, cfg: RunConfig, wid: int, x: Tensor, y: Tensor | None, bounds: list[tuple[int, int]]):
+    def __init__(self, cfg: RunConfig, wid: int, x: Tensor, y: Tensor | None, bounds: list[tuple[int, int]],
+                 frozen: dict[str, Tensor]):
         self.wid, self.bounds = wid, bounds
         self.dtype = DTYPES[cfg.sandblaster.precision]
         self.x, self.y = x, y
         self.model, self.objective = build(cfg, tuple(x.shape[1:]))
+        load_frozen(self.model, frozen)          # the driver's (a random first layer drawn here would differ)
         self.model.to(self.dtype)
         self.layout = ParamLayout(self.model)
         self._loaded: int | None = None   # the evaluation whose point the replica holds

@@ -58,3 +58,18 @@ class ParamLayout:
         with torch.no_grad():
             for p, off, shape in zip(params, self.offsets, self.shapes):
                 p.copy_(vec[off:off + p.numel()].view(shape))
+
+
+def frozen_params(model: nn.Module) -> dict[str, Tensor]:
+    """The parameters :class:`ParamLayout` leaves out (a Gabor or random first layer), by name: the
+    shards never hold them, so a replica built in another place or process takes them from here
+    (a random layer drawn there would be other filters than the driver's, the model the run saves)."""
+    return {name: p.detach().clone() for name, p in model.named_parameters() if not p.requires_grad}
+
+
+def load_frozen(model: nn.Module, frozen: dict[str, Tensor]) -> None:
+    """Copy :func:`frozen_params` of another replica of the same model into ``model``."""
+    named = dict(model.named_parameters())
+    with torch.no_grad():
+        for name, value in frozen.items():
+            named[name].copy_(value)
