@@ -16,6 +16,13 @@ RAY_ONLY = ("cluster.restarts", "cluster.checkpoint_seconds", "cluster.worker_gp
 # What the cluster runners never read (their workers' update is the server's cluster.rule): set by hand on one, refused
 # (train.checkpoint_every on a cluster run: preflight refuses it, set anywhere)
 LOCAL_ONLY = {"train.optimizer": "cluster.rule", "train.momentum": "cluster.momentum"}
+# --set keys read only when another setting has some value: (that setting, whether this run reads the key, the value)
+READ_ONLY_WITH = {
+    "train.momentum": ("train.optimizer", lambda c: c.train.optimizer == "sgd", "= 'sgd'"),
+    "cluster.momentum": ("cluster.rule", lambda c: c.cluster.rule == "momentum", "= 'momentum'"),
+    "cluster.dc_lambda": ("cluster.compensation", lambda c: c.cluster.compensation == "dc-asgd", "= 'dc-asgd'"),
+    "cluster.grad_noise_relative": ("cluster.grad_noise", lambda c: c.cluster.grad_noise > 0, "> 0"),
+}
 # What Sandblaster L-BFGS reads of [cluster] (docs/sandblaster.md); the rest is Downpour's, and so is train.lr
 SANDBLASTER_READS = ("cluster.runner", "cluster.algorithm", "cluster.workers", "cluster.shards", "cluster.address",
                      "cluster.checkpoint_every", "cluster.delay", "cluster.partitions")
@@ -59,9 +66,11 @@ def check_flags(args: argparse.Namespace, cfg: RunConfig) -> None:
         if ray:
             raise ConfigError(f"--set {', '.join(ray)}: only the ray runner reads {'it' if len(ray) == 1 else 'them'}, "
                               "and this run's runner is 'simulated'")
-    if "train.momentum" in typed and cfg.train.optimizer != "sgd":
-        raise ConfigError(f"--set train.momentum: only train.optimizer = 'sgd' reads it, and this run's optimizer is "
-                          f"{cfg.train.optimizer!r}")
+    for key, (setting, reads, wanted) in READ_ONLY_WITH.items():
+        if key in typed and not reads(cfg):
+            section, name = setting.split(".")
+            raise ConfigError(f"--set {key}: only {setting} {wanted} reads it, and this run's {setting} is "
+                              f"{getattr(getattr(cfg, section), name)!r}")
     _check_algorithm(args, typed, cfg)
 
 

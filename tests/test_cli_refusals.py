@@ -208,6 +208,13 @@ def test_a_dry_run_looks_at_the_files_a_file_source_reads(tmp_path, capsys, sour
     # both were accepted and did nothing: adam trained the same bits with momentum 0 and 0.9
     (["--runner", "local", "--set", "train.optimizer=adam", "--set", "train.momentum=0.9"],
      "--set train.momentum: only train.optimizer = 'sgd' reads it"),
+    # accepted and read by nothing: the server's rule, compensation and noise were as without them
+    (["--runner", "simulated", "--set", "cluster.momentum=0.5"],
+     "--set cluster.momentum: only cluster.rule = 'momentum' reads it, and this run's cluster.rule is 'adagrad'"),
+    (["--runner", "simulated", "--set", "cluster.dc_lambda=0.1"],
+     "--set cluster.dc_lambda: only cluster.compensation = 'dc-asgd' reads it"),
+    (["--runner", "simulated", "--set", "cluster.grad_noise_relative=true"],
+     "--set cluster.grad_noise_relative: only cluster.grad_noise > 0 reads it, and this run's cluster.grad_noise is 0.0"),
     (["--runner", "local", "--set", "sandblaster.units=4"], "--set sandblaster.units: only Sandblaster L-BFGS reads"),
     # accepted on the simulator and on Sandblaster, and bit for bit without effect
     (["--runner", "simulated", "--set", "cluster.restarts=5", "--set", "cluster.worker_gpus=0.5"],
@@ -292,3 +299,10 @@ def test_kl_sparsity_on_codes_outside_0_1_is_refused(capsys):
     assert main(argv) == 2
     assert "objective.kl_sparsity needs codes in (0, 1)" in capsys.readouterr().err
     assert main(["train", "--config", "ufldl-sae", "--dry-run"]) == 0          # sigmoid codes: its own preset
+
+
+def test_a_dependent_cluster_key_is_read_once_its_setting_is_there():
+    for argv in (["--set", "cluster.rule=momentum", "--set", "cluster.momentum=0.5"],
+                 ["--compensation", "dc-asgd", "--set", "cluster.dc_lambda=0.1"],
+                 ["--set", "cluster.grad_noise=0.01", "--set", "cluster.grad_noise_relative=true"]):
+        assert main(["train", "--config", "ufldl-sae", "--dry-run", "--runner", "simulated", *argv]) == 0, argv

@@ -260,3 +260,57 @@ def test_an_adam_checkpoint_with_one_step_count_per_shard_still_loads():
     b = _shard(rule="adam")
     b.load_state_dict(tensors, meta)
     assert b.state["step"].tolist() == [3.0] * 6
+
+
+def test_a_push_whose_every_step_was_skipped_takes_its_turn_without_a_gradient():
+    """A worker whose only step had a NaN cost pushed zeros, which the sync round averaged in: the
+    round's step was half the other worker's. It now pushes no gradient (NaN: rejected, its turn taken)."""
+    from downpour.batch import Batch
+    from downpour.models.registry import create_model, model_entry
+    from downpour.objectives import Objective
+    from downpour.ps.rules import make_rule
+    from downpour.ps.worker import Worker
+
+    torch.manual_seed(0)
+    objective = Objective.from_config(model_entry("ufldl-sae").objective)
+    init = torch.cat([p.detach().flatten() for p in create_model("ufldl-sae", (1, 8, 8)).parameters() if p.requires_grad])
+    good, bad = Batch(torch.rand(4, 1, 8, 8)), Batch(torch.full((4, 1, 8, 8), float("nan")))
+
+    def round_with(second):
+        shard = Shard(0, init, make_rule("sgd", 1.0), workers=[0, 1], sync=True)
+        workers = [Worker(w, create_model("ufldl-sae", (1, 8, 8)), objective, iter([b]), [(0, init.numel())], gated=True)
+                   for w, b in enumerate([good, second])]
+        for w in workers:
+            params, version = shard.pull(w.wid)
+            w.load([params.clone()], [version])
+            w.step()
+        pushes = [w.take_push() for w in workers]
+        results = [shard.push(p.worker, p.grads[0], p.base[0], p.seq) for p in pushes]
+        assert shard.version == 1                      # the round closed
+        return shard.params - init, [r.reason for r in results]
+
+    alone, _ = round_with(good)
+    skipped, reasons = round_with(bad)
+    assert reasons == ["", "non-finite"]
+    torch.testing.assert_close(skipped, alone)         # worker 0's gradient (the same as worker 1's), not half of it
+
+
+def test_a_gradient_that_is_finite_only_as_pushed_is_rejected_and_applies_nothing():
+    """The check looked at the pushed gradient only: DC-ASGD's g*g, relative noise's scale and a float64
+    gradient cast to float32 turned accepted pushes into NaN parameters."""
+    huge = torch.tensor([1e20, 0.0, 1.0])
+    dc = Shard(0, torch.zeros(3), make_rule("adagrad", 0.05), make_compensation("dc-asgd", 0.04), workers=[0, 1])
+    dc.pull(0)
+    dc.push(1, torch.ones(3), 0, 0)                      # worker 0's copy is now stale
+    before = dc.params.clone()
+    result = dc.push(0, huge, 0, 0)
+    assert (result.accepted, result.reason) == (False, "non-finite") and torch.equal(dc.params, before)
+    assert dc.version == 1 and dc.accepted == dc.applied == 1 and dc.rejected["non-finite"] == 1
+    assert dc.push(0, torch.ones(3), 0, 1).accepted     # the worker goes on
+    cast = Shard(0, torch.zeros(2), make_rule("adagrad", 0.05), workers=[0])
+    assert cast.push(0, torch.tensor([1e300, 1.0], dtype=torch.float64), 0, 0).reason == "non-finite"
+    for sync in (False, True):
+        noisy = Shard(0, torch.zeros(3), make_rule("adam", 0.05), workers=[0], noise=0.1, noise_relative=True, sync=sync)
+        noisy.push(0, huge, 0, 0)
+        assert torch.equal(noisy.params, torch.zeros(3)) and noisy.version == 0 and noisy.accepted == 0
+        assert noisy.rejected["non-finite"] == 1 and torch.equal(noisy.state["exp_avg_sq"], torch.zeros(3))

@@ -251,3 +251,11 @@ def test_every_replica_computes_with_the_drivers_frozen_first_layer(algorithm):
     for w in workers:
         mine = dict(w.model.named_parameters())
         assert all(torch.allclose(mine[name].double(), driver[name].double()) for name in frozen)
+
+
+def test_a_bounded_gate_bounds_what_a_worker_reads_with_a_long_fetch_interval_too(tmp_path):
+    """bounded:0 bounded the clocks, but with n_fetch = 16 a worker computed on a copy that skipped whole
+    cycles: 31 versions stale (SSP's reads lost). Its workers now fetch at the start of every push."""
+    summary, _ = _run(tmp_path / "b", "cluster.workers=2", "cluster.consistency=\"bounded:0\"", "cluster.n_fetch=16",
+                      "train.steps=64", 'cluster.delay="constant:1"')
+    assert summary["max_staleness"] <= 1

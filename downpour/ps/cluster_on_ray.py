@@ -138,7 +138,7 @@ class RayCluster(PipedRun):
         n = setup.cfg.cluster.workers
         parts = self._spawn_partitions(w, name) if setup.cfg.cluster.partitions > 1 else None
         return (WorkerActor.options(name=name, num_cpus=self.per_worker, num_gpus=self.gpus, **options)
-                .remote(setup.cfg, w, setup.data.shard(w, n), setup.bounds, setup.gate.sync, step, seq,
+                .remote(setup.cfg, w, setup.data.shard(w, n), setup.bounds, setup.gate.gated, step, seq,
                         self.shard_actors, self.lanes, self.threads, parts, setup.shards_of, frozen_params(setup.model)))
 
     def _spawn_partitions(self, w: int, name: str) -> list[Any]:

@@ -49,6 +49,11 @@ class Consistency:
     def may_start(self, worker: int) -> bool:
         return self.bound is None or self.gap(worker) <= self.bound
 
+    @property
+    def gated(self) -> bool:
+        """Does the gate bound clocks (bounded:K, sync)? Its workers then fetch at the start of every push."""
+        return self.bound is not None
+
 
 class Bounded(Consistency):
     name = "bounded"

@@ -222,7 +222,7 @@ class WorkerActor:
     ``between_cycles``: from returning a cycle to starting the next, Ray's hand-off and any wait
     for the driver); :meth:`profile` reports them."""
 
-    def __init__(self, cfg: RunConfig, wid: int, data: Any, bounds: list[tuple[int, int]], sync: bool, start_step: int,
+    def __init__(self, cfg: RunConfig, wid: int, data: Any, bounds: list[tuple[int, int]], gated: bool, start_step: int,
                  seq: int, shards: list[Any], lanes: list[dict[str, Any] | None], threads: int,
                  partitions: list[Any] | None = None, shards_of: list[list[int]] | None = None,
                  frozen: dict[str, Tensor] | None = None):
@@ -234,10 +234,10 @@ class WorkerActor:
             from downpour.ps.partitions_on_ray import PartitionParams, remote_replica
 
             self.remote = PartitionParams(partitions, shards_of, bounds[-1][1])
-            self.worker = make_worker(cfg, wid, data, bounds, sync, start_step, seq, params=self.remote, frozen=frozen)
+            self.worker = make_worker(cfg, wid, data, bounds, gated, start_step, seq, params=self.remote, frozen=frozen)
             remote_replica(self.worker.model, partitions)
             return
-        self.worker = make_worker(cfg, wid, data, bounds, sync, start_step, seq, frozen=frozen)
+        self.worker = make_worker(cfg, wid, data, bounds, gated, start_step, seq, frozen=frozen)
         self.links = [ShardLink(actor, ln, wid, b - a) for actor, ln, (a, b) in zip(shards, lanes, bounds)]
         self.fetched = torch.zeros(bounds[-1][1])   # (numel,) the parameters, gathered shard by shard
         layout = self.worker.params.layout

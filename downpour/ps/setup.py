@@ -84,11 +84,12 @@ def batch_seed(seed: int, wid: int, start_step: int) -> int:
     return seed * 1_000_003 + 7919 * (wid + 1) + start_step
 
 
-def make_worker(cfg: RunConfig, wid: int, data: Dataset, bounds: list[tuple[int, int]], sync: bool,
+def make_worker(cfg: RunConfig, wid: int, data: Dataset, bounds: list[tuple[int, int]], gated: bool,
                 start_step: int = 0, seq: int = 0, params: Any = None, stream: dict[str, Any] | None = None,
                 frozen: dict[str, torch.Tensor] | None = None) -> Worker:
     """Worker ``wid`` on ``data`` (its own shard of the dataset); its replica is filled by its first
-    fetch. ``sync``: the gate's (a sync worker fetches after every push). ``params``: where the
+    fetch. ``gated``: the gate's :attr:`~downpour.ps.consistency.Consistency.gated` (the worker then fetches
+    at the start of every push). ``params``: where the
     replica's parameters live, when not in this process (model-parallel partitions on Ray).
     ``stream``: streamed data's ``{"seed_step", "position"}`` saved by a checkpoint: the stream goes on
     from there (its report too) instead of being re-seeded from ``start_step``. ``frozen``: the driver's
@@ -106,7 +107,7 @@ def make_worker(cfg: RunConfig, wid: int, data: Dataset, bounds: list[tuple[int,
                               "CPU; set cluster.partitions = 1 or train.device = 'cpu'")
         model.to(device)
         batches, params = OnDevice(batches, device), DeviceParams(model, cfg.train.lr, c.n_fetch)
-    return Worker(wid, model, objective, batches, bounds, c.n_fetch, c.n_push, cfg.train.lr, sync=sync, seq=seq,
+    return Worker(wid, model, objective, batches, bounds, c.n_fetch, c.n_push, cfg.train.lr, gated=gated, seq=seq,
                   params=params)
 
 

@@ -7,7 +7,8 @@ a version from the future, a sequence number already seen or (sync) a second pus
 an open round is rejected and counted, and the parameters are left untouched; so a retried push is
 never applied twice. Under ``sync`` a push rejected for its gradient (non-finite, wrong shape) still
 takes its worker's turn in the round, which then closes on the others' mean: a bad gradient neither
-stalls a round nor lets the worker's next push into it.
+stalls a round nor lets the worker's next push into it. (A worker whose every step of a push had a
+non-finite cost pushes NaN, so it takes its turn the same way.)
 
 The shard is plain torch: the simulator holds it directly, the Ray runner wraps it in an actor.
 """
@@ -121,6 +122,8 @@ class Shard:
         ``seq`` is the worker's push number (0, 1, 2, ...); one already seen is a duplicate.
         """
         staleness = self.version - base_version
+        if isinstance(grad, Tensor) and grad.is_floating_point():
+            grad = grad.to(torch.float32)      # checked as applied: a float64 1e300 is inf here
         reason = self._check(worker, grad, base_version, seq)
         if reason:
             self.rejected[reason] += 1
@@ -131,14 +134,18 @@ class Shard:
                 self._round.append((worker, seq, base_version, None))
                 self._maybe_close_round()
             return PushResult(False, reason, self.version, staleness)
-        self.accepted += 1
-        self._seen.setdefault(worker, set()).add(seq)
-        grad = grad.to(torch.float32)
         if self.sync:
+            self.accepted += 1
+            self._seen.setdefault(worker, set()).add(seq)
             self._round.append((worker, seq, base_version, grad.clone()))  # outlives the caller's buffer
             self._maybe_close_round()
-        else:
-            self._apply_one(worker, seq, base_version, grad)
+        elif self._apply_one(worker, seq, base_version, grad):
+            self.accepted += 1
+            self._seen.setdefault(worker, set()).add(seq)
+        else:                                  # finite as pushed, not once compensated or noised
+            self.rejected["non-finite"] += 1
+            self._release(worker, seq, base_version)
+            return PushResult(False, "non-finite", self.version, staleness)
         self._release(worker, seq, base_version)
         return PushResult(True, "", self.version, staleness)
 
@@ -163,21 +170,25 @@ class Shard:
             return "round"       # a second push of one worker into an open round would count it twice
         return ""
 
-    def _apply_one(self, worker: int, seq: int, base: int, grad: Tensor) -> None:
+    def _apply_one(self, worker: int, seq: int, base: int, grad: Tensor) -> bool:
         staleness = self.version - base
         # the copy this gradient was computed from (a pipelined worker has fetched again since)
         copy = self._backup.get(worker, {}).get(base)
         if copy is None and staleness > 0 and self.compensation.needs_backup:
             self.uncorrected += 1
         g, lr_scale = self.compensation.adjust(grad, staleness, self.params, copy)
-        self._update(g, lr_scale)
+        if not self._update(g, lr_scale, checked=g is grad):
+            return False
         self.log.append(worker, seq, base, self.version)
         self.version += 1
         self.applied += 1
+        return True
 
-    def _update(self, g: Tensor, lr_scale: float) -> None:
+    def _update(self, g: Tensor, lr_scale: float, checked: bool = True) -> bool:
         """One step of the rule; with ``noise``, on ``g`` plus Gaussian noise drawn from a generator seeded by
-        (run seed, shard, version), so a run, and a resumed run, draw the same noise."""
+        (run seed, shard, version), so a run, and a resumed run, draw the same noise. False, and nothing
+        applied, when what the rule would get is not finite (``checked``: ``g`` is known to be; a
+        compensated or noised one is looked at again: DC-ASGD's g*g, or the noise's scale, can overflow)."""
         if self.noise:
             gen = torch.Generator().manual_seed(((self.seed * 1_000_003 + self.index) * 1_000_033 + self.version) % 2**63)
             scale = self.noise * (float(g.pow(2).mean().sqrt()) if self.noise_relative else 1.0)
@@ -185,7 +196,11 @@ class Shard:
             # still, as it would under staleness, whose error the noise stands in for (Adagrad and Adam make
             # even tiny noise an lr-sized step)
             g = g + torch.randn(g.shape, generator=gen) * scale * (g != 0)
+            checked = False
+        if not checked and not math.isfinite(float(g.sum())) and not bool(torch.isfinite(g).all()):
+            return False
         self.rule.apply(self.params, g, self.state, lr_scale)
+        return True
 
     def _maybe_close_round(self, force: bool = False) -> None:
         pushed = {w for w, *_ in self._round}
@@ -196,7 +211,10 @@ class Shard:
         self._round = []
         if not grads:                     # every push of the round was rejected: nothing to apply
             return
-        self._update(torch.stack([g for *_, g in grads]).mean(dim=0), 1.0)
+        if not self._update(torch.stack([g for *_, g in grads]).mean(dim=0), 1.0):
+            self.accepted -= len(grads)         # its noise overflowed: the round applies nothing
+            self.rejected["non-finite"] += len(grads)
+            return
         for w, seq, base, _ in grads:
             self.log.append(w, seq, base, self.version)
         self.applied += len(grads)

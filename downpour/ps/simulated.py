@@ -44,7 +44,7 @@ class SimulatedCluster:
         if sim:
             self._seed_steps = list(sim["seed_steps"])
         frozen = frozen_params(setup.model)
-        self.workers: list[Worker] = [make_worker(cfg, w, setup.data.shard(w, n), setup.bounds, setup.gate.sync,
+        self.workers: list[Worker] = [make_worker(cfg, w, setup.data.shard(w, n), setup.bounds, setup.gate.gated,
                                                   self._seed_steps[w], seqs.get(w, 0), stream=streams[w], frozen=frozen)
                                       for w in range(n)]
         # batches each worker's stream gave beyond its steps (an exact resume: its steps go on from the checkpoint's,

@@ -81,8 +81,11 @@ class LocalParams:
             self.layout.vector_to_params_list(vec, self._params)
 
     def take(self, bounds: Sequence[tuple[int, int]], seq: int, base: Sequence[int]) -> list[Tensor]:
-        """The push's summed gradient as views sliced per shard; starts the next push."""
-        acc = self._acc if self._acc is not None else torch.zeros(self.numel)  # every step was skipped
+        """The push's summed gradient as views sliced per shard; starts the next push. A push whose every
+        step was skipped (non-finite costs) has no gradient: it goes as NaN, which every shard rejects
+        ("non-finite") and, under sync, counts as the worker's turn. (Zeros were accepted: averaged into
+        a sync round they shrank its step; in async they were an update that moved nothing but the clock.)"""
+        acc = self._acc if self._acc is not None else torch.full((self.numel,), math.nan)
         self._acc = None       # the push owns those slices now
         return [acc[a:b] for a, b in bounds]
 
@@ -93,13 +96,13 @@ class Worker:
 
     def __init__(self, wid: int, model: FeatureModel, objective: Objective, batches: Iterator[Batch],
                  bounds: Sequence[tuple[int, int]], n_fetch: int = 1, n_push: int = 1, local_lr: float = 0.0,
-                 sync: bool = False, seq: int = 0, params: Any = None):
+                 gated: bool = False, seq: int = 0, params: Any = None):
         self.wid, self.model, self.objective, self.batches = wid, model, objective, batches
         self.params = params or LocalParams(model, local_lr, n_fetch)
         self.bounds = list(bounds)
         if self.bounds[-1][1] != self.params.numel:
             raise ValueError(f"worker {wid}: shards cover {self.bounds[-1][1]} values, the model has {self.params.numel}")
-        self.n_fetch, self.n_push, self.local_lr, self.sync = n_fetch, n_push, local_lr, sync
+        self.n_fetch, self.n_push, self.local_lr, self.gated = n_fetch, n_push, local_lr, gated
         self.seq = seq
         self.steps = 0
         self._since_fetch: int | None = None         # None: never fetched
@@ -110,10 +113,13 @@ class Worker:
         self._skipped = 0
 
     def fetch_due(self) -> bool:
-        """Fetch before the next step? Every n_fetch steps; under sync at the start of every push."""
+        """Fetch before the next step? Every n_fetch steps; and ``gated`` (a gate that bounds clocks:
+        bounded:K, sync) at the start of every push, so a push reads what the gate promises: a sync
+        round's pushes start from one version, and bounded:K's read no update older than K clocks
+        (with n_fetch > n_push a cached copy skipped whole cycles: 31 versions stale under bounded:0)."""
         if self._since_fetch is None or self._since_fetch >= self.n_fetch:
             return True
-        return self.sync and self._acc_steps == 0
+        return self.gated and self._acc_steps == 0
 
     def load(self, slices: Sequence[Tensor], versions: Sequence[int]) -> None:
         """Write fetched shard slices (one (n_j,) tensor per shard, or the whole (numel,) vector) into the replica."""
