@@ -314,3 +314,22 @@ def test_a_gradient_that_is_finite_only_as_pushed_is_rejected_and_applies_nothin
         noisy.push(0, huge, 0, 0)
         assert torch.equal(noisy.params, torch.zeros(3)) and noisy.version == 0 and noisy.accepted == 0
         assert noisy.rejected["non-finite"] == 1 and torch.equal(noisy.state["exp_avg_sq"], torch.zeros(3))
+
+
+def test_dc_asgd_frees_its_copies_after_a_restore_that_lost_a_push_in_flight():
+    """A checkpoint taken while push 1 was in flight (push 2 landed first) is restored without it: the
+    shard waited for push 1 for ever and kept one parameter copy per fetch (200 after 200 cycles)."""
+    def dc_shard():
+        return Shard(0, torch.zeros(100), make_rule("sgd", 0.01), make_compensation("dc-asgd", 0.04), workers=[0])
+
+    shard = dc_shard()
+    _, v = shard.pull(0)
+    shard.push(0, torch.ones(100), v, 0)
+    _, v = shard.pull(0)
+    shard.push(0, torch.ones(100), v, 2)                 # push 1 still travelling
+    restored = dc_shard()
+    restored.load_state_dict(*shard.state_dict())
+    for seq in range(3, 203):
+        _, v = restored.pull(0)
+        assert restored.push(0, torch.ones(100), v, seq).accepted
+    assert len(restored._backup[0]) == 1

@@ -259,3 +259,24 @@ def test_a_bounded_gate_bounds_what_a_worker_reads_with_a_long_fetch_interval_to
     summary, _ = _run(tmp_path / "b", "cluster.workers=2", "cluster.consistency=\"bounded:0\"", "cluster.n_fetch=16",
                       "train.steps=64", 'cluster.delay="constant:1"')
     assert summary["max_staleness"] <= 1
+
+
+def test_each_step_asks_for_its_own_greedy_stage(tmp_path):
+    """The simulator asked stage_of for coord.dispatched - left, which counts the cycles handed to the other
+    workers since: with 3 workers steps 0-1 were never asked, 29 three times, and a greedy stage 1 trained
+    13 of its 15 steps. Every index is asked once now."""
+    from downpour.ps.coordinator import Coordinator
+    from downpour.ps.setup import make_shards, set_up_cluster
+    from downpour.ps.simulated import SimulatedCluster
+
+    for workers, n_push in ((3, 1), (4, 2)):
+        cfg = check_run_config(load_config("ufldl-sae", [
+            "cluster.runner=simulated", "data.samples=64", "train.batch_size=8", "train.steps=30", "train.threads=1",
+            f"cluster.workers={workers}", f"cluster.n_push={n_push}", "cluster.shards=1", 'cluster.delay="constant:1"']))
+        setup = set_up_cluster(cfg)
+        coord = Coordinator(setup.gate, workers, cfg.train.steps, n_push)
+        asked = []
+        sim = SimulatedCluster(setup, make_shards(setup, setup.layout.params_to_vector(setup.model), coord.live), coord,
+                               lambda step: asked.append(step))
+        sim.run(lambda push, record: None, hold_signals=False)
+        assert sorted(asked) == list(range(30)), (workers, n_push)

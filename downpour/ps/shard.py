@@ -280,6 +280,10 @@ class Shard:
         else:                      # (older checkpoints: everything up to the last push counts as seen)
             self._floor = {int(w): s for w, s in meta.get("last_seq", {}).items()}
             self._seen = {w: set() for w in self._floor}
+        # DC-ASGD: no copy survives a restore, and a push in flight when the checkpoint was taken is
+        # lost; waiting for it (the first seq not yet arrived) kept every later copy for the rest of the run
+        self._arrived = {}
+        self._next = {w: max(self._seen[w] | {self._floor.get(w, -1)}) + 1 for w in self._seen}
         held = iter(tensors["round"]) if "round" in tensors else iter(())
         self._round = [(int(w), int(seq), int(base), next(held).clone() if has else None)
                        for w, seq, base, has in meta.get("round", [])]

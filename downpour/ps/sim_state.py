@@ -114,6 +114,7 @@ def whole_state(sim: Any) -> State:
         copies.append(meta)
         tensors |= t
     state = {"seed_steps": list(sim._seed_steps), "order": sim._order, "left": list(sim._left),
+             "step_index": list(sim._step_index),
              "drawn": [sim.workers[w].steps + sim._drawn_offset[w] for w in range(n)],
              "blocked": sorted(sim._blocked), "wake": sorted(sim._wake_after or ()), "heap": heap,
              "rngs": [g.bit_generator.state for g in sim.rngs], "coordinator": coordinator_state(sim.coord),
@@ -134,6 +135,8 @@ def restore_whole_state(sim: Any, state: dict[str, Any], tensors: dict[str, Tens
     for g, saved in zip(sim.rngs, state["rngs"]):
         g.bit_generator.state = saved
     restore_coordinator(sim.coord, state["coordinator"])
+    # (a checkpoint from before 2026-12-02 has no step_index: the index it would have gone on with)
+    sim._step_index = list(state.get("step_index", [sim.coord.dispatched - left for left in sim._left]))
     for j, shard in enumerate(sim.shards):
         restore_copies(shard, state["copies"][j], tensors, f"sim.dc{j}.")
     torch.set_rng_state(tensors["sim.torch_rng"])

@@ -56,6 +56,7 @@ class SimulatedCluster:
         self._heap: list[tuple[float, int, int, int, Push | None]] = []   # (time, order, kind, worker, push)
         self._order = 0
         self._left = [0] * n        # steps left in each worker's current cycle
+        self._step_index = [0] * n  # the run's index of each worker's next step (its greedy stage's clock)
         self._blocked: set[int] = set()
         self._wake_after: set[int] | None = None   # inside on_push: the workers the push wakes next (see state)
         self._resume_wake: set[int] | None = None  # an exact resume: the workers the saved push was about to wake
@@ -81,6 +82,7 @@ class SimulatedCluster:
             return
         self._blocked.discard(w)
         self._left[w] = k
+        self._step_index[w] = self.coord.dispatched - k      # the cycle's first step: as Ray's driver asks
         self._start_step(w, t)
 
     def _wake(self, workers: set[int], t: float) -> None:
@@ -127,7 +129,10 @@ class SimulatedCluster:
             assert push is not None
             self._arrive(w, push, t, on_push)
             return
-        self.workers[w].step(self.stage_of(self.coord.dispatched - self._left[w]))
+        # (not coord.dispatched - left: that counts the cycles handed to others since, and a greedy stage
+        # 1 trained 13 of its 15 steps with 3 workers)
+        self.workers[w].step(self.stage_of(self._step_index[w]))
+        self._step_index[w] += 1
         self._left[w] -= 1
         if self._left[w] > 0:
             self._start_step(w, t)
