@@ -152,3 +152,26 @@ def test_a_run_with_a_metrics_row_a_checkpoint_or_a_model_is_never_overwritten(t
     with pytest.raises(RunExistsError, match="already holds a run"):
         RunDir.create(tmp_path / "r", cfg)
     assert (tmp_path / "r/metrics.jsonl").read_text() == files["metrics.jsonl"]
+
+
+def test_a_resume_over_changed_images_says_its_input_processing_was_fitted_anew(tmp_path, caplog):
+    """A resume fits the normalisation and whitening again on the folder as it is: with 30 images added
+    that fit changed and preprocess.* was overwritten without a word (the first steps' fit was lost)."""
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(30):
+        Image.fromarray(rng.integers(0, 256, (24, 24), dtype=np.uint8)).save(images / f"a{i:02d}.png")
+    folder = ["data.source=folder", f"data.path={images}", "data.pipeline=memory", "data.mode=crops", "data.size=8",
+              "data.whiten=zca", "train.batch_size=10"]
+    run = tmp_path / "r"
+    _go("local", run, *folder, "train.steps=4")
+    _go("local", run, "train.steps=6", resume=True)                 # nothing changed: nothing said
+    assert "refit_on_resume" not in RunDir(run).read_json("preprocess.json") and "differs" not in caplog.text
+    for i in range(30, 60):
+        Image.fromarray((rng.random((24, 24)) ** 3 * 255).astype(np.uint8)).save(images / f"b{i:02d}.png")
+    _go("local", run, "train.steps=8", resume=True)
+    assert "differs from the one this run began with" in caplog.text
+    assert RunDir(run).read_json("preprocess.json")["refit_on_resume"] == [6]
+    _go("local", run, "train.steps=10", resume=True)                # the refit is kept in the record
+    assert RunDir(run).read_json("preprocess.json")["refit_on_resume"] == [6]

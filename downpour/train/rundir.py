@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import torch
 from safetensors.torch import save_file
 
 from downpour.config import ConfigError, RunConfig, load_config, save_config
@@ -189,7 +190,7 @@ class RunDir:
                      "run with more --steps)" if cfg.train.schedule == "greedy" else "raise train.steps (--steps) to go on")
             raise ConfigError(f"the run in {str(self.path)!r} already reached step {start}; {go_on}")
         self.save_config(cfg)
-        self.save_preprocess(preprocess)
+        self.save_preprocess(preprocess, self._refits(preprocess, start) if resume else [])
         if resume:
             self.truncate_metrics(start)
             self.drop_analysis(f"they describe the model at step {start}, which this resume trains on")
@@ -222,10 +223,31 @@ class RunDir:
         model.eval()
         return model
 
-    def save_preprocess(self, preprocess: "Preprocess") -> None:
+    def save_preprocess(self, preprocess: "Preprocess", refits: list[int] | None = None) -> None:
         """``preprocess.safetensors`` + ``.json``: the fitted input processing (normalisation statistics,
-        ZCA matrix), so analysis prepares new images exactly like the training data, from this directory alone."""
-        save_state(self.path / "preprocess", *preprocess.state())
+        ZCA matrix), so analysis prepares new images exactly like the training data, from this directory
+        alone. ``refits``: the steps at which a resume fitted it anew on data that had changed."""
+        tensors, meta = preprocess.state()
+        save_state(self.path / "preprocess", tensors, {**meta, **({"refit_on_resume": refits} if refits else {})})
+
+    def _refits(self, preprocess: "Preprocess", start: int) -> list[int]:
+        """A resume fits the input processing again on the data as it is now: when that differs from the
+        saved fit (files added or changed since), say so and add ``start`` to the saved ``refit_on_resume``."""
+        try:
+            tensors, meta = load_state(self.path / "preprocess")
+        except CheckpointError:
+            return []                           # a run from before preprocess.*, or one whose fit was lost
+        refits = list(meta.get("refit_on_resume", []))
+        new_tensors, new_meta = preprocess.state()
+        same = (all(meta.get(k) == v for k, v in json.loads(json.dumps(new_meta)).items())
+                and tensors.keys() == new_tensors.keys()
+                and all(torch.equal(tensors[k], new_tensors[k].to(tensors[k].dtype)) for k in tensors))
+        if same:
+            return refits
+        log.warning("%s: the input processing fitted on the data as it is now differs from the one this run began "
+                    "with (the data changed since?); the steps from %d on train on the data as it is now, and "
+                    "preprocess.json records the refit (refit_on_resume)", self.path, start)
+        return [*refits, start]
 
     def load_preprocess(self) -> "Preprocess | None":
         """The run's saved input processing, or None for a run that predates it."""
