@@ -228,3 +228,19 @@ def test_a_run_that_read_files_into_memory_writes_its_data_record_too(tmp_path, 
     plain = RunDir.create(tmp_path / "plain", load_config("ufldl-sae", ["train.steps=3", "train.tensorboard=false"]))
     train(plain.config, plain)
     assert not (plain.path / "data.json").exists()       # a built-in set has no files to report
+
+
+def test_a_non_finite_row_of_an_array_is_skipped_in_memory_as_when_streamed(tmp_path):
+    """One NaN in row 7 of a float .npy stopped the whole in-memory run ("x holds NaN or Inf values",
+    no row named), while the streamed path skipped and named that row: whether a file worked depended
+    on its size. It is skipped and named on both paths now."""
+    x = np.random.default_rng(0).random((50, 1, 8, 8)).astype(np.float32)
+    x[7, 0, 3, 3] = np.nan
+    np.save(tmp_path / "rows.npy", x)
+    data = build_dataset(DataConfig(source="array", path=str(tmp_path / "rows.npy"), mode="crops", size=8), seed=0)
+    assert len(data) == 49 and torch.isfinite(data.x).all()
+    assert data.info["n_skipped"] == 1 and data.info["skipped"][0]["file"] == f"{tmp_path / 'rows.npy'}[7]"
+    x[:] = np.inf
+    np.save(tmp_path / "rows.npy", x)
+    with pytest.raises(DataError, match="every row of x holds NaN or Inf"):
+        build_dataset(DataConfig(source="array", path=str(tmp_path / "rows.npy"), mode="crops", size=8), seed=0)

@@ -3,6 +3,7 @@ a resume stopped between its last checkpoint and its model (the model kept an ea
 streamed run whose data failed before its first step (its empty metrics.jsonl made the folder count as
 trained: the same command refused it, and --resume had no checkpoint)."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -175,3 +176,39 @@ def test_a_resume_over_changed_images_says_its_input_processing_was_fitted_anew(
     assert RunDir(run).read_json("preprocess.json")["refit_on_resume"] == [6]
     _go("local", run, "train.steps=10", resume=True)                # the refit is kept in the record
     assert RunDir(run).read_json("preprocess.json")["refit_on_resume"] == [6]
+
+
+def test_the_run_directorys_own_files_are_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    """model.safetensors, model.json and config.toml were written in place: a kill between the model's
+    two files loaded the new weights as the old step's, one inside save_file lost the old model, and a
+    config.toml cut at zero bytes read as the defaults (cat-demo, 1,000 steps)."""
+    import downpour.train.rundir as rundir
+    from downpour.models.registry import build
+    from downpour.train.checkpoint import CheckpointError
+
+    cfg = load_config("ufldl-sae", ["train.steps=8"])
+    run = RunDir.create(tmp_path / "r", cfg)
+    old, new = (build(cfg, (1, cfg.data.size, cfg.data.size))[0] for _ in range(2))
+    run.save_model(old, 8)
+    real_save_file = rundir.save_file
+
+    def torn(state, path):                        # killed halfway through writing the weights
+        real_save_file(state, path)
+        Path(path).write_bytes(Path(path).read_bytes()[:100])
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(rundir, "save_file", torn)
+        with pytest.raises(KeyboardInterrupt):
+            run.save_model(new, 16)
+    loaded = RunDir.open(tmp_path / "r").load_model()
+    assert all(torch.equal(v, old.state_dict()[k]) for k, v in loaded.state_dict().items())
+    with monkeypatch.context() as m:              # killed between the weights and model.json
+        m.setattr(RunDir, "write_json", lambda self, name, obj: (_ for _ in ()).throw(KeyboardInterrupt()))
+        with pytest.raises(KeyboardInterrupt):
+            run.save_model(new, 16)
+    with pytest.raises(CheckpointError, match="is not the model .* describes .* --resume"):
+        RunDir.open(tmp_path / "r").load_model()
+    (tmp_path / "r/config.toml").write_text("")
+    with pytest.raises(DownpourError, match="config.toml' is empty"):
+        RunDir.open(tmp_path / "r").config

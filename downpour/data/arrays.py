@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from downpour.data.images import ImageSet, match_channels
+from downpour.data.images import ImageSet, match_channels, skip
 from downpour.errors import DataError
 
 
@@ -24,10 +24,7 @@ def _as_float(x: np.ndarray, where: str) -> np.ndarray:
         scale = 255.0 if x.dtype == np.uint8 else 65535.0 if x.dtype == np.uint16 else 1.0
         return x.astype(np.float32) / scale
     if np.issubdtype(x.dtype, np.floating):
-        x = x.astype(np.float32)
-        if not np.isfinite(x).all():
-            raise DataError(f"{where}: x holds NaN or Inf values")
-        return x
+        return x.astype(np.float32)     # rows holding NaN or Inf: load_array skips them
     raise DataError(f"{where}: x has dtype {x.dtype}; expected a numeric array")
 
 
@@ -104,9 +101,16 @@ def read_arrays(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
 
 
 def load_array(path: str | Path, grey: bool = True) -> ImageSet:
-    """The arrays as an ImageSet (one image per row of x); colour converted to match ``grey``."""
+    """The arrays as an ImageSet (one image per row of x); colour converted to match ``grey``. A row
+    holding NaN or Inf is skipped and named (``path[i]``), as the streamed path skips it."""
     x, y = read_arrays(path)
     channels = 1 if grey else 3
-    images = [match_channels(im, channels) for im in x]
-    return ImageSet(images, [f"{path}[{i}]" for i in range(len(x))], labels=None if y is None else y.tolist(),
-                    info={"path": str(path)})
+    finite = np.isfinite(x.reshape(len(x), -1)).all(axis=1)
+    if not finite.any():
+        raise DataError(f"{path}: every row of x holds NaN or Inf values")
+    skipped: list[dict[str, str]] = []
+    for i in np.flatnonzero(~finite):
+        skip(skipped, f"{path}[{i}]", "NaN or Inf values")
+    keep = np.flatnonzero(finite)
+    return ImageSet([match_channels(x[i], channels) for i in keep], [f"{path}[{i}]" for i in keep],
+                    labels=None if y is None else y[keep].tolist(), skipped=skipped, info={"path": str(path)})

@@ -81,6 +81,11 @@ def _whole(stem: Path) -> bool:
 PAIR_KEY = "safetensors_sha256"
 
 
+def sha256_of(path: Path) -> str:
+    """The file's SHA-256, hex (what :data:`PAIR_KEY` records of a pair's tensors file)."""
+    return _sha256(path)
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

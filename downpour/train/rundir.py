@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 from safetensors.torch import save_file
 
-from downpour.config import ConfigError, RunConfig, load_config, save_config
+from downpour.config import ConfigError, RunConfig, config_to_toml, load_config
 from downpour.errors import DownpourError
 from downpour.models.base import FeatureModel
-from downpour.train.checkpoint import CheckpointError, load_state, read_tensors, save_state
+from downpour.train.checkpoint import PAIR_KEY, CheckpointError, load_state, read_tensors, save_state, sha256_of
 
 if TYPE_CHECKING:
     from downpour.data.preprocess import Preprocess
@@ -147,13 +147,16 @@ class RunDir:
     # --- configuration ------------------------------------------------------------------------
     @property
     def config(self) -> RunConfig:
+        path = self.path / "config.toml"
+        if path.is_file() and not path.read_text().strip():   # (it would read as the defaults: cat-demo)
+            raise NotARunError(f"{str(path)!r} is empty: the run's resolved config is lost (restore it from a copy)")
         try:
-            return load_config(str(self.path / "config.toml"))
+            return load_config(str(path))
         except ConfigError as err:
             raise NotARunError(f"{str(self.path)!r}: its config.toml cannot be read: {err}") from None
 
     def save_config(self, cfg: RunConfig) -> None:
-        save_config(cfg, self.path / "config.toml")
+        _replace_text(self.path / "config.toml", config_to_toml(cfg))
 
     def unsaved_at_end(self, cfg: RunConfig, start: int, resume: bool) -> bool:
         """A resume whose checkpoint is the run's last step but whose model was not written at it (stopped
@@ -200,9 +203,13 @@ class RunDir:
         """``model.safetensors`` (every parameter and buffer) + ``model.json`` (registry name, options, step)."""
         cfg = self.config
         state = {k: v.detach().contiguous().cpu().clone() for k, v in model.state_dict().items()}
-        save_file(state, str(self.path / "model.safetensors"))
+        weights = self.path / "model.safetensors"
+        tmp = weights.with_name(weights.name + ".tmp")
+        save_file(state, str(tmp))
         meta = {"model": cfg.model.name, "options": dataclasses.asdict(model.config),
-                "input_shape": list(model.input_shape), "step": step, "seed": cfg.seed, **(extra or {})}
+                "input_shape": list(model.input_shape), "step": step, "seed": cfg.seed, **(extra or {}),
+                PAIR_KEY: sha256_of(tmp)}      # load_model tells a pair cut by a kill between the two renames
+        os.replace(tmp, weights)
         self.write_json("model.json", meta)
 
     def load_model(self) -> FeatureModel:
@@ -214,8 +221,11 @@ class RunDir:
         for key in ("model", "input_shape", "options"):
             if key not in meta:
                 raise CheckpointError(f"{str(self.path / 'model.json')!r} lacks key {key!r}")
-        model = create_model(meta["model"], tuple(meta["input_shape"]), **meta["options"])
         weights = self.path / "model.safetensors"
+        if PAIR_KEY in meta and meta[PAIR_KEY] != sha256_of(weights):     # (a run from before 2026-12-02: none)
+            raise CheckpointError(f"{str(weights)!r} is not the model {str(self.path / 'model.json')!r} describes (a write "
+                                  f"was cut between the two); `downpour train --resume {self.path}` writes it again")
+        model = create_model(meta["model"], tuple(meta["input_shape"]), **meta["options"])
         try:
             model.load_state_dict(read_tensors(weights))
         except RuntimeError as err:   # missing / unexpected keys, wrong shapes
@@ -294,7 +304,7 @@ class RunDir:
 
     def write_json(self, name: str, obj: Any) -> Path:
         path = self.path / name
-        path.write_text(json.dumps(obj, indent=1, sort_keys=True))
+        _replace_text(path, json.dumps(obj, indent=1, sort_keys=True))
         return path
 
     def read_json(self, name: str) -> Any:
@@ -320,3 +330,11 @@ class RunDir:
     def no_faces_twin(self) -> Path:
         """Where ``analysis.no_faces_twin`` keeps this run's recipe trained without a face (a run directory)."""
         return self.path / self.TWIN
+
+
+def _replace_text(path: Path, text: str) -> None:
+    """Write ``path`` whole or not at all: a kill mid-write leaves the old file (an empty config.toml
+    read as the defaults, a torn model.json as no model)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
