@@ -22,6 +22,13 @@ READ_ONLY_WITH = {
     "cluster.momentum": ("cluster.rule", lambda c: c.cluster.rule == "momentum", "= 'momentum'"),
     "cluster.dc_lambda": ("cluster.compensation", lambda c: c.cluster.compensation == "dc-asgd", "= 'dc-asgd'"),
     "cluster.grad_noise_relative": ("cluster.grad_noise", lambda c: c.cluster.grad_noise > 0, "> 0"),
+    "data.tile": ("data.mode", lambda c: c.data.mode == "crops", "= 'crops'"),
+    "data.samples": ("data.mode", lambda c: c.data.mode == "patches" or c.data.source == "gaussian",
+                     "= 'patches' (or data.source = 'gaussian')"),
+    "data.faces_fraction": ("data.source", lambda c: c.data.source == "natural+faces", "= 'natural+faces'"),
+    "data.frames_per_video": ("data.source", lambda c: c.data.source == "video", "= 'video'"),
+    "data.zca_eps": ("data.whiten", lambda c: c.data.whiten == "zca", "= 'zca'"),
+    "data.spectral_strength": ("data.whiten", lambda c: c.data.whiten == "spectral", "= 'spectral'"),
 }
 # What Sandblaster L-BFGS reads of [cluster] (docs/sandblaster.md); the rest is Downpour's, and so is train.lr
 SANDBLASTER_READS = ("cluster.runner", "cluster.algorithm", "cluster.workers", "cluster.shards", "cluster.address",

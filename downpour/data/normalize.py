@@ -1,8 +1,9 @@
 """Per-sample normalisation of patches or crops, applied before whitening.
 
 - ``none``: values as loaded (images in [0, 1]).
-- ``patch``: each sample minus its own mean, divided by its own std. The variance gets a floor of
-  1% of the average sample variance, so nearly flat patches (sky, walls) are not blown up into noise.
+- ``patch``: each sample minus its own mean, divided by sqrt(its variance + 1% of the average sample
+  variance): about its own std, and nearly flat patches (sky, walls) are not blown up into noise.
+  (A soft floor, as in Coates & Ng's preprocessing: a patch at 1% of the mean variance comes out at std 0.71.)
 - ``ufldl``: UFLDL's ``normalizeData`` for sigmoid autoencoders: remove each sample's mean (DC),
   clip to ±3 standard deviations (one std over the whole set), rescale into [0.1, 0.9] so a sigmoid
   decoder can reach every value.
