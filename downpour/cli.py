@@ -79,6 +79,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"downpour: training {cfg.model.name!r} with the {cfg.cluster.runner} runner -> {run.path}{then}", file=sys.stderr)
     summary = train_with_twin(cfg, run, twin, resume=bool(args.resume))
     print(json.dumps(summary))
+    if cfg.analysis.report and summary.get("kept") and (run.path / "analysis.json").is_file():
+        return _report_only(run.path)         # nothing was trained (a finished run and its twin): its analysis stays
     if cfg.analysis.report:
         return _analyze_and_report(run.path)
     return 0

@@ -69,9 +69,11 @@ def train_with_twin(cfg: RunConfig, run: RunDir, twin: RunConfig | None, resume:
 
     with shared_ray(cfg, runs=1 if twin is None else 2):
         if resume and twin is not None and run.finished(cfg.train.steps):
-            log.info("%s: finished at step %d; only its no-faces twin is left", run.path, cfg.train.steps)
-            summary = kept(run, cfg)                  # its analysis now scores the twin
-            run.drop_analysis("they have no row for the no-faces twin trained now")
+            summary = kept(run, cfg)
+            done = check_same_run(twin, run.no_faces_twin)      # (a twin of another recipe there: named)
+            if done is None or not done.finished(twin.train.steps):
+                log.info("%s: finished at step %d; only its no-faces twin is left", run.path, cfg.train.steps)
+                run.drop_analysis("they have no row for the no-faces twin trained now")   # it will score the twin
         else:
             summary = train(cfg, run, resume=resume)
         if twin is not None:

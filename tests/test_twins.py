@@ -51,6 +51,19 @@ def test_a_resume_of_a_finished_run_trains_only_its_twin(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out.strip())["no_faces_twin"]["kept"]
 
 
+def test_a_resume_of_a_finished_run_and_twin_keeps_their_analysis(tmp_path, capsys):
+    """Nothing was left to train, yet the resume removed analysis.json, the figures and the report
+    ("only its no-faces twin is left") and, with the report on, analysed the run again."""
+    out = tmp_path / "run"
+    assert main(["train", *TINY_CAT, *FAST_ANALYSIS, *TWIN, "--report", "--out", str(out)]) == 0
+    analysis = (out / "analysis.json").read_text()
+    assert main(["train", "--resume", str(out), "--no-report"]) == 0
+    assert (out / "analysis.json").read_text() == analysis and (out / "report.html").is_file()
+    capsys.readouterr()
+    assert main(["train", "--resume", str(out), "--report"]) == 0     # the report asked for: written, not analysed again
+    assert (out / "analysis.json").read_text() == analysis and "report written" in capsys.readouterr().out
+
+
 def test_a_kept_run_keeps_the_training_settings_that_reproduce_it(tmp_path):
     """A cross-fit rerun with other --jobs kept a finished fold and saved the new train.threads in its
     config.toml, which then trained another model."""
