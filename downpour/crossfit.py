@@ -140,7 +140,8 @@ def run_crossfit(config: str, overrides: list[Override], out: str | Path, folds:
     fold's no-faces twin into ``out/fold-i/no-faces``; pool the face test, write ``out/crossfit.json``."""
     from downpour.analysis.crossfit import crossfit_controls
     from downpour.analysis.face_controls import View
-    from downpour.analysis.run import no_faces_network, open_run, random_twin, run_preprocess
+    from downpour.analysis.options import no_faces_network, open_run, run_preprocess
+    from downpour.analysis.run import random_twin
     from downpour.analysis.units import check_layer
 
     if not 2 <= folds <= 100:

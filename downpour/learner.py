@@ -86,7 +86,7 @@ class FeatureLearner(TransformerMixin, BaseEstimator):
     def from_run(cls, path: str, layer: str | None = None) -> "FeatureLearner":
         """A frozen learner (``steps=0``) around the trained model of a run directory; raw images are
         normalised and whitened like the run's training data."""
-        from downpour.analysis.run import run_preprocess   # on use: it pulls in the figures (matplotlib)
+        from downpour.analysis.options import run_preprocess   # on use: it reads the run
 
         run = RunDir.open(path)
         return cls(run.load_model(), layer=layer, steps=0, preprocess=run_preprocess(run))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from downpour.analysis.run import analysis_options
+from downpour.analysis.options import analysis_options
 from downpour._names import nearest
 from downpour.batch import Batch
 from downpour.config import RESUMABLE, ConfigError, RunConfig, config_differences

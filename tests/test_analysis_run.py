@@ -89,7 +89,7 @@ def test_analysis_json_has_the_face_test_with_intervals_and_a_verdict(run_dir):
     assert next(r for r in rows if r["method"] == "best single pixel")["candidates"] == 625
     # every feature layer, the analysed one first and equal to the main table's learned rows
     by_layer = fn["controls_by_layer"]
-    from downpour.analysis.run import open_run
+    from downpour.analysis.options import open_run
     analysed = json.loads((run_dir / "analysis.json").read_text())["layer"]
     others = [name for name in open_run(run_dir)[1].feature_layers() if name != analysed]
     assert [r["layer"] for r in by_layer] == [analysed] + others

@@ -257,10 +257,21 @@ def test_the_set_form_of_a_one_runner_flag_is_refused_like_the_flag(capsys, argv
     (["--set", "analysis.layer=poolde"], "analysis.layer = 'poolde' is not a feature layer of model 'tica-8x8'"),
     (["--set", 'analysis.probe_layers=["x"]'], "analysis.probe_layers = 'x' is not a feature layer"),
     (["--set", "analysis.no_faces_run=NOWHERE"], "analysis.no_faces_run"),
+    (["--set", "analysis.positive=-5"], "analysis.positive = -5: the labelled set 'lfw' has classes 0-1"),
+    (["--set", "analysis.dataset=digits", "--set", "analysis.positive=10"], "'digits' has classes 0-9"),
+    (["--set", "analysis.no_faces_run=EMPTY"], "the --out directory of a `downpour train` run"),
+    (["--set", "analysis.no_faces_run=OTHER"], "has data.samples = 300, this run 10000: not the same recipe"),
 ])
 def test_an_analysis_setting_that_cannot_work_is_refused_before_training(tmp_path, capsys, argv, named):
     """They passed --dry-run and failed after the training (80 s of it on the main job)."""
-    argv = [a.replace("NOWHERE", str(tmp_path / "nowhere")) for a in argv]
+    (tmp_path / "empty").mkdir()
+    if "analysis.no_faces_run=OTHER" in argv:     # a finished run of another recipe
+        assert main(["train", "--config", "tica-8x8", "--runner", "local", "--steps", "2", "--set", "data.samples=300",
+                     "--set", "data.train_faces=0", "--set", "data.source=faces", "--set", "train.tensorboard=false",
+                     "--out", str(tmp_path / "other")]) == 0
+        capsys.readouterr()
+    argv = [a.replace("NOWHERE", str(tmp_path / "nowhere")).replace("EMPTY", str(tmp_path / "empty"))
+            .replace("OTHER", str(tmp_path / "other")) for a in argv]
     assert main(["train", "--config", "tica-8x8", "--dry-run", *argv]) == 2
     assert named in capsys.readouterr().err
 

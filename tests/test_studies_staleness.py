@@ -17,7 +17,7 @@ from downpour.runners import train
 from downpour.studies.matching import implicit_momentum, stale_error
 from downpour.studies import study_class
 from downpour.studies.run import run_study
-from downpour.analysis.run import open_run
+from downpour.analysis.options import open_run
 from downpour.train.rundir import RunDir
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -20,53 +20,24 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from downpour._names import nearest
 from downpour.analysis import figures
 from downpour.analysis.face_controls import LEARNED, face_controls
 from downpour.analysis.invariance import invariance_curves, invariance_summary
-from downpour.analysis.labelled import BUILT_IN, LabelledSet, load_labelled, prepare_images
+from downpour.analysis.labelled import LabelledSet, load_labelled, prepare_images
 from downpour.analysis.edges import edge_summary
 from downpour.analysis.probe import probe_table
 from downpour.analysis.selectivity import face_neuron_tables
 from downpour.analysis.stimulus import optimal_stimulus, top_images
+from downpour.analysis.options import analysis_options, no_faces_of, open_run, run_preprocess
 from downpour.analysis.units import check_layer, describe_unit, unit_responses
-from downpour.config import RESUMABLE, AnalysisConfig, ConfigError, RunConfig, config_differences
+from downpour.config import AnalysisConfig, ConfigError
 from downpour.data.preprocess import Preprocess
 from downpour.errors import DataError
 from downpour.layers import LocallyConnected2d
 from downpour.models.base import FeatureModel
-from downpour.train.rundir import NotARunError, RunDir
+from downpour.train.rundir import RunDir
 
 log = logging.getLogger(__name__)
-
-
-def analysis_options(cfg: RunConfig, overrides: dict[str, Any]) -> AnalysisConfig:
-    """The run's ``[analysis]`` section with keyword overrides applied (checked as the section is
-    rebuilt); an unknown key, or a labelled set that is neither built in nor a folder, is an error."""
-    valid = [f.name for f in dataclasses.fields(AnalysisConfig)]
-    for key in overrides:
-        if key not in valid:
-            raise ConfigError(f"unknown analysis option {key!r}{nearest(key, valid)}; valid: {', '.join(valid)}")
-    opts = dataclasses.replace(cfg.analysis, **{k: v for k, v in overrides.items() if v is not None})
-    for key, names in (("dataset", [opts.dataset]), ("probes", opts.probes)):
-        for name in names:
-            if name not in BUILT_IN and not Path(name).is_dir():
-                raise ConfigError(f"analysis.{key}: {name!r} is neither a built-in labelled set "
-                                  f"({', '.join(BUILT_IN)}) nor a folder of class sub-folders")
-    if opts.poses and not Path(opts.poses).is_dir():
-        raise ConfigError(f"analysis.poses {opts.poses!r} is not a folder (one sub-folder per angle in degrees)")
-    if opts.no_faces_run and not Path(opts.no_faces_run).is_dir():
-        raise ConfigError(f"analysis.no_faces_run: {opts.no_faces_run!r} is not a folder: give the --out of the same "
-                          "recipe trained with data.train_faces = 0", key="analysis.no_faces_run")
-    return opts
-
-
-def open_run(run_path: str | Path) -> tuple[RunDir, FeatureModel]:
-    """The run directory and its trained model, or :class:`NotARunError` saying what is missing."""
-    run = RunDir.open(run_path)
-    if not (run.path / "model.json").is_file():
-        raise NotARunError(f"{str(run.path)!r} has no model.json: has its training finished?")
-    return run, run.load_model()
 
 
 def default_probe_layers(model: FeatureModel, layer: str) -> list[str]:
@@ -105,17 +76,6 @@ def load_poses(path: str, shape: tuple[int, ...], prepare: Preprocess) -> dict[f
     return out
 
 
-def run_preprocess(run: RunDir) -> Preprocess:
-    """The run's fitted input processing (saved with it; rebuilt from its seeded data for older runs)."""
-    saved = run.load_preprocess()
-    if saved is not None:
-        return saved
-    from downpour.data import build_dataset
-
-    cfg = run.config
-    return build_dataset(cfg.data, seed=cfg.seed).preprocess
-
-
 def _over_splits(model: FeatureModel, data, opts: AnalysisConfig, layer: str, seed: int, twin: FeatureModel) -> dict:
     """Mean ± std test accuracy of every method over ``opts.splits`` seeded splits."""
     seeds = [seed + k for k in range(opts.splits)]
@@ -127,41 +87,6 @@ def _over_splits(model: FeatureModel, data, opts: AnalysisConfig, layer: str, se
             per_method.setdefault(row["method"], []).append(row["test_accuracy"])
     summary = [{"method": m, "mean": float(np.mean(v)), "std": float(np.std(v)), "splits": len(v)} for m, v in per_method.items()]
     return {"first": tables[0], "summary": summary, "seeds": seeds}
-
-
-def no_faces_of(run: RunDir, opts: AnalysisConfig, layer: str) -> tuple[FeatureModel, Preprocess] | None:
-    """The no-faces network the face test scores: ``analysis.no_faces_run``, or with
-    ``analysis.no_faces_twin`` the twin ``downpour train`` trained into ``RUN/no-faces``; None without either."""
-    if opts.no_faces_twin:
-        if not (run.no_faces_twin / "model.json").is_file():
-            advice = (f"`downpour train --resume {run.path} --set analysis.no_faces_twin=true` trains it"
-                      if run.config.data.trains_on_faces() else
-                      f"none can be trained: data.source = {run.config.data.source!r} holds no lfw face")
-            raise ConfigError(f"analysis.no_faces_twin: {str(run.no_faces_twin)!r} holds no trained twin yet; "
-                              f"{advice} (or set analysis.no_faces_twin = false)", key="analysis.no_faces_twin")
-        return no_faces_network(str(run.no_faces_twin), run.config, layer, key="analysis.no_faces_twin")
-    return no_faces_network(opts.no_faces_run, run.config, layer) if opts.no_faces_run else None
-
-
-def no_faces_network(path: str, cfg: RunConfig, layer: str,
-                     key: str = "analysis.no_faces_run") -> tuple[FeatureModel, Preprocess]:
-    """A no-faces network's model and input processing, once the run at ``path`` is checked to be
-    ``cfg``'s recipe trained without a face (a ConfigError about ``key`` names what differs)."""
-    try:
-        run, model = open_run(path)
-    except NotARunError as err:
-        raise ConfigError(f"{key}: {err}", key=key) from None
-    other = run.config
-    if other.data.train_faces != 0 and other.data.trains_on_faces():
-        raise ConfigError(f"{key}: {path!r} trained with data.train_faces = {other.data.train_faces}, not 0: "
-                          "it saw faces", key=key)
-    runtime = RESUMABLE - {"train.steps"}          # where and how it ran, not what it learned
-    for name, mine, theirs in config_differences(cfg, other):
-        if name != "data.train_faces" and name not in runtime:
-            raise ConfigError(f"{key}: {path!r} has {name} = {theirs!r}, this run {mine!r}: not the same recipe, "
-                              "seed and split", key=key)
-    check_layer(model, layer)
-    return model, run_preprocess(run)
 
 
 def _controls(model: FeatureModel, twin: FeatureModel, opts: AnalysisConfig, layer: str, shape: tuple[int, ...],

@@ -33,7 +33,7 @@ import torch
 from scipy import stats as sstats
 
 from downpour.analysis.probe import INPUT
-from downpour.analysis.run import run_preprocess
+from downpour.analysis.options import run_preprocess
 from downpour.analysis.sparsity import code_sparsity
 from downpour.batch import Batch
 from downpour.config import RunConfig

@@ -39,7 +39,7 @@ from torch import Tensor, nn
 
 from downpour.analysis.labelled import LabelledSet, load_labelled, prepare_images, resize_to
 from downpour.analysis.probe import probe_table
-from downpour.analysis.run import run_preprocess
+from downpour.analysis.options import run_preprocess
 from downpour.data import lfw_split
 from downpour.layers.gating import VarianceGate, local_variance
 from downpour.models.base import FeatureModel

@@ -49,7 +49,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from downpour.analysis.invariance import invariance_curves, invariance_summary
 from downpour.analysis.labelled import load_labelled, prepare_images
 from downpour.analysis.probe import INPUT
-from downpour.analysis.run import run_preprocess
+from downpour.analysis.options import run_preprocess
 from downpour.analysis.selectivity import face_neuron_table
 from downpour.analysis.units import check_layer, randomized_copy
 from downpour.batch import Batch

@@ -1,0 +1,113 @@
+"""What an analysis is asked to do, checked before it starts: the run's ``[analysis]`` section with
+its overrides, the finished run and its input processing, and the no-faces network the face test
+scores beside it.
+
+    opts = analysis_options(run.config, {"splits": 3})     # ConfigError naming the key
+    run, model = open_run("runs/main")                     # NotARunError saying what is missing
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from downpour._names import nearest
+from downpour.analysis.labelled import BUILT_IN
+from downpour.analysis.units import check_layer
+from downpour.config import RESUMABLE, AnalysisConfig, ConfigError, RunConfig, config_differences
+from downpour.data.preprocess import Preprocess
+from downpour.models.base import FeatureModel
+from downpour.train.rundir import NotARunError, RunDir
+
+BUILT_IN_CLASSES = {"lfw": 2, "digits": 10}    # the built-in labelled sets' class numbers: 0 .. n-1
+
+
+def analysis_options(cfg: RunConfig, overrides: dict[str, Any]) -> AnalysisConfig:
+    """The run's ``[analysis]`` section with keyword overrides applied (checked as the section is
+    rebuilt); an unknown key, a labelled set that is neither built in nor a folder, a concept label
+    the set does not have, or a no-faces run that is not this recipe's is an error."""
+    valid = [f.name for f in dataclasses.fields(AnalysisConfig)]
+    for key in overrides:
+        if key not in valid:
+            raise ConfigError(f"unknown analysis option {key!r}{nearest(key, valid)}; valid: {', '.join(valid)}")
+    opts = dataclasses.replace(cfg.analysis, **{k: v for k, v in overrides.items() if v is not None})
+    for key, names in (("dataset", [opts.dataset]), ("probes", opts.probes)):
+        for name in names:
+            if name not in BUILT_IN and not Path(name).is_dir():
+                raise ConfigError(f"analysis.{key}: {name!r} is neither a built-in labelled set "
+                                  f"({', '.join(BUILT_IN)}) nor a folder of class sub-folders")
+    classes = (BUILT_IN_CLASSES[opts.dataset] if opts.dataset in BUILT_IN
+               else sum(1 for p in Path(opts.dataset).iterdir() if p.is_dir()))
+    if not 0 <= opts.positive < classes:
+        raise ConfigError(f"analysis.positive = {opts.positive}: the labelled set {opts.dataset!r} has classes "
+                          f"0-{classes - 1}", key="analysis.positive")
+    if opts.poses and not Path(opts.poses).is_dir():
+        raise ConfigError(f"analysis.poses {opts.poses!r} is not a folder (one sub-folder per angle in degrees)")
+    if opts.no_faces_run:
+        no_faces_run(opts.no_faces_run, cfg)
+    return opts
+
+
+def open_run(run_path: str | Path) -> tuple[RunDir, FeatureModel]:
+    """The run directory and its trained model, or :class:`NotARunError` saying what is missing."""
+    run = RunDir.open(run_path)
+    if not (run.path / "model.json").is_file():
+        raise NotARunError(f"{str(run.path)!r} has no model.json: has its training finished?")
+    return run, run.load_model()
+
+
+def run_preprocess(run: RunDir) -> Preprocess:
+    """The run's fitted input processing (saved with it; rebuilt from its seeded data for older runs)."""
+    saved = run.load_preprocess()
+    if saved is not None:
+        return saved
+    from downpour.data import build_dataset
+
+    cfg = run.config
+    return build_dataset(cfg.data, seed=cfg.seed).preprocess
+
+
+def no_faces_of(run: RunDir, opts: AnalysisConfig, layer: str) -> tuple[FeatureModel, Preprocess] | None:
+    """The no-faces network the face test scores: ``analysis.no_faces_run``, or with
+    ``analysis.no_faces_twin`` the twin ``downpour train`` trained into ``RUN/no-faces``; None without either."""
+    if opts.no_faces_twin:
+        if not (run.no_faces_twin / "model.json").is_file():
+            advice = (f"`downpour train --resume {run.path} --set analysis.no_faces_twin=true` trains it"
+                      if run.config.data.trains_on_faces() else
+                      f"none can be trained: data.source = {run.config.data.source!r} holds no lfw face")
+            raise ConfigError(f"analysis.no_faces_twin: {str(run.no_faces_twin)!r} holds no trained twin yet; "
+                              f"{advice} (or set analysis.no_faces_twin = false)", key="analysis.no_faces_twin")
+        return no_faces_network(str(run.no_faces_twin), run.config, layer, key="analysis.no_faces_twin")
+    return no_faces_network(opts.no_faces_run, run.config, layer) if opts.no_faces_run else None
+
+
+def no_faces_run(path: str, cfg: RunConfig, key: str = "analysis.no_faces_run") -> RunDir:
+    """The finished run at ``path``, once checked to be ``cfg``'s recipe trained without a face (a
+    ConfigError about ``key`` names what differs); cheap (no model is loaded), so it is checked before
+    a run trains too."""
+    try:
+        run = RunDir.open(path)
+        if not (run.path / "model.json").is_file():
+            raise NotARunError(f"{str(run.path)!r} has no model.json: has its training finished?")
+        other = run.config
+    except NotARunError as err:
+        raise ConfigError(f"{key}: {err} (give the --out of the same recipe trained with data.train_faces = 0)",
+                          key=key) from None
+    if other.data.train_faces != 0 and other.data.trains_on_faces():
+        raise ConfigError(f"{key}: {path!r} trained with data.train_faces = {other.data.train_faces}, not 0: "
+                          "it saw faces", key=key)
+    runtime = RESUMABLE - {"train.steps"}          # where and how it ran, not what it learned
+    for name, mine, theirs in config_differences(cfg, other):
+        if name != "data.train_faces" and name not in runtime:
+            raise ConfigError(f"{key}: {path!r} has {name} = {theirs!r}, this run {mine!r}: not the same recipe, "
+                              "seed and split", key=key)
+    return run
+
+
+def no_faces_network(path: str, cfg: RunConfig, layer: str,
+                     key: str = "analysis.no_faces_run") -> tuple[FeatureModel, Preprocess]:
+    """A no-faces network's model and input processing (:func:`no_faces_run` checks the run first)."""
+    run = no_faces_run(path, cfg, key)
+    model = run.load_model()
+    check_layer(model, layer)
+    return model, run_preprocess(run)
