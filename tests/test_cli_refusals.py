@@ -325,3 +325,13 @@ def test_a_dependent_cluster_key_is_read_once_its_setting_is_there():
                  ["--compensation", "dc-asgd", "--set", "cluster.dc_lambda=0.1"],
                  ["--set", "cluster.grad_noise=0.01", "--set", "cluster.grad_noise_relative=true"]):
         assert main(["train", "--config", "ufldl-sae", "--dry-run", "--runner", "simulated", *argv]) == 0, argv
+
+
+def test_a_parameter_of_a_cost_term_the_model_lacks_needs_its_weight(capsys):
+    """`--set objective.pooled_l2.eps=0.5` on ufldl-sae (no pooled_l2 term) turned the term on at weight
+    1.0, and the resolved config.toml did not say so (no weight written)."""
+    argv = ["train", "--config", "ufldl-sae", "--dry-run", "--runner", "local", "--set", "objective.pooled_l2.eps=0.5"]
+    assert main(argv) == 2
+    assert "model 'ufldl-sae' has no 'pooled_l2' cost term" in capsys.readouterr().err
+    assert main([*argv, "--set", "objective.pooled_l2.weight=0.2"]) == 0
+    assert "weight = 0.2" in capsys.readouterr().out
