@@ -33,6 +33,14 @@ def _overrides(args: argparse.Namespace) -> list[Override]:
     out: list[Override] = [(key, values[flag]) for flag, key in SHORTHANDS.items() if values[flag] is not None]
     if args.report is not None:
         out.append(("analysis.report", args.report))
+    flags = {key: value for key, value in out}
+    for item in args.set:            # (flags go first, so a --set of the same key won whatever the order)
+        path, value = parse_override(item)
+        key = ".".join(path)
+        if key in flags and flags[key] != value:
+            flag = next((f"--{f.replace('_', '-')} {values[f]}" for f, k in SHORTHANDS.items() if k == key),
+                        "--report" if flags[key] else "--no-report")
+            raise ConfigError(f"{flag} and --set {item} both set {key}: give one")
     return out + list(args.set)
 
 
@@ -68,6 +76,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     # checked too; the preset's twin is off for data without lfw faces, one asked for is refused then
     cfg, twin = twin_config(cfg, asked="analysis.no_faces_twin" in set_keys(args))
     if args.dry_run:
+        if args.out:
+            RunDir.check_new(args.out)    # (a file, or a folder holding a run: refused as the run would be)
         print(config_to_toml(cfg), end="")
         print("downpour: config checked (data, model and cost on a dry batch, train, cluster, analysis); "
               "nothing was written", file=sys.stderr)

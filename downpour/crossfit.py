@@ -31,7 +31,7 @@ from typing import Any
 
 from downpour.config import CROSSFIT_CONTROLS, ConfigError, Override, RunConfig, config_to_dict, load_config, parse_override
 from downpour.errors import RunError
-from downpour.train.rundir import RunDir
+from downpour.train.rundir import RunDir, folder_to_write
 from downpour.twins import check_same_run, no_faces_config, shared_ray, train_kept
 
 log = logging.getLogger(__name__)
@@ -151,7 +151,7 @@ def run_crossfit(config: str, overrides: list[Override], out: str | Path, folds:
     if control is not None and control not in CROSSFIT_CONTROLS:
         raise ConfigError(f"--control must be one of {', '.join(CROSSFIT_CONTROLS)}, got {control!r}")
     jobs = min(jobs, folds)
-    out = Path(out)
+    out = folder_to_write(Path(out), "the cross-fit's folder")
     given = load_config(config, overrides)
     # the default pairs each fold with its twin where the config asks for one and the folds see faces
     control = control or ("no-faces" if given.analysis.no_faces_twin and given.data.trains_on_faces() else "none")

@@ -335,3 +335,38 @@ def test_a_parameter_of_a_cost_term_the_model_lacks_needs_its_weight(capsys):
     assert "model 'ufldl-sae' has no 'pooled_l2' cost term" in capsys.readouterr().err
     assert main([*argv, "--set", "objective.pooled_l2.weight=0.2"]) == 0
     assert "weight = 0.2" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, named", [
+    (["--steps", "5", "--set", "train.steps=7"], "--steps 5 and --set train.steps=7 both set train.steps"),
+    (["--runner", "local", "--set", "cluster.runner=simulated"], "--runner local and --set cluster.runner=simulated"),
+    (["--report", "--set", "analysis.report=false"], "--report and --set analysis.report=false"),
+])
+def test_a_flag_and_a_set_of_the_same_key_that_disagree_are_refused(capsys, argv, named):
+    """The --set won whatever the order on the command line (flags are applied first), unsaid."""
+    assert main(["train", "--config", "ufldl-sae", "--dry-run", *argv]) == 2
+    assert named in capsys.readouterr().err
+    assert main(["train", "--config", "ufldl-sae", "--dry-run", "--runner", "local", "--steps", "7",
+                 "--set", "train.steps=7"]) == 0               # the same value twice: no conflict
+
+
+def test_an_out_that_cannot_be_written_is_refused_up_front(tmp_path, capsys):
+    """--dry-run passed an --out that was a file or held a run (the run then failed); `study` and
+    `crossfit --jobs 2` given a file as --out ended in a FileExistsError traceback."""
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    held = tmp_path / "held"
+    assert main(["train", "--config", "ufldl-sae", "--runner", "local", "--steps", "2", "--set", "train.tensorboard=false",
+                 "--out", str(held)]) == 0
+    capsys.readouterr()
+    for argv, named in (
+            (["train", "--config", "ufldl-sae", "--dry-run", "--out", str(afile)], "is not an empty folder (a file)"),
+            (["train", "--config", "ufldl-sae", "--dry-run", "--out", str(afile / "x")], f"{str(afile)!r} is a file"),
+            (["train", "--config", "ufldl-sae", "--dry-run", "--out", str(held)], "already holds a run"),
+            (["study", "staleness", "--quick", "--out", str(afile)], "cannot make the study's folder"),
+            (["study", "staleness", "--quick", "--out", str(held)], "holds a training run (config.toml)"),
+            (["crossfit", "--config", "ufldl-sae", "--runner", "local", "--jobs", "2", "--control", "none",
+              "--out", str(afile)], "cannot make the cross-fit's folder")):
+        assert main(argv) == 2, argv
+        assert named in capsys.readouterr().err, argv
+    assert not (held / "cells.jsonl").exists() and not (held / "context.json").exists()     # nothing mixed into the run

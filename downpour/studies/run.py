@@ -24,6 +24,7 @@ from downpour.config import ConfigError, Override, parse_override
 from downpour.studies import study_class
 from downpour.studies.cells import CellCache, default_jobs, run_cells
 from downpour.studies.html import write_html
+from downpour.train.rundir import folder_to_write
 
 
 def command_line(name: str, quick: bool, seeds: int, sets: list[Override], out: str) -> str:
@@ -51,7 +52,9 @@ def run_study(name: str, out: str | Path, quick: bool = False, seeds: int | None
     if jobs is not None and jobs < 1:
         raise ConfigError(f"--jobs must be >= 1 (or left out: the cores available), got {jobs}")
     seed_list = list(range(n))
-    folder = Path(out)
+    folder = folder_to_write(Path(out), "the study's folder")
+    if (folder / "config.toml").is_file():          # its cells, context and figures would mix into the run
+        raise ConfigError(f"--out {str(folder)!r} holds a training run (config.toml); a study writes its own folder")
     folder.mkdir(parents=True, exist_ok=True)
     header = cells_header(study, conditions, [_pair(s) for s in sets])
     cache = CellCache(folder / "cells.jsonl", header)

@@ -45,11 +45,23 @@ class RunDir:
         model, no metrics row, e.g. the data failed to load) is taken over, so fixing the cause and
         running the same command again works.
         """
-        run = cls(path)
+        run = cls.check_new(path)
         if (run.path / "config.toml").exists():
-            if not run.never_started():
-                raise RunExistsError(f"{str(run.path)!r} already holds a run; resume it with --resume or pick another --out")
             (run.path / cls.METRICS).unlink(missing_ok=True)   # opened before the first step: no row in it
+        try:
+            run.path.mkdir(parents=True, exist_ok=True)
+        except (NotADirectoryError, FileExistsError, PermissionError) as err:   # a file on the way, a read-only place
+            raise RunExistsError(f"cannot make the run folder {str(run.path)!r}: {err.strerror} "
+                                 f"({err.filename or run.path}); pick another --out") from None
+        run.save_config(cfg)
+        return run
+
+    @classmethod
+    def check_new(cls, path: str | Path) -> "RunDir":
+        """What :meth:`create` refuses (RunExistsError), found without writing anything (``--dry-run``)."""
+        run = cls(path)
+        if (run.path / "config.toml").exists() and not run.never_started():
+            raise RunExistsError(f"{str(run.path)!r} already holds a run; resume it with --resume or pick another --out")
         if run.path.exists():
             others = (sorted(p.name for p in run.path.iterdir() if p.name not in (*cls.NEVER_STARTED, cls.TWIN))
                       if run.path.is_dir() else [])
@@ -57,12 +69,7 @@ class RunDir:
                 shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
                 raise RunExistsError(f"{str(run.path)!r} is not an empty folder ({shown or 'a file'}): a run is written "
                                      "only into a new or empty folder, never over files it did not make; pick another --out")
-        try:
-            run.path.mkdir(parents=True, exist_ok=True)
-        except (NotADirectoryError, FileExistsError, PermissionError) as err:   # a file on the way, a read-only place
-            raise RunExistsError(f"cannot make the run folder {str(run.path)!r}: {err.strerror} "
-                                 f"({err.filename or run.path}); pick another --out") from None
-        run.save_config(cfg)
+        folder_to_write(run.path, "the run folder")
         return run
 
     # what a run that never got going leaves behind (RunDir.begin writes the preprocessing too)
@@ -338,3 +345,12 @@ def _replace_text(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def folder_to_write(path: Path, what: str) -> Path:
+    """``path`` where a folder can be made or written into; RunExistsError naming ``what`` (a run, a
+    study, a cross-fit) when a file stands there or on the way to it."""
+    blocked = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+    if blocked is not None:
+        raise RunExistsError(f"cannot make {what} {str(path)!r}: {str(blocked)!r} is a file; pick another --out")
+    return path
