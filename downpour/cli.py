@@ -166,6 +166,8 @@ def cmd_models(args: argparse.Namespace) -> int:
             path, value = parse_override(item)
             if len(path) != 2 or path[0] != "model":
                 raise ConfigError(f"downpour models --footprint only takes model.KEY=VALUE overrides, got {item!r}")
+            if path[1] == "name":
+                raise ConfigError(f"--set {item}: the model is --footprint's NAME (downpour models --footprint {value})")
             options[path[1]] = value
         print(footprint_report(args.footprint, **options))
         return 0

@@ -106,3 +106,11 @@ def test_costs_is_an_alias_and_an_option_the_model_refuses_is_one_line(capsys):
     assert "rica-local: footprint per sample" in capsys.readouterr().out
     assert main(["models", "--footprint", "cat-demo", "--set", "model.maps=[4]"]) == 2   # one stage, two kernels
     assert "model.maps has 1 stages" in capsys.readouterr().err
+
+
+def test_the_footprint_command_refuses_a_model_name_override(capsys):
+    """`downpour models --footprint cat-demo --set model.name=rbm` ended in a TypeError traceback."""
+    from downpour.cli import main
+
+    assert main(["models", "--footprint", "cat-demo", "--set", "model.name=rbm"]) == 2
+    assert "the model is --footprint's NAME" in capsys.readouterr().err

@@ -101,6 +101,16 @@ def test_damaged_lines_run_again_and_a_damaged_header_is_named(planted, tmp_path
     path.write_text(path.read_text()[:20])                                   # the header cut short
     with pytest.raises(ConfigError, match="the study's settings, is damaged"):
         run_study("planted", tmp_path, quick=True, jobs=1)
+    path.write_text("5\n")                                                    # JSON, not the settings: AttributeError
+    with pytest.raises(ConfigError, match="the study's settings, is damaged"):
+        run_study("planted", tmp_path, quick=True, jobs=1)
+
+
+def test_a_damaged_context_is_named(planted, tmp_path):
+    run_study("planted", tmp_path, quick=True, jobs=1)
+    (tmp_path / "context.json").write_text('{"cut')                           # a kill mid-write: JSONDecodeError
+    with pytest.raises(ConfigError, match="context.json' is damaged: delete it"):
+        run_study("planted", tmp_path, quick=True, jobs=1)
 
 
 def test_a_seed_left_out_of_an_interval_is_said(planted, tmp_path, monkeypatch):

@@ -64,6 +64,8 @@ class CellCache:
             lines = path.read_text(errors="replace").splitlines()
             try:
                 old = json.loads(lines[0]) if lines else None
+                if lines and not isinstance(old, dict):
+                    raise json.JSONDecodeError("not a JSON object", lines[0], 0)
             except json.JSONDecodeError:
                 raise ConfigError(f"{str(path)!r}: its first line, the study's settings, is damaged; restore it, or "
                                   f"delete the folder to start again") from None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shlex
 import sys
 import time
@@ -138,7 +139,15 @@ def _check_sets(study: Any, conditions: list[Any]) -> None:
 def _context(study: Any, folder: Path) -> dict[str, Any]:
     path = folder / "context.json"
     if path.is_file():
-        return json.loads(path.read_text())
+        try:
+            context = json.loads(path.read_text(errors="replace"))
+        except json.JSONDecodeError:
+            context = None
+        if not isinstance(context, dict):
+            raise ConfigError(f"{str(path)!r} is damaged: delete it, and the study computes it again from its settings")
+        return context
     context = study.prepare()
-    path.write_text(json.dumps(context, indent=1) + "\n")
+    tmp = path.with_name(path.name + ".tmp")       # whole or not at all: a kill mid-write left it damaged
+    tmp.write_text(json.dumps(context, indent=1) + "\n")
+    os.replace(tmp, path)
     return context
