@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from downpour.config import CROSSFIT_CONTROLS, ClusterConfig, ConfigError, Override, RunConfig, config_to_toml, list_presets, load_config, origin_of, parse_override
-from downpour.cli_flags import check_flags, check_plan_flags, set_keys
+from downpour.cli_flags import check_flags, check_plan_flags, check_sets, set_keys
 from downpour.settings import choices_of
 from downpour.errors import DownpourError
 
@@ -197,9 +197,16 @@ def cmd_plan(args: argparse.Namespace) -> int:
     cluster = Cluster(**{k: v for k, v in given.items() if v is not None},
                       replicas=args.replicas, partitions=args.partitions, shards=args.shards)   # checks the flags
     if mode != "plan":
+        from downpour.preflight import check_run_config
+
+        def check(cfg: RunConfig) -> RunConfig:       # what `downpour train` checks of the same --set keys
+            check_sets(args.set, cfg)
+            return check_run_config(cfg)
+
         given = {"config": args.config, "workers": args.replicas, "shards": args.shards, "steps": args.steps}
         result = (compare_run(args.check_run) if args.check_run else
-                  check_simulated(**{k: v for k, v in given.items() if v is not None}, sets=args.set, out=args.out))
+                  check_simulated(**{k: v for k, v in given.items() if v is not None}, sets=args.set, out=args.out,
+                                  check=check))
         print(json.dumps(result) if args.json else format_check(result))
         return 0 if abs(result["relative_error"]) <= 0.25 else 1
     plan = plan_for(*([args.model] if args.model else []), sets=args.set, cluster=cluster, measure=args.calibrate)

@@ -40,6 +40,11 @@ def set_keys(args: argparse.Namespace) -> list[str]:
     return [".".join(parse_override(item)[0]) for item in args.set]
 
 
+def check_sets(sets: list[str], cfg: RunConfig) -> None:
+    """:func:`check_flags` for a command whose only settings are ``--set`` strings (``downpour plan --check-simulated``)."""
+    check_flags(argparse.Namespace(set=list(sets), **{flag: None for flag in (*CLUSTER_ONLY, *ONLY_ON)}), cfg)
+
+
 def check_flags(args: argparse.Namespace, cfg: RunConfig) -> None:
     """ConfigError naming the first flag or ``--set`` key of ``args`` that ``cfg``'s runner and algorithm never read."""
     given = [flag for flag in CLUSTER_ONLY if getattr(args, flag) is not None]

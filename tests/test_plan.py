@@ -192,3 +192,16 @@ def test_checking_a_sandblaster_run_says_it_has_no_staleness(tmp_path):
     save_config(load_config("cat-demo", ["cluster.algorithm=sandblaster", "cluster.runner=simulated"]), run / "config.toml")
     with pytest.raises(ConfigError, match="is a sandblaster run: it has no stale pushes"):   # was: staleness.json does not exist
         compare_run(run)
+
+
+@pytest.mark.parametrize("key, named", [
+    ("cluster.restarts=3", "only the ray runner reads it"),
+    ("train.optimizer=sgd", "only the local runner reads it"),
+    ("analysis.layer=nosuch", "analysis.layer = 'nosuch' is not a feature layer"),
+])
+def test_the_simulated_check_refuses_what_train_refuses(tmp_path, capsys, key, named):
+    """plan --check-simulated's --set keys went unchecked: saved in its run's config.toml and read by nothing."""
+
+    argv = ["plan", "--check-simulated", "--steps", "20", "--replicas", "2", "--shards", "2", "--set", key,
+            "--out", str(tmp_path / "run")]
+    assert main(argv) == 2 and named in capsys.readouterr().err and not (tmp_path / "run").exists()

@@ -12,9 +12,9 @@ from __future__ import annotations
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from downpour.config import ConfigError, Override, load_config
+from downpour.config import ConfigError, Override, RunConfig, load_config
 from downpour.models.registry import resolve
 from downpour.plan.staleness import predict_staleness
 from downpour.ps.cluster import run_cluster
@@ -54,11 +54,13 @@ def compare_run(path: str | Path) -> dict[str, Any]:
 
 
 def check_simulated(config: str = "ufldl-sae", workers: int = 1000, shards: int = 100, steps: int = 10000,
-                    sets: list[Override] | tuple[Override, ...] = (), out: str | Path | None = None) -> dict[str, Any]:
+                    sets: list[Override] | tuple[Override, ...] = (), out: str | Path | None = None,
+                    check: Callable[[RunConfig], RunConfig] = resolve) -> dict[str, Any]:
     """Train ``config`` on the simulated cluster (``workers``, ``shards``, ``steps``; ``sets`` on top),
-    then :func:`compare_run`; adds the wall time of the whole run and of its event loop."""
+    then :func:`compare_run`; adds the wall time of the whole run and of its event loop. ``check``: the
+    config's check (the CLI's refuses what ``downpour train`` refuses); resolves it."""
     overrides = [*CHECK_RECIPE, ("cluster.workers", workers), ("cluster.shards", shards), ("train.steps", steps), *sets]
-    cfg = resolve(load_config(config, overrides))
+    cfg = check(load_config(config, overrides))
     if cfg.cluster.algorithm != "downpour" or cfg.cluster.runner != "simulated":
         raise ConfigError("the staleness check runs Downpour on the simulated runner")
     with tempfile.TemporaryDirectory(prefix="downpour-plan-") as tmp:
