@@ -201,7 +201,6 @@ def test_checking_a_sandblaster_run_says_it_has_no_staleness(tmp_path):
 ])
 def test_the_simulated_check_refuses_what_train_refuses(tmp_path, capsys, key, named):
     """plan --check-simulated's --set keys went unchecked: saved in its run's config.toml and read by nothing."""
-
     argv = ["plan", "--check-simulated", "--steps", "20", "--replicas", "2", "--shards", "2", "--set", key,
             "--out", str(tmp_path / "run")]
     assert main(argv) == 2 and named in capsys.readouterr().err and not (tmp_path / "run").exists()
