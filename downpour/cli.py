@@ -137,10 +137,12 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from downpour.analysis.run import analyze_run
 
     overrides = analysis_overrides(args.run, args.set)
-    report = args.report or bool(overrides.pop("report", False))   # --set analysis.report=true is --report
-    report = report or (Path(args.run) / "report.html").is_file()  # a report of the old analysis: rewritten
-    analyze_run(args.run, **overrides)
-    print(f"downpour: analysis written to {Path(args.run) / 'analysis.json'}")
+    asked = overrides.pop("report", None)                           # --set analysis.report=true is --report
+    old = (Path(args.run) / "report.html").is_file()
+    report = args.report or bool(asked) or (old and asked is None)   # a report of the old analysis: rewritten
+    analyze_run(args.run, **overrides)                              # (and removed: it no longer describes it)
+    print(f"downpour: analysis written to {Path(args.run) / 'analysis.json'}"
+          + ("; the old report.html was removed (analysis.report = false)" if old and not report else ""))
     return _report_only(Path(args.run)) if report else 0
 
 

@@ -152,6 +152,10 @@ def test_analyze_takes_analysis_report_as_report(tmp_path, monkeypatch):
     calls.clear()                                      # one there, of the old analysis: rewritten, not left stale
     (tmp_path / "report.html").write_text("<p>the old analysis</p>")
     assert main(["analyze", str(tmp_path)]) == 0 and calls == [("analyze", {"splits": 3}), ("report", tmp_path)]
+    calls.clear()                                      # one there, and report = false said: not written (it was)
+    monkeypatch.setattr("downpour.cli.analysis_overrides", lambda run, sets: {"report": False, "splits": 3})
+    assert main(["analyze", str(tmp_path), "--set", "analysis.report=false"]) == 0
+    assert calls == [("analyze", {"splits": 3})]
 
 
 def test_sigterm_stops_a_run_with_its_checkpoint_so_it_resumes(tmp_path):
