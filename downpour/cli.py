@@ -220,6 +220,10 @@ def cmd_study(args: argparse.Namespace) -> int:
     from downpour.studies import STUDIES, study_class
 
     if args.name == "list":
+        given = [flag for flag, value in (("--quick", args.quick), ("--seeds", args.seeds is not None),
+                                          ("--jobs", args.jobs is not None), ("--out", args.out), ("--set", args.set)) if value]
+        if given:
+            raise ConfigError(f"{', '.join(given)}: `downpour study list` only lists the studies; give a study's name")
         for name in STUDIES:
             print(f"{name:<14} {study_class(name).question}")
         return 0

@@ -107,7 +107,9 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
             return list(value)
         raise ConfigError(f"{key} must be a list of strings, got {value!r}", key=key)
     if hint in (int, float, str, bool) and type(value) is not hint:
-        raise ConfigError(f"{key} must be {hint.__name__}, got {value!r} ({type(value).__name__})", key=key)
+        quote = (f"; a name that reads as a number or date is quoted: --set '{key}=\"{value}\"'"
+                 if hint is str and not isinstance(value, (list, dict)) else "")   # (a folder called 2024)
+        raise ConfigError(f"{key} must be {hint.__name__}, got {value!r} ({type(value).__name__}){quote}", key=key)
     return value
 
 

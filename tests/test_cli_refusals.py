@@ -374,3 +374,14 @@ def test_an_out_that_cannot_be_written_is_refused_up_front(tmp_path, capsys):
         assert main(argv) == 2, argv
         assert named in capsys.readouterr().err, argv
     assert not (held / "cells.jsonl").exists() and not (held / "context.json").exists()     # nothing mixed into the run
+
+
+def test_a_name_that_reads_as_a_date_is_told_how_to_quote_it(capsys):
+    assert main(["train", "--dry-run", "--set", "data.source=folder", "--set", "data.path=2024-06-01"]) == 2
+    assert """quoted: --set 'data.path="2024-06-01"'""" in capsys.readouterr().err
+
+
+def test_study_list_refuses_a_studys_flags(capsys):
+    """`downpour study list --seeds 0 --out afile --set bogus=1` listed the studies and ignored every flag."""
+    assert main(["study", "list", "--seeds", "0", "--set", "bogus=1"]) == 2
+    assert "--seeds, --set: `downpour study list` only lists the studies" in capsys.readouterr().err
