@@ -200,7 +200,8 @@ def default_jobs() -> int:
 
 
 class _Progress:
-    """One line on stderr every ~10 s (and at the end): cells done, rate, time left."""
+    """One line on stderr every ~10 s (and at the end): runs done (conditions that make the same run share
+    one: fewer than the cells to run), rate, time left."""
 
     def __init__(self, name: str, total: int):
         self.name, self.total, self.done = name, total, 0
@@ -214,5 +215,5 @@ class _Progress:
         self.last = now
         rate = self.done / max(now - self.start, 1e-9)
         left = (self.total - self.done) / rate if rate > 0 else math.inf
-        print(f"downpour study {self.name}: {self.done}/{self.total} cells, {1 / rate:.2f} s each, "
+        print(f"downpour study {self.name}: {self.done}/{self.total} runs, {1 / rate:.2f} s each, "
               f"~{left / 60:.1f} min left", file=sys.stderr, flush=True)

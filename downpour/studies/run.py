@@ -67,8 +67,9 @@ def run_study(name: str, out: str | Path, quick: bool = False, seeds: int | None
     finally:
         torch.set_num_threads(threads)
     todo = [(c.name, s) for s in seed_list for c in conditions if (c.name, s) not in cache.cells]
-    print(f"downpour study {name}: {len(conditions)} conditions x {n} seeds; {len(todo)} cells to run, "
-          f"{len(conditions) * n - len(todo)} cached in {folder}", file=sys.stderr, flush=True)
+    print(f"downpour study {name}: {len(conditions)} conditions x {n} seeds; {len(todo)} cells to run (cells whose "
+          f"conditions make the same run share one), {len(conditions) * n - len(todo)} cached in {folder}",
+          file=sys.stderr, flush=True)
     run_cells(study, todo, context, cache, jobs or default_jobs())
     cells = {key: cache.cells[key] for key in ((c, s) for c in names for s in seed_list)}
     rows = study.summarise(conditions, cells, seed_list)
