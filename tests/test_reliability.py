@@ -89,3 +89,40 @@ def test_more_ray_processes_than_memory_holds_is_refused_before_any_starts(monke
     err = capsys.readouterr().err
     assert "cluster.shards=8, cluster.workers=2 start 10 Ray processes" in err and not (tmp_path / "r").exists()
     assert main(["train", *TINY, "--runner", "ray", "--shards", "2", "--dry-run"]) == 0   # 4 processes fit
+
+
+def test_an_ipv6_head_address_is_reached(tmp_path):
+    """`--address [::1]:PORT` kept the brackets in the host and failed the name lookup ("cannot reach")
+    though the head was listening."""
+    import socket
+
+    pytest.importorskip("ray")
+    from downpour.ps.connect_on_ray import _reachable
+
+    try:
+        server = socket.create_server(("::1", 0), family=socket.AF_INET6)
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    with server:
+        _reachable(f"[::1]:{server.getsockname()[1]}", 5.0)
+
+
+def test_joining_ray_keeps_the_processs_sigterm_handler(monkeypatch):
+    """ray.init puts in its own SIGTERM handler (sys.exit(15)): a Ray run stopped by SIGTERM exited 15 or
+    aborted, without its "terminated" and status 143. The handler before it is put back."""
+    import signal
+
+    ray = pytest.importorskip("ray")
+    from downpour.ps import connect_on_ray
+
+    def init(**kwargs):                       # what Ray's does to the handler, without starting Ray
+        signal.signal(signal.SIGTERM, lambda signum, frame: None)
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", init)
+    mine = lambda signum, frame: None         # noqa: E731
+    before = signal.signal(signal.SIGTERM, mine)
+    try:
+        assert connect_on_ray.connect("") and signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, before)

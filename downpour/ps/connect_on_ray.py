@@ -7,7 +7,9 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import threading
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
@@ -26,6 +28,7 @@ def _reachable(address: str, timeout: float) -> None:
     ``timeout``: ``ray.init`` itself waits minutes on an address nobody answers."""
     target = address.split("://", 1)[-1]
     host, _, port = target.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")     # an IPv6 head: [::1]:6379
     if not host or not port.isdigit():
         return                   # "auto" and other forms Ray resolves itself
     try:
@@ -43,18 +46,33 @@ def connect(address: str) -> bool:
     not redirect it. Joining fails in one line, within :data:`CONNECT_TIMEOUT_S`, when nobody answers."""
     if ray.is_initialized():
         return False
-    if not address:
-        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=True)
-        return True
-    _reachable(address, CONNECT_TIMEOUT_S)
-    try:
-        ray.init(address=address, log_to_driver=True)
-    except (ConnectionError, RuntimeError, ValueError) as err:   # e.g. a token-protected cluster without the token
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise RunError(f"could not join the Ray cluster at cluster.address={address!r}: {first} "
-                       "(a cluster started with authentication needs its token in this environment: see "
-                       "docs/parameter-server.md#faults)") from None
+    with _own_sigterm():
+        if not address:
+            ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=True)
+            return True
+        _reachable(address, CONNECT_TIMEOUT_S)
+        try:
+            ray.init(address=address, log_to_driver=True)
+        except (ConnectionError, RuntimeError, ValueError) as err:   # e.g. a token-protected cluster without the token
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise RunError(f"could not join the Ray cluster at cluster.address={address!r}: {first} "
+                           "(a cluster started with authentication needs its token in this environment: see "
+                           "docs/parameter-server.md#faults)") from None
     return True
+
+
+@contextmanager
+def _own_sigterm() -> Iterator[None]:
+    """Keep this process's SIGTERM handler through ``ray.init``, which puts in its own (``sys.exit(15)``):
+    the CLI's stops a run like Ctrl-C (its checkpoint, "terminated", exit status 143); Ray's exited 15,
+    or aborted. Off the main thread there is no handler to keep."""
+    main = threading.current_thread() is threading.main_thread()
+    before = signal.getsignal(signal.SIGTERM) if main else None
+    try:
+        yield
+    finally:
+        if before is not None:
+            signal.signal(signal.SIGTERM, before)
 
 
 @contextmanager
