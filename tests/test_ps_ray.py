@@ -183,3 +183,45 @@ def test_a_random_first_layer_is_the_drivers_on_ray_too(tmp_path, local_ray):
         run_cluster(cfg, RunDir.create(tmp_path / runner, cfg))
         losses[runner] = [r["loss"] for r in RunDir.open(tmp_path / runner).metrics()]
     assert len(losses["ray"]) == 8 and losses["ray"] == pytest.approx(losses["simulated"], rel=1e-5)
+
+
+@pytest.mark.parametrize("path", ["doorbell", "object-store"])
+def test_a_stop_while_the_shards_apply_a_push_checkpoints_it_counted(tmp_path, local_ray, monkeypatch, path):
+    """Ctrl-C while the driver waited for the shards' answers to a push: the shards applied it, the
+    checkpoint did not count it (step and clocks one push short; a resume trained its steps again). On
+    the object-store path (DC-ASGD) the step was right but the recorder's pushes were one short."""
+    import os
+    import signal
+
+    from downpour.ps import doorbell, on_ray
+
+    calls = [0]
+    if path == "doorbell":
+        real = doorbell.Bell.answer
+
+        def answer(self, seq, timeout=60.0):
+            calls[0] += 1
+            if calls[0] == 60:
+                os.kill(os.getpid(), signal.SIGINT)       # the user presses Ctrl-C now
+            return real(self, seq, timeout)
+
+        monkeypatch.setattr(doorbell.Bell, "answer", answer)
+        extra = ()
+    else:
+        real = on_ray.ShardPush.apply
+
+        def apply(self, *args, **kwargs):
+            answers = real(self, *args, **kwargs)
+            calls[0] += 1
+            if calls[0] == 30:
+                os.kill(os.getpid(), signal.SIGINT)
+            return answers
+
+        monkeypatch.setattr(on_ray.ShardPush, "apply", apply)
+        extra = ('cluster.compensation="dc-asgd"', "cluster.rule=sgd", "train.lr=0.01")
+    cfg = _cfg("train.steps=5000", "train.log_every=10", *extra)
+    with pytest.raises(KeyboardInterrupt):
+        run_cluster(cfg, RunDir.create(tmp_path / "r", cfg))
+    states, meta = load_server(tmp_path / "r/checkpoints/server")
+    applied = [m["applied"] for _, m in states]
+    assert applied[0] == applied[1] == meta["step"] == meta["recorder"]["pushes"] == sum(meta["clocks"].values())

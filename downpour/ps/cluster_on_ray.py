@@ -27,6 +27,7 @@ from downpour.ps.shard import Shard
 from downpour.ps.shm import SHM_DIR
 from downpour.ps.worker import OnPush, Push, push_record
 from downpour.train.flat import frozen_params
+from downpour.train.signals import signals_held
 
 log = logging.getLogger(__name__)
 RESTART_SECONDS = 120   # for a restarted worker's actor to come up; longer: no room, the run goes on without it
@@ -200,6 +201,12 @@ class RayCluster(PipedRun):
 
     def _applied(self, w: int, results: list[dict[str, Any]], meta: dict[str, Any], on_push: OnPush) -> None:
         """Every shard answered push ``meta["seq"]`` of worker ``w``: record it, dispatch who may go on."""
+        joined = self._record(w, results, meta, on_push)
+        for v in sorted(self._blocked | set(joined) | {w}):
+            self._dispatch(v)
+
+    def _record(self, w: int, results: list[dict[str, Any]], meta: dict[str, Any], on_push: OnPush) -> list[int]:
+        """Push ``meta["seq"]`` of worker ``w`` into the coordinator and ``on_push``; the workers it let join."""
         joined = self.coord.end_cycle(w, meta["steps"])
         if joined:
             self._set_live()
@@ -208,8 +215,18 @@ class RayCluster(PipedRun):
         t = time.perf_counter()
         on_push(push, push_record(results, meta["clock_gap"]))
         self.laps.add("record", t)
-        for v in sorted(self._blocked | set(joined) | {w}):
-            self._dispatch(v)
+        return joined
+
+    def settle(self, on_push: OnPush) -> None:
+        """On a stop, before the checkpoint: record the pushes handed to the shards whose answers were not
+        read yet (object refs: a shard on another node, DC-ASGD), dispatching nothing. Each shard runs the
+        driver's calls in order, so they are in the snapshot: their steps, clocks and metrics row must be
+        in the checkpoint's counters too, or a resume trains those steps again."""
+        for ref, (kind, w) in list(self._pending.items()):
+            if kind == "push":
+                del self._pending[ref]
+                answers, meta = self._pushes.pop(ref)
+                self._record(w, ShardPush.results(answers), meta, on_push)
 
     def _lost(self, w: int, err: Exception) -> None:
         """Worker ``w``'s actor died: its push never left, so nothing of it is applied. Restart it
@@ -274,14 +291,18 @@ class RayCluster(PipedRun):
         # worker computes while this push is applied; the coordinator hears of the push, end_cycle,
         # only after the answers, as before)
         assert self.pusher is not None
-        answers = self.pusher.apply(w, meta["seq"], meta["base"], grads, meta["inbox"], meanwhile=lambda: self._dispatch(w))
-        self.laps.add("push_apply", t)
-        refs = [x for x in answers if not isinstance(x, dict)]
-        if not refs:
-            self._applied(w, answers, meta, on_push)
-            return
-        self._pushes[refs[-1]] = (answers, meta)
-        self._pending[refs[-1]] = ("push", w)  # each shard runs the driver's calls in order; wait on all below
+        # a stop between the shards' apply and its record would checkpoint a push the shards hold as not
+        # made (a resume trains its steps again): the two finish first, as a simulator's event does
+        with signals_held():
+            answers = self.pusher.apply(w, meta["seq"], meta["base"], grads, meta["inbox"],
+                                        meanwhile=lambda: self._dispatch(w))
+            self.laps.add("push_apply", t)
+            refs = [x for x in answers if not isinstance(x, dict)]
+            if not refs:
+                self._applied(w, answers, meta, on_push)
+                return
+            self._pushes[refs[-1]] = (answers, meta)
+            self._pending[refs[-1]] = ("push", w)  # each shard runs the driver's calls in order; wait on all below
 
     def run(self, on_push: OnPush) -> None:
         """Dispatch cycles, hand finished gradients to the shards (by doorbell where it can), record
@@ -328,9 +349,10 @@ class RayCluster(PipedRun):
 
     def state(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """The step and clocks the shards' snapshot holds. A push whose answers the driver has not read yet
-        (object refs: a shard on another node, DC-ASGD) is in it (a shard runs the driver's calls in order,
-        the push before the snapshot) but not yet in the coordinator: counted here, or a resume trains its
-        steps again. (A resume starts the workers afresh: their cycles in flight are lost with the actors.)"""
+        (object refs: a shard on another node, DC-ASGD; :meth:`settle` reads them on a stop) is in it (a
+        shard runs the driver's calls in order, the push before the snapshot) but not yet in the
+        coordinator: counted here, or a resume trains its steps again. (A resume starts the workers
+        afresh: their cycles in flight are lost with the actors.)"""
         step, clocks = self.coord.done, self.coord.clocks()
         for ref, (kind, w) in self._pending.items():
             if kind == "push":

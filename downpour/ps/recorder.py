@@ -39,6 +39,10 @@ class Driver(Protocol):
     def snapshot(self) -> list[ShardState]:
         """The shards' states now; after :meth:`run` the final ones."""
 
+    def settle(self, on_push: OnPush) -> None:
+        """On a stop, before the checkpoint: give ``on_push`` every push the shards applied that it has not
+        seen yet (Ray: answers not read), starting nothing new. The simulator has none (its events are whole)."""
+
     def state(self) -> tuple[dict[str, Any], dict[str, Tensor]]:
         """What a server checkpoint keeps of the driver, JSON and tensors (the simulator's virtual clock, its
         workers' streams, and at a push the whole state of its run); given back as ``saved`` on resume."""
@@ -162,6 +166,7 @@ class Recorder:
             return
         self._saved_on_failure = True
         try:
+            self.driver.settle(self.on_push)
             self.checkpoint()
             log.warning("stopped at step %d; the server checkpoint was saved: --resume %s goes on from it",
                         self.coord.done, self.run.path)

@@ -152,6 +152,9 @@ class SimulatedCluster:
         open round is saved as it is)."""
         return [s.state_dict() for s in self.shards]
 
+    def settle(self, on_push: OnPush) -> None:
+        """Nothing to settle: a push is applied and recorded within one event, which a stop never cuts."""
+
     def state(self) -> tuple[dict[str, Any], dict[str, Tensor]]:
         """The virtual clock and where each worker's streamed data stands (its report goes on from there);
         and, for a checkpoint taken as a push is recorded (every periodic one), the whole state: workers,
