@@ -280,3 +280,25 @@ def test_each_step_asks_for_its_own_greedy_stage(tmp_path):
                                lambda step: asked.append(step))
         sim.run(lambda push, record: None, hold_signals=False)
         assert sorted(asked) == list(range(30)), (workers, n_push)
+
+
+def test_the_metrics_mean_staleness_counts_the_applied_pushes_as_staleness_json_does(tmp_path, monkeypatch):
+    """A rejected push (here: every step of worker 1's had a NaN cost) counted in metrics.jsonl's
+    mean_staleness, not in staleness.json's: the two figures of one run disagreed."""
+    from downpour.ps.worker import Worker
+
+    real = Worker.step
+
+    def step(self, stage=None):
+        if self.wid != 1:
+            return real(self, stage)
+        if self._acc_steps == 0:                      # what a step with a non-finite cost leaves
+            self._base = list(self._versions)
+        self._acc_steps, self._since_fetch, self.steps, self._skipped = (self._acc_steps + 1, self._since_fetch + 1,
+                                                                         self.steps + 1, self._skipped + 1)
+
+    monkeypatch.setattr(Worker, "step", step)
+    summary, run = _run(tmp_path / "r", 'cluster.delay="exponential:2"')
+    assert summary["rejected"].get("non-finite", 0) > 0
+    overall = run.read_json("staleness.json")["overall"]
+    assert run.metrics()[-1]["mean_staleness"] == pytest.approx(overall["mean"], abs=1e-4)

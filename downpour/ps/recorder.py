@@ -84,11 +84,12 @@ class Recorder:
         self._last_ckpt = time.perf_counter()
         self.checkpoints = 0          # written in the run (a resumed run's too), and the seconds they took
         self.checkpoint_seconds = 0.0
-        self._stale_sum = 0.0
+        self._stale_sum, self._stale_n = 0.0, 0   # over the pushes a shard applied, as staleness.json counts
         self._mean = PartsMean()     # the pushes' parts and samples since the last log line
         if saved:                    # the whole run's counts and running mean, the row in progress
             self.pushes, self.finite_pushes = saved["pushes"], saved["finite_pushes"]
             self.steps, self.skipped, self._stale_sum = saved["steps"], saved["skipped"], saved["stale_sum"]
+            self._stale_n = saved.get("stale_n", self.pushes)     # (a checkpoint from before 2026-12-02)
             self._mean = PartsMean.from_state(saved["row"])
             self.checkpoints, self.checkpoint_seconds = saved["checkpoints"], saved["checkpoint_seconds"]
         self._last_step = coord.done
@@ -106,7 +107,9 @@ class Recorder:
     def on_push(self, push: Push, record: dict[str, Any]) -> None:
         self.pushes += 1
         self._since_ckpt += 1
-        self._stale_sum += record["staleness"]
+        if record["accepted"]:            # a rejected push (NaN, a duplicate) changed no parameter
+            self._stale_sum += record["staleness"]
+            self._stale_n += 1
         self.steps += push.steps
         self.skipped += push.skipped
         if push.skipped < push.steps:     # a push whose every step was skipped has no parts to average
@@ -123,7 +126,7 @@ class Recorder:
             self.telemetry.log(step, parts, samples, loss, worker=push.worker, staleness=record["staleness"],
                                staleness_max=record["staleness_max"], clock_gap=record["clock_gap"],
                                version=record["version"], accepted=record["accepted"],
-                               updates_per_s=round(rate, 2), mean_staleness=round(self._stale_sum / self.pushes, 4),
+                               updates_per_s=round(rate, 2), mean_staleness=round(self._stale_sum / max(self._stale_n, 1), 4),
                                **({"vtime": record["vtime"]} if "vtime" in record else {}))
             self._last_step, self._last_time, self._last_pushes = step, now, self.pushes
         c = self.cfg.cluster
@@ -153,7 +156,8 @@ class Recorder:
                 "max_clock_gap": self.coord.max_gap,
                 "elapsed": round(self.elapsed(), 3), "events": self.coord.events,
                 "recorder": {"pushes": self.pushes, "finite_pushes": self.finite_pushes, "steps": self.steps,
-                             "skipped": self.skipped, "stale_sum": self._stale_sum, "row": self._mean.state(),
+                             "skipped": self.skipped, "stale_sum": self._stale_sum, "stale_n": self._stale_n,
+                             "row": self._mean.state(),
                              "checkpoints": self.checkpoints + 1, "checkpoint_seconds": self.checkpoint_seconds},
                 **driver}
         save_server(self.run.checkpoints / SERVER, states, meta, tensors)
