@@ -19,7 +19,7 @@ from downpour.ps.checkpoint import ShardState
 from downpour.ps.connect_on_ray import connect, placer
 from downpour.ps.coordinator import Coordinator
 from downpour.ps.laps import Laps
-from downpour.ps.on_ray import ShardActor, ShardPush, WorkerActor
+from downpour.ps.on_ray import RESTART_SECONDS, ShardActor, ShardPush, WorkerActor
 from downpour.ps.piped_on_ray import PipedRun
 from downpour.ps.recorder import ShardLost
 from downpour.ps.setup import ClusterSetup, worker_gpus
@@ -30,7 +30,6 @@ from downpour.train.flat import frozen_params
 from downpour.train.signals import signals_held
 
 log = logging.getLogger(__name__)
-RESTART_SECONDS = 120   # for a restarted worker's actor to come up; longer: no room, the run goes on without it
 
 
 def sweep_stale_segments() -> int:

@@ -43,6 +43,12 @@ from downpour.ps.setup import make_worker
 from downpour.ps.shard import Shard
 from downpour.ps.shard_server import ShardServer
 
+RESTART_SECONDS = 120   # the driver's wait for a restarted worker's actor to come up; longer: the run goes on without it
+# A worker's wait for its previous push to leave a shard's inbox. The driver rings the shards to take
+# pushes; while it waits for a restarted worker (up to RESTART_SECONDS) it rings none, so the survivors
+# must outwait it: at 60 s every survivor timed out and was lost with it ("every worker was lost").
+INBOX_WAIT_SECONDS = RESTART_SECONDS + 60
+
 
 def _quiet_readonly() -> None:
     # object-store buffers are read-only; we only ever read them (or copy), so torch's warning is noise
@@ -93,7 +99,7 @@ class ShardLink:
         """Leave ``grad`` in the inbox (returns None) or hand it back to travel by the object store."""
         if self.inbox is None:
             return grad
-        self.inbox.put(grad, seq, base)
+        self.inbox.put(grad, seq, base, timeout=INBOX_WAIT_SECONDS)
         return None
 
 
