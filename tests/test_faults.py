@@ -10,7 +10,7 @@ from ray_kill import kill_when
 
 from downpour.config import load_config
 from downpour.ps.checkpoint import load_server
-from downpour.ps.cluster_on_ray import sweep_stale_segments
+from downpour.ps.shm import sweep_stale_segments
 from downpour.ps.shm import SHM_DIR
 from downpour.runners import train
 from downpour.train.rundir import RunDir

@@ -24,30 +24,12 @@ from downpour.ps.piped_on_ray import PipedRun
 from downpour.ps.recorder import ShardLost
 from downpour.ps.setup import ClusterSetup, worker_gpus
 from downpour.ps.shard import Shard
-from downpour.ps.shm import SHM_DIR
+from downpour.ps.shm import SHM_DIR, sweep_stale_segments
 from downpour.ps.worker import OnPush, Push, push_record
 from downpour.train.flat import frozen_params
 from downpour.train.signals import signals_held
 
 log = logging.getLogger(__name__)
-
-
-def sweep_stale_segments() -> int:
-    """Remove /dev/shm/downpour-<pid>-* files whose driver process (``pid``) is gone: what a
-    driver killed by SIGKILL leaves behind. Returns how many were removed."""
-    removed = 0
-    for path in SHM_DIR.glob("downpour-*"):
-        pid = path.name.split("-")[1]
-        if not pid.isdigit():
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            path.unlink(missing_ok=True)
-            removed += 1
-        except PermissionError:
-            pass                 # another user's live process
-    return removed
 
 
 class RayCluster(PipedRun):

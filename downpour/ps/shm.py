@@ -10,6 +10,8 @@ Layout of a segment: 8 int64 header words, then (n,) float32 data.
 - parameters: header[0] seqlock counter (odd while the shard writes), header[1] version.
 - inbox:      header[0] state (0 free, 1 full), header[1] seq, header[2] base version.
 
+:func:`sweep_stale_segments` removes what a driver killed by SIGKILL left behind.
+
 Plain Python + NumPy + mmap (the header words are read and written as aligned int64, which x86
 and ARMv8 do atomically; the seqlock relies on stores becoming visible in order, as on x86).
 """
@@ -102,3 +104,21 @@ class Segment:
 
     def release(self) -> None:
         self.header[0] = 0
+
+
+def sweep_stale_segments() -> int:
+    """Remove /dev/shm/downpour-<pid>-* files whose driver process (``pid``) is gone: what a
+    driver killed by SIGKILL leaves behind. Returns how many were removed."""
+    removed = 0
+    for path in SHM_DIR.glob("downpour-*"):
+        pid = path.name.split("-")[1]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            path.unlink(missing_ok=True)
+            removed += 1
+        except PermissionError:
+            pass                 # another user's live process
+    return removed
