@@ -38,10 +38,18 @@ def _overrides(args: argparse.Namespace) -> list[Override]:
         path, value = parse_override(item)
         key = ".".join(path)
         if key in flags and flags[key] != value:
-            flag = next((f"--{f.replace('_', '-')} {values[f]}" for f, k in SHORTHANDS.items() if k == key),
-                        "--report" if flags[key] else "--no-report")
-            raise ConfigError(f"{flag} and --set {item} both set {key}: give one")
+            raise ConfigError(f"{_flag_of(key, args)} and --set {item} both set {key}: give one")
     return out + list(args.set)
+
+
+def _flag_of(key: str, args: argparse.Namespace) -> str:
+    """The flag (and its value) that set ``key`` on the command line."""
+    if key == "analysis.report":
+        return "--report" if args.report else "--no-report"
+    if key == "cluster.runner" and args.runner is None:
+        return f"--address {args.address}"           # (it means the Ray runner)
+    flag = next(f for f, k in SHORTHANDS.items() if k == key)
+    return f"--{flag.replace('_', '-')} {getattr(args, flag)}"
 
 
 def cmd_train(args: argparse.Namespace) -> int:
