@@ -26,7 +26,7 @@ SHORTHANDS = {
 
 
 def _overrides(args: argparse.Namespace) -> list[Override]:
-    """The typed flags as (key, value) pairs, then ``--set`` strings (later ones win)."""
+    """The typed flags as (key, value) pairs, then ``--set`` strings (later ones win; one that disagrees with a flag: refused)."""
     values = {flag: getattr(args, flag) for flag in SHORTHANDS}
     if values["address"] and values["runner"] is None:
         values["runner"] = "ray"  # joining a Ray cluster only means something to the Ray runner
