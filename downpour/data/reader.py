@@ -86,6 +86,8 @@ class ItemReader(TorchDataset):
             self._rows = np.load(self.path, mmap_mode="r", allow_pickle=False)
         row = np.asarray(self._rows[self.items[k]])                 # reads this row's pages only
         x = _as_float(row[None] if row.ndim == 2 else row, self.name(k))
+        if not np.isfinite(x).all():                                 # a bad row: skipped and named, as in memory
+            raise DataError(f"{self.name(k)}: holds NaN or Inf values")
         return [match_channels(x, c.channels)]
 
     def samples(self, images: list[np.ndarray], epoch: int, k: int) -> np.ndarray:
