@@ -86,7 +86,7 @@ def resolve_objective(name: str, overrides: dict[str, Any]) -> dict[str, Any]:
     merged = dict(model_entry(name).objective)
     for term, spec in overrides.items():
         if term not in merged and isinstance(spec, dict) and "weight" not in spec:   # it read as on at weight 1
-            raise ConfigError(f"objective.{term}: model {name!r} has no {term!r} cost term (its terms: "
+            raise ConfigError(f"objective.{term} = {spec!r}: model {name!r} has no {term!r} cost term (its terms: "
                               f"{', '.join(merged) or 'none'}); give a weight to add it (objective.{term}.weight = W)",
                               key=f"objective.{term}")
         merged[term] = merge_term(merged.get(term), spec)

@@ -60,11 +60,12 @@ class RunDir:
     def check_new(cls, path: str | Path) -> "RunDir":
         """What :meth:`create` refuses (RunExistsError), found without writing anything (``--dry-run``)."""
         run = cls(path)
-        if (run.path / "config.toml").exists() and not run.never_started():
+        taken_over = (run.path / "config.toml").exists()      # a run that never started: create takes it over
+        if taken_over and not run.never_started():
             raise RunExistsError(f"{str(run.path)!r} already holds a run; resume it with --resume or pick another --out")
         if run.path.exists():
-            others = (sorted(p.name for p in run.path.iterdir() if p.name not in (*cls.NEVER_STARTED, cls.TWIN))
-                      if run.path.is_dir() else [])
+            ours = (*cls.NEVER_STARTED, cls.TWIN, *((cls.METRICS,) if taken_over else ()))   # (its rowless metrics go)
+            others = sorted(p.name for p in run.path.iterdir() if p.name not in ours) if run.path.is_dir() else []
             if not run.path.is_dir() or others:
                 shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
                 raise RunExistsError(f"{str(run.path)!r} is not an empty folder ({shown or 'a file'}): a run is written "
@@ -229,12 +230,13 @@ class RunDir:
             if key not in meta:
                 raise CheckpointError(f"{str(self.path / 'model.json')!r} lacks key {key!r}")
         weights = self.path / "model.safetensors"
+        tensors = read_tensors(weights)           # a damaged file is named as such first
         if PAIR_KEY in meta and meta[PAIR_KEY] != sha256_of(weights):     # (a run from before 2026-12-02: none)
             raise CheckpointError(f"{str(weights)!r} is not the model {str(self.path / 'model.json')!r} describes (a write "
                                   f"was cut between the two); `downpour train --resume {self.path}` writes it again")
         model = create_model(meta["model"], tuple(meta["input_shape"]), **meta["options"])
         try:
-            model.load_state_dict(read_tensors(weights))
+            model.load_state_dict(tensors)
         except RuntimeError as err:   # missing / unexpected keys, wrong shapes
             raise CheckpointError(f"{str(weights)!r} does not fit the model that model.json describes: {err}") from None
         model.eval()
