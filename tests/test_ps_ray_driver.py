@@ -50,7 +50,7 @@ def _driver(coord: Coordinator, shard_actors: list[Any], workers: list[Any], res
     d = object.__new__(RayCluster)      # no Ray: the driver's own state only
     d.coord, d.shard_actors, d.worker_actors, d.restarts = coord, shard_actors, workers, restarts
     d.piped, d._blocked, d.laps, d.next_seq, d._pending, d._pushes = False, set(), Laps(), {}, {}, {}
-    d.placement, d.devices = {"shards": ["n"], "workers": ["n"] * len(workers)}, []
+    d.placement, d.devices, d.partition_actors = {"shards": ["n"], "workers": ["n"] * len(workers)}, [], {}
     return d
 
 
@@ -90,6 +90,19 @@ def test_a_worker_lost_mid_round_under_sync_lets_the_round_close_before_it_rejoi
     assert shard.version == 3 and not shard.rejected
 
 
+def test_a_lost_workers_partition_actors_go_with_it(fake_ray, monkeypatch):
+    """Model parallelism: a worker lost and not restarted left its partition actors (its filters'
+    memory) alive until the run ended."""
+    coord = Coordinator(make_consistency("async"), workers=2, total_steps=100)
+    d = _driver(coord, [FakeActor(set_workers=lambda live: None)], [FakeActor(), FakeActor()])
+    parts = [FakeActor(), FakeActor()]
+    d.partition_actors = {0: [FakeActor()], 1: parts}
+    monkeypatch.setattr(d, "_dispatch", lambda w: None)
+    coord.begin_cycle(1)
+    d._lost(1, RuntimeError("ActorDiedError"))
+    assert all(p in fake_ray.killed for p in parts) and list(d.partition_actors) == [0]
+
+
 def test_the_restart_budget_counts_the_restarts_of_the_whole_run():
     events = [{"event": "worker-lost"}, {"event": "worker-restarted"}, {"event": "joined"}]
     assert _restarts_left(1, events) == 0 and _restarts_left(3, events) == 2 and _restarts_left(2, []) == 2
@@ -114,3 +127,25 @@ def test_a_checkpoint_counts_the_pushes_the_shards_applied_before_the_driver_rea
     d._pending, d._pushes = {"ref": ("push", 1), "cycle": ("cycle", 0)}, {"ref": ([None], {"steps": 3})}
     meta, tensors = d.state()
     assert meta == {"step": 5, "clocks": {"0": 1, "1": 2}} and tensors == {}
+
+
+def test_waiting_for_room_on_the_cluster_is_said(local_ray, caplog):
+    """An actor Ray had no room for (a full cluster, one still adding nodes) held the run silent before
+    its first step; the wait is now said, with what it waits for and the CPUs free."""
+    import threading
+
+    from downpour.ps.connect_on_ray import gathered
+
+    @ray.remote(num_cpus=2)
+    class Hog:
+        def ping(self):
+            return 1
+
+    hog = Hog.remote()
+    ray.get(hog.ping.remote())                                   # every CPU taken
+    late = Hog.remote()                                          # no room for it until the hog goes
+    threading.Timer(1.5, lambda: ray.kill(hog)).start()
+    with caplog.at_level("WARNING", logger="downpour.ps.connect_on_ray"):
+        assert gathered([late.ping.remote()], "test actors", every=0.5) == [1]
+    assert "still waiting for Ray to start 1 of 1 test actors" in caplog.text and "0 of its 2 CPUs free" in caplog.text
+    ray.kill(late)

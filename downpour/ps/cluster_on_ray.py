@@ -16,7 +16,7 @@ from ray.exceptions import RayError
 
 from downpour.ps import channel
 from downpour.ps.checkpoint import ShardState
-from downpour.ps.connect_on_ray import connect, placer
+from downpour.ps.connect_on_ray import connect, gathered, placer
 from downpour.ps.coordinator import Coordinator
 from downpour.ps.laps import Laps
 from downpour.ps.on_ray import RESTART_SECONDS, ShardActor, ShardPush, WorkerActor
@@ -92,7 +92,7 @@ class RayCluster(PipedRun):
             self.shard_actors.append(ShardActor.options(name=f"downpour-{self.run_id}-shard{j}", num_cpus=0,
                                                         **self.place(j, 0.0))
                                      .remote(s, f"/dev/shm/downpour-{self.run_id}", n))
-        self.lanes = ray.get([a.lanes.remote() for a in self.shard_actors])
+        self.lanes = gathered([a.lanes.remote() for a in self.shard_actors], "shard actors")
         here = ray.get_runtime_context().get_node_id()
         self.piped = (len([nd for nd in ray.nodes() if nd["Alive"]]) == 1 and cfg.cluster.partitions == 1
                       and all(ln is not None and ln["node"] == here for ln in self.lanes))
@@ -100,7 +100,7 @@ class RayCluster(PipedRun):
             self.worker_actors.append(self._spawn(w, self.next_seq.get(w, 0), start_step))
         self.pusher = ShardPush(self.shard_actors, self.lanes)
         self.placement = {"shards": ray.get([a.node.remote() for a in self.shard_actors]),
-                          "workers": ray.get([a.node.remote() for a in self.worker_actors])}  # every actor is up
+                          "workers": gathered([a.node.remote() for a in self.worker_actors], "worker actors")}
         self.devices = ray.get([a.device.remote() for a in self.worker_actors])
         if self.partition_actors:   # worker w's partitions, in order: w*K .. w*K + K-1
             self.placement["partitions"] = ray.get([a.node.remote() for w in sorted(self.partition_actors)
@@ -129,8 +129,6 @@ class RayCluster(PipedRun):
         from downpour.ps.partitions_on_ray import PartitionActor, stage_specs
 
         setup, c = self.setup, self.setup.cfg.cluster
-        for old in self.partition_actors.get(w, []):
-            ray.kill(old)
         actors = [PartitionActor.options(name=f"{name}-part{p}", num_cpus=0, **self.place(w * c.partitions + p, 0.0))
                   .remote(w, p, stage_specs(setup.model, p), [self.shard_actors[j] for j in shards],
                           [self.lanes[j] for j in shards], [setup.bounds[j] for j in shards], setup.cfg.train.lr,
@@ -218,6 +216,8 @@ class RayCluster(PipedRun):
         log.warning("worker %d lost at step %d: %s", w, self.coord.done, type(err).__name__)
         self._set_live()          # now: a sync round it owed closes on the others before it rejoins
         _kill(self.worker_actors[w])   # a cycle can fail with its actor alive (a lost partition): it holds its CPU
+        for part in self.partition_actors.pop(w, []):   # its filters' memory, until the run ended
+            _kill(part)
         if self.restarts > 0 and self.coord.dispatched < self.coord.total:
             self.restarts -= 1
             self._restart(w)

@@ -3,9 +3,11 @@
     started = connect("")                 # a local Ray of this machine's cores; True: this call started it
     with held(""): ...                    # runs inside share one start-up (a run and its no-faces twin)
     place = placer(ray.nodes())           # place(i, cpus) -> actor options pinning actor i to a node with room
+    nodes = gathered([a.node.remote() for a in actors], "worker actors")   # saying what it waits for
 """
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -18,9 +20,10 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from downpour.errors import RunError
 
-__all__ = ["CONNECT_TIMEOUT_S", "connect", "held", "placer"]
+__all__ = ["CONNECT_TIMEOUT_S", "connect", "gathered", "held", "placer"]
 
 CONNECT_TIMEOUT_S = 10.0
+log = logging.getLogger(__name__)
 
 
 def _reachable(address: str, timeout: float) -> None:
@@ -104,3 +107,18 @@ def placer(nodes_info: list[dict[str, Any]]) -> Callable[[int, float], dict[str,
         return {"scheduling_strategy": NodeAffinitySchedulingStrategy(node, soft=False)}
 
     return place
+
+
+def gathered(refs: list[Any], what: str, every: float = 60.0) -> list[Any]:
+    """``ray.get(refs)`` (the first answers of actors just started), saying every ``every`` seconds what it
+    still waits for: an actor Ray has no room for (a full cluster, one still adding nodes) waits, and
+    the run sat silent before its first step."""
+    pending, waited = list(refs), 0.0
+    while pending:
+        _, pending = ray.wait(pending, num_returns=len(pending), timeout=every)
+        if pending:
+            waited += every
+            log.warning("still waiting for Ray to start %d of %d %s after %.0f s (the cluster has %g of its %g CPUs "
+                        "free): it has no room for them yet", len(pending), len(refs), what, waited,
+                        ray.available_resources().get("CPU", 0), ray.cluster_resources().get("CPU", 0))
+    return ray.get(refs)

@@ -30,7 +30,7 @@ from torch import Tensor
 
 from downpour.config import RunConfig
 from downpour.errors import RunError
-from downpour.ps.connect_on_ray import connect, placer
+from downpour.ps.connect_on_ray import connect, gathered, placer
 from downpour.ps.setup import ClusterSetup
 from downpour.sandblaster.history import HistoryShard, Op
 from downpour.sandblaster.lbfgs import Evaluation
@@ -132,8 +132,8 @@ class RayPool:
         self.worker_actors = [WorkerActor.options(num_cpus=per_worker, **place(w, per_worker))
                               .remote(cfg, w, x, y, setup.bounds, threads, speeds[w], frozen) for w in range(n)]
         self.group = RayShards(self.shard_actors)
-        self.placement = {"shards": ray.get([a.node.remote() for a in self.shard_actors]),
-                          "workers": ray.get([a.node.remote() for a in self.worker_actors])}   # every actor is up
+        self.placement = {"shards": gathered([a.node.remote() for a in self.shard_actors], "shard actors"),
+                          "workers": gathered([a.node.remote() for a in self.worker_actors], "worker actors")}
         self.t0 = time.perf_counter()
 
     def clock(self) -> float:
