@@ -1,6 +1,6 @@
 """Speed and memory of the untied LocallyConnected2d against the obvious unfold+einsum layer.
 
-    .venv/bin/python bench/locally_connected.py                 # 16 x 3x64x64, k=9, 8 maps, stride 1, 2 threads
+    .venv/bin/python bench/locally_connected.py                 # 16 x 3x64x64, k=9, 8 maps, stride 1, 1 thread
     .venv/bin/python bench/locally_connected.py --size 32 --kernel 5 --maps 16 --batch 32
     .venv/bin/python bench/locally_connected.py --device cuda --batch 32 --size 200 --kernel 18   # on a GPU
 
@@ -13,7 +13,9 @@ from process CPU time (all threads), which other processes on the machine distur
 Threads: every variant runs with ``--threads`` intra-op threads (ours: that many worker threads,
 see downpour/layers/_lc_threads.py; naive and conv2d: OpenMP). Other processes on the machine skew
 every figure; the JSON records the 1-minute load average, and ``cpu_ms`` (process CPU time) next to
-wall time.
+wall time. One thread by default: with 2 on a 2-core machine another job's load fell mostly on the
+naive layer's OpenMP threads (naive 29 ms at one thread, 127-362 ms at two: a "speedup" of 12-46 where
+one thread measured 4.8).
 
 Peak memory: torch's CPU allocator is malloc, which tracemalloc does not see, so each variant runs
 once more in a fresh subprocess that reads the kernel's resident-set high-water mark (VmHWM, reset
@@ -64,7 +66,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--kernel", type=int, default=9)
     p.add_argument("--maps", type=int, default=8)
     p.add_argument("--stride", type=int, default=1)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--reps", type=int, default=9, help="timed repetitions of each variant (interleaved)")
     p.add_argument("--no-memory", action="store_true", help="skip the per-variant memory subprocesses")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
