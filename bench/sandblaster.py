@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -128,10 +129,10 @@ def main() -> None:
     b.add_argument("--factor", type=float, default=10.0)
     b.add_argument("--steps", type=int, default=5)
     b.add_argument("--backup-after", type=float, nargs="+", default=[0.0, 0.5, 0.75, 0.8, 1.0])
-    b.add_argument("--out", default="runs/bench-sandblaster")
+    b.add_argument("--out", default=f"runs/bench-sandblaster-{time.strftime('%Y%m%d-%H%M%S')}")   # a new one each time
     b.set_defaults(func=backups)
     f = sub.add_parser("figure")
-    f.add_argument("--out", default="runs/fig4")
+    f.add_argument("--out", default=f"runs/fig4-{time.strftime('%Y%m%d-%H%M%S')}")
     f.add_argument("--runner", choices=("simulated", "ray"), default="simulated")
     f.add_argument("--workers", type=int, default=4)
     f.add_argument("--shards", type=int, default=2)
