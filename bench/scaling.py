@@ -155,8 +155,12 @@ def ps_points(sizes: tuple[float, ...], repeats: int) -> Iterator[dict[str, Any]
 
 
 def simulator_point(workers: int, pushes: int) -> dict[str, Any]:
+    # lr 0.001: the preset's 0.25 diverges within 2,000 stale pushes (NaN from push ~250 with one worker),
+    # and a diverged worker's pushes carry no gradient (rejected: the shard's version stands still), so
+    # the point would time NaN steps and report the staleness of the few pushes applied
     cfg = resolve(load_config("teacher-student", [("train.steps", pushes), ("cluster.workers", workers),
-                                                  ("cluster.delay", "constant:2"), ("data.samples", 2000)]))
+                                                  ("cluster.delay", "constant:2"), ("data.samples", 2000),
+                                                  ("train.lr", 0.001)]))
     with PeakMemory() as mem:
         t0 = time.perf_counter()
         sim = simulate(cfg)
