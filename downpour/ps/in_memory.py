@@ -32,11 +32,11 @@ class Simulation:
     data: Dataset              # what the workers trained on (all of it)
     pushes: int                # pushes the shards received
     rejected: int              # of which a shard refused (non-finite gradient, ...)
-    mean_staleness: float      # over pushes, in server versions
+    mean_staleness: float      # over the pushes the shards applied, in server versions (as staleness.json)
     max_staleness: float
     final_loss: float          # mean training loss of the last 10% of pushes (NaN if none was finite)
     virtual_time: float
-    staleness: list[float]     # of every push, in order of arrival
+    staleness: list[float]     # of every push the shards applied, in order of arrival
 
 
 def simulate(cfg: RunConfig) -> Simulation:
@@ -57,7 +57,8 @@ def simulate(cfg: RunConfig) -> Simulation:
 
     def on_push(push: Push, record: dict) -> None:
         nonlocal rejected
-        staleness.append(record["staleness"])
+        if record["accepted"]:     # a rejected push (a diverged worker's: no gradient) moved no version
+            staleness.append(record["staleness"])
         losses.append(push.loss)
         rejected += record["accepted"] < len(shards)
 
@@ -66,6 +67,6 @@ def simulate(cfg: RunConfig) -> Simulation:
     setup.model.set_stage(None)
     tail = torch.tensor(losses[-max(1, len(losses) // 10):], dtype=torch.float64)
     tail = tail[torch.isfinite(tail)]
-    return Simulation(merge_model(setup.model), setup.data, len(staleness), rejected,
+    return Simulation(merge_model(setup.model), setup.data, len(losses), rejected,
                       sum(staleness) / max(1, len(staleness)), max(staleness, default=0.0),
                       float(tail.mean()) if len(tail) else float("nan"), cluster.now, staleness)
