@@ -118,13 +118,14 @@ def cmd_crossfit(args: argparse.Namespace) -> int:
 
 
 def _analyze_and_report(path: Path) -> int:
-    from downpour.analysis.report import write_report
     from downpour.analysis.run import analyze_run
 
-    analyze_run(path)
-    report = write_report(path)
-    print(f"downpour: report written to {report}")
-    return 0
+    try:
+        analyze_run(path)
+    except KeyboardInterrupt:     # (and SIGTERM) the trained run is whole: only its analysis is left
+        print(f"downpour: stopped in the analysis; `downpour analyze {path} --report` finishes it", file=sys.stderr)
+        raise
+    return _report_only(path)
 
 
 def analysis_overrides(run_path: str, sets: list[str]) -> dict[str, object]:

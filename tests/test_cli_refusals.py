@@ -385,3 +385,19 @@ def test_study_list_refuses_a_studys_flags(capsys):
     """`downpour study list --seeds 0 --out afile --set bogus=1` listed the studies and ignored every flag."""
     assert main(["study", "list", "--seeds", "0", "--set", "bogus=1"]) == 2
     assert "--seeds, --set: `downpour study list` only lists the studies" in capsys.readouterr().err
+
+
+def test_a_stop_in_the_analysis_says_how_to_finish_it(tmp_path, capsys, monkeypatch):
+    """Ctrl-C after training, in the analysis, printed only "interrupted": nothing said the training was
+    whole and `downpour analyze RUN --report` would finish the job."""
+    from downpour.train.rundir import RunDir
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("downpour.analysis.run.analyze_run", stopped)
+    out = tmp_path / "run"
+    assert main(["train", "--config", "ufldl-sae", "--runner", "local", "--steps", "2", "--report",
+                 "--set", "train.tensorboard=false", "--out", str(out)]) == 130
+    assert f"`downpour analyze {out} --report` finishes it" in capsys.readouterr().err
+    assert RunDir.open(out).finished(2)
