@@ -228,3 +228,17 @@ def test_a_diverged_synchronous_baseline_is_not_blamed_on_staleness(quick):
     verdict = study.verdict(study.summarise(study.conditions(), by, [0, 1]))
     assert "lr0.125/sync" not in verdict.split("Most seeds diverged in")[-1].split(":")[0]
     assert "lr0.125/delay4" not in verdict.split("Most seeds diverged in")[-1].split(":")[0]
+
+
+def test_the_width_and_data_sentences_say_when_the_seeds_diverged(quick):
+    """'wide/lr0.125/async4 reached 0% vs wide/lr0.125/sync' read as stuck in spurious minima when every
+    seed had diverged."""
+    out, result = quick
+    cells = [json.loads(line) for line in (out / "cells.jsonl").read_text().splitlines()[1:]]
+    by = {(c["condition"], c["seed"]): c["figures"] for c in cells}
+    study = study_class("staleness")(quick=True)
+    for seed in (0, 1):
+        by[("wide/lr0.125/async4", seed)] = {**by[("wide/lr0.125/async4", seed)], "diverged": 1.0, "success": 0.0}
+    verdict = study.verdict(study.summarise(study.conditions(), by, [0, 1]))
+    wide = next(line for line in verdict.splitlines() if "over-parametrised student" in line)
+    assert "100% of its seeds diverged" in wide

@@ -273,7 +273,10 @@ class StalenessStudy(Study):
             if rs:
                 paras.append(what + ", " + "; ".join(
                     f"{r['condition']} reached {words.percent(r['figures']['p_success'][0])} vs {r['params']['vs']} "
-                    f"(Δ {words.points(r['figures']['delta_vs_success'], 0, ' points')}: {r['extra']['reading']})" for r in rs) + ".")
+                    f"(Δ {words.points(r['figures']['delta_vs_success'], 0, ' points')}: {r['extra']['reading']}"
+                    # (0% could read as stuck in spurious minima: say when the seeds diverged instead)
+                    + (f"; {words.percent(r['figures']['p_diverged'][0])} of its seeds diverged"
+                       if r["figures"]["p_diverged"][0] > 0 else "") + ")" for r in rs) + ".")
         sae = {k: by["sae/" + k] for k in ("serial", "async4", "sync4")}
         said = "; ".join(f"{k} {r['figures']['final_cost'][0]:.4g} (sd {r['extra']['cost_sd']:.2g} over seeds"
                          + (f"; {r['extra']['diverged']} of {r['n']} seeds diverged, left out of the mean and the pairs"
