@@ -381,3 +381,10 @@ def test_a_failed_set_up_in_this_process_does_not_fail_the_next_study():
         cells._run(("a", 0))
     cells._init(f"{Planted.__module__}:{Planted.__name__}", True, [], {})
     assert cells._FAILED is None
+
+
+def test_a_percent_interval_never_reads_minus_zero():
+    from downpour.studies.words import percent_ci
+
+    assert percent_ci((0.08, -0.003, 0.16)) == "8% [0, 16]"          # it read "8% [-0, 16]"
+    assert percent_ci((0.5, 0.25, 0.75)) == "50% [25, 75]" and percent_ci((0.5, float("-inf"), float("inf"))) == "50%"

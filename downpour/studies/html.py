@@ -75,8 +75,9 @@ Reproduce with <code>{html.escape(result['command'])}</code>.</p>
 <h2>Conditions</h2>{rows_table(result['cells'])}
 <p><small>Intervals are 95%: Wilson for proportions, Bonett &amp; Price's adjusted Wald for paired
 differences of proportions, Student's t for means and paired differences of means (the sign test's
-for a paired difference with no spread). A seed whose figure is not finite is left out of its
-interval, and said so.</small></p>
+for a paired difference with no spread). A t interval of a bounded figure (an accuracy, a share)
+can reach past 0 or 1 with few seeds: it is shown as computed. A seed whose figure is not finite is
+left out of its interval, and said so.</small></p>
 <h2>Figures</h2>{figures or '<p>none</p>'}
 </body></html>
 """

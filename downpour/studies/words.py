@@ -22,7 +22,8 @@ def percent(x: float) -> str:
 
 def percent_ci(triple: Sequence[float]) -> str:
     v, lo, hi = triple
-    return f"{100 * v:.0f}% [{100 * lo:.0f}, {100 * hi:.0f}]" if math.isfinite(lo) else f"{100 * v:.0f}%"
+    v, lo, hi = (round(100 * x) if math.isfinite(x) else x for x in (v, lo, hi))   # (an int: never "-0")
+    return f"{v:.0f}% [{lo:.0f}, {hi:.0f}]" if math.isfinite(lo) else f"{v:.0f}%"
 
 
 def difference(triple: Sequence[float], fmt: str = "{:+.3f}", unit: str = "") -> str:
