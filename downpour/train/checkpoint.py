@@ -49,7 +49,7 @@ def save_state(stem: str | Path, tensors: dict[str, Tensor], meta: dict[str, Any
     tensor_path, meta_path = _pair(stem)
     tmp_t, tmp_m = tensor_path.with_name(tensor_path.name + ".tmp"), meta_path.with_name(meta_path.name + ".tmp")
     save_file(tensors, str(tmp_t))
-    tmp_m.write_text(json.dumps({**meta, PAIR_KEY: _sha256(tmp_t)}, indent=1, sort_keys=True))
+    tmp_m.write_text(json.dumps({**meta, PAIR_KEY: sha256_of(tmp_t)}, indent=1, sort_keys=True))
     if _whole(stem):                                # keep the pair being replaced until the new one is in
         for path, prev in zip(_pair(stem), _pair(_prev(stem))):
             prev.unlink(missing_ok=True)
@@ -75,7 +75,7 @@ def _whole(stem: Path) -> bool:
         digest = json.loads(meta_path.read_text()).get(PAIR_KEY)
     except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
         return False
-    return digest is None or digest == _sha256(tensor_path)
+    return digest is None or digest == sha256_of(tensor_path)
 
 
 PAIR_KEY = "safetensors_sha256"
@@ -83,10 +83,6 @@ PAIR_KEY = "safetensors_sha256"
 
 def sha256_of(path: Path) -> str:
     """The file's SHA-256, hex (what :data:`PAIR_KEY` records of a pair's tensors file)."""
-    return _sha256(path)
-
-
-def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -117,7 +113,7 @@ def load_state(stem: str | Path, meta_keys: Iterable[str] = (),
     if not isinstance(meta, dict):
         raise CheckpointError(f"checkpoint file {str(meta_path)!r} does not hold a JSON object")
     tensors = read_tensors(tensor_path)        # a damaged file is named as such first
-    if not verified and PAIR_KEY in meta and meta[PAIR_KEY] != _sha256(tensor_path):   # (older: no digest)
+    if not verified and PAIR_KEY in meta and meta[PAIR_KEY] != sha256_of(tensor_path):   # (older: no digest)
         raise CheckpointError(f"checkpoint files {str(tensor_path)!r} and {str(meta_path)!r} do not belong together "
                               "(the tensors are not the ones the JSON was written with: a write was cut between "
                               "the two files, or one was replaced); resume from another copy of the run")
