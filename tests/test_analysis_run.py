@@ -301,3 +301,25 @@ def test_the_report_says_why_a_run_has_no_staleness_histogram(tmp_path, sets, sa
 
     run = RunDir.create(tmp_path / "r", load_config("tica-8x8", sets))
     assert said in _no_staleness(run)
+
+
+def test_a_greedy_runs_loss_headline_compares_each_stage_with_itself():
+    """A greedy run's ``loss`` is stage 1's cost first and stage 2's last: the headline gives each
+    stage's own first and last cost (the transition row counts for both), a joint run keeps one."""
+    from downpour.analysis.report import _loss_headline
+    from downpour.analysis.run import _training_summary
+
+    greedy = [{"step": 10, "loss": 200.0, "stage1/reconstruction": 40.0, "stage1/pooled_l2": 160.0},
+              {"step": 20, "loss": 150.0, "stage1/reconstruction": 20.0, "stage1/pooled_l2": 140.0,
+               "stage2/reconstruction": 90.0, "stage2/pooled_l2": 200.0, "stage2/metric/code_std": 9.0},
+              {"step": 30, "loss": 280.0, "stage2/reconstruction": 60.0, "stage2/pooled_l2": 220.0}]
+    t = _training_summary(greedy)
+    assert t["stages"] == [
+        {"stage": "stage1", "first_step": 10, "last_step": 20, "first_loss": 200.0, "last_loss": 160.0, "logged_rows": 2},
+        {"stage": "stage2", "first_step": 20, "last_step": 30, "first_loss": 290.0, "last_loss": 280.0, "logged_rows": 2}]
+    said = _loss_headline(t)
+    assert "stage1 200 → 160 (steps 10–20)" in said and "stage2 290 → 280 (steps 20–30)" in said and "3 logged rows" in said
+    joint = [{"step": s, "loss": l, "stage1/reconstruction": l / 2, "stage2/reconstruction": l / 2} for s, l in ((10, 9.0), (20, 5.0))]
+    assert _training_summary(joint)["stages"] == [] and _loss_headline(_training_summary(joint)).startswith("Loss 9 → 5 over 2")
+    plain = [{"step": 10, "loss": 3.0, "reconstruction": 3.0}]
+    assert _training_summary(plain)["stages"] == []

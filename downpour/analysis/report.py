@@ -38,6 +38,18 @@ def _num(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, (int, float)) else "–"
 
 
+def _loss_headline(training: dict[str, Any]) -> str:
+    """First and last logged loss; a greedy run's per stage (its ``loss`` is stage 1's cost first and
+    the last stage's at the end: two different sums that read as divergence side by side)."""
+    rows = f"over {_esc(training.get('logged_rows'))} logged rows"
+    stages = training.get("stages") or []
+    if not stages:
+        return f"Loss {_num(training.get('first_loss'))} → {_num(training.get('last_loss'))} {rows}."
+    each = "; ".join(f"{_esc(s['stage'])} {_num(s['first_loss'])} → {_num(s['last_loss'])} "
+                     f"(steps {_esc(s['first_step'])}–{_esc(s['last_step'])})" for s in stages)
+    return f"Loss, each stage's own cost (trained in turn): {each}, {rows}."
+
+
 def _no_staleness(run: RunDir) -> str:
     """Why a run's report has no staleness histogram."""
     cluster = run.config.cluster
@@ -293,7 +305,7 @@ def write_report(run_path: str | Path, analyze_if_missing: bool = True) -> Path:
     body = f"""
 <h1>downpour run report: {_esc(run.path.name)}</h1>
 <p>Model <b>{_esc(a['model'])}</b>, trained {_esc(a.get('trained_steps'))} steps; analysed layer <code>{_esc(a['layer'])}</code>.
-Loss {_num(training.get('first_loss'))} → {_num(training.get('last_loss'))} over {_esc(training.get('logged_rows'))} logged rows.</p>
+{_loss_headline(training)}</p>
 
 <h2 id="training">Training curves</h2>
 {_image(run, figs.get('loss'), 'loss curves per cost part')}

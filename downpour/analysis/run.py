@@ -35,6 +35,7 @@ from downpour.data.preprocess import Preprocess
 from downpour.errors import DataError
 from downpour.layers import LocallyConnected2d
 from downpour.models.base import FeatureModel
+from downpour.objectives import is_metric
 from downpour.train.rundir import RunDir
 
 log = logging.getLogger(__name__)
@@ -318,5 +319,33 @@ def _training_summary(metrics: list[dict[str, Any]]) -> dict[str, Any]:
         return {"logged_rows": 0}
     first, last = metrics[0], metrics[-1]
     return {"logged_rows": len(metrics), "first_step": first.get("step"), "last_step": last.get("step"),
-            "first_loss": first.get("loss"), "last_loss": last.get("loss"),
+            "first_loss": first.get("loss"), "last_loss": last.get("loss"), "stages": stage_losses(metrics),
             "workers": sorted({r["worker"] for r in metrics if "worker" in r}) or None}
+
+
+def stage_losses(metrics: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each stage's own cost, first and last logged, when a greedy run trained its stages in turn.
+
+    A greedy run's ``loss`` is stage 1's cost at first and stage 2's at the end, different sums
+    (245.8 -> 283.3 read as divergence where each stage's cost fell). A stage's cost in a row is the
+    sum of its parts (``stageN/...``, diagnostics left out), taken over the rows that logged it.
+    Empty when no row names a stage, or when every stage is in every row (joint training: ``loss``
+    already compares like with like)."""
+    rows: dict[str, list[tuple[Any, float]]] = {}
+    for r in metrics:
+        sums: dict[str, float] = {}
+        for k, v in r.items():
+            stage, sep, _ = k.partition("/")
+            if sep and stage.startswith("stage") and not is_metric(k) and isinstance(v, (int, float)):
+                sums[stage] = sums.get(stage, 0.0) + v
+        for stage, v in sums.items():
+            rows.setdefault(stage, []).append((r.get("step"), v))
+    if all(len(v) == len(metrics) for v in rows.values()):
+        return []
+    return [{"stage": stage, "first_step": v[0][0], "last_step": v[-1][0], "first_loss": v[0][1],
+             "last_loss": v[-1][1], "logged_rows": len(v)} for stage, v in sorted(rows.items(), key=_stage_order)]
+
+
+def _stage_order(item: tuple[str, Any]) -> tuple[int, str]:
+    digits = item[0].removeprefix("stage")
+    return (int(digits), "") if digits.isdigit() else (1 << 30, item[0])
