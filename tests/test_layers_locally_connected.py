@@ -41,8 +41,19 @@ def _seed():
     torch.manual_seed(0)
 
 
+@pytest.fixture(params=["rule", "banked"])
+def route(request, monkeypatch):
+    """Tiled layers as lc.runs_banked routes them (expanded, on these small CPU shapes), and forced
+    onto one convolution per bank, so both paths are checked against the loops."""
+    from downpour.layers import locally_connected as lc
+
+    if request.param == "banked":
+        monkeypatch.setattr(lc, "runs_banked", lambda *_: True)
+    return request.param
+
+
 @pytest.mark.parametrize("in_size,k,stride,tile", CASES)
-def test_matches_loops_and_reference(in_size, k, stride, tile):
+def test_matches_loops_and_reference(in_size, k, stride, tile, route):
     layer = LocallyConnected2d(2, 3, in_size, k, stride=stride, tile=tile, bias=True).double()
     with torch.no_grad():
         layer.bias.normal_()
@@ -54,7 +65,7 @@ def test_matches_loops_and_reference(in_size, k, stride, tile):
 
 
 @pytest.mark.parametrize("in_size,k,stride,tile", CASES)
-def test_adjoint_is_transpose(in_size, k, stride, tile):
+def test_adjoint_is_transpose(in_size, k, stride, tile, route):
     layer = LocallyConnected2d(2, 3, in_size, k, stride=stride, tile=tile).double()
     x = torch.randn(2, 2, *in_size, dtype=torch.float64)
     y = torch.randn(2, 3, *layer.out_size, dtype=torch.float64)
@@ -100,7 +111,7 @@ def test_chunking_does_not_change_results(chunk_bytes):
 
 
 @pytest.mark.parametrize("tile", [None, 1, 2])
-def test_gradcheck_forward_and_adjoint(tile):
+def test_gradcheck_forward_and_adjoint(tile, route):
     layer = LocallyConnected2d(2, 2, (6, 5), 3, stride=1, tile=tile, bias=True).double()
     layer.chunk_bytes = 1  # one output row per chunk, so the chunk seams are checked too
     x = torch.randn(1, 2, 6, 5, dtype=torch.float64, requires_grad=True)
@@ -138,18 +149,42 @@ def test_bad_inputs_name_the_problem():
         layer.adjoint(torch.randn(1, 8, 8, 8), torch.randn(1, 1, 8, 3, 3, 3))
 
 
-def test_tiled_expanded_path_matches_conv_path(monkeypatch):
-    """Tilings with many banks expand to one bank per position; both routes give the same map."""
+@pytest.mark.parametrize("stride", [1, 2])
+def test_tiled_expanded_path_matches_conv_path(monkeypatch, stride):
+    """A tiled layer runs as one convolution per bank or with its banks expanded to one per position
+    (lc.runs_banked picks); both routes give the same map, adjoint and gradients."""
     from downpour.layers import locally_connected as lc
 
-    layer = LocallyConnected2d(2, 3, (10, 9), 3, stride=1, tile=3).double()
-    x = torch.randn(2, 2, 10, 9, dtype=torch.float64)
+    layer = LocallyConnected2d(2, 3, (10, 9), 3, stride=stride, tile=3).double()
+    x = torch.randn(2, 2, 10, 9, dtype=torch.float64, requires_grad=True)
     y = torch.randn(2, 3, *layer.out_size, dtype=torch.float64)
-    by_conv, back_conv = layer(x), layer.adjoint(y)
-    monkeypatch.setattr(lc, "_MAX_CONV_BANKS", 1)
-    torch.testing.assert_close(layer(x), by_conv)
-    torch.testing.assert_close(layer(x), loop_reference(x, layer.weight, 1))
-    torch.testing.assert_close(layer.adjoint(y), back_conv)
+
+    def routed(banked: bool) -> list[torch.Tensor]:
+        monkeypatch.setattr(lc, "runs_banked", lambda *_: banked)
+        assert layer._expanded(layer.weight) is not banked
+        out, back = layer(x), layer.adjoint(y)
+        return [out, back, *torch.autograd.grad(out.square().sum() + back.square().sum(), (layer.weight, x))]
+
+    by_conv, expanded = routed(True), routed(False)
+    for a, b in zip(by_conv, expanded):
+        torch.testing.assert_close(a, b)
+    torch.testing.assert_close(expanded[0], loop_reference(x, layer.weight, stride))
+
+
+def test_the_tiled_path_rule_on_the_shapes_it_was_measured_on():
+    """bench/tiled.py: on the CPU the expanded path won at the main job's stages, with one input channel
+    and with many banks; banked convolutions won with 3x9x9 filters over 400+ positions per bank.
+    Off the CPU the earlier rule (convolutions up to 64 banks) stands."""
+    from downpour.layers.locally_connected import runs_banked
+
+    cpu, gpu = torch.device("cpu"), torch.device("cuda")
+    assert not runs_banked(4, 25 * 25, 1 * 8 * 8, cpu)        # main job, stage 1
+    assert not runs_banked(4, 8 * 8, 8 * 5 * 5, cpu)          # main job, stage 2
+    assert not runs_banked(64, 25 * 25, 64, cpu)
+    assert runs_banked(4, 56 * 56, 3 * 9 * 9, cpu) and runs_banked(9, 92 * 92, 3 * 9 * 9, cpu)
+    assert runs_banked(4, 25 * 25, 64, gpu) and not runs_banked(65, 25 * 25, 243, gpu)
+    small, large = LocallyConnected2d(1, 8, 32, 8, tile=2), LocallyConnected2d(3, 8, 64, 9, tile=2)
+    assert small._expanded(small.weight) and not large._expanded(large.weight)
 
 
 def test_weight_layouts_agree_and_grad_keeps_layout():

@@ -24,10 +24,14 @@ from torch import Tensor, nn
 
 from downpour.layers._lc_kernels import CHUNK_BYTES, new_banks, untied_adjoint, untied_apply
 
-# A tiled layer with at most this many distinct banks runs as one strided convolution per bank;
-# beyond it, the banks are expanded to one per position and the untied kernel is used (the
-# variance gate follows the same rule for the banks it wraps).
+# Off the CPU, a tiled layer with at most this many distinct banks runs as one strided convolution
+# per bank; beyond it, the banks are expanded to one per position and the untied kernel is used. (The
+# variance gate runs the banks it wraps as convolutions up to this count: its bands need shared banks.)
 _MAX_CONV_BANKS = 64
+# On the CPU, the convolutions pay only with a long reduction (C·k·k) and many positions per bank:
+# see :func:`runs_banked`.
+_BANKED_MIN_REDUCTION = 128
+_BANKED_MIN_POSITIONS = 256
 
 
 def _pair(v: int | tuple[int, int], name: str) -> tuple[int, int]:
@@ -71,6 +75,22 @@ def locally_connected_reference(x: Tensor, weight: Tensor, stride: int, bias: Te
     if bias is not None:
         out = out + _expand_tiles(bias, (ho, wo)).permute(2, 0, 1)
     return out
+
+
+def runs_banked(banks: int, positions: int, reduction: int, device: torch.device) -> bool:
+    """Whether a tiled layer of ``banks`` banks over ``positions`` output positions, each filter
+    ``reduction`` = C·k·k long, runs as one strided convolution per bank (:func:`banked_conv`), or
+    expands its banks to one per position for the untied kernel (same map, other rounding).
+
+    On the CPU the expanded path was faster in 9 of 14 shapes measured (``bench/tiled.py``,
+    docs/benchmarks.md): 2.3x at the main job's stage 1 (1 channel, 8x8 filters, 4 banks over 25x25),
+    1.5x at its stage 2, 28x with 64 banks (each bank's convolution is a few positions), and with one
+    input channel at every size. The convolutions won (1.9-3.3x) only with 3x9x9 filters and 400 or
+    more positions per bank, where the expanded weights also grow large. Elsewhere (a GPU, not
+    measured here) the earlier rule stands: convolutions up to ``_MAX_CONV_BANKS`` banks."""
+    if device.type != "cpu":
+        return banks <= _MAX_CONV_BANKS
+    return reduction >= _BANKED_MIN_REDUCTION and positions >= _BANKED_MIN_POSITIONS * banks
 
 
 def banked_conv(x: Tensor, w: Tensor, stride: int, out_size: tuple[int, int]) -> Tensor:
@@ -160,6 +180,13 @@ class LocallyConnected2d(nn.Module):
     def _n_classes(self) -> int:
         return self.tile_shape[0] * self.tile_shape[1]
 
+    def _expanded(self, w: Tensor) -> bool:
+        """Whether the map runs on the untied kernel: untied, or tiled where that is faster (:func:`runs_banked`)."""
+        if self.untied:
+            return True
+        positions = self.out_size[0] * self.out_size[1]
+        return not runs_banked(self._n_classes(), positions, self.in_channels * self.kernel_size ** 2, w.device)
+
     def forward(self, x: Tensor, weight: Tensor | None = None) -> Tensor:
         """(B, C, H, W) -> (B, maps, Ho, Wo). ``weight``: filters to use as given instead of
         :meth:`effective_weight` (one computed once for a forward and its tied adjoint)."""
@@ -197,7 +224,7 @@ class LocallyConnected2d(nn.Module):
         s = self.stride
         if self._n_classes() == 1:
             return F.conv2d(x, w[0, 0], stride=s)
-        if self.untied or self._n_classes() > _MAX_CONV_BANKS:
+        if self._expanded(w):
             return untied_apply(x, _expand_tiles(w, self.out_size), s, self.chunk_bytes)
         return banked_conv(x, w, s, self.out_size)
 
@@ -207,7 +234,7 @@ class LocallyConnected2d(nn.Module):
         if self._n_classes() == 1:
             extra = (h - ((self.out_size[0] - 1) * s + k), width - ((self.out_size[1] - 1) * s + k))
             return F.conv_transpose2d(y, w[0, 0], stride=s, output_padding=extra)
-        if self.untied or self._n_classes() > _MAX_CONV_BANKS:
+        if self._expanded(w):
             return untied_adjoint(y, _expand_tiles(w, self.out_size), s, self.in_size, self.chunk_bytes)
         x = y.new_zeros(y.shape[0], self.in_channels, h, width)
         for a in range(th):

@@ -1,0 +1,135 @@
+"""The tiled LocallyConnected2d: its two ways of running, on the shapes that decide between them.
+
+    .venv/bin/python bench/tiled.py                       # the shapes below, 1 thread, 5 interleaved reps
+    .venv/bin/python bench/tiled.py --shapes main         # the main job's two stages only
+    .venv/bin/python bench/tiled.py --threads 2 --reps 9
+
+A tiled layer (tile t: t x t banks of filters repeating over the output) runs either as one strided
+convolution per bank (``banked``) or with its banks expanded to one per position for the untied
+kernel (``expanded``); :func:`downpour.layers.locally_connected.runs_banked` picks one from the
+number of banks, the positions and the filter length. Each shape times one training step as the
+cat stages take it: forward, the tied adjoint (the decoder, W^T W x), a squared cost on both, and
+backward; both paths on the same layer and input, interleaved, after checking they agree. Prints one
+JSON line per shape: ``banked_ms`` and ``expanded_ms`` (best of ``--reps``), ``chosen`` (the path
+the layer takes), ``chosen_vs_best`` (1.0 when the rule picked the faster path) and the paired
+per-repetition ratio banked / expanded; then a summary line (how often the rule picked the faster
+path, and the worst ``chosen_vs_best``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from _protocol import load_1min, spread  # noqa: E402
+
+from downpour.layers import LocallyConnected2d  # noqa: E402
+from downpour.layers import locally_connected as lc  # noqa: E402
+
+# (name, channels, maps, size, kernel, batch, tile, stride)
+MAIN = [("main stage 1", 1, 8, 32, 8, 32, 2, 1), ("main stage 2", 8, 8, 12, 5, 32, 2, 1)]
+SHAPES = MAIN + [
+    ("1ch, batch 128", 1, 8, 32, 8, 128, 2, 1),
+    ("1ch 64px t2", 1, 8, 64, 8, 32, 2, 1),
+    ("1ch 64px t3", 1, 8, 64, 8, 32, 3, 1),
+    ("1ch t8 (64 banks)", 1, 8, 32, 8, 32, 8, 1),
+    ("3ch 64px t2", 3, 8, 64, 9, 16, 2, 1),
+    ("3ch 64px t4", 3, 8, 64, 9, 16, 4, 1),
+    ("3ch 64px t2 s2", 3, 8, 64, 9, 16, 2, 2),
+    ("3ch 48px t2", 3, 8, 48, 9, 16, 2, 1),
+    ("3ch 80px t4", 3, 8, 80, 9, 8, 4, 1),
+    ("3ch 100px t3", 3, 8, 100, 9, 8, 3, 1),
+    ("8ch 24px t3", 8, 16, 24, 5, 32, 3, 1),
+    ("16ch 20px t2", 16, 16, 20, 5, 32, 2, 1),
+]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--shapes", choices=("all", "main"), default="all")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--reps", type=int, default=5, help="timed repetitions of each path (interleaved)")
+    p.add_argument("--steps", type=int, default=5, help="training steps per repetition")
+    return p.parse_args(argv)
+
+
+def _step(layer: LocallyConnected2d, x: torch.Tensor) -> Callable[[], None]:
+    def step() -> None:
+        y = layer(x)
+        (y.square().sum() + layer.adjoint(y).square().sum()).backward()
+        layer.weight.grad = x.grad = None
+    return step
+
+
+def _forced(banked: bool):
+    """Make every tiled layer take one path (``runs_banked`` answers ``banked``); returns the undo."""
+    original = lc.runs_banked
+    lc.runs_banked = lambda *_: banked
+    return lambda: setattr(lc, "runs_banked", original)
+
+
+def _outputs(layer: LocallyConnected2d, x: torch.Tensor, banked: bool) -> list[torch.Tensor]:
+    undo = _forced(banked)
+    try:
+        y = layer(x)
+        cost = y.square().sum() + layer.adjoint(y).square().sum()
+        return [y.detach(), *torch.autograd.grad(cost, (layer.weight, x))]
+    finally:
+        undo()
+
+
+def measure(shape: tuple, reps: int, steps: int) -> dict:
+    name, c, m, size, k, batch, tile, stride = shape
+    torch.manual_seed(0)
+    layer = LocallyConnected2d(c, m, size, k, stride=stride, tile=tile)
+    x = torch.randn(batch, c, size, size, requires_grad=True)
+    for a, b in zip(_outputs(layer, x, True), _outputs(layer, x, False)):
+        if not torch.allclose(a, b, rtol=1e-4, atol=1e-4 * float(b.abs().max())):
+            raise SystemExit(f"bench/tiled.py: the banked and expanded paths disagree at {name!r}")
+    step = _step(layer, x)
+    times: dict[bool, list[float]] = {True: [], False: []}
+    for rep in range(reps + 1):                  # the first round warms up
+        for banked in (True, False):
+            undo = _forced(banked)
+            try:
+                t = time.perf_counter()
+                for _ in range(steps):
+                    step()
+                if rep:
+                    times[banked].append((time.perf_counter() - t) / steps * 1e3)
+            finally:
+                undo()
+    banked_ms, expanded_ms = min(times[True]), min(times[False])
+    chosen = "expanded" if layer._expanded(layer.weight) else "banked"
+    best = min(banked_ms, expanded_ms)
+    return {"bench": "tiled", "shape": name, "channels": c, "maps": m, "size": size, "kernel": k, "batch": batch,
+            "tile": tile, "stride": stride, "banks": layer._n_classes(),
+            "positions_per_bank": layer.out_size[0] * layer.out_size[1] // layer._n_classes(),
+            "banked_ms": round(banked_ms, 2), "expanded_ms": round(expanded_ms, 2), "chosen": chosen,
+            "chosen_vs_best": round((expanded_ms if chosen == "expanded" else banked_ms) / best, 2),
+            "banked_vs_expanded": spread([b / e for b, e in zip(times[True], times[False])])}
+
+
+def main(argv: list[str] | None = None) -> None:
+    a = parse_args(argv)
+    torch.set_num_threads(a.threads)
+    load = [load_1min()]
+    rows = [measure(s, a.reps, a.steps) for s in (MAIN if a.shapes == "main" else SHAPES)]
+    for r in rows:
+        print(json.dumps(r), flush=True)
+    load.append(load_1min())
+    print(json.dumps({"bench": "tiled", "summary": True, "threads": a.threads, "shapes": len(rows),
+                      "rule_picked_faster": sum(r["chosen_vs_best"] == 1.0 for r in rows),
+                      "expanded_faster": sum(r["expanded_ms"] < r["banked_ms"] for r in rows),
+                      "worst_chosen_vs_best": max(r["chosen_vs_best"] for r in rows), "load_1min": load}))
+
+
+if __name__ == "__main__":
+    main()
