@@ -251,6 +251,38 @@ def test_adam_counts_steps_per_element_so_a_late_stage_starts_like_fresh_adam():
     assert shard.state["step"].tolist() == [30.0] * 5 + [10.0] * 5
 
 
+def test_adam_on_dense_gradients_is_torchs_adam_bit_for_bit():
+    """A push with no zero element takes torch.optim.Adam's arithmetic, operation for operation."""
+    torch.manual_seed(3)
+    w0 = torch.randn(50)
+    shard = Shard(0, w0.clone(), make_rule("adam", 0.01), workers=[0])
+    p = torch.nn.Parameter(w0.clone())
+    opt = torch.optim.Adam([p], lr=0.01)
+    for i in range(40):
+        g = torch.randn(50)
+        assert shard.push(0, g, shard.version, seq=i).accepted
+        p.grad = g.clone()
+        opt.step()
+    assert torch.equal(shard.params, p.detach())
+
+
+def test_adams_scalar_corrections_only_where_the_live_elements_share_a_step_count():
+    from downpour.ps.rules import _common_step
+
+    step, live = torch.tensor([3.0, 7.0, 3.0, 0.0]), torch.tensor([True, False, True, False])
+    assert _common_step(step, live) == 3.0
+    assert _common_step(step, torch.tensor([True, True, False, False])) is None
+    assert _common_step(step, torch.zeros(4, dtype=torch.bool)) is None
+    assert _common_step(step, None) is None and _common_step(torch.full((4,), 5.0), None) == 5.0
+    rule = make_rule("adam", 0.1)
+    state, w = rule.init_state(4), torch.zeros(4)
+    state["step"] += torch.tensor([0.0, 9.0, 0.0, 2.0])      # live elements at 1 and 10 steps after this push
+    rule.apply(w, torch.tensor([1.0, 1.0, 0.0, -1.0]), state)
+    assert w[2] == 0 and state["step"].tolist() == [1.0, 10.0, 0.0, 3.0]
+    want = [0.1 * (0.1 / (1 - 0.9 ** k)) / ((0.001 / (1 - 0.999 ** k)) ** 0.5 + 1e-8) for k in (1, 10, 3)]
+    torch.testing.assert_close(w[[0, 1, 3]], torch.tensor([-want[0], -want[1], want[2]]))
+
+
 def test_an_adam_checkpoint_with_one_step_count_per_shard_still_loads():
     a = _shard(rule="adam")
     for i in range(3):

@@ -1,0 +1,37 @@
+"""bench/tiled.py and bench/server_rules.py: a quick run prints every row the docs read, and the
+tiled bench's forced paths are undone (the layer routes by lc.runs_banked again afterwards)."""
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+import server_rules  # noqa: E402
+import tiled  # noqa: E402
+
+from downpour.layers import locally_connected as lc  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_tiled_prints_both_paths_per_shape_and_which_the_layer_takes(capsys):
+    rule = lc.runs_banked
+    tiled.main(["--shapes", "main", "--reps", "1", "--steps", "1"])
+    assert lc.runs_banked is rule
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    shapes, summary = rows[:-1], rows[-1]
+    assert [r["shape"] for r in shapes] == ["main stage 1", "main stage 2"]
+    for r in shapes:
+        assert r["banked_ms"] > 0 and r["expanded_ms"] > 0 and r["chosen"] == "expanded" and r["chosen_vs_best"] >= 1.0
+        assert r["banks"] == 4 and len(r["banked_vs_expanded"]["range"]) == 2
+    assert summary["summary"] and summary["shapes"] == 2 and 0 <= summary["rule_picked_faster"] <= 2
+
+
+def test_server_rules_prints_each_rule_against_torch(capsys):
+    server_rules.main(["--numel", "2048", "--reps", "1", "--applies", "2"])
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["rule"], r["case"]) for r in rows] == [
+        ("sgd", "dense"), ("momentum", "dense"), ("adagrad", "dense"), ("adam", "dense"),
+        ("adam", "a quarter frozen (exact zeros)"), ("adam", "mixed step counts")]
+    assert all(r["ours_ms"] > 0 and r["torch_ms"] > 0 and r["ratio"] > 0 for r in rows)
