@@ -28,6 +28,12 @@ activations kept for backward, float32) come from the plan's analytic counts
 (``downpour.plan.network.network_of``), and each ``fit`` row gives the measured exponent of time
 and memory against the input area (or model size, or workers) beside the exponent of that arithmetic.
 
+Same-run baselines beside each stage and network point: ``gemm_ms``, a dense float32 GEMM with the
+point's training FLOPs per example (``vs_gemm`` = ms / gemm_ms: how far from compute-bound the step
+runs), and ``copy_ms``, three copies of the weights' bytes, the weight traffic of a step at batch 1
+(``vs_copy`` = ms / copy_ms: near 1, a step bound by moving its weights). Both are measured right after
+the point, so they carry the same machine's load.
+
 Peak memory (``peak_mb``): torch's CPU allocator is malloc, which tracemalloc does not see, so it is
 the process's resident-set high-water mark over the point (model built, warm-up and timed steps)
 minus the resident set just before it, after ``malloc_trim`` returned freed memory (VmHWM reset
@@ -127,8 +133,38 @@ def cat_point(what: str, side: int, batch: int, steps: int, max_gb: float) -> di
             if i:
                 best = min(best, time.perf_counter() - t0)
     assert sum(p.numel() for p in model.parameters()) == params, "the plan and the built model disagree"
-    del model, objective
-    return {**row, "ms": round(1e3 * best / batch, 2), "peak_mb": mem.mb}
+    del model, objective, x
+    ms = 1e3 * best / batch
+    gemm, copy = gemm_ms(row["expected_gflop"] * 1e9, steps), copy_ms(params, steps)
+    return {**row, "ms": round(ms, 2), "peak_mb": mem.mb, "gemm_ms": round(gemm, 3), "vs_gemm": round(ms / gemm, 1),
+            "copy_ms": round(copy, 3), "vs_copy": round(ms / copy, 1)}
+
+
+def _best_ms(fn: Callable[[], Any], reps: int) -> float:
+    fn()                                              # warm-up
+    best = math.inf
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return 1e3 * best
+
+
+def gemm_ms(flops: float, reps: int) -> float:
+    """This machine's time for ``flops`` of dense float32 GEMM, now: a square matmul near that size,
+    scaled to exactly ``flops``. The step's time over it says how far from compute-bound the step runs."""
+    n = max(64, round((flops / 2) ** (1 / 3)))
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    out = torch.empty(n, n)
+    return _best_ms(lambda: torch.mm(a, b, out=out), reps) * flops / (2 * n ** 3)
+
+
+def copy_ms(params: int, reps: int) -> float:
+    """This machine's time to read the weights twice and write their gradient once (the traffic of a
+    step whose weights do not fit any cache, its floor at batch 1), as three float32 copies of
+    ``params`` numbers' worth: one read and one write each, so an upper bound of that floor."""
+    src, dst = torch.ones(params), torch.empty(params)
+    return _best_ms(lambda: [dst.copy_(src) for _ in range(3)], reps)
 
 
 def ps_points(sizes: tuple[float, ...], repeats: int) -> Iterator[dict[str, Any]]:

@@ -20,6 +20,9 @@ def test_quick_run_prints_points_and_one_fit_per_curve(capsys):
     for r in stage:
         assert r["ms"] > 0 and r["params"] > 0 and r["expected_gflop"] > 0
         assert r["peak_mb"] is None or r["peak_mb"] > 0
+        assert r["gemm_ms"] > 0 and r["copy_ms"] > 0        # same-run baselines
+        assert r["vs_gemm"] == pytest.approx(r["ms"] / r["gemm_ms"], rel=0.05)
+        assert r["vs_copy"] == pytest.approx(r["ms"] / r["copy_ms"], rel=0.05)
     sim = [r for r in rows if r["what"] == "simulator"]
     assert [r["workers"] for r in sim] == list(scaling.QUICK["simulator"]) and all(r["pushes"] == 60 for r in sim)
     fits = {r["curve"]: r for r in rows if r["what"] == "fit"}
