@@ -33,7 +33,8 @@ def _overrides(args: argparse.Namespace) -> list[Override]:
     out: list[Override] = [(key, values[flag]) for flag, key in SHORTHANDS.items() if values[flag] is not None]
     if args.report is not None:
         out.append(("analysis.report", args.report))
-    flags = {key: value for key, value in out}
+    flags = dict(out)
+    out = [(key, value, _flag_of(key, args)) for key, value in out]    # an error names the flag
     for item in args.set:            # (flags go first, so a --set of the same key won whatever the order)
         path, value = parse_override(item)
         key = ".".join(path)

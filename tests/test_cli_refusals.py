@@ -401,3 +401,15 @@ def test_a_stop_in_the_analysis_says_how_to_finish_it(tmp_path, capsys, monkeypa
                  "--set", "train.tensorboard=false", "--out", str(out)]) == 130
     assert f"`downpour analyze {out} --report` finishes it" in capsys.readouterr().err
     assert RunDir.open(out).finished(2)
+
+
+@pytest.mark.parametrize("argv, named", [
+    (["--steps", "0"], "--steps 0: train.steps must be >= 1"),
+    (["--workers", "-1"], "--workers -1: cluster.workers must be >= 1"),
+    (["--delay", "foo"], "--delay foo: cluster.delay 'foo'"),
+    (["--set", "train.steps=0"], "--set train.steps=0: train.steps must be >= 1"),
+])
+def test_a_bad_typed_flag_is_named_as_typed(capsys, argv, named):
+    """A typed flag's error said "the command line: train.steps must be >= 1", not which flag."""
+    assert main(["train", "--config", "ufldl-sae", "--dry-run", "--runner", "simulated", *argv]) == 2
+    assert named in capsys.readouterr().err
