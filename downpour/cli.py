@@ -202,7 +202,7 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from downpour.plan import Cluster, check_simulated, compare_run, format_check, format_plan, plan_for
+    from downpour.plan import Cluster, check_simulated, compare_run, format_check, format_plan, passed, plan_for
 
     mode = check_plan_flags(args)
     given = {"machines": args.machines, "cores": args.cores, "memory_gb": args.memory, "bandwidth_gbit": args.bandwidth}
@@ -220,7 +220,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
                   check_simulated(**{k: v for k, v in given.items() if v is not None}, sets=args.set, out=args.out,
                                   check=check))
         print(json.dumps(result) if args.json else format_check(result))
-        return 0 if abs(result["relative_error"]) <= 0.25 else 1
+        return 0 if passed(result) else 1
     plan = plan_for(*([args.model] if args.model else []), sets=args.set, cluster=cluster, measure=args.calibrate)
     print(json.dumps(plan) if args.json else format_plan(plan))
     return 0

@@ -186,6 +186,21 @@ def test_the_cli_checks_a_simulated_run(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["workers"] == 20
 
 
+def test_a_run_whose_pushes_were_mostly_refused_does_not_pass_the_check(tmp_path, capsys):
+    """A diverged run's staleness is that of its few applied pushes: the check passed it silently
+    (teacher-student at lr 50: 369 of 400 pushes refused as non-finite, "relative error +6%", rc 0)."""
+    run = str(tmp_path / "run")
+    assert main(["train", "--config", "teacher-student", "--runner", "simulated", "--workers", "4", "--steps", "400",
+                 "--set", "train.lr=50", "--set", "train.tensorboard=false", "--no-report", "--out", run]) == 0
+    capsys.readouterr()
+    assert main(["plan", "--check-run", run]) == 1
+    out = capsys.readouterr().out
+    assert "the shards refused 9" in out and "non-finite): the prediction assumes every push is applied" in out
+    result = compare_run(run)
+    assert result["rejected_share"] > 0.5 and result["measured"]["rejected"]["non-finite"] > 200
+    assert abs(result["relative_error"]) <= 0.25          # the staleness alone would have passed
+
+
 def test_checking_a_sandblaster_run_says_it_has_no_staleness(tmp_path):
     run = tmp_path / "lbfgs"
     run.mkdir()

@@ -10,12 +10,12 @@ this machine's speeds (:mod:`~downpour.plan.calibrate`) and the simulated check
 (:mod:`~downpour.plan.check`) are one file each.
 """
 from downpour.plan.calibrate import DEFAULT_RATES, Rates, calibrate
-from downpour.plan.check import check_simulated, compare_run
+from downpour.plan.check import check_simulated, compare_run, passed
 from downpour.plan.network import PAPER, PAPER_INPUT, Network, Stage, cat_footprint, network_of, plan_config
 from downpour.plan.predict import Cluster, predict
 from downpour.plan.report import format_check, format_plan, make_plan, plan_for
 from downpour.plan.staleness import StalenessPrediction, predict_staleness, steady_staleness
 
-__all__ = ["DEFAULT_RATES", "Rates", "calibrate", "check_simulated", "compare_run", "PAPER", "PAPER_INPUT", "Network",
+__all__ = ["DEFAULT_RATES", "Rates", "calibrate", "check_simulated", "compare_run", "passed", "PAPER", "PAPER_INPUT", "Network",
            "Stage", "cat_footprint", "network_of", "plan_config", "Cluster", "predict", "format_check", "format_plan",
            "make_plan", "plan_for", "StalenessPrediction", "predict_staleness", "steady_staleness"]

@@ -5,6 +5,7 @@ import math
 from typing import Any
 
 from downpour.plan.calibrate import DEFAULT_RATES, Rates, calibrate
+from downpour.plan.check import MAX_ERROR, MAX_REJECTED
 from downpour.plan.network import Network, network_of, plan_config
 from downpour.plan.predict import Cluster, partition_stage, predict
 
@@ -135,6 +136,11 @@ def format_check(result: dict[str, Any]) -> str:
                      f"{result['workers']} model replicas; event loop {result['event_loop_seconds']:.1f} s)")
     if result.get("run"):
         lines.append(f"  run directory: {result['run']}")
-    if math.isfinite(result["relative_error"]) and abs(result["relative_error"]) > 0.25:
-        lines.append("  ** more than 25% off **")
+    if math.isfinite(result["relative_error"]) and abs(result["relative_error"]) > MAX_ERROR:
+        lines.append(f"  ** more than {MAX_ERROR:.0%} off **")
+    if result.get("rejected_share", 0) > MAX_REJECTED:
+        why = ", ".join(f"{n} {reason}" for reason, n in sorted(m["rejected"].items()))
+        lines.append(f"  ** the shards refused {result['rejected_share']:.0%} of the pushes ({why}): the prediction "
+                     "assumes every push is applied and the measured staleness is the applied pushes' only; this run "
+                     "does not test it (did it diverge? see its metrics.jsonl) **")
     return "\n".join(lines)
