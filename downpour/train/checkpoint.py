@@ -56,6 +56,8 @@ def save_state(stem: str | Path, tensors: dict[str, Tensor], meta: dict[str, Any
             os.link(path, prev)
     os.replace(tmp_t, tensor_path)
     os.replace(tmp_m, meta_path)
+    for prev in _pair(_prev(stem)):                 # the new pair is whole: the safety copy has done its work
+        prev.unlink(missing_ok=True)
 
 
 def _pair(stem: Path) -> tuple[Path, Path]:
