@@ -99,3 +99,17 @@ def test_sixteen_bit_png_is_scaled_not_clipped(tmp_path):
     Image.fromarray(np.full((4, 4), 32768, np.uint16)).save(tmp_path / "deep.png")
     image = read_image(tmp_path / "deep.png", grey=True)
     assert image.shape == (1, 4, 4) and abs(float(image.mean()) - 0.5) < 1e-3
+
+
+@pytest.mark.parametrize("orientation, bright", [(1, "left"), (3, "right"), (6, "top"), (8, "bottom")])
+def test_an_exif_orientation_is_applied_so_the_image_is_upright(tmp_path, orientation, bright):
+    """A phone's portrait JPEG is stored sideways with an Orientation tag; it was read sideways."""
+    pixels = np.zeros((20, 40), np.uint8)
+    pixels[:, :10] = 255                               # a bright strip at the stored image's left
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(pixels).save(tmp_path / "a.jpg", exif=exif, quality=100)
+    x = read_image(tmp_path / "a.jpg", grey=True)[0]
+    assert x.shape == ((40, 20) if orientation in (6, 8) else (20, 40))
+    edges = {"left": x[:, :3], "right": x[:, -3:], "top": x[:3], "bottom": x[-3:]}
+    assert {k for k, v in edges.items() if v.mean() > 0.9} == {bright}

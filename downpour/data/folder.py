@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFile
+from PIL import Image, ImageFile, ImageOps
 
 from downpour.data.images import ImageSet, log, skip, to_chw
 from downpour.errors import DataError
@@ -40,11 +40,17 @@ def image_extensions() -> set[str]:
     return out
 
 
+ORIENTATION = 0x0112   # the EXIF tag
+
+
 def read_image(path: Path, grey: bool) -> np.ndarray:
-    """One file -> float32 (C, H, W) in [0, 1] (floats as stored). Raises OSError / ValueError on a file
+    """One file -> float32 (C, H, W) in [0, 1] (floats as stored), turned upright by its EXIF orientation
+    (a phone's portrait JPEG is stored sideways with a tag saying so). Raises OSError / ValueError on a file
     Pillow cannot decode, ValueError on a float image holding NaN or Inf."""
     with Image.open(path) as img:
         img.load()   # decode now, so a truncated file fails here and not later
+        if img.getexif().get(ORIENTATION, 1) != 1:   # a camera's "rotate me": upright, as a viewer shows it
+            ImageOps.exif_transpose(img, in_place=True)
         if img.mode in ("I;16", "I;16B", "I;16L", "I"):
             # 16-bit greys: Pillow's convert("L") would clip them at 255, so scale ourselves
             return to_chw(np.asarray(img, dtype=np.float32) / 65535.0, grey)
