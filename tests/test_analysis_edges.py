@@ -292,7 +292,7 @@ def test_shuffling_a_gabors_pixels_makes_it_fail():
 def test_edge_summary_reports_fractions_beside_noise_and_its_criteria():
     s = edge_summary(gabors(np.random.default_rng(10), 300), seed=0)
     assert set(s) == {"count", "shape", "edge_fraction", "edge_fraction_noise", "coherence_mean", "coherence_noise",
-                      "criteria"}
+                      "criteria", "edge_distinct_fraction", "edge_mean_abs_cosine"}
     assert s["count"] == 300 and s["shape"] == [1, 8, 8]
     assert s["edge_fraction"] >= 0.95 and s["edge_fraction_noise"] <= 0.1
     assert s["coherence_mean"] > s["coherence_noise"]
@@ -315,3 +315,28 @@ def test_five_thousand_filters_are_scored_in_one_call_in_order():
     ok = edge_like(filters)
     assert ok.shape == (5000,) and ok.dtype == bool
     assert ok[:2500].mean() <= 0.05 and ok[2500:].mean() >= 0.95
+
+
+def test_copies_of_one_edge_count_as_one_distinct_filter_and_random_gabors_all_count():
+    """An RBM after 100 steps passed the edge test with 100% of its filters, nearly all one filter
+    (mean |cosine| 0.95): edge_fraction alone did not show it."""
+    rng = np.random.default_rng(13)
+    one = gabors(rng, 1)
+    copies = np.concatenate([one * rng.uniform(0.5, 2.0, (60, 1, 1)) * rng.choice([-1, 1], (60, 1, 1)),
+                             gabors(rng, 3)])                # 60 copies, either sign, any scale; 3 others
+    copies = copies + 0.01 * rng.standard_normal(copies.shape)
+    s = edge_summary(copies)
+    assert s["edge_fraction"] >= 0.95
+    assert s["edge_distinct_fraction"] <= 4 / 63 and s["edge_mean_abs_cosine"] > 0.8
+    varied = edge_summary(gabors(rng, 200, sigma=(1.5, 3), freq=(.12, .3)))
+    assert varied["edge_distinct_fraction"] >= 0.8 and varied["edge_mean_abs_cosine"] < 0.3   # 200 random draws: a few alike
+    assert edge_summary(rng.standard_normal((50, 8, 8)))["edge_distinct_fraction"] in (None, 1.0)   # none or few edges
+
+
+def test_distinct_edges_samples_beyond_its_cap(monkeypatch):
+    monkeypatch.setattr(edges, "DISTINCT_SAMPLE", 50)
+    rng = np.random.default_rng(14)
+    filters = gabors(rng, 1)[None].repeat(300, axis=0) + 0.001 * rng.standard_normal((300, 1, 8, 8))
+    d = edges.distinct_edges(filters, seed=0)
+    assert d["edge_distinct_fraction"] == 1 / 50 and d["edge_mean_abs_cosine"] > 0.99
+    assert edges.distinct_edges(filters[:0]) == {"edge_distinct_fraction": None, "edge_mean_abs_cosine": None}

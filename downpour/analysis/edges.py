@@ -56,6 +56,9 @@ CRITERIA = {"spread_min_pixels": SPREAD_MIN_PIXELS, "concentration_min": CONCENT
             "concentration_radius": CONCENTRATION_RADIUS, "peak_frequency_max": FREQ_MAX,
             "coherence_min": COHERENCE_MIN}
 
+DUPLICATE_COSINE = 0.9   # two edge-like filters this alike (|cosine|, zero mean) count as one
+DISTINCT_SAMPLE = 2000   # edge-like filters compared at most (a 2,000 x 2,000 cosine matrix)
+
 _PAD = 4          # FFT of 4H x 4W: a 1/32 cycles/pixel grid for 8x8, fine enough to place a 0.15 disk
 _BLOCK = 1024     # filters per FFT, to bound memory (1024 x 3 x 72 x 37 complex = 130 MB for 18x18 colour)
 _FLAT = 1e-12     # centred energy below this fraction of the raw energy: a constant (or zero) filter
@@ -173,7 +176,8 @@ def edge_summary(filters: Tensor | np.ndarray, seed: int = 0) -> dict[str, Any]:
     -------
     dict
         ``count``, ``shape`` [C, H, W], ``edge_fraction``, ``edge_fraction_noise``, ``coherence_mean``,
-        ``coherence_noise`` and ``criteria`` (the thresholds). Filters thinner than 3 pixels (a row of weights has
+        ``coherence_noise``, ``criteria`` (the thresholds), and :func:`distinct_edges`'s
+        ``edge_distinct_fraction`` and ``edge_mean_abs_cosine``. Filters thinner than 3 pixels (a row of weights has
         no 2-D structure to be oriented) and an empty set get None for the four measures.
     """
     f = _as_filters(filters)
@@ -185,7 +189,36 @@ def edge_summary(filters: Tensor | np.ndarray, seed: int = 0) -> dict[str, Any]:
     noise = np.random.default_rng(seed).standard_normal(f.shape)
     pixels = f.shape[2] * f.shape[3]
     ours, theirs = edge_scores(f), edge_scores(noise)
-    summary.update(edge_fraction=float(_decide(ours, pixels).mean()),
+    edgy = _decide(ours, pixels)
+    summary.update(edge_fraction=float(edgy.mean()),
                    edge_fraction_noise=float(_decide(theirs, pixels).mean()),
-                   coherence_mean=float(ours["coherence"].mean()), coherence_noise=float(theirs["coherence"].mean()))
+                   coherence_mean=float(ours["coherence"].mean()), coherence_noise=float(theirs["coherence"].mean()),
+                   **distinct_edges(f[edgy], seed))
     return summary
+
+
+def distinct_edges(edges: np.ndarray, seed: int = 0) -> dict[str, Any]:
+    """How many of the edge-like filters ``edges`` (n, C, H, W) are distinct: not a near-duplicate
+    (|cosine| >= ``DUPLICATE_COSINE`` of the zero-mean filters, either sign) of one kept before it.
+
+    A first layer can pass the edge test with one filter copied many times (an RBM after 100 steps:
+    100% edge-like, mean |cosine| 0.97), which ``edge_fraction`` alone does not show. Over more than
+    ``DISTINCT_SAMPLE`` edge-like filters, a seeded sample of that many is measured and the share scaled.
+    Returns ``edge_distinct_fraction`` (distinct / edge-like; None without edge-like filters) and
+    ``edge_mean_abs_cosine`` (mean |cosine| over pairs of them)."""
+    n = edges.shape[0]
+    if n == 0:
+        return {"edge_distinct_fraction": None, "edge_mean_abs_cosine": None}
+    if n > DISTINCT_SAMPLE:
+        edges = edges[np.sort(np.random.default_rng(seed).choice(n, DISTINCT_SAMPLE, replace=False))]
+    v = edges.reshape(edges.shape[0], -1)
+    v = v - v.mean(axis=1, keepdims=True)
+    v = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+    cos = np.abs(v @ v.T)
+    kept: list[int] = []
+    for i in range(cos.shape[0]):
+        if not kept or cos[i, kept].max() < DUPLICATE_COSINE:
+            kept.append(i)
+    pairs = cos.shape[0] * (cos.shape[0] - 1)
+    mean = float((cos.sum() - np.trace(cos)) / pairs) if pairs else None
+    return {"edge_distinct_fraction": len(kept) / cos.shape[0], "edge_mean_abs_cosine": mean}
