@@ -83,11 +83,12 @@ def runs_banked(banks: int, positions: int, reduction: int, device: torch.device
     expands its banks to one per position for the untied kernel (same map, other rounding).
 
     On the CPU the expanded path was faster in 9 of 14 shapes measured (``bench/tiled.py``,
-    docs/benchmarks.md): 2.3x at the main job's stage 1 (1 channel, 8x8 filters, 4 banks over 25x25),
-    1.5x at its stage 2, 28x with 64 banks (each bank's convolution is a few positions), and with one
-    input channel at every size. The convolutions won (1.9-3.3x) only with 3x9x9 filters and 400 or
-    more positions per bank, where the expanded weights also grow large. Elsewhere (a GPU, not
-    measured here) the earlier rule stands: convolutions up to ``_MAX_CONV_BANKS`` banks."""
+    docs/benchmarks.md): 1.75x at the main job's stage 1 (1 channel, 8x8 filters, 4 banks over 25x25),
+    1.7x at its stage 2, 22x with 64 banks (each bank's convolution is a few positions), and with one
+    input channel at every size. The convolutions won (1.6-3.5x) only with 3x9x9 filters and 324 or
+    more positions per bank, where the expanded weights also grow large; this rule picked the faster
+    path in 13 of the 14. Elsewhere (a GPU, not measured here) the earlier rule stands: convolutions
+    up to ``_MAX_CONV_BANKS`` banks."""
     if device.type != "cpu":
         return banks <= _MAX_CONV_BANKS
     return reduction >= _BANKED_MIN_REDUCTION and positions >= _BANKED_MIN_POSITIONS * banks
