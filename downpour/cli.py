@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from downpour.config import CROSSFIT_CONTROLS, ClusterConfig, ConfigError, Override, RunConfig, config_to_toml, list_presets, load_config, origin_of, parse_override
-from downpour.cli_flags import check_flags, check_plan_flags, check_sets, set_keys
+from downpour.cli_flags import FlagValue, check_flags, check_plan_flags, check_sets, set_keys
 from downpour.settings import choices_of
 from downpour.errors import DownpourError
 
@@ -34,7 +34,7 @@ def _overrides(args: argparse.Namespace) -> list[Override]:
     if args.report is not None:
         out.append(("analysis.report", args.report))
     flags = dict(out)
-    out = [(key, value, _flag_of(key, args)) for key, value in out]    # an error names the flag
+    out = [FlagValue(key, value, _flag_of(key, args)) for key, value in out]    # an error names the flag
     for item in args.set:            # (flags go first, so a --set of the same key won whatever the order)
         path, value = parse_override(item)
         key = ".".join(path)

@@ -260,13 +260,13 @@ def _build(table: dict[str, Any], origins: dict[str, str]) -> RunConfig:
         raise
 
 
-Override = str | tuple[str, Any] | tuple[str, Any, str]   # "section.key=value" after --set, (key, typed value[, its flag])
+Override = str | tuple[str, Any]   # "section.key=value" as typed after --set, or (key, typed value)
 
 
 def parse_override(item: Override) -> tuple[list[str], Any]:
-    """``"train.lr=0.1"`` or ``("train.lr", 0.1)`` (or ``("train.lr", 0.1, "--lr 0.1")``) -> (["train", "lr"], 0.1)."""
+    """``"train.lr=0.1"`` or ``("train.lr", 0.1)`` -> (["train", "lr"], 0.1)."""
     if isinstance(item, tuple):
-        key, value = item[:2]
+        key, value = item
         return key.split("."), value
     if "=" not in item:
         raise ConfigError(f"override {item!r} must look like section.key=value")
@@ -335,7 +335,7 @@ def _merged(name_or_path: str, overrides: list[Override] | tuple[Override, ...])
         nested: dict[str, Any] = {path[-1]: value}
         for part in reversed(path[:-1]):
             nested = {part: nested}
-        _merge(merged, nested, f"--set {item}" if isinstance(item, str) else (item[2] if len(item) > 2 else "the command line"), origins)
+        _merge(merged, nested, f"--set {item}" if isinstance(item, str) else getattr(item, "flag", "the command line"), origins)
     return merged, origins
 
 

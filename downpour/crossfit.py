@@ -189,7 +189,7 @@ def run_crossfit(config: str, overrides: list[Override], out: str | Path, folds:
                                control_draws=a.control_draws, choice=a.face_choice)
     config_record = config_to_dict(configs[0])
     config_record["data"].pop("lfw_heldout")
-    record = {"config": config, "overrides": [list(o[:2]) if isinstance(o, tuple) else o for o in overrides],
+    record = {"config": config, "overrides": [list(o) if isinstance(o, tuple) else o for o in overrides],
               "resolved": config_record, "folds": folds, "runs": trained[:folds], "control": control,
               **({"no_faces_runs": trained[folds:]} if twins else {}),
               "training_seconds": round(training_seconds, 1), "test_seconds": round(time.time() - started - training_seconds, 1),

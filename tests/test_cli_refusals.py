@@ -413,3 +413,15 @@ def test_a_bad_typed_flag_is_named_as_typed(capsys, argv, named):
     """A typed flag's error said "the command line: train.steps must be >= 1", not which flag."""
     assert main(["train", "--config", "ufldl-sae", "--dry-run", "--runner", "simulated", *argv]) == 2
     assert named in capsys.readouterr().err
+
+
+def test_a_flags_override_is_its_key_and_value_and_survives_pickling():
+    """The cross-fit hands its overrides to fold processes: the flag's name must travel with them."""
+    import pickle
+
+    from downpour.cli_flags import FlagValue
+
+    pair = pickle.loads(pickle.dumps(FlagValue("train.steps", 0, "--steps 0")))
+    assert pair == ("train.steps", 0) and pair.flag == "--steps 0"
+    with pytest.raises(ConfigError, match="--steps 0: train.steps must be >= 1"):
+        load_config("ufldl-sae", [pair])
