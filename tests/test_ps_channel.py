@@ -19,12 +19,12 @@ def ends(tmp_path):
     driver.close()
 
 
-def test_grants_arrive_in_order_with_their_stage_and_stop_ends_them(ends):
+def test_grants_arrive_in_order_with_their_first_step_and_stop_ends_them(ends):
     driver, worker = ends
-    driver.grant(3, None)
-    driver.grant(1, 2)
+    driver.grant(3, 0)
+    driver.grant(1, 750)
     driver.stop()
-    assert [worker.next_grant() for _ in range(3)] == [(3, None), (1, 2), (channel.STOP, None)]
+    assert [worker.next_grant() for _ in range(3)] == [(3, 0), (1, 750), (channel.STOP, 0)]
 
 
 def test_reports_come_back_whole_in_order_and_only_once(ends):

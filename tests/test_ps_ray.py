@@ -185,6 +185,23 @@ def test_a_random_first_layer_is_the_drivers_on_ray_too(tmp_path, local_ray):
     assert len(losses["ray"]) == 8 and losses["ray"] == pytest.approx(losses["simulated"], rel=1e-5)
 
 
+def test_a_greedy_cycle_across_the_stage_switch_switches_with_it_as_on_the_simulator(tmp_path, local_ray):
+    """A Ray cycle trained every one of its steps at the stage of its first: the push of steps 7-9 of
+    15 (stage 2 from step 9) trained stage 1 on all three. Each step now trains its own stage, as the
+    simulator's do: one sync worker takes the simulator's steps, cost for cost."""
+    rows = {}
+    for runner in ("ray", "simulated"):
+        cfg = load_config("cat-demo", ["data.samples=128", "train.batch_size=8", "train.steps=15", "train.log_every=1",
+                                       "train.tensorboard=false", "cluster.workers=1", "cluster.shards=2",
+                                       "cluster.n_push=3", "cluster.consistency=sync", "train.threads=1",
+                                       f"cluster.runner={runner}"])
+        run_cluster(cfg, RunDir.create(tmp_path / runner, cfg))
+        rows[runner] = RunDir.open(tmp_path / runner).metrics()
+    across = rows["ray"][2]                      # steps 7-9 (indices 6-8; index 8 starts stage 2: 8 * 2 // 15 = 1)
+    assert across["step"] == 9 and "stage1/reconstruction" in across and "stage2/reconstruction" in across
+    assert [r["loss"] for r in rows["ray"]] == pytest.approx([r["loss"] for r in rows["simulated"]], rel=1e-5)
+
+
 @pytest.mark.parametrize("path", ["doorbell", "object-store"])
 def test_a_stop_while_the_shards_apply_a_push_checkpoints_it_counted(tmp_path, local_ray, monkeypatch, path):
     """Ctrl-C while the driver waited for the shards' answers to a push: the shards applied it, the

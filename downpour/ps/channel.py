@@ -6,7 +6,8 @@ Ray's hand-off (reply sent, next queued task started) left the worker idle 2.4-4
 busy 2-core machine: 10% of a cat-demo step. Over this channel the worker runs one long Ray task
 (``WorkerActor.serve``) and never returns between cycles:
 
-- the driver writes a *credit* (steps, stage) for each cycle the coordinator grants
+- the driver writes a *credit* (steps, first) for each cycle the coordinator grants (``first``: the
+  run's index of its first step, which sets each step's greedy stage)
   (``GRANT``, 16 bytes, into ``<path>-go``); the worker blocks in ``read()`` only when it has none,
   and with the driver's usual two cycles granted ahead it never does;
 - after each cycle (its gradient already staged in the shards' inboxes) the worker writes the
@@ -27,7 +28,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
-GRANT = struct.Struct("<qq")     # steps (STOP: end serving), stage (-1: every stage)
+GRANT = struct.Struct("<qq")     # steps (STOP: end serving), the run's index of the cycle's first step
 FRAME = struct.Struct("<I")      # length of the JSON that follows
 STOP = -1
 
@@ -52,11 +53,11 @@ class DriverEnd:
         """What to poll for reports."""
         return self._in
 
-    def grant(self, steps: int, stage: int | None) -> None:
-        os.write(self._out, GRANT.pack(steps, -1 if stage is None else stage))
+    def grant(self, steps: int, first: int) -> None:
+        os.write(self._out, GRANT.pack(steps, first))
 
     def stop(self) -> None:
-        os.write(self._out, GRANT.pack(STOP, -1))
+        os.write(self._out, GRANT.pack(STOP, 0))
 
     def reports(self) -> list[dict[str, Any]]:
         """Every complete frame waiting, oldest first (none: an empty list; never blocks)."""
@@ -103,16 +104,16 @@ class WorkerEnd:
         self._in, self._out = os.open(go, os.O_RDONLY), os.open(done, os.O_WRONLY)
         self._buf = b""
 
-    def next_grant(self) -> tuple[int, int | None]:
-        """(steps, stage or None); steps is :data:`STOP` when the driver is done with this worker."""
+    def next_grant(self) -> tuple[int, int]:
+        """(steps, the cycle's first step index); steps is :data:`STOP` when the driver is done with this worker."""
         while len(self._buf) < GRANT.size:
             chunk = os.read(self._in, 64 * GRANT.size)
             if not chunk:
-                return STOP, None
+                return STOP, 0
             self._buf += chunk
-        steps, stage = GRANT.unpack_from(self._buf)
+        steps, first = GRANT.unpack_from(self._buf)
         self._buf = self._buf[GRANT.size:]
-        return steps, None if stage < 0 else stage
+        return steps, first
 
     def report(self, meta: dict[str, Any]) -> None:
         body = json.dumps(meta).encode()

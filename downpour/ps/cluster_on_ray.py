@@ -168,11 +168,11 @@ class RayCluster(PipedRun):
         m = len(self.shard_actors)
         t = time.perf_counter()
         if self.piped:
-            self._channels[w].grant(k, self.stage_of(self.coord.dispatched - k))
+            self._channels[w].grant(k, self.coord.dispatched - k)   # the cycle's first step: each step's stage
             self._credits[w] += 1
             self.laps.add("dispatch", t)
             return
-        refs = self.worker_actors[w].cycle.options(num_returns=m + 1).remote(k, self.stage_of(self.coord.dispatched - k))
+        refs = self.worker_actors[w].cycle.options(num_returns=m + 1).remote(k, self.coord.dispatched - k)
         self.laps.add("dispatch", t)
         self._grads[refs[m]] = refs[:m]
         self._owner[refs[m]] = self.worker_actors[w]

@@ -42,6 +42,7 @@ from downpour.ps.laps import Laps
 from downpour.ps.setup import make_worker
 from downpour.ps.shard import Shard
 from downpour.ps.shard_server import ShardServer
+from downpour.train.setup import stage_for_step
 
 RESTART_SECONDS = 120   # the driver's wait for a restarted worker's actor to come up; longer: the run goes on without it
 # A worker's wait for its previous push to leave a shard's inbox. The driver rings the shards to take
@@ -236,6 +237,7 @@ class WorkerActor:
         torch.set_num_threads(threads)
         self.laps, self._returned = Laps(), 0.0     # perf_counter when the last cycle returned (0: none yet)
         self.remote = None
+        self._schedule = (cfg.train.steps, cfg.train.schedule)
         if partitions:
             from downpour.ps.partitions_on_ray import PartitionParams, remote_replica
 
@@ -250,6 +252,11 @@ class WorkerActor:
         self.laps.count("params_as_views", params_as_views(self.worker.model, layout.names, layout.offsets, self.fetched))
         self.worker.params = _TimedParams(self.worker.params, self.laps)
 
+    def _stage_of(self, step: int) -> int | None:
+        """The greedy stage the run's step ``step`` trains (None: every stage), as the simulator's driver asks."""
+        total, schedule = self._schedule
+        return stage_for_step(step, total, self.worker.model.n_stages, schedule)
+
     def _fetch(self) -> None:
         w = self.worker
         if self.remote is not None:
@@ -260,19 +267,21 @@ class WorkerActor:
         self.laps.add("fetch_read", t)
         w.load([self.fetched], versions)
 
-    def cycle(self, steps: int, stage: int | None) -> tuple:
-        """Run ``steps`` training steps; returns per shard the gradient slice (None where it went
-        into the shard's shared-memory inbox), then the push's metadata."""
+    def cycle(self, steps: int, first: int) -> tuple:
+        """Run ``steps`` training steps, the run's steps ``first``, ``first + 1``, ... (each trains its
+        greedy stage, so a cycle across a stage switch switches with it, as on the simulator); returns
+        per shard the gradient slice (None where it went into the shard's shared-memory inbox), then
+        the push's metadata."""
         w, laps = self.worker, self.laps
         if self._returned:
             laps.add("between_cycles", self._returned)
         else:
             laps.mark()          # CPU from the first cycle on: start-up (data, model) left out
-        for _ in range(steps):
+        for i in range(steps):
             if w.fetch_due():
                 self._fetch()
             t = time.perf_counter()
-            w.step(stage)
+            w.step(self._stage_of(first + i))
             laps.add("step", t)
         t = time.perf_counter()
         push = w.take_push()
@@ -294,10 +303,10 @@ class WorkerActor:
         end, cycles = WorkerEnd(go, done), 0
         try:
             while True:
-                steps, stage = end.next_grant()
+                steps, first = end.next_grant()
                 if steps == STOP:
                     return cycles
-                *staged, meta = self.cycle(steps, stage)
+                *staged, meta = self.cycle(steps, first)
                 assert all(meta["inbox"]), "a served worker stages every push in the shards' inboxes"
                 end.report(meta)
                 cycles += 1
