@@ -64,9 +64,10 @@ def test_sync_rounds_on_ray(tmp_path, local_ray):
         assert all(sorted(v) == [(0, a), (1, a)] for a, v in rounds.items())
 
 
-@pytest.mark.parametrize("restarts", [0, 1])
-def test_a_killed_worker_does_not_end_the_run_and_no_push_is_applied_twice(tmp_path, local_ray, restarts):
-    cfg = _cfg("train.steps=400", "cluster.workers=3", f"cluster.restarts={restarts}")
+@pytest.mark.parametrize("restarts, steps", [(0, 400), (1, 3000)])
+def test_a_killed_worker_does_not_end_the_run_and_no_push_is_applied_twice(tmp_path, local_ray, restarts, steps):
+    # (a restart no longer holds the survivors up: in 400 steps they finished the run before the new actor was up)
+    cfg = _cfg(f"train.steps={steps}", "cluster.workers=3", f"cluster.restarts={restarts}")
     run = RunDir.create(tmp_path / "k", cfg)
     out = {}
     earlier = {a["name"] for a in ray.util.list_named_actors(all_namespaces=True)}  # earlier runs' actors
@@ -75,7 +76,7 @@ def test_a_killed_worker_does_not_end_the_run_and_no_push_is_applied_twice(tmp_p
     victim = kill_when(run, 40, "-worker1", earlier)   # once training is under way
     thread.join(timeout=120)
     assert victim is not None and not thread.is_alive()
-    assert out["steps"] == 400 and out["lost_workers"] == ([] if restarts else [1])
+    assert out["steps"] == steps and out["lost_workers"] == ([] if restarts else [1])
     assert out["applied"] == out["accepted"]
     events = RunDir.open(tmp_path / "k").read_json("staleness.json")["events"]
     expected = ["worker-lost", "worker-restarted"] if restarts else ["worker-lost"]
@@ -89,6 +90,46 @@ def test_a_killed_worker_does_not_end_the_run_and_no_push_is_applied_twice(tmp_p
             assert len(after) > 2          # the restarted worker 1 trains on
         else:
             assert len(after) <= 2         # only the cycles it had finished before it died (2 queued)
+
+
+@pytest.mark.parametrize("extra", [(), ('cluster.compensation="dc-asgd"', "cluster.rule=sgd", "train.lr=0.01")],
+                         ids=["channels", "tasks"])   # DC-ASGD sees every pull: the object store, Ray tasks per cycle
+def test_a_restart_ray_cannot_place_does_not_hold_up_the_others(tmp_path, local_ray, monkeypatch, caplog, extra):
+    """The driver waited for a restarted worker's actor to come up (up to RESTART_SECONDS) before it
+    went on, its survivors' pushes unread. Here Ray can never place the restart (it asks for 64 CPUs)
+    and RESTART_SECONDS is beyond any test's patience: the survivors finish the run, and the restart
+    is given up once no steps are left for it."""
+    import logging
+
+    from downpour.ps import restarts_on_ray
+    from downpour.ps.cluster_on_ray import RayCluster
+
+    monkeypatch.setattr(restarts_on_ray, "RESTART_SECONDS", 10 ** 6)
+    real_start = RayCluster._start
+
+    piped = []
+
+    def start(self, shards, start_step):
+        real_start(self, shards, start_step)
+        self.per_worker = 64.0        # what every actor spawned from now on asks for
+        piped.append(self.piped)
+
+    monkeypatch.setattr(RayCluster, "_start", start)
+    caplog.set_level(logging.WARNING, logger="downpour.ps.cluster_on_ray")
+    cfg = _cfg("train.steps=400", "cluster.workers=3", "cluster.restarts=1", *extra)
+    run = RunDir.create(tmp_path / "n", cfg)
+    out = {}
+    earlier = {a["name"] for a in ray.util.list_named_actors(all_namespaces=True)}
+    thread = threading.Thread(target=lambda: out.update(run_cluster(cfg, run)))
+    thread.start()
+    victim = kill_when(run, 40, "-worker1", earlier)
+    thread.join(timeout=120)
+    assert victim is not None and not thread.is_alive()
+    assert out["steps"] == 400 and out["lost_workers"] == [1]
+    assert "worker 1 could not be restarted (no steps left for it)" in caplog.text
+    assert piped == [not extra]                  # each driving loop was tested
+    events = RunDir.open(tmp_path / "n").read_json("staleness.json")["events"]
+    assert [e["event"] for e in events] == ["worker-lost"]
 
 
 def test_losing_every_worker_is_an_error_that_keeps_what_was_done(tmp_path, local_ray):

@@ -8,6 +8,7 @@ import ray
 import torch
 
 import downpour.ps.cluster_on_ray as driver_module
+import downpour.ps.restarts_on_ray as restarts_module
 from downpour.ps.cluster_on_ray import RayCluster, _restarts_left
 from downpour.ps.consistency import make_consistency
 from downpour.ps.coordinator import Coordinator
@@ -34,6 +35,10 @@ class FakeRay:
     def kill(self, actor: Any) -> None:
         self.killed.append(actor)
 
+    def wait(self, refs: list[Any], num_returns: int = 1, timeout: float | None = None) -> tuple[list[Any], list[Any]]:
+        """Every stood-in future is ready (an actor's answer is its value)."""
+        return refs[:num_returns], refs[num_returns:]
+
 
 class FakeActor:
     """``actor.method.remote(*args)`` answers ``answers[method](*args)`` (a value, or an exception to raise)."""
@@ -50,6 +55,7 @@ def _driver(coord: Coordinator, shard_actors: list[Any], workers: list[Any], res
     d = object.__new__(RayCluster)      # no Ray: the driver's own state only
     d.coord, d.shard_actors, d.worker_actors, d.restarts = coord, shard_actors, workers, restarts
     d.piped, d._blocked, d.laps, d.next_seq, d._pending, d._pushes = False, set(), Laps(), {}, {}, {}
+    d._starting = {}
     d.placement, d.devices, d.partition_actors = {"shards": ["n"], "workers": ["n"] * len(workers)}, [], {}
     return d
 
@@ -58,6 +64,7 @@ def _driver(coord: Coordinator, shard_actors: list[Any], workers: list[Any], res
 def fake_ray(monkeypatch):
     fake = FakeRay()
     monkeypatch.setattr(driver_module, "ray", fake)
+    monkeypatch.setattr(restarts_module, "ray", fake)
     return fake
 
 

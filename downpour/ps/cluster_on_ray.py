@@ -19,9 +19,10 @@ from downpour.ps.checkpoint import ShardState
 from downpour.ps.connect_on_ray import connect, gathered, placer
 from downpour.ps.coordinator import Coordinator
 from downpour.ps.laps import Laps
-from downpour.ps.on_ray import RESTART_SECONDS, ShardActor, ShardPush, WorkerActor
+from downpour.ps.on_ray import ShardActor, ShardPush, WorkerActor
 from downpour.ps.piped_on_ray import PipedRun
 from downpour.ps.recorder import ShardLost
+from downpour.ps.restarts_on_ray import Restarts, kill
 from downpour.ps.setup import ClusterSetup, worker_gpus
 from downpour.ps.shard import Shard
 from downpour.ps.shm import SHM_DIR, sweep_stale_segments
@@ -32,7 +33,7 @@ from downpour.train.signals import signals_held
 log = logging.getLogger(__name__)
 
 
-class RayCluster(PipedRun):
+class RayCluster(PipedRun, Restarts):
     """The Ray driver, shaped like :class:`~downpour.ps.simulated.SimulatedCluster`: built with the
     cluster's setup and restored shards, it starts Ray (or joins ``cluster.address``), one actor per
     shard and per worker; :meth:`run` drives the coordinator's budget; :meth:`close` kills every actor
@@ -72,6 +73,7 @@ class RayCluster(PipedRun):
         self._channels: dict[int, channel.DriverEnd] = {}
         self._credits: dict[int, int] = {}               # piped: cycles granted to each worker, not reported yet
         self._serving: dict[Any, tuple[int, Any]] = {}   # piped: serve task ref -> (worker, its actor)
+        self._starting: dict[int, tuple[Any, float]] = {}   # restarts_on_ray: worker -> (first answer, give-up time)
         try:
             self._start(shards, start_step)
         except BaseException:
@@ -207,40 +209,6 @@ class RayCluster(PipedRun):
                 answers, meta = self._pushes.pop(ref)
                 self._record(w, ShardPush.results(answers), meta, on_push)
 
-    def _lost(self, w: int, err: Exception) -> None:
-        """Worker ``w``'s actor died: its push never left, so nothing of it is applied. Restart it
-        if ``cluster.restarts`` allows, and let the others go on."""
-        before = set(self.coord.live)
-        self.coord.lose(w, type(err).__name__)
-        joined = self.coord.live - before    # the warm start's only worker died: the others start now
-        log.warning("worker %d lost at step %d: %s", w, self.coord.done, type(err).__name__)
-        self._set_live()          # now: a sync round it owed closes on the others before it rejoins
-        _kill(self.worker_actors[w])   # a cycle can fail with its actor alive (a lost partition): it holds its CPU
-        for part in self.partition_actors.pop(w, []):   # its filters' memory, until the run ended
-            _kill(part)
-        if self.restarts > 0 and self.coord.dispatched < self.coord.total:
-            self.restarts -= 1
-            self._restart(w)
-        self._set_live()
-        for _ in range(self.coord.depth):
-            for v in sorted(self._blocked | joined | {w}):
-                self._dispatch(v)
-
-    def _restart(self, w: int) -> None:
-        """A fresh actor for lost worker ``w``, rejoining once it is up; if Ray finds it no room in time, the
-        run goes on without it."""
-        self.worker_actors[w] = self._spawn(w, self.next_seq.get(w, 0), self.coord.done)
-        try:
-            ray.get(self.worker_actors[w].node.remote(), timeout=RESTART_SECONDS)
-        except (RayError, ray.exceptions.GetTimeoutError) as err:
-            log.warning("worker %d could not be restarted (%s); the run goes on without it", w, type(err).__name__)
-            _kill(self.worker_actors[w])
-            return
-        if self.piped:
-            self._open_channel(w)
-        self.coord.rejoin(w)
-        log.warning("worker %d restarted", w)
-
     def _cycle_done(self, ref: Any, w: int, on_push: OnPush) -> None:
         actor = self._owner.pop(ref)
         grads = self._grads.pop(ref, None)
@@ -306,10 +274,13 @@ class RayCluster(PipedRun):
                 self._shard_lost(err)
                 raise
             return
-        while self._pending:
+        while self._pending or self._starting:
             t = time.perf_counter()
-            ready, _ = ray.wait(list(self._pending), num_returns=1)
+            ready, _ = ray.wait([*self._pending, *self.restart_refs()], num_returns=1, timeout=self.restart_timeout())
             self.laps.add("wait", t)
+            if not ready or ready[0] not in self._pending:    # a restarted worker answered, or ran out of time
+                self.poll_restarts()
+                continue
             kind, w = self._pending.pop(ready[0])
             try:
                 if kind == "cycle":
@@ -372,21 +343,13 @@ class RayCluster(PipedRun):
                 log.warning("a shard could not remove its shared memory (/dev/shm/downpour-*)")
         parts = [a for actors in self.partition_actors.values() for a in actors]
         for a in (*self.worker_actors, *parts, *self.shard_actors):
-            _kill(a)
+            kill(a)
         self.shard_actors, self.worker_actors, self.partition_actors, self.pusher = [], [], {}, None
         for path in SHM_DIR.glob(f"downpour-{getattr(self, 'run_id', '-')}-*"):   # what a dead shard left here
             path.unlink(missing_ok=True)
         if self.started:
             ray.shutdown()
             self.started = False
-
-
-def _kill(actor: Any) -> None:
-    """Best effort: the actor may be dead already."""
-    try:
-        ray.kill(actor)
-    except Exception:  # noqa: BLE001
-        pass
 
 
 def _restarts_left(restarts: int, events: list[dict[str, Any]]) -> int:

@@ -44,10 +44,11 @@ from downpour.ps.shard import Shard
 from downpour.ps.shard_server import ShardServer
 from downpour.train.setup import stage_for_step
 
-RESTART_SECONDS = 120   # the driver's wait for a restarted worker's actor to come up; longer: the run goes on without it
+RESTART_SECONDS = 120   # how long a restarted worker's actor has to come up; longer: the run goes on without it
 # A worker's wait for its previous push to leave a shard's inbox. The driver rings the shards to take
-# pushes; while it waits for a restarted worker (up to RESTART_SECONDS) it rings none, so the survivors
-# must outwait it: at 60 s every survivor timed out and was lost with it ("every worker was lost").
+# pushes; when it waited for a restarted worker (up to RESTART_SECONDS) it rang none, and at 60 s every
+# survivor timed out and was lost with it ("every worker was lost"). It no longer waits
+# (downpour/ps/restarts_on_ray.py); the margin stays for a driver held up some other way.
 INBOX_WAIT_SECONDS = RESTART_SECONDS + 60
 
 

@@ -2,7 +2,7 @@
 with shared memory: one long serve task per worker, a credit per granted cycle, a report per push,
 polled here. A mixin of :class:`~downpour.ps.cluster_on_ray.RayCluster`, which owns the state it
 reads (``_channels``, ``_credits``, ``_serving``, the coordinator) and the calls it makes
-(``_pushed``, ``_lost``, ``_shard_lost``)."""
+(``_pushed``, ``_lost``, ``_shard_lost``, ``poll_restarts``)."""
 from __future__ import annotations
 
 import logging
@@ -25,6 +25,7 @@ class PipedRun:
     _channels: dict[int, channel.DriverEnd]
     _credits: dict[int, int]
     _serving: dict[Any, tuple[int, Any]]
+    _starting: dict[int, tuple[Any, float]]
 
     def _open_channel(self, w: int) -> None:
         """Piped: a new channel to worker ``w``'s (new) actor, and its serve task."""
@@ -40,7 +41,7 @@ class PipedRun:
         """Piped: poll the workers' channels for reports (and, when none came for a moment, their serve
         tasks for a death) until no live worker has a granted cycle left; then stop the workers."""
         m, checked = len(self.shard_actors), time.perf_counter()
-        while any(self._credits.get(w, 0) for w in self.coord.live):
+        while any(self._credits.get(w, 0) for w in self.coord.live) or self._starting:
             t = time.perf_counter()
             ready = channel.wait(list(self._channels.values()), 0.05)
             t = self.laps.add("wait", t)
@@ -57,6 +58,7 @@ class PipedRun:
             if not ready or t - checked > 0.05:
                 checked = t
                 self._check_serving(on_push)
+                self.poll_restarts()       # a restarted worker up: its channel opens and it is granted cycles
         for w in sorted(self.coord.live):
             self._channels[w].stop()
         try:
@@ -67,6 +69,8 @@ class PipedRun:
     def _check_serving(self, on_push: OnPush) -> None:
         """Piped: a serve task that ended before the driver said stop is a worker lost (like a failed
         cycle); what it reported before is whole (staged in every inbox first) and applied first."""
+        if not self._serving:             # the only worker lost, its restart under way
+            return
         done, _ = ray.wait(list(self._serving), num_returns=len(self._serving), timeout=0)
         for ref in done:
             w, actor = self._serving.pop(ref)

@@ -1,0 +1,108 @@
+"""Lost Ray workers: each noticed, and restarted (``cluster.restarts``) without holding up the others.
+
+A mixin of :class:`~downpour.ps.cluster_on_ray.RayCluster`, which owns the state it reads
+(``coord``, ``worker_actors``, ``partition_actors``, ``restarts``, ``_blocked``) and the calls it
+makes (``_spawn``, ``_set_live``, ``_dispatch``, ``_open_channel``). Both driving loops (the task
+loop and the piped one) wait on a restart's first answer beside their other futures
+(:meth:`Restarts.restart_refs`, :meth:`Restarts.poll_restarts`).
+
+Until 2026-12-02 the driver waited for the new actor to come up (up to ``RESTART_SECONDS``) before it
+went on, and every survivor waited with it: their pushes unread, their next cycles not granted.
+Now the new actor's first answer is one more future: the worker rejoins when it comes, and is given
+up if it has not come within ``RESTART_SECONDS`` (Ray found it no room), or once the run has no
+steps left to give it.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import ray
+from ray.exceptions import RayError
+
+from downpour.ps.on_ray import RESTART_SECONDS
+
+log = logging.getLogger("downpour.ps.cluster_on_ray")   # the driver's logger: same records as before
+
+
+class Restarts:
+    """``RayCluster``'s half that loses and restarts workers."""
+
+    _starting: dict[int, tuple[Any, float]]     # worker -> (its new actor's first answer, when to give up)
+
+    def _lost(self, w: int, err: Exception) -> None:
+        """Worker ``w``'s actor died: its push never left, so nothing of it is applied. Start a new one
+        if ``cluster.restarts`` allows (it rejoins when it answers), and let the others go on now."""
+        before = set(self.coord.live)
+        self.coord.lose(w, type(err).__name__)
+        joined = self.coord.live - before    # the warm start's only worker died: the others start now
+        log.warning("worker %d lost at step %d: %s", w, self.coord.done, type(err).__name__)
+        self._set_live()          # now: a sync round it owed closes on the others before it rejoins
+        kill(self.worker_actors[w])   # a cycle can fail with its actor alive (a lost partition): it holds its CPU
+        for part in self.partition_actors.pop(w, []):   # its filters' memory, until the run ended
+            kill(part)
+        self._blocked.discard(w)
+        if self.restarts > 0 and self.coord.dispatched < self.coord.total:
+            self.restarts -= 1
+            self.worker_actors[w] = self._spawn(w, self.next_seq.get(w, 0), self.coord.done)
+            self._starting[w] = (self.worker_actors[w].node.remote(), time.monotonic() + RESTART_SECONDS)
+        for _ in range(self.coord.depth):
+            for v in sorted(self._blocked | joined):
+                self._dispatch(v)
+        self.poll_restarts()      # an actor already up rejoins at once
+
+    def restart_refs(self) -> list[Any]:
+        """The first answers of the workers being restarted: futures the driving loop waits on too."""
+        return [ref for ref, _ in self._starting.values()]
+
+    def restart_timeout(self) -> float | None:
+        """Seconds until the next restart is given up (None: none is under way; 0: the run has no steps
+        left to give a restarted worker, so :meth:`poll_restarts` gives them up now)."""
+        if not self._starting:
+            return None
+        if self.coord.dispatched >= self.coord.total:
+            return 0.0
+        return max(0.0, min(deadline for _, deadline in self._starting.values()) - time.monotonic())
+
+    def poll_restarts(self) -> None:
+        """Rejoin every restarted worker whose actor has answered; give up those out of time, and all of
+        them once the run has no steps left to give them."""
+        if not self._starting:
+            return
+        refs = {ref: w for w, (ref, _) in self._starting.items()}
+        ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=0)
+        for ref in ready:
+            self._restarted(refs[ref], ref)
+        now = time.monotonic()
+        for w, (_, deadline) in list(self._starting.items()):
+            if now >= deadline or self.coord.dispatched >= self.coord.total:
+                del self._starting[w]
+                self._give_up(w, f"not up within {RESTART_SECONDS} s" if now >= deadline else "no steps left for it")
+
+    def _restarted(self, w: int, ref: Any) -> None:
+        del self._starting[w]
+        try:
+            ray.get(ref)
+        except RayError as err:
+            self._give_up(w, type(err).__name__)
+            return
+        if self.piped:
+            self._open_channel(w)
+        self.coord.rejoin(w)
+        log.warning("worker %d restarted", w)
+        self._set_live()
+        for _ in range(self.coord.depth):
+            self._dispatch(w)
+
+    def _give_up(self, w: int, why: str) -> None:
+        log.warning("worker %d could not be restarted (%s); the run goes on without it", w, why)
+        kill(self.worker_actors[w])
+
+
+def kill(actor: Any) -> None:
+    """Best effort: the actor may be dead already."""
+    try:
+        ray.kill(actor)
+    except Exception:  # noqa: BLE001
+        pass
