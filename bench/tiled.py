@@ -3,6 +3,7 @@
     .venv/bin/python bench/tiled.py                       # the shapes below, 1 thread, 5 interleaved reps
     .venv/bin/python bench/tiled.py --shapes main         # the main job's two stages only
     .venv/bin/python bench/tiled.py --threads 2 --reps 9
+    .venv/bin/python bench/tiled.py --network             # cat-demo's whole training step per model.tile
 
 A tiled layer (tile t: t x t banks of filters repeating over the output) runs either as one strided
 convolution per bank (``banked``) or with its banks expanded to one per position for the untied
@@ -14,6 +15,12 @@ JSON line per shape: ``banked_ms`` and ``expanded_ms`` (best of ``--reps``), ``c
 the layer takes), ``chosen_vs_best`` (1.0 when the rule picked the faster path) and the paired
 per-repetition ratio banked / expanded; then a summary line (how often the rule picked the faster
 path, and the worst ``chosen_vs_best``).
+
+``--network``: one training step of cat-demo's whole network (batch 32, the mean of a stage-1 and a
+stage-2 step of its greedy schedule) for each ``model.tile`` of the templates study (0 untied, 4, 2,
+1 convolution), on the layer's own path and with every tiled layer forced onto the banked one (the
+rule before 2026-12-02), interleaved; one JSON line per tiling with both times and each one's ratio
+to the untied network's.
 """
 from __future__ import annotations
 
@@ -57,6 +64,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--reps", type=int, default=5, help="timed repetitions of each path (interleaved)")
     p.add_argument("--steps", type=int, default=5, help="training steps per repetition")
+    p.add_argument("--network", action="store_true", help="cat-demo's whole step per model.tile instead of the layer")
     return p.parse_args(argv)
 
 
@@ -117,9 +125,49 @@ def measure(shape: tuple, reps: int, steps: int) -> dict:
             "banked_vs_expanded": spread([b / e for b, e in zip(times[True], times[False])])}
 
 
+def network(reps: int, steps: int) -> list[dict]:
+    """cat-demo's training step per model.tile, on the rule's path and forced banked (see the docstring)."""
+    from downpour.batch import Batch
+    from downpour.config import load_config
+    from downpour.models.registry import resolve
+    from downpour.ps.setup import build_replica
+    from downpour.train.step import train_step
+
+    times: dict[tuple[int, bool], list[float]] = {}
+    nets = {}
+    for tile in (0, 4, 2, 1):
+        torch.manual_seed(0)
+        nets[tile] = build_replica(resolve(load_config("cat-demo", [f"model.tile={tile}"])), (1, 32, 32))
+    x = Batch(torch.randn(32, 1, 32, 32), torch.zeros(32, dtype=torch.int64))
+    for rep in range(reps + 1):                  # the first round warms up
+        for tile, (model, objective) in nets.items():
+            for banked in (False, True):
+                undo = _forced(True) if banked else (lambda: None)
+                try:
+                    per_stage = []
+                    for stage in (1, 2):
+                        model.set_stage(stage)
+                        t = time.perf_counter()
+                        for _ in range(steps):
+                            train_step(model, objective, x)
+                        per_stage.append((time.perf_counter() - t) / steps * 1e3)
+                finally:
+                    undo()
+                if rep:
+                    times.setdefault((tile, banked), []).append(sum(per_stage) / 2)
+    best = {k: min(v) for k, v in times.items()}
+    return [{"bench": "tiled", "network": "cat-demo", "tile": tile, "step_ms": round(best[tile, False], 2),
+             "banked_step_ms": round(best[tile, True], 2), "vs_untied": round(best[tile, False] / best[0, False], 2),
+             "banked_vs_untied": round(best[tile, True] / best[0, True], 2)} for tile in nets]
+
+
 def main(argv: list[str] | None = None) -> None:
     a = parse_args(argv)
     torch.set_num_threads(a.threads)
+    if a.network:
+        for row in network(a.reps, a.steps):
+            print(json.dumps(row), flush=True)
+        return
     load = [load_1min()]
     rows = [measure(s, a.reps, a.steps) for s in (MAIN if a.shapes == "main" else SHAPES)]
     for r in rows:

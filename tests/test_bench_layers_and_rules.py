@@ -35,3 +35,10 @@ def test_server_rules_prints_each_rule_against_torch(capsys):
         ("sgd", "dense"), ("momentum", "dense"), ("adagrad", "dense"), ("adam", "dense"),
         ("adam", "a quarter frozen (exact zeros)"), ("adam", "mixed step counts")]
     assert all(r["ours_ms"] > 0 and r["torch_ms"] > 0 and r["ratio"] > 0 for r in rows)
+
+
+def test_tiled_network_mode_times_each_tiling_on_both_paths(capsys):
+    tiled.main(["--network", "--reps", "1", "--steps", "1"])
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["tile"] for r in rows] == [0, 4, 2, 1] and rows[0]["vs_untied"] == rows[0]["banked_vs_untied"] == 1.0
+    assert all(r["step_ms"] > 0 and r["banked_step_ms"] > 0 for r in rows)
