@@ -10,8 +10,6 @@ shard checkpoints the state as safetensors without knowing which rule it runs.
 """
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
@@ -129,6 +127,8 @@ def _common_step(step: Tensor, live: Tensor | None) -> float | None:
     of a push nearly always share one count (a layer trains, or is frozen, as a whole), and then the
     bias corrections are two scalars (bench/server_rules.py)."""
     flat = step.view(-1)
+    if flat.numel() == 0:
+        return None
     if live is None:
         first = 0
     else:
