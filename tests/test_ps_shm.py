@@ -25,6 +25,18 @@ def test_reader_sees_the_writers_values_and_version(prefix):
     assert not owner.path.exists()
 
 
+def test_a_write_left_open_by_a_dead_shard_times_the_reader_out(prefix):
+    """A shard killed mid-write leaves the seqlock odd: the worker's fetch spun forever."""
+    owner = shm.Segment(f"{prefix}-d", 4, create=True)
+    reader = shm.Segment(f"{prefix}-d", 4)
+    owner.header[0] += 1                     # a write begun and never finished
+    with pytest.raises(TimeoutError, match="stayed mid-write for 0.05 s"):
+        reader.read_into(np.empty(4, dtype=np.float32), timeout=0.05)
+    owner.header[0] += 1
+    assert reader.read_into(np.empty(4, dtype=np.float32), timeout=0.05) == 0
+    owner.close()
+
+
 def test_inbox_holds_one_gradient_until_taken(prefix):
     shard_side = shm.Segment(f"{prefix}-i", 3, create=True)
     worker_side = shm.Segment(f"{prefix}-i", 3)

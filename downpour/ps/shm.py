@@ -72,11 +72,17 @@ class Segment:
     def set_version(self, version: int) -> None:
         self.header[1] = version
 
-    def read_into(self, out: np.ndarray) -> int:
-        """Copy a consistent snapshot of ``data`` into ``out`` (n,); returns its version."""
+    def read_into(self, out: np.ndarray, timeout: float = 60.0) -> int:
+        """Copy a consistent snapshot of ``data`` into ``out`` (n,); returns its version. Raises
+        TimeoutError when a write stays open for ``timeout`` seconds (a shard killed mid-write: its
+        reader spun on forever, and the worker with it)."""
+        deadline = None
         while True:
             before = int(self.header[0])
             if before % 2:
+                deadline = deadline or time.monotonic() + timeout
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"shard segment {self.path} stayed mid-write for {timeout:g} s: its shard died writing?")
                 time.sleep(0)
                 continue
             version = int(self.header[1])
