@@ -28,8 +28,9 @@ import argparse
 import json
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -76,21 +77,23 @@ def _step(layer: LocallyConnected2d, x: torch.Tensor) -> Callable[[], None]:
     return step
 
 
-def _forced(banked: bool):
-    """Make every tiled layer take one path (``runs_banked`` answers ``banked``); returns the undo."""
+@contextmanager
+def forced(banked: bool | None) -> Iterator[None]:
+    """Every tiled layer takes one path inside (``runs_banked`` answers ``banked``; None: the rule's own)."""
     original = lc.runs_banked
-    lc.runs_banked = lambda *_: banked
-    return lambda: setattr(lc, "runs_banked", original)
+    if banked is not None:
+        lc.runs_banked = lambda *_: banked
+    try:
+        yield
+    finally:
+        lc.runs_banked = original
 
 
 def _outputs(layer: LocallyConnected2d, x: torch.Tensor, banked: bool) -> list[torch.Tensor]:
-    undo = _forced(banked)
-    try:
+    with forced(banked):
         y = layer(x)
         cost = y.square().sum() + layer.adjoint(y).square().sum()
         return [y.detach(), *torch.autograd.grad(cost, (layer.weight, x))]
-    finally:
-        undo()
 
 
 def measure(shape: tuple, reps: int, steps: int) -> dict:
@@ -105,15 +108,12 @@ def measure(shape: tuple, reps: int, steps: int) -> dict:
     times: dict[bool, list[float]] = {True: [], False: []}
     for rep in range(reps + 1):                  # the first round warms up
         for banked in (True, False):
-            undo = _forced(banked)
-            try:
+            with forced(banked):
                 t = time.perf_counter()
                 for _ in range(steps):
                     step()
-                if rep:
-                    times[banked].append((time.perf_counter() - t) / steps * 1e3)
-            finally:
-                undo()
+            if rep:
+                times[banked].append((time.perf_counter() - t) / steps * 1e3)
     banked_ms, expanded_ms = min(times[True]), min(times[False])
     chosen = "expanded" if layer._expanded(layer.weight) else "banked"
     best = min(banked_ms, expanded_ms)
@@ -142,17 +142,14 @@ def network(reps: int, steps: int) -> list[dict]:
     for rep in range(reps + 1):                  # the first round warms up
         for tile, (model, objective) in nets.items():
             for banked in (False, True):
-                undo = _forced(True) if banked else (lambda: None)
-                try:
-                    per_stage = []
+                per_stage = []
+                with forced(True if banked else None):
                     for stage in (1, 2):
                         model.set_stage(stage)
                         t = time.perf_counter()
                         for _ in range(steps):
                             train_step(model, objective, x)
                         per_stage.append((time.perf_counter() - t) / steps * 1e3)
-                finally:
-                    undo()
                 if rep:
                     times.setdefault((tile, banked), []).append(sum(per_stage) / 2)
     best = {k: min(v) for k, v in times.items()}

@@ -53,7 +53,7 @@ class RayCluster(PipedRun, Restarts):
                  stage_of: Callable[[int], int | None], start_step: int = 0, seqs: dict[int, int] | None = None,
                  saved: dict[str, Any] | None = None):
         cfg = setup.cfg
-        self.setup, self.coord, self.stage_of = setup, coord, stage_of
+        self.setup, self.coord = setup, coord   # (stage_of: each worker actor asks its steps' stages itself)
         self.restarts = _restarts_left(cfg.cluster.restarts, coord.events)
         self.next_seq = dict(seqs or {})                 # per worker, one past the last push the driver received
         self.shard_actors: list[Any] = []
