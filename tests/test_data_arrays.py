@@ -71,3 +71,11 @@ def test_missing_wrong_suffix_and_garbage_files(tmp_path):
     (tmp_path / "junk.npz").write_bytes(b"junk")
     with pytest.raises(DataError, match="junk.npz: not a readable"):
         read_arrays(tmp_path / "junk.npz")
+
+
+def test_big_endian_uint16_is_scaled_like_little_endian(tmp_path):
+    x = np.random.default_rng(0).integers(0, 65536, (3, 8, 8)).astype(np.uint16)
+    np.save(tmp_path / "le.npy", x)
+    np.save(tmp_path / "be.npy", x.astype(">u2"))
+    np.testing.assert_array_equal(read_arrays(tmp_path / "be.npy")[0], read_arrays(tmp_path / "le.npy")[0])
+    assert read_arrays(tmp_path / "be.npy")[0].max() <= 1.0

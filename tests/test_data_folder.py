@@ -113,3 +113,47 @@ def test_an_exif_orientation_is_applied_so_the_image_is_upright(tmp_path, orient
     assert x.shape == ((40, 20) if orientation in (6, 8) else (20, 40))
     edges = {"left": x[:, :3], "right": x[:, -3:], "top": x[:3], "bottom": x[-3:]}
     assert {k for k, v in edges.items() if v.mean() > 0.9} == {bright}
+
+
+def test_a_damaged_exif_block_costs_neither_the_image_nor_the_run(tmp_path):
+    """Pillow's exif_transpose rewrites the EXIF block and raised struct.error on a damaged one (3,000
+    fuzzed JPEGs: 11 crashes, naming no file); the orientation is read and applied without rewriting."""
+    pixels = (np.arange(32 * 48) % 251).astype(np.uint8).reshape(32, 48)
+    exif = Image.Exif()
+    exif[0x0112], exif[0x010F], exif[0x0132] = 6, "Canon", "2020:01:01 00:00:00"
+    Image.fromarray(pixels).save(tmp_path / "phone.jpg", exif=exif.tobytes())
+    raw = bytearray((tmp_path / "phone.jpg").read_bytes())
+    raw[41] = 0                                        # inside the EXIF block's first directory
+    (tmp_path / "phone.jpg").write_bytes(bytes(raw))
+    _png(tmp_path / "good.png", 0)
+    images = load_folder(tmp_path)
+    assert images.names == ["good.png", "phone.jpg"] and not images.skipped
+    assert images.images[1].shape == (1, 48, 32)        # turned upright: orientation 6 still applied
+
+
+def test_symbolic_links_to_folders_are_followed_once_and_a_dangling_one_is_named(tmp_path):
+    root = tmp_path / "root"
+    for i in range(3):
+        _png(tmp_path / "real" / f"r{i}.png", i)
+    _png(root / "own" / "a.png", 9)
+    (root / "linked").symlink_to(tmp_path / "real", target_is_directory=True)
+    (root / "own" / "loop").symlink_to(root, target_is_directory=True)        # a link loop must end
+    (root / "own" / "dangling.png").symlink_to(tmp_path / "gone.png")
+    images = load_folder(root)
+    assert sorted(images.names) == ["linked/r0.png", "linked/r1.png", "linked/r2.png", "own/a.png"]
+    assert [s["file"] for s in images.skipped] == [str(root / "own" / "dangling.png")]
+
+
+def test_thirty_two_bit_integer_images_are_scaled_into_0_1(tmp_path):
+    """Pillow's mode "I" holds 32-bit images (TIFF) and 16-bit PGMs alike: both end in [0, 1]."""
+    wide = np.array([[0, 1_000_000], [2 ** 31 - 1, 5]], np.int32)
+    Image.fromarray(wide).save(tmp_path / "wide.tif")
+    x = read_image(tmp_path / "wide.tif", grey=True)
+    assert x.max() == pytest.approx(1.0) and x.min() == 0.0
+    Image.fromarray(np.full((4, 4), 32768, np.uint16)).save(tmp_path / "deep.pgm")
+    with Image.open(tmp_path / "deep.pgm") as img:
+        assert img.mode == "I"
+    assert float(read_image(tmp_path / "deep.pgm", grey=True).mean()) == pytest.approx(0.5, abs=1e-3)
+    Image.fromarray(np.array([[-5, 7]], np.int32)).save(tmp_path / "signed.tif")
+    with pytest.raises(ValueError, match="negative"):
+        read_image(tmp_path / "signed.tif", grey=True)

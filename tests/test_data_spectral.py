@@ -107,3 +107,13 @@ def test_inverse_undoes_the_whitening_up_to_the_mean():
     # not exact: a padded image's mean is not its crop's, and cropping loses what the padding carried
     assert float((back - centred).abs().max()) < 0.05 * float(centred.abs().max())
     assert float(torch.corrcoef(torch.stack([back.flatten(), centred.flatten()]))[0, 1]) > 0.999
+
+
+def test_a_large_set_is_whitened_a_chunk_at_a_time_with_the_same_numbers():
+    """The set was transformed in one FFT: 5,000 32x32 crops (19.5 MB) took 838 MB more at the peak."""
+    x = torch.rand(600, 1, 16, 16)
+    w = SpectralWhitener(0.75).fit(x)
+    out = w.transform(x)
+    whole = torch.cat([w.transform(x[i:i + 1]) for i in (0, 299, 599)])
+    torch.testing.assert_close(out[[0, 299, 599]], whole, rtol=0, atol=0)
+    assert out.dtype == torch.float32 and abs(float(out.std()) - 1.0) < 1e-4

@@ -2,6 +2,7 @@
 depend on how many processes decode or how far ahead, an exact resume position, bad files named once,
 memory-mapped arrays and videos, and the choice between the two paths."""
 import logging
+import os
 
 import numpy as np
 import pytest
@@ -171,6 +172,24 @@ def test_a_memory_mapped_npy_streams_its_rows(tmp_path):
     with pytest.raises(ConfigError, match="memory-maps a .npy"):
         np.savez(tmp_path / "x.npz", x=x)
         open_data(DataConfig(source="array", path=str(tmp_path / "x.npz"), pipeline="stream"), seed=0)
+
+
+def test_a_npy_of_complex_numbers_is_refused_before_any_row_is_read(tmp_path):
+    """It was accepted as "numeric" and then skipped row by row: a million rows, a million warnings."""
+    np.save(tmp_path / "cx.npy", np.ones((6, 8, 8), np.complex64))
+    cfg = DataConfig(source="array", path=str(tmp_path / "cx.npy"), mode="crops", size=8, pipeline="stream",
+                     normalize="none", whiten="none", loader_workers=0)
+    with pytest.raises(DataError, match=r"cx.npy: x has dtype complex64"):
+        open_data(cfg, seed=0)
+
+
+def test_a_file_name_that_is_not_utf8_streams(tmp_path):
+    """Linux names are bytes; one that is not UTF-8 reaches Python with surrogates, which the listing's
+    fingerprint could not encode: every streamed run over such a folder died before its first step."""
+    root = _folder(tmp_path / "f", n=6)
+    Image.fromarray(np.zeros((20, 24, 3), np.uint8)).save(os.fsdecode(bytes(root) + b"/caf\xe9.png"), format="PNG")
+    x = next(open_data(_cfg(root), seed=0).batches(7, torch.Generator().manual_seed(0))).x
+    assert x.shape[0] == 7
 
 
 def test_a_video_folder_streams_frames_per_video_like_the_paper(tmp_path):

@@ -21,7 +21,8 @@ def _as_float(x: np.ndarray, where: str) -> np.ndarray:
     if x.dtype == bool:
         return x.astype(np.float32)
     if np.issubdtype(x.dtype, np.integer):
-        scale = 255.0 if x.dtype == np.uint8 else 65535.0 if x.dtype == np.uint16 else 1.0
+        unsigned = x.dtype.kind == "u"           # by kind and size: a big-endian '>u2' is uint16 too
+        scale = 255.0 if unsigned and x.dtype.itemsize == 1 else 65535.0 if unsigned and x.dtype.itemsize == 2 else 1.0
         return x.astype(np.float32) / scale
     if np.issubdtype(x.dtype, np.floating):
         return x.astype(np.float32)     # rows holding NaN or Inf: load_array skips them

@@ -17,7 +17,6 @@ Every random choice comes from ``seed`` through separate NumPy streams: same see
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ from downpour.data.arrays import check_magic, load_array
 from downpour.data.augment import Augment
 from downpour.data.builtin import digit_images, lfw_images, lfw_train_faces, natural_images
 from downpour.data.dataset import Dataset
-from downpour.data.folder import image_extensions, image_files, load_folder
+from downpour.data.folder import hidden, image_extensions, image_files, load_folder, walk_files
 from downpour.data.gaussian import gaussian_samples
 from downpour.data.images import ImageSet
 from downpour.data.patches import crop_images, sample_patches
@@ -60,11 +59,7 @@ def check_files(cfg: DataConfig) -> None:
 def _holds(root: Path, suffixes: set[str]) -> bool:
     """Whether a file with one of ``suffixes`` lies under ``root`` outside hidden files and folders (as
     :func:`~downpour.data.folder.image_files` counts them); stops at the first."""
-    for _, dirs, names in os.walk(root):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        if any(not n.startswith(".") and Path(n).suffix.lower() in suffixes for n in names):
-            return True
-    return False
+    return any(p.suffix.lower() in suffixes and not hidden(p, root) for p in walk_files(root))
 
 
 def check_config(cfg: DataConfig) -> None:

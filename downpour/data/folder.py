@@ -7,14 +7,18 @@ With ``labels``, an image's class is the name of the top-level sub-folder it liv
 (``root/cat/a.png`` and ``root/cat/x/b.png`` are both "cat"); classes are the sub-folders holding
 image files, numbered in sorted order whether or not their files can be read (:func:`class_labels`), so
 the in-memory and the streamed paths number them alike and fixing a bad file does not renumber them.
-A float image (TIFF mode "F") with a NaN or Inf pixel is skipped like a corrupt file.
+A float image (TIFF mode "F") with a NaN or Inf pixel is skipped like a corrupt file. Symbolic links
+are followed, to files and to folders (each real folder read once, so a link loop ends); a link to
+nothing is an image file that cannot be read: skipped and named.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
-from PIL import Image, ImageFile, ImageOps
+from PIL import Image, ImageFile
 
 from downpour.data.images import ImageSet, log, skip, to_chw
 from downpour.errors import DataError
@@ -41,19 +45,49 @@ def image_extensions() -> set[str]:
 
 
 ORIENTATION = 0x0112   # the EXIF tag
+# EXIF orientation -> the transposition that turns the stored pixels upright (Pillow's exif_transpose
+# does the same, then rewrites the EXIF block: a damaged one raised struct.error there)
+_UPRIGHT = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+            5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+            8: Image.Transpose.ROTATE_90}
+_INT32_MAX = float(2 ** 31 - 1)
+
+
+def _orientation(img: Image.Image) -> int:
+    """The EXIF orientation tag, 1 (as stored) when there is none or the EXIF block cannot be parsed:
+    the pixels decoded, and a damaged tag must not cost the image."""
+    try:
+        value = img.getexif().get(ORIENTATION, 1)
+    except Exception:            # noqa: BLE001 - Pillow's EXIF parser raises struct, type and value errors
+        return 1
+    return value if isinstance(value, int) else 1
+
+
+def _integer_grey(img: Image.Image) -> np.ndarray:
+    """A 16- or 32-bit integer grey image -> float32 in [0, 1]. Modes "I;16*" are 16-bit; mode "I" is
+    Pillow's 32-bit mode, which also holds 16-bit files (PGM, PPM): values within [0, 65535] are read
+    as 16-bit, larger ones by the 32-bit maximum; a negative pixel is refused (ValueError)."""
+    x = np.asarray(img, dtype=np.int64 if img.mode == "I" else np.float32)
+    if img.mode != "I" or (x.size and 0 <= x.min() and x.max() <= 65535):
+        return (x / 65535.0).astype(np.float32)
+    if x.min() < 0:
+        raise ValueError(f"32-bit integer image holds negative pixels (min {int(x.min())}): no [0, 1] scale")
+    return (x / _INT32_MAX).astype(np.float32)
 
 
 def read_image(path: Path, grey: bool) -> np.ndarray:
     """One file -> float32 (C, H, W) in [0, 1] (floats as stored), turned upright by its EXIF orientation
-    (a phone's portrait JPEG is stored sideways with a tag saying so). Raises OSError / ValueError on a file
-    Pillow cannot decode, ValueError on a float image holding NaN or Inf."""
+    (a phone's portrait JPEG is stored sideways with a tag saying so; an EXIF block that cannot be parsed
+    leaves the image as stored). Raises OSError / ValueError on a file Pillow cannot decode, ValueError
+    on a float image holding NaN or Inf."""
     with Image.open(path) as img:
         img.load()   # decode now, so a truncated file fails here and not later
-        if img.getexif().get(ORIENTATION, 1) != 1:   # a camera's "rotate me": upright, as a viewer shows it
-            ImageOps.exif_transpose(img, in_place=True)
+        turn = _UPRIGHT.get(_orientation(img))
+        if turn is not None:         # a camera's "rotate me": upright, as a viewer shows it
+            img = img.transpose(turn)
         if img.mode in ("I;16", "I;16B", "I;16L", "I"):
             # 16-bit greys: Pillow's convert("L") would clip them at 255, so scale ourselves
-            return to_chw(np.asarray(img, dtype=np.float32) / 65535.0, grey)
+            return to_chw(_integer_grey(img), grey)
         if img.mode == "F":
             x = np.asarray(img, dtype=np.float32)
             bad = int(x.size - np.isfinite(x).sum())
@@ -65,6 +99,27 @@ def read_image(path: Path, grey: bool) -> np.ndarray:
         return to_chw(np.asarray(img), grey)
 
 
+def walk_files(root: Path) -> Iterator[Path]:
+    """Every file under ``root``, hidden ones too, through symbolic links to folders (each real folder
+    once, so a link loop ends); a link to nothing counts as a file (reading it fails, naming it)."""
+    seen: set[str] = set()
+    for top, dirs, names in os.walk(root, followlinks=True):
+        real = os.path.realpath(top)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        for name in names:
+            p = Path(top) / name
+            if p.is_file() or p.is_symlink():
+                yield p
+
+
+def hidden(path: Path, root: Path) -> bool:
+    """Whether ``path`` or a folder between it and ``root`` is hidden (its name starts with a dot)."""
+    return any(part.startswith(".") for part in path.relative_to(root).parts)
+
+
 def image_files(path: str | Path, labels: bool = False) -> tuple[list[Path], int]:
     """(the image files under ``path``, sorted by relative path; how many other files were ignored).
     Raises DataError for a missing or empty folder, or (``labels``) images outside the class sub-folders."""
@@ -74,8 +129,8 @@ def image_files(path: str | Path, labels: bool = False) -> tuple[list[Path], int
     if not root.is_dir():
         raise DataError(f"image folder {str(root)!r} does not exist or is not a folder")
     known = image_extensions()
-    every = [p for p in root.rglob("*") if p.is_file()]
-    files = sorted(p for p in every if not any(part.startswith(".") for part in p.relative_to(root).parts))
+    every = list(walk_files(root))
+    files = sorted(p for p in every if not hidden(p, root))
     candidates = [p for p in files if p.suffix.lower() in known]
     if not candidates:
         raise DataError(f"image folder {str(root)!r} holds no image files ({len(files)} other files); "

@@ -68,7 +68,8 @@ class _Order(Sampler):
 def listing_digest(items: Any) -> str:
     """A short fingerprint of a shard's items (file paths, or a range of rows), kept in the stream's
     position: a resume over a changed list is said, not silent."""
-    return hashlib.sha1("\n".join(map(str, items)).encode()).hexdigest()[:16]
+    # surrogateescape: a file name that is not UTF-8 (bytes on Linux, surrogates in str) is hashed as its bytes
+    return hashlib.sha1("\n".join(map(str, items)).encode("utf-8", "surrogateescape")).hexdigest()[:16]
 
 
 def loader_shape(prefetch: int, workers: int, batch_size: int) -> tuple[int, int]:

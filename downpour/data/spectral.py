@@ -24,6 +24,7 @@ set-wide factor then gives the whitened training set unit std.
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -35,6 +36,7 @@ from downpour.errors import DataError
 # Power below this fraction of the strongest frequency's is treated as this floor, so a band the
 # data never reaches (an image of constant rows) is not amplified without bound.
 POWER_FLOOR = 1e-7
+_CHUNK = 256          # images per FFT: their float64 spectra are ~40x the images' bytes
 
 
 def _padded_spectrum(x: Tensor) -> tuple[Tensor, tuple[int, int]]:
@@ -65,12 +67,17 @@ class SpectralWhitener:
             raise DataError(f"spectral whitening needs at least one image of at least 2x2 pixels, got {tuple(x.shape)}")
         self.input_shape = tuple(x.shape[1:])
         power = torch.zeros(())
-        for start in range(0, x.shape[0], 256):              # bounded memory for large sets
-            spectrum, _ = _padded_spectrum(x[start:start + 256])
+        for start in range(0, x.shape[0], _CHUNK):           # bounded memory for large sets
+            spectrum, _ = _padded_spectrum(x[start:start + _CHUNK])
             power = power + (spectrum.abs() ** 2).sum(dim=0)
         self.power_ = power / (x.shape[0] * x.shape[1])
         self.scale_ = 1.0
-        std = float(self.transform(x).std())
+        total, squares = 0.0, 0.0                             # the whitened set's std, a chunk at a time
+        for start in range(0, x.shape[0], _CHUNK):
+            part = self._whitened(x[start:start + _CHUNK], self.gain())
+            total, squares = total + float(part.sum()), squares + float(part.square().sum())
+        count = x.numel()
+        std = math.sqrt(max(0.0, squares - total * total / count) / max(1, count - 1))
         self.scale_ = 1.0 / std if std > 0 else 1.0
         return self
 
@@ -87,10 +94,18 @@ class SpectralWhitener:
         """(N, C, H, W) -> whitened, at the training set's scale. The size must be the fitted one."""
         if tuple(x.shape[1:]) != self.input_shape:
             raise ValueError(f"spectral whitening was fitted on {self.input_shape} images, got {tuple(x.shape[1:])}")
+        gain, out = self.gain(), x.new_empty(x.shape, dtype=torch.float32)
+        for start in range(0, x.shape[0], _CHUNK):           # a chunk at a time: the float64 spectra of a
+            part = x[start:start + _CHUNK]                     # whole set took ~40x its size
+            out[start:start + _CHUNK] = self._whitened(part, gain) * self.scale_
+        return out
+
+    @staticmethod
+    def _whitened(x: Tensor, gain: Tensor) -> Tensor:
+        """(n, C, H, W) times ``gain`` in the padded frequency domain, cropped back: float64 (n, C, H, W)."""
         n, c, h, w = x.shape
         spectrum, (ph, pw) = _padded_spectrum(x)
-        out = torch.fft.irfft2(spectrum * self.gain(), s=(h + 2 * ph, w + 2 * pw))[:, ph:ph + h, pw:pw + w]
-        return (out * self.scale_).reshape(n, c, h, w).float()
+        return torch.fft.irfft2(spectrum * gain, s=(h + 2 * ph, w + 2 * pw))[:, ph:ph + h, pw:pw + w].reshape(n, c, h, w)
 
     def inverse(self, x: Tensor) -> Tensor:
         """Whitened (N, C, H, W) -> data space, for pictures (the mean, removed by whitening, stays 0)."""

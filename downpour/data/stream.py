@@ -68,7 +68,7 @@ def array_header(path: str) -> tuple[int, ...]:
         raise DataError(f"{path}: x has shape {shape}; expected (N, H, W) or (N, C, H, W) holding images")
     if len(shape) == 4 and shape[1] not in (1, 3):
         raise DataError(f"{path}: x has shape {shape}: {shape[1]} channels, expected 1 or 3")
-    if not (np.issubdtype(rows.dtype, np.number) or rows.dtype == bool):
+    if not (np.issubdtype(rows.dtype, np.integer) or np.issubdtype(rows.dtype, np.floating) or rows.dtype == bool):
         raise DataError(f"{path}: x has dtype {rows.dtype}; expected a numeric array")
     return tuple(int(s) for s in shape)
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from downpour.data.folder import hidden, walk_files
 from downpour.data.images import ImageSet, skip, to_chw
 from downpour.errors import DataError
 
@@ -77,8 +78,7 @@ def video_files(path: Path) -> list[Path]:
         return [path]
     if not path.is_dir():
         raise DataError(f"video path {str(path)!r} does not exist")
-    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS
-                   and not any(part.startswith(".") for part in p.relative_to(path).parts))
+    files = sorted(p for p in walk_files(path) if p.suffix.lower() in VIDEO_EXTENSIONS and not hidden(p, path))
     if not files:
         raise DataError(f"video folder {str(path)!r} holds no video files (extensions {', '.join(sorted(VIDEO_EXTENSIONS))})")
     return files
