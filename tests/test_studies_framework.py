@@ -160,6 +160,22 @@ def test_a_key_a_study_sets_inside_its_cells_is_refused_as_a_set(study, key, qui
         _check_sets(target, target.conditions())
 
 
+def test_a_set_only_a_later_conditions_model_refuses_is_named_before_any_cell():
+    """Only the first condition's config was built: the staleness study ran its 11 teacher cells and then
+    died at its UFLDL arm, which has no teacher."""
+    target = study_class("staleness")(quick=True, sets=[_pair("model.teacher_width=6")])
+    with pytest.raises(ConfigError, match="model 'ufldl-sae': unknown key 'model.teacher_width'"):
+        _check_sets(target, target.conditions())
+
+
+def test_a_swapped_in_model_takes_a_key_inside_a_cost_term():
+    """objective.pooled_l2.eps became a term named 'pooled_l2.eps' when a condition swapped the model."""
+    from downpour.studies.measure import config_with_model
+
+    cfg = config_with_model("cat-demo", [("model.name", "multires-none"), ("objective.pooled_l2.eps", 0.001)], 0)
+    assert cfg.objective["pooled_l2"]["eps"] == 0.001 and cfg.objective["pooled_l2"]["weight"] > 0
+
+
 @pytest.mark.parametrize("key", ["data.source=faces", "data.path=/tmp/x.npy"])
 def test_a_key_a_study_keeps_as_designed_is_refused_with_its_reason(key):
     """The costs study's held-out windows come from the built-in photographs whatever data.source says."""

@@ -77,3 +77,38 @@ def test_too_few_seeds_give_the_rank_correlation_no_interval():
     assert rho == -1.0 and (lo, hi) == (-float("inf"), float("inf"))
     enough = list(range(MIN_BOOTSTRAP_SEEDS))
     assert rank_correlation(cells(enough), names, enough, "h", "g")[1:] == (-1.0, -1.0)
+
+
+def test_a_seed_with_a_non_finite_cell_is_left_out_of_the_rank_correlation_paired():
+    """One NaN cell made rho NaN while the bootstrap, skipping NaN resamples, printed a confident interval."""
+    from downpour.studies.costs import rank_correlation
+
+    names = ["a", "b", "c"]
+    seeds = list(range(7))
+    cells = {(n, s): {"h": i + 0.1 * s, "g": -i + 0.2 * s} for i, n in enumerate(names) for s in seeds}
+    cells[("b", 3)]["g"] = float("nan")
+    rho, lo, hi = rank_correlation(cells, names, seeds, "h", "g")
+    assert (rho, lo, hi) == (-1.0, -1.0, -1.0)
+    for s in (1, 2, 4):                                  # three bad seeds leave four: too few for an interval
+        cells[("a", s)]["h"] = float("nan")
+    assert rank_correlation(cells, names, seeds, "h", "g")[1:] == (-float("inf"), float("inf"))
+
+
+def test_without_an_interval_the_verdict_cannot_tell_and_a_negative_gap_is_not_called_over_fitting():
+    from downpour.studies.costs import CostsStudy as Costs
+
+    study = Costs(quick=True)
+    def row(name, gap, rho=(0.5, -float("inf"), float("inf"))):
+        return {"condition": name, "n": 2, "params": {"weight": 0.0}, "figures": {
+            "gap": [gap, -0.03, 0.03], "delta_gap": [0.0, -0.1, 0.1], "hoyer": [0.3, 0.2, 0.4],
+            "delta_hoyer": [0.0, -1, 1], "active": [0.5, 0.4, 0.6], "probe_digits": [0.8, 0.7, 0.9]},
+            "extra": {"readings": {k: "inconclusive" for k in ("gap", "hoyer", "active", "probe_digits",
+                                                                "heldout_recon")},
+                      "hoyer_gap_rank_correlation": list(rho)}}
+    from downpour.studies.costs import QUICK_PENALTIES
+    rows = [row("less/none", -0.0006), row("more/none", 0.002)]
+    rows += [row(f"{size}/{term}={w:g}", 0.0) for size in ("less", "more") for term in QUICK_PENALTIES
+             for w in QUICK_PENALTIES[term]]
+    text = study.verdict(rows)
+    assert "over-fits -0.0006" not in text and "over-fitting gap (held-out minus training error) is -0.0006" in text
+    assert "(no interval: under 5 seeds): too few seeds to tell" in text and "no monotone relation" not in text

@@ -116,3 +116,14 @@ def test_the_verdict_says_when_no_one_owes_the_faces_anything_and_when_it_cannot
     assert "No condition is shown to owe its face unit to the faces (too wide to tell: b)." in wide
     unmeasured = owed_paragraph([row("a", [math.nan] * 3)])
     assert "was not measured" in unmeasured and "a not measured (its data show it no lfw face)" in unmeasured
+
+
+def test_a_gain_the_same_in_every_seed_has_the_sign_tests_interval_not_a_zero_width_one():
+    """face_owed_* are per-seed paired differences: 0.06 in each of 3 seeds read "+0.060 [+0.060, +0.060],
+    higher" through the t interval of their mean; the paired difference's rule says 3 seeds cannot tell."""
+    from downpour.studies.compare import figure_ci
+
+    assert figure_ci("face_owed_controls", [0.06, 0.06, 0.06]) == (pytest.approx(0.06), -math.inf, math.inf)
+    assert figure_ci("face_auc_controls", [0.06, 0.06, 0.06])[1:] == (pytest.approx(0.06), pytest.approx(0.06))
+    text = owed_paragraph([row("x", list(figure_ci("face_owed_controls", [0.06, 0.06, 0.06])))])
+    assert "x +0.060 (no interval), inconclusive" in text and "owes something to the faces in" not in text

@@ -32,6 +32,16 @@ OWED_FIGURE = "face_owed_controls"   # what owed_paragraph and owed_figure read
 OWED_RESOLUTION = 0.05     # AUC: a smaller gain from the faces is not worth reporting
 
 
+def figure_ci(key: str, values: Sequence[float]) -> tuple[float, float, float]:
+    """A figure's mean over seeds with its interval: the ``face_owed_*`` figures are per-seed paired
+    differences (:func:`~downpour.studies.trained.owed_figures`), so they take
+    :func:`~downpour.studies.stats.paired_difference`'s rules (a gain the same in every seed has no t
+    interval: the sign test's, unbounded under its seeds); every other figure Student's t of its mean."""
+    if key.startswith("face_owed_"):
+        return paired_difference([0.0] * len(values), values)
+    return mean_ci(values)
+
+
 def compare_rows(conditions: list[Condition], cells: Cells, seeds: list[int],
                  resolution: dict[str, float]) -> list[dict[str, Any]]:
     rows = []
@@ -39,7 +49,7 @@ def compare_rows(conditions: list[Condition], cells: Cells, seeds: list[int],
         got = [cells[(c.name, s)] for s in seeds]
         keys = list(dict.fromkeys(k for g in got for k in g))
         row: dict[str, Any] = {"condition": c.name, "group": c.group, "params": c.params, "n": len(seeds),
-                               "figures": {k: list(mean_ci([g.get(k, math.nan) for g in got])) for k in keys},
+                               "figures": {k: list(figure_ci(k, [g.get(k, math.nan) for g in got])) for k in keys},
                                "extra": {}}
         vs = c.params.get("vs", "")
         if vs:

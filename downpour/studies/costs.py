@@ -144,9 +144,10 @@ class CostsStudy(Study):
         by = {r["condition"]: r for r in rows}
         paras = []
         less, more = by["less/none"], by["more/none"]
-        paras.append(f"Data alone: reconstruction alone over-fits {_v(less, 'gap')} with {SIZES['less']} patches "
-                     f"(held-out minus training error) and {_v(more, 'gap')} with {SIZES['more']:,} "
-                     f"(paired difference {_d(more, 'gap')}, {more['extra']['readings']['gap']}).")
+        paras.append(f"Data alone: reconstruction alone's over-fitting gap (held-out minus training error) is "
+                     f"{_v(less, 'gap')} with {SIZES['less']} patches and {_v(more, 'gap')} with {SIZES['more']:,} "
+                     f"(paired difference {_d(more, 'gap')}, {more['extra']['readings']['gap']}; a gap at or below 0 "
+                     f"is no over-fitting).")
         penalties = QUICK_PENALTIES if self.quick else PENALTIES
         roles = []
         for term in penalties:
@@ -179,7 +180,8 @@ class CostsStudy(Study):
         corr = []
         for size in SIZES:
             rho, lo, hi = by[f"{size}/none"]["extra"]["hoyer_gap_rank_correlation"]
-            word = ("sparser codes went with more over-fitting" if lo > 0 else
+            word = ("too few seeds to tell" if not math.isfinite(lo) else
+                    "sparser codes went with more over-fitting" if lo > 0 else
                     "sparser codes went with less over-fitting" if hi < 0 else "no monotone relation shows")
             shown = f"[{lo:+.2f}, {hi:+.2f}]" if math.isfinite(lo) else f"(no interval: under {MIN_BOOTSTRAP_SEEDS} seeds)"
             corr.append(f"with {size} data ρ = {rho:+.2f} {shown}: {word}")
@@ -237,12 +239,19 @@ MIN_BOOTSTRAP_SEEDS = 5   # below it the seeds' bootstrap has too few distinct r
 def rank_correlation(cells: Cells, names: list[str], seeds: list[int], x: str, y: str) -> tuple[float, float, float]:
     """Spearman's ρ between the conditions' mean ``x`` and mean ``y``, with a 95% bootstrap interval over
     seeds (each resample draws seeds, the same for every condition, and recomputes the means)."""
-    a = np.array([[cells[(n, s)][x] for s in seeds] for n in names])       # (conditions, seeds)
-    b = np.array([[cells[(n, s)][y] for s in seeds] for n in names])
+    a = np.array([[cells[(n, s)][x] for s in seeds] for n in names], dtype=float)       # (conditions, seeds)
+    b = np.array([[cells[(n, s)][y] for s in seeds] for n in names], dtype=float)
+    # a seed with a non-finite cell is left out of every condition (the means stay paired): one NaN cell
+    # made ρ NaN while the bootstrap, skipping NaN resamples, still printed an interval
+    keep = np.isfinite(a).all(0) & np.isfinite(b).all(0)
+    a, b = a[:, keep], b[:, keep]
+    n = int(keep.sum())
+    if n == 0:
+        return math.nan, -math.inf, math.inf
     rho = float(sstats.spearmanr(a.mean(1), b.mean(1))[0])
-    if len(seeds) < MIN_BOOTSTRAP_SEEDS:   # 2 seeds have 3 distinct resamples: an "interval" that claims what it cannot
+    if n < MIN_BOOTSTRAP_SEEDS:   # 2 seeds have 3 distinct resamples: an "interval" that claims what it cannot
         return rho, -math.inf, math.inf
-    draws = np.random.default_rng(0).integers(0, len(seeds), size=(RESAMPLES, len(seeds)))
+    draws = np.random.default_rng(0).integers(0, n, size=(RESAMPLES, n))
     boot = [sstats.spearmanr(a[:, d].mean(1), b[:, d].mean(1))[0] for d in draws]
     lo, hi = np.nanquantile(boot, [0.025, 0.975])
     return rho, float(lo), float(hi)

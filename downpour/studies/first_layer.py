@@ -38,7 +38,7 @@ import numpy as np
 from downpour.analysis.probe import INPUT
 from downpour.studies import words
 from downpour.studies.base import Cells, Condition, Study
-from downpour.studies.compare import owed_figure, owed_paragraph
+from downpour.studies.compare import figure_ci, owed_figure, owed_paragraph
 from downpour.studies.figures import interval_bars
 from downpour.studies.stats import effect_words, mean_ci, note_left_out, paired_difference, wilson
 from downpour.studies.plots import curves
@@ -140,7 +140,7 @@ class FirstLayerStudy(Study):
             row: dict[str, Any] = {"condition": c.name, "group": c.group, "params": c.params, "n": len(seeds),
                                    "figures": {}, "extra": {"readings": {}}}
             for f in dict.fromkeys([*names, "train_seconds", *OWED]):     # each once (face_owed_controls is in both)
-                row["figures"][f] = list(mean_ci([g[f] for g in got]))
+                row["figures"][f] = list(figure_ci(f, [g[f] for g in got]))
             for p in PROBE_SETS:
                 row["extra"][f"probe_{p}_raw_pixels"] = float(np.mean([g[f"probe_{p}_raw"] for g in got]))
             reach = [self._to_target(cells, c.name, s) for s in seeds]

@@ -53,7 +53,7 @@ from downpour.analysis.options import run_preprocess
 from downpour.analysis.selectivity import face_neuron_table
 from downpour.analysis.units import check_layer, randomized_copy
 from downpour.batch import Batch
-from downpour.config import ModelSpec, RunConfig, load_config
+from downpour.config import ModelSpec, RunConfig, load_config, merge_term
 from downpour.models.base import FeatureModel
 from downpour.models.footprint import footprint_table
 from downpour.models.registry import build, resolve
@@ -98,7 +98,11 @@ def config_with_model(base: str, sets: Sequence[tuple[str, Any]], seed: int) -> 
     cfg = load_config(base, [*rest, ("seed", seed)])
     name = [v for k, v in sets if k == "model.name"][-1]
     options = {k[len("model."):]: v for k, v in sets if k.startswith("model.") and k != "model.name"}
-    objective = {k[len("objective."):]: v for k, v in sets if k.startswith("objective.")}
+    objective: dict[str, Any] = {}
+    for key, value in sets:                       # objective.TERM = w, objective.TERM.KEY = v, as load_config reads them
+        if key.startswith("objective."):
+            term, *inner = key.split(".")[1:]
+            objective[term] = merge_term(objective.get(term), {inner[0]: value} if inner else value)
     return resolve(dataclasses.replace(cfg, model=ModelSpec(name, options), objective=objective))
 
 

@@ -119,7 +119,8 @@ def _pair(item: Override) -> tuple[str, Any]:
 
 def _check_sets(study: Any, conditions: list[Any]) -> None:
     """A --set on a key the study varies itself would be overwritten in every cell: refuse it; then build
-    the first cell's config, so a typo is named before any cell runs."""
+    every condition's config, so a key one of its models does not take is named before any cell runs (the
+    first condition's alone let a staleness study run 11 cells before its SAE arm refused a teacher key)."""
     if any(key == "seed" for key, _ in study.sets):
         raise ConfigError("--set seed: a study runs every condition on the paired seeds 0 .. N-1 itself; "
                           "choose how many with --seeds N")
@@ -134,7 +135,8 @@ def _check_sets(study: Any, conditions: list[Any]) -> None:
     if clash:
         raise ConfigError(f"--set {', '.join(clash)}: study {study.name!r} varies {'it' if len(clash) == 1 else 'them'} "
                           f"itself (its conditions set {', '.join(sorted(varied))})")
-    study.cell_config(conditions[0], 0)
+    for condition in conditions:
+        study.cell_config(condition, 0)
 
 
 def _context(study: Any, folder: Path) -> dict[str, Any]:
