@@ -154,6 +154,17 @@ def test_a_model_the_runner_cannot_split_is_planned_whole_and_a_mode_refuses_the
         assert named in capsys.readouterr().err
 
 
+def test_every_planned_partition_has_a_shard_of_its_own(capsys):
+    """17 machines were planned as 1 replica x 9 partitions + 8 shards, a layout the model-parallel runner
+    refuses (and whose staleness the plan's own formula understates: a shared shard takes R·K/S pushes)."""
+    for machines in (17, 40, 100):
+        assert main(["plan", "--machines", str(machines), "--json"]) == 0
+        cluster = json.loads(capsys.readouterr().out)["cluster"]
+        assert cluster["shards"] >= cluster["partitions"] and cluster["machines_used"] <= machines
+    assert main(["plan", "--partitions", "16", "--shards", "4", "--replicas", "2"]) == 2
+    assert "--shards 4 is fewer than --partitions 16: each partition needs a shard of its own" in capsys.readouterr().err
+
+
 def test_a_frozen_first_layer_is_held_by_its_partition_but_not_pushed(capsys):
     plans = {}
     for kind in ("learned", "gabor"):
@@ -219,3 +230,11 @@ def test_the_simulated_check_refuses_what_train_refuses(tmp_path, capsys, key, n
     argv = ["plan", "--check-simulated", "--steps", "20", "--replicas", "2", "--shards", "2", "--set", key,
             "--out", str(tmp_path / "run")]
     assert main(argv) == 2 and named in capsys.readouterr().err and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("key, value", [("cluster.runner", "ray"), ("cluster.algorithm", "sandblaster")])
+def test_the_staleness_check_names_the_key_that_takes_it_off_downpour_on_the_simulator(key, value):
+    from downpour.plan.check import check_simulated
+
+    with pytest.raises(ConfigError, match=rf"{key} = '{value}': the staleness check runs Downpour on the simulated"):
+        check_simulated(workers=4, shards=2, steps=20, sets=[(key, value)])

@@ -226,6 +226,18 @@ def test_a_failed_search_along_minus_g_on_the_same_batch_is_not_repeated(new_bat
     assert pool.evaluations == 2 * searches + (searches if new_batch else 1)   # + f(w) per new batch
 
 
+def test_a_new_stage_does_not_inherit_the_last_stages_failed_search():
+    """On sampled batches two failed searches in a row converge; the count ran on across a stage switch,
+    so a stage whose first search failed right after the last stage's last one ended the run."""
+    w = torch.tensor([0.001, 0.0], dtype=torch.float64)
+    shards = [HistoryShard(j, w[j:j + 1], history=5, start=j) for j in range(2)]
+    coord = Coordinator(LocalShards(shards), _Steep(shards), history=5, line_search=2)
+    first = coord.iterate(0, torch.arange(1), 1, new_batch=True, new_stage=False)
+    assert first.t == 0 and not first.converged and coord.failures == 1
+    assert not coord.iterate(1, torch.arange(1), 2, new_batch=True, new_stage=True).converged
+    assert coord.iterate(2, torch.arange(1), 2, new_batch=True, new_stage=False).converged   # two in this stage
+
+
 def test_a_greedy_stage_that_converges_hands_on_to_the_next(tmp_path, monkeypatch):
     # convergence ended the whole run: stage 2 of a greedy schedule was never trained
     search = Coordinator.search

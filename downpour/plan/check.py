@@ -78,8 +78,11 @@ def check_simulated(config: str = "ufldl-sae", workers: int = 1000, shards: int 
     config's check (the CLI's refuses what ``downpour train`` refuses); resolves it."""
     overrides = [*CHECK_RECIPE, ("cluster.workers", workers), ("cluster.shards", shards), ("train.steps", steps), *sets]
     cfg = check(load_config(config, overrides))
-    if cfg.cluster.algorithm != "downpour" or cfg.cluster.runner != "simulated":
-        raise ConfigError("the staleness check runs Downpour on the simulated runner")
+    for key, value, wanted in (("cluster.algorithm", cfg.cluster.algorithm, "downpour"),
+                               ("cluster.runner", cfg.cluster.runner, "simulated")):
+        if value != wanted:
+            raise ConfigError(f"{key} = {value!r}: the staleness check runs Downpour on the simulated runner "
+                              f"({key} = {wanted!r})", key=key)
     with tempfile.TemporaryDirectory(prefix="downpour-plan-") as tmp:
         path = Path(out) if out else Path(tmp) / "run"
         t0 = time.perf_counter()

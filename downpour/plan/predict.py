@@ -186,10 +186,19 @@ def predict(net: Network, cl: Cluster, rates: Rates, batch: int, n_push: int = 1
     args = (batch, n_push, n_fetch, rates)
     if cl.partitions and (refused := _uncuttable(net, cl.partitions)):
         raise ConfigError(f"--partitions {cl.partitions}: {refused}; the model-parallel runner refuses it: use fewer partitions")
+    if cl.partitions and cl.shards and cl.shards < cl.partitions:
+        raise ConfigError(f"--shards {cl.shards} is fewer than --partitions {cl.partitions}: each partition needs a "
+                          f"shard of its own (the model-parallel runner refuses it)")
     ks = [cl.partitions] if cl.partitions else [k for k in _PARTITIONS if k <= cl.machines and not _uncuttable(net, k)]
     parts = {k: _partition(net, k, batch, rule) for k in ks}
     fitting = [k for k in ks if parts[k]["memory_bytes"] <= cl.memory_gb * GB] or ks[-1:]
-    layouts = [(k, r, s) for k in fitting for r, s in _splits(cl, k)]
+    # each partition pushes to shards of its own (the model-parallel runner refuses fewer shards than
+    # partitions): a shard holding several partitions' slices takes R·K/S pushes a round, not R
+    layouts = [(k, r, s) for k in fitting for r, s in _splits(cl, k) if s >= k]
+    if not layouts:
+        raise ConfigError(f"no layout of {cl.machines} machines gives each of its partitions a shard of its own "
+                          f"(shards >= partitions, as the model-parallel runner requires): add machines or shards, "
+                          f"or use fewer partitions")
     rate = {lay: _timing(net, parts[lay[0]], cl, lay[1], lay[0], lay[2], *args)["examples_per_s"] for lay in layouts}
     top = max(rate.values())
     k, r, s = min((lay for lay in layouts if rate[lay] >= 0.95 * top), key=lambda lay: (lay[1], -rate[lay]))

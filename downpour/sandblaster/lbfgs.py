@@ -168,8 +168,9 @@ class Coordinator:
         iteration's end restores (the evaluation count and log); the step itself is :meth:`commit`'s, so a
         caller can keep a stop from cutting it in two (and from its own bookkeeping)."""
         counts, span, n_evals = UnitCounts(), 0.0, 0
-        if new_stage:
+        if new_stage:          # another cost: the last stage's failed searches say nothing of this one's
             self.forget()
+            self.failures = 0
         if new_batch or new_stage or self.f is None:
             ev = self._evaluate(rows, 0.0, stage, iteration)
             counts.add(ev.counts)
