@@ -6,7 +6,9 @@ Images (scikit-image built-ins, grey, in [0, 1]): ``text``, ``page``, ``moon`` (
 ``padded`` (the camera man's 96x96 face crop in a flat 192x192 canvas with faint noise), and
 ``grass`` (busy: almost nothing flat). Each runs through two first layers, one image at a time
 (inference): ``untied`` (the cat network's layer: 8 maps of 8x8 filters at every position, on the
-image's central 192x192 crop) and ``conv`` (32 maps of 8x8 shared filters, full resolution).
+image's central 192x192 crop), ``conv`` (32 maps of 8x8 shared filters, full resolution) and
+``tiled`` (the main job's first layer: 8 maps of 8x8 filters in 2x2 banks, ``tile = 2``, on the
+192x192 crop); ``--layers`` picks some.
 
 The protocol of ``bench/_protocol.py``: every (image, layer) row is measured once per repetition
 (``--reps``, best of ``--repeats`` interleaved calls of the layer, the gate and the exact gate), the
@@ -161,12 +163,16 @@ def probe(threshold: float, seed: int) -> dict:
             "speedup": round(ms_full / ms_gate, 3)}
 
 
+LAYERS = ("untied", "conv", "tiled")
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--threshold", type=float, default=1e-3, help="variance below which a field is flat")
     ap.add_argument("--repeats", type=int, default=15, help="calls per row and repetition (the best is kept)")
     ap.add_argument("--reps", type=int, default=5, help="interleaved repetitions of every row (medians reported)")
     ap.add_argument("--block", type=int, default=8, help="side of the output tiles the gate decides together")
+    ap.add_argument("--layers", nargs="+", choices=LAYERS, default=list(LAYERS), help="which first layers")
     ap.add_argument("--quick", action="store_true", help="two images, no probe (a smoke test)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1: steadier timings on a shared machine)")
@@ -180,9 +186,12 @@ def main(argv: list[str] | None = None) -> None:
     for name, img in imgs.items():
         torch.manual_seed(args.seed)
         small = fit(img, 192)
-        cases[f"{name}/untied"] = Case(name, "untied", LocallyConnected2d(1, 8, small.shape, 8), small, args.threshold,
-                                       args.block)
-        cases[f"{name}/conv"] = Case(name, "conv", torch.nn.Conv2d(1, 32, 8, bias=False), img, args.threshold, args.block)
+        layers = {"untied": (lambda: LocallyConnected2d(1, 8, small.shape, 8), small),
+                  "conv": (lambda: torch.nn.Conv2d(1, 32, 8, bias=False), img),
+                  "tiled": (lambda: LocallyConnected2d(1, 8, small.shape, 8, tile=2), small)}
+        for layer in args.layers:
+            make, x = layers[layer]
+            cases[f"{name}/{layer}"] = Case(name, layer, make(), x, args.threshold, args.block)
     # the protocol (bench/_protocol.py): every row once per repetition, the rows interleaved, so a busy
     # stretch of the machine hits them alike; a row is the median over the repetitions, with its range
     reps = interleave({k: (lambda r, c=c: c.run(args.repeats)) for k, c in cases.items()}, args.reps)

@@ -28,6 +28,15 @@ def test_tiled_prints_both_paths_per_shape_and_which_the_layer_takes(capsys):
     assert summary["summary"] and summary["shapes"] == 2 and 0 <= summary["rule_picked_faster"] <= 2
 
 
+def test_tiled_inference_times_the_forward_and_the_rule_chooses_without_gradients(capsys):
+    tiled.main(["--shapes", "main", "--reps", "1", "--steps", "1", "--inference"])
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    shapes, summary = rows[:-1], rows[-1]
+    assert summary["inference"] and all(r["timed"] == "forward" for r in shapes)
+    # without a weight gradient stage 1 (156 positions per bank) runs its convolutions, stage 2 (16) does not
+    assert [r["chosen"] for r in shapes] == ["banked", "expanded"]
+
+
 def test_server_rules_prints_each_rule_against_torch(capsys):
     server_rules.main(["--numel", "2048", "--reps", "1", "--applies", "2"])
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
@@ -42,3 +51,12 @@ def test_tiled_network_mode_times_each_tiling_on_both_paths(capsys):
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["tile"] for r in rows] == [0, 4, 2, 1] and rows[0]["vs_untied"] == rows[0]["banked_vs_untied"] == 1.0
     assert all(r["step_ms"] > 0 and r["banked_step_ms"] > 0 for r in rows)
+
+
+def test_tiled_sweep_prints_each_point_and_how_often_the_rule_is_near_the_faster_path(capsys, monkeypatch):
+    monkeypatch.setattr(tiled, "SWEEP", [(1, 8, 16, 5, 2)])
+    monkeypatch.setattr(tiled, "SWEEP_BATCHES", (1, 4))
+    tiled.main(["--sweep"])
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["batch"] for r in rows[:-1]] == [1, 4] and all(r["chosen"] in ("banked", "expanded") for r in rows[:-1])
+    assert rows[-1]["sweep"] and rows[-1]["points"] == 2 and 0 <= rows[-1]["rule_within_1.2x"] <= 2

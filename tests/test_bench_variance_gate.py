@@ -13,7 +13,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_quick_rows_are_medians_over_repetitions_with_their_load(capsys):
-    variance_gate.main(["--quick", "--reps", "3", "--repeats", "1"])
+    variance_gate.main(["--quick", "--reps", "3", "--repeats", "1", "--layers", "untied", "conv"])
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [(r["image"], r["layer"]) for r in rows] == [("padded", "untied"), ("padded", "conv"),
                                                          ("grass", "untied"), ("grass", "conv")]
@@ -29,3 +29,12 @@ def test_quick_rows_are_medians_over_repetitions_with_their_load(capsys):
     assert next(r for r in rows if r["image"] == "padded")["flat_fraction"] > 0.5      # a face in a flat canvas
     # ... whose tile-rows above and below it are closed: the band path computes about half the rows
     assert next(r for r in rows if r["image"] == "padded" and r["layer"] == "conv")["band_rows"] < 0.7
+
+
+def test_the_main_jobs_tiled_layer_has_rows_too(capsys):
+    variance_gate.main(["--quick", "--reps", "1", "--repeats", "1", "--layers", "tiled"])
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["image"], r["layer"]) for r in rows] == [("padded", "tiled"), ("grass", "tiled")]
+    assert all(r["ms_ungated"] > 0 and r["ms_gated"] > 0 for r in rows)
+    # shared banks: the padded face's closed tile-rows leave the band path about half the rows
+    assert rows[0]["flat_fraction"] > 0.5 and rows[0]["band_rows"] < 0.7

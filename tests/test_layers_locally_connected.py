@@ -48,7 +48,7 @@ def route(request, monkeypatch):
     from downpour.layers import locally_connected as lc
 
     if request.param == "banked":
-        monkeypatch.setattr(lc, "runs_banked", lambda *_: True)
+        monkeypatch.setattr(lc, "runs_banked", lambda *_, **__: True)
     return request.param
 
 
@@ -160,8 +160,8 @@ def test_tiled_expanded_path_matches_conv_path(monkeypatch, stride):
     y = torch.randn(2, 3, *layer.out_size, dtype=torch.float64)
 
     def routed(banked: bool) -> list[torch.Tensor]:
-        monkeypatch.setattr(lc, "runs_banked", lambda *_: banked)
-        assert layer._expanded(layer.weight) is not banked
+        monkeypatch.setattr(lc, "runs_banked", lambda *_, **__: banked)
+        assert layer._expanded(layer.weight, 2) is not banked
         out, back = layer(x), layer.adjoint(y)
         return [out, back, *torch.autograd.grad(out.square().sum() + back.square().sum(), (layer.weight, x))]
 
@@ -172,19 +172,29 @@ def test_tiled_expanded_path_matches_conv_path(monkeypatch, stride):
 
 
 def test_the_tiled_path_rule_on_the_shapes_it_was_measured_on():
-    """bench/tiled.py: on the CPU the expanded path won at the main job's stages, with one input channel
-    and with many banks; banked convolutions won with 3x9x9 filters over 400+ positions per bank.
-    Off the CPU the earlier rule (convolutions up to 64 banks) stands."""
+    """bench/tiled.py: on the CPU, training at batch 32, the expanded path won at the main job's stages,
+    with one input channel and with many banks; banked convolutions won with 3x9x9 filters over 400+
+    positions per bank, and at batch 1 on a large image (the expansion's bytes are paid per call).
+    Without a weight gradient the forward convolutions won unless a bank had few positions. Off the
+    CPU the earlier rule (convolutions up to 64 banks) stands."""
     from downpour.layers.locally_connected import runs_banked
 
     cpu, gpu = torch.device("cpu"), torch.device("cuda")
-    assert not runs_banked(4, 25 * 25, 1 * 8 * 8, cpu)        # main job, stage 1
-    assert not runs_banked(4, 8 * 8, 8 * 5 * 5, cpu)          # main job, stage 2
-    assert not runs_banked(64, 25 * 25, 64, cpu)
-    assert runs_banked(4, 56 * 56, 3 * 9 * 9, cpu) and runs_banked(9, 92 * 92, 3 * 9 * 9, cpu)
-    assert runs_banked(4, 25 * 25, 64, gpu) and not runs_banked(65, 25 * 25, 243, gpu)
+
+    def rule(banks, positions, reduction, device=cpu, batch=32, weight_grad=True):
+        return runs_banked(banks, positions, reduction, device, batch=batch, maps=8, weight_grad=weight_grad)
+
+    assert not rule(4, 25 * 25, 1 * 8 * 8)        # main job, stage 1
+    assert not rule(4, 8 * 8, 8 * 5 * 5)          # main job, stage 2
+    assert not rule(64, 25 * 25, 64)
+    assert rule(4, 56 * 56, 3 * 9 * 9) and rule(9, 92 * 92, 3 * 9 * 9)
+    assert rule(4, 185 * 185, 64, batch=1) and not rule(4, 185 * 185, 64, batch=64)   # 192x192, 1 channel
+    assert rule(4, 25 * 25, 64, weight_grad=False) and not rule(4, 8 * 8, 200, weight_grad=False)
+    assert rule(4, 25 * 25, 64, gpu) and not rule(65, 25 * 25, 243, gpu)
     small, large = LocallyConnected2d(1, 8, 32, 8, tile=2), LocallyConnected2d(3, 8, 64, 9, tile=2)
-    assert small._expanded(small.weight) and not large._expanded(large.weight)
+    assert small._expanded(small.weight, 32) and not large._expanded(large.weight, 32)
+    with torch.no_grad():                          # inference: the same layer runs its convolutions
+        assert not small._expanded(small.weight, 32)
 
 
 def test_weight_layouts_agree_and_grad_keeps_layout():

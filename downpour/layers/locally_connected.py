@@ -28,10 +28,11 @@ from downpour.layers._lc_kernels import CHUNK_BYTES, new_banks, untied_adjoint, 
 # per bank; beyond it, the banks are expanded to one per position and the untied kernel is used. (The
 # variance gate runs the banks it wraps as convolutions up to this count: its bands need shared banks.)
 _MAX_CONV_BANKS = 64
-# On the CPU, the convolutions pay only with a long reduction (C·k·k) and many positions per bank:
-# see :func:`runs_banked`.
+# On the CPU (see :func:`runs_banked`): a bank's convolution needs this many positions to pay; then,
+# with a weight gradient, a long reduction (C·k·k) or a batch too small to pay for the expansion.
+_BANKED_MIN_POSITIONS = 64
 _BANKED_MIN_REDUCTION = 128
-_BANKED_MIN_POSITIONS = 256
+_EXPANDED_MIN_BATCH_BANKS = 10        # batch·banks per sqrt(MB) of expanded weights
 
 
 def _pair(v: int | tuple[int, int], name: str) -> tuple[int, int]:
@@ -77,21 +78,33 @@ def locally_connected_reference(x: Tensor, weight: Tensor, stride: int, bias: Te
     return out
 
 
-def runs_banked(banks: int, positions: int, reduction: int, device: torch.device) -> bool:
-    """Whether a tiled layer of ``banks`` banks over ``positions`` output positions, each filter
-    ``reduction`` = C·k·k long, runs as one strided convolution per bank (:func:`banked_conv`), or
-    expands its banks to one per position for the untied kernel (same map, other rounding).
+def runs_banked(banks: int, positions: int, reduction: int, device: torch.device, *, batch: int, maps: int,
+                weight_grad: bool, itemsize: int = 4) -> bool:
+    """Whether a tiled layer of ``banks`` banks over ``positions`` output positions, ``maps`` filters
+    of ``reduction`` = C·k·k each, on a batch of ``batch``, runs as one strided convolution per bank
+    (:func:`banked_conv`), or expands its banks to one per position for the untied kernel (same map,
+    other rounding). ``weight_grad``: the call's weights need a gradient (training).
 
-    On the CPU the expanded path was faster in 9 of 14 shapes measured (``bench/tiled.py``,
-    docs/benchmarks.md): 1.75x at the main job's stage 1 (1 channel, 8x8 filters, 4 banks over 25x25),
-    1.7x at its stage 2, 22x with 64 banks (each bank's convolution is a few positions), and with one
-    input channel at every size. The convolutions won (1.6-3.5x) only with 3x9x9 filters and 324 or
-    more positions per bank, where the expanded weights also grow large; this rule picked the faster
-    path in 13 of the 14. Elsewhere (a GPU, not measured here) the earlier rule stands: convolutions
-    up to ``_MAX_CONV_BANKS`` banks."""
+    The expansion writes positions·maps·C·k·k numbers every call (and a weight gradient sums them back),
+    whatever the batch; the untied kernel then beats the convolutions' backward per sample. Measured
+    on the CPU (``bench/tiled.py``, docs/benchmarks.md): a bank's convolution needs >= 64 positions
+    (fewer: 64 banks over 25x25 ran 22x slower banked); with that, the convolutions won without a
+    weight gradient (inference, a greedy schedule's frozen stages: 1.2-34x, 192x192 at batch 1 2.9 ms
+    against 97 ms) and, in training, with long filters (C·k·k >= 128: 3x9x9, 8x5x5, 16x5x5) or small
+    batches on large images (192x192 at batch 1: 44 ms against 464 ms); the expansion won at batch 32
+    on the main job's stages (1.6x, 1.5x). The batch's threshold, expanded when batch·banks >=
+    10·sqrt(MB of expanded weights), is fitted to 85 measured (shape, batch) training steps: within
+    1.2x of the faster path on 83 (the earlier rule, blind to the batch and to gradients: 53, worst
+    10x). Elsewhere (a GPU, not measured here) the earlier rule stands: convolutions up to
+    ``_MAX_CONV_BANKS`` banks."""
     if device.type != "cpu":
         return banks <= _MAX_CONV_BANKS
-    return reduction >= _BANKED_MIN_REDUCTION and positions >= _BANKED_MIN_POSITIONS * banks
+    if positions < _BANKED_MIN_POSITIONS * banks:
+        return False
+    if not weight_grad or reduction >= _BANKED_MIN_REDUCTION:
+        return True
+    expanded_mb = positions * maps * reduction * itemsize / 1e6
+    return batch * banks < _EXPANDED_MIN_BATCH_BANKS * math.sqrt(expanded_mb)
 
 
 def banked_conv(x: Tensor, w: Tensor, stride: int, out_size: tuple[int, int]) -> Tensor:
@@ -181,12 +194,15 @@ class LocallyConnected2d(nn.Module):
     def _n_classes(self) -> int:
         return self.tile_shape[0] * self.tile_shape[1]
 
-    def _expanded(self, w: Tensor) -> bool:
-        """Whether the map runs on the untied kernel: untied, or tiled where that is faster (:func:`runs_banked`)."""
+    def _expanded(self, w: Tensor, batch: int) -> bool:
+        """Whether a call on ``batch`` samples runs on the untied kernel: untied, or tiled where that is
+        faster (:func:`runs_banked`; with a weight gradient or without)."""
         if self.untied:
             return True
         positions = self.out_size[0] * self.out_size[1]
-        return not runs_banked(self._n_classes(), positions, self.in_channels * self.kernel_size ** 2, w.device)
+        return not runs_banked(self._n_classes(), positions, self.in_channels * self.kernel_size ** 2, w.device,
+                               batch=batch, maps=self.maps, weight_grad=torch.is_grad_enabled() and w.requires_grad,
+                               itemsize=w.element_size())
 
     def forward(self, x: Tensor, weight: Tensor | None = None) -> Tensor:
         """(B, C, H, W) -> (B, maps, Ho, Wo). ``weight``: filters to use as given instead of
@@ -225,7 +241,7 @@ class LocallyConnected2d(nn.Module):
         s = self.stride
         if self._n_classes() == 1:
             return F.conv2d(x, w[0, 0], stride=s)
-        if self._expanded(w):
+        if self._expanded(w, x.shape[0]):
             return untied_apply(x, _expand_tiles(w, self.out_size), s, self.chunk_bytes)
         return banked_conv(x, w, s, self.out_size)
 
@@ -235,7 +251,7 @@ class LocallyConnected2d(nn.Module):
         if self._n_classes() == 1:
             extra = (h - ((self.out_size[0] - 1) * s + k), width - ((self.out_size[1] - 1) * s + k))
             return F.conv_transpose2d(y, w[0, 0], stride=s, output_padding=extra)
-        if self._expanded(w):
+        if self._expanded(w, y.shape[0]):
             return untied_adjoint(y, _expand_tiles(w, self.out_size), s, self.in_size, self.chunk_bytes)
         x = y.new_zeros(y.shape[0], self.in_channels, h, width)
         for a in range(th):
