@@ -282,6 +282,12 @@ def test_what_lbfgs_cannot_run_is_refused_before_the_run_starts(override, named)
         train(cfg, RunDir.create("/nonexistent/never", cfg))
 
 
+def test_more_units_than_the_patches_drawn_is_refused_by_preflight_before_any_folder_exists(tmp_path):
+    """It was refused once the data was built, after the run directory was written."""
+    with pytest.raises(ConfigError, match="sandblaster.units = 400 is more than the 300 examples data.samples draws"):
+        check_run_config(_cfg("sandblaster.units=400", "sandblaster.batch=0"))
+
+
 def test_a_gpu_asked_for_is_refused_not_left_idle():
     # the replicas compute on CPU: on a GPU machine train.device = cuda was accepted and never used
     # (on this CPU-only machine preflight's own device check answers first)

@@ -54,6 +54,9 @@ def check_sandblaster(cfg: RunConfig) -> None:
     if s.batch and s.units > s.batch:
         raise ConfigError(f"sandblaster.units = {s.units} is more than the {s.batch} examples of a batch "
                           "(sandblaster.batch): every unit needs at least one")
+    if d.mode == "patches" and s.units > d.samples:   # patches: at most data.samples examples, known now
+        raise ConfigError(f"sandblaster.units = {s.units} is more than the {d.samples} examples data.samples draws: "
+                          "every unit needs at least one")
 
 
 def check_examples(cfg: RunConfig, n: int) -> None:

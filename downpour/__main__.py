@@ -1,0 +1,6 @@
+"""``python -m downpour ...``: the ``downpour`` command."""
+import sys
+
+from downpour.cli import main
+
+sys.exit(main())
