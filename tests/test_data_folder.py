@@ -137,10 +137,12 @@ def test_symbolic_links_to_folders_are_followed_once_and_a_dangling_one_is_named
         _png(tmp_path / "real" / f"r{i}.png", i)
     _png(root / "own" / "a.png", 9)
     (root / "linked").symlink_to(tmp_path / "real", target_is_directory=True)
+    (root / "same").symlink_to(tmp_path / "real", target_is_directory=True)   # a second link: read once
     (root / "own" / "loop").symlink_to(root, target_is_directory=True)        # a link loop must end
+    (root / "a_link_to_own").symlink_to(root / "own", target_is_directory=True)   # inside: read where it lies
     (root / "own" / "dangling.png").symlink_to(tmp_path / "gone.png")
     images = load_folder(root)
-    assert sorted(images.names) == ["linked/r0.png", "linked/r1.png", "linked/r2.png", "own/a.png"]
+    assert images.names == ["linked/r0.png", "linked/r1.png", "linked/r2.png", "own/a.png"]
     assert [s["file"] for s in images.skipped] == [str(root / "own" / "dangling.png")]
 
 

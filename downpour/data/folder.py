@@ -8,8 +8,9 @@ With ``labels``, an image's class is the name of the top-level sub-folder it liv
 image files, numbered in sorted order whether or not their files can be read (:func:`class_labels`), so
 the in-memory and the streamed paths number them alike and fixing a bad file does not renumber them.
 A float image (TIFF mode "F") with a NaN or Inf pixel is skipped like a corrupt file. Symbolic links
-are followed, to files and to folders (each real folder read once, so a link loop ends); a link to
-nothing is an image file that cannot be read: skipped and named.
+are followed to files and to folders outside the folder read (each real folder once); a link to a
+folder inside it is not (its files are read where they lie); a link to nothing is an image file that
+cannot be read: skipped and named.
 """
 from __future__ import annotations
 
@@ -100,8 +101,12 @@ def read_image(path: Path, grey: bool) -> np.ndarray:
 
 
 def walk_files(root: Path) -> Iterator[Path]:
-    """Every file under ``root``, hidden ones too, through symbolic links to folders (each real folder
-    once, so a link loop ends); a link to nothing counts as a file (reading it fails, naming it)."""
+    """Every file under ``root``, hidden ones too, in a fixed order, through symbolic links to folders
+    outside ``root`` (each real folder once: two links to one folder give its files once, under the
+    first link in sorted order); a link to a folder inside ``root`` is not followed (its files are read
+    where they lie, and a link to a parent would loop); a link to nothing counts as a file (reading it
+    fails, naming it)."""
+    inside = os.path.realpath(root)
     seen: set[str] = set()
     for top, dirs, names in os.walk(root, followlinks=True):
         real = os.path.realpath(top)
@@ -109,10 +114,16 @@ def walk_files(root: Path) -> Iterator[Path]:
             dirs[:] = []
             continue
         seen.add(real)
-        for name in names:
+        dirs[:] = sorted(d for d in dirs if not (os.path.islink(os.path.join(top, d)) and
+                                                 _within(os.path.realpath(os.path.join(top, d)), inside)))
+        for name in sorted(names):
             p = Path(top) / name
             if p.is_file() or p.is_symlink():
                 yield p
+
+
+def _within(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
 def hidden(path: Path, root: Path) -> bool:
