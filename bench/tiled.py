@@ -161,7 +161,7 @@ def sweep() -> Iterator[dict]:
     within = total = 0
     for c, m, size, k, tile in SWEEP:
         for batch in SWEEP_BATCHES:
-            row = measure((f"{c}x{size}x{size} k{k} t{tile}", c, m, size, k, batch, tile, 1), reps=3, steps=2)
+            row = measure((f"{c}x{size}x{size} k{k} t{tile} {m} maps", c, m, size, k, batch, tile, 1), reps=3, steps=2)
             best = min(row["banked_ms"], row["expanded_ms"])
             chosen_ms = row["expanded_ms"] if row["chosen"] == "expanded" else row["banked_ms"]
             within += chosen_ms <= 1.2 * best
