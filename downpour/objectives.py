@@ -131,6 +131,8 @@ class PooledL2(Term):
     limits: ClassVar[dict[str, Limit]] = {"eps": NON_NEGATIVE}
 
     def value(self, o: Outputs) -> Tensor:
+        if self.eps == 0:   # |p|, whose gradient at a code of exactly 0 is 0; sqrt(p²)'s was 0/0 = NaN
+            return _per_sample_sum(o.pooled.abs()).mean()
         return _per_sample_sum(torch.sqrt(self.eps + o.pooled ** 2)).mean()
 
 

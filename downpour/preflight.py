@@ -112,6 +112,7 @@ def _dry_run(cfg: RunConfig, shape: tuple[int, int, int]) -> None:
                 partition_bounds(partition_ranges(model), cfg.cluster.shards)
             objective(model.forward_train(Batch(torch.zeros(2, *shape), torch.zeros(2, dtype=torch.int64))))
             _check_kl_codes(cfg, model, objective, shape)
+            _check_weight_decay(cfg, model, objective)
             _check_stages_train(cfg, model)
             _check_analysis_layers(cfg, model)    # (a split replica has the merged network's layers)
     except ConfigError as err:
@@ -148,11 +149,30 @@ def _check_kl_codes(cfg: RunConfig, model: FeatureModel, objective: Objective, s
                           key="objective.kl_sparsity")
 
 
+def _check_weight_decay(cfg: RunConfig, model: FeatureModel, objective: Objective) -> None:
+    """A stage whose filters are used at a fixed norm (``model.filter_norm``) through a tied decoder has
+    no weight whose size the network uses: weight_l2 would shrink the free length of the filters'
+    directions, changing nothing but the logged number and the optimiser's effective step."""
+    fixed = [i for i, stage in enumerate(getattr(model, "stages", ()), start=1)
+             if getattr(getattr(stage, "filter", None), "norm", None) is not None
+             and getattr(stage, "decoder_weight", False) is None]
+    if "weight_l2" in objective.terms and fixed:
+        raise ConfigError(f"objective.weight_l2 on model {cfg.model.name!r}: stage(s) {fixed} use their filters at a "
+                          f"fixed norm (model.filter_norm) through a tied decoder, so the decay would only shrink the "
+                          f"filters' free length and change nothing the network computes; set model.filter_norm = 0 "
+                          f"(free filters) or drop the term", key="objective.weight_l2")
+
+
 def _check_stages_train(cfg: RunConfig, model: FeatureModel) -> None:
-    """A greedy schedule gives every stage a share of the steps: a stacked model whose first stage is a
-    frozen Gabor or random bank has nothing to train in its share and would fail its first step; say so
-    before any step runs. (Read from the config: a partitioned stage holds its weights in its blocks.)"""
+    """A model whose only weights are a frozen Gabor or random first layer (a one-stage tied model) has
+    nothing to train; a greedy schedule gives every stage a share of the steps, and a stacked model whose
+    first stage is such a bank has nothing to train in its share: either would fail its first step; say
+    so before any step runs. (Read from the config: a partitioned stage holds its weights in its blocks.)"""
     kind = getattr(getattr(model, "config", None), "first_layer", None)
+    if kind in FROZEN_KINDS and not any(p.requires_grad for p in model.parameters()):
+        raise ConfigError(f"model {cfg.model.name!r} has nothing left to train with model.first_layer = {kind!r}: its "
+                          f"first layer is all it learns (a tied decoder, no bias); use model.first_layer = 'learned'",
+                          key="model.first_layer")
     if cfg.train.schedule == "greedy" and model.n_stages > 1 and kind in FROZEN_KINDS:
         raise ConfigError(f"train.schedule = 'greedy' gives stage 1 its own share of the steps, but stage 1 has "
                           f"nothing to train (a frozen first layer: model.first_layer = {kind!r}); "

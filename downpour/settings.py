@@ -57,6 +57,14 @@ class Section:
     def __post_init__(self) -> None:
         check_fields(self, self.section)
 
+    def refuse_unread(self, keys: tuple[str, ...], why: str) -> None:
+        """ConfigError naming the first of ``keys`` set away from its default: ``why`` nothing reads it
+        (an option accepted and ignored reads as a result that is not one)."""
+        for key in keys:
+            value = getattr(self, key)
+            if value != type(self).__dataclass_fields__[key].default:
+                raise ConfigError(f"{self.section}.{key} = {value!r} is not read: {why}", key=f"{self.section}.{key}")
+
 
 class Spec(NamedTuple):
     kind: str

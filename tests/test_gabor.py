@@ -68,3 +68,12 @@ def test_init_first_layer_bad_input_names_the_problem():
         init_first_layer(torch.zeros(4, 60), "gabor")
     with pytest.raises(ValueError, match="weight shape"):
         init_first_layer(torch.zeros(4, 5, 6), "random")
+
+
+def test_no_filter_of_a_small_bank_is_dead():
+    """At a 2-pixel wavelength the even phase on an even-sized field samples the grating at its zeros:
+    rica-local with 2x2 filters had 2 of its 4 frozen maps all zero at every position."""
+    for k in range(2, 10):
+        for n in (4, 16, 25, 64):
+            norms = GaborBank.sized(n, k).filters().flatten(1).norm(dim=1)
+            assert torch.allclose(norms, torch.ones_like(norms), atol=1e-5), (k, n)

@@ -75,3 +75,14 @@ def test_greedy_schedule_with_a_frozen_first_layer_is_refused_before_training():
     with pytest.raises(ConfigError, match="stage 1 has nothing to train.*'gabor'.*joint"):
         check_run_config(load_config("cat-demo", [("model.first_layer", "gabor"), ("train.schedule", "greedy")]))
     check_run_config(load_config("cat-demo", [("model.first_layer", "gabor"), ("train.schedule", "joint")]))
+
+
+@pytest.mark.parametrize("name", ["tica-8x8", "rica-8x8"])
+def test_a_model_that_learns_only_its_first_layer_is_refused_a_frozen_one(name):
+    """With a tied decoder and no bias a frozen first layer leaves nothing to train: the optimiser's
+    "empty parameter list" traceback named no key."""
+    from downpour.config import ConfigError, load_config
+    from downpour.preflight import check_run_config
+
+    with pytest.raises(ConfigError, match="nothing left to train with model.first_layer = 'random'"):
+        check_run_config(load_config("tica-8x8", [("model.name", name), ("model.first_layer", "random")]))

@@ -45,6 +45,23 @@ def test_stage1_cost_parts_match_a_hand_computation():
     assert parts["stage1/pooled_l2"].item() == pytest.approx(expected_pooled.item(), rel=1e-4)
 
 
+def test_the_interior_is_a_block_when_the_stride_does_not_divide_the_kernel():
+    """With stride 3 and 8-pixel filters the windows over a pixel number 2 or 3 inside; "as many as any
+    pixel" kept the lattice of 3s (196 of 1,024 pixels, weighted 5x), and the others cost nothing."""
+    from downpour.models.cat import _full_coverage
+
+    def by_hand(n, k, s):   # every window that would cover the pixel exists, and at least one does
+        n_out = (n - k) // s + 1
+        windows = [[i for i in range(-n, 2 * n) if i * s <= p < i * s + k] for p in range(n)]
+        return [bool(w) and all(0 <= i < n_out for i in w) for w in windows]
+
+    for n, k, s in ((32, 8, 3), (14, 5, 2), (20, 10, 3), (16, 6, 1), (10, 3, 4)):
+        assert _full_coverage(n, k, s).tolist() == by_hand(n, k, s), (n, k, s)
+    stage = create_model("cat-demo", strides=(3, 1), kernels=(8, 3), pools=(3, 1), pool_strides=(2, 1)).stages[0]
+    rows = (stage.recon_weight[0, 0] > 0).nonzero()[:, 0].unique()
+    assert rows.tolist() == list(range(5, 27))          # 22 x 22 contiguous, each weighted 1024 / 484
+
+
 def test_every_filter_is_used_at_the_norm_that_gives_the_tied_reconstruction_unit_gain():
     model = create_model("cat-demo", (1, 32, 32))
     for stage, (c, m) in zip(model.stages, ((1, 8), (8, 8))):
@@ -159,3 +176,14 @@ def test_what_cannot_handle_the_top_stage_says_so():
         network_of(cfg, shape)
     with pytest.raises(ValueError, match="recurrent top stage"):
         partition_model(create_model("cat-demo", (1, 32, 32), top="gru"), 2)
+
+
+def test_weight_decay_on_fixed_norm_tied_filters_is_refused_and_allowed_on_free_ones():
+    """weight_l2 saw the filters' free directions V (the layer computes with r·V/|V|): halving V quartered
+    the logged term and changed nothing the network computes."""
+    from downpour.config import ConfigError, load_config
+    from downpour.preflight import check_run_config
+
+    with pytest.raises(ConfigError, match=r"objective.weight_l2 on model 'cat-demo': stage\(s\) \[1, 2\] use"):
+        check_run_config(load_config("cat-demo", [("objective.weight_l2", 1e-3)]))
+    check_run_config(load_config("cat-demo", [("objective.weight_l2", 1e-3), ("model.filter_norm", 0.0)]))

@@ -40,3 +40,20 @@ def test_persistent_chains_are_saved_with_the_rbm(tmp_path):
     model = RunDir.open(run.path).load_model()
     assert model.config.persistent and model.chains_h.shape == (model.config.chains, model.config.hidden)
     assert model.chains_h.sum() > 0        # the chains started all-off and have moved
+
+
+@pytest.mark.parametrize("name, option, named", [
+    ("rbm-digits", {"sigma": 0.1}, "model.sigma = 0.1 is not read: Bernoulli visibles"),
+    ("rbm-digits-cd", {"chains": 7}, "model.chains = 7 is not read: CD restarts"),
+    ("glimpse-rica", {"levels": 5}, "model.levels = 5 is not read: model.front = 'glimpse' has no pyramid"),
+    ("pyramid-rica", {"glimpse_size": 3}, "model.glimpse_size = 3 is not read: model.front = 'pyramid'"),
+    ("multires-none", {"pyramid": "gaussian"}, "model.pyramid = 'gaussian' is not read"),
+    ("cat-demo", {"top_hidden": 5}, "model.top_hidden = 5 is not read: there is no top stage"),
+])
+def test_an_option_the_model_would_not_read_is_refused_naming_it(name, option, named):
+    """Each was accepted and did nothing: a run that says it used sigma 0.1 used none."""
+    from downpour.errors import ConfigError
+    from downpour.models.registry import create_model
+
+    with pytest.raises(ConfigError, match=named):
+        create_model(name, **option)

@@ -46,7 +46,7 @@ def _train(model, spec, x, steps, batch=20, lr=0.05, seed=0):
 def test_free_energy_is_exact(visible):
     """exp(-F(v)) equals Σ_h exp(-E(v, h)), by enumerating every hidden state of a tiny RBM."""
     torch.manual_seed(0)
-    m = RBM(RBMConfig(hidden=3, visible=visible, sigma=0.7, init_std=0.5), (4,))
+    m = RBM(RBMConfig(hidden=3, visible=visible, sigma=0.7 if visible == "gaussian" else 1.0, init_std=0.5), (4,))
     with torch.no_grad():
         m.visible_bias.normal_()
         m.hidden_bias.normal_()
@@ -85,7 +85,7 @@ def test_one_step_of_every_variant(name):
 def test_training_reduces_reconstruction_error(split, persistent, k):
     xtr, _, xte, _ = split
     torch.manual_seed(0)
-    m = RBM(RBMConfig(hidden=64, persistent=persistent, chains=20, k=k), (1, 8, 8))
+    m = RBM(RBMConfig(hidden=64, persistent=persistent, chains=20 if persistent else 64, k=k), (1, 8, 8))
     before = float(m.reconstruction_error(xte))
     chains_before = m.chains_h.clone()
     _train(m, CD, xtr, steps=250)

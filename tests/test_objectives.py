@@ -141,3 +141,12 @@ def test_a_bad_cost_parameter_in_a_run_config_fails_preflight():
 
     with pytest.raises(ConfigError, match=r"kl_sparsity.rho must be in \(0, 1\), got 2"):
         check_run_config(load_config("ufldl-sae", ["objective.kl_sparsity.rho=2"]))
+
+
+def test_pooled_l2_without_eps_has_a_finite_gradient_at_a_zero_code():
+    """eps = 0 took sqrt(p²), whose gradient at a code of exactly 0 (pool 1, a blank patch) is 0/0: NaN weights."""
+    pooled = torch.tensor([[0.0, -2.0, 3.0]], requires_grad=True)
+    term = make_term("pooled_l2", {"eps": 0.0})
+    value = term.value(Outputs(x=pooled, codes=pooled, pooled=pooled))
+    value.backward()
+    assert value.item() == 5.0 and pooled.grad.tolist() == [[0.0, -1.0, 1.0]]

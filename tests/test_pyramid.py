@@ -59,3 +59,12 @@ def test_bad_arguments():
         GlimpseFront(size=16)(torch.rand(1, 1, 10, 10))
     with pytest.raises(ValueError, match="levels need an input"):
         gaussian_pyramid(torch.rand(1, 1, 1, 1), 2)
+
+
+def test_more_glimpses_than_fit_apart_start_again_from_the_most_salient_place():
+    """Once every corner was suppressed, argmax of all -1 picked the top-left corner for every glimpse left."""
+    torch.manual_seed(0)
+    centres = GlimpseFront(12, 12, 1).centres(torch.rand(2, 1, 32, 32))
+    for image in centres.tolist():
+        first = image[:image.index(image[0], 1)]          # the first round, up to the first repeat
+        assert len(first) >= 2 and image == (first * 12)[:12]

@@ -49,7 +49,9 @@ class GaborBank:
 
     Scale s has wavelength ``kernel_size / 2**s`` pixels (the coarsest is the field's width, each
     next one an octave finer, never under 2 pixels). Phases are spread over [0, pi): 0 is
-    even (a bar detector), pi/2 odd (an edge detector). ``filters()`` orders them orientation
+    even (a bar detector), pi/2 odd (an edge detector); at a 2-pixel wavelength a phase whose grating the
+    pixels sample only at its zeros (the even phase on an even-sized field: an all-zero filter, which a
+    frozen bank keeps dead) is shifted by pi/4. ``filters()`` orders them orientation
     fastest, then phase, then scale, so the first n of the bank cover every orientation first.
     A multi-channel filter is the same pattern in every channel (a luminance detector).
     """
@@ -84,8 +86,10 @@ class GaborBank:
         for s in range(self.scales):
             for p in range(self.phases):
                 for o in range(self.orientations):
-                    g = gabor_kernel(self.kernel_size, math.pi * o / self.orientations, self.wavelength(s),
-                                     math.pi * p / self.phases)
+                    theta, wavelength = math.pi * o / self.orientations, self.wavelength(s)
+                    g = gabor_kernel(self.kernel_size, theta, wavelength, math.pi * p / self.phases)
+                    if float(g.norm()) < 0.5:   # a 2-pixel grating sampled at its zeros: shift it an eighth
+                        g = gabor_kernel(self.kernel_size, theta, wavelength, math.pi * p / self.phases + math.pi / 4)
                     out.append(g.expand(self.channels, -1, -1) / math.sqrt(self.channels))
         return torch.stack(out)
 

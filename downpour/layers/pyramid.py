@@ -102,7 +102,8 @@ class GlimpseFront(nn.Module):
 
     Salience is the local variance over ``size`` x ``size`` windows (:func:`local_variance`); the
     centres are picked greedily, highest first, each suppressing a ``size``-wide square around it
-    (so glimpses do not pile up on one spot). Glimpse scale s covers ``size * 2**s`` pixels around
+    (so glimpses do not pile up on one spot); more glimpses than fit apart start a new round from the
+    most salient place. Glimpse scale s covers ``size * 2**s`` pixels around
     the centre (zero beyond the image), average-pooled down to ``size``: sharp fovea, blurry
     periphery. ``last_centres`` holds the (B, glimpses, 2) row/column centres of the last call.
     """
@@ -127,10 +128,16 @@ class GlimpseFront(nn.Module):
         g = self.size
         if min(h, w) < g:
             raise ValueError(f"GlimpseFront: input {h}x{w} is smaller than the glimpse size {g}")
-        sal = local_variance(x, g).clone()                      # (B, H-g+1, W-g+1): window top-left corners
+        salience = local_variance(x, g)                         # (B, H-g+1, W-g+1): window top-left corners
+        sal = salience.clone()
         wo = sal.shape[2]
         out = []
         for _ in range(self.glimpses):
+            # every corner suppressed (more glimpses than fit apart): a new round over the whole image,
+            # from its most salient place again (argmax of all -1 was the top-left corner, every time)
+            spent = sal.view(b, -1).amax(dim=1) < 0
+            if bool(spent.any()):
+                sal = torch.where(spent[:, None, None], salience, sal)
             idx = sal.view(b, -1).argmax(dim=1)                 # (B,)
             r, c = idx // wo, idx % wo
             out.append(torch.stack([r + g // 2, c + g // 2], dim=1))

@@ -41,6 +41,14 @@ class MultiResConfig(Section):
     pool: int = setting(1, within="[1, inf)")             # TICA pooling neighbourhood (1 = RICA)
     first_layer: str = setting("learned", choices=FIRST_LAYER_KINDS)   # designed / random filters are frozen
 
+    def check_read(self) -> None:
+        """Refuse another front's options (they would be ignored); the model checks this when it is built."""
+        pyramid, glimpse = ("levels", "pyramid"), ("glimpses", "glimpse_size", "glimpse_scales")
+        if self.front != "pyramid":
+            self.refuse_unread(pyramid, f"model.front = {self.front!r} has no pyramid")
+        if self.front != "glimpse":
+            self.refuse_unread(glimpse, f"model.front = {self.front!r} takes no glimpses")
+
 
 class MultiResNet(FeatureModel):
     """front -> one RICA stage. ``forward``: (B, C, H, W) -> (B, maps', Ho, Wo) codes, where
@@ -50,6 +58,7 @@ class MultiResNet(FeatureModel):
 
     def __init__(self, config: MultiResConfig, input_shape: tuple[int, ...]):
         super().__init__()
+        config.check_read()
         self.config = config
         self.input_shape = tuple(input_shape)
         if config.front == "pyramid":

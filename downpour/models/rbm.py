@@ -44,6 +44,13 @@ class RBMConfig(Section):
     sample_visible: bool = True   # sample the visibles in the chain (False: use their means)
     init_std: float = setting(0.01, within="[0, inf)")   # weights start N(0, init_std²), biases at 0 (as scikit-learn)
 
+    def check_read(self) -> None:
+        """Refuse an option this RBM would not read; the model checks this when it is built."""
+        if self.visible == "bernoulli":
+            self.refuse_unread(("sigma",), "Bernoulli visibles have no standard deviation (set model.visible = \"gaussian\")")
+        if not self.persistent:
+            self.refuse_unread(("chains",), "CD restarts its chains at the data (set model.persistent = true for PCD)")
+
 
 class RBM(FeatureModel):
     """An RBM over flattened inputs of ``input_shape`` (C, H, W), or any shape whose product is n_v.
@@ -59,6 +66,7 @@ class RBM(FeatureModel):
         super().__init__()
         if config.sigma <= 0:
             raise ValueError(f"model.sigma must be positive, got {config.sigma}")
+        config.check_read()
         self.config = config
         self.input_shape = tuple(input_shape)
         n_v = 1
