@@ -81,6 +81,16 @@ def test_sync_round_is_applied_together_as_the_mean():
     assert shard.version == 1 and shard.applied == 3 and shard.log.staleness() == [0, 0, 0]
 
 
+def test_a_sync_round_whose_mean_overflows_applies_nothing():
+    """Two finite pushes of 3e38: their mean is inf in float32, and it was applied (every parameter -inf)."""
+    shard = _shard(workers=(0, 1), sync=True)
+    w0 = shard.params.clone()
+    shard.push(0, torch.full((6,), 3e38), 0, 0)
+    shard.push(1, torch.full((6,), 3e38), 0, 0)
+    assert torch.equal(shard.params, w0) and shard.version == 0 and shard.applied == 0
+    assert shard.accepted == 0 and shard.rejected["non-finite"] == 2
+
+
 def test_sync_round_completes_when_a_worker_is_lost_and_flush_applies_the_rest():
     shard = _shard(workers=(0, 1, 2), sync=True)
     shard.push(0, torch.ones(6), 0, 0)
@@ -365,3 +375,26 @@ def test_dc_asgd_frees_its_copies_after_a_restore_that_lost_a_push_in_flight():
         _, v = restored.pull(0)
         assert restored.push(0, torch.ones(100), v, seq).accepted
     assert len(restored._backup[0]) == 1
+
+
+def test_momentum_leaves_a_frozen_stage_still_and_resumes_it_like_torch():
+    """Elements pushed zeros (a greedy schedule's held stage) kept coasting on their velocity: stage 1 of
+    cat-demo moved by up to 0.53 after the switch. Now they stay still and keep their velocity, as torch's
+    SGD with momentum skips a parameter whose grad is None."""
+    torch.manual_seed(4)
+    w0 = torch.randn(10)
+    shard = Shard(0, w0.clone(), make_rule("momentum", 0.05, momentum=0.9), workers=[0])
+    first, second = torch.nn.Parameter(w0[:5].clone()), torch.nn.Parameter(w0[5:].clone())
+    opt = torch.optim.SGD([first, second], lr=0.05, momentum=0.9)
+    for i in range(30):
+        g = torch.randn(10)
+        held = slice(5, 10) if i < 10 else slice(0, 5)           # stage 2 held, then stage 1
+        g[held] = 0.0
+        assert shard.push(0, g, shard.version, seq=i).accepted
+        first.grad, second.grad = (g[:5].clone(), None) if i < 10 else (None, g[5:].clone())
+        opt.step()
+        if i == 9:
+            frozen_first = shard.params[:5].clone()
+    assert torch.equal(shard.params[:5], frozen_first)               # held from push 10 on: not one step
+    torch.testing.assert_close(shard.params[:5], first.detach(), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(shard.params[5:], second.detach(), rtol=1e-6, atol=1e-6)

@@ -302,3 +302,19 @@ def test_the_metrics_mean_staleness_counts_the_applied_pushes_as_staleness_json_
     assert summary["rejected"].get("non-finite", 0) > 0
     overall = run.read_json("staleness.json")["overall"]
     assert run.metrics()[-1]["mean_staleness"] == pytest.approx(overall["mean"], abs=1e-4)
+
+
+def test_a_row_across_a_greedy_switch_averages_the_steps_totals_not_both_stages_parts(tmp_path):
+    """A push of 3 steps across the switch (two of stage 1, one of stage 2) logged 247 + 541 = 788, the sum
+    of two stages' part means, where its steps' mean was about 345."""
+    cfg = load_config("cat-demo", ["cluster.runner=simulated", "cluster.workers=1", "cluster.shards=1",
+                                   "cluster.n_push=3", "train.steps=14", "train.log_every=1", "train.batch_size=8",
+                                   "train.tensorboard=false", "data.samples=64"])
+    run = RunDir.create(tmp_path / "r", cfg)
+    run_cluster(cfg, run)
+    mixed = [r for r in run.metrics() if any(k.startswith("stage1/") for k in r) and any(k.startswith("stage2/") for k in r)]
+    assert mixed, "no row holds both stages' parts"
+    for r in mixed:
+        stage1 = sum(v for k, v in r.items() if k.startswith("stage1/"))
+        stage2 = sum(v for k, v in r.items() if k.startswith("stage2/"))
+        assert min(stage1, stage2) <= r["loss"] <= max(stage1, stage2)

@@ -186,13 +186,16 @@ def test_a_local_run_whose_every_step_is_non_finite_fails_after_saving(tmp_path,
     assert _steps(tmp_path / "nan") == []
 
 
-def test_a_finite_cost_with_a_non_finite_gradient_is_refused_and_nothing_is_left_to_apply():
+def test_a_finite_cost_with_a_non_finite_gradient_is_refused_and_nothing_is_left_to_apply(monkeypatch):
     """sqrt(0) in the pooled term (eps = 0, a blank batch): cost 0, gradient NaN. The local loop applied it:
-    the model went all NaN, the later steps were skipped, and the run ended 'successfully'."""
+    the model went all NaN, the later steps were skipped, and the run ended 'successfully'. (pooled_l2 with
+    eps = 0 now takes |p|; the test puts sqrt(p²) back: the NaN gradient a user's own term can make.)"""
     from downpour.batch import Batch
     from downpour.models.registry import create_model
-    from downpour.objectives import Objective
+    from downpour.objectives import Objective, PooledL2, _per_sample_sum
     from downpour.train.step import train_step
+
+    monkeypatch.setattr(PooledL2, "value", lambda self, o: _per_sample_sum(torch.sqrt(self.eps + o.pooled ** 2)).mean())
 
     model = create_model("rica-8x8")
     objective = Objective.from_config({"reconstruction": 1.0, "pooled_l2": {"weight": 0.1, "eps": 0.0}})

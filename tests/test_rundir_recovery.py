@@ -13,6 +13,7 @@ from PIL import Image
 from downpour.config import ConfigError, load_config
 from downpour.errors import DownpourError
 from downpour.ps.cluster import run_cluster
+from downpour.train.checkpoint import CheckpointError
 from downpour.train.loop import run_local
 from downpour.train.rundir import RunDir, RunExistsError
 
@@ -84,6 +85,7 @@ def test_unsaved_at_end_compares_the_models_step_with_the_checkpoints(tmp_path, 
     if model is not None:
         _model_files(tmp_path, model)
     run = RunDir(tmp_path)
+    run.save_config(cfg)                                            # the run's own end: step 16
     assert run.unsaved_at_end(cfg, 16, resume=True) is unsaved
     assert run.unsaved_at_end(cfg, 12, resume=True) is False       # steps left: it trains them
     assert run.unsaved_at_end(cfg, 16, resume=False) is False
@@ -92,7 +94,24 @@ def test_unsaved_at_end_compares_the_models_step_with_the_checkpoints(tmp_path, 
 def test_a_model_json_without_its_weights_is_not_a_saved_model(tmp_path):
     _model_files(tmp_path, 16)
     (tmp_path / "model.safetensors").unlink()
+    RunDir(tmp_path).save_config(load_config("ufldl-sae", ["train.steps=16"]))
     assert RunDir(tmp_path).unsaved_at_end(load_config("ufldl-sae", ["train.steps=16"]), 16, resume=True)
+
+
+@pytest.mark.parametrize("runner", ["local", "simulated"])
+def test_a_resume_with_steps_at_or_below_a_mid_run_checkpoint_is_refused_not_finished_there(tmp_path, runner):
+    """A run of 100 stopped at its step-8 checkpoint, resumed with --steps 4 (or 8): it wrote a "finished"
+    step-8 model under a config of 100 steps and exited 0."""
+    run = tmp_path / "run"
+    summary = _go(runner, run, "train.steps=8", f"{'train' if runner == 'local' else 'cluster'}.checkpoint_every=8")
+    assert summary["steps"] == 8
+    RunDir(run).save_config(load_config(str(run / "config.toml"), ["train.steps=100"]))   # as if stopped at 8 of 100
+    for name in ("model.safetensors", "model.json"):
+        (run / name).unlink()
+    for steps in (4, 8):
+        with pytest.raises(ConfigError, match="already reached step 8"):
+            _go(runner, run, f"train.steps={steps}", resume=True)
+        assert not (run / "model.json").exists() and RunDir(run).config.train.steps == 100
 
 
 # --- B. a run whose data failed before its first step ----------------------------------------------
@@ -212,3 +231,22 @@ def test_the_run_directorys_own_files_are_written_whole_or_not_at_all(tmp_path, 
     (tmp_path / "r/config.toml").write_text("")
     with pytest.raises(DownpourError, match="config.toml' is empty"):
         RunDir.open(tmp_path / "r").config
+
+
+@pytest.mark.parametrize("damage, named", [
+    (lambda m: m["shards"][0].pop("applied"), "lacks key 'applied'"),
+    (lambda m: m["recorder"].pop("pushes"), "lacks key 'pushes'"),
+    (lambda m: m["sim"].pop("heap"), "lacks key 'heap'"),
+    (lambda m: m.update(step="16"), "step is '16', not a step number"),
+])
+def test_a_server_checkpoint_damaged_but_still_json_is_named_not_a_bare_key_error(tmp_path, damage, named):
+    """Its checksum covers the tensors only: a key removed by hand gave a bare KeyError naming no file."""
+    run = tmp_path / "run"
+    _go("simulated", run, "train.steps=16", "cluster.checkpoint_every=8")
+    RunDir(run).save_config(load_config(str(run / "config.toml"), ["train.steps=24"]))
+    meta_path = run / "checkpoints" / "server.json"
+    meta = json.loads(meta_path.read_text())
+    damage(meta)
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match=rf"server.json.*{named}|{named}.*server.json|server.json'.*{named}"):
+        _go("simulated", run, "train.steps=24", resume=True)

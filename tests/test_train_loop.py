@@ -145,7 +145,8 @@ def test_a_part_is_averaged_over_the_steps_that_reported_it():
     assert mean.pop() == ({}, 0, 0.0) and mean.steps == 0
 
 
-def test_ctrl_c_during_an_update_checkpoints_after_it_and_resumes_bit_for_bit(tmp_path, monkeypatch):
+@pytest.mark.parametrize("at", [7, 10])     # 10: a step that logs its row (log_every 5)
+def test_ctrl_c_during_an_update_checkpoints_after_it_and_resumes_bit_for_bit(tmp_path, monkeypatch, at):
     # a signal landing between opt.step() and the step count saved step k+1's weights labelled k:
     # the resume applied that batch twice
     import os
@@ -160,17 +161,17 @@ def test_ctrl_c_during_an_update_checkpoints_after_it_and_resumes_bit_for_bit(tm
     run_local(cfg, straight)
     add, calls = PartsMean.add, []
 
-    def add_then_ctrl_c(self, parts, samples=0):
-        add(self, parts, samples)
+    def add_then_ctrl_c(self, parts, samples=0, loss=None):
+        add(self, parts, samples, loss)
         calls.append(1)
-        if len(calls) == 7:                      # inside step 7's update, as a signal would
+        if len(calls) == at:                     # inside step at's update, as a signal would
             os.kill(os.getpid(), signal.SIGINT)
 
     monkeypatch.setattr(PartsMean, "add", add_then_ctrl_c)
     cut = RunDir.create(tmp_path / "b", cfg)
     with pytest.raises(KeyboardInterrupt):
         run_local(cfg, cut)
-    assert json.loads((cut.path / "checkpoints" / "local.json").read_text())["step"] == 7
+    assert json.loads((cut.path / "checkpoints" / "local.json").read_text())["step"] == at
     monkeypatch.setattr(PartsMean, "add", add)
     run_local(load_config(str(cut.path / "config.toml")), RunDir.open(cut.path), resume=True)
     wa, wb = straight.load_model().state_dict(), cut.load_model().state_dict()

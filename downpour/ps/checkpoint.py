@@ -6,14 +6,16 @@ safetensors file, and the counters (versions, clocks, push numbers, step) in its
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from torch import Tensor
 
-from downpour.train.checkpoint import load_state, save_state
+from downpour.train.checkpoint import CheckpointError, load_state, save_state
 
 ShardState = tuple[dict[str, Tensor], dict[str, Any]]
+SERVER = "server"  # the server checkpoint's stem under a run's checkpoints/
 
 
 def save_server(stem: str | Path, states: list[ShardState], meta: dict[str, Any],
@@ -29,6 +31,9 @@ def load_server(stem: str | Path, meta_keys: tuple[str, ...] = ()) -> tuple[list
     ``meta["tensors"]``); a damaged file, or one lacking a shard list or one of ``meta_keys``, is a
     CheckpointError naming it."""
     tensors, meta = load_state(stem, meta_keys=("shards", *meta_keys))
+    if "step" in meta_keys and (not isinstance(meta["step"], int) or isinstance(meta["step"], bool) or meta["step"] < 0):
+        raise CheckpointError(f"checkpoint file {str(Path(stem).with_suffix('.json'))!r}: step is {meta['step']!r}, "
+                              "not a step number")
     states: list[ShardState] = []
     for j, shard_meta in enumerate(meta["shards"]):
         prefix = f"shard{j}."
@@ -44,3 +49,19 @@ def next_seqs(states: list[ShardState]) -> dict[int, int]:
         for w, s in meta.get("last_seq", {}).items():
             out[int(w)] = max(out.get(int(w), 0), s + 1)
     return out
+
+
+@contextmanager
+def restoring(stem: str | Path) -> Iterator[None]:
+    """Restoring from the server checkpoint ``stem``: a key its JSON lacks or a value of the wrong kind
+    (valid JSON, damaged by hand or by a tool: its checksum covers the tensors only) is a CheckpointError
+    naming the file and the key, not a bare KeyError from deep inside a restore."""
+    where = str(Path(stem).with_suffix(".json"))
+    try:
+        yield
+    except KeyError as err:
+        raise CheckpointError(f"checkpoint file {where!r} lacks key {err.args[0]!r}: it is damaged; resume from "
+                              "an intact copy, or start the run again") from None
+    except (TypeError, ValueError, AttributeError, IndexError) as err:
+        raise CheckpointError(f"checkpoint file {where!r} holds a value of the wrong kind ({err}): it is damaged; "
+                              "resume from an intact copy, or start the run again") from None

@@ -20,9 +20,9 @@ from downpour.config import ConfigError, RunConfig
 from downpour.data.pipeline import has_data_record, run_data_info
 from downpour.errors import RunError
 from downpour.parallel.partition import merge_model
-from downpour.ps.checkpoint import ShardState, load_server, next_seqs
+from downpour.ps.checkpoint import SERVER, ShardState, load_server, next_seqs, restoring
 from downpour.ps.coordinator import Coordinator
-from downpour.ps.recorder import SERVER, Driver, Recorder, ShardLost, write_staleness
+from downpour.ps.recorder import Driver, Recorder, ShardLost, write_staleness
 from downpour.ps.setup import ClusterSetup, make_shards, set_up_cluster
 from downpour.train.checkpoint import CheckpointError
 from downpour.train.rundir import RunDir
@@ -94,8 +94,9 @@ def _run_once(cfg: RunConfig, run: RunDir, resume: bool) -> dict[str, Any]:
     coord.max_gap = meta.get("max_clock_gap", 0)
     shards = make_shards(setup, init, coord.live)
     if restored:
-        for s, (tensors, m) in zip(shards, restored):
-            s.load_state_dict(tensors, m)
+        with restoring(run.checkpoints / SERVER):
+            for s, (tensors, m) in zip(shards, restored):
+                s.load_state_dict(tensors, m)
     n_stages = setup.model.n_stages
 
     def stage_of(step: int) -> int | None:
@@ -103,10 +104,14 @@ def _run_once(cfg: RunConfig, run: RunDir, resume: bool) -> dict[str, Any]:
 
     # the driver first: if Ray cannot start or join, nothing is written and the run folder stays
     # one that never started (the same command, fixed, takes it over)
-    driver: Driver = _driver(c.runner)(setup, shards, coord, stage_of, start, next_seqs(restored) if restored else {},
-                                       meta)
     try:
-        recorder = Recorder(cfg, run, coord, meta["elapsed"], meta.get("recorder"))
+        driver: Driver = _driver(c.runner)(setup, shards, coord, stage_of, start,
+                                           next_seqs(restored) if restored else {}, meta)
+    except CheckpointError as err:      # the simulator's own part of the checkpoint, damaged
+        raise CheckpointError(f"cannot resume {str(run.path)!r}: {err}") from None
+    try:
+        with restoring(run.checkpoints / SERVER):
+            recorder = Recorder(cfg, run, coord, meta["elapsed"], meta.get("recorder"))
     except BaseException:
         driver.close()
         raise

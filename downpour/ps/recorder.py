@@ -11,7 +11,7 @@ from torch import Tensor
 
 from downpour.config import RunConfig
 from downpour.errors import RunError
-from downpour.ps.checkpoint import ShardState, save_server
+from downpour.ps.checkpoint import SERVER, ShardState, save_server
 from downpour.ps.coordinator import Coordinator
 from downpour.ps.staleness import StalenessLog, staleness_report
 from downpour.ps.worker import OnPush, Push
@@ -19,7 +19,6 @@ from downpour.train.rundir import RunDir
 from downpour.train.telemetry import PartsMean, Telemetry
 
 log = logging.getLogger(__name__)
-SERVER = "server"  # checkpoint stem under checkpoints/
 
 
 class ShardLost(RunError):
@@ -115,7 +114,8 @@ class Recorder:
         if push.skipped < push.steps:     # a push whose every step was skipped has no parts to average
             if record["accepted"]:
                 self.finite_pushes += 1
-            self._mean.add(push.parts)
+            self._mean.add(push.parts, loss=push.loss)   # its steps' mean total: a push across a greedy
+                                                          # switch summed two stages' part means (788 for ~345)
         self._mean.samples += push.samples
         step, every = self.coord.done, self.cfg.train.log_every
         due = step // every > self._last_step // every or step >= self.cfg.train.steps

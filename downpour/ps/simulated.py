@@ -15,7 +15,7 @@ from typing import Any, Callable
 from torch import Tensor
 
 from downpour.data.pipeline import batch_position, data_report
-from downpour.ps.checkpoint import ShardState
+from downpour.ps.checkpoint import SERVER, ShardState, restoring
 from downpour.ps.coordinator import Coordinator
 from downpour.ps.delays import delay_rngs
 from downpour.ps.setup import ClusterSetup, make_worker
@@ -170,7 +170,8 @@ class SimulatedCluster:
         return {**meta, "sim": sim}, tensors
 
     def _restore(self, sim: dict[str, Any], tensors: dict[str, Tensor], streams: list[Any]) -> None:
-        restore_whole_state(self, sim, tensors)
+        with restoring(f"checkpoints/{SERVER}"):      # its "sim" part damaged: named, not a bare KeyError
+            restore_whole_state(self, sim, tensors)
         for w, worker in enumerate(self.workers):
             if streams[w] is None:             # in memory: the same stream, its drawn batches skipped
                 for _ in range(sim["drawn"][w]):

@@ -100,13 +100,15 @@ def run_local(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, An
                 skipped += 1
                 last_skip = f"step {step + 1}: {err}"
                 log.warning("step %d skipped: %s", step + 1, err)
-            with signals_held():   # the update and its count together: a checkpoint never holds step k+1 labelled k
+            # the update, its count and its row together: a checkpoint never holds step k+1 labelled k, and a
+            # signal in a log step's update no longer came before its row (the resume merged it into the next)
+            with signals_held():
                 if result is not None:
                     opt.step()
-                    mean.add(result.parts, result.samples)
+                    mean.add(result.parts, result.samples, result.loss)
                 done, rng, at = step + 1, torch.get_rng_state(), batch_position(batches)
-            if (done % cfg.train.log_every == 0 or done == total) and mean.steps:
-                last_row = telemetry.log(done, *mean.pop())
+                if (done % cfg.train.log_every == 0 or done == total) and mean.steps:
+                    last_row = telemetry.log(done, *mean.pop())
             if cfg.train.checkpoint_every and done % cfg.train.checkpoint_every == 0 and done < total:
                 _save_checkpoint(run, model, opt, done, skipped, elapsed + time.perf_counter() - t0, data=at, row=mean)
     except BaseException:   # Ctrl-C or a failure: keep the steps done so far, then let it propagate

@@ -169,8 +169,10 @@ class RunDir:
     def unsaved_at_end(self, cfg: RunConfig, start: int, resume: bool) -> bool:
         """A resume whose checkpoint is the run's last step but whose model was not written at it (stopped
         between the two): the runner writes the model from the checkpoint instead of training. The model
-        may be missing, or an earlier one's: a resume that raised --steps keeps the old model until its end."""
-        if not resume or start < cfg.train.steps:
+        may be missing, or an earlier one's: a resume that raised --steps keeps the old model until its end. Only
+        at the run's own end: a checkpoint mid-way through a run resumed with --steps at or below it is refused
+        (:meth:`begin`), not saved as if the run had finished there (it wrote a step-50 model under a config of 100)."""
+        if not resume or start != cfg.train.steps or self.config.train.steps != start:
             return False
         saved = self.model_step()
         if saved is not None and saved >= start:
