@@ -26,7 +26,9 @@ from downpour.objectives import Objective
 from downpour.parallel.partition import partition_bounds, partition_ranges
 from downpour.ps.delays import make_delays
 from downpour.ps.setup import build_replica
+from downpour.ps.shard import shard_bounds
 from downpour.sandblaster.checks import check_sandblaster
+from downpour.train.flat import ParamLayout
 from downpour.train.setup import resolve_device
 
 
@@ -110,6 +112,8 @@ def _dry_run(cfg: RunConfig, shape: tuple[int, int, int]) -> None:
             model, objective = build_replica(cfg, shape)
             if cfg.cluster.partitions > 1:
                 partition_bounds(partition_ranges(model), cfg.cluster.shards)
+            elif cfg.cluster.runner != "local":   # (found by the runner once the run folder existed)
+                shard_bounds(ParamLayout(model).numel, cfg.cluster.shards)
             objective(model.forward_train(Batch(torch.zeros(2, *shape), torch.zeros(2, dtype=torch.int64))))
             _check_kl_codes(cfg, model, objective, shape)
             _check_weight_decay(cfg, model, objective)

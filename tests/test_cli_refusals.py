@@ -425,3 +425,11 @@ def test_a_flags_override_is_its_key_and_value_and_survives_pickling():
     assert pair == ("train.steps", 0) and pair.flag == "--steps 0"
     with pytest.raises(ConfigError, match="--steps 0: train.steps must be >= 1"):
         load_config("ufldl-sae", [pair])
+
+
+def test_more_shards_than_parameters_is_refused_before_the_run_directory_exists(tmp_path, capsys):
+    """The runner found it once config.toml was written (the folder was taken over on the next try)."""
+    argv = ["train", "--config", "ufldl-sae", "--runner", "simulated", "--shards", "100000", "--steps", "5",
+            "--out", str(tmp_path / "run")]
+    assert main([*argv, "--dry-run"]) == 2 and "cluster.shards=100000 is more than the model's 3289" in capsys.readouterr().err
+    assert main(argv) == 2 and not (tmp_path / "run").exists()
