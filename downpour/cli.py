@@ -55,7 +55,7 @@ def _flag_of(key: str, args: argparse.Namespace) -> str:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from downpour.preflight import check_resume, check_run_config
-    from downpour.train.rundir import NotARunError, RunDir
+    from downpour.train.rundir import NotARunError, RunDir, fresh_folder
     from downpour.twins import train_with_twin, twin_config
 
     if args.resume:
@@ -92,7 +92,7 @@ def cmd_train(args: argparse.Namespace) -> int:
               "nothing was written", file=sys.stderr)
         return 0
     if not args.resume:
-        out = args.out or f"runs/{Path(args.config or 'main').stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+        out = args.out or fresh_folder(f"runs/{Path(args.config or 'main').stem}-{time.strftime('%Y%m%d-%H%M%S')}")
         run = RunDir.create(out, cfg)
     then = f", then its no-faces twin -> {run.no_faces_twin}" if twin else ""
     print(f"downpour: training {cfg.model.name!r} with the {cfg.cluster.runner} runner -> {run.path}{then}", file=sys.stderr)

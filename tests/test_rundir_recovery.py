@@ -250,3 +250,14 @@ def test_a_server_checkpoint_damaged_but_still_json_is_named_not_a_bare_key_erro
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match=rf"server.json.*{named}|{named}.*server.json|server.json'.*{named}"):
         _go("simulated", run, "train.steps=24", resume=True)
+
+
+def test_two_runs_started_in_the_same_second_get_a_folder_each(tmp_path):
+    """The default --out is named to the second: two runs took one folder and wrote into it together."""
+    from downpour.train.rundir import fresh_folder
+
+    name = str(tmp_path / "runs" / "main-20261202-083836")
+    first, second, third = fresh_folder(name), fresh_folder(name), fresh_folder(name)
+    assert [p.name for p in (first, second, third)] == ["main-20261202-083836", "main-20261202-083836-2",
+                                                        "main-20261202-083836-3"]
+    assert all(p.is_dir() for p in (first, second, third))

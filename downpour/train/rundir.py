@@ -358,3 +358,16 @@ def folder_to_write(path: Path, what: str) -> Path:
     if blocked is not None:
         raise RunExistsError(f"cannot make {what} {str(path)!r}: {str(blocked)!r} is a file; pick another --out")
     return path
+
+
+def fresh_folder(name: str) -> Path:
+    """A new folder ``name`` (or ``name-2``, ``-3``, ...), made here: two runs started in the same second
+    took one default folder and wrote into it together."""
+    for n in range(1, 1000):
+        path = Path(name if n == 1 else f"{name}-{n}")
+        try:
+            path.mkdir(parents=True)
+            return path
+        except FileExistsError:
+            continue
+    raise RunExistsError(f"no free run folder named like {name!r}: pick one with --out")
