@@ -57,6 +57,8 @@ def test_the_interior_is_a_block_when_the_stride_does_not_divide_the_kernel():
 
     for n, k, s in ((32, 8, 3), (14, 5, 2), (20, 10, 3), (16, 6, 1), (10, 3, 4)):
         assert _full_coverage(n, k, s).tolist() == by_hand(n, k, s), (n, k, s)
+    # one window over the whole side (k >= 2 strides): no pixel has all its windows; the most covered stand in
+    assert _full_coverage(8, 8, 2).all() and _full_coverage(10, 8, 2).tolist() == [False] * 2 + [True] * 6 + [False] * 2
     stage = create_model("cat-demo", strides=(3, 1), kernels=(8, 3), pools=(3, 1), pool_strides=(2, 1)).stages[0]
     rows = (stage.recon_weight[0, 0] > 0).nonzero()[:, 0].unique()
     assert rows.tolist() == list(range(5, 27))          # 22 x 22 contiguous, each weighted 1024 / 484

@@ -110,14 +110,21 @@ class CatConfig(Section):
 
 def _full_coverage(n_in: int, k: int, stride: int) -> Tensor:
     """(n_in,) bool: input positions along one axis that every window which would cover them covers
-    (none cut off by the border), and at least one does: a contiguous interior block. With a stride
+    (none cut off by the border), and at least one does: a contiguous interior block (when no pixel has
+    all of its windows, the pixels the most windows cover). With a stride
     that does not divide k the count of windows varies within it (2, 3, 3, 2, 3, 3, ... for k 8, stride
     3); a rule of "as many as any position" kept only the lattice at the maximum (196 of 1,024 pixels)."""
     n_out = (n_in - k) // stride + 1
     p = torch.arange(n_in)
     first = -((k - 1 - p) // stride)          # the first window i with i·stride + k > p (ceil), if windows ran on
     last = p // stride                        # the last window with i·stride <= p
-    return (first >= 0) & (last <= n_out - 1) & (first <= last)
+    inside = (first >= 0) & (last <= n_out - 1) & (first <= last)
+    if bool(inside.any()):
+        return inside
+    # too few windows for any pixel to have all of its (one window over most of the side, k >= 2·stride):
+    # the pixels covered by the most windows, as before
+    count = (last.clamp(max=n_out - 1) - first.clamp(min=0) + 1).clamp(min=0)
+    return count == count.max()
 
 
 class CatStage(nn.Module):
