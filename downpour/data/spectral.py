@@ -72,9 +72,9 @@ class SpectralWhitener:
             power = power + (spectrum.abs() ** 2).sum(dim=0)
         self.power_ = power / (x.shape[0] * x.shape[1])
         self.scale_ = 1.0
-        total, squares = 0.0, 0.0                             # the whitened set's std, a chunk at a time
+        total, squares, gain = 0.0, 0.0, self.gain()         # the whitened set's std, a chunk at a time
         for start in range(0, x.shape[0], _CHUNK):
-            part = self._whitened(x[start:start + _CHUNK], self.gain())
+            part = self._whitened(x[start:start + _CHUNK], gain)
             total, squares = total + float(part.sum()), squares + float(part.square().sum())
         count = x.numel()
         std = math.sqrt(max(0.0, squares - total * total / count) / max(1, count - 1))

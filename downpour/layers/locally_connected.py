@@ -89,14 +89,15 @@ def runs_banked(banks: int, positions: int, reduction: int, device: torch.device
     whatever the batch; the untied kernel then beats the convolutions' backward per sample. Measured
     on the CPU (``bench/tiled.py``, docs/benchmarks.md): a bank's convolution needs >= 64 positions
     (fewer: 64 banks over 25x25 ran 22x slower banked); with that, the convolutions won without a
-    weight gradient (inference, a greedy schedule's frozen stages: 1.2-34x, 192x192 at batch 1 2.9 ms
-    against 97 ms) and, in training, with long filters (C·k·k >= 128: 3x9x9, 8x5x5, 16x5x5) or small
-    batches on large images (192x192 at batch 1: 44 ms against 464 ms); the expansion won at batch 32
-    on the main job's stages (1.6x, 1.5x). The batch's threshold, expanded when batch·banks >=
-    10·sqrt(MB of expanded weights), is fitted to 85 measured (shape, batch) training steps: within
-    1.2x of the faster path on 83 (the earlier rule, blind to the batch and to gradients: 53, worst
-    10x). Elsewhere (a GPU, not measured here) the earlier rule stands: convolutions up to
-    ``_MAX_CONV_BANKS`` banks."""
+    weight gradient (inference, a greedy schedule's frozen stages: 1.2-40x, 192x192 at batch 1 2.3 ms
+    against 94.7 ms) and, in training, with long filters (C·k·k >= 128: 3x9x9, 8x5x5, 16x5x5) or small
+    batches on large images (192x192 at batch 1: 47.5 ms against 522.6 ms); the expansion won at batch 32
+    on the main job's stages (1.8x, 1.4x). The batch's threshold, expanded when batch·banks >=
+    10·sqrt(MB of expanded weights), was fitted to a grid of shapes and batches (``bench/tiled.py
+    --sweep``: within 1.2x of the faster path at 65 of its 66 points; the earlier rule, blind to the
+    batch and to gradients, picked the faster path in 14 of the bench's 19 training shapes and 6 of its
+    19 forwards, worst 11x and 40x). Elsewhere (a GPU, not measured here) the earlier rule stands:
+    convolutions up to ``_MAX_CONV_BANKS`` banks."""
     if device.type != "cpu":
         return banks <= _MAX_CONV_BANKS
     if positions < _BANKED_MIN_POSITIONS * banks:

@@ -17,6 +17,11 @@ from downpour._names import nearest
 from downpour.config import ConfigError
 
 
+def _dense(g: Tensor) -> bool:
+    """No exactly-zero element: the rules that are lazy about zeros (a frozen stage's) take torch's arithmetic."""
+    return int(torch.count_nonzero(g)) == g.numel()
+
+
 class UpdateRule:
     """Base class: ``state_names`` lists the (n,) state tensors :meth:`init_state` creates."""
 
@@ -62,7 +67,7 @@ class Momentum(UpdateRule):
 
     def apply(self, w: Tensor, g: Tensor, state: dict[str, Tensor], lr_scale: float = 1.0) -> None:
         v = state["velocity"]
-        if int(torch.count_nonzero(g)) == g.numel():   # a dense gradient: torch's SGD with momentum
+        if _dense(g):   # a dense gradient: torch's SGD with momentum
             v.mul_(self.momentum).add_(g)
             w.add_(v, alpha=-self.lr * lr_scale)
             return
@@ -106,7 +111,7 @@ class Adam(UpdateRule):
     def apply(self, w: Tensor, g: Tensor, state: dict[str, Tensor], lr_scale: float = 1.0) -> None:
         m, v, step = state["exp_avg"], state["exp_avg_sq"], state["step"]
         live: Tensor | None = None
-        if int(torch.count_nonzero(g)) == g.numel():   # a dense gradient: torch.optim.Adam's arithmetic
+        if _dense(g):   # a dense gradient: torch.optim.Adam's arithmetic
             step += 1
             m.lerp_(g, 1 - self.beta1)
             v.mul_(self.beta2).addcmul_(g, g, value=1 - self.beta2)
