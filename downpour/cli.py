@@ -69,7 +69,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                                f"nothing to resume; start it again with `downpour train --config "
                                f"{args.resume}/config.toml --out {args.resume}`, which takes the folder over")
         source = str(run.path / "config.toml")
-        cfg = load_config(source, _overrides(args))
+        cfg = run.config_with(_overrides(args))
         check_resume(run.config, cfg)
     else:
         source = args.config or "main"
@@ -138,7 +138,7 @@ def analysis_overrides(run_path: str, sets: list[str]) -> dict[str, object]:
     for item in sets:
         if not item.startswith("analysis."):
             raise ConfigError(f"downpour analyze only takes analysis.* overrides, got {item!r}")
-    cfg = load_config(str(RunDir.open(run_path).path / "config.toml"), sets)
+    cfg = RunDir.open(run_path).config_with(sets)
     keys = [parse_override(item)[0][1] for item in sets]
     return {key: getattr(cfg.analysis, key) for key in keys}
 

@@ -53,6 +53,9 @@ class Section:
     ``__post_init__``): run config sections and model families' configs alike."""
 
     section: ClassVar[str] = ""    # the TOML table it is read from: [data], [train], [model], ...
+    # key -> what a run's files meant by lacking it (written before the key existed), where that is not
+    # the key's default: read in their place (downpour.train.recorded), so an old run stays the run it was
+    absent_meant: ClassVar[dict[str, Any]] = {}
 
     def __post_init__(self) -> None:
         check_fields(self, self.section)

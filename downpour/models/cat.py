@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -66,6 +66,8 @@ class CatConfig(Section):
     top: str = setting("none", choices=("none", "gru"))   # gru: a recurrent top stage over the last stage (see above)
     top_hidden: int = setting(128, within="[1, inf)")     # its GRU state size
     top_code: int = setting(288, within="[1, inf)")       # its code size (288: the cat-demo network's top codes)
+    # runs from before 2026-11-29 (2a87cdf) lack filter_norm and recon: their filters were free, the whole image rebuilt
+    absent_meant: ClassVar[dict[str, Any]] = {"filter_norm": (0.0,), "recon": "all"}
 
     def __post_init__(self) -> None:
         if isinstance(self.filter_norm, (int, float)) and not isinstance(self.filter_norm, bool):

@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 from safetensors.torch import save_file
 
-from downpour.config import ConfigError, RunConfig, config_to_toml, load_config
+from downpour.config import ConfigError, Override, RunConfig, config_to_toml, load_config
 from downpour.errors import DownpourError
 from downpour.models.base import FeatureModel
 from downpour.train.checkpoint import PAIR_KEY, CheckpointError, load_state, read_tensors, save_state, sha256_of
+from downpour.train.recorded import config_fills, model_fills
 
 if TYPE_CHECKING:
     from downpour.data.preprocess import Preprocess
@@ -155,13 +156,18 @@ class RunDir:
     # --- configuration ------------------------------------------------------------------------
     @property
     def config(self) -> RunConfig:
+        try:
+            return self.config_with()
+        except ConfigError as err:
+            raise NotARunError(f"{str(self.path)!r}: its config.toml cannot be read: {err}") from None
+
+    def config_with(self, overrides: list[Override] | tuple[Override, ...] = ()) -> RunConfig:
+        """The run's config.toml with ``overrides`` (``--set``, flags) over it; keys the file lacks because
+        the run predates them read as what their absence meant (:mod:`downpour.train.recorded`)."""
         path = self.path / "config.toml"
         if path.is_file() and not path.read_text().strip():   # (it would read as the defaults: cat-demo)
             raise NotARunError(f"{str(path)!r} is empty: the run's resolved config is lost (restore it from a copy)")
-        try:
-            return load_config(str(path))
-        except ConfigError as err:
-            raise NotARunError(f"{str(self.path)!r}: its config.toml cannot be read: {err}") from None
+        return load_config(str(path), [*config_fills(path), *overrides])
 
     def save_config(self, cfg: RunConfig) -> None:
         _replace_text(self.path / "config.toml", config_to_toml(cfg))
@@ -236,7 +242,8 @@ class RunDir:
         if PAIR_KEY in meta and meta[PAIR_KEY] != sha256_of(weights):     # (a run from before 2026-12-02: none)
             raise CheckpointError(f"{str(weights)!r} is not the model {str(self.path / 'model.json')!r} describes (a write "
                                   f"was cut between the two); `downpour train --resume {self.path}` writes it again")
-        model = create_model(meta["model"], tuple(meta["input_shape"]), **meta["options"])
+        options = {**model_fills(self.path / "model.json", meta["model"], meta["options"]), **meta["options"]}
+        model = create_model(meta["model"], tuple(meta["input_shape"]), **options)
         try:
             model.load_state_dict(tensors)
         except RuntimeError as err:   # missing / unexpected keys, wrong shapes

@@ -1,0 +1,64 @@
+"""What a run's files mean when they lack a key: a run written before the key existed.
+
+A run folder's config.toml and model.json write every key out, so a key missing from them was added
+after the run. Where that key's default is not what the code did before it existed (the cat network's
+``filter_norm`` and ``recon``, 2026-11-29: filters were free and the whole image was reconstructed),
+reading the default would build a different network from the same weights, silently. A config class
+says what absence meant in ``absent_meant`` (:class:`~downpour.settings.Section`); everything that reads
+a run fills those keys first, so an old run analyses and resumes as the network it trained, and a resume
+writes them out.
+"""
+from __future__ import annotations
+
+import logging
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from downpour.config import SECTIONS, ConfigError, ModelSpec
+
+log = logging.getLogger(__name__)
+
+_told: set[tuple[Path, str]] = set()     # one line per run and file, not one per read
+
+
+def config_fills(path: Path) -> list[tuple[str, Any]]:
+    """``(section.key, value)`` for every key the run's config.toml at ``path`` lacks whose absence meant
+    something other than today's default; [] for a file that cannot be read (its reader names it)."""
+    try:
+        table = tomllib.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return []
+    model = table.get("model", {}) if isinstance(table.get("model"), dict) else {}
+    tables = [("model", _family_config(model.get("name", ModelSpec.name)), model),
+              *((key, cls, table.get(key)) for key, cls in SECTIONS.items())]
+    fills = [(f"{section}.{key}", value) for section, cls, recorded in tables if cls is not None
+             for key, value in cls.absent_meant.items() if key not in (recorded if isinstance(recorded, dict) else {})]
+    _tell(path, [key for key, _ in fills], fills)
+    return fills
+
+
+def model_fills(path: Path, name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The model options model.json at ``path`` (model ``name``) lacks whose absence meant something other
+    than today's default."""
+    cls = _family_config(name)
+    fills = {key: value for key, value in (cls.absent_meant if cls else {}).items() if key not in options}
+    _tell(path, [f"model.{key}" for key in fills], list(fills.items()))
+    return fills
+
+
+def _family_config(name: Any) -> Any:
+    """The config class of model ``name``'s family; None for a name no longer registered (its reader names it)."""
+    from downpour.models.registry import model_entry   # the registry imports every family: only when needed
+
+    try:
+        return model_entry(name).family.config_class if isinstance(name, str) else None
+    except ConfigError:   # an unknown name: raised again, with its key, by whoever builds the model
+        return None
+
+
+def _tell(path: Path, keys: list[str], fills: list[tuple[str, Any]]) -> None:
+    if fills and (path, ",".join(keys)) not in _told:
+        _told.add((path, ",".join(keys)))
+        log.info("%s was written before %s existed: read as %s, the network it trained", path, ", ".join(keys),
+                 ", ".join(f"{key.split('.')[-1]} = {value!r}" for key, value in fills))

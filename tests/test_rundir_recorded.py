@@ -1,0 +1,76 @@
+"""A run written before a key existed reads as the network it trained (downpour.train.recorded): the
+cat network's filter_norm and recon (2026-11-29) default to what older runs did not do, so an old
+run's weights were analysed and resumed as a different network, without a word."""
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from downpour.batch import Batch
+from downpour.config import SECTIONS, load_config
+from downpour.models.cat import CatConfig
+from downpour.models.registry import build, list_models
+from downpour.train.rundir import RunDir
+
+OLD = Path(__file__).parent / "data" / "run_02ecb53"   # written by downpour at 02ecb53; expected.json says how
+
+
+def _as_it_computes(run: RunDir) -> tuple[dict[str, float], list[float]]:
+    """The cost parts and features of the run's model on expected.json's input."""
+    model = run.load_model()
+    _, objective = build(run.config, model.input_shape)
+    shape = (4, *model.input_shape)
+    x = torch.sin(torch.arange(torch.Size(shape).numel(), dtype=torch.float32) * 0.37).reshape(shape)
+    with torch.no_grad():
+        _, parts = objective(model.forward_train(Batch(x)))
+        return {k: float(v) for k, v in parts.items()}, model(x).flatten().tolist()
+
+
+def test_a_run_from_before_filter_norm_and_recon_computes_what_it_did():
+    expected = json.loads((OLD / "expected.json").read_text())
+    parts, features = _as_it_computes(RunDir.open(OLD))
+    assert parts == pytest.approx(expected["parts"], rel=1e-5)
+    assert features == pytest.approx(expected["features"], rel=1e-4, abs=1e-5)
+
+
+def test_without_the_fills_the_old_run_is_another_network(monkeypatch):
+    # what every read did before: today's defaults (normalised filters, interior reconstruction)
+    monkeypatch.setattr(CatConfig, "absent_meant", {})
+    expected = json.loads((OLD / "expected.json").read_text())
+    parts, _ = _as_it_computes(RunDir.open(OLD))
+    assert parts != pytest.approx(expected["parts"], rel=1e-2)
+
+
+def test_the_fills_are_read_from_both_files_and_written_out_on_save(tmp_path):
+    run = RunDir(shutil.copytree(OLD, tmp_path / "run"))
+    assert run.config.model.options["filter_norm"] == (0.0,) and run.config.model.options["recon"] == "all"
+    assert run.load_model().config.recon == "all"
+    run.save_config(run.config)             # what a resume's begin() does
+    recorded = (run.path / "config.toml").read_text()
+    assert "recon = \"all\"" in recorded and "filter_norm" in recorded
+    assert load_config(str(run.path / "config.toml")).model.options["recon"] == "all"
+
+
+def test_an_override_wins_over_a_fill_and_a_recorded_key_is_kept():
+    run = RunDir.open(OLD)
+    assert run.config_with(["model.recon=interior"]).model.options["recon"] == "interior"
+    assert run.config.model.options["decoder"] == "untied"         # recorded: no fill for it
+
+
+def test_a_run_that_records_the_keys_gets_no_fill(tmp_path):
+    run = RunDir(shutil.copytree(OLD, tmp_path / "run"))
+    text = (run.path / "config.toml").read_text().replace('decoder = "untied"', 'decoder = "untied"\nrecon = "interior"')
+    (run.path / "config.toml").write_text(text)
+    assert run.config.model.options["recon"] == "interior"
+    assert run.config.model.options["filter_norm"] == (0.0,)       # still missing: still filled
+
+
+@pytest.mark.parametrize("cls", sorted({e.family.config_class for e in list_models()} | set(SECTIONS.values()),
+                                       key=lambda c: c.__name__), ids=lambda c: c.__name__)
+def test_every_absence_names_a_field_and_a_valid_value(cls):
+    fields = {f.name for f in dataclasses.fields(cls)}
+    assert set(cls.absent_meant) <= fields
+    assert cls.absent_meant == {} or cls(**cls.absent_meant)       # builds: the values pass the field checks
