@@ -97,7 +97,12 @@ def kept(run: RunDir, cfg: RunConfig) -> dict[str, Any]:
     """A finished run taken as it is: its config saved again with ``cfg``'s analysis (a twin added
     later is then scored), its training as it was trained (``check_resume`` lets train.threads and the
     reporting keys differ: the saved ones are what reproduces its model), and the summary of its
-    training read back (``seconds``: the training time of its last metrics row)."""
+    training read back (``seconds``: the training time of its last metrics row). Its analysis is
+    dropped when ``cfg`` changes how it is made (any analysis key but ``report``): config.toml would
+    name settings the analysis was not made with."""
+    saved = run.config.analysis
+    if dataclasses.replace(saved, report=cfg.analysis.report) != cfg.analysis:
+        run.drop_analysis("they were made with the analysis settings this command changes")
     run.save_config(dataclasses.replace(run.config, analysis=cfg.analysis))
     rows = [row for row in run.metrics() if "time" in row]
     return {"run": str(run.path), "kept": True, "seconds": rows[-1]["time"] if rows else None,

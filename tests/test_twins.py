@@ -64,6 +64,17 @@ def test_a_resume_of_a_finished_run_and_twin_keeps_their_analysis(tmp_path, caps
     assert (out / "analysis.json").read_text() == analysis and "report written" in capsys.readouterr().out
 
 
+def test_a_resume_that_changes_the_analysis_settings_does_not_keep_the_old_analysis(tmp_path, capsys):
+    """config.toml was saved with the new analysis.splits while analysis.json, kept, was made with the old."""
+    out = tmp_path / "run"
+    assert main(["train", *TINY_CAT, *FAST_ANALYSIS, *TWIN, "--report", "--out", str(out)]) == 0
+    assert main(["train", "--resume", str(out), "--no-report", "--set", "analysis.splits=2"]) == 0
+    assert not (out / "analysis.json").exists() and not (out / "report.html").exists()
+    assert RunDir.open(out).config.analysis.splits == 2
+    assert main(["train", "--resume", str(out), "--report", "--set", "analysis.splits=3"]) == 0
+    assert json.loads((out / "analysis.json").read_text())["options"]["splits"] == 3
+
+
 def test_a_kept_run_keeps_the_training_settings_that_reproduce_it(tmp_path):
     """A cross-fit rerun with other --jobs kept a finished fold and saved the new train.threads in its
     config.toml, which then trained another model."""
