@@ -54,7 +54,7 @@ def _flag_of(key: str, args: argparse.Namespace) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from downpour.preflight import check_resume, check_run_config
+    from downpour.preflight import check_folder, check_resume, check_run_config
     from downpour.train.rundir import NotARunError, RunDir, fresh_folder
     from downpour.twins import train_with_twin, twin_config
 
@@ -85,8 +85,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     # checked too; the preset's twin is off for data without lfw faces, one asked for is refused then
     cfg, twin = twin_config(cfg, asked="analysis.no_faces_twin" in set_keys(args))
     if args.dry_run:
-        if args.out:
-            RunDir.check_new(args.out)    # (a file, or a folder holding a run: refused as the run would be)
+        check_folder(args.out, run if args.resume else None, cfg, twin is not None)   # refused as the run would be
         print(config_to_toml(cfg), end="")
         print("downpour: config checked (data, model and cost on a dry batch, train, cluster, analysis); "
               "nothing was written", file=sys.stderr)

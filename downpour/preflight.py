@@ -29,6 +29,7 @@ from downpour.ps.setup import build_replica
 from downpour.ps.shard import shard_bounds
 from downpour.sandblaster.checks import check_sandblaster
 from downpour.train.flat import ParamLayout
+from downpour.train.rundir import RunDir
 from downpour.train.setup import resolve_device
 
 
@@ -201,3 +202,17 @@ def check_resume(saved: RunConfig, new: RunConfig) -> None:
         if create_model(new.model.name, **new.model.options).n_stages > 1:
             raise ConfigError("cannot change train.steps when resuming a greedy run: its split of the steps between "
                               "stages depends on train.steps")
+
+
+def check_folder(out: str | None, resume: RunDir | None, cfg: RunConfig, twin: bool) -> None:
+    """What the run would refuse at its folder, found without writing anything (``--dry-run``): ``--out``
+    a file or a folder holding a run (:meth:`RunDir.check_new`); a resume with nothing left to train
+    (:meth:`RunDir.begin`), unless only its no-faces ``twin`` is left or its model is written from its
+    last checkpoint (:meth:`RunDir.unsaved_at_end`)."""
+    if out:
+        RunDir.check_new(out)
+    start = resume.reached() if resume is not None else None
+    if resume is None or start is None or start < cfg.train.steps:
+        return
+    if not (twin and resume.finished(cfg.train.steps)) and not resume.ends_unsaved(cfg, start):
+        resume.refuse_reached(cfg, start)

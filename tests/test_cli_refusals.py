@@ -433,3 +433,20 @@ def test_more_shards_than_parameters_is_refused_before_the_run_directory_exists(
             "--out", str(tmp_path / "run")]
     assert main([*argv, "--dry-run"]) == 2 and "cluster.shards=100000 is more than the model's 3289" in capsys.readouterr().err
     assert main(argv) == 2 and not (tmp_path / "run").exists()
+
+
+def test_a_dry_run_of_a_resume_refuses_what_the_resume_would(tmp_path, capsys):
+    """--dry-run passed a resume that then failed with "already reached"."""
+    out = tmp_path / "run"
+    assert main(["train", *TINY, "--steps", "6", "--set", "train.checkpoint_every=3", "--out", str(out)]) == 0
+    capsys.readouterr()
+    for steps in ("6", "3"):
+        assert main(["train", "--resume", str(out), "--steps", steps, "--dry-run"]) == 2
+        assert "already reached step 6" in capsys.readouterr().err
+    assert main(["train", "--resume", str(out), "--steps", "9", "--dry-run"]) == 0
+    (out / "model.json").unlink()          # stopped between its last checkpoint and its model: the resume writes it
+    assert main(["train", "--resume", str(out), "--dry-run"]) == 0
+    assert main(["train", "--resume", str(out)]) == 0 and (out / "model.json").is_file()
+    (out / "checkpoints" / "local.json").write_text("{")
+    assert main(["train", "--resume", str(out), "--steps", "9", "--dry-run"]) == 2
+    assert "local.json' is not valid JSON" in capsys.readouterr().err

@@ -178,14 +178,17 @@ class RunDir:
         may be missing, or an earlier one's: a resume that raised --steps keeps the old model until its end. Only
         at the run's own end: a checkpoint mid-way through a run resumed with --steps at or below it is refused
         (:meth:`begin`), not saved as if the run had finished there (it wrote a step-50 model under a config of 100)."""
-        if not resume or start != cfg.train.steps or self.config.train.steps != start:
+        if not resume or not self.ends_unsaved(cfg, start):
             return False
         saved = self.model_step()
-        if saved is not None and saved >= start:
-            return False
         log.warning("%s: the checkpoint is the run's last step (%d) but the model %s; saving it now", self.path, start,
                     "was not saved" if saved is None else f"is still step {saved}'s")
         return True
+
+    def ends_unsaved(self, cfg: RunConfig, start: int) -> bool:
+        """:meth:`unsaved_at_end`'s test, saying nothing (``--dry-run`` asks it too)."""
+        saved = self.model_step()
+        return start == cfg.train.steps == self.config.train.steps and (saved is None or saved < start)
 
     def model_step(self) -> int | None:
         """The step model.json records; None without a whole model (model.safetensors or model.json missing,
@@ -204,15 +207,26 @@ class RunDir:
         run that already reached ``cfg.train.steps``, save the config and the fitted preprocessing,
         and on a resume drop the metrics rows logged after the checkpoint (they are logged again).
         Only now, with the checkpoint loaded and the step checked: a mistyped resume leaves the run as it was."""
-        if start >= cfg.train.steps:
-            go_on = ("it is finished: a greedy run's stages split its steps, so it cannot go past them (start a new "
-                     "run with more --steps)" if cfg.train.schedule == "greedy" else "raise train.steps (--steps) to go on")
-            raise ConfigError(f"the run in {str(self.path)!r} already reached step {start}; {go_on}")
+        self.refuse_reached(cfg, start)
         self.save_config(cfg)
         self.save_preprocess(preprocess, self._refits(preprocess, start) if resume else [])
         if resume:
             self.truncate_metrics(start)
             self.drop_analysis(f"they describe the model at step {start}, which this resume trains on")
+
+    def refuse_reached(self, cfg: RunConfig, start: int) -> None:
+        """ConfigError when a resume from step ``start`` has nothing left to train to ``cfg.train.steps``."""
+        if start >= cfg.train.steps:
+            go_on = ("it is finished: a greedy run's stages split its steps, so it cannot go past them (start a new "
+                     "run with more --steps)" if cfg.train.schedule == "greedy" else "raise train.steps (--steps) to go on")
+            raise ConfigError(f"the run in {str(self.path)!r} already reached step {start}; {go_on}")
+
+    def reached(self) -> int | None:
+        """The step (Sandblaster: iteration) the run's checkpoint records, what a resume starts from, read
+        with a resume's checks (a damaged checkpoint raises CheckpointError naming it); None without one."""
+        stems = sorted({p.name.split(".")[0] for p in self.checkpoints.glob("*.json")}) if self.checkpoints.is_dir() else []
+        steps = [meta.get("step", meta.get("iteration")) for meta in (load_state(self.checkpoints / s)[1] for s in stems)]
+        return max((step for step in steps if isinstance(step, int)), default=None)
 
     # --- the model ----------------------------------------------------------------------------
     def save_model(self, model: FeatureModel, step: int, extra: dict[str, Any] | None = None) -> None:
