@@ -50,12 +50,16 @@ def _text(path: Path | Any, where: str) -> str:
 
 
 def base_of(table: dict[str, Any], where: str, file: Path | None) -> str | None:
-    """The ``base`` a table inherits: a preset name, or a TOML path read from the file's own folder."""
+    """The ``base`` a table inherits: a preset name, or a TOML path read from the file's own folder (a
+    path, ``*.toml`` or with a ``/``, is never looked for in the working directory: the same command run
+    from another folder would read another base)."""
     base = table.get("base")
     if base is None:
         return None
     if not isinstance(base, str) or not base:
         raise ConfigError(f"{where}: base must be a preset name or a TOML path, got {base!r}")
-    if file is not None and not Path(base).is_absolute() and (file.parent / base).is_file():
-        return str(file.parent / base)
+    if file is not None and not Path(base).is_absolute():
+        local = file.parent / base
+        if local.is_file() or Path(base).suffix == ".toml" or "/" in base:
+            return str(local)                 # (missing: read_toml names the path it looked for)
     return base

@@ -50,6 +50,16 @@ def test_a_files_base_is_read_from_its_own_folder_and_a_bad_base_names_the_file(
         load_config(str(tmp_path / "gone.toml"))
 
 
+def test_a_files_base_path_is_never_read_from_the_working_directory(tmp_path, monkeypatch):
+    """A base missing from the file's folder was read from wherever the command ran."""
+    (tmp_path / "cfgs").mkdir()
+    (tmp_path / "cfgs" / "child.toml").write_text('base = "parent.toml"\n[train]\nsteps = 7\n')
+    (tmp_path / "parent.toml").write_text('base = "ufldl-sae"\n')
+    monkeypatch.chdir(tmp_path)                                     # holds a parent.toml; the file's folder does not
+    with pytest.raises(ConfigError, match=r"child.toml: base .*cfgs/parent.toml.*: config file .* does not exist"):
+        load_config(str(tmp_path / "cfgs" / "child.toml"))
+
+
 def test_a_dotted_override_of_a_cost_term_keeps_the_terms_other_keys():
     base = load_config("cat-demo").objective["pooled_l2"]
     cfg = load_config("cat-demo", ["objective.pooled_l2.eps=0.5"])
