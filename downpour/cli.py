@@ -106,8 +106,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_crossfit(args: argparse.Namespace) -> int:
     from downpour.analysis.report import write_crossfit_report
-    from downpour.crossfit import run_crossfit
+    from downpour.crossfit import refuse_own_keys, run_crossfit
 
+    refuse_own_keys(_overrides(args), args.folds)
     cfg = load_config(args.config, _overrides(args))
     check_flags(args, cfg)
     out = args.out or f"runs/crossfit-{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -132,8 +133,6 @@ def analysis_overrides(run_path: str, sets: list[str]) -> dict[str, object]:
     """``--set analysis.KEY=VALUE`` for ``downpour analyze``: typed and checked against the run's config."""
     from downpour.train.rundir import RunDir
 
-    if not sets:
-        return {}
     for item in sets:
         if not item.startswith("analysis."):
             raise ConfigError(f"downpour analyze only takes analysis.* overrides, got {item!r}")
@@ -147,6 +146,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
     overrides = analysis_overrides(args.run, args.set)
     asked = overrides.pop("report", None)                           # --set analysis.report=true is --report
+    if args.report and asked is False:
+        raise ConfigError("--report and --set analysis.report=false: one asks for the report, the other not; give one")
     old = (Path(args.run) / "report.html").is_file()
     report = args.report or bool(asked) or (old and asked is None)   # a report of the old analysis: rewritten
     analyze_run(args.run, **overrides)                              # (and removed: it no longer describes it)

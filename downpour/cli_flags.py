@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from downpour.config import ConfigError, RunConfig, parse_override
+from downpour.config import AnalysisConfig, ConfigError, RunConfig, parse_override
 
 class FlagValue(tuple):
     """A typed flag's override, ``(key, value)`` like any other, that also knows how it was typed
@@ -44,6 +44,11 @@ READ_ONLY_WITH = {
     "data.frames_per_video": ("data.source", lambda c: c.data.source == "video", "= 'video'"),
     "data.zca_eps": ("data.whiten", lambda c: c.data.whiten == "zca", "= 'zca'"),
     "data.spectral_strength": ("data.whiten", lambda c: c.data.whiten == "spectral", "= 'spectral'"),
+    **{f"data.{key}": ("data.source", lambda c: c.data.pipeline != "memory" and c.data.can_stream(),
+                       "= folder, video or a .npy array (streamed: data.pipeline 'stream' or 'auto')")
+       for key in ("prefetch", "loader_workers", "fit_sample")},
+    **{f"analysis.{key}": ("analysis.dataset", lambda c: c.analysis.runs_face_test(), "= 'lfw' (with analysis.positive = 1)")
+       for key in AnalysisConfig.FACE_TEST},
 }
 # What Sandblaster L-BFGS reads of [cluster] (docs/sandblaster.md); the rest is Downpour's, and so is train.lr
 SANDBLASTER_READS = ("cluster.runner", "cluster.algorithm", "cluster.workers", "cluster.shards", "cluster.address",

@@ -26,8 +26,7 @@ from downpour.errors import ConfigError
 from downpour.settings import Section, Spec, parse_spec, setting
 
 __all__ = ["ConfigError", "Override", "RunConfig", "DataConfig", "TrainConfig", "ClusterConfig", "SandblasterConfig", "AnalysisConfig",
-           "ModelSpec", "load_config", "merge_term", "origin_of", "save_config", "config_to_dict", "config_from_dict", "config_to_toml",
-           "list_presets", "parse_override"]
+           "ModelSpec", "load_config", "merge_term", "origin_of", "save_config", "config_to_dict", "config_from_dict", "config_to_toml", "list_presets", "parse_override"]
 
 _TIME = ("T", float, "[0, inf)")
 DELAY_FORMS = {"constant": (_TIME,), "uniform": (("A", float, "[0, inf)"), ("B", float, "[0, inf)")),
@@ -35,8 +34,7 @@ DELAY_FORMS = {"constant": (_TIME,), "uniform": (("A", float, "[0, inf)"), ("B",
 CONSISTENCY_FORMS = {"async": (), "bounded": (("K", int, "[0, inf)"),), "sync": ()}
 AT_LEAST_1, AT_LEAST_0 = "[1, inf)", "[0, inf)"
 LFW_HELDOUT_FORMS = {"fixed": (), "fold": (("I", int, "[0, inf)"), ("K", int, "[2, 100]"))}
-# downpour crossfit --control: the networks trained beside each fold (no-faces: the same recipe without lfw's faces)
-CROSSFIT_CONTROLS = ("none", "no-faces")
+CROSSFIT_CONTROLS = ("none", "no-faces")   # downpour crossfit --control: beside each fold, none or the recipe without lfw's faces
 FACE_SOURCES = ("faces", "natural+faces")     # the data sources that hold lfw's training faces
 FILE_SOURCES = ("folder", "video", "array")   # the data sources that read data.path (and can stream)
 
@@ -45,17 +43,14 @@ FILE_SOURCES = ("folder", "video", "array")   # the data sources that read data.
 class DataConfig(Section):
     section: ClassVar[str] = "data"
     # gaussian: N(0, I) vectors of dimension `size` as (1, 1, size) samples, labelled by their largest coordinate
-    source: str = setting("natural", choices=("natural", "faces", "natural+faces", "digits", "folder", "video", "array",
-                                              "gaussian"))
+    source: str = setting("natural", choices=("natural", "faces", "natural+faces", "digits", "folder", "video", "array", "gaussian"))
     path: str = ""                 # the folder, video file/folder or .npy/.npz for those sources
     size: int = setting(8, within=AT_LEAST_1)                 # side of the square patches / crops, pixels (gaussian: the dimension)
     mode: str = setting("patches", choices=("patches", "crops"))   # patches: random patches; crops: whole images resized to size×size
     samples: int = setting(10000, within=AT_LEAST_1)          # patches drawn (patches mode)
     grey: bool = True              # convert colour images to one channel
-    # patch: zero mean, unit std per patch; ufldl: zero mean, 3σ clip, into [0.1, 0.9]
-    normalize: str = setting("none", choices=("none", "patch", "ufldl"))
-    # zca; spectral: divide by the set's mean power spectrum (crops and whole images)
-    whiten: str = setting("none", choices=("none", "zca", "spectral"))
+    normalize: str = setting("none", choices=("none", "patch", "ufldl"))   # patch: zero mean, unit std per patch; ufldl: zero mean, 3σ clip, into [0.1, 0.9]
+    whiten: str = setting("none", choices=("none", "zca", "spectral"))   # zca; spectral: divide by the set's mean power spectrum (crops and whole images)
     zca_eps: float = setting(0.01, within="(0, inf)")         # ZCA regulariser, relative to the largest eigenvalue
     spectral_strength: float = setting(1.0, within="(0, 1]")  # spectral: multiply by P^(-strength/2); 1 = fully white, < 1 keeps some of the 1/f slope
     shift: int = setting(0, within=AT_LEAST_0)                # augmentation: random shift, ± pixels
@@ -74,9 +69,7 @@ class DataConfig(Section):
     prefetch: int = setting(256, within=AT_LEAST_1)           # stream: items a worker decodes ahead, at most (what it holds)
     loader_workers: int = setting(1, within=AT_LEAST_0)       # stream: DataLoader processes decoding for each worker; 0 = in the worker itself
     fit_sample: int = setting(1000, within=AT_LEAST_1)        # stream: items (seeded) the normalisation / whitening is fitted on
-    # how the rows are split between workers: iid (shuffled) | by-label (sorted by label: each worker's shard holds
-    # few labels, the heterogeneous data of federated training)
-    split: str = setting("iid", choices=("iid", "by-label"))
+    split: str = setting("iid", choices=("iid", "by-label"))   # rows to workers: iid (shuffled) | by-label (sorted: each shard holds few labels, as in federated training)
     # which lfw_subset images are held out from training and score the face unit: fixed (faces 70-99 and
     # non-faces 170-199) | fold:I:K (every K-th image of each class from I; `downpour crossfit` runs all K)
     lfw_heldout: str = setting("fixed", forms=LFW_HELDOUT_FORMS)
@@ -89,6 +82,10 @@ class DataConfig(Section):
         """Whether these data show the network any of lfw's training faces (what a no-faces twin takes away)."""
         return (self.source in FACE_SOURCES and self.train_faces != 0
                 and (self.source == "faces" or self.faces_fraction > 0))
+
+    def can_stream(self) -> bool:
+        """Whether data.pipeline may stream these data (files each worker decodes: folder, video, a .npy it memory-maps)."""
+        return self.source in FILE_SOURCES and not (self.source == "array" and Path(self.path).suffix != ".npy")
 
     def lfw_fold(self) -> tuple[int, int] | None:
         """``lfw_heldout`` as (I, K), or None for the fixed split."""
@@ -192,6 +189,11 @@ class AnalysisConfig(Section):
     probe_layers: list[str] = setting(factory=list)           # layers probed; empty = each stage's output (and the analysed layer)
     probe_folds: int = setting(5, within="[2, inf)")          # cross-validation folds
     probe_samples: int = setting(1000, within=AT_LEAST_1)     # at most this many images per probe set (seeded subset)
+
+    FACE_TEST: ClassVar[tuple[str, ...]] = ("bootstrap", "face_select", "face_choice", "control_draws", "no_faces_run", "no_faces_twin")
+
+    def runs_face_test(self) -> bool:   # (and reads FACE_TEST) it is about lfw's faces: another set or concept gets none
+        return self.dataset == "lfw" and self.positive == 1
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -347,8 +349,7 @@ def config_to_dict(cfg: RunConfig) -> dict[str, Any]:
 
 
 def config_from_dict(table: dict[str, Any]) -> RunConfig:
-    merged: dict[str, Any] = {}
-    origins: dict[str, str] = {}
+    merged, origins = {}, {}    # type: dict[str, Any], dict[str, str]
     _merge(merged, table, "config", origins)
     return _build(merged, origins)
 
@@ -365,9 +366,7 @@ def config_to_toml(cfg: RunConfig) -> str:
 def _drop_none(d: Any) -> Any:
     if isinstance(d, dict):
         return {k: _drop_none(v) for k, v in d.items() if v is not None}
-    if isinstance(d, (list, tuple)):
-        return [_drop_none(v) for v in d]
-    return d
+    return [_drop_none(v) for v in d] if isinstance(d, (list, tuple)) else d
 
 
 # What a resumed run may change: how long it goes on, how it reports, where it runs, how its data

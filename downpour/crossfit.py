@@ -47,6 +47,14 @@ def fold_config(config: str, overrides: list[Override], fold: int, folds: int) -
     The cross-fit sets those two keys itself: an override of either is refused, not overwritten."""
     from downpour.preflight import check_run_config
 
+    refuse_own_keys(overrides, folds)
+    cfg = load_config(config, [*overrides, ("data.lfw_heldout", f"fold:{fold}:{folds}"), ("analysis.report", False)])
+    return check_run_config(cfg)
+
+
+def refuse_own_keys(overrides: list[Override], folds: int) -> None:
+    """ConfigError naming an override of a key the cross-fit sets for every fold, or one its face test
+    never reads (checked before the command line's other keys: what the cross-fit does with them)."""
     keys = {".".join(parse_override(o)[0]) for o in overrides}
     owned = sorted(keys & CROSSFIT_OWNS)
     if owned:
@@ -57,8 +65,6 @@ def fold_config(config: str, overrides: list[Override], fold: int, folds: int) -
         raise ConfigError(f"--set {', '.join(ignored)}: the cross-fit's face test does not read "
                           f"{'it' if len(ignored) == 1 else 'them'} (every fold's methods are chosen on its training part "
                           "of lfw and tested on its held-out faces; its twins are the folds' own); drop the override")
-    cfg = load_config(config, [*overrides, ("data.lfw_heldout", f"fold:{fold}:{folds}"), ("analysis.report", False)])
-    return check_run_config(cfg)
 
 
 def fold_summary(summary: dict[str, Any]) -> dict[str, Any]:

@@ -52,12 +52,15 @@ def no_faces_config(cfg: RunConfig) -> RunConfig:
 def twin_config(cfg: RunConfig, asked: bool) -> tuple[RunConfig, RunConfig | None]:
     """(the run's config, its twin's checked config or None). A twin the config carries but the user
     did not ask for (``asked``: a ``--set analysis.no_faces_twin``), the main preset's, is turned off,
-    and the log says so, when the run trains on no lfw face (your own images: none to leave out); one
-    asked for is refused then (:func:`no_faces_config`)."""
+    and the log says so, when the run trains on no lfw face (your own images: none to leave out), or
+    when no face test would score it (``analysis.dataset = "digits"``); one asked for is refused then
+    (:func:`no_faces_config`; ``cli_flags.check_flags``)."""
     if not cfg.analysis.no_faces_twin:
         return cfg, None
-    if not asked and not cfg.data.trains_on_faces():
-        log.info("no no-faces twin: this run trains on no lfw face (analysis.no_faces_twin turned off)")
+    if not asked and not (cfg.data.trains_on_faces() and cfg.analysis.runs_face_test()):
+        why = ("this run trains on no lfw face" if not cfg.data.trains_on_faces() else
+               f"no face test scores it (analysis.dataset = {cfg.analysis.dataset!r}, positive = {cfg.analysis.positive})")
+        log.info("no no-faces twin: %s (analysis.no_faces_twin turned off)", why)
         return dataclasses.replace(cfg, analysis=dataclasses.replace(cfg.analysis, no_faces_twin=False)), None
     return cfg, no_faces_config(cfg)
 

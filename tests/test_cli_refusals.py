@@ -7,7 +7,9 @@ import signal
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from downpour.cli import main
 from downpour.config import ConfigError, load_config
@@ -168,6 +170,18 @@ def test_analyze_takes_analysis_report_as_report(tmp_path, monkeypatch):
     assert calls == [("analyze", {"splits": 3})]
 
 
+def test_a_stream_key_on_files_that_may_stream_is_taken(tmp_path):
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(tmp_path / "a.png")
+    assert main(["train", "--config", "ufldl-sae", "--runner", "local", "--dry-run", "--set", "data.source=folder",
+                 "--set", f"data.path={tmp_path}", "--set", "data.prefetch=8"]) == 0
+
+
+def test_analyze_refuses_report_and_report_false_together(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("downpour.cli.analysis_overrides", lambda run, sets: {"report": False})
+    assert main(["analyze", str(tmp_path), "--report", "--set", "analysis.report=false"]) == 2
+    assert "--report and --set analysis.report=false" in capsys.readouterr().err
+
+
 def test_sigterm_stops_a_run_with_its_checkpoint_so_it_resumes(tmp_path):
     """The process is killed as `timeout` or a batch scheduler kills it; the run's steps so far are kept."""
     out = tmp_path / "run"
@@ -246,6 +260,15 @@ def test_a_dry_run_looks_at_the_files_a_file_source_reads(tmp_path, capsys, sour
      "--compensation, --set train.lr, cluster.grad_noise: Downpour's"),
     (["--runner", "simulated", "--set", "cluster.algorithm=sandblaster", "--set", "train.log_every=5"],
      "--set train.log_every: Downpour's"),                  # Sandblaster writes a row every iteration
+    # the stream's own keys on data held in memory: read by nothing
+    (["--runner", "local", "--set", "data.prefetch=8"], "--set data.prefetch: only data.source = folder, video or a .npy"),
+    (["--runner", "local", "--set", "data.source=digits", "--set", "data.loader_workers=2"],
+     "--set data.loader_workers: only data.source = folder"),
+    # the face test's keys where no face test runs
+    (["--runner", "local", "--set", "analysis.dataset=digits", "--set", "analysis.bootstrap=100"],
+     "--set analysis.bootstrap: only analysis.dataset = 'lfw' (with analysis.positive = 1) reads it"),
+    (["--runner", "local", "--set", "analysis.positive=0", "--set", "analysis.face_choice=localizer"],
+     "--set analysis.face_choice: only analysis.dataset = 'lfw'"),
 ])
 def test_a_set_the_runner_never_reads_is_refused(capsys, argv, named):
     assert main(["train", "--config", "ufldl-sae", "--dry-run", *argv]) == 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 
 import pytest
 
@@ -161,3 +162,21 @@ def test_on_ray_a_crossfit_shares_one_ray_over_its_folds(tmp_path, ray_starts):
                  "--out", str(out)]) == 0
     assert RunDir(out / "fold-0").finished(4) and RunDir(out / "fold-1").finished(4)
     assert ray_starts == [True, False, False] and not ray.is_initialized()
+
+
+def test_no_twin_is_trained_or_asked_for_where_no_face_test_runs(tmp_path, capsys, caplog):
+    """With analysis.dataset = digits the preset's twin was trained (the main job's 80 s) for a face test
+    that never runs, and `analyze --set analysis.dataset=digits` of a run without its twin was refused."""
+    with caplog.at_level("INFO", logger="downpour.twins"):
+        assert main(["train", "--runner", "local", "--dry-run", "--set", "analysis.dataset=digits"]) == 0
+    assert "no_faces_twin = false" in capsys.readouterr().out
+    assert "no face test scores it (analysis.dataset = 'digits'" in caplog.text
+    out = tmp_path / "run"
+    assert main(["train", *TINY_CAT, *FAST_ANALYSIS, "--no-report", "--out", str(out)]) == 0
+    run = RunDir.open(out)
+    run.save_config(replace(run.config, analysis=replace(run.config.analysis, no_faces_twin=True)))   # its twin never trained
+    assert main(["analyze", str(out)]) == 2 and "holds no trained twin yet" in capsys.readouterr().err
+    assert main(["analyze", str(out), "--set", "analysis.dataset=digits", "--set", "analysis.positive=0"]) == 0
+    assert json.loads((out / "analysis.json").read_text())["face_neuron"]["controls"] == []
+    assert main(["analyze", str(out), "--set", "analysis.dataset=digits", "--set", "analysis.control_draws=2"]) == 2
+    assert "analysis.control_draws: only the face test reads it" in capsys.readouterr().err

@@ -31,6 +31,10 @@ def analysis_options(cfg: RunConfig, overrides: dict[str, Any]) -> AnalysisConfi
         if key not in valid:
             raise ConfigError(f"unknown analysis option {key!r}{nearest(key, valid)}; valid: {', '.join(valid)}")
     opts = dataclasses.replace(cfg.analysis, **{k: v for k, v in overrides.items() if v is not None})
+    unread = [key for key in overrides if key in AnalysisConfig.FACE_TEST and overrides[key] is not None]
+    if unread and not opts.runs_face_test():
+        raise ConfigError(f"analysis.{unread[0]}: only the face test reads it, and it runs on analysis.dataset = 'lfw' "
+                          f"with positive = 1 (this analysis: {opts.dataset!r}, {opts.positive})", key=f"analysis.{unread[0]}")
     for key, names in (("dataset", [opts.dataset]), ("probes", opts.probes)):
         for name in names:
             if name not in BUILT_IN and not Path(name).is_dir():

@@ -98,7 +98,7 @@ def _controls(model: FeatureModel, twin: FeatureModel, opts: AnalysisConfig, lay
     It is about faces, so it runs when the analysed concept is lfw's faces; for another labelled set
     ``controls`` is empty and ``controls_verdict`` says why.
     """
-    if opts.dataset != "lfw" or opts.positive != 1:
+    if not opts.runs_face_test():
         reason = f"the face test needs analysis.dataset = lfw and positive = 1 (got {opts.dataset!r}, {opts.positive})"
         return {"controls": [], "controls_verdict": {"sentences": [f"Not run: {reason}."], "per_negatives": [],
                                                      "passes_low_level": None}}
@@ -190,7 +190,7 @@ def _analyze(run_path: str | Path, options: dict[str, Any]) -> dict[str, Any]:
     fold = cfg.data.lfw_fold()              # the lfw images this run held out (data.lfw_heldout)
     data = load_labelled(opts.dataset, shape, prepare=prepare, lfw_fold=fold)
     twin = random_twin(run, seed + 1)      # not seed: that would be the run's own initial weights
-    no_faces = no_faces_of(run, opts, layer)
+    no_faces = no_faces_of(run, opts, layer) if opts.runs_face_test() else None   # (only the face test scores it)
     fig_dir = run.path / STAGING
     shutil.rmtree(fig_dir, ignore_errors=True)      # left by an analysis that was killed
     fig_dir.mkdir()

@@ -15,7 +15,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
@@ -63,8 +62,7 @@ def _pixels(cfg: DataConfig, path: str) -> int:
 
 def choose_pipeline(cfg: DataConfig, stream_ok: bool = True) -> tuple[str, dict[str, Any], Listing | None]:
     """("memory" | "stream", why, the items when they were listed) for ``cfg`` (checked by ``check_config``)."""
-    streamable = cfg.source in STREAMED and not (cfg.source == "array" and Path(cfg.path).suffix != ".npy")
-    if cfg.pipeline == "memory" or not streamable:
+    if cfg.pipeline == "memory" or not cfg.can_stream():
         return "memory", {"pipeline": cfg.pipeline}, None
     if cfg.pipeline == "stream":
         return "stream", {"pipeline": "stream"}, None
