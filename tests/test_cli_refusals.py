@@ -483,3 +483,10 @@ def test_a_dry_run_of_a_resume_refuses_what_the_resume_would(tmp_path, capsys):
     (out / "checkpoints" / "local.json").write_text("{")
     assert main(["train", "--resume", str(out), "--steps", "9", "--dry-run"]) == 2
     assert "local.json' is not valid JSON" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("item", ["analysis.dataset=nosuch", "analysis.poses=/no/such/folder", "model.name=cat-dem"])
+def test_an_error_names_the_set_that_caused_it(capsys, item):
+    """These three named the value but not the --set (the others' errors did)."""
+    assert main(["train", "--config", "ufldl-sae", "--runner", "local", "--dry-run", "--set", item]) == 2
+    assert f"--set {item}: " in capsys.readouterr().err

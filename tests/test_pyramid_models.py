@@ -32,3 +32,20 @@ def test_pyramid_stage_sees_every_level_and_options_apply():
     assert not frozen.stage.filter.weight.requires_grad
     with pytest.raises(ValueError, match="model.front must be"):
         create_model("pyramid-rica", front="fovea")
+
+
+@pytest.mark.parametrize("name, key, too_big, fits", [
+    ("glimpse-rica", "glimpse_size", 33, 32),
+    ("glimpse-rica", "kernel_size", 13, 12),        # the stage sees one 12x12 glimpse
+    ("pyramid-rica", "kernel_size", 33, 32),
+    ("pyramid-rica", "levels", 7, 6),               # 32, 16, 8, 4, 2, 1: six levels fit
+])
+def test_a_shape_that_does_not_fit_names_its_key_when_the_model_is_built(name, key, too_big, fits):
+    """The layers' own errors named a value ("in_size (12, 12) is smaller than kernel_size 13"), on the first batch."""
+    from downpour.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=f"model.{key} = {too_big}") as err:
+        create_model(name, (1, 32, 32), **{key: too_big})
+    assert err.value.key == f"model.{key}"
+    model = create_model(name, (1, 32, 32), **{key: fits})
+    model(torch.randn(2, 1, 32, 32))

@@ -39,14 +39,15 @@ def analysis_options(cfg: RunConfig, overrides: dict[str, Any]) -> AnalysisConfi
         for name in names:
             if name not in BUILT_IN and not Path(name).is_dir():
                 raise ConfigError(f"analysis.{key}: {name!r} is neither a built-in labelled set "
-                                  f"({', '.join(BUILT_IN)}) nor a folder of class sub-folders")
+                                  f"({', '.join(BUILT_IN)}) nor a folder of class sub-folders", key=f"analysis.{key}")
     classes = (BUILT_IN_CLASSES[opts.dataset] if opts.dataset in BUILT_IN
                else sum(1 for p in Path(opts.dataset).iterdir() if p.is_dir()))
     if not 0 <= opts.positive < classes:
         raise ConfigError(f"analysis.positive = {opts.positive}: the labelled set {opts.dataset!r} has classes "
                           f"0-{classes - 1}", key="analysis.positive")
     if opts.poses and not Path(opts.poses).is_dir():
-        raise ConfigError(f"analysis.poses {opts.poses!r} is not a folder (one sub-folder per angle in degrees)")
+        raise ConfigError(f"analysis.poses {opts.poses!r} is not a folder (one sub-folder per angle in degrees)",
+                          key="analysis.poses")
     if opts.no_faces_run:
         no_faces_run(opts.no_faces_run, cfg)
     return opts

@@ -17,6 +17,7 @@ from typing import ClassVar
 from torch import Tensor, nn
 
 from downpour.batch import Batch, Outputs
+from downpour.errors import ConfigError
 from downpour.layers.gabor import FIRST_LAYER_KINDS, init_first_layer
 from downpour.layers.pyramid import GlimpseFront, PyramidFront
 from downpour.models.autoencoder import Autoencoder, AutoencoderConfig
@@ -49,6 +50,24 @@ class MultiResConfig(Section):
         if self.front != "glimpse":
             self.refuse_unread(glimpse, f"model.front = {self.front!r} takes no glimpses")
 
+    def check_shapes(self, input_shape: tuple[int, ...]) -> None:
+        """Refuse a front or stage that does not fit ``input_shape`` (C, H, W), naming the key (the layers'
+        own errors named a value, found on the first batch)."""
+        h, w = input_shape[1:]
+        side = min(h, w)
+        for _ in range(1, self.levels if self.front == "pyramid" else 1):   # each level halves, rounded up
+            if side < 2:
+                raise ConfigError(f"model.levels = {self.levels}: the pyramid of a {h}x{w} input runs out of pixels "
+                                  "before its last level; use fewer levels or larger inputs", key="model.levels")
+            side = -(-side // 2)
+        if self.front == "glimpse" and self.glimpse_size > min(h, w):
+            raise ConfigError(f"model.glimpse_size = {self.glimpse_size} is larger than the {h}x{w} input",
+                              key="model.glimpse_size")
+        stage = (self.glimpse_size,) * 2 if self.front == "glimpse" else (h, w)
+        if self.kernel_size > min(stage):
+            raise ConfigError(f"model.kernel_size = {self.kernel_size} is larger than the stage's {stage[0]}x{stage[1]} "
+                              f"input ({'a glimpse' if self.front == 'glimpse' else 'the image'})", key="model.kernel_size")
+
 
 class MultiResNet(FeatureModel):
     """front -> one RICA stage. ``forward``: (B, C, H, W) -> (B, maps', Ho, Wo) codes, where
@@ -59,6 +78,7 @@ class MultiResNet(FeatureModel):
     def __init__(self, config: MultiResConfig, input_shape: tuple[int, ...]):
         super().__init__()
         config.check_read()
+        config.check_shapes(tuple(input_shape))
         self.config = config
         self.input_shape = tuple(input_shape)
         if config.front == "pyramid":

@@ -70,7 +70,7 @@ def list_models() -> list[ModelEntry]:
 def model_entry(name: str) -> ModelEntry:
     _load_families()
     if name not in _REGISTRY:
-        raise ConfigError(f"unknown model {name!r}{nearest(name, _REGISTRY)}; `downpour models` lists them")
+        raise ConfigError(f"unknown model {name!r}{nearest(name, _REGISTRY)}; `downpour models` lists them", key="model.name")
     return _REGISTRY[name]
 
 
