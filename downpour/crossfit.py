@@ -29,7 +29,8 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
-from downpour.config import CROSSFIT_CONTROLS, ConfigError, Override, RunConfig, config_to_dict, load_config, parse_override
+from downpour.config import (CROSSFIT_CONTROLS, AnalysisConfig, ConfigError, Override, RunConfig, config_to_dict, load_config,
+                             origin_of, parse_override)
 from downpour.errors import RunError
 from downpour.train.rundir import RunDir, folder_to_write
 from downpour.twins import check_same_run, no_faces_config, shared_ray, train_kept
@@ -40,6 +41,8 @@ CROSSFIT_OWNS = {"data.lfw_heldout", "analysis.report"}   # what fold_config set
 # the fold's held-out faces, its twins are the folds' own (a --set of one would be recorded, and ignored)
 # (analysis.splits and test_fraction stay: each fold keeps them for `downpour analyze OUT/fold-I`'s accuracy tables)
 CROSSFIT_IGNORES = {"analysis.dataset", "analysis.positive", "analysis.face_select", "analysis.no_faces_run"}
+IGNORED_WHY = ("every fold's methods are chosen on its training part of lfw and tested on its held-out faces; its "
+               "twins are the folds' own")
 
 
 def fold_config(config: str, overrides: list[Override], fold: int, folds: int) -> RunConfig:
@@ -49,6 +52,11 @@ def fold_config(config: str, overrides: list[Override], fold: int, folds: int) -
 
     refuse_own_keys(overrides, folds)
     cfg = load_config(config, [*overrides, ("data.lfw_heldout", f"fold:{fold}:{folds}"), ("analysis.report", False)])
+    for key in sorted(CROSSFIT_IGNORES):          # set in the config file (a --set of one: refused above)
+        name = key.split(".")[1]
+        if getattr(cfg.analysis, name) != getattr(AnalysisConfig(), name):
+            raise ConfigError(f"{origin_of(key, config, overrides)}: {key} = {getattr(cfg.analysis, name)!r}: the cross-fit's "
+                              f"face test does not read it ({IGNORED_WHY}); remove it from the file", key=key)
     return check_run_config(cfg)
 
 
@@ -63,8 +71,7 @@ def refuse_own_keys(overrides: list[Override], folds: int) -> None:
     ignored = sorted(keys & CROSSFIT_IGNORES)
     if ignored:
         raise ConfigError(f"--set {', '.join(ignored)}: the cross-fit's face test does not read "
-                          f"{'it' if len(ignored) == 1 else 'them'} (every fold's methods are chosen on its training part "
-                          "of lfw and tested on its held-out faces; its twins are the folds' own); drop the override")
+                          f"{'it' if len(ignored) == 1 else 'them'} ({IGNORED_WHY}); drop the override")
 
 
 def fold_summary(summary: dict[str, Any]) -> dict[str, Any]:

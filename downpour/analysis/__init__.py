@@ -23,11 +23,11 @@ def analyze_run(run_path, **options):
     return _analyze(run_path, **options)
 
 
-def write_report(run_path, **options):
+def write_report(run_path, analyze_if_missing=True):
     """See :func:`downpour.analysis.report.write_report`."""
     from downpour.analysis.report import write_report as _write
 
-    return _write(run_path, **options)
+    return _write(run_path, analyze_if_missing=analyze_if_missing)
 
 
 __all__ = ["LabelledSet", "Stimulus", "analyze_run", "best_unit", "cv_probe", "edge_like", "edge_scores",

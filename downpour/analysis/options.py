@@ -11,6 +11,8 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from downpour._names import nearest
 from downpour.analysis.labelled import BUILT_IN
 from downpour.analysis.units import check_layer
@@ -58,7 +60,12 @@ def open_run(run_path: str | Path) -> tuple[RunDir, FeatureModel]:
     run = RunDir.open(run_path)
     if not (run.path / "model.json").is_file():
         raise NotARunError(f"{str(run.path)!r} has no model.json: has its training finished?")
-    return run, run.load_model()
+    model = run.load_model()
+    broken = [name for name, t in model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if broken:                 # (training rejects a non-finite update: an edited or damaged file)
+        raise NotARunError(f"{str(run.path / 'model.safetensors')!r} holds non-finite values in {', '.join(broken[:3])}"
+                           f"{', ...' if len(broken) > 3 else ''}: every measurement of that model would mean nothing")
+    return run, model
 
 
 def run_preprocess(run: RunDir) -> Preprocess:

@@ -45,8 +45,9 @@ def probe_table(model: FeatureModel, data: LabelledSet, *, layers: list[str] | N
                 seed: int = 0, max_samples: int = 2000, C: float = 1.0) -> dict[str, Any]:
     """Probe every layer in ``layers`` (default: all the model's feature layers) and the input pixels (:data:`INPUT`).
 
-    data.x: (N, C, H, W) at the model's input shape; at most ``max_samples`` images (a seeded,
-    stratified-by-shuffle subset) keep it fast on large sets. Returns ``{"dataset", "folds", "rows"}``,
+    data.x: (N, C, H, W) at the model's input shape; at most ``max_samples`` images (a seeded random
+    subset, not stratified: the recorded figures were made with it) keep it fast on large sets; one that
+    leaves a class fewer than 2 images is a DataError naming ``analysis.probe_samples``. Returns ``{"dataset", "folds", "rows"}``,
     one row per feature set with ``mean``/``std`` accuracy and the majority-class rate for reference;
     ``folds`` is the number used (``folds`` capped by the rarest class), ``folds_asked`` the one asked for.
     """
@@ -54,6 +55,11 @@ def probe_table(model: FeatureModel, data: LabelledSet, *, layers: list[str] | N
     if len(y) > max_samples:
         keep = np.sort(np.random.default_rng(seed).permutation(len(y))[:max_samples])
         x, y = x[keep], y[keep]
+        classes = np.unique(data.y)
+        rarest = min(int((y == c).sum()) for c in classes)
+        if rarest < 2:
+            raise DataError(f"linear probe on {data.name!r}: analysis.probe_samples = {max_samples} keeps {rarest} image(s) "
+                            f"of its rarest class (of {len(classes)}); a probe needs at least 2 of each: raise it")
     layers = list(layers) if layers else model.feature_layers()
     rows = [{"features": INPUT, **cv_probe(x.reshape(len(y), -1).numpy(), y, folds=folds, seed=seed, C=C)}]
     for layer in layers:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from downpour.analysis.face_controls import NO_FACES
+from downpour.errors import DownpourError
 from downpour.train.rundir import NotARunError, RunDir
 
 _STYLE = """
@@ -223,7 +224,9 @@ def _filters(f: dict[str, Any]) -> str:
     if not f.get("available"):
         return '<p class="note">This model has no first-layer filters to draw.</p>'
     shape = "×".join(map(str, f["shape"]))
-    if f.get("edge_fraction") is None:
+    if "edge_fraction" not in f:          # an analysis.json from before the edge measure (2026-11-29)
+        return f"<p>{f['count']} filters of shape {shape} (not measured for edges: `downpour analyze` measures them).</p>"
+    if f["edge_fraction"] is None:
         return f"<p>{f['count']} filters of shape {shape} (too thin for an orientation measure).</p>"
     c = f.get("criteria", {})
     text = (f"<p>{f['count']} filters of shape {shape}: <b>{_pct(f['edge_fraction'])} are edge-like</b> "
@@ -312,12 +315,31 @@ def write_report(run_path: str | Path, analyze_if_missing: bool = True) -> Path:
 
         analyze_run(run.path)
     a = run.read_json("analysis.json")
+    try:
+        body = _body(run, a)
+    except DownpourError:
+        raise                       # (a figure it lists is missing: named)
+    except (KeyError, TypeError, AttributeError, IndexError, ValueError) as err:
+        raise NotARunError(f"{str(run.path / 'analysis.json')!r} lacks a field the report reads, or holds it in another "
+                           f"shape ({type(err).__name__}: {err}): edited, cut short or written by another version of "
+                           f"downpour; `downpour analyze {run.path} --report` writes it again") from None
+    page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>downpour report: {_esc(run.path.name)}</title>'
+            f"<style>{_STYLE}</style></head><body>{body}</body></html>\n")
+    out = run.path / "report.html"
+    out.write_text(page, encoding="utf-8")
+    return out
+
+
+def _body(run: RunDir, a: dict[str, Any]) -> str:
+    """The report's HTML body from analysis.json's dict ``a``."""
+    if not isinstance(a, dict):
+        raise TypeError(f"it holds a {type(a).__name__}, not an object")
     figs = a.get("figures", {})
     config_text = (run.path / "config.toml").read_text()
     stim = a["optimal_stimulus"]
     top = a["top_images"]
     training = a.get("training", {})
-    body = f"""
+    return f"""
 <h1>downpour run report: {_esc(run.path.name)}</h1>
 <p>Model <b>{_esc(a['model'])}</b>, trained {_esc(a.get('trained_steps'))} steps; analysed layer <code>{_esc(a['layer'])}</code>.
 {_loss_headline(training)}</p>
@@ -357,8 +379,3 @@ def write_report(run_path: str | Path, analyze_if_missing: bool = True) -> Path:
 <pre>{_esc(config_text)}</pre>
 <details><summary>analysis.json options</summary><pre>{_esc(json.dumps(a.get('options', {}), indent=1))}</pre></details>
 """
-    page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>downpour report: {_esc(run.path.name)}</title>'
-            f"<style>{_STYLE}</style></head><body>{body}</body></html>\n")
-    out = run.path / "report.html"
-    out.write_text(page, encoding="utf-8")
-    return out

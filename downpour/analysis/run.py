@@ -36,7 +36,7 @@ from downpour.errors import DataError
 from downpour.layers import LocallyConnected2d
 from downpour.models.base import FeatureModel
 from downpour.objectives import is_metric
-from downpour.train.rundir import RunDir
+from downpour.train.rundir import NotARunError, RunDir
 
 log = logging.getLogger(__name__)
 
@@ -106,11 +106,16 @@ def _controls(model: FeatureModel, twin: FeatureModel, opts: AnalysisConfig, lay
     # (fewer replicates: a map, not the verdict). cat-demo's top layer, after L2 pooling and LCN,
     # loses what its stage-2 codes carry (docs/analysis.md).
     others = tuple(name for name in model.feature_layers() if name != layer)
-    test = face_controls(model, twin, layer=layer, input_shape=shape, prepare=prepare, seeds=seeds,
-                         test_fraction=opts.test_fraction, n_random_filters=opts.random_filters, seed=seed,
-                         replicates=opts.bootstrap, other_layers=others, other_replicates=min(opts.bootstrap, 500),
-                         select=opts.face_select, control_draws=opts.control_draws, fold=fold,
-                         choice=opts.face_choice, no_faces=no_faces)
+    try:
+        test = face_controls(model, twin, layer=layer, input_shape=shape, prepare=prepare, seeds=seeds,
+                             test_fraction=opts.test_fraction, n_random_filters=opts.random_filters, seed=seed,
+                             replicates=opts.bootstrap, other_layers=others, other_replicates=min(opts.bootstrap, 500),
+                             select=opts.face_select, control_draws=opts.control_draws, fold=fold,
+                             choice=opts.face_choice, no_faces=no_faces)
+    except ConfigError:
+        raise
+    except ValueError as err:        # no unit of the layer can be chosen (a dead layer): the user's to change
+        raise DataError(f"{err} (set analysis.layer to another layer)") from None
     return {"controls": test["rows"], "controls_verdict": test["verdict"], "controls_by_layer": test["by_layer"],
             "controls_setup": {k: test[k] for k in ("negatives", "faces", "representation", "bootstrap", "select", "selection", "choice",
                                                        "test_fraction")}}
@@ -133,15 +138,19 @@ def _staleness_histograms(run: RunDir, metrics: list[dict[str, Any]]) -> dict[st
     if path.is_file():
         try:
             report = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
             log.warning("skipping %s: not JSON (%s)", path, err)
             report = {}
-        blocks = [("overall", report.get("overall"))]
-        blocks += [(f"worker {w}", v) for w, v in sorted((report.get("per_worker") or {}).items())]
+        report = report if isinstance(report, dict) else {}
+        workers = report.get("per_worker") if isinstance(report.get("per_worker"), dict) else {}
+        blocks = [("overall", report.get("overall")), *((f"worker {w}", v) for w, v in sorted(workers.items()))]
         for label, block in blocks:
             hist = block.get("histogram") if isinstance(block, dict) else None
-            if isinstance(hist, dict) and hist:
-                out[label] = {int(k): int(v) for k, v in hist.items()}
+            try:
+                if isinstance(hist, dict) and hist:
+                    out[label] = {int(k): int(v) for k, v in hist.items()}
+            except (TypeError, ValueError):
+                log.warning("skipping %s's %s histogram: its counts are not whole numbers", path, label)
     if not out:
         values = [int(r["staleness"]) for r in metrics if isinstance(r.get("staleness"), (int, float))]
         if values:
@@ -160,8 +169,16 @@ def analyze_run(run_path: str | Path, **options: Any) -> dict[str, Any]:
     # scikit-learn's small BLAS calls and torch's OpenMP pool fight over the cores (each pool's
     # threads spin while the other works): on 2 cores one BLAS thread made the whole analysis of
     # the main job 10x faster (6 s instead of 70 s), and torch keeps its own threads.
-    with threadpool_limits(limits=1, user_api="blas"):
-        return _analyze(run_path, options)
+    # torch's own threads as the run trained with (train.threads): the optimal stimulus's sums then come out
+    # the same whether `downpour train --report` analyses in its process or `downpour analyze` does later
+    threads, before = RunDir.open(run_path).config.train.threads, torch.get_num_threads()
+    try:
+        if threads:
+            torch.set_num_threads(threads)
+        with threadpool_limits(limits=1, user_api="blas"):
+            return _analyze(run_path, options)
+    finally:
+        torch.set_num_threads(before)
 
 
 STAGING = "figures.partial"   # an analysis draws here; its figures join figures/ only with its analysis.json
@@ -183,7 +200,9 @@ def _analyze(run_path: str | Path, options: dict[str, Any]) -> dict[str, Any]:
     run, model = open_run(run_path)
     cfg = run.config
     opts = analysis_options(cfg, options)
-    layer = check_layer(model, opts.layer)
+    layer = check_layer(model, opts.layer, "analysis.layer")
+    for name in opts.probe_layers:                  # named now, not after the face test
+        check_layer(model, name, "analysis.probe_layers")
     shape = tuple(run.read_json("model.json")["input_shape"])
     seed = cfg.seed
     prepare = run_preprocess(run)
@@ -191,7 +210,13 @@ def _analyze(run_path: str | Path, options: dict[str, Any]) -> dict[str, Any]:
     data = load_labelled(opts.dataset, shape, prepare=prepare, lfw_fold=fold)
     twin = random_twin(run, seed + 1)      # not seed: that would be the run's own initial weights
     no_faces = no_faces_of(run, opts, layer) if opts.runs_face_test() else None   # (only the face test scores it)
+    pictures = run.path / "figures"
+    if pictures.exists() and not pictures.is_dir():    # found now, not after the measurements, when they move there
+        raise NotARunError(f"{str(pictures)!r} is a file: the analysis writes its pictures into a folder of that name; "
+                           "move the file away")
     fig_dir = run.path / STAGING
+    if fig_dir.is_file() or fig_dir.is_symlink():
+        fig_dir.unlink()
     shutil.rmtree(fig_dir, ignore_errors=True)      # left by an analysis that was killed
     fig_dir.mkdir()
     try:

@@ -109,8 +109,12 @@ def split(y: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, n
     idx = np.arange(len(y))
     classes, counts = np.unique(y, return_counts=True)
     n_test = int(np.ceil(test_fraction * len(y)))
-    if counts.min() < 2 or min(n_test, len(y) - n_test) < len(classes):
-        small = classes[np.argmin(counts)]
+    small = classes[np.argmin(counts)]
+    if counts.min() < 2:        # no test_fraction splits it: the set is too small (an lfw fold of K > 50 holds out one face)
+        raise DataError(f"the labelled set holds {counts.min()} image of class {small}: a stratified selection/test split "
+                        "needs at least 2 of every class (a run with data.lfw_heldout = fold:I:K holds out 100/K faces: "
+                        "K at most 50 for this test)")
+    if min(n_test, len(y) - n_test) < len(classes):
         raise ConfigError(f"analysis.test_fraction = {test_fraction}: a stratified split of {len(y)} images in "
                           f"{len(classes)} classes (the smallest, class {small}, has {counts.min()}) needs at least one "
                           f"image of every class on each side; use a test_fraction nearer 0.5, or more images per class",

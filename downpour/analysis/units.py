@@ -25,13 +25,15 @@ def top_layer(model: FeatureModel) -> str:
     return model.feature_layers()[-1]
 
 
-def check_layer(model: FeatureModel, layer: str | None) -> str:
-    """``layer`` if the model has it (the top layer when empty), else a clear error naming the valid ones."""
+def check_layer(model: FeatureModel, layer: str | None, key: str = "") -> str:
+    """``layer`` if the model has it (the top layer when empty), else a clear error naming the valid ones
+    (and ``key``, the setting that named it: ``analysis.layer``)."""
     if not layer:
         return top_layer(model)
     layers = model.feature_layers()
     if layer not in layers:
-        raise ConfigError(f"layer {layer!r} is not a feature layer of {type(model).__name__}; it has {layers}")
+        raise ConfigError(f"{key + ' = ' if key else 'layer '}{layer!r} is not a feature layer of {type(model).__name__}; "
+                          f"it has {layers}", key=key or None)
     return layer
 
 

@@ -1,0 +1,151 @@
+"""What the analysis and the report do with runs and settings they cannot use: one line naming the file,
+key or layer, before the work where it can be found before (an audit found each of these as a
+traceback, or as an error after the whole analysis, or as a misleading message)."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from downpour.analysis.report import write_report
+from downpour.analysis.run import _staleness_histograms, analyze_run
+from downpour.analysis.selectivity import split
+from downpour.config import ConfigError, load_config
+from downpour.crossfit import fold_config
+from downpour.errors import DataError
+from downpour.train.checkpoint import PAIR_KEY, sha256_of
+from downpour.train.loop import run_local
+from downpour.train.rundir import NotARunError, RunDir
+
+FAST = dict(splits=1, probes=[], stimulus_steps=5, stimulus_restarts=1, random_filters=50, top_k=3, bootstrap=100,
+            control_draws=1)
+
+
+@pytest.fixture(scope="module")
+def analysed(tmp_path_factory) -> Path:
+    """A tiny cat network (two stages), trained 4 steps and analysed."""
+    path = tmp_path_factory.mktemp("bad") / "run"
+    cfg = load_config("cat-demo", ["train.steps=4", "train.tensorboard=false", "data.size=16", "model.kernels=[5,3]",
+                                   "model.maps=[2,2]", "train.threads=1"])
+    run_local(cfg, RunDir.create(path, cfg))
+    analyze_run(path, **FAST)
+    return path
+
+
+@pytest.fixture
+def run(analysed, tmp_path) -> Path:
+    return Path(shutil.copytree(analysed, tmp_path / "run"))
+
+
+def _edit_json(path: Path, edit) -> None:
+    value = json.loads(path.read_text())
+    path.write_text(json.dumps(edit(value)))
+
+
+@pytest.mark.parametrize("edit, named", [
+    (lambda a: {}, "KeyError: 'optimal_stimulus'"),
+    (lambda a: [a], "it holds a list"),
+    (lambda a: {k: v for k, v in a.items() if k != "invariance"}, "KeyError: 'invariance'"),
+    (lambda a: {**a, "optimal_stimulus": {**a["optimal_stimulus"], "norm": "big"}}, "ValueError"),
+])
+def test_the_report_of_an_edited_analysis_json_names_it(run, edit, named):
+    _edit_json(run / "analysis.json", edit)
+    with pytest.raises(NotARunError, match="analysis.json' lacks a field the report reads") as err:
+        write_report(run)
+    assert named in str(err.value) and f"downpour analyze {run} --report" in str(err.value)
+
+
+def test_an_analysis_from_before_the_edge_measure_is_not_called_too_thin(run):
+    _edit_json(run / "analysis.json", lambda a: {**a, "filters": {k: v for k, v in a["filters"].items() if k != "edge_fraction"}})
+    page = write_report(run).read_text()
+    assert "not measured for edges" in page and "too thin" not in page
+
+
+@pytest.mark.parametrize("text, found", [
+    ('{"overall": {"histogram": {"a": 3}}}', {}),
+    ("[1, 2]", {}),
+    ('{"per_worker": [1], "overall": {"histogram": {"0": 3, "2": 1}}}', {"overall": {0: 3, 2: 1}}),
+    ("\xff\xfe", {}),
+])
+def test_a_malformed_staleness_json_is_skipped_not_fatal(tmp_path, text, found):
+    (tmp_path / "staleness.json").write_bytes(text.encode("latin-1"))
+    assert _staleness_histograms(RunDir(tmp_path), []) == found
+
+
+def test_a_figures_file_is_named_before_the_measurements_and_a_stale_staging_file_goes(run, monkeypatch):
+    shutil.rmtree(run / "figures")
+    (run / "figures").write_text("not a folder")
+    measured = []
+    monkeypatch.setattr("downpour.analysis.run._measure", lambda *a: measured.append(1))
+    with pytest.raises(NotARunError, match="figures' is a file"):
+        analyze_run(run, **FAST)
+    assert measured == []
+    (run / "figures").unlink()
+    (run / "figures.partial").write_text("left by something")
+    monkeypatch.undo()
+    analyze_run(run, **FAST)
+    assert (run / "figures").is_dir() and not (run / "figures.partial").exists()
+
+
+@pytest.mark.parametrize("options, key", [({"layer": "nope"}, "analysis.layer"),
+                                          ({"probe_layers": ["nope"], "probes": ["lfw"]}, "analysis.probe_layers")])
+def test_a_layer_the_model_lacks_names_its_key_before_the_measurements(run, monkeypatch, options, key):
+    monkeypatch.setattr("downpour.analysis.run._measure", lambda *a: pytest.fail("measured"))
+    with pytest.raises(ConfigError, match=f"{key} = 'nope' is not a feature layer"):
+        analyze_run(run, **options)
+
+
+def _set_weights(run: Path, change) -> None:
+    """Change model.safetensors and record its new digest in model.json, as a hand edit would."""
+    tensors = load_file(run / "model.safetensors")
+    change(tensors)
+    save_file(tensors, run / "model.safetensors")
+    _edit_json(run / "model.json", lambda m: {**m, PAIR_KEY: sha256_of(run / "model.safetensors")})
+
+
+def test_a_model_with_non_finite_weights_is_refused_with_its_parameter(run):
+    _set_weights(run, lambda t: t["stages.1.filter.weight"].view(-1)[0].fill_(float("nan")))
+    with pytest.raises(NotARunError, match=r"non-finite values in stages\.1\.filter\.weight"):
+        analyze_run(run, **FAST)
+
+
+def test_a_dead_layer_is_a_data_error_naming_it_not_a_traceback(run):
+    _set_weights(run, lambda t: t["stages.1.filter.weight"].zero_())
+    with pytest.raises(DataError, match="the face test on layer 'stage2'.*set analysis.layer to another layer"):
+        analyze_run(run, **FAST)
+
+
+def test_too_few_probe_samples_names_the_key(run):
+    with pytest.raises(DataError, match=r"linear probe on 'lfw': analysis.probe_samples = 3 keeps \d image"):
+        analyze_run(run, **{**FAST, "probes": ["lfw"], "probe_samples": 3})
+
+
+def test_a_set_with_one_image_of_a_class_blames_the_set_not_test_fraction():
+    with pytest.raises(DataError, match="holds 1 image of class 1.*fold:I:K"):
+        split(np.array([0, 0, 0, 1]), 0.5, seed=0)
+    with pytest.raises(ConfigError, match="analysis.test_fraction = 0.1"):
+        split(np.array([0] * 5 + [1] * 5), 0.1, seed=0)
+
+
+def test_the_analysis_runs_with_the_runs_own_torch_threads(run, monkeypatch):
+    seen = []
+    monkeypatch.setattr("downpour.analysis.run._analyze", lambda path, options: seen.append(torch.get_num_threads()))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        analyze_run(run)
+        assert seen == [1]                       # train.threads = 1, whatever the caller's
+        assert torch.get_num_threads() == 2      # and the caller's restored
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_a_crossfit_config_file_setting_a_key_the_pooled_test_ignores_is_refused(tmp_path):
+    (tmp_path / "cf.toml").write_text('base = "cat-demo"\n[analysis]\nface_select = "heldout"\n')
+    with pytest.raises(ConfigError, match=r"cf.toml: analysis.face_select = 'heldout': the cross-fit's face test does not read it"):
+        fold_config(str(tmp_path / "cf.toml"), [], 0, 2)
