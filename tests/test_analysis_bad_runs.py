@@ -149,3 +149,14 @@ def test_a_crossfit_config_file_setting_a_key_the_pooled_test_ignores_is_refused
     (tmp_path / "cf.toml").write_text('base = "cat-demo"\n[analysis]\nface_select = "heldout"\n')
     with pytest.raises(ConfigError, match=r"cf.toml: analysis.face_select = 'heldout': the cross-fit's face test does not read it"):
         fold_config(str(tmp_path / "cf.toml"), [], 0, 2)
+
+
+def test_a_probe_on_the_images_a_supervised_network_trained_on_says_so(tmp_path):
+    """cnn-digits trains with labels on every digit; its digits probe then cross-validated on those same images
+    and the report gave the accuracy as if held out."""
+    path = tmp_path / "cnn"
+    cfg = load_config("cnn-digits", ["train.steps=4", "train.tensorboard=false"])
+    run_local(cfg, RunDir.create(path, cfg))
+    a = analyze_run(path, **{**FAST, "probes": ["digits", "lfw"], "probe_samples": 300})
+    assert [p.get("trained_on") for p in a["probes"]] == ["images and labels", None]
+    assert "this probe measures how well it fits them" in write_report(path).read_text()

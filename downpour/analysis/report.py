@@ -196,13 +196,20 @@ def _controls_by_layer(rows: list[dict[str, Any]], setup: dict[str, Any]) -> str
             + _table(body, ["layer", *labels], "face-controls-by-layer", ["learned"] + [""] * (len(body) - 1)))
 
 
+TRAINED_ON = {   # a probe on the very images the network trained on (analysis.json's probes[].trained_on)
+    "images and labels": "The network trained on these images with their labels: this probe measures how well it "
+                         "fits them, not how it does on images it has not seen.",
+    "images": "The network's features were learned on these images (not their labels)."}
+
+
 def _probes(a: dict[str, Any]) -> str:
     parts = []
     for p in a.get("probes", []):
         rows = [[r["features"], r["dims"], f"{_pct(r['mean'])} ± {_pct(r['std'])}"] for r in p["rows"]]
         parts.append(f"<h3>{_esc(p['dataset'])}: {p['samples']} images, {p['classes']} classes, "
                      f"{p['folds']}-fold CV (majority class {_pct(p['majority_class_rate'])})</h3>"
-                     + _table(rows, ["features", "dimensions", "accuracy (mean ± std)"], f"probe-table-{p['dataset']}"))
+                     + _table(rows, ["features", "dimensions", "accuracy (mean ± std)"], f"probe-table-{p['dataset']}")
+                     + (f'<p class="note">{TRAINED_ON[p["trained_on"]]}</p>' if p.get("trained_on") in TRAINED_ON else ""))
     return "".join(parts) or '<p class="note">No probes were run.</p>'
 
 

@@ -30,7 +30,7 @@ from downpour.analysis.selectivity import face_neuron_tables
 from downpour.analysis.stimulus import optimal_stimulus, top_images
 from downpour.analysis.options import analysis_options, no_faces_of, open_run, run_preprocess
 from downpour.analysis.units import check_layer, describe_unit, unit_responses
-from downpour.config import AnalysisConfig, ConfigError
+from downpour.config import FACE_SOURCES, AnalysisConfig, ConfigError, RunConfig
 from downpour.data.preprocess import Preprocess
 from downpour.errors import DataError
 from downpour.layers import LocallyConnected2d
@@ -119,6 +119,15 @@ def _controls(model: FeatureModel, twin: FeatureModel, opts: AnalysisConfig, lay
     return {"controls": test["rows"], "controls_verdict": test["verdict"], "controls_by_layer": test["by_layer"],
             "controls_setup": {k: test[k] for k in ("negatives", "faces", "representation", "bootstrap", "select", "selection", "choice",
                                                        "test_fraction")}}
+
+
+def _trained_on(cfg: RunConfig, model: FeatureModel, probe: str) -> dict[str, str]:
+    """``{"trained_on": ...}`` when the network trained on the probe's own images (a built-in set it was
+    trained on): with their labels (a supervised model), its probe is not a held-out measure."""
+    sources = {"digits": ("digits",), "lfw": FACE_SOURCES}.get(probe, ())
+    if cfg.data.source not in sources or (probe == "lfw" and not cfg.data.trains_on_faces()):
+        return {}
+    return {"trained_on": "images and labels" if model.supervised else "images"}
 
 
 def _in_pixels(prepare: Preprocess, image: torch.Tensor) -> torch.Tensor:
@@ -273,8 +282,8 @@ def _measure(run: RunDir, model: FeatureModel, opts: AnalysisConfig, layer: str,
     probe_layers = [check_layer(model, name) for name in opts.probe_layers] or default_probe_layers(model, layer)
     for name in opts.probes:
         probe_data = data if name == opts.dataset else load_labelled(name, shape, prepare=prepare, lfw_fold=fold)
-        probes.append(probe_table(model, probe_data, layers=probe_layers, folds=opts.probe_folds, seed=seed,
-                                  max_samples=opts.probe_samples))
+        probes.append({**probe_table(model, probe_data, layers=probe_layers, folds=opts.probe_folds, seed=seed,
+                                     max_samples=opts.probe_samples), **_trained_on(run.config, model, name)})
 
     # 5. the training pictures
     filters = model.first_layer_filters()
