@@ -114,6 +114,18 @@ def test_momentum_rule_is_heavy_ball():
         make_rule("momentum", lr=0.1, momentum=1.0)
 
 
+def test_a_stale_push_weighs_its_own_gradient_not_the_velocity():
+    """staleness-lr's 1/s scaled the whole step, so the fresh pushes already in the velocity counted less too."""
+    rule = make_rule("momentum", lr=0.1, momentum=0.5)
+    for g2 in (torch.tensor([1.0, 0.5, -1.0]), torch.tensor([1.0, 0.0, -1.0])):     # dense, and with an exact 0
+        w, state = torch.zeros(3), rule.init_state(3)
+        g1 = torch.tensor([1.0, 2.0, 3.0])
+        rule.apply(w, g1, state)                    # fresh
+        rule.apply(w, g2, state, lr_scale=0.25)     # 4 updates stale
+        v2 = torch.where(g2 != 0, 0.5 * g1 + 0.25 * g2, g1)
+        assert torch.allclose(w, -0.1 * g1 - 0.1 * torch.where(g2 != 0, v2, 0.0))
+
+
 def test_grad_noise_is_seeded_and_sized():
     def applied(noise, seed):
         s = Shard(0, torch.zeros(20_000), make_rule("sgd", 1.0), workers=[0], noise=noise, seed=seed)

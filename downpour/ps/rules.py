@@ -54,7 +54,9 @@ class Momentum(UpdateRule):
     """Heavy-ball SGD: v ← μ·v + g, w ← w − η·v (``cluster.momentum`` = μ), where g is not exactly 0
     (an element pushed 0 keeps its velocity and stays still, see :class:`Adam`). The staleness study's
     control: asynchrony with M workers acts like momentum 1 − 1/M at learning rate η/M
-    (Mitliagkas et al. 2016)."""
+    (Mitliagkas et al. 2016). ``lr_scale`` (``staleness-lr``: 1/s for a push s updates stale) weighs
+    this push's gradient as it joins the velocity, v ← μ·v + lr_scale·g: a stale push counts less,
+    and the fresh pushes already in the velocity keep their weight (scaling the step scaled them too)."""
 
     name = "momentum"
     state_names = ("velocity",)
@@ -68,15 +70,15 @@ class Momentum(UpdateRule):
     def apply(self, w: Tensor, g: Tensor, state: dict[str, Tensor], lr_scale: float = 1.0) -> None:
         v = state["velocity"]
         if _dense(g):   # a dense gradient: torch's SGD with momentum
-            v.mul_(self.momentum).add_(g)
-            w.add_(v, alpha=-self.lr * lr_scale)
+            v.mul_(self.momentum).add_(g, alpha=lr_scale)
+            w.add_(v, alpha=-self.lr)
             return
         # lazy about exactly-zero gradients, as Adam (below): a frozen stage's elements keep their velocity
         # and stay still, as torch's SGD skips a parameter whose grad is None (the velocity coasted on:
         # a greedy run's held stage 1 drifted by up to 0.53 after the switch)
         live = g != 0
-        v.copy_(torch.where(live, v * self.momentum + g, v))
-        w.sub_(torch.where(live, v, 0.0), alpha=self.lr * lr_scale)
+        v.copy_(torch.where(live, v * self.momentum + g * lr_scale, v))
+        w.sub_(torch.where(live, v, 0.0), alpha=self.lr)
 
 
 class Adagrad(UpdateRule):
