@@ -7,7 +7,6 @@ import logging
 import os
 import signal
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from downpour.config import CROSSFIT_CONTROLS, ClusterConfig, ConfigError, Overr
 from downpour.cli_flags import FlagValue, check_flags, check_plan_flags, check_sets, set_keys
 from downpour.settings import choices_of
 from downpour.errors import DownpourError
+from downpour.train.signals import sigterm_as_interrupt
 
 # Flags that are shorthands for `--set cluster.<key>=...` / `--set train.<key>=...`, passed on typed.
 SHORTHANDS = {
@@ -356,21 +356,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (``timeout``, SLURM, ``docker stop``, ``kill``) raised as an interrupt, so a run stopped that way
-    checkpoints what it has done exactly as on Ctrl-C, instead of dying with nothing saved since its start."""
-
-
-def _terminate(signum: int, frame: object) -> None:
-    raise Terminated(f"signal {signum}")
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
-    main_thread = threading.current_thread() is threading.main_thread()   # only it may set a handler
-    before = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
+    with sigterm_as_interrupt() as terms:
+        return _run(args, terms)
+
+
+def _run(args: argparse.Namespace, terms: list[int]) -> int:
+    """``args.func(args)``, its errors and interrupts turned into one line and an exit status."""
     try:
         return args.func(args)
     except DownpourError as err:   # the user's to fix, said in one line; anything else is a bug: a traceback
@@ -378,12 +373,10 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"downpour: error: {err}", file=sys.stderr)
         return 2
-    except Terminated:          # as Ctrl-C, below; the exit status a process killed by SIGTERM has
-        print("downpour: terminated", file=sys.stderr)
-        return 128 + signal.SIGTERM
-    except KeyboardInterrupt:   # Ctrl-C: the runner has saved what it could and said how to resume
-        print("downpour: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt:   # Ctrl-C or SIGTERM: the runner has saved what it could and said how to resume
+        terminated = bool(terms)   # (Ray re-raises a bare KeyboardInterrupt): the status a process killed by SIGTERM has
+        print(f"downpour: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+        return 128 + signal.SIGTERM if terminated else 130
     except BrokenPipeError:     # the reader left (`downpour models | head`): say nothing more, anywhere
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
@@ -391,9 +384,6 @@ def main(argv: list[str] | None = None) -> int:
         # a listing cut short is fine; work cut short (a run stopped at its first progress line) is not
         # success: the status a process killed by SIGPIPE has, so a script sees it
         return 0 if args.func in (cmd_models, cmd_presets) else 128 + signal.SIGPIPE
-    finally:
-        if main_thread:
-            signal.signal(signal.SIGTERM, before)
 
 
 if __name__ == "__main__":

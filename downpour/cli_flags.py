@@ -37,6 +37,8 @@ READ_ONLY_WITH = {
     "cluster.momentum": ("cluster.rule", lambda c: c.cluster.rule == "momentum", "= 'momentum'"),
     "cluster.dc_lambda": ("cluster.compensation", lambda c: c.cluster.compensation == "dc-asgd", "= 'dc-asgd'"),
     "cluster.grad_noise_relative": ("cluster.grad_noise", lambda c: c.cluster.grad_noise > 0, "> 0"),
+    "cluster.queue_depth": ("cluster.consistency", lambda c: c.cluster.consistency == "async", "= 'async'"),   # (else 1)
+    "cluster.worker_gpus": ("train.device", lambda c: c.train.device != "cpu", "= 'cuda' or 'auto'"),
     "data.tile": ("data.mode", lambda c: c.data.mode == "crops", "= 'crops'"),
     "data.samples": ("data.mode", lambda c: c.data.mode == "patches" or c.data.source == "gaussian",
                      "= 'patches' (or data.source = 'gaussian')"),

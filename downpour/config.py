@@ -373,8 +373,8 @@ def _drop_none(d: Any) -> Any:
 # are decoded (streamed batches do not depend on the loader's processes or prefetch). Everything
 # else (model, cost, data, seed, optimizer, cluster shape) would make it a different run.
 RESUMABLE = {"train.steps", "train.log_every", "train.checkpoint_every", "train.tensorboard", "train.threads",
-             "train.device", "cluster.restarts", "cluster.checkpoint_every", "cluster.address",
-             "data.prefetch", "data.loader_workers"}
+             "train.device", "cluster.restarts", "cluster.checkpoint_every", "cluster.address", "cluster.checkpoint_seconds",
+             "cluster.shard_restarts", "cluster.worker_gpus", "data.prefetch", "data.loader_workers"}
 
 
 def config_differences(a: RunConfig, b: RunConfig) -> list[tuple[str, Any, Any]]:

@@ -260,6 +260,11 @@ def test_a_dry_run_looks_at_the_files_a_file_source_reads(tmp_path, capsys, sour
      "--compensation, --set train.lr, cluster.grad_noise: Downpour's"),
     (["--runner", "simulated", "--set", "cluster.algorithm=sandblaster", "--set", "train.log_every=5"],
      "--set train.log_every: Downpour's"),                  # Sandblaster writes a row every iteration
+    # Ray keys another setting turns off: the coordinator's queue is 1 deep under bounded/sync, a CPU worker asks no GPU
+    (["--runner", "ray", "--consistency", "bounded:2", "--set", "cluster.queue_depth=2"],
+     "--set cluster.queue_depth: only cluster.consistency = 'async' reads it, and this run's cluster.consistency is 'bounded:2'"),
+    (["--runner", "ray", "--set", "cluster.worker_gpus=0.5"],
+     "--set cluster.worker_gpus: only train.device = 'cuda' or 'auto' reads it"),
     # the stream's own keys on data held in memory: read by nothing
     (["--runner", "local", "--set", "data.prefetch=8"], "--set data.prefetch: only data.source = folder, video or a .npy"),
     (["--runner", "local", "--set", "data.source=digits", "--set", "data.loader_workers=2"],
@@ -490,3 +495,36 @@ def test_an_error_names_the_set_that_caused_it(capsys, item):
     """These three named the value but not the --set (the others' errors did)."""
     assert main(["train", "--config", "ufldl-sae", "--runner", "local", "--dry-run", "--set", item]) == 2
     assert f"--set {item}: " in capsys.readouterr().err
+
+
+def test_a_sigterm_that_ray_re_raises_as_a_bare_interrupt_still_exits_terminated(monkeypatch, capsys):
+    """A SIGTERM while the driver waited in ray.wait for its actors came back as a plain KeyboardInterrupt
+    (Ray's check_status), and the command said "interrupted" with Ctrl-C's status 130."""
+    import time
+
+    from downpour.train.signals import Terminated
+
+    def waits_in_ray(args):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        except Terminated:
+            raise KeyboardInterrupt from None        # what Ray's wait does with it
+        return 0
+
+    monkeypatch.setattr("downpour.cli.cmd_presets", waits_in_ray)
+    assert main(["presets"]) == 128 + signal.SIGTERM and "downpour: terminated" in capsys.readouterr().err
+    monkeypatch.setattr("downpour.cli.cmd_presets", lambda args: (_ for _ in ()).throw(KeyboardInterrupt()))
+    assert main(["presets"]) == 130 and "downpour: interrupted" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("item", ["cluster.checkpoint_seconds=5", "cluster.shard_restarts=1"])
+def test_a_ray_runs_fault_tolerance_settings_may_change_on_resume(tmp_path, capsys, item):
+    """They change when and how often it saves or restarts, not what it trains; the resume refused them
+    (while cluster.restarts and cluster.checkpoint_every were allowed)."""
+    from downpour.train.rundir import RunDir
+
+    cfg = load_config("ufldl-sae", ["cluster.runner=ray", "train.steps=10"])
+    run = RunDir.create(tmp_path / "run", cfg)
+    (run.path / "metrics.jsonl").write_text('{"step": 5, "loss": 1.0}\n')     # it trained: a resume is allowed
+    assert main(["train", "--resume", str(run.path), "--dry-run", "--set", item]) == 0, capsys.readouterr().err

@@ -261,3 +261,20 @@ def test_two_runs_started_in_the_same_second_get_a_folder_each(tmp_path):
     assert [p.name for p in (first, second, third)] == ["main-20261202-083836", "main-20261202-083836-2",
                                                         "main-20261202-083836-3"]
     assert all(p.is_dir() for p in (first, second, third))
+
+
+def test_only_a_finished_run_going_on_is_recorded_as_extended(tmp_path):
+    """A run whose every worker was lost saves its model at the step it reached; its resume was recorded
+    as "extended", as if it had finished there."""
+    def events(path):
+        return [e for e in json.loads((path / "staleness.json").read_text())["events"] if e["event"] == "extended"]
+
+    finished, stopped = tmp_path / "finished", tmp_path / "stopped"
+    for path in (finished, stopped):
+        _go("simulated", path, "train.steps=16", "cluster.checkpoint_every=4")
+    _go("simulated", finished, "train.steps=24", resume=True)
+    assert events(finished) == [{"event": "extended", "step": 16}]
+    # the model saved at step 16 of a run meant to go to 24 (as when every worker was lost there)
+    RunDir(stopped).save_config(load_config(str(stopped / "config.toml"), ["train.steps=24"]))
+    _go("simulated", stopped, "train.steps=24", resume=True)
+    assert events(stopped) == []

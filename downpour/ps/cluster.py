@@ -84,12 +84,15 @@ def _run_once(cfg: RunConfig, run: RunDir, resume: bool) -> dict[str, Any]:
         run.save_model(merge_model(setup.model), start, {"runner": c.runner, "data": setup.data.info, "versions": versions})
         return {"steps": start, "resumed_from": start, "runner": c.runner, "final_loss": run.last_loss(),
                 "versions": versions, "seconds": round(meta["elapsed"], 2), "run": str(run.path)}
+    # a finished run goes on (--steps): its model was saved at its own last step (read before begin() saves
+    # the new steps; a run stopped when every worker was lost saved its model at the checkpoint too)
+    extended = resume and run.model_step() == start == run.config.train.steps
     run.begin(cfg, setup.data.preprocess, start, resume)
     coord = Coordinator(setup.gate, c.workers, cfg.train.steps, c.n_push, start_step=start,
                         warm_start=c.warm_start, clocks={int(w): v for w, v in meta["clocks"].items()},
                         depth=(c.queue_depth or 2) if c.runner == "ray" else 1)
     coord.events = list(meta["events"])
-    if resume and run.model_step() == start:      # its model was saved at the checkpoint: a finished run goes on (--steps)
+    if extended:
         coord.events.append({"event": "extended", "step": start})
     coord.max_gap = meta.get("max_clock_gap", 0)
     shards = make_shards(setup, init, coord.live)
@@ -143,7 +146,7 @@ def _finish(setup: ClusterSetup, run: RunDir, states: list[ShardState], coord: C
         info["data"] = {k: data_info[k] for k in ("reads", "samples", "n_skipped") if k in data_info}
     run.save_model(merge_model(setup.model), coord.done, {"runner": cfg.cluster.runner, "data": data_info,
                                            "versions": [m["version"] for _, m in states]})
-    for e in coord.events:
+    for e in coord.events if coord.live else ():     # (with none left, the error below names every loss)
         if e["event"] == "worker-lost" and e["worker"] in coord.lost:   # (not restarted)
             log.warning("worker %d was lost at step %d (%s); the run went on without it", e["worker"], e["step"], e["reason"])
     # every push goes to every shard, which accepts or rejects it: one shard's count is the pushes workers

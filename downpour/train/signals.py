@@ -1,5 +1,7 @@
-"""Code that must finish once started: SIGINT and SIGTERM wait for it.
+"""SIGTERM as Ctrl-C, and code that must finish once started: SIGINT and SIGTERM wait for it.
 
+    with sigterm_as_interrupt() as received:   # the CLI: a scheduler's stop checkpoints like Ctrl-C
+        ...
     with signals_held():     # the optimiser's in-place update and the step count; a simulator's event
         ...
 """
@@ -10,6 +12,33 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``timeout``, SLURM, ``docker stop``, ``kill``) raised as an interrupt, so a run stopped that way
+    checkpoints what it has done exactly as on Ctrl-C, instead of dying with nothing saved since its start."""
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[list[int]]:
+    """SIGTERM raised as :class:`Terminated` in the block; yields the SIGTERMs received, which tell the
+    caller's ``except KeyboardInterrupt`` a stop from a Ctrl-C even where Ray re-raised the interrupt as
+    a bare KeyboardInterrupt (a SIGTERM while the driver waited for its actors to start). A no-op off the
+    main thread, where Python cannot set handlers."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+
+    def terminate(signum: int, frame: object) -> None:
+        received.append(signum)
+        raise Terminated(f"signal {signum}")
+
+    before = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 @contextmanager
