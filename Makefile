@@ -4,13 +4,16 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 TORCH := torch==2.13.0
+# where torch comes from: pip's own index by default (here it serves the CPU wheel from local disk);
+# on plain PyPI (x86_64 Linux: the CUDA build) pass TORCH_INDEX=https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?=
 
 .PHONY: setup train test bench clean
 
 $(BIN)/downpour: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q "$(TORCH)"
+	$(BIN)/pip install -q $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH)"
 	$(BIN)/pip install -q -e ".[test]"
 	touch $@
 
