@@ -221,10 +221,33 @@ def test_a_run_whose_output_reader_left_fails_and_says_how_to_start_again(tmp_pa
     ("video", lambda p: (p.mkdir(), (p / "a.png").write_bytes(b"")), "holds no video files"),
 ])
 def test_a_dry_run_looks_at_the_files_a_file_source_reads(tmp_path, capsys, source, make, named):
-    path = tmp_path / ("data.npy" if source == "array" else "data")
+    _refused_before_the_run(tmp_path, capsys, source, make, named)
+
+
+def _image(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.zeros((16, 16), np.uint8)).save(path)
+
+
+# each passed --dry-run and failed once the run had written its folder (the doc's "a typo leaves nothing behind")
+@pytest.mark.parametrize("source, suffix, make, named, extra", [
+    ("array", ".npz", lambda p: np.savez(p, x=np.zeros((4, 8, 8)), z=np.ones(3)), "unexpected keys ['z']", []),
+    ("array", ".npz", lambda p: np.savez(p, y=np.zeros(4)), "no array named 'x'", []),
+    ("array", ".npy", lambda p: np.save(p, np.array([{"a": 1}] * 4, dtype=object), allow_pickle=True),
+     "holds Python objects", []),
+    ("array", ".npy", lambda p: np.save(p, np.zeros((4, 5, 8, 8))), "5 channels, expected 1 or 3", []),
+    ("folder", "", lambda p: (_image(p / "top.png"), _image(p / "a" / "x.png")), "1 images sit at its top level",
+     ["--set", "data.labels=true"]),
+])
+def test_a_dry_run_reads_an_arrays_header_and_a_labelled_folders_top(tmp_path, capsys, source, suffix, make, named, extra):
+    _refused_before_the_run(tmp_path, capsys, source, make, named, suffix, extra)
+
+
+def _refused_before_the_run(tmp_path, capsys, source, make, named, suffix=None, extra=()):
+    path = tmp_path / ("data" + (suffix if suffix is not None else ".npy" if source == "array" else ""))
     make(path)
     argv = ["train", "--config", "ufldl-sae", "--runner", "local", "--set", f"data.source={source}",
-            "--set", f"data.path={path}", "--out", str(tmp_path / "run")]
+            "--set", f"data.path={path}", *extra, "--out", str(tmp_path / "run")]
     assert main([*argv, "--dry-run"]) == 2 and named in capsys.readouterr().err
     assert main(argv) == 2 and not (tmp_path / "run").exists()      # refused before the run directory exists
 

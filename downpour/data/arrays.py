@@ -50,6 +50,42 @@ def check_magic(path: str | Path) -> None:
         raise DataError(f"{p}: not a readable {p.suffix} file (it does not start like one)")
 
 
+def array_header(path: str) -> tuple[int, ...]:
+    """The shape of a ``.npy`` read from its header (memory-mapped: nothing read), checked like
+    :func:`read_arrays` checks a loaded one."""
+    check_magic(path)       # before np.load, which would call a text file "pickled data"
+    try:
+        rows = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as err:
+        if "pickle" in str(err) or "Python objects" in str(err):
+            raise DataError(f"{path}: holds Python objects (pickled); only numeric arrays are accepted") from None
+        raise DataError(f"{path}: not a readable .npy file to memory-map ({err})") from None
+    shape = rows.shape
+    if len(shape) not in (3, 4) or shape[0] == 0 or min(shape[-2:]) == 0:
+        raise DataError(f"{path}: x has shape {shape}; expected (N, H, W) or (N, C, H, W) holding images")
+    if len(shape) == 4 and shape[1] not in (1, 3):
+        raise DataError(f"{path}: x has shape {shape}: {shape[1]} channels, expected 1 or 3")
+    if not (np.issubdtype(rows.dtype, np.integer) or np.issubdtype(rows.dtype, np.floating) or rows.dtype == bool):
+        raise DataError(f"{path}: x has dtype {rows.dtype}; expected a numeric array")
+    return tuple(int(s) for s in shape)
+
+
+def npz_keys(path: str | Path) -> set[str]:
+    """The arrays an ``.npz`` holds, from its zip directory (nothing decompressed), checked: an ``x``, and
+    nothing but ``x`` and ``y``."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            keys = set(z.files)
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError) as err:
+        raise DataError(f"{path}: not a readable .npz file ({_short(err)})") from None
+    if "x" not in keys:
+        raise DataError(f"{path}: no array named 'x' (keys: {', '.join(sorted(keys)) or 'none'})")
+    unknown = keys - {"x", "y"}
+    if unknown:
+        raise DataError(f"{path}: unexpected keys {sorted(unknown)}; only 'x' and optional 'y' are read")
+    return keys
+
+
 def read_arrays(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
     """-> (x (N, C, H, W) float32, y (N,) int64 or None), checked; errors name the file and the key."""
     p = Path(path)
@@ -66,13 +102,8 @@ def read_arrays(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
         if p.suffix == ".npy":
             x = np.load(p, allow_pickle=False)
         else:
+            keys = npz_keys(p)
             with np.load(p, allow_pickle=False) as z:
-                keys = set(z.files)
-                if "x" not in keys:
-                    raise DataError(f"{where}: no array named 'x' (keys: {', '.join(sorted(keys)) or 'none'})")
-                unknown = keys - {"x", "y"}
-                if unknown:
-                    raise DataError(f"{where}: unexpected keys {sorted(unknown)}; only 'x' and optional 'y' are read")
                 x = z["x"]
                 y = z["y"] if "y" in keys else None
     except (OSError, zipfile.BadZipFile, EOFError, zlib.error) as err:

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from downpour.config import FACE_SOURCES, FILE_SOURCES, ConfigError, DataConfig
-from downpour.data.arrays import check_magic, load_array
+from downpour.data.arrays import array_header, check_magic, load_array, npz_keys
 from downpour.data.augment import Augment
 from downpour.data.builtin import digit_images, lfw_images, lfw_train_faces, natural_images
 from downpour.data.dataset import Dataset
@@ -47,11 +47,21 @@ def _rng(seed: int, stream: int) -> np.random.Generator:
 def check_files(cfg: DataConfig) -> None:
     """DataError unless the files a file source reads look readable, before a run directory is made (and on
     a dry run): an image or video folder holds at least one such file (a walk that stops at the first; the
-    full listing, for its message, only when there is none), an array file starts like a .npy / .npz."""
-    if cfg.source == "array" and Path(cfg.path).suffix in (".npy", ".npz") and Path(cfg.path).is_file():
-        check_magic(cfg.path)
-    elif cfg.source == "folder" and not _holds(Path(cfg.path), image_extensions()):
+    full listing, for its message, only when there is none), with ``data.labels`` none at its top level;
+    a .npy's header reads as a numeric image array, a .npz holds ``x`` (and ``y``) alone. What only
+    decoding finds (every image unreadable) is found when the run loads its data."""
+    path = Path(cfg.path)
+    if cfg.source == "array" and path.suffix in (".npy", ".npz") and path.is_file():
+        check_magic(path)
+        if path.suffix == ".npy":
+            array_header(str(path))
+        else:
+            npz_keys(path)
+    elif cfg.source == "folder" and not _holds(path, image_extensions()):
         image_files(cfg.path, cfg.labels)          # raises, naming the folder and what it holds
+    elif cfg.source == "folder" and cfg.labels and path.is_dir() and any(
+            p.is_file() and p.suffix.lower() in image_extensions() and not hidden(p, path) for p in path.iterdir()):
+        image_files(cfg.path, cfg.labels)          # raises, naming the images at the top level
     elif cfg.source == "video" and Path(cfg.path).is_dir() and not _holds(Path(cfg.path), VIDEO_EXTENSIONS):
         video_files(Path(cfg.path))
 

@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader
 from downpour.config import FILE_SOURCES, DataConfig
 from downpour.data.augment import Augment
 from downpour.data.dataset import shard_range
-from downpour.data.arrays import check_magic
+from downpour.data.arrays import array_header, check_magic
 from downpour.data.folder import class_labels, image_files
 from downpour.data.loader import StreamBatches
 from downpour.data.preprocess import Preprocess
@@ -51,26 +51,6 @@ class Listing:
     labels: np.ndarray | None = None    # (N,) int64 class per item (folder with data.labels)
     info: dict[str, Any] | None = None  # classes, ignored files, the array's shape
     row_shape: tuple[int, ...] = ()     # array: one row's (H, W) or (C, H, W)
-
-
-def array_header(path: str) -> tuple[int, ...]:
-    """The shape of a ``.npy`` read from its header (memory-mapped: nothing read), checked like
-    :func:`~downpour.data.arrays.read_arrays` checks a loaded one."""
-    check_magic(path)       # before np.load, which would call a text file "pickled data"
-    try:
-        rows = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError) as err:
-        if "pickle" in str(err):
-            raise DataError(f"{path}: holds Python objects (pickled); only numeric arrays are accepted") from None
-        raise DataError(f"{path}: not a readable .npy file to memory-map ({err})") from None
-    shape = rows.shape
-    if len(shape) not in (3, 4) or shape[0] == 0 or min(shape[-2:]) == 0:
-        raise DataError(f"{path}: x has shape {shape}; expected (N, H, W) or (N, C, H, W) holding images")
-    if len(shape) == 4 and shape[1] not in (1, 3):
-        raise DataError(f"{path}: x has shape {shape}: {shape[1]} channels, expected 1 or 3")
-    if not (np.issubdtype(rows.dtype, np.integer) or np.issubdtype(rows.dtype, np.floating) or rows.dtype == bool):
-        raise DataError(f"{path}: x has dtype {rows.dtype}; expected a numeric array")
-    return tuple(int(s) for s in shape)
 
 
 def list_items(cfg: DataConfig) -> Listing:
