@@ -133,6 +133,8 @@ def analysis_overrides(run_path: str, sets: list[str]) -> dict[str, object]:
     """``--set analysis.KEY=VALUE`` for ``downpour analyze``: typed and checked against the run's config."""
     from downpour.train.rundir import RunDir
 
+    if not sets:
+        return {}
     for item in sets:
         if not item.startswith("analysis."):
             raise ConfigError(f"downpour analyze only takes analysis.* overrides, got {item!r}")
