@@ -20,6 +20,7 @@ have ``bench/`` on their path).
 """
 from __future__ import annotations
 
+import argparse
 import os
 import statistics
 import threading
@@ -27,6 +28,15 @@ import time
 from typing import Any, Callable, Mapping, Sequence
 
 Rep = dict[str, dict[str, Any]]     # one repetition: configuration name -> its figures
+
+
+def at_least_1(text: str) -> int:
+    """argparse ``type`` for a count (repetitions, applies, elements, a batch): an int >= 1, else argparse's
+    one-line usage error naming the option (a 0 crashed the benches in min() of nothing, or divided by 0)."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def load_1min() -> float:

@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from downpour.layers import LocallyConnected2d  # noqa: E402
+from _protocol import at_least_1  # noqa: E402
 
 
 def step(layer: LocallyConnected2d, x: torch.Tensor) -> float:
@@ -39,19 +40,22 @@ def step(layer: LocallyConnected2d, x: torch.Tensor) -> float:
 
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--size", type=int, default=32)
-    p.add_argument("--kernel", type=int, default=8)
-    p.add_argument("--maps", type=int, default=8)
+    p.add_argument("--batch", type=at_least_1, default=32)
+    p.add_argument("--size", type=at_least_1, default=32)
+    p.add_argument("--kernel", type=at_least_1, default=8)
+    p.add_argument("--maps", type=at_least_1, default=8)
     p.add_argument("--tile", type=int, default=2, help="0 = untied")
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--reps", type=int, default=30)
+    p.add_argument("--threads", type=at_least_1, default=1)
+    p.add_argument("--reps", type=at_least_1, default=30)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     tile = args.tile or None
-    plain = LocallyConnected2d(1, args.maps, args.size, args.kernel, tile=tile)
-    normed = LocallyConnected2d(1, args.maps, args.size, args.kernel, tile=tile, norm=(1 / args.maps) ** 0.5)
+    try:
+        plain = LocallyConnected2d(1, args.maps, args.size, args.kernel, tile=tile)
+        normed = LocallyConnected2d(1, args.maps, args.size, args.kernel, tile=tile, norm=(1 / args.maps) ** 0.5)
+    except ValueError as err:      # a kernel larger than the image, a tile that does not divide it
+        p.error(str(err))
     with torch.no_grad():
         normed.weight.copy_(plain.weight)
     x = torch.randn(args.batch, 1, args.size, args.size)

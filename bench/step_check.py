@@ -25,7 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from downpour.batch import Batch  # noqa: E402
-from downpour.config import load_config  # noqa: E402
+from downpour.config import ConfigError, load_config  # noqa: E402
+from _protocol import at_least_1  # noqa: E402
 from downpour.data.build import sample_shape  # noqa: E402
 from downpour.models.registry import build  # noqa: E402
 from downpour.train.step import train_step  # noqa: E402
@@ -64,13 +65,16 @@ def measure(config: str, batch: int, reps: int) -> dict:
 def main(argv: list[str] | None = None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--config", action="append", help="preset(s) (default: main and ufldl-sae)")
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--reps", type=int, default=9)
+    p.add_argument("--batch", type=at_least_1, default=32)
+    p.add_argument("--threads", type=at_least_1, default=1)
+    p.add_argument("--reps", type=at_least_1, default=9)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    out = [measure(c, args.batch, args.reps) for c in args.config or ["main", "ufldl-sae"]]
+    try:
+        out = [measure(c, args.batch, args.reps) for c in args.config or ["main", "ufldl-sae"]]
+    except ConfigError as err:     # an unknown preset, a config that does not build
+        p.error(str(err))
     for row in out:
         print(json.dumps(row))
     return out

@@ -33,6 +33,7 @@ from downpour.config import (CROSSFIT_CONTROLS, AnalysisConfig, ConfigError, Ove
                              origin_of, parse_override)
 from downpour.errors import RunError
 from downpour.train.rundir import RunDir, folder_to_write
+from downpour.train.signals import Terminated, sigterm_as_interrupt
 from downpour.twins import check_same_run, no_faces_config, shared_ray, train_kept
 
 log = logging.getLogger(__name__)
@@ -91,11 +92,14 @@ def parallel_threads(cfg: RunConfig, jobs: int) -> list[Override]:
 
 
 def _fold_child(cfg: RunConfig, path: Path, log_path: Path, conn: Connection) -> None:
-    """One fold in its own process: its output to ``log_path``, ``(ok, summary or error)`` to ``conn``."""
-    with open(log_path, "a", encoding="utf-8") as out, redirect_stdout(out), redirect_stderr(out):
+    """One fold in its own process: its output to ``log_path``, ``(ok, summary or error)`` to ``conn``. A
+    SIGTERM (the parent's, when it is stopped) checkpoints the fold as Ctrl-C does, and ends the process."""
+    with open(log_path, "a", encoding="utf-8") as out, redirect_stdout(out), redirect_stderr(out), sigterm_as_interrupt():
         logging.basicConfig(stream=out, level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", force=True)
         try:
             conn.send((True, fold_summary(train_kept(cfg, path))))
+        except KeyboardInterrupt:
+            conn.send((False, "stopped (its checkpoint is kept: run the same command again to go on)"))
         except Exception as err:   # reported by the parent, naming the fold; the other folds go on
             traceback.print_exc(file=out)
             conn.send((False, f"{type(err).__name__}: {err}"))
@@ -118,6 +122,30 @@ def train_in_parallel(configs: list[RunConfig], paths: list[Path], jobs: int) ->
     all have ended, the failures are raised together, and running again resumes them."""
     ctx = multiprocessing.get_context("spawn")     # a fresh interpreter: no forked torch threads or Ray state
     pending, running, done, failed = list(range(len(configs))), {}, {}, {}
+    try:
+        _train_folds(ctx, configs, paths, jobs, pending, running, done, failed)
+    except KeyboardInterrupt as stop:   # stopped: every fold process stops too, with its checkpoint, before this one ends
+        for process, _ in running.values():
+            if isinstance(stop, Terminated) and process.is_alive():
+                process.terminate()     # (a Ctrl-C from the terminal reached them already)
+        for process, _ in running.values():
+            process.join(STOP_SECONDS)
+            if process.is_alive():
+                process.kill()
+        raise
+    if failed:
+        lines = "; ".join(f"{paths[i]}: {what} (see {output_log(paths[i])})" for i, what in sorted(failed.items()))
+        raise RunError(f"{len(failed)} of {len(configs)} fold runs failed, the others are kept ({lines}); "
+                       "run the same command again to train only those")
+    return [done[i] for i in range(len(configs))]
+
+
+STOP_SECONDS = 120   # how long a stopped cross-fit waits for a fold process to save its checkpoint before killing it
+
+
+def _train_folds(ctx: Any, configs: list[RunConfig], paths: list[Path], jobs: int, pending: list[int],
+                 running: dict[int, Any], done: dict[int, Any], failed: dict[int, str]) -> None:
+    """:func:`train_in_parallel`'s loop: start folds while fewer than ``jobs`` run, collect those that end."""
     while pending or running:
         while pending and len(running) < jobs:
             i = pending.pop(0)
@@ -139,11 +167,6 @@ def train_in_parallel(configs: list[RunConfig], paths: list[Path], jobs: int) ->
             del running[i]
             (done if ok else failed)[i] = what
             log.info("crossfit: %s %s", paths[i], "done" if ok else f"failed: {what}")
-    if failed:
-        lines = "; ".join(f"{paths[i]}: {what} (see {output_log(paths[i])})" for i, what in sorted(failed.items()))
-        raise RunError(f"{len(failed)} of {len(configs)} fold runs failed, the others are kept ({lines}); "
-                       "run the same command again to train only those")
-    return [done[i] for i in range(len(configs))]
 
 
 def run_crossfit(config: str, overrides: list[Override], out: str | Path, folds: int = 5, jobs: int = 1,
@@ -175,8 +198,9 @@ def run_crossfit(config: str, overrides: list[Override], out: str | Path, folds:
     if twins:
         configs += [no_faces_config(cfg) for cfg in configs]
         paths += [RunDir(path).no_faces_twin for path in paths]
-    for cfg, path in zip(configs, paths):   # another run in any fold's folder: said before any training starts
-        check_same_run(cfg, path)
+    for cfg, path in zip(configs, paths):   # another run, or other files, in any fold's folder: said before any training
+        if check_same_run(cfg, path) is None and path.exists():
+            RunDir.check_new(path)
     log.info("crossfit: %d folds of %r%s -> %s", folds, config, ", each with its no-faces twin" if twins else "", out)
     started = time.time()
     if jobs == 1:

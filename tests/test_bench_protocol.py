@@ -5,6 +5,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
 import _protocol as P  # noqa: E402
@@ -52,3 +54,18 @@ def test_child_cpu_counts_a_busy_child_by_name_and_window():
     assert 0.2 <= whole.get(name, 0.0) <= 1.0 and span > 0.3
     before, _ = children.by_name(t1 + 0.15, float("inf"))   # after the child ended: nothing
     assert before.get(name, 0.0) == 0.0
+
+
+@pytest.mark.parametrize("script, argv, named", [
+    ("filter_norm", ["--reps", "0"], "argument --reps: must be at least 1, got 0"),
+    ("filter_norm", ["--kernel", "40", "--reps", "1"], "in_size (32, 32) is smaller than kernel_size 40"),
+    ("server_rules", ["--applies", "0"], "argument --applies: must be at least 1, got 0"),
+    ("step_check", ["--config", "nosuch", "--reps", "1"], "no preset or file named 'nosuch'"),
+])
+def test_a_bad_bench_option_is_a_usage_error_naming_it(script, argv, named, capsys):
+    """They crashed in min() of nothing, divided by zero, or printed a traceback."""
+    import importlib
+
+    with pytest.raises(SystemExit) as stop:
+        importlib.import_module(script).main(argv)
+    assert stop.value.code == 2 and named in capsys.readouterr().err

@@ -321,3 +321,55 @@ def test_twins_added_to_finished_folds_are_scored_and_folds_without_faces_get_no
                  "--set", "data.train_faces=0", "--out", str(none)]) == 0
     assert json.loads((none / "crossfit.json").read_text())["control"] == "none"
     assert not (none / "fold-0" / "no-faces").exists()
+
+
+def test_a_stopped_parallel_crossfit_stops_its_fold_processes_with_their_checkpoints(tmp_path):
+    """SIGTERM reached only the parent: it said "terminated" and then waited while both fold processes
+    trained on to their end (and a rerun meanwhile would have written into their folders)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "cf"
+    argv = [sys.executable, "-m", "downpour.cli", "crossfit", "--config", "cat-demo", "--runner", "local", "--steps",
+            "100000", "--folds", "2", "--jobs", "2", "--control", "none", "--set", "train.log_every=5", "--out", str(out)]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    logs = [out / "fold-0.log", out / "fold-1.log"]
+    try:
+        deadline = time.time() + 240
+        while not all(p.is_file() and "step " in p.read_text() for p in logs):
+            assert proc.poll() is None and time.time() < deadline, proc.communicate()
+            time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=150)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM and "terminated" in err, err
+    for i, log in enumerate(logs):
+        assert "checkpoint saved" in log.read_text()
+        step = json.loads((out / f"fold-{i}" / "checkpoints" / "local.json").read_text())["step"]
+        assert 0 < step < 100000
+    sizes = [p.stat().st_size for p in logs]
+    time.sleep(2)
+    assert [p.stat().st_size for p in logs] == sizes      # nothing trains on after the command ended
+
+
+def test_the_selection_names_every_folds_training_size_where_they_differ():
+    """It gave fold 0's (132 images, 66 faces) for every fold; with 3 folds the others trained on 134."""
+    k = 3
+    result = crossfit_controls(_views([Memoriser(lfw_indices((i, k))["train"]) for i in range(k)]), layer=None, seed=0,
+                               **FAST)
+    assert [f["select_images"] for f in result["per_fold"]] == [132, 134, 134]
+    assert result["selection"] == "the 132-134 images its fold's run trained on (66-67 faces)"
+
+
+def test_a_fold_folder_holding_other_files_is_refused_before_any_fold_trains(tmp_path, capsys):
+    (tmp_path / "cf" / "fold-1").mkdir(parents=True)
+    (tmp_path / "cf" / "fold-1" / "data.csv").write_text("y")
+    argv = ["crossfit", "--config", "cat-demo", "--runner", "local", "--steps", "4", "--folds", "2", "--control", "none",
+            "--out", str(tmp_path / "cf")]
+    assert main(argv) == 2 and "fold-1' is not an empty folder (data.csv)" in capsys.readouterr().err
+    assert not (tmp_path / "cf" / "fold-0").exists()          # fold 0 trained first, before

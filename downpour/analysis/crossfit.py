@@ -10,9 +10,9 @@ can be better than the twin and still not clear it. Cross-fitting tests all 100.
 from i (:func:`~downpour.data.builtin.lfw_indices`); run i trained without them. Per fold, every
 method is chosen on the other images (faces vs non-faces, as the fixed split chooses on lfw's
 training part), with run i's units, and scored on fold i's faces against fold i's non-faces and
-the controls built from fold i's faces. The AUC is the mean over folds; the bootstrap resamples
-all 200 images at once (each fold's AUC is weighted by its own images), so the interval is that
-of 100 test faces. The interval does not cover training: each fold is a different network.
+the controls built from fold i's faces. The AUC is the plain mean over folds (folds of unequal size,
+K not dividing 100, count alike); the bootstrap resamples all 200 images at once, so the interval is
+that of 100 test faces. The interval does not cover training: each fold is a different network.
 """
 from __future__ import annotations
 
@@ -52,11 +52,17 @@ def crossfit_controls(views: list[View], *, layer: str, other_layers: tuple[str,
     room = test.pop("headroom")
     return {
         **test, "layer": layer, "select": "crossfit", "folds": folds,
-        "selection": (f"the {len(splits[0][0])} images its fold's run trained on "
-                      f"({int(y[splits[0][0]].sum())} faces)"),
+        "selection": (f"the {_span(len(s) for s, _ in splits)} images its fold's run trained on "
+                      f"({_span(int(y[s].sum()) for s, _ in splits)} faces)"),
         "per_fold": [{"fold": i, "test_faces": int(y[t].sum()), "test_non_faces": int(len(t) - y[t].sum()),
                       "select_images": len(s), "learned_unit": learned[0]["split_unit"][i],
                       "learned_auc": {r["negatives"]: r["split_auc"][i] for r in learned},
                       "headroom": room[i]}
                      for i, (s, t) in enumerate(splits)],
     }
+
+
+def _span(values) -> str:
+    """``"132"``, or ``"132-134"`` where the folds differ."""
+    values = list(values)
+    return f"{min(values)}" if min(values) == max(values) else f"{min(values)}-{max(values)}"
