@@ -248,7 +248,8 @@ def test_folds_trained_side_by_side_give_the_same_test_as_one_after_another(tmp_
 def test_a_failed_fold_does_not_stop_the_others_and_is_named(tmp_path, capsys):
     out = tmp_path / "cf"
     out.mkdir()
-    (out / "fold-1").write_text("a file where fold 1's run should go")   # fold 1 must fail
+    # fold 1 must fail once it starts (a file there is now refused before any fold trains): a link to nowhere
+    (out / "fold-1").symlink_to(tmp_path / "nowhere" / "fold-1")
     assert main(["crossfit", *TINY, "--folds", "2", "--jobs", "2", "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert "1 of 2 fold runs failed" in err and "cf/fold-1: " in err and "fold-1.log" in err
