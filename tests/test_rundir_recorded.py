@@ -54,6 +54,14 @@ def test_the_fills_are_read_from_both_files_and_written_out_on_save(tmp_path):
     assert load_config(str(run.path / "config.toml")).model.options["recon"] == "all"
 
 
+def test_the_analysis_random_twin_of_an_old_run_is_its_architecture():
+    """The random-weights twin was built from model.json's options alone: today's defaults, another network."""
+    from downpour.analysis.run import random_twin
+
+    twin = random_twin(RunDir.open(OLD), seed=1)
+    assert (twin.config.filter_norm, twin.config.recon) == ((0.0,), "all")
+
+
 def test_an_override_wins_over_a_fill_and_a_recorded_key_is_kept():
     run = RunDir.open(OLD)
     assert run.config_with(["model.recon=interior"]).model.options["recon"] == "interior"

@@ -53,12 +53,9 @@ def default_probe_layers(model: FeatureModel, layer: str) -> list[str]:
 
 def random_twin(run: RunDir, seed: int) -> FeatureModel:
     """The run's architecture, freshly initialised from the registry with ``seed`` (untrained)."""
-    from downpour.models.registry import create_model
-
-    meta = run.read_json("model.json")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return create_model(meta["model"], tuple(meta["input_shape"]), **meta["options"]).eval()
+        return run.new_model().eval()
 
 
 def load_poses(path: str, shape: tuple[int, ...], prepare: Preprocess) -> dict[float, torch.Tensor]:

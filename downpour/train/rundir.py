@@ -242,22 +242,29 @@ class RunDir:
         os.replace(tmp, weights)
         self.write_json("model.json", meta)
 
-    def load_model(self) -> FeatureModel:
+    def new_model(self, meta: dict[str, Any] | None = None) -> FeatureModel:
+        """A freshly initialised model of the architecture model.json (or its dict ``meta``) describes, the
+        options it lacks read as what their absence meant (:mod:`downpour.train.recorded`): what
+        :meth:`load_model` loads the weights into, and the analysis's random-weights twin."""
         from downpour.models.registry import create_model  # the registry imports every family: only when needed
 
-        if not (self.path / "model.safetensors").is_file():
-            raise NotARunError(f"{str(self.path)!r} has no model.safetensors yet: has its training finished?")
-        meta = self.read_json("model.json")
+        meta = self.read_json("model.json") if meta is None else meta
         for key in ("model", "input_shape", "options"):
             if key not in meta:
                 raise CheckpointError(f"{str(self.path / 'model.json')!r} lacks key {key!r}")
+        options = {**model_fills(self.path / "model.json", meta["model"], meta["options"]), **meta["options"]}
+        return create_model(meta["model"], tuple(meta["input_shape"]), **options)
+
+    def load_model(self) -> FeatureModel:
+        if not (self.path / "model.safetensors").is_file():
+            raise NotARunError(f"{str(self.path)!r} has no model.safetensors yet: has its training finished?")
+        meta = self.read_json("model.json")
         weights = self.path / "model.safetensors"
         tensors = read_tensors(weights)           # a damaged file is named as such first
         if PAIR_KEY in meta and meta[PAIR_KEY] != sha256_of(weights):     # (a run from before 2026-12-02: none)
             raise CheckpointError(f"{str(weights)!r} is not the model {str(self.path / 'model.json')!r} describes (a write "
                                   f"was cut between the two); `downpour train --resume {self.path}` writes it again")
-        options = {**model_fills(self.path / "model.json", meta["model"], meta["options"]), **meta["options"]}
-        model = create_model(meta["model"], tuple(meta["input_shape"]), **options)
+        model = self.new_model(meta)
         try:
             model.load_state_dict(tensors)
         except RuntimeError as err:   # missing / unexpected keys, wrong shapes
