@@ -123,15 +123,29 @@ def train_in_parallel(configs: list[RunConfig], paths: list[Path], jobs: int) ->
     ctx = multiprocessing.get_context("spawn")     # a fresh interpreter: no forked torch threads or Ray state
     pending, running, done, failed = list(range(len(configs))), {}, {}, {}
     try:
-        _train_folds(ctx, configs, paths, jobs, pending, running, done, failed)
+        while pending or running:
+            while pending and len(running) < jobs:
+                i = pending.pop(0)
+                receive, send = ctx.Pipe(duplex=False)
+                log_path = output_log(paths[i])
+                paths[i].parent.mkdir(parents=True, exist_ok=True)
+                process = ctx.Process(target=_fold_child, args=(configs[i], paths[i], log_path, send))
+                process.start()
+                send.close()
+                running[i] = (process, receive)
+                log.info("crossfit: run %d of %d -> %s (output: %s)", i + 1, len(configs), paths[i], log_path)
+            wait([process.sentinel for process, _ in running.values()])
+            for i, (process, receive) in list(running.items()):
+                if process.is_alive():
+                    continue
+                process.join()
+                ok, what = receive.recv() if receive.poll() else (False, f"its process ended with exit code {process.exitcode}")
+                receive.close()
+                del running[i]
+                (done if ok else failed)[i] = what
+                log.info("crossfit: %s %s", paths[i], "done" if ok else f"failed: {what}")
     except KeyboardInterrupt as stop:   # stopped: every fold process stops too, with its checkpoint, before this one ends
-        for process, _ in running.values():
-            if isinstance(stop, Terminated) and process.is_alive():
-                process.terminate()     # (a Ctrl-C from the terminal reached them already)
-        for process, _ in running.values():
-            process.join(STOP_SECONDS)
-            if process.is_alive():
-                process.kill()
+        _stop([process for process, _ in running.values()], terminate=isinstance(stop, Terminated))
         raise
     if failed:
         lines = "; ".join(f"{paths[i]}: {what} (see {output_log(paths[i])})" for i, what in sorted(failed.items()))
@@ -143,30 +157,17 @@ def train_in_parallel(configs: list[RunConfig], paths: list[Path], jobs: int) ->
 STOP_SECONDS = 120   # how long a stopped cross-fit waits for a fold process to save its checkpoint before killing it
 
 
-def _train_folds(ctx: Any, configs: list[RunConfig], paths: list[Path], jobs: int, pending: list[int],
-                 running: dict[int, Any], done: dict[int, Any], failed: dict[int, str]) -> None:
-    """:func:`train_in_parallel`'s loop: start folds while fewer than ``jobs`` run, collect those that end."""
-    while pending or running:
-        while pending and len(running) < jobs:
-            i = pending.pop(0)
-            receive, send = ctx.Pipe(duplex=False)
-            log_path = output_log(paths[i])
-            paths[i].parent.mkdir(parents=True, exist_ok=True)
-            process = ctx.Process(target=_fold_child, args=(configs[i], paths[i], log_path, send))
-            process.start()
-            send.close()
-            running[i] = (process, receive)
-            log.info("crossfit: run %d of %d -> %s (output: %s)", i + 1, len(configs), paths[i], log_path)
-        wait([process.sentinel for process, _ in running.values()])
-        for i, (process, receive) in list(running.items()):
-            if process.is_alive():
-                continue
-            process.join()
-            ok, what = receive.recv() if receive.poll() else (False, f"its process ended with exit code {process.exitcode}")
-            receive.close()
-            del running[i]
-            (done if ok else failed)[i] = what
-            log.info("crossfit: %s %s", paths[i], "done" if ok else f"failed: {what}")
+def _stop(processes: list[Any], terminate: bool) -> None:
+    """Stop the fold processes of a stopped cross-fit: SIGTERM where the stop was one (a Ctrl-C from the
+    terminal reached them already), each then saves its checkpoint; one that has not ended after
+    :data:`STOP_SECONDS` is killed."""
+    for process in processes:
+        if terminate and process.is_alive():
+            process.terminate()
+    for process in processes:
+        process.join(STOP_SECONDS)
+        if process.is_alive():
+            process.kill()
 
 
 def run_crossfit(config: str, overrides: list[Override], out: str | Path, folds: int = 5, jobs: int = 1,
