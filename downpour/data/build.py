@@ -52,10 +52,10 @@ def check_files(cfg: DataConfig) -> None:
     decoding finds (every image unreadable) is found when the run loads its data."""
     path = Path(cfg.path)
     if cfg.source == "array" and path.suffix in (".npy", ".npz") and path.is_file():
-        check_magic(path)
         if path.suffix == ".npy":
-            array_header(str(path))
+            array_header(str(path))           # (its magic first)
         else:
+            check_magic(path)
             npz_keys(path)
     elif cfg.source == "folder" and not _holds(path, image_extensions()):
         image_files(cfg.path, cfg.labels)          # raises, naming the folder and what it holds
