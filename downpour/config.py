@@ -367,33 +367,3 @@ def _drop_none(d: Any) -> Any:
     if isinstance(d, dict):
         return {k: _drop_none(v) for k, v in d.items() if v is not None}
     return [_drop_none(v) for v in d] if isinstance(d, (list, tuple)) else d
-
-
-# What a resumed run may change: how long it goes on, how it reports, where it runs, how its data
-# are decoded (streamed batches do not depend on the loader's processes or prefetch). Everything
-# else (model, cost, data, seed, optimizer, cluster shape) would make it a different run.
-RESUMABLE = {"train.steps", "train.log_every", "train.checkpoint_every", "train.tensorboard", "train.threads",
-             "train.device", "cluster.restarts", "cluster.checkpoint_every", "cluster.address", "cluster.checkpoint_seconds",
-             "cluster.shard_restarts", "cluster.worker_gpus", "data.prefetch", "data.loader_workers"}
-
-
-def config_differences(a: RunConfig, b: RunConfig) -> list[tuple[str, Any, Any]]:
-    """``(key, value in a, value in b)`` for every training key on which two configs differ (``analysis.*``
-    is not training), sorted by key. Resolve both first (``models.registry.resolve``) to compare what
-    two runs are, whatever form their values were written in."""
-    before, after = _flat(config_to_dict(a)), _flat(config_to_dict(b))
-    return [(key, before.get(key), after.get(key)) for key in sorted(set(before) | set(after))
-            if before.get(key) != after.get(key) and not key.startswith("analysis.")]
-
-
-def _flat(table: dict, prefix: str = "") -> dict:
-    """``{"train": {"lr": 1}}`` -> ``{"train.lr": 1}``; the objective stays one value (its terms are tables).
-    Tuples become lists, as a saved config.toml reads them back."""
-    out = {}
-    for key, value in table.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and name != "objective":
-            out.update(_flat(value, name + "."))
-        else:
-            out[name] = list(value) if isinstance(value, tuple) else value
-    return out

@@ -15,7 +15,8 @@ import torch
 from downpour.analysis.options import analysis_options
 from downpour._names import nearest
 from downpour.batch import Batch
-from downpour.config import RESUMABLE, ConfigError, RunConfig, config_differences
+from downpour.config import ConfigError, RunConfig
+from downpour.config_diff import RESUMABLE, config_differences
 from downpour.data.build import check_config as check_data
 from downpour.data.build import check_files
 from downpour.data.build import sample_shape

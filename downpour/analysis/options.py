@@ -16,7 +16,8 @@ import torch
 from downpour._names import nearest
 from downpour.analysis.labelled import BUILT_IN
 from downpour.analysis.units import check_layer
-from downpour.config import RESUMABLE, AnalysisConfig, ConfigError, RunConfig, config_differences
+from downpour.config import AnalysisConfig, ConfigError, RunConfig
+from downpour.config_diff import RESUMABLE, config_differences
 from downpour.data.preprocess import Preprocess
 from downpour.models.base import FeatureModel
 from downpour.train.rundir import NotARunError, RunDir
