@@ -112,7 +112,12 @@ def cmd_crossfit(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, _overrides(args))
     check_flags(args, cfg)
     out = args.out or f"runs/crossfit-{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-    result = run_crossfit(args.config, _overrides(args), out, folds=args.folds, jobs=args.jobs, control=args.control)
+    try:
+        result = run_crossfit(args.config, _overrides(args), out, folds=args.folds, jobs=args.jobs, control=args.control)
+    except KeyboardInterrupt:    # (and SIGTERM) a fold's own log says `--resume` it; the cross-fit goes on as a whole
+        print(f"downpour: cross-fit stopped; each fold keeps what it trained: the same command goes on (--out {out})",
+              file=sys.stderr)
+        raise
     print("\n".join(result["verdict"]["sentences"]))
     print(f"downpour: cross-fitted face test written to {Path(out) / 'crossfit.json'} and {write_crossfit_report(out)}")
     return 0

@@ -349,6 +349,7 @@ def test_a_stopped_parallel_crossfit_stops_its_fold_processes_with_their_checkpo
     finally:
         proc.kill()
     assert proc.returncode == 128 + signal.SIGTERM and "terminated" in err, err
+    assert "cross-fit stopped" in err and "the same command goes on" in err, err   # not the folds' own --resume
     for i, log in enumerate(logs):
         assert "checkpoint saved" in log.read_text()
         step = json.loads((out / f"fold-{i}" / "checkpoints" / "local.json").read_text())["step"]
