@@ -275,11 +275,16 @@ def test_backups_keep_a_10x_straggler_from_setting_the_pace(tmp_path):
     ("model.name=rbm-digits", "contrastive_divergence"),
     ("data.flip=true", "augmentation"),
     ("sandblaster.units=400", "sandblaster.units"),
+    ("objective.contractive=0.1", "contractive.probes = 0"),     # a bare weight: the default probes = 1 (was let through)
 ])
 def test_what_lbfgs_cannot_run_is_refused_before_the_run_starts(override, named):
     with pytest.raises(ConfigError, match=named):
         cfg = check_run_config(_cfg(override))
         train(cfg, RunDir.create("/nonexistent/never", cfg))
+
+
+def test_the_exact_contractive_penalty_is_taken():
+    check_sandblaster(check_run_config(_cfg("model.name=rica-8x8", "objective.contractive={weight=0.1, probes=0}")))
 
 
 def test_more_units_than_the_patches_drawn_is_refused_by_preflight_before_any_folder_exists(tmp_path):

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from downpour.config import ConfigError, RunConfig
+from downpour.objectives import Contractive
 
 # cost term -> why L-BFGS cannot minimise it (a resolved config lists every term with its weight)
 RANDOM_TERMS = {
@@ -31,7 +32,8 @@ def check_sandblaster(cfg: RunConfig) -> None:
         if name in RANDOM_TERMS:
             raise ConfigError(f"cluster.algorithm = 'sandblaster' cannot minimise cost term {name!r}: {RANDOM_TERMS[name]}; "
                               "use cluster.algorithm = 'downpour'")
-        if name == "contractive" and isinstance(spec, dict) and spec.get("probes", 1) != 0:
+        probes = spec.get("probes", Contractive.probes) if isinstance(spec, dict) else Contractive.probes   # a bare weight: the default
+        if name == "contractive" and probes != 0:
             raise ConfigError("cluster.algorithm = 'sandblaster' needs contractive.probes = 0 (the exact penalty): "
                               "Hutchinson's estimate draws new probes at every evaluation")
     if cfg.model.options.get("dropout", 0):
