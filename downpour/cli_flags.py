@@ -77,13 +77,17 @@ def check_flags(args: argparse.Namespace, cfg: RunConfig) -> None:
                           "add --runner simulated or --runner ray")
     typed = set_keys(args)
     for flag, only in ONLY_ON.items():
-        if runner == only:
+        if runner == only or (flag == "delay" and _ray_straggler(cfg)):
             continue
         if getattr(args, flag):
-            raise ConfigError(f"--{flag} only applies to the {only} runner, and this run's runner is "
+            also = (" (and Sandblaster on Ray, its straggler:T:FACTOR form)" if flag == "delay" and runner == "ray"
+                    and cfg.cluster.algorithm == "sandblaster" else "")
+            raise ConfigError(f"--{flag} only applies to the {only} runner{also}, and this run's runner is "
                               f"{runner!r}; drop --{flag} or use --runner {only}")
         if f"cluster.{flag}" in typed:
-            raise ConfigError(f"--set cluster.{flag}: only the {only} runner reads it, and this run's runner is {runner!r}")
+            raise ConfigError(f"--set cluster.{flag}: only the {only} runner reads it, and this run's runner is {runner!r}"
+                              + (" (Sandblaster on Ray reads only its straggler:T:FACTOR form)" if flag == "delay"
+                                 and runner == "ray" and cfg.cluster.algorithm == "sandblaster" else ""))
     if runner == "local":
         cluster = [key for key in typed if key.startswith("cluster.") and key != "cluster.runner"]
         if cluster:
@@ -106,6 +110,13 @@ def check_flags(args: argparse.Namespace, cfg: RunConfig) -> None:
             raise ConfigError(f"--set {key}: only {setting} {wanted} reads it, and this run's {setting} is "
                               f"{getattr(getattr(cfg, section), name)!r}")
     _check_algorithm(args, typed, cfg)
+
+
+def _ray_straggler(cfg: RunConfig) -> bool:
+    """Sandblaster on Ray reads ``cluster.delay = straggler:T:FACTOR``: its last worker sleeps (FACTOR - 1)
+    times its compute after each unit (docs/sandblaster.md), to show the backups on real processes."""
+    c = cfg.cluster
+    return c.runner == "ray" and c.algorithm == "sandblaster" and c.spec("delay")[0] == "straggler"
 
 
 def _check_algorithm(args: argparse.Namespace, typed: list[str], cfg: RunConfig) -> None:

@@ -25,6 +25,7 @@ from downpour.studies.run import run_study
 
 TINY = ["--config", "ufldl-sae", "--steps", "20", "--set", "data.samples=500", "--set", "train.tensorboard=false",
         "--runner", "local", "--no-report"]
+SANDBLASTER = ["--set", "cluster.algorithm=sandblaster"]
 
 
 def test_a_folder_named_like_a_preset_does_not_hide_the_preset(tmp_path, monkeypatch):
@@ -312,10 +313,17 @@ def test_a_preset_may_carry_another_runners_settings():
 @pytest.mark.parametrize("argv, named", [
     (["--runner", "ray", "--set", "cluster.delay=exponential:2"], "--set cluster.delay: only the simulated runner"),
     (["--runner", "simulated", "--set", "cluster.address=1.2.3.4:6379"], "--set cluster.address: only the ray runner"),
+    (["--runner", "ray", *SANDBLASTER, "--delay", "exponential:2"], "(and Sandblaster on Ray, its straggler:T:FACTOR form)"),
 ])
 def test_the_set_form_of_a_one_runner_flag_is_refused_like_the_flag(capsys, argv, named):
     assert main(["train", "--config", "ufldl-sae", "--dry-run", *argv]) == 2
     assert named in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("delay", [["--delay", "straggler:0:10"], ["--set", "cluster.delay=straggler:0:10"]])
+def test_sandblaster_on_ray_takes_the_straggler_it_reads(delay):
+    """Its last worker actor sleeps to show the backups (docs/sandblaster.md): the command line refused it."""
+    assert main(["train", "--config", "ufldl-sae", "--dry-run", "--runner", "ray", "--workers", "2", *SANDBLASTER, *delay]) == 0
 
 
 @pytest.mark.parametrize("argv, named", [
