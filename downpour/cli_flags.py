@@ -130,6 +130,9 @@ def _check_algorithm(args: argparse.Namespace, typed: list[str], cfg: RunConfig)
              if getattr(args, flag) is not None]
     keys = [key for key in typed if (key.startswith("cluster.") and key not in SANDBLASTER_READS)
             or key in ("train.lr", "train.optimizer", "train.log_every")]
+    if "train.batch_size" in typed and cfg.cluster.runner == "ray":   # the simulator's clock reads it, nothing on Ray
+        raise ConfigError("--set train.batch_size: Sandblaster on Ray never reads it (the simulator's clock prices a unit "
+                          "by it); a batch of Sandblaster is sandblaster.batch")
     if flags or keys:
         named = ", ".join(flags + ([f"--set {', '.join(keys)}"] if keys else []))
         raise ConfigError(f"{named}: Downpour's, and this run trains with Sandblaster L-BFGS, which reads of [cluster] "

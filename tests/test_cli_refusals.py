@@ -282,6 +282,7 @@ def _refused_before_the_run(tmp_path, capsys, source, make, named, suffix=None, 
     (["--runner", "simulated", "--set", "cluster.algorithm=sandblaster", "--compensation", "dc-asgd",
       "--set", "train.lr=0.9", "--set", "cluster.grad_noise=5"],
      "--compensation, --set train.lr, cluster.grad_noise: Downpour's"),
+    (["--runner", "ray", *SANDBLASTER, "--set", "train.batch_size=500"], "a batch of Sandblaster is sandblaster.batch"),
     (["--runner", "simulated", "--set", "cluster.algorithm=sandblaster", "--set", "train.log_every=5"],
      "--set train.log_every: Downpour's"),                  # Sandblaster writes a row every iteration
     # Ray keys another setting turns off: the coordinator's queue is 1 deep under bounded/sync, a CPU worker asks no GPU
