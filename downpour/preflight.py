@@ -72,6 +72,13 @@ def _check_runner(cfg: RunConfig, device: torch.device) -> None:
     if cfg.train.checkpoint_every:
         raise ConfigError("train.checkpoint_every is the local runner's (in steps); a cluster run checkpoints its "
                           "server every cluster.checkpoint_every pushes")
+    if runner == "ray" and cfg.cluster.partitions > 1:
+        l2 = Objective.from_config(cfg.objective).terms.get("weight_l2")
+        if l2 is not None and l2.weight:   # the partition actors hold the filters: the term sees none, 0 and no gradient
+            raise ConfigError(f"objective.weight_l2 = {l2.weight:g} with cluster.partitions = {cfg.cluster.partitions} on "
+                              "Ray: the filters live in the partition actors, where the cost cannot see them (it would "
+                              "be 0, with no gradient; the simulator applies it); drop the term, or use cluster.partitions "
+                              "= 1 or --runner simulated", key="objective.weight_l2")
     if runner == "ray" and not cfg.cluster.address:
         _check_room(cfg)
 

@@ -560,3 +560,12 @@ def test_a_ray_runs_fault_tolerance_settings_may_change_on_resume(tmp_path, caps
     run = RunDir.create(tmp_path / "run", cfg)
     (run.path / "metrics.jsonl").write_text('{"step": 5, "loss": 1.0}\n')     # it trained: a resume is allowed
     assert main(["train", "--resume", str(run.path), "--dry-run", "--set", item]) == 0, capsys.readouterr().err
+
+
+def test_weight_l2_on_ray_partitions_is_refused_where_it_could_not_see_the_filters(capsys):
+    """The partition actors hold the filters: the term was 0 with no gradient on Ray, applied on the simulator."""
+    argv = ["train", "--config", "cat-untied", "--dry-run", "--workers", "2", "--shards", "4", "--set", "cluster.partitions=2",
+            "--set", "model.filter_norm=[0.0]", "--set", "objective.weight_l2=0.01"]
+    assert main([*argv, "--runner", "ray"]) == 2
+    assert "objective.weight_l2 = 0.01 with cluster.partitions = 2 on Ray" in capsys.readouterr().err
+    assert main([*argv, "--runner", "simulated"]) == 0
