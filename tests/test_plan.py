@@ -116,6 +116,14 @@ def test_a_faster_network_and_more_replicas_move_the_prediction_the_right_way():
     assert fast["push_bytes_replica"] == 4 * 2 * 1_216_858_464
 
 
+def test_a_model_no_partition_count_fits_is_planned_at_the_most_partitions_that_can_be_laid_out():
+    """0.05 GB: no count fits, and the fallback (512 partitions) has no layout on 1,000 machines: the plan blamed
+    the shards ("use fewer partitions"), not the memory."""
+    plan = plan_for("paper", cluster=Cluster(memory_gb=0.05))
+    assert plan["cluster"]["partitions"] == 256 and plan["cluster"]["shards"] >= 256
+    assert not plan["fits"]["partition"] and plan["fits"]["machines"]
+
+
 def test_calibrate_reaches_the_prediction(monkeypatch):
     slow = Rates(1e9, 1e8, "test")
     monkeypatch.setattr("downpour.plan.report.calibrate", lambda: slow)

@@ -191,9 +191,12 @@ def predict(net: Network, cl: Cluster, rates: Rates, batch: int, n_push: int = 1
                           f"shard of its own (the model-parallel runner refuses it)")
     ks = [cl.partitions] if cl.partitions else [k for k in _PARTITIONS if k <= cl.machines and not _uncuttable(net, k)]
     parts = {k: _partition(net, k, batch, rule) for k in ks}
-    fitting = [k for k in ks if parts[k]["memory_bytes"] <= cl.memory_gb * GB] or ks[-1:]
     # each partition pushes to shards of its own (the model-parallel runner refuses fewer shards than
     # partitions): a shard holding several partitions' slices takes R·K/S pushes a round, not R
+    laid_out = [k for k in ks if any(s >= k for _, s in _splits(cl, k))]
+    # where no partition count fits a machine's memory, the plan of the most partitions that can be laid out,
+    # marked "does not fit" (the largest count may have no layout: then the shards were blamed, not the memory)
+    fitting = [k for k in laid_out if parts[k]["memory_bytes"] <= cl.memory_gb * GB] or laid_out[-1:]
     layouts = [(k, r, s) for k in fitting for r, s in _splits(cl, k) if s >= k]
     if not layouts:
         raise ConfigError(f"no layout of {cl.machines} machines gives each of its partitions a shard of its own "
