@@ -74,7 +74,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         source = args.config or "main"
         cfg = load_config(source, _overrides(args))
-    check_flags(args, cfg)
     try:
         cfg = check_run_config(cfg)   # resolved; before the run directory exists: a typo leaves nothing behind
     except ConfigError as err:        # the model's and the cost terms' own checks: name what set the value
@@ -82,6 +81,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         if where is None or str(err).startswith(where):
             raise
         raise ConfigError(f"{where}: {err}", key=err.key) from None
+    check_flags(args, cfg)            # resolved: what data.pipeline = 'auto' chose is known
     # checked too; the preset's twin is off for data without lfw faces, one asked for is refused then
     cfg, twin = twin_config(cfg, asked="analysis.no_faces_twin" in set_keys(args))
     if args.dry_run:

@@ -46,12 +46,10 @@ READ_ONLY_WITH = {
     "data.frames_per_video": ("data.source", lambda c: c.data.source == "video", "= 'video'"),
     "data.zca_eps": ("data.whiten", lambda c: c.data.whiten == "zca", "= 'zca'"),
     "data.spectral_strength": ("data.whiten", lambda c: c.data.whiten == "spectral", "= 'spectral'"),
-    **{f"data.{key}": ("data.source", lambda c: c.data.pipeline != "memory" and c.data.can_stream(),
-                       "= folder, video or a .npy array (streamed: data.pipeline 'stream' or 'auto')")
-       for key in ("prefetch", "loader_workers", "fit_sample")},
     **{f"analysis.{key}": ("analysis.dataset", lambda c: c.analysis.runs_face_test(), "= 'lfw' (with analysis.positive = 1)")
        for key in AnalysisConfig.FACE_TEST},
 }
+STREAM_KEYS = ("data.prefetch", "data.loader_workers", "data.fit_sample")   # read by a streamed pipeline only
 # What Sandblaster L-BFGS reads of [cluster] (docs/sandblaster.md); the rest is Downpour's, and so is train.lr
 SANDBLASTER_READS = ("cluster.runner", "cluster.algorithm", "cluster.workers", "cluster.shards", "cluster.address",
                      "cluster.checkpoint_every", "cluster.delay", "cluster.partitions")
@@ -109,7 +107,23 @@ def check_flags(args: argparse.Namespace, cfg: RunConfig) -> None:
             section, name = setting.split(".")
             raise ConfigError(f"--set {key}: only {setting} {wanted} reads it, and this run's {setting} is "
                               f"{getattr(getattr(cfg, section), name)!r}")
+    _check_streamed(typed, cfg)
     _check_algorithm(args, typed, cfg)
+
+
+def _check_streamed(typed: list[str], cfg: RunConfig) -> None:
+    """The stream's own keys where the data are held in memory. Checked on the resolved config, where
+    ``data.pipeline = 'auto'`` has made its choice (``data.pipeline.resolve_data``)."""
+    keys = [key for key in typed if key in STREAM_KEYS]
+    d = cfg.data
+    if not keys or (d.can_stream() and d.pipeline != "memory"):
+        return
+    why = (f"this run holds its data in memory (data.pipeline = 'memory'; 'auto' chooses it where the decoded images "
+           f"fit in 1 GiB): set data.pipeline = 'stream' to stream them, or drop {'it' if len(keys) == 1 else 'them'}"
+           if d.can_stream() else f"this run's data.source is {d.source!r}"
+           + (f" with data.path {d.path!r}" if d.source == "array" else "") + ", held in memory")
+    raise ConfigError(f"--set {', '.join(keys)}: only streamed data read {'it' if len(keys) == 1 else 'them'} "
+                      f"(data.source = folder, video or a .npy array), and {why}")
 
 
 def _ray_straggler(cfg: RunConfig) -> bool:

@@ -10,6 +10,8 @@ the data is built.
 """
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
 from downpour.analysis.options import analysis_options
@@ -20,6 +22,7 @@ from downpour.config_diff import RESUMABLE, config_differences
 from downpour.data.build import check_config as check_data
 from downpour.data.build import check_files
 from downpour.data.build import sample_shape
+from downpour.data.pipeline import resolve_data
 from downpour.layers.gabor import FROZEN_KINDS
 from downpour.models.base import FeatureModel
 from downpour.models.registry import resolve
@@ -41,6 +44,8 @@ def check_run_config(cfg: RunConfig) -> RunConfig:
     cfg = resolve(cfg)
     check_data(cfg.data)
     check_files(cfg.data)
+    cfg = dataclasses.replace(cfg, data=resolve_data(cfg.data, stream_ok=cfg.cluster.algorithm == "downpour",
+                                                     workers=cfg.cluster.workers if cfg.cluster.runner != "local" else 1))
     # On Ray the workers' nodes have the GPUs, not necessarily this driver: the cluster's GPUs are
     # counted when it starts (ps.setup.worker_gpus).
     _check_runner(cfg, torch.device("cuda" if cfg.train.device == "cuda" else "cpu") if cfg.cluster.runner == "ray"

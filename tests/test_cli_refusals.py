@@ -171,10 +171,15 @@ def test_analyze_takes_analysis_report_as_report(tmp_path, monkeypatch):
     assert calls == [("analyze", {"splits": 3})]
 
 
-def test_a_stream_key_on_files_that_may_stream_is_taken(tmp_path):
+def test_a_stream_key_on_files_that_may_stream_is_taken(tmp_path, capsys):
+    """Where the files stream (data.pipeline = 'stream'). One image under 'auto' is held in memory, where the key
+    was taken and never read: auto's choice is made once, in the config, and the key refused there."""
     Image.fromarray(np.zeros((16, 16), np.uint8)).save(tmp_path / "a.png")
-    assert main(["train", "--config", "ufldl-sae", "--runner", "local", "--dry-run", "--set", "data.source=folder",
-                 "--set", f"data.path={tmp_path}", "--set", "data.prefetch=8"]) == 0
+    argv = ["train", "--config", "ufldl-sae", "--runner", "local", "--dry-run", "--set", "data.source=folder",
+            "--set", f"data.path={tmp_path}", "--set", "data.prefetch=8"]
+    assert main([*argv, "--set", "data.pipeline=stream"]) == 0
+    assert main(argv) == 2
+    assert "--set data.prefetch: only streamed data read it" in capsys.readouterr().err
 
 
 def test_analyze_refuses_report_and_report_false_together(tmp_path, monkeypatch, capsys):
@@ -291,9 +296,9 @@ def _refused_before_the_run(tmp_path, capsys, source, make, named, suffix=None, 
     (["--runner", "ray", "--set", "cluster.worker_gpus=0.5"],
      "--set cluster.worker_gpus: only train.device = 'cuda' or 'auto' reads it"),
     # the stream's own keys on data held in memory: read by nothing
-    (["--runner", "local", "--set", "data.prefetch=8"], "--set data.prefetch: only data.source = folder, video or a .npy"),
+    (["--runner", "local", "--set", "data.prefetch=8"], "--set data.prefetch: only streamed data read it (data.source = folder, video or a .npy"),
     (["--runner", "local", "--set", "data.source=digits", "--set", "data.loader_workers=2"],
-     "--set data.loader_workers: only data.source = folder"),
+     "--set data.loader_workers: only streamed data read it (data.source = folder"),
     # the face test's keys where no face test runs
     (["--runner", "local", "--set", "analysis.dataset=digits", "--set", "analysis.bootstrap=100"],
      "--set analysis.bootstrap: only analysis.dataset = 'lfw' (with analysis.positive = 1) reads it"),

@@ -14,16 +14,21 @@
 """
 from __future__ import annotations
 
+import dataclasses
+import logging
 import math
+from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 from PIL import Image
 
-from downpour.config import ConfigError, DataConfig
+from downpour.config import FILE_SOURCES, ConfigError, DataConfig
 from downpour.data.build import build_dataset, check_config
 from downpour.data.dataset import Dataset
-from downpour.data.stream import STREAMED, Listing, StreamingData, list_items, open_stream
+from downpour.data.stream import STREAMED, Listing, StreamingData, item_name, list_items, open_stream
+
+log = logging.getLogger(__name__)
 
 # Above this many bytes of decoded float32 images, ``auto`` streams. A Ray run holds the in-memory
 # set in the driver, once more in the object store and a worker's slice in each worker: 1 GiB is
@@ -72,6 +77,31 @@ def choose_pipeline(cfg: DataConfig, stream_ok: bool = True) -> tuple[str, dict[
     estimate = estimate_bytes(cfg, listing)
     why = {"pipeline": "auto", "estimate_mb": round(estimate / 2**20, 1), "stream_above_mb": STREAM_ABOVE // 2**20}
     return ("stream" if estimate > STREAM_ABOVE else "memory"), why, listing
+
+
+def resolve_data(cfg: DataConfig, stream_ok: bool = True, workers: int = 1) -> DataConfig:
+    """``cfg`` with what it reads fixed once, for the run's config.toml: a file source's ``data.path``
+    made absolute (a resume from another folder, or a Ray worker, reads the same files), and
+    ``data.pipeline = 'auto'`` replaced by its choice, so a resume takes the path the run began on
+    whatever the data's size is by then. ``workers`` > 1 each stream items of their own: a stream
+    with fewer items than workers is a ConfigError (``check_config`` first)."""
+    if cfg.source not in FILE_SOURCES:
+        return cfg                          # built in: always in memory, whatever 'auto' says
+    path, listing = str(Path(cfg.path).absolute()), None
+    pipeline = cfg.pipeline
+    if pipeline == "auto" and cfg.can_stream():
+        pipeline, why, listing = choose_pipeline(cfg, stream_ok)
+        if "estimate_mb" in why:
+            log.info("data.pipeline = 'auto': %s (%s MB of decoded images; it streams above %s MB)", pipeline,
+                     why["estimate_mb"], why["stream_above_mb"])
+    resolved = dataclasses.replace(cfg, path=path, pipeline=pipeline)
+    if pipeline == "stream" and workers > 1:
+        n = len((listing or list_items(resolved)).items)
+        if n < workers:
+            raise ConfigError(f"cluster.workers = {workers}, but data.path {cfg.path!r} holds only {n} "
+                              f"{item_name(cfg.source)}{'s' if n != 1 else ''}, and each streaming worker reads items of "
+                              f"its own; use at most {n} workers", key="cluster.workers")
+    return resolved
 
 
 def open_data(cfg: DataConfig, seed: int, stream_ok: bool = True) -> Dataset | StreamingData:

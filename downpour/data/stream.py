@@ -53,6 +53,11 @@ class Listing:
     row_shape: tuple[int, ...] = ()     # array: one row's (H, W) or (C, H, W)
 
 
+def item_name(source: str) -> str:
+    """What one streamed item of ``source`` is, for messages and ``info["item"]``."""
+    return {"folder": "image file", "video": "video file"}.get(source, "row")
+
+
 def list_items(cfg: DataConfig) -> Listing:
     """The items of ``cfg``'s source (folder, video or ``.npy``); errors name the path."""
     if cfg.source == "folder":
@@ -161,7 +166,7 @@ def open_stream(cfg: DataConfig, seed: int, listing: Listing | None = None) -> S
     cut = Cut(cfg.mode, cfg.size, cfg.tile, per_image, cfg.grey)
     preprocess, processing = _fit(cfg, listing, cut, seed)
     augment = Augment(cfg.shift, cfg.scale, cfg.flip)
-    item = {"folder": "image file", "video": "video file"}.get(cfg.source, "row")
+    item = item_name(cfg.source)
     info = {"source": cfg.source, "pipeline": "stream", "path": cfg.path, "mode": cfg.mode, "size": cfg.size,
             "grey": cfg.grey, "n_items": n, "item": item, "split": cfg.split, **(listing.info or {}), **processing,
             "augment": {"shift": cfg.shift, "scale": cfg.scale, "flip": cfg.flip},

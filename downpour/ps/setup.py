@@ -45,7 +45,8 @@ def set_up_cluster(cfg: RunConfig) -> ClusterSetup:
     set_up_torch(cfg)   # the seed, and train.threads for the simulator (Ray workers set their own)
     data = open_data(cfg.data, cfg.seed, stream_ok=c.algorithm == "downpour")   # Sandblaster indexes one tensor
     if len(data) < c.workers:
-        raise ConfigError(f"cluster.workers={c.workers} but the data has only {len(data)} samples")
+        item = data.info.get("item", "sample")   # a stream's are files or rows, each worker's its own
+        raise ConfigError(f"cluster.workers={c.workers} but the data has only {len(data)} {item}s", key="cluster.workers")
     model = build_replica(cfg, data.input_shape)[0]
     layout = ParamLayout(model)
     try:

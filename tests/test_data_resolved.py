@@ -1,0 +1,65 @@
+"""What a run reads is fixed once, in its config.toml (``data.pipeline.resolve_data``): a file source's
+path made absolute, and ``data.pipeline = 'auto'`` replaced by its choice. A resume then reads the same
+files from any folder, and takes the path it began on whatever the data's size is by then (a stream
+resumed as in-memory data crashed: ``Dataset.batches`` got the stream's position)."""
+import json
+import tomllib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from downpour.cli import main
+
+RUN = ["--config", "tica-8x8", "--runner", "local", "--no-report", "--set", "data.source=folder",
+       "--set", "data.size=16", "--set", "data.samples=200", "--set", "train.tensorboard=false", "--set", "train.threads=1"]
+
+
+def _images(folder, n, seed=0):
+    folder.mkdir()
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        Image.fromarray((rng.random((32, 32)) * 255).astype(np.uint8)).save(folder / f"{i}.png")
+
+
+def _data(run):
+    return tomllib.loads((run / "config.toml").read_text())["data"]
+
+
+def test_a_relative_path_is_recorded_absolute_and_a_resume_elsewhere_reads_the_same_files(tmp_path, monkeypatch):
+    """It was recorded as typed: a resume from another folder read that folder's own `imgs`, or none."""
+    _images(tmp_path / "imgs", 4)
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", *RUN, "--steps", "4", "--set", "data.path=imgs", "--out", "run"]) == 0
+    assert _data(tmp_path / "run")["path"] == str(tmp_path / "imgs")
+    (tmp_path / "elsewhere").mkdir()
+    _images(tmp_path / "elsewhere" / "imgs", 4, seed=1)          # another `imgs` where the resume is started
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert main(["train", "--resume", str(tmp_path / "run"), "--steps", "6"]) == 0
+    assert json.loads((tmp_path / "run" / "data.json").read_text())["path"] == str(tmp_path / "imgs")
+    assert "refit_on_resume" not in json.loads((tmp_path / "run" / "preprocess.json").read_text())   # the same images
+
+
+def test_autos_choice_is_recorded_and_kept_by_a_resume_whatever_the_data_size(tmp_path, monkeypatch):
+    _images(tmp_path / "imgs", 4)
+    argv = ["train", *RUN, "--set", f"data.path={tmp_path / 'imgs'}"]
+    monkeypatch.setattr("downpour.data.pipeline.STREAM_ABOVE", 0)          # these images stream
+    assert main([*argv, "--steps", "4", "--out", str(tmp_path / "run")]) == 0
+    assert _data(tmp_path / "run")["pipeline"] == "stream"
+    monkeypatch.setattr("downpour.data.pipeline.STREAM_ABOVE", 1 << 30)    # now they would be held in memory
+    assert main(["train", "--resume", str(tmp_path / "run"), "--steps", "6"]) == 0
+    assert json.loads((tmp_path / "run" / "model.json").read_text())["data"]["pipeline"] == "stream"
+    assert main([*argv, "--steps", "4", "--out", str(tmp_path / "small")]) == 0
+    assert _data(tmp_path / "small")["pipeline"] == "memory"
+
+
+@pytest.mark.parametrize("workers, refused", [(4, True), (3, False)])
+def test_more_streaming_workers_than_files_is_refused_on_a_dry_run_naming_the_files(tmp_path, capsys, workers, refused):
+    """It passed the dry run, and the run made its folder before saying 'only 3 samples' (of 200 asked for)."""
+    _images(tmp_path / "imgs", 3)
+    argv = ["train", *RUN, "--runner", "simulated", "--workers", str(workers), "--set", "data.pipeline=stream",
+            "--set", f"data.path={tmp_path / 'imgs'}", "--dry-run"]
+    assert main(argv) == (2 if refused else 0)
+    if refused:
+        err = capsys.readouterr().err
+        assert "cluster.workers = 4, but data.path" in err and "holds only 3 image files" in err, err
