@@ -84,3 +84,18 @@ def test_truncated_video_without_frame_count_uses_the_frames_it_can_decode(tmp_p
     (tmp_path / "cut.mkv").write_bytes(data[: len(data) * 2 // 3])
     levels = [float(f.mean()) / 20 for f in sample_frames(tmp_path / "cut.mkv", 3)]
     assert len(levels) == 3 and levels == sorted(levels) and levels[-1] < 9
+
+
+def test_streamed_video_patches_keep_samples_per_pass(tmp_path):
+    """Each of a video's frames took samples / videos windows: 4 videos of 3 frames gave 3x the samples asked for."""
+    from downpour.data.reader import ItemReader
+    from downpour.data.stream import open_stream
+
+    for i in range(4):
+        _write_video(tmp_path / f"{i}.mp4", size=16)
+    cfg = DataConfig(source="video", path=str(tmp_path), frames_per_video=3, mode="patches", size=8, samples=120,
+                     pipeline="stream", normalize="none", whiten="none")
+    data = open_stream(cfg, seed=0)
+    assert data.info["patches_per_image"] == 10             # 10 windows x 3 frames x 4 videos = 120 a pass (was 30)
+    reader = ItemReader("video", data.items, data.cut, 0, str(tmp_path), frames=3)
+    assert sum(len(reader.samples(reader.images(k), 0, k)) for k in range(4)) == 120

@@ -162,7 +162,8 @@ def open_stream(cfg: DataConfig, seed: int, listing: Listing | None = None) -> S
             order = order[np.argsort(labels[order], kind="stable")]
         items = [items[k] for k in order]
         labels = None if labels is None else labels[order]
-    per_image = max(1, round(cfg.samples / n)) if cfg.mode == "patches" else 0
+    images = n * (cfg.frames_per_video if cfg.source == "video" else 1)   # a video item is its frames
+    per_image = max(1, round(cfg.samples / images)) if cfg.mode == "patches" else 0
     cut = Cut(cfg.mode, cfg.size, cfg.tile, per_image, cfg.grey)
     preprocess, processing = _fit(cfg, listing, cut, seed)
     augment = Augment(cfg.shift, cfg.scale, cfg.flip)
