@@ -131,8 +131,23 @@ def test_a_shard_of_only_bad_files_is_an_error_not_an_endless_loop(tmp_path):
     root = _folder(tmp_path, n=1, bad=["x.png", "y.png", "z.png"])
     data = open_data(_cfg(root), seed=0)
     only_bad = next(w for w in range(2) if str(root / "im000.png") not in data.shard(w, 2).items)
-    with pytest.raises(DataError, match="none of the 2 items"):
+    with pytest.raises(DataError, match=f"none of the 2 items of worker {only_bad}'s shard \\(2 workers\\)"):
         next(data.shard(only_bad, 2).batches(2, torch.Generator().manual_seed(0)))
+
+
+def test_a_fitting_sample_of_only_bad_files_names_the_first_as_file_and_reason(tmp_path):
+    """It printed the skip record, a Python dict."""
+    root = _folder(tmp_path, n=0, bad=["x.png", "y.png"])
+    with pytest.raises(DataError, match=r"first bad: \S+x\.png: \w+Error") as err:
+        open_data(_cfg(root, normalize="patch"), seed=0)
+    assert "{" not in str(err.value)
+
+
+def test_a_channels_last_npy_to_stream_gets_the_hint_the_in_memory_one_gets(tmp_path):
+    np.save(tmp_path / "hwc.npy", np.zeros((4, 8, 8, 3), np.float32))
+    with pytest.raises(DataError, match=r"channels last\? store it as \(N, C, H, W\)"):
+        open_data(DataConfig(source="array", path=str(tmp_path / "hwc.npy"), mode="crops", size=8, pipeline="stream"),
+                  seed=0)
 
 
 def test_a_shard_with_one_good_file_among_bad_ones_streams_on(tmp_path):

@@ -50,6 +50,11 @@ def check_magic(path: str | Path) -> None:
         raise DataError(f"{p}: not a readable {p.suffix} file (it does not start like one)")
 
 
+def _channels_last(shape: tuple[int, ...]) -> str:
+    """The hint for a 4-D array whose channels are its last axis."""
+    return " (channels last? store it as (N, C, H, W))" if shape[3] in (1, 3) else ""
+
+
 def array_header(path: str) -> tuple[int, ...]:
     """The shape of a ``.npy`` read from its header (memory-mapped: nothing read), checked like
     :func:`read_arrays` checks a loaded one."""
@@ -64,7 +69,7 @@ def array_header(path: str) -> tuple[int, ...]:
     if len(shape) not in (3, 4) or shape[0] == 0 or min(shape[-2:]) == 0:
         raise DataError(f"{path}: x has shape {shape}; expected (N, H, W) or (N, C, H, W) holding images")
     if len(shape) == 4 and shape[1] not in (1, 3):
-        raise DataError(f"{path}: x has shape {shape}: {shape[1]} channels, expected 1 or 3")
+        raise DataError(f"{path}: x has shape {shape}: {shape[1]} channels, expected 1 or 3{_channels_last(shape)}")
     if not (np.issubdtype(rows.dtype, np.integer) or np.issubdtype(rows.dtype, np.floating) or rows.dtype == bool):
         raise DataError(f"{path}: x has dtype {rows.dtype}; expected a numeric array")
     return tuple(int(s) for s in shape)
@@ -120,8 +125,7 @@ def read_arrays(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
     if x.shape[0] == 0 or x.shape[2] == 0 or x.shape[3] == 0:
         raise DataError(f"{where}: x has shape {x.shape}; it holds no images")
     if x.shape[1] not in (1, 3):
-        hint = " (channels last? store it as (N, C, H, W))" if x.shape[3] in (1, 3) else ""
-        raise DataError(f"{where}: x has shape {x.shape}: {x.shape[1]} channels, expected 1 or 3{hint}")
+        raise DataError(f"{where}: x has shape {x.shape}: {x.shape[1]} channels, expected 1 or 3{_channels_last(x.shape)}")
     x = _as_float(x, where)
     if y is not None:
         if y.ndim != 1 or len(y) != len(x):

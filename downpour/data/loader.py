@@ -161,7 +161,9 @@ class StreamBatches:
             # every item gives nothing: it would never end (counted per item, not as a run of items: an
             # epoch's barren tail and the next epoch's barren head, in another order, are not a whole pass)
             if len(self._barren) >= len(self.data):
-                raise DataError(f"none of the {len(self.data)} items of this worker's shard can be read "
+                shard = self.data.info.get("shard")
+                whose = f"worker {shard['index']}'s shard ({shard['of']} workers)" if shard else "this stream"
+                raise DataError(f"none of the {len(self.data)} items of {whose} can be read "
                                 f"(first: {self.skipped[0]['file']}: {self.skipped[0]['reason']})")
             self._next = (epoch + 1, 0) if p + 1 == len(self.data) else (epoch, p + 1)
         keys_arr = np.asarray(keys, dtype=np.int64).reshape(-1, 3)

@@ -144,7 +144,7 @@ def _fit(cfg: DataConfig, listing: Listing, cut: Cut, seed: int) -> tuple[Prepro
             raise DataError(f"data.fit_sample = {cfg.fit_sample}: its {len(pick)} item(s) gave {len(x)} sample(s), and "
                             f"fitting data.normalize / data.whiten needs at least 2; raise data.fit_sample")
         raise DataError(f"{cfg.path!r}: only {len(x)} of the {len(pick)} sampled items gave a sample to fit "
-                        f"data.normalize / data.whiten on (first bad: {skipped[0]})")
+                        f"data.normalize / data.whiten on (first bad: {skipped[0]['file']}: {skipped[0]['reason']})")
     preprocess, xt, info = Preprocess.fit(x, cfg.normalize, cfg.whiten, cfg.zca_eps, cfg.spectral_strength)
     info["fit_sample"] = {"items": len(pick), "samples": len(x), "n_skipped": len(skipped), "skipped": skipped,
                           "x_mean": float(xt.mean()), "x_std": float(xt.std())}
