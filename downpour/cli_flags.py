@@ -74,18 +74,17 @@ def check_flags(args: argparse.Namespace, cfg: RunConfig) -> None:
         raise ConfigError(f"{flags} only apply to the simulated and ray runners, and this run's runner is 'local'; "
                           "add --runner simulated or --runner ray")
     typed = set_keys(args)
+    blaster_on_ray = runner == "ray" and cfg.cluster.algorithm == "sandblaster"
     for flag, only in ONLY_ON.items():
-        if runner == only or (flag == "delay" and _ray_straggler(cfg)):
-            continue
+        if runner == only or (flag == "delay" and blaster_on_ray and cfg.cluster.spec("delay")[0] == "straggler"):
+            continue    # Sandblaster's last worker on Ray sleeps as a straggler (docs/sandblaster.md)
+        also = " (and Sandblaster on Ray, its straggler:T:FACTOR form)" if flag == "delay" and blaster_on_ray else ""
         if getattr(args, flag):
-            also = (" (and Sandblaster on Ray, its straggler:T:FACTOR form)" if flag == "delay" and runner == "ray"
-                    and cfg.cluster.algorithm == "sandblaster" else "")
             raise ConfigError(f"--{flag} only applies to the {only} runner{also}, and this run's runner is "
                               f"{runner!r}; drop --{flag} or use --runner {only}")
         if f"cluster.{flag}" in typed:
-            raise ConfigError(f"--set cluster.{flag}: only the {only} runner reads it, and this run's runner is {runner!r}"
-                              + (" (Sandblaster on Ray reads only its straggler:T:FACTOR form)" if flag == "delay"
-                                 and runner == "ray" and cfg.cluster.algorithm == "sandblaster" else ""))
+            raise ConfigError(f"--set cluster.{flag}: only the {only} runner{also} reads it, and this run's runner is "
+                              f"{runner!r}")
     if runner == "local":
         cluster = [key for key in typed if key.startswith("cluster.") and key != "cluster.runner"]
         if cluster:
@@ -118,19 +117,14 @@ def _check_streamed(typed: list[str], cfg: RunConfig) -> None:
     d = cfg.data
     if not keys or (d.can_stream() and d.pipeline != "memory"):
         return
-    why = (f"this run holds its data in memory (data.pipeline = 'memory'; 'auto' chooses it where the decoded images "
-           f"fit in 1 GiB): set data.pipeline = 'stream' to stream them, or drop {'it' if len(keys) == 1 else 'them'}"
-           if d.can_stream() else f"this run's data.source is {d.source!r}"
-           + (f" with data.path {d.path!r}" if d.source == "array" else "") + ", held in memory")
-    raise ConfigError(f"--set {', '.join(keys)}: only streamed data read {'it' if len(keys) == 1 else 'them'} "
-                      f"(data.source = folder, video or a .npy array), and {why}")
-
-
-def _ray_straggler(cfg: RunConfig) -> bool:
-    """Sandblaster on Ray reads ``cluster.delay = straggler:T:FACTOR``: its last worker sleeps (FACTOR - 1)
-    times its compute after each unit (docs/sandblaster.md), to show the backups on real processes."""
-    c = cfg.cluster
-    return c.runner == "ray" and c.algorithm == "sandblaster" and c.spec("delay")[0] == "straggler"
+    it = "it" if len(keys) == 1 else "them"
+    if d.can_stream():
+        why = (f"this run holds its data in memory (data.pipeline = 'memory'; 'auto' chooses it where the decoded "
+               f"images fit in 1 GiB): set data.pipeline = 'stream' to stream them, or drop {it}")
+    else:
+        why = f"this run's data.source is {d.source!r}{f' ({d.path})' if d.path else ''}, held in memory"
+    raise ConfigError(f"--set {', '.join(keys)}: only streamed data read {it} (data.source = folder, video or a .npy "
+                      f"array), and {why}")
 
 
 def _check_algorithm(args: argparse.Namespace, typed: list[str], cfg: RunConfig) -> None:
