@@ -63,3 +63,21 @@ def test_more_streaming_workers_than_files_is_refused_on_a_dry_run_naming_the_fi
     if refused:
         err = capsys.readouterr().err
         assert "cluster.workers = 4, but data.path" in err and "holds only 3 image files" in err, err
+
+
+@pytest.mark.parametrize("runner", [["--runner", "local"], ["--runner", "simulated", "--workers", "2"]])
+def test_a_run_recorded_with_auto_that_now_chooses_otherwise_says_how_to_go_on(tmp_path, monkeypatch, capsys, runner):
+    """A run from before the choice was recorded (config.toml: pipeline = "auto") whose data changed size:
+    its stream's position reached Dataset.batches, a TypeError."""
+    _images(tmp_path / "imgs", 4)
+    monkeypatch.setattr("downpour.data.pipeline.STREAM_ABOVE", 0)
+    run = tmp_path / "run"
+    assert main(["train", *RUN, *runner, "--steps", "4", "--set", f"data.path={tmp_path / 'imgs'}", "--out", str(run)]) == 0
+    config = run / "config.toml"
+    config.write_text(config.read_text().replace('pipeline = "stream"', 'pipeline = "auto"'))   # as an older run
+    monkeypatch.setattr("downpour.data.pipeline.STREAM_ABOVE", 1 << 30)
+    assert main(["train", "--resume", str(run), "--steps", "6"]) == 2
+    err = capsys.readouterr().err
+    assert "chose 'stream' when this run began and chooses 'memory'" in err and 'set pipeline = "stream"' in err, err
+    config.write_text(config.read_text().replace('pipeline = "auto"', 'pipeline = "stream"'))   # as it says
+    assert main(["train", "--resume", str(run), "--steps", "6"]) == 0

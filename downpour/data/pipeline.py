@@ -104,6 +104,18 @@ def resolve_data(cfg: DataConfig, stream_ok: bool = True, workers: int = 1) -> D
     return resolved
 
 
+def check_resumed_on(data: Dataset | StreamingData, streamed: bool, config: Path) -> None:
+    """A resume goes on on the path its checkpoint was taken on (``streamed``: it holds a stream's
+    position). Only a run whose ``config`` still says ``pipeline = "auto"`` (written before the choice
+    was recorded) can find another: ConfigError saying how to go on."""
+    if streamed == isinstance(data, StreamingData):
+        return
+    began, now = ("stream", "memory") if streamed else ("memory", "stream")
+    raise ConfigError(f"{config}: data.pipeline = 'auto' chose {began!r} when this run began and chooses {now!r} for "
+                      f"its data now (they changed size since); set pipeline = \"{began}\" under [data] in that file "
+                      "and resume again")
+
+
 def open_data(cfg: DataConfig, seed: int, stream_ok: bool = True) -> Dataset | StreamingData:
     """The training data of ``cfg`` on the path ``data.pipeline`` chooses. ``stream_ok=False``: the
     caller needs every sample in one tensor (Sandblaster); ``pipeline = "stream"`` is then an error."""

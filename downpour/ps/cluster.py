@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from downpour.config import ConfigError, RunConfig
-from downpour.data.pipeline import has_data_record, run_data_info
+from downpour.data.pipeline import check_resumed_on, has_data_record, run_data_info
 from downpour.errors import RunError
 from downpour.parallel.partition import merge_model
 from downpour.ps.checkpoint import SERVER, ShardState, load_server, next_seqs, restoring
@@ -76,6 +76,8 @@ def _run_once(cfg: RunConfig, run: RunDir, resume: bool) -> dict[str, Any]:
         if len(restored) != c.shards:
             raise ConfigError(f"cannot resume {str(run.path)!r} with cluster.shards={c.shards}: it was run with {len(restored)}")
         log.info("resuming %s at step %d", run.path, meta["step"])
+        if c.runner == "simulated" and run.config.data.pipeline == "auto":   # recorded before the choice was
+            check_resumed_on(setup.data, bool(meta.get("streams")), run.path / "config.toml")
     start = meta["step"]
     if run.unsaved_at_end(cfg, start, resume):
         setup.layout.vector_to_params(torch.cat([t["params"] for t, _ in restored]), setup.model)

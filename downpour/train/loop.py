@@ -12,7 +12,8 @@ from typing import Any
 import torch
 
 from downpour.config import RunConfig
-from downpour.data.pipeline import batch_position, data_report, has_data_record, open_data, run_data_info
+from downpour.data.pipeline import (batch_position, check_resumed_on, data_report, has_data_record, open_data,
+                                    run_data_info)
 from downpour.errors import RunError
 from downpour.models.registry import build
 from downpour.train.checkpoint import CheckpointError, load_optimizer_state, load_state, optimizer_state, save_state
@@ -68,6 +69,8 @@ def run_local(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, An
     start, skipped, elapsed, position, mean = 0, 0, 0.0, None, PartsMean()
     if resume:
         start, skipped, elapsed, position, mean = _restore(run, model, opt)
+        if run.config.data.pipeline == "auto":   # recorded before the choice was (config.toml, not yet rewritten)
+            check_resumed_on(data, position is not None, run.path / "config.toml")
         log.info("resuming %s at step %d", run.path, start)
     total = cfg.train.steps
     if run.unsaved_at_end(cfg, start, resume):
