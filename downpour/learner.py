@@ -27,12 +27,13 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_array, check_is_fitted
 
 from downpour.analysis.units import check_layer
 from downpour.config import TrainConfig
 from downpour.data.dataset import Dataset
 from downpour.models.base import FeatureModel
+from downpour.models.cost_fit import check_cost_fits
 from downpour.models.registry import create_model, model_entry, resolve_objective
 from downpour.objectives import Objective
 from downpour.train.rundir import RunDir
@@ -108,6 +109,12 @@ class FeatureLearner(TransformerMixin, BaseEstimator):
             if self.steps:
                 if objective is None:
                     raise ValueError("FeatureLearner: training a model instance needs objective={...} (or steps=0 to use it frozen)")
+                if isinstance(self.model, str) and "supervised" in model_entry(self.model).tags:
+                    raise ValueError(f"FeatureLearner: {self.model!r} is a supervised model and fit trains without labels "
+                                     "(y is ignored); use an unsupervised model, or a trained one with steps=0 "
+                                     "(FeatureLearner.from_run)")
+                check_cost_fits(self.model if isinstance(self.model, str) else type(self.model).__name__, model,
+                                objective, shape)
                 self.loss_curve_ = _train(model, objective, x, self)
         self.model_ = model.eval()
         self.input_shape_ = shape
@@ -117,6 +124,10 @@ class FeatureLearner(TransformerMixin, BaseEstimator):
     def transform(self, X: Any) -> np.ndarray:
         """Codes of ``layer`` for every row: (N, D) or (N, C, H, W) -> (N, units) float64."""
         check_is_fitted(self, "model_")
+        arr = _checked(X)
+        if arr.ndim == 2 and arr.shape[1] != self.n_features_in_:   # (images of another shape: _as_images names both)
+            raise ValueError(f"X has {arr.shape[1]} features, but FeatureLearner is expecting {self.n_features_in_} "
+                             "features as input")
         x = self._prepared(X, self.input_shape_)
         with torch.no_grad():
             out = [self.model_.features(x[i:i + 512], self.layer_) for i in range(0, len(x), 512)]
@@ -128,7 +139,7 @@ class FeatureLearner(TransformerMixin, BaseEstimator):
         return self.preprocess(x).float() if self.preprocess is not None else x
 
     def _shape_for(self, X: Any) -> tuple[int, ...]:
-        arr = np.asarray(X) if not isinstance(X, torch.Tensor) else X
+        arr = _checked(X)
         if arr.ndim == 4:
             return tuple(int(s) for s in arr.shape[1:])
         if arr.ndim != 2:
@@ -155,6 +166,14 @@ class FeatureLearner(TransformerMixin, BaseEstimator):
             model = copy.deepcopy(self.model)
             return model, Objective.from_config(self.objective) if self.objective else None
         raise TypeError(f"FeatureLearner: model must be a registered name or a FeatureModel, got {type(self.model).__name__}")
+
+
+def _checked(X: Any) -> np.ndarray:
+    """X as a numeric array, or scikit-learn's ValueError / TypeError: empty, NaN or infinite values,
+    complex or sparse input (a NaN row was skipped batch by batch, and all-NaN data blamed the learning rate)."""
+    if isinstance(X, torch.Tensor):
+        X = X.detach().cpu().numpy()
+    return check_array(X, allow_nd=True, dtype="numeric")
 
 
 def _square(d: int) -> tuple[int, int, int]:
@@ -187,5 +206,5 @@ def _train(model: FeatureModel, objective: Objective, x: torch.Tensor, p: Featur
             continue
         opt.step()
     if losses and all(math.isnan(v) for v in losses):
-        raise ValueError(f"FeatureLearner: every one of the {p.steps} training steps had a non-finite cost or gradient; lower lr")
+        raise ValueError(f"FeatureLearner: every one of the {p.steps} training steps had a non-finite cost or gradient; lower lr, or scale X")
     return losses

@@ -25,6 +25,7 @@ from downpour.data.build import sample_shape
 from downpour.data.pipeline import resolve_data
 from downpour.layers.gabor import FROZEN_KINDS
 from downpour.models.base import FeatureModel
+from downpour.models.cost_fit import check_cost_fits
 from downpour.models.registry import resolve
 from downpour.objectives import Objective
 from downpour.parallel.partition import partition_bounds, partition_ranges
@@ -129,8 +130,7 @@ def _dry_run(cfg: RunConfig, shape: tuple[int, int, int]) -> None:
             elif cfg.cluster.runner != "local":   # (found by the runner once the run folder existed)
                 shard_bounds(ParamLayout(model).numel, cfg.cluster.shards)
             objective(model.forward_train(Batch(torch.zeros(2, *shape), torch.zeros(2, dtype=torch.int64))))
-            _check_kl_codes(cfg, model, objective, shape)
-            _check_weight_decay(cfg, model, objective)
+            check_cost_fits(cfg.model.name, model, objective, shape)
             _check_stages_train(cfg, model)
             _check_analysis_layers(cfg, model)    # (a split replica has the merged network's layers)
     except ConfigError as err:
@@ -149,36 +149,6 @@ def _check_analysis_layers(cfg: RunConfig, model: FeatureModel) -> None:
             if name and name not in model.feature_layers():
                 raise ConfigError(f"{key} = {name!r} is not a feature layer of model {cfg.model.name!r}; it has "
                                   f"{model.feature_layers()}{nearest(name, model.feature_layers())}", key=key)
-
-
-def _check_kl_codes(cfg: RunConfig, model: FeatureModel, objective: Objective, shape: tuple[int, int, int]) -> None:
-    """KL sparsity reads each code as a firing probability: codes outside (0, 1) are clamped there, and
-    their units get no gradient from it. Refuse it on a model whose codes leave [0, 1] on a random batch."""
-    if "kl_sparsity" not in objective.terms:
-        return
-    x = torch.randn(8, *shape, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        codes = [o.codes for o in model.forward_train(Batch(x, torch.zeros(8, dtype=torch.int64))).values()]
-    low, high = min(float(c.min()) for c in codes), max(float(c.max()) for c in codes)
-    if low < 0 or high > 1:
-        raise ConfigError(f"objective.kl_sparsity needs codes in (0, 1) (a sigmoid hidden layer, as ufldl-sae's), and "
-                          f"the codes of model {cfg.model.name!r} range over [{low:.3g}, {high:.3g}] on a random batch: outside "
-                          "(0, 1) they are clamped and get no gradient from it; use l1 or pooled_l2 instead",
-                          key="objective.kl_sparsity")
-
-
-def _check_weight_decay(cfg: RunConfig, model: FeatureModel, objective: Objective) -> None:
-    """A stage whose filters are used at a fixed norm (``model.filter_norm``) through a tied decoder has
-    no weight whose size the network uses: weight_l2 would shrink the free length of the filters'
-    directions, changing nothing but the logged number and the optimiser's effective step."""
-    fixed = [i for i, stage in enumerate(getattr(model, "stages", ()), start=1)
-             if getattr(getattr(stage, "filter", None), "norm", None) is not None
-             and getattr(stage, "decoder_weight", False) is None]
-    if "weight_l2" in objective.terms and fixed:
-        raise ConfigError(f"objective.weight_l2 on model {cfg.model.name!r}: stage(s) {fixed} use their filters at a "
-                          f"fixed norm (model.filter_norm) through a tied decoder, so the decay would only shrink the "
-                          f"filters' free length and change nothing the network computes; set model.filter_norm = 0 "
-                          f"(free filters) or drop the term", key="objective.weight_l2")
 
 
 def _check_stages_train(cfg: RunConfig, model: FeatureModel) -> None:

@@ -89,13 +89,41 @@ def test_from_run_prepares_raw_images_like_the_run_did(tmp_path, digits):
 
 
 def test_a_non_finite_batch_is_skipped_and_an_all_nan_fit_is_an_error(digits):
+    # (poisoned with values whose cost overflows: NaN in X itself is refused up front, below)
     x = digits[0].copy()
-    x[:5] = np.nan                                    # a few poisoned rows: their batches are skipped
+    x[:5] = 1e20                                      # a few poisoned rows: their batches are skipped
     learner = FeatureLearner("rica-8x8", steps=20, batch_size=16, seed=0).fit(x)
     assert any(np.isnan(learner.loss_curve_)) and not all(np.isnan(learner.loss_curve_))
     assert np.isfinite(learner.transform(digits[0][:5])).all()
     with pytest.raises(ValueError, match="every one of the 5 training steps"):
-        FeatureLearner("rica-8x8", steps=5, seed=0).fit(np.full_like(x, np.nan))
+        FeatureLearner("rica-8x8", steps=5, seed=0).fit(np.full_like(x, 1e20))
+
+
+@pytest.mark.parametrize("bad, match", [("nan", "Input contains NaN"), ("inf", "infinity"), ("empty", "0 sample"),
+                                        ("complex", "[Cc]omplex")])
+def test_x_that_is_not_finite_real_data_is_refused_by_fit_and_transform(digits, bad, match):
+    """A NaN row was skipped batch by batch and came out of transform as NaN; all-NaN data blamed the learning rate."""
+    x = digits[0][:40].copy()
+    x = {"nan": lambda: np.where(np.arange(64) == 3, np.nan, x), "inf": lambda: np.where(np.arange(64) == 3, np.inf, x),
+         "empty": lambda: x[:0], "complex": lambda: x + 1j}[bad]()
+    with pytest.raises(ValueError, match=match):
+        FeatureLearner("rica-8x8", steps=2).fit(x)
+    with pytest.raises(ValueError, match=match):
+        FeatureLearner("rica-8x8", steps=2).fit(digits[0][:40]).transform(x)
+
+
+def test_transform_names_a_column_count_other_than_fits():
+    """A raw torch reshape error."""
+    learner = FeatureLearner("rica-8x8", steps=2).fit(np.random.default_rng(0).random((40, 64)))
+    with pytest.raises(ValueError, match="X has 36 features, but FeatureLearner is expecting 64 features"):
+        learner.transform(np.zeros((5, 36)))
+
+
+def test_a_supervised_model_or_a_cost_its_model_cannot_use_is_refused_before_training(digits):
+    with pytest.raises(ValueError, match="'cnn-digits' is a supervised model and fit trains without labels"):
+        FeatureLearner("cnn-digits", steps=3).fit(*digits)
+    with pytest.raises(ValueError, match="objective.weight_l2 on model 'cat-demo'"):   # preflight's, which fit skipped
+        FeatureLearner("cat-demo", steps=1, objective={"weight_l2": 1e-3}).fit(np.random.default_rng(0).random((8, 1, 32, 32)))
 
 
 def test_the_seed_fixes_the_trainings_own_draws_and_leaves_the_callers_rng_alone():
