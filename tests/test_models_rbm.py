@@ -185,3 +185,9 @@ def test_pseudo_likelihood_matches_scikit_learn_and_its_exact_sum(split):
                       for seed in range(20)])
     assert abs(ours - exact) < 0.05 * abs(exact), (ours, exact)
     assert abs(theirs - exact) < 0.05 * abs(exact), (theirs, exact)
+
+
+def test_fantasies_of_a_float64_rbm_are_float64():
+    """The random hidden start was float32: a float64 model's matmul refused it."""
+    model = create_model("rbm-digits").double()
+    assert model.sample(2, steps=2).dtype == torch.float64

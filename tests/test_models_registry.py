@@ -87,3 +87,9 @@ def test_model_options_are_checked():
     with pytest.raises(ConfigError, match="model.pool: a dense TICA group of 100"):
         create_model("ufldl-sae", (1, 8, 8), pool=100)
     assert create_model("ufldl-sae", (1, 8, 8), encoder="local", kernel_size=3, tile=2).filter.kernel_size == 3
+    # a local pool of even side has no centre: the pooled map was one larger than the codes, its border pools partial
+    with pytest.raises(ConfigError, match="model.pool = 2: a local TICA neighbourhood of even side"):
+        create_model("rica-local", (1, 16, 16), pool=2)
+    out = create_model("rica-local", (1, 16, 16), pool=3).forward_train(Batch(torch.rand(2, 1, 16, 16)))[""]
+    assert out.pooled.shape == out.codes.shape
+    assert create_model("tica-8x8", (1, 8, 8), pool=4).config.pool == 4          # dense groups: any size

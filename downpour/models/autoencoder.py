@@ -44,10 +44,16 @@ class AutoencoderConfig(Section):
     init_scale: float = setting(0.0, within="[0, inf)")      # weight init range; 0 = UFLDL's sqrt(6 / (fan_in + fan_out + 1))
     first_layer: str = setting("learned", choices=FIRST_LAYER_KINDS)   # the encoder's filters; gabor and random are frozen
 
-    def check_dense(self) -> None:
-        """Refuse the local encoder's keys on a dense one (they would be ignored) and a TICA group
-        larger than the hidden layer (it would be clamped); the model checks this when it is built."""
+    def check_encoder(self) -> None:
+        """Refuse the local encoder's keys on a dense one (they would be ignored), a TICA group larger
+        than the hidden layer (it would be clamped), and a local pool of even side (it has no centre: its
+        pooled map came out one larger than the codes, border pools of one or two units); the model
+        checks this when it is built."""
         if self.encoder != "dense":
+            if self.pool > 1 and self.pool % 2 == 0:
+                raise ConfigError(f"model.pool = {self.pool}: a local TICA neighbourhood of even side has no centre "
+                                  f"unit (its pooled map would not line up with the codes); use {self.pool - 1} or "
+                                  f"{self.pool + 1}", key="model.pool")
             return
         for key in ("kernel_size", "stride", "tile"):      # a dense encoder has no receptive field to shape
             if getattr(self, key) != type(self).__dataclass_fields__[key].default:
@@ -68,7 +74,7 @@ class Autoencoder(FeatureModel):
         self.config = config
         self.input_shape = tuple(input_shape)  # (C, H, W)
         c, h, w = self.input_shape
-        config.check_dense()
+        config.check_encoder()
         if config.encoder == "dense":
             n_in = c * h * w
             bound = config.init_scale or math.sqrt(6.0 / (n_in + config.hidden + 1))

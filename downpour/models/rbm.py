@@ -189,7 +189,7 @@ class RBM(FeatureModel):
     @torch.no_grad()
     def sample(self, n: int, steps: int = 1000) -> Tensor:
         """Fantasies: ``n`` chains run ``steps`` Gibbs rounds from random hidden states; (n, *input_shape)."""
-        h = torch.bernoulli(torch.full((n, self.config.hidden), 0.5, device=self.weight.device))
+        h = torch.bernoulli(torch.full((n, self.config.hidden), 0.5, device=self.weight.device, dtype=self.weight.dtype))
         v, h = self.gibbs(h, steps)
         return self.visible_mean(h).reshape(n, *self.input_shape)
 
