@@ -255,3 +255,20 @@ def test_the_width_and_data_sentences_say_when_the_seeds_diverged(quick):
     verdict = study.verdict(study.summarise(study.conditions(), by, [0, 1]))
     wide = next(line for line in verdict.splitlines() if "over-parametrised student" in line)
     assert "100% of its seeds diverged" in wide
+
+
+@pytest.mark.parametrize("key", ["cluster.runner=local", "cluster.address=10.0.0.1:6379", "train.optimizer=adam",
+                                 "cluster.algorithm=sandblaster", "cluster.restarts=3"])
+def test_a_set_the_simulated_cells_never_read_is_refused(tmp_path, key):
+    """Accepted and recorded in study.json, while every cell ran on the simulator anyway."""
+    with pytest.raises(ConfigError, match="runs Downpour on the in-memory simulator"):
+        run_study("staleness", tmp_path / "s", quick=True, seeds=2, sets=[key])
+
+
+def test_the_teacher_students_model_keys_stay_out_of_the_autoencoder_arms():
+    """model.teacher_width reached ufldl-sae, whose error named that model."""
+    study = study_class("staleness")(quick=True, sets=[("model.teacher_width", 4)])
+    by_group = {c.group: c for c in study.conditions()}
+    assert study.cell_config(by_group["sae"], 0).model.name == "ufldl-sae"
+    student = study.cell_config(next(c for c in study.conditions() if c.group != "sae"), 0)
+    assert student.model.options["teacher_width"] == 4

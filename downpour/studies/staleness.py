@@ -40,6 +40,8 @@ import numpy as np
 import torch
 
 from downpour.batch import Batch
+from downpour.cli_flags import RAY_ONLY
+from downpour.config import RunConfig
 from downpour.models.registry import build
 from downpour.ps.in_memory import simulate
 from downpour.studies import words
@@ -69,6 +71,18 @@ class StalenessStudy(Study):
     varied_in_cells = ("cluster.grad_noise", "cluster.grad_noise_relative", "cluster.rule", "cluster.momentum", "train.lr")
     seeds_full = 160
     seeds_quick = 4
+    fixed = {key: "every cell runs Downpour on the in-memory simulator (ps.in_memory.simulate), which reads no runner, "
+                  "address, algorithm, local optimiser or Ray setting"
+             for key in ("cluster.runner", "cluster.address", "cluster.algorithm", "train.optimizer", "train.momentum",
+                         *RAY_ONLY)}
+
+    def cell_config(self, condition: Condition, seed: int) -> RunConfig:
+        """As every study's, except that the sparse autoencoder's arms (``sae/*``) swap in their own model:
+        the user's ``model.*`` and ``objective.*`` keys are the teacher-student arms' (they reached ufldl-sae)."""
+        if condition.group != "sae":
+            return super().cell_config(condition, seed)
+        own = [(key, value) for key, value in self.sets if not key.startswith(("model.", "objective."))]
+        return Study.cell_config(dataclasses.replace(self, sets=own), condition, seed)
 
     # --- conditions -------------------------------------------------------------------------------
     def _lrs(self) -> tuple[float, ...]:
