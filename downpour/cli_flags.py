@@ -106,6 +106,11 @@ def check_flags(args: argparse.Namespace, cfg: RunConfig) -> None:
             section, name = setting.split(".")
             raise ConfigError(f"--set {key}: only {setting} {wanted} reads it, and this run's {setting} is "
                               f"{getattr(getattr(cfg, section), name)!r}")
+    named = [f"--compensation {args.compensation}"] if getattr(args, "compensation", None) else []
+    named += ["--set cluster.compensation"] if "cluster.compensation" in typed else []
+    if named and cfg.cluster.consistency == "sync" and cfg.cluster.compensation != "none":
+        raise ConfigError(f"{', '.join(named)}: a sync round applies the workers' mean gradient, every push at staleness 0, "
+                          "so no compensation reads it; drop it, or use --consistency async or bounded:K")
     _check_streamed(typed, cfg)
     _check_algorithm(args, typed, cfg)
 

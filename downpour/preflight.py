@@ -70,6 +70,11 @@ def _check_runner(cfg: RunConfig, device: torch.device) -> None:
                                   "set cluster.runner to simulated or ray")
         return
     make_delays(cfg.cluster.spec("delay"), cfg.cluster.workers)   # uniform:A:B needs A <= B
+    c = cfg.cluster
+    if c.algorithm == "downpour" and c.workers > 1 and c.warm_start >= cfg.train.steps:
+        raise ConfigError(f"cluster.warm_start = {c.warm_start}: worker 0 trains alone for that many steps, and the run "
+                          f"has {cfg.train.steps} (train.steps): the other {c.workers - 1} worker(s) would never start and "
+                          "worker 0 reads only its own shard of the data; set it below train.steps", key="cluster.warm_start")
     if cfg.cluster.algorithm == "sandblaster":
         check_sandblaster(cfg)    # a cost L-BFGS can compare between evaluations; no partitions
     if device.type != "cpu" and cfg.cluster.partitions > 1:

@@ -290,6 +290,14 @@ def _refused_before_the_run(tmp_path, capsys, source, make, named, suffix=None, 
     (["--runner", "ray", *SANDBLASTER, "--set", "train.batch_size=500"], "a batch of Sandblaster is sandblaster.batch"),
     (["--runner", "simulated", "--set", "cluster.algorithm=sandblaster", "--set", "train.log_every=5"],
      "--set train.log_every: Downpour's"),                  # Sandblaster writes a row every iteration
+    # a sync round applies the mean gradient at staleness 0: no compensation reads it (DC-ASGD kept its copies anyway)
+    (["--runner", "simulated", "--consistency", "sync", "--compensation", "dc-asgd"],
+     "--compensation dc-asgd: a sync round applies the workers' mean gradient"),
+    (["--runner", "simulated", "--consistency", "sync", "--set", "cluster.compensation=staleness-lr"],
+     "--set cluster.compensation: a sync round"),
+    # a warm start as long as the run: the other workers never started, worker 0 read only its shard
+    (["--runner", "simulated", "--workers", "3", "--steps", "10", "--set", "cluster.warm_start=10"],
+     "cluster.warm_start = 10: worker 0 trains alone for that many steps, and the run has 10"),
     # Ray keys another setting turns off: the coordinator's queue is 1 deep under bounded/sync, a CPU worker asks no GPU
     (["--runner", "ray", "--consistency", "bounded:2", "--set", "cluster.queue_depth=2"],
      "--set cluster.queue_depth: only cluster.consistency = 'async' reads it, and this run's cluster.consistency is 'bounded:2'"),
