@@ -26,3 +26,8 @@ class RunError(DownpourError, RuntimeError):
 class DataError(DownpourError):
     """The data a run reads cannot be used (a file that is not what it should be, a folder without
     images, images too few or too small for the settings); the message names the path or setting."""
+
+
+class NotARunError(DownpourError):
+    """The directory is not a downpour run, or not a finished one: no config.toml, no model yet, or one of
+    its files missing or unreadable; the message names the file."""

@@ -278,3 +278,21 @@ def test_only_a_finished_run_going_on_is_recorded_as_extended(tmp_path):
     RunDir(stopped).save_config(load_config(str(stopped / "config.toml"), ["train.steps=24"]))
     _go("simulated", stopped, "train.steps=24", resume=True)
     assert events(stopped) == []
+
+
+@pytest.mark.parametrize("line, named", [(b"[1, 2]", "line 2 is not a metrics row"), (b'{"step": "30"}', "line 2 is not a metrics row"),
+                                         (b'{"step": 4, "loss": "\xff"}', "is not text")])
+def test_a_damaged_metrics_line_is_named_wherever_the_rows_are_read(tmp_path, line, named):
+    """A JSON line that is not a row, or bytes that are not UTF-8, gave a traceback in the resume and the report."""
+    from downpour.train.rundir import NotARunError
+
+    path = tmp_path / "r"
+    path.mkdir()
+    (path / "metrics.jsonl").write_bytes(b'{"step": 2, "loss": 1.0}\n' + line + b'\n{"step": 6, "loss": 0.5}\n')
+    run = RunDir(path)
+    with pytest.raises(NotARunError, match=named):
+        run.metrics()
+    with pytest.raises(NotARunError, match=named):
+        run.truncate_metrics(4)
+    (path / "metrics.jsonl").write_text('{"step": 2, "loss": 1.0}\n{"step": 6, "lo')   # a torn last line: no row
+    assert [row["step"] for row in run.metrics()] == [2] and run.truncate_metrics(4) == 1

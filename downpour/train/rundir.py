@@ -13,20 +13,16 @@ import torch
 from safetensors.torch import save_file
 
 from downpour.config import ConfigError, Override, RunConfig, config_to_toml, load_config
-from downpour.errors import DownpourError
+from downpour.errors import DownpourError, NotARunError
 from downpour.models.base import FeatureModel
 from downpour.train.checkpoint import PAIR_KEY, CheckpointError, load_state, read_tensors, save_state, sha256_of
+from downpour.train.metrics_file import has_row, read_rows, truncate_rows
 from downpour.train.recorded import config_fills, model_fills
 
 if TYPE_CHECKING:
     from downpour.data.preprocess import Preprocess
 
 log = logging.getLogger(__name__)
-
-
-class NotARunError(DownpourError):
-    """The directory is not a downpour run, or not a finished one: no config.toml, no model yet, or one of
-    its files missing or unreadable; the message names the file."""
 
 
 class RunExistsError(DownpourError):
@@ -96,17 +92,7 @@ class RunDir:
     def logged(self) -> bool:
         """Whether metrics.jsonl holds at least one row (a torn line, a kill mid-write, is none); reads
         only up to the first, so it is cheap on a long run."""
-        path = self.path / self.METRICS
-        if not path.is_file():
-            return False
-        with path.open(errors="replace") as lines:
-            for line in lines:
-                try:
-                    if line.strip() and isinstance(json.loads(line), dict):
-                        return True
-                except json.JSONDecodeError:
-                    continue
-        return False
+        return has_row(self.path / self.METRICS)
 
     def finished(self, steps: int) -> bool:
         """Whether this run's model is saved at ``steps`` (its ``train.steps``): nothing left to train."""
@@ -313,33 +299,13 @@ class RunDir:
         return rows[-1]["loss"] if rows else None
 
     def metrics(self) -> list[dict[str, Any]]:
-        """The rows of metrics.jsonl; a torn last line (a crash mid-write) is left out."""
-        path = self.path / "metrics.jsonl"
-        if not path.is_file():
-            return []
-        lines = [line for line in path.read_text().splitlines() if line.strip()]
-        rows = []
-        for n, line in enumerate(lines, start=1):
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                if n < len(lines):
-                    raise NotARunError(f"{str(path)!r} line {n} is not JSON") from None
-        return rows
+        """The rows of metrics.jsonl (:mod:`~downpour.train.metrics_file`): a torn last line is left out."""
+        return read_rows(self.path / self.METRICS)
 
     def truncate_metrics(self, step: int) -> int:
         """Drop the metrics rows logged after ``step`` (a resume from a checkpoint at ``step`` logs them
         again), and a torn last line; rewrites metrics.jsonl atomically. Returns the rows dropped."""
-        path = self.path / "metrics.jsonl"
-        if not path.is_file():
-            return 0
-        written = sum(1 for line in path.read_text().splitlines() if line.strip())
-        keep = [row for row in self.metrics() if row.get("step", 0) <= step]
-        if len(keep) < written:
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_text("".join(json.dumps(row) + "\n" for row in keep))   # as Telemetry writes them
-            os.replace(tmp, path)
-        return written - len(keep)
+        return truncate_rows(self.path / self.METRICS, step)
 
     def write_json(self, name: str, obj: Any) -> Path:
         path = self.path / name
