@@ -54,23 +54,19 @@ def _flag_of(key: str, args: argparse.Namespace) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from downpour.preflight import check_folder, check_resume, check_run_config
-    from downpour.train.rundir import NotARunError, RunDir, fresh_folder
+    from downpour.preflight import check_folder, check_run_config, resume_config
+    from downpour.train.rundir import RunDir, fresh_folder
     from downpour.twins import train_with_twin, twin_config
 
+    resume = bool(args.resume)
     if args.resume:
         if args.out or args.config:
             flag = "--out" if args.out else "--config"
             raise ConfigError(f"{flag} with --resume: the run goes on in {args.resume!r} with its own config; drop "
                               f"{flag} (or start a new run with --config {args.resume}/config.toml --set ...)")
-        run = RunDir.open(args.resume)
-        if run.never_started():   # e.g. its data failed, or its output's reader left before the first step
-            raise NotARunError(f"{args.resume!r} never started training (no checkpoint, model or metrics row): "
-                               f"nothing to resume; start it again with `downpour train --config "
-                               f"{args.resume}/config.toml --out {args.resume}`, which takes the folder over")
+        run, cfg = resume_config(args.resume, _overrides(args))
         source = str(run.path / "config.toml")
-        cfg = run.config_with(_overrides(args))
-        check_resume(run.config, cfg)
+        resume = not run.stopped_unsaved()    # (trained, but killed before its first checkpoint: again from step 0)
     else:
         source = args.config or "main"
         cfg = load_config(source, _overrides(args))
@@ -85,17 +81,22 @@ def cmd_train(args: argparse.Namespace) -> int:
     # checked too; the preset's twin is off for data without lfw faces, one asked for is refused then
     cfg, twin = twin_config(cfg, asked="analysis.no_faces_twin" in set_keys(args))
     if args.dry_run:
-        check_folder(args.out, run if args.resume else None, cfg, twin is not None)   # refused as the run would be
+        check_folder(args.out, run if resume else None, cfg, twin is not None)   # refused as the run would be
         print(config_to_toml(cfg), end="")
         print("downpour: config checked (data, model and cost on a dry batch, train, cluster, analysis); "
               "nothing was written", file=sys.stderr)
         return 0
-    if not args.resume:
+    if args.resume and not resume:
+        print(f"downpour: {run.path} stopped before its first checkpoint (train.checkpoint_every sets how often a "
+              "local run saves one): training it again from step 0", file=sys.stderr)
+        run.discard_training()
+        run = RunDir.create(run.path, cfg)
+    elif not args.resume:
         out = args.out or fresh_folder(f"runs/{Path(args.config or 'main').stem}-{time.strftime('%Y%m%d-%H%M%S')}")
         run = RunDir.create(out, cfg)
     then = f", then its no-faces twin -> {run.no_faces_twin}" if twin else ""
     print(f"downpour: training {cfg.model.name!r} with the {cfg.cluster.runner} runner -> {run.path}{then}", file=sys.stderr)
-    summary = train_with_twin(cfg, run, twin, resume=bool(args.resume))
+    summary = train_with_twin(cfg, run, twin, resume=resume)
     print(json.dumps(summary))
     if cfg.analysis.report and summary.get("kept") and (run.path / "analysis.json").is_file():
         return _report_only(run.path)         # nothing was trained (a finished run and its twin): its analysis stays

@@ -17,7 +17,7 @@ import torch
 from downpour.analysis.options import analysis_options
 from downpour._names import nearest
 from downpour.batch import Batch
-from downpour.config import ConfigError, RunConfig
+from downpour.config import ConfigError, Override, RunConfig
 from downpour.config_diff import RESUMABLE, config_differences
 from downpour.data.build import check_config as check_data
 from downpour.data.build import check_files
@@ -34,7 +34,7 @@ from downpour.ps.setup import build_replica
 from downpour.ps.shard import shard_bounds
 from downpour.sandblaster.checks import check_sandblaster
 from downpour.train.flat import ParamLayout
-from downpour.train.rundir import RunDir
+from downpour.train.rundir import NotARunError, RunDir
 from downpour.train.setup import resolve_device
 
 
@@ -174,6 +174,19 @@ def _check_stages_train(cfg: RunConfig, model: FeatureModel) -> None:
         raise ConfigError(f"train.steps = {cfg.train.steps} gives some of the model's {model.n_stages} stages no step "
                           f"under train.schedule = 'greedy' (they would keep their initial weights); train at least "
                           f"{model.n_stages} steps or use train.schedule = 'joint'", key="train.steps")
+
+
+def resume_config(path: str, overrides: list[Override]) -> tuple[RunDir, RunConfig]:
+    """The run in ``path`` and its config with ``overrides``, as ``--resume`` takes them: NotARunError
+    for a run that never started, ConfigError for an override that would make it another run."""
+    run = RunDir.open(path)
+    if run.never_started():   # e.g. its data failed, or its output's reader left before the first step
+        raise NotARunError(f"{path!r} never started training (no checkpoint, model or metrics row): nothing to resume; "
+                           f"start it again with `downpour train --config {path}/config.toml --out {path}`, which takes "
+                           "the folder over")
+    cfg = run.config_with(overrides)
+    check_resume(run.config, cfg)
+    return run, cfg
 
 
 def check_resume(saved: RunConfig, new: RunConfig) -> None:

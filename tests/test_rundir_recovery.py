@@ -3,6 +3,7 @@ a resume stopped between its last checkpoint and its model (the model kept an ea
 streamed run whose data failed before its first step (its empty metrics.jsonl made the folder count as
 trained: the same command refused it, and --resume had no checkpoint)."""
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -296,3 +297,27 @@ def test_a_damaged_metrics_line_is_named_wherever_the_rows_are_read(tmp_path, li
         run.truncate_metrics(4)
     (path / "metrics.jsonl").write_text('{"step": 2, "loss": 1.0}\n{"step": 6, "lo')   # a torn last line: no row
     assert [row["step"] for row in run.metrics()] == [2] and run.truncate_metrics(4) == 1
+
+
+def test_a_run_killed_before_its_first_checkpoint_trains_again_from_step_0_on_resume(tmp_path, capsys):
+    """With train.checkpoint_every = 0 a local run saves its first checkpoint at its end: a kill before it left
+    metrics rows and nothing to resume from, and `--resume` ("checkpoint missing") and a new run into the folder
+    ("already holds a run; resume it") each pointed at the other."""
+    from safetensors.torch import load_file
+
+    from downpour.cli import main
+
+    argv = ["--config", "tica-8x8", "--runner", "local", "--steps", "8", "--no-report", "--set", "train.threads=1",
+            "--set", "train.log_every=2", "--set", "data.samples=500"]
+    assert main(["train", *argv, "--out", str(tmp_path / "whole")]) == 0
+    assert main(["train", *argv, "--out", str(tmp_path / "killed")]) == 0
+    killed = tmp_path / "killed"
+    for name in ("model.json", "model.safetensors", "checkpoints"):   # as a kill at step 6 leaves it
+        shutil.rmtree(killed / name) if (killed / name).is_dir() else (killed / name).unlink()
+    (killed / "metrics.jsonl").write_text("".join(line + "\n" for line in (killed / "metrics.jsonl").read_text().splitlines()[:3]))
+    assert main(["train", "--resume", str(killed), "--dry-run"]) == 0 and (killed / "metrics.jsonl").is_file()
+    assert main(["train", "--resume", str(killed)]) == 0
+    assert "stopped before its first checkpoint" in capsys.readouterr().err
+    whole, again = load_file(tmp_path / "whole" / "model.safetensors"), load_file(killed / "model.safetensors")
+    assert all(torch.equal(whole[k], again[k]) for k in whole)
+    assert [r["step"] for r in RunDir(killed).metrics()] == [2, 4, 6, 8]

@@ -98,6 +98,12 @@ class RunDir:
         """Whether this run's model is saved at ``steps`` (its ``train.steps``): nothing left to train."""
         return (self.path / "model.json").is_file() and self.read_json("model.json").get("step") == steps
 
+    def stopped_unsaved(self) -> bool:
+        """Whether the run trained but stopped before its first checkpoint (a kill, with
+        ``train.checkpoint_every = 0`` saving one only at the end): metrics rows, and no checkpoint or
+        model to go on from. Training it again from step 0 is then the run itself."""
+        return self.logged() and self.reached() is None and not (self.path / "model.json").is_file()
+
     def has_checkpoint(self) -> bool:
         """Whether a resume has a checkpoint to start from (runs save one only every
         ``checkpoint_every`` steps or ``checkpoint_seconds``, and at the end)."""
@@ -106,7 +112,7 @@ class RunDir:
     def discard_training(self) -> None:
         """Remove what training, the analysis and the report wrote, keeping the config: the run can
         then start over (:meth:`create` takes it over). Files downpour did not write stay."""
-        self._remove(self.TRAINED + self.AFTER)
+        self._remove(self.TRAINED + self.AFTER + ("tb",))   # (its TensorBoard events too: they would show twice)
 
     def _remove(self, names: tuple[str, ...]) -> list[str]:
         """Remove the files and folders ``names`` of this run that exist; returns those."""
