@@ -321,3 +321,19 @@ def test_a_run_killed_before_its_first_checkpoint_trains_again_from_step_0_on_re
     whole, again = load_file(tmp_path / "whole" / "model.safetensors"), load_file(killed / "model.safetensors")
     assert all(torch.equal(whole[k], again[k]) for k in whole)
     assert [r["step"] for r in RunDir(killed).metrics()] == [2, 4, 6, 8]
+
+
+@pytest.mark.parametrize("edit, named", [({"step": "95"}, "step is '95', not a step number"),
+                                         ({"step": -5}, "step is -5"), ({"row": {"sums": 1}}, "its row or elapsed time"),
+                                         ({"elapsed": "soon"}, "its row or elapsed time")])
+def test_a_hand_edited_local_checkpoint_is_named_not_a_traceback(tmp_path, edit, named):
+    """"step": "95" was a TypeError in refuse_reached, -5 "stage 0 out of range", a bad row a TypeError."""
+    cfg = load_config("ufldl-sae", [*SAE, "train.steps=8", "train.checkpoint_every=4", "train.threads=1"])
+    path = tmp_path / "run"
+    run_local(cfg, RunDir.create(path, cfg))
+    meta_path = path / "checkpoints" / "local.json"
+    meta = json.loads(meta_path.read_text())
+    meta.update(edit)
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match=named):
+        run_local(load_config(str(path / "config.toml"), ["train.steps=12"]), RunDir(path), resume=True)

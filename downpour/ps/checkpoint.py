@@ -12,7 +12,7 @@ from typing import Any, Iterator
 
 from torch import Tensor
 
-from downpour.train.checkpoint import CheckpointError, load_state, save_state
+from downpour.train.checkpoint import CheckpointError, check_counts, load_state, save_state
 
 ShardState = tuple[dict[str, Tensor], dict[str, Any]]
 SERVER = "server"  # the server checkpoint's stem under a run's checkpoints/
@@ -31,9 +31,7 @@ def load_server(stem: str | Path, meta_keys: tuple[str, ...] = ()) -> tuple[list
     ``meta["tensors"]``); a damaged file, or one lacking a shard list or one of ``meta_keys``, is a
     CheckpointError naming it."""
     tensors, meta = load_state(stem, meta_keys=("shards", *meta_keys))
-    if "step" in meta_keys and (not isinstance(meta["step"], int) or isinstance(meta["step"], bool) or meta["step"] < 0):
-        raise CheckpointError(f"checkpoint file {str(Path(stem).with_suffix('.json'))!r}: step is {meta['step']!r}, "
-                              "not a step number")
+    check_counts(meta, [key for key in ("step",) if key in meta_keys], stem)
     states: list[ShardState] = []
     for j, shard_meta in enumerate(meta["shards"]):
         prefix = f"shard{j}."

@@ -126,6 +126,16 @@ def load_state(stem: str | Path, meta_keys: Iterable[str] = (),
     return tensors, meta
 
 
+def check_counts(meta: dict[str, Any], keys: Iterable[str], stem: str | Path) -> None:
+    """CheckpointError naming ``stem``'s JSON unless each of ``keys`` in ``meta`` is a whole number >= 0
+    (a step, a count): a hand-edited ``"step": "95"`` gave a TypeError far from the file."""
+    for key in keys:
+        value = meta[key]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            what = "a step number" if key == "step" else "a whole number >= 0"
+            raise CheckpointError(f"checkpoint file {str(Path(stem).with_suffix('.json'))!r}: {key} is {value!r}, not {what}")
+
+
 def optimizer_state(opt: torch.optim.Optimizer) -> tuple[dict[str, Tensor], dict[str, Any]]:
     """An optimiser's state split into tensors (``opt.<param>.<key>``) and JSON (param groups, scalars)."""
     sd = opt.state_dict()

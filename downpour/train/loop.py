@@ -16,7 +16,8 @@ from downpour.data.pipeline import (batch_position, check_resumed_on, data_repor
                                     run_data_info)
 from downpour.errors import RunError
 from downpour.models.registry import build
-from downpour.train.checkpoint import CheckpointError, load_optimizer_state, load_state, optimizer_state, save_state
+from downpour.train.checkpoint import (CheckpointError, check_counts, load_optimizer_state, load_state, optimizer_state,
+                                       save_state)
 from downpour.train.rundir import RunDir
 from downpour.train.setup import make_optimizer, resolve_device, set_up_torch, stage_for_step
 from downpour.train.signals import signals_held
@@ -44,13 +45,19 @@ def _restore(run: RunDir, model, opt) -> tuple[int, int, float, dict[str, int] |
     the streamed data's position or None, the metrics row it was gathering)."""
     stem = run.checkpoints / "local"
     tensors, meta = load_state(stem, meta_keys=("step", "skipped", "elapsed", "param_groups"), tensor_keys=("rng.torch",))
+    check_counts(meta, ("step", "skipped"), stem)
     try:
         model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         load_optimizer_state(opt, tensors, meta)
         torch.set_rng_state(tensors["rng.torch"])
     except (RuntimeError, ValueError, KeyError, TypeError) as err:
         raise CheckpointError(f"checkpoint {str(stem)!r} does not fit this run's model and optimiser: {err}") from None
-    return meta["step"], meta["skipped"], meta["elapsed"], meta.get("data"), PartsMean.from_state(meta.get("row"))
+    try:
+        row, elapsed = PartsMean.from_state(meta.get("row")), float(meta["elapsed"])
+    except (KeyError, TypeError, ValueError, AttributeError) as err:   # a hand-edited file
+        raise CheckpointError(f"checkpoint file {str(stem)!r}.json: its row or elapsed time cannot be read "
+                              f"({type(err).__name__}: {err})") from None
+    return meta["step"], meta["skipped"], elapsed, meta.get("data"), row
 
 
 def run_local(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, Any]:
