@@ -337,3 +337,30 @@ def test_a_hand_edited_local_checkpoint_is_named_not_a_traceback(tmp_path, edit,
     meta_path.write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match=named):
         run_local(load_config(str(path / "config.toml"), ["train.steps=12"]), RunDir(path), resume=True)
+
+
+def test_an_analysis_of_an_earlier_model_does_not_outlive_the_next_one(tmp_path, caplog):
+    """`downpour report` while a resume trained wrote the old model's analysis, then the resume saved its model: the
+    report went on showing the step-400 analysis of a 60,000-step model as current."""
+    from downpour.analysis.options import open_run
+    from downpour.analysis.report import write_report
+    from downpour.train.rundir import NotARunError
+
+    cfg = load_config("ufldl-sae", [*SAE, "train.steps=8", "train.checkpoint_every=4", "train.threads=1"])
+    run = RunDir.create(tmp_path / "run", cfg)
+    run_local(cfg, run)
+    run.write_json("analysis.json", {"trained_steps": 8})
+    run.save_model(run.load_model(), 8)                      # the same model: its analysis stays
+    assert run.analysed_step() == 8
+    run.write_json("analysis.json", {"trained_steps": 4})    # an analysis made of an earlier model
+    run.save_model(run.load_model(), 8)
+    assert not (run.path / "analysis.json").exists()
+    run.write_json("analysis.json", {"trained_steps": 4})    # left by a version that kept it: the report drops it
+    with pytest.raises(NotARunError, match="has no analysis.json"):
+        write_report(run.path, analyze_if_missing=False)
+    meta = json.loads((run.checkpoints / "local.json").read_text())     # a resume to 12 stopped at step 10
+    (run.checkpoints / "local.json").write_text(json.dumps({**meta, "step": 10}))
+    run.save_config(load_config("ufldl-sae", [*SAE, "train.steps=12", "train.checkpoint_every=4", "train.threads=1"]))
+    with caplog.at_level("WARNING"):
+        open_run(run.path)
+    assert "its checkpoint is at step 10 of 12, past the model saved at step 8" in caplog.text

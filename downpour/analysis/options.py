@@ -8,6 +8,7 @@ scores beside it.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,8 @@ from downpour.config_diff import RESUMABLE, config_differences
 from downpour.data.preprocess import Preprocess
 from downpour.models.base import FeatureModel
 from downpour.train.rundir import NotARunError, RunDir
+
+log = logging.getLogger(__name__)
 
 BUILT_IN_CLASSES = {"lfw": 2, "digits": 10}    # the built-in labelled sets' class numbers: 0 .. n-1
 
@@ -62,6 +65,11 @@ def open_run(run_path: str | Path) -> tuple[RunDir, FeatureModel]:
     if not (run.path / "model.json").is_file():
         raise NotARunError(f"{str(run.path)!r} has no model.json: has its training finished?")
     model = run.load_model()
+    reached, saved = run.reached(), run.model_step()
+    if reached is not None and saved is not None and reached > saved:   # a resume stopped before its end
+        log.warning("%s: its checkpoint is at step %d of %d, past the model saved at step %d, which is what is "
+                    "analysed; `downpour train --resume %s` trains it to its end", run.path, reached,
+                    run.config.train.steps, saved, run.path)
     broken = [name for name, t in model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
     if broken:                 # (training rejects a non-finite update: an edited or damaged file)
         raise NotARunError(f"{str(run.path / 'model.safetensors')!r} holds non-finite values in {', '.join(broken[:3])}"

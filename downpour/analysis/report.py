@@ -315,6 +315,8 @@ def write_report(run_path: str | Path, analyze_if_missing: bool = True) -> Path:
     False, then that is an error). Raises ``NotARunError`` for a directory that is not a run.
     """
     run = RunDir.open(run_path)
+    if run.analysed_step() not in (None, run.model_step()):   # (a report made while a resume trained, before 2026-12-02)
+        run.drop_analysis("they describe another model than the one saved")
     if not (run.path / "analysis.json").is_file():
         if not analyze_if_missing:
             raise NotARunError(f"{str(run.path)!r} has no analysis.json; run `downpour analyze {run.path}` first")

@@ -233,6 +233,17 @@ class RunDir:
                 PAIR_KEY: sha256_of(tmp)}      # load_model tells a pair cut by a kill between the two renames
         os.replace(tmp, weights)
         self.write_json("model.json", meta)
+        analysed = self.analysed_step()
+        if analysed not in (None, step):   # made meanwhile (`downpour report` while a resume trained): of the model before
+            self.drop_analysis(f"they describe the model at step {analysed}, and the model is now at step {step}")
+
+    def analysed_step(self) -> int | None:
+        """The step of the model analysis.json describes (its ``trained_steps``); None without a readable one."""
+        try:
+            step = self.read_json("analysis.json").get("trained_steps") if (self.path / "analysis.json").is_file() else None
+        except (NotARunError, AttributeError):
+            return None
+        return step if isinstance(step, int) and not isinstance(step, bool) else None
 
     def new_model(self, meta: dict[str, Any] | None = None) -> FeatureModel:
         """A freshly initialised model of the architecture model.json (or its dict ``meta``) describes, the
