@@ -69,10 +69,11 @@ def check_flags(args: argparse.Namespace, cfg: RunConfig) -> None:
     """ConfigError naming the first flag or ``--set`` key of ``args`` that ``cfg``'s runner and algorithm never read."""
     given = [flag for flag in CLUSTER_ONLY if getattr(args, flag) is not None]
     runner = cfg.cluster.runner
+    # a resumed run keeps its runner (another would make it another run)
+    other = "; a resumed run keeps its runner" if getattr(args, "resume", None) else "; add --runner simulated or --runner ray"
     if runner == "local" and given:
         flags = ", ".join("--" + flag.replace("_", "-") for flag in given)
-        raise ConfigError(f"{flags} only apply to the simulated and ray runners, and this run's runner is 'local'; "
-                          "add --runner simulated or --runner ray")
+        raise ConfigError(f"{flags} only apply to the simulated and ray runners, and this run's runner is 'local'{other}")
     typed = set_keys(args)
     blaster_on_ray = runner == "ray" and cfg.cluster.algorithm == "sandblaster"
     for flag, only in ONLY_ON.items():
@@ -88,8 +89,8 @@ def check_flags(args: argparse.Namespace, cfg: RunConfig) -> None:
     if runner == "local":
         cluster = [key for key in typed if key.startswith("cluster.") and key != "cluster.runner"]
         if cluster:
-            raise ConfigError(f"--set {', '.join(cluster)}: the local runner reads no [cluster] setting but the runner; "
-                              "add --runner simulated or --runner ray")
+            raise ConfigError(f"--set {', '.join(cluster)}: the local runner reads no [cluster] setting but the "
+                              f"runner{other}")
     else:
         local = [key for key in typed if key in LOCAL_ONLY]
         if local:

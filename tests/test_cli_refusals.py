@@ -582,3 +582,12 @@ def test_weight_l2_on_ray_partitions_is_refused_where_it_could_not_see_the_filte
     assert main([*argv, "--runner", "ray"]) == 2
     assert "objective.weight_l2 = 0.01 with cluster.partitions = 2 on Ray" in capsys.readouterr().err
     assert main([*argv, "--runner", "simulated"]) == 0
+
+
+def test_a_cluster_flag_on_a_local_resume_does_not_advise_another_runner(tmp_path, capsys):
+    """It said "add --runner simulated or --runner ray", which the resume then refused as another run."""
+    assert main(["train", *TINY, "--steps", "4", "--out", str(tmp_path / "run")]) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", str(tmp_path / "run"), "--steps", "6", "--workers", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "a resumed run keeps its runner" in err and "add --runner" not in err
