@@ -55,7 +55,7 @@ def _restore(run: RunDir, model, opt) -> tuple[int, int, float, dict[str, int] |
     try:
         row, elapsed = PartsMean.from_state(meta.get("row")), float(meta["elapsed"])
     except (KeyError, TypeError, ValueError, AttributeError) as err:   # a hand-edited file
-        raise CheckpointError(f"checkpoint file {str(stem)!r}.json: its row or elapsed time cannot be read "
+        raise CheckpointError(f"checkpoint file {str(stem) + '.json'!r}: its row or elapsed time cannot be read "
                               f"({type(err).__name__}: {err})") from None
     return meta["step"], meta["skipped"], elapsed, meta.get("data"), row
 
