@@ -15,8 +15,9 @@ from downpour.objectives import Objective
 
 def check_cost_fits(name: str, model: FeatureModel, objective: Objective, shape: tuple[int, ...]) -> None:
     """ConfigError naming the first term of ``objective`` that model ``name``, built for samples of
-    ``shape``, cannot train with."""
-    _check_kl_codes(name, model, objective, shape)
+    ``shape``, cannot train with. Draws nothing from torch's RNG (a model's forward may: dropout)."""
+    with torch.random.fork_rng(devices=[]):
+        _check_kl_codes(name, model, objective, shape)
     _check_weight_decay(name, model, objective)
 
 
