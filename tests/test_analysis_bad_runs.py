@@ -48,10 +48,15 @@ def _edit_json(path: Path, edit) -> None:
 
 
 @pytest.mark.parametrize("edit, named", [
-    (lambda a: {}, "KeyError: 'optimal_stimulus'"),
+    (lambda a: {k: v for k, v in a.items() if k != "optimal_stimulus"}, "KeyError: 'optimal_stimulus'"),
+    (lambda a: {}, "KeyError: 'figures'"),        # (the first field the report reads)
     (lambda a: [a], "it holds a list"),
     (lambda a: {k: v for k, v in a.items() if k != "invariance"}, "KeyError: 'invariance'"),
     (lambda a: {**a, "optimal_stimulus": {**a["optimal_stimulus"], "norm": "big"}}, "ValueError"),
+    # sections the analysis always writes, read as "not applicable" when missing: "This model has no first-layer
+    # filters to draw" (of a cat network), "No probes were run" (its config listing two)
+    *[(lambda a, key=key: {k: v for k, v in a.items() if k != key}, f"KeyError: '{key}'")
+      for key in ("filters", "probes", "training", "figures", "options")],
 ])
 def test_the_report_of_an_edited_analysis_json_names_it(run, edit, named):
     _edit_json(run / "analysis.json", edit)

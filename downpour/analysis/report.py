@@ -204,7 +204,7 @@ TRAINED_ON = {   # a probe on the very images the network trained on (analysis.j
 
 def _probes(a: dict[str, Any]) -> str:
     parts = []
-    for p in a.get("probes", []):
+    for p in a["probes"]:
         rows = [[r["features"], r["dims"], f"{_pct(r['mean'])} ± {_pct(r['std'])}"] for r in p["rows"]]
         parts.append(f"<h3>{_esc(p['dataset'])}: {p['samples']} images, {p['classes']} classes, "
                      f"{p['folds']}-fold CV (majority class {_pct(p['majority_class_rate'])})</h3>"
@@ -343,11 +343,11 @@ def _body(run: RunDir, a: dict[str, Any]) -> str:
     """The report's HTML body from analysis.json's dict ``a``."""
     if not isinstance(a, dict):
         raise TypeError(f"it holds a {type(a).__name__}, not an object")
-    figs = a.get("figures", {})
+    figs = a["figures"]
     config_text = (run.path / "config.toml").read_text()
     stim = a["optimal_stimulus"]
     top = a["top_images"]
-    training = a.get("training", {})
+    training = a["training"]
     return f"""
 <h1>downpour run report: {_esc(run.path.name)}</h1>
 <p>Model <b>{_esc(a['model'])}</b>, trained {_esc(a.get('trained_steps'))} steps; analysed layer <code>{_esc(a['layer'])}</code>.
@@ -358,7 +358,7 @@ def _body(run: RunDir, a: dict[str, Any]) -> str:
 {_image(run, figs.get('staleness'), 'staleness histogram') if figs.get('staleness') else f'<p class="note">{_no_staleness(run)}</p>'}
 
 <h2 id="filters">First-layer filters</h2>
-{_filters(a.get('filters', {}))}
+{_filters(a['filters'])}
 {_image(run, figs.get('filters'), 'first-layer filters')}
 
 <h2 id="face-neuron">The best single neuron</h2>
@@ -386,5 +386,5 @@ def _body(run: RunDir, a: dict[str, Any]) -> str:
 
 <h2 id="config">Configuration (config.toml)</h2>
 <pre>{_esc(config_text)}</pre>
-<details><summary>analysis.json options</summary><pre>{_esc(json.dumps(a.get('options', {}), indent=1))}</pre></details>
+<details><summary>analysis.json options</summary><pre>{_esc(json.dumps(a['options'], indent=1))}</pre></details>
 """
