@@ -364,3 +364,13 @@ def test_an_analysis_of_an_earlier_model_does_not_outlive_the_next_one(tmp_path,
     with caplog.at_level("WARNING"):
         open_run(run.path)
     assert "its checkpoint is at step 10 of 12, past the model saved at step 8" in caplog.text
+
+
+def test_a_file_where_the_tensorboard_folder_goes_is_named_before_training(tmp_path):
+    from downpour.train.rundir import NotARunError
+
+    cfg = load_config("ufldl-sae", [*SAE, "train.steps=4", "train.threads=1", "train.tensorboard=true"])
+    run = RunDir.create(tmp_path / "run", cfg)
+    (run.path / "tb").write_text("not a folder")
+    with pytest.raises(NotARunError, match="/tb' is a file where the run's TensorBoard folder goes"):
+        run_local(cfg, run)

@@ -200,6 +200,8 @@ class RunDir:
         and on a resume drop the metrics rows logged after the checkpoint (they are logged again).
         Only now, with the checkpoint loaded and the step checked: a mistyped resume leaves the run as it was."""
         self.refuse_reached(cfg, start)
+        if (self.path / "tb").exists() and not (self.path / "tb").is_dir():   # (TensorBoard's writer: a traceback)
+            raise NotARunError(f"{str(self.path / 'tb')!r} is a file where the run's TensorBoard folder goes; move it away")
         self.save_config(cfg)
         self.save_preprocess(preprocess, self._refits(preprocess, start) if resume else [])
         if resume:
