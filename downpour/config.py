@@ -211,7 +211,7 @@ class ModelSpec(Section):
 
 @dataclass(frozen=True)
 class RunConfig(Section):
-    seed: int = setting(0, within=AT_LEAST_0)
+    seed: int = setting(0, within="[0, 4294967295]")   # 32 bits: workers' batch seeds are seed * 1,000,003 + ... (int64)
     model: ModelSpec = field(default_factory=ModelSpec)
     objective: dict[str, Any] = field(default_factory=dict)  # cost term -> weight or table; merged over the model's default
     data: DataConfig = field(default_factory=DataConfig)
@@ -230,6 +230,9 @@ def _merge(into: dict[str, Any], table: dict[str, Any], where: str, origins: dic
     then names the file, preset or override that set it."""
     for key, value in table.items():
         if key == "base":
+            if where.startswith("--set") or where == "the command line":
+                raise ConfigError(f"{where}: base is read from a config file only (its first line); start from that "
+                                  "file or preset with --config instead")
             continue
         if key == "seed":
             into["seed"] = value
@@ -242,7 +245,11 @@ def _merge(into: dict[str, Any], table: dict[str, Any], where: str, origins: dic
                 for k in value:
                     if k not in valid:
                         raise ConfigError(f"{where}: unknown key '{key}.{k}'{nearest(k, valid)}")
-            into.setdefault(key, {}).update(value)   # an objective term's table replaces the term's table
+            if key == "objective":   # term by term: a child file's `pooled_l2 = {eps = 0.5}` keeps its parent's weight
+                terms = into.setdefault(key, {})
+                terms.update({term: merge_term(terms.get(term), spec) for term, spec in value.items()})
+            else:
+                into.setdefault(key, {}).update(value)
             origins.update({f"{key}.{k}": where for k in value})
         else:
             valid = ["seed", "model", "objective", *SECTIONS]
@@ -313,27 +320,28 @@ def _merged(name_or_path: str, overrides: list[Override] | tuple[Override, ...])
     chain: list[tuple[dict[str, Any], str]] = []
     seen = set()
     current: str | None = name_or_path
+    preset_only = False                  # a bare-name base is a preset, never a file in the working directory
     while current is not None:
-        if current in seen:
+        here = str(Path(current).resolve()) if Path(current).is_file() and not preset_only else current   # (a/../a.toml)
+        if here in seen:
             raise ConfigError(f"presets inherit in a circle through {current!r}")
-        seen.add(current)
+        seen.add(here)
         try:
-            table, where, file = read_toml(current)
+            table, where, file = read_toml(current, preset_only)
         except ConfigError as err:
             if not chain:
                 raise
             raise ConfigError(f"{chain[-1][1]}: base {current!r}: {err}") from None
         chain.append((table, where))
-        current = base_of(table, where, file)
+        current, preset_only = base_of(table, where, file) or (None, False)
     merged: dict[str, Any] = {}
     origins: dict[str, str] = {}
     for table, where in reversed(chain):
         _merge(merged, table, where, origins)
     for item in overrides:
         path, value = parse_override(item)
-        if path[0] == "objective" and len(path) in (2, 3):   # objective.TERM=w, objective.TERM.KEY=v: the rest kept
-            term = merged.get("objective", {}).get(path[1])
-            path, value = path[:2], merge_term(term, {path[2]: value} if len(path) == 3 else value)
+        if path[0] == "objective" and len(path) == 3:   # objective.TERM.KEY=v: the term's other keys kept (as by _merge)
+            path, value = path[:2], {path[2]: value}
         nested: dict[str, Any] = {path[-1]: value}
         for part in reversed(path[:-1]):
             nested = {part: nested}

@@ -17,12 +17,17 @@ def list_presets() -> list[str]:
     return sorted(p.name[:-5] for p in resources.files(PRESET_PACKAGE).iterdir() if p.name.endswith(".toml"))
 
 
-def read_toml(name_or_path: str) -> tuple[dict[str, Any], str, Path | None]:
+def read_toml(name_or_path: str, preset_only: bool = False) -> tuple[dict[str, Any], str, Path | None]:
     """(table, where it came from in words, the file's path or None for a preset). A file wins over a preset
-    of the same name, a preset over a folder (a folder can never be a config: it is named as one)."""
+    of the same name, a preset over a folder (a folder can never be a config: it is named as one);
+    ``preset_only``: a preset or nothing (a file's bare-name ``base``)."""
     path = Path(name_or_path)
     preset = resources.files(PRESET_PACKAGE) / f"{name_or_path}.toml"
-    if path.is_file():
+    if preset_only and not (path.suffix != ".toml" and "/" not in name_or_path and preset.is_file()):
+        raise ConfigError(f"no preset or file named {name_or_path!r}{nearest(name_or_path, list_presets())} (a bare-name "
+                          f"base is a file in the config's own folder or a preset, never a file in the working "
+                          f"directory); presets: {', '.join(list_presets())}")
+    if path.is_file() and not preset_only:
         text, where, file = _text(path, str(path)), str(path), path
     elif path.suffix != ".toml" and "/" not in name_or_path and preset.is_file():
         text, where, file = _text(preset, f"preset {name_or_path!r}"), f"preset {name_or_path!r}", None
@@ -47,12 +52,15 @@ def _text(path: Path | Any, where: str) -> str:
     except UnicodeDecodeError as err:
         raise ConfigError(f"{where}: not UTF-8 text, as TOML must be (byte {err.start}: {err.object[err.start:err.start + 1]!r}); "
                           "save it as UTF-8") from None
+    except OSError as err:                       # unreadable: permissions, a device, a disk error
+        raise ConfigError(f"{where}: cannot be read ({err.strerror or err})") from None
 
 
-def base_of(table: dict[str, Any], where: str, file: Path | None) -> str | None:
-    """The ``base`` a table inherits: a preset name, or a TOML path read from the file's own folder (a
-    path, ``*.toml`` or with a ``/``, is never looked for in the working directory: the same command run
-    from another folder would read another base)."""
+def base_of(table: dict[str, Any], where: str, file: Path | None) -> tuple[str, bool] | None:
+    """The ``base`` a table inherits, and whether it is a preset only: a TOML path is read from the file's
+    own folder (a path, ``*.toml`` or with a ``/``, is never looked for in the working directory: the
+    same command run from another folder would read another base), and a bare name not there is a
+    preset (a file of that name in the working directory is not read)."""
     base = table.get("base")
     if base is None:
         return None
@@ -61,5 +69,5 @@ def base_of(table: dict[str, Any], where: str, file: Path | None) -> str | None:
     if file is not None and not Path(base).is_absolute():
         local = file.parent / base
         if local.is_file() or Path(base).suffix == ".toml" or "/" in base:
-            return str(local)                 # (missing: read_toml names the path it looked for)
-    return base
+            return str(local), False          # (missing: read_toml names the path it looked for)
+    return base, not Path(base).is_absolute() and Path(base).suffix != ".toml" and "/" not in base

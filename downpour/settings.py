@@ -43,9 +43,15 @@ class Interval(NamedTuple):
         return above and below
 
     def describe(self) -> str:
+        low, high = _number(self.low), _number(self.high)
         if math.isinf(self.high):
-            return f"{'>' if self.low_open else '>='} {self.low:g}"
-        return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+            return f"{'>' if self.low_open else '>='} {low}"
+        return f"in {'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
+
+
+def _number(x: float) -> str:
+    """A bound as written: whole numbers in full (4294967295, not 4.29497e+09)."""
+    return str(int(x)) if x.is_integer() else f"{x:g}"
 
 
 class Section:

@@ -348,6 +348,7 @@ def test_sandblaster_on_ray_takes_the_straggler_it_reads(delay):
     (["--set", "analysis.dataset=digits", "--set", "analysis.positive=10"], "'digits' has classes 0-9"),
     (["--set", "analysis.no_faces_run=EMPTY"], "the --out directory of a `downpour train` run"),
     (["--set", "analysis.no_faces_run=OTHER"], "has data.samples = 300, this run 10000: not the same recipe"),
+    (["--set", "analysis.dataset="], "analysis.dataset: '' is neither a built-in labelled set"),   # was: the working dir
 ])
 def test_an_analysis_setting_that_cannot_work_is_refused_before_training(tmp_path, capsys, argv, named):
     """They passed --dry-run and failed after the training (80 s of it on the main job)."""

@@ -44,3 +44,34 @@ def test_round_trip_through_toml(tmp_path):
     assert config_to_dict(again) == config_to_dict(cfg)
     assert config_from_dict(config_to_dict(cfg)).seed == 5
     assert isinstance(RunConfig().train.lr, float)
+
+
+def test_a_child_files_cost_term_keeps_its_parents_other_keys(tmp_path):
+    """`pooled_l2 = {eps = 0.5}` over cat-demo replaced the term: weight 0.1 (the registry's), not cat-demo's 0.2."""
+    (tmp_path / "child.toml").write_text('base = "cat-demo"\n[objective]\npooled_l2 = {eps = 0.5}\n')
+    parent = load_config("cat-demo").objective["pooled_l2"]
+    assert load_config(str(tmp_path / "child.toml")).objective["pooled_l2"] == {**parent, "eps": 0.5}
+
+
+def test_a_base_loop_through_dot_dot_and_an_unreadable_file_are_named(tmp_path):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "a.toml").write_text('base = "../d/a.toml"\n')       # was: "File name too long"
+    with pytest.raises(ConfigError, match="inherit in a circle"):
+        load_config(str(tmp_path / "d" / "a.toml"))
+    with pytest.raises(ConfigError, match="cannot be read"):                 # was: OSError, a traceback
+        load_config("/proc/self/mem")
+
+
+def test_a_bare_name_base_is_never_the_working_directorys_file(tmp_path, monkeypatch):
+    (tmp_path / "cfgs").mkdir()
+    (tmp_path / "cfgs" / "mine.toml").write_text('base = "cat-demo"\n[train]\nsteps = 5\n')
+    (tmp_path / "cat-demo").write_text("garbage [")                        # where the command runs
+    monkeypatch.chdir(tmp_path)
+    assert load_config("cfgs/mine.toml").model.name == "cat-demo"
+
+
+def test_a_set_of_base_and_a_seed_past_32_bits_are_refused():
+    with pytest.raises(ConfigError, match="base is read from a config file only"):   # accepted, ignored
+        load_config("ufldl-sae", ["base=cat-demo"])
+    with pytest.raises(ConfigError, match=r"seed must be in \[0, 4294967295\]"):    # the simulator's seeds overflowed
+        load_config("ufldl-sae", [("seed", 2**63)])

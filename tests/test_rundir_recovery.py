@@ -374,3 +374,14 @@ def test_a_file_where_the_tensorboard_folder_goes_is_named_before_training(tmp_p
     (run.path / "tb").write_text("not a folder")
     with pytest.raises(NotARunError, match="/tb' is a file where the run's TensorBoard folder goes"):
         run_local(cfg, run)
+
+
+def test_a_run_config_that_is_not_utf8_is_named_on_resume(tmp_path):
+    """The emptiness check read it as text first: a UnicodeDecodeError traceback (--config named it cleanly)."""
+    from downpour.config import ConfigError
+
+    path = tmp_path / "run"
+    path.mkdir()
+    (path / "config.toml").write_bytes(b"seed = 0\n# \xff\n")
+    with pytest.raises(ConfigError, match="not UTF-8 text"):
+        RunDir(path).config_with()

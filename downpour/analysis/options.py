@@ -43,7 +43,7 @@ def analysis_options(cfg: RunConfig, overrides: dict[str, Any]) -> AnalysisConfi
                           f"with positive = 1 (this analysis: {opts.dataset!r}, {opts.positive})", key=f"analysis.{unread[0]}")
     for key, names in (("dataset", [opts.dataset]), ("probes", opts.probes)):
         for name in names:
-            if name not in BUILT_IN and not Path(name).is_dir():
+            if name not in BUILT_IN and (not name.strip() or not Path(name).is_dir()):   # ("": the working directory)
                 raise ConfigError(f"analysis.{key}: {name!r} is neither a built-in labelled set "
                                   f"({', '.join(BUILT_IN)}) nor a folder of class sub-folders", key=f"analysis.{key}")
     classes = (BUILT_IN_CLASSES[opts.dataset] if opts.dataset in BUILT_IN

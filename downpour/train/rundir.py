@@ -157,7 +157,7 @@ class RunDir:
         """The run's config.toml with ``overrides`` (``--set``, flags) over it; keys the file lacks because
         the run predates them read as what their absence meant (:mod:`downpour.train.recorded`)."""
         path = self.path / "config.toml"
-        if path.is_file() and not path.read_text().strip():   # (it would read as the defaults: cat-demo)
+        if path.is_file() and not path.read_bytes().strip():   # (it would read as the defaults: cat-demo)
             raise NotARunError(f"{str(path)!r} is empty: the run's resolved config is lost (restore it from a copy)")
         return load_config(str(path), [*config_fills(path), *overrides])
 
