@@ -284,7 +284,11 @@ def parse_override(item: Override) -> tuple[list[str], Any]:
         value = tomllib.loads(f"v = {raw.strip()}")["v"]
     except tomllib.TOMLDecodeError:
         value = raw.strip()  # a bare word is a string: data.source=faces
-    return key.strip().split("."), value
+    path = key.strip().split(".")
+    if len(path) == 1 and path[0] in ("model", "objective", *SECTIONS):   # its keys passed no command-line check
+        raise ConfigError(f"--set {item}: set a section's keys one by one (--set {path[0]}.KEY=VALUE), so each is "
+                          "checked as the command line checks it")
+    return path, value
 
 
 def load_config(name_or_path: str = "main", overrides: list[Override] | tuple[Override, ...] = ()) -> RunConfig:

@@ -75,3 +75,10 @@ def test_a_set_of_base_and_a_seed_past_32_bits_are_refused():
         load_config("ufldl-sae", ["base=cat-demo"])
     with pytest.raises(ConfigError, match=r"seed must be in \[0, 4294967295\]"):    # the simulator's seeds overflowed
         load_config("ufldl-sae", [("seed", 2**63)])
+
+
+@pytest.mark.parametrize("item", ["train={steps=7}", "cluster={workers=4}", "sandblaster={units=4}", "objective={l1=0.1}"])
+def test_a_whole_section_in_one_set_is_refused(item):
+    """`--set train={steps=7}` passed the flag conflict check, `cluster={workers=4}` the local runner's refusal."""
+    with pytest.raises(ConfigError, match="set a section's keys one by one"):
+        load_config("ufldl-sae", [item])
