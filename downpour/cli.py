@@ -54,7 +54,7 @@ def _flag_of(key: str, args: argparse.Namespace) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from downpour.preflight import check_folder, check_run_config, resume_config
+    from downpour.preflight import check_folder, check_run_config, new_run_config, resume_config
     from downpour.train.rundir import RunDir, fresh_folder
     from downpour.twins import train_with_twin, twin_config
 
@@ -69,7 +69,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         resume = not run.stopped_unsaved()    # (trained, but killed before its first checkpoint: again from step 0)
     else:
         source = args.config or "main"
-        cfg = load_config(source, _overrides(args))
+        cfg = new_run_config(source, _overrides(args))
     try:
         cfg = check_run_config(cfg)   # resolved; before the run directory exists: a typo leaves nothing behind
     except ConfigError as err:        # the model's and the cost terms' own checks: name what set the value

@@ -11,13 +11,14 @@ the data is built.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import torch
 
 from downpour.analysis.options import analysis_options
 from downpour._names import nearest
 from downpour.batch import Batch
-from downpour.config import ConfigError, Override, RunConfig
+from downpour.config import ConfigError, Override, RunConfig, load_config
 from downpour.config_diff import RESUMABLE, config_differences
 from downpour.data.build import check_config as check_data
 from downpour.data.build import check_files
@@ -34,6 +35,7 @@ from downpour.ps.setup import build_replica
 from downpour.ps.shard import shard_bounds
 from downpour.sandblaster.checks import check_sandblaster
 from downpour.train.flat import ParamLayout
+from downpour.train.recorded import config_fills
 from downpour.train.rundir import NotARunError, RunDir
 from downpour.train.setup import resolve_device
 
@@ -174,6 +176,16 @@ def _check_stages_train(cfg: RunConfig, model: FeatureModel) -> None:
         raise ConfigError(f"train.steps = {cfg.train.steps} gives some of the model's {model.n_stages} stages no step "
                           f"under train.schedule = 'greedy' (they would keep their initial weights); train at least "
                           f"{model.n_stages} steps or use train.schedule = 'joint'", key="train.steps")
+
+
+def new_run_config(source: str, overrides: list[Override]) -> RunConfig:
+    """``load_config(source, overrides)``; where ``source`` is a trained run's config.toml (the way to start
+    another run from it), the keys it lacks because it predates them read as they meant (as its resume
+    reads them), not as today's defaults: another network."""
+    path = Path(source)
+    if path.name == "config.toml" and path.is_file() and not RunDir(path.parent).never_started():
+        return load_config(source, [*config_fills(path), *overrides])
+    return load_config(source, overrides)
 
 
 def resume_config(path: str, overrides: list[Override]) -> tuple[RunDir, RunConfig]:

@@ -82,3 +82,16 @@ def test_every_absence_names_a_field_and_a_valid_value(cls):
     fields = {f.name for f in dataclasses.fields(cls)}
     assert set(cls.absent_meant) <= fields
     assert cls.absent_meant == {} or cls(**cls.absent_meant)       # builds: the values pass the field checks
+
+
+def test_a_new_run_started_from_an_old_runs_config_is_the_network_the_old_run_trained(tmp_path, capsys):
+    """`--config OLD_RUN/config.toml` (what a refused resume advises) read the missing keys as today's defaults:
+    filter_norm [1.0], recon "interior", another network; a resume of the same run reads them as they meant."""
+    import tomllib
+
+    from downpour.cli import main
+
+    shutil.copytree(OLD, tmp_path / "old")
+    assert main(["train", "--config", str(tmp_path / "old" / "config.toml"), "--runner", "local", "--dry-run"]) == 0
+    model = tomllib.loads(capsys.readouterr().out)["model"]
+    assert model["filter_norm"] == [0.0] and model["recon"] == "all"
