@@ -251,6 +251,9 @@ def _merge(into: dict[str, Any], table: dict[str, Any], where: str, origins: dic
             else:
                 into.setdefault(key, {}).update(value)
             origins.update({f"{key}.{k}": where for k in value})
+            if key == "objective":       # and each key of a term's table (a number is the weight), for origin_of
+                origins.update({f"objective.{t}.{k}": where for t, spec in value.items()
+                                for k in (spec if isinstance(spec, dict) else {"weight": spec})})
         else:
             valid = ["seed", "model", "objective", *SECTIONS]
             raise ConfigError(f"{where}: unknown section or key {key!r}{nearest(key, valid)}; valid: {', '.join(valid)}")

@@ -37,6 +37,14 @@ NON_NEGATIVE: Limit = (lambda v: math.isfinite(v) and v >= 0, "a finite number >
 OPEN_UNIT: Limit = (lambda v: 0 < v < 1, "in (0, 1)")
 
 
+class TermFieldError(ValueError):
+    """A cost term's field out of its range; ``field`` names it (so an error can name what set it)."""
+
+    def __init__(self, message: str, field: str):
+        super().__init__(message)
+        self.field = field
+
+
 @dataclass
 class Term:
     """A cost term: ``weight * value(outputs)``. Subclasses add their parameters as fields and
@@ -53,7 +61,7 @@ class Term:
             value = getattr(self, key)
             if not ok(value):
                 shown = f"{value:g}" if isinstance(value, float) else repr(value)
-                raise ValueError(f"{self.name}.{key} must be {want}, got {shown}")
+                raise TermFieldError(f"{self.name}.{key} must be {want}, got {shown}", key)
 
     def value(self, o: Outputs) -> Tensor:
         raise NotImplementedError

@@ -592,3 +592,13 @@ def test_a_cluster_flag_on_a_local_resume_does_not_advise_another_runner(tmp_pat
     assert main(["train", "--resume", str(tmp_path / "run"), "--steps", "6", "--workers", "2"]) == 2
     err = capsys.readouterr().err
     assert "a resumed run keeps its runner" in err and "add --runner" not in err
+
+
+def test_an_error_about_a_cost_terms_key_names_what_set_that_key(tmp_path, capsys):
+    """The weight came from the file, and the error named the --set of another key of the same term."""
+    (tmp_path / "negw.toml").write_text('base = "cat-demo"\n[objective]\npooled_l2 = {weight = -1.0}\n')
+    argv = ["train", "--config", str(tmp_path / "negw.toml"), "--runner", "local", "--dry-run"]
+    assert main([*argv, "--set", "objective.pooled_l2.eps=0.5"]) == 2
+    assert capsys.readouterr().err.startswith(f"downpour: error: {tmp_path / 'negw.toml'}: [objective]")
+    assert main([*argv, "--set", "objective.pooled_l2.weight=-2"]) == 2
+    assert "--set objective.pooled_l2.weight=-2: [objective]" in capsys.readouterr().err

@@ -16,7 +16,7 @@ from typing import Any
 from downpour._names import nearest
 from downpour.config import ConfigError, ModelSpec, RunConfig, merge_term
 from downpour.models.base import FeatureModel
-from downpour.objectives import Objective, make_term
+from downpour.objectives import Objective, TermFieldError, make_term
 
 
 @dataclass(frozen=True)
@@ -123,6 +123,8 @@ def _failing_term(spec: dict[str, Any]) -> str | None:
     for term, value in spec.items():
         try:
             make_term(term, value)
+        except TermFieldError as err:       # the field, where it is known: a file may set one key, --set another
+            return f"objective.{term}.{err.field}"
         except (KeyError, TypeError, ValueError):
             return f"objective.{term}"
     return None
