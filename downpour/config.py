@@ -13,6 +13,7 @@ valid one. The sections are frozen: a config is resolved once and passed down un
 from __future__ import annotations
 
 import dataclasses
+import logging
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,8 @@ from downpour._names import nearest
 from downpour.config_files import base_of, list_presets, read_toml
 from downpour.errors import ConfigError
 from downpour.settings import Section, Spec, parse_spec, setting
+
+log = logging.getLogger(__name__)
 
 __all__ = ["ConfigError", "Override", "RunConfig", "DataConfig", "TrainConfig", "ClusterConfig", "SandblasterConfig", "AnalysisConfig",
            "ModelSpec", "load_config", "merge_term", "origin_of", "save_config", "config_to_dict", "config_from_dict", "config_to_toml", "list_presets", "parse_override"]
@@ -345,6 +348,8 @@ def _merged(name_or_path: str, overrides: list[Override] | tuple[Override, ...])
     origins: dict[str, str] = {}
     for table, where in reversed(chain):
         _merge(merged, table, where, origins)
+    chained = dict(merged.get("model", {}))
+    typed: set[str] = set()
     for item in overrides:
         path, value = parse_override(item)
         if path[0] == "objective" and len(path) == 3:   # objective.TERM.KEY=v: the term's other keys kept (as by _merge)
@@ -352,7 +357,14 @@ def _merged(name_or_path: str, overrides: list[Override] | tuple[Override, ...])
         nested: dict[str, Any] = {path[-1]: value}
         for part in reversed(path[:-1]):
             nested = {part: nested}
-        _merge(merged, nested, f"--set {item}" if isinstance(item, str) else getattr(item, "flag", "the command line"), origins)
+        where = f"--set {item}" if isinstance(item, str) else getattr(item, "flag", "the command line")
+        typed.add(where)
+        _merge(merged, nested, where, origins)
+    name = merged.get("model", {}).get("name")
+    carried = sorted(key for key in chained if key != "name" and origins.get(f"model.{key}") not in typed)
+    if name != chained.get("name", ModelSpec.name) and carried:   # (a key the new model lacks is refused by name)
+        log.warning("model.name = %r replaces the model of %s, whose model options %s carry over to it (set them "
+                    "too, or start from a config of that model)", name, chain[0][1], ", ".join(carried))
     return merged, origins
 
 

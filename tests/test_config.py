@@ -82,3 +82,15 @@ def test_a_whole_section_in_one_set_is_refused(item):
     """`--set train={steps=7}` passed the flag conflict check, `cluster={workers=4}` the local runner's refusal."""
     with pytest.raises(ConfigError, match="set a section's keys one by one"):
         load_config("ufldl-sae", [item])
+
+
+def test_a_model_swapped_by_a_set_says_which_options_of_the_old_one_carry_over(caplog):
+    """cat-demo's tile = 2 reached rica-local (default 0) without a word."""
+    with caplog.at_level("WARNING", logger="downpour.config"):
+        cfg = load_config("cat-demo", ["model.name=rica-local"])
+    assert cfg.model.options["tile"] == 2 and "whose model options tile carry over" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="downpour.config"):
+        load_config("cat-demo", ["model.name=rica-local", "model.tile=0"])     # set too: nothing carried unsaid
+        load_config("cat-demo", ["model.tile=4"])
+    assert "carry over" not in caplog.text
