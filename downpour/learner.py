@@ -99,8 +99,9 @@ class FeatureLearner(TransformerMixin, BaseEstimator):
             raise ValueError(f"FeatureLearner: steps must be an int >= 0, got {self.steps!r}")
         if self.batch_size < 1 or not self.lr > 0:
             raise ValueError(f"FeatureLearner: batch_size must be >= 1 and lr > 0, got {self.batch_size} and {self.lr}")
-        shape = self._shape_for(X)
-        x = self._prepared(X, shape)
+        arr = _checked(X)                             # checked and converted once
+        shape = self._shape_for(arr)
+        x = self._prepared(arr, shape)
         with torch.random.fork_rng(devices=[]):       # seeded, without touching the caller's RNG: the init, and the
             torch.manual_seed(self.seed)              # training's own draws (denoising noise, contractive probes)
             model, objective = self._build(shape)
@@ -128,7 +129,7 @@ class FeatureLearner(TransformerMixin, BaseEstimator):
         if arr.ndim == 2 and arr.shape[1] != self.n_features_in_:   # (images of another shape: _as_images names both)
             raise ValueError(f"X has {arr.shape[1]} features, but FeatureLearner is expecting {self.n_features_in_} "
                              "features as input")
-        x = self._prepared(X, self.input_shape_)
+        x = self._prepared(arr, self.input_shape_)
         with torch.no_grad():
             out = [self.model_.features(x[i:i + 512], self.layer_) for i in range(0, len(x), 512)]
         return torch.cat(out).reshape(len(x), -1).double().numpy()
@@ -138,8 +139,7 @@ class FeatureLearner(TransformerMixin, BaseEstimator):
         x = _as_images(X, shape)
         return self.preprocess(x).float() if self.preprocess is not None else x
 
-    def _shape_for(self, X: Any) -> tuple[int, ...]:
-        arr = _checked(X)
+    def _shape_for(self, arr: np.ndarray) -> tuple[int, ...]:
         if arr.ndim == 4:
             return tuple(int(s) for s in arr.shape[1:])
         if arr.ndim != 2:
