@@ -8,10 +8,8 @@ run directory exists, and by the runner itself (a config built in Python skips p
 """
 from __future__ import annotations
 
-from typing import Any
-
 from downpour.config import ConfigError, RunConfig
-from downpour.objectives import Contractive
+from downpour.objectives import Contractive, make_term
 
 # cost term -> why L-BFGS cannot minimise it (a resolved config lists every term with its weight)
 RANDOM_TERMS = {
@@ -20,20 +18,16 @@ RANDOM_TERMS = {
 }
 
 
-def _weight(spec: Any) -> float:
-    return float(spec.get("weight", 1.0)) if isinstance(spec, dict) else float(spec)
-
-
 def check_sandblaster(cfg: RunConfig) -> None:
     """ConfigError naming the first thing in ``cfg`` (resolved) that Sandblaster L-BFGS cannot run."""
     for name, spec in cfg.objective.items():
-        if _weight(spec) == 0:
+        term = make_term(name, spec)               # (checked when the config was resolved)
+        if term.weight == 0:
             continue
         if name in RANDOM_TERMS:
             raise ConfigError(f"cluster.algorithm = 'sandblaster' cannot minimise cost term {name!r}: {RANDOM_TERMS[name]}; "
                               "use cluster.algorithm = 'downpour'")
-        probes = spec.get("probes", Contractive.probes) if isinstance(spec, dict) else Contractive.probes   # a bare weight: the default
-        if name == "contractive" and probes != 0:
+        if isinstance(term, Contractive) and term.probes != 0:   # (a bare weight too: its default probes = 1)
             raise ConfigError("cluster.algorithm = 'sandblaster' needs contractive.probes = 0 (the exact penalty): "
                               "Hutchinson's estimate draws new probes at every evaluation")
     if cfg.model.options.get("dropout", 0):
