@@ -23,13 +23,14 @@ def read_toml(name_or_path: str, preset_only: bool = False) -> tuple[dict[str, A
     ``preset_only``: a preset or nothing (a file's bare-name ``base``)."""
     path = Path(name_or_path)
     preset = resources.files(PRESET_PACKAGE) / f"{name_or_path}.toml"
-    if preset_only and not (path.suffix != ".toml" and "/" not in name_or_path and preset.is_file()):
+    is_preset = path.suffix != ".toml" and "/" not in name_or_path and preset.is_file()
+    if preset_only and not is_preset:
         raise ConfigError(f"no preset or file named {name_or_path!r}{nearest(name_or_path, list_presets())} (a bare-name "
                           f"base is a file in the config's own folder or a preset, never a file in the working "
                           f"directory); presets: {', '.join(list_presets())}")
     if path.is_file() and not preset_only:
         text, where, file = _text(path, str(path)), str(path), path
-    elif path.suffix != ".toml" and "/" not in name_or_path and preset.is_file():
+    elif is_preset:
         text, where, file = _text(preset, f"preset {name_or_path!r}"), f"preset {name_or_path!r}", None
     elif path.is_dir():
         hint = " (a run folder: --resume it, or start from its config with --config RUN/config.toml)" \
