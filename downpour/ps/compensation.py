@@ -52,7 +52,7 @@ COMPENSATIONS: dict[str, type[Compensation]] = {c.name: c for c in (Compensation
 
 
 def make_compensation(name: str, dc_lambda: float = 0.04) -> Compensation:
-    """The compensation called ``name`` (cluster.compensation; its choices are declared in config.py)."""
+    """The compensation called ``name`` (cluster.compensation; its choices are declared in config/sections.py)."""
     if name not in COMPENSATIONS:
         raise ConfigError(f"cluster.compensation: unknown {name!r}{nearest(name, COMPENSATIONS)}; choose from {', '.join(COMPENSATIONS)}")
     return DCASGD(dc_lambda) if name == "dc-asgd" else COMPENSATIONS[name]()

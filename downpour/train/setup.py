@@ -12,7 +12,7 @@ import torch
 
 from downpour.config import ConfigError, RunConfig, TrainConfig
 
-# train.optimizer's choices (declared in config.py) -> the torch optimiser
+# train.optimizer's choices (declared in config/sections.py) -> the torch optimiser
 OPTIMIZERS = {"sgd": torch.optim.SGD, "adagrad": torch.optim.Adagrad, "adam": torch.optim.Adam}
 
 

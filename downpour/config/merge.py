@@ -1,0 +1,138 @@
+"""Preset chains, config files and overrides merged as plain tables, noting where each key was set last
+(for an error to name the file, preset or ``--set`` that set it)."""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from downpour._names import nearest
+from downpour.config.sections import SECTIONS, ModelSpec
+from downpour.config_files import base_of, read_toml
+from downpour.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+Override = str | tuple[str, Any]   # "section.key=value" as typed after --set, or (key, typed value)
+
+
+def parse_override(item: Override) -> tuple[list[str], Any]:
+    """``"train.lr=0.1"`` or ``("train.lr", 0.1)`` -> (["train", "lr"], 0.1)."""
+    if isinstance(item, tuple):
+        key, value = item
+        return key.split("."), value
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} must look like section.key=value")
+    key, raw = item.split("=", 1)
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()  # a bare word is a string: data.source=faces
+    path = key.strip().split(".")
+    if len(path) == 1 and path[0] in ("model", "objective", *SECTIONS):   # its keys passed no command-line check
+        raise ConfigError(f"--set {item}: set a section's keys one by one (--set {path[0]}.KEY=VALUE), so each is "
+                          "checked as the command line checks it")
+    return path, value
+
+
+def merge_term(base: Any, spec: Any) -> Any:
+    """A cost term's ``spec`` over its ``base``: a table merges into a table key by key, a plain number into a
+    table is the weight (``objective.pooled_l2=0.2`` keeps ``eps``), a table over a plain number keeps it as
+    the weight (``kl_sparsity = 0``, then ``.rho=0.1``: not on at its default weight); else ``spec`` replaces it."""
+    base = {"weight": base} if isinstance(spec, dict) and type(base) in (int, float) else base   # (not a bool)
+    if isinstance(base, dict) and isinstance(spec, (dict, int, float)) and not isinstance(spec, bool):
+        return {**base, **(spec if isinstance(spec, dict) else {"weight": spec})}
+    return spec
+
+
+def origin_of(key: str, name_or_path: str = "main", overrides: list[Override] | tuple[Override, ...] = ()) -> str | None:
+    """Where ``key`` (``model.hidden``, ``objective.pooled_l2``) was last set among ``name_or_path``'s chain and
+    ``overrides`` (a file, a preset, ``--set ...``), or None if nowhere: for an error found after loading
+    (the model's and the cost terms' own checks) to name it, as the loader's do."""
+    origins = merged_tables(name_or_path, overrides)[1]
+    parts = key.split(".")
+    for n in range(len(parts), 1, -1):           # objective.pooled_l2.eps: set as a key, or as its term's table
+        if ".".join(parts[:n]) in origins:
+            return origins[".".join(parts[:n])]
+    return None
+
+
+def merged_tables(name_or_path: str, overrides: list[Override] | tuple[Override, ...]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The preset chain and overrides merged as plain tables, and where each ``section.key`` was set last."""
+    chain: list[tuple[dict[str, Any], str]] = []
+    seen = set()
+    current: str | None = name_or_path
+    preset_only = False                  # a bare-name base is a preset, never a file in the working directory
+    while current is not None:
+        here = str(Path(current).resolve()) if Path(current).is_file() and not preset_only else current   # (a/../a.toml)
+        if here in seen:
+            raise ConfigError(f"presets inherit in a circle through {current!r}")
+        seen.add(here)
+        try:
+            table, where, file = read_toml(current, preset_only)
+        except ConfigError as err:
+            if not chain:
+                raise
+            raise ConfigError(f"{chain[-1][1]}: base {current!r}: {err}") from None
+        chain.append((table, where))
+        current, preset_only = base_of(table, where, file) or (None, False)
+    merged: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    for table, where in reversed(chain):
+        merge_table(merged, table, where, origins)
+    chained = dict(merged.get("model", {}))
+    typed: set[str] = set()
+    for item in overrides:
+        path, value = parse_override(item)
+        if path[0] == "objective" and len(path) == 3:   # objective.TERM.KEY=v: the term's other keys kept (as by merge_table)
+            path, value = path[:2], {path[2]: value}
+        nested: dict[str, Any] = {path[-1]: value}
+        for part in reversed(path[:-1]):
+            nested = {part: nested}
+        where = f"--set {item}" if isinstance(item, str) else getattr(item, "flag", "the command line")
+        typed.add(where)
+        merge_table(merged, nested, where, origins)
+    name = merged.get("model", {}).get("name")
+    carried = sorted(key for key in chained if key != "name" and origins.get(f"model.{key}") not in typed)
+    if name != chained.get("name", ModelSpec.name) and carried:   # (a key the new model lacks is refused by name)
+        log.warning("model.name = %r replaces the model of %s, whose model options %s carry over to it (set them "
+                    "too, or start from a config of that model)", name, chain[0][1], ", ".join(carried))
+    return merged, origins
+
+
+def merge_table(into: dict[str, Any], table: dict[str, Any], where: str, origins: dict[str, str]) -> None:
+    """Merge a parsed TOML table into ``into`` (plain nested dicts), naming an unknown section or key,
+    and note in ``origins`` where each ``section.key`` was set last. Values are checked when the
+    sections are built from the merged table (``downpour.config._build``), which names the key; ``origins``
+    then names the file, preset or override that set it."""
+    for key, value in table.items():
+        if key == "base":
+            if where.startswith("--set") or where == "the command line":
+                raise ConfigError(f"{where}: base is read from a config file only (its first line); start from that "
+                                  "file or preset with --config instead")
+            continue
+        if key == "seed":
+            into["seed"] = value
+            origins["seed"] = where
+        elif key in ("model", "objective", *SECTIONS):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}: [{key}] must be a table")
+            if key in SECTIONS:
+                valid = [f.name for f in dataclasses.fields(SECTIONS[key])]
+                for k in value:
+                    if k not in valid:
+                        raise ConfigError(f"{where}: unknown key '{key}.{k}'{nearest(k, valid)}")
+            if key == "objective":   # term by term: a child file's `pooled_l2 = {eps = 0.5}` keeps its parent's weight
+                terms = into.setdefault(key, {})
+                terms.update({term: merge_term(terms.get(term), spec) for term, spec in value.items()})
+            else:
+                into.setdefault(key, {}).update(value)
+            origins.update({f"{key}.{k}": where for k in value})
+            if key == "objective":       # and each key of a term's table (a number is the weight), for origin_of
+                origins.update({f"objective.{t}.{k}": where for t, spec in value.items()
+                                for k in (spec if isinstance(spec, dict) else {"weight": spec})})
+        else:
+            valid = ["seed", "model", "objective", *SECTIONS]
+            raise ConfigError(f"{where}: unknown section or key {key!r}{nearest(key, valid)}; valid: {', '.join(valid)}")
