@@ -301,3 +301,22 @@ def test_open_count_covers_only_positions_inside_the_output():
     with torch.no_grad():
         gate(x)
     assert gate.last.open == int(gate.open_mask(x).sum()) < gate.last.positions
+
+
+@pytest.mark.parametrize("offset", [0.0, 255.0, 1000.0])
+def test_a_textured_region_far_from_the_image_mean_stays_open(offset):
+    """Raw 0-255 pixels: half an image at 255 with noise of std 0.05 (field variance ~0.0025) had E[x²] -
+    E[x]² rounded in float32 to 0 in 552 of 3,249 fields, closed against a threshold of 1e-3."""
+    g = torch.Generator().manual_seed(0)
+    x = 0.05 * torch.randn(1, 1, 64, 64, generator=g)
+    x[..., 32:] += offset
+    gate = VarianceGate(LocallyConnected2d(1, 4, 64, 8, tile=1), 1e-3, block=1, mode="exact")
+    assert torch.equal(gate._tile_mask(x), _brute_tiles(gate, x, 8, 1))
+    assert bool(gate.open_mask(x).all())
+
+
+def test_images_in_the_unit_range_are_tested_in_their_own_precision():
+    from downpour.layers._gate_mask import precise_enough
+
+    x = torch.rand(2, 3, 32, 32)
+    assert precise_enough(x, 1e-4) is x and precise_enough(x * 255, 1e-3).dtype == torch.float64

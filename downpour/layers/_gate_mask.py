@@ -96,7 +96,7 @@ def open_tiles(x: Tensor, k: int, s: int, threshold: float, geom: tuple[int, int
     Without it (a caller whose last batch had many closed tiles: ``proof_pays``), the full test runs
     at once. The mask is the same either way."""
     ho, wo, bh, bw, nbh, nbw = geom
-    x = x.detach()
+    x = precise_enough(x.detach(), threshold)
     if not prove or k > 2 * s * min(bh, bw):   # origin fields overlap a lot (block=1): the proof costs more than the test
         return _full_test(x, k, s, threshold, geom)
     proven = origin_open(x, k, s, threshold, geom)                             # (B, nbh, nbw)
@@ -109,6 +109,21 @@ def open_tiles(x: Tensor, k: int, s: int, threshold: float, geom: tuple[int, int
     tb, ti, tj = undecided.unbind(1)
     proven[tb, ti, tj] = _window_test(x, k, s, threshold, geom, tb, ti, tj)
     return proven
+
+
+def precise_enough(x: Tensor, threshold: float) -> Tensor:
+    """``x``, or ``x`` in float64 where its float rounding could move a field's variance across the threshold.
+
+    Centring on the image's mean keeps E[x²] - E[x]²'s digits only where the image stays near that mean:
+    a region far from it (raw 0-255 pixels, half an image at 255) has a mean square of up to (max - min)²,
+    and float32's error, a few eps of that (~8e-3 at 0-255), closed textured fields of variance 1e-3.
+    Promoted when 16 eps (max - min)² > threshold: never for images in [0, 1] or standardised ones
+    against the usual thresholds, so their test costs what it did (one min/max pass more)."""
+    if threshold <= 0 or x.dtype == torch.float64 or x.numel() == 0:
+        return x
+    lo, hi = torch.aminmax(x)
+    spread = float(hi - lo)
+    return x.double() if 16 * torch.finfo(x.dtype).eps * spread * spread > threshold else x
 
 
 def _few(x: Tensor, k: int, s: int, geom: tuple[int, int, int, int, int, int], n: int) -> bool:
