@@ -92,3 +92,17 @@ if __name__ == "__main__":  # python tests/test_layers_pooling.py  -> rewrites t
     REF.parent.mkdir(exist_ok=True)
     np.savez(REF, x=x.numpy(), y=loop_l2pool(x.double(), 3, 2, 1, 2).float().numpy())
     print(f"wrote {REF}")
+
+
+def test_eps_zero_pools_a_window_of_zeros_to_zero_with_a_finite_gradient():
+    """sqrt's gradient at 0 is infinite: one all-zero window made every input's gradient NaN."""
+    x = torch.zeros(1, 2, 5, 5, dtype=torch.float64)
+    x[:, :, 3:, 3:] = torch.randn(1, 2, 2, 2, dtype=torch.float64)
+    x.requires_grad_(True)
+    pool = L2Pool2d(2, eps=0.0)
+    out = pool(x)
+    torch.testing.assert_close(out, loop_l2pool(x.detach(), 2, 1, 0, 1, eps=0.0))
+    out.sum().backward()
+    assert torch.isfinite(x.grad).all() and x.grad[:, :, :2, :2].abs().sum() == 0
+    live = x.detach()[:, :, 1:, 1:].clone().requires_grad_(True)     # windows that all hold a value: sqrt's own gradient
+    assert torch.autograd.gradcheck(L2Pool2d(2, eps=0.0), (live,))

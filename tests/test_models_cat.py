@@ -102,6 +102,9 @@ def test_free_filters_and_full_reconstruction_are_still_reachable():
     ("strides", [0, 1], "model.strides"), ("kernels", [8, 0], "model.kernels"),
     ("pools", [3, -1], "model.pools"), ("pool_strides", [0, 1], "model.pool_strides"),
     ("maps", [], "at least one stage"),     # it passed the shape check, then failed on stages[0]
+    # a stride that leaves a 1x1 output was blamed on the pool; a pool too large for the output is the pool's
+    ("strides", [40, 1], r"model.strides: stage 1's pool 3 is larger than its filter output 1x1 \(filter side 8, stride 40"),
+    ("pools", [40, 3], "model.pools: stage 1's pool 40 is larger than its filter output 25x25"),
 ])
 def test_bad_cat_options_are_named(option, value, message):
     with pytest.raises(ValueError, match=message):

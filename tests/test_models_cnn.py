@@ -5,6 +5,7 @@ import torch
 
 from downpour.batch import Batch
 from downpour.data.builtin import digits
+from downpour.errors import ConfigError
 from downpour.models.cnn import CNN, CNNConfig
 from downpour.models.registry import create_model, list_models, model_entry
 from downpour.objectives import Objective
@@ -87,8 +88,12 @@ def test_clear_errors():
         model.forward_train(Batch(torch.rand(2, 1, 8, 8), torch.tensor([3, 12])))
     with pytest.raises(ValueError, match="built for inputs"):
         model(torch.rand(2, 1, 9, 9))
-    with pytest.raises(ValueError, match="model.kernel"):
+    with pytest.raises(ConfigError, match="model.kernel") as err:
         CNN(CNNConfig(maps=(8, 8, 8), pools=(1, 1, 1), kernel=3), (1, 6, 6))
+    assert err.value.key == "model.kernel"       # (so preflight names the file or --set that set it)
+    with pytest.raises(ConfigError, match=r"smaller than its pool 8 \(model.pools = \[8\]\)") as err:
+        CNN(CNNConfig(maps=(8,), pools=(8,), kernel=3), (1, 8, 8))
+    assert err.value.key == "model.pools"
     with pytest.raises(KeyError, match="conv1"):
         model.features(torch.rand(2, 1, 8, 8), "conv9")
     for key, value in (("pools", [-3, 2]), ("pools", [0, 2]), ("maps", [0, 32])):   # pool <= 1 passed as "no pool"

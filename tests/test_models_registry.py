@@ -93,3 +93,11 @@ def test_model_options_are_checked():
     out = create_model("rica-local", (1, 16, 16), pool=3).forward_train(Batch(torch.rand(2, 1, 16, 16)))[""]
     assert out.pooled.shape == out.codes.shape
     assert create_model("tica-8x8", (1, 8, 8), pool=4).config.pool == 4          # dense groups: any size
+    # a local receptive field larger than the input was the layer's error, naming no key; a pool past the code map
+    # pooled the whole map (rica-local's 2x2 codes on 8x8 inputs took pool = 15)
+    with pytest.raises(ConfigError, match="model.kernel_size = 20 is larger than the 8x8 input") as err:
+        create_model("rica-local", (1, 8, 8), kernel_size=20)
+    assert err.value.key == "model.kernel_size"
+    with pytest.raises(ConfigError, match="model.pool = 15: a local TICA neighbourhood larger than the") as err:
+        create_model("rica-local", (1, 8, 8), pool=15)
+    assert err.value.key == "model.pool"

@@ -79,5 +79,10 @@ class L2Pool2d(nn.Module):
         return pooled * float(self.kernel_size ** 2)
 
     def forward(self, x: Tensor) -> Tensor:
-        """(B, C, H, W) -> (B, C // maps_pool, Ho, Wo): sqrt(eps + energy(x))."""
-        return torch.sqrt(self.energy(x) + self.eps)
+        """(B, C, H, W) -> (B, C // maps_pool, Ho, Wo): sqrt(eps + energy(x)). With eps = 0, a window of
+        zeros pools to 0 with gradient 0 (sqrt's own is infinite there: NaN through every input)."""
+        energy = self.energy(x)
+        if self.eps > 0:
+            return torch.sqrt(energy + self.eps)
+        live = energy > 0
+        return torch.where(live, torch.where(live, energy, 1.0).sqrt(), 0.0)

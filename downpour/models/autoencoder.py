@@ -63,6 +63,21 @@ class AutoencoderConfig(Section):
             raise ConfigError(f"model.pool: a dense TICA group of {self.pool} units is larger than the "
                               f"{self.hidden} hidden units (model.hidden)", key="model.pool")
 
+    def check_shapes(self, input_shape: tuple[int, ...]) -> None:
+        """A local encoder's receptive field within the input, and its TICA pool within the code map (a
+        larger one pooled the whole map, as no neighbourhood does); errors name the key."""
+        if self.encoder == "dense":
+            return
+        h, w = input_shape[1:]
+        if self.kernel_size > min(h, w):
+            raise ConfigError(f"model.kernel_size = {self.kernel_size} is larger than the {h}x{w} input; use at most "
+                              f"{min(h, w)}, or larger inputs (data.size)", key="model.kernel_size")
+        ho, wo = (h - self.kernel_size) // self.stride + 1, (w - self.kernel_size) // self.stride + 1
+        if self.pool > min(ho, wo):
+            raise ConfigError(f"model.pool = {self.pool}: a local TICA neighbourhood larger than the {ho}x{wo} code map "
+                              f"(model.kernel_size {self.kernel_size}, stride {self.stride} on {h}x{w} inputs)",
+                              key="model.pool")
+
 
 class Autoencoder(FeatureModel):
     """A one-stage autoencoder. ``forward`` returns the codes h: (B, hidden) dense, (B, hidden, Ho, Wo) local."""
@@ -75,6 +90,7 @@ class Autoencoder(FeatureModel):
         self.input_shape = tuple(input_shape)  # (C, H, W)
         c, h, w = self.input_shape
         config.check_encoder()
+        config.check_shapes(self.input_shape)
         if config.encoder == "dense":
             n_in = c * h * w
             bound = config.init_scale or math.sqrt(6.0 / (n_in + config.hidden + 1))

@@ -57,7 +57,7 @@ class CatConfig(Section):
     strides: tuple[int, ...] = setting((1, 1), within="[1, inf)")        # filter step, per stage
     pools: tuple[int, ...] = setting((3, 3), within="[1, inf)")          # L2 pooling neighbourhood side, per stage
     pool_strides: tuple[int, ...] = setting((2, 1), within="[1, inf)")   # L2 pooling step, per stage
-    lcn: int = setting(5, within="[1, inf)")  # LCN Gaussian window side (odd)
+    lcn: int = setting(5, within="[1, inf)")  # LCN Gaussian window side (odd); each stage uses at most its map's side (the largest odd one within it)
     tile: int = setting(0, within="[0, inf)") # 0 = untied (the paper), 1 = convolution, t = tiled
     decoder: str = setting("tied", choices=("tied", "untied"))   # tied: WᵀWx (RICA) | untied: a free decoder (the paper)
     filter_norm: tuple[float, ...] = (1.0,)   # every filter at L2 norm filter_norm·stride·√(C/M) (see above); 0 = free; one for all stages or one per stage
@@ -101,10 +101,14 @@ class CatConfig(Section):
             if k > min(h, w):
                 raise ConfigError(f"model.kernels: stage {i}'s filter side {k} is larger than its {h}x{w} input; "
                                   "shrink kernels, strides or pools, or use larger inputs", key="model.kernels")
+            h_in, w_in = h, w
             h, w = (h - k) // s + 1, (w - k) // s + 1
             if q > min(h, w):
-                raise ConfigError(f"model.pools: stage {i}'s pool {q} is larger than its filter output {h}x{w}; "
-                                  "shrink kernels or pools", key="model.pools")
+                key = "model.strides" if s > 1 and q <= min(h_in, w_in) - k + 1 else "model.pools"   # the stride's fault
+                step = f", stride {s}" if s > 1 else ""
+                raise ConfigError(f"{key}: stage {i}'s pool {q} is larger than its filter output {h}x{w} (filter side "
+                                  f"{k}{step} on {h_in}x{w_in}); shrink kernels{', strides' if s > 1 else ''} or pools",
+                                  key=key)
             h, w = (h - q) // u + 1, (w - q) // u + 1
 
 

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from downpour.batch import Batch, Outputs
+from downpour.errors import ConfigError
 from downpour.layers.locally_connected import LocallyConnected2d
 from downpour.models.base import FeatureModel
 from downpour.models.registry import register_model
@@ -52,21 +53,24 @@ class CNN(FeatureModel):
         if len(input_shape) != 3:
             raise ValueError(f"CNN needs image input (C, H, W), got input_shape {tuple(input_shape)}")
         if len(config.maps) == 0 or len(config.maps) != len(config.pools):
-            raise ValueError(f"model.maps {config.maps} and model.pools {config.pools} must be non-empty and of equal length")
+            raise ConfigError(f"model.maps {config.maps} and model.pools {config.pools} must be non-empty and of equal length",
+                              key="model.maps")
         self.config = config
         self.input_shape = tuple(input_shape)
         channels, h, w = self.input_shape
         self.filters = nn.ModuleList()
         for i, (maps, pool) in enumerate(zip(config.maps, config.pools), start=1):
             if min(h, w) < config.kernel:
-                raise ValueError(f"CNN on input {self.input_shape}: layer {i} sees {h}x{w}, smaller than "
-                                 f"model.kernel = {config.kernel}; use fewer layers, smaller pools or a smaller kernel")
+                raise ConfigError(f"CNN on input {self.input_shape}: layer {i} sees {h}x{w}, smaller than "
+                                  f"model.kernel = {config.kernel}; use fewer layers, smaller pools or a smaller kernel",
+                                  key="model.kernel")
             self.filters.append(LocallyConnected2d(channels, maps, (h, w), config.kernel,
                                                    tile=None if config.tile == 0 else config.tile, bias=True))
             h, w = h - config.kernel + 1, w - config.kernel + 1
             if pool > 1:
                 if min(h, w) < pool:
-                    raise ValueError(f"CNN on input {self.input_shape}: layer {i} output {h}x{w} is smaller than its pool {pool}")
+                    raise ConfigError(f"CNN on input {self.input_shape}: layer {i} output {h}x{w} is smaller than its "
+                                      f"pool {pool} (model.pools = {list(config.pools)})", key="model.pools")
                 h, w = h // pool, w // pool
             channels = maps
         self.fc = nn.Linear(channels * h * w, config.hidden)
