@@ -65,6 +65,19 @@ def test_the_report_of_an_edited_analysis_json_names_it(run, edit, named):
     assert named in str(err.value) and f"downpour analyze {run} --report" in str(err.value)
 
 
+@pytest.mark.parametrize("damage", ["weights", "model.json"])
+def test_a_run_shared_without_whole_weights_keeps_its_analysis_and_reports_from_it(run, damage):
+    """No model.safetensors (or a torn model.json) read as another model than the one analysed: the report removed
+    analysis.json, figures/ and report.html, then failed for the missing weights."""
+    write_report(run)
+    if damage == "weights":
+        (run / "model.safetensors").unlink()
+    else:
+        (run / "model.json").write_text('{"model": "cat-de')
+    assert write_report(run).is_file()
+    assert (run / "analysis.json").is_file() and any((run / "figures").iterdir())
+
+
 def test_an_analysis_from_before_the_edge_measure_is_not_called_too_thin(run):
     _edit_json(run / "analysis.json", lambda a: {**a, "filters": {k: v for k, v in a["filters"].items() if k != "edge_fraction"}})
     page = write_report(run).read_text()
