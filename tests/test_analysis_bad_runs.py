@@ -177,4 +177,19 @@ def test_a_probe_on_the_images_a_supervised_network_trained_on_says_so(tmp_path)
     run_local(cfg, RunDir.create(path, cfg))
     a = analyze_run(path, **{**FAST, "probes": ["digits", "lfw"], "probe_samples": 300})
     assert [p.get("trained_on") for p in a["probes"]] == ["images and labels", None]
-    assert "this probe measures how well it fits them" in write_report(path).read_text()
+    # (the note's words now fit the best-unit table too: "this measures", not "this probe measures")
+    assert write_report(path).read_text().count("this measures how well it fits them") == 1
+    # its best unit on digits is one of its own logits, trained on those labels: the table says so too
+    no_face_test = {k: v for k, v in FAST.items() if k not in ("bootstrap", "control_draws")}
+    b = analyze_run(path, **{**no_face_test, "dataset": "digits", "positive": 3, "probes": []})
+    assert b["face_neuron"]["trained_on"] == "images and labels"
+    assert "this measures how well it fits them" in write_report(path).read_text()
+
+
+def test_lfw_is_never_called_trained_on_it_is_the_part_the_run_held_out(analysed):
+    """A cat network trained on lfw's training part: its lfw probe's note said its features were learned on these
+    images, which were the held-out ones."""
+    from downpour.analysis.run import _trained_on
+
+    cfg = RunDir.open(analysed).config
+    assert cfg.data.trains_on_faces() and _trained_on(cfg, None, "lfw") == {}

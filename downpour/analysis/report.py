@@ -101,7 +101,8 @@ def _face_neuron(a: dict[str, Any]) -> str:
             f"and scored on a disjoint test split of {split['test']} (seed {split['seed']}); every baseline uses the same split. "
             f"The last column averages the test accuracy over {n_splits} seeded splits.</p>"
             + _table(rows, ["method", "unit", "selection acc.", "test acc.", f"test acc. over {n_splits} splits"],
-                     "face-neuron-table", classes))
+                     "face-neuron-table", classes)
+            + (f'<p class="note">{TRAINED_ON[fn["trained_on"]]}</p>' if fn.get("trained_on") in TRAINED_ON else ""))
 
 
 def _pictured_words(a: dict[str, Any]) -> str:
@@ -197,7 +198,7 @@ def _controls_by_layer(rows: list[dict[str, Any]], setup: dict[str, Any]) -> str
 
 
 TRAINED_ON = {   # a probe on the very images the network trained on (analysis.json's probes[].trained_on)
-    "images and labels": "The network trained on these images with their labels: this probe measures how well it "
+    "images and labels": "The network trained on these images with their labels: this measures how well it "
                          "fits them, not how it does on images it has not seen.",
     "images": "The network's features were learned on these images (not their labels)."}
 

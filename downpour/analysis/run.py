@@ -30,7 +30,7 @@ from downpour.analysis.selectivity import face_neuron_tables
 from downpour.analysis.stimulus import optimal_stimulus, top_images
 from downpour.analysis.options import analysis_options, no_faces_of, open_run, run_preprocess
 from downpour.analysis.units import check_layer, describe_unit, unit_responses
-from downpour.config import FACE_SOURCES, AnalysisConfig, ConfigError, RunConfig
+from downpour.config import AnalysisConfig, ConfigError, RunConfig
 from downpour.data.preprocess import Preprocess
 from downpour.errors import DataError
 from downpour.layers import LocallyConnected2d
@@ -118,11 +118,11 @@ def _controls(model: FeatureModel, twin: FeatureModel, opts: AnalysisConfig, lay
                                                        "test_fraction")}}
 
 
-def _trained_on(cfg: RunConfig, model: FeatureModel, probe: str) -> dict[str, str]:
-    """``{"trained_on": ...}`` when the network trained on the probe's own images (a built-in set it was
-    trained on): with their labels (a supervised model), its probe is not a held-out measure."""
-    sources = {"digits": ("digits",), "lfw": FACE_SOURCES}.get(probe, ())
-    if cfg.data.source not in sources or (probe == "lfw" and not cfg.data.trains_on_faces()):
+def _trained_on(cfg: RunConfig, model: FeatureModel, labelled: str) -> dict[str, str]:
+    """``{"trained_on": ...}`` when the network trained on the labelled set's own images: digits (loaded
+    whole) on a run of ``data.source = "digits"``; with their labels (a supervised model), a probe or a
+    best unit there is not a held-out measure. lfw never is: it is loaded as the part the run held out."""
+    if labelled != "digits" or cfg.data.source != "digits":
         return {}
     return {"trained_on": "images and labels" if model.supervised else "images"}
 
@@ -299,7 +299,8 @@ def _measure(run: RunDir, model: FeatureModel, opts: AnalysisConfig, layer: str,
         "run": str(run.path), "model": meta["model"], "trained_steps": meta.get("step"), "layer": layer,
         "options": dataclasses.asdict(opts), "labelled_set": {"name": data.name, "counts": data.counts(), **data.info},
         "face_neuron": {**table, "over_splits": neuron["summary"], "split_seeds": neuron["seeds"],
-                        "unit_location": describe_unit(model, data.x, unit, layer), "pictured": pictured, **controls},
+                        "unit_location": describe_unit(model, data.x, unit, layer), "pictured": pictured, **controls,
+                        **_trained_on(run.config, model, opts.dataset)},
         "optimal_stimulus": {"unit": unit, "sign": sign, "norm": stim.norm, "activation": stim.activation,
                              "restarts": stim.restarts, "agreement": stim.agreement, "trace": stim.trace,
                              "receptive_field_pixels": stim.field_pixels,
