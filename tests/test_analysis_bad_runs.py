@@ -193,3 +193,14 @@ def test_lfw_is_never_called_trained_on_it_is_the_part_the_run_held_out(analysed
 
     cfg = RunDir.open(analysed).config
     assert cfg.data.trains_on_faces() and _trained_on(cfg, None, "lfw") == {}
+
+
+def test_a_model_whose_input_is_not_an_image_is_refused_before_any_measurement(tmp_path):
+    """teacher-student's inputs are 8 numbers (1x1x8): lfw resized to them was one grey value per face, and the
+    report gave a face-test verdict on that."""
+    path = tmp_path / "ts"
+    cfg = load_config("teacher-student", ["train.steps=2", "train.tensorboard=false"])
+    run_local(cfg, RunDir.create(path, cfg))
+    with pytest.raises(DataError, match=r"input_shape \[1, 1, 8\] \(data.source = 'gaussian'\) is not an image of at least 4x4"):
+        analyze_run(path, **FAST)
+    assert not (path / "analysis.json").exists() and not (path / "figures").exists()

@@ -187,6 +187,7 @@ def analyze_run(run_path: str | Path, **options: Any) -> dict[str, Any]:
         torch.set_num_threads(before)
 
 
+MIN_SIDE = 4                  # the smallest input side the image analyses mean anything at (digits are 8x8)
 STAGING = "figures.partial"   # an analysis draws here; its figures join figures/ only with its analysis.json
 
 
@@ -210,6 +211,11 @@ def _analyze(run_path: str | Path, options: dict[str, Any]) -> dict[str, Any]:
     for name in opts.probe_layers:                  # named now, not after the face test
         check_layer(model, name, "analysis.probe_layers")
     shape = tuple(run.read_json("model.json")["input_shape"])
+    if len(shape) != 3 or min(shape[1:]) < MIN_SIDE:     # lfw at 1x1 is one grey value per face: a test of nothing
+        raise DataError(f"{str(run.path / 'model.json')!r}: input_shape {list(shape)} (data.source = {cfg.data.source!r}) is "
+                        f"not an image of at least {MIN_SIDE}x{MIN_SIDE}; the analysis shows images (lfw, digits) to the "
+                        "network, so it has nothing to measure here. Its training is in metrics.jsonl"
+                        + (" and staleness.json" if (run.path / "staleness.json").is_file() else ""))
     seed = cfg.seed
     prepare = run_preprocess(run)
     fold = cfg.data.lfw_fold()              # the lfw images this run held out (data.lfw_heldout)
