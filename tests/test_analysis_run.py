@@ -225,6 +225,17 @@ def test_posed_images_add_the_out_of_plane_curve_to_analysis_and_report(run_dir,
     Image.fromarray(np.zeros((16, 16), np.uint8)).save(poses / "sideways" / "x.png")
     with pytest.raises(ValueError, match="'sideways'.*not an angle"):
         analyze_run(copy, **{**FAST, "probes": [], "poses": str(poses)})
+    # two folders of one angle: one was dropped without a word; no frontal folder: named after the face test's
+    # minutes, without the key. Both now before any measurement, naming analysis.poses.
+    shutil.rmtree(poses / "sideways")
+    shutil.copytree(poses / "0", poses / "0.0")
+    with pytest.raises(ConfigError, match=r"sub-folders '0' and '0.0' .* are the same angle \(0 degrees\)") as err:
+        analyze_run(copy, **{**FAST, "probes": [], "poses": str(poses)})
+    assert err.value.key == "analysis.poses"
+    shutil.rmtree(poses / "0")
+    shutil.rmtree(poses / "0.0")
+    with pytest.raises(ConfigError, match=r"has no frontal pose \(a sub-folder named 0\).*\[-45.0, 45.0\]"):
+        analyze_run(copy, **{**FAST, "probes": [], "poses": str(poses)})
 
 
 def _untrained_cat(path: Path, *overrides: str) -> Path:

@@ -64,13 +64,21 @@ def load_poses(path: str, shape: tuple[int, ...], prepare: Preprocess) -> dict[f
         posed = load_labelled(path, shape, prepare=prepare)
     except DataError as err:
         raise ConfigError(f"analysis.poses: {err}", key="analysis.poses") from None
-    out = {}
+    out: dict[float, torch.Tensor] = {}
+    named: dict[float, str] = {}
     for k, name in enumerate(posed.classes):
         try:
             angle = float(name)
         except ValueError:
-            raise ConfigError(f"analysis.poses: sub-folder {name!r} of {path!r} is not an angle in degrees") from None
-        out[angle] = posed.x[torch.from_numpy(posed.y == k)]
+            raise ConfigError(f"analysis.poses: sub-folder {name!r} of {path!r} is not an angle in degrees",
+                              key="analysis.poses") from None
+        if angle in out:          # (0 and 0.0: one of them was dropped without a word)
+            raise ConfigError(f"analysis.poses: sub-folders {named[angle]!r} and {name!r} of {path!r} are the same angle "
+                              f"({angle:g} degrees); put their images in one", key="analysis.poses")
+        out[angle], named[angle] = posed.x[torch.from_numpy(posed.y == k)], name
+    if 0.0 not in out:
+        raise ConfigError(f"analysis.poses: {path!r} has no frontal pose (a sub-folder named 0), which the curve is "
+                          f"measured against; its angles: {sorted(out)}", key="analysis.poses")
     return out
 
 
@@ -220,6 +228,7 @@ def _analyze(run_path: str | Path, options: dict[str, Any]) -> dict[str, Any]:
     prepare = run_preprocess(run)
     fold = cfg.data.lfw_fold()              # the lfw images this run held out (data.lfw_heldout)
     data = load_labelled(opts.dataset, shape, prepare=prepare, lfw_fold=fold)
+    poses = load_poses(opts.poses, shape, prepare) if opts.poses else None     # named now, not after the face test
     twin = random_twin(run, seed + 1)      # not seed: that would be the run's own initial weights
     no_faces = no_faces_of(run, opts, layer) if opts.runs_face_test() else None   # (only the face test scores it)
     pictures = run.path / "figures"
@@ -232,7 +241,7 @@ def _analyze(run_path: str | Path, options: dict[str, Any]) -> dict[str, Any]:
     shutil.rmtree(fig_dir, ignore_errors=True)      # left by an analysis that was killed
     fig_dir.mkdir()
     try:
-        result = _measure(run, model, opts, layer, shape, prepare, fold, data, twin, no_faces, fig_dir)
+        result = _measure(run, model, opts, layer, shape, prepare, fold, data, poses, twin, no_faces, fig_dir)
     except BaseException:
         shutil.rmtree(fig_dir, ignore_errors=True)
         raise
@@ -242,7 +251,8 @@ def _analyze(run_path: str | Path, options: dict[str, Any]) -> dict[str, Any]:
 
 
 def _measure(run: RunDir, model: FeatureModel, opts: AnalysisConfig, layer: str, shape: tuple[int, ...],
-             prepare: Preprocess, fold: tuple[int, int] | None, data: LabelledSet, twin: FeatureModel,
+             prepare: Preprocess, fold: tuple[int, int] | None, data: LabelledSet,
+             poses: dict[float, torch.Tensor] | None, twin: FeatureModel,
              no_faces: tuple[FeatureModel, Preprocess] | None, fig_dir: Path) -> dict[str, Any]:
     """Every measurement and figure of :func:`analyze_run` (figures into ``fig_dir``); the result dict."""
     seed = run.config.seed
@@ -275,7 +285,6 @@ def _measure(run: RunDir, model: FeatureModel, opts: AnalysisConfig, layer: str,
     # 3. invariance on the concept's images: warped in pixels, then prepared as the run's training data was
     concept = data.pixels[torch.from_numpy(is_positive)]
     baseline = float(responses[~is_positive].mean())              # the unit's level on everything else
-    poses = load_poses(opts.poses, shape, prepare) if opts.poses else None
     inv = invariance_curves(model, concept, unit, layer=layer, sign=sign, baseline=baseline, poses=poses,
                             prepare=lambda t: prepare_images(t, shape, prepare))
     paths["invariance"] = figures.invariance_plot(inv, fig_dir / "invariance.png").name
