@@ -78,6 +78,14 @@ def test_a_run_shared_without_whole_weights_keeps_its_analysis_and_reports_from_
     assert (run / "analysis.json").is_file() and any((run / "figures").iterdir())
 
 
+def test_an_analysis_json_cut_short_is_named_with_the_way_to_write_it_again(run):
+    text = (run / "analysis.json").read_text()
+    (run / "analysis.json").write_text(text[:300])
+    with pytest.raises(NotARunError, match="analysis.json' is not valid JSON") as err:
+        write_report(run)
+    assert f"downpour analyze {run} --report" in str(err.value)
+
+
 def test_an_analysis_from_before_the_edge_measure_is_not_called_too_thin(run):
     _edit_json(run / "analysis.json", lambda a: {**a, "filters": {k: v for k, v in a["filters"].items() if k != "edge_fraction"}})
     page = write_report(run).read_text()

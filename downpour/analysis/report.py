@@ -325,7 +325,10 @@ def write_report(run_path: str | Path, analyze_if_missing: bool = True) -> Path:
         from downpour.analysis.run import analyze_run
 
         analyze_run(run.path)
-    a = run.read_json("analysis.json")
+    try:
+        a = run.read_json("analysis.json")
+    except NotARunError as err:      # cut short by a kill or an edit: the same way back as a missing field
+        raise NotARunError(f"{err}; `downpour analyze {run.path} --report` writes it again") from None
     try:
         body = _body(run, a)
     except DownpourError:
