@@ -36,6 +36,21 @@ def test_stimulus_converges_to_the_units_weights(act):
     assert stim.agreement > 0.99     # one optimum: every start finds it
 
 
+def test_a_unit_that_answers_x_and_minus_x_alike_agrees_in_absolute_value_and_one_start_compares_nothing():
+    """An energy unit (w·x)² has two optima, w and -w: starts split between them read as a signed mean cosine
+    near 0 (tica-8x8's pooled unit: -0.19, |cosine| 0.48); one start reported agreement 1.00."""
+    from downpour.analysis.report import _starts
+
+    model = LinearUnits((1, 8, 8), act=torch.square)
+    stim = optimal_stimulus(model, 3, norm=2.5, steps=150, restarts=6, seed=0)
+    assert stim.symmetric and stim.agreement > 0.99
+    assert "in absolute value, as the unit answers x and -x alike" in _starts(vars(stim))
+    linear = optimal_stimulus(LinearUnits((1, 8, 8)), 3, norm=2.5, steps=50, restarts=2)
+    assert not linear.symmetric
+    one = optimal_stimulus(model, 3, norm=2.5, steps=20, restarts=1)
+    assert one.agreement is None and _starts(vars(one)).startswith("from one start (nothing to compare")
+
+
 def test_saturating_unit_still_converges():
     # Near the optimum w·x reaches 25: sigmoid rounds to 1.0 in float32 and its gradient to 0; float64 carries on.
     model = LinearUnits((1, 8, 8), act=torch.sigmoid)

@@ -105,6 +105,15 @@ def _face_neuron(a: dict[str, Any]) -> str:
             + (f'<p class="note">{TRAINED_ON[fn["trained_on"]]}</p>' if fn.get("trained_on") in TRAINED_ON else ""))
 
 
+def _starts(stim: dict[str, Any]) -> str:
+    """How far the optimisation's starts agree, in words (up to the sentence's closing parenthesis)."""
+    n = len(stim["restarts"])
+    if stim.get("agreement") is None or n < 2:
+        return "from one start (nothing to compare it with: more starts, analysis.stimulus_restarts, tell one optimum from several"
+    mirror = (" in absolute value, as the unit answers x and -x alike" if stim.get("symmetric") else "")
+    return f"best of {n} starts (mean cosine similarity between starts' solutions {stim['agreement']:.2f}{mirror}"
+
+
 def _pictured_words(a: dict[str, Any]) -> str:
     """Which unit the pictures below show, and why (analysis.json files written before ``pictured`` have none)."""
     pictured = a["face_neuron"].get("pictured")
@@ -376,8 +385,7 @@ def _body(run: RunDir, a: dict[str, Any]) -> str:
 <p>{_pictured_words(a)}</p>
 {_image(run, figs.get('responses'), 'responses of the pictured unit')}
 <p>The input of L2 norm {stim['norm']:.3g} (the data's median) that {'excites' if stim['sign'] > 0 else 'suppresses'} unit
-{stim['unit']} most: response {stim['activation']:.4g}, best of {len(stim['restarts'])} starts
-(mean cosine similarity between starts' solutions {stim['agreement']:.2f}; the unit depends on
+{stim['unit']} most: response {stim['activation']:.4g}, {_starts(stim)}; the unit depends on
 {stim.get('receptive_field_pixels', '?')} of the input's values). Beside it, its top {len(top['indices'])} images,
 {top['positive_in_top']} of them from the concept's class.</p>
 {_image(run, figs.get('stimulus'), 'optimal stimulus and top images')}

@@ -279,8 +279,9 @@ def _measure(run: RunDir, model: FeatureModel, opts: AnalysisConfig, layer: str,
     positive_in_top = int((data.y[top] == opts.positive).sum())
     paths["stimulus"] = figures.stimulus_and_top_images(
         _in_pixels(prepare, stim.image).numpy(), data.raw[top].numpy(), fig_dir / "optimal_stimulus.png",
-        f"unit {unit} of {layer}: optimal stimulus and top {len(top)} of {len(data)} images "
-        f"({positive_in_top} are {labels[0]})", [float(responses[i]) for i in top]).name
+        (f"unit {unit} of {layer}: optimal stimulus and top {len(top)} of {len(data)} images " if sign > 0 else
+         f"unit {unit} of {layer} (the concept lowers it): most suppressing stimulus and the {len(top)} of {len(data)} "
+         "images it answers least ") + f"({positive_in_top} are {labels[0]})", [float(responses[i]) for i in top]).name
 
     # 3. invariance on the concept's images: warped in pixels, then prepared as the run's training data was
     concept = data.pixels[torch.from_numpy(is_positive)]
@@ -317,7 +318,8 @@ def _measure(run: RunDir, model: FeatureModel, opts: AnalysisConfig, layer: str,
                         "unit_location": describe_unit(model, data.x, unit, layer), "pictured": pictured, **controls,
                         **_trained_on(run.config, model, opts.dataset)},
         "optimal_stimulus": {"unit": unit, "sign": sign, "norm": stim.norm, "activation": stim.activation,
-                             "restarts": stim.restarts, "agreement": stim.agreement, "trace": stim.trace,
+                             "restarts": stim.restarts, "agreement": stim.agreement, "symmetric": stim.symmetric,
+                             "trace": stim.trace,
                              "receptive_field_pixels": stim.field_pixels,
                              "image": stim.image.tolist()},
         "top_images": {"indices": top.tolist(), "responses": [float(responses[i]) for i in top],

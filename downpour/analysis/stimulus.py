@@ -24,16 +24,19 @@ class Stimulus:
 
     image: (C, H, W), ``||image||₂ = norm``; activation: the unit's response to it; restarts: every
     start's final response (R,); agreement: mean cosine similarity of the other starts' solutions
-    to the best one (near 1: one clear optimum; low: several).
+    to the best one (near 1: one clear optimum; low: several; None with one start: nothing to compare).
+    For a unit that answers x and -x alike (``symmetric``: an L2-pooled or TICA unit), x* and -x* are one
+    optimum, so the cosines are taken in absolute value.
     """
 
     image: Tensor
     activation: float
     norm: float
     restarts: list[float]
-    agreement: float
+    agreement: float | None
     trace: list[float]          # best start's response every few steps, to check convergence
     field_pixels: int = 0       # inputs (C·H·W entries) the unit's response depends on: its receptive field
+    symmetric: bool = False     # the unit's response to -x* equals its response to x*
 
 
 def _project(x: Tensor, norm: float) -> Tensor:
@@ -88,11 +91,15 @@ def optimal_stimulus(model: FeatureModel, unit: int, *, layer: str | None = None
         best = int(final.argmax())
         flat = x.reshape(restarts, -1)
         cos = (flat @ flat[best]) / (flat.norm(dim=1) * flat[best].norm()).clamp_min(1e-12)
+        mirrored = sign * unit_response(model, -x[best:best + 1], unit, layer)
+        symmetric = bool(torch.isclose(mirrored, final[best:best + 1], rtol=1e-5, atol=1e-8).all())
         others = torch.cat([cos[:best], cos[best + 1:]])
+        others = others.abs() if symmetric else others
     trace.append(float(final[best]))
     return Stimulus(image=x[best].detach().float(), activation=float(sign * final[best]), norm=norm,
                     restarts=[float(sign * v) for v in final], trace=trace,
-                    agreement=float(others.mean()) if len(others) else 1.0, field_pixels=int(field.sum()))
+                    agreement=float(others.mean()) if len(others) else None, field_pixels=int(field.sum()),
+                    symmetric=symmetric)
 
 
 def top_images(responses: np.ndarray, k: int, sign: int = 1) -> np.ndarray:
