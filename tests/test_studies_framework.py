@@ -405,3 +405,17 @@ def test_a_percent_interval_never_reads_minus_zero():
 
     assert percent_ci((0.08, -0.003, 0.16)) == "8% [0, 16]"          # it read "8% [-0, 16]"
     assert percent_ci((0.5, 0.25, 0.75)) == "50% [25, 75]" and percent_ci((0.5, float("-inf"), float("inf"))) == "50%"
+
+
+@pytest.mark.parametrize("study", ["staleness", "architectures", "costs"])
+@pytest.mark.parametrize("key, match", [
+    ("analysis.layer=stage9", "keeps it as designed: a study measures its cells itself"),
+    ("analysis.bootstrap=7", "keeps it as designed: a study measures its cells itself"),
+    ("sandblaster.units=4", "only Sandblaster L-BFGS reads \\[sandblaster\\]"),
+])
+def test_a_key_no_cell_reads_is_refused_not_recorded(study, key, match):
+    """`downpour study staleness --set analysis.layer=stage9 --set sandblaster.units=4` ran, recorded both in
+    study.json, and gave the same cells as without them."""
+    target = study_class(study)(quick=True, sets=[_pair(key)])
+    with pytest.raises(ConfigError, match=match):
+        _check_sets(target, target.conditions())

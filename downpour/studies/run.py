@@ -117,6 +117,10 @@ def _pair(item: Override) -> tuple[str, Any]:
     return ".".join(path), value
 
 
+MEASURED_BY_THE_STUDY = ("a study measures its cells itself (studies/measure.py, trained.py: its own layers, images "
+                         "and splits), so no [analysis] key reaches them")
+
+
 def _check_sets(study: Any, conditions: list[Any]) -> None:
     """A --set on a key the study varies itself would be overwritten in every cell: refuse it; then build
     every condition's config, so a key one of its models does not take is named before any cell runs (the
@@ -124,7 +128,8 @@ def _check_sets(study: Any, conditions: list[Any]) -> None:
     if any(key == "seed" for key, _ in study.sets):
         raise ConfigError("--set seed: a study runs every condition on the paired seeds 0 .. N-1 itself; "
                           "choose how many with --seeds N")
-    fixed = {key: why for key, _ in study.sets for f, why in study.fixed.items() if key == f or key.startswith(f + ".")}
+    kept = {"analysis": MEASURED_BY_THE_STUDY, **study.fixed}
+    fixed = {key: why for key, _ in study.sets for f, why in kept.items() if key == f or key.startswith(f + ".")}
     if fixed:
         raise ConfigError(f"--set {', '.join(sorted(fixed))}: study {study.name!r} keeps "
                           f"{'it' if len(fixed) == 1 else 'them'} as designed: {'; '.join(sorted(set(fixed.values())))}")
@@ -135,8 +140,13 @@ def _check_sets(study: Any, conditions: list[Any]) -> None:
     if clash:
         raise ConfigError(f"--set {', '.join(clash)}: study {study.name!r} varies {'it' if len(clash) == 1 else 'them'} "
                           f"itself (its conditions set {', '.join(sorted(varied))})")
+    blaster = sorted(key for key, _ in study.sets if key.startswith("sandblaster."))
     for condition in conditions:
-        study.cell_config(condition, 0)
+        cfg = study.cell_config(condition, 0)
+        if blaster and cfg.cluster.algorithm != "sandblaster":
+            raise ConfigError(f"--set {', '.join(blaster)}: only Sandblaster L-BFGS reads [sandblaster], and study "
+                              f"{study.name!r}'s cell {condition.name!r} trains with cluster.algorithm = "
+                              f"{cfg.cluster.algorithm!r}")
 
 
 def _context(study: Any, folder: Path) -> dict[str, Any]:
