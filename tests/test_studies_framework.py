@@ -133,7 +133,7 @@ def test_the_cache_knows_what_defines_each_cell(planted, tmp_path, monkeypatch, 
     # a condition that now sets something else (its code changed) is not mixed with its old cells
     monkeypatch.setattr(Planted, "conditions", lambda self: [Condition("a", {"k": 1}, (("train.lr", 0.1),)),
                                                             Condition("b", {"k": 2}, (("train.lr", 0.3),))])
-    with pytest.raises(ConfigError, match="cells_defined differ"):
+    with pytest.raises(ConfigError, match="cells_defined, resolved differ"):   # (and so does what they resolve to)
         run_study("planted", tmp_path, quick=True, jobs=1, sets=sets)
     monkeypatch.undo()
     monkeypatch.setitem(studies.STUDIES, "planted", f"{__name__}:Planted")
@@ -141,11 +141,23 @@ def test_the_cache_knows_what_defines_each_cell(planted, tmp_path, monkeypatch, 
     path = tmp_path / "cells.jsonl"
     lines = path.read_text().splitlines()
     old = json.loads(lines[0])
-    del old["cells_defined"]
+    del old["cells_defined"], old["resolved"]
     old["sets"] = [["train.steps", 3], ["train.batch_size", 4]]               # as given, not in key order
     path.write_text("\n".join([json.dumps(old), *lines[1:]]) + "\n")
     run_study("planted", tmp_path, quick=True, jobs=1, sets=sets)
     assert CALLS == [] and "predates the record" in caplog.text
+
+
+def test_cells_of_a_preset_that_changed_since_are_not_mixed_with_new_ones(planted, tmp_path, monkeypatch):
+    """The header held the base preset's name: after an edit of its file, a resume kept the old cells and ran
+    the new seeds with the new config (2 seeds at lr 0.25, a third at 0.5, one mean)."""
+    base = tmp_path / "base.toml"
+    base.write_text('base = "teacher-student"\n[train]\nmomentum = 0.5\n')
+    monkeypatch.setattr(Planted, "base", str(base))
+    run_study("planted", tmp_path / "study", quick=True, jobs=1, seeds=2)
+    base.write_text('base = "teacher-student"\n[train]\nmomentum = 0.9\n')
+    with pytest.raises(ConfigError, match="resolved differ; the configs of a, b resolve differently now"):
+        run_study("planted", tmp_path / "study", quick=True, jobs=1, seeds=3)
 
 
 @pytest.mark.parametrize("study, key, quick", [

@@ -44,7 +44,14 @@ def _row(line: str) -> dict[str, Any] | None:
 
 def _upgraded(old: dict[str, Any], header: dict[str, Any], path: Path) -> dict[str, Any]:
     """A header written before the cache recorded what defines each cell (``cells_defined``) and put the
-    --set overrides in key order: compared as if it had, with a warning (its cells are kept)."""
+    --set overrides in key order, or before it recorded what each cell's config resolves to (``resolved``):
+    compared as if it had, with a warning (its cells are kept)."""
+    if "resolved" not in old and "resolved" in header:
+        up = _upgraded({**old, "resolved": header["resolved"]}, header, path)
+        if up == header:
+            log.warning("%s predates the record of each cell's resolved config; its cells are kept as they are", path)
+            return up
+        return old
     if "cells_defined" in old or "cells_defined" not in header:
         return old
     sets = [[k, v] for k, v in sorted(dict((k, v) for k, v in old.get("sets", [])).items())]
@@ -73,8 +80,12 @@ class CellCache:
                 old = _upgraded(old, header, path)
             if old != header:
                 differs = sorted(k for k in header if (old or {}).get(k) != header[k])
+                was = (old or {}).get("resolved") or {}
+                moved = [name for name, digest in header.get("resolved", {}).items() if was.get(name, digest) != digest]
+                why = (f"; the configs of {', '.join(moved)} resolve differently now (a preset's file or a default "
+                       "changed since those cells ran)" if moved and differs == ["resolved"] else "")
                 raise ConfigError(f"{str(path.parent)!r} holds a study run with other settings ({', '.join(differs)} "
-                                  f"differ); use another --out, or delete that folder to start again")
+                                  f"differ{why}); use another --out, or delete that folder to start again")
             damaged = 0
             for line in lines[1:]:
                 row = _row(line)

@@ -10,6 +10,7 @@ wall and CPU seconds its cells took over every invocation (a resumed study count
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -21,7 +22,7 @@ from typing import Any
 
 import torch
 
-from downpour.config import ConfigError, Override, parse_override
+from downpour.config import ConfigError, Override, RunConfig, config_to_dict, parse_override
 from downpour.studies import study_class
 from downpour.studies.cells import CellCache, default_jobs, run_cells
 from downpour.studies.html import write_html
@@ -97,8 +98,17 @@ def cells_header(study: Any, conditions: list[Any], sets: list[tuple[str, Any]])
               "conditions": [c.name for c in conditions],
               "cells_defined": {"base": study.base, "base_sets": study.base_sets,
                                 "conditions": {c.name: c.sets for c in conditions}},
+              # what each cell's config resolves to: a preset's file or a default that changed since (a pull, an
+              # edit of presets/*.toml) changes it, where the names above stay the same
+              "resolved": {c.name: _digest(study.cell_config(c, 0)) for c in conditions},
               **({"measured_by": study.measured_by} if study.measured_by else {})}
     return json.loads(json.dumps(header))
+
+
+def _digest(cfg: RunConfig) -> str:
+    """A short hash of a cell's resolved config but its seed (the seed is the cell's own)."""
+    table = {k: v for k, v in config_to_dict(cfg).items() if k != "seed"}
+    return hashlib.sha256(json.dumps(table, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def note_missing(rows: list[dict[str, Any]], cells: dict[tuple[str, int], dict[str, float]], seeds: list[int]) -> None:
