@@ -106,6 +106,24 @@ def test_damaged_lines_run_again_and_a_damaged_header_is_named(planted, tmp_path
         run_study("planted", tmp_path, quick=True, jobs=1)
 
 
+def test_a_cell_whose_figure_was_renamed_is_named_and_an_empty_cache_is_a_new_one(planted, tmp_path):
+    """'success' flipped to 'sucdess' in one line: a bare KeyError traceback from the summary, naming neither the
+    file nor the line; an empty cells.jsonl read as 'a study run with other settings'."""
+    run_study("planted", tmp_path, quick=True, jobs=1)
+    path = tmp_path / "cells.jsonl"
+    lines = path.read_text().splitlines()
+    row = json.loads(lines[2])
+    row["figures"]["y"] = row["figures"].pop("x")
+    path.write_text("\n".join([*lines[:2], json.dumps(row), *lines[3:]]) + "\n")
+    with pytest.raises(ConfigError, match=rf"cells.jsonl': the cell\(s\) {row['condition']} seed {row['seed']} lack "
+                                          "figure 'x'.*delete those lines and run again"):
+        run_study("planted", tmp_path, quick=True, jobs=1)
+    path.write_text("")
+    CALLS.clear()
+    run_study("planted", tmp_path, quick=True, jobs=1)
+    assert len(CALLS) == 6
+
+
 def test_a_damaged_context_is_named(planted, tmp_path):
     run_study("planted", tmp_path, quick=True, jobs=1)
     (tmp_path / "context.json").write_text('{"cut')                           # a kill mid-write: JSONDecodeError

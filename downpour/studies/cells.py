@@ -67,8 +67,8 @@ class CellCache:
         self.path = path
         self.cells: Cells = {}
         self.costs: dict[tuple[str, int], dict[str, Any]] = {}   # (condition, seed) -> seconds, cpu_seconds (or same_as)
-        if path.is_file():
-            lines = path.read_text(errors="replace").splitlines()
+        lines = path.read_text(errors="replace").splitlines() if path.is_file() else []
+        if lines:                   # (an empty file holds nothing to keep: a new cache)
             try:
                 old = json.loads(lines[0]) if lines else None
                 if lines and not isinstance(old, dict):

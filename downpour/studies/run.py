@@ -73,7 +73,15 @@ def run_study(name: str, out: str | Path, quick: bool = False, seeds: int | None
           file=sys.stderr, flush=True)
     run_cells(study, todo, context, cache, jobs or default_jobs())
     cells = {key: cache.cells[key] for key in ((c, s) for c in names for s in seed_list)}
-    rows = study.summarise(conditions, cells, seed_list)
+    try:
+        rows = study.summarise(conditions, cells, seed_list)
+    except KeyError as err:           # a cached line whose figure was renamed or lost (an edit, a damaged byte)
+        lacking = [f"{c} seed {s}" for (c, s), figures in cells.items() if err.args and err.args[0] not in figures]
+        if not lacking:
+            raise
+        raise ConfigError(f"{str(cache.path)!r}: the cell(s) {', '.join(lacking)} lack figure {err.args[0]!r}, which "
+                          "the study's summary reads (edited or damaged lines); delete those lines and run again: "
+                          "their cells run again") from None
     note_missing(rows, cells, seed_list)
     figures = study.figures(rows, cells, folder / "figures")
     result: dict[str, Any] = {
