@@ -293,3 +293,13 @@ def test_staleness_is_said_to_cause_divergence_only_when_the_paired_test_says_so
     assert ("there staleness lowered the stable learning rate" in verdict) == caused
     if not caused:
         assert "lr0.125/delay4 (2 of 2, against 0 without staleness); with these seeds that is not shown" in verdict
+
+
+def test_a_calibration_that_never_finished_stops_the_study_instead_of_recording_its_control_as_diverged(monkeypatch):
+    """Every replay of async4 diverged: the noise control's cells were recorded as diverged runs without running,
+    and the verdict read them as 'noise lowered the success rate'."""
+    from downpour.studies import staleness
+
+    monkeypatch.setattr(staleness, "stale_error", lambda cfg, stale: (math.nan, math.nan))
+    with pytest.raises(ConfigError, match="noise-matched control's calibration: the stale-gradient error of lr0.125/async4 is not finite"):
+        study_class("staleness")(quick=True).prepare()

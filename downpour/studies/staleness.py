@@ -41,7 +41,7 @@ import torch
 
 from downpour.batch import Batch
 from downpour.cli_flags import RAY_ONLY
-from downpour.config import RunConfig
+from downpour.config import ConfigError, RunConfig
 from downpour.models.registry import build
 from downpour.ps.in_memory import simulate
 from downpour.studies import words
@@ -175,9 +175,14 @@ class StalenessStudy(Study):
             s = float(np.mean(stale))
             mu, lr_m = implicit_momentum(s, lr)
             finite = [e for e in errors if math.isfinite(e[1])]
+            if not finite:   # its cells were recorded as diverged runs: "noise hurt", of a control never run
+                raise ConfigError(f"the noise-matched control's calibration: the stale-gradient error of {cond.name} "
+                                  f"is not finite in any of its {len(seeds)} calibration seed(s) (every replay diverged), "
+                                  "so there is no noise to match; the study cannot run its control at these settings "
+                                  "(a --set that makes async4 diverge at this rate?)")
             context[f"lr{lr:g}"] = {"matched": cond.name, "mean_staleness": round(s, 4),
-                                    "stale_error_rms": float(np.mean([e[0] for e in finite])) if finite else float("nan"),
-                                    "grad_noise": float(np.mean([e[1] for e in finite])) if finite else float("nan"),
+                                    "stale_error_rms": float(np.mean([e[0] for e in finite])),
+                                    "grad_noise": float(np.mean([e[1] for e in finite])),
                                     "momentum": round(mu, 6), "momentum_lr": lr_m, "seeds": list(seeds)}
         return context
 
@@ -197,8 +202,6 @@ class StalenessStudy(Study):
                 [("cluster.grad_noise", match["grad_noise"]), ("cluster.grad_noise_relative", True)]
                 if control == "noise" else
                 [("cluster.rule", "momentum"), ("cluster.momentum", match["momentum"]), ("train.lr", match["momentum_lr"])])
-            if control == "noise" and not math.isfinite(match["grad_noise"]):
-                return {"success": 0.0, "diverged": 1.0, "population_loss": float("nan"), "mean_staleness": 0.0}
             condition = dataclasses.replace(condition, sets=condition.sets + tuple(extra))
         run = simulate(self.cell_config(condition, seed))
         loss = run.model.population_loss()   # type: ignore[operator]
