@@ -173,6 +173,16 @@ def test_every_planned_partition_has_a_shard_of_its_own(capsys):
     assert "--shards 4 is fewer than --partitions 16: each partition needs a shard of its own" in capsys.readouterr().err
 
 
+def test_a_chosen_layout_uses_only_the_machines_there_are(capsys):
+    """--shards 990 was planned as 1 replica x 512 partitions + 990 shards = 1,502 of 1,000 machines (no replica
+    fitted, read as 1, and the most partitions won), though 5 x 2 + 990 fits; --machines 1 planned 2."""
+    for shards in (990, 999):
+        assert main(["plan", "--shards", str(shards), "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["cluster"]["machines_used"] <= 1000
+    assert main(["plan", "--machines", "1"]) == 2
+    assert "--machines 1: no layout fits" in capsys.readouterr().err
+
+
 def test_a_frozen_first_layer_is_held_by_its_partition_but_not_pushed(capsys):
     plans = {}
     for kind in ("learned", "gabor"):

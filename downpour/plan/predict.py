@@ -202,6 +202,12 @@ def predict(net: Network, cl: Cluster, rates: Rates, batch: int, n_push: int = 1
         raise ConfigError(f"no layout of {cl.machines} machines gives each of its partitions a shard of its own "
                           f"(shards >= partitions, as the model-parallel runner requires): add machines or shards, "
                           f"or use fewer partitions")
+    if not (cl.replicas and cl.shards):      # a chosen layout uses the machines there are (one given by hand may not)
+        layouts = [(k, r, s) for k, r, s in layouts if r * k + s <= cl.machines]
+        if not layouts:
+            given = f" with --shards {cl.shards}" if cl.shards else f" with --replicas {cl.replicas}" if cl.replicas else ""
+            raise ConfigError(f"--machines {cl.machines}: no layout{given} fits (a replica of at least one partition "
+                              f"and its shards need more machines); add machines, or give fewer shards or replicas")
     rate = {lay: _timing(net, parts[lay[0]], cl, lay[1], lay[0], lay[2], *args)["examples_per_s"] for lay in layouts}
     top = max(rate.values())
     k, r, s = min((lay for lay in layouts if rate[lay] >= 0.95 * top), key=lambda lay: (lay[1], -rate[lay]))
