@@ -10,8 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-from downpour.config import CROSSFIT_CONTROLS, ClusterConfig, ConfigError, Override, RunConfig, config_to_toml, list_presets, load_config, origin_of, parse_override
-from downpour.cli_flags import FlagValue, check_flags, check_plan_flags, check_sets, set_keys
+from downpour.config import CROSSFIT_CONTROLS, ClusterConfig, ConfigError, FlagValue, Override, RunConfig, config_to_toml, list_presets, load_config, origin_of, parse_override
+from downpour.cli_flags import check_flags, check_plan_flags, check_sets, set_keys
 from downpour.settings import choices_of
 from downpour.errors import DownpourError
 from downpour.train.signals import sigterm_as_interrupt

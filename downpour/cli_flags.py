@@ -8,21 +8,6 @@ import argparse
 
 from downpour.config import AnalysisConfig, ConfigError, RunConfig, parse_override
 
-class FlagValue(tuple):
-    """A typed flag's override, ``(key, value)`` like any other, that also knows how it was typed
-    (``flag``, e.g. ``"--steps 0"``): the config loader names a bad value by it, not as "the command line"."""
-
-    flag: str
-
-    def __new__(cls, key: str, value: object, flag: str) -> "FlagValue":
-        pair = super().__new__(cls, (key, value))
-        pair.flag = flag
-        return pair
-
-    def __getnewargs__(self) -> tuple[str, object, str]:   # pickled to a cross-fit's fold processes
-        return (*self, self.flag)
-
-
 CLUSTER_ONLY = ("workers", "shards", "consistency", "n_fetch", "n_push", "compensation", "delay")
 ONLY_ON = {"delay": "simulated", "address": "ray"}   # flags that mean something to one runner only
 # --set keys only the Ray runner reads (the simulator's workers and shards live in one process, its time is virtual)

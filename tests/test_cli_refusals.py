@@ -503,7 +503,7 @@ def test_a_flags_override_is_its_key_and_value_and_survives_pickling():
     """The cross-fit hands its overrides to fold processes: the flag's name must travel with them."""
     import pickle
 
-    from downpour.cli_flags import FlagValue
+    from downpour.config import FlagValue
 
     pair = pickle.loads(pickle.dumps(FlagValue("train.steps", 0, "--steps 0")))
     assert pair == ("train.steps", 0) and pair.flag == "--steps 0"

@@ -256,3 +256,15 @@ def test_the_staleness_check_names_the_key_that_takes_it_off_downpour_on_the_sim
 
     with pytest.raises(ConfigError, match=rf"{key} = '{value}': the staleness check runs Downpour on the simulated"):
         check_simulated(workers=4, shards=2, steps=20, sets=[(key, value)])
+
+
+@pytest.mark.parametrize("argv, named", [
+    # the --set came after the flags and won: 5 workers and 100 steps ran, --replicas 50 and --steps 200 unread
+    (["--replicas", "50", "--set", "cluster.workers=5"], "--set cluster.workers: the check sets it from --replicas"),
+    (["--steps", "200", "--set", "train.steps=100"], "--set train.steps: the check sets it from --steps"),
+    (["--set", "cluster.shards=3"], "--set cluster.shards: the check sets it from --shards"),
+    (["--steps", "-3"], "--steps -3: train.steps must be >= 1"),            # was "the command line: train.steps ..."
+])
+def test_the_simulated_check_takes_its_workers_shards_and_steps_from_its_flags(tmp_path, capsys, argv, named):
+    assert main(["plan", "--check-simulated", *argv, "--out", str(tmp_path / "run")]) == 2
+    assert named in capsys.readouterr().err and not (tmp_path / "run").exists()

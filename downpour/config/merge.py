@@ -18,6 +18,21 @@ log = logging.getLogger(__name__)
 Override = str | tuple[str, Any]   # "section.key=value" as typed after --set, or (key, typed value)
 
 
+class FlagValue(tuple):
+    """A typed flag's override, ``(key, value)`` like any other, that also knows how it was typed
+    (``flag``, e.g. ``"--steps 0"``): the config loader names a bad value by it, not as "the command line"."""
+
+    flag: str
+
+    def __new__(cls, key: str, value: object, flag: str) -> "FlagValue":
+        pair = super().__new__(cls, (key, value))
+        pair.flag = flag
+        return pair
+
+    def __getnewargs__(self) -> tuple[str, object, str]:   # pickled to a cross-fit's fold processes
+        return (*self, self.flag)
+
+
 def parse_override(item: Override) -> tuple[list[str], Any]:
     """``"train.lr=0.1"`` or ``("train.lr", 0.1)`` -> (["train", "lr"], 0.1)."""
     if isinstance(item, tuple):

@@ -3,7 +3,7 @@
 - ``flops_per_core``: one forward and backward (input and weight gradients: three contractions of
   2·B·P·M·Q FLOPs) of :class:`~downpour.layers.LocallyConnected2d` at a stage-2 shape of the
   paper's network scaled down (8 input maps, 18x18 fields, 8 maps, 23x23 output positions, batch
-  16: 0.53 GFLOP, 11 M weights), one torch thread, best of the repeats.
+  16: 1.05 GFLOP, 11 M weights), one torch thread, best of the repeats.
 - ``apply_bytes_per_core``: gradient bytes per second one :class:`~downpour.ps.shard.Shard`
   takes in with the Adagrad rule (the finite check, h += g², w -= lr·g/(√h + ε)), 4 M values
   (16 MB) per push, one thread, median of the repeats.

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from downpour.config import ConfigError, Override, RunConfig, load_config
+from downpour.config import ConfigError, FlagValue, Override, RunConfig, load_config, parse_override
 from downpour.models.registry import resolve
 from downpour.plan.staleness import predict_staleness
 from downpour.ps.cluster import run_cluster
@@ -76,7 +76,13 @@ def check_simulated(config: str = "ufldl-sae", workers: int = 1000, shards: int 
     """Train ``config`` on the simulated cluster (``workers``, ``shards``, ``steps``; ``sets`` on top),
     then :func:`compare_run`; adds the wall time of the whole run and of its event loop. ``check``: the
     config's check (the CLI's refuses what ``downpour train`` refuses); resolves it."""
-    overrides = [*CHECK_RECIPE, ("cluster.workers", workers), ("cluster.shards", shards), ("train.steps", steps), *sets]
+    owned = {"cluster.workers": "--replicas", "cluster.shards": "--shards", "train.steps": "--steps"}
+    clash = [key for key in (".".join(parse_override(item)[0]) for item in sets) if key in owned]
+    if clash:      # the --set came last and won: --replicas 50 with --set cluster.workers=5 ran 5 workers
+        raise ConfigError(f"--set {clash[0]}: the check sets it from {owned[clash[0]]} (N); give that instead")
+    overrides = [*CHECK_RECIPE, FlagValue("cluster.workers", workers, f"--replicas {workers}"),
+                 FlagValue("cluster.shards", shards, f"--shards {shards}"), FlagValue("train.steps", steps, f"--steps {steps}"),
+                 *sets]
     cfg = check(load_config(config, overrides))
     for key, value, wanted in (("cluster.algorithm", cfg.cluster.algorithm, "downpour"),
                                ("cluster.runner", cfg.cluster.runner, "simulated")):

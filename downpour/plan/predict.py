@@ -57,7 +57,7 @@ class Cluster:
                                  ("--replicas", self.replicas, 1), ("--partitions", self.partitions, 1),
                                  ("--shards", self.shards, 1)):
             if value is not None and value < low:
-                raise ConfigError(f"{flag} must be >= {low}" + (" (or left out: chosen)" if flag in CHOSEN else "")
+                raise ConfigError(f"{flag} must be >= {low}" + (" (or left out: the plan chooses it; a check takes its default)" if flag in CHOSEN else "")
                                   + f", got {value}")
         for flag, value in (("--memory", self.memory_gb), ("--bandwidth", self.bandwidth_gbit)):
             if not (math.isfinite(value) and value > 0):
