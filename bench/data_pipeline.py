@@ -35,6 +35,7 @@ import json
 import multiprocessing as mp
 import os
 import pickle
+import queue
 import resource
 import shutil
 import tempfile
@@ -42,6 +43,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from _protocol import at_least_1
 
 SIDE = 200
 
@@ -200,20 +203,29 @@ def memory(folder: str, overrides: list[str], out: mp.Queue) -> None:
 
 
 def _in_child(target, *args) -> dict:
+    """``target``'s one result, run in a fresh process (its peak memory its own). A child that dies before it
+    answers (a bad --set, an empty folder: its traceback above) stops the bench instead of hanging it."""
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
     p = ctx.Process(target=target, args=(*args, out))
     p.start()
-    result = out.get()
+    while True:
+        try:
+            result = out.get(timeout=1.0)
+            break
+        except queue.Empty:
+            if not p.is_alive() and out.empty():
+                raise SystemExit(f"data_pipeline: {target.__name__} failed in its process (exit code {p.exitcode}); "
+                                 "its error is printed above")
     p.join()
     return result
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--images", type=int, nargs="+", default=[5000, 50000], help="folder sizes (default 5000 50000)")
-    ap.add_argument("--workers", type=int, default=2, help="shards the driver cuts (default 2)")
-    ap.add_argument("--steps", type=int, default=60, help="training steps timed per measurement (default 60)")
+    ap.add_argument("--images", type=at_least_1, nargs="+", default=[5000, 50000], help="folder sizes (default 5000 50000)")
+    ap.add_argument("--workers", type=at_least_1, default=2, help="shards the driver cuts (default 2)")
+    ap.add_argument("--steps", type=at_least_1, default=60, help="training steps timed per measurement (default 60)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config overrides (cat-demo's)")
     args = ap.parse_args()
     lines = []

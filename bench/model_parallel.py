@@ -6,7 +6,9 @@
 One training step of one replica (forward, both stages' tied reconstructions, cost, backward) with
 its stages split into K blocks (:mod:`downpour.parallel`), computed in this process: the time is
 what the block-by-block computation costs against the whole layer (K = 1, the baseline, measured in
-the same run, interleaved, median of ``--reps``). The bytes are what K partitions in K processes
+the same run, interleaved, ``--steps`` steps timed together, median of ``--reps``; ``time_ratio``: the
+ratio of the medians and the median of the per-repetition ratios, bench/_protocol.py). Every K's first
+step is checked to compute K = 1's loss and gradient norm before anything is timed. The bytes are what K partitions in K processes
 would exchange with their replica per step, from the block geometry: forward, each partition
 receives its input window and sends its codes block and its window's reconstruction (the tied
 decoder of the codes it keeps); backward, it receives the gradients of both (each stage's input is
@@ -18,7 +20,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -28,10 +29,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from downpour.batch import Batch  # noqa: E402
-from downpour.config import load_config  # noqa: E402
+from downpour.config import ConfigError, load_config  # noqa: E402
 from downpour.models.registry import build, model_entry  # noqa: E402
 from downpour.parallel import partition_model  # noqa: E402
 from downpour.train.step import train_step  # noqa: E402
+from _protocol import at_least_1, interleave, ratio, summary  # noqa: E402
 
 
 def exchanged_bytes(model, batch: int, itemsize: int = 4) -> int:
@@ -49,41 +51,65 @@ def exchanged_bytes(model, batch: int, itemsize: int = 4) -> int:
     return total
 
 
+def same_step(models: dict[int, torch.nn.Module], objective, x: torch.Tensor) -> dict[int, float]:
+    """One step of every K on ``x``: the loss and the gradients' squared norm must equal K = 1's (the blocks
+    partition the same weights), or the bench stops; returns each K's loss."""
+    figures = {}
+    for k, m in models.items():
+        loss = train_step(m, objective, Batch(x)).loss
+        grad = sum(float(p.grad.double().square().sum()) for p in m.parameters() if p.grad is not None)
+        figures[k] = (loss, grad)
+    ref = figures[1]
+    for k, (loss, grad) in figures.items():
+        if abs(loss - ref[0]) > 1e-4 * abs(ref[0]) or abs(grad - ref[1]) > 1e-3 * abs(ref[1]):
+            raise SystemExit(f"model_parallel: K = {k} computes loss {loss:.6g}, |grad|² {grad:.6g} against K = 1's "
+                             f"{ref[0]:.6g}, {ref[1]:.6g}: not the same step, nothing to time")
+    return {k: loss for k, (loss, _) in figures.items()}
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default="cat-demo")
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--reps", type=int, default=7)
-    parser.add_argument("--partitions", type=int, nargs="+", default=[1, 2, 4])
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--batch", type=at_least_1, default=32)
+    parser.add_argument("--reps", type=at_least_1, default=7, help="interleaved repetitions (medians reported)")
+    parser.add_argument("--steps", type=at_least_1, default=5, help="training steps timed together per repetition")
+    parser.add_argument("--partitions", type=at_least_1, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--threads", type=at_least_1, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    cfg = load_config("cat-untied", [f"model.name={args.model}", "model.tile=0"])
-    torch.manual_seed(0)
-    base, objective = build(cfg, model_entry(args.model).input_shape)   # the shape the model is designed for
-    ks = sorted({1, *args.partitions})                # K = 1, the baseline, is always measured
-    models = {k: partition_model(copy.deepcopy(base), k) for k in ks}
+    try:
+        cfg = load_config("cat-untied", [f"model.name={args.model}", "model.tile=0"])
+        torch.manual_seed(0)
+        base, objective = build(cfg, model_entry(args.model).input_shape)   # the shape the model is designed for
+        ks = sorted({1, *args.partitions})                # K = 1, the baseline, is always measured
+        models = {k: partition_model(copy.deepcopy(base), k) for k in ks}
+    except (ConfigError, ValueError) as err:              # a model or K the partitioner refuses: one line
+        parser.error(str(err))
     x = torch.randn(args.batch, *base.input_shape)
-    times: dict[int, list[float]] = {k: [] for k in models}
-    for m in models.values():                         # one untimed step each: allocations, first-touch
-        train_step(m, objective, Batch(x))
-    for _ in range(args.reps):                        # interleaved: a busy moment hits every K alike
-        for k, m in models.items():
+    losses = same_step(models, objective, x)              # also the untimed first step: allocations, first touch
+
+    def timed(m):
+        def run(_rep: int) -> dict[str, float]:
             t0 = time.perf_counter()
-            train_step(m, objective, Batch(x))
-            times[k].append(1000 * (time.perf_counter() - t0))
+            for _ in range(args.steps):
+                train_step(m, objective, Batch(x))
+            return {"ms_per_step": 1000 * (time.perf_counter() - t0) / args.steps}
+        return run
+
+    # interleaved (bench/_protocol.py): a busy moment hits every K alike; ratios paired per repetition
+    reps = interleave({str(k): timed(m) for k, m in models.items()}, args.reps)
+    times = summary(reps, "ms_per_step")
     rows = []
-    ref_time = statistics.median(times[1])
     ref_weights = max(sum(p.numel() for p in part.parameters()) * 4 for part in models[1].partitions)
     for k, m in models.items():
         per_part = [sum(p.numel() for p in part.parameters()) * 4 for part in m.partitions]
         row = {"bench": "model_parallel", "model": args.model, "batch": args.batch, "partitions": k,
-               "ms_per_step": round(statistics.median(times[k]), 2),
-               "ms_range": [round(min(times[k]), 2), round(max(times[k]), 2)],
-               "time_ratio": round(statistics.median(times[k]) / ref_time, 3),
+               "ms_per_step": times["ms_per_step"][str(k)]["median"], "ms_range": times["ms_per_step"][str(k)]["range"],
+               "time_ratio": ratio(reps, "ms_per_step", str(k), "1"),
+               "loss": round(losses[k], 4), "same_as_k1": True,
                "bytes_exchanged_per_step": exchanged_bytes(m, args.batch),
                "weights_per_partition": max(per_part), "weights_ratio": round(max(per_part) / ref_weights, 3),
-               "threads": args.threads, "reps": args.reps}
+               "threads": args.threads, "reps": args.reps, "steps_per_rep": args.steps, "load_1min": times["load_1min"]}
         print(json.dumps(row))
         rows.append(row)
     return rows

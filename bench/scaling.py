@@ -64,6 +64,7 @@ from downpour.config import ConfigError, config_from_dict, load_config  # noqa: 
 from downpour.models.registry import resolve  # noqa: E402
 from downpour.plan.network import PAPER, network_of  # noqa: E402
 from downpour.ps.in_memory import simulate  # noqa: E402
+from _protocol import at_least_1  # noqa: E402
 from downpour.ps.setup import build_replica  # noqa: E402
 from downpour.train.step import train_step  # noqa: E402
 
@@ -279,22 +280,23 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--curves", nargs="+", choices=CURVES, default=None, help="which curves (default: all; "
                     "--quick: all but ps_round_trip, which starts Ray)")
     ap.add_argument("--quick", action="store_true", help="small points of each curve (a smoke test, < 1 minute)")
-    ap.add_argument("--batch", type=int, default=1, help="examples per training step (stage, network)")
-    ap.add_argument("--steps", type=int, default=3, help="timed training steps per point (their best)")
+    ap.add_argument("--batch", type=at_least_1, default=1, help="examples per training step (stage, network)")
+    ap.add_argument("--steps", type=at_least_1, default=None, help="timed training steps per point (their best; "
+                    "default 3, --quick 1)")
     ap.add_argument("--max-gb", type=float, default=8.0, help="skip a cat point whose predicted memory is larger")
-    ap.add_argument("--repeats", type=int, default=10, help="round trips per parameter-server point (their median)")
-    ap.add_argument("--pushes", type=int, default=2000, help="pushes per simulator point")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads")
+    ap.add_argument("--repeats", type=at_least_1, default=None, help="round trips per parameter-server point (their "
+                    "median; default 10, --quick 3)")
+    ap.add_argument("--pushes", type=at_least_1, default=None, help="pushes per simulator point (default 2000, --quick 200)")
+    ap.add_argument("--threads", type=at_least_1, default=1, help="torch threads")
     ap.add_argument("--plot", nargs=2, metavar=("ROWS", "PNG"), help="plot a saved run's rows instead of measuring")
     args = ap.parse_args(argv)
     if args.plot:
         plot(*args.plot)
         return
-    if args.batch < 1 or args.steps < 1 or args.repeats < 1 or args.pushes < 1:
-        ap.error(f"--batch, --steps, --repeats and --pushes must be >= 1, got {args.batch}, {args.steps}, "
-                 f"{args.repeats}, {args.pushes}")
-    if args.quick:
-        args.steps, args.pushes, args.repeats = 1, min(args.pushes, 200), min(args.repeats, 3)
+    # --quick sets the small defaults; a count given beside it is kept (--quick --steps 7 ran 1 step)
+    for key, (full, quick) in {"steps": (3, 1), "pushes": (2000, 200), "repeats": (10, 3)}.items():
+        if getattr(args, key) is None:
+            setattr(args, key, quick if args.quick else full)
     curves = args.curves or [c for c in CURVES if not (args.quick and c == "ps_round_trip")]
     torch.set_num_threads(args.threads)
     print(json.dumps({"bench": "scaling", "what": "machine", "load_avg": os.getloadavg(), "threads": args.threads,
