@@ -229,7 +229,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
                                   check=check))
         print(json.dumps(result) if args.json else format_check(result))
         return 0 if passed(result) else 1
-    plan = plan_for(*([args.model] if args.model else []), sets=args.set, cluster=cluster, measure=args.calibrate)
+    plan = plan_for(args.model or "paper", args.set, cluster, args.calibrate, args.config)
     print(json.dumps(plan) if args.json else format_plan(plan))
     return 0
 
@@ -357,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--check-simulated", action="store_true",
                       help="train --config on the simulated cluster and compare its mean staleness with the prediction")
     plan.add_argument("--check-run", metavar="RUN", help="compare a finished simulated run's staleness with the prediction")
-    plan.add_argument("--config", help="with --check-simulated: the preset to run (default ufldl-sae)")
+    plan.add_argument("--config", help="a preset or TOML file: plan what it trains; with --check-simulated: the one to run")
     plan.add_argument("--steps", type=int, help="with --check-simulated: train.steps (default 10000)")
     plan.add_argument("--out", help="with --check-simulated: keep the run in this directory")
     plan.set_defaults(func=cmd_plan)

@@ -141,7 +141,8 @@ def _check_algorithm(args: argparse.Namespace, typed: list[str], cfg: RunConfig)
 
 # ``downpour plan``'s three modes and the flags each reads (beyond --json): a flag another mode reads is refused
 PLAN_READS_FLAGS = {
-    "plan": ("model", "set", "machines", "cores", "memory", "bandwidth", "replicas", "partitions", "shards", "calibrate"),
+    "plan": ("model", "config", "set", "machines", "cores", "memory", "bandwidth", "replicas", "partitions", "shards",
+             "calibrate"),
     "--check-simulated": ("config", "set", "replicas", "shards", "steps", "out"),
     "--check-run": (),
 }
@@ -152,6 +153,9 @@ def check_plan_flags(args: argparse.Namespace) -> str:
     if args.check_simulated and args.check_run:
         raise ConfigError("--check-simulated and --check-run: one at a time (a new simulated run, or a finished one)")
     mode = "--check-simulated" if args.check_simulated else "--check-run" if args.check_run else "plan"
+    if mode == "plan" and args.model and args.config:
+        raise ConfigError("--model and --config: one names the network to plan (a registered model at its defaults, or "
+                          "what a preset or file trains); give one")
     every = {flag for flags in PLAN_READS_FLAGS.values() for flag in flags}
     given = sorted(flag for flag in every - set(PLAN_READS_FLAGS[mode])     # (--steps 0 is given: 0 == False)
                    if (value := getattr(args, flag)) is not None and value is not False and value != [])

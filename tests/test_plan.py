@@ -154,7 +154,8 @@ def test_a_model_the_runner_cannot_split_is_planned_whole_and_a_mode_refuses_the
     assert json.loads(capsys.readouterr().out)["cluster"]["partitions"] == 1
     assert main(["plan", "--model", "ufldl-sae", "--partitions", "2"]) == 2
     assert "the runner splits only the cat network's locally connected stages" in capsys.readouterr().err
-    for argv, named in ((["--config", "cat-demo"], "--config: not read by the plan itself"),
+    # (--config is the plan's too since 2026-12-02, planning what a preset trains: --out stands for a check's flag)
+    for argv, named in ((["--out", "x"], "--out: not read by the plan itself"),
                         (["--check-simulated", "--model", "cat-demo", "--partitions", "4"],
                          "--model, --partitions: not read by plan --check-simulated"),
                         (["--check-run", "x", "--steps", "5"], "--steps: not read by plan --check-run")):
@@ -268,3 +269,15 @@ def test_the_staleness_check_names_the_key_that_takes_it_off_downpour_on_the_sim
 def test_the_simulated_check_takes_its_workers_shards_and_steps_from_its_flags(tmp_path, capsys, argv, named):
     assert main(["plan", "--check-simulated", *argv, "--out", str(tmp_path / "run")]) == 2
     assert named in capsys.readouterr().err and not (tmp_path / "run").exists()
+
+
+def test_a_preset_is_planned_as_it_trains_not_at_its_models_registry_defaults(capsys):
+    """`--model cat-demo` plans the registry's untied cat-demo (422 k parameters, batch 64); the preset trains
+    tile 2 at batch 32 (8.45 k), and the plan had no way to plan it."""
+    assert main(["plan", "--config", "cat-demo", "--machines", "4", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["batch"] == 32 and plan["network"]["params"] == 8448 and plan["network"]["name"].startswith("cat-demo (")
+    assert main(["plan", "--model", "cat-demo", "--machines", "4", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["network"]["params"] == 422400
+    assert main(["plan", "--model", "cat-demo", "--config", "main"]) == 2
+    assert "--model and --config: one names the network to plan" in capsys.readouterr().err

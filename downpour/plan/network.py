@@ -26,7 +26,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from downpour.config import RunConfig, config_from_dict, parse_override
+from downpour.config import RunConfig, config_from_dict, load_config, parse_override
+from downpour.data.build import sample_shape
 from downpour.errors import ConfigError
 from downpour.layers.gabor import FROZEN_KINDS
 from downpour.models.cat import CatConfig, CatNet
@@ -101,12 +102,22 @@ class Network:
 PLAN_READS = {"train.batch_size", "cluster.n_push", "cluster.n_fetch", "cluster.rule"}   # beside model.*
 
 
-def plan_config(model: str = "paper", sets: list[str] | tuple[str, ...] = ()) -> tuple[RunConfig, tuple[int, ...]]:
+def plan_config(model: str = "paper", sets: list[str] | tuple[str, ...] = (),
+                config: str | None = None) -> tuple[RunConfig, tuple[int, ...]]:
     """The run config a plan reads (model, train.batch_size, cluster.n_push / n_fetch / rule) and the
-    input shape: ``model`` is ``"paper"`` or a registered model; ``sets`` are ``--set`` strings."""
+    input shape: ``model`` is ``"paper"`` or a registered model (its registry defaults), or ``config`` a
+    preset or TOML file (what it trains: its model options, batch, push and fetch, rule and sample
+    shape); ``sets`` are ``--set`` strings."""
     table: dict[str, Any] = {"model": {"name": model}}
     shape: tuple[int, ...] | None = None
-    if model == "paper":
+    if config is not None:
+        base = load_config(config)
+        c = base.cluster
+        table = {"model": {"name": base.model.name, **base.model.options}, "train": {"batch_size": base.train.batch_size},
+                 "cluster": {"n_push": c.n_push, "n_fetch": c.n_fetch, "rule": c.rule}}
+        shape = sample_shape(base.data)
+        model = base.model.name
+    elif model == "paper":
         table = {"model": dict(PAPER), "train": {"batch_size": PAPER_BATCH}}
         shape = PAPER_INPUT
     for item in sets:
@@ -120,7 +131,8 @@ def plan_config(model: str = "paper", sets: list[str] | tuple[str, ...] = ()) ->
     try:
         cfg = resolve(config_from_dict(table))      # every model field written out and checked
     except ConfigError as err:
-        raise ConfigError(f"downpour plan --model {model}{''.join(' --set ' + str(s) for s in sets)}: {err}") from None
+        given = f"--config {config}" if config is not None else f"--model {model}"
+        raise ConfigError(f"downpour plan {given}{''.join(' --set ' + str(s) for s in sets)}: {err}") from None
     return cfg, shape or model_entry(cfg.model.name).input_shape
 
 

@@ -56,16 +56,19 @@ def make_plan(net: Network, cluster: Cluster, rates: Rates, batch: int, n_push: 
 
 
 def plan_for(model: str = "paper", sets: list[str] | tuple[str, ...] = (), cluster: Cluster = Cluster(),
-             measure: bool = False) -> dict[str, Any]:
-    """What ``downpour plan`` computes: ``model`` ("paper" or a registered name) with ``--set`` strings
-    (model.*, train.batch_size, cluster.n_push / n_fetch / rule) on ``cluster``; ``measure``: calibrate
-    this machine's rates first instead of the defaults."""
-    cfg, shape = plan_config(model, sets)
-    net = network_of(cfg, shape, paper=model == "paper")
+             measure: bool = False, config: str | None = None) -> dict[str, Any]:
+    """What ``downpour plan`` computes: ``model`` ("paper" or a registered name) or ``config`` (a preset or
+    TOML file) with ``--set`` strings (model.*, train.batch_size, cluster.n_push / n_fetch / rule) on
+    ``cluster``; ``measure``: calibrate this machine's rates first instead of the defaults."""
+    cfg, shape = plan_config(model, sets, config)
+    paper = model == "paper" and config is None
+    net = network_of(cfg, shape, paper=paper)
     rates = calibrate() if measure else DEFAULT_RATES
     c = cfg.cluster
-    plan = make_plan(net, cluster, rates, cfg.train.batch_size, c.n_push, c.n_fetch, c.rule, paper=model == "paper")
+    plan = make_plan(net, cluster, rates, cfg.train.batch_size, c.n_push, c.n_fetch, c.rule, paper=paper)
     plan["defaults"] = DEFAULT_RATES.as_dict()
+    if config is not None:            # what the preset trains, not the registry's defaults of its model
+        plan["network"]["name"] = f"{config} (model {cfg.model.name}, batch {cfg.train.batch_size})"
     return plan
 
 
