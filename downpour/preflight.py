@@ -193,8 +193,9 @@ def resume_config(path: str, overrides: list[Override]) -> tuple[RunDir, RunConf
     for a run that never started, ConfigError for an override that would make it another run."""
     run = RunDir.open(path)
     if run.never_started():   # e.g. its data failed, or its output's reader left before the first step
-        raise NotARunError(f"{path!r} never started training (no checkpoint, model or metrics row): nothing to resume; "
-                           f"start it again with `downpour train --config {path}/config.toml --out {path}`, which takes "
+        raise NotARunError(f"{path!r} holds no checkpoint, model or metrics row: it never started training, or was "
+                           "stopped before its first row and checkpoint (nothing of it was kept); nothing to resume. "
+                           f"Start it again with `downpour train --config {path}/config.toml --out {path}`, which takes "
                            "the folder over")
     cfg = run.config_with(overrides)
     check_resume(run.config, cfg)

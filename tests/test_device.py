@@ -170,3 +170,22 @@ def test_simulated_runner_trains_on_cuda_workers_like_on_cpu():
     gpu = simulate(check_run_config(load_config("cat-demo", [*sets, ("train.device", "cuda")])))
     for (name, a), b in zip(cpu.model.state_dict().items(), gpu.model.state_dict().values()):
         assert torch.allclose(a, b.cpu(), atol=1e-3, rtol=1e-3), name
+
+
+@cuda
+def test_a_resumed_run_draws_the_devices_random_numbers_where_it_stopped(tmp_path):
+    """The checkpoint kept only the CPU's RNG; set-up's manual_seed reset the GPU's, so an RBM (its samples drawn
+    on the device) resumed onto the stream's start instead of where it stood."""
+    from safetensors.torch import load_file
+
+    from downpour.train.loop import run_local
+    from downpour.train.rundir import RunDir
+
+    sets = ["train.device=cuda", "train.tensorboard=false", "train.threads=1", "train.log_every=5"]
+    whole = load_config("rbm-digits", [*sets, "train.steps=10"])
+    run_local(whole, RunDir.create(tmp_path / "whole", whole))
+    half = load_config("rbm-digits", [*sets, "train.steps=5"])
+    run_local(half, RunDir.create(tmp_path / "half", half))
+    run_local(load_config(str(tmp_path / "half/config.toml"), ["train.steps=10"]), RunDir.open(tmp_path / "half"), resume=True)
+    a, b = load_file(str(tmp_path / "whole/model.safetensors")), load_file(str(tmp_path / "half/model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -150,12 +150,30 @@ def optimizer_state(opt: torch.optim.Optimizer) -> tuple[dict[str, Tensor], dict
     return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
 
 
-def load_optimizer_state(opt: torch.optim.Optimizer, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
+def load_optimizer_state(opt: torch.optim.Optimizer, tensors: dict[str, Tensor], meta: dict[str, Any],
+                         trained: bool = True) -> None:
+    """Load :func:`optimizer_state`'s split back into ``opt``; ValueError for state that loads but would fail
+    (or train otherwise) at the next step: a moment of another shape than its parameter, a learning rate that
+    is not a number, or none at all where ``trained`` steps must have left some (torch takes all three)."""
     state: dict[int, dict[str, Any]] = {}
     for name, value in tensors.items():
         if name.startswith("opt."):
             _, idx, key = name.split(".", 2)
             state.setdefault(int(idx), {})[key] = value
-    for idx, values in meta.get("scalars", {}).items():
+    scalars = meta.get("scalars", {})
+    if not isinstance(scalars, dict) or not all(isinstance(v, dict) for v in scalars.values()):
+        raise ValueError(f"its optimiser scalars are {scalars!r}, not a table per parameter")
+    for idx, values in scalars.items():
         state.setdefault(int(idx), {}).update(values)
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    params = [p for group in opt.param_groups for p in group["params"]]
+    for group in opt.param_groups:
+        if not isinstance(group.get("lr"), (int, float)) or isinstance(group.get("lr"), bool):
+            raise ValueError(f"its optimiser's learning rate is {group.get('lr')!r}, not a number")
+    for param in params:
+        for key, value in opt.state.get(param, {}).items():
+            if isinstance(value, Tensor) and value.dim() > 0 and value.shape != param.shape:
+                raise ValueError(f"its optimiser state {key!r} has shape {list(value.shape)}, its parameter {list(param.shape)}")
+    plain_sgd = isinstance(opt, torch.optim.SGD) and not any(g.get("momentum") for g in opt.param_groups)
+    if trained and not opt.state and not plain_sgd:
+        raise ValueError(f"it holds no {type(opt).__name__} state, though steps were applied before it")

@@ -27,20 +27,28 @@ from downpour.train.telemetry import PartsMean, Telemetry
 log = logging.getLogger(__name__)
 
 
-def _save_checkpoint(run: RunDir, model, opt, step: int, skipped: int, elapsed: float,
-                     rng: torch.Tensor | None = None, data: dict[str, int] | None = None,
-                     row: PartsMean | None = None) -> None:
-    """``checkpoints/local``: model, optimiser and RNG state after ``step`` steps (``rng``: the torch RNG
-    state to record, default the current one; ``data``: where a streamed batch iterator stands;
-    ``row``: the metrics row being gathered, so a resumed run's next row is the uninterrupted one's)."""
+def _rng_state(device: torch.device) -> dict[str, torch.Tensor]:
+    """torch's RNG states a step draws from: the CPU's, and the device's where it runs on a GPU (dropout, an
+    RBM's samples and a denoising cost's noise are drawn there; ``manual_seed`` at start-up resets it)."""
+    state = {"rng.torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["rng.cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _save_checkpoint(run: RunDir, model, opt, step: int, skipped: int, elapsed: float, rng: dict[str, torch.Tensor],
+                     data: dict[str, int] | None = None, row: PartsMean | None = None) -> None:
+    """``checkpoints/local``: model, optimiser and RNG state after ``step`` steps (``rng``: :func:`_rng_state`
+    right after it; ``data``: where a streamed batch iterator stands; ``row``: the metrics row being
+    gathered, so a resumed run's next row is the uninterrupted one's)."""
     tensors, meta = optimizer_state(opt)
     tensors.update({f"model.{k}": v for k, v in model.state_dict().items()})
-    tensors["rng.torch"] = torch.get_rng_state() if rng is None else rng
+    tensors.update(rng)
     extra = ({} if data is None else {"data": data}) | ({} if row is None else {"row": row.state()})
     save_state(run.checkpoints / "local", tensors, {**meta, "step": step, "skipped": skipped, "elapsed": elapsed, **extra})
 
 
-def _restore(run: RunDir, model, opt) -> tuple[int, int, float, dict[str, int] | None, PartsMean]:
+def _restore(run: RunDir, model, opt, device: torch.device) -> tuple[int, int, float, dict[str, int] | None, PartsMean]:
     """Load ``checkpoints/local`` into ``model``, ``opt`` and torch's RNG; returns (step, skipped, elapsed,
     the streamed data's position or None, the metrics row it was gathering)."""
     stem = run.checkpoints / "local"
@@ -48,9 +56,11 @@ def _restore(run: RunDir, model, opt) -> tuple[int, int, float, dict[str, int] |
     check_counts(meta, ("step", "skipped"), stem)
     try:
         model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-        load_optimizer_state(opt, tensors, meta)
+        load_optimizer_state(opt, tensors, meta, trained=meta["step"] > meta["skipped"])
         torch.set_rng_state(tensors["rng.torch"])
-    except (RuntimeError, ValueError, KeyError, TypeError) as err:
+        if "rng.cuda" in tensors and device.type == "cuda":     # dropout, RBM samples, noise drawn on the device
+            torch.cuda.set_rng_state(tensors["rng.cuda"], device)
+    except (RuntimeError, ValueError, KeyError, TypeError, AttributeError) as err:
         raise CheckpointError(f"checkpoint {str(stem)!r} does not fit this run's model and optimiser: {err}") from None
     try:
         row, elapsed = PartsMean.from_state(meta.get("row")), float(meta["elapsed"])
@@ -75,7 +85,7 @@ def run_local(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, An
     opt = make_optimizer(cfg.train, model.parameters())
     start, skipped, elapsed, position, mean = 0, 0, 0.0, None, PartsMean()
     if resume:
-        start, skipped, elapsed, position, mean = _restore(run, model, opt)
+        start, skipped, elapsed, position, mean = _restore(run, model, opt, device)
         if run.config.data.pipeline == "auto":   # recorded before the choice was (config.toml, not yet rewritten)
             check_resumed_on(data, position is not None, run.path / "config.toml")
         log.info("resuming %s at step %d", run.path, start)
@@ -96,9 +106,10 @@ def run_local(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, An
     telemetry = Telemetry(run, total, tensorboard=cfg.train.tensorboard, time_offset=elapsed, start_step=start)
     n_stages = model.n_stages
     last_row, last_skip = None, ""
-    done, rng = start, torch.get_rng_state()   # the last completed step, and the RNG state right after it
+    done, rng = start, _rng_state(device)      # the last completed step, and the RNG state right after it
+    carried = mean.samples                      # samples of a resumed row taken before: not this process's rate
     at = batch_position(batches)                # and where the data stream stood (streamed data only)
-    t0 = time.perf_counter()
+    saved, t0 = False, time.perf_counter()      # (saved: the last step's checkpoint is written)
     try:
         for step in range(start, total):
             model.set_stage(stage_for_step(step, total, n_stages, cfg.train.schedule))
@@ -116,32 +127,35 @@ def run_local(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, An
                 if result is not None:
                     opt.step()
                     mean.add(result.parts, result.samples, result.loss)
-                done, rng, at = step + 1, torch.get_rng_state(), batch_position(batches)
+                done, rng, at = step + 1, _rng_state(device), batch_position(batches)
                 if (done % cfg.train.log_every == 0 or done == total) and mean.steps:
-                    last_row = telemetry.log(done, *mean.pop())
+                    parts, samples, loss = mean.pop()
+                    last_row, carried = telemetry.log(done, parts, samples - carried, loss), 0
             if cfg.train.checkpoint_every and done % cfg.train.checkpoint_every == 0 and done < total:
-                _save_checkpoint(run, model, opt, done, skipped, elapsed + time.perf_counter() - t0, data=at, row=mean)
+                _save_checkpoint(run, model, opt, done, skipped, elapsed + time.perf_counter() - t0, rng, at, mean)
+        with signals_held():   # the last step's checkpoint, before anything else (a signal in close() lost the run)
+            elapsed += time.perf_counter() - t0
+            model.set_stage(None)
+            _save_checkpoint(run, model, opt, total, skipped, elapsed, rng, at)
+            saved = True
     except BaseException:   # Ctrl-C or a failure: keep the steps done so far, then let it propagate
-        if done > start:
+        if done > start and not saved:
             _save_checkpoint(run, model, opt, done, skipped, elapsed + time.perf_counter() - t0, rng, at, mean)
             log.warning("stopped after step %d; checkpoint saved, continue with --resume %s", done, run.path)
         raise
     finally:
         telemetry.close()
         batches.close()                         # streamed: stops the loader's processes (a generator: nothing)
-    elapsed += time.perf_counter() - t0
-    model.set_stage(None)
-    _save_checkpoint(run, model, opt, total, skipped, elapsed, data=at)
     data_info = run_data_info(data.info, [data_report(batches)])
     if has_data_record(cfg.data, data_info):   # files: those read (streamed) and skipped
         run.write_json("data.json", data_info)
     run.save_model(model, total, {"skipped_steps": skipped, "data": data_info})
-    if last_row is None:   # no step of this process had a finite cost
-        raise RunError(f"every one of the {total - start} steps {start + 1}..{total} had a non-finite cost or gradient "
-                       f"and was skipped (last, {last_skip}); nothing was applied. Lower train.lr or check the data; "
-                       f"the run is saved in {str(run.path)!r}")
+    if skipped >= total:   # no step of the run had a finite cost (a resume's own steps alone: the run trained)
+        raise RunError(f"every one of the {total} steps 1..{total} had a non-finite cost or gradient and was skipped "
+                       f"(last, {last_skip}); nothing was applied. Lower train.lr or check the data; the run is saved "
+                       f"in {str(run.path)!r}")
     # final_loss is the last logged row's: the mean over its log_every steps, as the cluster runner reports
-    return _summary(run, total, start, skipped, elapsed, last_row["loss"])
+    return _summary(run, total, start, skipped, elapsed, last_row["loss"] if last_row else run.last_loss())
 
 
 def _summary(run: RunDir, total: int, start: int, skipped: int, elapsed: float, loss: float | None) -> dict[str, Any]:
