@@ -97,14 +97,22 @@ def _fold_child(cfg: RunConfig, path: Path, log_path: Path, conn: Connection) ->
     with open(log_path, "a", encoding="utf-8") as out, redirect_stdout(out), redirect_stderr(out), sigterm_as_interrupt():
         logging.basicConfig(stream=out, level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", force=True)
         try:
-            conn.send((True, fold_summary(train_kept(cfg, path))))
+            _answer(conn, (True, fold_summary(train_kept(cfg, path))))
         except KeyboardInterrupt:
-            conn.send((False, "stopped (its checkpoint is kept: run the same command again to go on)"))
+            _answer(conn, (False, "stopped (its checkpoint is kept: run the same command again to go on)"))
         except Exception as err:   # reported by the parent, naming the fold; the other folds go on
             traceback.print_exc(file=out)
-            conn.send((False, f"{type(err).__name__}: {err}"))
+            _answer(conn, (False, f"{type(err).__name__}: {err}"))
         finally:
             conn.close()
+
+
+def _answer(conn: Connection, what: tuple[bool, Any]) -> None:
+    """Send the parent the fold's outcome; a parent gone (stopped, killed) reads nothing, and that is no error."""
+    try:
+        conn.send(what)
+    except (BrokenPipeError, ConnectionResetError, EOFError):
+        pass
 
 
 def output_log(path: Path) -> Path:
@@ -130,9 +138,9 @@ def train_in_parallel(configs: list[RunConfig], paths: list[Path], jobs: int) ->
                 log_path = output_log(paths[i])
                 paths[i].parent.mkdir(parents=True, exist_ok=True)
                 process = ctx.Process(target=_fold_child, args=(configs[i], paths[i], log_path, send))
+                running[i] = (process, receive)     # before it starts: a stop during the start still stops it
                 process.start()
                 send.close()
-                running[i] = (process, receive)
                 log.info("crossfit: run %d of %d -> %s (output: %s)", i + 1, len(configs), paths[i], log_path)
             wait([process.sentinel for process, _ in running.values()])
             for i, (process, receive) in list(running.items()):
@@ -161,6 +169,7 @@ def _stop(processes: list[Any], terminate: bool) -> None:
     """Stop the fold processes of a stopped cross-fit: SIGTERM where the stop was one (a Ctrl-C from the
     terminal reached them already), each then saves its checkpoint; one that has not ended after
     :data:`STOP_SECONDS` is killed."""
+    processes = [process for process in processes if process.pid is not None]   # (one stopped before it started)
     for process in processes:
         if terminate and process.is_alive():
             process.terminate()

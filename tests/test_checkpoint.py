@@ -54,3 +54,16 @@ def test_a_damaged_or_incomplete_checkpoint_is_named(tmp_path):
     with pytest.raises(CheckpointError, match=r"ck.safetensors' is not a readable safetensors file"):
         load_state(tmp_path / "ck")
     assert issubclass(CheckpointError, DownpourError)   # the CLI prints these without a traceback
+
+
+def test_tensor_files_get_the_mode_any_file_written_here_gets(tmp_path):
+    """safetensors writes owner-only (0600): another account on a shared file system could not read a run's model
+    or checkpoint, while its .json files beside them were readable."""
+    import os
+    import stat
+
+    from downpour.train.checkpoint import FILE_MODE
+
+    save_state(tmp_path / "ck", {"w": torch.ones(3)}, {"step": 1})
+    json_mode = stat.S_IMODE(os.stat(tmp_path / "ck.json").st_mode)
+    assert stat.S_IMODE(os.stat(tmp_path / "ck.safetensors").st_mode) == FILE_MODE == json_mode

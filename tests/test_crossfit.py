@@ -231,6 +231,9 @@ def test_crossfit_trains_every_fold_pools_the_test_and_resumes(tmp_path, capsys)
     assert main(["crossfit", *TINY, "--set", "train.lr=0.5", "--folds", "2", "--jobs", "2", "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert "holds another run" in err and "train.lr" in err and "fold runs failed" not in err
+    # fewer steps than the folds reached: refused before any fold, not once fold 0 had logged "resuming"
+    assert main(["crossfit", *TINY, "--steps", "5", "--folds", "2", "--out", str(out)]) == 2
+    assert "holds a run trained to step 10, past train.steps = 5" in capsys.readouterr().err
     assert main(["crossfit", *TINY, "--folds", "1", "--out", str(tmp_path / "one")]) == 2
     assert "--folds must be in [2, 100]" in capsys.readouterr().err
 

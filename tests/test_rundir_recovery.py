@@ -210,15 +210,15 @@ def test_the_run_directorys_own_files_are_written_whole_or_not_at_all(tmp_path, 
     run = RunDir.create(tmp_path / "r", cfg)
     old, new = (build(cfg, (1, cfg.data.size, cfg.data.size))[0] for _ in range(2))
     run.save_model(old, 8)
-    real_save_file = rundir.save_file
+    real_write = rundir.write_tensors             # (safetensors' save_file, then the file's mode)
 
     def torn(state, path):                        # killed halfway through writing the weights
-        real_save_file(state, path)
+        real_write(state, path)
         Path(path).write_bytes(Path(path).read_bytes()[:100])
         raise KeyboardInterrupt
 
     with monkeypatch.context() as m:
-        m.setattr(rundir, "save_file", torn)
+        m.setattr(rundir, "write_tensors", torn)
         with pytest.raises(KeyboardInterrupt):
             run.save_model(new, 16)
     loaded = RunDir.open(tmp_path / "r").load_model()

@@ -35,6 +35,23 @@ def read_tensors(path: Path) -> dict[str, Tensor]:
         raise CheckpointError(f"{str(path)!r} is not a readable safetensors file: {err}") from None
 
 
+def _file_mode() -> int:
+    """The mode a new file gets here (0o666 less the umask), read once, at import, in the main thread."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+FILE_MODE = _file_mode()
+
+
+def write_tensors(tensors: dict[str, Tensor], path: Path) -> None:
+    """safetensors' ``save_file``, the file then given the mode any file written here gets: the library writes
+    it owner-only (0600), so on a shared file system no other account could read a run's model or checkpoint."""
+    save_file(tensors, str(path))
+    os.chmod(path, FILE_MODE)
+
+
 def save_state(stem: str | Path, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
     """Write ``stem.safetensors`` and ``stem.json``. The JSON records the tensors file's SHA-256
     (``safetensors_sha256``), so :func:`load_state` can tell a pair that does not belong together (a
@@ -48,7 +65,7 @@ def save_state(stem: str | Path, tensors: dict[str, Tensor], meta: dict[str, Any
     tensors = {k: v.detach().contiguous().cpu().clone() for k, v in tensors.items()}
     tensor_path, meta_path = _pair(stem)
     tmp_t, tmp_m = tensor_path.with_name(tensor_path.name + ".tmp"), meta_path.with_name(meta_path.name + ".tmp")
-    save_file(tensors, str(tmp_t))
+    write_tensors(tensors, tmp_t)
     tmp_m.write_text(json.dumps({**meta, PAIR_KEY: sha256_of(tmp_t)}, indent=1, sort_keys=True))
     if _whole(stem):                                # keep the pair being replaced until the new one is in
         for path, prev in zip(_pair(stem), _pair(_prev(stem))):

@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from safetensors.torch import save_file
 
 from downpour.config import ConfigError, Override, RunConfig, config_to_toml, load_config
 from downpour.errors import DownpourError, NotARunError
 from downpour.models.base import FeatureModel
-from downpour.train.checkpoint import PAIR_KEY, CheckpointError, load_state, read_tensors, save_state, sha256_of
+from downpour.train.checkpoint import (PAIR_KEY, CheckpointError, load_state, read_tensors, save_state, sha256_of,
+                                       write_tensors)
 from downpour.train.metrics_file import has_row, read_rows, truncate_rows
 from downpour.train.recorded import config_fills, model_fills
 
@@ -229,7 +229,7 @@ class RunDir:
         state = {k: v.detach().contiguous().cpu().clone() for k, v in model.state_dict().items()}
         weights = self.path / "model.safetensors"
         tmp = weights.with_name(weights.name + ".tmp")
-        save_file(state, str(tmp))
+        write_tensors(state, tmp)
         meta = {"model": cfg.model.name, "options": dataclasses.asdict(model.config),
                 "input_shape": list(model.input_shape), "step": step, "seed": cfg.seed, **(extra or {}),
                 PAIR_KEY: sha256_of(tmp)}      # load_model tells a pair cut by a kill between the two renames
