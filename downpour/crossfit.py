@@ -29,8 +29,8 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
-from downpour.config import (CROSSFIT_CONTROLS, AnalysisConfig, ConfigError, Override, RunConfig, config_to_dict, load_config,
-                             origin_of, parse_override)
+from downpour.config import (CROSSFIT_CONTROLS, FACE_SOURCES, AnalysisConfig, ConfigError, Override, RunConfig,
+                             config_to_dict, load_config, origin_of, parse_override)
 from downpour.errors import RunError
 from downpour.train.rundir import RunDir, folder_to_write
 from downpour.train.signals import Terminated, sigterm_as_interrupt
@@ -211,6 +211,9 @@ def run_crossfit(config: str, overrides: list[Override], out: str | Path, folds:
     for cfg, path in zip(configs, paths):   # another run, or other files, in any fold's folder: said before any training
         if check_same_run(cfg, path) is None and path.exists():
             RunDir.check_new(path)
+    if given.data.source not in FACE_SOURCES:       # the folds differ only in which lfw images their test holds out
+        log.warning("crossfit: data.source = %r holds no lfw image, so its %d folds train the same network %d times "
+                    "(their pooled test still scores all 100 faces, none trained on)", given.data.source, folds, folds)
     log.info("crossfit: %d folds of %r%s -> %s", folds, config, ", each with its no-faces twin" if twins else "", out)
     started = time.time()
     if jobs == 1:

@@ -238,6 +238,13 @@ def test_crossfit_trains_every_fold_pools_the_test_and_resumes(tmp_path, capsys)
     assert "--folds must be in [2, 100]" in capsys.readouterr().err
 
 
+def test_a_config_that_trains_on_no_lfw_image_says_its_folds_train_one_network(tmp_path, caplog):
+    """ufldl-sae's natural patches: the folds differ only in data.lfw_heldout, which its training never reads, so
+    every fold trained a bit-identical network (5x the training for one), without a word."""
+    assert main(["crossfit", *TINY, "--folds", "2", "--out", str(tmp_path / "cf")]) == 0
+    assert "data.source = 'natural' holds no lfw image, so its 2 folds train the same network 2 times" in caplog.text
+
+
 def test_folds_trained_side_by_side_give_the_same_test_as_one_after_another(tmp_path):
     one = ["crossfit", *TINY, "--set", "train.threads=1", "--folds", "2"]
     assert main([*one, "--out", str(tmp_path / "seq")]) == 0
