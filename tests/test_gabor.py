@@ -77,3 +77,18 @@ def test_no_filter_of_a_small_bank_is_dead():
         for n in (4, 16, 25, 64):
             norms = GaborBank.sized(n, k).filters().flatten(1).norm(dim=1)
             assert torch.allclose(norms, torch.ones_like(norms), atol=1e-5), (k, n)
+
+
+@pytest.mark.parametrize("n, k", [(64, 8), (16, 2), (40, 8), (25, 5), (128, 16)])
+def test_a_bank_holds_no_filter_twice(n, k):
+    """rica-8x8 with first_layer = "gabor" (64 maps): wavelengths 8, 4, 2, 2 and, at 2 pixels, even = -odd at 0 and
+    90 degrees: 18 of its 64 frozen filters repeated (or negated) another."""
+    f = GaborBank.sized(n, k).filters()[:n].flatten(1).double()
+    cos = (f @ f.T).abs()
+    cos.fill_diagonal_(0)
+    assert f.shape[0] == n and float(cos.max()) < 1 - 1e-6
+
+
+def test_the_default_small_banks_are_as_before():
+    bank = GaborBank.sized(8, 8)      # cat-demo's: 4 orientations x 2 phases at the field's wavelength
+    assert (bank.orientations, bank.phases, bank.scales, len(bank)) == (4, 2, 1, 8)

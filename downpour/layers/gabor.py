@@ -53,7 +53,10 @@ class GaborBank:
     pixels sample only at its zeros (the even phase on an even-sized field: an all-zero filter, which a
     frozen bank keeps dead) is shifted by pi/4. ``filters()`` orders them orientation
     fastest, then phase, then scale, so the first n of the bank cover every orientation first.
-    A multi-channel filter is the same pattern in every channel (a luminance detector).
+    A filter equal to an earlier one or its negative is left out: at a 2-pixel wavelength an axis-aligned
+    grating has one phase only (its even filter, shifted, is minus the odd one), and a scale past the
+    finest octave repeats the one before it. A multi-channel filter is the same pattern in every channel
+    (a luminance detector).
     """
 
     def __init__(self, kernel_size: int, orientations: int = 8, scales: int = 2, phases: int = 2, channels: int = 1):
@@ -65,24 +68,32 @@ class GaborBank:
         self.phases, self.channels = phases, channels
 
     def __len__(self) -> int:
-        return self.orientations * self.scales * self.phases
+        return len(self.filters())
 
     @classmethod
     def sized(cls, n: int, kernel_size: int, channels: int = 1) -> "GaborBank":
-        """The smallest bank of at least ``n`` filters: up to 8 orientations, 2 phases once n >= 4, then scales."""
+        """The smallest bank of at least ``n`` distinct filters: up to 8 orientations, 2 phases once n >= 4, then
+        octave-spaced scales down to a 2-pixel wavelength, then more orientations (rica-8x8's 64 Gabor maps were
+        8 x 2 x 4 scales, wavelengths 8, 4, 2, 2: 18 of them repeats, frozen)."""
         if n < 1:
             raise ValueError(f"GaborBank.sized: n must be >= 1, got {n}")
         phases = 2 if n >= 4 else 1
         orientations = min(8, max(1, n // phases))
-        scales = math.ceil(n / (orientations * phases))
-        return cls(kernel_size, orientations, scales, phases, channels)
+        octaves = 1 + sum(1 for s in range(64) if kernel_size / 2 ** s > 2)   # distinct wavelengths, 2 pixels the last
+        scales = min(octaves, math.ceil(n / (orientations * phases)))
+        bank = cls(kernel_size, orientations, scales, phases, channels)
+        while len(bank) < n:
+            if bank.orientations >= 16 * n:     # (not reached: every new orientation adds a distinct filter)
+                raise ValueError(f"GaborBank.sized: no {n} distinct Gabor filters of side {kernel_size}")
+            bank = cls(kernel_size, bank.orientations + 1, scales, phases, channels)
+        return bank
 
     def wavelength(self, scale: int) -> float:
         return max(2.0, self.kernel_size / 2 ** scale)
 
     def filters(self) -> Tensor:
         """(len(self), C, k, k) float32, each unit norm over C*k*k."""
-        out = []
+        out, seen = [], []
         for s in range(self.scales):
             for p in range(self.phases):
                 for o in range(self.orientations):
@@ -90,6 +101,10 @@ class GaborBank:
                     g = gabor_kernel(self.kernel_size, theta, wavelength, math.pi * p / self.phases)
                     if float(g.norm()) < 0.5:   # a 2-pixel grating sampled at its zeros: shift it an eighth
                         g = gabor_kernel(self.kernel_size, theta, wavelength, math.pi * p / self.phases + math.pi / 4)
+                    flat = g.flatten().double()
+                    if float(flat.norm()) > 0.5 and any(abs(float(flat @ h)) > 1 - 1e-6 for h in seen):
+                        continue                # the same filter (or its negative) as one already in the bank
+                    seen.append(flat)
                     out.append(g.expand(self.channels, -1, -1) / math.sqrt(self.channels))
         return torch.stack(out)
 
