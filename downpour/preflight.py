@@ -79,7 +79,7 @@ def _check_runner(cfg: RunConfig, device: torch.device) -> None:
                           "worker 0 reads only its own shard of the data; set it below train.steps", key="cluster.warm_start")
     if cfg.cluster.algorithm == "sandblaster":
         check_sandblaster(cfg)    # a cost L-BFGS can compare between evaluations; no partitions
-    if device.type != "cpu" and cfg.cluster.partitions > 1:
+    if device.type != "cpu" and cfg.cluster.partitions > 1 and cfg.train.device != "auto":   # (auto: CPU, as on Ray)
         raise ConfigError(f"train.device={cfg.train.device!r}: a model-parallel replica's partitions compute on CPU; "
                           "set cluster.partitions = 1 or train.device = 'cpu'")
     if cfg.train.checkpoint_every:

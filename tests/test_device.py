@@ -4,6 +4,8 @@ The CPU tests run everywhere: the untied kernel's batched schedule (the one a GP
 threaded one, the dispatch, and the config checks. Tests marked ``cuda`` run only where torch sees a
 GPU (the device machine) and are skipped cleanly elsewhere.
 """
+import dataclasses
+
 import pytest
 import torch
 
@@ -189,3 +191,16 @@ def test_a_resumed_run_draws_the_devices_random_numbers_where_it_stopped(tmp_pat
     run_local(load_config(str(tmp_path / "half/config.toml"), ["train.steps=10"]), RunDir.open(tmp_path / "half"), resume=True)
     a, b = load_file(str(tmp_path / "whole/model.safetensors")), load_file(str(tmp_path / "half/model.safetensors"))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_auto_with_partitions_computes_on_cpu_on_every_runner(monkeypatch):
+    """On a machine with a GPU, train.device = 'auto' with cluster.partitions > 1 was refused on the simulator and
+    ran on CPU on Ray; both now take the CPU the partitions compute on."""
+    from downpour.preflight import check_run_config
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    cfg = load_config("cat-untied", [("cluster.runner", "simulated"), ("cluster.workers", 2), ("cluster.shards", 4),
+                                     ("cluster.partitions", 2), ("train.device", "auto")])
+    assert check_run_config(cfg).cluster.partitions == 2
+    with pytest.raises(ConfigError, match="partitions compute on CPU"):      # asked for by name: still refused
+        check_run_config(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, device="cuda")))

@@ -68,3 +68,12 @@ def test_more_glimpses_than_fit_apart_start_again_from_the_most_salient_place():
     for image in centres.tolist():
         first = image[:image.index(image[0], 1)]          # the first round, up to the first repeat
         assert len(first) >= 2 and image == (first * 12)[:12]
+
+
+def test_the_pyramids_size_error_names_the_side_it_needs():
+    """Sides round up, so 5 levels need 9 pixels (9, 5, 3, 2, 1), not the 16 the message said."""
+    from downpour.layers.pyramid import gaussian_pyramid
+
+    assert len(gaussian_pyramid(torch.zeros(1, 1, 9, 9), 5)) == 5
+    with pytest.raises(ValueError, match="5 levels need an input of at least 9 pixels a side"):
+        gaussian_pyramid(torch.zeros(1, 1, 8, 8), 5)

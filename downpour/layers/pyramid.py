@@ -48,7 +48,8 @@ def gaussian_pyramid(x: Tensor, levels: int) -> list[Tensor]:
     out = [x]
     for i in range(1, levels):
         if min(out[-1].shape[2:]) < 2:
-            raise ValueError(f"gaussian_pyramid: {levels} levels need an input of at least {2 ** (levels - 1)} "
+            need = 2 ** (levels - 2) + 1     # sides round up: 9 -> 5 -> 3 -> 2 -> 1 is 5 levels
+            raise ValueError(f"gaussian_pyramid: {levels} levels need an input of at least {need} "
                              f"pixels a side, got {tuple(x.shape[2:])}")
         out.append(_blur(out[-1])[:, :, ::2, ::2])
     return out

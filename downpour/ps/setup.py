@@ -101,7 +101,8 @@ def make_worker(cfg: RunConfig, wid: int, data: Dataset, bounds: list[tuple[int,
     c = cfg.cluster
     batches = (data.batches(cfg.train.batch_size, generator, position=stream["position"]) if stream
                else data.batches(cfg.train.batch_size, generator))
-    device = resolve_device(cfg.train.device)    # 'cuda' where this process sees no GPU: ConfigError naming the key
+    # 'cuda' where this process sees no GPU: ConfigError naming the key; 'auto' with partitions: the CPU they compute on
+    device = torch.device("cpu") if cfg.train.device == "auto" and c.partitions > 1 else resolve_device(cfg.train.device)
     if device.type != "cpu":
         if params is not None:
             raise ConfigError(f"train.device={cfg.train.device!r}: a model-parallel replica's partitions compute on "
