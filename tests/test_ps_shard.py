@@ -398,3 +398,18 @@ def test_momentum_leaves_a_frozen_stage_still_and_resumes_it_like_torch():
     assert torch.equal(shard.params[:5], frozen_first)               # held from push 10 on: not one step
     torch.testing.assert_close(shard.params[:5], first.detach(), rtol=1e-6, atol=1e-6)
     torch.testing.assert_close(shard.params[5:], second.detach(), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("rule, grad", [("adagrad", 1e20), ("adam", 1e20), ("momentum", 3e38),
+                                        ("adagrad", torch.tensor(1e20, dtype=torch.float64))])
+def test_a_finite_push_that_would_overflow_as_applied_is_rejected_and_changes_nothing(rule, grad):
+    """Adagrad's h += g² turned a finite push of 1e20 into h = inf: that element never moved again. Momentum
+    with 3e38 made the parameter -inf. The docs promise rejection for what is not finite as applied."""
+    shard = Shard(0, torch.zeros(2), make_rule(rule, 0.01), workers=[0])
+    g = torch.stack([torch.as_tensor(grad, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64)])
+    g = g if isinstance(grad, torch.Tensor) else g.float()
+    result = shard.push(0, g, 0, 0)
+    assert not result.accepted and result.reason == "non-finite"
+    assert torch.equal(shard.params, torch.zeros(2)) and all(torch.isfinite(v).all() for v in shard.state.values()
+                                                             if isinstance(v, torch.Tensor))
+    assert shard.push(0, torch.ones(2), 0, 1).accepted and bool(torch.isfinite(shard.params).all())

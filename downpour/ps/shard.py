@@ -14,7 +14,6 @@ The shard is plain torch: the simulator holds it directly, the Ray runner wraps 
 """
 from __future__ import annotations
 
-import math
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Iterable
@@ -29,6 +28,15 @@ from downpour.train.checkpoint import CheckpointError
 
 
 TURN_TAKEN = ("non-finite", "shape")   # sync: a push rejected for its gradient still takes the worker's turn
+
+
+def applicable(grad: Tensor, dtype: torch.dtype) -> bool:
+    """Whether the rules can apply ``grad`` to parameters of ``dtype`` and stay finite: no NaN or Inf, and a
+    squared norm within the dtype (Adagrad and Adam add g², and momentum's buffer adds g: a finite push of
+    1e20 made Adagrad's sum inf, freezing its element for the rest of the run). One pass, a BLAS ``dot``: 0.34 ms
+    on 4 M values, against 0.24 ms for the sum it replaces, which found NaN and Inf but not an overflow as applied."""
+    flat = grad.reshape(-1)
+    return float(torch.dot(flat, flat)) <= torch.finfo(dtype).max    # (NaN compares False)
 
 
 @dataclass
@@ -154,9 +162,7 @@ class Shard:
             return "unknown-worker"
         if not isinstance(grad, Tensor) or grad.shape != self.params.shape or not grad.is_floating_point():
             return "shape"
-        # a NaN/Inf anywhere makes the sum non-finite; the sum is one fast pass (isfinite().all() is
-        # ~10x slower); only when the sum overflows do we look element by element
-        if not math.isfinite(float(grad.sum())) and not bool(torch.isfinite(grad).all()):
+        if not applicable(grad, self.params.dtype):
             return "non-finite"
         return self._stale_or_seen(base_version, worker, seq)
 
@@ -197,7 +203,7 @@ class Shard:
             # even tiny noise an lr-sized step)
             g = g + torch.randn(g.shape, generator=gen) * scale * (g != 0)
             checked = False
-        if not checked and not math.isfinite(float(g.sum())) and not bool(torch.isfinite(g).all()):
+        if not checked and not applicable(g, self.params.dtype):
             return False
         self.rule.apply(self.params, g, self.state, lr_scale)
         return True
