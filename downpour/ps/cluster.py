@@ -27,6 +27,7 @@ from downpour.ps.setup import ClusterSetup, make_shards, set_up_cluster
 from downpour.train.checkpoint import CheckpointError
 from downpour.train.rundir import RunDir
 from downpour.train.setup import stage_for_step
+from downpour.train.signals import signals_held
 
 log = logging.getLogger(__name__)
 
@@ -79,29 +80,23 @@ def _run_once(cfg: RunConfig, run: RunDir, resume: bool) -> dict[str, Any]:
         if c.runner == "simulated" and run.config.data.pipeline == "auto":   # recorded before the choice was
             check_resumed_on(setup.data, bool(meta.get("streams")), run.path / "config.toml")
     start = meta["step"]
-    if run.unsaved_at_end(cfg, start, resume):
-        setup.layout.vector_to_params(torch.cat([t["params"] for t, _ in restored]), setup.model)
-        setup.model.set_stage(None)
-        versions = [m["version"] for _, m in restored]
-        run.save_model(merge_model(setup.model), start, {"runner": c.runner, "data": setup.data.info, "versions": versions})
-        return {"steps": start, "resumed_from": start, "runner": c.runner, "final_loss": run.last_loss(),
-                "versions": versions, "seconds": round(meta["elapsed"], 2), "run": str(run.path)}
-    # a finished run goes on (--steps): its model was saved at its own last step (read before begin() saves
-    # the new steps; a run stopped when every worker was lost saved its model at the checkpoint too)
-    extended = resume and run.model_step() == start == run.config.train.steps
-    run.begin(cfg, setup.data.preprocess, start, resume)
     coord = Coordinator(setup.gate, c.workers, cfg.train.steps, c.n_push, start_step=start,
                         warm_start=c.warm_start, clocks={int(w): v for w, v in meta["clocks"].items()},
                         depth=(c.queue_depth or 2) if c.runner == "ray" else 1)
     coord.events = list(meta["events"])
-    if extended:
-        coord.events.append({"event": "extended", "step": start})
     coord.max_gap = meta.get("max_clock_gap", 0)
     shards = make_shards(setup, init, coord.live)
     if restored:
         with restoring(run.checkpoints / SERVER):
             for s, (tensors, m) in zip(shards, restored):
                 s.load_state_dict(tensors, m)
+    if run.unsaved_at_end(cfg, start, resume):
+        return _save_at_end(setup, run, shards, coord, start, meta["elapsed"])
+    # a finished run goes on (--steps): its model was saved at its own last step (read before begin() saves
+    # the new steps; a run stopped when every worker was lost saved its model at the checkpoint too)
+    if resume and run.model_step() == start == run.config.train.steps:
+        coord.events.append({"event": "extended", "step": start})
+    run.begin(cfg, setup.data.preprocess, start, resume)
     n_stages = setup.model.n_stages
 
     def stage_of(step: int) -> int | None:
@@ -124,15 +119,38 @@ def _run_once(cfg: RunConfig, run: RunDir, resume: bool) -> dict[str, Any]:
         recorder.driver = driver
         recorder.mark_started()   # every process is up: rates and times count from here
         driver.run(recorder.on_push)
-        states, info = driver.snapshot(), driver.info()
+        with signals_held():      # the last push's checkpoint first: a stop in the wrap-up after it lost the run
+            states, info = driver.snapshot(), driver.info()
+            recorder.checkpoint(states)
     except BaseException:
         recorder.save_on_failure()   # while the driver's shards are still up
         raise
     finally:
         driver.close()
         recorder.close()
-    recorder.checkpoint(states)
     return _finish(setup, run, states, coord, recorder, start, info)
+
+
+def _save_at_end(setup: ClusterSetup, run: RunDir, shards: list[Any], coord: Coordinator, start: int,
+                 elapsed: float) -> dict[str, Any]:
+    """A run stopped after its last push, before its model was saved: the model, staleness.json and cluster.json
+    from its checkpoint, a sync round still open there applied first (as the run's end would have)."""
+    for s in shards:
+        s.flush()
+    states = [s.state_dict() for s in shards]
+    cfg = setup.cfg
+    setup.layout.vector_to_params(torch.cat([t["params"] for t, _ in states]), setup.model)
+    setup.model.set_stage(None)
+    versions = [m["version"] for _, m in states]
+    run.save_model(merge_model(setup.model), start, {"runner": cfg.cluster.runner, "data": setup.data.info,
+                                                     "versions": versions})
+    report = write_staleness(run, cfg, states, coord)
+    summary = {"steps": start, "resumed_from": start, "runner": cfg.cluster.runner, "final_loss": run.last_loss(),
+               "versions": versions, "applied": [m["applied"] for _, m in states], "rejected": report["rejected"],
+               "mean_staleness": report["overall"]["mean"], "max_staleness": report["overall"]["max"],
+               "seconds": round(elapsed, 2), "run": str(run.path)}
+    run.write_json("cluster.json", summary)
+    return summary
 
 
 def _finish(setup: ClusterSetup, run: RunDir, states: list[ShardState], coord: Coordinator, recorder: Recorder,

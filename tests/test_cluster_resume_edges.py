@@ -1,0 +1,61 @@
+"""The simulated cluster runner at the end of a run: a stop after the last push keeps it, and a resume of a sync
+run stopped with its last round still open applies that round (an audit found the run lost to a restart from
+step 0, and the resumed model one push short, with no cluster.json)."""
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import downpour.ps.recorder as recorder_module
+import downpour.ps.shard as shard_module
+from downpour.config import load_config
+from downpour.ps.cluster import run_cluster
+from downpour.train.rundir import RunDir
+
+SYNC = ["cluster.runner=simulated", "cluster.workers=3", "cluster.shards=2", "cluster.consistency=sync",
+        "cluster.delay=uniform:0:3", "train.steps=31", "train.lr=0.02", "train.log_every=10", "train.tensorboard=false"]
+
+
+def _run(path, *overrides, resume=False):
+    if resume:
+        return run_cluster(load_config(str(path / "config.toml")), RunDir.open(path), resume=True)
+    cfg = load_config("teacher-student", [*SYNC, *overrides])
+    return run_cluster(cfg, RunDir.create(path, cfg))
+
+
+def test_a_stop_after_the_last_push_keeps_the_run(tmp_path, monkeypatch):
+    def stopped(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(recorder_module.Recorder, "close", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path / "r")
+    monkeypatch.undo()
+    assert json.loads((tmp_path / "r/checkpoints/server.json").read_text())["step"] == 31
+    summary = _run(tmp_path / "r", resume=True)
+    assert summary["resumed_from"] == 31 and (tmp_path / "r/cluster.json").is_file()
+
+
+def test_a_sync_run_stopped_with_its_last_round_open_resumes_to_the_uninterrupted_model(tmp_path, monkeypatch):
+    """31 pushes of 3 workers: the last round holds one push, applied at the end (Shard.flush). Stopped there,
+    the resume saved the checkpoint's parameters: versions [10, 10] against [11, 11]."""
+    whole = _run(tmp_path / "whole")
+    real, calls = shard_module.Shard.flush, {"n": 0}
+
+    def stopped_at_flush(self):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise KeyboardInterrupt
+        real(self)
+
+    monkeypatch.setattr(shard_module.Shard, "flush", stopped_at_flush)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path / "stopped")
+    monkeypatch.undo()
+    resumed = _run(tmp_path / "stopped", resume=True)
+    assert resumed["versions"] == whole["versions"] and resumed["applied"] == whole["applied"]
+    a, b = (load_file(str(tmp_path / name / "model.safetensors")) for name in ("whole", "stopped"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert json.loads((tmp_path / "stopped/staleness.json").read_text())["rejected"] == \
+        json.loads((tmp_path / "whole/staleness.json").read_text())["rejected"]
