@@ -59,3 +59,13 @@ def test_a_sync_run_stopped_with_its_last_round_open_resumes_to_the_uninterrupte
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert json.loads((tmp_path / "stopped/staleness.json").read_text())["rejected"] == \
         json.loads((tmp_path / "whole/staleness.json").read_text())["rejected"]
+
+
+def test_a_run_whose_pushes_were_mostly_refused_says_it_diverged(tmp_path, caplog):
+    """lr 0.25 with dc-asgd and exponential delays: 232 of 300 pushes non-finite, metrics stopped at step 100, and
+    the run ended with exit 0 and a final_loss from step 100, without a word."""
+    cfg = load_config("teacher-student", ["cluster.runner=simulated", "cluster.workers=3", "cluster.shards=2",
+                                          "cluster.delay=exponential:2", "cluster.compensation=dc-asgd",
+                                          "train.steps=300", "train.tensorboard=false"])
+    run_cluster(cfg, RunDir.create(tmp_path / "r", cfg))
+    assert "pushes of this run carried no finite gradient a shard accepted: it diverged" in caplog.text

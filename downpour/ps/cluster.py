@@ -185,6 +185,12 @@ def _finish(setup: ClusterSetup, run: RunDir, states: list[ShardState], coord: C
     if coord.done < coord.total and not coord.live:
         raise RunError(f"every worker was lost ({', '.join(_loss_reasons(coord))}) after {coord.done} of {coord.total} steps; "
                        f"what was done is saved in {str(run.path)!r} (resume with --resume, or set cluster.restarts)")
+    refused = recorder.pushes - recorder.finite_pushes
+    if recorder.finite_pushes and refused * 2 > recorder.pushes:   # diverged: its metrics stop where it last trained
+        last = run.metrics()[-1]["step"] if run.metrics() else None
+        log.warning("%d of the %d pushes of this run carried no finite gradient a shard accepted: it diverged (lower "
+                    "train.lr, or use a compensation); its metrics stop at step %s, where the final loss is from",
+                    refused, recorder.pushes, last)
     if recorder.pushes and not recorder.finite_pushes:
         rejected = ", ".join(f"{n} {reason}" for reason, n in report["rejected"].items()) or "none"
         raise RunError(f"none of the {recorder.pushes} pushes of this run carried a finite gradient a shard accepted: "
