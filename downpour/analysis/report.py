@@ -5,49 +5,24 @@ embedded as a base64 data URI, so the file opens anywhere on its own.
 """
 from __future__ import annotations
 
-import base64
-import html
 import json
 from pathlib import Path
 from typing import Any
 
 from downpour.analysis.face_controls import NO_FACES
+from downpour.analysis.report_parts import esc, image, num, page, pct, table
 from downpour.errors import DownpourError
 from downpour.train.rundir import NotARunError, RunDir
-
-_STYLE = """
-body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
-h1 { font-size: 1.5em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 2em; }
-table { border-collapse: collapse; margin: 1em 0; font-size: .9em; }
-th, td { border: 1px solid #ccc; padding: .3em .6em; text-align: left; }
-th { background: #f3f3f3; } tr.learned td { font-weight: 600; } tr.paper td { font-style: italic; color: #555; }
-img { max-width: 100%; border: 1px solid #eee; margin: .5em 0; }
-pre { background: #f7f7f7; padding: 1em; overflow-x: auto; font-size: .8em; }
-.note { color: #555; font-size: .9em; }
-"""
-
-
-def _esc(value: Any) -> str:
-    return html.escape(str(value))
-
-
-def _pct(value: Any) -> str:
-    return f"{100 * value:.1f}%" if isinstance(value, (int, float)) else "–"
-
-
-def _num(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, (int, float)) else "–"
-
 
 def _loss_headline(training: dict[str, Any]) -> str:
     """First and last logged loss; a greedy run's per stage (its ``loss`` is stage 1's cost first and
     the last stage's at the end: two different sums that read as divergence side by side)."""
-    rows = f"over {_esc(training.get('logged_rows'))} logged rows"
+    rows = f"over {esc(training.get('logged_rows'))} logged rows"
     stages = training.get("stages") or []
     if not stages:
-        return f"Loss {_num(training.get('first_loss'))} → {_num(training.get('last_loss'))} {rows}."
-    each = "; ".join(f"{_esc(s['stage'])} {_num(s['first_loss'])} → {_num(s['last_loss'])} "
-                     f"(steps {_esc(s['first_step'])}–{_esc(s['last_step'])})" for s in stages)
+        return f"Loss {num(training.get('first_loss'))} → {num(training.get('last_loss'))} {rows}."
+    each = "; ".join(f"{esc(s['stage'])} {num(s['first_loss'])} → {num(s['last_loss'])} "
+                     f"(steps {esc(s['first_step'])}–{esc(s['last_step'])})" for s in stages)
     return f"Loss, each stage's own cost (trained in turn): {each}, {rows}."
 
 
@@ -62,45 +37,25 @@ def _no_staleness(run: RunDir) -> str:
     return "No staleness.json in this run: no staleness histogram."
 
 
-def _image(run: RunDir, rel: str | None, alt: str) -> str:
-    """An <img> with the PNG inlined, or a note if the analysis made no such figure."""
-    if not rel:
-        return f'<p class="note">No {_esc(alt)} figure for this run.</p>'
-    path = run.path / rel
-    if not path.is_file():
-        raise NotARunError(f"{str(path)!r} is listed in analysis.json but missing; rerun `downpour analyze {run.path}`")
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f'<img src="data:image/png;base64,{data}" alt="{_esc(alt)}" title="{_esc(rel)}">'
-
-
-def _table(rows: list[list[Any]], header: list[str], table_id: str, row_classes: list[str] | None = None) -> str:
-    head = "".join(f"<th>{_esc(h)}</th>" for h in header)
-    body = []
-    for i, row in enumerate(rows):
-        cls = f' class="{row_classes[i]}"' if row_classes and row_classes[i] else ""
-        body.append(f"<tr{cls}>" + "".join(f"<td>{_esc(c)}</td>" for c in row) + "</tr>")
-    return f'<table id="{_esc(table_id)}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
-
-
 def _face_neuron(a: dict[str, Any]) -> str:
     fn = a["face_neuron"]
     summary = {s["method"]: s for s in fn.get("over_splits", [])}
     rows, classes = [], []
     for row in fn["rows"]:
         s = summary.get(row["method"])
-        rows.append([row["method"], row.get("unit", "–"), _pct(row.get("selection_accuracy")), _pct(row["test_accuracy"]),
-                     f"{_pct(s['mean'])} ± {_pct(s['std'])}" if s else "–"])
+        rows.append([row["method"], row.get("unit", "–"), pct(row.get("selection_accuracy")), pct(row["test_accuracy"]),
+                     f"{pct(s['mean'])} ± {pct(s['std'])}" if s else "–"])
         classes.append("learned" if row["method"] == "learned unit" else "")
     paper = fn["paper_style"]
-    rows.append([paper["method"], paper["unit"], "–", f"{_pct(paper['test_accuracy'])} (same set)", "–"])
+    rows.append([paper["method"], paper["unit"], "–", f"{pct(paper['test_accuracy'])} (same set)", "–"])
     classes.append("paper")
     split = fn["split"]
     n_splits = len(fn.get("split_seeds", [])) or 1
-    return (f"<p>Concept: <b>{_esc(fn['positive_class'])}</b> in <b>{_esc(fn['dataset'])}</b>; layer "
-            f"<code>{_esc(a['layer'])}</code>. Unit and threshold are chosen on a selection split of {split['selection']} images "
+    return (f"<p>Concept: <b>{esc(fn['positive_class'])}</b> in <b>{esc(fn['dataset'])}</b>; layer "
+            f"<code>{esc(a['layer'])}</code>. Unit and threshold are chosen on a selection split of {split['selection']} images "
             f"and scored on a disjoint test split of {split['test']} (seed {split['seed']}); every baseline uses the same split. "
             f"The last column averages the test accuracy over {n_splits} seeded splits.</p>"
-            + _table(rows, ["method", "unit", "selection acc.", "test acc.", f"test acc. over {n_splits} splits"],
+            + table(rows, ["method", "unit", "selection acc.", "test acc.", f"test acc. over {n_splits} splits"],
                      "face-neuron-table", classes)
             + (f'<p class="note">{TRAINED_ON[fn["trained_on"]]}</p>' if fn.get("trained_on") in TRAINED_ON else ""))
 
@@ -118,8 +73,8 @@ def _pictured_words(a: dict[str, Any]) -> str:
     """Which unit the pictures below show, and why (analysis.json files written before ``pictured`` have none)."""
     pictured = a["face_neuron"].get("pictured")
     if not pictured:
-        return f"Unit {_esc(a['optimal_stimulus']['unit'])}: the best single neuron of the first split."
-    return (f"Unit {_esc(pictured['unit'])}, chosen by {_esc(pictured['chosen_by'])}: its responses to the labelled "
+        return f"Unit {esc(a['optimal_stimulus']['unit'])}: the best single neuron of the first split."
+    return (f"Unit {esc(pictured['unit'])}, chosen by {esc(pictured['chosen_by'])}: its responses to the labelled "
             f"images with its threshold, its optimal stimulus, its top images and its invariance below.")
 
 
@@ -134,19 +89,19 @@ def _controls(a: dict[str, Any]) -> str:
     fn = a["face_neuron"]
     rows, classes = fn.get("controls") or [], []
     verdict = fn.get("controls_verdict") or {}
-    sentences = "".join(f"<li>{_esc(t)}</li>" for t in verdict.get("sentences", []))
+    sentences = "".join(f"<li>{esc(t)}</li>" for t in verdict.get("sentences", []))
     if not rows:
         return f'<ul class="note">{sentences}</ul>' if sentences else '<p class="note">No face test in this analysis.</p>'
     setup = fn.get("controls_setup", {})
-    table, previous = [], None
+    cells, previous = [], None
     n = rows[0]["splits"]
     once = setup.get("select") in ("train", "crossfit")   # chosen once (per fold), else per held-out split
     for r in rows:
         label = setup.get("negatives", {}).get(r["negatives"], {}).get("label", r["negatives"])
         ci = r.get("accuracy_ci")
-        accuracy = (f"{_pct(r['accuracy_mean'])} [{_pct(ci[0])}, {_pct(ci[1])}]" if once and ci
-                    else f"{_pct(r['accuracy_mean'])} ± {_pct(r['accuracy_std'])}")
-        table.append(["" if r["negatives"] == previous else label, r["method"],
+        accuracy = (f"{pct(r['accuracy_mean'])} [{pct(ci[0])}, {pct(ci[1])}]" if once and ci
+                    else f"{pct(r['accuracy_mean'])} ± {pct(r['accuracy_std'])}")
+        cells.append(["" if r["negatives"] == previous else label, r["method"],
                       "–" if r["candidates"] == 1 else r["unit"] if once and n == 1
                       else f"{r['unit']} ({r['unit_share']:.0%} of {'folds' if n > 1 and once else 'splits'})",
                       f"{r['auc']:.3f} [{r['auc_ci'][0]:.3f}, {r['auc_ci'][1]:.3f}]", accuracy])
@@ -155,7 +110,7 @@ def _controls(a: dict[str, Any]) -> str:
     boot = setup.get("bootstrap", {})
     against = ("by its worst AUC against the non-faces and against the controls built from those faces: a localizer"
                if setup.get("choice") == "localizer" else "faces vs non-faces")
-    choice = (f"Every method picks its unit and sign once, on {_esc(setup.get('selection', 'other images'))} ({against}), "
+    choice = (f"Every method picks its unit and sign once, on {esc(setup.get('selection', 'other images'))} ({against}), "
               f"and is scored unchanged on every set; AUC and accuracy come with a "
               if once else
               f"Every method picks its unit and sign once per split, on the selection part ({against}), and is scored "
@@ -171,13 +126,13 @@ def _controls(a: dict[str, Any]) -> str:
     return (f"<p>{tested} against each negative set separately: "
             f"the lfw non-faces, and controls built from the same faces that keep their low-level statistics "
             f"(phase-scrambled, upside-down, block-shuffled, spectrum-matched crops of photographs with no face). "
-            f"{choice}{_esc(boot.get('interval', 'percentile 95%'))} bootstrap interval over the held-out source images "
-            f"({_esc(boot.get('replicates', '?'))} replicates). The learned unit and the random-weights twin see the "
+            f"{choice}{esc(boot.get('interval', 'percentile 95%'))} bootstrap interval over the held-out source images "
+            f"({esc(boot.get('replicates', '?'))} replicates). The learned unit and the random-weights twin see the "
             f"run's prepared input; every other method sees the raw 25x25 grey images, the same for every run; "
             f"{accuracy_words}</p>"
-            + _table(table, ["negatives", "method", "unit", "AUC [95% CI]", column],
+            + table(cells, ["negatives", "method", "unit", "AUC [95% CI]", column],
                      "face-controls-table", classes)
-            + f"<p>{_esc(verdict.get('rule', ''))}. Criterion: {_esc(verdict.get('criterion', ''))}.</p><ul>{sentences}</ul>"
+            + f"<p>{esc(verdict.get('rule', ''))}. Criterion: {esc(verdict.get('criterion', ''))}.</p><ul>{sentences}</ul>"
             + ('<p class="note">One run, tested on the faces it held out. <code>downpour crossfit</code> trains one '
                "run per fold of lfw_subset and tests every one of its 100 faces with the run that never saw it: "
                "narrower intervals, and the spread from training to training.</p>"
@@ -198,12 +153,12 @@ def _controls_by_layer(rows: list[dict[str, Any]], setup: dict[str, Any]) -> str
     labels = [setup.get("negatives", {}).get(c["negatives"], {}).get("label", c["negatives"]) for c in rows[0]["negatives"]]
     body = [[r["layer"]] + ([f"{c['auc']:.3f} [{c['auc_ci'][0]:.3f}, {c['auc_ci'][1]:.3f}]" + (" ✓" if c["passes"] else "")
                              for c in r["negatives"]] if r["negatives"] else
-                            [f"not measured: {_esc(r.get('not_measured', ''))}"] + [""] * (len(labels) - 1))
+                            [f"not measured: {esc(r.get('not_measured', ''))}"] + [""] * (len(labels) - 1))
             for r in rows]
     return ("<p>The same test for the best unit of every feature layer (first row: the analysed layer; ✓: the "
             "criterion is met against that negative set). Each layer's unit is chosen on the same selection images, "
             "so a row is as honest as the table above; reading many rows is a search, so trust a pattern, not one cell.</p>"
-            + _table(body, ["layer", *labels], "face-controls-by-layer", ["learned"] + [""] * (len(body) - 1)))
+            + table(body, ["layer", *labels], "face-controls-by-layer", ["learned"] + [""] * (len(body) - 1)))
 
 
 TRAINED_ON = {   # a probe on the very images the network trained on (analysis.json's probes[].trained_on)
@@ -215,10 +170,10 @@ TRAINED_ON = {   # a probe on the very images the network trained on (analysis.j
 def _probes(a: dict[str, Any]) -> str:
     parts = []
     for p in a["probes"]:
-        rows = [[r["features"], r["dims"], f"{_pct(r['mean'])} ± {_pct(r['std'])}"] for r in p["rows"]]
-        parts.append(f"<h3>{_esc(p['dataset'])}: {p['samples']} images, {p['classes']} classes, "
-                     f"{p['folds']}-fold CV (majority class {_pct(p['majority_class_rate'])})</h3>"
-                     + _table(rows, ["features", "dimensions", "accuracy (mean ± std)"], f"probe-table-{p['dataset']}")
+        rows = [[r["features"], r["dims"], f"{pct(r['mean'])} ± {pct(r['std'])}"] for r in p["rows"]]
+        parts.append(f"<h3>{esc(p['dataset'])}: {p['samples']} images, {p['classes']} classes, "
+                     f"{p['folds']}-fold CV (majority class {pct(p['majority_class_rate'])})</h3>"
+                     + table(rows, ["features", "dimensions", "accuracy (mean ± std)"], f"probe-table-{p['dataset']}")
                      + (f'<p class="note">{TRAINED_ON[p["trained_on"]]}</p>' if p.get("trained_on") in TRAINED_ON else ""))
     return "".join(parts) or '<p class="note">No probes were run.</p>'
 
@@ -230,10 +185,10 @@ def _invariance(a: dict[str, Any]) -> str:
     rows = [[name, "–" if r is None else f"{r[0]:g} … {r[1]:g}"] for name, r in ranges.items()]
     oop = inv.get("out_of_plane_rotation", {})
     return (f"<p>Response of unit {inv['unit']} over {inv['images']} images of the concept, normalised to the "
-            f"{_esc(inv['normalised_to'])} above the unit's mean on the other class ({inv.get('baseline', 0):.3g}; 0 on this scale); "
+            f"{esc(inv['normalised_to'])} above the unit's mean on the other class ({inv.get('baseline', 0):.3g}; 0 on this scale); "
             f"shaded: ± one standard error of the mean (analysis.json also has the spread across images).</p>"
-            + _table(rows, ["transform", f"unbroken range around the identity with response ≥ {floor:g}"], "invariance-table")
-            + (f'<p class="note">Out-of-plane rotation: not measured ({_esc(oop.get("reason", ""))}).</p>'
+            + table(rows, ["transform", f"unbroken range around the identity with response ≥ {floor:g}"], "invariance-table")
+            + (f'<p class="note">Out-of-plane rotation: not measured ({esc(oop.get("reason", ""))}).</p>'
                if not oop.get("available", False) else ""))
 
 
@@ -246,9 +201,9 @@ def _filters(f: dict[str, Any]) -> str:
     if f["edge_fraction"] is None:
         return f"<p>{f['count']} filters of shape {shape} (too thin for an orientation measure).</p>"
     c = f.get("criteria", {})
-    text = (f"<p>{f['count']} filters of shape {shape}: <b>{_pct(f['edge_fraction'])} are edge-like</b> "
-            f"(Gaussian noise filters of the same shape: {_pct(f['edge_fraction_noise'])}). Edge-like means: energy "
-            f"spread over at least {c.get('spread_min_pixels', '?')} pixels, at least {_pct(c.get('concentration_min'))} of "
+    text = (f"<p>{f['count']} filters of shape {shape}: <b>{pct(f['edge_fraction'])} are edge-like</b> "
+            f"(Gaussian noise filters of the same shape: {pct(f['edge_fraction_noise'])}). Edge-like means: energy "
+            f"spread over at least {c.get('spread_min_pixels', '?')} pixels, at least {pct(c.get('concentration_min'))} of "
             f"the spectral power near one peak (one orientation and frequency band), that peak below "
             f"{c.get('peak_frequency_max', '?')} cycles/pixel, and orientation coherence at least {c.get('coherence_min', '?')}: single "
             f"pixels, corner spikes, checkerboards, blobs and noise all fail. Mean coherence {f['coherence_mean']:.3f} "
@@ -269,7 +224,7 @@ def _distinct(f: dict[str, Any]) -> str:
     if share is None:
         return ""
     edgy = round(f["edge_fraction"] * f["count"])
-    text = (f"<p>Of the edge-like filters, {_pct(share)} are distinct: no two with |cosine| of 0.9 or more (mean "
+    text = (f"<p>Of the edge-like filters, {pct(share)} are distinct: no two with |cosine| of 0.9 or more (mean "
             f"|cosine| between them {f['edge_mean_abs_cosine']:.2f}).</p>") if edgy > 1 else ""
     if edgy > 1 and share < 0.5:
         text += (f'<p class="note">Most edge-like filters here are copies of a few: the layer has collapsed onto '
@@ -294,14 +249,14 @@ def write_crossfit_report(folder: str | Path) -> Path:
     labels = [setup["negatives"][name]["label"] for name in c["per_fold"][0]["learned_auc"]]
     folds = [[f["fold"], f["test_faces"], f["learned_unit"], *(f"{v:.3f}" for v in f["learned_auc"].values()),
               *_headroom_cells(f.get("headroom"))] for f in c["per_fold"]]
-    body = (f"<h1>downpour cross-fitted face test: {_esc(folder.name)}</h1>"
-            f"<p>Config <b>{_esc(c['config'])}</b> with {_esc(c['overrides'] or 'no overrides')}, seed "
-            f"{_esc(c['resolved'].get('seed'))}, layer <code>{_esc(c['layer'])}</code>: {c['folds']} runs "
+    body = (f"<h1>downpour cross-fitted face test: {esc(folder.name)}</h1>"
+            f"<p>Config <b>{esc(c['config'])}</b> with {esc(c['overrides'] or 'no overrides')}, seed "
+            f"{esc(c['resolved'].get('seed'))}, layer <code>{esc(c['layer'])}</code>: {c['folds']} runs "
             f"(<code>fold-I/</code>), run I trained without fold I of lfw_subset"
             + (f", and beside each the same run without lfw's training faces (<code>fold-I/no-faces/</code>, "
                f"<code>data.train_faces = 0</code>), scored as &ldquo;the no-faces network&rdquo;"
                if c.get("control") == "no-faces" else "")
-            + f" ({_num(c['training_seconds'])} s of training).</p>"
+            + f" ({num(c['training_seconds'])} s of training).</p>"
             f'<h2 id="face-test">The face test on all {c["faces"]} faces</h2>{test}'
             f'<h2 id="folds">Each fold\'s learned unit</h2><p>Its AUC on its own fold\'s faces against each negative '
             f"set: how much one training differs from the next. The last three columns peek at the test, as a "
@@ -309,12 +264,10 @@ def write_crossfit_report(folder: str | Path) -> Path:
             f"any unit of that network reaches, and where the choice on training images ranked that unit. A network "
             f"whose best unit is no better has no face unit to find; one whose best unit ranked far down had one "
             f"that the choice passed over.</p>"
-            + _table(folds, ["fold", "test faces", "unit", *labels, "chosen: worst control",
+            + table(folds, ["fold", "test faces", "unit", *labels, "chosen: worst control",
                              "best unit: worst control (peeking)", "its rank in the choice"], "crossfit-folds"))
-    page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>downpour crossfit: {_esc(folder.name)}'
-            f"</title><style>{_STYLE}</style></head><body>{body}</body></html>\n")
     out = folder / "crossfit.html"
-    out.write_text(page, encoding="utf-8")
+    out.write_text(page(f"downpour crossfit: {folder.name}", body), encoding="utf-8")
     return out
 
 
@@ -346,10 +299,8 @@ def write_report(run_path: str | Path, analyze_if_missing: bool = True) -> Path:
         raise NotARunError(f"{str(run.path / 'analysis.json')!r} lacks a field the report reads, or holds it in another "
                            f"shape ({type(err).__name__}: {err}): edited, cut short or written by another version of "
                            f"downpour; `downpour analyze {run.path} --report` writes it again") from None
-    page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>downpour report: {_esc(run.path.name)}</title>'
-            f"<style>{_STYLE}</style></head><body>{body}</body></html>\n")
     out = run.path / "report.html"
-    out.write_text(page, encoding="utf-8")
+    out.write_text(page(f"downpour report: {run.path.name}", body), encoding="utf-8")
     return out
 
 
@@ -363,17 +314,17 @@ def _body(run: RunDir, a: dict[str, Any]) -> str:
     top = a["top_images"]
     training = a["training"]
     return f"""
-<h1>downpour run report: {_esc(run.path.name)}</h1>
-<p>Model <b>{_esc(a['model'])}</b>, trained {_esc(a.get('trained_steps'))} steps; analysed layer <code>{_esc(a['layer'])}</code>.
+<h1>downpour run report: {esc(run.path.name)}</h1>
+<p>Model <b>{esc(a['model'])}</b>, trained {esc(a.get('trained_steps'))} steps; analysed layer <code>{esc(a['layer'])}</code>.
 {_loss_headline(training)}</p>
 
 <h2 id="training">Training curves</h2>
-{_image(run, figs.get('loss'), 'loss curves per cost part')}
-{_image(run, figs.get('staleness'), 'staleness histogram') if figs.get('staleness') else f'<p class="note">{_no_staleness(run)}</p>'}
+{image(run, figs.get('loss'), 'loss curves per cost part')}
+{image(run, figs.get('staleness'), 'staleness histogram') if figs.get('staleness') else f'<p class="note">{_no_staleness(run)}</p>'}
 
 <h2 id="filters">First-layer filters</h2>
 {_filters(a['filters'])}
-{_image(run, figs.get('filters'), 'first-layer filters')}
+{image(run, figs.get('filters'), 'first-layer filters')}
 
 <h2 id="face-neuron">The best single neuron</h2>
 {_face_neuron(a)}
@@ -383,21 +334,21 @@ def _body(run: RunDir, a: dict[str, Any]) -> str:
 
 <h2 id="stimulus">Optimal stimulus and top images</h2>
 <p>{_pictured_words(a)}</p>
-{_image(run, figs.get('responses'), 'responses of the pictured unit')}
+{image(run, figs.get('responses'), 'responses of the pictured unit')}
 <p>The input of L2 norm {stim['norm']:.3g} (the data's median) that {'excites' if stim['sign'] > 0 else 'suppresses'} unit
 {stim['unit']} most: response {stim['activation']:.4g}, {_starts(stim)}; the unit depends on
 {stim.get('receptive_field_pixels', '?')} of the input's values). Beside it, its top {len(top['indices'])} images,
 {top['positive_in_top']} of them from the concept's class.</p>
-{_image(run, figs.get('stimulus'), 'optimal stimulus and top images')}
+{image(run, figs.get('stimulus'), 'optimal stimulus and top images')}
 
 <h2 id="invariance">Invariance</h2>
 {_invariance(a)}
-{_image(run, figs.get('invariance'), 'invariance curves')}
+{image(run, figs.get('invariance'), 'invariance curves')}
 
 <h2 id="probes">Linear probes</h2>
 {_probes(a)}
 
 <h2 id="config">Configuration (config.toml)</h2>
-<pre>{_esc(config_text)}</pre>
-<details><summary>analysis.json options</summary><pre>{_esc(json.dumps(a['options'], indent=1))}</pre></details>
+<pre>{esc(config_text)}</pre>
+<details><summary>analysis.json options</summary><pre>{esc(json.dumps(a['options'], indent=1))}</pre></details>
 """

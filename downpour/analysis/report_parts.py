@@ -1,0 +1,58 @@
+"""The pieces every downpour HTML page is made of: its style, escaped text, numbers, tables, inlined
+pictures, and the page around them (report.html, crossfit.html)."""
+from __future__ import annotations
+
+import base64
+import html
+from typing import Any
+
+from downpour.train.rundir import NotARunError, RunDir
+
+STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }
+h1 { font-size: 1.5em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 2em; }
+table { border-collapse: collapse; margin: 1em 0; font-size: .9em; }
+th, td { border: 1px solid #ccc; padding: .3em .6em; text-align: left; }
+th { background: #f3f3f3; } tr.learned td { font-weight: 600; } tr.paper td { font-style: italic; color: #555; }
+img { max-width: 100%; border: 1px solid #eee; margin: .5em 0; }
+pre { background: #f7f7f7; padding: 1em; overflow-x: auto; font-size: .8em; }
+.note { color: #555; font-size: .9em; }
+"""
+
+
+def esc(value: Any) -> str:
+    return html.escape(str(value))
+
+
+def pct(value: Any) -> str:
+    return f"{100 * value:.1f}%" if isinstance(value, (int, float)) else "–"
+
+
+def num(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, (int, float)) else "–"
+
+
+def image(run: RunDir, rel: str | None, alt: str) -> str:
+    """An <img> with the PNG inlined, or a note if the analysis made no such figure."""
+    if not rel:
+        return f'<p class="note">No {esc(alt)} figure for this run.</p>'
+    path = run.path / rel
+    if not path.is_file():
+        raise NotARunError(f"{str(path)!r} is listed in analysis.json but missing; rerun `downpour analyze {run.path}`")
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<img src="data:image/png;base64,{data}" alt="{esc(alt)}" title="{esc(rel)}">'
+
+
+def table(rows: list[list[Any]], header: list[str], table_id: str, row_classes: list[str] | None = None) -> str:
+    head = "".join(f"<th>{esc(h)}</th>" for h in header)
+    body = []
+    for i, row in enumerate(rows):
+        cls = f' class="{row_classes[i]}"' if row_classes and row_classes[i] else ""
+        body.append(f"<tr{cls}>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>")
+    return f'<table id="{esc(table_id)}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+
+
+def page(title: str, body: str) -> str:
+    """A whole self-contained page: ``title`` (escaped here) and ``body`` (HTML)."""
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{esc(title)}</title>'
+            f"<style>{STYLE}</style></head><body>{body}</body></html>\n")
