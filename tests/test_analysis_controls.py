@@ -209,6 +209,22 @@ def test_the_verdict_follows_the_intervals():
     assert not controls_verdict(rows)["per_negatives"][0]["passes"]
 
 
+
+def test_a_unit_that_cannot_tell_the_faces_from_a_control_does_not_pass_however_low_the_baselines():
+    """Baselines can sit below 0.5 on a control (gradient energy at 0.01 on block-shuffled faces): a unit at 0.45
+    [0.33, 0.57] cleared the twin's 0.40, the pixel's 0.41 and gradient energy's 0.02, and read 'Criterion met'."""
+    def row(method, auc, ci):
+        return {"negatives": "block_shuffled", "level": "low-level matched", "method": method, "auc": auc, "auc_ci": list(ci)}
+
+    rows = [row(LEARNED, 0.45, (0.33, 0.57)), row(TWIN, 0.28, (0.18, 0.40)), row(PIXEL, 0.41, (0.30, 0.52)),
+            row(GRADIENT, 0.02, (0.00, 0.05))]
+    v = controls_verdict(rows)
+    assert not v["per_negatives"][0]["passes"] and "Criterion not met" in v["per_negatives"][0]["sentence"]
+    assert "its own interval above 0.5" in v["criterion"]
+    rows[0] = row(LEARNED, 0.70, (0.58, 0.81))               # the same bars, a unit that tells them apart: a pass
+    assert controls_verdict(rows)["per_negatives"][0]["passes"]
+
+
 class MemorisingModel(FeatureModel):
     """Unit 0 knows lfw's training part by heart: +5 on its faces, -5 on its non-faces, noise on any
     other image (held-out faces, their controls). Units 1-3: noise. A leak of training images into

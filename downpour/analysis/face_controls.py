@@ -228,7 +228,9 @@ def controls_verdict(rows: list[dict[str, Any]], learned: str = LEARNED, twin: s
     interval, *loses to* it when the baseline's AUC is above the upper end of the unit's interval,
     and is *not separated* from it otherwise. The pass criterion (per negative set): AUC above the
     upper end of the random-weights twin's interval and above the AUCs of ``above_auc`` (best pixel,
-    gradient energy). Returns ``{"rule", "criterion", "per_negatives": [...], "passes_low_level",
+    gradient energy), and the unit's own interval above 0.5 (since 2026-12-02: baselines can sit below 0.5 on
+    a control, and a unit that could not tell the faces from it cleared them). Returns ``{"rule", "criterion",
+    "per_negatives": [...], "passes_low_level",
     "sentences"}``.
     """
     per, sentences = [], []
@@ -245,7 +247,9 @@ def controls_verdict(rows: list[dict[str, Any]], learned: str = LEARNED, twin: s
                 loses.append(method)
             else:
                 unseparated.append(method)
-        passes = bool(twin in group and unit["auc"] > group[twin]["auc_ci"][1]
+        # (and the unit must tell the faces from the set at all: a baseline can sit below 0.5 on a control,
+        # gradient energy at 0.01 on block-shuffled faces, and a unit at 0.45 cleared every bar)
+        passes = bool(twin in group and unit["auc"] > group[twin]["auc_ci"][1] and unit["auc_ci"][0] > 0.5
                       and all(unit["auc"] > group[m]["auc"] for m in above_auc if m in group))
         label = NEGATIVES.get(name, name)
         sentence = (f"Against {label}, the learned unit (AUC {_fmt(unit)}) "
@@ -266,7 +270,8 @@ def controls_verdict(rows: list[dict[str, Any]], learned: str = LEARNED, twin: s
         summary += " " + _from_faces_words([p for p in low if NO_FACES in p["paired"]])
     return {"rule": "beats = its AUC above the upper end of the baseline's 95% interval; loses to = the baseline's AUC "
                     "above the upper end of its own interval; otherwise not separated",
-            "criterion": f"AUC above the upper end of the {twin} interval and above the AUC of {', '.join(above_auc)}",
+            "criterion": (f"AUC above the upper end of the {twin} interval and above the AUC of {', '.join(above_auc)}, "
+                          "its own interval above 0.5"),
             "per_negatives": per, "passes_low_level": bool(low) and len(passed) == len(low),
             "sentences": [summary] + sentences}
 
