@@ -26,7 +26,7 @@ from downpour.analysis import baselines
 from downpour.analysis.controls import Responses, score_controls
 from downpour.analysis.headroom import headroom
 from downpour.analysis.labelled import prepare_images
-from downpour.analysis.negatives import build_controls
+from downpour.analysis.negatives import build_controls, joined
 from downpour.analysis.selectivity import split
 from downpour.analysis.units import check_layer, unit_responses
 from downpour.models.base import FeatureModel
@@ -138,9 +138,16 @@ def face_test(raw: np.ndarray, y: np.ndarray, splits: list[tuple[np.ndarray, np.
     if len({v.no_faces is None for v in views}) > 1:
         raise ValueError("face test: every view needs its no-faces network, or none does")
     face_rows = tested[y[tested] == 1]
-    built_from = np.flatnonzero(y == 1) if choice == "localizer" else face_rows   # the localizer's too
-    draw_controls, draw_bootstrap = np.random.SeedSequence(seed).spawn(2)   # independent streams, one seed
-    controls = build_controls(raw[built_from], np.random.default_rng(draw_controls), draws=control_draws)
+    draw_controls, draw_bootstrap, draw_choosing = np.random.SeedSequence(seed).spawn(3)   # independent streams
+    # the tested faces' controls from their own stream, the same under either choice; the localizer's choosing
+    # faces' from another (drawn from one stream, the tested faces' were other draws under each choice)
+    controls = build_controls(raw[face_rows], np.random.default_rng(draw_controls), draws=control_draws)
+    built_from = face_rows
+    choosing = np.setdiff1d(np.flatnonzero(y == 1), face_rows) if choice == "localizer" else face_rows[:0]
+    if len(choosing):
+        more = build_controls(raw[choosing], np.random.default_rng(draw_choosing), draws=control_draws)
+        controls = [joined(c, m, len(built_from)) for c, m in zip(controls, more)]
+        built_from = np.concatenate([face_rows, choosing])
     images = np.concatenate([raw] + [c.x for c in controls])             # (M, 1, 25, 25): sources, then controls
     source = np.concatenate([np.arange(len(y))] + [built_from[c.source] for c in controls])
     negatives, start = {LFW: tested[y[tested] == 0]}, len(y)

@@ -145,6 +145,13 @@ def spectrum_matched_crops(faces: np.ndarray, rng: np.random.Generator,
     return out.astype(np.float32), where
 
 
+def joined(a: ControlSet, b: ControlSet, offset: int) -> ControlSet:
+    """Control set ``a`` with ``b``'s images after it, ``b``'s sources counted from ``offset`` (the faces ``b`` was
+    built from follow ``a``'s); its info's crop positions joined too."""
+    info = {**a.info, **({"crops": a.info["crops"] + b.info["crops"]} if "crops" in a.info else {})}
+    return ControlSet(a.name, np.concatenate([a.x, b.x]), np.concatenate([a.source, b.source + offset]), info)
+
+
 def build_controls(faces: np.ndarray, rng: np.random.Generator, blocks: int = 5, draws: int = 1) -> list[ControlSet]:
     """The four low-level-matched controls of ``faces`` (N, C, H, W).
 
