@@ -465,3 +465,15 @@ def test_the_localizer_tests_on_the_same_controls_as_the_default_choice():
     one = [(ra["negatives"], ra["auc"], rb["auc"]) for ra, rb in zip(a["rows"], b["rows"])
            if ra["method"] == GRADIENT]          # one candidate: the same rule either way, so the same scores
     assert one and all(x == y for _, x, y in one)
+
+
+@pytest.mark.parametrize("nan_where", ["everywhere", "controls"])
+def test_the_headroom_never_takes_a_unit_that_is_not_finite_for_the_best(nan_where):
+    """An all-NaN unit scored selection AUC 0, so its sign flipped and its worst test AUC read 1.0: the 'best unit'
+    the docs read as a face unit the choice passed over."""
+    y, source, negatives, scores, splits = _localizer_case()
+    bad = np.full((len(source), 1), np.nan)
+    if nan_where == "controls":
+        bad[: len(y), 0] = np.random.default_rng(1).standard_normal(len(y))
+    room, = headroom([np.concatenate([scores, bad], axis=1)], y, negatives, source, splits, ("controls",))
+    assert room["best_unit"] == 1 and room["best_worst"] < 1.0
