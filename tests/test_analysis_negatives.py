@@ -122,3 +122,15 @@ def test_several_draws_per_face_are_distinct_and_remember_their_face(faces):
         assert s1.x.shape == faces.shape                 # the default is one draw
     with pytest.raises(ValueError, match="draws"):
         build_controls(faces, np.random.default_rng(0), draws=0)
+
+
+def test_every_scalar_statistic_scores_an_image_and_its_flip_the_same():
+    """Gradient energy summed in image order: 15 of lfw's 30 held-out faces differed from their flip in the last
+    bit, so its AUC against upside-down faces was 0.4994, a bar a unit at 0.5 cleared."""
+    from downpour.analysis.baselines import statistics
+    from downpour.data import lfw_split
+
+    faces = lfw_split(size=25, grey=True)["heldout"].x.numpy()
+    flipped = faces[:, :, ::-1, :]
+    for name, values in statistics(faces).items():
+        assert np.array_equal(values, statistics(np.ascontiguousarray(flipped))[name]), name
