@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from downpour.analysis.face_controls import NO_FACES
+from downpour.analysis.face_controls import LEARNED, NO_FACES, TWIN
 from downpour.analysis.report_parts import esc, image, num, page, pct, table
 from downpour.errors import DownpourError
 from downpour.train.rundir import NotARunError, RunDir
@@ -84,6 +84,9 @@ def _faces_each(row: dict[str, Any]) -> str:
     return str(high) if low == high else f"{low}-{high}"
 
 
+PER_NETWORK = (LEARNED, TWIN, NO_FACES)   # methods whose candidates are a network's units
+
+
 def _controls(a: dict[str, Any]) -> str:
     """The face test: AUC [95% CI] and accuracy per negative set and method, then the verdict in words."""
     fn = a["face_neuron"]
@@ -103,6 +106,8 @@ def _controls(a: dict[str, Any]) -> str:
                     else f"{pct(r['accuracy_mean'])} ± {pct(r['accuracy_std'])}")
         cells.append(["" if r["negatives"] == previous else label, r["method"],
                       "–" if r["candidates"] == 1 else r["unit"] if once and n == 1
+                      # each fold is its own network: a unit index shared by folds names no one unit (a pixel does)
+                      else "one per fold (its own network)" if once and r["method"] in PER_NETWORK
                       else f"{r['unit']} ({r['unit_share']:.0%} of {'folds' if n > 1 and once else 'splits'})",
                       f"{r['auc']:.3f} [{r['auc_ci'][0]:.3f}, {r['auc_ci'][1]:.3f}]", accuracy])
         classes.append("learned" if r["method"] == "learned unit" else "")
