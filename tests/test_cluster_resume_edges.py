@@ -69,3 +69,26 @@ def test_a_run_whose_pushes_were_mostly_refused_says_it_diverged(tmp_path, caplo
                                           "train.steps=300", "train.tensorboard=false"])
     run_cluster(cfg, RunDir.create(tmp_path / "r", cfg))
     assert "pushes of this run carried no finite gradient a shard accepted: it diverged" in caplog.text
+
+
+def test_a_resume_whose_cluster_cannot_be_reached_leaves_the_run_as_it_was(tmp_path, monkeypatch):
+    """`--resume RUN --steps 400 --address HOST:PORT` with nothing at the address: begin() had already saved the
+    new config.toml (the bad address in it, so a plain --resume failed the same way), cut metrics.jsonl back and
+    removed the analysis before the driver failed to join."""
+    import downpour.ps.cluster as cluster
+    from downpour.config import ConfigError
+
+    _run(tmp_path / "r", "train.steps=30", "cluster.consistency=async")
+    run = RunDir.open(tmp_path / "r")
+    run.write_json("analysis.json", {"trained_steps": 30})
+    before = {name: (tmp_path / "r" / name).read_bytes() for name in ("config.toml", "metrics.jsonl", "analysis.json")}
+
+    class Unreachable:
+        def __init__(self, *args):
+            raise ConfigError("cannot reach the Ray cluster at cluster.address='127.0.0.1:6399' within 10 s")
+
+    monkeypatch.setattr(cluster, "_driver", lambda runner: Unreachable)
+    cfg = load_config(str(tmp_path / "r/config.toml"), ["train.steps=60"])
+    with pytest.raises(ConfigError, match="cannot reach the Ray cluster"):
+        run_cluster(cfg, run, resume=True)
+    assert {name: (tmp_path / "r" / name).read_bytes() for name in before} == before

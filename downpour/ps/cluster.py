@@ -96,20 +96,21 @@ def _run_once(cfg: RunConfig, run: RunDir, resume: bool) -> dict[str, Any]:
     # the new steps; a run stopped when every worker was lost saved its model at the checkpoint too)
     if resume and run.model_step() == start == run.config.train.steps:
         coord.events.append({"event": "extended", "step": start})
-    run.begin(cfg, setup.data.preprocess, start, resume)
     n_stages = setup.model.n_stages
 
     def stage_of(step: int) -> int | None:
         return stage_for_step(step, cfg.train.steps, n_stages, cfg.train.schedule)
 
-    # the driver first: if Ray cannot start or join, nothing is written and the run folder stays
-    # one that never started (the same command, fixed, takes it over)
+    # the driver first: if Ray cannot start or join, nothing is written: a new run's folder stays one that never
+    # started (the same command, fixed, takes it over), a resumed one as it was (its config, metrics and analysis;
+    # begin() wrote them first, and an unreachable --address went into its config.toml)
     try:
         driver: Driver = _driver(c.runner)(setup, shards, coord, stage_of, start,
                                            next_seqs(restored) if restored else {}, meta)
     except CheckpointError as err:      # the simulator's own part of the checkpoint, damaged
         raise CheckpointError(f"cannot resume {str(run.path)!r}: {err}") from None
     try:
+        run.begin(cfg, setup.data.preprocess, start, resume)
         with restoring(run.checkpoints / SERVER):
             recorder = Recorder(cfg, run, coord, meta["elapsed"], meta.get("recorder"))
     except BaseException:

@@ -281,18 +281,19 @@ class RayCluster(PipedRun, Restarts):
             if not ready or ready[0] not in self._pending:    # a restarted worker answered, or ran out of time
                 self.poll_restarts()
                 continue
-            kind, w = self._pending.pop(ready[0])
-            try:
-                if kind == "cycle":
-                    self._cycle_done(ready[0], w, on_push)
-                else:
-                    answers, meta = self._pushes.pop(ready[0])
-                    self._applied(w, ShardPush.results(answers), meta, on_push)
-            except ShardLost:
-                raise
-            except (RayError, ConnectionError, OSError) as err:   # a closed doorbell, a shard call that failed
-                self._shard_lost(err)
-                raise
+            with signals_held():   # popped and counted together: a Ctrl-C between them lost a push the shards applied
+                kind, w = self._pending.pop(ready[0])
+                try:
+                    if kind == "cycle":
+                        self._cycle_done(ready[0], w, on_push)
+                    else:
+                        answers, meta = self._pushes.pop(ready[0])
+                        self._applied(w, ShardPush.results(answers), meta, on_push)
+                except ShardLost:
+                    raise
+                except (RayError, ConnectionError, OSError) as err:   # a closed doorbell, a shard call that failed
+                    self._shard_lost(err)
+                    raise
 
     # -- the driver protocol's other half -----------------------------------------------------------
     def snapshot(self) -> list[ShardState]:
