@@ -34,7 +34,11 @@ def test_a_killed_shard_is_restarted_from_the_checkpoint_and_the_run_finishes(tm
     thread.join(timeout=240)
     assert victim is not None, "the run ended before a checkpoint and a kill"
     assert not thread.is_alive() and out, "the run did not finish"
-    assert out["steps"] == steps and out["resumed_from"] > 0          # went on from a checkpoint, not from 0
+    # went on from a checkpoint, not from 0; said in staleness.json's events (resumed_from is the user's own
+    # start: the summary said "resumed_from" the checkpoint's step of a run nobody resumed)
+    restarted = [e for e in run.read_json("staleness.json")["events"] if e["event"] == "shards-restarted"]
+    assert out["steps"] == steps and out["resumed_from"] == 0 and len(restarted) == 1 and restarted[0]["step"] > 0
+    assert "-shard1" in restarted[0]["reason"] or "lost" in restarted[0]["reason"]
     assert out["accepted"] == out["applied"] and out["lost_workers"] == []
     states, meta = load_server(run.checkpoints / "server")
     for tensors, _ in states:

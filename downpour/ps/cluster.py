@@ -48,9 +48,11 @@ def run_cluster(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, 
     A lost shard (:class:`ShardLost`) does not end the run: every shard is restarted from the last
     server checkpoint (``cluster.checkpoint_seconds`` apart on Ray), losing at most the updates since,
     up to ``cluster.shard_restarts`` times."""
+    restarts: list[dict[str, Any]] = []       # what happened, for staleness.json and cluster.json
+    began: list[int] = []                      # the step the user's own run or resume began at (the first go's)
     for attempt in range(cfg.cluster.shard_restarts + 1):
         try:
-            return _run_once(cfg, run, resume)
+            return _run_once(cfg, run, resume, restarts, began)
         except ShardLost as err:
             if attempt == cfg.cluster.shard_restarts:
                 raise RunError(f"{err}, and the shards were already restarted {attempt} time(s) "
@@ -61,10 +63,16 @@ def run_cluster(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, 
             step = load_server(run.checkpoints / SERVER, meta_keys=("step",))[1]["step"] if resume else 0
             log.warning("%s; restarting every shard from %s", err,
                         f"the checkpoint at step {step}" if resume else "the start (no checkpoint yet)")
+            restarts.append({"event": "shards-restarted", "step": step, "reason": str(err)})
     raise AssertionError("unreachable")
 
 
-def _run_once(cfg: RunConfig, run: RunDir, resume: bool) -> dict[str, Any]:
+def _run_once(cfg: RunConfig, run: RunDir, resume: bool, restarts: list[dict[str, Any]] | None = None,
+              began: list[int] | None = None) -> dict[str, Any]:
+    """One go at the run; ``restarts``: the shard restarts before it (events the checkpoint it resumes from
+    may predate); ``began``: the first go's start step, noted by it (a restart resumes from a checkpoint
+    itself, and the summary's ``resumed_from`` is the user's)."""
+    restarts, began = restarts if restarts is not None else [], began if began is not None else []
     setup = set_up_cluster(cfg)
     init = setup.layout.params_to_vector(setup.model)
     c = cfg.cluster
@@ -80,10 +88,11 @@ def _run_once(cfg: RunConfig, run: RunDir, resume: bool) -> dict[str, Any]:
         if c.runner == "simulated" and run.config.data.pipeline == "auto":   # recorded before the choice was
             check_resumed_on(setup.data, bool(meta.get("streams")), run.path / "config.toml")
     start = meta["step"]
+    began[:] = began or [start]
     coord = Coordinator(setup.gate, c.workers, cfg.train.steps, c.n_push, start_step=start,
                         warm_start=c.warm_start, clocks={int(w): v for w, v in meta["clocks"].items()},
                         depth=(c.queue_depth or 2) if c.runner == "ray" else 1)
-    coord.events = list(meta["events"])
+    coord.events = list(meta["events"]) + [e for e in restarts if e not in meta["events"]]
     coord.max_gap = meta.get("max_clock_gap", 0)
     shards = make_shards(setup, init, coord.live)
     if restored:
@@ -129,7 +138,7 @@ def _run_once(cfg: RunConfig, run: RunDir, resume: bool) -> dict[str, Any]:
     finally:
         driver.close()
         recorder.close()
-    return _finish(setup, run, states, coord, recorder, start, info)
+    return _finish(setup, run, states, coord, recorder, began[0], info)
 
 
 def _save_at_end(setup: ClusterSetup, run: RunDir, shards: list[Any], coord: Coordinator, start: int,
