@@ -197,7 +197,8 @@ def _finish(setup: ClusterSetup, run: RunDir, states: list[ShardState], coord: C
                        f"what was done is saved in {str(run.path)!r} (resume with --resume, or set cluster.restarts)")
     refused = recorder.pushes - recorder.finite_pushes
     if recorder.finite_pushes and refused * 2 > recorder.pushes:   # diverged: its metrics stop where it last trained
-        last = run.metrics()[-1]["step"] if run.metrics() else None
+        rows = run.metrics()
+        last = rows[-1]["step"] if rows else None
         log.warning("%d of the %d pushes of this run carried no finite gradient a shard accepted: it diverged (lower "
                     "train.lr, or use a compensation); its metrics stop at step %s, where the final loss is from",
                     refused, recorder.pushes, last)
