@@ -243,7 +243,7 @@ def test_a_diverged_synchronous_baseline_is_not_blamed_on_staleness(quick):
     # (since the blame needs a paired test, the stale rows are named beside their baseline's count, not blamed)
     assert "there staleness lowered the stable learning rate" not in verdict
     assert not re.search(r"(?<![/\w])lr0\.125/sync \(\d", verdict)          # (a baseline is not a stale condition)
-    assert "lr0.125/delay4 (2 of 2, against 2 without staleness)" in verdict
+    assert "lr0.125/delay4 (2 of 2, against 2 without staleness)" in verdict and "Most seeds diverged in" in verdict
 
 
 def test_the_width_and_data_sentences_say_when_the_seeds_diverged(quick):
