@@ -49,10 +49,11 @@ def check_run_config(cfg: RunConfig) -> RunConfig:
     check_files(cfg.data)
     cfg = dataclasses.replace(cfg, data=resolve_data(cfg.data, stream_ok=cfg.cluster.algorithm == "downpour",
                                                      workers=cfg.cluster.workers if cfg.cluster.runner != "local" else 1))
-    # On Ray the workers' nodes have the GPUs, not necessarily this driver: the cluster's GPUs are
-    # counted when it starts (ps.setup.worker_gpus).
-    _check_runner(cfg, torch.device("cuda" if cfg.train.device == "cuda" else "cpu") if cfg.cluster.runner == "ray"
-                  else resolve_device(cfg.train.device))
+    # 'cuda' where this process sees no GPU: refused, naming the key. On Ray the workers' nodes have the GPUs,
+    # not necessarily this driver: the cluster's GPUs are counted when it starts (ps.setup.worker_gpus).
+    if cfg.cluster.runner != "ray":
+        resolve_device(cfg.train.device)
+    _check_runner(cfg)
     analysis_options(cfg, {})
     shape = sample_shape(cfg.data)
     if shape is not None:      # (arrays: only the file can tell; the runner builds the model on it)
@@ -60,7 +61,7 @@ def check_run_config(cfg: RunConfig) -> RunConfig:
     return cfg
 
 
-def _check_runner(cfg: RunConfig, device: torch.device) -> None:
+def _check_runner(cfg: RunConfig) -> None:
     runner = cfg.cluster.runner
     if runner != "ray" and cfg.cluster.queue_depth > 1:
         raise ConfigError(f"cluster.queue_depth = {cfg.cluster.queue_depth} needs the ray runner: the simulator's "
@@ -79,7 +80,7 @@ def _check_runner(cfg: RunConfig, device: torch.device) -> None:
                           "worker 0 reads only its own shard of the data; set it below train.steps", key="cluster.warm_start")
     if cfg.cluster.algorithm == "sandblaster":
         check_sandblaster(cfg)    # a cost L-BFGS can compare between evaluations; no partitions
-    if device.type != "cpu" and cfg.cluster.partitions > 1 and cfg.train.device != "auto":   # (auto: CPU, as on Ray)
+    if cfg.train.device == "cuda" and cfg.cluster.partitions > 1:   # (auto: the CPU, ps.setup.replica_device)
         raise ConfigError(f"train.device={cfg.train.device!r}: a model-parallel replica's partitions compute on CPU; "
                           "set cluster.partitions = 1 or train.device = 'cpu'")
     if cfg.train.checkpoint_every:

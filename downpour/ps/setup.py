@@ -101,8 +101,7 @@ def make_worker(cfg: RunConfig, wid: int, data: Dataset, bounds: list[tuple[int,
     c = cfg.cluster
     batches = (data.batches(cfg.train.batch_size, generator, position=stream["position"]) if stream
                else data.batches(cfg.train.batch_size, generator))
-    # 'cuda' where this process sees no GPU: ConfigError naming the key; 'auto' with partitions: the CPU they compute on
-    device = torch.device("cpu") if cfg.train.device == "auto" and c.partitions > 1 else resolve_device(cfg.train.device)
+    device = resolve_device(replica_device(cfg))    # 'cuda' where this process sees no GPU: ConfigError naming the key
     if device.type != "cpu":
         if params is not None:
             raise ConfigError(f"train.device={cfg.train.device!r}: a model-parallel replica's partitions compute on "
@@ -113,6 +112,12 @@ def make_worker(cfg: RunConfig, wid: int, data: Dataset, bounds: list[tuple[int,
                   params=params)
 
 
+def replica_device(cfg: RunConfig) -> str:
+    """``train.device`` as a worker's replica takes it: ``auto`` with model-parallel partitions is the CPU they
+    compute on (on every runner); ``cuda`` with them is refused by preflight."""
+    return "cpu" if cfg.train.device == "auto" and cfg.cluster.partitions > 1 else cfg.train.device
+
+
 def worker_gpus(cfg: RunConfig, available: float) -> float:
     """GPUs each Ray worker actor asks for, given the cluster's ``available`` GPUs (Ray shows an actor
     that asks for none no GPU at all: it sets CUDA_VISIBLE_DEVICES to empty).
@@ -121,8 +126,8 @@ def worker_gpus(cfg: RunConfig, available: float) -> float:
     every worker. ``auto``: the same where the cluster has enough (and the replica is not split into
     model-parallel partitions, which compute on CPU), else 0 (the workers run on CPU). ``cpu``: 0.
     """
-    device, n, each = cfg.train.device, cfg.cluster.workers, cfg.cluster.worker_gpus
-    if device == "cpu" or (device == "auto" and cfg.cluster.partitions > 1):
+    device, n, each = replica_device(cfg), cfg.cluster.workers, cfg.cluster.worker_gpus
+    if device == "cpu":
         return 0.0
     if available >= n * each:
         return each
