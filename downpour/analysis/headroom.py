@@ -50,8 +50,7 @@ def headroom(responses: list[np.ndarray], y: np.ndarray, negatives: dict[str, np
             worst = np.minimum(worst, np.where(sign > 0, auc, 1.0 - auc))
         # a unit the choice could never take (not finite, or constant, on the selection), or not finite on the
         # test images it is scored on, is no headroom: an all-NaN unit read as worst AUC 1.0, the "best" unit
-        test_rows = np.flatnonzero(in_test)
-        usable = eligible(r[select], against) & np.isfinite(r[test_rows]).all(axis=0)
+        usable = eligible(r[select], against) & np.isfinite(r[in_test]).all(axis=0)
         worst = np.where(usable, worst, -np.inf)
         chosen, best = int(order[0]), int(np.argmax(worst))
         out.append({"chosen_unit": chosen, "chosen_worst": float(worst[chosen]), "best_unit": best,

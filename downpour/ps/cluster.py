@@ -148,47 +148,48 @@ def _save_at_end(setup: ClusterSetup, run: RunDir, shards: list[Any], coord: Coo
     for s in shards:
         s.flush()
     states = [s.state_dict() for s in shards]
-    cfg = setup.cfg
-    setup.layout.vector_to_params(torch.cat([t["params"] for t, _ in states]), setup.model)
-    setup.model.set_stage(None)
-    versions = [m["version"] for _, m in states]
-    run.save_model(merge_model(setup.model), start, {"runner": cfg.cluster.runner, "data": setup.data.info,
-                                                     "versions": versions})
-    report = write_staleness(run, cfg, states, coord)
-    summary = {"steps": start, "resumed_from": start, "runner": cfg.cluster.runner, "final_loss": run.last_loss(),
-               "versions": versions, "applied": [m["applied"] for _, m in states], "rejected": report["rejected"],
-               "mean_staleness": report["overall"]["mean"], "max_staleness": report["overall"]["max"],
-               "seconds": round(elapsed, 2), "run": str(run.path)}
+    report = _save_model(setup, run, states, coord, start, setup.data.info)
+    summary = {"steps": start, "resumed_from": start, "runner": setup.cfg.cluster.runner, "final_loss": run.last_loss(),
+               **_counts(states, report), "seconds": round(elapsed, 2), "run": str(run.path)}
     run.write_json("cluster.json", summary)
     return summary
+
+
+def _save_model(setup: ClusterSetup, run: RunDir, states: list[ShardState], coord: Coordinator, step: int,
+                data_info: dict[str, Any]) -> dict[str, Any]:
+    """The model the shards' ``states`` hold, saved at ``step``, and staleness.json; returns the staleness report."""
+    setup.layout.vector_to_params(torch.cat([t["params"] for t, _ in states]), setup.model)
+    setup.model.set_stage(None)
+    report = write_staleness(run, setup.cfg, states, coord)
+    run.save_model(merge_model(setup.model), step, {"runner": setup.cfg.cluster.runner, "data": data_info,
+                                                    "versions": [m["version"] for _, m in states]})
+    return report
+
+
+def _counts(states: list[ShardState], report: dict[str, Any]) -> dict[str, Any]:
+    """The summary's push counts and staleness. Every push goes to every shard, which accepts or rejects it: one
+    shard's count is the pushes workers made (the largest, should a push have reached only some shards as its
+    worker was lost)."""
+    return {"pushes": max(m["accepted"] + sum(m["rejected"].values()) for _, m in states),
+            "versions": [m["version"] for _, m in states], "accepted": [m["accepted"] for _, m in states],
+            "applied": [m["applied"] for _, m in states], "rejected": report["rejected"],
+            **({"uncorrected": [m["uncorrected"] for _, m in states]} if "uncorrected" in states[0][1] else {}),
+            "mean_staleness": report["overall"]["mean"], "max_staleness": report["overall"]["max"]}
 
 
 def _finish(setup: ClusterSetup, run: RunDir, states: list[ShardState], coord: Coordinator, recorder: Recorder,
             start: int, info: dict[str, Any]) -> dict[str, Any]:
     cfg = setup.cfg
-    vec = torch.cat([t["params"] for t, _ in states])
-    setup.layout.vector_to_params(vec, setup.model)
-    setup.model.set_stage(None)
-    report = write_staleness(run, cfg, states, coord)
     data_info = run_data_info(setup.data.info, info.pop("data_workers", []))
     if has_data_record(cfg.data, data_info):      # files: each worker's reads (streamed) and the skipped files
         run.write_json("data.json", data_info)
         info["data"] = {k: data_info[k] for k in ("reads", "samples", "n_skipped") if k in data_info}
-    run.save_model(merge_model(setup.model), coord.done, {"runner": cfg.cluster.runner, "data": data_info,
-                                           "versions": [m["version"] for _, m in states]})
+    report = _save_model(setup, run, states, coord, coord.done, data_info)
     for e in coord.events if coord.live else ():     # (with none left, the error below names every loss)
         if e["event"] == "worker-lost" and e["worker"] in coord.lost:   # (not restarted)
             log.warning("worker %d was lost at step %d (%s); the run went on without it", e["worker"], e["step"], e["reason"])
-    # every push goes to every shard, which accepts or rejects it: one shard's count is the pushes workers
-    # made (the largest, should a push have reached only some shards as its worker was lost)
-    pushes = max(m["accepted"] + sum(m["rejected"].values()) for _, m in states)
     summary = {"steps": coord.done, "resumed_from": start, "runner": cfg.cluster.runner,
-            "final_loss": run.last_loss(), "pushes": pushes,
-            "versions": [m["version"] for _, m in states], "accepted": [m["accepted"] for _, m in states],
-            "applied": [m["applied"] for _, m in states], "rejected": report["rejected"],
-            **({"uncorrected": [m["uncorrected"] for _, m in states]} if "uncorrected" in states[0][1] else {}),
-            "mean_staleness": report["overall"]["mean"], "max_staleness": report["overall"]["max"],
-            "lost_workers": list(coord.lost), "seconds": round(recorder.elapsed(), 2), "run": str(run.path),
+            "final_loss": run.last_loss(), **_counts(states, report), "lost_workers": list(coord.lost), "seconds": round(recorder.elapsed(), 2), "run": str(run.path),
             "checkpoints": recorder.checkpoints, "checkpoint_seconds": round(recorder.checkpoint_seconds, 3), **info}
     run.write_json("cluster.json", summary)  # placement, counts, lost workers: what happened to the cluster
     summary.pop("profile", None)             # per-phase timers: cluster.json only, not the printed summary
