@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -203,14 +204,18 @@ def resume_config(path: str, overrides: list[Override]) -> tuple[RunDir, RunConf
     return run, cfg
 
 
-def check_resume(saved: RunConfig, new: RunConfig) -> None:
-    """Refuse overrides on ``--resume`` that would change what the run is, naming the key. Both are
-    compared resolved, so a value written in an older form (``model.filter_norm = 1.0`` for ``[1.0]``)
-    is the same run."""
-    for key, was, now in config_differences(resolve(saved), resolve(new)):
-        if key not in RESUMABLE:
-            raise ConfigError(f"cannot resume with {key} = {now!r}: the run was trained with "
-                              f"{was!r}; start a new run (--config RUN/config.toml --set ...) instead")
+def unresumable(saved: RunConfig, new: RunConfig) -> list[tuple[str, Any, Any]]:
+    """(key, was, now) of every difference a resume may not make (not in RESUMABLE). Both are compared
+    resolved, so a value written in an older form (``model.filter_norm = 1.0`` for ``[1.0]``) is the same run."""
+    return [(key, was, now) for key, was, now in config_differences(resolve(saved), resolve(new)) if key not in RESUMABLE]
+
+
+def check_resume(saved: RunConfig, new: RunConfig, changed: list[tuple[str, Any, Any]] | None = None) -> None:
+    """Refuse overrides on ``--resume`` that would change what the run is, naming the key (``changed``:
+    :func:`unresumable`'s answer, when the caller has it)."""
+    for key, was, now in unresumable(saved, new) if changed is None else changed:
+        raise ConfigError(f"cannot resume with {key} = {now!r}: the run was trained with "
+                          f"{was!r}; start a new run (--config RUN/config.toml --set ...) instead")
     if saved.train.steps != new.train.steps and new.train.schedule == "greedy":
         from downpour.models.registry import create_model
 

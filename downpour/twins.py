@@ -116,22 +116,21 @@ def check_same_run(cfg: RunConfig, path: Path) -> RunDir | None:
     """The run ``cfg`` started in ``path`` (None: nothing there, or a run that never started);
     RunExistsError naming the key that differs when it is a run of another config. What
     :func:`train_kept` checks first, for a caller that checks every run before training any."""
-    from downpour.config_diff import RESUMABLE, config_differences
-    from downpour.models.registry import resolve
-    from downpour.preflight import check_resume
+    from downpour.preflight import check_resume, unresumable
 
     if not (path / "config.toml").is_file() or (run := RunDir.open(path)).never_started():
         return None
-    differs = [key for key, _, _ in config_differences(resolve(run.config), resolve(cfg)) if key not in RESUMABLE]
-    if differs:          # every key, not the first (one the runner never reads could be the first)
-        raise RunExistsError(f"{str(path)!r} holds another run: its config differs in {', '.join(differs)}; pick another "
-                             "--out, or give the config it was trained with")
+    changed = unresumable(run.config, cfg)
+    if changed:          # every key, not the first (one the runner never reads could be the first)
+        raise RunExistsError(f"{str(path)!r} holds another run: its config differs in "
+                             f"{', '.join(key for key, _, _ in changed)}; pick another --out, or give the config it "
+                             "was trained with")
     reached = run.reached()
     if reached is not None and reached > cfg.train.steps:   # found now, not when its turn to resume comes
         raise RunExistsError(f"{str(path)!r} holds a run trained to step {reached}, past train.steps = {cfg.train.steps}; "
                              "give its steps (or more), or pick another --out")
     try:
-        check_resume(run.config, cfg)   # (what else a resume refuses: a greedy run's steps changed)
+        check_resume(run.config, cfg, changed)   # (what else a resume refuses: a greedy run's steps changed)
     except ConfigError as err:
         raise RunExistsError(f"{str(path)!r} holds another run ({err}); pick another --out") from None
     return run
