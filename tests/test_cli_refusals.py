@@ -125,10 +125,10 @@ def test_plan_refuses_a_network_the_model_would_refuse(sets, message):
 def test_plan_refuses_partitions_the_runner_cannot_cut_and_never_chooses_them():
     cfg, shape = plan_config("cat-demo", [])
     net = network_of(cfg, shape)
-    with pytest.raises(ConfigError, match=r"--partitions 1024: .*cannot be cut into 32x32 blocks"):
+    with pytest.raises(ConfigError, match=r"--partitions 1024: .*cannot be cut into 1024 blocks"):
         predict(net, Cluster(machines=2000, partitions=1024), DEFAULT_RATES, 32)
     chosen = predict(net, Cluster(machines=2000), DEFAULT_RATES, 32)["cluster"]["partitions"]
-    assert all(a <= b for a, b in zip(grid(chosen), (25, 25)))
+    assert all(a <= b for a, b in zip(grid(chosen, net.stages[0]), (25, 25)))
 
 
 def test_plan_counts_every_update_rule_the_server_has():

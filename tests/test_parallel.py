@@ -16,6 +16,9 @@ from downpour.train.step import train_step
 
 def test_blocks_tile_the_output_grid_and_their_windows_are_the_receptive_fields():
     assert [grid_shape(k) for k in (1, 2, 4, 6, 9, 7)] == [(1, 1), (2, 1), (2, 2), (3, 2), (3, 3), (7, 1)]
+    # the shortest cuts on the grid at hand: a wide grid is cut into columns
+    assert [grid_shape(8, (3, 40)), grid_shape(8, (40, 3)), grid_shape(8, (15, 33)), grid_shape(8, (25, 25))] == \
+        [(1, 8), (8, 1), (2, 4), (4, 2)]
     blocks = split_blocks((25, 25), kernel=8, stride=2, k=9)
     seen = torch.zeros(25, 25, dtype=torch.int64)
     for b in blocks:
@@ -24,7 +27,7 @@ def test_blocks_tile_the_output_grid_and_their_windows_are_the_receptive_fields(
         assert b.in_rows == slice(b.rows.start * 2, (b.rows.stop - 1) * 2 + 8)
         assert b.in_size == ((b.out_size[0] - 1) * 2 + 8, (b.out_size[1] - 1) * 2 + 8)
     assert bool((seen == 1).all())
-    with pytest.raises(ValueError, match="cannot split a 2x2 output grid into 3x3"):
+    with pytest.raises(ValueError, match="cannot split a 2x2 output grid into 9 blocks"):
         split_blocks((2, 2), 3, 1, 9)
 
 
@@ -43,8 +46,10 @@ def _grads(model):
     return [stitch([w.grad for w in s.filter.blocks_weight], s.filter.blocks, dims=(0, 1)) for s in model.stages]
 
 
-@pytest.mark.parametrize("k", [1, 2, 4, 9])
-@pytest.mark.parametrize("name, options", [("cat-demo", {}), ("cat-3stage", {"maps": [4, 4, 4]})])
+# the last: stage 2's output is 3x12, which 8 partitions cut as 2x4 (stage 1's 15x33 too), not 4x2
+@pytest.mark.parametrize("name, options, k", [(name, options, k) for k in (1, 2, 4, 9)
+                                               for name, options in (("cat-demo", {}), ("cat-3stage", {"maps": [4, 4, 4]}))]
+                         + [("cat-demo", {"input_shape": (1, 22, 40)}, 8)])
 def test_partitioned_forward_backward_and_step_equal_the_whole_network(name, options, k):
     full, part = _pair(name, k, **options)
     norms = [0.9] + [1.0] * (len(full.stages) - 1)      # the main preset's stage-1 norm, one value per stage

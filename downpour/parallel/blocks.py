@@ -3,8 +3,9 @@
 A locally connected layer with kernel k and stride s maps input rows [i·s, i·s + k) to output row i.
 Output rows [r0, r1) therefore need input rows [r0·s, (r1 - 1)·s + k): the block plus its
 receptive-field halo (k - s rows shared with the next block when k > s). Columns alike. K partitions
-are laid out as a kr × kc grid over the output positions (K = 4: 2 × 2, K = 9: 3 × 3), as close to
-square as K allows, so each block's halo (the bytes it exchanges) is as small as it can be.
+are laid out as a kr × kc grid over the output positions, the factor pair of K whose cuts are shortest
+((kr - 1)·Wo + (kc - 1)·Ho), so the halos (the bytes the blocks exchange) are as small as they can be: on a
+square grid the pair closest to square (K = 4: 2 × 2, K = 8: 4 × 2, K = 9: 3 × 3), on a 3 × 40 grid 1 × 8.
 """
 from __future__ import annotations
 
@@ -31,10 +32,20 @@ class Block:
         return self.in_rows.stop - self.in_rows.start, self.in_cols.stop - self.in_cols.start
 
 
-def grid_shape(k: int) -> tuple[int, int]:
-    """K partitions as (rows, cols) of blocks: the factor pair closest to square, rows >= cols."""
-    cols = max(c for c in range(1, math.isqrt(k) + 1) if k % c == 0)
-    return k // cols, cols
+def grid_shape(k: int, size: tuple[int, int] | None = None) -> tuple[int, int]:
+    """K partitions as (rows, cols) of blocks over an output grid of ``size`` (Ho, Wo): of the factor
+    pairs that give every block at least one position, the one with the shortest cuts, then the
+    smallest largest block, then rows >= cols. Without ``size``, a square grid (the pair closest to
+    square). Raises ValueError when no pair fits."""
+    ho, wo = size or (k, k)
+    pairs = [(k // c, c) for c in range(1, k + 1) if k % c == 0]
+    fits = [(r, c) for r, c in pairs if r <= ho and c <= wo]
+    if not fits:
+        raise ValueError(f"cannot split a {ho}x{wo} output grid into {k} blocks of at least one position "
+                         f"(cluster.partitions = {k}; as rows x columns: "
+                         f"{', '.join(f'{r}x{c}' for r, c in pairs)}); use fewer partitions")
+    return min(fits, key=lambda rc: ((rc[0] - 1) * wo + (rc[1] - 1) * ho,
+                                     math.ceil(ho / rc[0]) * math.ceil(wo / rc[1]), rc[1] > rc[0]))
 
 
 def _cuts(n: int, parts: int) -> list[tuple[int, int]]:
@@ -45,10 +56,7 @@ def _cuts(n: int, parts: int) -> list[tuple[int, int]]:
 
 def split_blocks(out_size: tuple[int, int], kernel: int, stride: int, k: int) -> list[Block]:
     """The K blocks of an (Ho, Wo) output grid, row-major, with their input windows."""
-    kr, kc = grid_shape(k)
-    if kr > out_size[0] or kc > out_size[1]:
-        raise ValueError(f"cannot split a {out_size[0]}x{out_size[1]} output grid into {kr}x{kc} blocks "
-                         f"(cluster.partitions = {k}); use fewer partitions")
+    kr, kc = grid_shape(k, out_size)
     blocks = []
     for r0, r1 in _cuts(out_size[0], kr):
         for c0, c1 in _cuts(out_size[1], kc):

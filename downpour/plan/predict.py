@@ -2,7 +2,7 @@
 
 The layout is DistBelief's: R model replicas of K partitions each, one machine per partition, plus
 S parameter-server shard machines. A cat stage's output grid is cut into a gr x gc grid of K
-spatial blocks (gr·gc = K, as square as K allows, as ``downpour.parallel`` cuts them); a partition owns its block's untied weights
+spatial blocks (gr·gc = K, the pair with the shortest cuts, as ``downpour.parallel`` cuts them); a partition owns its block's untied weights
 (encoder, and decoder if untied) and needs its input window, its block plus the receptive-field
 halo, and the pooling and LCN halos of its neighbours. Every number is for the largest block.
 
@@ -68,7 +68,10 @@ class Cluster:
         return self.bandwidth_gbit * 1e9 / 8
 
 
-grid = grid_shape     # K blocks as rows x columns, as the model-parallel runner cuts them (8: 4x2, 9: 3x3)
+def grid(k: int, stage: Stage | None = None) -> tuple[int, int]:
+    """K blocks as rows x columns, as the model-parallel runner cuts ``stage``'s filter output (a square
+    one: 8 -> 4x2, 9 -> 3x3; 8 on 3x40 -> 1x8)."""
+    return grid_shape(k, _codes_size(stage) if stage is not None and stage.in_shape else None)
 
 
 def _area(need: tuple[int, int], own: tuple[int, int], channels: int) -> int:
@@ -83,7 +86,7 @@ def partition_stage(stage: Stage, k: int) -> dict[str, float]:
         return {"share": share, "params": stage.params * share, "frozen": stage.frozen * share,
                 "flops_train": stage.flops_train * share,
                 "act_floats": stage.act_floats * share, "halo_floats": 0.0}
-    (gr, gc), (c, h, w) = grid(k), stage.in_shape
+    (gr, gc), (c, h, w) = grid(k, stage), stage.in_shape
     m, ph, pw = stage.out_shape
     oh, ow = _codes_size(stage)
     bh, bw = math.ceil(oh / gr), math.ceil(ow / gc)           # codes block
@@ -117,15 +120,16 @@ def _codes_size(stage: Stage) -> tuple[int, int]:
 
 def _uncuttable(net: Network, k: int) -> str:
     """Why ``k`` partitions cannot be cut as the runner cuts them (every stage's filter output into a
-    grid of ``grid(k)`` blocks, each at least one position), or "" when they can."""
+    grid of ``grid(k, stage)`` blocks, each at least one position), or "" when they can."""
     if k > 1 and not any(stage.in_shape for stage in net.stages):
         return f"the runner splits only the cat network's locally connected stages, and {net.name!r} has none"
-    gr, gc = grid(k)
     for i, stage in enumerate(net.stages, start=1):
         if stage.in_shape:
-            oh, ow = _codes_size(stage)
-            if gr > oh or gc > ow:
-                return f"stage {i}'s {oh}x{ow} filter output cannot be cut into {gr}x{gc} blocks"
+            try:
+                grid(k, stage)
+            except ValueError:
+                oh, ow = _codes_size(stage)
+                return f"stage {i}'s {oh}x{ow} filter output cannot be cut into {k} blocks"
     return ""
 
 
@@ -214,7 +218,7 @@ def predict(net: Network, cl: Cluster, rates: Rates, batch: int, n_push: int = 1
     part = parts[k]
     timing = _timing(net, part, cl, r, k, s, batch, n_push, n_fetch, rates)
     shard_bytes = 4 * net.params / s * (1 + RULE_STATE[rule])
-    resolved = {**asdict(cl), "replicas": r, "partitions": k, "shards": s, "grid": list(grid(k)),
+    resolved = {**asdict(cl), "replicas": r, "partitions": k, "shards": s, "grid": list(grid(k, next((st for st in net.stages if st.in_shape), None))),
                 "machines_used": r * k + s}
     return {"cluster": resolved, "batch": batch, "n_push": n_push, "n_fetch": n_fetch, "rule": rule,
             "rates": rates.as_dict(), "partition": part, "shard_bytes": shard_bytes,
