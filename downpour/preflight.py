@@ -56,9 +56,7 @@ def check_run_config(cfg: RunConfig) -> RunConfig:
         resolve_device(cfg.train.device)
     _check_runner(cfg)
     analysis_options(cfg, {})
-    shape = sample_shape(cfg.data)
-    if shape is not None:      # (arrays: only the file can tell; the runner builds the model on it)
-        _dry_run(cfg, shape)
+    _dry_run(cfg, sample_shape(cfg.data))
     return cfg
 
 

@@ -79,3 +79,27 @@ def test_big_endian_uint16_is_scaled_like_little_endian(tmp_path):
     np.save(tmp_path / "be.npy", x.astype(">u2"))
     np.testing.assert_array_equal(read_arrays(tmp_path / "be.npy")[0], read_arrays(tmp_path / "le.npy")[0])
     assert read_arrays(tmp_path / "be.npy")[0].max() <= 1.0
+
+
+def test_an_array_sources_run_is_checked_before_its_folder_is_made(tmp_path):
+    """preflight skipped its dry batch and the ZCA limit for arrays (their shape was 'only the file can
+    tell'), and checked the file only when it was an existing .npy/.npz: each of these failed after the
+    run's folder was written."""
+    from downpour.config import ConfigError
+    from downpour.preflight import check_run_config, new_run_config
+
+    np.save(tmp_path / "rgb.npy", np.random.default_rng(0).random((6, 3, 40, 40), dtype=np.float32))
+    (tmp_path / "notes.txt").write_text("hi")
+
+    def check(*sets):
+        return check_run_config(new_run_config("cat-demo", [("data.source", "array"), *sets]))
+
+    check(("data.path", str(tmp_path / "rgb.npy")), ("data.size", 32), ("data.samples", 20))   # fits: no error
+    with pytest.raises(ConfigError, match="model.kernels"):           # the dry batch: 4x4 crops under 8x8 filters
+        check(("data.path", str(tmp_path / "rgb.npy")), ("data.size", 4))
+    with pytest.raises(ConfigError, match="data.whiten = 'zca' on 3x64x64"):
+        check(("data.path", str(tmp_path / "rgb.npy")), ("data.size", 64), ("data.grey", False), ("data.whiten", "zca"))
+    with pytest.raises(DataError, match=r"notes.txt' must end in \.npy or \.npz"):
+        check(("data.path", str(tmp_path / "notes.txt")))
+    with pytest.raises(ConfigError, match="gone.npz' does not exist"):
+        check(("data.path", str(tmp_path / "gone.npz")))

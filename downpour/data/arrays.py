@@ -91,8 +91,8 @@ def npz_keys(path: str | Path) -> set[str]:
     return keys
 
 
-def read_arrays(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
-    """-> (x (N, C, H, W) float32, y (N,) int64 or None), checked; errors name the file and the key."""
+def check_array_path(path: str | Path) -> None:
+    """DataError unless ``path`` names an existing ``.npy`` / ``.npz`` file that starts like one."""
     p = Path(path)
     if not str(path):
         raise DataError("data.path is empty: the array source needs a .npy or .npz file")
@@ -100,8 +100,14 @@ def read_arrays(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
         raise DataError(f"array file {str(p)!r} must end in .npy or .npz")
     if not p.is_file():
         raise DataError(f"array file {str(p)!r} does not exist")
-    where = str(p)
     check_magic(p)
+
+
+def read_arrays(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """-> (x (N, C, H, W) float32, y (N,) int64 or None), checked; errors name the file and the key."""
+    check_array_path(path)
+    p = Path(path)
+    where = str(p)
     y = None
     try:
         if p.suffix == ".npy":

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from downpour.config import FACE_SOURCES, FILE_SOURCES, ConfigError, DataConfig
-from downpour.data.arrays import array_header, check_magic, load_array, npz_keys
+from downpour.data.arrays import array_header, check_array_path, load_array, npz_keys
 from downpour.data.augment import Augment
 from downpour.data.builtin import digit_images, lfw_images, lfw_train_faces, natural_images
 from downpour.data.dataset import Dataset
@@ -51,11 +51,11 @@ def check_files(cfg: DataConfig) -> None:
     a .npy's header reads as a numeric image array, a .npz holds ``x`` (and ``y``) alone. What only
     decoding finds (every image unreadable) is found when the run loads its data."""
     path = Path(cfg.path)
-    if cfg.source == "array" and path.suffix in (".npy", ".npz") and path.is_file():
+    if cfg.source == "array":
+        check_array_path(path)                # its suffix, that it exists, its magic
         if path.suffix == ".npy":
-            array_header(str(path))           # (its magic first)
+            array_header(str(path))
         else:
-            check_magic(path)
             npz_keys(path)
     elif cfg.source == "folder" and not _holds(path, image_extensions()):
         image_files(cfg.path, cfg.labels)          # raises, naming the folder and what it holds
@@ -101,15 +101,14 @@ def check_config(cfg: DataConfig) -> None:
         raise ConfigError(f"data.train_faces = {cfg.train_faces}: the lfw training part ({cfg.lfw_heldout!r} split) "
                           f"holds only {lfw_train_faces(cfg.lfw_fold())} faces", key="data.train_faces")
     shape = sample_shape(cfg)
-    if cfg.whiten == "zca" and shape is not None and math.prod(shape) > MAX_DIM:   # before any sampling
+    if cfg.whiten == "zca" and math.prod(shape) > MAX_DIM:   # before any sampling
         raise ConfigError(f"data.whiten = 'zca' on {'x'.join(map(str, shape))} samples needs a {math.prod(shape)}-square "
                           f"matrix (limit {MAX_DIM}); lower data.size or whiten patches")
 
 
-def sample_shape(cfg: DataConfig) -> tuple[int, int, int] | None:
-    """(C, H, W) of the samples ``cfg`` gives, or None where only the files can tell (arrays)."""
-    if cfg.source == "array":
-        return None
+def sample_shape(cfg: DataConfig) -> tuple[int, int, int]:
+    """(C, H, W) of the samples ``cfg`` gives (an array's too: its images are cut into data.size squares,
+    their channels made to match data.grey, as a folder's are)."""
     if cfg.source == "gaussian":
         return (1, 1, cfg.size)
     return (1 if cfg.grey else 3, cfg.size, cfg.size)
