@@ -25,6 +25,19 @@ def test_shards_are_disjoint_contiguous_and_cover_everything(n_rows, n_shards):
     assert shards[1].info["shard"] == {"index": 1, "of": n_shards, "start": rows[1][0], "stop": rows[1][-1] + 1}
 
 
+def test_a_pickled_shard_holds_only_its_own_rows():
+    """A shard's rows are views: pickled (sent to a Ray worker) they carried the whole set's storage."""
+    import pickle
+    data = _numbered(1000)
+    shard = data.shard(3, 4)
+    sent = pickle.loads(pickle.dumps(shard))
+    assert sent.x.untyped_storage().nbytes() == 250 * 4 * 4 and sent.y.untyped_storage().nbytes() == 250 * 8
+    assert torch.equal(sent.x, shard.x) and torch.equal(sent.y, shard.y) and sent.info == shard.info
+    assert shard.x.untyped_storage().data_ptr() == data.x.untyped_storage().data_ptr()   # in process: still views
+    whole = pickle.loads(pickle.dumps(data))
+    assert torch.equal(whole.x, data.x)
+
+
 def test_shard_errors():
     data = _numbered(3)
     with pytest.raises(ValueError, match="cannot split 3 samples into 4 shards"):

@@ -74,6 +74,16 @@ class Dataset:
         labels = "labelled" if self.y is not None else "unlabelled"
         return f"Dataset({self.info.get('source', '?')}, n={len(self)}, shape={self.input_shape}, {labels})"
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled (a shard sent to a Ray worker) with only its own rows: a view's pickle holds the whole
+        storage it views, so every worker was sent, and kept, every worker's samples."""
+        state = dict(self.__dict__)
+        for key in ("x", "y"):
+            t = state[key]
+            if t is not None and t.untyped_storage().nbytes() > t.numel() * t.element_size():
+                state[key] = t.clone(memory_format=torch.contiguous_format)
+        return state
+
     def prepare(self, x: Tensor) -> Tensor:
         """New raw images (M, C, H, W) -> prepared exactly like this set's samples (same normalisation
         statistics, same whitening matrix), e.g. held-out images for analysis. No augmentation."""
@@ -86,7 +96,8 @@ class Dataset:
     def shard(self, i: int, n: int) -> "Dataset":
         """Worker ``i`` of ``n``: rows [i*N//n, (i+1)*N//n). The n shards are disjoint and cover all rows.
 
-        Rows are views, not copies. The whitener and augmentation are shared with the parent.
+        Rows are views, not copies (pickled, a shard holds only its own rows). The whitener and
+        augmentation are shared with the parent.
         """
         start, stop = shard_range(i, n, len(self))
         info = copy.deepcopy(self.info)
