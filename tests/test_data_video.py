@@ -99,3 +99,23 @@ def test_streamed_video_patches_keep_samples_per_pass(tmp_path):
     assert data.info["patches_per_image"] == 10             # 10 windows x 3 frames x 4 videos = 120 a pass (was 30)
     reader = ItemReader("video", data.items, data.cut, 0, str(tmp_path), frames=3)
     assert sum(len(reader.samples(reader.images(k), 0, k)) for k in range(4)) == 120
+
+
+def test_truncated_video_that_declares_its_frame_count_uses_the_frames_before_the_break(tmp_path, caplog):
+    """An avi declares its 30 frames; cut short, decoding raised partway and the whole file was skipped."""
+    with av.open(str(tmp_path / "full.avi"), mode="w") as container:
+        stream = container.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 32, 24, "yuv420p"
+        for t in range(30):                      # frame t is a flat grey of level 8 * t
+            frame = av.VideoFrame.from_ndarray(np.full((24, 32, 3), 8 * t, np.uint8), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    data = (tmp_path / "full.avi").read_bytes()
+    (tmp_path / "cut.avi").write_bytes(data[: len(data) * 4 // 5])
+    with caplog.at_level(logging.WARNING, logger="downpour.data"):
+        frames = sample_frames(tmp_path / "cut.avi", 3)
+    levels = [float(f.mean()) / 8 for f in frames]
+    assert len(levels) == 3 and levels == sorted(levels) and 0 < levels[0] and levels[-1] < 29
+    assert any("cut.avi: decoding stopped after frame" in r.getMessage() for r in caplog.records)

@@ -7,6 +7,7 @@ is skipped, named and logged, like an unreadable image.
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import av
@@ -19,6 +20,8 @@ from downpour.errors import DataError
 VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".ogv", ".flv", ".wmv", ".3gp", ".ts"}
 _DECODE_ERRORS = (av.FFmpegError, OSError, ValueError, RuntimeError, EOFError)
 
+log = logging.getLogger(__name__)
+
 
 def frame_indices(total: int, k: int) -> list[int]:
     """The k evenly spaced frame indices of a T-frame video (fewer when T < k)."""
@@ -30,7 +33,9 @@ def frame_indices(total: int, k: int) -> list[int]:
 def _decode(path: Path, wanted: set[int]) -> tuple[dict[int, np.ndarray], int]:
     """Decode the first video stream; keep frames whose index is in ``wanted`` (H, W, 3) uint8.
 
-    Returns (kept frames, number of frames decoded). Stops after the last wanted frame.
+    Returns (kept frames, number of frames decoded). Stops after the last wanted frame. A file that
+    breaks off after its first frame (truncated, damaged) ends there: the frames before the break are
+    good, and are used (with a warning); one that breaks before any frame raises.
     """
     kept: dict[int, np.ndarray] = {}
     last = max(wanted) if wanted else None
@@ -39,11 +44,16 @@ def _decode(path: Path, wanted: set[int]) -> tuple[dict[int, np.ndarray], int]:
         if not container.streams.video:
             raise ValueError("no video stream")
         stream = container.streams.video[0]
-        for count, frame in enumerate(container.decode(stream), start=1):
-            if count - 1 in wanted:
-                kept[count - 1] = frame.to_ndarray(format="rgb24")
-            if last is not None and count - 1 >= last:
-                break
+        try:
+            for count, frame in enumerate(container.decode(stream), start=1):
+                if count - 1 in wanted:
+                    kept[count - 1] = frame.to_ndarray(format="rgb24")
+                if last is not None and count - 1 >= last:
+                    break
+        except _DECODE_ERRORS as err:
+            if count == 0:
+                raise
+            log.warning("%s: decoding stopped after frame %d (%s); the frames before it are used", path, count, err)
     return kept, count
 
 
