@@ -3,7 +3,9 @@ the command line."""
 import json
 import math
 
+import numpy as np
 import pytest
+from scipy import stats
 
 from downpour import studies
 from downpour.cli import main
@@ -11,8 +13,8 @@ from downpour.config import ConfigError, load_config
 from downpour.studies.base import Condition, Study
 from downpour.studies import study_class
 from downpour.studies.run import _check_sets, _pair, run_study
-from downpour.studies.stats import (effect_words, flips, mean_ci, paired_difference, paired_proportions,
-                                    proportion_words, wilson)
+from downpour.studies.stats import (effect_words, family_paragraph, flips, holm, mean_ci, paired_difference,
+                                    paired_p, paired_proportions, paired_test, proportion_words, record_test, wilson)
 
 CALLS: list[tuple[str, int]] = []
 
@@ -385,6 +387,50 @@ def test_a_discrete_difference_with_a_little_spread_needs_the_sign_tests_seeds_t
     six = paired_difference([0.0, 1.0, 2.0, 1.0, 0.0, 1.0], [1.0, 2.0, 3.0, 3.0, 1.0, 2.0])
     assert six[1] > 0 and effect_words(*six, resolution=0.1) == "higher"           # 2 * 0.5**6 < 0.05
     assert paired_difference([0.1, 0.2, 0.3, 0.4], [0.5, 0.62, 0.69, 0.81])[1] > 0    # not whole numbers: t
+
+
+def test_each_comparisons_p_is_the_test_its_interval_inverts():
+    rng = np.random.default_rng(0)
+    for n in (3, 6, 12):
+        for shift in (0.0, 0.3, 0.6, 1.0):
+            a = rng.normal(size=n)
+            b = a + shift + rng.normal(size=n)
+            _, low, high = paired_difference(a, b)
+            p = paired_p(a, b)
+            assert p == pytest.approx(stats.ttest_rel(b, a).pvalue)
+            assert (p < 0.05) == (low > 0 or high < 0)
+    # the special cases of paired_difference: no spread (the sign test from 6 seeds), whole numbers
+    # with a little spread under 6 seeds, nothing moved, one pair
+    assert paired_p([0.0] * 6, [1.0] * 6) == pytest.approx(2 * 0.5 ** 6)
+    assert paired_p([0.0] * 5, [1.0] * 5) == 1.0
+    assert paired_p([0.0, 1.0, 2.0, 1.0], [1.0, 2.0, 3.0, 3.0]) == 1.0
+    assert paired_p([1.0, 2.0], [1.0, 2.0]) == 1.0 and paired_p([1.0], [3.0]) == 1.0
+    assert paired_p([1.0, math.nan, 2.0, 3.0], [2.0, 5.0, 3.1, 3.9]) == pytest.approx(
+        stats.ttest_rel([2.0, 3.1, 3.9], [1.0, 2.0, 3.0]).pvalue)
+
+
+def test_holm_adjusts_the_whole_study_and_says_which_readings_hold():
+    rows = [{"condition": "a", "tests": {}}, {"condition": "b", "tests": {}}]
+    record_test(rows[0], "d_probe", "higher", 0.01)
+    record_test(rows[0], "d_auc", "lower", 0.04)
+    record_test(rows[1], "d_probe", "higher", 0.03)
+    record_test(rows[1], "d_auc", "inconclusive", 0.5)
+    record_test(rows[1], "d_edge", "inconclusive", math.nan)       # not measured: not in the family
+    assert holm(rows) == 4
+    # by hand: sorted 0.01, 0.03, 0.04, 0.5 times 4, 3, 2, 1 = 0.04, 0.09, 0.08, 0.5, each at least the one before
+    got = [rows[0]["tests"]["d_probe"], rows[1]["tests"]["d_probe"], rows[0]["tests"]["d_auc"], rows[1]["tests"]["d_auc"]]
+    assert [t["p_holm"] for t in got] == pytest.approx([0.04, 0.09, 0.09, 0.5])
+    assert math.isnan(rows[1]["tests"]["d_edge"]["p_holm"])
+    said = family_paragraph(rows)
+    assert said.startswith("Holm's correction over the 4 paired comparisons this verdict reads: 1 of the 3 readings")
+    assert "hold (family-wise 5%): a: d_probe higher." in said
+    assert "These are leads to recheck with more seeds, not findings: a: d_auc lower; b: d_probe higher." in said
+    d, reading = paired_test(rows[1], "d_new", [0.0] * 6, [1.0] * 6, 0.1)
+    assert (d, reading) == ([1.0, 1.0, 1.0], "higher") and rows[1]["tests"]["d_new"]["p"] == pytest.approx(0.03125)
+    assert family_paragraph([{"condition": "a"}]) == ""
+    rows = [{"condition": "a", "tests": {"d": {"reading": "inconclusive", "p": 0.2}}}]
+    holm(rows)
+    assert family_paragraph(rows).endswith("none reads higher or lower, so there is nothing for it to take back.")
 
 
 def test_verdict_words():

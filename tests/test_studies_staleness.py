@@ -198,7 +198,9 @@ def test_quick_study_writes_what_the_issue_asks(quick):
         for value, low, high in row["figures"].values():
             assert math.isnan(value) or low <= value <= high
     assert "quick setting" in result["verdict"]
-    assert (out / "study.html").read_text().count("<tr>") == len(result["cells"]) + 1
+    conditions, comparisons = (out / "study.html").read_text().split("<h2>Comparisons</h2>")
+    assert conditions.count("<tr>") == len(result["cells"]) + 1
+    assert comparisons.count("<tr>") == sum(len(row.get("tests", {})) for row in result["cells"]) + 1
     for f in result["figures"]:
         assert (out / f).stat().st_size > 1000
 

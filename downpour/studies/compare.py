@@ -26,7 +26,7 @@ from matplotlib.figure import Figure
 from downpour.studies import words
 from downpour.studies.base import Cells, Condition
 from downpour.studies.figures import interval_bars, save
-from downpour.studies.stats import effect_words, mean_ci, note_left_out, paired_difference
+from downpour.studies.stats import effect_words, mean_ci, note_left_out, paired_difference, paired_p, paired_test, record_test
 
 OWED_FIGURE = "face_owed_controls"   # what owed_paragraph and owed_figure read
 OWED_RESOLUTION = 0.05     # AUC: a smaller gain from the faces is not worth reporting
@@ -42,6 +42,14 @@ def figure_ci(key: str, values: Sequence[float]) -> tuple[float, float, float]:
     return mean_ci(values)
 
 
+def owed_test(row: dict[str, Any], got: Sequence[dict[str, float]]) -> None:
+    """Record the row's :data:`OWED_FIGURE` (what :func:`owed_paragraph` reads) as one of the verdict's tests."""
+    if OWED_FIGURE in row["figures"]:
+        values = [g.get(OWED_FIGURE, math.nan) for g in got]
+        record_test(row, OWED_FIGURE, effect_words(*row["figures"][OWED_FIGURE], resolution=OWED_RESOLUTION),
+                    paired_p([0.0] * len(values), values))
+
+
 def compare_rows(conditions: list[Condition], cells: Cells, seeds: list[int],
                  resolution: dict[str, float]) -> list[dict[str, Any]]:
     rows = []
@@ -51,15 +59,14 @@ def compare_rows(conditions: list[Condition], cells: Cells, seeds: list[int],
         row: dict[str, Any] = {"condition": c.name, "group": c.group, "params": c.params, "n": len(seeds),
                                "figures": {k: list(figure_ci(k, [g.get(k, math.nan) for g in got])) for k in keys},
                                "extra": {}}
+        owed_test(row, got)
         vs = c.params.get("vs", "")
         if vs:
             base = [cells[(vs, s)] for s in seeds]
             for key, res in resolution.items():
                 pair = [b.get(key, math.nan) for b in base], [g.get(key, math.nan) for g in got]
-                d = paired_difference(*pair)
-                row["figures"]["d_" + key] = list(d)
+                row["figures"]["d_" + key], row["extra"]["d_" + key] = paired_test(row, "d_" + key, *pair, res)
                 note_left_out(row, "d_" + key, *pair)
-                row["extra"]["d_" + key] = effect_words(*d, resolution=res)
         rows.append(row)
     return rows
 

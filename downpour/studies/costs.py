@@ -46,7 +46,7 @@ from downpour.studies import words
 from downpour.studies.base import Cells, Condition, Study
 from downpour.studies.figures import interval_bars
 from downpour.studies.plots import scatter_intervals
-from downpour.studies.stats import effect_words, mean_ci, note_left_out, paired_difference
+from downpour.studies.stats import mean_ci, note_left_out, paired_test
 from downpour.studies.trained import probe_accuracies, trained_run
 
 SIZES = {"less": 500, "more": 10_000}                      # training patches
@@ -128,11 +128,9 @@ class CostsStudy(Study):
                 base = [cells[(vs, s)] for s in seeds]
                 for k in COMPARED:
                     pair = [b[k] for b in base], [g[k] for g in got]
-                    d = paired_difference(*pair)
-                    row["figures"][f"delta_{k}"] = list(d)
-                    note_left_out(row, f"delta_{k}", *pair)
                     res = RESOLUTION.get(k) or 0.10 * abs(float(np.nanmean([b[k] for b in base])))
-                    row["extra"]["readings"][k] = effect_words(*d, resolution=res)
+                    row["figures"][f"delta_{k}"], row["extra"]["readings"][k] = paired_test(row, f"delta_{k}", *pair, res)
+                    note_left_out(row, f"delta_{k}", *pair)
             rows.append(row)
         for size in SIZES:
             names = [c.name for c in conditions if c.params["data"] == size]

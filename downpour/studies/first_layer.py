@@ -38,9 +38,9 @@ import numpy as np
 from downpour.analysis.probe import INPUT
 from downpour.studies import words
 from downpour.studies.base import Cells, Condition, Study
-from downpour.studies.compare import figure_ci, owed_figure, owed_paragraph
+from downpour.studies.compare import figure_ci, owed_figure, owed_paragraph, owed_test
 from downpour.studies.figures import interval_bars
-from downpour.studies.stats import effect_words, mean_ci, note_left_out, paired_difference, wilson
+from downpour.studies.stats import mean_ci, note_left_out, paired_test, wilson
 from downpour.studies.plots import curves
 from downpour.studies.trained import (FACE_TEST_WITH_TWIN, OWED, cost_curve, edge_fraction, face_aucs, face_draws,
                                       no_faces_twin, owed_figures, probe_accuracies, trained_run)
@@ -141,6 +141,7 @@ class FirstLayerStudy(Study):
                                    "figures": {}, "extra": {"readings": {}}}
             for f in dict.fromkeys([*names, "train_seconds", *OWED]):     # each once (face_owed_controls is in both)
                 row["figures"][f] = list(figure_ci(f, [g[f] for g in got]))
+            owed_test(row, got)
             for p in PROBE_SETS:
                 row["extra"][f"probe_{p}_raw_pixels"] = float(np.mean([g[f"probe_{p}_raw"] for g in got]))
             reach = [self._to_target(cells, c.name, s) for s in seeds]
@@ -151,10 +152,9 @@ class FirstLayerStudy(Study):
                 base = [cells[(BASELINE, s)] for s in seeds]
                 for f in names:
                     pair = [b[f] for b in base], [g[f] for g in got]
-                    d = paired_difference(*pair)
-                    row["figures"][f"delta_{f}"] = list(d)
+                    row["figures"][f"delta_{f}"], row["extra"]["readings"][f] = paired_test(
+                        row, f"delta_{f}", *pair, _resolution(f, [b[f] for b in base]))
                     note_left_out(row, f"delta_{f}", *pair)
-                    row["extra"]["readings"][f] = effect_words(*d, resolution=_resolution(f, [b[f] for b in base]))
             rows.append(row)
         return rows
 

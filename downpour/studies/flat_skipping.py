@@ -47,7 +47,7 @@ from downpour.models.footprint import footprint_table
 from downpour.studies import words
 from downpour.studies.base import Cells, Condition, Study
 from downpour.studies.plots import curves, scatter_intervals
-from downpour.studies.stats import effect_words, mean_ci, note_left_out, paired_difference
+from downpour.studies.stats import mean_ci, note_left_out, paired_test
 from downpour.studies.trained import FACE_TEST, face_aucs, face_draws, trained_run
 
 THRESHOLDS = {False: (0.003, 0.01, 0.03, 0.1, 0.3, 1.0), True: (0.03, 0.3)}
@@ -200,11 +200,10 @@ class FlatSkippingStudy(Study):
                                                                if name == "lfw" else [])
                         for f, k in pairs:
                             pair = [g[f"off/{k}"] for g in got], [g[f"{key}/{k}"] for g in got]
-                            d = paired_difference(*pair)
-                            row["figures"][f"delta_{f}"] = list(d)
-                            note_left_out(row, f"delta_{f}", *pair)
                             res = RESOLUTION["probe" if f == "probe" else "face_auc"]
-                            row["extra"]["readings"][f] = effect_words(*d, resolution=res)
+                            row["figures"][f"delta_{f}"], row["extra"]["readings"][f] = paired_test(
+                                row, f"delta_{f}", *pair, res)
+                            note_left_out(row, f"delta_{f}", *pair)
                     rows.append(row)
         return rows
 

@@ -1,5 +1,6 @@
 """``study.html``: the question, the generated verdict, the table of conditions with 95% intervals,
-the figures, and the command that reproduces it all."""
+the comparisons the verdict reads with their p-values (unadjusted and Holm's), the figures, and the
+command that reproduces it all."""
 from __future__ import annotations
 
 import html
@@ -47,6 +48,25 @@ def rows_table(rows: list[dict[str, Any]]) -> str:
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
 
 
+def tests_table(rows: list[dict[str, Any]]) -> str:
+    """One line per comparison the verdict reads (``row["tests"]``): its reading, p and Holm's p."""
+    body = [f"<tr><td class=l>{html.escape(r['condition'])}</td><td class=l>{html.escape(name)}</td>"
+            f"<td class=l>{html.escape(t['reading'])}</td><td>{fmt(t['p'])}</td><td>{fmt(t['p_holm'])}</td>"
+            f"<td class=l>{_holds(t)}</td></tr>"
+            for r in rows for name, t in r.get("tests", {}).items()]
+    if not body:
+        return "<p>none</p>"
+    head = ("<tr><th class=l>condition</th><th class=l>comparison</th><th class=l>reading</th><th>p</th>"
+            "<th>Holm p</th><th class=l>under Holm</th></tr>")
+    return f"<table>{head}{''.join(body)}</table>"
+
+
+def _holds(test: dict[str, Any]) -> str:
+    if test["reading"] not in ("higher", "lower"):
+        return ""
+    return "holds" if test["p_holm"] < 0.05 else "a lead"
+
+
 def _figure(row: dict[str, Any], key: str) -> str:
     """One figure's cell: value [low, high], and the seeds its interval left out, if any."""
     if key not in row["figures"]:
@@ -79,8 +99,10 @@ for a paired difference with no spread). A t interval of a bounded figure (an ac
 can reach past 0 or 1 with few seeds: it is shown as computed. A seed whose figure is not finite is
 left out of its interval, and said so. Each interval is for its own comparison, not adjusted for the
 many a verdict reads: with no effect anywhere, 35 comparisons at 95% leave 0 out about 1.75 times
-(at least once in 83% of studies, were they independent), so a lone "higher" or "lower" among many
-is a lead to recheck with more seeds, not a finding.</small></p>
+(at least once in 83% of studies, were they independent). The table below gives each comparison's
+p-value (the test its interval inverts) and Holm's adjusted p over all of them: a "higher" or
+"lower" whose Holm p is 0.05 or more is a lead to recheck with more seeds, not a finding.</small></p>
+<h2>Comparisons</h2>{tests_table(result['cells'])}
 <h2>Figures</h2>{figures or '<p>none</p>'}
 </body></html>
 """

@@ -4,7 +4,9 @@
 
 The folder gets ``cells.jsonl`` (the cache, one line per cell), ``context.json`` (the study's
 calibration, if any), ``study.json`` (``study``, ``question``, ``command``, ``seeds``, ``cells``:
-one row per condition with its parameters and every figure with its 95% interval, ``verdict``),
+one row per condition with its parameters and every figure with its 95% interval, and ``tests``: each
+comparison the verdict reads with its reading, ``p`` and Holm's ``p_holm`` over the study; ``verdict``,
+whose last paragraph says which readings hold under Holm's correction),
 ``figures/*.png`` and ``study.html``. ``seconds`` is this invocation's wall time; ``cells_cost`` the
 wall and CPU seconds its cells took over every invocation (a resumed study counts them all once).
 """
@@ -26,6 +28,7 @@ from downpour.config import ConfigError, Override, RunConfig, config_to_dict, pa
 from downpour.studies import study_class
 from downpour.studies.cells import CellCache, default_jobs, run_cells
 from downpour.studies.html import write_html
+from downpour.studies.stats import family_paragraph, holm
 from downpour.train.rundir import folder_to_write
 
 
@@ -83,11 +86,12 @@ def run_study(name: str, out: str | Path, quick: bool = False, seeds: int | None
                           "the study's summary reads (edited or damaged lines); delete those lines and run again: "
                           "their cells run again") from None
     note_missing(rows, cells, seed_list)
+    holm(rows)
     figures = study.figures(rows, cells, folder / "figures")
     result: dict[str, Any] = {
         "study": name, "question": cls.question, "command": command_line(name, quick, n, sets, str(out)),
         "quick": quick, "seeds": seed_list, "sets": header["sets"], "context": context,
-        "cells": rows, "verdict": study.verdict(rows),
+        "cells": rows, "verdict": "\n\n".join(p for p in (study.verdict(rows), family_paragraph(rows)) if p),
         "figures": [str(p.relative_to(folder)) for p in figures],
         "seconds": round(time.perf_counter() - start, 1), "cells_run": len(todo),
         "cells_cost": {**cache.total_cost(), "jobs": jobs or default_jobs()},

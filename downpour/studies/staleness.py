@@ -48,8 +48,8 @@ from downpour.studies import words
 from downpour.studies.base import Cells, Condition, Study
 from downpour.studies.figures import distributions, interval_bars, phase_diagram
 from downpour.studies.matching import implicit_momentum, stale_error
-from downpour.studies.stats import (effect_words, flips, mean_ci, note_left_out, paired_difference,
-                                    paired_proportions, proportion_words, wilson)
+from downpour.studies.stats import (flips, mean_ci, note_left_out, paired_proportions, paired_test,
+                                    proportion_words, record_test, wilson)
 
 SUCCESS = 1e-3          # population loss below this: the global optimum
 DIVERGED = 1e3          # population loss above this (or not finite, or a gradient a shard refused): diverged
@@ -240,21 +240,24 @@ class StalenessStudy(Study):
             vs = c.params["vs"]
             if vs:
                 base = [cells[(vs, s)] for s in seeds]
-                key = "final_cost" if c.group == "sae" else "success"
-                d = (paired_difference([b[key] for b in base], [g[key] for g in got]) if key == "final_cost" else
-                     paired_proportions([b[key] > 0 for b in base], [g[key] > 0 for g in got]))
-                row["figures"]["delta_vs_" + ("cost" if c.group == "sae" else "success")] = list(d)
-                if key == "final_cost":
-                    note_left_out(row, "delta_vs_cost", [b[key] for b in base], [g[key] for g in got])
-                if key == "success":
-                    row["extra"].update(flips([b[key] > 0 for b in base], [g[key] > 0 for g in got]))
-                    row["extra"]["reading"] = proportion_words(*d, RESOLUTION, row["extra"]["mcnemar_p"])
-                    was, now = [b["diverged"] > 0 for b in base], [g["diverged"] > 0 for g in got]
-                    dd = paired_proportions(was, now)     # did staleness itself make seeds diverge: paired, tested
-                    row["extra"]["diverged_vs"] = {"seeds": [sum(was), sum(now), len(now)], "delta": list(dd),
-                                                   "reading": proportion_words(*dd, RESOLUTION, flips(was, now)["mcnemar_p"])}
+                if c.group == "sae":
+                    pair = [b["final_cost"] for b in base], [g["final_cost"] for g in got]
+                    row["figures"]["delta_vs_cost"], row["extra"]["reading"] = paired_test(
+                        row, "delta_vs_cost", *pair, 0.01 * abs(np.nanmean(pair[0])))
+                    note_left_out(row, "delta_vs_cost", *pair)
                 else:
-                    row["extra"]["reading"] = effect_words(*d, resolution=0.01 * abs(np.nanmean([b[key] for b in base])))
+                    pair = [b["success"] > 0 for b in base], [g["success"] > 0 for g in got]
+                    d = paired_proportions(*pair)
+                    row["figures"]["delta_vs_success"] = list(d)
+                    row["extra"].update(flips(*pair))
+                    row["extra"]["reading"] = proportion_words(*d, RESOLUTION, row["extra"]["mcnemar_p"])
+                    record_test(row, "delta_vs_success", row["extra"]["reading"], row["extra"]["mcnemar_p"])
+                    was, now = [b["diverged"] > 0 for b in base], [g["diverged"] > 0 for g in got]
+                    dd, p = paired_proportions(was, now), flips(was, now)["mcnemar_p"]   # did staleness itself make seeds diverge
+                    row["extra"]["diverged_vs"] = {"seeds": [sum(was), sum(now), len(now)], "delta": list(dd),
+                                                   "reading": proportion_words(*dd, RESOLUTION, p)}
+                    if not c.params.get("control") and row["figures"]["p_diverged"][0] > 0.5:   # what the verdict reads
+                        record_test(row, "diverged_vs", row["extra"]["diverged_vs"]["reading"], p)
             rows.append(row)
         return rows
 
