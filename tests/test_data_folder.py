@@ -64,6 +64,17 @@ def test_corrupt_image_is_skipped_counted_named_and_logged(tmp_path, caplog):
     assert len(warnings) == 2 and any("broken.png" in r.getMessage() for r in warnings)
 
 
+def test_an_image_too_small_for_a_patch_is_named_by_its_path_like_an_unreadable_one(tmp_path):
+    """In memory, a too-small image was recorded by its name inside the folder ('sub/small.png')."""
+    for i in range(3):
+        _png(tmp_path / f"ok{i}.png", i)
+    _png(tmp_path / "sub" / "small.png", 9, size=(6, 5))
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    data = build_dataset(DataConfig(source="folder", path=str(tmp_path), mode="patches", size=8, samples=20), seed=0)
+    assert {entry["file"] for entry in data.info["skipped"]} == {str(tmp_path / "broken.png"),
+                                                                str(tmp_path / "sub" / "small.png")}
+
+
 def test_empty_folder_is_a_clear_error(tmp_path):
     with pytest.raises(DataError, match=str(tmp_path)):
         build_dataset(DataConfig(source="folder", path=str(tmp_path)), seed=0)

@@ -190,4 +190,4 @@ def load_folder(path: str | Path, grey: bool = True, labels: bool = False) -> Im
             info["classes_unread"] = unread
             log.warning("image folder %s: no image of class %s could be read; it keeps its number", root,
                         ", ".join(repr(c) for c in unread))
-    return ImageSet(images, names, labels=y if labels else None, skipped=skipped, info=info)
+    return ImageSet(images, names, labels=y if labels else None, skipped=skipped, info=info, root=str(root))

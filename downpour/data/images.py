@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,7 @@ class ImageSet:
     labels: list[int] | None = None
     skipped: list[dict[str, str]] = field(default_factory=list)   # {"file": ..., "reason": ...}
     info: dict[str, Any] = field(default_factory=dict)            # source-specific, JSON-able
+    root: str = ""          # the folder ``names`` are relative to (a folder source's), else ""
 
     def __post_init__(self) -> None:
         if len(self.names) != len(self.images):
@@ -43,6 +45,10 @@ class ImageSet:
 
     def __len__(self) -> int:
         return len(self.images)
+
+    def file(self, name: str) -> str:
+        """Where image ``name`` came from, as skip records and logs name files (the folder's path joined)."""
+        return str(Path(self.root) / name) if self.root else name
 
     @property
     def channels(self) -> int:

@@ -25,7 +25,7 @@ def sample_patches(images: ImageSet, size: int, n: int, rng: np.random.Generator
     skipped: list[dict[str, str]] = []
     for name, im, ok in zip(images.names, images.images, fits):
         if not ok:
-            skip(skipped, name, f"{im.shape[2]}x{im.shape[1]} image is smaller than the {size}x{size} patch")
+            skip(skipped, images.file(name), f"{im.shape[2]}x{im.shape[1]} image is smaller than the {size}x{size} patch")
     if not usable:
         raise DataError(f"no image is at least {size}x{size}, so no {size}x{size} patch can be cut; "
                         f"lower data.size or use mode = \"crops\"")
