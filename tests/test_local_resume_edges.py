@@ -113,6 +113,12 @@ def _first_opt_key(t):
     (dict(tensors=lambda t: {k: v for k, v in t.items() if not k.startswith("opt.")}), "holds no Adam state"),
     (dict(meta=lambda m: {**m, "param_groups": [{**m["param_groups"][0], "lr": "fast"}]}),
      "learning rate is 'fast', not a number"),
+    # another optimiser's checkpoint (an adagrad run's copied in): KeyError 'betas' inside Adam at the first step
+    (dict(meta=lambda m: {**m, "optimizer": "Adagrad"}), "saved by Adagrad, and this run uses Adam"),
+    (dict(meta=lambda m: {**{k: v for k, v in m.items() if k != "optimizer"},      # (older: no name recorded)
+                          "param_groups": [{"params": m["param_groups"][0]["params"], "lr": 0.1, "lr_decay": 0,
+                                            "initial_accumulator_value": 0, "eps": 1e-10, "weight_decay": 0}]}),
+     "settings initial_accumulator_value, lr_decay are not Adam's"),
 ])
 def test_a_checkpoint_whose_optimiser_state_does_not_fit_is_named_before_anything_is_touched(tmp_path, damage, named):
     """Each loaded with its files paired: an AttributeError or a RuntimeError inside Adam at the first step

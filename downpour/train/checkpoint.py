@@ -164,14 +164,34 @@ def optimizer_state(opt: torch.optim.Optimizer) -> tuple[dict[str, Tensor], dict
                 tensors[f"opt.{idx}.{key}"] = value
             else:
                 scalars.setdefault(str(idx), {})[key] = value
-    return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
+    return tensors, {"optimizer": type(opt).__name__, "param_groups": sd["param_groups"], "scalars": scalars}
+
+
+def _check_same_optimizer(opt: torch.optim.Optimizer, meta: dict[str, Any]) -> None:
+    """ValueError unless ``meta`` was saved by ``opt``'s kind of optimiser: by its recorded name, and (older
+    checkpoints name none) by its settings, none of which may be one ``opt`` lacks (torch fills in a setting
+    a newer torch added; a setting it does not know is another optimiser's: Adam's betas in SGD)."""
+    name = type(opt).__name__
+    saved = meta.get("optimizer", name)
+    if saved != name:
+        raise ValueError(f"it was saved by {saved}, and this run uses {name} (train.optimizer)")
+    groups = meta.get("param_groups")
+    if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
+        raise ValueError(f"its optimiser param_groups are {groups!r}, not a list of tables")
+    known = {key for group in opt.param_groups for key in group}
+    foreign = sorted({key for group in groups for key in group} - known)
+    if foreign:
+        raise ValueError(f"its optimiser settings {', '.join(foreign)} are not {name}'s: it was saved by another "
+                         "optimiser (train.optimizer)")
 
 
 def load_optimizer_state(opt: torch.optim.Optimizer, tensors: dict[str, Tensor], meta: dict[str, Any],
                          trained: bool = True) -> None:
     """Load :func:`optimizer_state`'s split back into ``opt``; ValueError for state that loads but would fail
-    (or train otherwise) at the next step: a moment of another shape than its parameter, a learning rate that
-    is not a number, or none at all where ``trained`` steps must have left some (torch takes all three)."""
+    (or train otherwise) at the next step: another optimiser's state, a moment of another shape than its
+    parameter, a learning rate that is not a number, or none at all where ``trained`` steps must have left
+    some (torch takes all four; another optimiser's crashed at the first step, after the run was rewritten)."""
+    _check_same_optimizer(opt, meta)
     state: dict[int, dict[str, Any]] = {}
     for name, value in tensors.items():
         if name.startswith("opt."):
