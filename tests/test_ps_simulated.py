@@ -318,3 +318,34 @@ def test_a_row_across_a_greedy_switch_averages_the_steps_totals_not_both_stages_
         stage1 = sum(v for k, v in r.items() if k.startswith("stage1/"))
         stage2 = sum(v for k, v in r.items() if k.startswith("stage2/"))
         assert min(stage1, stage2) <= r["loss"] <= max(stage1, stage2)
+
+
+def test_the_first_row_after_a_resume_rates_only_this_processs_samples(tmp_path, monkeypatch):
+    """A row of 10 steps, 7 pushed before a Ctrl-C: the resumed process divided all 10 steps' samples by its
+    own time for 3 (samples_per_s up to log_every x too high), where the local runner counts its own only."""
+    import os
+    import signal
+
+    import downpour.ps.recorder as recorder
+    from downpour.train.telemetry import Telemetry
+
+    sets = ["cluster.workers=1", "train.steps=30", "train.log_every=10"]
+    on_push, logged, log = recorder.Recorder.on_push, [], Telemetry.log
+
+    def ctrl_c_at_the_seventeenth(self, push, record):
+        on_push(self, push, record)
+        if self.pushes == 17:
+            os.kill(os.getpid(), signal.SIGINT)     # held until the event ends
+
+    def logging(self, step, parts, samples, *args, **kwargs):
+        logged.append((step, samples))
+        return log(self, step, parts, samples, *args, **kwargs)
+
+    monkeypatch.setattr(recorder.Recorder, "on_push", ctrl_c_at_the_seventeenth)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path / "r", *sets)
+    monkeypatch.setattr(recorder.Recorder, "on_push", on_push)
+    monkeypatch.setattr(Telemetry, "log", logging)
+    _run(tmp_path / "r", *sets, resume=True)
+    assert logged == [(20, 3 * 16), (30, 10 * 16)]        # batch 16, one step a push
+    assert [r["step"] for r in RunDir(tmp_path / "r").metrics()] == [10, 20, 30]

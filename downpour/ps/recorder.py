@@ -91,6 +91,7 @@ class Recorder:
             self._stale_n = saved.get("stale_n", self.pushes)     # (a checkpoint from before 2026-12-02)
             self._mean = PartsMean.from_state(saved["row"])
             self.checkpoints, self.checkpoint_seconds = saved["checkpoints"], saved["checkpoint_seconds"]
+        self._carried = self._mean.samples   # samples of a resumed row taken before: not this process's rate
         self._last_step = coord.done
         self._last_time = self.t0
         self._last_pushes = self.pushes
@@ -123,6 +124,7 @@ class Recorder:
             now = time.perf_counter()
             rate = (self.pushes - self._last_pushes) / max(now - self._last_time, 1e-9)
             parts, samples, loss = self._mean.pop()
+            samples, self._carried = samples - self._carried, 0
             self.telemetry.log(step, parts, samples, loss, worker=push.worker, staleness=record["staleness"],
                                staleness_max=record["staleness_max"], clock_gap=record["clock_gap"],
                                version=record["version"], accepted=record["accepted"],
