@@ -282,7 +282,8 @@ def test_only_a_finished_run_going_on_is_recorded_as_extended(tmp_path):
 
 
 @pytest.mark.parametrize("line, named", [(b"[1, 2]", "line 2 is not a metrics row"), (b'{"step": "30"}', "line 2 is not a metrics row"),
-                                         (b'{"step": 4, "loss": "\xff"}', "is not text")])
+                                         (b'{"step": 4, "loss": "\xff"}', "is not text"),
+                                         (b"\n\nGARBAGE", "line 4 is not JSON")])     # (blank lines counted: was "line 2")
 def test_a_damaged_metrics_line_is_named_wherever_the_rows_are_read(tmp_path, line, named):
     """A JSON line that is not a row, or bytes that are not UTF-8, gave a traceback in the resume and the report."""
     from downpour.train.rundir import NotARunError

@@ -36,13 +36,14 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
     except UnicodeDecodeError as err:
         raise NotARunError(f"{str(path)!r} is not text (a byte at {err.start} is not UTF-8): not a metrics file "
                            "downpour wrote") from None
-    lines = [line for line in text.splitlines() if line.strip()]
+    lines = [(n, line) for n, line in enumerate(text.splitlines(), start=1) if line.strip()]   # (n: the file's own)
+    last = lines[-1][0] if lines else 0
     rows = []
-    for n, line in enumerate(lines, start=1):
+    for n, line in lines:
         try:
             row = json.loads(line)
         except json.JSONDecodeError:
-            if n < len(lines):
+            if n < last:
                 raise NotARunError(f"{str(path)!r} line {n} is not JSON") from None
             continue
         step = row.get("step") if isinstance(row, dict) else None
