@@ -55,6 +55,11 @@ def test_invariances():
     torch.testing.assert_close(lcn(x), lcn(5.0 * x + 2.0), rtol=1e-4, atol=1e-4)   # gain and offset removed
     flat = torch.full((1, 3, 10, 10), 7.0, dtype=torch.float64)
     torch.testing.assert_close(lcn(flat), torch.zeros_like(flat))                  # border-corrected mean
+    # in float32 too: the rounding of a constant's local mean (~1e-6 of it), over sigma's floor eps, read up to
+    # 0.92 for a constant 100
+    for level in (3.0, 100.0, 0.1):
+        flat32 = torch.full((1, 3, 20, 20), level)
+        assert torch.equal(LocalContrastNorm2d(3)(flat32), torch.zeros_like(flat32))
 
 
 def test_gradcheck():

@@ -7,7 +7,8 @@ With w a Gaussian window that sums to 1 over space *and* channels:
 
 ``mean(sigma)`` is taken per image over all positions. Border correction: near the edges part of
 the window falls outside the image; the windowed sums are zero-padded and divided by the window
-mass that lies inside, so a constant image has local mean exactly that constant everywhere.
+mass that lies inside, so a constant image has local mean that constant everywhere, and (v is
+computed about the image's first value, which leaves it unchanged) maps to exactly 0 in any dtype.
 """
 from __future__ import annotations
 
@@ -55,6 +56,10 @@ class LocalContrastNorm2d(nn.Module):
         w = self.window.to(x.dtype)
         # Window mass inside the image at every position: 1 in the interior, less near the borders.
         mass = F.conv2d(x.new_ones(1, self.channels, *x.shape[2:]), w, padding=self.kernel_size // 2)
+        # The same v for any offset r (the corrected window sums to 1), computed about the image's first
+        # value: a constant image gives v = 0 exactly. About 0, float32's rounding of its local mean
+        # (~1e-6 of the constant), divided by sigma's floor eps, came out as noise up to ~1 (a constant 100).
+        x = x - x[:, :1, :1, :1].detach()
         v = x - self._local_sum(x, w, mass)
         # eps^2 under the root floors sigma at eps smoothly (and keeps the gradient finite on flat patches).
         sigma = torch.sqrt(self._local_sum(v * v, w, mass) + self.eps ** 2)   # (B, 1, H, W)
