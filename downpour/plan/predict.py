@@ -218,7 +218,8 @@ def predict(net: Network, cl: Cluster, rates: Rates, batch: int, n_push: int = 1
     part = parts[k]
     timing = _timing(net, part, cl, r, k, s, batch, n_push, n_fetch, rates)
     shard_bytes = 4 * net.params / s * (1 + RULE_STATE[rule])
-    resolved = {**asdict(cl), "replicas": r, "partitions": k, "shards": s, "grid": list(grid(k, next((st for st in net.stages if st.in_shape), None))),
+    cut = next((stage for stage in net.stages if stage.in_shape), None)      # (the first cut stage's layout)
+    resolved = {**asdict(cl), "replicas": r, "partitions": k, "shards": s, "grid": list(grid(k, cut)),
                 "machines_used": r * k + s}
     return {"cluster": resolved, "batch": batch, "n_push": n_push, "n_fetch": n_fetch, "rule": rule,
             "rates": rates.as_dict(), "partition": part, "shard_bytes": shard_bytes,
