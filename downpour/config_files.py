@@ -18,8 +18,9 @@ def list_presets() -> list[str]:
 
 
 def read_toml(name_or_path: str, preset_only: bool = False) -> tuple[dict[str, Any], str, Path | None]:
-    """(table, where it came from in words, the file's path or None for a preset). A file wins over a preset
-    of the same name, a preset over a folder (a folder can never be a config: it is named as one);
+    """(table, where it came from in words, the file's path or None for a preset). A bare name (no ``.toml``,
+    no ``/``) that a preset has is the preset, whatever the working directory holds (a file ``main`` there
+    replaced the main job; ``./main`` reads it); any other name a file, and never a folder (named as one);
     ``preset_only``: a preset or nothing (a file's bare-name ``base``)."""
     path = Path(name_or_path)
     preset = resources.files(PRESET_PACKAGE) / f"{name_or_path}.toml"
@@ -28,10 +29,10 @@ def read_toml(name_or_path: str, preset_only: bool = False) -> tuple[dict[str, A
         raise ConfigError(f"no preset or file named {name_or_path!r}{nearest(name_or_path, list_presets())} (a bare-name "
                           f"base is a file in the config's own folder or a preset, never a file in the working "
                           f"directory); presets: {', '.join(list_presets())}")
-    if path.is_file() and not preset_only:
-        text, where, file = _text(path, str(path)), str(path), path
-    elif is_preset:
+    if is_preset:
         text, where, file = _text(preset, f"preset {name_or_path!r}"), f"preset {name_or_path!r}", None
+    elif path.is_file():
+        text, where, file = _text(path, str(path)), str(path), path
     elif path.is_dir():
         hint = " (a run folder: --resume it, or start from its config with --config RUN/config.toml)" \
             if (path / "config.toml").is_file() else ""

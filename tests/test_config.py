@@ -70,6 +70,22 @@ def test_a_bare_name_base_is_never_the_working_directorys_file(tmp_path, monkeyp
     assert load_config("cfgs/mine.toml").model.name == "cat-demo"
 
 
+def test_a_presets_name_is_the_preset_whatever_the_working_directory_holds(tmp_path, monkeypatch, capsys):
+    """A file named main in the working directory replaced `downpour train`'s main job, and broke (or joined)
+    the preset listing."""
+    from downpour.cli import main
+    shipped, listing = load_config("main"), main(["presets"]) == 0 and capsys.readouterr().out
+    (tmp_path / "main").write_bytes(b"\x7fELF\x00 a binary")
+    (tmp_path / "cat-demo").write_text("[train]\nsteps = 5\n")
+    (tmp_path / "mine").write_text('base = "ufldl-sae"\n')
+    monkeypatch.chdir(tmp_path)
+    assert load_config("main") == shipped
+    assert load_config("cat-demo").train.steps != 5
+    assert load_config("./cat-demo").train.steps == 5                        # a path reads the file
+    assert load_config("mine").model.name == "ufldl-sae"                     # a bare name no preset has: the file
+    assert main(["presets"]) == 0 and capsys.readouterr().out == listing
+
+
 def test_a_set_of_base_and_a_seed_past_32_bits_are_refused():
     with pytest.raises(ConfigError, match="base is read from a config file only"):   # accepted, ignored
         load_config("ufldl-sae", ["base=cat-demo"])
