@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from downpour.config import CROSSFIT_CONTROLS, ClusterConfig, ConfigError, FlagValue, Override, RunConfig, config_to_toml, list_presets, load_config, origin_of, parse_override
-from downpour.cli_flags import check_flags, check_plan_flags, check_sets, set_keys
+from downpour.cli_flags import check_flags, check_paths, check_plan_flags, check_sets, set_keys
 from downpour.settings import choices_of
 from downpour.errors import DownpourError
 from downpour.train.signals import sigterm_as_interrupt
@@ -375,6 +375,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace, terms: list[int]) -> int:
     """``args.func(args)``, its errors and interrupts turned into one line and an exit status."""
     try:
+        check_paths(args)
         return args.func(args)
     except DownpourError as err:   # the user's to fix, said in one line; anything else is a bug: a traceback
         if args.verbose:
@@ -391,7 +392,7 @@ def _run(args: argparse.Namespace, terms: list[int]) -> int:
         os.dup2(devnull, sys.stderr.fileno())
         # a listing cut short is fine; work cut short (a run stopped at its first progress line) is not
         # success: the status a process killed by SIGPIPE has, so a script sees it
-        return 0 if args.func in (cmd_models, cmd_presets) else 128 + signal.SIGPIPE
+        return 0 if args.func in (cmd_models, cmd_presets) or vars(args).get("name") == "list" else 128 + signal.SIGPIPE
 
 
 if __name__ == "__main__":

@@ -40,6 +40,17 @@ SANDBLASTER_READS = ("cluster.runner", "cluster.algorithm", "cluster.workers", "
                      "cluster.checkpoint_every", "cluster.delay", "cluster.partitions")
 
 
+PATHS = {"config": "--config", "out": "--out", "resume": "--resume", "check_run": "--check-run", "run": "RUN"}
+
+
+def check_paths(args: argparse.Namespace) -> None:
+    """ConfigError for a path given empty (``--resume "$RUN"`` with RUN unset): each was read as not given, so
+    ``--resume ""`` started a new main job, and ``--out ""`` wrote into runs/."""
+    for dest, flag in PATHS.items():
+        if getattr(args, dest, None) == "":
+            raise ConfigError(f"{flag} is empty: give a path (or leave the flag out)")
+
+
 def set_keys(args: argparse.Namespace) -> list[str]:
     """The dotted keys the command line's ``--set`` strings name."""
     return [".".join(parse_override(item)[0]) for item in args.set]

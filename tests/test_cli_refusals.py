@@ -86,6 +86,22 @@ def test_a_flag_that_would_be_ignored_is_refused(tmp_path, capsys, argv, named):
     assert named in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv, named", [
+    (["train", "--resume", "", "--dry-run"], "--resume is empty"),      # was: a new main job, rc 0
+    (["train", "--config", "", "--dry-run"], "--config is empty"),
+    (["train", "--config", "ufldl-sae", "--out", "", "--dry-run"], "--out is empty"),
+    (["crossfit", "--config", "", "--out", "x"], "--config is empty"),
+    (["study", "costs", "--out", ""], "--out is empty"),
+    (["analyze", ""], "RUN is empty"),
+    (["plan", "--check-run", ""], "--check-run is empty"),
+])
+def test_a_path_given_empty_is_refused_not_read_as_left_out(tmp_path, monkeypatch, capsys, argv, named):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    assert named in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_resume_on_a_file_says_it_is_a_file(tmp_path, capsys):
     (tmp_path / "x.txt").write_text("")
     assert main(["train", "--resume", str(tmp_path / "x.txt")]) == 2
@@ -602,3 +618,12 @@ def test_an_error_about_a_cost_terms_key_names_what_set_that_key(tmp_path, capsy
     assert capsys.readouterr().err.startswith(f"downpour: error: {tmp_path / 'negw.toml'}: [objective]")
     assert main([*argv, "--set", "objective.pooled_l2.weight=-2"]) == 2
     assert "--set objective.pooled_l2.weight=-2: [objective]" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("listing", [["models"], ["presets"], ["study", "list"]])
+def test_a_listing_whose_reader_left_is_no_failure(listing):
+    """`downpour study list | head -1` exited 141 under `set -o pipefail`, where models and presets exit 0."""
+    proc = subprocess.Popen([sys.executable, "-m", "downpour.cli", *listing], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc.stdout.close()                          # the reader leaves before the first line
+    assert proc.wait(timeout=120) == 0, proc.stderr.read()
