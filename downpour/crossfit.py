@@ -32,7 +32,7 @@ from typing import Any
 from downpour.config import (CROSSFIT_CONTROLS, FACE_SOURCES, AnalysisConfig, ConfigError, Override, RunConfig,
                              config_to_dict, load_config, origin_of, parse_override)
 from downpour.errors import RunError
-from downpour.train.rundir import RunDir, folder_to_write
+from downpour.train.rundir import RunDir, folder_to_write, make_folder
 from downpour.train.signals import Terminated, sigterm_as_interrupt
 from downpour.twins import check_same_run, no_faces_config, shared_ray, train_kept
 
@@ -136,7 +136,7 @@ def train_in_parallel(configs: list[RunConfig], paths: list[Path], jobs: int) ->
                 i = pending.pop(0)
                 receive, send = ctx.Pipe(duplex=False)
                 log_path = output_log(paths[i])
-                paths[i].parent.mkdir(parents=True, exist_ok=True)
+                make_folder(paths[i].parent, "the cross-fit's folder")
                 process = ctx.Process(target=_fold_child, args=(configs[i], paths[i], log_path, send))
                 running[i] = (process, receive)     # before it starts: a stop during the start still stops it
                 process.start()

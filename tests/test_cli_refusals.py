@@ -627,3 +627,34 @@ def test_a_listing_whose_reader_left_is_no_failure(listing):
                             stderr=subprocess.PIPE, env={**os.environ, "OMP_NUM_THREADS": "1"})
     proc.stdout.close()                          # the reader leaves before the first line
     assert proc.wait(timeout=120) == 0, proc.stderr.read()
+
+
+def test_an_output_folder_that_cannot_be_made_is_named_not_a_traceback(tmp_path, monkeypatch, capsys):
+    """On a read-only file system (EROFS, a plain OSError) train, study and crossfit ended in a traceback, and
+    --dry-run said "config checked"."""
+    import errno
+    from pathlib import Path
+
+    from downpour.train import rundir
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    mkdir = Path.mkdir
+
+    def read_only(self, *args, **kwargs):
+        if ro in (self, *self.parents):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(self))
+        return mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    for argv, what in ((["train", *TINY, "--out", str(ro / "r")], "the run folder"),
+                       (["study", "costs", "--quick", "--out", str(ro / "s")], "the study's folder"),
+                       (["crossfit", *[a for a in TINY if a != "--no-report"], "--folds", "2", "--jobs", "2", "--out", str(ro / "c")], "the cross-fit's folder")):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert f"cannot make {what}" in err and "Read-only file system" in err
+    access = os.access
+    monkeypatch.setattr(rundir.os, "access", lambda p, mode: Path(p) != ro and access(p, mode))
+    assert main(["train", *TINY, "--out", str(ro / "r"), "--dry-run"]) == 2
+    assert f"{str(ro)!r} cannot be written" in capsys.readouterr().err
+    assert list(ro.iterdir()) == []

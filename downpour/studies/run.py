@@ -29,7 +29,7 @@ from downpour.studies import study_class
 from downpour.studies.cells import CellCache, default_jobs, run_cells
 from downpour.studies.html import write_html
 from downpour.studies.stats import family_paragraph, holm
-from downpour.train.rundir import folder_to_write
+from downpour.train.rundir import folder_to_write, make_folder
 
 
 def command_line(name: str, quick: bool, seeds: int, sets: list[Override], out: str) -> str:
@@ -60,7 +60,7 @@ def run_study(name: str, out: str | Path, quick: bool = False, seeds: int | None
     folder = folder_to_write(Path(out), "the study's folder")
     if (folder / "config.toml").is_file():          # its cells, context and figures would mix into the run
         raise ConfigError(f"--out {str(folder)!r} holds a training run (config.toml); a study writes its own folder")
-    folder.mkdir(parents=True, exist_ok=True)
+    make_folder(folder, "the study's folder")
     header = cells_header(study, conditions, [_pair(s) for s in sets])
     cache = CellCache(folder / "cells.jsonl", header)
     start = time.perf_counter()

@@ -45,11 +45,7 @@ class RunDir:
         run = cls.check_new(path)
         if (run.path / "config.toml").exists():
             (run.path / cls.METRICS).unlink(missing_ok=True)   # opened before the first step: no row in it
-        try:
-            run.path.mkdir(parents=True, exist_ok=True)
-        except (NotADirectoryError, FileExistsError, PermissionError) as err:   # a file on the way, a read-only place
-            raise RunExistsError(f"cannot make the run folder {str(run.path)!r}: {err.strerror} "
-                                 f"({err.filename or run.path}); pick another --out") from None
+        make_folder(run.path, "the run folder")
         run.save_config(cfg)
         return run
 
@@ -366,10 +362,25 @@ def _replace_text(path: Path, text: str) -> None:
 
 def folder_to_write(path: Path, what: str) -> Path:
     """``path`` where a folder can be made or written into; RunExistsError naming ``what`` (a run, a
-    study, a cross-fit) when a file stands there or on the way to it."""
+    study, a cross-fit) when a file stands there or on the way to it, or the nearest folder there is
+    cannot be written (a read-only file system: found by ``--dry-run`` too)."""
     blocked = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
     if blocked is not None:
         raise RunExistsError(f"cannot make {what} {str(path)!r}: {str(blocked)!r} is a file; pick another --out")
+    nearest = next((p for p in (path, *path.parents) if p.exists()), Path("."))
+    if not os.access(nearest, os.W_OK | os.X_OK):
+        raise RunExistsError(f"cannot make {what} {str(path)!r}: {str(nearest)!r} cannot be written; pick another --out")
+    return path
+
+
+def make_folder(path: Path, what: str) -> Path:
+    """``path`` made (with its parents; there already is fine); RunExistsError naming ``what``, the path and
+    why it cannot be (a file on the way, a read-only file system, no such place), not a traceback."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise RunExistsError(f"cannot make {what} {str(path)!r}: {err.strerror or err} "
+                             f"({err.filename or path}); pick another --out") from None
     return path
 
 
@@ -383,4 +394,7 @@ def fresh_folder(name: str) -> Path:
             return path
         except FileExistsError:
             continue
+        except OSError as err:            # a read-only place, a file on the way
+            raise RunExistsError(f"cannot make the run folder {str(path)!r}: {err.strerror or err}; "
+                                 "pick one with --out") from None
     raise RunExistsError(f"no free run folder named like {name!r}: pick one with --out")
