@@ -276,8 +276,10 @@ def test_the_studies_that_run_the_face_test_name_it():
 def test_a_set_on_a_varied_key_or_a_typo_is_refused_before_any_cell(planted, tmp_path):
     with pytest.raises(ConfigError, match="varies it itself"):
         run_study("planted", tmp_path / "a", quick=True, sets=["train.lr=0.3"], jobs=1)
-    with pytest.raises(ConfigError, match="stepz"):
+    with pytest.raises(ConfigError, match=r"^--set train.stepz=3: unknown key 'train.stepz'"):   # (was "the command line")
         run_study("planted", tmp_path / "b", quick=True, sets=["train.stepz=3"], jobs=1)
+    with pytest.raises(ConfigError, match=r"^--set train.threads=abc: train.threads must be int"):
+        run_study("planted", tmp_path / "c", quick=True, sets=["train.threads=abc"], jobs=1)
     assert CALLS == []
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from downpour.config import ConfigError, Override, RunConfig, config_to_dict, parse_override
+from downpour.config import ConfigError, FlagValue, Override, RunConfig, config_to_dict, parse_override
 from downpour.studies import study_class
 from downpour.studies.cells import CellCache, default_jobs, run_cells
 from downpour.studies.html import write_html
@@ -135,8 +135,9 @@ def note_missing(rows: list[dict[str, Any]], cells: dict[tuple[str, int], dict[s
 
 
 def _pair(item: Override) -> tuple[str, Any]:
+    """``(key, value)`` of a --set; one typed as a string names itself in errors (was "the command line")."""
     path, value = parse_override(item)
-    return ".".join(path), value
+    return FlagValue(".".join(path), value, f"--set {item}") if isinstance(item, str) else (".".join(path), value)
 
 
 MEASURED_BY_THE_STUDY = ("a study measures its cells itself (studies/measure.py, trained.py: its own layers, images "
