@@ -131,3 +131,20 @@ def test_a_checkpoint_whose_optimiser_state_does_not_fit_is_named_before_anythin
     with pytest.raises(CheckpointError, match=named):
         _run(tmp_path / "r", "train.steps=20", resume=True)
     assert (tmp_path / "r/metrics.jsonl").read_text() == before
+
+
+def test_a_resume_stopped_before_its_end_keeps_the_analysis_of_the_model_still_saved(tmp_path, monkeypatch):
+    """The resume's start removed analysis.json and report.html, though model.safetensors (what they describe)
+    stays the old model until the resume's end saves another."""
+    _run(tmp_path / "r", "train.steps=10", "train.checkpoint_every=5")
+    run = RunDir.open(tmp_path / "r")
+    run.write_json("analysis.json", {"trained_steps": 10})
+    (tmp_path / "r/report.html").write_text("<p>the step-10 model</p>")
+    _interrupt_at(monkeypatch, 4)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path / "r", "train.steps=30", "train.checkpoint_every=5", resume=True)
+    assert run.model_step() == 10 and run.analysed_step() == 10 and (tmp_path / "r/report.html").is_file()
+    monkeypatch.undo()
+    _run(tmp_path / "r", resume=True)                     # its end saves the step-30 model: the analysis goes
+    assert run.model_step() == 30 and not (tmp_path / "r/analysis.json").exists()
+    assert not (tmp_path / "r/report.html").exists()

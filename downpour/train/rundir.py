@@ -194,7 +194,9 @@ class RunDir:
         """What every runner does once its state is restored and before its first step: refuse a
         run that already reached ``cfg.train.steps``, save the config and the fitted preprocessing,
         and on a resume drop the metrics rows logged after the checkpoint (they are logged again).
-        Only now, with the checkpoint loaded and the step checked: a mistyped resume leaves the run as it was."""
+        Only now, with the checkpoint loaded and the step checked: a mistyped resume leaves the run as it was.
+        The analysis stays: it describes model.safetensors, which only the resume's end replaces
+        (:meth:`save_model` removes it then; a resume stopped before its end leaves both as they were)."""
         self.refuse_reached(cfg, start)
         if (self.path / "tb").exists() and not (self.path / "tb").is_dir():   # (TensorBoard's writer: a traceback)
             raise NotARunError(f"{str(self.path / 'tb')!r} is a file where the run's TensorBoard folder goes; move it away")
@@ -202,7 +204,6 @@ class RunDir:
         self.save_preprocess(preprocess, self._refits(preprocess, start) if resume else [])
         if resume:
             self.truncate_metrics(start)
-            self.drop_analysis(f"they describe the model at step {start}, which this resume trains on")
 
     def refuse_reached(self, cfg: RunConfig, start: int) -> None:
         """ConfigError when a resume from step ``start`` has nothing left to train to ``cfg.train.steps``."""
