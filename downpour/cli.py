@@ -55,7 +55,8 @@ def _flag_of(key: str, args: argparse.Namespace) -> str:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from downpour.preflight import check_folder, check_run_config, new_run_config, resume_config
-    from downpour.train.rundir import RunDir, fresh_folder
+    from downpour.train.folders import fresh_folder
+    from downpour.train.rundir import RunDir
     from downpour.twins import train_with_twin, twin_config
 
     resume = bool(args.resume)

@@ -32,7 +32,8 @@ from typing import Any
 from downpour.config import (CROSSFIT_CONTROLS, FACE_SOURCES, AnalysisConfig, ConfigError, Override, RunConfig,
                              config_to_dict, load_config, origin_of, parse_override)
 from downpour.errors import RunError
-from downpour.train.rundir import RunDir, folder_to_write, make_folder
+from downpour.train.folders import folder_to_write, make_folder
+from downpour.train.rundir import RunDir
 from downpour.train.signals import Terminated, sigterm_as_interrupt
 from downpour.twins import check_same_run, no_faces_config, shared_ray, train_kept
 

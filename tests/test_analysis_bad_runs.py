@@ -118,6 +118,32 @@ def test_a_figures_file_is_named_before_the_measurements_and_a_stale_staging_fil
     assert (run / "figures").is_dir() and not (run / "figures.partial").exists()
 
 
+@pytest.mark.parametrize("where", ["run", "figures"])
+def test_a_run_that_cannot_be_written_is_named_before_the_measurements_and_keeps_its_report(run, monkeypatch, where):
+    """A read-only run folder: a traceback after the measurements; a read-only figures/: a traceback after the
+    run's report.html was gone, and figures.partial left behind."""
+    import errno
+
+    write_report(run)
+    report, touch = (run / "report.html").read_text(), Path.touch
+    folder = run if where == "run" else run / "figures"
+
+    def read_only(self, *args, **kwargs):
+        if self.parent == folder:
+            raise OSError(errno.EROFS, "Read-only file system", str(self))
+        return touch(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "touch", read_only)
+    measured = []
+    monkeypatch.setattr("downpour.analysis.run._measure", lambda *a: measured.append(1))
+    with pytest.raises(NotARunError, match=f"{str(folder)!r} cannot be written \\(Read-only file system\\)"):
+        analyze_run(run, **FAST)
+    assert measured == [] and (run / "report.html").read_text() == report and not (run / "figures.partial").exists()
+    monkeypatch.setattr(Path, "write_text", lambda self, *a, **k: (_ for _ in ()).throw(PermissionError(13, "Permission denied")))
+    with pytest.raises(NotARunError, match="cannot write .*report.html' \\(Permission denied\\)"):
+        write_report(run)
+
+
 @pytest.mark.parametrize("options, key", [({"layer": "nope"}, "analysis.layer"),
                                           ({"probe_layers": ["nope"], "probes": ["lfw"]}, "analysis.probe_layers")])
 def test_a_layer_the_model_lacks_names_its_key_before_the_measurements(run, monkeypatch, options, key):

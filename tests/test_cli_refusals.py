@@ -635,7 +635,7 @@ def test_an_output_folder_that_cannot_be_made_is_named_not_a_traceback(tmp_path,
     import errno
     from pathlib import Path
 
-    from downpour.train import rundir
+    from downpour.train import folders
 
     ro = tmp_path / "ro"
     ro.mkdir()
@@ -654,7 +654,7 @@ def test_an_output_folder_that_cannot_be_made_is_named_not_a_traceback(tmp_path,
         err = capsys.readouterr().err
         assert f"cannot make {what}" in err and "Read-only file system" in err
     access = os.access
-    monkeypatch.setattr(rundir.os, "access", lambda p, mode: Path(p) != ro and access(p, mode))
+    monkeypatch.setattr(folders.os, "access", lambda p, mode: Path(p) != ro and access(p, mode))
     assert main(["train", *TINY, "--out", str(ro / "r"), "--dry-run"]) == 2
     assert f"{str(ro)!r} cannot be written" in capsys.readouterr().err
     assert list(ro.iterdir()) == []

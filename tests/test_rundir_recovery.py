@@ -255,7 +255,7 @@ def test_a_server_checkpoint_damaged_but_still_json_is_named_not_a_bare_key_erro
 
 def test_two_runs_started_in_the_same_second_get_a_folder_each(tmp_path):
     """The default --out is named to the second: two runs took one folder and wrote into it together."""
-    from downpour.train.rundir import fresh_folder
+    from downpour.train.folders import fresh_folder
 
     name = str(tmp_path / "runs" / "main-20261202-083836")
     first, second, third = fresh_folder(name), fresh_folder(name), fresh_folder(name)

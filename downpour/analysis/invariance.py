@@ -14,16 +14,20 @@ so without them it is reported as unavailable rather than faked. Given posed ima
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from downpour.analysis.labelled import load_labelled
 from downpour.analysis.units import check_layer, unit_response
-from downpour.errors import DataError
+from downpour.errors import ConfigError, DataError
 from downpour.models.base import FeatureModel
+
+if TYPE_CHECKING:
+    from downpour.data.preprocess import Preprocess
 
 DEFAULT_SCALES = (0.5, 0.625, 0.75, 0.875, 1.0, 1.125, 1.25, 1.5, 1.75, 2.0)
 DEFAULT_ANGLES = (-90.0, -67.5, -45.0, -30.0, -15.0, 0.0, 15.0, 30.0, 45.0, 67.5, 90.0)
@@ -153,3 +157,27 @@ def invariance_summary(result: dict[str, Any], floor: float = 0.5) -> dict[str, 
             hi += 1
         out[c["transform"]] = [float(values[lo]), float(values[hi])]
     return {"floor": floor, "ranges": out}
+
+
+def load_poses(path: str, shape: tuple[int, ...], prepare: Preprocess) -> dict[float, torch.Tensor]:
+    """``analysis.poses``: {angle: images} from a folder with one sub-folder per angle in degrees."""
+    try:
+        posed = load_labelled(path, shape, prepare=prepare)
+    except DataError as err:
+        raise ConfigError(f"analysis.poses: {err}", key="analysis.poses") from None
+    out: dict[float, torch.Tensor] = {}
+    named: dict[float, str] = {}
+    for k, name in enumerate(posed.classes):
+        try:
+            angle = float(name)
+        except ValueError:
+            raise ConfigError(f"analysis.poses: sub-folder {name!r} of {path!r} is not an angle in degrees",
+                              key="analysis.poses") from None
+        if angle in out:          # (0 and 0.0: one of them was dropped without a word)
+            raise ConfigError(f"analysis.poses: sub-folders {named[angle]!r} and {name!r} of {path!r} are the same angle "
+                              f"({angle:g} degrees); put their images in one", key="analysis.poses")
+        out[angle], named[angle] = posed.x[torch.from_numpy(posed.y == k)], name
+    if 0.0 not in out:
+        raise ConfigError(f"analysis.poses: {path!r} has no frontal pose (a sub-folder named 0), which the curve is "
+                          f"measured against; its angles: {sorted(out)}", key="analysis.poses")
+    return out

@@ -305,7 +305,10 @@ def write_report(run_path: str | Path, analyze_if_missing: bool = True) -> Path:
                            f"shape ({type(err).__name__}: {err}): edited, cut short or written by another version of "
                            f"downpour; `downpour analyze {run.path} --report` writes it again") from None
     out = run.path / "report.html"
-    out.write_text(page(f"downpour report: {run.path.name}", body), encoding="utf-8")
+    try:
+        out.write_text(page(f"downpour report: {run.path.name}", body), encoding="utf-8")
+    except OSError as err:            # a read-only run folder: named, not a traceback
+        raise NotARunError(f"cannot write {str(out)!r} ({err.strerror or err}); report a copy of the run") from None
     return out
 
 

@@ -22,7 +22,7 @@ from threadpoolctl import threadpool_limits
 
 from downpour.analysis import figures
 from downpour.analysis.face_controls import LEARNED, face_controls
-from downpour.analysis.invariance import invariance_curves, invariance_summary
+from downpour.analysis.invariance import invariance_curves, invariance_summary, load_poses
 from downpour.analysis.labelled import LabelledSet, load_labelled, prepare_images
 from downpour.analysis.edges import edge_summary
 from downpour.analysis.probe import probe_table
@@ -36,6 +36,7 @@ from downpour.errors import DataError
 from downpour.layers import LocallyConnected2d
 from downpour.models.base import FeatureModel
 from downpour.objectives import is_metric
+from downpour.train.folders import check_writable
 from downpour.train.rundir import NotARunError, RunDir
 
 log = logging.getLogger(__name__)
@@ -56,30 +57,6 @@ def random_twin(run: RunDir, seed: int) -> FeatureModel:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return run.new_model().eval()
-
-
-def load_poses(path: str, shape: tuple[int, ...], prepare: Preprocess) -> dict[float, torch.Tensor]:
-    """``analysis.poses``: {angle: images} from a folder with one sub-folder per angle in degrees."""
-    try:
-        posed = load_labelled(path, shape, prepare=prepare)
-    except DataError as err:
-        raise ConfigError(f"analysis.poses: {err}", key="analysis.poses") from None
-    out: dict[float, torch.Tensor] = {}
-    named: dict[float, str] = {}
-    for k, name in enumerate(posed.classes):
-        try:
-            angle = float(name)
-        except ValueError:
-            raise ConfigError(f"analysis.poses: sub-folder {name!r} of {path!r} is not an angle in degrees",
-                              key="analysis.poses") from None
-        if angle in out:          # (0 and 0.0: one of them was dropped without a word)
-            raise ConfigError(f"analysis.poses: sub-folders {named[angle]!r} and {name!r} of {path!r} are the same angle "
-                              f"({angle:g} degrees); put their images in one", key="analysis.poses")
-        out[angle], named[angle] = posed.x[torch.from_numpy(posed.y == k)], name
-    if 0.0 not in out:
-        raise ConfigError(f"analysis.poses: {path!r} has no frontal pose (a sub-folder named 0), which the curve is "
-                          f"measured against; its angles: {sorted(out)}", key="analysis.poses")
-    return out
 
 
 def _over_splits(model: FeatureModel, data, opts: AnalysisConfig, layer: str, seed: int, twin: FeatureModel) -> dict:
@@ -201,13 +178,13 @@ STAGING = "figures.partial"   # an analysis draws here; its figures join figures
 
 def _publish(run: RunDir, staging: Path, result: dict[str, Any]) -> None:
     """The new figures over the old ones, then analysis.json: an analysis that fails or is stopped before
-    this leaves the run's figures and analysis.json as they were (they agree with each other). A
-    report.html of the old analysis goes (``downpour analyze`` writes the new one in its place)."""
-    (run.path / "report.html").unlink(missing_ok=True)
+    this leaves the run's figures and analysis.json as they were (they agree with each other). The old
+    report.html goes last (``downpour analyze`` writes the new one): a failed move leaves it, whole."""
     for path in staging.iterdir():
         os.replace(path, run.figures / path.name)
     staging.rmdir()
     run.write_json("analysis.json", result)
+    (run.path / "report.html").unlink(missing_ok=True)
 
 
 def _analyze(run_path: str | Path, options: dict[str, Any]) -> dict[str, Any]:
@@ -235,6 +212,8 @@ def _analyze(run_path: str | Path, options: dict[str, Any]) -> dict[str, Any]:
     if pictures.exists() and not pictures.is_dir():    # found now, not after the measurements, when they move there
         raise NotARunError(f"{str(pictures)!r} is a file: the analysis writes its pictures into a folder of that name; "
                            "move the file away")
+    for folder in (run.path, pictures):     # found before it measures (was: a traceback after)
+        check_writable(folder, "the analysis writes analysis.json, figures/ and report.html there; analyse a copy")
     fig_dir = run.path / STAGING
     if fig_dir.is_file() or fig_dir.is_symlink():
         fig_dir.unlink()

@@ -29,7 +29,7 @@ from downpour.studies import study_class
 from downpour.studies.cells import CellCache, default_jobs, run_cells
 from downpour.studies.html import write_html
 from downpour.studies.stats import family_paragraph, holm
-from downpour.train.rundir import folder_to_write, make_folder
+from downpour.train.folders import folder_to_write, make_folder
 
 
 def command_line(name: str, quick: bool, seeds: int, sets: list[Override], out: str) -> str:

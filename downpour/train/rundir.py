@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from downpour.config import ConfigError, Override, RunConfig, config_to_toml, load_config
-from downpour.errors import DownpourError, NotARunError
+from downpour.errors import NotARunError
 from downpour.models.base import FeatureModel
 from downpour.train.checkpoint import (PAIR_KEY, CheckpointError, load_state, read_tensors, save_state, sha256_of,
                                        write_tensors)
+from downpour.train.folders import RunExistsError, folder_to_write, make_folder
 from downpour.train.metrics_file import has_row, read_rows, truncate_rows
 from downpour.train.recorded import config_fills, model_fills
 
@@ -23,10 +24,6 @@ if TYPE_CHECKING:
     from downpour.data.preprocess import Preprocess
 
 log = logging.getLogger(__name__)
-
-
-class RunExistsError(DownpourError):
-    """The directory already holds a run that trained; a new run never overwrites it."""
 
 
 class RunDir:
@@ -359,43 +356,3 @@ def _replace_text(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
-
-
-def folder_to_write(path: Path, what: str) -> Path:
-    """``path`` where a folder can be made or written into; RunExistsError naming ``what`` (a run, a
-    study, a cross-fit) when a file stands there or on the way to it, or the nearest folder there is
-    cannot be written (a read-only file system: found by ``--dry-run`` too)."""
-    blocked = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
-    if blocked is not None:
-        raise RunExistsError(f"cannot make {what} {str(path)!r}: {str(blocked)!r} is a file; pick another --out")
-    nearest = next((p for p in (path, *path.parents) if p.exists()), Path("."))
-    if not os.access(nearest, os.W_OK | os.X_OK):
-        raise RunExistsError(f"cannot make {what} {str(path)!r}: {str(nearest)!r} cannot be written; pick another --out")
-    return path
-
-
-def make_folder(path: Path, what: str) -> Path:
-    """``path`` made (with its parents; there already is fine); RunExistsError naming ``what``, the path and
-    why it cannot be (a file on the way, a read-only file system, no such place), not a traceback."""
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise RunExistsError(f"cannot make {what} {str(path)!r}: {err.strerror or err} "
-                             f"({err.filename or path}); pick another --out") from None
-    return path
-
-
-def fresh_folder(name: str) -> Path:
-    """A new folder ``name`` (or ``name-2``, ``-3``, ...), made here: two runs started in the same second
-    took one default folder and wrote into it together."""
-    for n in range(1, 1000):
-        path = Path(name if n == 1 else f"{name}-{n}")
-        try:
-            path.mkdir(parents=True)
-            return path
-        except FileExistsError:
-            continue
-        except OSError as err:            # a read-only place, a file on the way
-            raise RunExistsError(f"cannot make the run folder {str(path)!r}: {err.strerror or err}; "
-                                 "pick one with --out") from None
-    raise RunExistsError(f"no free run folder named like {name!r}: pick one with --out")
