@@ -421,6 +421,23 @@ def test_kl_sparsity_on_codes_outside_0_1_is_refused(capsys):
             "model.name=rica-8x8", "--set", "objective.kl_sparsity=3"]
     assert main(argv) == 2
     assert "objective.kl_sparsity needs codes in (0, 1)" in capsys.readouterr().err
+
+
+def test_kl_sparsity_on_a_bernoulli_rbm_is_checked_on_data_it_takes_and_moves_no_chain(capsys):
+    """The check fed every model a normal batch: a Bernoulli RBM refuses data outside [0, 1], so the registered
+    rbm-sparse and the documented KL recipe could not be trained; and its forward moved a PCD model's chains."""
+    import torch
+
+    from downpour.models.cost_fit import check_cost_fits
+    from downpour.models.registry import build
+
+    assert main(["train", "--config", "rbm-digits", "--set", "model.name=rbm-sparse", "--dry-run"]) == 0
+    cfg = load_config("rbm-digits", ["model.persistent=true", "model.chains=8", "objective.kl_sparsity={weight=1.0}"])
+    model, objective = build(cfg, (1, 8, 8))
+    model.train()
+    before = model.chains_h.clone()
+    check_cost_fits("rbm-digits", model, objective, (1, 8, 8))
+    assert torch.equal(model.chains_h, before)
     assert main(["train", "--config", "ufldl-sae", "--dry-run"]) == 0          # sigmoid codes: its own preset
 
 

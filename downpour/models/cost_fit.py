@@ -5,6 +5,8 @@ builds its model without a run config).
 """
 from __future__ import annotations
 
+import copy
+
 import torch
 
 from downpour.batch import Batch
@@ -23,12 +25,22 @@ def check_cost_fits(name: str, model: FeatureModel, objective: Objective, shape:
 
 def _check_kl_codes(name: str, model: FeatureModel, objective: Objective, shape: tuple[int, ...]) -> None:
     """KL sparsity reads each code as a firing probability: codes outside (0, 1) are clamped there, and
-    their units get no gradient from it. Refuse it on a model whose codes leave [0, 1] on a random batch."""
+    their units get no gradient from it. Refuse it on a model whose codes leave [0, 1] on a random batch it
+    takes (a Bernoulli RBM takes only data in [0, 1]: its codes, sigmoid probabilities, were never looked at)."""
     if "kl_sparsity" not in objective.terms:
         return
-    x = torch.randn(8, *shape, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        codes = [o.codes for o in model.forward_train(Batch(x, torch.zeros(8, dtype=torch.int64))).values()]
+    # a normal batch (normalised data) and one in [0, 1] (what a Bernoulli RBM takes, and refuses others of),
+    # through a copy: a persistent-CD model's forward moves its chains
+    probe, codes = copy.deepcopy(model), []
+    for x in (torch.randn(8, *shape, generator=torch.Generator().manual_seed(0)),
+              torch.rand(8, *shape, generator=torch.Generator().manual_seed(0))):
+        try:
+            with torch.no_grad():
+                codes += [o.codes for o in probe.forward_train(Batch(x, torch.zeros(8, dtype=torch.int64))).values()]
+        except ValueError:            # data this model does not take (an RBM's range): the other batch tells
+            continue
+    if not codes:
+        return
     low, high = min(float(c.min()) for c in codes), max(float(c.max()) for c in codes)
     if low < 0 or high > 1:
         raise ConfigError(f"objective.kl_sparsity needs codes in (0, 1) (a sigmoid hidden layer, as ufldl-sae's), and "
