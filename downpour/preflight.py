@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from downpour.analysis.options import analysis_options
+from downpour.analysis.options import analysis_options, check_image_input
 from downpour._names import nearest
 from downpour.batch import Batch
 from downpour.config import ConfigError, Override, RunConfig, load_config
@@ -57,6 +57,8 @@ def check_run_config(cfg: RunConfig) -> RunConfig:
     _check_runner(cfg)
     analysis_options(cfg, {})
     _dry_run(cfg, sample_shape(cfg.data))
+    if cfg.analysis.report:           # (it trained, then refused the analysis)
+        check_image_input(sample_shape(cfg.data))
     return cfg
 
 

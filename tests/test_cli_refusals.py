@@ -675,3 +675,11 @@ def test_an_output_folder_that_cannot_be_made_is_named_not_a_traceback(tmp_path,
     assert main(["train", *TINY, "--out", str(ro / "r"), "--dry-run"]) == 2
     assert f"{str(ro)!r} cannot be written" in capsys.readouterr().err
     assert list(ro.iterdir()) == []
+
+
+def test_a_report_asked_of_a_model_whose_input_is_not_an_image_is_refused_before_training(tmp_path, capsys):
+    """teacher-student --report trained, then refused its analysis (1x1x8 inputs)."""
+    out = tmp_path / "run"
+    assert main(["train", "--config", "teacher-student", "--report", "--steps", "5", "--out", str(out)]) == 2
+    assert "--report: the model's input 1x1x8 is not an image" in capsys.readouterr().err
+    assert not out.exists()

@@ -25,7 +25,17 @@ from downpour.train.rundir import NotARunError, RunDir
 
 log = logging.getLogger(__name__)
 
+MIN_SIDE = 4      # the smallest input side the image analyses mean anything at (digits are 8x8)
 BUILT_IN_CLASSES = {"lfw": 2, "digits": 10}    # the built-in labelled sets' class numbers: 0 .. n-1
+
+
+def check_image_input(shape: tuple[int, ...]) -> None:
+    """ConfigError unless ``shape`` (a model's input) is an image of at least MIN_SIDE square: the analysis
+    shows images (lfw, digits) to the network, so it has nothing to measure on another input."""
+    if len(shape) != 3 or min(shape[1:]) < MIN_SIDE:     # lfw at 1x1 is one grey value per face: a test of nothing
+        raise ConfigError(f"the model's input {'x'.join(map(str, shape))} is not an image of at least {MIN_SIDE}x{MIN_SIDE}: "
+                          "the analysis shows images (lfw, digits) to the network, so it has nothing to measure here; "
+                          "leave analysis.report off", key="analysis.report")
 
 
 def analysis_options(cfg: RunConfig, overrides: dict[str, Any]) -> AnalysisConfig:

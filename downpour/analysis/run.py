@@ -28,7 +28,7 @@ from downpour.analysis.edges import edge_summary
 from downpour.analysis.probe import probe_table
 from downpour.analysis.selectivity import face_neuron_tables
 from downpour.analysis.stimulus import optimal_stimulus, top_images
-from downpour.analysis.options import analysis_options, no_faces_of, open_run, run_preprocess
+from downpour.analysis.options import MIN_SIDE, analysis_options, no_faces_of, open_run, run_preprocess
 from downpour.analysis.units import check_layer, describe_unit, unit_responses
 from downpour.config import AnalysisConfig, ConfigError, RunConfig
 from downpour.data.preprocess import Preprocess
@@ -172,7 +172,6 @@ def analyze_run(run_path: str | Path, **options: Any) -> dict[str, Any]:
         torch.set_num_threads(before)
 
 
-MIN_SIDE = 4                  # the smallest input side the image analyses mean anything at (digits are 8x8)
 STAGING = "figures.partial"   # an analysis draws here; its figures join figures/ only with its analysis.json
 
 
