@@ -56,9 +56,10 @@ def check_run_config(cfg: RunConfig) -> RunConfig:
         resolve_device(cfg.train.device)
     _check_runner(cfg)
     analysis_options(cfg, {})
-    _dry_run(cfg, sample_shape(cfg.data))
+    shape = sample_shape(cfg.data)
+    _dry_run(cfg, shape)
     if cfg.analysis.report:           # (it trained, then refused the analysis)
-        check_image_input(sample_shape(cfg.data))
+        check_image_input(shape)
     return cfg
 
 
