@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import check_array, check_is_fitted
 
 from downpour.analysis.units import check_layer
@@ -43,7 +43,7 @@ from downpour.train.step import NonFiniteLoss, train_step
 __all__ = ["FeatureLearner"]
 
 
-class FeatureLearner(TransformerMixin, BaseEstimator):
+class FeatureLearner(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Unsupervised features as a scikit-learn transformer.
 
     Parameters
@@ -97,13 +97,15 @@ class FeatureLearner(TransformerMixin, BaseEstimator):
         """Build (and, with ``steps > 0``, train without labels) the model on X: (N, D) or (N, C, H, W). ``y`` is ignored."""
         if not isinstance(self.steps, numbers.Integral) or isinstance(self.steps, bool) or self.steps < 0:   # numpy ints: a grid
             raise ValueError(f"FeatureLearner: steps must be an int >= 0, got {self.steps!r}")
+        if not isinstance(self.seed, numbers.Integral) or isinstance(self.seed, bool):   # (numpy ints: a grid)
+            raise ValueError(f"FeatureLearner: seed must be an int, got {self.seed!r}")
         if self.batch_size < 1 or not self.lr > 0:
             raise ValueError(f"FeatureLearner: batch_size must be >= 1 and lr > 0, got {self.batch_size} and {self.lr}")
         arr = _checked(X)                             # checked and converted once
         shape = self._shape_for(arr)
         x = self._prepared(arr, shape)
         with torch.random.fork_rng(devices=[]):       # seeded, without touching the caller's RNG: the init, and the
-            torch.manual_seed(self.seed)              # training's own draws (denoising noise, contractive probes)
+            torch.manual_seed(int(self.seed))         # training's own draws (denoising noise, contractive probes)
             model, objective = self._build(shape)
             self.layer_ = check_layer(model, self.layer)
             self.loss_curve_: list[float] = []
@@ -120,6 +122,8 @@ class FeatureLearner(TransformerMixin, BaseEstimator):
         self.model_ = model.eval()
         self.input_shape_ = shape
         self.n_features_in_ = int(np.prod(shape))
+        with torch.no_grad():                         # get_feature_names_out's count (set_output in a pipeline)
+            self._n_features_out = int(self.model_.features(x[:1], self.layer_).numel())
         return self
 
     def transform(self, X: Any) -> np.ndarray:
@@ -158,14 +162,26 @@ class FeatureLearner(TransformerMixin, BaseEstimator):
 
     def _build(self, shape: tuple[int, ...]) -> tuple[FeatureModel, Objective | None]:
         if isinstance(self.model, str):
-            model = create_model(self.model, shape, **(self.options or {}))
-            return model, Objective.from_config(resolve_objective(self.model, self.objective or {}))
+            model = create_model(self.model, shape, **_plain(self.options or {}))
+            return model, Objective.from_config(resolve_objective(self.model, _plain(self.objective or {})))
         if isinstance(self.model, FeatureModel):
             if self.options:
                 raise ValueError("FeatureLearner: options only apply to a registered model name, not a model instance")
             model = copy.deepcopy(self.model)
-            return model, Objective.from_config(self.objective) if self.objective else None
+            return model, Objective.from_config(_plain(self.objective)) if self.objective else None
         raise TypeError(f"FeatureLearner: model must be a registered name or a FeatureModel, got {type(self.model).__name__}")
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with numpy scalars and arrays as Python's (a parameter grid's ``np.int64(16)``, ``np.str_``),
+    in dicts and lists too: the config checks take Python types only."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value)
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
+    return value
 
 
 def _checked(X: Any) -> np.ndarray:
@@ -195,8 +211,8 @@ def _as_images(X: Any, shape: tuple[int, ...]) -> torch.Tensor:
 def _train(model: FeatureModel, objective: Objective, x: torch.Tensor, p: FeatureLearner) -> list[float]:
     """Unsupervised minibatch training with the shared step and the runners' batch order; returns the
     loss of every step (a non-finite batch is skipped, as the runners do, and logged as NaN)."""
-    opt = make_optimizer(TrainConfig(optimizer=p.optimizer, lr=float(p.lr)), model.parameters())
-    batches = Dataset(x, None, {}).batches(p.batch_size, torch.Generator().manual_seed(p.seed))
+    opt = make_optimizer(TrainConfig(optimizer=_plain(p.optimizer), lr=float(p.lr)), model.parameters())
+    batches = Dataset(x, None, {}).batches(int(p.batch_size), torch.Generator().manual_seed(int(p.seed)))
     losses = []
     for _ in range(p.steps):
         try:

@@ -141,3 +141,26 @@ def test_the_seed_fixes_the_trainings_own_draws_and_leaves_the_callers_rng_alone
     assert np.array_equal(a, b)
     torch.manual_seed(1)
     assert torch.equal(after_a, torch.rand(1))
+
+
+def test_a_grids_numpy_values_train_and_a_pipeline_names_its_features(digits):
+    """GridSearchCV's np.arange(2) seeds, np.array(["adam", ...]) optimisers and numpy options crashed every fit
+    (TypeError: an integer is required; "train.optimizer must be str"); set_output refused the learner."""
+    from sklearn.model_selection import GridSearchCV
+
+    x, y = digits
+    x, y = x[:200], y[:200]
+    pipe = Pipeline([("f", FeatureLearner("rica-8x8", steps=3)), ("c", LogisticRegression(max_iter=200))])
+    grid = {"f__seed": np.arange(2), "f__optimizer": np.array(["adam", "sgd"]),
+            "f__options": [{"hidden": np.int64(16)}]}
+    search = GridSearchCV(pipe, grid, cv=2, error_score="raise").fit(x, y)
+    assert len(search.cv_results_["mean_test_score"]) == 4
+    plain = FeatureLearner("rica-8x8", steps=3, seed=1, optimizer="adam", options={"hidden": 16}).fit(x)
+    grid_made = FeatureLearner("rica-8x8", steps=3, seed=np.int64(1), optimizer=np.str_("adam"),
+                               options={"hidden": np.int64(16)}).fit(x)
+    np.testing.assert_array_equal(grid_made.transform(x[:5]), plain.transform(x[:5]))
+    names = plain.get_feature_names_out()
+    assert len(names) == plain.transform(x[:1]).shape[1] == 16 and names[0] == "featurelearner0"
+    pipe.set_output(transform="default")
+    with pytest.raises(ValueError, match="seed must be an int"):
+        FeatureLearner("rica-8x8", steps=1, seed=0.5).fit(x)
