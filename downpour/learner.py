@@ -36,7 +36,6 @@ from downpour.models.base import FeatureModel
 from downpour.models.cost_fit import check_cost_fits
 from downpour.models.registry import create_model, model_entry, resolve_objective
 from downpour.objectives import Objective
-from downpour.train.rundir import RunDir
 from downpour.train.setup import make_optimizer
 from downpour.train.step import NonFiniteLoss, train_step
 
@@ -87,10 +86,10 @@ class FeatureLearner(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     def from_run(cls, path: str, layer: str | None = None) -> "FeatureLearner":
         """A frozen learner (``steps=0``) around the trained model of a run directory; raw images are
         normalised and whitened like the run's training data."""
-        from downpour.analysis.options import run_preprocess   # on use: it reads the run
+        from downpour.analysis.options import open_run, run_preprocess   # on use: it reads the run
 
-        run = RunDir.open(path)
-        return cls(run.load_model(), layer=layer, steps=0, preprocess=run_preprocess(run))
+        run, model = open_run(path)      # (as the analysis opens it: a model with non-finite weights refused)
+        return cls(model, layer=layer, steps=0, preprocess=run_preprocess(run))
 
     # --- scikit-learn API ---------------------------------------------------------------------
     def fit(self, X: Any, y: Any = None) -> "FeatureLearner":

@@ -11,6 +11,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_score
 from sklearn.pipeline import Pipeline
 
+from downpour.errors import NotARunError
 from downpour.learner import FeatureLearner
 from test_analysis_planted import TinyAutoencoder
 
@@ -86,6 +87,12 @@ def test_from_run_prepares_raw_images_like_the_run_did(tmp_path, digits):
     np.testing.assert_allclose(learner.transform(digits[0][:20]), expected, rtol=1e-5, atol=1e-6)
     copy = clone(learner).fit(digits[0])                   # the processing survives scikit-learn's clone
     np.testing.assert_allclose(copy.transform(digits[0][:20]), expected, rtol=1e-5, atol=1e-6)
+    broken = run.load_model()                              # a damaged model: refused as the analysis refuses it
+    with torch.no_grad():
+        next(broken.parameters()).fill_(float("nan"))
+    run.save_model(broken, 5)
+    with pytest.raises(NotARunError, match="holds non-finite values"):
+        FeatureLearner.from_run(run.path)
 
 
 def test_a_non_finite_batch_is_skipped_and_an_all_nan_fit_is_an_error(digits):
