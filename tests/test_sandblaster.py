@@ -464,3 +464,29 @@ def test_a_converged_run_checkpoints_its_last_iteration(tmp_path, monkeypatch):
     assert summary["converged"] and meta["iteration"] == 3
     assert meta["coordinator"]["evaluations"] == len(meta["batches"]) == summary["evaluations"]
     assert meta["coordinator"]["f"] == pytest.approx(summary["final_loss"], rel=1e-6)
+
+
+
+def test_a_converged_run_is_not_searched_again_and_one_that_steps_on_has_not_converged(tmp_path, monkeypatch):
+    """On the whole set a resume of a converged run searched again from the same point, failed alike, and saved
+    the same weights as the next iteration; with sampled batches a resume that stepped on still said converged."""
+    search = Coordinator.search
+
+    def converges_at_the_third(self, iteration, rows, stage, new_batch, new_stage):
+        step = search(self, iteration, rows, stage, new_batch, new_stage)
+        return dataclasses.replace(step, converged=True) if iteration == 2 else step
+
+    monkeypatch.setattr(Coordinator, "search", converges_at_the_third)
+    for name, sets in (("whole", ["train.steps=6"]), ("sampled", ["train.steps=6", "sandblaster.batch=100"])):
+        cfg = _cfg(*sets)
+        assert train(cfg, RunDir.create(tmp_path / name, cfg))["converged"]
+    monkeypatch.undo()
+    rows = (tmp_path / "whole/metrics.jsonl").read_text()
+    with pytest.raises(ConfigError, match="converged at L-BFGS iteration 3: no step decreased the cost on the whole set"):
+        train(_cfg("train.steps=6"), RunDir.open(tmp_path / "whole"), resume=True)
+    assert (tmp_path / "whole/metrics.jsonl").read_text() == rows
+    cfg = load_config(str(tmp_path / "sampled/config.toml"))
+    summary = train(cfg, RunDir.open(tmp_path / "sampled"), resume=True)
+    rows = RunDir.open(tmp_path / "sampled").metrics()
+    assert summary["steps"] == 6 and [r["step"] for r in rows][-1] == 6 and any(r["t"] > 0 for r in rows[3:])
+    assert not summary["converged"]

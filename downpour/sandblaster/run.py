@@ -132,6 +132,11 @@ def run_sandblaster(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[s
     start, total, s = progress.iteration, cfg.train.steps, cfg.sandblaster
     if run.unsaved_at_end(cfg, start, resume):
         return _finish(setup, run, [shard.params() for shard in shards], progress, start, None, {})
+    new_batch = 0 < s.batch < n           # a fresh sample of examples every iteration
+    if resume and progress.converged and not new_batch:   # (it searched again, failed alike, and said step N + 1)
+        raise ConfigError(f"the run in {str(run.path)!r} converged at L-BFGS iteration {start}: no step decreased the "
+                          "cost on the whole set, and a resume would search again from the same point and fail the "
+                          "same way; start a new run (or sample batches: sandblaster.batch)")
     run.begin(cfg, setup.data.preprocess, start, resume)
     pool = _pool(setup, shards, progress.vtime)
     if pool_meta:
@@ -145,7 +150,6 @@ def run_sandblaster(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[s
     progress.batches = coord.log
     telemetry = Telemetry(run, total, tensorboard=cfg.train.tensorboard, time_offset=progress.elapsed, start_step=start)
     n_stages, t0, elapsed0 = setup.model.n_stages, time.perf_counter(), progress.elapsed
-    new_batch = 0 < s.batch < n           # a fresh sample of examples every iteration
     last = None
     it = start
     boundary = _boundary(pool, coord)        # (updated at the end of every iteration)
@@ -168,8 +172,8 @@ def run_sandblaster(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[s
                 it += 1
                 later = _next_stage(it - 1, total, n_stages, cfg.train.schedule) if step.converged else None
                 stop = step.converged and later is None
+                progress.converged = stop      # (a resumed run that steps on has not converged)
                 if stop:
-                    progress.converged = True
                     log.info("L-BFGS converged after %d iterations (no step decreases the cost)", it)
                 elif step.converged:
                     # a greedy stage that converged hands its remaining iterations to nothing: the next starts now
