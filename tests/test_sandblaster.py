@@ -490,3 +490,28 @@ def test_a_converged_run_is_not_searched_again_and_one_that_steps_on_has_not_con
     rows = RunDir.open(tmp_path / "sampled").metrics()
     assert summary["steps"] == 6 and [r["step"] for r in rows][-1] == 6 and any(r["t"] > 0 for r in rows[3:])
     assert not summary["converged"]
+
+
+def test_a_converged_run_stopped_before_its_model_was_saved_is_finished_by_its_resume(tmp_path, monkeypatch):
+    """Stopped between its final checkpoint and model.safetensors, a converged run's resume was refused as
+    converged, so its trained weights could never be saved."""
+    import downpour.sandblaster.run as sandblaster_run
+
+    search = Coordinator.search
+
+    def converges_at_the_third(self, iteration, rows, stage, new_batch, new_stage):
+        step = search(self, iteration, rows, stage, new_batch, new_stage)
+        return dataclasses.replace(step, converged=True) if iteration == 2 else step
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Coordinator, "search", converges_at_the_third)
+    monkeypatch.setattr(sandblaster_run, "_finish", stopped)
+    cfg = _cfg("train.steps=6")
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, RunDir.create(tmp_path / "run", cfg))
+    assert not (tmp_path / "run/model.safetensors").exists()
+    monkeypatch.undo()
+    summary = train(cfg, RunDir.open(tmp_path / "run"), resume=True)
+    assert summary["converged"] and RunDir.open(tmp_path / "run").model_step() == 3

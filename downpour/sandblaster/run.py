@@ -134,6 +134,8 @@ def run_sandblaster(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[s
         return _finish(setup, run, [shard.params() for shard in shards], progress, start, None, {})
     new_batch = 0 < s.batch < n           # a fresh sample of examples every iteration
     if resume and progress.converged and not new_batch:   # (it searched again, failed alike, and said step N + 1)
+        if run.model_step() != start:         # stopped between its last checkpoint and its model: finish it
+            return _finish(setup, run, [shard.params() for shard in shards], progress, start, None, {})
         raise ConfigError(f"the run in {str(run.path)!r} converged at L-BFGS iteration {start}: no step decreased the "
                           "cost on the whole set, and a resume would search again from the same point and fail the "
                           "same way; start a new run (or sample batches: sandblaster.batch)")
