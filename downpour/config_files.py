@@ -71,5 +71,6 @@ def base_of(table: dict[str, Any], where: str, file: Path | None) -> tuple[str, 
     if file is not None and not Path(base).is_absolute():
         local = file.parent / base
         if local.is_file() or Path(base).suffix == ".toml" or "/" in base:
-            return str(local), False          # (missing: read_toml names the path it looked for)
+            # (missing: read_toml names the path it looked for; "./main", not "main", which is the preset)
+            return str(local) if "/" in str(local) else f"./{local}", False
     return base, not Path(base).is_absolute() and Path(base).suffix != ".toml" and "/" not in base

@@ -84,6 +84,10 @@ def test_a_presets_name_is_the_preset_whatever_the_working_directory_holds(tmp_p
     assert load_config("./cat-demo").train.steps == 5                        # a path reads the file
     assert load_config("mine").model.name == "ufldl-sae"                     # a bare name no preset has: the file
     assert main(["presets"]) == 0 and capsys.readouterr().out == listing
+    (tmp_path / "main").write_text("[train]\nsteps = 7\n")                 # a file's base beside it: the file
+    (tmp_path / "a.toml").write_text('base = "./main"\n')
+    (tmp_path / "b.toml").write_text('base = "main"\n')
+    assert [load_config(name).train.steps for name in ("a.toml", "./a.toml", "b.toml", str(tmp_path / "a.toml"))] == [7] * 4
 
 
 def test_a_set_of_base_and_a_seed_past_32_bits_are_refused():
