@@ -67,3 +67,21 @@ def test_tensor_files_get_the_mode_any_file_written_here_gets(tmp_path):
     save_state(tmp_path / "ck", {"w": torch.ones(3)}, {"step": 1})
     json_mode = stat.S_IMODE(os.stat(tmp_path / "ck.json").st_mode)
     assert stat.S_IMODE(os.stat(tmp_path / "ck.safetensors").st_mode) == FILE_MODE == json_mode
+
+
+def test_the_same_optimisers_checkpoint_loads_with_a_setting_another_torch_added_or_lacks():
+    """The settings check refused Adam's own checkpoint when the group held a key this torch's Adam lacks
+    (one a newer torch added); another optimiser's checkpoint is still refused, by name or by its own settings."""
+    param = torch.nn.Parameter(torch.ones(3))
+    adam = torch.optim.Adam([param], lr=0.1)
+    param.grad = torch.ones(3)
+    adam.step()
+    tensors, meta = optimizer_state(adam)
+    newer = {**meta, "param_groups": [{**meta["param_groups"][0], "a_newer_setting": 1}]}
+    load_optimizer_state(torch.optim.Adam([torch.nn.Parameter(torch.ones(3))], lr=0.1), tensors, newer)
+    older = {k: v for k, v in newer.items() if k != "optimizer"}                    # (no name recorded)
+    load_optimizer_state(torch.optim.Adam([torch.nn.Parameter(torch.ones(3))], lr=0.1), tensors, older)
+    with pytest.raises(ValueError, match="saved by Adam, and this run uses SGD"):
+        load_optimizer_state(torch.optim.SGD([torch.nn.Parameter(torch.ones(3))], lr=0.1), tensors, meta)
+    with pytest.raises(ValueError, match="settings amsgrad, betas are not SGD's"):
+        load_optimizer_state(torch.optim.SGD([torch.nn.Parameter(torch.ones(3))], lr=0.1), tensors, older)

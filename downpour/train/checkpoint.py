@@ -167,19 +167,24 @@ def optimizer_state(opt: torch.optim.Optimizer) -> tuple[dict[str, Tensor], dict
     return tensors, {"optimizer": type(opt).__name__, "param_groups": sd["param_groups"], "scalars": scalars}
 
 
+# settings only one kind of torch optimiser has: another's found in a checkpoint is that optimiser's state
+OWN_SETTINGS = ("betas", "amsgrad", "momentum", "dampening", "nesterov", "lr_decay", "initial_accumulator_value")
+
+
 def _check_same_optimizer(opt: torch.optim.Optimizer, meta: dict[str, Any]) -> None:
     """ValueError unless ``meta`` was saved by ``opt``'s kind of optimiser: by its recorded name, and (older
-    checkpoints name none) by its settings, none of which may be one ``opt`` lacks (torch fills in a setting
-    a newer torch added; a setting it does not know is another optimiser's: Adam's betas in SGD)."""
+    checkpoints name none) by the settings only one kind has (Adam's betas in an SGD run; a setting a newer
+    torch added to the same optimiser is no sign of another)."""
     name = type(opt).__name__
-    saved = meta.get("optimizer", name)
-    if saved != name:
-        raise ValueError(f"it was saved by {saved}, and this run uses {name} (train.optimizer)")
     groups = meta.get("param_groups")
     if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
         raise ValueError(f"its optimiser param_groups are {groups!r}, not a list of tables")
+    if "optimizer" in meta:
+        if meta["optimizer"] != name:
+            raise ValueError(f"it was saved by {meta['optimizer']}, and this run uses {name} (train.optimizer)")
+        return
     known = {key for group in opt.param_groups for key in group}
-    foreign = sorted({key for group in groups for key in group} - known)
+    foreign = sorted({key for group in groups for key in group if key in OWN_SETTINGS} - known)
     if foreign:
         raise ValueError(f"its optimiser settings {', '.join(foreign)} are not {name}'s: it was saved by another "
                          "optimiser (train.optimizer)")
