@@ -305,3 +305,21 @@ def test_a_calibration_that_never_finished_stops_the_study_instead_of_recording_
     monkeypatch.setattr(staleness, "stale_error", lambda cfg, stale: (math.nan, math.nan))
     with pytest.raises(ConfigError, match="noise-matched control's calibration: the stale-gradient error of lr0.125/async4 is not finite"):
         study_class("staleness")(quick=True).prepare()
+
+
+def test_holms_family_holds_only_the_divergence_tests_the_verdict_reads():
+    """diverged_vs was recorded for width and data rows too, which no verdict sentence reads: it grew the family
+    (9 to 12) and the Holm paragraph named readings the verdict never made."""
+    from downpour.studies.staleness import StalenessStudy
+
+    study = StalenessStudy(quick=True)
+    conditions, seeds, cells = study.conditions(), list(range(8)), {}
+    for c in conditions:
+        for s in seeds:
+            if c.group == "sae":
+                cells[(c.name, s)] = {"final_cost": 1.0 + 0.01 * s, "mean_staleness": 0.0}
+            else:                   # every stale width and data row diverges; the phase rows do not
+                diverged = float(bool(c.params["vs"]) and c.group in ("width", "data"))
+                cells[(c.name, s)] = {"success": 1.0 - diverged, "diverged": diverged, "mean_staleness": 0.0}
+    rows = study.summarise(conditions, cells, seeds)
+    assert not [r["condition"] for r in rows if "diverged_vs" in r.get("tests", {})]

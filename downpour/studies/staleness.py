@@ -256,7 +256,8 @@ class StalenessStudy(Study):
                     dd, p = paired_proportions(was, now), flips(was, now)["mcnemar_p"]   # did staleness itself make seeds diverge
                     row["extra"]["diverged_vs"] = {"seeds": [sum(was), sum(now), len(now)], "delta": list(dd),
                                                    "reading": proportion_words(*dd, RESOLUTION, p)}
-                    if not c.params.get("control") and row["figures"]["p_diverged"][0] > 0.5:   # what the verdict reads
+                    if c.group == "phase" and not c.params.get("control") and row["figures"]["p_diverged"][0] > 0.5:
+                        # (what the verdict reads: a phase row, stale, most seeds diverged)
                         record_test(row, "diverged_vs", row["extra"]["diverged_vs"]["reading"], p)
             rows.append(row)
         return rows
