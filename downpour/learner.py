@@ -118,6 +118,7 @@ class FeatureLearner(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                 check_cost_fits(self.model if isinstance(self.model, str) else type(self.model).__name__, model,
                                 objective, shape)
                 self.loss_curve_ = _train(model, objective, x, self)
+        model.zero_grad(set_to_none=True)            # (the last step's gradients: kept, they doubled a pickle)
         self.model_ = model.eval()
         self.input_shape_ = shape
         self.n_features_in_ = int(np.prod(shape))

@@ -34,6 +34,7 @@ def test_registered_model_trains_inside_a_pipeline(digits):
     fitted = pipe.fit(x, y).named_steps["features"]
     assert fitted.input_shape_ == (1, 8, 8) and fitted.layer_ == "codes"
     assert len(fitted.loss_curve_) == 60 and fitted.loss_curve_[-1] < fitted.loss_curve_[0]
+    assert all(p.grad is None for p in fitted.model_.parameters())    # (kept, they doubled a pickle's size)
 
 
 def test_model_instance_is_trained_on_a_copy_or_used_frozen(digits):
