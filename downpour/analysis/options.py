@@ -29,10 +29,15 @@ MIN_SIDE = 4      # the smallest input side the image analyses mean anything at 
 BUILT_IN_CLASSES = {"lfw": 2, "digits": 10}    # the built-in labelled sets' class numbers: 0 .. n-1
 
 
+def is_image_input(shape: tuple[int, ...]) -> bool:
+    """Whether a model's input ``shape`` is an image of at least MIN_SIDE square, what every analysis shows
+    the network (lfw at 1x1 is one grey value per face: a test of nothing)."""
+    return len(shape) == 3 and min(shape[1:]) >= MIN_SIDE
+
+
 def check_image_input(shape: tuple[int, ...]) -> None:
-    """ConfigError unless ``shape`` (a model's input) is an image of at least MIN_SIDE square: the analysis
-    shows images (lfw, digits) to the network, so it has nothing to measure on another input."""
-    if len(shape) != 3 or min(shape[1:]) < MIN_SIDE:     # lfw at 1x1 is one grey value per face: a test of nothing
+    """ConfigError unless :func:`is_image_input`: the analysis asked for before training has nothing to measure."""
+    if not is_image_input(shape):
         raise ConfigError(f"the model's input {'x'.join(map(str, shape))} is not an image of at least {MIN_SIDE}x{MIN_SIDE}: "
                           "the analysis shows images (lfw, digits) to the network, so it has nothing to measure here; "
                           "leave analysis.report off", key="analysis.report")

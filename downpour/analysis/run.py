@@ -28,7 +28,7 @@ from downpour.analysis.edges import edge_summary
 from downpour.analysis.probe import probe_table
 from downpour.analysis.selectivity import face_neuron_tables
 from downpour.analysis.stimulus import optimal_stimulus, top_images
-from downpour.analysis.options import MIN_SIDE, analysis_options, no_faces_of, open_run, run_preprocess
+from downpour.analysis.options import MIN_SIDE, analysis_options, is_image_input, no_faces_of, open_run, run_preprocess
 from downpour.analysis.units import check_layer, describe_unit, unit_responses
 from downpour.config import AnalysisConfig, ConfigError, RunConfig
 from downpour.data.preprocess import Preprocess
@@ -195,7 +195,7 @@ def _analyze(run_path: str | Path, options: dict[str, Any]) -> dict[str, Any]:
     for name in opts.probe_layers:                  # named now, not after the face test
         check_layer(model, name, "analysis.probe_layers")
     shape = tuple(run.read_json("model.json")["input_shape"])
-    if len(shape) != 3 or min(shape[1:]) < MIN_SIDE:     # lfw at 1x1 is one grey value per face: a test of nothing
+    if not is_image_input(shape):
         raise DataError(f"{str(run.path / 'model.json')!r}: input_shape {list(shape)} (data.source = {cfg.data.source!r}) is "
                         f"not an image of at least {MIN_SIDE}x{MIN_SIDE}; the analysis shows images (lfw, digits) to the "
                         "network, so it has nothing to measure here. Its training is in metrics.jsonl"
