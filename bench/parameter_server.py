@@ -31,7 +31,7 @@ from typing import Any, Callable
 import numpy as np
 import ray
 import torch
-from _protocol import interleave, ratio, summary, thread_settings
+from _protocol import at_least_1, interleave, ratio, summary, thread_settings
 
 from downpour.ps.on_ray import ShardActor, ShardLink, ShardPush
 from downpour.ps.rules import make_rule
@@ -155,9 +155,9 @@ def size_row(reps: list[dict[str, dict]], size: float, shards: int) -> dict[str,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=float, nargs="+", default=[4, 64], help="model sizes, MB")
-    parser.add_argument("--shards", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=20, help="round trips per measurement (their median)")
-    parser.add_argument("--reps", type=int, default=5, help="interleaved repetitions of every measurement")
+    parser.add_argument("--shards", type=at_least_1, default=2)
+    parser.add_argument("--repeats", type=at_least_1, default=20, help="round trips per measurement (their median)")
+    parser.add_argument("--reps", type=at_least_1, default=5, help="interleaved repetitions of every measurement")
     args = parser.parse_args()
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     benches: dict[float, Bench] = {}

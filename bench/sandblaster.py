@@ -29,6 +29,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _protocol import at_least_1
+
 from downpour.config import load_config
 from downpour.preflight import check_run_config
 from downpour.runners import train
@@ -124,22 +126,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     b = sub.add_parser("backups")
-    b.add_argument("--workers", type=int, default=4)
-    b.add_argument("--units", type=int, default=12)
+    b.add_argument("--workers", type=at_least_1, default=4)
+    b.add_argument("--units", type=at_least_1, default=12)
     b.add_argument("--factor", type=float, default=10.0)
-    b.add_argument("--steps", type=int, default=5)
+    b.add_argument("--steps", type=at_least_1, default=5)
     b.add_argument("--backup-after", type=float, nargs="+", default=[0.0, 0.5, 0.75, 0.8, 1.0])
     b.add_argument("--out", default=f"runs/bench-sandblaster-{time.strftime('%Y%m%d-%H%M%S')}")   # a new one each time
     b.set_defaults(func=backups)
     f = sub.add_parser("figure")
     f.add_argument("--out", default=f"runs/fig4-{time.strftime('%Y%m%d-%H%M%S')}")
     f.add_argument("--runner", choices=("simulated", "ray"), default="simulated")
-    f.add_argument("--workers", type=int, default=4)
-    f.add_argument("--shards", type=int, default=2)
-    f.add_argument("--units", type=int, default=32)
+    f.add_argument("--workers", type=at_least_1, default=4)
+    f.add_argument("--shards", type=at_least_1, default=2)
+    f.add_argument("--units", type=at_least_1, default=32)
     f.add_argument("--lr", type=float, default=0.03)   # Adagrad on the shards: best final cost of 0.01, 0.03, 0.1, 0.3
-    f.add_argument("--downpour-steps", type=int, default=6000)
-    f.add_argument("--sandblaster-steps", type=int, default=60)
+    f.add_argument("--downpour-steps", type=at_least_1, default=6000)
+    f.add_argument("--sandblaster-steps", type=at_least_1, default=60)
     f.set_defaults(func=figure)
     c = sub.add_parser("curves")
     c.add_argument("runs", nargs=2)

@@ -33,7 +33,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from _protocol import ChildCPU, interleave, ratio, spread, summary, thread_settings
+from _protocol import ChildCPU, at_least_1, interleave, ratio, spread, summary, thread_settings
 
 from downpour.config import load_config
 from downpour.runners import train
@@ -68,7 +68,7 @@ def per_step(profile: dict[str, Any], children: ChildCPU, steps: int) -> dict[st
 
     ms = {f"worker.{p}": 1e3 * total(workers, p) / worker_steps for p in WORKER_PHASES if p != "compute"}
     ms["worker.compute"] = 1e3 * (total(workers, "step") - total(workers, "grad_flatten")) / worker_steps
-    ms["shard.apply_per_push"] = 1e3 * total(shards, "apply") / pushes * len(shards)   # all shards' share of one push
+    ms["shard.apply_per_push"] = 1e3 * total(shards, "apply") / pushes   # every shard applies its part of each push
     ms.update({f"driver.{p}": 1e3 * driver["seconds"].get(p, 0.0) / steps for p in DRIVER_PHASES})
     actors = {"workers": sum(w["cpu_s"] for w in workers), "shards": sum(s["cpu_s"] for s in shards),
               "driver": driver["cpu_s"]}
@@ -108,11 +108,13 @@ def breakdown(reps: list[dict[str, dict]], name: str, batch_size: int) -> dict[s
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", default="cat-demo")
-    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--steps", type=at_least_1, default=300, help="steps per run (at least 10: two logged rows)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--reps", type=int, default=5, help="interleaved repetitions of the three runs")
+    parser.add_argument("--reps", type=at_least_1, default=5, help="interleaved repetitions of the three runs")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of the local loop and of each worker (0: torch's default)")
     args = parser.parse_args()
+    if args.steps < 10:      # steps are logged every 5: the steady rate needs two rows after the first tenth
+        parser.error(f"--steps must be at least 10, got {args.steps}")
     resolved = load_config(args.config, [f"train.threads={args.threads}", *args.set]).train   # a --set wins, as in the runs
     batch_size, threads = resolved.batch_size, resolved.threads
     with tempfile.TemporaryDirectory() as tmp:

@@ -36,5 +36,7 @@ def test_the_main_jobs_tiled_layer_has_rows_too(capsys):
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [(r["image"], r["layer"]) for r in rows] == [("padded", "tiled"), ("grass", "tiled")]
     assert all(r["ms_ungated"] > 0 and r["ms_gated"] > 0 for r in rows)
+    # one repetition: speedup is ungated / gated, above 1 exactly when the gated call was faster
+    assert all((r["speedup"] - 1) * (r["ms_ungated"] - r["ms_gated"]) >= 0 for r in rows)
     # shared banks: the padded face's closed tile-rows leave the band path about half the rows
     assert rows[0]["flat_fraction"] > 0.5 and rows[0]["band_rows"] < 0.7
