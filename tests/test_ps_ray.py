@@ -64,9 +64,27 @@ def test_sync_rounds_on_ray(tmp_path, local_ray):
         assert all(sorted(v) == [(0, a), (1, a)] for a, v in rounds.items())
 
 
+def _survivors_wait_for_restarts(monkeypatch):
+    """The driver grants no cycle while a replacement is coming up (up to 60 s): on a loaded machine
+    an actor's start outlasted the survivors' 3,000 steps, and the restart was given up with no steps
+    left for it. (That the survivors need not wait is test_a_restart_ray_cannot_place_....)"""
+    from downpour.ps.cluster_on_ray import RayCluster
+
+    real_dispatch = RayCluster._dispatch
+
+    def dispatch(self, w):
+        if self._starting:
+            ray.wait(self.restart_refs(), num_returns=len(self._starting), timeout=60)
+        real_dispatch(self, w)
+
+    monkeypatch.setattr(RayCluster, "_dispatch", dispatch)
+
+
 @pytest.mark.parametrize("restarts, steps", [(0, 400), (1, 3000)])
-def test_a_killed_worker_does_not_end_the_run_and_no_push_is_applied_twice(tmp_path, local_ray, restarts, steps):
+def test_a_killed_worker_does_not_end_the_run_and_no_push_is_applied_twice(tmp_path, local_ray, restarts, steps,
+                                                                           monkeypatch):
     # (a restart no longer holds the survivors up: in 400 steps they finished the run before the new actor was up)
+    _survivors_wait_for_restarts(monkeypatch)
     cfg = _cfg(f"train.steps={steps}", "cluster.workers=3", f"cluster.restarts={restarts}")
     run = RunDir.create(tmp_path / "k", cfg)
     out = {}
@@ -90,6 +108,36 @@ def test_a_killed_worker_does_not_end_the_run_and_no_push_is_applied_twice(tmp_p
             assert len(after) > 2          # the restarted worker 1 trains on
         else:
             assert len(after) <= 2         # only the cycles it had finished before it died (2 queued)
+
+
+def test_a_replacement_that_dies_coming_up_is_restarted_again(tmp_path, local_ray, monkeypatch):
+    """A replacement actor that died before its first answer gave the worker up, with restarts left
+    (and nothing in staleness.json said so). Here the first replacement is killed as it is created."""
+    from downpour.ps.cluster_on_ray import RayCluster
+
+    real_spawn = RayCluster._spawn
+
+    def spawn(self, w, seq, step):
+        actor = real_spawn(self, w, seq, step)
+        if self._incarnation[w] == 2:          # the first replacement of any worker
+            ray.kill(actor)
+        return actor
+
+    monkeypatch.setattr(RayCluster, "_spawn", spawn)
+    _survivors_wait_for_restarts(monkeypatch)
+    cfg = _cfg("train.steps=3000", "cluster.workers=3", "cluster.restarts=2")
+    run = RunDir.create(tmp_path / "r", cfg)
+    out = {}
+    earlier = {a["name"] for a in ray.util.list_named_actors(all_namespaces=True)}
+    thread = threading.Thread(target=lambda: out.update(run_cluster(cfg, run)))
+    thread.start()
+    victim = kill_when(run, 40, "-worker1", earlier)
+    thread.join(timeout=180)
+    assert victim is not None and not thread.is_alive()
+    assert out["steps"] == 3000 and out["lost_workers"] == [] and out["applied"] == out["accepted"]
+    events = RunDir.open(tmp_path / "r").read_json("staleness.json")["events"]
+    assert [e["event"] for e in events] == ["worker-lost", "restart-failed", "worker-restarted"]
+    assert all(e["worker"] == 1 for e in events) and events[1]["reason"] == "ActorDiedError"
 
 
 @pytest.mark.parametrize("extra", [(), ('cluster.compensation="dc-asgd"', "cluster.rule=sgd", "train.lr=0.01")],

@@ -355,4 +355,4 @@ class RayCluster(PipedRun, Restarts):
 
 def _restarts_left(restarts: int, events: list[dict[str, Any]]) -> int:
     """``cluster.restarts`` less the restarts the run already used (a shard restart builds a new driver)."""
-    return restarts - sum(1 for e in events if e["event"] == "worker-restarted")
+    return restarts - sum(1 for e in events if e["event"] in ("worker-restarted", "restart-failed"))

@@ -43,14 +43,20 @@ class Restarts:
         for part in self.partition_actors.pop(w, []):   # its filters' memory, until the run ended
             kill(part)
         self._blocked.discard(w)
-        if self.restarts > 0 and self.coord.dispatched < self.coord.total:
-            self.restarts -= 1
-            self.worker_actors[w] = self._spawn(w, self.next_seq.get(w, 0), self.coord.done)
-            self._starting[w] = (self.worker_actors[w].node.remote(), time.monotonic() + RESTART_SECONDS)
+        self._respawn(w)
         for _ in range(self.coord.depth):
             for v in sorted(self._blocked | joined):
                 self._dispatch(v)
         self.poll_restarts()      # an actor already up rejoins at once
+
+    def _respawn(self, w: int) -> bool:
+        """Start a new actor for lost worker ``w`` if ``cluster.restarts`` allows and steps are left."""
+        if self.restarts <= 0 or self.coord.dispatched >= self.coord.total:
+            return False
+        self.restarts -= 1
+        self.worker_actors[w] = self._spawn(w, self.next_seq.get(w, 0), self.coord.done)
+        self._starting[w] = (self.worker_actors[w].node.remote(), time.monotonic() + RESTART_SECONDS)
+        return True
 
     def restart_refs(self) -> list[Any]:
         """The first answers of the workers being restarted: futures the driving loop waits on too."""
@@ -84,8 +90,15 @@ class Restarts:
         del self._starting[w]
         try:
             ray.get(ref)
-        except RayError as err:
-            self._give_up(w, type(err).__name__)
+        except RayError as err:      # the new actor died coming up: one more loss, restarted again if allowed
+            self.coord.events.append({"event": "restart-failed", "worker": w, "step": self.coord.done,
+                                      "reason": type(err).__name__})
+            log.warning("worker %d's restart died coming up: %s", w, type(err).__name__)
+            kill(self.worker_actors[w])
+            for part in self.partition_actors.pop(w, []):
+                kill(part)
+            if not self._respawn(w):
+                self._give_up(w, type(err).__name__)
             return
         if self.piped:
             self._open_channel(w)
