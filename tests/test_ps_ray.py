@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from ray_kill import kill_when
 
 from downpour.config import load_config
@@ -62,6 +63,20 @@ def test_sync_rounds_on_ray(tmp_path, local_ray):
         for w, _, base, applied in rows:
             rounds.setdefault(applied, []).append((w, base))
         assert all(sorted(v) == [(0, a), (1, a)] for a, v in rounds.items())
+
+
+def test_a_replicas_parameters_become_views_of_the_fetch_buffer_only_on_its_device():
+    """A worker's parameters become views of its CPU fetch buffer; on another device (a GPU replica)
+    that swap moved them to the CPU, under a model whose batches go to the GPU. ("meta" stands in.)"""
+    from downpour.ps.on_ray import params_as_views
+
+    names, offsets = ["weight", "bias"], [0, 6]
+    model, vec = torch.nn.Linear(3, 2), torch.zeros(8)
+    assert params_as_views(model, names, offsets, vec)
+    assert model.weight.data_ptr() == vec.data_ptr() and torch.equal(vec[6:], model.bias.detach())
+    elsewhere = torch.nn.Linear(3, 2, device="meta")
+    assert not params_as_views(elsewhere, names, offsets, torch.zeros(8))
+    assert all(p.device.type == "meta" for p in elsewhere.parameters())
 
 
 def _survivors_wait_for_restarts(monkeypatch):

@@ -183,10 +183,11 @@ def params_as_views(model: nn.Module, names: Sequence[str], offsets: Sequence[in
     (their values copied in), so parameters fetched into ``vec`` are in the model already: the worker's
     load then copies each slice onto itself, which torch skips (the version counters still move, so
     caches keyed on them see the change). One 4-bytes-a-parameter copy less per fetch. Only where
-    every parameter is contiguous float32; returns whether it did."""
+    every parameter is contiguous float32 on ``vec``'s device (a GPU replica's would have moved to
+    the CPU); returns whether it did."""
     named = dict(model.named_parameters())
     params = [named[n] for n in names]
-    if any(p.dtype != torch.float32 or not p.is_contiguous() for p in params):
+    if any(p.dtype != torch.float32 or not p.is_contiguous() or p.device != vec.device for p in params):
         return False
     with torch.no_grad():
         for p, off in zip(params, offsets):
