@@ -59,3 +59,15 @@ def test_close_removes_the_pipes(tmp_path):
     driver.close()
     driver.close()
     assert not driver.go.exists() and not driver.done.exists() and not os.listdir(tmp_path)
+
+
+def test_a_report_written_in_parts_arrives_whole(ends, monkeypatch):
+    """A write to a pipe can return after part of a frame (a signal between its parts); the rest
+    was dropped, and the driver read a torn frame."""
+    driver, worker = ends
+    real_write = os.write
+    monkeypatch.setattr(channel.os, "write", lambda fd, data: real_write(fd, bytes(data[:5])))
+    worker.report({"seq": 7, "base": [3, 4], "loss": 0.25})
+    monkeypatch.undo()
+    assert channel.wait([driver], 1.0) == [driver]
+    assert driver.reports() == [{"seq": 7, "base": [3, 4], "loss": 0.25}]

@@ -117,7 +117,9 @@ class WorkerEnd:
 
     def report(self, meta: dict[str, Any]) -> None:
         body = json.dumps(meta).encode()
-        os.write(self._out, FRAME.pack(len(body)) + body)
+        frame = memoryview(FRAME.pack(len(body)) + body)
+        while frame:            # a frame over PIPE_BUF can go in parts (a signal between them): all of it
+            frame = frame[os.write(self._out, frame):]
 
     def close(self) -> None:
         os.close(self._in)
