@@ -205,6 +205,22 @@ def test_a_finite_cost_with_a_non_finite_gradient_is_refused_and_nothing_is_left
     assert train_step(model, objective, Batch(torch.randn(4, 1, 8, 8))).loss > 0   # a batch with energy trains
 
 
+def test_a_gradient_whose_sum_overflows_is_named_as_too_large_not_as_a_nan():
+    """Every element finite (1e37), their float32 sum not: the step is skipped, as the shards refuse
+    such a push, but the message said "a non-finite gradient of" and named no parameter."""
+    from downpour.batch import Batch
+    from downpour.models.registry import create_model
+    from downpour.objectives import Objective
+    from downpour.train.step import train_step
+
+    model = create_model("rica-8x8")
+    objective = Objective.from_config({"reconstruction": 1.0})
+    model.weight.register_hook(lambda g: torch.full_like(g, 1e37))
+    with pytest.raises(NonFiniteLoss, match=r"a gradient too large to apply \(its sum overflows; largest \|g\| 1e\+37, in weight\)"):
+        train_step(model, objective, Batch(torch.randn(4, 1, 8, 8)))
+    assert all(p.grad is None for p in model.parameters())
+
+
 def test_the_last_row_is_logged_even_when_the_last_step_is_skipped(tmp_path, monkeypatch):
     _poison(monkeypatch, loop, {20})
     summary = _local(tmp_path / "r", "train.steps=20")

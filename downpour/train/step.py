@@ -44,7 +44,15 @@ def train_step(model: FeatureModel, objective: Objective, batch: Batch) -> StepR
     total.backward()
     # a NaN or Inf anywhere makes the sum of the sums non-finite (the cheapest test: bench/step_check.py)
     if not math.isfinite(sum(float(p.grad.sum()) for p in model.parameters() if p.grad is not None)):
-        bad = [n for n, p in model.named_parameters() if p.grad is not None and not bool(torch.isfinite(p.grad).all())]
+        grads = [(n, p.grad) for n, p in model.named_parameters() if p.grad is not None]
+        bad = [n for n, g in grads if not bool(torch.isfinite(g).all())]
+        # every element finite, their sum not: a gradient no optimiser can square in float32 (the shards refuse
+        # such a push too); said as what it is, not as a NaN of no parameter
+        if bad:
+            what = f"a non-finite gradient of {', '.join(bad)}"
+        else:
+            top, name = max((float(g.abs().max()), n) for n, g in grads)
+            what = f"a gradient too large to apply (its sum overflows; largest |g| {top:.3g}, in {name})"
         model.zero_grad(set_to_none=True)
-        raise NonFiniteLoss(f"finite cost {loss} but a non-finite gradient of {', '.join(bad)}: parts {values}")
+        raise NonFiniteLoss(f"finite cost {loss} but {what}: parts {values}")
     return StepResult(loss=loss, parts=values, samples=len(batch))
