@@ -386,3 +386,36 @@ def test_a_run_config_that_is_not_utf8_is_named_on_resume(tmp_path):
     (path / "config.toml").write_bytes(b"seed = 0\n# \xff\n")
     with pytest.raises(ConfigError, match="not UTF-8 text"):
         RunDir(path).config_with()
+
+
+@pytest.mark.parametrize("runner", ["local", "simulated"])
+def test_a_run_stopped_before_its_data_record_writes_it_when_resumed(tmp_path, monkeypatch, runner):
+    """Stopped after its last checkpoint, before data.json: the resume saved the model with the source's
+    info only, and the record of the files read and skipped (the bad one here) was lost."""
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        Image.fromarray(rng.integers(0, 256, (16, 16), dtype=np.uint8)).save(images / f"g{i:02d}.png")
+    (images / "bad.png").write_text("not an image")
+    more = [] if runner == "local" else ["cluster.runner=simulated", "cluster.workers=2", "cluster.shards=1",
+                                         "data.loader_workers=0"]
+    cfg = load_config("ufldl-sae", [*STREAM, f"data.path={images}", "train.tensorboard=false", *more])
+    path = tmp_path / "r"
+    go = run_local if runner == "local" else run_cluster
+    real_write = RunDir.write_json
+
+    def write_json(self, name, obj):
+        if name == "data.json":
+            raise KeyboardInterrupt
+        return real_write(self, name, obj)
+
+    with monkeypatch.context() as m:
+        m.setattr(RunDir, "write_json", write_json)
+        with pytest.raises(KeyboardInterrupt):
+            go(cfg, RunDir.create(path, cfg))
+    assert not (path / "data.json").exists() and not (path / "model.json").exists()
+    go(load_config(str(path / "config.toml")), RunDir.open(path), resume=True)
+    record = RunDir(path).read_json("data.json")
+    assert record["n_skipped"] == 1 and record["skipped"][0]["file"].endswith("bad.png")
+    assert RunDir(path).read_json("model.json")["data"]["n_skipped"] == 1

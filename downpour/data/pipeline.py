@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
+import torch
 from PIL import Image
 
 from downpour.config import FILE_SOURCES, ConfigError, DataConfig
@@ -143,6 +144,20 @@ def data_report(batches: Iterable[Any]) -> dict[str, Any] | None:
     """A streamed worker's reads and skipped files (None for the in-memory path)."""
     report = getattr(batches, "report", None)
     return report() if report is not None else None
+
+
+def report_at(data: Dataset | StreamingData, batch_size: int, seed: int,
+              position: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A stream's report as a checkpoint's ``position`` left it, reading nothing (None in memory): the
+    record of a run stopped after its last checkpoint and before it wrote its own. Reads count once per
+    epoch up to ``position``, as a resumed stream's do."""
+    if position is None:
+        return None
+    batches = data.batches(batch_size, torch.Generator().manual_seed(seed), position=position)
+    try:
+        return data_report(batches)
+    finally:
+        batches.close()
 
 
 def has_data_record(cfg: DataConfig, info: dict[str, Any]) -> bool:

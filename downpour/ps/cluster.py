@@ -17,13 +17,13 @@ from typing import Any
 import torch
 
 from downpour.config import ConfigError, RunConfig
-from downpour.data.pipeline import check_resumed_on, has_data_record, run_data_info
+from downpour.data.pipeline import check_resumed_on, has_data_record, report_at, run_data_info
 from downpour.errors import RunError
 from downpour.parallel.partition import merge_model
 from downpour.ps.checkpoint import SERVER, ShardState, load_server, next_seqs, restoring
 from downpour.ps.coordinator import Coordinator
 from downpour.ps.recorder import Driver, Recorder, ShardLost, write_staleness
-from downpour.ps.setup import ClusterSetup, make_shards, set_up_cluster
+from downpour.ps.setup import ClusterSetup, batch_seed, make_shards, set_up_cluster
 from downpour.train.checkpoint import CheckpointError
 from downpour.train.rundir import RunDir
 from downpour.train.setup import stage_for_step
@@ -100,7 +100,7 @@ def _run_once(cfg: RunConfig, run: RunDir, resume: bool, restarts: list[dict[str
             for s, (tensors, m) in zip(shards, restored):
                 s.load_state_dict(tensors, m)
     if run.unsaved_at_end(cfg, start, resume):
-        return _save_at_end(setup, run, shards, coord, start, meta["elapsed"])
+        return _save_at_end(setup, run, shards, coord, start, meta["elapsed"], meta.get("streams"))
     # a finished run goes on (--steps): its model was saved at its own last step (read before begin() saves
     # the new steps; a run stopped when every worker was lost saved its model at the checkpoint too)
     if resume and run.model_step() == start == run.config.train.steps:
@@ -142,13 +142,20 @@ def _run_once(cfg: RunConfig, run: RunDir, resume: bool, restarts: list[dict[str
 
 
 def _save_at_end(setup: ClusterSetup, run: RunDir, shards: list[Any], coord: Coordinator, start: int,
-                 elapsed: float) -> dict[str, Any]:
-    """A run stopped after its last push, before its model was saved: the model, staleness.json and cluster.json
-    from its checkpoint, a sync round still open there applied first (as the run's end would have)."""
+                 elapsed: float, streams: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """A run stopped after its last push, before its model was saved: the model, staleness.json, cluster.json
+    and data.json from its checkpoint, a sync round still open there applied first (as the run's end would
+    have). ``streams``: the simulator's workers' stream positions there (a Ray resume starts them afresh)."""
     for s in shards:
         s.flush()
     states = [s.state_dict() for s in shards]
-    report = _save_model(setup, run, states, coord, start, setup.data.info)
+    cfg, n = setup.cfg, setup.cfg.cluster.workers
+    data_info = run_data_info(setup.data.info, [
+        report_at(setup.data.shard(w, n), cfg.train.batch_size, batch_seed(cfg.seed, w, s["seed_step"]), s["position"])
+        for w, s in enumerate(streams or [])])
+    if has_data_record(cfg.data, data_info):
+        run.write_json("data.json", data_info)
+    report = _save_model(setup, run, states, coord, start, data_info)
     summary = {"steps": start, "resumed_from": start, "runner": setup.cfg.cluster.runner, "final_loss": run.last_loss(),
                **_counts(states, report), "seconds": round(elapsed, 2), "run": str(run.path)}
     run.write_json("cluster.json", summary)
