@@ -419,3 +419,30 @@ def test_a_run_stopped_before_its_data_record_writes_it_when_resumed(tmp_path, m
     record = RunDir(path).read_json("data.json")
     assert record["n_skipped"] == 1 and record["skipped"][0]["file"].endswith("bad.png")
     assert RunDir(path).read_json("model.json")["data"]["n_skipped"] == 1
+
+
+def _edit_json(path, change):
+    meta = json.loads(path.read_text())
+    change(meta)
+    path.write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize("damage, named", [
+    (lambda p: _edit_json(p / "model.json", lambda m: m.update(input_shape="abc")), "input_shape is 'abc', not a list"),
+    (lambda p: _edit_json(p / "model.json", lambda m: m.update(options=[1])), r"options is \[1\], not a table"),
+    (lambda p: _edit_json(p / "checkpoints/local.json", lambda m: m.update(
+        row={"sums": {"a": 1.0}, "counts": {}, "steps": 1, "samples": 4, "loss": 1.0})), "its row .* cannot be read"),
+    (lambda p: _edit_json(p / "checkpoints/local.json", lambda m: m.update(skipped=99)), "99 steps skipped of 8"),
+    (lambda p: ((p / "metrics.jsonl").unlink(), (p / "metrics.jsonl").mkdir()), "metrics.jsonl' is a folder"),
+], ids=["input_shape", "options", "row", "skipped", "metrics-folder"])
+def test_a_hand_edited_run_file_is_named_not_a_traceback(tmp_path, damage, named):
+    """Each of these gave a TypeError, a KeyError at a later log step (saved again on the way out), a
+    false 'every step was skipped', or an IsADirectoryError."""
+    path = tmp_path / "r"
+    _go("local", path, "train.steps=8")
+    damage(path)
+    with pytest.raises(DownpourError, match=named):
+        if named.startswith(("input_shape", "options")):
+            RunDir.open(path).new_model()
+        else:
+            _go("local", path, "train.steps=16", resume=True)

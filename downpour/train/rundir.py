@@ -197,6 +197,9 @@ class RunDir:
         self.refuse_reached(cfg, start)
         if (self.path / "tb").exists() and not (self.path / "tb").is_dir():   # (TensorBoard's writer: a traceback)
             raise NotARunError(f"{str(self.path / 'tb')!r} is a file where the run's TensorBoard folder goes; move it away")
+        if (self.path / "metrics.jsonl").is_dir():
+            raise NotARunError(f"{str(self.path / 'metrics.jsonl')!r} is a folder where the run's metrics file goes; "
+                               "move it away")
         self.save_config(cfg)
         self.save_preprocess(preprocess, self._refits(preprocess, start) if resume else [])
         if resume:
@@ -248,9 +251,13 @@ class RunDir:
         from downpour.models.registry import create_model  # the registry imports every family: only when needed
 
         meta = self.read_json("model.json") if meta is None else meta
-        for key in ("model", "input_shape", "options"):
+        for key, fits, what in (("model", lambda v: isinstance(v, str), "a model's name"),
+                                ("input_shape", _is_shape, "a list of sizes >= 1"),
+                                ("options", lambda v: isinstance(v, dict), "a table of the model's options")):
             if key not in meta:
                 raise CheckpointError(f"{str(self.path / 'model.json')!r} lacks key {key!r}")
+            if not fits(meta[key]):     # a hand-edited file: a TypeError deep in the model's constructor
+                raise CheckpointError(f"{str(self.path / 'model.json')!r}: {key} is {meta[key]!r}, not {what}")
         options = {**model_fills(self.path / "model.json", meta["model"], meta["options"]), **meta["options"]}
         return create_model(meta["model"], tuple(meta["input_shape"]), **options)
 
@@ -356,3 +363,8 @@ def _replace_text(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def _is_shape(value: Any) -> bool:
+    return (isinstance(value, list) and bool(value)
+            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value))
