@@ -107,6 +107,19 @@ def test_the_prediction_matches_a_50_worker_simulated_run(tmp_path, sets, tolera
     assert abs(result["relative_error"]) <= tolerance, result
 
 
+@pytest.mark.parametrize("sets", [
+    (("cluster.consistency", "bounded:0"), ("cluster.n_fetch", 16)),         # a gate fetches every cycle anyway
+    (("cluster.consistency", "bounded:1"), ("cluster.delay", "constant:2"), ("cluster.warm_start", 200)),
+    (("cluster.consistency", "bounded:2"), ("cluster.n_push", 2), ("cluster.n_fetch", 3)),
+], ids=["n_fetch", "warm_start", "n_push"])
+def test_a_gated_run_is_predicted_as_it_fetches_and_waits(tmp_path, sets):
+    """Under bounded:K the prediction read n_fetch (+1,051% on the first) and let the warm start's lone
+    worker pipeline (+67% on the second), though a gated worker fetches every cycle and waits for its push."""
+    result = check_simulated(workers=4, shards=2, steps=400, sets=[("train.log_every", 10_000), *sets],
+                             out=tmp_path / "run")
+    assert abs(result["relative_error"]) <= 0.01, result
+
+
 def test_a_faster_network_and_more_replicas_move_the_prediction_the_right_way():
     slow = plan_for("paper", cluster=Cluster(bandwidth_gbit=1, replicas=10, partitions=16, shards=200))
     fast = plan_for("paper", cluster=Cluster(bandwidth_gbit=10, replicas=10, partitions=16, shards=200))

@@ -190,10 +190,12 @@ def predict_staleness(workers: int, steps: int, n_push: int = 1, n_fetch: int = 
         # of a burst counts), except under K = 0, a barrier: nobody starts before the whole round landed
         cycle, window, start_tie = p + d, p + d, 0.5 if args[0] else 0.0
         bursts = bursts or not args[0]
+        f = p        # a gated worker fetches at the start of every push cycle, whatever n_fetch: age 0
     else:
         cycle, window, start_tie = float(p), p + d + _mean_age(p, f), 0.5 if d <= 1 else 0.0
     warm = min(pushes, math.ceil(warm_start / p)) if workers > 1 else 0
-    alone = _Rounds(1, p, f, d, float(p), bursts, 0.5 if d <= 1 else 0.0)
+    # the warm start's lone worker: gated, it waits for its own push too (staleness 0); async, it pipelines
+    alone = _Rounds(1, p, f, d, cycle, bursts, 0.5 if d <= 1 else 0.0)
     crowd = _Rounds(workers, p, f, d, cycle, bursts, start_tie)
     total = alone.mean(warm) * warm + crowd.mean(pushes - warm) * (pushes - warm)
     return StalenessPrediction(total / max(pushes, 1), crowd.steady(), pushes, pushes / workers, window, workers / cycle)
