@@ -91,6 +91,17 @@ def test_more_ray_processes_than_memory_holds_is_refused_before_any_starts(monke
     assert main(["train", *TINY, "--runner", "ray", "--shards", "2", "--dry-run"]) == 0   # 4 processes fit
 
 
+@pytest.mark.parametrize("address", [":6379", "localhost:abc", "http://head:8265", "head"])
+def test_a_malformed_address_is_one_line_naming_it(tmp_path, capsys, address):
+    """`--address :6379` let Ray's own parser print a traceback before the error, which also blamed a
+    missing authentication token."""
+    pytest.importorskip("ray")
+    assert main(["train", *TINY, "--runner", "ray", "--address", address, "--out", str(tmp_path / "r")]) == 2
+    captured = capsys.readouterr()
+    assert f"cluster.address={address!r} is not a Ray address" in captured.err
+    assert "Traceback" not in captured.err + captured.out and "token" not in captured.err
+
+
 def test_an_ipv6_head_address_is_reached(tmp_path):
     """`--address [::1]:PORT` kept the brackets in the host and failed the name lookup ("cannot reach")
     though the head was listening."""

@@ -29,11 +29,14 @@ log = logging.getLogger(__name__)
 def _reachable(address: str, timeout: float) -> None:
     """Raise RunError unless ``host:port`` (``ray://host:port`` too) accepts a TCP connection within
     ``timeout``: ``ray.init`` itself waits minutes on an address nobody answers."""
-    target = address.split("://", 1)[-1]
+    if address in ("auto", "local"):
+        return                   # forms Ray resolves itself
+    scheme, _, target = address.rpartition("://")
     host, _, port = target.rpartition(":")
     host = host.removeprefix("[").removesuffix("]")     # an IPv6 head: [::1]:6379
-    if not host or not port.isdigit():
-        return                   # "auto" and other forms Ray resolves itself
+    if scheme not in ("", "ray") or not host or not port.isdigit():   # Ray's own parser printed a traceback
+        raise RunError(f"cluster.address={address!r} is not a Ray address: HOST:PORT, ray://HOST:PORT or auto "
+                       "(empty: a local Ray)")
     try:
         socket.create_connection((host, int(port)), timeout=timeout).close()
     except OSError as err:
@@ -58,9 +61,9 @@ def connect(address: str) -> bool:
             ray.init(address=address, log_to_driver=True)
         except (ConnectionError, RuntimeError, ValueError) as err:   # e.g. a token-protected cluster without the token
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise RunError(f"could not join the Ray cluster at cluster.address={address!r}: {first} "
-                           "(a cluster started with authentication needs its token in this environment: see "
-                           "docs/parameter-server.md#faults)") from None
+            hint = (" (a cluster started with authentication needs its token in this environment: see "
+                    "docs/parameter-server.md#faults)") if any(w in str(err).lower() for w in ("token", "auth")) else ""
+            raise RunError(f"could not join the Ray cluster at cluster.address={address!r}: {first}{hint}") from None
     return True
 
 
