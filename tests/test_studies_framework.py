@@ -407,6 +407,7 @@ def test_each_comparisons_p_is_the_test_its_interval_inverts():
     assert paired_p([0.0] * 5, [1.0] * 5) == 1.0
     assert paired_p([0.0, 1.0, 2.0, 1.0], [1.0, 2.0, 3.0, 3.0]) == 1.0
     assert paired_p([1.0, 2.0], [1.0, 2.0]) == 1.0 and paired_p([1.0], [3.0]) == 1.0
+    assert math.isnan(paired_p([math.nan, 1.0], [2.0, math.nan]))      # not measured: not in Holm's family
     assert paired_p([1.0, math.nan, 2.0, 3.0], [2.0, 5.0, 3.1, 3.9]) == pytest.approx(
         stats.ttest_rel([2.0, 3.1, 3.9], [1.0, 2.0, 3.0]).pvalue)
 
@@ -465,6 +466,30 @@ def test_seeds_a_paired_difference_leaves_out_for_its_baseline_are_said():
     note_missing(rows, cells, [0, 1, 2, 3])
     assert rows[1]["missing"] == {"d_probe_digits": 2} and rows[0]["missing"] == {"probe_digits": 2}
     assert "2 of 4 seeds left out" in rows_table(rows).split("<tr>")[-1]
+
+
+def test_a_comparison_never_measured_is_not_in_holms_family_and_a_diverged_first_seed_is_counted():
+    """An all-NaN figure's paired comparison was recorded as "inconclusive" with p = 1: in Holm's family,
+    it doubled the other comparison's adjusted p. And a first seed whose cell holds no figure (a diverged
+    run) hid every other figure's missing seeds."""
+    from downpour.studies.base import Condition
+    from downpour.studies.compare import compare_rows
+    from downpour.studies.run import note_missing
+    from downpour.studies.stats import holm
+
+    conditions = [Condition("ref", {"vs": ""}), Condition("arm", {"vs": "ref"})]
+    seeds = [0, 1, 2, 3, 4, 5]
+    cells = {("ref", s): {"x": math.nan, "y": 0.5 + 0.01 * s} for s in seeds}
+    cells.update({("arm", s): {"x": math.nan, "y": 0.7 + 0.012 * s} for s in seeds})
+    rows = compare_rows(conditions, cells, seeds, {"x": 0.02, "y": 0.02})
+    assert holm(rows) == 1
+    tests = rows[1]["tests"]
+    assert tests["d_x"]["reading"] == "not measured" and math.isnan(tests["d_x"]["p_holm"])
+    assert tests["d_y"]["reading"] == "higher" and tests["d_y"]["p_holm"] == tests["d_y"]["p"]
+    cells[("arm", 0)] = {"diverged": 1.0}
+    rows = compare_rows(conditions, cells, seeds, {"y": 0.02})
+    note_missing(rows, cells, seeds)
+    assert rows[1]["missing"]["y"] == 1
 
 
 def test_a_failed_set_up_in_this_process_does_not_fail_the_next_study():

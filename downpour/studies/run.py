@@ -129,7 +129,7 @@ def note_missing(rows: list[dict[str, Any]], cells: dict[tuple[str, int], dict[s
     for row in rows:
         got = [cells[(row["condition"], s)] for s in seeds if (row["condition"], s) in cells]
         missing = {k: sum(1 for g in got if not math.isfinite(g.get(k, math.nan))) for k in row["figures"]
-                   if got and k in got[0]}
+                   if any(k in g for g in got)}      # (a diverged first seed's cell has none of the figures)
         if any(missing.values()):    # (beside what summarise noted itself: stats.note_left_out)
             row["missing"] = {**{k: m for k, m in missing.items() if m}, **row.get("missing", {})}
 

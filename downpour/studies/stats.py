@@ -129,9 +129,12 @@ def paired_p(baseline: Sequence[float], other: Sequence[float]) -> float:
     """The two-sided p-value of :func:`paired_difference`'s interval: Student's t on the finite paired
     differences; with no spread, the sign test's (2 · 0.5ⁿ from :data:`SIGN_TEST_N` seeds, else 1);
     a discrete figure with spread under :data:`SIGN_TEST_N` seeds, 1 (its interval is unbounded);
-    nothing moved, or fewer than two pairs, 1."""
+    nothing moved, or one pair, 1; no finite pair at all, NaN: not measured, so not in :func:`holm`'s
+    family (a p of 1 there made every other comparison's adjusted p larger)."""
     a, b = np.asarray(baseline, dtype=np.float64), np.asarray(other, dtype=np.float64)
     d = (b - a)[np.isfinite(a) & np.isfinite(b)]
+    if len(d) == 0:
+        return math.nan
     if len(d) < 2 or not np.any(d):
         return 1.0
     m, low, high = mean_ci(list(d))
@@ -143,8 +146,9 @@ def paired_p(baseline: Sequence[float], other: Sequence[float]) -> float:
 
 
 def record_test(row: dict[str, Any], name: str, reading: str, p: float) -> None:
-    """Record one comparison a verdict reads, ``row["tests"][name]``, for :func:`holm`."""
-    row.setdefault("tests", {})[name] = {"reading": reading, "p": p}
+    """Record one comparison a verdict reads, ``row["tests"][name]``, for :func:`holm` (a non-finite ``p``:
+    not measured, whatever the interval's words)."""
+    row.setdefault("tests", {})[name] = {"reading": reading if math.isfinite(p) else "not measured", "p": p}
 
 
 def paired_test(row: dict[str, Any], name: str, baseline: Sequence[float], other: Sequence[float],
