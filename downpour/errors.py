@@ -23,6 +23,11 @@ class RunError(DownpourError, RuntimeError):
     """A run stopped for a reason outside its config (every worker lost, ...); what it had done is saved."""
 
 
+class Diverged(RunError):
+    """Every step (every push) of a run had a non-finite cost or gradient: nothing was applied. A study
+    counts such a cell as diverged instead of ending."""
+
+
 class DataError(DownpourError):
     """The data a run reads cannot be used (a file that is not what it should be, a folder without
     images, images too few or too small for the settings); the message names the path or setting."""

@@ -62,6 +62,19 @@ def test_cells_are_cached_and_resumed(planted, tmp_path):
     assert sorted(CALLS[6:]) == [("a", 3), ("b", 3)]
 
 
+def test_the_cost_is_of_the_studys_own_seeds(planted, tmp_path):
+    """Asked for fewer seeds than the folder holds, study.json said seeds [0, 1] and the cost of three."""
+    run_study("planted", tmp_path, quick=True, seeds=3, jobs=1)
+    path = tmp_path / "cells.jsonl"
+    lines = [json.loads(line) for line in path.read_text().splitlines()[1:]]
+    for i, line in enumerate(lines):                 # each cell a known cost: 1, 2, 4, ... seconds
+        line["cost"] = {"seconds": float(2 ** i), "cpu_seconds": 0.0}
+    path.write_text("\n".join([path.read_text().splitlines()[0], *map(json.dumps, lines)]) + "\n")
+    run_study("planted", tmp_path, quick=True, seeds=2, jobs=1)
+    cost = json.loads((tmp_path / "study.json").read_text())["cells_cost"]
+    assert cost["seconds"] == sum(line["cost"]["seconds"] for line in lines if line["seed"] < 2)
+
+
 def test_a_cut_line_is_run_again(planted, tmp_path):
     run_study("planted", tmp_path, quick=True, jobs=1)
     path = tmp_path / "cells.jsonl"
@@ -490,6 +503,24 @@ def test_a_comparison_never_measured_is_not_in_holms_family_and_a_diverged_first
     rows = compare_rows(conditions, cells, seeds, {"y": 0.02})
     note_missing(rows, cells, seeds)
     assert rows[1]["missing"]["y"] == 1
+
+
+def test_a_cells_failure_names_the_cell(monkeypatch):
+    """A cell's error said nothing of which condition and seed it came from."""
+    from downpour.errors import DataError
+    from downpour.studies import cells
+
+    cells._init(f"{Planted.__module__}:{Planted.__name__}", True, [], {})
+
+    def fails(self, condition, seed, context):
+        raise (DataError if condition.name == "a" else KeyError)("bad")
+
+    monkeypatch.setattr(Planted, "run_cell", fails)
+    with pytest.raises(DataError, match=r"^study planted: cell 'a', seed 1: bad$"):
+        cells._run(("a", 1))
+    with pytest.raises(KeyError) as err:                  # a bug: its traceback, with the cell noted under it
+        cells._run(("b", 2))
+    assert err.value.__notes__ == ["study planted: cell 'b', seed 2"]
 
 
 def test_a_failed_set_up_in_this_process_does_not_fail_the_next_study():

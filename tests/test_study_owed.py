@@ -97,8 +97,8 @@ def test_measure_run_reads_the_twin_it_is_given(monkeypatch):
     assert seen == [None] and all(math.isnan(figures[k]) for k in OWED)     # nothing to take away: not measured
 
 
-def row(name, owed, no_faces=0.7):
-    return {"condition": name, "figures": {"face_owed_controls": owed,
+def row(name, owed, no_faces=0.7, learned=0.8):
+    return {"condition": name, "figures": {"face_owed_controls": owed, "face_auc_controls": [learned] * 3,
                                            "face_auc_controls_no_faces": [no_faces, no_faces - 0.05, no_faces + 0.05]}}
 
 
@@ -116,6 +116,36 @@ def test_the_verdict_says_when_no_one_owes_the_faces_anything_and_when_it_cannot
     assert "No condition is shown to owe its face unit to the faces (too wide to tell: b)." in wide
     unmeasured = owed_paragraph([row("a", [math.nan] * 3)])
     assert "was not measured" in unmeasured and "a not measured (its data show it no lfw face)" in unmeasured
+    unchosen = owed_paragraph([row("a", [math.nan] * 3, learned=math.nan)])
+    assert "a not measured (no face unit could be chosen)" in unchosen
+
+
+def test_a_cell_that_diverged_or_has_no_face_unit_is_counted_out_not_the_end_of_the_study(monkeypatch):
+    """A measured study's cell whose run diverged (every step non-finite), or whose face test could choose
+    no unit (every response non-finite or constant), ended the whole study with a traceback, and the same
+    cell ended every rerun. Now: the diverged cell is {"diverged": 1.0}, the face figures NaN."""
+    import contextlib
+
+    from downpour.analysis.controls import NoCandidate
+    from downpour.errors import Diverged
+
+    @contextlib.contextmanager
+    def diverges(cfg):
+        raise Diverged("every one of the 3 steps 1..3 had a non-finite cost")
+        yield
+
+    with monkeypatch.context() as m:
+        m.setattr(measure, "trained_run", diverges)
+        assert train_and_measure(sae_config(), SMALL, seed=0) == {"diverged": 1.0}
+
+    def no_unit(*args, **kwargs):
+        raise NoCandidate("the face test on layer 'codes': no candidate of 25 can be chosen")
+
+    monkeypatch.setattr(trained, "face_controls", no_unit)
+    figures = train_and_measure(sae_config(), dataclasses.replace(SMALL, invariance=True), seed=0)
+    assert all(math.isnan(figures[k]) for k in ("face_auc_lfw", "face_auc_controls", *OWED))
+    assert all(math.isnan(figures[k]) for k in ("inv_scale_octaves", "inv_shift", "inv_rotation"))
+    assert math.isfinite(figures["edge_fraction"]) and math.isfinite(figures["final_loss"])
 
 
 def test_a_gain_the_same_in_every_seed_has_the_sign_tests_interval_not_a_zero_width_one():

@@ -80,6 +80,10 @@ def ranking(scores: np.ndarray, y: np.ndarray, against: tuple[np.ndarray, ...] =
     return np.where(ok, worst, -np.inf), sign
 
 
+class NoCandidate(ValueError):
+    """No unit (candidate) of a layer can be chosen: every one has non-finite responses or none varies."""
+
+
 def choose(scores: np.ndarray, y: np.ndarray, against: tuple[np.ndarray, ...] = ()) -> tuple[int, int, float, float]:
     """(candidate, sign, threshold, selection AUC in the sign's direction) for (n, K) scores, (n,) labels.
 
@@ -90,7 +94,7 @@ def choose(scores: np.ndarray, y: np.ndarray, against: tuple[np.ndarray, ...] = 
     criterion, signs = ranking(scores, y, against)
     k = int(np.argmax(criterion))
     if not np.isfinite(criterion[k]):
-        raise ValueError(f"no candidate of {scores.shape[1]} can be chosen: every one has a non-finite response or "
+        raise NoCandidate(f"no candidate of {scores.shape[1]} can be chosen: every one has a non-finite response or "
                          "the same response to every selection image")
     sign = int(signs[k])
     _, threshold, _ = threshold_scan(scores[:, k:k + 1], y, sign=sign)

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from downpour.analysis import baselines
-from downpour.analysis.controls import Responses, score_controls
+from downpour.analysis.controls import NoCandidate, Responses, score_controls
 from downpour.analysis.headroom import headroom
 from downpour.analysis.labelled import prepare_images
 from downpour.analysis.negatives import build_controls, joined
@@ -184,7 +184,8 @@ def face_test(raw: np.ndarray, y: np.ndarray, splits: list[tuple[np.ndarray, np.
         rows = score_controls(methods, y, negatives, source, splits, replicates=replicates, seed=draw_bootstrap,
                               levels=levels, paired=LEARNED, per_split=len(views) > 1, localizer=localizer)
     except ValueError as err:           # (a unit with non-finite responses: name the layer it is in)
-        raise ValueError(f"the face test on layer {layer!r}: {err}") from None
+        raise (NoCandidate if isinstance(err, NoCandidate) else ValueError)(
+            f"the face test on layer {layer!r}: {err}") from None
     verdict = controls_verdict(rows)
     by_layer = [_brief(layer, verdict)]
     for other in other_layers:          # the same images, splits and bootstrap draw; only the units change

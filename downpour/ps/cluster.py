@@ -18,7 +18,7 @@ import torch
 
 from downpour.config import ConfigError, RunConfig
 from downpour.data.pipeline import check_resumed_on, has_data_record, report_at, run_data_info
-from downpour.errors import RunError
+from downpour.errors import Diverged, RunError
 from downpour.parallel.partition import merge_model
 from downpour.ps.checkpoint import SERVER, ShardState, load_server, next_seqs, restoring
 from downpour.ps.coordinator import Coordinator
@@ -212,7 +212,7 @@ def _finish(setup: ClusterSetup, run: RunDir, states: list[ShardState], coord: C
                     refused, recorder.pushes, last)
     if recorder.pushes and not recorder.finite_pushes:
         rejected = ", ".join(f"{n} {reason}" for reason, n in report["rejected"].items()) or "none"
-        raise RunError(f"none of the {recorder.pushes} pushes of this run carried a finite gradient a shard accepted: "
+        raise Diverged(f"none of the {recorder.pushes} pushes of this run carried a finite gradient a shard accepted: "
                        f"{recorder.skipped} of their {recorder.steps} worker steps had a non-finite cost or gradient "
                        f"(shard rejections: {rejected}); lower train.lr or check the data; "
                        f"the run is saved in {str(run.path)!r}")

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from downpour.config import ConfigError
+from downpour.errors import DownpourError
 from downpour.studies.base import Cells, Condition, Study
 
 log = logging.getLogger(__name__)
@@ -118,9 +119,11 @@ class CellCache:
         with self.path.open("a") as f:
             f.write(self._line(name, seed, figures, cost or {}))
 
-    def total_cost(self) -> dict[str, float]:
-        """Wall and CPU seconds summed over the cells that ran (a ``same_as`` copy cost nothing)."""
-        return {k: round(sum(float(c.get(k, 0.0)) for c in self.costs.values()), 1) for k in ("seconds", "cpu_seconds")}
+    def total_cost(self, keys: Iterable[tuple[str, int]]) -> dict[str, float]:
+        """Wall and CPU seconds summed over the cells ``keys`` (a ``same_as`` copy cost nothing): the study's
+        own seeds, not every seed the folder ever ran."""
+        costs = [self.costs.get(key, {}) for key in set(keys)]
+        return {k: round(sum(float(c.get(k, 0.0)) for c in costs), 1) for k in ("seconds", "cpu_seconds")}
 
 
 # --- running cells in worker processes -------------------------------------------------------------
@@ -161,6 +164,13 @@ def _run(task: tuple[str, int]) -> Result:
         figures = _STUDY.run_cell(_BY_NAME[name], seed, _CONTEXT)
     except StopIteration as err:   # escaping into map/imap it reads as "no more results": every cell after it lost, unsaid
         raise RuntimeError(f"study {_STUDY.name}: cell {name!r}, seed {seed}: StopIteration {err}".rstrip()) from err
+    except Exception as err:       # which cell: the CLI's one line for the user's errors, a note under a bug's traceback
+        where = f"study {_STUDY.name}: cell {name!r}, seed {seed}"
+        if isinstance(err, DownpourError) and err.args and isinstance(err.args[0], str):
+            err.args = (f"{where}: {err.args[0]}", *err.args[1:])
+        else:
+            err.add_note(where)
+        raise
     return name, seed, figures, {"seconds": round(time.perf_counter() - wall, 4),
                                  "cpu_seconds": round(time.process_time() - cpu, 4)}
 

@@ -126,7 +126,9 @@ def owed_paragraph(rows: Sequence[dict[str, Any]], unit: str = "face unit") -> s
     for r in rows:
         owed = r["figures"].get(OWED_FIGURE)
         if owed is None or not math.isfinite(owed[0]):
-            said.append(f"{r['condition']} not measured (its data show it no lfw face)")
+            chosen = r["figures"].get("face_auc_controls", [math.nan])[0]
+            why = "its data show it no lfw face" if math.isfinite(chosen) else "no face unit could be chosen"
+            said.append(f"{r['condition']} not measured ({why})")
             continue
         readings[r["condition"]] = effect_words(*owed, resolution=OWED_RESOLUTION)
         said.append(f"{r['condition']} {words.signed(owed)}, {readings[r['condition']]} "

@@ -38,9 +38,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import math
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -54,6 +55,7 @@ from downpour.analysis.selectivity import face_neuron_table
 from downpour.analysis.units import check_layer, randomized_copy
 from downpour.batch import Batch
 from downpour.config import ModelSpec, RunConfig, load_config, merge_term
+from downpour.errors import Diverged
 from downpour.models.base import FeatureModel
 from downpour.models.footprint import footprint_table
 from downpour.models.registry import build, resolve
@@ -62,6 +64,8 @@ from downpour.studies.trained import (edge_fraction, face_aucs, face_draws, no_f
 from downpour.train.checkpoint import read_tensors
 from downpour.train.rundir import RunDir
 from downpour.train.step import train_step
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -129,14 +133,31 @@ def flops_per_step(cfg: RunConfig, x: torch.Tensor) -> float:
 
 def train_and_measure(cfg: RunConfig, measures: Measures, seed: int) -> dict[str, float]:
     """Train ``cfg`` (resolved) with its runner into a temporary run directory and measure it (and, with
-    ``measures.no_faces``, its no-faces twin's face unit beside it)."""
-    with trained_run(cfg) as (run, model, summary), \
-            (no_faces_twin(cfg) if measures.no_faces else contextlib.nullcontext()) as twin:
-        figures = measure_run(run, model, measures, seed, twin)
+    ``measures.no_faces``, its no-faces twin's face unit beside it). A run whose every step was non-finite
+    is ``{"diverged": 1.0}``, every figure missing (the study counts the seed out and says so); a twin that
+    diverged leaves only what the faces gave unmeasured."""
+    try:
+        with trained_run(cfg) as (run, model, summary), _twin_unless_diverged(cfg, measures.no_faces) as twin:
+            figures = measure_run(run, model, measures, seed, twin)
+    except Diverged as err:
+        log.warning("seed %d diverged: %s", seed, err)
+        return {"diverged": 1.0}
     figures["seconds_per_step"] = summary["seconds"] / max(1, summary["steps"])
     figures["final_loss"] = float(summary["final_loss"])
     figures["steps"] = float(summary["steps"])
     return figures
+
+
+@contextlib.contextmanager
+def _twin_unless_diverged(cfg: RunConfig, wanted: bool) -> Iterator[tuple[RunDir, FeatureModel] | None]:
+    with contextlib.ExitStack() as stack:
+        twin = None
+        if wanted:
+            try:
+                twin = stack.enter_context(no_faces_twin(cfg))
+            except Diverged as err:
+                log.warning("the no-faces twin diverged: %s", err)
+        yield twin
 
 
 def measure_run(run: RunDir, model: FeatureModel, m: Measures, seed: int,
@@ -155,11 +176,12 @@ def measure_run(run: RunDir, model: FeatureModel, m: Measures, seed: int,
     out["code_dims"] = float(model.features(torch.zeros((1, *shape)), layer).numel())
     faces = face_aucs(run, model, layer, control_draws=m.control_draws, random_filters=m.random_filters,
                       replicates=m.bootstrap, seed=seed, no_faces=twin)
-    out["face_auc_lfw"], out["face_auc_controls"] = faces["lfw"], faces["controls"]
+    out["face_auc_lfw"], out["face_auc_controls"] = faces.get("lfw", math.nan), faces.get("controls", math.nan)
     if m.no_faces:
         out.update(owed_figures(faces))
-    if m.invariance:
-        out.update(_invariance(model, layer, shape, run_preprocess(run), seed, m.random_filters))
+    if m.invariance:      # of the face unit: none to measure where the face test could choose none
+        out.update(_invariance(model, layer, shape, run_preprocess(run), seed, m.random_filters) if faces
+                   else range_widths({}, shape[-1]))
     total = footprint_table(cfg.model.name, shape, **cfg.model.options)[-1]
     for key in ("params", "act_bytes", "flops_fwd", "flops_bwd"):
         out[key] = float(total[key])

@@ -94,7 +94,7 @@ def run_study(name: str, out: str | Path, quick: bool = False, seeds: int | None
         "cells": rows, "verdict": "\n\n".join(p for p in (study.verdict(rows), family_paragraph(rows)) if p),
         "figures": [str(p.relative_to(folder)) for p in figures],
         "seconds": round(time.perf_counter() - start, 1), "cells_run": len(todo),
-        "cells_cost": {**cache.total_cost(), "jobs": jobs or default_jobs()},
+        "cells_cost": {**cache.total_cost(cells), "jobs": jobs or default_jobs()},
     }
     (folder / "study.json").write_text(json.dumps(result, indent=1, allow_nan=True) + "\n")
     write_html(result, folder / "study.html")

@@ -21,6 +21,7 @@ pools fight over the cores (a 3 s probe took 44 s on 2 cores).
 """
 from __future__ import annotations
 
+import logging
 import math
 import tempfile
 from contextlib import contextmanager
@@ -29,6 +30,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from downpour.analysis.controls import NoCandidate
 from downpour.analysis.edges import edge_summary
 from downpour.analysis.face_controls import LEARNED, LOW_LEVEL, NO_FACES, face_controls
 from downpour.analysis.labelled import load_labelled
@@ -41,6 +43,8 @@ from downpour.objectives import is_metric
 from downpour.runners import train
 from downpour.train.rundir import RunDir
 from downpour.twins import no_faces_config
+
+log = logging.getLogger(__name__)
 
 __all__ = ["FACE_TEST", "FACE_TEST_WITH_TWIN", "OWED", "cost_curve", "edge_fraction", "face_aucs", "face_draws",
            "no_faces_twin", "owed_figures", "probe_accuracies", "trained_run"]
@@ -93,7 +97,7 @@ def owed_figures(faces: dict[str, float]) -> dict[str, float]:
     to the faces). NaN where the cell had no twin."""
     nan = math.nan
     out = {f"face_auc_{k}_no_faces": faces.get(f"{k}_no_faces", nan) for k in ("lfw", "controls")}
-    out.update({f"face_owed_{k}": faces[k] - out[f"face_auc_{k}_no_faces"] for k in ("lfw", "controls")})
+    out.update({f"face_owed_{k}": faces.get(k, nan) - out[f"face_auc_{k}_no_faces"] for k in ("lfw", "controls")})
     return out
 
 
@@ -128,13 +132,18 @@ def face_aucs(run: RunDir, model: FeatureModel, layer: str | None = None, *, con
     phase-scrambled, upside-down, block-shuffled faces, spectrum-matched crops, ``control_draws`` images
     per face each; 0.5 is chance). Only the run's model is trained; the labels choose the unit.
     ``no_faces``: the run's no-faces twin (:func:`no_faces_twin`), whose unit is chosen the same way and
-    scored on the same images: ``lfw_no_faces`` and ``controls_no_faces``."""
+    scored on the same images: ``lfw_no_faces`` and ``controls_no_faces``. Empty when no unit of the
+    layer can be chosen (non-finite or constant responses: a diverged or dead network): not measured."""
     twin, _ = randomized_copy(model, seed + 1)
     other = None if no_faces is None else (no_faces[1], run_preprocess(no_faces[0]))
-    test = face_controls(model, twin, layer=check_layer(model, layer), input_shape=tuple(model.input_shape),
-                         prepare=run_preprocess(run), seeds=[seed], n_random_filters=random_filters, seed=seed,
-                         replicates=replicates, select="train", control_draws=control_draws,
-                         fold=run.config.data.lfw_fold(), no_faces=other)
+    try:
+        test = face_controls(model, twin, layer=check_layer(model, layer), input_shape=tuple(model.input_shape),
+                             prepare=run_preprocess(run), seeds=[seed], n_random_filters=random_filters, seed=seed,
+                             replicates=replicates, select="train", control_draws=control_draws,
+                             fold=run.config.data.lfw_fold(), no_faces=other)
+    except NoCandidate as err:
+        log.warning("%s: its face test is not measured", err)
+        return {}
     out = {}
     for method, suffix in ((LEARNED, ""), (NO_FACES, "_no_faces")):
         unit = [r for r in test["rows"] if r["method"] == method]

@@ -14,7 +14,7 @@ import torch
 from downpour.config import RunConfig
 from downpour.data.pipeline import (batch_position, check_resumed_on, data_report, has_data_record, open_data,
                                     report_at, run_data_info)
-from downpour.errors import RunError
+from downpour.errors import Diverged
 from downpour.models.registry import build
 from downpour.train.checkpoint import (CheckpointError, check_counts, load_optimizer_state, load_state, optimizer_state,
                                        save_state)
@@ -76,7 +76,7 @@ def run_local(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, An
     """Train ``cfg`` in this process; writes metrics, TensorBoard events, checkpoints and the model.
 
     On an exception or Ctrl-C in the loop the last completed step is checkpointed before it propagates,
-    so ``resume=True`` goes on from there. Raises :class:`RunError` when every step of this process
+    so ``resume=True`` goes on from there. Raises :class:`Diverged` when every step of this process
     had a non-finite cost (what there is is saved first).
     """
     set_up_torch(cfg)
@@ -153,7 +153,7 @@ def run_local(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, An
     data_info = _record_data(cfg, run, run_data_info(data.info, [data_report(batches)]))
     run.save_model(model, total, {"skipped_steps": skipped, "data": data_info})
     if skipped >= total:   # no step of the run had a finite cost (a resume's own steps alone: the run trained)
-        raise RunError(f"every one of the {total} steps 1..{total} had a non-finite cost or gradient and was skipped "
+        raise Diverged(f"every one of the {total} steps 1..{total} had a non-finite cost or gradient and was skipped "
                        f"(last, {last_skip}); nothing was applied. Lower train.lr or check the data; the run is saved "
                        f"in {str(run.path)!r}")
     # final_loss is the last logged row's: the mean over its log_every steps, as the cluster runner reports
