@@ -23,6 +23,13 @@ READ_ONLY_WITH = {
     "cluster.dc_lambda": ("cluster.compensation", lambda c: c.cluster.compensation == "dc-asgd", "= 'dc-asgd'"),
     "cluster.grad_noise_relative": ("cluster.grad_noise", lambda c: c.cluster.grad_noise > 0, "> 0"),
     "cluster.queue_depth": ("cluster.consistency", lambda c: c.cluster.consistency == "async", "= 'async'"),   # (else 1)
+    # a gated worker (bounded:K, sync) fetches at every push's start: n_fetch >= n_push changes nothing there
+    "cluster.n_fetch": ("cluster.consistency", lambda c: c.cluster.consistency == "async" or c.cluster.n_fetch < c.cluster.n_push,
+                        "= 'async' (or n_fetch < n_push)"),
+    "cluster.warm_start": ("cluster.workers", lambda c: c.cluster.workers > 1, "> 1"),
+    # which rows go to which worker: one worker (the local runner's, or Sandblaster's whole-set evaluation) has all
+    "data.split": ("cluster.runner", lambda c: c.cluster.runner != "local" and c.cluster.workers > 1
+                   and c.cluster.algorithm == "downpour", "= 'simulated' or 'ray', with cluster.workers > 1 (Downpour)"),
     "cluster.worker_gpus": ("train.device", lambda c: c.train.device != "cpu", "= 'cuda' or 'auto'"),
     "data.tile": ("data.mode", lambda c: c.data.mode == "crops", "= 'crops'"),
     "data.samples": ("data.mode", lambda c: c.data.mode == "patches" or c.data.source == "gaussian",
@@ -98,11 +105,12 @@ def check_flags(args: argparse.Namespace, cfg: RunConfig) -> None:
         if ray:
             raise ConfigError(f"--set {', '.join(ray)}: only the ray runner reads {'it' if len(ray) == 1 else 'them'}, "
                               "and this run's runner is 'simulated'")
+    flagged = {f"cluster.{flag}": "--" + flag.replace("_", "-") for flag in given}
     for key, (setting, reads, wanted) in READ_ONLY_WITH.items():
-        if key in typed and not reads(cfg):
+        if (key in typed or key in flagged) and not reads(cfg):
             section, name = setting.split(".")
-            raise ConfigError(f"--set {key}: only {setting} {wanted} reads it, and this run's {setting} is "
-                              f"{getattr(getattr(cfg, section), name)!r}")
+            raise ConfigError(f"{flagged.get(key, '--set ' + key)}: only {setting} {wanted} reads it, and this run's "
+                              f"{setting} is {getattr(getattr(cfg, section), name)!r}")
     named = [f"--compensation {args.compensation}"] if getattr(args, "compensation", None) else []
     named += ["--set cluster.compensation"] if "cluster.compensation" in typed else []
     if named and cfg.cluster.consistency == "sync" and cfg.cluster.compensation != "none":

@@ -319,6 +319,17 @@ def _refused_before_the_run(tmp_path, capsys, source, make, named, suffix=None, 
      "--set cluster.queue_depth: only cluster.consistency = 'async' reads it, and this run's cluster.consistency is 'bounded:2'"),
     (["--runner", "ray", "--set", "cluster.worker_gpus=0.5"],
      "--set cluster.worker_gpus: only train.device = 'cuda' or 'auto' reads it"),
+    # bit for bit without effect: a gated worker fetches at every push's start; one worker has no one to wait for
+    (["--runner", "simulated", "--consistency", "sync", "--n-fetch", "3"],
+     "--n-fetch: only cluster.consistency = 'async' (or n_fetch < n_push) reads it, and this run's cluster.consistency is 'sync'"),
+    (["--runner", "simulated", "--workers", "1", "--set", "cluster.warm_start=5"],
+     "--set cluster.warm_start: only cluster.workers > 1 reads it"),
+    # which worker gets which rows, where one worker has them all
+    (["--runner", "local", "--set", "data.source=digits", "--set", "data.split=by-label"],
+     "--set data.split: only cluster.runner = 'simulated' or 'ray'"),
+    (["--runner", "simulated", "--set", "cluster.algorithm=sandblaster", "--set", "data.source=digits",
+      "--set", "data.split=by-label"],
+     "--set data.split: only cluster.runner"),
     # the stream's own keys on data held in memory: read by nothing
     (["--runner", "local", "--set", "data.prefetch=8"], "--set data.prefetch: only streamed data read it (data.source = folder, video or a .npy"),
     (["--runner", "local", "--set", "data.source=digits", "--set", "data.loader_workers=2"],
@@ -683,3 +694,11 @@ def test_a_report_asked_of_a_model_whose_input_is_not_an_image_is_refused_before
     assert main(["train", "--config", "teacher-student", "--report", "--steps", "5", "--out", str(out)]) == 2
     assert "--report: the model's input 1x1x8 is not an image" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_a_thread_count_torch_cannot_take_is_refused_before_the_run_folder(tmp_path, capsys):
+    """train.threads had no upper bound: 1e20 passed --dry-run, then overflowed in torch.set_num_threads
+    after config.toml was written."""
+    argv = ["train", "--config", "ufldl-sae", "--runner", "local", "--set", "train.threads=99999999999999999999"]
+    assert main([*argv, "--out", str(tmp_path / "r")]) == 2
+    assert "train.threads must be in [0, 4096]" in capsys.readouterr().err and not (tmp_path / "r").exists()

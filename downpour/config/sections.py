@@ -93,7 +93,7 @@ class TrainConfig(Section):
     checkpoint_every: int = setting(0, within=AT_LEAST_0)     # steps; 0 = only at the end
     tensorboard: bool = True
     device: str = setting("cpu", choices=("cpu", "cuda", "auto"))   # the local and simulated runners' workers (shards stay on CPU)
-    threads: int = setting(0, within=AT_LEAST_0)              # torch intra-op threads; 0 = torch's default
+    threads: int = setting(0, within="[0, 4096]")             # torch intra-op threads; 0 = torch's default
 
 
 @dataclass(frozen=True)
