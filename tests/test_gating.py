@@ -320,3 +320,30 @@ def test_images_in_the_unit_range_are_tested_in_their_own_precision():
 
     x = torch.rand(2, 3, 32, 32)
     assert precise_enough(x, 1e-4) is x and precise_enough(x * 255, 1e-3).dtype == torch.float64
+
+
+@pytest.mark.parametrize("mode", ["gated", "dense", "bands", "exact", "auto"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_a_non_finite_pixel_reaches_the_output_as_the_plain_layer_gives_it(mode, bad):
+    """One NaN made every field's variance NaN (the image's mean is centred out first), NaN >= threshold
+    closed every tile even at threshold 0, and the paths disagreed: gated wrote zeros (the NaN hidden
+    from every later check), dense and bands kept it (NaN x 0)."""
+    layer = LocallyConnected2d(1, 2, 12, 3, tile=1)
+    x = torch.randn(2, 1, 12, 12)
+    x[0, 0, 5, 5] = bad
+    with torch.no_grad():
+        plain, gated = layer(x), VarianceGate(layer, 0.001, block=4, mode=mode)(x)
+    assert torch.equal(plain.isfinite(), gated.isfinite())
+    finite = plain.isfinite()
+    assert torch.allclose(gated[finite], plain[finite], atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["gated", "exact", "auto"])
+def test_an_empty_batch_gives_the_layers_empty_output(mode):
+    layer = LocallyConnected2d(1, 2, 8, 3, tile=1)
+    assert VarianceGate(layer, 0.1, mode=mode)(torch.randn(0, 1, 8, 8)).shape == (0, 2, 6, 6)   # was ZeroDivisionError
+
+
+def test_bands_on_a_layer_of_too_many_banks_is_refused_where_it_is_built():
+    with pytest.raises(ValueError, match="a tiled one of at most 64 banks"):
+        VarianceGate(LocallyConnected2d(1, 2, 30, 3, tile=9), 0.1, mode="bands")     # 81 banks: untied at run time

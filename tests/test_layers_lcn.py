@@ -69,6 +69,9 @@ def test_gradcheck():
 
 
 def test_bad_inputs():
+    for sigma, eps in ((float("nan"), 1e-4), (1.0, float("nan")), (1.0, float("inf"))):   # all NaN, all zeros
+        with pytest.raises(ValueError, match="sigma and eps must be finite and > 0"):
+            LocalContrastNorm2d(1, 3, sigma=sigma, eps=eps)
     with pytest.raises(ValueError, match="odd"):
         LocalContrastNorm2d(3, kernel_size=4)
     with pytest.raises(ValueError, match=r"expected \(B, 3, H, W\)"):

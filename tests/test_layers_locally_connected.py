@@ -138,6 +138,10 @@ def test_double_backward_untied():
 
 
 def test_bad_inputs_name_the_problem():
+    with pytest.raises(ValueError, match="tile must be None or a positive int, got True"):   # a TypeError in torch.empty
+        LocallyConnected2d(1, 2, 8, 3, tile=True)
+    with pytest.raises(ValueError, match="stride must be a positive int, got True"):
+        LocallyConnected2d(1, 2, 8, 3, stride=True)
     with pytest.raises(ValueError, match="kernel_size"):
         LocallyConnected2d(3, 8, 4, 5)
     with pytest.raises(ValueError, match="tile"):

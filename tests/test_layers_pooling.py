@@ -60,6 +60,10 @@ def test_gradcheck_fixed():
 
 
 def test_bad_inputs():
+    with pytest.raises(ValueError, match="eps must be finite and >= 0"):    # NaN took the eps = 0 branch
+        L2Pool2d(2, eps=float("nan"))
+    with pytest.raises(ValueError, match="stride must be an int"):
+        L2Pool2d(2, stride=True)
     with pytest.raises(ValueError, match="needs channels"):
         L2Pool2d(3, learnable=True)
     with pytest.raises(ValueError, match="multiple of maps_pool"):

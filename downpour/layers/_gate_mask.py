@@ -142,7 +142,7 @@ def proof_pays(x: Tensor, k: int, s: int, geom: tuple[int, int, int, int, int, i
 def _full_test(x: Tensor, k: int, s: int, threshold: float, geom: tuple[int, int, int, int, int, int]) -> Tensor:
     """Every field tested: (B, C, H, W) -> (B, nbh, nbw) bool."""
     ho, wo, bh, bw, nbh, nbw = geom
-    busy = box_variance(moments(x), k, s, clamp=threshold <= 0) >= threshold   # (B, Ho, Wo)
+    busy = ~(box_variance(moments(x), k, s, clamp=threshold <= 0) < threshold)  # (B, Ho, Wo); NaN: busy
     busy = F.pad(busy, (0, nbw * bw - wo, 0, nbh * bh - ho))                   # positions past the edge: not busy
     rows = busy.view(-1, nbh * bh, nbw, bw).any(3)                             # contiguous runs first: 2x faster
     return rows.view(-1, nbh, bh, nbw).any(2)
@@ -164,7 +164,7 @@ def _window_test(x: Tensor, k: int, s: int, threshold: float, geom: tuple[int, i
     both = windows.new_empty(n, 2 * c, big_h, big_w)
     torch.sub(windows, x.mean(dim=(2, 3), keepdim=True)[tb], out=both[:, :c])  # centred on the whole image's mean
     torch.mul(both[:, :c], both[:, :c], out=both[:, c:])
-    busy = box_variance(both, k, s) >= threshold                               # (n, bh, bw)
+    busy = ~(box_variance(both, k, s) < threshold)                             # (n, bh, bw); NaN: busy
     rows = torch.arange(bh, device=x.device) < (ho - ti * bh)[:, None]         # positions past the edge: not busy
     cols = torch.arange(bw, device=x.device) < (wo - tj * bw)[:, None]
     return (busy & rows[:, :, None] & cols[:, None, :]).flatten(1).any(1)

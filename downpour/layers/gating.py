@@ -75,7 +75,13 @@ from downpour.layers.locally_connected import _MAX_CONV_BANKS, _expand_tiles, ba
 __all__ = ["GateStats", "VarianceGate", "local_variance"]
 
 MODES = ("auto", "exact", "gated", "dense", "bands")
-_NOT_BANDED = "VarianceGate: mode 'bands' needs shared weights (a convolution, a tied or tiled layer)"
+_NOT_BANDED = (f"VarianceGate: mode 'bands' needs shared weights (a convolution, a tied layer, or a tiled one of "
+               f"at most {_MAX_CONV_BANKS} banks)")
+
+
+def _banks(layer: nn.Module) -> int:
+    th, tw = as_bank(layer)[0].shape[:2]
+    return th * tw
 # Work buffer of one chunk of gathered receptive fields (a convolution's gated path): in cache.
 _CHUNK_BYTES = 2 << 20
 
@@ -118,11 +124,12 @@ class VarianceGate(nn.Module):
     def __init__(self, layer: nn.Module, threshold: float, block: int = 8, mode: str = "auto"):
         super().__init__()
         as_bank(layer)  # validate now, not at the first batch
-        if not (math.isfinite(threshold) and threshold >= 0) or not isinstance(block, int) or block < 1:   # NaN closed every tile
+        if (not (math.isfinite(threshold) and threshold >= 0) or not isinstance(block, int) or isinstance(block, bool)
+                or block < 1):   # NaN closed every tile
             raise ValueError(f"VarianceGate: threshold must be >= 0 and finite, and block a positive int, got {threshold} and {block!r}")
         if mode not in MODES:
             raise ValueError(f"VarianceGate: mode must be one of {MODES}, got {mode!r}")
-        if mode == "bands" and getattr(layer, "untied", False):
+        if mode == "bands" and (getattr(layer, "untied", False) or _banks(layer) > _MAX_CONV_BANKS):
             raise ValueError(_NOT_BANDED)
         self.layer, self.threshold, self.block, self.mode = layer, float(threshold), block, mode
         self.last: GateStats | None = None
@@ -160,6 +167,9 @@ class VarianceGate(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         call, shape = self._call(x), tuple(x.shape)
+        if not shape[0]:            # an empty batch: nothing to test (the open fraction divided by 0 tiles)
+            self.last = ungated_stats(shape, self._layer_shape(call), call.geom[:4], 1.0)
+            return self._plain(x)
         if self.mode == "auto" and self._auto.untested(shape):                      # a call of a streak
             self.last = ungated_stats(shape, self._layer_shape(call), call.geom[:4], self._auto.open)
             return self._plain(x)

@@ -31,13 +31,13 @@ class LocalContrastNorm2d(nn.Module):
 
     def __init__(self, channels: int, kernel_size: int = 9, sigma: float | None = None, eps: float = 1e-4):
         super().__init__()
-        if not isinstance(channels, int) or channels < 1:
+        if not isinstance(channels, int) or isinstance(channels, bool) or channels < 1:
             raise ValueError(f"LocalContrastNorm2d: channels must be a positive int, got {channels!r}")
         if not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(f"LocalContrastNorm2d: kernel_size must be a positive odd int, got {kernel_size!r}")
         sigma = kernel_size / 4 if sigma is None else sigma
-        if sigma <= 0 or eps <= 0:
-            raise ValueError(f"LocalContrastNorm2d: sigma and eps must be > 0, got sigma={sigma!r}, eps={eps!r}")
+        if not (0 < sigma < float("inf") and 0 < eps < float("inf")):    # NaN: all-NaN output; inf eps: all zeros
+            raise ValueError(f"LocalContrastNorm2d: sigma and eps must be finite and > 0, got sigma={sigma!r}, eps={eps!r}")
         self.channels, self.kernel_size, self.sigma, self.eps = channels, kernel_size, float(sigma), float(eps)
         # A buffer, not a parameter: the window is fixed, but it follows .to(device / dtype).
         self.register_buffer("window", gaussian_window(kernel_size, self.sigma, channels), persistent=False)

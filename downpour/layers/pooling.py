@@ -25,12 +25,12 @@ class L2Pool2d(nn.Module):
         super().__init__()
         for name, v, low in (("kernel_size", kernel_size, 1), ("stride", stride, 1), ("padding", padding, 0),
                              ("maps_pool", maps_pool, 1)):
-            if not isinstance(v, int) or v < low:
+            if not isinstance(v, int) or isinstance(v, bool) or v < low:
                 raise ValueError(f"L2Pool2d: {name} must be an int >= {low}, got {v!r}")
         if padding * 2 > kernel_size:
             raise ValueError(f"L2Pool2d: padding {padding} is more than half of kernel_size {kernel_size}")
-        if eps < 0:
-            raise ValueError(f"L2Pool2d: eps must be >= 0, got {eps!r}")
+        if not (eps >= 0 and eps != float("inf")):     # (NaN compares False: it took the eps = 0 branch)
+            raise ValueError(f"L2Pool2d: eps must be finite and >= 0, got {eps!r}")
         if channels is not None and (channels < 1 or channels % maps_pool):
             raise ValueError(f"L2Pool2d: channels {channels} must be a positive multiple of maps_pool {maps_pool}")
         if learnable and channels is None:

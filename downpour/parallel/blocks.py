@@ -49,7 +49,8 @@ def grid_shape(k: int, size: tuple[int, int] | None = None) -> tuple[int, int]:
 
 
 def _cuts(n: int, parts: int) -> list[tuple[int, int]]:
-    """``n`` positions in ``parts`` contiguous near-equal runs (the larger ones first)."""
+    """``n`` positions in ``parts`` contiguous near-equal runs (sizes differing by at most one; which runs
+    are the larger follows Python's rounding of halves to even)."""
     edges = [round(i * n / parts) for i in range(parts + 1)]
     return list(zip(edges[:-1], edges[1:]))
 
