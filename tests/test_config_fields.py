@@ -140,3 +140,16 @@ def test_every_declared_choice_has_an_implementation():
     x = np.random.default_rng(0).random((4, 1, 3, 3)).astype(np.float32)
     for mode in choices_of(DataConfig, "normalize"):
         assert normalize(x, mode)[0].shape == x.shape
+
+
+def test_the_train_table_in_the_docs_gives_every_key_its_real_default():
+    """docs/training.md had no [train] table: tensorboard and the defaults were written nowhere."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "training.md").read_text()
+    table = text.split("The `[train]` section", 1)[1].split("\n\n", 2)[1]
+    rows = {cells[1].strip("` "): cells[2].strip() for cells in (line.split("|") for line in table.splitlines()[2:])}
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig) if f.init and not f.name.startswith("_")}
+    assert rows.keys() == defaults.keys()
+    for key, default in defaults.items():
+        assert rows[key] == (str(default).lower() if isinstance(default, bool) else str(default)), key
