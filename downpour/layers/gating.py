@@ -77,11 +77,6 @@ __all__ = ["GateStats", "VarianceGate", "local_variance"]
 MODES = ("auto", "exact", "gated", "dense", "bands")
 _NOT_BANDED = (f"VarianceGate: mode 'bands' needs shared weights (a convolution, a tied layer, or a tiled one of "
                f"at most {_MAX_CONV_BANKS} banks)")
-
-
-def _banks(layer: nn.Module) -> int:
-    th, tw = as_bank(layer)[0].shape[:2]
-    return th * tw
 # Work buffer of one chunk of gathered receptive fields (a convolution's gated path): in cache.
 _CHUNK_BYTES = 2 << 20
 
@@ -123,13 +118,13 @@ class VarianceGate(nn.Module):
 
     def __init__(self, layer: nn.Module, threshold: float, block: int = 8, mode: str = "auto"):
         super().__init__()
-        as_bank(layer)  # validate now, not at the first batch
+        th, tw = as_bank(layer)[0].shape[:2]  # validate now, not at the first batch
         if (not (math.isfinite(threshold) and threshold >= 0) or not isinstance(block, int) or isinstance(block, bool)
                 or block < 1):   # NaN closed every tile
             raise ValueError(f"VarianceGate: threshold must be >= 0 and finite, and block a positive int, got {threshold} and {block!r}")
         if mode not in MODES:
             raise ValueError(f"VarianceGate: mode must be one of {MODES}, got {mode!r}")
-        if mode == "bands" and (getattr(layer, "untied", False) or _banks(layer) > _MAX_CONV_BANKS):
+        if mode == "bands" and (getattr(layer, "untied", False) or th * tw > _MAX_CONV_BANKS):
             raise ValueError(_NOT_BANDED)
         self.layer, self.threshold, self.block, self.mode = layer, float(threshold), block, mode
         self.last: GateStats | None = None
