@@ -79,6 +79,20 @@ def test_a_replicas_parameters_become_views_of_the_fetch_buffer_only_on_its_devi
     assert all(p.device.type == "meta" for p in elsewhere.parameters())
 
 
+def _killing_worker1(cfg, path, timeout):
+    """Run ``cfg`` into ``path`` in a thread, kill its worker 1 once step 40 is logged (training under way),
+    and return the run's summary once it ended (within ``timeout`` seconds)."""
+    run = RunDir.create(path, cfg)
+    out = {}
+    earlier = {a["name"] for a in ray.util.list_named_actors(all_namespaces=True)}  # earlier runs' actors
+    thread = threading.Thread(target=lambda: out.update(run_cluster(cfg, run)))
+    thread.start()
+    victim = kill_when(run, 40, "-worker1", earlier)
+    thread.join(timeout=timeout)
+    assert victim is not None and not thread.is_alive()
+    return out
+
+
 def _survivors_wait_for_restarts(monkeypatch):
     """The driver grants no cycle while a replacement is coming up (up to 60 s): on a loaded machine
     an actor's start outlasted the survivors' 3,000 steps, and the restart was given up with no steps
@@ -101,14 +115,7 @@ def test_a_killed_worker_does_not_end_the_run_and_no_push_is_applied_twice(tmp_p
     # (a restart no longer holds the survivors up: in 400 steps they finished the run before the new actor was up)
     _survivors_wait_for_restarts(monkeypatch)
     cfg = _cfg(f"train.steps={steps}", "cluster.workers=3", f"cluster.restarts={restarts}")
-    run = RunDir.create(tmp_path / "k", cfg)
-    out = {}
-    earlier = {a["name"] for a in ray.util.list_named_actors(all_namespaces=True)}  # earlier runs' actors
-    thread = threading.Thread(target=lambda: out.update(run_cluster(cfg, run)))
-    thread.start()
-    victim = kill_when(run, 40, "-worker1", earlier)   # once training is under way
-    thread.join(timeout=120)
-    assert victim is not None and not thread.is_alive()
+    out = _killing_worker1(cfg, tmp_path / "k", 120)
     assert out["steps"] == steps and out["lost_workers"] == ([] if restarts else [1])
     assert out["applied"] == out["accepted"]
     events = RunDir.open(tmp_path / "k").read_json("staleness.json")["events"]
@@ -141,14 +148,7 @@ def test_a_replacement_that_dies_coming_up_is_restarted_again(tmp_path, local_ra
     monkeypatch.setattr(RayCluster, "_spawn", spawn)
     _survivors_wait_for_restarts(monkeypatch)
     cfg = _cfg("train.steps=3000", "cluster.workers=3", "cluster.restarts=2")
-    run = RunDir.create(tmp_path / "r", cfg)
-    out = {}
-    earlier = {a["name"] for a in ray.util.list_named_actors(all_namespaces=True)}
-    thread = threading.Thread(target=lambda: out.update(run_cluster(cfg, run)))
-    thread.start()
-    victim = kill_when(run, 40, "-worker1", earlier)
-    thread.join(timeout=180)
-    assert victim is not None and not thread.is_alive()
+    out = _killing_worker1(cfg, tmp_path / "r", 180)
     assert out["steps"] == 3000 and out["lost_workers"] == [] and out["applied"] == out["accepted"]
     events = RunDir.open(tmp_path / "r").read_json("staleness.json")["events"]
     assert [e["event"] for e in events] == ["worker-lost", "restart-failed", "worker-restarted"]
@@ -180,14 +180,7 @@ def test_a_restart_ray_cannot_place_does_not_hold_up_the_others(tmp_path, local_
     monkeypatch.setattr(RayCluster, "_start", start)
     caplog.set_level(logging.WARNING, logger="downpour.ps.cluster_on_ray")
     cfg = _cfg("train.steps=400", "cluster.workers=3", "cluster.restarts=1", *extra)
-    run = RunDir.create(tmp_path / "n", cfg)
-    out = {}
-    earlier = {a["name"] for a in ray.util.list_named_actors(all_namespaces=True)}
-    thread = threading.Thread(target=lambda: out.update(run_cluster(cfg, run)))
-    thread.start()
-    victim = kill_when(run, 40, "-worker1", earlier)
-    thread.join(timeout=120)
-    assert victim is not None and not thread.is_alive()
+    out = _killing_worker1(cfg, tmp_path / "n", 120)
     assert out["steps"] == 400 and out["lost_workers"] == [1]
     assert "worker 1 could not be restarted (no steps left for it)" in caplog.text
     assert piped == [not extra]                  # each driving loop was tested
