@@ -157,3 +157,46 @@ def test_a_gain_the_same_in_every_seed_has_the_sign_tests_interval_not_a_zero_wi
     assert figure_ci("face_auc_controls", [0.06, 0.06, 0.06])[1:] == (pytest.approx(0.06), pytest.approx(0.06))
     text = owed_paragraph([row("x", list(figure_ci("face_owed_controls", [0.06, 0.06, 0.06])))])
     assert "x +0.060 (no interval), inconclusive" in text and "owes something to the faces in" not in text
+
+
+def test_a_twin_whose_units_cannot_be_chosen_leaves_the_runs_own_face_figures(monkeypatch):
+    """The twin's units are chosen in the same test as the run's: a dead twin made the run's own face
+    figures NaN too, and the verdict said no face unit of the run could be chosen."""
+    from downpour.analysis.controls import NoCandidate
+
+    real = trained.face_controls
+
+    def dead_twin(*args, **kwargs):
+        if kwargs.get("no_faces") is not None:
+            raise NoCandidate("the face test on layer 'codes': no candidate of 25 can be chosen")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(trained, "face_controls", dead_twin)
+    figures = train_and_measure(sae_config(), SMALL, seed=0)
+    assert math.isfinite(figures["face_auc_lfw"]) and math.isfinite(figures["face_auc_controls"])
+    assert all(math.isnan(figures[k]) for k in OWED)
+
+
+def test_diverged_seeds_are_counted_and_said_not_read_as_a_figure(monkeypatch):
+    """A diverged cell's {"diverged": 1.0} became a figure: "1.000 [-inf, inf] (5 of 6 seeds left out)";
+    and the architectures study's run_cell read its 'steps' (KeyError: the study ended)."""
+    from downpour.studies import architectures
+    from downpour.studies.base import Condition
+    from downpour.studies.compare import compare_rows
+    from downpour.studies.run import note_missing
+    from downpour.studies.stats import diverged_paragraph
+
+    seeds = list(range(6))
+    conditions = [Condition("ref", {"vs": ""}), Condition("arm", {"vs": "ref"})]
+    cells = {(c.name, s): {"probe": 0.5 + 0.01 * s} for c in conditions for s in seeds}
+    cells[("arm", 0)] = {"diverged": 1.0}
+    rows = compare_rows(conditions, cells, seeds, {"probe": 0.02})
+    note_missing(rows, cells, seeds)
+    assert "diverged" not in rows[1]["figures"] and rows[1]["diverged"] == 1 and "diverged" not in rows[0]
+    assert rows[1]["missing"]["probe"] == 1
+    assert diverged_paragraph(rows) == ("Diverged (every step non-finite: left out of every interval above): "
+                                        "arm (1 of 6 seeds).")
+    monkeypatch.setattr(architectures, "train_and_measure", lambda cfg, measures, seed: {"diverged": 1.0})
+    study = architectures.ArchitecturesStudy(quick=True)
+    cat = study.conditions()[0]
+    assert study.run_cell(cat, 0, {"steps": {cat.name: 3}, "flops_per_step": {cat.name: 1.0}}) == {"diverged": 1.0}

@@ -26,7 +26,8 @@ from matplotlib.figure import Figure
 from downpour.studies import words
 from downpour.studies.base import Cells, Condition
 from downpour.studies.figures import interval_bars, save
-from downpour.studies.stats import effect_words, mean_ci, note_left_out, paired_difference, paired_p, paired_test, record_test
+from downpour.studies.stats import (DIVERGED, effect_words, mean_ci, note_left_out, paired_difference, paired_p, paired_test,
+                                    record_test)
 
 OWED_FIGURE = "face_owed_controls"   # what owed_paragraph and owed_figure read
 OWED_RESOLUTION = 0.05     # AUC: a smaller gain from the faces is not worth reporting
@@ -55,10 +56,12 @@ def compare_rows(conditions: list[Condition], cells: Cells, seeds: list[int],
     rows = []
     for c in conditions:
         got = [cells[(c.name, s)] for s in seeds]
-        keys = list(dict.fromkeys(k for g in got for k in g))
+        keys = [k for k in dict.fromkeys(k for g in got for k in g) if k != DIVERGED]
         row: dict[str, Any] = {"condition": c.name, "group": c.group, "params": c.params, "n": len(seeds),
                                "figures": {k: list(figure_ci(k, [g.get(k, math.nan) for g in got])) for k in keys},
                                "extra": {}}
+        if any(g.get(DIVERGED) for g in got):
+            row[DIVERGED] = sum(1 for g in got if g.get(DIVERGED))
         owed_test(row, got)
         vs = c.params.get("vs", "")
         if vs:

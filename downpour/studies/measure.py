@@ -59,6 +59,7 @@ from downpour.errors import Diverged
 from downpour.models.base import FeatureModel
 from downpour.models.footprint import footprint_table
 from downpour.models.registry import build, resolve
+from downpour.studies.stats import DIVERGED
 from downpour.studies.trained import (edge_fraction, face_aucs, face_draws, no_faces_twin, owed_figures,
                                       probe_accuracies, trained_run)
 from downpour.train.checkpoint import read_tensors
@@ -141,7 +142,7 @@ def train_and_measure(cfg: RunConfig, measures: Measures, seed: int) -> dict[str
             figures = measure_run(run, model, measures, seed, twin)
     except Diverged as err:
         log.warning("seed %d diverged: %s", seed, err)
-        return {"diverged": 1.0}
+        return {DIVERGED: 1.0}
     figures["seconds_per_step"] = summary["seconds"] / max(1, summary["steps"])
     figures["final_loss"] = float(summary["final_loss"])
     figures["steps"] = float(summary["steps"])

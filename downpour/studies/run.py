@@ -28,7 +28,7 @@ from downpour.config import ConfigError, FlagValue, Override, RunConfig, config_
 from downpour.studies import study_class
 from downpour.studies.cells import CellCache, default_jobs, run_cells
 from downpour.studies.html import write_html
-from downpour.studies.stats import family_paragraph, holm
+from downpour.studies.stats import diverged_paragraph, family_paragraph, holm
 from downpour.train.folders import folder_to_write, make_folder
 
 
@@ -91,7 +91,8 @@ def run_study(name: str, out: str | Path, quick: bool = False, seeds: int | None
     result: dict[str, Any] = {
         "study": name, "question": cls.question, "command": command_line(name, quick, n, sets, str(out)),
         "quick": quick, "seeds": seed_list, "sets": header["sets"], "context": context,
-        "cells": rows, "verdict": "\n\n".join(p for p in (study.verdict(rows), family_paragraph(rows)) if p),
+        "cells": rows,
+        "verdict": "\n\n".join(p for p in (study.verdict(rows), diverged_paragraph(rows), family_paragraph(rows)) if p),
         "figures": [str(p.relative_to(folder)) for p in figures],
         "seconds": round(time.perf_counter() - start, 1), "cells_run": len(todo),
         "cells_cost": {**cache.total_cost(cells), "jobs": jobs or default_jobs()},

@@ -135,14 +135,17 @@ def face_aucs(run: RunDir, model: FeatureModel, layer: str | None = None, *, con
     scored on the same images: ``lfw_no_faces`` and ``controls_no_faces``. Empty when no unit of the
     layer can be chosen (non-finite or constant responses: a diverged or dead network): not measured."""
     twin, _ = randomized_copy(model, seed + 1)
-    other = None if no_faces is None else (no_faces[1], run_preprocess(no_faces[0]))
-    try:
-        test = face_controls(model, twin, layer=check_layer(model, layer), input_shape=tuple(model.input_shape),
-                             prepare=run_preprocess(run), seeds=[seed], n_random_filters=random_filters, seed=seed,
-                             replicates=replicates, select="train", control_draws=control_draws,
-                             fold=run.config.data.lfw_fold(), no_faces=other)
-    except NoCandidate as err:
-        log.warning("%s: its face test is not measured", err)
+    # the twin's units are chosen in the same test: if none of them can be, the run's own unit is tested alone
+    for other in [*([] if no_faces is None else [(no_faces[1], run_preprocess(no_faces[0]))]), None]:
+        try:
+            test = face_controls(model, twin, layer=check_layer(model, layer), input_shape=tuple(model.input_shape),
+                                 prepare=run_preprocess(run), seeds=[seed], n_random_filters=random_filters,
+                                 seed=seed, replicates=replicates, select="train", control_draws=control_draws,
+                                 fold=run.config.data.lfw_fold(), no_faces=other)
+            break
+        except NoCandidate as err:
+            log.warning("%s: the face test %s", err, "again without the no-faces twin" if other else "is not measured")
+    else:
         return {}
     out = {}
     for method, suffix in ((LEARNED, ""), (NO_FACES, "_no_faces")):
