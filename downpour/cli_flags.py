@@ -23,9 +23,9 @@ READ_ONLY_WITH = {
     "cluster.dc_lambda": ("cluster.compensation", lambda c: c.cluster.compensation == "dc-asgd", "= 'dc-asgd'"),
     "cluster.grad_noise_relative": ("cluster.grad_noise", lambda c: c.cluster.grad_noise > 0, "> 0"),
     "cluster.queue_depth": ("cluster.consistency", lambda c: c.cluster.consistency == "async", "= 'async'"),   # (else 1)
-    # a gated worker (bounded:K, sync) fetches at every push's start: n_fetch >= n_push changes nothing there
-    "cluster.n_fetch": ("cluster.consistency", lambda c: c.cluster.consistency == "async" or c.cluster.n_fetch < c.cluster.n_push,
-                        "= 'async' (or n_fetch < n_push)"),
+    # a gated worker (bounded:K, sync) fetches at every push's start: with one step per push that is every step
+    "cluster.n_fetch": ("cluster.consistency", lambda c: c.cluster.consistency == "async" or c.cluster.n_push > 1,
+                        "= 'async' (or cluster.n_push > 1)"),
     "cluster.warm_start": ("cluster.workers", lambda c: c.cluster.workers > 1, "> 1"),
     # which rows go to which worker: one worker (the local runner's, or Sandblaster's whole-set evaluation) has all
     "data.split": ("cluster.runner", lambda c: c.cluster.runner != "local" and c.cluster.workers > 1

@@ -321,7 +321,7 @@ def _refused_before_the_run(tmp_path, capsys, source, make, named, suffix=None, 
      "--set cluster.worker_gpus: only train.device = 'cuda' or 'auto' reads it"),
     # bit for bit without effect: a gated worker fetches at every push's start; one worker has no one to wait for
     (["--runner", "simulated", "--consistency", "sync", "--n-fetch", "3"],
-     "--n-fetch: only cluster.consistency = 'async' (or n_fetch < n_push) reads it, and this run's cluster.consistency is 'sync'"),
+     "--n-fetch: only cluster.consistency = 'async' (or cluster.n_push > 1) reads it, and this run's cluster.consistency is 'sync'"),
     (["--runner", "simulated", "--workers", "1", "--set", "cluster.warm_start=5"],
      "--set cluster.warm_start: only cluster.workers > 1 reads it"),
     # which worker gets which rows, where one worker has them all
@@ -702,3 +702,10 @@ def test_a_thread_count_torch_cannot_take_is_refused_before_the_run_folder(tmp_p
     argv = ["train", "--config", "ufldl-sae", "--runner", "local", "--set", "train.threads=99999999999999999999"]
     assert main([*argv, "--out", str(tmp_path / "r")]) == 2
     assert "train.threads must be in [0, 4096]" in capsys.readouterr().err and not (tmp_path / "r").exists()
+
+
+def test_n_fetch_under_a_gate_is_read_when_a_push_holds_several_steps():
+    """With n_push 4, n_fetch 1 fetches every step and n_fetch >= 4 once per push (local steps between):
+    bit for bit another run, so it is not refused."""
+    argv = ["train", "--config", "ufldl-sae", "--runner", "simulated", "--consistency", "bounded:2", "--n-push", "4"]
+    assert main([*argv, "--n-fetch", "4", "--dry-run"]) == 0
