@@ -18,7 +18,7 @@ import dataclasses
 import logging
 import math
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
@@ -158,6 +158,15 @@ def report_at(data: Dataset | StreamingData, batch_size: int, seed: int,
         return data_report(batches)
     finally:
         batches.close()
+
+
+def record_data(write_json: Callable[[str, Any], Any], cfg: DataConfig, info: dict[str, Any]) -> bool:
+    """Write ``info`` as the run's data.json (``write_json``: its run folder's) where the run has files to
+    account for (:func:`has_data_record`); returns whether it did."""
+    if not has_data_record(cfg, info):
+        return False
+    write_json("data.json", info)
+    return True
 
 
 def has_data_record(cfg: DataConfig, info: dict[str, Any]) -> bool:

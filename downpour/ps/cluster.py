@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from downpour.config import ConfigError, RunConfig
-from downpour.data.pipeline import check_resumed_on, has_data_record, report_at, run_data_info
+from downpour.data.pipeline import check_resumed_on, record_data, report_at, run_data_info
 from downpour.errors import Diverged, RunError
 from downpour.parallel.partition import merge_model
 from downpour.ps.checkpoint import SERVER, ShardState, load_server, next_seqs, restoring
@@ -153,8 +153,7 @@ def _save_at_end(setup: ClusterSetup, run: RunDir, shards: list[Any], coord: Coo
     data_info = run_data_info(setup.data.info, [
         report_at(setup.data.shard(w, n), cfg.train.batch_size, batch_seed(cfg.seed, w, s["seed_step"]), s["position"])
         for w, s in enumerate(streams or [])])
-    if has_data_record(cfg.data, data_info):
-        run.write_json("data.json", data_info)
+    record_data(run.write_json, cfg.data, data_info)
     report = _save_model(setup, run, states, coord, start, data_info)
     summary = {"steps": start, "resumed_from": start, "runner": setup.cfg.cluster.runner, "final_loss": run.last_loss(),
                **_counts(states, report), "seconds": round(elapsed, 2), "run": str(run.path)}
@@ -188,8 +187,7 @@ def _finish(setup: ClusterSetup, run: RunDir, states: list[ShardState], coord: C
             start: int, info: dict[str, Any]) -> dict[str, Any]:
     cfg = setup.cfg
     data_info = run_data_info(setup.data.info, info.pop("data_workers", []))
-    if has_data_record(cfg.data, data_info):      # files: each worker's reads (streamed) and the skipped files
-        run.write_json("data.json", data_info)
+    if record_data(run.write_json, cfg.data, data_info):   # files: each worker's reads (streamed), the skipped ones
         info["data"] = {k: data_info[k] for k in ("reads", "samples", "n_skipped") if k in data_info}
     report = _save_model(setup, run, states, coord, coord.done, data_info)
     for e in coord.events if coord.live else ():     # (with none left, the error below names every loss)

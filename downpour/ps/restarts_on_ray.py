@@ -39,15 +39,20 @@ class Restarts:
         joined = self.coord.live - before    # the warm start's only worker died: the others start now
         log.warning("worker %d lost at step %d: %s", w, self.coord.done, type(err).__name__)
         self._set_live()          # now: a sync round it owed closes on the others before it rejoins
-        kill(self.worker_actors[w])   # a cycle can fail with its actor alive (a lost partition): it holds its CPU
-        for part in self.partition_actors.pop(w, []):   # its filters' memory, until the run ended
-            kill(part)
+        self._kill_worker(w)
         self._blocked.discard(w)
         self._respawn(w)
         for _ in range(self.coord.depth):
             for v in sorted(self._blocked | joined):
                 self._dispatch(v)
         self.poll_restarts()      # an actor already up rejoins at once
+
+    def _kill_worker(self, w: int) -> None:
+        """Worker ``w``'s actor (a cycle can fail with it alive, a lost partition: it holds its CPU) and its
+        partition actors (their filters' memory, until the run ended)."""
+        kill(self.worker_actors[w])
+        for part in self.partition_actors.pop(w, []):
+            kill(part)
 
     def _respawn(self, w: int) -> bool:
         """Start a new actor for lost worker ``w`` if ``cluster.restarts`` allows and steps are left."""
@@ -94,9 +99,7 @@ class Restarts:
             self.coord.events.append({"event": "restart-failed", "worker": w, "step": self.coord.done,
                                       "reason": type(err).__name__})
             log.warning("worker %d's restart died coming up: %s", w, type(err).__name__)
-            kill(self.worker_actors[w])
-            for part in self.partition_actors.pop(w, []):
-                kill(part)
+            self._kill_worker(w)
             if not self._respawn(w):
                 self._give_up(w, type(err).__name__)
             return

@@ -12,8 +12,8 @@ from typing import Any
 import torch
 
 from downpour.config import RunConfig
-from downpour.data.pipeline import (batch_position, check_resumed_on, data_report, has_data_record, open_data,
-                                    report_at, run_data_info)
+from downpour.data.pipeline import (batch_position, check_resumed_on, data_report, open_data, record_data, report_at,
+                                    run_data_info)
 from downpour.errors import Diverged
 from downpour.models.registry import build
 from downpour.train.checkpoint import (CheckpointError, check_counts, load_optimizer_state, load_state, optimizer_state,
@@ -94,8 +94,8 @@ def run_local(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, An
     total = cfg.train.steps
     if run.unsaved_at_end(cfg, start, resume):   # its data record too: the stream's, from the checkpoint
         model.set_stage(None)
-        data_info = _record_data(cfg, run, run_data_info(data.info, [report_at(data, cfg.train.batch_size,
-                                                                               cfg.seed + 1, position)]))
+        data_info = run_data_info(data.info, [report_at(data, cfg.train.batch_size, cfg.seed + 1, position)])
+        record_data(run.write_json, cfg.data, data_info)
         run.save_model(model, start, {"skipped_steps": skipped, "data": data_info})
         return _summary(run, start, start, skipped, elapsed, run.last_loss())
     run.begin(cfg, data.preprocess, start, resume)
@@ -150,7 +150,8 @@ def run_local(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, An
     finally:
         telemetry.close()
         batches.close()                         # streamed: stops the loader's processes (a generator: nothing)
-    data_info = _record_data(cfg, run, run_data_info(data.info, [data_report(batches)]))
+    data_info = run_data_info(data.info, [data_report(batches)])
+    record_data(run.write_json, cfg.data, data_info)
     run.save_model(model, total, {"skipped_steps": skipped, "data": data_info})
     if skipped >= total:   # no step of the run had a finite cost (a resume's own steps alone: the run trained)
         raise Diverged(f"every one of the {total} steps 1..{total} had a non-finite cost or gradient and was skipped "
@@ -158,13 +159,6 @@ def run_local(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, An
                        f"in {str(run.path)!r}")
     # final_loss is the last logged row's: the mean over its log_every steps, as the cluster runner reports
     return _summary(run, total, start, skipped, elapsed, last_row["loss"] if last_row else run.last_loss())
-
-
-def _record_data(cfg: RunConfig, run: RunDir, data_info: dict[str, Any]) -> dict[str, Any]:
-    """data.json, where the run has files to account for (those read, streamed, and skipped)."""
-    if has_data_record(cfg.data, data_info):
-        run.write_json("data.json", data_info)
-    return data_info
 
 
 def _summary(run: RunDir, total: int, start: int, skipped: int, elapsed: float, loss: float | None) -> dict[str, Any]:
