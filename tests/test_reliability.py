@@ -102,6 +102,16 @@ def test_a_malformed_address_is_one_line_naming_it(tmp_path, capsys, address):
     assert "Traceback" not in captured.err + captured.out and "token" not in captured.err
 
 
+def test_addresses_ray_resolves_itself_are_left_to_it():
+    """A client module's scheme (anyscale://NAME) and ray://HOST (the client's default port) are Ray's to
+    resolve: not refused as malformed."""
+    pytest.importorskip("ray")
+    from downpour.ps.connect_on_ray import _reachable
+
+    for address in ("auto", "anyscale://my-cluster", "ray://head"):
+        _reachable(address, 0.1)
+
+
 def test_an_ipv6_head_address_is_reached(tmp_path):
     """`--address [::1]:PORT` kept the brackets in the host and failed the name lookup ("cannot reach")
     though the head was listening."""

@@ -29,14 +29,18 @@ log = logging.getLogger(__name__)
 def _reachable(address: str, timeout: float) -> None:
     """Raise RunError unless ``host:port`` (``ray://host:port`` too) accepts a TCP connection within
     ``timeout``: ``ray.init`` itself waits minutes on an address nobody answers."""
-    if address in ("auto", "local"):
-        return                   # forms Ray resolves itself
-    scheme, _, target = address.rpartition("://")
+    scheme, sep, target = address.rpartition("://")
+    if address in ("auto", "local") or (sep and scheme.isidentifier() and scheme not in ("ray", "http", "https")):
+        return                   # forms Ray resolves itself (a client module's scheme: anyscale://...)
     host, _, port = target.rpartition(":")
     host = host.removeprefix("[").removesuffix("]")     # an IPv6 head: [::1]:6379
+    if scheme == "ray" and not port.isdigit() and target:
+        return                   # ray://HOST: the client's default port, Ray's to resolve
     if scheme not in ("", "ray") or not host or not port.isdigit():   # Ray's own parser printed a traceback
+        web = (" (http is the dashboard's or job submission's; a driver joins the head's port, 6379)"
+               if scheme.startswith("http") else "")
         raise RunError(f"cluster.address={address!r} is not a Ray address: HOST:PORT, ray://HOST:PORT or auto "
-                       "(empty: a local Ray)")
+                       f"(empty: a local Ray){web}")
     try:
         socket.create_connection((host, int(port)), timeout=timeout).close()
     except OSError as err:
