@@ -27,8 +27,9 @@ log = logging.getLogger(__name__)
 
 
 def _reachable(address: str, timeout: float) -> None:
-    """Raise RunError unless ``host:port`` (``ray://host:port`` too) accepts a TCP connection within
-    ``timeout``: ``ray.init`` itself waits minutes on an address nobody answers."""
+    """Raise RunError for an address that is no Ray address (Ray's parser printed a traceback), and unless
+    ``host:port`` (``ray://host:port`` too) accepts a TCP connection within ``timeout``: ``ray.init``
+    itself waits minutes on an address nobody answers."""
     scheme, sep, target = address.rpartition("://")
     if address in ("auto", "local") or (sep and scheme.isidentifier() and scheme not in ("ray", "http", "https")):
         return                   # forms Ray resolves itself (a client module's scheme: anyscale://...)
