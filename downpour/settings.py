@@ -98,6 +98,11 @@ def _hints(cls: type) -> dict[str, Any]:
     return get_type_hints(cls)
 
 
+def is_count(value: Any, low: int = 0) -> bool:
+    """Whether ``value`` is a whole number >= ``low`` (a bool is not one, though Python counts it an int)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
 def check_fields(obj: Any, section: str) -> None:
     """Coerce and check every field of dataclass ``obj`` (frozen or not) against its declaration."""
     hints = _hints(type(obj))

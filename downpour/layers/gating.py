@@ -71,6 +71,7 @@ from downpour.layers._gate_stats import GateStats, gate_stats, ungated_stats
 from downpour.layers._lc_threads import _mode_active
 # position (i, j) uses bank (i mod tH, j mod tW); a tiling with more banks than _MAX_CONV_BANKS runs as untied
 from downpour.layers.locally_connected import _MAX_CONV_BANKS, _expand_tiles, banked_conv
+from downpour.settings import is_count
 
 __all__ = ["GateStats", "VarianceGate", "local_variance"]
 
@@ -119,8 +120,7 @@ class VarianceGate(nn.Module):
     def __init__(self, layer: nn.Module, threshold: float, block: int = 8, mode: str = "auto"):
         super().__init__()
         th, tw = as_bank(layer)[0].shape[:2]  # validate now, not at the first batch
-        if (not (math.isfinite(threshold) and threshold >= 0) or not isinstance(block, int) or isinstance(block, bool)
-                or block < 1):   # NaN closed every tile
+        if not (math.isfinite(threshold) and threshold >= 0) or not is_count(block, 1):   # NaN closed every tile
             raise ValueError(f"VarianceGate: threshold must be >= 0 and finite, and block a positive int, got {threshold} and {block!r}")
         if mode not in MODES:
             raise ValueError(f"VarianceGate: mode must be one of {MODES}, got {mode!r}")

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from downpour.settings import is_count
+
 
 def gaussian_window(kernel_size: int, sigma: float, channels: int) -> Tensor:
     """(1, channels, k, k) Gaussian that sums to 1 over all its entries."""
@@ -31,7 +33,7 @@ class LocalContrastNorm2d(nn.Module):
 
     def __init__(self, channels: int, kernel_size: int = 9, sigma: float | None = None, eps: float = 1e-4):
         super().__init__()
-        if not isinstance(channels, int) or isinstance(channels, bool) or channels < 1:
+        if not is_count(channels, 1):
             raise ValueError(f"LocalContrastNorm2d: channels must be a positive int, got {channels!r}")
         if not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
             raise ValueError(f"LocalContrastNorm2d: kernel_size must be a positive odd int, got {kernel_size!r}")

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from downpour.layers._lc_kernels import CHUNK_BYTES, new_banks, untied_adjoint, untied_apply
+from downpour.settings import is_count
 
 # Off the CPU, a tiled layer with at most this many distinct banks runs as one strided convolution
 # per bank; beyond it, the banks are expanded to one per position and the untied kernel is used. (The
@@ -142,14 +143,14 @@ class LocallyConnected2d(nn.Module):
             raise ValueError(f"LocallyConnected2d: norm must be None or a finite number > 0, got {norm!r}")
         self.norm = None if norm is None else float(norm)
         for name, v in (("in_channels", in_channels), ("maps", maps), ("kernel_size", kernel_size), ("stride", stride)):
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            if not is_count(v, 1):
                 raise ValueError(f"LocallyConnected2d: {name} must be a positive int, got {v!r}")
         self.in_channels, self.maps, self.kernel_size, self.stride = in_channels, maps, kernel_size, stride
         self.in_size = _pair(in_size, "in_size")
         if min(self.in_size) < kernel_size:
             raise ValueError(f"LocallyConnected2d: in_size {self.in_size} is smaller than kernel_size {kernel_size}")
         self.out_size = tuple((n - kernel_size) // stride + 1 for n in self.in_size)
-        if tile is not None and (not isinstance(tile, int) or isinstance(tile, bool) or tile < 1):
+        if tile is not None and not is_count(tile, 1):
             raise ValueError(f"LocallyConnected2d: tile must be None or a positive int, got {tile!r}")
         self.tile_shape = self.out_size if tile is None else tuple(min(tile, n) for n in self.out_size)
         self.tile = None if self.tile_shape == self.out_size else self.tile_shape

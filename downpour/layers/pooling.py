@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from downpour.settings import is_count
+
 
 class L2Pool2d(nn.Module):
     """(B, C, H, W) -> (B, C // maps_pool, Ho, Wo), Ho = (H + 2*padding - kernel_size) // stride + 1.
@@ -25,7 +27,7 @@ class L2Pool2d(nn.Module):
         super().__init__()
         for name, v, low in (("kernel_size", kernel_size, 1), ("stride", stride, 1), ("padding", padding, 0),
                              ("maps_pool", maps_pool, 1)):
-            if not isinstance(v, int) or isinstance(v, bool) or v < low:
+            if not is_count(v, low):
                 raise ValueError(f"L2Pool2d: {name} must be an int >= {low}, got {v!r}")
         if padding * 2 > kernel_size:
             raise ValueError(f"L2Pool2d: padding {padding} is more than half of kernel_size {kernel_size}")

@@ -18,6 +18,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from downpour.errors import DownpourError
+from downpour.settings import is_count
 
 
 log = logging.getLogger(__name__)
@@ -145,12 +146,16 @@ def load_state(stem: str | Path, meta_keys: Iterable[str] = (),
 
 def check_counts(meta: dict[str, Any], keys: Iterable[str], stem: str | Path) -> None:
     """CheckpointError naming ``stem``'s JSON unless each of ``keys`` in ``meta`` is a whole number >= 0
-    (a step, a count): a hand-edited ``"step": "95"`` gave a TypeError far from the file."""
+    (a step, a count), and the steps skipped are no more than the steps taken: a hand-edited ``"step":
+    "95"`` gave a TypeError far from the file, and ``skipped`` above ``step`` a false "every step was skipped"."""
     for key in keys:
         value = meta[key]
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        if not is_count(value):
             what = "a step number" if key == "step" else "a whole number >= 0"
             raise CheckpointError(f"checkpoint file {str(Path(stem).with_suffix('.json'))!r}: {key} is {value!r}, not {what}")
+    if "skipped" in keys and meta["skipped"] > meta["step"]:
+        raise CheckpointError(f"checkpoint file {str(Path(stem).with_suffix('.json'))!r}: {meta['skipped']} steps skipped "
+                              f"of {meta['step']}")
 
 
 def optimizer_state(opt: torch.optim.Optimizer) -> tuple[dict[str, Tensor], dict[str, Any]]:

@@ -54,8 +54,6 @@ def _restore(run: RunDir, model, opt, device: torch.device) -> tuple[int, int, f
     stem = run.checkpoints / "local"
     tensors, meta = load_state(stem, meta_keys=("step", "skipped", "elapsed", "param_groups"), tensor_keys=("rng.torch",))
     check_counts(meta, ("step", "skipped"), stem)
-    if meta["skipped"] > meta["step"]:
-        raise CheckpointError(f"checkpoint file {str(stem) + '.json'!r}: {meta['skipped']} steps skipped of {meta['step']}")
     try:
         model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         load_optimizer_state(opt, tensors, meta, trained=meta["step"] > meta["skipped"])

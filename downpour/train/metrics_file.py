@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from downpour.errors import NotARunError
+from downpour.settings import is_count
 
 
 def has_row(path: Path) -> bool:
@@ -47,7 +48,7 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
                 raise NotARunError(f"{str(path)!r} line {n} is not JSON") from None
             continue
         step = row.get("step") if isinstance(row, dict) else None
-        if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        if not is_count(step):
             raise NotARunError(f"{str(path)!r} line {n} is not a metrics row (a JSON object with a step number)")
         rows.append(row)
     return rows

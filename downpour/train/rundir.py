@@ -14,6 +14,7 @@ import torch
 from downpour.config import ConfigError, Override, RunConfig, config_to_toml, load_config
 from downpour.errors import NotARunError
 from downpour.models.base import FeatureModel
+from downpour.settings import is_count
 from downpour.train.checkpoint import (PAIR_KEY, CheckpointError, load_state, read_tensors, save_state, sha256_of,
                                        write_tensors)
 from downpour.train.folders import RunExistsError, folder_to_write, make_folder
@@ -242,7 +243,7 @@ class RunDir:
             step = self.read_json("analysis.json").get("trained_steps") if (self.path / "analysis.json").is_file() else None
         except (NotARunError, AttributeError):
             return None
-        return step if isinstance(step, int) and not isinstance(step, bool) else None
+        return step if is_count(step) else None
 
     def new_model(self, meta: dict[str, Any] | None = None) -> FeatureModel:
         """A freshly initialised model of the architecture model.json (or its dict ``meta``) describes, the
@@ -366,5 +367,4 @@ def _replace_text(path: Path, text: str) -> None:
 
 
 def _is_shape(value: Any) -> bool:
-    return (isinstance(value, list) and bool(value)
-            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value))
+    return isinstance(value, list) and bool(value) and all(is_count(v, 1) for v in value)

@@ -8,6 +8,7 @@ import time
 from typing import Any, TextIO
 
 from downpour.objectives import is_metric
+from downpour.settings import is_count
 from downpour.train.rundir import RunDir
 
 
@@ -53,7 +54,7 @@ class PartsMean:
             mean.sums, mean.counts = dict(state["sums"]), dict(state["counts"])
             mean.steps, mean.samples, mean.loss = state["steps"], state["samples"], state["loss"]
             counts = [mean.steps, mean.samples, *mean.counts.values()]
-            if (mean.sums.keys() != mean.counts.keys() or not all(type(v) is int and v >= 0 for v in counts)
+            if (mean.sums.keys() != mean.counts.keys() or not all(is_count(v) for v in counts)
                     or not all(isinstance(v, (int, float)) for v in (mean.loss, *mean.sums.values()))):
                 raise ValueError(f"the row {state!r} is not sums and counts of the same parts, whole counts >= 0 "
                                  "and a loss")     # (a KeyError at its next log step, saved again on the way out)
