@@ -8,7 +8,7 @@ import pytest
 from downpour.config import DataConfig, load_config
 from downpour.models.registry import resolve
 from downpour.studies import measure, trained
-from downpour.studies.compare import owed_paragraph
+from downpour.studies.compare import NO_TWIN, owed_paragraph
 from downpour.studies.measure import Measures, train_and_measure
 from downpour.studies.trained import OWED, no_faces_twin, owed_figures
 
@@ -115,7 +115,7 @@ def test_the_verdict_says_when_no_one_owes_the_faces_anything_and_when_it_cannot
     wide = owed_paragraph([row("a", [0.01, -0.02, 0.03]), row("b", [0.05, -0.1, 0.2])])
     assert "No condition is shown to owe its face unit to the faces (too wide to tell: b)." in wide
     unmeasured = owed_paragraph([row("a", [math.nan] * 3)])
-    assert "was not measured" in unmeasured and "a not measured (its data show it no lfw face)" in unmeasured
+    assert "was not measured" in unmeasured and f"a not measured ({NO_TWIN})" in unmeasured
     unchosen = owed_paragraph([row("a", [math.nan] * 3, learned=math.nan)])
     assert "a not measured (no face unit could be chosen)" in unchosen
 

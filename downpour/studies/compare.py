@@ -30,6 +30,9 @@ from downpour.studies.stats import (DIVERGED, effect_words, mean_ci, note_left_o
                                     record_test)
 
 OWED_FIGURE = "face_owed_controls"   # what owed_paragraph and owed_figure read
+# why a condition whose own unit was chosen has no such figure: its cells train no twin (nothing to take away),
+# or every seed's twin was counted out (measure.py: a twin that diverged; trained.py: one with no unit to choose)
+NO_TWIN = "no no-faces twin was measured: its data show it no lfw face, or every seed's twin diverged or had no unit"
 OWED_RESOLUTION = 0.05     # AUC: a smaller gain from the faces is not worth reporting
 
 
@@ -130,7 +133,7 @@ def owed_paragraph(rows: Sequence[dict[str, Any]], unit: str = "face unit") -> s
         owed = r["figures"].get(OWED_FIGURE)
         if owed is None or not math.isfinite(owed[0]):
             chosen = r["figures"].get("face_auc_controls", [math.nan])[0]
-            why = "its data show it no lfw face" if math.isfinite(chosen) else "no face unit could be chosen"
+            why = NO_TWIN if math.isfinite(chosen) else "no face unit could be chosen"
             said.append(f"{r['condition']} not measured ({why})")
             continue
         readings[r["condition"]] = effect_words(*owed, resolution=OWED_RESOLUTION)
