@@ -41,7 +41,7 @@ READ_ONLY_WITH = {
     **{f"analysis.{key}": ("analysis.dataset", lambda c: c.analysis.runs_face_test(), "= 'lfw' (with analysis.positive = 1)")
        for key in AnalysisConfig.FACE_TEST},
 }
-STREAM_KEYS = ("data.prefetch", "data.loader_workers", "data.fit_sample")   # read by a streamed pipeline only
+STREAM_KEYS = ("data.prefetch", "data.loader_workers", "data.fit_sample", "data.mix_items")   # read by a streamed pipeline only
 # What Sandblaster L-BFGS reads of [cluster] (docs/sandblaster.md); the rest is Downpour's, and so is train.lr
 SANDBLASTER_READS = ("cluster.runner", "cluster.algorithm", "cluster.workers", "cluster.shards", "cluster.address",
                      "cluster.checkpoint_every", "cluster.delay", "cluster.partitions")

@@ -100,11 +100,48 @@ def test_a_stream_continues_exactly_from_its_position_even_inside_an_item(tmp_pa
     whole = data.batches(3, torch.Generator().manual_seed(5))
     first = _take(whole, 5)
     position = whole.position()
-    assert position["skip"] > 0 and position["batch"] == 5      # 15 samples: the 4th item's 3rd sample is next
+    assert position["skip"] == 15 and position["batch"] == 5     # 15 samples of the first block (all 9 items) used
     resumed = data.batches(3, torch.Generator().manual_seed(5), position=position)
     for a, b in zip(_take(whole, 12), _take(resumed, 12)):      # into the next epochs too
         assert torch.equal(a.x, b.x)
     assert all(b.x.shape == (3, 1, 8, 8) for b in first)
+
+
+def _greys(root, n=10):
+    """n flat 64x64 images, image i of grey level 20 i + 10: a sample's pixel says which image it is from."""
+    root.mkdir(exist_ok=True)
+    for i in range(n):
+        Image.fromarray(np.full((64, 64), 20 * i + 10, np.uint8)).save(root / f"im{i}.png")
+    return root
+
+
+def _sources(x):
+    return len(np.unique(np.round(x[:, 0, 0, 0].numpy() * 255)))
+
+
+@pytest.mark.parametrize("cut", [dict(mode="patches", samples=1000), dict(mode="crops", tile=8)])
+def test_a_batch_mixes_images_as_the_in_memory_path_does_not_one_images_patches(tmp_path, cut):
+    """An image gives many samples (100 patches each, or 64 tiles): handed out in a row, every streamed
+    batch of 32 came from one image, where an in-memory batch mixes about nine of the ten."""
+    root = _greys(tmp_path / "greys")
+    mixed = open_data(_cfg(root, **cut), seed=0).batches(32, torch.Generator().manual_seed(5))
+    assert min(_sources(b.x) for b in _take(mixed, 6)) >= 7
+    in_a_row = open_data(_cfg(root, mix_items=1, **cut), seed=0).batches(32, torch.Generator().manual_seed(5))
+    assert max(_sources(b.x) for b in _take(in_a_row, 3)) <= 2          # the old order, still reachable
+
+
+def test_a_stream_continues_exactly_from_inside_a_block_and_from_a_half_gathered_one(tmp_path):
+    root = _folder(tmp_path, n=10, size=(24, 20))
+    data = open_data(_cfg(root, tile=10, mix_items=3), seed=0)   # 4 samples per item: blocks of 12, the last 4
+    for size, after, skip in [(5, 3, 3), (12, 1, 0)]:             # 15 samples: 3 of the 2nd block; 12: none of it
+        whole = data.batches(size, torch.Generator().manual_seed(5))
+        _take(whole, after)
+        position = whole.position()
+        assert (position["index"], position["skip"]) == (3, skip)     # the block of the 4th to 6th items
+        resumed = data.batches(size, torch.Generator().manual_seed(5), position=position)
+        for a, b in zip(_take(whole, 12), _take(resumed, 12)):     # across blocks and epochs
+            assert torch.equal(a.x, b.x)
+        whole.close()
 
 
 def test_bad_files_are_skipped_named_once_per_worker_and_counted(tmp_path, caplog):

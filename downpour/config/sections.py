@@ -24,6 +24,7 @@ FILE_SOURCES = ("folder", "video", "array")   # the data sources that read data.
 @dataclass(frozen=True)
 class DataConfig(Section):
     section: ClassVar[str] = "data"
+    absent_meant: ClassVar[dict[str, Any]] = {"mix_items": 1}   # a stream before blocks: each item's samples in a row
     # gaussian: N(0, I) vectors of dimension `size` as (1, 1, size) samples, labelled by their largest coordinate
     source: str = setting("natural", choices=("natural", "faces", "natural+faces", "digits", "folder", "video", "array", "gaussian"))
     path: str = ""                 # the folder, video file/folder or .npy/.npz for those sources
@@ -51,6 +52,9 @@ class DataConfig(Section):
     prefetch: int = setting(256, within=AT_LEAST_1)           # stream: items a worker decodes ahead, at most (what it holds)
     loader_workers: int = setting(1, within=AT_LEAST_0)       # stream: DataLoader processes decoding for each worker; 0 = in the worker itself
     fit_sample: int = setting(1000, within=AT_LEAST_1)        # stream: items (seeded) the normalisation / whitening is fitted on
+    # stream: consecutive items (of the epoch's order) whose samples are shuffled together before they are cut
+    # into batches, so a batch mixes images as the in-memory path's does; 1 = each item's samples in a row
+    mix_items: int = setting(64, within=AT_LEAST_1)
     split: str = setting("iid", choices=("iid", "by-label"))   # rows to workers: iid (shuffled) | by-label (sorted: each shard holds few labels, as in federated training)
     # which lfw_subset images are held out from training and score the face unit: fixed (faces 70-99 and
     # non-faces 170-199) | fold:I:K (every K-th image of each class from I; `downpour crossfit` runs all K)

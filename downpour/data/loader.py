@@ -8,18 +8,23 @@ order and cleans its processes up. ``data.loader_workers = 0`` decodes in the tr
 
 The order is the DataLoader's sampler, computed in this process: epoch e visits the items in a
 permutation seeded by (seed, e); every item key is ``(epoch, position, item)``. The DataLoader hands
-back chunks of items in that order; this class re-cuts them into batches of exactly ``batch_size``
-samples (an item gives 0 samples when bad, several with tiles or video frames), applies the
-fitted preprocessing and the augmentation per batch (augmentation seeded by (seed, batch number)),
-and remembers the key of the first sample not yet handed out: :meth:`position`, from which
-``batches(..., position=)`` continues the stream exactly (the local runner's resume). The position
+back chunks of items in that order. An item gives several samples (an image's patches or tiles, a
+video's frames; 0 when bad), so handed out in a row a batch would be one image's patches: this class
+gathers the samples of each *block* of ``data.mix_items`` consecutive items of the epoch's order,
+shuffles them together (a permutation seeded by (seed, epoch, block), so a batch mixes images as the
+in-memory path's shuffled rows do; ``mix_items = 1`` hands each item's samples out in a row), re-cuts
+them into batches of exactly ``batch_size`` samples, applies the fitted preprocessing and the
+augmentation per batch (augmentation seeded by (seed, batch number)), and remembers the key of the
+first sample not yet handed out (its block's first position and its place in the block):
+:meth:`position`, from which ``batches(..., position=)`` continues the stream exactly (the local
+runner's resume: it reads that block again and drops what was used). The position
 also carries the telemetry so far (samples handed out, the files skipped), and the reads before it
 are a function of it (every item once per finished epoch, the current epoch's order up to it), so a
 resumed run's :meth:`report` is the uninterrupted run's, and a bad file is not named again. Nothing in a
 batch depends on how many processes decoded it or how far ahead: the same seed gives the same
 batches bit for bit.
 
-Memory: at most ``prefetch`` decoded samples in flight plus one batch and one chunk here; per item,
+Memory: at most ``prefetch`` decoded items in flight plus one block, one batch and one chunk here; per item,
 one read counter (4 bytes) for the run's telemetry (:meth:`report`).
 """
 from __future__ import annotations
@@ -42,7 +47,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("downpour.data")
 
-_ORDER, _AUGMENT = 12, 13     # NumPy streams for the epoch orders and the per-batch augmentation
+_ORDER, _AUGMENT, _MIX = 12, 13, 14   # NumPy streams: the epoch orders, the per-batch augmentation, the block shuffles
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
@@ -95,12 +100,16 @@ class StreamBatches:
         pos = position or {"epoch": 0, "index": 0, "skip": 0, "batch": 0}
         self._start = pos
         self._batch = pos["batch"]
-        self._drop = pos["skip"]                   # samples of the first item already used before a resume
+        self._drop = pos["skip"]                   # samples of the first block already used before a resume
         self._next = (pos["epoch"], pos["index"])  # the key after the last item received
         self._x: list[torch.Tensor] = []           # pending samples, in order, and their keys (M, 3)
         self._y: list[torch.Tensor] = []
         self._keys: list[np.ndarray] = []
         self._pending = 0
+        self._mix = int(data.cfg.mix_items)
+        self._block: tuple[int, int] | None = None   # (epoch, first position) of the block being gathered
+        self._block_x: list[torch.Tensor] = []       # ... its samples so far (and labels)
+        self._block_y: list[torch.Tensor] = []
         self._it: Iterator[dict[str, Any]] | None = None
         self.reads = np.zeros(len(data), np.int32)   # per item: times decoded (bad ones too)
         self.skipped: list[dict[str, str]] = []
@@ -147,13 +156,14 @@ class StreamBatches:
         if self._it is None:
             self._it = self._loader()
         chunk = next(self._it)
-        x, keys = chunk["x"], []
+        x, y, at = chunk["x"], chunk["y"], 0
         for (epoch, p, k), count, bad in zip(chunk["keys"], chunk["counts"], chunk["bad"]):
+            self._gather(epoch, p, x[at:at + count], None if y is None else y[at:at + count])
+            at += count
             self.reads[k] += 1
             if bad is not None and k not in self._bad:
                 self._bad[k] = bad
                 skip(self.skipped, self._reader.name(k), bad)
-            keys += [(epoch, p, j) for j in range(count)]
             if count:
                 self._barren.discard(k)
             else:
@@ -166,18 +176,38 @@ class StreamBatches:
                 raise DataError(f"none of the {len(self.data)} items of {whose} can be read "
                                 f"(first: {self.skipped[0]['file']}: {self.skipped[0]['reason']})")
             self._next = (epoch + 1, 0) if p + 1 == len(self.data) else (epoch, p + 1)
-        keys_arr = np.asarray(keys, dtype=np.int64).reshape(-1, 3)
-        y = chunk["y"]
-        if self._drop:                                # a resumed stream: the first item's used samples
-            x, keys_arr = x[self._drop:], keys_arr[self._drop:]
-            y = None if y is None else y[self._drop:]
-            self._drop = 0
+            if p + 1 == len(self.data) or (p + 1) % self._mix == 0:
+                self._close_block()
+
+    def _gather(self, epoch: int, p: int, x: torch.Tensor, y: torch.Tensor | None) -> None:
+        """Item ``p`` of ``epoch``'s order gave samples ``x`` (labels ``y``): into its block."""
+        if self._block is None:
+            self._block = (epoch, p - p % self._mix)
         if len(x):
-            self._x.append(x)
-            self._keys.append(keys_arr)
+            self._block_x.append(x)
             if y is not None:
-                self._y.append(y)
-            self._pending += len(x)
+                self._block_y.append(y)
+
+    def _close_block(self) -> None:
+        """The block's last item is in: its samples, shuffled together, join the pending ones (a resumed
+        stream's first block without the samples used before the stop)."""
+        (epoch, start), self._block = self._block, None
+        xs, ys, self._block_x, self._block_y = self._block_x, self._block_y, [], []
+        if not xs:
+            return
+        x, y = torch.cat(xs), (torch.cat(ys) if ys else None)
+        if self._mix > 1:
+            rng = np.random.default_rng(np.random.SeedSequence([self.seed, _MIX, epoch, start]))
+            order = torch.from_numpy(rng.permutation(len(x)))
+            x, y = x[order], None if y is None else y[order]
+        keys = np.stack([np.full(len(x), epoch), np.full(len(x), start), np.arange(len(x))], axis=1)
+        drop, self._drop = self._drop, 0
+        if drop < len(x):
+            self._x.append(x[drop:])
+            self._keys.append(keys[drop:])
+            if y is not None:
+                self._y.append(y[drop:])
+            self._pending += len(x) - drop
 
     def __next__(self) -> Batch:
         while self._pending < self.batch_size:
@@ -200,11 +230,14 @@ class StreamBatches:
         return Batch(x.contiguous(), None if y is None else y[:b])
 
     def position(self) -> dict[str, Any]:
-        """Where the next batch starts: the first unused sample's item (epoch, index in the epoch's
-        order), how many of that item's samples are used (skip), and the batch number; with the
-        telemetry so far for a resume: samples handed out, and the skipped items ([item, reason])."""
+        """Where the next batch starts: the first unused sample's block (epoch, index in the epoch's
+        order of its first item), how many of that block's shuffled samples are used (skip), and the
+        batch number; with the telemetry so far for a resume: samples handed out, and the skipped items
+        ([item, reason])."""
         if self._pending:
             epoch, p, j = (int(v) for v in self._keys[0][0])
+        elif self._block is not None:      # a block half gathered: read again from its start
+            (epoch, p), j = self._block, 0
         else:
             (epoch, p), j = self._next, 0
         return {"epoch": int(epoch), "index": int(p), "skip": j, "batch": self._batch, "samples": self.samples,
