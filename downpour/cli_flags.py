@@ -38,6 +38,10 @@ READ_ONLY_WITH = {
     "data.frames_per_video": ("data.source", lambda c: c.data.source == "video", "= 'video'"),
     "data.zca_eps": ("data.whiten", lambda c: c.data.whiten == "zca", "= 'zca'"),
     "data.spectral_strength": ("data.whiten", lambda c: c.data.whiten == "spectral", "= 'spectral'"),
+    "data.fit_sample": ("data.normalize", lambda c: c.data.normalize != "none" or c.data.whiten != "none",
+                        "!= 'none' (or data.whiten != 'none'): it says what they are fitted on"),
+    # N(0, I) vectors of dimension data.size: no image to turn grey or cut
+    **{key: ("data.source", lambda c: c.data.source != "gaussian", "!= 'gaussian'") for key in ("data.grey", "data.mode")},
     **{f"analysis.{key}": ("analysis.dataset", lambda c: c.analysis.runs_face_test(), "= 'lfw' (with analysis.positive = 1)")
        for key in AnalysisConfig.FACE_TEST},
 }

@@ -330,6 +330,13 @@ def _refused_before_the_run(tmp_path, capsys, source, make, named, suffix=None, 
     (["--runner", "simulated", "--set", "cluster.algorithm=sandblaster", "--set", "data.source=digits",
       "--set", "data.split=by-label"],
      "--set data.split: only cluster.runner"),
+    # nothing is fitted, so nothing is fitted on the sample; a Gaussian vector has no colour and is not cut
+    (["--runner", "local", "--set", "data.normalize=none", "--set", "data.whiten=none", "--set", "data.fit_sample=4"],
+     "--set data.fit_sample: only data.normalize != 'none' (or data.whiten != 'none')"),
+    (["--runner", "local", "--set", "data.source=gaussian", "--set", "data.grey=false"],
+     "--set data.grey: only data.source != 'gaussian' reads it, and this run's data.source is 'gaussian'"),
+    (["--runner", "local", "--set", "data.source=gaussian", "--set", "data.mode=crops"],
+     "--set data.mode: only data.source != 'gaussian' reads it"),
     # the stream's own keys on data held in memory: read by nothing
     (["--runner", "local", "--set", "data.prefetch=8"], "--set data.prefetch: only streamed data read it (data.source = folder, video or a .npy"),
     (["--runner", "local", "--set", "data.source=digits", "--set", "data.loader_workers=2"],

@@ -138,8 +138,8 @@ def _stream_folder(tmp_path):
     root = _pngs(tmp_path / "imgs", 16)
     for i in range(4):
         (root / f"bad{i}.png").write_bytes(BAD_PNG)
-    return open_stream(_cfg(root, pipeline="stream", mode="patches", samples=60, prefetch=1,
-                            normalize="none", whiten="none"), seed=0)
+    return open_stream(_cfg(root, pipeline="stream", mode="patches", samples=60, prefetch=1, mix_items=3,
+                            normalize="none", whiten="none"), seed=0)     # blocks of 3 of the 20 files
 
 
 def test_a_resumed_stream_reports_the_whole_run_and_names_bad_files_once(tmp_path, caplog):
@@ -178,7 +178,7 @@ def test_a_resumed_local_run_writes_the_whole_runs_data_record(tmp_path):
         (root / f"bad{i}.png").write_bytes(BAD_PNG)
     base = ["data.source=folder", f"data.path={root}", "data.mode=patches", "data.size=8", "data.samples=100",
             "data.pipeline=stream", "data.prefetch=1", "data.loader_workers=0", "data.fit_sample=4",
-            "data.whiten=none", "train.batch_size=7", "train.log_every=5", "train.tensorboard=false",
+            "data.whiten=none", "data.mix_items=4", "train.batch_size=7", "train.log_every=5", "train.tensorboard=false",
             "train.threads=1", "cluster.runner=local"]
     whole_cfg = load_config("ufldl-sae", [*base, "train.steps=10"])
     whole = RunDir.create(tmp_path / "whole", whole_cfg)
@@ -250,3 +250,31 @@ def test_a_non_finite_row_of_an_array_is_skipped_in_memory_as_when_streamed(tmp_
     np.save(tmp_path / "rows.npy", x)
     with pytest.raises(DataError, match="every row of x holds NaN or Inf"):
         build_dataset(DataConfig(source="array", path=str(tmp_path / "rows.npy"), mode="crops", size=8), seed=0)
+
+
+def _dds_with_no_pixel_format(path):
+    """A DDS (a Pillow format, so listed as an image) whose pixel-format flags are zeroed: Pillow raises
+    NotImplementedError, which no list of I/O errors had (the stream skipped it, the in-memory read died)."""
+    import io
+    raw = io.BytesIO()
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(raw, format="DDS")
+    data = bytearray(raw.getvalue())
+    data[80:84] = b"\0" * 4
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("pipeline", ["memory", "stream"])
+def test_a_file_pillow_fails_on_with_any_error_is_skipped_and_named_on_both_paths(tmp_path, pipeline):
+    root = _pngs(tmp_path / "imgs", 4)
+    bad = _dds_with_no_pixel_format(root / "bad.dds")
+    with pytest.raises(NotImplementedError):
+        Image.open(bad).load()
+    data = open_data(_cfg(root, pipeline=pipeline), seed=0)
+    if pipeline == "memory":
+        skipped = data.info["skipped"]
+    else:
+        batches = data.batches(4, torch.Generator().manual_seed(0))
+        [next(batches) for _ in range(3)]
+        skipped = batches.report()["skipped"]
+    assert [s["file"] for s in skipped] == [str(bad)] and skipped[0]["reason"].startswith("NotImplementedError")

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from downpour.config import DataConfig
 from downpour.data import build_dataset
 from downpour.data.spectral import SpectralWhitener
+from downpour.errors import DataError
 
 
 def _coloured(n: int, size: int, seed: int, blur: float = 0.8) -> torch.Tensor:
@@ -117,3 +118,14 @@ def test_a_large_set_is_whitened_a_chunk_at_a_time_with_the_same_numbers():
     whole = torch.cat([w.transform(x[i:i + 1]) for i in (0, 299, 599)])
     torch.testing.assert_close(out[[0, 299, 599]], whole, rtol=0, atol=0)
     assert out.dtype == torch.float32 and abs(float(out.std()) - 1.0) < 1e-4
+
+
+def test_fitting_on_flat_images_only_is_a_data_error_not_nan_data():
+    """All the power at the mean: the floor was 0, 0 ** -0.5 = inf, and the data NaN (the run then
+    failed as 'every step non-finite: lower train.lr')."""
+    flat = torch.arange(6, dtype=torch.float32).reshape(6, 1, 1, 1).expand(6, 1, 16, 16) / 6
+    with pytest.raises(DataError, match="flat"):
+        SpectralWhitener().fit(flat)
+    one_busy = flat.clone()
+    one_busy[0, 0, 3, 4] = 1.0                    # one image with contrast: fitted, finite
+    assert torch.isfinite(SpectralWhitener().fit(one_busy).transform(one_busy)).all()

@@ -21,7 +21,7 @@ from typing import Iterator
 import numpy as np
 from PIL import Image, ImageFile
 
-from downpour.data.images import ImageSet, log, skip, to_chw
+from downpour.data.images import UNREADABLE, ImageSet, log, skip, to_chw
 from downpour.errors import DataError
 
 
@@ -173,7 +173,7 @@ def load_folder(path: str | Path, grey: bool = True, labels: bool = False) -> Im
         rel = p.relative_to(root).as_posix()
         try:
             images.append(read_image(p, grey))
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+        except UNREADABLE as err:
             skip(skipped, str(p), f"{type(err).__name__}: {err}")
             continue
         names.append(rel)

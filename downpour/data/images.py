@@ -55,6 +55,12 @@ class ImageSet:
         return self.images[0].shape[0] if self.images else 0
 
 
+# What reading one file may raise, for it to be skipped and named (its error's type and message), never to end
+# the run: Pillow's format plugins (and PyAV's, NumPy's) raise nearly anything on a damaged or misnamed file
+# (NotImplementedError for a DDS whose pixel format is zeroed, AttributeError for a SPIDER header named .png).
+UNREADABLE: tuple[type[BaseException], ...] = (Exception,)
+
+
 def skip(skipped: list[dict[str, str]], file: str, reason: str) -> None:
     """Record an unreadable file and log one warning for it: a bad file never kills a run."""
     skipped.append({"file": file, "reason": reason})

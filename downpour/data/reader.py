@@ -21,19 +21,15 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import Dataset as TorchDataset
 
 from downpour.data.arrays import _as_float
 from downpour.data.folder import read_image
-from downpour.data.images import ImageSet, match_channels, to_chw
+from downpour.data.images import UNREADABLE, ImageSet, match_channels, to_chw
 from downpour.data.patches import crop_images, sample_patches
-from downpour.data.video import _DECODE_ERRORS, sample_frames
+from downpour.data.video import sample_frames
 from downpour.errors import DataError
 
-# What reading one item may raise: a bad file is skipped, never fatal (PIL, PyAV, NumPy errors).
-READ_ERRORS = (OSError, ValueError, SyntaxError, EOFError, RuntimeError, DataError, Image.DecompressionBombError,
-               *_DECODE_ERRORS)
 _PATCHES = 11     # the NumPy stream of patch positions, apart from the build's streams (build.py: 1-4)
 
 
@@ -106,7 +102,7 @@ class ItemReader(TorchDataset):
         epoch, _, k = key
         try:
             x = self.samples(self.images(k), epoch, k)
-        except READ_ERRORS as err:
+        except UNREADABLE as err:      # a bad file is skipped, never fatal
             return {"key": key, "x": None, "bad": f"{type(err).__name__}: {err}"}
         return {"key": key, "x": x, "bad": None}
 

@@ -71,6 +71,10 @@ class SpectralWhitener:
             spectrum, _ = _padded_spectrum(x[start:start + _CHUNK])
             power = power + (spectrum.abs() ** 2).sum(dim=0)
         self.power_ = power / (x.shape[0] * x.shape[1])
+        if not float(self.power_.flatten()[1:].max()) > 0:    # every frequency but the mean (DC) empty
+            raise DataError(f"data.whiten = 'spectral': the {x.shape[0]} images it is fitted on are flat (no "
+                            f"contrast, only brightness), so there is no spectrum to divide by; check the images "
+                            f"(or data.fit_sample's draw), or use data.whiten = 'none'")
         self.scale_ = 1.0
         total, squares, gain = 0.0, 0.0, self.gain()         # the whitened set's std, a chunk at a time
         for start in range(0, x.shape[0], _CHUNK):

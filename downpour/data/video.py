@@ -14,7 +14,7 @@ import av
 import numpy as np
 
 from downpour.data.folder import hidden, walk_files
-from downpour.data.images import ImageSet, skip, to_chw
+from downpour.data.images import UNREADABLE, ImageSet, skip, to_chw
 from downpour.errors import DataError
 
 VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".ogv", ".flv", ".wmv", ".3gp", ".ts"}
@@ -104,7 +104,7 @@ def load_videos(path: str | Path, frames_per_video: int = 3, grey: bool = True) 
     for f in files:
         try:
             frames = sample_frames(f, frames_per_video)
-        except _DECODE_ERRORS as err:
+        except UNREADABLE as err:
             skip(skipped, str(f), f"{type(err).__name__}: {err}")
             continue
         images += [to_chw(fr, grey) for fr in frames]
