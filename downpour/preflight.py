@@ -89,14 +89,28 @@ def _check_runner(cfg: RunConfig) -> None:
         raise ConfigError("train.checkpoint_every is the local runner's (in steps); a cluster run checkpoints its "
                           "server every cluster.checkpoint_every pushes")
     if runner == "ray" and cfg.cluster.partitions > 1:
-        l2 = Objective.from_config(cfg.objective).terms.get("weight_l2")
-        if l2 is not None and l2.weight:   # the partition actors hold the filters: the term sees none, 0 and no gradient
-            raise ConfigError(f"objective.weight_l2 = {l2.weight:g} with cluster.partitions = {cfg.cluster.partitions} on "
-                              "Ray: the filters live in the partition actors, where the cost cannot see them (it would "
-                              "be 0, with no gradient; the simulator applies it); drop the term, or use cluster.partitions "
-                              "= 1 or --runner simulated", key="objective.weight_l2")
+        _check_ray_partition_terms(cfg)
     if runner == "ray" and not cfg.cluster.address:
         _check_room(cfg)
+
+
+def _check_ray_partition_terms(cfg: RunConfig) -> None:
+    """The cost terms a model-parallel replica on Ray cannot compute: its partition actors keep one graph per
+    stage and return no input gradient, so a term that encodes again (denoising, contractive) broke at the
+    first step (KeyError / "not used in the graph"); the weight penalty sees no filter (they live in the actors)."""
+    terms = Objective.from_config(cfg.objective).terms
+    again = sorted(name for name, t in terms.items() if t.weight and "encode" in t.needs)
+    if again:
+        raise ConfigError(f"objective.{again[0]} with cluster.partitions = {cfg.cluster.partitions} on Ray: the term "
+                          f"encodes its own input again, which the partition actors cannot (each keeps one graph per "
+                          f"stage, and the input's gradient stays in them); drop it, or use cluster.partitions = 1 or "
+                          f"--runner simulated (which computes it)", key=f"objective.{again[0]}")
+    l2 = terms.get("weight_l2")
+    if l2 is not None and l2.weight:   # the partition actors hold the filters: the term sees none, 0 and no gradient
+        raise ConfigError(f"objective.weight_l2 = {l2.weight:g} with cluster.partitions = {cfg.cluster.partitions} on "
+                          "Ray: the filters live in the partition actors, where the cost cannot see them (it would "
+                          "be 0, with no gradient; the simulator applies it); drop the term, or use cluster.partitions "
+                          "= 1 or --runner simulated", key="objective.weight_l2")
 
 
 # Resident memory of one Ray actor process of ours (Ray's worker runtime + torch), measured for

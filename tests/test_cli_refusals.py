@@ -636,6 +636,19 @@ def test_weight_l2_on_ray_partitions_is_refused_where_it_could_not_see_the_filte
     assert main([*argv, "--runner", "simulated"]) == 0
 
 
+@pytest.mark.parametrize("term", ["objective.denoising.weight=0.5", "objective.contractive.weight=0.1"])
+def test_a_term_that_encodes_again_on_ray_partitions_is_refused_before_the_run(capsys, term):
+    """The partition actors keep one graph per stage and keep the input's gradient: the run passed its checks
+    and died at step 0 (KeyError in the actor's backward; "not used in the graph" for contractive)."""
+    argv = ["train", "--config", "cat-untied", "--dry-run", "--workers", "2", "--shards", "4",
+            "--set", "cluster.partitions=2", "--set", term]
+    assert main([*argv, "--runner", "ray"]) == 2
+    name = term.split(".")[1]
+    assert f"objective.{name} with cluster.partitions = 2 on Ray: the term encodes its own input again" in \
+        capsys.readouterr().err
+    assert main([*argv, "--runner", "simulated"]) == 0
+
+
 def test_a_cluster_flag_on_a_local_resume_does_not_advise_another_runner(tmp_path, capsys):
     """It said "add --runner simulated or --runner ray", which the resume then refused as another run."""
     assert main(["train", *TINY, "--steps", "4", "--out", str(tmp_path / "run")]) == 0

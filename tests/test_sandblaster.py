@@ -11,6 +11,7 @@ import torch
 from downpour.batch import Batch
 from downpour.cli import main
 from downpour.config import ConfigError, load_config
+from downpour.errors import RunError
 from downpour.models.registry import build
 from downpour.preflight import check_run_config
 from downpour.ps.setup import set_up_cluster
@@ -118,6 +119,22 @@ def test_sandblaster_on_the_simulator_takes_the_same_steps_as_single_process_lbf
         assert all(b < a for a, b in zip(losses, losses[1:]))
 
 
+def test_a_free_worker_backs_up_a_late_unit_not_one_already_done():
+    """A unit whose backup won is done while its original still runs: it was the oldest single-copy
+    "candidate", so a free worker got a third copy of it (5 of 15 backups in a simulated run)."""
+    s = UnitScheduler(split_units(torch.arange(40), 4), 0.0)
+    for w in range(3):
+        s.next_for(w, 0.0)                      # units 0, 1, 2
+    s.finish(0, 0, 1.0)
+    assert s.next_for(0, 1.0)[0].index == 3     # the queue's last unit
+    s.finish(1, 1, 1.0)
+    unit, backup = s.next_for(1, 2.0)
+    assert (unit.index, backup) == (2, True)    # unit 2 is late: backed up on worker 1
+    s.finish(2, 1, 3.0)                         # the backup wins; worker 2 still runs the original
+    got = s.next_for(1, 3.0)
+    assert got is None or (got[0].index, got[1]) == (3, True)    # unit 3 (outstanding) or nothing, never 2 again
+
+
 def test_every_unit_is_added_once_even_with_backups_and_late_copies():
     # backups from the first free worker on, a 10x straggler whose copies run on into the next evaluations
     cfg = _cfg("sandblaster.precision=float64", "sandblaster.units=10", "sandblaster.backup_after=0",
@@ -209,6 +226,36 @@ class _Steep:
             s.accumulate(evaluation, 0, 2000 * p)
         loss = float(sum(1000 * (p ** 2).sum() for p in points))
         return Evaluation(loss, {"f": loss}, 0.0, 0.0, UnitCounts())
+
+
+class _NaNGradientOnce:
+    """f(w) = |w|²/2, whose gradient is NaN at the ``bad``-th evaluation (its cost finite)."""
+
+    def __init__(self, shards, bad):
+        self.shards, self.group, self.evaluations, self.bad = shards, LocalShards(shards), 0, bad
+
+    def evaluate(self, evaluation, rows, t, stage):
+        self.evaluations += 1
+        points = [s.point(t) for s in self.shards]
+        for s, p in zip(self.shards, points):
+            s.accumulate(evaluation, 0, p.clone() if self.evaluations != self.bad else torch.full_like(p, math.nan))
+        loss = float(sum(0.5 * (p ** 2).sum() for p in points))
+        return Evaluation(loss, {"f": loss}, 0.0, 0.0, UnitCounts())
+
+
+def test_a_trial_whose_gradient_is_not_finite_is_rejected_not_taken():
+    """Armijo read the cost alone: the step was taken and its NaN gradient became the next iteration's,
+    which then failed (after the step and its checkpoint), and so did every resume."""
+    w = torch.tensor([1.0, -2.0], dtype=torch.float64)
+    shards = [HistoryShard(j, w[j:j + 1], history=5, start=j) for j in range(2)]
+    coord = Coordinator(LocalShards(shards), _NaNGradientOnce(shards, bad=2), history=5, line_search=10)
+    first = coord.iterate(0, torch.arange(1), None, new_batch=True, new_stage=False)   # f(w), then the trials
+    assert first.move == "step" and first.evaluations == 3     # the first trial passed Armijo: its NaN turned it down
+    assert all(torch.isfinite(s.vec["g"]).all() for s in shards)
+    for it in range(1, 30):
+        if coord.iterate(it, torch.arange(1), None, new_batch=False, new_stage=False).converged:
+            break
+    assert coord.f < 1e-12
 
 
 @pytest.mark.parametrize("new_batch, searches", [(False, 1), (True, 2)])
@@ -360,6 +407,19 @@ def test_a_ray_run_trains_takes_the_reference_steps_and_backs_up_the_straggler(t
     _, reference = _reference_lbfgs(fg, w0, 3, cfg.sandblaster.history)
     assert losses == pytest.approx(reference, rel=1e-9) and all(b < a for a, b in zip(losses, losses[1:]))
     assert summary["runner"] == "ray" and summary["backups"] > 0 and summary["per_worker"]["1"]["units"] > 0
+
+
+def test_a_unit_that_raises_in_a_live_worker_ends_the_run_naming_the_cause_not_the_workers():
+    """Every RayError counted the worker lost: a unit's ValueError went to each worker in turn, and the run
+    ended "every worker was lost (worker 1: RayTaskError(ValueError), ...)", the cause only in Ray's log."""
+    from ray.exceptions import ActorDiedError, RayTaskError
+
+    from downpour.sandblaster.on_ray import lost_worker
+
+    unit = split_units(torch.arange(8), 4)[2]
+    with pytest.raises(RunError, match="sandblaster worker 1 failed on unit 2: ValueError: a pixel is NaN"):
+        lost_worker(1, unit, RayTaskError("compute", "traceback", ValueError("a pixel is NaN")))
+    assert lost_worker(1, unit, ActorDiedError()) == "ActorDiedError"      # gone: its units go to the others
 
 
 def test_a_non_finite_gradient_fails_the_run_instead_of_converging(tmp_path, capsys, monkeypatch):

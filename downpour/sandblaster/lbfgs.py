@@ -195,15 +195,20 @@ class Coordinator:
             counts.add(ev.counts)
             span, n_evals = span + ev.span, n_evals + 1
             if math.isfinite(ev.loss) and ev.loss <= self.f + C1 * t * gd:
-                accepted = ev
-                break
+                sy, yy = (sum(v) for v in zip(*self.shards.call("stage_pair", t)))
+                if math.isfinite(sy) and math.isfinite(yy):
+                    accepted = ev
+                    break
+                # a finite cost whose gradient is not: taken, it became the next iteration's g (an error,
+                # after the step and a checkpoint); a failed trial, as a non-finite cost is
+                t = backtrack(t, self.f, gd, math.inf)
+                continue
             t = backtrack(t, self.f, gd, ev.loss)
         if accepted is None:
             # along -g twice in a row, or once on a batch the next iteration evaluates again (the whole
             # data set): the same search from the same point would fail the same way
             converged = not self.rho and (self.failures + 1 >= 2 or not new_batch)
             return Iteration(self.f, self.parts, 0.0, n_evals, math.sqrt(gg), 0, span, counts, converged, "fail")
-        sy, yy = (sum(v) for v in zip(*self.shards.call("stage_pair", t)))
         pairs = min(len(self.rho) + 1, self.history) if sy > CURVATURE else len(self.rho)
         return Iteration(accepted.loss, accepted.parts, t, n_evals, math.sqrt(gg), pairs, span, counts,
                          move="step", curvature=(sy, yy))

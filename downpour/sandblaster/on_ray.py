@@ -25,7 +25,7 @@ from typing import Any, Sequence
 
 import ray
 import torch
-from ray.exceptions import RayError
+from ray.exceptions import RayError, RayTaskError
 from torch import Tensor
 
 from downpour.config import RunConfig
@@ -183,7 +183,7 @@ class RayPool:
             try:
                 meta = ray.get(ref)
             except RayError as err:   # the worker died: its units go back to the queue, the others go on
-                self.lost[w] = type(err).__name__
+                self.lost[w] = lost_worker(w, unit, err)
                 sched.abandon(w)
                 log.warning("sandblaster worker %d lost (%s); its units go to the others", w, type(err).__name__)
                 dispatch_free()
@@ -218,3 +218,13 @@ class RayPool:
         if self.started:
             ray.shutdown()
             self.started = False
+
+
+def lost_worker(w: int, unit: Unit, err: RayError) -> str:
+    """What a failed call on worker ``w`` records (its error's type) when the worker is gone; a RunError
+    when the unit's computation raised in a live worker (a bug, bad data): every other worker would
+    raise on it in turn, and the run ended as "every worker was lost", the cause only in Ray's log."""
+    if isinstance(err, RayTaskError) and not isinstance(err.cause, RayError):
+        raise RunError(f"sandblaster worker {w} failed on unit {unit.index}: {type(err.cause).__name__}: "
+                       f"{err.cause}") from None
+    return type(err).__name__

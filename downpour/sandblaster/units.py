@@ -99,7 +99,7 @@ class UnitScheduler:
 
     def _candidates(self) -> list[tuple[float, int]]:
         """(start, unit) of the outstanding units running as a single copy."""
-        return [(next(iter(ws.values())), u) for u, ws in self.running.items() if len(ws) == 1]
+        return [(next(iter(ws.values())), u) for u, ws in self.running.items() if len(ws) == 1 and u not in self.done]
 
     def backup_due(self) -> float | None:
         """When the next outstanding unit becomes late (so a free worker should then get its backup); None: never."""
