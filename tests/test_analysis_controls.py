@@ -210,6 +210,24 @@ def test_the_verdict_follows_the_intervals():
 
 
 
+def test_beats_reads_the_paired_difference_not_the_baselines_interval_alone():
+    """A unit at chance, 0.508 [0.486, 0.546], "beat" mean intensity fixed at 0.500 [0.500, 0.500] on
+    upside-down faces (rbm-digits), in the sentence that then gave the paired difference +0.01 [-0.01, +0.05]."""
+    def row(method, auc, ci, paired=None):
+        r = {"negatives": "upside_down", "level": "low-level matched", "method": method, "auc": auc, "auc_ci": list(ci)}
+        return {**r, "paired": paired} if paired else r
+
+    paired = {"mean intensity": {"delta": 0.008, "ci": [-0.014, 0.046]}, TWIN: {"delta": 0.2, "ci": [0.12, 0.28]},
+              PIXEL: {"delta": -0.1, "ci": [-0.17, -0.03]}}
+    rows = [row(LEARNED, 0.508, (0.486, 0.546), paired), row("mean intensity", 0.5, (0.5, 0.5)),
+            row(TWIN, 0.308, (0.25, 0.36)), row(PIXEL, 0.608, (0.55, 0.66))]
+    (per,) = controls_verdict(rows)["per_negatives"]
+    assert per["not_separated"] == ["mean intensity"] and per["beats"] == [TWIN] and per["loses_to"] == [PIXEL]
+    assert per["above_interval_of"] == ["mean intensity", TWIN]        # the one-sided reading, kept apart
+    unpaired = controls_verdict([row(LEARNED, 0.508, (0.486, 0.546)), row("mean intensity", 0.5, (0.5, 0.5))])
+    assert unpaired["per_negatives"][0]["not_separated"] == ["mean intensity"]   # 0.500 inside the unit's interval
+
+
 def test_a_unit_that_cannot_tell_the_faces_from_a_control_does_not_pass_however_low_the_baselines():
     """Baselines can sit below 0.5 on a control (gradient energy at 0.01 on block-shuffled faces): a unit at 0.45
     [0.33, 0.57] cleared the twin's 0.40, the pixel's 0.41 and gradient energy's 0.02, and read 'Criterion met'."""

@@ -15,6 +15,7 @@ representation (:mod:`downpour.analysis.baselines`), the same for every run.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -232,9 +233,13 @@ def controls_verdict(rows: list[dict[str, Any]], learned: str = LEARNED, twin: s
                      above_auc: tuple[str, ...] = (PIXEL, GRADIENT)) -> dict[str, Any]:
     """Which baselines the learned unit beats on each negative set, from the rows' numbers.
 
-    Rule: the unit *beats* a baseline when its AUC is above the upper end of the baseline's 95%
-    interval, *loses to* it when the baseline's AUC is above the upper end of the unit's interval,
-    and is *not separated* from it otherwise. The pass criterion (per negative set): AUC above the
+    Rule: the unit *beats* a baseline when their paired difference (its AUC minus the baseline's on the
+    same images) has a 95% interval above 0, *loses to* it when that interval is below 0, and is *not
+    separated* from it otherwise (rows without a paired figure: its AUC above the upper end of the
+    baseline's interval and its own interval above the baseline's AUC, and the mirror for *loses to*).
+    Until 2026-12-03 *beats* read the baseline's interval alone, so a unit at chance, 0.508 [0.486,
+    0.546], "beat" mean intensity fixed at 0.500 on upside-down faces. ``above_interval_of`` /
+    ``below_interval_of`` keep that one-sided reading (what the no-faces sentence counts). The pass criterion (per negative set): AUC above the
     upper end of the random-weights twin's interval and above the AUCs of ``above_auc`` (best pixel,
     gradient energy), and the unit's own interval above 0.5 (since 2026-12-02: baselines can sit below 0.5 on
     a control, and a unit that could not tell the faces from it cleared them). Returns ``{"rule", "criterion",
@@ -247,14 +252,10 @@ def controls_verdict(rows: list[dict[str, Any]], learned: str = LEARNED, twin: s
         unit = group[learned]
         beats, loses, unseparated = [], [], []
         for method, r in group.items():
-            if method == learned:
-                continue
-            if unit["auc"] > r["auc_ci"][1]:
-                beats.append(method)
-            elif r["auc"] > unit["auc_ci"][1]:
-                loses.append(method)
-            else:
-                unseparated.append(method)
+            if method != learned:
+                {1: beats, -1: loses, 0: unseparated}[_separated(unit, r, method)].append(method)
+        above = [m for m, r in group.items() if m != learned and unit["auc"] > r["auc_ci"][1]]
+        below = [m for m, r in group.items() if m != learned and r["auc"] > unit["auc_ci"][1]]
         # (and the unit must tell the faces from the set at all: a baseline can sit below 0.5 on a control,
         # gradient energy at 0.01 on block-shuffled faces, and a unit at 0.45 cleared every bar)
         passes = bool(twin in group and unit["auc"] > group[twin]["auc_ci"][1] and unit["auc_ci"][0] > 0.5
@@ -268,6 +269,7 @@ def controls_verdict(rows: list[dict[str, Any]], learned: str = LEARNED, twin: s
                     + _paired_words(unit.get("paired", {}), (twin,) + above_auc + (NO_FACES,)))
         per.append({"negatives": name, "level": unit.get("level", ""), "learned_auc": unit["auc"],
                     "learned_auc_ci": unit["auc_ci"], "paired": unit.get("paired", {}), "beats": beats, "not_separated": unseparated, "loses_to": loses,
+                    "above_interval_of": above, "below_interval_of": below,
                     "passes": passes, "sentence": sentence})
         sentences.append(sentence)
     low = [p for p in per if p["level"] == LOW_LEVEL]
@@ -276,8 +278,8 @@ def controls_verdict(rows: list[dict[str, Any]], learned: str = LEARNED, twin: s
                + (f" ({', '.join(passed)})." if passed else "."))
     if any(NO_FACES in p["paired"] for p in low):
         summary += " " + _from_faces_words([p for p in low if NO_FACES in p["paired"]])
-    return {"rule": "beats = its AUC above the upper end of the baseline's 95% interval; loses to = the baseline's AUC "
-                    "above the upper end of its own interval; otherwise not separated",
+    return {"rule": "beats = its AUC minus the baseline's, paired on the same images, with a 95% interval above 0; loses "
+                    "to = that interval below 0; otherwise not separated",
             "criterion": (f"AUC above the upper end of the {twin} interval and above the AUC of {', '.join(above_auc)}, "
                           "its own interval above 0.5"),
             "per_negatives": per, "passes_low_level": bool(low) and len(passed) == len(low),
@@ -286,8 +288,8 @@ def controls_verdict(rows: list[dict[str, Any]], learned: str = LEARNED, twin: s
 
 def _from_faces_words(low: list[dict[str, Any]]) -> str:
     """Whether the unit owes its AUC to the faces: above the no-faces network's on how many controls."""
-    above = [NEGATIVES.get(p["negatives"], p["negatives"]) for p in low if NO_FACES in p["beats"]]
-    below = [NEGATIVES.get(p["negatives"], p["negatives"]) for p in low if NO_FACES in p["loses_to"]]
+    above = [NEGATIVES.get(p["negatives"], p["negatives"]) for p in low if NO_FACES in p["above_interval_of"]]
+    below = [NEGATIVES.get(p["negatives"], p["negatives"]) for p in low if NO_FACES in p["below_interval_of"]]
     return (f"Against {NO_FACES} (the same recipe and seed, trained with data.train_faces = 0), it is above the "
             f"upper end of that network's interval on {len(above)} of {len(low)}"
             + (f" ({', '.join(above)})" if above else "")
@@ -295,6 +297,17 @@ def _from_faces_words(low: list[dict[str, Any]]) -> str:
             + (": on every one the training faces made a difference the intervals can see." if len(above) == len(low)
                else ": on none is it clear of a network that never saw a face." if not above
                else "; on the others it is not clear of a network that never saw a face."))
+
+
+def _separated(unit: dict[str, Any], r: dict[str, Any], method: str) -> int:
+    """1: the unit is above baseline ``r`` (row of ``method``), -1: below, 0: not separated (the rule of
+    :func:`controls_verdict`)."""
+    p = unit.get("paired", {}).get(method)
+    if p is not None and all(math.isfinite(v) for v in p["ci"]):
+        return 1 if p["ci"][0] > 0 else -1 if p["ci"][1] < 0 else 0
+    if unit["auc"] > r["auc_ci"][1] and unit["auc_ci"][0] > r["auc"]:
+        return 1
+    return -1 if r["auc"] > unit["auc_ci"][1] and r["auc_ci"][0] > unit["auc"] else 0
 
 
 def _paired_words(paired: dict[str, dict[str, Any]], methods: tuple[str, ...]) -> str:
