@@ -80,6 +80,16 @@ def test_analysis_json_has_the_face_test_with_intervals_and_a_verdict(run_dir):
                               "chosen_by": "the face test (its learned unit)"}
     analysis = json.loads((run_dir / "analysis.json").read_text())
     assert analysis["optimal_stimulus"]["unit"] == learned["unit"] and analysis["optimal_stimulus"]["sign"] == learned["sign"]
+    # ... and so do the histogram's responses it keeps (they were the first split's best unit's)
+    from downpour.analysis.options import open_run
+    from downpour.analysis.units import unit_responses
+    from downpour.analysis.labelled import load_labelled
+    from downpour.analysis.options import run_preprocess
+    opened = open_run(run_dir)
+    images = load_labelled("lfw", tuple(opened[1].input_shape), prepare=run_preprocess(opened[0]))
+    unit_says = unit_responses(opened[1], images.x, analysis["layer"])[:, learned["unit"]]
+    assert fn["responses"]["unit"] == learned["unit"]
+    assert fn["responses"]["positive"] == pytest.approx(unit_says[images.y == 1].tolist(), abs=1e-5)
     verdict = fn["controls_verdict"]
     assert all("Paired on the same images" in s for s in verdict["sentences"][1:])
     assert [p["negatives"] for p in verdict["per_negatives"]] == NEGATIVES
@@ -346,3 +356,26 @@ def test_the_report_says_when_the_edge_like_filters_are_copies_of_a_few():
     varied = _filters({**base, "edge_distinct_fraction": 0.9, "edge_mean_abs_cosine": 0.12})
     assert "90.0% are distinct" in varied and "collapsed" not in varied
     assert "distinct" not in _filters(base)                  # an analysis.json from before the measure
+
+
+def test_a_ufldl_runs_stimulus_is_drawn_in_pixels_without_the_mid_grey_offset():
+    """normalize = "ufldl" maps the whitened values into [0.1, 0.9] around 0.5; the picture undid only the
+    whitening, so the 0.5 went through it as a constant offset and the ufldl-sae stimulus looked washed out."""
+    import numpy as np
+
+    from downpour.analysis.run import _in_pixels
+    from downpour.data.preprocess import Preprocess
+
+    x = np.random.default_rng(0).random((500, 1, 8, 8)).astype(np.float32)
+    prepare, prepared, _ = Preprocess.fit(x, "ufldl", "zca", 0.01)
+    shown = _in_pixels(prepare, prepared[3]).numpy()
+    assert np.std(shown - x[3]) < 0.01      # the sample, up to its own mean (ufldl removes it; was 0.25 off)
+
+
+def test_a_layer_not_measured_says_why_escaped_once():
+    from downpour.analysis.report import _controls_by_layer
+
+    html = _controls_by_layer([{"layer": "a", "negatives": [{"negatives": "upside_down", "auc": 0.5, "auc_ci": [0.4, 0.6],
+                                                            "passes": False}]},
+                               {"layer": "s", "negatives": [], "not_measured": "no unit of 's' <is> finite"}], {})
+    assert "no unit of &#x27;s&#x27; &lt;is&gt; finite" in html and "&amp;" not in html

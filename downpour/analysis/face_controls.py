@@ -108,7 +108,7 @@ def face_controls(model: FeatureModel, twin: FeatureModel, *, layer: str | None,
         **test, "layer": layer, "select": select,
         "selection": (f"each of {len(splits)} seeded splits of the held-out images, {1 - test_fraction:g} of them"
                       if select == "heldout" else
-                      f"the {first} images of lfw's training part ({int(y[:first].sum())} faces), once"),
+                      f"the {first} images of lfw's training part ({int(y[:first].sum())} faces)"),
         "split_seeds": list(seeds) if select == "heldout" else [],
         "test_fraction": test_fraction if select == "heldout" else 1.0,
     }

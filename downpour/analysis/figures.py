@@ -133,7 +133,7 @@ def staleness_histogram(histograms: dict[str, dict[int, int]], path: Path) -> Pa
         keys = sorted(hist)
         ax.bar(np.asarray(keys) + (i - (len(histograms) - 1) / 2) * width, [hist[k] for k in keys], width=width, label=label)
     ax.set_xlabel("staleness (server updates the gradient did not see)")
-    ax.set_ylabel("pushes")
+    ax.set_ylabel("shard updates (a push: one per shard)")   # staleness.json counts each shard's application
     ax.legend(fontsize=7)
     fig.tight_layout()
     return _save(fig, path)

@@ -158,7 +158,7 @@ def _controls_by_layer(rows: list[dict[str, Any]], setup: dict[str, Any]) -> str
     labels = [setup.get("negatives", {}).get(c["negatives"], {}).get("label", c["negatives"]) for c in rows[0]["negatives"]]
     body = [[r["layer"]] + ([f"{c['auc']:.3f} [{c['auc_ci'][0]:.3f}, {c['auc_ci'][1]:.3f}]" + (" ✓" if c["passes"] else "")
                              for c in r["negatives"]] if r["negatives"] else
-                            [f"not measured: {esc(r.get('not_measured', ''))}"] + [""] * (len(labels) - 1))
+                            [f"not measured: {r.get('not_measured', '')}"] + [""] * (len(labels) - 1))   # (table() escapes)
             for r in rows]
     return ("<p>The same test for the best unit of every feature layer (first row: the analysed layer; ✓: the "
             "criterion is met against that negative set). Each layer's unit is chosen on the same selection images, "
@@ -357,6 +357,8 @@ def _body(run: RunDir, a: dict[str, Any]) -> str:
 {_probes(a)}
 
 <h2 id="config">Configuration (config.toml)</h2>
+<p>How the run trained. Its <code>[analysis]</code> table is what <code>downpour train</code> asked for; the options
+this report's analysis used (after any <code>downpour analyze --set</code>) are below it.</p>
 <pre>{esc(config_text)}</pre>
-<details><summary>analysis.json options</summary><pre>{esc(json.dumps(a['options'], indent=1))}</pre></details>
+<details><summary>the options this analysis used (analysis.json)</summary><pre>{esc(json.dumps(a['options'], indent=1))}</pre></details>
 """

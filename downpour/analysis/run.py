@@ -113,8 +113,14 @@ def _trained_on(cfg: RunConfig, model: FeatureModel, labelled: str) -> dict[str,
 
 
 def _in_pixels(prepare: Preprocess, image: torch.Tensor) -> torch.Tensor:
-    """A model-input image (C, H, W) as a picture: whitening undone where the run's whitener can
-    (whitened space puts every frequency at the same power, so a stimulus there looks like noise)."""
+    """A model-input image (C, H, W) as a picture: the steps after whitening undone, then whitening where
+    the run's whitener can (whitened space puts every frequency at the same power, so a stimulus there
+    looks like noise). ``normalize = "ufldl"`` maps the whitened values into [0.1, 0.9] around 0.5: left
+    in, that 0.5 went through the inverse whitening as a constant offset (a ufldl-sae stimulus drawn at
+    mean 0.70 instead of -0.24, washed out)."""
+    bound = prepare.stats.get("clip", 0.0) if prepare.normalize == "ufldl" else 0.0
+    if bound:
+        image = (image - 0.5) / 0.4 * bound
     inverse = getattr(prepare.whitener, "inverse", None)
     return inverse(image[None])[0] if inverse is not None else image
 
@@ -294,6 +300,9 @@ def _measure(run: RunDir, model: FeatureModel, opts: AnalysisConfig, layer: str,
         "options": dataclasses.asdict(opts), "labelled_set": {"name": data.name, "counts": data.counts(), **data.info},
         "face_neuron": {**table, "over_splits": neuron["summary"], "split_seeds": neuron["seeds"],
                         "unit_location": describe_unit(model, data.x, unit, layer), "pictured": pictured, **controls,
+                        # the pictured unit's (the histogram's), not the first split's best unit the table brought
+                        "responses": {"unit": unit, "positive": responses[is_positive].tolist(),
+                                      "negative": responses[~is_positive].tolist()},
                         **_trained_on(run.config, model, opts.dataset)},
         "optimal_stimulus": {"unit": unit, "sign": sign, "norm": stim.norm, "activation": stim.activation,
                              "restarts": stim.restarts, "agreement": stim.agreement, "symmetric": stim.symmetric,
