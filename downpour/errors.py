@@ -19,6 +19,11 @@ class ConfigError(DownpourError, ValueError):
         self.key = key
 
 
+class UnreadOption(ConfigError):
+    """An option set away from its default that nothing reads with the other options as they are
+    (``Section.refuse_unread``); a model variant's own value of it is reset instead (``models.registry``)."""
+
+
 class RunError(DownpourError, RuntimeError):
     """A run stopped for a reason outside its config (every worker lost, ...); what it had done is saved."""
 

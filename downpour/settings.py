@@ -20,7 +20,7 @@ from functools import cache
 from typing import Any, ClassVar, NamedTuple, get_args, get_origin, get_type_hints
 
 from downpour._names import nearest
-from downpour.errors import ConfigError
+from downpour.errors import ConfigError, UnreadOption
 
 Form = tuple[tuple[str, type, str], ...]   # a spec kind's arguments: (name, int | float, interval)
 
@@ -72,7 +72,7 @@ class Section:
         for key in keys:
             value = getattr(self, key)
             if value != type(self).__dataclass_fields__[key].default:
-                raise ConfigError(f"{self.section}.{key} = {value!r} is not read: {why}", key=f"{self.section}.{key}")
+                raise UnreadOption(f"{self.section}.{key} = {value!r} is not read: {why}", key=f"{self.section}.{key}")
 
 
 class Spec(NamedTuple):

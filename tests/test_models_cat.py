@@ -192,3 +192,20 @@ def test_weight_decay_on_fixed_norm_tied_filters_is_refused_and_allowed_on_free_
     with pytest.raises(ConfigError, match=r"objective.weight_l2 on model 'cat-demo': stage\(s\) \[1, 2\] use"):
         check_run_config(load_config("cat-demo", [("objective.weight_l2", 1e-3)]))
     check_run_config(load_config("cat-demo", [("objective.weight_l2", 1e-3), ("model.filter_norm", 0.0)]))
+
+
+def test_weight_decay_with_an_untied_decoder_decays_the_decoder_not_the_fixed_norm_filters():
+    """With an untied decoder the run is allowed (the decoder's size matters), but the penalty still took
+    the fixed-norm filters' V: a step on it alone moved the filters the network uses by 2e-8."""
+    torch.manual_seed(0)
+    model = create_model("cat-demo", (1, 32, 32), decoder="untied", maps=[4], kernels=[6], strides=[2], pools=[3],
+                         pool_strides=[1], filter_norm=[1.0])
+    stage = model.stages[0]
+    (out,) = model.forward_train(Batch(torch.randn(2, 1, 32, 32))).values()
+    assert [p.shape for p in out.weights] == [stage.decoder_weight.shape]
+    _, parts = Objective.from_config({"weight_l2": 1.0})(model.forward_train(Batch(torch.randn(2, 1, 32, 32))))
+    assert parts["stage1/weight_l2"] > 0
+    free = create_model("cat-demo", (1, 32, 32), decoder="untied", maps=[4], kernels=[6], strides=[2], pools=[3],
+                        pool_strides=[1], filter_norm=[0.0])
+    (out,) = free.forward_train(Batch(torch.randn(2, 1, 32, 32))).values()
+    assert len(out.weights) == len(free.stages[0].filter.weights) + 1     # free filters: both are decayed

@@ -57,3 +57,31 @@ def test_an_option_the_model_would_not_read_is_refused_naming_it(name, option, n
 
     with pytest.raises(ConfigError, match=named):
         create_model(name, **option)
+
+
+@pytest.mark.parametrize("name, option, reset", [
+    ("rbm-digits", {"persistent": False}, {"chains": 64}),          # the variant's PCD chains (32): CD reads none
+    ("rica-local", {"encoder": "dense"}, {"kernel_size": 8}),       # its local receptive field (6)
+])
+def test_switching_off_what_reads_a_variants_own_option_resets_that_option(name, option, reset):
+    """`--set model.persistent=false` on rbm-digits was refused as "model.chains = 32 is not read", a key the
+    user never set (the variant had), and could only be passed by setting chains to a value nothing reads."""
+    from downpour.errors import ConfigError
+    from downpour.models.registry import create_model, model_entry
+
+    assert all(getattr(model_entry(name).config, k) != v for k, v in reset.items())   # the variant sets them
+    model = create_model(name, **option)
+    assert all(getattr(model.config, k) == v for k, v in reset.items())   # the defaults: nothing reads them
+    key, value = next(iter(reset.items()))
+    with pytest.raises(ConfigError, match=f"model.{key} = {value + 1} is not read"):    # set by the run: refused
+        create_model(name, **option, **{key: value + 1})
+
+
+def test_a_resolved_config_records_the_reset_so_its_resume_reads_the_same(capsys):
+    import tomllib
+
+    from downpour.cli import main
+
+    assert main(["train", "--config", "rbm-digits", "--set", "model.persistent=false", "--dry-run"]) == 0
+    model = tomllib.loads(capsys.readouterr().out)["model"]
+    assert model["persistent"] is False and model["chains"] == 64

@@ -82,7 +82,7 @@ def test_model_options_are_checked():
         create_model("cat-demo", maps=[8, 8, 8])
     # a dense autoencoder has no receptive field: its local keys were ignored, a TICA group clamped
     for key, value in (("kernel_size", 3), ("stride", 2), ("tile", 7)):
-        with pytest.raises(ConfigError, match=f"model.{key} applies only to encoder = 'local'"):
+        with pytest.raises(ConfigError, match=f"model.{key} = {value} is not read: it applies only to encoder = 'local'"):
             create_model("ufldl-sae", (1, 8, 8), **{key: value})
     with pytest.raises(ConfigError, match="model.pool: a dense TICA group of 100"):
         create_model("ufldl-sae", (1, 8, 8), pool=100)

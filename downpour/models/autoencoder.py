@@ -44,6 +44,12 @@ class AutoencoderConfig(Section):
     init_scale: float = setting(0.0, within="[0, inf)")      # weight init range; 0 = UFLDL's sqrt(6 / (fan_in + fan_out + 1))
     first_layer: str = setting("learned", choices=FIRST_LAYER_KINDS)   # the encoder's filters; gabor and random are frozen
 
+    def check_read(self) -> None:
+        """Refuse the local encoder's keys on a dense one: a dense encoder has no receptive field to shape."""
+        if self.encoder == "dense":
+            self.refuse_unread(("kernel_size", "stride", "tile"), "it applies only to encoder = 'local'; this "
+                               "encoder is dense (set model.encoder = \"local\" or drop it)")
+
     def check_encoder(self) -> None:
         """Refuse the local encoder's keys on a dense one (they would be ignored), a TICA group larger
         than the hidden layer (it would be clamped), and a local pool of even side (it has no centre: its
@@ -55,10 +61,7 @@ class AutoencoderConfig(Section):
                                   f"unit (its pooled map would not line up with the codes); use {self.pool - 1} or "
                                   f"{self.pool + 1}", key="model.pool")
             return
-        for key in ("kernel_size", "stride", "tile"):      # a dense encoder has no receptive field to shape
-            if getattr(self, key) != type(self).__dataclass_fields__[key].default:
-                raise ConfigError(f"model.{key} applies only to encoder = 'local'; this encoder is dense "
-                                  f"(set model.encoder = \"local\" or drop model.{key})", key=f"model.{key}")
+        self.check_read()
         if self.pool > self.hidden:
             raise ConfigError(f"model.pool: a dense TICA group of {self.pool} units is larger than the "
                               f"{self.hidden} hidden units (model.hidden)", key="model.pool")

@@ -80,6 +80,11 @@ class CatConfig(Section):
         """The radius scale of stage ``stage`` (0-based): one value for every stage, or one per stage."""
         return self.filter_norm[0] if len(self.filter_norm) == 1 else self.filter_norm[stage]
 
+    def check_read(self) -> None:
+        """Refuse the top stage's keys without a top stage (nothing would read them)."""
+        if self.top == "none":
+            self.refuse_unread(("top_hidden", "top_code"), "there is no top stage (set model.top = \"gru\")")
+
     def check_shapes(self, input_shape: tuple[int, ...]) -> None:
         """Refuse stage lists that cannot be built on ``input_shape`` (C, H, W), naming the key: the
         model checks this when it is built and ``downpour plan``, which counts the network on paper
@@ -87,8 +92,7 @@ class CatConfig(Section):
         n = len(self.maps)
         if n == 0:
             raise ConfigError("model.maps is empty: the cat network needs at least one stage", key="model.maps")
-        if self.top == "none":
-            self.refuse_unread(("top_hidden", "top_code"), "there is no top stage (set model.top = \"gru\")")
+        self.check_read()
         lengths = {k: len(getattr(self, k)) for k in ("kernels", "strides", "pools", "pool_strides")}
         if len(self.filter_norm) != 1:
             lengths["filter_norm"] = len(self.filter_norm)
@@ -234,7 +238,10 @@ class CatNet(FeatureModel):
                 w = stage.filter.effective_weight()
                 codes, pooled, normalised = stage(x, w)
                 if train_this:
-                    weights = tuple(p for p in (*stage.filter.weights, stage.decoder_weight) if p is not None)
+                    # filters used at a fixed norm have no size to decay (only their direction V's free length,
+                    # which the network never sees): the penalty reads the decoder's weights alone then
+                    free = stage.filter.weights if getattr(stage.filter, "norm", None) is None else ()
+                    weights = tuple(p for p in (*free, stage.decoder_weight) if p is not None)
                     outputs[f"stage{i}"] = Outputs(x=x, codes=codes, recon=stage.decode(codes, w), pooled=pooled,
                                                    recon_weight=stage.recon_weight, weights=weights,
                                                    encode=stage.filter, decode=stage.decode)
