@@ -157,8 +157,12 @@ def footprint_table(name: str, input_shape: tuple[int, ...] | None = None, **opt
                "act_bytes": out.element_size() * out.numel()}
         if flops is None:
             flops, row["measured"] = measured.get(name_, 0), True
-        has_grad_weights = any(p.requires_grad for p in module.parameters(recurse=False))
-        row["flops_fwd"], row["flops_bwd"] = flops, flops * (int(inp_grad) + int(has_grad_weights))
+        # a backward pass computes the input's gradient where it needs one (and a recurrent layer always does:
+        # its hidden state carries the gradient back through time, 229k against torch's 401k for rnn-rows without
+        # it), and the weight matrices' (a bias's gradient is a sum, no product: torch's counter counts none)
+        grad_weights = any(p.requires_grad and p.dim() > 1 for p in module.parameters(recurse=False))
+        grad_input = inp_grad or isinstance(module, torch.nn.RNNBase)
+        row["flops_fwd"], row["flops_bwd"] = flops, flops * (int(grad_input) + int(grad_weights))
         row["layer"] = name_ or "(model)"
         rows.append(row)
     # Parameters not owned by any layer that ran (a model's own weight matrices, unused decoders).
