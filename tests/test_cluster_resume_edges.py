@@ -2,6 +2,8 @@
 run stopped with its last round still open applies that round (an audit found the run lost to a restart from
 step 0, and the resumed model one push short, with no cluster.json)."""
 import json
+import os
+import signal
 
 import pytest
 import torch
@@ -92,3 +94,41 @@ def test_a_resume_whose_cluster_cannot_be_reached_leaves_the_run_as_it_was(tmp_p
     with pytest.raises(ConfigError, match="cannot reach the Ray cluster"):
         run_cluster(cfg, run, resume=True)
     assert {name: (tmp_path / "r" / name).read_bytes() for name in before} == before
+
+
+def test_a_resume_from_a_mark_crossed_by_non_finite_steps_writes_the_same_rows(tmp_path, monkeypatch):
+    """Steps 5 and 6 (one push) have a NaN cost: the log mark at 6 is crossed with nothing to write, so the next
+    push writes the row (step 8). The checkpoint at that push did not keep the last row's step, and a run
+    resumed from it lost row 8 (its pushes merged into row 10, another loss)."""
+    import downpour.ps.worker as worker_module
+    from downpour.train.step import NonFiniteLoss
+
+    step, calls = worker_module.train_step, [0]
+
+    def nan_at_5_and_6(model, objective, batch):
+        calls[0] += 1
+        if calls[0] in (5, 6):
+            raise NonFiniteLoss("non-finite cost nan")
+        return step(model, objective, batch)
+
+    monkeypatch.setattr(worker_module, "train_step", nan_at_5_and_6)
+    cfg = load_config("ufldl-sae", ["cluster.runner=simulated", "cluster.workers=1", "cluster.shards=1",
+                                    "data.samples=64", "train.batch_size=8", "train.steps=15", "train.log_every=3",
+                                    "cluster.n_push=2", "train.tensorboard=false", "train.threads=1"])
+    run_cluster(cfg, RunDir.create(tmp_path / "a", cfg))
+    on_push = recorder_module.Recorder.on_push
+
+    def stop_after_push_3(self, push, record):
+        on_push(self, push, record)
+        if self.pushes == 3:        # a Ctrl-C, as a user's: the runner takes it at its next safe point
+            os.kill(os.getpid(), signal.SIGINT)
+
+    calls[0] = 0
+    monkeypatch.setattr(recorder_module.Recorder, "on_push", stop_after_push_3)
+    with pytest.raises(KeyboardInterrupt):
+        run_cluster(cfg, RunDir.create(tmp_path / "b", cfg))
+    monkeypatch.setattr(recorder_module.Recorder, "on_push", on_push)
+    calls[0] = 6
+    run_cluster(cfg, RunDir.open(tmp_path / "b"), resume=True)
+    rows = {d: [(r["step"], r["loss"]) for r in RunDir(tmp_path / d).metrics()] for d in "ab"}
+    assert 8 in [s for s, _ in rows["a"]] and rows["b"] == rows["a"]

@@ -216,9 +216,30 @@ def test_a_gradient_whose_sum_overflows_is_named_as_too_large_not_as_a_nan():
     model = create_model("rica-8x8")
     objective = Objective.from_config({"reconstruction": 1.0})
     model.weight.register_hook(lambda g: torch.full_like(g, 1e37))
-    with pytest.raises(NonFiniteLoss, match=r"a gradient too large to apply \(its sum overflows; largest \|g\| 1e\+37, in weight\)"):
+    with pytest.raises(NonFiniteLoss, match=r"a gradient too large to apply \(its square overflows; largest \|g\| 1e\+37, in weight\)"):
         train_step(model, objective, Batch(torch.randn(4, 1, 8, 8)))
     assert all(p.grad is None for p in model.parameters())
+
+
+@pytest.mark.parametrize("value", [1e20, -1e20])
+def test_a_gradient_whose_square_overflows_is_skipped_as_the_shards_refuse_it(value):
+    """|g| = 1e20 sums to a finite 1e22 (and +-1e20 halves cancel to 0), but Adagrad's and Adam's g² overflow:
+    the local step applied it, every Adagrad sum went inf and the run froze while reporting success; the
+    simulator's shards refused the same push."""
+    from downpour.batch import Batch
+    from downpour.models.registry import create_model
+    from downpour.objectives import Objective
+    from downpour.ps.shard import applicable
+    from downpour.train.step import train_step
+
+    model = create_model("rica-8x8")
+    objective = Objective.from_config({"reconstruction": 1.0})
+    signs = torch.ones_like(model.weight).flatten()
+    signs[::2] = -1                                          # the sum of the elements cancels exactly
+    model.weight.register_hook(lambda g: value * signs.reshape(g.shape))
+    with pytest.raises(NonFiniteLoss, match="a gradient too large to apply"):
+        train_step(model, objective, Batch(torch.randn(4, 1, 8, 8)))
+    assert not applicable(value * signs, torch.float32)      # the shard's verdict on the same gradient
 
 
 def test_the_last_row_is_logged_even_when_the_last_step_is_skipped(tmp_path, monkeypatch):

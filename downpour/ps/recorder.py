@@ -92,7 +92,9 @@ class Recorder:
             self._mean = PartsMean.from_state(saved["row"])
             self.checkpoints, self.checkpoint_seconds = saved["checkpoints"], saved["checkpoint_seconds"]
         self._carried = self._mean.samples   # samples of a resumed row taken before: not this process's rate
-        self._last_step = coord.done
+        # the step of the last row written: behind the checkpoint's step when a log mark was crossed by pushes
+        # whose every step was non-finite (no row then: the next push writes it; from coord.done it was lost)
+        self._last_step = saved.get("last_step", coord.done) if saved else coord.done
         self._last_time = self.t0
         self._last_pushes = self.pushes
 
@@ -159,7 +161,7 @@ class Recorder:
                 "elapsed": round(self.elapsed(), 3), "events": self.coord.events,
                 "recorder": {"pushes": self.pushes, "finite_pushes": self.finite_pushes, "steps": self.steps,
                              "skipped": self.skipped, "stale_sum": self._stale_sum, "stale_n": self._stale_n,
-                             "row": self._mean.state(),
+                             "row": self._mean.state(), "last_step": self._last_step,
                              "checkpoints": self.checkpoints + 1, "checkpoint_seconds": self.checkpoint_seconds},
                 **driver}
         save_server(self.run.checkpoints / SERVER, states, meta, tensors)

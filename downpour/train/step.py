@@ -13,6 +13,7 @@ import torch
 from downpour.batch import Batch
 from downpour.models.base import FeatureModel
 from downpour.objectives import Objective
+from downpour.train.finite import applicable
 
 
 @dataclass
@@ -42,17 +43,16 @@ def train_step(model: FeatureModel, objective: Objective, batch: Batch) -> StepR
     if not math.isfinite(loss):
         raise NonFiniteLoss(f"non-finite cost {loss}: parts {values}")
     total.backward()
-    # a NaN or Inf anywhere makes the sum of the sums non-finite (the cheapest test: bench/step_check.py)
-    if not math.isfinite(sum(float(p.grad.sum()) for p in model.parameters() if p.grad is not None)):
+    # NaN, Inf, or a square an optimiser's state cannot hold (Adagrad's and Adam's g²: the sum of the sums let
+    # 1e20 through, and Adagrad's sums went inf, freezing the run): the shards' own test (bench/step_check.py)
+    if not all(applicable(p.grad, p.dtype) for p in model.parameters() if p.grad is not None):
         grads = [(n, p.grad) for n, p in model.named_parameters() if p.grad is not None]
         bad = [n for n, g in grads if not bool(torch.isfinite(g).all())]
-        # every element finite, their sum not: a gradient no optimiser can square in float32 (the shards refuse
-        # such a push too); said as what it is, not as a NaN of no parameter
         if bad:
             what = f"a non-finite gradient of {', '.join(bad)}"
-        else:
+        else:     # every element finite: said as what it is, not as a NaN of no parameter
             top, name = max((float(g.abs().max()), n) for n, g in grads)
-            what = f"a gradient too large to apply (its sum overflows; largest |g| {top:.3g}, in {name})"
+            what = f"a gradient too large to apply (its square overflows; largest |g| {top:.3g}, in {name})"
         model.zero_grad(set_to_none=True)
         raise NonFiniteLoss(f"finite cost {loss} but {what}: parts {values}")
     return StepResult(loss=loss, parts=values, samples=len(batch))
