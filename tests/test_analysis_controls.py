@@ -228,6 +228,17 @@ def test_beats_reads_the_paired_difference_not_the_baselines_interval_alone():
     assert unpaired["per_negatives"][0]["not_separated"] == ["mean intensity"]   # 0.500 inside the unit's interval
 
 
+def test_a_sentence_that_beats_the_twin_paired_but_misses_the_criterion_says_why():
+    """The paired interval is usually the narrower: "beats random weights ... Criterion not met." gave no reason."""
+    def row(method, auc, ci):
+        return {"negatives": "upside_down", "level": "low-level matched", "method": method, "auc": auc, "auc_ci": list(ci)}
+
+    unit = {**row(LEARNED, 0.62, (0.57, 0.67)), "paired": {TWIN: {"delta": 0.03, "ci": [0.01, 0.05]}}}
+    (per,) = controls_verdict([unit, row(TWIN, 0.59, (0.54, 0.64))])["per_negatives"]
+    assert per["beats"] == [TWIN] and not per["passes"]
+    assert f"Criterion not met: its AUC 0.620 is not above the upper end of {TWIN}'s interval (0.640)." in per["sentence"]
+
+
 def test_a_unit_that_cannot_tell_the_faces_from_a_control_does_not_pass_however_low_the_baselines():
     """Baselines can sit below 0.5 on a control (gradient energy at 0.01 on block-shuffled faces): a unit at 0.45
     [0.33, 0.57] cleared the twin's 0.40, the pixel's 0.41 and gradient energy's 0.02, and read 'Criterion met'."""

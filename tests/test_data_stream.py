@@ -144,6 +144,24 @@ def test_a_stream_continues_exactly_from_inside_a_block_and_from_a_half_gathered
         whole.close()
 
 
+def test_a_stream_resumed_and_checkpointed_before_its_first_batch_keeps_its_place(tmp_path):
+    """A simulated worker's position is saved at every push checkpoint, drawn from or not: a stream resumed at
+    (block, skip 15) and saved again before its first batch said skip 0, and the next resume handed the 15
+    samples out again (a kill, a resume, a kill before that worker drew, a resume: another model)."""
+    root = _folder(tmp_path, n=10, size=(24, 20))
+    data = open_data(_cfg(root, tile=10, mix_items=4), seed=0)       # 4 samples per item: blocks of 16
+    whole = data.batches(5, torch.Generator().manual_seed(5))
+    reference = _take(whole, 10)
+    first = data.batches(5, torch.Generator().manual_seed(5))
+    _take(first, 3)
+    position = first.position()
+    assert (position["index"], position["skip"]) == (0, 15)
+    again = data.batches(5, torch.Generator().manual_seed(5), position=position).position()
+    assert again == position                                      # saved before it handed anything out
+    resumed = data.batches(5, torch.Generator().manual_seed(5), position=again)
+    assert all(torch.equal(a.x, b.x) for a, b in zip(reference[3:], _take(resumed, 7)))
+
+
 def test_bad_files_are_skipped_named_once_per_worker_and_counted(tmp_path, caplog):
     root = _folder(tmp_path, n=10, bad=["bad1.png", "bad2.png"])
     (root / "empty.png").write_bytes(b"")

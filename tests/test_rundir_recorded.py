@@ -97,9 +97,10 @@ def test_a_new_run_started_from_an_old_runs_config_is_the_network_the_old_run_tr
     assert model["filter_norm"] == [0.0] and model["recon"] == "all"
 
 
-def test_a_streamed_run_from_before_mix_items_resumes_with_each_items_samples_in_a_row(tmp_path):
+def test_a_run_from_before_mix_items_reads_it_as_each_items_samples_in_a_row(tmp_path):
     """data.mix_items (2026-12-03) shuffles blocks of items' samples together; a run written before it
-    streamed each item's samples in a row, and its checkpointed position counts within an item."""
+    streamed each item's samples in a row, and a streamed one's checkpointed position counts within an item
+    (this old run is in memory: the fill is what a streamed one's resume reads too)."""
     run = RunDir(shutil.copytree(OLD, tmp_path / "run"))
     assert "mix_items" not in (run.path / "config.toml").read_text()
     assert run.config.data.mix_items == 1

@@ -258,14 +258,14 @@ def controls_verdict(rows: list[dict[str, Any]], learned: str = LEARNED, twin: s
         below = [m for m, r in group.items() if m != learned and r["auc"] > unit["auc_ci"][1]]
         # (and the unit must tell the faces from the set at all: a baseline can sit below 0.5 on a control,
         # gradient energy at 0.01 on block-shuffled faces, and a unit at 0.45 cleared every bar)
-        passes = bool(twin in group and unit["auc"] > group[twin]["auc_ci"][1] and unit["auc_ci"][0] > 0.5
-                      and all(unit["auc"] > group[m]["auc"] for m in above_auc if m in group))
+        missed = _criterion_missed(unit, group, twin, above_auc)
+        passes = not missed
         label = NEGATIVES.get(name, name)
         sentence = (f"Against {label}, the learned unit (AUC {_fmt(unit)}) "
                     + (f"beats {_listing(beats, group)}" if beats else "beats no baseline")
                     + (f"; is not separated from {_listing(unseparated, group)}" if unseparated else "")
                     + (f"; loses to {_listing(loses, group)}" if loses else "")
-                    + f". Criterion {'met' if passes else 'not met'}."
+                    + (". Criterion met." if passes else f". Criterion not met: {'; '.join(missed)}.")
                     + _paired_words(unit.get("paired", {}), (twin,) + above_auc + (NO_FACES,)))
         per.append({"negatives": name, "level": unit.get("level", ""), "learned_auc": unit["auc"],
                     "learned_auc_ci": unit["auc_ci"], "paired": unit.get("paired", {}), "beats": beats, "not_separated": unseparated, "loses_to": loses,
@@ -279,7 +279,8 @@ def controls_verdict(rows: list[dict[str, Any]], learned: str = LEARNED, twin: s
     if any(NO_FACES in p["paired"] for p in low):
         summary += " " + _from_faces_words([p for p in low if NO_FACES in p["paired"]])
     return {"rule": "beats = its AUC minus the baseline's, paired on the same images, with a 95% interval above 0; loses "
-                    "to = that interval below 0; otherwise not separated",
+                    "to = that interval below 0; otherwise not separated (without a paired figure: its AUC above the "
+                    "baseline's interval and its own interval above the baseline's AUC, and the mirror)",
             "criterion": (f"AUC above the upper end of the {twin} interval and above the AUC of {', '.join(above_auc)}, "
                           "its own interval above 0.5"),
             "per_negatives": per, "passes_low_level": bool(low) and len(passed) == len(low),
@@ -297,6 +298,23 @@ def _from_faces_words(low: list[dict[str, Any]]) -> str:
             + (": on every one the training faces made a difference the intervals can see." if len(above) == len(low)
                else ": on none is it clear of a network that never saw a face." if not above
                else "; on the others it is not clear of a network that never saw a face."))
+
+
+def _criterion_missed(unit: dict[str, Any], group: dict[str, dict[str, Any]], twin: str,
+                      above_auc: tuple[str, ...]) -> list[str]:
+    """The parts of the pass criterion the unit misses, in words ([]: it passes). Said in the sentence, since
+    *beats* reads the paired interval and the criterion the twin's own: the two can differ."""
+    auc, missed = unit["auc"], []
+    if twin not in group:
+        missed.append(f"no {twin} row to compare with")
+    elif not auc > group[twin]["auc_ci"][1]:
+        missed.append(f"its AUC {auc:.3f} is not above the upper end of {twin}'s interval "
+                      f"({group[twin]['auc_ci'][1]:.3f})")
+    missed += [f"its AUC is not above {m}'s ({group[m]['auc']:.3f})" for m in above_auc
+               if m in group and not auc > group[m]["auc"]]
+    if not unit["auc_ci"][0] > 0.5:
+        missed.append(f"its own interval reaches down to {unit['auc_ci'][0]:.3f}, not above 0.5")
+    return missed
 
 
 def _separated(unit: dict[str, Any], r: dict[str, Any], method: str) -> int:

@@ -49,7 +49,7 @@ class DataConfig(Section):
     # memory: decode everything once into one tensor | stream: each worker decodes its own files as it trains
     # (folder, video, .npy) | auto: stream when the decoded images would pass 1 GiB (docs/data.md)
     pipeline: str = setting("auto", choices=("auto", "memory", "stream"))
-    prefetch: int = setting(256, within=AT_LEAST_1)           # stream: items a worker decodes ahead, at most (what it holds)
+    prefetch: int = setting(256, within=AT_LEAST_1)           # stream: items a worker decodes ahead, at most (beside one mix_items block)
     loader_workers: int = setting(1, within=AT_LEAST_0)       # stream: DataLoader processes decoding for each worker; 0 = in the worker itself
     fit_sample: int = setting(1000, within=AT_LEAST_1)        # stream: items (seeded) the normalisation / whitening is fitted on
     # stream: consecutive items (of the epoch's order) whose samples are shuffled together before they are cut

@@ -236,10 +236,13 @@ class StreamBatches:
         ([item, reason])."""
         if self._pending:
             epoch, p, j = (int(v) for v in self._keys[0][0])
-        elif self._block is not None:      # a block half gathered: read again from its start
-            (epoch, p), j = self._block, 0
+        # nothing pending: a block half gathered is read again from its start, or the next one is; until a resumed
+        # stream's first block closes, that start is the resume's and its used samples are still to skip (as 0,
+        # a second resume before any batch handed those samples out again)
+        elif self._block is not None:
+            (epoch, p), j = self._block, self._drop
         else:
-            (epoch, p), j = self._next, 0
+            (epoch, p), j = self._next, self._drop
         return {"epoch": int(epoch), "index": int(p), "skip": j, "batch": self._batch, "samples": self.samples,
                 "skipped": [[k, reason] for k, reason in self._bad.items()], "listing": self.listing}
 

@@ -47,6 +47,9 @@ def _padded_spectrum(x: Tensor) -> tuple[Tensor, tuple[int, int]]:
     return torch.fft.rfft2(padded)[:, 0], (ph, pw)
 
 
+FLAT = 1e-6   # an image set whose largest pixel std is below this (times its largest |value|, at least 1) is flat
+
+
 class SpectralWhitener:
     """Whitening by the training set's mean power spectrum (stationary ZCA).
 
@@ -66,15 +69,18 @@ class SpectralWhitener:
         if x.shape[0] < 1 or min(x.shape[2:]) < 2:
             raise DataError(f"spectral whitening needs at least one image of at least 2x2 pixels, got {tuple(x.shape)}")
         self.input_shape = tuple(x.shape[1:])
+        # flat images have power at the mean only, but round-off (an FFT of a side that is no power of two, a
+        # float32 resize) leaves ~1e-27 elsewhere, which whitening blows up into unit-std noise: judged in pixels
+        spread = float(x.reshape(x.shape[0] * x.shape[1], -1).std(dim=1).max()) if x.shape[2] * x.shape[3] > 1 else 0.0
+        if not spread > FLAT * max(1.0, float(x.abs().max())):
+            raise DataError(f"data.whiten = 'spectral': the {x.shape[0]} images it is fitted on are flat (largest "
+                            f"pixel std {spread:.2g}: no contrast, only brightness), so there is no spectrum to divide "
+                            f"by; check the images (or data.fit_sample's draw), or use data.whiten = 'none'")
         power = torch.zeros(())
         for start in range(0, x.shape[0], _CHUNK):           # bounded memory for large sets
             spectrum, _ = _padded_spectrum(x[start:start + _CHUNK])
             power = power + (spectrum.abs() ** 2).sum(dim=0)
         self.power_ = power / (x.shape[0] * x.shape[1])
-        if not float(self.power_.flatten()[1:].max()) > 0:    # every frequency but the mean (DC) empty
-            raise DataError(f"data.whiten = 'spectral': the {x.shape[0]} images it is fitted on are flat (no "
-                            f"contrast, only brightness), so there is no spectrum to divide by; check the images "
-                            f"(or data.fit_sample's draw), or use data.whiten = 'none'")
         self.scale_ = 1.0
         total, squares, gain = 0.0, 0.0, self.gain()         # the whitened set's std, a chunk at a time
         for start in range(0, x.shape[0], _CHUNK):

@@ -60,5 +60,5 @@ def _family_config(name: Any) -> Any:
 def _tell(path: Path, keys: list[str], fills: list[tuple[str, Any]]) -> None:
     if fills and (path, ",".join(keys)) not in _told:
         _told.add((path, ",".join(keys)))
-        log.info("%s was written before %s existed: read as %s, the network it trained", path, ", ".join(keys),
+        log.info("%s was written before %s existed: read as %s, as that run trained", path, ", ".join(keys),
                  ", ".join(f"{key.split('.')[-1]} = {value!r}" for key, value in fills))
