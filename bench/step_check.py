@@ -7,8 +7,8 @@ finiteness test over every gradient) against the same step without the test.
 A finite cost can have a non-finite gradient (the square root of an exactly zero pooled energy with
 eps = 0), or one whose square overflows the optimiser's state; ``train_step`` refuses that step as it
 refuses a non-finite cost, testing each gradient's squared norm (``downpour.train.finite.applicable``,
-the shards' test: one BLAS dot per parameter tensor; a fused ``_foreach_norm`` cost 3x as much as a
-sum on a small model). Both variants run interleaved on the same batch, median of
+the shards' test: one ``vector_norm`` per parameter tensor; a fused ``_foreach_norm`` cost 3x as much
+as a sum on a small model). Both variants run interleaved on the same batch, median of
 ``--reps`` blocks of 10 steps. Prints one JSON line per config: ``ratio`` = checked / plain (1.0 = free).
 """
 from __future__ import annotations

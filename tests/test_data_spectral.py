@@ -132,3 +132,22 @@ def test_fitting_on_flat_images_only_is_a_data_error_not_nan_data():
     one_busy = flat.clone()
     one_busy[0, 0, 3, 4] = 1.0                    # one image with contrast: fitted, finite
     assert torch.isfinite(SpectralWhitener().fit(one_busy).transform(one_busy)).all()
+
+
+def test_contrast_is_judged_relative_to_the_values_scale_and_before_a_per_patch_normalisation():
+    """Whitening is scale-free: images with values around 1e-6 (a .npy of physical quantities) were refused as
+    flat by an absolute floor; and a per-patch normalisation blew flat images' round-off up to std 1 first."""
+    import numpy as np
+
+    from downpour.data.preprocess import Preprocess
+
+    blurred = F.avg_pool2d(torch.rand(64, 1, 36, 36, generator=torch.Generator().manual_seed(0)), 5, 1)
+    blurred = (blurred - blurred.min()) / (blurred.max() - blurred.min())
+    at_1 = SpectralWhitener().fit(blurred).transform(blurred)
+    tiny = SpectralWhitener().fit(blurred * 1e-7).transform(blurred * 1e-7)
+    assert torch.allclose(tiny, at_1, atol=1e-3)
+    flat = np.repeat(np.arange(6, dtype=np.float32).reshape(6, 1, 1, 1) / 6, 1024, axis=3).reshape(6, 1, 32, 32)
+    noisy = (flat + 1e-8 * np.random.default_rng(0).standard_normal(flat.shape)).astype(np.float32)
+    for normalize in ("none", "patch", "ufldl"):
+        with pytest.raises(DataError, match="flat"):
+            Preprocess.fit(noisy.copy(), normalize, "spectral", 0.1)

@@ -162,6 +162,22 @@ def test_a_stream_resumed_and_checkpointed_before_its_first_batch_keeps_its_plac
     assert all(torch.equal(a.x, b.x) for a, b in zip(reference[3:], _take(resumed, 7)))
 
 
+def test_a_resumed_block_that_gives_no_sample_takes_its_skip_with_it(tmp_path):
+    """The resumed block's files became unreadable before the resume: its skip (15) was applied to the next
+    block, whose first 15 samples were lost, and saved again with the next position."""
+    root = _folder(tmp_path, n=10, size=(24, 20))
+    data = open_data(_cfg(root, tile=10, mix_items=4), seed=0)       # 4 samples per item: blocks of 16
+    reference = torch.cat([b.x for b in _take(data.batches(5, torch.Generator().manual_seed(5)), 8)])
+    first = data.batches(5, torch.Generator().manual_seed(5))
+    _take(first, 3)
+    position = first.position()
+    assert (position["index"], position["skip"]) == (0, 15)
+    for k in epoch_order(len(data), first.seed, 0)[:4]:              # block 0's files, unreadable now
+        (root / data.items[k]).write_bytes(b"not a png")
+    resumed = data.batches(5, torch.Generator().manual_seed(5), position=position)
+    assert torch.equal(next(resumed).x, reference[16:21])             # block 1 from its start
+
+
 def test_bad_files_are_skipped_named_once_per_worker_and_counted(tmp_path, caplog):
     root = _folder(tmp_path, n=10, bad=["bad1.png", "bad2.png"])
     (root / "empty.png").write_bytes(b"")

@@ -193,6 +193,7 @@ class StreamBatches:
         stream's first block without the samples used before the stop)."""
         (epoch, start), self._block = self._block, None
         xs, ys, self._block_x, self._block_y = self._block_x, self._block_y, [], []
+        drop, self._drop = self._drop, 0         # the resumed block's used samples: its own, even if it gave none
         if not xs:
             return
         x, y = torch.cat(xs), (torch.cat(ys) if ys else None)
@@ -201,7 +202,6 @@ class StreamBatches:
             order = torch.from_numpy(rng.permutation(len(x)))
             x, y = x[order], None if y is None else y[order]
         keys = np.stack([np.full(len(x), epoch), np.full(len(x), start), np.arange(len(x))], axis=1)
-        drop, self._drop = self._drop, 0
         if drop < len(x):
             self._x.append(x[drop:])
             self._keys.append(keys[drop:])

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from downpour.data.normalize import normalize
-from downpour.data.spectral import SpectralWhitener
+from downpour.data.spectral import SpectralWhitener, check_contrast
 from downpour.data.whitening import ZCAWhitener
 
 WHITENERS = {"zca": ZCAWhitener, "spectral": SpectralWhitener}   # data.whiten -> its class; "none" has none
@@ -42,6 +42,8 @@ class Preprocess:
         if whiten not in ("none", *WHITENERS):
             raise ValueError(f"data.whiten must be none, {' or '.join(WHITENERS)}, got {whiten!r}")
         stats = None
+        if whiten == "spectral":     # as loaded: a per-patch normalisation blows flat images' round-off up to std 1
+            check_contrast(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
         if normalize_mode != "ufldl":
             x, stats = normalize(x, normalize_mode)
         xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))

@@ -47,7 +47,21 @@ def _padded_spectrum(x: Tensor) -> tuple[Tensor, tuple[int, int]]:
     return torch.fft.rfft2(padded)[:, 0], (ph, pw)
 
 
-FLAT = 1e-6   # an image set whose largest pixel std is below this (times its largest |value|, at least 1) is flat
+FLAT = 1e-6   # an image set whose largest pixel std is below this times its largest |value| is flat
+
+
+def check_contrast(x: Tensor) -> None:
+    """DataError for images (N, C, H, W) that are flat: power at the mean only, but round-off (an FFT of a side
+    that is no power of two, a float32 resize) leaves ~1e-27 elsewhere, which whitening blows up into
+    unit-std noise. Judged in pixels, relative to the values' scale (the whitening itself is scale-free);
+    ``Preprocess.fit`` judges the images as loaded, before a per-patch normalisation could blow the
+    round-off up first."""
+    spread = float(x.reshape(x.shape[0] * x.shape[1], -1).std(dim=1).max()) if x.shape[2] * x.shape[3] > 1 else 0.0
+    if not spread > FLAT * float(x.abs().max()):
+        raise DataError(f"data.whiten = 'spectral': the {x.shape[0]} images it is fitted on are flat (largest pixel "
+                        f"std {spread:.2g} against values up to {float(x.abs().max()):.2g}: no contrast, only "
+                        f"brightness), so there is no spectrum to divide by; check the images (or data.fit_sample's "
+                        f"draw), or use data.whiten = 'none'")
 
 
 class SpectralWhitener:
@@ -69,13 +83,7 @@ class SpectralWhitener:
         if x.shape[0] < 1 or min(x.shape[2:]) < 2:
             raise DataError(f"spectral whitening needs at least one image of at least 2x2 pixels, got {tuple(x.shape)}")
         self.input_shape = tuple(x.shape[1:])
-        # flat images have power at the mean only, but round-off (an FFT of a side that is no power of two, a
-        # float32 resize) leaves ~1e-27 elsewhere, which whitening blows up into unit-std noise: judged in pixels
-        spread = float(x.reshape(x.shape[0] * x.shape[1], -1).std(dim=1).max()) if x.shape[2] * x.shape[3] > 1 else 0.0
-        if not spread > FLAT * max(1.0, float(x.abs().max())):
-            raise DataError(f"data.whiten = 'spectral': the {x.shape[0]} images it is fitted on are flat (largest "
-                            f"pixel std {spread:.2g}: no contrast, only brightness), so there is no spectrum to divide "
-                            f"by; check the images (or data.fit_sample's draw), or use data.whiten = 'none'")
+        check_contrast(x)
         power = torch.zeros(())
         for start in range(0, x.shape[0], _CHUNK):           # bounded memory for large sets
             spectrum, _ = _padded_spectrum(x[start:start + _CHUNK])
