@@ -42,8 +42,8 @@ class Preprocess:
         if whiten not in ("none", *WHITENERS):
             raise ValueError(f"data.whiten must be none, {' or '.join(WHITENERS)}, got {whiten!r}")
         stats = None
-        if whiten == "spectral":     # as loaded: a per-patch normalisation blows flat images' round-off up to std 1
-            check_contrast(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
+        if whiten == "spectral" and normalize_mode == "patch":   # it would blow flat images' round-off up to std 1
+            check_contrast(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))   # (else the whitener judges)
         if normalize_mode != "ufldl":
             x, stats = normalize(x, normalize_mode)
         xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))

@@ -65,18 +65,16 @@ def _without_unread_variant_keys(config: Any, values: dict[str, Any], base: Any)
     other options leave unread reset to its default: ``--set model.persistent=false`` on rbm-digits was
     refused as "model.chains = 32 is not read", a key only the variant had set. A key the run set itself
     is still refused (:class:`~downpour.errors.UnreadOption`)."""
-    check = getattr(config, "check_read", None)
-    while check is not None:
+    while hasattr(config, "check_read"):
         try:
-            check()
-            return config
+            config.check_read()
+            break
         except UnreadOption as err:
             name = (err.key or "").split(".", 1)[-1]
             field = type(config).__dataclass_fields__.get(name)
             if base is None or field is None or name in values or field.default is dataclasses.MISSING:
                 raise
             config = dataclasses.replace(config, **{name: field.default})
-            check = config.check_read
     return config
 
 

@@ -52,7 +52,8 @@ def train_step(model: FeatureModel, objective: Objective, batch: Batch) -> StepR
             what = f"a non-finite gradient of {', '.join(bad)}"
         else:     # every element finite: said as what it is, not as a NaN of no parameter
             top, name = max((float(g.abs().max()), n) for n, g in grads)
-            what = f"a gradient too large to apply (its squared norm overflows float32; largest |g| {top:.3g}, in {name})"
+            dtype = str(dict(model.named_parameters())[name].dtype).removeprefix("torch.")
+            what = f"a gradient too large to apply (its squared norm overflows {dtype}; largest |g| {top:.3g}, in {name})"
         model.zero_grad(set_to_none=True)
         raise NonFiniteLoss(f"finite cost {loss} but {what}: parts {values}")
     return StepResult(loss=loss, parts=values, samples=len(batch))
