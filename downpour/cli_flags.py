@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 
 from downpour.config import AnalysisConfig, ConfigError, RunConfig, parse_override
+from downpour.models.registry import model_entry
 
 CLUSTER_ONLY = ("workers", "shards", "consistency", "n_fetch", "n_push", "compensation", "delay")
 ONLY_ON = {"delay": "simulated", "address": "ray"}   # flags that mean something to one runner only
@@ -27,6 +28,11 @@ READ_ONLY_WITH = {
     "cluster.n_fetch": ("cluster.consistency", lambda c: c.cluster.consistency == "async" or c.cluster.n_push > 1,
                         "= 'async' (or cluster.n_push > 1)"),
     "cluster.warm_start": ("cluster.workers", lambda c: c.cluster.workers > 1, "> 1"),
+    # Sandblaster never gives a worker a backup of its own unit: one worker has no one to back it up
+    "sandblaster.backup_after": ("cluster.workers", lambda c: c.cluster.workers > 1, "> 1"),
+    # a folder's class labels feed a supervised model's cost or the by-label split, nothing else
+    "data.labels": ("data.split", lambda c: c.data.split == "by-label" or model_entry(c.model.name).family.supervised,
+                    "= 'by-label' (or a supervised model.name)"),
     # which rows go to which worker: one worker (the local runner's, or Sandblaster's whole-set evaluation) has all
     "data.split": ("cluster.runner", lambda c: c.cluster.runner != "local" and c.cluster.workers > 1
                    and c.cluster.algorithm == "downpour", "= 'simulated' or 'ray', with cluster.workers > 1 (Downpour)"),

@@ -23,7 +23,7 @@ from downpour.config import ConfigError, Override, RunConfig, load_config
 from downpour.config_diff import RESUMABLE, config_differences
 from downpour.data.build import check_config as check_data
 from downpour.data.build import check_files
-from downpour.data.build import sample_shape
+from downpour.data.build import gives_labels, sample_shape, why_unlabelled
 from downpour.data.pipeline import resolve_data
 from downpour.layers.gabor import FROZEN_KINDS
 from downpour.models.base import FeatureModel
@@ -153,7 +153,12 @@ def _dry_run(cfg: RunConfig, shape: tuple[int, int, int]) -> None:
                 partition_bounds(partition_ranges(model), cfg.cluster.shards)
             elif cfg.cluster.runner != "local":   # (found by the runner once the run folder existed)
                 shard_bounds(ParamLayout(model).numel, cfg.cluster.shards)
-            objective(model.forward_train(Batch(torch.zeros(2, *shape), torch.zeros(2, dtype=torch.int64))))
+            labelled = gives_labels(cfg.data)
+            if model.supervised and not labelled:
+                raise ConfigError(f"model {cfg.model.name!r} is supervised: it trains on class labels, and "
+                                  f"{why_unlabelled(cfg.data)}", key="data.source")
+            labels = torch.zeros(2, dtype=torch.int64) if labelled else None
+            objective(model.forward_train(Batch(torch.zeros(2, *shape), labels)))
             check_cost_fits(cfg.model.name, model, objective, shape)
             _check_stages_train(cfg, model)
             _check_analysis_layers(cfg, model)    # (a split replica has the merged network's layers)
@@ -185,6 +190,9 @@ def _check_stages_train(cfg: RunConfig, model: FeatureModel) -> None:
         raise ConfigError(f"model {cfg.model.name!r} has nothing left to train with model.first_layer = {kind!r}: its "
                           f"first layer is all it learns (a tied decoder, no bias); use model.first_layer = 'learned'",
                           key="model.first_layer")
+    if cfg.train.schedule == "greedy" and model.n_stages == 1:
+        raise ConfigError(f"train.schedule = 'greedy' trains a stacked model's stages one after another, and model "
+                          f"{cfg.model.name!r} has one stage (greedy would be joint); drop it", key="train.schedule")
     if cfg.train.schedule == "greedy" and model.n_stages > 1 and kind in FROZEN_KINDS:
         raise ConfigError(f"train.schedule = 'greedy' gives stage 1 its own share of the steps, but stage 1 has "
                           f"nothing to train (a frozen first layer: model.first_layer = {kind!r}); "

@@ -324,6 +324,8 @@ def _refused_before_the_run(tmp_path, capsys, source, make, named, suffix=None, 
      "--n-fetch: only cluster.consistency = 'async' (or cluster.n_push > 1) reads it, and this run's cluster.consistency is 'sync'"),
     (["--runner", "simulated", "--workers", "1", "--set", "cluster.warm_start=5"],
      "--set cluster.warm_start: only cluster.workers > 1 reads it"),
+    (["--runner", "simulated", "--workers", "1", "--set", "cluster.algorithm=sandblaster", "--set", "sandblaster.backup_after=1"],
+     "--set sandblaster.backup_after: only cluster.workers > 1 reads it"),    # no worker backs up its own unit
     # which worker gets which rows, where one worker has them all
     (["--runner", "local", "--set", "data.source=digits", "--set", "data.split=by-label"],
      "--set data.split: only cluster.runner = 'simulated' or 'ray'"),
@@ -350,6 +352,40 @@ def _refused_before_the_run(tmp_path, capsys, source, make, named, suffix=None, 
 def test_a_set_the_runner_never_reads_is_refused(capsys, argv, named):
     assert main(["train", "--config", "ufldl-sae", "--dry-run", *argv]) == 2
     assert named in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, named", [
+    # passed the dry run on zero labels, then failed at step 1 with a traceback, its run folder left behind
+    (["--config", "cnn-digits", "--set", "data.source=natural"],
+     "model 'cnn-digits' is supervised: it trains on class labels, and data.source = 'natural' has none"),
+    (["--config", "cnn-digits", "--set", "data.source=array", "--set", "data.path=X.npy"], "holds no y (a .npy is x alone"),
+    (["--config", "ufldl-sae", "--runner", "local", "--set", "train.schedule=greedy"],
+     "model 'ufldl-sae' has one stage (greedy would be joint)"),         # accepted, bit for bit a joint run
+    (["--config", "teacher-student", "--set", "data.source=array", "--set", "data.path=X.npy", "--set", "data.size=64",
+      "--workers", "2", "--set", "data.split=by-label"], "data.path 'X.npy' holds no y"),
+    # a folder's labels where no supervised cost and no by-label split reads them: bit for bit without effect
+    (["--config", "ufldl-sae", "--runner", "local", "--set", "data.source=folder", "--set", "data.path=FOLDER",
+      "--set", "data.labels=true"], "--set data.labels: only data.split = 'by-label' (or a supervised model.name) reads it"),
+])
+def test_labels_a_model_or_split_needs_and_a_schedule_with_nothing_to_order_are_refused(tmp_path, capsys, argv, named):
+    np.save(tmp_path / "x.npy", np.zeros((20, 1, 8, 8), np.float32))
+    for label in "ab":
+        (tmp_path / "f" / label).mkdir(parents=True)
+        Image.fromarray(np.full((16, 16), 40 if label == "a" else 200, np.uint8)).save(tmp_path / "f" / label / "0.png")
+    argv = [a.replace("X.npy", str(tmp_path / "x.npy")).replace("FOLDER", str(tmp_path / "f")) for a in argv]
+    assert main(["train", "--dry-run", *argv]) == 2
+    assert named in capsys.readouterr().err.replace(str(tmp_path / "x.npy"), "X.npy")
+
+
+def test_a_labelled_array_or_lfw_split_by_label_and_feed_a_supervised_model(tmp_path, capsys):
+    """Refused before ("data.source = 'array' has none") though an .npz's y and lfw's labels are read."""
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "xy.npz", x=rng.random((40, 1, 8, 8), dtype=np.float32), y=np.arange(40) % 10)
+    for source in (["data.source=array", f"data.path={tmp_path / 'xy.npz'}"], ["model.name=cnn-faces", "data.source=faces",
+                                                                                   "data.size=25"]):
+        sets = [arg for key in source for arg in ("--set", key)]
+        assert main(["train", "--config", "cnn-digits", "--runner", "simulated", "--workers", "2", *sets,
+                     "--set", "data.split=by-label", "--dry-run"]) == 0, capsys.readouterr().err
 
 
 def test_a_preset_may_carry_another_runners_settings():

@@ -91,9 +91,9 @@ def check_config(cfg: DataConfig) -> None:
     if cfg.pipeline == "stream" and cfg.source == "array" and Path(cfg.path).suffix != ".npy":
         raise ConfigError(f"data.pipeline = 'stream' memory-maps a .npy file; data.path {cfg.path!r} is not one "
                           "(an .npz is compressed: use data.pipeline = 'memory', or save x as .npy)")
-    if cfg.split == "by-label" and not (cfg.source in ("digits", "gaussian") or cfg.labels):
-        raise ConfigError(f"data.split = 'by-label' needs labelled data (digits, gaussian, or a folder with "
-                          f"data.labels = true); data.source = {cfg.source!r} has none")
+    if cfg.split == "by-label" and not gives_labels(cfg):
+        raise ConfigError(f"data.split = 'by-label' needs labelled data ({LABELLED_SOURCES}); {why_unlabelled(cfg)}",
+                          key="data.split")
     if cfg.train_faces >= 0 and cfg.source not in FACE_SOURCES:
         raise ConfigError(f"data.train_faces = {cfg.train_faces} only applies to data.source = 'faces' or "
                           f"'natural+faces' (lfw's faces); data.source = {cfg.source!r} has none", key="data.train_faces")
@@ -104,6 +104,28 @@ def check_config(cfg: DataConfig) -> None:
     if cfg.whiten == "zca" and math.prod(shape) > MAX_DIM:   # before any sampling
         raise ConfigError(f"data.whiten = 'zca' on {'x'.join(map(str, shape))} samples needs a {math.prod(shape)}-square "
                           f"matrix (limit {MAX_DIM}); lower data.size or whiten patches")
+
+
+LABELLED_SOURCES = "digits, faces, gaussian, a folder with data.labels = true, or an .npz holding y"
+
+
+def gives_labels(cfg: DataConfig) -> bool:
+    """Whether ``cfg``'s samples come with class labels (read from an ``.npz``'s directory, nothing
+    decompressed); natural+faces mixes photographs with lfw's images and labels none of them."""
+    if cfg.source == "folder":
+        return cfg.labels
+    if cfg.source == "array":
+        return Path(cfg.path).suffix == ".npz" and "y" in npz_keys(cfg.path)
+    return cfg.source in ("digits", "faces", "gaussian")
+
+
+def why_unlabelled(cfg: DataConfig) -> str:
+    """Why ``cfg``'s source gives no labels, naming it."""
+    if cfg.source == "folder":
+        return f"data.source = 'folder' ({cfg.path}) is read without them: set data.labels = true (one sub-folder per class)"
+    if cfg.source == "array":
+        return f"data.path {cfg.path!r} holds no y (a .npy is x alone; an .npz gives labels as its array 'y')"
+    return f"data.source = {cfg.source!r} has none"
 
 
 def sample_shape(cfg: DataConfig) -> tuple[int, int, int]:
