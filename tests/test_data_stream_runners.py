@@ -22,6 +22,7 @@ from safetensors.torch import load_file
 
 from downpour.config import load_config
 from downpour.data.stream import open_stream
+from downpour.errors import DataError
 from downpour.runners import train
 from downpour.train.rundir import RunDir
 
@@ -164,3 +165,22 @@ def test_a_resumed_cluster_run_goes_on_with_each_worker_on_its_own_files(tmp_pat
     data = run.read_json("data.json")    # the whole run's: each stream went on from where the checkpoint left it
     assert data["samples"] == 32 * BATCH and data["n_skipped"] == 3
     assert [w["batches"] for w in data["workers"]] == [16, 16]
+
+
+@pytest.mark.parametrize("runner", ["simulated", "ray"])
+def test_a_worker_none_of_whose_files_can_be_read_ends_the_run_naming_them(tmp_path, runner, local_ray):
+    """On Ray the worker's DataError was counted as a lost worker ('RayTaskError(DataError)', exit 0): the run
+    trained on half the data without naming a file, and a restart met the same error again."""
+    rng = np.random.default_rng(1)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(tmp_path / f"im{i}.png")
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not a png")
+    (tmp_path / "empty.png").write_bytes(b"")
+    sets = [*STREAM, f"data.path={tmp_path}", f"cluster.runner={runner}", "train.steps=20", "data.fit_sample=4",
+            "data.loader_workers=0", "cluster.restarts=2" if runner == "ray" else "cluster.delay=constant:0"]
+    bad = {str(tmp_path / "broken.png"), str(tmp_path / "empty.png")}
+    seed = next(s for s in range(50) if set(open_stream(load_config("ufldl-sae", [*sets, f"seed={s}"]).data, s)
+                                            .shard(1, 2).items) == bad)
+    cfg = load_config("ufldl-sae", [*sets, f"seed={seed}"])
+    with pytest.raises(DataError, match="none of the 2 items of worker 1's shard"):
+        train(cfg, RunDir.create(tmp_path / "run", cfg))

@@ -19,8 +19,9 @@ import time
 from typing import Any
 
 import ray
-from ray.exceptions import RayError
+from ray.exceptions import RayError, RayTaskError
 
+from downpour.errors import DownpourError
 from downpour.ps.on_ray import RESTART_SECONDS
 
 log = logging.getLogger("downpour.ps.cluster_on_ray")   # the driver's logger: same records as before
@@ -33,11 +34,18 @@ class Restarts:
 
     def _lost(self, w: int, err: Exception) -> None:
         """Worker ``w``'s actor died: its push never left, so nothing of it is applied. Start a new one
-        if ``cluster.restarts`` allows (it rejoins when it answers), and let the others go on now."""
+        if ``cluster.restarts`` allows (it rejoins when it answers), and let the others go on now. A worker
+        that raised one of the project's own errors (a shard of files none of which can be read) ends the
+        run with it, as the simulator does: a restart would meet it again, and the others train on without
+        its data (the run is checkpointed on the way out)."""
+        cause = err.cause if isinstance(err, RayTaskError) else None
+        if isinstance(cause, DownpourError):
+            raise cause
         before = set(self.coord.live)
         self.coord.lose(w, type(err).__name__)
         joined = self.coord.live - before    # the warm start's only worker died: the others start now
-        log.warning("worker %d lost at step %d: %s", w, self.coord.done, type(err).__name__)
+        log.warning("worker %d lost at step %d: %s%s", w, self.coord.done, type(err).__name__,
+                    f" ({type(cause).__name__}: {cause})" if cause is not None else "")
         self._set_live()          # now: a sync round it owed closes on the others before it rejoins
         self._kill_worker(w)
         self._blocked.discard(w)
