@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from downpour.config import CROSSFIT_CONTROLS, ClusterConfig, ConfigError, FlagValue, Override, RunConfig, config_to_toml, list_presets, load_config, origin_of, parse_override
-from downpour.cli_flags import check_flags, check_paths, check_plan_flags, check_sets, set_keys
+from downpour.cli_flags import CHECKPOINT_KEYS, check_flags, check_paths, check_plan_flags, check_sets, set_keys
 from downpour.settings import choices_of
 from downpour.errors import DownpourError
 from downpour.train.signals import sigterm_as_interrupt
@@ -88,8 +88,8 @@ def cmd_train(args: argparse.Namespace) -> int:
               "nothing was written", file=sys.stderr)
         return 0
     if args.resume and not resume:
-        print(f"downpour: {run.path} stopped before its first checkpoint (train.checkpoint_every sets how often a "
-              "local run saves one): training it again from step 0", file=sys.stderr)
+        print(f"downpour: {run.path} stopped before its first checkpoint ({CHECKPOINT_KEYS[cfg.cluster.runner]} how "
+              "often one is saved): training it again from step 0", file=sys.stderr)
         run.discard_training()
         run = RunDir.create(run.path, cfg)
     elif not args.resume:

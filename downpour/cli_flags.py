@@ -57,6 +57,9 @@ SANDBLASTER_READS = ("cluster.runner", "cluster.algorithm", "cluster.workers", "
                      "cluster.checkpoint_every", "cluster.delay", "cluster.partitions")
 
 
+# what sets how often each runner saves a checkpoint (a run stopped before its first is trained again)
+CHECKPOINT_KEYS = {"local": "train.checkpoint_every sets", "simulated": "cluster.checkpoint_every sets",
+                   "ray": "cluster.checkpoint_every and cluster.checkpoint_seconds set"}
 PATHS = {"config": "--config", "out": "--out", "resume": "--resume", "check_run": "--check-run", "run": "RUN"}
 
 

@@ -4,6 +4,7 @@ same message on every path), a class folder with no readable image (numbered ali
 a resumed stream's telemetry (the reads, samples and skipped files before the checkpoint are kept)."""
 import json
 import logging
+import shutil
 
 import numpy as np
 import pytest
@@ -208,6 +209,26 @@ def test_a_resume_over_a_changed_file_list_is_said_and_recorded(tmp_path, caplog
         changed = fewer.batches(7, torch.Generator().manual_seed(3), position=position)
     assert changed.report()["listing_changed_on_resume"] is True
     assert any("file list changed since the checkpoint" in r.getMessage() for r in caplog.records)
+
+
+def test_a_resume_over_a_changed_file_list_names_the_files_it_skipped_not_their_old_numbers(tmp_path):
+    """The skipped files were saved by item number and named from the new list: a good file named with
+    a bad one's reason, and the bad one, now at another number, never named (data.json: 2 for 1)."""
+    data = _stream_folder(tmp_path)
+    first = data.batches(7, torch.Generator().manual_seed(3))
+    while not first.report()["skipped"]:
+        next(first)
+    before = first.report()["skipped"]
+    position = json.loads(json.dumps(first.position()))
+    shutil.copy(data.items[0], tmp_path / "imgs" / "aa_new.png")
+    grown = StreamingData(data.cfg, [str(tmp_path / "imgs" / "aa_new.png"), *data.items], data.labels, data.cut,
+                          data.preprocess, data.augment, data.info)
+    resumed = grown.batches(7, torch.Generator().manual_seed(3), position=position)
+    assert resumed.report()["skipped"] == before
+    for _ in range(20):                                                          # past two passes: every bad file met
+        next(resumed)
+    named = [e["file"] for e in resumed.report()["skipped"]]
+    assert sorted(named) == sorted(str(tmp_path / "imgs" / f"bad{i}.png") for i in range(4))   # each once
 
 
 @pytest.mark.parametrize("runner", ["local", "simulated"])

@@ -184,3 +184,24 @@ def test_a_worker_none_of_whose_files_can_be_read_ends_the_run_naming_them(tmp_p
     cfg = load_config("ufldl-sae", [*sets, f"seed={seed}"])
     with pytest.raises(DataError, match="none of the 2 items of worker 1's shard"):
         train(cfg, RunDir.create(tmp_path / "run", cfg))
+
+
+def test_a_ray_resume_over_a_changed_file_list_is_said_and_recorded(tmp_path, local_ray, caplog):
+    """Its workers start new streams, but the shards are cut from the list: a file added gave each worker
+    other files without a word (the simulator and the local runner said so)."""
+    rng = np.random.default_rng(2)
+    (tmp_path / "imgs").mkdir()
+    for i in range(8):
+        Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(tmp_path / "imgs" / f"im{i}.png")
+    cfg = load_config("ufldl-sae", [*STREAM, f"data.path={tmp_path / 'imgs'}", "cluster.runner=ray", "train.steps=10",
+                                    "data.loader_workers=0"])
+    run = RunDir.create(tmp_path / "run", cfg)
+    train(cfg, run)
+    longer = load_config(str(run.path / "config.toml"), ["train.steps=14"])
+    train(longer, run, resume=True)                                   # the same list: nothing said
+    assert "listing_changed_on_resume" not in run.read_json("data.json")
+    (tmp_path / "imgs" / "im8.png").write_bytes((tmp_path / "imgs" / "im0.png").read_bytes())
+    with caplog.at_level("WARNING", logger="downpour.ps.cluster_on_ray"):
+        train(load_config(str(run.path / "config.toml"), ["train.steps=18"]), run, resume=True)
+    assert run.read_json("data.json")["listing_changed_on_resume"] is True
+    assert any("file list changed since the checkpoint" in r.getMessage() for r in caplog.records)

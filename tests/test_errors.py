@@ -56,4 +56,10 @@ def test_a_resume_without_a_checkpoint_is_said_in_one_line(tmp_path, capsys):
     # run into the folder "already holds a run; resume it"; now it trains again from step 0, saying so
     (run.path / "metrics.jsonl").write_text('{"step": 2, "loss": 1.0}\n')
     assert main(["train", "--resume", str(run.path), "--no-report"]) == 0
-    assert "stopped before its first checkpoint" in capsys.readouterr().err
+    assert "stopped before its first checkpoint (train.checkpoint_every sets how often" in capsys.readouterr().err
+    # a cluster run's checkpoints are cluster.checkpoint_every's (it named the local runner's key)
+    cluster = RunDir.create(tmp_path / "cluster", load_config("ufldl-sae", ['cluster.runner="simulated"', "train.steps=5",
+                                                                            "data.samples=200"]))
+    (cluster.path / "metrics.jsonl").write_text('{"step": 2, "loss": 1.0}\n')
+    assert main(["train", "--resume", str(cluster.path), "--no-report"]) == 0
+    assert "stopped before its first checkpoint (cluster.checkpoint_every sets how often" in capsys.readouterr().err

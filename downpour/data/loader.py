@@ -126,15 +126,25 @@ class StreamBatches:
     def _resume_telemetry(self, pos: dict[str, Any]) -> None:
         """What the stream before ``pos`` read and skipped, so the report covers the whole run: items
         before (epoch, index) were read once per epoch, in the epoch orders (re-reading them would
-        count the same); the items skipped before are carried in ``pos`` and not named again."""
+        count the same); the files skipped before are carried in ``pos`` by name, and one still in the
+        list is not named again. (Checkpoints before 2026-12-03 carry item numbers: over a changed
+        list those name other files, so they are dropped there.)"""
         epoch, index, n = int(pos["epoch"]), int(pos["index"]), len(self.data)
         if n and (epoch or index):
             self.reads[:] = epoch
             self.reads[epoch_order(n, self.seed, epoch)[:index]] += 1
-        for k, reason in pos.get("skipped", []):
-            if 0 <= int(k) < n and int(k) not in self._bad:
-                self._bad[int(k)] = reason
-                self.skipped.append({"file": self._reader.name(int(k)), "reason": reason})
+        carried = pos.get("skipped", [])
+        if not carried:
+            return
+        number = {self._reader.name(k): k for k in range(n)}
+        for key, reason in carried:
+            if not isinstance(key, str):            # an item number
+                if self.listing_changed or not 0 <= int(key) < n:
+                    continue
+                key = self._reader.name(int(key))
+            if key in number:
+                self._bad[number[key]] = reason
+            self.skipped.append({"file": key, "reason": reason})
 
     def __iter__(self) -> "StreamBatches":
         return self
@@ -232,8 +242,8 @@ class StreamBatches:
     def position(self) -> dict[str, Any]:
         """Where the next batch starts: the first unused sample's block (epoch, index in the epoch's
         order of its first item), how many of that block's shuffled samples are used (skip), and the
-        batch number; with the telemetry so far for a resume: samples handed out, and the skipped items
-        ([item, reason])."""
+        batch number; with the telemetry so far for a resume: samples handed out, and the skipped files
+        ([name, reason])."""
         if self._pending:
             epoch, p, j = (int(v) for v in self._keys[0][0])
         # nothing pending: a block half gathered is read again from its start, or the next one is; until a resumed
@@ -244,7 +254,7 @@ class StreamBatches:
         else:
             (epoch, p), j = self._next, self._drop
         return {"epoch": int(epoch), "index": int(p), "skip": j, "batch": self._batch, "samples": self.samples,
-                "skipped": [[k, reason] for k, reason in self._bad.items()], "listing": self.listing}
+                "skipped": [[e["file"], e["reason"]] for e in self.skipped], "listing": self.listing}
 
     def report(self) -> dict[str, Any]:
         """JSON-able: this worker's items, reads and the files it skipped (each named once)."""

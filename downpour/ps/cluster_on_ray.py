@@ -14,6 +14,8 @@ from typing import Any, Callable
 import ray
 from ray.exceptions import RayError
 
+from downpour.data.loader import listing_digest
+from downpour.data.stream import StreamingData
 from downpour.ps import channel
 from downpour.ps.checkpoint import ShardState
 from downpour.ps.connect_on_ray import connect, gathered, placer
@@ -74,6 +76,13 @@ class RayCluster(PipedRun, Restarts):
         self._credits: dict[int, int] = {}               # piped: cycles granted to each worker, not reported yet
         self._serving: dict[Any, tuple[int, Any]] = {}   # piped: serve task ref -> (worker, its actor)
         self._starting: dict[int, tuple[Any, float]] = {}   # restarts_on_ray: worker -> (first answer, give-up time)
+        # streamed: the file list's fingerprint, kept in the checkpoint. A resume starts new streams, but a changed
+        # list gives each worker other files (the shards are cut from it): said, and recorded in data.json
+        self.listing = listing_digest(setup.data.items) if isinstance(setup.data, StreamingData) else None
+        if self.listing and (saved or {}).get("listing", self.listing) != self.listing:
+            log.warning("the data's file list changed since the checkpoint (%d items now): each worker's share of the "
+                        "files changed, and the run will not reproduce from its start", len(setup.data))
+            setup.data.info["listing_changed_on_resume"] = True
         try:
             self._start(shards, start_step)
         except BaseException:
@@ -312,7 +321,8 @@ class RayCluster(PipedRun, Restarts):
                 step += self._pushes[ref][1]["steps"]
                 if w in clocks:
                     clocks[w] += 1
-        return {"step": step, "clocks": {str(w): c for w, c in clocks.items()}}, {}
+        return {"step": step, "clocks": {str(w): c for w, c in clocks.items()},
+                **({"listing": self.listing} if self.listing else {})}, {}
 
     def info(self) -> dict[str, Any]:
         """Nodes and placement, and each live worker's data report (a lost worker's is lost with it)."""
