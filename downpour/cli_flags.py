@@ -7,7 +7,8 @@ from __future__ import annotations
 import argparse
 
 from downpour.config import AnalysisConfig, ConfigError, RunConfig, parse_override
-from downpour.models.registry import model_entry
+from downpour.data.build import sample_shape
+from downpour.models.registry import build, model_entry
 
 CLUSTER_ONLY = ("workers", "shards", "consistency", "n_fetch", "n_push", "compensation", "delay")
 ONLY_ON = {"delay": "simulated", "address": "ray"}   # flags that mean something to one runner only
@@ -131,6 +132,17 @@ def check_flags(args: argparse.Namespace, cfg: RunConfig) -> None:
                           "so no compensation reads it; drop it, or use --consistency async or bounded:K")
     _check_streamed(typed, cfg)
     _check_algorithm(args, typed, cfg)
+    _check_schedule(typed, cfg)
+
+
+def _check_schedule(typed: list[str], cfg: RunConfig) -> None:
+    """A greedy schedule asked for a one-stage model would be joint, bit for bit. (Only asked for: a study or a
+    file may put a one-stage model on a preset whose schedule is greedy.)"""
+    if "train.schedule" in typed and cfg.train.schedule == "greedy":
+        model, _ = build(cfg, sample_shape(cfg.data))
+        if model.n_stages == 1:
+            raise ConfigError(f"--set train.schedule: 'greedy' trains a stacked model's stages one after another, and "
+                              f"model {cfg.model.name!r} has one stage (greedy would be joint); drop it")
 
 
 def _check_streamed(typed: list[str], cfg: RunConfig) -> None:

@@ -190,9 +190,6 @@ def _check_stages_train(cfg: RunConfig, model: FeatureModel) -> None:
         raise ConfigError(f"model {cfg.model.name!r} has nothing left to train with model.first_layer = {kind!r}: its "
                           f"first layer is all it learns (a tied decoder, no bias); use model.first_layer = 'learned'",
                           key="model.first_layer")
-    if cfg.train.schedule == "greedy" and model.n_stages == 1:
-        raise ConfigError(f"train.schedule = 'greedy' trains a stacked model's stages one after another, and model "
-                          f"{cfg.model.name!r} has one stage (greedy would be joint); drop it", key="train.schedule")
     if cfg.train.schedule == "greedy" and model.n_stages > 1 and kind in FROZEN_KINDS:
         raise ConfigError(f"train.schedule = 'greedy' gives stage 1 its own share of the steps, but stage 1 has "
                           f"nothing to train (a frozen first layer: model.first_layer = {kind!r}); "

@@ -553,3 +553,56 @@ def test_a_key_no_cell_reads_is_refused_not_recorded(study, key, match):
     target = study_class(study)(quick=True, sets=[_pair(key)])
     with pytest.raises(ConfigError, match=match):
         _check_sets(target, target.conditions())
+
+
+@pytest.mark.parametrize("study, key, match", [
+    # only the model refused it, in prepare(), with a traceback
+    ("staleness", "model.teacher_width=10", "in study 'staleness', cell 'lr0.125/sync': model 'teacher-student' on "
+                                           "1x1x8 samples .*teacher_width = 10 needs inputs of dimension >= it"),
+    # the quick setting varies L1 and weight decay only: every cell's KL weight is 0 (accepted, recorded, unread)
+    ("costs", "objective.kl_sparsity.rho=0.1", "no cell of study 'costs' \\(quick\\) gives kl_sparsity a weight"),
+])
+def test_a_set_a_cell_would_refuse_or_never_read_is_refused_before_any_cell(study, key, match):
+    target = study_class(study)(quick=True, sets=[_pair(key)])
+    with pytest.raises(ConfigError, match=match):
+        _check_sets(target, target.conditions())
+
+
+def test_a_folder_refused_before_its_first_cell_is_taken_over_and_a_context_follows_its_settings(planted, tmp_path,
+                                                                                                  monkeypatch):
+    """A folder whose run failed before any cell was locked to those settings; and context.json, the study's
+    calibration, was reused whatever settings the folder's cells were run with next."""
+    prepared = []
+    monkeypatch.setattr(Planted, "prepare", lambda self: prepared.append(self.sets) or {"made_with": len(prepared)},
+                        raising=False)
+    (tmp_path / "cells.jsonl").write_text(json.dumps({"study": "planted", "quick": True, "sets": [["train.steps", 5]]})
+                                          + "\n")
+    run_study("planted", tmp_path, quick=True, jobs=1)                  # not "holds a study run with other settings"
+    assert len(CALLS) == 6 and len(prepared) == 1
+    run_study("planted", tmp_path, quick=True, jobs=1)                  # the same settings: the same calibration
+    assert len(prepared) == 1
+    (tmp_path / "cells.jsonl").unlink()
+    run_study("planted", tmp_path, quick=True, jobs=1, sets=["train.steps=7"])
+    assert len(prepared) == 2
+    assert json.loads((tmp_path / "study.json").read_text())["context"] == {"made_with": 2}
+
+
+def test_a_lost_figure_names_only_the_cells_whose_condition_measures_it(planted, tmp_path):
+    """It named every cell without the figure, the conditions that never measure it too (the staleness study's
+    12 sae/* cells, which have final_cost and no success): deleting them as told ran 12 good cells again."""
+    run_study("planted", tmp_path, quick=True, jobs=1)
+    path = tmp_path / "cells.jsonl"
+    header, *rows = [json.loads(line) for line in path.read_text().splitlines()]
+    for row in rows:
+        if row["condition"] == "a" or row["seed"] == 0:        # a never measures x here; b's seed 0 lost it
+            row["figures"]["y"] = row["figures"].pop("x")
+    path.write_text("".join(json.dumps(r) + "\n" for r in [header, *rows]))
+    with pytest.raises(ConfigError, match=r"the cell\(s\) b seed 0 lack figure 'x'"):
+        run_study("planted", tmp_path, quick=True, jobs=1)
+
+
+def test_a_table_cell_holding_a_record_reads_as_words_not_a_python_dict():
+    from downpour.studies.html import _plain
+
+    shown = _plain({"seeds": [0, 1, 4], "delta": [0.0, -0.4619679414498926, 0.1], "reading": "inconclusive"})
+    assert shown == "seeds 0, 1, 4; delta 0, -0.462, 0.1; reading inconclusive"

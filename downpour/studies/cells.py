@@ -79,6 +79,8 @@ class CellCache:
                                   f"delete the folder to start again") from None
             if isinstance(old, dict):
                 old = _upgraded(old, header, path)
+            if old != header and not any(_row(line) for line in lines[1:]):
+                old = header       # no cell ran under those settings (a run refused before its first): nothing to keep
             if old != header:
                 differs = sorted(k for k in header if (old or {}).get(k) != header[k])
                 was = (old or {}).get("resolved") or {}
@@ -207,6 +209,7 @@ def run_cells(study: Study, tasks: list[tuple[str, int]], context: dict[str, Any
                 cache.add(other, seed, figures, {"same_as": first})
             progress.tick()
 
+    jobs = min(jobs, len(runs))       # (an idle worker process still imports torch: ~0.3 GB)
     if jobs <= 1:
         _init(*args)
         record(map(_run, runs))

@@ -76,6 +76,8 @@ def _figure(row: dict[str, Any], key: str) -> str:
 
 
 def _plain(value: Any) -> str:
+    if isinstance(value, dict):       # (staleness's diverged_vs: seeds, delta, reading; was shown as a Python repr)
+        return "; ".join(f"{html.escape(str(k))} {_plain(v)}" for k, v in value.items())
     if isinstance(value, (list, tuple)):
         return ", ".join(fmt(v) for v in value)
     return fmt(value)

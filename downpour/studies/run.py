@@ -25,6 +25,8 @@ from typing import Any
 import torch
 
 from downpour.config import ConfigError, FlagValue, Override, RunConfig, config_to_dict, parse_override
+from downpour.objectives import make_term
+from downpour.preflight import check_run_config
 from downpour.studies import study_class
 from downpour.studies.cells import CellCache, default_jobs, run_cells
 from downpour.studies.html import write_html
@@ -67,7 +69,7 @@ def run_study(name: str, out: str | Path, quick: bool = False, seeds: int | None
     threads = torch.get_num_threads()
     torch.set_num_threads(1)        # the calibration's tiny ops, like the cells: extra threads only add overhead
     try:
-        context = _context(study, folder)
+        context = _context(study, folder, header)
     finally:
         torch.set_num_threads(threads)
     todo = [(c.name, s) for s in seed_list for c in conditions if (c.name, s) not in cache.cells]
@@ -79,7 +81,9 @@ def run_study(name: str, out: str | Path, quick: bool = False, seeds: int | None
     try:
         rows = study.summarise(conditions, cells, seed_list)
     except KeyError as err:           # a cached line whose figure was renamed or lost (an edit, a damaged byte)
-        lacking = [f"{c} seed {s}" for (c, s), figures in cells.items() if err.args and err.args[0] not in figures]
+        # (only where another seed of the same condition has it: some conditions never measure that figure)
+        measured = {c for (c, _), figures in cells.items() if err.args and err.args[0] in figures}
+        lacking = [f"{c} seed {s}" for (c, s), figures in cells.items() if c in measured and err.args[0] not in figures]
         if not lacking:
             raise
         raise ConfigError(f"{str(cache.path)!r}: the cell(s) {', '.join(lacking)} lack figure {err.args[0]!r}, which "
@@ -141,6 +145,8 @@ def _pair(item: Override) -> tuple[str, Any]:
     return FlagValue(".".join(path), value, f"--set {item}") if isinstance(item, str) else (".".join(path), value)
 
 
+SETTINGS = "settings_digest"        # context.json's key for the settings it was computed for
+
 MEASURED_BY_THE_STUDY = ("a study measures its cells itself (studies/measure.py, trained.py: its own layers, images "
                          "and splits), so no [analysis] key reaches them")
 
@@ -165,16 +171,35 @@ def _check_sets(study: Any, conditions: list[Any]) -> None:
         raise ConfigError(f"--set {', '.join(clash)}: study {study.name!r} varies {'it' if len(clash) == 1 else 'them'} "
                           f"itself (its conditions set {', '.join(sorted(varied))})")
     blaster = sorted(key for key, _ in study.sets if key.startswith("sandblaster."))
+    # a cost term's own key (objective.kl_sparsity.rho) where no cell gives that term a weight: read by nothing
+    unweighted = {key.split(".")[1]: key for key, _ in study.sets
+                  if key.startswith("objective.") and key.count(".") >= 2 and not key.endswith(".weight")}
     for condition in conditions:
         cfg = study.cell_config(condition, 0)
         if blaster and cfg.cluster.algorithm != "sandblaster":
             raise ConfigError(f"--set {', '.join(blaster)}: only Sandblaster L-BFGS reads [sandblaster], and study "
                               f"{study.name!r}'s cell {condition.name!r} trains with cluster.algorithm = "
                               f"{cfg.cluster.algorithm!r}")
+        if study.sets:    # what `downpour train` checks (the model on the data's shape: a teacher wider than its input)
+            try:
+                cfg = check_run_config(cfg)
+            except ConfigError as err:
+                raise ConfigError(f"--set {', '.join(sorted(k for k, _ in study.sets))}: in study {study.name!r}, cell "
+                                  f"{condition.name!r}: {err}", key=err.key) from None
+        for term in [t for t in unweighted if t in cfg.objective and make_term(t, cfg.objective[t]).weight]:
+            del unweighted[term]
+    if unweighted:
+        raise ConfigError(f"--set {', '.join(sorted(unweighted.values()))}: no cell of study {study.name!r}"
+                          f"{' (quick)' if study.quick else ''} gives {', '.join(sorted(unweighted))} a weight, so "
+                          "nothing reads it")
 
 
-def _context(study: Any, folder: Path) -> dict[str, Any]:
+def _context(study: Any, folder: Path, header: dict[str, Any]) -> dict[str, Any]:
+    """The study's calibration (``study.prepare()``), kept in context.json with a digest of the settings it was
+    computed for: one computed for others (cells.jsonl deleted, the study run again with another --set) is
+    computed again, not reused (it gave the controls another run's noise and momentum, unsaid)."""
     path = folder / "context.json"
+    made_for = hashlib.sha256(json.dumps(header, sort_keys=True).encode()).hexdigest()[:16]
     if path.is_file():
         try:
             context = json.loads(path.read_text(errors="replace"))
@@ -182,9 +207,11 @@ def _context(study: Any, folder: Path) -> dict[str, Any]:
             context = None
         if not isinstance(context, dict):
             raise ConfigError(f"{str(path)!r} is damaged: delete it, and the study computes it again from its settings")
-        return context
+        if context.pop(SETTINGS, made_for) == made_for:     # (one written before the digest: the cells' header agreed)
+            return context
+        print(f"downpour study: {path} was computed for other settings: computing it again", file=sys.stderr)
     context = study.prepare()
     tmp = path.with_name(path.name + ".tmp")       # whole or not at all: a kill mid-write left it damaged
-    tmp.write_text(json.dumps(context, indent=1) + "\n")
+    tmp.write_text(json.dumps({**context, SETTINGS: made_for}, indent=1) + "\n")
     os.replace(tmp, path)
     return context
