@@ -90,7 +90,11 @@ def check_flags(args: argparse.Namespace, cfg: RunConfig) -> None:
     other = "; a resumed run keeps its runner" if getattr(args, "resume", None) else "; add --runner simulated or --runner ray"
     if runner == "local" and given:
         flags = ", ".join("--" + flag.replace("_", "-") for flag in given)
-        raise ConfigError(f"{flags} only apply to the simulated and ray runners, and this run's runner is 'local'{other}")
+        # (--delay is the simulator's alone: "--runner ray" was suggested, which then refused it)
+        runners = [ONLY_ON[f] for f in given if f in ONLY_ON] or ["simulated", "ray"]
+        other = other if len(runners) > 1 or getattr(args, "resume", None) else f"; add --runner {runners[0]}"
+        raise ConfigError(f"{flags} only {'applies' if len(given) == 1 else 'apply'} to the {' and '.join(runners)} "
+                          f"runner{'s' if len(runners) > 1 else ''}, and this run's runner is 'local'{other}")
     typed = set_keys(args)
     blaster_on_ray = runner == "ray" and cfg.cluster.algorithm == "sandblaster"
     for flag, only in ONLY_ON.items():

@@ -77,6 +77,11 @@ def test_a_dotted_override_of_a_cost_term_keeps_the_terms_other_keys():
 @pytest.mark.parametrize("argv, named", [
     (["--resume", "RUN", "--config", "cat-demo"], "--config with --resume"),
     (["--config", "ufldl-sae", "--runner", "local", "--address", "10.0.0.1:6379"], "--address only applies to the ray"),
+    # it suggested --runner ray too, which then refused --delay
+    (["--config", "ufldl-sae", "--runner", "local", "--delay", "constant:2"],
+     "--delay only applies to the simulated runner, and this run's runner is 'local'; add --runner simulated\n"),
+    (["--config", "ufldl-sae", "--runner", "local", "--workers", "2", "--shards", "2"],
+     "--workers, --shards only apply to the simulated and ray runners, and this run's runner is 'local'; add --runner simulated or --runner ray"),
 ])
 def test_a_flag_that_would_be_ignored_is_refused(tmp_path, capsys, argv, named):
     argv = [str(tmp_path / "run") if a == "RUN" else a for a in argv]

@@ -114,3 +114,12 @@ def test_a_model_swapped_by_a_set_says_which_options_of_the_old_one_carry_over(c
         load_config("cat-demo", ["model.name=rica-local", "model.tile=0"])     # set too: nothing carried unsaid
         load_config("cat-demo", ["model.tile=4"])
     assert "carry over" not in caplog.text
+
+
+def test_a_swapped_models_carry_over_is_said_once_when_the_load_then_fails(capsys, caplog):
+    """`--set model.name=cat-dem`: the warning came twice, the second from naming the key's origin for the error."""
+    from downpour.cli import main
+
+    with caplog.at_level("WARNING", logger="downpour.config"):
+        assert main(["train", "--dry-run", "--set", "model.name=cat-dem"]) == 2
+    assert caplog.text.count("replaces the model of") == 1 and "cat-dem" in capsys.readouterr().err

@@ -66,7 +66,7 @@ def origin_of(key: str, name_or_path: str = "main", overrides: list[Override] | 
     """Where ``key`` (``model.hidden``, ``objective.pooled_l2``) was last set among ``name_or_path``'s chain and
     ``overrides`` (a file, a preset, ``--set ...``), or None if nowhere: for an error found after loading
     (the model's and the cost terms' own checks) to name it, as the loader's do."""
-    origins = merged_tables(name_or_path, overrides)[1]
+    origins = merged_tables(name_or_path, overrides, warn=False)[1]   # (the load before it said what it had to)
     parts = key.split(".")
     for n in range(len(parts), 1, -1):           # objective.pooled_l2.eps: set as a key, or as its term's table
         if ".".join(parts[:n]) in origins:
@@ -74,8 +74,10 @@ def origin_of(key: str, name_or_path: str = "main", overrides: list[Override] | 
     return None
 
 
-def merged_tables(name_or_path: str, overrides: list[Override] | tuple[Override, ...]) -> tuple[dict[str, Any], dict[str, str]]:
-    """The preset chain and overrides merged as plain tables, and where each ``section.key`` was set last."""
+def merged_tables(name_or_path: str, overrides: list[Override] | tuple[Override, ...],
+                  warn: bool = True) -> tuple[dict[str, Any], dict[str, str]]:
+    """The preset chain and overrides merged as plain tables, and where each ``section.key`` was set last
+    (``warn``: say when a model's options carry over to another model)."""
     chain: list[tuple[dict[str, Any], str]] = []
     seen = set()
     current: str | None = name_or_path
@@ -111,7 +113,7 @@ def merged_tables(name_or_path: str, overrides: list[Override] | tuple[Override,
         merge_table(merged, nested, where, origins)
     name = merged.get("model", {}).get("name")
     carried = sorted(key for key in chained if key != "name" and origins.get(f"model.{key}") not in typed)
-    if name != chained.get("name", ModelSpec.name) and carried:   # (a key the new model lacks is refused by name)
+    if warn and name != chained.get("name", ModelSpec.name) and carried:   # (a key the new model lacks is refused by name)
         log.warning("model.name = %r replaces the model of %s, whose model options %s carry over to it (set them "
                     "too, or start from a config of that model)", name, chain[0][1], ", ".join(carried))
     return merged, origins
