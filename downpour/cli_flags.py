@@ -47,8 +47,10 @@ READ_ONLY_WITH = {
     "data.spectral_strength": ("data.whiten", lambda c: c.data.whiten == "spectral", "= 'spectral'"),
     "data.fit_sample": ("data.normalize", lambda c: c.data.normalize != "none" or c.data.whiten != "none",
                         "!= 'none' (or data.whiten != 'none'): it says what they are fitted on"),
-    # N(0, I) vectors of dimension data.size: no image to turn grey or cut
-    **{key: ("data.source", lambda c: c.data.source != "gaussian", "!= 'gaussian'") for key in ("data.grey", "data.mode")},
+    # N(0, I) vectors of dimension data.size: no image to turn grey or cut, or to shift, zoom or flip (which made the
+    # inputs other than the N(0, I) the teacher-student's population loss assumes)
+    **{key: ("data.source", lambda c: c.data.source != "gaussian", "!= 'gaussian'")
+       for key in ("data.grey", "data.mode", "data.shift", "data.scale", "data.flip")},
     **{f"analysis.{key}": ("analysis.dataset", lambda c: c.analysis.runs_face_test(), "= 'lfw' (with analysis.positive = 1)")
        for key in AnalysisConfig.FACE_TEST},
 }
