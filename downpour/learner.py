@@ -98,8 +98,10 @@ class FeatureLearner(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             raise ValueError(f"FeatureLearner: steps must be an int >= 0, got {self.steps!r}")
         if not isinstance(self.seed, numbers.Integral) or isinstance(self.seed, bool):   # (numpy ints: a grid)
             raise ValueError(f"FeatureLearner: seed must be an int, got {self.seed!r}")
-        if self.batch_size < 1 or not self.lr > 0:
-            raise ValueError(f"FeatureLearner: batch_size must be >= 1 and lr > 0, got {self.batch_size} and {self.lr}")
+        if (not isinstance(self.batch_size, numbers.Integral) or isinstance(self.batch_size, bool) or self.batch_size < 1
+                or not isinstance(self.lr, numbers.Real) or not self.lr > 0):    # (8.5 trained at 8; "0.1": a TypeError)
+            raise ValueError(f"FeatureLearner: batch_size must be an int >= 1 and lr a number > 0, got "
+                             f"{self.batch_size!r} and {self.lr!r}")
         arr = _checked(X)                             # checked and converted once
         shape = self._shape_for(arr)
         x = self._prepared(arr, shape)
@@ -111,8 +113,9 @@ class FeatureLearner(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             if self.steps:
                 if objective is None:
                     raise ValueError("FeatureLearner: training a model instance needs objective={...} (or steps=0 to use it frozen)")
-                if isinstance(self.model, str) and "supervised" in model_entry(self.model).tags:
-                    raise ValueError(f"FeatureLearner: {self.model!r} is a supervised model and fit trains without labels "
+                if model.supervised:              # (by name or an instance: its own error named data.source)
+                    name = self.model if isinstance(self.model, str) else type(self.model).__name__
+                    raise ValueError(f"FeatureLearner: {name!r} is a supervised model and fit trains without labels "
                                      "(y is ignored); use an unsupervised model, or a trained one with steps=0 "
                                      "(FeatureLearner.from_run)")
                 check_cost_fits(self.model if isinstance(self.model, str) else type(self.model).__name__, model,

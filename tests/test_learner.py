@@ -130,8 +130,18 @@ def test_transform_names_a_column_count_other_than_fits():
 def test_a_supervised_model_or_a_cost_its_model_cannot_use_is_refused_before_training(digits):
     with pytest.raises(ValueError, match="'cnn-digits' is a supervised model and fit trains without labels"):
         FeatureLearner("cnn-digits", steps=3).fit(*digits)
+    from downpour.models.registry import create_model      # an instance: the CNN's own error named data.source
+    with pytest.raises(ValueError, match="'CNN' is a supervised model and fit trains without labels"):
+        FeatureLearner(create_model("cnn-digits", (1, 8, 8)), steps=3, objective={"cross_entropy": 1.0}).fit(*digits)
     with pytest.raises(ValueError, match="objective.weight_l2 on model 'cat-demo'"):   # preflight's, which fit skipped
         FeatureLearner("cat-demo", steps=1, objective={"weight_l2": 1e-3}).fit(np.random.default_rng(0).random((8, 1, 32, 32)))
+
+
+@pytest.mark.parametrize("kwargs", [{"batch_size": 8.5}, {"lr": "0.1"}, {"batch_size": True}])
+def test_a_batch_size_or_rate_of_the_wrong_type_is_refused_by_name(kwargs):
+    """8.5 trained with batches of 8, unsaid; "0.1" gave a bare TypeError from a comparison."""
+    with pytest.raises(ValueError, match="batch_size must be an int >= 1 and lr a number > 0"):
+        FeatureLearner("rica-8x8", steps=2, **kwargs).fit(np.random.default_rng(0).random((40, 64)))
 
 
 def test_the_seed_fixes_the_trainings_own_draws_and_leaves_the_callers_rng_alone():
