@@ -1,7 +1,7 @@
 """Predicted against measured staleness: run the simulated cluster, then compare with the plan.
 
     result = check_simulated(workers=1000, shards=100, steps=10000)   # trains, then compares
-    result = compare_run("runs/sim-a")                                # any finished simulated run
+    result = compare_run("runs/sim-a")                                # any simulated run, finished or stopped
 
 The default recipe is ufldl-sae (3,289 parameters, 10,000 8x8 patches: 10 per worker at 1,000
 workers, so a batch of 10) with one torch thread: the cluster's bookkeeping, not the model, is
@@ -32,7 +32,8 @@ MAX_REJECTED = 0.05    # share of shard pushes refused
 
 
 def compare_run(path: str | Path) -> dict[str, Any]:
-    """The plan's staleness for a finished simulated run's config against its staleness.json.
+    """The plan's staleness for a simulated run's config against its staleness.json, over the steps it did
+    (``steps_done``: ``train.steps`` once it finished; fewer when it was stopped and not resumed).
 
     ``rejected_share``: the shard pushes the shards refused (a diverged worker's NaN pushes above all),
     of all pushed. The prediction assumes every push is applied; the measured staleness is over the
@@ -52,12 +53,18 @@ def compare_run(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{str(run.path)!r} finished at step {extended[0]['step']} and was resumed past its end: its "
                           "staleness mixes two runs' schedules, and the prediction is for one run (an interrupted run "
                           "resumed is compared as the run it finished)")
-    pred = predict_staleness(c.workers, cfg.train.steps, c.n_push, c.n_fetch, c.delay, c.consistency, c.warm_start)
+    # a run stopped and not resumed did fewer steps than train.steps: its staleness.json is of those (written with the
+    # server checkpoint that records them); predicting train.steps read a stop at 2,894 of 100,000 as "+51% off"
+    done = max((s for s in (run.reached(), run.model_step()) if s is not None), default=cfg.train.steps)
+    if done == 0:
+        raise ConfigError(f"{str(run.path)!r} stopped at step 0 of {cfg.train.steps}: no push landed, so there is no "
+                          f"staleness to compare; --resume it, or check a run that trained")
+    pred = predict_staleness(c.workers, done, c.n_push, c.n_fetch, c.delay, c.consistency, c.warm_start)
     measured = report["overall"]
     rejected = report.get("rejected") or {}      # reason -> shard pushes; the prediction assumes every push applied
     share = sum(rejected.values()) / max(1, sum(rejected.values()) + measured["pushes"])
     rel = (pred.mean - measured["mean"]) / measured["mean"] if measured["mean"] else float(pred.mean != 0)
-    return {"run": str(run.path), "workers": c.workers, "shards": c.shards, "steps": cfg.train.steps,
+    return {"run": str(run.path), "workers": c.workers, "shards": c.shards, "steps": cfg.train.steps, "steps_done": done,
             "n_push": c.n_push, "n_fetch": c.n_fetch, "delay": c.delay, "consistency": c.consistency,
             "predicted": pred.as_dict(), "measured": {"mean": measured["mean"], "max": measured["max"],
                                                       "pushes": measured["pushes"], "rejected": rejected},

@@ -6,7 +6,8 @@ analytically here, with the formulas :mod:`downpour.models.footprint` uses on a 
 (tests/test_plan.py checks the two agree exactly on small networks). Every other registered
 model is built and measured by ``footprint_table``.
 
-The paper's network, and what the paper leaves open (each assumption is printed with the plan):
+The paper's network, and what the paper leaves open (each assumption is printed with the plan, as
+``--set`` left it: :func:`paper_assumptions`):
 
 - input 200x200 pixels, 3 channels; three stages of filter -> L2 pool -> LCN (the paper);
 - 18x18 receptive fields, 8 maps per position, untied weights, 5x5 L2 pooling (the paper);
@@ -22,9 +23,10 @@ The paper's network, and what the paper leaves open (each assumption is printed 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from downpour.config import RunConfig, config_from_dict, load_config, parse_override
 from downpour.data.build import sample_shape
@@ -34,7 +36,7 @@ from downpour.models.cat import CatConfig, CatNet
 from downpour.models.footprint import footprint_table
 from downpour.models.registry import model_entry, resolve
 
-__all__ = ["PAPER", "PAPER_INPUT", "PAPER_ASSUMPTIONS", "Stage", "Network", "plan_config", "network_of",
+__all__ = ["PAPER", "PAPER_INPUT", "paper_assumptions", "Stage", "Network", "plan_config", "network_of",
            "cat_footprint"]
 
 PAPER_INPUT = (3, 200, 200)
@@ -44,13 +46,79 @@ PAPER: dict[str, Any] = {
     "pool_strides": [1, 1, 1], "lcn": 5, "tile": 0, "decoder": "untied",
 }
 PAPER_BATCH = 100
-PAPER_ASSUMPTIONS = (
-    "input 200x200x3; 3 stages of filter -> 5x5 L2 pooling -> LCN; 18x18 untied fields, 8 maps per position (the paper)",
-    "filter stride 1 and pooling step 1 (the paper does not say; any larger step gives < 0.8 billion weights)",
-    "connections = encoder weights W1; the paper's cost also trains a decoder W2 of the same shape (counted in params)",
-    "LCN window 5x5 (not stated; parameter-free); no biases; the pooling weights H are fixed (the paper)",
-    "mini-batch of 100 examples per step (assumed; train.batch_size)",
-)
+
+
+def _each(values: Any, unit: Callable[[Any], str] = str) -> str:
+    """A per-stage value once when every stage has it ("18x18"), else stage by stage ("2, 1, 1")."""
+    values = list(values) if isinstance(values, (list, tuple)) else [values]
+    return unit(values[0]) if len(set(values)) == 1 else ", ".join(map(unit, values))
+
+
+def _square(k: int) -> str:
+    return f"{k}x{k}"
+
+
+# how the assumption lines say each model field, so a --set value and the paper's read alike
+_SAYS: dict[str, Callable[[Any], str]] = {
+    "pools": lambda v: f"{_each(v, _square)} L2 pooling",
+    "kernels": lambda v: f"{_each(v, _square)} fields",
+    "tile": lambda v: "untied" if v == 0 else "convolutional" if v == 1 else f"tiled {v}x{v}",
+    "maps": lambda v: f"{_each(v)} maps per position",
+    "strides": lambda v: f"filter stride {_each(v)}",
+    "pool_strides": lambda v: f"pooling step {_each(v)}",
+    "decoder": lambda v: ("an untied W2 of the same shape, counted in params" if v == "untied"
+                          else "tied, W2 = W1ᵀ, no parameters of its own"),
+    "lcn": lambda v: f"LCN window {_square(v)}",
+}
+
+
+def _reading(keys: tuple[str, ...], now: dict[str, Any], paper: dict[str, Any], unchanged: str, source: str) -> str:
+    """`` (unchanged)`` where ``keys`` hold the paper's values; else which --set changed them, and the paper's."""
+    changed = [k for k in keys if now[k] != paper[k]]
+    if not changed:
+        return f" ({unchanged})"
+    return (f" (set by --set {', '.join('model.' + k for k in changed)}; {source}: "
+            + "; ".join(_SAYS[k](paper[k]) for k in changed) + ")")
+
+
+def paper_assumptions(cfg: RunConfig) -> tuple[str, tuple[str, ...]]:
+    """The paper plan's name and assumption lines, read from ``cfg`` (the paper's network with any ``--set``):
+    a value a ``--set`` changed is printed as set, with the paper's (or the plan's reading of it) beside it.
+    Until 2026-12-03 the lines were fixed: ``--set model.strides=[2,2,2]`` still printed "filter stride 1"."""
+    now, paper = _fields(cfg), _fields(_paper_config())
+    changed = [k for k in now if now[k] != paper.get(k)]
+    s = {k: _SAYS[k](now[k]) for k in _SAYS}
+    batch = cfg.train.batch_size
+    lines = [
+        f"input 200x200x3; {len(now['maps'])} stages of filter -> {s['pools']} -> LCN; {s['kernels']}, {s['tile']}, "
+        f"{s['maps']}" + _reading(("pools", "kernels", "tile", "maps"), now, paper, "the paper", "the paper"),
+        f"{s['strides']} and {s['pool_strides']}" + _reading(
+            ("strides", "pool_strides"), now, paper, "the paper does not say; any larger step gives < 0.8 billion weights",
+            "the plan's reading of the paper (the only steps that reach its count)"),
+        f"connections = encoder weights W1; the decoder: {s['decoder']}"
+        + _reading(("decoder",), now, paper, "the paper's cost", "the paper's cost"),
+        f"{s['lcn']}" + _reading(("lcn",), now, paper, "not stated; parameter-free", "the plan assumes")
+        + "; no biases; the pooling weights H are fixed (the paper)",
+        f"mini-batch of {batch} examples per step " + ("(assumed; train.batch_size)" if batch == PAPER_BATCH else
+                                                       f"(set by --set train.batch_size; the plan assumes {PAPER_BATCH})"),
+    ]
+    others = [k for k in changed if k not in _SAYS]
+    if others:
+        lines.append("also set: " + ", ".join(f"model.{k} = {now[k]!r} (the paper's network: {paper.get(k)!r})"
+                                              for k in others))
+    name = "paper (Le et al. 2012)" + (f" with --set {', '.join('model.' + k for k in changed)}" if changed else "")
+    return name, tuple(lines)
+
+
+def _fields(cfg: RunConfig) -> dict[str, Any]:
+    """The model's name and options, lists as tuples (a --set list and a resolved tuple compare equal)."""
+    options = {"name": cfg.model.name, **cfg.model.options}
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
+
+
+@functools.lru_cache(maxsize=1)
+def _paper_config() -> RunConfig:
+    return plan_config("paper")[0]
 
 
 @dataclass(frozen=True)
@@ -113,6 +181,7 @@ def plan_config(model: str = "paper", sets: list[str] | tuple[str, ...] = (),
     if config is not None:
         base = load_config(config)
         c = base.cluster
+        _refuse_unplanned(config, c.algorithm, c.consistency)
         table = {"model": {"name": base.model.name, **base.model.options}, "train": {"batch_size": base.train.batch_size},
                  "cluster": {"n_push": c.n_push, "n_fetch": c.n_fetch, "rule": c.rule}}
         shape = sample_shape(base.data)
@@ -136,18 +205,33 @@ def plan_config(model: str = "paper", sets: list[str] | tuple[str, ...] = (),
     return cfg, shape or model_entry(cfg.model.name).input_shape
 
 
+def _refuse_unplanned(config: str, algorithm: str, consistency: str) -> None:
+    """A config whose cluster the plan does not model: its step time and staleness are asynchronous Downpour's, so
+    a sync config read 2.2 on 4 machines where its staleness is 0 (as ``--set cluster.consistency`` is refused, so is
+    the file's)."""
+    if algorithm != "downpour":
+        raise ConfigError(f"downpour plan --config {config}: cluster.algorithm = {algorithm!r}: the plan models Downpour "
+                          "SGD only (Sandblaster L-BFGS is not modelled, docs/plan.md); plan a Downpour config",
+                          key="cluster.algorithm")
+    if consistency != "async":
+        raise ConfigError(f"downpour plan --config {config}: cluster.consistency = {consistency!r}: the plan models "
+                          "asynchronous replicas (their step time and staleness), not a gate; plan a copy with "
+                          "cluster.consistency = \"async\", or measure this one's staleness against its prediction "
+                          f"with downpour plan --check-simulated --config {config} --replicas N --shards S --steps T",
+                          key="cluster.consistency")
+
+
 def network_of(cfg: RunConfig, input_shape: tuple[int, ...], paper: bool = False) -> Network:
     """Per-stage arithmetic of ``cfg``'s model on ``input_shape``: analytic for the cat family, else
     measured by ``footprint_table`` on the built model (one stage per layer)."""
     entry = model_entry(cfg.model.name)
-    assumptions = PAPER_ASSUMPTIONS if paper else ()
     if issubclass(entry.family, CatNet):
+        name, assumptions = paper_assumptions(cfg) if paper else (cfg.model.name, ())
         config = dataclasses.replace(entry.config, **cfg.model.options)
         if config.top != "none":
             raise ConfigError(f"model.top = {config.top!r}: the plan counts the cat network's stages on paper, and "
                               "not a recurrent top stage; plan the network without it (model.top = 'none')", key="model.top")
-        return Network("paper (Le et al. 2012)" if paper else cfg.model.name, tuple(input_shape),
-                       tuple(cat_stages(config, input_shape)), assumptions)
+        return Network(name, tuple(input_shape), tuple(cat_stages(config, input_shape)), assumptions)
     rows = footprint_table(cfg.model.name, tuple(input_shape), **cfg.model.options)
     stages = [Stage(r["layer"], tuple(r["out_shape"]), 0, r["params"], r["params"], r["flops_fwd"],
                     r["flops_fwd"] + r["flops_bwd"], r["act_bytes"] // 4) for r in rows[:-1]]

@@ -48,7 +48,7 @@ class Cluster:
     cores: int = 16
     memory_gb: float = 64.0
     bandwidth_gbit: float = 1.0
-    replicas: int | None = None      # None: chosen (see :func:`predict`); with shards given, the rest
+    replicas: int | None = None      # None: chosen (see :func:`predict`)
     partitions: int | None = None    # None: chosen among the counts that fit in memory
     shards: int | None = None        # None: the machines left after R·K
 
@@ -170,14 +170,14 @@ _PARTITIONS = (1, 2, 4, 8, 9, 16, 25, 32, 36, 49, 64, 100, 128, 144, 256, 512, 1
 
 
 def _splits(cl: Cluster, k: int) -> list[tuple[int, int]]:
-    """(replicas, shards) pairs for ``k`` partitions: as given, the rest of the machines, or every split."""
-    if cl.replicas and cl.shards:
-        return [(cl.replicas, cl.shards)]
+    """(replicas, shards) pairs for ``k`` partitions: a count given is kept; unset replicas run from 1 to as many
+    as the machines allow, unset shards are the machines left (more shards never slow a plan: a shard's link and
+    apply take 1/S of a push). With only --shards given, replicas were once the machines left too: --shards 10
+    planned 110 replicas (staleness 110) where 2 gave the same examples/s (staleness 2)."""
     if cl.replicas:
-        return [(cl.replicas, max(1, cl.machines - cl.replicas * k))]
-    if cl.shards:
-        return [(max(1, (cl.machines - cl.shards) // k), cl.shards)]
-    return [(r, max(1, cl.machines - r * k)) for r in range(1, max(1, (cl.machines - 1) // k) + 1)]
+        return [(cl.replicas, cl.shards or max(1, cl.machines - cl.replicas * k))]
+    most = max(1, (cl.machines - (cl.shards or 1)) // k)
+    return [(r, cl.shards or max(1, cl.machines - r * k)) for r in range(1, most + 1)]
 
 
 def predict(net: Network, cl: Cluster, rates: Rates, batch: int, n_push: int = 1, n_fetch: int = 1,

@@ -129,7 +129,9 @@ def format_plan(plan: dict[str, Any]) -> str:
 def format_check(result: dict[str, Any]) -> str:
     """One block: predicted vs measured mean staleness of a simulated run."""
     p, m = result["predicted"], result["measured"]
-    lines = [f"simulated run: {result['workers']} workers, {result['shards']} shards, {result['steps']} steps, "
+    done, steps = result.get("steps_done", result["steps"]), result["steps"]
+    ran = f"{steps} steps" if done == steps else f"stopped at step {done} of {steps} (predicted for the steps it did)"
+    lines = [f"simulated run: {result['workers']} workers, {result['shards']} shards, {ran}, "
              f"n_push {result['n_push']}, n_fetch {result['n_fetch']}, delay {result['delay']}, {result['consistency']}",
              f"  predicted mean staleness {p['mean']:.2f} (steady state {p['steady']:.2f}, {p['rounds']:g} pushes per worker)",
              f"  measured  mean staleness {m['mean']:.2f} (max {m['max']}, {m['pushes']} shard pushes)",
