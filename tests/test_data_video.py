@@ -101,6 +101,21 @@ def test_streamed_video_patches_keep_samples_per_pass(tmp_path):
     assert sum(len(reader.samples(reader.images(k), 0, k)) for k in range(4)) == 120
 
 
+def test_streamed_video_patches_keep_samples_per_pass_when_videos_are_shorter_than_asked(tmp_path):
+    """frames_per_video = 100 on 12-frame videos: each gave 12 frames, and a pass 4 x 12 x 1 = 48 samples, not 120."""
+    from downpour.data.reader import ItemReader
+    from downpour.data.stream import open_stream
+
+    for i in range(4):
+        _write_video(tmp_path / f"{i}.mp4", size=16)
+    cfg = DataConfig(source="video", path=str(tmp_path), frames_per_video=100, mode="patches", size=8, samples=120,
+                     pipeline="stream", normalize="none", whiten="none")
+    data = open_stream(cfg, seed=0)
+    assert data.info["frames_per_video_declared"] == 12 and data.info["patches_per_image"] == 2   # 120 / 48 = 2.5
+    reader = ItemReader("video", data.items, data.cut, 0, str(tmp_path), frames=100)
+    assert sum(len(reader.samples(reader.images(k), 0, k)) for k in range(4)) == 96      # the nearest to 120
+
+
 def test_truncated_video_that_declares_its_frame_count_uses_the_frames_before_the_break(tmp_path, caplog):
     """An avi declares its 30 frames; cut short, decoding raised partway and the whole file was skipped."""
     with av.open(str(tmp_path / "full.avi"), mode="w") as container:

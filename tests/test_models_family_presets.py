@@ -49,6 +49,11 @@ def test_persistent_chains_are_saved_with_the_rbm(tmp_path):
     ("pyramid-rica", {"glimpse_size": 3}, "model.glimpse_size = 3 is not read: model.front = 'pyramid'"),
     ("multires-none", {"pyramid": "gaussian"}, "model.pyramid = 'gaussian' is not read"),
     ("cat-demo", {"top_hidden": 5}, "model.top_hidden = 5 is not read: there is no top stage"),
+    # bit for bit without effect: one level is the input, laplacian or gaussian
+    ("pyramid-rica", {"levels": 1, "pyramid": "gaussian"}, "model.pyramid = 'gaussian' is not read: model.levels = 1"),
+    # the bound draws weights that a filled first layer overwrites, and a tied decoder has none
+    ("tica-8x8", {"first_layer": "gabor-init", "init_scale": 5.0}, "model.init_scale = 5.0 is not read: model.first_layer"),
+    ("ufldl-sae", {"first_layer": "random", "decoder": "tied", "init_scale": 5.0}, "model.init_scale = 5.0 is not read"),
 ])
 def test_an_option_the_model_would_not_read_is_refused_naming_it(name, option, named):
     """Each was accepted and did nothing: a run that says it used sigma 0.1 used none."""

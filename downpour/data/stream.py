@@ -33,11 +33,11 @@ from downpour.data.folder import class_labels, image_files
 from downpour.data.loader import StreamBatches
 from downpour.data.preprocess import Preprocess
 from downpour.data.reader import Cut, ItemReader
-from downpour.data.video import video_files
+from downpour.data.video import frames_taken, video_files
 from downpour.errors import DataError
 
 STREAMED = FILE_SOURCES    # the sources that can stream; the built-in ones are in memory
-_SHUFFLE, _FIT = 14, 15                      # NumPy streams: the item list's one shuffle, the fitting sample
+_SHUFFLE, _FIT, _PROBE = 14, 15, 16         # NumPy streams: the item list's one shuffle, the fitting sample, the probe
 
 
 def _rng(seed: int, stream: int) -> np.random.Generator:
@@ -151,6 +151,19 @@ def _fit(cfg: DataConfig, listing: Listing, cut: Cut, seed: int) -> tuple[Prepro
     return preprocess, info
 
 
+PROBED_VIDEOS = 64      # headers read to learn how many frames a video gives
+
+
+def _frames_per_item(cfg: DataConfig, items: Sequence[Any], seed: int) -> float | None:
+    """Images per item, so data.samples stays samples per pass: 1, or for videos the mean of min(T, k) over a
+    seeded sample of their declared frame counts (k = data.frames_per_video). Until 2026-12-03 k was assumed: k =
+    100 on 24-frame videos gave a pass of 72 samples for data.samples = 300 (in memory: 300)."""
+    if cfg.source != "video":
+        return 1.0
+    pick = _rng(seed, _PROBE).choice(len(items), size=min(PROBED_VIDEOS, len(items)), replace=False)
+    return frames_taken([items[int(k)] for k in pick], cfg.frames_per_video) or float(cfg.frames_per_video)
+
+
 def open_stream(cfg: DataConfig, seed: int, listing: Listing | None = None) -> StreamingData:
     """The driver's side of a streamed source: list, shuffle once, fit the preprocessing on a sample."""
     listing = listing or list_items(cfg)
@@ -162,8 +175,8 @@ def open_stream(cfg: DataConfig, seed: int, listing: Listing | None = None) -> S
             order = order[np.argsort(labels[order], kind="stable")]
         items = [items[k] for k in order]
         labels = None if labels is None else labels[order]
-    images = n * (cfg.frames_per_video if cfg.source == "video" else 1)   # a video item is its frames
-    per_image = max(1, round(cfg.samples / images)) if cfg.mode == "patches" else 0
+    frames = _frames_per_item(cfg, items, seed) if cfg.mode == "patches" else None
+    per_image = max(1, round(cfg.samples / (n * (frames or 1)))) if cfg.mode == "patches" else 0
     cut = Cut(cfg.mode, cfg.size, cfg.tile, per_image, cfg.grey)
     preprocess, processing = _fit(cfg, listing, cut, seed)
     augment = Augment(cfg.shift, cfg.scale, cfg.flip)
@@ -174,6 +187,8 @@ def open_stream(cfg: DataConfig, seed: int, listing: Listing | None = None) -> S
             "loader": {"workers": cfg.loader_workers, "prefetch": cfg.prefetch}}
     if per_image:
         info["patches_per_image"] = per_image
+    if frames is not None and cfg.source == "video":
+        info["frames_per_video_declared"] = round(frames, 2)
     if cfg.mode == "crops":
         info["tile"] = cfg.tile
     return StreamingData(cfg, items, labels, cut, preprocess, augment if augment.active else None, info)

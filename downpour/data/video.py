@@ -65,6 +65,20 @@ def _stream_frames(path: Path) -> int:
         return int(container.streams.video[0].frames or 0)
 
 
+def frames_taken(paths: list[Path], k: int) -> float | None:
+    """The mean frames per video ``sample_frames(path, k)`` gives over ``paths``, from the frame counts their
+    containers declare (headers only, nothing decoded): min(T, k) each; None when none declares one."""
+    counts = []
+    for path in paths:
+        try:
+            declared = _stream_frames(Path(path))
+        except _DECODE_ERRORS:
+            continue                   # (skipped when read, and named then)
+        if declared > 0:
+            counts.append(min(declared, k))
+    return float(np.mean(counts)) if counts else None
+
+
 def sample_frames(path: Path, k: int) -> list[np.ndarray]:
     """k evenly spaced RGB frames (H, W, 3) uint8 of one file. Raises on a file that cannot be decoded."""
     declared = _stream_frames(path)

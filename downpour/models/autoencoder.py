@@ -45,10 +45,14 @@ class AutoencoderConfig(Section):
     first_layer: str = setting("learned", choices=FIRST_LAYER_KINDS)   # the encoder's filters; gabor and random are frozen
 
     def check_read(self) -> None:
-        """Refuse the local encoder's keys on a dense one: a dense encoder has no receptive field to shape."""
+        """Refuse the local encoder's keys on a dense one: a dense encoder has no receptive field to shape; and
+        init_scale where no weight draws from it (a filled first layer and a tied decoder: bit for bit the same)."""
         if self.encoder == "dense":
             self.refuse_unread(("kernel_size", "stride", "tile"), "it applies only to encoder = 'local'; this "
                                "encoder is dense (set model.encoder = \"local\" or drop it)")
+        if self.first_layer != "learned" and self.decoder == "tied":
+            self.refuse_unread(("init_scale",), f"model.first_layer = {self.first_layer!r} fills the encoder's weights "
+                               "and a tied decoder has none of its own")
 
     def check_encoder(self) -> None:
         """Refuse the local encoder's keys on a dense one (they would be ignored), a TICA group larger

@@ -47,6 +47,8 @@ class MultiResConfig(Section):
         pyramid, glimpse = ("levels", "pyramid"), ("glimpses", "glimpse_size", "glimpse_scales")
         if self.front != "pyramid":
             self.refuse_unread(pyramid, f"model.front = {self.front!r} has no pyramid")
+        elif self.levels == 1:     # (a one-level pyramid is the input, laplacian or gaussian: bit for bit)
+            self.refuse_unread(("pyramid",), "model.levels = 1 is the input alone, whatever the pyramid's kind")
         if self.front != "glimpse":
             self.refuse_unread(glimpse, f"model.front = {self.front!r} takes no glimpses")
 
