@@ -18,10 +18,12 @@ same images: is the face unit learned from the faces? ``control="none"`` trains 
 """
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
 import multiprocessing
 import os
+import signal
 import time
 import traceback
 from contextlib import redirect_stderr, redirect_stdout
@@ -34,7 +36,7 @@ from downpour.config import (CROSSFIT_CONTROLS, FACE_SOURCES, AnalysisConfig, Co
 from downpour.errors import RunError
 from downpour.train.folders import folder_to_write, make_folder
 from downpour.train.rundir import RunDir
-from downpour.train.signals import Terminated, sigterm_as_interrupt
+from downpour.train.signals import sigterm_as_interrupt
 from downpour.twins import check_same_run, no_faces_config, shared_ray, train_kept
 
 log = logging.getLogger(__name__)
@@ -94,7 +96,12 @@ def parallel_threads(cfg: RunConfig, jobs: int) -> list[Override]:
 
 def _fold_child(cfg: RunConfig, path: Path, log_path: Path, conn: Connection) -> None:
     """One fold in its own process: its output to ``log_path``, ``(ok, summary or error)`` to ``conn``. A
-    SIGTERM (the parent's, when it is stopped) checkpoints the fold as Ctrl-C does, and ends the process."""
+    SIGTERM (the parent's, when it is stopped, or when it dies) checkpoints the fold as Ctrl-C does, and ends the
+    process. SIGINT is the parent's alone: a Ctrl-C at the terminal reaches every process of the group, but a
+    SIGINT sent to the parent only (``kill -INT``, ``timeout -s INT``, a notebook) left the folds training, and
+    the parent, waiting on them, killed them after :data:`STOP_SECONDS` with nothing saved."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with_parent()
     with open(log_path, "a", encoding="utf-8") as out, redirect_stdout(out), redirect_stderr(out), sigterm_as_interrupt():
         logging.basicConfig(stream=out, level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", force=True)
         try:
@@ -106,6 +113,17 @@ def _fold_child(cfg: RunConfig, path: Path, log_path: Path, conn: Connection) ->
             _answer(conn, (False, f"{type(err).__name__}: {err}"))
         finally:
             conn.close()
+
+
+def _die_with_parent() -> None:
+    """Have Linux send this process SIGTERM when its parent dies (a SIGKILLed cross-fit left its folds training
+    as orphans, and the same command run again trained the same fold beside one). Elsewhere, nothing."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:          # the parent died before the request was made
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _answer(conn: Connection, what: tuple[bool, Any]) -> None:
@@ -153,8 +171,8 @@ def train_in_parallel(configs: list[RunConfig], paths: list[Path], jobs: int) ->
                 del running[i]
                 (done if ok else failed)[i] = what
                 log.info("crossfit: %s %s", paths[i], "done" if ok else f"failed: {what}")
-    except KeyboardInterrupt as stop:   # stopped: every fold process stops too, with its checkpoint, before this one ends
-        _stop([process for process, _ in running.values()], terminate=isinstance(stop, Terminated))
+    except KeyboardInterrupt:   # stopped: every fold process stops too, with its checkpoint, before this one ends
+        _stop([process for process, _ in running.values()])
         raise
     if failed:
         lines = "; ".join(f"{paths[i]}: {what} (see {output_log(paths[i])})" for i, what in sorted(failed.items()))
@@ -163,16 +181,16 @@ def train_in_parallel(configs: list[RunConfig], paths: list[Path], jobs: int) ->
     return [done[i] for i in range(len(configs))]
 
 
+PR_SET_PDEATHSIG = 1   # prctl(2)
 STOP_SECONDS = 120   # how long a stopped cross-fit waits for a fold process to save its checkpoint before killing it
 
 
-def _stop(processes: list[Any], terminate: bool) -> None:
-    """Stop the fold processes of a stopped cross-fit: SIGTERM where the stop was one (a Ctrl-C from the
-    terminal reached them already), each then saves its checkpoint; one that has not ended after
-    :data:`STOP_SECONDS` is killed."""
+def _stop(processes: list[Any]) -> None:
+    """Stop the fold processes of a stopped cross-fit: SIGTERM (they ignore SIGINT), each then saves its
+    checkpoint; one that has not ended after :data:`STOP_SECONDS` is killed."""
     processes = [process for process in processes if process.pid is not None]   # (one stopped before it started)
     for process in processes:
-        if terminate and process.is_alive():
+        if process.is_alive():
             process.terminate()
     for process in processes:
         process.join(STOP_SECONDS)
@@ -200,6 +218,14 @@ def run_crossfit(config: str, overrides: list[Override], out: str | Path, folds:
     jobs = min(jobs, folds)
     out = folder_to_write(Path(out), "the cross-fit's folder")
     given = load_config(config, overrides)
+    # a twin asked for with --set is refused where there is none to train, as `downpour train` refuses it (it was
+    # dropped unsaid), and so is one --control contradicts
+    asked = [value for path, value in map(parse_override, overrides) if ".".join(path) == "analysis.no_faces_twin"]
+    if asked and control is not None and bool(asked[-1]) != (control == "no-faces"):
+        raise ConfigError(f"--control {control} and --set analysis.no_faces_twin={str(asked[-1]).lower()} both say "
+                          "whether each fold has its no-faces twin, and disagree: give one")
+    if asked and asked[-1]:
+        no_faces_config(given)
     # the default pairs each fold with its twin where the config asks for one and the folds see faces
     control = control or ("no-faces" if given.analysis.no_faces_twin and given.data.trains_on_faces() else "none")
     twins = control == "no-faces"

@@ -329,21 +329,39 @@ def test_twins_added_to_finished_folds_are_scored_and_folds_without_faces_get_no
     assert [(r["kept"], r["final_loss"]) for r in record["runs"]] == [(True, r["final_loss"]) for r in first]
     assert all(r["seconds"] is not None for r in record["runs"])
     # a config whose folds see no face: the default is no twin (it trained every fold twice, the same run)
-    none = tmp_path / "none"
-    assert main(["crossfit", *FACES_TINY, "--folds", "2", "--set", "analysis.no_faces_twin=true",
-                 "--set", "data.train_faces=0", "--out", str(none)]) == 0
+    none, carries = tmp_path / "none", tmp_path / "carries.toml"
+    carries.write_text('base = "cat-demo"\n[analysis]\nno_faces_twin = true\n')
+    tiny = [*FACES_TINY[:1], str(carries), *FACES_TINY[2:]]
+    assert main(["crossfit", *tiny, "--folds", "2", "--set", "data.train_faces=0", "--out", str(none)]) == 0
     assert json.loads((none / "crossfit.json").read_text())["control"] == "none"
     assert not (none / "fold-0" / "no-faces").exists()
+    # asked for with --set, it is refused, as `downpour train` refuses it (it was dropped unsaid), and so is a
+    # --control that contradicts it
+    capsys.readouterr()
+    assert main(["crossfit", *FACES_TINY, "--folds", "2", "--set", "analysis.no_faces_twin=true",
+                 "--set", "data.train_faces=0", "--out", str(tmp_path / "asked")]) == 2
+    assert "analysis.no_faces_twin: this run trains on no lfw face" in capsys.readouterr().err
+    assert main(["crossfit", *FACES_TINY, "--folds", "2", "--set", "analysis.no_faces_twin=true", "--control", "none",
+                 "--out", str(tmp_path / "both")]) == 2
+    assert "--control none and --set analysis.no_faces_twin=true both say" in capsys.readouterr().err
+    assert not (tmp_path / "asked").exists() and not (tmp_path / "both").exists()
+    # its folder is no run: analyze says what it is
+    assert main(["analyze", str(out)]) == 2 and "is a cross-fit's folder, not a run" in capsys.readouterr().err
 
 
-def test_a_stopped_parallel_crossfit_stops_its_fold_processes_with_their_checkpoints(tmp_path):
+@pytest.mark.parametrize("stop", ["SIGTERM", "SIGINT", "SIGKILL"])
+def test_a_stopped_parallel_crossfit_stops_its_fold_processes_with_their_checkpoints(tmp_path, stop):
     """SIGTERM reached only the parent: it said "terminated" and then waited while both fold processes
-    trained on to their end (and a rerun meanwhile would have written into their folders)."""
+    trained on to their end (and a rerun meanwhile would have written into their folders). A SIGINT sent to
+    the parent alone (`kill -INT`, not a terminal's Ctrl-C) did the same, then killed them after 120 s with
+    nothing saved; a SIGKILL left them training as orphans."""
     import os
     import signal
     import subprocess
     import sys
     import time
+
+    stop = getattr(signal, stop)
 
     out = tmp_path / "cf"
     argv = [sys.executable, "-m", "downpour.cli", "crossfit", "--config", "cat-demo", "--runner", "local", "--steps",
@@ -356,12 +374,17 @@ def test_a_stopped_parallel_crossfit_stops_its_fold_processes_with_their_checkpo
         while not all(p.is_file() and "step " in p.read_text() for p in logs):
             assert proc.poll() is None and time.time() < deadline, proc.communicate()
             time.sleep(0.5)
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=150)
+        proc.send_signal(stop)
+        _, err = proc.communicate(timeout=150 if stop != signal.SIGINT else 60)
     finally:
         proc.kill()
-    assert proc.returncode == 128 + signal.SIGTERM and "terminated" in err, err
-    assert "cross-fit stopped" in err and "the same command goes on" in err, err   # not the folds' own --resume
+    if stop == signal.SIGKILL:           # the folds learn of it from Linux, and save their checkpoints
+        deadline = time.time() + 60
+        while not all("checkpoint saved" in log.read_text() for log in logs) and time.time() < deadline:
+            time.sleep(0.5)
+    else:
+        assert proc.returncode == 128 + stop, err
+        assert "cross-fit stopped" in err and "the same command goes on" in err, err   # not the folds' own --resume
     for i, log in enumerate(logs):
         assert "checkpoint saved" in log.read_text()
         step = json.loads((out / f"fold-{i}" / "checkpoints" / "local.json").read_text())["step"]

@@ -244,6 +244,12 @@ def _headroom_cells(h: dict[str, Any] | None) -> list[str]:
     return [f"{h['chosen_worst']:.3f}", f"{h['best_worst']:.3f} (unit {h['best_unit']})", str(h["best_rank"])]
 
 
+def _folds_seconds(c: dict[str, Any]) -> float:
+    """The fold runs' own training time, whichever command trained them (``training_seconds`` is the last
+    command's: 0 s on a cross-fit run again over finished folds)."""
+    return sum(r.get("seconds") or 0.0 for r in [*c["runs"], *c.get("no_faces_runs", [])])
+
+
 def write_crossfit_report(folder: str | Path) -> Path:
     """``crossfit.html`` beside ``crossfit.json`` (``downpour crossfit``): the pooled face test and each fold's unit."""
     folder = Path(folder)
@@ -261,7 +267,8 @@ def write_crossfit_report(folder: str | Path) -> Path:
             + (f", and beside each the same run without lfw's training faces (<code>fold-I/no-faces/</code>, "
                f"<code>data.train_faces = 0</code>), scored as &ldquo;the no-faces network&rdquo;"
                if c.get("control") == "no-faces" else "")
-            + f" ({num(c['training_seconds'])} s of training).</p>"
+            + f" ({num(_folds_seconds(c))} s of training in all, {num(c['training_seconds'])} s by the command that "
+              "wrote this page: a fold finished before is kept).</p>"
             f'<h2 id="face-test">The face test on all {c["faces"]} faces</h2>{test}'
             f'<h2 id="folds">Each fold\'s learned unit</h2><p>Its AUC on its own fold\'s faces against each negative '
             f"set: how much one training differs from the next. The last three columns peek at the test, as a "

@@ -135,6 +135,9 @@ class RunDir:
         if not run.path.is_dir():
             raise NotARunError(f"{str(run.path)!r} does not exist")
         if not (run.path / "config.toml").is_file():
+            if (run.path / "crossfit.json").is_file():    # (a cross-fit's folder: its runs are its fold-I)
+                raise NotARunError(f"{str(run.path)!r} is a cross-fit's folder, not a run: its report is "
+                                   f"crossfit.html, and each fold's run is {str(run.path / 'fold-I')!r}")
             raise NotARunError(f"{str(run.path)!r} is not a downpour run directory (no config.toml); "
                                "give the --out directory of a `downpour train` run")
         return run
