@@ -358,6 +358,19 @@ def test_a_config_whose_cluster_the_plan_does_not_model_is_refused(tmp_path, cap
     assert f"downpour plan --config {path}: {named}" in err
 
 
+def test_a_configs_layout_the_plan_does_not_read_is_said(tmp_path, capsys, caplog):
+    """cluster.workers = 8 and a delay in the file were dropped without a word: the plan chooses its own layout."""
+    path = tmp_path / "eight.toml"
+    path.write_text('base = "cat-demo"\n[cluster]\nrunner = "simulated"\nworkers = 8\ndelay = "constant:2"\n')
+    with caplog.at_level("WARNING", logger="downpour.plan.network"):
+        assert main(["plan", "--config", str(path), "--machines", "20"]) == 0
+    assert "the file's cluster.workers = 8 (--replicas sets it), cluster.delay = 'constant:2' are not read" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="downpour.plan.network"):
+        assert main(["plan", "--config", "cat-demo", "--machines", "20"]) == 0      # nothing of the kind set
+    assert "not read" not in caplog.text
+
+
 def test_the_paper_plans_assumptions_say_what_a_set_changed(capsys):
     """Its fixed lines ("18x18 untied fields, 8 maps per position", "filter stride 1", "mini-batch of 100") and the
     header "paper (Le et al. 2012)" were printed whatever --set changed, in --json too."""

@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from downpour.config import RunConfig, config_from_dict, load_config, parse_override
+from downpour.config import ClusterConfig, RunConfig, config_from_dict, load_config, parse_override
 from downpour.data.build import sample_shape
 from downpour.errors import ConfigError
 from downpour.layers.gabor import FROZEN_KINDS
@@ -38,6 +39,8 @@ from downpour.models.registry import model_entry, resolve
 
 __all__ = ["PAPER", "PAPER_INPUT", "paper_assumptions", "Stage", "Network", "plan_config", "network_of",
            "cat_footprint"]
+
+log = logging.getLogger(__name__)
 
 PAPER_INPUT = (3, 200, 200)
 # The cat family's fields for the paper's network (cat-3stage is the registered three-stage variant).
@@ -182,6 +185,7 @@ def plan_config(model: str = "paper", sets: list[str] | tuple[str, ...] = (),
         base = load_config(config)
         c = base.cluster
         _refuse_unplanned(config, c.algorithm, c.consistency)
+        _say_unread_layout(config, c)
         table = {"model": {"name": base.model.name, **base.model.options}, "train": {"batch_size": base.train.batch_size},
                  "cluster": {"n_push": c.n_push, "n_fetch": c.n_fetch, "rule": c.rule}}
         shape = sample_shape(base.data)
@@ -203,6 +207,23 @@ def plan_config(model: str = "paper", sets: list[str] | tuple[str, ...] = (),
         given = f"--config {config}" if config is not None else f"--model {model}"
         raise ConfigError(f"downpour plan {given}{''.join(' --set ' + str(s) for s in sets)}: {err}") from None
     return cfg, shape or model_entry(cfg.model.name).input_shape
+
+
+# the file's cluster keys a plan does not read: the layout is the plan's to choose (or the flag's), the delays and the
+# warm start are the simulator's (the plan's time is the cluster's own step time)
+LAYOUT_FLAGS = {"workers": "--replicas", "shards": "--shards", "partitions": "--partitions", "delay": None,
+                "warm_start": None}
+
+
+def _say_unread_layout(config: str, c: Any) -> None:
+    """Warn, naming them, of ``config``'s cluster settings the plan does not read (they were dropped unsaid)."""
+    defaults = ClusterConfig()
+    unread = [f"cluster.{k} = {getattr(c, k)!r}" + (f" ({flag} sets it)" if flag else "")
+              for k, flag in LAYOUT_FLAGS.items() if getattr(c, k) != getattr(defaults, k)]
+    if unread:
+        log.warning("downpour plan --config %s: the plan chooses the cluster's layout for the machines given and "
+                    "times the cluster's own steps, so the file's %s %s not read", config, ", ".join(unread),
+                    "is" if len(unread) == 1 else "are")
 
 
 def _refuse_unplanned(config: str, algorithm: str, consistency: str) -> None:
