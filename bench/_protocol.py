@@ -45,12 +45,18 @@ def load_1min() -> float:
         return float(f.read().split()[0])
 
 
+def available_cpus() -> int:
+    """The cores this process may run on (``taskset``, a container's cpuset), not the machine's: a bench pinned
+    to one core recorded 2."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def thread_settings() -> dict[str, Any]:
     """The thread knobs a CPU figure depends on: torch's intra-op threads in this process and the
     environment variables BLAS libraries read."""
     import torch
 
-    return {"torch_threads": torch.get_num_threads(), "cpus": os.cpu_count(),
+    return {"torch_threads": torch.get_num_threads(), "cpus": available_cpus(),
             **{k: os.environ[k] for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if k in os.environ}}
 
 

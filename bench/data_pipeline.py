@@ -44,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _protocol import at_least_1
+from _protocol import at_least_1, available_cpus
 
 SIDE = 200
 
@@ -258,7 +258,7 @@ def main() -> None:
                                           / pick["worker", small]["loader_peak_rss_mb"], 3),
                "pipeline_vs_train": round(min(w["images_per_s"] / w["train_images_per_s"] for w in workers), 2),
                "pipeline_vs_train_cpu": round(min(w["train_cpu_ms"] / w["pipeline_cpu_ms"] for w in workers), 2),
-               "targets": {"rss_growth": "<= 1.3", "pipeline_vs_train": ">= 1.5"}, "cpus": os.cpu_count()}
+               "targets": {"rss_growth": "<= 1.3", "pipeline_vs_train": ">= 1.5"}, "cpus": available_cpus()}
     print(json.dumps(summary), flush=True)
 
 

@@ -1,4 +1,4 @@
-"""bench/tiled.py and bench/server_rules.py: a quick run prints every row the docs read, and the
+"""bench/tiled.py, bench/server_rules.py and bench/face_test.py: a quick run prints every row the docs read, and the
 tiled bench's forced paths are undone (the layer routes by lc.runs_banked again afterwards)."""
 import json
 import sys
@@ -71,3 +71,13 @@ def test_tiled_sweep_prints_each_point_and_how_often_the_rule_is_near_the_faster
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["batch"] for r in rows[:-1]] == [1, 4] and all(r["chosen"] in ("banked", "expanded") for r in rows[:-1])
     assert rows[-1]["sweep"] and rows[-1]["points"] == 2 and 0 <= rows[-1]["rule_within_1.2x"] <= 2
+
+
+def test_face_test_checks_both_auc_paths_against_ranking_and_prints_which_it_took(capsys, monkeypatch):
+    import face_test
+
+    monkeypatch.setattr(face_test, "SHAPES", {"small": (30, 15, 8), "large": (3000, 1500, 2)})   # pairs, then ranks
+    face_test.main(["--reps", "1"])
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["shape"], r["path"]) for r in rows] == [("small", "pairs"), ("large", "ranks")]
+    assert all(r["ms"]["ours"] > 0 and r["ms"]["rank"] > 0 for r in rows)
