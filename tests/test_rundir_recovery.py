@@ -446,3 +446,26 @@ def test_a_hand_edited_run_file_is_named_not_a_traceback(tmp_path, damage, named
             RunDir.open(path).new_model()
         else:
             _go("local", path, "train.steps=16", resume=True)
+
+
+def test_a_run_saved_with_an_option_refused_since_as_unread_still_resumes_and_loads(tmp_path, caplog):
+    """model.init_scale under a Gabor first layer and a tied decoder was accepted (and read by nothing) until
+    2026-12-03; such a run's resume and analysis were then refused ("model.init_scale = 0.1 is not read")."""
+    from downpour.runners import train
+
+    cfg = load_config("tica-8x8", ["cluster.runner=local", "train.steps=4", "data.samples=300", "train.tensorboard=false",
+                                   "model.first_layer=gabor", "model.bias=true"])
+    run = RunDir.create(tmp_path / "run", cfg)
+    train(cfg, run)
+    toml = (run.path / "config.toml").read_text()
+    (run.path / "config.toml").write_text(toml.replace("init_scale = 0.0", "init_scale = 0.1"))   # as such a run saved it
+    meta = json.loads((run.path / "model.json").read_text())
+    meta["options"]["init_scale"] = 0.1
+    (run.path / "model.json").write_text(json.dumps(meta))
+    with caplog.at_level("WARNING", logger="downpour.train.recorded"):
+        again = RunDir.open(run.path)
+        assert "init_scale" not in again.config.model.options          # the variant's default, 0
+        again.load_model()
+    assert "model.init_scale = 0.1 is not read" in caplog.text and "read as its default" in caplog.text
+    summary = train(again.config_with(["train.steps=6"]), again, resume=True)      # as `--resume RUN --steps 6`
+    assert summary["resumed_from"] == 4 and summary["steps"] == 6

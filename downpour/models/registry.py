@@ -56,8 +56,8 @@ def _make_config(family: type[FeatureModel], values: dict[str, Any], where: str,
     try:
         config = dataclasses.replace(base, **values) if base is not None else cls(**values)
         return _without_unread_variant_keys(config, values, base)
-    except ConfigError as err:
-        raise ConfigError(f"{where}: {err}", key=err.key) from None
+    except ConfigError as err:      # (an UnreadOption stays one: a saved run's is dropped, train.recorded)
+        raise type(err)(f"{where}: {err}", key=err.key) from None
 
 
 def _without_unread_variant_keys(config: Any, values: dict[str, Any], base: Any) -> Any:
@@ -99,6 +99,13 @@ def create_model(name: str, input_shape: tuple[int, ...] | None = None, **option
     entry = model_entry(name)
     config = _make_config(entry.family, dict(options), f"model {name!r}", base=entry.config)
     return entry.family(config, tuple(input_shape or entry.input_shape))
+
+
+def check_options(name: str, options: dict[str, Any]) -> None:
+    """ConfigError (an :class:`~downpour.errors.UnreadOption` for a key nothing reads) unless ``options`` fit model
+    ``name``."""
+    entry = model_entry(name)
+    _make_config(entry.family, dict(options), f"model {entry.name!r}", base=entry.config)
 
 
 def resolve_objective(name: str, overrides: dict[str, Any]) -> dict[str, Any]:

@@ -7,6 +7,10 @@ reading the default would build a different network from the same weights, silen
 says what absence meant in ``absent_meant`` (:class:`~downpour.settings.Section`); everything that reads
 a run fills those keys first, so an old run analyses and resumes as the network it trained, and a resume
 writes them out.
+
+The other way round, a model option a run saved that a check added since refuses as read by nothing (with
+the run's other options nothing reads it: the run trained bit for bit as without it) is dropped, and said:
+the run still resumes and analyses (:func:`without_unread`).
 """
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from downpour.config import SECTIONS, ConfigError, ModelSpec
+from downpour.errors import UnreadOption
 
 log = logging.getLogger(__name__)
 
@@ -62,3 +67,26 @@ def _tell(path: Path, keys: list[str], fills: list[tuple[str, Any]]) -> None:
         _told.add((path, ",".join(keys)))
         log.info("%s was written before %s existed: read as %s, as that run trained", path, ", ".join(keys),
                  ", ".join(f"{key.split('.')[-1]} = {value!r}" for key, value in fills))
+
+
+def without_unread(path: Path, name: str, options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` of model ``name`` that the run file at ``path`` saved, less the ones the model now refuses as
+    read by nothing (``Section.refuse_unread``, added after the run: ``model.init_scale`` under a Gabor first layer
+    and a tied decoder, 2026-12-03), each said once. Any other error is left to whoever builds the model."""
+    from downpour.models.registry import check_options   # the registry imports every family: only when needed
+
+    options = dict(options)
+    while True:
+        try:
+            check_options(name, options)
+            return options
+        except UnreadOption as err:
+            key = (err.key or "").split(".", 1)[-1]
+            if key not in options:
+                raise
+            options.pop(key)
+            if (path, key) not in _told:
+                _told.add((path, key))
+                log.warning("%s: %s; read as its default (the run trained as without it)", path, err)
+        except ConfigError:
+            return options

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from downpour.config import ConfigError, Override, RunConfig, config_to_toml, load_config
+from downpour.config import ConfigError, ModelSpec, Override, RunConfig, config_to_toml, load_config
 from downpour.errors import NotARunError
 from downpour.models.base import FeatureModel
 from downpour.settings import is_count
@@ -19,7 +19,7 @@ from downpour.train.checkpoint import (PAIR_KEY, CheckpointError, load_state, re
                                        write_tensors)
 from downpour.train.folders import RunExistsError, folder_to_write, make_folder
 from downpour.train.metrics_file import has_row, read_rows, truncate_rows
-from downpour.train.recorded import config_fills, model_fills
+from downpour.train.recorded import config_fills, model_fills, without_unread
 
 if TYPE_CHECKING:
     from downpour.data.preprocess import Preprocess
@@ -156,7 +156,9 @@ class RunDir:
         path = self.path / "config.toml"
         if path.is_file() and not path.read_bytes().strip():   # (it would read as the defaults: cat-demo)
             raise NotARunError(f"{str(path)!r} is empty: the run's resolved config is lost (restore it from a copy)")
-        return load_config(str(path), [*config_fills(path), *overrides])
+        cfg = load_config(str(path), [*config_fills(path), *overrides])
+        return dataclasses.replace(cfg, model=ModelSpec(cfg.model.name, without_unread(path, cfg.model.name,
+                                                                                     cfg.model.options)))
 
     def save_config(self, cfg: RunConfig) -> None:
         _replace_text(self.path / "config.toml", config_to_toml(cfg))
@@ -263,6 +265,7 @@ class RunDir:
             if not fits(meta[key]):     # a hand-edited file: a TypeError deep in the model's constructor
                 raise CheckpointError(f"{str(self.path / 'model.json')!r}: {key} is {meta[key]!r}, not {what}")
         options = {**model_fills(self.path / "model.json", meta["model"], meta["options"]), **meta["options"]}
+        options = without_unread(self.path / "model.json", meta["model"], options)
         return create_model(meta["model"], tuple(meta["input_shape"]), **options)
 
     def load_model(self) -> FeatureModel:
