@@ -94,14 +94,14 @@ def parallel_threads(cfg: RunConfig, jobs: int) -> list[Override]:
     return [("train.threads", max(1, (os.cpu_count() or 1) // jobs))]
 
 
-def _fold_child(cfg: RunConfig, path: Path, log_path: Path, conn: Connection) -> None:
+def _fold_child(cfg: RunConfig, path: Path, log_path: Path, conn: Connection, parent: int) -> None:
     """One fold in its own process: its output to ``log_path``, ``(ok, summary or error)`` to ``conn``. A
     SIGTERM (the parent's, when it is stopped, or when it dies) checkpoints the fold as Ctrl-C does, and ends the
     process. SIGINT is the parent's alone: a Ctrl-C at the terminal reaches every process of the group, but a
     SIGINT sent to the parent only (``kill -INT``, ``timeout -s INT``, a notebook) left the folds training, and
     the parent, waiting on them, killed them after :data:`STOP_SECONDS` with nothing saved."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _die_with_parent()
+    _die_with_parent(parent)
     with open(log_path, "a", encoding="utf-8") as out, redirect_stdout(out), redirect_stderr(out), sigterm_as_interrupt():
         logging.basicConfig(stream=out, level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", force=True)
         try:
@@ -115,14 +115,14 @@ def _fold_child(cfg: RunConfig, path: Path, log_path: Path, conn: Connection) ->
             conn.close()
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(parent: int) -> None:
     """Have Linux send this process SIGTERM when its parent dies (a SIGKILLed cross-fit left its folds training
     as orphans, and the same command run again trained the same fold beside one). Elsewhere, nothing."""
     try:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     except (OSError, AttributeError):
         return
-    if os.getppid() == 1:          # the parent died before the request was made
+    if os.getppid() != parent:     # the parent died before the request was made (re-parented: to 1, or a subreaper)
         os.kill(os.getpid(), signal.SIGTERM)
 
 
@@ -156,7 +156,7 @@ def train_in_parallel(configs: list[RunConfig], paths: list[Path], jobs: int) ->
                 receive, send = ctx.Pipe(duplex=False)
                 log_path = output_log(paths[i])
                 make_folder(paths[i].parent, "the cross-fit's folder")
-                process = ctx.Process(target=_fold_child, args=(configs[i], paths[i], log_path, send))
+                process = ctx.Process(target=_fold_child, args=(configs[i], paths[i], log_path, send, os.getpid()))
                 running[i] = (process, receive)     # before it starts: a stop during the start still stops it
                 process.start()
                 send.close()

@@ -345,9 +345,8 @@ def _refused_before_the_run(tmp_path, capsys, source, make, named, suffix=None, 
     (["--runner", "local", "--set", "data.source=gaussian", "--set", "data.mode=crops"],
      "--set data.mode: only data.source != 'gaussian' reads it"),
     (["--runner", "local", "--set", "data.source=gaussian", "--set", "data.flip=true"],
-     "--set data.flip: only data.source != 'gaussian' reads it"),
-    (["--runner", "local", "--set", "data.source=gaussian", "--set", "data.shift=2"],
-     "--set data.shift: only data.source != 'gaussian' reads it"),
+     "data.source = 'gaussian' gives N(0, I) vectors, no image to shift, zoom or flip"),
+    (["--runner", "local", "--set", "data.source=gaussian", "--set", "data.shift=2"], "data.shift = 2, data.scale = 0"),
     # the stream's own keys on data held in memory: read by nothing
     (["--runner", "local", "--set", "data.prefetch=8"], "--set data.prefetch: only streamed data read it (data.source = folder, video or a .npy"),
     (["--runner", "local", "--set", "data.source=digits", "--set", "data.loader_workers=2"],
@@ -384,6 +383,21 @@ def test_labels_a_model_or_split_needs_and_a_schedule_with_nothing_to_order_are_
     argv = [a.replace("X.npy", str(tmp_path / "x.npy")).replace("FOLDER", str(tmp_path / "f")) for a in argv]
     assert main(["train", "--dry-run", *argv]) == 2
     assert named in capsys.readouterr().err.replace(str(tmp_path / "x.npy"), "X.npy")
+
+
+def test_a_greedy_schedule_on_a_model_that_cannot_be_built_gets_the_models_error_not_a_traceback(tmp_path, capsys):
+    """The one-stage check built the model before the crossfit's checks: a ValueError traceback from the Gabor bank."""
+    assert main(["crossfit", "--config", "cat-demo", "--runner", "local", "--set", "model.name=rica-local", "--set",
+                 "model.first_layer=gabor", "--set", "model.kernel_size=1", "--set", "train.schedule=greedy",
+                 "--out", str(tmp_path / "cf")]) == 2
+    assert "model.first_layer = 'gabor' needs filters of at least 2x2 pixels" in capsys.readouterr().err
+
+
+def test_augmentation_of_gaussian_vectors_in_a_config_file_is_refused_too(tmp_path, capsys):
+    """Refused only as a typed --set: a file (or a study's --set) still shifted and flipped the N(0, I) vectors."""
+    (tmp_path / "aug.toml").write_text('base = "teacher-student"\n[data]\nflip = true\nshift = 2\n')
+    assert main(["train", "--config", str(tmp_path / "aug.toml"), "--dry-run"]) == 2
+    assert "no image to shift, zoom or flip" in capsys.readouterr().err
 
 
 def test_a_labelled_array_or_lfw_split_by_label_and_feed_a_supervised_model(tmp_path, capsys):

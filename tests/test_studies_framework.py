@@ -577,6 +577,7 @@ def test_a_folder_refused_before_its_first_cell_is_taken_over_and_a_context_foll
                         raising=False)
     (tmp_path / "cells.jsonl").write_text(json.dumps({"study": "planted", "quick": True, "sets": [["train.steps", 5]]})
                                           + "\n")
+    (tmp_path / "context.json").write_text('{"made_with": "those settings"}')   # no digest: written before it existed
     run_study("planted", tmp_path, quick=True, jobs=1)                  # not "holds a study run with other settings"
     assert len(CALLS) == 6 and len(prepared) == 1
     run_study("planted", tmp_path, quick=True, jobs=1)                  # the same settings: the same calibration

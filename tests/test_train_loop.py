@@ -203,3 +203,24 @@ def test_a_signal_another_thread_takes_still_waits_for_the_held_block():
         stop.set()
         other.join()
     assert done == ["the update"]
+
+
+def test_a_held_signal_the_process_ignores_does_not_swallow_a_sigterm_after_it():
+    """A cross-fit's fold ignores SIGINT; the terminal's Ctrl-C reached it inside a held block, then the parent's
+    SIGTERM: only the first was delivered, to "ignore", and the fold trained on until it was killed, unsaved."""
+    import os
+    import signal
+
+    from downpour.train.signals import Terminated, sigterm_as_interrupt, signals_held
+
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    done = []
+    try:
+        with pytest.raises(Terminated), sigterm_as_interrupt():
+            with signals_held():
+                os.kill(os.getpid(), signal.SIGINT)
+                os.kill(os.getpid(), signal.SIGTERM)
+                done.append("the update")
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert done == ["the update"]

@@ -83,6 +83,11 @@ def check_config(cfg: DataConfig) -> None:
         raise ConfigError(f"data.path = {cfg.path!r} is read only by data.source = 'folder', 'video' or 'array'; "
                           f"data.source = {cfg.source!r} is built in: set data.source too, or drop data.path",
                           key="data.path")
+    if cfg.source == "gaussian" and (cfg.shift or cfg.scale or cfg.flip):   # (a config file or a study's --set too)
+        raise ConfigError(f"data.shift = {cfg.shift}, data.scale = {cfg.scale:g}, data.flip = {str(cfg.flip).lower()}: "
+                          "data.source = 'gaussian' gives N(0, I) vectors, no image to shift, zoom or flip (and the "
+                          "teacher-student's population loss assumes N(0, I) inputs); set them to 0 and false",
+                          key="data.shift" if cfg.shift else "data.scale" if cfg.scale else "data.flip")
     if cfg.labels and cfg.source != "folder":
         raise ConfigError("data.labels = true only applies to data.source = 'folder'")
     if cfg.pipeline == "stream" and cfg.source not in FILE_SOURCES:

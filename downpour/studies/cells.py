@@ -66,6 +66,7 @@ def _upgraded(old: dict[str, Any], header: dict[str, Any], path: Path) -> dict[s
 class CellCache:
     def __init__(self, path: Path, header: dict[str, Any]):
         self.path = path
+        self.taken_over = False      # a folder of other settings with no cell: its context.json is theirs too
         self.cells: Cells = {}
         self.costs: dict[tuple[str, int], dict[str, Any]] = {}   # (condition, seed) -> seconds, cpu_seconds (or same_as)
         lines = path.read_text(errors="replace").splitlines() if path.is_file() else []
@@ -81,6 +82,7 @@ class CellCache:
                 old = _upgraded(old, header, path)
             if old != header and not any(_row(line) for line in lines[1:]):
                 old = header       # no cell ran under those settings (a run refused before its first): nothing to keep
+                self.taken_over = True
             if old != header:
                 differs = sorted(k for k in header if (old or {}).get(k) != header[k])
                 was = (old or {}).get("resolved") or {}

@@ -65,6 +65,8 @@ def run_study(name: str, out: str | Path, quick: bool = False, seeds: int | None
     make_folder(folder, "the study's folder")
     header = cells_header(study, conditions, [_pair(s) for s in sets])
     cache = CellCache(folder / "cells.jsonl", header)
+    if cache.taken_over:        # (a context.json written before its digest would read as this study's)
+        (folder / "context.json").unlink(missing_ok=True)
     start = time.perf_counter()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)        # the calibration's tiny ops, like the cells: extra threads only add overhead

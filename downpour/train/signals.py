@@ -54,7 +54,9 @@ def signals_held() -> Iterator[None]:
         yield
         return
     caught: list[int] = []
-    held = (signal.SIGINT, signal.SIGTERM)
+    # a signal the process ignores stays ignored: held, it was noted first and delivered to its "ignore" in place
+    # of a SIGTERM that came after it (a cross-fit's fold, which ignores the terminal's SIGINT, trained on)
+    held = [s for s in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(s) != signal.SIG_IGN]
     old = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in held}
     try:
         yield
