@@ -86,34 +86,22 @@ def test_truncated_video_without_frame_count_uses_the_frames_it_can_decode(tmp_p
     assert len(levels) == 3 and levels == sorted(levels) and levels[-1] < 9
 
 
-def test_streamed_video_patches_keep_samples_per_pass(tmp_path):
-    """Each of a video's frames took samples / videos windows: 4 videos of 3 frames gave 3x the samples asked for."""
+@pytest.mark.parametrize("frames, per_image, per_pass", [(3, 10, 120), (100, 2, 96)])
+def test_streamed_video_patches_keep_samples_per_pass(tmp_path, frames, per_image, per_pass):
+    """Each of a video's frames took samples / videos windows: 4 videos of 3 frames gave 3x the samples asked for.
+    And frames_per_video = 100 on 12-frame videos counted 100 frames each: a pass of 4 x 12 x 1 = 48 samples for
+    120; now the frames the headers declare count (120 / 48 = 2.5 windows: 2, 96 a pass, the nearest to 120)."""
     from downpour.data.reader import ItemReader
     from downpour.data.stream import open_stream
 
     for i in range(4):
         _write_video(tmp_path / f"{i}.mp4", size=16)
-    cfg = DataConfig(source="video", path=str(tmp_path), frames_per_video=3, mode="patches", size=8, samples=120,
+    cfg = DataConfig(source="video", path=str(tmp_path), frames_per_video=frames, mode="patches", size=8, samples=120,
                      pipeline="stream", normalize="none", whiten="none")
     data = open_stream(cfg, seed=0)
-    assert data.info["patches_per_image"] == 10             # 10 windows x 3 frames x 4 videos = 120 a pass (was 30)
-    reader = ItemReader("video", data.items, data.cut, 0, str(tmp_path), frames=3)
-    assert sum(len(reader.samples(reader.images(k), 0, k)) for k in range(4)) == 120
-
-
-def test_streamed_video_patches_keep_samples_per_pass_when_videos_are_shorter_than_asked(tmp_path):
-    """frames_per_video = 100 on 12-frame videos: each gave 12 frames, and a pass 4 x 12 x 1 = 48 samples, not 120."""
-    from downpour.data.reader import ItemReader
-    from downpour.data.stream import open_stream
-
-    for i in range(4):
-        _write_video(tmp_path / f"{i}.mp4", size=16)
-    cfg = DataConfig(source="video", path=str(tmp_path), frames_per_video=100, mode="patches", size=8, samples=120,
-                     pipeline="stream", normalize="none", whiten="none")
-    data = open_stream(cfg, seed=0)
-    assert data.info["frames_per_video_declared"] == 12 and data.info["patches_per_image"] == 2   # 120 / 48 = 2.5
-    reader = ItemReader("video", data.items, data.cut, 0, str(tmp_path), frames=100)
-    assert sum(len(reader.samples(reader.images(k), 0, k)) for k in range(4)) == 96      # the nearest to 120
+    assert data.info["frames_per_video_declared"] == min(frames, 12) and data.info["patches_per_image"] == per_image
+    reader = ItemReader("video", data.items, data.cut, 0, str(tmp_path), frames=frames)
+    assert sum(len(reader.samples(reader.images(k), 0, k)) for k in range(4)) == per_pass
 
 
 def test_truncated_video_that_declares_its_frame_count_uses_the_frames_before_the_break(tmp_path, caplog):
