@@ -67,7 +67,7 @@ def test_flags_pass_typed_and_a_string_flag_is_never_reparsed():
 def test_a_cluster_flag_on_a_local_run_is_refused_not_ignored(tmp_path, capsys, flag):
     assert main(["train", "--config", "cat-demo", "--out", str(tmp_path / "r"), *flag]) == 2
     err = capsys.readouterr().err
-    assert f"{flag[0]} only apply" in err and "--runner simulated" in err
+    assert f"{flag[0]} only applies to the simulated" in err and "--runner simulated" in err
     assert not (tmp_path / "r").exists()
 
 

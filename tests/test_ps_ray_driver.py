@@ -55,7 +55,7 @@ def _driver(coord: Coordinator, shard_actors: list[Any], workers: list[Any], res
     d = object.__new__(RayCluster)      # no Ray: the driver's own state only
     d.coord, d.shard_actors, d.worker_actors, d.restarts = coord, shard_actors, workers, restarts
     d.piped, d._blocked, d.laps, d.next_seq, d._pending, d._pushes = False, set(), Laps(), {}, {}, {}
-    d._starting = {}
+    d._starting, d.listing = {}, None     # (in-memory data: no file list)
     d.placement, d.devices, d.partition_actors = {"shards": ["n"], "workers": ["n"] * len(workers)}, [], {}
     return d
 
