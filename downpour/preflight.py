@@ -36,7 +36,6 @@ from downpour.ps.setup import build_replica
 from downpour.ps.shard import shard_bounds
 from downpour.sandblaster.checks import check_sandblaster
 from downpour.train.flat import ParamLayout
-from downpour.train.recorded import config_fills
 from downpour.train.rundir import NotARunError, RunDir
 from downpour.train.setup import resolve_device
 
@@ -206,7 +205,7 @@ def new_run_config(source: str, overrides: list[Override]) -> RunConfig:
     reads them), not as today's defaults: another network."""
     path = Path(source)
     if path.name == "config.toml" and path.is_file() and not RunDir(path.parent).never_started():
-        return load_config(source, [*config_fills(path), *overrides])
+        return load_config(source, [*RunDir(path.parent).saved_reads(), *overrides])
     return load_config(source, overrides)
 
 

@@ -464,8 +464,21 @@ def test_a_run_saved_with_an_option_refused_since_as_unread_still_resumes_and_lo
     (run.path / "model.json").write_text(json.dumps(meta))
     with caplog.at_level("WARNING", logger="downpour.train.recorded"):
         again = RunDir.open(run.path)
-        assert "init_scale" not in again.config.model.options          # the variant's default, 0
+        assert again.config.model.options["init_scale"] == 0.0          # its default
         again.load_model()
     assert "model.init_scale = 0.1 is not read" in caplog.text and "read as its default" in caplog.text
     summary = train(again.config_with(["train.steps=6"]), again, resume=True)      # as `--resume RUN --steps 6`
     assert summary["resumed_from"] == 4 and summary["steps"] == 6
+    # only what the run saved is dropped: typed on a resume, the option is refused as in a new run (it was dropped,
+    # blamed on config.toml); and a new run from the file (what a refused resume advises) reads it as the resume does
+    from downpour.cli import main
+    from downpour.errors import UnreadOption
+    from downpour.models.registry import resolve
+    from downpour.preflight import new_run_config
+
+    with pytest.raises(UnreadOption, match="model.init_scale = 0.2 is not read"):
+        resolve(again.config_with(["model.init_scale=0.2"]))
+    (run.path / "config.toml").write_text((run.path / "config.toml").read_text().replace("init_scale = 0.0",
+                                                                                         "init_scale = 0.1"))
+    assert new_run_config(str(run.path / "config.toml"), ["train.steps=2"]).model.options["init_scale"] == 0.0
+    assert main(["train", "--config", str(run.path / "config.toml"), "--dry-run"]) == 0

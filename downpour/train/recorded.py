@@ -90,3 +90,16 @@ def without_unread(path: Path, name: str, options: dict[str, Any]) -> dict[str, 
                 log.warning("%s: %s; read as its default (the run trained as without it)", path, err)
         except ConfigError:
             return options
+
+
+def unread_resets(path: Path, name: str, options: dict[str, Any]) -> list[tuple[str, Any]]:
+    """``(model.KEY, default)`` for each option the run file at ``path`` saved that :func:`without_unread` drops:
+    overrides put before the user's, so an option typed with ``--set`` is still checked (and refused) as typed."""
+    from downpour.models.registry import model_entry
+
+    kept = without_unread(path, name, options)
+    try:
+        fields = type(model_entry(name).config).__dataclass_fields__
+    except ConfigError:
+        return []
+    return [(f"model.{key}", fields[key].default) for key in options if key not in kept and key in fields]

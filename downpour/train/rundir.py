@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from downpour.config import ConfigError, ModelSpec, Override, RunConfig, config_to_toml, load_config
+from downpour.config import ConfigError, Override, RunConfig, config_to_toml, load_config
 from downpour.errors import NotARunError
 from downpour.models.base import FeatureModel
 from downpour.settings import is_count
@@ -19,7 +19,7 @@ from downpour.train.checkpoint import (PAIR_KEY, CheckpointError, load_state, re
                                        write_tensors)
 from downpour.train.folders import RunExistsError, folder_to_write, make_folder
 from downpour.train.metrics_file import has_row, read_rows, truncate_rows
-from downpour.train.recorded import config_fills, model_fills, without_unread
+from downpour.train.recorded import config_fills, model_fills, unread_resets, without_unread
 
 if TYPE_CHECKING:
     from downpour.data.preprocess import Preprocess
@@ -156,9 +156,15 @@ class RunDir:
         path = self.path / "config.toml"
         if path.is_file() and not path.read_bytes().strip():   # (it would read as the defaults: cat-demo)
             raise NotARunError(f"{str(path)!r} is empty: the run's resolved config is lost (restore it from a copy)")
-        cfg = load_config(str(path), [*config_fills(path), *overrides])
-        return dataclasses.replace(cfg, model=ModelSpec(cfg.model.name, without_unread(path, cfg.model.name,
-                                                                                     cfg.model.options)))
+        return load_config(str(path), [*self.saved_reads(), *overrides])
+
+    def saved_reads(self) -> list[Override]:
+        """What reading the run's config.toml puts before any ``--set``: keys it lacks read as their absence meant,
+        and model options refused since as read by nothing read as their defaults (:mod:`downpour.train.recorded`)."""
+        path = self.path / "config.toml"
+        fills = config_fills(path)
+        saved = load_config(str(path), fills)
+        return [*fills, *unread_resets(path, saved.model.name, saved.model.options)]
 
     def save_config(self, cfg: RunConfig) -> None:
         _replace_text(self.path / "config.toml", config_to_toml(cfg))
