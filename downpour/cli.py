@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from downpour.config import CROSSFIT_CONTROLS, ClusterConfig, ConfigError, FlagValue, Override, RunConfig, config_to_toml, list_presets, load_config, origin_of, parse_override
+from downpour.config import CROSSFIT_CONTROLS, ClusterConfig, ConfigError, FlagValue, Override, RunConfig, config_to_toml, list_presets, load_config, parse_override, with_origin
 from downpour.cli_flags import CHECKPOINT_KEYS, check_flags, check_paths, check_plan_flags, check_sets, set_keys
 from downpour.settings import choices_of
 from downpour.errors import DownpourError
@@ -74,10 +74,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         cfg = check_run_config(cfg)   # resolved; before the run directory exists: a typo leaves nothing behind
     except ConfigError as err:        # the model's and the cost terms' own checks: name what set the value
-        where = origin_of(err.key, source, _overrides(args)) if err.key else None
-        if where is None or str(err).startswith(where):
-            raise
-        raise ConfigError(f"{where}: {err}", key=err.key) from None
+        raise with_origin(err, source, _overrides(args)) from None
     check_flags(args, cfg)            # resolved: what data.pipeline = 'auto' chose is known
     # checked too; the preset's twin is off for data without lfw faces, one asked for is refused then
     cfg, twin = twin_config(cfg, asked="analysis.no_faces_twin" in set_keys(args))

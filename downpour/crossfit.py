@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from downpour.config import (CROSSFIT_CONTROLS, FACE_SOURCES, AnalysisConfig, ConfigError, Override, RunConfig,
-                             config_to_dict, load_config, origin_of, parse_override)
+                             config_to_dict, load_config, origin_of, parse_override, with_origin)
 from downpour.errors import RunError
 from downpour.train.folders import folder_to_write, make_folder
 from downpour.train.rundir import RunDir
@@ -61,7 +61,10 @@ def fold_config(config: str, overrides: list[Override], fold: int, folds: int) -
         if getattr(cfg.analysis, name) != getattr(AnalysisConfig(), name):
             raise ConfigError(f"{origin_of(key, config, overrides)}: {key} = {getattr(cfg.analysis, name)!r}: the cross-fit's "
                               f"face test does not read it ({IGNORED_WHY}); remove it from the file", key=key)
-    return check_run_config(cfg)
+    try:
+        return check_run_config(cfg)
+    except ConfigError as err:      # the model's and the cost terms' own checks: name what set the value, as train does
+        raise with_origin(err, config, overrides) from None
 
 
 def refuse_own_keys(overrides: list[Override], folds: int) -> None:

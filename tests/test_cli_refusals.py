@@ -393,6 +393,13 @@ def test_a_greedy_schedule_on_a_model_that_cannot_be_built_gets_the_models_error
     assert "model.first_layer = 'gabor' needs filters of at least 2x2 pixels" in capsys.readouterr().err
 
 
+def test_a_crossfit_names_the_set_behind_a_model_error_as_train_does(tmp_path, capsys):
+    """It said only "model 'tica-8x8': model.init_scale = 0.1 is not read", not which --set gave it."""
+    assert main(["crossfit", "--config", "tica-8x8", "--set", "model.first_layer=gabor", "--set", "model.init_scale=0.1",
+                 "--out", str(tmp_path / "cf")]) == 2
+    assert "--set model.init_scale=0.1: model 'tica-8x8': model.init_scale = 0.1 is not read" in capsys.readouterr().err
+
+
 def test_augmentation_of_gaussian_vectors_in_a_config_file_is_refused_too(tmp_path, capsys):
     """Refused only as a typed --set: a file (or a study's --set) still shifted and flipped the N(0, I) vectors."""
     (tmp_path / "aug.toml").write_text('base = "teacher-student"\n[data]\nflip = true\nshift = 2\n')

@@ -74,6 +74,15 @@ def origin_of(key: str, name_or_path: str = "main", overrides: list[Override] | 
     return None
 
 
+def with_origin(err: ConfigError, name_or_path: str, overrides: list[Override] | tuple[Override, ...]) -> ConfigError:
+    """``err`` (an error of the model's or the cost terms' own checks, found after loading) prefixed with where its
+    key was set (:func:`origin_of`), unless that is unknown or already said."""
+    where = origin_of(err.key, name_or_path, overrides) if err.key else None
+    if where is None or str(err).startswith(where):
+        return err
+    return type(err)(f"{where}: {err}", key=err.key)
+
+
 def merged_tables(name_or_path: str, overrides: list[Override] | tuple[Override, ...],
                   warn: bool = True) -> tuple[dict[str, Any], dict[str, str]]:
     """The preset chain and overrides merged as plain tables, and where each ``section.key`` was set last
