@@ -41,11 +41,12 @@ def loop_lcn(x, k, sigma, eps):
     return v / torch.maximum(sigma_map, c_mean)
 
 
-def test_matches_loops():
+@pytest.mark.parametrize("channels, h, w, k", [(3, 8, 7, 5), (1, 5, 9, 3), (2, 4, 3, 9)])  # the last: window > map
+def test_matches_loops(channels, h, w, k):
     torch.manual_seed(0)
-    x = torch.randn(2, 3, 8, 7, dtype=torch.float64) * 3 + 1
-    lcn = LocalContrastNorm2d(3, kernel_size=5, sigma=1.5)
-    torch.testing.assert_close(lcn(x), loop_lcn(x, 5, 1.5, 1e-4))
+    x = torch.randn(2, channels, h, w, dtype=torch.float64) * 3 + 1
+    lcn = LocalContrastNorm2d(channels, kernel_size=k, sigma=1.5)
+    torch.testing.assert_close(lcn(x), loop_lcn(x, k, 1.5, 1e-4))
 
 
 def test_invariances():

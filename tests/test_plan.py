@@ -61,7 +61,13 @@ def test_training_flops_are_five_filter_passes_as_torch_counts_them(decoder):
     with FlopCounterMode(display=False) as counter:
         total, _ = objective(model.forward_train(Batch(torch.randn(batch, 1, 32, 32))))
         total.backward()
-    bmm = counter.get_flop_counts()["Global"][torch.ops.aten.bmm]
+    counts = counter.get_flop_counts()
+    # LCN's window means are small banded products (bmm too): the counter files them under the stage's lcn
+    lcn = sum(by_op.get(torch.ops.aten.bmm, 0) for name, by_op in counts.items() if name.endswith(".lcn"))
+    lcn_mm = sum(by_op.get(torch.ops.aten.mm, 0) for name, by_op in counts.items() if name.endswith(".lcn"))
+    # two window means per stage, each a (P x P) product on each side of the P x P map: 4·P²·2P per example
+    assert lcn + lcn_mm == batch * sum(4 * p * p * 2 * p for p in (12, 6))
+    bmm = counts["Global"][torch.ops.aten.bmm] - lcn
     filter_fwd = [25 * 25 * 8 * 2 * 64, 8 * 8 * 8 * 2 * 8 * 25]        # positions * maps * 2 * C*k*k
     assert bmm == batch * 5 * sum(filter_fwd)
     cfg, shape = plan_config("cat-demo", [f'model.decoder="{decoder}"'])

@@ -9,23 +9,38 @@ With w a Gaussian window that sums to 1 over space *and* channels:
 the window falls outside the image; the windowed sums are zero-padded and divided by the window
 mass that lies inside, so a constant image has local mean that constant everywhere, and (v is
 computed about the image's first value, which leaves it unchanged) maps to exactly 0 in any dtype.
+
+Speed: the window is the same Gaussian in every channel and separable, and its border-corrected
+mass is the product of two 1-D masses, so a windowed mean over channels and space is the channels'
+mean, multiplied on both sides by a small banded matrix whose rows are the taps inside the map,
+rescaled to sum to 1 (``window_matrix``). Two GEMMs replace a (1, C, k, k) convolution per windowed
+sum and the window-mass convolution: bench/pool_lcn.py (docs/benchmarks.md ``pool_lcn``) has the
+ratios, forward and backward, at the main job's and the paper's shapes.
 """
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from downpour.settings import is_count
 
 
-def gaussian_window(kernel_size: int, sigma: float, channels: int) -> Tensor:
-    """(1, channels, k, k) Gaussian that sums to 1 over all its entries."""
+def gaussian_taps(kernel_size: int, sigma: float) -> Tensor:
+    """(k,) 1-D Gaussian that sums to 1: the window is outer(taps, taps) / channels in every channel."""
     r = torch.arange(kernel_size, dtype=torch.float64) - (kernel_size - 1) / 2
     g1 = torch.exp(-0.5 * (r / sigma) ** 2)
-    g2 = torch.outer(g1, g1)
-    g2 = g2 / (g2.sum() * channels)
-    return g2.expand(1, channels, kernel_size, kernel_size).to(torch.get_default_dtype()).contiguous()
+    return (g1 / g1.sum()).to(torch.get_default_dtype())
+
+
+def window_matrix(n: int, taps: Tensor) -> Tensor:
+    """(n, n) matrix A with (A @ t)[i] the border-corrected window mean of t's rows around row i: row i
+    holds the taps that fall inside 0..n-1, rescaled to sum to 1 (a constant maps to itself)."""
+    k = taps.numel()
+    i = torch.arange(n, device=taps.device)
+    tap = i[None, :] - i[:, None] + k // 2                    # which tap column j is for row i
+    inside = (tap >= 0) & (tap < k)
+    a = torch.where(inside, taps[tap.clamp(0, k - 1)], taps.new_zeros(()))
+    return a / a.sum(dim=1, keepdim=True)
 
 
 class LocalContrastNorm2d(nn.Module):
@@ -42,28 +57,28 @@ class LocalContrastNorm2d(nn.Module):
             raise ValueError(f"LocalContrastNorm2d: sigma and eps must be finite and > 0, got sigma={sigma!r}, eps={eps!r}")
         self.channels, self.kernel_size, self.sigma, self.eps = channels, kernel_size, float(sigma), float(eps)
         # A buffer, not a parameter: the window is fixed, but it follows .to(device / dtype).
-        self.register_buffer("window", gaussian_window(kernel_size, self.sigma, channels), persistent=False)
+        self.register_buffer("taps", gaussian_taps(kernel_size, self.sigma), persistent=False)
 
     def extra_repr(self) -> str:
         return f"{self.channels}, kernel_size={self.kernel_size}, sigma={self.sigma}, eps={self.eps}"
 
-    def _local_sum(self, t: Tensor, w: Tensor, mass: Tensor) -> Tensor:
-        """Window-weighted sum over space and channels, border-corrected: (B, C, H, W) -> (B, 1, H, W)."""
-        return F.conv2d(t, w, padding=self.kernel_size // 2) / mass
+    @staticmethod
+    def _local_mean(t: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
+        """Window-weighted, border-corrected mean over channels and space: (B, C, H, W) -> (B, 1, H, W)."""
+        return rows @ t.mean(dim=1, keepdim=True) @ cols.T
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, C, H, W) -> (B, C, H, W)."""
         if x.dim() != 4 or x.shape[1] != self.channels:
             raise ValueError(f"LocalContrastNorm2d: expected (B, {self.channels}, H, W), got {tuple(x.shape)}")
-        w = self.window.to(x.dtype)
-        # Window mass inside the image at every position: 1 in the interior, less near the borders.
-        mass = F.conv2d(x.new_ones(1, self.channels, *x.shape[2:]), w, padding=self.kernel_size // 2)
+        taps = self.taps.to(x.dtype)
+        rows, cols = window_matrix(x.shape[2], taps), window_matrix(x.shape[3], taps)
         # The same v for any offset r (the corrected window sums to 1), computed about the image's first
         # value: a constant image gives v = 0 exactly. About 0, float32's rounding of its local mean
         # (~1e-6 of the constant), divided by sigma's floor eps, came out as noise up to ~1 (a constant 100).
         x = x - x[:, :1, :1, :1].detach()
-        v = x - self._local_sum(x, w, mass)
+        v = x - self._local_mean(x, rows, cols)
         # eps^2 under the root floors sigma at eps smoothly (and keeps the gradient finite on flat patches).
-        sigma = torch.sqrt(self._local_sum(v * v, w, mass) + self.eps ** 2)   # (B, 1, H, W)
+        sigma = torch.sqrt(self._local_mean(v * v, rows, cols) + self.eps ** 2)   # (B, 1, H, W)
         c = sigma.mean(dim=(1, 2, 3), keepdim=True)                           # (B, 1, 1, 1)
         return v / torch.maximum(sigma, c)

@@ -63,8 +63,10 @@ def layer_flops(module: nn.Module, inp: Tensor, out: Tensor) -> int | None:
         per = module.kernel_size ** 2 * module.maps_pool * (2 if module.learnable else 1)
         return _numel(tuple(inp.shape[1:])) + o * (per + 2)
     if isinstance(module, LocalContrastNorm2d):
-        # two window sums over all channels (x, then v²) of k*k*C multiply-adds per position, plus ~6 elementwise ops;
-        # the border's window mass is a third sum, but once per batch (over ones), not per sample
+        # the recipe's arithmetic: two window sums over all channels (x, then v²) of k*k*C multiply-adds per
+        # position, plus ~6 elementwise ops. The layer computes each as a channel mean times two banded matrices
+        # (layers/lcn.py: faster, not fewer FLOPs on large maps, most of them on the band's zeros); a count of
+        # the network's work, like the tiled layer's, does not follow the implementation
         c, h, w = inp.shape[1:]
         return 2 * (2 * c * module.kernel_size ** 2) * h * w + 6 * c * h * w
     if isinstance(module, (nn.ReLU, nn.Sigmoid, nn.Tanh, nn.GELU, nn.Identity, nn.Dropout, nn.Flatten)):

@@ -1,0 +1,146 @@
+"""L2 pooling and local contrast normalisation, forward and backward, against their baselines.
+
+    .venv/bin/python bench/pool_lcn.py                   # the shapes below, best of 15 rounds
+    .venv/bin/python bench/pool_lcn.py --reps 30 --threads 2
+
+Every cat stage ends with ``L2Pool2d`` then ``LocalContrastNorm2d`` (``downpour/layers``), on every
+training step. Each is timed forward + backward (a squared-sum loss) against a baseline computed in
+the same run, interleaved, on the same input:
+
+- pooling against torch's own ``F.lp_pool2d(x, 2, k, stride)`` (the same sqrt of a window's sum of
+  squares, without our eps floor); ``vs_torch`` = ours / torch's.
+- LCN against the direct form it replaced on 2026-12-03: one ``(1, C, k, k)`` convolution of the 2-D
+  Gaussian over all channels per windowed sum, divided by the window's mass inside the map (another
+  convolution); ours takes the channels' mean and multiplies it by a banded matrix on each side
+  (``window_matrix``). ``lcn_vs_direct`` = ours / direct (below 1: ours is faster). Before timing, both
+  forms are checked to agree in float64 to 1e-12.
+
+Shapes: the main job's two stages as it builds them (batch 32; stage 1's 8 maps of 25x25 pooled 3x3
+with step 2 to 12x12, stage 2's 8 of 8x8 pooled 3x3 to 6x6; LCN 5x5 on both) and the paper's stage 1
+(8 maps of 183x183, 5x5 pooling and LCN, batch 4). ``share_of_step`` gives pooling + LCN's part of one whole training step of the
+main job's model (forward, cost, backward), where that step is measured (the main rows).
+Prints one JSON line per shape.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from _protocol import at_least_1, load_1min, thread_settings  # noqa: E402
+from downpour.layers import L2Pool2d, LocalContrastNorm2d  # noqa: E402
+
+# name: (batch, maps, side, pool kernel, pool stride, LCN window) of a stage's codes
+SHAPES = {"main stage 1": (32, 8, 25, 3, 2, 5), "main stage 2": (32, 8, 8, 3, 1, 5),
+          "paper stage 1": (4, 8, 183, 5, 1, 5)}
+
+
+def direct_lcn(lcn: LocalContrastNorm2d, x: torch.Tensor) -> torch.Tensor:
+    """The layer's recipe with each windowed sum as one (1, C, k, k) convolution of the 2-D window."""
+    k, c = lcn.kernel_size, lcn.channels
+    taps = lcn.taps.to(x.dtype)
+    w = (torch.outer(taps, taps) / c).expand(1, c, k, k).contiguous()
+    mass = F.conv2d(x.new_ones(1, c, *x.shape[2:]), w, padding=k // 2)
+    x = x - x[:, :1, :1, :1].detach()
+    v = x - F.conv2d(x, w, padding=k // 2) / mass
+    sigma = torch.sqrt(F.conv2d(v * v, w, padding=k // 2) / mass + lcn.eps ** 2)
+    return v / torch.maximum(sigma, sigma.mean(dim=(1, 2, 3), keepdim=True))
+
+
+def fwd_bwd(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> Callable[[], None]:
+    def run() -> None:
+        x.grad = None
+        fn(x).pow(2).sum().backward()
+    return run
+
+
+def best_ms(fns: dict[str, Callable[[], None]], reps: int) -> dict[str, float]:
+    """Best of ``reps`` rounds per function (each round at least 20 ms of calls), the functions interleaved."""
+    best = {name: float("inf") for name in fns}
+    for fn in fns.values():
+        fn()                                  # warm-up
+    for _ in range(reps):
+        for name, fn in fns.items():
+            n, start = 0, time.perf_counter()
+            while time.perf_counter() - start < 0.02:
+                fn()
+                n += 1
+            best[name] = min(best[name], (time.perf_counter() - start) / n * 1e3)
+    return best
+
+
+def step_ms(reps: int) -> float:
+    """One training step of the main job's model on a batch of 32 (as bench/step_check.py's plain step)."""
+    from downpour.batch import Batch
+    from downpour.config import load_config
+    from downpour.data.build import sample_shape
+    from downpour.models.registry import build
+
+    cfg = load_config("main")
+    shape = sample_shape(cfg.data)
+    model, objective = build(cfg, shape)
+    batch = Batch(torch.randn(cfg.train.batch_size, *shape))
+
+    def step() -> None:
+        model.zero_grad(set_to_none=True)
+        objective(model.forward_train(batch))[0].backward()
+    return best_ms({"step": step}, reps)["step"]
+
+
+def check_lcn(maps: int, side: int, window: int) -> float:
+    """Largest difference of ours and the direct form in float64 (outputs are O(1))."""
+    lcn = LocalContrastNorm2d(maps, kernel_size=window).double()
+    x = torch.randn(2, maps, min(side, 40), min(side, 40), dtype=torch.float64) * 3 + 1
+    return float((lcn(x) - direct_lcn(lcn, x)).abs().max())
+
+
+def measure(name: str, reps: int, step: float | None) -> dict:
+    batch, maps, side, pool, stride, window = SHAPES[name]
+    error = check_lcn(maps, side, window)
+    if error > 1e-12:
+        raise SystemExit(f"pool_lcn: {name}: the separable LCN differs from the direct form by {error:.3g}")
+    torch.manual_seed(0)
+    x = torch.randn(batch, maps, side, side, requires_grad=True)
+    l2 = L2Pool2d(pool, stride=stride)
+    y = l2(x).detach().requires_grad_()                      # what LCN reads in a stage: the pooled codes
+    lcn = LocalContrastNorm2d(maps, kernel_size=window)
+    ms = best_ms({"pool": fwd_bwd(l2, x), "pool_torch": fwd_bwd(lambda t: F.lp_pool2d(t, 2, pool, stride), x),
+                  "lcn": fwd_bwd(lcn, y), "lcn_direct": fwd_bwd(lambda t: direct_lcn(lcn, t), y)}, reps)
+    row = {"bench": "pool_lcn", "shape": name, "input": [batch, maps, side, side], "pool": [pool, stride],
+           "lcn_window": window, "ms": {k: round(v, 4) for k, v in ms.items()},
+           "pool_vs_torch": round(ms["pool"] / ms["pool_torch"], 3),
+           "lcn_vs_direct": round(ms["lcn"] / ms["lcn_direct"], 3), "lcn_max_error_f64": error}
+    if step is not None:
+        row["step_ms"] = round(step, 3)
+        row["share_of_step"] = round((ms["pool"] + ms["lcn"]) / step, 3)
+    return row
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--reps", type=at_least_1, default=15)
+    p.add_argument("--threads", type=at_least_1, default=1)
+    p.add_argument("--shape", choices=sorted(SHAPES), action="append", help="one shape (default: all)")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    load = load_1min()
+    step = step_ms(args.reps)
+    rows = []
+    for name in args.shape or SHAPES:
+        row = measure(name, args.reps, step if name.startswith("main") else None)
+        row.update(threads=thread_settings(), load_1min=[load, load_1min()])
+        print(json.dumps(row))
+        rows.append(row)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
