@@ -147,8 +147,18 @@ class FeatureLearner(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         return self.preprocess(x).float() if self.preprocess is not None else x
 
     def _shape_for(self, arr: np.ndarray) -> tuple[int, ...]:
+        if self.input_shape is not None:
+            given = tuple(self.input_shape) if isinstance(self.input_shape, (tuple, list)) else ()
+            if len(given) != 3 or not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) and s > 0 for s in given):
+                raise ValueError(f"FeatureLearner: input_shape must be three ints > 0, (C, H, W), got {self.input_shape!r}")
         if arr.ndim == 4:
-            return tuple(int(s) for s in arr.shape[1:])
+            shape = tuple(int(s) for s in arr.shape[1:])
+            if self.input_shape is not None and tuple(int(s) for s in self.input_shape) != shape:
+                raise ValueError(f"FeatureLearner: X has images of shape {shape}, but input_shape is {tuple(self.input_shape)}")
+            if shape[0] not in (1, 3) and shape[2] in (1, 3):
+                raise ValueError(f"FeatureLearner: X of shape {tuple(arr.shape)} reads as {shape[0]} channels of "
+                                 f"{shape[1]}x{shape[2]}; images are (N, C, H, W): channels-last? use X.transpose(0, 3, 1, 2)")
+            return shape
         if arr.ndim != 2:
             raise ValueError(f"FeatureLearner: X must be (N, D) or (N, C, H, W), got shape {tuple(arr.shape)}")
         if self.input_shape is not None:

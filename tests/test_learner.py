@@ -182,3 +182,14 @@ def test_a_grids_numpy_values_train_and_a_pipeline_names_its_features(digits):
     pipe.set_output(transform="default")
     with pytest.raises(ValueError, match="seed must be an int"):
         FeatureLearner("rica-8x8", steps=1, seed=0.5).fit(x)
+
+
+@pytest.mark.parametrize("shape, X, match", [
+    ((16, 16), np.zeros((4, 256)), r"input_shape must be three ints > 0, \(C, H, W\), got \(16, 16\)"),   # unpacking error
+    ((1, 16, 16.5), np.zeros((4, 256)), "input_shape must be three ints"),                                # read as 16
+    ((1, 8, 8), np.zeros((4, 1, 16, 16)), r"images of shape \(1, 16, 16\), but input_shape is \(1, 8, 8\)"),  # ignored
+    (None, np.zeros((4, 8, 8, 3)), r"reads as 8 channels of 8x3.*transpose\(0, 3, 1, 2\)"),             # 8 channels of 8x3
+])
+def test_an_input_shape_or_image_layout_it_cannot_mean_is_refused_by_name(shape, X, match):
+    with pytest.raises(ValueError, match=match):
+        FeatureLearner("tica-8x8", steps=1, input_shape=shape).fit(X.astype(np.float32))
