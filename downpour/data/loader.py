@@ -243,7 +243,7 @@ class StreamBatches:
         """Where the next batch starts: the first unused sample's block (epoch, index in the epoch's
         order of its first item), how many of that block's shuffled samples are used (skip), and the
         batch number; with the telemetry so far for a resume: samples handed out, and the skipped files
-        ([name, reason])."""
+        ([name, reason]); and the patches cut per image (a resume keeps them: ``pipeline.keep_cut``)."""
         if self._pending:
             epoch, p, j = (int(v) for v in self._keys[0][0])
         # nothing pending: a block half gathered is read again from its start, or the next one is; until a resumed
@@ -254,7 +254,8 @@ class StreamBatches:
         else:
             (epoch, p), j = self._next, self._drop
         return {"epoch": int(epoch), "index": int(p), "skip": j, "batch": self._batch, "samples": self.samples,
-                "skipped": [[e["file"], e["reason"]] for e in self.skipped], "listing": self.listing}
+                "skipped": [[e["file"], e["reason"]] for e in self.skipped], "listing": self.listing,
+                "patches": self.data.cut.patches}
 
     def report(self) -> dict[str, Any]:
         """JSON-able: this worker's items, reads and the files it skipped (each named once)."""

@@ -134,6 +134,31 @@ def open_data(cfg: DataConfig, seed: int, stream_ok: bool = True) -> Dataset | S
     return data
 
 
+def keep_cut(data: Dataset | StreamingData, positions: list[dict[str, Any] | None], cfg: DataConfig, seed: int,
+             run: Path) -> Dataset | StreamingData:
+    """The data a resumed run goes on with: a streamed patch run cuts the patches per image it began with, which
+    its checkpoint's stream ``positions`` record; the count computed now can differ (a folder's file count
+    changed, or the rule did: for videos on 2026-12-02 and 12-03), and a stream cut otherwise would be another
+    run from the checkpoint on, under the same name. The stream is then opened again with the recorded count."""
+    if not isinstance(data, StreamingData) or data.cut.mode != "patches" or not any(positions):
+        return data
+    began = {p.get("patches") for p in positions if p}
+    if None in began:            # checkpointed before the count was recorded (2026-12-03)
+        if data.info["source"] == "video":
+            log.warning("%s: its checkpoint does not record the patches per image it began with; they are cut "
+                        "%d per frame now, from the frames the videos declare (since 2026-12-03), which may not be "
+                        "what it trained on", run, data.cut.patches)
+        return data
+    count = int(began.pop())
+    if count == data.cut.patches:
+        return data
+    log.warning("%s: resumed cutting the %d patches per image it began with (data.samples over the %s now "
+                "gives %d)", run, count, data.info["item"] + "s", data.cut.patches)
+    reopened = open_stream(cfg, seed, per_image=count)
+    reopened.info["chosen"] = data.info.get("chosen")
+    return reopened
+
+
 def batch_position(batches: Iterable[Any]) -> dict[str, Any] | None:
     """Where a streamed batch iterator stands (None for the in-memory path, which replays instead)."""
     position = getattr(batches, "position", None)

@@ -164,8 +164,10 @@ def _frames_per_item(cfg: DataConfig, items: Sequence[Any], seed: int) -> float 
     return frames_taken([items[int(k)] for k in pick], cfg.frames_per_video) or float(cfg.frames_per_video)
 
 
-def open_stream(cfg: DataConfig, seed: int, listing: Listing | None = None) -> StreamingData:
-    """The driver's side of a streamed source: list, shuffle once, fit the preprocessing on a sample."""
+def open_stream(cfg: DataConfig, seed: int, listing: Listing | None = None, per_image: int | None = None) -> StreamingData:
+    """The driver's side of a streamed source: list, shuffle once, fit the preprocessing on a sample.
+    ``per_image``: the patches to cut per image (data.mode = "patches"), instead of data.samples over the
+    images: what a resumed run began with."""
     listing = listing or list_items(cfg)
     n = len(listing.items)
     items, labels = listing.items, listing.labels
@@ -176,7 +178,10 @@ def open_stream(cfg: DataConfig, seed: int, listing: Listing | None = None) -> S
         items = [items[k] for k in order]
         labels = None if labels is None else labels[order]
     frames = _frames_per_item(cfg, items, seed) if cfg.mode == "patches" else None
-    per_image = max(1, round(cfg.samples / (n * (frames or 1)))) if cfg.mode == "patches" else 0
+    if cfg.mode != "patches":
+        per_image = 0
+    elif per_image is None:
+        per_image = max(1, round(cfg.samples / (n * (frames or 1))))
     cut = Cut(cfg.mode, cfg.size, cfg.tile, per_image, cfg.grey)
     preprocess, processing = _fit(cfg, listing, cut, seed)
     augment = Augment(cfg.shift, cfg.scale, cfg.flip)
