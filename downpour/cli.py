@@ -28,6 +28,8 @@ SHORTHANDS = {
 def _overrides(args: argparse.Namespace) -> list[Override]:
     """The typed flags as (key, value) pairs, then ``--set`` strings (later ones win; one that disagrees with a flag: refused)."""
     values = {flag: getattr(args, flag) for flag in SHORTHANDS}
+    if values["address"] == "":
+        raise ConfigError("--address is empty (an unset variable?): give HOST:PORT, or leave it out for a local Ray")
     if values["address"] and values["runner"] is None:
         values["runner"] = "ray"  # joining a Ray cluster only means something to the Ray runner
     out: list[Override] = [(key, values[flag]) for flag, key in SHORTHANDS.items() if values[flag] is not None]

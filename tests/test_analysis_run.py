@@ -324,6 +324,27 @@ def test_the_report_says_why_a_run_has_no_staleness_histogram(tmp_path, sets, sa
     assert said in _no_staleness(run)
 
 
+def test_the_report_names_a_cluster_runs_lost_and_restarted_workers(tmp_path):
+    """staleness.json recorded a worker lost at step 167; the report showed only the histogram, worker 0's bars
+    smaller, and nothing said it was lost, when, or whether it came back."""
+    import json
+
+    from downpour.analysis.report import _cluster_faults
+
+    run = RunDir.create(tmp_path / "r", load_config("tica-8x8", ["cluster.runner=simulated"]))
+    assert _cluster_faults(run) == ""                                    # no staleness.json: nothing said
+    events = [{"event": "joined", "workers": [1], "step": 3},
+              {"event": "worker-lost", "worker": 0, "step": 167, "reason": "ActorDiedError: the actor died\nmore"},
+              {"event": "worker-restarted", "worker": 0, "step": 170},
+              {"event": "shards-restarted", "step": 0, "reason": "ActorDiedError"}, {"event": "worker-lost"}]
+    (run.path / "staleness.json").write_text(json.dumps({"events": events}))
+    assert _cluster_faults(run) == ('<p class="note">Faults: worker 0 lost at step 167 (ActorDiedError: the actor '
+                                    'died); worker 0 restarted at step 170; the shards restarted from the checkpoint '
+                                    'of step 0 (ActorDiedError); worker ? lost at step ?.</p>')
+    (run.path / "staleness.json").write_text(json.dumps({"events": []}))
+    assert _cluster_faults(run) == ""
+
+
 def test_a_greedy_runs_loss_headline_compares_each_stage_with_itself():
     """A greedy run's ``loss`` is stage 1's cost first and stage 2's last: the headline gives each
     stage's own first and last cost (the transition row counts for both), a joint run keeps one."""

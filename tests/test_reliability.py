@@ -158,3 +158,37 @@ def test_a_survivor_outwaits_the_drivers_wait_for_a_restarted_worker():
     from downpour.ps.on_ray import INBOX_WAIT_SECONDS, RESTART_SECONDS
 
     assert INBOX_WAIT_SECONDS >= RESTART_SECONDS + 30
+
+
+@pytest.mark.parametrize("token_file, auth_mode, hinted", [(True, None, True), (False, None, False), (True, "token", False)])
+def test_a_refused_join_where_a_token_is_set_up_says_how_to_present_it(tmp_path, monkeypatch, token_file, auth_mode, hinted):
+    """`ray start --head` turns token authentication on by itself where ~/.ray/auth_token exists (any local Ray
+    run writes it), and a driver given an address presents no token unless RAY_AUTH_MODE=token: the documented
+    `ray start --head` + `--address` failed with Ray's "Failed to connect", which names no token."""
+    pytest.importorskip("ray")
+    from downpour.errors import RunError
+    from downpour.ps import connect_on_ray
+
+    home = tmp_path / "home"
+    (home / ".ray").mkdir(parents=True)
+    if token_file:
+        (home / ".ray" / "auth_token").write_text("secret")
+    monkeypatch.setenv("HOME", str(home))
+    for name in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_MODE"):
+        monkeypatch.delenv(name, raising=False)
+    if auth_mode:
+        monkeypatch.setenv("RAY_AUTH_MODE", auth_mode)
+    monkeypatch.setattr(connect_on_ray, "_reachable", lambda address, timeout: None)
+
+    def refused(**kwargs):
+        raise ConnectionError("Failed to connect to Ray cluster at 192.0.2.2:6390")
+    monkeypatch.setattr(connect_on_ray.ray, "init", refused)
+    with pytest.raises(RunError, match="could not join the Ray cluster at cluster.address='127.0.0.1:6390'") as err:
+        connect_on_ray.connect("127.0.0.1:6390")
+    assert ("run with RAY_AUTH_MODE=token, or start the head with RAY_AUTH_MODE=disabled" in str(err.value)) == hinted
+
+
+def test_an_empty_address_is_refused_not_a_local_run(tmp_path, capsys):
+    """`--address "$HEAD"` with HEAD unset trained on the preset's local runner without a word."""
+    assert main(["train", *TINY, "--address", "", "--out", str(tmp_path / "r")]) == 2
+    assert "--address is empty" in capsys.readouterr().err and not (tmp_path / "r").exists()

@@ -321,3 +321,24 @@ def test_a_resume_removes_the_analysis_of_the_model_it_trains_on(tmp_path, runne
             _cluster(run, "train.steps=40", resume=True)
     assert not any((run / name).exists() for name in ("analysis.json", "figures", "report.html"))
     assert "writes them again" in caplog.text and (run / "model.json").is_file()
+
+
+def test_a_restart_from_step_0_does_not_double_tensorboards_curves(tmp_path):
+    """A shard lost before the first checkpoint restarts the run from step 0 in the same tb/ (the metrics
+    are cut back to 0): a writer opened at step 0 purged nothing, so every curve held its first steps twice."""
+    import io
+    import types
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from downpour.train.telemetry import Telemetry
+
+    (tmp_path / "tb").mkdir()
+    for go in range(2):                  # the first go, then the restart: both from step 0
+        t = Telemetry(types.SimpleNamespace(path=tmp_path), 30, stream=io.StringIO())
+        for step in (10, 20, 30):
+            t.log(step, {"recon": 1.0 + go}, samples=step)
+        t.close()
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+    assert [(e.step, e.value) for e in events.Scalars("loss")] == [(10, 2.0), (20, 2.0), (30, 2.0)]

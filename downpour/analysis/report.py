@@ -26,6 +26,26 @@ def _loss_headline(training: dict[str, Any]) -> str:
     return f"Loss, each stage's own cost (trained in turn): {each}, {rows}."
 
 
+def _cluster_faults(run: RunDir) -> str:
+    """One line on a cluster run's lost and restarted workers and shard restarts (staleness.json's events),
+    or nothing: the histogram alone does not say that a worker was lost, or when."""
+    try:
+        events = run.read_json("staleness.json").get("events") or []
+    except (NotARunError, AttributeError):
+        return ""
+    said = {"worker-lost": "worker {worker} lost at step {step}{reason}",
+            "worker-restarted": "worker {worker} restarted at step {step}",
+            "restart-failed": "worker {worker}'s restart failed at step {step}{reason}",
+            "shards-restarted": "the shards restarted from the checkpoint of step {step}{reason}"}
+    parts = []
+    for e in events if isinstance(events, list) else []:
+        if isinstance(e, dict) and e.get("event") in said:
+            reason = str(e.get("reason") or "").strip().split("\n")[0][:160]
+            parts.append(said[e["event"]].format(worker=e.get("worker", "?"), step=e.get("step", "?"),
+                                                 reason=f" ({reason})" if reason else ""))
+    return f'<p class="note">Faults: {esc("; ".join(parts))}.</p>' if parts else ""
+
+
 def _no_staleness(run: RunDir) -> str:
     """Why a run's report has no staleness histogram."""
     cluster = run.config.cluster
@@ -336,6 +356,7 @@ def _body(run: RunDir, a: dict[str, Any]) -> str:
 <h2 id="training">Training curves</h2>
 {image(run, figs.get('loss'), 'loss curves per cost part')}
 {image(run, figs.get('staleness'), 'staleness histogram') if figs.get('staleness') else f'<p class="note">{_no_staleness(run)}</p>'}
+{_cluster_faults(run)}
 
 <h2 id="filters">First-layer filters</h2>
 {_filters(a['filters'])}

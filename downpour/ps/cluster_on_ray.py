@@ -226,6 +226,11 @@ class RayCluster(PipedRun, Restarts):
         try:
             meta = ray.get(ref)
         except RayError as err:
+            for g in grads or []:    # the failed cycle's gradient refs hold the same error: read them, or
+                try:                 # Ray prints each as an "Unhandled error" traceback when it is dropped
+                    ray.get(g)
+                except RayError:
+                    pass
             if current:          # (else another queued cycle of the same dead actor: already handled)
                 self._shard_lost(err)   # a dead shard fails every worker's fetch: not the worker's loss
                 self._lost(w, err)

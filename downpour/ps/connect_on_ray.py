@@ -68,8 +68,22 @@ def connect(address: str) -> bool:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             hint = (" (a cluster started with authentication needs its token in this environment: see "
                     "docs/parameter-server.md#faults)") if any(w in str(err).lower() for w in ("token", "auth")) else ""
+            if not hint and "RAY_AUTH_MODE" not in os.environ and _token_here():
+                # Ray's ConnectionError does not say why; `ray start --head` turns token auth on by itself when
+                # ~/.ray/auth_token exists (any local ray.init, e.g. a plain `--runner ray` run, writes it), and
+                # a driver given an explicit address never presents it unless RAY_AUTH_MODE=token
+                hint = (" (a token is set up on this machine, so the cluster may require token authentication, "
+                        "which `ray start --head` turns on by itself where ~/.ray/auth_token exists: run with "
+                        "RAY_AUTH_MODE=token, or start the head with RAY_AUTH_MODE=disabled; "
+                        "docs/parameter-server.md#faults)")
             raise RunError(f"could not join the Ray cluster at cluster.address={address!r}: {first}{hint}") from None
     return True
+
+
+def _token_here() -> bool:
+    """Whether Ray would find an authentication token here (its env variables, or the default file)."""
+    return bool(os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")
+                or os.path.isfile(os.path.expanduser("~/.ray/auth_token")))
 
 
 @contextmanager

@@ -98,9 +98,10 @@ class Telemetry:
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter  # imported late: it takes a second
 
-            # a resumed run purges the events past its start step, so TensorBoard's curves do not double
-            # (purge_step drops steps >= it: the row at the checkpoint's own step stays)
-            self.writer = SummaryWriter(log_dir=str(run.path / "tb"), purge_step=start_step + 1 if start_step else None)
+            # purge_step drops earlier writers' events at steps >= it, so TensorBoard's curves do not double: a
+            # resume's (the row at the checkpoint's own step stays), and a restart from step 0 (a shard lost
+            # before the first checkpoint: until 2026-12-03 nothing was purged there)
+            self.writer = SummaryWriter(log_dir=str(run.path / "tb"), purge_step=start_step + 1)
         # the clock starts once the writer is up: its start-up (a second) is not the first row's training time
         self.start = self.last_time = time.perf_counter()
 
