@@ -64,6 +64,17 @@ def test_the_interior_is_a_block_when_the_stride_does_not_divide_the_kernel():
     assert rows.tolist() == list(range(5, 27))          # 22 x 22 contiguous, each weighted 1024 / 484
 
 
+def test_the_interior_weight_is_exact_in_the_models_dtype():
+    """The weight was computed once in float32: a model cast to float64 weighed its reconstruction by a scale
+    2e-8 off (1024 / 324), in every float64 hand check of the cost."""
+    for dtype in (torch.float32, torch.float64):
+        for stage in create_model("cat-demo", (1, 32, 32)).to(dtype).stages:
+            w = stage.recon_weight
+            inside = int((w > 0).sum())
+            assert w.dtype == dtype and torch.equal(w, (w > 0).to(dtype) * (w.numel() / torch.tensor(inside, dtype=dtype)))
+            assert dtype == torch.float32 or w.max().item() == w.numel() / inside
+
+
 def test_every_filter_is_used_at_the_norm_that_gives_the_tied_reconstruction_unit_gain():
     model = create_model("cat-demo", (1, 32, 32))
     for stage, (c, m) in zip(model.stages, ((1, 8), (8, 8))):

@@ -161,10 +161,12 @@ class CatStage(nn.Module):
         if recon == "interior":
             h, w = self.filter.in_size
             inside = _full_coverage(h, kernel, stride)[:, None] & _full_coverage(w, kernel, stride)[None, :]
-            weight = inside.float() * (h * w / inside.sum())
-            self.register_buffer("recon_weight", weight[None, None], persistent=False)
+            # the mask as a buffer (0/1: exact in any dtype, on the model's device), its scale divided out in the
+            # model's dtype: a model cast to float64 weighs in float64 (a float32 weight carried 2e-8 of rounding)
+            self.register_buffer("recon_mask", inside.float()[None, None], persistent=False)
+            self.recon_share = (h * w, int(inside.sum()))      # pixels, pixels reconstructed
         else:
-            self.recon_weight = None
+            self.recon_mask = None
         ho, wo = self.filter.out_size
         if pool > min(ho, wo):
             raise ValueError(f"pool {pool} is larger than the filter output {ho}x{wo}; shrink kernels or pools")
@@ -172,6 +174,14 @@ class CatStage(nn.Module):
         self.out_shape = (maps, (ho - pool) // pool_stride + 1, (wo - pool) // pool_stride + 1)
         side = min(self.out_shape[1:])
         self.lcn = LocalContrastNorm2d(maps, kernel_size=min(lcn, side - 1 + side % 2))  # odd, within the map
+
+    @property
+    def recon_weight(self) -> Tensor | None:
+        """(1, 1, H, W) weight of each pixel's reconstruction error (``model.recon``), None = every pixel alike."""
+        if self.recon_mask is None:
+            return None
+        pixels, inside = self.recon_share
+        return self.recon_mask * (pixels / self.recon_mask.new_tensor(inside))
 
     def forward(self, x: Tensor, weight: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """(B, C, H, W) -> codes (B, maps, Ho, Wo), pooled (B, maps, Hp, Wp), normalised output (same as pooled).
