@@ -28,7 +28,7 @@ SHORTHANDS = {
 def _overrides(args: argparse.Namespace) -> list[Override]:
     """The typed flags as (key, value) pairs, then ``--set`` strings (later ones win; one that disagrees with a flag: refused)."""
     values = {flag: getattr(args, flag) for flag in SHORTHANDS}
-    if values["address"] == "":
+    if values["address"] == "" and not getattr(args, "resume", None):   # (a resume's: go on on a local Ray)
         raise ConfigError("--address is empty (an unset variable?): give HOST:PORT, or leave it out for a local Ray")
     if values["address"] and values["runner"] is None:
         values["runner"] = "ray"  # joining a Ray cluster only means something to the Ray runner

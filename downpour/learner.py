@@ -148,7 +148,8 @@ class FeatureLearner(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
 
     def _shape_for(self, arr: np.ndarray) -> tuple[int, ...]:
         if self.input_shape is not None:
-            given = tuple(self.input_shape) if isinstance(self.input_shape, (tuple, list)) else ()
+            given = _plain(self.input_shape)             # (an array's numbers as Python's)
+            given = tuple(given) if isinstance(given, (tuple, list)) else ()
             if len(given) != 3 or not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) and s > 0 for s in given):
                 raise ValueError(f"FeatureLearner: input_shape must be three ints > 0, (C, H, W), got {self.input_shape!r}")
         if arr.ndim == 4:

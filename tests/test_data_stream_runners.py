@@ -137,11 +137,14 @@ def test_the_local_runner_resumes_its_stream_exactly(tmp_path, folder):
     assert report["batches"] == 14 and report["samples"] == 14 * BATCH   # the record goes on from the checkpoint's
 
 
+@pytest.mark.parametrize("recorded", ["checkpoint", "data.json"])        # data.json: a checkpoint from before 2026-12-03
 @pytest.mark.parametrize("runner", ["local", "simulated"])
-def test_a_resume_cuts_the_patches_per_image_the_run_began_with(tmp_path, folder, runner, monkeypatch, caplog):
+def test_a_resume_cuts_the_patches_per_image_the_run_began_with(tmp_path, folder, runner, recorded, monkeypatch, caplog):
     """The count is data.samples over the images (for videos, their frames): when what that gives changes between
     a checkpoint and its resume (a video rule changed twice, a folder's file count can), the stream went on cutting
     the new count, silently another run from the checkpoint on."""
+    import json
+
     root, _ = folder
     base = [*STREAM, f"data.path={root}", f"cluster.runner={runner}", "data.mode=patches", "data.samples=102",
             "data.loader_workers=0"]                                   # 102 samples over 51 files: 2 per image
@@ -149,6 +152,12 @@ def test_a_resume_cuts_the_patches_per_image_the_run_began_with(tmp_path, folder
     whole, half = RunDir.create(tmp_path / "whole", whole_cfg), RunDir.create(tmp_path / "half", half_cfg)
     train(whole_cfg, whole)
     train(half_cfg, half)
+    checkpoint = half.path / "checkpoints" / ("local.json" if runner == "local" else "server.json")
+    if recorded == "data.json":
+        saved = json.loads(checkpoint.read_text())
+        for position in [saved["data"]] if runner == "local" else [s["position"] for s in saved["streams"]]:
+            del position["patches"]
+        checkpoint.write_text(json.dumps(saved))
     monkeypatch.setattr("downpour.data.stream._frames_per_item", lambda cfg, items, seed: 2.0)   # the rule now: 1
     with caplog.at_level("WARNING", logger="downpour.data.pipeline"):
         train(whole_cfg, half, resume=True)
@@ -157,6 +166,8 @@ def test_a_resume_cuts_the_patches_per_image_the_run_began_with(tmp_path, folder
     if runner == "local":                                             # bit for bit the run that never stopped
         a, b = _model(whole), _model(half)
         assert all(torch.equal(a[k], b[k]) for k in a)
+    else:                                                             # the workers' own streams cut 2 (their positions)
+        assert [s["position"]["patches"] for s in json.loads(checkpoint.read_text())["streams"]] == [2, 2]
 
 
 def test_ray_workers_read_only_their_own_files(tmp_path, folder, local_ray):

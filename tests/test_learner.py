@@ -193,3 +193,8 @@ def test_a_grids_numpy_values_train_and_a_pipeline_names_its_features(digits):
 def test_an_input_shape_or_image_layout_it_cannot_mean_is_refused_by_name(shape, X, match):
     with pytest.raises(ValueError, match=match):
         FeatureLearner("tica-8x8", steps=1, input_shape=shape).fit(X.astype(np.float32))
+
+
+def test_an_input_shape_given_as_numbers_of_numpy_trains():
+    codes = FeatureLearner("tica-8x8", steps=1, input_shape=np.array([1, 8, 8])).fit_transform(np.zeros((4, 64), np.float32))
+    assert codes.shape[0] == 4

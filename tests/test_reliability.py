@@ -186,9 +186,17 @@ def test_a_refused_join_where_a_token_is_set_up_says_how_to_present_it(tmp_path,
     with pytest.raises(RunError, match="could not join the Ray cluster at cluster.address='127.0.0.1:6390'") as err:
         connect_on_ray.connect("127.0.0.1:6390")
     assert ("run with RAY_AUTH_MODE=token, or start the head with RAY_AUTH_MODE=disabled" in str(err.value)) == hinted
+    with pytest.raises(RunError) as err:                 # "auto" presents the token by itself: no such advice
+        connect_on_ray.connect("auto")
+    assert "RAY_AUTH_MODE" not in str(err.value)
 
 
 def test_an_empty_address_is_refused_not_a_local_run(tmp_path, capsys):
     """`--address "$HEAD"` with HEAD unset trained on the preset's local runner without a word."""
     assert main(["train", *TINY, "--address", "", "--out", str(tmp_path / "r")]) == 2
     assert "--address is empty" in capsys.readouterr().err and not (tmp_path / "r").exists()
+    # a resume's empty --address is the way back to a local Ray (as --set cluster.address= is): kept
+    from downpour.cli import _overrides, build_parser
+
+    args = build_parser().parse_args(["train", "--resume", str(tmp_path / "run"), "--address", ""])
+    assert ("cluster.address", "") in [tuple(o) for o in _overrides(args)]

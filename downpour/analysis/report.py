@@ -43,6 +43,8 @@ def _cluster_faults(run: RunDir) -> str:
             reason = str(e.get("reason") or "").strip().split("\n")[0][:160]
             parts.append(said[e["event"]].format(worker=e.get("worker", "?"), step=e.get("step", "?"),
                                                  reason=f" ({reason})" if reason else ""))
+    if len(parts) > 10:              # (a run that lost hundreds of workers: the first ten and a count)
+        parts = [*parts[:10], f"and {len(parts) - 10} more (staleness.json's events)"]
     return f'<p class="note">Faults: {esc("; ".join(parts))}.</p>' if parts else ""
 
 

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import math
 from pathlib import Path
@@ -137,17 +138,18 @@ def open_data(cfg: DataConfig, seed: int, stream_ok: bool = True) -> Dataset | S
 def keep_cut(data: Dataset | StreamingData, positions: list[dict[str, Any] | None], cfg: DataConfig, seed: int,
              run: Path) -> Dataset | StreamingData:
     """The data a resumed run goes on with: a streamed patch run cuts the patches per image it began with, which
-    its checkpoint's stream ``positions`` record; the count computed now can differ (a folder's file count
-    changed, or the rule did: for videos on 2026-12-02 and 12-03), and a stream cut otherwise would be another
-    run from the checkpoint on, under the same name. The stream is then opened again with the recorded count."""
+    its checkpoint's stream ``positions`` record (a checkpoint from before they did: the run's data.json, if it
+    wrote one); the count computed now can differ (a folder's file count changed, or the rule did: for videos
+    on 2026-12-02 and 12-03), and a stream cut otherwise would be another run from the checkpoint on, under the
+    same name. The stream is then opened again with the recorded count."""
     if not isinstance(data, StreamingData) or data.cut.mode != "patches" or not any(positions):
         return data
-    began = {p.get("patches") for p in positions if p}
-    if None in began:            # checkpointed before the count was recorded (2026-12-03)
+    began = {p.get("patches") for p in positions if p} - {None} or {_recorded_patches(run / "data.json")} - {None}
+    if not began:
         if data.info["source"] == "video":
-            log.warning("%s: its checkpoint does not record the patches per image it began with; they are cut "
-                        "%d per frame now, from the frames the videos declare (since 2026-12-03), which may not be "
-                        "what it trained on", run, data.cut.patches)
+            log.warning("%s: neither its checkpoint nor a data.json records the patches per image it began with; "
+                        "they are cut %d per frame now, from the frames the videos declare (since 2026-12-03), "
+                        "which may not be what it trained on", run, data.cut.patches)
         return data
     count = int(began.pop())
     if count == data.cut.patches:
@@ -157,6 +159,15 @@ def keep_cut(data: Dataset | StreamingData, positions: list[dict[str, Any] | Non
     reopened = open_stream(cfg, seed, per_image=count)
     reopened.info["chosen"] = data.info.get("chosen")
     return reopened
+
+
+def _recorded_patches(path: Path) -> int | None:
+    """``patches_per_image`` of a run's data.json (None where it has none or cannot be read)."""
+    try:
+        count = json.loads(path.read_text()).get("patches_per_image")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return count if isinstance(count, int) and not isinstance(count, bool) and count > 0 else None
 
 
 def batch_position(batches: Iterable[Any]) -> dict[str, Any] | None:

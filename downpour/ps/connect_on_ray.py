@@ -68,7 +68,7 @@ def connect(address: str) -> bool:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
             hint = (" (a cluster started with authentication needs its token in this environment: see "
                     "docs/parameter-server.md#faults)") if any(w in str(err).lower() for w in ("token", "auth")) else ""
-            if not hint and "RAY_AUTH_MODE" not in os.environ and _token_here():
+            if not hint and address != "auto" and "RAY_AUTH_MODE" not in os.environ and _token_here():   # (auto presents it)
                 # Ray's ConnectionError does not say why; `ray start --head` turns token auth on by itself when
                 # ~/.ray/auth_token exists (any local ray.init, e.g. a plain `--runner ray` run, writes it), and
                 # a driver given an explicit address never presents it unless RAY_AUTH_MODE=token
