@@ -9,15 +9,17 @@ the same run, interleaved, on the same input:
 
 - pooling against torch's own ``F.lp_pool2d(x, 2, k, stride)`` (the same sqrt of a window's sum of
   squares, without our eps floor); ``vs_torch`` = ours / torch's.
-- LCN against the direct form it replaced on 2026-12-03: one ``(1, C, k, k)`` convolution of the 2-D
-  Gaussian over all channels per windowed sum, divided by the window's mass inside the map (another
-  convolution); ours takes the channels' mean and multiplies it by a banded matrix on each side
-  (``window_matrix``). ``lcn_vs_direct`` = ours / direct (below 1: ours is faster). Before timing, both
-  forms are checked to agree in float64 to 1e-12.
+- LCN (``sums="auto"``, what a stage runs) and its banded products (``"banded"``) against the direct
+  form (``"direct"``, the layer's only form until 2026-12-03): one ``(1, C, k, k)`` convolution of the
+  2-D Gaussian over all channels per windowed sum, divided by the window's mass inside the map (another
+  convolution); the banded form takes the channels' mean and multiplies it by a banded matrix on each
+  side (``window_matrix``). ``lcn_vs_direct`` = auto / direct and ``banded_vs_direct`` (below 1: faster).
+  Before timing, the two forms are checked to agree in float64 to 1e-12.
 
 Shapes: the main job's two stages as it builds them (batch 32; stage 1's 8 maps of 25x25 pooled 3x3
-with step 2 to 12x12, stage 2's 8 of 8x8 pooled 3x3 to 6x6; LCN 5x5 on both) and the paper's stage 1
-(8 maps of 183x183, 5x5 pooling and LCN, batch 4). ``share_of_step`` gives pooling + LCN's part of one whole training step of the
+with step 2 to 12x12, stage 2's 8 of 8x8 pooled 3x3 to 6x6; LCN 5x5 on both), the paper's stage 1
+(8 maps of 183x183, 5x5 pooling and LCN, batch 4), and one map of 804x804 (LCN on 800x800), where the
+banded products lose and "auto" takes the direct form. ``share_of_step`` gives pooling + LCN's part of one whole training step of the
 main job's model (forward, cost, backward), where that step is measured (the main rows).
 Prints one JSON line per shape.
 """
@@ -40,19 +42,7 @@ from downpour.layers import L2Pool2d, LocalContrastNorm2d  # noqa: E402
 
 # name: (batch, maps, side, pool kernel, pool stride, LCN window) of a stage's codes
 SHAPES = {"main stage 1": (32, 8, 25, 3, 2, 5), "main stage 2": (32, 8, 8, 3, 1, 5),
-          "paper stage 1": (4, 8, 183, 5, 1, 5)}
-
-
-def direct_lcn(lcn: LocalContrastNorm2d, x: torch.Tensor) -> torch.Tensor:
-    """The layer's recipe with each windowed sum as one (1, C, k, k) convolution of the 2-D window."""
-    k, c = lcn.kernel_size, lcn.channels
-    taps = lcn.taps.to(x.dtype)
-    w = (torch.outer(taps, taps) / c).expand(1, c, k, k).contiguous()
-    mass = F.conv2d(x.new_ones(1, c, *x.shape[2:]), w, padding=k // 2)
-    x = x - x[:, :1, :1, :1].detach()
-    v = x - F.conv2d(x, w, padding=k // 2) / mass
-    sigma = torch.sqrt(F.conv2d(v * v, w, padding=k // 2) / mass + lcn.eps ** 2)
-    return v / torch.maximum(sigma, sigma.mean(dim=(1, 2, 3), keepdim=True))
+          "paper stage 1": (4, 8, 183, 5, 1, 5), "one map of 804x804": (1, 1, 804, 5, 1, 5)}
 
 
 def fwd_bwd(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> Callable[[], None]:
@@ -96,10 +86,10 @@ def step_ms(reps: int) -> float:
 
 
 def check_lcn(maps: int, side: int, window: int) -> float:
-    """Largest difference of ours and the direct form in float64 (outputs are O(1))."""
-    lcn = LocalContrastNorm2d(maps, kernel_size=window).double()
+    """Largest difference of the banded and the direct form in float64 (outputs are O(1))."""
+    banded, direct = (LocalContrastNorm2d(maps, kernel_size=window, sums=s).double() for s in ("banded", "direct"))
     x = torch.randn(2, maps, min(side, 40), min(side, 40), dtype=torch.float64) * 3 + 1
-    return float((lcn(x) - direct_lcn(lcn, x)).abs().max())
+    return float((banded(x) - direct(x)).abs().max())
 
 
 def measure(name: str, reps: int, step: float | None) -> dict:
@@ -111,13 +101,15 @@ def measure(name: str, reps: int, step: float | None) -> dict:
     x = torch.randn(batch, maps, side, side, requires_grad=True)
     l2 = L2Pool2d(pool, stride=stride)
     y = l2(x).detach().requires_grad_()                      # what LCN reads in a stage: the pooled codes
-    lcn = LocalContrastNorm2d(maps, kernel_size=window)
+    lcn = {s: LocalContrastNorm2d(maps, kernel_size=window, sums=s) for s in ("auto", "banded", "direct")}
     ms = best_ms({"pool": fwd_bwd(l2, x), "pool_torch": fwd_bwd(lambda t: F.lp_pool2d(t, 2, pool, stride), x),
-                  "lcn": fwd_bwd(lcn, y), "lcn_direct": fwd_bwd(lambda t: direct_lcn(lcn, t), y)}, reps)
+                  "lcn": fwd_bwd(lcn["auto"], y), "lcn_banded": fwd_bwd(lcn["banded"], y),
+                  "lcn_direct": fwd_bwd(lcn["direct"], y)}, reps)
     row = {"bench": "pool_lcn", "shape": name, "input": [batch, maps, side, side], "pool": [pool, stride],
            "lcn_window": window, "ms": {k: round(v, 4) for k, v in ms.items()},
            "pool_vs_torch": round(ms["pool"] / ms["pool_torch"], 3),
-           "lcn_vs_direct": round(ms["lcn"] / ms["lcn_direct"], 3), "lcn_max_error_f64": error}
+           "lcn_vs_direct": round(ms["lcn"] / ms["lcn_direct"], 3),
+           "banded_vs_direct": round(ms["lcn_banded"] / ms["lcn_direct"], 3), "lcn_max_error_f64": error}
     if step is not None:
         row["step_ms"] = round(step, 3)
         row["share_of_step"] = round((ms["pool"] + ms["lcn"]) / step, 3)

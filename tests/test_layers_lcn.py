@@ -41,12 +41,26 @@ def loop_lcn(x, k, sigma, eps):
     return v / torch.maximum(sigma_map, c_mean)
 
 
+@pytest.mark.parametrize("sums", ["banded", "direct"])
 @pytest.mark.parametrize("channels, h, w, k", [(3, 8, 7, 5), (1, 5, 9, 3), (2, 4, 3, 9)])  # the last: window > map
-def test_matches_loops(channels, h, w, k):
+def test_matches_loops(channels, h, w, k, sums):
     torch.manual_seed(0)
     x = torch.randn(2, channels, h, w, dtype=torch.float64) * 3 + 1
-    lcn = LocalContrastNorm2d(channels, kernel_size=k, sigma=1.5)
+    lcn = LocalContrastNorm2d(channels, kernel_size=k, sigma=1.5, sums=sums)
     torch.testing.assert_close(lcn(x), loop_lcn(x, k, 1.5, 1e-4))
+
+
+@pytest.mark.parametrize("channels, side, banded", [(8, 40, True), (1, 600, False), (8, 600, True), (4, 513, False)])
+def test_auto_takes_the_banded_products_except_on_large_maps_of_few_channels(channels, side, banded):
+    """Banded products cost O(side) per position, the direct convolutions O(C k²): one map of 800x800 was 1.36x
+    slower banded (docs/benchmarks.md pool_lcn)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    lcn = LocalContrastNorm2d(channels, kernel_size=5)
+    with FlopCounterMode(display=False) as counter:
+        lcn(torch.randn(1, channels, side, 8))
+    ops = set(counter.get_flop_counts()["Global"])
+    assert (torch.ops.aten.convolution in ops) == (not banded)
 
 
 def test_invariances():
@@ -63,10 +77,11 @@ def test_invariances():
         assert torch.equal(LocalContrastNorm2d(3)(flat32), torch.zeros_like(flat32))
 
 
-def test_gradcheck():
+@pytest.mark.parametrize("sums", ["banded", "direct"])
+def test_gradcheck(sums):
     torch.manual_seed(2)
     x = torch.randn(1, 2, 6, 6, dtype=torch.float64, requires_grad=True)
-    assert gradcheck(LocalContrastNorm2d(2, kernel_size=3), (x,), fast_mode=True)
+    assert gradcheck(LocalContrastNorm2d(2, kernel_size=3, sums=sums), (x,), fast_mode=True)
 
 
 def test_bad_inputs():
@@ -75,6 +90,8 @@ def test_bad_inputs():
             LocalContrastNorm2d(1, 3, sigma=sigma, eps=eps)
     with pytest.raises(ValueError, match="odd"):
         LocalContrastNorm2d(3, kernel_size=4)
+    with pytest.raises(ValueError, match="sums must be one of"):
+        LocalContrastNorm2d(3, sums="fft")
     with pytest.raises(ValueError, match=r"expected \(B, 3, H, W\)"):
         LocalContrastNorm2d(3)(torch.randn(1, 2, 9, 9))
 
