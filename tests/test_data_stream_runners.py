@@ -170,6 +170,22 @@ def test_a_resume_cuts_the_patches_per_image_the_run_began_with(tmp_path, folder
         assert [s["position"]["patches"] for s in json.loads(checkpoint.read_text())["streams"]] == [2, 2]
 
 
+def test_a_resume_with_no_stream_position_takes_the_count_from_data_json(tmp_path, folder):
+    """A Ray resume has no stream positions (its streams start afresh): the count its data.json recorded stands."""
+    import json
+
+    from downpour.data.pipeline import keep_cut
+
+    root, _ = folder
+    cfg = load_config("ufldl-sae", [*STREAM, f"data.path={root}", "data.mode=patches", "data.samples=51"]).data
+    data = open_stream(cfg, 0)
+    assert data.cut.patches == 1
+    assert keep_cut(data, [], cfg, 0, tmp_path) is data                       # nothing recorded: as computed
+    (tmp_path / "data.json").write_text(json.dumps({"patches_per_image": 3}))
+    assert keep_cut(data, [], cfg, 0, tmp_path).cut.patches == 3
+    assert keep_cut(data, [{"patches": 1}], cfg, 0, tmp_path) is data         # a position's count comes first
+
+
 def test_ray_workers_read_only_their_own_files(tmp_path, folder, local_ray):
     root, log = folder
     _reads(log)

@@ -138,15 +138,16 @@ def open_data(cfg: DataConfig, seed: int, stream_ok: bool = True) -> Dataset | S
 def keep_cut(data: Dataset | StreamingData, positions: list[dict[str, Any] | None], cfg: DataConfig, seed: int,
              run: Path) -> Dataset | StreamingData:
     """The data a resumed run goes on with: a streamed patch run cuts the patches per image it began with, which
-    its checkpoint's stream ``positions`` record (a checkpoint from before they did: the run's data.json, if it
-    wrote one); the count computed now can differ (a folder's file count changed, or the rule did: for videos
+    its checkpoint's stream ``positions`` record (a checkpoint from before they did, or a Ray run's, which holds
+    none: the run's data.json, if it wrote one); the count computed now can differ (a folder's file count changed, or the rule did: for videos
     on 2026-12-02 and 12-03), and a stream cut otherwise would be another run from the checkpoint on, under the
     same name. The stream is then opened again with the recorded count."""
-    if not isinstance(data, StreamingData) or data.cut.mode != "patches" or not any(positions):
+    if not isinstance(data, StreamingData) or data.cut.mode != "patches":
         return data
-    began = {p.get("patches") for p in positions if p} - {None} or {_recorded_patches(run / "data.json")} - {None}
+    recorded = [p for p in positions if p]          # (none on Ray: its streams start afresh)
+    began = {p.get("patches") for p in recorded} - {None} or {_recorded_patches(run / "data.json")} - {None}
     if not began:
-        if data.info["source"] == "video":
+        if recorded and data.info["source"] == "video":
             log.warning("%s: neither its checkpoint nor a data.json records the patches per image it began with; "
                         "they are cut %d per frame now, from the frames the videos declare (since 2026-12-03), "
                         "which may not be what it trained on", run, data.cut.patches)
