@@ -1,4 +1,4 @@
-"""bench/tiled.py, bench/server_rules.py and bench/face_test.py: a quick run prints every row the docs read, and the
+"""bench/tiled.py, bench/server_rules.py, bench/face_test.py and bench/pool_lcn.py: a quick run prints every row the docs read, and the
 tiled bench's forced paths are undone (the layer routes by lc.runs_banked again afterwards)."""
 import json
 import sys
@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+import pool_lcn  # noqa: E402
 import server_rules  # noqa: E402
 import tiled  # noqa: E402
 
@@ -81,3 +82,13 @@ def test_face_test_checks_both_auc_paths_against_ranking_and_prints_which_it_too
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [(r["shape"], r["path"]) for r in rows] == [("small", "pairs"), ("large", "ranks")]
     assert all(r["ms"]["ours"] > 0 and r["ms"]["rank"] > 0 for r in rows)
+
+
+def test_pool_lcn_prints_every_row_the_docs_read(capsys):
+    pool_lcn.main(["--reps", "1", "--shape", "main stage 2", "--shape", "one map of 804x804"])
+    rows = {r["shape"]: r for r in map(json.loads, capsys.readouterr().out.splitlines())}
+    assert set(rows) == {"main stage 2", "one map of 804x804"}
+    for r in rows.values():
+        assert all(v > 0 for v in r["ms"].values()) and r["lcn_max_error_f64"] < 1e-12
+        assert r["pool_vs_torch"] == round(r["ms"]["pool"] / r["ms"]["pool_torch"], 3)
+    assert 0 < rows["main stage 2"]["share_of_step"] < 1 and "share_of_step" not in rows["one map of 804x804"]
