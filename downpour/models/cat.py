@@ -164,7 +164,6 @@ class CatStage(nn.Module):
             # the mask as a buffer (0/1: exact in any dtype, on the model's device), its scale divided out in the
             # model's dtype: a model cast to float64 weighs in float64 (a float32 weight carried 2e-8 of rounding)
             self.register_buffer("recon_mask", inside.float()[None, None], persistent=False)
-            self.recon_share = (h * w, int(inside.sum()))      # pixels, pixels reconstructed
         else:
             self.recon_mask = None
         ho, wo = self.filter.out_size
@@ -180,8 +179,7 @@ class CatStage(nn.Module):
         """(1, 1, H, W) weight of each pixel's reconstruction error (``model.recon``), None = every pixel alike."""
         if self.recon_mask is None:
             return None
-        pixels, inside = self.recon_share
-        return self.recon_mask * (pixels / self.recon_mask.new_tensor(inside))
+        return self.recon_mask * (self.recon_mask.numel() / self.recon_mask.sum())   # (counts: exact in float32)
 
     def forward(self, x: Tensor, weight: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """(B, C, H, W) -> codes (B, maps, Ho, Wo), pooled (B, maps, Hp, Wp), normalised output (same as pooled).
