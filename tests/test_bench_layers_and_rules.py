@@ -90,5 +90,7 @@ def test_pool_lcn_prints_every_row_the_docs_read(capsys):
     assert set(rows) == {"main stage 2", "one map of 804x804"}
     for r in rows.values():
         assert all(v > 0 for v in r["ms"].values()) and r["lcn_max_error_f64"] < 1e-12
-        assert r["pool_vs_torch"] == round(r["ms"]["pool"] / r["ms"]["pool_torch"], 3)
+        # the ratio of the unrounded times, to 3 places; the printed times are rounded to 4 (0.825 against 0.826
+        # recomputed from them failed a run under load)
+        assert r["pool_vs_torch"] == pytest.approx(r["ms"]["pool"] / r["ms"]["pool_torch"], abs=2e-3)
     assert 0 < rows["main stage 2"]["share_of_step"] < 1 and "share_of_step" not in rows["one map of 804x804"]

@@ -138,13 +138,14 @@ def open_data(cfg: DataConfig, seed: int, stream_ok: bool = True) -> Dataset | S
 def keep_cut(data: Dataset | StreamingData, positions: list[dict[str, Any] | None], cfg: DataConfig, seed: int,
              run: Path) -> Dataset | StreamingData:
     """The data a resumed run goes on with: a streamed patch run cuts the patches per image it began with, which
-    its checkpoint's stream ``positions`` record (a checkpoint from before they did, or a Ray run's, which holds
-    none: the run's data.json, if it wrote one); the count computed now can differ (a folder's file count changed, or the rule did: for videos
-    on 2026-12-02 and 12-03), and a stream cut otherwise would be another run from the checkpoint on, under the
-    same name. The stream is then opened again with the recorded count."""
-    if not isinstance(data, StreamingData) or data.cut.mode != "patches":
+    its checkpoint's stream ``positions`` record (a cluster run's server checkpoint adds its own count, which is
+    all a Ray run's holds; a checkpoint from before they did: the run's data.json, if it wrote one); the count
+    computed now can differ (a folder's file count changed, or the rule did: for videos on 2026-12-02 and 12-03),
+    and a stream cut otherwise would be another run from the checkpoint on, under the same name. The stream is
+    then opened again with the recorded count."""
+    if cut_patches(data) is None:
         return data
-    recorded = [p for p in positions if p]          # (none on Ray: its streams start afresh)
+    recorded = [p for p in positions if p]          # (on Ray, its server checkpoint's count: its streams start afresh)
     began = {p.get("patches") for p in recorded} - {None} or {_recorded_patches(run / "data.json")} - {None}
     if not began:
         if recorded and data.info["source"] == "video":
@@ -160,6 +161,12 @@ def keep_cut(data: Dataset | StreamingData, positions: list[dict[str, Any] | Non
     reopened = open_stream(cfg, seed, per_image=count)
     reopened.info["chosen"] = data.info.get("chosen")
     return reopened
+
+
+def cut_patches(data: Dataset | StreamingData) -> int | None:
+    """The patches per image a streamed patch run cuts (None for any other data): what a checkpoint records
+    for ``keep_cut``."""
+    return data.cut.patches if isinstance(data, StreamingData) and data.cut.mode == "patches" else None
 
 
 def _recorded_patches(path: Path) -> int | None:

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from downpour.config import ConfigError, RunConfig
-from downpour.data.pipeline import check_resumed_on, keep_cut, record_data, report_at, run_data_info
+from downpour.data.pipeline import check_resumed_on, cut_patches, keep_cut, record_data, report_at, run_data_info
 from downpour.errors import Diverged, RunError
 from downpour.parallel.partition import merge_model
 from downpour.ps.checkpoint import SERVER, ShardState, load_server, next_seqs, restoring
@@ -87,8 +87,8 @@ def _run_once(cfg: RunConfig, run: RunDir, resume: bool, restarts: list[dict[str
         log.info("resuming %s at step %d", run.path, meta["step"])
         if c.runner == "simulated" and run.config.data.pipeline == "auto":   # recorded before the choice was
             check_resumed_on(setup.data, bool(meta.get("streams")), run.path / "config.toml")
-        setup.data = keep_cut(setup.data, [s and s["position"] for s in meta.get("streams") or []], cfg.data, cfg.seed,
-                              run.path)
+        positions = [s and s["position"] for s in meta.get("streams") or []] + [{"patches": meta.get("patches_per_image")}]
+        setup.data = keep_cut(setup.data, positions, cfg.data, cfg.seed, run.path)
     start = meta["step"]
     began[:] = began or [start]
     coord = Coordinator(setup.gate, c.workers, cfg.train.steps, c.n_push, start_step=start,
@@ -123,7 +123,7 @@ def _run_once(cfg: RunConfig, run: RunDir, resume: bool, restarts: list[dict[str
     try:
         run.begin(cfg, setup.data.preprocess, start, resume)
         with restoring(run.checkpoints / SERVER):
-            recorder = Recorder(cfg, run, coord, meta["elapsed"], meta.get("recorder"))
+            recorder = Recorder(cfg, run, coord, meta["elapsed"], meta.get("recorder"), cut_patches(setup.data))
     except BaseException:
         driver.close()
         raise

@@ -67,9 +67,11 @@ class Recorder:
     """Turns pushes into metrics lines (every ``train.log_every`` steps) and server checkpoints."""
 
     def __init__(self, cfg: RunConfig, run: RunDir, coord: Coordinator, elapsed: float = 0.0,
-                 saved: dict[str, Any] | None = None):
-        """``saved``: a resumed run's counters and the metrics row it was gathering (its checkpoint's ``recorder``)."""
-        self.cfg, self.run, self.coord = cfg, run, coord
+                 saved: dict[str, Any] | None = None, patches: int | None = None):
+        """``saved``: a resumed run's counters and the metrics row it was gathering (its checkpoint's ``recorder``);
+        ``patches``: the patches per image a streamed patch run cuts, which each checkpoint records (a Ray
+        run's streams start afresh on resume, and the count computed then can differ: ``pipeline.keep_cut``)."""
+        self.cfg, self.run, self.coord, self.patches = cfg, run, coord, patches
         self.telemetry = ClusterTelemetry(run, cfg.train.steps, tensorboard=cfg.train.tensorboard, time_offset=elapsed,
                                           start_step=coord.done)
         self.elapsed0 = elapsed
@@ -163,7 +165,7 @@ class Recorder:
                              "skipped": self.skipped, "stale_sum": self._stale_sum, "stale_n": self._stale_n,
                              "row": self._mean.state(), "last_step": self._last_step,
                              "checkpoints": self.checkpoints + 1, "checkpoint_seconds": self.checkpoint_seconds},
-                **driver}
+                **({"patches_per_image": self.patches} if self.patches else {}), **driver}
         save_server(self.run.checkpoints / SERVER, states, meta, tensors)
         write_staleness(self.run, self.cfg, states, self.coord)
 
