@@ -368,7 +368,8 @@ def test_a_stopped_parallel_crossfit_stops_its_fold_processes_with_their_checkpo
     out = tmp_path / "cf"
     argv = [sys.executable, "-m", "downpour.cli", "crossfit", "--config", "cat-demo", "--runner",
             "simulated" if group else "local", "--steps", "100000", "--folds", "2", "--jobs", "2", "--control", "none",
-            "--set", "train.log_every=5", "--out", str(out)]          # (the simulator holds signals at every event)
+            "--set", "train.log_every=5", "--set", "data.size=16", "--set", "model.kernels=[5,3]",
+            "--set", "model.maps=[2,2]", "--out", str(out)]           # (the simulator holds signals at every event)
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "OMP_NUM_THREADS": "1"}, start_new_session=group)
     logs = [out / "fold-0.log", out / "fold-1.log"]
@@ -393,7 +394,7 @@ def test_a_stopped_parallel_crossfit_stops_its_fold_processes_with_their_checkpo
         step = json.loads((out / f"fold-{i}" / "checkpoints" / ("server.json" if group else "local.json")).read_text())["step"]
         assert 0 < step < 100000
     sizes = [p.stat().st_size for p in logs]
-    time.sleep(2)
+    time.sleep(1)                                         # (a fold logs every 5 steps: many lines a second)
     assert [p.stat().st_size for p in logs] == sizes      # nothing trains on after the command ended
 
 
