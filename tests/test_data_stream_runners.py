@@ -174,7 +174,9 @@ def test_a_resume_cuts_the_patches_per_image_the_run_began_with(tmp_path, folder
         a, b = _model(whole), _model(half)
         assert all(torch.equal(a[k], b[k]) for k in a)
     else:                                                             # the workers' own streams cut 2 (their positions)
-        assert [s["position"]["patches"] for s in json.loads(checkpoint.read_text())["streams"]] == [2, 2]
+        saved = json.loads(checkpoint.read_text())
+        assert [s["position"]["patches"] for s in saved["streams"]] == [2, 2]
+        assert saved["patches_per_image"] == 2                        # what a second resume on Ray reads: the cut
 
 
 def test_a_resume_with_no_stream_position_takes_the_count_from_data_json(tmp_path, folder):

@@ -305,6 +305,25 @@ def test_cells_run_in_worker_processes(planted, tmp_path):
     assert one == two
 
 
+class ReadsTheEnvironment(Planted):
+    """Its figure is an environment variable, as a worker process sees it."""
+
+    def run_cell(self, condition, seed, context):
+        import os
+
+        return {"x": float(os.environ["DOWNPOUR_TEST_X"])}
+
+
+def test_workers_see_the_environment_of_the_study_they_run(planted, tmp_path, monkeypatch):
+    """Workers fork from a fork server, which holds the environment it started with: a second study in the
+    same process, the variable changed, had its cells read the first study's value."""
+    monkeypatch.setitem(studies.STUDIES, "planted", f"{__name__}:ReadsTheEnvironment")
+    for value in ("1", "2"):
+        monkeypatch.setenv("DOWNPOUR_TEST_X", value)
+        run_study("planted", tmp_path / value, quick=True, jobs=2)
+        cells = json.loads((tmp_path / value / "study.json").read_text())["cells"]
+        assert [row["figures"]["x"][0] for row in cells] == [float(value)] * 2
+
 
 class Twinned(Planted):
     """A third condition that is condition a's run under another name (``same_run``)."""

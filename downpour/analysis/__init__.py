@@ -25,9 +25,15 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    """A public name from its module; a submodule by its name (``downpour.analysis.probe`` after a bare
+    ``import downpour.analysis``, as when the package imported them all)."""
+    try:
+        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name) if name in _LAZY else \
+            importlib.import_module(f"{__name__}.{name}")
+    except ModuleNotFoundError as err:
+        if err.name != f"{__name__}.{name}":      # a submodule's own missing import: not this name's
+            raise
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
     globals()[name] = value
     return value
 

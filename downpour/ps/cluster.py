@@ -87,7 +87,8 @@ def _run_once(cfg: RunConfig, run: RunDir, resume: bool, restarts: list[dict[str
         log.info("resuming %s at step %d", run.path, meta["step"])
         if c.runner == "simulated" and run.config.data.pipeline == "auto":   # recorded before the choice was
             check_resumed_on(setup.data, bool(meta.get("streams")), run.path / "config.toml")
-        positions = [s and s["position"] for s in meta.get("streams") or []] + [{"patches": meta.get("patches_per_image")}]
+        saved = [{"patches": meta["patches_per_image"]}] if "patches_per_image" in meta else []   # (Ray: all there is)
+        positions = [s and s["position"] for s in meta.get("streams") or []] + saved
         setup.data = keep_cut(setup.data, positions, cfg.data, cfg.seed, run.path)
     start = meta["step"]
     began[:] = began or [start]

@@ -138,12 +138,17 @@ _BY_NAME: dict[str, Condition] = {}
 _FAILED: BaseException | None = None
 
 
-def _init(target: str, quick: bool, sets: list[tuple[str, Any]], context: dict[str, Any]) -> None:
-    """A worker process's set-up: the study class by its ``module:Class`` path (so a study defined
-    anywhere importable runs), one intra-op thread. A failure here is raised by the first cell, in the
-    parent: a pool whose initializer raises would restart its workers for ever."""
+def _init(target: str, quick: bool, sets: list[tuple[str, Any]], context: dict[str, Any],
+          env: dict[str, str] | None = None) -> None:
+    """A worker process's set-up: the parent's environment as it is now (``env``: a worker forks from a fork
+    server, which holds the environment of its own start), the study class by its ``module:Class`` path (so a
+    study defined anywhere importable runs), one intra-op thread. A failure here is raised by the first cell,
+    in the parent: a pool whose initializer raises would restart its workers for ever."""
     global _STUDY, _CONTEXT, _BY_NAME, _FAILED
     _FAILED = None                                 # (jobs=1 runs it in this process: a study's failure, not the next's)
+    if env is not None and env != os.environ:
+        os.environ.clear()
+        os.environ.update(env)
     try:
         import torch
 
@@ -202,7 +207,7 @@ def run_cells(study: Study, tasks: list[tuple[str, int]], context: dict[str, Any
     if not runs:
         return
     progress = _Progress(study.name, len(runs))
-    args = (f"{type(study).__module__}:{type(study).__qualname__}", study.quick, study.sets, context)
+    args = (f"{type(study).__module__}:{type(study).__qualname__}", study.quick, study.sets, context, dict(os.environ))
 
     def record(results: Iterable[Result]) -> None:
         for name, seed, figures, cost in results:
