@@ -179,6 +179,27 @@ def test_a_resume_cuts_the_patches_per_image_the_run_began_with(tmp_path, folder
         assert saved["patches_per_image"] == 2                        # what a second resume on Ray reads: the cut
 
 
+@pytest.mark.parametrize("damaged", ["x", 0, 2.5, True])
+def test_a_damaged_patch_count_in_a_server_checkpoint_is_named(tmp_path, folder, damaged):
+    """It was a bare ValueError ("x"), a DataError about fitting (0), or read as 2 (2.5)."""
+    import json
+
+    from downpour.train.checkpoint import CheckpointError
+
+    root, _ = folder
+    cfg = load_config("ufldl-sae", [*STREAM, f"data.path={root}", "cluster.runner=simulated", "data.mode=patches",
+                                    "data.samples=102", "data.loader_workers=0", "train.steps=4"])
+    run = RunDir.create(tmp_path / "r", cfg)
+    train(cfg, run)
+    checkpoint = run.path / "checkpoints" / "server.json"
+    saved = json.loads(checkpoint.read_text())
+    assert saved["patches_per_image"] == 2
+    checkpoint.write_text(json.dumps({**saved, "patches_per_image": damaged}))
+    with pytest.raises(CheckpointError, match=rf"patches_per_image = {damaged!r}, not a positive whole number"):
+        train(load_config("ufldl-sae", [*STREAM, f"data.path={root}", "cluster.runner=simulated", "data.mode=patches",
+                                        "data.samples=102", "data.loader_workers=0", "train.steps=8"]), run, resume=True)
+
+
 def test_a_resume_with_no_stream_position_takes_the_count_from_data_json(tmp_path, folder):
     """A Ray resume has no stream positions (its streams start afresh): the count its data.json recorded stands."""
     import json
