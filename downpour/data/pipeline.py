@@ -175,7 +175,12 @@ def _recorded_patches(path: Path) -> int | None:
         count = json.loads(path.read_text()).get("patches_per_image")
     except (OSError, ValueError, AttributeError):
         return None
-    return count if isinstance(count, int) and not isinstance(count, bool) and count > 0 else None
+    return count if is_patch_count(count) else None
+
+
+def is_patch_count(count: Any) -> bool:
+    """Whether a recorded patches-per-image count is one (a positive whole number; JSON's true is not)."""
+    return isinstance(count, int) and not isinstance(count, bool) and count > 0
 
 
 def batch_position(batches: Iterable[Any]) -> dict[str, Any] | None:

@@ -17,7 +17,8 @@ from typing import Any
 import torch
 
 from downpour.config import ConfigError, RunConfig
-from downpour.data.pipeline import check_resumed_on, cut_patches, keep_cut, record_data, report_at, run_data_info
+from downpour.data.pipeline import (check_resumed_on, cut_patches, is_patch_count, keep_cut, record_data, report_at,
+                                    run_data_info)
 from downpour.errors import Diverged, RunError
 from downpour.parallel.partition import merge_model
 from downpour.ps.checkpoint import SERVER, ShardState, load_server, next_seqs, restoring
@@ -223,7 +224,7 @@ def _finish(setup: ClusterSetup, run: RunDir, states: list[ShardState], coord: C
 def _saved_patches(meta: dict[str, Any], run: RunDir) -> int:
     """The patches per image a server checkpoint recorded, checked (a damaged value was a bare ValueError)."""
     count = meta["patches_per_image"]
-    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+    if not is_patch_count(count):
         raise CheckpointError(f"cannot resume {str(run.path)!r}: its server checkpoint records patches_per_image = "
                               f"{count!r}, not a positive whole number (a damaged checkpoint)")
     return count
