@@ -38,6 +38,10 @@ class DataError(DownpourError):
     images, images too few or too small for the settings); the message names the path or setting."""
 
 
+class CheckpointError(DownpourError):
+    """A checkpoint or model file is unreadable, incomplete or does not fit; the message names the file."""
+
+
 class NotARunError(DownpourError):
     """The directory is not a downpour run, or not a finished one: no config.toml, no model yet, or one of
     its files missing or unreadable; the message names the file."""

@@ -200,6 +200,50 @@ def test_a_damaged_patch_count_in_a_server_checkpoint_is_named(tmp_path, folder,
                                         "data.samples=102", "data.loader_workers=0", "train.steps=8"]), run, resume=True)
 
 
+DAMAGED_POSITIONS = [("epoch", "x"), ("index", -1), ("skip", 2.5), ("batch", None), ("samples", True), ("patches", -1),
+                     ("patches", 0), ("skipped", 5), ("skipped", [["a.png"]]), ("listing", 7), ("index", "missing"), (None, [1, 2])]
+
+
+@pytest.mark.parametrize("runner, key, damaged", [*[("local", *d) for d in DAMAGED_POSITIONS],
+                                                  *[("simulated", *d) for d in DAMAGED_POSITIONS],
+                                                  ("simulated", "seed_step", "x"),   # the simulator's streams only:
+                                                  ("simulated", "patches", 3)])      # one worker's count against 2
+def test_a_damaged_stream_position_is_named_before_the_resume_writes(tmp_path, folder, runner, key, damaged):
+    """A hand-edited or damaged stream position in a local or simulated checkpoint: each of these was a bare
+    ValueError, TypeError or KeyError from deep in the loader, a count read as another (2.5 as 2, true as 1),
+    or no error at all (a negative index; one worker's count of 3 against the others' 2, one of them taken).
+    Now a CheckpointError naming the checkpoint file and the key, raised before the resume writes anything."""
+    import json
+
+    from downpour.train.checkpoint import CheckpointError
+
+    root, _ = folder
+    base = [*STREAM, f"data.path={root}", f"cluster.runner={runner}", "data.mode=patches", "data.samples=102",
+            "data.loader_workers=0"]
+    cfg = load_config("ufldl-sae", [*base, "train.steps=4"])
+    run = RunDir.create(tmp_path / "r", cfg)
+    train(cfg, run)
+    checkpoint = run.path / "checkpoints" / ("local.json" if runner == "local" else "server.json")
+    saved = json.loads(checkpoint.read_text())
+    holder, field = (saved, "data") if runner == "local" else (saved["streams"][0], "position")   # the first worker's
+    if key is None:
+        holder[field] = damaged
+    elif key == "seed_step":
+        holder[key] = damaged
+    elif damaged == "missing":
+        del holder[field][key]
+    else:
+        holder[field][key] = damaged
+    checkpoint.write_text(json.dumps(saved))
+    files = lambda: {p.relative_to(run.path): p.read_bytes() for p in run.path.rglob("*") if p.is_file()}  # noqa: E731
+    before = files()
+    with pytest.raises(CheckpointError) as err:
+        train(load_config("ufldl-sae", [*base, "train.steps=8"]), run, resume=True)
+    assert str(checkpoint if damaged != 0 else run.path) in str(err.value)   # 0: a crop stream's count, read as one
+    assert (key or "position") in str(err.value)
+    assert files() == before
+
+
 def test_a_resume_with_no_stream_position_takes_the_count_from_data_json(tmp_path, folder):
     """A Ray resume has no stream positions (its streams start afresh): the count its data.json recorded stands."""
     import json

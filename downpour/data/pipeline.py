@@ -29,6 +29,8 @@ from downpour.config import FILE_SOURCES, ConfigError, DataConfig
 from downpour.data.build import build_dataset, check_config
 from downpour.data.dataset import Dataset
 from downpour.data.stream import STREAMED, Listing, StreamingData, item_name, list_items, open_stream
+from downpour.errors import CheckpointError
+from downpour.settings import is_count
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +155,10 @@ def keep_cut(data: Dataset | StreamingData, positions: list[dict[str, Any] | Non
                         "they are cut %d per frame now, from the frames the videos declare (since 2026-12-03), "
                         "which may not be what it trained on", run, data.cut.patches)
         return data
-    count = int(began.pop())
+    count = began.pop()                # (one: the checkpoint's counts were checked, and found to agree, as it was read)
+    if count < 1:                      # what a crop stream records: no patch run's
+        raise CheckpointError(f"cannot resume {str(run)!r}: its checkpoint records {count} patches per image for a "
+                              "stream that cuts patches (a damaged checkpoint)")
     if count == data.cut.patches:
         return data
     log.warning("%s: resumed cutting the %d patches per image it began with (data.samples over the %s now "
@@ -175,12 +180,7 @@ def _recorded_patches(path: Path) -> int | None:
         count = json.loads(path.read_text()).get("patches_per_image")
     except (OSError, ValueError, AttributeError):
         return None
-    return count if is_patch_count(count) else None
-
-
-def is_patch_count(count: Any) -> bool:
-    """Whether a recorded patches-per-image count is one (a positive whole number; JSON's true is not)."""
-    return isinstance(count, int) and not isinstance(count, bool) and count > 0
+    return count if is_count(count, 1) else None
 
 
 def batch_position(batches: Iterable[Any]) -> dict[str, Any] | None:

@@ -17,8 +17,7 @@ from typing import Any
 import torch
 
 from downpour.config import ConfigError, RunConfig
-from downpour.data.pipeline import (check_resumed_on, cut_patches, is_patch_count, keep_cut, record_data, report_at,
-                                    run_data_info)
+from downpour.data.pipeline import check_resumed_on, cut_patches, keep_cut, record_data, report_at, run_data_info
 from downpour.errors import Diverged, RunError
 from downpour.parallel.partition import merge_model
 from downpour.ps.checkpoint import SERVER, ShardState, load_server, next_seqs, restoring
@@ -88,7 +87,7 @@ def _run_once(cfg: RunConfig, run: RunDir, resume: bool, restarts: list[dict[str
         log.info("resuming %s at step %d", run.path, meta["step"])
         if c.runner == "simulated" and run.config.data.pipeline == "auto":   # recorded before the choice was
             check_resumed_on(setup.data, bool(meta.get("streams")), run.path / "config.toml")
-        saved = [{"patches": _saved_patches(meta, run)}] if "patches_per_image" in meta else []   # (Ray: all there is)
+        saved = [{"patches": meta["patches_per_image"]}] if "patches_per_image" in meta else []   # (Ray: all there is)
         positions = [s and s["position"] for s in meta.get("streams") or []] + saved
         setup.data = keep_cut(setup.data, positions, cfg.data, cfg.seed, run.path)
     start = meta["step"]
@@ -219,15 +218,6 @@ def _finish(setup: ClusterSetup, run: RunDir, states: list[ShardState], coord: C
                        f"(shard rejections: {rejected}); lower train.lr or check the data; "
                        f"the run is saved in {str(run.path)!r}")
     return summary
-
-
-def _saved_patches(meta: dict[str, Any], run: RunDir) -> int:
-    """The patches per image a server checkpoint recorded, checked (a damaged value was a bare ValueError)."""
-    count = meta["patches_per_image"]
-    if not is_patch_count(count):
-        raise CheckpointError(f"cannot resume {str(run.path)!r}: its server checkpoint records patches_per_image = "
-                              f"{count!r}, not a positive whole number (a damaged checkpoint)")
-    return count
 
 
 def _loss_reasons(coord: Coordinator) -> list[str]:

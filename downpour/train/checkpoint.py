@@ -17,15 +17,12 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from downpour.errors import DownpourError
+from downpour.data.loader import position_problem
+from downpour.errors import CheckpointError
 from downpour.settings import is_count
 
 
 log = logging.getLogger(__name__)
-
-
-class CheckpointError(DownpourError):
-    """A checkpoint or model file is unreadable, incomplete or does not fit; the message names the file."""
 
 
 def read_tensors(path: Path) -> dict[str, Tensor]:
@@ -156,6 +153,14 @@ def check_counts(meta: dict[str, Any], keys: Iterable[str], stem: str | Path) ->
     if "skipped" in keys and meta["skipped"] > meta["step"]:
         raise CheckpointError(f"checkpoint file {str(Path(stem).with_suffix('.json'))!r}: {meta['skipped']} steps skipped "
                               f"of {meta['step']}")
+
+
+def check_position(position: Any, stem: str | Path) -> None:
+    """CheckpointError naming ``stem``'s JSON unless ``position`` is a stream position the loader can go on
+    from (:func:`downpour.data.loader.position_problem`)."""
+    problem = position_problem(position)
+    if problem is not None:
+        raise CheckpointError(f"checkpoint file {str(Path(stem).with_suffix('.json'))!r}: {problem} (a damaged checkpoint)")
 
 
 def optimizer_state(opt: torch.optim.Optimizer) -> tuple[dict[str, Tensor], dict[str, Any]]:
