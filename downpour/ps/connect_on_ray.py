@@ -19,6 +19,7 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from downpour.errors import RunError
+from downpour.train.signals import deliver
 
 __all__ = ["CONNECT_TIMEOUT_S", "connect", "gathered", "held", "placer"]
 
@@ -54,30 +55,40 @@ def connect(address: str) -> bool:
 
     A plain run always starts its own local Ray (``address="local"``), so a stale
     /tmp/ray/ray_current_cluster left by a killed head, or a RAY_ADDRESS in the environment, does
-    not redirect it. Joining fails in one line, within :data:`CONNECT_TIMEOUT_S`, when nobody answers."""
+    not redirect it. Joining fails in one line, within :data:`CONNECT_TIMEOUT_S`, when nobody answers.
+    A stop during the start (:func:`_start_held`) ends it with Ray shut down again."""
     if ray.is_initialized():
         return False
-    with _own_sigterm():
-        if not address:
-            ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=True)
-            return True
-        _reachable(address, CONNECT_TIMEOUT_S)
-        try:
-            ray.init(address=address, log_to_driver=True)
-        except (ConnectionError, RuntimeError, ValueError) as err:   # e.g. a token-protected cluster without the token
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            hint = (" (a cluster started with authentication needs its token in this environment: see "
-                    "docs/parameter-server.md#faults)") if any(w in str(err).lower() for w in ("token", "auth")) else ""
-            if not hint and address != "auto" and "RAY_AUTH_MODE" not in os.environ and _token_here():   # (auto presents it)
-                # Ray's ConnectionError does not say why; `ray start --head` turns token auth on by itself when
-                # ~/.ray/auth_token exists (any local ray.init, e.g. a plain `--runner ray` run, writes it), and
-                # a driver given an explicit address never presents it unless RAY_AUTH_MODE=token
-                hint = (" (a token is set up on this machine, so the cluster may require token authentication, "
-                        "which `ray start --head` turns on by itself where ~/.ray/auth_token exists: run with "
-                        "RAY_AUTH_MODE=token, or start the head with RAY_AUTH_MODE=disabled; "
-                        "docs/parameter-server.md#faults)")
-            raise RunError(f"could not join the Ray cluster at cluster.address={address!r}: {first}{hint}") from None
+    try:
+        with _start_held():
+            _init(address)
+    except BaseException:
+        if ray.is_initialized():
+            ray.shutdown()
+        raise
     return True
+
+
+def _init(address: str) -> None:
+    if not address:
+        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=True)
+        return
+    _reachable(address, CONNECT_TIMEOUT_S)
+    try:
+        ray.init(address=address, log_to_driver=True)
+    except (ConnectionError, RuntimeError, ValueError) as err:   # e.g. a token-protected cluster without the token
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        hint = (" (a cluster started with authentication needs its token in this environment: see "
+                "docs/parameter-server.md#faults)") if any(w in str(err).lower() for w in ("token", "auth")) else ""
+        if not hint and address != "auto" and "RAY_AUTH_MODE" not in os.environ and _token_here():   # (auto presents it)
+            # Ray's ConnectionError does not say why; `ray start --head` turns token auth on by itself when
+            # ~/.ray/auth_token exists (any local ray.init, e.g. a plain `--runner ray` run, writes it), and
+            # a driver given an explicit address never presents it unless RAY_AUTH_MODE=token
+            hint = (" (a token is set up on this machine, so the cluster may require token authentication, "
+                    "which `ray start --head` turns on by itself where ~/.ray/auth_token exists: run with "
+                    "RAY_AUTH_MODE=token, or start the head with RAY_AUTH_MODE=disabled; "
+                    "docs/parameter-server.md#faults)")
+        raise RunError(f"could not join the Ray cluster at cluster.address={address!r}: {first}{hint}") from None
 
 
 def _token_here() -> bool:
@@ -87,17 +98,41 @@ def _token_here() -> bool:
 
 
 @contextmanager
-def _own_sigterm() -> Iterator[None]:
-    """Keep this process's SIGTERM handler through ``ray.init``, which puts in its own (``sys.exit(15)``):
-    the CLI's stops a run like Ctrl-C (its checkpoint, "terminated", exit status 143); Ray's exited 15,
-    or aborted. Off the main thread there is no handler to keep."""
-    main = threading.current_thread() is threading.main_thread()
-    before = signal.getsignal(signal.SIGTERM) if main else None
+def _start_held() -> Iterator[None]:
+    """Ray's start with this process's stops held. ``ray.init`` puts in its own SIGTERM handler
+    (``sys.exit(15)``): a scheduler's stop in the start's first seconds exited 15 instead of the CLI's
+    "terminated" and 143, or was swallowed inside logging's at-fork hook and the run went on. Ray's handler is
+    kept out; a SIGTERM or Ctrl-C during the start is noted and handed to the handler before as the start ends
+    (a second one at once: a start that hangs can still be stopped), and that handler is this process's again
+    after it. Not covered: the core worker's failure handler, put in for the start's last second or so, answers
+    a SIGTERM there with an abort. Off the main thread there is nothing to hold."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    held = [s for s in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(s) != signal.SIG_IGN]
+
+    def note(signum: int, frame: object) -> None:
+        caught.append(signum)
+        if len(caught) > 1:            # the second: now (its handler back first, for a default action's sake)
+            caught.clear()
+            signal.signal(signum, old[signum])
+            deliver(signum, old[signum])
+
+    old = {s: signal.signal(s, note) for s in held}
+    utils = ray._private.utils
+    rays = getattr(utils, "set_sigterm_handler", None)
+    if rays is not None:
+        utils.set_sigterm_handler = lambda handler: None
     try:
         yield
     finally:
-        if before is not None:
-            signal.signal(signal.SIGTERM, before)
+        if rays is not None:
+            utils.set_sigterm_handler = rays
+        for s, handler in old.items():
+            signal.signal(s, handler)
+        if caught:
+            deliver(caught[0], old[caught[0]])
 
 
 @contextmanager

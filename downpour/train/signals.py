@@ -64,10 +64,10 @@ def signals_held() -> Iterator[None]:
         for s, handler in old.items():
             signal.signal(s, handler)
         if caught:
-            _deliver(caught[0], old[caught[0]])
+            deliver(caught[0], old[caught[0]])
 
 
-def _deliver(signum: int, handler: Any) -> None:
+def deliver(signum: int, handler: Any) -> None:
     """What the handler ``signal.signal`` returned would have done with ``signum``."""
     if callable(handler):
         handler(signum, None)
