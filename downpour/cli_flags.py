@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from downpour.config import AnalysisConfig, ConfigError, RunConfig, parse_override
+from downpour.config import AnalysisConfig, ConfigError, Override, RunConfig, parse_override
 from downpour.data.build import sample_shape
 from downpour.models.registry import build, model_entry
 
@@ -77,9 +77,12 @@ def set_keys(args: argparse.Namespace) -> list[str]:
     return [".".join(parse_override(item)[0]) for item in args.set]
 
 
-def check_sets(sets: list[str], cfg: RunConfig) -> None:
-    """:func:`check_flags` for a command whose only settings are ``--set`` strings (``downpour plan --check-simulated``)."""
-    check_flags(argparse.Namespace(set=list(sets), **{flag: None for flag in (*CLUSTER_ONLY, *ONLY_ON)}), cfg)
+def check_sets(sets: list[Override], cfg: RunConfig, runner_fixed: str | None = None) -> None:
+    """:func:`check_flags` for a command whose only settings are ``--set`` overrides (``downpour plan
+    --check-simulated``, a study's cells); ``runner_fixed``: why the runner cannot change (a study's), said in
+    place of the advice to change it."""
+    check_flags(argparse.Namespace(set=list(sets), runner_fixed=runner_fixed,
+                                   **{flag: None for flag in (*CLUSTER_ONLY, *ONLY_ON)}), cfg)
 
 
 def check_flags(args: argparse.Namespace, cfg: RunConfig) -> None:
@@ -88,6 +91,7 @@ def check_flags(args: argparse.Namespace, cfg: RunConfig) -> None:
     runner = cfg.cluster.runner
     # a resumed run keeps its runner (another would make it another run)
     other = "; a resumed run keeps its runner" if getattr(args, "resume", None) else "; add --runner simulated or --runner ray"
+    other = f"; {args.runner_fixed}" if getattr(args, "runner_fixed", None) else other
     if runner == "local" and given:
         flags = ", ".join("--" + flag.replace("_", "-") for flag in given)
         # (--delay is the simulator's alone: "--runner ray" was suggested, which then refused it)

@@ -193,15 +193,24 @@ def test_cells_of_a_preset_that_changed_since_are_not_mixed_with_new_ones(plante
         run_study("planted", tmp_path / "study", quick=True, jobs=1, seeds=3)
 
 
-@pytest.mark.parametrize("study, key, quick", [
-    ("staleness", "cluster.grad_noise=0.05", True),
-    ("first-layer", "train.log_every=50", True),       # its cost curve missed stage 1's last step: a KeyError later
-    ("costs", "objective.kl_sparsity.rho=0.2", False),  # inside a varied term: it reached the baseline, lost in the term's cells
+@pytest.mark.parametrize("study, key, quick, said", [
+    ("staleness", "cluster.grad_noise=0.05", True, "varies it itself"),
+    ("first-layer", "train.log_every=50", True, "varies it itself"),  # its cost curve missed stage 1's last step
+    # inside a varied term: it reached the baseline, lost in the term's cells (a penalty's keys are the study's own)
+    ("costs", "objective.kl_sparsity.rho=0.2", False, "keeps it as designed: its baseline is reconstruction alone"),
+    # the quick setting does not vary KL: every cell, "none" (reconstruction alone) included, carried it
+    ("costs", "objective.kl_sparsity=1", True, "keeps it as designed: its baseline is reconstruction alone"),
+    # read by no cell (the local runner), accepted and recorded; another runner crashed the measure or changed the design
+    ("templates", "cluster.runner=simulated", True, "keeps it as designed: every cell trains on the local runner"),
+    ("costs", "cluster.runner=simulated", True, "keeps it as designed: every cell trains on the local runner"),
+    ("templates", "cluster.workers=2", True, "the local runner reads no .cluster. setting .*keeps its runner"),
+    ("staleness", "cluster.checkpoint_every=5", True, "the in-memory simulator writes nothing"),
+    ("staleness", "train.log_every=7", True, "the in-memory simulator writes nothing"),
 ])
-def test_a_key_a_study_sets_inside_its_cells_is_refused_as_a_set(study, key, quick):
+def test_a_key_a_study_sets_inside_its_cells_or_never_reads_is_refused_as_a_set(study, key, quick, said):
     cls = study_class(study)
     target = cls(quick=quick, sets=[_pair(key)])
-    with pytest.raises(ConfigError, match="varies it itself"):   # what run_study checks before any cell
+    with pytest.raises(ConfigError, match=said):   # what run_study checks before any cell
         _check_sets(target, target.conditions())
 
 
@@ -578,12 +587,27 @@ def test_a_key_no_cell_reads_is_refused_not_recorded(study, key, match):
     # only the model refused it, in prepare(), with a traceback
     ("staleness", "model.teacher_width=10", "in study 'staleness', cell 'lr0.125/sync': model 'teacher-student' on "
                                            "1x1x8 samples .*teacher_width = 10 needs inputs of dimension >= it"),
-    # the quick setting varies L1 and weight decay only: every cell's KL weight is 0 (accepted, recorded, unread)
-    ("costs", "objective.kl_sparsity.rho=0.1", "no cell of study 'costs' \\(quick\\) gives kl_sparsity a weight"),
+    ("templates", "objective.kl_sparsity.rho=0.1", "model 'cat-demo' has no 'kl_sparsity' cost term"),
 ])
 def test_a_set_a_cell_would_refuse_or_never_read_is_refused_before_any_cell(study, key, match):
     target = study_class(study)(quick=True, sets=[_pair(key)])
     with pytest.raises(ConfigError, match=match):
+        _check_sets(target, target.conditions())
+
+
+class Unweighted(Study):
+    """Every cell has a KL term at weight 0 (as the costs study's quick setting had, before its penalties became its
+    own keys): a --set of the term's target was accepted, recorded and read by nothing."""
+    name, question, base = "unweighted", "", "ufldl-sae"
+    base_sets = (("objective.kl_sparsity", 0.0),)
+
+    def conditions(self):
+        return [Condition("a", {}), Condition("b", {}, (("train.lr", 0.5),))]
+
+
+def test_a_term_key_no_cell_gives_a_weight_is_refused():
+    target = Unweighted(quick=True, sets=[_pair("objective.kl_sparsity.rho=0.1")])
+    with pytest.raises(ConfigError, match="no cell of study 'unweighted' \\(quick\\) gives kl_sparsity a weight"):
         _check_sets(target, target.conditions())
 
 

@@ -38,6 +38,12 @@ class Condition:
     group: str = ""                                # for tables and figures: e.g. "phase", "control"
 
 
+# what every study but staleness (the in-memory simulator) keeps: its cells train on the local runner, one
+# process each (studies/trained.py), and their figures read that runner's checkpoint
+LOCAL_CELLS = {key: "every cell trains on the local runner, one process per cell (studies/trained.py), and its "
+                    "figures read that runner's checkpoint" for key in ("cluster.runner", "cluster.address")}
+
+
 @dataclass
 class Study:
     """Base class of the studies (one module each under :mod:`downpour.studies`)."""
@@ -47,7 +53,7 @@ class Study:
     base: ClassVar[str] = "main"                   # the preset (or TOML path) every cell starts from
     base_sets: ClassVar[tuple[tuple[str, Any], ...]] = ()   # the study's own overrides of it, on every cell
     varied_in_cells: ClassVar[tuple[str, ...]] = ()   # keys run_cell sets itself beyond its conditions' sets (refused as --set)
-    fixed: ClassVar[dict[str, str]] = {}           # keys (and the keys inside them) a --set may not change: why not
+    fixed: ClassVar[dict[str, str]] = LOCAL_CELLS  # keys (and the keys inside them) a --set may not change: why not
     measured_by: ClassVar[str] = ""                # what its cells' figures depend on beyond the config (a measure's
                                                    # version, e.g. trained.FACE_TEST): in the cache's header when set
     seeds_full: ClassVar[int] = 20

@@ -43,7 +43,7 @@ from downpour.data.pipeline import open_data
 from downpour.models.base import FeatureModel
 from downpour.objectives import Objective
 from downpour.studies import words
-from downpour.studies.base import Cells, Condition, Study
+from downpour.studies.base import LOCAL_CELLS, Cells, Condition, Study
 from downpour.studies.figures import interval_bars
 from downpour.studies.plots import scatter_intervals
 from downpour.studies.stats import mean_ci, note_left_out, paired_test
@@ -78,8 +78,12 @@ class CostsStudy(Study):
     seeds_full = 6
     seeds_quick = 2
     # the over-fitting gap compares the training rows with held-out windows of the same built-in photographs
-    fixed = {key: "the held-out patches are windows of the built-in photographs (heldout_patches), so the "
-                  "training data must be too" for key in ("data.source", "data.path")}
+    fixed = {**LOCAL_CELLS,
+             **{key: "the held-out patches are windows of the built-in photographs (heldout_patches), so the "
+                     "training data must be too" for key in ("data.source", "data.path")},
+             # (the quick setting varies two penalties: a --set of another put it in every cell, "none" included)
+             **{f"objective.{term}": "its baseline is reconstruction alone, and its conditions give each penalty "
+                                     "its weights" for term in PENALTIES}}
 
     def conditions(self) -> list[Condition]:
         steps = STEPS[self.quick]

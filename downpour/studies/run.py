@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from downpour.cli_flags import check_sets
 from downpour.config import ConfigError, FlagValue, Override, RunConfig, config_to_dict, parse_override
 from downpour.objectives import make_term
 from downpour.preflight import check_run_config
@@ -182,12 +183,16 @@ def _check_sets(study: Any, conditions: list[Any]) -> None:
             raise ConfigError(f"--set {', '.join(blaster)}: only Sandblaster L-BFGS reads [sandblaster], and study "
                               f"{study.name!r}'s cell {condition.name!r} trains with cluster.algorithm = "
                               f"{cfg.cluster.algorithm!r}")
-        if study.sets:    # what `downpour train` checks (the model on the data's shape: a teacher wider than its input)
-            try:
+        if study.sets:    # what `downpour train` checks (the model on the data's shape: a teacher wider than its input),
+            try:          # and a key the cell's runner, algorithm or data never read (cluster.workers on the local runner)
                 cfg = check_run_config(cfg)
-            except ConfigError as err:
+                if "cluster.runner" in study.fixed:
+                    check_sets(study.sets, cfg, runner_fixed=f"study {study.name!r} keeps its runner: "
+                                                             f"{study.fixed['cluster.runner']}")
+            except ConfigError as err:     # (the check's own "--set KEY: " said once)
+                said = str(err).split(": ", 1)[1] if str(err).startswith("--set ") and ": " in str(err) else str(err)
                 raise ConfigError(f"--set {', '.join(sorted(k for k, _ in study.sets))}: in study {study.name!r}, cell "
-                                  f"{condition.name!r}: {err}", key=err.key) from None
+                                  f"{condition.name!r}: {said}", key=err.key) from None
         for term in [t for t in unweighted if t in cfg.objective and make_term(t, cfg.objective[t]).weight]:
             del unweighted[term]
     if unweighted:

@@ -75,6 +75,9 @@ class StalenessStudy(Study):
                   "address, algorithm, local optimiser or Ray setting"
              for key in ("cluster.runner", "cluster.address", "cluster.algorithm", "train.optimizer", "train.momentum",
                          *RAY_ONLY)}
+    fixed.update({key: "the in-memory simulator writes nothing (no log, checkpoint or TensorBoard file) and loses no "
+                       "worker or shard" for key in ("train.log_every", "train.tensorboard", "cluster.checkpoint_every",
+                                                     "cluster.shard_restarts")})
 
     def cell_config(self, condition: Condition, seed: int) -> RunConfig:
         """As every study's, except that the sparse autoencoder's arms (``sae/*``) swap in their own model:
