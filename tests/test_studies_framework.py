@@ -2,6 +2,7 @@
 the command line."""
 import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -312,6 +313,45 @@ def test_cells_run_in_worker_processes(planted, tmp_path):
     one = json.loads((tmp_path / "one" / "study.json").read_text())["cells"]
     two = json.loads((tmp_path / "two" / "study.json").read_text())["cells"]
     assert one == two
+
+
+class LeavesATemporaryRun(Planted):
+    """Cell (a, 0) fails; every other trains (sleeps) in a temporary folder, as studies/trained.py does."""
+
+    def run_cell(self, condition, seed, context):
+        import tempfile
+        import time
+
+        if (condition.name, seed) == ("a", 0):        # with 2 workers: once the other is inside its cell
+            deadline = time.monotonic() + 60
+            while context["jobs"] > 1 and not os.path.exists(context["made"]) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            raise RuntimeError("planted failure")
+        with tempfile.TemporaryDirectory(prefix="downpour-cell-") as run:
+            with open(context["made"], "a") as made:
+                made.write(run + "\n")
+            time.sleep(30)
+        return {"x": 0.0}
+
+    def prepare(self):                                  # (in the parent: a worker imports this module afresh)
+        return {"made": self.made, "jobs": self.jobs}
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_study_that_stops_leaves_no_temporary_run_behind(planted, tmp_path, monkeypatch, jobs):
+    """A failing cell (or Ctrl-C, a stop) terminates the pool: a worker killed mid-cell removed nothing, and left its
+    run (up to 6.6 MB each) in the machine's temporary folder."""
+    import tempfile
+
+    monkeypatch.setitem(studies.STUDIES, "planted", f"{__name__}:LeavesATemporaryRun")
+    monkeypatch.setattr(LeavesATemporaryRun, "made", str(tmp_path / "made.txt"), raising=False)
+    monkeypatch.setattr(LeavesATemporaryRun, "jobs", jobs, raising=False)
+    before = tempfile.gettempdir()
+    with pytest.raises(RuntimeError, match="planted failure"):
+        run_study("planted", tmp_path / "study", quick=True, jobs=jobs)
+    made = (tmp_path / "made.txt").read_text().split() if (tmp_path / "made.txt").exists() else []
+    assert (len(made) >= 1) == (jobs > 1) and not any(map(os.path.exists, made))   # (jobs 1: (a, 0) ran first)
+    assert tempfile.gettempdir() == before
 
 
 class ReadsTheEnvironment(Planted):

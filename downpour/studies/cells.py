@@ -17,7 +17,9 @@ import logging
 import math
 import multiprocessing
 import os
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Iterable
@@ -139,16 +141,19 @@ _FAILED: BaseException | None = None
 
 
 def _init(target: str, quick: bool, sets: list[tuple[str, Any]], context: dict[str, Any],
-          env: dict[str, str] | None = None) -> None:
+          env: dict[str, str] | None = None, scratch: str | None = None) -> None:
     """A worker process's set-up: the parent's environment as it is now (``env``: a worker forks from a fork
-    server, which holds the environment of its own start), the study class by its ``module:Class`` path (so a
-    study defined anywhere importable runs), one intra-op thread. A failure here is raised by the first cell,
-    in the parent: a pool whose initializer raises would restart its workers for ever."""
+    server, which holds the environment of its own start), the study's folder for temporary files
+    (``scratch``), the study class by its ``module:Class`` path (so a study defined anywhere importable runs),
+    one intra-op thread. A failure here is raised by the first cell, in the parent: a pool whose initializer
+    raises would restart its workers for ever."""
     global _STUDY, _CONTEXT, _BY_NAME, _FAILED
     _FAILED = None                                 # (jobs=1 runs it in this process: a study's failure, not the next's)
     if env is not None and env != os.environ:
         os.environ.clear()
         os.environ.update(env)
+    if scratch is not None:
+        tempfile.tempdir = scratch
     try:
         import torch
 
@@ -207,7 +212,21 @@ def run_cells(study: Study, tasks: list[tuple[str, int]], context: dict[str, Any
     if not runs:
         return
     progress = _Progress(study.name, len(runs))
-    args = (f"{type(study).__module__}:{type(study).__qualname__}", study.quick, study.sets, context, dict(os.environ))
+    # every temporary folder of the cells (their runs: studies/trained.py) under one of the study's own, removed as
+    # the cells end however they end: a worker killed mid-cell (Ctrl-C, a stop, another cell's failure: the pool
+    # is terminated) removed nothing, and each left its run, up to 6.6 MB, in the machine's temporary folder
+    scratch = tempfile.mkdtemp(prefix=f"downpour-study-{study.name}-")
+    args = (f"{type(study).__module__}:{type(study).__qualname__}", study.quick, study.sets, context, dict(os.environ),
+            scratch)
+    try:
+        _run_all(runs, args, cache, progress, jobs)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _run_all(runs: dict[tuple[str, int], list[str]], args: tuple[Any, ...], cache: CellCache, progress: "_Progress",
+             jobs: int) -> None:
+    """Each run in ``runs`` in this process (jobs 1) or in ``jobs`` worker processes (``args``: :func:`_init`'s)."""
 
     def record(results: Iterable[Result]) -> None:
         for name, seed, figures, cost in results:
@@ -219,15 +238,19 @@ def run_cells(study: Study, tasks: list[tuple[str, int]], context: dict[str, Any
 
     jobs = min(jobs, len(runs))       # (an idle worker process still imports torch: ~0.3 GB)
     if jobs <= 1:
-        _init(*args)
-        record(map(_run, runs))
+        before = tempfile.tempdir
+        try:
+            _init(*args)
+            record(map(_run, runs))
+        finally:
+            tempfile.tempdir = before
         return
     # not fork: a forked child of a process that has started torch's thread pools can hang. A fork server is a
     # fresh interpreter that only imports (PRELOAD and the study's module, once per process that runs studies,
     # and it stays up until that process ends); each worker forks from it instead of importing torch, scikit-learn
     # and the study again (spawn: 3-6 s of CPU per worker, per study)
     ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload([*PRELOAD, type(study).__module__])
+    ctx.set_forkserver_preload([*PRELOAD, args[0].split(":")[0]])
     with ctx.Pool(jobs, initializer=_init, initargs=args) as pool:
         record(pool.imap_unordered(_run, list(runs), chunksize=max(1, min(16, len(runs) // (8 * jobs)))))
 
