@@ -112,3 +112,26 @@ def test_without_an_interval_the_verdict_cannot_tell_and_a_negative_gap_is_not_c
     text = study.verdict(rows)
     assert "over-fits -0.0006" not in text and "over-fitting gap (held-out minus training error) is -0.0006" in text
     assert "(no interval: under 5 seeds): too few seeds to tell" in text and "no monotone relation" not in text
+
+
+def test_in_short_counts_every_reading_of_every_compared_figure():
+    """It counted fewer active codes and never more: weight decay's "active 99-100% (higher)" at 5 of 6 settings,
+    held under Holm, was left out of the published verdict's summary; and the probe's readings either way."""
+    from downpour.studies.costs import COMPARED, IN_SHORT, QUICK_PENALTIES, CostsStudy
+
+    assert sorted(IN_SHORT) == sorted((f, r) for f in COMPARED for r in ("higher", "lower"))
+    study = CostsStudy(quick=True)
+
+    def row(name, active="inconclusive", probe="inconclusive"):
+        return {"condition": name, "n": 2, "params": {"weight": 0.0}, "figures": {
+            "gap": [0.0, -0.03, 0.03], "delta_gap": [0.0, -0.1, 0.1], "hoyer": [0.3, 0.2, 0.4],
+            "delta_hoyer": [0.0, -1, 1], "active": [0.5, 0.4, 0.6], "probe_digits": [0.8, 0.7, 0.9]},
+            "extra": {"readings": {"gap": "inconclusive", "hoyer": "inconclusive", "heldout_recon": "inconclusive",
+                                   "active": active, "probe_digits": probe},
+                      "hoyer_gap_rank_correlation": [0.5, -float("inf"), float("inf")]}}
+    rows = [row("less/none"), row("more/none")]
+    rows += [row(f"{size}/{term}={w:g}", *(("higher", "lower") if term == "weight_l2" else ()))
+             for size in ("less", "more") for term in QUICK_PENALTIES for w in QUICK_PENALTIES[term]]
+    short = next(p for p in study.verdict(rows).split("\n\n") if p.startswith("In short"))
+    assert ("L2 weight decay: more active codes at 2 of 2 settings, lower digits probe accuracy at 2 of 2 settings"
+            in short) and "L1 on codes: no effect the intervals support" in short
