@@ -40,3 +40,24 @@ def check_owed(folder, result):
         f = row["figures"]
         assert math.isfinite(f["face_owed_controls"][0]), row["condition"]
         assert f["face_owed_controls"][0] == pytest.approx(f["face_auc_controls"][0] - f["face_auc_controls_no_faces"][0])
+
+
+def check_every_condition_may_diverge(folder, name, tmp_path):
+    """The study's rows, verdict and figures from its own quick cells with one condition diverged in every seed
+    (what a measured cell records then: only ``diverged``), for each condition in turn: the verdicts indexed a
+    figure such a row lacked (KeyError 'params', 'flops_fwd', 'train_flops') after every cell had run."""
+    from downpour.studies import study_class
+    from downpour.studies.run import note_missing
+    from downpour.studies.stats import diverged_paragraph, holm
+
+    study = study_class(name)(quick=True)
+    lines = (folder / "cells.jsonl").read_text().splitlines()[1:]
+    cells = {(r["condition"], r["seed"]): r["figures"] for r in map(json.loads, lines)}
+    seeds = sorted({s for _, s in cells})
+    for victim in [c.name for c in study.conditions()]:
+        planted = {**cells, **{(victim, s): {"diverged": 1.0} for s in seeds}}
+        rows = study.summarise(study.conditions(), planted, seeds)
+        note_missing(rows, planted, seeds)
+        holm(rows)
+        assert study.verdict(rows) and f"{victim} ({len(seeds)} of {len(seeds)} seeds)" in diverged_paragraph(rows)
+        study.figures(rows, planted, tmp_path / victim)

@@ -9,7 +9,7 @@ from downpour.studies import study_class
 from downpour.studies.architectures import CODE, CODE_ARMS
 from downpour.studies.measure import flops_per_step
 
-from study_quick import check_owed, check_written, run_quick
+from study_quick import check_every_condition_may_diverge, check_owed, check_written, run_quick
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -94,3 +94,7 @@ def test_the_arms_outside_the_quick_setting_train_and_measure(arm):
     assert all(math.isfinite(v) for k, v in figures.items() if k != "edge_fraction"), figures
     assert math.isnan(figures["edge_fraction"]) == arm.startswith("rnn")
     assert (figures["code_dims"] == CODE) == arm.endswith("-288")
+
+
+def test_a_condition_diverged_in_every_seed_is_named_not_a_crash(quick, tmp_path):
+    check_every_condition_may_diverge(quick[0], "architectures", tmp_path)

@@ -67,3 +67,17 @@ def test_the_gabor_cells_stage1_cost_is_the_banks_cost_on_the_first_batches(stud
     # A learned first layer starts from the model's random filters, and its cost falls below the bank's.
     learned = next(c["figures"] for c in cells if c["condition"] == "learned" and c["seed"] == 0)
     assert learned["stage1_cost"] < logged["stage1_cost"]
+
+
+def test_a_cell_whose_face_test_chooses_no_unit_records_it_as_not_measured(monkeypatch):
+    """face_aucs is empty when no unit can be chosen (a dead or non-finite network): the cell indexed it and
+    stopped the study with KeyError 'lfw'. Its face figures are NaN now, as the measured studies' are."""
+    import math
+
+    from downpour.studies import first_layer, study_class
+
+    monkeypatch.setattr(first_layer, "face_aucs", lambda *args, **kwargs: {})
+    study = study_class("first-layer")(quick=True)
+    figures = study.run_cell(study.conditions()[0], 0, {})
+    assert math.isnan(figures["face_auc_lfw"]) and math.isnan(figures["face_auc_controls"])
+    assert math.isnan(figures["face_owed_controls"]) and math.isfinite(figures["edge_fraction"])

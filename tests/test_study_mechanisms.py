@@ -7,7 +7,7 @@ import pytest
 from downpour.studies import study_class
 from downpour.studies.measure import range_widths
 
-from study_quick import check_owed, check_written, run_quick
+from study_quick import check_every_condition_may_diverge, check_owed, check_written, run_quick
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -53,3 +53,7 @@ def test_full_setting_compares_every_front_with_the_plain_stage():
     assert [c.name for c in conds][0] == "plain"
     assert {c.params["vs"] for c in conds[1:]} == {"plain"}
     assert len({c.params["steps"] for c in conds}) == 1          # the same training budget for all
+
+
+def test_a_condition_diverged_in_every_seed_is_named_not_a_crash(quick, tmp_path):
+    check_every_condition_may_diverge(quick[0], "mechanisms", tmp_path)

@@ -7,7 +7,7 @@ import pytest
 from downpour.studies import study_class
 from downpour.studies.base import Condition
 
-from study_quick import check_owed, check_written, run_quick
+from study_quick import check_every_condition_may_diverge, check_owed, check_written, run_quick
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -73,3 +73,7 @@ def test_rows_read_a_planted_difference_and_a_planted_tie():
     assert rows["better"]["extra"]["d_probe_digits"] == "higher"
     assert rows["better"]["figures"]["d_probe_digits"] == pytest.approx([0.1, 0.1, 0.1])
     assert rows["untied"]["figures"]["probe_digits"][0] == pytest.approx(0.825)
+
+
+def test_a_condition_diverged_in_every_seed_is_named_not_a_crash(quick, tmp_path):
+    check_every_condition_may_diverge(quick[0], "templates", tmp_path)

@@ -43,7 +43,7 @@ from downpour.studies.figures import interval_bars
 from downpour.studies.stats import mean_ci, note_left_out, paired_test, wilson
 from downpour.studies.plots import curves
 from downpour.studies.trained import (FACE_TEST_WITH_TWIN, OWED, cost_curve, edge_fraction, face_aucs, face_draws,
-                                      no_faces_twin, owed_figures, probe_accuracies, trained_run)
+                                      face_pair, no_faces_twin, owed_figures, probe_accuracies, trained_run)
 
 KINDS = ("learned", "gabor", "random", "gabor-init")
 BASELINE = "learned"
@@ -110,7 +110,7 @@ class FirstLayerStudy(Study):
                 for layer in LAYERS:
                     figures[f"probe_{name}_{layer}"] = probes[f"{name}/{layer}"]
             faces = face_aucs(run, model, LAYERS[-1], control_draws=face_draws(self.quick), seed=seed, no_faces=twin)
-            figures["face_auc_lfw"], figures["face_auc_controls"] = faces["lfw"], faces["controls"]
+            figures["face_auc_lfw"], figures["face_auc_controls"] = face_pair(faces)
             figures.update(owed_figures(faces))
             steps, cost, seconds = cost_curve(run, "stage1/")
         # stage 1's phase only: the first S steps (greedy), or all of a joint run's S steps

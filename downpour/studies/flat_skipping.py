@@ -48,7 +48,7 @@ from downpour.studies import words
 from downpour.studies.base import Cells, Condition, Study
 from downpour.studies.plots import curves, scatter_intervals
 from downpour.studies.stats import mean_ci, note_left_out, paired_test
-from downpour.studies.trained import FACE_TEST, face_aucs, face_draws, trained_run
+from downpour.studies.trained import FACE_TEST, face_aucs, face_draws, face_pair, trained_run
 
 THRESHOLDS = {False: (0.003, 0.01, 0.03, 0.1, 0.3, 1.0), True: (0.03, 0.3)}
 STEPS = {False: 300, True: 16}              # per stage (greedy: stage 1, then stage 2)
@@ -144,7 +144,7 @@ class FlatSkippingStudy(Study):
             share = first / rows[-1]["flops_fwd"]                  # stage 1's filter: this share of the forward FLOPs
             out: dict[str, float] = {"layer_flops_share": share}
             faces = face_aucs(run, model, TOP, control_draws=face_draws(self.quick), seed=seed)
-            out["off/face_auc_lfw"], out["off/face_auc_controls"] = faces["lfw"], faces["controls"]
+            out["off/face_auc_lfw"], out["off/face_auc_controls"] = face_pair(faces)
             for name, data in sets.items():
                 raw = resize_to(data.raw, shape) if data.name != "padded" else data.raw
                 out[f"raw_flat/{name}"] = float((local_variance(raw, model.stages[0].filter.kernel_size) < RAW_FLAT)
@@ -167,7 +167,7 @@ class FlatSkippingStudy(Study):
                                                                       lambda: net.features(x, TOP), repeats)
                     out[f"{t:g}/{name}/probe"] = self._probe(net, data, seed)
                 faces = face_aucs(run, net, TOP, control_draws=face_draws(self.quick), seed=seed)
-                out[f"{t:g}/face_auc_lfw"], out[f"{t:g}/face_auc_controls"] = faces["lfw"], faces["controls"]
+                out[f"{t:g}/face_auc_lfw"], out[f"{t:g}/face_auc_controls"] = face_pair(faces)
         return out
 
     def _probe(self, model: FeatureModel, data: LabelledSet, seed: int) -> float:

@@ -60,7 +60,7 @@ from downpour.models.base import FeatureModel
 from downpour.models.footprint import footprint_table
 from downpour.models.registry import build, resolve
 from downpour.studies.stats import DIVERGED
-from downpour.studies.trained import (edge_fraction, face_aucs, face_draws, no_faces_twin, owed_figures,
+from downpour.studies.trained import (edge_fraction, face_aucs, face_draws, face_pair, no_faces_twin, owed_figures,
                                       probe_accuracies, trained_run)
 from downpour.train.checkpoint import read_tensors
 from downpour.train.rundir import RunDir
@@ -177,7 +177,7 @@ def measure_run(run: RunDir, model: FeatureModel, m: Measures, seed: int,
     out["code_dims"] = float(model.features(torch.zeros((1, *shape)), layer).numel())
     faces = face_aucs(run, model, layer, control_draws=m.control_draws, random_filters=m.random_filters,
                       replicates=m.bootstrap, seed=seed, no_faces=twin)
-    out["face_auc_lfw"], out["face_auc_controls"] = faces.get("lfw", math.nan), faces.get("controls", math.nan)
+    out["face_auc_lfw"], out["face_auc_controls"] = face_pair(faces)
     if m.no_faces:
         out.update(owed_figures(faces))
     if m.invariance:      # of the face unit: none to measure where the face test could choose none

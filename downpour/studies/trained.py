@@ -90,6 +90,12 @@ def no_faces_twin(cfg: RunConfig) -> Iterator[tuple[RunDir, FeatureModel] | None
         yield run, model
 
 
+def face_pair(faces: dict[str, float]) -> tuple[float, float]:
+    """(AUC against lfw non-faces, mean AUC on the matched controls) of :func:`face_aucs`; NaN, not measured, where
+    no unit could be chosen (an empty result: a cell indexing it stopped the study with KeyError 'lfw')."""
+    return faces.get("lfw", math.nan), faces.get("controls", math.nan)
+
+
 def owed_figures(faces: dict[str, float]) -> dict[str, float]:
     """What the faces gave a cell's face unit (:data:`OWED`), from :func:`face_aucs` with a twin: the twin's
     AUC against lfw non-faces and on the matched controls, and the learned unit's minus the twin's on the
