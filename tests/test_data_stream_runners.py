@@ -239,7 +239,7 @@ def test_a_damaged_stream_position_is_named_before_the_resume_writes(tmp_path, f
     before = files()
     with pytest.raises(CheckpointError) as err:
         train(load_config("ufldl-sae", [*base, "train.steps=8"]), run, resume=True)
-    assert str(checkpoint if damaged != 0 else run.path) in str(err.value)   # 0: a crop stream's count, read as one
+    assert str(checkpoint) in str(err.value)                           # (0: a crop stream's count, read as one)
     assert (key or "position") in str(err.value)
     assert files() == before
 
@@ -254,10 +254,11 @@ def test_a_resume_with_no_stream_position_takes_the_count_from_data_json(tmp_pat
     cfg = load_config("ufldl-sae", [*STREAM, f"data.path={root}", "data.mode=patches", "data.samples=51"]).data
     data = open_stream(cfg, 0)
     assert data.cut.patches == 1
-    assert keep_cut(data, [], cfg, 0, tmp_path) is data                       # nothing recorded: as computed
+    checkpoint = tmp_path / "checkpoints" / "local.json"
+    assert keep_cut(data, [], cfg, 0, tmp_path, checkpoint) is data                       # nothing recorded: as computed
     (tmp_path / "data.json").write_text(json.dumps({"patches_per_image": 3}))
-    assert keep_cut(data, [], cfg, 0, tmp_path).cut.patches == 3
-    assert keep_cut(data, [{"patches": 1}], cfg, 0, tmp_path) is data         # a position's count comes first
+    assert keep_cut(data, [], cfg, 0, tmp_path, checkpoint).cut.patches == 3
+    assert keep_cut(data, [{"patches": 1}], cfg, 0, tmp_path, checkpoint) is data         # a position's count comes first
 
 
 def test_ray_workers_read_only_their_own_files(tmp_path, folder, local_ray):

@@ -138,13 +138,13 @@ def open_data(cfg: DataConfig, seed: int, stream_ok: bool = True) -> Dataset | S
 
 
 def keep_cut(data: Dataset | StreamingData, positions: list[dict[str, Any] | None], cfg: DataConfig, seed: int,
-             run: Path) -> Dataset | StreamingData:
+             run: Path, checkpoint: Path) -> Dataset | StreamingData:
     """The data a resumed run goes on with: a streamed patch run cuts the patches per image it began with, which
     its checkpoint's stream ``positions`` record (a cluster run's server checkpoint adds its own count, which is
     all a Ray run's holds; a checkpoint from before they did: the run's data.json, if it wrote one); the count
     computed now can differ (a folder's file count changed, or the rule did: for videos on 2026-12-02 and 12-03),
     and a stream cut otherwise would be another run from the checkpoint on, under the same name. The stream is
-    then opened again with the recorded count."""
+    then opened again with the recorded count. ``checkpoint``: the JSON file the positions were read from."""
     if cut_patches(data) is None:
         return data
     recorded = [p for p in positions if p]          # (on Ray, its server checkpoint's count: its streams start afresh)
@@ -157,8 +157,8 @@ def keep_cut(data: Dataset | StreamingData, positions: list[dict[str, Any] | Non
         return data
     count = began.pop()                # (one: the checkpoint's counts were checked, and found to agree, as it was read)
     if count < 1:                      # what a crop stream records: no patch run's
-        raise CheckpointError(f"cannot resume {str(run)!r}: its checkpoint records {count} patches per image for a "
-                              "stream that cuts patches (a damaged checkpoint)")
+        raise CheckpointError(f"checkpoint file {str(checkpoint)!r}: its stream position's patches is {count}, the "
+                              "count of a stream that cuts no patches, and this run cuts them (a damaged checkpoint)")
     if count == data.cut.patches:
         return data
     log.warning("%s: resumed cutting the %d patches per image it began with (data.samples over the %s now "

@@ -89,7 +89,7 @@ def _run_once(cfg: RunConfig, run: RunDir, resume: bool, restarts: list[dict[str
             check_resumed_on(setup.data, bool(meta.get("streams")), run.path / "config.toml")
         saved = [{"patches": meta["patches_per_image"]}] if "patches_per_image" in meta else []   # (Ray: all there is)
         positions = [s and s["position"] for s in meta.get("streams") or []] + saved
-        setup.data = keep_cut(setup.data, positions, cfg.data, cfg.seed, run.path)
+        setup.data = keep_cut(setup.data, positions, cfg.data, cfg.seed, run.path, run.checkpoints / f"{SERVER}.json")
     start = meta["step"]
     began[:] = began or [start]
     coord = Coordinator(setup.gate, c.workers, cfg.train.steps, c.n_push, start_step=start,

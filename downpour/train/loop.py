@@ -90,7 +90,7 @@ def run_local(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, An
         start, skipped, elapsed, position, mean = _restore(run, model, opt, device)
         if run.config.data.pipeline == "auto":   # recorded before the choice was (config.toml, not yet rewritten)
             check_resumed_on(data, position is not None, run.path / "config.toml")
-        data = keep_cut(data, [position], cfg.data, cfg.seed, run.path)
+        data = keep_cut(data, [position], cfg.data, cfg.seed, run.path, run.checkpoints / "local.json")
         log.info("resuming %s at step %d", run.path, start)
     total = cfg.train.steps
     if run.unsaved_at_end(cfg, start, resume):   # its data record too: the stream's, from the checkpoint
