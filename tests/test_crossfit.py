@@ -346,8 +346,12 @@ def test_twins_added_to_finished_folds_are_scored_and_folds_without_faces_get_no
                  "--out", str(tmp_path / "both")]) == 2
     assert "--control none and --set analysis.no_faces_twin=true both say" in capsys.readouterr().err
     assert not (tmp_path / "asked").exists() and not (tmp_path / "both").exists()
-    # its folder is no run: analyze says what it is
+    # its folder is no run: analyze says what it is, also where the cross-fit stopped before its report (it said
+    # "not a downpour run directory (no config.toml)", where a user stopped would try it)
     assert main(["analyze", str(out)]) == 2 and "is a cross-fit's folder, not a run" in capsys.readouterr().err
+    (out / "crossfit.json").unlink()
+    assert main(["analyze", str(out)]) == 2
+    assert "is a cross-fit's folder, not a run, stopped before its report" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("stop", ["SIGTERM", "SIGINT", "SIGKILL", "group SIGINT"])

@@ -138,6 +138,10 @@ class RunDir:
             if (run.path / "crossfit.json").is_file():    # (a cross-fit's folder: its runs are its fold-I)
                 raise NotARunError(f"{str(run.path)!r} is a cross-fit's folder, not a run: its report is "
                                    f"crossfit.html, and each fold's run is {str(run.path / 'fold-I')!r}")
+            if any((run.path / f"fold-{i}" / "config.toml").is_file() for i in range(2)):   # (one stopped before it)
+                raise NotARunError(f"{str(run.path)!r} is a cross-fit's folder, not a run, stopped before its report: "
+                                   f"each fold's run is {str(run.path / 'fold-I')!r}, and the same `downpour crossfit` "
+                                   "command again finishes it")
             raise NotARunError(f"{str(run.path)!r} is not a downpour run directory (no config.toml); "
                                "give the --out directory of a `downpour train` run")
         return run
