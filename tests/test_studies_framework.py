@@ -72,8 +72,13 @@ def test_the_cost_is_of_the_studys_own_seeds(planted, tmp_path):
         line["cost"] = {"seconds": float(2 ** i), "cpu_seconds": 0.0}
     path.write_text("\n".join([path.read_text().splitlines()[0], *map(json.dumps, lines)]) + "\n")
     run_study("planted", tmp_path, quick=True, seeds=2, jobs=1)
-    cost = json.loads((tmp_path / "study.json").read_text())["cells_cost"]
-    assert cost["seconds"] == sum(line["cost"]["seconds"] for line in lines if line["seed"] < 2)
+    result = json.loads((tmp_path / "study.json").read_text())
+    total = sum(line["cost"]["seconds"] for line in lines if line["seed"] < 2)
+    assert result["cells_cost"] == {"seconds": total, "cpu_seconds": 0.0} and result["cells_run"] == 0
+    assert result["jobs"] == 1           # this run's (it was inside cells_cost, read as the cells' own)
+    # study.html said only this run's time ("0.4 s" for cells that took 32.6 s)
+    assert f"its cells took {total} s (0.0 CPU-s) over every run of the folder; this run" in (
+        tmp_path / "study.html").read_text()
 
 
 def test_a_cut_line_is_run_again(planted, tmp_path):

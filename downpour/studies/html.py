@@ -25,6 +25,16 @@ def fmt(value: Any) -> str:
     return f"{value:.3g}"
 
 
+def _cost(result: dict[str, Any]) -> str:
+    """What the study cost: its cells over every run of the folder, and this run's own time (a resumed study's
+    last run may have run no cell: it read "0.4 s" for cells that took 32.6)."""
+    cost = result.get("cells_cost", {})
+    this = f"this run {result['seconds']} s, {result.get('cells_run', 0)} cells with {result.get('jobs', '?')} worker processes"
+    if "seconds" not in cost:
+        return this
+    return f"its cells took {cost['seconds']} s ({cost.get('cpu_seconds', 0)} CPU-s) over every run of the folder; {this}"
+
+
 def interval(triple: list[float] | tuple[float, float, float]) -> str:
     value, low, high = triple
     return f"{fmt(value)} <small>[{fmt(low)}, {fmt(high)}]</small>"
@@ -91,7 +101,7 @@ def write_html(result: dict[str, Any], path: Path) -> Path:
 <style>{STYLE}</style></head><body>
 <h1>Study: {html.escape(result['study'])}</h1>
 <p><b>Question.</b> {html.escape(result['question'])}</p>
-<p>{len(result['seeds'])} paired seeds per condition, {setting}; {result['seconds']} s.
+<p>{len(result['seeds'])} paired seeds per condition, {setting}; {_cost(result)}.
 Reproduce with <code>{html.escape(result['command'])}</code>.</p>
 <h2>Verdict</h2><div class="verdict">{verdict}</div>
 <h2>Conditions</h2>{rows_table(result['cells'])}
@@ -102,7 +112,8 @@ can reach past 0 or 1 with few seeds: it is shown as computed. A seed whose figu
 left out of its interval, and said so. Each interval is for its own comparison, not adjusted for the
 many a verdict reads: with no effect anywhere, 35 comparisons at 95% leave 0 out about 1.75 times
 (at least once in 83% of studies, were they independent). The table below gives each comparison's
-p-value (the test its interval inverts) and Holm's adjusted p over all of them: a "higher" or
+p-value (the test its interval inverts: paired t or the sign test; for a paired proportion McNemar's exact
+test, which a "higher" or "lower" needs beside an interval that leaves out 0) and Holm's adjusted p over all of them: a "higher" or
 "lower" whose Holm p is 0.05 or more is a lead to recheck with more seeds, not a finding.</small></p>
 <h2>Comparisons</h2>{tests_table(result['cells'])}
 <h2>Figures</h2>{figures or '<p>none</p>'}

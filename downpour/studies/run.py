@@ -7,7 +7,8 @@ calibration, if any), ``study.json`` (``study``, ``question``, ``command``, ``se
 one row per condition with its parameters and every figure with its 95% interval, and ``tests``: each
 comparison the verdict reads with its reading, ``p`` and Holm's ``p_holm`` over the study; ``verdict``,
 whose last paragraph says which readings hold under Holm's correction),
-``figures/*.png`` and ``study.html``. ``seconds`` is this invocation's wall time; ``cells_cost`` the
+``figures/*.png`` and ``study.html``. ``seconds`` is this invocation's wall time (``jobs``: its worker processes, ``cells_run``: the cells it ran);
+``cells_cost`` the
 wall and CPU seconds its cells took over every invocation (a resumed study counts them all once).
 """
 from __future__ import annotations
@@ -101,8 +102,8 @@ def run_study(name: str, out: str | Path, quick: bool = False, seeds: int | None
         "cells": rows,
         "verdict": "\n\n".join(p for p in (study.verdict(rows), diverged_paragraph(rows), family_paragraph(rows)) if p),
         "figures": [str(p.relative_to(folder)) for p in figures],
-        "seconds": round(time.perf_counter() - start, 1), "cells_run": len(todo),
-        "cells_cost": {**cache.total_cost(cells), "jobs": jobs or default_jobs()},
+        "seconds": round(time.perf_counter() - start, 1), "cells_run": len(todo), "jobs": jobs or default_jobs(),
+        "cells_cost": cache.total_cost(cells),
     }
     (folder / "study.json").write_text(json.dumps(result, indent=1, allow_nan=True) + "\n")
     write_html(result, folder / "study.html")

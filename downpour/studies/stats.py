@@ -9,7 +9,7 @@
 
 Every comparison a verdict reads is also recorded with its p-value (:func:`paired_test`,
 :func:`record_test`: the test its interval inverts, so p < 0.05 exactly when the interval leaves out
-0), and :func:`holm` adjusts a study's comparisons together: with 35 comparisons at 95% and no effect
+0; for a paired proportion McNemar's exact p, which the reading needs as well as the interval), and :func:`holm` adjusts a study's comparisons together: with 35 comparisons at 95% and no effect
 anywhere, about 1.75 would read "higher" or "lower"; Holm's step-down keeps the chance of any such
 false reading in the whole study under 5%. :func:`family_paragraph` says which readings hold.
 """
