@@ -339,3 +339,27 @@ def test_a_stop_while_the_shards_apply_a_push_checkpoints_it_counted(tmp_path, l
     states, meta = load_server(tmp_path / "r/checkpoints/server")
     applied = [m["applied"] for _, m in states]
     assert applied[0] == applied[1] == meta["step"] == meta["recorder"]["pushes"] == sum(meta["clocks"].values())
+
+
+def test_a_restarted_worker_is_placed_where_its_new_actor_is(local_ray):
+    """cluster.json's placement and worker_devices named the first actor's node and device to the end of a run
+    whose worker Ray restarted elsewhere (or on another GPU)."""
+    from downpour.ps.restarts_on_ray import Restarts
+
+    @ray.remote(num_cpus=0)
+    class Moved:
+        def node(self):
+            return "node-b"
+
+        def device(self):
+            return {"device": "cuda:1", "gpus": ["1"]}
+
+    restarts = Restarts()
+    actor, part = Moved.remote(), Moved.remote()
+    restarts.worker_actors, restarts.partition_actors = ["w0", actor], {1: [part]}
+    restarts.placement = {"shards": ["node-a"], "workers": ["node-a", "node-a"], "partitions": ["node-a", "node-a"]}
+    restarts.devices = [{"device": "cpu", "gpus": []}] * 2
+    restarts._place(1, ray.get(actor.node.remote()))
+    assert restarts.placement == {"shards": ["node-a"], "workers": ["node-a", "node-b"],
+                                  "partitions": ["node-a", "node-b"]}
+    assert restarts.devices == [{"device": "cpu", "gpus": []}, {"device": "cuda:1", "gpus": ["1"]}]

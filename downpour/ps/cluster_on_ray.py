@@ -331,7 +331,7 @@ class RayCluster(PipedRun, Restarts):
 
     def info(self) -> dict[str, Any]:
         """Nodes and placement, and each live worker's data report (a lost worker's is lost with it)."""
-        nodes = sorted(set(self.placement["shards"]) | set(self.placement["workers"]))
+        nodes = sorted(set().union(*self.placement.values()))   # (a partition may sit on a node of its own)
         reports, profiles = {}, {}
         for w in sorted(self.coord.live):     # one at a time: a worker that died after its last push is a loss
             try:

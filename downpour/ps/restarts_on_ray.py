@@ -102,7 +102,7 @@ class Restarts:
     def _restarted(self, w: int, ref: Any) -> None:
         del self._starting[w]
         try:
-            ray.get(ref)
+            node = ray.get(ref)
         except RayError as err:      # the new actor died coming up: one more loss, restarted again if allowed
             self.coord.events.append({"event": "restart-failed", "worker": w, "step": self.coord.done,
                                       "reason": type(err).__name__})
@@ -111,6 +111,7 @@ class Restarts:
             if not self._respawn(w):
                 self._give_up(w, type(err).__name__)
             return
+        self._place(w, node)
         if self.piped:
             self._open_channel(w)
         self.coord.rejoin(w)
@@ -118,6 +119,15 @@ class Restarts:
         self._set_live()
         for _ in range(self.coord.depth):
             self._dispatch(w)
+
+    def _place(self, w: int, node: str) -> None:
+        """cluster.json's placement and devices follow a restarted worker (and its partitions), which Ray put
+        wherever it found room: they named the first actor's node and device to the end."""
+        self.placement["workers"][w] = node
+        self.devices[w] = ray.get(self.worker_actors[w].device.remote())
+        if "partitions" in self.placement:
+            parts = self.partition_actors[w]
+            self.placement["partitions"][w * len(parts):(w + 1) * len(parts)] = ray.get([a.node.remote() for a in parts])
 
     def _give_up(self, w: int, why: str) -> None:
         log.warning("worker %d could not be restarted (%s); the run goes on without it", w, why)
