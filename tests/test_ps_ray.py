@@ -355,8 +355,8 @@ def test_a_restarted_worker_is_placed_where_its_new_actor_is(local_ray):
             return {"device": "cuda:1", "gpus": ["1"]}
 
     restarts = Restarts()
-    actor, part = Moved.remote(), Moved.remote()
-    restarts.worker_actors, restarts.partition_actors = ["w0", actor], {1: [part]}
+    actor = Moved.remote()                        # (the worker and its one partition: one actor, each its own process)
+    restarts.worker_actors, restarts.partition_actors = ["w0", actor], {1: [actor]}
     restarts.placement = {"shards": ["node-a"], "workers": ["node-a", "node-a"], "partitions": ["node-a", "node-a"]}
     restarts.devices = [{"device": "cpu", "gpus": []}] * 2
     restarts._place(1, ray.get(actor.node.remote()))
