@@ -99,40 +99,46 @@ def _token_here() -> bool:
 
 @contextmanager
 def _start_held() -> Iterator[None]:
-    """Ray's start with this process's stops held. ``ray.init`` puts in its own SIGTERM handler
+    """Ray's start with this process's own stop handlers. ``ray.init`` puts in its own SIGTERM handler
     (``sys.exit(15)``): a scheduler's stop in the start's first seconds exited 15 instead of the CLI's
-    "terminated" and 143, or was swallowed inside logging's at-fork hook and the run went on. Ray's handler is
-    kept out; a SIGTERM or Ctrl-C during the start is noted and handed to the handler before as the start ends
-    (a second one at once: a start that hangs can still be stopped), and that handler is this process's again
-    after it. Not covered: the core worker's failure handler, put in for the start's last second or so, answers
-    a SIGTERM there with an abort. Off the main thread there is nothing to hold."""
+    "terminated" and 143. Ray's is kept out, so a SIGTERM or Ctrl-C acts at once through the process's handler
+    (a group's SIGTERM also ends Ray's own head processes: a start waited on would hang 60 s); one that the start
+    swallows (raised inside logging's at-fork hook, the run went on) is acted on again as the start ends. Not
+    covered: the core worker's failure handler, put in for the start's last second or so, answers a SIGTERM
+    there with an abort. Off the main thread there is no handler to keep."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    caught: list[int] = []
+    raised: list[int] = []
     held = [s for s in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(s) != signal.SIG_IGN]
 
-    def note(signum: int, frame: object) -> None:
-        caught.append(signum)
-        if len(caught) > 1:            # the second: now (its handler back first, for a default action's sake)
-            caught.clear()
-            signal.signal(signum, old[signum])
+    def act(signum: int, frame: object) -> None:
+        if not callable(old[signum]):
+            signal.signal(signum, old[signum])       # the default action: the process ends here
+        try:
             deliver(signum, old[signum])
+        except BaseException:
+            raised.append(signum)
+            raise
 
-    old = {s: signal.signal(s, note) for s in held}
+    old = {s: signal.signal(s, act) for s in held}
     utils = ray._private.utils
     rays = getattr(utils, "set_sigterm_handler", None)
     if rays is not None:
         utils.set_sigterm_handler = lambda handler: None
+    propagated = False
     try:
         yield
+    except BaseException:
+        propagated = True
+        raise
     finally:
         if rays is not None:
             utils.set_sigterm_handler = rays
         for s, handler in old.items():
             signal.signal(s, handler)
-        if caught:
-            deliver(caught[0], old[caught[0]])
+        if raised and not propagated:             # swallowed inside the start: acted on now
+            deliver(raised[0], old[raised[0]])
 
 
 @contextmanager
