@@ -209,7 +209,8 @@ def test_cells_of_a_preset_that_changed_since_are_not_mixed_with_new_ones(plante
     # read by no cell (the local runner), accepted and recorded; another runner crashed the measure or changed the design
     ("templates", "cluster.runner=simulated", True, "keeps it as designed: every cell trains on the local runner"),
     ("costs", "cluster.runner=simulated", True, "keeps it as designed: every cell trains on the local runner"),
-    ("templates", "cluster.workers=2", True, "the local runner reads no .cluster. setting .*keeps its runner"),
+    ("templates", "cluster.workers=2", True, "--set cluster.workers: no cell of study 'templates' reads it .cell "
+                                             "'untied': the local runner reads no .cluster. setting .*keeps its runner"),
     ("staleness", "cluster.checkpoint_every=5", True, "the in-memory simulator writes nothing"),
     ("staleness", "train.log_every=7", True, "the in-memory simulator writes nothing"),
 ])
@@ -637,6 +638,22 @@ def test_a_key_no_cell_reads_is_refused_not_recorded(study, key, match):
 def test_a_set_a_cell_would_refuse_or_never_read_is_refused_before_any_cell(study, key, match):
     target = study_class(study)(quick=True, sets=[_pair(key)])
     with pytest.raises(ConfigError, match=match):
+        _check_sets(target, target.conditions())
+
+
+@pytest.mark.parametrize("keys", [["cluster.compensation=dc-asgd"], ["cluster.compensation=dc-asgd", "cluster.dc_lambda=0.1"],
+                                  ["cluster.warm_start=2"]])
+def test_a_key_some_cells_read_is_accepted(keys):
+    """The staleness study's sync and one-worker cells read no compensation or warm start; its async cells do:
+    a key is refused where no cell reads it, not where one does not (they were refused for a day)."""
+    target = study_class("staleness")(quick=True, sets=[_pair(key) for key in keys])
+    _check_sets(target, target.conditions())
+
+
+def test_of_several_sets_the_one_no_cell_reads_is_named():
+    """The message listed every --set ("--set train.lr, train.momentum: ... reads it"): which one?"""
+    target = study_class("templates")(quick=True, sets=[_pair("train.batch_size=16"), _pair("train.momentum=0.5")])
+    with pytest.raises(ConfigError, match="^--set train.momentum: no cell of study 'templates' reads it"):
         _check_sets(target, target.conditions())
 
 

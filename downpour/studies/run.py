@@ -178,24 +178,36 @@ def _check_sets(study: Any, conditions: list[Any]) -> None:
     # a cost term's own key (objective.kl_sparsity.rho) where no cell gives that term a weight: read by nothing
     unweighted = {key.split(".")[1]: key for key, _ in study.sets
                   if key.startswith("objective.") and key.count(".") >= 2 and not key.endswith(".weight")}
+    # a key the cells' runner, algorithm or data never read (cluster.workers on the local runner): refused where no
+    # cell reads it (the staleness study's sync cells read no compensation, its async ones do); its first reason
+    read_by_some: set[str] = set()
+    unread: dict[str, str] = {}
     for condition in conditions:
         cfg = study.cell_config(condition, 0)
         if blaster and cfg.cluster.algorithm != "sandblaster":
             raise ConfigError(f"--set {', '.join(blaster)}: only Sandblaster L-BFGS reads [sandblaster], and study "
                               f"{study.name!r}'s cell {condition.name!r} trains with cluster.algorithm = "
                               f"{cfg.cluster.algorithm!r}")
-        if study.sets:    # what `downpour train` checks (the model on the data's shape: a teacher wider than its input),
-            try:          # and a key the cell's runner, algorithm or data never read (cluster.workers on the local runner)
+        if study.sets:    # what `downpour train` checks (the model on the data's shape: a teacher wider than its input)
+            try:
                 cfg = check_run_config(cfg)
-                if "cluster.runner" in study.fixed:
-                    check_sets(study.sets, cfg, runner_fixed=f"study {study.name!r} keeps its runner: "
-                                                             f"{study.fixed['cluster.runner']}")
+            except ConfigError as err:
+                raise ConfigError(f"--set {', '.join(sorted(k for k, _ in study.sets))}: in study {study.name!r}, cell "
+                                  f"{condition.name!r}: {err}", key=err.key) from None
+        for key, value in (study.sets if "cluster.runner" in study.fixed else []):
+            try:
+                check_sets([(key, value)], cfg, runner_fixed=f"study {study.name!r} keeps its runner: "
+                                                           f"{study.fixed['cluster.runner']}")
+                read_by_some.add(key)
             except ConfigError as err:     # (the check's own "--set KEY: " said once)
                 said = str(err).split(": ", 1)[1] if str(err).startswith("--set ") and ": " in str(err) else str(err)
-                raise ConfigError(f"--set {', '.join(sorted(k for k, _ in study.sets))}: in study {study.name!r}, cell "
-                                  f"{condition.name!r}: {said}", key=err.key) from None
+                unread.setdefault(key, f"cell {condition.name!r}: {said}")
         for term in [t for t in unweighted if t in cfg.objective and make_term(t, cfg.objective[t]).weight]:
             del unweighted[term]
+    refused = [key for key in unread if key not in read_by_some]
+    if refused:
+        raise ConfigError(f"--set {refused[0]}: no cell of study {study.name!r} reads it ({unread[refused[0]]})",
+                          key=refused[0])
     if unweighted:
         raise ConfigError(f"--set {', '.join(sorted(unweighted.values()))}: no cell of study {study.name!r}"
                           f"{' (quick)' if study.quick else ''} gives {', '.join(sorted(unweighted))} a weight, so "
