@@ -329,3 +329,24 @@ def test_a_ray_resume_over_a_changed_file_list_is_said_and_recorded(tmp_path, lo
         train(load_config(str(run.path / "config.toml"), ["train.steps=18"]), run, resume=True)
     assert run.read_json("data.json")["listing_changed_on_resume"] is True
     assert any("file list changed since the checkpoint" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("runner", ["local", "simulated"])
+def test_a_dry_run_of_a_resume_names_a_damaged_stream_position(tmp_path, folder, runner, capsys):
+    """`downpour train --resume RUN --dry-run` checks a damaged checkpoint (docs/training.md), and passed a stream
+    position the resume itself then refused."""
+    import json
+
+    from downpour.cli import main
+
+    root, _ = folder
+    cfg = load_config("ufldl-sae", [*STREAM, f"data.path={root}", f"cluster.runner={runner}", "data.mode=patches",
+                                    "data.samples=102", "data.loader_workers=0", "train.steps=4"])
+    run = RunDir.create(tmp_path / "r", cfg)
+    train(cfg, run)
+    checkpoint = run.path / "checkpoints" / ("local.json" if runner == "local" else "server.json")
+    saved = json.loads(checkpoint.read_text())
+    (saved["data"] if runner == "local" else saved["streams"][0]["position"])["skip"] = 2.5
+    checkpoint.write_text(json.dumps(saved))
+    assert main(["train", "--resume", str(run.path), "--steps", "8", "--dry-run"]) == 2
+    assert f"{str(checkpoint)!r}: its stream position's skip is 2.5" in capsys.readouterr().err

@@ -41,7 +41,6 @@ from downpour.batch import Batch
 from downpour.data.images import skip
 from downpour.data.reader import ItemReader
 from downpour.errors import DataError
-from downpour.settings import is_count
 
 if TYPE_CHECKING:
     from downpour.data.stream import StreamingData
@@ -54,30 +53,6 @@ _ORDER, _AUGMENT, _MIX = 12, 13, 14   # NumPy streams: the epoch orders, the per
 def epoch_order(n: int, seed: int, epoch: int) -> np.ndarray:
     """The permutation (n,) of the items that ``epoch`` visits."""
     return np.random.default_rng(np.random.SeedSequence([seed, _ORDER, epoch])).permutation(n)
-
-
-_POSITION_COUNTS = (("epoch", 0), ("index", 0), ("skip", 0), ("batch", 0), ("samples", 0), ("patches", 0))   # patches: 0 for a crop stream
-
-
-def position_problem(position: Any) -> str | None:
-    """What is wrong with a stream position read back from a checkpoint, as a phrase (None: nothing): it is
-    :meth:`StreamBatches.position`'s table, whose counts the resumed stream slices, adds and cuts by (a
-    hand-edited ``"skip": 2.5`` was a TypeError deep in the loader, ``"patches": true`` cut 1 per image)."""
-    if not isinstance(position, dict):
-        return f"its stream position is {position!r}, not a table"
-    for key, low in _POSITION_COUNTS:
-        if key not in position and key in ("epoch", "index", "skip", "batch"):
-            return f"its stream position has no {key!r}"
-        if key in position and not is_count(position[key], low):
-            return f"its stream position's {key} is {position[key]!r}, not a whole number >= {low}"
-    if not isinstance(position.get("listing", ""), str):
-        return f"its stream position's listing is {position['listing']!r}, not a fingerprint"
-    skipped = position.get("skipped", [])
-    if not isinstance(skipped, list) or not all(
-            isinstance(e, list) and len(e) == 2 and isinstance(e[1], str) and (isinstance(e[0], str) or is_count(e[0]))
-            for e in skipped):   # [file, reason] pairs (an item number for a file: checkpoints before 2026-12-03)
-        return f"its stream position's skipped is {skipped!r}, not a list of [file, reason] pairs"
-    return None
 
 
 class _Order(Sampler):

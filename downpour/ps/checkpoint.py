@@ -12,8 +12,7 @@ from typing import Any, Iterator
 
 from torch import Tensor
 
-from downpour.settings import is_count
-from downpour.train.checkpoint import CheckpointError, check_counts, check_position, load_state, save_state
+from downpour.train.checkpoint import CheckpointError, check_counts, check_streams, load_state, save_state
 
 ShardState = tuple[dict[str, Tensor], dict[str, Any]]
 SERVER = "server"  # the server checkpoint's stem under a run's checkpoints/
@@ -33,36 +32,13 @@ def load_server(stem: str | Path, meta_keys: tuple[str, ...] = ()) -> tuple[list
     workers' streams or patch count cannot be gone on from, is a CheckpointError naming it."""
     tensors, meta = load_state(stem, meta_keys=("shards", *meta_keys))
     check_counts(meta, [key for key in ("step",) if key in meta_keys], stem)
-    _check_streams(meta, stem)
+    check_streams(meta, stem)
     states: list[ShardState] = []
     for j, shard_meta in enumerate(meta["shards"]):
         prefix = f"shard{j}."
         states.append(({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}, shard_meta))
     rest = {k: v for k, v in tensors.items() if not k.startswith("shard")}
     return states, {**meta, **({"tensors": rest} if rest else {})}
-
-
-def _check_streams(meta: dict[str, Any], stem: str | Path) -> None:
-    """The simulator's workers' stream positions (``streams``: each a seed step and a position) and the
-    patches per image a streamed run cut (``patches_per_image``), as a resume reads them; a hand-edited value
-    was a bare error deep in the loader, or a count read as another (2.5 as 2, true as 1)."""
-    where = str(Path(stem).with_suffix(".json"))
-    count = meta.get("patches_per_image", 1)
-    if not is_count(count, 1):
-        raise CheckpointError(f"checkpoint file {where!r} records patches_per_image = {count!r}, not a positive whole "
-                              "number (a damaged checkpoint)")
-    streams = meta.get("streams") or []
-    if not isinstance(streams, list) or not all(isinstance(s, dict) and {"seed_step", "position"} <= s.keys()
-                                                for s in streams):
-        raise CheckpointError(f"checkpoint file {where!r}: its streams are not a list of seed steps and positions "
-                              "(a damaged checkpoint)")
-    for s in streams:
-        check_counts(s, ("seed_step",), stem)
-        check_position(s["position"], stem)
-    counts = {s["position"].get("patches") for s in streams} | {meta.get("patches_per_image")}
-    if len(counts - {None}) > 1:
-        raise CheckpointError(f"checkpoint file {where!r} records {sorted(counts - {None})} patches per image for one "
-                              "stream cut (a damaged checkpoint)")
 
 
 def next_seqs(states: list[ShardState]) -> dict[int, int]:

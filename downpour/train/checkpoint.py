@@ -17,7 +17,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from downpour.data.loader import position_problem
+from downpour.data.positions import position_problem
 from downpour.errors import CheckpointError
 from downpour.settings import is_count
 
@@ -155,12 +155,33 @@ def check_counts(meta: dict[str, Any], keys: Iterable[str], stem: str | Path) ->
                               f"of {meta['step']}")
 
 
-def check_position(position: Any, stem: str | Path) -> None:
-    """CheckpointError naming ``stem``'s JSON unless ``position`` is a stream position the loader can go on
-    from (:func:`downpour.data.loader.position_problem`)."""
-    problem = position_problem(position)
-    if problem is not None:
-        raise CheckpointError(f"checkpoint file {str(Path(stem).with_suffix('.json'))!r}: {problem} (a damaged checkpoint)")
+def check_streams(meta: dict[str, Any], stem: str | Path) -> None:
+    """CheckpointError naming ``stem``'s JSON unless the stream positions it holds can be gone on from, as a resume
+    reads them (:func:`~downpour.data.positions.position_problem`): a local checkpoint's ``data``, the simulator's
+    workers' ``streams`` (each a seed step and a position) and the patches per image a streamed cluster run cut
+    (``patches_per_image``). A hand-edited value was a bare error deep in the loader, or a count read as another
+    (2.5 as 2, true as 1); ``downpour train --resume --dry-run`` checks them too."""
+    where = str(Path(stem).with_suffix(".json"))
+    count = meta.get("patches_per_image", 1)
+    if not is_count(count, 1):
+        raise CheckpointError(f"checkpoint file {where!r} records patches_per_image = {count!r}, not a positive whole "
+                              "number (a damaged checkpoint)")
+    streams = meta.get("streams") or []
+    if not isinstance(streams, list) or not all(isinstance(s, dict) and {"seed_step", "position"} <= s.keys()
+                                                for s in streams):
+        raise CheckpointError(f"checkpoint file {where!r}: its streams are not a list of seed steps and positions "
+                              "(a damaged checkpoint)")
+    for s in streams:
+        check_counts(s, ("seed_step",), stem)
+    positions = [s["position"] for s in streams] + ([meta["data"]] if meta.get("data") is not None else [])
+    for position in positions:
+        problem = position_problem(position)
+        if problem is not None:
+            raise CheckpointError(f"checkpoint file {where!r}: {problem} (a damaged checkpoint)")
+    counts = {p.get("patches") for p in positions} | {meta.get("patches_per_image")}
+    if len(counts - {None}) > 1:
+        raise CheckpointError(f"checkpoint file {where!r} records {sorted(counts - {None})} patches per image for one "
+                              "stream cut (a damaged checkpoint)")
 
 
 def optimizer_state(opt: torch.optim.Optimizer) -> tuple[dict[str, Tensor], dict[str, Any]]:

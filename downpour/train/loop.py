@@ -16,7 +16,7 @@ from downpour.data.pipeline import (batch_position, check_resumed_on, data_repor
                                     run_data_info)
 from downpour.errors import Diverged
 from downpour.models.registry import build
-from downpour.train.checkpoint import (CheckpointError, check_counts, check_position, load_optimizer_state, load_state,
+from downpour.train.checkpoint import (CheckpointError, check_counts, check_streams, load_optimizer_state, load_state,
                                        optimizer_state, save_state)
 from downpour.train.rundir import RunDir
 from downpour.train.setup import make_optimizer, resolve_device, set_up_torch, stage_for_step
@@ -54,8 +54,7 @@ def _restore(run: RunDir, model, opt, device: torch.device) -> tuple[int, int, f
     stem = run.checkpoints / "local"
     tensors, meta = load_state(stem, meta_keys=("step", "skipped", "elapsed", "param_groups"), tensor_keys=("rng.torch",))
     check_counts(meta, ("step", "skipped"), stem)
-    if meta.get("data") is not None:   # a stream's position
-        check_position(meta["data"], stem)
+    check_streams(meta, stem)          # (a stream's position: "data")
     try:
         model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         load_optimizer_state(opt, tensors, meta, trained=meta["step"] > meta["skipped"])

@@ -15,7 +15,7 @@ from downpour.config import ConfigError, Override, RunConfig, config_to_toml, lo
 from downpour.errors import NotARunError
 from downpour.models.base import FeatureModel
 from downpour.settings import is_count
-from downpour.train.checkpoint import (PAIR_KEY, CheckpointError, load_state, read_tensors, save_state, sha256_of,
+from downpour.train.checkpoint import (PAIR_KEY, CheckpointError, check_streams, load_state, read_tensors, save_state, sha256_of,
                                        write_tensors)
 from downpour.train.folders import RunExistsError, folder_to_write, make_folder
 from downpour.train.metrics_file import has_row, read_rows, truncate_rows
@@ -232,7 +232,11 @@ class RunDir:
         """The step (Sandblaster: iteration) the run's checkpoint records, what a resume starts from, read
         with a resume's checks (a damaged checkpoint raises CheckpointError naming it); None without one."""
         stems = sorted({p.name.split(".")[0] for p in self.checkpoints.glob("*.json")}) if self.checkpoints.is_dir() else []
-        steps = [meta.get("step", meta.get("iteration")) for meta in (load_state(self.checkpoints / s)[1] for s in stems)]
+        steps = []
+        for stem in stems:
+            meta = load_state(self.checkpoints / stem)[1]
+            check_streams(meta, self.checkpoints / stem)      # (its streams' positions: a dry run passed damaged ones)
+            steps.append(meta.get("step", meta.get("iteration")))
         return max((step for step in steps if isinstance(step, int)), default=None)
 
     # --- the model ----------------------------------------------------------------------------
