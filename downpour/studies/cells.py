@@ -206,11 +206,12 @@ def _distinct(study: Study, tasks: list[tuple[str, int]], cache: CellCache) -> d
 
 
 def run_cells(study: Study, tasks: list[tuple[str, int]], context: dict[str, Any], cache: CellCache,
-              jobs: int) -> None:
-    """Run ``tasks`` (condition name, seed), each result appended to ``cache`` as it comes."""
+              jobs: int) -> int:
+    """Run ``tasks`` (condition name, seed), each result appended to ``cache`` as it comes; returns the worker
+    processes that ran them (0: none, every task cached or another's run; 1: this process)."""
     runs = _distinct(study, tasks, cache)
     if not runs:
-        return
+        return 0
     progress = _Progress(study.name, len(runs))
     # every temporary folder of the cells (their runs: studies/trained.py) under one of the study's own, removed as
     # the cells end however they end: a worker killed mid-cell (Ctrl-C, a stop, another cell's failure: the pool
@@ -219,9 +220,10 @@ def run_cells(study: Study, tasks: list[tuple[str, int]], context: dict[str, Any
     args = (f"{type(study).__module__}:{type(study).__qualname__}", study.quick, study.sets, context, dict(os.environ),
             scratch)
     try:
-        _run_all(runs, args, cache, progress, jobs)
+        _run_all(runs, args, cache, progress, min(jobs, len(runs)))   # (an idle worker still imports torch: ~0.3 GB)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+    return min(jobs, len(runs))
 
 
 def _run_all(runs: dict[tuple[str, int], list[str]], args: tuple[Any, ...], cache: CellCache, progress: "_Progress",
@@ -236,7 +238,6 @@ def _run_all(runs: dict[tuple[str, int], list[str]], args: tuple[Any, ...], cach
                 cache.add(other, seed, figures, {"same_as": first})
             progress.tick()
 
-    jobs = min(jobs, len(runs))       # (an idle worker process still imports torch: ~0.3 GB)
     if jobs <= 1:
         before = tempfile.tempdir
         try:

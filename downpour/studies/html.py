@@ -29,7 +29,9 @@ def _cost(result: dict[str, Any]) -> str:
     """What the study cost: its cells over every run of the folder, and this run's own time (a resumed study's
     last run may have run no cell: it read "0.4 s" for cells that took 32.6)."""
     cost = result.get("cells_cost", {})
-    this = f"this run {result['seconds']} s, {result.get('cells_run', 0)} cells with {result.get('jobs', '?')} worker processes"
+    jobs = result.get("jobs", "?")
+    where = "in this process" if jobs == 1 else "" if jobs == 0 else f"in {jobs} worker processes"
+    this = f"this run {result['seconds']} s, {result.get('cells_run', 0)} cells {where}".rstrip()
     if "seconds" not in cost:
         return this
     return f"its cells took {cost['seconds']} s ({cost.get('cpu_seconds', 0)} CPU-s) over every run of the folder; {this}"

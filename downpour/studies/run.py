@@ -7,7 +7,8 @@ calibration, if any), ``study.json`` (``study``, ``question``, ``command``, ``se
 one row per condition with its parameters and every figure with its 95% interval, and ``tests``: each
 comparison the verdict reads with its reading, ``p`` and Holm's ``p_holm`` over the study; ``verdict``,
 whose last paragraph says which readings hold under Holm's correction),
-``figures/*.png`` and ``study.html``. ``seconds`` is this invocation's wall time (``jobs``: its worker processes, ``cells_run``: the cells it ran);
+``figures/*.png`` and ``study.html``. ``seconds`` is this invocation's wall time (``jobs``: the processes that ran its cells, 1 this one, 0 none;
+``cells_run``: the cells it ran);
 ``cells_cost`` the
 wall and CPU seconds its cells took over every invocation (a resumed study counts them all once).
 """
@@ -80,7 +81,7 @@ def run_study(name: str, out: str | Path, quick: bool = False, seeds: int | None
     print(f"downpour study {name}: {len(conditions)} conditions x {n} seeds; {len(todo)} cells to run (cells whose "
           f"conditions make the same run share one), {len(conditions) * n - len(todo)} cached in {folder}",
           file=sys.stderr, flush=True)
-    run_cells(study, todo, context, cache, jobs or default_jobs())
+    workers = run_cells(study, todo, context, cache, jobs or default_jobs())
     cells = {key: cache.cells[key] for key in ((c, s) for c in names for s in seed_list)}
     try:
         rows = study.summarise(conditions, cells, seed_list)
@@ -102,7 +103,7 @@ def run_study(name: str, out: str | Path, quick: bool = False, seeds: int | None
         "cells": rows,
         "verdict": "\n\n".join(p for p in (study.verdict(rows), diverged_paragraph(rows), family_paragraph(rows)) if p),
         "figures": [str(p.relative_to(folder)) for p in figures],
-        "seconds": round(time.perf_counter() - start, 1), "cells_run": len(todo), "jobs": jobs or default_jobs(),
+        "seconds": round(time.perf_counter() - start, 1), "cells_run": len(todo), "jobs": workers,
         "cells_cost": cache.total_cost(cells),
     }
     (folder / "study.json").write_text(json.dumps(result, indent=1, allow_nan=True) + "\n")
