@@ -56,7 +56,8 @@ def _driver(coord: Coordinator, shard_actors: list[Any], workers: list[Any], res
     d.coord, d.shard_actors, d.worker_actors, d.restarts = coord, shard_actors, workers, restarts
     d.piped, d._blocked, d.laps, d.next_seq, d._pending, d._pushes = False, set(), Laps(), {}, {}, {}
     d._starting, d.listing = {}, None     # (in-memory data: no file list)
-    d.placement, d.devices, d.partition_actors = {"shards": ["n"], "workers": ["n"] * len(workers)}, [], {}
+    d.placement, d.partition_actors = {"shards": ["n"], "workers": ["n"] * len(workers)}, {}
+    d.devices = [{"device": "cpu", "gpus": []}] * len(workers)     # (one per worker, as the start reads them)
     return d
 
 

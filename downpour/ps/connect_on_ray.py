@@ -56,11 +56,11 @@ def connect(address: str) -> bool:
     A plain run always starts its own local Ray (``address="local"``), so a stale
     /tmp/ray/ray_current_cluster left by a killed head, or a RAY_ADDRESS in the environment, does
     not redirect it. Joining fails in one line, within :data:`CONNECT_TIMEOUT_S`, when nobody answers.
-    A stop during the start (:func:`_start_held`) ends it with Ray shut down again."""
+    A stop during the start (:func:`_own_stops`) ends it with Ray shut down again."""
     if ray.is_initialized():
         return False
     try:
-        with _start_held():
+        with _own_stops():
             _init(address)
     except BaseException:
         if ray.is_initialized():
@@ -98,7 +98,7 @@ def _token_here() -> bool:
 
 
 @contextmanager
-def _start_held() -> Iterator[None]:
+def _own_stops() -> Iterator[None]:
     """Ray's start with this process's own stop handlers. ``ray.init`` puts in its own SIGTERM handler
     (``sys.exit(15)``): a scheduler's stop in the start's first seconds exited 15 instead of the CLI's
     "terminated" and 143. Ray's is kept out, so a SIGTERM or Ctrl-C acts at once through the process's handler
@@ -110,7 +110,7 @@ def _start_held() -> Iterator[None]:
         yield
         return
     raised: list[int] = []
-    held = [s for s in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(s) != signal.SIG_IGN]
+    handled = [s for s in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(s) != signal.SIG_IGN]
 
     def act(signum: int, frame: object) -> None:
         if not callable(old[signum]):
@@ -121,7 +121,7 @@ def _start_held() -> Iterator[None]:
             raised.append(signum)
             raise
 
-    old = {s: signal.signal(s, act) for s in held}
+    old = {s: signal.signal(s, act) for s in handled}
     utils = ray._private.utils
     rays = getattr(utils, "set_sigterm_handler", None)
     if rays is not None:

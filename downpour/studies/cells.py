@@ -212,7 +212,7 @@ def run_cells(study: Study, tasks: list[tuple[str, int]], context: dict[str, Any
     runs = _distinct(study, tasks, cache)
     if not runs:
         return 0
-    progress = _Progress(study.name, len(runs))
+    progress, jobs = _Progress(study.name, len(runs)), min(jobs, len(runs))   # (an idle worker imports torch: ~0.3 GB)
     # every temporary folder of the cells (their runs: studies/trained.py) under one of the study's own, removed as
     # the cells end however they end: a worker killed mid-cell (Ctrl-C, a stop, another cell's failure: the pool
     # is terminated) removed nothing, and each left its run, up to 6.6 MB, in the machine's temporary folder
@@ -220,10 +220,10 @@ def run_cells(study: Study, tasks: list[tuple[str, int]], context: dict[str, Any
     args = (f"{type(study).__module__}:{type(study).__qualname__}", study.quick, study.sets, context, dict(os.environ),
             scratch)
     try:
-        _run_all(runs, args, cache, progress, min(jobs, len(runs)))   # (an idle worker still imports torch: ~0.3 GB)
+        _run_all(runs, args, cache, progress, jobs)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    return min(jobs, len(runs))
+    return jobs
 
 
 def _run_all(runs: dict[tuple[str, int], list[str]], args: tuple[Any, ...], cache: CellCache, progress: "_Progress",

@@ -7,10 +7,9 @@ calibration, if any), ``study.json`` (``study``, ``question``, ``command``, ``se
 one row per condition with its parameters and every figure with its 95% interval, and ``tests``: each
 comparison the verdict reads with its reading, ``p`` and Holm's ``p_holm`` over the study; ``verdict``,
 whose last paragraph says which readings hold under Holm's correction),
-``figures/*.png`` and ``study.html``. ``seconds`` is this invocation's wall time (``jobs``: the processes that ran its cells, 1 this one, 0 none;
-``cells_run``: the cells it ran);
-``cells_cost`` the
-wall and CPU seconds its cells took over every invocation (a resumed study counts them all once).
+``figures/*.png`` and ``study.html``. ``seconds`` is this invocation's wall time, ``cells_run`` the cells it
+ran and ``jobs`` the processes that ran them (1: this one; 0: none ran); ``cells_cost`` the wall and CPU
+seconds its cells took over every invocation (a resumed study counts them all once).
 """
 from __future__ import annotations
 
