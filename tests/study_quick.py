@@ -2,6 +2,7 @@
 shared part of the tests/test_study_*.py modules; check_owed only for the face-test studies with twins."""
 import json
 import math
+import re
 
 import pytest
 
@@ -54,10 +55,15 @@ def check_every_condition_may_diverge(folder, name, tmp_path):
     lines = (folder / "cells.jsonl").read_text().splitlines()[1:]
     cells = {(r["condition"], r["seed"]): r["figures"] for r in map(json.loads, lines)}
     seeds = sorted({s for _, s in cells})
+    design = ("params", "act_bytes", "flops_fwd", "flops_bwd", "steps", "train_flops")   # what a diverged cell keeps
     for victim in [c.name for c in study.conditions()]:
-        planted = {**cells, **{(victim, s): {"diverged": 1.0} for s in seeds}}
-        rows = study.summarise(study.conditions(), planted, seeds)
-        note_missing(rows, planted, seeds)
-        holm(rows)
-        assert study.verdict(rows) and f"{victim} ({len(seeds)} of {len(seeds)} seeds)" in diverged_paragraph(rows)
-        study.figures(rows, planted, tmp_path / victim)
+        for kept in ((), design):         # a cell cached before diverged cells kept them, and one now
+            planted = {**cells, **{(victim, s): {"diverged": 1.0, **{k: v for k, v in cells[(victim, s)].items()
+                                                                     if k in kept}} for s in seeds}}
+            rows = study.summarise(study.conditions(), planted, seeds)
+            note_missing(rows, planted, seeds)
+            holm(rows)
+            text = study.verdict(rows)
+            assert text and f"{victim} ({len(seeds)} of {len(seeds)} seeds)" in diverged_paragraph(rows)
+            assert not kept or not re.search(r"\bnan\b", text), text     # its parameters and FLOPs are said
+            study.figures(rows, planted, tmp_path / victim / str(len(kept)))

@@ -136,7 +136,7 @@ def test_a_cell_that_diverged_or_has_no_face_unit_is_counted_out_not_the_end_of_
 
     with monkeypatch.context() as m:
         m.setattr(measure, "trained_run", diverges)
-        assert train_and_measure(sae_config(), SMALL, seed=0) == {"diverged": 1.0}
+        diverged = train_and_measure(sae_config(), SMALL, seed=0)
 
     def no_unit(*args, **kwargs):
         raise NoCandidate("the face test on layer 'codes': no candidate of 25 can be chosen")
@@ -146,6 +146,8 @@ def test_a_cell_that_diverged_or_has_no_face_unit_is_counted_out_not_the_end_of_
     assert all(math.isnan(figures[k]) for k in ("face_auc_lfw", "face_auc_controls", *OWED))
     assert all(math.isnan(figures[k]) for k in ("inv_scale_octaves", "inv_shift", "inv_rotation"))
     assert math.isfinite(figures["edge_fraction"]) and math.isfinite(figures["final_loss"])
+    design = ("params", "act_bytes", "flops_fwd", "flops_bwd")         # they need no training: a diverged run has them
+    assert diverged == {"diverged": 1.0, **{k: figures[k] for k in design}} and figures["params"] > 0
 
 
 def test_a_gain_the_same_in_every_seed_has_the_sign_tests_interval_not_a_zero_width_one():
@@ -199,4 +201,5 @@ def test_diverged_seeds_are_counted_and_said_not_read_as_a_figure(monkeypatch):
     monkeypatch.setattr(architectures, "train_and_measure", lambda cfg, measures, seed: {"diverged": 1.0})
     study = architectures.ArchitecturesStudy(quick=True)
     cat = study.conditions()[0]
-    assert study.run_cell(cat, 0, {"steps": {cat.name: 3}, "flops_per_step": {cat.name: 1.0}}) == {"diverged": 1.0}
+    assert study.run_cell(cat, 0, {"steps": {cat.name: 3}, "flops_per_step": {cat.name: 2.0}}) == {
+        "diverged": 1.0, "steps": 3.0, "train_flops": 6.0}       # the budget it spent, as a finished arm's

@@ -110,8 +110,8 @@ class ArchitecturesStudy(MeasuredStudy):
     def run_cell(self, condition: Condition, seed: int, context: dict[str, Any]) -> dict[str, float]:
         cfg = with_steps(self.cell_config(condition, seed), context["steps"][condition.name])
         figures = train_and_measure(cfg, self.measures(), seed)
-        if "steps" in figures:      # (a diverged cell has no figure)
-            figures["train_flops"] = context["flops_per_step"][condition.name] * figures["steps"]
+        figures.setdefault("steps", float(cfg.train.steps))   # (a diverged cell spent its budget too)
+        figures["train_flops"] = context["flops_per_step"][condition.name] * figures["steps"]
         return figures
 
     def verdict(self, rows: list[dict[str, Any]]) -> str:

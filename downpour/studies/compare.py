@@ -57,12 +57,13 @@ def owed_test(row: dict[str, Any], got: Sequence[dict[str, float]]) -> None:
 def compare_rows(conditions: list[Condition], cells: Cells, seeds: list[int],
                  resolution: dict[str, float]) -> list[dict[str, Any]]:
     rows = []
-    # a condition diverged in every seed measured nothing: its row gets every figure the others have, not measured
-    # (NaN), so that the verdict and the figures read it as such (they indexed a figure it lacked: KeyError)
-    every = [k for k in dict.fromkeys(k for g in cells.values() for k in g) if k != DIVERGED]
+    # a condition diverged in every seed trained nothing: its row gets every figure the others have, NaN where
+    # its cells hold none (a diverged cell holds its design's figures alone: params, FLOPs), so that the verdict
+    # and the figures read it as such (they indexed a figure it lacked: KeyError)
+    every = [k for k in dict.fromkeys(k for g in cells.values() if not g.get(DIVERGED) for k in g)]
     for c in conditions:
         got = [cells[(c.name, s)] for s in seeds]
-        keys = [k for k in dict.fromkeys(k for g in got for k in g) if k != DIVERGED] or every
+        keys = [k for k in dict.fromkeys(k for g in got if not g.get(DIVERGED) for k in g)] or every
         row: dict[str, Any] = {"condition": c.name, "group": c.group, "params": c.params, "n": len(seeds),
                                "figures": {k: list(figure_ci(k, [g.get(k, math.nan) for g in got])) for k in keys},
                                "extra": {}}

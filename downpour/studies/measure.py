@@ -27,8 +27,8 @@ inv_scale_octaves,     :func:`~downpour.analysis.invariance.invariance_curves` a
 inv_shift,             face unit (:func:`~downpour.analysis.selectivity.face_neuron_table`): the width of the
 inv_rotation           range where its response stays >= half, in octaves of scale, fractions of the image
                        side (translation, x and y averaged) and degrees
-params, act_bytes,     :func:`~downpour.models.footprint.footprint_table`'s total row (one sample, float32)
-flops_fwd, flops_bwd
+params, act_bytes,     :func:`~downpour.models.footprint.footprint_table`'s total row (one sample, float32):
+flops_fwd, flops_bwd   the design's figures (:func:`design_figures`), recorded for a run that diverged too
 opt_bytes              the optimiser state the run's final checkpoint holds (``opt.*`` tensors), in bytes
 seconds_per_step       the runner's own training time over its steps
 final_loss             the runner's summary
@@ -55,6 +55,7 @@ from downpour.analysis.selectivity import face_neuron_table
 from downpour.analysis.units import check_layer, randomized_copy
 from downpour.batch import Batch
 from downpour.config import ModelSpec, RunConfig, load_config, merge_term
+from downpour.data.build import sample_shape
 from downpour.errors import Diverged
 from downpour.models.base import FeatureModel
 from downpour.models.footprint import footprint_table
@@ -135,14 +136,15 @@ def flops_per_step(cfg: RunConfig, x: torch.Tensor) -> float:
 def train_and_measure(cfg: RunConfig, measures: Measures, seed: int) -> dict[str, float]:
     """Train ``cfg`` (resolved) with its runner into a temporary run directory and measure it (and, with
     ``measures.no_faces``, its no-faces twin's face unit beside it). A run whose every step was non-finite
-    is ``{"diverged": 1.0}``, every figure missing (the study counts the seed out and says so); a twin that
-    diverged leaves only what the faces gave unmeasured."""
+    is ``{"diverged": 1.0}`` with its design's figures alone (:func:`design_figures`: they need no training),
+    every trained figure missing (the study counts the seed out and says so); a twin that diverged leaves
+    only what the faces gave unmeasured."""
     try:
         with trained_run(cfg) as (run, model, summary), _twin_unless_diverged(cfg, measures.no_faces) as twin:
             figures = measure_run(run, model, measures, seed, twin)
     except Diverged as err:
         log.warning("seed %d diverged: %s", seed, err)
-        return {DIVERGED: 1.0}
+        return {DIVERGED: 1.0, **design_figures(cfg, sample_shape(cfg.data))}
     figures["seconds_per_step"] = summary["seconds"] / max(1, summary["steps"])
     figures["final_loss"] = float(summary["final_loss"])
     figures["steps"] = float(summary["steps"])
@@ -183,12 +185,18 @@ def measure_run(run: RunDir, model: FeatureModel, m: Measures, seed: int,
     if m.invariance:      # of the face unit: none to measure where the face test could choose none
         out.update(_invariance(model, layer, shape, run_preprocess(run), seed, m.random_filters) if faces
                    else range_widths({}, shape[-1]))
-    total = footprint_table(cfg.model.name, shape, **cfg.model.options)[-1]
-    for key in ("params", "act_bytes", "flops_fwd", "flops_bwd"):
-        out[key] = float(total[key])
+    out.update(design_figures(cfg, shape))
     state = read_tensors(run.checkpoints / "local.safetensors")
     out["opt_bytes"] = float(sum(t.numel() * t.element_size() for k, t in state.items() if k.startswith("opt.")))
     return out
+
+
+def design_figures(cfg: RunConfig, shape: tuple[int, ...]) -> dict[str, float]:
+    """params, act_bytes, flops_fwd, flops_bwd: :func:`~downpour.models.footprint.footprint_table`'s total row
+    for ``cfg``'s model on samples of ``shape`` (one sample, float32), figures of the design that need no
+    training (so a run that diverged has them too)."""
+    total = footprint_table(cfg.model.name, shape, **cfg.model.options)[-1]
+    return {key: float(total[key]) for key in ("params", "act_bytes", "flops_fwd", "flops_bwd")}
 
 
 def _invariance(model: FeatureModel, layer: str, shape: tuple[int, ...], prepare, seed: int,

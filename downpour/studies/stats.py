@@ -176,7 +176,7 @@ def holm(rows: Sequence[dict[str, Any]]) -> int:
     return m
 
 
-DIVERGED = "diverged"     # a measured cell whose run diverged: {"diverged": 1.0}, no figure
+DIVERGED = "diverged"     # a measured cell whose run diverged: {"diverged": 1.0}, beside its design's figures alone
 
 
 def diverged_paragraph(rows: Sequence[dict[str, Any]]) -> str:

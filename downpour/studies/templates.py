@@ -22,6 +22,7 @@ the faces gave the face unit: the same cell trained again without a face (``face
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +69,7 @@ class TemplatesStudy(MeasuredStudy):
         by = {r["condition"]: r for r in rows}
         ref = by["untied"]
         paras = []
-        p0, o0 = ref["figures"]["params"][0], ref["figures"]["opt_bytes"][0]
+        p0 = ref["figures"]["params"][0]
         same_flops = all(r["figures"]["flops_fwd"][0] == ref["figures"]["flops_fwd"][0]
                          for r in rows if r["group"] == "equal maps")
         lines = []
@@ -77,10 +78,10 @@ class TemplatesStudy(MeasuredStudy):
                 continue
             f = r["figures"]
             lines.append(f"{r['condition']} has {f['params'][0]:,.0f} parameters ({p0 / f['params'][0]:.0f}x fewer), "
-                         f"{f['opt_bytes'][0] / 1e6:.2f} MB of optimiser state (untied {o0 / 1e6:.2f} MB); "
+                         f"{_state(r)} of optimiser state (untied {_state(ref)}); "
                          + "; ".join(difference_sentence(r, k, LABELS[k]) for k in RESOLUTION))
         paras.append(f"At equal maps (8 per position), the untied network has {p0:,.0f} parameters and "
-                     f"{o0 / 1e6:.2f} MB of Adam state; its forward pass costs {ref['figures']['flops_fwd'][0] / 1e6:.2f} "
+                     f"{_state(ref)} of Adam state; its forward pass costs {ref['figures']['flops_fwd'][0] / 1e6:.2f} "
                      f"MFLOP per sample" + (" and every tiling costs exactly the same FLOPs and activation memory "
                                             "(tiling changes memory, not arithmetic)" if same_flops else "")
                      + f". Against untied, paired over seeds: " + ". ".join(lines) + ".")
@@ -115,3 +116,9 @@ class TemplatesStudy(MeasuredStudy):
                                      reference=0.5 if key.startswith("face") else None))
         out.append(owed_figure(rows, folder / "face_owed_controls.png"))
         return out
+
+
+def _state(row: dict[str, Any]) -> str:
+    """'0.07 MB' of optimiser state, read from the runs' checkpoints: 'n/a' where no seed's run finished."""
+    size = row["figures"]["opt_bytes"][0]
+    return f"{size / 1e6:.2f} MB" if math.isfinite(size) else "n/a"
