@@ -258,6 +258,18 @@ def test_checking_a_sandblaster_run_says_it_has_no_staleness(tmp_path):
         compare_run(run)
 
 
+@pytest.mark.parametrize("runner, why", [
+    ("ray", "on Ray staleness comes from the machines' real timing"),
+    ("local", "the local runner has one worker and no parameter server: no push is ever stale")])   # was Ray's reason
+def test_checking_a_run_not_on_the_simulator_says_why_it_cannot_be_predicted(tmp_path, runner, why):
+    run = tmp_path / runner
+    run.mkdir()
+    save_config(load_config("cat-demo", [f"cluster.runner={runner}"]), run / "config.toml")
+    with pytest.raises(ConfigError, match=f"ran on the '{runner}' runner; the prediction is for the simulated one "
+                                          f"\\({why}\\)$"):
+        compare_run(run)
+
+
 @pytest.mark.parametrize("key, named", [
     ("cluster.restarts=3", "only the ray runner reads it"),
     ("train.optimizer=sgd", "only the local runner reads it"),

@@ -45,8 +45,10 @@ def compare_run(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"{str(run.path)!r} is a {c.algorithm} run: it has no stale pushes to compare "
                           "(the staleness prediction is for Downpour's workers)")
     if c.runner != "simulated":
+        why = ("on Ray staleness comes from the machines' real timing" if c.runner == "ray" else
+               "the local runner has one worker and no parameter server: no push is ever stale")
         raise ConfigError(f"{str(run.path)!r} ran on the {c.runner!r} runner; the prediction is for the simulated one "
-                          "(on Ray staleness comes from the machines' real timing)")
+                          f"({why})")
     report = run.read_json("staleness.json")
     extended = [e for e in report.get("events", []) if e["event"] == "extended"]
     if extended:      # its workers drained at the first end and started again: two schedules, not one
