@@ -142,3 +142,13 @@ def test_dry_run_checks_and_prints_the_resolved_config_and_writes_nothing(tmp_pa
 def test_a_flag_of_another_runner_is_refused(tmp_path, capsys, flags, named):
     assert main(["train", "--config", "ufldl-sae", "--out", str(tmp_path / "r"), *flags]) == 2
     assert named in capsys.readouterr().err and not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("command", [[], ["train"], ["crossfit"], ["analyze"], ["report"], ["study"], ["plan"]])
+def test_help_is_plain_text(command, capsys):
+    """The top help showed the module docstring's reStructuredText marks ("The ``downpour`` command")."""
+    with pytest.raises(SystemExit) as done:
+        main([*command, "--help"])
+    assert done.value.code == 0
+    out = capsys.readouterr().out
+    assert "usage: downpour" in out and "``" not in out and ":func:" not in out
