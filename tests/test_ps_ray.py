@@ -46,9 +46,10 @@ def test_async_run_writes_the_run_directory(tmp_path, local_ray):
 
 
 def test_a_queue_of_one_cycle_per_worker(tmp_path, local_ray):
-    cfg = _cfg("train.steps=24", "cluster.queue_depth=1", "cluster.workers=1")
+    # (one shard: the queue is the worker's, and an actor fewer to start)
+    cfg = _cfg("train.steps=24", "cluster.queue_depth=1", "cluster.workers=1", "cluster.shards=1")
     summary = run_cluster(cfg, RunDir.create(tmp_path / "q", cfg))
-    assert summary["queue_depth"] == 1 and summary["versions"] == [24, 24]
+    assert summary["queue_depth"] == 1 and summary["versions"] == [24]
     # one worker, one cycle at a time: a push is at most the one before it stale (its apply may still be
     # running when the next cycle fetches); with two queued, the next cycle starts before it is sent
     assert summary["max_staleness"] <= 1
@@ -114,7 +115,8 @@ def test_a_killed_worker_does_not_end_the_run_and_no_push_is_applied_twice(tmp_p
                                                                            monkeypatch):
     # (a restart no longer holds the survivors up: in 400 steps they finished the run before the new actor was up)
     _survivors_wait_for_restarts(monkeypatch)
-    cfg = _cfg(f"train.steps={steps}", "cluster.workers=3", f"cluster.restarts={restarts}")
+    # (two workers: one survivor shows the run goes on; two shards: each must apply the same pushes, once)
+    cfg = _cfg(f"train.steps={steps}", f"cluster.restarts={restarts}")
     out = _killing_worker1(cfg, tmp_path / "k", 120)
     assert out["steps"] == steps and out["lost_workers"] == ([] if restarts else [1])
     assert out["applied"] == out["accepted"]
@@ -147,7 +149,7 @@ def test_a_replacement_that_dies_coming_up_is_restarted_again(tmp_path, local_ra
 
     monkeypatch.setattr(RayCluster, "_spawn", spawn)
     _survivors_wait_for_restarts(monkeypatch)
-    cfg = _cfg("train.steps=600", "cluster.workers=3", "cluster.restarts=2")
+    cfg = _cfg("train.steps=600", "cluster.shards=1", "cluster.restarts=2")   # one survivor, one shard: enough here
     out = _killing_worker1(cfg, tmp_path / "r", 180)
     assert out["steps"] == 600 and out["lost_workers"] == [] and out["applied"] == out["accepted"]
     events = RunDir.open(tmp_path / "r").read_json("staleness.json")["events"]
@@ -179,7 +181,7 @@ def test_a_restart_ray_cannot_place_does_not_hold_up_the_others(tmp_path, local_
 
     monkeypatch.setattr(RayCluster, "_start", start)
     caplog.set_level(logging.WARNING, logger="downpour.ps.cluster_on_ray")
-    cfg = _cfg("train.steps=400", "cluster.workers=3", "cluster.restarts=1", *extra)
+    cfg = _cfg("train.steps=400", "cluster.shards=1", "cluster.restarts=1", *extra)   # one survivor, one shard: enough
     out = _killing_worker1(cfg, tmp_path / "n", 120)
     assert out["steps"] == 400 and out["lost_workers"] == [1]
     assert "worker 1 could not be restarted (no steps left for it)" in caplog.text
@@ -191,7 +193,7 @@ def test_a_restart_ray_cannot_place_does_not_hold_up_the_others(tmp_path, local_
 def test_losing_every_worker_is_an_error_that_keeps_what_was_done(tmp_path, local_ray):
     from downpour.errors import RunError
 
-    cfg = _cfg("train.steps=3000", "cluster.workers=1")   # bounded, should the kill miss: ~30 s
+    cfg = _cfg("train.steps=3000", "cluster.workers=1", "cluster.shards=1")   # bounded, should the kill miss: ~30 s
     run = RunDir.create(tmp_path / "all", cfg)
     out = {}
     earlier = {a["name"] for a in ray.util.list_named_actors(all_namespaces=True)}
@@ -258,7 +260,7 @@ def test_a_driver_failure_checkpoints_the_server_before_the_actors_go(tmp_path, 
         if self.pushes == 20:
             raise RuntimeError("the driver fell over")
 
-    cfg = _cfg("train.steps=60")
+    cfg = _cfg("train.steps=60", "cluster.workers=1")    # (the two shards' checkpoints are the point, not the workers)
     with monkeypatch.context() as m:
         m.setattr(Recorder, "on_push", on_push)
         with pytest.raises(RuntimeError, match="fell over"):
@@ -275,8 +277,8 @@ def test_a_random_first_layer_is_the_drivers_on_ray_too(tmp_path, local_ray):
     simulator's steps, cost for cost."""
     losses = {}
     for runner in ("ray", "simulated"):
-        cfg = _cfg("train.steps=8", "train.log_every=1", "cluster.workers=1", "cluster.consistency=sync",
-                   "model.first_layer=random", "train.threads=1", f"cluster.runner={runner}")
+        cfg = _cfg("train.steps=8", "train.log_every=1", "cluster.workers=1", "cluster.shards=1",
+                   "cluster.consistency=sync", "model.first_layer=random", "train.threads=1", f"cluster.runner={runner}")
         run_cluster(cfg, RunDir.create(tmp_path / runner, cfg))
         losses[runner] = [r["loss"] for r in RunDir.open(tmp_path / runner).metrics()]
     assert len(losses["ray"]) == 8 and losses["ray"] == pytest.approx(losses["simulated"], rel=1e-5)
@@ -289,7 +291,7 @@ def test_a_greedy_cycle_across_the_stage_switch_switches_with_it_as_on_the_simul
     rows = {}
     for runner in ("ray", "simulated"):
         cfg = load_config("cat-demo", ["data.samples=128", "train.batch_size=8", "train.steps=15", "train.log_every=1",
-                                       "train.tensorboard=false", "cluster.workers=1", "cluster.shards=2",
+                                       "train.tensorboard=false", "cluster.workers=1", "cluster.shards=1",
                                        "cluster.n_push=3", "cluster.consistency=sync", "train.threads=1",
                                        f"cluster.runner={runner}"])
         run_cluster(cfg, RunDir.create(tmp_path / runner, cfg))
@@ -333,7 +335,7 @@ def test_a_stop_while_the_shards_apply_a_push_checkpoints_it_counted(tmp_path, l
 
         monkeypatch.setattr(on_ray.ShardPush, "apply", apply)
         extra = ('cluster.compensation="dc-asgd"', "cluster.rule=sgd", "train.lr=0.01")
-    cfg = _cfg("train.steps=5000", "train.log_every=10", *extra)
+    cfg = _cfg("train.steps=5000", "train.log_every=10", "cluster.workers=1", *extra)   # (the two shards are the point)
     with pytest.raises(KeyboardInterrupt):
         run_cluster(cfg, RunDir.create(tmp_path / "r", cfg))
     states, meta = load_server(tmp_path / "r/checkpoints/server")
