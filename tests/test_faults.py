@@ -19,18 +19,34 @@ BASE = ["cluster.runner=ray", "data.samples=600", "train.batch_size=16", "train.
         "train.log_every=5"]
 
 
-def test_a_killed_shard_is_restarted_from_the_checkpoint_and_the_run_finishes(tmp_path, local_ray):
-    # Long enough that the first timed checkpoint (0.5 s) comes well before the end on a fast machine:
-    # 600 steps once finished on one before it, and the kill found no shard left to kill.
-    steps = 2000
-    cfg = load_config("ufldl-sae", [*BASE, f"train.steps={steps}", "cluster.workers=2", "cluster.shards=2",
-                                    "cluster.checkpoint_seconds=0.5"])
+def test_a_killed_shard_is_restarted_from_the_checkpoint_and_the_run_finishes(tmp_path, local_ray, monkeypatch):
+    # 600 steps once finished before the first timed checkpoint (0.5 s) on a fast machine, and the kill found no
+    # shard left to kill; 2,000 steps made room for it, most of them trained after it. Now a checkpoint comes at
+    # push 100 whatever the clock says, and the driver holds still 30 pushes past its last checkpoint (rows logged
+    # past it, to be truncated and logged once again) until the shard is killed: the kill lands mid-run however
+    # fast the machine. (One worker: the shards are the point, and two actors fewer start, twice.)
+    from downpour.ps.recorder import Recorder
+
+    steps, killed = 300, threading.Event()
+    real = Recorder.on_push
+
+    def on_push(self, push, record):
+        real(self, push, record)
+        if not killed.is_set() and self.coord.done >= 100 and self.checkpoints and self._since_ckpt >= 30:
+            killed.wait(120)
+
+    monkeypatch.setattr(Recorder, "on_push", on_push)
+    cfg = load_config("ufldl-sae", [*BASE, f"train.steps={steps}", "cluster.workers=1", "cluster.shards=2",
+                                    "cluster.checkpoint_seconds=0.5", "cluster.checkpoint_every=100"])
     run = RunDir.create(tmp_path / "s", cfg)
     earlier = {a["name"] for a in ray.util.list_named_actors(all_namespaces=True)}
     out = {}
     thread = threading.Thread(target=lambda: out.update(train(cfg, run)))
     thread.start()
-    victim = kill_when(run, 100, "-shard1", earlier, checkpointed=True)
+    try:
+        victim = kill_when(run, 100, "-shard1", earlier, checkpointed=True)
+    finally:
+        killed.set()
     thread.join(timeout=240)
     assert victim is not None, "the run ended before a checkpoint and a kill"
     assert not thread.is_alive() and out, "the run did not finish"
@@ -75,7 +91,8 @@ def test_a_driver_killed_by_sigkill_leaves_a_run_that_resume_finishes(tmp_path, 
     driver = subprocess.Popen([sys.executable, "-m", "downpour.cli", "train", "--config", "ufldl-sae", "--runner", "ray",
                                "--steps", "5000", "--no-report", "--out", str(out), "--set", "data.samples=600",
                                "--set", "train.batch_size=16", "--set", "train.tensorboard=false",
-                               "--set", "cluster.checkpoint_seconds=0.5"],
+                               "--set", "cluster.checkpoint_seconds=0.5",
+                               "--set", "cluster.workers=1"],   # (one worker: two actors fewer to start)
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         t0 = time.monotonic()
