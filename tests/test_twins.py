@@ -2,9 +2,13 @@
 by its face test, resumed on its own, refused where the data hold no faces."""
 from __future__ import annotations
 
+import io
 import json
 import re
+import shutil
+from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -22,12 +26,24 @@ FAST_ANALYSIS = ["--set", "analysis.splits=1", "--set", "analysis.probes=[]", "-
 TWIN = ["--set", "analysis.no_faces_twin=true"]
 
 
-def test_train_trains_the_twin_after_the_run_and_the_report_scores_it(tmp_path, capsys):
-    out = tmp_path / "run"
-    assert main(["train", *TINY_CAT, *FAST_ANALYSIS, *TWIN, "--report", "--out", str(out)]) == 0
-    printed = capsys.readouterr()
-    assert "then its no-faces twin" in printed.err
-    summary = json.loads(next(line for line in printed.out.splitlines() if line.startswith("{")))
+@pytest.fixture(scope="module")
+def reported(tmp_path_factory):
+    """``downpour train ... --report`` of a tiny cat network with its twin, run once for the module (three tests
+    began with this same command): (run folder, its stdout, its stderr). A test that changes the run takes a copy."""
+    out = tmp_path_factory.mktemp("reported") / "run"
+    with redirect_stdout(io.StringIO()) as printed, redirect_stderr(io.StringIO()) as said:
+        assert main(["train", *TINY_CAT, *FAST_ANALYSIS, *TWIN, "--report", "--out", str(out)]) == 0
+    return out, printed.getvalue(), said.getvalue()
+
+
+def _copy(reported, tmp_path):
+    return Path(shutil.copytree(reported[0], tmp_path / "run"))
+
+
+def test_train_trains_the_twin_after_the_run_and_the_report_scores_it(reported):
+    out, printed_out, printed_err = reported
+    assert "then its no-faces twin" in printed_err
+    summary = json.loads(next(line for line in printed_out.splitlines() if line.startswith("{")))
     assert summary["no_faces_twin"]["run"] == str(out / "no-faces") and summary["no_faces_twin"]["steps"] == 4
     twin = RunDir.open(out / "no-faces").config
     assert (twin.data.train_faces, twin.analysis.report, twin.analysis.no_faces_twin) == (0, False, False)
@@ -52,11 +68,10 @@ def test_a_resume_of_a_finished_run_trains_only_its_twin(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out.strip())["no_faces_twin"]["kept"]
 
 
-def test_a_resume_of_a_finished_run_and_twin_keeps_their_analysis(tmp_path, capsys):
+def test_a_resume_of_a_finished_run_and_twin_keeps_their_analysis(reported, tmp_path, capsys):
     """Nothing was left to train, yet the resume removed analysis.json, the figures and the report
     ("only its no-faces twin is left") and, with the report on, analysed the run again."""
-    out = tmp_path / "run"
-    assert main(["train", *TINY_CAT, *FAST_ANALYSIS, *TWIN, "--report", "--out", str(out)]) == 0
+    out = _copy(reported, tmp_path)
     analysis = (out / "analysis.json").read_text()
     assert main(["train", "--resume", str(out), "--no-report"]) == 0
     assert (out / "analysis.json").read_text() == analysis and (out / "report.html").is_file()
@@ -65,10 +80,10 @@ def test_a_resume_of_a_finished_run_and_twin_keeps_their_analysis(tmp_path, caps
     assert (out / "analysis.json").read_text() == analysis and "report written" in capsys.readouterr().out
 
 
-def test_a_resume_that_changes_the_analysis_settings_does_not_keep_the_old_analysis(tmp_path, capsys):
+def test_a_resume_that_changes_the_analysis_settings_does_not_keep_the_old_analysis(reported, tmp_path):
     """config.toml was saved with the new analysis.splits while analysis.json, kept, was made with the old."""
-    out = tmp_path / "run"
-    assert main(["train", *TINY_CAT, *FAST_ANALYSIS, *TWIN, "--report", "--out", str(out)]) == 0
+    out = _copy(reported, tmp_path)
+    assert (out / "analysis.json").is_file() and (out / "report.html").is_file()
     assert main(["train", "--resume", str(out), "--no-report", "--set", "analysis.splits=2"]) == 0
     assert not (out / "analysis.json").exists() and not (out / "report.html").exists()
     assert RunDir.open(out).config.analysis.splits == 2
@@ -132,6 +147,10 @@ def test_a_run_folder_holding_only_its_twin_is_taken(tmp_path):
         RunDir.create(tmp_path / "other", load_config("cat-demo"))
 
 
+# what is shared is Ray itself, whatever runs on it: one worker and one shard (each actor a process importing torch)
+ONE_ACTOR_EACH = ["--runner", "ray", "--workers", "1", "--shards", "1"]
+
+
 @pytest.fixture
 def ray_starts(monkeypatch):
     """Every connection to Ray, in order: True where it started Ray, False where it found Ray up."""
@@ -149,7 +168,7 @@ def test_on_ray_the_run_and_its_twin_share_one_ray_which_is_shut_down_after(tmp_
     import ray
 
     out = tmp_path / "run"
-    assert main(["train", *TINY_CAT, "--runner", "ray", "--no-report", *TWIN, "--out", str(out)]) == 0
+    assert main(["train", *TINY_CAT, *ONE_ACTOR_EACH, "--no-report", *TWIN, "--out", str(out)]) == 0
     assert RunDir(out).finished(4) and RunDir(out / "no-faces").finished(4)
     assert ray_starts == [True, False, False] and not ray.is_initialized()   # held, then each run found it up
 
@@ -158,7 +177,7 @@ def test_on_ray_a_crossfit_shares_one_ray_over_its_folds(tmp_path, ray_starts):
     import ray
 
     out = tmp_path / "cf"
-    assert main(["crossfit", *TINY_CAT, "--runner", "ray", "--folds", "2", "--control", "none", *FAST_ANALYSIS,
+    assert main(["crossfit", *TINY_CAT, *ONE_ACTOR_EACH, "--folds", "2", "--control", "none", *FAST_ANALYSIS,
                  "--out", str(out)]) == 0
     assert RunDir(out / "fold-0").finished(4) and RunDir(out / "fold-1").finished(4)
     assert ray_starts == [True, False, False] and not ray.is_initialized()
