@@ -265,7 +265,7 @@ def test_ray_workers_read_only_their_own_files(tmp_path, folder, local_ray):
     root, log = folder
     _reads(log)
     cfg = load_config("ufldl-sae", [*STREAM, f"data.path={root}", "cluster.runner=ray", "train.steps=40",
-                                    "data.loader_workers=1"])
+                                    "data.loader_workers=1", "cluster.shards=1"])     # (parameter shards read no file)
     run = RunDir.create(tmp_path / "ray", cfg)
     summary = train(cfg, run)
     assert summary["steps"] == 40 and summary["data"]["n_skipped"] == 3
@@ -301,7 +301,8 @@ def test_a_worker_none_of_whose_files_can_be_read_ends_the_run_naming_them(tmp_p
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not a png")
     (tmp_path / "empty.png").write_bytes(b"")
     sets = [*STREAM, f"data.path={tmp_path}", f"cluster.runner={runner}", "train.steps=20", "data.fit_sample=4",
-            "data.loader_workers=0", "cluster.restarts=2" if runner == "ray" else "cluster.delay=constant:0"]
+            "data.loader_workers=0", "cluster.shards=1",      # (parameter shards read no file: on Ray, one actor less)
+            "cluster.restarts=2" if runner == "ray" else "cluster.delay=constant:0"]
     bad = {str(tmp_path / "broken.png"), str(tmp_path / "empty.png")}
     seed = next(s for s in range(50) if set(open_stream(load_config("ufldl-sae", [*sets, f"seed={s}"]).data, s)
                                             .shard(1, 2).items) == bad)
@@ -317,8 +318,9 @@ def test_a_ray_resume_over_a_changed_file_list_is_said_and_recorded(tmp_path, lo
     (tmp_path / "imgs").mkdir()
     for i in range(8):
         Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(tmp_path / "imgs" / f"im{i}.png")
+    # the driver compares the listing, whatever the workers: one worker and one shard start 2 actors a run, not 4
     cfg = load_config("ufldl-sae", [*STREAM, f"data.path={tmp_path / 'imgs'}", "cluster.runner=ray", "train.steps=10",
-                                    "data.loader_workers=0"])
+                                    "data.loader_workers=0", "cluster.workers=1", "cluster.shards=1"])
     run = RunDir.create(tmp_path / "run", cfg)
     train(cfg, run)
     longer = load_config(str(run.path / "config.toml"), ["train.steps=14"])
