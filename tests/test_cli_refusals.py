@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -219,6 +220,7 @@ def test_sigterm_stops_a_run_with_its_checkpoint_so_it_resumes(tmp_path):
     try:
         while not (out / "metrics.jsonl").is_file() or not (out / "metrics.jsonl").read_text().strip():
             assert proc.poll() is None, proc.communicate()
+            time.sleep(0.05)            # (a loop without a pause held one of the 2 cores the run starts on)
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=120)
     finally:
