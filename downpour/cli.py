@@ -271,7 +271,7 @@ def _run_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="downpour", description=__doc__.replace("``", ""))   # (rST marks are the docs')
+    parser = argparse.ArgumentParser(prog="downpour", description=(__doc__ or "").replace("``", ""))   # (rST marks are the docs')
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 

@@ -21,7 +21,7 @@ BASE = ["cluster.runner=ray", "data.samples=600", "train.batch_size=16", "train.
 
 def test_a_killed_shard_is_restarted_from_the_checkpoint_and_the_run_finishes(tmp_path, local_ray, monkeypatch):
     # 600 steps once finished before the first timed checkpoint (0.5 s) on a fast machine, and the kill found no
-    # shard left to kill; 2,000 steps made room for it, most of them trained after it. Now a checkpoint comes at
+    # shard left to kill; 2,000 steps made room for it, most of them trained after it. Now a checkpoint comes by
     # push 100 whatever the clock says, and the driver holds still 30 pushes past its last checkpoint (rows logged
     # past it, to be truncated and logged once again) until the shard is killed: the kill lands mid-run however
     # fast the machine. (One worker: the shards are the point, and two actors fewer start, twice.)

@@ -53,14 +53,15 @@ def test_a_replica_with_partition_actors_equals_the_whole_network(local_ray, k, 
 
 def test_two_replicas_by_two_partitions_train_the_cat_network_end_to_end(local_ray, tmp_path, capsys):
     out = tmp_path / "mp"
-    # one shard per partition: 8 actors, not 10 (each a process importing torch). (20 steps logged every 5 were
-    # too few: with the partitions' pushes zeroed, stage 1's reconstruction still fell from step 5 to 10.)
-    code = main(["train", "--config", "cat-untied", "--runner", "ray", "--workers", "2", "--shards", "2",
+    # 3 shards over 2 partitions: partition 0 holds two (its bounds rebased onto its own tensor), 9 actors, not 10
+    # (each a process importing torch). (20 steps logged every 5 were too few: with the partitions' pushes zeroed,
+    # stage 1's reconstruction still fell from step 5 to 10.)
+    code = main(["train", "--config", "cat-untied", "--runner", "ray", "--workers", "2", "--shards", "3",
                  "--steps", "40", "--set", "cluster.partitions=2", "--set", "train.tensorboard=false",
                  "--set", "train.log_every=10", "--no-report", "--out", str(out)])
     assert code == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert summary["steps"] == 40 and summary["lost_workers"] == [] and summary["applied"] == [40] * 2
+    assert summary["steps"] == 40 and summary["lost_workers"] == [] and summary["applied"] == [40] * 3
     run = RunDir.open(out)
     rows = run.metrics()
     assert rows[0]["stage1/reconstruction"] > rows[1]["stage1/reconstruction"]   # stage 1 learns

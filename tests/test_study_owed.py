@@ -196,7 +196,7 @@ def test_diverged_seeds_are_counted_and_said_not_read_as_a_figure(monkeypatch):
     note_missing(rows, cells, seeds)
     assert "diverged" not in rows[1]["figures"] and rows[1]["diverged"] == 1 and "diverged" not in rows[0]
     assert rows[1]["missing"]["probe"] == 1
-    assert diverged_paragraph(rows) == ("Diverged (every step non-finite: left out of every interval above): "
+    assert diverged_paragraph(rows) == ("Diverged (every step non-finite: left out of every trained figure's interval above): "
                                         "arm (1 of 6 seeds).")
     monkeypatch.setattr(architectures, "train_and_measure", lambda cfg, measures, seed: {"diverged": 1.0})
     study = architectures.ArchitecturesStudy(quick=True)

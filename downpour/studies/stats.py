@@ -182,7 +182,7 @@ DIVERGED = "diverged"     # a measured cell whose run diverged: {"diverged": 1.0
 def diverged_paragraph(rows: Sequence[dict[str, Any]]) -> str:
     """Which conditions had seeds whose run diverged (``row["diverged"]``, left out of every interval)."""
     said = [f"{r['condition']} ({r['diverged']} of {r['n']} seeds)" for r in rows if r.get("diverged")]
-    return ("Diverged (every step non-finite: left out of every interval above): " + "; ".join(said) + ".") if said else ""
+    return ("Diverged (every step non-finite: left out of every trained figure's interval above): " + "; ".join(said) + ".") if said else ""
 
 
 def family_paragraph(rows: Sequence[dict[str, Any]], alpha: float = 0.05) -> str:
