@@ -55,7 +55,9 @@ def check_every_condition_may_diverge(folder, name, tmp_path):
     lines = (folder / "cells.jsonl").read_text().splitlines()[1:]
     cells = {(r["condition"], r["seed"]): r["figures"] for r in map(json.loads, lines)}
     seeds = sorted({s for _, s in cells})
-    design = ("params", "act_bytes", "flops_fwd", "flops_bwd", "steps", "train_flops")   # what a diverged cell keeps
+    from downpour.studies.measure import DESIGN_FIGURES
+
+    design = (*DESIGN_FIGURES, "steps", "train_flops")    # what a diverged cell keeps (steps: the architectures')
     for victim in [c.name for c in study.conditions()]:
         for kept in ((), design):         # a cell cached before diverged cells kept them, and one now
             planted = {**cells, **{(victim, s): {"diverged": 1.0, **{k: v for k, v in cells[(victim, s)].items()

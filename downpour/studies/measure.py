@@ -191,12 +191,15 @@ def measure_run(run: RunDir, model: FeatureModel, m: Measures, seed: int,
     return out
 
 
+DESIGN_FIGURES = ("params", "act_bytes", "flops_fwd", "flops_bwd")   # a run's figures that need no training
+
+
 def design_figures(cfg: RunConfig, shape: tuple[int, ...]) -> dict[str, float]:
     """params, act_bytes, flops_fwd, flops_bwd: :func:`~downpour.models.footprint.footprint_table`'s total row
     for ``cfg``'s model on samples of ``shape`` (one sample, float32), figures of the design that need no
     training (so a run that diverged has them too)."""
     total = footprint_table(cfg.model.name, shape, **cfg.model.options)[-1]
-    return {key: float(total[key]) for key in ("params", "act_bytes", "flops_fwd", "flops_bwd")}
+    return {key: float(total[key]) for key in DESIGN_FIGURES}
 
 
 def _invariance(model: FeatureModel, layer: str, shape: tuple[int, ...], prepare, seed: int,
