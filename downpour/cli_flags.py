@@ -7,8 +7,6 @@ from __future__ import annotations
 import argparse
 
 from downpour.config import AnalysisConfig, ConfigError, Override, RunConfig, parse_override
-from downpour.data.build import sample_shape
-from downpour.models.registry import build, model_entry
 
 CLUSTER_ONLY = ("workers", "shards", "consistency", "n_fetch", "n_push", "compensation", "delay")
 ONLY_ON = {"delay": "simulated", "address": "ray"}   # flags that mean something to one runner only
@@ -32,7 +30,7 @@ READ_ONLY_WITH = {
     # Sandblaster never gives a worker a backup of its own unit: one worker has no one to back it up
     "sandblaster.backup_after": ("cluster.workers", lambda c: c.cluster.workers > 1, "> 1"),
     # a folder's class labels feed a supervised model's cost or the by-label split, nothing else
-    "data.labels": ("data.split", lambda c: c.data.split == "by-label" or model_entry(c.model.name).family.supervised,
+    "data.labels": ("data.split", lambda c: c.data.split == "by-label" or _supervised(c.model.name),
                     "= 'by-label' (or a supervised model.name)"),
     # which rows go to which worker: one worker (the local runner's, or Sandblaster's whole-set evaluation) has all
     "data.split": ("cluster.runner", lambda c: c.cluster.runner != "local" and c.cluster.workers > 1
@@ -52,6 +50,16 @@ READ_ONLY_WITH = {
     **{f"analysis.{key}": ("analysis.dataset", lambda c: c.analysis.runs_face_test(), "= 'lfw' (with analysis.positive = 1)")
        for key in AnalysisConfig.FACE_TEST},
 }
+
+
+def _supervised(model_name: str) -> bool:
+    # the model registry (and torch with it) imported only when a run's check needs it: `downpour presets`,
+    # `--help` and `study list` import this module and print in a fraction of a second
+    from downpour.models.registry import model_entry
+
+    return model_entry(model_name).family.supervised
+
+
 STREAM_KEYS = ("data.prefetch", "data.loader_workers", "data.fit_sample", "data.mix_items")   # read by a streamed pipeline only
 # What Sandblaster L-BFGS reads of [cluster] (docs/sandblaster.md); the rest is Downpour's, and so is train.lr
 SANDBLASTER_READS = ("cluster.runner", "cluster.algorithm", "cluster.workers", "cluster.shards", "cluster.address",
@@ -147,6 +155,9 @@ def _check_schedule(typed: list[str], cfg: RunConfig) -> None:
     """A greedy schedule asked for a one-stage model would be joint, bit for bit. (Only asked for: a study or a
     file may put a one-stage model on a preset whose schedule is greedy.)"""
     if "train.schedule" in typed and cfg.train.schedule == "greedy":
+        from downpour.data.build import sample_shape
+        from downpour.models.registry import build
+
         try:
             model, _ = build(cfg, sample_shape(cfg.data))
         except (ValueError, TypeError, KeyError, RuntimeError, IndexError):   # (ConfigError too: named by the checks

@@ -88,3 +88,17 @@ def test_a_training_process_starts_without_the_analysis_libraries():
     code = ("import sys, downpour.cli, downpour.preflight, downpour.train.loop, downpour.analysis.options; "
             "print(sorted(m for m in ('sklearn', 'scipy.stats', 'matplotlib') if m in sys.modules))")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"
+
+
+def test_the_listing_commands_start_without_torch():
+    """`downpour presets` and `--help` print at once: the command-line checks imported the model registry and
+    the data package at module level, so each listing imported torch first (2-3 s)."""
+    import subprocess
+    import sys
+
+    code = ("import contextlib, io, sys\nfrom downpour.cli import main\n"
+            "for argv in (['presets'], ['train', '--help'], ['--help']):\n"
+            "    with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+            "        main(argv)\n"
+            "print('torch' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
