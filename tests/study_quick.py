@@ -69,3 +69,7 @@ def check_every_condition_may_diverge(folder, name, tmp_path):
             assert text and f"{victim} ({len(seeds)} of {len(seeds)} seeds)" in diverged_paragraph(rows)
             assert not kept or not re.search(r"\bnan\b", text), text     # its parameters and FLOPs are said
             study.figures(rows, planted, tmp_path / victim / str(len(kept)))
+    # every condition at once: what run_study reads to give its nothing-trained verdict in place of the study's
+    every = {key: {"diverged": 1.0, **{k: v for k, v in got.items() if k in design}} for key, got in cells.items()}
+    rows = study.summarise(study.conditions(), every, seeds)
+    assert all(r["diverged"] == r["n"] for r in rows) and all(math.isfinite(r["figures"]["params"][0]) for r in rows)

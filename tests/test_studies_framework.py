@@ -416,6 +416,39 @@ def test_a_run_shared_by_two_conditions_runs_once_and_costs_are_recorded(monkeyp
     again = [json.loads(line) for line in (tmp_path / "cells.jsonl").read_text().splitlines()[1:]]
     assert sorted(c["seed"] for c in again if c["condition"] == "a-again") == [0, 1, 2]
 
+class EveryCellDiverges(Planted):
+    """Every cell diverged, as a measured cell records it (its design's figures alone); the verdict and the
+    figures read a trained figure, as every measured study's do."""
+
+    def conditions(self):
+        return [Condition("a", {}, ()), Condition("b", {"vs": "a"}, ())]
+
+    def run_cell(self, condition, seed, context):
+        return {"diverged": 1.0, "params": 5.0 + (condition.name == "b")}
+
+    def summarise(self, conditions, cells, seeds):
+        from downpour.studies.compare import compare_rows
+
+        return compare_rows(conditions, cells, seeds, {"x": 0.1})
+
+    def verdict(self, rows):
+        return f"b minus a: {rows[1]['figures']['x'][0] - rows[0]['figures']['x'][0]:.1f}"
+
+    def figures(self, rows, cells, folder):
+        return [folder / f"{rows[0]['figures']['x'][0]}.png"]
+
+
+def test_a_study_whose_every_cell_diverged_says_so_with_its_design_figures(monkeypatch, tmp_path):
+    """Its verdict and figures indexed a trained figure no cell had (KeyError), after every cell had run."""
+    monkeypatch.setitem(studies.STUDIES, "planted", f"{__name__}:EveryCellDiverges")
+    run_study("planted", tmp_path, quick=True, jobs=1)
+    result = json.loads((tmp_path / "study.json").read_text())
+    assert result["verdict"].startswith("Every one of the 6 cells diverged") and result["figures"] == []
+    assert "a (3 of 3 seeds); b (3 of 3 seeds)" in result["verdict"]
+    assert [r["figures"]["params"][0] for r in result["cells"]] == [5.0, 6.0]
+    assert "concludes nothing" in (tmp_path / "study.html").read_text()
+
+
 def test_unknown_study_is_named(capsys):
     assert main(["study", "stalenes"]) == 2
     assert "did you mean 'staleness'" in capsys.readouterr().err

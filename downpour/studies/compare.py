@@ -60,7 +60,8 @@ def compare_rows(conditions: list[Condition], cells: Cells, seeds: list[int],
     # a condition diverged in every seed trained nothing: its row gets every figure the others have, NaN where
     # its cells hold none (a diverged cell holds its design's figures alone: params, FLOPs), so that the verdict
     # and the figures read it as such (they indexed a figure it lacked: KeyError)
-    every = [k for k in dict.fromkeys(k for g in cells.values() if not g.get(DIVERGED) for k in g)]
+    every = [k for k in dict.fromkeys(k for g in cells.values() if not g.get(DIVERGED) for k in g)] or \
+        [k for k in dict.fromkeys(k for g in cells.values() for k in g) if k != DIVERGED]    # (every cell diverged)
     for c in conditions:
         got = [cells[(c.name, s)] for s in seeds]
         keys = [k for k in dict.fromkeys(k for g in got if not g.get(DIVERGED) for k in g)] or every

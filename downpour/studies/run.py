@@ -32,7 +32,7 @@ from downpour.preflight import check_run_config
 from downpour.studies import study_class
 from downpour.studies.cells import CellCache, default_jobs, run_cells
 from downpour.studies.html import write_html
-from downpour.studies.stats import diverged_paragraph, family_paragraph, holm
+from downpour.studies.stats import DIVERGED, diverged_paragraph, family_paragraph, holm, nothing_trained
 from downpour.train.folders import folder_to_write, make_folder
 
 
@@ -95,12 +95,14 @@ def run_study(name: str, out: str | Path, quick: bool = False, seeds: int | None
                           "their cells run again") from None
     note_missing(rows, cells, seed_list)
     holm(rows)
-    figures = study.figures(rows, cells, folder / "figures")
+    trained = not rows or not all(r.get(DIVERGED) == r["n"] for r in rows)
+    figures = study.figures(rows, cells, folder / "figures") if trained else []
     result: dict[str, Any] = {
         "study": name, "question": cls.question, "command": command_line(name, quick, n, sets, str(out)),
         "quick": quick, "seeds": seed_list, "sets": header["sets"], "context": context,
         "cells": rows,
-        "verdict": "\n\n".join(p for p in (study.verdict(rows), diverged_paragraph(rows), family_paragraph(rows)) if p),
+        "verdict": "\n\n".join(p for p in (study.verdict(rows) if trained else nothing_trained(rows),
+                                            diverged_paragraph(rows), family_paragraph(rows)) if p),
         "figures": [str(p.relative_to(folder)) for p in figures],
         "seconds": round(time.perf_counter() - start, 1), "cells_run": len(todo), "jobs": workers,
         "cells_cost": cache.total_cost(cells),

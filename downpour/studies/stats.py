@@ -185,6 +185,16 @@ def diverged_paragraph(rows: Sequence[dict[str, Any]]) -> str:
     return ("Diverged (every step non-finite: left out of every trained figure's interval above): " + "; ".join(said) + ".") if said else ""
 
 
+def nothing_trained(rows: Sequence[dict[str, Any]]) -> str:
+    """The verdict of a study whose every cell diverged (its rows hold the design's figures alone): there is
+    nothing to compare, and the study's own verdict would read figures no cell has."""
+    cells = sum(r["n"] for r in rows)
+    return (f"Every one of the {cells} cells diverged (every step non-finite), so no condition trained and this "
+            "study concludes nothing about them: its table gives only what needs no training (parameters, FLOPs, "
+            "activation memory). Rerun it with a smaller learning rate (--set train.lr=...) or without the --set "
+            "overrides that made the runs diverge, in a fresh --out.")
+
+
 def family_paragraph(rows: Sequence[dict[str, Any]], alpha: float = 0.05) -> str:
     """Which "higher" / "lower" readings hold under :func:`holm` (run first) over the whole study ("" when
     it recorded no comparison)."""
