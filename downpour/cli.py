@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from downpour.config import CROSSFIT_CONTROLS, ClusterConfig, ConfigError, FlagValue, Override, RunConfig, config_to_toml, list_presets, load_config, parse_override, with_origin
+from downpour.config import CROSSFIT_CONTROLS, ClusterConfig, ConfigError, FlagValue, Override, RunConfig, config_to_toml, load_config, preset_table, parse_override, with_origin
 from downpour.cli_flags import CHECKPOINT_KEYS, check_flags, check_paths, check_plan_flags, check_sets, set_keys
 from downpour.settings import choices_of
 from downpour.errors import DownpourError
@@ -203,9 +203,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_presets(args: argparse.Namespace) -> int:
-    for name in list_presets():
-        cfg = load_config(name)
-        print(f"{name:<14} model={cfg.model.name:<12} data={cfg.data.source:<14} runner={cfg.cluster.runner}")
+    print(preset_table())
     return 0
 
 

@@ -2,6 +2,8 @@
 preset inherits (a preset name, or a path read from the inheriting file's own folder)."""
 from __future__ import annotations
 
+import itertools
+import re
 import tomllib
 from importlib import resources
 from pathlib import Path
@@ -15,6 +17,14 @@ PRESET_PACKAGE = "downpour.presets"
 
 def list_presets() -> list[str]:
     return sorted(p.name[:-5] for p in resources.files(PRESET_PACKAGE).iterdir() if p.name.endswith(".toml"))
+
+
+def preset_summary(name: str) -> str:
+    """The first sentence of a preset's leading comment (what it is for), as `downpour presets` shows it."""
+    lines = (resources.files(PRESET_PACKAGE) / f"{name}.toml").read_text(encoding="utf-8").splitlines()
+    words = " ".join(line.lstrip("#").strip() for line in itertools.takewhile(lambda line: line.startswith("#"), lines))
+    end = re.search(r"\.(\s+[A-Z`(]|$)", words)       # (not "et al. 2012")
+    return words[:end.start() + 1] if end else words
 
 
 def read_toml(name_or_path: str, preset_only: bool = False) -> tuple[dict[str, Any], str, Path | None]:

@@ -16,7 +16,13 @@ def test_models_and_presets_list_what_is_registered(capsys):
     assert "cat-demo" in out and "ufldl-sae" in out
     assert main(["presets"]) == 0
     out = capsys.readouterr().out
-    assert "main           model=cat-demo" in out and "runner=ray" in out
+    lines = out.splitlines()
+    heads = [line for line in lines if not line.startswith(" ")]
+    assert heads[0].startswith("cat-demo ") and len({h.index("model=") for h in heads}) == 1    # aligned columns
+    main_job = lines.index(next(h for h in heads if h.startswith("main ")))
+    assert "model=cat-demo" in lines[main_job] and "runner=ray" in lines[main_job]
+    assert lines[main_job + 1].strip().startswith("The main job, `downpour train` with no arguments")
+    assert "(Le et al. 2012) scaled to run" in out and "teacher-student  model=teacher-student" in out
 
 
 def test_a_bad_override_is_named_with_the_nearest_key(tmp_path, capsys):

@@ -13,6 +13,7 @@ valid one. The sections are frozen: a config is resolved once and passed down un
 from __future__ import annotations
 
 import dataclasses
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +24,12 @@ from downpour.config.merge import (FlagValue, Override, merge_table, merge_term,
 from downpour.config.sections import (CONSISTENCY_FORMS, CROSSFIT_CONTROLS, DELAY_FORMS, FACE_SOURCES, FILE_SOURCES,
                                       LFW_HELDOUT_FORMS, SECTIONS, AnalysisConfig, ClusterConfig, DataConfig, ModelSpec,
                                       RunConfig, SandblasterConfig, TrainConfig)
-from downpour.config_files import list_presets
+from downpour.config_files import list_presets, preset_summary
 from downpour.errors import ConfigError
 
 __all__ = ["ConfigError", "FlagValue", "Override", "RunConfig", "DataConfig", "TrainConfig", "ClusterConfig", "SandblasterConfig", "AnalysisConfig",
            "ModelSpec", "load_config", "merge_term", "origin_of", "with_origin", "save_config", "config_to_dict", "config_from_dict", "config_to_toml",
-           "list_presets", "parse_override", "SECTIONS", "CONSISTENCY_FORMS", "CROSSFIT_CONTROLS", "DELAY_FORMS", "FACE_SOURCES",
+           "list_presets", "preset_table", "parse_override", "SECTIONS", "CONSISTENCY_FORMS", "CROSSFIT_CONTROLS", "DELAY_FORMS", "FACE_SOURCES",
            "FILE_SOURCES", "LFW_HELDOUT_FORMS"]
 
 
@@ -49,6 +50,16 @@ def load_config(name_or_path: str = "main", overrides: list[Override] | tuple[Ov
     """A preset name or a TOML path, its ``base`` chain, then overrides (``"section.key=value"`` strings
     from ``--set``, or ``(key, value)`` pairs already typed, as the CLI's own flags are)."""
     return _build(*merged_tables(name_or_path, overrides))
+
+
+def preset_table(width: int = 100) -> str:
+    """`downpour presets`: each preset's model, data and runner, and what it is for (its comment's first sentence)."""
+    rows = [(name, f"model={cfg.model.name}", f"data={cfg.data.source}", f"runner={cfg.cluster.runner}")
+            for name, cfg in ((name, load_config(name)) for name in list_presets())]
+    widths = [max(map(len, column)) for column in zip(*rows)]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() + "\n"
+                     + textwrap.fill(preset_summary(row[0]), width, initial_indent="    ", subsequent_indent="    ")
+                     for row in rows)
 
 
 def config_to_dict(cfg: RunConfig) -> dict[str, Any]:
