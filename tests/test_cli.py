@@ -19,6 +19,7 @@ def test_models_and_presets_list_what_is_registered(capsys):
     lines = out.splitlines()
     heads = [line for line in lines if not line.startswith(" ")]
     assert heads[0].startswith("cat-demo ") and len({h.index("model=") for h in heads}) == 1    # aligned columns
+    assert all(lines[i + 1].startswith("    ") and lines[i + 1].strip() for i, line in enumerate(lines) if line in heads)
     main_job = lines.index(next(h for h in heads if h.startswith("main ")))
     assert "model=cat-demo" in lines[main_job] and "runner=ray" in lines[main_job]
     assert lines[main_job + 1].strip().startswith("The main job, `downpour train` with no arguments")
