@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 
 from downpour.config import AnalysisConfig, ConfigError, Override, RunConfig, parse_override
+from downpour.config_diff import STREAM_KEYS
 
 CLUSTER_ONLY = ("workers", "shards", "consistency", "n_fetch", "n_push", "compensation", "delay")
 ONLY_ON = {"delay": "simulated", "address": "ray"}   # flags that mean something to one runner only
@@ -60,7 +61,6 @@ def _supervised(model_name: str) -> bool:
     return model_entry(model_name).family.supervised
 
 
-STREAM_KEYS = ("data.prefetch", "data.loader_workers", "data.fit_sample", "data.mix_items")   # read by a streamed pipeline only
 # What Sandblaster L-BFGS reads of [cluster] (docs/sandblaster.md); the rest is Downpour's, and so is train.lr
 SANDBLASTER_READS = ("cluster.runner", "cluster.algorithm", "cluster.workers", "cluster.shards", "cluster.address",
                      "cluster.checkpoint_every", "cluster.delay", "cluster.partitions")

@@ -16,15 +16,23 @@ from downpour.config import RunConfig, config_to_dict
 RESUMABLE = {"train.steps", "train.log_every", "train.checkpoint_every", "train.tensorboard", "train.threads",
              "train.device", "cluster.restarts", "cluster.checkpoint_every", "cluster.address", "cluster.checkpoint_seconds",
              "cluster.shard_restarts", "cluster.worker_gpus", "data.prefetch", "data.loader_workers"}
+STREAM_KEYS = ("data.prefetch", "data.loader_workers", "data.fit_sample", "data.mix_items")   # read by a streamed pipeline only
 
 
 def config_differences(a: RunConfig, b: RunConfig) -> list[tuple[str, Any, Any]]:
     """``(key, value in a, value in b)`` for every training key on which two configs differ (``analysis.*``
-    is not training), sorted by key. Resolve both first (``models.registry.resolve``) to compare what
-    two runs are, whatever form their values were written in."""
+    is not training, nor are a stream's own keys where neither streams: a run from before data.mix_items, read
+    as 1, is today's in-memory recipe), sorted by key. Resolve both first (``models.registry.resolve``) to
+    compare what two runs are, whatever form their values were written in."""
     before, after = _flat(config_to_dict(a)), _flat(config_to_dict(b))
+    unread = () if _may_stream(a) or _may_stream(b) else STREAM_KEYS
     return [(key, before.get(key), after.get(key)) for key in sorted(set(before) | set(after))
-            if before.get(key) != after.get(key) and not key.startswith("analysis.")]
+            if before.get(key) != after.get(key) and not key.startswith("analysis.") and key not in unread]
+
+
+def _may_stream(cfg: RunConfig) -> bool:
+    """Whether a run of ``cfg`` may stream its data (asked to, or files it may decode as it goes)."""
+    return cfg.data.pipeline == "stream" or (cfg.data.can_stream() and cfg.data.pipeline != "memory")
 
 
 def _flat(table: dict, prefix: str = "") -> dict:

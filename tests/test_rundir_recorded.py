@@ -105,3 +105,19 @@ def test_a_run_from_before_mix_items_reads_it_as_each_items_samples_in_a_row(tmp
     assert "mix_items" not in (run.path / "config.toml").read_text()
     assert run.config.data.mix_items == 1
     assert load_config("cat-demo").data.mix_items == 64      # a new run's default
+
+
+def test_a_run_from_before_mix_items_is_the_same_recipe_to_a_cross_fit(tmp_path):
+    """A cross-fit (or twin) run again over a folder an older downpour trained compares its config with the run's:
+    the run's absent mix_items reads as 1, today's default is 64, and the run was refused as "another run" (its data
+    held in memory never read the key, and a --set of it is refused there). Streamed data still differ."""
+    from downpour.config_diff import config_differences
+    from downpour.twins import check_same_run
+
+    run = RunDir(shutil.copytree(OLD, tmp_path / "run"))
+    recipe = load_config(str(OLD / "config.toml"), [("model.filter_norm", [0.0]), ("model.recon", "all")])
+    assert recipe.data.mix_items == 64 and run.config.data.mix_items == 1
+    assert check_same_run(recipe, run.path).path == run.path
+    streamed = dataclasses.replace(recipe.data, source="folder", path=str(tmp_path), pipeline="stream")
+    assert [key for key, _, _ in config_differences(dataclasses.replace(recipe, data=streamed),
+                                                    dataclasses.replace(recipe, data=dataclasses.replace(streamed, mix_items=1)))] == ["data.mix_items"]
