@@ -44,6 +44,26 @@ def test_loss_curves_label_a_log_axis_in_plain_numbers(tmp_path, monkeypatch):
     assert {"10", "100"} <= {t.get_text() for t in fig.axes[0].get_yticklabels()}
 
 
+def test_a_log_axis_below_1_labels_each_tick_with_its_own_value(tmp_path, monkeypatch):
+    """LogFormatter writes a value below 1 with one digit: on a cost part from 0.451 to 0.467 (ufldl-sae's
+    reconstruction) every tick read "5e-01", and a weight decay from 0.00454 to 0.00483 "5e-03"."""
+    saved = []
+    monkeypatch.setattr(figures, "_save", lambda fig, path: saved.append(fig) or path)
+    rows = [{"step": s, "reconstruction": 0.467 - 0.016 * s / 10, "weight_l2": 0.00454 + 0.0003 * s / 10}
+            for s in range(1, 11)]
+    figures.loss_curves(rows, tmp_path / "loss.png")
+    fig = saved[0]
+    fig.canvas.draw()
+    for ax in fig.axes[:2]:
+        lo, hi = ax.get_ylim()
+        shown = [(t.get_position()[1], t.get_text().replace("\u2212", "-"))
+                 for t in [*ax.get_yticklabels(), *ax.get_yticklabels(minor=True)] if t.get_text()]
+        inside = [(y, text) for y, text in shown if lo <= y <= hi]
+        assert len(inside) >= 2, shown
+        assert len({text for _, text in inside}) == len(inside), inside
+        assert all(abs(float(text) - y) <= 0.01 * y for y, text in inside), inside
+
+
 def test_staleness_histogram(tmp_path):
     hist = {"overall": {0: 2, 1: 5, 4: 1}, "worker 0": {0: 1, 1: 3}, "worker 1": {1: 2, 4: 1}}
     assert figures.staleness_histogram(hist, tmp_path / "s.png").stat().st_size > 1000
