@@ -418,12 +418,14 @@ def test_a_stopped_parallel_crossfit_stops_its_fold_processes_with_their_checkpo
 
 
 def test_the_selection_names_every_folds_training_size_where_they_differ():
-    """It gave fold 0's (132 images, 66 faces) for every fold; with 3 folds the others trained on 134."""
+    """It gave fold 0's (132 images, 66 faces) for every fold; with 3 folds the others trained on 134. It names them
+    as the fold's training part, not as images the run trained on: a run of natural patches (data.source = natural)
+    or one without faces (data.train_faces = 0) did not, and its page said it had trained on 66 faces."""
     k = 3
     result = crossfit_controls(_views([Memoriser(lfw_indices((i, k))["train"]) for i in range(k)]), layer=None, seed=0,
                                **FAST)
     assert [f["select_images"] for f in result["per_fold"]] == [132, 134, 134]
-    assert result["selection"] == "the 132-134 images its fold's run trained on (66-67 faces)"
+    assert result["selection"] == "the 132-134 images of its fold's training part of lfw (66-67 faces)"
 
 
 def test_a_fold_folder_holding_other_files_is_refused_before_any_fold_trains(tmp_path, capsys):

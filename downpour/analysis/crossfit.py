@@ -52,7 +52,8 @@ def crossfit_controls(views: list[View], *, layer: str, other_layers: tuple[str,
     room = test.pop("headroom")
     return {
         **test, "layer": layer, "select": "crossfit", "folds": folds,
-        "selection": (f"the {_span(len(s) for s, _ in splits)} images its fold's run trained on "
+        # (not "its run trained on": a run of natural patches, or data.train_faces = 0, trained on no such face)
+        "selection": (f"the {_span(len(s) for s, _ in splits)} images of its fold's training part of lfw "
                       f"({_span(int(y[s].sum()) for s, _ in splits)} faces)"),
         "per_fold": [{"fold": i, "test_faces": int(y[t].sum()), "test_non_faces": int(len(t) - y[t].sum()),
                       "select_images": len(s), "learned_unit": learned[0]["split_unit"][i],
