@@ -155,6 +155,21 @@ def brightness() -> dict:
     return face_controls(model, BrightnessModel(), layer=None, input_shape=(1, 25, 25), prepare=None, **FAST)
 
 
+def test_a_report_of_an_older_analysis_says_once_where_its_units_were_chosen(brightness):
+    """analysis.json files written from 2026-11-30 to 2026-12-03 end the selection with ", once", which the report
+    now says itself: "picks its unit and sign once, on the 140 images ... (70 faces), once (faces vs non-faces)"."""
+    from downpour.analysis.report import _controls
+
+    setup = {k: brightness.get(k) for k in ("negatives", "faces", "representation", "bootstrap", "select", "selection",
+                                            "choice")}
+    today = _controls({"face_neuron": {"controls": brightness["rows"], "controls_verdict": brightness["verdict"],
+                                       "controls_by_layer": brightness["by_layer"], "controls_setup": setup}})
+    older = _controls({"face_neuron": {"controls": brightness["rows"], "controls_verdict": brightness["verdict"],
+                                       "controls_by_layer": brightness["by_layer"],
+                                       "controls_setup": {**setup, "selection": setup["selection"] + ", once"}}})
+    assert "), once (" not in older and older == today
+
+
 def test_a_brightness_unit_passes_lfw_but_not_the_matched_controls(brightness):
     rows = brightness["rows"]
     assert _rows(rows, "lfw_nonfaces")[LEARNED]["auc"] > 0.6

@@ -137,7 +137,8 @@ def _controls(a: dict[str, Any]) -> str:
     boot = setup.get("bootstrap", {})
     against = ("by its worst AUC against the non-faces and against the controls built from those faces: a localizer"
                if setup.get("choice") == "localizer" else "faces vs non-faces")
-    choice = (f"Every method picks its unit and sign once, on {esc(setup.get('selection', 'other images'))} ({against}), "
+    selection = str(setup.get("selection", "other images")).removesuffix(", once")   # (analysis.json of 2026-11-30 to -12-03)
+    choice = (f"Every method picks its unit and sign once, on {esc(selection)} ({against}), "
               f"and is scored unchanged on every set; AUC and accuracy come with a "
               if once else
               f"Every method picks its unit and sign once per split, on the selection part ({against}), and is scored "
