@@ -34,7 +34,7 @@ from typing import Any
 from downpour.config import (CROSSFIT_CONTROLS, FACE_SOURCES, AnalysisConfig, ConfigError, Override, RunConfig,
                              config_to_dict, load_config, origin_of, parse_override, with_origin)
 from downpour.errors import RunError
-from downpour.train.folders import folder_to_write, make_folder
+from downpour.train.folders import RunExistsError, folder_to_write, make_folder
 from downpour.train.rundir import RunDir
 from downpour.train.signals import sigterm_as_interrupt
 from downpour.twins import check_same_run, no_faces_config, shared_ray, train_kept
@@ -220,6 +220,9 @@ def run_crossfit(config: str, overrides: list[Override], out: str | Path, folds:
         raise ConfigError(f"--control must be one of {', '.join(CROSSFIT_CONTROLS)}, got {control!r}")
     jobs = min(jobs, folds)
     out = folder_to_write(Path(out), "the cross-fit's folder")
+    if (out / "config.toml").is_file():          # (its folds and crossfit.json were written inside that run's folder)
+        raise RunExistsError(f"{str(out)!r} holds a run (config.toml), not a cross-fit: a cross-fit's folder holds "
+                             "its fold runs; pick another --out")
     given = load_config(config, overrides)
     # a twin asked for with --set is refused where there is none to train, as `downpour train` refuses it (it was
     # dropped unsaid), and so is one --control contradicts

@@ -435,3 +435,15 @@ def test_a_fold_folder_holding_other_files_is_refused_before_any_fold_trains(tmp
             "--out", str(tmp_path / "cf")]
     assert main(argv) == 2 and "fold-1' is not an empty folder (data.csv)" in capsys.readouterr().err
     assert not (tmp_path / "cf" / "fold-0").exists()          # fold 0 trained first, before
+
+
+def test_a_run_folder_as_the_cross_fits_out_is_refused_before_any_fold_trains(tmp_path, capsys):
+    """`--out runs/cat` where a run trained: its folds and crossfit.json were written inside that run's folder."""
+    from pathlib import Path
+
+    run = shutil.copytree(Path(__file__).parent / "data" / "run_02ecb53", tmp_path / "cat")
+    argv = ["crossfit", "--config", "cat-demo", "--runner", "local", "--steps", "4", "--folds", "2", "--control", "none",
+            "--out", str(run)]
+    assert main(argv) == 2
+    assert f"{str(run)!r} holds a run (config.toml)" in capsys.readouterr().err
+    assert not (run / "fold-0").exists() and not (run / "crossfit.json").exists()
