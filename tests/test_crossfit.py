@@ -213,6 +213,8 @@ def test_crossfit_trains_every_fold_pools_the_test_and_resumes(tmp_path, capsys,
     assert "All 100 lfw faces, each tested once" in page and 'id="crossfit-folds"' in page and "of folds)" in page
     # a network's unit index shared by the folds names no one unit (each fold is its own network); a pixel's does
     assert "one per fold (its own network)" in page
+    # the overrides as --set writes them, not a Python list ("[['train.steps', 10], 'data.samples=300', ...]")
+    assert "with train.steps=10, data.samples=300, " in page and "[[" not in page
     assert "The criterion does not ask whether the unit owes anything to the faces" in page
     # again: both folds are kept, not retrained, and the pooled test is the same
     assert main(["crossfit", *TINY, "--folds", "2", "--out", str(out)]) == 0

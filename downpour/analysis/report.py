@@ -273,6 +273,11 @@ def _folds_seconds(c: dict[str, Any]) -> float:
     return sum(r.get("seconds") or 0.0 for r in [*c["runs"], *c.get("no_faces_runs", [])])
 
 
+def _as_set(override: str | list[Any]) -> str:
+    """One of crossfit.json's overrides as ``--set`` writes it: ``train.steps=10``, not ``['train.steps', 10]``."""
+    return override if isinstance(override, str) else "=".join(v if isinstance(v, str) else json.dumps(v) for v in override)
+
+
 def write_crossfit_report(folder: str | Path) -> Path:
     """``crossfit.html`` beside ``crossfit.json`` (``downpour crossfit``): the pooled face test and each fold's unit."""
     folder = Path(folder)
@@ -284,7 +289,7 @@ def write_crossfit_report(folder: str | Path) -> Path:
     folds = [[f["fold"], f["test_faces"], f["learned_unit"], *(f"{v:.3f}" for v in f["learned_auc"].values()),
               *_headroom_cells(f.get("headroom"))] for f in c["per_fold"]]
     body = (f"<h1>downpour cross-fitted face test: {esc(folder.name)}</h1>"
-            f"<p>Config <b>{esc(c['config'])}</b> with {esc(c['overrides'] or 'no overrides')}, seed "
+            f"<p>Config <b>{esc(c['config'])}</b> with {esc(', '.join(map(_as_set, c['overrides'])) or 'no overrides')}, seed "
             f"{esc(c['resolved'].get('seed'))}, layer <code>{esc(c['layer'])}</code>: {c['folds']} runs "
             f"(<code>fold-I/</code>), run I trained without fold I of lfw_subset"
             + (f", and beside each the same run without lfw's training faces (<code>fold-I/no-faces/</code>, "
