@@ -73,6 +73,17 @@ def test_the_code_size_controls_differ_from_their_arm_only_in_units_and_the_grus
         assert context["flops_per_step"][name] > context["flops_per_step"][of]
 
 
+def test_the_verdict_names_what_a_code_size_control_sets_besides_its_units(quick):
+    rows = [row for row in quick[1]["cells"]]
+    rbm = next(row for row in rows if row["condition"] == "rbm")
+    rows.append({**rbm, "condition": "rbm-288", "params": {**rbm["params"], "vs": "rbm"}})
+    first = study_class("architectures")(quick=True).verdict(rows).split("\n\n")[0]
+    assert "only the code size differs between each and its arm, and rnn-288's train.lr = 0.003." in first
+    for name, (_, more) in CODE_ARMS.items():
+        for key, v in more:
+            assert key in ("model.hidden", "model.code") or f"{name}'s {key} = {v}" in first
+
+
 def test_a_swapped_model_leaves_the_cat_networks_options_behind():
     """cat-demo's [model] tile = 2 and its pooled_l2 weight belong to the cat network: an arm that swaps
     the model gets its own variant's defaults, not a merge."""

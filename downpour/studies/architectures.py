@@ -77,6 +77,13 @@ CODE_ARMS: dict[str, tuple[str, tuple[tuple[str, Any], ...]]] = {
 QUICK_ARMS = ("cat", "rbm", "sae")
 
 
+def own_settings() -> str:
+    """What a code-size control sets besides its units, as the verdict says it: ', and rnn-288's train.lr = 0.003'."""
+    own = [f"{name}'s " + ", ".join(f"{key} = {v}" for key, v in more if key not in ("model.hidden", "model.code"))
+           for name, (_, more) in CODE_ARMS.items() if any(key not in ("model.hidden", "model.code") for key, _ in more)]
+    return "".join(f", and {o}" for o in own)
+
+
 class ArchitecturesStudy(MeasuredStudy):
     name = "architectures"
     question = ("Whole-network design: on the same data and the same training FLOPs, how do the cat network, a "
@@ -127,7 +134,8 @@ class ArchitecturesStudy(MeasuredStudy):
                  + ", ".join(f"{r['condition']} {r['figures']['steps'][0]:.0f} steps" for r in designs) + "."]
         if len(designs) < len(rows):
             paras[0] += (f" The code-size controls ({', '.join(CODE_ARMS)}) trained as many steps as their small arm, "
-                         f"with the cat network's {CODE} units: only the code size differs between each and its arm.")
+                         f"with the cat network's {CODE} units: only the code size differs between each and its arm"
+                         f"{own_settings()}.")
         best = max(rows, key=lambda r: r["figures"]["probe_digits"][0])
         paras.append(f"The cat network's top codes reached digits probe accuracy {value(cat, 'probe_digits')}, lfw probe "
                      f"{value(cat, 'probe_lfw')}, face AUC on the matched controls {value(cat, 'face_auc_controls')} and "
