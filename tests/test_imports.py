@@ -91,13 +91,14 @@ def test_a_training_process_starts_without_the_analysis_libraries():
 
 
 def test_the_listing_commands_start_without_torch():
-    """`downpour presets` and `--help` print at once: the command-line checks imported the model registry and
-    the data package at module level, so each listing imported torch first (2-3 s)."""
+    """`downpour presets`, `--help` and `study list` print at once: the command-line checks imported the model
+    registry and the data package at module level, and `study list` every study, so each listing imported torch
+    first (2-4 s)."""
     import subprocess
     import sys
 
     code = ("import contextlib, io, sys\nfrom downpour.cli import main\n"
-            "for argv in (['presets'], ['train', '--help'], ['--help']):\n"
+            "for argv in (['presets'], ['train', '--help'], ['--help'], ['study', 'list']):\n"
             "    with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
             "        main(argv)\n"
             "print('torch' in sys.modules)")

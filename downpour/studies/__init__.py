@@ -1,17 +1,21 @@
 """The questions of MISSION.md, each answered by a study: ``downpour study NAME``.
 
 A study module defines one :class:`~downpour.studies.base.Study` subclass; :data:`STUDIES` maps
-the command's names to them, imported on use.
+the command's names to them, imported on use, and :data:`QUESTIONS` gives each its question, which the
+class reads: ``downpour study list`` prints them without importing a study (each imports torch, 3 s).
 """
 from __future__ import annotations
 
 import importlib
+from typing import TYPE_CHECKING, Any
 
 from downpour._names import nearest
-from downpour.config import ConfigError
-from downpour.studies.base import Condition, Study
+from downpour.errors import ConfigError
 
-__all__ = ["STUDIES", "Condition", "Study", "study_class"]
+if TYPE_CHECKING:
+    from downpour.studies.base import Condition, Study
+
+__all__ = ["QUESTIONS", "STUDIES", "Condition", "Study", "study_class"]
 
 # name -> "module:class"
 STUDIES = {
@@ -23,6 +27,31 @@ STUDIES = {
     "costs": "downpour.studies.costs:CostsStudy",                          # Q6 cost-function design
     "architectures": "downpour.studies.architectures:ArchitecturesStudy",  # Q7 network design
 }
+# name -> the question of MISSION.md it answers, in one line (the study's ``question``)
+QUESTIONS = {
+    "staleness": ("Local optima: does asynchrony (stale gradients from delayed pushes and parallel workers) "
+                  "help SGD escape poor local minima, or hurt it?"),
+    "templates": ("Memory and compute: what do untied (locally connected), tiled and convolutional templates cost "
+                  "in parameters, memory, FLOPs and time, and what do they learn, at equal maps and at equal parameters?"),
+    "flat-skipping": ("Flat-skipping: how much computation does skipping the filter where a neighbourhood's variance is "
+                      "near zero save, on images with more or less flat area, and what does it cost the features?"),
+    "mechanisms": ("Brain mechanisms: do a multi-resolution pyramid or foveated glimpses (attention) in front of a "
+                   "feature-learning stage improve what it learns (probe accuracy, invariance) and at what compute?"),
+    "first-layer": ("Hand-designed templates: must the first layer's edge detectors be learned without labels, or do "
+                    "designed (Gabor) or random filters serve the network as well?"),
+    "costs": ("Cost-function design: is a penalty (L1, weight decay, KL sparsity, TICA's pooled L2) there to make codes "
+              "sparse or to prevent over-fitting, and how are the two related?"),
+    "architectures": ("Whole-network design: on the same data and the same training FLOPs, how do the cat network, a "
+                      "convolutional autoencoder, an RBM, an RNN and the UFLDL sparse autoencoder compare?"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    """``Condition`` and ``Study`` on first use: the base imports the model registry (torch)."""
+    if name in ("Condition", "Study"):
+        from downpour.studies import base
+        return getattr(base, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def study_class(name: str) -> type[Study]:

@@ -42,6 +42,7 @@ import torch
 
 from downpour.config import RunConfig
 from downpour.data import build_dataset
+from downpour.studies import QUESTIONS
 from downpour.studies.base import Cells, Condition
 from downpour.studies.compare import difference_sentence, owed_figure, owed_paragraph, tradeoff, value
 from downpour.studies.figures import interval_bars
@@ -86,8 +87,7 @@ def own_settings() -> str:
 
 class ArchitecturesStudy(MeasuredStudy):
     name = "architectures"
-    question = ("Whole-network design: on the same data and the same training FLOPs, how do the cat network, a "
-                "convolutional autoencoder, an RBM, an RNN and the UFLDL sparse autoencoder compare?")
+    question = QUESTIONS["architectures"]
     seeds_full = 8
     resolution = RESOLUTION
 

@@ -42,7 +42,7 @@ from downpour.data.patches import sample_patches
 from downpour.data.pipeline import open_data
 from downpour.models.base import FeatureModel
 from downpour.objectives import Objective
-from downpour.studies import words
+from downpour.studies import QUESTIONS, words
 from downpour.studies.base import LOCAL_CELLS, Cells, Condition, Study
 from downpour.studies.figures import interval_bars
 from downpour.studies.plots import scatter_intervals
@@ -76,8 +76,7 @@ def penalty_spec(term: str, weight: float) -> Any:
 
 class CostsStudy(Study):
     name = "costs"
-    question = ("Cost-function design: is a penalty (L1, weight decay, KL sparsity, TICA's pooled L2) there to make codes "
-                "sparse or to prevent over-fitting, and how are the two related?")
+    question = QUESTIONS["costs"]
     base = "ufldl-sae"
     base_sets = (("model.hidden", 64), ("model.pool", 4), ("objective.kl_sparsity", 0.0), ("objective.weight_l2", 0.0),
                  ("train.lr", 0.01), ("train.log_every", 50), ("train.threads", 1), ("train.tensorboard", False),

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from downpour.analysis.probe import INPUT
-from downpour.studies import words
+from downpour.studies import QUESTIONS, words
 from downpour.studies.base import Cells, Condition, Study
 from downpour.studies.compare import figure_ci, owed_figure, owed_paragraph, owed_test
 from downpour.studies.figures import interval_bars
@@ -70,8 +70,7 @@ def _resolution(figure: str, base: list[float]) -> float:
 
 class FirstLayerStudy(Study):
     name = "first-layer"
-    question = ("Hand-designed templates: must the first layer's edge detectors be learned without labels, or do "
-                "designed (Gabor) or random filters serve the network as well?")
+    question = QUESTIONS["first-layer"]
     base = "cat-demo"
     measured_by = FACE_TEST_WITH_TWIN
     base_sets = (("train.threads", 1), ("train.tensorboard", False), ("train.log_every", 8),

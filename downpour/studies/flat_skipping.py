@@ -44,7 +44,7 @@ from downpour.data import lfw_split
 from downpour.layers.gating import VarianceGate, local_variance
 from downpour.models.base import FeatureModel
 from downpour.models.footprint import footprint_table
-from downpour.studies import words
+from downpour.studies import QUESTIONS, words
 from downpour.studies.base import Cells, Condition, Study
 from downpour.studies.plots import curves, scatter_intervals
 from downpour.studies.stats import mean_ci, note_left_out, paired_test
@@ -111,8 +111,7 @@ def _best_ratio(slow: Callable[[], Any], fast: Callable[[], Any], repeats: int) 
 
 class FlatSkippingStudy(Study):
     name = "flat-skipping"
-    question = ("Flat-skipping: how much computation does skipping the filter where a neighbourhood's variance is "
-                "near zero save, on images with more or less flat area, and what does it cost the features?")
+    question = QUESTIONS["flat-skipping"]
     base = "cat-demo"
     measured_by = FACE_TEST
     base_sets = (("train.threads", 1), ("train.tensorboard", False), ("cluster.runner", "local"),

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from downpour.config import RunConfig
+from downpour.studies import QUESTIONS
 from downpour.studies.base import Cells, Condition
 from downpour.studies.compare import difference_sentence, owed_figure, owed_paragraph, tally, value
 from downpour.studies.figures import interval_bars
@@ -42,8 +43,7 @@ FORMATS = {"inv_rotation": "{:+.0f}", "inv_scale_octaves": "{:+.2f}", "inv_shift
 
 class MechanismsStudy(MeasuredStudy):
     name = "mechanisms"
-    question = ("Brain mechanisms: do a multi-resolution pyramid or foveated glimpses (attention) in front of a "
-                "feature-learning stage improve what it learns (probe accuracy, invariance) and at what compute?")
+    question = QUESTIONS["mechanisms"]
     seeds_full = 8
     resolution = RESOLUTION
     invariance = True

@@ -44,7 +44,7 @@ from downpour.cli_flags import RAY_ONLY
 from downpour.config import ConfigError, RunConfig
 from downpour.models.registry import build
 from downpour.ps.in_memory import simulate
-from downpour.studies import words
+from downpour.studies import QUESTIONS, words
 from downpour.studies.base import Cells, Condition, Study
 from downpour.studies.figures import distributions, interval_bars, phase_diagram
 from downpour.studies.matching import implicit_momentum, stale_error
@@ -64,8 +64,7 @@ RESOLUTION = 0.10       # a difference interval within ±10 points that holds 0 
 
 class StalenessStudy(Study):
     name = "staleness"
-    question = ("Local optima: does asynchrony (stale gradients from delayed pushes and parallel workers) "
-                "help SGD escape poor local minima, or hurt it?")
+    question = QUESTIONS["staleness"]
     base = "teacher-student"
     # the noise and momentum controls' cells get these from the calibration (run_cell)
     varied_in_cells = ("cluster.grad_noise", "cluster.grad_noise_relative", "cluster.rule", "cluster.momentum", "train.lr")

@@ -26,6 +26,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from downpour.studies import QUESTIONS
 from downpour.studies.base import Cells, Condition
 from downpour.studies.compare import difference_sentence, owed_figure, owed_paragraph, tradeoff, value
 from downpour.studies.figures import interval_bars
@@ -43,8 +44,7 @@ LABELS = {"probe_digits": "digits probe accuracy", "face_auc_controls": "face AU
 
 class TemplatesStudy(MeasuredStudy):
     name = "templates"
-    question = ("Memory and compute: what do untied (locally connected), tiled and convolutional templates cost "
-                "in parameters, memory, FLOPs and time, and what do they learn, at equal maps and at equal parameters?")
+    question = QUESTIONS["templates"]
     seeds_full = 6
     resolution = RESOLUTION
 
