@@ -9,6 +9,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import BernoulliRBM
 
 from downpour.batch import Batch
+from downpour.cli import main
+from downpour.errors import ConfigError
 from downpour.data.builtin import digits
 from downpour.models.rbm import RBM, RBMConfig
 from downpour.models.registry import create_model, list_models
@@ -123,8 +125,25 @@ def test_sparsity_target_pulls_mean_activation_to_rho(split):
 
 def test_bernoulli_rbm_rejects_data_outside_unit_interval():
     m = create_model("rbm-digits")
-    with pytest.raises(ValueError, match=r"\[0, 1\].*visible"):
+    with pytest.raises(ConfigError, match=r"\[0, 1\].*visible"):
         m.forward_train(Batch(torch.full((2, 1, 8, 8), 16.0)))
+
+
+def test_cli_says_in_one_line_that_a_bernoulli_rbm_needs_unit_interval_data(tmp_path, capsys):
+    """Patch-normalised photographs leave [0, 1]: the user's to fix, so one line naming model.visible and
+    exit 2, not a traceback from inside the training step (as until 2026-12-04)."""
+    out = tmp_path / "r"
+    assert main(["train", "--config", "rbm-digits", "--set", "data.source=natural", "--set", "data.normalize=patch",
+                 "--steps", "2", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "downpour: error: model.visible" in err and "Traceback" not in err
+
+
+def test_kl_sparsity_on_a_bernoulli_rbm_passes_the_preflight_probe(tmp_path):
+    """The KL check probes the model with a normal batch first: a Bernoulli RBM's refusal of it must stay a
+    ValueError the probe skips, or rbm-sparse could not start."""
+    assert main(["train", "--config", "rbm-digits", "--set", "model.name=rbm-sparse", "--steps", "2",
+                 "--out", str(tmp_path / "r")]) == 0
 
 
 def test_matches_scikit_learn_bernoulli_rbm_on_digits(split):

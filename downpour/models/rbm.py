@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from downpour.batch import Batch, Outputs
+from downpour.errors import ConfigError
 from downpour.models.base import FeatureModel
 from downpour.models.registry import register_model
 from downpour.settings import Section, setting
@@ -134,8 +135,12 @@ class RBM(FeatureModel):
     def forward_train(self, batch: Batch) -> dict[str, Outputs]:
         v = self._flatten(batch.x)
         if self.config.visible == "bernoulli" and (v.min() < -1e-6 or v.max() > 1 + 1e-6):
-            raise ValueError(f"a Bernoulli RBM needs data in [0, 1], got values in [{float(v.min()):.3g}, "
-                             f"{float(v.max()):.3g}]; scale the data or set model.visible = \"gaussian\"")
+            # a ConfigError (a DownpourError: the CLI says it in one line) that is still a ValueError, which
+            # cost_fit's probe catches to try a batch in [0, 1]
+            raise ConfigError(f"model.visible = \"bernoulli\": a Bernoulli RBM needs data in [0, 1], got values in "
+                              f"[{float(v.min()):.3g}, {float(v.max()):.3g}]; keep the data in [0, 1] (data.normalize "
+                              f"and data.whiten = \"none\") or set model.visible = \"gaussian\"",
+                              key="model.visible")
         h_data = self.hidden_probs(v)   # (B, hidden), with gradient: the codes the sparsity term reads
         with torch.no_grad():
             if self.config.persistent:
