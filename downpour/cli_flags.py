@@ -17,7 +17,9 @@ RAY_ONLY = ("cluster.restarts", "cluster.checkpoint_seconds", "cluster.worker_gp
 # What the cluster runners never read (their workers' update is the server's cluster.rule): set by hand on one, refused
 # (train.checkpoint_every on a cluster run: preflight refuses it, set anywhere)
 LOCAL_ONLY = {"train.optimizer": "cluster.rule", "train.momentum": "cluster.momentum"}
-# --set keys read only when another setting has some value: (that setting, whether this run reads the key, the value)
+# --set keys read only when another setting has some value: (that setting, whether this run reads the key, the value,
+# and any other setting the condition reads, which the refusal names too: it named only the first, often not the one
+# that failed, "and this run's cluster.runner is 'simulated'" for data.split with one worker)
 READ_ONLY_WITH = {
     "train.momentum": ("train.optimizer", lambda c: c.train.optimizer == "sgd", "= 'sgd'"),
     "cluster.momentum": ("cluster.rule", lambda c: c.cluster.rule == "momentum", "= 'momentum'"),
@@ -26,7 +28,7 @@ READ_ONLY_WITH = {
     "cluster.queue_depth": ("cluster.consistency", lambda c: c.cluster.consistency == "async", "= 'async'"),   # (else 1)
     # a gated worker (bounded:K, sync) fetches at every push's start: with one step per push that is every step
     "cluster.n_fetch": ("cluster.consistency", lambda c: c.cluster.consistency == "async" or c.cluster.n_push > 1,
-                        "= 'async' (or cluster.n_push > 1)"),
+                        "= 'async' (or cluster.n_push > 1)", ("cluster.n_push",)),
     "cluster.warm_start": ("cluster.workers", lambda c: c.cluster.workers > 1, "> 1"),
     # Sandblaster never gives a worker a backup of its own unit: one worker has no one to back it up
     "sandblaster.backup_after": ("cluster.workers", lambda c: c.cluster.workers > 1, "> 1"),
@@ -35,22 +37,30 @@ READ_ONLY_WITH = {
                     "= 'by-label' (or a supervised model.name)"),
     # which rows go to which worker: one worker (the local runner's, or Sandblaster's whole-set evaluation) has all
     "data.split": ("cluster.runner", lambda c: c.cluster.runner != "local" and c.cluster.workers > 1
-                   and c.cluster.algorithm == "downpour", "= 'simulated' or 'ray', with cluster.workers > 1 (Downpour)"),
+                   and c.cluster.algorithm == "downpour", "= 'simulated' or 'ray', with cluster.workers > 1 (Downpour)",
+                   ("cluster.workers", "cluster.algorithm")),
     "cluster.worker_gpus": ("train.device", lambda c: c.train.device != "cpu", "= 'cuda' or 'auto'"),
     "data.tile": ("data.mode", lambda c: c.data.mode == "crops", "= 'crops'"),
     "data.samples": ("data.mode", lambda c: c.data.mode == "patches" or c.data.source == "gaussian",
-                     "= 'patches' (or data.source = 'gaussian')"),
+                     "= 'patches' (or data.source = 'gaussian')", ("data.source",)),
     "data.faces_fraction": ("data.source", lambda c: c.data.source == "natural+faces", "= 'natural+faces'"),
     "data.frames_per_video": ("data.source", lambda c: c.data.source == "video", "= 'video'"),
     "data.zca_eps": ("data.whiten", lambda c: c.data.whiten == "zca", "= 'zca'"),
     "data.spectral_strength": ("data.whiten", lambda c: c.data.whiten == "spectral", "= 'spectral'"),
     "data.fit_sample": ("data.normalize", lambda c: c.data.normalize != "none" or c.data.whiten != "none",
-                        "!= 'none' (or data.whiten != 'none'): it says what they are fitted on"),
+                        "!= 'none' (or data.whiten != 'none'): it says what they are fitted on", ("data.whiten",)),
     # N(0, I) vectors of dimension data.size: no image to turn grey or cut (to shift, zoom or flip: data.build refuses)
     **{key: ("data.source", lambda c: c.data.source != "gaussian", "!= 'gaussian'") for key in ("data.grey", "data.mode")},
-    **{f"analysis.{key}": ("analysis.dataset", lambda c: c.analysis.runs_face_test(), "= 'lfw' (with analysis.positive = 1)")
-       for key in AnalysisConfig.FACE_TEST},
+    **{f"analysis.{key}": ("analysis.dataset", lambda c: c.analysis.runs_face_test(), "= 'lfw' (with analysis.positive = 1)",
+                           ("analysis.positive",)) for key in AnalysisConfig.FACE_TEST},
 }
+
+
+def _values(cfg: RunConfig, settings: tuple[str, ...]) -> str:
+    """"data.whiten is 'none'", or "cluster.runner is 'simulated', cluster.workers is 1 and ...": every setting a
+    key's reading depends on, so the refusal names the one that turned it off."""
+    said = [f"{key} is {getattr(getattr(cfg, key.split('.')[0]), key.split('.')[1])!r}" for key in settings]
+    return said[0] if len(said) == 1 else f"{', '.join(said[:-1])} and {said[-1]}"
 
 
 def _supervised(model_name: str) -> bool:
@@ -136,11 +146,10 @@ def check_flags(args: argparse.Namespace, cfg: RunConfig) -> None:
             raise ConfigError(f"--set {', '.join(ray)}: only the ray runner reads {'it' if len(ray) == 1 else 'them'}, "
                               "and this run's runner is 'simulated'")
     flagged = {f"cluster.{flag}": "--" + flag.replace("_", "-") for flag in given}
-    for key, (setting, reads, wanted) in READ_ONLY_WITH.items():
+    for key, (setting, reads, wanted, *others) in READ_ONLY_WITH.items():
         if (key in typed or key in flagged) and not reads(cfg):
-            section, name = setting.split(".")
             raise ConfigError(f"{flagged.get(key, '--set ' + key)}: only {setting} {wanted} reads it, and this run's "
-                              f"{setting} is {getattr(getattr(cfg, section), name)!r}")
+                              f"{_values(cfg, (setting, *(others[0] if others else ())))}")
     named = [f"--compensation {args.compensation}"] if getattr(args, "compensation", None) else []
     named += ["--set cluster.compensation"] if "cluster.compensation" in typed else []
     if named and cfg.cluster.consistency == "sync" and cfg.cluster.compensation != "none":

@@ -365,6 +365,21 @@ def test_a_set_the_runner_never_reads_is_refused(capsys, argv, named):
 
 
 @pytest.mark.parametrize("argv, named", [
+    # the message named only the first setting of the condition, which held: "only cluster.runner = 'simulated' or
+    # 'ray', with cluster.workers > 1 (Downpour) reads it, and this run's cluster.runner is 'simulated'"
+    (["--runner", "simulated", "--workers", "1", "--set", "data.source=digits", "--set", "data.split=by-label"],
+     "and this run's cluster.runner is 'simulated', cluster.workers is 1 and cluster.algorithm is 'downpour'"),
+    (["--runner", "local", "--set", "analysis.positive=0", "--set", "analysis.face_choice=localizer"],
+     "and this run's analysis.dataset is 'lfw' and analysis.positive is 0"),
+    (["--runner", "simulated", "--consistency", "sync", "--n-fetch", "3"],
+     "and this run's cluster.consistency is 'sync' and cluster.n_push is 1"),
+])
+def test_a_refused_set_names_every_setting_its_reading_depends_on(capsys, argv, named):
+    assert main(["train", "--config", "ufldl-sae", "--dry-run", *argv]) == 2
+    assert named in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, named", [
     # passed the dry run on zero labels, then failed at step 1 with a traceback, its run folder left behind
     (["--config", "cnn-digits", "--set", "data.source=natural"],
      "model 'cnn-digits' is supervised: it trains on class labels, and data.source = 'natural' has none"),
