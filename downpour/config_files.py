@@ -48,7 +48,8 @@ def read_toml(name_or_path: str, preset_only: bool = False) -> tuple[dict[str, A
             if (path / "config.toml").is_file() else ""
         raise ConfigError(f"config {str(path)!r} is a folder, not a TOML file or a preset{hint}")
     elif path.suffix == ".toml" or "/" in name_or_path:
-        raise ConfigError(f"config file {str(path)!r} does not exist")
+        # as given: Path("./main") prints as "main", the preset's name, which does exist
+        raise ConfigError(f"config file {name_or_path!r} does not exist")
     else:
         raise ConfigError(f"no preset or file named {name_or_path!r}{nearest(name_or_path, list_presets())}; presets: {', '.join(list_presets())}")
     try:

@@ -37,6 +37,14 @@ def test_unknown_preset_and_file(tmp_path):
         load_config(str(bad))
 
 
+def test_a_missing_dot_slash_file_is_named_as_given_not_as_the_preset(tmp_path, monkeypatch):
+    """`--config ./main` reads the file main (the preset is `--config main`); without the file the error said
+    "config file 'main' does not exist", the name of the preset, which does."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=r"config file '\./main' does not exist"):
+        load_config("./main")
+
+
 def test_round_trip_through_toml(tmp_path):
     cfg = load_config("cat-demo", ["seed=5", "objective.l1=0.25"])
     save_config(cfg, tmp_path / "c.toml")
