@@ -34,7 +34,7 @@ READ_ONLY_WITH = {
     "sandblaster.backup_after": ("cluster.workers", lambda c: c.cluster.workers > 1, "> 1"),
     # a folder's class labels feed a supervised model's cost or the by-label split, nothing else
     "data.labels": ("data.split", lambda c: c.data.split == "by-label" or _supervised(c.model.name),
-                    "= 'by-label' (or a supervised model.name)"),
+                    "= 'by-label' (or a supervised model.name)", ("model.name",)),
     # which rows go to which worker: one worker (the local runner's, or Sandblaster's whole-set evaluation) has all
     "data.split": ("cluster.runner", lambda c: c.cluster.runner != "local" and c.cluster.workers > 1
                    and c.cluster.algorithm == "downpour", "= 'simulated' or 'ray', with cluster.workers > 1 (Downpour)",

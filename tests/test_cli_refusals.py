@@ -390,7 +390,8 @@ def test_a_refused_set_names_every_setting_its_reading_depends_on(capsys, argv, 
       "--workers", "2", "--set", "data.split=by-label"], "data.path 'X.npy' holds no y"),
     # a folder's labels where no supervised cost and no by-label split reads them: bit for bit without effect
     (["--config", "ufldl-sae", "--runner", "local", "--set", "data.source=folder", "--set", "data.path=FOLDER",
-      "--set", "data.labels=true"], "--set data.labels: only data.split = 'by-label' (or a supervised model.name) reads it"),
+      "--set", "data.labels=true"], "--set data.labels: only data.split = 'by-label' (or a supervised model.name) reads it, and this run's data.split "
+      "is 'iid' and model.name is 'ufldl-sae'"),
 ])
 def test_labels_a_model_or_split_needs_and_a_schedule_with_nothing_to_order_are_refused(tmp_path, capsys, argv, named):
     np.save(tmp_path / "x.npy", np.zeros((20, 1, 8, 8), np.float32))
