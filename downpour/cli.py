@@ -233,15 +233,15 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_study(args: argparse.Namespace) -> int:
-    from downpour.studies import QUESTIONS
+    from downpour.studies import QUESTIONS, STUDIES, study_class
 
     if args.name == "list":
         given = [flag for flag, value in (("--quick", args.quick), ("--seeds", args.seeds is not None),
                                           ("--jobs", args.jobs is not None), ("--out", args.out), ("--set", args.set)) if value]
         if given:
             raise ConfigError(f"{', '.join(given)}: `downpour study list` only lists the studies; give a study's name")
-        for name, question in QUESTIONS.items():
-            print(f"{name:<14} {question}")
+        for name in STUDIES:     # (one without a line in QUESTIONS says its class's own question: imported)
+            print(f"{name:<14} {QUESTIONS.get(name) or study_class(name).question}")
         return 0
     from downpour.studies.run import run_study
 

@@ -459,6 +459,16 @@ def test_study_list(capsys):
     assert "staleness" in capsys.readouterr().out
 
 
+def test_study_list_names_a_registered_study_whose_question_is_its_class_own(monkeypatch, capsys):
+    """`study list` read QUESTIONS alone: a study registered in STUDIES whose class says its own question
+    (as every study did before QUESTIONS) was left out of the listing without a word, though it runs."""
+    monkeypatch.setitem(studies.STUDIES, "planted", f"{__name__}:Planted")
+    assert main(["study", "list"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.split(None, 1) == ["planted", "Does b beat a?"] for line in lines), lines
+    assert [line.split()[0] for line in lines] == list(studies.STUDIES)
+
+
 # --- intervals ---------------------------------------------------------------------------------------
 def test_wilson_known_values():
     p, lo, hi = wilson(8, 10)
