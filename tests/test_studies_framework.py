@@ -449,6 +449,24 @@ def test_a_study_whose_every_cell_diverged_says_so_with_its_design_figures(monke
     assert "concludes nothing" in (tmp_path / "study.html").read_text()
 
 
+class EveryCellDivergesAtItsOwnRates(EveryCellDiverges):
+    """The same, its conditions setting train.lr themselves (as the architectures study's arms do)."""
+
+    def conditions(self):
+        return [Condition("a", {}, (("train.lr", 0.1),)), Condition("b", {"vs": "a"}, (("train.lr", 0.2),))]
+
+
+def test_a_study_that_sets_its_own_rates_is_not_told_to_rerun_with_a_set_of_train_lr(monkeypatch, tmp_path):
+    """The nothing-trained verdict advised `--set train.lr=...` to every study, and a study whose conditions
+    set train.lr refuses that --set ("varies it itself"): the advice led to a refusal."""
+    monkeypatch.setitem(studies.STUDIES, "planted", f"{__name__}:EveryCellDivergesAtItsOwnRates")
+    run_study("planted", tmp_path / "s", quick=True, jobs=1)
+    verdict = json.loads((tmp_path / "s" / "study.json").read_text())["verdict"]
+    assert verdict.startswith("Every one of the 6 cells diverged") and "train.lr" not in verdict.split("\n\n")[0]
+    with pytest.raises(ConfigError, match="varies it itself"):     # what the advice would have met
+        run_study("planted", tmp_path / "again", quick=True, sets=["train.lr=0.01"], jobs=1)
+
+
 def test_unknown_study_is_named(capsys):
     assert main(["study", "stalenes"]) == 2
     assert "did you mean 'staleness'" in capsys.readouterr().err

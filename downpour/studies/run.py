@@ -101,7 +101,8 @@ def run_study(name: str, out: str | Path, quick: bool = False, seeds: int | None
         "study": name, "question": cls.question, "command": command_line(name, quick, n, sets, str(out)),
         "quick": quick, "seeds": seed_list, "sets": header["sets"], "context": context,
         "cells": rows,
-        "verdict": "\n\n".join(p for p in (study.verdict(rows) if trained else nothing_trained(rows),
+        "verdict": "\n\n".join(p for p in (study.verdict(rows) if trained else
+                                            nothing_trained(rows, "train.lr" not in _varied(study, conditions)),
                                             diverged_paragraph(rows), family_paragraph(rows)) if p),
         "figures": [str(p.relative_to(folder)) for p in figures],
         "seconds": round(time.perf_counter() - start, 1), "cells_run": len(todo), "jobs": workers,
@@ -157,6 +158,11 @@ MEASURED_BY_THE_STUDY = ("a study measures its cells itself (studies/measure.py,
                          "and splits), so no [analysis] key reaches them")
 
 
+def _varied(study: Any, conditions: list[Any]) -> set[str]:
+    """The keys a study sets in its cells itself (its conditions' and ``varied_in_cells``): refused as --set."""
+    return {key for c in conditions for key, _ in c.sets} | set(study.varied_in_cells)
+
+
 def _check_sets(study: Any, conditions: list[Any]) -> None:
     """A --set on a key the study varies itself would be overwritten in every cell: refuse it; then build
     every condition's config, so a key one of its models does not take is named before any cell runs (the
@@ -169,7 +175,7 @@ def _check_sets(study: Any, conditions: list[Any]) -> None:
     if fixed:
         raise ConfigError(f"--set {', '.join(sorted(fixed))}: study {study.name!r} keeps "
                           f"{'it' if len(fixed) == 1 else 'them'} as designed: {'; '.join(sorted(set(fixed.values())))}")
-    varied = {key for c in conditions for key, _ in c.sets} | set(study.varied_in_cells)
+    varied = _varied(study, conditions)
     # a key the study varies, or one inside or above it (objective.kl_sparsity.rho and objective.kl_sparsity)
     clash = sorted(key for key, _ in study.sets
                    if any(key == v or key.startswith(v + ".") or v.startswith(key + ".") for v in varied))

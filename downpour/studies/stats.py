@@ -185,14 +185,17 @@ def diverged_paragraph(rows: Sequence[dict[str, Any]]) -> str:
     return ("Diverged (every step non-finite: left out of every trained figure's interval above): " + "; ".join(said) + ".") if said else ""
 
 
-def nothing_trained(rows: Sequence[dict[str, Any]]) -> str:
+def nothing_trained(rows: Sequence[dict[str, Any]], lr_settable: bool = True) -> str:
     """The verdict of a study whose every cell diverged (its rows hold the design's figures alone): there is
-    nothing to compare, and the study's own verdict would read figures no cell has."""
+    nothing to compare, and the study's own verdict would read figures no cell has. ``lr_settable``: whether
+    the study takes a --set of train.lr (one whose conditions set it refuses it: not advised there)."""
     cells = sum(r["n"] for r in rows)
+    rerun = ("with a smaller learning rate (--set train.lr=...) or without the --set overrides that made the runs "
+             "diverge" if lr_settable else "without the --set overrides that made the runs diverge (its conditions "
+             "set their own learning rates)")
     return (f"Every one of the {cells} cells diverged (every step non-finite), so no condition trained and this "
             "study concludes nothing about them: its table gives only what needs no training (parameters, FLOPs, "
-            "activation memory). Rerun it with a smaller learning rate (--set train.lr=...) or without the --set "
-            "overrides that made the runs diverge, in a fresh --out.")
+            f"activation memory). Rerun it {rerun}, in a fresh --out.")
 
 
 def family_paragraph(rows: Sequence[dict[str, Any]], alpha: float = 0.05) -> str:
