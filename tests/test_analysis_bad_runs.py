@@ -57,6 +57,10 @@ def _edit_json(path: Path, edit) -> None:
     # filters to draw" (of a cat network), "No probes were run" (its config listing two)
     *[(lambda a, key=key: {k: v for k, v in a.items() if k != key}, f"KeyError: '{key}'")
       for key in ("filters", "probes", "training", "figures", "options")],
+    # the face test's verdict and setup, written with its rows: without them the report printed the table, then
+    # "Criterion: ." and no sentence (verdict), or called a test chosen once "once per split" (setup)
+    *[(lambda a, key=key: {**a, "face_neuron": {k: v for k, v in a["face_neuron"].items() if k != key}},
+       f"KeyError: '{key}'") for key in ("controls_verdict", "controls_setup")],
 ])
 def test_the_report_of_an_edited_analysis_json_names_it(run, edit, named):
     _edit_json(run / "analysis.json", edit)

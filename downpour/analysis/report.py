@@ -113,11 +113,11 @@ def _controls(a: dict[str, Any]) -> str:
     """The face test: AUC [95% CI] and accuracy per negative set and method, then the verdict in words."""
     fn = a["face_neuron"]
     rows, classes = fn.get("controls") or [], []
-    verdict = fn.get("controls_verdict") or {}
-    sentences = "".join(f"<li>{esc(t)}</li>" for t in verdict.get("sentences", []))
+    verdict = fn["controls_verdict"] if rows else fn.get("controls_verdict") or {}   # (written with the rows: a KeyError
+    sentences = "".join(f"<li>{esc(t)}</li>" for t in verdict.get("sentences", []))   # names an edit, not "Criterion: .")
     if not rows:
         return f'<ul class="note">{sentences}</ul>' if sentences else '<p class="note">No face test in this analysis.</p>'
-    setup = fn.get("controls_setup", {})
+    setup = fn["controls_setup"]
     cells, previous = [], None
     n = rows[0]["splits"]
     once = setup.get("select") in ("train", "crossfit")   # chosen once (per fold), else per held-out split
