@@ -152,6 +152,10 @@ def train_in_parallel(configs: list[RunConfig], paths: list[Path], jobs: int) ->
     all have ended, the failures are raised together, and running again resumes them."""
     ctx = multiprocessing.get_context("spawn")     # a fresh interpreter: no forked torch threads or Ray state
     pending, running, done, failed = list(range(len(configs))), {}, {}, {}
+    for i in list(pending):     # a finished fold is kept here: a process to say so cost 2-3 s (it imports torch)
+        if _finished(configs[i], paths[i]):
+            done[i] = fold_summary(train_kept(configs[i], paths[i]))
+            pending.remove(i)
     try:
         while pending or running:
             while pending and len(running) < jobs:
@@ -182,6 +186,12 @@ def train_in_parallel(configs: list[RunConfig], paths: list[Path], jobs: int) ->
         raise RunError(f"{len(failed)} of {len(configs)} fold runs failed, the others are kept ({lines}); "
                        "run the same command again to train only those")
     return [done[i] for i in range(len(configs))]
+
+
+def _finished(cfg: RunConfig, path: Path) -> bool:
+    """Whether ``path`` holds ``cfg``'s run trained to its end (what :func:`train_kept` keeps as it is)."""
+    run = check_same_run(cfg, path)
+    return run is not None and run.finished(cfg.train.steps)
 
 
 PR_SET_PDEATHSIG = 1   # prctl(2)
