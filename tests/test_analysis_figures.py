@@ -64,6 +64,22 @@ def test_a_log_axis_below_1_labels_each_tick_with_its_own_value(tmp_path, monkey
         assert all(abs(float(text) - y) <= 0.01 * y for y, text in inside), inside
 
 
+def test_a_log_axis_above_1000_labels_whole_numbers_in_one_style(tmp_path, monkeypatch):
+    """LogFormatter's labels on a cost part from 12,000 to 2e6 read "1e4", "1e+05", "1e+06": two styles on
+    one axis, neither a number as the log prints it."""
+    saved = []
+    monkeypatch.setattr(figures, "_save", lambda fig, path: saved.append(fig) or path)
+    figures.loss_curves([{"step": s, "reconstruction": 12000.0 * 1.7 ** s} for s in range(11)], tmp_path / "l.png")
+    fig = saved[0]
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    lo, hi = ax.get_ylim()
+    shown = [(t.get_position()[1], t.get_text()) for t in [*ax.get_yticklabels(), *ax.get_yticklabels(minor=True)]
+             if t.get_text() and lo <= t.get_position()[1] <= hi]
+    assert {"100,000", "1,000,000"} <= {text for _, text in shown}, shown
+    assert all(float(text.replace(",", "")) == y for y, text in shown), shown
+
+
 def test_staleness_histogram(tmp_path):
     hist = {"overall": {0: 2, 1: 5, 4: 1}, "worker 0": {0: 1, 1: 3}, "worker 1": {1: 2, 4: 1}}
     assert figures.staleness_histogram(hist, tmp_path / "s.png").stat().st_size > 1000

@@ -20,14 +20,17 @@ from downpour.objectives import TERMS, is_metric
 class _PlainLogFormatter(LogFormatter):
     """LogFormatter's choice of which ticks to label, each with the digits that tell it from its neighbours:
     LogFormatter writes a value below 1 or above 10,000 with one (every tick of a curve from 0.451 to 0.467
-    read "5e-01")."""
+    read "5e-01"), and one axis mixed "1e4" with "1e+05"; from 1,000 up the labels are whole numbers with
+    thousands separators (100,000)."""
 
     def __call__(self, x: float, pos: int | None = None) -> str:
         text = super().__call__(x, pos)
-        if not text or 1 <= x <= 10000:
+        if not text or 1 <= x < 1000:
             return text
         lo, hi = self.axis.get_view_interval()
         digits = 2 + max(0, math.ceil(math.log10(x / max(abs(hi - lo), x * 1e-6))))
+        if x >= 1000:
+            return f"{float(f'{x:.{digits}g}'):,.0f}"
         return self.fix_minus(f"{x:.{digits}g}")
 
 
