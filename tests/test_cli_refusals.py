@@ -813,3 +813,10 @@ def test_n_fetch_under_a_gate_is_read_when_a_push_holds_several_steps():
     bit for bit another run, so it is not refused."""
     argv = ["train", "--config", "ufldl-sae", "--runner", "simulated", "--consistency", "bounded:2", "--n-push", "4"]
     assert main([*argv, "--n-fetch", "4", "--dry-run"]) == 0
+
+
+def test_a_delay_out_of_order_names_its_set(capsys):
+    """uniform:A:B with B < A is refused by the delay model, which named cluster.delay but not the --set that gave
+    it, as every other refused value's message does."""
+    assert main(["train", "--dry-run", "--runner", "simulated", "--set", "cluster.delay=uniform:3:1"]) == 2
+    assert "--set cluster.delay=uniform:3:1: " in capsys.readouterr().err

@@ -62,7 +62,7 @@ def make_delays(spec: str | Spec, workers: int) -> list[DelayModel]:
     if kind == "uniform":
         a, b = args
         if b < a:
-            raise ConfigError(f"cluster.delay 'uniform:{a:g}:{b:g}': uniform:A:B needs A <= B")
+            raise ConfigError(f"cluster.delay 'uniform:{a:g}:{b:g}': uniform:A:B needs A <= B", key="cluster.delay")
         return [Uniform(a, b) for _ in range(workers)]
     if kind == "exponential":
         return [Exponential(*args) for _ in range(workers)]
