@@ -39,8 +39,9 @@ the process's resident-set high-water mark over the point (model built, warm-up 
 minus the resident set just before it, after ``malloc_trim`` returned freed memory (VmHWM reset
 through /proc/self/clear_refs). For the round trip it is the driver's side only (the gradient and
 the pulled parameters); the shard actors hold their slices in other processes. Each stage, network
-and simulator curve first runs its first point once, unreported: the process's one-time allocations
-(torch's and numpy's work buffers, the simulator's imports) otherwise land in that point's peak.
+and simulator curve first runs its first point that measures (not a skipped one) once, unreported:
+the process's one-time allocations (torch's and numpy's work buffers, the simulator's imports)
+otherwise land in that point's peak.
 """
 from __future__ import annotations
 
@@ -244,8 +245,12 @@ def curve(what: str, points: tuple, args: argparse.Namespace) -> Iterator[dict[s
         return (simulator_point(p, args.pushes) if what == "simulator"
                 else cat_point(what, p, args.batch, args.steps, args.max_gb))
 
-    point(points[0])    # a warm-up point, not reported: the curve's first point paid the process's one-time
-    for p in points:    # allocations (peak MB 28.8 against 0.4 on its repeats, simulator at 1 worker)
+    # a warm-up, not reported: the curve's first point paid the process's one-time allocations (peak MB 28.8
+    # against 0.4 on its repeats, simulator at 1 worker); on the first point that measures (network's 32 is skipped)
+    for p in points:
+        if "skipped" not in point(p):
+            break
+    for p in points:
         yield point(p)
 
 

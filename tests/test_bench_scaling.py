@@ -48,3 +48,23 @@ def test_exponent_of_exact_power_laws():
 def test_bad_arguments_name_the_flag():
     with pytest.raises(SystemExit):
         scaling.main(["--batch", "0"])
+
+
+def test_a_curve_warms_up_on_a_point_it_measures_not_on_a_skipped_one(capsys, monkeypatch):
+    # the full network curve starts at 32, which the paper's network cannot take (a skipped row, built nothing):
+    # warming up on it left the one-time allocations in the 64 point's peak (`--curves network`)
+    calls = []
+
+    def fake(what, side, batch, steps, max_gb):
+        calls.append(side)
+        row = {"bench": "scaling", "what": what, "side": side}
+        if side == 32:
+            return {**row, "skipped": "stage 2's field does not fit"}
+        return {**row, "ms": 1.0, "peak_mb": 1.0, "expected_gflop": side / 10, "expected_mb": side / 10}
+
+    monkeypatch.setattr(scaling, "cat_point", fake)
+    monkeypatch.setitem(scaling.FULL, "network", (32, 64, 128))
+    scaling.main(["--curves", "network"])
+    assert calls[:-3] == [32, 64] and calls[-3:] == [32, 64, 128]   # the warm-up reached a measuring point
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["side"] for r in rows if r["what"] == "network"] == [32, 64, 128]      # reported once each
