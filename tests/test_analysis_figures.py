@@ -28,6 +28,17 @@ def test_loss_curves_average_workers_and_need_a_cost(tmp_path):
         figures.loss_curves([{"step": 1, "time": 0.0}], tmp_path / "none.png")
 
 
+def test_loss_curves_show_a_run_with_one_logged_row(tmp_path, monkeypatch):
+    """A run shorter than train.log_every logs one row; a line through one point draws nothing, so the
+    panels were empty: few points are drawn as markers."""
+    saved = []
+    monkeypatch.setattr(figures, "_save", lambda fig, path: saved.append(fig) or path)
+    figures.loss_curves([{"step": 30, "loss": -2.9, "contrastive_divergence": -2.9}], tmp_path / "loss.png")
+    for ax in saved[0].axes[:2]:
+        (line,) = ax.get_lines()
+        assert line.get_marker() not in (None, "None", "", " ")
+
+
 def test_loss_curves_label_a_log_axis_in_plain_numbers(tmp_path, monkeypatch):
     """The log axes' default labels ("3 x 10^2") are mathtext, whose parsing took half of the figure's time in
     every analysis: the labels are plain numbers (300)."""

@@ -130,7 +130,8 @@ def loss_curves(metrics: list[dict[str, Any]], path: Path) -> Path:
                 by_step.setdefault(row["step"], []).append(float(row[name]))
         steps = sorted(by_step)
         values = [float(np.mean(by_step[s])) for s in steps]
-        ax.plot(steps, values, lw=1.2)
+        # a line needs two points: with one logged row (a run shorter than train.log_every) it drew nothing
+        ax.plot(steps, values, lw=1.2, marker="o" if len(steps) < 10 else None, ms=3)
         if values and min(values) > 0:
             ax.set_yscale("log")
             # plain tick labels (300, 1.5): the default's "3 x 10^2" is mathtext, whose parsing took half the figure's
