@@ -381,6 +381,16 @@ def test_the_report_says_when_the_edge_like_filters_are_copies_of_a_few():
     assert "distinct" not in _filters(base)                  # an analysis.json from before the measure
 
 
+def test_a_run_with_one_logged_row_does_not_report_an_unmoved_loss():
+    """rbm-digits --steps 30 logs one row (train.log_every = 50): the headline read "Loss -2.976 → -2.976 over
+    1 logged rows", a loss that did not move."""
+    from downpour.analysis.report import _loss_headline
+    from downpour.analysis.run import _training_summary
+
+    said = _loss_headline(_training_summary([{"step": 30, "loss": -2.976, "contrastive_divergence": -2.976}]))
+    assert "→" not in said and "at step 30" in said and "only logged row" in said
+
+
 def test_a_ufldl_runs_stimulus_is_drawn_in_pixels_without_the_mid_grey_offset():
     """normalize = "ufldl" maps the whitened values into [0.1, 0.9] around 0.5; the picture undid only the
     whitening, so the 0.5 went through it as a constant offset and the ufldl-sae stimulus looked washed out."""

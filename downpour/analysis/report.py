@@ -10,21 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from downpour.analysis.face_controls import LEARNED, NO_FACES, TWIN
+from downpour.analysis.report_notes import loss_headline as _loss_headline
 from downpour.analysis.report_parts import esc, image, num, page, pct, table
 from downpour.errors import DownpourError
 from downpour.train.rundir import NotARunError, RunDir
-
-def _loss_headline(training: dict[str, Any]) -> str:
-    """First and last logged loss; a greedy run's per stage (its ``loss`` is stage 1's cost first and
-    the last stage's at the end: two different sums that read as divergence side by side)."""
-    rows = f"over {esc(training.get('logged_rows'))} logged rows"
-    stages = training.get("stages") or []
-    if not stages:
-        return f"Loss {num(training.get('first_loss'))} → {num(training.get('last_loss'))} {rows}."
-    each = "; ".join(f"{esc(s['stage'])} {num(s['first_loss'])} → {num(s['last_loss'])} "
-                     f"(steps {esc(s['first_step'])}–{esc(s['last_step'])})" for s in stages)
-    return f"Loss, each stage's own cost (trained in turn): {each}, {rows}."
-
 
 def _cluster_faults(run: RunDir) -> str:
     """One line on a cluster run's lost and restarted workers and shard restarts (staleness.json's events),
