@@ -381,6 +381,23 @@ def test_the_report_says_when_the_edge_like_filters_are_copies_of_a_few():
     assert "distinct" not in _filters(base)                  # an analysis.json from before the measure
 
 
+def test_a_designed_first_layer_is_said_so_and_its_repeats_are_not_called_a_collapse():
+    """cat-demo with model.first_layer = "gabor" puts the same 8-filter bank at each of its 4 tiled banks: the
+    report called that "collapsed onto 8 distinct filter(s)" and never said the filters were not learned."""
+    from downpour.analysis.report import _filters
+    from downpour.analysis.run import _filter_stats
+    from downpour.models.registry import create_model
+
+    model = create_model("cat-demo", (1, 32, 32), first_layer="gabor")
+    stats = _filter_stats(model, model.first_layer_filters().numpy(), 0)
+    assert stats["first_layer"] == "gabor"
+    said = _filters(stats)
+    assert "collapsed" not in said and "not learned" in said and "by construction" in said
+    learned = create_model("cat-demo", (1, 32, 32))
+    assert _filter_stats(learned, learned.first_layer_filters().numpy(), 0)["first_layer"] == "learned"
+    assert "not learned" not in _filters({**stats, "first_layer": "learned"})
+
+
 def test_a_run_with_one_logged_row_does_not_report_an_unmoved_loss():
     """rbm-digits --steps 30 logs one row (train.log_every = 50): the headline read "Loss -2.976 → -2.976 over
     1 logged rows", a loss that did not move."""

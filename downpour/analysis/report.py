@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from downpour.analysis.face_controls import LEARNED, NO_FACES, TWIN
+from downpour.analysis.report_notes import distinct as _distinct, first_layer_note
 from downpour.analysis.report_notes import loss_headline as _loss_headline
 from downpour.analysis.report_parts import esc, image, num, page, pct, table
 from downpour.errors import DownpourError
@@ -225,27 +226,13 @@ def _filters(f: dict[str, Any]) -> str:
             f"{c.get('peak_frequency_max', '?')} cycles/pixel, and orientation coherence at least {c.get('coherence_min', '?')}: single "
             f"pixels, corner spikes, checkerboards, blobs and noise all fail. Mean coherence {f['coherence_mean']:.3f} "
             f"(noise {f['coherence_noise']:.3f}).</p>")
-    text += _distinct(f)
+    text += first_layer_note(f) + _distinct(f)
     sharing = f.get("sharing", {})
     if sharing.get("kind") == "untied":
         text += (f'<p class="note">This layer is fully untied: each of its {sharing["banks"]} positions has its own '
                  f"filters and sees only its own window of every training image. With the ~1,250 images that ship "
                  f"offline that is far too little data per filter (docs/analysis.md measures untied against tiled "
                  f"filters); give it many more images, or share filters (model.tile).</p>")
-    return text
-
-
-def _distinct(f: dict[str, Any]) -> str:
-    """How many edge-like filters are copies of one another (analysis.json before 2026-12-02: nothing)."""
-    share = f.get("edge_distinct_fraction")
-    if share is None:
-        return ""
-    edgy = round(f["edge_fraction"] * f["count"])
-    text = (f"<p>Of the edge-like filters, {pct(share)} are distinct: no two with |cosine| of 0.9 or more (mean "
-            f"|cosine| between them {f['edge_mean_abs_cosine']:.2f}).</p>") if edgy > 1 else ""
-    if edgy > 1 and share < 0.5:
-        text += (f'<p class="note">Most edge-like filters here are copies of a few: the layer has collapsed onto '
-                 f"{max(1, round(share * edgy))} distinct filter(s), which the edge-like share alone does not show.</p>")
     return text
 
 

@@ -1,10 +1,15 @@
 """Sentences of report.html that depend on what the run was: the loss headline (one logged row, a greedy
-run's stages)."""
+run's stages) and the first-layer filters' notes (copies of one filter, a designed or random layer)."""
 from __future__ import annotations
 
 from typing import Any
 
-from downpour.analysis.report_parts import esc, num
+from downpour.analysis.report_parts import esc, num, pct
+
+# model.first_layer kinds whose filters were not learned from the data (downpour/layers/gabor.py)
+_NOT_LEARNED = {"gabor": "a designed Gabor bank, frozen: not learned",
+                "random": "fixed random filters, frozen: not learned",
+                "gabor-init": "learned, starting from a Gabor bank"}
 
 
 def loss_headline(training: dict[str, Any]) -> str:
@@ -22,3 +27,34 @@ def loss_headline(training: dict[str, Any]) -> str:
     each = "; ".join(f"{esc(s['stage'])} {num(s['first_loss'])} → {num(s['last_loss'])} "
                      f"(steps {esc(s['first_step'])}–{esc(s['last_step'])})" for s in stages)
     return f"Loss, each stage's own cost (trained in turn): {each}, {rows}."
+
+
+def first_layer_note(f: dict[str, Any]) -> str:
+    """What a designed, random or Gabor-started first layer is (an analysis.json without ``first_layer``: nothing)."""
+    kind = f.get("first_layer", "learned")
+    if kind not in _NOT_LEARNED:
+        return ""
+    return (f'<p class="note">model.first_layer = "{esc(kind)}": these filters are {_NOT_LEARNED[kind]}; '
+            f"their edge-like share says what the layer was given, not what training found.</p>")
+
+
+def distinct(f: dict[str, Any]) -> str:
+    """How many edge-like filters are copies of one another (analysis.json before 2026-12-02: nothing).
+    A designed or Gabor-started layer repeats one bank at every tiled position by construction: said so,
+    not called a collapse."""
+    share = f.get("edge_distinct_fraction")
+    if share is None:
+        return ""
+    edgy = round(f["edge_fraction"] * f["count"])
+    text = (f"<p>Of the edge-like filters, {pct(share)} are distinct: no two with |cosine| of 0.9 or more (mean "
+            f"|cosine| between them {f['edge_mean_abs_cosine']:.2f}).</p>") if edgy > 1 else ""
+    if edgy > 1 and share < 0.5:
+        n = max(1, round(share * edgy))
+        if f.get("first_layer", "learned") in _NOT_LEARNED:
+            text += (f'<p class="note">The copies are by construction: model.first_layer = "{esc(f["first_layer"])}" '
+                     f"puts the same bank at every one of the layer's filter banks ({n} distinct filter(s)), "
+                     f"not a collapse in training.</p>")
+        else:
+            text += (f'<p class="note">Most edge-like filters here are copies of a few: the layer has collapsed onto '
+                     f"{n} distinct filter(s), which the edge-like share alone does not show.</p>")
+    return text
