@@ -119,6 +119,15 @@ def _first_opt_key(t):
                           "param_groups": [{"params": m["param_groups"][0]["params"], "lr": 0.1, "lr_decay": 0,
                                             "initial_accumulator_value": 0, "eps": 1e-10, "weight_decay": 0}]}),
      "settings initial_accumulator_value, lr_decay are not Adam's"),
+    # a moment missing, a setting of another kind, amsgrad without its moment: a KeyError, ValueError or TypeError
+    # inside Adam at the first step; an integer moment: cast to the parameter's dtype, the moments trained on as 0
+    (dict(tensors=lambda t: {k: v for k, v in t.items() if k != "opt.0.exp_avg"}), "parameter 0 lacks exp_avg"),
+    (dict(meta=lambda m: {**m, "param_groups": [{**m["param_groups"][0], "betas": [0.9]}]}),
+     "setting betas is \\[0.9\\], not a list of 2 numbers"),
+    (dict(meta=lambda m: {**m, "param_groups": [{**m["param_groups"][0], "eps": "x"}]}), "setting eps is 'x', not a number"),
+    (dict(meta=lambda m: {**m, "param_groups": [{**m["param_groups"][0], "amsgrad": True}]}), "lacks max_exp_avg_sq"),
+    (dict(tensors=lambda t: {**t, "opt.0.exp_avg": t["opt.0.exp_avg"].int()}),
+     "'opt.0.exp_avg' is torch.int32, its parameter torch.float32"),
 ])
 def test_a_checkpoint_whose_optimiser_state_does_not_fit_is_named_before_anything_is_touched(tmp_path, damage, named):
     """Each loaded with its files paired: an AttributeError or a RuntimeError inside Adam at the first step
@@ -148,3 +157,4 @@ def test_a_resume_stopped_before_its_end_keeps_the_analysis_of_the_model_still_s
     _run(tmp_path / "r", resume=True)                     # its end saves the step-30 model: the analysis goes
     assert run.model_step() == 30 and not (tmp_path / "r/analysis.json").exists()
     assert not (tmp_path / "r/report.html").exists()
+

@@ -198,6 +198,9 @@ def optimizer_state(opt: torch.optim.Optimizer) -> tuple[dict[str, Tensor], dict
     return tensors, {"optimizer": type(opt).__name__, "param_groups": sd["param_groups"], "scalars": scalars}
 
 
+# what each optimiser's step reads of a parameter's state once it has any (Adam with amsgrad: max_exp_avg_sq too)
+NEEDED = {"Adam": ("step", "exp_avg", "exp_avg_sq"), "Adagrad": ("step", "sum")}
+
 # settings only one kind of torch optimiser has: another's found in a checkpoint is that optimiser's state
 OWN_SETTINGS = ("betas", "amsgrad", "momentum", "dampening", "nesterov", "lr_decay", "initial_accumulator_value")
 
@@ -224,15 +227,20 @@ def _check_same_optimizer(opt: torch.optim.Optimizer, meta: dict[str, Any]) -> N
 def load_optimizer_state(opt: torch.optim.Optimizer, tensors: dict[str, Tensor], meta: dict[str, Any],
                          trained: bool = True) -> None:
     """Load :func:`optimizer_state`'s split back into ``opt``; ValueError for state that loads but would fail
-    (or train otherwise) at the next step: another optimiser's state, a moment of another shape than its
-    parameter, a learning rate that is not a number, or none at all where ``trained`` steps must have left
-    some (torch takes all four; another optimiser's crashed at the first step, after the run was rewritten)."""
+    (or train otherwise) at the next step: another optimiser's state, a moment of another shape or dtype than its
+    parameter or one missing, a setting of another kind than this optimiser's (``"betas": [0.9]``), a learning
+    rate that is not a number, or none at all where ``trained`` steps must have left some (torch takes them all;
+    they crashed or trained on zeros at the first step, after the run was rewritten)."""
     _check_same_optimizer(opt, meta)
+    params = [p for group in opt.param_groups for p in group["params"]]
+    fresh = [{k: v for k, v in group.items() if k != "params"} for group in opt.param_groups]
     state: dict[int, dict[str, Any]] = {}
     for name, value in tensors.items():
         if name.startswith("opt."):
             _, idx, key = name.split(".", 2)
             state.setdefault(int(idx), {})[key] = value
+            if key != "step" and int(idx) < len(params) and value.dtype != params[int(idx)].dtype:   # (torch casts it)
+                raise ValueError(f"its optimiser state {name!r} is {value.dtype}, its parameter {params[int(idx)].dtype}")
     scalars = meta.get("scalars", {})
     if not isinstance(scalars, dict) or not all(isinstance(v, dict) for v in scalars.values()):
         raise ValueError(f"its optimiser scalars are {scalars!r}, not a table per parameter")
@@ -243,10 +251,33 @@ def load_optimizer_state(opt: torch.optim.Optimizer, tensors: dict[str, Tensor],
     for group in opt.param_groups:
         if not isinstance(group.get("lr"), (int, float)) or isinstance(group.get("lr"), bool):
             raise ValueError(f"its optimiser's learning rate is {group.get('lr')!r}, not a number")
+    for before, group in zip(fresh, opt.param_groups):
+        for key, value in before.items():
+            if key in group and _kind(value) != "any" and _kind(group[key]) != _kind(value):
+                raise ValueError(f"its optimiser setting {key} is {group[key]!r}, not {_kind(value)}")
     for param in params:
         for key, value in opt.state.get(param, {}).items():
             if isinstance(value, Tensor) and value.dim() > 0 and value.shape != param.shape:
                 raise ValueError(f"its optimiser state {key!r} has shape {list(value.shape)}, its parameter {list(param.shape)}")
+    for group in opt.param_groups:
+        needed = NEEDED.get(type(opt).__name__, ()) + (("max_exp_avg_sq",) if group.get("amsgrad") else ())
+        for param in group["params"]:
+            have = opt.state.get(param, {})
+            missing = [key for key in needed if key not in have]
+            if missing and (have or isinstance(opt, torch.optim.Adagrad)):    # (Adagrad sets every one up at the start)
+                raise ValueError(f"its optimiser state for parameter {params.index(param)} lacks {', '.join(missing)}")
     plain_sgd = isinstance(opt, torch.optim.SGD) and not any(g.get("momentum") for g in opt.param_groups)
     if trained and not opt.state and not plain_sgd:
         raise ValueError(f"it holds no {type(opt).__name__} state, though steps were applied before it")
+
+
+def _kind(value: Any) -> str:
+    """What kind of optimiser setting ``value`` is, as :func:`load_optimizer_state` compares a loaded one with
+    this torch's own: true or false, a number, n numbers; anything else (None, a name) is not compared."""
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, (list, tuple)) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        return f"a list of {len(value)} numbers"
+    return "any"
