@@ -158,3 +158,15 @@ def test_a_resume_stopped_before_its_end_keeps_the_analysis_of_the_model_still_s
     assert run.model_step() == 30 and not (tmp_path / "r/analysis.json").exists()
     assert not (tmp_path / "r/report.html").exists()
 
+
+@pytest.mark.parametrize("dtype", [torch.int32, torch.float16])
+def test_weights_of_another_dtype_are_named_not_cast(tmp_path, dtype):
+    """load_state_dict casts what it is given: integer weights in the checkpoint resumed from whole numbers (mostly
+    zeros), and in model.safetensors were analysed as such, each with the files paired and no word."""
+    _run(tmp_path / "r", "train.steps=10", "train.optimizer=adam")
+    _edit_checkpoint(tmp_path / "r/checkpoints/local", tensors=lambda t: {**t, "model.weight": t["model.weight"].to(dtype)})
+    with pytest.raises(CheckpointError, match=f"local.safetensors': tensor 'weight' is {dtype}, the model's is torch.float32"):
+        _run(tmp_path / "r", "train.steps=20", resume=True)
+    _edit_checkpoint(tmp_path / "r/model", tensors=lambda t: {**t, "weight": t["weight"].to(dtype)})
+    with pytest.raises(CheckpointError, match=f"model.safetensors': tensor 'weight' is {dtype}"):
+        RunDir.open(tmp_path / "r").load_model()

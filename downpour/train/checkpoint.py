@@ -141,6 +141,15 @@ def load_state(stem: str | Path, meta_keys: Iterable[str] = (),
     return tensors, meta
 
 
+def check_dtypes(want: dict[str, Tensor], tensors: dict[str, Tensor], path: str | Path) -> None:
+    """CheckpointError naming ``path`` unless each of ``tensors`` that is a floating-point entry of ``want`` (a
+    model's state_dict) has its dtype: load_state_dict casts silently (integer weights loaded as whole numbers)."""
+    for key, value in tensors.items():
+        if key in want and want[key].is_floating_point() and value.dtype != want[key].dtype:
+            raise CheckpointError(f"{str(path)!r}: tensor {key!r} is {value.dtype}, the model's is {want[key].dtype} "
+                                  "(a damaged or replaced file)")
+
+
 def check_counts(meta: dict[str, Any], keys: Iterable[str], stem: str | Path) -> None:
     """CheckpointError naming ``stem``'s JSON unless each of ``keys`` in ``meta`` is a whole number >= 0
     (a step, a count), and the steps skipped are no more than the steps taken: a hand-edited ``"step":

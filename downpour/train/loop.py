@@ -16,8 +16,8 @@ from downpour.data.pipeline import (batch_position, check_resumed_on, data_repor
                                     run_data_info)
 from downpour.errors import Diverged
 from downpour.models.registry import build
-from downpour.train.checkpoint import (CheckpointError, check_counts, check_streams, load_optimizer_state, load_state,
-                                       optimizer_state, save_state)
+from downpour.train.checkpoint import (CheckpointError, check_counts, check_dtypes, check_streams, load_optimizer_state,
+                                       load_state, optimizer_state, save_state)
 from downpour.train.rundir import RunDir
 from downpour.train.setup import make_optimizer, resolve_device, set_up_torch, stage_for_step
 from downpour.train.signals import signals_held
@@ -55,8 +55,10 @@ def _restore(run: RunDir, model, opt, device: torch.device) -> tuple[int, int, f
     tensors, meta = load_state(stem, meta_keys=("step", "skipped", "elapsed", "param_groups"), tensor_keys=("rng.torch",))
     check_counts(meta, ("step", "skipped"), stem)
     check_streams(meta, stem)          # (a stream's position: "data")
+    weights = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
+    check_dtypes(model.state_dict(), weights, str(stem) + ".safetensors")
     try:
-        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        model.load_state_dict(weights)
         load_optimizer_state(opt, tensors, meta, trained=meta["step"] > meta["skipped"])
         torch.set_rng_state(tensors["rng.torch"])
         if "rng.cuda" in tensors and device.type == "cuda":     # dropout, RBM samples, noise drawn on the device
