@@ -482,3 +482,14 @@ def test_a_run_saved_with_an_option_refused_since_as_unread_still_resumes_and_lo
                                                                                          "init_scale = 0.1"))
     assert new_run_config(str(run.path / "config.toml"), ["train.steps=2"]).model.options["init_scale"] == 0.0
     assert main(["train", "--config", str(run.path / "config.toml"), "--dry-run"]) == 0
+
+
+@pytest.mark.parametrize("edit", [lambda m: m.update(whiten=5), lambda m: m.update(whiten=["zca"]),
+                                  lambda m: m.pop("normalize")], ids=["whiten-5", "whiten-list", "no-normalize"])
+def test_a_hand_edited_preprocess_json_is_named_not_a_traceback(tmp_path, edit):
+    """The analysis read it with a bare ValueError / TypeError traceback (an unknown whitening, a list for one)."""
+    path = tmp_path / "r"
+    _go("local", path, "train.steps=4")
+    _edit_json(path / "preprocess.json", edit)
+    with pytest.raises(CheckpointError, match="preprocess.json' cannot be read back"):
+        RunDir.open(path).load_preprocess()

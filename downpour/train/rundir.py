@@ -332,7 +332,10 @@ class RunDir:
 
         if not (self.path / "preprocess.json").is_file():
             return None
-        return Preprocess.from_state(*load_state(self.path / "preprocess"))
+        try:
+            return Preprocess.from_state(*load_state(self.path / "preprocess"))
+        except (ValueError, KeyError, TypeError) as err:    # a hand-edited file: a traceback in every analysis
+            raise CheckpointError(f"{str(self.path / 'preprocess.json')!r} cannot be read back: {err!r}") from None
 
     # --- files --------------------------------------------------------------------------------
     def last_loss(self) -> float | None:
