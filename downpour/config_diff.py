@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from downpour.config import RunConfig, config_to_dict
@@ -28,6 +29,24 @@ def config_differences(a: RunConfig, b: RunConfig) -> list[tuple[str, Any, Any]]
     unread = () if _may_stream(a) or _may_stream(b) else STREAM_KEYS
     return [(key, before.get(key), after.get(key)) for key in sorted(set(before) | set(after))
             if before.get(key) != after.get(key) and not key.startswith("analysis.") and key not in unread]
+
+
+def config_record(cfg: RunConfig) -> dict[str, Any]:
+    """``cfg`` resolved, as a checkpoint's JSON records what its weights were trained with (``config``):
+    what :func:`recorded_differences` compares a run's config.toml with on a resume."""
+    from downpour.models.registry import resolve   # (the registry imports every model family)
+
+    return json.loads(json.dumps(config_to_dict(resolve(cfg))))
+
+
+def recorded_differences(record: dict[str, Any], cfg: RunConfig) -> list[tuple[str, Any, Any]]:
+    """``(key, recorded value, value in cfg)`` for every key of a checkpoint's ``record`` (:func:`config_record`)
+    that ``cfg`` gives another value and a resume may not change (not in RESUMABLE, nor ``analysis.*``, nor a
+    stream's own keys where ``cfg`` does not stream). Keys the record lacks (it predates them) are not compared."""
+    before, after = _flat(record), _flat(config_record(cfg))
+    unread = () if _may_stream(cfg) else STREAM_KEYS
+    return [(key, was, after.get(key)) for key, was in sorted(before.items())
+            if after.get(key) != was and key not in RESUMABLE and not key.startswith("analysis.") and key not in unread]
 
 
 def _may_stream(cfg: RunConfig) -> bool:

@@ -11,6 +11,7 @@ the data is built.
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from downpour.analysis.options import analysis_options, check_image_input
 from downpour._names import nearest
 from downpour.batch import Batch
 from downpour.config import ConfigError, Override, RunConfig, load_config
-from downpour.config_diff import RESUMABLE, config_differences
+from downpour.config_diff import RESUMABLE, config_differences, recorded_differences
 from downpour.data.build import check_config as check_data
 from downpour.data.build import check_files
 from downpour.data.build import gives_labels, sample_shape, why_unlabelled
@@ -36,7 +37,7 @@ from downpour.ps.setup import build_replica
 from downpour.ps.shard import shard_bounds
 from downpour.sandblaster.checks import check_sandblaster
 from downpour.train.flat import ParamLayout
-from downpour.train.rundir import NotARunError, RunDir
+from downpour.train.rundir import CONFIG_KEY, NotARunError, RunDir
 from downpour.train.setup import resolve_device
 
 
@@ -218,9 +219,28 @@ def resume_config(path: str, overrides: list[Override]) -> tuple[RunDir, RunConf
                            "stopped before its first row and checkpoint (nothing of it was kept); nothing to resume. "
                            f"Start it again with `downpour train --config {path}/config.toml --out {path}`, which takes "
                            "the folder over")
+    check_unedited(run)
     cfg = run.config_with(overrides)
     check_resume(run.config, cfg)
     return run, cfg
+
+
+def check_unedited(run: RunDir) -> None:
+    """ConfigError when the run's config.toml says another value than the one its checkpoint's weights were
+    trained with (the JSON's ``config``), for a key a resume may not change: the file was edited by hand, and the
+    resume would go on under a config that describes neither what it trained nor what it trains."""
+    for meta_path in sorted(run.checkpoints.glob("*.json")) if run.checkpoints.is_dir() else []:
+        try:
+            record = json.loads(meta_path.read_text()).get(CONFIG_KEY)
+        except (OSError, ValueError, AttributeError):
+            continue                            # (a damaged checkpoint: the resume's load names it)
+        if not isinstance(record, dict):
+            continue                            # (a run from before 2026-12-04 records none)
+        for key, was, now in recorded_differences(record, run.config):
+            raise ConfigError(f"{str(run.path / 'config.toml')!r} has {key} = {now!r}, but the run's checkpoint "
+                              f"({str(meta_path)!r}) was trained with {was!r}: the file was edited since. Put {was!r} "
+                              f"back to resume the run, or train a new one from the edited file (downpour train "
+                              f"--config {run.path}/config.toml --out NEW)", key=key)
 
 
 def unresumable(saved: RunConfig, new: RunConfig) -> list[tuple[str, Any, Any]]:

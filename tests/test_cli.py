@@ -159,3 +159,20 @@ def test_help_is_plain_text(command, capsys):
     assert done.value.code == 0
     out = capsys.readouterr().out
     assert "usage: downpour" in out and "``" not in out and ":func:" not in out
+
+
+@pytest.mark.parametrize("runner", ["local", "simulated"])
+def test_a_hand_edited_config_toml_is_refused_on_resume_naming_the_key_and_the_checkpoint(tmp_path, capsys, runner):
+    out = tmp_path / "run"
+    assert main(["train", *TINY, "--runner", runner, "--out", str(out)]) == 0
+    saved, metrics = (out / "config.toml").read_text(), (out / "metrics.jsonl").read_text()
+    assert "lr = 0.05\n" not in saved
+    edited = saved.replace("\nlr = ", "\nlr = 0.05\nold_lr = ", 1).replace("\nold_lr = ", "\n# was ", 1)
+    (out / "config.toml").write_text(edited)
+    assert main(["train", "--resume", str(out), "--steps", "25"]) == 2
+    err = capsys.readouterr().err
+    assert "config.toml" in err and "train.lr = 0.05" in err and "checkpoints" in err and "edited since" in err
+    assert (out / "config.toml").read_text() == edited and (out / "metrics.jsonl").read_text() == metrics
+    (out / "config.toml").write_text(saved.replace("log_every = 5", "log_every = 1"))   # a key a resume may change
+    assert main(["train", "--resume", str(out), "--steps", "25"]) == 0
+    assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()][-2:] == [24, 25]

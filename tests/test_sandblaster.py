@@ -364,6 +364,7 @@ def test_the_cli_writes_a_run_directory_and_resumes_it_to_the_same_iterates(tmp_
         assert key in summary, key
     assert summary["units_dispatched"] >= 6 * summary["evaluations"] and run.config.cluster.algorithm == "sandblaster"
     assert run.load_model() is not None
+    assert load_state(run.checkpoints / "sandblaster")[1]["config"]["sandblaster"]["units"] == 6   # what a resume checks
     weights = (run.path / "model.safetensors").read_bytes()    # stopped before its model was written:
     (run.path / "model.json").unlink()                          # resume writes it from the checkpoint
     assert main(["train", "--resume", str(tmp_path / "a"), "--no-report"]) == 0

@@ -166,7 +166,7 @@ class Recorder:
                              "row": self._mean.state(), "last_step": self._last_step,
                              "checkpoints": self.checkpoints + 1, "checkpoint_seconds": self.checkpoint_seconds},
                 **({"patches_per_image": self.patches} if self.patches else {}), **driver}
-        save_server(self.run.checkpoints / SERVER, states, meta, tensors)
+        save_server(self.run.checkpoints / SERVER, states, self.run.stamped(meta), tensors)
         write_staleness(self.run, self.cfg, states, self.coord)
 
     def save_on_failure(self) -> None:

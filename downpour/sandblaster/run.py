@@ -96,7 +96,7 @@ def _save(run: RunDir, pool: Any, coord: Coordinator, progress: _Progress,
     at = boundary or _boundary(pool, coord)
     meta = {**progress.meta(), "batches": progress.batches[:at["log"]], "coordinator": at["coordinator"],
             "shards": len(states), "pool": at["pool"]}              # the simulator's clock, generators, copies
-    save_state(run.checkpoints / CHECKPOINT, tensors, meta)
+    save_state(run.checkpoints / CHECKPOINT, tensors, run.stamped(meta))
 
 
 def _restore(run: RunDir, shards: list[HistoryShard]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -45,7 +45,8 @@ def _save_checkpoint(run: RunDir, model, opt, step: int, skipped: int, elapsed: 
     tensors.update({f"model.{k}": v for k, v in model.state_dict().items()})
     tensors.update(rng)
     extra = ({} if data is None else {"data": data}) | ({} if row is None else {"row": row.state()})
-    save_state(run.checkpoints / "local", tensors, {**meta, "step": step, "skipped": skipped, "elapsed": elapsed, **extra})
+    save_state(run.checkpoints / "local", tensors,
+               run.stamped({**meta, "step": step, "skipped": skipped, "elapsed": elapsed, **extra}))
 
 
 def _restore(run: RunDir, model, opt, device: torch.device) -> tuple[int, int, float, dict[str, int] | None, PartsMean]:

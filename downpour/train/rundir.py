@@ -9,9 +9,9 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import torch
 
 from downpour.config import ConfigError, Override, RunConfig, config_to_toml, load_config
+from downpour.config_diff import config_record
 from downpour.errors import NotARunError
 from downpour.models.base import FeatureModel
 from downpour.settings import is_count
@@ -19,17 +19,20 @@ from downpour.train.checkpoint import (PAIR_KEY, CheckpointError, check_dtypes, 
                                        write_tensors)
 from downpour.train.folders import RunExistsError, folder_to_write, make_folder
 from downpour.train.metrics_file import has_row, read_rows, truncate_rows
+from downpour.train.refit import refits_after
 from downpour.train.recorded import config_fills, model_fills, unread_resets, without_unread
 
 if TYPE_CHECKING:
     from downpour.data.preprocess import Preprocess
 
 log = logging.getLogger(__name__)
+CONFIG_KEY = "config"   # a checkpoint's JSON: the resolved config its weights were trained with
 
 
 class RunDir:
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self.trained_with: dict[str, Any] | None = None   # the config begin() saved: what checkpoints record
 
     @classmethod
     def create(cls, path: str | Path, cfg: RunConfig) -> "RunDir":
@@ -217,9 +220,15 @@ class RunDir:
             raise NotARunError(f"{str(self.path / 'metrics.jsonl')!r} is a folder where the run's metrics file goes; "
                                "move it away")
         self.save_config(cfg)
-        self.save_preprocess(preprocess, self._refits(preprocess, start) if resume else [])
+        self.trained_with = config_record(cfg)
+        self.save_preprocess(preprocess, refits_after(self.path, preprocess, start) if resume else [])
         if resume:
             self.truncate_metrics(start)
+
+    def stamped(self, meta: dict[str, Any]) -> dict[str, Any]:
+        """A checkpoint's ``meta`` with the config its weights train with (``config``, from :meth:`begin`): a resume
+        compares config.toml with it, so a hand edit of the file is refused by name instead of trained past."""
+        return {**meta, CONFIG_KEY: self.trained_with} if self.trained_with is not None else meta
 
     def refuse_reached(self, cfg: RunConfig, start: int) -> None:
         """ConfigError when a resume from step ``start`` has nothing left to train to ``cfg.train.steps``."""
@@ -306,25 +315,6 @@ class RunDir:
         alone. ``refits``: the steps at which a resume fitted it anew on data that had changed."""
         tensors, meta = preprocess.state()
         save_state(self.path / "preprocess", tensors, {**meta, **({"refit_on_resume": refits} if refits else {})})
-
-    def _refits(self, preprocess: "Preprocess", start: int) -> list[int]:
-        """A resume fits the input processing again on the data as it is now: when that differs from the
-        saved fit (files added or changed since), say so and add ``start`` to the saved ``refit_on_resume``."""
-        try:
-            tensors, meta = load_state(self.path / "preprocess")
-        except CheckpointError:
-            return []                           # a run from before preprocess.*, or one whose fit was lost
-        refits = list(meta.get("refit_on_resume", []))
-        new_tensors, new_meta = preprocess.state()
-        same = (all(meta.get(k) == v for k, v in json.loads(json.dumps(new_meta)).items())
-                and tensors.keys() == new_tensors.keys()
-                and all(torch.equal(tensors[k], new_tensors[k].to(tensors[k].dtype)) for k in tensors))
-        if same:
-            return refits
-        log.warning("%s: the input processing fitted on the data as it is now differs from the one this run began "
-                    "with (the data changed since?); the steps from %d on train on the data as it is now, and "
-                    "preprocess.json records the refit (refit_on_resume)", self.path, start)
-        return [*refits, start]
 
     def load_preprocess(self) -> "Preprocess | None":
         """The run's saved input processing, or None for a run that predates it."""

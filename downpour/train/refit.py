@@ -1,0 +1,39 @@
+"""Whether a resume's input processing, fitted again on the data as it is now, is the one its run began with.
+
+    refits = refits_after(run.path, preprocess, start)   # preprocess.json's refit_on_resume, ``start`` added on a change
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from downpour.train.checkpoint import CheckpointError, load_state
+
+if TYPE_CHECKING:
+    from downpour.data.preprocess import Preprocess
+
+log = logging.getLogger(__name__)
+
+
+def refits_after(path: Path, preprocess: "Preprocess", start: int) -> list[int]:
+    """The steps at which the run in ``path`` refitted its input processing on resuming: the saved list, with
+    ``start`` added (and a warning) when ``preprocess`` differs from the saved fit (files added or changed since)."""
+    try:
+        tensors, meta = load_state(path / "preprocess")
+    except CheckpointError:
+        return []                           # a run from before preprocess.*, or one whose fit was lost
+    refits = list(meta.get("refit_on_resume", []))
+    new_tensors, new_meta = preprocess.state()
+    same = (all(meta.get(k) == v for k, v in json.loads(json.dumps(new_meta)).items())
+            and tensors.keys() == new_tensors.keys()
+            and all(torch.equal(tensors[k], new_tensors[k].to(tensors[k].dtype)) for k in tensors))
+    if same:
+        return refits
+    log.warning("%s: the input processing fitted on the data as it is now differs from the one this run began "
+                "with (the data changed since?); the steps from %d on train on the data as it is now, and "
+                "preprocess.json records the refit (refit_on_resume)", path, start)
+    return [*refits, start]
