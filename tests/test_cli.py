@@ -2,6 +2,7 @@
 import json
 
 import pytest
+import torch
 
 from downpour.cli import analysis_overrides, build_parser, _overrides, main
 from downpour.config import ConfigError, load_config
@@ -176,3 +177,41 @@ def test_a_hand_edited_config_toml_is_refused_on_resume_naming_the_key_and_the_c
     (out / "config.toml").write_text(saved.replace("log_every = 5", "log_every = 1"))   # a key a resume may change
     assert main(["train", "--resume", str(out), "--steps", "25"]) == 0
     assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()][-2:] == [24, 25]
+
+
+SANDBLASTER = ["--config", "ufldl-sae", "--steps", "3", "--set", "data.samples=500", "--set", "train.tensorboard=false",
+               "--runner", "simulated", "--set", "cluster.algorithm=sandblaster", "--set", "sandblaster.units=2", "--no-report"]
+
+
+@pytest.mark.parametrize("args, stem, key", [
+    ([*TINY, "--runner", "local"], "local", "model.weight"), ([*TINY, "--runner", "simulated"], "server", "shard0.params"),
+    (SANDBLASTER, "sandblaster", "shard0.w")])
+def test_a_checkpoint_holding_nan_weights_is_refused_on_resume_and_the_model_is_kept(tmp_path, capsys, args, stem, key):
+    """Its steps would all be skipped, the resume would end 'finished' and write a model of NaNs over the run's."""
+    from downpour.train.checkpoint import PAIR_KEY, load_state, save_state
+
+    out = tmp_path / "run"
+    assert main(["train", *args, "--out", str(out)]) == 0
+    tensors, meta = load_state(out / "checkpoints" / stem)
+    assert key in tensors, sorted(tensors)
+    tensors[key] = tensors[key].clone().index_fill_(0, torch.tensor([0]), float("nan"))
+    save_state(out / "checkpoints" / stem, tensors, {k: v for k, v in meta.items() if k != PAIR_KEY})   # a whole pair
+    model = (out / "model.safetensors").read_bytes()
+    assert main(["train", "--resume", str(out), "--steps", "25"]) != 0
+    err = capsys.readouterr().err
+    assert f"{stem}.safetensors" in err and key in err and "non-finite" in err
+    assert (out / "model.safetensors").read_bytes() == model
+
+
+def test_a_model_holding_nan_weights_is_refused_by_the_analysis_by_name(tmp_path, capsys):
+    from downpour.train.checkpoint import PAIR_KEY, read_tensors, sha256_of, write_tensors
+
+    out = tmp_path / "run"
+    assert main(["train", *TINY, "--steps", "5", "--out", str(out)]) == 0
+    tensors = read_tensors(out / "model.safetensors")
+    tensors["bias"][3] = float("inf")
+    write_tensors(tensors, out / "model.safetensors")
+    meta = json.loads((out / "model.json").read_text())
+    (out / "model.json").write_text(json.dumps({**meta, PAIR_KEY: sha256_of(out / "model.safetensors")}))
+    assert main(["analyze", str(out)]) != 0
+    assert "model.safetensors" in (err := capsys.readouterr().err) and "'bias' holds 1 non-finite" in err, err

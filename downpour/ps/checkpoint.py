@@ -12,7 +12,7 @@ from typing import Any, Iterator
 
 from torch import Tensor
 
-from downpour.train.checkpoint import CheckpointError, check_counts, check_streams, load_state, save_state
+from downpour.train.checkpoint import CheckpointError, check_counts, check_finite, check_streams, load_state, save_state
 
 ShardState = tuple[dict[str, Tensor], dict[str, Any]]
 SERVER = "server"  # the server checkpoint's stem under a run's checkpoints/
@@ -33,6 +33,7 @@ def load_server(stem: str | Path, meta_keys: tuple[str, ...] = ()) -> tuple[list
     tensors, meta = load_state(stem, meta_keys=("shards", *meta_keys))
     check_counts(meta, [key for key in ("step",) if key in meta_keys], stem)
     check_streams(meta, stem)
+    check_finite({k: v for k, v in tensors.items() if k.startswith("shard")}, str(stem) + ".safetensors")
     states: list[ShardState] = []
     for j, shard_meta in enumerate(meta["shards"]):
         prefix = f"shard{j}."

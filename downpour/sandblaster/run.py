@@ -27,7 +27,7 @@ from downpour.sandblaster.history import HistoryShard
 from downpour.sandblaster.lbfgs import Coordinator
 from downpour.sandblaster.units import UnitCounts, batch_rows
 from downpour.sandblaster.worker import DTYPES
-from downpour.train.checkpoint import CheckpointError, load_state, save_state
+from downpour.train.checkpoint import CheckpointError, check_finite, load_state, save_state
 from downpour.train.rundir import RunDir
 from downpour.train.setup import stage_for_step
 from downpour.train.signals import signals_held
@@ -105,6 +105,7 @@ def _restore(run: RunDir, shards: list[HistoryShard]) -> tuple[dict[str, Any], d
         tensors, meta = load_state(run.checkpoints / CHECKPOINT, meta_keys=("iteration", "coordinator", "shards"))
     except CheckpointError as err:
         raise CheckpointError(f"cannot resume {str(run.path)!r}: {err}") from None
+    check_finite({k: v for k, v in tensors.items() if k.startswith("shard")}, str(run.checkpoints / CHECKPOINT) + ".safetensors")
     if meta["shards"] != len(shards):
         raise ConfigError(f"cannot resume {str(run.path)!r} with cluster.shards={len(shards)}: it was run with {meta['shards']}")
     for j, shard in enumerate(shards):

@@ -150,6 +150,17 @@ def check_dtypes(want: dict[str, Tensor], tensors: dict[str, Tensor], path: str 
                                   "(a damaged or replaced file)")
 
 
+def check_finite(tensors: dict[str, Tensor], path: str | Path) -> None:
+    """CheckpointError naming ``path`` and the first tensor of ``tensors`` holding a NaN or infinity: training
+    applies no such update, so the file was written by another tool (or a finite step overflowed); resumed, every
+    step's cost would be NaN, every step skipped, and the run would end 'finished' with a model of NaNs."""
+    for key, value in tensors.items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            bad = int((~torch.isfinite(value)).sum())
+            raise CheckpointError(f"{str(path)!r}: tensor {key!r} holds {bad} non-finite value(s) of {value.numel()}; "
+                                  "nothing can be trained or analysed from it (resume from another copy of the run)")
+
+
 def check_counts(meta: dict[str, Any], keys: Iterable[str], stem: str | Path) -> None:
     """CheckpointError naming ``stem``'s JSON unless each of ``keys`` in ``meta`` is a whole number >= 0
     (a step, a count), and the steps skipped are no more than the steps taken: a hand-edited ``"step":
