@@ -83,3 +83,27 @@ def test_top_images_orders_by_signed_response():
     assert top_images(r, 2).tolist() == [1, 3]
     assert top_images(r, 2, sign=-1).tolist() == [2, 0]
     assert top_images(r, 10).tolist() == [1, 3, 0, 2]
+
+
+def test_starts_a_relu_unit_is_off_at_are_drawn_again_and_those_it_never_answers_are_left_out_and_counted():
+    """A ReLU unit off at a start gives it no gradient: the start kept its random draw, and its cosine with the
+    optimum (about 0) pulled the agreement down (cnn-digits' conv1 unit: restarts [2.98, 0, 0, 0], agreement -0.28)."""
+    from downpour.analysis.report import _starts
+
+    model = LinearUnits((1, 8, 8), act=torch.relu)
+    stim = optimal_stimulus(model, 3, norm=2.5, steps=150, restarts=8, seed=0)
+    assert stim.silent_starts == 0 and min(stim.restarts) > 0 and stim.agreement > 0.99   # (half were off at first)
+    w = model.encoder.weight[3].detach()
+    with torch.no_grad():                         # on for about 6% of random draws: some starts stay off
+        model.encoder.bias[3] = -1.6 * float(w.norm()) * 2.5 / 8
+    stim = optimal_stimulus(model, 3, norm=2.5, steps=150, restarts=8, seed=0)
+    assert stim.silent_starts == 4 and sum(r == 0 for r in stim.restarts) == 4
+    assert _cos(stim.image, w) > 0.995 and stim.agreement > 0.99      # every start that moved found the optimum
+    words = _starts(vars(stim))
+    assert "4 of them silent and left out" in words and "the 4 that moved 1.00" in words
+    lone = optimal_stimulus(model, 3, norm=2.5, steps=20, restarts=2, seed=0)
+    assert lone.silent_starts == 1 and lone.agreement is None and "no second solution" in _starts(vars(lone))
+    with torch.no_grad():
+        model.encoder.bias[3] = -2.3 * float(w.norm()) * 2.5 / 8
+    none = optimal_stimulus(model, 3, norm=2.5, steps=20, restarts=8, seed=1)
+    assert none.silent_starts == 8 and "every one silent" in _starts(vars(none)) and "random draw" in _starts(vars(none))

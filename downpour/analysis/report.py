@@ -74,10 +74,20 @@ def _face_neuron(a: dict[str, Any]) -> str:
 
 def _starts(stim: dict[str, Any]) -> str:
     """How far the optimisation's starts agree, in words (up to the sentence's closing parenthesis)."""
-    n = len(stim["restarts"])
-    if stim.get("agreement") is None or n < 2:
+    n, silent = len(stim["restarts"]), stim.get("silent_starts", 0)
+    why = "the unit gave them no gradient, drawn again and again, so they never moved"
+    if silent and silent == n:
+        return (f"from {n} starts, every one silent ({why}: the picture is a random draw, not what the unit answers; "
+                "the unit fires on none of them")
+    if n >= 2 and stim.get("agreement") is None:
+        return (f"best of {n} starts ({silent} of them silent: {why}, so no second solution to compare it with; "
+                "raise analysis.stimulus_restarts for one")
+    if stim.get("agreement") is None:
         return "from one start (nothing to compare it with: more starts, analysis.stimulus_restarts, tell one optimum from several"
     mirror = (" in absolute value, as the unit answers x and -x alike" if stim.get("symmetric") else "")
+    if silent:
+        return (f"best of {n} starts ({silent} of them silent and left out: {why}; mean cosine similarity between "
+                f"the solutions of the {n - silent} that moved {stim['agreement']:.2f}{mirror}")
     return f"best of {n} starts (mean cosine similarity between starts' solutions {stim['agreement']:.2f}{mirror}"
 
 

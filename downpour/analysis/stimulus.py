@@ -3,7 +3,8 @@
 Le et al. 2012 found their face neuron's optimal stimulus by optimising the input under a norm
 constraint: x* = argmax_x f(x) subject to ||x||₂ = r. We do projected gradient ascent on that
 sphere: step along the normalised gradient, rescale back to norm r, with a step that shrinks
-linearly to zero, from several random starts run as one batch; the best start wins.
+linearly to zero, from several random starts run as one batch; the best start wins. A start the unit
+gives no gradient at (a ReLU unit off there) is drawn again; one still without a gradient is silent.
 """
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ from downpour.analysis.units import check_layer, model_input_shape, unit_respons
 from downpour.models.base import FeatureModel
 
 
+REDRAWS = 10   # times a start the unit gives no gradient at is drawn again before it counts as silent
+
+
 @dataclass
 class Stimulus:
     """The result of :func:`optimal_stimulus`.
@@ -26,7 +30,9 @@ class Stimulus:
     start's final response (R,); agreement: mean cosine similarity of the other starts' solutions
     to the best one (near 1: one clear optimum; low: several; None with one start: nothing to compare).
     For a unit that answers x and -x alike (``symmetric``: an L2-pooled or TICA unit), x* and -x* are one
-    optimum, so the cosines are taken in absolute value.
+    optimum, so the cosines are taken in absolute value. silent_starts: starts the unit never gave a gradient (a ReLU
+    unit off at that start and at its REDRAWS draws again, for ever): they never moved from their random draw, so they are left out of
+    ``agreement`` (with fewer than two that moved, None) and counted in silent_starts.
     """
 
     image: Tensor
@@ -37,6 +43,7 @@ class Stimulus:
     trace: list[float]          # best start's response every few steps, to check convergence
     field_pixels: int = 0       # inputs (C·H·W entries) the unit's response depends on: its receptive field
     symmetric: bool = False     # the unit's response to -x* equals its response to x*
+    silent_starts: int = 0      # starts that never had a gradient (left out of agreement)
 
 
 def _project(x: Tensor, norm: float) -> Tensor:
@@ -66,19 +73,26 @@ def optimal_stimulus(model: FeatureModel, unit: int, *, layer: str | None = None
     shape = model_input_shape(model, input_shape)
     norm = float(norm if norm is not None else np.sqrt(np.prod(shape)))
     model = copy.deepcopy(model).eval()
-    x = _project(torch.randn((restarts, *shape), generator=torch.Generator().manual_seed(seed)), norm)  # (R, C, H, W)
+    draws = torch.Generator().manual_seed(seed)
+    x = _project(torch.randn((restarts, *shape), generator=draws), norm)                          # (R, C, H, W)
+    for _ in range(REDRAWS):    # a start the unit gives no gradient at (a ReLU unit off there) would never move
+        off = _response_and_grad(model, x, unit, layer, sign)[1].reshape(restarts, -1).abs().amax(dim=1) == 0
+        if not off.any():
+            break
+        x[off] = _project(torch.randn((int(off.sum()), *shape), generator=draws), norm)
     # Pixels outside the unit's receptive field get no gradient from any start and would keep their
     # random start values for ever; zero them so the whole norm goes where the unit can see it.
     field = (_response_and_grad(model, x, unit, layer, sign)[1] != 0).any(dim=0)                  # (C, H, W)
     if field.any():
         x = _project(x * field, norm)
-    trace = []
+    trace, moved = [], torch.zeros(restarts, dtype=torch.bool)
     for t in range(steps):
         response, grad = _response_and_grad(model, x, unit, layer, sign)
         if x.dtype == torch.float32 and bool((grad.reshape(restarts, -1).abs().amax(dim=1) == 0).any()):
             # A saturated unit (a sigmoid at z = 20) has a gradient float32 rounds to 0: go on in float64.
             model, x = model.double(), x.double()
             response, grad = _response_and_grad(model, x, unit, layer, sign)
+        moved |= grad.reshape(restarts, -1).abs().amax(dim=1) > 0
         with torch.no_grad():
             step = lr * norm * (1.0 - t / steps)
             g = grad.reshape(restarts, -1)
@@ -93,13 +107,13 @@ def optimal_stimulus(model: FeatureModel, unit: int, *, layer: str | None = None
         cos = (flat @ flat[best]) / (flat.norm(dim=1) * flat[best].norm()).clamp_min(1e-12)
         mirrored = sign * unit_response(model, -x[best:best + 1], unit, layer)
         symmetric = bool(torch.isclose(mirrored, final[best:best + 1], rtol=1e-5, atol=1e-8).all())
-        others = torch.cat([cos[:best], cos[best + 1:]])
+        others = cos[moved & (torch.arange(restarts) != best)] if moved[best] else cos[:0]
         others = others.abs() if symmetric else others
     trace.append(float(final[best]))
     return Stimulus(image=x[best].detach().float(), activation=float(sign * final[best]), norm=norm,
                     restarts=[float(sign * v) for v in final], trace=trace,
                     agreement=float(others.mean()) if len(others) else None, field_pixels=int(field.sum()),
-                    symmetric=symmetric)
+                    symmetric=symmetric, silent_starts=int((~moved).sum()))
 
 
 def top_images(responses: np.ndarray, k: int, sign: int = 1) -> np.ndarray:

@@ -15,7 +15,7 @@ from downpour.config_diff import config_record
 from downpour.errors import NotARunError
 from downpour.models.base import FeatureModel
 from downpour.settings import is_count
-from downpour.train.checkpoint import (PAIR_KEY, CheckpointError, check_dtypes, check_finite, check_streams, load_state,
+from downpour.train.checkpoint import (PAIR_KEY, CheckpointError, check_dtypes, check_streams, load_state,
                                        read_tensors, save_state, sha256_of, write_tensors)
 from downpour.train.folders import RunExistsError, folder_to_write, make_folder
 from downpour.train.metrics_file import has_row, read_rows, truncate_rows
@@ -302,7 +302,6 @@ class RunDir:
                                   f"was cut between the two); `downpour train --resume {self.path}` writes it again")
         model = self.new_model(meta)
         check_dtypes(model.state_dict(), tensors, weights)
-        check_finite(tensors, weights)
         try:
             model.load_state_dict(tensors)
         except RuntimeError as err:   # missing / unexpected keys, wrong shapes
