@@ -49,6 +49,16 @@ def recorded_differences(record: dict[str, Any], cfg: RunConfig) -> list[tuple[s
             if after.get(key) != was and key not in RESUMABLE and not key.startswith("analysis.") and key not in unread]
 
 
+def model_differences(name: str, options: dict[str, Any], cfg: RunConfig) -> list[tuple[str, Any, Any]]:
+    """``(model.KEY, model.json's value, cfg's)`` for the model name and every option a model.json (``name``,
+    ``options``, as read back) gives another value than the run's resolved config ``cfg``: one of the two files was
+    edited, and the network built from model.json is not the one config.toml describes."""
+    recorded = json.loads(json.dumps({"name": name, **options}))
+    resolved = config_record(cfg)["model"]
+    return [(f"model.{key}", was, resolved[key]) for key, was in sorted(recorded.items())
+            if key in resolved and resolved[key] != was]
+
+
 def _may_stream(cfg: RunConfig) -> bool:
     """Whether a run of ``cfg`` may stream its data (asked to, or files it may decode as it goes)."""
     return cfg.data.pipeline == "stream" or (cfg.data.can_stream() and cfg.data.pipeline != "memory")

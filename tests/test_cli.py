@@ -202,3 +202,15 @@ def test_a_checkpoint_holding_nan_weights_is_refused_on_resume_and_the_model_is_
     assert f"{stem}.safetensors" in err and key in err and "non-finite" in err
     assert (out / "model.safetensors").read_bytes() == model
 
+
+
+def test_a_hand_edited_model_json_that_builds_another_network_is_refused_naming_both_files(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", *TINY, "--steps", "5", "--out", str(out)]) == 0
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["options"]["activation"] == "sigmoid"
+    meta["options"]["activation"] = "relu"           # the same weights' shapes: it loaded, and another network was analysed
+    (out / "model.json").write_text(json.dumps(meta))
+    assert main(["analyze", str(out)]) != 0
+    err = capsys.readouterr().err
+    assert "model.json" in err and "model.activation = 'relu'" in err and "config.toml" in err and "'sigmoid'" in err

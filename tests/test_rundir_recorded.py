@@ -121,3 +121,11 @@ def test_a_run_from_before_mix_items_is_the_same_recipe_to_a_cross_fit(tmp_path)
     streamed = dataclasses.replace(recipe.data, source="folder", path=str(tmp_path), pipeline="stream")
     assert [key for key, _, _ in config_differences(dataclasses.replace(recipe, data=streamed),
                                                     dataclasses.replace(recipe, data=dataclasses.replace(streamed, mix_items=1)))] == ["data.mix_items"]
+
+
+def test_a_run_made_from_a_config_built_in_python_saves_it_resolved_and_reads_it_back_as_trained(tmp_path):
+    """RunDir.create with load_config's unresolved config wrote only the options set; the cat network's missing
+    filter_norm then read back as an old run's 0 (free filters): a resume or analysis built another network."""
+    run = RunDir.create(tmp_path / "run", load_config("cat-demo", ["train.steps=4"]))
+    assert "filter_norm" in (run.path / "config.toml").read_text()
+    assert run.config.model.options["filter_norm"] == [1.0] and run.config.model.options["recon"] == "interior"

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 
 from downpour.config import ConfigError, Override, RunConfig, config_to_toml, load_config
-from downpour.config_diff import config_record
+from downpour.config_diff import config_record, model_differences
 from downpour.errors import NotARunError
 from downpour.models.base import FeatureModel
 from downpour.settings import is_count
@@ -174,7 +174,11 @@ class RunDir:
         return [*fills, *unread_resets(path, saved.model.name, saved.model.options)]
 
     def save_config(self, cfg: RunConfig) -> None:
-        _replace_text(self.path / "config.toml", config_to_toml(cfg))
+        """config.toml: ``cfg`` resolved, whoever built it. A config made in Python and never resolved wrote only the
+        options it set, and one it lacked read back as its absence meant in old runs (filter_norm 0: free filters)."""
+        from downpour.models.registry import resolve    # (the registry imports every model family)
+
+        _replace_text(self.path / "config.toml", config_to_toml(resolve(cfg)))
 
     def unsaved_at_end(self, cfg: RunConfig, start: int, resume: bool) -> bool:
         """A resume whose checkpoint is the run's last step but whose model was not written at it (stopped
@@ -289,6 +293,9 @@ class RunDir:
                 raise CheckpointError(f"{str(self.path / 'model.json')!r}: {key} is {meta[key]!r}, not {what}")
         options = {**model_fills(self.path / "model.json", meta["model"], meta["options"]), **meta["options"]}
         options = without_unread(self.path / "model.json", meta["model"], options)
+        for key, was, now in model_differences(meta["model"], options, self.config) if (self.path / "config.toml").is_file() else ():
+            raise CheckpointError(f"{str(self.path / 'model.json')!r} builds {key} = {was!r}, {str(self.path / 'config.toml')!r} "
+                                  f"says {now!r}: one of them was edited (a run writes both alike); put it back")
         return create_model(meta["model"], tuple(meta["input_shape"]), **options)
 
     def load_model(self) -> FeatureModel:
