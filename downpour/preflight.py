@@ -21,7 +21,7 @@ from downpour.analysis.options import analysis_options, check_image_input
 from downpour._names import nearest
 from downpour.batch import Batch
 from downpour.config import ConfigError, Override, RunConfig, load_config
-from downpour.config_diff import RESUMABLE, config_differences, recorded_differences
+from downpour.config_diff import RESUMABLE, config_differences
 from downpour.data.build import check_config as check_data
 from downpour.data.build import check_files
 from downpour.data.build import gives_labels, sample_shape, why_unlabelled
@@ -37,6 +37,7 @@ from downpour.ps.setup import build_replica
 from downpour.ps.shard import shard_bounds
 from downpour.sandblaster.checks import check_sandblaster
 from downpour.train.flat import ParamLayout
+from downpour.train.config_record import recorded_differences
 from downpour.train.rundir import CONFIG_KEY, NotARunError, RunDir
 from downpour.train.setup import resolve_device
 

@@ -11,12 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 
 from downpour.config import ConfigError, Override, RunConfig, config_to_toml, load_config
-from downpour.config_diff import config_record, model_differences
 from downpour.errors import NotARunError
 from downpour.models.base import FeatureModel
+from downpour.models.registry import create_model, resolve
 from downpour.settings import is_count
 from downpour.train.checkpoint import (PAIR_KEY, CheckpointError, check_dtypes, check_streams, load_state,
                                        read_tensors, save_state, sha256_of, write_tensors)
+from downpour.train.config_record import config_record, model_differences
 from downpour.train.folders import RunExistsError, folder_to_write, make_folder
 from downpour.train.metrics_file import has_row, read_rows, truncate_rows
 from downpour.train.refit import refits_after
@@ -176,8 +177,6 @@ class RunDir:
     def save_config(self, cfg: RunConfig) -> None:
         """config.toml: ``cfg`` resolved, whoever built it. A config made in Python and never resolved wrote only the
         options it set, and one it lacked read back as its absence meant in old runs (filter_norm 0: free filters)."""
-        from downpour.models.registry import resolve    # (the registry imports every model family)
-
         _replace_text(self.path / "config.toml", config_to_toml(resolve(cfg)))
 
     def unsaved_at_end(self, cfg: RunConfig, start: int, resume: bool) -> bool:
@@ -281,8 +280,6 @@ class RunDir:
         """A freshly initialised model of the architecture model.json (or its dict ``meta``) describes, the
         options it lacks read as what their absence meant (:mod:`downpour.train.recorded`): what
         :meth:`load_model` loads the weights into, and the analysis's random-weights twin."""
-        from downpour.models.registry import create_model  # the registry imports every family: only when needed
-
         meta = self.read_json("model.json") if meta is None else meta
         for key, fits, what in (("model", lambda v: isinstance(v, str), "a model's name"),
                                 ("input_shape", _is_shape, "a list of sizes >= 1"),

@@ -1,0 +1,39 @@
+"""The config a run's weights were trained with, as its checkpoints and model.json record it, against its config.toml.
+
+    record = config_record(cfg)                          # a checkpoint JSON's "config"
+    for key, was, now in recorded_differences(record, run.config): ...   # config.toml edited since
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from downpour.config import RunConfig, config_to_dict
+from downpour.config_diff import RESUMABLE, STREAM_KEYS, flat_keys, may_stream
+from downpour.models.registry import resolve
+
+
+def config_record(cfg: RunConfig) -> dict[str, Any]:
+    """``cfg`` resolved, as a checkpoint's JSON records what its weights were trained with (``config``):
+    what :func:`recorded_differences` compares a run's config.toml with on a resume."""
+    return json.loads(json.dumps(config_to_dict(resolve(cfg))))
+
+
+def recorded_differences(record: dict[str, Any], cfg: RunConfig) -> list[tuple[str, Any, Any]]:
+    """``(key, recorded value, value in cfg)`` for every key of a checkpoint's ``record`` (:func:`config_record`)
+    that ``cfg`` gives another value and a resume may not change (not in RESUMABLE, nor ``analysis.*``, nor a
+    stream's own keys where ``cfg`` does not stream). Keys the record lacks (it predates them) are not compared."""
+    before, after = flat_keys(record), flat_keys(config_record(cfg))
+    unread = () if may_stream(cfg) else STREAM_KEYS
+    return [(key, was, after.get(key)) for key, was in sorted(before.items())
+            if after.get(key) != was and key not in RESUMABLE and not key.startswith("analysis.") and key not in unread]
+
+
+def model_differences(name: str, options: dict[str, Any], cfg: RunConfig) -> list[tuple[str, Any, Any]]:
+    """``(model.KEY, model.json's value, cfg's)`` for the model name and every option a model.json (``name``,
+    ``options``, as read back) gives another value than the run's resolved config ``cfg``: one of the two files was
+    edited, and the network built from model.json is not the one config.toml describes."""
+    recorded = json.loads(json.dumps({"name": name, **options}))
+    resolved = config_record(cfg)["model"]
+    return [(f"model.{key}", was, resolved[key]) for key, was in sorted(recorded.items())
+            if key in resolved and resolved[key] != was]
