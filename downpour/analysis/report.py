@@ -75,7 +75,7 @@ def _face_neuron(a: dict[str, Any]) -> str:
 def _starts(stim: dict[str, Any]) -> str:
     """How far the optimisation's starts agree, in words (up to the sentence's closing parenthesis)."""
     n, silent = len(stim["restarts"]), stim.get("silent_starts", 0)
-    why = "the unit gave them no gradient, drawn again and again, so they never moved"
+    why = "the unit gave them no gradient, nor any of their 10 draws again, so they never moved"
     if silent and silent == n:
         return (f"from {n} starts, every one silent ({why}: the picture is a random draw, not what the unit answers; "
                 "the unit fires on none of them")

@@ -30,9 +30,9 @@ class Stimulus:
     start's final response (R,); agreement: mean cosine similarity of the other starts' solutions
     to the best one (near 1: one clear optimum; low: several; None with one start: nothing to compare).
     For a unit that answers x and -x alike (``symmetric``: an L2-pooled or TICA unit), x* and -x* are one
-    optimum, so the cosines are taken in absolute value. silent_starts: starts the unit never gave a gradient (a ReLU
-    unit off at that start and at its REDRAWS draws again, for ever): they never moved from their random draw, so they are left out of
-    ``agreement`` (with fewer than two that moved, None) and counted in silent_starts.
+    optimum, so the cosines are taken in absolute value. silent_starts: starts the unit never gave a
+    gradient (a ReLU unit off there, and at each of its REDRAWS draws again): they never moved from
+    their draw, so they are left out of ``agreement`` (None with fewer than two that moved).
     """
 
     image: Tensor

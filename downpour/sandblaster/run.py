@@ -105,7 +105,7 @@ def _restore(run: RunDir, shards: list[HistoryShard]) -> tuple[dict[str, Any], d
         tensors, meta = load_state(run.checkpoints / CHECKPOINT, meta_keys=("iteration", "coordinator", "shards"))
     except CheckpointError as err:
         raise CheckpointError(f"cannot resume {str(run.path)!r}: {err}") from None
-    check_finite({k: v for k, v in tensors.items() if k.startswith("shard")}, str(run.checkpoints / CHECKPOINT) + ".safetensors")
+    check_finite({k: v for k, v in tensors.items() if k.startswith("shard")}, f"{run.checkpoints / CHECKPOINT}.safetensors")
     if meta["shards"] != len(shards):
         raise ConfigError(f"cannot resume {str(run.path)!r} with cluster.shards={len(shards)}: it was run with {meta['shards']}")
     for j, shard in enumerate(shards):

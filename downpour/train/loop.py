@@ -16,8 +16,8 @@ from downpour.data.pipeline import (batch_position, check_resumed_on, data_repor
                                     run_data_info)
 from downpour.errors import Diverged
 from downpour.models.registry import build
-from downpour.train.checkpoint import (CheckpointError, check_counts, check_dtypes, check_finite, check_streams, load_optimizer_state,
-                                       load_state, optimizer_state, save_state)
+from downpour.train.checkpoint import (CheckpointError, check_counts, check_dtypes, check_finite, check_streams,
+                                       load_optimizer_state, load_state, optimizer_state, save_state)
 from downpour.train.rundir import RunDir
 from downpour.train.setup import make_optimizer, resolve_device, set_up_torch, stage_for_step
 from downpour.train.signals import signals_held
@@ -58,7 +58,7 @@ def _restore(run: RunDir, model, opt, device: torch.device) -> tuple[int, int, f
     check_streams(meta, stem)          # (a stream's position: "data")
     weights = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
     check_dtypes(model.state_dict(), weights, str(stem) + ".safetensors")
-    check_finite({f"model.{k}": v for k, v in weights.items()}, str(stem) + ".safetensors")   # (named as in the file)
+    check_finite({k: v for k, v in tensors.items() if k.startswith("model.")}, str(stem) + ".safetensors")
     try:
         model.load_state_dict(weights)
         load_optimizer_state(opt, tensors, meta, trained=meta["step"] > meta["skipped"])

@@ -290,9 +290,10 @@ class RunDir:
                 raise CheckpointError(f"{str(self.path / 'model.json')!r}: {key} is {meta[key]!r}, not {what}")
         options = {**model_fills(self.path / "model.json", meta["model"], meta["options"]), **meta["options"]}
         options = without_unread(self.path / "model.json", meta["model"], options)
-        for key, was, now in model_differences(meta["model"], options, self.config) if (self.path / "config.toml").is_file() else ():
-            raise CheckpointError(f"{str(self.path / 'model.json')!r} builds {key} = {was!r}, {str(self.path / 'config.toml')!r} "
-                                  f"says {now!r}: one of them was edited (a run writes both alike); put it back")
+        config = self.path / "config.toml"
+        for key, was, now in model_differences(meta["model"], options, self.config) if config.is_file() else ():
+            raise CheckpointError(f"{str(self.path / 'model.json')!r} builds {key} = {was!r}, {str(config)!r} says "
+                                  f"{now!r}: one of them was edited (a run writes both alike); put it back")
         return create_model(meta["model"], tuple(meta["input_shape"]), **options)
 
     def load_model(self) -> FeatureModel:
