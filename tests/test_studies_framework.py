@@ -774,3 +774,23 @@ def test_a_table_cell_holding_a_record_reads_as_words_not_a_python_dict():
 
     shown = _plain({"seeds": [0, 1, 4], "delta": [0.0, -0.4619679414498926, 0.1], "reading": "inconclusive"})
     assert shown == "seeds 0, 1, 4; delta 0, -0.462, 0.1; reading inconclusive"
+
+
+def test_an_out_folder_holding_other_things_and_no_study_is_refused_and_left_as_it_was(planted, tmp_path, capsys):
+    """`--out docs` ran the study into the docs folder: cells.jsonl, context.json, study.json, study.html and
+    figures/ written among the pages. A study's own folder, or an empty one, is still taken."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "studies.md").write_text("# pages\n")
+    (docs / ".gitkeep").write_text("")
+    assert main(["study", "planted", "--quick", "--out", str(docs)]) == 2
+    err = capsys.readouterr().err
+    assert str(docs) in err and "studies.md" in err and "no study" in err
+    assert sorted(p.name for p in docs.iterdir()) == [".gitkeep", "studies.md"] and not CALLS
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / ".gitkeep").write_text("")
+    run_study("planted", empty, quick=True, jobs=1)
+    (empty / "notes.md").write_text("mine\n")         # a study's folder with the user's notes: resumed
+    run_study("planted", empty, quick=True, seeds=4, jobs=1)
+    assert len(CALLS) == 8

@@ -33,7 +33,9 @@ from downpour.studies import study_class
 from downpour.studies.cells import CellCache, default_jobs, run_cells
 from downpour.studies.html import write_html
 from downpour.studies.stats import DIVERGED, diverged_paragraph, family_paragraph, holm, nothing_trained
-from downpour.train.folders import folder_to_write, make_folder
+from downpour.train.folders import RunExistsError, folder_to_write, make_folder
+
+STUDY_FILES = ("cells.jsonl", "context.json", "study.json")    # what marks a folder as a study's (its own or another's)
 
 
 def command_line(name: str, quick: bool, seeds: int, sets: list[Override], out: str) -> str:
@@ -64,6 +66,7 @@ def run_study(name: str, out: str | Path, quick: bool = False, seeds: int | None
     folder = folder_to_write(Path(out), "the study's folder")
     if (folder / "config.toml").is_file():          # its cells, context and figures would mix into the run
         raise ConfigError(f"--out {str(folder)!r} holds a training run (config.toml); a study writes its own folder")
+    _refuse_a_foreign_folder(folder)
     make_folder(folder, "the study's folder")
     header = cells_header(study, conditions, [_pair(s) for s in sets])
     cache = CellCache(folder / "cells.jsonl", header)
@@ -111,6 +114,19 @@ def run_study(name: str, out: str | Path, quick: bool = False, seeds: int | None
     (folder / "study.json").write_text(json.dumps(result, indent=1, allow_nan=True) + "\n")
     write_html(result, folder / "study.html")
     return folder
+
+
+def _refuse_a_foreign_folder(folder: Path) -> None:
+    """A folder that holds things but none of a study's files (``--out docs``, a home folder) is refused: the
+    study wrote its cells.jsonl, context.json, study.json, study.html and figures/ among them, and
+    figures/*.png over any of the same name (until 2026-12-04). Hidden entries (.gitkeep) do not count."""
+    if not folder.is_dir():
+        return
+    held = sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
+    if held and not any(name in STUDY_FILES for name in held):
+        shown = ", ".join(held[:5]) + (f" and {len(held) - 5} more" if len(held) > 5 else "")
+        raise RunExistsError(f"--out {str(folder)!r} holds {shown} and no study (no {', '.join(STUDY_FILES)}); "
+                             "a study writes its files and figures/ into its folder: pick a new or empty --out")
 
 
 def cells_header(study: Any, conditions: list[Any], sets: list[tuple[str, Any]]) -> dict[str, Any]:
