@@ -262,6 +262,24 @@ def test_the_width_and_data_sentences_say_when_the_seeds_diverged(quick):
     assert "100% of its seeds diverged" in wide
 
 
+def test_a_success_interval_that_leaves_out_0_and_reads_inconclusive_says_mcnemars_p(quick):
+    """'wide/lr0.125/async4 reached 0% vs wide/lr0.125/sync (Δ -100 points [-100, -7]: inconclusive)': the
+    reading is McNemar's (4 of 4 seeds lost: p = 0.125), which the sentence never said."""
+    out, result = quick
+    cells = [json.loads(line) for line in (out / "cells.jsonl").read_text().splitlines()[1:]]
+    by = {(c["condition"], s): c["figures"] for c in cells for s in range(4) if c["seed"] == s % 2}
+    study = study_class("staleness")(quick=True)
+    for seed in range(4):
+        by[("wide/lr0.125/sync", seed)] = {**by[("wide/lr0.125/sync", seed)], "diverged": 0.0, "success": 1.0}
+        by[("wide/lr0.125/async4", seed)] = {**by[("wide/lr0.125/async4", seed)], "diverged": 0.0, "success": 0.0}
+    rows = study.summarise(study.conditions(), by, list(range(4)))
+    wide = next(r for r in rows if r["condition"] == "wide/lr0.125/async4")
+    assert wide["figures"]["delta_vs_success"][2] < 0 and wide["extra"]["reading"] == "inconclusive"
+    said = next(line for line in study.verdict(rows).splitlines() if "over-parametrised student" in line)
+    assert "inconclusive, McNemar's exact p = 0.125 on the 4 seeds where only one of the two succeeded" in said
+    assert said.count("McNemar") == 1          # (not beside a reading whose interval holds 0)
+
+
 @pytest.mark.parametrize("key", ["cluster.runner=local", "cluster.address=10.0.0.1:6379", "train.optimizer=adam",
                                  "cluster.algorithm=sandblaster", "cluster.restarts=3"])
 def test_a_set_the_simulated_cells_never_read_is_refused(tmp_path, key):

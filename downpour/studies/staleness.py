@@ -62,6 +62,18 @@ SAE_LR = 0.02           # Adam on the server, for the sparse autoencoder
 RESOLUTION = 0.10       # a difference interval within ±10 points that holds 0 reads "no detectable effect"
 
 
+def _reading(row: dict[str, Any]) -> str:
+    """A success-rate comparison's reading, with McNemar's p where it, not the interval, made it inconclusive:
+    "Δ -100 points [-100, -7]: inconclusive" read as a contradiction (4 of 4 seeds lost: p = 0.125)."""
+    _, low, high = row["figures"]["delta_vs_success"]
+    extra = row["extra"]
+    if extra["reading"] == "inconclusive" and (low > 0 or high < 0):
+        flipped = extra["gained"] + extra["lost"]
+        return (f"inconclusive, McNemar's exact p = {extra['mcnemar_p']:.3g} on the {flipped} seed{'s' * (flipped != 1)} "
+                "where only one of the two succeeded")
+    return extra["reading"]
+
+
 class StalenessStudy(Study):
     name = "staleness"
     question = QUESTIONS["staleness"]
@@ -271,7 +283,7 @@ class StalenessStudy(Study):
             p = f"lr{lr:g}/"
             base = by[p + "sync"]["figures"]["p_success"]
             parts = [f"{r['condition'].split('/')[-1]} {words.percent(r['figures']['p_success'][0])} "
-                     f"(Δ {words.points(r['figures']['delta_vs_success'], 0, ' points')}: {r['extra']['reading']})"
+                     f"(Δ {words.points(r['figures']['delta_vs_success'], 0, ' points')}: {_reading(r)})"
                      for r in rows if r["condition"].startswith(p) and r["params"]["vs"] == p + "sync"]
             paras.append(f"At learning rate {lr:g}, plain SGD reached the global optimum in {words.percent(base[0])} of seeds "
                          f"[{words.percent(base[1])}, {words.percent(base[2])}]; with staleness: " + "; ".join(parts) + ".")
@@ -279,7 +291,7 @@ class StalenessStudy(Study):
             if controls:
                 a = by[p + "async4"]["figures"]["p_success"][0]
                 said = [f"the {r['params']['control']}-matched control reached {words.percent(r['figures']['p_success'][0])} "
-                        f"(vs async4's {words.percent(a)}: Δ {words.points(r['figures']['delta_vs_success'], 0, ' points')}, {r['extra']['reading']})"
+                        f"(vs async4's {words.percent(a)}: Δ {words.points(r['figures']['delta_vs_success'], 0, ' points')}, {_reading(r)})"
                         for r in controls]
                 paras[-1] += " Without any delay, " + "; ".join(said) + "."
         counted = [r["extra"]["reading"] for r in rows if r["group"] == "phase" and r["params"]["vs"]]
@@ -310,7 +322,7 @@ class StalenessStudy(Study):
             if rs:
                 paras.append(what + ", " + "; ".join(
                     f"{r['condition']} reached {words.percent(r['figures']['p_success'][0])} vs {r['params']['vs']} "
-                    f"(Δ {words.points(r['figures']['delta_vs_success'], 0, ' points')}: {r['extra']['reading']}"
+                    f"(Δ {words.points(r['figures']['delta_vs_success'], 0, ' points')}: {_reading(r)}"
                     # (0% could read as stuck in spurious minima: say when the seeds diverged instead)
                     + (f"; {words.percent(r['figures']['p_diverged'][0])} of its seeds diverged"
                        if r["figures"]["p_diverged"][0] > 0 else "") + ")" for r in rs) + ".")
