@@ -794,3 +794,30 @@ def test_an_out_folder_holding_other_things_and_no_study_is_refused_and_left_as_
     (empty / "notes.md").write_text("mine\n")         # a study's folder with the user's notes: resumed
     run_study("planted", empty, quick=True, seeds=4, jobs=1)
     assert len(CALLS) == 8
+
+
+def test_an_interval_never_runs_past_what_its_figure_can_be(planted, tmp_path, monkeypatch):
+    """Student's t on 2 seeds printed a probe accuracy of 0.867 [0.231, 1.502], an edge-like fraction of 83%
+    [-16, 182] and a time per step below 0; cut at the figure's range, in study.json, the verdict and the page."""
+    values = {"probe_digits": (0.5, 1.0), "edge_fraction": (0.9, 0.7), "face_owed_controls": (-0.9, 0.8),
+              "seconds_per_step": (0.001, 0.05), "final_loss": (-3.0, 9.0)}
+
+    def summarise(self, conditions, cells, seeds):
+        figures = {k: list(mean_ci(v)) for k, v in values.items()}
+        figures["d_probe_digits"] = list(paired_difference([0.0, 1.0], [1.0, 0.0]))     # -1, +1: t on 2 seeds
+        figures["d_edge_fraction"] = list(paired_difference([0.0, 0.0], [0.5, 0.5]))   # no spread: unbounded
+        return [{"condition": "a", "group": "", "params": {}, "n": 2, "figures": figures}]
+
+    monkeypatch.setattr(Planted, "summarise", summarise)
+    monkeypatch.setattr(Planted, "verdict", lambda self, rows: f"probe {rows[0]['figures']['probe_digits']}")
+    run_study("planted", tmp_path, quick=True, seeds=2, jobs=1)
+    result = json.loads((tmp_path / "study.json").read_text())
+    got = result["cells"][0]["figures"]
+    assert mean_ci([0.5, 1.0])[1] < 0 and got["probe_digits"] == [0.75, 0.0, 1.0]       # t: [-2.43, +3.93]
+    assert got["edge_fraction"] == [pytest.approx(0.8), 0.0, 1.0]
+    assert got["face_owed_controls"][1:] == [-1.0, 1.0]
+    assert got["seconds_per_step"][1] == 0.0 and got["seconds_per_step"][2] > 0.05
+    assert got["final_loss"] == list(mean_ci((-3.0, 9.0)))          # a name that says no range: as t gives it
+    assert got["d_probe_digits"] == [0.0, -1.0, 1.0]
+    assert got["d_edge_fraction"] == [0.5, -math.inf, math.inf]     # unbounded (under 6 seeds) stays unbounded
+    assert result["verdict"].startswith("probe [0.75, ") and "1.0]" in result["verdict"]

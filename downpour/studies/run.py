@@ -32,7 +32,8 @@ from downpour.preflight import check_run_config
 from downpour.studies import study_class
 from downpour.studies.cells import CellCache, default_jobs, run_cells
 from downpour.studies.html import write_html
-from downpour.studies.stats import DIVERGED, diverged_paragraph, family_paragraph, holm, nothing_trained
+from downpour.studies.stats import (DIVERGED, diverged_paragraph, family_paragraph, holm, nothing_trained,
+                                    within_range)
 from downpour.train.folders import RunExistsError, folder_to_write, make_folder
 
 STUDY_FILES = ("cells.jsonl", "context.json", "study.json")    # what marks a folder as a study's (its own or another's)
@@ -96,6 +97,7 @@ def run_study(name: str, out: str | Path, quick: bool = False, seeds: int | None
         raise ConfigError(f"{str(cache.path)!r}: the cell(s) {', '.join(lacking)} lack figure {err.args[0]!r}, which "
                           "the study's summary reads (edited or damaged lines); delete those lines and run again: "
                           "their cells run again") from None
+    within_range(rows)          # (before the verdict, the figures and study.json read them)
     note_missing(rows, cells, seed_list)
     holm(rows)
     trained = not rows or not all(r.get(DIVERGED) == r["n"] for r in rows)

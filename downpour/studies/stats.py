@@ -71,6 +71,42 @@ def paired_difference(baseline: Sequence[float], other: Sequence[float]) -> tupl
     return m, low, high
 
 
+# What a figure can be, by its name's start ("d_" or "delta_" before a [0, 1] figure: its paired difference, in
+# [-1, 1]). Student's t over few seeds runs past it (a probe accuracy of 0.867 [0.231, 1.502] on 2 seeds, an
+# edge-like fraction of 83% [-16, 182]); cut there, the interval still holds the figure whenever the uncut one did.
+IN_UNIT = ("probe", "face_auc", "edge_fraction", "skipped", "active", "hoyer", "reached_cost", "p_success", "p_diverged")
+SIGNED_UNIT = ("face_owed_",)            # an AUC minus an AUC, per seed
+NON_NEGATIVE = ("seconds", "train_seconds", "inv_", "mean_staleness", "steps_to_cost")   # and every "*_ratio"
+
+
+def figure_range(key: str) -> tuple[float, float] | None:
+    """The values figure ``key`` can take, or None where its name does not say (a loss, a difference of costs)."""
+    difference = key.startswith(("d_", "delta_"))
+    name = key.split("_", 1)[1] if difference else key
+    if name.startswith(IN_UNIT):
+        return (-1.0, 1.0) if difference else (0.0, 1.0)
+    if difference:
+        return None
+    if name.startswith(SIGNED_UNIT):
+        return -1.0, 1.0
+    if name.startswith(NON_NEGATIVE) or name.endswith("_ratio"):
+        return 0.0, math.inf
+    return None
+
+
+def within_range(rows: Sequence[dict[str, Any]]) -> None:
+    """Cut every row's finite interval ends at what its figure can be (:func:`figure_range`); an unbounded end
+    (fewer seeds than the sign test needs) stays unbounded, and no reading changes (0 is inside every range)."""
+    for row in rows:
+        for key, value in row.get("figures", {}).items():
+            bounds = figure_range(key)
+            if bounds is None or not (isinstance(value, list) and len(value) == 3):
+                continue
+            m, low, high = value
+            row["figures"][key] = [m, max(low, bounds[0]) if math.isfinite(low) else low,
+                                   min(high, bounds[1]) if math.isfinite(high) else high]
+
+
 def note_left_out(row: dict[str, Any], figure: str, *columns: Sequence[float]) -> None:
     """Record in ``row["missing"][figure]`` how many seeds its interval left out: those where any of
     ``columns`` (the figure's own values, or a paired difference's two sides) is not finite. The
