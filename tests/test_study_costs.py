@@ -101,7 +101,8 @@ def test_without_an_interval_the_verdict_cannot_tell_and_a_negative_gap_is_not_c
     def row(name, gap, rho=(0.5, -float("inf"), float("inf"))):
         return {"condition": name, "n": 2, "params": {"weight": 0.0}, "figures": {
             "gap": [gap, -0.03, 0.03], "delta_gap": [0.0, -0.1, 0.1], "hoyer": [0.3, 0.2, 0.4],
-            "delta_hoyer": [0.0, -1, 1], "active": [0.5, 0.4, 0.6], "probe_digits": [0.8, 0.7, 0.9]},
+            "delta_hoyer": [0.0, -1, 1], "active": [0.5, 0.4, 0.6], "probe_digits": [0.8, 0.7, 0.9],
+            "delta_active": [0.0, -0.1, 0.1], "delta_probe_digits": [0.0, -0.1, 0.1]},
             "extra": {"readings": {k: "inconclusive" for k in ("gap", "hoyer", "active", "probe_digits",
                                                                 "heldout_recon")},
                       "hoyer_gap_rank_correlation": list(rho)}}
@@ -125,7 +126,8 @@ def test_in_short_counts_every_reading_of_every_compared_figure():
     def row(name, active="inconclusive", probe="inconclusive"):
         return {"condition": name, "n": 2, "params": {"weight": 0.0}, "figures": {
             "gap": [0.0, -0.03, 0.03], "delta_gap": [0.0, -0.1, 0.1], "hoyer": [0.3, 0.2, 0.4],
-            "delta_hoyer": [0.0, -1, 1], "active": [0.5, 0.4, 0.6], "probe_digits": [0.8, 0.7, 0.9]},
+            "delta_hoyer": [0.0, -1, 1], "active": [0.5, 0.4, 0.6], "probe_digits": [0.8, 0.7, 0.9],
+            "delta_active": [0.0, -0.1, 0.1], "delta_probe_digits": [0.0, -0.1, 0.1]},
             "extra": {"readings": {"gap": "inconclusive", "hoyer": "inconclusive", "heldout_recon": "inconclusive",
                                    "active": active, "probe_digits": probe},
                       "hoyer_gap_rank_correlation": [0.5, -float("inf"), float("inf")]}}
@@ -135,3 +137,24 @@ def test_in_short_counts_every_reading_of_every_compared_figure():
     short = next(p for p in study.verdict(rows).split("\n\n") if p.startswith("In short"))
     assert ("L2 weight decay: more active codes at 2 of 2 settings, lower digits probe accuracy at 2 of 2 settings"
             in short) and "L1 on codes: no effect the intervals support" in short
+
+
+def test_each_penalty_sentence_gives_the_interval_its_active_and_probe_readings_rest_on():
+    """'active 1% (lower)', 'probe 89.7% (inconclusive)': the readings the "In short" counts were said without
+    the paired difference they read, beside Hoyer's and the gap's which had theirs."""
+    from downpour.studies.costs import QUICK_PENALTIES, CostsStudy
+
+    def row(name):
+        return {"condition": name, "n": 2, "params": {"weight": 0.01}, "figures": {
+            "gap": [0.0, -0.03, 0.03], "delta_gap": [0.0, -0.1, 0.1], "hoyer": [0.3, 0.2, 0.4],
+            "delta_hoyer": [0.0, -1, 1], "active": [0.012, 0.01, 0.014], "probe_digits": [0.897, 0.8, 0.99],
+            "delta_active": [-0.981, -0.99, -0.972], "delta_probe_digits": [0.012, -0.234, 0.258]},
+            "extra": {"readings": {"gap": "inconclusive", "hoyer": "inconclusive", "heldout_recon": "inconclusive",
+                                   "active": "lower", "probe_digits": "inconclusive"},
+                      "hoyer_gap_rank_correlation": [0.5, -float("inf"), float("inf")]}}
+    rows = [row("less/none"), row("more/none")]
+    rows += [row(f"{size}/{term}={w:g}") for size in ("less", "more") for term in QUICK_PENALTIES
+             for w in QUICK_PENALTIES[term]]
+    text = CostsStudy(quick=True).verdict(rows)
+    assert "active 1% (Δ -98.1 points [-99.0, -97.2], lower)" in text
+    assert "probe 89.7% (Δ +1.2 points [-23.4, +25.8], inconclusive)" in text

@@ -166,9 +166,10 @@ class CostsStudy(Study):
                 lines.append(f"with {size} data, " + "; ".join(
                     f"weight {r['params']['weight']:g}: Hoyer {r['figures']['hoyer'][0]:.2f} ({_d(r, 'hoyer')}, "
                     f"{r['extra']['readings']['hoyer']}), active {100 * r['figures']['active'][0]:.0f}% "
-                    f"({r['extra']['readings']['active']}), gap {r['figures']['gap'][0]:.4f} ({_d(r, 'gap')}, "
-                    f"{r['extra']['readings']['gap']}), probe {100 * r['figures']['probe_digits'][0]:.1f}% "
-                    f"({r['extra']['readings']['probe_digits']})" for r in rs))
+                    f"({_points(r, 'active')}, {r['extra']['readings']['active']}), gap {r['figures']['gap'][0]:.4f} "
+                    f"({_d(r, 'gap')}, {r['extra']['readings']['gap']}), probe "
+                    f"{100 * r['figures']['probe_digits'][0]:.1f}% ({_points(r, 'probe_digits')}, "
+                    f"{r['extra']['readings']['probe_digits']})" for r in rs))
                 for r in rs:
                     for (figure, reading), what in IN_SHORT.items():
                         found[what] += r["extra"]["readings"][figure] == reading
@@ -264,3 +265,8 @@ def _v(row: dict[str, Any], key: str) -> str:
 
 def _d(row: dict[str, Any], key: str) -> str:
     return f"Δ {words.difference(row['figures'][f'delta_{key}'], '{:+.3g}')}"
+
+
+def _points(row: dict[str, Any], key: str) -> str:
+    """A fraction's paired difference in percentage points (its reading was said without it: "active 1% (lower)")."""
+    return f"Δ {words.points(row['figures'][f'delta_{key}'], 1, ' points')}"
