@@ -36,6 +36,24 @@ def test_the_verdict_names_what_got_worse_in_words(study):
     assert "face_auc" not in verdict                      # no figure key leaks into the words
 
 
+def test_in_short_says_where_the_probe_fell_not_only_that_no_threshold_was_harmless(study):
+    """'In short ... on digits no threshold's probe change is confirmed within ±2 points' under a paragraph
+    where threshold 0.3 read 'digits -44.5 [-51.5, -37.5] (lower)': the drop was left out of the summary."""
+    _, result, _ = study
+    rows = copy.deepcopy(result["cells"])
+    for row in rows:
+        if "readings" in row["extra"]:
+            row["extra"]["readings"]["probe"] = "inconclusive"
+            if row["condition"].endswith("/0.3/digits"):
+                row["extra"]["readings"]["probe"] = "lower"
+                row["figures"]["delta_probe"] = [-0.445, -0.515, -0.375]
+    verdict = FlatSkippingStudy(quick=True).verdict(rows)
+    short = next(p for p in verdict.split("\n\n") if p.startswith("In short, on the whitened network"))
+    assert ("on digits no threshold's probe change is confirmed within ±2 points, and the probe fell at threshold "
+            "0.3 (-44.5 points [-51.5, -37.5])") in short
+    assert short.count("fell") == 1                     # (lfw and padded: no drop read, none said)
+
+
 def test_the_gated_network_is_the_network_where_nothing_is_flat_and_zero_where_all_is():
     torch.manual_seed(0)
     model = create_model("cat-demo", (1, 32, 32)).eval()

@@ -247,8 +247,11 @@ class FlatSkippingStudy(Study):
                 if by[f"{cond}/{t:g}/{images}"]["extra"]["readings"]["probe"] == "no detectable effect"
                 and "lower" not in by[f"{cond}/{t:g}/{images}"]["extra"]["readings"].values()]
         if not free:
+            # (a drop the paragraph above reads "lower" is said here too: "no change confirmed" alone read as harmless)
+            fell = [f"{t:g} ({words.points(by[f'{cond}/{t:g}/{images}']['figures']['delta_probe'], unit=' points')})"
+                    for t in self.thresholds() if by[f"{cond}/{t:g}/{images}"]["extra"]["readings"]["probe"] == "lower"]
             return (f"on {images} no threshold's probe change is confirmed within ±{100 * RESOLUTION['probe']:.0f} "
-                    f"points")
+                    f"points" + (f", and the probe fell at threshold {', '.join(fell)}" if fell else ""))
         r = by[f"{cond}/{max(free):g}/{images}"]["figures"]
         return (f"on {images} the gate skips up to {100 * r['skipped'][0]:.0f}% of stage-1 positions (threshold "
                 f"{max(free):g}) with no detectable probe change (within ±{100 * RESOLUTION['probe']:.0f} points), for "
