@@ -3,7 +3,7 @@ round trip vs model size, simulator vs number of workers. One JSON line per poin
 
     taskset -c 1 .venv/bin/python bench/scaling.py                      # every curve (~10 minutes, ~6 GB)
     taskset -c 1 .venv/bin/python bench/scaling.py --curves stage       # one curve
-    .venv/bin/python bench/scaling.py --quick                           # small points, no Ray: < 1 minute
+    .venv/bin/python bench/scaling.py --quick                           # small points, no Ray: < 1 min idle, 2.5 beside a job
     .venv/bin/python bench/scaling.py --plot rows.jsonl docs/scaling.png  # the curves of a saved run
 
 Curves (``what``):
@@ -290,7 +290,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--curves", nargs="+", choices=CURVES, default=None, help="which curves (default: all; "
                     "--quick: all but ps_round_trip, which starts Ray)")
-    ap.add_argument("--quick", action="store_true", help="small points of each curve (a smoke test, < 1 minute)")
+    ap.add_argument("--quick", action="store_true", help="small points of each curve (a smoke test: under a minute on an idle machine, minutes beside other jobs)")
     ap.add_argument("--batch", type=at_least_1, default=1, help="examples per training step (stage, network)")
     ap.add_argument("--steps", type=at_least_1, default=None, help="timed training steps per point (their best; "
                     "default 3, --quick 1)")
