@@ -63,6 +63,15 @@ def test_cells_are_cached_and_resumed(planted, tmp_path):
     assert sorted(CALLS[6:]) == [("a", 3), ("b", 3)]
 
 
+def test_seeds_the_folder_holds_beyond_those_asked_for_are_said_not_silently_left_out(planted, tmp_path, capsys):
+    run_study("planted", tmp_path, quick=True, seeds=5, jobs=1)
+    capsys.readouterr()
+    run_study("planted", tmp_path, quick=True, jobs=1)             # the default 3: study.json now holds 3 of 5
+    assert "also holds seed(s) 3, 4, left out of this summary; --seeds 5 uses them" in capsys.readouterr().err
+    run_study("planted", tmp_path, quick=True, seeds=5, jobs=1)
+    assert "also holds" not in capsys.readouterr().err
+
+
 def test_the_cost_is_of_the_studys_own_seeds(planted, tmp_path):
     """Asked for fewer seeds than the folder holds, study.json said seeds [0, 1] and the cost of three."""
     run_study("planted", tmp_path, quick=True, seeds=3, jobs=1)

@@ -84,6 +84,10 @@ def run_study(name: str, out: str | Path, quick: bool = False, seeds: int | None
     print(f"downpour study {name}: {len(conditions)} conditions x {n} seeds; {len(todo)} cells to run (cells whose "
           f"conditions make the same run share one), {len(conditions) * n - len(todo)} cached in {folder}",
           file=sys.stderr, flush=True)
+    unused = sorted({s for (c, s) in cache.cells if s >= n and c in names})
+    if unused:                  # (a re-run without --seeds: the summary and study.json would quietly hold fewer)
+        print(f"downpour study {name}: {str(folder)!r} also holds seed(s) {', '.join(map(str, unused))}, left out of "
+              f"this summary; --seeds {unused[-1] + 1} uses them", file=sys.stderr, flush=True)
     workers = run_cells(study, todo, context, cache, jobs or default_jobs())
     cells = {key: cache.cells[key] for key in ((c, s) for c in names for s in seed_list)}
     try:
