@@ -25,6 +25,7 @@ def test_quick_study_writes_study_json_html_and_figures(quick):
     check_written(folder, result, "architectures")
     check_owed(folder, result)
     assert "cat network" in result["verdict"]
+    assert "'s (a ranking of means: which differences the seeds resolve is in the paired intervals below)" in result["verdict"]
 
 
 def test_every_arm_spends_the_same_training_flops(quick):

@@ -141,7 +141,8 @@ class ArchitecturesStudy(MeasuredStudy):
                      f"{value(cat, 'probe_lfw')}, face AUC on the matched controls {value(cat, 'face_auc_controls')} and "
                      f"{value(cat, 'edge_fraction')} edge-like filters, with {cat['figures']['params'][0]:,.0f} parameters "
                      f"and {cat['figures']['flops_fwd'][0] / 1e6:.2f} MFLOP per sample forward (input pixels: digits "
-                     f"{value(cat, 'probe_digits_pixels')}). The highest digits probe mean was {best['condition']}'s.")
+                     f"{value(cat, 'probe_digits_pixels')}). The highest digits probe mean was {best['condition']}'s (a ranking "
+                     "of means: which differences the seeds resolve is in the paired intervals below).")
         for r in rows:
             if r is cat:
                 continue
