@@ -122,3 +122,35 @@ def test_delay_models_are_seeded_and_validated():
     for spec in ("constant", "constant:-1", "uniform:3:2", "normal:1", "exponential:x"):
         with pytest.raises(ConfigError, match="cluster.delay"):
             make_delays(spec, 2)
+
+
+def test_a_greedy_stages_first_cycle_waits_until_the_stage_before_has_landed():
+    """A cycle of stage 2 was handed out while pushes of stage 1 were still on their way: they landed
+    among stage 2's (on Ray a metrics row averaged both stages, and stage 1 went on moving under stage 2).
+    The first cycle of a stage now waits for every step handed out before it; later ones do not."""
+    def greedy(total):
+        return lambda i: 1 + i * 2 // total
+
+    coord = Coordinator(make_consistency("async"), workers=2, total_steps=8, depth=2, stage_of=greedy(8))
+    assert [coord.begin_cycle(w) for w in (0, 0, 1, 1)] == [1, 1, 1, 1]    # steps 0-3: stage 1
+    _cycle(coord, 0)
+    assert coord.begin_cycle(0) == 0           # step 4 is stage 2's first: steps 1-3 are not applied yet
+    _cycle(coord, 1)
+    _cycle(coord, 0)
+    assert coord.begin_cycle(0) == 0
+    _cycle(coord, 1)
+    assert coord.begin_cycle(0) == 1 and coord.begin_cycle(1) == 1 and coord.begin_cycle(1) == 1   # steps 4-6
+    _cycle(coord, 0)                           # the same stage: its next cycle does not wait for the others'
+    assert coord.begin_cycle(0) == 1 and coord.finished is False
+
+    # n_push = 2 and the switch at step 3: the cycle of steps 2-3 crosses it, the next (4-5) waits for it
+    coord = Coordinator(make_consistency("async"), workers=2, total_steps=6, n_push=2, depth=2, stage_of=greedy(6))
+    assert coord.begin_cycle(0) == 2 and coord.begin_cycle(1) == 2
+    _cycle(coord, 0)
+    assert coord.begin_cycle(0) == 0
+    _cycle(coord, 1)
+    assert coord.begin_cycle(0) == 2
+
+    # joint training (every stage at every step) never waits
+    coord = Coordinator(make_consistency("async"), workers=2, total_steps=8, depth=2, stage_of=lambda i: None)
+    assert [coord.begin_cycle(w) for w in (0, 0, 1, 1, 0)] == [1, 1, 1, 1, 0]    # (the last: its queue is full)

@@ -92,9 +92,14 @@ def _run_once(cfg: RunConfig, run: RunDir, resume: bool, restarts: list[dict[str
         setup.data = keep_cut(setup.data, positions, cfg.data, cfg.seed, run.path, run.checkpoints / f"{SERVER}.json")
     start = meta["step"]
     began[:] = began or [start]
+    n_stages = setup.model.n_stages
+
+    def stage_of(step: int) -> int | None:
+        return stage_for_step(step, cfg.train.steps, n_stages, cfg.train.schedule)
+
     coord = Coordinator(setup.gate, c.workers, cfg.train.steps, c.n_push, start_step=start,
                         warm_start=c.warm_start, clocks={int(w): v for w, v in meta["clocks"].items()},
-                        depth=(c.queue_depth or 2) if c.runner == "ray" else 1)
+                        depth=(c.queue_depth or 2) if c.runner == "ray" else 1, stage_of=stage_of)
     coord.events = list(meta["events"]) + [e for e in restarts if e not in meta["events"]]
     coord.max_gap = meta.get("max_clock_gap", 0)
     shards = make_shards(setup, init, coord.live)
@@ -108,11 +113,6 @@ def _run_once(cfg: RunConfig, run: RunDir, resume: bool, restarts: list[dict[str
     # the new steps; a run stopped when every worker was lost saved its model at the checkpoint too)
     if resume and run.model_step() == start == run.config.train.steps:
         coord.events.append({"event": "extended", "step": start})
-    n_stages = setup.model.n_stages
-
-    def stage_of(step: int) -> int | None:
-        return stage_for_step(step, cfg.train.steps, n_stages, cfg.train.schedule)
-
     # the driver first: if Ray cannot start or join, nothing is written: a new run's folder stays one that never
     # started (the same command, fixed, takes it over), a resumed one as it was (its config, metrics and analysis;
     # begin() wrote them first, and an unreachable --address went into its config.toml)

@@ -7,7 +7,7 @@ so both runners schedule identically.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from downpour.ps.consistency import Consistency
 
@@ -18,11 +18,15 @@ class Coordinator:
     ``warm_start``: worker 0 trains alone until that many steps are done, then the rest join.
     ``depth``: cycles a worker may have queued at once under async (the Ray runner queues the next
     cycle before the current one returns, so a worker never idles waiting for the driver).
+    ``stage_of``: a greedy run's stage of each step index (None: every stage); the first cycle of a
+    stage waits until every step handed out before it has been applied (see :meth:`begin_cycle`).
     """
 
     def __init__(self, gate: Consistency, workers: int, total_steps: int, n_push: int = 1,
-                 start_step: int = 0, warm_start: int = 0, clocks: dict[int, int] | None = None, depth: int = 1):
+                 start_step: int = 0, warm_start: int = 0, clocks: dict[int, int] | None = None, depth: int = 1,
+                 stage_of: Callable[[int], int | None] | None = None):
         self.gate, self.workers, self.total, self.n_push = gate, workers, total_steps, n_push
+        self.stage_of = stage_of
         self.done = self.dispatched = start_step
         self.warm_start = warm_start
         self.live: set[int] = set()
@@ -55,12 +59,26 @@ class Coordinator:
             return 0
         if self.gate.bound is not None and self._unapplied.get(w):
             return 0
-        if not self.gate.may_start(w):
+        if not self.gate.may_start(w) or self._before_stage_switch():
             return 0
         k = min(self.n_push, self.total - self.dispatched)
         self.dispatched += k
         self._inflight.setdefault(w, []).append((k, self.gate.gap(w)))
         return k
+
+    def _before_stage_switch(self) -> bool:
+        """Is the next cycle a greedy stage's first (its first step in a later stage than the previous cycle's,
+        which began ``n_push`` steps before it) while steps handed out before it are not applied yet?
+
+        Then it waits for them: stage 2 starts from a finished stage 1, as on the local runner, and a push
+        of stage 1 never lands among stage 2's. Without this, pushes landing out of order (Ray; the simulator
+        with random delays) put stage-2 pushes into the rows before the switch and late stage-1 pushes into
+        those after it (cat-demo, 40 steps on Ray: the rows at steps 20 and 30 each averaged both stages),
+        and trained stage 1 on while stage 2 was learning from its outputs."""
+        if self.stage_of is None or self.done >= self.dispatched:
+            return False
+        now, before = self.stage_of(self.dispatched), self.stage_of(max(self.dispatched - self.n_push, 0))
+        return now is not None and before is not None and now > before
 
     def end_compute(self, w: int) -> int:
         """``w`` finished computing its oldest queued cycle and sent its push; returns the push's step

@@ -46,11 +46,14 @@ def simulate(cfg: RunConfig) -> Simulation:
                           f"downpour.runners.train")
     setup = set_up_cluster(cfg)
     c = cfg.cluster
-    coord = Coordinator(setup.gate, c.workers, cfg.train.steps, c.n_push, warm_start=c.warm_start)
-    shards = make_shards(setup, setup.layout.params_to_vector(setup.model), coord.live)
     n_stages = setup.model.n_stages
-    cluster = SimulatedCluster(setup, shards, coord,
-                               lambda step: stage_for_step(step, cfg.train.steps, n_stages, cfg.train.schedule))
+
+    def stage_of(step: int) -> int | None:
+        return stage_for_step(step, cfg.train.steps, n_stages, cfg.train.schedule)
+
+    coord = Coordinator(setup.gate, c.workers, cfg.train.steps, c.n_push, warm_start=c.warm_start, stage_of=stage_of)
+    shards = make_shards(setup, setup.layout.params_to_vector(setup.model), coord.live)
+    cluster = SimulatedCluster(setup, shards, coord, stage_of)
     staleness: list[float] = []
     losses: list[float] = []
     rejected = 0
