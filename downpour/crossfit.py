@@ -211,6 +211,35 @@ def _stop(processes: list[Any]) -> None:
             process.kill()
 
 
+def check_crossfit_folder(out: Path, folds: int) -> None:
+    """RunExistsError naming ``out`` and what is in it when it holds anything a cross-fit of ``folds`` folds
+    did not write (its fold runs, their logs, ``crossfit.json`` and ``.html``), as ``downpour train`` refuses
+    a folder holding files it did not make. Until 2026-12-04 a cross-fit wrote among them: a ``crossfit.json``
+    there was overwritten, any other file left mixed in with the folds. The same command run again on its own
+    folder (to go on after a stop, or to test again) finds only its own names."""
+    if not out.is_dir():
+        return
+    own = {f"fold-{i}{end}" for i in range(folds) for end in ("", ".log", f".{RunDir.TWIN}.log")}
+    others = sorted(p.name for p in out.iterdir() if p.name not in own | {"crossfit.json", "crossfit.html"})
+    record, page = out / "crossfit.json", out / "crossfit.html"
+    if record.is_file() and not _is_crossfit_record(record):
+        others.append(record.name)
+    if page.is_file() and "<title>downpour crossfit: " not in page.read_text(encoding="utf-8", errors="replace"):
+        others.append(page.name)
+    if others:
+        shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
+        raise RunExistsError(f"{str(out)!r} holds files a cross-fit of {folds} folds did not write ({shown}): a "
+                             "cross-fit is written only into a new or empty folder, or its own; pick another --out")
+
+
+def _is_crossfit_record(path: Path) -> bool:
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(record, dict) and {"config", "folds", "runs"} <= record.keys()
+
+
 def run_crossfit(config: str, overrides: list[Override], out: str | Path, folds: int = 5, jobs: int = 1,
                  control: str | None = None) -> dict[str, Any]:
     """Train every fold of ``config`` into ``out`` (``jobs`` at a time, each in its own process), and
@@ -233,6 +262,7 @@ def run_crossfit(config: str, overrides: list[Override], out: str | Path, folds:
     if (out / "config.toml").is_file():          # (its folds and crossfit.json were written inside that run's folder)
         raise RunExistsError(f"{str(out)!r} holds a run (config.toml), not a cross-fit: a cross-fit's folder holds "
                              "its fold runs; pick another --out")
+    check_crossfit_folder(out, folds)
     given = load_config(config, overrides)
     # a twin asked for with --set is refused where there is none to train, as `downpour train` refuses it (it was
     # dropped unsaid), and so is one --control contradicts

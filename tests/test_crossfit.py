@@ -246,6 +246,20 @@ def test_crossfit_trains_every_fold_pools_the_test_and_resumes(tmp_path, capsys,
     assert "--folds must be in [2, 100]" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("mine", ["notes.txt", "crossfit.json"])
+def test_a_folder_holding_files_a_crossfit_did_not_write_is_refused_and_left_as_it_was(tmp_path, capsys, mine):
+    """`downpour crossfit --out` took a folder of unrelated files: their crossfit.json was overwritten with the
+    cross-fit's record, any other file was left mixed in with the folds. Refused now, naming the folder and
+    the file, before anything is trained (going on in its own folder: the test above)."""
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / mine).write_text('{"my": "results"}')
+    assert main(["crossfit", *TINY, "--folds", "2", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert str(out) in err and f"did not write ({mine})" in err
+    assert [p.name for p in out.iterdir()] == [mine] and (out / mine).read_text() == '{"my": "results"}'
+
+
 class _NoProcesses:
     """A multiprocessing context that fails the test if a fold process is started."""
     def Pipe(self, *args, **kwargs):
