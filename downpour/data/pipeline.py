@@ -29,7 +29,7 @@ from downpour.config import FILE_SOURCES, ConfigError, DataConfig
 from downpour.data.build import build_dataset, check_config
 from downpour.data.dataset import Dataset
 from downpour.data.stream import STREAMED, Listing, StreamingData, item_name, list_items, open_stream
-from downpour.errors import CheckpointError
+from downpour.errors import CheckpointError, DataError
 from downpour.settings import is_count
 
 log = logging.getLogger(__name__)
@@ -168,6 +168,21 @@ def keep_cut(data: Dataset | StreamingData, positions: list[dict[str, Any] | Non
     return reopened
 
 
+def check_classes(data: Dataset | StreamingData, run: Path) -> None:
+    """A resume of a run trained on a folder's classes (``data.labels``) goes on with the classes it began with
+    (``preprocess.json`` records them; a run from before it did: its data.json). A class folder added, removed or
+    renamed since renumbers the classes (sorted names): the same images would train with other numbers, unsaid
+    (until 2026-12-04 a resume only warned that the file list changed). DataError naming both lists."""
+    now = data.info.get("classes")
+    if now is None:
+        return
+    began = _recorded(run / "preprocess.json", "classes") or _recorded(run / "data.json", "classes")
+    if began is not None and list(began) != list(now):
+        raise DataError(f"cannot resume {str(run)!r}: the classes under data.path changed since it began ({began} then, "
+                        f"{now} now), so its images would train with other class numbers; restore the class folders, "
+                        "or start a new run")
+
+
 def cut_patches(data: Dataset | StreamingData) -> int | None:
     """The patches per image a streamed patch run cuts (None for any other data): what a checkpoint records
     for ``keep_cut``."""
@@ -176,11 +191,16 @@ def cut_patches(data: Dataset | StreamingData) -> int | None:
 
 def _recorded_patches(path: Path) -> int | None:
     """``patches_per_image`` of a run's data.json (None where it has none or cannot be read)."""
+    count = _recorded(path, "patches_per_image")
+    return count if is_count(count, 1) else None
+
+
+def _recorded(path: Path, key: str) -> Any:
+    """``key`` of the JSON object in ``path`` (None where it has none or cannot be read)."""
     try:
-        count = json.loads(path.read_text()).get("patches_per_image")
+        return json.loads(path.read_text()).get(key)
     except (OSError, ValueError, AttributeError):
         return None
-    return count if is_count(count, 1) else None
 
 
 def batch_position(batches: Iterable[Any]) -> dict[str, Any] | None:

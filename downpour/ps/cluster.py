@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from downpour.config import ConfigError, RunConfig
-from downpour.data.pipeline import check_resumed_on, cut_patches, keep_cut, record_data, report_at, run_data_info
+from downpour.data.pipeline import check_classes, check_resumed_on, cut_patches, keep_cut, record_data, report_at, run_data_info
 from downpour.errors import Diverged, RunError
 from downpour.parallel.partition import merge_model
 from downpour.ps.checkpoint import SERVER, ShardState, load_server, next_seqs, restoring
@@ -90,6 +90,7 @@ def _run_once(cfg: RunConfig, run: RunDir, resume: bool, restarts: list[dict[str
         saved = [{"patches": meta["patches_per_image"]}] if "patches_per_image" in meta else []   # (Ray: all there is)
         positions = [s and s["position"] for s in meta.get("streams") or []] + saved
         setup.data = keep_cut(setup.data, positions, cfg.data, cfg.seed, run.path, run.checkpoints / f"{SERVER}.json")
+        check_classes(setup.data, run.path)
     start = meta["step"]
     began[:] = began or [start]
     n_stages = setup.model.n_stages
@@ -122,7 +123,7 @@ def _run_once(cfg: RunConfig, run: RunDir, resume: bool, restarts: list[dict[str
     except CheckpointError as err:      # the simulator's own part of the checkpoint, damaged
         raise CheckpointError(f"cannot resume {str(run.path)!r}: {err}") from None
     try:
-        run.begin(cfg, setup.data.preprocess, start, resume)
+        run.begin(cfg, setup.data.preprocess, start, resume, setup.data.info.get("classes"))
         with restoring(run.checkpoints / SERVER):
             recorder = Recorder(cfg, run, coord, meta["elapsed"], meta.get("recorder"), cut_patches(setup.data))
     except BaseException:

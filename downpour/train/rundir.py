@@ -209,10 +209,12 @@ class RunDir:
         step = meta.get("step") if isinstance(meta, dict) else None
         return step if isinstance(step, int) else None
 
-    def begin(self, cfg: RunConfig, preprocess: "Preprocess", start: int, resume: bool) -> None:
+    def begin(self, cfg: RunConfig, preprocess: "Preprocess", start: int, resume: bool,
+              classes: list[str] | None = None) -> None:
         """What every runner does once its state is restored and before its first step: refuse a
         run that already reached ``cfg.train.steps``, save the config and the fitted preprocessing,
-        and on a resume drop the metrics rows logged after the checkpoint (they are logged again).
+        and on a resume drop the metrics rows logged after the checkpoint (they are logged again). ``classes``: a
+        labelled folder's, recorded with the preprocessing (a resume checks them: ``pipeline.check_classes``).
         Only now, with the checkpoint loaded and the step checked: a mistyped resume leaves the run as it was.
         The analysis stays: it describes model.safetensors, which only the resume's end replaces
         (:meth:`save_model` removes it then; a resume stopped before its end leaves both as they were)."""
@@ -224,7 +226,7 @@ class RunDir:
                                "move it away")
         self.save_config(cfg)
         self.trained_with = config_record(cfg)
-        self.save_preprocess(preprocess, refits_after(self.path, preprocess, start) if resume else [])
+        self.save_preprocess(preprocess, refits_after(self.path, preprocess, start) if resume else [], classes)
         if resume:
             self.truncate_metrics(start)
 
@@ -314,12 +316,14 @@ class RunDir:
         model.eval()
         return model
 
-    def save_preprocess(self, preprocess: "Preprocess", refits: list[int] | None = None) -> None:
+    def save_preprocess(self, preprocess: "Preprocess", refits: list[int] | None = None,
+                        classes: list[str] | None = None) -> None:
         """``preprocess.safetensors`` + ``.json``: the fitted input processing (normalisation statistics,
         ZCA matrix), so analysis prepares new images exactly like the training data, from this directory
         alone. ``refits``: the steps at which a resume fitted it anew on data that had changed."""
         tensors, meta = preprocess.state()
-        save_state(self.path / "preprocess", tensors, {**meta, **({"refit_on_resume": refits} if refits else {})})
+        save_state(self.path / "preprocess", tensors, {**meta, **({"refit_on_resume": refits} if refits else {}),
+                                                       **({"classes": list(classes)} if classes is not None else {})})
 
     def load_preprocess(self) -> "Preprocess | None":
         """The run's saved input processing, or None for a run that predates it."""

@@ -1,0 +1,58 @@
+"""A resume of a run trained on a labelled image folder, after the folder changed (an audit found a class folder
+added between a run and its --resume renumbered the classes, the sorted folder names: 'cat' 0 -> 1, 'dog' 1 -> 2,
+and the resumed steps trained every image under another label, said only as 'the file list changed')."""
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from downpour.config import load_config
+from downpour.errors import DataError
+from downpour.runners import train
+from downpour.train.rundir import RunDir
+
+BASE = ["data.source=folder", "data.labels=true", "train.batch_size=8", "train.log_every=2", "train.tensorboard=false",
+        "train.threads=1", "data.loader_workers=0", "data.prefetch=8"]
+RUNNERS = {"local": [], "simulated": ["cluster.runner=simulated", "cluster.workers=2"]}
+
+
+def _class(root, name, grey, n=6):
+    (root / name).mkdir(parents=True)
+    rng = np.random.default_rng(grey)
+    for i in range(n):
+        Image.fromarray(np.clip(rng.normal(grey, 20, (8, 8)), 0, 255).astype(np.uint8)).save(root / name / f"{i}.png")
+
+
+def _start(tmp_path, runner, pipeline):
+    folder = tmp_path / "images"
+    _class(folder, "cat", 50)
+    _class(folder, "dog", 200)
+    cfg = load_config("cnn-digits", [*BASE, *RUNNERS[runner], f"data.path={folder}", f"data.pipeline={pipeline}",
+                                     "train.steps=4"])
+    run = RunDir.create(tmp_path / "run", cfg)
+    train(cfg, run)
+    return folder, run
+
+
+def _resume(run, steps):
+    return train(load_config(str(run.path / "config.toml"), [f"train.steps={steps}"]), RunDir.open(run.path), resume=True)
+
+
+@pytest.mark.parametrize("pipeline", ["memory", "stream"])
+@pytest.mark.parametrize("runner", sorted(RUNNERS))
+def test_a_resume_after_a_class_folder_was_added_is_refused_naming_the_classes(tmp_path, runner, pipeline):
+    folder, run = _start(tmp_path, runner, pipeline)
+    assert json.loads((run.path / "preprocess.json").read_text())["classes"] == ["cat", "dog"]
+    _class(folder, "bird", 120)                       # sorts first: cat and dog would become 1 and 2
+    rows = (run.path / "metrics.jsonl").read_text()
+    with pytest.raises(DataError, match=r"\['cat', 'dog'\] then, \['bird', 'cat', 'dog'\] now"):
+        _resume(run, 8)
+    assert (run.path / "metrics.jsonl").read_text() == rows      # refused before anything was written
+
+
+def test_a_resume_over_more_images_of_the_same_classes_goes_on(tmp_path):
+    folder, run = _start(tmp_path, "local", "stream")
+    Image.fromarray(np.full((8, 8), 60, np.uint8)).save(folder / "cat" / "new.png")
+    assert _resume(run, 8)["resumed_from"] == 4
+    assert json.loads((run.path / "preprocess.json").read_text())["classes"] == ["cat", "dog"]
