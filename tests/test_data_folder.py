@@ -170,3 +170,40 @@ def test_thirty_two_bit_integer_images_are_scaled_into_0_1(tmp_path):
     Image.fromarray(np.array([[-5, 7]], np.int32)).save(tmp_path / "signed.tif")
     with pytest.raises(ValueError, match="negative"):
         read_image(tmp_path / "signed.tif", grey=True)
+
+
+def _unlistable(monkeypatch, folder):
+    """``folder`` cannot be listed, as a sub-folder without read permission cannot (chmod 000 does not stop root)."""
+    import os
+    real = os.scandir
+
+    def scandir(path="."):
+        if os.fspath(path) == str(folder):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+
+
+@pytest.mark.parametrize("pipeline", ["memory", "stream"])
+def test_a_sub_folder_that_cannot_be_listed_is_named_not_dropped_unsaid(tmp_path, monkeypatch, caplog, pipeline):
+    """os.walk skips a folder it cannot list without a word: its images left the run, logged and recorded nowhere."""
+    from downpour.data.pipeline import open_data
+    for i in range(4):
+        _png(tmp_path / "ok" / f"{i}.png", i)
+        _png(tmp_path / "locked" / f"{i}.png", 10 + i)
+    _unlistable(monkeypatch, tmp_path / "locked")
+    cfg = DataConfig(source="folder", path=str(tmp_path), mode="crops", size=8, pipeline=pipeline, fit_sample=2)
+    with caplog.at_level(logging.WARNING, logger="downpour.data"):
+        data = open_data(cfg, seed=0)
+    assert len(data) == 4
+    assert data.info["unlisted"] == [{"folder": str(tmp_path / "locked"), "reason": "PermissionError: Permission denied"}]
+    assert f"cannot list {tmp_path / 'locked'}" in caplog.text
+
+
+def test_a_folder_that_cannot_be_listed_is_an_error_saying_so(tmp_path, monkeypatch):
+    """It was 'holds no image files (0 other files)'."""
+    _png(tmp_path / "a.png", 0)
+    _unlistable(monkeypatch, tmp_path)
+    with pytest.raises(DataError, match="cannot be listed: PermissionError: Permission denied"):
+        load_folder(tmp_path)

@@ -100,15 +100,22 @@ def read_image(path: Path, grey: bool) -> np.ndarray:
         return to_chw(np.asarray(img), grey)
 
 
-def walk_files(root: Path) -> Iterator[Path]:
+def walk_files(root: Path, unlisted: list[dict[str, str]] | None = None) -> Iterator[Path]:
     """Every file under ``root``, hidden ones too, in a fixed order, through symbolic links to folders
     outside ``root`` (each real folder once: two links to one folder give its files once, under the
     first link in sorted order); a link to a folder inside ``root`` is not followed (its files are read
     where they lie, and a link to a parent would loop); a link to nothing counts as a file (reading it
-    fails, naming it)."""
+    fails, naming it). ``unlisted``: where a folder that cannot be listed (no permission) is recorded as
+    {"folder", "reason"} and logged; os.walk drops it without a word (until 2026-12-04 its images did)."""
+    def unlistable(err: OSError) -> None:
+        if unlisted is not None:
+            unlisted.append({"folder": str(err.filename), "reason": f"{type(err).__name__}: {err.strerror}"})
+            log.warning("image folder %s: cannot list %s (%s): its files are left out", root, err.filename,
+                        unlisted[-1]["reason"])
+
     inside = os.path.realpath(root)
     seen: set[str] = set()
-    for top, dirs, names in os.walk(root, followlinks=True):
+    for top, dirs, names in os.walk(root, followlinks=True, onerror=unlistable):
         real = os.path.realpath(top)
         if real in seen:
             dirs[:] = []
@@ -131,16 +138,21 @@ def hidden(path: Path, root: Path) -> bool:
     return any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
-def image_files(path: str | Path, labels: bool = False) -> tuple[list[Path], int]:
+def image_files(path: str | Path, labels: bool = False,
+                unlisted: list[dict[str, str]] | None = None) -> tuple[list[Path], int]:
     """(the image files under ``path``, sorted by relative path; how many other files were ignored).
-    Raises DataError for a missing or empty folder, or (``labels``) images outside the class sub-folders."""
+    Raises DataError for a missing, unlistable or empty folder, or (``labels``) images outside the class
+    sub-folders. ``unlisted``: filled with the sub-folders that cannot be listed (:func:`walk_files`)."""
     root = Path(path)
     if not str(path):
         raise DataError("data.path is empty: the folder source needs the folder to read")
     if not root.is_dir():
         raise DataError(f"image folder {str(root)!r} does not exist or is not a folder")
     known = image_extensions()
-    every = list(walk_files(root))
+    unlisted = [] if unlisted is None else unlisted
+    every = list(walk_files(root, unlisted))
+    if unlisted and unlisted[0]["folder"] == str(root):
+        raise DataError(f"image folder {str(root)!r} cannot be listed: {unlisted[0]['reason']}")
     files = sorted(p for p in every if not hidden(p, root))
     candidates = [p for p in files if p.suffix.lower() in known]
     if not candidates:
@@ -166,7 +178,8 @@ def class_labels(root: str | Path, files: list[Path]) -> tuple[list[str], list[i
 def load_folder(path: str | Path, grey: bool = True, labels: bool = False) -> ImageSet:
     """All readable images under ``path`` (sorted by relative path, so the order is reproducible)."""
     root = Path(path)
-    candidates, n_ignored = image_files(path, labels)
+    unlisted: list[dict[str, str]] = []
+    candidates, n_ignored = image_files(path, labels, unlisted)
     classes, class_of = class_labels(root, candidates) if labels else ([], [0] * len(candidates))
     images, names, y, skipped = [], [], [], []
     for p, label in zip(candidates, class_of):
@@ -182,6 +195,8 @@ def load_folder(path: str | Path, grey: bool = True, labels: bool = False) -> Im
         raise DataError(f"image folder {str(root)!r}: none of its {len(candidates)} image files could be read "
                         f"(first: {skipped[0]['file']}: {skipped[0]['reason']})")
     info = {"path": str(root), "n_ignored": n_ignored}   # hidden and non-image files
+    if unlisted:
+        info["unlisted"] = unlisted
     if labels:
         info["classes"] = classes
         found = set(y)

@@ -61,8 +61,9 @@ def item_name(source: str) -> str:
 def list_items(cfg: DataConfig) -> Listing:
     """The items of ``cfg``'s source (folder, video or ``.npy``); errors name the path."""
     if cfg.source == "folder":
-        files, ignored = image_files(cfg.path, cfg.labels)
-        info: dict[str, Any] = {"n_ignored": ignored}
+        unlisted: list[dict[str, str]] = []
+        files, ignored = image_files(cfg.path, cfg.labels, unlisted)
+        info: dict[str, Any] = {"n_ignored": ignored, **({"unlisted": unlisted} if unlisted else {})}
         labels = None
         if cfg.labels:     # numbered as the in-memory path numbers them: every class folder, read or not
             classes, class_of = class_labels(cfg.path, files)
