@@ -356,3 +356,13 @@ def test_the_loader_may_change_on_resume_but_not_what_is_read():
     check_resume(saved, load_config("ufldl-sae", ["data.pipeline=stream", "data.prefetch=8", "data.loader_workers=3"]))
     with pytest.raises(ConfigError, match="data.fit_sample"):
         check_resume(saved, load_config("ufldl-sae", ["data.pipeline=stream", "data.fit_sample=5"]))
+
+
+def test_a_folder_of_one_image_is_not_told_to_raise_fit_sample(tmp_path):
+    """One 24x20 image, crops, fit_sample 1000: 'data.fit_sample = 1000: its 1 item(s) gave 1 sample(s) ...;
+    raise data.fit_sample', which cannot help."""
+    root = _folder(tmp_path, n=1)
+    with pytest.raises(DataError, match=r"its 1 image file\(s\) give 1 sample\(s\).*cannot give more") as err:
+        open_data(_cfg(root, normalize="patch", fit_sample=1000), seed=0)
+    assert "raise data.fit_sample" not in str(err.value)
+    assert open_data(_cfg(root, normalize="patch", tile=8, fit_sample=1000), seed=0).info["fit_sample"]["samples"] == 6

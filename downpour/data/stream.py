@@ -141,6 +141,10 @@ def _fit(cfg: DataConfig, listing: Listing, cut: Cut, seed: int) -> tuple[Prepro
         skipped += [{"file": reader.name(k), "reason": bad} for (_, _, k), bad in zip(chunk["keys"], chunk["bad"]) if bad]
     x = torch.cat(xs).numpy()
     if len(x) < 2:
+        if not skipped and len(pick) == n:     # every item was sampled and read: the data are too few
+            raise DataError(f"{cfg.path!r}: its {n} {item_name(cfg.source)}(s) give {len(x)} sample(s), and fitting "
+                            "data.normalize / data.whiten needs at least 2 (a larger data.fit_sample cannot give more); "
+                            "add images, or cut several samples from each (data.mode = 'patches', or data.tile)")
         if not skipped:       # every sampled item was read: the sample is too small, not the data bad
             raise DataError(f"data.fit_sample = {cfg.fit_sample}: its {len(pick)} item(s) gave {len(x)} sample(s), and "
                             f"fitting data.normalize / data.whiten needs at least 2; raise data.fit_sample")
