@@ -429,3 +429,19 @@ def test_a_layer_not_measured_says_why_escaped_once():
                                                             "passes": False}]},
                                {"layer": "s", "negatives": [], "not_measured": "no unit of 's' <is> finite"}], {})
     assert "no unit of &#x27;s&#x27; &lt;is&gt; finite" in html and "&amp;" not in html
+
+
+def test_the_report_says_how_many_files_the_run_skipped_and_names_the_first(run_dir, tmp_path):
+    """data.json named the skipped files of a folder run; report.html said nothing of them."""
+    from downpour.analysis.report_notes import data_note
+
+    assert data_note(None) == "" and data_note({"n_skipped": 0, "skipped": []}) == ""
+    data = {"n_skipped": 6, "skipped": [{"file": "/d/a<b>.png", "reason": "OSError: truncated\nmore"}] * 6,
+            "unlisted": [{"folder": "/d/locked", "reason": "PermissionError: Permission denied"}]}
+    note = ('<p class="note">Data: 6 file(s) skipped, unreadable or too small (first: /d/a&lt;b&gt;.png: OSError: '
+            'truncated); 1 folder(s) that could not be listed left out (first: /d/locked: PermissionError: Permission '
+            'denied); data.json names every one.</p>')
+    assert data_note(data) == note
+    copy = shutil.copytree(run_dir, tmp_path / "run")
+    (copy / "data.json").write_text(json.dumps(data))
+    assert note in write_report(copy, analyze_if_missing=False).read_text()

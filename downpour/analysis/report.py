@@ -10,11 +10,19 @@ from pathlib import Path
 from typing import Any
 
 from downpour.analysis.face_controls import LEARNED, NO_FACES, TWIN
-from downpour.analysis.report_notes import distinct as _distinct, first_layer_note
+from downpour.analysis.report_notes import data_note, distinct as _distinct, first_layer_note
 from downpour.analysis.report_notes import loss_headline as _loss_headline
 from downpour.analysis.report_parts import esc, image, num, page, pct, table
 from downpour.errors import DownpourError
 from downpour.train.rundir import NotARunError, RunDir
+
+def _read(run: RunDir, name: str) -> Any:
+    """A JSON file of the run, or None where it has none or it cannot be read (a note then says nothing)."""
+    try:
+        return run.read_json(name)
+    except NotARunError:
+        return None
+
 
 def _cluster_faults(run: RunDir) -> str:
     """One line on a cluster run's lost and restarted workers and shard restarts (staleness.json's events),
@@ -351,6 +359,7 @@ def _body(run: RunDir, a: dict[str, Any]) -> str:
 {image(run, figs.get('loss'), 'loss curves per cost part')}
 {image(run, figs.get('staleness'), 'staleness histogram') if figs.get('staleness') else f'<p class="note">{_no_staleness(run)}</p>'}
 {_cluster_faults(run)}
+{data_note(_read(run, 'data.json'))}
 
 <h2 id="filters">First-layer filters</h2>
 {_filters(a['filters'])}

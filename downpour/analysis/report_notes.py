@@ -58,3 +58,22 @@ def distinct(f: dict[str, Any]) -> str:
             text += (f'<p class="note">Most edge-like filters here are copies of a few: the layer has collapsed onto '
                      f"{n} distinct filter(s), which the edge-like share alone does not show.</p>")
     return text
+
+
+def data_note(data: Any) -> str:
+    """One line on the files a run could not use (data.json's ``skipped`` and ``unlisted``), or nothing. The
+    report said nothing of them: a run whose folder lost a third of its images to bad files read like one that
+    trained on all of them, unless one opened data.json."""
+    if not isinstance(data, dict):
+        return ""
+    skipped = [e for e in data.get("skipped") or [] if isinstance(e, dict)]
+    unlisted = [e for e in data.get("unlisted") or [] if isinstance(e, dict)]
+    parts = []
+    if skipped:
+        reason = str(skipped[0].get("reason") or "?").split("\n")[0][:160]
+        parts.append(f"{data.get('n_skipped', len(skipped))} file(s) skipped, unreadable or too small "
+                     f"(first: {skipped[0].get('file')}: {reason})")
+    if unlisted:
+        parts.append(f"{len(unlisted)} folder(s) that could not be listed left out (first: {unlisted[0].get('folder')}: "
+                     f"{unlisted[0].get('reason')})")
+    return f'<p class="note">Data: {esc("; ".join(parts))}; data.json names every one.</p>' if parts else ""
