@@ -25,7 +25,8 @@ from downpour.config_diff import RESUMABLE, config_differences
 from downpour.data.build import check_config as check_data
 from downpour.data.build import check_files
 from downpour.data.build import gives_labels, sample_shape, why_unlabelled
-from downpour.data.pipeline import resolve_data
+from downpour.data.pipeline import check_classes, resolve_data
+from downpour.data.stream import list_items
 from downpour.layers.gabor import FROZEN_KINDS
 from downpour.models.base import FeatureModel
 from downpour.models.cost_fit import check_cost_fits
@@ -268,9 +269,11 @@ def check_folder(out: str | None, resume: RunDir | None, cfg: RunConfig, twin: b
     """What the run would refuse at its folder, found without writing anything (``--dry-run``): ``--out``
     a file or a folder holding a run (:meth:`RunDir.check_new`); a resume with nothing left to train
     (:meth:`RunDir.begin`), unless only its no-faces ``twin`` is left or its model is written from its
-    last checkpoint (:meth:`RunDir.unsaved_at_end`)."""
+    last checkpoint (:meth:`RunDir.unsaved_at_end`); a labelled folder whose classes changed (``check_classes``)."""
     if out:
         RunDir.check_new(out)
+    if resume is not None and cfg.data.source == "folder" and cfg.data.labels:   # listed, nothing decoded
+        check_classes((list_items(cfg.data).info or {}).get("classes"), resume.path)
     start = resume.reached() if resume is not None else None
     if resume is None or start is None or start < cfg.train.steps:
         return

@@ -56,3 +56,14 @@ def test_a_resume_over_more_images_of_the_same_classes_goes_on(tmp_path):
     Image.fromarray(np.full((8, 8), 60, np.uint8)).save(folder / "cat" / "new.png")
     assert _resume(run, 8)["resumed_from"] == 4
     assert json.loads((run.path / "preprocess.json").read_text())["classes"] == ["cat", "dog"]
+
+
+def test_a_dry_run_of_the_resume_says_the_same(tmp_path, capsys):
+    """`downpour train --resume RUN --dry-run` said 'config checked' where the resume then refused."""
+    from downpour.cli import main
+
+    folder, run = _start(tmp_path, "local", "stream")
+    assert main(["train", "--resume", str(run.path), "--steps", "8", "--dry-run"]) == 0
+    _class(folder, "bird", 120)
+    assert main(["train", "--resume", str(run.path), "--steps", "8", "--dry-run"]) == 2
+    assert "the classes under data.path changed since it began" in capsys.readouterr().err

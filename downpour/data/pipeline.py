@@ -168,12 +168,12 @@ def keep_cut(data: Dataset | StreamingData, positions: list[dict[str, Any] | Non
     return reopened
 
 
-def check_classes(data: Dataset | StreamingData, run: Path) -> None:
+def check_classes(now: list[str] | None, run: Path) -> None:
     """A resume of a run trained on a folder's classes (``data.labels``) goes on with the classes it began with
     (``preprocess.json`` records them; a run from before it did: its data.json). A class folder added, removed or
     renamed since renumbers the classes (sorted names): the same images would train with other numbers, unsaid
-    (until 2026-12-04 a resume only warned that the file list changed). DataError naming both lists."""
-    now = data.info.get("classes")
+    (until 2026-12-04 a resume only warned that the file list changed). ``now``: the data's ``info["classes"]``
+    (None: not a labelled folder). DataError naming both lists."""
     if now is None:
         return
     began = _recorded(run / "preprocess.json", "classes") or _recorded(run / "data.json", "classes")

@@ -90,7 +90,7 @@ def _run_once(cfg: RunConfig, run: RunDir, resume: bool, restarts: list[dict[str
         saved = [{"patches": meta["patches_per_image"]}] if "patches_per_image" in meta else []   # (Ray: all there is)
         positions = [s and s["position"] for s in meta.get("streams") or []] + saved
         setup.data = keep_cut(setup.data, positions, cfg.data, cfg.seed, run.path, run.checkpoints / f"{SERVER}.json")
-        check_classes(setup.data, run.path)
+        check_classes(setup.data.info.get("classes"), run.path)
     start = meta["step"]
     began[:] = began or [start]
     n_stages = setup.model.n_stages

@@ -94,7 +94,7 @@ def run_local(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, An
         if run.config.data.pipeline == "auto":   # recorded before the choice was (config.toml, not yet rewritten)
             check_resumed_on(data, position is not None, run.path / "config.toml")
         data = keep_cut(data, [position], cfg.data, cfg.seed, run.path, run.checkpoints / "local.json")
-        check_classes(data, run.path)
+        check_classes(data.info.get("classes"), run.path)
         log.info("resuming %s at step %d", run.path, start)
     total = cfg.train.steps
     if run.unsaved_at_end(cfg, start, resume):   # its data record too: the stream's, from the checkpoint
