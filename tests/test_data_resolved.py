@@ -83,3 +83,18 @@ def test_a_run_recorded_with_auto_that_now_chooses_otherwise_says_how_to_go_on(t
     assert "chose 'stream' when this run began and chooses 'memory'" in err and 'set pipeline = "stream"' in err, err
     config.write_text(config.read_text().replace('pipeline = "auto"', 'pipeline = "stream"'))   # as it says
     assert main(["train", "--resume", str(run), "--steps", "6"]) == 0
+
+
+def test_a_resume_over_fewer_files_than_its_workers_is_told_what_it_can_do(tmp_path, capsys):
+    """Files deleted between a 2-worker streamed run and its --resume: 'use at most 1 workers', which the resume
+    then refused ('cannot resume with cluster.workers = 1')."""
+    _images(tmp_path / "imgs", 3)
+    argv = ["train", *RUN, "--runner", "simulated", "--workers", "2", "--set", "data.pipeline=stream",
+            "--set", f"data.path={tmp_path / 'imgs'}", "--steps", "4", "--out", str(tmp_path / "run")]
+    assert main(argv) == 0
+    for name in ("1.png", "2.png"):
+        (tmp_path / "imgs" / name).unlink()
+    capsys.readouterr()
+    assert main(["train", "--resume", str(tmp_path / "run"), "--steps", "8"]) == 2
+    err = capsys.readouterr().err
+    assert "holds only 1 image file" in err and "restore the files it began with" in err, err
