@@ -122,3 +122,24 @@ def test_truncated_video_that_declares_its_frame_count_uses_the_frames_before_th
     levels = [float(f.mean()) / 8 for f in frames]
     assert len(levels) == 3 and levels == sorted(levels) and 0 < levels[0] and levels[-1] < 29
     assert any("cut.avi: decoding stopped after frame" in r.getMessage() for r in caplog.records)
+
+
+def test_a_video_sub_folder_that_cannot_be_listed_is_logged(tmp_path, monkeypatch, caplog):
+    """os.walk drops a folder it cannot list without a word (no read permission: chmod 000 does not stop root,
+    so os.scandir refuses it here)."""
+    import os
+    from downpour.data.video import video_files
+
+    _write_video(tmp_path / "a.mp4")
+    (tmp_path / "locked").mkdir()
+    real = os.scandir
+
+    def scandir(path="."):
+        if os.fspath(path) == str(tmp_path / "locked"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    with caplog.at_level(logging.WARNING, logger="downpour.data"):
+        assert video_files(tmp_path) == [tmp_path / "a.mp4"]
+    assert f"cannot list {tmp_path / 'locked'} (PermissionError: Permission denied)" in caplog.text

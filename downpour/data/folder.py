@@ -110,7 +110,7 @@ def walk_files(root: Path, unlisted: list[dict[str, str]] | None = None) -> Iter
     def unlistable(err: OSError) -> None:
         if unlisted is not None:
             unlisted.append({"folder": str(err.filename), "reason": f"{type(err).__name__}: {err.strerror}"})
-            log.warning("image folder %s: cannot list %s (%s): its files are left out", root, err.filename,
+            log.warning("folder %s: cannot list %s (%s): its files are left out", root, err.filename,
                         unlisted[-1]["reason"])
 
     inside = os.path.realpath(root)
