@@ -14,7 +14,9 @@ from downpour.train.rundir import RunDir
 
 BASE = ["data.source=folder", "data.labels=true", "train.batch_size=8", "train.log_every=2", "train.tensorboard=false",
         "train.threads=1", "data.loader_workers=0", "data.prefetch=8"]
-RUNNERS = {"local": [], "simulated": ["cluster.runner=simulated", "cluster.workers=2"]}
+RUNNERS = {"local": [], "simulated": ["cluster.runner=simulated", "cluster.workers=2"],
+           "sandblaster": ["cluster.runner=simulated", "cluster.algorithm=sandblaster", "cluster.workers=2",
+                           "sandblaster.units=4"]}
 
 
 def _class(root, name, grey, n=6):
@@ -39,8 +41,8 @@ def _resume(run, steps):
     return train(load_config(str(run.path / "config.toml"), [f"train.steps={steps}"]), RunDir.open(run.path), resume=True)
 
 
-@pytest.mark.parametrize("pipeline", ["memory", "stream"])
-@pytest.mark.parametrize("runner", sorted(RUNNERS))
+@pytest.mark.parametrize("runner, pipeline", [(r, p) for r in sorted(RUNNERS) for p in ("memory", "stream")
+                                              if (r, p) != ("sandblaster", "stream")])    # (it holds its data in memory)
 def test_a_resume_after_a_class_folder_was_added_is_refused_naming_the_classes(tmp_path, runner, pipeline):
     folder, run = _start(tmp_path, runner, pipeline)
     assert json.loads((run.path / "preprocess.json").read_text())["classes"] == ["cat", "dog"]

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from downpour.config import ConfigError, RunConfig
+from downpour.data.pipeline import check_classes
 from downpour.ps.setup import ClusterSetup, set_up_cluster
 from downpour.sandblaster.checks import check_examples, check_sandblaster
 from downpour.sandblaster.history import HistoryShard
@@ -130,6 +131,7 @@ def run_sandblaster(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[s
         pool_meta = meta.get("pool", {})
         progress = _Progress(meta)
         log.info("resuming %s at L-BFGS iteration %d", run.path, progress.iteration)
+        check_classes(setup.data.info.get("classes"), run.path)
     start, total, s = progress.iteration, cfg.train.steps, cfg.sandblaster
     if run.unsaved_at_end(cfg, start, resume):
         return _finish(setup, run, [shard.params() for shard in shards], progress, start, None, {})
@@ -140,7 +142,7 @@ def run_sandblaster(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[s
         raise ConfigError(f"the run in {str(run.path)!r} converged at L-BFGS iteration {start}: no step decreased the "
                           "cost on the whole set, and a resume would search again from the same point and fail the "
                           "same way; start a new run (or sample batches: sandblaster.batch)")
-    run.begin(cfg, setup.data.preprocess, start, resume)
+    run.begin(cfg, setup.data.preprocess, start, resume, setup.data.info.get("classes"))
     pool = _pool(setup, shards, progress.vtime)
     if pool_meta:
         pool.load_state(pool_meta)
