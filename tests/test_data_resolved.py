@@ -98,3 +98,14 @@ def test_a_resume_over_fewer_files_than_its_workers_is_told_what_it_can_do(tmp_p
     assert main(["train", "--resume", str(tmp_path / "run"), "--steps", "8"]) == 2
     err = capsys.readouterr().err
     assert "holds only 1 image file" in err and "restore the files it began with" in err, err
+
+
+@pytest.mark.parametrize("pipeline", ["memory", "stream"])
+def test_the_local_runners_summary_counts_the_files_skipped_as_the_cluster_runners_do(tmp_path, capsys, pipeline):
+    """The cluster runners' summary line carried data {reads, samples, n_skipped}; the local runner's nothing."""
+    _images(tmp_path / "imgs", 4)
+    (tmp_path / "imgs" / "bad.png").write_bytes(b"not a png")
+    assert main(["train", *RUN, "--set", f"data.path={tmp_path / 'imgs'}", "--set", f"data.pipeline={pipeline}",
+                 "--steps", "2", "--out", str(tmp_path / "run")]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["data"]["n_skipped"] == 1

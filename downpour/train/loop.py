@@ -156,14 +156,17 @@ def run_local(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, An
         telemetry.close()
         batches.close()                         # streamed: stops the loader's processes (a generator: nothing)
     data_info = run_data_info(data.info, [data_report(batches)])
-    record_data(run.write_json, cfg.data, data_info)
+    recorded = record_data(run.write_json, cfg.data, data_info)
     run.save_model(model, total, {"skipped_steps": skipped, "data": data_info})
     if skipped >= total:   # no step of the run had a finite cost (a resume's own steps alone: the run trained)
         raise Diverged(f"every one of the {total} steps 1..{total} had a non-finite cost or gradient and was skipped "
                        f"(last, {last_skip}); nothing was applied. Lower train.lr or check the data; the run is saved "
                        f"in {str(run.path)!r}")
     # final_loss is the last logged row's: the mean over its log_every steps, as the cluster runner reports
-    return _summary(run, total, start, skipped, elapsed, last_row["loss"] if last_row else run.last_loss())
+    summary = _summary(run, total, start, skipped, elapsed, last_row["loss"] if last_row else run.last_loss())
+    if recorded:    # files read: their sums, the files skipped among them, as the cluster runners print them
+        summary["data"] = {k: data_info[k] for k in ("reads", "samples", "n_skipped") if k in data_info}
+    return summary
 
 
 def _summary(run: RunDir, total: int, start: int, skipped: int, elapsed: float, loss: float | None) -> dict[str, Any]:
