@@ -290,6 +290,10 @@ def test_a_damaged_model_is_named(tmp_path):
     with pytest.raises(CheckpointError, match=r"model.json' lacks key 'input_shape'"):
         RunDir(run).load_model()
     (run / "model.json").write_text(json.dumps({**meta, "options": {**meta["options"], "hidden": 3}}))
+    with pytest.raises(CheckpointError, match=r"model.json' builds model.hidden = 3, .*config.toml' says 25"):
+        RunDir(run).load_model()
+    config = run / "config.toml"                    # both files edited alike: the weights are of another shape
+    config.write_text(config.read_text().replace("hidden = 25\n", "hidden = 3\n"))
     with pytest.raises(CheckpointError, match="does not fit the model"):
         RunDir(run).load_model()
 
