@@ -23,6 +23,7 @@ import json
 import logging
 import multiprocessing
 import os
+import re
 import signal
 import time
 import traceback
@@ -226,6 +227,10 @@ def check_crossfit_folder(out: Path, folds: int) -> None:
         others.append(record.name)
     if page.is_file() and "<title>downpour crossfit: " not in page.read_text(encoding="utf-8", errors="replace"):
         others.append(page.name)
+    more = sorted(name for name in others if re.fullmatch(r"fold-\d+(\.log|\..+\.log)?", name))
+    if more:                    # (its own folder, run again with fewer --folds)
+        raise RunExistsError(f"{str(out)!r} holds a cross-fit of more folds than {folds} ({', '.join(more[:3])}"
+                             f"{', ...' if len(more) > 3 else ''}): run it again with its own --folds, or pick another --out")
     if others:
         shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
         raise RunExistsError(f"{str(out)!r} holds files a cross-fit of {folds} folds did not write ({shown}): a "

@@ -38,7 +38,7 @@ from downpour.ps.setup import build_replica
 from downpour.ps.shard import shard_bounds
 from downpour.sandblaster.checks import check_sandblaster
 from downpour.train.flat import ParamLayout
-from downpour.train.config_record import recorded_differences
+from downpour.train.config_record import recorded_differences, splits_steps
 from downpour.train.rundir import CONFIG_KEY, NotARunError, RunDir
 from downpour.train.setup import resolve_device
 
@@ -257,12 +257,9 @@ def check_resume(saved: RunConfig, new: RunConfig, changed: list[tuple[str, Any,
     for key, was, now in unresumable(saved, new) if changed is None else changed:
         raise ConfigError(f"cannot resume with {key} = {now!r}: the run was trained with "
                           f"{was!r}; start a new run (--config RUN/config.toml --set ...) instead")
-    if saved.train.steps != new.train.steps and new.train.schedule == "greedy":
-        from downpour.models.registry import create_model
-
-        if create_model(new.model.name, **new.model.options).n_stages > 1:
-            raise ConfigError("cannot change train.steps when resuming a greedy run: its split of the steps between "
-                              "stages depends on train.steps")
+    if saved.train.steps != new.train.steps and splits_steps(new):
+        raise ConfigError("cannot change train.steps when resuming a greedy run: its split of the steps between "
+                          "stages depends on train.steps")
 
 
 def check_folder(out: str | None, resume: RunDir | None, cfg: RunConfig, twin: bool) -> None:

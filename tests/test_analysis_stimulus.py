@@ -106,4 +106,9 @@ def test_starts_a_relu_unit_is_off_at_are_drawn_again_and_those_it_never_answers
     with torch.no_grad():
         model.encoder.bias[3] = -2.3 * float(w.norm()) * 2.5 / 8
     none = optimal_stimulus(model, 3, norm=2.5, steps=20, restarts=8, seed=1)
-    assert none.silent_starts == 8 and "every one silent" in _starts(vars(none)) and "random draw" in _starts(vars(none))
+    assert none.silent_starts == 8 and "every one of its 8 starts stayed silent" in _starts(vars(none))
+    assert "random draw" in _starts(vars(none))
+    with torch.no_grad():
+        model.encoder.bias[3] = -1.6 * float(w.norm()) * 2.5 / 8
+    suppress = optimal_stimulus(model, 3, norm=2.5, steps=20, restarts=8, seed=1, sign=-1)   # all end at response 0
+    assert suppress.silent_starts == 6 and suppress.agreement is not None     # a start that moved is the one shown

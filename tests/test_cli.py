@@ -214,3 +214,18 @@ def test_a_hand_edited_model_json_that_builds_another_network_is_refused_naming_
     assert main(["analyze", str(out)]) != 0
     err = capsys.readouterr().err
     assert "model.json" in err and "model.activation = 'relu'" in err and "config.toml" in err and "'sigmoid'" in err
+
+
+CAT = ["--config", "cat-demo", "--runner", "local", "--steps", "4", "--set", "data.size=16", "--set", "model.kernels=[5,3]",
+       "--set", "model.maps=[2,2]", "--set", "train.tensorboard=false", "--no-report"]
+
+
+def test_a_hand_edited_train_steps_of_a_greedy_run_is_refused_as_resume_steps_is(tmp_path, capsys):
+    """train.steps may change on a resume, but not a greedy run's: its stages split the steps."""
+    out = tmp_path / "run"
+    assert main(["train", *CAT, "--out", str(out)]) == 0
+    config = out / "config.toml"
+    config.write_text(config.read_text().replace("\nsteps = 4\n", "\nsteps = 6\n", 1))
+    assert main(["train", "--resume", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "train.steps = 6" in err and "trained with 4" in err and "edited since" in err

@@ -260,6 +260,18 @@ def test_a_folder_holding_files_a_crossfit_did_not_write_is_refused_and_left_as_
     assert [p.name for p in out.iterdir()] == [mine] and (out / mine).read_text() == '{"my": "results"}'
 
 
+def test_its_own_folder_run_again_with_fewer_folds_is_refused_as_such_not_as_foreign_files(tmp_path):
+    from downpour.crossfit import check_crossfit_folder
+    from downpour.train.folders import RunExistsError
+
+    for name in ("fold-0", "fold-1", "fold-2"):
+        (tmp_path / name).mkdir()
+        (tmp_path / f"{name}.log").write_text("")
+    check_crossfit_folder(tmp_path, 3)
+    with pytest.raises(RunExistsError, match=r"a cross-fit of more folds than 2 \(fold-2, fold-2.log\): run it again with its own --folds"):
+        check_crossfit_folder(tmp_path, 2)
+
+
 class _NoProcesses:
     """A multiprocessing context that fails the test if a fold process is started."""
     def Pipe(self, *args, **kwargs):

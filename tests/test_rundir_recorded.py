@@ -13,6 +13,7 @@ from downpour.batch import Batch
 from downpour.config import SECTIONS, load_config
 from downpour.models.cat import CatConfig
 from downpour.models.registry import build, list_models
+from downpour.train.checkpoint import CheckpointError
 from downpour.train.rundir import RunDir
 
 OLD = Path(__file__).parent / "data" / "run_02ecb53"   # written by downpour at 02ecb53; expected.json says how
@@ -129,3 +130,34 @@ def test_a_run_made_from_a_config_built_in_python_saves_it_resolved_and_reads_it
     run = RunDir.create(tmp_path / "run", load_config("cat-demo", ["train.steps=4"]))
     assert "filter_norm" in (run.path / "config.toml").read_text()
     assert run.config.model.options["filter_norm"] == [1.0] and run.config.model.options["recon"] == "interior"
+
+
+def test_a_recorded_auto_pipeline_matches_the_choice_a_resume_is_told_to_write():
+    """A run made in Python keeps data.pipeline = "auto"; a resume whose data crossed the size line is told to write
+    "stream" or "memory" into config.toml (check_resumed_on), which the edit check must then take."""
+    from downpour.train.config_record import config_record, recorded_differences
+
+    auto = load_config("ufldl-sae", ['data.pipeline="auto"'])
+    assert recorded_differences(config_record(auto), load_config("ufldl-sae", ['data.pipeline="memory"'])) == []
+    memory = config_record(load_config("ufldl-sae", ['data.pipeline="memory"']))
+    assert recorded_differences(memory, auto) == [("data.pipeline", "memory", "auto")]
+
+
+def test_a_python_made_run_from_before_resolution_is_told_which_option_to_write_back(tmp_path):
+    """Such a run's config.toml lacks filter_norm (it wrote only the options set), read as an old run's 0; its
+    model.json says what it trained: the refusal says so and what to write, not that a file was edited."""
+    from downpour.train.loop import run_local
+
+    cfg = load_config("cat-demo", ["train.steps=2", "train.tensorboard=false", "data.size=16", "model.kernels=[5,3]",
+                                   "model.maps=[2,2]"])
+    run = RunDir.create(tmp_path / "run", cfg)
+    run_local(cfg, run)
+    config = run.path / "config.toml"
+    lines = config.read_text().splitlines(keepends=True)
+    at = next(i for i, line in enumerate(lines) if line.startswith("filter_norm = ["))
+    end = next(i for i in range(at, len(lines)) if lines[i].startswith("]"))
+    config.write_text("".join(lines[:at] + lines[end + 1:]))          # as a Python-made run wrote it before
+    with pytest.raises(CheckpointError, match=r"lacks it.*write filter_norm = \[1.0\] into its \[model\]"):
+        RunDir(run.path).load_model()
+    config.write_text(config.read_text().replace("[model]\n", "[model]\nfilter_norm = [1.0]\n"))
+    assert RunDir(run.path).load_model() is not None

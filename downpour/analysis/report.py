@@ -85,8 +85,9 @@ def _starts(stim: dict[str, Any]) -> str:
     n, silent = len(stim["restarts"]), stim.get("silent_starts", 0)
     why = "the unit gave them no gradient, nor any of their 10 draws again, so they never moved"
     if silent and silent == n:
-        return (f"from {n} starts, every one silent ({why}: the picture is a random draw, not what the unit answers; "
-                "the unit fires on none of them")
+        starts = "its one start" if n == 1 else f"every one of its {n} starts"
+        return (f"but {starts} stayed silent (the unit gave no gradient there, nor at 10 draws again: the picture is a "
+                "random draw, not what the unit answers")
     if n >= 2 and stim.get("agreement") is None:
         return (f"best of {n} starts ({silent} of them silent: {why}, so no second solution to compare it with; "
                 "raise analysis.stimulus_restarts for one")

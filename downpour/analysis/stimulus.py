@@ -102,7 +102,8 @@ def optimal_stimulus(model: FeatureModel, unit: int, *, layer: str | None = None
             trace.append(float(response.max()))
     with torch.no_grad():
         final = sign * unit_response(model, x, unit, layer)                     # (R,)
-        best = int(final.argmax())
+        # (a silent start can tie the best: sign = -1 on a ReLU unit, whose response 0 is its least)
+        best = int(final.masked_fill(~moved, -torch.inf).argmax()) if moved.any() else int(final.argmax())
         flat = x.reshape(restarts, -1)
         cos = (flat @ flat[best]) / (flat.norm(dim=1) * flat[best].norm()).clamp_min(1e-12)
         mirrored = sign * unit_response(model, -x[best:best + 1], unit, layer)

@@ -10,7 +10,7 @@ from typing import Any
 
 from downpour.config import RunConfig, config_to_dict
 from downpour.config_diff import RESUMABLE, STREAM_KEYS, flat_keys, may_stream
-from downpour.models.registry import resolve
+from downpour.models.registry import create_model, resolve
 
 
 def config_record(cfg: RunConfig) -> dict[str, Any]:
@@ -22,11 +22,22 @@ def config_record(cfg: RunConfig) -> dict[str, Any]:
 def recorded_differences(record: dict[str, Any], cfg: RunConfig) -> list[tuple[str, Any, Any]]:
     """``(key, recorded value, value in cfg)`` for every key of a checkpoint's ``record`` (:func:`config_record`)
     that ``cfg`` gives another value and a resume may not change (not in RESUMABLE, nor ``analysis.*``, nor a
-    stream's own keys where ``cfg`` does not stream). Keys the record lacks (it predates them) are not compared."""
+    stream's own keys where ``cfg`` does not stream), and ``train.steps`` of a run whose stages split them (greedy,
+    more than one stage). Keys the record lacks (it predates them) are not compared, nor a recorded
+    ``data.pipeline = "auto"``: a run made in Python chooses when it opens its data, and a resume that finds the
+    choice changed says to write the one it made (:func:`downpour.data.pipeline.check_resumed_on`)."""
     before, after = flat_keys(record), flat_keys(config_record(cfg))
     unread = () if may_stream(cfg) else STREAM_KEYS
+    fixed = {"train.steps"} if splits_steps(cfg) else set()
     return [(key, was, after.get(key)) for key, was in sorted(before.items())
-            if after.get(key) != was and key not in RESUMABLE and not key.startswith("analysis.") and key not in unread]
+            if after.get(key) != was and (key not in RESUMABLE or key in fixed) and not key.startswith("analysis.")
+            and key not in unread and not (key == "data.pipeline" and was == "auto")]
+
+
+def splits_steps(cfg: RunConfig) -> bool:
+    """Whether a run of ``cfg`` splits train.steps between its stages (greedy, more than one stage): its
+    steps then cannot change on a resume."""
+    return cfg.train.schedule == "greedy" and create_model(cfg.model.name, **cfg.model.options).n_stages > 1
 
 
 def model_differences(name: str, options: dict[str, Any], cfg: RunConfig) -> list[tuple[str, Any, Any]]:
