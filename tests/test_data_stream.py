@@ -11,6 +11,7 @@ from PIL import Image
 from test_data_video import _write_video
 
 import downpour.data.pipeline as pipeline
+from downpour.analysis.report_notes import data_note
 from downpour.config import ConfigError, DataConfig, load_config
 from downpour.data import build_dataset
 from downpour.data.loader import StreamBatches, epoch_order, loader_shape
@@ -176,6 +177,23 @@ def test_a_resumed_block_that_gives_no_sample_takes_its_skip_with_it(tmp_path):
         (root / data.items[k]).write_bytes(b"not a png")
     resumed = data.batches(5, torch.Generator().manual_seed(5), position=position)
     assert torch.equal(next(resumed).x, reference[16:21])             # block 1 from its start
+
+
+def test_a_file_skipped_once_and_read_later_is_no_longer_counted_as_skipped(tmp_path):
+    """A folder briefly unreadable (unmounted, a file rewritten): its files were named skipped for the whole run,
+    in data.json and the report, though every one of them trained later (171 of 384 after an outage, an audit)."""
+    root = _folder(tmp_path, n=6, bad=["late.png"])
+    data = open_data(_cfg(root), seed=0)
+    batches = data.batches(1, torch.Generator().manual_seed(0))
+    _take(batches, 6)                                            # a pass: late.png is skipped
+    assert [e["file"] for e in batches.report()["skipped"]] == [str(root / "late.png")]
+    Image.fromarray(np.zeros((20, 24, 3), dtype=np.uint8)).save(root / "late.png")
+    _take(batches, 21)                                           # three more passes: it is read now
+    report = batches.report()
+    assert report["skipped"] == [] and report["n_skipped"] == 0 and report["recovered"] == [str(root / "late.png")]
+    total = run_data_info(data.info, [report])
+    assert total["n_skipped"] == 0 and total["skipped"] == [] and total["recovered"] == [str(root / "late.png")]
+    assert "1 file(s) unreadable for a while and read later (first: " in data_note(total)
 
 
 def test_bad_files_are_skipped_named_once_per_worker_and_counted(tmp_path, caplog):

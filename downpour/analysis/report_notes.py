@@ -61,7 +61,8 @@ def distinct(f: dict[str, Any]) -> str:
 
 
 def data_note(data: Any) -> str:
-    """One line on the files a run could not use (data.json's ``skipped`` and ``unlisted``), or nothing. The
+    """One line on the files a run could not use (data.json's ``skipped`` and ``unlisted``) or used only later
+    (``recovered``), or nothing. The
     report said nothing of them: a run whose folder lost a third of its images to bad files read like one that
     trained on all of them, unless one opened data.json."""
     if not isinstance(data, dict):
@@ -73,6 +74,9 @@ def data_note(data: Any) -> str:
         reason = str(skipped[0].get("reason") or "?").split("\n")[0][:160]
         parts.append(f"{data.get('n_skipped', len(skipped))} file(s) skipped, unreadable or too small "
                      f"(first: {skipped[0].get('file')}: {reason})")
+    recovered = [name for name in data.get("recovered") or [] if isinstance(name, str)]
+    if recovered:
+        parts.append(f"{len(recovered)} file(s) unreadable for a while and read later (first: {recovered[0]})")
     if unlisted:
         parts.append(f"{len(unlisted)} folder(s) that could not be listed left out (first: {unlisted[0].get('folder')}: "
                      f"{unlisted[0].get('reason')})")

@@ -113,6 +113,7 @@ class StreamBatches:
         self._it: Iterator[dict[str, Any]] | None = None
         self.reads = np.zeros(len(data), np.int32)   # per item: times decoded (bad ones too)
         self.skipped: list[dict[str, str]] = []
+        self.recovered: list[str] = []           # files skipped once and read later (this process's stream)
         self._bad: dict[int, str] = {}              # item -> why it was skipped, in the order met
         self._barren: set[int] = set()             # items whose last read gave no sample
         self.samples = int(pos.get("samples", 0))
@@ -174,6 +175,8 @@ class StreamBatches:
             if bad is not None and k not in self._bad:
                 self._bad[k] = bad
                 skip(self.skipped, self._reader.name(k), bad)
+            elif bad is None and count and k in self._bad:     # read after all (a folder back after an outage)
+                self._recover(k)
             if count:
                 self._barren.discard(k)
             else:
@@ -188,6 +191,14 @@ class StreamBatches:
             self._next = (epoch + 1, 0) if p + 1 == len(self.data) else (epoch, p + 1)
             if p + 1 == len(self.data) or (p + 1) % self._mix == 0:
                 self._close_block()
+
+    def _recover(self, k: int) -> None:
+        """Item ``k``, skipped before, gave samples now: no longer skipped; named in ``recovered`` instead."""
+        name = self._reader.name(k)
+        del self._bad[k]
+        self.skipped[:] = [e for e in self.skipped if e["file"] != name]
+        self.recovered.append(name)
+        log.info("%s: read after all (skipped before)", name)
 
     def _gather(self, epoch: int, p: int, x: torch.Tensor, y: torch.Tensor | None) -> None:
         """Item ``p`` of ``epoch``'s order gave samples ``x`` (labels ``y``): into its block."""
@@ -264,6 +275,7 @@ class StreamBatches:
         return {"worker": shard["index"], "of": shard["of"], "items": len(self.data), "items_read": int(len(read)),
                 "reads": int(self.reads.sum()), "max_reads": int(read.max()) if len(read) else 0, "samples": self.samples, "batches": self._batch,
                 "n_skipped": len(self.skipped), "skipped": list(self.skipped),
+                **({"recovered": list(self.recovered)} if self.recovered else {}),
                 **({"listing_changed_on_resume": True} if self.listing_changed else {})}
 
     def close(self) -> None:

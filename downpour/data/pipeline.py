@@ -252,7 +252,10 @@ def run_data_info(info: dict[str, Any], reports: list[dict[str, Any] | None]) ->
     if not reports:
         return info
     seen: dict[str, dict[str, str]] = {}
+    read = {name for r in reports for name in r.get("recovered", [])}     # skipped once, then read
     for entry in [*info.get("fit_sample", {}).get("skipped", []), *(e for r in reports for e in r["skipped"])]:
-        seen.setdefault(entry["file"], entry)
+        if entry["file"] not in read:
+            seen.setdefault(entry["file"], entry)
     totals = {key: sum(r[key] for r in reports) for key in ("reads", "samples", "items_read")}
-    return {**info, "workers": reports, **totals, "n_skipped": len(seen), "skipped": list(seen.values())}
+    return {**info, "workers": reports, **totals, "n_skipped": len(seen), "skipped": list(seen.values()),
+            **({"recovered": sorted(read)} if read else {})}
