@@ -196,6 +196,16 @@ def test_a_file_skipped_once_and_read_later_is_no_longer_counted_as_skipped(tmp_
     assert "1 file(s) unreadable for a while and read later (first: " in data_note(total)
 
 
+def test_past_twenty_skipped_files_the_log_says_the_rest_are_in_data_json(tmp_path, caplog):
+    root = _folder(tmp_path, n=4, bad=[f"bad{i:02d}.png" for i in range(30)])
+    with caplog.at_level(logging.WARNING, logger="downpour.data"):
+        batches = open_data(_cfg(root), seed=0).batches(4, torch.Generator().manual_seed(0))
+        _take(batches, 2)
+    assert batches.report()["n_skipped"] == 30                       # every one recorded
+    assert sum(m.startswith("skipped ") for m in caplog.messages) == 20
+    assert sum("any more are not logged one by one (data.json names every one)" in m for m in caplog.messages) == 1
+
+
 def test_bad_files_are_skipped_named_once_per_worker_and_counted(tmp_path, caplog):
     root = _folder(tmp_path, n=10, bad=["bad1.png", "bad2.png"])
     (root / "empty.png").write_bytes(b"")

@@ -61,10 +61,17 @@ class ImageSet:
 UNREADABLE: tuple[type[BaseException], ...] = (Exception,)
 
 
+LOGGED = 20   # skipped files of one list each logged by name; the rest are in the list (data.json) alone
+
+
 def skip(skipped: list[dict[str, str]], file: str, reason: str) -> None:
-    """Record an unreadable file and log one warning for it: a bad file never kills a run."""
+    """Record an unreadable file and log one warning for it, up to :data:`LOGGED` of a list (a folder gone
+    mid-run logged every one of its files, 384 lines): a bad file never kills a run."""
     skipped.append({"file": file, "reason": reason})
-    log.warning("skipped %s: %s", file, reason)
+    if len(skipped) <= LOGGED:
+        log.warning("skipped %s: %s", file, reason)
+    if len(skipped) == LOGGED:
+        log.warning("%d files skipped so far; any more are not logged one by one (data.json names every one)", LOGGED)
 
 
 def to_chw(array: np.ndarray, grey: bool) -> np.ndarray:
