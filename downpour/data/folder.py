@@ -108,10 +108,10 @@ def walk_files(root: Path, unlisted: list[dict[str, str]] | None = None) -> Iter
     fails, naming it). ``unlisted``: where a folder that cannot be listed (no permission) is recorded as
     {"folder", "reason"} and logged; os.walk drops it without a word (until 2026-12-04 its images did)."""
     def unlistable(err: OSError) -> None:
+        reason = f"{type(err).__name__}: {err.strerror}"
+        log.warning("folder %s: cannot list %s (%s): its files are left out", root, err.filename, reason)
         if unlisted is not None:
-            unlisted.append({"folder": str(err.filename), "reason": f"{type(err).__name__}: {err.strerror}"})
-            log.warning("folder %s: cannot list %s (%s): its files are left out", root, err.filename,
-                        unlisted[-1]["reason"])
+            unlisted.append({"folder": str(err.filename), "reason": reason})
 
     inside = os.path.realpath(root)
     seen: set[str] = set()

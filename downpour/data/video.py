@@ -103,7 +103,7 @@ def video_files(path: Path) -> list[Path]:
     if not path.is_dir():
         raise DataError(f"video path {str(path)!r} does not exist")
     # (a sub-folder that cannot be listed is logged by walk_files, not dropped unsaid)
-    files = sorted(p for p in walk_files(path, []) if p.suffix.lower() in VIDEO_EXTENSIONS and not hidden(p, path))
+    files = sorted(p for p in walk_files(path) if p.suffix.lower() in VIDEO_EXTENSIONS and not hidden(p, path))
     if not files:
         raise DataError(f"video folder {str(path)!r} holds no video files (extensions {', '.join(sorted(VIDEO_EXTENSIONS))})")
     return files

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from downpour.config import ConfigError, RunConfig
-from downpour.data.pipeline import check_classes, check_resumed_on, cut_patches, keep_cut, record_data, report_at, run_data_info
+from downpour.data.pipeline import check_resumed_on, cut_patches, keep_cut, record_data, report_at, run_data_info
 from downpour.errors import Diverged, RunError
 from downpour.parallel.partition import merge_model
 from downpour.ps.checkpoint import SERVER, ShardState, load_server, next_seqs, restoring
@@ -26,7 +26,7 @@ from downpour.ps.recorder import Driver, Recorder, ShardLost, write_staleness
 from downpour.ps.setup import ClusterSetup, batch_seed, make_shards, set_up_cluster
 from downpour.train.checkpoint import CheckpointError
 from downpour.train.rundir import RunDir
-from downpour.train.setup import stage_for_step
+from downpour.train.setup import stages_of
 from downpour.train.signals import signals_held
 
 log = logging.getLogger(__name__)
@@ -90,14 +90,9 @@ def _run_once(cfg: RunConfig, run: RunDir, resume: bool, restarts: list[dict[str
         saved = [{"patches": meta["patches_per_image"]}] if "patches_per_image" in meta else []   # (Ray: all there is)
         positions = [s and s["position"] for s in meta.get("streams") or []] + saved
         setup.data = keep_cut(setup.data, positions, cfg.data, cfg.seed, run.path, run.checkpoints / f"{SERVER}.json")
-        check_classes(setup.data.info.get("classes"), run.path)
     start = meta["step"]
     began[:] = began or [start]
-    n_stages = setup.model.n_stages
-
-    def stage_of(step: int) -> int | None:
-        return stage_for_step(step, cfg.train.steps, n_stages, cfg.train.schedule)
-
+    stage_of = stages_of(cfg, setup.model.n_stages)
     coord = Coordinator(setup.gate, c.workers, cfg.train.steps, c.n_push, start_step=start,
                         warm_start=c.warm_start, clocks={int(w): v for w, v in meta["clocks"].items()},
                         depth=(c.queue_depth or 2) if c.runner == "ray" else 1, stage_of=stage_of)

@@ -23,7 +23,7 @@ from downpour.ps.coordinator import Coordinator
 from downpour.ps.setup import make_shards, set_up_cluster
 from downpour.ps.simulated import SimulatedCluster
 from downpour.ps.worker import Push
-from downpour.train.setup import stage_for_step
+from downpour.train.setup import stages_of
 
 
 @dataclass
@@ -46,11 +46,7 @@ def simulate(cfg: RunConfig) -> Simulation:
                           f"downpour.runners.train")
     setup = set_up_cluster(cfg)
     c = cfg.cluster
-    n_stages = setup.model.n_stages
-
-    def stage_of(step: int) -> int | None:
-        return stage_for_step(step, cfg.train.steps, n_stages, cfg.train.schedule)
-
+    stage_of = stages_of(cfg, setup.model.n_stages)
     coord = Coordinator(setup.gate, c.workers, cfg.train.steps, c.n_push, warm_start=c.warm_start, stage_of=stage_of)
     shards = make_shards(setup, setup.layout.params_to_vector(setup.model), coord.live)
     cluster = SimulatedCluster(setup, shards, coord, stage_of)

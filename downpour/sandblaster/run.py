@@ -21,7 +21,6 @@ from typing import Any
 import torch
 
 from downpour.config import ConfigError, RunConfig
-from downpour.data.pipeline import check_classes
 from downpour.ps.setup import ClusterSetup, set_up_cluster
 from downpour.sandblaster.checks import check_examples, check_sandblaster
 from downpour.sandblaster.history import HistoryShard
@@ -131,7 +130,6 @@ def run_sandblaster(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[s
         pool_meta = meta.get("pool", {})
         progress = _Progress(meta)
         log.info("resuming %s at L-BFGS iteration %d", run.path, progress.iteration)
-        check_classes(setup.data.info.get("classes"), run.path)
     start, total, s = progress.iteration, cfg.train.steps, cfg.sandblaster
     if run.unsaved_at_end(cfg, start, resume):
         return _finish(setup, run, [shard.params() for shard in shards], progress, start, None, {})

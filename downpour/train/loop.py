@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from downpour.config import RunConfig
-from downpour.data.pipeline import (batch_position, check_classes, check_resumed_on, data_report, keep_cut, open_data, record_data, report_at,
+from downpour.data.pipeline import (batch_position, check_resumed_on, data_report, keep_cut, open_data, record_data, report_at,
                                     run_data_info)
 from downpour.errors import Diverged
 from downpour.models.registry import build
@@ -94,7 +94,6 @@ def run_local(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, An
         if run.config.data.pipeline == "auto":   # recorded before the choice was (config.toml, not yet rewritten)
             check_resumed_on(data, position is not None, run.path / "config.toml")
         data = keep_cut(data, [position], cfg.data, cfg.seed, run.path, run.checkpoints / "local.json")
-        check_classes(data.info.get("classes"), run.path)
         log.info("resuming %s at step %d", run.path, start)
     total = cfg.train.steps
     if run.unsaved_at_end(cfg, start, resume):   # its data record too: the stream's, from the checkpoint

@@ -9,8 +9,8 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-
 from downpour.config import ConfigError, Override, RunConfig, config_to_toml, load_config
+from downpour.data.pipeline import check_classes
 from downpour.errors import NotARunError
 from downpour.models.base import FeatureModel
 from downpour.models.registry import create_model, resolve
@@ -214,11 +214,13 @@ class RunDir:
         """What every runner does once its state is restored and before its first step: refuse a
         run that already reached ``cfg.train.steps``, save the config and the fitted preprocessing,
         and on a resume drop the metrics rows logged after the checkpoint (they are logged again). ``classes``: a
-        labelled folder's, recorded with the preprocessing (a resume checks them: ``pipeline.check_classes``).
+        labelled folder's, recorded with the preprocessing; a resume whose classes changed is refused first.
         Only now, with the checkpoint loaded and the step checked: a mistyped resume leaves the run as it was.
         The analysis stays: it describes model.safetensors, which only the resume's end replaces
         (:meth:`save_model` removes it then; a resume stopped before its end leaves both as they were)."""
         self.refuse_reached(cfg, start)
+        if resume:
+            check_classes(classes, self.path)
         if (self.path / "tb").exists() and not (self.path / "tb").is_dir():   # (TensorBoard's writer: a traceback)
             raise NotARunError(f"{str(self.path / 'tb')!r} is a file where the run's TensorBoard folder goes; move it away")
         if (self.path / "metrics.jsonl").is_dir():

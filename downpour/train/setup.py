@@ -6,7 +6,8 @@ from here, so none of them needs the local loop itself.
 """
 from __future__ import annotations
 
-from typing import Iterable
+from functools import partial
+from typing import Callable, Iterable
 
 import torch
 
@@ -28,6 +29,11 @@ def stage_for_step(step: int, total: int, n_stages: int, schedule: str) -> int |
     if schedule == "joint" or n_stages <= 1:
         return None
     return min(n_stages, 1 + step * n_stages // max(total, 1))
+
+
+def stages_of(cfg: RunConfig, n_stages: int) -> Callable[[int], int | None]:
+    """Step index -> the stage a run of ``cfg`` (its model: ``n_stages``) trains at it (:func:`stage_for_step`)."""
+    return partial(stage_for_step, total=cfg.train.steps, n_stages=n_stages, schedule=cfg.train.schedule)
 
 
 def resolve_device(name: str) -> torch.device:
