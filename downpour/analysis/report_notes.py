@@ -62,9 +62,8 @@ def distinct(f: dict[str, Any]) -> str:
 
 def data_note(data: Any) -> str:
     """One line on the files a run could not use (data.json's ``skipped`` and ``unlisted``) or used only later
-    (``recovered``), or nothing. The
-    report said nothing of them: a run whose folder lost a third of its images to bad files read like one that
-    trained on all of them, unless one opened data.json."""
+    (``recovered``), or nothing. The report said nothing of them: a run whose folder lost a third of its images
+    to bad files read like one that trained on all of them, unless one opened data.json."""
     if not isinstance(data, dict):
         return ""
     skipped = [e for e in data.get("skipped") or [] if isinstance(e, dict)]
