@@ -234,6 +234,22 @@ def test_a_shard_of_only_bad_files_is_an_error_not_an_endless_loop(tmp_path):
         next(data.shard(only_bad, 2).batches(2, torch.Generator().manual_seed(0)))
 
 
+@pytest.mark.parametrize("outage", ["folder moved", "files deleted"])
+def test_a_folder_gone_mid_run_is_named_as_gone_not_as_one_bad_file(tmp_path, outage):
+    """After an outage the error named only the first file and its FileNotFoundError: it read as one bad image."""
+    root = _folder(tmp_path / "photos", n=4)
+    batches = open_data(_cfg(root), seed=0).batches(2, torch.Generator().manual_seed(0))
+    _take(batches, 2)
+    if outage == "folder moved":
+        root.rename(tmp_path / "elsewhere")
+    else:
+        for f in root.iterdir():
+            f.unlink()
+    said = "no longer exists" if outage == "folder moved" else "their files are gone from data.path"
+    with pytest.raises(DataError, match=f"none of the 4 items of this stream can be read: .*{said}.*resume"):
+        _take(batches, 40)
+
+
 def test_a_fitting_sample_of_only_bad_files_names_the_first_as_file_and_reason(tmp_path):
     """It printed the skip record, a Python dict."""
     root = _folder(tmp_path, n=0, bad=["x.png", "y.png"])
