@@ -185,7 +185,7 @@ def _unlistable(monkeypatch, folder):
     monkeypatch.setattr(os, "scandir", scandir)
 
 
-@pytest.mark.parametrize("pipeline", ["memory", "stream"])
+@pytest.mark.parametrize("pipeline", ["memory", "stream", "auto"])
 def test_a_sub_folder_that_cannot_be_listed_is_named_not_dropped_unsaid(tmp_path, monkeypatch, caplog, pipeline):
     """os.walk skips a folder it cannot list without a word: its images left the run, logged and recorded nowhere."""
     from downpour.data.pipeline import open_data
@@ -198,7 +198,7 @@ def test_a_sub_folder_that_cannot_be_listed_is_named_not_dropped_unsaid(tmp_path
         data = open_data(cfg, seed=0)
     assert len(data) == 4
     assert data.info["unlisted"] == [{"folder": str(tmp_path / "locked"), "reason": "PermissionError: Permission denied"}]
-    assert f"cannot list {tmp_path / 'locked'}" in caplog.text
+    assert caplog.text.count(f"cannot list {tmp_path / 'locked'}") == 1     # "auto" said it 2-3 times
 
 
 def test_a_folder_that_cannot_be_listed_is_an_error_saying_so(tmp_path, monkeypatch):

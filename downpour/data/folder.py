@@ -100,16 +100,22 @@ def read_image(path: Path, grey: bool) -> np.ndarray:
         return to_chw(np.asarray(img), grey)
 
 
+_UNLISTED_SAID: set[str] = set()    # the folders walk_files has warned of in this process
+
+
 def walk_files(root: Path, unlisted: list[dict[str, str]] | None = None) -> Iterator[Path]:
     """Every file under ``root``, hidden ones too, in a fixed order, through symbolic links to folders
     outside ``root`` (each real folder once: two links to one folder give its files once, under the
     first link in sorted order); a link to a folder inside ``root`` is not followed (its files are read
     where they lie, and a link to a parent would loop); a link to nothing counts as a file (reading it
     fails, naming it). ``unlisted``: where a folder that cannot be listed (no permission) is recorded as
-    {"folder", "reason"} and logged; os.walk drops it without a word (until 2026-12-04 its images did)."""
+    {"folder", "reason"} and logged, once per process (a run walks its folder two or three times: the
+    checks, pipeline "auto"'s count, the load); os.walk drops it without a word (until 2026-12-04 its images did)."""
     def unlistable(err: OSError) -> None:
         reason = f"{type(err).__name__}: {err.strerror}"
-        log.warning("folder %s: cannot list %s (%s): its files are left out", root, err.filename, reason)
+        if str(err.filename) not in _UNLISTED_SAID:
+            _UNLISTED_SAID.add(str(err.filename))
+            log.warning("folder %s: cannot list %s (%s): its files are left out", root, err.filename, reason)
         if unlisted is not None:
             unlisted.append({"folder": str(err.filename), "reason": reason})
 
