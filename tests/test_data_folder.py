@@ -201,6 +201,23 @@ def test_a_sub_folder_that_cannot_be_listed_is_named_not_dropped_unsaid(tmp_path
     assert caplog.text.count(f"cannot list {tmp_path / 'locked'}") == 1     # "auto" said it 2-3 times
 
 
+def test_an_image_under_two_names_is_read_once(tmp_path, caplog):
+    """A link to an image listed already trained it twice (a link inside the folder, two links to one file)."""
+    from downpour.data.folder import image_files
+    for i in range(3):
+        _png(tmp_path / "data" / f"{i}.png", i)
+    _png(tmp_path / "outside.png", 9)
+    (tmp_path / "data" / "alias.png").symlink_to(tmp_path / "data" / "1.png")
+    (tmp_path / "data" / "x1.png").symlink_to(tmp_path / "outside.png")
+    (tmp_path / "data" / "x2.png").symlink_to(tmp_path / "outside.png")
+    with caplog.at_level(logging.WARNING, logger="downpour.data"):
+        files, ignored = image_files(tmp_path / "data")
+        image_files(tmp_path / "data")
+    assert [p.name for p in files] == ["0.png", "1.png", "2.png", "x1.png"]    # each under its first name
+    assert ignored == 2 and len(load_folder(tmp_path / "data")) == 4
+    assert caplog.text.count("2 image file(s) name a file listed already") == 1
+
+
 def test_a_folder_that_cannot_be_listed_is_an_error_saying_so(tmp_path, monkeypatch):
     """It was 'holds no image files (0 other files)'."""
     _png(tmp_path / "a.png", 0)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 from PIL import Image, ImageFile
@@ -100,7 +100,13 @@ def read_image(path: Path, grey: bool) -> np.ndarray:
         return to_chw(np.asarray(img), grey)
 
 
-_UNLISTED_SAID: set[str] = set()    # the folders walk_files has warned of in this process
+_SAID: set[str] = set()    # what this process has warned of about a folder (a run lists it two or three times)
+
+
+def _warn_once(key: str, message: str, *args: Any) -> None:
+    if key not in _SAID:
+        _SAID.add(key)
+        log.warning(message, *args)
 
 
 def walk_files(root: Path, unlisted: list[dict[str, str]] | None = None) -> Iterator[Path]:
@@ -113,9 +119,8 @@ def walk_files(root: Path, unlisted: list[dict[str, str]] | None = None) -> Iter
     checks, pipeline "auto"'s count, the load); os.walk drops it without a word (until 2026-12-04 its images did)."""
     def unlistable(err: OSError) -> None:
         reason = f"{type(err).__name__}: {err.strerror}"
-        if str(err.filename) not in _UNLISTED_SAID:
-            _UNLISTED_SAID.add(str(err.filename))
-            log.warning("folder %s: cannot list %s (%s): its files are left out", root, err.filename, reason)
+        _warn_once(str(err.filename), "folder %s: cannot list %s (%s): its files are left out", root, err.filename,
+                   reason)
         if unlisted is not None:
             unlisted.append({"folder": str(err.filename), "reason": reason})
 
@@ -160,7 +165,7 @@ def image_files(path: str | Path, labels: bool = False,
     if unlisted and unlisted[0]["folder"] == str(root):
         raise DataError(f"image folder {str(root)!r} cannot be listed: {unlisted[0]['reason']}")
     files = sorted(p for p in every if not hidden(p, root))
-    candidates = [p for p in files if p.suffix.lower() in known]
+    candidates = _once_each([p for p in files if p.suffix.lower() in known], root)
     if not candidates:
         raise DataError(f"image folder {str(root)!r} holds no image files ({len(files)} other files); "
                         f"expected extensions like .png, .jpg")
@@ -170,6 +175,20 @@ def image_files(path: str | Path, labels: bool = False,
             raise DataError(f"data.labels = true takes classes from sub-folders of {str(root)!r}, but "
                             f"{len(loose)} images sit at its top level (e.g. {loose[0].name!r})")
     return candidates, len(every) - len(candidates)
+
+
+def _once_each(files: list[Path], root: Path) -> list[Path]:
+    """``files`` with each real file once, under its first name in sorted order: a link to an image listed
+    already (another name inside the folder, two links to one file) trained it twice before 2026-12-04."""
+    first: dict[str, Path] = {}
+    for p in files:
+        first.setdefault(os.path.realpath(p), p)
+    if len(first) < len(files):
+        kept = set(first.values())
+        twin = next(p for p in files if p not in kept)
+        _warn_once(f"{root}: links", "image folder %s: %d image file(s) name a file listed already (e.g. %s is %s); "
+                   "each file is read once", root, len(files) - len(first), twin, first[os.path.realpath(twin)])
+    return list(first.values())
 
 
 def class_labels(root: str | Path, files: list[Path]) -> tuple[list[str], list[int]]:
