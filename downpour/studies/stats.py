@@ -21,6 +21,8 @@ from typing import Any, Sequence
 import numpy as np
 from scipy import stats
 
+from downpour.analysis.invariance import DEFAULT_ANGLES, DEFAULT_SCALES, DEFAULT_SHIFTS
+
 Z95 = 1.959963984540054
 SIGN_TEST_N = 6    # the fewest paired seeds whose common sign a two-sided 95% sign test can tell
 
@@ -95,10 +97,17 @@ SIGNED_UNIT = ("face_owed_",)            # an AUC minus an AUC, per seed
 NON_NEGATIVE = ("seconds", "train_seconds", "inv_", "mean_staleness", "steps_to_cost")   # and every "*_ratio"
 
 
+# the invariance widths (:func:`~downpour.studies.measure.range_widths`) span at most the default sweep
+SWEEP_WIDTH = {"inv_scale_octaves": math.log2(max(DEFAULT_SCALES) / min(DEFAULT_SCALES)),
+               "inv_shift": max(DEFAULT_SHIFTS) - min(DEFAULT_SHIFTS), "inv_rotation": max(DEFAULT_ANGLES) - min(DEFAULT_ANGLES)}
+
+
 def figure_range(key: str) -> tuple[float, float] | None:
     """The values figure ``key`` can take, or None where its name does not say (a loss, a difference of costs)."""
     difference = key.startswith(("d_", "delta_"))
     name = key.split("_", 1)[1] if difference else key
+    if name in SWEEP_WIDTH:
+        return (-SWEEP_WIDTH[name], SWEEP_WIDTH[name]) if difference else (0.0, SWEEP_WIDTH[name])
     if name.startswith(IN_UNIT):
         return (-1.0, 1.0) if difference else (0.0, 1.0)
     if difference:
