@@ -606,6 +606,25 @@ def test_holm_adjusts_the_whole_study_and_says_which_readings_hold():
     assert family_paragraph(rows).endswith("none reads higher or lower, so there is nothing for it to take back.")
 
 
+def test_a_reading_holms_correction_does_not_keep_is_called_a_lead_where_the_verdict_says_it():
+    """The mechanisms and architectures verdicts said "higher for pooled" in their summary lines, and Holm's
+    paragraph below called the same reading a lead."""
+    from downpour.studies.compare import difference_sentence, tally
+    rows = []
+    for name, p in (("kept", 0.001), ("lead", 0.04)):
+        row = {"condition": name, "figures": {"d_probe": [0.1, 0.02, 0.18]}, "extra": {"d_probe": "higher"}}
+        record_test(row, "d_probe", "higher", p)
+        rows.append(row)
+    holm(rows)                                                     # 0.002 and 0.04 * 1: both kept
+    assert "lead" not in difference_sentence(rows[1], "probe", "probe accuracy")
+    record_test(rows[0], "d_other", "inconclusive", 0.9)
+    record_test(rows[1], "d_other", "inconclusive", 0.02)
+    holm(rows)                                                     # 4 tests: 0.004, 0.06, 0.08, 0.9
+    assert difference_sentence(rows[0], "probe", "probe accuracy").endswith(", higher")
+    assert difference_sentence(rows[1], "probe", "probe accuracy").endswith(", higher (a lead: not after Holm's correction)")
+    assert tally(rows, "probe")["higher"] == ["kept", "lead (a lead)"]
+
+
 def test_verdict_words():
     from downpour.studies import words
     assert words.percent(0.624) == "62%" and words.percent(float("nan")) == "–"

@@ -86,6 +86,8 @@ def difference_sentence(row: dict[str, Any], key: str, label: str, fmt: str = "{
     """'probe accuracy −0.012 [−0.03, +0.004], no detectable effect' for one compared figure of a row."""
     triple = row["figures"]["d_" + key]
     reading = f", {row['extra']['d_' + key]}" if math.isfinite(triple[0]) else ""    # (else: "not measured")
+    if reading and _lead(row, key):
+        reading += " (a lead: not after Holm's correction)"
     return f"{label} {words.difference(triple, fmt)}{reading}"
 
 
@@ -100,13 +102,21 @@ def value(row: dict[str, Any], key: str, fmt: str = "{:.3f}") -> str:
 
 
 def tally(rows: list[dict[str, Any]], key: str) -> dict[str, list[str]]:
-    """Conditions by how their difference in ``key`` reads."""
+    """Conditions by how their difference in ``key`` reads (a higher or lower one Holm's correction does not
+    keep marked as a lead, as the verdict's last paragraph calls it)."""
     out: dict[str, list[str]] = {w: [] for w in ("higher", "lower", "no detectable effect", "inconclusive")}
     for r in rows:
         word = r["extra"].get("d_" + key)
         if word:
-            out[word].append(r["condition"])
+            out[word].append(r["condition"] + (" (a lead)" if _lead(r, key) else ""))
     return out
+
+
+def _lead(row: dict[str, Any], key: str) -> bool:
+    """Whether the row's difference in ``key`` reads higher or lower on its own interval but not after Holm's
+    correction over the study (:func:`~downpour.studies.stats.holm`, run before the verdict)."""
+    test = row.get("tests", {}).get("d_" + key, {})
+    return test.get("reading") in ("higher", "lower") and not test.get("p_holm", 0.0) < 0.05
 
 
 def tradeoff(rows: Sequence[dict[str, Any]], x: str, y: str, path: Path, title: str, xlabel: str,
