@@ -38,7 +38,7 @@ def wilson(successes: int, n: int) -> tuple[float, float, float]:
     return p, min(p, max(0.0, centre - half)), max(p, min(1.0, centre + half))
 
 
-def _t_interval(values: Sequence[float]) -> tuple[float, float, float]:
+def mean_ci(values: Sequence[float]) -> tuple[float, float, float]:
     """(mean, low, high): Student's t 95% interval of the mean of the finite values (nan if none)."""
     v = np.asarray([x for x in values if math.isfinite(x)], dtype=np.float64)
     if len(v) == 0:
@@ -48,22 +48,6 @@ def _t_interval(values: Sequence[float]) -> tuple[float, float, float]:
         return m, float("-inf"), float("inf")
     half = float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
     return m, m - half, m + half
-
-
-def mean_ci(values: Sequence[float]) -> tuple[float, float, float]:
-    """(mean, low, high): Student's t 95% interval of the mean of the finite values (nan if none).
-
-    Values with no spread (a discrete figure, a probe's 27 of 30 right, the same in every seed) would
-    give the t interval zero width however few the seeds: a probe read 0.900 [0.900, 0.900] on 2
-    seeds. Then the sign test's interval of the median is given, as :func:`paired_difference` does:
-    the value itself from :data:`SIGN_TEST_N` seeds on (every seed's value on one side of it by
-    chance: 2 * 0.5**n < 0.05), unbounded below that. (Values that are all 0 stay [0, 0]: a figure
-    that cannot move, nothing skipped with the gate off.)"""
-    m, low, high = _t_interval(values)
-    n = sum(1 for x in values if math.isfinite(x))
-    if 2 <= n < SIGN_TEST_N and m != 0 and high - low <= 1e-9 * abs(m):    # no spread, up to rounding
-        return m, float("-inf"), float("inf")
-    return m, low, high
 
 
 def paired_difference(baseline: Sequence[float], other: Sequence[float]) -> tuple[float, float, float]:
@@ -81,7 +65,7 @@ def paired_difference(baseline: Sequence[float], other: Sequence[float]) -> tupl
     a, b = np.asarray(baseline, dtype=np.float64), np.asarray(other, dtype=np.float64)
     keep = np.isfinite(a) & np.isfinite(b)
     d = (b - a)[keep]
-    m, low, high = _t_interval(list(d))
+    m, low, high = mean_ci(list(d))
     if len(d) >= 2 and m != 0 and high - low <= 1e-9 * abs(m):    # no spread, up to rounding
         return (m, m, m) if len(d) >= SIGN_TEST_N else (m, float("-inf"), float("inf"))
     if 2 <= len(d) < SIGN_TEST_N and m != 0 and np.all(d == np.round(d)):
@@ -198,7 +182,7 @@ def paired_p(baseline: Sequence[float], other: Sequence[float]) -> float:
         return math.nan
     if len(d) < 2 or not np.any(d):
         return 1.0
-    m, low, high = _t_interval(list(d))
+    m, low, high = mean_ci(list(d))
     if high - low <= 1e-9 * abs(m):
         return min(1.0, 2 * 0.5 ** len(d)) if len(d) >= SIGN_TEST_N else 1.0
     if len(d) < SIGN_TEST_N and np.all(d == np.round(d)):
