@@ -645,6 +645,17 @@ def test_seeds_a_paired_difference_leaves_out_for_its_baseline_are_said():
     assert "2 of 4 seeds left out" in rows_table(rows).split("<tr>")[-1]
 
 
+def test_a_figure_the_same_in_every_seed_is_shown_as_such_not_as_a_zero_width_interval():
+    """A probe right on 27 of 30 images in both seeds read 0.900 [0.900, 0.900] on the page: as certain as a
+    thousand seeds. Student's t has nothing to say without spread; the page says what it is."""
+    from downpour.studies.html import rows_table
+    rows = [{"condition": "a", "params": {}, "n": 2, "figures": {"probe": list(mean_ci([0.9, 0.9])),
+                                                                 "loss": list(mean_ci([1.0, 2.0]))}}]
+    cells = rows_table(rows).split("<tr>")[-1]
+    assert "0.9 <small>(the same in every seed)</small>" in cells and "[0.9, 0.9]" not in cells
+    assert "1.5 <small>[" in cells                                  # spread: the interval as t gives it
+
+
 def test_a_comparison_never_measured_is_not_in_holms_family_and_a_diverged_first_seed_is_counted():
     """An all-NaN figure's paired comparison was recorded as "inconclusive" with p = 1: in Holm's family,
     it doubled the other comparison's adjusted p. And a first seed whose cell holds no figure (a diverged
