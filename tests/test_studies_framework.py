@@ -613,6 +613,16 @@ def test_a_reading_holms_correction_does_not_keep_is_called_a_lead_where_the_ver
     assert tally(rows, "probe")["higher"] == ["kept", "lead (a lead)"]
 
 
+def test_the_quick_settings_warning_says_the_seeds_it_ran():
+    """Every quick verdict said "2 seeds" (or "two") whatever --seeds gave (each quick study's test module checks
+    its verdict holds this paragraph: tests/study_quick.py)."""
+    name = "mechanisms"
+    study = study_class(name)(quick=True)
+    assert study.quick_paragraph([{"n": 4}, {"n": 4}], "a few steps").endswith("(a few steps, 4 seeds): a smoke test "
+                                                                               "of the machinery, not an answer.")
+    assert study_class(name)(quick=False).quick_paragraph([{"n": 4}], "a few steps") == ""
+
+
 def test_verdict_words():
     from downpour.studies import words
     assert words.percent(0.624) == "62%" and words.percent(float("nan")) == "–"

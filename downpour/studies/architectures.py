@@ -154,10 +154,8 @@ class ArchitecturesStudy(MeasuredStudy):
         paras.append("Probe accuracy depends on the code's size as well as on what it learned (each arm's code is "
                      "the registered design's); the table gives every arm's parameters and FLOPs beside it.")
         paras.append(owed_paragraph(rows))
-        if self.quick:
-            paras.append("This is the quick setting (a few training steps, 2 seeds, 3 arms): a smoke test of the "
-                         "machinery, not an answer.")
-        return "\n\n".join(paras)
+        paras.append(self.quick_paragraph(rows, "a few training steps, 3 arms"))
+        return "\n\n".join(p for p in paras if p)
 
     def figures(self, rows: list[dict[str, Any]], cells: Cells, folder: Path) -> list[Path]:
         names = [r["condition"] for r in rows]

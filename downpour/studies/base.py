@@ -88,3 +88,11 @@ class Study:
 
     def figures(self, rows: list[dict[str, Any]], cells: Cells, folder: Path) -> list[Path]:
         return []
+
+    def quick_paragraph(self, rows: list[dict[str, Any]], what: str) -> str:
+        """The verdict's warning on the quick setting ("" on the full one), with the seeds it really ran: it said
+        "2 seeds" whatever --seeds gave. ``what``: the rest of the setting ("a few training steps, 3 arms")."""
+        if not self.quick:
+            return ""
+        n = max((r["n"] for r in rows), default=0)
+        return f"This is the quick setting ({what}, {n} seed{'s' if n != 1 else ''}): a smoke test of the machinery, not an answer."

@@ -189,10 +189,8 @@ class CostsStudy(Study):
         paras.insert(2, "How the two are related, across all the conditions at one data size (Spearman's rank "
                         "correlation of Hoyer sparsity and the gap over the conditions' means, bootstrap over seeds): "
                         + "; ".join(corr) + ".")
-        if self.quick:
-            paras.append("This is the quick setting (a few steps, two seeds, two penalties): a smoke test of the "
-                         "machinery, not an answer.")
-        return "\n\n".join(paras)
+        paras.append(self.quick_paragraph(rows, "a few steps, two penalties"))
+        return "\n\n".join(p for p in paras if p)
 
     def figures(self, rows: list[dict[str, Any]], cells: Cells, folder: Path) -> list[Path]:
         by = {r["condition"]: r for r in rows}

@@ -193,10 +193,8 @@ class FirstLayerStudy(Study):
                      f"in {s} steps, on the same batches): " + "; ".join(said) + ".")
         paras.insert(1, self._answer(by))
         paras.append(owed_paragraph(rows, unit="top stage's face unit"))
-        if self.quick:
-            paras.append("This is the quick setting (a few dozen steps, two seeds): a smoke test of the machinery, "
-                         "not an answer.")
-        return "\n\n".join(paras)
+        paras.append(self.quick_paragraph(rows, "a few dozen steps"))
+        return "\n\n".join(p for p in paras if p)
 
     def _answer(self, by: dict[str, dict[str, Any]]) -> str:
         """The question answered in words: where each other kind beats or trails the learned layer."""

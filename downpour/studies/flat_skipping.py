@@ -235,10 +235,8 @@ class FlatSkippingStudy(Study):
             paras.append(f"On the {cond} network (ratios are gated / ungated, listed for {', '.join(SETS)}; every Δ is "
                          f"paired with the same network ungated): " + "; ".join(lines) + ".")
             paras.append(f"In short, on the {cond} network: " + "; ".join(self._free(by, cond, n) for n in SETS) + ".")
-        if self.quick:
-            paras.append("This is the quick setting (a few training steps, two seeds, two thresholds): a smoke test "
-                         "of the machinery, not an answer.")
-        return "\n\n".join(paras)
+        paras.append(self.quick_paragraph(rows, "a few training steps, two thresholds"))
+        return "\n\n".join(p for p in paras if p)
 
     def _free(self, by: dict[str, dict[str, Any]], cond: str, images: str) -> str:
         """What the largest threshold whose probe change on ``images`` reads "no detectable effect" skips

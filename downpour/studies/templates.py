@@ -98,10 +98,8 @@ class TemplatesStudy(MeasuredStudy):
         paras.append(f"For reference, a linear probe on the input pixels reaches {value(ref, 'probe_digits_pixels')} on "
                      f"digits; a face AUC of 0.5 is chance.")
         paras.append(owed_paragraph(rows))
-        if self.quick:
-            paras.append("This is the quick setting (a few training steps, 2 seeds): a smoke test of the machinery, "
-                         "not an answer.")
-        return "\n\n".join(paras)
+        paras.append(self.quick_paragraph(rows, "a few training steps"))
+        return "\n\n".join(p for p in paras if p)
 
     def figures(self, rows: list[dict[str, Any]], cells: Cells, folder: Path) -> list[Path]:
         names = [r["condition"] for r in rows]
