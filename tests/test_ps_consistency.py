@@ -43,13 +43,53 @@ def test_coordinator_budget_warm_start_and_loss():
     assert _cycle(coord, 0) == [1, 2]          # 4 steps done: the others join
     assert coord.begin_cycle(1) == 2 and coord.begin_cycle(2) == 2 and coord.begin_cycle(0) == 2
     coord.lose(2, "killed")                    # its 2 uncomputed steps go back to the budget
-    assert coord.dispatched == 8
+    assert coord.dispatched == 10 and coord.returned == [(6, 2)] and not coord.handed_out
     _cycle(coord, 1)
     assert coord.begin_cycle(1) == 2 and coord.begin_cycle(1) == 0
     _cycle(coord, 0)
     _cycle(coord, 1)
     assert coord.finished and coord.done == 10 and coord.lost == [2]
     assert [e["event"] for e in coord.events] == ["joined", "worker-lost"]
+
+
+def test_a_lost_workers_steps_are_handed_out_again_by_their_own_indices():
+    """A loss lowered ``dispatched``, and the drivers took a cycle's first step as ``dispatched - k``: a later
+    grant repeated steps 2-3, still in flight at worker 1, and steps 0-1 were never handed out."""
+    coord = Coordinator(make_consistency("async"), workers=3, total_steps=8, n_push=2)
+    firsts = []
+
+    def grant(w):
+        k = coord.begin_cycle(w)
+        firsts.append(coord.first_step(w))
+        return k
+
+    assert grant(0) == 2 and grant(1) == 2     # steps 0-1 at worker 0, 2-3 at worker 1
+    coord.lose(0, "killed")
+    assert grant(2) == 2                       # steps 0-1 again, not 2-3
+    _cycle(coord, 1)
+    assert grant(1) == 2
+    _cycle(coord, 2)
+    assert grant(2) == 2 and coord.handed_out and coord.begin_cycle(1) == 0
+    _cycle(coord, 1)
+    _cycle(coord, 2)
+    assert firsts == [0, 2, 0, 4, 6] and coord.done == 8 and coord.finished
+
+
+def test_a_lost_greedy_stage_1_range_is_trained_before_stage_2_starts():
+    """Steps 2 and 3 (stage 1 of 2) in flight, worker 0 lost with step 2: the next grant repeated step 3 and the
+    stage switch let stage 2 start with stage 1 one step short. Step 2 comes first now, and stage 2 waits for it."""
+    coord = Coordinator(make_consistency("async"), workers=3, total_steps=8, stage_of=lambda i: 1 + i * 2 // 8)
+    for w in (0, 1):                           # steps 0 and 1 applied
+        coord.begin_cycle(w)
+        _cycle(coord, w)
+    assert coord.begin_cycle(0) == 1 and coord.begin_cycle(1) == 1
+    assert coord.done == 2 and [coord.first_step(w) for w in (0, 1)] == [2, 3]
+    coord.lose(0, "killed")
+    assert coord.begin_cycle(2) == 1 and coord.first_step(2) == 2
+    _cycle(coord, 1)                           # step 3 lands; step 2 is still at worker 2
+    assert coord.begin_cycle(1) == 0           # stage 2's first step waits for it
+    _cycle(coord, 2)
+    assert coord.begin_cycle(1) == 1 and coord.first_step(1) == 4
 
 
 def test_a_restarted_worker_rejoins_level_with_the_slowest():

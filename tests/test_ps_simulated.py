@@ -225,6 +225,73 @@ def test_a_run_killed_after_a_periodic_checkpoint_resumes_as_the_uninterrupted_r
     _same_run(tmp_path / "a", tmp_path / "b")
 
 
+def test_a_lost_workers_steps_are_trained_once_each_by_the_others():
+    """A lost worker's cycle went back by lowering coord.dispatched, and the next cycle started at dispatched - k:
+    with 3 workers, steps in flight elsewhere were trained twice and the lost ones never (a greedy run's stage
+    of each step follows from its index). Each index is asked once now, the lost worker's by another."""
+    from downpour.ps.coordinator import Coordinator
+    from downpour.ps.setup import make_shards, set_up_cluster
+    from downpour.ps.simulated import SimulatedCluster
+
+    cfg = check_run_config(load_config("ufldl-sae", [
+        "cluster.runner=simulated", "data.samples=64", "train.batch_size=8", "train.steps=30", "train.threads=1",
+        "cluster.workers=3", "cluster.shards=1", 'cluster.delay="constant:1"']))
+    setup = set_up_cluster(cfg)
+    coord = Coordinator(setup.gate, 3, cfg.train.steps)
+    asked = []
+    sim = SimulatedCluster(setup, make_shards(setup, setup.layout.params_to_vector(setup.model), coord.live), coord,
+                           lambda step: asked.append(step))
+
+    def on_push(push, record):
+        if coord.done >= 10 and 1 in coord.live:
+            assert coord._inflight[1]               # worker 1 dies mid-cycle
+            sim.lose(1, "killed")
+
+    sim.run(on_push, hold_signals=False)
+    assert sorted(asked) == list(range(30)) and coord.done == 30 and coord.lost == [1]
+    assert [s.stats()["applied"] for s in sim.shards] == [30] and not any(s.rejected for s in sim.shards)
+
+
+@pytest.mark.parametrize("sets", [['cluster.delay="uniform:0:3"', "cluster.compensation=dc-asgd"],
+                                  ["cluster.consistency=sync"]], ids=["async", "sync"])
+def test_a_run_with_a_lost_worker_resumes_as_the_uninterrupted_run(tmp_path, monkeypatch, sets):
+    """The checkpoint keeps who was lost, the step ranges it gave back and each cycle's first step (a checkpoint
+    kept only ``dispatched``; one from before 2026-12-04 still loads: its cycles' first steps are derived)."""
+    import downpour.ps.recorder as recorder
+
+    class Killed(Exception):
+        pass
+
+    on_push = recorder.Recorder.on_push
+
+    def losing(self, push, record):                 # worker 1 dies as step 12 lands, on both runs alike
+        if self.coord.done >= 12 and 1 in self.coord.live:
+            self.driver.lose(1, "killed")
+        on_push(self, push, record)
+
+    monkeypatch.setattr(recorder.Recorder, "on_push", losing)
+    sets = [*sets, "cluster.n_push=2", "cluster.checkpoint_every=3"]
+    _run(tmp_path / "a", *sets)
+    checkpoint = recorder.Recorder.checkpoint
+
+    def killed_after_the_fourth(self, states=None):
+        checkpoint(self, states)
+        if self.checkpoints == 4:
+            assert self.coord.lost == [1]           # (after the loss)
+            raise Killed
+
+    monkeypatch.setattr(recorder.Recorder, "checkpoint", killed_after_the_fourth)
+    monkeypatch.setattr(recorder.Recorder, "save_on_failure", lambda self: None)
+    with pytest.raises(Killed):
+        _run(tmp_path / "b", *sets)
+    monkeypatch.setattr(recorder.Recorder, "checkpoint", checkpoint)
+    summary, _ = _run(tmp_path / "b", *sets, resume=True)
+    _same_run(tmp_path / "a", tmp_path / "b")
+    assert summary["lost_workers"] == [1] and summary["steps"] == 48
+    events = RunDir(tmp_path / "b").read_json("staleness.json")["events"]
+    assert [e["worker"] for e in events if e["event"] == "worker-lost"] == [1]
+
+
 @pytest.mark.parametrize("algorithm", ["downpour", "sandblaster"])
 def test_every_replica_computes_with_the_drivers_frozen_first_layer(algorithm):
     """A random first layer is frozen, so no fetch brings it: each replica drew its own from torch's

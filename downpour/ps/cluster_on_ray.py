@@ -176,14 +176,14 @@ class RayCluster(PipedRun, Restarts):
             self._blocked.add(w)
             return
         self._blocked.discard(w)
-        m = len(self.shard_actors)
+        m, first = len(self.shard_actors), self.coord.first_step(w)   # each step's greedy stage follows from it
         t = time.perf_counter()
         if self.piped:
-            self._channels[w].grant(k, self.coord.dispatched - k)   # the cycle's first step: each step's stage
+            self._channels[w].grant(k, first)
             self._credits[w] += 1
             self.laps.add("dispatch", t)
             return
-        refs = self.worker_actors[w].cycle.options(num_returns=m + 1).remote(k, self.coord.dispatched - k)
+        refs = self.worker_actors[w].cycle.options(num_returns=m + 1).remote(k, first)
         self.laps.add("dispatch", t)
         self._grads[refs[m]] = refs[:m]
         self._owner[refs[m]] = self.worker_actors[w]

@@ -27,13 +27,17 @@ class Coordinator:
                  stage_of: Callable[[int], int | None] | None = None):
         self.gate, self.workers, self.total, self.n_push = gate, workers, total_steps, n_push
         self.stage_of = stage_of
-        self.done = self.dispatched = start_step
+        self.done = self.dispatched = start_step   # dispatched: one past the highest step index handed out
+        # (first, steps) of cycles a lost worker never computed: handed out again before any new index, lowest
+        # first. (Until 2026-12-04 a loss lowered ``dispatched`` instead: the next grants repeated indices still
+        # in flight elsewhere and the lost ones were never handed out.)
+        self.returned: list[tuple[int, int]] = []
         self.warm_start = warm_start
         self.live: set[int] = set()
         self.lost: list[int] = []
         self.events: list[dict[str, Any]] = []
         self.gaps: dict[int, int] = {}         # clock gap each worker's last computed cycle started with
-        self._inflight: dict[int, list[tuple[int, int]]] = {}  # per worker, (steps, clock gap) of each queued cycle
+        self._inflight: dict[int, list[tuple[int, int, int]]] = {}  # per worker, (steps, clock gap, first step) of each queued cycle
         self.max_gap = 0                                          # the largest clock gap any cycle started with
         self._unapplied: dict[int, int] = {}   # pushes a worker sent that are not applied yet
         self._clocks = clocks or {}
@@ -53,18 +57,38 @@ class Coordinator:
 
         Under async a worker starts its next cycle while its last push is still on its way (as
         DistBelief's workers did); under bounded/sync it first waits for that push to be applied,
-        so its clock is current when the gate is asked.
+        so its clock is current when the gate is asked. The cycle's first step index is :meth:`first_step`:
+        a range a lost worker never computed (:meth:`lose`) is handed out again before new steps.
         """
-        if w not in self.live or len(self._inflight.get(w, ())) >= self.depth or self.dispatched >= self.total:
+        if w not in self.live or len(self._inflight.get(w, ())) >= self.depth or self.handed_out:
             return 0
         if self.gate.bound is not None and self._unapplied.get(w):
             return 0
         if not self.gate.may_start(w) or self._before_stage_switch():
             return 0
-        k = min(self.n_push, self.total - self.dispatched)
-        self.dispatched += k
-        self._inflight.setdefault(w, []).append((k, self.gate.gap(w)))
+        if self.returned:
+            first, left = self.returned[0]
+            k = min(self.n_push, left)
+            self.returned[:1] = [(first + k, left - k)] if k < left else []
+        else:
+            first, k = self.dispatched, min(self.n_push, self.total - self.dispatched)
+            self.dispatched += k
+        self._inflight.setdefault(w, []).append((k, self.gate.gap(w), first))
         return k
+
+    def first_step(self, w: int) -> int:
+        """The run's index of the first step of the cycle :meth:`begin_cycle` just granted ``w`` (each step's
+        greedy stage, and its data seed on a resume, follow from it)."""
+        return self._inflight[w][-1][2]
+
+    @property
+    def handed_out(self) -> bool:
+        """Every step of the budget is handed out (none new, none given back by a loss): nothing left to grant."""
+        return self.dispatched >= self.total and not self.returned
+
+    def _outstanding(self) -> int:
+        """Steps handed out (computing, or pushed) and not applied yet."""
+        return self.dispatched - sum(k for _, k in self.returned) - self.done
 
     def _before_stage_switch(self) -> bool:
         """Is the next cycle a greedy stage's first (its first step in a later stage than the previous cycle's,
@@ -75,15 +99,16 @@ class Coordinator:
         with random delays) put stage-2 pushes into the rows before the switch and late stage-1 pushes into
         those after it (cat-demo, 40 steps on Ray: the rows at steps 20 and 30 each averaged both stages),
         and trained stage 1 on while stage 2 was learning from its outputs."""
-        if self.stage_of is None or self.done >= self.dispatched:
+        if self.stage_of is None or self._outstanding() <= 0:
             return False
-        now, before = self.stage_of(self.dispatched), self.stage_of(max(self.dispatched - self.n_push, 0))
+        nxt = self.returned[0][0] if self.returned else self.dispatched
+        now, before = self.stage_of(nxt), self.stage_of(max(nxt - self.n_push, 0))
         return now is not None and before is not None and now > before
 
     def end_compute(self, w: int) -> int:
         """``w`` finished computing its oldest queued cycle and sent its push; returns the push's step
         count (and sets ``gaps[w]`` to the clock gap that cycle started with)."""
-        k, self.gaps[w] = self._inflight[w].pop(0)
+        k, self.gaps[w], _ = self._inflight[w].pop(0)
         self.max_gap = max(self.max_gap, self.gaps[w])
         self._unapplied[w] = self._unapplied.get(w, 0) + 1
         return k
@@ -105,13 +130,14 @@ class Coordinator:
         return joined
 
     def lose(self, w: int, reason: str) -> None:
-        """``w`` died: its uncomputed steps go back to the budget, and it no longer holds anyone back.
+        """``w`` died: the step ranges of its uncomputed cycles are handed out again (:attr:`returned`), and it
+        no longer holds anyone back.
 
         (Pushes it already sent are not the worker's any more: they are applied, and counted, as usual.)
         """
         if w not in self.live:
             return          # its other queued cycles failed too: already counted
-        self.dispatched -= sum(k for k, _ in self._inflight.pop(w, []))
+        self.returned = sorted(self.returned + [(first, k) for k, _, first in self._inflight.pop(w, [])])
         self.live.discard(w)
         self.lost.append(w)
         self._lost_clock[w] = self.gate.clocks.get(w, 0)
@@ -132,6 +158,11 @@ class Coordinator:
         slowest = min(self.gate.clocks.values()) if self.gate.clocks else 0
         self.gate.join(w, max(slowest, self._lost_clock.pop(w, 0)))
         self.events.append({"event": "worker-restarted", "worker": w, "step": self.done})
+
+    def members(self) -> set[int]:
+        """Whom a shard takes pushes from: the live workers, and a lost one while a push it sent is on its way
+        (the simulator's travel; on Ray a sent push is at the shards already)."""
+        return self.live | {w for w, n in self._unapplied.items() if n}
 
     @property
     def finished(self) -> bool:

@@ -64,7 +64,7 @@ class Restarts:
 
     def _respawn(self, w: int) -> bool:
         """Start a new actor for lost worker ``w`` if ``cluster.restarts`` allows and steps are left."""
-        if self.restarts <= 0 or self.coord.dispatched >= self.coord.total:
+        if self.restarts <= 0 or self.coord.handed_out:
             return False
         self.restarts -= 1
         self.worker_actors[w] = self._spawn(w, self.next_seq.get(w, 0), self.coord.done)
@@ -80,7 +80,7 @@ class Restarts:
         left to give a restarted worker, so :meth:`poll_restarts` gives them up now)."""
         if not self._starting:
             return None
-        if self.coord.dispatched >= self.coord.total:
+        if self.coord.handed_out:
             return 0.0
         return max(0.0, min(deadline for _, deadline in self._starting.values()) - time.monotonic())
 
@@ -95,7 +95,7 @@ class Restarts:
             self._restarted(refs[ref], ref)
         now = time.monotonic()
         for w, (_, deadline) in list(self._starting.items()):
-            if now >= deadline or self.coord.dispatched >= self.coord.total:
+            if now >= deadline or self.coord.handed_out:
                 del self._starting[w]
                 self._give_up(w, f"not up within {RESTART_SECONDS} s" if now >= deadline else "no steps left for it")
 

@@ -59,18 +59,29 @@ def restore_push(meta: dict[str, Any], tensors: dict[str, Tensor], prefix: str) 
 
 
 def coordinator_state(coord: Coordinator) -> dict[str, Any]:
-    """The cycles handed out and not yet applied (the rest, done, clocks, events, is in the checkpoint already)."""
+    """The cycles handed out and not yet applied (the rest, done, clocks, events, is in the checkpoint already),
+    the ranges lost workers gave back and who was lost."""
     return {"dispatched": coord.dispatched, "live": sorted(coord.live),
             "inflight": {str(w): [list(c) for c in cycles] for w, cycles in coord._inflight.items()},
             "unapplied": {str(w): n for w, n in coord._unapplied.items()},
-            "gaps": {str(w): g for w, g in coord.gaps.items()}}
+            "gaps": {str(w): g for w, g in coord.gaps.items()},
+            "returned": [list(r) for r in coord.returned], "lost": list(coord.lost),
+            "lost_clock": {str(w): c for w, c in coord._lost_clock.items()}}
 
 
-def restore_coordinator(coord: Coordinator, meta: dict[str, Any]) -> None:
+def restore_coordinator(coord: Coordinator, meta: dict[str, Any], step_index: list[int], left: list[int]) -> None:
+    """``step_index`` and ``left``: the simulator's per worker (a checkpoint from before 2026-12-04 kept no cycle's
+    first step: the one in flight is its worker's current cycle, ``step_index - (steps - left)``)."""
     for w in set(meta["live"]) - coord.live:     # joined since: a warm start ended while pushes were in flight
         coord._join(w)
-    coord.dispatched = meta["dispatched"]
-    coord._inflight = {int(w): [(k, g) for k, g in cycles] for w, cycles in meta["inflight"].items()}
+    for w in meta.get("lost", []):               # (before 2026-12-04 the simulator lost no worker)
+        coord.live.discard(w)
+        coord.gate.leave(w)
+        coord.lost.append(w)
+    coord._lost_clock = {int(w): c for w, c in meta.get("lost_clock", {}).items()}
+    coord.dispatched, coord.returned = meta["dispatched"], [(f, k) for f, k in meta.get("returned", [])]
+    coord._inflight = {int(w): [(c[0], c[1], c[2] if len(c) > 2 else step_index[int(w)] - (c[0] - left[int(w)]))
+                                for c in cycles] for w, cycles in meta["inflight"].items()}
     coord._unapplied = {int(w): n for w, n in meta["unapplied"].items()}
     coord.gaps = {int(w): g for w, g in meta["gaps"].items()}
 
@@ -134,9 +145,12 @@ def restore_whole_state(sim: Any, state: dict[str, Any], tensors: dict[str, Tens
     sim._resume_wake = set(state["wake"])
     for g, saved in zip(sim.rngs, state["rngs"]):
         g.bit_generator.state = saved
-    restore_coordinator(sim.coord, state["coordinator"])
     # (a checkpoint from before 2026-12-02 has no step_index: the index it would have gone on with)
-    sim._step_index = list(state.get("step_index", [sim.coord.dispatched - left for left in sim._left]))
+    sim._step_index = list(state.get("step_index", [state["coordinator"]["dispatched"] - left for left in sim._left]))
+    restore_coordinator(sim.coord, state["coordinator"], sim._step_index, sim._left)
+    if sim.coord.lost:                           # the shards were built knowing every worker
+        for s in sim.shards:
+            s.set_workers(sim.coord.members())
     for j, shard in enumerate(sim.shards):
         restore_copies(shard, state["copies"][j], tensors, f"sim.dc{j}.")
     torch.set_rng_state(tensors["sim.torch_rng"])

@@ -82,20 +82,38 @@ class SimulatedCluster:
             return
         self._blocked.discard(w)
         self._left[w] = k
-        self._step_index[w] = self.coord.dispatched - k      # the cycle's first step: as Ray's driver asks
+        self._step_index[w] = self.coord.first_step(w)      # the cycle's first step: as Ray's driver asks
         self._start_step(w, t)
 
     def _wake(self, workers: set[int], t: float) -> None:
-        for v in sorted(workers | self._blocked):
+        for v in sorted((workers | self._blocked) & self.coord.live):
             self._try_cycle(v, t)
+
+    def lose(self, w: int, reason: str) -> None:
+        """Worker ``w`` dies now (between two events, or in ``on_push``: the simulator's stand-in for a Ray
+        actor killed): the cycle it was computing is lost, its steps handed out again to the others
+        (:meth:`Coordinator.lose`), the pushes it sent still land, and whom it held back (a gate, a warm
+        start it ran alone) goes on."""
+        self._heap = [e for e in self._heap if not (e[2] == STEP and e[3] == w)]
+        heapq.heapify(self._heap)
+        before = set(self.coord.live)
+        self.coord.lose(w, reason)
+        self._left[w] = 0
+        self._blocked.discard(w)
+        for s in self.shards:
+            s.set_workers(self.coord.members())
+        if self._wake_after is None:           # (inside on_push the push's own wake-up follows)
+            self._wake(self.coord.live - before, self.now)
+        else:
+            self._wake_after |= self.coord.live - before
 
     def _arrive(self, w: int, push: Push, t: float, on_push: OnPush) -> None:
         results = [s.push(push.worker, g, b, push.seq).as_dict() for s, g, b in zip(self.shards, push.grads, push.base)]
         record = push_record(results, push.clock_gap)
         joined = self.coord.end_cycle(w, push.steps)
-        if joined:
+        if joined or w not in self.coord.live:    # (a lost worker's last push landed: the shards forget it)
             for s in self.shards:
-                s.set_workers(self.coord.live)
+                s.set_workers(self.coord.members())
         record["vtime"] = round(t, 6)
         # the push may open the gate for others (bounded, sync), or for w itself, or end a warm start
         wake = self._wake_after = set(joined) | {w}
