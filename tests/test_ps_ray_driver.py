@@ -159,3 +159,30 @@ def test_waiting_for_room_on_the_cluster_is_said(local_ray, caplog):
         assert gathered([late.ping.remote()], "test actors", every=0.5) == [1]
     assert "still waiting for Ray to start 1 of 1 test actors" in caplog.text and "0 of its 2 CPUs free" in caplog.text
     ray.kill(late)
+
+
+def test_a_checkpoint_that_fails_on_the_way_out_says_in_one_line_where_the_resume_goes_on(tmp_path, caplog):
+    """A shard lost for good (cluster.shard_restarts spent) fails the checkpoint on the way out: the warning ran
+    Ray's five-line ActorDiedError into the log and did not say the last checkpoint was still there."""
+    from downpour.config import load_config
+    from downpour.ps.cluster import run_cluster
+    from downpour.ps.recorder import Recorder
+    from downpour.train.rundir import RunDir
+
+    cfg = load_config("ufldl-sae", ["cluster.runner=simulated", "data.samples=64", "train.batch_size=8",
+                                    "train.steps=12", "cluster.workers=2", "train.tensorboard=false"])
+    run = RunDir.create(tmp_path / "r", cfg)
+    run_cluster(cfg, run)                          # its last checkpoint: step 12
+    rec = object.__new__(Recorder)
+    rec.run, rec._saved_on_failure, rec.coord = run, False, Coordinator(make_consistency("async"), 2, 40, start_step=17)
+
+    def settle(on_push):
+        raise ray.exceptions.RayError("The actor died unexpectedly before finishing this task.\n\tclass_name: Shard\n"
+                                      "\tactor_id: 1234\nThe actor is dead because its worker process has died.")
+
+    rec.driver, rec.on_push = type("Driver", (), {"settle": staticmethod(settle)})(), None
+    with caplog.at_level("WARNING", logger="downpour.ps.recorder"):
+        rec.save_on_failure()
+    assert caplog.messages == [f"stopped at step 17; could not checkpoint the server (RayError: The actor died "
+                               f"unexpectedly before finishing this task.); --resume {run.path} goes on from the "
+                               f"last checkpoint, at step 12"]

@@ -11,10 +11,11 @@ from torch import Tensor
 
 from downpour.config import RunConfig
 from downpour.errors import RunError
-from downpour.ps.checkpoint import SERVER, ShardState, save_server
+from downpour.ps.checkpoint import SERVER, ShardState, load_server, save_server
 from downpour.ps.coordinator import Coordinator
 from downpour.ps.staleness import StalenessLog, staleness_report
 from downpour.ps.worker import OnPush, Push
+from downpour.train.checkpoint import CheckpointError
 from downpour.train.rundir import RunDir
 from downpour.train.telemetry import PartsMean, Telemetry
 
@@ -181,8 +182,16 @@ class Recorder:
             log.warning("stopped at step %d; the server checkpoint was saved: --resume %s goes on from it",
                         self.coord.done, self.run.path)
         except Exception as err:  # noqa: BLE001  (the shards may be gone with the failure)
-            log.warning("stopped at step %d; could not checkpoint the server (%s: %s)", self.coord.done,
-                        type(err).__name__, err)
+            # one line: Ray's ActorDiedError runs to 5 lines of its own. And where the last checkpoint is, which
+            # the resume goes on from: "could not checkpoint" alone read as if nothing was kept
+            why = (str(err).strip().splitlines() or [""])[0]
+            try:
+                step = load_server(self.run.checkpoints / SERVER, meta_keys=("step",))[1]["step"]
+                kept = f"--resume {self.run.path} goes on from the last checkpoint, at step {step}"
+            except (CheckpointError, OSError):
+                kept = "there is no server checkpoint to resume from"
+            log.warning("stopped at step %d; could not checkpoint the server (%s: %s); %s", self.coord.done,
+                        type(err).__name__, why, kept)
 
     def close(self) -> None:
         self.telemetry.close()
