@@ -307,8 +307,12 @@ def test_a_worker_none_of_whose_files_can_be_read_ends_the_run_naming_them(tmp_p
     seed = next(s for s in range(50) if set(open_stream(load_config("ufldl-sae", [*sets, f"seed={s}"]).data, s)
                                             .shard(1, 2).items) == bad)
     cfg = load_config("ufldl-sae", [*sets, f"seed={seed}"])
+    run = RunDir.create(tmp_path / "run", cfg)
     with pytest.raises(DataError, match="none of the 2 items of worker 1's shard"):
-        train(cfg, RunDir.create(tmp_path / "run", cfg))
+        train(cfg, run)
+    data = run.read_json("data.json")   # written on the way out (since 2026-12-04): the worker that failed says why
+    assert data["stopped"]["by"].startswith("DataError: none of the 2 items of worker 1's shard")
+    assert {e["file"] for e in data["skipped"]} == bad and 1 in [w["worker"] for w in data["workers"]]
 
 
 def test_a_ray_resume_over_a_changed_file_list_is_said_and_recorded(tmp_path, local_ray, caplog):

@@ -131,9 +131,12 @@ def test_a_streamed_run_whose_data_failed_is_taken_over_once_the_data_is_fixed(t
     with pytest.raises(DownpourError, match="can be read"):
         run_local(cfg, RunDir.create(path, cfg))
     assert not RunDir(path).metrics() and not RunDir(path).has_checkpoint()
+    assert RunDir(path).read_json("data.json")["n_skipped"] == 2     # what it skipped, said before the fix
     rng = np.random.default_rng(0)
     for i in range(12):
         Image.fromarray(rng.integers(0, 256, (16, 16), dtype=np.uint8)).save(images / f"g{i:02d}.png")
+    RunDir.create(path, cfg)                                          # the stopped start's record goes with it
+    assert not (path / "data.json").exists()
     summary = run_local(cfg, RunDir.create(path, cfg))                 # the same command, fixed
     assert summary["steps"] == 5 and [r["step"] for r in RunDir(path).metrics()] == [5]
     with pytest.raises(RunExistsError, match="already holds a run"):  # now it trained: never overwritten

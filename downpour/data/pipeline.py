@@ -239,6 +239,21 @@ def record_data(write_json: Callable[[str, Any], Any], cfg: DataConfig, info: di
     return True
 
 
+def record_stopped(write_json: Callable[[str, Any], Any], cfg: DataConfig, info: dict[str, Any],
+                   reports: Callable[[], list[dict[str, Any] | None]], step: int, steps: int, err: BaseException) -> None:
+    """On a run's stop (Ctrl-C, a DataError, every worker lost), best effort: its data telemetry so far as data.json
+    (``reports``: each worker's, asked for now), with ``stopped`` saying at which ``step`` of ``steps`` and why, so the
+    files it skipped are named before any resume (whose end rewrites the file whole, its stream's report going on
+    from the checkpoint's). Until 2026-12-04 a stopped run had no data.json until it was resumed. Never raises:
+    the stop's own error is the one the user must see."""
+    try:
+        data_info = run_data_info(info, reports())
+        why = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+        record_data(write_json, cfg, {**data_info, "stopped": {"step": step, "steps": steps, "by": why}})
+    except Exception as failure:  # noqa: BLE001 -- a report lost with its process, a full disk: said, not raised
+        log.warning("the run's data.json could not be written on the way out (%s: %s)", type(failure).__name__, failure)
+
+
 def has_data_record(cfg: DataConfig, info: dict[str, Any]) -> bool:
     """Whether a run writes ``data.json``: a stream (each worker's report), or files read into memory (what
     was skipped, even when nothing was); a built-in set has no files to report."""

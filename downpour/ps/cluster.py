@@ -17,7 +17,8 @@ from typing import Any
 import torch
 
 from downpour.config import ConfigError, RunConfig
-from downpour.data.pipeline import check_resumed_on, cut_patches, keep_cut, record_data, report_at, run_data_info
+from downpour.data.pipeline import (check_resumed_on, cut_patches, keep_cut, record_data, record_stopped, report_at,
+                                    run_data_info)
 from downpour.errors import Diverged, RunError
 from downpour.parallel.partition import merge_model
 from downpour.ps.checkpoint import SERVER, ShardState, load_server, next_seqs, restoring
@@ -131,8 +132,9 @@ def _run_once(cfg: RunConfig, run: RunDir, resume: bool, restarts: list[dict[str
         with signals_held():      # the last push's checkpoint first: a stop in the wrap-up after it lost the run
             states, info = driver.snapshot(), driver.info()
             recorder.checkpoint(states)
-    except BaseException:
+    except BaseException as err:
         recorder.save_on_failure()   # while the driver's shards are still up
+        record_stopped(run.write_json, cfg.data, setup.data.info, driver.data_reports, coord.done, coord.total, err)
         raise
     finally:
         driver.close()
@@ -186,7 +188,9 @@ def _finish(setup: ClusterSetup, run: RunDir, states: list[ShardState], coord: C
             start: int, info: dict[str, Any]) -> dict[str, Any]:
     cfg = setup.cfg
     data_info = run_data_info(setup.data.info, info.pop("data_workers", []))
-    if record_data(run.write_json, cfg.data, data_info):   # files: each worker's reads (streamed), the skipped ones
+    stopped = {"stopped": {"step": coord.done, "steps": coord.total, "by": "every worker was lost"}} \
+        if coord.done < coord.total and not coord.live else {}     # (the error below says so; the file too)
+    if record_data(run.write_json, cfg.data, {**data_info, **stopped}):   # files: each worker's reads (streamed), the skipped ones
         info["data"] = {k: data_info[k] for k in ("reads", "samples", "n_skipped") if k in data_info}
     report = _save_model(setup, run, states, coord, coord.done, data_info)
     for e in coord.events if coord.live else ():     # (with none left, the error below names every loss)

@@ -50,6 +50,9 @@ class Driver(Protocol):
     def info(self) -> dict[str, Any]:
         """Driver fields of the run's summary (virtual time; Ray's nodes and placement)."""
 
+    def data_reports(self) -> list[dict[str, Any] | None]:
+        """On a stop: each worker's data report that can be had now (Ray: the live workers' that answer soon)."""
+
     def close(self) -> None:
         """Stop whatever it started; safe after a failure and twice."""
 

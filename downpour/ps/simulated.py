@@ -198,7 +198,11 @@ class SimulatedCluster:
 
     def info(self) -> dict[str, Any]:
         """Virtual time, and each worker's data report (streamed data: its reads and skipped files)."""
-        return {"virtual_time": round(self.now, 6), "data_workers": [data_report(w.batches) for w in self.workers]}
+        return {"virtual_time": round(self.now, 6), "data_workers": self.data_reports()}
+
+    def data_reports(self) -> list[dict[str, Any] | None]:
+        """Each worker's data report now (None in memory)."""
+        return [data_report(w.batches) for w in self.workers]
 
     def close(self) -> None:
         for w in self.workers:           # streamed data: stop each worker's loader processes

@@ -47,6 +47,7 @@ class RunDir:
         run = cls.check_new(path)
         if (run.path / "config.toml").exists():
             (run.path / cls.METRICS).unlink(missing_ok=True)   # opened before the first step: no row in it
+            (run.path / cls.STOPPED_DATA).unlink(missing_ok=True)   # what the failed start's data did (the fixed run's own follows)
         make_folder(run.path, "the run folder")
         run.save_config(cfg)
         return run
@@ -59,7 +60,7 @@ class RunDir:
         if taken_over and not run.never_started():
             raise RunExistsError(f"{str(run.path)!r} already holds a run; resume it with --resume or pick another --out")
         if run.path.exists():
-            ours = (*cls.NEVER_STARTED, cls.TWIN, *((cls.METRICS,) if taken_over else ()))   # (its rowless metrics go)
+            ours = (*cls.NEVER_STARTED, cls.TWIN, *((cls.METRICS, cls.STOPPED_DATA) if taken_over else ()))   # (they go)
             others = sorted(p.name for p in run.path.iterdir() if p.name not in ours) if run.path.is_dir() else []
             if not run.path.is_dir() or others:
                 shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
@@ -73,6 +74,7 @@ class RunDir:
 
     # what training writes (and, after it, the analysis and the report)
     METRICS = "metrics.jsonl"
+    STOPPED_DATA = "data.json"   # written too by a run that stopped before its first step (the files it skipped)
     TRAINED = ("model.json", "model.safetensors", "checkpoints", METRICS, "staleness.json")
     ANALYSIS = ("figures", "analysis.json", "report.html")    # of the model as it is: stale once it trains on
     AFTER = ("cluster.json", *ANALYSIS)
