@@ -112,3 +112,44 @@ def test_data_json_that_cannot_be_written_on_the_way_out_leaves_the_runs_own_err
         train(cfg, run)
     assert any("data.json could not be written on the way out (OSError" in r.getMessage() for r in caplog.records)
     assert (run.path / "checkpoints" / "local.json").is_file()
+
+
+@pytest.mark.parametrize("runner", ["local", "simulated"])
+def test_a_killed_loader_process_ends_the_run_in_one_line_naming_it_with_its_steps_kept(tmp_path, monkeypatch, runner):
+    """The out-of-memory killer's SIGKILL on a DataLoader process ended `downpour train` with torch's traceback
+    from its SIGCHLD handler, raised again wherever the main thread was: once inside the checkpoint's write,
+    which was then lost."""
+    import multiprocessing
+    import os
+    import signal
+
+    import downpour.ps.worker as worker_module
+    from downpour.errors import RunError
+
+    root = _folder(tmp_path / "imgs")
+    more = [] if runner == "local" else ["cluster.workers=2", "cluster.shards=1"]
+    cfg = load_config("ufldl-sae", [*STREAM, f"data.path={root}", f"cluster.runner={runner}", "train.steps=200",
+                                    "data.loader_workers=1", *more])
+    run = RunDir.create(tmp_path / "run", cfg)
+    before = {p.pid for p in multiprocessing.active_children()}
+    module = loop_module if runner == "local" else worker_module
+    real, calls = module.train_step, {"n": 0}
+
+    def oom_killed_at_step_5(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            loader = next(p for p in multiprocessing.active_children() if p.pid not in before)
+            os.kill(loader.pid, signal.SIGKILL)
+            loader.join(10)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, "train_step", oom_killed_at_step_5)
+    with pytest.raises(RunError, match=r"a DataLoader process .* died \(pid \d+ was killed by signal SIGKILL.*"
+                                       r"data.loader_workers or data.prefetch lower \(now 1 and 4"):
+        train(cfg, run)
+    monkeypatch.undo()
+    checkpoint = "checkpoints/local.json" if runner == "local" else "checkpoints/server.json"
+    assert run.read_json(checkpoint)["step"] >= (4 if runner == "local" else 1)   # (the simulator's: pushes applied)
+    assert run.read_json("data.json")["stopped"]["by"].startswith("RunError: a DataLoader process")
+    resumed = load_config(str(run.path / "config.toml"), ["data.loader_workers=0", "train.steps=12"])
+    assert train(resumed, run, resume=True)["steps"] == 12

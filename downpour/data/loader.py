@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
 
@@ -291,8 +292,33 @@ class StreamBatches:
                 **({"recovered": list(self.recovered)} if self.recovered else {}),
                 **({"listing_changed_on_resume": True} if self.listing_changed else {})}
 
-    def close(self) -> None:
-        """Stop the loader's processes (they also stop when this object is collected)."""
+    def close(self) -> str | None:
+        """Stop the loader's processes (they also stop when this object is collected); returns how one of
+        them ended before, if one died (``pid 12049 was killed by signal SIGKILL``: the out-of-memory killer),
+        else None. A runner calls it first on a failure: while a dead process is registered with torch,
+        torch's SIGCHLD handler raises its RuntimeError again wherever the main thread is (a checkpoint
+        being written: the run was lost), and the death surfaced as that or a ConnectionResetError."""
         it, self._it = self._it, None
-        if it is not None and hasattr(it, "_shutdown_workers"):
-            it._shutdown_workers()
+        if it is None or not hasattr(it, "_shutdown_workers"):
+            return None
+        died = _died(it)
+        try:
+            it._shutdown_workers()         # (removes the processes from torch's SIGCHLD check, even when it raises)
+        except RuntimeError:               # that handler, on the exit of another process as they stop
+            died = died or _died(it)
+        return died
+
+
+def _died(it: Any) -> str | None:
+    """How a process of the DataLoader iterator ``it`` ended, where one did not end cleanly (None: none)."""
+    for proc in getattr(it, "_workers", []):
+        code = proc.exitcode          # (polls it: an exited process is reaped, which torch's check then passes over)
+        if code and code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = str(-code)
+            return f"pid {proc.pid} was killed by signal {name}"
+        if code:
+            return f"pid {proc.pid} exited with status {code}"
+    return None

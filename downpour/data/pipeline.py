@@ -29,7 +29,7 @@ from downpour.config import FILE_SOURCES, ConfigError, DataConfig
 from downpour.data.build import build_dataset, check_config
 from downpour.data.dataset import Dataset
 from downpour.data.stream import STREAMED, Listing, StreamingData, item_name, list_items, open_stream
-from downpour.errors import CheckpointError, DataError
+from downpour.errors import CheckpointError, DataError, DownpourError, RunError
 from downpour.settings import is_count
 
 log = logging.getLogger(__name__)
@@ -208,6 +208,26 @@ def batch_position(batches: Iterable[Any]) -> dict[str, Any] | None:
     """Where a streamed batch iterator stands (None for the in-memory path, which replays instead)."""
     position = getattr(batches, "position", None)
     return position() if position is not None else None
+
+
+def close_stream(batches: Iterable[Any]) -> str | None:
+    """Stop a streamed batch iterator's loader processes (the in-memory path's generator just ends); returns
+    how one of them died, if one did (:meth:`StreamBatches.close`)."""
+    close = getattr(batches, "close", None)
+    died = close() if close is not None else None
+    return died if isinstance(died, str) else None
+
+
+def loader_died(died: str, cfg: DataConfig, err: BaseException) -> BaseException:
+    """What a runner raises when its batches' ``err`` came with a loader process's death (``died``, from
+    :func:`close_stream`): one line naming it and what to change (until 2026-12-04, torch's traceback from its
+    SIGCHLD handler). A DownpourError or an interrupt stays itself: it says what stopped the run."""
+    if not isinstance(err, Exception) or isinstance(err, DownpourError):
+        return err
+    return RunError(f"a DataLoader process decoding the run's files died ({died}; SIGKILL is what the system's "
+                    f"out-of-memory killer sends); the steps done so far are checkpointed: resume the run with less "
+                    f"memory taken, data.loader_workers or data.prefetch lower (now {cfg.loader_workers} and "
+                    f"{cfg.prefetch}, e.g. --set data.loader_workers=0), or more memory free")
 
 
 def data_report(batches: Iterable[Any]) -> dict[str, Any] | None:

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from torch import Tensor
 
-from downpour.data.pipeline import batch_position, data_report
+from downpour.data.pipeline import batch_position, close_stream, data_report, loader_died
 from downpour.ps.checkpoint import SERVER, ShardState, restoring
 from downpour.ps.coordinator import Coordinator
 from downpour.ps.delays import delay_rngs
@@ -127,7 +127,16 @@ class SimulatedCluster:
         """Until the budget is done. ``hold_signals``: each event whole, so Ctrl-C or SIGTERM lands between two,
         where the state (see :meth:`state`) is exact; a run with no checkpoint to write (a study's in-memory
         simulation, thousands of tiny runs: 7% of their time) goes without."""
-        held = signals_held if hold_signals else nullcontext
+        try:
+            self._run(on_push, signals_held if hold_signals else nullcontext)
+        except Exception as err:    # a worker's loader process killed (the OOM killer): said in one line
+            died = [d for d in (close_stream(w.batches) for w in self.workers) if d]   # (and never raised again)
+            stop = loader_died(died[0], self.setup.cfg.data, err) if died else err
+            if stop is not err:
+                raise stop from None
+            raise
+
+    def _run(self, on_push: OnPush, held: Callable[[], Any]) -> None:
         with held():
             self._between = False
             self._wake(self._resume_wake if self._resume_wake is not None else set(self.coord.live), self.now)

@@ -12,8 +12,8 @@ from typing import Any
 import torch
 
 from downpour.config import RunConfig
-from downpour.data.pipeline import (batch_position, check_resumed_on, data_report, keep_cut, open_data, record_data,
-                                    record_stopped, report_at, run_data_info)
+from downpour.data.pipeline import (batch_position, check_resumed_on, close_stream, data_report, keep_cut, loader_died,
+                                    open_data, record_data, record_stopped, report_at, run_data_info)
 from downpour.errors import Diverged
 from downpour.models.registry import build
 from downpour.train.checkpoint import (CheckpointError, check_counts, check_dtypes, check_finite, check_streams,
@@ -147,11 +147,15 @@ def run_local(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, An
             _save_checkpoint(run, model, opt, total, skipped, elapsed, rng, at)
             saved = True
     except BaseException as err:   # Ctrl-C or a failure: keep the steps done so far, then let it propagate
+        died = close_stream(batches)   # first: torch's handler raises again while a dead loader process is known
+        stop = loader_died(died, cfg.data, err) if died else err
         if done > start and not saved:
             _save_checkpoint(run, model, opt, done, skipped, elapsed + time.perf_counter() - t0, rng, at, mean)
             log.warning("stopped after step %d; checkpoint saved, continue with --resume %s", done, run.path)
         # and what the data did so far (the files skipped): the stream's live report, its reads ahead included
-        record_stopped(run.write_json, cfg.data, data.info, lambda: [data_report(batches)], done, total, err)
+        record_stopped(run.write_json, cfg.data, data.info, lambda: [data_report(batches)], done, total, stop)
+        if stop is not err:
+            raise stop from None
         raise
     finally:
         telemetry.close()
