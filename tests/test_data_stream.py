@@ -347,8 +347,10 @@ def test_normalisation_is_fitted_on_a_seeded_sample_of_fit_sample_items(tmp_path
     assert 0.1 <= float(x.min()) and float(x.max()) <= 0.9      # ufldl's range: applied per batch
     plain = open_data(_cfg(root), seed=0)
     assert plain.info["fit_sample"] == {"items": 0}              # nothing to fit: the driver reads no image
-    with pytest.raises(DataError, match="data.fit_sample = 1: its 1 item"):   # too small a sample, not bad files
-        open_data(_cfg(root, normalize="ufldl", fit_sample=1), seed=0)
+    with pytest.raises(DataError, match="data.fit_sample = 1: its 1 item.*'zca' needs at least 2; raise data.fit"):
+        open_data(_cfg(root, normalize="ufldl", whiten="zca", fit_sample=1), seed=0)   # too small, not bad files
+    # one sample is enough for a normalisation (as one image's crop is in memory): the sample asked for
+    assert open_data(_cfg(root, normalize="ufldl", fit_sample=1), seed=0).info["fit_sample"]["samples"] == 1
 
 
 def test_auto_streams_only_what_would_not_fit_in_memory(tmp_path, monkeypatch):
@@ -402,11 +404,35 @@ def test_the_loader_may_change_on_resume_but_not_what_is_read():
         check_resume(saved, load_config("ufldl-sae", ["data.pipeline=stream", "data.fit_sample=5"]))
 
 
-def test_a_folder_of_one_image_is_not_told_to_raise_fit_sample(tmp_path):
-    """One 24x20 image, crops, fit_sample 1000: 'data.fit_sample = 1000: its 1 item(s) gave 1 sample(s) ...;
-    raise data.fit_sample', which cannot help."""
+@pytest.mark.parametrize("normalize, whiten", [("patch", "none"), ("ufldl", "spectral"), ("none", "spectral")])
+def test_a_folder_of_one_image_trains_in_crops_streamed_as_in_memory(tmp_path, normalize, whiten):
+    """One 24x20 image, crops: the in-memory path trained on its one sample, the stream refused it ('fitting
+    data.normalize / data.whiten needs at least 2'), though these fits are defined on one sample."""
     root = _folder(tmp_path, n=1)
-    with pytest.raises(DataError, match=r"its 1 image file\(s\) give 1 sample\(s\).*cannot give more") as err:
-        open_data(_cfg(root, normalize="patch", fit_sample=1000), seed=0)
+    kept = _cfg(root, normalize=normalize, whiten=whiten, fit_sample=1000)
+    streamed = next(open_data(kept, seed=0).batches(3, torch.Generator().manual_seed(0))).x
+    held = open_data(_memory(kept), seed=0)
+    assert held.x.shape == (1, 1, 8, 8) and torch.isfinite(streamed).all()     # (grey: the default)
+    assert torch.allclose(streamed, held.x.expand(3, -1, -1, -1), atol=1e-5)     # its one sample, thrice
+
+
+@pytest.mark.parametrize("pipeline_", ["memory", "stream"])
+def test_a_folder_of_one_image_is_refused_zca_alike_on_both_paths_naming_the_folder(tmp_path, pipeline_):
+    """ZCA's covariance of one sample is zero: in memory that was 'ZCA needs at least 2 samples, got 1', naming
+    nothing; streamed the same data said it otherwise. Not told to raise data.fit_sample, which cannot help."""
+    root = _folder(tmp_path, n=1)
+    cfg = _cfg(root, normalize="patch", whiten="zca")
+    with pytest.raises(DataError, match=rf"'{root}': its 1 image file\(s\) give 1 sample\(s\), and fitting "
+                                        r"data.whiten = 'zca' needs at least 2; .*data.whiten = 'spectral'") as err:
+        open_data(cfg if pipeline_ == "stream" else _memory(cfg), seed=0)
     assert "raise data.fit_sample" not in str(err.value)
     assert open_data(_cfg(root, normalize="patch", tile=8, fit_sample=1000), seed=0).info["fit_sample"]["samples"] == 6
+
+
+def _memory(cfg):
+    """``cfg`` on the in-memory path (the stream's own keys back to their defaults: memory refuses them set)."""
+    import dataclasses
+
+    defaults = DataConfig()
+    return dataclasses.replace(cfg, pipeline="memory", prefetch=defaults.prefetch, loader_workers=defaults.loader_workers,
+                               fit_sample=defaults.fit_sample)

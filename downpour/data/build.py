@@ -32,7 +32,7 @@ from downpour.data.folder import hidden, image_extensions, image_files, load_fol
 from downpour.data.gaussian import gaussian_samples
 from downpour.data.images import ImageSet
 from downpour.data.patches import crop_images, sample_patches
-from downpour.data.preprocess import Preprocess
+from downpour.data.preprocess import Preprocess, fit_needs, too_few_to_fit
 from downpour.data.video import VIDEO_EXTENSIONS, load_videos, video_files
 from downpour.data.whitening import MAX_DIM
 
@@ -237,6 +237,10 @@ def build_dataset(cfg: DataConfig, seed: int) -> Dataset:
     info["split"] = cfg.split
     x = x[order]
     y = None if y is None else y[order]
+    if len(x) < fit_needs(cfg.whiten):      # as the stream says it (a one-image folder of crops)
+        item = {"folder": "image file", "video": "video frame", "array": "row"}.get(cfg.source, "image")
+        raise too_few_to_fit(repr(cfg.path) if cfg.source in FILE_SOURCES else f"data.source {cfg.source!r}",
+                             n_images, item, len(x), cfg.whiten)
     preprocess, xt, processing = Preprocess.fit(x, cfg.normalize, cfg.whiten, cfg.zca_eps, cfg.spectral_strength)
     info.update(processing)
     augment = Augment(cfg.shift, cfg.scale, cfg.flip)

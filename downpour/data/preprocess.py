@@ -20,8 +20,30 @@ from torch import Tensor
 from downpour.data.normalize import normalize
 from downpour.data.spectral import SpectralWhitener, check_contrast
 from downpour.data.whitening import ZCAWhitener
+from downpour.errors import DataError
 
 WHITENERS = {"zca": ZCAWhitener, "spectral": SpectralWhitener}   # data.whiten -> its class; "none" has none
+
+
+def fit_needs(whiten: str) -> int:
+    """Samples the fit of ``whiten`` (and any data.normalize) needs: ZCA's covariance of one centred sample is
+    zero, so it needs 2; the normalisations and the spectral whitener are defined on one (its own statistics)."""
+    return 2 if whiten == "zca" else 1
+
+
+def fitted(whiten: str) -> str:
+    """What a fit that needs :func:`fit_needs` samples fits, for messages."""
+    return "data.whiten = 'zca'" if whiten == "zca" else "data.normalize / data.whiten"
+
+
+def too_few_to_fit(where: str, items: int, item: str, samples: int, whiten: str) -> DataError:
+    """What both pipelines say when all the data give fewer samples than :func:`fit_needs`: one message, so a
+    one-image folder is not trained on in memory and refused streamed (until 2026-12-04 the stream refused any
+    fit on one sample, and the in-memory path refused only ZCA's, as 'ZCA needs at least 2 samples, got 1')."""
+    need, fit = fit_needs(whiten), fitted(whiten)
+    other = ", or data.whiten = 'spectral' (defined on one image)" if whiten == "zca" else ""
+    return DataError(f"{where}: its {items} {item}(s) give {samples} sample(s), and fitting {fit} needs at least "
+                     f"{need}; add images, or cut several samples from each (data.mode = 'patches', or data.tile){other}")
 
 
 @dataclass

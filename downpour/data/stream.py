@@ -31,7 +31,7 @@ from downpour.data.dataset import shard_range
 from downpour.data.arrays import array_header, check_magic
 from downpour.data.folder import class_labels, image_files
 from downpour.data.loader import StreamBatches
-from downpour.data.preprocess import Preprocess
+from downpour.data.preprocess import Preprocess, fit_needs, fitted, too_few_to_fit
 from downpour.data.reader import Cut, ItemReader
 from downpour.data.video import frames_taken, video_files
 from downpour.errors import DataError
@@ -140,14 +140,12 @@ def _fit(cfg: DataConfig, listing: Listing, cut: Cut, seed: int) -> tuple[Prepro
         xs.append(chunk["x"])
         skipped += [{"file": reader.name(k), "reason": bad} for (_, _, k), bad in zip(chunk["keys"], chunk["bad"]) if bad]
     x = torch.cat(xs).numpy()
-    if len(x) < 2:
+    if len(x) < fit_needs(cfg.whiten):
         if not skipped and len(pick) == n:     # every item was sampled and read: the data are too few
-            raise DataError(f"{cfg.path!r}: its {n} {item_name(cfg.source)}(s) give {len(x)} sample(s), and fitting "
-                            "data.normalize / data.whiten needs at least 2 (a larger data.fit_sample cannot give more); "
-                            "add images, or cut several samples from each (data.mode = 'patches', or data.tile)")
+            raise too_few_to_fit(repr(cfg.path), n, item_name(cfg.source), len(x), cfg.whiten)
         if not skipped:       # every sampled item was read: the sample is too small, not the data bad
             raise DataError(f"data.fit_sample = {cfg.fit_sample}: its {len(pick)} item(s) gave {len(x)} sample(s), and "
-                            f"fitting data.normalize / data.whiten needs at least 2; raise data.fit_sample")
+                            f"fitting {fitted(cfg.whiten)} needs at least {fit_needs(cfg.whiten)}; raise data.fit_sample")
         raise DataError(f"{cfg.path!r}: only {len(x)} of the {len(pick)} sampled items gave a sample to fit "
                         f"data.normalize / data.whiten on (first bad: {skipped[0]['file']}: {skipped[0]['reason']})")
     preprocess, xt, info = Preprocess.fit(x, cfg.normalize, cfg.whiten, cfg.zca_eps, cfg.spectral_strength)
