@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from downpour.config import ConfigError, FlagValue, Override, RunConfig, load_config, parse_override
-from downpour.models.registry import resolve
-from downpour.plan.staleness import predict_staleness
+from downpour.data.build import sample_shape
+from downpour.models.registry import create_model, resolve
+from downpour.plan.staleness import greedy_switches, predict_staleness
 from downpour.ps.cluster import run_cluster
 from downpour.train.rundir import RunDir
 
@@ -61,16 +62,27 @@ def compare_run(path: str | Path) -> dict[str, Any]:
     if done == 0:
         raise ConfigError(f"{str(run.path)!r} stopped at step 0 of {cfg.train.steps}: no push landed, so there is no "
                           f"staleness to compare; --resume it, or check a run that trained")
-    pred = predict_staleness(c.workers, done, c.n_push, c.n_fetch, c.delay, c.consistency, c.warm_start)
+    pred = predict_staleness(c.workers, done, c.n_push, c.n_fetch, c.delay, c.consistency, c.warm_start,
+                             switches := _stage_switches(cfg))
     measured = report["overall"]
     rejected = report.get("rejected") or {}      # reason -> shard pushes; the prediction assumes every push applied
     share = sum(rejected.values()) / max(1, sum(rejected.values()) + measured["pushes"])
     rel = (pred.mean - measured["mean"]) / measured["mean"] if measured["mean"] else float(pred.mean != 0)
     return {"run": str(run.path), "workers": c.workers, "shards": c.shards, "steps": cfg.train.steps, "steps_done": done,
             "n_push": c.n_push, "n_fetch": c.n_fetch, "delay": c.delay, "consistency": c.consistency,
+            "stage_switches": [j for j in switches if j < done],
             "predicted": pred.as_dict(), "measured": {"mean": measured["mean"], "max": measured["max"],
                                                       "pushes": measured["pushes"], "rejected": rejected},
             "rejected_share": round(share, 4), "relative_error": round(rel, 4)}
+
+
+def _stage_switches(cfg: RunConfig) -> list[int]:
+    """The steps where a greedy run of several stages waits for every push before it (each stage starts afresh:
+    a 2-stage greedy run of 400 steps on 20 workers logged 35.10 where one schedule of 400 steps predicts 37.05)."""
+    if cfg.train.schedule != "greedy":
+        return []
+    stages = create_model(cfg.model.name, sample_shape(cfg.data), **cfg.model.options).n_stages
+    return greedy_switches(cfg.train.steps, stages, cfg.cluster.n_push)
 
 
 def passed(result: dict[str, Any]) -> bool:

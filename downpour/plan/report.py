@@ -136,6 +136,9 @@ def format_check(result: dict[str, Any]) -> str:
              f"  predicted mean staleness {p['mean']:.2f} (steady state {p['steady']:.2f}, {p['rounds']:g} pushes per worker)",
              f"  measured  mean staleness {m['mean']:.2f} (max {m['max']}, {m['pushes']} shard pushes)",
              f"  relative error {result['relative_error']:+.2%}"]
+    if result.get("stage_switches"):       # a greedy run: every push lands before the next stage starts
+        lines.insert(2, f"  (greedy: the next stage waits for every push at step(s) "
+                        f"{', '.join(map(str, result['stage_switches']))}; each stage predicted as a fresh start)")
     if "seconds" in result:
         lines.append(f"  run time {result['seconds']:.1f} s (set-up {result['setup_seconds']:.1f} s: data, "
                      f"{result['workers']} model replicas; event loop {result['event_loop_seconds']:.1f} s)")
