@@ -2,6 +2,7 @@
 torch's FLOP counter, the staleness prediction against simulated runs, the cluster model, the CLI."""
 import dataclasses
 import json
+import sys
 
 import pytest
 import torch
@@ -13,6 +14,7 @@ from downpour.config import ConfigError, load_config, save_config
 from downpour.models.footprint import footprint_table
 from downpour.models.registry import create_model, model_entry
 from downpour.objectives import Objective
+from downpour.ps.rules import make_rule
 from downpour.plan import (Cluster, Rates, cat_footprint, check_simulated, network_of, plan_config, plan_for,
                            predict_staleness)
 from downpour.plan.check import compare_run
@@ -145,7 +147,7 @@ def test_a_model_no_partition_count_fits_is_planned_at_the_most_partitions_that_
 
 def test_calibrate_reaches_the_prediction(monkeypatch):
     slow = Rates(1e9, 1e8, "test")
-    monkeypatch.setattr("downpour.plan.report.calibrate", lambda: slow)
+    monkeypatch.setattr("downpour.plan.report.calibrate", lambda rule: slow)
     measured = plan_for("paper", cluster=Cluster(replicas=10, partitions=16, shards=200), measure=True)
     default = plan_for("paper", cluster=Cluster(replicas=10, partitions=16, shards=200))
     assert measured["rates"]["source"] == "test"
@@ -157,6 +159,22 @@ def test_the_calibration_measures_something():
 
     assert layer_rate(repeats=1, batch=2, channels=2, size=12, kernel=4) > 0
     assert apply_rate(repeats=1, numel=1000) > 0
+
+
+def test_the_apply_rate_is_measured_with_the_runs_rule_and_a_default_of_another_rule_says_so(monkeypatch):
+    """--calibrate measured Adagrad's apply for an Adam run, and the line said "Adagrad" with no word of it."""
+    from downpour.plan import format_plan
+    from downpour.plan.calibrate import apply_rate
+    seen = []
+    module = sys.modules["downpour.plan.calibrate"]            # (the package's name "calibrate" is the function)
+    monkeypatch.setattr(module, "make_rule", lambda rule, lr: seen.append(rule) or make_rule(rule, lr))
+    assert apply_rate(repeats=1, numel=1000, rule="adam") > 0 and seen == ["adam"]
+    monkeypatch.setattr("downpour.plan.report.calibrate", lambda rule: Rates(1e9, 1e8, "test", rule))
+    measured = format_plan(plan_for("paper", ["cluster.rule=adam"], measure=True))
+    assert "(shard apply, adam): test" in measured
+    default = format_plan(plan_for("paper", ["cluster.rule=adam"]))
+    assert "(shard apply, adagrad's rate, not the run's adam: --calibrate measures adam's)" in default
+    assert "(shard apply, adagrad): defaults" in format_plan(plan_for("paper"))
 
 
 def test_the_cli_prints_the_table_and_json(capsys):

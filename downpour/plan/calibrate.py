@@ -31,12 +31,13 @@ __all__ = ["Rates", "DEFAULT_RATES", "calibrate"]
 @dataclass(frozen=True)
 class Rates:
     flops_per_core: float          # locally connected layer, forward + backward, FLOP/s on one core
-    apply_bytes_per_core: float    # parameter-server apply (Adagrad), gradient bytes/s on one core
+    apply_bytes_per_core: float    # parameter-server apply with ``apply_rule``, gradient bytes/s on one core
     source: str                    # "defaults (...)" or "measured on this machine"
+    apply_rule: str = "adagrad"    # the update rule the apply rate was measured with
 
     def as_dict(self) -> dict[str, float | str]:
         return {"flops_per_core": round(self.flops_per_core), "apply_bytes_per_core": round(self.apply_bytes_per_core),
-                "source": self.source}
+                "source": self.source, "apply_rule": self.apply_rule}
 
 
 DEFAULT_RATES = Rates(17e9, 1.5e9, "defaults (the project's 2-core Xeon, docs/benchmarks.md and docs/plan.md)")
@@ -68,19 +69,21 @@ def layer_rate(repeats: int = 5, batch: int = 16, channels: int = 8, size: int =
     return flops / min(_times(step, repeats))
 
 
-def apply_rate(repeats: int = 9, numel: int = 1 << 22) -> float:
-    """Gradient bytes/s of one shard's Adagrad push (checks and update) on one thread."""
-    shard = Shard(0, torch.zeros(numel), make_rule("adagrad", 0.01), workers=[0])
+def apply_rate(repeats: int = 9, numel: int = 1 << 22, rule: str = "adagrad") -> float:
+    """Gradient bytes/s of one shard's push with update ``rule`` (checks and update) on one thread."""
+    shard = Shard(0, torch.zeros(numel), make_rule(rule, 0.01), workers=[0])
     grad = torch.randn(numel, generator=torch.Generator().manual_seed(0))
     seq = iter(range(repeats + 2))
     return 4 * numel / statistics.median(_times(lambda: shard.push(0, grad, shard.version, next(seq)), repeats))
 
 
-def calibrate() -> Rates:
-    """Both rates, measured now on one torch thread (a few seconds); the thread count is restored."""
+def calibrate(rule: str = "adagrad") -> Rates:
+    """Both rates, measured now on one torch thread (a few seconds), the apply with the run's update ``rule``
+    (until 2026-12-04 always Adagrad's: Adam's apply is about 1.5x dearer, docs/benchmarks.md server_rules);
+    the thread count is restored."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return Rates(layer_rate(), apply_rate(), "measured on this machine (--calibrate, 1 thread)")
+        return Rates(layer_rate(), apply_rate(rule=rule), "measured on this machine (--calibrate, 1 thread)", rule)
     finally:
         torch.set_num_threads(threads)

@@ -63,8 +63,8 @@ def plan_for(model: str = "paper", sets: list[str] | tuple[str, ...] = (), clust
     cfg, shape = plan_config(model, sets, config)
     paper = model == "paper" and config is None
     net = network_of(cfg, shape, paper=paper)
-    rates = calibrate() if measure else DEFAULT_RATES
     c = cfg.cluster
+    rates = calibrate(c.rule) if measure else DEFAULT_RATES
     plan = make_plan(net, cluster, rates, cfg.train.batch_size, c.n_push, c.n_fetch, c.rule, paper=paper)
     plan["defaults"] = DEFAULT_RATES.as_dict()
     if config is not None:            # what the preset trains, not the registry's defaults of its model
@@ -76,6 +76,15 @@ def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
     widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
     return ["  ".join(v.rjust(w) if i else v.ljust(w) for i, (v, w) in enumerate(zip(r, widths)))
             for r in (header, tuple("-" * w for w in widths), *rows)]
+
+
+def _apply_rule(plan: dict[str, Any]) -> str:
+    """The rule the apply rate was measured with, and where it is not the run's, that it is not (the line said
+    "Adagrad" for an Adam run's plan with no word that the rate was not Adam's)."""
+    measured = plan["rates"].get("apply_rule", "adagrad")
+    if measured == plan["rule"]:
+        return measured
+    return f"{measured}'s rate, not the run's {plan['rule']}: --calibrate measures {plan['rule']}'s"
 
 
 def format_plan(plan: dict[str, Any]) -> str:
@@ -102,7 +111,8 @@ def format_plan(plan: dict[str, Any]) -> str:
         f"{c['replicas']} replicas x {c['partitions']} partitions ({c['grid'][0]}x{c['grid'][1]} blocks) + {c['shards']} "
         f"shards = {c['machines_used']} machines" + ("" if plan["fits"]["machines"] else "  ** more than the cluster has **"),
         f"rates: {_human(plan['rates']['flops_per_core'])}FLOP/s per core (locally connected layer), "
-        f"{_human(plan['rates']['apply_bytes_per_core'], 'B')}/s per core (shard apply, Adagrad): {plan['rates']['source']}",
+        f"{_human(plan['rates']['apply_bytes_per_core'], 'B')}/s per core (shard apply, {_apply_rule(plan)}): "
+        f"{plan['rates']['source']}",
         f"memory per partition: {_human(part['memory_bytes'], 'B')} (weights {_human(part['weight_bytes'], 'B')}, "
         + (f"frozen weights {_human(part['frozen_bytes'], 'B')}, " if part["frozen_bytes"] else "") +
         f"gradient {_human(part['grad_bytes'], 'B')}, activations {_human(part['act_bytes'], 'B')})"
