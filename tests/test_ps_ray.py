@@ -384,3 +384,27 @@ def test_a_short_greedy_run_logs_each_stage_in_its_own_rows_as_on_the_simulator(
         stages[runner] = [sorted({k.split("/")[0] for k in r if k.startswith("stage")}) for r in rows]
         assert [s["stage"] for s in stage_losses(rows)] == ["stage1", "stage2"], runner
     assert stages["ray"] == stages["simulated"] == [["stage1"], ["stage2"]]
+
+
+def test_closing_after_a_shard_died_warns_of_shared_memory_only_where_some_may_be_left(local_ray, monkeypatch, caplog):
+    """A lost shard cannot remove its segments; the driver removes this node's right after. The warning that one
+    'could not remove its shared memory' came on one node too, where nothing was left."""
+    from downpour.ps import cluster_on_ray
+
+    @ray.remote(num_cpus=0)
+    class Dead:
+        def close(self):
+            return None
+
+    for nodes, said in ((False, False), (True, True)):
+        actor = Dead.remote()
+        ray.get(actor.close.remote())
+        ray.kill(actor)
+        cluster = object.__new__(cluster_on_ray.RayCluster)
+        cluster.pusher, cluster._channels, cluster.shard_actors, cluster.worker_actors = None, {}, [actor], []
+        cluster.partition_actors, cluster.started, cluster.run_id = {}, False, "test-close"
+        monkeypatch.setattr(cluster_on_ray, "_other_nodes", lambda: nodes)
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="downpour.ps.cluster_on_ray"):
+            cluster.close()
+        assert ("could not remove its shared memory" in caplog.text) == said

@@ -365,20 +365,32 @@ class RayCluster(PipedRun, Restarts):
         for end in self._channels.values():
             end.close()
         self._channels = {}
+        unclosed = False
         if self.shard_actors:
             try:
                 ray.get([a.close.remote() for a in self.shard_actors], timeout=30)
             except Exception:  # noqa: BLE001
-                log.warning("a shard could not remove its shared memory (/dev/shm/downpour-*)")
+                unclosed = True     # (a lost shard: its segments on this node are removed below)
         parts = [a for actors in self.partition_actors.values() for a in actors]
         for a in (*self.worker_actors, *parts, *self.shard_actors):
             kill(a)
         self.shard_actors, self.worker_actors, self.partition_actors, self.pusher = [], [], {}, None
         for path in SHM_DIR.glob(f"downpour-{getattr(self, 'run_id', '-')}-*"):   # what a dead shard left here
             path.unlink(missing_ok=True)
+        if unclosed and _other_nodes():   # it warned on one node too, where nothing was left after the line above
+            log.warning("a shard could not remove its shared memory: /dev/shm/downpour-%s-* may be left on the "
+                        "cluster's other nodes", getattr(self, "run_id", "-"))
         if self.started:
             ray.shutdown()
             self.started = False
+
+
+def _other_nodes() -> bool:
+    """Whether the Ray cluster has a live node besides this one (False where Ray cannot say)."""
+    try:
+        return sum(1 for n in ray.nodes() if n.get("Alive")) > 1
+    except Exception:  # noqa: BLE001
+        return False
 
 
 def _restarts_left(restarts: int, events: list[dict[str, Any]]) -> int:
