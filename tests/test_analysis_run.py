@@ -445,3 +445,28 @@ def test_the_report_says_how_many_files_the_run_skipped_and_names_the_first(run_
     copy = shutil.copytree(run_dir, tmp_path / "run")
     (copy / "data.json").write_text(json.dumps(data))
     assert note in write_report(copy, analyze_if_missing=False).read_text()
+
+
+def test_top_images_come_from_images_the_pictured_unit_was_not_chosen_on(run_dir, tmp_path):
+    """On digits the pictured unit is the first split's best, chosen on half the images; its top images were
+    drawn from all of them, so the images it was chosen to rank first could fill the row (and its count of the
+    concept's images was read with no chance level). Now: from the split's test images, the share said."""
+    import numpy as np
+
+    from downpour.analysis.labelled import load_labelled
+    from downpour.analysis.selectivity import split
+
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    fast = {k: v for k, v in FAST.items() if k != "bootstrap"}           # (only the face test reads it)
+    a = analyze_run(copy, **{**fast, "dataset": "digits", "positive": 3, "probes": [], "splits": 1, "top_k": 20})
+    y = load_labelled("digits", (1, 8, 8)).y == 3
+    select, test = split(y.astype(np.int64), a["options"]["test_fraction"], a["face_neuron"]["split_seeds"][0])
+    top = a["top_images"]
+    assert a["face_neuron"]["pictured"]["chosen_by"] == "the best single neuron of the first split"
+    assert set(top["indices"]) <= set(test.tolist()) and not set(top["indices"]) & set(select.tolist())
+    assert top["pool"] == len(test) and top["positive_in_pool"] == int(y[test].sum())
+    html = write_report(copy).read_text()
+    assert f"its top 20 of the first split&#x27;s {len(test)} test images" in html and "expected by chance" in html
+    lfw = json.loads((run_dir / "analysis.json").read_text())["top_images"]    # the face test's unit: all held out
+    assert lfw["pool"] == 60 and lfw["drawn_from"].startswith("all 60 held-out images")

@@ -11,7 +11,7 @@ from typing import Any
 
 from downpour.analysis.face_controls import LEARNED, NO_FACES, TWIN
 from downpour.analysis.report_notes import data_note, distinct as _distinct, first_layer_note
-from downpour.analysis.report_notes import loss_headline as _loss_headline
+from downpour.analysis.report_notes import loss_headline as _loss_headline, top_words
 from downpour.analysis.report_parts import esc, image, num, page, pct, table
 from downpour.errors import DownpourError
 from downpour.train.rundir import NotARunError, RunDir
@@ -377,8 +377,7 @@ def _body(run: RunDir, a: dict[str, Any]) -> str:
 {image(run, figs.get('responses'), 'responses of the pictured unit')}
 <p>The input of L2 norm {stim['norm']:.3g} (the data's median) that {'excites' if stim['sign'] > 0 else 'suppresses'} unit
 {stim['unit']} most: response {stim['activation']:.4g}, {_starts(stim)}; the unit depends on
-{stim.get('receptive_field_pixels', '?')} of the input's values). Beside it, its top {len(top['indices'])} images,
-{top['positive_in_top']} of them from the concept's class.</p>
+{stim.get('receptive_field_pixels', '?')} of the input's values). Beside it, {top_words(top)}.</p>
 {image(run, figs.get('stimulus'), 'optimal stimulus and top images')}
 
 <h2 id="invariance">Invariance</h2>

@@ -1,5 +1,6 @@
 """Sentences of report.html that depend on what the run was: the loss headline (one logged row, a greedy
-run's stages) and the first-layer filters' notes (copies of one filter, a designed or random layer)."""
+run's stages), the first-layer filters' notes (copies of one filter, a designed or random layer) and the top
+images' (what they were drawn from, and the concept's share of it)."""
 from __future__ import annotations
 
 from typing import Any
@@ -80,3 +81,13 @@ def data_note(data: Any) -> str:
         parts.append(f"{len(unlisted)} folder(s) that could not be listed left out (first: {unlisted[0].get('folder')}: "
                      f"{unlisted[0].get('reason')})")
     return f'<p class="note">Data: {esc("; ".join(parts))}; data.json names every one.</p>' if parts else ""
+
+
+def top_words(top: dict[str, Any]) -> str:
+    """The top images, the images they were drawn from and the concept's share of those (its chance level)."""
+    k, hits = len(top["indices"]), top["positive_in_top"]
+    if "pool" not in top:                     # an analysis.json from before 2026-12-04: drawn from every image
+        return f"its top {k} images, {hits} of them from the concept's class"
+    share = top["positive_in_pool"] / max(top["pool"], 1)
+    return (f"its top {k} of {esc(top['drawn_from'])}: {hits} of them from the concept's class, against "
+            f"{k * share:.2g} expected by chance (the class is {pct(share)} of those images)")

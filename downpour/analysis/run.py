@@ -26,7 +26,7 @@ from downpour.analysis.invariance import invariance_curves, invariance_summary, 
 from downpour.analysis.labelled import LabelledSet, load_labelled, prepare_images
 from downpour.analysis.edges import edge_summary
 from downpour.analysis.probe import probe_table
-from downpour.analysis.selectivity import face_neuron_tables
+from downpour.analysis.selectivity import face_neuron_tables, unchosen
 from downpour.analysis.stimulus import optimal_stimulus, top_images
 from downpour.analysis.options import MIN_SIDE, analysis_options, is_image_input, no_faces_of, open_run, run_preprocess
 from downpour.analysis.units import check_layer, describe_unit, unit_responses
@@ -259,12 +259,15 @@ def _measure(run: RunDir, model: FeatureModel, opts: AnalysisConfig, layer: str,
     norm = float(data.x.reshape(len(data), -1).norm(dim=1).median())
     stim = optimal_stimulus(model, unit, layer=layer, norm=norm, sign=sign, steps=opts.stimulus_steps,
                             restarts=opts.stimulus_restarts, seed=seed, input_shape=shape)
-    top = top_images(responses, opts.top_k, sign)
+    # drawn from the images the unit was not chosen on: a unit chosen on them ranks its own selection images first
+    pool, drawn_from = unchosen(is_positive, opts.test_fraction, neuron["seeds"][0],
+                                opts.face_select if any(r["method"] == LEARNED for r in controls["controls"]) else None)
+    top = pool[top_images(responses[pool], opts.top_k, sign)]
     positive_in_top = int((data.y[top] == opts.positive).sum())
     paths["stimulus"] = figures.stimulus_and_top_images(
         _in_pixels(prepare, stim.image).numpy(), data.raw[top].numpy(), fig_dir / "optimal_stimulus.png",
-        (f"unit {unit} of {layer}: optimal stimulus and top {len(top)} of {len(data)} images " if sign > 0 else
-         f"unit {unit} of {layer} (the concept lowers it): most suppressing stimulus and the {len(top)} of {len(data)} "
+        (f"unit {unit} of {layer}: optimal stimulus and top {len(top)} of {len(pool)} images " if sign > 0 else
+         f"unit {unit} of {layer} (the concept lowers it): most suppressing stimulus and the {len(top)} of {len(pool)} "
          "images it answers least ") + f"({positive_in_top} are {labels[0]})", [float(responses[i]) for i in top]).name
 
     # 3. invariance on the concept's images: warped in pixels, then prepared as the run's training data was
@@ -311,7 +314,8 @@ def _measure(run: RunDir, model: FeatureModel, opts: AnalysisConfig, layer: str,
                              "receptive_field_pixels": stim.field_pixels,
                              "image": stim.image.tolist()},
         "top_images": {"indices": top.tolist(), "responses": [float(responses[i]) for i in top],
-                       "labels": data.y[top].tolist(), "positive_in_top": positive_in_top},
+                       "labels": data.y[top].tolist(), "positive_in_top": positive_in_top, "drawn_from": drawn_from,
+                       "pool": int(len(pool)), "positive_in_pool": int(is_positive[pool].sum())},
         "invariance": {**inv, "summary": invariance_summary(inv)},
         "probes": probes,
         "training": _training_summary(metrics),

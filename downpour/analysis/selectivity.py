@@ -129,6 +129,23 @@ def split(y: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, n
     return np.sort(select), np.sort(test)
 
 
+def unchosen(is_positive: np.ndarray, test_fraction: float, seed: int, face_select: str | None) -> tuple[np.ndarray, str]:
+    """The images a pictured unit may show as its top images: those it was not chosen on, and how to say so.
+
+    is_positive: (N,) bool, the concept's images. ``face_select``: the face test's ``select`` when its learned
+    unit is pictured (``"train"``: chosen on lfw's training part, so every image here is held out;
+    ``"heldout"``: its splits chose it on parts of these very images, none free of them), or None for the
+    first split's best unit (seed ``seed``), whose test part is returned. Returns ((M,) indices, words).
+    """
+    n = len(is_positive)
+    if face_select == "train":
+        return np.arange(n), f"all {n} held-out images (the unit was chosen on lfw's training part)"
+    if face_select is not None:
+        return np.arange(n), f"all {n} images, among them those its splits chose it on (analysis.face_select = {face_select!r})"
+    select, test = split(np.asarray(is_positive).astype(np.int64), test_fraction, seed)
+    return test, f"the first split's {len(test)} test images (the unit was chosen on the other {len(select)})"
+
+
 def face_neuron_table(model: FeatureModel, data: LabelledSet, *, layer: str | None = None, positive: int = 1,
                       test_fraction: float = 0.5, seed: int = 0, n_random_filters: int = 2000,
                       random_model: FeatureModel | None = None) -> dict[str, Any]:
