@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from downpour.analysis.invariance import invariance_curves, invariance_summary, transform
+from downpour.analysis.report_notes import invariance_rows
 from downpour.errors import DataError
+from downpour.models.base import FeatureModel
 from test_analysis_planted import PlantedModel
 
 
@@ -113,3 +116,40 @@ def test_posed_images_give_the_out_of_plane_curve():
     assert invariance_summary(result)["ranges"]["out_of_plane_rotation"] == [-40.0, 40.0]
     with pytest.raises(DataError, match="frontal pose"):
         invariance_curves(model, poses[0.0], 0, poses={40.0: poses[40.0]})
+
+
+class _BlobUnits(FeatureModel):
+    """Unit 0: the strongest 3x3 blob anywhere (translation-invariant); unit 1: the blob at the centre only;
+    unit 2: minus unit 1 (a unit the concept lowers)."""
+
+    def __init__(self):
+        super().__init__()
+        self.input_shape = (1, 16, 16)
+
+    def forward(self, x):
+        m = F.conv2d(x, torch.ones(1, 1, 3, 3) / 9, padding=1)
+        centre = m[:, 0, 7:9, 7:9].mean(dim=(1, 2))
+        return torch.stack([m.amax(dim=(1, 2, 3)), centre, -centre], 1)
+
+
+def test_a_translation_invariant_unit_spans_the_sweep_and_the_report_says_it_is_a_lower_bound():
+    """The report's table gave bare numbers ("-6 … 6"): no unit (pixels, not the fraction of the side the
+    sweep is set in) and no word that a range reaching the sweep's ends is only as wide as the sweep."""
+    torch.manual_seed(0)
+    blob = torch.zeros(6, 1, 16, 16)
+    blob[:, 0, 6:10, 6:10] = 1.0
+    blob += 0.01 * torch.rand_like(blob)
+    model = _BlobUnits()
+    every = invariance_curves(model, blob, 0)
+    every["summary"] = invariance_summary(every)
+    assert every["summary"]["ranges"]["translation_x"] == [-6.0, 6.0]       # 0.375 of 16 pixels each way
+    rows = dict(invariance_rows(every))
+    assert rows["translation_x"] == "-6 … 6 pixels (the whole sweep: at least this)"
+    assert rows["scale"] == "× 0.75 … × 2 (to the sweep's end: at least this far)"
+    for unit, sign, baseline, width in ((1, 1, 0.0, 2), (2, -1, 0.0, 2), (2, -1, -0.1, 1)):   # tuned to one place
+        centre = invariance_curves(model, blob, unit, sign=sign, baseline=baseline)
+        centre["summary"] = invariance_summary(centre)
+        shift = next(c for c in centre["curves"] if c["transform"] == "translation_x")["response"]
+        assert shift[5] == pytest.approx(1.0) and max(shift[0], shift[-1]) < 0.05
+        # (a baseline 0.1 above the silent level: the half-height falls nearer the centre)
+        assert dict(invariance_rows(centre))["translation_x"] == f"-{width} … {width} pixels"

@@ -11,7 +11,7 @@ from typing import Any
 
 from downpour.analysis.face_controls import LEARNED, NO_FACES, TWIN
 from downpour.analysis.report_notes import data_note, distinct as _distinct, first_layer_note
-from downpour.analysis.report_notes import loss_headline as _loss_headline, top_words
+from downpour.analysis.report_notes import invariance_rows, loss_headline as _loss_headline, top_words
 from downpour.analysis.report_parts import esc, image, num, page, pct, table
 from downpour.errors import DownpourError
 from downpour.train.rundir import NotARunError, RunDir
@@ -217,9 +217,8 @@ def _probes(a: dict[str, Any]) -> str:
 
 def _invariance(a: dict[str, Any]) -> str:
     inv = a["invariance"]
-    ranges = inv.get("summary", {}).get("ranges", {})
     floor = inv.get("summary", {}).get("floor", 0.5)
-    rows = [[name, "–" if r is None else f"{r[0]:g} … {r[1]:g}"] for name, r in ranges.items()]
+    rows = invariance_rows(inv)
     oop = inv.get("out_of_plane_rotation", {})
     return (f"<p>Response of unit {inv['unit']} over {inv['images']} images of the concept, normalised to the "
             f"{esc(inv['normalised_to'])} above the unit's mean on the other class ({inv.get('baseline', 0):.3g}; 0 on this scale); "

@@ -91,3 +91,26 @@ def top_words(top: dict[str, Any]) -> str:
     share = top["positive_in_pool"] / max(top["pool"], 1)
     return (f"its top {k} of {esc(top['drawn_from'])}: {hits} of them from the concept's class, against "
             f"{k * share:.2g} expected by chance (the class is {pct(share)} of those images)")
+
+
+_UNITS = {"scale": "× {:g} … × {:g}", "translation_x": "{:g} … {:g} pixels", "translation_y": "{:g} … {:g} pixels",
+          "rotation": "{:g} … {:g} degrees", "out_of_plane_rotation": "{:g} … {:g} degrees"}
+
+
+def invariance_rows(inv: dict[str, Any]) -> list[list[str]]:
+    """[transform, range] for the report's invariance table: in its units, and a range that runs to an end of
+    the measured sweep said to (the unit may hold up further: the range is a lower bound there)."""
+    swept = {c["transform"]: c["values"] for c in inv.get("curves", [])}
+    rows = []
+    for name, r in inv.get("summary", {}).get("ranges", {}).items():
+        if r is None:
+            rows.append([name, "–"])
+            continue
+        text = _UNITS.get(name, "{:g} … {:g}").format(*r)
+        values = swept.get(name)
+        if values and r[0] <= min(values) and r[1] >= max(values):
+            text += " (the whole sweep: at least this)"
+        elif values and (r[0] <= min(values) or r[1] >= max(values)):
+            text += " (to the sweep's end: at least this far)"
+        rows.append([name, text])
+    return rows
