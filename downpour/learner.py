@@ -102,6 +102,10 @@ class FeatureLearner(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                 or not isinstance(self.lr, numbers.Real) or not self.lr > 0):    # (8.5 trained at 8; "0.1": a TypeError)
             raise ValueError(f"FeatureLearner: batch_size must be an int >= 1 and lr a number > 0, got "
                              f"{self.batch_size!r} and {self.lr!r}")
+        if not isinstance(self.model, (str, FeatureModel)):   # (a dict or None: "unhashable type" or "not iterable")
+            raise TypeError(f"FeatureLearner: model must be a registered name or a FeatureModel, got {self.model!r}")
+        if self.preprocess is not None and not callable(self.preprocess):   # (3: "'int' object is not callable")
+            raise TypeError(f"FeatureLearner: preprocess must be a callable on (N, C, H, W) images or None, got {self.preprocess!r}")
         arr = _checked(X)                             # checked and converted once
         shape = self._shape_for(arr)
         x = self._prepared(arr, shape)
@@ -178,12 +182,10 @@ class FeatureLearner(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         if isinstance(self.model, str):
             model = create_model(self.model, shape, **_plain(self.options or {}))
             return model, Objective.from_config(resolve_objective(self.model, _plain(self.objective or {})))
-        if isinstance(self.model, FeatureModel):
-            if self.options:
-                raise ValueError("FeatureLearner: options only apply to a registered model name, not a model instance")
-            model = copy.deepcopy(self.model)
-            return model, Objective.from_config(_plain(self.objective)) if self.objective else None
-        raise TypeError(f"FeatureLearner: model must be a registered name or a FeatureModel, got {type(self.model).__name__}")
+        if self.options:                              # (a FeatureModel: fit checked the type)
+            raise ValueError("FeatureLearner: options only apply to a registered model name, not a model instance")
+        model = copy.deepcopy(self.model)
+        return model, Objective.from_config(_plain(self.objective)) if self.objective else None
 
 
 def _plain(value: Any) -> Any:

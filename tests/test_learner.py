@@ -198,3 +198,14 @@ def test_an_input_shape_or_image_layout_it_cannot_mean_is_refused_by_name(shape,
 def test_an_input_shape_given_as_numbers_of_numpy_trains():
     codes = FeatureLearner("tica-8x8", steps=1, input_shape=np.array([1, 8, 8])).fit_transform(np.zeros((4, 64), np.float32))
     assert codes.shape[0] == 4
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"model": {"name": "rica-8x8"}}, r"model must be a registered name or a FeatureModel, got \{'name'"),  # unhashable type
+    ({"model": None}, "model must be a registered name or a FeatureModel, got None"),       # 'NoneType' not iterable
+    ({"model": "rica-8x8", "preprocess": 3}, "preprocess must be a callable"),               # 'int' not callable
+])
+def test_a_model_or_preprocess_of_the_wrong_type_is_refused_by_name(kwargs, match):
+    with pytest.raises(TypeError, match=match):
+        FeatureLearner(**kwargs, steps=1).fit(np.zeros((4, 64), np.float32))
+
