@@ -160,6 +160,9 @@ class FeatureLearner(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             shape = tuple(int(s) for s in arr.shape[1:])
             if self.input_shape is not None and tuple(int(s) for s in self.input_shape) != shape:
                 raise ValueError(f"FeatureLearner: X has images of shape {shape}, but input_shape is {tuple(self.input_shape)}")
+            built = getattr(self.model, "input_shape", None)       # a model instance is built for one shape
+            if isinstance(self.model, FeatureModel) and built is not None and tuple(built) != shape:   # (a matmul error)
+                raise ValueError(f"FeatureLearner: X has images of shape {shape}, but the model takes {tuple(built)}")
             if shape[0] not in (1, 3) and shape[2] in (1, 3):
                 raise ValueError(f"FeatureLearner: X of shape {tuple(arr.shape)} reads as {shape[0]} channels of "
                                  f"{shape[1]}x{shape[2]}; images are (N, C, H, W): channels-last? use X.transpose(0, 3, 1, 2)")

@@ -209,3 +209,8 @@ def test_a_model_or_preprocess_of_the_wrong_type_is_refused_by_name(kwargs, matc
     with pytest.raises(TypeError, match=match):
         FeatureLearner(**kwargs, steps=1).fit(np.zeros((4, 64), np.float32))
 
+
+def test_images_of_another_shape_than_a_model_instance_takes_are_refused_by_name():
+    model = TinyAutoencoder((1, 8, 8), hidden=10)     # a linear encoder built for 64 pixels: was a matmul error
+    with pytest.raises(ValueError, match=r"images of shape \(1, 10, 10\), but the model takes \(1, 8, 8\)"):
+        FeatureLearner(model, steps=0).fit(np.zeros((4, 1, 10, 10), np.float32))
