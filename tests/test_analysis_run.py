@@ -470,3 +470,16 @@ def test_top_images_come_from_images_the_pictured_unit_was_not_chosen_on(run_dir
     assert f"its top 20 of the first split&#x27;s {len(test)} test images" in html and "expected by chance" in html
     lfw = json.loads((run_dir / "analysis.json").read_text())["top_images"]    # the face test's unit: all held out
     assert lfw["pool"] == 60 and lfw["drawn_from"].startswith("all 60 held-out images")
+
+
+def test_a_run_that_saw_no_face_is_not_told_to_train_a_no_faces_twin(run_dir):
+    from types import SimpleNamespace
+
+    from downpour.analysis.report_notes import faces_seen, owed_note
+
+    html = write_report(run_dir).read_text()           # ufldl-sae: natural patches, no face; the twin is refused for it
+    assert "This network trained on no lfw face (data.source = " in html
+    assert "no_faces_twin = true" not in html and "the faces it trained on" not in html
+    assert faces_seen(SimpleNamespace(config=load_config("cat-demo"))) == ""          # saw faces: the advice stays
+    assert "no_faces_twin = true" in owed_note("")
+    assert faces_seen(SimpleNamespace(config=load_config("cat-demo", ["data.train_faces=0"]))) == "data.train_faces = 0"

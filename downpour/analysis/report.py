@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from downpour.analysis.face_controls import LEARNED, NO_FACES, TWIN
-from downpour.analysis.report_notes import data_note, distinct as _distinct, first_layer_note
+from downpour.analysis.report_notes import data_note, distinct as _distinct, faces_seen, first_layer_note, owed_note
 from downpour.analysis.report_notes import invariance_rows, loss_headline as _loss_headline, top_words
 from downpour.analysis.report_parts import esc, image, num, page, pct, table
 from downpour.errors import DownpourError
@@ -118,8 +118,9 @@ def _faces_each(row: dict[str, Any]) -> str:
 PER_NETWORK = (LEARNED, TWIN, NO_FACES)   # methods whose candidates are a network's units
 
 
-def _controls(a: dict[str, Any]) -> str:
-    """The face test: AUC [95% CI] and accuracy per negative set and method, then the verdict in words."""
+def _controls(a: dict[str, Any], seen_faces: str | None = None) -> str:
+    """The face test: AUC [95% CI] and accuracy per negative set and method, then the verdict in words;
+    ``seen_faces``: :func:`faces_seen`'s answer for the run."""
     fn = a["face_neuron"]
     rows, classes = fn.get("controls") or [], []
     verdict = fn["controls_verdict"] if rows else fn.get("controls_verdict") or {}   # (written with the rows: a KeyError
@@ -174,12 +175,7 @@ def _controls(a: dict[str, Any]) -> str:
                "run per fold of lfw_subset and tests every one of its 100 faces with the run that never saw it: "
                "narrower intervals, and the spread from training to training.</p>"
                if setup.get("select") == "train" else "")
-            + ("" if any(r["method"] == NO_FACES for r in rows) else
-               '<p class="note">The criterion does not ask whether the unit owes anything to the faces it trained on: '
-               "on the main recipe a network trained without a face (<code>data.train_faces = 0</code>) passed it more "
-               "often (docs/analysis.md, &ldquo;Trained without a face&rdquo;). <code>analysis.no_faces_twin = true</code> "
-               "(the main job's default: <code>downpour train</code> trains it into <code>RUN/no-faces</code>) or "
-               "<code>downpour crossfit --control no-faces</code> scores that network beside this one.</p>")
+            + ("" if any(r["method"] == NO_FACES for r in rows) else owed_note(seen_faces))
             + _controls_by_layer(fn.get("controls_by_layer") or [], setup))
 
 
@@ -369,7 +365,7 @@ def _body(run: RunDir, a: dict[str, Any]) -> str:
 {_face_neuron(a)}
 
 <h2 id="face-test">The face test: low-level-matched negatives</h2>
-{_controls(a)}
+{_controls(a, faces_seen(run))}
 
 <h2 id="stimulus">Optimal stimulus and top images</h2>
 <p>{_pictured_words(a)}</p>

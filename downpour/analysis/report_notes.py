@@ -1,11 +1,14 @@
 """Sentences of report.html that depend on what the run was: the loss headline (one logged row, a greedy
-run's stages), the first-layer filters' notes (copies of one filter, a designed or random layer) and the top
-images' (what they were drawn from, and the concept's share of it)."""
+run's stages), the first-layer filters' notes (copies of one filter, a designed or random layer), the top
+images' (what they were drawn from, and the concept's share of it) and what the face test can say of a
+run that saw no face."""
 from __future__ import annotations
 
 from typing import Any
 
 from downpour.analysis.report_parts import esc, num, pct
+from downpour.config import FACE_SOURCES
+from downpour.errors import DownpourError
 
 # model.first_layer kinds whose filters were not learned from the data (downpour/layers/gabor.py)
 _NOT_LEARNED = {"gabor": "a designed Gabor bank, frozen: not learned",
@@ -114,3 +117,30 @@ def invariance_rows(inv: dict[str, Any]) -> list[list[str]]:
             text += " (to the sweep's end: at least this far)"
         rows.append([name, text])
     return rows
+
+
+def faces_seen(run: Any) -> str | None:
+    """"" when the run (a RunDir) trained on lfw faces; else the data keys that say it saw none
+    ("data.source = 'natural'"); None when its config.toml cannot be read (the report says what it used to)."""
+    try:
+        d = run.config.data
+    except DownpourError:
+        return None
+    if d.trains_on_faces():
+        return ""
+    return (f"data.source = {d.source!r}" if d.source not in FACE_SOURCES
+            else f"data.train_faces = {d.train_faces}" if d.train_faces == 0 else f"data.faces_fraction = {d.faces_fraction:g}")
+
+
+def owed_note(seen: str | None) -> str:
+    """The face test's note on what the unit owes to faces. A run that trained on none is its own no-faces
+    network: the twin the note used to suggest is refused for it (analysis.no_faces_twin names data.source)."""
+    if seen:
+        return (f'<p class="note">This network trained on no lfw face ({esc(seen)}): whatever its unit separates '
+                "here it did not learn from faces, so it answers the question a no-faces twin asks of a network "
+                "that did (docs/analysis.md, &ldquo;Trained without a face&rdquo;); it has no twin to train.</p>")
+    return ('<p class="note">The criterion does not ask whether the unit owes anything to the faces it trained on: '
+            "on the main recipe a network trained without a face (<code>data.train_faces = 0</code>) passed it more "
+            "often (docs/analysis.md, &ldquo;Trained without a face&rdquo;). <code>analysis.no_faces_twin = true</code> "
+            "(the main job's default: <code>downpour train</code> trains it into <code>RUN/no-faces</code>) or "
+            "<code>downpour crossfit --control no-faces</code> scores that network beside this one.</p>")
