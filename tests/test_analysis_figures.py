@@ -94,3 +94,18 @@ def test_a_log_axis_above_1000_labels_whole_numbers_in_one_style(tmp_path, monke
 def test_staleness_histogram(tmp_path):
     hist = {"overall": {0: 2, 1: 5, 4: 1}, "worker 0": {0: 1, 1: 3}, "worker 1": {1: 2, 4: 1}}
     assert figures.staleness_histogram(hist, tmp_path / "s.png").stat().st_size > 1000
+
+
+def test_a_grey_pyramids_three_levels_are_drawn_as_grey_tiles_not_as_colours(tmp_path):
+    from downpour.models.registry import create_model
+
+    pyramid = create_model("pyramid-rica", (1, 32, 32))            # 3 channels: the levels of a grey image
+    bank = pyramid.first_layer_filters().numpy()
+    assert bank.shape[1] == 3 and not figures.colour_filters(bank.shape, pyramid.input_shape)
+    assert figures.colour_filters(bank.shape, (3, 32, 32)) and figures.colour_filters(bank.shape, (5, 3, 8, 8))
+    with Image.open(figures.filter_grid(bank, tmp_path / "grey.png", colour=False)) as im:
+        rgb = np.asarray(im.convert("RGB")).astype(int)
+    assert np.abs(rgb[..., 0] - rgb[..., 1]).max() <= 1 and np.abs(rgb[..., 1] - rgb[..., 2]).max() <= 1
+    with Image.open(figures.filter_grid(bank, tmp_path / "rgb.png")) as im:   # the default: RGB, as before
+        rgb = np.asarray(im.convert("RGB")).astype(int)
+    assert np.abs(rgb[..., 0] - rgb[..., 1]).max() > 30

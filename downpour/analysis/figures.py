@@ -57,15 +57,24 @@ def _show(ax: Any, image: np.ndarray, title: str | None = None, symmetric: bool 
         ax.set_title(title, fontsize=7)
 
 
-def filter_grid(filters: np.ndarray, path: Path, title: str = "first-layer filters", max_filters: int = 100) -> Path:
+def colour_filters(filters_shape: tuple[int, ...], input_shape: tuple[int, ...] | None) -> bool:
+    """Whether first-layer filters (n, C, kh, kw) are red, green and blue: three channels, and three in the
+    model's input (C, H, W) or frames (T, C, H, W). pyramid-rica's three channels are the Laplacian levels of
+    a grey image, which RGB drew as colours no image has."""
+    return filters_shape[1] == 3 and (input_shape is None or len(input_shape) < 3 or input_shape[-3] == 3)
+
+
+def filter_grid(filters: np.ndarray, path: Path, title: str = "first-layer filters", max_filters: int = 100,
+                colour: bool | None = None) -> Path:
     """A mosaic of filters (n, C, kh, kw), each scaled to its own largest |weight| (grey: 0 is mid-grey).
 
     Untied layers have thousands of filters (maps × positions); an evenly spaced sample of
     ``max_filters`` is shown and the title says so. One image, not one axis per filter: fast.
+    ``colour``: whether three channels are RGB (default: yes; :func:`colour_filters` decides for a model).
     """
     filters = np.asarray(filters, dtype=np.float64)
-    if filters.shape[1] not in (1, 3):
-        # Neither grey nor RGB (e.g. 2 channels: a glimpse's two resolutions): each channel its own grey tile.
+    if filters.shape[1] not in (1, 3) or (filters.shape[1] == 3 and colour is False):
+        # Neither grey nor RGB (2 channels: a glimpse's two resolutions; 3: a grey pyramid's levels): a grey tile each.
         filters = filters.reshape(-1, 1, *filters.shape[2:])
         title = f"{title} (one tile per input channel)"
     total = len(filters)

@@ -288,7 +288,8 @@ def _measure(run: RunDir, model: FeatureModel, opts: AnalysisConfig, layer: str,
     # 5. the training pictures
     filters = model.first_layer_filters()
     if filters is not None:
-        paths["filters"] = figures.filter_grid(filters.numpy(), fig_dir / "filters.png").name
+        colour = figures.colour_filters(tuple(filters.shape), getattr(model, "input_shape", None))
+        paths["filters"] = figures.filter_grid(filters.numpy(), fig_dir / "filters.png", colour=colour).name
     filter_stats = _filter_stats(model, None if filters is None else filters.numpy(), seed)
     metrics = run.metrics()
     if figures.cost_parts(metrics):
