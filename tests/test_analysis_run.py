@@ -483,3 +483,17 @@ def test_a_run_that_saw_no_face_is_not_told_to_train_a_no_faces_twin(run_dir):
     assert faces_seen(SimpleNamespace(config=load_config("cat-demo"))) == ""          # saw faces: the advice stays
     assert "no_faces_twin = true" in owed_note("")
     assert faces_seen(SimpleNamespace(config=load_config("cat-demo", ["data.train_faces=0"]))) == "data.train_faces = 0"
+
+
+def test_an_untied_layers_note_gives_the_runs_own_samples_and_claims_nothing_it_did_not_measure():
+    """lcn-digits (untied 3x3 filters, 1,797 digits) was told it had "the ~1,250 images that ship offline" and
+    "far too little data per filter": cat-untied's numbers, measured on another model and other data."""
+    from downpour.analysis.report import _filters
+
+    lcn = {"available": True, "count": 576, "shape": [1, 3, 3], "edge_fraction": 0.0, "edge_fraction_noise": 0.0,
+           "coherence_mean": 0.4, "coherence_noise": 0.3, "criteria": {},
+           "sharing": {"kind": "untied", "banks": 36, "positions": 36}}
+    said = _filters(lcn, 1797)
+    assert "36 positions" in said and "the run's 1,797 training samples" in said and "cat-untied" in said
+    assert "ship offline" not in said and "far too little" not in said
+    assert "each training image" in _filters(lcn) and "untied" not in _filters({**lcn, "sharing": {"kind": "tiled"}}, 1797)

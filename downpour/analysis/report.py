@@ -11,7 +11,7 @@ from typing import Any
 
 from downpour.analysis.face_controls import LEARNED, NO_FACES, TWIN
 from downpour.analysis.report_notes import data_note, distinct as _distinct, faces_seen, first_layer_note, owed_note
-from downpour.analysis.report_notes import invariance_rows, loss_headline as _loss_headline, top_words
+from downpour.analysis.report_notes import invariance_rows, loss_headline as _loss_headline, top_words, untied_note
 from downpour.analysis.report_parts import esc, image, num, page, pct, table
 from downpour.errors import DownpourError
 from downpour.train.rundir import NotARunError, RunDir
@@ -107,6 +107,13 @@ def _pictured_words(a: dict[str, Any]) -> str:
         return f"Unit {esc(a['optimal_stimulus']['unit'])}: the best single neuron of the first split."
     return (f"Unit {esc(pictured['unit'])}, chosen by {esc(pictured['chosen_by'])}: its responses to the labelled "
             f"images with its threshold, its optimal stimulus, its top images and its invariance below.")
+
+
+def _samples(run: RunDir) -> Any:
+    """The run's training samples as model.json counts them (None where it has no such count)."""
+    meta = _read(run, "model.json")
+    data = meta.get("data") if isinstance(meta, dict) else None
+    return data.get("n_samples") if isinstance(data, dict) else None
 
 
 def _faces_each(row: dict[str, Any]) -> str:
@@ -224,7 +231,8 @@ def _invariance(a: dict[str, Any]) -> str:
                if not oop.get("available", False) else ""))
 
 
-def _filters(f: dict[str, Any]) -> str:
+def _filters(f: dict[str, Any], samples: Any = None) -> str:
+    """The first-layer filters' sentences; ``samples``: the run's training samples (model.json), or None."""
     if not f.get("available"):
         return '<p class="note">This model has no first-layer filters to draw.</p>'
     shape = "×".join(map(str, f["shape"]))
@@ -241,13 +249,7 @@ def _filters(f: dict[str, Any]) -> str:
             f"pixels, corner spikes, checkerboards, blobs and noise all fail. Mean coherence {f['coherence_mean']:.3f} "
             f"(noise {f['coherence_noise']:.3f}).</p>")
     text += first_layer_note(f) + _distinct(f)
-    sharing = f.get("sharing", {})
-    if sharing.get("kind") == "untied":
-        text += (f'<p class="note">This layer is fully untied: each of its {sharing["banks"]} positions has its own '
-                 f"filters and sees only its own window of every training image. With the ~1,250 images that ship "
-                 f"offline that is far too little data per filter (docs/analysis.md measures untied against tiled "
-                 f"filters); give it many more images, or share filters (model.tile).</p>")
-    return text
+    return text + untied_note(f.get("sharing", {}), samples)
 
 
 def _headroom_cells(h: dict[str, Any] | None) -> list[str]:
@@ -358,7 +360,7 @@ def _body(run: RunDir, a: dict[str, Any]) -> str:
 {data_note(_read(run, 'data.json'))}
 
 <h2 id="filters">First-layer filters</h2>
-{_filters(a['filters'])}
+{_filters(a['filters'], _samples(run))}
 {image(run, figs.get('filters'), 'first-layer filters')}
 
 <h2 id="face-neuron">The best single neuron</h2>
