@@ -497,3 +497,17 @@ def test_an_untied_layers_note_gives_the_runs_own_samples_and_claims_nothing_it_
     assert "36 positions" in said and "the run's 1,797 training samples" in said and "cat-untied" in said
     assert "ship offline" not in said and "far too little" not in said
     assert "each training image" in _filters(lcn) and "untied" not in _filters({**lcn, "sharing": {"kind": "tiled"}}, 1797)
+
+
+def test_a_stage_logged_once_is_not_said_to_have_gone_from_its_cost_to_itself():
+    """cat-3stage, 30 steps, log_every 10: each stage logged one row, and the headline read
+    "stage1 2255 → 2255 (steps 10–10)", a loss that did not move."""
+    from downpour.analysis.report import _loss_headline
+    from downpour.analysis.run import _training_summary
+
+    rows = [{"step": 10, "loss": 2255.0, "stage1/reconstruction": 255.0, "stage1/pooled_l2": 2000.0},
+            {"step": 20, "loss": 2235.0, "stage2/reconstruction": 235.0, "stage2/pooled_l2": 2000.0},
+            {"step": 30, "loss": 1478.0, "stage3/reconstruction": 478.0, "stage3/pooled_l2": 1000.0}]
+    said = _loss_headline(_training_summary(rows))
+    assert "stage1 2255 (one logged row, step 10)" in said and "stage3 1478 (one logged row, step 30)" in said
+    assert "→" not in said

@@ -28,7 +28,9 @@ def loss_headline(training: dict[str, Any]) -> str:
                 f"row (the run was shorter than train.log_every): no change to report.")
     if not stages:
         return f"Loss {num(training.get('first_loss'))} → {num(training.get('last_loss'))} {rows}."
-    each = "; ".join(f"{esc(s['stage'])} {num(s['first_loss'])} → {num(s['last_loss'])} "
+    each = "; ".join(f"{esc(s['stage'])} {num(s['first_loss'])} (one logged row, step {esc(s['first_step'])})"
+                     if s["first_step"] == s["last_step"] else   # (cat-3stage, 30 steps: "2255 → 2255 (steps 10–10)")
+                     f"{esc(s['stage'])} {num(s['first_loss'])} → {num(s['last_loss'])} "
                      f"(steps {esc(s['first_step'])}–{esc(s['last_step'])})" for s in stages)
     return f"Loss, each stage's own cost (trained in turn): {each}, {rows}."
 
