@@ -112,3 +112,24 @@ def test_starts_a_relu_unit_is_off_at_are_drawn_again_and_those_it_never_answers
         model.encoder.bias[3] = -1.6 * float(w.norm()) * 2.5 / 8
     suppress = optimal_stimulus(model, 3, norm=2.5, steps=20, restarts=8, seed=1, sign=-1)   # all end at response 0
     assert suppress.silent_starts == 6 and suppress.agreement is not None     # a start that moved is the one shown
+
+
+class SubspaceEnergy(LinearUnits):
+    """Unit 0 = the energy of x in the span of 6 orthonormal filters: every x of that span (at the norm) is an
+    optimum, so starts end far apart (mean |cosine| of random points of a 6-d sphere ~ 0.34)."""
+
+    def forward(self, x):
+        w, _ = torch.linalg.qr(self.encoder.weight.detach().T)          # (64, 6) orthonormal columns
+        return (x.reshape(x.shape[0], -1) @ w).square().sum(1, keepdim=True)
+
+
+def test_starts_that_end_on_different_inputs_are_called_one_of_several_not_the_optimum():
+    """cat-demo's 4 starts all reached -6.616 with a mean cosine of 0.01, and the report still called the
+    picture "the input that suppresses the unit most"."""
+    from downpour.analysis.report import _starts
+
+    flat = optimal_stimulus(SubspaceEnergy((1, 8, 8)), 0, norm=2.5, steps=150, restarts=6, seed=0)
+    assert flat.agreement < 0.5 and max(flat.restarts) - min(flat.restarts) < 1e-3 * max(flat.restarts)
+    assert "one of several inputs the unit answers about as strongly, not a unique optimum" in _starts(vars(flat))
+    peaked = optimal_stimulus(LinearUnits((1, 8, 8)), 3, norm=2.5, steps=150, restarts=3, seed=1)
+    assert peaked.agreement > 0.99 and "several" not in _starts(vars(peaked))

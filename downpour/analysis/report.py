@@ -11,7 +11,8 @@ from typing import Any
 
 from downpour.analysis.face_controls import LEARNED, NO_FACES, TWIN
 from downpour.analysis.report_notes import data_note, distinct as _distinct, faces_seen, first_layer_note, owed_note
-from downpour.analysis.report_notes import invariance_rows, loss_headline as _loss_headline, top_words, untied_note
+from downpour.analysis.report_notes import invariance_rows, loss_headline as _loss_headline, several_optima, top_words
+from downpour.analysis.report_notes import untied_note
 from downpour.analysis.report_parts import esc, image, num, page, pct, table
 from downpour.errors import DownpourError
 from downpour.train.rundir import NotARunError, RunDir
@@ -96,8 +97,8 @@ def _starts(stim: dict[str, Any]) -> str:
     mirror = (" in absolute value, as the unit answers x and -x alike" if stim.get("symmetric") else "")
     if silent:
         return (f"best of {n} starts ({silent} of them silent and left out: {why}; mean cosine similarity between "
-                f"the solutions of the {n - silent} that moved {stim['agreement']:.2f}{mirror}")
-    return f"best of {n} starts (mean cosine similarity between starts' solutions {stim['agreement']:.2f}{mirror}"
+                f"the solutions of the {n - silent} that moved {stim['agreement']:.2f}{mirror}{several_optima(stim)}")
+    return f"best of {n} starts (mean cosine similarity between starts' solutions {stim['agreement']:.2f}{mirror}{several_optima(stim)}"
 
 
 def _pictured_words(a: dict[str, Any]) -> str:
@@ -372,7 +373,7 @@ def _body(run: RunDir, a: dict[str, Any]) -> str:
 <h2 id="stimulus">Optimal stimulus and top images</h2>
 <p>{_pictured_words(a)}</p>
 {image(run, figs.get('responses'), 'responses of the pictured unit')}
-<p>The input of L2 norm {stim['norm']:.3g} (the data's median) that {'excites' if stim['sign'] > 0 else 'suppresses'} unit
+<p>{'An' if several_optima(stim) else 'The'} input of L2 norm {stim['norm']:.3g} (the data's median) that {'excites' if stim['sign'] > 0 else 'suppresses'} unit
 {stim['unit']} most: response {stim['activation']:.4g}, {_starts(stim)}; the unit depends on
 {stim.get('receptive_field_pixels', '?')} of the input's values). Beside it, {top_words(top)}.</p>
 {image(run, figs.get('stimulus'), 'optimal stimulus and top images')}

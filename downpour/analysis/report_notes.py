@@ -161,3 +161,20 @@ def untied_note(sharing: dict[str, Any], samples: Any) -> str:
             "<code>cat-untied</code> (1,246 crops, 8x8 filters) that left 6.2% of the filters edge-like, against "
             "47-53% with 4 shared banks (docs/analysis.md); if these look like noise, give the layer many more images, "
             "or share its filters (model.tile).</p>")
+
+
+AGREEMENT_UNIQUE = 0.5   # starts' mean cosine below this: solutions over 60 degrees apart, not one optimum
+
+
+def several_optima(stim: dict[str, Any]) -> str:
+    """Words for starts that ended on different inputs, or nothing. The report called the best start's answer
+    "the input that excites the unit most" whatever the starts' agreement: cat-demo's 4 starts all reached
+    -6.616 with a mean cosine of 0.01 (cat-3stage 0.03, tica-8x8 0.41; ufldl-sae, pyramid-rica 1.00), so its
+    picture was one of many inputs the unit answers alike."""
+    agreement = stim.get("agreement")
+    if agreement is None or agreement >= AGREEMENT_UNIQUE:
+        return ""
+    moved = [r for r in stim.get("restarts", []) if isinstance(r, (int, float))]
+    reached = f", reaching {min(moved):.4g} to {max(moved):.4g}" if len(moved) >= 2 else ""
+    return (f": the starts ended on different inputs{reached}, so the picture is one of several inputs the unit "
+            "answers about as strongly, not a unique optimum")
