@@ -511,3 +511,18 @@ def test_a_stage_logged_once_is_not_said_to_have_gone_from_its_cost_to_itself():
     said = _loss_headline(_training_summary(rows))
     assert "stage1 2255 (one logged row, step 10)" in said and "stage3 1478 (one logged row, step 30)" in said
     assert "→" not in said
+
+
+def test_a_unit_the_concept_lowers_is_shown_beside_the_images_it_answers_least_and_the_words_say_so(run_dir, tmp_path):
+    """rbm-digits' unit 81 (sign -1): the figure showed "the 9 images it answers least", the words "its top 9 images"."""
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    said = {}
+    for sign in (1, -1):
+        a = json.loads((copy / "analysis.json").read_text())
+        a["optimal_stimulus"]["sign"] = sign
+        (copy / "analysis.json").write_text(json.dumps(a))
+        said[sign] = write_report(copy, analyze_if_missing=False).read_text()
+    k = len(a["top_images"]["indices"])
+    assert f"its top {k} of " in said[1] and "answers least" not in said[1]
+    assert f"the {k} it answers least of " in said[-1] and f"its top {k}" not in said[-1]

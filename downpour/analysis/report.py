@@ -375,7 +375,7 @@ def _body(run: RunDir, a: dict[str, Any]) -> str:
 {image(run, figs.get('responses'), 'responses of the pictured unit')}
 <p>{'An' if several_optima(stim) else 'The'} input of L2 norm {stim['norm']:.3g} (the data's median) that {'excites' if stim['sign'] > 0 else 'suppresses'} unit
 {stim['unit']} most: response {stim['activation']:.4g}, {_starts(stim)}; the unit depends on
-{stim.get('receptive_field_pixels', '?')} of the input's values). Beside it, {top_words(top)}.</p>
+{stim.get('receptive_field_pixels', '?')} of the input's values). Beside it, {top_words(top, stim['sign'])}.</p>
 {image(run, figs.get('stimulus'), 'optimal stimulus and top images')}
 
 <h2 id="invariance">Invariance</h2>

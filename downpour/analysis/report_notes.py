@@ -88,13 +88,16 @@ def data_note(data: Any) -> str:
     return f'<p class="note">Data: {esc("; ".join(parts))}; data.json names every one.</p>' if parts else ""
 
 
-def top_words(top: dict[str, Any]) -> str:
-    """The top images, the images they were drawn from and the concept's share of those (its chance level)."""
+def top_words(top: dict[str, Any], sign: int = 1) -> str:
+    """The top images (for a unit the concept lowers, sign -1, the ones it answers least, as the figure shows), the
+    images they were drawn from and the concept's share of those (its chance level)."""
     k, hits = len(top["indices"]), top["positive_in_top"]
+    which = f"its top {k}" if sign > 0 else f"the {k} it answers least"
     if "pool" not in top:                     # an analysis.json from before 2026-12-04: drawn from every image
-        return f"its top {k} images, {hits} of them from the concept's class"
+        which = f"its top {k} images" if sign > 0 else f"the {k} images it answers least"
+        return f"{which}, {hits} of them from the concept's class"
     share = top["positive_in_pool"] / max(top["pool"], 1)
-    return (f"its top {k} of {esc(top['drawn_from'])}: {hits} of them from the concept's class, against "
+    return (f"{which} of {esc(top['drawn_from'])}: {hits} of them from the concept's class, against "
             f"{k * share:.2g} expected by chance (the class is {pct(share)} of those images)")
 
 
