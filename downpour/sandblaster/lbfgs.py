@@ -194,7 +194,10 @@ class Coordinator:
             ev = self._evaluate(rows, t, stage, iteration)
             counts.add(ev.counts)
             span, n_evals = span + ev.span, n_evals + 1
-            if math.isfinite(ev.loss) and ev.loss <= self.f + C1 * t * gd:
+            # Armijo as a difference: f + c1 t g.d rounds to f once the predicted decrease is below f's last
+            # bit, and then a trial that changed nothing (f(w + t d) == f) passed: at the cost's rounding floor
+            # every iteration took 10 evaluations to accept t = 1e-9 and the run never converged
+            if math.isfinite(ev.loss) and ev.loss - self.f <= C1 * t * gd:
                 sy, yy = (sum(v) for v in zip(*self.shards.call("stage_pair", t)))
                 if math.isfinite(sy) and math.isfinite(yy):
                     accepted = ev
