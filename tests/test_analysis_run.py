@@ -466,6 +466,7 @@ def test_top_images_come_from_images_the_pictured_unit_was_not_chosen_on(run_dir
     assert a["face_neuron"]["pictured"]["chosen_by"] == "the best single neuron of the first split"
     assert set(top["indices"]) <= set(test.tolist()) and not set(top["indices"]) & set(select.tolist())
     assert top["pool"] == len(test) and top["positive_in_pool"] == int(y[test].sum())
+    assert a["invariance"]["images"] == int(y[test].sum())              # the invariance curves: the same images
     html = write_report(copy).read_text()
     assert f"its top 20 of the first split&#x27;s {len(test)} test images" in html and "expected by chance" in html
     lfw = json.loads((run_dir / "analysis.json").read_text())["top_images"]    # the face test's unit: all held out

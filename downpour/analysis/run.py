@@ -270,9 +270,11 @@ def _measure(run: RunDir, model: FeatureModel, opts: AnalysisConfig, layer: str,
          f"unit {unit} of {layer} (the concept lowers it): most suppressing stimulus and the {len(top)} of {len(pool)} "
          "images it answers least ") + f"({positive_in_top} are {labels[0]})", [float(responses[i]) for i in top]).name
 
-    # 3. invariance on the concept's images: warped in pixels, then prepared as the run's training data was
-    concept = data.pixels[torch.from_numpy(is_positive)]
-    baseline = float(responses[~is_positive].mean())              # the unit's level on everything else
+    # 3. invariance on the concept's images the unit was not chosen on (as its top images; every image until
+    # 2026-12-04), warped in pixels, then prepared as the run's training data was
+    unseen = np.isin(np.arange(len(is_positive)), pool)
+    concept = data.pixels[torch.from_numpy(is_positive & unseen)]
+    baseline = float(responses[~is_positive & unseen].mean())     # the unit's level on everything else
     inv = invariance_curves(model, concept, unit, layer=layer, sign=sign, baseline=baseline, poses=poses,
                             prepare=lambda t: prepare_images(t, shape, prepare))
     paths["invariance"] = figures.invariance_plot(inv, fig_dir / "invariance.png").name
