@@ -205,7 +205,7 @@ def test_the_run_directorys_own_files_are_written_whole_or_not_at_all(tmp_path, 
     """model.safetensors, model.json and config.toml were written in place: a kill between the model's
     two files loaded the new weights as the old step's, one inside save_file lost the old model, and a
     config.toml cut at zero bytes read as the defaults (cat-demo, 1,000 steps)."""
-    import downpour.train.rundir as rundir
+    import downpour.train.model_file as model_file     # (what RunDir.save_model writes the pair with)
     from downpour.models.registry import build
     from downpour.train.checkpoint import CheckpointError
 
@@ -213,7 +213,7 @@ def test_the_run_directorys_own_files_are_written_whole_or_not_at_all(tmp_path, 
     run = RunDir.create(tmp_path / "r", cfg)
     old, new = (build(cfg, (1, cfg.data.size, cfg.data.size))[0] for _ in range(2))
     run.save_model(old, 8)
-    real_write = rundir.write_tensors             # (safetensors' save_file, then the file's mode)
+    real_write = model_file.write_tensors             # (safetensors' save_file, then the file's mode)
 
     def torn(state, path):                        # killed halfway through writing the weights
         real_write(state, path)
@@ -221,13 +221,13 @@ def test_the_run_directorys_own_files_are_written_whole_or_not_at_all(tmp_path, 
         raise KeyboardInterrupt
 
     with monkeypatch.context() as m:
-        m.setattr(rundir, "write_tensors", torn)
+        m.setattr(model_file, "write_tensors", torn)
         with pytest.raises(KeyboardInterrupt):
             run.save_model(new, 16)
     loaded = RunDir.open(tmp_path / "r").load_model()
     assert all(torch.equal(v, old.state_dict()[k]) for k, v in loaded.state_dict().items())
     with monkeypatch.context() as m:              # killed between the weights and model.json
-        m.setattr(RunDir, "write_json", lambda self, name, obj: (_ for _ in ()).throw(KeyboardInterrupt()))
+        m.setattr(model_file, "replace_text", lambda path, text: (_ for _ in ()).throw(KeyboardInterrupt()))
         with pytest.raises(KeyboardInterrupt):
             run.save_model(new, 16)
     with pytest.raises(CheckpointError, match="is not the model .* describes .* --resume"):

@@ -1,10 +1,8 @@
 """The run directory every runner writes and every analysis reads (see docs/architecture.md)."""
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
-import os
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,11 +13,12 @@ from downpour.errors import NotARunError
 from downpour.models.base import FeatureModel
 from downpour.models.registry import create_model, resolve
 from downpour.settings import is_count
-from downpour.train.checkpoint import (PAIR_KEY, CheckpointError, check_dtypes, check_streams, load_state,
-                                       read_tensors, save_state, sha256_of, write_tensors)
+from downpour.train.checkpoint import (PAIR_KEY, CheckpointError, check_streams, load_state, read_tensors, save_state,
+                                       sha256_of)
 from downpour.train.config_record import config_record, model_differences
 from downpour.train.folders import RunExistsError, folder_to_write, make_folder
 from downpour.train.metrics_file import has_row, read_rows, truncate_rows
+from downpour.train.model_file import fit_weights, replace_text, write_model
 from downpour.train.refit import refits_after
 from downpour.train.recorded import config_fills, model_fills, unread_resets, without_unread
 
@@ -179,7 +178,7 @@ class RunDir:
     def save_config(self, cfg: RunConfig) -> None:
         """config.toml: ``cfg`` resolved, whoever built it. A config made in Python and never resolved wrote only the
         options it set, and one it lacked read back as its absence meant in old runs (filter_norm 0: free filters)."""
-        _replace_text(self.path / "config.toml", config_to_toml(resolve(cfg)))
+        replace_text(self.path / "config.toml", config_to_toml(resolve(cfg)))
 
     def unsaved_at_end(self, cfg: RunConfig, start: int, resume: bool) -> bool:
         """A resume whose checkpoint is the run's last step but whose model was not written at it (stopped
@@ -261,15 +260,7 @@ class RunDir:
     def save_model(self, model: FeatureModel, step: int, extra: dict[str, Any] | None = None) -> None:
         """``model.safetensors`` (every parameter and buffer) + ``model.json`` (registry name, options, step)."""
         cfg = self.config
-        state = {k: v.detach().contiguous().cpu().clone() for k, v in model.state_dict().items()}
-        weights = self.path / "model.safetensors"
-        tmp = weights.with_name(weights.name + ".tmp")
-        write_tensors(state, tmp)
-        meta = {"model": cfg.model.name, "options": dataclasses.asdict(model.config),
-                "input_shape": list(model.input_shape), "step": step, "seed": cfg.seed, **(extra or {}),
-                PAIR_KEY: sha256_of(tmp)}      # load_model tells a pair cut by a kill between the two renames
-        os.replace(tmp, weights)
-        self.write_json("model.json", meta)
+        write_model(self.path, model, cfg.model.name, {"step": step, "seed": cfg.seed, **(extra or {})})
         analysed = self.analysed_step()
         if analysed not in (None, step):   # made meanwhile (`downpour report` while a resume trained): of the model before
             self.drop_analysis(f"they describe the model at step {analysed}, and the model is now at step {step}")
@@ -315,11 +306,7 @@ class RunDir:
             raise CheckpointError(f"{str(weights)!r} is not the model {str(self.path / 'model.json')!r} describes (a write "
                                   f"was cut between the two); `downpour train --resume {self.path}` writes it again")
         model = self.new_model(meta)
-        check_dtypes(model.state_dict(), tensors, weights)
-        try:
-            model.load_state_dict(tensors)
-        except RuntimeError as err:   # missing / unexpected keys, wrong shapes
-            raise CheckpointError(f"{str(weights)!r} does not fit the model that model.json describes: {err}") from None
+        fit_weights(model, tensors, weights)
         model.eval()
         return model
 
@@ -360,7 +347,7 @@ class RunDir:
 
     def write_json(self, name: str, obj: Any) -> Path:
         path = self.path / name
-        _replace_text(path, json.dumps(obj, indent=1, sort_keys=True))
+        replace_text(path, json.dumps(obj, indent=1, sort_keys=True))
         return path
 
     def read_json(self, name: str) -> Any:
@@ -386,14 +373,6 @@ class RunDir:
     def no_faces_twin(self) -> Path:
         """Where ``analysis.no_faces_twin`` keeps this run's recipe trained without a face (a run directory)."""
         return self.path / self.TWIN
-
-
-def _replace_text(path: Path, text: str) -> None:
-    """Write ``path`` whole or not at all: a kill mid-write leaves the old file (an empty config.toml
-    read as the defaults, a torn model.json as no model)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _is_shape(value: Any) -> bool:
