@@ -9,7 +9,8 @@
 
 ``model`` is a registered model name (``fit`` builds it and trains it, without labels, with the
 shared training step) or an already trained :class:`FeatureModel` (``fit`` keeps it frozen when
-``steps=0``, or fine-tunes a copy). ``FeatureLearner.from_run(path)`` wraps a finished run's model.
+``steps=0``, or fine-tunes a copy). ``FeatureLearner.from_run(path)`` wraps a finished run's model. ``learner.save(folder)`` /
+``FeatureLearner.load(folder)`` keep a fitted learner as safetensors + JSON (:mod:`downpour.learner_save`), never a pickle.
 As in scikit-learn, the constructor only stores its arguments; ``fit`` validates them and sets the
 learned state (names ending in ``_``).
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 import copy
 import math
 import numbers
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -90,6 +92,23 @@ class FeatureLearner(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
 
         run, model = open_run(path)      # (as the analysis opens it: a model with non-finite weights refused)
         return cls(model, layer=layer, steps=0, preprocess=run_preprocess(run))
+
+    def save(self, path: str | Path, *, preprocess: bool = True) -> Path:
+        """Write the fitted learner into the folder ``path`` as safetensors + JSON (no pickle): the model as a run
+        directory holds it, a ``from_run`` learner's normalisation/whitening, the parameters and fitted attributes.
+        A preprocess that is an arbitrary callable cannot be saved: an error, unless ``preprocess=False`` leaves it out."""
+        check_is_fitted(self, "model_")
+        from downpour.learner_save import save_learner   # (it imports this module)
+
+        return save_learner(self, path, preprocess)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "FeatureLearner":
+        """The fitted learner :meth:`save` wrote into ``path``, every file checked; its ``transform`` gives the saved
+        learner's output bit for bit. Nothing is unpickled."""
+        from downpour.learner_save import load_learner
+
+        return load_learner(cls, path)
 
     # --- scikit-learn API ---------------------------------------------------------------------
     def fit(self, X: Any, y: Any = None) -> "FeatureLearner":

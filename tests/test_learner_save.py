@@ -1,0 +1,183 @@
+"""FeatureLearner.save / load: a fitted learner as safetensors + JSON, read back checked and without a pickle."""
+from __future__ import annotations
+
+import json
+import logging
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+from sklearn.base import clone
+from sklearn.datasets import load_digits
+from sklearn.exceptions import NotFittedError
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+
+from downpour.data.preprocess import Preprocess
+from downpour.errors import CheckpointError
+from downpour.learner import FeatureLearner
+from downpour.models.registry import create_model
+from test_analysis_planted import TinyAutoencoder
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def digits():
+    x, y = load_digits(return_X_y=True)
+    return (x[:300] / 16.0).astype(np.float32), y[:300]
+
+
+@pytest.fixture(scope="module")
+def trained(digits):
+    return FeatureLearner("rica-8x8", steps=15, batch_size=32, seed=3).fit(digits[0])
+
+
+@pytest.fixture
+def no_pickle(monkeypatch):
+    """Any unpickling while loading is a failure (torch.load unpickles too, weights_only or not)."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("a pickle was read")
+    for module, name in ((pickle, "load"), (pickle, "loads"), (pickle, "Unpickler"), (torch, "load")):
+        monkeypatch.setattr(module, name, refuse)
+
+
+def test_a_trained_registered_model_loads_back_bit_for_bit(tmp_path, digits, trained, no_pickle):
+    x, y = digits
+    trained.save(tmp_path / "f")
+    loaded = FeatureLearner.load(tmp_path / "f")
+    assert np.array_equal(loaded.transform(x), trained.transform(x))      # exact, not close
+    assert loaded.get_params() == trained.get_params()
+    for key in ("layer_", "input_shape_", "n_features_in_", "loss_curve_", "_n_features_out"):
+        assert getattr(loaded, key) == getattr(trained, key), key
+    assert list(loaded.get_feature_names_out()) == list(trained.get_feature_names_out())
+    refit = clone(loaded).fit(x)                      # the parameters alone retrain the same learner (seeded)
+    assert np.array_equal(refit.transform(x[:20]), trained.transform(x[:20]))
+    pipe = Pipeline([("features", loaded), ("clf", LogisticRegression(max_iter=300))]).fit(x, y)
+    assert pipe.score(x, y) > 0.5                     # 10 classes: chance is 0.1
+
+
+def test_a_trained_model_instance_keeps_its_starting_weights_for_a_clone(tmp_path, digits):
+    x, _ = digits
+    start = create_model("rica-8x8", (1, 8, 8), hidden=20)
+    learner = FeatureLearner(start, objective={"reconstruction": 1.0}, steps=10, lr=0.1).fit(x)
+    learner.save(tmp_path / "f")
+    assert (tmp_path / "f" / "start" / "model.safetensors").is_file()      # fine-tuned: the start differs
+    loaded = FeatureLearner.load(tmp_path / "f")
+    assert np.array_equal(loaded.transform(x), learner.transform(x))
+    for mine, theirs in zip(loaded.model.state_dict().values(), start.state_dict().values()):
+        assert torch.equal(mine, theirs)
+    assert np.array_equal(clone(loaded).fit(x).transform(x[:9]), learner.transform(x[:9]))
+    frozen = FeatureLearner(start, steps=0).fit(x)
+    frozen.save(tmp_path / "g")
+    assert not (tmp_path / "g" / "start").exists()                   # used as given: model_ is its copy
+    assert np.array_equal(FeatureLearner.load(tmp_path / "g").transform(x), frozen.transform(x))
+
+
+def test_a_from_run_learner_keeps_the_runs_normalisation_and_whitening(tmp_path, digits, request):
+    from downpour.config import load_config
+    from downpour.train.loop import run_local
+    from downpour.train.rundir import RunDir
+
+    cfg = load_config("ufldl-sae", ["train.steps=5", "data.samples=500", "train.tensorboard=false"])  # ZCA + ufldl
+    run = RunDir.create(tmp_path / "run", cfg)
+    run_local(cfg, run)
+    learner = FeatureLearner.from_run(run.path).fit(digits[0])
+    learner.save(tmp_path / "f")
+    request.getfixturevalue("no_pickle")              # (its refusals set once the run has trained)
+    loaded = FeatureLearner.load(tmp_path / "f")
+    assert isinstance(loaded.preprocess, Preprocess) and loaded.preprocess.whiten == "zca"
+    assert np.array_equal(loaded.transform(digits[0]), learner.transform(digits[0]))
+    raw = FeatureLearner(loaded.model, steps=0).fit(digits[0])       # the processing matters here
+    assert not np.allclose(raw.transform(digits[0][:20]), learner.transform(digits[0][:20]))
+    assert np.array_equal(clone(loaded).fit(digits[0]).transform(digits[0]), learner.transform(digits[0]))
+
+
+def test_a_parameter_grids_numpy_values_are_saved_as_numbers(tmp_path, digits):
+    learner = FeatureLearner("rica-8x8", options={"hidden": np.int64(20)}, lr=np.float64(0.1), steps=0).fit(digits[0])
+    learner.save(tmp_path / "f")
+    loaded = FeatureLearner.load(tmp_path / "f")
+    assert loaded.get_params()["options"] == {"hidden": 20} and loaded.get_params()["lr"] == 0.1
+    assert np.array_equal(loaded.transform(digits[0]), learner.transform(digits[0]))
+
+
+def test_a_callable_preprocess_is_refused_unless_left_out_and_load_says_so(tmp_path, digits, trained, caplog):
+    x, _ = digits
+    learner = clone(trained).set_params(preprocess=lambda im: im * 2.0).fit(x)
+    with pytest.raises(ValueError, match="preprocess is <function .*cannot be saved.*preprocess=False"):
+        learner.save(tmp_path / "f")
+    assert not (tmp_path / "f").exists()              # refused before anything is written
+    learner.save(tmp_path / "f", preprocess=False)
+    with caplog.at_level(logging.WARNING):
+        loaded = FeatureLearner.load(tmp_path / "f")
+    assert loaded.preprocess is None and "saved without its preprocess" in caplog.text
+    assert np.array_equal(loaded.transform(x * 2.0), learner.transform(x))   # raw X now: the caller prepares it
+
+
+def test_what_cannot_be_saved_is_refused(tmp_path, digits):
+    x, _ = digits
+    with pytest.raises(NotFittedError):
+        FeatureLearner("rica-8x8").save(tmp_path / "f")
+    unregistered = FeatureLearner(TinyAutoencoder((1, 8, 8), hidden=10), steps=0).fit(x)
+    with pytest.raises(ValueError, match="TinyAutoencoder, which no registered model builds"):
+        unregistered.save(tmp_path / "f")
+    assert not (tmp_path / "f").exists()
+
+
+def _tamper(folder, edit):
+    tensors = load_file(str(folder / "model.safetensors"))
+    save_file(edit(tensors), str(folder / "model.safetensors"))
+    meta = json.loads((folder / "model.json").read_text())
+    meta.pop("safetensors_sha256")                    # (else the pair check answers first: tested in test_run_robustness)
+    (folder / "model.json").write_text(json.dumps(meta))
+
+
+def _renamed(t):
+    return {("enc.bogus" if i == 0 else k): v for i, (k, v) in enumerate(t.items())}
+
+
+def _reshaped(t):
+    return {k: (v[:-1] if i == 0 else v) for i, (k, v) in enumerate(t.items())}
+
+
+def _poisoned(t):
+    first = next(iter(t))
+    return {**t, first: torch.full_like(t[first], float("nan"))}
+
+
+@pytest.mark.parametrize("edit, message", [
+    (_renamed, r"model.safetensors' does not fit the model that model.json describes: lacks tensor '[\w.]+'"),
+    (_reshaped, r"model.safetensors' does not fit the model that model.json describes: tensor '[\w.]+' has shape"),
+    (_poisoned, r"model.safetensors': tensor '[\w.]+' holds \d+ non-finite"),
+])
+def test_damaged_weights_are_named_in_one_line(tmp_path, trained, edit, message):
+    trained.save(tmp_path / "f")
+    _tamper(tmp_path / "f", edit)
+    with pytest.raises(CheckpointError, match=message) as err:
+        FeatureLearner.load(tmp_path / "f")
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda f: (f / "learner.json").unlink(), r"learner.json' does not exist"),
+    (lambda f: (f / "model.safetensors").unlink(), r"model.safetensors' does not exist"),
+    (lambda f: (f / "learner.json").write_text("{"), r"learner.json' is not valid JSON"),
+    (lambda f: _edit(f, lambda r: r["params"].pop("steps")), r"learner.json': params lacks \['steps'\]"),
+    (lambda f: _edit(f, lambda r: r["params"].update(hidden=3)), r"learner.json': params holds unknown \['hidden'\]"),
+    (lambda f: _edit(f, lambda r: r["fitted"].update(input_shape_=[1, 4, 16])), r"learner.json': input_shape_ \[1, 4, 16\]"),
+    (lambda f: _edit(f, lambda r: r["fitted"].update(layer_="stage9")), r"learner.json': layer_ 'stage9'"),
+    (lambda f: _edit(f, lambda r: r.update(format="pickle")), r"learner.json': format is 'pickle'"),
+])
+def test_a_damaged_learner_folder_is_named(tmp_path, trained, edit, message):
+    trained.save(tmp_path / "f")
+    edit(tmp_path / "f")
+    with pytest.raises(CheckpointError, match=message):
+        FeatureLearner.load(tmp_path / "f")
+
+
+def _edit(folder, change):
+    record = json.loads((folder / "learner.json").read_text())
+    change(record)
+    (folder / "learner.json").write_text(json.dumps(record))
