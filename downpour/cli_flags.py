@@ -41,6 +41,8 @@ READ_ONLY_WITH = {
                    ("cluster.workers", "cluster.algorithm")),
     "cluster.worker_gpus": ("train.device", lambda c: c.train.device != "cpu", "= 'cuda' or 'auto'"),
     "data.tile": ("data.mode", lambda c: c.data.mode == "crops", "= 'crops'"),
+    "data.jpeg_draft": ("data.mode", lambda c: c.data.reads_jpeg_draft(),
+                        "= 'crops' (with data.source = 'folder')", ("data.source",)),
     "data.samples": ("data.mode", lambda c: c.data.mode == "patches" or c.data.source == "gaussian",
                      "= 'patches' (or data.source = 'gaussian')", ("data.source",)),
     "data.faces_fraction": ("data.source", lambda c: c.data.source == "natural+faces", "= 'natural+faces'"),

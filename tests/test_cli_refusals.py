@@ -299,6 +299,8 @@ def _refused_before_the_run(tmp_path, capsys, source, make, named, suffix=None, 
     (["--runner", "local", "--set", "data.mode=crops", "--set", "data.samples=50"],
      "--set data.samples: only data.mode = 'patches' (or data.source = 'gaussian') reads it"),
     (["--runner", "local", "--set", "data.tile=4"], "--set data.tile: only data.mode = 'crops' reads it"),
+    (["--runner", "local", "--set", "data.mode=crops", "--set", "data.jpeg_draft=false"],   # the built-in photos: arrays
+     "--set data.jpeg_draft: only data.mode = 'crops' (with data.source = 'folder') reads it"),
     (["--runner", "local", "--set", "data.faces_fraction=0.5"],
      "--set data.faces_fraction: only data.source = 'natural+faces' reads it"),
     (["--runner", "simulated", "--set", "cluster.grad_noise_relative=true"],

@@ -125,7 +125,7 @@ def load_labelled(spec: str, input_shape: tuple[int, ...], *,
 
 
 # what a labelled folder's info keeps of the data layer's: its files, not the processing a training set would get
-_FOLDER_INFO = ("path", "classes", "grey", "mode", "size", "tile", "n_images", "n_samples", "n_ignored", "n_skipped", "skipped")
+_FOLDER_INFO = ("path", "classes", "grey", "mode", "size", "tile", "jpeg_draft", "n_images", "n_samples", "n_ignored", "n_skipped", "skipped")
 
 
 def _load_folder(path: str, input_shape: tuple[int, ...]) -> tuple[Tensor, Tensor, list[str], dict[str, Any]]:

@@ -24,7 +24,8 @@ FILE_SOURCES = ("folder", "video", "array")   # the data sources that read data.
 @dataclass(frozen=True)
 class DataConfig(Section):
     section: ClassVar[str] = "data"
-    absent_meant: ClassVar[dict[str, Any]] = {"mix_items": 1}   # a stream before blocks: each item's samples in a row
+    # a stream before blocks: each item's samples in a row; a run before 2026-12-04 decoded every JPEG in full
+    absent_meant: ClassVar[dict[str, Any]] = {"mix_items": 1, "jpeg_draft": False}
     # gaussian: N(0, I) vectors of dimension `size` as (1, 1, size) samples, labelled by their largest coordinate
     source: str = setting("natural", choices=("natural", "faces", "natural+faces", "digits", "folder", "video", "array", "gaussian"))
     path: str = ""                 # the folder, video file/folder or .npy/.npz for those sources
@@ -42,6 +43,10 @@ class DataConfig(Section):
     frames_per_video: int = setting(3, within=AT_LEAST_1)     # video sources: frames sampled per file, like the paper's one per video
     labels: bool = False           # folder sources: class labels from sub-folder names
     tile: int = setting(0, within=AT_LEAST_0)  # crops mode: cut images into tile×tile squares first; 0 = one centred square per image (built-in photos: 2·size tiles)
+    # folder, crops mode: JPEGs decode at 1/2, 1/4 or 1/8 scale where the crop still only shrinks (and data.tile lays
+    # no grid on native pixels): 0.22x the decode + crop time of a camera photo at 32 px, crops within 0.0022 of a full
+    # decode's (bench/jpeg_draft.py); false: every JPEG decoded in full
+    jpeg_draft: bool = True
     faces_fraction: float = setting(0.3, within="[0, 1]")     # natural+faces: share of the samples taken from the faces source (lfw train part)
     # faces / natural+faces: how many of the lfw training part's faces are trained on (the first N; its non-faces all
     # stay); -1 = every one, 0 = none, so the network never sees a face (the control a face unit needs; docs/analysis.md)
@@ -68,6 +73,14 @@ class DataConfig(Section):
         """Whether these data show the network any of lfw's training faces (what a no-faces twin takes away)."""
         return (self.source in FACE_SOURCES and self.train_faces != 0
                 and (self.source == "faces" or self.faces_fraction > 0))
+
+    def reads_jpeg_draft(self) -> bool:
+        """Whether data.jpeg_draft applies: a folder's crops (patches cut native pixels, so decode in full)."""
+        return self.source == "folder" and self.mode == "crops"
+
+    def jpeg_shrink(self) -> int:
+        """The crop side a folder's JPEGs may be decoded down to (data.jpeg_draft), else 0: decode in full."""
+        return self.size if self.reads_jpeg_draft() and self.jpeg_draft else 0
 
     def can_stream(self) -> bool:
         """Whether data.pipeline may stream these data (files each worker decodes: folder, video, a .npy it memory-maps)."""

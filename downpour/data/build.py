@@ -151,7 +151,7 @@ def _load(cfg: DataConfig) -> ImageSet:
     if cfg.source == "digits":
         return digit_images() if cfg.grey else _to_rgb(digit_images())
     if cfg.source == "folder":
-        return load_folder(cfg.path, cfg.grey, cfg.labels)
+        return load_folder(cfg.path, cfg.grey, cfg.labels, cfg.jpeg_shrink(), cfg.tile)
     if cfg.source == "video":
         return load_videos(cfg.path, cfg.frames_per_video, cfg.grey)
     return load_array(cfg.path, cfg.grey)
@@ -217,6 +217,8 @@ def build_dataset(cfg: DataConfig, seed: int) -> Dataset:
     info: dict[str, Any] = {"source": cfg.source, "mode": cfg.mode, "size": cfg.size, "grey": cfg.grey}
     if cfg.mode == "crops":
         info["tile"] = natural_tile(cfg) if cfg.source.startswith("natural") else cfg.tile
+    if cfg.mode == "crops" and cfg.source == "folder":
+        info["jpeg_draft"] = cfg.jpeg_draft
     if cfg.source == "natural+faces":
         x, info["mix"], skipped, n_images = _mixed(cfg, seed)
         y = None

@@ -42,9 +42,30 @@ def sample_patches(images: ImageSet, size: int, n: int, rng: np.random.Generator
     return out, owner, skipped
 
 
+def decode_reduction(h: int, w: int, tile: int, size: int) -> int:
+    """The largest s of 8, 4, 2 at which an h x w JPEG may be decoded for crops of side ``size``, else 1: its crop is
+    its centred square alone (a grid of ``tile``-pixel squares is laid on native pixels: at 1/8 it gives fewer,
+    larger tiles), the square still >= ``size`` at 1/s (the resize only shrinks), and every side and the square's
+    offset whole s-pixel blocks, so the reduced square is the native square's pixels in any EXIF orientation (a
+    centred square 4 native pixels off shifted a 3000x2000 photo's 250-px crop by half a pixel: mean error
+    0.021-0.027 from the full decode's, 0.0025 aligned; docs/data.md)."""
+    side = min(h, w)
+    if not _one_square(h, w, tile):
+        return 1
+    for s in (8, 4, 2):
+        if h % s == 0 and w % s == 0 and (max(h, w) - side) % (2 * s) == 0 and side // s >= size:
+            return s
+    return 1
+
+
+def _one_square(h: int, w: int, tile: int) -> bool:
+    """Whether crops mode takes an h x w image's centred square alone (else a grid of ``tile`` squares)."""
+    return tile <= 0 or min(h, w) < tile
+
+
 def _square_boxes(h: int, w: int, tile: int) -> list[tuple[int, int, int]]:
     """(top, left, side) of the squares one image is cut into."""
-    if tile <= 0 or min(h, w) < tile:
+    if _one_square(h, w, tile):
         side = min(h, w)
         return [((h - side) // 2, (w - side) // 2, side)]
     rows, cols = h // tile, w // tile

@@ -36,12 +36,14 @@ _PATCHES = 11     # the NumPy stream of patch positions, apart from the build's 
 @dataclass(frozen=True)
 class Cut:
     """How the images of one item become samples: ``mode`` crops | patches, of side ``size``;
-    ``tile`` as in crops mode; ``patches``: patches per image read; ``grey``: one channel."""
+    ``tile`` as in crops mode; ``patches``: patches per image read; ``grey``: one channel; ``shrink_to``:
+    the side JPEGs may be decoded down to (DataConfig.jpeg_shrink: crops mode's size, or 0)."""
     mode: str
     size: int
     tile: int
     patches: int
     grey: bool
+    shrink_to: int = 0
 
     @property
     def channels(self) -> int:
@@ -75,7 +77,7 @@ class ItemReader(TorchDataset):
         """Item ``k`` as full-size float32 (C, H, W) images in [0, 1] (floats as stored); raises on a bad file."""
         c = self.cut
         if self.source == "folder":
-            return [read_image(Path(self.items[k]), c.grey)]
+            return [read_image(Path(self.items[k]), c.grey, c.shrink_to, c.tile)]
         if self.source == "video":
             return [to_chw(frame, c.grey) for frame in sample_frames(Path(self.items[k]), self.frames)]
         if self._rows is None:

@@ -188,7 +188,7 @@ def open_stream(cfg: DataConfig, seed: int, listing: Listing | None = None, per_
         per_image = 0
     elif per_image is None:
         per_image = max(1, round(cfg.samples / (n * (frames or 1))))
-    cut = Cut(cfg.mode, cfg.size, cfg.tile, per_image, cfg.grey)
+    cut = Cut(cfg.mode, cfg.size, cfg.tile, per_image, cfg.grey, cfg.jpeg_shrink())
     preprocess, processing = _fit(cfg, listing, cut, seed)
     augment = Augment(cfg.shift, cfg.scale, cfg.flip)
     item = item_name(cfg.source)
@@ -202,4 +202,6 @@ def open_stream(cfg: DataConfig, seed: int, listing: Listing | None = None, per_
         info["frames_per_video_declared"] = round(frames, 2)
     if cfg.mode == "crops":
         info["tile"] = cfg.tile
+    if cfg.mode == "crops" and cfg.source == "folder":
+        info["jpeg_draft"] = cfg.jpeg_draft
     return StreamingData(cfg, items, labels, cut, preprocess, augment if augment.active else None, info)

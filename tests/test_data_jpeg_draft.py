@@ -1,0 +1,119 @@
+"""data.jpeg_draft: in a folder's crops mode a JPEG decodes at 1/2, 1/4 or 1/8 scale where its crop is the same
+pixels at that scale, never below the crop's side, the same way in memory and streamed, turned upright."""
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from downpour.config import ConfigError, DataConfig
+from downpour.data import build_dataset
+from downpour.data.folder import load_folder, read_image
+from downpour.data.pipeline import open_data
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _photo(path, w, h, seed=0, exif=None):
+    """A w x h JPEG with structure at every scale (smooth colours, stripes, noise)."""
+    rng = np.random.default_rng(seed)
+    scene = np.asarray(Image.fromarray(rng.integers(0, 256, (4, 6, 3), dtype=np.uint8)).resize((w, h), Image.BICUBIC))
+    yy, xx = np.mgrid[0:h, 0:w]
+    x = scene + 30 * np.sin(xx / 7.0 + yy / 11.0)[..., None] + rng.normal(0, 10, (h, w, 3))
+    img = Image.fromarray(np.clip(x, 0, 255).astype(np.uint8))
+    if exif is None:
+        img.save(path, quality=90)
+    else:
+        tags = Image.Exif()
+        tags[0x0112] = exif
+        img.save(path, quality=90, exif=tags)
+    return path
+
+
+@pytest.mark.parametrize("w, h, size, shape", [
+    (640, 480, 8, (60, 80)),        # 1/8: its centred square starts 80 px in, ten 8-px blocks
+    (640, 480, 60, (60, 80)),       # 1/8 leaves the square at 60 px, enough for 60
+    (640, 480, 61, (120, 160)),     # 1/8 would leave 60 < 61: 1/4
+    (600, 400, 8, (100, 150)),      # square 100 px in: 1/4 (at 1/8 it would start half a block off)
+    (640, 480, 480, (480, 640)),    # no reduction keeps the square >= 480: full
+    (643, 480, 8, (480, 643)),      # an odd width: no block grid fits, full
+])
+def test_a_jpeg_decodes_at_the_largest_reduction_whose_square_still_covers_the_crop(tmp_path, w, h, size, shape):
+    path = _photo(tmp_path / "a.jpg", w, h)
+    im = read_image(path, True, shrink_to=size)
+    assert im.shape == (1, *shape) and min(im.shape[1:]) >= size
+    assert read_image(path, True).shape == (1, h, w)              # shrink_to = 0 (patches mode): full
+
+
+def test_a_tiled_crop_lays_its_grid_on_native_pixels_so_decodes_in_full(tmp_path):
+    path = _photo(tmp_path / "a.jpg", 640, 480)
+    assert read_image(path, True, shrink_to=8, tile=100).shape == (1, 480, 640)     # 4x6 tiles of 100 native px
+    assert read_image(path, True, shrink_to=8, tile=500).shape == (1, 60, 80)       # under one tile: its centred square
+
+
+def test_other_formats_decode_in_full(tmp_path):
+    Image.open(_photo(tmp_path / "a.jpg", 640, 480)).save(tmp_path / "a.png")
+    assert np.array_equal(read_image(tmp_path / "a.png", False, shrink_to=8), read_image(tmp_path / "a.png", False))
+
+
+def test_the_reduced_crop_is_within_a_grey_level_of_the_full_decodes(tmp_path):
+    """The same native pixels, filtered by the DCT's scaling instead of the resize alone: 1/255 = 0.0039."""
+    _photo(tmp_path / "a.jpg", 640, 480, seed=1)
+    _photo(tmp_path / "b.jpg", 600, 400, seed=2)
+    full = build_dataset(DataConfig(source="folder", path=str(tmp_path), mode="crops", size=16, jpeg_draft=False), 0)
+    draft = build_dataset(DataConfig(source="folder", path=str(tmp_path), mode="crops", size=16), 0)
+    gap = np.abs(draft.x.numpy() - full.x.numpy())
+    assert 0 < gap.max() < 0.01 and gap.mean() < 0.002
+    assert draft.info["jpeg_draft"] is True and full.info["jpeg_draft"] is False
+
+
+def test_the_exif_turn_is_applied_to_the_reduced_image(tmp_path):
+    turned = read_image(_photo(tmp_path / "t.jpg", 640, 480, exif=6), True, shrink_to=8)
+    stored = read_image(_photo(tmp_path / "s.jpg", 640, 480), True, shrink_to=8)   # the same pixels, no tag
+    assert turned.shape == (1, 80, 60)
+    assert np.allclose(turned[0], np.rot90(stored[0], k=-1), atol=1e-6)   # orientation 6: turn clockwise (luma sums in another order)
+
+
+def test_patches_and_tiles_read_the_same_samples_with_or_without_it(tmp_path):
+    _photo(tmp_path / "a.jpg", 640, 480)
+    for kw in ({"mode": "patches", "samples": 50}, {"mode": "crops", "tile": 100}):
+        on, off = (build_dataset(DataConfig(source="folder", path=str(tmp_path), size=8, jpeg_draft=d, **kw), 0)
+                   for d in (True, False))
+        assert torch.equal(on.x, off.x)
+
+
+@pytest.mark.parametrize("tile", [0, 100])
+def test_the_stream_reads_exactly_the_in_memory_samples(tmp_path, tile):
+    for i in range(6):
+        _photo(tmp_path / f"im{i}.jpg", 640 if i % 2 else 600, 480 if i % 2 else 400, seed=i, exif=6 if i == 3 else None)
+    base = dict(source="folder", path=str(tmp_path), mode="crops", size=8, tile=tile, prefetch=4, loader_workers=0)
+    memory = build_dataset(DataConfig(**base, pipeline="memory"), seed=0)
+    stream = open_data(DataConfig(**base, pipeline="stream"), seed=0)
+    x = next(stream.batches(len(memory), torch.Generator().manual_seed(1))).x
+    assert sorted(r.numpy().tobytes() for r in x) == sorted(r.numpy().tobytes() for r in memory.x)
+    full = build_dataset(DataConfig(**base, pipeline="memory", jpeg_draft=False), seed=0)
+    assert torch.equal(full.x, memory.x) == bool(tile)          # reduced on both paths, unless tiled
+    assert load_folder(tmp_path, shrink_to=8).images[0].shape == (1, 100, 150)   # 600x400 at 1/4
+
+
+def test_the_switch_is_a_checked_bool():
+    with pytest.raises(ConfigError, match="jpeg_draft"):
+        DataConfig(jpeg_draft="yes")
+
+
+def test_a_folder_crops_run_from_before_it_decoded_in_full_and_is_another_recipe_today(tmp_path):
+    """A run written before 2026-12-04 has no data.jpeg_draft: it read as false (full decode), so today's default
+    is another run's data where a folder is cropped, and no difference at all where nothing reads the key."""
+    from downpour.config import load_config
+    from downpour.config_diff import config_differences
+    from downpour.train.recorded import config_fills
+
+    (tmp_path / "config.toml").write_text('[data]\nsource = "folder"\nmode = "crops"\n')
+    assert ("data.jpeg_draft", False) in config_fills(tmp_path / "config.toml")
+    crops = load_config("cat-demo", ["data.source=folder", f"data.path={tmp_path}", "data.mode=crops"])
+    old = dataclasses.replace(crops, data=dataclasses.replace(crops.data, jpeg_draft=False))
+    assert [k for k, _, _ in config_differences(old, crops)] == ["data.jpeg_draft"]
+    patches = dataclasses.replace(crops, data=dataclasses.replace(crops.data, mode="patches"))
+    assert config_differences(dataclasses.replace(patches, data=dataclasses.replace(patches.data, jpeg_draft=False)),
+                              patches) == []
