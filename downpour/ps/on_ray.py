@@ -280,10 +280,11 @@ class WorkerActor:
         else:
             laps.mark()          # CPU from the first cycle on: start-up (data, model) left out
         for i in range(steps):
-            if w.fetch_due():
+            stage = self._stage_of(first + i)
+            if w.fetch_due(stage):
                 self._fetch()
             t = time.perf_counter()
-            w.step(self._stage_of(first + i))
+            w.step(stage)
             laps.add("step", t)
         t = time.perf_counter()
         push = w.take_push()

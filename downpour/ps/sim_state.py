@@ -29,7 +29,8 @@ def worker_state(worker: Worker, prefix: str) -> State:
     if params._acc is not None:
         tensors[f"{prefix}acc"] = params._acc.detach().clone()
     meta = {"seq": worker.seq, "steps": worker.steps, "since_fetch": worker._since_fetch, "versions": worker._versions,
-            "acc_steps": worker._acc_steps, "base": worker._base, "mean": worker._mean.state(), "skipped": worker._skipped}
+            "acc_steps": worker._acc_steps, "base": worker._base, "mean": worker._mean.state(), "skipped": worker._skipped,
+            "stage": worker._stage}
     return meta, tensors
 
 
@@ -43,6 +44,7 @@ def restore_worker(worker: Worker, meta: dict[str, Any], tensors: dict[str, Tens
     worker.seq, worker.steps, worker._since_fetch = meta["seq"], meta["steps"], meta["since_fetch"]
     worker._versions, worker._acc_steps, worker._base = list(meta["versions"]), meta["acc_steps"], list(meta["base"])
     worker._mean, worker._skipped = PartsMean.from_state(meta["mean"]), meta["skipped"]
+    worker._stage = meta.get("stage")      # (a checkpoint from before 2026-12-04: none, as the run then kept none)
 
 
 def push_state(push: Push, prefix: str) -> State:

@@ -57,6 +57,7 @@ class SimulatedCluster:
         self._order = 0
         self._left = [0] * n        # steps left in each worker's current cycle
         self._step_index = [0] * n  # the run's index of each worker's next step (its greedy stage's clock)
+        self._next_stage: dict[int, int | None] = {}   # that step's stage, asked once when the step starts
         self._blocked: set[int] = set()
         self._wake_after: set[int] | None = None   # inside on_push: the workers the push wakes next (see state)
         self._resume_wake: set[int] | None = None  # an exact resume: the workers the saved push was about to wake
@@ -70,10 +71,16 @@ class SimulatedCluster:
 
     def _start_step(self, w: int, t: float) -> None:
         worker = self.workers[w]
-        if worker.fetch_due():
+        # the step's stage decides a fetch only between two due ones (a greedy switch, n_fetch > 1): asked then alone
+        if worker.fetch_due() or worker.fetch_due(self._stage_at(w)):
             pulled = [s.pull(w) for s in self.shards]
             worker.load([p for p, _ in pulled], [v for _, v in pulled])
         self._schedule(t + 1.0, STEP, w)
+
+    def _stage_at(self, w: int) -> int | None:
+        """The greedy stage of ``w``'s next step, kept for the step itself (each step asks ``stage_of`` once)."""
+        stage = self._next_stage[w] = self.stage_of(self._step_index[w])
+        return stage
 
     def _try_cycle(self, w: int, t: float) -> None:
         k = self.coord.begin_cycle(w)
@@ -99,6 +106,7 @@ class SimulatedCluster:
         before = set(self.coord.live)
         self.coord.lose(w, reason)
         self._left[w] = 0
+        self._next_stage.pop(w, None)
         self._blocked.discard(w)
         for s in self.shards:
             s.set_workers(self.coord.members())
@@ -158,7 +166,7 @@ class SimulatedCluster:
             return
         # (not coord.dispatched - left: that counts the cycles handed to others since, and a greedy stage
         # 1 trained 13 of its 15 steps with 3 workers)
-        self.workers[w].step(self.stage_of(self._step_index[w]))
+        self.workers[w].step(self._next_stage.pop(w) if w in self._next_stage else self.stage_of(self._step_index[w]))
         self._step_index[w] += 1
         self._left[w] -= 1
         if self._left[w] > 0:

@@ -106,18 +106,24 @@ class Worker:
         self.seq = seq
         self.steps = 0
         self._since_fetch: int | None = None         # None: never fetched
+        self._stage: int | None = None               # the greedy stage of the last step (None: every stage, or none yet)
         self._versions = [0] * len(self.bounds)
         self._acc_steps = 0
         self._base: list[int] = []
         self._mean = PartsMean()    # the push's steps: each part over the steps that reported it, samples, loss
         self._skipped = 0
 
-    def fetch_due(self) -> bool:
-        """Fetch before the next step? Every n_fetch steps; and ``gated`` (a gate that bounds clocks:
-        bounded:K, sync) at the start of every push, so a push reads what the gate promises: a sync
-        round's pushes start from one version, and bounded:K's read no update older than K clocks
-        (with n_fetch > n_push a cached copy skipped whole cycles: 31 versions stale under bounded:0)."""
+    def fetch_due(self, stage: int | None = None) -> bool:
+        """Fetch before the next step (which trains greedy stage ``stage``)? Every n_fetch steps; at a greedy
+        run's first step of a new stage, which the coordinator let start once the stage before had landed
+        (until 2026-12-04, with n_fetch > 1, stage 2's first steps read a copy of stage 1 fetched before it
+        finished); and ``gated`` (a gate that bounds clocks: bounded:K, sync) at the start of every push, so a
+        push reads what the gate promises: a sync round's pushes start from one version, and bounded:K's read
+        no update older than K clocks (with n_fetch > n_push a cached copy skipped whole cycles: 31 versions
+        stale under bounded:0)."""
         if self._since_fetch is None or self._since_fetch >= self.n_fetch:
+            return True
+        if stage is not None and self._stage is not None and stage != self._stage:
             return True
         return self.gated and self._acc_steps == 0
 
@@ -139,6 +145,7 @@ class Worker:
         self._acc_steps += 1
         self._since_fetch += 1
         self.steps += 1
+        self._stage = stage
         self.model.set_stage(stage)
         try:
             result = train_step(self.model, self.objective, next(self.batches))
