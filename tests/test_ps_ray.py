@@ -400,6 +400,12 @@ def test_closing_after_a_shard_died_warns_of_shared_memory_only_where_some_may_b
         actor = Dead.remote()
         ray.get(actor.close.remote())
         ray.kill(actor)
+        for _ in range(600):     # ray.kill returns before the actor is gone: a call may still be answered (CI did)
+            try:
+                ray.get(actor.close.remote(), timeout=10)
+            except ray.exceptions.RayError:
+                break
+            time.sleep(0.05)
         cluster = object.__new__(cluster_on_ray.RayCluster)
         cluster.pusher, cluster._channels, cluster.shard_actors, cluster.worker_actors = None, {}, [actor], []
         cluster.partition_actors, cluster.started, cluster.run_id = {}, False, "test-close"
