@@ -11,7 +11,7 @@ safeguarded quadratic backtrack; every vector operation runs on the shards, see
    loop, each sending a coefficient and receiving a partial dot product. No pairs: d = -g.
    If g.d >= 0 (rounding), the history is dropped and d = -g.
 3. Line search from t = 1 (no pairs: t = min(1, 1/|g|)): evaluate f and its gradient at w + t d;
-   accept at the first t with f(w + t d) <= f + c1 t g.d (Armijo, c1 = 1e-4); else
+   accept at the first t with f(w + t d) - f <= c1 t g.d (Armijo, c1 = 1e-4); else
    t <- the minimiser of the quadratic through f, g.d and f(w + t d), kept in [0.1 t, 0.5 t]
    (0.1 t for a non-finite cost). At most ``sandblaster.line_search`` evaluations.
 4. Accepted: s = t d, y = g(w + t d) - g(w) on the same batch; the pair is kept if s.y > 1e-10
