@@ -17,6 +17,8 @@ def one_thread():
 def local_ray():
     """One local Ray (2 CPUs) for a test module, shut down after it: start-up costs seconds."""
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    # address="local": a new Ray of our own, as a plain run starts (ps/connect_on_ray.py); without it ray.init joined
+    # any cluster another process on the machine had started (RAY_ADDRESS, `ray start`) and refused num_cpus there
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()

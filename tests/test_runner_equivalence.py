@@ -82,7 +82,7 @@ def cat_runs(tmp_path_factory):
     threads = torch.get_num_threads()
     args = ["train", "--config", "cat-demo", "--workers", "2", "--shards", "2", "--consistency", "sync",
             "--steps", "24", "--report", *[a for o in TINY_CAT for a in ("--set", o)]]
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)   # (see conftest.local_ray)
     try:
         for runner in ("simulated", "ray"):
             assert main([*args, "--runner", runner, "--out", str(root / runner)]) == 0
