@@ -58,7 +58,7 @@ def _full_batch(cfg):
 
 def _reference_lbfgs(fg, w, iterations, m, c1=1e-4, batch=None):
     """Two-loop recursion with H0 = (s.y / y.y) I; backtracking from t = 1 (first iteration:
-    min(1, 1/|g|)) by the safeguarded quadratic step in [0.1 t, 0.5 t]; pairs kept when s.y > 1e-10.
+    min(1, 1/|g|)) by the safeguarded quadratic step in [0.1 t, 0.5 t]; pairs kept when s.y > eps (-g.s), L-BFGS-B's test.
     ``batch(k)``: iteration k's examples (f and g re-evaluated at w on them first); None: all, always."""
     rows = slice(None)
     f, g = fg(w)
@@ -89,7 +89,7 @@ def _reference_lbfgs(fg, w, iterations, m, c1=1e-4, batch=None):
         else:
             raise AssertionError("the reference's line search failed")
         s, y = t * d, g_new - g
-        if s.dot(y) > 1e-10:
+        if s.dot(y) > 2.220446049250313e-16 * float(-g.dot(s)):
             S, Y = (S + [s])[-m:], (Y + [y])[-m:]
         w, f, g = w + t * d, f_new, g_new
         losses.append(f)
@@ -251,8 +251,28 @@ def test_a_planted_quadratic_converges_to_its_minimum_as_scipys_lbfgs_does():
     f_star = pool.f(w_star)
     scipy = optimize.minimize(lambda x: (pool.f(torch.from_numpy(x)), (a @ torch.from_numpy(x) - a @ w_star).numpy()),
                               w0.numpy(), jac=True, method="L-BFGS-B", options={"maxcor": 5, "gtol": 1e-12, "ftol": 1e-16})
-    assert scipy.success and scipy.fun - f_star < 1e-11                 # (3e-13 here; 44 iterations to our 66)
+    assert scipy.success and scipy.fun - f_star < 1e-11                 # (1.1e-13 here, 44 iterations; ours 1.1e-13, 47)
     assert coord.f - f_star < 1e-11 and (w - w_star).abs().max() < 1e-5     # the same rounding floor as scipy's
+
+
+def test_a_cost_in_other_units_keeps_its_curvature_pairs():
+    """The pair test was s.y > 1e-10, in the cost's units: the planted quadratic times 1e-8 (no constant) kept
+    no pair, and 400 iterations of steps along -g left w where it started (|w - w*| 1.61). L-BFGS's steps do not
+    change with the cost's scale, so neither may its test: s.y > eps (-g.s), as L-BFGS-B's."""
+    generator = torch.Generator().manual_seed(0)
+    q = torch.randn(20, 20, dtype=torch.float64, generator=generator)
+    a = (q @ q.T / 20 + 0.1 * torch.eye(20, dtype=torch.float64)) * 1e-8
+    w_star = torch.randn(20, dtype=torch.float64, generator=generator)
+    w0 = torch.zeros(20, dtype=torch.float64)
+    shards = [HistoryShard(j, w0[10 * j:10 * j + 10], history=5, start=10 * j) for j in range(2)]
+    pool = _Quadratic(shards, a, a @ w_star)
+    pool.f = lambda w: float(0.5 * w @ a @ w - (a @ w_star) @ w)
+    coord = Coordinator(LocalShards(shards), pool, history=5, line_search=10)
+    steps = []
+    while len(steps) < 400 and not (steps and steps[-1].converged):
+        steps.append(coord.iterate(len(steps), torch.arange(1), None, new_batch=False, new_stage=False))
+    w = torch.cat([s.params() for s in shards])
+    assert max(s.pairs for s in steps) == 5 and (w - w_star).abs().max() < 1e-3      # (30 iterations, 1.2e-4 here)
 
 
 class _Steep:

@@ -14,7 +14,8 @@ safeguarded quadratic backtrack; every vector operation runs on the shards, see
    accept at the first t with f(w + t d) - f <= c1 t g.d (Armijo, c1 = 1e-4); else
    t <- the minimiser of the quadratic through f, g.d and f(w + t d), kept in [0.1 t, 0.5 t]
    (0.1 t for a non-finite cost). At most ``sandblaster.line_search`` evaluations.
-4. Accepted: s = t d, y = g(w + t d) - g(w) on the same batch; the pair is kept if s.y > 1e-10
+4. Accepted: s = t d, y = g(w + t d) - g(w) on the same batch; the pair is kept if s.y > eps (-g.s),
+   eps = 2.2e-16 (L-BFGS-B's test: relative to the predicted decrease, so it does not change with the cost's scale)
    (else H would lose positive definiteness), the oldest dropped beyond ``sandblaster.history``;
    w <- w + t d, g <- the new gradient (the line search already computed it). Not accepted: w stays,
    the history is dropped; if that happens twice in a row (the second time along -g), the run has
@@ -35,7 +36,11 @@ from downpour.sandblaster.history import Op
 from downpour.sandblaster.units import UnitCounts
 
 C1 = 1e-4            # Armijo's sufficient decrease
-CURVATURE = 1e-10    # a pair is kept only if s.y exceeds this
+# a pair is kept only if s.y > CURVATURE * (-g.s), both sides in the cost's units (L-BFGS-B's test, machine
+# epsilon). It was s.y > 1e-10: a cost 1e-8 times smaller (other units) kept no pair at all, and a planted
+# quadratic so scaled made no progress in 400 iterations (30 to converge now); at scale 1 its steps' s.y fell
+# below 1e-10 near the minimum and the history froze (the tests' planted quadratic: 66 iterations, 47 now)
+CURVATURE = 2.220446049250313e-16
 GRADIENT_TOL = 1e-12
 
 
@@ -99,6 +104,7 @@ class Iteration:
     converged: bool = False
     move: str = "none"           # what :meth:`Coordinator.commit` does: "step" (to w + t d), "fail" (drop the history), "none"
     curvature: tuple[float, float] = (0.0, 0.0)   # the staged pair's s.y and y.y (a "step")
+    keep: bool = False           # whether the staged pair passes the curvature test (a "step")
 
 
 class Coordinator:
@@ -212,9 +218,10 @@ class Coordinator:
             # data set): the same search from the same point would fail the same way
             converged = not self.rho and (self.failures + 1 >= 2 or not new_batch)
             return Iteration(self.f, self.parts, 0.0, n_evals, math.sqrt(gg), 0, span, counts, converged, "fail")
-        pairs = min(len(self.rho) + 1, self.history) if sy > CURVATURE else len(self.rho)
+        keep = sy > CURVATURE * (-t * gd)     # (-g.s = -t g.d > 0: the decrease the step predicts)
+        pairs = min(len(self.rho) + 1, self.history) if keep else len(self.rho)
         return Iteration(accepted.loss, accepted.parts, t, n_evals, math.sqrt(gg), pairs, span, counts,
-                         move="step", curvature=(sy, yy))
+                         move="step", curvature=(sy, yy), keep=keep)
 
     def commit(self, step: Iteration) -> None:
         """Take ``step``'s decision (:meth:`search`): move the shards to w + t d and keep its pair, or
@@ -224,7 +231,7 @@ class Coordinator:
             self.failures += 1
         elif step.move == "step":
             sy, yy = step.curvature
-            keep = sy > CURVATURE
+            keep = step.keep
             self.shards.call("accept", step.t, keep)
             if keep:
                 self.rho = [*self.rho, 1.0 / sy][-self.history:]
