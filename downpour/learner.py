@@ -170,6 +170,14 @@ class FeatureLearner(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         return self.preprocess(x).float() if self.preprocess is not None else x
 
     def _shape_for(self, arr: np.ndarray) -> tuple[int, ...]:
+        shape = self._shape_of(arr)
+        built = getattr(self.model, "input_shape", None)       # a model instance is built for one shape
+        if isinstance(self.model, FeatureModel) and built is not None and tuple(built) != shape:   # (a matmul error)
+            what = "X has images" if arr.ndim == 4 else "input_shape reads X's rows as images"   # (N, D): as given
+            raise ValueError(f"FeatureLearner: {what} of shape {shape}, but the model takes {tuple(built)}")
+        return shape
+
+    def _shape_of(self, arr: np.ndarray) -> tuple[int, ...]:
         if self.input_shape is not None:
             given = _plain(self.input_shape)             # (an array's numbers as Python's)
             given = tuple(given) if isinstance(given, (tuple, list)) else ()
@@ -179,9 +187,6 @@ class FeatureLearner(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             shape = tuple(int(s) for s in arr.shape[1:])
             if self.input_shape is not None and tuple(int(s) for s in self.input_shape) != shape:
                 raise ValueError(f"FeatureLearner: X has images of shape {shape}, but input_shape is {tuple(self.input_shape)}")
-            built = getattr(self.model, "input_shape", None)       # a model instance is built for one shape
-            if isinstance(self.model, FeatureModel) and built is not None and tuple(built) != shape:   # (a matmul error)
-                raise ValueError(f"FeatureLearner: X has images of shape {shape}, but the model takes {tuple(built)}")
             if shape[0] not in (1, 3) and shape[2] in (1, 3):
                 raise ValueError(f"FeatureLearner: X of shape {tuple(arr.shape)} reads as {shape[0]} channels of "
                                  f"{shape[1]}x{shape[2]}; images are (N, C, H, W): channels-last? use X.transpose(0, 3, 1, 2)")

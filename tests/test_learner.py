@@ -214,3 +214,12 @@ def test_images_of_another_shape_than_a_model_instance_takes_are_refused_by_name
     model = TinyAutoencoder((1, 8, 8), hidden=10)     # a linear encoder built for 64 pixels: was a matmul error
     with pytest.raises(ValueError, match=r"images of shape \(1, 10, 10\), but the model takes \(1, 8, 8\)"):
         FeatureLearner(model, steps=0).fit(np.zeros((4, 1, 10, 10), np.float32))
+
+
+def test_rows_read_by_an_input_shape_the_model_instance_does_not_take_are_refused_by_name():
+    """(N, D) rows with input_shape=(1, 10, 10) for a model built for (1, 8, 8) failed inside the model
+    ('mat1 and mat2 shapes cannot be multiplied (1x100 and 64x10)'): the check covered (N, C, H, W) X only."""
+    model = TinyAutoencoder((1, 8, 8), hidden=10)
+    with pytest.raises(ValueError, match=r"input_shape reads X's rows as images of shape \(1, 10, 10\), but the model "
+                                         r"takes \(1, 8, 8\)"):
+        FeatureLearner(model, steps=0, input_shape=(1, 10, 10)).fit(np.zeros((4, 100), np.float32))
