@@ -26,7 +26,7 @@ import torch
 
 from downpour.analysis.units import check_layer
 from downpour.data.preprocess import Preprocess
-from downpour.errors import CheckpointError
+from downpour.errors import CheckpointError, NotARunError
 from downpour.models.base import FeatureModel
 from downpour.models.registry import create_model, list_models
 from downpour.train.checkpoint import check_finite
@@ -140,7 +140,9 @@ def _model(folder: Path) -> FeatureModel:
         if not (folder / name).is_file():
             raise CheckpointError(f"{str(folder / name)!r} does not exist: the saved FeatureLearner is incomplete")
     try:
-        model = RunDir(folder).load_model()
+        model = RunDir(folder).load_model(rewrites="saving the learner (`learner.save(path)`)")   # (no run to resume here)
+    except NotARunError as err:    # a torn model.json: named as the other damaged files are
+        raise CheckpointError(str(err)) from None
     except ValueError as err:      # (a ConfigError: an unknown model name, an option the family has not)
         raise CheckpointError(f"{str(folder / 'model.json')!r} does not build a model: {err}") from None
     check_finite(model.state_dict(), folder / "model.safetensors")

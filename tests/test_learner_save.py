@@ -181,3 +181,18 @@ def _edit(folder, change):
     record = json.loads((folder / "learner.json").read_text())
     change(record)
     (folder / "learner.json").write_text(json.dumps(record))
+
+
+def test_a_save_cut_between_its_two_files_says_to_save_again_not_to_resume_a_run(tmp_path, digits, trained):
+    """A second save into one folder killed between the weights' rename and model.json's: the pair check named
+    it, but told the user to run `downpour train --resume FOLDER` (no run there to resume); a torn model.json
+    was a NotARunError where load promises a CheckpointError."""
+    trained.save(tmp_path / "f")
+    FeatureLearner("rica-8x8", steps=2, seed=9).fit(digits[0]).save(tmp_path / "g")
+    (tmp_path / "f" / "model.safetensors").write_bytes((tmp_path / "g" / "model.safetensors").read_bytes())
+    with pytest.raises(CheckpointError, match=r"a write was cut between the two\); saving the learner") as err:
+        FeatureLearner.load(tmp_path / "f")
+    assert "--resume" not in str(err.value)
+    (tmp_path / "g" / "model.json").write_text('{"model": ')
+    with pytest.raises(CheckpointError, match=r"model.json' is not valid JSON"):
+        FeatureLearner.load(tmp_path / "g")

@@ -296,7 +296,9 @@ class RunDir:
                                   f"{now!r}: {why}")
         return create_model(meta["model"], tuple(meta["input_shape"]), **options)
 
-    def load_model(self) -> FeatureModel:
+    def load_model(self, rewrites: str | None = None) -> FeatureModel:
+        """The model of model.json with model.safetensors' weights, both checked; ``rewrites``: what writes the
+        pair again where a write was cut between the two (default: this run's resume)."""
         if not (self.path / "model.safetensors").is_file():
             raise NotARunError(f"{str(self.path)!r} has no model.safetensors yet: has its training finished?")
         meta = self.read_json("model.json")
@@ -304,7 +306,7 @@ class RunDir:
         tensors = read_tensors(weights)           # a damaged file is named as such first
         if PAIR_KEY in meta and meta[PAIR_KEY] != sha256_of(weights):     # (a run from before 2026-12-02: none)
             raise CheckpointError(f"{str(weights)!r} is not the model {str(self.path / 'model.json')!r} describes (a write "
-                                  f"was cut between the two); `downpour train --resume {self.path}` writes it again")
+                                  f"was cut between the two); {rewrites or f'`downpour train --resume {self.path}`'} writes it again")
         model = self.new_model(meta)
         fit_weights(model, tensors, weights)
         model.eval()
