@@ -71,6 +71,10 @@ def save_learner(learner: Any, path: str | Path, preprocess: bool = True) -> Pat
     except (TypeError, ValueError) as err:   # options={"hidden": np.float64("nan")}, an object in objective=
         raise ValueError(f"FeatureLearner.save: a parameter cannot be written as JSON: {err}") from None
     folder = Path(path)
+    if (folder / "config.toml").is_file():   # a run directory (from_run(RUN).save(RUN)): its model pair would be replaced
+        raise ValueError(f"FeatureLearner.save: {str(folder)!r} holds a run (config.toml): the learner's model.json "
+                         "would replace the run's, which records its step, seed and data; save into another folder, "
+                         f"e.g. {str(folder / 'learner')!r}")
     folder.mkdir(parents=True, exist_ok=True)
     write_model(folder, learner.model_, name)
     if start is not None:

@@ -196,3 +196,23 @@ def test_a_save_cut_between_its_two_files_says_to_save_again_not_to_resume_a_run
     (tmp_path / "g" / "model.json").write_text('{"model": ')
     with pytest.raises(CheckpointError, match=r"model.json' is not valid JSON"):
         FeatureLearner.load(tmp_path / "g")
+
+
+def test_saving_into_the_run_directory_it_came_from_is_refused_and_the_run_kept(tmp_path, digits):
+    """from_run(RUN).save(RUN) replaced the run's model.json with the learner's: its step, seed, skipped steps and
+    data record gone, so the run read as unfinished (RunDir.finished: False) until a resume wrote it again."""
+    from downpour.config import load_config
+    from downpour.train.loop import run_local
+    from downpour.train.rundir import RunDir
+
+    cfg = load_config("ufldl-sae", ["train.steps=3", "data.samples=300", "train.tensorboard=false"])
+    run = RunDir.create(tmp_path / "run", cfg)
+    run_local(cfg, run)
+    before = (run.path / "model.json").read_text()
+    learner = FeatureLearner.from_run(run.path).fit(digits[0])
+    with pytest.raises(ValueError, match=r"holds a run \(config.toml\).*save into another folder"):
+        learner.save(run.path)
+    assert (run.path / "model.json").read_text() == before and run.finished(3)
+    assert not (run.path / "learner.json").exists()
+    learner.save(run.path / "learner")                 # beside it, as the message says: fine
+    assert np.array_equal(FeatureLearner.load(run.path / "learner").transform(digits[0]), learner.transform(digits[0]))
