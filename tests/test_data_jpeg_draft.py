@@ -117,3 +117,18 @@ def test_a_folder_crops_run_from_before_it_decoded_in_full_and_is_another_recipe
     patches = dataclasses.replace(crops, data=dataclasses.replace(crops.data, mode="patches"))
     assert config_differences(dataclasses.replace(patches, data=dataclasses.replace(patches.data, jpeg_draft=False)),
                               patches) == []
+
+
+def test_pipeline_auto_estimates_the_reduced_images_the_memory_path_holds(tmp_path):
+    """data.pipeline = 'auto' estimated every JPEG's full size (what build_dataset held before data.jpeg_draft):
+    640x480 photos cropped to 8 px hold 1/64 of that, so it streamed folders 64x under its threshold."""
+    from downpour.data import pipeline
+
+    for i in range(4):
+        _photo(tmp_path / f"im{i}.jpg", 640 if i % 2 else 600, 480 if i % 2 else 400, seed=i)
+    Image.open(tmp_path / "im0.jpg").save(tmp_path / "im9.png")          # not a JPEG: in full, as read
+    for kw in ({"mode": "crops", "size": 8}, {"mode": "crops", "size": 8, "jpeg_draft": False},
+               {"mode": "crops", "size": 8, "tile": 100}, {"mode": "patches", "size": 8}):
+        cfg = DataConfig(source="folder", path=str(tmp_path), **kw)
+        held = sum(im.nbytes for im in load_folder(tmp_path, True, False, cfg.jpeg_shrink(), cfg.tile).images)
+        assert pipeline.estimate_bytes(cfg, pipeline.list_items(cfg)) == held, kw

@@ -88,8 +88,8 @@ def read_image(path: Path, grey: bool, shrink_to: int = 0, tile: int = 0) -> np.
     scale in the DCT domain where its crop allows (``tile``: :func:`~downpour.data.patches.decode_reduction`).
     Other files, and 0 (patches cut native pixels), decode in full."""
     with Image.open(path) as img:
-        s = decode_reduction(img.height, img.width, tile, shrink_to) if shrink_to > 0 else 1
-        if s > 1 and isinstance(img, JpegImageFile):
+        s = draft_scale(img, shrink_to, tile)
+        if s > 1:
             # a 4032x3024 photo cropped to 32 px decodes at 504x378: decode + crop 0.22x the time of a full
             # decode, the crop within 0.0022 (mean 0.0004) of the full decode's (bench/jpeg_draft.py)
             img.draft(None, (img.width // s, img.height // s))
@@ -109,6 +109,14 @@ def read_image(path: Path, grey: bool, shrink_to: int = 0, tile: int = 0) -> np.
         if img.mode not in ("L", "RGB"):
             img = img.convert("RGB")     # palette, CMYK, LA, RGBA, 1-bit ... -> RGB (alpha dropped)
         return to_chw(np.asarray(img), grey)
+
+
+def draft_scale(img: Image.Image, shrink_to: int, tile: int = 0) -> int:
+    """The reduction :func:`read_image` decodes the opened, not yet loaded ``img`` at (1: in full): a JPEG's
+    :func:`~downpour.data.patches.decode_reduction` where ``shrink_to`` > 0; what the decoded image holds."""
+    if shrink_to <= 0 or not isinstance(img, JpegImageFile):
+        return 1
+    return decode_reduction(img.height, img.width, tile, shrink_to)
 
 
 _SAID: set[str] = set()    # what this process has warned of about a folder (a run lists it two or three times)

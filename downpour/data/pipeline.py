@@ -28,6 +28,7 @@ from PIL import Image
 from downpour.config import FILE_SOURCES, ConfigError, DataConfig
 from downpour.data.build import build_dataset, check_config
 from downpour.data.dataset import Dataset
+from downpour.data.folder import draft_scale
 from downpour.data.stream import STREAMED, Listing, StreamingData, item_name, list_items, open_stream
 from downpour.errors import CheckpointError, DataError, DownpourError, RunError
 from downpour.settings import is_count
@@ -43,7 +44,8 @@ _PROBES = 16       # headers read to estimate an image folder's decoded size
 
 def estimate_bytes(cfg: DataConfig, listing: Listing) -> int:
     """Bytes the in-memory path would hold as decoded float32 images (what ``build_dataset`` keeps
-    before cropping), from the item count and up to 16 evenly spaced files' headers."""
+    before cropping: a JPEG at its data.jpeg_draft reduction), from the item count and up to 16 evenly
+    spaced files' headers."""
     n, channels = len(listing.items), 1 if cfg.grey else 3
     if cfg.source == "array":
         return n * math.prod(listing.row_shape[-2:]) * channels * 4
@@ -55,11 +57,14 @@ def estimate_bytes(cfg: DataConfig, listing: Listing) -> int:
 
 
 def _pixels(cfg: DataConfig, path: str) -> int:
-    """Width x height from a file's header (an unreadable one counts as 0)."""
+    """Width x height of the decoded image, from a file's header (an unreadable one counts as 0)."""
     try:
         if cfg.source == "folder":
             with Image.open(path) as img:        # lazy: the header only
-                return img.size[0] * img.size[1]
+                # reduced as read_image decodes it: a 4032x3024 JPEG cropped to 32 px holds 1/64 of its pixels
+                # (until 2026-12-04 counted in full, so 'auto' streamed folders 64x smaller than its threshold)
+                s = draft_scale(img, cfg.jpeg_shrink(), cfg.tile)
+                return (img.size[0] // s) * (img.size[1] // s)
         import av
 
         with av.open(path) as container:
