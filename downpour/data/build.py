@@ -217,7 +217,7 @@ def build_dataset(cfg: DataConfig, seed: int) -> Dataset:
     info: dict[str, Any] = {"source": cfg.source, "mode": cfg.mode, "size": cfg.size, "grey": cfg.grey}
     if cfg.mode == "crops":
         info["tile"] = natural_tile(cfg) if cfg.source.startswith("natural") else cfg.tile
-    if cfg.mode == "crops" and cfg.source == "folder":
+    if cfg.reads_jpeg_draft():
         info["jpeg_draft"] = cfg.jpeg_draft
     if cfg.source == "natural+faces":
         x, info["mix"], skipped, n_images = _mixed(cfg, seed)

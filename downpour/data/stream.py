@@ -202,6 +202,6 @@ def open_stream(cfg: DataConfig, seed: int, listing: Listing | None = None, per_
         info["frames_per_video_declared"] = round(frames, 2)
     if cfg.mode == "crops":
         info["tile"] = cfg.tile
-    if cfg.mode == "crops" and cfg.source == "folder":
+    if cfg.reads_jpeg_draft():
         info["jpeg_draft"] = cfg.jpeg_draft
     return StreamingData(cfg, items, labels, cut, preprocess, augment if augment.active else None, info)
