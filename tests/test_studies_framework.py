@@ -664,6 +664,8 @@ def test_a_figure_the_same_in_every_seed_is_shown_as_such_not_as_a_zero_width_in
     cells = rows_table(rows).split("<tr>")[-1]
     assert "0.9 <small>(the same in every seed)</small>" in cells and "[0.9, 0.9]" not in cells
     assert "1.5 <small>[" in cells                                  # spread: the interval as t gives it
+    rows[0]["n"], rows[0]["missing"] = 3, {"probe": 1}                # a third seed not measured: not "every seed"
+    assert "(the same in every seed measured)</small> <small>(1 of 3 seeds left out)" in rows_table(rows)
 
 
 def test_a_comparison_never_measured_is_not_in_holms_family_and_a_diverged_first_seed_is_counted():

@@ -88,7 +88,7 @@ def _figure(row: dict[str, Any], key: str) -> str:
     if low == high == value and row["n"] > 1:
         # no spread: Student's t gives zero width however few the seeds (a probe's 27 of 30 right in both of 2
         # seeds read 0.900 [0.900, 0.900], as certain as a thousand seeds); say what it is instead
-        shown = f"{fmt(value)} <small>(the same in every seed)</small>"
+        shown = f"{fmt(value)} <small>(the same in every seed{' measured' if left_out else ''})</small>"
     else:
         shown = interval(row["figures"][key])
     return shown + (f" <small>({left_out} of {row['n']} seeds left out)</small>" if left_out else "")
