@@ -341,3 +341,52 @@ def test_holms_family_holds_only_the_divergence_tests_the_verdict_reads():
                 cells[(c.name, s)] = {"success": 1.0 - diverged, "diverged": diverged, "mean_staleness": 0.0}
     rows = study.summarise(conditions, cells, seeds)
     assert not [r["condition"] for r in rows if "diverged_vs" in r.get("tests", {})]
+
+
+def test_a_success_reading_holms_correction_does_not_keep_is_called_a_lead():
+    """'async4 38% (Δ +38 points [...]: higher)' and 'staleness raised the success rate in 2' while Holm's
+    paragraph below called one of the two a lead to recheck (McNemar p = 0.031 over a family of 9)."""
+    from downpour.studies.staleness import StalenessStudy
+    from downpour.studies.stats import holm
+
+    study = StalenessStudy(quick=True)
+    conditions, seeds, cells = study.conditions(), list(range(16)), {}
+    for c in conditions:
+        for s in seeds:
+            if c.group == "sae":
+                cells[(c.name, s)] = {"final_cost": 1.0 + 0.01 * s, "mean_staleness": 0.0}
+            else:              # synchronous SGD never succeeds; delay4 at 0.125 always, async4 in 6 of 16 seeds
+                won = (c.name == "lr0.125/delay4") or (c.name == "lr0.125/async4" and s < 6)
+                cells[(c.name, s)] = {"success": float(won), "diverged": 0.0, "mean_staleness": 0.0}
+    rows = study.summarise(conditions, cells, seeds)
+    assert holm(rows) > 2
+    by = {r["condition"]: r for r in rows}
+    held = {k: by[f"lr0.125/{k}"]["tests"]["delta_vs_success"]["p_holm"] < 0.05 for k in ("delay4", "async4")}
+    assert held == {"delay4": True, "async4": False}
+    verdict = study.verdict(rows)
+    assert re.search(r"delay4 100% \(Δ \+100 points [^)]*: higher\)", verdict)
+    assert re.search(r"async4 38% \(Δ \+38 points [^)]*: higher \(a lead: not after Holm's correction\)\)", verdict)
+    assert "raised the success rate in 2 (1 of them a lead: not after Holm's correction)" in verdict
+
+
+def test_a_divergence_holms_correction_does_not_keep_is_not_blamed_on_staleness_as_a_finding():
+    """8 of 8 stale seeds diverged against 0 of 8 (McNemar p = 0.0078, 0.0078 * 10 after Holm's correction) was
+    told as 'significantly more ...: there staleness lowered the stable learning rate'."""
+    from downpour.studies.staleness import StalenessStudy
+    from downpour.studies.stats import holm
+
+    study = StalenessStudy(quick=True)
+    conditions, seeds, cells = study.conditions(), list(range(8)), {}
+    for c in conditions:
+        for s in seeds:
+            if c.group == "sae":
+                cells[(c.name, s)] = {"final_cost": 1.0 + 0.01 * s, "mean_staleness": 0.0}
+            else:
+                diverged = float(c.name == "lr0.125/delay4")
+                cells[(c.name, s)] = {"success": 1.0 - diverged, "diverged": diverged, "mean_staleness": 0.0}
+    rows = study.summarise(conditions, cells, seeds)
+    holm(rows)
+    verdict = study.verdict(rows)
+    assert "there staleness lowered the stable learning rate" not in verdict
+    assert ("Most seeds diverged in lr0.125/delay4, more than at the same rate without staleness (a lead: not after "
+            "Holm's correction): staleness may have lowered") in verdict

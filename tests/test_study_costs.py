@@ -158,3 +158,36 @@ def test_each_penalty_sentence_gives_the_interval_its_active_and_probe_readings_
     text = CostsStudy(quick=True).verdict(rows)
     assert "active 1% (Δ -98.1 points [-99.0, -97.2], lower)" in text
     assert "probe 89.7% (Δ +1.2 points [-23.4, +25.8], inconclusive)" in text
+
+
+def test_a_reading_holms_correction_does_not_keep_is_called_a_lead_in_the_sentences_and_in_short():
+    """'weight 0.001: Hoyer 0.30 (Δ ..., higher)' and 'In short ... sparser codes (Hoyer) at 2 of 2 settings',
+    while Holm's paragraph below called one of the two readings a lead to recheck."""
+    from downpour.studies.costs import QUICK_PENALTIES, CostsStudy
+    from downpour.studies.stats import holm, record_test
+
+    def row(name, p=None):
+        r = {"condition": name, "n": 6, "params": {"weight": 0.001}, "figures": {
+            "gap": [0.0, -0.03, 0.03], "delta_gap": [0.0, -0.1, 0.1], "hoyer": [0.3, 0.2, 0.4],
+            "delta_hoyer": [0.05, 0.01, 0.09], "active": [0.5, 0.4, 0.6], "probe_digits": [0.8, 0.7, 0.9],
+            "delta_active": [0.0, -0.1, 0.1], "delta_probe_digits": [0.0, -0.1, 0.1]},
+            "extra": {"readings": {"gap": "inconclusive", "hoyer": "higher" if p else "inconclusive",
+                                   "heldout_recon": "inconclusive", "active": "inconclusive",
+                                   "probe_digits": "inconclusive"},
+                      "hoyer_gap_rank_correlation": [0.5, -float("inf"), float("inf")]}}
+        for k in ("gap", "hoyer", "active", "heldout_recon", "probe_digits"):
+            record_test(r, f"delta_{k}", r["extra"]["readings"][k], p if p and k == "hoyer" else 0.5)
+        return r
+
+    rows = [row("less/none"), row("more/none")]
+    rows += [row(f"{size}/{term}={w:g}", {"less": 0.0001, "more": 0.04}[size] if term == "weight_l2" else None)
+             for size in ("less", "more") for term in QUICK_PENALTIES for w in QUICK_PENALTIES[term]]
+    holm(rows)                                         # 30 tests: 0.003 kept; 0.04 * 29 is not
+    paras = CostsStudy(quick=True).verdict(rows).split("\n\n")
+    decay = next(p for p in paras if p.startswith("L2 weight decay against"))
+    less, more = decay.split("with more data")
+    assert "Hoyer 0.30 (Δ +0.05 [+0.01, +0.09], higher)" in less and "lead" not in less
+    assert "Hoyer 0.30 (Δ +0.05 [+0.01, +0.09], higher (a lead: not after Holm's correction))" in more
+    short = next(p for p in paras if p.startswith("In short"))
+    assert ("L2 weight decay: sparser codes (Hoyer) at 2 of 2 settings (1 of them a lead: not after Holm's "
+            "correction)") in short

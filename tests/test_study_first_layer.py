@@ -81,3 +81,27 @@ def test_a_cell_whose_face_test_chooses_no_unit_records_it_as_not_measured(monke
     figures = study.run_cell(study.conditions()[0], 0, {})
     assert math.isnan(figures["face_auc_lfw"]) and math.isnan(figures["face_auc_controls"])
     assert math.isnan(figures["face_owed_controls"]) and math.isfinite(figures["edge_fraction"])
+
+
+def test_in_short_calls_a_reading_holms_correction_does_not_keep_a_lead():
+    """'gabor: better than the learned layer on the digits probe on the top stage' rested on a reading Holm's
+    paragraph below called a lead to recheck, not a finding."""
+    from downpour.studies import study_class
+    from downpour.studies.first_layer import DOWNSTREAM, KINDS
+    from downpour.studies.stats import holm, record_test
+
+    rows = []
+    for k in KINDS:
+        row = {"condition": k, "extra": {"readings": {}}}
+        for f in DOWNSTREAM if k != "learned" else ():
+            reading, p = {("gabor", "probe_digits_stage2"): ("higher", 0.0001),
+                          ("random", "probe_digits_stage2"): ("higher", 0.04),
+                          ("random", "probe_lfw_stage2"): ("lower", 0.03)}.get((k, f), ("inconclusive", 0.5))
+            row["extra"]["readings"][f] = reading
+            record_test(row, f"delta_{f}", reading, p)
+        rows.append(row)
+    holm(rows)                                          # 18 tests: 0.0018 kept; 0.03 * 17 and 0.04 * 16 are not
+    answer = study_class("first-layer")(quick=True)._answer({r["condition"]: r for r in rows})
+    assert "gabor: better than the learned layer on the digits probe on the top stage; worse on none" in answer
+    assert ("random: better than the learned layer on the digits probe on the top stage (a lead); worse on the lfw "
+            "probe on the top stage (a lead)") in answer

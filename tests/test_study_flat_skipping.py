@@ -44,14 +44,26 @@ def test_in_short_says_where_the_probe_fell_not_only_that_no_threshold_was_harml
     for row in rows:
         if "readings" in row["extra"]:
             row["extra"]["readings"]["probe"] = "inconclusive"
+            row.setdefault("tests", {})["delta_probe"] = {"reading": "inconclusive", "p": 0.5, "p_holm": 1.0}
             if row["condition"].endswith("/0.3/digits"):
                 row["extra"]["readings"]["probe"] = "lower"
                 row["figures"]["delta_probe"] = [-0.445, -0.515, -0.375]
+                row["tests"]["delta_probe"] = {"reading": "lower", "p": 0.0001, "p_holm": 0.003}   # kept by Holm
     verdict = FlatSkippingStudy(quick=True).verdict(rows)
     short = next(p for p in verdict.split("\n\n") if p.startswith("In short, on the whitened network"))
     assert ("on digits no threshold's probe change is confirmed within ±2 points, and the probe fell at threshold "
             "0.3 (-44.5 points [-51.5, -37.5])") in short
     assert short.count("fell") == 1                     # (lfw and padded: no drop read, none said)
+    # the same drop, which Holm's correction over the study does not keep: said as a lead, as Holm's paragraph does
+    # (a bare "(lower)" and "the probe fell" while the paragraph below called it a lead to recheck)
+    for row in rows:
+        if row["condition"].endswith("/0.3/digits"):
+            row["tests"]["delta_probe"]["p_holm"] = 0.2
+    paras = FlatSkippingStudy(quick=True).verdict(rows).split("\n\n")
+    short = next(p for p in paras if p.startswith("In short, on the whitened network"))
+    assert "the probe fell at threshold 0.3 (-44.5 points [-51.5, -37.5], a lead)" in short
+    whitened = next(p for p in paras if p.startswith("On the whitened network"))
+    assert "digits -44.5 [-51.5, -37.5] (lower (a lead: not after Holm's correction))" in whitened
 
 
 def test_the_gated_network_is_the_network_where_nothing_is_flat_and_zero_where_all_is():

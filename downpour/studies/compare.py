@@ -26,8 +26,8 @@ from matplotlib.figure import Figure
 from downpour.studies import words
 from downpour.studies.base import Cells, Condition
 from downpour.studies.figures import interval_bars, save
-from downpour.studies.stats import (DIVERGED, effect_words, mean_ci, note_left_out, paired_difference, paired_p, paired_test,
-                                    record_test)
+from downpour.studies.stats import (DIVERGED, effect_words, lead_mark, mean_ci, note_left_out, paired_difference, paired_p,
+                                    paired_test, record_test)
 
 OWED_FIGURE = "face_owed_controls"   # what owed_paragraph and owed_figure read
 # why a condition whose own unit was chosen has no such figure: its cells train no twin (nothing to take away),
@@ -86,8 +86,8 @@ def difference_sentence(row: dict[str, Any], key: str, label: str, fmt: str = "{
     """'probe accuracy −0.012 [−0.03, +0.004], no detectable effect' for one compared figure of a row."""
     triple = row["figures"]["d_" + key]
     reading = f", {row['extra']['d_' + key]}" if math.isfinite(triple[0]) else ""    # (else: "not measured")
-    if reading and _lead(row, key):
-        reading += " (a lead: not after Holm's correction)"
+    if reading:
+        reading += lead_mark(row, "d_" + key)
     return f"{label} {words.difference(triple, fmt)}{reading}"
 
 
@@ -108,15 +108,8 @@ def tally(rows: list[dict[str, Any]], key: str) -> dict[str, list[str]]:
     for r in rows:
         word = r["extra"].get("d_" + key)
         if word:
-            out[word].append(r["condition"] + (" (a lead)" if _lead(r, key) else ""))
+            out[word].append(r["condition"] + lead_mark(r, "d_" + key, " (a lead)"))
     return out
-
-
-def _lead(row: dict[str, Any], key: str) -> bool:
-    """Whether the row's difference in ``key`` reads higher or lower on its own interval but not after Holm's
-    correction over the study (:func:`~downpour.studies.stats.holm`, run before the verdict)."""
-    test = row.get("tests", {}).get("d_" + key, {})
-    return test.get("reading") in ("higher", "lower") and not test.get("p_holm", 0.0) < 0.05
 
 
 def tradeoff(rows: Sequence[dict[str, Any]], x: str, y: str, path: Path, title: str, xlabel: str,

@@ -46,7 +46,7 @@ from downpour.studies import QUESTIONS, words
 from downpour.studies.base import LOCAL_CELLS, Cells, Condition, Study
 from downpour.studies.figures import interval_bars
 from downpour.studies.plots import scatter_intervals
-from downpour.studies.stats import mean_ci, note_left_out, paired_test
+from downpour.studies.stats import lead, lead_mark, leads_of, mean_ci, note_left_out, paired_test
 from downpour.studies.trained import probe_accuracies, trained_run
 
 SIZES = {"less": 500, "more": 10_000}                      # training patches
@@ -154,26 +154,31 @@ class CostsStudy(Study):
         less, more = by["less/none"], by["more/none"]
         paras.append(f"Data alone: reconstruction alone's over-fitting gap (held-out minus training error) is "
                      f"{_v(less, 'gap')} with {SIZES['less']} patches and {_v(more, 'gap')} with {SIZES['more']:,} "
-                     f"(paired difference {_d(more, 'gap')}, {more['extra']['readings']['gap']}; a gap at or below 0 "
+                     f"(paired difference {_d(more, 'gap')}, {_read(more, 'gap')}; a gap at or below 0 "
                      f"is no over-fitting).")
         penalties = QUICK_PENALTIES if self.quick else PENALTIES
         roles = []
         for term in penalties:
             lines = []
             found = dict.fromkeys(IN_SHORT.values(), 0)
+            leads = dict.fromkeys(IN_SHORT.values(), 0)
             for size in SIZES:
                 rs = [by[f"{size}/{term}={w:g}"] for w in penalties[term]]
                 lines.append(f"with {size} data, " + "; ".join(
                     f"weight {r['params']['weight']:g}: Hoyer {r['figures']['hoyer'][0]:.2f} ({_d(r, 'hoyer')}, "
-                    f"{r['extra']['readings']['hoyer']}), active {100 * r['figures']['active'][0]:.0f}% "
-                    f"({_points(r, 'active')}, {r['extra']['readings']['active']}), gap {r['figures']['gap'][0]:.4f} "
-                    f"({_d(r, 'gap')}, {r['extra']['readings']['gap']}), probe "
+                    f"{_read(r, 'hoyer')}), active {100 * r['figures']['active'][0]:.0f}% "
+                    f"({_points(r, 'active')}, {_read(r, 'active')}), gap {r['figures']['gap'][0]:.4f} "
+                    f"({_d(r, 'gap')}, {_read(r, 'gap')}), probe "
                     f"{100 * r['figures']['probe_digits'][0]:.1f}% ({_points(r, 'probe_digits')}, "
-                    f"{r['extra']['readings']['probe_digits']})" for r in rs))
+                    f"{_read(r, 'probe_digits')})" for r in rs))
                 for r in rs:
                     for (figure, reading), what in IN_SHORT.items():
-                        found[what] += r["extra"]["readings"][figure] == reading
-            said = [f"{what} at {k} of {2 * len(penalties[term])} settings" for what, k in found.items() if k]
+                        if r["extra"]["readings"][figure] == reading:
+                            found[what] += 1
+                            leads[what] += lead(r, f"delta_{figure}")
+            # (a count resting on readings Holm's correction does not keep says how many: it counted them as findings)
+            said = [f"{what} at {k} of {2 * len(penalties[term])} settings" + leads_of(leads[what], k)
+                    for what, k in found.items() if k]
             roles.append(f"{LABELS[term]}: " + (", ".join(said) if said else "no effect the intervals support"))
             paras.append(f"{LABELS[term]} against reconstruction alone, paired on {less['n']} seeds: " + "; ".join(lines) + ".")
         paras.insert(1, "In short, what each penalty did that the intervals support (counted over its weights and both "
@@ -268,3 +273,8 @@ def _d(row: dict[str, Any], key: str) -> str:
 def _points(row: dict[str, Any], key: str) -> str:
     """A fraction's paired difference in percentage points (its reading was said without it: "active 1% (lower)")."""
     return f"Δ {words.points(row['figures'][f'delta_{key}'], 1, ' points')}"
+
+
+def _read(row: dict[str, Any], key: str) -> str:
+    """How the row's paired difference in ``key`` reads, marked where Holm's correction does not keep it."""
+    return row["extra"]["readings"][key] + lead_mark(row, f"delta_{key}")

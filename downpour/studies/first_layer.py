@@ -40,7 +40,7 @@ from downpour.studies import QUESTIONS, words
 from downpour.studies.base import Cells, Condition, Study
 from downpour.studies.compare import figure_ci, owed_figure, owed_paragraph, owed_test
 from downpour.studies.figures import interval_bars
-from downpour.studies.stats import mean_ci, note_left_out, paired_test, wilson
+from downpour.studies.stats import lead_mark, mean_ci, note_left_out, paired_test, wilson
 from downpour.studies.plots import curves
 from downpour.studies.trained import (FACE_TEST_WITH_TWIN, OWED, cost_curve, edge_fraction, face_aucs, face_draws,
                                       face_pair, no_faces_twin, owed_figures, probe_accuracies, trained_run)
@@ -172,7 +172,7 @@ class FirstLayerStudy(Study):
             if k == BASELINE:
                 continue
             read = by[k]["extra"]["readings"]
-            parts = [f"{label} {_signed(fig(k, 'delta_' + f), points)} ({read[f]})"
+            parts = [f"{label} {_signed(fig(k, 'delta_' + f), points)} ({read[f]}{lead_mark(by[k], 'delta_' + f)})"
                      for f, label, points in ((f"probe_digits_{top}", "digits probe", True),
                                               (f"probe_lfw_{top}", "lfw probe", True),
                                               (f"probe_digits_stage1", "digits probe on stage 1", True),
@@ -202,8 +202,9 @@ class FirstLayerStudy(Study):
         for k in KINDS[1:]:
             read = by[k]["extra"]["readings"]
             keys = [f for f in DOWNSTREAM if f in read]
-            better = [DOWNSTREAM[f] for f in keys if read[f] == "higher"]
-            worse = [DOWNSTREAM[f] for f in keys if read[f] == "lower"]
+            # (a reading Holm's correction does not keep is named as a lead: "better on" alone read as a finding)
+            better = [DOWNSTREAM[f] + lead_mark(by[k], f"delta_{f}", " (a lead)") for f in keys if read[f] == "higher"]
+            worse = [DOWNSTREAM[f] + lead_mark(by[k], f"delta_{f}", " (a lead)") for f in keys if read[f] == "lower"]
             same = sum(read[f] == "no detectable effect" for f in keys)
             open_ = len(keys) - len(better) - len(worse) - same
             said.append(f"{k}: " + (f"better than the learned layer on {', '.join(better)}" if better else "better on none")

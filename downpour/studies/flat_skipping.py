@@ -47,7 +47,7 @@ from downpour.models.footprint import footprint_table
 from downpour.studies import QUESTIONS, words
 from downpour.studies.base import Cells, Condition, Study
 from downpour.studies.plots import curves, scatter_intervals
-from downpour.studies.stats import mean_ci, note_left_out, paired_test
+from downpour.studies.stats import lead_mark, mean_ci, note_left_out, paired_test
 from downpour.studies.trained import FACE_TEST, face_aucs, face_draws, face_pair, trained_run
 
 THRESHOLDS = {False: (0.003, 0.01, 0.03, 0.1, 0.3, 1.0), True: (0.03, 0.3)}
@@ -219,8 +219,8 @@ class FlatSkippingStudy(Study):
             lines = []
             for t in self.thresholds():
                 rs = [by[f"{cond}/{t:g}/{n}"] for n in SETS]
-                harmful = [f"{r['params']['images']} {READ_AS[k]}" for r in rs for k, w in r["extra"]["readings"].items()
-                           if w == "lower"]
+                harmful = [f"{r['params']['images']} {READ_AS[k]}{lead_mark(r, f'delta_{k}', ' (a lead)')}" for r in rs
+                           for k, w in r["extra"]["readings"].items() if w == "lower"]
                 lines.append(
                     f"threshold {t:g}: skipped " + ", ".join(f"{r['params']['images']} {words.percent_ci(r['figures']['skipped'])}"
                                                            for r in rs)
@@ -228,9 +228,9 @@ class FlatSkippingStudy(Study):
                     + ", layer time x" + "/".join(f"{r['figures']['layer_time_ratio'][0]:.2f}" for r in rs)
                     + ", network time x" + "/".join(f"{r['figures']['net_time_ratio'][0]:.2f}" for r in rs)
                     + "; probe Δ " + ", ".join(f"{r['params']['images']} {words.points(r['figures']['delta_probe'])} "
-                                               f"({r['extra']['readings']['probe']})" for r in rs)
+                                               f"({r['extra']['readings']['probe']}{lead_mark(r, 'delta_probe')})" for r in rs)
                     + f"; face AUC on the controls Δ {words.signed(rs[0]['figures']['delta_face_auc_controls'])} "
-                      f"({rs[0]['extra']['readings']['face_auc_controls']})"
+                      f"({rs[0]['extra']['readings']['face_auc_controls']}{lead_mark(rs[0], 'delta_face_auc_controls')})"
                     + (f" — lower: {', '.join(harmful)}" if harmful else ""))
             paras.append(f"On the {cond} network (ratios are gated / ungated, listed for {', '.join(SETS)}; every Δ is "
                          f"paired with the same network ungated): " + "; ".join(lines) + ".")
@@ -246,8 +246,9 @@ class FlatSkippingStudy(Study):
                 and "lower" not in by[f"{cond}/{t:g}/{images}"]["extra"]["readings"].values()]
         if not free:
             # (a drop the paragraph above reads "lower" is said here too: "no change confirmed" alone read as harmless)
-            fell = [f"{t:g} ({words.points(by[f'{cond}/{t:g}/{images}']['figures']['delta_probe'], unit=' points')})"
-                    for t in self.thresholds() if by[f"{cond}/{t:g}/{images}"]["extra"]["readings"]["probe"] == "lower"]
+            rows = {t: by[f"{cond}/{t:g}/{images}"] for t in self.thresholds()}
+            fell = [f"{t:g} ({words.points(r['figures']['delta_probe'], unit=' points')}{lead_mark(r, 'delta_probe', ', a lead')})"
+                    for t, r in rows.items() if r["extra"]["readings"]["probe"] == "lower"]
             return (f"on {images} no threshold's probe change is confirmed within ±{100 * RESOLUTION['probe']:.0f} "
                     f"points" + (f", and the probe fell at threshold {', '.join(fell)}" if fell else ""))
         r = by[f"{cond}/{max(free):g}/{images}"]["figures"]

@@ -48,8 +48,8 @@ from downpour.studies import QUESTIONS, words
 from downpour.studies.base import Cells, Condition, Study
 from downpour.studies.figures import distributions, interval_bars, phase_diagram
 from downpour.studies.matching import implicit_momentum, stale_error
-from downpour.studies.stats import (flips, mean_ci, note_left_out, paired_proportions, paired_test,
-                                    proportion_words, record_test, wilson)
+from downpour.studies.stats import (LEAD, flips, lead, lead_mark, leads_of, mean_ci, note_left_out, paired_proportions,
+                                    paired_test, proportion_words, record_test, wilson)
 
 SUCCESS = 1e-3          # population loss below this: the global optimum
 DIVERGED = 1e3          # population loss above this (or not finite, or a gradient a shard refused): diverged
@@ -71,7 +71,7 @@ def _reading(row: dict[str, Any]) -> str:
         flipped = extra["gained"] + extra["lost"]
         return (f"inconclusive, McNemar's exact p = {extra['mcnemar_p']:.3g} on the {flipped} seed{'s' * (flipped != 1)} "
                 "where only one of the two succeeded")
-    return extra["reading"]
+    return extra["reading"] + lead_mark(row, "delta_vs_success")
 
 
 class StalenessStudy(Study):
@@ -294,21 +294,30 @@ class StalenessStudy(Study):
                         f"(vs async4's {words.percent(a)}: Δ {words.points(r['figures']['delta_vs_success'], 0, ' points')}, {_reading(r)})"
                         for r in controls]
                 paras[-1] += " Without any delay, " + "; ".join(said) + "."
-        counted = [r["extra"]["reading"] for r in rows if r["group"] == "phase" and r["params"]["vs"]]
+        compared = [r for r in rows if r["group"] == "phase" and r["params"]["vs"]]
+        counted = [r["extra"]["reading"] for r in compared]
         tally = {w: counted.count(w) for w in ("higher", "lower", "no detectable effect", "inconclusive")}
+        counts = {w: f"{n}{leads_of(sum(r['extra']['reading'] == w and lead(r, 'delta_vs_success') for r in compared), n)}"
+                for w, n in tally.items()}
         # stale conditions where most seeds diverged: staleness made them diverge only where the paired test says
         # so (more seeds diverged than at the same rate and seeds without it, McNemar p < 0.05)
         # (not the controls: their baseline is async4, itself stale)
         diverged = [r for r in rows if r["group"] == "phase" and r["params"]["vs"] and not r["params"].get("control")
                     and r["figures"]["p_diverged"][0] > 0.5]
         overall = (f"Over {len(counted)} comparisons of a stale condition with synchronous SGD at the same rate and seeds, "
-                   f"staleness raised the success rate in {tally['higher']}, lowered it in {tally['lower']}, had no "
+                   f"staleness raised the success rate in {counts['higher']}, lowered it in {counts['lower']}, had no "
                    f"detectable effect (interval within ±{RESOLUTION:.0%}) in {tally['no detectable effect']}, and was "
                    f"inconclusive in {tally['inconclusive']}.")
         caused = [r["condition"] for r in diverged if r["extra"]["diverged_vs"]["reading"] == "higher"]
-        if caused:
-            overall += (f" Most seeds diverged in {', '.join(caused)}, significantly more than at the same rate without "
+        # (one whose paired test Holm's correction over the study does not keep is named as a lead, not a cause)
+        held = [c for c in caused if not lead(by[c], "diverged_vs")]
+        if held:
+            overall += (f" Most seeds diverged in {', '.join(held)}, significantly more than at the same rate without "
                         "staleness: there staleness lowered the stable learning rate.")
+        if len(held) < len(caused):
+            overall += (f" Most seeds {'also ' if held else ''}diverged in {', '.join(c for c in caused if c not in held)}, "
+                        "more than at the same rate without staleness" + LEAD + ": staleness may have lowered the "
+                        "stable learning rate there; recheck with more seeds.")
         untold = [r for r in diverged if r["condition"] not in caused]
         if untold:
             overall += f" Most seeds {'also ' if caused else ''}diverged in " + ", ".join(
@@ -330,7 +339,8 @@ class StalenessStudy(Study):
         said = "; ".join(f"{k} {r['figures']['final_cost'][0]:.4g} (sd {r['extra']['cost_sd']:.2g} over seeds"
                          + (f"; {r['extra']['diverged']} of {r['n']} seeds diverged, left out of the mean and the pairs"
                             if r["extra"].get("diverged") else "")
-                         + (f"; vs serial {words.signed(r['figures']['delta_vs_cost'], '.3g')}, {r['extra']['reading']})"
+                         + (f"; vs serial {words.signed(r['figures']['delta_vs_cost'], '.3g')}, {r['extra']['reading']}"
+                            f"{lead_mark(r, 'delta_vs_cost')})"
                             if r["params"]["vs"] else ")") for k, r in sae.items())
         paras.append(f"On the real objective (the UFLDL sparse autoencoder, Adam on the server at {SAE_LR:g}, the same "
                      f"examples in each condition), the final cost on the whole training set was: {said}.")

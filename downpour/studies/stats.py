@@ -206,6 +206,32 @@ def paired_test(row: dict[str, Any], name: str, baseline: Sequence[float], other
     return list(d), reading
 
 
+LEAD = " (a lead: not after Holm's correction)"   # beside a reading :func:`lead` holds (" (a lead)" in a list)
+
+
+def lead(row: dict[str, Any], test: str, alpha: float = 0.05) -> bool:
+    """Whether the comparison recorded as ``row["tests"][test]`` reads higher or lower on its own interval but not
+    after Holm's correction over the study (:func:`holm`, run before the verdict): what :func:`family_paragraph`
+    names a lead, and what every verdict marks beside the reading (:data:`LEAD`) or a conclusion drawn from it."""
+    t = row.get("tests", {}).get(test, {})
+    return t.get("reading") in ("higher", "lower") and not t.get("p_holm", 0.0) < alpha
+
+
+def lead_mark(row: dict[str, Any], test: str, mark: str = LEAD) -> str:
+    """``mark`` where the comparison ``test`` of ``row`` is a lead (:func:`lead`), else "": what a verdict puts
+    beside its reading (" (a lead)" in a list of them)."""
+    return mark if lead(row, test) else ""
+
+
+def leads_of(n: int, of: int) -> str:
+    """What to say beside a count of ``of`` readings, ``n`` of them leads (:func:`lead`): a conclusion that
+    counts them says so rather than passing them off as findings ("" when ``n`` is 0)."""
+    if not n:
+        return ""
+    return LEAD if of == 1 else (f" ({'all' if n == of else n} of them {'a lead' if n == 1 else 'leads'}: "
+                                 "not after Holm's correction)")
+
+
 def holm(rows: Sequence[dict[str, Any]]) -> int:
     """Holm's step-down adjustment over every comparison recorded in ``rows`` (one family: a study's
     verdict), written beside each as ``p_holm``; returns the family's size. A comparison that was not
