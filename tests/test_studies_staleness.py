@@ -325,40 +325,42 @@ def test_a_calibration_that_never_finished_stops_the_study_instead_of_recording_
         study_class("staleness")(quick=True).prepare()
 
 
-def test_holms_family_holds_only_the_divergence_tests_the_verdict_reads():
-    """diverged_vs was recorded for width and data rows too, which no verdict sentence reads: it grew the family
-    (9 to 12) and the Holm paragraph named readings the verdict never made."""
+def _planted_rows(n_seeds, outcome):
+    """The quick staleness study's rows over ``n_seeds`` planted seeds: the autoencoder rows a fixed cost, every
+    other row ``outcome(condition, seed)`` -> (succeeded, diverged)."""
     from downpour.studies.staleness import StalenessStudy
 
     study = StalenessStudy(quick=True)
-    conditions, seeds, cells = study.conditions(), list(range(8)), {}
+    conditions, seeds, cells = study.conditions(), list(range(n_seeds)), {}
     for c in conditions:
         for s in seeds:
             if c.group == "sae":
                 cells[(c.name, s)] = {"final_cost": 1.0 + 0.01 * s, "mean_staleness": 0.0}
-            else:                   # every stale width and data row diverges; the phase rows do not
-                diverged = float(bool(c.params["vs"]) and c.group in ("width", "data"))
-                cells[(c.name, s)] = {"success": 1.0 - diverged, "diverged": diverged, "mean_staleness": 0.0}
-    rows = study.summarise(conditions, cells, seeds)
+            else:
+                won, diverged = outcome(c, s)
+                cells[(c.name, s)] = {"success": float(won), "diverged": float(diverged), "mean_staleness": 0.0}
+    return study, study.summarise(conditions, cells, seeds)
+
+
+def test_holms_family_holds_only_the_divergence_tests_the_verdict_reads():
+    """diverged_vs was recorded for width and data rows too, which no verdict sentence reads: it grew the family
+    (9 to 12) and the Holm paragraph named readings the verdict never made."""
+    def outcome(c, s):                  # every stale width and data row diverges; the phase rows do not
+        diverged = bool(c.params["vs"]) and c.group in ("width", "data")
+        return not diverged, diverged
+
+    _, rows = _planted_rows(8, outcome)
     assert not [r["condition"] for r in rows if "diverged_vs" in r.get("tests", {})]
 
 
 def test_a_success_reading_holms_correction_does_not_keep_is_called_a_lead():
     """'async4 38% (Δ +38 points [...]: higher)' and 'staleness raised the success rate in 2' while Holm's
     paragraph below called one of the two a lead to recheck (McNemar p = 0.031 over a family of 9)."""
-    from downpour.studies.staleness import StalenessStudy
     from downpour.studies.stats import holm
 
-    study = StalenessStudy(quick=True)
-    conditions, seeds, cells = study.conditions(), list(range(16)), {}
-    for c in conditions:
-        for s in seeds:
-            if c.group == "sae":
-                cells[(c.name, s)] = {"final_cost": 1.0 + 0.01 * s, "mean_staleness": 0.0}
-            else:              # synchronous SGD never succeeds; delay4 at 0.125 always, async4 in 6 of 16 seeds
-                won = (c.name == "lr0.125/delay4") or (c.name == "lr0.125/async4" and s < 6)
-                cells[(c.name, s)] = {"success": float(won), "diverged": 0.0, "mean_staleness": 0.0}
-    rows = study.summarise(conditions, cells, seeds)
+    # synchronous SGD never succeeds; delay4 at 0.125 always, async4 in 6 of 16 seeds
+    study, rows = _planted_rows(16, lambda c, s: (c.name == "lr0.125/delay4" or (c.name == "lr0.125/async4" and s < 6),
+                                                  False))
     assert holm(rows) > 2
     by = {r["condition"]: r for r in rows}
     held = {k: by[f"lr0.125/{k}"]["tests"]["delta_vs_success"]["p_holm"] < 0.05 for k in ("delay4", "async4")}
@@ -372,19 +374,9 @@ def test_a_success_reading_holms_correction_does_not_keep_is_called_a_lead():
 def test_a_divergence_holms_correction_does_not_keep_is_not_blamed_on_staleness_as_a_finding():
     """8 of 8 stale seeds diverged against 0 of 8 (McNemar p = 0.0078, 0.0078 * 10 after Holm's correction) was
     told as 'significantly more ...: there staleness lowered the stable learning rate'."""
-    from downpour.studies.staleness import StalenessStudy
     from downpour.studies.stats import holm
 
-    study = StalenessStudy(quick=True)
-    conditions, seeds, cells = study.conditions(), list(range(8)), {}
-    for c in conditions:
-        for s in seeds:
-            if c.group == "sae":
-                cells[(c.name, s)] = {"final_cost": 1.0 + 0.01 * s, "mean_staleness": 0.0}
-            else:
-                diverged = float(c.name == "lr0.125/delay4")
-                cells[(c.name, s)] = {"success": 1.0 - diverged, "diverged": diverged, "mean_staleness": 0.0}
-    rows = study.summarise(conditions, cells, seeds)
+    study, rows = _planted_rows(8, lambda c, s: (c.name != "lr0.125/delay4", c.name == "lr0.125/delay4"))
     holm(rows)
     verdict = study.verdict(rows)
     assert "there staleness lowered the stable learning rate" not in verdict
