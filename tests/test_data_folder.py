@@ -196,9 +196,11 @@ def test_a_sub_folder_that_cannot_be_listed_is_named_not_dropped_unsaid(tmp_path
     cfg = DataConfig(source="folder", path=str(tmp_path), mode="crops", size=8, pipeline=pipeline, fit_sample=2)
     with caplog.at_level(logging.WARNING, logger="downpour.data"):
         data = open_data(cfg, seed=0)
+        assert caplog.text.count(f"cannot list {tmp_path / 'locked'}") == 1     # "auto" said it 2-3 times
+        open_data(cfg, seed=0)      # the next run in this process (a study's next cell): said once per process
     assert len(data) == 4
     assert data.info["unlisted"] == [{"folder": str(tmp_path / "locked"), "reason": "PermissionError: Permission denied"}]
-    assert caplog.text.count(f"cannot list {tmp_path / 'locked'}") == 1     # "auto" said it 2-3 times
+    assert caplog.text.count(f"cannot list {tmp_path / 'locked'}") == 2
 
 
 def test_an_image_under_two_names_is_read_once(tmp_path, caplog):
@@ -212,10 +214,37 @@ def test_an_image_under_two_names_is_read_once(tmp_path, caplog):
     (tmp_path / "data" / "x2.png").symlink_to(tmp_path / "outside.png")
     with caplog.at_level(logging.WARNING, logger="downpour.data"):
         files, ignored = image_files(tmp_path / "data")
-        image_files(tmp_path / "data")
+        assert "listed already" not in caplog.text        # a listing (the checks, "auto"'s count) says nothing
+        loaded = load_folder(tmp_path / "data")
     assert [p.name for p in files] == ["0.png", "1.png", "2.png", "x1.png"]    # each under its first name
-    assert ignored == 2 and len(load_folder(tmp_path / "data")) == 4
-    assert caplog.text.count("2 image file(s) name a file listed already") == 1
+    assert ignored == 2 and len(loaded) == 4
+    assert loaded.info["aliases"] == [{"file": str(tmp_path / "data" / n), "is": str(tmp_path / "data" / m)}
+                                      for n, m in (("alias.png", "1.png"), ("x2.png", "x1.png"))]
+    assert caplog.text.count("2 image file(s) name a file listed already (e.g. ") == 1
+
+
+@pytest.mark.parametrize("pipeline", ["memory", "stream"])
+def test_every_run_in_one_process_says_what_its_folder_left_out(tmp_path, monkeypatch, caplog, pipeline):
+    """Said once per process until 2026-12-04: the second of two `main([...])` calls, or a study's second cell, was
+    silent about the unlisted folder and the image under two names while its data.json recorded them."""
+    from downpour.cli import main
+    for i in range(6):
+        _png(tmp_path / "data" / "ok" / f"{i}.png", i)
+    _png(tmp_path / "data" / "locked" / "0.png", 9)
+    (tmp_path / "data" / "ok" / "alias.png").symlink_to(tmp_path / "data" / "ok" / "1.png")
+    _unlistable(monkeypatch, tmp_path / "data" / "locked")
+    said, streamed = [], ["--set", "data.fit_sample=6", "--set", "data.loader_workers=0"] if pipeline == "stream" else []
+    for run in ("r1", "r2"):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="downpour.data"):
+            assert main(["train", "--config", "ufldl-sae", "--steps", "2", "--runner", "local", "--no-report",
+                         "--set", "train.tensorboard=false", "--set", "data.source=folder",
+                         "--set", f"data.path={tmp_path / 'data'}", "--set", f"data.pipeline={pipeline}",
+                         "--set", "data.samples=100", *streamed, "--out", str(tmp_path / run)]) == 0
+        said.append((caplog.text.count("cannot list"), caplog.text.count("name a file listed already")))
+        recorded = json.loads((tmp_path / run / "data.json").read_text())
+        assert recorded["n_ignored"] == 1 and len(recorded["unlisted"]) == 1 and len(recorded["aliases"]) == 1
+    assert said == [(1, 1), (1, 1)]
 
 
 def test_a_folder_that_cannot_be_listed_is_an_error_saying_so(tmp_path, monkeypatch):

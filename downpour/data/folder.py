@@ -119,29 +119,18 @@ def draft_scale(img: Image.Image, shrink_to: int, tile: int = 0) -> int:
     return decode_reduction(img.height, img.width, tile, shrink_to)
 
 
-_SAID: set[str] = set()    # what this process has warned of about a folder (a run lists it two or three times)
-
-
-def _warn_once(key: str, message: str, *args: Any) -> None:
-    if key not in _SAID:
-        _SAID.add(key)
-        log.warning(message, *args)
-
-
 def walk_files(root: Path, unlisted: list[dict[str, str]] | None = None) -> Iterator[Path]:
     """Every file under ``root``, hidden ones too, in a fixed order, through symbolic links to folders
     outside ``root`` (each real folder once: two links to one folder give its files once, under the
     first link in sorted order); a link to a folder inside ``root`` is not followed (its files are read
     where they lie, and a link to a parent would loop); a link to nothing counts as a file (reading it
     fails, naming it). ``unlisted``: where a folder that cannot be listed (no permission) is recorded as
-    {"folder", "reason"} and logged, once per process (a run walks its folder two or three times: the
-    checks, pipeline "auto"'s count, the load); os.walk drops it without a word (until 2026-12-04 its images did)."""
+    {"folder", "reason"}, not logged: a run walks its folder two or three times (the checks, pipeline "auto"'s
+    count, the load), and the load says what it left out (:func:`say_left_out`); os.walk drops it without a word
+    (until 2026-12-04 its images did)."""
     def unlistable(err: OSError) -> None:
-        reason = f"{type(err).__name__}: {err.strerror}"
-        _warn_once(str(err.filename), "folder %s: cannot list %s (%s): its files are left out", root, err.filename,
-                   reason)
         if unlisted is not None:
-            unlisted.append({"folder": str(err.filename), "reason": reason})
+            unlisted.append({"folder": str(err.filename), "reason": f"{type(err).__name__}: {err.strerror}"})
 
     inside = os.path.realpath(root)
     seen: set[str] = set()
@@ -168,11 +157,12 @@ def hidden(path: Path, root: Path) -> bool:
     return any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
-def image_files(path: str | Path, labels: bool = False,
-                unlisted: list[dict[str, str]] | None = None) -> tuple[list[Path], int]:
+def image_files(path: str | Path, labels: bool = False, unlisted: list[dict[str, str]] | None = None,
+                aliases: list[dict[str, str]] | None = None) -> tuple[list[Path], int]:
     """(the image files under ``path``, sorted by relative path; how many other files were ignored).
     Raises DataError for a missing, unlistable or empty folder, or (``labels``) images outside the class
-    sub-folders. ``unlisted``: filled with the sub-folders that cannot be listed (:func:`walk_files`)."""
+    sub-folders. ``unlisted``: filled with the sub-folders that cannot be listed (:func:`walk_files`);
+    ``aliases``: with the names of files listed already (:func:`_once_each`). Logs nothing: see :func:`say_left_out`."""
     root = Path(path)
     if not str(path):
         raise DataError("data.path is empty: the folder source needs the folder to read")
@@ -184,7 +174,7 @@ def image_files(path: str | Path, labels: bool = False,
     if unlisted and unlisted[0]["folder"] == str(root):
         raise DataError(f"image folder {str(root)!r} cannot be listed: {unlisted[0]['reason']}")
     files = sorted(p for p in every if not hidden(p, root))
-    candidates = _once_each([p for p in files if p.suffix.lower() in known], root)
+    candidates = _once_each([p for p in files if p.suffix.lower() in known], aliases)
     if not candidates:
         raise DataError(f"image folder {str(root)!r} holds no image files ({len(files)} other files); "
                         f"expected extensions like .png, .jpg")
@@ -196,18 +186,35 @@ def image_files(path: str | Path, labels: bool = False,
     return candidates, len(every) - len(candidates)
 
 
-def _once_each(files: list[Path], root: Path) -> list[Path]:
+def _once_each(files: list[Path], aliases: list[dict[str, str]] | None = None) -> list[Path]:
     """``files`` with each real file once, under its first name in sorted order: a link to an image listed
-    already (another name inside the folder, two links to one file) trained it twice before 2026-12-04."""
+    already (another name inside the folder, two links to one file) trained it twice before 2026-12-04.
+    ``aliases``: where each dropped name is recorded as {"file": it, "is": the name kept}."""
     first: dict[str, Path] = {}
     for p in files:
-        first.setdefault(os.path.realpath(p), p)
-    if len(first) < len(files):
-        kept = set(first.values())
-        twin = next(p for p in files if p not in kept)
-        _warn_once(f"{root}: links", "image folder %s: %d image file(s) name a file listed already (e.g. %s is %s); "
-                   "each file is read once", root, len(files) - len(first), twin, first[os.path.realpath(twin)])
+        kept = first.setdefault(os.path.realpath(p), p)
+        if kept is not p and aliases is not None:
+            aliases.append({"file": str(p), "is": str(kept)})
     return list(first.values())
+
+
+def left_out(unlisted: list[dict[str, str]], aliases: list[dict[str, str]]) -> dict[str, Any]:
+    """What a listing records in a run's data.json (``info``) beside ``n_ignored``: the folders it could not list
+    and the names of files it read under another name; only those that happened."""
+    return {**({"unlisted": unlisted} if unlisted else {}), **({"aliases": aliases} if aliases else {})}
+
+
+def say_left_out(root: str | Path, info: dict[str, Any]) -> None:
+    """Log what :func:`left_out` recorded in ``info``: called by the data's load (in memory, or the stream's
+    driver), once per listing a run trains on. The listings' own walks log nothing: until 2026-12-04 they warned
+    once per process, so a second run in one Python (a study's next cell, a second ``main([...])``) left an
+    unlisted folder, or an image under two names, unsaid while its data.json recorded them."""
+    for entry in info.get("unlisted", []):
+        log.warning("folder %s: cannot list %s (%s): its files are left out", root, entry["folder"], entry["reason"])
+    aliases = info.get("aliases", [])
+    if aliases:
+        log.warning("image folder %s: %d image file(s) name a file listed already (e.g. %s is %s); each file is read "
+                    "once", root, len(aliases), aliases[0]["file"], aliases[0]["is"])
 
 
 def class_labels(root: str | Path, files: list[Path]) -> tuple[list[str], list[int]]:
@@ -225,7 +232,10 @@ def load_folder(path: str | Path, grey: bool = True, labels: bool = False, shrin
     ``shrink_to``, ``tile``: JPEGs decoded reduced for crops of that side (:func:`read_image`)."""
     root = Path(path)
     unlisted: list[dict[str, str]] = []
-    candidates, n_ignored = image_files(path, labels, unlisted)
+    aliases: list[dict[str, str]] = []
+    candidates, n_ignored = image_files(path, labels, unlisted, aliases)
+    info = {"path": str(root), "n_ignored": n_ignored, **left_out(unlisted, aliases)}   # hidden, non-image, aliases
+    say_left_out(root, info)
     classes, class_of = class_labels(root, candidates) if labels else ([], [0] * len(candidates))
     images, names, y, skipped = [], [], [], []
     for p, label in zip(candidates, class_of):
@@ -240,9 +250,6 @@ def load_folder(path: str | Path, grey: bool = True, labels: bool = False, shrin
     if not images:
         raise DataError(f"image folder {str(root)!r}: none of its {len(candidates)} image files could be read "
                         f"(first: {skipped[0]['file']}: {skipped[0]['reason']})")
-    info = {"path": str(root), "n_ignored": n_ignored}   # hidden and non-image files
-    if unlisted:
-        info["unlisted"] = unlisted
     if labels:
         info["classes"] = classes
         found = set(y)

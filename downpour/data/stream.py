@@ -29,7 +29,7 @@ from downpour.config import FILE_SOURCES, DataConfig
 from downpour.data.augment import Augment
 from downpour.data.dataset import shard_range
 from downpour.data.arrays import array_header, check_magic
-from downpour.data.folder import class_labels, image_files
+from downpour.data.folder import class_labels, image_files, left_out, say_left_out
 from downpour.data.loader import StreamBatches
 from downpour.data.preprocess import Preprocess, fit_needs, fitted, too_few_to_fit
 from downpour.data.reader import Cut, ItemReader
@@ -62,8 +62,9 @@ def list_items(cfg: DataConfig) -> Listing:
     """The items of ``cfg``'s source (folder, video or ``.npy``); errors name the path."""
     if cfg.source == "folder":
         unlisted: list[dict[str, str]] = []
-        files, ignored = image_files(cfg.path, cfg.labels, unlisted)
-        info: dict[str, Any] = {"n_ignored": ignored, **({"unlisted": unlisted} if unlisted else {})}
+        aliases: list[dict[str, str]] = []
+        files, ignored = image_files(cfg.path, cfg.labels, unlisted, aliases)
+        info: dict[str, Any] = {"n_ignored": ignored, **left_out(unlisted, aliases)}
         labels = None
         if cfg.labels:     # numbered as the in-memory path numbers them: every class folder, read or not
             classes, class_of = class_labels(cfg.path, files)
@@ -71,7 +72,9 @@ def list_items(cfg: DataConfig) -> Listing:
             info["classes"] = classes
         return Listing([str(p) for p in files], labels, info)
     if cfg.source == "video":
-        return Listing([str(p) for p in video_files(Path(cfg.path))], None, {})
+        unlisted: list[dict[str, str]] = []
+        videos = video_files(Path(cfg.path), unlisted)
+        return Listing([str(p) for p in videos], None, left_out(unlisted, []))
     if Path(cfg.path).suffix != ".npy":
         raise DataError(f"data.pipeline = 'stream' memory-maps a .npy file; {cfg.path!r} is not one "
                         "(an .npz is compressed: load it in memory, or save x as .npy)")
@@ -175,6 +178,7 @@ def open_stream(cfg: DataConfig, seed: int, listing: Listing | None = None, per_
     ``per_image``: the patches to cut per image (data.mode = "patches"), instead of data.samples over the
     images: what a resumed run began with."""
     listing = listing or list_items(cfg)
+    say_left_out(cfg.path, listing.info or {})      # once per stream opened: the listing logged nothing
     n = len(listing.items)
     items, labels = listing.items, listing.labels
     if not isinstance(items, range):            # files: one seeded shuffle, so contiguous shards are fair

@@ -13,7 +13,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from downpour.data.folder import hidden, walk_files
+from downpour.data.folder import hidden, left_out, say_left_out, walk_files
 from downpour.data.images import UNREADABLE, ImageSet, skip, to_chw
 from downpour.errors import DataError
 
@@ -96,14 +96,17 @@ def sample_frames(path: Path, k: int) -> list[np.ndarray]:
     return [kept[i] for i in wanted if i in kept]
 
 
-def video_files(path: Path) -> list[Path]:
-    """``path`` itself if it is a file, else the video files under it (recursive, sorted)."""
+def video_files(path: Path, unlisted: list[dict[str, str]] | None = None) -> list[Path]:
+    """``path`` itself if it is a file, else the video files under it (recursive, sorted); ``unlisted``: filled
+    with the sub-folders that cannot be listed (:func:`~downpour.data.folder.walk_files`; the load logs them)."""
     if path.is_file():
         return [path]
     if not path.is_dir():
         raise DataError(f"video path {str(path)!r} does not exist")
-    # (a sub-folder that cannot be listed is logged by walk_files, not dropped unsaid)
-    files = sorted(p for p in walk_files(path) if p.suffix.lower() in VIDEO_EXTENSIONS and not hidden(p, path))
+    unlisted = [] if unlisted is None else unlisted
+    files = sorted(p for p in walk_files(path, unlisted) if p.suffix.lower() in VIDEO_EXTENSIONS and not hidden(p, path))
+    if unlisted and unlisted[0]["folder"] == str(path):
+        raise DataError(f"video folder {str(path)!r} cannot be listed: {unlisted[0]['reason']}")
     if not files:
         raise DataError(f"video folder {str(path)!r} holds no video files (extensions {', '.join(sorted(VIDEO_EXTENSIONS))})")
     return files
@@ -114,7 +117,10 @@ def load_videos(path: str | Path, frames_per_video: int = 3, grey: bool = True) 
     if not str(path):
         raise DataError("data.path is empty: the video source needs a video file or folder")
     root = Path(path)
-    files = video_files(root)
+    unlisted: list[dict[str, str]] = []
+    files = video_files(root, unlisted)
+    left = left_out(unlisted, [])
+    say_left_out(root, left)                # (not dropped unsaid)
     images, names, skipped = [], [], []
     for f in files:
         try:
@@ -128,4 +134,5 @@ def load_videos(path: str | Path, frames_per_video: int = 3, grey: bool = True) 
         raise DataError(f"video path {str(root)!r}: none of its {len(files)} video files could be decoded "
                         f"(first: {skipped[0]['file']}: {skipped[0]['reason']})")
     return ImageSet(images, names, skipped=skipped,
-                    info={"path": str(root), "n_videos": len(files) - len(skipped), "frames_per_video": frames_per_video})
+                    info={"path": str(root), "n_videos": len(files) - len(skipped), "frames_per_video": frames_per_video,
+                          **left})
