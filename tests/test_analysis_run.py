@@ -527,3 +527,46 @@ def test_a_unit_the_concept_lowers_is_shown_beside_the_images_it_answers_least_a
     k = len(a["top_images"]["indices"])
     assert f"its top {k} of " in said[1] and "answers least" not in said[1]
     assert f"the {k} it answers least of " in said[-1] and f"its top {k}" not in said[-1]
+
+
+def _jpeg_classes(root: Path) -> Path:
+    """Classes a/ and b/ of four 128x128 grey JPEGs each (quality 90), with structure down to 16 px."""
+    import numpy as np
+    from PIL import Image
+
+    for k, c in enumerate("ab"):
+        (root / c).mkdir(parents=True)
+        for i in range(4):
+            small = np.random.default_rng(10 * i + k).integers(0, 256, (8, 8), dtype=np.uint8)
+            Image.fromarray(small).resize((128, 128), Image.BICUBIC).save(root / c / f"{i}.jpg", quality=90)
+    return root
+
+
+def test_a_labelled_folder_decodes_its_jpegs_in_full_or_reduced_as_asked(tmp_path):
+    """Against an independent reference: Pillow's full decode, resized to 8x8 by torch (each image is square)."""
+    import numpy as np
+    from PIL import Image
+
+    from downpour.analysis.labelled import load_labelled, resize_to
+
+    root = _jpeg_classes(tmp_path)
+    full = [resize_to(torch.from_numpy(np.asarray(Image.open(p), np.float32) / 255)[None, None], (1, 8, 8))[0]
+            for p in sorted(root.glob("*/*.jpg"))]
+    for draft in (False, True):
+        data = load_labelled(str(root), (1, 8, 8), jpeg_draft=draft)
+        gap = max(min(float((x - row).abs().max()) for row in data.pixels) for x in full)   # rows are shuffled
+        assert (gap < 1e-5) is not draft and data.info["jpeg_draft"] is draft      # draft: a 1/8 decode, 16x16
+
+
+@pytest.mark.parametrize("draft", [True, False])
+def test_a_labelled_folder_is_decoded_as_the_run_decoded_its_own_jpegs(run_dir, tmp_path, draft):
+    """It was decoded with data.jpeg_draft's default whatever the run had recorded: a run trained with false (every
+    JPEG in full) was analysed on reduced decodes, and analysis.json said jpeg_draft true."""
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    config = copy / "config.toml"
+    assert "jpeg_draft = true" in config.read_text()
+    config.write_text(config.read_text().replace("jpeg_draft = true", f"jpeg_draft = {str(draft).lower()}"))
+    fast = {k: v for k, v in FAST.items() if k != "bootstrap"}          # (the face test's alone)
+    a = analyze_run(copy, **{**fast, "probes": [], "dataset": str(_jpeg_classes(tmp_path / "classes")), "positive": 1})
+    assert a["labelled_set"]["jpeg_draft"] is draft

@@ -159,10 +159,12 @@ def invariance_summary(result: dict[str, Any], floor: float = 0.5) -> dict[str, 
     return {"floor": floor, "ranges": out}
 
 
-def load_poses(path: str, shape: tuple[int, ...], prepare: Preprocess) -> dict[float, torch.Tensor]:
-    """``analysis.poses``: {angle: images} from a folder with one sub-folder per angle in degrees."""
+def load_poses(path: str, shape: tuple[int, ...], prepare: Preprocess,
+               jpeg_draft: bool = True) -> dict[float, torch.Tensor]:
+    """``analysis.poses``: {angle: images} from a folder with one sub-folder per angle in degrees (``jpeg_draft``:
+    the run's data.jpeg_draft)."""
     try:
-        posed = load_labelled(path, shape, prepare=prepare)
+        posed = load_labelled(path, shape, prepare=prepare, jpeg_draft=jpeg_draft)
     except DataError as err:
         raise ConfigError(f"analysis.poses: {err}", key="analysis.poses") from None
     out: dict[float, torch.Tensor] = {}

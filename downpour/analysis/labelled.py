@@ -86,7 +86,7 @@ def prepare_images(x: Tensor, input_shape: tuple[int, ...], prepare: Callable[[T
 
 def load_labelled(spec: str, input_shape: tuple[int, ...], *,
                   prepare: Callable[[Tensor], Tensor] | None = None,
-                  lfw_fold: tuple[int, int] | None = None) -> LabelledSet:
+                  lfw_fold: tuple[int, int] | None = None, jpeg_draft: bool = True) -> LabelledSet:
     """A labelled set by name (``lfw``, ``digits``) or image-folder path, at ``input_shape`` (C, H, W).
 
     A model responds meaningfully only to inputs prepared like its training data, so the images go
@@ -94,7 +94,8 @@ def load_labelled(spec: str, input_shape: tuple[int, ...], *,
     normalisation statistics and ZCA matrix, in training's order). ``raw`` keeps the images for the
     baselines: lfw and digits at their native size (25 x 25 and 8 x 8 grey, [0, 1]); a folder's images
     resized to ``input_shape`` (they have no common native size) but not prepared. ``lfw_fold``: the
-    run's ``data.lfw_fold()`` (lfw's held-out part is then that fold's).
+    run's ``data.lfw_fold()`` (lfw's held-out part is then that fold's). ``jpeg_draft``: the run's
+    ``data.jpeg_draft``, so a folder's JPEGs are decoded as the run decoded its own (recorded in ``info``).
     """
     c, h, w = input_shape
     if spec == "lfw":
@@ -110,7 +111,7 @@ def load_labelled(spec: str, input_shape: tuple[int, ...], *,
         x, y, classes, raw = data.x, data.y, [str(k) for k in range(10)], data.x
         info = {"source": "scikit-learn digits (8x8, resized)"}
     else:
-        x, y, classes, info = _load_folder(spec, input_shape)
+        x, y, classes, info = _load_folder(spec, input_shape, jpeg_draft)
         raw = None
     if y is None:
         raise DataError(f"labelled set {spec!r} has no labels")
@@ -128,8 +129,11 @@ def load_labelled(spec: str, input_shape: tuple[int, ...], *,
 _FOLDER_INFO = ("path", "classes", "grey", "mode", "size", "tile", "jpeg_draft", "n_images", "n_samples", "n_ignored", "n_skipped", "skipped")
 
 
-def _load_folder(path: str, input_shape: tuple[int, ...]) -> tuple[Tensor, Tensor, list[str], dict[str, Any]]:
-    """An image folder with one sub-folder per class, through the data layer's folder source."""
+def _load_folder(path: str, input_shape: tuple[int, ...],
+                 jpeg_draft: bool) -> tuple[Tensor, Tensor, list[str], dict[str, Any]]:
+    """An image folder with one sub-folder per class, through the data layer's folder source, its JPEGs decoded
+    reduced or not as the run's ``jpeg_draft`` says (until 2026-12-04 always DataConfig's default, reduced: a
+    run trained with data.jpeg_draft = false was analysed on images it would not have seen)."""
     root = Path(path)
     if not root.is_dir():
         raise DataError(f"labelled set {path!r} is neither a built-in set ({', '.join(BUILT_IN)}) nor a folder")
@@ -139,7 +143,7 @@ def _load_folder(path: str, input_shape: tuple[int, ...]) -> tuple[Tensor, Tenso
     from downpour.config import DataConfig
     from downpour.data import build_dataset
     cfg = DataConfig(source="folder", path=str(root), size=input_shape[1], mode="crops",
-                     grey=input_shape[0] == 1, labels=True)
+                     grey=input_shape[0] == 1, labels=True, jpeg_draft=jpeg_draft)
     data = build_dataset(cfg, seed=0)
     files = {k: v for k, v in data.info.items() if k in _FOLDER_INFO}   # its processing is the run's, added after
     return data.x, data.y, list(data.info.get("classes", classes)), {"source": f"image folder {root}", **files}

@@ -209,8 +209,9 @@ def _analyze(run_path: str | Path, options: dict[str, Any]) -> dict[str, Any]:
     seed = cfg.seed
     prepare = run_preprocess(run)
     fold = cfg.data.lfw_fold()              # the lfw images this run held out (data.lfw_heldout)
-    data = load_labelled(opts.dataset, shape, prepare=prepare, lfw_fold=fold)
-    poses = load_poses(opts.poses, shape, prepare) if opts.poses else None     # named now, not after the face test
+    draft = cfg.data.jpeg_draft             # a folder's JPEGs decoded as the run decoded its own
+    data = load_labelled(opts.dataset, shape, prepare=prepare, lfw_fold=fold, jpeg_draft=draft)
+    poses = load_poses(opts.poses, shape, prepare, draft) if opts.poses else None     # named now, not after the face test
     twin = random_twin(run, seed + 1)      # not seed: that would be the run's own initial weights
     no_faces = no_faces_of(run, opts, layer) if opts.runs_face_test() else None   # (only the face test scores it)
     pictures = run.path / "figures"
@@ -283,7 +284,8 @@ def _measure(run: RunDir, model: FeatureModel, opts: AnalysisConfig, layer: str,
     probes = []
     probe_layers = [check_layer(model, name) for name in opts.probe_layers] or default_probe_layers(model, layer)
     for name in opts.probes:
-        probe_data = data if name == opts.dataset else load_labelled(name, shape, prepare=prepare, lfw_fold=fold)
+        probe_data = data if name == opts.dataset else load_labelled(name, shape, prepare=prepare, lfw_fold=fold,
+                                                                     jpeg_draft=run.config.data.jpeg_draft)
         probes.append({**probe_table(model, probe_data, layers=probe_layers, folds=opts.probe_folds, seed=seed,
                                      max_samples=opts.probe_samples), **_trained_on(run.config, model, name)})
 

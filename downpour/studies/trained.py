@@ -123,7 +123,8 @@ def probe_accuracies(run: RunDir, model: FeatureModel, sets: Sequence[str], laye
     shape = tuple(model.input_shape)
     out = {}
     for name in sets:
-        table = probe_table(model, load_labelled(name, shape, prepare=prepare), layers=list(layers), folds=folds,
+        images = load_labelled(name, shape, prepare=prepare, jpeg_draft=run.config.data.jpeg_draft)
+        table = probe_table(model, images, layers=list(layers), folds=folds,
                             seed=seed, max_samples=samples)
         out.update({f"{name}/{row['features']}": row["mean"] for row in table["rows"]})
     return out
