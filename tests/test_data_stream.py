@@ -250,6 +250,22 @@ def test_a_folder_gone_mid_run_is_named_as_gone_not_as_one_bad_file(tmp_path, ou
         _take(batches, 40)
 
 
+def test_files_gone_beside_a_bad_one_that_stayed_are_named_as_gone_and_the_bad_one_counted_apart(tmp_path):
+    """The message named the bad file that stayed, "(first: bad.png: UnidentifiedImageError ...)": one bad image."""
+    root = _folder(tmp_path / "photos", n=6, bad=["bad.png"])
+    batches = open_data(_cfg(root), seed=0).batches(2, torch.Generator().manual_seed(0))
+    _take(batches, 6)
+    for f in root.glob("im*.png"):
+        f.unlink()
+    with pytest.raises(DataError) as err:
+        _take(batches, 60)
+    said = str(err.value)
+    assert said.startswith(f"none of the 7 items of this stream can be read: 6 of their files are gone from data.path "
+                           f"{str(root)!r} (first: {root / 'im0'}")
+    assert said.endswith(f"resume the run once they are back; 1 more is there and cannot be read ({root / 'bad.png'}: "
+                         f"UnidentifiedImageError: cannot identify image file {str(root / 'bad.png')!r})")
+
+
 def test_a_fitting_sample_of_only_bad_files_names_the_first_as_file_and_reason(tmp_path):
     """It printed the skip record, a Python dict."""
     root = _folder(tmp_path, n=0, bad=["x.png", "y.png"])

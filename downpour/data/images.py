@@ -74,6 +74,30 @@ def skip(skipped: list[dict[str, str]], file: str, reason: str) -> None:
         log.warning("%d files skipped so far; any more are not logged one by one (data.json names every one)", LOGGED)
 
 
+def none_read(root: str, skipped: list[dict[str, str]]) -> str:
+    """Why no file under ``root`` gave an image, from its skip records, for "none of the N ... can be read"
+    (``root`` "": an array's rows): the folder gone (unmounted, moved), its files gone from it, or files that are
+    there and cannot be decoded, each named by its first. Until 2026-12-04 files gone beside one bad file that
+    stayed read as that file's fault: "(first: bad.png: UnidentifiedImageError ...)"."""
+    def first(entries: list[dict[str, str]]) -> str:
+        return f"(first: {entries[0]['file']}: {entries[0]['reason']})"
+
+    if not root or not skipped:
+        return f" {first(skipped)}" if skipped else ""
+    if not Path(root).exists():
+        return f": data.path {root!r} no longer exists (unmounted or moved?); resume the run once it is back {first(skipped)}"
+    gone = [e for e in skipped if not Path(e["file"]).exists()]
+    bad = [e for e in skipped if e not in gone]
+    if not gone:
+        return f" {first(bad)}"
+    if not bad:
+        return f": their files are gone from data.path {root!r}; resume the run once they are back {first(gone)}"
+    there = f"1 more is there and cannot be read ({bad[0]['file']}: {bad[0]['reason']})" if len(bad) == 1 else \
+        f"{len(bad)} more are there and cannot be read {first(bad)}"
+    return (f": {len(gone)} of their files are gone from data.path {root!r} (first: {gone[0]['file']}); resume the run "
+            f"once they are back; {there}")
+
+
 def to_chw(array: np.ndarray, grey: bool) -> np.ndarray:
     """Any image array -> float32 (C, H, W) with C = 1 (``grey``) or 3.
 

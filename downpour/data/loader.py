@@ -40,7 +40,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from downpour.batch import Batch
-from downpour.data.images import skip
+from downpour.data.images import none_read, skip
 from downpour.data.reader import ItemReader
 from downpour.errors import DataError
 
@@ -188,23 +188,12 @@ class StreamBatches:
             if len(self._barren) >= len(self.data):
                 shard = self.data.info.get("shard")
                 whose = f"worker {shard['index']}'s shard ({shard['of']} workers)" if shard else "this stream"
-                raise DataError(f"none of the {len(self.data)} items of {whose} can be read{self._gone()} "
-                                f"(first: {self.skipped[0]['file']}: {self.skipped[0]['reason']})")
+                root = "" if self._reader.source == "array" else self.data.cfg.path
+                raise DataError(f"none of the {len(self.data)} items of {whose} can be read"
+                                f"{none_read(root, self.skipped)}")
             self._next = (epoch + 1, 0) if p + 1 == len(self.data) else (epoch, p + 1)
             if p + 1 == len(self.data) or (p + 1) % self._mix == 0:
                 self._close_block()
-
-    def _gone(self) -> str:
-        """Why no item reads, where the disk can say: data.path itself gone (unmounted, moved) or every skipped
-        file gone from it. After an outage the error named only the first file, which read as one bad image."""
-        root = self.data.cfg.path
-        if self._reader.source == "array" or not root:
-            return ""
-        if not Path(root).exists():
-            return f": data.path {root!r} no longer exists (unmounted or moved?); resume the run once it is back"
-        if not any(Path(e["file"]).exists() for e in self.skipped):
-            return f": their files are gone from data.path {root!r}; resume the run once they are back"
-        return ""
 
     def _recover(self, k: int) -> None:
         """Item ``k``, skipped before, gave samples now: no longer skipped; named in ``recovered`` instead."""
