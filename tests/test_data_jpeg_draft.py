@@ -9,7 +9,7 @@ from PIL import Image
 
 from downpour.config import ConfigError, DataConfig
 from downpour.data import build_dataset
-from downpour.data.folder import load_folder, read_image
+from downpour.data.folder import load_folder, read_image, read_scaled
 from downpour.data.pipeline import open_data
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -46,10 +46,33 @@ def test_a_jpeg_decodes_at_the_largest_reduction_whose_square_still_covers_the_c
     assert read_image(path, True).shape == (1, h, w)              # shrink_to = 0 (patches mode): full
 
 
-def test_a_tiled_crop_lays_its_grid_on_native_pixels_so_decodes_in_full(tmp_path):
+@pytest.mark.parametrize("tile, size, scale", [
+    (100, 8, 2),      # 4x6 tiles of 100 px, margins 40 and 80 px: at 1/2 tiles of 50 >= 4 x 8; at 1/4 25 < 32
+    (128, 8, 4),      # margins 96 and 0: at 1/4 tiles of 32 = 4 x 8; at 1/8 16 < 32
+    (100, 13, 1),     # at 1/2 tiles of 50 < 4 x 13: the resize after would be nearly none, so in full
+    (110, 8, 1),      # the 90-px margin halves to 45 px, not whole 2-px blocks: in full
+    (500, 8, 8),      # under one tile: its centred square, as without a tile
+])
+def test_a_tiled_crop_decodes_reduced_only_where_its_tiles_stay_four_crops_wide_on_whole_blocks(tmp_path, tile,
+                                                                                                 size, scale):
+    """Until 2026-12-04 any grid (a side >= tile) decoded in full."""
     path = _photo(tmp_path / "a.jpg", 640, 480)
-    assert read_image(path, True, shrink_to=8, tile=100).shape == (1, 480, 640)     # 4x6 tiles of 100 native px
-    assert read_image(path, True, shrink_to=8, tile=500).shape == (1, 60, 80)       # under one tile: its centred square
+    assert read_scaled(path, True, shrink_to=size, tile=tile)[0].shape == (1, 480 // scale, 640 // scale)
+    assert read_scaled(path, True, shrink_to=size, tile=tile)[1] == scale
+
+
+@pytest.mark.parametrize("tile", [100, 128])
+def test_reduced_tiles_are_the_native_grid_within_a_grey_level_of_the_full_decodes(tmp_path, tile):
+    """The same grid of tiles (laid on native pixels, cut at 1/s), each within the whole-image path's tolerance."""
+    _photo(tmp_path / "a.jpg", 640, 480, seed=1)
+    _photo(tmp_path / "b.jpg", 600, 400, seed=2, exif=6)
+    kw = dict(source="folder", path=str(tmp_path), mode="crops", size=8, tile=tile)
+    full = build_dataset(DataConfig(**kw, jpeg_draft=False), 0)
+    draft = build_dataset(DataConfig(**kw), 0)
+    native = (640 // tile) * (480 // tile) + (400 // tile) * (600 // tile)      # the grid of each native image
+    assert len(full.x) == len(draft.x) == native
+    gap = np.abs(draft.x.numpy() - full.x.numpy())
+    assert 0 < gap.max() < 0.01 and gap.mean() < 0.002
 
 
 def test_other_formats_decode_in_full(tmp_path):
@@ -75,9 +98,9 @@ def test_the_exif_turn_is_applied_to_the_reduced_image(tmp_path):
     assert np.allclose(turned[0], np.rot90(stored[0], k=-1), atol=1e-6)   # orientation 6: turn clockwise (luma sums in another order)
 
 
-def test_patches_and_tiles_read_the_same_samples_with_or_without_it(tmp_path):
+def test_patches_and_unaligned_tiles_read_the_same_samples_with_or_without_it(tmp_path):
     _photo(tmp_path / "a.jpg", 640, 480)
-    for kw in ({"mode": "patches", "samples": 50}, {"mode": "crops", "tile": 100}):
+    for kw in ({"mode": "patches", "samples": 50}, {"mode": "crops", "tile": 110}):
         on, off = (build_dataset(DataConfig(source="folder", path=str(tmp_path), size=8, jpeg_draft=d, **kw), 0)
                    for d in (True, False))
         assert torch.equal(on.x, off.x)
@@ -93,7 +116,7 @@ def test_the_stream_reads_exactly_the_in_memory_samples(tmp_path, tile):
     x = next(stream.batches(len(memory), torch.Generator().manual_seed(1))).x
     assert sorted(r.numpy().tobytes() for r in x) == sorted(r.numpy().tobytes() for r in memory.x)
     full = build_dataset(DataConfig(**base, pipeline="memory", jpeg_draft=False), seed=0)
-    assert torch.equal(full.x, memory.x) == bool(tile)          # reduced on both paths, unless tiled
+    assert not torch.equal(full.x, memory.x)          # reduced on both paths (tiled: at 1/2, tiles of 50 px)
     assert load_folder(tmp_path, shrink_to=8).images[0].shape == (1, 100, 150)   # 600x400 at 1/4
 
 

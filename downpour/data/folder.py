@@ -79,36 +79,43 @@ def _integer_grey(img: Image.Image) -> np.ndarray:
 
 
 def read_image(path: Path, grey: bool, shrink_to: int = 0, tile: int = 0) -> np.ndarray:
-    """One file -> float32 (C, H, W) in [0, 1] (floats as stored), turned upright by its EXIF orientation
+    """:func:`read_scaled`'s image alone."""
+    return read_scaled(path, grey, shrink_to, tile)[0]
+
+
+def read_scaled(path: Path, grey: bool, shrink_to: int = 0, tile: int = 0) -> tuple[np.ndarray, int]:
+    """(one file -> float32 (C, H, W) in [0, 1] (floats as stored), the reduction it was decoded at: 1 = native
+    pixels, s = 1/s of them per side), turned upright by its EXIF orientation
     (a phone's portrait JPEG is stored sideways with a tag saying so; an EXIF block that cannot be parsed
     leaves the image as stored). Raises OSError / ValueError on a file Pillow cannot decode, ValueError
     on a float image holding NaN or Inf.
 
     ``shrink_to`` > 0 (crops mode of side ``shrink_to``, data.jpeg_draft): a JPEG is decoded at 1/2, 1/4 or 1/8
-    scale in the DCT domain where its crop allows (``tile``: :func:`~downpour.data.patches.decode_reduction`).
-    Other files, and 0 (patches cut native pixels), decode in full."""
+    scale in the DCT domain where its crops allow (``tile``: :func:`~downpour.data.patches.decode_reduction`; a tile
+    grid is then cut at 1/s: ``ImageSet.scales``). Other files, and 0 (patches cut native pixels), decode in full."""
     with Image.open(path) as img:
-        s = draft_scale(img, shrink_to, tile)
+        native, s = img.width, draft_scale(img, shrink_to, tile)
         if s > 1:
             # a 4032x3024 photo cropped to 32 px decodes at 504x378: decode + crop 0.22x the time of a full
             # decode, the crop within 0.0022 (mean 0.0004) of the full decode's (bench/jpeg_draft.py)
             img.draft(None, (img.width // s, img.height // s))
         img.load()   # decode now, so a truncated file fails here and not later
+        s = native // img.width      # what the decoder did (the crops are cut by it), not what was asked
         turn = _UPRIGHT.get(_orientation(img))
         if turn is not None:         # a camera's "rotate me": upright, as a viewer shows it
             img = img.transpose(turn)
         if img.mode in ("I;16", "I;16B", "I;16L", "I"):
             # 16-bit greys: Pillow's convert("L") would clip them at 255, so scale ourselves
-            return to_chw(_integer_grey(img), grey)
+            return to_chw(_integer_grey(img), grey), s
         if img.mode == "F":
             x = np.asarray(img, dtype=np.float32)
             bad = int(x.size - np.isfinite(x).sum())
             if bad:   # one NaN would make every batch's cost and the fitted statistics NaN
                 raise ValueError(f"float image holds {bad} NaN or Inf pixel(s) of {x.size}")
-            return to_chw(x, grey)
+            return to_chw(x, grey), s
         if img.mode not in ("L", "RGB"):
             img = img.convert("RGB")     # palette, CMYK, LA, RGBA, 1-bit ... -> RGB (alpha dropped)
-        return to_chw(np.asarray(img), grey)
+        return to_chw(np.asarray(img), grey), s
 
 
 def draft_scale(img: Image.Image, shrink_to: int, tile: int = 0) -> int:
@@ -237,14 +244,16 @@ def load_folder(path: str | Path, grey: bool = True, labels: bool = False, shrin
     info = {"path": str(root), "n_ignored": n_ignored, **left_out(unlisted, aliases)}   # hidden, non-image, aliases
     say_left_out(root, info)
     classes, class_of = class_labels(root, candidates) if labels else ([], [0] * len(candidates))
-    images, names, y, skipped = [], [], [], []
+    images, names, y, skipped, scales = [], [], [], [], []
     for p, label in zip(candidates, class_of):
         rel = p.relative_to(root).as_posix()
         try:
-            images.append(read_image(p, grey, shrink_to, tile))
+            image, scale = read_scaled(p, grey, shrink_to, tile)
         except UNREADABLE as err:
             skip(skipped, str(p), f"{type(err).__name__}: {err}")
             continue
+        images.append(image)
+        scales.append(scale)
         names.append(rel)
         y.append(label)
     if not images:
@@ -258,4 +267,5 @@ def load_folder(path: str | Path, grey: bool = True, labels: bool = False, shrin
             info["classes_unread"] = unread
             log.warning("image folder %s: no image of class %s could be read; it keeps its number", root,
                         ", ".join(repr(c) for c in unread))
-    return ImageSet(images, names, labels=y if labels else None, skipped=skipped, info=info, root=str(root))
+    return ImageSet(images, names, labels=y if labels else None, skipped=skipped, info=info, root=str(root),
+                    scales=scales)

@@ -33,12 +33,15 @@ class ImageSet:
     skipped: list[dict[str, str]] = field(default_factory=list)   # {"file": ..., "reason": ...}
     info: dict[str, Any] = field(default_factory=dict)            # source-specific, JSON-able
     root: str = ""          # the folder ``names`` are relative to (a folder source's), else ""
+    scales: list[int] | None = None   # each image's JPEG decode reduction (data.jpeg_draft; None: all native)
 
     def __post_init__(self) -> None:
         if len(self.names) != len(self.images):
             raise ValueError(f"{len(self.images)} images but {len(self.names)} names")
         if self.labels is not None and len(self.labels) != len(self.images):
             raise ValueError(f"{len(self.images)} images but {len(self.labels)} labels")
+        if self.scales is not None and len(self.scales) != len(self.images):
+            raise ValueError(f"{len(self.images)} images but {len(self.scales)} scales")
         channels = {im.shape[0] for im in self.images}
         if len(channels) > 1:
             raise ValueError(f"images have different channel counts {sorted(channels)}; convert them first")
@@ -49,6 +52,10 @@ class ImageSet:
     def file(self, name: str) -> str:
         """Where image ``name`` came from, as skip records and logs name files (the folder's path joined)."""
         return str(Path(self.root) / name) if self.root else name
+
+    def scale(self, i: int) -> int:
+        """Image ``i`` holds 1/scale of its file's pixels per side (a JPEG's reduced decode; 1: native)."""
+        return 1 if self.scales is None else self.scales[i]
 
     @property
     def channels(self) -> int:

@@ -42,18 +42,30 @@ def sample_patches(images: ImageSet, size: int, n: int, rng: np.random.Generator
     return out, owner, skipped
 
 
+# A tile decodes reduced only where its reduced side stays this many times the crop's: the resize after it then
+# still averages 4+ reduced pixels per output pixel. Measured against a full decode's tiles (bench/jpeg_draft.py
+# --tile 256 / 512 [--margin M], 3000x2000 and 4032x3024 photos at 32 px): 4x max 0.0036-0.0040 grey, 0.0094-0.0124
+# RGB, inside the 0.014 the whole-image path documents at 200 px RGB; 2x 0.0132-0.0145 RGB; 1x (no resize left)
+# 0.023-0.025 RGB, as much as changing the resize filter. docs/benchmarks.md.
+TILE_MARGIN = 4
+
+
 def decode_reduction(h: int, w: int, tile: int, size: int) -> int:
-    """The largest s of 8, 4, 2 at which an h x w JPEG may be decoded for crops of side ``size``, else 1: its crop is
-    its centred square alone (a grid of ``tile``-pixel squares is laid on native pixels: at 1/8 it gives fewer,
-    larger tiles), the square still >= ``size`` at 1/s (the resize only shrinks), and every side and the square's
-    offset whole s-pixel blocks, so the reduced square is the native square's pixels in any EXIF orientation (a
-    centred square 4 native pixels off shifted a 3000x2000 photo's 250-px crop by half a pixel: mean error
-    0.021-0.027 from the full decode's, 0.0025 aligned; docs/data.md)."""
-    side = min(h, w)
-    if not _one_square(h, w, tile):
-        return 1
+    """The largest s of 8, 4, 2 at which an h x w JPEG may be decoded for crops of side ``size``, else 1: every side
+    and every crop's offset whole s-pixel blocks, so each reduced crop is its native crop's pixels in any EXIF
+    orientation (a centred square 4 native pixels off shifted a 3000x2000 photo's 250-px crop by half a pixel:
+    mean error 0.021-0.027 from the full decode's, 0.0025 aligned; docs/data.md), and each crop still large enough:
+    the centred square >= ``size`` at 1/s (the resize only shrinks), a ``tile`` grid's tiles (laid on native pixels:
+    :func:`crop_images`) >= :data:`TILE_MARGIN` x ``size`` (until 2026-12-04 a tiled image decoded in full)."""
+    side, one = min(h, w), _one_square(h, w, tile)
     for s in (8, 4, 2):
-        if h % s == 0 and w % s == 0 and (max(h, w) - side) % (2 * s) == 0 and side // s >= size:
+        if h % s or w % s:
+            continue
+        if one and (max(h, w) - side) % (2 * s) == 0 and side // s >= size:
+            return s
+        # the grid's margins (h % tile, w % tile) are split in two: each half whole blocks
+        if not one and tile % s == 0 and (h % tile) % (2 * s) == 0 and (w % tile) % (2 * s) == 0 \
+                and tile // s >= TILE_MARGIN * size:
             return s
     return 1
 
@@ -63,23 +75,28 @@ def _one_square(h: int, w: int, tile: int) -> bool:
     return tile <= 0 or min(h, w) < tile
 
 
-def _square_boxes(h: int, w: int, tile: int) -> list[tuple[int, int, int]]:
-    """(top, left, side) of the squares one image is cut into."""
+def _square_boxes(h: int, w: int, tile: int, scale: int = 1) -> list[tuple[int, int, int]]:
+    """(top, left, side) of the squares one image is cut into; ``scale``: the image was decoded at 1/scale of
+    h*scale x w*scale native pixels, where the squares are laid (whole blocks: :func:`decode_reduction`)."""
+    h, w = h * scale, w * scale
     if _one_square(h, w, tile):
         side = min(h, w)
-        return [((h - side) // 2, (w - side) // 2, side)]
-    rows, cols = h // tile, w // tile
-    top0, left0 = (h - rows * tile) // 2, (w - cols * tile) // 2   # centre the grid; margins are dropped
-    return [(top0 + r * tile, left0 + c * tile, tile) for r in range(rows) for c in range(cols)]
+        boxes = [((h - side) // 2, (w - side) // 2, side)]
+    else:
+        rows, cols = h // tile, w // tile
+        top0, left0 = (h - rows * tile) // 2, (w - cols * tile) // 2   # centre the grid; margins are dropped
+        boxes = [(top0 + r * tile, left0 + c * tile, tile) for r in range(rows) for c in range(cols)]
+    return [(t // scale, l // scale, s // scale) for t, l, s in boxes]
 
 
 def crop_images(images: ImageSet, size: int, tile: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """-> (crops (M, C, size, size) float32, source image index (M,)). Deterministic: no randomness."""
+    """-> (crops (M, C, size, size) float32, source image index (M,)). Deterministic: no randomness. An image
+    decoded reduced (``images.scale(i)`` > 1) is cut where its native pixels would be."""
     if size < 1:
         raise ValueError(f"crops need size >= 1, got {size}")
     stacks, owners = [], []
     for i, im in enumerate(images.images):
-        boxes = _square_boxes(im.shape[1], im.shape[2], tile)
+        boxes = _square_boxes(im.shape[1], im.shape[2], tile, images.scale(i))
         squares = np.stack([im[:, t:t + s, l:l + s] for t, l, s in boxes])   # (k, C, s, s), same s per image
         stacks.append(resize(squares, size))
         owners.append(np.full(len(boxes), i))

@@ -24,7 +24,7 @@ import torch
 from torch.utils.data import Dataset as TorchDataset
 
 from downpour.data.arrays import _as_float
-from downpour.data.folder import read_image
+from downpour.data.folder import read_scaled
 from downpour.data.images import UNREADABLE, ImageSet, match_channels, to_chw
 from downpour.data.patches import crop_images, sample_patches
 from downpour.data.video import sample_frames
@@ -73,32 +73,34 @@ class ItemReader(TorchDataset):
         """What a skipped item is called in the log and the run's telemetry."""
         return f"{self.path}[{self.items[k]}]" if self.source == "array" else str(self.items[k])
 
-    def images(self, k: int) -> list[np.ndarray]:
-        """Item ``k`` as full-size float32 (C, H, W) images in [0, 1] (floats as stored); raises on a bad file."""
+    def images(self, k: int) -> ImageSet:
+        """Item ``k`` as whole float32 (C, H, W) images in [0, 1] (floats as stored; a folder's JPEG possibly decoded
+        reduced, its ``scales`` saying so), named ``k#j``; raises on a bad file."""
         c = self.cut
         if self.source == "folder":
-            return [read_image(Path(self.items[k]), c.grey, c.shrink_to, c.tile)]
+            image, scale = read_scaled(Path(self.items[k]), c.grey, c.shrink_to, c.tile)
+            return ImageSet([image], [f"{k}#0"], scales=[scale])
         if self.source == "video":
-            return [to_chw(frame, c.grey) for frame in sample_frames(Path(self.items[k]), self.frames)]
+            frames = [to_chw(frame, c.grey) for frame in sample_frames(Path(self.items[k]), self.frames)]
+            return ImageSet(frames, [f"{k}#{j}" for j in range(len(frames))])
         if self._rows is None:
             self._rows = np.load(self.path, mmap_mode="r", allow_pickle=False)
         row = np.asarray(self._rows[self.items[k]])                 # reads this row's pages only
         x = _as_float(row[None] if row.ndim == 2 else row, self.name(k))
         if not np.isfinite(x).all():                                 # a bad row: skipped and named, as in memory
             raise DataError(f"{self.name(k)}: holds NaN or Inf values")
-        return [match_channels(x, c.channels)]
+        return ImageSet([match_channels(x, c.channels)], [f"{k}#0"])
 
-    def samples(self, images: list[np.ndarray], epoch: int, k: int) -> np.ndarray:
+    def samples(self, images: ImageSet, epoch: int, k: int) -> np.ndarray:
         """(M, C, size, size) float32: the crops of ``images``, or ``patches`` per image at seeded positions."""
         c = self.cut
-        names = [f"{k}#{j}" for j in range(len(images))]
         if c.mode == "crops":
-            return crop_images(ImageSet(images, names), c.size, c.tile)[0]
-        small = [im for im in images if min(im.shape[1:]) < c.size]
+            return crop_images(images, c.size, c.tile)[0]
+        small = [im for im in images.images if min(im.shape[1:]) < c.size]
         if small:
             raise DataError(f"{small[0].shape[2]}x{small[0].shape[1]} image is smaller than the {c.size}x{c.size} patch")
         rng = np.random.default_rng(np.random.SeedSequence([self.seed, _PATCHES, epoch, k]))
-        return sample_patches(ImageSet(images, names), c.size, c.patches * len(images), rng)[0]
+        return sample_patches(images, c.size, c.patches * len(images), rng)[0]
 
     def __getitem__(self, key: tuple[int, int, int]) -> dict[str, Any]:
         epoch, _, k = key
