@@ -147,3 +147,79 @@ def test_a_video_sub_folder_that_cannot_be_listed_is_logged(tmp_path, monkeypatc
             videos = load_videos(tmp_path, 1)
     assert caplog.text.count(f"cannot list {tmp_path / 'locked'} (PermissionError: Permission denied)") == 2
     assert videos.info["unlisted"] == [{"folder": str(tmp_path / "locked"), "reason": "PermissionError: Permission denied"}]
+
+
+def _write_turned(path, matrix, image, n_frames=3):
+    """A video whose frames are ``image`` (H, W, 3) as stored, with ``matrix`` as its display matrix (what a phone writes)."""
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("mpeg4", rate=10)
+        stream.height, stream.width = image.shape[:2]
+        stream.pix_fmt, stream.options = "yuv420p", {"qscale": "1"}
+        stream.set_display_matrix(matrix)
+        for _ in range(n_frames):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+ONE = 1 << 16          # 1.0 in the display matrix's 16.16 fixed point; its last entry is 1.0 in 2.30
+# (matrix, displayed shape of a stored 32-wide, 48-tall frame, where the stored top-left 8x8 corner is shown)
+TURNS = {
+    "iphone-portrait": ([0, ONE, 0, -ONE, 0, 0, 0, 0, 1 << 30], (32, 48), "top-right"),    # ffprobe: rotation -90
+    "upside-down": ([-ONE, 0, 0, 0, -ONE, 0, 0, 0, 1 << 30], (48, 32), "bottom-right"),   # rotation 180
+    "turned-left": ([0, -ONE, 0, ONE, 0, 0, 0, 0, 1 << 30], (32, 48), "bottom-left"),     # rotation 90
+    "mirrored": ([-ONE, 0, 0, 0, ONE, 0, 0, 0, 1 << 30], (48, 32), "top-right"),          # hflip alone
+    "none": ([ONE, 0, 0, 0, ONE, 0, 0, 0, 1 << 30], (48, 32), "top-left"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TURNS))
+def test_a_frame_is_turned_upright_by_its_display_matrix(tmp_path, name):
+    """A phone's portrait video is stored sideways with a display matrix; its frames were read lying on their side
+    (48x32 stored, a white corner at the stored top-left: shown by players at the top right of a 32x48 picture)."""
+    matrix, shape, corner = TURNS[name]
+    stored = np.zeros((48, 32, 3), np.uint8)
+    stored[:8, :8] = 255
+    _write_turned(tmp_path / "phone.mp4", matrix, stored)
+    frame = sample_frames(tmp_path / "phone.mp4", 1)[0]
+    assert frame.shape == (*shape, 3)
+    rows, cols = np.nonzero(frame[..., 0] > 128)
+    top, left = rows.mean() < shape[0] / 2, cols.mean() < shape[1] / 2
+    assert f"{'top' if top else 'bottom'}-{'left' if left else 'right'}" == corner
+    assert len(rows) == pytest.approx(64, abs=12)          # the 8x8 corner, not smeared
+
+
+def test_a_portrait_video_reaches_the_model_upright_in_rgb_order(tmp_path):
+    """The planted frame through build_dataset, in memory and streamed: (C, H, W), R G B in that order, in [0, 1]."""
+    from downpour.data.reader import ItemReader
+    from downpour.data.stream import open_stream
+
+    shown = np.zeros((32, 32, 3), np.uint8)        # as a player shows it: red, green / blue, grey quadrants
+    shown[:16, :16], shown[:16, 16:], shown[16:, :16], shown[16:, 16:] = (250, 0, 0), (0, 250, 0), (0, 0, 250), 128
+    stored = np.ascontiguousarray(np.rot90(shown, 1))   # the phone stores it turned a quarter counter-clockwise
+    _write_turned(tmp_path / "phone.mp4", TURNS["iphone-portrait"][0], stored)
+    cfg = DataConfig(source="video", path=str(tmp_path), frames_per_video=1, mode="crops", size=32, grey=False,
+                     normalize="none", whiten="none", pipeline="memory")
+    memory = build_dataset(cfg, seed=0).x[0].numpy()
+    data = open_stream(DataConfig(**{**cfg.__dict__, "pipeline": "stream"}), seed=0)
+    reader = ItemReader("video", data.items, data.cut, 0, str(tmp_path), frames=1)
+    streamed = reader.samples(reader.images(0), 0, 0)[0]
+    for x in (memory, streamed):
+        assert x.shape == (3, 32, 32) and x.dtype == np.float32
+        quadrants = [x[:, 4:12, 4:12], x[:, 4:12, 20:28], x[:, 20:28, 4:12], x[:, 20:28, 20:28]]
+        expected = [(0.98, 0, 0), (0, 0.98, 0), (0, 0, 0.98), (0.5, 0.5, 0.5)]
+        for q, rgb in zip(quadrants, expected):
+            assert np.allclose(q.mean(axis=(1, 2)), rgb, atol=0.06)
+
+
+def test_a_display_matrix_turning_by_an_odd_angle_is_skipped_and_named(tmp_path, caplog):
+    c, s = int(ONE * np.cos(np.pi / 4)), int(ONE * np.sin(np.pi / 4))
+    _write_turned(tmp_path / "tilted.mp4", [c, -s, 0, s, c, 0, 0, 0, 1 << 30], np.zeros((48, 32, 3), np.uint8))
+    _write_video(tmp_path / "fine.mp4")
+    with caplog.at_level(logging.WARNING, logger="downpour.data"):
+        images = load_videos(tmp_path, frames_per_video=1)
+    assert len(images) == 1 and images.info["n_videos"] == 1
+    assert images.skipped[0]["file"] == str(tmp_path / "tilted.mp4")
+    assert images.skipped[0]["reason"] == ("DataError: its display matrix turns it by 315 degrees clockwise; only "
+                                           "multiples of 90 are turned upright")    # (45 counter-clockwise)

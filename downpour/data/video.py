@@ -2,16 +2,20 @@
 
 ``frames_per_video`` = k frames are taken from each file, evenly spaced at the centres of k equal
 stretches of the video (frame ``floor((j + 1/2) · T / k)`` for j = 0..k-1 of T frames), so k = 1 is
-the middle frame and the black fades at either end are avoided. A file PyAV cannot open or decode
-is skipped, named and logged, like an unreadable image.
+the middle frame and the black fades at either end are avoided. A frame is turned as players show it:
+a phone's portrait video is stored sideways with a display matrix saying so, as a phone's photo is with
+an EXIF orientation. A file PyAV cannot open or decode is skipped, named and logged, like an unreadable
+image.
 """
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import av
 import numpy as np
+from av.sidedata.sidedata import Type as _SideData
 
 from downpour.data.folder import hidden, left_out, say_left_out, walk_files
 from downpour.data.images import UNREADABLE, ImageSet, skip, to_chw
@@ -30,8 +34,43 @@ def frame_indices(total: int, k: int) -> list[int]:
     return sorted({int((j + 0.5) * total / k) for j in range(k)})
 
 
+def upright(rgb: np.ndarray, matrix: np.ndarray | None) -> np.ndarray:
+    """A decoded (H, W, 3) frame turned by its display matrix (9 int32, FFmpeg's AV_FRAME_DATA_DISPLAYMATRIX)
+    as FFmpeg's own players turn it (ffplay's and ffmpeg's autorotate: the angle, then a transpose or flips by
+    the matrix's signs). An iPhone's portrait video is stored 1920x1080 with a matrix turning it 90 degrees
+    clockwise; until 2026-12-04 its frames were read lying on their side. An angle that is no multiple of 90
+    raises DataError (the file is skipped and named: turning by it would invent the corners), not one of the
+    decode errors, which after a first frame read as a file cut short."""
+    if matrix is None:
+        return rgb
+    m = [float(v) for v in matrix]
+    if math.hypot(m[0], m[3]) == 0 or math.hypot(m[1], m[4]) == 0:
+        raise DataError(f"its display matrix {[int(v) for v in matrix]} is degenerate")
+    # -av_display_rotation_get(m), in [0, 360): the clockwise turn a player applies
+    theta = round(math.degrees(math.atan2(m[1] / math.hypot(m[1], m[4]), m[0] / math.hypot(m[0], m[3]))))
+    theta -= 360 * math.floor(theta / 360 + 0.9 / 360)
+    if theta == 90:
+        out = rgb.transpose(1, 0, 2) if m[3] > 0 else np.rot90(rgb, -1)      # transpose=cclock_flip | clock
+    elif theta == 270:
+        out = np.rot90(rgb, -1)[::-1] if m[3] < 0 else np.rot90(rgb, 1)      # transpose=clock_flip | cclock
+    elif theta == 180:
+        out = rgb[:, ::-1] if m[0] < 0 else rgb                              # hflip
+        out = out[::-1] if m[4] < 0 else out                                 # vflip
+    elif theta == 0:
+        out = rgb[::-1] if m[4] < 0 else rgb
+    else:
+        raise DataError(f"its display matrix turns it by {theta} degrees clockwise; only multiples of 90 are turned upright")
+    return np.ascontiguousarray(out)
+
+
+def _rgb(frame: av.VideoFrame) -> np.ndarray:
+    """One decoded frame as (H, W, 3) uint8 RGB, upright as players show it."""
+    side = frame.side_data.get(_SideData.DISPLAYMATRIX)
+    return upright(frame.to_ndarray(format="rgb24"), None if side is None else np.frombuffer(bytes(side), np.int32))
+
+
 def _decode(path: Path, wanted: set[int]) -> tuple[dict[int, np.ndarray], int]:
-    """Decode the first video stream; keep frames whose index is in ``wanted`` (H, W, 3) uint8.
+    """Decode the first video stream; keep frames whose index is in ``wanted`` (H, W, 3) uint8, upright.
 
     Returns (kept frames, number of frames decoded). Stops after the last wanted frame. A file that
     breaks off after its first frame (truncated, damaged) ends there: the frames before the break are
@@ -47,7 +86,7 @@ def _decode(path: Path, wanted: set[int]) -> tuple[dict[int, np.ndarray], int]:
         try:
             for count, frame in enumerate(container.decode(stream), start=1):
                 if count - 1 in wanted:
-                    kept[count - 1] = frame.to_ndarray(format="rgb24")
+                    kept[count - 1] = _rgb(frame)
                 if last is not None and count - 1 >= last:
                     break
         except _DECODE_ERRORS as err:
