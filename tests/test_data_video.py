@@ -223,3 +223,35 @@ def test_a_display_matrix_turning_by_an_odd_angle_is_skipped_and_named(tmp_path,
     assert images.skipped[0]["file"] == str(tmp_path / "tilted.mp4")
     assert images.skipped[0]["reason"] == ("DataError: its display matrix turns it by 315 degrees clockwise; only "
                                            "multiples of 90 are turned upright")    # (45 counter-clockwise)
+
+
+@pytest.mark.parametrize("name", ["clip.mkv", "clip.webm"])
+def test_a_video_that_declares_no_frame_count_is_decoded_only_up_to_its_frames(tmp_path, monkeypatch, name):
+    """Matroska and WebM declare no frame count; the whole video was decoded to count its frames, then again up to
+    the middle one: 40 + 21 frames decoded for k = 1 of 40 (the packets, demuxed, count them now)."""
+    import downpour.data.video as video
+
+    path = tmp_path / name
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("mpeg4" if name.endswith("mkv") else "libvpx", rate=10)
+        stream.width = stream.height = 32
+        stream.pix_fmt = "yuv420p"
+        for t in range(40):                      # frame t is a flat grey of level 6 * t
+            frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), 6 * t, np.uint8), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    with av.open(str(path)) as container:
+        assert container.streams.video[0].frames == 0               # (what makes this the case)
+    decoded, real = [], video._decode
+
+    def counting(p, wanted):
+        kept, count = real(p, wanted)
+        decoded.append(count)
+        return kept, count
+
+    monkeypatch.setattr(video, "_decode", counting)
+    frames = sample_frames(path, 1)
+    assert sum(decoded) == 21
+    assert abs(float(frames[0].mean()) / 6 - 20) < 0.5             # the middle frame, index 20 of 40

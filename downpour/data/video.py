@@ -104,6 +104,20 @@ def _stream_frames(path: Path) -> int:
         return int(container.streams.video[0].frames or 0)
 
 
+def _count_packets(path: Path) -> int:
+    """The frames of the first video stream by its packets, demuxed, not decoded: one packet a frame (600 of 600
+    in the H.264 .mkv, VP8 and VP9 .webm and AV1 .mkv files measured), read in 0.002-0.007 s of CPU where
+    decoding the same 320x240 files took 0.05-0.35 s. A damaged file counts the packets before the damage."""
+    count = 0
+    with av.open(str(path)) as container:
+        try:
+            for packet in container.demux(container.streams.video[0]):
+                count += packet.size > 0                # (the flush packet at the end is empty)
+        except _DECODE_ERRORS:
+            pass                                        # (decoding finds where it really ends: sample_frames)
+    return count
+
+
 def frames_taken(paths: list[Path], k: int) -> float | None:
     """The mean frames per video ``sample_frames(path, k)`` gives over ``paths``, from the frame counts their
     containers declare (headers only, nothing decoded): min(T, k) each; None when none declares one."""
@@ -120,13 +134,18 @@ def frames_taken(paths: list[Path], k: int) -> float | None:
 
 def sample_frames(path: Path, k: int) -> list[np.ndarray]:
     """k evenly spaced RGB frames (H, W, 3) uint8 of one file. Raises on a file that cannot be decoded."""
-    declared = _stream_frames(path)
+    # Matroska and WebM (YouTube's formats) declare no count: their packets are counted instead. Until 2026-12-04
+    # the whole video was decoded to count its frames, then decoded again up to the frames taken: the middle frame
+    # of a 600-frame 320x240 H.264 .mkv cost 0.22 s of CPU against 0.08 s from an .mp4 of the same frames (which
+    # declares its count); now 0.08 s from both (a VP9 .webm: 0.52 s, now 0.18 s).
+    declared = _stream_frames(path) or _count_packets(path)
     if declared > 0:
         wanted = frame_indices(declared, k)
         kept, _ = _decode(path, set(wanted))
         if len(kept) == len(wanted):
             return [kept[i] for i in wanted]
-    # The container gave no count, or a wrong one (truncated file): count by decoding, then pick.
+    # No count, or a wrong one (a truncated file: its declared or demuxed frames do not all decode): count by
+    # decoding, then pick.
     _, total = _decode(path, set())
     if total == 0:
         raise ValueError("no decodable frames")
