@@ -86,16 +86,18 @@ def test_truncated_video_without_frame_count_uses_the_frames_it_can_decode(tmp_p
     assert len(levels) == 3 and levels == sorted(levels) and levels[-1] < 9
 
 
+@pytest.mark.parametrize("ext", [".mp4", ".mkv"])
 @pytest.mark.parametrize("frames, per_image, per_pass", [(3, 10, 120), (100, 2, 96)])
-def test_streamed_video_patches_keep_samples_per_pass(tmp_path, frames, per_image, per_pass):
+def test_streamed_video_patches_keep_samples_per_pass(tmp_path, frames, per_image, per_pass, ext):
     """Each of a video's frames took samples / videos windows: 4 videos of 3 frames gave 3x the samples asked for.
     And frames_per_video = 100 on 12-frame videos counted 100 frames each: a pass of 4 x 12 x 1 = 48 samples for
-    120; now the frames the headers declare count (120 / 48 = 2.5 windows: 2, 96 a pass, the nearest to 120)."""
+    120; now the frames the headers declare count (120 / 48 = 2.5 windows: 2, 96 a pass, the nearest to 120).
+    A .mkv declares no count: until 2026-12-04 it still gave 48 (now its duration x frame rate counts)."""
     from downpour.data.reader import ItemReader
     from downpour.data.stream import open_stream
 
     for i in range(4):
-        _write_video(tmp_path / f"{i}.mp4", size=16)
+        _write_video(tmp_path / f"{i}{ext}", size=16)
     cfg = DataConfig(source="video", path=str(tmp_path), frames_per_video=frames, mode="patches", size=8, samples=120,
                      pipeline="stream", normalize="none", whiten="none")
     data = open_stream(cfg, seed=0)

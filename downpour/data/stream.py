@@ -165,8 +165,9 @@ PROBED_VIDEOS = 64      # headers read to learn how many frames a video gives
 
 def _frames_per_item(cfg: DataConfig, items: Sequence[Any], seed: int) -> float | None:
     """Images per item, so data.samples stays samples per pass: 1, or for videos the mean of min(T, k) over a
-    seeded sample of their declared frame counts (k = data.frames_per_video). Until 2026-12-03 k was assumed: k =
-    100 on 24-frame videos gave a pass of 72 samples for data.samples = 300 (in memory: 300)."""
+    seeded sample of the frame counts their headers give (k = data.frames_per_video; Matroska and WebM: duration x
+    frame rate, since 2026-12-04). Until 2026-12-03 k was assumed: k = 100 on 24-frame videos gave a pass of 72
+    samples for data.samples = 300 (in memory: 300)."""
     if cfg.source != "video":
         return 1.0
     pick = _rng(seed, _PROBE).choice(len(items), size=min(PROBED_VIDEOS, len(items)), replace=False)
