@@ -153,6 +153,8 @@ def test_a_video_sub_folder_that_cannot_be_listed_is_logged(tmp_path, monkeypatc
 
 def _write_turned(path, matrix, image, n_frames=3):
     """A video whose frames are ``image`` (H, W, 3) as stored, with ``matrix`` as its display matrix (what a phone writes)."""
+    if not hasattr(av.video.stream.VideoStream, "set_display_matrix"):
+        pytest.skip("writing a display matrix needs PyAV 17.1+")
     with av.open(str(path), mode="w") as container:
         stream = container.add_stream("mpeg4", rate=10)
         stream.height, stream.width = image.shape[:2]
@@ -257,3 +259,28 @@ def test_a_video_that_declares_no_frame_count_is_decoded_only_up_to_its_frames(t
     frames = sample_frames(path, 1)
     assert sum(decoded) == 21
     assert abs(float(frames[0].mean()) / 6 - 20) < 0.5             # the middle frame, index 20 of 40
+
+
+def test_a_cover_picture_stored_before_the_video_is_not_the_video_read(tmp_path):
+    """A .mkv holding its cover JPEG as a one-frame video stream ahead of the video: the first stream was read, so
+    every 'frame' of the file was the white cover (one, whatever frames_per_video asked)."""
+    path = tmp_path / "with_cover.mkv"
+    with av.open(str(path), mode="w") as container:
+        cover = container.add_stream("mjpeg", rate=1)
+        cover.width = cover.height = 32
+        cover.pix_fmt = "yuvj420p"
+        video = container.add_stream("mpeg4", rate=10)
+        video.width = video.height = 32
+        video.pix_fmt, video.options = "yuv420p", {"qscale": "1"}
+        for packet in [*cover.encode(av.VideoFrame.from_ndarray(np.full((32, 32, 3), 255, np.uint8), format="rgb24")),
+                       *cover.encode()]:
+            container.mux(packet)
+        for t in range(12):                      # frame t is a flat grey of level 20 * t
+            for packet in video.encode(av.VideoFrame.from_ndarray(np.full((32, 32, 3), 20 * t, np.uint8), format="rgb24")):
+                container.mux(packet)
+        for packet in video.encode():
+            container.mux(packet)
+    with av.open(str(path)) as container:
+        assert container.streams.video[0].codec_context.name == "mjpeg"     # (what makes this the case)
+    levels = [float(f.mean()) / 20 for f in sample_frames(path, 3)]
+    assert np.allclose(levels, [2, 6, 10], atol=0.3)

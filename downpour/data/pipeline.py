@@ -30,6 +30,7 @@ from downpour.data.build import build_dataset, check_config
 from downpour.data.dataset import Dataset
 from downpour.data.folder import draft_scale
 from downpour.data.stream import STREAMED, Listing, StreamingData, item_name, list_items, open_stream
+from downpour.data.video import video_stream
 from downpour.errors import CheckpointError, DataError, DownpourError, RunError
 from downpour.settings import is_count
 
@@ -68,7 +69,7 @@ def _pixels(cfg: DataConfig, path: str) -> int:
         import av
 
         with av.open(path) as container:
-            stream = container.streams.video[0]
+            stream = video_stream(container)
             return stream.codec_context.width * stream.codec_context.height
     except Exception:  # noqa: BLE001 -- an estimate: the reader names bad files later
         return 0

@@ -34,6 +34,16 @@ def frame_indices(total: int, k: int) -> list[int]:
     return sorted({int((j + 0.5) * total / k) for j in range(k)})
 
 
+def video_stream(container: av.container.InputContainer) -> av.video.stream.VideoStream:
+    """The video stream a player shows: FFmpeg's best one (``av_find_best_stream``, as ffmpeg and ffplay choose:
+    not a cover picture, the one with the most frames probed). Until 2026-12-04 the first was read: a .mkv whose
+    cover JPEG was stored as a one-frame stream before the video gave that picture alone, whatever
+    frames_per_video asked. ValueError when there is none."""
+    if not container.streams.video:
+        raise ValueError("no video stream")
+    return container.streams.best("video")
+
+
 def upright(rgb: np.ndarray, matrix: np.ndarray | None) -> np.ndarray:
     """A decoded (H, W, 3) frame turned by its display matrix (9 int32, FFmpeg's AV_FRAME_DATA_DISPLAYMATRIX)
     as FFmpeg's own players turn it (ffplay's and ffmpeg's autorotate: the angle, then a transpose or flips by
@@ -80,9 +90,7 @@ def _decode(path: Path, wanted: set[int]) -> tuple[dict[int, np.ndarray], int]:
     last = max(wanted) if wanted else None
     count = 0
     with av.open(str(path)) as container:
-        if not container.streams.video:
-            raise ValueError("no video stream")
-        stream = container.streams.video[0]
+        stream = video_stream(container)
         try:
             for count, frame in enumerate(container.decode(stream), start=1):
                 if count - 1 in wanted:
@@ -99,9 +107,7 @@ def _decode(path: Path, wanted: set[int]) -> tuple[dict[int, np.ndarray], int]:
 def _stream_frames(path: Path) -> int:
     """The frame count the container declares (0 when it does not say)."""
     with av.open(str(path)) as container:
-        if not container.streams.video:
-            raise ValueError("no video stream")
-        return int(container.streams.video[0].frames or 0)
+        return int(video_stream(container).frames or 0)
 
 
 def _count_packets(path: Path) -> int:
@@ -111,7 +117,7 @@ def _count_packets(path: Path) -> int:
     count = 0
     with av.open(str(path)) as container:
         try:
-            for packet in container.demux(container.streams.video[0]):
+            for packet in container.demux(video_stream(container)):
                 count += packet.size > 0                # (the flush packet at the end is empty)
         except _DECODE_ERRORS:
             pass                                        # (decoding finds where it really ends: sample_frames)
@@ -123,9 +129,7 @@ def _header_frames(path: Path) -> int:
     frame rate (Matroska and WebM declare none: 12 of 12, 24 of 24, 600 of 600 frames in the files measured, 6.99
     for 7), else 0."""
     with av.open(str(path)) as container:
-        if not container.streams.video:
-            raise ValueError("no video stream")
-        stream = container.streams.video[0]
+        stream = video_stream(container)
         if stream.frames:
             return int(stream.frames)
         if container.duration and stream.average_rate:
