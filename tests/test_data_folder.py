@@ -220,7 +220,7 @@ def test_an_image_under_two_names_is_read_once(tmp_path, caplog):
     assert ignored == 2 and len(loaded) == 4
     assert loaded.info["aliases"] == [{"file": str(tmp_path / "data" / n), "is": str(tmp_path / "data" / m)}
                                       for n, m in (("alias.png", "1.png"), ("x2.png", "x1.png"))]
-    assert caplog.text.count("2 image file(s) name a file listed already (e.g. ") == 1
+    assert caplog.text.count("2 file(s) name a file listed already (e.g. ") == 1
 
 
 @pytest.mark.parametrize("pipeline", ["memory", "stream"])

@@ -284,3 +284,23 @@ def test_a_cover_picture_stored_before_the_video_is_not_the_video_read(tmp_path)
         assert container.streams.video[0].codec_context.name == "mjpeg"     # (what makes this the case)
     levels = [float(f.mean()) / 20 for f in sample_frames(path, 3)]
     assert np.allclose(levels, [2, 6, 10], atol=0.3)
+
+
+def test_a_video_linked_under_two_names_is_read_once(tmp_path, caplog):
+    """As in an image folder: a link to a video listed already (another name, or a sub-folder's link) trained it twice
+    (2 videos, 4 listed, 12 frames for 6)."""
+    from downpour.data.stream import list_items
+
+    _write_video(tmp_path / "a.mp4")
+    _write_video(tmp_path / "b.mp4", n_frames=6)
+    (tmp_path / "a_again.mp4").symlink_to(tmp_path / "a.mp4")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.mp4").symlink_to(tmp_path / "b.mp4")
+    with caplog.at_level(logging.WARNING, logger="downpour.data"):
+        images = load_videos(tmp_path, frames_per_video=3)
+    assert len(images) == 6 and images.info["n_videos"] == 2
+    assert "2 file(s) name a file listed already" in caplog.text
+    assert images.info["aliases"] == [{"file": str(tmp_path / "a_again.mp4"), "is": str(tmp_path / "a.mp4")},
+                                      {"file": str(tmp_path / "sub" / "b.mp4"), "is": str(tmp_path / "b.mp4")}]
+    cfg = DataConfig(source="video", path=str(tmp_path), pipeline="stream")
+    assert list_items(cfg).items == [str(tmp_path / "a.mp4"), str(tmp_path / "b.mp4")]

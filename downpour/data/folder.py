@@ -220,7 +220,7 @@ def say_left_out(root: str | Path, info: dict[str, Any]) -> None:
         log.warning("folder %s: cannot list %s (%s): its files are left out", root, entry["folder"], entry["reason"])
     aliases = info.get("aliases", [])
     if aliases:
-        log.warning("image folder %s: %d image file(s) name a file listed already (e.g. %s is %s); each file is read "
+        log.warning("folder %s: %d file(s) name a file listed already (e.g. %s is %s); each file is read "
                     "once", root, len(aliases), aliases[0]["file"], aliases[0]["is"])
 
 

@@ -17,7 +17,7 @@ import av
 import numpy as np
 from av.sidedata.sidedata import Type as _SideData
 
-from downpour.data.folder import hidden, left_out, say_left_out, walk_files
+from downpour.data.folder import _once_each, hidden, left_out, say_left_out, walk_files
 from downpour.data.images import UNREADABLE, ImageSet, skip, to_chw
 from downpour.errors import DataError
 
@@ -175,15 +175,19 @@ def sample_frames(path: Path, k: int) -> list[np.ndarray]:
     return [kept[i] for i in wanted if i in kept]
 
 
-def video_files(path: Path, unlisted: list[dict[str, str]] | None = None) -> list[Path]:
+def video_files(path: Path, unlisted: list[dict[str, str]] | None = None,
+                aliases: list[dict[str, str]] | None = None) -> list[Path]:
     """``path`` itself if it is a file, else the video files under it (recursive, sorted); ``unlisted``: filled
-    with the sub-folders that cannot be listed (:func:`~downpour.data.folder.walk_files`; the load logs them)."""
+    with the sub-folders that cannot be listed (:func:`~downpour.data.folder.walk_files`), ``aliases`` with the
+    second names of files listed already (the load logs both)."""
     if path.is_file():
         return [path]
     if not path.is_dir():
         raise DataError(f"video path {str(path)!r} does not exist")
     unlisted = [] if unlisted is None else unlisted
-    files = sorted(p for p in walk_files(path, unlisted) if p.suffix.lower() in VIDEO_EXTENSIONS and not hidden(p, path))
+    # each real file once, as in an image folder: a video linked under two names trained twice until 2026-12-04
+    files = _once_each(sorted(p for p in walk_files(path, unlisted)
+                              if p.suffix.lower() in VIDEO_EXTENSIONS and not hidden(p, path)), aliases)
     if unlisted and unlisted[0]["folder"] == str(path):
         raise DataError(f"video folder {str(path)!r} cannot be listed: {unlisted[0]['reason']}")
     if not files:
@@ -197,8 +201,9 @@ def load_videos(path: str | Path, frames_per_video: int = 3, grey: bool = True) 
         raise DataError("data.path is empty: the video source needs a video file or folder")
     root = Path(path)
     unlisted: list[dict[str, str]] = []
-    files = video_files(root, unlisted)
-    left = left_out(unlisted, [])
+    aliases: list[dict[str, str]] = []
+    files = video_files(root, unlisted, aliases)
+    left = left_out(unlisted, aliases)
     say_left_out(root, left)                # (not dropped unsaid)
     images, names, skipped = [], [], []
     for f in files:
