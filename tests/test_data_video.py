@@ -151,6 +151,29 @@ def test_a_video_sub_folder_that_cannot_be_listed_is_logged(tmp_path, monkeypatc
     assert videos.info["unlisted"] == [{"folder": str(tmp_path / "locked"), "reason": "PermissionError: Permission denied"}]
 
 
+def test_a_video_sub_folder_that_cannot_be_listed_is_recorded_in_info(tmp_path, monkeypatch):
+    """Logged only, until 2026-12-04: an image folder's info (and so data.json) records it, a video folder's did not."""
+    import os
+    from downpour.data.stream import list_items
+
+    _write_video(tmp_path / "a.mp4")
+    (tmp_path / "locked").mkdir()
+    real = os.scandir
+
+    def scandir(path="."):
+        if os.fspath(path) in (str(tmp_path / "locked"), str(tmp_path / "gone")):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    expected = [{"folder": str(tmp_path / "locked"), "reason": "PermissionError: Permission denied"}]
+    assert load_videos(tmp_path, frames_per_video=1).info["unlisted"] == expected
+    assert list_items(DataConfig(source="video", path=str(tmp_path), pipeline="stream")).info["unlisted"] == expected
+    (tmp_path / "gone").mkdir()
+    with pytest.raises(DataError, match="video folder '.*gone' cannot be listed: PermissionError: Permission denied"):
+        load_videos(tmp_path / "gone")
+
+
 def _write_turned(path, matrix, image, n_frames=3):
     """A video whose frames are ``image`` (H, W, 3) as stored, with ``matrix`` as its display matrix (what a phone writes)."""
     if not hasattr(av.video.stream.VideoStream, "set_display_matrix"):
