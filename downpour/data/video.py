@@ -9,7 +9,6 @@ image.
 """
 from __future__ import annotations
 
-import logging
 import math
 from pathlib import Path
 
@@ -18,13 +17,12 @@ import numpy as np
 from av.sidedata.sidedata import Type as _SideData
 
 from downpour.data.folder import _once_each, hidden, left_out, say_left_out, walk_files
-from downpour.data.images import UNREADABLE, ImageSet, skip, to_chw
+from downpour.data.images import UNREADABLE, ImageSet, log, skip, to_chw
 from downpour.errors import DataError
 
 VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".ogv", ".flv", ".wmv", ".3gp", ".ts"}
 _DECODE_ERRORS = (av.FFmpegError, OSError, ValueError, RuntimeError, EOFError)
-
-log = logging.getLogger(__name__)
+_BROKEN: set[str] = set()      # the files whose decoding broke off, logged already (in this process)
 
 
 def frame_indices(total: int, k: int) -> list[int]:
@@ -79,16 +77,16 @@ def _rgb(frame: av.VideoFrame) -> np.ndarray:
     return upright(frame.to_ndarray(format="rgb24"), None if side is None else np.frombuffer(bytes(side), np.int32))
 
 
-def _decode(path: Path, wanted: set[int]) -> tuple[dict[int, np.ndarray], int]:
-    """Decode the first video stream; keep frames whose index is in ``wanted`` (H, W, 3) uint8, upright.
+def _decode(path: Path, wanted: set[int]) -> tuple[dict[int, np.ndarray], int, str]:
+    """Decode the video stream a player shows; keep frames whose index is in ``wanted`` (H, W, 3) uint8, upright.
 
-    Returns (kept frames, number of frames decoded). Stops after the last wanted frame. A file that
-    breaks off after its first frame (truncated, damaged) ends there: the frames before the break are
-    good, and are used (with a warning); one that breaks before any frame raises.
+    Returns (kept frames, number of frames decoded, why decoding broke off or ""). Stops after the last wanted
+    frame. A file that breaks off after its first frame (truncated, damaged) ends there: the frames before the
+    break are good, and are used (:func:`sample_frames` warns); one that breaks before any frame raises.
     """
     kept: dict[int, np.ndarray] = {}
     last = max(wanted) if wanted else None
-    count = 0
+    count, broke = 0, ""
     with av.open(str(path)) as container:
         stream = video_stream(container)
         try:
@@ -100,8 +98,8 @@ def _decode(path: Path, wanted: set[int]) -> tuple[dict[int, np.ndarray], int]:
         except _DECODE_ERRORS as err:
             if count == 0:
                 raise
-            log.warning("%s: decoding stopped after frame %d (%s); the frames before it are used", path, count, err)
-    return kept, count
+            broke = str(err)
+    return kept, count, broke
 
 
 def _stream_frames(path: Path) -> int:
@@ -162,16 +160,19 @@ def sample_frames(path: Path, k: int) -> list[np.ndarray]:
     declared = _stream_frames(path) or _count_packets(path)
     if declared > 0:
         wanted = frame_indices(declared, k)
-        kept, _ = _decode(path, set(wanted))
+        kept, _, _ = _decode(path, set(wanted))
         if len(kept) == len(wanted):
             return [kept[i] for i in wanted]
     # No count, or a wrong one (a truncated file: its declared or demuxed frames do not all decode): count by
     # decoding, then pick.
-    _, total = _decode(path, set())
+    _, total, broke = _decode(path, set())
     if total == 0:
         raise ValueError("no decodable frames")
     wanted = frame_indices(total, k)
-    kept, _ = _decode(path, set(wanted))
+    kept, _, _ = _decode(path, set(wanted))
+    if broke and str(path) not in _BROKEN:   # once a file and process, not once a pass: up to 3 a read were
+        _BROKEN.add(str(path))                # logged, 302 lines for 40 steps on one file
+        log.warning("%s: decoding stopped after frame %d (%s); the frames before it are used", path, total, broke)
     return [kept[i] for i in wanted if i in kept]
 
 
