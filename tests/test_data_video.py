@@ -147,7 +147,7 @@ def test_a_video_sub_folder_that_cannot_be_listed_is_logged(tmp_path, monkeypatc
 
     monkeypatch.setattr(os, "scandir", scandir)
     with caplog.at_level(logging.WARNING, logger="downpour.data"):
-        assert video_files(tmp_path) == [tmp_path / "a.mp4"]
+        assert video_files(tmp_path) == ([tmp_path / "a.mp4"], 0)
         assert "cannot list" not in caplog.text      # the listing records it; the load says it, once per load
         for _ in range(2):                           # (until 2026-12-04 once per process, and not recorded)
             videos = load_videos(tmp_path, 1)
@@ -331,3 +331,26 @@ def test_a_video_linked_under_two_names_is_read_once(tmp_path, caplog):
                                       {"file": str(tmp_path / "sub" / "b.mp4"), "is": str(tmp_path / "b.mp4")}]
     cfg = DataConfig(source="video", path=str(tmp_path), pipeline="stream")
     assert list_items(cfg).items == [str(tmp_path / "a.mp4"), str(tmp_path / "b.mp4")]
+
+
+def test_a_camcorders_mts_files_are_videos_and_other_files_are_counted(tmp_path):
+    """A camcorder's .MTS (MPEG-TS) files were left out without a word: 1 video of 2 trained, nothing said; the files
+    left out are counted in n_ignored now, in memory and streamed, as an image folder counts them."""
+    from downpour.data.stream import list_items
+
+    _write_video(tmp_path / "a.mp4")
+    with av.open(str(tmp_path / "00001.MTS"), mode="w", format="mpegts") as container:
+        stream = container.add_stream("mpeg2video", rate=25)
+        stream.width = stream.height = 32
+        stream.pix_fmt = "yuv420p"
+        for t in range(10):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.full((32, 32, 3), 20 * t, np.uint8), format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    (tmp_path / "notes.txt").write_text("not a video")
+    (tmp_path / ".hidden.mp4").write_bytes(b"")
+    images = load_videos(tmp_path, frames_per_video=3)
+    assert images.info["n_videos"] == 2 and images.info["n_ignored"] == 2 and len(images) == 6
+    listing = list_items(DataConfig(source="video", path=str(tmp_path), pipeline="stream"))
+    assert listing.items == [str(tmp_path / "00001.MTS"), str(tmp_path / "a.mp4")] and listing.info["n_ignored"] == 2

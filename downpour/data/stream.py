@@ -73,9 +73,9 @@ def list_items(cfg: DataConfig) -> Listing:
         return Listing([str(p) for p in files], labels, info)
     if cfg.source == "video":
         unlisted: list[dict[str, str]] = []
-        aliases = []
-        videos = video_files(Path(cfg.path), unlisted, aliases)
-        return Listing([str(p) for p in videos], None, left_out(unlisted, aliases))
+        aliases: list[dict[str, str]] = []
+        videos, ignored = video_files(Path(cfg.path), unlisted, aliases)
+        return Listing([str(p) for p in videos], None, {"n_ignored": ignored, **left_out(unlisted, aliases)})
     if Path(cfg.path).suffix != ".npy":
         raise DataError(f"data.pipeline = 'stream' memory-maps a .npy file; {cfg.path!r} is not one "
                         "(an .npz is compressed: load it in memory, or save x as .npy)")

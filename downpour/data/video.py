@@ -20,7 +20,10 @@ from downpour.data.folder import _once_each, hidden, left_out, say_left_out, wal
 from downpour.data.images import UNREADABLE, ImageSet, log, skip, to_chw
 from downpour.errors import DataError
 
-VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".ogv", ".flv", ".wmv", ".3gp", ".ts"}
+# (.mts and .m2ts: camcorders' MPEG-TS; .vob: DVDs; .f4v, .divx, .asf, .mxf, .y4m: each decoded here, added on
+# 2026-12-04; until then a camcorder's .MTS files were left out of a folder without a word)
+VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".ogv", ".flv", ".wmv", ".3gp", ".ts",
+                    ".mts", ".m2ts", ".vob", ".f4v", ".divx", ".asf", ".mxf", ".y4m"}
 _DECODE_ERRORS = (av.FFmpegError, OSError, ValueError, RuntimeError, EOFError)
 _BROKEN: set[str] = set()      # the files whose decoding broke off, logged already (in this process)
 
@@ -177,23 +180,26 @@ def sample_frames(path: Path, k: int) -> list[np.ndarray]:
 
 
 def video_files(path: Path, unlisted: list[dict[str, str]] | None = None,
-                aliases: list[dict[str, str]] | None = None) -> list[Path]:
-    """``path`` itself if it is a file, else the video files under it (recursive, sorted); ``unlisted``: filled
-    with the sub-folders that cannot be listed (:func:`~downpour.data.folder.walk_files`), ``aliases`` with the
-    second names of files listed already (the load logs both)."""
+                aliases: list[dict[str, str]] | None = None) -> tuple[list[Path], int]:
+    """(``path`` itself if it is a file, else the video files under it, recursive, sorted; how many other files
+    were ignored: hidden, not a video's extension, a second name of one listed). ``unlisted``: filled with the
+    sub-folders that cannot be listed (:func:`~downpour.data.folder.walk_files`), ``aliases`` with the second
+    names of files listed already (the load logs both)."""
     if path.is_file():
-        return [path]
+        return [path], 0
     if not path.is_dir():
         raise DataError(f"video path {str(path)!r} does not exist")
     unlisted = [] if unlisted is None else unlisted
-    # each real file once, as in an image folder: a video linked under two names trained twice until 2026-12-04
-    files = _once_each(sorted(p for p in walk_files(path, unlisted)
-                              if p.suffix.lower() in VIDEO_EXTENSIONS and not hidden(p, path)), aliases)
+    every = list(walk_files(path, unlisted))
     if unlisted and unlisted[0]["folder"] == str(path):
         raise DataError(f"video folder {str(path)!r} cannot be listed: {unlisted[0]['reason']}")
+    found = [p for p in every if p.suffix.lower() in VIDEO_EXTENSIONS and not hidden(p, path)]
+    # each real file once, as in an image folder: a video linked under two names trained twice until 2026-12-04
+    files = _once_each(sorted(found), aliases)
     if not files:
-        raise DataError(f"video folder {str(path)!r} holds no video files (extensions {', '.join(sorted(VIDEO_EXTENSIONS))})")
-    return files
+        raise DataError(f"video folder {str(path)!r} holds no video files ({len(every)} other files; extensions "
+                        f"{', '.join(sorted(VIDEO_EXTENSIONS))})")
+    return files, len(every) - len(files)
 
 
 def load_videos(path: str | Path, frames_per_video: int = 3, grey: bool = True) -> ImageSet:
@@ -203,7 +209,7 @@ def load_videos(path: str | Path, frames_per_video: int = 3, grey: bool = True) 
     root = Path(path)
     unlisted: list[dict[str, str]] = []
     aliases: list[dict[str, str]] = []
-    files = video_files(root, unlisted, aliases)
+    files, ignored = video_files(root, unlisted, aliases)
     left = left_out(unlisted, aliases)
     say_left_out(root, left)                # (not dropped unsaid)
     images, names, skipped = [], [], []
@@ -220,4 +226,4 @@ def load_videos(path: str | Path, frames_per_video: int = 3, grey: bool = True) 
                         f"(first: {skipped[0]['file']}: {skipped[0]['reason']})")
     return ImageSet(images, names, skipped=skipped,
                     info={"path": str(root), "n_videos": len(files) - len(skipped), "frames_per_video": frames_per_video,
-                          **left})
+                          "n_ignored": ignored, **left})
