@@ -11,16 +11,17 @@ from downpour.data.video import frame_indices, load_videos, sample_frames
 from downpour.errors import DataError
 
 
-def _write_video(path, n_frames=12, size=32):
-    """Frame t is a flat grey of level 20 * t, so a decoded frame tells which index it was."""
+def _write_video(path, n_frames=12, size=32, codec="mpeg4", step=20, format=None):
+    """Frame t is a flat grey of level ``step`` * t, so a decoded frame tells which index it was."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("mpeg4", rate=10)
+    with av.open(str(path), mode="w", format=format) as container:
+        stream = container.add_stream(codec, rate=10)
         stream.width = stream.height = size
         stream.pix_fmt = "yuv420p"
-        stream.options = {"qscale": "1"}    # near-lossless, so the grey levels survive
+        if codec == "mpeg4":
+            stream.options = {"qscale": "1"}    # near-lossless, so the grey levels survive
         for t in range(n_frames):
-            frame = av.VideoFrame.from_ndarray(np.full((size, size, 3), 20 * t, np.uint8), format="rgb24")
+            frame = av.VideoFrame.from_ndarray(np.full((size, size, 3), step * t, np.uint8), format="rgb24")
             for packet in stream.encode(frame):
                 container.mux(packet)
         for packet in stream.encode():
@@ -263,16 +264,7 @@ def test_a_video_that_declares_no_frame_count_is_decoded_only_up_to_its_frames(t
     import downpour.data.video as video
 
     path = tmp_path / name
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("mpeg4" if name.endswith("mkv") else "libvpx", rate=10)
-        stream.width = stream.height = 32
-        stream.pix_fmt = "yuv420p"
-        for t in range(40):                      # frame t is a flat grey of level 6 * t
-            frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), 6 * t, np.uint8), format="rgb24")
-            for packet in stream.encode(frame):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    _write_video(path, n_frames=40, codec="mpeg4" if name.endswith("mkv") else "libvpx", step=6)
     with av.open(str(path)) as container:
         assert container.streams.video[0].frames == 0               # (what makes this the case)
     decoded, real = [], video._decode
@@ -339,15 +331,7 @@ def test_a_camcorders_mts_files_are_videos_and_other_files_are_counted(tmp_path)
     from downpour.data.stream import list_items
 
     _write_video(tmp_path / "a.mp4")
-    with av.open(str(tmp_path / "00001.MTS"), mode="w", format="mpegts") as container:
-        stream = container.add_stream("mpeg2video", rate=25)
-        stream.width = stream.height = 32
-        stream.pix_fmt = "yuv420p"
-        for t in range(10):
-            for packet in stream.encode(av.VideoFrame.from_ndarray(np.full((32, 32, 3), 20 * t, np.uint8), format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
+    _write_video(tmp_path / "00001.MTS", codec="mpeg2video", format="mpegts")
     (tmp_path / "notes.txt").write_text("not a video")
     (tmp_path / ".hidden.mp4").write_bytes(b"")
     images = load_videos(tmp_path, frames_per_video=3)
