@@ -24,7 +24,7 @@ from downpour.config import ConfigError, Override, RunConfig, load_config
 from downpour.config_diff import RESUMABLE, config_differences
 from downpour.data.build import check_config as check_data
 from downpour.data.build import check_files
-from downpour.data.build import gives_labels, sample_shape, why_unlabelled
+from downpour.data.build import gives_labels, label_count, sample_shape, why_unlabelled
 from downpour.data.pipeline import check_classes, resolve_data
 from downpour.data.stream import list_items
 from downpour.layers.gabor import FROZEN_KINDS
@@ -160,7 +160,10 @@ def _dry_run(cfg: RunConfig, shape: tuple[int, int, int]) -> None:
                 raise ConfigError(f"model {cfg.model.name!r} is supervised: it trains on class labels, and "
                                   f"{why_unlabelled(cfg.data)}", key="data.source")
             labels = torch.zeros(2, dtype=torch.int64) if labelled else None
-            objective(model.forward_train(Batch(torch.zeros(2, *shape), labels)))
+            outputs = model.forward_train(Batch(torch.zeros(2, *shape), labels))
+            objective(outputs)
+            if model.supervised:
+                _check_classes(cfg, outputs)
             check_cost_fits(cfg.model.name, model, objective, shape)
             _check_stages_train(cfg, model)
             _check_analysis_layers(cfg, model)    # (a split replica has the merged network's layers)
@@ -171,6 +174,19 @@ def _dry_run(cfg: RunConfig, shape: tuple[int, int, int]) -> None:
     except (ValueError, TypeError, KeyError, RuntimeError, IndexError) as err:
         reason = err.args[0] if isinstance(err, KeyError) and err.args else err
         raise ConfigError(f"{where}: {reason}") from None
+
+
+def _check_classes(cfg: RunConfig, outputs: dict[str, Any]) -> None:
+    """A supervised model scores as many classes as the data's labels run over: a label past its last class
+    failed at the first batch that held one, with a traceback, its run folder left behind (cnn-digits with
+    model.classes = 5 on the digits: "ValueError: label 9 does not fit model.classes = 5")."""
+    scored = min((o.logits.shape[1] for o in outputs.values() if o.logits is not None), default=None)
+    needed = label_count(cfg.data)
+    if scored is None or needed is None or scored >= needed:
+        return
+    raise ConfigError(f"model.classes = {scored}, but the labels of data.source = {cfg.data.source!r} run over {needed} "
+                      f"classes (0..{needed - 1}); set model.classes = {needed}",
+                      key="model.classes" if "classes" in cfg.model.options else None)
 
 
 def _check_analysis_layers(cfg: RunConfig, model: FeatureModel) -> None:

@@ -405,6 +405,29 @@ def test_labels_a_model_or_split_needs_and_a_schedule_with_nothing_to_order_are_
     assert named in capsys.readouterr().err.replace(str(tmp_path / "x.npy"), "X.npy")
 
 
+@pytest.mark.parametrize("sets, named", [
+    (["model.classes=5"], "model.classes = 5, but the labels of data.source = 'digits' run over 10 classes (0..9); "
+                          "set model.classes = 10"),
+    (["model.name=cnn-faces", "data.size=25"], "model.classes = 2, but the labels of data.source = 'digits' run over 10"),
+    (["data.source=array", "data.path=XY.npz", "model.classes=12"], "run over 13 classes (0..12); set model.classes = 13"),
+    (["model.name=cnn-faces", "data.source=folder", "data.path=FOLDER", "data.labels=true", "data.size=25"],
+     "model.classes = 2, but the labels of data.source = 'folder' run over 3 classes (0..2)"),
+])
+def test_a_supervised_model_with_fewer_classes_than_the_labels_is_refused_before_its_run_folder(tmp_path, capsys, sets, named):
+    """Passed the dry run (its zero labels fit any class count), then failed at the first batch holding a larger
+    label with a traceback ("ValueError: label 9 does not fit model.classes = 5"), its run folder left behind."""
+    np.savez(tmp_path / "xy.npz", x=np.zeros((20, 1, 8, 8), np.float32), y=np.arange(20) % 13)
+    for label in "abc":
+        (tmp_path / "f" / label).mkdir(parents=True)
+        Image.fromarray(np.full((32, 32), 40, np.uint8)).save(tmp_path / "f" / label / "0.png")
+    sets = [s.replace("XY.npz", str(tmp_path / "xy.npz")).replace("FOLDER", str(tmp_path / "f")) for s in sets]
+    argv = ["train", "--config", "cnn-digits", *[a for s in sets for a in ("--set", s)], "--set", "train.steps=2",
+            "--out", str(tmp_path / "run")]
+    assert main(argv) == 2
+    assert named in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_greedy_schedule_on_a_model_that_cannot_be_built_gets_the_models_error_not_a_traceback(tmp_path, capsys):
     """The one-stage check built the model before the crossfit's checks: a ValueError traceback from the Gabor bank."""
     assert main(["crossfit", "--config", "cat-demo", "--runner", "local", "--set", "model.name=rica-local", "--set",

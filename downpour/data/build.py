@@ -28,7 +28,7 @@ from downpour.data.arrays import array_header, check_array_path, load_array, npz
 from downpour.data.augment import Augment
 from downpour.data.builtin import digit_images, lfw_images, lfw_train_faces, natural_images
 from downpour.data.dataset import Dataset
-from downpour.data.folder import hidden, image_extensions, image_files, load_folder, walk_files
+from downpour.data.folder import class_labels, hidden, image_extensions, image_files, load_folder, walk_files
 from downpour.data.gaussian import gaussian_samples
 from downpour.data.images import ImageSet
 from downpour.data.patches import crop_images, sample_patches
@@ -124,6 +124,21 @@ def gives_labels(cfg: DataConfig) -> bool:
     if cfg.source == "array":
         return Path(cfg.path).suffix == ".npz" and "y" in npz_keys(cfg.path)
     return cfg.source in ("digits", "faces", "gaussian")
+
+
+def label_count(cfg: DataConfig) -> int | None:
+    """How many classes a model must score to take ``cfg``'s labels (the largest label + 1), or None without
+    labels: digits 10, faces 2, gaussian one per dimension (a row's argmax), a labelled folder its class
+    sub-folders (listed), an ``.npz`` its ``y`` (read; ``x`` is not)."""
+    if not gives_labels(cfg):
+        return None
+    if cfg.source in ("digits", "faces", "gaussian"):
+        return {"digits": 10, "faces": 2}.get(cfg.source, cfg.size)
+    if cfg.source == "folder":
+        return len(class_labels(cfg.path, image_files(cfg.path, cfg.labels)[0])[0])
+    with np.load(cfg.path, allow_pickle=False) as z:
+        y = z["y"]
+    return int(y.max()) + 1 if y.size and np.issubdtype(y.dtype, np.integer) else None
 
 
 def why_unlabelled(cfg: DataConfig) -> str:
