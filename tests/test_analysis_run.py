@@ -408,6 +408,25 @@ def test_a_run_with_one_logged_row_does_not_report_an_unmoved_loss():
     assert "→" not in said and "at step 30" in said and "only logged row" in said
 
 
+def test_an_rbms_headline_gives_its_diagnostics_and_says_its_cost_is_a_free_energy_gap():
+    """rbm-digits (1500 steps) read "Loss -2.053 → 0.2474 over 30 logged rows" and nothing else: a cost that rose,
+    read as divergence, while the reconstruction error fell 2.562 → 1.38 and the pseudo-likelihood rose."""
+    from downpour.analysis.report import _loss_headline
+    from downpour.analysis.run import _training_summary
+
+    rbm = [{"step": 50, "loss": -2.053, "contrastive_divergence": -2.053, "metric/reconstruction_error": 2.562,
+            "metric/pseudo_likelihood": -27.51},
+           {"step": 1500, "loss": 0.2474, "contrastive_divergence": 0.2474, "metric/reconstruction_error": 1.38,
+            "metric/pseudo_likelihood": -20.78}]
+    said = _loss_headline(_training_summary(rbm))
+    assert said.startswith("Loss -2.053 → 0.2474 over 2 logged rows.")
+    assert "metric/reconstruction_error 2.562 → 1.38" in said and "metric/pseudo_likelihood -27.51 → -20.78" in said
+    assert "free-energy gap" in said and "not part of it" in said
+    plain = _loss_headline(_training_summary([{"step": 10, "loss": 3.0, "reconstruction": 3.0},
+                                              {"step": 20, "loss": 2.0, "reconstruction": 2.0}]))
+    assert plain == "Loss 3 → 2 over 2 logged rows."
+
+
 def test_a_ufldl_runs_stimulus_is_drawn_in_pixels_without_the_mid_grey_offset():
     """normalize = "ufldl" maps the whitened values into [0.1, 0.9] around 0.5; the picture undid only the
     whitening, so the 0.5 went through it as a constant offset and the ufldl-sae stimulus looked washed out."""

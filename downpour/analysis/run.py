@@ -367,6 +367,8 @@ def _training_summary(metrics: list[dict[str, Any]]) -> dict[str, Any]:
     first, last = metrics[0], metrics[-1]
     return {"logged_rows": len(metrics), "first_step": first.get("step"), "last_step": last.get("step"),
             "first_loss": first.get("loss"), "last_loss": last.get("loss"), "stages": stage_losses(metrics),
+            "diagnostics": {k: [first[k], last[k]] for k in last if is_metric(k) and k in first},   # (RBM: metric/...)
+            "free_energy_gap": any(k.rsplit("/", 1)[-1] == "contrastive_divergence" for k in last),
             "workers": sorted({r["worker"] for r in metrics if "worker" in r}) or None}
 
 
