@@ -24,7 +24,7 @@ from downpour.config import ConfigError, Override, RunConfig, load_config
 from downpour.config_diff import RESUMABLE, config_differences
 from downpour.data.build import check_config as check_data
 from downpour.data.build import check_files
-from downpour.data.build import gives_labels, label_count, sample_shape, why_unlabelled
+from downpour.data.build import gives_labels, label_count, off_unit_interval, sample_shape, why_unlabelled
 from downpour.data.pipeline import check_classes, resolve_data
 from downpour.data.stream import list_items
 from downpour.layers.gabor import FROZEN_KINDS
@@ -160,6 +160,11 @@ def _dry_run(cfg: RunConfig, shape: tuple[int, int, int]) -> None:
                 raise ConfigError(f"model {cfg.model.name!r} is supervised: it trains on class labels, and "
                                   f"{why_unlabelled(cfg.data)}", key="data.source")
             labels = torch.zeros(2, dtype=torch.int64) if labelled else None
+            off = off_unit_interval(cfg.data) if getattr(model, "needs_unit_interval", False) else None
+            if off:   # (found at the first batch, after the run folder was made)
+                raise ConfigError(f"model {cfg.model.name!r} has Bernoulli visibles, which take data in [0, 1] only, and "
+                                  f"{off[1]} takes it out; keep the data in [0, 1] (data.normalize = 'none' or 'ufldl', "
+                                  "data.whiten = 'none') or set model.visible = 'gaussian'", key=off[0])
             outputs = model.forward_train(Batch(torch.zeros(2, *shape), labels))
             objective(outputs)
             if model.supervised:

@@ -129,14 +129,27 @@ def test_bernoulli_rbm_rejects_data_outside_unit_interval():
         m.forward_train(Batch(torch.full((2, 1, 8, 8), 16.0)))
 
 
-def test_cli_says_in_one_line_that_a_bernoulli_rbm_needs_unit_interval_data(tmp_path, capsys):
-    """Patch-normalised photographs leave [0, 1]: the user's to fix, so one line naming model.visible and
-    exit 2, not a traceback from inside the training step (as until 2026-12-04)."""
+@pytest.mark.parametrize("sets, named", [
+    (["data.source=natural", "data.normalize=patch"], "--set data.normalize=patch: model 'rbm-digits' has Bernoulli "
+     "visibles, which take data in [0, 1] only, and data.normalize = 'patch' (zero mean, unit std per sample) takes it out"),
+    (["data.whiten=zca"], "--set data.whiten=zca: model 'rbm-digits' has Bernoulli visibles"),
+    (["data.source=gaussian"], "--set data.source=gaussian: model 'rbm-digits' has Bernoulli visibles"),
+])
+def test_cli_says_in_one_line_that_a_bernoulli_rbm_needs_unit_interval_data(tmp_path, capsys, sets, named):
+    """Patch-normalised, whitened or Gaussian data leave [0, 1]: the user's to fix, so one line naming the setting
+    and exit 2, not a traceback from inside the training step (as until 2026-12-04), and before the run folder
+    (it was made first: config.toml, metrics.jsonl and the preprocessing written, then the first batch refused)."""
     out = tmp_path / "r"
-    assert main(["train", "--config", "rbm-digits", "--set", "data.source=natural", "--set", "data.normalize=patch",
+    assert main(["train", "--config", "rbm-digits", *[a for s in sets for a in ("--set", s)],
                  "--steps", "2", "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert "downpour: error: model.visible" in err and "Traceback" not in err
+    assert named in err and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_a_bernoulli_rbm_takes_whitened_data_that_ufldl_maps_back_into_the_unit_interval(tmp_path):
+    assert main(["train", "--config", "rbm-digits", "--set", "data.whiten=zca", "--set", "data.normalize=ufldl",
+                 "--steps", "2", "--out", str(tmp_path / "r")]) == 0
 
 
 def test_kl_sparsity_on_a_bernoulli_rbm_passes_the_preflight_probe(tmp_path):

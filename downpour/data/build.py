@@ -141,6 +141,19 @@ def label_count(cfg: DataConfig) -> int | None:
     return int(y.max()) + 1 if y.size and np.issubdtype(y.dtype, np.integer) else None
 
 
+def off_unit_interval(cfg: DataConfig) -> tuple[str, str] | None:
+    """(the key, what it does) of the setting that takes ``cfg``'s samples out of [0, 1] whatever the images hold
+    (a Bernoulli RBM takes only [0, 1]), or None. Built-in images, folders and videos are read into [0, 1];
+    ``normalize = "ufldl"`` comes last and maps into [0.1, 0.9]; an array holds what it holds (found when loaded)."""
+    if cfg.normalize == "ufldl":
+        return None
+    if cfg.normalize == "patch":
+        return "data.normalize", "data.normalize = 'patch' (zero mean, unit std per sample)"
+    if cfg.whiten != "none":
+        return "data.whiten", f"data.whiten = {cfg.whiten!r}"
+    return ("data.source", "data.source = 'gaussian' (N(0, I) vectors)") if cfg.source == "gaussian" else None
+
+
 def why_unlabelled(cfg: DataConfig) -> str:
     """Why ``cfg``'s source gives no labels, naming it."""
     if cfg.source == "folder":

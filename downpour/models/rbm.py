@@ -80,6 +80,11 @@ class RBM(FeatureModel):
         # Hidden states of the persistent chains; they start all-off, as scikit-learn's do.
         self.register_buffer("chains_h", torch.zeros(config.chains, config.hidden))
 
+    @property
+    def needs_unit_interval(self) -> bool:
+        """Bernoulli visibles take only data in [0, 1] (preflight refuses a data config that leaves it)."""
+        return self.config.visible == "bernoulli"
+
     # --- the conditionals -------------------------------------------------------------------
     def _scaled(self, v: Tensor) -> Tensor:
         return v / self.config.sigma if self.config.visible == "gaussian" else v
