@@ -2,7 +2,7 @@
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-from downpour.studies.plots import scatter_figure
+from downpour.studies.plots import curves_figure, scatter_figure
 
 
 def test_the_legend_of_a_scatter_covers_no_point_and_no_label():
@@ -20,3 +20,17 @@ def test_the_legend_of_a_scatter_covers_no_point_and_no_label():
     assert covered == []
     labels = [t for t in ax.texts if legend.overlaps(t.get_window_extent())]
     assert [t.get_text() for t in labels] == []
+
+
+def test_the_legend_of_curves_covers_no_point():
+    """The flat-skipping study's net_time.png (6 curves over 6 thresholds) hid unwhitened padded at 0.01, x1.39."""
+    ts = [0.003, 0.01, 0.03, 0.1, 0.3, 1.0]
+    rng = np.random.default_rng(0)
+    series = {f"form {i} set {j}": (ts, list(rng.uniform(0.8, 3.3, len(ts)))) for i in range(2) for j in range(3)}
+    series["low left"] = (ts, [0.85, 1.0, 1.4, 1.2, 1.1, 1.0])          # where the "best" legend went
+    fig = curves_figure(series, "network time, gated / ungated", "variance threshold", "ratio", logx=True)
+    FigureCanvasAgg(fig).draw()
+    ax = fig.axes[0]
+    legend = ax.get_legend().get_window_extent()
+    every = [(x, y) for xs, ys in series.values() for x, y in zip(xs, ys)]
+    assert [p for p in every if legend.contains(*ax.transData.transform(p))] == []
