@@ -24,7 +24,7 @@ import copy
 import math
 import numbers
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -34,6 +34,7 @@ from sklearn.utils.validation import check_array, check_is_fitted
 from downpour.analysis.units import check_layer
 from downpour.config import TrainConfig
 from downpour.data.dataset import Dataset
+from downpour.errors import ConfigError
 from downpour.models.base import FeatureModel
 from downpour.models.cost_fit import check_cost_fits
 from downpour.models.registry import create_model, model_entry, resolve_objective
@@ -123,6 +124,9 @@ class FeatureLearner(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
                              f"{self.batch_size!r} and {self.lr!r}")
         if not isinstance(self.model, (str, FeatureModel)):   # (a dict or None: "unhashable type" or "not iterable")
             raise TypeError(f"FeatureLearner: model must be a registered name or a FeatureModel, got {self.model!r}")
+        if self.objective is not None and not isinstance(self.objective, dict):   # ("l1": 'str' object has no attribute 'items')
+            raise TypeError(f"FeatureLearner: objective must be a dict of cost terms ({{'reconstruction': 1.0, 'l1': 0.1}}) "
+                            f"or None, got {self.objective!r}")
         if self.preprocess is not None and not callable(self.preprocess):   # (3: "'int' object is not callable")
             raise TypeError(f"FeatureLearner: preprocess must be a callable on (N, C, H, W) images or None, got {self.preprocess!r}")
         arr = _checked(X)                             # checked and converted once
@@ -208,11 +212,20 @@ class FeatureLearner(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     def _build(self, shape: tuple[int, ...]) -> tuple[FeatureModel, Objective | None]:
         if isinstance(self.model, str):
             model = create_model(self.model, shape, **_plain(self.options or {}))
-            return model, Objective.from_config(resolve_objective(self.model, _plain(self.objective or {})))
+            return model, _objective(lambda: resolve_objective(self.model, _plain(self.objective or {})))
         if self.options:                              # (a FeatureModel: fit checked the type)
             raise ValueError("FeatureLearner: options only apply to a registered model name, not a model instance")
         model = copy.deepcopy(self.model)
-        return model, Objective.from_config(_plain(self.objective)) if self.objective else None
+        return model, _objective(lambda: _plain(self.objective)) if self.objective else None
+
+
+def _objective(spec: Callable[[], dict[str, Any]]) -> Objective:
+    """The Objective of ``spec()``, or one ConfigError line naming the parameter and the bad term (a misspelt term
+    was a KeyError, shown in quotes; a range or type a TypeError or ValueError without the word objective)."""
+    try:
+        return Objective.from_config(spec())
+    except (TypeError, ValueError) as err:           # (a ConfigError is a ValueError)
+        raise ConfigError(f"FeatureLearner: objective: {err}", key=getattr(err, "key", None)) from None
 
 
 def _plain(value: Any) -> Any:

@@ -25,6 +25,7 @@ from torch import Tensor
 
 from downpour._names import nearest
 from downpour.batch import Outputs
+from downpour.errors import ConfigError
 
 
 def _per_sample_sum(t: Tensor) -> Tensor:
@@ -238,9 +239,11 @@ TERMS: dict[str, type[Term]] = {t.name: t for t in (
 
 
 def make_term(name: str, spec: Any) -> Term:
-    """A term from its config form: a bare weight (``l1 = 0.1``) or a table (``kl_sparsity = {weight = 3, rho = 0.01}``)."""
+    """A term from its config form: a bare weight (``l1 = 0.1``) or a table (``kl_sparsity = {weight = 3, rho = 0.01}``).
+    An unknown term or parameter is a one-line :class:`ConfigError` naming it and the valid ones (until 2026-12-04 a
+    KeyError, which a caller that built an Objective directly, as FeatureLearner does, showed in quotes)."""
     if name not in TERMS:
-        raise KeyError(f"unknown cost term {name!r}{nearest(name, TERMS)}; known: {', '.join(TERMS)}")
+        raise ConfigError(f"unknown cost term {name!r}{nearest(name, TERMS)}; known: {', '.join(TERMS)}", key=f"objective.{name}")
     cls = TERMS[name]
     if isinstance(spec, (int, float)) and not isinstance(spec, bool):
         return cls(weight=float(spec))
@@ -250,7 +253,8 @@ def make_term(name: str, spec: Any) -> Term:
     kwargs = {}
     for key, val in spec.items():
         if key not in valid:
-            raise KeyError(f"cost term {name!r} has no parameter {key!r}{nearest(key, valid)}; it has {', '.join(valid)}")
+            raise ConfigError(f"cost term {name!r} has no parameter {key!r}{nearest(key, valid)}; it has {', '.join(valid)}",
+                              key=f"objective.{name}.{key}")
         want = type(valid[key].default)
         if want is float and isinstance(val, int) and not isinstance(val, bool):
             val = float(val)

@@ -11,7 +11,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_score
 from sklearn.pipeline import Pipeline
 
-from downpour.errors import NotARunError
+from downpour.errors import ConfigError, NotARunError
 from downpour.learner import FeatureLearner
 from test_analysis_planted import TinyAutoencoder
 
@@ -223,3 +223,20 @@ def test_rows_read_by_an_input_shape_the_model_instance_does_not_take_are_refuse
     with pytest.raises(ValueError, match=r"input_shape reads X's rows as images of shape \(1, 10, 10\), but the model "
                                          r"takes \(1, 8, 8\)"):
         FeatureLearner(model, steps=0, input_shape=(1, 10, 10)).fit(np.zeros((4, 100), np.float32))
+
+
+@pytest.mark.parametrize("objective, match", [
+    ({"reconstrution": 1.0}, r"^FeatureLearner: objective: unknown cost term 'reconstrution' \(did you mean "
+                             r"'reconstruction'\?\); known: reconstruction, l1, .*contrastive_divergence$"),   # a bare KeyError
+    ({"kl_sparsity": {"weight": 1.0, "rhoo": 0.1}}, r"^FeatureLearner: objective: cost term 'kl_sparsity' has no "
+                                                    r"parameter 'rhoo' \(did you mean 'rho'\?\); it has weight, rho$"),
+    ({"kl_sparsity": {"rho": 3.0}}, r"^FeatureLearner: objective: kl_sparsity.rho must be in \(0, 1\), got 3$"),
+])
+def test_a_wrong_cost_term_is_one_config_error_line_naming_it_and_the_valid_ones(objective, match):
+    """A misspelt term was a KeyError, which prints its message in quotes; a model instance's objective too."""
+    for model in ("ufldl-sae", TinyAutoencoder((1, 8, 8), hidden=10)):
+        with pytest.raises(ConfigError, match=match) as err:
+            FeatureLearner(model, steps=1, objective=objective).fit(np.zeros((4, 64), np.float32))
+        assert "\n" not in str(err.value)
+    with pytest.raises(TypeError, match="objective must be a dict of cost terms"):   # 'str' object has no attribute 'items'
+        FeatureLearner("ufldl-sae", steps=1, objective="reconstruction").fit(np.zeros((4, 64), np.float32))

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from downpour.batch import Outputs
+from downpour.errors import ConfigError
 from downpour.objectives import Objective, make_term
 
 
@@ -101,9 +102,9 @@ def test_objective_names_parts_per_stage_and_sums_them():
 
 
 def test_bad_term_names_and_params_are_named():
-    with pytest.raises(KeyError, match="did you mean 'kl_sparsity'"):
+    with pytest.raises(ConfigError, match="did you mean 'kl_sparsity'"):
         make_term("kl_sparsty", 1.0)
-    with pytest.raises(KeyError, match="'rhoo'"):
+    with pytest.raises(ConfigError, match="'rhoo'"):
         make_term("kl_sparsity", {"rhoo": 0.1})
     with pytest.raises(TypeError, match="rho must be float"):
         make_term("kl_sparsity", {"rho": "a lot"})
