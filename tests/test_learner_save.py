@@ -216,3 +216,33 @@ def test_saving_into_the_run_directory_it_came_from_is_refused_and_the_run_kept(
     assert not (run.path / "learner.json").exists()
     learner.save(run.path / "learner")                 # beside it, as the message says: fine
     assert np.array_equal(FeatureLearner.load(run.path / "learner").transform(digits[0]), learner.transform(digits[0]))
+
+
+@pytest.mark.parametrize("mode, key, bad, match", [
+    ("ufldl", "clip", "NaN", "stats.clip must be a finite number >= 0, got nan"),                 # every code NaN
+    ("patch", "variance_floor", "Infinity", "stats.variance_floor must be a finite number >= 0, got inf"),   # every code 0
+    ("patch", "variance_floor", "-1.0", r"stats.variance_floor must be a finite number >= 0, got -1.0"),   # unscaled
+])
+def test_a_saved_normalisation_statistic_that_is_not_finite_is_refused_by_name(tmp_path, digits, mode, key, bad, match):
+    """JSON reads NaN and Infinity: load took them, and transform gave NaN (or all-zero) codes without a word."""
+    prep = Preprocess(mode, {"normalize": mode, key: 0.25})
+    FeatureLearner("rica-8x8", steps=0, preprocess=prep).fit(digits[0]).save(tmp_path / "f")
+    text = (tmp_path / "f" / "preprocess.json").read_text()
+    assert f'"{key}": 0.25' in text
+    (tmp_path / "f" / "preprocess.json").write_text(text.replace(f'"{key}": 0.25', f'"{key}": {bad}'))
+    with pytest.raises(CheckpointError, match=r"preprocess.json' cannot be read back: saved " + match) as err:
+        FeatureLearner.load(tmp_path / "f")
+    assert "\n" not in str(err.value)
+
+
+def test_a_runs_whitening_that_is_not_finite_is_refused_when_read_back(tmp_path, digits):
+    """A run's preprocess was read by the analysis (and from_run) without a finite check on the ZCA tensors."""
+    from downpour.data.whitening import ZCAWhitener
+    from downpour.train.rundir import RunDir
+
+    zca = ZCAWhitener(0.1).fit(torch.from_numpy(digits[0][:100].reshape(-1, 1, 8, 8)))
+    zca.matrix_ = zca.matrix_.clone()
+    zca.matrix_[0, 0] = float("nan")
+    RunDir(tmp_path).save_preprocess(Preprocess("none", None, zca))
+    with pytest.raises(CheckpointError, match=r"cannot be read back: saved whitening tensor 'zca.matrix' holds non-finite"):
+        RunDir(tmp_path).load_preprocess()

@@ -10,6 +10,7 @@ set-wide statistics (variance floor, clip bound) as training.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,8 +93,11 @@ class Preprocess:
             raise ValueError(f"saved preprocessing names an unknown whitening {whiten!r}")
         prefix = f"{whiten}."
         state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        broken = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+        if broken:                            # (a whitener of NaN turns every image into NaN codes, unsaid)
+            raise ValueError(f"saved whitening tensor {broken[0]!r} holds non-finite values")
         whitener = WHITENERS[whiten].from_state_dict(state) if whiten != "none" else None
-        return cls(meta["normalize"], meta.get("stats"), whitener)
+        return cls(meta["normalize"], _checked_stats(meta["normalize"], meta.get("stats")), whitener)
 
     def __call__(self, x: Tensor) -> Tensor:
         """New images (N, C, H, W), prepared like the raw samples were -> (N, C, H, W) float32."""
@@ -105,3 +109,20 @@ class Preprocess:
         if self.normalize == "ufldl":
             x = torch.from_numpy(normalize(x.numpy(), "ufldl", self.stats)[0])
         return x
+
+
+STATISTIC = {"patch": "variance_floor", "ufldl": "clip"}    # data.normalize -> the set-wide statistic it saves
+
+
+def _checked_stats(mode: Any, stats: Any) -> dict[str, Any] | None:
+    """Saved normalisation statistics, refused by name unless finite and >= 0: JSON reads NaN and Infinity, and
+    a clip of NaN made every code NaN, a variance floor of Infinity every code 0, of -1 the images unscaled, silently."""
+    key = STATISTIC.get(mode)
+    if key is None:                           # "none" (an unknown mode is named by normalize itself)
+        return stats
+    value = stats.get(key) if isinstance(stats, dict) else None
+    if stats is None or value is None:
+        raise ValueError(f"saved stats for normalize={mode!r} lack {key!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"saved stats.{key} must be a finite number >= 0, got {value!r}")
+    return stats

@@ -330,7 +330,8 @@ class RunDir:
         try:
             return Preprocess.from_state(*load_state(self.path / "preprocess"))
         except (ValueError, KeyError, TypeError) as err:    # a hand-edited file: a traceback in every analysis
-            raise CheckpointError(f"{str(self.path / 'preprocess.json')!r} cannot be read back: {err!r}") from None
+            why = err if isinstance(err, ValueError) else repr(err)      # (a KeyError's str() is the bare key)
+            raise CheckpointError(f"{str(self.path / 'preprocess.json')!r} cannot be read back: {why}") from None
 
     # --- files --------------------------------------------------------------------------------
     def last_loss(self) -> float | None:
