@@ -18,6 +18,8 @@ import dataclasses
 import json
 import logging
 import math
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +43,8 @@ START = "start"                             # the folder of a trained model inst
 
 
 def save_learner(learner: Any, path: str | Path, preprocess: bool = True) -> Path:
-    """Write the fitted ``learner`` into the folder ``path`` (made if missing; its files replaced). A ValueError,
+    """Write the fitted ``learner`` into the folder ``path`` (made if missing, else replaced whole, never left
+    half old and half new). A ValueError,
     before anything is written, for what cannot be saved as tensors + JSON: an arbitrary ``preprocess`` callable
     (``preprocess=False`` leaves it out), a model the registry cannot rebuild, a parameter that is not JSON."""
     params = learner.get_params(deep=False)
@@ -75,17 +78,53 @@ def save_learner(learner: Any, path: str | Path, preprocess: bool = True) -> Pat
         raise ValueError(f"FeatureLearner.save: {str(folder)!r} holds a run (config.toml): the learner's model.json "
                          "would replace the run's, which records its step, seed and data; save into another folder, "
                          f"e.g. {str(folder / 'learner')!r}")
-    folder.mkdir(parents=True, exist_ok=True)
-    write_model(folder, learner.model_, name)
+    _check_replaceable(folder)
+    # Written whole beside the folder, then swapped in by two renames: a save cut midway used to leave the new
+    # model pair beside the old learner.json (and stale start/ or preprocess files), which loaded as neither learner.
+    saving, replaced = _sibling(folder, SAVING), _sibling(folder, REPLACED)
+    shutil.rmtree(saving, ignore_errors=True)       # (a save cut before its swap: never read)
+    saving.mkdir(parents=True)
+    write_model(saving, learner.model_, name)
     if start is not None:
-        (folder / START).mkdir(exist_ok=True)
-        write_model(folder / START, start, name)
-    for stale in ([] if kept is not None else [folder / "preprocess.json", folder / "preprocess.safetensors"]):
-        stale.unlink(missing_ok=True)        # (a learner saved here before with its preprocess)
+        (saving / START).mkdir()
+        write_model(saving / START, start, name)
     if kept is not None:
-        RunDir(folder).save_preprocess(kept)
-    replace_text(folder / "learner.json", text)     # last: a folder without it was cut short
+        RunDir(saving).save_preprocess(kept)
+    replace_text(saving / "learner.json", text)
+    shutil.rmtree(replaced, ignore_errors=True)
+    if folder.exists():
+        os.replace(folder, replaced)
+    os.replace(saving, folder)                      # (a kill just before: load names both folders)
+    shutil.rmtree(replaced, ignore_errors=True)
     return folder
+
+
+SAVING, REPLACED = "saving", "replaced"      # save's sibling folders: the new learner until its swap, the old one during it
+OURS = {"learner.json", "model.json", "model.safetensors", "preprocess.json", "preprocess.safetensors", START}
+
+
+def _sibling(folder: Path, role: str) -> Path:
+    folder = folder.absolute()
+    return folder.with_name(f".{folder.name}.{role}")
+
+
+def _stem(name: str) -> str:
+    """``name`` without the suffixes a cut write leaves (``model.safetensors.tmp``, ``preprocess.prev.json``)."""
+    return name.removesuffix(".tmp").replace(".prev.", ".")
+
+
+def _check_replaceable(folder: Path) -> None:
+    """Saving replaces the whole folder: refused, before anything is written, where that would delete what is not a
+    learner's (a save into a folder of results used to add its files there; now it would remove the results)."""
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"FeatureLearner.save: {str(folder)!r} is a file, not a folder")
+    if folder.resolve() in (Path.cwd(), *Path.cwd().parents):   # (renamed away and deleted under the process)
+        raise ValueError(f"FeatureLearner.save: {str(folder)!r} is the working directory (or holds it); save into a subfolder")
+    foreign = sorted(p.name for p in folder.iterdir() if _stem(p.name) not in OURS) if folder.is_dir() else []
+    if foreign:
+        raise ValueError(f"FeatureLearner.save: {str(folder)!r} holds files that are not a saved learner's ({foreign[0]!r}"
+                         f"{f' and {len(foreign) - 1} more' if len(foreign) > 1 else ''}), and saving replaces the "
+                         "whole folder; save into a new or empty folder")
 
 
 def load_learner(cls: type, path: str | Path) -> Any:
@@ -93,6 +132,10 @@ def load_learner(cls: type, path: str | Path) -> Any:
     and key); nothing is unpickled."""
     folder = Path(path)
     where = folder / "learner.json"
+    if not where.is_file() and not folder.exists() and _sibling(folder, REPLACED).is_dir():
+        raise CheckpointError(f"{str(folder)!r} does not exist: a save into it was cut between its two renames; the "
+                              f"previous learner is whole in {str(_sibling(folder, REPLACED))!r} and the new one in "
+                              f"{str(_sibling(folder, SAVING))!r}: rename either to {folder.name!r}")
     if not where.is_file():
         raise CheckpointError(f"{str(where)!r} does not exist: {str(folder)!r} is not a saved FeatureLearner")
     try:

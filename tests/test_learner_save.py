@@ -246,3 +246,47 @@ def test_a_runs_whitening_that_is_not_finite_is_refused_when_read_back(tmp_path,
     RunDir(tmp_path).save_preprocess(Preprocess("none", None, zca))
     with pytest.raises(CheckpointError, match=r"cannot be read back: saved whitening tensor 'zca.matrix' holds non-finite"):
         RunDir(tmp_path).load_preprocess()
+
+
+def test_a_save_over_a_learner_cut_midway_leaves_the_old_learner_whole(tmp_path, digits, trained, monkeypatch):
+    """The second save wrote the new model pair into the folder, then learner.json: cut between them, the folder
+    loaded the new weights under the old parameters and loss curve (seed 3 read back for a seed-9 model)."""
+    import downpour.learner_save as learner_save
+
+    x = digits[0]
+    other = FeatureLearner("rica-8x8", steps=2, seed=9).fit(x)
+    trained.save(tmp_path / "f")
+    written = learner_save.replace_text
+
+    def cut(path, text):
+        if path.name == "learner.json":
+            raise KeyboardInterrupt                   # the kill, after every other file of the new save
+        written(path, text)
+    monkeypatch.setattr(learner_save, "replace_text", cut)
+    with pytest.raises(KeyboardInterrupt):
+        other.save(tmp_path / "f")
+    monkeypatch.undo()
+    loaded = FeatureLearner.load(tmp_path / "f")
+    assert np.array_equal(loaded.transform(x), trained.transform(x)) and loaded.seed == 3
+    other.save(tmp_path / "f")                        # the cut save's leftover is cleared; the folder is the new learner
+    assert np.array_equal(FeatureLearner.load(tmp_path / "f").transform(x), other.transform(x))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]
+
+
+def test_a_save_cut_between_its_renames_names_both_folders(tmp_path, trained):
+    trained.save(tmp_path / "f")
+    (tmp_path / "f").rename(tmp_path / ".f.replaced")   # as the kill leaves it: the new learner still in .f.saving
+    with pytest.raises(CheckpointError, match=r"cut between its two renames; the previous learner is whole in "
+                                              r"'.*\.f\.replaced' and the new one in '.*\.f\.saving': rename either to 'f'"):
+        FeatureLearner.load(tmp_path / "f")
+
+
+def test_a_save_into_a_folder_of_other_files_is_refused_and_deletes_nothing(tmp_path, trained):
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match=r"holds files that are not a saved learner's \('notes.txt'\).*new or empty folder"):
+        trained.save(tmp_path / "results")
+    assert [p.name for p in (tmp_path / "results").iterdir()] == ["notes.txt"]
+    (tmp_path / "empty").mkdir()
+    trained.save(tmp_path / "empty")                  # an empty folder (tempfile.mkdtemp) is fine
+    assert (tmp_path / "empty" / "learner.json").is_file()
