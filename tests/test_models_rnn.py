@@ -46,7 +46,7 @@ def test_one_step_of_every_variant(name):
     for pname, p in model.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, pname
     assert model(x).shape == (4, model.config.code)
-    assert model.first_layer_filters().shape == (3 * model.config.hidden, 1, 1, entry.input_shape[2])
+    assert model.first_layer_filters().shape == (model.config.hidden, 1, 1, entry.input_shape[2])
 
 
 @pytest.mark.parametrize("reverse", [True, False], ids=["reversed", "forward"])
@@ -88,3 +88,28 @@ def test_clear_errors():
         RNNAutoencoder(RNNConfig(), (64,))
     with pytest.raises(ValueError, match="built for inputs"):
         create_model("rnn-rows")(torch.rand(2, 1, 9, 8))
+
+
+@pytest.mark.parametrize("shape, tile", [((2, 5, 3), (2, 1, 3)), ((4, 2, 3, 3), (2, 3, 3))], ids=["rows", "frames"])
+def test_the_filters_are_the_candidate_gates_rows_and_each_gate_is_apart(shape, tile):
+    """All 3·hidden input rows came back as one bank: the reset, update and candidate gates side by side in the
+    filter picture and the edge count. Each gate's block is filled with its own number, so a wrong block or a
+    layout that splits a row across gates shows."""
+    model = RNNAutoencoder(RNNConfig(hidden=6, code=4), shape)
+    feats = model.encoder.weight_ih_l0.shape[1]
+    with torch.no_grad():                             # torch's blocks: rows 0-5 reset, 6-11 update, 12-17 new
+        model.encoder.weight_ih_l0.copy_(torch.cat([torch.full((6, feats), float(g)) for g in (1, 2, 3)]))
+        model.encoder.weight_ih_l0[12, :] = torch.randn(feats)    # the first candidate unit: any row
+    gates = model.gate_filters()
+    assert list(gates) == ["reset", "update", "new"]
+    assert all(g.shape == (6, *tile) for g in gates.values())
+    assert (gates["reset"] == 1).all() and (gates["update"] == 2).all()
+    filters = model.first_layer_filters()
+    assert filters.shape == (6, *tile) and (filters[1:] == 3).all()
+    # the tile lies over the pixels it weighs: its dot product with the first step's pixels (row 0 of every
+    # channel, or frame 0) is what the GRU computes, W_in x_0 for that unit
+    image = torch.randn(1, *shape)
+    pixels = image[0, :, :1, :] if len(shape) == 3 else image[0, 0]
+    step = model.to_sequence(image)[0, 0]
+    assert torch.allclose((filters[0] * pixels).sum(), model.encoder.weight_ih_l0[12] @ step, atol=1e-5)
+    assert RNNAutoencoder(RNNConfig(hidden=6, code=4), (5, 7)).first_layer_filters() is None

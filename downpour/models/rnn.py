@@ -109,19 +109,25 @@ class RNNAutoencoder(FeatureModel):
         return {"": Outputs(x=batch.x, codes=codes, recon=self.decode(codes), weights=weights,
                             encode=self.encode, decode=self.decode)}
 
-    def first_layer_filters(self) -> Tensor | None:
-        """The encoder's input weights as images when a step is an image row or frame, else None.
+    GATES = ("reset", "update", "new")        # torch's order of the three blocks of rows in weight_ih (r | z | n)
 
-        For row sequences each of the 3·hidden gate units reads a row: (3·hidden, C, 1, W); for
-        frame sequences it reads a frame: (3·hidden, C, H, W).
-        """
+    def gate_filters(self) -> dict[str, Tensor] | None:
+        """The encoder's input weights of each GRU gate as images, ``{"reset", "update", "new"}`` -> (hidden, C, 1, W)
+        when a step is an image row (C, 1, W), (hidden, C, H, W) when it is a frame; None for (T, F) sequences."""
+        if len(self.input_shape) not in (3, 4):
+            return None
         w = self.encoder.weight_ih_l0.detach()            # (3*hidden, F)
-        if len(self.input_shape) == 3:
-            c, _, width = self.input_shape
-            return w.reshape(-1, c, 1, width)
-        if len(self.input_shape) == 4:
-            return w.reshape(-1, *self.input_shape[1:])
-        return None
+        step = (self.input_shape[0], 1, self.input_shape[2]) if len(self.input_shape) == 3 else self.input_shape[1:]
+        return {gate: rows.reshape(-1, *step) for gate, rows in zip(self.GATES, w.chunk(3))}
+
+    def first_layer_filters(self) -> Tensor | None:
+        """The candidate ("new") gate's input weights as images, (hidden, C, 1, W) or (hidden, C, H, W); None for
+        (T, F) sequences. The candidate gate is the one that writes the input into the state, h' = (1 - z)·n + z·h
+        with n = tanh(W_in x + ...), so its rows are the features the code is built from; the reset and update
+        gates only weigh it (:meth:`gate_filters` gives all three). Until 2026-12-04 all 3·hidden rows came back,
+        the three gates side by side in one picture and one edge count."""
+        gates = self.gate_filters()
+        return None if gates is None else gates["new"]
 
 
 _RECON = {"reconstruction": 1.0}
