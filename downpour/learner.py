@@ -56,7 +56,7 @@ class FeatureLearner(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         Feature layer ``transform`` returns (default: the model's top layer).
     input_shape : tuple (C, H, W) or None
         How to read flat rows of X; default: X's own shape if 4-D, else the model's (or the
-        registered variant's) input shape, else a square one-channel image.
+        registered variant's) input shape, else a square one-channel image, else one row of D pixels (1, 1, D).
     options : dict or None
         Config overrides for a registered model (``{"hidden": 49}``).
     objective : dict or None
@@ -200,18 +200,25 @@ class FeatureLearner(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         if self.input_shape is not None:
             shape = tuple(int(s) for s in self.input_shape)
         elif isinstance(self.model, FeatureModel):
-            shape = tuple(getattr(self.model, "input_shape", None) or _square(arr.shape[1]))
+            shape = tuple(getattr(self.model, "input_shape", None) or _rows(arr.shape[1]))
         else:
             shape = model_entry(self.model).input_shape
             if int(np.prod(shape)) != arr.shape[1]:
-                shape = _square(arr.shape[1])
+                shape = _rows(arr.shape[1])
         if int(np.prod(shape)) != arr.shape[1]:
             raise ValueError(f"FeatureLearner: X has {arr.shape[1]} columns but input_shape {shape} needs {int(np.prod(shape))}")
         return shape
 
     def _build(self, shape: tuple[int, ...]) -> tuple[FeatureModel, Objective | None]:
         if isinstance(self.model, str):
-            model = create_model(self.model, shape, **_plain(self.options or {}))
+            try:
+                model = create_model(self.model, shape, **_plain(self.options or {}))
+            except ValueError as err:
+                if self.input_shape is None and shape[:2] == (1, 1) and shape[2] > 1:   # _rows' one row of pixels
+                    raise ConfigError(f"FeatureLearner: X's rows of {shape[2]} values, not a square, read as one row of "
+                                      f"pixels {shape}, which {self.model!r} cannot take ({err}); pass "
+                                      "input_shape=(C, H, W)") from None
+                raise
             return model, _objective(lambda: resolve_objective(self.model, _plain(self.objective or {})))
         if self.options:                              # (a FeatureModel: fit checked the type)
             raise ValueError("FeatureLearner: options only apply to a registered model name, not a model instance")
@@ -248,11 +255,12 @@ def _checked(X: Any) -> np.ndarray:
     return check_array(X, allow_nd=True, dtype="numeric")
 
 
-def _square(d: int) -> tuple[int, int, int]:
+def _rows(d: int) -> tuple[int, int, int]:
+    """How (N, d) rows read without input_shape: a square grey image when d is a square (64: 8x8), else one row of
+    d pixels, (1, 1, d), which a model with dense first layer (an autoencoder, an RBM) takes as any vector; a model
+    that needs 2-D images (a convolution) refuses it with the input_shape advice (see FeatureLearner._build)."""
     side = math.isqrt(d)
-    if side * side != d:
-        raise ValueError(f"FeatureLearner: cannot read {d} columns as a square image; pass input_shape=(C, H, W)")
-    return (1, side, side)
+    return (1, side, side) if side * side == d else (1, 1, d)
 
 
 def _as_images(X: Any, shape: tuple[int, ...]) -> torch.Tensor:

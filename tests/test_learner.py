@@ -240,3 +240,15 @@ def test_a_wrong_cost_term_is_one_config_error_line_naming_it_and_the_valid_ones
         assert "\n" not in str(err.value)
     with pytest.raises(TypeError, match="objective must be a dict of cost terms"):   # 'str' object has no attribute 'items'
         FeatureLearner("ufldl-sae", steps=1, objective="reconstruction").fit(np.zeros((4, 64), np.float32))
+
+
+def test_rows_that_are_not_a_square_read_as_one_row_of_pixels_or_are_refused_with_the_advice():
+    """Rows of 3 values were refused ('cannot read 3 columns as a square image') even by a dense autoencoder, which
+    takes any vector: 24 of scikit-learn's 47 estimator checks failed on it (test_learner_sklearn_checks)."""
+    X = np.random.default_rng(0).random((20, 3)).astype(np.float32)
+    dense = FeatureLearner("ufldl-sae", steps=2).fit(X)
+    assert dense.input_shape_ == (1, 1, 3) and dense.transform(X).shape == (20, 25)
+    assert FeatureLearner("ufldl-sae", steps=0).fit(np.zeros((4, 49), np.float32)).input_shape_ == (1, 7, 7)   # a square
+    with pytest.raises(ConfigError, match=r"X's rows of 3 values, not a square, read as one row of pixels \(1, 1, 3\), "
+                                          r"which 'rica-local' cannot take \(model.kernel_size = 6 .*\); pass input_shape"):
+        FeatureLearner("rica-local", steps=1).fit(X)
