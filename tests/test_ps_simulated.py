@@ -110,6 +110,28 @@ def test_compensated_runs_train(tmp_path, compensation):
     assert summary["applied"] == [48, 48] and rows[-1]["loss"] < rows[0]["loss"]
 
 
+def test_a_compensation_that_changed_no_push_is_said_by_name(tmp_path, caplog):
+    # two workers without delay push at staleness <= 1, where lr / max(1, s) is lr: staleness-lr trained the
+    # uncompensated run bit for bit, unsaid; dc-asgd at staleness 0 (bounded:0, one worker) likewise
+    two = ("cluster.workers=2", 'cluster.delay="constant:0"', "train.steps=16")
+    plain, _ = _run(tmp_path / "none", *two)
+    caplog.set_level("WARNING", logger="downpour.ps.cluster")
+    idle, _ = _run(tmp_path / "slr", *two, 'cluster.compensation="staleness-lr"')
+    assert idle["max_staleness"] == 1
+    assert (tmp_path / "slr/model.safetensors").read_bytes() == (tmp_path / "none/model.safetensors").read_bytes()
+    assert "max(1, staleness)" in idle["compensation_idle"] and "compensation_idle" not in plain
+    assert "cluster.compensation = 'staleness-lr' changed none of this run's 16 pushes" in caplog.text
+    assert "compensation_idle" in json.loads((tmp_path / "slr/cluster.json").read_text())
+    caplog.clear()
+    dc, _ = _run(tmp_path / "dc", "cluster.workers=1", 'cluster.delay="constant:0"', "train.steps=8",
+                 'cluster.compensation="dc-asgd"')
+    assert "staleness 0" in dc["compensation_idle"] and "'dc-asgd' changed none" in caplog.text
+    caplog.clear()
+    used, _ = _run(tmp_path / "used", *two[:1], 'cluster.delay="constant:2"', "train.steps=16",
+                   'cluster.compensation="staleness-lr"')
+    assert used["max_staleness"] >= 2 and "compensation_idle" not in used and "changed none" not in caplog.text
+
+
 def test_resume_continues_the_version_clock_and_the_curve(tmp_path):
     first, _ = _run(tmp_path / "r", "cluster.checkpoint_every=8", "train.steps=24")
     assert first["versions"] == [24, 24]

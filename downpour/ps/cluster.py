@@ -22,6 +22,7 @@ from downpour.data.pipeline import (check_resumed_on, cut_patches, keep_cut, rec
 from downpour.errors import Diverged, RunError
 from downpour.parallel.partition import merge_model
 from downpour.ps.checkpoint import SERVER, ShardState, load_server, next_seqs, restoring
+from downpour.ps.compensation import make_compensation
 from downpour.ps.coordinator import Coordinator
 from downpour.ps.recorder import Driver, Recorder, ShardLost, write_staleness
 from downpour.ps.setup import ClusterSetup, batch_seed, make_shards, set_up_cluster
@@ -184,6 +185,17 @@ def _counts(states: list[ShardState], report: dict[str, Any]) -> dict[str, Any]:
             "mean_staleness": report["overall"]["mean"], "max_staleness": report["overall"]["max"]}
 
 
+def _idle_compensation(cfg: RunConfig, max_staleness: int, pushes: int) -> str | None:
+    """Why cluster.compensation changed none of the run's ``pushes`` (warned, and kept in cluster.json), or None.
+    Known only once the run is over: its staleness comes of the delays and the workers' speeds."""
+    c = cfg.cluster
+    why = make_compensation(c.compensation, c.dc_lambda).idle_at(max_staleness) if pushes else None
+    if why:
+        log.warning("cluster.compensation = %r changed none of this run's %d pushes: %s; it trained as with "
+                    "cluster.compensation = 'none'", c.compensation, pushes, why)
+    return why
+
+
 def _finish(setup: ClusterSetup, run: RunDir, states: list[ShardState], coord: Coordinator, recorder: Recorder,
             start: int, info: dict[str, Any]) -> dict[str, Any]:
     cfg = setup.cfg
@@ -196,9 +208,12 @@ def _finish(setup: ClusterSetup, run: RunDir, states: list[ShardState], coord: C
     for e in coord.events if coord.live else ():     # (with none left, the error below names every loss)
         if e["event"] == "worker-lost" and e["worker"] in coord.lost:   # (not restarted)
             log.warning("worker %d was lost at step %d (%s); the run went on without it", e["worker"], e["step"], e["reason"])
+    counts = _counts(states, report)
+    idle = _idle_compensation(cfg, report["overall"]["max"], counts["pushes"])
     summary = {"steps": coord.done, "resumed_from": start, "runner": cfg.cluster.runner,
-            "final_loss": run.last_loss(), **_counts(states, report), "lost_workers": list(coord.lost), "seconds": round(recorder.elapsed(), 2), "run": str(run.path),
-            "checkpoints": recorder.checkpoints, "checkpoint_seconds": round(recorder.checkpoint_seconds, 3), **info}
+            "final_loss": run.last_loss(), **counts, "lost_workers": list(coord.lost), "seconds": round(recorder.elapsed(), 2), "run": str(run.path),
+            "checkpoints": recorder.checkpoints, "checkpoint_seconds": round(recorder.checkpoint_seconds, 3),
+            **({"compensation_idle": idle} if idle else {}), **info}
     run.write_json("cluster.json", summary)  # placement, counts, lost workers: what happened to the cluster
     summary.pop("profile", None)             # per-phase timers: cluster.json only, not the printed summary
     if coord.done < coord.total and not coord.live:

@@ -23,6 +23,11 @@ class Compensation:
     name = "none"
     needs_backup = False
 
+    def idle_at(self, max_staleness: int) -> str | None:
+        """Why this compensation changed no push of a run whose pushes were at most ``max_staleness`` stale
+        (the run's cluster.json says so and the run warns), or None where it may have changed some."""
+        return None
+
     def adjust(self, g: Tensor, staleness: int, w_now: Tensor, w_stale: Tensor | None) -> tuple[Tensor, float]:
         """Gradient (n,) to apply and the learning-rate factor to apply it with."""
         return g, 1.0
@@ -30,6 +35,14 @@ class Compensation:
 
 class StalenessLR(Compensation):
     name = "staleness-lr"
+
+    def idle_at(self, max_staleness: int) -> str | None:
+        # 1 / max(1, s) is 1 at s = 0 and at s = 1: two simulated workers without delay push at staleness <= 1
+        # (and bounded:0 with two workers always does), and there the run was bit for bit the uncompensated one
+        if max_staleness <= 1:
+            return (f"no push was more than {max_staleness} update{'' if max_staleness == 1 else 's'} stale, and "
+                    "staleness-lr divides the learning rate by max(1, staleness), which is 1 there")
+        return None
 
     def adjust(self, g: Tensor, staleness: int, w_now: Tensor, w_stale: Tensor | None) -> tuple[Tensor, float]:
         return g, 1.0 / max(1, staleness)
@@ -41,6 +54,13 @@ class DCASGD(Compensation):
 
     def __init__(self, lam: float):
         self.lam = float(lam)   # cluster.dc_lambda, >= 0 (checked with the config)
+
+    def idle_at(self, max_staleness: int) -> str | None:
+        if self.lam == 0:
+            return "cluster.dc_lambda = 0 makes the correction 0"
+        if max_staleness == 0:
+            return "every push was computed from the version it was applied to (staleness 0): there is nothing to correct"
+        return None
 
     def adjust(self, g: Tensor, staleness: int, w_now: Tensor, w_stale: Tensor | None) -> tuple[Tensor, float]:
         if w_stale is None or staleness == 0 or self.lam == 0:
