@@ -55,6 +55,7 @@ READ_ONLY_WITH = {
     **{key: ("data.source", lambda c: c.data.source != "gaussian", "!= 'gaussian'") for key in ("data.grey", "data.mode")},
     **{f"analysis.{key}": ("analysis.dataset", lambda c: c.analysis.runs_face_test(), "= 'lfw' (with analysis.positive = 1)",
                            ("analysis.positive",)) for key in AnalysisConfig.FACE_TEST},
+    **{f"analysis.{key}": ("analysis.probes", lambda c: bool(c.analysis.probes), "!= []") for key in AnalysisConfig.PROBE},
 }
 
 

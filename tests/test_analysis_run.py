@@ -18,6 +18,8 @@ from downpour.train.rundir import NotARunError, RunDir
 CHROMIUM = Path("/usr/bin/chromium")
 FAST = dict(splits=2, probes=["lfw", "digits"], probe_samples=300, probe_folds=3, stimulus_steps=40,
             stimulus_restarts=2, random_filters=200, top_k=6, bootstrap=200)
+# FAST without the probes: their own keys are refused where none runs (analysis.probes = [])
+NO_PROBES = {**{k: v for k, v in FAST.items() if k not in ("probe_samples", "probe_folds")}, "probes": []}
 CONTROL_KEYS = {"negatives", "level", "method", "auc", "auc_ci", "accuracy_mean", "accuracy_std", "splits", "unit",
                 "unit_share", "sign", "threshold", "selection_auc", "candidates", "test_positives", "test_negatives",
                 "test_positives_range", "test_negatives_range",
@@ -225,7 +227,7 @@ def test_posed_images_add_the_out_of_plane_curve_to_analysis_and_report(run_dir,
             Image.fromarray((img * 255).astype(np.uint8)).save(poses / str(angle) / f"object{i}.png")
     copy = tmp_path / "run"
     shutil.copytree(run_dir, copy)
-    a = analyze_run(copy, **{**FAST, "probes": [], "poses": str(poses)})
+    a = analyze_run(copy, **{**NO_PROBES, "poses": str(poses)})
     curve = a["invariance"]["curves"][-1]
     assert curve["transform"] == "out_of_plane_rotation" and curve["values"] == [-45.0, 0.0, 45.0]
     assert a["invariance"]["out_of_plane_rotation"]["images"] == {"-45.0": 3, "0.0": 3, "45.0": 3}
@@ -234,18 +236,18 @@ def test_posed_images_add_the_out_of_plane_curve_to_analysis_and_report(run_dir,
     (poses / "sideways").mkdir()
     Image.fromarray(np.zeros((16, 16), np.uint8)).save(poses / "sideways" / "x.png")
     with pytest.raises(ValueError, match="'sideways'.*not an angle"):
-        analyze_run(copy, **{**FAST, "probes": [], "poses": str(poses)})
+        analyze_run(copy, **{**NO_PROBES, "poses": str(poses)})
     # two folders of one angle: one was dropped without a word; no frontal folder: named after the face test's
     # minutes, without the key. Both now before any measurement, naming analysis.poses.
     shutil.rmtree(poses / "sideways")
     shutil.copytree(poses / "0", poses / "0.0")
     with pytest.raises(ConfigError, match=r"sub-folders '0' and '0.0' .* are the same angle \(0 degrees\)") as err:
-        analyze_run(copy, **{**FAST, "probes": [], "poses": str(poses)})
+        analyze_run(copy, **{**NO_PROBES, "poses": str(poses)})
     assert err.value.key == "analysis.poses"
     shutil.rmtree(poses / "0")
     shutil.rmtree(poses / "0.0")
     with pytest.raises(ConfigError, match=r"has no frontal pose \(a sub-folder named 0\).*\[-45.0, 45.0\]"):
-        analyze_run(copy, **{**FAST, "probes": [], "poses": str(poses)})
+        analyze_run(copy, **{**NO_PROBES, "poses": str(poses)})
 
 
 def _untrained_cat(path: Path, *overrides: str) -> Path:
@@ -261,7 +263,7 @@ def _untrained_cat(path: Path, *overrides: str) -> Path:
 def test_a_no_faces_run_is_scored_beside_the_unit_and_a_wrong_one_is_named(tmp_path):
     run = _untrained_cat(tmp_path / "run")
     bare = _untrained_cat(tmp_path / "bare", "data.train_faces=0")
-    opts = {**FAST, "probes": [], "stimulus_steps": 5, "splits": 1}
+    opts = {**NO_PROBES, "stimulus_steps": 5, "splits": 1}
     a = analyze_run(run, **opts, no_faces_run=str(bare))["face_neuron"]
     assert {r["negatives"] for r in a["controls"] if r["method"] == "the no-faces network"} == set(NEGATIVES)
     assert all("the no-faces network" in p["paired"] for p in a["controls_verdict"]["per_negatives"])
@@ -477,8 +479,8 @@ def test_top_images_come_from_images_the_pictured_unit_was_not_chosen_on(run_dir
 
     copy = tmp_path / "run"
     shutil.copytree(run_dir, copy)
-    fast = {k: v for k, v in FAST.items() if k != "bootstrap"}           # (only the face test reads it)
-    a = analyze_run(copy, **{**fast, "dataset": "digits", "positive": 3, "probes": [], "splits": 1, "top_k": 20})
+    fast = {k: v for k, v in NO_PROBES.items() if k != "bootstrap"}       # (only the face test reads it)
+    a = analyze_run(copy, **{**fast, "dataset": "digits", "positive": 3, "splits": 1, "top_k": 20})
     y = load_labelled("digits", (1, 8, 8)).y == 3
     select, test = split(y.astype(np.int64), a["options"]["test_fraction"], a["face_neuron"]["split_seeds"][0])
     top = a["top_images"]
@@ -586,6 +588,13 @@ def test_a_labelled_folder_is_decoded_as_the_run_decoded_its_own_jpegs(run_dir, 
     config = copy / "config.toml"
     assert "jpeg_draft = true" in config.read_text()
     config.write_text(config.read_text().replace("jpeg_draft = true", f"jpeg_draft = {str(draft).lower()}"))
-    fast = {k: v for k, v in FAST.items() if k != "bootstrap"}          # (the face test's alone)
-    a = analyze_run(copy, **{**fast, "probes": [], "dataset": str(_jpeg_classes(tmp_path / "classes")), "positive": 1})
+    fast = {k: v for k, v in NO_PROBES.items() if k != "bootstrap"}      # (the face test's alone)
+    a = analyze_run(copy, **{**fast, "dataset": str(_jpeg_classes(tmp_path / "classes")), "positive": 1})
     assert a["labelled_set"]["jpeg_draft"] is draft
+
+
+@pytest.mark.parametrize("key, value", [("probe_folds", 3), ("probe_samples", 50), ("probe_layers", ["stage1/codes"])])
+def test_a_probe_key_typed_where_no_probe_runs_is_refused_by_name(run_dir, key, value):
+    """analysis.probes = [] skips the probes; their keys typed beside it were taken and read by nothing."""
+    with pytest.raises(ConfigError, match=rf"analysis.{key}: only the linear probes read it, and this analysis runs none"):
+        analyze_run(run_dir, **{**NO_PROBES, key: value})

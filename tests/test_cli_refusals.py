@@ -360,6 +360,9 @@ def _refused_before_the_run(tmp_path, capsys, source, make, named, suffix=None, 
      "--set analysis.bootstrap: only analysis.dataset = 'lfw' (with analysis.positive = 1) reads it"),
     (["--runner", "local", "--set", "analysis.positive=0", "--set", "analysis.face_choice=localizer"],
      "--set analysis.face_choice: only analysis.dataset = 'lfw'"),
+    # the probes' keys where no probe runs (analysis.probes = [] skips them): accepted and read by nothing
+    (["--runner", "local", "--set", "analysis.probes=[]", "--set", "analysis.probe_folds=3"],
+     "--set analysis.probe_folds: only analysis.probes != [] reads it, and this run's analysis.probes is []"),
 ])
 def test_a_set_the_runner_never_reads_is_refused(capsys, argv, named):
     assert main(["train", "--config", "ufldl-sae", "--dry-run", *argv]) == 2

@@ -56,6 +56,10 @@ def analysis_options(cfg: RunConfig, overrides: dict[str, Any]) -> AnalysisConfi
     if unread and not opts.runs_face_test():
         raise ConfigError(f"analysis.{unread[0]}: only the face test reads it, and it runs on analysis.dataset = 'lfw' "
                           f"with positive = 1 (this analysis: {opts.dataset!r}, {opts.positive})", key=f"analysis.{unread[0]}")
+    unprobed = [key for key in overrides if key in AnalysisConfig.PROBE and overrides[key] is not None]
+    if unprobed and not opts.probes:     # (analysis.probes = [] skips the probes: their keys were taken, unread)
+        raise ConfigError(f"analysis.{unprobed[0]}: only the linear probes read it, and this analysis runs none "
+                          "(analysis.probes = [])", key=f"analysis.{unprobed[0]}")
     for key, names in (("dataset", [opts.dataset]), ("probes", opts.probes)):
         for name in names:
             if name not in BUILT_IN and (not name.strip() or not Path(name).is_dir()):   # ("": the working directory)

@@ -190,6 +190,7 @@ class AnalysisConfig(Section):
     probe_samples: int = setting(1000, within=AT_LEAST_1)     # at most this many images per probe set (seeded subset)
 
     FACE_TEST: ClassVar[tuple[str, ...]] = ("bootstrap", "face_select", "face_choice", "control_draws", "no_faces_run", "no_faces_twin")
+    PROBE: ClassVar[tuple[str, ...]] = ("probe_layers", "probe_folds", "probe_samples")   # read only where probes is not []
 
     def runs_face_test(self) -> bool:   # (and reads FACE_TEST) it is about lfw's faces: another set or concept gets none
         return self.dataset == "lfw" and self.positive == 1
