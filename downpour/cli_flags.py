@@ -46,6 +46,10 @@ READ_ONLY_WITH = {
     "data.samples": ("data.mode", lambda c: c.data.mode == "patches" or c.data.source == "gaussian",
                      "= 'patches' (or data.source = 'gaussian')", ("data.source",)),
     "data.faces_fraction": ("data.source", lambda c: c.data.source == "natural+faces", "= 'natural+faces'"),
+    # which of lfw's training faces the faces source gives, where natural+faces takes none of its samples: a run with
+    # data.train_faces = 10 beside data.faces_fraction = 0 was bit for bit the run without it (cat-demo, 4 steps)
+    "data.train_faces": ("data.faces_fraction", lambda c: c.data.source != "natural+faces" or c.data.faces_fraction > 0,
+                         "> 0 (where data.source = 'natural+faces')", ("data.source",)),
     "data.frames_per_video": ("data.source", lambda c: c.data.source == "video", "= 'video'"),
     "data.zca_eps": ("data.whiten", lambda c: c.data.whiten == "zca", "= 'zca'"),
     "data.spectral_strength": ("data.whiten", lambda c: c.data.whiten == "spectral", "= 'spectral'"),
