@@ -162,9 +162,26 @@ def check_flags(args: argparse.Namespace, cfg: RunConfig) -> None:
     if named and cfg.cluster.consistency == "sync" and cfg.cluster.compensation != "none":
         raise ConfigError(f"{', '.join(named)}: a sync round applies the workers' mean gradient, every push at staleness 0, "
                           "so no compensation reads it; drop it, or use --consistency async or bounded:K")
+    _check_one_worker_bound(args, typed, cfg)
     _check_streamed(typed, cfg)
     _check_algorithm(args, typed, cfg)
     _check_schedule(typed, cfg)
+
+
+def _check_one_worker_bound(args: argparse.Namespace, typed: list[str], cfg: RunConfig) -> None:
+    """bounded:K with one worker: a gated worker waits for its own push to land, and K bounds how far it runs ahead
+    of the slowest, itself (teacher-student, constant:2: bounded:0, bounded:3 and sync gave one model, bit for bit)."""
+    c = cfg.cluster
+    if c.algorithm != "downpour" or c.workers != 1 or c.spec("consistency")[0] != "bounded":
+        return
+    named = [f"--{flag} {getattr(args, flag)}" for flag in ("consistency", "workers") if getattr(args, flag, None) is not None]
+    sets = [key for key in ("cluster.consistency", "cluster.workers") if key in typed]
+    named += [f"--set {', '.join(sets)}"] if sets else []
+    if named:
+        raise ConfigError(f"{', '.join(named)}: cluster.consistency = {c.consistency!r} bounds how far a worker runs ahead "
+                          "of the slowest, and with one worker (cluster.workers = 1) that is itself: it waits for its "
+                          "own push whatever K is, the same run as cluster.consistency = 'sync'; use sync, async or "
+                          "more workers")
 
 
 def _check_schedule(typed: list[str], cfg: RunConfig) -> None:

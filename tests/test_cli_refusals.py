@@ -336,6 +336,11 @@ def _refused_before_the_run(tmp_path, capsys, source, make, named, suffix=None, 
      "--n-fetch: only cluster.consistency = 'async' (or cluster.n_push > 1) reads it, and this run's cluster.consistency is 'sync'"),
     (["--runner", "simulated", "--workers", "1", "--set", "cluster.warm_start=5"],
      "--set cluster.warm_start: only cluster.workers > 1 reads it"),
+    # one worker's bounded:K waits for its own push whatever K is: bounded:0, bounded:3 and sync were one run, bit for bit
+    (["--runner", "simulated", "--workers", "1", "--consistency", "bounded:3"],
+     "--consistency bounded:3, --workers 1: cluster.consistency = 'bounded:3' bounds how far a worker runs ahead"),
+    (["--runner", "ray", "--set", "cluster.workers=1", "--set", "cluster.consistency=bounded:0"],
+     "--set cluster.consistency, cluster.workers: cluster.consistency = 'bounded:0'"),
     (["--runner", "simulated", "--workers", "1", "--set", "cluster.algorithm=sandblaster", "--set", "sandblaster.backup_after=1"],
      "--set sandblaster.backup_after: only cluster.workers > 1 reads it"),    # no worker backs up its own unit
     # which worker gets which rows, where one worker has them all
