@@ -473,3 +473,20 @@ def _memory(cfg):
     defaults = DataConfig()
     return dataclasses.replace(cfg, pipeline="memory", prefetch=defaults.prefetch, loader_workers=defaults.loader_workers,
                                fit_sample=defaults.fit_sample)
+
+def test_a_data_samples_below_one_patch_per_image_is_warned_by_name(tmp_path, caplog):
+    """The stream cuts max(1, round(samples / images)) patches per image: on 20 images data.samples = 3 and 9 were
+    one run, bit for bit, 20 samples a pass (in memory: 3 or 9 patches), without a word."""
+    root = _folder(tmp_path / "f")
+    caplog.set_level("WARNING", logger="downpour.data.pipeline")
+    few = [open_data(_cfg(root, mode="patches", samples=n), seed=0) for n in (3, 9)]
+    assert [d.info["patches_per_image"] for d in few] == [1, 1]
+    first = [next(d.shard(0, 1).batches(20, torch.Generator().manual_seed(1))).x for d in few]
+    assert torch.equal(*first)                                    # the same stream whatever the lower value
+    assert caplog.text.count("data.samples = ") == 2
+    assert "data.samples = 3 is fewer than the stream cuts at one patch per image" in caplog.text
+    assert "its 20 image files each pass, about 20 samples" in caplog.text
+    caplog.clear()
+    open_data(_cfg(root, mode="patches", samples=40), seed=0)     # 2 per image: what it asks for
+    open_data(_cfg(root, mode="patches", samples=10), seed=0)     # (half a pass rounds up to one per image)
+    assert "data.samples" not in caplog.text

@@ -140,8 +140,21 @@ def open_data(cfg: DataConfig, seed: int, stream_ok: bool = True) -> Dataset | S
         data.info["pipeline"] = "memory"
     else:
         data = open_stream(cfg, seed, listing)
+        _warn_samples_below_a_pass(cfg, data.info)
     data.info["chosen"] = why
     return data
+
+
+def _warn_samples_below_a_pass(cfg: DataConfig, info: dict[str, Any]) -> None:
+    """A stream cuts at least one patch from every image a pass reads: a data.samples below half of that rounds
+    to one per image, and any lower value is the same run (40 images: data.samples = 5 and 10 gave one model,
+    bit for bit, where the in-memory path draws 5 or 10)."""
+    per_pass = info.get("patches_per_image", 0) * info["n_items"] * info.get("frames_per_video_declared", 1)
+    if info.get("patches_per_image") == 1 and cfg.samples < per_pass / 2:
+        log.warning("data.samples = %d is fewer than the stream cuts at one patch per image: it reads every one of "
+                    "its %d %ss each pass, about %d samples, and a lower data.samples changes nothing; use "
+                    "data.pipeline = 'memory' to draw %d, or fewer files", cfg.samples, info["n_items"],
+                    info["item"], round(per_pass), cfg.samples)
 
 
 def keep_cut(data: Dataset | StreamingData, positions: list[dict[str, Any] | None], cfg: DataConfig, seed: int,
