@@ -11,7 +11,8 @@ import time
 from pathlib import Path
 
 from downpour.config import CROSSFIT_CONTROLS, ClusterConfig, ConfigError, FlagValue, Override, RunConfig, config_to_toml, load_config, preset_table, parse_override, with_origin
-from downpour.cli_flags import CHECKPOINT_KEYS, check_flags, check_paths, check_plan_flags, check_sets, set_keys
+from downpour.cli_flags import (CHECKPOINT_KEYS, check_flags, check_paths, check_plan_flags, check_sets, set_keys,
+                                update_rule_words)
 from downpour.settings import choices_of
 from downpour.errors import DownpourError
 from downpour.train.signals import sigterm_as_interrupt
@@ -95,7 +96,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         out = args.out or fresh_folder(f"runs/{Path(args.config or 'main').stem}-{time.strftime('%Y%m%d-%H%M%S')}")
         run = RunDir.create(out, cfg)
     then = f", then its no-faces twin -> {run.no_faces_twin}" if twin else ""
-    print(f"downpour: training {cfg.model.name!r} with the {cfg.cluster.runner} runner -> {run.path}{then}", file=sys.stderr)
+    print(f"downpour: training {cfg.model.name!r} with the {cfg.cluster.runner} runner{update_rule_words(cfg)} -> "
+          f"{run.path}{then}", file=sys.stderr)
     summary = train_with_twin(cfg, run, twin, resume=resume)
     print(json.dumps(summary))
     if cfg.analysis.report and summary.get("kept") and (run.path / "analysis.json").is_file():
