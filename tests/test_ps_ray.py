@@ -190,6 +190,73 @@ def test_a_restart_ray_cannot_place_does_not_hold_up_the_others(tmp_path, local_
     assert [e["event"] for e in events] == ["worker-lost"]
 
 
+def test_a_restart_outlives_the_last_handout_and_trains_the_steps_a_later_loss_gives_back(tmp_path, local_ray,
+                                                                                          monkeypatch):
+    """A restart still coming up was given up as soon as every step was handed out. Here worker 1 is killed at
+    step 20, its replacement's first answer is held back, and worker 0's actor is killed as it is granted the
+    run's last step (after the driver's next look at its restarts): the run ended "every worker was lost after
+    119 of 120 steps", the replacement given up with that step left for it. Now it rejoins and trains it."""
+    from downpour.ps.cluster_on_ray import RayCluster
+
+    gate, fired = tmp_path / "answer", []
+
+    @ray.remote(num_cpus=0)
+    def held(refs, path):      # the replacement's first answer, once the gate file exists
+        while not os.path.exists(path):
+            time.sleep(0.02)
+        return ray.get(refs[0])
+
+    real_respawn, real_record, real_dispatch = RayCluster._respawn, RayCluster._record, RayCluster._dispatch
+
+    def respawn(self, w):
+        started = real_respawn(self, w)
+        if started:
+            ref, deadline = self._starting[w]
+            self._starting[w] = (held.remote([ref], str(gate)), deadline)
+        return started
+
+    def record(self, w, results, meta, on_push):
+        joined = real_record(self, w, results, meta, on_push)
+        if self.coord.done >= 20 and not fired:
+            fired.append(1)
+            ray.kill(self.worker_actors[1])
+        return joined
+
+    def dispatch(self, w):
+        if w != 0 or 1 not in self._starting or len(fired) > 1:
+            return real_dispatch(self, w)
+        begin = self.coord.begin_cycle
+
+        def begin_killing(v):          # worker 0 dies once granted the last step, before it can compute it
+            k = begin(v)
+            if k and self.coord.handed_out:
+                fired.append(0)
+                actor = self.worker_actors[0]
+                ray.kill(actor)
+                with pytest.raises(ray.exceptions.RayError):
+                    ray.get(actor.node.remote(), timeout=60)
+            return k
+
+        self.coord.begin_cycle = begin_killing
+        try:
+            real_dispatch(self, w)
+        finally:
+            del self.coord.begin_cycle
+        if len(fired) > 1:
+            self.poll_restarts()       # the driver's next look at its restarts, before it notices the death
+            gate.touch()
+
+    monkeypatch.setattr(RayCluster, "_respawn", respawn)
+    monkeypatch.setattr(RayCluster, "_record", record)
+    monkeypatch.setattr(RayCluster, "_dispatch", dispatch)
+    cfg = _cfg("train.steps=120", "cluster.shards=1", "cluster.restarts=1")
+    out = run_cluster(cfg, RunDir.create(tmp_path / "r", cfg))
+    assert fired == [1, 0] and out["steps"] == 120 and out["lost_workers"] == [0]
+    events = RunDir.open(tmp_path / "r").read_json("staleness.json")["events"]
+    assert [(e["event"], e["worker"]) for e in events] == [("worker-lost", 1), ("worker-lost", 0),
+                                                            ("worker-restarted", 1)]
+
+
 def test_losing_every_worker_is_an_error_that_keeps_what_was_done(tmp_path, local_ray):
     from downpour.errors import RunError
 

@@ -98,6 +98,36 @@ def test_a_worker_lost_mid_round_under_sync_lets_the_round_close_before_it_rejoi
     assert shard.version == 3 and not shard.rejected
 
 
+def test_a_restart_still_coming_up_when_every_step_is_handed_out_trains_what_a_later_loss_gives_back(fake_ray,
+                                                                                                      monkeypatch):
+    """A restart was given up as soon as every step was handed out; when the last survivor then died with a step
+    in flight, the run ended "every worker was lost" one step short, its restart budget spent on nothing."""
+    coord = Coordinator(make_consistency("async"), workers=2, total_steps=4)
+    d = _driver(coord, [FakeActor()], [FakeActor(), FakeActor()], restarts=1)
+    monkeypatch.setattr(d, "_spawn", lambda w, seq, step: FakeActor(node=lambda: "node-b"))
+    monkeypatch.setattr(d, "_dispatch", lambda w: None)
+    held = ["node-b"]                    # the replacement's first answer: not come yet
+    monkeypatch.setattr(fake_ray, "wait", lambda refs, num_returns=1, timeout=None:
+                        ([r for r in refs if r not in held], [r for r in refs if r in held]))
+    assert coord.begin_cycle(0) == coord.begin_cycle(1) == 1            # steps 0 and 1
+    d._lost(1, RuntimeError("ActorDiedError"))                          # step 1 handed back; worker 1 restarting
+    for step in (0, 1, 2):                                              # worker 0 trains 0, then 1 and 2
+        coord.end_compute(0)
+        coord.end_cycle(0, 1)
+        assert coord.begin_cycle(0) == 1 and coord.first_step(0) == step + 1
+    assert coord.handed_out
+    d.poll_restarts()
+    assert 1 in d._starting                                             # (it was given up here)
+    d._lost(0, RuntimeError("ActorDiedError"))                          # step 3 handed back; no restart left
+    assert coord.live == set() and coord.returned == [(3, 1)] and d.restart_timeout() > 0
+    held.clear()
+    d.poll_restarts()                                                   # the replacement answers: it rejoins
+    assert coord.live == {1} and coord.begin_cycle(1) == 1 and coord.first_step(1) == 3
+    coord.end_compute(1)
+    coord.end_cycle(1, 1)
+    assert coord.done == 4 and coord.lost == [0]
+
+
 def test_a_lost_workers_partition_actors_go_with_it(fake_ray, monkeypatch):
     """Model parallelism: a worker lost and not restarted left its partition actors (its filters'
     memory) alive until the run ended."""

@@ -9,8 +9,10 @@ loop and the piped one) wait on a restart's first answer beside their other futu
 Until 2026-12-02 the driver waited for the new actor to come up (up to ``RESTART_SECONDS``) before it
 went on, and every survivor waited with it: their pushes unread, their next cycles not granted.
 Now the new actor's first answer is one more future: the worker rejoins when it comes, and is given
-up if it has not come within ``RESTART_SECONDS`` (Ray found it no room), or once the run has no
-steps left to give it.
+up if it has not come within ``RESTART_SECONDS`` (Ray found it no room), or once the run is over (every
+step applied). Until 2026-12-04 it was given up as soon as every step was handed out, though a later
+loss hands steps back (``Coordinator.returned``): when the last survivors died too, the run ended
+"every worker was lost" with steps the given-up restart would have trained.
 """
 from __future__ import annotations
 
@@ -76,17 +78,22 @@ class Restarts:
         return [ref for ref, _ in self._starting.values()]
 
     def restart_timeout(self) -> float | None:
-        """Seconds until the next restart is given up (None: none is under way; 0: the run has no steps
-        left to give a restarted worker, so :meth:`poll_restarts` gives them up now)."""
+        """Seconds until the next restart is given up (None: none is under way; 0: the run is over, so
+        :meth:`poll_restarts` gives them up now)."""
         if not self._starting:
             return None
-        if self.coord.handed_out:
+        if self._over():
             return 0.0
         return max(0.0, min(deadline for _, deadline in self._starting.values()) - time.monotonic())
 
+    def _over(self) -> bool:
+        """Every step applied: nothing a restarted worker could train. (Every step *handed out* is not enough:
+        a survivor that dies hands its uncomputed steps back, and the restart may be all that is left.)"""
+        return self.coord.done >= self.coord.total
+
     def poll_restarts(self) -> None:
         """Rejoin every restarted worker whose actor has answered; give up those out of time, and all of
-        them once the run has no steps left to give them."""
+        them once the run is over."""
         if not self._starting:
             return
         refs = {ref: w for w, (ref, _) in self._starting.items()}
@@ -95,7 +102,7 @@ class Restarts:
             self._restarted(refs[ref], ref)
         now = time.monotonic()
         for w, (_, deadline) in list(self._starting.items()):
-            if now >= deadline or self.coord.handed_out:
+            if now >= deadline or self._over():
                 del self._starting[w]
                 self._give_up(w, f"not up within {RESTART_SECONDS} s" if now >= deadline else "no steps left for it")
 
