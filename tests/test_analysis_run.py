@@ -343,6 +343,10 @@ def test_the_report_names_a_cluster_runs_lost_and_restarted_workers(tmp_path):
     assert _cluster_faults(run) == ('<p class="note">Faults: worker 0 lost at step 167 (ActorDiedError: the actor '
                                     'died); worker 0 restarted at step 170; the shards restarted from the checkpoint '
                                     'of step 0 (ActorDiedError); worker ? lost at step ?.</p>')
+    lost = {"event": "shards-lost", "step": 63, "reason": "shard 1 lost at step 63 (ConnectionError)"}
+    (run.path / "staleness.json").write_text(json.dumps({"events": [lost]}))
+    assert _cluster_faults(run) == ('<p class="note">Faults: the run stopped at step 63, a shard lost with '
+                                    'cluster.shard_restarts spent (shard 1 lost at step 63 (ConnectionError)).</p>')
     (run.path / "staleness.json").write_text(json.dumps({"events": events[1:2] * 300}))
     assert _cluster_faults(run).count("lost at step 167") == 10 and "; and 290 more (staleness.json" in _cluster_faults(run)
     (run.path / "staleness.json").write_text(json.dumps({"events": []}))

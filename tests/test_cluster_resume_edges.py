@@ -132,3 +132,32 @@ def test_a_resume_from_a_mark_crossed_by_non_finite_steps_writes_the_same_rows(t
     run_cluster(cfg, RunDir.open(tmp_path / "b"), resume=True)
     rows = {d: [(r["step"], r["loss"]) for r in RunDir(tmp_path / d).metrics()] for d in "ab"}
     assert 8 in [s for s, _ in rows["a"]] and rows["b"] == rows["a"]
+
+
+def test_a_lost_shard_that_stops_the_run_is_an_event_in_staleness_json_and_stays_one_on_resume(tmp_path, monkeypatch):
+    """A shard lost with cluster.shard_restarts spent stopped the run with one log line; staleness.json (the last
+    checkpoint's) held no event of it, nor of a shard restart since that checkpoint. Here the driver loses a
+    shard at step 20 (restarted from the checkpoint of step 16) and again at step 18 of the second go, with the
+    shards' checkpoint on the way out failing as it does on Ray (the shard is gone)."""
+    from downpour.errors import RunError
+    from downpour.ps.recorder import ShardLost
+
+    real, losses = recorder_module.Recorder.on_push, [20, 18]    # the first go's loss, then the second's
+
+    def on_push(self, push, record):
+        real(self, push, record)
+        if losses and self.coord.done >= losses[0]:
+            losses.pop(0)
+            raise ShardLost(f"shard 1 lost at step {self.coord.done} (ConnectionError)", step=self.coord.done)
+
+    monkeypatch.setattr(recorder_module.Recorder, "on_push", on_push)
+    monkeypatch.setattr(recorder_module.Recorder, "save_on_failure", lambda self: None)
+    with pytest.raises(RunError, match="already restarted 1 time"):
+        _run(tmp_path / "r", "cluster.consistency=async", "cluster.checkpoint_every=8", "cluster.shard_restarts=1")
+    events = json.loads((tmp_path / "r/staleness.json").read_text())["events"]
+    assert [(e["event"], e["step"]) for e in events] == [("shards-restarted", 16), ("shards-lost", 18)]
+    assert events[1]["checkpoint"] == 16 and events[1]["reason"] == "shard 1 lost at step 18 (ConnectionError)"
+    monkeypatch.undo()
+    assert _run(tmp_path / "r", resume=True)["steps"] == 31
+    kept = json.loads((tmp_path / "r/staleness.json").read_text())["events"]
+    assert [e["event"] for e in kept] == ["shards-restarted", "shards-lost"]

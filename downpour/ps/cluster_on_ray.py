@@ -167,7 +167,7 @@ class RayCluster(PipedRun, Restarts):
         dead = self._dead_shards()
         if dead:
             raise ShardLost(f"shard {', '.join(map(str, dead))} lost at step {self.coord.done} "
-                            f"({type(err).__name__})") from err
+                            f"({type(err).__name__})", step=self.coord.done) from err
 
     # -- the driving loop ---------------------------------------------------------------------------
     def _dispatch(self, w: int) -> None:

@@ -23,8 +23,12 @@ log = logging.getLogger(__name__)
 
 
 class ShardLost(RunError):
-    """A server shard died: the run can go on from the last server checkpoint (``run_cluster``
+    """A server shard died at ``step``: the run can go on from the last server checkpoint (``run_cluster``
     restarts every shard from it, up to ``cluster.shard_restarts`` times)."""
+
+    def __init__(self, message: str, step: int | None = None):
+        super().__init__(message)
+        self.step = step
 
 
 class Driver(Protocol):
