@@ -166,7 +166,53 @@ def test_a_checkpoint_counts_the_pushes_the_shards_applied_before_the_driver_rea
     d = _driver(coord, [], [FakeActor(), FakeActor()])
     d._pending, d._pushes = {"ref": ("push", 1), "cycle": ("cycle", 0)}, {"ref": ([None], {"steps": 3})}
     meta, tensors = d.state()
-    assert meta == {"step": 5, "clocks": {"0": 1, "1": 2}} and tensors == {}
+    assert meta == {"step": 5, "clocks": {"0": 1, "1": 2}, "dispatched": 2, "unapplied": []} and tensors == {}
+
+
+def test_a_resumed_checkpoint_hands_out_again_the_steps_in_flight_at_the_stop_and_each_stage_gets_its_share(
+        monkeypatch):
+    """A Ray checkpoint kept only the step count: the resume handed out new indices from it. Greedy, 60 steps
+    (stage 2 from index 30), 4 steps a push: the cycle of steps 28-31 (two of each stage) landed before that of
+    24-27, and the run stopped there. The resume trained 28-31 again and 24-27 never: stage 1 got 28 steps, stage
+    2 got 32. Now the checkpoint keeps the ranges not applied, and the resumed driver hands them out first."""
+    from functools import partial
+    from types import SimpleNamespace
+
+    from downpour.config import load_config
+    from downpour.train.setup import stage_for_step
+
+    stage_of = partial(stage_for_step, total=60, n_stages=2, schedule="greedy")
+    coord = Coordinator(make_consistency("async"), workers=2, total_steps=60, n_push=4, depth=2, stage_of=stage_of)
+    trained = []
+
+    def cycle(c, w):
+        first, k = c.first_step(w), c.end_compute(w)
+        trained.extend(range(first, first + k))
+        c.end_cycle(w, k)
+
+    for _ in range(6):                                          # steps 0-23
+        assert coord.begin_cycle(0) == 4
+        cycle(coord, 0)
+    assert coord.begin_cycle(0) == coord.begin_cycle(1) == 4    # 24-27 at worker 0, 28-31 at worker 1
+    cycle(coord, 1)                                             # 28-31 lands first; the run stops
+    meta, _ = _driver(coord, [], [FakeActor(), FakeActor()]).state()
+    assert meta["step"] == 28
+
+    monkeypatch.setattr(driver_module, "connect", lambda address: False)   # the resumed driver, no Ray
+    monkeypatch.setattr(RayCluster, "_start", lambda self, shards, start_step: None)
+    setup = SimpleNamespace(cfg=load_config("cat-demo", ["cluster.runner=ray"]), data=None)
+    resumed = Coordinator(make_consistency("async"), workers=2, total_steps=60, n_push=4, start_step=28,
+                          stage_of=stage_of)
+    RayCluster(setup, [], resumed, stage_of, 28, {}, meta)
+    while not resumed.finished:
+        assert resumed.begin_cycle(0) == 4
+        cycle(resumed, 0)
+    assert sorted(trained) == list(range(60))                  # each step once
+    assert [stage_of(i) for i in trained].count(1) == 30
+
+    old = Coordinator(make_consistency("async"), workers=2, total_steps=60, start_step=28)
+    old.restore_unapplied({"step": 28, "clocks": {}})           # a checkpoint from before 2026-12-04: from its step
+    assert (old.dispatched, old.returned, old.begin_cycle(0), old.first_step(0)) == (28, [], 1, 28)
 
 
 def test_waiting_for_room_on_the_cluster_is_said(local_ray, caplog):

@@ -56,6 +56,7 @@ class RayCluster(PipedRun, Restarts):
                  saved: dict[str, Any] | None = None):
         cfg = setup.cfg
         self.setup, self.coord = setup, coord   # (stage_of: each worker actor asks its steps' stages itself)
+        coord.restore_unapplied(saved or {})    # the steps the stop left unapplied: handed out first
         self.restarts = _restarts_left(cfg.cluster.restarts, coord.events)
         self.next_seq = dict(seqs or {})                 # per worker, one past the last push the driver received
         self.shard_actors: list[Any] = []
@@ -318,15 +319,15 @@ class RayCluster(PipedRun, Restarts):
         """The step and clocks the shards' snapshot holds. A push whose answers the driver has not read yet
         (object refs: a shard on another node, DC-ASGD; :meth:`settle` reads them on a stop) is in it (a
         shard runs the driver's calls in order, the push before the snapshot) but not yet in the
-        coordinator: counted here, or a resume trains its steps again. (A resume starts the workers
-        afresh: their cycles in flight are lost with the actors.)"""
+        coordinator: counted here, or a resume trains its steps again. A resume starts the workers afresh:
+        the ranges of their cycles in flight, lost with the actors, are kept to be handed out again first."""
         step, clocks = self.coord.done, self.coord.clocks()
         for ref, (kind, w) in self._pending.items():
             if kind == "push":
                 step += self._pushes[ref][1]["steps"]
                 if w in clocks:
                     clocks[w] += 1
-        return {"step": step, "clocks": {str(w): c for w, c in clocks.items()},
+        return {"step": step, "clocks": {str(w): c for w, c in clocks.items()}, **self.coord.unapplied_state(),
                 **({"listing": self.listing} if self.listing else {})}, {}
 
     def info(self) -> dict[str, Any]:

@@ -159,6 +159,21 @@ class Coordinator:
         self.gate.join(w, max(slowest, self._lost_clock.pop(w, 0)))
         self.events.append({"event": "worker-restarted", "worker": w, "step": self.done})
 
+    def unapplied_state(self) -> dict[str, Any]:
+        """For a Ray server checkpoint, whose resume starts the workers afresh: ``dispatched`` and the ranges
+        ``(first, steps)`` handed out and not applied, ``unapplied`` (given back by a loss, or in a cycle not pushed
+        yet: lost with the actors). :meth:`restore_unapplied` hands them out again before any new index."""
+        ranges = self.returned + [(first, k) for cycles in self._inflight.values() for k, _, first in cycles]
+        return {"dispatched": self.dispatched, "unapplied": [list(r) for r in sorted(ranges)]}
+
+    def restore_unapplied(self, saved: dict[str, Any]) -> None:
+        """Take back :meth:`unapplied_state` (clipped to the budget: a resume may lower it). A checkpoint from before
+        2026-12-04 kept only the step: new indices go on from it, as then (the indices of the cycles in flight at
+        the stop that landed out of order were trained twice and those still in flight never)."""
+        if "unapplied" in saved:
+            self.dispatched = min(saved["dispatched"], self.total)
+            self.returned = [(f, min(k, self.total - f)) for f, k in saved["unapplied"] if f < self.total]
+
     def members(self) -> set[int]:
         """Whom a shard takes pushes from: the live workers, and a lost one while a push it sent is on its way
         (the simulator's travel; on Ray a sent push is at the shards already)."""
