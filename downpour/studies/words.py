@@ -8,7 +8,9 @@
 
 An interval that is not finite (one seed, or a difference with no spread from fewer seeds than the
 sign test needs) is said as "(no interval)" rather than printed as nan or inf; a difference that is
-itself not finite (no seed had both figures) reads "not measured".
+itself not finite (no seed had both figures) reads "not measured". A difference that rounds to zero is said
+unsigned ("0.0 points [-0.8, +0.8]"; until 2026-12-04 "-0.0", a direction the rounding had taken away); an
+interval's end keeps its sign unless it is 0 ("[-2.1, -0.0], lower": it ends below 0, which the reading says).
 """
 from __future__ import annotations
 
@@ -31,9 +33,20 @@ def difference(triple: Sequence[float], fmt: str = "{:+.3f}", unit: str = "") ->
     d, lo, hi = triple
     if not math.isfinite(d):
         return "not measured"
+    value = _unsigned_if_zero(fmt.format(d))
     if not (math.isfinite(lo) and math.isfinite(hi)):
-        return f"{fmt.format(d)}{unit} (no interval)"
-    return f"{fmt.format(d)}{unit} [{fmt.format(lo)}, {fmt.format(hi)}]"
+        return f"{value}{unit} (no interval)"
+    ends = (_unsigned_if_zero(fmt.format(e)) if e == 0 else fmt.format(e) for e in (lo, hi))
+    return f"{value}{unit} [{', '.join(ends)}]"
+
+
+def _unsigned_if_zero(text: str) -> str:
+    """'-0.0' and '+0.000' -> '0.0', '0.000'; any other number as it is."""
+    try:
+        zero = float(text) == 0
+    except ValueError:           # (a format with text beside the number)
+        zero = False
+    return text[1:] if zero and text[:1] in "+-" else text
 
 
 def points(triple: Sequence[float], decimals: int = 1, unit: str = "") -> str:
