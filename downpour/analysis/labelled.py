@@ -84,6 +84,23 @@ def prepare_images(x: Tensor, input_shape: tuple[int, ...], prepare: Callable[[T
     return x.float().contiguous()
 
 
+def class_names(spec: str) -> list[str]:
+    """The classes of a labelled set, in label order (label k is ``class_names(spec)[k]``), without decoding an
+    image: a folder's are its top-level sub-folders that hold image files, sorted, as the data layer numbers them
+    (an empty or hidden sub-folder is none). DataError for a folder that holds no image, or images at its top."""
+    if spec == "lfw":
+        return ["non-face", "face"]
+    if spec == "digits":
+        return [str(k) for k in range(10)]
+    from downpour.data.folder import class_labels, image_files
+    files = image_files(spec)[0]
+    loose = [p for p in files if p.parent == Path(spec)]
+    if loose:
+        raise DataError(f"{spec!r} holds {len(loose)} images at its top level (e.g. {loose[0].name!r}): a labelled set "
+                        "takes each image's class from the sub-folder it is in")
+    return class_labels(spec, files)[0]
+
+
 def load_labelled(spec: str, input_shape: tuple[int, ...], *,
                   prepare: Callable[[Tensor], Tensor] | None = None,
                   lfw_fold: tuple[int, int] | None = None, jpeg_draft: bool = True) -> LabelledSet:

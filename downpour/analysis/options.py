@@ -15,18 +15,18 @@ from typing import Any
 import torch
 
 from downpour._names import nearest
-from downpour.analysis.labelled import BUILT_IN
+from downpour.analysis.labelled import BUILT_IN, class_names
 from downpour.analysis.units import check_layer
 from downpour.config import AnalysisConfig, ConfigError, RunConfig
 from downpour.config_diff import RESUMABLE, config_differences
 from downpour.data.preprocess import Preprocess
+from downpour.errors import DataError
 from downpour.models.base import FeatureModel
 from downpour.train.rundir import NotARunError, RunDir
 
 log = logging.getLogger(__name__)
 
 MIN_SIDE = 4      # the smallest input side the image analyses mean anything at (digits are 8x8)
-BUILT_IN_CLASSES = {"lfw": 2, "digits": 10}    # the built-in labelled sets' class numbers: 0 .. n-1
 
 
 def is_image_input(shape: tuple[int, ...]) -> bool:
@@ -65,17 +65,31 @@ def analysis_options(cfg: RunConfig, overrides: dict[str, Any]) -> AnalysisConfi
             if name not in BUILT_IN and (not name.strip() or not Path(name).is_dir()):   # ("": the working directory)
                 raise ConfigError(f"analysis.{key}: {name!r} is neither a built-in labelled set "
                                   f"({', '.join(BUILT_IN)}) nor a folder of class sub-folders", key=f"analysis.{key}")
-    classes = (BUILT_IN_CLASSES[opts.dataset] if opts.dataset in BUILT_IN
-               else sum(1 for p in Path(opts.dataset).iterdir() if p.is_dir()))
-    if not 0 <= opts.positive < classes:
+    # numbered as the loader numbers them: until 2026-12-04 every sub-folder was counted here, an empty or hidden one
+    # too, so a number past the loader's classes passed and failed after loading ("no examples of both classes")
+    try:
+        classes = class_names(opts.dataset)
+    except DataError as err:
+        raise ConfigError(f"analysis.dataset: {err}", key="analysis.dataset") from None
+    if len(classes) < 2:
+        raise ConfigError(f"analysis.dataset: {opts.dataset!r} needs a sub-folder of images for each class, at least 2; "
+                          f"its images are in {classes}", key="analysis.dataset")
+    if not 0 <= opts.positive < len(classes):
         raise ConfigError(f"analysis.positive = {opts.positive}: the labelled set {opts.dataset!r} has classes "
-                          f"0-{classes - 1}", key="analysis.positive")
+                          f"0-{len(classes) - 1}{_named(classes)}", key="analysis.positive")
     if opts.poses and not Path(opts.poses).is_dir():
         raise ConfigError(f"analysis.poses {opts.poses!r} is not a folder (one sub-folder per angle in degrees)",
                           key="analysis.poses")
     if opts.no_faces_run:
         no_faces_run(opts.no_faces_run, cfg)
     return opts
+
+
+def _named(classes: list[str]) -> str:
+    """" (0 = blobs, 1 = noise)": what each class number names, where the names are not the numbers themselves."""
+    if classes == [str(k) for k in range(len(classes))]:
+        return ""
+    return f" ({', '.join(f'{k} = {c}' for k, c in enumerate(classes))})"
 
 
 def open_run(run_path: str | Path) -> tuple[RunDir, FeatureModel]:
