@@ -19,6 +19,7 @@ reported too, labelled as such, so the two can be compared.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -170,8 +171,7 @@ def face_neuron_tables(model: FeatureModel, data: LabelledSet, seeds: list[int],
     """
     layer = check_layer(model, layer)
     y = (data.y == positive).astype(np.int64)
-    if y.min() == y.max():
-        raise DataError(f"labelled set {data.name!r} has no examples of both classes (positive = {positive})")
+    _check_sizes(data, positive, y)
     pixels = baselines.pixels(data.raw)                                              # (N, D) fixed representation
     if random_model is None:
         random_model, how = randomized_copy(model, seeds[0])
@@ -183,6 +183,25 @@ def face_neuron_tables(model: FeatureModel, data: LabelledSet, seeds: list[int],
     paper = {"method": "learned unit, paper style (unit and threshold chosen on the same images it is scored on)",
              "layer": layer, **best_unit(scores["learned"], y, everything, everything)}
     return [_table(scores, pixels, y, data, positive, test_fraction, seed, layer, how, paper) for seed in seeds]
+
+
+def _check_sizes(data: LabelledSet, positive: int, y: np.ndarray) -> None:
+    """DataError naming the set, the class and the key unless the concept (y = 1) and the rest each have 2 images: a
+    unit chosen on some is scored on others. Until 2026-12-04 a folder's class of 1 image was "class 1" (the concept,
+    whatever its number) with advice about lfw folds, and a class none of whose files could be read "no examples of
+    both classes"."""
+    name = data.classes[positive] if 0 <= positive < len(data.classes) else str(positive)
+    root = Path(data.info.get("path", data.name))     # a folder's skipped files are named under its path
+    skipped = sum(1 for e in data.info.get("skipped", []) if Path(e["file"]).is_relative_to(root)
+                  and Path(e["file"]).relative_to(root).parts[:1] == (name,))
+    for n, which, unread in ((int(y.sum()), f"class {positive} ({name!r}, analysis.positive)", skipped),
+                             (int(len(y) - y.sum()), f"every class but {name!r} together", 0)):
+        if n < 2 and "path" in data.info:      # a folder (lfw's folds say their own advice in split)
+            raise DataError(f"labelled set {data.name!r}: {which} holds {n} readable image{'s' * (n != 1)}"
+                            f"{f' ({unread} of its files could not be read)' if unread else ''}; choosing a unit on some "
+                            "images and scoring it on others needs at least 2 of each (analysis.dataset)")
+    if y.min() == y.max():
+        raise DataError(f"labelled set {data.name!r} has no examples of both classes (positive = {positive})")
 
 
 def _table(scores: dict[str, np.ndarray], pixels: np.ndarray, y: np.ndarray, data: LabelledSet, positive: int,
