@@ -2,18 +2,21 @@
 a planted detector found on held-out images, and the folder's mistakes named by key, folder and class."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from sklearn.metrics import roc_auc_score
 from torch import Tensor, nn
 
 from downpour.analysis.labelled import load_labelled
 from downpour.analysis.options import analysis_options
-from downpour.analysis.selectivity import face_neuron_tables
-from downpour.config import ConfigError, RunConfig
+from downpour.analysis.selectivity import best_unit, face_neuron_tables, over_splits, split
+from downpour.analysis.units import unit_responses
+from downpour.config import ConfigError, RunConfig, load_config
 from downpour.errors import DataError
 from downpour.models.base import FeatureModel
 
@@ -74,6 +77,51 @@ class BandEnergyModel(FeatureModel):
         return torch.cat([codes[:, :self.planted], band[:, None], codes[:, self.planted + 1:]], dim=1)
 
 
+@pytest.fixture(scope="module")
+def concept_folder(tmp_path_factory) -> Path:
+    return make_folder(tmp_path_factory.mktemp("concept"), {"stripes": 16, "blobs": 16, "noise": 16})
+
+
+def test_a_planted_stripes_unit_is_chosen_on_selection_images_and_scores_auc_near_one_on_the_others(concept_folder):
+    data = load_labelled(str(concept_folder), (1, SIZE, SIZE))
+    assert data.classes == ["blobs", "noise", "stripes"] and data.counts() == {"blobs": 16, "noise": 16, "stripes": 16}
+    model = BandEnergyModel((1, SIZE, SIZE))
+    out = over_splits(model, data, [0, 1, 2], positive=2, n_random_filters=50,
+                      random_model=BandEnergyModel((1, SIZE, SIZE), planted=None, seed=1))
+    first = out["first"]
+    learned = first["rows"][0]
+    assert first["positive_class"] == "stripes" and learned["unit"] == 5 and learned["sign"] == 1
+    select, test = split((data.y == 2).astype(int), 0.5, 0)
+    assert not set(select) & set(test) and first["split"]["test"] == len(test) == 24
+    responses = unit_responses(model, data.x)
+    # scored on the test images only, as sklearn scores them
+    assert learned["test_auc"] == pytest.approx(roc_auc_score(data.y[test] == 2, responses[test, 5]))
+    assert learned["test_auc"] >= 0.95 and next(s for s in out["summary"] if s["method"] == "learned unit")["auc_mean"] >= 0.95
+    randoms = [roc_auc_score(data.y[test] == 2, responses[test, k]) for k in range(12) if k != 5]
+    assert abs(np.mean(randoms) - 0.5) < 0.1             # a random unit: chance
+    chance = next(s for s in out["summary"] if s["method"].startswith("chance"))
+    assert chance["auc_mean"] == 0.5 and all("auc_std" in s for s in out["summary"])
+
+
+def test_a_rare_concepts_unit_reads_below_chance_in_accuracy_and_its_test_auc_says_otherwise():
+    # 4 concept images among 40 test images: the unit ranks 3 of them above every other image and the 4th above 25 of
+    # the 36, but its threshold (5.5, chosen where it was perfect) lets 6 others through: accuracy 0.825, below the
+    # majority's 0.9; AUC (3 * 36 + 25) / 144 = 0.924
+    y = np.r_[np.ones(4), np.zeros(36), np.ones(4), np.zeros(36)].astype(int)
+    score = np.r_[np.array([9.0, 8, 7, 6]), np.linspace(0, 5, 36), np.array([9.0, 8, 7, 4.5]), np.linspace(0, 6.5, 36)]
+    select, test = np.arange(40), np.arange(40, 80)
+    result = best_unit(score[:, None], y, select, test)
+    assert result["test_accuracy"] == pytest.approx(0.825)
+    assert result["test_auc"] == pytest.approx(roc_auc_score(y[test], score[test])) == pytest.approx(133 / 144)
+
+
+def test_a_units_test_auc_is_oriented_as_it_was_chosen():
+    y = np.array([0, 0, 1, 1, 0, 0, 1, 1])
+    score = -np.array([0.0, 1, 5, 6, 0.5, 2, 4, 7])      # the concept lowers it
+    result = best_unit(score[:, None], y, np.arange(4), np.arange(4, 8))
+    assert result["sign"] == -1 and result["test_auc"] == 1.0
+
+
 def test_the_concepts_number_is_the_loaders_not_a_count_of_every_sub_folder(tmp_path):
     root = make_folder(tmp_path / "set", {"blobs": 3, "stripes": 3})
     (root / "aaa-empty").mkdir()
@@ -104,3 +152,25 @@ def test_a_concept_class_of_one_image_or_of_unreadable_files_is_named_with_its_k
     data = load_labelled(str(root), (1, SIZE, SIZE))
     with pytest.raises(DataError, match=r"class 2 \('zebra', analysis.positive\) holds 0 readable images \(2 of its files"):
         face_neuron_tables(model, data, [0], positive=2, n_random_filters=5)
+
+
+def test_a_folder_concept_end_to_end_records_its_set_and_the_report_names_it(tmp_path):
+    from downpour.analysis.report import write_report
+    from downpour.analysis.run import analyze_run
+    from downpour.train.loop import run_local
+    from downpour.train.rundir import RunDir
+
+    images = make_folder(tmp_path / "train", {"stripes": 6, "blobs": 6, "noise": 6})
+    labelled = make_folder(tmp_path / "labelled", {"stripes": 8, "blobs": 12, "noise": 6}, seed=1)
+    cfg = load_config("cat-demo", ['data.source="folder"', f'data.path="{images}"', "train.steps=4",
+                                   "train.tensorboard=false", "data.samples=200", 'data.pipeline="memory"'])
+    run_local(cfg, RunDir.create(tmp_path / "run", cfg))
+    a = analyze_run(tmp_path / "run", dataset=str(labelled), positive=2, splits=2, probes=[], stimulus_steps=5,
+                    stimulus_restarts=1, random_filters=20)
+    assert a["labelled_set"]["path"] == str(labelled) and a["labelled_set"]["classes"] == ["blobs", "noise", "stripes"]
+    assert a["labelled_set"]["counts"] == {"blobs": 12, "noise": 6, "stripes": 8}
+    assert a["options"]["positive"] == 2 and a["face_neuron"]["positive_class"] == "stripes"
+    assert a["face_neuron"]["controls"] == [] and all("test_auc" in r for r in a["face_neuron"]["rows"])
+    html = write_report(tmp_path / "run").read_text()
+    assert "Concept: <b>stripes</b>" in html and "test AUC over 2 splits" in html
+    assert json.loads((tmp_path / "run" / "analysis.json").read_text())["face_neuron"]["split"]["positives_in_test"] == 4

@@ -13,7 +13,7 @@ from downpour.analysis.face_controls import LEARNED, NO_FACES, TWIN
 from downpour.analysis.report_notes import data_note, distinct as _distinct, faces_seen, first_layer_note, owed_note
 from downpour.analysis.report_notes import invariance_rows, loss_headline as _loss_headline, several_optima, top_words
 from downpour.analysis.report_notes import untied_note
-from downpour.analysis.report_parts import esc, image, num, page, pct, table
+from downpour.analysis.report_parts import auc, esc, image, num, page, pct, table
 from downpour.errors import DownpourError
 from downpour.train.rundir import NotARunError, RunDir
 
@@ -63,21 +63,25 @@ def _face_neuron(a: dict[str, Any]) -> str:
     fn = a["face_neuron"]
     summary = {s["method"]: s for s in fn.get("over_splits", [])}
     rows, classes = [], []
-    for row in fn["rows"]:
+    for row in fn["rows"]:      # (an analysis.json from before 2026-12-04 has no test AUC: "–")
         s = summary.get(row["method"])
         rows.append([row["method"], row.get("unit", "–"), pct(row.get("selection_accuracy")), pct(row["test_accuracy"]),
-                     f"{pct(s['mean'])} ± {pct(s['std'])}" if s else "–"])
+                     f"{pct(s['mean'])} ± {pct(s['std'])}" if s else "–", auc(row.get("test_auc")),
+                     f"{auc(s['auc_mean'])} ± {auc(s['auc_std'])}" if s and "auc_mean" in s else "–"])
         classes.append("learned" if row["method"] == "learned unit" else "")
     paper = fn["paper_style"]
-    rows.append([paper["method"], paper["unit"], "–", f"{pct(paper['test_accuracy'])} (same set)", "–"])
+    rows.append([paper["method"], paper["unit"], "–", f"{pct(paper['test_accuracy'])} (same set)", "–", "–", "–"])
     classes.append("paper")
     split = fn["split"]
     n_splits = len(fn.get("split_seeds", [])) or 1
     return (f"<p>Concept: <b>{esc(fn['positive_class'])}</b> in <b>{esc(fn['dataset'])}</b>; layer "
             f"<code>{esc(a['layer'])}</code>. Unit and threshold are chosen on a selection split of {split['selection']} images "
             f"and scored on a disjoint test split of {split['test']} (seed {split['seed']}); every baseline uses the same split. "
-            f"The last column averages the test accuracy over {n_splits} seeded splits.</p>"
-            + table(rows, ["method", "unit", "selection acc.", "test acc.", f"test acc. over {n_splits} splits"],
+            f"The fifth column averages the test accuracy over {n_splits} seeded splits; the test AUC (0.5: chance, 1: every "
+            f"image of {esc(fn['positive_class'])} above every other) is not moved by the classes' sizes, as accuracy is "
+            f"({split['positives_in_test']} of the {split['test']} test images are {esc(fn['positive_class'])}).</p>"
+            + table(rows, ["method", "unit", "selection acc.", "test acc.", f"test acc. over {n_splits} splits",
+                           "test AUC", f"test AUC over {n_splits} splits"],
                      "face-neuron-table", classes)
             + (f'<p class="note">{TRAINED_ON[fn["trained_on"]]}</p>' if fn.get("trained_on") in TRAINED_ON else ""))
 

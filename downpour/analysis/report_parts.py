@@ -32,6 +32,10 @@ def num(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, (int, float)) else "–"
 
 
+def auc(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, (int, float)) else "–"
+
+
 def image(run: RunDir, rel: str | None, alt: str) -> str:
     """An <img> with the PNG inlined, or a note if the analysis made no such figure."""
     if not rel:

@@ -26,7 +26,7 @@ from downpour.analysis.invariance import invariance_curves, invariance_summary, 
 from downpour.analysis.labelled import LabelledSet, load_labelled, prepare_images
 from downpour.analysis.edges import edge_summary
 from downpour.analysis.probe import probe_table
-from downpour.analysis.selectivity import face_neuron_tables, unchosen
+from downpour.analysis.selectivity import over_splits, unchosen
 from downpour.analysis.stimulus import optimal_stimulus, top_images
 from downpour.analysis.options import MIN_SIDE, analysis_options, is_image_input, no_faces_of, open_run, run_preprocess
 from downpour.analysis.units import check_layer, describe_unit, unit_responses
@@ -57,19 +57,6 @@ def random_twin(run: RunDir, seed: int) -> FeatureModel:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return run.new_model().eval()
-
-
-def _over_splits(model: FeatureModel, data, opts: AnalysisConfig, layer: str, seed: int, twin: FeatureModel) -> dict:
-    """Mean ± std test accuracy of every method over ``opts.splits`` seeded splits."""
-    seeds = [seed + k for k in range(opts.splits)]
-    tables = face_neuron_tables(model, data, seeds, layer=layer, positive=opts.positive, test_fraction=opts.test_fraction,
-                                n_random_filters=opts.random_filters, random_model=twin)
-    per_method: dict[str, list[float]] = {}
-    for t in tables:
-        for row in t["rows"]:
-            per_method.setdefault(row["method"], []).append(row["test_accuracy"])
-    summary = [{"method": m, "mean": float(np.mean(v)), "std": float(np.std(v)), "splits": len(v)} for m, v in per_method.items()]
-    return {"first": tables[0], "summary": summary, "seeds": seeds}
 
 
 def _controls(model: FeatureModel, twin: FeatureModel, opts: AnalysisConfig, layer: str, shape: tuple[int, ...],
@@ -244,7 +231,8 @@ def _measure(run: RunDir, model: FeatureModel, opts: AnalysisConfig, layer: str,
     paths: dict[str, str] = {}
 
     # 1. the best single neuron, against every baseline, on the same splits
-    neuron = _over_splits(model, data, opts, layer, seed, twin)
+    neuron = over_splits(model, data, [seed + k for k in range(opts.splits)], layer=layer, positive=opts.positive,
+                         test_fraction=opts.test_fraction, n_random_filters=opts.random_filters, random_model=twin)
     controls = _controls(model, twin, opts, layer, shape, prepare, neuron["seeds"], seed, fold, no_faces)
     table = neuron["first"]
     pictured = _pictured(table, controls["controls"])
