@@ -122,3 +122,17 @@ def test_the_footprint_command_refuses_a_model_name_override(capsys):
 
     assert main(["models", "--footprint", "cat-demo", "--set", "model.name=rbm"]) == 2
     assert "the model is --footprint's NAME" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["ufldl-sae", "cat-demo"])
+@pytest.mark.parametrize("kind", ["gabor", "random"])
+def test_a_frozen_first_layer_costs_no_backward_as_torch_counts(name, kind):
+    """ufldl-sae's encoder matrix sits beside its decoder's (trained, unused in forward) on one module: owning a
+    trainable matrix made its frozen encoder cost 3.2k backward FLOPs, where torch counted 0."""
+    rows = footprint_table(name, first_layer=kind)
+    first = next(r for r in rows if r["frozen"])
+    assert first["frozen"] > 0 and first["flops_fwd"] > 0 and first["flops_bwd"] == 0
+    if name == "ufldl-sae":        # one layer only: the whole backward is the encoder's, none
+        assert rows[-1]["flops_bwd"] == rows[-1]["torch_flops_bwd"] == 0
+    learned = next(r for r in footprint_table(name) if r["params"])
+    assert learned["flops_bwd"] == learned["flops_fwd"]    # trained: the weight gradient, no input gradient

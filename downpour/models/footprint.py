@@ -102,6 +102,18 @@ def _create(name: str, input_shape: tuple[int, ...] | None, options: dict[str, A
         raise ConfigError(f"model {name!r}: {err}") from None
 
 
+def _weights_in_graph(module: nn.Module, out: Tensor) -> bool:
+    """Whether this call's ``out`` depends on a trainable weight matrix of ``module``: the ones whose gradient
+    a backward pass computes as a product (a bias's is a sum: torch's counter counts none). Owning one is not
+    enough: ufldl-sae keeps its decoder's matrix beside a frozen (gabor, random) encoder's, and its forward
+    was counted 3.2k backward FLOPs where torch's own count, and the docs, say 0."""
+    weights = [p for p in module.parameters(recurse=False) if p.requires_grad and p.dim() > 1]
+    if not weights or not out.requires_grad:
+        return False
+    grads = torch.autograd.grad(out, weights, torch.ones_like(out), retain_graph=True, allow_unused=True)
+    return any(g is not None for g in grads)
+
+
 def _sample(input_shape: tuple[int, ...], seed: int = 0) -> Tensor:
     return torch.rand((1, *input_shape), generator=torch.Generator().manual_seed(seed))
 
@@ -120,11 +132,13 @@ def footprint_table(name: str, input_shape: tuple[int, ...] | None = None, **opt
     shape = tuple(input_shape or model_entry(name).input_shape)
     names = {m: n for n, m in model.named_modules()}
     calls: list[tuple[nn.Module, Tensor, Tensor, bool]] = []   # (layer, input, output, input needs a gradient)
+    live: list[Tensor] = []                                      # each call's output, still in the graph
 
     def hook(module: nn.Module, args: tuple, out: Any) -> None:
         inp, o = _first_tensor(args), _first_tensor(out)
         if inp is not None and o is not None:
             calls.append((module, inp.detach(), o.detach(), inp.requires_grad))
+            live.append(o)
 
     leaves = [m for m in model.modules() if not list(m.children())]
     handles = [m.register_forward_hook(hook) for m in leaves]
@@ -137,6 +151,7 @@ def footprint_table(name: str, input_shape: tuple[int, ...] | None = None, **opt
             h.remove()
     root = type(model).__name__  # torch's counter names modules "<RootClass>.<path>"; ours are "<path>" ("" for the root)
     measured = {("" if k == root else k.removeprefix(root + ".")): sum(v.values()) for k, v in fwd.get_flop_counts().items()}
+    weighed = [_weights_in_graph(module, o) for (module, *_), o in zip(calls, live)]   # before backward frees the graph
     bwd_total = 0
     if y.requires_grad:
         with FlopCounterMode(display=False) as bwd:
@@ -145,7 +160,7 @@ def footprint_table(name: str, input_shape: tuple[int, ...] | None = None, **opt
 
     rows: list[dict[str, Any]] = []
     seen: set[int] = set()
-    for module, inp, out, inp_grad in calls:
+    for (module, inp, out, inp_grad), grad_weights in zip(calls, weighed):
         name_ = names.get(module, type(module).__name__)
         trainable, frozen = _param_counts(module) if id(module) not in seen else (0, 0)  # count a reused layer once
         seen.add(id(module))
@@ -161,8 +176,7 @@ def footprint_table(name: str, input_shape: tuple[int, ...] | None = None, **opt
             flops, row["measured"] = measured.get(name_, 0), True
         # a backward pass computes the input's gradient where it needs one (and a recurrent layer always does:
         # its hidden state carries the gradient back through time, 229k against torch's 401k for rnn-rows without
-        # it), and the weight matrices' (a bias's gradient is a sum, no product: torch's counter counts none)
-        grad_weights = any(p.requires_grad and p.dim() > 1 for p in module.parameters(recurse=False))
+        # it), and the weight matrices' (_weights_in_graph)
         grad_input = inp_grad or isinstance(module, torch.nn.RNNBase)
         row["flops_fwd"], row["flops_bwd"] = flops, flops * (int(grad_input) + int(grad_weights))
         row["layer"] = name_ or "(model)"
