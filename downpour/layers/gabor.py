@@ -26,6 +26,27 @@ FIRST_LAYER_KINDS = ("learned", "gabor", "random", "gabor-init")
 FROZEN_KINDS = ("gabor", "random")        # the kinds whose filters never train
 
 
+# Two filters are the same map when |cos| between them (unit norm) is above this: their responses to white noise
+# correlate above 0.99. At 1 - 1e-6 (exact repeats only) a 2x2 bank of 16 held pairs at 0.99998, and rica-8x8's 64
+# two at 0.994 (2-pixel gratings 16 degrees apart that the pixel grid samples alike).
+SAME = 0.99
+
+
+def _gabor_stack(size: int, theta: Tensor, wavelength: Tensor, phase: Tensor, sigma: Tensor, aspect: float) -> Tensor:
+    """(n, size, size) float64 Gabor filters, one per entry of the (n,) float64 ``theta``, ``wavelength``,
+    ``phase`` and ``sigma``: zero mean, unit norm (an all-zero one stays zero)."""
+    r = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    y, x = torch.meshgrid(r, r, indexing="ij")                     # (k, k)
+    cos, sin = theta.cos().view(-1, 1, 1), theta.sin().view(-1, 1, 1)
+    u = x * cos + y * sin       # across the stripes
+    v = -x * sin + y * cos      # along the stripes
+    envelope = torch.exp(-(u ** 2 + (aspect * v) ** 2) / (2 * sigma.view(-1, 1, 1) ** 2))
+    g = envelope * torch.cos(2 * math.pi * u / wavelength.view(-1, 1, 1) + phase.view(-1, 1, 1))
+    g = g - g.mean(dim=(1, 2), keepdim=True)  # a DC response would make the filter a brightness detector, not an edge detector
+    n = g.flatten(1).norm(dim=1).view(-1, 1, 1)
+    return torch.where(n > 1e-12, g / n.clamp_min(1e-12), g)
+
+
 def gabor_kernel(size: int, theta: float, wavelength: float, phase: float, sigma: float | None = None,
                  aspect: float = 0.5) -> Tensor:
     """One (size, size) Gabor filter: a cosine grating of ``wavelength`` pixels at angle ``theta``
@@ -34,14 +55,8 @@ def gabor_kernel(size: int, theta: float, wavelength: float, phase: float, sigma
     if size < 1 or wavelength <= 0:
         raise ValueError(f"gabor_kernel: size must be >= 1 and wavelength > 0, got {size} and {wavelength}")
     sigma = 0.56 * wavelength if sigma is None else sigma
-    r = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
-    y, x = torch.meshgrid(r, r, indexing="ij")
-    u = x * math.cos(theta) + y * math.sin(theta)       # across the stripes
-    v = -x * math.sin(theta) + y * math.cos(theta)      # along the stripes
-    g = torch.exp(-(u ** 2 + (aspect * v) ** 2) / (2 * sigma ** 2)) * torch.cos(2 * math.pi * u / wavelength + phase)
-    g = g - g.mean()  # a DC response would make the filter a brightness detector, not an edge detector
-    n = g.norm()
-    return (g / n if n > 1e-12 else g).float()
+    one = (torch.tensor([v], dtype=torch.float64) for v in (theta, wavelength, phase, sigma))
+    return _gabor_stack(size, *one, aspect)[0].float()
 
 
 class GaborBank:
@@ -53,60 +68,75 @@ class GaborBank:
     pixels sample only at its zeros (the even phase on an even-sized field: an all-zero filter, which a
     frozen bank keeps dead) is shifted by pi/4. ``filters()`` orders them orientation
     fastest, then phase, then scale, so the first n of the bank cover every orientation first.
-    A filter equal to an earlier one or its negative is left out: at a 2-pixel wavelength an axis-aligned
-    grating has one phase only (its even filter, shifted, is minus the odd one), and a scale past the
-    finest octave repeats the one before it. A multi-channel filter is the same pattern in every channel
-    (a luminance detector).
+    A filter alike to an earlier one or its negative (|cos| > ``SAME``) is left out: at a 2-pixel wavelength
+    an axis-aligned grating has one phase only (its even filter, shifted, is minus the odd one), nearby
+    orientations sample alike, and a scale past the finest octave repeats the one before it. A multi-channel
+    filter is the same pattern in every channel (a luminance detector).
     """
 
     def __init__(self, kernel_size: int, orientations: int = 8, scales: int = 2, phases: int = 2, channels: int = 1):
         for name, v in (("kernel_size", kernel_size), ("orientations", orientations), ("scales", scales),
                         ("phases", phases), ("channels", channels)):
-            if not isinstance(v, int) or v < 1:
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"GaborBank: {name} must be a positive int, got {v!r}")
         self.kernel_size, self.orientations, self.scales = kernel_size, orientations, scales
         self.phases, self.channels = phases, channels
 
     def __len__(self) -> int:
-        return len(self.filters())
+        return len(self._distinct())
 
     @classmethod
     def sized(cls, n: int, kernel_size: int, channels: int = 1) -> "GaborBank":
         """The smallest bank of at least ``n`` distinct filters: up to 8 orientations, 2 phases once n >= 4, then
-        octave-spaced scales down to a 2-pixel wavelength, then more orientations (rica-8x8's 64 Gabor maps were
-        8 x 2 x 4 scales, wavelengths 8, 4, 2, 2: 18 of them repeats, frozen)."""
+        octave-spaced scales down to a 2-pixel wavelength, then more orientations (rica-8x8's 64: 8 x 2 x 3 scales
+        hold 46 distinct filters, 11 orientations 64). Raises when no bank of up to 64 orientations more than the
+        fewest that could hold ``n`` does (a 2x2 field holds 19, a 3x3 one about 120, an 8x8 one about 340: past
+        that, new orientations sample like old ones)."""
         if n < 1:
             raise ValueError(f"GaborBank.sized: n must be >= 1, got {n}")
         phases = 2 if n >= 4 else 1
         orientations = min(8, max(1, n // phases))
         octaves = 1 + sum(1 for s in range(64) if kernel_size / 2 ** s > 2)   # distinct wavelengths, 2 pixels the last
         scales = min(octaves, math.ceil(n / (orientations * phases)))
-        bank = cls(kernel_size, orientations, scales, phases, channels)
-        while len(bank) < n:
-            if bank.orientations >= 16 * n:     # (not reached: every new orientation adds a distinct filter)
-                raise ValueError(f"GaborBank.sized: no {n} distinct Gabor filters of side {kernel_size}")
-            bank = cls(kernel_size, bank.orientations + 1, scales, phases, channels)
-        return bank
+        # o orientations give at most o x scales x phases filters: none below that bound can hold n
+        start = max(orientations, math.ceil(n / (scales * phases)))
+        most = 0
+        for o in range(start, start + 65):
+            bank = cls(kernel_size, o, scales, phases, channels)
+            held = len(bank)
+            if held >= n:
+                return bank
+            most = max(most, held)
+        raise ValueError(f"GaborBank.sized: {kernel_size}x{kernel_size} fields hold no {n} distinct Gabor filters (the "
+                         f"banks of {start} to {start + 64} orientations held at most {most}, no two with |cos| > {SAME})")
 
     def wavelength(self, scale: int) -> float:
         return max(2.0, self.kernel_size / 2 ** scale)
 
+    def _distinct(self) -> Tensor:
+        """(m, k, k) float64: the bank's filters in order, those alike to an earlier one left out."""
+        o, p, s = self.orientations, self.phases, self.scales
+        grid = torch.cartesian_prod(torch.arange(s), torch.arange(p), torch.arange(o)).double()   # (s*p*o, 3)
+        theta = math.pi * grid[:, 2] / o
+        wavelength = (self.kernel_size / 2 ** grid[:, 0]).clamp_min(2.0)
+        phase = math.pi * grid[:, 1] / p
+        g = _gabor_stack(self.kernel_size, theta, wavelength, phase, 0.56 * wavelength, 0.5)
+        dead = g.flatten(1).norm(dim=1) < 0.5        # a 2-pixel grating sampled at its zeros: shift it an eighth
+        if bool(dead.any()):
+            g[dead] = _gabor_stack(self.kernel_size, theta[dead], wavelength[dead], phase[dead] + math.pi / 4,
+                                   0.56 * wavelength[dead], 0.5)
+        flat = g.flatten(1)
+        cos = (flat @ flat.T).abs()
+        keep: list[int] = []
+        for i in range(len(flat)):
+            if float(flat[i].norm()) < 0.5 or not keep or float(cos[i, keep].max()) <= SAME:
+                keep.append(i)
+        return g[keep]
+
     def filters(self) -> Tensor:
         """(len(self), C, k, k) float32, each unit norm over C*k*k."""
-        out, seen = [], []
-        for s in range(self.scales):
-            for p in range(self.phases):
-                for o in range(self.orientations):
-                    theta, wavelength = math.pi * o / self.orientations, self.wavelength(s)
-                    g = gabor_kernel(self.kernel_size, theta, wavelength, math.pi * p / self.phases)
-                    if float(g.norm()) < 0.5:   # a 2-pixel grating sampled at its zeros: shift it an eighth
-                        g = gabor_kernel(self.kernel_size, theta, wavelength, math.pi * p / self.phases + math.pi / 4)
-                    flat = g.flatten().double()
-                    if float(flat.norm()) > 0.5 and any(abs(float(flat @ h)) > 1 - 1e-6 for h in seen):
-                        continue                # the same filter (or its negative) as one already in the bank
-                    seen.append(flat)
-                    out.append(g.expand(self.channels, -1, -1) / math.sqrt(self.channels))
-        return torch.stack(out)
+        g = self._distinct().float()
+        return g.unsqueeze(1).expand(-1, self.channels, -1, -1) / math.sqrt(self.channels)
 
 
 def random_filters(n: int, channels: int, kernel_size: int, seed: int | None = None) -> Tensor:
@@ -152,7 +182,11 @@ def init_first_layer(weight: Tensor, kind: str, seed: int | None = None, channel
     if kind in ("gabor", "gabor-init"):
         if k < 2:   # a 1-pixel filter minus its mean is 0: the bank would be dead (and, frozen, stay dead)
             raise ValueError(f"model.first_layer = {kind!r} needs filters of at least 2x2 pixels, got {k}x{k}")
-        bank = GaborBank.sized(maps, k, c).filters()[:maps]                     # (maps, C, k, k)
+        try:
+            bank = GaborBank.sized(maps, k, c).filters()[:maps]                 # (maps, C, k, k)
+        except ValueError as err:   # more maps than distinct filters: a frozen bank would repeat some
+            raise ValueError(f"model.first_layer = {kind!r} needs {maps} distinct filters, one per map, but "
+                             f"{str(err).removeprefix('GaborBank.sized: ')}; use fewer maps or larger filters") from None
         filled = bank.unsqueeze(0).expand(positions, -1, -1, -1, -1)
     else:
         filled = random_filters(positions * maps, c, k, seed).view(positions, maps, c, k, k)
