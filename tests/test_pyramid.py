@@ -77,3 +77,13 @@ def test_the_pyramids_size_error_names_the_side_it_needs():
     assert len(gaussian_pyramid(torch.zeros(1, 1, 9, 9), 5)) == 5
     with pytest.raises(ValueError, match="5 levels need an input of at least 9 pixels a side"):
         gaussian_pyramid(torch.zeros(1, 1, 8, 8), 5)
+
+
+@pytest.mark.parametrize("levels", [0, -1, 2.5, "3", True])
+def test_a_level_count_that_is_no_positive_int_is_refused_naming_levels(levels):
+    """PyramidFront(2.5) was built and failed at its first batch with "'float' object cannot be interpreted as an
+    integer"; "3" with "'<' not supported"; True made a one-level pyramid."""
+    with pytest.raises(ValueError, match=rf"PyramidFront: levels must be a positive int, got {levels!r}"):
+        PyramidFront(levels)
+    with pytest.raises(ValueError, match=rf"gaussian_pyramid: levels must be a positive int, got {levels!r}"):
+        gaussian_pyramid(torch.rand(1, 1, 8, 8), levels)

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from downpour.layers.gating import local_variance
+from downpour.settings import is_count
 
 __all__ = ["GlimpseFront", "PyramidFront", "gaussian_pyramid", "laplacian_pyramid", "reconstruct"]
 
@@ -43,8 +44,8 @@ def _up(x: Tensor, size: tuple[int, int]) -> Tensor:
 
 def gaussian_pyramid(x: Tensor, levels: int) -> list[Tensor]:
     """[x, blur-and-halve(x), ...]: ``levels`` tensors (B, C, H/2^i, W/2^i) (sides rounded up)."""
-    if levels < 1:
-        raise ValueError(f"gaussian_pyramid: levels must be >= 1, got {levels}")
+    if not is_count(levels, 1):   # 2.5 and "3" were TypeErrors naming nothing; True was one level
+        raise ValueError(f"gaussian_pyramid: levels must be a positive int, got {levels!r}")
     out = [x]
     for i in range(1, levels):
         if min(out[-1].shape[2:]) < 2:
@@ -81,8 +82,8 @@ class PyramidFront(nn.Module):
         super().__init__()
         if kind not in ("gaussian", "laplacian"):
             raise ValueError(f"PyramidFront: kind must be 'gaussian' or 'laplacian', got {kind!r}")
-        if levels < 1:
-            raise ValueError(f"PyramidFront: levels must be >= 1, got {levels}")
+        if not is_count(levels, 1):   # (2.5 was taken here, and failed at the first batch naming nothing)
+            raise ValueError(f"PyramidFront: levels must be a positive int, got {levels!r}")
         self.levels, self.kind = levels, kind
 
     def extra_repr(self) -> str:
