@@ -108,6 +108,14 @@ def test_bad_arguments():
             VarianceGate(torch.nn.Conv2d(1, 1, 3), bad, mode="exact")
 
 
+@pytest.mark.parametrize("bad", ["1e-3", True, None])
+def test_a_threshold_that_is_no_number_is_refused_naming_it(bad):
+    """"1e-3" was a TypeError naming nothing ("must be real number, not str"); True was taken as 1.0."""
+    with pytest.raises(ValueError, match=rf"threshold must be >= 0 and finite.*got {bad!r} and 8"):
+        VarianceGate(torch.nn.Conv2d(1, 1, 3), bad)
+    assert VarianceGate(torch.nn.Conv2d(1, 1, 3), torch.tensor(1e-3)).threshold == pytest.approx(1e-3)   # still taken
+
+
 
 @pytest.mark.parametrize("mode", ["exact", "gated", "dense", "auto"])
 def test_an_input_the_layer_was_not_built_for_is_refused_on_every_path(mode):

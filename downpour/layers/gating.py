@@ -120,8 +120,9 @@ class VarianceGate(nn.Module):
     def __init__(self, layer: nn.Module, threshold: float, block: int = 8, mode: str = "auto"):
         super().__init__()
         th, tw = as_bank(layer)[0].shape[:2]  # validate now, not at the first batch
-        if not (math.isfinite(threshold) and threshold >= 0) or not is_count(block, 1):   # NaN closed every tile
-            raise ValueError(f"VarianceGate: threshold must be >= 0 and finite, and block a positive int, got {threshold} and {block!r}")
+        number = isinstance(threshold, (int, float, Tensor)) and not isinstance(threshold, bool)  # "1e-3": a TypeError
+        if not (number and math.isfinite(threshold) and threshold >= 0) or not is_count(block, 1):   # NaN closed every tile
+            raise ValueError(f"VarianceGate: threshold must be >= 0 and finite, and block a positive int, got {threshold!r} and {block!r}")
         if mode not in MODES:
             raise ValueError(f"VarianceGate: mode must be one of {MODES}, got {mode!r}")
         if mode == "bands" and (getattr(layer, "untied", False) or th * tw > _MAX_CONV_BANKS):
