@@ -182,11 +182,35 @@ def train_in_parallel(configs: list[RunConfig], paths: list[Path], jobs: int) ->
     except KeyboardInterrupt:   # stopped: every fold process stops too, with its checkpoint, before this one ends
         _stop([process for process, _ in running.values()])
         raise
-    if failed:
-        lines = "; ".join(f"{paths[i]}: {what} (see {output_log(paths[i])})" for i, what in sorted(failed.items()))
-        raise RunError(f"{len(failed)} of {len(configs)} fold runs failed, the others are kept ({lines}); "
-                       "run the same command again to train only those")
+    raise_failed(failed, paths, logs=True)
     return [done[i] for i in range(len(configs))]
+
+
+def train_in_turn(configs: list[RunConfig], paths: list[Path]) -> list[dict[str, Any]]:
+    """Train fold i of ``configs`` into ``paths[i]``, one after another in this process (on Ray, one start for
+    them all). A fold that fails does not stop the others, as side by side: until 2026-12-04 the first failure
+    ended the cross-fit, its later folds untrained, with an error that did not say which fold it was."""
+    done, failed = [], {}
+    with shared_ray(configs[0], runs=len(configs)):
+        for i, (cfg, path) in enumerate(zip(configs, paths)):
+            log.info("crossfit: run %d of %d -> %s", i + 1, len(configs), path)
+            try:
+                done.append(fold_summary(train_kept(cfg, path)))
+            except Exception as err:   # (not KeyboardInterrupt: a stop stops every fold)
+                failed[i] = f"{type(err).__name__}: {err}"
+                log.error("crossfit: %s failed: %s", path, failed[i])
+    raise_failed(failed, paths, logs=False)
+    return done
+
+
+def raise_failed(failed: dict[int, str], paths: list[Path], logs: bool) -> None:
+    """RunError naming every failed fold run (its folder, its error, and with ``logs`` its output log)."""
+    if not failed:
+        return
+    lines = "; ".join(f"{paths[i]}: {what}" + (f" (see {output_log(paths[i])})" if logs else "")
+                      for i, what in sorted(failed.items()))
+    raise RunError(f"{len(failed)} of {len(paths)} fold runs failed, the others are kept ({lines}); "
+                   "run the same command again to train only those")
 
 
 def _finished(cfg: RunConfig, path: Path) -> bool:
@@ -294,14 +318,7 @@ def run_crossfit(config: str, overrides: list[Override], out: str | Path, folds:
                     "(their pooled test still scores all 100 faces, none trained on)", given.data.source, folds, folds)
     log.info("crossfit: %d folds of %r%s -> %s", folds, config, ", each with its no-faces twin" if twins else "", out)
     started = time.time()
-    if jobs == 1:
-        trained = []
-        with shared_ray(configs[0], runs=len(configs)):      # on Ray, one start for every run
-            for n, (cfg, path) in enumerate(zip(configs, paths), 1):
-                log.info("crossfit: run %d of %d -> %s", n, len(configs), path)
-                trained.append(fold_summary(train_kept(cfg, path)))
-    else:
-        trained = train_in_parallel(configs, paths, jobs)
+    trained = train_in_turn(configs, paths) if jobs == 1 else train_in_parallel(configs, paths, jobs)
     training_seconds = time.time() - started
     views, layer = [], None
     for i, cfg in enumerate(configs[:folds]):

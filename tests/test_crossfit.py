@@ -308,6 +308,28 @@ def test_a_failed_fold_does_not_stop_the_others_and_is_named(tmp_path, capsys):
     assert not (out / "crossfit.json").exists()                                    # and no test was pooled
 
 
+def test_a_failed_fold_one_after_another_does_not_stop_the_later_folds_and_is_named(tmp_path, capsys, monkeypatch):
+    """With --jobs 1 (the default) the first failure ended the cross-fit: folds 2 and 3 were never trained
+    and the error ("downpour: error: <the DataError>") did not say which fold failed."""
+    from downpour.errors import DataError
+
+    trained = []
+
+    def train_kept(cfg, path):       # the bookkeeping only: no fold is trained
+        if path.name == "fold-1":
+            raise DataError("row 3 is NaN")
+        trained.append(path.name)
+        return {"run": str(path), "kept": None, "seconds": 0.0, "final_loss": 1.0}
+
+    monkeypatch.setattr("downpour.crossfit.train_kept", train_kept)
+    out = tmp_path / "cf"
+    assert main(["crossfit", *TINY, "--folds", "4", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert trained == ["fold-0", "fold-2", "fold-3"]
+    assert f"1 of 4 fold runs failed, the others are kept ({out / 'fold-1'}: DataError: row 3 is NaN)" in err
+    assert not (out / "crossfit.json").exists()
+
+
 @pytest.mark.parametrize("flags,message", [(["--jobs", "0"], "--jobs must be at least 1"),
                                            (["--jobs", "2", "--runner", "ray"], "use --jobs 1 with it"),
                                            # recorded in crossfit.json and ignored by the pooled test, before
