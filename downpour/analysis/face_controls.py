@@ -27,7 +27,7 @@ from downpour.analysis import baselines
 from downpour.analysis.controls import NoCandidate, Responses, score_controls
 from downpour.analysis.headroom import headroom
 from downpour.analysis.labelled import prepare_images
-from downpour.analysis.negatives import build_controls, joined
+from downpour.analysis.negatives import CONTROLS, build_controls, control_label, joined
 from downpour.analysis.selectivity import split
 from downpour.analysis.units import check_layer, unit_responses
 from downpour.models.base import FeatureModel
@@ -36,11 +36,32 @@ LEARNED, TWIN = "learned unit", "random weights, same architecture"
 NO_FACES = "the no-faces network"   # the same recipe with data.train_faces = 0: is the unit learned from the faces?
 PIXEL, GRADIENT, PROBE = "best single pixel", "gradient energy", "logistic regression on raw pixels"
 LFW = "lfw_nonfaces"
-NEGATIVES = {LFW: "lfw non-faces", "phase_scrambled": "phase-scrambled faces", "upside_down": "upside-down faces",
-             "block_shuffled": "block-shuffled faces", "spectrum_matched_crops": "spectrum-matched crops of photos"}
 LOW_LEVEL = "low-level matched"
 SELECT = ("train", "heldout")       # where each method is chosen (face_controls' ``select``)
 CHOICE = ("nonfaces", "localizer")  # against what (``choice``): lfw non-faces | also the choosing faces' controls
+
+
+@dataclass(frozen=True)
+class Subject:
+    """What a control test is about, in its sets' names and words: lfw's faces (:data:`FACES`), or a labelled
+    folder's concept (:mod:`~downpour.analysis.concept_controls`), so stripes are never called faces."""
+
+    noun: str                   # one image of it: "face", "stripes image"
+    negatives: str              # the key of the set it is told from by its labels (lfw's non-faces, the other classes)
+    negatives_label: str
+    negatives_what: str
+    level: str                  # that set's level in the rows ("lfw"); the controls' is LOW_LEVEL
+    baselines: str              # what every method but the network's units sees
+    kinds: tuple[str, ...] = CONTROLS
+    blocks: int = 5             # block_shuffled's grid
+
+    def labels(self) -> dict[str, str]:
+        return {self.negatives: self.negatives_label, **{k: control_label(k, self.noun) for k in self.kinds}}
+
+
+FACES = Subject("face", LFW, "lfw non-faces", "the held-out lfw_subset non-faces", "lfw",
+                "native 25x25 grey lfw_subset values in [0, 1], no normalisation or whitening")
+NEGATIVES = FACES.labels()
 
 
 @dataclass
@@ -117,7 +138,7 @@ def face_controls(model: FeatureModel, twin: FeatureModel, *, layer: str | None,
 def face_test(raw: np.ndarray, y: np.ndarray, splits: list[tuple[np.ndarray, np.ndarray]], views: list[View], *,
               layer: str, other_layers: tuple[str, ...] = (), n_random_filters: int = 2000, seed: int = 0,
               replicates: int = 2000, other_replicates: int = 500, control_draws: int = 1,
-              tested: np.ndarray, choice: str = "nonfaces") -> dict[str, Any]:
+              tested: np.ndarray, choice: str = "nonfaces", subject: Subject = FACES) -> dict[str, Any]:
     """The face test on source images ``raw`` (n, 1, 25, 25) with labels ``y`` (1 = face) and ``splits``
     (selection, test) of them; the controls are built from the ``tested`` faces (the rows any split
     may test; with the localizer, from every face) and the lfw negatives are the ``tested`` non-faces.
@@ -131,6 +152,8 @@ def face_test(raw: np.ndarray, y: np.ndarray, splits: list[tuple[np.ndarray, np.
     method; a one-candidate method (a statistic, the probe) only takes its side from it.
     Returns ``{"rows", "verdict", "by_layer", "negatives", "faces", "representation", "bootstrap"}``, and with
     one view per split ``"headroom"`` (:func:`~downpour.analysis.headroom.headroom`, a diagnostic).
+    ``subject``: what is tested, in the sets' names and words (label 1's images, "faces" above), and which
+    controls are built (default: lfw's faces, all four).
     """
     if len(views) not in (1, len(splits)):
         raise ValueError(f"face test: {len(views)} views for {len(splits)} splits (give one, or one per split)")
@@ -142,16 +165,17 @@ def face_test(raw: np.ndarray, y: np.ndarray, splits: list[tuple[np.ndarray, np.
     draw_controls, draw_bootstrap, draw_choosing = np.random.SeedSequence(seed).spawn(3)   # independent streams
     # the tested faces' controls from their own stream, the same under either choice; the localizer's choosing
     # faces' from another (drawn from one stream, the tested faces' were other draws under each choice)
-    controls = build_controls(raw[face_rows], np.random.default_rng(draw_controls), draws=control_draws)
+    build = dict(blocks=subject.blocks, draws=control_draws, kinds=subject.kinds, noun=subject.noun)
+    controls = build_controls(raw[face_rows], np.random.default_rng(draw_controls), **build)
     built_from = face_rows
     choosing = np.setdiff1d(np.flatnonzero(y == 1), face_rows) if choice == "localizer" else face_rows[:0]
     if len(choosing):
-        more = build_controls(raw[choosing], np.random.default_rng(draw_choosing), draws=control_draws)
+        more = build_controls(raw[choosing], np.random.default_rng(draw_choosing), **build)
         controls = [joined(c, m, len(built_from)) for c, m in zip(controls, more)]
         built_from = np.concatenate([face_rows, choosing])
     images = np.concatenate([raw] + [c.x for c in controls])             # (M, 1, 25, 25): sources, then controls
     source = np.concatenate([np.arange(len(y))] + [built_from[c.source] for c in controls])
-    negatives, start = {LFW: tested[y[tested] == 0]}, len(y)
+    negatives, start = {subject.negatives: tested[y[tested] == 0]}, len(y)
     for c in controls:
         negatives[c.name] = np.arange(start, start + len(c.x))
         start += len(c.x)
@@ -179,7 +203,8 @@ def face_test(raw: np.ndarray, y: np.ndarray, splits: list[tuple[np.ndarray, np.
         **statistics,
         PROBE: lambda select: baselines.probe(pixels[select], y[select]).decision_function(pixels)[:, None],
     }
-    levels = {name: "lfw" if name == LFW else LOW_LEVEL for name in negatives}
+    levels = {name: subject.level if name == subject.negatives else LOW_LEVEL for name in negatives}
+    labels = subject.labels()
     localizer = tuple(c.name for c in controls) if choice == "localizer" else ()
     try:
         rows = score_controls(methods, y, negatives, source, splits, replicates=replicates, seed=draw_bootstrap,
@@ -187,7 +212,7 @@ def face_test(raw: np.ndarray, y: np.ndarray, splits: list[tuple[np.ndarray, np.
     except ValueError as err:           # (a unit with non-finite responses: name the layer it is in)
         raise (NoCandidate if isinstance(err, NoCandidate) else ValueError)(
             f"the face test on layer {layer!r}: {err}") from None
-    verdict = controls_verdict(rows)
+    verdict = controls_verdict(rows, labels=labels)
     by_layer = [_brief(layer, verdict)]
     for other in other_layers:          # the same images, splits and bootstrap draw; only the units change
         needed = {LEARNED: units(other, False), TWIN: units(other, True), PIXEL: pixels, GRADIENT: statistics[GRADIENT]}
@@ -197,16 +222,16 @@ def face_test(raw: np.ndarray, y: np.ndarray, splits: list[tuple[np.ndarray, np.
         except ValueError as err:       # a diagnostic row: it does not take the analysed layer's test down
             by_layer.append({"layer": other, "passes_low_level": None, "negatives": [], "not_measured": str(err)})
             continue
-        by_layer.append(_brief(other, controls_verdict(other_rows)))
+        by_layer.append(_brief(other, controls_verdict(other_rows, labels=labels)))
     result = {
         "rows": rows, "verdict": verdict, "by_layer": by_layer,
-        "negatives": {LFW: {"label": NEGATIVES[LFW], "images": len(negatives[LFW]),
-                            "what": "the held-out lfw_subset non-faces"},
-                      **{c.name: {"label": NEGATIVES[c.name], "images": int(np.isin(built_from[c.source], tested).sum()),
+        "negatives": {subject.negatives: {"label": subject.negatives_label, "images": len(negatives[subject.negatives]),
+                                          "what": subject.negatives_what},
+                      **{c.name: {"label": labels[c.name], "images": int(np.isin(built_from[c.source], tested).sum()),
                                   **c.info} for c in controls}},
         "faces": int(len(face_rows)),
         "choice": choice,
-        "representation": {"baselines": "native 25x25 grey lfw_subset values in [0, 1], no normalisation or whitening",
+        "representation": {"baselines": subject.baselines,
                            "units": f"resized to {list(views[0].input_shape)}, then the run's own input processing"},
         "bootstrap": {"replicates": replicates, "interval": "percentile 95%",
                       "resamples": "source images (faces, non-faces separately); controls follow their face; "
@@ -230,7 +255,7 @@ def _fmt(row: dict[str, Any]) -> str:
 
 
 def controls_verdict(rows: list[dict[str, Any]], learned: str = LEARNED, twin: str = TWIN,
-                     above_auc: tuple[str, ...] = (PIXEL, GRADIENT)) -> dict[str, Any]:
+                     above_auc: tuple[str, ...] = (PIXEL, GRADIENT), labels: dict[str, str] | None = None) -> dict[str, Any]:
     """Which baselines the learned unit beats on each negative set, from the rows' numbers.
 
     Rule: the unit *beats* a baseline when their paired difference (its AUC minus the baseline's on the
@@ -244,9 +269,9 @@ def controls_verdict(rows: list[dict[str, Any]], learned: str = LEARNED, twin: s
     gradient energy), and the unit's own interval above 0.5 (since 2026-12-02: baselines can sit below 0.5 on
     a control, and a unit that could not tell the faces from it cleared them). Returns ``{"rule", "criterion",
     "per_negatives": [...], "passes_low_level",
-    "sentences"}``.
+    "sentences"}``. ``labels``: each negative set's name in words (default: the face test's, :data:`NEGATIVES`).
     """
-    per, sentences = [], []
+    per, sentences, labels = [], [], labels or NEGATIVES
     for name in dict.fromkeys(r["negatives"] for r in rows):
         group = {r["method"]: r for r in rows if r["negatives"] == name}
         unit = group[learned]
@@ -260,7 +285,7 @@ def controls_verdict(rows: list[dict[str, Any]], learned: str = LEARNED, twin: s
         # gradient energy at 0.01 on block-shuffled faces, and a unit at 0.45 cleared every bar)
         missed = _criterion_missed(unit, group, twin, above_auc)
         passes = not missed
-        label = NEGATIVES.get(name, name)
+        label = labels.get(name, name)
         sentence = (f"Against {label}, the learned unit (AUC {_fmt(unit)}) "
                     + (f"beats {_listing(beats, group)}" if beats else "beats no baseline")
                     + (f"; is not separated from {_listing(unseparated, group)}" if unseparated else "")
@@ -273,7 +298,7 @@ def controls_verdict(rows: list[dict[str, Any]], learned: str = LEARNED, twin: s
                     "passes": passes, "sentence": sentence})
         sentences.append(sentence)
     low = [p for p in per if p["level"] == LOW_LEVEL]
-    passed = [NEGATIVES.get(p["negatives"], p["negatives"]) for p in low if p["passes"]]
+    passed = [labels.get(p["negatives"], p["negatives"]) for p in low if p["passes"]]
     summary = (f"On {len(passed)} of {len(low)} low-level-matched controls the learned unit meets the criterion"
                + (f" ({', '.join(passed)})." if passed else "."))
     if any(NO_FACES in p["paired"] for p in low):

@@ -12,7 +12,11 @@ keeps some of its low-level statistics while destroying (or reordering) its conf
 
 Every function is pure: images (N, C, H, W) float32 in [0, 1] (outputs of the spectral ones are not
 clipped, so they may leave [0, 1]: clipping would change the spectrum), a seeded numpy Generator.
-:func:`build_controls` makes all four and remembers, for every control image, the face it came from.
+:func:`build_controls` makes them and remembers, for every control image, the image it came from.
+Nothing here is about faces but the words and the photos' choice: since 2026-12-04 it takes any images
+and names them (``noun``), so a labelled folder's concept gets the same controls
+(:mod:`downpour.analysis.concept_controls`); upside-down is offered there only when asked for, as it
+tests an upright orientation that a texture or a symmetric shape does not have.
 """
 from __future__ import annotations
 
@@ -33,6 +37,24 @@ NO_FACE_PHOTOS: tuple[str, ...] = (
 )
 CROP_SCALE = 4       # photos are shrunk so their short side is 4 crops long (see _photos)
 MIN_CROP_STD = 0.05  # a flatter crop (blank page, black sky) has no structure worth keeping the phase of
+
+
+CONTROLS = ("phase_scrambled", "upside_down", "block_shuffled", "spectrum_matched_crops")   # in build_controls' order
+_LABEL = {"phase_scrambled": "phase-scrambled {noun}s", "upside_down": "upside-down {noun}s",
+          "block_shuffled": "block-shuffled {noun}s", "spectrum_matched_crops": "spectrum-matched crops of photos"}
+
+
+def control_label(name: str, noun: str = "face") -> str:
+    """A control set's name in words: ``("phase_scrambled", "face")`` -> "phase-scrambled faces"."""
+    return _LABEL[name].format(noun=noun)
+
+
+def block_grid(h: int, w: int, target: int = 5) -> int | None:
+    """Blocks per side for :func:`block_shuffled` on (h, w) images: a common divisor of both, at least 2 and
+    leaving blocks of at least 2 px, nearest ``target`` (lfw's 25 x 25: 5; 32 x 32: 4 blocks of 8 px), the
+    smaller on a tie; None when the sides share none (31 x 31)."""
+    grids = [d for d in range(2, min(h, w) // 2 + 1) if h % d == 0 and w % d == 0]
+    return min(grids, key=lambda d: (abs(d - target), d)) if grids else None
 
 
 @dataclass
@@ -152,29 +174,41 @@ def joined(a: ControlSet, b: ControlSet, offset: int) -> ControlSet:
     return ControlSet(a.name, np.concatenate([a.x, b.x]), np.concatenate([a.source, b.source + offset]), info)
 
 
-def build_controls(faces: np.ndarray, rng: np.random.Generator, blocks: int = 5, draws: int = 1) -> list[ControlSet]:
-    """The four low-level-matched controls of ``faces`` (N, C, H, W).
+def build_controls(faces: np.ndarray, rng: np.random.Generator, blocks: int = 5, draws: int = 1,
+                   kinds: tuple[str, ...] = CONTROLS, noun: str = "face") -> list[ControlSet]:
+    """The low-level-matched controls ``kinds`` (default: all four) of ``faces`` (N, C, H, W): any images of
+    one concept, called ``noun`` in the sets' words ("face", "stripes image").
 
     ``draws`` images per face in each random control (phase-scrambled, block-shuffled, crops), one
     in ``upside_down`` (deterministic); ``source[j]`` is the index (into ``faces``) of the face control j
     was built from. More draws do not add faces, but they average out which phases, block orders and
     crops one draw happened to get (on the main job a chosen unit's AUC against one draw of the
-    30 faces' phase scrambles moved between 0.74 and 0.89 from draw to draw).
+    30 faces' phase scrambles moved between 0.74 and 0.89 from draw to draw). The random draws come
+    from ``rng`` in one order (crops, phases, block orders) whichever ``kinds`` are asked for, so
+    leaving one out does not change the others.
     """
     faces = np.asarray(faces, dtype=np.float32)
     if draws < 1:
         raise ValueError(f"build_controls: draws must be >= 1, got {draws}")
+    unknown = [k for k in kinds if k not in CONTROLS]
+    if unknown or not kinds:
+        raise ValueError(f"build_controls: kinds must be some of {CONTROLS}, got {list(kinds)}")
     own = np.arange(len(faces))
     many, drawn = np.repeat(faces, draws, axis=0), np.repeat(own, draws)   # face i's draws are rows i·draws ...
-    crops, where = spectrum_matched_crops(many, rng)
-    return [
-        ControlSet("phase_scrambled", phase_scrambled(many, rng), drawn,
-                   {"what": "each face's amplitude spectrum and mean, random phases", "draws": draws}),
-        ControlSet("upside_down", upside_down(faces), own, {"what": "each face flipped top to bottom", "draws": 1}),
-        ControlSet("block_shuffled", block_shuffled(many, rng, blocks), drawn,
-                   {"what": f"each face cut into {blocks}x{blocks} blocks, the blocks permuted", "draws": draws}),
-        ControlSet("spectrum_matched_crops", crops, drawn,
-                   {"what": "a crop of a photo with no face, given its face's amplitude spectrum (mean and power "
-                            "spectrum match), keeping its own phase", "photos": list(NO_FACE_PHOTOS), "crops": where,
-                    "draws": draws}),
-    ]
+    crops, where = spectrum_matched_crops(many, rng) if "spectrum_matched_crops" in kinds else (None, [])
+    made = {
+        "phase_scrambled": lambda: ControlSet(
+            "phase_scrambled", phase_scrambled(many, rng), drawn,
+            {"what": f"each {noun}'s amplitude spectrum and mean, random phases", "draws": draws}),
+        "upside_down": lambda: ControlSet("upside_down", upside_down(faces), own,
+                                          {"what": f"each {noun} flipped top to bottom", "draws": 1}),
+        "block_shuffled": lambda: ControlSet(
+            "block_shuffled", block_shuffled(many, rng, blocks), drawn,
+            {"what": f"each {noun} cut into {blocks}x{blocks} blocks, the blocks permuted", "draws": draws}),
+        "spectrum_matched_crops": lambda: ControlSet(
+            "spectrum_matched_crops", crops, drawn,
+            {"what": f"a crop of a photo with no face, given its {noun}'s amplitude spectrum (mean and power "
+                     "spectrum match), keeping its own phase", "photos": list(NO_FACE_PHOTOS), "crops": where,
+             "draws": draws}),
+    }
+    return [made[k]() for k in CONTROLS if k in kinds]      # (in this order: phases drawn before block orders)
