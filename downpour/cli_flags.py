@@ -59,6 +59,10 @@ READ_ONLY_WITH = {
     **{key: ("data.source", lambda c: c.data.source != "gaussian", "!= 'gaussian'") for key in ("data.grey", "data.mode")},
     **{f"analysis.{key}": ("analysis.dataset", lambda c: c.analysis.runs_face_test(), "= 'lfw' (with analysis.positive = 1)",
                            ("analysis.positive",)) for key in AnalysisConfig.FACE_TEST},
+    **{f"analysis.{key}": ("analysis.dataset", lambda c: c.analysis.runs_controls(),
+                           "= 'lfw' (with analysis.positive = 1) or a folder (with analysis.concept_controls != [])",
+                           ("analysis.positive", "analysis.concept_controls")) for key in AnalysisConfig.CONTROLS},
+    "analysis.concept_controls": ("analysis.dataset", lambda c: c.analysis.dataset not in ("lfw", "digits"), "= a folder"),
     **{f"analysis.{key}": ("analysis.probes", lambda c: bool(c.analysis.probes), "!= []") for key in AnalysisConfig.PROBE},
 }
 

@@ -166,11 +166,21 @@ def test_a_folder_concept_end_to_end_records_its_set_and_the_report_names_it(tmp
                                    "train.tensorboard=false", "data.samples=200", 'data.pipeline="memory"'])
     run_local(cfg, RunDir.create(tmp_path / "run", cfg))
     a = analyze_run(tmp_path / "run", dataset=str(labelled), positive=2, splits=2, probes=[], stimulus_steps=5,
-                    stimulus_restarts=1, random_filters=20)
+                    stimulus_restarts=1, random_filters=20, bootstrap=100, control_draws=1)
     assert a["labelled_set"]["path"] == str(labelled) and a["labelled_set"]["classes"] == ["blobs", "noise", "stripes"]
     assert a["labelled_set"]["counts"] == {"blobs": 12, "noise": 6, "stripes": 8}
     assert a["options"]["positive"] == 2 and a["face_neuron"]["positive_class"] == "stripes"
-    assert a["face_neuron"]["controls"] == [] and all("test_auc" in r for r in a["face_neuron"]["rows"])
+    assert all("test_auc" in r for r in a["face_neuron"]["rows"])
+    # the concept's controls (since 2026-12-04: none), named after it, from the best single neuron's split seeds
+    fn = a["face_neuron"]
+    assert {r["negatives"] for r in fn["controls"]} == {"other_classes", "phase_scrambled", "block_shuffled",
+                                                        "spectrum_matched_crops"}
+    assert fn["controls_setup"]["concept"] == "stripes" and fn["controls_setup"]["split_seeds"] == fn["split_seeds"]
+    assert fn["pictured"]["chosen_by"] == "the best single neuron of the first split"
     html = write_report(tmp_path / "run").read_text()
     assert "Concept: <b>stripes</b>" in html and "test AUC over 2 splits" in html
+    assert "Controls for stripes: low-level-matched negatives" in html
+    assert ("(phase-scrambled stripes images, block-shuffled stripes images, spectrum-matched crops of photos; none "
+            "from an image its split chose on)") in html
+    assert "The face test" not in html and "lfw non-faces" not in html
     assert json.loads((tmp_path / "run" / "analysis.json").read_text())["face_neuron"]["split"]["positives_in_test"] == 4

@@ -448,7 +448,7 @@ def test_a_ufldl_runs_stimulus_is_drawn_in_pixels_without_the_mid_grey_offset():
 
 
 def test_a_layer_not_measured_says_why_escaped_once():
-    from downpour.analysis.report import _controls_by_layer
+    from downpour.analysis.report_controls import controls_by_layer as _controls_by_layer
 
     html = _controls_by_layer([{"layer": "a", "negatives": [{"negatives": "upside_down", "auc": 0.5, "auc_ci": [0.4, 0.6],
                                                             "passes": False}]},

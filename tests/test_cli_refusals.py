@@ -365,7 +365,8 @@ def _refused_before_the_run(tmp_path, capsys, source, make, named, suffix=None, 
      "--set data.loader_workers: only streamed data read it (data.source = folder"),
     # the face test's keys where no face test runs
     (["--runner", "local", "--set", "analysis.dataset=digits", "--set", "analysis.bootstrap=100"],
-     "--set analysis.bootstrap: only analysis.dataset = 'lfw' (with analysis.positive = 1) reads it"),
+     "--set analysis.bootstrap: only analysis.dataset = 'lfw' (with analysis.positive = 1) or a folder (with "
+     "analysis.concept_controls != []) reads it"),
     (["--runner", "local", "--set", "analysis.positive=0", "--set", "analysis.face_choice=localizer"],
      "--set analysis.face_choice: only analysis.dataset = 'lfw'"),
     # the probes' keys where no probe runs (analysis.probes = [] skips them): accepted and read by nothing

@@ -198,4 +198,6 @@ def test_no_twin_is_trained_or_asked_for_where_no_face_test_runs(tmp_path, capsy
     assert main(["analyze", str(out), "--set", "analysis.dataset=digits", "--set", "analysis.positive=0"]) == 0
     assert json.loads((out / "analysis.json").read_text())["face_neuron"]["controls"] == []
     assert main(["analyze", str(out), "--set", "analysis.dataset=digits", "--set", "analysis.control_draws=2"]) == 2
-    assert "analysis.control_draws: only the face test reads it" in capsys.readouterr().err
+    # (since 2026-12-04 a folder's concept reads it too: "only the face test reads it" before)
+    assert ("analysis.control_draws: only the face test (analysis.dataset = 'lfw' with positive = 1) and a folder "
+            "concept's controls (analysis.concept_controls) read it (this analysis: 'digits', 1)") in capsys.readouterr().err

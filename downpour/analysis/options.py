@@ -56,6 +56,15 @@ def analysis_options(cfg: RunConfig, overrides: dict[str, Any]) -> AnalysisConfi
     if unread and not opts.runs_face_test():
         raise ConfigError(f"analysis.{unread[0]}: only the face test reads it, and it runs on analysis.dataset = 'lfw' "
                           f"with positive = 1 (this analysis: {opts.dataset!r}, {opts.positive})", key=f"analysis.{unread[0]}")
+    unread = [key for key in overrides if key in AnalysisConfig.CONTROLS and overrides[key] is not None]
+    if unread and not opts.runs_controls():
+        raise ConfigError(f"analysis.{unread[0]}: only the face test (analysis.dataset = 'lfw' with positive = 1) and a "
+                          "folder concept's controls (analysis.concept_controls) read it (this analysis: "
+                          f"{opts.dataset!r}, {opts.positive}"
+                          + (")" if opts.dataset in BUILT_IN else ", analysis.concept_controls = [])"), key=f"analysis.{unread[0]}")
+    if overrides.get("concept_controls") is not None and opts.dataset in BUILT_IN:
+        raise ConfigError(f"analysis.concept_controls: only a labelled folder's concept reads it, not {opts.dataset!r} "
+                          "(lfw's faces get the face test)", key="analysis.concept_controls")
     unprobed = [key for key in overrides if key in AnalysisConfig.PROBE and overrides[key] is not None]
     if unprobed and not opts.probes:     # (analysis.probes = [] skips the probes: their keys were taken, unread)
         raise ConfigError(f"analysis.{unprobed[0]}: only the linear probes read it, and this analysis runs none "

@@ -9,10 +9,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from downpour.analysis.face_controls import LEARNED, NO_FACES, TWIN
-from downpour.analysis.report_notes import data_note, distinct as _distinct, faces_seen, first_layer_note, owed_note
+
+from downpour.analysis.report_notes import data_note, distinct as _distinct, faces_seen, first_layer_note
 from downpour.analysis.report_notes import invariance_rows, loss_headline as _loss_headline, several_optima, top_words
 from downpour.analysis.report_notes import untied_note
+from downpour.analysis.report_controls import controls as _controls, heading as _controls_heading
 from downpour.analysis.report_parts import auc, esc, image, num, page, pct, table
 from downpour.errors import DownpourError
 from downpour.train.rundir import NotARunError, RunDir
@@ -120,91 +121,6 @@ def _samples(run: RunDir) -> Any:
     meta = _read(run, "model.json")
     data = meta.get("data") if isinstance(meta, dict) else None
     return data.get("n_samples") if isinstance(data, dict) else None
-
-
-def _faces_each(row: dict[str, Any]) -> str:
-    """Faces per fold: "20", or "33-34" when the folds differ (100 faces in 3 folds)."""
-    low, high = row.get("test_positives_range", [row["test_positives"]] * 2)
-    return str(high) if low == high else f"{low}-{high}"
-
-
-PER_NETWORK = (LEARNED, TWIN, NO_FACES)   # methods whose candidates are a network's units
-
-
-def _controls(a: dict[str, Any], seen_faces: str | None = None) -> str:
-    """The face test: AUC [95% CI] and accuracy per negative set and method, then the verdict in words;
-    ``seen_faces``: :func:`faces_seen`'s answer for the run."""
-    fn = a["face_neuron"]
-    rows, classes = fn.get("controls") or [], []
-    verdict = fn["controls_verdict"] if rows else fn.get("controls_verdict") or {}   # (written with the rows: a KeyError
-    sentences = "".join(f"<li>{esc(t)}</li>" for t in verdict.get("sentences", []))   # names an edit, not "Criterion: .")
-    if not rows:
-        return f'<ul class="note">{sentences}</ul>' if sentences else '<p class="note">No face test in this analysis.</p>'
-    setup = fn["controls_setup"]
-    cells, previous = [], None
-    n = rows[0]["splits"]
-    once = setup.get("select") in ("train", "crossfit")   # chosen once (per fold), else per held-out split
-    for r in rows:
-        label = setup.get("negatives", {}).get(r["negatives"], {}).get("label", r["negatives"])
-        ci = r.get("accuracy_ci")
-        accuracy = (f"{pct(r['accuracy_mean'])} [{pct(ci[0])}, {pct(ci[1])}]" if once and ci
-                    else f"{pct(r['accuracy_mean'])} ± {pct(r['accuracy_std'])}")
-        cells.append(["" if r["negatives"] == previous else label, r["method"],
-                      "–" if r["candidates"] == 1 else r["unit"] if once and n == 1
-                      # each fold is its own network: a unit index shared by folds names no one unit (a pixel does)
-                      else "one per fold (its own network)" if once and r["method"] in PER_NETWORK
-                      else f"{r['unit']} ({r['unit_share']:.0%} of {'folds' if n > 1 and once else 'splits'})",
-                      f"{r['auc']:.3f} [{r['auc_ci'][0]:.3f}, {r['auc_ci'][1]:.3f}]", accuracy])
-        classes.append("learned" if r["method"] == "learned unit" else "")
-        previous = r["negatives"]
-    boot = setup.get("bootstrap", {})
-    against = ("by its worst AUC against the non-faces and against the controls built from those faces: a localizer"
-               if setup.get("choice") == "localizer" else "faces vs non-faces")
-    selection = str(setup.get("selection", "other images")).removesuffix(", once")   # (analysis.json of 2026-11-30 to -12-03)
-    choice = (f"Every method picks its unit and sign once, on {esc(selection)} ({against}), "
-              f"and is scored unchanged on every set; AUC and accuracy come with a "
-              if once else
-              f"Every method picks its unit and sign once per split, on the selection part ({against}), and is scored "
-              f"unchanged on every set. AUC: mean over {n} splits, with a ")
-    accuracy_words = ("accuracy: threshold from the selection images, balanced test sets, with its interval."
-                      if once else
-                      "accuracy: threshold from the selection split, balanced test sets, mean ± std over the splits. "
-                      "The unit column is the one chosen most often.")
-    column = "accuracy [95% CI]" if once else f"accuracy over {n} splits"
-    tested = (f"All {setup.get('faces')} lfw faces, each tested once by the run that never trained on it "
-              f"({n} folds, {_faces_each(rows[0])} faces each; AUC: mean over the folds)"
-              if setup.get("select") == "crossfit" else f"Held-out lfw faces ({rows[0]['test_positives']} per test)")
-    return (f"<p>{tested} against each negative set separately: "
-            f"the lfw non-faces, and controls built from the same faces that keep their low-level statistics "
-            f"(phase-scrambled, upside-down, block-shuffled, spectrum-matched crops of photographs with no face). "
-            f"{choice}{esc(boot.get('interval', 'percentile 95%'))} bootstrap interval over the held-out source images "
-            f"({esc(boot.get('replicates', '?'))} replicates). The learned unit and the random-weights twin see the "
-            f"run's prepared input; every other method sees the raw 25x25 grey images, the same for every run; "
-            f"{accuracy_words}</p>"
-            + table(cells, ["negatives", "method", "unit", "AUC [95% CI]", column],
-                     "face-controls-table", classes)
-            + f"<p>{esc(verdict.get('rule', ''))}. Criterion: {esc(verdict.get('criterion', ''))}.</p><ul>{sentences}</ul>"
-            + ('<p class="note">One run, tested on the faces it held out. <code>downpour crossfit</code> trains one '
-               "run per fold of lfw_subset and tests every one of its 100 faces with the run that never saw it: "
-               "narrower intervals, and the spread from training to training.</p>"
-               if setup.get("select") == "train" else "")
-            + ("" if any(r["method"] == NO_FACES for r in rows) else owed_note(seen_faces))
-            + _controls_by_layer(fn.get("controls_by_layer") or [], setup))
-
-
-def _controls_by_layer(rows: list[dict[str, Any]], setup: dict[str, Any]) -> str:
-    """The learned unit's AUC [CI] on each negative set, for every feature layer (✓ = criterion met)."""
-    if not rows:
-        return ""
-    labels = [setup.get("negatives", {}).get(c["negatives"], {}).get("label", c["negatives"]) for c in rows[0]["negatives"]]
-    body = [[r["layer"]] + ([f"{c['auc']:.3f} [{c['auc_ci'][0]:.3f}, {c['auc_ci'][1]:.3f}]" + (" ✓" if c["passes"] else "")
-                             for c in r["negatives"]] if r["negatives"] else
-                            [f"not measured: {r.get('not_measured', '')}"] + [""] * (len(labels) - 1))   # (table() escapes)
-            for r in rows]
-    return ("<p>The same test for the best unit of every feature layer (first row: the analysed layer; ✓: the "
-            "criterion is met against that negative set). Each layer's unit is chosen on the same selection images, "
-            "so a row is as honest as the table above; reading many rows is a search, so trust a pattern, not one cell.</p>"
-            + table(body, ["layer", *labels], "face-controls-by-layer", ["learned"] + [""] * (len(body) - 1)))
 
 
 TRAINED_ON = {   # a probe on the very images the network trained on (analysis.json's probes[].trained_on)
@@ -372,7 +288,7 @@ def _body(run: RunDir, a: dict[str, Any]) -> str:
 <h2 id="face-neuron">The best single neuron</h2>
 {_face_neuron(a)}
 
-<h2 id="face-test">The face test: low-level-matched negatives</h2>
+<h2 id="face-test">{esc(_controls_heading(a))}</h2>
 {_controls(a, faces_seen(run))}
 
 <h2 id="stimulus">Optimal stimulus and top images</h2>

@@ -21,6 +21,7 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from downpour.analysis import figures
+from downpour.analysis.concept_controls import concept_part, concept_subject
 from downpour.analysis.face_controls import LEARNED, face_controls
 from downpour.analysis.invariance import invariance_curves, invariance_summary, load_poses
 from downpour.analysis.labelled import LabelledSet, load_labelled, prepare_images
@@ -60,15 +61,20 @@ def random_twin(run: RunDir, seed: int) -> FeatureModel:
 
 
 def _controls(model: FeatureModel, twin: FeatureModel, opts: AnalysisConfig, layer: str, shape: tuple[int, ...],
-              prepare: Preprocess, seeds: list[int], seed: int, fold: tuple[int, int] | None,
+              prepare: Preprocess, seeds: list[int], seed: int, fold: tuple[int, int] | None, data: LabelledSet,
               no_faces: tuple[FeatureModel, Preprocess] | None = None) -> dict[str, Any]:
     """The honest face test (held-out lfw faces against lfw non-faces and low-level-matched controls).
 
-    It is about faces, so it runs when the analysed concept is lfw's faces; for another labelled set
-    ``controls`` is empty and ``controls_verdict`` says why.
+    It is about faces, so it runs when the analysed concept is lfw's faces; a folder's concept gets the
+    same test against controls of its own images (:mod:`~downpour.analysis.concept_controls`, since
+    2026-12-04); for digits, lfw's non-faces or ``analysis.concept_controls = []`` ``controls`` is empty
+    and ``controls_verdict`` says why.
     """
+    if opts.runs_concept_controls():
+        return concept_part(model, twin, opts, data, layer, shape, prepare, seeds, seed)
     if not opts.runs_face_test():
-        reason = f"the face test needs analysis.dataset = lfw and positive = 1 (got {opts.dataset!r}, {opts.positive})"
+        reason = (f"the face test needs analysis.dataset = lfw and positive = 1 (got {opts.dataset!r}, {opts.positive}); "
+                  "a folder's concept gets its controls from analysis.concept_controls")
         return {"controls": [], "controls_verdict": {"sentences": [f"Not run: {reason}."], "per_negatives": [],
                                                      "passes_low_level": None}}
     # Where in the network the face information is: the same test for every other feature layer
@@ -201,6 +207,8 @@ def _analyze(run_path: str | Path, options: dict[str, Any]) -> dict[str, Any]:
     poses = load_poses(opts.poses, shape, prepare, draft) if opts.poses else None     # named now, not after the face test
     twin = random_twin(run, seed + 1)      # not seed: that would be the run's own initial weights
     no_faces = no_faces_of(run, opts, layer) if opts.runs_face_test() else None   # (only the face test scores it)
+    if opts.runs_concept_controls():        # a grid block_shuffled cannot cut, refused before the measurements
+        concept_subject(data, opts.positive, tuple(opts.concept_controls))
     pictures = run.path / "figures"
     if pictures.exists() and not pictures.is_dir():    # found now, not after the measurements, when they move there
         raise NotARunError(f"{str(pictures)!r} is a file: the analysis writes its pictures into a folder of that name; "
@@ -233,9 +241,9 @@ def _measure(run: RunDir, model: FeatureModel, opts: AnalysisConfig, layer: str,
     # 1. the best single neuron, against every baseline, on the same splits
     neuron = over_splits(model, data, [seed + k for k in range(opts.splits)], layer=layer, positive=opts.positive,
                          test_fraction=opts.test_fraction, n_random_filters=opts.random_filters, random_model=twin)
-    controls = _controls(model, twin, opts, layer, shape, prepare, neuron["seeds"], seed, fold, no_faces)
+    controls = _controls(model, twin, opts, layer, shape, prepare, neuron["seeds"], seed, fold, data, no_faces)
     table = neuron["first"]
-    pictured = _pictured(table, controls["controls"])
+    pictured = _pictured(table, controls["controls"] if opts.runs_face_test() else [])   # (a concept's: the table's unit)
     unit, sign = pictured["unit"], pictured["sign"]
     responses = unit_responses(model, data.x, layer)[:, unit]
     is_positive = data.y == opts.positive
@@ -250,7 +258,7 @@ def _measure(run: RunDir, model: FeatureModel, opts: AnalysisConfig, layer: str,
                             restarts=opts.stimulus_restarts, seed=seed, input_shape=shape)
     # drawn from the images the unit was not chosen on: a unit chosen on them ranks its own selection images first
     pool, drawn_from = unchosen(is_positive, opts.test_fraction, neuron["seeds"][0],
-                                opts.face_select if any(r["method"] == LEARNED for r in controls["controls"]) else None)
+                                opts.face_select if pictured["chosen_by"].startswith("the face test") else None)
     top = pool[top_images(responses[pool], opts.top_k, sign)]
     positive_in_top = int((data.y[top] == opts.positive).sum())
     paths["stimulus"] = figures.stimulus_and_top_images(

@@ -173,10 +173,13 @@ class AnalysisConfig(Section):
     positive: int = 1              # the concept's label in that set (lfw: 1 = face)
     test_fraction: float = setting(0.5, within="(0, 1)")      # share of the labelled set held back to score the chosen unit
     splits: int = setting(50, within=AT_LEAST_1)              # seeded selection/test splits averaged in the summaries (the first table shows split 0)
-    bootstrap: int = setting(2000, within=AT_LEAST_1)         # bootstrap replicates for the face test's AUC intervals (face_neuron.controls)
+    bootstrap: int = setting(2000, within=AT_LEAST_1)         # bootstrap replicates for the face test's (or a folder concept's controls') AUC intervals (face_neuron.controls)
     face_select: str = setting("train", choices=("train", "heldout"))   # face test: choose each method on lfw's 140 training images (test on all 60 held out) | per held-out split
     face_choice: str = setting("nonfaces", choices=("nonfaces", "localizer"))   # face test: choose each method on faces vs non-faces | by its worst AUC against the non-faces and the choosing faces' controls (a localizer)
-    control_draws: int = setting(5, within=AT_LEAST_1)        # face test: images drawn per held-out face for each random control (phase, blocks, crops)
+    control_draws: int = setting(5, within=AT_LEAST_1)        # face test, folder concept: images drawn per held-out face (concept image) for each random control (phase, blocks, crops)
+    # a folder's concept: the controls built from its held-out images (phase_scrambled, block_shuffled, spectrum_matched_crops;
+    # upside_down only when asked: it tests an upright orientation, which a texture or a symmetric shape has not); [] = none
+    concept_controls: list[str] = setting(factory=lambda: ["phase_scrambled", "block_shuffled", "spectrum_matched_crops"])
     random_filters: int = setting(2000, within=AT_LEAST_1)    # random linear filters in that baseline
     poses: str = ""                # out-of-plane rotation: a folder with one sub-folder per angle in degrees (0 = frontal), the same objects in each
     no_faces_run: str = ""         # face test: a run of the same recipe, seed and split with data.train_faces = 0, scored as "the no-faces network"
@@ -189,17 +192,30 @@ class AnalysisConfig(Section):
     probe_folds: int = setting(5, within="[2, inf)")          # cross-validation folds
     probe_samples: int = setting(1000, within=AT_LEAST_1)     # at most this many images per probe set (seeded subset)
 
-    FACE_TEST: ClassVar[tuple[str, ...]] = ("bootstrap", "face_select", "face_choice", "control_draws", "no_faces_run", "no_faces_twin")
+    FACE_TEST: ClassVar[tuple[str, ...]] = ("face_select", "face_choice", "no_faces_run", "no_faces_twin")
+    CONTROLS: ClassVar[tuple[str, ...]] = ("bootstrap", "control_draws")    # read by the face test and a folder concept's controls
     PROBE: ClassVar[tuple[str, ...]] = ("probe_layers", "probe_folds", "probe_samples")   # read only where probes is not []
 
     def runs_face_test(self) -> bool:   # (and reads FACE_TEST) it is about lfw's faces: another set or concept gets none
         return self.dataset == "lfw" and self.positive == 1
+
+    def runs_concept_controls(self) -> bool:   # a labelled folder's concept (not lfw, not digits), with controls asked for
+        return self.dataset not in ("lfw", "digits") and bool(self.concept_controls)
+
+    def runs_controls(self) -> bool:   # (and reads CONTROLS)
+        return self.runs_face_test() or self.runs_concept_controls()
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.no_faces_run and self.no_faces_twin:     # each names the face test's no-faces network
             raise ConfigError(f"analysis.no_faces_run = {self.no_faces_run!r} and analysis.no_faces_twin = true both "
                               "name a no-faces network: set one", key="analysis.no_faces_run")
+        kinds = ("phase_scrambled", "upside_down", "block_shuffled", "spectrum_matched_crops")   # (negatives.CONTROLS)
+        wrong = [k for k in self.concept_controls if k not in kinds]
+        if wrong or len(set(self.concept_controls)) < len(self.concept_controls):
+            raise ConfigError(f"analysis.concept_controls = {list(self.concept_controls)}: "
+                              + (f"{wrong[0]!r} is not a control; " if wrong else "a control is named twice; ")
+                              + f"choose among {', '.join(kinds)}", key="analysis.concept_controls")
 
 
 @dataclass(frozen=True)
