@@ -338,3 +338,26 @@ def test_a_camcorders_mts_files_are_videos_and_other_files_are_counted(tmp_path)
     assert images.info["n_videos"] == 2 and images.info["n_ignored"] == 2 and len(images) == 6
     listing = list_items(DataConfig(source="video", path=str(tmp_path), pipeline="stream"))
     assert listing.items == [str(tmp_path / "00001.MTS"), str(tmp_path / "a.mp4")] and listing.info["n_ignored"] == 2
+
+
+def test_a_video_too_small_for_a_patch_is_one_file_skipped_in_memory_as_streamed(tmp_path):
+    """In memory each of its frames was a skip ("small.mp4#frame0".."#frame2": 3), streamed its file (1)."""
+    import torch
+
+    from downpour.data.pipeline import open_data, run_data_info
+
+    _write_video(tmp_path / "big.mp4", size=32)
+    _write_video(tmp_path / "small.mp4", size=16)
+    kw = dict(source="video", path=str(tmp_path), frames_per_video=3, mode="patches", size=20, samples=60,
+              normalize="none", whiten="none", loader_workers=0)
+    memory = open_data(DataConfig(**kw, pipeline="memory"), seed=0).info
+    stream = open_data(DataConfig(**kw, pipeline="stream"), seed=0)
+    batches = stream.batches(10, torch.Generator().manual_seed(0))
+    for _ in range(6):           # 2 passes over the 2 files (30 patches a pass from big.mp4's 3 frames)
+        next(batches)
+    streamed = run_data_info(stream.info, [batches.report()])
+    said = "16x16 image is smaller than the 20x20 patch"
+    assert memory["skipped"] == [{"file": str(tmp_path / "small.mp4"), "reason": said}]
+    assert streamed["skipped"] == [{"file": str(tmp_path / "small.mp4"), "reason": f"DataError: {said}"}]
+    assert memory["n_skipped"] == streamed["n_skipped"] == 1
+    assert memory["n_images"] == 6 and memory["n_videos"] == 2     # read, as an image folder's too-small image is

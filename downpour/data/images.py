@@ -50,7 +50,11 @@ class ImageSet:
         return len(self.images)
 
     def file(self, name: str) -> str:
-        """Where image ``name`` came from, as skip records and logs name files (the folder's path joined)."""
+        """Where image ``name`` came from, as skip records and logs name files (the folder's path joined; a video
+        frame ``clip.mp4#frame2``: its video, the item a stream reads and skips)."""
+        head, mark, tail = name.rpartition("#frame")
+        if mark and tail.isdigit():
+            return head
         return str(Path(self.root) / name) if self.root else name
 
     def scale(self, i: int) -> int:

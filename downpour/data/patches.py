@@ -3,7 +3,7 @@
 - ``patches``: ``n`` windows of ``size`` x ``size`` at native resolution. Each patch first picks an
   image uniformly (so one huge photo does not drown the small ones, as in UFLDL's sampleIMAGES),
   then a uniform position inside it. Images smaller than the window cannot give a patch and are
-  reported as skipped.
+  reported as skipped, by file (a video's frames: its file, skipped once, as a stream skips it).
 - ``crops``: every image once, whole: its centred square, resized to ``size`` x ``size``. With
   ``tile`` > 0 an image is first cut into a centred grid of ``tile`` x ``tile`` squares (images with a
   side under ``tile`` give their centred square), so a large photo yields many views at one scale.
@@ -20,12 +20,17 @@ def sample_patches(images: ImageSet, size: int, n: int, rng: np.random.Generator
     """-> (patches (n, C, size, size) float32, source image index (n,), skipped images)."""
     if size < 1 or n < 1:
         raise ValueError(f"patches need size >= 1 and samples >= 1, got size={size}, samples={n}")
-    fits = [im.shape[1] >= size and im.shape[2] >= size for im in images.images]
-    usable = [i for i, ok in enumerate(fits) if ok]
+    # by file, as a stream skips its items: a video whose frames are too small is one file skipped, its frames unused
+    # (until 2026-12-04 each frame was a skip of its own, "clip.mp4#frame0".."#frame2": 3 in memory, 1 streamed)
+    files = [images.file(name) for name in images.names]
+    small: dict[str, str] = {}          # file -> its first image too small, W x H
+    for file, im in zip(files, images.images):
+        if (im.shape[1] < size or im.shape[2] < size) and file not in small:
+            small[file] = f"{im.shape[2]}x{im.shape[1]}"
+    usable = [i for i, file in enumerate(files) if file not in small]
     skipped: list[dict[str, str]] = []
-    for name, im, ok in zip(images.names, images.images, fits):
-        if not ok:
-            skip(skipped, images.file(name), f"{im.shape[2]}x{im.shape[1]} image is smaller than the {size}x{size} patch")
+    for file, side in small.items():
+        skip(skipped, file, f"{side} image is smaller than the {size}x{size} patch")
     if not usable:
         raise DataError(f"no image is at least {size}x{size}, so no {size}x{size} patch can be cut; "
                         f"lower data.size or use mode = \"crops\"")
