@@ -107,19 +107,26 @@ def test_streamed_video_patches_keep_samples_per_pass(tmp_path, frames, per_imag
     assert sum(len(reader.samples(reader.images(k), 0, k)) for k in range(4)) == per_pass
 
 
-def test_truncated_video_that_declares_its_frame_count_uses_the_frames_before_the_break(tmp_path, caplog):
-    """An avi declares its 30 frames; cut short, decoding raised partway and the whole file was skipped."""
-    with av.open(str(tmp_path / "full.avi"), mode="w") as container:
+def _write_cut_avi(path):
+    """An avi declaring 30 frames (frame t a flat grey of level 8 * t), cut to its first 4/5: 15 frames decode."""
+    full = path.with_name("full.avi.part")
+    with av.open(str(full), mode="w", format="avi") as container:
         stream = container.add_stream("mpeg4", rate=10)
         stream.width, stream.height, stream.pix_fmt = 32, 24, "yuv420p"
-        for t in range(30):                      # frame t is a flat grey of level 8 * t
+        for t in range(30):
             frame = av.VideoFrame.from_ndarray(np.full((24, 32, 3), 8 * t, np.uint8), format="rgb24")
             for packet in stream.encode(frame):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
-    data = (tmp_path / "full.avi").read_bytes()
-    (tmp_path / "cut.avi").write_bytes(data[: len(data) * 4 // 5])
+    data = full.read_bytes()
+    full.unlink()
+    path.write_bytes(data[: len(data) * 4 // 5])
+
+
+def test_truncated_video_that_declares_its_frame_count_uses_the_frames_before_the_break(tmp_path, caplog):
+    """An avi declares its 30 frames; cut short, decoding raised partway and the whole file was skipped."""
+    _write_cut_avi(tmp_path / "cut.avi")
     with caplog.at_level(logging.WARNING, logger="downpour.data"):
         frames = sample_frames(tmp_path / "cut.avi", 3)
         again = sample_frames(tmp_path / "cut.avi", 3)      # a streamed run reads it every pass
@@ -361,3 +368,32 @@ def test_a_video_too_small_for_a_patch_is_one_file_skipped_in_memory_as_streamed
     assert streamed["skipped"] == [{"file": str(tmp_path / "small.mp4"), "reason": f"DataError: {said}"}]
     assert memory["n_skipped"] == streamed["n_skipped"] == 1
     assert memory["n_images"] == 6 and memory["n_videos"] == 2     # read, as an image folder's too-small image is
+
+
+def test_a_truncated_video_is_recorded_in_data_json_in_memory_streamed_and_resumed(tmp_path):
+    """Its frames before the break trained, and only the log said so: data.json named it nowhere."""
+    import torch
+
+    from downpour.data.pipeline import open_data, run_data_info
+    from downpour.data.positions import position_problem
+
+    _write_cut_avi(tmp_path / "cut.avi")
+    _write_video(tmp_path / "whole.mp4")
+    kw = dict(source="video", path=str(tmp_path), frames_per_video=3, mode="crops", size=8, normalize="patch",
+              whiten="none", loader_workers=0)
+    memory = open_data(DataConfig(**kw, pipeline="memory"), seed=0).info
+    stream = open_data(DataConfig(**kw, pipeline="stream"), seed=0)
+    batches = stream.batches(3, torch.Generator().manual_seed(0))
+    for _ in range(4):                     # 2 passes: each file read twice, recorded once
+        next(batches)
+    streamed = run_data_info(stream.info, [batches.report()])
+    cut = memory["truncated"]
+    assert [(e["file"], e["frames"]) for e in cut] == [(str(tmp_path / "cut.avi"), 15)] and cut[0]["reason"]
+    assert streamed["truncated"] == cut and stream.info["fit_sample"]["truncated"] == cut   # (the fit read it too)
+    position = batches.position()
+    assert position["truncated"] == [[e["file"], e["frames"], e["reason"]] for e in cut] and not position_problem(position)
+    resumed = stream.batches(3, torch.Generator().manual_seed(0), position=position)
+    assert resumed.report()["truncated"] == cut           # before reading anything: from the checkpoint
+    assert "its stream position's truncated is" in position_problem({**position, "truncated": [["a.avi", -1, "x"]]})
+    (tmp_path / "cut.avi").unlink()
+    assert "truncated" not in open_data(DataConfig(**kw, pipeline="memory"), seed=0).info   # only what happened

@@ -115,6 +115,8 @@ class StreamBatches:
         self._it: Iterator[dict[str, Any]] | None = None
         self.reads = np.zeros(len(data), np.int32)   # per item: times decoded (bad ones too)
         self.skipped: list[dict[str, str]] = []
+        self.truncated: list[dict[str, Any]] = []   # videos cut short, each once: {file, frames, reason}
+        self._truncated: set[str] = set()           # ... their files
         self.recovered: list[str] = []           # files skipped once and read later (this process's stream)
         self._bad: dict[int, str] = {}              # item -> why it was skipped, in the order met
         self._barren: set[int] = set()             # items whose last read gave no sample
@@ -136,6 +138,9 @@ class StreamBatches:
         if n and (epoch or index):
             self.reads[:] = epoch
             self.reads[epoch_order(n, self.seed, epoch)[:index]] += 1
+        # (a video cut short, before the position: recorded as it was then, read or not since)
+        self.truncated = [{"file": f, "frames": int(t), "reason": why} for f, t, why in pos.get("truncated", [])]
+        self._truncated = {e["file"] for e in self.truncated}
         carried = pos.get("skipped", [])
         if not carried:
             return
@@ -170,10 +175,13 @@ class StreamBatches:
             self._it = self._loader()
         chunk = next(self._it)
         x, y, at = chunk["x"], chunk["y"], 0
-        for (epoch, p, k), count, bad in zip(chunk["keys"], chunk["counts"], chunk["bad"]):
+        for (epoch, p, k), count, bad, cut in zip(chunk["keys"], chunk["counts"], chunk["bad"], chunk["truncated"]):
             self._gather(epoch, p, x[at:at + count], None if y is None else y[at:at + count])
             at += count
             self.reads[k] += 1
+            if cut is not None and cut["file"] not in self._truncated:
+                self._truncated.add(cut["file"])    # (read every pass, recorded once)
+                self.truncated.append(cut)
             if bad is not None and k not in self._bad:
                 self._bad[k] = bad
                 skip(self.skipped, self._reader.name(k), bad)
@@ -269,7 +277,8 @@ class StreamBatches:
             (epoch, p), j = self._next, self._drop
         return {"epoch": int(epoch), "index": int(p), "skip": j, "batch": self._batch, "samples": self.samples,
                 "skipped": [[e["file"], e["reason"]] for e in self.skipped], "listing": self.listing,
-                "patches": self.data.cut.patches}
+                "patches": self.data.cut.patches,
+                **({"truncated": [[e["file"], e["frames"], e["reason"]] for e in self.truncated]} if self.truncated else {})}
 
     def report(self) -> dict[str, Any]:
         """JSON-able: this worker's items, reads and the files it skipped (each named once)."""
@@ -278,6 +287,7 @@ class StreamBatches:
         return {"worker": shard["index"], "of": shard["of"], "items": len(self.data), "items_read": int(len(read)),
                 "reads": int(self.reads.sum()), "max_reads": int(read.max()) if len(read) else 0, "samples": self.samples, "batches": self._batch,
                 "n_skipped": len(self.skipped), "skipped": list(self.skipped),
+                **({"truncated": list(self.truncated)} if self.truncated else {}),
                 **({"recovered": list(self.recovered)} if self.recovered else {}),
                 **({"listing_changed_on_resume": True} if self.listing_changed else {})}
 

@@ -29,4 +29,9 @@ def position_problem(position: Any) -> str | None:
             isinstance(e, list) and len(e) == 2 and isinstance(e[1], str) and (isinstance(e[0], str) or is_count(e[0]))
             for e in skipped):   # [file, reason] pairs (an item number for a file: checkpoints before 2026-12-03)
         return f"its stream position's skipped is {skipped!r}, not a list of [file, reason] pairs"
+    truncated = position.get("truncated", [])
+    if not isinstance(truncated, list) or not all(
+            isinstance(e, list) and len(e) == 3 and isinstance(e[0], str) and is_count(e[1]) and isinstance(e[2], str)
+            for e in truncated):
+        return f"its stream position's truncated is {truncated!r}, not a list of [file, frames, reason] triples"
     return None

@@ -81,8 +81,9 @@ class ItemReader(TorchDataset):
             image, scale = read_scaled(Path(self.items[k]), c.grey, c.shrink_to, c.tile)
             return ImageSet([image], [f"{k}#0"], scales=[scale])
         if self.source == "video":
-            frames = [to_chw(frame, c.grey) for frame in sample_frames(Path(self.items[k]), self.frames)]
-            return ImageSet(frames, [f"{k}#{j}" for j in range(len(frames))])
+            truncated: list[dict[str, Any]] = []
+            frames = [to_chw(frame, c.grey) for frame in sample_frames(Path(self.items[k]), self.frames, truncated)]
+            return ImageSet(frames, [f"{k}#{j}" for j in range(len(frames))], info={"truncated": truncated})
         if self._rows is None:
             self._rows = np.load(self.path, mmap_mode="r", allow_pickle=False)
         row = np.asarray(self._rows[self.items[k]])                 # reads this row's pages only
@@ -103,16 +104,21 @@ class ItemReader(TorchDataset):
         return sample_patches(images, c.size, c.patches * len(images), rng)[0]
 
     def __getitem__(self, key: tuple[int, int, int]) -> dict[str, Any]:
+        """Item ``key[2]``'s samples (None: bad, and why), and the record of a video cut short (None: whole)."""
         epoch, _, k = key
+        truncated = None
         try:
-            x = self.samples(self.images(k), epoch, k)
+            images = self.images(k)
+            truncated = (images.info.get("truncated") or [None])[0]
+            x = self.samples(images, epoch, k)
         except UNREADABLE as err:      # a bad file is skipped, never fatal
-            return {"key": key, "x": None, "bad": f"{type(err).__name__}: {err}"}
-        return {"key": key, "x": x, "bad": None}
+            return {"key": key, "x": None, "bad": f"{type(err).__name__}: {err}", "truncated": truncated}
+        return {"key": key, "x": x, "bad": None, "truncated": truncated}
 
     def collate(self, items: list[dict[str, Any]]) -> dict[str, Any]:
         """A loader chunk: the good items' samples stacked (M, C, size, size), and per item its key,
-        its sample count (0: bad) and the reason it was bad. Runs in the loader's worker process."""
+        its sample count (0: bad), the reason it was bad and its truncation record. Runs in the loader's
+        worker process."""
         xs = [it["x"] for it in items if it["x"] is not None]
         x = np.concatenate(xs) if xs else np.zeros((0, self.cut.channels, self.cut.size, self.cut.size), np.float32)
         counts = [0 if it["x"] is None else len(it["x"]) for it in items]
@@ -120,4 +126,4 @@ class ItemReader(TorchDataset):
         if self.labels is not None:
             y = torch.from_numpy(np.repeat(self.labels[[it["key"][2] for it in items]], counts).astype(np.int64))
         return {"x": torch.from_numpy(np.ascontiguousarray(x)), "y": y, "keys": [it["key"] for it in items],
-                "counts": counts, "bad": [it["bad"] for it in items]}
+                "counts": counts, "bad": [it["bad"] for it in items], "truncated": [it["truncated"] for it in items]}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -154,8 +155,10 @@ def frames_taken(paths: list[Path], k: int) -> float | None:
     return float(np.mean(counts)) if counts else None
 
 
-def sample_frames(path: Path, k: int) -> list[np.ndarray]:
-    """k evenly spaced RGB frames (H, W, 3) uint8 of one file. Raises on a file that cannot be decoded."""
+def sample_frames(path: Path, k: int, truncated: list[dict[str, Any]] | None = None) -> list[np.ndarray]:
+    """k evenly spaced RGB frames (H, W, 3) uint8 of one file. Raises on a file that cannot be decoded.
+    ``truncated``: given {file, frames, reason} when the file broke off before the frames a whole one would give
+    (its frames are picked among the ``frames`` before the break), at every read; the log says it once a process."""
     # Matroska and WebM (YouTube's formats) declare no count: their packets are counted instead. Until 2026-12-04
     # the whole video was decoded to count its frames, then decoded again up to the frames taken: the middle frame
     # of a 600-frame 320x240 H.264 .mkv cost 0.22 s of CPU against 0.08 s from an .mp4 of the same frames (which
@@ -173,6 +176,8 @@ def sample_frames(path: Path, k: int) -> list[np.ndarray]:
         raise ValueError("no decodable frames")
     wanted = frame_indices(total, k)
     kept, _, _ = _decode(path, set(wanted))
+    if broke and truncated is not None:       # recorded in data.json (until 2026-12-04 in the log alone)
+        truncated.append({"file": str(path), "frames": total, "reason": broke})
     if broke and str(path) not in _BROKEN:   # once a file and process, not once a pass: up to 3 a read were
         _BROKEN.add(str(path))                # logged, 302 lines for 40 steps on one file
         log.warning("%s: decoding stopped after frame %d (%s); the frames before it are used", path, total, broke)
@@ -212,10 +217,10 @@ def load_videos(path: str | Path, frames_per_video: int = 3, grey: bool = True) 
     files, ignored = video_files(root, unlisted, aliases)
     left = left_out(unlisted, aliases)
     say_left_out(root, left)                # (not dropped unsaid)
-    images, names, skipped = [], [], []
+    images, names, skipped, truncated = [], [], [], []
     for f in files:
         try:
-            frames = sample_frames(f, frames_per_video)
+            frames = sample_frames(f, frames_per_video, truncated)
         except UNREADABLE as err:
             skip(skipped, str(f), f"{type(err).__name__}: {err}")
             continue
@@ -226,4 +231,4 @@ def load_videos(path: str | Path, frames_per_video: int = 3, grey: bool = True) 
                         f"(first: {skipped[0]['file']}: {skipped[0]['reason']})")
     return ImageSet(images, names, skipped=skipped,
                     info={"path": str(root), "n_videos": len(files) - len(skipped), "frames_per_video": frames_per_video,
-                          "n_ignored": ignored, **left})
+                          "n_ignored": ignored, **left, **({"truncated": truncated} if truncated else {})})
