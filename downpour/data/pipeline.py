@@ -30,7 +30,7 @@ from downpour.data.build import build_dataset, check_config
 from downpour.data.dataset import Dataset
 from downpour.data.folder import draft_scale
 from downpour.data.stream import STREAMED, Listing, StreamingData, item_name, list_items, open_stream
-from downpour.data.video import video_stream
+from downpour.data.video import decoded_pixels
 from downpour.errors import CheckpointError, DataError, DownpourError, RunError
 from downpour.settings import is_count
 
@@ -45,20 +45,20 @@ _PROBES = 16       # headers read to estimate an image folder's decoded size
 
 def estimate_bytes(cfg: DataConfig, listing: Listing) -> int:
     """Bytes the in-memory path would hold as decoded float32 images (what ``build_dataset`` keeps
-    before cropping: a JPEG at its data.jpeg_draft reduction), from the item count and up to 16 evenly
-    spaced files' headers."""
+    before cropping: a JPEG at its data.jpeg_draft reduction, a video's frames), from the item count and up to 16
+    evenly spaced files' headers."""
     n, channels = len(listing.items), 1 if cfg.grey else 3
     if cfg.source == "array":
         return n * math.prod(listing.row_shape[-2:]) * channels * 4
     probes = sorted({int(k) for k in np.linspace(0, n - 1, min(n, _PROBES))}) if n else []
     pixels = [p for p in (_pixels(cfg, listing.items[k]) for k in probes) if p]
     per_item = sum(pixels) / len(pixels) if pixels else 0
-    frames = cfg.frames_per_video if cfg.source == "video" else 1
-    return int(n * per_item * frames * channels * 4)
+    return int(n * per_item * channels * 4)
 
 
 def _pixels(cfg: DataConfig, path: str) -> int:
-    """Width x height of the decoded image, from a file's header (an unreadable one counts as 0)."""
+    """Pixels one file decodes to, from its header: width x height, a video's times the frames it gives (an
+    unreadable file counts as 0)."""
     try:
         if cfg.source == "folder":
             with Image.open(path) as img:        # lazy: the header only
@@ -66,11 +66,7 @@ def _pixels(cfg: DataConfig, path: str) -> int:
                 # (until 2026-12-04 counted in full, so 'auto' streamed folders 64x smaller than its threshold)
                 s = draft_scale(img, cfg.jpeg_shrink(), cfg.tile)
                 return (img.size[0] // s) * (img.size[1] // s)
-        import av
-
-        with av.open(path) as container:
-            stream = video_stream(container)
-            return stream.codec_context.width * stream.codec_context.height
+        return decoded_pixels(Path(path), cfg.frames_per_video)
     except Exception:  # noqa: BLE001 -- an estimate: the reader names bad files later
         return 0
 

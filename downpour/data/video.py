@@ -127,16 +127,31 @@ def _count_packets(path: Path) -> int:
 
 
 def _header_frames(path: Path) -> int:
-    """The frame count a file's headers give: the one its container declares, else its duration times its average
-    frame rate (Matroska and WebM declare none: 12 of 12, 24 of 24, 600 of 600 frames in the files measured, 6.99
-    for 7), else 0."""
+    """The frame count a file's headers give (:func:`_declared`), else 0."""
+    with av.open(str(path)) as container:
+        return _declared(container, video_stream(container))
+
+
+def _declared(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> int:
+    """The frame count ``container``'s headers give for ``stream``: the one it declares, else its duration times
+    its average frame rate (Matroska and WebM declare none: 12 of 12, 24 of 24, 600 of 600 frames in the files
+    measured, 6.99 for 7), else 0."""
+    if stream.frames:
+        return int(stream.frames)
+    if container.duration and stream.average_rate:
+        return round(container.duration / av.time_base * float(stream.average_rate))
+    return 0
+
+
+def decoded_pixels(path: Path, k: int) -> int:
+    """Pixels ``sample_frames(path, k)`` decodes, from the file's headers (nothing decoded): width x height x
+    min(T, k) of the frame count they give, k where they give none. What ``data.pipeline = 'auto'`` estimates
+    memory by: until 2026-12-04 it counted k frames a video, so k = 100 on 40 12-frame 640x480 videos was
+    estimated at 4,688 MB (streamed, over the 1 GiB threshold) where memory held 563 MB."""
     with av.open(str(path)) as container:
         stream = video_stream(container)
-        if stream.frames:
-            return int(stream.frames)
-        if container.duration and stream.average_rate:
-            return round(container.duration / av.time_base * float(stream.average_rate))
-        return 0
+        frames = _declared(container, stream)
+        return stream.codec_context.width * stream.codec_context.height * (min(frames, k) if frames > 0 else k)
 
 
 def frames_taken(paths: list[Path], k: int) -> float | None:
