@@ -124,18 +124,45 @@ def _write_cut_avi(path):
     path.write_bytes(data[: len(data) * 4 // 5])
 
 
-def test_truncated_video_that_declares_its_frame_count_uses_the_frames_before_the_break(tmp_path, caplog):
+def test_truncated_video_that_declares_its_frame_count_uses_the_frames_before_the_break(tmp_path):
     """An avi declares its 30 frames; cut short, decoding raised partway and the whole file was skipped."""
     _write_cut_avi(tmp_path / "cut.avi")
-    with caplog.at_level(logging.WARNING, logger="downpour.data"):
-        frames = sample_frames(tmp_path / "cut.avi", 3)
-        again = sample_frames(tmp_path / "cut.avi", 3)      # a streamed run reads it every pass
+    cut: list = []
+    frames = sample_frames(tmp_path / "cut.avi", 3, cut)
+    again = sample_frames(tmp_path / "cut.avi", 3)      # a streamed run reads it every pass
     levels = [float(f.mean()) / 8 for f in frames]
     assert len(levels) == 3 and levels == sorted(levels) and 0 < levels[0] and levels[-1] < 29
     assert all(np.array_equal(a, b) for a, b in zip(frames, again))
-    # said once: each read said it up to 3 times (declared count, counting pass, decode), 302 lines in 40 steps
-    said = [r.getMessage() for r in caplog.records if "decoding stopped" in r.getMessage()]
-    assert len(said) == 1 and said[0].startswith(f"{tmp_path / 'cut.avi'}: decoding stopped after frame 15 (")
+    assert [(e["file"], e["frames"]) for e in cut] == [(str(tmp_path / "cut.avi"), 15)]
+
+
+def test_a_truncated_video_is_logged_once_by_every_run_that_reads_it(tmp_path, caplog):
+    """Once a read said it up to 3 times (302 lines in 40 streamed steps); then once a process, so a second run in
+    one Python (a study's next cell, a second main([...])) said nothing while its data.json recorded it."""
+    import torch
+
+    from downpour.data.pipeline import open_data
+
+    _write_cut_avi(tmp_path / "cut.avi")
+    _write_video(tmp_path / "whole.mp4")
+    kw = dict(source="video", path=str(tmp_path), frames_per_video=3, mode="crops", size=8, normalize="none",
+              whiten="none", loader_workers=0)
+
+    def said(run) -> list[str]:
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="downpour.data"):
+            run()
+        return [r.getMessage() for r in caplog.records if "decoding stopped" in r.getMessage()]
+
+    def streamed():
+        batches = open_data(DataConfig(**kw, pipeline="stream"), seed=0).batches(3, torch.Generator().manual_seed(0))
+        for _ in range(6):                    # 3 passes: the file read 3 times, said once
+            next(batches)
+
+    for run in range(2):
+        memory = said(lambda: open_data(DataConfig(**kw, pipeline="memory"), seed=0))
+        assert len(memory) == 1 and memory[0].startswith(f"{tmp_path / 'cut.avi'}: decoding stopped after frame 15 ("), run
+        assert len(said(streamed)) == 1, run
 
 
 def test_a_video_sub_folder_that_cannot_be_listed_is_logged(tmp_path, monkeypatch, caplog):

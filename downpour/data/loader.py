@@ -42,6 +42,7 @@ from torch.utils.data import DataLoader, Sampler
 from downpour.batch import Batch
 from downpour.data.images import none_read, skip
 from downpour.data.reader import ItemReader
+from downpour.data.video import say_truncated
 from downpour.errors import DataError
 
 if TYPE_CHECKING:
@@ -180,8 +181,9 @@ class StreamBatches:
             at += count
             self.reads[k] += 1
             if cut is not None and cut["file"] not in self._truncated:
-                self._truncated.add(cut["file"])    # (read every pass, recorded once)
+                self._truncated.add(cut["file"])    # (read every pass, recorded and said once)
                 self.truncated.append(cut)
+                say_truncated(cut)
             if bad is not None and k not in self._bad:
                 self._bad[k] = bad
                 skip(self.skipped, self._reader.name(k), bad)

@@ -26,7 +26,6 @@ from downpour.errors import DataError
 VIDEO_EXTENSIONS = {".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".mpg", ".mpeg", ".ogv", ".flv", ".wmv", ".3gp", ".ts",
                     ".mts", ".m2ts", ".vob", ".f4v", ".divx", ".asf", ".mxf", ".y4m"}
 _DECODE_ERRORS = (av.FFmpegError, OSError, ValueError, RuntimeError, EOFError)
-_BROKEN: set[str] = set()      # the files whose decoding broke off, logged already (in this process)
 
 
 def frame_indices(total: int, k: int) -> list[int]:
@@ -86,7 +85,7 @@ def _decode(path: Path, wanted: set[int]) -> tuple[dict[int, np.ndarray], int, s
 
     Returns (kept frames, number of frames decoded, why decoding broke off or ""). Stops after the last wanted
     frame. A file that breaks off after its first frame (truncated, damaged) ends there: the frames before the
-    break are good, and are used (:func:`sample_frames` warns); one that breaks before any frame raises.
+    break are good, and are used (:func:`sample_frames` records it); one that breaks before any frame raises.
     """
     kept: dict[int, np.ndarray] = {}
     last = max(wanted) if wanted else None
@@ -173,7 +172,8 @@ def frames_taken(paths: list[Path], k: int) -> float | None:
 def sample_frames(path: Path, k: int, truncated: list[dict[str, Any]] | None = None) -> list[np.ndarray]:
     """k evenly spaced RGB frames (H, W, 3) uint8 of one file. Raises on a file that cannot be decoded.
     ``truncated``: given {file, frames, reason} when the file broke off before the frames a whole one would give
-    (its frames are picked among the ``frames`` before the break), at every read; the log says it once a process."""
+    (its frames are picked among the ``frames`` before the break), at every read; logged by the run that records it
+    (:func:`say_truncated`), once a file, not here at every read."""
     # Matroska and WebM (YouTube's formats) declare no count: their packets are counted instead. Until 2026-12-04
     # the whole video was decoded to count its frames, then decoded again up to the frames taken: the middle frame
     # of a 600-frame 320x240 H.264 .mkv cost 0.22 s of CPU against 0.08 s from an .mp4 of the same frames (which
@@ -193,10 +193,15 @@ def sample_frames(path: Path, k: int, truncated: list[dict[str, Any]] | None = N
     kept, _, _ = _decode(path, set(wanted))
     if broke and truncated is not None:       # recorded in data.json (until 2026-12-04 in the log alone)
         truncated.append({"file": str(path), "frames": total, "reason": broke})
-    if broke and str(path) not in _BROKEN:   # once a file and process, not once a pass: up to 3 a read were
-        _BROKEN.add(str(path))                # logged, 302 lines for 40 steps on one file
-        log.warning("%s: decoding stopped after frame %d (%s); the frames before it are used", path, total, broke)
     return [kept[i] for i in wanted if i in kept]
+
+
+def say_truncated(entry: dict[str, Any]) -> None:
+    """Log one video cut short (a :func:`sample_frames` record): by the load in memory, by a stream when it first
+    records the file; so once a file and run. Until 2026-12-04 a read said it up to 3 times (302 lines for 40
+    streamed steps on one file), then once a process: a second run in one Python said nothing of it."""
+    log.warning("%s: decoding stopped after frame %d (%s); the frames before it are used", entry["file"],
+                entry["frames"], entry["reason"])
 
 
 def video_files(path: Path, unlisted: list[dict[str, str]] | None = None,
@@ -239,6 +244,8 @@ def load_videos(path: str | Path, frames_per_video: int = 3, grey: bool = True) 
         except UNREADABLE as err:
             skip(skipped, str(f), f"{type(err).__name__}: {err}")
             continue
+        if truncated and truncated[-1]["file"] == str(f):
+            say_truncated(truncated[-1])
         images += [to_chw(fr, grey) for fr in frames]
         names += [f"{f}#frame{j}" for j in range(len(frames))]
     if not images:
