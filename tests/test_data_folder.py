@@ -247,6 +247,21 @@ def test_every_run_in_one_process_says_what_its_folder_left_out(tmp_path, monkey
     assert said == [(1, 1), (1, 1)]
 
 
+def test_a_resumed_stream_cutting_its_old_patch_count_says_what_its_folder_left_out_once(tmp_path, caplog):
+    """A resume whose patches per image changed (files added since) reopens its stream with the count it began with:
+    the image under two names was said twice in that run, by each open."""
+    from downpour.data.pipeline import keep_cut, open_data
+    for i in range(4):
+        _png(tmp_path / f"{i}.png", i)
+    (tmp_path / "z.png").symlink_to(tmp_path / "0.png")
+    cfg = DataConfig(source="folder", path=str(tmp_path), mode="patches", size=8, samples=40, pipeline="stream",
+                     normalize="none", whiten="none", loader_workers=0)
+    with caplog.at_level(logging.WARNING, logger="downpour.data"):
+        data = keep_cut(open_data(cfg, seed=0), [{"patches": 3}], cfg, 0, tmp_path, tmp_path / "local.json")
+    assert data.cut.patches == 3 and data.info["aliases"] == [{"file": str(tmp_path / "z.png"), "is": str(tmp_path / "0.png")}]
+    assert caplog.text.count("1 file(s) name a file listed already") == 1
+
+
 def test_a_folder_that_cannot_be_listed_is_an_error_saying_so(tmp_path, monkeypatch):
     """It was 'holds no image files (0 other files)'."""
     _png(tmp_path / "a.png", 0)

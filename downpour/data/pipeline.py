@@ -179,7 +179,8 @@ def keep_cut(data: Dataset | StreamingData, positions: list[dict[str, Any] | Non
         return data
     log.warning("%s: resumed cutting the %d patches per image it began with (data.samples over the %s now "
                 "gives %d)", run, count, data.info["item"] + "s", data.cut.patches)
-    reopened = open_stream(cfg, seed, per_image=count)
+    # (the first open said what the listing left out: until 2026-12-04 this one said it again, twice a run)
+    reopened = open_stream(cfg, seed, per_image=count, say=False)
     reopened.info["chosen"] = data.info.get("chosen")
     return reopened
 

@@ -177,12 +177,15 @@ def _frames_per_item(cfg: DataConfig, items: Sequence[Any], seed: int) -> float 
     return frames_taken([items[int(k)] for k in pick], cfg.frames_per_video) or float(cfg.frames_per_video)
 
 
-def open_stream(cfg: DataConfig, seed: int, listing: Listing | None = None, per_image: int | None = None) -> StreamingData:
+def open_stream(cfg: DataConfig, seed: int, listing: Listing | None = None, per_image: int | None = None, *,
+                say: bool = True) -> StreamingData:
     """The driver's side of a streamed source: list, shuffle once, fit the preprocessing on a sample.
     ``per_image``: the patches to cut per image (data.mode = "patches"), instead of data.samples over the
-    images: what a resumed run began with."""
+    images: what a resumed run began with. ``say``: log what the listing left out (False: a run's second open,
+    whose first said it)."""
     listing = listing or list_items(cfg)
-    say_left_out(cfg.path, listing.info or {})      # once per stream opened: the listing logged nothing
+    if say:                                     # once per run: the listing logged nothing
+        say_left_out(cfg.path, listing.info or {})
     n = len(listing.items)
     items, labels = listing.items, listing.labels
     if not isinstance(items, range):            # files: one seeded shuffle, so contiguous shards are fair
