@@ -215,6 +215,28 @@ def test_a_resumed_checkpoint_hands_out_again_the_steps_in_flight_at_the_stop_an
     assert (old.dispatched, old.returned, old.begin_cycle(0), old.first_step(0)) == (28, [], 1, 28)
 
 
+@pytest.mark.parametrize("damaged", [{"dispatched": 32, "unapplied": [[24]]}, {"dispatched": "32", "unapplied": []},
+                                     {"unapplied": [[24, 4]]}, {"dispatched": 28, "unapplied": [[24, 8]]},
+                                     {"dispatched": 32, "unapplied": [[24, -4]]}])
+def test_a_damaged_unapplied_range_in_a_ray_checkpoint_is_a_checkpoint_error(monkeypatch, damaged):
+    """A hand-damaged 'unapplied' or 'dispatched' in server.json was a bare ValueError, TypeError or KeyError from
+    the resumed driver (`downpour train --resume` printed a traceback), or, a range past the steps handed out or of
+    no steps, taken: a range handed out again that was applied trains its steps twice. Now a CheckpointError
+    naming the file, as every other damaged key of it is."""
+    from types import SimpleNamespace
+
+    from downpour.config import load_config
+    from downpour.errors import CheckpointError
+
+    monkeypatch.setattr(driver_module, "connect", lambda address: False)
+    monkeypatch.setattr(RayCluster, "_start", lambda self, shards, start_step: None)
+    setup = SimpleNamespace(cfg=load_config("cat-demo", ["cluster.runner=ray"]), data=None)
+    coord = Coordinator(make_consistency("async"), workers=2, total_steps=60, n_push=4, start_step=28)
+    with pytest.raises(CheckpointError, match=r"checkpoints/server\.json"):
+        RayCluster(setup, [], coord, lambda i: None, 28, {}, {"step": 28, "clocks": {}, **damaged})
+    assert (coord.dispatched, coord.returned) == (28, [])       # nothing taken from it
+
+
 def test_waiting_for_room_on_the_cluster_is_said(local_ray, caplog):
     """An actor Ray had no room for (a full cluster, one still adding nodes) held the run silent before
     its first step; the wait is now said, with what it waits for and the CPUs free."""

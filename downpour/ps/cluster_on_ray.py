@@ -17,7 +17,7 @@ from ray.exceptions import RayError
 from downpour.data.loader import listing_digest
 from downpour.data.stream import StreamingData
 from downpour.ps import channel
-from downpour.ps.checkpoint import ShardState
+from downpour.ps.checkpoint import SERVER, ShardState, restoring
 from downpour.ps.connect_on_ray import connect, gathered, placer
 from downpour.ps.coordinator import Coordinator
 from downpour.ps.laps import Laps
@@ -56,7 +56,8 @@ class RayCluster(PipedRun, Restarts):
                  saved: dict[str, Any] | None = None):
         cfg = setup.cfg
         self.setup, self.coord = setup, coord   # (stage_of: each worker actor asks its steps' stages itself)
-        coord.restore_unapplied(saved or {})    # the steps the stop left unapplied: handed out first
+        with restoring(f"checkpoints/{SERVER}"):   # a damaged range or count: named, not a bare ValueError
+            coord.restore_unapplied(saved or {})    # the steps the stop left unapplied: handed out first
         self.restarts = _restarts_left(cfg.cluster.restarts, coord.events)
         self.next_seq = dict(seqs or {})                 # per worker, one past the last push the driver received
         self.shard_actors: list[Any] = []

@@ -170,9 +170,14 @@ class Coordinator:
         """Take back :meth:`unapplied_state` (clipped to the budget: a resume may lower it). A checkpoint from before
         2026-12-04 kept only the step: new indices go on from it, as then (the indices of the cycles in flight at
         the stop that landed out of order were trained twice and those still in flight never)."""
-        if "unapplied" in saved:
-            self.dispatched = min(saved["dispatched"], self.total)
-            self.returned = [(f, min(k, self.total - f)) for f, k in saved["unapplied"] if f < self.total]
+        if "unapplied" in saved:    # (a hand-damaged range could train steps twice: ValueError, named by the caller)
+            ranges, dispatched = [tuple(r) for r in saved["unapplied"]], saved["dispatched"]
+            if type(dispatched) is not int or not all(len(r) == 2 and all(type(v) is int for v in r) and r[0] >= 0
+                                                      and r[1] >= 1 and sum(r) <= dispatched for r in ranges):
+                raise ValueError(f"'unapplied' = {saved['unapplied']!r} with 'dispatched' = {dispatched!r}: not "
+                                 "(first, steps) ranges of whole steps within the steps handed out")
+            self.dispatched = min(dispatched, self.total)
+            self.returned = [(f, min(k, self.total - f)) for f, k in ranges if f < self.total]
 
     def members(self) -> set[int]:
         """Whom a shard takes pushes from: the live workers, and a lost one while a push it sent is on its way
