@@ -148,3 +148,19 @@ def test_a_control_the_folder_cannot_have_is_refused_by_its_key(rings, tmp_path)
         concept_subject(odd, 2, CONTROLS)
     assert concept_subject(odd, 2, ("phase_scrambled",)).blocks == 0
     assert concept_subject(rings, 2, CONTROLS).blocks == 4                 # 32 x 32: 4 x 4 blocks of 8 px
+
+
+def test_a_folder_concept_with_no_controls_asked_for_is_not_told_about_the_face_test(rings):
+    """analysis.concept_controls = [] on a folder: the section was headed "The face test" and said "the face test needs
+    analysis.dataset = lfw ...; a folder's concept gets its controls from analysis.concept_controls", the key just set."""
+    from downpour.analysis.report_controls import heading
+    from downpour.analysis.run import _controls
+
+    opts = analysis_options(RunConfig(), {"dataset": rings.info["path"], "positive": 2, "concept_controls": []})
+    out = _controls(None, None, opts, "codes", (1, SIDE, SIDE), None, [0], 0, None, rings)
+    assert out["controls"] == [] and out["controls_verdict"]["sentences"] == [
+        "Not run: analysis.concept_controls = [] asks for no controls of 'rings'."]
+    a = {"options": {"dataset": rings.info["path"]}, "face_neuron": {"positive_class": "rings", **out}}
+    assert heading(a) == "Controls for rings: low-level-matched negatives"
+    digits = {"options": {"dataset": "digits"}, "face_neuron": {"positive_class": "3", "controls": []}}
+    assert heading(digits) == "The face test: low-level-matched negatives"

@@ -5,13 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from downpour.analysis.face_controls import LEARNED, NO_FACES, TWIN
+from downpour.analysis.labelled import BUILT_IN
 from downpour.analysis.report_notes import owed_note
 from downpour.analysis.report_parts import esc, pct, table
 
 
 def heading(a: dict[str, Any]) -> str:
     """The section's title: the face test, or a folder concept's controls (never "face" for stripes)."""
-    concept = (a["face_neuron"].get("controls_setup") or {}).get("concept")
+    fn = a["face_neuron"]
+    concept = (fn.get("controls_setup") or {}).get("concept")
+    if concept is None and (a.get("options") or {}).get("dataset", "lfw") not in BUILT_IN:   # concept_controls = []
+        concept = fn.get("positive_class")
     return f"Controls for {concept}: low-level-matched negatives" if concept else "The face test: low-level-matched negatives"
 
 

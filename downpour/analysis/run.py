@@ -24,7 +24,7 @@ from downpour.analysis import figures
 from downpour.analysis.concept_controls import concept_part, concept_subject
 from downpour.analysis.face_controls import LEARNED, face_controls
 from downpour.analysis.invariance import invariance_curves, invariance_summary, load_poses
-from downpour.analysis.labelled import LabelledSet, load_labelled, prepare_images
+from downpour.analysis.labelled import BUILT_IN, LabelledSet, load_labelled, prepare_images
 from downpour.analysis.edges import edge_summary
 from downpour.analysis.probe import probe_table
 from downpour.analysis.selectivity import over_splits, unchosen
@@ -73,7 +73,9 @@ def _controls(model: FeatureModel, twin: FeatureModel, opts: AnalysisConfig, lay
     if opts.runs_concept_controls():
         return concept_part(model, twin, opts, data, layer, shape, prepare, seeds, seed)
     if not opts.runs_face_test():
-        reason = (f"the face test needs analysis.dataset = lfw and positive = 1 (got {opts.dataset!r}, {opts.positive}); "
+        reason = (f"analysis.concept_controls = [] asks for no controls of {data.classes[opts.positive]!r}"
+                  if opts.dataset not in BUILT_IN else   # (a folder's: not sent to the key just emptied)
+                  f"the face test needs analysis.dataset = lfw and positive = 1 (got {opts.dataset!r}, {opts.positive}); "
                   "a folder's concept gets its controls from analysis.concept_controls")
         return {"controls": [], "controls_verdict": {"sentences": [f"Not run: {reason}."], "per_negatives": [],
                                                      "passes_low_level": None}}
