@@ -562,3 +562,22 @@ def test_the_headroom_never_takes_a_unit_that_is_not_finite_for_the_best(nan_whe
         bad[: len(y), 0] = np.random.default_rng(1).standard_normal(len(y))
     room, = headroom([np.concatenate([scores, bad], axis=1)], y, negatives, source, splits, ("controls",))
     assert room["best_unit"] == 1 and room["best_worst"] < 1.0
+
+
+def test_a_statistic_a_control_keeps_up_to_float_noise_ties_with_it():
+    """A control's mean intensity equals its face's up to float32 rounding (computed along another path): those pairs
+    are ties, so every replicate is as if the control were its face; they scored 1 or 0 on the noise's sign (a
+    4-image concept read 0.500 [0.239, 0.743]). Responses 1e-5 apart stay distinct."""
+    from downpour.analysis.controls import comparisons, weighted_auc
+
+    rng = np.random.default_rng(0)
+    faces = rng.uniform(0.2, 0.8, 4)
+    controls = faces * (1 + rng.choice([-3e-7, 3e-7], 4))           # each face's own control, a few ulps apart
+    h = comparisons(faces[None], controls[None])                   # (1, 4, 4)
+    own = np.eye(4, dtype=bool)
+    assert np.all(h[0][own] == 0.5)
+    w = rng.multinomial(4, np.full(4, 0.25), size=200).astype(float)
+    auc = weighted_auc(h, w, w, own)[0]
+    same = np.isclose(auc, weighted_auc(comparisons(faces[None], faces[None]), w, w, own)[0])
+    assert same.all()                                              # as if the control were its face exactly
+    assert comparisons(np.array([0.50001]), np.array([0.5]))[0, 0] == 1.0
