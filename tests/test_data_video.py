@@ -407,7 +407,7 @@ def test_a_truncated_video_is_recorded_in_data_json_in_memory_streamed_and_resum
     _write_cut_avi(tmp_path / "cut.avi")
     _write_video(tmp_path / "whole.mp4")
     kw = dict(source="video", path=str(tmp_path), frames_per_video=3, mode="crops", size=8, normalize="patch",
-              whiten="none", loader_workers=0)
+              whiten="none", loader_workers=1)     # (forked: hung here after the other video tests until 2026-12-04)
     memory = open_data(DataConfig(**kw, pipeline="memory"), seed=0).info
     stream = open_data(DataConfig(**kw, pipeline="stream"), seed=0)
     batches = stream.batches(3, torch.Generator().manual_seed(0))
@@ -440,3 +440,46 @@ def test_auto_estimates_a_videos_memory_by_the_frames_it_has_not_frames_per_vide
     assert pipeline.choose_pipeline(cfg)[0] == "memory"
     few = DataConfig(source="video", path=str(tmp_path), frames_per_video=2, mode="patches", size=8)
     assert pipeline.estimate_bytes(few, list_items(few)) == 3 * 2 * 16 * 16 * 4          # k < T: k
+
+
+_STREAM_AFTER_DECODING = """
+import gc, os, sys
+import torch
+from downpour.config import DataConfig
+from downpour.data.pipeline import open_data
+from downpour.data.video import sample_frames
+
+root = sys.argv[1]
+gc.disable()            # the frames decoded here wait for a collection, as a busy driver's often do at the fork
+stream = open_data(DataConfig(source="video", path=root, frames_per_video=3, mode="crops", size=8, normalize="patch",
+                              whiten="none", pipeline="stream", loader_workers=int(sys.argv[2])), seed=0)
+sample_frames(os.path.join(root, "whole.mp4"), 3)
+os.register_at_fork(after_in_child=gc.collect)      # ... and the forked loader process collects them
+batches = stream.batches(3, torch.Generator().manual_seed(0))
+for _ in range(4):
+    next(batches)
+print(batches.report()["reads"])
+"""
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_streaming_videos_decoded_before_the_loader_forks_does_not_hang(tmp_path, workers):
+    """Frames decoded in the driver (the fitting sample) were garbage still held at the fork; the loader's process,
+    freeing them, waited forever for their converters' threads, which exist in the driver alone: no error, no end."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    _write_cut_avi(tmp_path / "cut.avi")            # (FFmpeg logs its break, in the driver and in the loader)
+    _write_video(tmp_path / "whole.mp4")
+    run = subprocess.Popen([sys.executable, "-c", _STREAM_AFTER_DECODING, str(tmp_path), str(workers)],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = run.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(run.pid, signal.SIGKILL)          # (its hung loader process too, so nothing is left behind)
+        run.communicate()
+        pytest.fail(f"streaming {workers} loader process(es) after decoding in the driver hung (killed after 120 s)")
+    assert run.returncode == 0, err[-2000:]
+    assert int(out.split()[-1]) >= 2               # 4 batches of 3 from the 2 files' crops: each file read
