@@ -9,7 +9,8 @@ import torch
 
 import downpour.ps.cluster_on_ray as driver_module
 import downpour.ps.restarts_on_ray as restarts_module
-from downpour.ps.cluster_on_ray import RayCluster, _restarts_left
+from downpour.ps.cluster_on_ray import RayCluster
+from downpour.ps.restarts_on_ray import restarts_left
 from downpour.ps.consistency import make_consistency
 from downpour.ps.coordinator import Coordinator
 from downpour.ps.laps import Laps
@@ -143,9 +144,9 @@ def test_a_lost_workers_partition_actors_go_with_it(fake_ray, monkeypatch):
 
 def test_the_restart_budget_counts_the_restarts_of_the_whole_run():
     events = [{"event": "worker-lost"}, {"event": "worker-restarted"}, {"event": "joined"}]
-    assert _restarts_left(1, events) == 0 and _restarts_left(3, events) == 2 and _restarts_left(2, []) == 2
+    assert restarts_left(1, events) == 0 and restarts_left(3, events) == 2 and restarts_left(2, []) == 2
     # a replacement that died coming up used one too
-    assert _restarts_left(3, [*events, {"event": "worker-lost"}, {"event": "restart-failed"}]) == 1
+    assert restarts_left(3, [*events, {"event": "worker-lost"}, {"event": "restart-failed"}]) == 1
 
 
 def test_a_worker_dead_after_its_last_push_is_a_loss_not_a_failed_run(fake_ray):

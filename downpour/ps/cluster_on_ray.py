@@ -24,7 +24,7 @@ from downpour.ps.laps import Laps
 from downpour.ps.on_ray import ShardActor, ShardPush, WorkerActor
 from downpour.ps.piped_on_ray import PipedRun
 from downpour.ps.recorder import ShardLost
-from downpour.ps.restarts_on_ray import Restarts, kill
+from downpour.ps.restarts_on_ray import Restarts, kill, restarts_left
 from downpour.ps.setup import ClusterSetup, worker_gpus
 from downpour.ps.shard import Shard
 from downpour.ps.shm import SHM_DIR, sweep_stale_segments
@@ -58,7 +58,7 @@ class RayCluster(PipedRun, Restarts):
         self.setup, self.coord = setup, coord   # (stage_of: each worker actor asks its steps' stages itself)
         with restoring(f"checkpoints/{SERVER}"):   # a damaged range or count: named, not a bare ValueError
             coord.restore_unapplied(saved or {})    # the steps the stop left unapplied: handed out first
-        self.restarts = _restarts_left(cfg.cluster.restarts, coord.events)
+        self.restarts = restarts_left(cfg.cluster.restarts, coord.events)
         self.next_seq = dict(seqs or {})                 # per worker, one past the last push the driver received
         self.shard_actors: list[Any] = []
         self.worker_actors: list[Any] = []
@@ -394,7 +394,3 @@ def _other_nodes() -> bool:
     except Exception:  # noqa: BLE001
         return False
 
-
-def _restarts_left(restarts: int, events: list[dict[str, Any]]) -> int:
-    """``cluster.restarts`` less the restarts the run already used (a shard restart builds a new driver)."""
-    return restarts - sum(1 for e in events if e["event"] in ("worker-restarted", "restart-failed"))

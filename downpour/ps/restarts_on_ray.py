@@ -147,3 +147,8 @@ def kill(actor: Any) -> None:
         ray.kill(actor)
     except Exception:  # noqa: BLE001
         pass
+
+
+def restarts_left(restarts: int, events: list[dict[str, Any]]) -> int:
+    """``cluster.restarts`` less the restarts the run already used (a shard restart builds a new driver)."""
+    return restarts - sum(1 for e in events if e["event"] in ("worker-restarted", "restart-failed"))
