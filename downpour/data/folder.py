@@ -169,7 +169,7 @@ def image_files(path: str | Path, labels: bool = False, unlisted: list[dict[str,
     """(the image files under ``path``, sorted by relative path; how many other files were ignored).
     Raises DataError for a missing, unlistable or empty folder, or (``labels``) images outside the class
     sub-folders. ``unlisted``: filled with the sub-folders that cannot be listed (:func:`walk_files`);
-    ``aliases``: with the names of files listed already (:func:`_once_each`). Logs nothing: see :func:`say_left_out`."""
+    ``aliases``: with the names of files listed already (:func:`once_each`). Logs nothing: see :func:`say_left_out`."""
     root = Path(path)
     if not str(path):
         raise DataError("data.path is empty: the folder source needs the folder to read")
@@ -181,7 +181,7 @@ def image_files(path: str | Path, labels: bool = False, unlisted: list[dict[str,
     if unlisted and unlisted[0]["folder"] == str(root):
         raise DataError(f"image folder {str(root)!r} cannot be listed: {unlisted[0]['reason']}")
     files = sorted(p for p in every if not hidden(p, root))
-    candidates = _once_each([p for p in files if p.suffix.lower() in known], aliases)
+    candidates = once_each([p for p in files if p.suffix.lower() in known], aliases)
     if not candidates:
         raise DataError(f"image folder {str(root)!r} holds no image files ({len(files)} other files); "
                         f"expected extensions like .png, .jpg")
@@ -193,9 +193,10 @@ def image_files(path: str | Path, labels: bool = False, unlisted: list[dict[str,
     return candidates, len(every) - len(candidates)
 
 
-def _once_each(files: list[Path], aliases: list[dict[str, str]] | None = None) -> list[Path]:
-    """``files`` with each real file once, under its first name in sorted order: a link to an image listed
-    already (another name inside the folder, two links to one file) trained it twice before 2026-12-04.
+def once_each(files: list[Path], aliases: list[dict[str, str]] | None = None) -> list[Path]:
+    """``files`` with each real file once, under its first name in sorted order (an image folder's and a video
+    folder's): a link to a file listed already (another name inside the folder, two links to one file) trained it
+    twice before 2026-12-04.
     ``aliases``: where each dropped name is recorded as {"file": it, "is": the name kept}."""
     first: dict[str, Path] = {}
     for p in files:

@@ -17,7 +17,7 @@ import av
 import numpy as np
 from av.sidedata.sidedata import Type as _SideData
 
-from downpour.data.folder import _once_each, hidden, left_out, say_left_out, walk_files
+from downpour.data.folder import hidden, left_out, once_each, say_left_out, walk_files
 from downpour.data.images import UNREADABLE, ImageSet, log, skip, to_chw
 from downpour.errors import DataError
 
@@ -228,7 +228,7 @@ def video_files(path: Path, unlisted: list[dict[str, str]] | None = None,
         raise DataError(f"video folder {str(path)!r} cannot be listed: {unlisted[0]['reason']}")
     found = [p for p in every if p.suffix.lower() in VIDEO_EXTENSIONS and not hidden(p, path)]
     # each real file once, as in an image folder: a video linked under two names trained twice until 2026-12-04
-    files = _once_each(sorted(found), aliases)
+    files = once_each(sorted(found), aliases)
     if not files:
         raise DataError(f"video folder {str(path)!r} holds no video files ({len(every)} other files; extensions "
                         f"{', '.join(sorted(VIDEO_EXTENSIONS))})")
