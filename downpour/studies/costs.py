@@ -193,10 +193,10 @@ class CostsStudy(Study):
             word = ("too few seeds to tell" if not (math.isfinite(lo) and math.isfinite(hi)) else
                     "sparser codes went with more over-fitting" if lo > 0 else
                     "sparser codes went with less over-fitting" if hi < 0 else "no monotone relation shows")
-            shown = f"[{lo:+.2f}, {hi:+.2f}]" if math.isfinite(lo) and math.isfinite(hi) else "(no interval)"
-            means = _plain(extra.get("hoyer_gap_rank_correlation_of_means", math.nan), "+.2f")
-            corr.append(f"with {size} data ρ within a seed = {_plain(rho, '+.2f')} {shown} (over the conditions' "
-                        f"means: {means}): {word}")
+            means = extra.get("hoyer_gap_rank_correlation_of_means", math.nan)
+            means = words.difference((means, math.nan, math.nan), "{:+.2f}").removesuffix(" (no interval)")
+            corr.append(f"with {size} data ρ within a seed = {words.difference((rho, lo, hi), '{:+.2f}')} (over the "
+                        f"conditions' means: {means}): {word}")
         # (until 2026-12-04 the interval was a percentile bootstrap of the means' ρ over the seeds, which with 6
         # seeds sat below its own estimate: "+0.78 [-0.19, +0.78]"; see rank_correlation)
         paras.insert(2, "How the two are related, across all the conditions at one data size (Spearman's rank "
@@ -282,10 +282,6 @@ def rank_correlation(cells: Cells, names: list[str], seeds: list[int], x: str,
 def _v(row: dict[str, Any], key: str) -> str:
     v, lo, hi = row["figures"][key]
     return f"{v:.4f} [{lo:.4f}, {hi:.4f}]" if math.isfinite(lo) else f"{v:.4f}"
-
-
-def _plain(x: float, spec: str) -> str:
-    return format(x, spec) if math.isfinite(x) else "not measured"
 
 
 def _d(row: dict[str, Any], key: str) -> str:
