@@ -33,6 +33,20 @@ def test_scale_and_rotation_keep_the_centre():
         transform(x, scale=0.0)
 
 
+@pytest.mark.parametrize("size", [(31, 31), (15, 31), (31, 15)])
+def test_a_rotation_turns_pixels_on_an_image_of_any_shape(size):
+    """The rotation turned affine_grid's coordinates, which run over [-1, 1] along each side: on a 15 x 31 image a
+    dot 6 pixels right of the centre, turned 90 degrees, landed 3 pixels from it, smeared over 4 columns."""
+    h, w = size
+    x = torch.zeros(1, 1, h, w)
+    x[0, 0, h // 2, w // 2 + 6] = 1.0                   # 6 pixels right of the centre pixel
+    turned = transform(x, angle=90.0)[0, 0]             # clockwise as displayed: right of the centre -> below it
+    assert divmod(turned.argmax().item(), w) == (h // 2 + 6, w // 2)
+    assert turned.max() > 0.99 and turned.sum() == pytest.approx(1.0, abs=1e-4)
+    moved = transform(x, shift=(-3.0, 2.0))[0, 0]        # shifts stay in pixels along each side
+    assert divmod(moved.argmax().item(), w) == (h // 2 + 2, w // 2 + 3)
+
+
 def test_the_images_are_warped_in_pixels_then_prepared_as_in_training():
     """The analysis once warped already-prepared (whitened) faces: the warp moved the preparation with them."""
     torch.manual_seed(0)

@@ -42,10 +42,19 @@ def test_each_front_reaches_its_model(quick):
 
 def test_range_widths_from_an_invariance_summary():
     widths = range_widths({"scale": [0.5, 2.0], "translation_x": [-12.0, 8.0], "translation_y": [-4.0, 4.0],
-                           "rotation": [-30.0, 45.0]}, side=32)
+                           "rotation": [-30.0, 45.0]}, (32, 32))
     assert widths == {"inv_scale_octaves": 2.0, "inv_shift": pytest.approx((20 + 8) / 2 / 32), "inv_rotation": 75.0}
-    missing = range_widths({"scale": None, "translation_x": None, "translation_y": [0.0, 0.0], "rotation": None}, 32)
+    missing = range_widths({"scale": None, "translation_x": None, "translation_y": [0.0, 0.0], "rotation": None}, (32, 32))
     assert all(math.isnan(v) for v in missing.values())
+
+
+def test_a_translation_range_is_a_fraction_of_the_side_it_runs_along():
+    # a quarter of each side either way on a 16 x 32 image: 16 pixels across, 8 down. Both were divided by the
+    # width (32), which read (16 + 8) / 2 / 32 = 0.375; a transposed image must read the same as this one
+    ranges = {"scale": [1.0, 1.0], "translation_x": [-8.0, 8.0], "translation_y": [-4.0, 4.0], "rotation": [0.0, 0.0]}
+    assert range_widths(ranges, (1, 16, 32))["inv_shift"] == pytest.approx(0.5)
+    transposed = {**ranges, "translation_x": [-4.0, 4.0], "translation_y": [-8.0, 8.0]}
+    assert range_widths(transposed, (1, 32, 16))["inv_shift"] == pytest.approx(0.5)
 
 
 def test_full_setting_compares_every_front_with_the_plain_stage():

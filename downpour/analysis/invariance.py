@@ -45,8 +45,12 @@ def transform(x: Tensor, *, scale: float = 1.0, shift: tuple[float, float] = (0.
     n, _, h, w = x.shape
     a = math.radians(angle)
     cos, sin = math.cos(a) / scale, math.sin(a) / scale
-    # affine_grid maps each output position to where it samples the input (coords in [-1, 1]).
-    theta = torch.tensor([[cos, sin, -2.0 * shift[0] / w], [-sin, cos, -2.0 * shift[1] / h]], dtype=x.dtype)
+    # affine_grid maps each output position to where it samples the input, in coordinates that run over [-1, 1]
+    # along each side: x in units of w/2 pixels, y of h/2, so the rotation is conjugated by that scaling to turn
+    # pixels, not those units (until 2026-12-04 it turned the units: on a 16x32 image a dot 6 pixels right of the
+    # centre turned by 90 degrees landed 3 pixels above it, smeared 2x wide; square images are unchanged)
+    theta = torch.tensor([[cos, sin * h / w, -2.0 * shift[0] / w], [-sin * w / h, cos, -2.0 * shift[1] / h]],
+                         dtype=x.dtype)
     grid = F.affine_grid(theta.expand(n, 2, 3), list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 

@@ -184,7 +184,7 @@ def measure_run(run: RunDir, model: FeatureModel, m: Measures, seed: int,
         out.update(owed_figures(faces))
     if m.invariance:      # of the face unit: none to measure where the face test could choose none
         out.update(_invariance(model, layer, shape, run_preprocess(run), seed, m.random_filters) if faces
-                   else range_widths({}, shape[-1]))
+                   else range_widths({}, shape[-2:]))
     out.update(design_figures(cfg, shape))
     state = read_tensors(run.checkpoints / "local.safetensors")
     out["opt_bytes"] = float(sum(t.numel() * t.element_size() for k, t in state.items() if k.startswith("opt.")))
@@ -213,20 +213,23 @@ def _invariance(model: FeatureModel, layer: str, shape: tuple[int, ...], prepare
     curves = invariance_curves(model, faces, best["unit"], layer=layer, sign=best["sign"],
                                baseline=float(np.mean(table["responses"]["negative"])),
                                prepare=lambda t: prepare_images(t, shape, prepare))
-    return range_widths(invariance_summary(curves)["ranges"], side=shape[-1])
+    return range_widths(invariance_summary(curves)["ranges"], shape[-2:])
 
 
-def range_widths(ranges: dict[str, list[float] | None], side: int) -> dict[str, float]:
+def range_widths(ranges: dict[str, list[float] | None], size: tuple[int, ...]) -> dict[str, float]:
     """``invariance_summary``'s ranges as widths: scale in octaves (log2 hi/lo), translation as a fraction
-    of the image side (x and y averaged), rotation in degrees; NaN where the unit is below the floor
-    even untransformed."""
-    def width(key: str) -> float:
+    of the image side it runs along (x of the width, y of the height, ``size`` (H, W), the two averaged),
+    rotation in degrees; NaN where the unit is below the floor even untransformed. (Until 2026-12-04 both
+    were fractions of the width: on a 16x32 image, ranges of a quarter side each way read 0.375, not 0.5.)"""
+    height, width = size[-2:]
+
+    def span(key: str) -> float:
         r = ranges.get(key)
         return float("nan") if r is None else float(r[1] - r[0])
 
     scale = ranges.get("scale")
     return {"inv_scale_octaves": float("nan") if scale is None else math.log2(scale[1] / scale[0]),
-            "inv_shift": (width("translation_x") + width("translation_y")) / 2 / side,
-            "inv_rotation": width("rotation")}
+            "inv_shift": (span("translation_x") / width + span("translation_y") / height) / 2,
+            "inv_rotation": span("rotation")}
 
 
