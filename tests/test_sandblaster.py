@@ -275,6 +275,29 @@ def test_a_cost_in_other_units_keeps_its_curvature_pairs():
     assert max(s.pairs for s in steps) == 5 and (w - w_star).abs().max() < 1e-3      # (30 iterations, 1.2e-4 here)
 
 
+@pytest.mark.parametrize("scale", [1e-6, 1.0, 1e6])
+def test_the_convergence_test_does_not_depend_on_the_costs_units(scale):
+    """|g| <= 1e-12 was in the cost's units: the planted quadratic (no constant) times 1e-6 stopped at once near
+    |w - w*| 5e-7 (45 iterations), times 1 and 1e6 never reached it and ended in a failed line search (54-56). Now
+    the same iterations, within a few, at every scale, each ended by the gradient test, not by a failed search."""
+    generator = torch.Generator().manual_seed(0)
+    q = torch.randn(20, 20, dtype=torch.float64, generator=generator)
+    a = (q @ q.T / 20 + 0.1 * torch.eye(20, dtype=torch.float64)) * scale
+    w_star = torch.randn(20, dtype=torch.float64, generator=generator)
+    w0 = torch.zeros(20, dtype=torch.float64)
+    shards = [HistoryShard(j, w0[10 * j:10 * j + 10], history=5, start=10 * j) for j in range(2)]
+    pool = _Quadratic(shards, a, a @ w_star)
+    pool.f = lambda w: float(0.5 * w @ a @ w - (a @ w_star) @ w)
+    coord = Coordinator(LocalShards(shards), pool, history=5, line_search=10)
+    steps = []
+    while len(steps) < 200 and not (steps and steps[-1].converged):
+        steps.append(coord.iterate(len(steps), torch.arange(1), None, new_batch=False, new_stage=False))
+    w = torch.cat([s.params() for s in shards])
+    assert steps[-1].converged and steps[-1].move == "none"          # the gradient test, not a failed search
+    assert 47 <= len(steps) <= 55 and all(s.t > 0 for s in steps[:-1])   # (50, 52, 52 here)
+    assert (w - w_star).abs().max() < 2e-7                            # (9.8e-8, 5.8e-8, 5.8e-8)
+
+
 class _Steep:
     """A pool with no units: f(w) = 1000·|w|², so from w = (0.001, 0) a unit step along -g overshoots
     by far more than two backtracks can undo: every line search of two evaluations fails."""

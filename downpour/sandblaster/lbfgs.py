@@ -19,7 +19,8 @@ safeguarded quadratic backtrack; every vector operation runs on the shards, see
    (else H would lose positive definiteness), the oldest dropped beyond ``sandblaster.history``;
    w <- w + t d, g <- the new gradient (the line search already computed it). Not accepted: w stays,
    the history is dropped; if that happens twice in a row (the second time along -g), the run has
-   converged as far as this precision can tell and stops, as it does once |g| <= 1e-12.
+   converged as far as this precision can tell and stops, as it does once |g| <= 1e-8 |g0| (g0: the gradient
+   at the stage's first point).
 
 The coordinator holds only scalars: f, the step sizes, rho_i = 1 / s_i.y_i and gamma.
 """
@@ -41,7 +42,13 @@ C1 = 1e-4            # Armijo's sufficient decrease
 # quadratic so scaled made no progress in 400 iterations (30 to converge now); at scale 1 its steps' s.y fell
 # below 1e-10 near the minimum and the history froze (the tests' planted quadratic: 66 iterations, 47 now)
 CURVATURE = 2.220446049250313e-16
-GRADIENT_TOL = 1e-12
+# converged once |g| <= GRADIENT_RTOL |g0|, g0 the gradient at the stage's first point: relative, as L-BFGS's steps
+# are (its iterates for c·f are f's, after the first step's length). It was |g| <= 1e-12 in the cost's units: a planted
+# quadratic times 1e-6 stopped in 45 iterations at |w - w*| 4.9e-7, times 1 and 1e6 never got there and ended in a
+# failed line search (54-56 iterations, 76-83 evaluations); now 50-52 iterations at each scale, ended by this test at
+# |w - w*| <= 1e-7 (the failed search's floor: 5e-8). Not scipy's pgtol (absolute too) nor its factr (a relative
+# decrease of f, which f's constant term moves; the Armijo difference already ends a run at f's rounding floor).
+GRADIENT_RTOL = 1e-8
 
 
 class ShardGroup(Protocol):
@@ -120,6 +127,7 @@ class Coordinator:
         self.parts: dict[str, float] = {}
         self.evaluations = 0             # evaluation ids, over the run
         self.failures = 0                # line searches in a row that found no step
+        self.g0: float | None = None     # |g| at the stage's first point: the scale of the convergence test
         self.log: list[dict[str, Any]] = []   # one entry per evaluation: time, units, backups
 
     # -- evaluations ----------------------------------------------------------------------------
@@ -174,9 +182,9 @@ class Coordinator:
         iteration's end restores (the evaluation count and log); the step itself is :meth:`commit`'s, so a
         caller can keep a stop from cutting it in two (and from its own bookkeeping)."""
         counts, span, n_evals = UnitCounts(), 0.0, 0
-        if new_stage:          # another cost: the last stage's failed searches say nothing of this one's
+        if new_stage:          # another cost: the last stage's failed searches (and gradient scale) say nothing of this one's
             self.forget()
-            self.failures = 0
+            self.failures, self.g0 = 0, None
         if new_batch or new_stage or self.f is None:
             ev = self._evaluate(rows, 0.0, stage, iteration)
             counts.add(ev.counts)
@@ -191,7 +199,9 @@ class Coordinator:
         if not math.isfinite(gg):      # (a NaN gradient compares as neither small nor large: it read "converged")
             raise RunError(f"L-BFGS iteration {iteration + 1}: the gradient at the current parameters is not finite; "
                            "check the data and the model's cost terms")
-        if math.sqrt(gg) <= GRADIENT_TOL:
+        if self.g0 is None:
+            self.g0 = math.sqrt(gg)
+        if math.sqrt(gg) <= GRADIENT_RTOL * self.g0:
             return Iteration(self.f, self.parts, 0.0, n_evals, math.sqrt(gg), len(self.rho), span, counts, True)
         gd = self._direction(gg)
         t = 1.0 if self.rho else min(1.0, 1.0 / math.sqrt(gg))
@@ -241,11 +251,12 @@ class Coordinator:
     # -- state ------------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
         return {"rho": self.rho, "gamma": self.gamma, "f": self.f, "parts": self.parts,
-                "evaluations": self.evaluations, "failures": self.failures}
+                "evaluations": self.evaluations, "failures": self.failures, "g0": self.g0}
 
     def load_state(self, meta: dict[str, Any]) -> None:
         self.rho, self.gamma, self.f = list(meta["rho"]), meta["gamma"], meta["f"]
         self.parts, self.evaluations, self.failures = dict(meta["parts"]), meta["evaluations"], meta["failures"]
+        self.g0 = meta.get("g0")      # (a checkpoint from before 2026-12-04 has none: the resume's first |g| sets it)
 
 
 def backtrack(t: float, f0: float, gd: float, ft: float) -> float:

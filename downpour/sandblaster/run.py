@@ -138,8 +138,8 @@ def run_sandblaster(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[s
         if run.model_step() != start:         # stopped between its last checkpoint and its model: finish it
             return _finish(setup, run, [shard.params() for shard in shards], progress, start, None, {})
         raise ConfigError(f"the run in {str(run.path)!r} converged at L-BFGS iteration {start}: no step decreased the "
-                          "cost on the whole set, and a resume would search again from the same point and fail the "
-                          "same way; start a new run (or sample batches: sandblaster.batch)")
+                          "cost on the whole set (or its gradient fell to 1e-8 of its first), and a resume would search "
+                          "again from the same point and end the same way; start a new run (or sample batches: sandblaster.batch)")
     run.begin(cfg, setup.data.preprocess, start, resume, setup.data.info.get("classes"))
     pool = _pool(setup, shards, progress.vtime)
     if pool_meta:
@@ -177,7 +177,7 @@ def run_sandblaster(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[s
                 stop = step.converged and later is None
                 progress.converged = stop      # (a resumed run that steps on has not converged)
                 if stop:
-                    log.info("L-BFGS converged after %d iterations (no step decreases the cost)", it)
+                    log.info("L-BFGS converged after %d iterations (no step decreases the cost, or |g| <= 1e-8 |g0|)", it)
                 elif step.converged:
                     # a greedy stage that converged hands its remaining iterations to nothing: the next starts now
                     log.info("L-BFGS: stage %s converged after iteration %d; stage %s starts at iteration %d",
