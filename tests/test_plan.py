@@ -12,7 +12,7 @@ from downpour.batch import Batch
 from downpour.cli import main
 from downpour.config import ConfigError, load_config, save_config
 from downpour.models.footprint import footprint_table
-from downpour.models.registry import create_model, model_entry
+from downpour.models.registry import build, create_model, model_entry
 from downpour.objectives import Objective
 from downpour.ps.rules import make_rule
 from downpour.plan import (Cluster, Rates, cat_footprint, check_simulated, network_of, plan_config, plan_for,
@@ -78,6 +78,53 @@ def test_training_flops_are_five_filter_passes_as_torch_counts_them(decoder):
     # on top of the five passes: pooling forward and backward, LCN forward (a few % here)
     for f, s in zip(filter_fwd, stages):
         assert 5 * f < s.flops_train < 1.1 * 5 * f
+
+
+def _torch_step_flops(cfg, shape, stage, batch=3):
+    """torch's count of one training step per example (matrix products only), ``stage`` trained (None: all)."""
+    model, objective = build(cfg, shape)
+    model.set_stage(stage)
+    with FlopCounterMode(display=False) as counter:
+        total, _ = objective(model.forward_train(Batch(torch.rand(batch, *shape))))
+        total.backward()
+    return counter.get_total_flops() / batch
+
+
+def test_a_greedy_preset_is_planned_one_stage_per_step_as_torch_counts_it(capsys):
+    """cat-demo trains greedily (stage 1, then stage 2 on stage 1's output); the plan counted every stage trained at
+    every step: 4.42 MFLOP per example where its steps average 2.45 M of products (+ a few % of pooling and LCN)."""
+    cfg = load_config("cat-demo")
+    assert cfg.train.schedule == "greedy"
+    shape = (1, 32, 32)
+    f1, f2 = 25 * 25 * 8 * 2 * 64, 8 * 8 * 8 * 2 * 8 * 25           # positions * maps * 2 * C*k*k
+    lcn1, lcn2 = 4 * 12 * 12 * 2 * 12, 4 * 6 * 6 * 2 * 6             # LCN's banded window products (P x P maps)
+    by_stage = [_torch_step_flops(cfg, shape, 1), _torch_step_flops(cfg, shape, 2)]
+    assert by_stage == [5 * f1 + lcn1, f1 + lcn1 + 5 * f2 + lcn2]    # stage 2's steps run stage 1 forward only
+    assert main(["plan", "--config", "cat-demo", "--machines", "4", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    mean = sum(by_stage) / 2
+    assert plan["network"]["schedule"] == "greedy" and mean < plan["network"]["flops_train"] < 1.1 * mean
+    assert plan["partition"]["flops_train"] == plan["network"]["flops_train"]       # (one partition)
+    # a greedy step keeps one stage's activations for its backward, not every stage's
+    acts = [s["partition"]["act_bytes_batch"] for s in plan["stages"]]
+    assert plan["partition"]["act_bytes"] == pytest.approx(max(acts), abs=2)
+
+
+@pytest.mark.parametrize("preset, by_hand", [
+    # W (64 x 64): encoder and decoder forward, the decoder's weight and code gradients, the encoder's weight
+    # gradient, and the pooled L2 term's pooling product (64 x 64) forward and backward into the codes
+    ("tica-8x8", 7 * 2 * 64 * 64),
+    # W1 (25 x 64), W2 (64 x 25): the five products of an autoencoder's step (no input gradient)
+    ("ufldl-sae", 5 * 2 * 64 * 25)])
+def test_a_model_planned_from_its_layers_is_timed_by_its_training_step(capsys, preset, by_hand):
+    """The plan timed these from their inference path (forward + backward of the encoder's layers): 16.4 k for
+    tica-8x8 and 6.4 k for ufldl-sae, which left out the decoder and the cost's products."""
+    cfg = load_config(preset)
+    assert _torch_step_flops(cfg, (1, 8, 8), None) == by_hand
+    assert main(["plan", "--config", preset, "--machines", "4", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["network"]["flops_train"] == by_hand == plan["partition"]["flops_train"]
+    assert plan["network"]["params"] == sum(p.numel() for p in build(cfg, (1, 8, 8))[0].parameters())
 
 
 def test_partitions_split_the_untied_weights_and_pay_a_halo():

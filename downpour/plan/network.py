@@ -36,9 +36,10 @@ from downpour.layers.gabor import FROZEN_KINDS
 from downpour.models.cat import CatConfig, CatNet
 from downpour.models.footprint import footprint_table
 from downpour.models.registry import model_entry, resolve
+from downpour.plan.counted import step_flops
 
 __all__ = ["PAPER", "PAPER_INPUT", "paper_assumptions", "Stage", "Network", "plan_config", "network_of",
-           "cat_footprint"]
+           "cat_footprint", "over_schedule"]
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +105,9 @@ def paper_assumptions(cfg: RunConfig) -> tuple[str, tuple[str, ...]]:
         + "; no biases; the pooling weights H are fixed (the paper)",
         f"mini-batch of {batch} examples per step " + ("(assumed; train.batch_size)" if batch == PAPER_BATCH else
                                                        f"(set by --set train.batch_size; the plan assumes {PAPER_BATCH})"),
+        "every stage trained at every step on its own cost (assumed; --set train.schedule=greedy trains stage 1, "
+        "then 2, ...)" if cfg.train.schedule == "joint" else
+        "one stage trained at a time, stage 1 first (set by --set train.schedule; the plan assumes every stage at every step)",
     ]
     others = [k for k in changed if k not in _SAYS]
     if others:
@@ -160,6 +164,16 @@ class Network:
     input_shape: tuple[int, ...]
     stages: tuple[Stage, ...]
     assumptions: tuple[str, ...] = ()
+    schedule: str = "joint"          # train.schedule: "greedy" trains one cat stage per step (:func:`over_schedule`)
+    counted: tuple[float, ...] = ()  # not the cat family: torch's count of a training step per example, one per
+                                     # greedy stage (:mod:`downpour.plan.counted`); the stages are then its layers
+
+    @property
+    def flops_train(self) -> float:
+        """FLOPs of one training example, averaged over the schedule's steps."""
+        if self.counted:
+            return sum(self.counted) / len(self.counted)
+        return over_schedule(self.schedule, [s.flops_train for s in self.stages], [s.flops_fwd for s in self.stages])
 
     @property
     def params(self) -> int:
@@ -170,15 +184,26 @@ class Network:
         return sum(s.connections for s in self.stages)
 
 
-PLAN_READS = {"train.batch_size", "cluster.n_push", "cluster.n_fetch", "cluster.rule"}   # beside model.*
+PLAN_READS = {"train.batch_size", "train.schedule", "cluster.n_push", "cluster.n_fetch", "cluster.rule"}   # beside model.*
+
+
+def over_schedule(schedule: str, train: list[float], forward: list[float]) -> float:
+    """Per example, what a training step of stages costing ``train`` (trained) and ``forward`` (forward only) costs,
+    averaged over the schedule's steps: joint, every stage trains on its own cost (the sum of ``train``); greedy,
+    stage i trains for 1/n of the steps while the stages below it run forward only and the ones above it do not run
+    (``CatNet.forward_train``). Until 2026-12-04 every plan was joint: cat-demo (greedy) read 4.42 MFLOP per
+    example, 1.7x the 2.60 M its steps take on average (torch counts 3.21 M at stage 1, 1.68 M at stage 2)."""
+    if schedule != "greedy" or len(train) < 2:
+        return sum(train)
+    return sum(sum(forward[:i]) + train[i] for i in range(len(train))) / len(train)
 
 
 def plan_config(model: str = "paper", sets: list[str] | tuple[str, ...] = (),
                 config: str | None = None) -> tuple[RunConfig, tuple[int, ...]]:
-    """The run config a plan reads (model, train.batch_size, cluster.n_push / n_fetch / rule) and the
+    """The run config a plan reads (model, train.batch_size / schedule, cluster.n_push / n_fetch / rule) and the
     input shape: ``model`` is ``"paper"`` or a registered model (its registry defaults), or ``config`` a
-    preset or TOML file (what it trains: its model options, batch, push and fetch, rule and sample
-    shape); ``sets`` are ``--set`` strings."""
+    preset or TOML file (what it trains: its model options and cost terms, batch, schedule, push and fetch, rule
+    and sample shape); ``sets`` are ``--set`` strings."""
     table: dict[str, Any] = {"model": {"name": model}}
     shape: tuple[int, ...] | None = None
     if config is not None:
@@ -186,7 +211,8 @@ def plan_config(model: str = "paper", sets: list[str] | tuple[str, ...] = (),
         c = base.cluster
         _refuse_unplanned(config, c.algorithm, c.consistency)
         _say_unread_layout(config, c)
-        table = {"model": {"name": base.model.name, **base.model.options}, "train": {"batch_size": base.train.batch_size},
+        table = {"model": {"name": base.model.name, **base.model.options}, "objective": base.objective,
+                 "train": {"batch_size": base.train.batch_size, "schedule": base.train.schedule},
                  "cluster": {"n_push": c.n_push, "n_fetch": c.n_fetch, "rule": c.rule}}
         shape = sample_shape(base.data)
         model = base.model.name
@@ -252,13 +278,18 @@ def network_of(cfg: RunConfig, input_shape: tuple[int, ...], paper: bool = False
         if config.top != "none":
             raise ConfigError(f"model.top = {config.top!r}: the plan counts the cat network's stages on paper, and "
                               "not a recurrent top stage; plan the network without it (model.top = 'none')", key="model.top")
-        return Network(name, tuple(input_shape), tuple(cat_stages(config, input_shape)), assumptions)
+        return Network(name, tuple(input_shape), tuple(cat_stages(config, input_shape)), assumptions,
+                       cfg.train.schedule)
     rows = footprint_table(cfg.model.name, tuple(input_shape), **cfg.model.options)
     stages = [Stage(r["layer"], tuple(r["out_shape"]), 0, r["params"], r["params"], r["flops_fwd"],
                     r["flops_fwd"] + r["flops_bwd"], r["act_bytes"] // 4) for r in rows[:-1]]
-    notes = ("layers measured by footprint_table on the built model; training FLOPs = its forward + backward "
-             "(the inference path); one partition per replica (the runner splits only the cat network)",)
-    return Network(cfg.model.name, tuple(input_shape), tuple(stages), notes)
+    counted = step_flops(cfg, tuple(input_shape))
+    notes = ("layers measured by footprint_table on the built model, their FLOPs those of its inference path "
+             "(forward + backward); the training example's FLOPs are torch's count of a training step (forward_train, "
+             "the cost, the backward; matrix products only)" + (", averaged over the greedy stages" if len(counted) > 1
+                                                                  else "")
+             + "; one partition per replica (the runner splits only the cat network)",)
+    return Network(cfg.model.name, tuple(input_shape), tuple(stages), notes, cfg.train.schedule, counted)
 
 
 # --- the cat family, counted on paper --------------------------------------------------------------------
@@ -319,7 +350,8 @@ def cat_footprint(config: CatConfig, input_shape: tuple[int, ...]) -> list[dict[
 
 
 def cat_stages(config: CatConfig, input_shape: tuple[int, ...]) -> list[Stage]:
-    """Per-stage plan rows of a cat network, trained as ``CatNet.forward_train`` trains it (joint schedule).
+    """Per-stage plan rows of a cat network, each stage as ``CatNet.forward_train`` trains it (a network's step over
+    the joint or greedy schedule: :func:`over_schedule`).
 
     Training FLOPs per example and stage, with F the filter's forward FLOPs: encoder forward F,
     decoder (untied W2, or the tied adjoint W1ᵀ) forward F; backward: the decoder's weight gradient

@@ -30,7 +30,7 @@ from typing import Any
 from downpour.errors import ConfigError
 from downpour.parallel.blocks import grid_shape
 from downpour.plan.calibrate import Rates
-from downpour.plan.network import Network, Stage
+from downpour.plan.network import Network, Stage, over_schedule
 from downpour.plan.staleness import steady_staleness
 
 __all__ = ["Cluster", "RULE_STATE", "grid", "partition_stage", "predict"]
@@ -84,8 +84,8 @@ def partition_stage(stage: Stage, k: int) -> dict[str, float]:
     if not stage.in_shape or k == 1:
         share = 1 / k
         return {"share": share, "params": stage.params * share, "frozen": stage.frozen * share,
-                "flops_train": stage.flops_train * share,
-                "act_floats": stage.act_floats * share, "halo_floats": 0.0}
+                "flops_train": stage.flops_train * share, "flops_fwd": stage.flops_fwd * share,
+                "act_floats": stage.act_floats * share, "halo_floats": 0.0, "halo_fwd_floats": 0.0}
     (gr, gc), (c, h, w) = grid(k, stage), stage.in_shape
     m, ph, pw = stage.out_shape
     oh, ow = _codes_size(stage)
@@ -107,9 +107,10 @@ def partition_stage(stage: Stage, k: int) -> dict[str, float]:
                       (bh, bw), m)
     halo_lcn = _area((need(qh, 1, stage.lcn, ph, gr), need(qw, 1, stage.lcn, pw, gc)), (qh, qw), m)
     return {"share": share, "params": stage.params * weight_share, "frozen": stage.frozen * weight_share,
-            "flops_train": stage.flops_train * share,
+            "flops_train": stage.flops_train * share, "flops_fwd": stage.flops_fwd * share,
             "act_floats": stage.act_floats * share + halo_in + halo_pool + halo_lcn,
-            "halo_floats": float(halo_in + 2 * halo_pool + halo_lcn)}
+            "halo_floats": float(halo_in + 2 * halo_pool + halo_lcn),        # trained: the pooling halo both ways
+            "halo_fwd_floats": float(halo_in + halo_pool + halo_lcn)}        # forward only (below a greedy stage)
 
 
 def _codes_size(stage: Stage) -> tuple[int, int]:
@@ -136,11 +137,18 @@ def _uncuttable(net: Network, k: int) -> str:
 def _partition(net: Network, k: int, batch: int, rule: str) -> dict[str, float]:
     parts = [partition_stage(s, k) for s in net.stages]
     params = sum(p["params"] for p in parts)
-    # frozen filters are held (and computed with) but never fetched, pushed or kept on a shard
+
+    def over(trained: str, forward: str) -> float:   # per example, averaged over the schedule's steps
+        return over_schedule(net.schedule, [p[trained] for p in parts], [p[forward] for p in parts])
+
+    cat = not net.counted              # (otherwise the stages are one model's layers, and torch counted its steps)
+    # a greedy step keeps only its own stage's activations for the backward (the ones below run without a graph)
+    acts = (max if cat and net.schedule == "greedy" else sum)(p["act_floats"] for p in parts)
     out = {"params": params, "weight_bytes": 4 * params, "frozen_bytes": 4 * sum(p["frozen"] for p in parts),
            "grad_bytes": 4 * params,
-           "opt_bytes": 4 * params * RULE_STATE[rule], "act_bytes": 4 * batch * sum(p["act_floats"] for p in parts),
-           "halo_bytes": 4 * sum(p["halo_floats"] for p in parts), "flops_train": sum(p["flops_train"] for p in parts)}
+           "opt_bytes": 4 * params * RULE_STATE[rule], "act_bytes": 4 * batch * acts,
+           "halo_bytes": 4 * over("halo_floats", "halo_fwd_floats"),
+           "flops_train": over("flops_train", "flops_fwd") if cat else net.flops_train}
     out["memory_bytes"] = out["weight_bytes"] + out["frozen_bytes"] + out["grad_bytes"] + out["act_bytes"]
     return out
 

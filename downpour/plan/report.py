@@ -46,7 +46,7 @@ def make_plan(net: Network, cluster: Cluster, rates: Rates, batch: int, n_push: 
                                      "halo_bytes": round(4 * part["halo_floats"]), "flops_train": round(part["flops_train"]),
                                      "push_bytes": round(4 * part["params"])}})
     out = {"network": {"name": net.name, "input_shape": list(net.input_shape), "connections": net.connections,
-                       "params": net.params, "flops_train": sum(s.flops_train for s in net.stages),
+                       "params": net.params, "flops_train": net.flops_train, "schedule": net.schedule,
                        "assumptions": list(net.assumptions)},
            "stages": stages, **pred}
     if paper:
@@ -90,7 +90,9 @@ def _apply_rule(plan: dict[str, Any]) -> str:
 def format_plan(plan: dict[str, Any]) -> str:
     n, c, b = plan["network"], plan["cluster"], plan["batch"]
     lines = [f"{n['name']}: input {'x'.join(map(str, n['input_shape']))}, {_human(n['connections'])} connections, "
-             f"{_human(n['params'])} trainable parameters, {_human(n['flops_train'])}FLOP per training example"]
+             f"{_human(n['params'])} trainable parameters, {_human(n['flops_train'])}FLOP per training example"
+             + (" (greedy: one stage trained per step, the mean over the stages' steps)"
+                if n["schedule"] == "greedy" and len(plan["stages"]) > 1 else "")]
     if "paper_connections" in n:
         lines.append(f"  the paper: {_human(n['paper_connections'])} connections; this count is {n['vs_paper']:+.1%} of it")
     lines.append("")
