@@ -483,3 +483,55 @@ def test_streaming_videos_decoded_before_the_loader_forks_does_not_hang(tmp_path
         pytest.fail(f"streaming {workers} loader process(es) after decoding in the driver hung (killed after 120 s)")
     assert run.returncode == 0, err[-2000:]
     assert int(out.split()[-1]) >= 2               # 4 batches of 3 from the 2 files' crops: each file read
+
+
+def _write_unevenly_timed(path, n_frames=12, audio_s=0.0, vfr=False, size=16):
+    """``n_frames`` video frames at 10 fps (``vfr``: the second half 1 s apart) and ``audio_s`` seconds of silence."""
+    from fractions import Fraction
+
+    with av.open(str(path), mode="w") as container:
+        video = container.add_stream("libvpx" if path.suffix == ".webm" else "mpeg4", rate=10)
+        video.width = video.height = size
+        video.pix_fmt = "yuv420p"
+        video.codec_context.time_base = Fraction(1, 1000)
+        audio = container.add_stream("libopus" if path.suffix == ".webm" else "aac", rate=48000) if audio_s else None
+        pts = 0
+        for t in range(n_frames):
+            frame = av.VideoFrame.from_ndarray(np.full((size, size, 3), 20 * t, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = pts, Fraction(1, 1000)
+            pts += 1000 if vfr and t >= n_frames // 2 else 100
+            for packet in video.encode(frame):
+                container.mux(packet)
+        for packet in video.encode():
+            container.mux(packet)
+        for start in range(0, int(audio_s * 48000), 960):
+            sound = av.AudioFrame.from_ndarray(np.zeros((2, 960), np.float32), format="fltp", layout="stereo")
+            sound.sample_rate, sound.pts, sound.time_base = 48000, start, Fraction(1, 48000)
+            for packet in audio.encode(sound):
+                container.mux(packet)
+        for packet in audio.encode() if audio else []:
+            container.mux(packet)
+
+
+@pytest.mark.parametrize("name, audio_s, vfr", [("longer_audio.mkv", 6, False), ("longer_audio.webm", 6, False),
+                                                ("longer_audio.ts", 6, False), ("variable_rate.mkv", 0, True)])
+def test_a_video_without_a_declared_count_counts_its_own_frames_not_the_longest_streams_time(
+        tmp_path, name, audio_s, vfr):
+    """Matroska, WebM and MPEG-TS declare no frame count; it was taken as the container's duration x the frame rate:
+    12 frames at 10 fps under 6 s of audio counted 60 (the memory estimate 5x, the patches a frame 1/5), 6 frames at
+    10 fps then 6 at 1 fps counted 57."""
+    from downpour.data.stream import open_stream
+    from downpour.data.video import decoded_pixels, frames_taken
+
+    for i in range(4):
+        _write_unevenly_timed(tmp_path / f"{i}{name}", audio_s=audio_s, vfr=vfr)
+    path = tmp_path / f"0{name}"
+    with av.open(str(path)) as container:     # (what makes this the case: no count, a longer duration)
+        assert container.streams.video[0].frames == 0 and container.duration / av.time_base > 2
+    assert frames_taken([path], 100) == 12 and decoded_pixels(path, 100) == 16 * 16 * 12
+    cfg = DataConfig(source="video", path=str(tmp_path), frames_per_video=100, mode="patches", size=8, samples=480,
+                     pipeline="stream", normalize="none", whiten="none")
+    data = open_stream(cfg, seed=0)
+    assert data.info["frames_per_video_declared"] == 12 and data.info["patches_per_image"] == 10   # 480 / (4 x 12)
+    levels = [float(f.mean()) / 20 for f in sample_frames(path, 3)]
+    assert np.allclose(levels, [2, 6, 10], atol=0.5)

@@ -114,59 +114,52 @@ def _decode(path: Path, wanted: set[int]) -> tuple[dict[int, np.ndarray], int, s
 
 
 def _frame_count(path: Path) -> int:
-    """The frame count the container declares, else its video packets, demuxed, not decoded: one packet a frame
-    (600 of 600 in the H.264 .mkv, VP8 and VP9 .webm and AV1 .mkv files measured), read in 0.002-0.007 s of CPU
-    where decoding the same 320x240 files took 0.05-0.35 s. A damaged file counts the packets before the damage."""
-    count = 0
+    """The frame count the container declares, else its video packets counted (:func:`_count`)."""
     with av.open(str(path)) as container:
-        stream = video_stream(container)
-        if stream.frames:
-            return int(stream.frames)
-        try:
-            for packet in container.demux(stream):
-                count += packet.size > 0                # (the flush packet at the end is empty)
-        except _DECODE_ERRORS:
-            pass                                        # (decoding finds where it really ends: sample_frames)
+        return _count(container, video_stream(container))
+
+
+def _count(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> int:
+    """The frame count ``container`` declares for ``stream``, else its video packets, demuxed, not decoded: one
+    packet a frame (600 of 600 in the H.264 .mkv, VP8 and VP9 .webm and AV1 .mkv files measured), read in
+    0.002-0.007 s of CPU where decoding the same 320x240 files took 0.05-0.35 s; 0.15 s for a 540 MB 60 s 720p
+    .mkv. A damaged file counts the packets before the damage.
+
+    Matroska, WebM and MPEG-TS declare no count. Until 2026-12-04 the file's headers were taken to give one as the
+    container's duration times the stream's frame rate, which counts what the longest stream lasts and assumes
+    a constant rate: a 30-frame 10 fps .mkv or .webm with 60 s of audio counted 600 frames, one with 15 frames
+    at 10 fps and 15 at 1 fps 156 (both count 30 now)."""
+    if stream.frames:
+        return int(stream.frames)
+    count = 0
+    try:
+        for packet in container.demux(stream):
+            count += packet.size > 0                    # (the flush packet at the end is empty)
+    except _DECODE_ERRORS:
+        pass                                            # (decoding finds where it really ends: sample_frames)
     return count
 
 
-def _header_frames(path: Path) -> int:
-    """The frame count a file's headers give (:func:`_declared`), else 0."""
-    with av.open(str(path)) as container:
-        return _declared(container, video_stream(container))
-
-
-def _declared(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> int:
-    """The frame count ``container``'s headers give for ``stream``: the one it declares, else its duration times
-    its average frame rate (Matroska and WebM declare none: 12 of 12, 24 of 24, 600 of 600 frames in the files
-    measured, 6.99 for 7), else 0."""
-    if stream.frames:
-        return int(stream.frames)
-    if container.duration and stream.average_rate:
-        return round(container.duration / av.time_base * float(stream.average_rate))
-    return 0
-
-
 def decoded_pixels(path: Path, k: int) -> int:
-    """Pixels ``sample_frames(path, k)`` decodes, from the file's headers (nothing decoded): width x height x
-    min(T, k) of the frame count they give, k where they give none. What ``data.pipeline = 'auto'`` estimates
+    """Pixels ``sample_frames(path, k)`` decodes, counted without decoding: width x height x min(T, k) of the
+    frame count :func:`_count` gives, k where it gives none. What ``data.pipeline = 'auto'`` estimates
     memory by: until 2026-12-04 it counted k frames a video, so k = 100 on 40 12-frame 640x480 videos was
     estimated at 4,688 MB (streamed, over the 1 GiB threshold) where memory held 563 MB."""
     with av.open(str(path)) as container:
         stream = video_stream(container)
-        frames = _declared(container, stream)
+        frames = _count(container, stream)
         return stream.codec_context.width * stream.codec_context.height * (min(frames, k) if frames > 0 else k)
 
 
 def frames_taken(paths: list[Path], k: int) -> float | None:
-    """The mean frames per video ``sample_frames(path, k)`` gives over ``paths``, from the frame counts their
-    headers give (nothing decoded): min(T, k) each; None when none gives one. Until 2026-12-04 a Matroska or
+    """The mean frames per video ``sample_frames(path, k)`` gives over ``paths``, from the frame counts
+    :func:`_count` gives (nothing decoded): min(T, k) each; None when none gives one. Until 2026-12-04 a Matroska or
     WebM file, which declares no count, gave none: k was assumed, and frames_per_video = 100 on 12-frame .mkv
     files streamed 48 patches a pass for data.samples = 120 (now 96, the nearest whole count per frame)."""
     counts = []
     for path in paths:
         try:
-            declared = _header_frames(Path(path))
+            declared = _frame_count(Path(path))
         except _DECODE_ERRORS:
             continue                   # (skipped when read, and named then)
         if declared > 0:
