@@ -535,3 +535,27 @@ def test_a_video_without_a_declared_count_counts_its_own_frames_not_the_longest_
     assert data.info["frames_per_video_declared"] == 12 and data.info["patches_per_image"] == 10   # 480 / (4 x 12)
     levels = [float(f.mean()) / 20 for f in sample_frames(path, 3)]
     assert np.allclose(levels, [2, 6, 10], atol=0.5)
+
+
+def test_a_decoded_frame_is_freed_at_once_not_left_to_the_cyclic_collector(tmp_path):
+    """PyAV's side data and its frame hold each other: every frame whose display matrix was read waited for the cyclic
+    collector (400 reads of a 1080p frame peaked at 670-747 MB of RSS, 262 MB when each is freed at once)."""
+    import gc
+
+    path = tmp_path / "portrait.mp4"
+    image = np.zeros((48, 32, 3), np.uint8)
+    image[:8, :8] = 255
+    _write_turned(path, TURNS["iphone-portrait"][0], image, n_frames=6)
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        frames = sample_frames(path, 3)
+        gc.collect()
+        left = [g for g in gc.garbage if isinstance(g, av.VideoFrame) and g.width * g.height > 4]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        gc.enable()
+    assert len(frames) == 3 and frames[0].shape == (32, 48, 3) and frames[0][:8, -8:].mean() > 200    # upright
+    assert left == []
