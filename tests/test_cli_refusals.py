@@ -262,6 +262,11 @@ def _image(path):
 @pytest.mark.parametrize("source, suffix, make, named, extra", [
     ("array", ".npz", lambda p: np.savez(p, x=np.zeros((4, 8, 8)), z=np.ones(3)), "unexpected keys ['z']", []),
     ("array", ".npz", lambda p: np.savez(p, y=np.zeros(4)), "no array named 'x'", []),
+    # refused at the first batch (a traceback: "Target -1 is out of bounds"), or at the load, after the run folder
+    ("array", ".npz", lambda p: np.savez(p, x=np.zeros((4, 8, 8)), y=np.array([0, -1, 1, 0])), "y[1] = -1: labels are",
+     ["--config", "cnn-digits"]),
+    ("array", ".npz", lambda p: np.savez(p, x=np.zeros((4, 8, 8)), y=np.array([0, 1, 2.5, 0])),
+     "y has dtype float64 (y[2] = 2.5); labels must be integers", []),
     ("array", ".npy", lambda p: np.save(p, np.array([{"a": 1}] * 4, dtype=object), allow_pickle=True),
      "holds Python objects", []),
     ("array", ".npy", lambda p: np.save(p, np.zeros((4, 5, 8, 8))), "5 channels, expected 1 or 3", []),

@@ -51,9 +51,23 @@ def test_bad_keys_and_labels(tmp_path):
     np.savez(tmp_path / "ylen.npz", x=np.zeros((3, 4, 4)), y=np.zeros(2, np.int64))
     with pytest.raises(DataError, match=r"y has shape \(2,\); expected \(3,\)"):
         read_arrays(tmp_path / "ylen.npz")
-    np.savez(tmp_path / "yfloat.npz", x=np.zeros((2, 4, 4)), y=np.array([0.5, 1.0]))
-    with pytest.raises(DataError, match="integers"):
+    np.savez(tmp_path / "yfloat.npz", x=np.zeros((2, 4, 4)), y=np.array([1.0, 0.5]))
+    with pytest.raises(DataError, match=r"yfloat.npz: y has dtype float64 \(y\[1\] = 0.5\); labels must be integers"):
         read_arrays(tmp_path / "yfloat.npz")
+
+
+def test_negative_labels_are_refused_at_load_naming_the_first(tmp_path):
+    """A label of -1 loaded: a supervised model failed at its first batch holding one ("IndexError: Target -1 is out
+    of bounds"), the run folder left behind; the class count (the largest label + 1) ignored it."""
+    np.savez(tmp_path / "neg.npz", x=np.zeros((5, 4, 4)), y=np.array([0, 1, -1, 2, -3]))
+    with pytest.raises(DataError, match=r"neg.npz: y\[2\] = -1: labels are class numbers 0, 1, 2, ... \(2 of 5 are negative"):
+        read_arrays(tmp_path / "neg.npz")
+    assert read_arrays(_save(tmp_path / "u8.npz", y=np.array([0, 255, 3, 1, 0], np.uint8)))[1].tolist() == [0, 255, 3, 1, 0]
+
+
+def _save(path, y):
+    np.savez(path, x=np.zeros((len(y), 4, 4)), y=y)
+    return path
 
 
 def test_pickled_objects_are_refused_not_loaded(tmp_path):

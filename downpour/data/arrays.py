@@ -91,6 +91,38 @@ def npz_keys(path: str | Path) -> set[str]:
     return keys
 
 
+def check_labels(y: np.ndarray, where: str) -> np.ndarray:
+    """``y`` as (N,) int64 class numbers, or DataError naming ``where``, the first label that is none and how many
+    are not. Until 2026-12-04 a negative label loaded: a supervised model failed at its first batch holding one
+    ("IndexError: Target -1 is out of bounds", a traceback, the run folder left behind), and a float y was refused
+    once the run folder existed."""
+    if y.ndim != 1:
+        raise DataError(f"{where}: y has shape {y.shape}; expected (N,), one label per image of x")
+    if not np.issubdtype(y.dtype, np.integer):
+        detail = ""
+        if np.issubdtype(y.dtype, np.floating):
+            bad = np.flatnonzero(y != np.round(y))          # (NaN too)
+            detail = f" (y[{bad[0]}] = {float(y[bad[0]]):g})" if len(bad) else " (whole numbers: save y.astype(int))"
+        raise DataError(f"{where}: y has dtype {y.dtype}{detail}; labels must be integers (class numbers 0, 1, 2, ...)")
+    negative = np.flatnonzero(y < 0)
+    if len(negative):
+        raise DataError(f"{where}: y[{negative[0]}] = {int(y[negative[0]])}: labels are class numbers 0, 1, 2, ... "
+                        f"({len(negative)} of {len(y)} are negative; a set without labels has no y)")
+    return y.astype(np.int64)
+
+
+def npz_labels(path: str | Path) -> np.ndarray | None:
+    """An ``.npz``'s y, checked (:func:`check_labels`; x is not decompressed), or None when it holds none."""
+    if "y" not in npz_keys(path):
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            y = z["y"]
+    except (OSError, zipfile.BadZipFile, EOFError, zlib.error, ValueError) as err:
+        raise DataError(f"{path}: its y is not readable ({_short(err)})") from None
+    return check_labels(y, str(path))
+
+
 def check_array_path(path: str | Path) -> None:
     """DataError unless ``path`` names an existing ``.npy`` / ``.npz`` file that starts like one."""
     p = Path(path)
@@ -136,9 +168,7 @@ def read_arrays(path: str | Path) -> tuple[np.ndarray, np.ndarray | None]:
     if y is not None:
         if y.ndim != 1 or len(y) != len(x):
             raise DataError(f"{where}: y has shape {y.shape}; expected ({len(x)},), one label per image of x")
-        if not np.issubdtype(y.dtype, np.integer):
-            raise DataError(f"{where}: y has dtype {y.dtype}; labels must be integers")
-        y = y.astype(np.int64)
+        y = check_labels(y, where)
     return x, y
 
 

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from downpour.config import FACE_SOURCES, FILE_SOURCES, ConfigError, DataConfig
-from downpour.data.arrays import array_header, check_array_path, load_array, npz_keys
+from downpour.data.arrays import array_header, check_array_path, load_array, npz_keys, npz_labels
 from downpour.data.augment import Augment
 from downpour.data.builtin import digit_images, lfw_images, lfw_train_faces, natural_images
 from downpour.data.dataset import Dataset
@@ -48,7 +48,7 @@ def check_files(cfg: DataConfig) -> None:
     """DataError unless the files a file source reads look readable, before a run directory is made (and on
     a dry run): an image or video folder holds at least one such file (a walk that stops at the first; the
     full listing, for its message, only when there is none), with ``data.labels`` none at its top level;
-    a .npy's header reads as a numeric image array, a .npz holds ``x`` (and ``y``) alone. What only
+    a .npy's header reads as a numeric image array, a .npz holds ``x`` (and ``y``, class numbers) alone. What only
     decoding finds (every image unreadable) is found when the run loads its data."""
     path = Path(cfg.path)
     if cfg.source == "array":
@@ -56,7 +56,7 @@ def check_files(cfg: DataConfig) -> None:
         if path.suffix == ".npy":
             array_header(str(path))
         else:
-            npz_keys(path)
+            npz_labels(path)                  # its keys, and y's labels (x is not decompressed)
     elif cfg.source == "folder" and not _holds(path, image_extensions()):
         image_files(cfg.path, cfg.labels)          # raises, naming the folder and what it holds
     elif cfg.source == "folder" and cfg.labels and path.is_dir() and any(
@@ -136,9 +136,8 @@ def label_count(cfg: DataConfig) -> int | None:
         return {"digits": 10, "faces": 2}.get(cfg.source, cfg.size)
     if cfg.source == "folder":
         return len(class_labels(cfg.path, image_files(cfg.path, cfg.labels)[0])[0])
-    with np.load(cfg.path, allow_pickle=False) as z:
-        y = z["y"]
-    return int(y.max()) + 1 if y.size and np.issubdtype(y.dtype, np.integer) else None
+    y = npz_labels(cfg.path)
+    return int(y.max()) + 1 if y is not None and y.size else None
 
 
 def off_unit_interval(cfg: DataConfig) -> tuple[str, str] | None:
