@@ -167,3 +167,29 @@ def test_a_translation_invariant_unit_spans_the_sweep_and_the_report_says_it_is_
         assert shift[5] == pytest.approx(1.0) and max(shift[0], shift[-1]) < 0.05
         # (a baseline 0.1 above the silent level: the half-height falls nearer the centre)
         assert dict(invariance_rows(centre))["translation_x"] == f"-{width} … {width} pixels"
+
+
+def test_the_report_says_which_way_the_unit_answers_and_why_a_unit_short_of_its_baseline_has_no_range():
+    """The section said "normalised to the untransformed response above the unit's mean on the other class" of every
+    unit: of one the concept lowers (ufldl-sae's unit 3 answers faces at 0.002, the other class at 0.039), and of a
+    folder's unit that the concept's untransformed images left short of that mean (rings after 200 steps: curves
+    divided by their largest value, and a table of bare "–" with no word why)."""
+    from downpour.analysis.report import _invariance
+
+    torch.manual_seed(0)
+    blob = torch.zeros(6, 1, 16, 16)
+    blob[:, 0, 6:10, 6:10] = 1.0
+    blob += 0.01 * torch.rand_like(blob)
+    model = _BlobUnits()
+    lowered = invariance_curves(model, blob, 2, sign=-1, baseline=0.0)       # -centre: the blob lowers it
+    lowered["summary"] = invariance_summary(lowered)
+    said = _invariance({"invariance": lowered})
+    assert "how far below the unit's mean on the other class" in said and "above" not in said
+    assert "-2 … 2 pixels" in said
+    raised = invariance_curves(model, blob, 1, sign=-1, baseline=0.0)       # chosen as lowered, but the blob raises it
+    raised["summary"] = invariance_summary(raised)
+    assert raised["normalised_to"] == "largest |mean response|" and set(raised["summary"]["ranges"].values()) == {None}
+    said = _invariance({"invariance": raised})
+    assert "on the untransformed images it is not below the unit's mean on the other class" in said
+    assert "no range is read" in said and "<td>–</td>" not in said
+    assert said.count("none: the unit is not below its baseline even at the identity") == 4

@@ -11,7 +11,8 @@ from typing import Any
 
 
 from downpour.analysis.report_notes import data_note, distinct as _distinct, faces_seen, first_layer_note
-from downpour.analysis.report_notes import invariance_rows, loss_headline as _loss_headline, several_optima, top_words
+from downpour.analysis.report_notes import invariance_rows, invariance_words, loss_headline as _loss_headline
+from downpour.analysis.report_notes import several_optima, top_words
 from downpour.analysis.report_notes import untied_note
 from downpour.analysis.report_controls import controls as _controls, heading as _controls_heading
 from downpour.analysis.report_parts import auc, esc, image, num, page, pct, table
@@ -145,9 +146,7 @@ def _invariance(a: dict[str, Any]) -> str:
     floor = inv.get("summary", {}).get("floor", 0.5)
     rows = invariance_rows(inv)
     oop = inv.get("out_of_plane_rotation", {})
-    return (f"<p>Response of unit {inv['unit']} over {inv['images']} images of the concept, normalised to the "
-            f"{esc(inv['normalised_to'])} above the unit's mean on the other class ({inv.get('baseline', 0):.3g}; 0 on this scale); "
-            f"shaded: ± one standard error of the mean (analysis.json also has the spread across images).</p>"
+    return (f"<p>{invariance_words(inv)}; shaded: ± one standard error of the mean (analysis.json also has the spread across images).</p>"
             + table(rows, ["transform", f"unbroken range around the identity with response ≥ {floor:g}"], "invariance-table")
             + (f'<p class="note">Out-of-plane rotation: not measured ({esc(oop.get("reason", ""))}).</p>'
                if not oop.get("available", False) else ""))

@@ -120,21 +120,47 @@ _UNITS = {"scale": "× {:g} … × {:g}", "translation_x": "{:g} … {:g} pixels
 
 def invariance_rows(inv: dict[str, Any]) -> list[list[str]]:
     """[transform, range] for the report's invariance table: in its units, and a range that runs to an end of
-    the measured sweep said to (the unit may hold up further: the range is a lower bound there)."""
-    swept = {c["transform"]: c["values"] for c in inv.get("curves", [])}
+    the measured sweep said to (the unit may hold up further: the range is a lower bound there). A curve whose
+    untransformed images leave the unit short of its baseline has no range: said so, not a bare "–"."""
+    swept = {c["transform"]: c for c in inv.get("curves", [])}
     rows = []
     for name, r in inv.get("summary", {}).get("ranges", {}).items():
+        curve = swept.get(name, {})
         if r is None:
-            rows.append([name, "–"])
+            short = curve.get("normalised_to", inv.get("normalised_to", _RELATIVE)) != _RELATIVE   # (a pose curve's own)
+            rows.append([name, f"none: the unit is not {_side(inv)} its baseline even at the identity" if short else "–"])
             continue
         text = _UNITS.get(name, "{:g} … {:g}").format(*r)
-        values = swept.get(name)
+        values = curve.get("values")
         if values and r[0] <= min(values) and r[1] >= max(values):
             text += " (the whole sweep: at least this)"
         elif values and (r[0] <= min(values) or r[1] >= max(values)):
             text += " (to the sweep's end: at least this far)"
         rows.append([name, text])
     return rows
+
+
+_RELATIVE = "untransformed response"     # invariance.py's normalised_to when the curves are relative to the identity
+
+
+def _side(inv: dict[str, Any]) -> str:
+    """Which way the unit answers the concept: a unit the concept lowers (sign -1) is measured below its baseline."""
+    return "below" if inv.get("sign", 1) < 0 else "above"
+
+
+def invariance_words(inv: dict[str, Any]) -> str:
+    """What the invariance curves' 1 and 0 are (up to the standard-error clause). It said "the untransformed response
+    above the unit's mean on the other class" of every unit: ufldl-sae's unit 3, which faces lower (0.002 against
+    0.039), and a folder's unit whose concept images did not move it past that mean at all (rings after 200 steps:
+    curves divided by their largest value, a table of bare "–" and no word why)."""
+    side = _side(inv)
+    mean = f"the unit's mean on the other class ({inv.get('baseline', 0):.3g}; 0 on this scale)"
+    head = f"Response of unit {esc(inv['unit'])} over {esc(inv['images'])} images of the concept"
+    if inv.get("normalised_to", _RELATIVE) == _RELATIVE:
+        return f"{head}, how far {side} {mean}, as a share of the untransformed images' (1 on this scale)"
+    return (f"{head}: on the untransformed images it is not {side} {mean}, so it has no response there to keep and "
+            f"no range is read; the curves show only their shape, how far {side} that mean, divided by "
+            "the largest such value")
 
 
 def faces_seen(run: Any) -> str | None:
