@@ -404,6 +404,24 @@ def test_a_designed_first_layer_is_said_so_and_its_repeats_are_not_called_a_coll
     assert "not learned" not in _filters({**stats, "first_layer": "learned"})
 
 
+def test_a_gabor_started_first_layer_is_said_to_be_learned_and_its_edge_share_trainings():
+    """model.first_layer = "gabor-init" starts from the Gabor bank and learns: the report said its edge-like share
+    "says what the layer was given, not what training found" and its copies were "by construction". cat-demo with
+    it, 300 steps: 0.0% edge-like, from a bank whose every filter passes."""
+    from downpour.analysis.report import _filters
+    from downpour.analysis.run import _filter_stats
+    from downpour.models.registry import create_model
+
+    model = create_model("cat-demo", (1, 32, 32), first_layer="gabor-init")
+    start = _filter_stats(model, model.first_layer_filters().numpy(), 0)
+    assert start["first_layer"] == "gabor-init" and start["edge_fraction"] == 1.0 and start["edge_distinct_fraction"] < 0.5
+    said = _filters(start)
+    assert "what training made of that start" in said and "not what training found" not in said
+    assert "by construction" not in said and "collapsed" not in said and "training has not moved them apart" in said
+    trained = _filters({**start, "edge_fraction": 0.0, "edge_distinct_fraction": None})
+    assert "not learned" not in trained and "what the layer was given, not what training found" not in trained
+
+
 def test_a_run_with_one_logged_row_does_not_report_an_unmoved_loss():
     """rbm-digits --steps 30 logs one row (train.log_every = 50): the headline read "Loss -2.976 → -2.976 over
     1 logged rows", a loss that did not move."""

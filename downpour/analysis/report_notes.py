@@ -12,8 +12,11 @@ from downpour.errors import DownpourError
 
 # model.first_layer kinds whose filters were not learned from the data (downpour/layers/gabor.py)
 _NOT_LEARNED = {"gabor": "a designed Gabor bank, frozen: not learned",
-                "random": "fixed random filters, frozen: not learned",
-                "gabor-init": "learned, starting from a Gabor bank"}
+                "random": "fixed random filters, frozen: not learned"}
+# "gabor-init" starts from the Gabor bank and learns: its edge-like share is training's. The report said it was
+# "what the layer was given, not what training found" of it too: cat-demo with it, 300 steps, 0% edge-like.
+_GABOR_START = ('model.first_layer = "gabor-init": these filters started as a designed Gabor bank and were learned '
+                "from there: their edge-like share is what training made of that start, not what the layer was given.")
 
 
 def loss_headline(training: dict[str, Any]) -> str:
@@ -51,6 +54,8 @@ def _diagnostics(training: dict[str, Any]) -> str:
 def first_layer_note(f: dict[str, Any]) -> str:
     """What a designed, random or Gabor-started first layer is (an analysis.json without ``first_layer``: nothing)."""
     kind = f.get("first_layer", "learned")
+    if kind == "gabor-init":
+        return f'<p class="note">{_GABOR_START}</p>'
     if kind not in _NOT_LEARNED:
         return ""
     return (f'<p class="note">model.first_layer = "{esc(kind)}": these filters are {_NOT_LEARNED[kind]}; '
@@ -59,8 +64,8 @@ def first_layer_note(f: dict[str, Any]) -> str:
 
 def distinct(f: dict[str, Any]) -> str:
     """How many edge-like filters are copies of one another (analysis.json before 2026-12-02: nothing).
-    A designed or Gabor-started layer repeats one bank at every tiled position by construction: said so,
-    not called a collapse."""
+    A designed layer repeats one bank at every tiled position by construction: said so, not called a collapse;
+    a Gabor-started one starts so, and its copies are what training left of that."""
     share = f.get("edge_distinct_fraction")
     if share is None:
         return ""
@@ -69,11 +74,16 @@ def distinct(f: dict[str, Any]) -> str:
             f"|cosine| between them {f['edge_mean_abs_cosine']:.2f}).</p>") if edgy > 1 else ""
     if edgy > 1 and share < 0.5:
         n = max(1, round(share * edgy))
-        if f.get("first_layer", "learned") in _NOT_LEARNED:
-            text += (f'<p class="note">The copies are by construction: model.first_layer = "{esc(f["first_layer"])}" '
+        kind = f.get("first_layer", "learned")
+        if kind == "gabor":
+            text += (f'<p class="note">The copies are by construction: model.first_layer = "gabor" '
                      f"puts the same bank at every one of the layer's filter banks ({n} distinct filter(s)), "
                      f"not a collapse in training.</p>")
-        else:
+        elif kind == "gabor-init":
+            text += (f'<p class="note">Many are still copies: model.first_layer = "gabor-init" starts every one of the '
+                     f"layer's filter banks from the same Gabor bank, and training has not moved them apart ({n} "
+                     f"distinct filter(s)).</p>")
+        elif kind not in _NOT_LEARNED:   # (frozen random filters, a different one at every position: never trained)
             text += (f'<p class="note">Most edge-like filters here are copies of a few: the layer has collapsed onto '
                      f"{n} distinct filter(s), which the edge-like share alone does not show.</p>")
     return text
