@@ -1,7 +1,8 @@
 """Sentences of report.html that depend on what the run was: the loss headline (one logged row, a greedy
-run's stages), the first-layer filters' notes (copies of one filter, a designed or random layer), the top
-images' (what they were drawn from, and the concept's share of it) and what the face test can say of a
-run that saw no face."""
+run's stages), the first-layer filters' notes (copies of one filter, a designed, random or Gabor-started
+layer), the top images' (what they were drawn from, and the concept's share of it), the invariance scale
+(which way the unit answers, and a unit with no response to keep) and what the face test can say of a run
+that saw no face."""
 from __future__ import annotations
 
 from typing import Any
