@@ -22,6 +22,12 @@ LOCAL_ONLY = {"train.optimizer": "cluster.rule", "train.momentum": "cluster.mome
 # that failed, "and this run's cluster.runner is 'simulated'" for data.split with one worker)
 READ_ONLY_WITH = {
     "train.momentum": ("train.optimizer", lambda c: c.train.optimizer == "sgd", "= 'sgd'"),
+    # a Downpour cluster run whose cluster.lr is set learns at it on the server; train.lr then moves only a replica
+    # between fetches (cluster.n_fetch > 1): `--set train.lr` on cnn-digits' simulated run used to change nothing
+    "train.lr": ("cluster.lr", lambda c: c.cluster.runner == "local" or c.cluster.algorithm != "downpour"
+                 or c.cluster.lr == 0 or c.cluster.n_fetch > 1,
+                 "= 0 (the server's rate, else train.lr) or cluster.n_fetch > 1 (a replica's steps between fetches)",
+                 ("cluster.n_fetch",)),
     "cluster.momentum": ("cluster.rule", lambda c: c.cluster.rule == "momentum", "= 'momentum'"),
     "cluster.dc_lambda": ("cluster.compensation", lambda c: c.cluster.compensation == "dc-asgd", "= 'dc-asgd'"),
     "cluster.grad_noise_relative": ("cluster.grad_noise", lambda c: c.cluster.grad_noise > 0, "> 0"),
@@ -273,10 +279,12 @@ def check_plan_flags(args: argparse.Namespace) -> str:
 
 def update_rule_words(cfg: RunConfig) -> str:
     """What the start line says of a Downpour cluster run whose config names another local optimiser: its workers'
-    update is the server's ``cluster.rule`` (a preset's ``train.optimizer`` is the local runner's). cnn-digits on the
-    simulator trained with Adagrad where the preset says Adam, unsaid (final loss 0.154 against the local 0.021)."""
+    update is the server's ``cluster.rule`` (a preset's ``train.optimizer`` is the local runner's), at ``cluster.lr``
+    where set. cnn-digits on the simulator trained with Adagrad where the preset says Adam, unsaid (final loss 0.154
+    against the local 0.021)."""
     c = cfg.cluster
-    if c.runner == "local" or c.algorithm != "downpour" or c.rule == cfg.train.optimizer:
+    if c.runner == "local" or c.algorithm != "downpour" or (c.rule == cfg.train.optimizer and not c.lr):
         return ""
-    return (f" (the server's update rule cluster.rule = {c.rule!r} at train.lr = {cfg.train.lr:g}; train.optimizer = "
-            f"{cfg.train.optimizer!r} is the local runner's)")
+    rate = f"cluster.lr = {c.lr:g}" if c.lr else f"train.lr = {cfg.train.lr:g}"
+    return (f" (the server's update rule cluster.rule = {c.rule!r} at {rate}; train.optimizer = "
+            f"{cfg.train.optimizer!r}{f' at train.lr = {cfg.train.lr:g}' if c.lr else ''} is the local runner's)")

@@ -125,6 +125,9 @@ class ClusterConfig(Section):
     shards: int = setting(2, within=AT_LEAST_1)
     consistency: str = setting("async", forms=CONSISTENCY_FORMS)   # async | bounded:K | sync
     rule: str = setting("adagrad", choices=("sgd", "momentum", "adagrad", "adam"))   # the server's update rule
+    # the server's learning rate; 0 = train.lr. A preset tuned for the local optimiser sets it for its cluster runs
+    # (the local runner never reads it): stale pushes want another rule or rate than train.optimizer's (docs/parameter-server.md)
+    lr: float = setting(0.0, within=AT_LEAST_0)
     momentum: float = setting(0.9, within="[0, 1)")          # the momentum rule's μ (heavy ball on the server)
     # std of Gaussian noise each shard adds to every gradient it applies (seeded per shard and version); 0 = none
     grad_noise: float = setting(0.0, within=AT_LEAST_0)
@@ -235,6 +238,10 @@ class RunConfig(Section):
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     sandblaster: SandblasterConfig = field(default_factory=SandblasterConfig)
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
+
+    def server_lr(self) -> float:
+        """The learning rate of the server's update rule: ``cluster.lr`` where set, else ``train.lr``."""
+        return self.cluster.lr or self.train.lr
 
 
 SECTIONS = {"data": DataConfig, "train": TrainConfig, "cluster": ClusterConfig, "sandblaster": SandblasterConfig,

@@ -252,17 +252,18 @@ def _finish(setup: ClusterSetup, run: RunDir, states: list[ShardState], coord: C
         raise RunError(f"every worker was lost ({', '.join(_loss_reasons(coord))}) after {coord.done} of {coord.total} steps; "
                        f"what was done is saved in {str(run.path)!r} (resume with --resume, or set cluster.restarts)")
     refused = recorder.pushes - recorder.finite_pushes
+    lr_key = "cluster.lr" if cfg.cluster.lr else "train.lr"     # the server's rate (a preset may set cluster.lr)
     if recorder.finite_pushes and refused * 2 > recorder.pushes:   # diverged: its metrics stop where it last trained
         rows = run.metrics()
         last = rows[-1]["step"] if rows else None
         log.warning("%d of the %d pushes of this run carried no finite gradient a shard accepted: it diverged (lower "
-                    "train.lr, or use a compensation); its metrics stop at step %s, where the final loss is from",
-                    refused, recorder.pushes, last)
+                    "%s, or use a compensation); its metrics stop at step %s, where the final loss is from",
+                    refused, recorder.pushes, lr_key, last)
     if recorder.pushes and not recorder.finite_pushes:
         rejected = ", ".join(f"{n} {reason}" for reason, n in report["rejected"].items()) or "none"
         raise Diverged(f"none of the {recorder.pushes} pushes of this run carried a finite gradient a shard accepted: "
                        f"{recorder.skipped} of their {recorder.steps} worker steps had a non-finite cost or gradient "
-                       f"(shard rejections: {rejected}); lower train.lr or check the data; "
+                       f"(shard rejections: {rejected}); lower {lr_key} or check the data; "
                        f"the run is saved in {str(run.path)!r}")
     return summary
 

@@ -73,7 +73,7 @@ def build_replica(cfg: RunConfig, input_shape: tuple[int, ...]) -> tuple[Feature
 
 def make_shards(setup: ClusterSetup, init: torch.Tensor, live: set[int]) -> list[Shard]:
     """One :class:`Shard` per shard of ``setup.bounds``, holding its slice of ``init`` (numel,)."""
-    c, lr = setup.cfg.cluster, setup.cfg.train.lr
+    c, lr = setup.cfg.cluster, setup.cfg.server_lr()
     return [Shard(j, init[a:b], make_rule(c.rule, lr, c.momentum), make_compensation(c.compensation, c.dc_lambda),
                   live, sync=setup.gate.sync, start=a, noise=c.grad_noise, seed=setup.cfg.seed,
                   noise_relative=c.grad_noise_relative)

@@ -28,7 +28,7 @@ from downpour.train.flat import ParamLayout
 
 def stale_error(cfg: RunConfig, staleness: Sequence[float]) -> tuple[float, float]:
     """(RMS per parameter of g(w_{t−s_t}) − g(w_t), that error's size relative to g(w_t)) along SGD
-    (lr ``train.lr``) driven by stale gradients with staleness s_t = ``staleness[t]`` (rounded), for
+    (lr ``cfg.server_lr()``) driven by stale gradients with staleness s_t = ``staleness[t]`` (rounded), for
     resolved ``cfg``; (NaN, NaN) if the replay diverges."""
     torch.manual_seed(cfg.seed)
     data = build_dataset(cfg.data, cfg.seed)
@@ -55,7 +55,7 @@ def stale_error(cfg: RunConfig, staleness: Sequence[float]) -> tuple[float, floa
         sq += float((g - g_fresh).pow(2).sum())
         sq_fresh += float(g_fresh.pow(2).sum())
         n += g.numel()
-        step = fresh - cfg.train.lr * g
+        step = fresh - cfg.server_lr() * g
         if not bool(torch.isfinite(step).all()):
             return float("nan"), float("nan")
         history.append(step)
