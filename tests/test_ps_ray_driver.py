@@ -129,6 +129,41 @@ def test_a_restart_still_coming_up_when_every_step_is_handed_out_trains_what_a_l
     assert coord.done == 4 and coord.lost == [0]
 
 
+def test_a_worker_lost_with_nothing_left_to_hand_out_is_not_restarted_and_a_later_loss_restarts_its_own(fake_ray,
+                                                                                                       monkeypatch):
+    """A worker lost once every step is handed out, with no cycle of its own uncomputed, is not restarted: nothing
+    is left for it. A later loss that hands steps back restarts its own worker then (the loss puts them back
+    before the restart is asked), so those steps are trained and the shared budget is spent once, on the restart
+    that had steps to train; the run does not end short of them or with every worker lost."""
+    coord = Coordinator(make_consistency("async"), workers=3, total_steps=4)
+    d = _driver(coord, [FakeActor()], [FakeActor(), FakeActor(), FakeActor()], restarts=1)
+    monkeypatch.setattr(d, "_spawn", lambda w, seq, step: FakeActor(node=lambda: "node-b"))
+    monkeypatch.setattr(d, "_dispatch", lambda w: None)
+
+    def train(w, first):
+        assert coord.first_step(w) == first
+        coord.end_compute(w)
+        coord.end_cycle(w, 1)
+
+    assert coord.begin_cycle(2) == 1
+    train(2, 0)                                                          # worker 2 trains step 0
+    assert coord.begin_cycle(0) == coord.begin_cycle(1) == 1             # steps 1 and 2
+    train(0, 1)
+    assert coord.begin_cycle(0) == 1 and coord.handed_out               # step 3: every step handed out
+    d._lost(2, RuntimeError("ActorDiedError"))                           # nothing of its own uncomputed
+    assert d.restarts == 1 and not d._starting and coord.lost == [2] and coord.handed_out
+    d._lost(1, RuntimeError("ActorDiedError"))                           # step 2 handed back: restarted
+    assert d.restarts == 0 and coord.live == {0, 1} and coord.lost == [2]      # (up at once: it rejoined)
+    d._lost(0, RuntimeError("ActorDiedError"))                           # step 3 handed back; no restart left
+    assert coord.live == {1} and coord.returned == [(2, 1), (3, 1)]
+    for step in (2, 3):                                                  # the replacement trains both
+        assert coord.begin_cycle(1) == 1
+        train(1, step)
+    assert coord.done == 4 and coord.lost == [2, 0]
+    assert [(e["event"], e["worker"]) for e in coord.events] == [
+        ("worker-lost", 2), ("worker-lost", 1), ("worker-restarted", 1), ("worker-lost", 0)]
+
+
 def test_a_lost_workers_partition_actors_go_with_it(fake_ray, monkeypatch):
     """Model parallelism: a worker lost and not restarted left its partition actors (its filters'
     memory) alive until the run ended."""

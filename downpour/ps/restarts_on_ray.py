@@ -65,7 +65,10 @@ class Restarts:
             kill(part)
 
     def _respawn(self, w: int) -> bool:
-        """Start a new actor for lost worker ``w`` if ``cluster.restarts`` allows and steps are left."""
+        """Start a new actor for lost worker ``w`` if ``cluster.restarts`` allows and steps are left. (Asked after
+        ``coord.lose``, which hands ``w``'s uncomputed steps back: "none left" means ``w`` held none. A later loss
+        that hands steps back restarts its own worker here, from the same budget, so refusing this one loses
+        no step.)"""
         if self.restarts <= 0 or self.coord.handed_out:
             return False
         self.restarts -= 1
