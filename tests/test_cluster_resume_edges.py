@@ -161,3 +161,32 @@ def test_a_lost_shard_that_stops_the_run_is_an_event_in_staleness_json_and_stays
     assert _run(tmp_path / "r", resume=True)["steps"] == 31
     kept = json.loads((tmp_path / "r/staleness.json").read_text())["events"]
     assert [e["event"] for e in kept] == ["shards-restarted", "shards-lost"]
+
+
+def test_two_shard_restarts_alike_in_step_and_reason_stay_two_events(tmp_path, monkeypatch):
+    """The shard events of a go are gathered from its checkpoint, staleness.json and the command's own list, and
+    copies were told apart by comparing the events whole. A shard lost at step 20 from the checkpoint of step 16,
+    once before a stop and once after its --resume, made two restarts alike in every field: staleness.json kept
+    one (shards-restarted, shards-lost, and no second restart). Now each shard event is numbered in the run."""
+    from downpour.errors import RunError
+    from downpour.ps.recorder import ShardLost
+
+    real, losses = recorder_module.Recorder.on_push, [20, 20]    # a restart, then the stop (restarts spent)
+
+    def on_push(self, push, record):
+        real(self, push, record)
+        if losses and self.coord.done >= losses[0]:
+            losses.pop(0)
+            raise ShardLost(f"shard 1 lost at step {self.coord.done} (ConnectionError)", step=self.coord.done)
+
+    monkeypatch.setattr(recorder_module.Recorder, "on_push", on_push)
+    monkeypatch.setattr(recorder_module.Recorder, "save_on_failure", lambda self: None)   # (the shard is gone)
+    with pytest.raises(RunError, match="already restarted 1 time"):
+        _run(tmp_path / "r", "cluster.consistency=async", "cluster.checkpoint_every=8", "cluster.shard_restarts=1")
+    losses.append(20)                                            # the same loss after the resume: restarted
+    assert _run(tmp_path / "r", resume=True)["steps"] == 31
+    events = json.loads((tmp_path / "r/staleness.json").read_text())["events"]
+    assert [(e["event"], e["step"]) for e in events] == [("shards-restarted", 16), ("shards-lost", 20),
+                                                         ("shards-restarted", 16)]
+    assert [e["n"] for e in events] == [1, 2, 3]
+    assert {e["reason"] for e in events} == {"shard 1 lost at step 20 (ConnectionError)"}

@@ -19,9 +19,10 @@ import torch
 from downpour.config import ConfigError, RunConfig
 from downpour.data.pipeline import (check_resumed_on, cut_patches, keep_cut, record_data, record_stopped, report_at,
                                     run_data_info)
-from downpour.errors import Diverged, NotARunError, RunError
+from downpour.errors import Diverged, RunError
 from downpour.parallel.partition import merge_model
 from downpour.ps.checkpoint import SERVER, ShardState, load_server, next_seqs, restoring
+from downpour.ps.lost_shards import checkpoint_step, record_stop, shard_event, shard_events
 from downpour.ps.compensation import make_compensation
 from downpour.ps.coordinator import Coordinator
 from downpour.ps.recorder import Driver, Recorder, ShardLost, write_staleness
@@ -50,60 +51,33 @@ def run_cluster(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, 
     A lost shard (:class:`ShardLost`) does not end the run: every shard is restarted from the last
     server checkpoint (``cluster.checkpoint_seconds`` apart on Ray), losing at most the updates since,
     up to ``cluster.shard_restarts`` times."""
-    restarts: list[dict[str, Any]] = []       # what happened, for staleness.json and cluster.json
+    # the run's shard events: a resumed run's (staleness.json), then this command's restarts and stop
+    events = shard_events(run) if resume else []
     began: list[int] = []                      # the step the user's own run or resume began at (the first go's)
     for attempt in range(cfg.cluster.shard_restarts + 1):
         try:
-            return _run_once(cfg, run, resume, restarts, began)
+            return _run_once(cfg, run, resume, events, began)
         except ShardLost as err:
             if attempt == cfg.cluster.shard_restarts:
-                _record_stop(run, restarts, {"event": "shards-lost", "step": err.step, "reason": str(err),
-                                             "restarts": attempt, "checkpoint": _checkpoint_step(run)})
+                record_stop(run, events, err, attempt)
                 raise RunError(f"{err}, and the shards were already restarted {attempt} time(s) "
                                f"(cluster.shard_restarts); what was saved is in {str(run.path)!r}") from None
             resume = (run.checkpoints / f"{SERVER}.json").is_file()
             if not resume:
                 run.truncate_metrics(0)        # no checkpoint yet: start again from step 0
-            step = _checkpoint_step(run) or 0
+            step = checkpoint_step(run) or 0
             log.warning("%s; restarting every shard from %s", err,
                         f"the checkpoint at step {step}" if resume else "the start (no checkpoint yet)")
-            restarts.append({"event": "shards-restarted", "step": step, "reason": str(err)})
+            events.append(shard_event(events, "shards-restarted", step, str(err)))
     raise AssertionError("unreachable")
 
 
-def _checkpoint_step(run: RunDir) -> int | None:
-    """The step of the run's server checkpoint (None: it has none)."""
-    if not (run.checkpoints / f"{SERVER}.json").is_file():
-        return None
-    return load_server(run.checkpoints / SERVER, meta_keys=("step",))[1]["step"]
-
-
-def _record_stop(run: RunDir, restarts: list[dict[str, Any]], event: dict[str, Any]) -> None:
-    """A lost shard with ``cluster.shard_restarts`` spent stopped the run: ``event`` goes into staleness.json's events
-    beside the shard restarts before it (``restarts``; the file is the last checkpoint's, which may predate them),
-    so the run directory says why it stopped. (The shards are gone: the file cannot be written afresh from them.)
-    Until 2026-12-04 only the log said so; staleness.json held the events up to the last checkpoint."""
-    report = _staleness(run)
-    events = report.get("events") if isinstance(report.get("events"), list) else []
-    report["events"] = [*events, *(e for e in restarts if e not in events), event]
-    run.write_json("staleness.json", report)
-
-
-def _staleness(run: RunDir) -> dict[str, Any]:
-    """The run's staleness.json ({} where it has none, or a damaged one)."""
-    try:
-        report = run.read_json("staleness.json")
-    except NotARunError:
-        return {}
-    return report if isinstance(report, dict) else {}
-
-
-def _run_once(cfg: RunConfig, run: RunDir, resume: bool, restarts: list[dict[str, Any]] | None = None,
+def _run_once(cfg: RunConfig, run: RunDir, resume: bool, shards: list[dict[str, Any]] | None = None,
               began: list[int] | None = None) -> dict[str, Any]:
-    """One go at the run; ``restarts``: the shard restarts before it (events the checkpoint it resumes from
-    may predate); ``began``: the first go's start step, noted by it (a restart resumes from a checkpoint
-    itself, and the summary's ``resumed_from`` is the user's)."""
-    restarts, began = restarts if restarts is not None else [], began if began is not None else []
+    """One go at the run; ``shards``: the run's shard events before it (:mod:`downpour.ps.lost_shards`: restarts, a
+    stop; the checkpoint it resumes from may predate them); ``began``: the first go's start step, noted by it (a
+    restart resumes from a checkpoint itself, and the summary's ``resumed_from`` is the user's)."""
+    shards, began = shards if shards is not None else [], began if began is not None else []
     setup = set_up_cluster(cfg)
     init = setup.layout.params_to_vector(setup.model)
     c = cfg.cluster
@@ -127,10 +101,7 @@ def _run_once(cfg: RunConfig, run: RunDir, resume: bool, restarts: list[dict[str
     coord = Coordinator(setup.gate, c.workers, cfg.train.steps, c.n_push, start_step=start,
                         warm_start=c.warm_start, clocks={int(w): v for w, v in meta["clocks"].items()},
                         depth=(c.queue_depth or 2) if c.runner == "ray" else 1, stage_of=stage_of)
-    coord.events = list(meta["events"]) + [e for e in restarts if e not in meta["events"]]
-    if resume:   # the shard events after the checkpoint, of a run a lost shard stopped: in staleness.json only
-        coord.events += [e for e in _staleness(run).get("events") or [] if isinstance(e, dict)
-                         and e.get("event") in ("shards-restarted", "shards-lost") and e not in coord.events]
+    coord.events = list(meta["events"]) + [e for e in shards if e not in meta["events"]]
     coord.max_gap = meta.get("max_clock_gap", 0)
     shards = make_shards(setup, init, coord.live)
     if restored:

@@ -1,0 +1,60 @@
+"""A lost parameter-server shard, as the run folder keeps it.
+
+``run_cluster`` restarts every shard from the last server checkpoint, up to ``cluster.shard_restarts`` times.
+Each restart, and the stop once they are spent, is a *shard event* (``shards-restarted``, ``shards-lost``) in
+staleness.json's events. A go's events are gathered from the checkpoint it resumes from, from staleness.json
+(the commands before a ``--resume``) and from the command's own list, and the copies are told apart by comparing
+events whole; so each shard event is numbered in the run (``n``: 1, 2, ... over every command that trained it).
+Until 2026-12-04 they were not: two restarts alike in step and reason (a shard that dies at the same step from
+the same checkpoint, before a ``--resume`` and after it) were taken for one, and staleness.json kept the first.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from downpour.errors import NotARunError
+from downpour.ps.checkpoint import SERVER, load_server
+from downpour.ps.recorder import ShardLost
+from downpour.train.rundir import RunDir
+
+SHARD_EVENTS = ("shards-restarted", "shards-lost")
+
+
+def staleness(run: RunDir) -> dict[str, Any]:
+    """The run's staleness.json ({} where it has none, or a damaged one)."""
+    try:
+        report = run.read_json("staleness.json")
+    except NotARunError:
+        return {}
+    return report if isinstance(report, dict) else {}
+
+
+def shard_events(run: RunDir) -> list[dict[str, Any]]:
+    """The shard events the run's staleness.json holds (a resumed run's: of the commands before), in order."""
+    events = staleness(run).get("events")
+    return [e for e in events if isinstance(e, dict) and e.get("event") in SHARD_EVENTS] if isinstance(events, list) else []
+
+
+def shard_event(events: list[dict[str, Any]], event: str, step: int | None, reason: str, **more: Any) -> dict[str, Any]:
+    """A new shard event, numbered after ``events`` (the run's shard events so far)."""
+    return {"event": event, "step": step, "reason": reason, "n": len(events) + 1, **more}
+
+
+def checkpoint_step(run: RunDir) -> int | None:
+    """The step of the run's server checkpoint (None: it has none)."""
+    if not (run.checkpoints / f"{SERVER}.json").is_file():
+        return None
+    return load_server(run.checkpoints / SERVER, meta_keys=("step",))[1]["step"]
+
+
+def record_stop(run: RunDir, events: list[dict[str, Any]], err: ShardLost, restarts: int) -> None:
+    """A lost shard with ``cluster.shard_restarts`` spent (``restarts`` of them, by this command) stopped the run at
+    ``err.step``: a ``shards-lost`` event after the run's shard events (``events``, appended to) in staleness.json,
+    so the run directory says why it stopped. (The shards are gone: the file cannot be written afresh from them;
+    it is the last checkpoint's, which may predate the restarts since.) Until 2026-12-04 only the log said so."""
+    step, kept = err.step, checkpoint_step(run)
+    events.append(shard_event(events, "shards-lost", step, str(err), restarts=restarts, checkpoint=kept))
+    report = staleness(run)
+    had = report.get("events") if isinstance(report.get("events"), list) else []
+    report["events"] = [*had, *(e for e in events if e not in had)]
+    run.write_json("staleness.json", report)
