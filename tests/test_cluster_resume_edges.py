@@ -152,15 +152,21 @@ def test_a_lost_shard_that_stops_the_run_is_an_event_in_staleness_json_and_stays
 
     monkeypatch.setattr(recorder_module.Recorder, "on_push", on_push)
     monkeypatch.setattr(recorder_module.Recorder, "save_on_failure", lambda self: None)
-    with pytest.raises(RunError, match="already restarted 1 time"):
+    with pytest.raises(RunError, match="already restarted 1 time") as stop:
         _run(tmp_path / "r", "cluster.consistency=async", "cluster.checkpoint_every=8", "cluster.shard_restarts=1")
     events = json.loads((tmp_path / "r/staleness.json").read_text())["events"]
     assert [(e["event"], e["step"]) for e in events] == [("shards-restarted", 16), ("shards-lost", 18)]
     assert events[1]["checkpoint"] == 16 and events[1]["reason"] == "shard 1 lost at step 18 (ConnectionError)"
+    # the folder says it stopped, where, why and from where a resume goes on (it had no cluster.json)
+    summary = json.loads((tmp_path / "r/cluster.json").read_text())
+    assert summary["stopped"] == {"step": 18, "steps": 31, "by": "shard 1 lost at step 18 (ConnectionError)"}
+    assert summary["checkpoint"] == 16 and summary["shard_events"] == events and summary["resumed_from"] == 0
+    assert f"--resume {str(tmp_path / 'r')!r} goes on from its last server checkpoint, at step 16" in str(stop.value)
     monkeypatch.undo()
     assert _run(tmp_path / "r", resume=True)["steps"] == 31
     kept = json.loads((tmp_path / "r/staleness.json").read_text())["events"]
     assert [e["event"] for e in kept] == ["shards-restarted", "shards-lost"]
+    assert "stopped" not in json.loads((tmp_path / "r/cluster.json").read_text())   # the finished run's summary
 
 
 def test_two_shard_restarts_alike_in_step_and_reason_stay_two_events(tmp_path, monkeypatch):

@@ -59,9 +59,7 @@ def run_cluster(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, 
             return _run_once(cfg, run, resume, events, began)
         except ShardLost as err:
             if attempt == cfg.cluster.shard_restarts:
-                record_stop(run, events, err, attempt)
-                raise RunError(f"{err}, and the shards were already restarted {attempt} time(s) "
-                               f"(cluster.shard_restarts); what was saved is in {str(run.path)!r}") from None
+                raise RunError(record_stop(run, cfg, events, err, attempt, began[0] if began else 0)) from None
             resume = (run.checkpoints / f"{SERVER}.json").is_file()
             if not resume:
                 run.truncate_metrics(0)        # no checkpoint yet: start again from step 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from downpour.config import RunConfig
 from downpour.errors import NotARunError
 from downpour.ps.checkpoint import SERVER, load_server
 from downpour.ps.recorder import ShardLost
@@ -47,14 +48,25 @@ def checkpoint_step(run: RunDir) -> int | None:
     return load_server(run.checkpoints / SERVER, meta_keys=("step",))[1]["step"]
 
 
-def record_stop(run: RunDir, events: list[dict[str, Any]], err: ShardLost, restarts: int) -> None:
+def record_stop(run: RunDir, cfg: RunConfig, events: list[dict[str, Any]], err: ShardLost, restarts: int,
+                began: int) -> str:
     """A lost shard with ``cluster.shard_restarts`` spent (``restarts`` of them, by this command) stopped the run at
     ``err.step``: a ``shards-lost`` event after the run's shard events (``events``, appended to) in staleness.json,
-    so the run directory says why it stopped. (The shards are gone: the file cannot be written afresh from them;
-    it is the last checkpoint's, which may predate the restarts since.) Until 2026-12-04 only the log said so."""
+    and cluster.json saying where and why it stopped and what a resume goes on from (``began``: the step this
+    command began at); returns the stop's message. (The shards are gone: neither file can be written from them;
+    staleness.json is the last checkpoint's, which may predate the restarts since.) Until 2026-12-04 only the log
+    said so; then staleness.json did, and the run had no cluster.json."""
     step, kept = err.step, checkpoint_step(run)
     events.append(shard_event(events, "shards-lost", step, str(err), restarts=restarts, checkpoint=kept))
     report = staleness(run)
     had = report.get("events") if isinstance(report.get("events"), list) else []
     report["events"] = [*had, *(e for e in events if e not in had)]
     run.write_json("staleness.json", report)
+    run.write_json("cluster.json", {"runner": cfg.cluster.runner, "resumed_from": began,
+                                    "stopped": {"step": step, "steps": cfg.train.steps, "by": str(err)},
+                                    "checkpoint": kept, "shard_restarts": restarts, "shard_events": events,
+                                    "run": str(run.path)})
+    resume = (f"--resume {str(run.path)!r} goes on from its last server checkpoint, at step {kept}" if kept is not None
+              else f"it has no server checkpoint: --resume {str(run.path)!r} trains it again from step 0")
+    return (f"{err}, and the shards were already restarted {restarts} time(s) (cluster.shard_restarts): the run "
+            f"stopped; {resume} (its cluster.json and staleness.json say what happened)")
