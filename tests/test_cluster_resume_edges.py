@@ -134,15 +134,12 @@ def test_a_resume_from_a_mark_crossed_by_non_finite_steps_writes_the_same_rows(t
     assert 8 in [s for s, _ in rows["a"]] and rows["b"] == rows["a"]
 
 
-def test_a_lost_shard_that_stops_the_run_is_an_event_in_staleness_json_and_stays_one_on_resume(tmp_path, monkeypatch):
-    """A shard lost with cluster.shard_restarts spent stopped the run with one log line; staleness.json (the last
-    checkpoint's) held no event of it, nor of a shard restart since that checkpoint. Here the driver loses a
-    shard at step 20 (restarted from the checkpoint of step 16) and again at step 18 of the second go, with the
+def _losing_shard_1(monkeypatch, losses):
+    """The driver loses shard 1 once the run reaches each step of ``losses`` (a list the test may add to), the
     shards' checkpoint on the way out failing as it does on Ray (the shard is gone)."""
-    from downpour.errors import RunError
     from downpour.ps.recorder import ShardLost
 
-    real, losses = recorder_module.Recorder.on_push, [20, 18]    # the first go's loss, then the second's
+    real = recorder_module.Recorder.on_push
 
     def on_push(self, push, record):
         real(self, push, record)
@@ -152,6 +149,17 @@ def test_a_lost_shard_that_stops_the_run_is_an_event_in_staleness_json_and_stays
 
     monkeypatch.setattr(recorder_module.Recorder, "on_push", on_push)
     monkeypatch.setattr(recorder_module.Recorder, "save_on_failure", lambda self: None)
+    return losses
+
+
+def test_a_lost_shard_that_stops_the_run_is_an_event_in_staleness_json_and_stays_one_on_resume(tmp_path, monkeypatch):
+    """A shard lost with cluster.shard_restarts spent stopped the run with one log line; staleness.json (the last
+    checkpoint's) held no event of it, nor of a shard restart since that checkpoint. Here the driver loses a
+    shard at step 20 (restarted from the checkpoint of step 16) and again at step 18 of the second go, with the
+    shards' checkpoint on the way out failing as it does on Ray (the shard is gone)."""
+    from downpour.errors import RunError
+
+    _losing_shard_1(monkeypatch, [20, 18])      # the first go's loss, then the second's
     with pytest.raises(RunError, match="already restarted 1 time") as stop:
         _run(tmp_path / "r", "cluster.consistency=async", "cluster.checkpoint_every=8", "cluster.shard_restarts=1")
     events = json.loads((tmp_path / "r/staleness.json").read_text())["events"]
@@ -175,18 +183,8 @@ def test_two_shard_restarts_alike_in_step_and_reason_stay_two_events(tmp_path, m
     once before a stop and once after its --resume, made two restarts alike in every field: staleness.json kept
     one (shards-restarted, shards-lost, and no second restart). Now each shard event is numbered in the run."""
     from downpour.errors import RunError
-    from downpour.ps.recorder import ShardLost
 
-    real, losses = recorder_module.Recorder.on_push, [20, 20]    # a restart, then the stop (restarts spent)
-
-    def on_push(self, push, record):
-        real(self, push, record)
-        if losses and self.coord.done >= losses[0]:
-            losses.pop(0)
-            raise ShardLost(f"shard 1 lost at step {self.coord.done} (ConnectionError)", step=self.coord.done)
-
-    monkeypatch.setattr(recorder_module.Recorder, "on_push", on_push)
-    monkeypatch.setattr(recorder_module.Recorder, "save_on_failure", lambda self: None)   # (the shard is gone)
+    losses = _losing_shard_1(monkeypatch, [20, 20])   # a restart, then the stop (restarts spent)
     with pytest.raises(RunError, match="already restarted 1 time"):
         _run(tmp_path / "r", "cluster.consistency=async", "cluster.checkpoint_every=8", "cluster.shard_restarts=1")
     losses.append(20)                                            # the same loss after the resume: restarted
