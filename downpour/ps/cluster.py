@@ -22,9 +22,9 @@ from downpour.data.pipeline import (check_resumed_on, cut_patches, keep_cut, rec
 from downpour.errors import Diverged, RunError
 from downpour.parallel.partition import merge_model
 from downpour.ps.checkpoint import SERVER, ShardState, load_server, next_seqs, restoring
-from downpour.ps.lost_shards import checkpoint_step, record_stop, shard_event, shard_events
 from downpour.ps.compensation import make_compensation
 from downpour.ps.coordinator import Coordinator
+from downpour.ps.lost_shards import checkpoint_step, record_stop, shard_event, shard_events
 from downpour.ps.recorder import Driver, Recorder, ShardLost, write_staleness
 from downpour.ps.setup import ClusterSetup, batch_seed, make_shards, set_up_cluster
 from downpour.train.checkpoint import CheckpointError
@@ -70,12 +70,12 @@ def run_cluster(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, 
     raise AssertionError("unreachable")
 
 
-def _run_once(cfg: RunConfig, run: RunDir, resume: bool, shards: list[dict[str, Any]] | None = None,
+def _run_once(cfg: RunConfig, run: RunDir, resume: bool, shard_log: list[dict[str, Any]] | None = None,
               began: list[int] | None = None) -> dict[str, Any]:
-    """One go at the run; ``shards``: the run's shard events before it (:mod:`downpour.ps.lost_shards`: restarts, a
+    """One go at the run; ``shard_log``: the run's shard events before it (:mod:`downpour.ps.lost_shards`: restarts, a
     stop; the checkpoint it resumes from may predate them); ``began``: the first go's start step, noted by it (a
     restart resumes from a checkpoint itself, and the summary's ``resumed_from`` is the user's)."""
-    shards, began = shards if shards is not None else [], began if began is not None else []
+    shard_log, began = shard_log if shard_log is not None else [], began if began is not None else []
     setup = set_up_cluster(cfg)
     init = setup.layout.params_to_vector(setup.model)
     c = cfg.cluster
@@ -99,7 +99,7 @@ def _run_once(cfg: RunConfig, run: RunDir, resume: bool, shards: list[dict[str, 
     coord = Coordinator(setup.gate, c.workers, cfg.train.steps, c.n_push, start_step=start,
                         warm_start=c.warm_start, clocks={int(w): v for w, v in meta["clocks"].items()},
                         depth=(c.queue_depth or 2) if c.runner == "ray" else 1, stage_of=stage_of)
-    coord.events = list(meta["events"]) + [e for e in shards if e not in meta["events"]]
+    coord.events = list(meta["events"]) + [e for e in shard_log if e not in meta["events"]]
     coord.max_gap = meta.get("max_clock_gap", 0)
     shards = make_shards(setup, init, coord.live)
     if restored:
