@@ -172,7 +172,8 @@ def test_a_model_with_non_finite_weights_is_refused_with_its_parameter(run):
 
 def test_a_dead_layer_is_a_data_error_naming_it_not_a_traceback(run):
     _set_weights(run, lambda t: t["stages.1.filter.weight"].zero_())
-    with pytest.raises(DataError, match="the face test on layer 'stage2'.*set analysis.layer to another layer"):
+    with pytest.raises(DataError, match="the best single neuron of layer 'stage2': no candidate of .*set analysis.layer to "
+                                        "another layer"):
         analyze_run(run, **FAST)
 
 

@@ -170,7 +170,8 @@ def test_a_folder_concept_end_to_end_records_its_set_and_the_report_names_it(tmp
     assert a["labelled_set"]["path"] == str(labelled) and a["labelled_set"]["classes"] == ["blobs", "noise", "stripes"]
     assert a["labelled_set"]["counts"] == {"blobs": 12, "noise": 6, "stripes": 8}
     assert a["options"]["positive"] == 2 and a["face_neuron"]["positive_class"] == "stripes"
-    assert all("test_auc" in r for r in a["face_neuron"]["rows"])
+    assert all("test_auc" in r and "selection_auc" in r for r in a["face_neuron"]["rows"])
+    assert a["face_neuron"]["choice"].startswith("each unit-like row's unit: its selection AUC furthest from 0.5")
     # the concept's controls (since 2026-12-04: none), named after it, from the best single neuron's split seeds
     fn = a["face_neuron"]
     assert {r["negatives"] for r in fn["controls"]} == {"other_classes", "phase_scrambled", "block_shuffled",
@@ -179,8 +180,29 @@ def test_a_folder_concept_end_to_end_records_its_set_and_the_report_names_it(tmp
     assert fn["pictured"]["chosen_by"] == "the best single neuron of the first split"
     html = write_report(tmp_path / "run").read_text()
     assert "Concept: <b>stripes</b>" in html and "test AUC over 2 splits" in html
+    assert "The unit is the one whose selection AUC is furthest from 0.5" in html and "selection AUC / acc." in html
     assert "Controls for stripes: low-level-matched negatives" in html
     assert ("(phase-scrambled stripes images, block-shuffled stripes images, spectrum-matched crops of photos; none "
             "from an image its split chose on)") in html
     assert "The face test" not in html and "lfw non-faces" not in html
     assert json.loads((tmp_path / "run" / "analysis.json").read_text())["face_neuron"]["split"]["positives_in_test"] == 4
+
+
+def test_a_rare_concepts_unit_is_chosen_by_its_selection_auc_not_by_one_concept_image_on_top_of_a_decoy():
+    # 5 concept images among 100 per split. Column 0 ranks them high, each just below some other image, so no threshold
+    # beats the majority's 95%; each of 20 decoys has one concept image on top of its range (96%) and the others
+    # anywhere. Until 2026-12-04 accuracy chose a decoy (test AUC about 0.5); the face test's rule chooses column 0.
+    rng = np.random.default_rng(0)
+    y = np.r_[np.ones(5), np.zeros(95), np.ones(5), np.zeros(95)].astype(int)
+    real = np.r_[9.95 - 0.5 * np.arange(5), np.linspace(0, 10, 95)]          # AUC 0.895 on each split
+    decoys = rng.standard_normal((200, 20))
+    decoys[0] = decoys[:100].max(axis=0) + 1.0                                # one concept image on top, selection only
+    scores = np.column_stack([np.r_[real, real + rng.normal(0, 0.01, 100)], decoys])
+    select, test = np.arange(100), np.arange(100, 200)
+    chosen = best_unit(scores, y, select, test)
+    assert chosen["unit"] == 0 and chosen["sign"] == 1
+    assert chosen["selection_auc"] == pytest.approx(roc_auc_score(y[select], scores[select, 0]))
+    assert chosen["selection_accuracy"] == 0.95 and chosen["test_auc"] > 0.85
+    by_accuracy = best_unit(scores, y, select, test, by="accuracy")          # the paper's choice: a decoy
+    assert by_accuracy["unit"] != 0 and by_accuracy["selection_accuracy"] == 0.96
+    assert by_accuracy["test_auc"] < 0.7 and by_accuracy["selection_auc"] < chosen["selection_auc"]

@@ -7,12 +7,12 @@ import torch
 from scipy.stats import norm
 from torch import Tensor, nn
 
-from downpour.analysis.controls import (bootstrap_weights, comparisons, ranking, score_controls, weighted_accuracy,
+from downpour.analysis.controls import (bootstrap_weights, comparisons, score_controls, weighted_accuracy,
                                        weighted_auc)
 from downpour.analysis.face_controls import GRADIENT, LEARNED, PIXEL, TWIN, controls_verdict, face_controls
 from downpour.analysis.headroom import headroom
 from downpour.analysis.labelled import LabelledSet
-from downpour.analysis.selectivity import auc_scores, split
+from downpour.analysis.selectivity import auc_scores, ranking, split
 from downpour.data import lfw_split
 from downpour.models.base import FeatureModel
 from test_analysis_planted import PlantedModel, planted_face_model

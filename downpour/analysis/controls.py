@@ -33,7 +33,7 @@ from typing import Any, Callable, Union
 
 import numpy as np
 
-from downpour.analysis.selectivity import auc_scores, threshold_scan
+from downpour.analysis.selectivity import choose
 
 # A method's responses: (M, K) fixed; one (M, K) per split (cross-fitting: each split's own network);
 # or fitted per split: selection source indices -> (M, K).
@@ -44,62 +44,6 @@ def _test_sizes(per_split: list[tuple[int, int]]) -> dict[str, Any]:
     faces, negatives = zip(*per_split)
     return {"test_positives": max(faces), "test_negatives": max(negatives),
             "test_positives_range": [min(faces), max(faces)], "test_negatives_range": [min(negatives), max(negatives)]}
-
-
-def eligible(scores: np.ndarray, against: tuple[np.ndarray, ...] = ()) -> np.ndarray:
-    """(K,) bool: candidates whose responses are finite everywhere the choice looks and not constant on
-    the selection images. A NaN compares as neither higher nor tied, so an all-NaN unit scored AUC 0
-    (chosen "against", reported as 1.0); a dead unit's 0.5 beat real units on a localizer's worst AUC."""
-    ok = np.isfinite(scores).all(axis=0) & (np.ptp(np.where(np.isfinite(scores), scores, 0.0), axis=0) > 0)
-    for negatives in against:
-        ok &= np.isfinite(negatives).all(axis=0)
-    return ok
-
-
-def ranking(scores: np.ndarray, y: np.ndarray, against: tuple[np.ndarray, ...] = ()) -> tuple[np.ndarray, np.ndarray]:
-    """What the choice maximises, per candidate, and the side each one falls on: (K,), (K,) for (n, K)
-    scores and (n,) labels.
-
-    The side (+1 fires for label 1, -1 against) is that of the AUC on ``y``. Without ``against`` the
-    criterion is that AUC in its own direction, ``|AUC - 0.5|``; with it (a localizer: ``(q_i, K)``
-    scores of further negative sets, e.g. controls built from the choosing faces) it is the candidate's
-    *worst* AUC, in that direction, over ``y``'s negatives and each of those sets. A candidate that is
-    not :func:`eligible` gets -inf.
-    """
-    auc = auc_scores(scores, y)                                             # (K,)
-    sign = np.where(auc >= 0.5, 1, -1)
-    ok = eligible(scores, against)
-    if not against:
-        return np.where(ok, np.abs(auc - 0.5), -np.inf), sign
-    faces = scores[np.asarray(y) == 1]
-    worst = np.where(sign > 0, auc, 1.0 - auc)
-    for negatives in against:
-        labels = np.r_[np.ones(len(faces)), np.zeros(len(negatives))]
-        other = auc_scores(np.concatenate([faces, negatives]), labels)
-        worst = np.minimum(worst, np.where(sign > 0, other, 1.0 - other))
-    return np.where(ok, worst, -np.inf), sign
-
-
-class NoCandidate(ValueError):
-    """No unit (candidate) of a layer can be chosen: every one has non-finite responses or none varies."""
-
-
-def choose(scores: np.ndarray, y: np.ndarray, against: tuple[np.ndarray, ...] = ()) -> tuple[int, int, float, float]:
-    """(candidate, sign, threshold, selection AUC in the sign's direction) for (n, K) scores, (n,) labels.
-
-    The candidate that maximises :func:`ranking` (without ``against``: the AUC furthest from 0.5; with
-    it, the best worst AUC over the negative sets), lowest index on ties; the threshold is the most
-    accurate one for its sign on ``scores`` and ``y``; the selection AUC is on ``y``.
-    """
-    criterion, signs = ranking(scores, y, against)
-    k = int(np.argmax(criterion))
-    if not np.isfinite(criterion[k]):
-        raise NoCandidate(f"no candidate of {scores.shape[1]} can be chosen: every one has a non-finite response or "
-                         "the same response to every selection image")
-    sign = int(signs[k])
-    _, threshold, _ = threshold_scan(scores[:, k:k + 1], y, sign=sign)
-    auc = float(auc_scores(scores[:, k:k + 1], y)[0])
-    return k, sign, float(threshold[0]), max(auc, 1.0 - auc)
 
 
 # Two scores this close, relative to their size, are one value computed along two paths: a statistic a control
@@ -185,7 +129,7 @@ def score_controls(methods: dict[str, Responses], y: np.ndarray, negatives: dict
     ``per_split``: rows also get ``split_auc`` (each split's AUC) and ``split_unit`` (its choice).
     ``localizer``: negative sets that join the choice: every method is then chosen by its worst
     selection AUC over the selection non-faces and, for each set named, its images built from a
-    *selection* source (:func:`ranking`); the test still scores only those built from test sources.
+    *selection* source (:func:`~downpour.analysis.selectivity.ranking`); the test still scores only those built from test sources.
     """
     y = np.asarray(y).astype(np.int64)
     source = np.asarray(source)

@@ -18,8 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from downpour.analysis.controls import eligible, ranking
-from downpour.analysis.selectivity import auc_scores
+from downpour.analysis.selectivity import auc_scores, eligible, ranking
 
 
 def headroom(responses: list[np.ndarray], y: np.ndarray, negatives: dict[str, np.ndarray], source: np.ndarray,
@@ -30,7 +29,7 @@ def headroom(responses: list[np.ndarray], y: np.ndarray, negatives: dict[str, np
     responses: one (M, U) array per split (the units of that split's network on all M images);
     y, negatives, source, splits as :func:`~downpour.analysis.controls.score_controls` takes them;
     controls: the negative sets to take the worst of; ``localizer``: the sets the choice also used
-    (:func:`~downpour.analysis.controls.ranking`), so the rank is the choice's own. Keys:
+    (:func:`~downpour.analysis.selectivity.ranking`), so the rank is the choice's own. Keys:
     ``chosen_unit``, ``chosen_worst``, ``best_unit``, ``best_worst``, ``best_rank`` (1 = the unit the
     selection chose first) and ``units_above_chosen`` (units whose worst control beats the chosen one's).
     """

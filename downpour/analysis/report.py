@@ -67,7 +67,8 @@ def _face_neuron(a: dict[str, Any]) -> str:
     rows, classes = [], []
     for row in fn["rows"]:      # (an analysis.json from before 2026-12-04 has no test AUC: "–")
         s = summary.get(row["method"])
-        rows.append([row["method"], row.get("unit", "–"), pct(row.get("selection_accuracy")), pct(row["test_accuracy"]),
+        chosen = f"{auc(row['selection_auc'])} / " if "selection_auc" in row else ""   # (none before 2026-12-04)
+        rows.append([row["method"], row.get("unit", "–"), chosen + pct(row.get("selection_accuracy")), pct(row["test_accuracy"]),
                      f"{pct(s['mean'])} ± {pct(s['std'])}" if s else "–", auc(row.get("test_auc")),
                      f"{auc(s['auc_mean'])} ± {auc(s['auc_std'])}" if s and "auc_mean" in s else "–"])
         classes.append("learned" if row["method"] == "learned unit" else "")
@@ -79,11 +80,13 @@ def _face_neuron(a: dict[str, Any]) -> str:
     return (f"<p>Concept: <b>{esc(fn['positive_class'])}</b> in <b>{esc(fn['dataset'])}</b>; layer "
             f"<code>{esc(a['layer'])}</code>. Unit and threshold are chosen on a selection split of {split['selection']} images "
             f"and scored on a disjoint test split of {split['test']} (seed {split['seed']}); every baseline uses the same split. "
-            f"The fifth column averages the test accuracy over {n_splits} seeded splits; the test AUC (0.5: chance, 1: every "
+            + ("The unit is the one whose selection AUC is furthest from 0.5, as in the face test; its threshold the most "
+               "accurate one on the same images. " if "choice" in fn else "")
+            + f"The fifth column averages the test accuracy over {n_splits} seeded splits; the test AUC (0.5: chance, 1: every "
             f"image of {esc(fn['positive_class'])} above every other) is not moved by the classes' sizes, as accuracy is "
             f"({split['positives_in_test']} of the {split['test']} test images are {esc(fn['positive_class'])}).</p>"
-            + table(rows, ["method", "unit", "selection acc.", "test acc.", f"test acc. over {n_splits} splits",
-                           "test AUC", f"test AUC over {n_splits} splits"],
+            + table(rows, ["method", "unit", "selection AUC / acc." if "choice" in fn else "selection acc.", "test acc.",
+                           f"test acc. over {n_splits} splits", "test AUC", f"test AUC over {n_splits} splits"],
                      "face-neuron-table", classes)
             + (f'<p class="note">{TRAINED_ON[fn["trained_on"]]}</p>' if fn.get("trained_on") in TRAINED_ON else ""))
 

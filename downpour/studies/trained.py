@@ -30,12 +30,12 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from downpour.analysis.controls import NoCandidate
 from downpour.analysis.edges import edge_summary
 from downpour.analysis.face_controls import LEARNED, LOW_LEVEL, NO_FACES, face_controls
 from downpour.analysis.labelled import load_labelled
 from downpour.analysis.probe import probe_table
 from downpour.analysis.options import open_run, run_preprocess
+from downpour.analysis.selectivity import NoCandidate
 from downpour.analysis.units import check_layer, randomized_copy
 from downpour.config import RunConfig
 from downpour.models.base import FeatureModel
