@@ -138,6 +138,30 @@ def test_the_concepts_number_is_the_loaders_not_a_count_of_every_sub_folder(tmp_
         analysis_options(RunConfig(), {"dataset": str(only / "stripes"), "positive": 0})
 
 
+def test_the_concept_can_be_named_by_its_sub_folder_and_a_wrong_name_lists_the_classes(tmp_path):
+    root = make_folder(tmp_path / "set", {"blobs": 3, "noise": 3, "stripes": 3})
+    (root / "aaa-empty").mkdir()                                     # no class: the names are the loader's
+    assert analysis_options(RunConfig(), {"dataset": str(root), "positive": "stripes"}).positive == 2
+    assert analysis_options(RunConfig(), {"dataset": str(root), "positive": "blobs"}).positive == 0
+    cfg = load_config("cat-demo", [f'analysis.dataset="{root}"', 'analysis.positive="noise"'])   # as --set writes it
+    assert cfg.analysis.positive == "noise" and analysis_options(cfg, {}).positive == 1
+    assert analysis_options(RunConfig(), {"positive": "face"}).positive == 1 and RunConfig().analysis.runs_face_test()
+    assert analysis_options(RunConfig(), {"dataset": "digits", "positive": "7"}).positive == 7
+    with pytest.raises(ConfigError, match=r"analysis.positive = 'stripe': the labelled set '.*set' has no class of that "
+                                          r"name \(did you mean 'stripes'\?\); its classes: 'blobs', 'noise', 'stripes' "
+                                          r"\(or their numbers 0-2\)") as err:
+        analysis_options(RunConfig(), {"dataset": str(root), "positive": "stripe"})
+    assert err.value.key == "analysis.positive"
+    with pytest.raises(ConfigError, match=r"analysis.positive = 'aaa-empty': .* no class of that name"):
+        analysis_options(RunConfig(), {"dataset": str(root), "positive": "aaa-empty"})
+    with pytest.raises(ConfigError, match=r"analysis.positive must be a class's number or name, got 1.5 \(float\)"):
+        analysis_options(RunConfig(), {"dataset": str(root), "positive": 1.5})
+    numbers = make_folder(tmp_path / "numbered", {"10": 3, "7": 3})
+    with pytest.raises(ConfigError, match=r"has classes 0-1 \(0 = 10, 1 = 7\); the class named '7' is quoted"):
+        analysis_options(RunConfig(), {"dataset": str(numbers), "positive": 7})
+    assert analysis_options(RunConfig(), {"dataset": str(numbers), "positive": "7"}).positive == 1
+
+
 def test_a_concept_class_of_one_image_or_of_unreadable_files_is_named_with_its_key(tmp_path):
     model = BandEnergyModel((1, SIZE, SIZE))
     root = make_folder(tmp_path / "one", {"blobs": 6, "stripes": 1})

@@ -83,15 +83,32 @@ def analysis_options(cfg: RunConfig, overrides: dict[str, Any]) -> AnalysisConfi
     if len(classes) < 2:
         raise ConfigError(f"analysis.dataset: {opts.dataset!r} needs a sub-folder of images for each class, at least 2; "
                           f"its images are in {classes}", key="analysis.dataset")
-    if not 0 <= opts.positive < len(classes):
-        raise ConfigError(f"analysis.positive = {opts.positive}: the labelled set {opts.dataset!r} has classes "
-                          f"0-{len(classes) - 1}{_named(classes)}", key="analysis.positive")
+    opts = dataclasses.replace(opts, positive=concept_label(opts.positive, opts.dataset, classes))
     if opts.poses and not Path(opts.poses).is_dir():
         raise ConfigError(f"analysis.poses {opts.poses!r} is not a folder (one sub-folder per angle in degrees)",
                           key="analysis.poses")
     if opts.no_faces_run:
         no_faces_run(opts.no_faces_run, cfg)
     return opts
+
+
+def concept_label(positive: int | str, dataset: str, classes: list[str]) -> int:
+    """``analysis.positive`` as a label: a number among ``classes``' (0, 1, ...) or one of their names (a folder's
+    sub-folder, lfw's "face"); a ConfigError naming the key, the value and the classes otherwise. Until 2026-12-04 a
+    name was refused as not an int, though a folder's user knows its classes by their sub-folders' names."""
+    if isinstance(positive, str):
+        if positive not in classes:
+            raise ConfigError(f"analysis.positive = {positive!r}: the labelled set {dataset!r} has no class of that "
+                              f"name{nearest(positive, classes)}; its classes: {', '.join(map(repr, classes))} "
+                              f"(or their numbers 0-{len(classes) - 1})", key="analysis.positive")
+        return classes.index(positive)
+    if not 0 <= positive < len(classes):
+        named = str(positive) in classes and classes.index(str(positive)) != positive    # a folder called "7"
+        raise ConfigError(f"analysis.positive = {positive}: the labelled set {dataset!r} has classes "
+                          f"0-{len(classes) - 1}{_named(classes)}"
+                          + (f"; the class named {str(positive)!r} is quoted: --set 'analysis.positive=\"{positive}\"'"
+                             if named else ""), key="analysis.positive")
+    return positive
 
 
 def _named(classes: list[str]) -> str:

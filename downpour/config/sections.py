@@ -173,7 +173,7 @@ class AnalysisConfig(Section):
     report: bool = False           # analyse and write report.html when training ends
     layer: str = ""                # layer whose units are scored; empty = the model's top layer
     dataset: str = "lfw"           # labelled set for the best single neuron: lfw | digits | a folder of class sub-folders
-    positive: int = 1              # the concept's label in that set (lfw: 1 = face)
+    positive: int | str = 1        # the concept in that set: its label (lfw: 1 = face) or its class name ("face", a sub-folder's)
     test_fraction: float = setting(0.5, within="(0, 1)")      # share of the labelled set held back to score the chosen unit
     splits: int = setting(50, within=AT_LEAST_1)              # seeded selection/test splits averaged in the summaries (the first table shows split 0)
     bootstrap: int = setting(2000, within=AT_LEAST_1)         # bootstrap replicates for the face test's (or a folder concept's controls') AUC intervals (face_neuron.controls)
@@ -200,7 +200,7 @@ class AnalysisConfig(Section):
     PROBE: ClassVar[tuple[str, ...]] = ("probe_layers", "probe_folds", "probe_samples")   # read only where probes is not []
 
     def runs_face_test(self) -> bool:   # (and reads FACE_TEST) it is about lfw's faces: another set or concept gets none
-        return self.dataset == "lfw" and self.positive == 1
+        return self.dataset == "lfw" and self.positive in (1, "face")
 
     def runs_concept_controls(self) -> bool:   # a labelled folder's concept (not lfw, not digits), with controls asked for
         return self.dataset not in ("lfw", "digits") and bool(self.concept_controls)
@@ -213,6 +213,9 @@ class AnalysisConfig(Section):
         if self.no_faces_run and self.no_faces_twin:     # each names the face test's no-faces network
             raise ConfigError(f"analysis.no_faces_run = {self.no_faces_run!r} and analysis.no_faces_twin = true both "
                               "name a no-faces network: set one", key="analysis.no_faces_run")
+        if isinstance(self.positive, bool) or not isinstance(self.positive, (int, str)):   # (a bool is an int to Python)
+            raise ConfigError(f"analysis.positive must be a class's number or name, got {self.positive!r} "
+                              f"({type(self.positive).__name__})", key="analysis.positive")
         kinds = ("phase_scrambled", "upside_down", "block_shuffled", "spectrum_matched_crops")   # (negatives.CONTROLS)
         wrong = [k for k in self.concept_controls if k not in kinds]
         if wrong or len(set(self.concept_controls)) < len(self.concept_controls):
