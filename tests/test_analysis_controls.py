@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from downpour.analysis.controls import (bootstrap_weights, comparisons, score_controls, weighted_accuracy,
                                        weighted_auc)
-from downpour.analysis.face_controls import GRADIENT, LEARNED, PIXEL, TWIN, controls_verdict, face_controls
+from downpour.analysis.face_controls import GRADIENT, LEARNED, NO_FACES, PIXEL, TWIN, controls_verdict, face_controls
 from downpour.analysis.headroom import headroom
 from downpour.analysis.labelled import LabelledSet
 from downpour.analysis.selectivity import auc_scores, ranking, split
@@ -278,6 +278,27 @@ def test_beats_reads_the_paired_difference_not_the_baselines_interval_alone():
     assert per["above_interval_of"] == ["mean intensity", TWIN]        # the one-sided reading, kept apart
     unpaired = controls_verdict([row(LEARNED, 0.508, (0.486, 0.546)), row("mean intensity", 0.5, (0.5, 0.5))])
     assert unpaired["per_negatives"][0]["not_separated"] == ["mean intensity"]   # 0.500 inside the unit's interval
+
+
+def test_below_the_no_faces_interval_mirrors_above_it_in_the_json_and_the_sentence():
+    """Until 2026-12-04 below_interval_of read the unit's interval against the baseline's AUC (0.68 is not above 0.70:
+    not below), while docs/analysis.md counted the unit's AUC below the baseline's interval (0.60 < 0.62): 20 of 96
+    against 24 on the same 24 main jobs."""
+    def row(negatives, method, auc, ci, paired=None):
+        r = {"negatives": negatives, "level": "low-level matched", "method": method, "auc": auc, "auc_ci": list(ci)}
+        return {**r, "paired": paired} if paired else r
+
+    paired = {NO_FACES: {"delta": -0.08, "ci": [-0.15, -0.01]}}
+    rows = [row("upside_down", LEARNED, 0.60, (0.50, 0.70), paired), row("upside_down", NO_FACES, 0.68, (0.62, 0.74)),
+            row("phase_scrambled", LEARNED, 0.80, (0.72, 0.88), paired), row("phase_scrambled", NO_FACES, 0.70, (0.60, 0.78)),
+            row("block_shuffled", LEARNED, 0.70, (0.60, 0.80), paired), row("block_shuffled", NO_FACES, 0.72, (0.60, 0.80))]
+    verdict = controls_verdict(rows)
+    per = {p["negatives"]: p for p in verdict["per_negatives"]}
+    assert per["upside_down"]["below_interval_of"] == [NO_FACES] and per["upside_down"]["above_interval_of"] == []
+    assert per["phase_scrambled"]["above_interval_of"] == [NO_FACES] and per["phase_scrambled"]["below_interval_of"] == []
+    assert per["block_shuffled"]["above_interval_of"] == per["block_shuffled"]["below_interval_of"] == []
+    assert ("above the upper end of that network's interval on 1 of 3 (phase-scrambled faces) and below its lower end "
+            "on 1 (upside-down faces)") in verdict["sentences"][0]
 
 
 def test_a_sentence_that_beats_the_twin_paired_but_misses_the_criterion_says_why():
