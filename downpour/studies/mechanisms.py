@@ -47,8 +47,10 @@ class MechanismsStudy(MeasuredStudy):
     seeds_full = 8
     resolution = RESOLUTION
     invariance = True
-    # (cells cached before the invariance curves warped the faces in pixels are refused, not mixed)
-    measured_by = MeasuredStudy.measured_by + "; invariance: faces warped in pixels, then prepared"
+    # (cells cached before the invariance curves warped the faces in pixels, or before their unit was the one whose
+    # selection AUC is furthest from 0.5 (2026-12-04; it was the most accurate), are refused, not mixed)
+    measured_by = (MeasuredStudy.measured_by
+                   + "; invariance: faces warped in pixels, then prepared, of the unit chosen by selection AUC")
 
     def conditions(self) -> list[Condition]:
         steps = STEPS_QUICK if self.quick else STEPS_FULL
