@@ -387,6 +387,19 @@ def test_the_report_says_when_the_edge_like_filters_are_copies_of_a_few():
     assert "distinct" not in _filters(base)                  # an analysis.json from before the measure
 
 
+def test_the_report_says_when_the_edge_like_filters_all_share_one_orientation():
+    """rbm-digits after 500 steps: 77% edge-like whole-digit templates, orientation agreement 0.99; the report
+    said only '77.0% are edge-like' and that they were 12 distinct, never that they were one vertical structure."""
+    from downpour.analysis.report import _filters
+
+    base = {"available": True, "count": 100, "shape": [1, 8, 8], "edge_fraction": 0.77, "edge_fraction_noise": 0.0,
+            "coherence_mean": 0.71, "coherence_noise": 0.16, "criteria": {}}
+    assert "share one orientation (agreement 0.99" in _filters({**base, "edge_orientation_agreement": 0.99})
+    assert "share one orientation" not in _filters({**base, "edge_orientation_agreement": 0.12})   # cat-demo: 0.08
+    assert "share one orientation" not in _filters({**base, "edge_fraction": 0.05, "edge_orientation_agreement": 1.0})
+    assert "share one orientation" not in _filters(base)            # an analysis.json from before the measure
+
+
 def test_a_designed_first_layer_is_said_so_and_its_repeats_are_not_called_a_collapse():
     """cat-demo with model.first_layer = "gabor" puts the same 8-filter bank at each of its 4 tiled banks: the
     report called that "collapsed onto 8 distinct filter(s)" and never said the filters were not learned."""

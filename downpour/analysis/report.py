@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 
-from downpour.analysis.report_notes import data_note, distinct as _distinct, faces_seen, first_layer_note
+from downpour.analysis.report_notes import data_note, distinct as _distinct, faces_seen, first_layer_note, one_orientation
 from downpour.analysis.report_notes import invariance_rows, invariance_words, loss_headline as _loss_headline
 from downpour.analysis.report_notes import several_optima, top_words
 from downpour.analysis.report_notes import untied_note
@@ -172,7 +172,7 @@ def _filters(f: dict[str, Any], samples: Any = None) -> str:
             f"{c.get('peak_frequency_max', '?')} cycles/pixel, and orientation coherence at least {c.get('coherence_min', '?')}: single "
             f"pixels, corner spikes, checkerboards, blobs and noise all fail. Mean coherence {f['coherence_mean']:.3f} "
             f"(noise {f['coherence_noise']:.3f}).</p>")
-    text += first_layer_note(f) + _distinct(f)
+    text += first_layer_note(f) + _distinct(f) + one_orientation(f)
     return text + untied_note(f.get("sharing", {}), samples)
 
 

@@ -1,12 +1,13 @@
 """Sentences of report.html that depend on what the run was: the loss headline (one logged row, a greedy
 run's stages), the first-layer filters' notes (copies of one filter, a designed, random or Gabor-started
-layer), the top images' (what they were drawn from, and the concept's share of it), the invariance scale
-(which way the unit answers, and a unit with no response to keep) and what the face test can say of a run
-that saw no face."""
+layer, edge-like filters of one orientation), the top images' (what they were drawn from, and the concept's share
+of it), the invariance scale (which way the unit answers, and a unit with no response to keep) and what the face
+test can say of a run that saw no face."""
 from __future__ import annotations
 
 from typing import Any
 
+from downpour.analysis.edges import ONE_ORIENTATION, ONE_ORIENTATION_MIN
 from downpour.analysis.report_parts import esc, num, pct
 from downpour.config import FACE_SOURCES
 from downpour.errors import DownpourError
@@ -88,6 +89,21 @@ def distinct(f: dict[str, Any]) -> str:
             text += (f'<p class="note">Most edge-like filters here are copies of a few: the layer has collapsed onto '
                      f"{n} distinct filter(s), which the edge-like share alone does not show.</p>")
     return text
+
+
+def one_orientation(f: dict[str, Any]) -> str:
+    """The edge-like filters all of one orientation: one structure they share, not a bank of edge detectors
+    (analysis.json before 2026-12-04: nothing). rbm-digits after 500 steps: 77% edge-like, agreement 0.99, all
+    whole-digit templates whose tall silhouette reads as a vertical ridge; cat-demo, ufldl-sae, tica-8x8: 0.08-0.14."""
+    agreement = f.get("edge_orientation_agreement")
+    edgy = round((f.get("edge_fraction") or 0) * f["count"])
+    if agreement is None or agreement < ONE_ORIENTATION or edgy < ONE_ORIENTATION_MIN:
+        return ""
+    return (f'<p class="note">The {edgy} edge-like filters share one orientation (agreement {agreement:.2f}; 1 is '
+            f"one orientation, a bank of edge detectors learned from images scores ~0.1): they are one structure the "
+            f"filters share, not a bank of edges. Filters as large as the whole image can pass as edges by an "
+            f"object's outline alone (rbm-digits' 8x8 filters are whole-digit templates, 77% of them edge-like "
+            f"because a digit's tall silhouette is one vertical bar at that scale): look at the filter picture.</p>")
 
 
 def data_note(data: Any) -> str:
