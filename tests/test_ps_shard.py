@@ -237,11 +237,11 @@ def test_unknown_rule_and_compensation_name_the_nearest():
 
 
 def test_adam_counts_steps_per_element_so_a_late_stage_starts_like_fresh_adam():
-    # Elements 5..9 get no gradient (pushed as zeros, a frozen stage) for 20 pushes, then train:
-    # they must follow torch's Adam started at that point, and never move before it.
+    # Elements 5..9 (a tensor of their own) get no gradient (pushed as zeros, a frozen stage) for 20
+    # pushes, then train: they must follow torch's Adam started at that point, and never move before it.
     torch.manual_seed(2)
     w0 = torch.randn(10)
-    shard = Shard(0, w0.clone(), make_rule("adam", 0.05), workers=[0])
+    shard = Shard(0, w0.clone(), make_rule("adam", 0.05), workers=[0], tensors=[(0, 5), (5, 10)])
     early, late = torch.nn.Parameter(w0[:5].clone()), torch.nn.Parameter(w0[5:].clone())
     opt_early, opt_late = torch.optim.Adam([early], lr=0.05), torch.optim.Adam([late], lr=0.05)
     for i in range(30):
@@ -287,7 +287,7 @@ def test_adams_scalar_corrections_only_where_the_live_elements_share_a_step_coun
     rule = make_rule("adam", 0.1)
     state, w = rule.init_state(4), torch.zeros(4)
     state["step"] += torch.tensor([0.0, 9.0, 0.0, 2.0])      # live elements at 1 and 10 steps after this push
-    rule.apply(w, torch.tensor([1.0, 1.0, 0.0, -1.0]), state)
+    rule.apply(w, torch.tensor([1.0, 1.0, 0.0, -1.0]), state, live=torch.tensor([True, True, False, True]))
     assert w[2] == 0 and state["step"].tolist() == [1.0, 10.0, 0.0, 3.0]
     want = [0.1 * (0.1 / (1 - 0.9 ** k)) / ((0.001 / (1 - 0.999 ** k)) ** 0.5 + 1e-8) for k in (1, 10, 3)]
     torch.testing.assert_close(w[[0, 1, 3]], torch.tensor([-want[0], -want[1], want[2]]))
@@ -383,7 +383,7 @@ def test_momentum_leaves_a_frozen_stage_still_and_resumes_it_like_torch():
     SGD with momentum skips a parameter whose grad is None."""
     torch.manual_seed(4)
     w0 = torch.randn(10)
-    shard = Shard(0, w0.clone(), make_rule("momentum", 0.05, momentum=0.9), workers=[0])
+    shard = Shard(0, w0.clone(), make_rule("momentum", 0.05, momentum=0.9), workers=[0], tensors=[(0, 5), (5, 10)])
     first, second = torch.nn.Parameter(w0[:5].clone()), torch.nn.Parameter(w0[5:].clone())
     opt = torch.optim.SGD([first, second], lr=0.05, momentum=0.9)
     for i in range(30):
@@ -413,3 +413,90 @@ def test_a_finite_push_that_would_overflow_as_applied_is_rejected_and_changes_no
     assert torch.equal(shard.params, torch.zeros(2)) and all(torch.isfinite(v).all() for v in shard.state.values()
                                                              if isinstance(v, torch.Tensor))
     assert shard.push(0, torch.ones(2), 0, 1).accepted and bool(torch.isfinite(shard.params).all())
+
+
+@pytest.mark.parametrize("rule", ["adam", "momentum"])
+def test_a_relu_models_exact_zero_gradients_get_torchs_update_on_the_server(rule):
+    """cnn-digits' ReLU units dead for a batch give exact-zero gradient elements while their tensors have
+    a gradient: torch's Adam and momentum still decay the moments and coast them. The server's rules were
+    lazy about every exact 0, so one worker at staleness 0 learned otherwise than the local loop (loss
+    0.047 against 0.021 after 400 steps). Now the two are torch's arithmetic, bit for bit here."""
+    from downpour.batch import Batch
+    from downpour.models.registry import create_model, model_entry
+    from downpour.objectives import Objective
+    from downpour.ps.shard import tensor_pieces
+    from downpour.ps.worker import Worker
+    from downpour.train.flat import ParamLayout
+    from downpour.train.step import train_step
+
+    torch.manual_seed(0)
+    shape = (1, 8, 8)
+    objective = Objective.from_config(model_entry("cnn-digits").objective)
+    batches = [Batch(torch.rand(16, *shape), torch.randint(0, 10, (16,))) for _ in range(12)]
+    server_model, local = create_model("cnn-digits", shape), create_model("cnn-digits", shape)
+    local.load_state_dict(server_model.state_dict())
+    layout = ParamLayout(server_model)
+    init = layout.params_to_vector(server_model)
+    ranges = [(o, o + s.numel()) for o, s in zip(layout.offsets, layout.shapes)]
+    bounds = shard_bounds(layout.numel, 2)                      # a tensor split across the two shards too
+    shards = [Shard(j, init[a:b], make_rule(rule, 0.01), workers=[0], start=a, tensors=tensor_pieces(ranges, a, b))
+              for j, (a, b) in enumerate(bounds)]
+    worker = Worker(0, server_model, objective, iter(batches), bounds)
+    params = [p for p in local.parameters() if p.requires_grad]
+    opt = (torch.optim.Adam(params, lr=0.01, foreach=False) if rule == "adam"
+           else torch.optim.SGD(params, lr=0.01, momentum=0.9, foreach=False))
+    zeros = 0
+    for i, batch in enumerate(batches):
+        worker.load([s.pull(0)[0].clone() for s in shards], [s.version for s in shards])
+        worker.step()
+        push = worker.take_push()
+        zeros += sum(int((g == 0).sum()) for g in push.grads)
+        assert all(s.live(g) is None for s, g in zip(shards, push.grads))   # no tensor without a gradient
+        for s, g, b in zip(shards, push.grads, push.base):
+            assert s.push(0, g, b, i).accepted
+        train_step(local, objective, batch)
+        opt.step()
+    assert zeros > 0                                            # the ReLUs did leave exact zeros
+    assert torch.equal(torch.cat([s.params for s in shards]), layout.params_to_vector(local))
+
+
+def test_a_shard_finds_the_tensors_pushed_without_a_gradient():
+    from downpour.ps.shard import tensor_pieces
+
+    assert tensor_pieces([(0, 4), (4, 10), (10, 12)], 3, 11) == [(0, 1), (1, 7), (7, 8)]
+    shard = Shard(0, torch.zeros(8), make_rule("adam", 0.1), workers=[0], tensors=[(0, 1), (1, 7), (7, 8)])
+    assert shard.live(torch.tensor([1.0, 0, 0, 2.0, 0, 0, 0, 0])).tolist() == [True] * 7 + [False]
+    assert shard.live(torch.tensor([1.0, 0, 0, 2.0, 0, 0, 0, 3.0])) is None
+    alone = Shard(0, torch.zeros(3), make_rule("adam", 0.1), workers=[0])             # default: one tensor
+    assert alone.live(torch.tensor([0.0, 1.0, 0.0])) is None and not alone.live(torch.zeros(3)).any()
+
+
+@pytest.mark.parametrize("rule", ["adam", "momentum"])
+def test_a_greedy_runs_held_stage_stays_still_on_the_shards_the_cluster_builds(rule):
+    """The shards find a stage held by ``train.schedule = greedy`` from the layout's tensors (its pushed
+    gradient is zeros, as its grad is None): stage 1 of a tiny cat network, sharing shard 0 with part of
+    stage 2, keeps its parameters and its rule state bit for bit while stage 2 trains."""
+    from downpour.models.registry import resolve
+    from downpour.config import load_config
+    from downpour.ps.setup import make_shards, make_worker, set_up_cluster
+
+    cfg = resolve(load_config("cat-demo", ["data.size=20", "model.kernels=[5,3]", "model.maps=[4,4]", "data.samples=200",
+                                           "train.batch_size=8", "train.threads=1", "train.tensorboard=false",
+                                           "cluster.runner=simulated", f"cluster.rule={rule}", "cluster.shards=2"]))
+    setup = set_up_cluster(cfg)
+    stage1 = setup.layout.offsets[1]                             # stage 1's filters are [0, stage1)
+    assert setup.bounds[0][1] > stage1                           # shard 0 holds some of stage 2 as well
+    shards = make_shards(setup, setup.layout.params_to_vector(setup.model), {0})
+    worker = make_worker(cfg, 0, setup.data, setup.bounds, gated=False)
+    for seq, stage in enumerate([1, 1, 1, 2, 2, 2]):
+        worker.load([s.pull(0)[0].clone() for s in shards], [s.version for s in shards])
+        worker.step(stage)
+        push = worker.take_push()
+        for s, g, b in zip(shards, push.grads, push.base):
+            assert s.push(0, g, b, seq).accepted
+        if seq == 2:
+            held = shards[0].params[:stage1].clone(), {k: v[:stage1].clone() for k, v in shards[0].state.items()}
+            started = shards[0].params[stage1:].clone()
+    assert torch.equal(shards[0].params[:stage1], held[0])
+    assert all(torch.equal(shards[0].state[k][:stage1], v) for k, v in held[1].items())
+    assert not torch.equal(shards[0].params[stage1:], started)   # stage 2 trained, in the same shard

@@ -6,7 +6,13 @@ shard checkpoints the state as safetensors without knowing which rule it runs.
 
     rule = make_rule("adagrad", lr=0.05)       # or make_rule("momentum", lr=0.05, momentum=0.9)
     state = rule.init_state(w.numel())
-    rule.apply(w, g, state, lr_scale=1.0)
+    rule.apply(w, g, state, lr_scale=1.0, live=None)
+
+``live`` (n,) bool, or None for all: False marks the elements of a parameter tensor that got no
+gradient in this push (grad None: a stage a greedy schedule holds, pushed as zeros; the shard finds
+them, :meth:`~downpour.ps.shard.Shard.live`). Momentum and Adam skip those, as torch's optimisers skip
+a parameter whose grad is None; every live element, an exactly-zero gradient included (a ReLU unit
+dead for the batch), gets torch's arithmetic. SGD and Adagrad move nothing on a zero gradient anyway.
 """
 from __future__ import annotations
 
@@ -15,11 +21,6 @@ from torch import Tensor
 
 from downpour._names import nearest
 from downpour.config import ConfigError
-
-
-def _dense(g: Tensor) -> bool:
-    """No exactly-zero element: the rules that are lazy about zeros (a frozen stage's) take torch's arithmetic."""
-    return int(torch.count_nonzero(g)) == g.numel()
 
 
 class UpdateRule:
@@ -36,8 +37,10 @@ class UpdateRule:
     def init_state(self, n: int) -> dict[str, Tensor]:
         return {k: torch.zeros(n, dtype=torch.float32) for k in self.state_names}
 
-    def apply(self, w: Tensor, g: Tensor, state: dict[str, Tensor], lr_scale: float = 1.0) -> None:
-        """Update ``w`` (n,) in place from gradient ``g`` (n,); ``lr_scale`` multiplies the learning rate."""
+    def apply(self, w: Tensor, g: Tensor, state: dict[str, Tensor], lr_scale: float = 1.0,
+              live: Tensor | None = None) -> None:
+        """Update ``w`` (n,) in place from gradient ``g`` (n,); ``lr_scale`` multiplies the learning rate;
+        ``live`` (n,) bool: False where the element's tensor got no gradient (None: every element did)."""
         raise NotImplementedError
 
 
@@ -46,13 +49,14 @@ class SGD(UpdateRule):
 
     name = "sgd"
 
-    def apply(self, w: Tensor, g: Tensor, state: dict[str, Tensor], lr_scale: float = 1.0) -> None:
+    def apply(self, w: Tensor, g: Tensor, state: dict[str, Tensor], lr_scale: float = 1.0,
+              live: Tensor | None = None) -> None:
         w.add_(g, alpha=-self.lr * lr_scale)
 
 
 class Momentum(UpdateRule):
-    """Heavy-ball SGD: v ← μ·v + g, w ← w − η·v (``cluster.momentum`` = μ), where g is not exactly 0
-    (an element pushed 0 keeps its velocity and stays still, see :class:`Adam`). The staleness study's
+    """Heavy-ball SGD: v ← μ·v + g, w ← w − η·v (``cluster.momentum`` = μ), where the element's tensor
+    got a gradient (``live``; one that got none keeps its velocity and stays still, see :class:`Adam`). The staleness study's
     control: asynchrony with M workers acts like momentum 1 − 1/M at learning rate η/M
     (Mitliagkas et al. 2016). ``lr_scale`` (``staleness-lr``: 1/s for a push s updates stale) weighs
     this push's gradient as it joins the velocity, v ← μ·v + lr_scale·g: a stale push counts less,
@@ -67,16 +71,15 @@ class Momentum(UpdateRule):
             raise ValueError(f"server momentum must be in [0, 1), got {momentum!r}")
         self.momentum = float(momentum)
 
-    def apply(self, w: Tensor, g: Tensor, state: dict[str, Tensor], lr_scale: float = 1.0) -> None:
+    def apply(self, w: Tensor, g: Tensor, state: dict[str, Tensor], lr_scale: float = 1.0,
+              live: Tensor | None = None) -> None:
         v = state["velocity"]
-        if _dense(g):   # a dense gradient: torch's SGD with momentum
+        if live is None:   # every tensor got a gradient: torch's SGD with momentum
             v.mul_(self.momentum).add_(g, alpha=lr_scale)
             w.add_(v, alpha=-self.lr)
             return
-        # lazy about exactly-zero gradients, as Adam (below): a frozen stage's elements keep their velocity
-        # and stay still, as torch's SGD skips a parameter whose grad is None (the velocity coasted on:
-        # a greedy run's held stage 1 drifted by up to 0.53 after the switch)
-        live = g != 0
+        # a held tensor's elements keep their velocity and stay still, as torch's SGD skips a parameter
+        # whose grad is None (the velocity coasted on: a greedy run's held stage 1 drifted by up to 0.53)
         v.copy_(torch.where(live, v * self.momentum + g * lr_scale, v))
         w.sub_(torch.where(live, v, 0.0), alpha=self.lr)
 
@@ -88,19 +91,22 @@ class Adagrad(UpdateRule):
     state_names = ("sum_sq",)
     eps = 1e-10  # torch.optim.Adagrad's default, so the local and server rules agree
 
-    def apply(self, w: Tensor, g: Tensor, state: dict[str, Tensor], lr_scale: float = 1.0) -> None:
+    def apply(self, w: Tensor, g: Tensor, state: dict[str, Tensor], lr_scale: float = 1.0,
+              live: Tensor | None = None) -> None:
         h = state["sum_sq"]
         h.addcmul_(g, g)
         w.addcdiv_(g, h.sqrt().add_(self.eps), value=-self.lr * lr_scale)
 
 
 class Adam(UpdateRule):
-    """Kingma & Ba with bias correction, lazy about exactly-zero gradients (like torch's SparseAdam).
+    """Kingma & Ba with bias correction; an element whose tensor got no gradient (not ``live``) is left alone.
 
-    An element whose pushed gradient is exactly 0 is left alone: it does not move, its moments do
-    not decay and its step count does not advance. Workers push zeros for parameters that got no
-    gradient, a frozen stage's above all (``train.schedule = greedy``), so each element counts its
-    own steps, as torch.optim.Adam counts a parameter's steps only while its grad is not None. With
+    It does not move, its moments do not decay and its step count does not advance, as torch.optim.Adam
+    skips a parameter whose grad is None (a frozen stage's, ``train.schedule = greedy``, pushed as zeros).
+    Every other element gets torch's arithmetic, an exactly-zero gradient too: until 2026-12-04 the rule
+    was lazy about every exact 0 (SparseAdam's way), so a ReLU unit dead for one batch kept its moments and
+    did not coast (cnn-digits, one simulated worker at staleness 0: loss 0.047 against the local Adam's
+    0.021). Each element counts its own steps, as torch counts a parameter's steps while it has a grad. With
     one count per shard, the cat network's stage 2 would start at step ~750 with its bias correction
     spent: steps 2-5x Adam's for hundreds of updates (stage-2 reconstruction 106 after 1,500 pushes
     on Ray against 4 in the local loop, before this rule counted per element).
@@ -110,15 +116,14 @@ class Adam(UpdateRule):
     state_names = ("exp_avg", "exp_avg_sq", "step")   # step: (n,) per element (a checkpoint's old (1,) broadcasts)
     beta1, beta2, eps = 0.9, 0.999, 1e-8
 
-    def apply(self, w: Tensor, g: Tensor, state: dict[str, Tensor], lr_scale: float = 1.0) -> None:
+    def apply(self, w: Tensor, g: Tensor, state: dict[str, Tensor], lr_scale: float = 1.0,
+              live: Tensor | None = None) -> None:
         m, v, step = state["exp_avg"], state["exp_avg_sq"], state["step"]
-        live: Tensor | None = None
-        if _dense(g):   # a dense gradient: torch.optim.Adam's arithmetic
+        if live is None:        # every tensor got a gradient: torch.optim.Adam's arithmetic
             step += 1
             m.lerp_(g, 1 - self.beta1)
             v.mul_(self.beta2).addcmul_(g, g, value=1 - self.beta2)
-        else:                   # where g is 0 the moments keep their value: decay 1, and g adds nothing
-            live = g != 0
+        else:                   # a held tensor's moments keep their value: decay 1, and its g (0) adds nothing
             step += live
             m.mul_(torch.where(live, self.beta1, 1.0)).add_(g, alpha=1 - self.beta1)
             v.mul_(torch.where(live, self.beta2, 1.0)).addcmul_(g, g, value=1 - self.beta2)

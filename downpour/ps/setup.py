@@ -21,7 +21,7 @@ from downpour.ps.compensation import make_compensation
 from downpour.ps.consistency import Consistency, make_consistency
 from downpour.ps.delays import DelayModel, make_delays
 from downpour.ps.rules import make_rule
-from downpour.ps.shard import Shard, shard_bounds
+from downpour.ps.shard import Shard, shard_bounds, tensor_pieces
 from downpour.ps.worker import LocalParams, Worker
 from downpour.train.flat import ParamLayout, load_frozen
 from downpour.train.setup import resolve_device, set_up_torch
@@ -73,10 +73,11 @@ def build_replica(cfg: RunConfig, input_shape: tuple[int, ...]) -> tuple[Feature
 
 def make_shards(setup: ClusterSetup, init: torch.Tensor, live: set[int]) -> list[Shard]:
     """One :class:`Shard` per shard of ``setup.bounds``, holding its slice of ``init`` (numel,)."""
-    c, lr = setup.cfg.cluster, setup.cfg.server_lr()
+    c, lr, lay = setup.cfg.cluster, setup.cfg.server_lr(), setup.layout
+    tensors = [(o, o + s.numel()) for o, s in zip(lay.offsets, lay.shapes)]   # the rules skip one with no gradient
     return [Shard(j, init[a:b], make_rule(c.rule, lr, c.momentum), make_compensation(c.compensation, c.dc_lambda),
                   live, sync=setup.gate.sync, start=a, noise=c.grad_noise, seed=setup.cfg.seed,
-                  noise_relative=c.grad_noise_relative)
+                  noise_relative=c.grad_noise_relative, tensors=tensor_pieces(tensors, a, b))
             for j, (a, b) in enumerate(setup.bounds)]
 
 

@@ -47,18 +47,21 @@ class Shard:
     """Parameters ``params`` (n,) float32 of slice ``[start, stop)`` of the flat vector.
 
     ``workers``: the worker ids allowed to push. ``sync``: hold pushes until every live worker
-    has pushed once, then apply their mean as one update (synchronous SGD).
+    has pushed once, then apply their mean as one update (synchronous SGD). ``tensors``: the
+    [a, b) ranges of the slice that are one parameter tensor each (:func:`tensor_pieces`; default:
+    the slice is one), so the rule can skip a tensor that got no gradient (:meth:`live`).
     """
 
     def __init__(self, index: int, params: Tensor, rule: UpdateRule, compensation: Compensation | None = None,
                  workers: Iterable[int] = (), sync: bool = False, start: int = 0, noise: float = 0.0, seed: int = 0,
-                 noise_relative: bool = False):
+                 noise_relative: bool = False, tensors: Iterable[tuple[int, int]] = ()):
         if params.dim() != 1:
             raise ValueError(f"shard {index}: parameters must be a flat (n,) vector, got shape {tuple(params.shape)}")
         self.index, self.start = index, start
         self.params = params.detach().to(torch.float32).clone().contiguous()
         self.rule = rule
         self.state = rule.init_state(self.params.numel())
+        self.tensors = [(int(a), int(b)) for a, b in tensors] or [(0, self.params.numel())]
         self.compensation = compensation or Compensation()
         self.workers: set[int] = set(workers)
         self.sync = sync
@@ -197,8 +200,23 @@ class Shard:
             checked = False
         if not checked and not applicable(g, self.params.dtype):
             return False
-        self.rule.apply(self.params, g, self.state, lr_scale)
+        self.rule.apply(self.params, g, self.state, lr_scale, self.live(g))
         return True
+
+    def live(self, g: Tensor) -> Tensor | None:
+        """(n,) bool, False on the parameter tensors of the slice whose gradient ``g`` is all exactly 0, or
+        None where every tensor has a nonzero element. A worker pushes zeros for a tensor that got no gradient
+        (grad None: a stage a greedy schedule holds), and Momentum and Adam skip it, as torch's optimisers
+        do; a zero inside a tensor that has a gradient (a ReLU unit dead for the batch) is a gradient, as in
+        torch. Found here, per tensor, so a push carries nothing but the gradient on every runner; a tensor
+        whose real gradient is exactly 0 everywhere is taken as held (torch's Adam would coast it)."""
+        held = [(a, b) for a, b in self.tensors if not bool(g[a:b].any())]
+        if not held:
+            return None
+        live = torch.ones(g.numel(), dtype=torch.bool)
+        for a, b in held:
+            live[a:b] = False
+        return live
 
     def _maybe_close_round(self, force: bool = False) -> None:
         pushed = {w for w, *_ in self._round}
@@ -286,6 +304,12 @@ class Shard:
         held = iter(tensors["round"]) if "round" in tensors else iter(())
         self._round = [(int(w), int(seq), int(base), next(held).clone() if has else None)
                        for w, seq, base, has in meta.get("round", [])]
+
+
+def tensor_pieces(ranges: Iterable[tuple[int, int]], start: int, stop: int) -> list[tuple[int, int]]:
+    """The parts of the flat parameter tensors ``ranges`` ([a, b) each) inside the shard [start, stop),
+    relative to ``start``: the ``tensors`` of its :class:`Shard`."""
+    return [(max(a, start) - start, min(b, stop) - start) for a, b in ranges if a < stop and b > start]
 
 
 def shard_bounds(numel: int, shards: int) -> list[tuple[int, int]]:
