@@ -73,7 +73,7 @@ def test_a_diverged_simulation_reports_no_final_loss():
     # every step of the last pushes is non-finite: their mean loss was 0.0, read as a converged run
     cfg = resolve(load_config("tica-8x8", ["train.threads=1", "data.samples=500", "train.steps=40",
                                            "train.tensorboard=false", "cluster.runner=simulated", "cluster.rule=sgd",
-                                           "train.lr=1e4"]))
+                                           "cluster.lr=1e4"]))
     assert math.isnan(simulate(cfg).final_loss)
 
 
