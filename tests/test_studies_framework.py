@@ -222,6 +222,8 @@ def test_cells_of_a_preset_that_changed_since_are_not_mixed_with_new_ones(plante
                                              "'untied': the local runner reads no .cluster. setting .*keeps its runner"),
     ("staleness", "cluster.checkpoint_every=5", True, "the in-memory simulator writes nothing"),
     ("staleness", "train.log_every=7", True, "the in-memory simulator writes nothing"),
+    # the server's rate: every cell learned at it, the study's train.lr (its rate axis) read by none
+    ("staleness", "cluster.lr=0.05", False, "keeps it as designed: the study varies the server's learning rate itself"),
 ])
 def test_a_key_a_study_sets_inside_its_cells_or_never_reads_is_refused_as_a_set(study, key, quick, said):
     cls = study_class(study)

@@ -92,6 +92,11 @@ class StalenessStudy(Study):
     fixed.update({key: "the in-memory simulator writes nothing (no log, checkpoint or TensorBoard file) and loses no "
                        "worker or shard" for key in ("train.log_every", "train.tensorboard", "cluster.checkpoint_every",
                                                      "cluster.shard_restarts")})
+    # the server learns at cluster.lr where it is set (cluster.lr = 0.05: every cell learned at 0.05, its train.lr
+    # axis, the SAE arms' 0.02 and the momentum control's matched rate read by nothing; accepted until 2026-12-04)
+    fixed["cluster.lr"] = ("the study varies the server's learning rate itself, as train.lr (its rate axis, the "
+                           "sparse autoencoder's 0.02, the momentum control's matched rate), and cluster.lr would "
+                           "replace it in every cell")
 
     def cell_config(self, condition: Condition, seed: int) -> RunConfig:
         """As every study's, except that the sparse autoencoder's arms (``sae/*``) swap in their own model:
