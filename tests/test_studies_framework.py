@@ -196,6 +196,35 @@ def test_the_cache_knows_what_defines_each_cell(planted, tmp_path, monkeypatch, 
     assert CALLS == [] and "predates the record" in caplog.text
 
 
+def test_a_folder_begun_before_a_key_was_added_at_the_value_that_trains_as_before_is_resumed(planted, tmp_path):
+    """cluster.lr (2026-12-04; 0 = train.lr) changed the hash of every cell of every study: each folder begun before
+    it was refused ("the configs of a, b resolve differently now"), its cells unchanged. The header here is
+    rewritten as the code before cluster.lr hashed each condition's config (sha256 of its table but the seed)."""
+    import hashlib
+
+    from downpour.config import config_to_dict
+    from downpour.models.registry import resolve
+
+    run_study("planted", tmp_path, quick=True, jobs=1, seeds=2)
+    path = tmp_path / "cells.jsonl"
+    lines = path.read_text().splitlines()
+    header = json.loads(lines[0])
+    for condition in Planted().conditions():
+        table = {k: v for k, v in config_to_dict(resolve(load_config("teacher-student", [*condition.sets, ("seed", 0)]))).items()
+                 if k != "seed"}
+        del table["cluster"]["lr"]                                    # (the key did not exist)
+        header["resolved"][condition.name] = hashlib.sha256(
+            json.dumps(table, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    path.write_text("\n".join([json.dumps(header), *lines[1:]]) + "\n")
+    CALLS.clear()
+    run_study("planted", tmp_path, quick=True, jobs=1, seeds=3)      # its 4 cells kept, the third seed's run
+    assert sorted(CALLS) == [("a", 2), ("b", 2)]
+    # the key at another value is another cell
+    from downpour.studies.run import _digest
+    at = {lr: _digest(resolve(load_config("teacher-student", [("cluster.lr", lr)]))) for lr in (0.0, 0.1)}
+    assert at[0.0] != at[0.1]
+
+
 def test_cells_of_a_preset_that_changed_since_are_not_mixed_with_new_ones(planted, tmp_path, monkeypatch):
     """The header held the base preset's name: after an edit of its file, a resume kept the old cells and ran
     the new seeds with the new config (2 seeds at lr 0.25, a third at 0.5, one mean)."""

@@ -151,9 +151,20 @@ def cells_header(study: Any, conditions: list[Any], sets: list[tuple[str, Any]])
     return json.loads(json.dumps(header))
 
 
+# Keys added since a study folder's header first held these hashes, each with the value that trains as before it
+# existed: left out of the hash at that value, so a folder begun before the key is not refused for it. cluster.lr
+# (2026-12-04, 0 = train.lr) changed every cell's hash of every study: each folder was refused, "the configs of ...
+# resolve differently now", its cells unchanged.
+ADDED_KEYS = {("cluster", "lr"): 0.0}
+
+
 def _digest(cfg: RunConfig) -> str:
-    """A short hash of a cell's resolved config but its seed (the seed is the cell's own)."""
+    """A short hash of a cell's resolved config but its seed (the seed is the cell's own) and the ``ADDED_KEYS`` at
+    the value that trains as before they existed."""
     table = {k: v for k, v in config_to_dict(cfg).items() if k != "seed"}
+    for (section, key), before in ADDED_KEYS.items():
+        if isinstance(table.get(section), dict) and table[section].get(key) == before:
+            table[section] = {k: v for k, v in table[section].items() if k != key}
     return hashlib.sha256(json.dumps(table, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
