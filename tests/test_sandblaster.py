@@ -255,19 +255,25 @@ def test_a_planted_quadratic_converges_to_its_minimum_as_scipys_lbfgs_does():
     assert coord.f - f_star < 1e-11 and (w - w_star).abs().max() < 1e-5     # the same rounding floor as scipy's
 
 
-def test_a_cost_in_other_units_keeps_its_curvature_pairs():
-    """The pair test was s.y > 1e-10, in the cost's units: the planted quadratic times 1e-8 (no constant) kept
-    no pair, and 400 iterations of steps along -g left w where it started (|w - w*| 1.61). L-BFGS's steps do not
-    change with the cost's scale, so neither may its test: s.y > eps (-g.s), as L-BFGS-B's."""
+def _planted_quadratic(scale: float):
+    """Two history shards over w (20,) = 0, a pool whose cost is 0.5 w.A.w - (A w*).w (A positive definite, times
+    ``scale``), and the coordinator over them: (shards, w*, coordinator)."""
     generator = torch.Generator().manual_seed(0)
     q = torch.randn(20, 20, dtype=torch.float64, generator=generator)
-    a = (q @ q.T / 20 + 0.1 * torch.eye(20, dtype=torch.float64)) * 1e-8
+    a = (q @ q.T / 20 + 0.1 * torch.eye(20, dtype=torch.float64)) * scale
     w_star = torch.randn(20, dtype=torch.float64, generator=generator)
     w0 = torch.zeros(20, dtype=torch.float64)
     shards = [HistoryShard(j, w0[10 * j:10 * j + 10], history=5, start=10 * j) for j in range(2)]
     pool = _Quadratic(shards, a, a @ w_star)
     pool.f = lambda w: float(0.5 * w @ a @ w - (a @ w_star) @ w)
-    coord = Coordinator(LocalShards(shards), pool, history=5, line_search=10)
+    return shards, w_star, Coordinator(LocalShards(shards), pool, history=5, line_search=10)
+
+
+def test_a_cost_in_other_units_keeps_its_curvature_pairs():
+    """The pair test was s.y > 1e-10, in the cost's units: the planted quadratic times 1e-8 (no constant) kept
+    no pair, and 400 iterations of steps along -g left w where it started (|w - w*| 1.61). L-BFGS's steps do not
+    change with the cost's scale, so neither may its test: s.y > eps (-g.s), as L-BFGS-B's."""
+    shards, w_star, coord = _planted_quadratic(1e-8)
     steps = []
     while len(steps) < 400 and not (steps and steps[-1].converged):
         steps.append(coord.iterate(len(steps), torch.arange(1), None, new_batch=False, new_stage=False))
@@ -280,15 +286,7 @@ def test_the_convergence_test_does_not_depend_on_the_costs_units(scale):
     """|g| <= 1e-12 was in the cost's units: the planted quadratic (no constant) times 1e-6 stopped at once near
     |w - w*| 5e-7 (45 iterations), times 1 and 1e6 never reached it and ended in a failed line search (54-56). Now
     the same iterations, within a few, at every scale, each ended by the gradient test, not by a failed search."""
-    generator = torch.Generator().manual_seed(0)
-    q = torch.randn(20, 20, dtype=torch.float64, generator=generator)
-    a = (q @ q.T / 20 + 0.1 * torch.eye(20, dtype=torch.float64)) * scale
-    w_star = torch.randn(20, dtype=torch.float64, generator=generator)
-    w0 = torch.zeros(20, dtype=torch.float64)
-    shards = [HistoryShard(j, w0[10 * j:10 * j + 10], history=5, start=10 * j) for j in range(2)]
-    pool = _Quadratic(shards, a, a @ w_star)
-    pool.f = lambda w: float(0.5 * w @ a @ w - (a @ w_star) @ w)
-    coord = Coordinator(LocalShards(shards), pool, history=5, line_search=10)
+    shards, w_star, coord = _planted_quadratic(scale)
     steps = []
     while len(steps) < 200 and not (steps and steps[-1].converged):
         steps.append(coord.iterate(len(steps), torch.arange(1), None, new_batch=False, new_stage=False))
