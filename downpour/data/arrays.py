@@ -107,7 +107,8 @@ def check_labels(y: np.ndarray, where: str) -> np.ndarray:
     negative = np.flatnonzero(y < 0)
     if len(negative):
         raise DataError(f"{where}: y[{negative[0]}] = {int(y[negative[0]])}: labels are class numbers 0, 1, 2, ... "
-                        f"({len(negative)} of {len(y)} are negative; a set without labels has no y)")
+                        f"({len(negative)} of {len(y)} {'is' if len(negative) == 1 else 'are'} negative; "
+                        "a set without labels has no y)")
     return y.astype(np.int64)
 
 
