@@ -127,6 +127,30 @@ def test_a_model_planned_from_its_layers_is_timed_by_its_training_step(capsys, p
     assert plan["network"]["params"] == sum(p.numel() for p in build(cfg, (1, 8, 8))[0].parameters())
 
 
+@pytest.mark.parametrize("batch", [64, 8])
+def test_a_step_with_a_cost_per_step_is_counted_at_the_runs_batch(capsys, batch):
+    """rbm-digits' 32 persistent chains cost the same 1.64 MFLOP a step whatever the batch: counted on 2 examples, the
+    plan read 896 kFLOP per example where torch counts 102.4 k at its batch of 64 (281.6 k at 8)."""
+    cfg = load_config("rbm-digits", [f"train.batch_size={batch}"])
+    by_torch = _torch_step_flops(cfg, (1, 8, 8), None, batch=batch)
+    assert by_torch == {64: 102400, 8: 281600}[batch]
+    assert main(["plan", "--model", "rbm-digits", "--set", f"train.batch_size={batch}", "--machines", "4", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["network"]["flops_train"] == by_torch == plan["partition"]["flops_train"]
+
+
+def test_a_step_whose_count_is_no_line_in_the_batch_is_counted_at_the_batch(monkeypatch):
+    """A cost pairing the batch's examples (b² products) has no per-step part to divide: counted at the batch itself."""
+    from downpour.plan import counted
+
+    seen = []
+    monkeypatch.setattr(counted, "_count", lambda model, objective, shape, b: seen.append(b) or 10.0 * b + b * b)
+    cfg, shape = plan_config("tica-8x8", ["train.batch_size=16"])
+    assert counted.step_flops(cfg, shape) == (10.0 + 16,) and seen == [1, 2, 3, 16]
+    monkeypatch.setattr(counted, "_count", lambda model, objective, shape, b: 100.0 + 10.0 * b)   # a line: read at 16
+    assert counted.step_flops(cfg, shape) == (100.0 / 16 + 10.0,)
+
+
 def test_partitions_split_the_untied_weights_and_pay_a_halo():
     cfg, shape = plan_config("paper")
     stage = network_of(cfg, shape).stages[0]             # 183x183 codes
