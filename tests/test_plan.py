@@ -151,6 +151,16 @@ def test_a_step_whose_count_is_no_line_in_the_batch_is_counted_at_the_batch(monk
     assert counted.step_flops(cfg, shape) == (100.0 / 16 + 10.0,)
 
 
+def test_the_plans_help_names_every_key_a_plan_reads(capsys):
+    """train.schedule joined the keys a plan reads on 2026-12-04; --help still listed the others only."""
+    from downpour.plan.network import PLAN_READS
+
+    with pytest.raises(SystemExit):
+        main(["plan", "--help"])
+    said = " ".join(capsys.readouterr().out.split())
+    assert [key for key in sorted(PLAN_READS) if key not in said] == []
+
+
 def test_partitions_split_the_untied_weights_and_pay_a_halo():
     cfg, shape = plan_config("paper")
     stage = network_of(cfg, shape).stages[0]             # 183x183 codes

@@ -58,7 +58,7 @@ def make_plan(net: Network, cluster: Cluster, rates: Rates, batch: int, n_push: 
 def plan_for(model: str = "paper", sets: list[str] | tuple[str, ...] = (), cluster: Cluster = Cluster(),
              measure: bool = False, config: str | None = None) -> dict[str, Any]:
     """What ``downpour plan`` computes: ``model`` ("paper" or a registered name) or ``config`` (a preset or
-    TOML file) with ``--set`` strings (model.*, train.batch_size, cluster.n_push / n_fetch / rule) on
+    TOML file) with ``--set`` strings (model.*, train.batch_size / schedule, cluster.n_push / n_fetch / rule) on
     ``cluster``; ``measure``: calibrate this machine's rates first instead of the defaults."""
     cfg, shape = plan_config(model, sets, config)
     paper = model == "paper" and config is None
