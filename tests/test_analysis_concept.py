@@ -162,6 +162,22 @@ def test_the_concept_can_be_named_by_its_sub_folder_and_a_wrong_name_lists_the_c
     assert analysis_options(RunConfig(), {"dataset": str(numbers), "positive": "7"}).positive == 1
 
 
+def test_a_number_that_names_another_class_is_refused_not_read_as_that_other_class(tmp_path):
+    """Sub-folders 1/ and 2/ are classes 0 and 1: analysis.positive = 1 analysed the sub-folder called 2 and named it
+    the concept, silently. Numbers whose classes bear their own names (digits' 0-9) stay numbers."""
+    numbered = make_folder(tmp_path / "numbered", {"1": 3, "2": 3})
+    with pytest.raises(ConfigError, match=r"analysis.positive = 1: the labelled set '.*numbered' numbers its classes "
+                                          r"0 = 1, 1 = 2, so class number 1 is '2', not the one named '1'; name the one "
+                                          r"meant, quoted: --set 'analysis.positive=\"1\"' or --set "
+                                          r"'analysis.positive=\"2\"'") as err:
+        analysis_options(RunConfig(), {"dataset": str(numbered), "positive": 1})
+    assert err.value.key == "analysis.positive"
+    assert analysis_options(RunConfig(), {"dataset": str(numbered), "positive": "1"}).positive == 0
+    assert analysis_options(RunConfig(), {"dataset": str(numbered), "positive": "2"}).positive == 1
+    assert analysis_options(RunConfig(), {"dataset": str(numbered), "positive": 0}).positive == 0   # no class named 0
+    assert analysis_options(RunConfig(), {"dataset": "digits", "positive": 7}).positive == 7
+
+
 def test_a_concept_class_of_one_image_or_of_unreadable_files_is_named_with_its_key(tmp_path):
     model = BandEnergyModel((1, SIZE, SIZE))
     root = make_folder(tmp_path / "one", {"blobs": 6, "stripes": 1})

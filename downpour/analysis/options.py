@@ -102,8 +102,15 @@ def concept_label(positive: int | str, dataset: str, classes: list[str]) -> int:
                               f"name{nearest(positive, classes)}; its classes: {', '.join(map(repr, classes))} "
                               f"(or their numbers 0-{len(classes) - 1})", key="analysis.positive")
         return classes.index(positive)
+    named = str(positive) in classes and classes.index(str(positive)) != positive    # a folder called "7"
+    if named and 0 <= positive < len(classes):
+        # sub-folders 1/ and 2/ are classes 0 and 1: positive = 1 took the sub-folder called 2, and the report named
+        # that concept, with nothing to say the number and the name disagreed (until 2026-12-04)
+        raise ConfigError(f"analysis.positive = {positive}: the labelled set {dataset!r} numbers its classes "
+                          f"{_named(classes)[2:-1]}, so class number {positive} is {classes[positive]!r}, not the one "
+                          f"named {str(positive)!r}; name the one meant, quoted: --set 'analysis.positive=\"{positive}\"' "
+                          f"or --set 'analysis.positive=\"{classes[positive]}\"'", key="analysis.positive")
     if not 0 <= positive < len(classes):
-        named = str(positive) in classes and classes.index(str(positive)) != positive    # a folder called "7"
         raise ConfigError(f"analysis.positive = {positive}: the labelled set {dataset!r} has classes "
                           f"0-{len(classes) - 1}{_named(classes)}"
                           + (f"; the class named {str(positive)!r} is quoted: --set 'analysis.positive=\"{positive}\"'"
