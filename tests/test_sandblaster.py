@@ -1,6 +1,7 @@
 """Sandblaster L-BFGS: the same iterates as a textbook single-process L-BFGS, units counted once
 whatever the backups do, backups beating a straggler in virtual time, the CLI's run directory and
 resume, and a Ray run."""
+import copy
 import dataclasses
 import json
 import math
@@ -255,9 +256,10 @@ def test_a_planted_quadratic_converges_to_its_minimum_as_scipys_lbfgs_does():
     assert coord.f - f_star < 1e-11 and (w - w_star).abs().max() < 1e-5     # the same rounding floor as scipy's
 
 
-def _planted_quadratic(scale: float):
-    """Two history shards over w (20,) = 0, a pool whose cost is 0.5 w.A.w - (A w*).w (A positive definite, times
-    ``scale``), and the coordinator over them: (shards, w*, coordinator)."""
+def _planted_without_constant(scale, limit, resume_at=None):
+    """The planted quadratic times ``scale``, with no constant term, run from 0 until it converges or ``limit``
+    iterations: (the iterations, w at the end, w*); ``resume_at``: a new coordinator takes over the old one's
+    state there, as a resumed run's does from its checkpoint."""
     generator = torch.Generator().manual_seed(0)
     q = torch.randn(20, 20, dtype=torch.float64, generator=generator)
     a = (q @ q.T / 20 + 0.1 * torch.eye(20, dtype=torch.float64)) * scale
@@ -266,18 +268,21 @@ def _planted_quadratic(scale: float):
     shards = [HistoryShard(j, w0[10 * j:10 * j + 10], history=5, start=10 * j) for j in range(2)]
     pool = _Quadratic(shards, a, a @ w_star)
     pool.f = lambda w: float(0.5 * w @ a @ w - (a @ w_star) @ w)
-    return shards, w_star, Coordinator(LocalShards(shards), pool, history=5, line_search=10)
+    coord = Coordinator(LocalShards(shards), pool, history=5, line_search=10)
+    steps = []
+    while len(steps) < limit and not (steps and steps[-1].converged):
+        if len(steps) == resume_at:
+            state, coord = copy.deepcopy(coord.state()), Coordinator(LocalShards(shards), pool, history=5, line_search=10)
+            coord.load_state(state)
+        steps.append(coord.iterate(len(steps), torch.arange(1), None, new_batch=False, new_stage=False))
+    return steps, torch.cat([s.params() for s in shards]), w_star
 
 
 def test_a_cost_in_other_units_keeps_its_curvature_pairs():
     """The pair test was s.y > 1e-10, in the cost's units: the planted quadratic times 1e-8 (no constant) kept
     no pair, and 400 iterations of steps along -g left w where it started (|w - w*| 1.61). L-BFGS's steps do not
     change with the cost's scale, so neither may its test: s.y > eps (-g.s), as L-BFGS-B's."""
-    shards, w_star, coord = _planted_quadratic(1e-8)
-    steps = []
-    while len(steps) < 400 and not (steps and steps[-1].converged):
-        steps.append(coord.iterate(len(steps), torch.arange(1), None, new_batch=False, new_stage=False))
-    w = torch.cat([s.params() for s in shards])
+    steps, w, w_star = _planted_without_constant(1e-8, 400)
     assert max(s.pairs for s in steps) == 5 and (w - w_star).abs().max() < 1e-3      # (30 iterations, 1.2e-4 here)
 
 
@@ -286,14 +291,18 @@ def test_the_convergence_test_does_not_depend_on_the_costs_units(scale):
     """|g| <= 1e-12 was in the cost's units: the planted quadratic (no constant) times 1e-6 stopped at once near
     |w - w*| 5e-7 (45 iterations), times 1 and 1e6 never reached it and ended in a failed line search (54-56). Now
     the same iterations, within a few, at every scale, each ended by the gradient test, not by a failed search."""
-    shards, w_star, coord = _planted_quadratic(scale)
-    steps = []
-    while len(steps) < 200 and not (steps and steps[-1].converged):
-        steps.append(coord.iterate(len(steps), torch.arange(1), None, new_batch=False, new_stage=False))
-    w = torch.cat([s.params() for s in shards])
+    steps, w, w_star = _planted_without_constant(scale, 200)
     assert steps[-1].converged and steps[-1].move == "none"          # the gradient test, not a failed search
     assert 47 <= len(steps) <= 55 and all(s.t > 0 for s in steps[:-1])   # (50, 52, 52 here)
     assert (w - w_star).abs().max() < 2e-7                            # (9.8e-8, 5.8e-8, 5.8e-8)
+
+
+def test_a_resumed_run_keeps_its_stages_first_gradient_as_the_convergence_scale():
+    """|g| <= 1e-8 |g0| reads g0 from the checkpoint: a resume that took its own first |g| as g0 would hold the run
+    to a tighter test than the run it resumes, and stop elsewhere (52 iterations here; 56 with the resume's own |g|)."""
+    whole, w, _ = _planted_without_constant(1.0, 200)
+    resumed, w_resumed, _ = _planted_without_constant(1.0, 200, resume_at=30)
+    assert len(resumed) == len(whole) and resumed[-1].converged and torch.equal(w, w_resumed)
 
 
 class _Steep:
