@@ -8,6 +8,9 @@ RBM's Gibbs chain, a GRU autoencoder's decoding pass. Planned from the inference
 :mod:`downpour.plan.network`: at the paper's size it cannot be built.)
 
 Torch's counter counts matrix products and convolutions (a multiply-add is 2 FLOPs), not element-wise work.
+
+:func:`step_held_bytes` is the memory side: the bytes a training step's graph keeps for its backward, read off the
+graph itself, what :mod:`downpour.plan.held` counts on paper for the cat network.
 """
 from __future__ import annotations
 
@@ -21,13 +24,56 @@ from downpour.models.registry import build
 from downpour.objectives import Objective
 from downpour.train.step import train_step
 
-__all__ = ["step_flops"]
+__all__ = ["step_flops", "step_held_bytes"]
+
+
+def _random_batch(input_shape: tuple[int, ...], batch: int) -> Batch:
+    generator = torch.Generator().manual_seed(0)
+    return Batch(torch.rand((batch, *input_shape), generator=generator), torch.zeros(batch, dtype=torch.long))
+
+
+def _saved(node) -> list[torch.Tensor]:
+    """The tensors one autograd node keeps for its backward: a custom Function's ``saved_tensors``, a built-in
+    node's ``_saved_*`` attributes."""
+    out = list(node.saved_tensors) if hasattr(node, "saved_tensors") else []
+    for name in dir(node):
+        if name.startswith("_saved_"):
+            value = getattr(node, name)
+            out += value if isinstance(value, (tuple, list)) else [value]
+    return [t for t in out if isinstance(t, torch.Tensor)]
+
+
+def step_held_bytes(cfg: RunConfig, input_shape: tuple[int, ...], batch: int) -> tuple[int, ...]:
+    """Bytes a training step of ``cfg``'s model and cost on ``batch`` examples holds for its backward: every distinct
+    storage a node of the cost's graph saved, the parameters' own left out (they are held anyway). One value for a
+    joint schedule, one per stage for a greedy one, as :func:`step_flops`."""
+    model, objective = build(cfg, input_shape)
+    data = _random_batch(input_shape, batch)
+    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    greedy = cfg.train.schedule == "greedy" and model.n_stages > 1
+    out = []
+    for stage in range(1, model.n_stages + 1) if greedy else (None,):
+        model.set_stage(stage)
+        model.train()
+        total, _ = objective(model.forward_train(data))
+        storages, seen, todo = {}, set(), [total.grad_fn]
+        while todo:
+            node = todo.pop()
+            if node is None or node in seen:
+                continue
+            seen.add(node)
+            for t in _saved(node):
+                storage = t.untyped_storage()
+                if storage.data_ptr() not in params:
+                    storages[storage.data_ptr()] = storage.nbytes()
+            todo += [f for f, _ in node.next_functions]
+        out.append(sum(storages.values()))
+    return tuple(out)
 
 
 def _count(model: FeatureModel, objective: Objective, input_shape: tuple[int, ...], batch: int) -> float:
     """torch's FLOPs of one training step on ``batch`` examples (all of them, not per example)."""
-    generator = torch.Generator().manual_seed(0)
-    data = Batch(torch.rand((batch, *input_shape), generator=generator), torch.zeros(batch, dtype=torch.long))
+    data = _random_batch(input_shape, batch)
     with FlopCounterMode(display=False) as counter:
         train_step(model, objective, data)
     return float(counter.get_total_flops())

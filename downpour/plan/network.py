@@ -37,6 +37,7 @@ from downpour.models.cat import CatConfig, CatNet
 from downpour.models.footprint import footprint_table
 from downpour.models.registry import model_entry, resolve
 from downpour.plan.counted import step_flops
+from downpour.plan.held import stage_held
 
 __all__ = ["PAPER", "PAPER_INPUT", "paper_assumptions", "Stage", "Network", "plan_config", "network_of",
            "cat_footprint", "over_schedule"]
@@ -156,6 +157,7 @@ class Stage:
     lcn: int = 0
     tied_banks: tuple[int, int] | None = None   # (tH, tW) filter banks when tiled or convolutional; None = untied
     frozen: int = 0                   # weights held but not trained (a Gabor or random first layer's filters)
+    copy_floats: int = 0              # per training step, whatever the batch: normalised or expanded filters (plan/held.py)
 
 
 @dataclass(frozen=True)
@@ -278,8 +280,11 @@ def network_of(cfg: RunConfig, input_shape: tuple[int, ...], paper: bool = False
         if config.top != "none":
             raise ConfigError(f"model.top = {config.top!r}: the plan counts the cat network's stages on paper, and "
                               "not a recurrent top stage; plan the network without it (model.top = 'none')", key="model.top")
-        return Network(name, tuple(input_shape), tuple(cat_stages(config, input_shape)), assumptions,
-                       cfg.train.schedule)
+        pooled = cfg.objective.get("pooled_l2")            # (a weight, or the term's fields; weight 0 drops it)
+        spec = pooled if isinstance(pooled, dict) else {"weight": pooled}
+        pooled_maps = 0 if pooled is None or spec.get("weight", 1.0) == 0 else 1 + (spec.get("eps", 1e-4) > 0)
+        stages = cat_stages(config, input_shape, batch=cfg.train.batch_size, pooled_maps=pooled_maps)
+        return Network(name, tuple(input_shape), tuple(stages), assumptions, cfg.train.schedule)
     rows = footprint_table(cfg.model.name, tuple(input_shape), **cfg.model.options)
     stages = [Stage(r["layer"], tuple(r["out_shape"]), 0, r["params"], r["params"], r["flops_fwd"],
                     r["flops_fwd"] + r["flops_bwd"], r["act_bytes"] // 4) for r in rows[:-1]]
@@ -349,7 +354,8 @@ def cat_footprint(config: CatConfig, input_shape: tuple[int, ...]) -> list[dict[
     return rows
 
 
-def cat_stages(config: CatConfig, input_shape: tuple[int, ...]) -> list[Stage]:
+def cat_stages(config: CatConfig, input_shape: tuple[int, ...], batch: int = PAPER_BATCH,
+               pooled_maps: int = 2) -> list[Stage]:
     """Per-stage plan rows of a cat network, each stage as ``CatNet.forward_train`` trains it (a network's step over
     the joint or greedy schedule: :func:`over_schedule`).
 
@@ -360,7 +366,9 @@ def cat_stages(config: CatConfig, input_shape: tuple[int, ...]) -> list[Stage]:
     output only feeds the next stage). A frozen first layer drops its two encoder-side backward Fs
     (and, with a tied decoder, the decoder's weight gradient too). torch's FLOP counter agrees
     (tests/test_plan.py: its bmm count of a cat-demo training step is exactly 5F per example).
-    The cost terms themselves (a few FLOPs per pixel) are left out.
+    The cost terms themselves (a few FLOPs per pixel) are left out. What a step holds for its backward
+    (``act_floats`` per example, ``copy_floats`` per step, on ``batch`` examples, ``pooled_maps``: the cost's
+    ``pooled_l2`` term keeps 2 pooled maps, 1 at ε = 0, 0 without it): :mod:`downpour.plan.held`.
     """
     stages = []
     for st in _cat_layers(config, input_shape):
@@ -369,15 +377,15 @@ def cat_stages(config: CatConfig, input_shape: tuple[int, ...]) -> list[Stage]:
         f = st["filter"]
         decoder_trained = untied_dec or trained        # a tied decoder is W1 itself: its gradient flows into W1
         backward = f * (2 * trained + decoder_trained) + st["pool_flops"] * trained
-        m, oh, ow = st["codes"]
-        c, h, w = st["in"]
-        # kept for backward: the stage input and its reconstruction, codes, pooled and normalised maps
-        acts = 2 * c * h * w + m * oh * ow + 2 * math.prod(st["pooled"])
+        (m, oh, ow), c = st["codes"], st["in"][0]
+        acts, copies = stage_held(st, trained=trained, decoder_untied=untied_dec, pooled_maps=pooled_maps, batch=batch,
+                                  norm=config.stage_filter_norm(st["i"]) > 0, interior=config.recon == "interior")
         stages.append(Stage(
             f"stage{st['i'] + 1}", st["pooled"], oh * ow, oh * ow * m * c * st["kernel"] ** 2,   # edges, shared or not
             st["weights"] * (int(trained) + int(untied_dec)), f + st["pool_flops"] + st["lcn_flops"],
             2 * f + st["pool_flops"] + st["lcn_flops"] + backward, acts,
             in_shape=st["in"], maps=m, kernel=st["kernel"], stride=st["stride"], pool=st["pool"],
             pool_stride=st["pool_stride"], lcn=st["lcn"],
-            tied_banks=None if st["banks"] == (oh, ow) else st["banks"], frozen=0 if trained else st["weights"]))
+            tied_banks=None if st["banks"] == (oh, ow) else st["banks"], frozen=0 if trained else st["weights"],
+            copy_floats=copies))
     return stages

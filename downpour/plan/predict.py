@@ -85,7 +85,8 @@ def partition_stage(stage: Stage, k: int) -> dict[str, float]:
         share = 1 / k
         return {"share": share, "params": stage.params * share, "frozen": stage.frozen * share,
                 "flops_train": stage.flops_train * share, "flops_fwd": stage.flops_fwd * share,
-                "act_floats": stage.act_floats * share, "halo_floats": 0.0, "halo_fwd_floats": 0.0}
+                "act_floats": stage.act_floats * share, "copy_floats": stage.copy_floats * share,
+                "halo_floats": 0.0, "halo_fwd_floats": 0.0}
     (gr, gc), (c, h, w) = grid(k, stage), stage.in_shape
     m, ph, pw = stage.out_shape
     oh, ow = _codes_size(stage)
@@ -109,6 +110,7 @@ def partition_stage(stage: Stage, k: int) -> dict[str, float]:
     return {"share": share, "params": stage.params * weight_share, "frozen": stage.frozen * weight_share,
             "flops_train": stage.flops_train * share, "flops_fwd": stage.flops_fwd * share,
             "act_floats": stage.act_floats * share + halo_in + halo_pool + halo_lcn,
+            "copy_floats": stage.copy_floats * share,     # normalised filters of its block (the runner needs them untied)
             "halo_floats": float(halo_in + 2 * halo_pool + halo_lcn),        # trained: the pooling halo both ways
             "halo_fwd_floats": float(halo_in + halo_pool + halo_lcn)}        # forward only (below a greedy stage)
 
@@ -142,14 +144,20 @@ def _partition(net: Network, k: int, batch: int, rule: str) -> dict[str, float]:
         return over_schedule(net.schedule, [p[trained] for p in parts], [p[forward] for p in parts])
 
     cat = not net.counted              # (otherwise the stages are one model's layers, and torch counted its steps)
-    # a greedy step keeps only its own stage's activations for the backward (the ones below run without a graph)
-    acts = (max if cat and net.schedule == "greedy" else sum)(p["act_floats"] for p in parts)
+    # what a step holds for its backward: each trained stage's activations of the batch and its copies of the filters
+    # (plan/held.py); a greedy step holds its own stage's alone (the ones below run without a graph)
+    held = [(4 * batch * p["act_floats"], 4 * p["copy_floats"]) for p in parts]
+    if cat and net.schedule == "greedy":
+        acts, copies = max(held, key=sum)
+    else:
+        acts, copies = (sum(h[i] for h in held) for i in (0, 1))
     out = {"params": params, "weight_bytes": 4 * params, "frozen_bytes": 4 * sum(p["frozen"] for p in parts),
            "grad_bytes": 4 * params,
-           "opt_bytes": 4 * params * RULE_STATE[rule], "act_bytes": 4 * batch * acts,
+           "opt_bytes": 4 * params * RULE_STATE[rule], "act_bytes": acts, "copy_bytes": copies,
            "halo_bytes": 4 * over("halo_floats", "halo_fwd_floats"),
            "flops_train": over("flops_train", "flops_fwd") if cat else net.flops_train}
-    out["memory_bytes"] = out["weight_bytes"] + out["frozen_bytes"] + out["grad_bytes"] + out["act_bytes"]
+    out["memory_bytes"] = (out["weight_bytes"] + out["frozen_bytes"] + out["grad_bytes"] + out["act_bytes"]
+                           + out["copy_bytes"])
     return out
 
 

@@ -117,7 +117,8 @@ def format_plan(plan: dict[str, Any]) -> str:
         f"{plan['rates']['source']}",
         f"memory per partition: {_human(part['memory_bytes'], 'B')} (weights {_human(part['weight_bytes'], 'B')}, "
         + (f"frozen weights {_human(part['frozen_bytes'], 'B')}, " if part["frozen_bytes"] else "") +
-        f"gradient {_human(part['grad_bytes'], 'B')}, activations {_human(part['act_bytes'], 'B')})"
+        f"gradient {_human(part['grad_bytes'], 'B')}, activations {_human(part['act_bytes'], 'B')}"
+        + (f", the step's copies of the filters {_human(part['copy_bytes'], 'B')}" if part["copy_bytes"] else "") + ")"
         + ("" if plan["fits"]["partition"] else "  ** does not fit **")
         + f"; per shard {_human(plan['shard_bytes'], 'B')} (parameters + {plan['rule']} state)"
         + ("" if plan["fits"]["shard"] else "  ** does not fit **"),
