@@ -100,7 +100,7 @@ def test_a_greedy_preset_is_planned_one_stage_per_step_as_torch_counts_it(capsys
     lcn1, lcn2 = 4 * 12 * 12 * 2 * 12, 4 * 6 * 6 * 2 * 6             # LCN's banded window products (P x P maps)
     by_stage = [_torch_step_flops(cfg, shape, 1), _torch_step_flops(cfg, shape, 2)]
     assert by_stage == [5 * f1 + lcn1, f1 + lcn1 + 5 * f2 + lcn2]    # stage 2's steps run stage 1 forward only
-    assert main(["plan", "--config", "cat-demo", "--machines", "4", "--json"]) == 0
+    assert main(["plan", "--config", "cat-demo", "--machines", "4", "--cores", "2", "--json"]) == 0
     plan = json.loads(capsys.readouterr().out)
     mean = sum(by_stage) / 2
     assert plan["network"]["schedule"] == "greedy" and mean < plan["network"]["flops_train"] < 1.1 * mean
@@ -108,6 +108,12 @@ def test_a_greedy_preset_is_planned_one_stage_per_step_as_torch_counts_it(capsys
     # a greedy step keeps one stage's activations for its backward, not every stage's
     acts = [s["partition"]["act_bytes_batch"] for s in plan["stages"]]
     assert plan["partition"]["act_bytes"] == pytest.approx(max(acts), abs=2)
+    # each stage's step, timed from its own FLOPs (since 2026-12-04 the plan says them beside their mean): stage 1's
+    # steps train stage 1, stage 2's run stage 1 forward only and train stage 2
+    t, rate = plan["times_s"], 2 * plan["rates"]["flops_per_core"] * 32 ** -1     # --cores 2, batch 32
+    for steps, torch_count in zip(t["step_by_stage"], by_stage):
+        assert torch_count < (steps - t["fetch"]) * rate < 1.1 * torch_count   # one partition: no halo
+    assert sum(t["step_by_stage"]) / 2 == pytest.approx(t["step"])
 
 
 @pytest.mark.parametrize("preset, by_hand", [

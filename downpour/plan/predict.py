@@ -156,6 +156,11 @@ def _partition(net: Network, k: int, batch: int, rule: str) -> dict[str, float]:
            "opt_bytes": 4 * params * RULE_STATE[rule], "act_bytes": acts, "copy_bytes": copies,
            "halo_bytes": 4 * over("halo_floats", "halo_fwd_floats"),
            "flops_train": over("flops_train", "flops_fwd") if cat else net.flops_train}
+    if net.schedule == "greedy" and len(parts) > 1:   # a step of each stage (the figures above are their mean)
+        fwd, halo_fwd = [p["flops_fwd"] for p in parts], [p["halo_fwd_floats"] for p in parts]
+        out["flops_by_stage"] = (list(net.counted) if not cat else
+                                 [sum(fwd[:i]) + p["flops_train"] for i, p in enumerate(parts)])
+        out["halo_by_stage"] = [4 * (sum(halo_fwd[:i]) + p["halo_floats"]) if cat else 0.0 for i, p in enumerate(parts)]
     out["memory_bytes"] = (out["weight_bytes"] + out["frozen_bytes"] + out["grad_bytes"] + out["act_bytes"]
                            + out["copy_bytes"])
     return out
@@ -169,6 +174,9 @@ def _timing(net: Network, part: dict[str, float], cl: Cluster, r: int, k: int, s
          "halo": batch * part["halo_bytes"] / bw, "fetch": part["weight_bytes"] / bw, "push": part["grad_bytes"] / bw,
          "apply_one": full / s / (cl.cores * rates.apply_bytes_per_core)}
     t["step"] = t["compute"] + t["halo"] + t["fetch"] / f
+    if "flops_by_stage" in part:     # greedy: stage i's steps run the stages below it forward only (their mean is t)
+        t["step_by_stage"] = [batch * fl / (cl.cores * rates.flops_per_core) + batch * h / bw + t["fetch"] / f
+                              for fl, h in zip(part["flops_by_stage"], part["halo_by_stage"])]
     bounds = {"worker step": p * t["step"],
               "partition link": max(part["grad_bytes"] + p * batch * part["halo_bytes"],
                                     p / f * part["weight_bytes"] + p * batch * part["halo_bytes"]) / bw,

@@ -126,7 +126,8 @@ def format_plan(plan: dict[str, Any]) -> str:
         f"{_human(plan['push_bytes_partition'], 'B')} per partition; halo {_human(part['halo_bytes'], 'B')} per example",
         f"step (batch {b}): compute {_seconds(t['compute'])} + halo {_seconds(t['halo'])} + fetch "
         f"{_seconds(t['fetch'])}/{plan['n_fetch']} = {_seconds(t['step'])}; push {_seconds(t['push'])}, "
-        f"one shard's apply {_seconds(t['apply_one'])}",
+        f"one shard's apply {_seconds(t['apply_one'])}"
+        + ("; by greedy stage: " + ", ".join(_seconds(x) for x in t["step_by_stage"]) if "step_by_stage" in t else ""),
         f"cycle of {plan['n_push']} step(s): {_seconds(plan['cycle_s'])}, bound by {plan['bottleneck']} ("
         + ", ".join(f"{k} {_seconds(v)}" for k, v in bounds.items()) + ")",
         f"predicted: {_human(plan['examples_per_s'])} examples/s; push delay {plan['delay_steps']:.2f} steps; "
