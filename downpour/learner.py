@@ -53,7 +53,7 @@ class FeatureLearner(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     model : str or FeatureModel
         A registered model name, or a model instance (trained or not).
     layer : str or None
-        Feature layer ``transform`` returns (default: the model's top layer).
+        Feature layer ``transform`` returns (default: the model's ``analysis_layer()``, its top layer but the CNN's ``fc``).
     input_shape : tuple (C, H, W) or None
         How to read flat rows of X; default: X's own shape if 4-D, else the model's (or the
         registered variant's) input shape, else a square one-channel image, else one row of D pixels (1, 1, D).

@@ -218,9 +218,11 @@ def test_a_probe_on_the_images_a_supervised_network_trained_on_says_so(tmp_path)
     assert [p.get("trained_on") for p in a["probes"]] == ["images and labels", None]
     # (the note's words now fit the best-unit table too: "this measures", not "this probe measures")
     assert write_report(path).read_text().count("this measures how well it fits them") == 1
-    # its best unit on digits is one of its own logits, trained on those labels: the table says so too
+    # its best unit on digits is one of its fc codes (the default layer since 2026-12-04; its logits before),
+    # trained on those labels: the table says so too
     no_face_test = {k: v for k, v in FAST.items() if k not in ("bootstrap", "control_draws")}
     b = analyze_run(path, **{**no_face_test, "dataset": "digits", "positive": 3, "probes": []})
+    assert a["layer"] == b["layer"] == "fc"
     assert b["face_neuron"]["trained_on"] == "images and labels"
     assert "this measures how well it fits them" in write_report(path).read_text()
 

@@ -36,6 +36,20 @@ def test_one_step_of_every_variant(name):
     assert model.first_layer_filters().shape[1:] == (entry.input_shape[0], model.config.kernel, model.config.kernel)
 
 
+@pytest.mark.parametrize("name", CNN_MODELS)
+def test_the_analysis_reads_the_fc_codes_not_the_class_scores_by_default(name):
+    """The analysis (face test, best-neuron table, study probes) read the CNN's last layer, its logits: a linear
+    readout of fc trained on the labels (on cnn-faces the face label itself), so its 'face unit' was the target."""
+    from downpour.analysis.units import check_layer
+
+    model = create_model(name)
+    assert model.feature_layers()[-1] == "logits"         # still listed (and probed), just not the default
+    assert check_layer(model, "") == check_layer(model, None) == "fc"
+    assert check_layer(model, "logits", "analysis.layer") == "logits"     # analysis.layer still overrides
+    x = torch.rand(3, *model_entry(name).input_shape)
+    assert torch.equal(model.features(x), model.features(x, "fc"))
+
+
 def test_the_twins_differ_only_in_weight_sharing():
     conv, local = create_model("cnn-digits"), create_model("lcn-digits")
     x = torch.rand(3, 1, 8, 8)

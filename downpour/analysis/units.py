@@ -16,20 +16,21 @@ from downpour.config import ConfigError
 from downpour.models.base import FeatureModel
 
 
-def top_layer(model: FeatureModel) -> str:
-    """The model's top feature layer: the last name ``feature_layers()`` lists.
+def default_layer(model: FeatureModel) -> str:
+    """The layer every analysis reads when none is named: the model's ``analysis_layer()``.
 
-    Models list their layers bottom to top, but stacked models may list several parts per stage
-    (``stage2/codes, stage2/pooled, stage2``); the last one is the top stage's output either way.
+    That is the top feature layer (the last name ``feature_layers()`` lists: stacked models list several
+    parts per stage, ``stage2/codes, stage2/pooled, stage2``, the top stage's output last) unless the model
+    declares another: the CNN's ``fc``, not its ``logits`` (until 2026-12-04 every model's last layer).
     """
-    return model.feature_layers()[-1]
+    return model.analysis_layer()
 
 
 def check_layer(model: FeatureModel, layer: str | None, key: str = "") -> str:
-    """``layer`` if the model has it (the top layer when empty), else a clear error naming the valid ones
+    """``layer`` if the model has it (the model's default layer when empty), else a clear error naming the valid ones
     (and ``key``, the setting that named it: ``analysis.layer``)."""
     if not layer:
-        return top_layer(model)
+        return default_layer(model)
     layers = model.feature_layers()
     if layer not in layers:
         raise ConfigError(f"{key + ' = ' if key else 'layer '}{layer!r} is not a feature layer of {type(model).__name__}; "
@@ -50,7 +51,7 @@ def unit_responses(model: FeatureModel, x: Tensor, layer: str | None = None, bat
     """Every unit's response to every image.
 
     x: (N, C, H, W) float32. Returns (N, U) float64 with U the flattened size of one image's codes
-    at ``layer`` (the top layer when None). The model is put in eval mode and left there.
+    at ``layer`` (the model's default layer when None). The model is put in eval mode and left there.
     """
     layer = check_layer(model, layer)
     model.eval()

@@ -171,7 +171,7 @@ class SandblasterConfig(Section):
 class AnalysisConfig(Section):
     section: ClassVar[str] = "analysis"
     report: bool = False           # analyse and write report.html when training ends
-    layer: str = ""                # layer whose units are scored; empty = the model's top layer
+    layer: str = ""                # layer whose units are scored; empty = the model's analysis_layer() (its top; the CNN's fc)
     dataset: str = "lfw"           # labelled set for the best single neuron: lfw | digits | a folder of class sub-folders
     positive: int | str = 1        # the concept in that set: its label (lfw: 1 = face) or its class name ("face", a sub-folder's)
     test_fraction: float = setting(0.5, within="(0, 1)")      # share of the labelled set held back to score the chosen unit

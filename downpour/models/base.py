@@ -34,6 +34,11 @@ class FeatureModel(nn.Module):
         """Names accepted by :meth:`features`, bottom to top."""
         return ["codes"]
 
+    def analysis_layer(self) -> str:
+        """The layer an analysis reads when ``analysis.layer`` is empty: the top of :meth:`feature_layers`,
+        unless the model declares a better one (the CNN: its ``fc`` codes, not the class scores read out of them)."""
+        return self.feature_layers()[-1]
+
     def features(self, x: Tensor, layer: str | None = None) -> Tensor:
         """Codes of one named layer, (B, ...); the top layer when ``layer`` is None."""
         if layer not in (None, "codes"):

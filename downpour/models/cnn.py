@@ -129,9 +129,15 @@ class CNN(FeatureModel):
     def feature_layers(self) -> list[str]:
         return [f"conv{i}" for i in range(1, len(self.filters) + 1)] + ["fc", "logits"]
 
+    def analysis_layer(self) -> str:
+        """``fc``: the learned codes. ``logits`` is a linear readout of them trained on the labels (on
+        cnn-faces, the face label itself), so a "face unit" there is the training target, not a feature
+        the network found."""
+        return "fc"
+
     def features(self, x: Tensor, layer: str | None = None) -> Tensor:
         """Activations of one layer: conv<i> (B, M, h, w), fc (B, hidden) (the default), logits (B, classes)."""
-        layer = layer or "fc"
+        layer = layer or self.analysis_layer()
         if layer not in self.feature_layers():
             raise KeyError(f"unknown layer {layer!r}; this model has {self.feature_layers()}")
         return self._run(x, stop=layer)[layer]

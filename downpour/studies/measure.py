@@ -13,7 +13,7 @@ figure                 from
 =====================  ====================================================================================
 edge_fraction          :func:`~downpour.analysis.edges.edge_summary` of ``model.first_layer_filters()``
                        (NaN for a model whose first-layer weights have no 2-D shape, e.g. an RNN's rows)
-probe_<set>            :func:`~downpour.analysis.probe.probe_table` on the top layer: cross-validated
+probe_<set>            :func:`~downpour.analysis.probe.probe_table` on the analysis layer (``model.analysis_layer()``): cross-validated
                        logistic regression accuracy (``probe_<set>_pixels``: the network's prepared input pixels, same folds);
                        ``code_dims``: that layer's size
 face_auc_lfw           :func:`~downpour.analysis.face_controls.face_controls`: the learned unit's AUC, faces
