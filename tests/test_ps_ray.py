@@ -451,7 +451,7 @@ def test_a_short_greedy_run_logs_each_stage_in_its_own_rows_as_on_the_simulator(
     still coming back, so they landed out of order: both rows averaged pushes of both stages, and the
     analysis's per-stage costs (``training.stages``) came out []. Stage 2's first cycle now waits for stage
     1's pushes on both runners: the rows hold one stage each."""
-    from downpour.analysis.run import stage_losses
+    from downpour.analysis.training import stage_losses
 
     stages = {}
     for runner in ("ray", "simulated"):

@@ -447,7 +447,7 @@ def test_a_greedy_run_with_random_delays_logs_each_stage_in_its_own_rows(tmp_pat
     both stages. Stage 2's first cycle now waits for stage 1's pushes, so each row is one stage's, as on
     the local runner, and the analysis finds both stages' costs (it found none: every row held both).
     Sync: the wait does not hold up a round."""
-    from downpour.analysis.run import stage_losses
+    from downpour.analysis.training import stage_losses
 
     cfg = load_config("cat-demo", ["cluster.runner=simulated", "cluster.workers=3", "cluster.shards=1",
                                    'cluster.delay="exponential:2"', f'cluster.consistency="{consistency}"',

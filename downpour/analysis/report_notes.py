@@ -23,8 +23,11 @@ _GABOR_START = ('model.first_layer = "gabor-init": these filters started as a de
 
 def loss_headline(training: dict[str, Any]) -> str:
     """First and last logged loss; a greedy run's per stage (its ``loss`` is stage 1's cost first and
-    the last stage's at the end: two different sums that read as divergence side by side); one logged
-    row said as one (``a → a`` read as a loss that did not move)."""
+    the last stage's at the end: two different sums that read as divergence side by side); a joint run's
+    with each stage's share beside it (the sum hides the stage that trains: cat-demo joint with a frozen
+    Gabor stage 1, 300 steps, read "Loss 5773 → 5392" where stage 2's own cost fell 319 → 117 and stage 1's,
+    with nothing to train, wandered between 5051 and 6230); one logged row said as one (``a → a`` read as a
+    loss that did not move)."""
     count = training.get("logged_rows")
     rows = f"over {esc(count)} logged rows"
     stages = training.get("stages") or []
@@ -32,12 +35,25 @@ def loss_headline(training: dict[str, Any]) -> str:
         return (f"Loss {num(training.get('last_loss'))} at step {esc(training.get('last_step'))}, the only logged "
                 f"row (the run was shorter than train.log_every): no change to report.")
     if not stages:
-        return f"Loss {num(training.get('first_loss'))} → {num(training.get('last_loss'))} {rows}.{_diagnostics(training)}"
-    each = "; ".join(f"{esc(s['stage'])} {num(s['first_loss'])} (one logged row, step {esc(s['first_step'])})"
-                     if s["first_step"] == s["last_step"] else   # (cat-3stage, 30 steps: "2255 → 2255 (steps 10–10)")
-                     f"{esc(s['stage'])} {num(s['first_loss'])} → {num(s['last_loss'])} "
-                     f"(steps {esc(s['first_step'])}–{esc(s['last_step'])})" for s in stages)
-    return f"Loss, each stage's own cost (trained in turn): {each}, {rows}."
+        shares = training.get("joint_stages")     # (an analysis.json from before 2026-12-04 has none)
+        each = (f", the sum of each stage's own cost (trained together): {_stage_ends(shares, steps=False)}"
+                if shares else "")
+        return (f"Loss {num(training.get('first_loss'))} → {num(training.get('last_loss'))} {rows}{each}."
+                f"{_diagnostics(training)}")
+    return f"Loss, each stage's own cost (trained in turn): {_stage_ends(stages)}, {rows}."
+
+
+def _stage_ends(stages: list[dict[str, Any]], steps: bool = True) -> str:
+    """``stage1 200 → 160 (steps 10–20); stage2 ...``, a stage with nothing to train said so."""
+    def one(s: dict[str, Any]) -> str:
+        if s["first_step"] == s["last_step"]:     # (cat-3stage, 30 steps: "2255 → 2255 (steps 10–10)")
+            text = f"{esc(s['stage'])} {num(s['first_loss'])} (one logged row, step {esc(s['first_step'])})"
+        else:
+            text = f"{esc(s['stage'])} {num(s['first_loss'])} → {num(s['last_loss'])}"
+            text += f" (steps {esc(s['first_step'])}–{esc(s['last_step'])})" if steps else ""
+        return text + (" (frozen: no parameter of it trains, so its cost moves only with the batches)"
+                       if s.get("frozen") else "")
+    return "; ".join(one(s) for s in stages)
 
 
 def _diagnostics(training: dict[str, Any]) -> str:

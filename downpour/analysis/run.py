@@ -29,6 +29,7 @@ from downpour.analysis.edges import edge_summary
 from downpour.analysis.probe import probe_table
 from downpour.analysis.selectivity import over_splits, unchosen
 from downpour.analysis.stimulus import optimal_stimulus, top_images
+from downpour.analysis.training import frozen_stages, training_summary
 from downpour.analysis.options import MIN_SIDE, analysis_options, is_image_input, no_faces_of, open_run, run_preprocess
 from downpour.analysis.units import check_layer, describe_unit, unit_responses
 from downpour.config import AnalysisConfig, ConfigError, RunConfig
@@ -36,7 +37,6 @@ from downpour.data.preprocess import Preprocess
 from downpour.errors import DataError
 from downpour.layers import LocallyConnected2d
 from downpour.models.base import FeatureModel
-from downpour.objectives import is_metric
 from downpour.train.folders import check_writable
 from downpour.train.rundir import NotARunError, RunDir
 
@@ -321,7 +321,7 @@ def _measure(run: RunDir, model: FeatureModel, opts: AnalysisConfig, layer: str,
                        "pool": int(len(pool)), "positive_in_pool": int(is_positive[pool].sum())},
         "invariance": {**inv, "summary": invariance_summary(inv)},
         "probes": probes,
-        "training": _training_summary(metrics),
+        "training": training_summary(metrics, frozen_stages(model)),
         "filters": filter_stats,
         "staleness": {k: {str(s): c for s, c in v.items()} for k, v in staleness.items()},
         "figures": {k: f"figures/{v}" for k, v in paths.items()},
@@ -357,42 +357,3 @@ def _filter_stats(model: FeatureModel, filters: np.ndarray | None, seed: int) ->
         kind = "untied" if layer.untied else "convolution" if banks == 1 else "tiled"
         out["sharing"] = {"kind": kind, "banks": banks, "positions": layer.out_size[0] * layer.out_size[1]}
     return out
-
-
-def _training_summary(metrics: list[dict[str, Any]]) -> dict[str, Any]:
-    if not metrics:
-        return {"logged_rows": 0}
-    first, last = metrics[0], metrics[-1]
-    return {"logged_rows": len(metrics), "first_step": first.get("step"), "last_step": last.get("step"),
-            "first_loss": first.get("loss"), "last_loss": last.get("loss"), "stages": stage_losses(metrics),
-            "diagnostics": {k: [first[k], last[k]] for k in last if is_metric(k) and k in first},   # (RBM: metric/...)
-            "free_energy_gap": any(k.rsplit("/", 1)[-1] == "contrastive_divergence" for k in last),
-            "workers": sorted({r["worker"] for r in metrics if "worker" in r}) or None}
-
-
-def stage_losses(metrics: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each stage's own cost, first and last logged, when a greedy run trained its stages in turn.
-
-    A greedy run's ``loss`` is stage 1's cost at first and stage 2's at the end, different sums
-    (245.8 -> 283.3 read as divergence where each stage's cost fell). A stage's cost in a row is the
-    sum of its parts (``stageN/...``, diagnostics left out), taken over the rows that logged it.
-    Empty when no row names a stage, or when every stage is in every row (joint training: ``loss``
-    already compares like with like)."""
-    rows: dict[str, list[tuple[Any, float]]] = {}
-    for r in metrics:
-        sums: dict[str, float] = {}
-        for k, v in r.items():
-            stage, sep, _ = k.partition("/")
-            if sep and stage.startswith("stage") and not is_metric(k) and isinstance(v, (int, float)):
-                sums[stage] = sums.get(stage, 0.0) + v
-        for stage, v in sums.items():
-            rows.setdefault(stage, []).append((r.get("step"), v))
-    if all(len(v) == len(metrics) for v in rows.values()):
-        return []
-    return [{"stage": stage, "first_step": v[0][0], "last_step": v[-1][0], "first_loss": v[0][1],
-             "last_loss": v[-1][1], "logged_rows": len(v)} for stage, v in sorted(rows.items(), key=_stage_order)]
-
-
-def _stage_order(item: tuple[str, Any]) -> tuple[int, str]:
-    digits = item[0].removeprefix("stage")
-    return (int(digits), "") if digits.isdigit() else (1 << 30, item[0])
