@@ -4,7 +4,7 @@ import pytest
 
 from downpour.config import DataConfig
 from downpour.data import build_dataset
-from downpour.data.arrays import load_array, read_arrays
+from downpour.data.arrays import load_array, npz_labels, read_arrays
 from downpour.errors import DataError
 
 
@@ -63,6 +63,14 @@ def test_negative_labels_are_refused_at_load_naming_the_first(tmp_path):
     with pytest.raises(DataError, match=r"neg.npz: y\[2\] = -1: labels are class numbers 0, 1, 2, ... \(2 of 5 are negative"):
         read_arrays(tmp_path / "neg.npz")
     assert read_arrays(_save(tmp_path / "u8.npz", y=np.array([0, 255, 3, 1, 0], np.uint8)))[1].tolist() == [0, 255, 3, 1, 0]
+
+
+def test_a_label_past_a_million_classes_is_refused_naming_it(tmp_path):
+    """y = 2**40 loaded, and a supervised model asked for 2**40 + 1 outputs at its first batch."""
+    path = _save(tmp_path / "big.npz", y=np.array([0, 1, 2**40, 2], np.int64))
+    with pytest.raises(DataError, match=r"big.npz: y\[2\] = 1099511627776: .* 1,099,511,627,777 classes \(at most 1,048,576\)"):
+        read_arrays(path)
+    assert npz_labels(_save(tmp_path / "ok.npz", y=np.array([0, 2**20 - 1]))).max() == 2**20 - 1
 
 
 def _save(path, y):

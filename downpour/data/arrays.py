@@ -91,6 +91,11 @@ def npz_keys(path: str | Path) -> set[str]:
     return keys
 
 
+# the largest label a set may hold: a label is a class number, and the largest + 1 is how many classes a supervised
+# model scores (an .npz with y = 2**40 was accepted and asked for 2**40 + 1 outputs at the first batch)
+MAX_LABEL = 2**20 - 1
+
+
 def check_labels(y: np.ndarray, where: str) -> np.ndarray:
     """``y`` as (N,) int64 class numbers, or DataError naming ``where``, the first label that is none and how many
     are not. Until 2026-12-04 a negative label loaded: a supervised model failed at its first batch holding one
@@ -109,6 +114,11 @@ def check_labels(y: np.ndarray, where: str) -> np.ndarray:
         raise DataError(f"{where}: y[{negative[0]}] = {int(y[negative[0]])}: labels are class numbers 0, 1, 2, ... "
                         f"({len(negative)} of {len(y)} {'is' if len(negative) == 1 else 'are'} negative; "
                         "a set without labels has no y)")
+    if len(y) and int(y.max()) > MAX_LABEL:     # (a model would score y.max() + 1 classes, a probe count as many)
+        top = int(np.argmax(y))
+        raise DataError(f"{where}: y[{top}] = {int(y[top])}: labels are class numbers 0, 1, 2, ... and this one would "
+                        f"ask a model for {int(y[top]) + 1:,} classes (at most {MAX_LABEL + 1:,}); number the classes "
+                        "from 0")
     return y.astype(np.int64)
 
 
