@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from downpour.analysis.selectivity import auc_scores, eligible, ranking
+from downpour.analysis.selectivity import auc_scores, eligible, order
 
 
 def headroom(responses: list[np.ndarray], y: np.ndarray, negatives: dict[str, np.ndarray], source: np.ndarray,
@@ -29,7 +29,7 @@ def headroom(responses: list[np.ndarray], y: np.ndarray, negatives: dict[str, np
     responses: one (M, U) array per split (the units of that split's network on all M images);
     y, negatives, source, splits as :func:`~downpour.analysis.controls.score_controls` takes them;
     controls: the negative sets to take the worst of; ``localizer``: the sets the choice also used
-    (:func:`~downpour.analysis.selectivity.ranking`), so the rank is the choice's own. Keys:
+    (:func:`~downpour.analysis.selectivity.order`), so the rank is the choice's own. Keys:
     ``chosen_unit``, ``chosen_worst``, ``best_unit``, ``best_worst``, ``best_rank`` (1 = the unit the
     selection chose first) and ``units_above_chosen`` (units whose worst control beats the chosen one's).
     """
@@ -37,8 +37,7 @@ def headroom(responses: list[np.ndarray], y: np.ndarray, negatives: dict[str, np
     out = []
     for r, (select, test) in zip(responses, splits):
         against = tuple(r[negatives[n][np.isin(source[negatives[n]], select)]] for n in localizer)
-        criterion, sign = ranking(r[select], y[select], against)            # (U,) each
-        order = np.argsort(-criterion, kind="stable")                       # the choice's ranking
+        ranked, _, sign = order(r[select], y[select], against)              # (U,) each: the choice's ranking
         faces = test[y[test] == 1]
         in_test = np.isin(source, test)
         worst = np.full(r.shape[1], np.inf)
@@ -51,8 +50,8 @@ def headroom(responses: list[np.ndarray], y: np.ndarray, negatives: dict[str, np
         # test images it is scored on, is no headroom: an all-NaN unit read as worst AUC 1.0, the "best" unit
         usable = eligible(r[select], against) & np.isfinite(r[in_test]).all(axis=0)
         worst = np.where(usable, worst, -np.inf)
-        chosen, best = int(order[0]), int(np.argmax(worst))
+        chosen, best = int(ranked[0]), int(np.argmax(worst))
         out.append({"chosen_unit": chosen, "chosen_worst": float(worst[chosen]), "best_unit": best,
-                    "best_worst": float(worst[best]), "best_rank": int(np.flatnonzero(order == best)[0]) + 1,
+                    "best_worst": float(worst[best]), "best_rank": int(np.flatnonzero(ranked == best)[0]) + 1,
                     "units_above_chosen": int((worst > worst[chosen]).sum())})
     return out
