@@ -48,9 +48,10 @@ class MechanismsStudy(MeasuredStudy):
     resolution = RESOLUTION
     invariance = True
     # (cells cached before the invariance curves warped the faces in pixels, or before their unit was the one whose
-    # selection AUC is furthest from 0.5 (2026-12-04; it was the most accurate), are refused, not mixed)
-    measured_by = (MeasuredStudy.measured_by
-                   + "; invariance: faces warped in pixels, then prepared, of the unit chosen by selection AUC")
+    # selection AUC is furthest from 0.5, ties to the larger Cohen's d (2026-12-04; it was the most accurate, ties
+    # to the lowest index), are refused, not mixed)
+    measured_by = (MeasuredStudy.measured_by + "; invariance: faces warped in pixels, then prepared, of the unit "
+                   "chosen by selection AUC, ties by Cohen's d")
 
     def conditions(self) -> list[Condition]:
         steps = STEPS_QUICK if self.quick else STEPS_FULL
