@@ -500,3 +500,34 @@ def test_a_greedy_runs_held_stage_stays_still_on_the_shards_the_cluster_builds(r
     assert torch.equal(shards[0].params[:stage1], held[0])
     assert all(torch.equal(shards[0].state[k][:stage1], v) for k, v in held[1].items())
     assert not torch.equal(shards[0].params[stage1:], started)   # stage 2 trained, in the same shard
+
+
+def test_a_joint_runs_tensor_split_across_shards_gets_torchs_update_where_its_piece_is_all_zero():
+    """A piece of a tensor cut by a shard boundary can be all exact zeros while its tensor has a gradient
+    (cnn-digits, 8 shards: shard 2 holds only fc.weight's first 340 elements, rows of fc units dead for the
+    batch, all 0 in 178 of 200 pushes): Adam took the piece as held, so the shard count changed the weights
+    (fc.weight by up to 0.48 after 200 steps against one shard). No tensor of a run that trains every stage
+    at every step is ever held: every element gets torch's Adam, bit for bit."""
+    from downpour.config import load_config
+    from downpour.models.registry import resolve
+    from downpour.ps.setup import make_shards, set_up_cluster
+
+    cfg = resolve(load_config("cnn-digits", ["cluster.runner=simulated", "cluster.rule=adam", "cluster.lr=0.01",
+                                             "cluster.shards=8", "train.threads=1", "train.tensorboard=false"]))
+    setup = set_up_cluster(cfg)
+    init = setup.layout.params_to_vector(setup.model)
+    shards = make_shards(setup, init, {0})
+    fc = setup.layout.offsets[4]                                  # fc.weight (64, 128): [4800, 12992)
+    assert any(a < fc < b < fc + 3 * 128 for a, b in setup.bounds)  # a shard holds less than its first 3 rows
+    w = torch.nn.Parameter(init.clone())
+    opt = torch.optim.Adam([w], lr=0.01, foreach=False)
+    torch.manual_seed(5)
+    for seq in range(3):
+        g = torch.randn(init.numel())
+        if seq:
+            g[fc:fc + 3 * 128] = 0                                # fc units 0-2 dead for the batch
+        w.grad = g.clone()
+        opt.step()
+        for s, (a, b) in zip(shards, setup.bounds):
+            assert s.push(0, g[a:b].clone(), s.version, seq).accepted
+    assert torch.equal(torch.cat([s.params for s in shards]), w.detach())

@@ -48,20 +48,21 @@ class Shard:
 
     ``workers``: the worker ids allowed to push. ``sync``: hold pushes until every live worker
     has pushed once, then apply their mean as one update (synchronous SGD). ``tensors``: the
-    [a, b) ranges of the slice that are one parameter tensor each (:func:`tensor_pieces`; default:
-    the slice is one), so the rule can skip a tensor that got no gradient (:meth:`live`).
+    [a, b) ranges of the slice that are one parameter tensor each (:func:`tensor_pieces`; default
+    None: the slice is one), so the rule can skip a tensor that got no gradient (:meth:`live`);
+    ``[]``: no tensor of the slice is ever held (a run that trains every stage at every step).
     """
 
     def __init__(self, index: int, params: Tensor, rule: UpdateRule, compensation: Compensation | None = None,
                  workers: Iterable[int] = (), sync: bool = False, start: int = 0, noise: float = 0.0, seed: int = 0,
-                 noise_relative: bool = False, tensors: Iterable[tuple[int, int]] = ()):
+                 noise_relative: bool = False, tensors: Iterable[tuple[int, int]] | None = None):
         if params.dim() != 1:
             raise ValueError(f"shard {index}: parameters must be a flat (n,) vector, got shape {tuple(params.shape)}")
         self.index, self.start = index, start
         self.params = params.detach().to(torch.float32).clone().contiguous()
         self.rule = rule
         self.state = rule.init_state(self.params.numel())
-        self.tensors = [(int(a), int(b)) for a, b in tensors] or [(0, self.params.numel())]
+        self.tensors = [(0, self.params.numel())] if tensors is None else [(int(a), int(b)) for a, b in tensors]
         self.compensation = compensation or Compensation()
         self.workers: set[int] = set(workers)
         self.sync = sync
