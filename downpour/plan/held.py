@@ -2,7 +2,7 @@
 
 Autograd keeps these tensors from a stage's forward to its backward (``CatNet.forward_train`` and the cat cost,
 reconstruction + ``pooled_l2``; measured by :func:`downpour.plan.counted.step_held_bytes`, which these formulas match
-to the byte on cat-demo, cat-untied, main and a paper-like untied decoder, ``tests/test_plan.py``). Per example, input
+to the byte on cat-demo, cat-untied, main and a paper-like untied decoder, ``tests/test_plan_held.py``). Per example, input
 (C, H, W), codes (M, Ho, Wo), pooled (M, Hp, Wp):
 
 - the input (the filter's weight gradient) and the reconstruction's residual: 2·C·H·W;
