@@ -251,7 +251,8 @@ def _server_rates(cfg) -> list[float]:
     """The learning rate of each of two shards' rules, as a cluster run of ``cfg`` builds them."""
     from downpour.ps.setup import make_shards
 
-    setup = SimpleNamespace(cfg=cfg, bounds=[(0, 3), (3, 5)], gate=SimpleNamespace(sync=False))
+    setup = SimpleNamespace(cfg=cfg, bounds=[(0, 3), (3, 5)], gate=SimpleNamespace(sync=False),
+                            layout=SimpleNamespace(offsets=[0], shapes=[torch.Size([5])]), model=SimpleNamespace(n_stages=1))
     return [shard.rule.lr for shard in make_shards(setup, torch.zeros(5), {0, 1})]
 
 
