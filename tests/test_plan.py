@@ -17,6 +17,7 @@ from downpour.objectives import Objective
 from downpour.ps.rules import make_rule
 from downpour.plan import (Cluster, Rates, cat_footprint, check_simulated, network_of, plan_config, plan_for,
                            predict_staleness)
+from downpour.parallel import partition_model
 from downpour.plan.check import compare_run
 from downpour.plan.predict import grid, partition_stage
 
@@ -277,7 +278,7 @@ def test_a_model_the_runner_cannot_split_is_planned_whole_and_a_mode_refuses_the
     assert main(["plan", "--model", "ufldl-sae", "--json"]) == 0       # it chose 512 partitions of 3,289 weights
     assert json.loads(capsys.readouterr().out)["cluster"]["partitions"] == 1
     assert main(["plan", "--model", "ufldl-sae", "--partitions", "2"]) == 2
-    assert "the runner splits only the cat network's locally connected stages" in capsys.readouterr().err
+    assert "model parallelism splits the locally connected stages of the cat network" in capsys.readouterr().err
     # (--config is the plan's too since 2026-12-02, planning what a preset trains: --out stands for a check's flag)
     for argv, named in ((["--out", "x"], "--out: not read by the plan itself"),
                         (["--check-simulated", "--model", "cat-demo", "--partitions", "4"],
@@ -285,6 +286,43 @@ def test_a_model_the_runner_cannot_split_is_planned_whole_and_a_mode_refuses_the
                         (["--check-run", "x", "--steps", "5"], "--steps: not read by plan --check-run")):
         assert main(["plan", *argv]) == 2
         assert named in capsys.readouterr().err
+
+
+# what the model-parallel runner refuses to split (parallel/partition.py), and the key its reason names
+RUNNER_REFUSES = [(("--config", "cat-demo", "--set", "model.tile=4"), "model.tile"),         # tiled filters
+                  (("--model", "cat-demo", "--set", "model.tile=1"), "model.tile"),          # convolutional ones
+                  (("--model", "cat-demo", "--set", 'model.decoder="untied"'), "model.decoder")]
+
+
+@pytest.mark.parametrize("argv, key", RUNNER_REFUSES)
+def test_a_cat_network_the_runner_refuses_to_split_is_planned_whole(capsys, argv, key):
+    """Until 2026-12-04 only the grid and the model family were asked: --config cat-demo --set model.tile=4
+    --partitions 2 --machines 8 planned 3 replicas x 2 partitions, and --memory 0.002 chose 4 partitions of 1.54 MB,
+    layouts build_replica refuses (cluster.partitions = 2: needs untied filters); now one, marked as not fitting."""
+    assert main(["plan", *argv, "--partitions", "2", "--machines", "8"]) == 2
+    err = capsys.readouterr().err
+    assert key in err and "the model-parallel runner refuses it" in err
+    assert main(["plan", *argv, "--memory", "0.002", "--json"]) == 0        # (no partition count fits: the most)
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["cluster"]["partitions"] == 1 and not plan["fits"]["partition"]
+    assert any(key in line for line in plan["network"]["assumptions"])     # and the plan says why
+
+
+@pytest.mark.parametrize("sets", [(), ("model.tile=100",), ('model.first_layer="gabor"',), ("model.tile=2",),
+                                  ('model.decoder="untied"',)])
+def test_the_plan_splits_a_cat_network_exactly_when_the_runner_does(sets):
+    """The runner itself is the reference: partition_model on the built network (tile 100 is >= the codes grid,
+    so untied, and split; a frozen Gabor first layer is split too)."""
+    cfg, shape = plan_config("cat-demo", sets)
+    try:
+        partition_model(build(cfg, shape)[0], 2)
+        runner = ""
+    except ValueError as err:
+        runner = str(err)
+    uncut = network_of(cfg, shape).uncut
+    assert bool(uncut) == bool(runner) and uncut in runner
+    assert (plan_for("cat-demo", sets, Cluster(machines=16))["cluster"]["partitions"] == 1) if runner else \
+        plan_for("cat-demo", sets, Cluster(machines=16, partitions=2))["cluster"]["partitions"] == 2
 
 
 def test_every_planned_partition_has_a_shard_of_its_own(capsys):

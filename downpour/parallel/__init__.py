@@ -7,6 +7,6 @@ K spatial blocks of output positions, each block's untied filters owned by one p
 See docs/parameter-server.md (## Model parallelism).
 """
 from downpour.parallel.blocks import Block, grid_shape, split_blocks
-from downpour.parallel.partition import PartitionedFilter, merge_model, partition_model
+from downpour.parallel.partition import PartitionedFilter, cut_refusal, merge_model, partition_model
 
-__all__ = ["Block", "PartitionedFilter", "grid_shape", "merge_model", "partition_model", "split_blocks"]
+__all__ = ["Block", "PartitionedFilter", "cut_refusal", "grid_shape", "merge_model", "partition_model", "split_blocks"]

@@ -105,20 +105,33 @@ def stitch(parts: list[Tensor], blocks: list[Block], dims: tuple[int, int]) -> T
     return torch.cat([torch.cat(row, dim=dims[1]) for _, row in sorted(rows.items())], dim=dims[0])
 
 
+def cut_refusal(model: str, *, cat: bool, untied: bool = True, top: bool = False, tied_decoder: bool = True) -> str:
+    """Why a replica of ``model`` cannot be split into partitions, naming the key, or "" when it can. One predicate
+    for the runner (:func:`partition_model`, on the built model) and ``downpour plan`` (on the config,
+    plan/network.py), so a plan lays out only what the runner accepts (a grid too small to cut is
+    :func:`~downpour.parallel.blocks.grid_shape`'s, shared alike)."""
+    if not cat:
+        return f"model parallelism splits the locally connected stages of the cat network; {model} has none"
+    if not untied:
+        return ("model parallelism needs untied filters (model.tile = 0): tiled or convolutional filters are "
+                "shared across positions, so no block of positions owns them")
+    if top:
+        return ("model parallelism splits the locally connected stages; the recurrent top stage (model.top) is "
+                "not split: set model.top = 'none'")
+    if not tied_decoder:
+        return "model parallelism needs the tied decoder (model.decoder = 'tied'): an untied decoder is not split"
+    return ""
+
+
 def _check(model: FeatureModel, k: int) -> list[nn.Module]:
     stages = list(getattr(model, "stages", ()))
     filters = [getattr(s, "filter", None) for s in stages]
-    if not stages or not all(isinstance(f, LocallyConnected2d) for f in filters):
-        raise ValueError(f"cluster.partitions = {k}: model parallelism splits the locally connected stages of the "
-                         f"cat network; {type(model).__name__} has none")
-    if not all(f.untied for f in filters):
-        raise ValueError(f"cluster.partitions = {k} needs untied filters (model.tile = 0): tiled or convolutional "
-                         "filters are shared across positions, so no block of positions owns them")
-    if getattr(model, "top", None) is not None:
-        raise ValueError(f"cluster.partitions = {k} splits the locally connected stages; the recurrent top stage "
-                         "(model.top) is not split: set model.top = 'none' or cluster.partitions = 1")
-    if any(getattr(s, "decoder_weight", None) is not None for s in stages):
-        raise ValueError(f"cluster.partitions = {k} needs the tied decoder (model.decoder = 'tied')")
+    cat = bool(stages) and all(isinstance(f, LocallyConnected2d) for f in filters)
+    refused = cut_refusal(type(model).__name__, cat=cat, untied=cat and all(f.untied for f in filters),
+                          top=getattr(model, "top", None) is not None,
+                          tied_decoder=all(getattr(s, "decoder_weight", None) is None for s in stages))
+    if refused:
+        raise ValueError(f"cluster.partitions = {k}: {refused}")
     return stages
 
 

@@ -36,6 +36,7 @@ from downpour.layers.gabor import FROZEN_KINDS
 from downpour.models.cat import CatConfig, CatNet
 from downpour.models.footprint import footprint_table
 from downpour.models.registry import model_entry, resolve
+from downpour.parallel.partition import cut_refusal
 from downpour.plan.counted import step_flops
 from downpour.plan.held import stage_held
 
@@ -169,6 +170,7 @@ class Network:
     schedule: str = "joint"          # train.schedule: "greedy" trains one cat stage per step (:func:`over_schedule`)
     counted: tuple[float, ...] = ()  # not the cat family: torch's count of a training step per example, one per
                                      # greedy stage (:mod:`downpour.plan.counted`); the stages are then its layers
+    uncut: str = ""                  # why the model-parallel runner refuses K > 1 (cut_refusal; the paper's pipeline: "")
 
     @property
     def flops_train(self) -> float:
@@ -284,7 +286,11 @@ def network_of(cfg: RunConfig, input_shape: tuple[int, ...], paper: bool = False
         spec = pooled if isinstance(pooled, dict) else {"weight": pooled}
         pooled_maps = 0 if pooled is None or spec.get("weight", 1.0) == 0 else 1 + (spec.get("eps", 1e-4) > 0)
         stages = cat_stages(config, input_shape, batch=cfg.train.batch_size, pooled_maps=pooled_maps)
-        return Network(name, tuple(input_shape), tuple(stages), assumptions, cfg.train.schedule)
+        # the runner's own refusal (the paper plan is the paper's pipeline, whose partitions own tiles and W2 too)
+        uncut = "" if paper else cut_refusal(name, cat=True, untied=all(s.tied_banks is None for s in stages),
+                                             top=config.top != "none", tied_decoder=config.decoder == "tied")
+        notes = assumptions + ((f"one partition per replica: {uncut}",) if uncut else ())
+        return Network(name, tuple(input_shape), tuple(stages), notes, cfg.train.schedule, uncut=uncut)
     rows = footprint_table(cfg.model.name, tuple(input_shape), **cfg.model.options)
     stages = [Stage(r["layer"], tuple(r["out_shape"]), 0, r["params"], r["params"], r["flops_fwd"],
                     r["flops_fwd"] + r["flops_bwd"], r["act_bytes"] // 4) for r in rows[:-1]]
@@ -294,7 +300,8 @@ def network_of(cfg: RunConfig, input_shape: tuple[int, ...], paper: bool = False
              "the cost, the backward; matrix products only)" + (", averaged over the greedy stages" if len(counted) > 1
                                                                   else "")
              + "; one partition per replica (the runner splits only the cat network)",)
-    return Network(cfg.model.name, tuple(input_shape), tuple(stages), notes, cfg.train.schedule, counted)
+    return Network(cfg.model.name, tuple(input_shape), tuple(stages), notes, cfg.train.schedule, counted,
+                   cut_refusal(repr(cfg.model.name), cat=False))
 
 
 # --- the cat family, counted on paper --------------------------------------------------------------------

@@ -122,17 +122,17 @@ def _codes_size(stage: Stage) -> tuple[int, int]:
 
 
 def _uncuttable(net: Network, k: int) -> str:
-    """Why ``k`` partitions cannot be cut as the runner cuts them (every stage's filter output into a
-    grid of ``grid(k, stage)`` blocks, each at least one position), or "" when they can."""
-    if k > 1 and not any(stage.in_shape for stage in net.stages):
-        return f"the runner splits only the cat network's locally connected stages, and {net.name!r} has none"
+    """Why ``k`` partitions cannot be cut as the runner cuts them (a network it splits, ``net.uncut``; every
+    stage's filter output into a grid of ``grid(k, stage)`` blocks, each at least one position), or "" when they can."""
+    if k > 1 and net.uncut:               # (the runner's own predicate: parallel/partition.py cut_refusal)
+        return f"{net.uncut}; plan it with one partition"
     for i, stage in enumerate(net.stages, start=1):
         if stage.in_shape:
             try:
                 grid(k, stage)
             except ValueError:
                 oh, ow = _codes_size(stage)
-                return f"stage {i}'s {oh}x{ow} filter output cannot be cut into {k} blocks"
+                return f"stage {i}'s {oh}x{ow} filter output cannot be cut into {k} blocks: use fewer partitions"
     return ""
 
 
@@ -213,7 +213,7 @@ def predict(net: Network, cl: Cluster, rates: Rates, batch: int, n_push: int = 1
     fewest replicas (the least staleness)."""
     args = (batch, n_push, n_fetch, rates)
     if cl.partitions and (refused := _uncuttable(net, cl.partitions)):
-        raise ConfigError(f"--partitions {cl.partitions}: {refused}; the model-parallel runner refuses it: use fewer partitions")
+        raise ConfigError(f"--partitions {cl.partitions}: {refused} (the model-parallel runner refuses it)")
     if cl.partitions and cl.shards and cl.shards < cl.partitions:
         raise ConfigError(f"--shards {cl.shards} is fewer than --partitions {cl.partitions}: each partition needs a "
                           f"shard of its own (the model-parallel runner refuses it)")
