@@ -559,3 +559,31 @@ def test_a_decoded_frame_is_freed_at_once_not_left_to_the_cyclic_collector(tmp_p
         gc.enable()
     assert len(frames) == 3 and frames[0].shape == (32, 48, 3) and frames[0][:8, -8:].mean() > 200    # upright
     assert left == []
+
+
+def test_a_video_that_declares_no_frame_count_is_demuxed_once_a_process_until_it_changes(tmp_path, monkeypatch):
+    """Each streamed read of a .mkv demuxed the whole file again to count its packets (50 reads of a 58 MB one: 50
+    demuxes, 0.75 s of CPU); the count is kept by (path, size, mtime) now, and counted anew when the file changes."""
+    import os
+
+    import downpour.data.video as video
+
+    path = tmp_path / "clip.mkv"
+    _write_video(path, n_frames=30, step=8)
+    demuxed, real = [], video._count
+
+    def counting(container, stream):
+        demuxed.append(real(container, stream))
+        return demuxed[-1]
+
+    monkeypatch.setattr(video, "_count", counting)
+    first = sample_frames(path, 3)
+    assert demuxed == [30]
+    assert all(np.array_equal(a, b) for a, b in zip(sample_frames(path, 3), first))
+    assert demuxed == [30]                                          # (the second read counted nothing)
+    assert sample_frames(tmp_path / "." / "clip.mkv", 1) and demuxed == [30]     # (another name of the same file)
+    _write_video(path, n_frames=20, step=8)                         # rewritten: 20 frames now
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))   # (whatever the clock's grain)
+    assert len(sample_frames(path, 40)) == 20 and demuxed == [30, 20]
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))   # touched: same bytes, new mtime
+    assert len(sample_frames(path, 40)) == 20 and demuxed == [30, 20, 20]
