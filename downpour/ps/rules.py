@@ -28,6 +28,8 @@ class UpdateRule:
 
     name: str = ""
     state_names: tuple[str, ...] = ()
+    # reads ``live`` (a tensor pushed without a gradient keeps its state); the shard finds held tensors only then
+    holds: bool = False
 
     def __init__(self, lr: float):
         if not lr > 0:
@@ -63,6 +65,7 @@ class Momentum(UpdateRule):
     and the fresh pushes already in the velocity keep their weight (scaling the step scaled them too)."""
 
     name = "momentum"
+    holds = True
     state_names = ("velocity",)
 
     def __init__(self, lr: float, momentum: float = 0.9):
@@ -113,6 +116,7 @@ class Adam(UpdateRule):
     """
 
     name = "adam"
+    holds = True
     state_names = ("exp_avg", "exp_avg_sq", "step")   # step: (n,) per element (a checkpoint's old (1,) broadcasts)
     beta1, beta2, eps = 0.9, 0.999, 1e-8
 
