@@ -201,7 +201,8 @@ class Shard:
             checked = False
         if not checked and not applicable(g, self.params.dtype):
             return False
-        # (only a rule that reads it: finding held tensors is a pass over g; Adagrad on 16 MB in 8 tensors, loaded VM: 12 ms a push without it, 18 with)
+        # (only for a rule that reads it: finding held tensors is a pass over g; Adagrad on 16 MB in 8 tensors,
+        # loaded VM: 12 ms a push without it, 18 with)
         self.rule.apply(self.params, g, self.state, lr_scale, self.live(g) if self.rule.holds else None)
         return True
 
