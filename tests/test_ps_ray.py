@@ -201,7 +201,7 @@ def test_a_restart_outlives_the_last_handout_and_trains_the_steps_a_later_loss_g
     2026-12-04 it was let go as worker 0 was killed, and whether the replacement rejoined before or after the
     driver noticed that loss was Ray's timing (the test accepted two outcomes; one CI run of that day ended with
     lost_workers [1, 0]). Now nothing but the replacement can train the steps worker 0 held when it answers, so
-    the run has one outcome, and without the fix one other (the RunError)."""
+    the run has one outcome but for a step already pushed (below), and without the fix another (the RunError)."""
     from downpour.ps.cluster_on_ray import RayCluster
 
     gate, fired = tmp_path / "answer", []
@@ -263,10 +263,14 @@ def test_a_restart_outlives_the_last_handout_and_trains_the_steps_a_later_loss_g
     monkeypatch.setattr(RayCluster, "_lost", lost)
     cfg = _cfg("train.steps=120", "cluster.shards=1", "cluster.restarts=1")
     out = run_cluster(cfg, RunDir.create(tmp_path / "r", cfg))   # (it raised RunError: every worker was lost)
-    assert fired == [1, 0] and out["steps"] == 120 and out["lost_workers"] == [0]
-    events = RunDir.open(tmp_path / "r").read_json("staleness.json")["events"]
-    assert [(e["event"], e["worker"]) for e in events] == [("worker-lost", 1), ("worker-lost", 0),
-                                                            ("worker-restarted", 1)]
+    assert fired == [1, 0] and out["steps"] == 120
+    events = [(e["event"], e["worker"]) for e in RunDir.open(tmp_path / "r").read_json("staleness.json")["events"]]
+    # Usually the replacement rejoins and trains worker 0's last step. In 1 of 4 fresh-clone CI runs of 2026-12-04
+    # that step had already reached the shard when worker 0's actor died (the run read 120 of 120), so no step was
+    # left, and the replacement was given up once the run was over: also right. Either way every step trained and
+    # the run did not end "every worker was lost", which it did without the fix.
+    assert out["lost_workers"] in ([0], [1, 0]) and events[:2] == [("worker-lost", 1), ("worker-lost", 0)]
+    assert ("worker-restarted", 1) in events if out["lost_workers"] == [0] else ("worker-restarted", 1) not in events
 
 
 def test_losing_every_worker_is_an_error_that_keeps_what_was_done(tmp_path, local_ray):
