@@ -43,8 +43,7 @@ def stage_losses(metrics: list[dict[str, Any]]) -> list[dict[str, Any]]:
     (245.8 -> 283.3 read as divergence where each stage's cost fell), taken over the rows that logged it.
     Empty when no row names a stage, or when every stage is in every row (joint training: ``loss`` compares
     like with like, and :func:`training_summary` gives each stage's share as ``joint_stages``)."""
-    rows = _stage_rows(metrics)
-    return [] if all(len(v) == len(metrics) for v in rows.values()) else _ends(rows)
+    return training_summary(metrics).get("stages", [])
 
 
 def frozen_stages(model: nn.Module) -> list[str]:

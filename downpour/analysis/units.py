@@ -16,21 +16,12 @@ from downpour.config import ConfigError
 from downpour.models.base import FeatureModel
 
 
-def default_layer(model: FeatureModel) -> str:
-    """The layer every analysis reads when none is named: the model's ``analysis_layer()``.
-
-    That is the top feature layer (the last name ``feature_layers()`` lists: stacked models list several
-    parts per stage, ``stage2/codes, stage2/pooled, stage2``, the top stage's output last) unless the model
-    declares another: the CNN's ``fc``, not its ``logits`` (until 2026-12-04 every model's last layer).
-    """
-    return model.analysis_layer()
-
-
 def check_layer(model: FeatureModel, layer: str | None, key: str = "") -> str:
-    """``layer`` if the model has it (the model's default layer when empty), else a clear error naming the valid ones
-    (and ``key``, the setting that named it: ``analysis.layer``)."""
+    """``layer`` if the model has it, else a clear error naming the valid ones (and ``key``, the setting that named it:
+    ``analysis.layer``). Empty: the layer every analysis reads when none is named, the model's ``analysis_layer()``
+    (its top feature layer unless it declares another: the CNN's ``fc``, not its ``logits``, since 2026-12-04)."""
     if not layer:
-        return default_layer(model)
+        return model.analysis_layer()
     layers = model.feature_layers()
     if layer not in layers:
         raise ConfigError(f"{key + ' = ' if key else 'layer '}{layer!r} is not a feature layer of {type(model).__name__}; "
