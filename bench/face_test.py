@@ -30,7 +30,7 @@ from scipy.stats import rankdata  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
 from _protocol import at_least_1, load_1min  # noqa: E402
-from downpour.analysis.selectivity import PAIRWISE_LIMIT, auc_scores  # noqa: E402
+from downpour.analysis.choice import PAIRWISE_LIMIT, auc_scores  # noqa: E402
 
 SHAPES = {"selection split (30 x 512)": (30, 15, 512), "lfw training (140 x 512)": (140, 70, 512),
           "random filters (200 x 2000)": (200, 100, 2000)}

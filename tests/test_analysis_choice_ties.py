@@ -8,7 +8,8 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from downpour.analysis.headroom import headroom
-from downpour.analysis.selectivity import auc_scores, best_unit, choose
+from downpour.analysis.choice import auc_scores, choose
+from downpour.analysis.selectivity import best_unit
 
 
 def _auc_reference(scores: np.ndarray, y: np.ndarray) -> np.ndarray:

@@ -12,7 +12,8 @@ from downpour.analysis.controls import (bootstrap_weights, comparisons, score_co
 from downpour.analysis.face_controls import GRADIENT, LEARNED, NO_FACES, PIXEL, TWIN, controls_verdict, face_controls
 from downpour.analysis.headroom import headroom
 from downpour.analysis.labelled import LabelledSet
-from downpour.analysis.selectivity import auc_scores, ranking, split
+from downpour.analysis.choice import auc_scores, ranking
+from downpour.analysis.selectivity import split
 from downpour.data import lfw_split
 from downpour.models.base import FeatureModel
 from test_analysis_planted import PlantedModel, planted_face_model

@@ -11,7 +11,8 @@ from sklearn.linear_model import LogisticRegression
 from torch import Tensor, nn
 
 from downpour.analysis.labelled import LabelledSet
-from downpour.analysis.selectivity import best_unit, face_neuron_table, split, threshold_scan
+from downpour.analysis.choice import threshold_scan
+from downpour.analysis.selectivity import best_unit, face_neuron_table, split
 from downpour.analysis.units import randomized_copy, unit_responses
 from downpour.batch import Batch, Outputs
 from downpour.errors import DataError
@@ -171,7 +172,7 @@ def test_table_baselines_use_the_fixed_images_not_the_prepared_input():
 
 @pytest.mark.parametrize("n, columns", [(12, 5), (3000, 2)])      # compared pairwise, and ranked
 def test_auc_scores_match_brute_force(n, columns):
-    from downpour.analysis.selectivity import auc_scores
+    from downpour.analysis.choice import auc_scores
 
     rng = np.random.default_rng(n)
     scores, y = rng.integers(0, 5, (n, columns)).astype(float), rng.integers(0, 2, n)   # many ties

@@ -23,7 +23,7 @@ NO_PROBES = {**{k: v for k, v in FAST.items() if k not in ("probe_samples", "pro
 CONTROL_KEYS = {"negatives", "level", "method", "auc", "auc_ci", "accuracy_mean", "accuracy_std", "splits", "unit",
                 "unit_share", "sign", "threshold", "selection_auc", "candidates", "test_positives", "test_negatives",
                 "test_positives_range", "test_negatives_range",
-                "accuracy_ci"}
+                "accuracy_ci", "tied", "tied_units", "tied_signs"}
 NEGATIVES = ["lfw_nonfaces", "phase_scrambled", "upside_down", "block_shuffled", "spectrum_matched_crops"]
 
 
@@ -48,6 +48,7 @@ def test_analysis_json_has_every_number(run_dir):
     assert all(0.0 <= r["test_accuracy"] <= 1.0 for r in a["face_neuron"]["rows"])
     assert "same images" in a["face_neuron"]["paper_style"]["method"]
     assert [s["splits"] for s in a["face_neuron"]["over_splits"]] == [2] * 6
+    assert all(r["tied"] >= 1 for r in a["face_neuron"]["rows"] if "unit" in r and r is not a["face_neuron"]["paper_style"])
     assert a["face_neuron"]["split"]["selection"] + a["face_neuron"]["split"]["test"] == sum(a["labelled_set"]["counts"].values())
     assert a["labelled_set"]["whitened"] is True        # the run used ZCA, so the test images were whitened too
     assert len(a["optimal_stimulus"]["image"]) == 1 and len(a["top_images"]["indices"]) == 6
@@ -76,10 +77,19 @@ def test_analysis_json_has_the_face_test_with_intervals_and_a_verdict(run_dir):
     assert fn["controls_setup"]["select"] == "train" and "140 images" in fn["controls_setup"]["selection"]
     assert fn["controls_setup"]["choice"] == "nonfaces"              # the default: faces vs non-faces
     learned = next(r for r in rows if r["method"] == "learned unit")
+    analysis = json.loads((run_dir / "analysis.json").read_text())
     assert set(learned["paired"]) == set(methods[1:])                # the unit minus each baseline, same replicates
     # the pictures show the unit the face test's verdict is about
     assert fn["pictured"] == {"unit": learned["unit"], "sign": learned["sign"], "threshold": learned["threshold"],
-                              "chosen_by": "the face test (its learned unit)"}
+                              "chosen_by": "the face test (its learned unit)", "tied": learned["tied"],
+                              "tied_units": learned["tied_units"], "tied_signs": learned["tied_signs"]}
+    # the tie beside every chosen unit (its own first), and the invariance ranges over that tied set
+    for r in rows:
+        assert r["tied"] == len(r["tied_units"]) >= 1 and r["tied_units"][0] == r["unit"]
+    tied = analysis["invariance"]["tied"]
+    assert tied["units"] == learned["tied_units"] and tied["size"] == learned["tied"]
+    assert tied["ranges"]["scale"][0] == analysis["invariance"]["summary"]["ranges"]["scale"]   # the chosen unit's own
+    assert set(tied["widths"]) == {"scale", "translation_x", "translation_y", "rotation"}
     analysis = json.loads((run_dir / "analysis.json").read_text())
     assert analysis["optimal_stimulus"]["unit"] == learned["unit"] and analysis["optimal_stimulus"]["sign"] == learned["sign"]
     # ... and so do the histogram's responses it keeps (they were the first split's best unit's)

@@ -126,7 +126,7 @@ def test_a_cell_that_diverged_or_has_no_face_unit_is_counted_out_not_the_end_of_
     cell ended every rerun. Now: the diverged cell is {"diverged": 1.0}, the face figures NaN."""
     import contextlib
 
-    from downpour.analysis.selectivity import NoCandidate
+    from downpour.analysis.choice import NoCandidate
     from downpour.errors import Diverged
 
     @contextlib.contextmanager
@@ -164,7 +164,7 @@ def test_a_gain_the_same_in_every_seed_has_the_sign_tests_interval_not_a_zero_wi
 def test_a_twin_whose_units_cannot_be_chosen_leaves_the_runs_own_face_figures(monkeypatch):
     """The twin's units are chosen in the same test as the run's: a dead twin made the run's own face
     figures NaN too, and the verdict said no face unit of the run could be chosen."""
-    from downpour.analysis.selectivity import NoCandidate
+    from downpour.analysis.choice import NoCandidate
 
     real = trained.face_controls
 

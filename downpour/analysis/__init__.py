@@ -18,7 +18,7 @@ _LAZY = {
     "invariance_curves": "invariance", "transform": "invariance",
     "LabelledSet": "labelled", "load_labelled": "labelled",
     "cv_probe": "probe", "probe_table": "probe",
-    "best_unit": "selectivity", "face_neuron_table": "selectivity", "threshold_scan": "selectivity",
+    "best_unit": "selectivity", "face_neuron_table": "selectivity", "threshold_scan": "choice",
     "Stimulus": "stimulus", "optimal_stimulus": "stimulus", "top_images": "stimulus",
     "randomized_copy": "units", "unit_responses": "units",
 }

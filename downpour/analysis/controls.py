@@ -33,7 +33,7 @@ from typing import Any, Callable, Union
 
 import numpy as np
 
-from downpour.analysis.selectivity import choose
+from downpour.analysis.choice import choice
 
 # A method's responses: (M, K) fixed; one (M, K) per split (cross-fitting: each split's own network);
 # or fitted per split: selection source indices -> (M, K).
@@ -120,7 +120,8 @@ def score_controls(methods: dict[str, Responses], y: np.ndarray, negatives: dict
     splits), ``auc_ci`` [low, high], ``accuracy_mean`` / ``accuracy_std`` (balanced test accuracy with
     the selection threshold, over splits; ``accuracy_ci`` its bootstrap interval), ``splits``, ``unit`` (the candidate chosen most often) and
     ``unit_share``, ``sign``, ``threshold`` (of the first split that chose ``unit`` with that sign;
-    the rule fires when ``sign * (response - threshold) > 0``), ``selection_auc``, ``candidates``,
+    the rule fires when ``sign * (response - threshold) > 0``), ``tied``, ``tied_units``, ``tied_signs`` (that split's
+    candidates tied with ``unit`` on the choice's criterion, ``unit`` first), ``selection_auc``, ``candidates``,
     ``test_positives`` / ``test_negatives`` (per split; the largest when the splits differ, as the
     folds of a cross-fit can: ``test_positives_range`` / ``test_negatives_range`` [smallest, largest]).
     ``seed`` draws the bootstrap weights. ``paired``: a method whose rows also get ``paired``, for each
@@ -129,7 +130,7 @@ def score_controls(methods: dict[str, Responses], y: np.ndarray, negatives: dict
     ``per_split``: rows also get ``split_auc`` (each split's AUC) and ``split_unit`` (its choice).
     ``localizer``: negative sets that join the choice: every method is then chosen by its worst
     selection AUC over the selection non-faces and, for each set named, its images built from a
-    *selection* source (:func:`~downpour.analysis.selectivity.ranking`); the test still scores only those built from test sources.
+    *selection* source (:func:`~downpour.analysis.choice.ranking`); the test still scores only those built from test sources.
     """
     y = np.asarray(y).astype(np.int64)
     source = np.asarray(source)
@@ -151,7 +152,7 @@ def score_controls(methods: dict[str, Responses], y: np.ndarray, negatives: dict
     scored = np.zeros_like(boot)
     auc = np.zeros((len(splits), len(sets), len(names)))
     acc = np.zeros_like(auc)
-    chosen: dict[str, list[tuple[int, int, float, int, float]]] = {m: [] for m in names}
+    chosen: dict[str, list[tuple]] = {m: [] for m in names}   # per split: unit, sign, selection AUC, K, threshold, tied
     sizes: dict[str, list[tuple[int, int]]] = {}   # (faces, negatives) tested, per split
     for s, (select, test) in enumerate(splits):
         select, test = np.asarray(select), np.asarray(test)
@@ -165,11 +166,11 @@ def score_controls(methods: dict[str, Responses], y: np.ndarray, negatives: dict
             given = methods[m]
             scores = given if isinstance(given, np.ndarray) else given[s] if isinstance(given, list) else given(select)
             against = tuple(scores[r] for r in localized)                         # the localizer's negatives
-            k, sign, threshold, sel_auc = choose(scores[select], y[select], against)
+            k, sign, threshold, sel_auc, tied, tied_signs = choice(scores[select], y[select], against)
             bad = int((~np.isfinite(scores[np.isin(source, test), k])).sum())
             if bad:   # a NaN compares as neither higher nor tied: it would be scored as a miss, unsaid
                 raise ValueError(f"{m}: unit {k}, chosen on split {s}, responds non-finite to {bad} test image(s)")
-            chosen[m].append((k, sign, sel_auc, scores.shape[1], threshold))
+            chosen[m].append((k, sign, sel_auc, scores.shape[1], threshold, (tied.tolist(), tied_signs.tolist())))
             rules.append((sign * scores[:, k], sign * threshold))
         in_test = np.isin(source, test)
         for g, name in enumerate(sets):
@@ -202,12 +203,14 @@ def score_controls(methods: dict[str, Responses], y: np.ndarray, negatives: dict
             units = Counter(c[0] for c in chosen[m])
             unit, count = units.most_common(1)[0]
             sign = int(Counter(c[1] for c in chosen[m] if c[0] == unit).most_common(1)[0][0])
+            first = next(c for c in chosen[m] if c[:2] == (unit, sign))     # the split whose rule the row gives
             out.append({"negatives": name, "level": (levels or {}).get(name, ""), "method": m,
                         "auc": float(auc[:, g, j].mean()), "auc_ci": [float(low[g, j]), float(high[g, j])],
                         "accuracy_mean": float(acc[:, g, j].mean()), "accuracy_std": float(acc[:, g, j].std()),
                         "accuracy_ci": [float(acc_low[g, j]), float(acc_high[g, j])],
                         "splits": len(splits), "unit": int(unit), "unit_share": count / len(splits),
-                        "sign": sign, "threshold": next(c[4] for c in chosen[m] if c[:2] == (unit, sign)),
+                        "sign": sign, "threshold": first[4], "tied": len(first[5][0]), "tied_units": first[5][0],
+                        "tied_signs": first[5][1],
                         "selection_auc": float(np.mean([c[2] for c in chosen[m]])), "candidates": int(chosen[m][0][3]),
                         **_test_sizes(sizes[name])})
             if per_split:

@@ -28,7 +28,8 @@ from downpour.analysis.controls import Responses, score_controls
 from downpour.analysis.headroom import headroom
 from downpour.analysis.labelled import prepare_images
 from downpour.analysis.negatives import CONTROLS, build_controls, control_label, joined
-from downpour.analysis.selectivity import NoCandidate, split
+from downpour.analysis.choice import NoCandidate
+from downpour.analysis.selectivity import split
 from downpour.analysis.units import check_layer, unit_responses
 from downpour.models.base import FeatureModel
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from downpour.analysis.selectivity import auc_scores, eligible, order
+from downpour.analysis.choice import auc_scores, eligible, order
 
 
 def headroom(responses: list[np.ndarray], y: np.ndarray, negatives: dict[str, np.ndarray], source: np.ndarray,
@@ -29,7 +29,7 @@ def headroom(responses: list[np.ndarray], y: np.ndarray, negatives: dict[str, np
     responses: one (M, U) array per split (the units of that split's network on all M images);
     y, negatives, source, splits as :func:`~downpour.analysis.controls.score_controls` takes them;
     controls: the negative sets to take the worst of; ``localizer``: the sets the choice also used
-    (:func:`~downpour.analysis.selectivity.order`), so the rank is the choice's own. Keys:
+    (:func:`~downpour.analysis.choice.order`), so the rank is the choice's own. Keys:
     ``chosen_unit``, ``chosen_worst``, ``best_unit``, ``best_worst``, ``best_rank`` (1 = the unit the
     selection chose first) and ``units_above_chosen`` (units whose worst control beats the chosen one's).
     """

@@ -55,16 +55,25 @@ def transform(x: Tensor, *, scale: float = 1.0, shift: tuple[float, float] = (0.
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
-@torch.no_grad()
-def _curve(model: FeatureModel, x: Tensor, unit: int, layer: str, sign: int, base: float, scale: float,
-           name: str, values: tuple[float, ...], warp, see: Callable[[Tensor], Tensor]) -> dict[str, Any]:
-    means, stds, sems = [], [], []
+def _signed(model: FeatureModel, x: Tensor, units: Tensor, layer: str, signs: Tensor) -> Tensor:
+    """(N, T) float64: each of ``units`` (T,) times its sign (T,), from one forward pass of x (N, C, H, W)."""
+    codes = model.features(x, layer)
+    flat = codes.reshape(codes.shape[0], -1)
+    return flat[:, units].double() * signs
+
+
+def _curve(model: FeatureModel, x: Tensor, units: Tensor, layer: str, signs: Tensor, base: Tensor, scale: Tensor,
+           name: str, values: tuple[float, ...], warp, see: Callable[[Tensor], Tensor]) -> list[dict[str, Any]]:
+    """One transform's curve of every unit: base, scale (T,) as :func:`sweep` sets them; a dict per unit."""
+    means, stds = [], []
     for v in values:
-        r = sign * unit_response(model, see(warp(x, v)), unit, layer).double()       # (N,)
-        means.append((float(r.mean()) - base) / scale)
-        stds.append(float(r.std(unbiased=False)) / scale)
-        sems.append(stds[-1] / np.sqrt(len(r)))      # standard error of each mean: the curve's own uncertainty
-    return {"transform": name, "values": [float(v) for v in values], "response": means, "std": stds, "sem": sems}
+        r = _signed(model, see(warp(x, v)), units, layer, signs)       # (N, T)
+        means.append((r.mean(dim=0) - base) / scale)
+        stds.append(r.std(dim=0, unbiased=False) / scale)
+    mean, std = torch.stack(means), torch.stack(stds)                  # (V, T) each
+    sem = std / np.sqrt(x.shape[0])      # standard error of each mean: the curve's own uncertainty
+    return [{"transform": name, "values": [float(v) for v in values], "response": mean[:, t].tolist(),
+             "std": std[:, t].tolist(), "sem": sem[:, t].tolist()} for t in range(len(units))]
 
 
 @torch.no_grad()
@@ -92,34 +101,58 @@ def invariance_curves(model: FeatureModel, x: Tensor, unit: int, *, layer: str |
     and ``normalised_to`` says so.
     """
     layer = check_layer(model, layer)
-    model.eval()
-    base = sign * baseline
-    see = prepare or (lambda t: t)
-    scale = float((sign * unit_response(model, see(x), unit, layer).double()).mean()) - base
-    normalised_to = "untransformed response"
-    if not scale > 1e-12:
-        normalised_to, scale = "largest |mean response|", 1.0
-    _, _, h, w = x.shape
-    curves = [
-        _curve(model, x, unit, layer, sign, base, scale, "scale", scales, lambda t, v: transform(t, scale=v), see),
-        _curve(model, x, unit, layer, sign, base, scale, "translation_x", tuple(s * w for s in shifts),
-               lambda t, v: transform(t, shift=(v, 0.0)), see),
-        _curve(model, x, unit, layer, sign, base, scale, "translation_y", tuple(s * h for s in shifts),
-               lambda t, v: transform(t, shift=(0.0, v)), see),
-        _curve(model, x, unit, layer, sign, base, scale, "rotation", angles, lambda t, v: transform(t, angle=v), see),
-    ]
-    if normalised_to != "untransformed response":
-        peak = max(max(abs(v) for v in c["response"]) for c in curves) or 1.0
-        for c in curves:
-            c["response"] = [v / peak for v in c["response"]]
-            c["std"] = [v / peak for v in c["std"]]
-            c["sem"] = [v / peak for v in c["sem"]]
+    result = sweep(model, x, [unit], [sign], [baseline], layer=layer, scales=scales, angles=angles, shifts=shifts,
+                   prepare=prepare)[0]
     oop = {"available": False, "reason": "needs images of one object at known poses (analysis.poses); none were given"}
     if poses:
-        curves.append(pose_curve(model, poses, unit, layer=layer, sign=sign, baseline=baseline))
-        oop = {"available": True, "angles": curves[-1]["values"], "images": {str(a): int(len(v)) for a, v in poses.items()}}
-    return {"unit": int(unit), "layer": layer, "sign": int(sign), "images": int(x.shape[0]), "baseline": float(baseline),
-            "normalised_to": normalised_to, "curves": curves, "out_of_plane_rotation": oop}
+        result["curves"].append(pose_curve(model, poses, unit, layer=layer, sign=sign, baseline=baseline))
+        oop = {"available": True, "angles": result["curves"][-1]["values"],
+               "images": {str(a): int(len(v)) for a, v in poses.items()}}
+    return {**result, "out_of_plane_rotation": oop}
+
+
+@torch.no_grad()
+def sweep(model: FeatureModel, x: Tensor, units: list[int], signs: list[int], baselines: list[float], *,
+          layer: str | None = None,
+          scales: tuple[float, ...] = DEFAULT_SCALES, angles: tuple[float, ...] = DEFAULT_ANGLES,
+          shifts: tuple[float, ...] = DEFAULT_SHIFTS,
+          prepare: Callable[[Tensor], Tensor] | None = None) -> list[dict[str, Any]]:
+    """:func:`invariance_curves`' in-plane curves (no poses) of several units, each with its own sign and baseline,
+    from one forward pass per warp: a list of their results, in ``units``' order."""
+    layer = check_layer(model, layer)
+    model.eval()
+    flat = model.features(x[:1], layer).reshape(1, -1).shape[1]
+    bad = [u for u in units if not 0 <= u < flat]
+    if bad:
+        raise IndexError(f"unit {bad[0]} out of range: layer {layer!r} has {flat} units")
+    index = torch.as_tensor(units, dtype=torch.long)
+    sign = torch.as_tensor(signs, dtype=torch.float64)
+    base = sign * torch.as_tensor(baselines, dtype=torch.float64)                       # (T,)
+    see = prepare or (lambda t: t)
+    scale = _signed(model, see(x), index, layer, sign).mean(dim=0) - base              # (T,)
+    relative = scale > 1e-12
+    scale = torch.where(relative, scale, torch.ones_like(scale))
+    _, _, h, w = x.shape
+    per_transform = [
+        _curve(model, x, index, layer, sign, base, scale, "scale", scales, lambda t, v: transform(t, scale=v), see),
+        _curve(model, x, index, layer, sign, base, scale, "translation_x", tuple(s * w for s in shifts),
+               lambda t, v: transform(t, shift=(v, 0.0)), see),
+        _curve(model, x, index, layer, sign, base, scale, "translation_y", tuple(s * h for s in shifts),
+               lambda t, v: transform(t, shift=(0.0, v)), see),
+        _curve(model, x, index, layer, sign, base, scale, "rotation", angles, lambda t, v: transform(t, angle=v), see),
+    ]
+    out = []
+    for t, unit in enumerate(units):
+        curves = [c[t] for c in per_transform]
+        normalised_to = "untransformed response"
+        if not relative[t]:     # no stronger on the originals than its baseline: the ratio means nothing
+            normalised_to = "largest |mean response|"
+            peak = max(max(abs(v) for v in c["response"]) for c in curves) or 1.0
+            for c in curves:
+                c.update({k: [v / peak for v in c[k]] for k in ("response", "std", "sem")})
+        out.append({"unit": int(unit), "layer": layer, "sign": int(signs[t]), "images": int(x.shape[0]),
+                    "baseline": float(baselines[t]), "normalised_to": normalised_to, "curves": curves})
+    return out
 
 
 @torch.no_grad()
@@ -131,9 +164,11 @@ def pose_curve(model: FeatureModel, poses: dict[float, Tensor], unit: int, *, la
         raise DataError(f"out-of-plane rotation needs the frontal pose (a sub-folder named 0); got angles {sorted(poses)}")
     base = sign * baseline
     scale = float((sign * unit_response(model, poses[0.0], unit, layer).double()).mean()) - base
-    curve = _curve(model, poses[0.0], unit, layer, sign, base, scale if scale > 1e-12 else 1.0,
-                   "out_of_plane_rotation", tuple(sorted(poses)), lambda _, angle: poses[angle],
-                   lambda t: t)          # (posed images come prepared: analysis.poses loads them so)
+    one = torch.tensor([float(sign)], dtype=torch.float64)
+    curve, = _curve(model, poses[0.0], torch.tensor([unit]), layer, one, torch.tensor([base], dtype=torch.float64),
+                    torch.tensor([scale if scale > 1e-12 else 1.0], dtype=torch.float64), "out_of_plane_rotation",
+                    tuple(sorted(poses)), lambda _, angle: poses[angle],
+                    lambda t: t)          # (posed images come prepared: analysis.poses loads them so)
     if not scale > 1e-12:      # the unit is no stronger on frontal views than its baseline: the ratio means nothing
         peak = max(abs(v) for v in curve["response"]) or 1.0
         curve.update({k: [v / peak for v in curve[k]] for k in ("response", "std", "sem")})
@@ -161,6 +196,33 @@ def invariance_summary(result: dict[str, Any], floor: float = 0.5) -> dict[str, 
             hi += 1
         out[c["transform"]] = [float(values[lo]), float(values[hi])]
     return {"floor": floor, "ranges": out}
+
+
+def range_width(transform: str, r: list[float] | None) -> float:
+    """The width of one of :func:`invariance_summary`'s ranges: scale in octaves (log2 hi / lo), every other
+    transform in its own units (pixels, degrees); NaN where there is no range (the unit below the floor even
+    untransformed)."""
+    if r is None:
+        return math.nan
+    return math.log2(r[1] / r[0]) if transform == "scale" else float(r[1] - r[0])
+
+
+def tied_summary(results: list[dict[str, Any]], floor: float = 0.5) -> dict[str, Any]:
+    """The invariance ranges of every unit tied at the top of the choice (:func:`sweep`'s results, the chosen unit
+    first): each unit's ranges, and per transform the widths' (:func:`range_width`) mean, std, min and max over the
+    units that have a range (``measured`` of ``size``). One chosen unit's ranges depend on which of several equally
+    good units the tie-break takes; the tied set's mean does not."""
+    ranges = [invariance_summary(r, floor)["ranges"] for r in results]
+    widths = {}
+    for name in ranges[0]:
+        w = np.array([range_width(name, r[name]) for r in ranges])
+        got = w[np.isfinite(w)]
+        widths[name] = {"mean": float(got.mean()) if got.size else None, "std": float(got.std()) if got.size else None,
+                        "min": float(got.min()) if got.size else None, "max": float(got.max()) if got.size else None,
+                        "measured": int(got.size), "units": "octaves" if name == "scale" else
+                        "degrees" if "rotation" in name else "pixels"}
+    return {"size": len(results), "units": [r["unit"] for r in results], "signs": [r["sign"] for r in results],
+            "floor": floor, "ranges": {name: [r[name] for r in ranges] for name in ranges[0]}, "widths": widths}
 
 
 def load_poses(path: str, shape: tuple[int, ...], prepare: Preprocess,

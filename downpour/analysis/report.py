@@ -11,7 +11,8 @@ from typing import Any
 
 
 from downpour.analysis.report_notes import data_note, distinct as _distinct, faces_seen, first_layer_note, one_orientation
-from downpour.analysis.report_notes import invariance_rows, invariance_words, loss_headline as _loss_headline
+from downpour.analysis.report_notes import (chosen_among, invariance_rows, invariance_words, loss_headline as _loss_headline,
+                                           tied_invariance)
 from downpour.analysis.report_notes import several_optima, top_words
 from downpour.analysis.report_notes import untied_note
 from downpour.analysis.report_controls import controls as _controls, heading as _controls_heading
@@ -68,7 +69,7 @@ def _face_neuron(a: dict[str, Any]) -> str:
     for row in fn["rows"]:      # (an analysis.json from before 2026-12-04 has no test AUC: "–")
         s = summary.get(row["method"])
         chosen = f"{auc(row['selection_auc'])} / " if "selection_auc" in row else ""   # (none before 2026-12-04)
-        rows.append([row["method"], row.get("unit", "–"), chosen + pct(row.get("selection_accuracy")), pct(row["test_accuracy"]),
+        rows.append([row["method"], f"{row.get('unit', '–')}{chosen_among(row)}", chosen + pct(row.get("selection_accuracy")), pct(row["test_accuracy"]),
                      f"{pct(s['mean'])} ± {pct(s['std'])}" if s else "–", auc(row.get("test_auc")),
                      f"{auc(s['auc_mean'])} ± {auc(s['auc_std'])}" if s and "auc_mean" in s else "–"])
         classes.append("learned" if row["method"] == "learned unit" else "")
@@ -116,7 +117,9 @@ def _pictured_words(a: dict[str, Any]) -> str:
     pictured = a["face_neuron"].get("pictured")
     if not pictured:
         return f"Unit {esc(a['optimal_stimulus']['unit'])}: the best single neuron of the first split."
-    return (f"Unit {esc(pictured['unit'])}, chosen by {esc(pictured['chosen_by'])}: its responses to the labelled "
+    n = pictured.get("tied", 1)
+    among = f" among {n} units tied at the top of its choice (the invariance section gives all of theirs)" if n > 1 else ""
+    return (f"Unit {esc(pictured['unit'])}, chosen by {esc(pictured['chosen_by'])}{among}: its responses to the labelled "
             f"images with its threshold, its optimal stimulus, its top images and its invariance below.")
 
 
@@ -148,9 +151,18 @@ def _invariance(a: dict[str, Any]) -> str:
     inv = a["invariance"]
     floor = inv.get("summary", {}).get("floor", 0.5)
     rows = invariance_rows(inv)
+    header = ["transform", f"unbroken range around the identity with response ≥ {floor:g}"]
+    tied = inv.get("tied") or {}
+    note = ""
+    if tied.get("size", 1) > 1:      # equally good units: one's range depends on the tie-break, their mean does not
+        rows = [r + [w] for r, w in zip(rows, tied_invariance(inv))]
+        header.append(f"its width over the {tied['size']} units tied at the top of the choice (mean ± std, min–max)")
+        note = (f'<p class="note">Unit {esc(inv["unit"])} was chosen among {tied["size"]} units equally good by the '
+                "choice's criterion (its tie goes to the larger Cohen's d); the last column says how much its ranges "
+                "depend on that tie-break.</p>")
     oop = inv.get("out_of_plane_rotation", {})
     return (f"<p>{invariance_words(inv)}; shaded: ± one standard error of the mean (analysis.json also has the spread across images).</p>"
-            + table(rows, ["transform", f"unbroken range around the identity with response ≥ {floor:g}"], "invariance-table")
+            + table(rows, header, "invariance-table") + note
             + (f'<p class="note">Out-of-plane rotation: not measured ({esc(oop.get("reason", ""))}).</p>'
                if not oop.get("available", False) else ""))
 

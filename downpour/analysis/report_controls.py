@@ -6,7 +6,7 @@ from typing import Any
 
 from downpour.analysis.face_controls import LEARNED, NO_FACES, TWIN
 from downpour.analysis.labelled import BUILT_IN
-from downpour.analysis.report_notes import owed_note
+from downpour.analysis.report_notes import chosen_among, owed_note
 from downpour.analysis.report_parts import esc, pct, table
 
 
@@ -41,16 +41,18 @@ def controls(a: dict[str, Any], seen_faces: str | None = None) -> str:
     cells, previous = [], None
     n = rows[0]["splits"]
     once = setup.get("select") in ("train", "crossfit")   # chosen once (per fold), else per held-out split
+    localizer = setup.get("choice") == "localizer"        # (then a tie is on the worst AUC over its sets)
     for r in rows:
         label = setup.get("negatives", {}).get(r["negatives"], {}).get("label", r["negatives"])
         ci = r.get("accuracy_ci")
         accuracy = (f"{pct(r['accuracy_mean'])} [{pct(ci[0])}, {pct(ci[1])}]" if once and ci
                     else f"{pct(r['accuracy_mean'])} ± {pct(r['accuracy_std'])}")
         cells.append(["" if r["negatives"] == previous else label, r["method"],
-                      "–" if r["candidates"] == 1 else r["unit"] if once and n == 1
+                      "–" if r["candidates"] == 1 else f"{r['unit']}{chosen_among(r, localizer)}" if once and n == 1
                       # each fold is its own network: a unit index shared by folds names no one unit (a pixel does)
                       else "one per fold (its own network)" if once and r["method"] in PER_NETWORK
-                      else f"{r['unit']} ({r['unit_share']:.0%} of {'folds' if n > 1 and once else 'splits'})",
+                      else f"{r['unit']} ({r['unit_share']:.0%} of {'folds' if n > 1 and once else 'splits'})"
+                           f"{chosen_among(r, localizer, first_split=True)}",
                       f"{r['auc']:.3f} [{r['auc_ci'][0]:.3f}, {r['auc_ci'][1]:.3f}]", accuracy])
         classes.append("learned" if r["method"] == "learned unit" else "")
         previous = r["negatives"]

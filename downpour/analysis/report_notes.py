@@ -206,6 +206,39 @@ def invariance_words(inv: dict[str, Any]) -> str:
             "the largest such value")
 
 
+def chosen_among(row: dict[str, Any], localizer: bool = False, first_split: bool = False) -> str:
+    """" (chosen among 7 units with selection AUC 1.000)" beside a chosen unit whose choice was tied (its row's
+    ``tied``, since 2026-12-04), "" where it was not (or analysis.json predates the count). ``localizer``: the tie was
+    on the worst AUC over the localizer's sets, not the selection AUC; ``first_split``: the row's unit was chosen on
+    several splits, its tie counted on the first of them (its ``selection_auc`` is their mean)."""
+    n = row.get("tied", 1)
+    if n <= 1:
+        return ""
+    method = str(row.get("method", ""))
+    noun = "pixels" if "pixel" in method else "filters" if "filter" in method else "units"
+    if localizer or first_split:
+        where = " on the first split that chose it" if first_split else ""
+        return f" (chosen among {n} {noun} tied at the top of the choice{where})"
+    return f" (chosen among {n} {noun} with selection AUC {row['selection_auc']:.3f})"
+
+
+def tied_invariance(inv: dict[str, Any]) -> list[str]:
+    """Per row of :func:`invariance_rows`, the range's width over the units tied with the pictured one (analysis.json's
+    ``invariance.tied``, since 2026-12-04): "0.85 ± 0.30 octaves (0–1; 7 of 7 have a range)"."""
+    tied = inv.get("tied") or {}
+    out = []
+    for name in inv.get("summary", {}).get("ranges", {}):
+        w = tied.get("widths", {}).get(name)
+        if not w:                 # (out-of-plane rotation: the chosen unit's alone)
+            out.append("–")
+        elif w["mean"] is None:
+            out.append(f"none of {tied['size']} has a range")
+        else:
+            out.append(f"{w['mean']:.3g} ± {w['std']:.2g} {w['units']} ({w['min']:.3g}–{w['max']:.3g}; "
+                       f"{w['measured']} of {tied['size']} have a range)")
+    return out
+
+
 def faces_seen(run: Any) -> str | None:
     """"" when the run (a RunDir) trained on lfw faces; else the data keys that say it saw none
     ("data.source = 'natural'"); None when its config.toml cannot be read (the report says what it used to)."""

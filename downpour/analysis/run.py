@@ -23,7 +23,7 @@ from threadpoolctl import threadpool_limits
 from downpour.analysis import figures
 from downpour.analysis.concept_controls import concept_part, concept_subject
 from downpour.analysis.face_controls import LEARNED, face_controls
-from downpour.analysis.invariance import invariance_curves, invariance_summary, load_poses
+from downpour.analysis.invariance import invariance_curves, invariance_summary, load_poses, sweep, tied_summary
 from downpour.analysis.labelled import BUILT_IN, LabelledSet, load_labelled, prepare_images
 from downpour.analysis.edges import edge_summary
 from downpour.analysis.probe import probe_table
@@ -247,7 +247,8 @@ def _measure(run: RunDir, model: FeatureModel, opts: AnalysisConfig, layer: str,
     table = neuron["first"]
     pictured = _pictured(table, controls["controls"] if opts.runs_face_test() else [])   # (a concept's: the table's unit)
     unit, sign = pictured["unit"], pictured["sign"]
-    responses = unit_responses(model, data.x, layer)[:, unit]
+    every = unit_responses(model, data.x, layer)                     # (N, U)
+    responses = every[:, unit]
     is_positive = data.y == opts.positive
     labels = (data.classes[opts.positive], "other") if opts.positive < len(data.classes) else ("positive", "other")
     paths["responses"] = figures.response_histogram(responses[is_positive].tolist(), responses[~is_positive].tolist(),
@@ -276,6 +277,11 @@ def _measure(run: RunDir, model: FeatureModel, opts: AnalysisConfig, layer: str,
     baseline = float(responses[~is_positive & unseen].mean())     # the unit's level on everything else
     inv = invariance_curves(model, concept, unit, layer=layer, sign=sign, baseline=baseline, poses=poses,
                             prepare=lambda t: prepare_images(t, shape, prepare))
+    # ... and of every unit tied with it at the top of the choice, each against its own level on everything else
+    tied = pictured["tied_units"]
+    inv["tied"] = tied_summary(sweep(model, concept, tied, pictured["tied_signs"],
+                                     every[~is_positive & unseen][:, tied].mean(axis=0).tolist(), layer=layer,
+                                     prepare=lambda t: prepare_images(t, shape, prepare)))
     paths["invariance"] = figures.invariance_plot(inv, fig_dir / "invariance.png").name
 
     # 4. linear probes
@@ -333,14 +339,15 @@ def _pictured(table: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, An
     """The unit the figures show (response histogram, optimal stimulus, top images, invariance) and
     ``unit_location`` describes: the face test's learned unit when the test ran, since its verdict is
     about that unit and it was chosen on other images than it is tested on; otherwise (another
-    labelled set) the best single neuron of the first split."""
+    labelled set) the best single neuron of the first split. ``tied``, ``tied_units``, ``tied_signs``: the units
+    tied with it at the top of its choice (:func:`~downpour.analysis.choice.top_tie`), it first."""
     learned = next((r for r in rows if r["method"] == LEARNED), None)
     if learned is not None:
-        return {"unit": learned["unit"], "sign": learned["sign"], "threshold": learned["threshold"],
-                "chosen_by": "the face test (its learned unit)"}
-    row = table["rows"][0]
-    return {"unit": row["unit"], "sign": row["sign"], "threshold": row["threshold"],
-            "chosen_by": "the best single neuron of the first split"}
+        row, chosen_by = learned, "the face test (its learned unit)"
+    else:
+        row, chosen_by = table["rows"][0], "the best single neuron of the first split"
+    return {"unit": row["unit"], "sign": row["sign"], "threshold": row["threshold"], "chosen_by": chosen_by,
+            "tied": row["tied"], "tied_units": row["tied_units"], "tied_signs": row["tied_signs"]}
 
 
 def _filter_stats(model: FeatureModel, filters: np.ndarray | None, seed: int) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 Le et al. 2012 report their face neuron's accuracy with the neuron and its threshold picked on the
 same images they score it on. Here a unit and its threshold are picked on a *selection* split and
 scored on a disjoint *test* split, and every baseline goes through the same two splits. A unit is picked
-by its selection AUC, as the face test picks (:func:`choose`; by accuracy until 2026-12-04, which a rare
+by its selection AUC, as the face test picks (:func:`~downpour.analysis.choice.choice`; by accuracy until 2026-12-04, which a rare
 concept turns into a search for one concept image on top of a unit's range: :func:`best_unit`):
 
 - chance: always answer the selection split's majority class;
@@ -25,171 +25,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.stats import rankdata
 from sklearn.model_selection import train_test_split
 
 from downpour.analysis import baselines
+from downpour.analysis.choice import NoCandidate, auc_scores, choice, threshold_scan
 from downpour.analysis.labelled import LabelledSet
 from downpour.analysis.units import check_layer, randomized_copy, unit_responses
 from downpour.errors import ConfigError, DataError
 from downpour.models.base import FeatureModel
-
-
-def threshold_scan(scores: np.ndarray, y: np.ndarray,
-                   sign: np.ndarray | int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The best threshold rule for every column of ``scores``.
-
-    scores: (N, U); y: (N,) in {0, 1}. A rule says "positive" when ``sign * (score - threshold) > 0``,
-    sign = +1 (fires for the concept) or -1 (fires against it); ``sign`` (scalar or (U,)) fixes it,
-    else the better one is taken. Returns (accuracy, threshold, sign), each (U,). Thresholds fall
-    midway between distinct sorted scores, so tied scores are never split.
-    """
-    scores = np.asarray(scores, dtype=np.float64)
-    y = np.asarray(y).astype(bool)
-    n, u = scores.shape
-    order = np.argsort(scores, axis=0, kind="stable")
-    s = np.take_along_axis(scores, order, axis=0)                 # (N, U) ascending
-    pos = y[order].astype(np.int64)                               # (N, U) labels in that order
-    # Threshold i (0..N) sits just below sorted score i: items [i:] are called positive.
-    cum_pos = np.vstack([np.zeros((1, u), np.int64), np.cumsum(pos, axis=0)])       # (N+1, U)
-    cum_neg = np.arange(n + 1)[:, None] - cum_pos
-    n_pos = int(y.sum())
-    correct_up = cum_neg + (n_pos - cum_pos)                      # sign +1
-    correct_down = cum_pos + ((n - n_pos) - cum_neg)              # sign -1
-    # Only cut between distinct values (or at the ends).
-    valid = np.ones((n + 1, u), dtype=bool)
-    valid[1:n] = s[1:] > s[:-1]
-    correct_up = np.where(valid, correct_up, -1)
-    correct_down = np.where(valid, correct_down, -1)
-    best_up, best_down = correct_up.argmax(axis=0), correct_down.argmax(axis=0)
-    up = correct_up[best_up, np.arange(u)]
-    down = correct_down[best_down, np.arange(u)]
-    if sign is None:
-        sign = np.where(up >= down, 1, -1)
-    else:
-        sign = np.broadcast_to(np.where(np.asarray(sign) < 0, -1, 1), (u,))
-    cut = np.where(sign > 0, best_up, best_down)
-    padded = np.vstack([s[:1] - 1.0, s, s[-1:] + 1.0])            # (N+2, U): sentinels beyond both ends
-    threshold = 0.5 * (padded[cut, np.arange(u)] + padded[cut + 1, np.arange(u)])
-    return np.where(sign > 0, up, down) / n, threshold, sign
-
-
-PAIRWISE_LIMIT = 1_000_000     # pairs x columns below which comparing pairs beats ranking (measured: 0.97 at 1.28 M)
-
-
-def auc_scores(scores: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """ROC AUC of every column (Mann-Whitney, ties averaged): (N, U), (N,) -> (U,).
-
-    Small sets (a 30-image selection split, 50 splits, thousands of columns) compare every pair
-    directly, up to a million pairs x columns (a 30-image split of 512 units: 3.8x faster than ranking,
-    ``bench/face_test.py``); larger ones rank (lfw's 140 training images over 512 units compared pairs
-    1.3x slower than ranking until 2026-12-03, when the limit was 4 million). Both count the same
-    half-integers, so they agree bit for bit.
-    """
-    y = np.asarray(y).astype(bool)
-    scores = np.asarray(scores, dtype=np.float64)
-    n_pos, n_neg = int(y.sum()), int((~y).sum())
-    if n_pos * n_neg * scores.shape[1] <= PAIRWISE_LIMIT:
-        diff = scores[y][:, None, :] - scores[~y][None, :, :]            # (P, N-P, U)
-        return ((diff > 0).sum(axis=(0, 1)) + 0.5 * (diff == 0).sum(axis=(0, 1))) / max(n_pos * n_neg, 1)
-    ranks = rankdata(scores, axis=0)
-    return (ranks[y].sum(axis=0) - n_pos * (n_pos + 1) / 2) / max(n_pos * n_neg, 1)
-
-
-def eligible(scores: np.ndarray, against: tuple[np.ndarray, ...] = ()) -> np.ndarray:
-    """(K,) bool: candidates whose responses are finite everywhere the choice looks and not constant on
-    the selection images. A NaN compares as neither higher nor tied, so an all-NaN unit scored AUC 0
-    (chosen "against", reported as 1.0); a dead unit's 0.5 beat real units on a localizer's worst AUC."""
-    ok = np.isfinite(scores).all(axis=0) & (np.ptp(np.where(np.isfinite(scores), scores, 0.0), axis=0) > 0)
-    for negatives in against:
-        ok &= np.isfinite(negatives).all(axis=0)
-    return ok
-
-
-def ranking(scores: np.ndarray, y: np.ndarray, against: tuple[np.ndarray, ...] = ()) -> tuple[np.ndarray, np.ndarray]:
-    """What the choice maximises, per candidate, and the side each one falls on: (K,), (K,) for (n, K)
-    scores and (n,) labels.
-
-    The side (+1 fires for label 1, -1 against) is that of the AUC on ``y``. Without ``against`` the
-    criterion is that AUC in its own direction, ``|AUC - 0.5|``; with it (a localizer: ``(q_i, K)``
-    scores of further negative sets, e.g. controls built from the choosing faces) it is the candidate's
-    *worst* AUC, in that direction, over ``y``'s negatives and each of those sets. A candidate that is
-    not :func:`eligible` gets -inf.
-    """
-    auc = auc_scores(scores, y)                                             # (K,)
-    sign = np.where(auc >= 0.5, 1, -1)
-    ok = eligible(scores, against)
-    if not against:
-        return np.where(ok, np.abs(auc - 0.5), -np.inf), sign
-    faces = scores[np.asarray(y) == 1]
-    worst = np.where(sign > 0, auc, 1.0 - auc)
-    for negatives in against:
-        labels = np.r_[np.ones(len(faces)), np.zeros(len(negatives))]
-        other = auc_scores(np.concatenate([faces, negatives]), labels)
-        worst = np.minimum(worst, np.where(sign > 0, other, 1.0 - other))
-    return np.where(ok, worst, -np.inf), sign
-
-
-class NoCandidate(ValueError):
-    """No unit (candidate) of a layer can be chosen: every one has non-finite responses or none varies."""
-
-
-def separation(scores: np.ndarray, y: np.ndarray, sign: np.ndarray,
-               against: tuple[np.ndarray, ...] = ()) -> np.ndarray:
-    """What breaks a tie of :func:`ranking`: (K,) Cohen's d of every candidate in its sign's direction, (mean of
-    label 1 - mean of label 0) / pooled within-class std, for (n, K) scores and (n,) labels; with ``against``, its
-    worst d over ``y``'s negatives and each of those sets (as :func:`ranking` takes the worst AUC).
-
-    An AUC says whether the concept's images rank above the others, not how far: with 4 concept images to choose on,
-    tens of pixels rank all 4 on top (AUC 1.0 for a median 11-17 of 1,024 per folder of 8 stripes among 148 images), and the lowest
-    index took one whatever it did with the rest. Under equal-variance normal responses the AUC is Phi(d / sqrt 2), so
-    d is the AUC's own estimate that sees the distance. Measured on 10 rare folder concepts (8 of 148: stripes, or
-    sklearn's 3s; a 200-step cat-demo each; 230 splits), mean test AUC lowest index -> d: best pixel 0.665 -> 0.718
-    (+0.053 ± 0.013), twin +0.005, learned +0.001, random filters -0.020 ± 0.013 (the gap between minima, or an AUC
-    smoothed by a normal kernel, did no better: pixel +0.011, +0.035; filters -0.019, -0.022).
-    """
-    y = np.asarray(y) == 1
-    faces = scores[y]
-
-    def d(negatives: np.ndarray) -> np.ndarray:
-        p, q = len(faces), len(negatives)
-        pooled = ((p - 1) * faces.var(axis=0, ddof=min(1, p - 1)) + (q - 1) * negatives.var(axis=0, ddof=min(1, q - 1)))
-        with np.errstate(invalid="ignore", divide="ignore"):     # within-class constant: a step, d infinite
-            return sign * (faces.mean(axis=0) - negatives.mean(axis=0)) / np.sqrt(pooled / max(p + q - 2, 1))
-
-    worst = d(scores[~y])
-    for negatives in against:
-        worst = np.minimum(worst, d(negatives))
-    return np.where(np.isnan(worst), -np.inf, worst)
-
-
-def order(scores: np.ndarray, y: np.ndarray,
-          against: tuple[np.ndarray, ...] = ()) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(K,) candidates, best first, and :func:`ranking`'s (K,) criterion and signs: by that criterion; candidates tied on it by
-    :func:`separation`, then by index. Ties are equal to 12 decimals: an AUC is a multiple of 1 / (2 x positives
-    x negatives), so the rounding merges only floating point's (|0.9 - 0.5| and |0.1 - 0.5| differ in the last bit)."""
-    criterion, signs = ranking(scores, y, against)
-    d = separation(scores, y, signs, against)
-    return np.lexsort((np.arange(len(criterion)), -d, -np.round(criterion, 12))), criterion, signs
-
-
-def choose(scores: np.ndarray, y: np.ndarray, against: tuple[np.ndarray, ...] = ()) -> tuple[int, int, float, float]:
-    """(candidate, sign, threshold, selection AUC in the sign's direction) for (n, K) scores, (n,) labels.
-
-    The first of :func:`order`: the candidate that maximises :func:`ranking` (without ``against``: the AUC furthest
-    from 0.5; with it, the best worst AUC over the negative sets), ties to the largest :func:`separation` (since
-    2026-12-04; to the lowest index before); the threshold is the most accurate one for its sign on ``scores`` and
-    ``y``; the selection AUC is on ``y``.
-    """
-    ranked, criterion, signs = order(scores, y, against)
-    k = int(ranked[0])
-    if not np.isfinite(criterion[k]):
-        raise NoCandidate(f"no candidate of {scores.shape[1]} can be chosen: every one has a non-finite response or "
-                         "the same response to every selection image")
-    sign = int(signs[k])
-    _, threshold, _ = threshold_scan(scores[:, k:k + 1], y, sign=sign)
-    auc = float(auc_scores(scores[:, k:k + 1], y)[0])
-    return k, sign, float(threshold[0]), max(auc, 1.0 - auc)
 
 
 BY = ("auc", "accuracy")     # how best_unit picks: the table's rule since 2026-12-04 | the paper's (paper_style)
@@ -201,8 +44,10 @@ def best_unit(scores: np.ndarray, y: np.ndarray, select: np.ndarray, test: np.nd
               by: str = "auc") -> dict[str, Any]:
     """Pick the unit and threshold on rows ``select``; score that rule on rows ``test``.
 
-    ``by="auc"``: the face test's rule (:func:`choose`): the unit whose selection AUC is furthest from 0.5, its sign
-    the side that AUC falls on, its threshold the most accurate one for that sign; ties to the largest separation.
+    ``by="auc"``: the face test's rule (:func:`~downpour.analysis.choice.choice`): the unit whose selection AUC is
+    furthest from 0.5, its sign the side that AUC falls on, its threshold the most accurate one for that sign; ties to
+    the largest separation. Its row also gives ``tied`` (how many candidates shared that AUC, the unit among them) and
+    ``tied_units`` / ``tied_signs`` (them, the unit first), since 2026-12-04.
     ``by="accuracy"``: the unit with the most accurate threshold rule, ties to the AUC furthest from 0.5 (the
     paper's choice, kept for ``paper_style``; the table's until 2026-12-04). A rare concept leaves nearly every unit
     at its majority rate, so accuracy picks the unit with one concept image on top of its range, whatever it does
@@ -212,8 +57,10 @@ def best_unit(scores: np.ndarray, y: np.ndarray, select: np.ndarray, test: np.nd
     if by not in BY:
         raise ValueError(f"best_unit: by must be one of {BY}, got {by!r}")
     chosen, ys = scores[select], np.asarray(y)[select]
+    ties: dict[str, Any] = {}
     if by == "auc":
-        unit, sign, threshold, selection_auc = choose(chosen, ys)
+        unit, sign, threshold, selection_auc, tied, tied_signs = choice(chosen, ys)
+        ties = {"tied": int(len(tied)), "tied_units": tied.tolist(), "tied_signs": tied_signs.tolist()}
     else:
         acc, thresholds, signs = threshold_scan(chosen, ys)
         separation = np.abs(auc_scores(chosen, ys) - 0.5)
@@ -224,7 +71,7 @@ def best_unit(scores: np.ndarray, y: np.ndarray, select: np.ndarray, test: np.nd
     hits = (sign * (scores[:, unit] - threshold) > 0) == np.asarray(y).astype(bool)     # (N,) the rule's answers
     return {"unit": unit, "threshold": threshold, "sign": sign, "selection_auc": selection_auc,
             "selection_accuracy": float(hits[select].mean()), "test_accuracy": float(hits[test].mean()),
-            "test_auc": test_auc(sign * scores[test, unit], y[test]), "candidates": int(scores.shape[1])}
+            "test_auc": test_auc(sign * scores[test, unit], y[test]), "candidates": int(scores.shape[1]), **ties}
 
 
 def test_auc(score: np.ndarray, y: np.ndarray) -> float:

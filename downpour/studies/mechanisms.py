@@ -47,11 +47,12 @@ class MechanismsStudy(MeasuredStudy):
     seeds_full = 8
     resolution = RESOLUTION
     invariance = True
-    # (cells cached before the invariance curves warped the faces in pixels, or before their unit was the one whose
+    # (cells cached before the invariance curves warped the faces in pixels, before their unit was the one whose
     # selection AUC is furthest from 0.5, ties to the larger Cohen's d (2026-12-04; it was the most accurate, ties
-    # to the lowest index), are refused, not mixed)
-    measured_by = (MeasuredStudy.measured_by + "; invariance: faces warped in pixels, then prepared, of the unit "
-                   "chosen by selection AUC, ties by Cohen's d")
+    # to the lowest index), or before the ranges were the mean over every unit tied at the top (2026-12-04; the
+    # chosen unit's alone), are refused, not mixed)
+    measured_by = (MeasuredStudy.measured_by + "; invariance: faces warped in pixels, then prepared, the mean over "
+                   "the units tied at the top of the choice by selection AUC")
 
     def conditions(self) -> list[Condition]:
         steps = STEPS_QUICK if self.quick else STEPS_FULL

@@ -35,7 +35,7 @@ from downpour.analysis.face_controls import LEARNED, LOW_LEVEL, NO_FACES, face_c
 from downpour.analysis.labelled import load_labelled
 from downpour.analysis.probe import probe_table
 from downpour.analysis.options import open_run, run_preprocess
-from downpour.analysis.selectivity import NoCandidate
+from downpour.analysis.choice import NoCandidate
 from downpour.analysis.units import check_layer, randomized_copy
 from downpour.config import RunConfig
 from downpour.models.base import FeatureModel

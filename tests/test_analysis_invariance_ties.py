@@ -1,0 +1,166 @@
+"""Invariance over every unit tied at the top of the choice: units equally good by the rule that chooses (here the
+same responses on every untransformed image, so the same AUC and the same Cohen's d: the index breaks the tie) can
+hold up very differently under a warp, and one chosen unit's range then depends on the units' order. The tied set's
+mean does not, and its size is reported beside the chosen unit."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from downpour.analysis.choice import choice, order, top_tie
+from downpour.analysis.invariance import invariance_curves, invariance_summary, range_width, sweep, tied_summary
+from downpour.analysis.labelled import LabelledSet
+from downpour.analysis.report_notes import chosen_among
+from downpour.analysis.selectivity import best_unit, face_neuron_table
+from downpour.models.base import FeatureModel
+from downpour.studies import measure
+
+BLOB = (slice(6, 10), slice(6, 10))     # every image is zero outside this 4x4 square at the centre
+
+
+class _ThreeWays(FeatureModel):
+    """Units 0-2 read the blob three ways that agree on every image zero outside the centre square (its mean):
+    0 there only (narrow), 1 plus whatever a warp moved outside it (wider), 2 the brightest 4x4 window anywhere
+    (translation-invariant); unit 3 a difference of two blob pixels (no concept). ``order`` permutes them."""
+
+    def __init__(self, order=(0, 1, 2, 3)):
+        super().__init__()
+        self.input_shape = (1, 16, 16)
+        self.order = list(order)
+
+    def forward(self, x):
+        pooled = F.avg_pool2d(x, 4, stride=1)                        # (B, 1, 13, 13): every 4x4 window's mean
+        inside = pooled[:, 0, 6, 6]                                   # the centre square's (bit for bit the max's)
+        outside = F.relu(_outside(x)).sum(dim=(1, 2))                 # exactly 0 on an unwarped image
+        window = pooled.amax(dim=(1, 2, 3))
+        units = [inside, inside + outside / 16, window, x[:, 0, 6, 6] - x[:, 0, 9, 9]]
+        return torch.stack([units[k] for k in self.order], 1)
+
+
+def _outside(x):
+    """(B, 16, 16): the images with the centre square zeroed."""
+    out = x[:, 0].clone()
+    out[:, BLOB[0], BLOB[1]] = 0.0
+    return out
+
+
+def _blobs(n=40, seed=0) -> LabelledSet:
+    """n blobs of brightness 1 (the concept, label 1) and n of 0.3, each with positive noise inside the square."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.zeros(2 * n, 1, 16, 16)
+    level = torch.cat([torch.ones(n), torch.full((n,), 0.3)])
+    x[:, 0, BLOB[0], BLOB[1]] = level[:, None, None] + 0.05 * torch.rand(2 * n, 4, 4, generator=g)
+    return LabelledSet("blobs", x, np.r_[np.ones(n), np.zeros(n)].astype(int), ["dim", "bright"])
+
+
+def _widths(model, faces, units, baseline):
+    """Each unit's range widths from its own invariance_curves (one unit at a time: the reference)."""
+    return [{name: range_width(name, r) for name, r in
+             invariance_summary(invariance_curves(model, faces, u, baseline=baseline[u]))["ranges"].items()}
+            for u in units]
+
+
+def test_units_that_agree_on_every_selection_image_are_one_tie_and_the_index_breaks_it():
+    data = _blobs()
+    for order_ in ((0, 1, 2, 3), (2, 1, 0, 3)):
+        scores = _ThreeWays(order_)(data.x).numpy()
+        ranked, criterion, _ = order(scores, data.y)
+        got = choice(scores, data.y)
+        assert sorted(top_tie(ranked, criterion).tolist()) == sorted(order_.index(k) for k in (0, 1, 2))
+        assert got.unit == 0 and got.tied[0] == 0 and len(got.tied) == 3     # the lowest index: order decides it
+
+
+@pytest.mark.parametrize("order_", [(0, 1, 2, 3), (2, 0, 1, 3), (1, 2, 0, 3)])
+def test_the_tied_sets_range_is_the_mean_of_its_units_ranges_whatever_their_order(order_):
+    data = _blobs()
+    model = _ThreeWays(order_)
+    faces = data.x[torch.from_numpy(data.y == 1)]
+    scores = model(data.x).detach().numpy()
+    row = best_unit(scores, data.y, np.arange(len(data.y)), np.arange(len(data.y)))
+    assert row["tied"] == 3 and row["unit"] == 0 and sorted(row["tied_units"]) == [0, 1, 2] and row["tied_units"][0] == 0
+    baseline = scores[data.y == 0].mean(axis=0)
+    summary = tied_summary(sweep(model, faces, row["tied_units"], row["tied_signs"], baseline[row["tied_units"]].tolist()))
+    reference = _widths(model, faces, row["tied_units"], baseline)
+    for name, w in summary["widths"].items():
+        assert w["mean"] == pytest.approx(np.mean([r[name] for r in reference]), abs=1e-9), name
+        assert w["measured"] == 3
+    # the three units really differ (else any one of them would do): the chosen one's width moves with the order
+    spread = [r["translation_x"] for r in reference]
+    assert max(spread) - min(spread) >= 4
+    # the mean over the tied set is the same whichever order the units came in
+    assert summary["widths"]["translation_x"]["mean"] == pytest.approx(np.mean(spread))
+    assert summary["widths"]["translation_x"]["mean"] == pytest.approx(_tied_shift_of_the_identity_order(), abs=1e-9)
+
+
+def _tied_shift_of_the_identity_order() -> float:
+    data = _blobs()
+    model = _ThreeWays()
+    faces = data.x[torch.from_numpy(data.y == 1)]
+    baseline = model(data.x)[torch.from_numpy(data.y == 0)].mean(dim=0).tolist()
+    return tied_summary(sweep(model, faces, [0, 1, 2], [1, 1, 1], baseline[:3]))["widths"]["translation_x"]["mean"]
+
+
+def test_the_study_figure_is_the_tied_sets_mean_and_does_not_move_with_the_units_order(monkeypatch):
+    """measure._invariance read the chosen unit's ranges: with the narrow unit first the study's translation range
+    was one width, with the invariant one first another, for the same network."""
+    data = _blobs(30)
+    monkeypatch.setattr(measure, "load_labelled", lambda name, shape, prepare=None: data)
+    got = {}
+    for order_ in ((0, 1, 2, 3), (2, 1, 0, 3)):
+        model = _ThreeWays(order_)
+        got[order_] = measure._invariance(model, "codes", (1, 16, 16), None, seed=0, random_filters=20)
+        assert got[order_]["inv_tied"] == 3
+    assert got[(0, 1, 2, 3)] == pytest.approx(got[(2, 1, 0, 3)], abs=1e-9)
+    model = _ThreeWays()
+    faces = data.x[torch.from_numpy(data.y == 1)]
+    # the units' own widths, one at a time, against each unit's mean on the other class (all lfw non-faces, as there)
+    baseline = model(data.x)[torch.from_numpy(data.y == 0)].mean(dim=0).tolist()
+    each = [measure.range_widths(invariance_summary(invariance_curves(model, faces, u, baseline=baseline[u]))["ranges"],
+                                 (16, 16)) for u in range(3)]
+    for key in ("inv_scale_octaves", "inv_shift", "inv_rotation"):
+        values = [e[key] for e in each if math.isfinite(e[key])]
+        assert got[(0, 1, 2, 3)][key] == pytest.approx(np.mean(values), abs=1e-9), key
+    assert max(e["inv_shift"] for e in each) - min(e["inv_shift"] for e in each) > 0.2     # one unit's would move it
+
+
+def test_the_tie_size_is_in_the_table_row_and_said_beside_the_unit():
+    data = _blobs(30)
+    table = face_neuron_table(_ThreeWays(), data, layer="codes", n_random_filters=20)
+    learned = table["rows"][0]
+    assert learned["tied"] == 3 and len(learned["tied_units"]) == 3 and learned["selection_auc"] == 1.0
+    assert chosen_among(learned) == " (chosen among 3 units with selection AUC 1.000)"
+    assert chosen_among({**learned, "tied": 1}) == "" and chosen_among({"unit": 4}) == ""     # untied, or an old file
+    assert "tied at the top of the choice" in chosen_among(learned, localizer=True)
+
+
+def test_the_reports_invariance_table_gives_the_tied_sets_widths_beside_the_chosen_units_range():
+    from downpour.analysis.report import _invariance
+    data = _blobs()
+    model = _ThreeWays()
+    faces = data.x[torch.from_numpy(data.y == 1)]
+    baseline = model(data.x)[torch.from_numpy(data.y == 0)].mean(dim=0).tolist()
+    inv = invariance_curves(model, faces, 0, baseline=baseline[0])
+    inv["summary"] = invariance_summary(inv)
+    inv["tied"] = tied_summary(sweep(model, faces, [0, 1, 2], [1, 1, 1], baseline[:3]))
+    html = _invariance({"invariance": inv})
+    assert "its width over the 3 units tied at the top of the choice" in html
+    assert "Unit 0 was chosen among 3 units equally good" in html
+    shift = inv["tied"]["widths"]["translation_x"]
+    assert f"{shift['mean']:.3g} ± {shift['std']:.2g} pixels ({shift['min']:.3g}–{shift['max']:.3g}; 3 of 3 have a range)" in html
+    inv["tied"] = tied_summary(sweep(model, faces, [0], [1], baseline[:1]))          # untied: the table as it was
+    assert "tied" not in _invariance({"invariance": inv})
+
+
+def test_the_face_tests_rows_give_the_tie_of_the_split_that_chose_their_unit():
+    from downpour.analysis.controls import score_controls
+    data = _blobs(20)
+    scores = _ThreeWays((3, 2, 1, 0))(data.x).numpy()               # the tied units at 1, 2, 3
+    n = len(data.y)
+    row, = score_controls({"learned unit": scores}, data.y, {"others": np.flatnonzero(data.y == 0)}, np.arange(n),
+                          [(np.arange(n), np.arange(n))], replicates=20)
+    assert row["tied"] == 3 and row["tied_units"][0] == row["unit"] == 1 and sorted(row["tied_units"]) == [1, 2, 3]
+    assert chosen_among(row) == " (chosen among 3 units with selection AUC 1.000)"
