@@ -333,6 +333,24 @@ def test_cells_measured_another_way_are_refused(planted, monkeypatch, tmp_path):
     run_study("planted", tmp_path / "new", quick=True, jobs=1)      # the same measure resumes
 
 
+def test_cells_measured_by_the_face_test_before_its_cohens_d_tie_break_are_refused_saying_so(planted, monkeypatch, tmp_path):
+    """The tie-break moved to the larger Cohen's d (2026-12-04) without FACE_TEST changing: a folder of cells chosen
+    with ties to the lowest index was read beside new ones. Now the header differs, and the refusal names both."""
+    from downpour.studies.trained import FACE_TEST
+    old = "unit chosen on lfw's training part, 5 control draws"             # the string until 2026-12-04
+    assert FACE_TEST != old and "Cohen's d" in FACE_TEST
+    monkeypatch.setattr(Planted, "measured_by", old)
+    run_study("planted", tmp_path, quick=True, jobs=1)
+    monkeypatch.setattr(Planted, "measured_by", FACE_TEST)
+    with pytest.raises(ConfigError, match=r"measured_by differ; its cells were measured by \"unit chosen on lfw's "
+                                          r"training part, 5 control draws\", this version measures .*Cohen's d"):
+        run_study("planted", tmp_path, quick=True, jobs=1)
+    for name in ("first-layer", "templates", "mechanisms", "architectures", "flat-skipping"):
+        assert "ties to the larger Cohen's d" in studies.study_class(name).measured_by, name
+    # and the invariance ranges, since the same day the mean over the units tied at the top
+    assert "the mean over the units tied at the top" in studies.study_class("mechanisms").measured_by
+
+
 def test_the_studies_that_run_the_face_test_name_it():
     from downpour.studies.trained import FACE_TEST, FACE_TEST_WITH_TWIN
     for name in ("first-layer", "templates", "mechanisms", "architectures"):      # each cell with its no-faces twin

@@ -91,6 +91,9 @@ class CellCache:
                 moved = [name for name, digest in header.get("resolved", {}).items() if was.get(name, digest) != digest]
                 why = (f"; the configs of {', '.join(moved)} resolve differently now (a preset's file or a default "
                        "changed since those cells ran)" if moved and differs == ["resolved"] else "")
+                if "measured_by" in differs:    # the measure changed under the same configs: say from what to what
+                    why += (f"; its cells were measured by {(old or {}).get('measured_by', 'an unnamed earlier measure')!r}, "
+                            f"this version measures {header.get('measured_by', 'without naming one')!r}, and the two are not mixed")
                 raise ConfigError(f"{str(path.parent)!r} holds a study run with other settings ({', '.join(differs)} "
                                   f"differ{why}); use another --out, or delete that folder to start again")
             damaged = 0

@@ -51,8 +51,10 @@ __all__ = ["FACE_TEST", "FACE_TEST_WITH_TWIN", "OWED", "cost_curve", "edge_fract
 
 # What :func:`face_aucs` measures, in a few words: a study that reports it names it in its cell cache's header,
 # so a folder whose cells were measured by an earlier face test is refused, not mixed with new cells.
-# Until 2026-12-01 the studies chose the unit per split of the 60 held-out images, with one control draw.
-FACE_TEST = "unit chosen on lfw's training part, 5 control draws"
+# Until 2026-12-01 the studies chose the unit per split of the 60 held-out images, with one control draw; until
+# 2026-12-04 a tie on the selection AUC went to the lowest index (selectivity.choose took the larger Cohen's d that
+# day, and its cells were still read beside the old ones: this string had not changed).
+FACE_TEST = "unit chosen on lfw's training part, ties to the larger Cohen's d, 5 control draws"
 # ... and with each cell's no-faces twin scored beside it (:func:`no_faces_twin`, :func:`owed_figures`): the header of
 # the studies whose cells train one (a folder measured before the twins lacks their figures: refused, not mixed)
 FACE_TEST_WITH_TWIN = FACE_TEST + ", a no-faces twin per cell"
