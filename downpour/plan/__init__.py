@@ -4,7 +4,9 @@
     print(format_plan(plan))
     print(format_check(check_simulated(workers=1000, shards=100)))     # staleness: predicted vs measured
 
-The arithmetic of the network (:mod:`~downpour.plan.network`), the staleness of asynchronous
+The network a plan is made for (:mod:`~downpour.plan.network`: its stages, :mod:`~downpour.plan.stage`; the cat
+family on paper, :mod:`~downpour.plan.cat_formulas` and :mod:`~downpour.plan.held`; any other model's training step
+as torch counts it, :mod:`~downpour.plan.counted`), the staleness of asynchronous
 replicas (:mod:`~downpour.plan.staleness`), the cluster's step time (:mod:`~downpour.plan.predict`),
 this machine's speeds (:mod:`~downpour.plan.calibrate`) and the simulated check
 (:mod:`~downpour.plan.check`) are one file each.

@@ -5,7 +5,7 @@
 RBM's Gibbs chain, a GRU autoencoder's decoding pass. Planned from the inference path, tica-8x8's step read
 16.4 kFLOP per example where torch counts 57.3 k (ufldl-sae 6.4 k against 16.0 k, rnn-rows 676 k against
 1.55 M), so the plan now counts the step itself, on the built model. (The cat network is counted on paper,
-:mod:`downpour.plan.network`: at the paper's size it cannot be built.)
+:mod:`downpour.plan.cat_formulas`: at the paper's size it cannot be built.)
 
 Torch's counter counts matrix products and convolutions (a multiply-add is 2 FLOPs), not element-wise work.
 

@@ -2,9 +2,8 @@
 
 The cat network of Le et al. (2012) at full size has ~1.2 billion weights, too many to build in
 memory just to count them, so the cat family (:class:`~downpour.models.cat.CatNet`) is counted
-analytically here, with the formulas :mod:`downpour.models.footprint` uses on a built model
-(tests/test_plan.py checks the two agree exactly on small networks). Every other registered
-model is built and measured by ``footprint_table``.
+analytically (:mod:`downpour.plan.cat_formulas`). Every other registered model is built and measured:
+its layers by ``footprint_table``, its training step by torch (:mod:`downpour.plan.counted`).
 
 The paper's network, and what the paper leaves open (each assumption is printed with the plan, as
 ``--set`` left it: :func:`paper_assumptions`):
@@ -25,20 +24,18 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-import math
-from dataclasses import dataclass
 from typing import Any, Callable
 
 from downpour.config import ClusterConfig, RunConfig, config_from_dict, load_config, parse_override
 from downpour.data.build import sample_shape
 from downpour.errors import ConfigError
-from downpour.layers.gabor import FROZEN_KINDS
-from downpour.models.cat import CatConfig, CatNet
+from downpour.models.cat import CatNet
 from downpour.models.footprint import footprint_table
 from downpour.models.registry import model_entry, resolve
 from downpour.parallel.partition import cut_refusal
+from downpour.plan.cat_formulas import cat_footprint, cat_stages
 from downpour.plan.counted import step_flops
-from downpour.plan.held import stage_held
+from downpour.plan.stage import Network, Stage, over_schedule
 
 __all__ = ["PAPER", "PAPER_INPUT", "paper_assumptions", "Stage", "Network", "plan_config", "network_of",
            "cat_footprint", "over_schedule"]
@@ -130,76 +127,9 @@ def _paper_config() -> RunConfig:
     return plan_config("paper")[0]
 
 
-@dataclass(frozen=True)
-class Stage:
-    """One stage (cat family) or one layer (any other model), per example, float32.
-
-    ``positions``: output positions of the stage's filter (H x W); ``connections``: encoder weights;
-    ``params``: trainable weights (encoder, plus the untied decoder); ``flops_train``: forward and
-    backward of one training step, per example; ``act_floats``: the values one example keeps for the
-    backward pass. The ``window`` fields describe the spatial layout model parallelism cuts.
-    """
-
-    name: str
-    out_shape: tuple[int, ...]
-    positions: int
-    connections: int
-    params: int
-    flops_fwd: int
-    flops_train: int
-    act_floats: int
-    # spatial layout, cat stages only (zeros elsewhere): input (C, H, W), filter k and step s, pool q and step u, LCN window l
-    in_shape: tuple[int, ...] = ()
-    maps: int = 0
-    kernel: int = 0
-    stride: int = 1
-    pool: int = 0
-    pool_stride: int = 1
-    lcn: int = 0
-    tied_banks: tuple[int, int] | None = None   # (tH, tW) filter banks when tiled or convolutional; None = untied
-    frozen: int = 0                   # weights held but not trained (a Gabor or random first layer's filters)
-    copy_floats: int = 0              # per training step, whatever the batch: normalised or expanded filters (plan/held.py)
-
-
-@dataclass(frozen=True)
-class Network:
-    name: str
-    input_shape: tuple[int, ...]
-    stages: tuple[Stage, ...]
-    assumptions: tuple[str, ...] = ()
-    schedule: str = "joint"          # train.schedule: "greedy" trains one cat stage per step (:func:`over_schedule`)
-    counted: tuple[float, ...] = ()  # not the cat family: torch's count of a training step per example, one per
-                                     # greedy stage (:mod:`downpour.plan.counted`); the stages are then its layers
-    uncut: str = ""                  # why the model-parallel runner refuses K > 1 (cut_refusal; the paper's pipeline: "")
-
-    @property
-    def flops_train(self) -> float:
-        """FLOPs of one training example, averaged over the schedule's steps."""
-        if self.counted:
-            return sum(self.counted) / len(self.counted)
-        return over_schedule(self.schedule, [s.flops_train for s in self.stages], [s.flops_fwd for s in self.stages])
-
-    @property
-    def params(self) -> int:
-        return sum(s.params for s in self.stages)
-
-    @property
-    def connections(self) -> int:
-        return sum(s.connections for s in self.stages)
-
 
 PLAN_READS = {"train.batch_size", "train.schedule", "cluster.n_push", "cluster.n_fetch", "cluster.rule"}   # beside model.*
 
-
-def over_schedule(schedule: str, train: list[float], forward: list[float]) -> float:
-    """Per example, what a training step of stages costing ``train`` (trained) and ``forward`` (forward only) costs,
-    averaged over the schedule's steps: joint, every stage trains on its own cost (the sum of ``train``); greedy,
-    stage i trains for 1/n of the steps while the stages below it run forward only and the ones above it do not run
-    (``CatNet.forward_train``). Until 2026-12-04 every plan was joint: cat-demo (greedy) read 4.42 MFLOP per
-    example, 1.7x the 2.60 M its steps take on average (torch counts 3.21 M at stage 1, 1.68 M at stage 2)."""
-    if schedule != "greedy" or len(train) < 2:
-        return sum(train)
-    return sum(sum(forward[:i]) + train[i] for i in range(len(train))) / len(train)
 
 
 def plan_config(model: str = "paper", sets: list[str] | tuple[str, ...] = (),
@@ -302,97 +232,3 @@ def network_of(cfg: RunConfig, input_shape: tuple[int, ...], paper: bool = False
              + "; one partition per replica (the runner splits only the cat network)",)
     return Network(cfg.model.name, tuple(input_shape), tuple(stages), notes, cfg.train.schedule, counted,
                    cut_refusal(repr(cfg.model.name), cat=False))
-
-
-# --- the cat family, counted on paper --------------------------------------------------------------------
-
-def _lcn_window(lcn: int, h: int, w: int) -> int:
-    side = min(h, w)
-    return min(lcn, side - 1 + side % 2)      # as CatStage: odd, within the map
-
-
-def _cat_layers(config: CatConfig, input_shape: tuple[int, ...]) -> list[dict[str, Any]]:
-    """One dict per stage: the sizes and per-example FLOPs of its filter, pool and LCN (models/footprint.py's formulas)."""
-    config.check_shapes(input_shape)   # the model's own checks: a network it would refuse is not counted
-    c, h, w = input_shape
-    out = []
-    for i, (m, k, s, q, u) in enumerate(zip(config.maps, config.kernels, config.strides, config.pools,
-                                            config.pool_strides)):
-        oh, ow = (h - k) // s + 1, (w - k) // s + 1
-        ph, pw = (oh - q) // u + 1, (ow - q) // u + 1
-        banks = (oh, ow) if config.tile == 0 else (min(config.tile, oh), min(config.tile, ow))
-        lk = _lcn_window(config.lcn, ph, pw)
-        out.append({
-            "i": i, "in": (c, h, w), "maps": m, "kernel": k, "stride": s, "pool": q, "pool_stride": u, "lcn": lk,
-            "codes": (m, oh, ow), "pooled": (m, ph, pw), "banks": banks,
-            "weights": banks[0] * banks[1] * m * c * k * k,
-            "filter": m * oh * ow * 2 * c * k * k,                          # a multiply-add per weight use
-            "pool_flops": m * oh * ow + m * ph * pw * (q * q + 2),          # squares, window sums, sqrt
-            "lcn_flops": 2 * (2 * m * lk * lk) * ph * pw + 6 * m * ph * pw,
-        })
-        c, h, w = m, ph, pw
-    return out
-
-
-def cat_footprint(config: CatConfig, input_shape: tuple[int, ...]) -> list[dict[str, Any]]:
-    """``footprint_table``'s rows for a cat network, without building it (same keys, same numbers)."""
-    rows: list[dict[str, Any]] = []
-    flowing = False                 # does the layer's input need a gradient (a trained layer below it)?
-    decoders = 0
-    for st in _cat_layers(config, input_shape):
-        trained = not (st["i"] == 0 and config.first_layer in FROZEN_KINDS)   # designed/random first layers are frozen
-        params, frozen = (st["weights"], 0) if trained else (0, st["weights"])
-        for name, kind, shape, p, f, flops, grads in (
-                ("filter", "LocallyConnected2d", st["codes"], params, frozen, st["filter"], int(flowing) + int(trained)),
-                ("pool", "L2Pool2d", st["pooled"], 0, 0, st["pool_flops"], int(flowing or trained)),
-                ("lcn", "LocalContrastNorm2d", st["pooled"], 0, 0, st["lcn_flops"], int(flowing or trained))):
-            rows.append({"layer": f"stages.{st['i']}.{name}", "type": kind, "out_shape": shape, "params": p,
-                         "frozen": f, "param_bytes": 4 * (p + f), "act_bytes": 4 * math.prod(shape),
-                         "flops_fwd": flops, "flops_bwd": flops * grads})
-        flowing = flowing or trained
-        if config.decoder == "untied":
-            decoders += st["weights"]
-    if decoders:
-        rows.append({"layer": "(params outside these layers)", "type": "-", "out_shape": (), "params": decoders,
-                     "frozen": 0, "param_bytes": 4 * decoders, "act_bytes": 0, "flops_fwd": 0, "flops_bwd": 0})
-    keys = ("params", "frozen", "param_bytes", "act_bytes", "flops_fwd", "flops_bwd")
-    rows.append({"layer": "total", "type": "cat", "out_shape": rows[-2 if decoders else -1]["out_shape"],
-                 **{k: sum(r[k] for r in rows) for k in keys}})
-    return rows
-
-
-def cat_stages(config: CatConfig, input_shape: tuple[int, ...], batch: int = PAPER_BATCH,
-               pooled_maps: int = 2) -> list[Stage]:
-    """Per-stage plan rows of a cat network, each stage as ``CatNet.forward_train`` trains it (a network's step over
-    the joint or greedy schedule: :func:`over_schedule`).
-
-    Training FLOPs per example and stage, with F the filter's forward FLOPs: encoder forward F,
-    decoder (untied W2, or the tied adjoint W1ᵀ) forward F; backward: the decoder's weight gradient
-    F and its gradient into the codes F, the encoder's weight gradient F, and no input gradient (a
-    stage's input is detached). So 5F, plus pooling forward and backward and the LCN forward (its
-    output only feeds the next stage). A frozen first layer drops its two encoder-side backward Fs
-    (and, with a tied decoder, the decoder's weight gradient too). torch's FLOP counter agrees
-    (tests/test_plan.py: its bmm count of a cat-demo training step is exactly 5F per example).
-    The cost terms themselves (a few FLOPs per pixel) are left out. What a step holds for its backward
-    (``act_floats`` per example, ``copy_floats`` per step, on ``batch`` examples, ``pooled_maps``: the cost's
-    ``pooled_l2`` term keeps 2 pooled maps, 1 at ε = 0, 0 without it): :mod:`downpour.plan.held`.
-    """
-    stages = []
-    for st in _cat_layers(config, input_shape):
-        trained = not (st["i"] == 0 and config.first_layer in FROZEN_KINDS)
-        untied_dec = config.decoder == "untied"
-        f = st["filter"]
-        decoder_trained = untied_dec or trained        # a tied decoder is W1 itself: its gradient flows into W1
-        backward = f * (2 * trained + decoder_trained) + st["pool_flops"] * trained
-        (m, oh, ow), c = st["codes"], st["in"][0]
-        acts, copies = stage_held(st, trained=trained, decoder_untied=untied_dec, pooled_maps=pooled_maps, batch=batch,
-                                  norm=config.stage_filter_norm(st["i"]) > 0, interior=config.recon == "interior")
-        stages.append(Stage(
-            f"stage{st['i'] + 1}", st["pooled"], oh * ow, oh * ow * m * c * st["kernel"] ** 2,   # edges, shared or not
-            st["weights"] * (int(trained) + int(untied_dec)), f + st["pool_flops"] + st["lcn_flops"],
-            2 * f + st["pool_flops"] + st["lcn_flops"] + backward, acts,
-            in_shape=st["in"], maps=m, kernel=st["kernel"], stride=st["stride"], pool=st["pool"],
-            pool_stride=st["pool_stride"], lcn=st["lcn"],
-            tied_banks=None if st["banks"] == (oh, ow) else st["banks"], frozen=0 if trained else st["weights"],
-            copy_floats=copies))
-    return stages

@@ -1,0 +1,109 @@
+"""The cat family (:class:`~downpour.models.cat.CatNet`) counted on paper: per-stage sizes, FLOPs and what a step holds.
+
+At the paper's size (1.2 billion weights) the network cannot be built to be measured, so its arithmetic is the
+formulas :mod:`downpour.models.footprint` uses on a built model (tests/test_plan.py checks the two agree exactly on
+small networks), and its memory :mod:`downpour.plan.held`'s.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from downpour.layers.gabor import FROZEN_KINDS
+from downpour.models.cat import CatConfig
+from downpour.plan.held import stage_held
+from downpour.plan.stage import Stage
+
+__all__ = ["cat_footprint", "cat_stages"]
+
+
+def _lcn_window(lcn: int, h: int, w: int) -> int:
+    side = min(h, w)
+    return min(lcn, side - 1 + side % 2)      # as CatStage: odd, within the map
+
+
+def _cat_layers(config: CatConfig, input_shape: tuple[int, ...]) -> list[dict[str, Any]]:
+    """One dict per stage: the sizes and per-example FLOPs of its filter, pool and LCN (models/footprint.py's formulas)."""
+    config.check_shapes(input_shape)   # the model's own checks: a network it would refuse is not counted
+    c, h, w = input_shape
+    out = []
+    for i, (m, k, s, q, u) in enumerate(zip(config.maps, config.kernels, config.strides, config.pools,
+                                            config.pool_strides)):
+        oh, ow = (h - k) // s + 1, (w - k) // s + 1
+        ph, pw = (oh - q) // u + 1, (ow - q) // u + 1
+        banks = (oh, ow) if config.tile == 0 else (min(config.tile, oh), min(config.tile, ow))
+        lk = _lcn_window(config.lcn, ph, pw)
+        out.append({
+            "i": i, "in": (c, h, w), "maps": m, "kernel": k, "stride": s, "pool": q, "pool_stride": u, "lcn": lk,
+            "codes": (m, oh, ow), "pooled": (m, ph, pw), "banks": banks,
+            "weights": banks[0] * banks[1] * m * c * k * k,
+            "filter": m * oh * ow * 2 * c * k * k,                          # a multiply-add per weight use
+            "pool_flops": m * oh * ow + m * ph * pw * (q * q + 2),          # squares, window sums, sqrt
+            "lcn_flops": 2 * (2 * m * lk * lk) * ph * pw + 6 * m * ph * pw,
+        })
+        c, h, w = m, ph, pw
+    return out
+
+
+def cat_footprint(config: CatConfig, input_shape: tuple[int, ...]) -> list[dict[str, Any]]:
+    """``footprint_table``'s rows for a cat network, without building it (same keys, same numbers)."""
+    rows: list[dict[str, Any]] = []
+    flowing = False                 # does the layer's input need a gradient (a trained layer below it)?
+    decoders = 0
+    for st in _cat_layers(config, input_shape):
+        trained = not (st["i"] == 0 and config.first_layer in FROZEN_KINDS)   # designed/random first layers are frozen
+        params, frozen = (st["weights"], 0) if trained else (0, st["weights"])
+        for name, kind, shape, p, f, flops, grads in (
+                ("filter", "LocallyConnected2d", st["codes"], params, frozen, st["filter"], int(flowing) + int(trained)),
+                ("pool", "L2Pool2d", st["pooled"], 0, 0, st["pool_flops"], int(flowing or trained)),
+                ("lcn", "LocalContrastNorm2d", st["pooled"], 0, 0, st["lcn_flops"], int(flowing or trained))):
+            rows.append({"layer": f"stages.{st['i']}.{name}", "type": kind, "out_shape": shape, "params": p,
+                         "frozen": f, "param_bytes": 4 * (p + f), "act_bytes": 4 * math.prod(shape),
+                         "flops_fwd": flops, "flops_bwd": flops * grads})
+        flowing = flowing or trained
+        if config.decoder == "untied":
+            decoders += st["weights"]
+    if decoders:
+        rows.append({"layer": "(params outside these layers)", "type": "-", "out_shape": (), "params": decoders,
+                     "frozen": 0, "param_bytes": 4 * decoders, "act_bytes": 0, "flops_fwd": 0, "flops_bwd": 0})
+    keys = ("params", "frozen", "param_bytes", "act_bytes", "flops_fwd", "flops_bwd")
+    rows.append({"layer": "total", "type": "cat", "out_shape": rows[-2 if decoders else -1]["out_shape"],
+                 **{k: sum(r[k] for r in rows) for k in keys}})
+    return rows
+
+
+def cat_stages(config: CatConfig, input_shape: tuple[int, ...], batch: int,
+               pooled_maps: int = 2) -> list[Stage]:
+    """Per-stage plan rows of a cat network, each stage as ``CatNet.forward_train`` trains it (a network's step over
+    the joint or greedy schedule: :func:`over_schedule`).
+
+    Training FLOPs per example and stage, with F the filter's forward FLOPs: encoder forward F,
+    decoder (untied W2, or the tied adjoint W1ᵀ) forward F; backward: the decoder's weight gradient
+    F and its gradient into the codes F, the encoder's weight gradient F, and no input gradient (a
+    stage's input is detached). So 5F, plus pooling forward and backward and the LCN forward (its
+    output only feeds the next stage). A frozen first layer drops its two encoder-side backward Fs
+    (and, with a tied decoder, the decoder's weight gradient too). torch's FLOP counter agrees
+    (tests/test_plan.py: its bmm count of a cat-demo training step is exactly 5F per example).
+    The cost terms themselves (a few FLOPs per pixel) are left out. What a step holds for its backward
+    (``act_floats`` per example, ``copy_floats`` per step, on ``batch`` examples, ``pooled_maps``: the cost's
+    ``pooled_l2`` term keeps 2 pooled maps, 1 at ε = 0, 0 without it): :mod:`downpour.plan.held`.
+    """
+    stages = []
+    for st in _cat_layers(config, input_shape):
+        trained = not (st["i"] == 0 and config.first_layer in FROZEN_KINDS)
+        untied_dec = config.decoder == "untied"
+        f = st["filter"]
+        decoder_trained = untied_dec or trained        # a tied decoder is W1 itself: its gradient flows into W1
+        backward = f * (2 * trained + decoder_trained) + st["pool_flops"] * trained
+        (m, oh, ow), c = st["codes"], st["in"][0]
+        acts, copies = stage_held(st, trained=trained, decoder_untied=untied_dec, pooled_maps=pooled_maps, batch=batch,
+                                  norm=config.stage_filter_norm(st["i"]) > 0, interior=config.recon == "interior")
+        stages.append(Stage(
+            f"stage{st['i'] + 1}", st["pooled"], oh * ow, oh * ow * m * c * st["kernel"] ** 2,   # edges, shared or not
+            st["weights"] * (int(trained) + int(untied_dec)), f + st["pool_flops"] + st["lcn_flops"],
+            2 * f + st["pool_flops"] + st["lcn_flops"] + backward, acts,
+            in_shape=st["in"], maps=m, kernel=st["kernel"], stride=st["stride"], pool=st["pool"],
+            pool_stride=st["pool_stride"], lcn=st["lcn"],
+            tied_banks=None if st["banks"] == (oh, ow) else st["banks"], frozen=0 if trained else st["weights"],
+            copy_floats=copies))
+    return stages

@@ -1,0 +1,81 @@
+"""What a plan is made of: a network's stages (or layers), per example, float32, and a step over the schedule.
+
+:mod:`downpour.plan.network` fills them in (the cat family on paper, :mod:`downpour.plan.cat_formulas`; any other
+model from its built layers and torch's count of its training step, :mod:`downpour.plan.counted`);
+:mod:`downpour.plan.predict` puts them on a cluster.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Stage", "Network", "over_schedule"]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage (cat family) or one layer (any other model), per example, float32.
+
+    ``positions``: output positions of the stage's filter (H x W); ``connections``: encoder weights;
+    ``params``: trainable weights (encoder, plus the untied decoder); ``flops_train``: forward and
+    backward of one training step, per example; ``act_floats``: the values one example keeps for the
+    backward pass. The ``window`` fields describe the spatial layout model parallelism cuts.
+    """
+
+    name: str
+    out_shape: tuple[int, ...]
+    positions: int
+    connections: int
+    params: int
+    flops_fwd: int
+    flops_train: int
+    act_floats: int
+    # spatial layout, cat stages only (zeros elsewhere): input (C, H, W), filter k and step s, pool q and step u, LCN window l
+    in_shape: tuple[int, ...] = ()
+    maps: int = 0
+    kernel: int = 0
+    stride: int = 1
+    pool: int = 0
+    pool_stride: int = 1
+    lcn: int = 0
+    tied_banks: tuple[int, int] | None = None   # (tH, tW) filter banks when tiled or convolutional; None = untied
+    frozen: int = 0                   # weights held but not trained (a Gabor or random first layer's filters)
+    copy_floats: int = 0              # per training step, whatever the batch: normalised or expanded filters (plan/held.py)
+
+
+@dataclass(frozen=True)
+class Network:
+    name: str
+    input_shape: tuple[int, ...]
+    stages: tuple[Stage, ...]
+    assumptions: tuple[str, ...] = ()
+    schedule: str = "joint"          # train.schedule: "greedy" trains one cat stage per step (:func:`over_schedule`)
+    counted: tuple[float, ...] = ()  # not the cat family: torch's count of a training step per example, one per
+                                     # greedy stage (:mod:`downpour.plan.counted`); the stages are then its layers
+    uncut: str = ""                  # why the model-parallel runner refuses K > 1 (cut_refusal; the paper's pipeline: "")
+
+    @property
+    def flops_train(self) -> float:
+        """FLOPs of one training example, averaged over the schedule's steps."""
+        if self.counted:
+            return sum(self.counted) / len(self.counted)
+        return over_schedule(self.schedule, [s.flops_train for s in self.stages], [s.flops_fwd for s in self.stages])
+
+    @property
+    def params(self) -> int:
+        return sum(s.params for s in self.stages)
+
+    @property
+    def connections(self) -> int:
+        return sum(s.connections for s in self.stages)
+
+
+
+def over_schedule(schedule: str, train: list[float], forward: list[float]) -> float:
+    """Per example, what a training step of stages costing ``train`` (trained) and ``forward`` (forward only) costs,
+    averaged over the schedule's steps: joint, every stage trains on its own cost (the sum of ``train``); greedy,
+    stage i trains for 1/n of the steps while the stages below it run forward only and the ones above it do not run
+    (``CatNet.forward_train``). Until 2026-12-04 every plan was joint: cat-demo (greedy) read 4.42 MFLOP per
+    example, 1.7x the 2.60 M its steps take on average (torch counts 3.21 M at stage 1, 1.68 M at stage 2)."""
+    if schedule != "greedy" or len(train) < 2:
+        return sum(train)
+    return sum(sum(forward[:i]) + train[i] for i in range(len(train))) / len(train)
