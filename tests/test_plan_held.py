@@ -25,6 +25,8 @@ CASES = [
     ("model", "cat-3stage", ["train.batch_size=8", 'model.first_layer="gabor"', 'model.decoder="untied"']),
     ("model", "cat-demo", ["train.batch_size=8", 'model.recon="all"']),
 ]
+# every other shipped preset: built and measured, each layer's share by the module that saved it
+MEASURED = ["cnn-digits", "rbm-digits", "rnn-rows", "teacher-student", "tica-8x8", "ufldl-sae"]
 
 
 def _planned(kind, name, sets):
@@ -44,6 +46,22 @@ def test_the_plans_held_bytes_are_what_a_training_step_keeps_for_its_backward(ki
     measured = step_held_bytes(cfg, shape, cfg.train.batch_size)
     # what is left: a few scalars and the expansions' int64 indices (under 0.1%)
     assert planned == pytest.approx(list(measured), rel=1e-3)
+
+
+@pytest.mark.parametrize("name", MEASURED)
+@pytest.mark.parametrize("batch", [None, 7])
+def test_a_measured_models_planned_memory_is_what_its_training_step_keeps_for_its_backward(name, batch, capsys):
+    """Until 2026-12-04 these were planned from their inference path (each layer's output): ufldl-sae at batch 100
+    read 10.0 kB where its step keeps 87.4 kB (its decoder, the cost's sparsity term), rnn-rows at 32 69.6 kB for
+    1.04 MB (the GRU's gates at every step, the decoding pass), rbm-digits 8.0 kB for 34.1 kB (its persistent chains,
+    21.0 kB whatever the batch)."""
+    sets = [f"train.batch_size={batch}"] if batch else []
+    cfg, shape, planned = _planned("config", name, sets)
+    measured = step_held_bytes(cfg, shape, cfg.train.batch_size)
+    assert planned == pytest.approx(list(measured), rel=1e-6)
+    assert main(["plan", "--config", name, *(a for s in sets for a in ("--set", s)), "--machines", "2", "--json"]) == 0
+    part = json.loads(capsys.readouterr().out)["partition"]
+    assert part["act_bytes"] + part["copy_bytes"] == pytest.approx(measured[0], rel=1e-6)
 
 
 @pytest.mark.parametrize("term, less", [("{ weight = 0.0 }", lambda m, o, p: m * o * o + 2 * m * p * p),

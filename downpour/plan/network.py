@@ -34,7 +34,7 @@ from downpour.models.footprint import footprint_table
 from downpour.models.registry import model_entry, resolve
 from downpour.parallel.partition import cut_refusal
 from downpour.plan.cat_formulas import cat_footprint, cat_stages
-from downpour.plan.counted import step_flops
+from downpour.plan.counted import held_by_layer, step_flops
 from downpour.plan.stage import Network, Stage, over_schedule
 
 __all__ = ["PAPER", "PAPER_INPUT", "paper_assumptions", "Stage", "Network", "plan_config", "network_of",
@@ -221,14 +221,23 @@ def network_of(cfg: RunConfig, input_shape: tuple[int, ...], paper: bool = False
                                              top=config.top != "none", tied_decoder=config.decoder == "tied")
         notes = assumptions + ((f"one partition per replica: {uncut}",) if uncut else ())
         return Network(name, tuple(input_shape), tuple(stages), notes, cfg.train.schedule, uncut=uncut)
-    rows = footprint_table(cfg.model.name, tuple(input_shape), **cfg.model.options)
+    rows = footprint_table(cfg.model.name, tuple(input_shape), **cfg.model.options)[:-1]
+    # what the step holds for its backward, on the layer that saved it; a decoder's, the cost's and a model's own
+    # arithmetic's on one more row (the inference path's outputs, each layer's act_bytes, are not what a step holds)
+    held = held_by_layer(cfg, tuple(input_shape))
+    own = {r["layer"]: held.pop("" if r["layer"] == "(model)" else r["layer"], (0.0, 0.0)) for r in rows}
     stages = [Stage(r["layer"], tuple(r["out_shape"]), 0, r["params"], r["params"], r["flops_fwd"],
-                    r["flops_fwd"] + r["flops_bwd"], r["act_bytes"] // 4) for r in rows[:-1]]
+                    r["flops_fwd"] + r["flops_bwd"], own[r["layer"]][0] / 4, copy_floats=own[r["layer"]][1] / 4)
+              for r in rows]
+    if held:
+        stages.append(Stage(f"(held outside: {', '.join(n or 'the cost' for n in sorted(held))})", (), 0, 0, 0, 0, 0,
+                            sum(e for e, _ in held.values()) / 4, copy_floats=sum(f for _, f in held.values()) / 4))
     counted = step_flops(cfg, tuple(input_shape))
     notes = ("layers measured by footprint_table on the built model, their FLOPs those of its inference path "
              "(forward + backward); the training example's FLOPs are torch's count of a training step (forward_train, "
              "the cost, the backward; matrix products only)" + (", averaged over the greedy stages" if len(counted) > 1
                                                                   else "")
+             + "; the memory is what that step's graph holds for its backward, on the layer that saved it"
              + "; one partition per replica (the runner splits only the cat network)",)
     return Network(cfg.model.name, tuple(input_shape), tuple(stages), notes, cfg.train.schedule, counted,
                    cut_refusal(repr(cfg.model.name), cat=False))

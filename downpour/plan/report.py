@@ -47,6 +47,7 @@ def make_plan(net: Network, cluster: Cluster, rates: Rates, batch: int, n_push: 
                                      "push_bytes": round(4 * part["params"])}})
     out = {"network": {"name": net.name, "input_shape": list(net.input_shape), "connections": net.connections,
                        "params": net.params, "flops_train": net.flops_train, "schedule": net.schedule,
+                       "on_paper": not net.counted,
                        "assumptions": list(net.assumptions)},
            "stages": stages, **pred}
     if paper:
@@ -105,6 +106,8 @@ def format_plan(plan: dict[str, Any]) -> str:
              _human(s["partition"]["push_bytes"], "B")) for s in plan["stages"]]
     lines += _table(header, rows)
     part, t, bounds = plan["partition"], plan["times_s"], plan["cycle_bounds_s"]
+    # a step's per-step part: on paper, the copies of the filters; measured, whatever it held (a PCD RBM's chains)
+    copies = "the step's copies of the filters" if n.get("on_paper", True) else "held whatever the batch"
     lines += [
         "(FLOPs/ex: forward + backward of one training example; push/replica = fetch/replica: float32 gradient / "
         "parameters; part: the largest of the K partitions; opt state lives on the shards that hold those weights)",
@@ -118,7 +121,7 @@ def format_plan(plan: dict[str, Any]) -> str:
         f"memory per partition: {_human(part['memory_bytes'], 'B')} (weights {_human(part['weight_bytes'], 'B')}, "
         + (f"frozen weights {_human(part['frozen_bytes'], 'B')}, " if part["frozen_bytes"] else "") +
         f"gradient {_human(part['grad_bytes'], 'B')}, activations {_human(part['act_bytes'], 'B')}"
-        + (f", the step's copies of the filters {_human(part['copy_bytes'], 'B')}" if part["copy_bytes"] else "") + ")"
+        + (f", {copies} {_human(part['copy_bytes'], 'B')}" if part["copy_bytes"] else "") + ")"
         + ("" if plan["fits"]["partition"] else "  ** does not fit **")
         + f"; per shard {_human(plan['shard_bytes'], 'B')} (parameters + {plan['rule']} state)"
         + ("" if plan["fits"]["shard"] else "  ** does not fit **"),

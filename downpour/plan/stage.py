@@ -17,8 +17,8 @@ class Stage:
 
     ``positions``: output positions of the stage's filter (H x W); ``connections``: encoder weights;
     ``params``: trainable weights (encoder, plus the untied decoder); ``flops_train``: forward and
-    backward of one training step, per example; ``act_floats``: the values one example keeps for the
-    backward pass. The ``window`` fields describe the spatial layout model parallelism cuts.
+    backward of one training step, per example; ``act_floats``: the values (bytes / 4) one example keeps for the
+    backward pass of a training step (a model's layer: what autograd saved while the layer ran). The ``window`` fields describe the spatial layout model parallelism cuts.
     """
 
     name: str
@@ -28,7 +28,7 @@ class Stage:
     params: int
     flops_fwd: int
     flops_train: int
-    act_floats: int
+    act_floats: float
     # spatial layout, cat stages only (zeros elsewhere): input (C, H, W), filter k and step s, pool q and step u, LCN window l
     in_shape: tuple[int, ...] = ()
     maps: int = 0
@@ -39,7 +39,8 @@ class Stage:
     lcn: int = 0
     tied_banks: tuple[int, int] | None = None   # (tH, tW) filter banks when tiled or convolutional; None = untied
     frozen: int = 0                   # weights held but not trained (a Gabor or random first layer's filters)
-    copy_floats: int = 0              # per training step, whatever the batch: normalised or expanded filters (plan/held.py)
+    copy_floats: float = 0            # per training step, whatever the batch: normalised or expanded filters (plan/held.py),
+                                      # a PCD RBM's persistent chains (plan/counted.py)
 
 
 @dataclass(frozen=True)
