@@ -14,7 +14,7 @@ from downpour.models.cat import CatConfig
 from downpour.plan.held import stage_held
 from downpour.plan.stage import Stage
 
-__all__ = ["cat_footprint", "cat_stages"]
+__all__ = ["cat_footprint", "cat_stages", "normalising_flops"]
 
 
 def _lcn_window(lcn: int, h: int, w: int) -> int:
@@ -72,6 +72,17 @@ def cat_footprint(config: CatConfig, input_shape: tuple[int, ...]) -> list[dict[
     return rows
 
 
+def normalising_flops(weights: int, per_filter: int) -> tuple[int, int]:
+    """(forward, backward) FLOPs of putting ``weights`` filters of ``per_filter`` weights each at their norm once,
+    ``r·V/‖V‖`` (``layers.locally_connected.normalised``), as torch runs it, per weight W and filter n = W/per_filter:
+    forward V², their sum, V·(r/‖V‖) (3W) and the length's clamp, square root, reciprocal and r· (4n); backward the
+    scale's gradient (a product and a sum, 2W), V's through the scale (W), through the length (V^1, 2·, a product:
+    3W) and the two added (W), and 8 per filter (tests/test_plan_terms.py counts the ops torch dispatches). Until
+    2026-12-04 it was not counted: 10 FLOPs per weight a step, 0.9% of the filters' own 10·B at the paper's batch."""
+    filters = weights // per_filter
+    return 3 * weights + 4 * filters, 7 * weights + 8 * filters
+
+
 def cat_stages(config: CatConfig, input_shape: tuple[int, ...], batch: int,
                pooled_maps: int = 2) -> list[Stage]:
     """Per-stage plan rows of a cat network, each stage as ``CatNet.forward_train`` trains it (a network's step over
@@ -84,7 +95,8 @@ def cat_stages(config: CatConfig, input_shape: tuple[int, ...], batch: int,
     output only feeds the next stage). A frozen first layer drops its two encoder-side backward Fs
     (and, with a tied decoder, the decoder's weight gradient too). torch's FLOP counter agrees
     (tests/test_plan.py: its bmm count of a cat-demo training step is exactly 5F per example).
-    The cost terms themselves (a few FLOPs per pixel) are left out. What a step holds for its backward
+    The cost terms themselves (a few FLOPs per pixel) are left out; normalising the filters (``model.filter_norm``
+    > 0) is counted once a step, on ``batch`` examples (:func:`normalising_flops`). What a step holds for its backward
     (``act_floats`` per example, ``copy_floats`` per step, on ``batch`` examples, ``pooled_maps``: the cost's
     ``pooled_l2`` term keeps 2 pooled maps, 1 at ε = 0, 0 without it): :mod:`downpour.plan.held`.
     """
@@ -96,12 +108,15 @@ def cat_stages(config: CatConfig, input_shape: tuple[int, ...], batch: int,
         decoder_trained = untied_dec or trained        # a tied decoder is W1 itself: its gradient flows into W1
         backward = f * (2 * trained + decoder_trained) + st["pool_flops"] * trained
         (m, oh, ow), c = st["codes"], st["in"][0]
+        norm = config.stage_filter_norm(st["i"]) > 0
         acts, copies = stage_held(st, trained=trained, decoder_untied=untied_dec, pooled_maps=pooled_maps, batch=batch,
-                                  norm=config.stage_filter_norm(st["i"]) > 0, interior=config.recon == "interior")
+                                  norm=norm, interior=config.recon == "interior")
+        norm_fwd, norm_bwd = (normalising_flops(st["weights"], c * st["kernel"] ** 2) if norm else (0, 0))
+        norm_fwd, norm_bwd = norm_fwd / batch, norm_bwd * trained / batch      # once a step, shared by its examples
         stages.append(Stage(
             f"stage{st['i'] + 1}", st["pooled"], oh * ow, oh * ow * m * c * st["kernel"] ** 2,   # edges, shared or not
-            st["weights"] * (int(trained) + int(untied_dec)), f + st["pool_flops"] + st["lcn_flops"],
-            2 * f + st["pool_flops"] + st["lcn_flops"] + backward, acts,
+            st["weights"] * (int(trained) + int(untied_dec)), f + st["pool_flops"] + st["lcn_flops"] + norm_fwd,
+            2 * f + st["pool_flops"] + st["lcn_flops"] + backward + norm_fwd + norm_bwd, acts,
             in_shape=st["in"], maps=m, kernel=st["kernel"], stride=st["stride"], pool=st["pool"],
             pool_stride=st["pool_stride"], lcn=st["lcn"],
             tied_banks=None if st["banks"] == (oh, ow) else st["banks"], frozen=0 if trained else st["weights"],
