@@ -1,11 +1,15 @@
 """downpour plan and what a cat step does besides its filters: normalising the filters each step (model.filter_norm),
 and the cost's terms a --config or --set gives it."""
+import json
+
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from downpour.cli import main
 from downpour.models.registry import build
 from downpour.plan import network_of, plan_config
+from downpour.plan.counted import step_held_bytes
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -52,3 +56,46 @@ def test_normalising_the_filters_is_counted_once_a_step_as_torch_runs_it(sets):
         # per example, at the step's batch: the step normalises once, whatever the batch
         assert (a.flops_fwd - b.flops_fwd) * batch == pytest.approx(forward.flops)
         assert (a.flops_train - b.flops_train) * batch == pytest.approx(forward.flops + backward.flops)
+
+
+def _plan(capsys, *argv):
+    assert main(["plan", *argv, "--machines", "2", "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("preset, term, by_hand", [
+    # tica-8x8's pooled maps are a (64 x 64) product the model computes anyway (forward_train); without the pooled L2
+    # term its backward into the codes goes
+    ("tica-8x8", "objective.pooled_l2.weight=0", -2 * 64 * 64),
+    # ufldl-sae's weight decay and KL sparsity are element-wise: no product comes or goes; the held tensors do
+    ("ufldl-sae", "objective.kl_sparsity=0", 0)])
+def test_a_measured_models_cost_term_set_on_the_command_line_is_planned(capsys, preset, term, by_hand):
+    """Until 2026-12-04 every --set objective.* was refused ("a plan reads only model.KEY, ..."), though the plan of a
+    measured model counts its step with the config's cost terms."""
+    before, after = _plan(capsys, "--config", preset), _plan(capsys, "--config", preset, "--set", term)
+    assert after["network"]["flops_train"] - before["network"]["flops_train"] == by_hand
+    cfg, shape = plan_config(config=preset, sets=[term])
+    assert after["partition"]["act_bytes"] + after["partition"]["copy_bytes"] == pytest.approx(
+        step_held_bytes(cfg, shape, cfg.train.batch_size)[0])
+    held = before["partition"]["act_bytes"] + before["partition"]["copy_bytes"]
+    assert after["partition"]["act_bytes"] + after["partition"]["copy_bytes"] < held      # the term's tensors gone
+
+
+def test_the_cat_networks_pooled_term_set_on_the_command_line_changes_what_its_step_holds(capsys, tmp_path):
+    """The same numbers as the term written in a --config file (test_plan_held.py checks those against the graph)."""
+    path = tmp_path / "plain.toml"
+    path.write_text('base = "cat-untied"\n\n[objective]\npooled_l2 = { eps = 0.0 }\n')
+    by_file = _plan(capsys, "--config", str(path))["partition"]
+    by_set = _plan(capsys, "--config", "cat-untied", "--set", "objective.pooled_l2.eps=0")["partition"]
+    plain = _plan(capsys, "--config", "cat-untied")["partition"]
+    assert by_set["act_bytes"] == by_file["act_bytes"] < plain["act_bytes"]
+    # --model too: the registry's term, merged with the --set (weight 0 drops it: the pooling leaves the cost's graph)
+    zero = _plan(capsys, "--model", "cat-demo", "--set", "objective.pooled_l2=0")["partition"]
+    assert zero["act_bytes"] < _plan(capsys, "--model", "cat-demo")["partition"]["act_bytes"]
+
+
+@pytest.mark.parametrize("argv", [["--config", "cat-demo"], ["--model", "cat-3stage"], []])
+def test_a_cat_cost_term_the_plan_does_not_count_is_refused_naming_why(capsys, argv):
+    assert main(["plan", *argv, "--set", "objective.reconstruction=2"]) == 2
+    err = capsys.readouterr().err
+    assert "objective.reconstruction" in err and "pooled_l2" in err and "on paper" in err

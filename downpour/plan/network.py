@@ -21,12 +21,13 @@ The paper's network, and what the paper leaves open (each assumption is printed 
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import logging
 from typing import Any, Callable
 
-from downpour.config import ClusterConfig, RunConfig, config_from_dict, load_config, parse_override
+from downpour.config import ClusterConfig, RunConfig, config_from_dict, load_config, merge_term, parse_override
 from downpour.data.build import sample_shape
 from downpour.errors import ConfigError
 from downpour.models.cat import CatNet
@@ -145,7 +146,7 @@ def plan_config(model: str = "paper", sets: list[str] | tuple[str, ...] = (),
         c = base.cluster
         _refuse_unplanned(config, c.algorithm, c.consistency)
         _say_unread_layout(config, c)
-        table = {"model": {"name": base.model.name, **base.model.options}, "objective": base.objective,
+        table = {"model": {"name": base.model.name, **base.model.options}, "objective": copy.deepcopy(base.objective),
                  "train": {"batch_size": base.train.batch_size, "schedule": base.train.schedule},
                  "cluster": {"n_push": c.n_push, "n_fetch": c.n_fetch, "rule": c.rule}}
         shape = sample_shape(base.data)
@@ -153,10 +154,19 @@ def plan_config(model: str = "paper", sets: list[str] | tuple[str, ...] = (),
     elif model == "paper":
         table = {"model": dict(PAPER), "train": {"batch_size": PAPER_BATCH}}
         shape = PAPER_INPUT
+    given = f"--config {config}" if config is not None else f"--model {model}"
+    terms: list[tuple[str, str]] = []                  # (--set, the cost term it sets)
     for item in sets:
         path, value = parse_override(item)
+        if path[0] == "objective" and len(path) in (2, 3):    # objective.TERM=v, objective.TERM.KEY=v: merged as train's
+            objective = table.setdefault("objective", {})
+            spec = value if len(path) == 2 else {path[2]: value}
+            objective[path[1]] = merge_term(objective[path[1]], spec) if path[1] in objective else spec
+            terms.append((item, path[1]))
+            continue
         if path[0] != "model" and ".".join(path) not in PLAN_READS:
-            raise ConfigError(f"downpour plan --set {item}: a plan reads only model.KEY, {', '.join(sorted(PLAN_READS))}")
+            raise ConfigError(f"downpour plan --set {item}: a plan reads only model.KEY, objective.TERM, "
+                              f"{', '.join(sorted(PLAN_READS))}")
         node = table
         for part in path[:-1]:
             node = node.setdefault(part, {})
@@ -164,9 +174,23 @@ def plan_config(model: str = "paper", sets: list[str] | tuple[str, ...] = (),
     try:
         cfg = resolve(config_from_dict(table))      # every model field written out and checked
     except ConfigError as err:
-        given = f"--config {config}" if config is not None else f"--model {model}"
         raise ConfigError(f"downpour plan {given}{''.join(' --set ' + str(s) for s in sets)}: {err}") from None
+    _refuse_uncounted_terms(given, cfg, terms)
     return cfg, shape or model_entry(cfg.model.name).input_shape
+
+
+def _refuse_uncounted_terms(given: str, cfg: RunConfig, terms: list[tuple[str, str]]) -> None:
+    """A --set cost term the plan would not read: the cat network's cost is counted on paper, where only
+    ``pooled_l2`` changes anything (what a step holds: its square root's output, :mod:`downpour.plan.held`); any
+    other model's training step is built with its cost and counted by torch, so every term is read there."""
+    if not issubclass(model_entry(cfg.model.name).family, CatNet):
+        return
+    for item, term in terms:
+        if term != "pooled_l2":
+            raise ConfigError(f"downpour plan {given} --set {item}: the cat network is counted on paper, where of the "
+                              "cost's terms only pooled_l2 is read (what its step holds; the others' few FLOPs per pixel "
+                              f"are left out), so objective.{term} would not change the plan; leave it out",
+                              key=f"objective.{term}")
 
 
 # the file's cluster keys a plan does not read: the layout is the plan's to choose (or the flag's), the delays and the
