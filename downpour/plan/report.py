@@ -110,7 +110,9 @@ def format_plan(plan: dict[str, Any]) -> str:
     copies = "the step's copies of the filters" if n.get("on_paper", True) else "held whatever the batch"
     lines += [
         "(FLOPs/ex: forward + backward of one training example; push/replica = fetch/replica: float32 gradient / "
-        "parameters; part: the largest of the K partitions; opt state lives on the shards that hold those weights)",
+        "parameters; part: the largest of the K partitions; opt state lives on the shards that hold those weights; "
+        "acts: what a step's graph saves for its backward; the step's transient peak is not counted, measured from 23% "
+        "under to 38% over acts + gradient: bench/step_peak.py, docs/plan.md)",
         "",
         f"cluster: {c['machines']} machines x {c['cores']} cores, {c['memory_gb']:g} GB, {c['bandwidth_gbit']:g} Gbit/s; "
         f"{c['replicas']} replicas x {c['partitions']} partitions ({c['grid'][0]}x{c['grid'][1]} blocks) + {c['shards']} "
