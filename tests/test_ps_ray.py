@@ -113,6 +113,9 @@ def _survivors_wait_for_restarts(monkeypatch):
 @pytest.mark.parametrize("restarts, steps", [(0, 400), (1, 600)])   # (600: the survivors wait for a restart)
 def test_a_killed_worker_does_not_end_the_run_and_no_push_is_applied_twice(tmp_path, local_ray, restarts, steps,
                                                                            monkeypatch):
+    # The end-to-end restart on a real Ray. Where worker 1 is when it is killed (how many cycles it had finished,
+    # how far the others got while its replacement came up) is Ray's timing, so what it trained after is bounded,
+    # not counted; each restart decision, with one outcome per scenario, is tests/test_ps_restarts.py's.
     # (a restart no longer holds the survivors up: in 400 steps they finished the run before the new actor was up)
     _survivors_wait_for_restarts(monkeypatch)
     # (two workers: one survivor shows the run goes on; two shards: each must apply the same pushes, once)
@@ -188,89 +191,6 @@ def test_a_restart_ray_cannot_place_does_not_hold_up_the_others(tmp_path, local_
     assert piped == [not extra]                  # each driving loop was tested
     events = RunDir.open(tmp_path / "n").read_json("staleness.json")["events"]
     assert [e["event"] for e in events] == ["worker-lost"]
-
-
-def test_a_restart_outlives_the_last_handout_and_trains_the_steps_a_later_loss_gives_back(tmp_path, local_ray,
-                                                                                          monkeypatch):
-    """A restart still coming up was given up as soon as every step was handed out. Here worker 1 is killed at
-    step 20, its replacement's first answer is held back, and worker 0's actor is killed as it is granted the
-    run's last step (after the driver's next look at its restarts): the run ended "every worker was lost after
-    119 of 120 steps", the replacement given up with that step left for it. Now it rejoins and trains it.
-
-    The held answer is let go only once the driver has taken worker 0's loss (its steps handed back): until
-    2026-12-04 it was let go as worker 0 was killed, and whether the replacement rejoined before or after the
-    driver noticed that loss was Ray's timing (the test accepted two outcomes; one CI run of that day ended with
-    lost_workers [1, 0]). Now nothing but the replacement can train the steps worker 0 held when it answers, so
-    the run has one outcome but for a step already pushed (below), and without the fix another (the RunError)."""
-    from downpour.ps.cluster_on_ray import RayCluster
-
-    gate, fired = tmp_path / "answer", []
-
-    @ray.remote(num_cpus=0)
-    def held(refs, path):      # the replacement's first answer, once the gate file exists
-        while not os.path.exists(path):
-            time.sleep(0.02)
-        return ray.get(refs[0])
-
-    real_respawn, real_record, real_dispatch, real_lost = (RayCluster._respawn, RayCluster._record,
-                                                           RayCluster._dispatch, RayCluster._lost)
-
-    def respawn(self, w):
-        started = real_respawn(self, w)
-        if started:
-            ref, deadline = self._starting[w]
-            self._starting[w] = (held.remote([ref], str(gate)), deadline)
-        return started
-
-    def record(self, w, results, meta, on_push):
-        joined = real_record(self, w, results, meta, on_push)
-        if self.coord.done >= 20 and not fired:
-            fired.append(1)
-            ray.kill(self.worker_actors[1])
-        return joined
-
-    def dispatch(self, w):
-        if w != 0 or 1 not in self._starting or len(fired) > 1:
-            return real_dispatch(self, w)
-        begin = self.coord.begin_cycle
-
-        def begin_killing(v):          # worker 0 dies once granted the last step, before it can compute it
-            k = begin(v)
-            if k and self.coord.handed_out:
-                fired.append(0)
-                actor = self.worker_actors[0]
-                ray.kill(actor)
-                with pytest.raises(ray.exceptions.RayError):
-                    ray.get(actor.node.remote(), timeout=60)
-            return k
-
-        self.coord.begin_cycle = begin_killing
-        try:
-            real_dispatch(self, w)
-        finally:
-            del self.coord.begin_cycle
-        if len(fired) > 1:
-            self.poll_restarts()       # the driver's next look at its restarts, before it notices the death
-
-    def lost(self, w, err):
-        real_lost(self, w, err)
-        if w == 0:                     # worker 0's steps are handed back: now the replacement may answer
-            gate.touch()
-
-    monkeypatch.setattr(RayCluster, "_respawn", respawn)
-    monkeypatch.setattr(RayCluster, "_record", record)
-    monkeypatch.setattr(RayCluster, "_dispatch", dispatch)
-    monkeypatch.setattr(RayCluster, "_lost", lost)
-    cfg = _cfg("train.steps=120", "cluster.shards=1", "cluster.restarts=1")
-    out = run_cluster(cfg, RunDir.create(tmp_path / "r", cfg))   # (it raised RunError: every worker was lost)
-    assert fired == [1, 0] and out["steps"] == 120
-    events = [(e["event"], e["worker"]) for e in RunDir.open(tmp_path / "r").read_json("staleness.json")["events"]]
-    # Usually the replacement rejoins and trains worker 0's last step. In 1 of 4 fresh-clone CI runs of 2026-12-04
-    # that step had already reached the shard when worker 0's actor died (the run read 120 of 120), so no step was
-    # left, and the replacement was given up once the run was over: also right. Either way every step trained and
-    # the run did not end "every worker was lost", which it did without the fix.
-    assert out["lost_workers"] in ([0], [1, 0]) and events[:2] == [("worker-lost", 1), ("worker-lost", 0)]
-    assert ("worker-restarted", 1) in events if out["lost_workers"] == [0] else ("worker-restarted", 1) not in events
 
 
 def test_losing_every_worker_is_an_error_that_keeps_what_was_done(tmp_path, local_ray):

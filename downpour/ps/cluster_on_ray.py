@@ -64,7 +64,7 @@ class RayCluster(PipedRun, Restarts):
         self.worker_actors: list[Any] = []
         self.partition_actors: dict[int, list[Any]] = {}   # model parallelism: each worker's partitions
         self.pusher: ShardPush | None = None
-        self.started = connect(cfg.cluster.address)
+        self.started = False                             # set in _start: this driver started Ray (close shuts it down)
         self._incarnation = [0] * cfg.cluster.workers
         self._pending: dict[Any, tuple[str, int]] = {}   # future -> ("cycle" | "push", worker)
         self._grads: dict[Any, list[Any]] = {}           # a cycle's metadata ref -> its gradient refs
@@ -93,8 +93,10 @@ class RayCluster(PipedRun, Restarts):
 
     # -- actors -----------------------------------------------------------------------------------
     def _start(self, shards: list[Shard], start_step: int) -> None:
-        """Shard actors, then worker actors (which learn the shards' shared-memory lanes)."""
+        """Ray (started or joined), shard actors, then worker actors (which learn the shards' shared-memory lanes).
+        Ray and actors are started here and in :meth:`_spawn` only: tests/scripted_ray.py overrides both (no Ray)."""
         cfg, n = self.setup.cfg, self.setup.cfg.cluster.workers
+        self.started = connect(cfg.cluster.address)
         sweep_stale_segments()
         self.run_id = f"{os.getpid()}-{uuid.uuid4().hex[:6]}"   # the driver's pid: what the sweep checks
         self.per_worker = min(1.0, float(ray.cluster_resources().get("CPU", 1.0)) / n)  # 8 workers still fit on 2 cores

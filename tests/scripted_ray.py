@@ -1,0 +1,254 @@
+"""The Ray driver (:class:`~downpour.ps.cluster_on_ray.RayCluster`) run outside Ray, on stand-in actors
+whose deaths a test scripts: every restart decision (when to respawn, which step ranges a replacement
+is handed, when it is given up) then has one outcome, where on a real Ray the same scenario has as many
+as Ray's timing allows.
+
+What stands in (task path only: the piped path's channels are real shared memory):
+
+- ``Runtime`` for the ``ray`` module of ``cluster_on_ray`` and ``restarts_on_ray`` (``wait``, ``get``,
+  ``kill``) and for ``time`` in ``restarts_on_ray``: a future is ready when it is made, or when its
+  ``when`` holds (a held first answer); a death is told some waits late (``Worker.told``: Ray tells
+  of a death a moment after it, and the driver may look at its restarts in between). ``wait`` returns the
+  ready ones in the order it is given them, as Ray's does, and when none is ready moves its clock on
+  by the timeout (a restart's deadline comes at once). Waiting with no timeout on nothing that can
+  answer is a hang: ``Hang`` is raised.
+- ``Worker`` for a worker actor: a cycle of ``k`` steps from ``first`` "trains" at once and labels its
+  push (``parts``: ``first``, ``steps``, ``life``: the actor's number, 0 the first), unless ``dies``
+  says this actor dies at it (then it and every later call fail with ``ActorDiedError``, as Ray's
+  queued calls on a dead actor do).
+- ``Shard`` for a shard actor, ``Pusher`` for the driver's pusher: a push is applied when the driver hands it over.
+
+``ScriptedCluster`` is the real ``RayCluster`` with ``_start`` and ``_spawn`` (the only places it makes
+actors) giving it these instead.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any, Callable
+
+from ray.exceptions import ActorDiedError
+
+from downpour.ps import cluster_on_ray, restarts_on_ray
+from downpour.ps.cluster_on_ray import RayCluster
+from downpour.ps.consistency import make_consistency
+from downpour.ps.coordinator import Coordinator
+
+
+class Hang(AssertionError):
+    """The driver waits, with no timeout, on futures none of which can ever answer: a real run hangs there."""
+
+
+class Ref:
+    """A future: ready from the runtime's ``at``-th wait on (a death is told a wait after it happened), and
+    while ``when`` holds (None: always)."""
+
+    def __init__(self, value: Any = None, error: Exception | None = None, when: Callable[[], bool] | None = None,
+                 at: int = 0):
+        self.value, self.error, self.when, self.at = value, error, when, at
+
+    def held(self) -> bool:
+        return self.when is not None and not self.when()
+
+
+class Runtime:
+    """``ray`` (wait, get, kill) and ``time`` (monotonic) as the driver sees them. ``waits`` counts the driver's
+    waits: the moments it looks."""
+
+    def __init__(self) -> None:
+        self.now, self.waits = 0.0, 0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def ready(self, ref: Ref) -> bool:
+        return ref.at <= self.waits and not ref.held()
+
+    def later(self, waits: int) -> int:
+        """The wait at which a death happening now is told to the driver, ``waits`` waits on."""
+        return self.waits + waits
+
+    def wait(self, refs: list[Ref], num_returns: int = 1, timeout: float | None = None) -> tuple[list[Ref], list[Ref]]:
+        """The ready ones, in the order given (as Ray's). None ready: a death not told yet comes first (unless
+        this is only a look, ``timeout=0``), then the timeout passes (a restart's deadline comes at once)."""
+        self.waits += 1
+        ready = [r for r in refs if self.ready(r)][:num_returns]
+        coming = [r.at for r in refs if r.at > self.waits and not r.held()]
+        if not ready and coming and timeout != 0:
+            self.waits = min(coming)
+            ready = [r for r in refs if self.ready(r)][:num_returns]
+        if not ready:
+            if timeout is None:
+                raise Hang(f"the driver waits with no timeout on {len(refs)} futures, none of which can answer")
+            self.now += timeout
+        return ready, [r for r in refs if r not in ready]
+
+    def get(self, refs: Ref | list[Ref], timeout: float | None = None) -> Any:
+        if isinstance(refs, list):
+            return [self.get(r) for r in refs]
+        if refs.at > self.waits and not refs.held():     # (Ray's get waits for it)
+            self.waits = refs.at
+        assert self.ready(refs), "get on a future that cannot answer: a real driver would block here"
+        if refs.error is not None:
+            raise refs.error
+        return refs.value
+
+    def kill(self, actor: Any) -> None:
+        actor.killed = True
+
+
+class _Method:
+    def __init__(self, fn: Callable[..., Any]):
+        self.fn = fn
+
+    def options(self, **_: Any) -> _Method:
+        return self
+
+    def remote(self, *args: Any) -> Any:
+        return self.fn(*args)
+
+
+@dataclass
+class Worker:
+    """Worker ``w``'s actor number ``life`` (0: the first; 1: its first replacement ...).
+
+    ``dies(n, first, k)``: whether it dies at its ``n``-th cycle (0-based), of steps first .. first+k-1;
+    ``up``: when its first answer comes (None: at once; a replacement held back until something happened);
+    ``dead_on_arrival``: it dies coming up (its first answer is ActorDiedError); ``told``: the driver's wait that
+    first sees its death, counted from the death (2: its next wait, which may be a look at its restarts, sees
+    nothing yet: Ray tells of a death a moment after it); ``starts``: the driver's wait that first sees its first
+    answer, counted from its spawn (0: at once)."""
+
+    rt: Runtime
+    w: int
+    life: int
+    seq: int
+    shards: int
+    dies: Callable[[int, int, int], bool] = lambda n, first, k: False
+    up: Callable[[], bool] | None = None
+    dead_on_arrival: bool = False
+    told: int = 2
+    starts: int = 0
+    cycles: int = 0
+    dead: bool = False
+    killed: bool = False
+    computed: list[tuple[int, int]] = field(default_factory=list)   # (first, steps) of each cycle it trained
+
+    def __post_init__(self) -> None:
+        self.dead = self.dead_on_arrival
+        self.cycle = _Method(self._cycle)
+        self.node = _Method(lambda: self._answer("node-a", self.up, self.rt.later(self.starts)))
+        self.device = _Method(lambda: self._answer("cpu"))
+        self.data_report = _Method(lambda: self._answer({"worker": self.w}))
+        self.profile = _Method(lambda: self._answer({}))
+
+    def _answer(self, value: Any, when: Callable[[], bool] | None = None, at: int = 0) -> Ref:
+        return self._died() if self.dead or self.killed else Ref(value, when=when, at=at)
+
+    def _died(self) -> Ref:
+        return Ref(error=ActorDiedError(), at=self.rt.later(self.told))
+
+    def _cycle(self, k: int, first: int) -> list[Ref]:
+        if not self.dead and self.dies(self.cycles, first, k):
+            self.dead = True
+        self.cycles += 1
+        if self.dead or self.killed:
+            return [self._died() for _ in range(self.shards + 1)]
+        self.computed.append((first, k))
+        meta = {"seq": self.seq, "base": [0] * self.shards, "steps": k, "samples": k, "loss": 1.0,
+                "parts": {"first": first, "steps": k, "life": self.life}, "skipped": 0, "clock_gap": 0,
+                "inbox": [True] * self.shards}
+        self.seq += 1
+        return [Ref(None) for _ in range(self.shards)] + [Ref(meta)]
+
+
+class Shard:
+    """A shard actor: ``told`` the live sets it was told, in order."""
+
+    def __init__(self) -> None:
+        self.told, self.killed = [], False
+        self.set_workers = _Method(lambda ws: self._note(ws))
+        self.flush = _Method(lambda: Ref(None))
+        self.close = _Method(lambda: Ref(None))
+        self.node = _Method(lambda: Ref("node-a"))
+
+    def _note(self, ws: list[int]) -> Ref:
+        self.told.append(list(ws))
+        return Ref(None)
+
+
+class Pusher:
+    """The driver's ``ShardPush``: a push is applied by every shard when the driver hands it over."""
+
+    def __init__(self, n: int):
+        self.n, self.version = n, 0
+
+    def close(self) -> None:
+        pass
+
+    def apply(self, w: int, seq: int, bases: list[int], grads: list[Any], inbox: list[bool],
+              meanwhile: Callable[[], None] | None = None) -> list[dict[str, Any]]:
+        if meanwhile is not None:
+            meanwhile()
+        self.version += 1
+        return [{"staleness": 0, "accepted": 1, "version": self.version}] * self.n
+
+
+class ScriptedCluster(RayCluster):
+    """``RayCluster`` on stand-in actors. ``script[(w, life)]``: the keyword arguments of that :class:`Worker`
+    (``dies``, ``up``, ``dead_on_arrival``); ``pushes``: every push the driver had applied, as
+    (worker, life, first, steps) in order; ``on_push``: also called with the cluster after each push
+    (a checkpoint's :meth:`state` in the middle of a restart)."""
+
+    def __init__(self, rt: Runtime, coord: Coordinator, restarts: int = 1, shards: int = 1,
+                 script: dict[tuple[int, int], dict[str, Any]] | None = None, saved: dict[str, Any] | None = None):
+        self.rt, self.script, self.lives, self.pushes = rt, script or {}, [], []
+        cluster = SimpleNamespace(restarts=restarts, workers=coord.workers, address=None, partitions=1)
+        super().__init__(SimpleNamespace(cfg=SimpleNamespace(cluster=cluster), data=[]), [None] * shards, coord,
+                         lambda step: None, coord.done, None, saved)
+
+    def _start(self, shards: list[Any], start_step: int) -> None:
+        self.run_id, self.piped, self.lanes = "scripted", False, [None] * len(shards)
+        self.shard_actors = [Shard() for _ in shards]
+        for w in range(self.setup.cfg.cluster.workers):
+            self.worker_actors.append(self._spawn(w, self.next_seq.get(w, 0), start_step))
+        self.pusher = Pusher(len(shards))
+        self.placement = {"shards": ["node-a"], "workers": ["node-a"] * len(self.worker_actors)}
+        self.devices = ["cpu"] * len(self.worker_actors)
+
+    def _spawn(self, w: int, seq: int, step: int) -> Worker:
+        life = self._incarnation[w]
+        self._incarnation[w] += 1
+        actor = Worker(self.rt, w, life, seq, len(self.shard_actors) or 1, **self.script.get((w, life), {}))
+        self.lives.append(actor)
+        return actor
+
+    def run_scripted(self, on_push: Callable[[ScriptedCluster], None] = lambda c: None) -> None:
+        def record(push: Any, rec: dict[str, Any]) -> None:
+            self.pushes.append((push.worker, push.parts["life"], push.parts["first"], push.parts["steps"]))
+            on_push(self)
+
+        self.run(record)
+
+    def trained(self) -> list[int]:
+        """Every step index the applied pushes trained, sorted (a step trained twice is there twice)."""
+        return sorted(s for _, _, first, k in self.pushes for s in range(first, first + k))
+
+
+def scripted_runtime(monkeypatch: Any) -> Runtime:
+    """Put a :class:`Runtime` where the driver's modules call Ray and read the clock."""
+    rt = Runtime()
+    for module in (cluster_on_ray, restarts_on_ray):
+        monkeypatch.setattr(module, "ray", SimpleNamespace(wait=rt.wait, get=rt.get, kill=rt.kill,
+                                                           exceptions=module.ray.exceptions))
+    monkeypatch.setattr(restarts_on_ray, "time", SimpleNamespace(monotonic=rt.monotonic))
+    return rt
+
+
+def coordinator(workers: int, steps: int, consistency: str = "async", n_push: int = 1, depth: int = 2,
+                warm_start: int = 0, start: int = 0, events: list[dict[str, Any]] | None = None) -> Coordinator:
+    """A run's coordinator as ``run_cluster`` makes it for Ray (``start``, ``events``: a resume's)."""
+    coord = Coordinator(make_consistency(consistency), workers, steps, n_push, start_step=start, warm_start=warm_start,
+                        depth=depth)
+    coord.events = list(events or [])
+    return coord

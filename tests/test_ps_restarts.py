@@ -1,0 +1,109 @@
+"""Lost Ray workers and their restarts, each scenario with one outcome: the real Ray driver
+(:class:`~downpour.ps.cluster_on_ray.RayCluster`) on stand-in actors whose deaths are scripted
+(tests/scripted_ray.py), so what a replacement trains, when it is given up and what the run records
+are asserted exactly. (On a real Ray the same scenarios have as many outcomes as Ray's timing: the
+end-to-end restart is tests/test_ps_ray.py's.)"""
+import logging
+
+import pytest
+from scripted_ray import ScriptedCluster, coordinator, scripted_runtime
+
+STEPS = 120
+
+
+def _events(coord):
+    return [(e["event"], e.get("worker", e.get("workers")), e["step"]) for e in coord.events]
+
+
+def _dies_at(step):
+    """A worker actor that dies when it is granted its first cycle reaching ``step`` (before it computes it)."""
+    return {"dies": lambda n, first, k: first + k > step}
+
+
+@pytest.fixture
+def runtime(monkeypatch):
+    return scripted_runtime(monkeypatch)
+
+
+def test_a_restart_outlives_the_last_handout_and_trains_the_step_a_later_loss_gives_back(runtime):
+    """Worker 1 dies at step 20; its replacement answers only once worker 0 is lost, and worker 0 dies as it is
+    granted the run's last step. Until 2026-12-04 the replacement was given up once every step was handed out: the
+    run ended "every worker was lost after 119 of 120 steps". Now it rejoins and trains that step. (On a real Ray,
+    whether worker 0's last step had reached the shard before its actor died was Ray's timing: the test there
+    accepted lost_workers [0] or [1, 0].)"""
+    coord = coordinator(2, STEPS)
+    # (told=3: the driver looks at its restarts once between worker 0's death and Ray telling it of it)
+    c = ScriptedCluster(runtime, coord, restarts=1, script={(1, 0): _dies_at(20), (1, 1): {"up": lambda: 0 in coord.lost},
+                                                            (0, 0): {**_dies_at(STEPS - 1), "told": 3}})
+    c.run_scripted()
+    assert coord.done == STEPS and c.trained() == list(range(STEPS))     # every step, once
+    assert coord.lost == [0] and coord.live == {1}
+    # worker 1 had steps 20 and 21 queued (2 cycles) when it died: 20 was applied, 21 handed to worker 0 after it
+    assert _events(coord) == [("worker-lost", 1, 21), ("worker-lost", 0, STEPS - 1), ("worker-restarted", 1, STEPS - 1)]
+    assert [(w, life, first) for w, life, first, _ in c.pushes if life == 1] == [(1, 1, STEPS - 1)]
+
+
+def test_a_restart_still_coming_up_when_the_run_is_over_is_given_up(runtime, caplog):
+    """The other outcome on a real Ray: worker 0 trains every step, and the replacement, not up yet, is given up
+    once every step is applied (not before: a later loss could have handed steps back)."""
+    coord = coordinator(2, STEPS)
+    c = ScriptedCluster(runtime, coord, restarts=1, script={(1, 0): _dies_at(20), (1, 1): {"up": lambda: False}})
+    caplog.set_level(logging.WARNING, logger="downpour.ps.cluster_on_ray")
+    c.run_scripted()
+    assert coord.done == STEPS and c.trained() == list(range(STEPS)) and coord.lost == [1]
+    assert _events(coord) == [("worker-lost", 1, 21)] and c.lives[-1].killed
+    assert "worker 1 could not be restarted (no steps left for it)" in caplog.text
+
+
+def test_a_restart_ray_cannot_place_is_given_up_at_its_deadline(runtime, caplog):
+    """The only worker is lost and Ray never places its replacement: given up after RESTART_SECONDS (the stand-in
+    clock jumps there), and the run ends with every worker lost and what was trained kept, instead of waiting."""
+    from downpour.ps.on_ray import RESTART_SECONDS
+
+    coord = coordinator(1, STEPS)
+    c = ScriptedCluster(runtime, coord, restarts=1, script={(0, 0): _dies_at(30), (0, 1): {"up": lambda: False}})
+    caplog.set_level(logging.WARNING, logger="downpour.ps.cluster_on_ray")
+    c.run_scripted()
+    assert coord.lost == [0] and not coord.live and coord.done == 30 and c.trained() == list(range(30))
+    assert runtime.now >= RESTART_SECONDS and f"not up within {RESTART_SECONDS} s" in caplog.text
+
+
+@pytest.mark.parametrize("n_push", [1, 3])
+def test_the_ranges_a_lost_worker_held_are_trained_once_by_the_others_or_its_replacement(runtime, n_push):
+    """Worker 1 dies with two cycles queued (steps 1..2 x n_push); worker 2 dies later, restarts spent; each step
+    of the budget is trained once, whoever trained it."""
+    coord = coordinator(3, STEPS, n_push=n_push)
+    c = ScriptedCluster(runtime, coord, restarts=1, script={(1, 0): _dies_at(40), (2, 0): _dies_at(80)})
+    c.run_scripted()
+    assert coord.done == STEPS and c.trained() == list(range(STEPS))
+    assert coord.lost == [2] and [e[0] for e in _events(coord)] == ["worker-lost", "worker-restarted", "worker-lost"]
+    assert all(k == n_push for *_, k in c.pushes)         # 120 is a multiple of 3: no range was split
+
+
+def test_a_restart_under_sync_rejoins_the_round_it_owes_and_no_step_is_trained_twice(runtime):
+    coord = coordinator(2, STEPS, "sync", depth=1)
+    c = ScriptedCluster(runtime, coord, restarts=1, script={(1, 0): _dies_at(20)})
+    c.run_scripted()
+    assert coord.done == STEPS and c.trained() == list(range(STEPS)) and coord.lost == []
+    told = c.shard_actors[0].told
+    assert told[0] == [0] and told[-1] == [0, 1]          # the round closes on worker 0 alone while 1 restarts
+    assert max(coord.clocks().values()) - min(coord.clocks().values()) <= 1
+
+
+def test_a_checkpoint_taken_while_a_replacement_comes_up_resumes_every_step_once(runtime):
+    """The server's checkpoint (``state()``) taken with worker 1's replacement not up yet and its steps handed back:
+    a resume from it trains every step not applied before it, once."""
+    coord = coordinator(2, STEPS)
+    saved = {}
+
+    def checkpoint(c):
+        if c._starting and not saved and coord.done >= 30:
+            saved.update(c.state()[0], trained=c.trained())
+
+    first = ScriptedCluster(runtime, coord, restarts=1, script={(1, 0): _dies_at(20), (1, 1): {"up": lambda: False}})
+    first.run_scripted(checkpoint)
+    assert saved and saved["step"] == len(saved["trained"])
+    again = coordinator(2, STEPS, start=saved["step"], events=coord.events)
+    second = ScriptedCluster(runtime, again, restarts=1, saved=saved)
+    second.run_scripted()
+    assert again.done == STEPS and sorted(saved["trained"] + second.trained()) == list(range(STEPS))
