@@ -55,6 +55,29 @@ def test_a_restart_still_coming_up_when_the_run_is_over_is_given_up(runtime, cap
     assert "worker 1 could not be restarted (no steps left for it)" in caplog.text
 
 
+def test_a_replacement_up_while_the_others_push_without_a_pause_rejoins_at_once(runtime):
+    """The driver took a restart's first answer only when none of its workers' pushes was ready: in a run whose
+    driver was the slowest part (here every cycle is done by the time the driver waits) a replacement up three
+    waits after its start was given up at the run's end, "no steps left for it", and never trained. Now a
+    restart's answer is taken first."""
+    coord = coordinator(2, STEPS)
+    c = ScriptedCluster(runtime, coord, restarts=1, script={(1, 0): _dies_at(20), (1, 1): {"starts": 3}})
+    c.run_scripted()
+    assert coord.done == STEPS and c.trained() == list(range(STEPS)) and coord.lost == []
+    assert _events(coord) == [("worker-lost", 1, 21), ("worker-restarted", 1, 22)]   # (before: at step 120)
+    assert sum(1 for w, life, *_ in c.pushes if (w, life) == (1, 1)) == 48     # of the 97 steps 23..119 (before: 0)
+
+
+def test_a_replacement_that_dies_coming_up_is_restarted_again_from_the_same_budget(runtime):
+    coord = coordinator(2, STEPS)
+    c = ScriptedCluster(runtime, coord, restarts=2, script={(1, 0): _dies_at(20), (1, 1): {"dead_on_arrival": True}})
+    c.run_scripted()
+    assert coord.done == STEPS and c.trained() == list(range(STEPS)) and coord.lost == []
+    assert [e[0] for e in _events(coord)] == ["worker-lost", "restart-failed", "worker-restarted"]
+    assert c.restarts == 0 and [(a.w, a.life) for a in c.lives] == [(0, 0), (1, 0), (1, 1), (1, 2)]
+    assert {life for w, life, *_ in c.pushes if w == 1} == {0, 2}      # the third actor trains on
+
+
 def test_a_restart_ray_cannot_place_is_given_up_at_its_deadline(runtime, caplog):
     """The only worker is lost and Ray never places its replacement: given up after RESTART_SECONDS (the stand-in
     clock jumps there), and the run ends with every worker lost and what was trained kept, instead of waiting."""

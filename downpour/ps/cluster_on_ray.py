@@ -294,7 +294,8 @@ class RayCluster(PipedRun, Restarts):
             return
         while self._pending or self._starting:
             t = time.perf_counter()
-            ready, _ = ray.wait([*self._pending, *self.restart_refs()], num_returns=1, timeout=self.restart_timeout())
+            # restarts first: ray.wait gives the ready ones in the order asked (pushes first: a busy driver saw them last)
+            ready, _ = ray.wait([*self.restart_refs(), *self._pending], num_returns=1, timeout=self.restart_timeout())
             self.laps.add("wait", t)
             if not ready or ready[0] not in self._pending:    # a restarted worker answered, or ran out of time
                 self.poll_restarts()
