@@ -193,6 +193,25 @@ def test_a_restart_ray_cannot_place_does_not_hold_up_the_others(tmp_path, local_
     assert [e["event"] for e in events] == ["worker-lost"]
 
 
+def test_a_worker_that_dies_waiting_for_the_warm_start_is_lost_when_it_joins(tmp_path, local_ray):
+    """On the piped path a worker whose actor died while it waited for the warm start to end was never noticed:
+    its serve task's end was dropped (not live: "already handled"), and when it joined its first cycle was granted
+    to the dead actor and awaited forever (the run hung, worker 0 done with its steps). Now its loss is taken
+    when it joins, as the task path takes it at its first cycle."""
+    cfg = _cfg("train.steps=200", "cluster.shards=1", "cluster.warm_start=100")
+    run = RunDir.create(tmp_path / "w", cfg)
+    out = {}
+    earlier = {a["name"] for a in ray.util.list_named_actors(all_namespaces=True)}
+    thread = threading.Thread(target=lambda: out.update(run_cluster(cfg, run)), daemon=True)
+    thread.start()
+    victim = kill_when(run, 20, "-worker1", earlier)      # worker 0 alone until step 100
+    thread.join(timeout=120)
+    assert victim is not None and not thread.is_alive(), "the run hung"
+    assert out["steps"] == 200 and out["lost_workers"] == [1]
+    events = [(e["event"], e.get("worker", e.get("workers"))) for e in run.read_json("staleness.json")["events"]]
+    assert events == [("joined", [1]), ("worker-lost", 1)]
+
+
 def test_losing_every_worker_is_an_error_that_keeps_what_was_done(tmp_path, local_ray):
     from downpour.errors import RunError
 

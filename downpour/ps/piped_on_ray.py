@@ -73,7 +73,12 @@ class PipedRun:
             return
         done, _ = ray.wait(list(self._serving), num_returns=len(self._serving), timeout=0)
         for ref in done:
-            w, actor = self._serving.pop(ref)
+            w, actor = self._serving[ref]
+            if w not in self.coord.live and w not in self.coord.lost and actor is self.worker_actors[w]:
+                # still waiting to join (warm start): its loss is taken once it joins. (Until 2026-12-04 it was dropped
+                # here, and the cycle granted when it joined was awaited forever: the run hung.)
+                continue
+            del self._serving[ref]
             if w not in self.coord.live or actor is not self.worker_actors[w]:
                 continue          # a replaced actor's task: its loss was handled
             try:
