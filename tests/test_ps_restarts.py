@@ -38,7 +38,8 @@ def test_a_restart_outlives_the_last_handout_and_trains_the_step_a_later_loss_gi
     c.run_scripted()
     assert coord.done == STEPS and c.trained() == list(range(STEPS))     # every step, once
     assert coord.lost == [0] and coord.live == {1}
-    # worker 1 had steps 20 and 21 queued (2 cycles) when it died: 20 was applied, 21 handed to worker 0 after it
+    # worker 1 (steps alternate: 1, 3, ...) dies granted step 21, which its loss hands back to worker 0
+    assert (0, 0, 21, 1) in c.pushes and not any(w == 1 and first >= 21 for w, _, first, _ in c.pushes[:-1])
     assert _events(coord) == [("worker-lost", 1, 21), ("worker-lost", 0, STEPS - 1), ("worker-restarted", 1, STEPS - 1)]
     assert [(w, life, first) for w, life, first, _ in c.pushes if life == 1] == [(1, 1, STEPS - 1)]
 
