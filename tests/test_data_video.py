@@ -587,3 +587,26 @@ def test_a_video_that_declares_no_frame_count_is_demuxed_once_a_process_until_it
     assert len(sample_frames(path, 40)) == 20 and demuxed == [30, 20]
     os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))   # touched: same bytes, new mtime
     assert len(sample_frames(path, 40)) == 20 and demuxed == [30, 20, 20]
+
+
+def test_a_truncated_video_is_decoded_to_recount_it_once_a_process_not_at_every_read(tmp_path, monkeypatch):
+    """Until 2026-12-04 each read of a file whose declared frames do not all decode tried them, decoded it to its
+    break to recount, then decoded the frames picked: 3 decodes a read (120 for 40 streamed reads, now 42)."""
+    import downpour.data.video as video
+
+    _write_cut_avi(tmp_path / "cut.avi")
+    decodes = []
+    real = video._decode
+    monkeypatch.setattr(video, "_decode", lambda path, wanted: decodes.append(path) or real(path, wanted))
+    first: list = []
+    frames = sample_frames(tmp_path / "cut.avi", 3, first)
+    decodes.clear()
+    cut: list = []
+    for _ in range(4):
+        again = sample_frames(tmp_path / "cut.avi", 3, cut)
+    assert len(decodes) == 4                                   # one decode a read: the frames picked
+    assert all(np.array_equal(a, b) for a, b in zip(frames, again))
+    assert [e["frames"] for e in first + cut] == [15] * 5      # recorded at every read, as before
+    _write_video(tmp_path / "cut.avi", n_frames=12, format="avi")   # rewritten whole: counted anew, not cut short
+    cut.clear()
+    assert len(sample_frames(tmp_path / "cut.avi", 3, cut)) == 3 and cut == []

@@ -137,8 +137,13 @@ def _frame_count(path: Path) -> int:
     process while it keeps its size and modification time. Until 2026-12-04 every :func:`sample_frames` read of a
     file declaring no count demuxed all of it again: a streamed run reading a 58 MB 600-frame .mkv 50 times spent
     0.75 s of CPU counting it (0.015 s a read; 0.15 s for a 540 MB one, mostly disk time on cold storage)."""
+    return _counted(*_key(path))
+
+
+def _key(path: Path) -> tuple[str, int, int]:
+    """What the per-process counts are keyed by: the resolved path, size and mtime_ns (a rewritten file counts anew)."""
     stat = Path(path).stat()                     # (a str is read too, as av.open reads one)
-    return _counted(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+    return str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns
 
 
 # (a DataLoader worker process keeps its own; an entry took 351 B with an 80-character path, so 65,536 files
@@ -149,6 +154,25 @@ def _counted(resolved: str, size: int, mtime_ns: int) -> int:
     anew; one that cannot be opened raises each time, as lru_cache keeps no exception)."""
     with av.open(resolved) as container:
         return _count(container, video_stream(container))
+
+
+# The frames that really decode, (count, why decoding broke off), of the files whose declared or demuxed count did
+# not all decode (truncated, damaged), keyed as :func:`_counted` is; a process's, 65,536 files at most (the oldest
+# goes first). Until 2026-12-04 such a file was decoded to its break to recount it at every read: 3 decodes a read
+# (the declared frames tried, the recount, the frames picked); 40 reads of a 640x360 H.264 .mp4 cut to 203 of its
+# 300 frames took 120 decodes, 11.4 s (a busy 2-core machine), now 42, 3.3 s (the first read's 3, then 1 a read).
+_DECODED: dict[tuple[str, int, int], tuple[int, str]] = {}
+_DECODED_MAX = 1 << 16
+
+
+def _recounted(path: Path, key: tuple[str, int, int]) -> tuple[int, str]:
+    """(frames that decode, why decoding broke off or "") of ``path``, decoded once a file and process."""
+    if key not in _DECODED:
+        _, total, broke = _decode(path, set())
+        if len(_DECODED) >= _DECODED_MAX:
+            _DECODED.pop(next(iter(_DECODED)))
+        _DECODED[key] = (total, broke)
+    return _DECODED[key]
 
 
 def _count(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> int:
@@ -208,15 +232,16 @@ def sample_frames(path: Path, k: int, truncated: list[dict[str, Any]] | None = N
     # the whole video was decoded to count its frames, then decoded again up to the frames taken: the middle frame
     # of a 600-frame 320x240 H.264 .mkv cost 0.22 s of CPU against 0.08 s from an .mp4 of the same frames (which
     # declares its count); now 0.08 s from both (a VP9 .webm: 0.52 s, now 0.18 s).
-    declared = _frame_count(path)
-    if declared > 0:
+    key = _key(path)
+    declared = _counted(*key)
+    if declared > 0 and key not in _DECODED:
         wanted = frame_indices(declared, k)
         kept, _, _ = _decode(path, set(wanted))
         if len(kept) == len(wanted):
             return [kept[i] for i in wanted]
     # No count, or a wrong one (a truncated file: its declared or demuxed frames do not all decode): count by
-    # decoding, then pick.
-    _, total, broke = _decode(path, set())
+    # decoding (once a file and process: :data:`_DECODED`), then pick.
+    total, broke = _recounted(path, key)
     if total == 0:
         raise ValueError("no decodable frames")
     wanted = frame_indices(total, k)
