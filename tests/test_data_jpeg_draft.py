@@ -155,3 +155,71 @@ def test_pipeline_auto_estimates_the_reduced_images_the_memory_path_holds(tmp_pa
         cfg = DataConfig(source="folder", path=str(tmp_path), **kw)
         held = sum(im.nbytes for im in load_folder(tmp_path, True, False, cfg.jpeg_shrink(), cfg.tile).images)
         assert pipeline.estimate_bytes(cfg, pipeline.list_items(cfg)) == held, kw
+
+
+def _tiled_run(tmp_path, steps, resume=False):
+    from downpour.cli import main
+
+    sets = ["data.source=folder", f"data.path={tmp_path / 'photos'}", "data.mode=crops", "data.tile=256",
+            "data.size=32", "train.checkpoint_every=2", "train.schedule=joint"]
+    where = ["--resume", str(tmp_path / "run")] if resume else ["--config", "cat-demo", "--out", str(tmp_path / "run")]
+    args = ["train", *where, "--runner", "local", "--no-report", "--steps", str(steps)]
+    return main(args + ([] if resume else [a for s in sets for a in ("--set", s)]))
+
+
+def test_a_tiled_run_begun_when_tiles_decoded_in_full_says_so_on_resume_not_that_the_data_changed(
+        tmp_path, monkeypatch, caplog):
+    """Runs of 2026-12-04 15:25-17:05 decoded a tile grid's JPEGs in full, later ones reduced, both recording
+    jpeg_draft = true alone: a resume refitted on other pixels warned "the data changed since?" where no file had."""
+    import json
+    import logging
+
+    import downpour.data.folder as folder
+    from downpour.data.patches import JPEG_DECODE, _one_square
+
+    (tmp_path / "photos").mkdir()
+    for i in range(16):
+        _photo(tmp_path / "photos" / f"p{i:02d}.jpg", 512, 512, seed=i)
+    assert read_scaled(tmp_path / "photos" / "p00.jpg", True, 32, 256)[1] == 2     # today: tiles decoded at 1/2
+    today = folder.decode_reduction
+    monkeypatch.setattr(folder, "decode_reduction",      # commit 6bf7f1f's rule: a tile grid decoded in full
+                        lambda h, w, tile, size: today(h, w, tile, size) if _one_square(h, w, tile) else 1)
+    assert _tiled_run(tmp_path, 2) == 0
+    data = json.loads((tmp_path / "run" / "data.json").read_text())
+    del data["jpeg_decode"]                                   # as that run wrote it
+    (tmp_path / "run" / "data.json").write_text(json.dumps(data))
+    monkeypatch.setattr(folder, "decode_reduction", today)
+    with caplog.at_level(logging.WARNING, logger="downpour.train.refit"):
+        assert _tiled_run(tmp_path, 4, resume=True) == 0
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert "tile grid's JPEGs decoded in full from 2026-12-04 15:25 to 17:05" in said
+    assert "the data changed since?" not in said
+    assert json.loads((tmp_path / "run" / "data.json").read_text())["jpeg_decode"] == JPEG_DECODE
+
+
+def test_a_resume_names_a_changed_decoder_rule_or_else_the_files(tmp_path):
+    import json
+
+    from downpour.data.patches import JPEG_DECODE
+    from downpour.data.pipeline import decode_change
+
+    cfg = DataConfig(source="folder", path=str(tmp_path), mode="crops", size=32, tile=256)
+    record = {"jpeg_draft": True, "jpeg_decode": JPEG_DECODE - 1}
+    (tmp_path / "data.json").write_text(json.dumps(record))
+    assert f"rule jpeg_decode {JPEG_DECODE - 1}, today's is {JPEG_DECODE}" in decode_change(tmp_path, cfg)
+    (tmp_path / "data.json").write_text(json.dumps({**record, "jpeg_decode": JPEG_DECODE}))
+    assert "the files changed since?" in decode_change(tmp_path, cfg)
+    full = dataclasses.replace(cfg, jpeg_draft=False)        # decoded in full under every rule
+    assert decode_change(tmp_path, full) == "the data changed since?"
+
+
+@pytest.mark.parametrize("pipeline", ["memory", "stream"])
+def test_data_json_records_the_jpeg_decoders_rule_where_jpegs_decode_reduced(tmp_path, pipeline):
+    from downpour.data.patches import JPEG_DECODE
+
+    for i in range(4):
+        _photo(tmp_path / f"p{i}.jpg", 512, 512, seed=i)
+    cfg = DataConfig(source="folder", path=str(tmp_path), mode="crops", size=32, tile=256, pipeline=pipeline,
+                     normalize="none", whiten="none", loader_workers=0)
+    assert open_data(cfg, seed=0).info["jpeg_decode"] == JPEG_DECODE
+    assert "jpeg_decode" not in open_data(dataclasses.replace(cfg, jpeg_draft=False), seed=0).info

@@ -53,6 +53,12 @@ def sample_patches(images: ImageSet, size: int, n: int, rng: np.random.Generator
 # RGB, inside the 0.014 the whole-image path documents at 200 px RGB; 2x 0.0132-0.0145 RGB; 1x (no resize left)
 # 0.023-0.025 RGB, as much as changing the resize filter. docs/benchmarks.md.
 TILE_MARGIN = 4
+# Which rule of :func:`decode_reduction` decided a run's JPEG pixels under data.jpeg_draft, recorded in its data.json
+# as ``jpeg_decode`` (since 2026-12-04): 1, the centred square alone decoded reduced, a tile grid in full (from
+# 2026-12-04 15:25, commit 6bf7f1f); 2, tile grids reduced too, within TILE_MARGIN (from 17:05, commit 7318aac). Both
+# recorded jpeg_draft = true alone, so a tiled run begun under 1 and resumed under 2 was refitted on other pixels and
+# warned "the data changed since?". Raise it with any change to the rule; :func:`~downpour.data.pipeline.decode_change`.
+JPEG_DECODE = 2
 
 
 def decode_reduction(h: int, w: int, tile: int, size: int) -> int:

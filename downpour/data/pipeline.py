@@ -29,6 +29,7 @@ from downpour.config import FILE_SOURCES, ConfigError, DataConfig
 from downpour.data.build import build_dataset, check_config
 from downpour.data.dataset import Dataset
 from downpour.data.folder import draft_scale
+from downpour.data.patches import JPEG_DECODE
 from downpour.data.stream import STREAMED, Listing, StreamingData, item_name, list_items, open_stream
 from downpour.data.video import decoded_pixels
 from downpour.errors import CheckpointError, DataError, DownpourError, RunError
@@ -198,6 +199,27 @@ def check_classes(now: list[str] | None, run: Path) -> None:
         raise DataError(f"cannot resume {str(run)!r}: the classes under data.path changed since it began ({began} then, "
                         f"{now} now), so its images would train with other class numbers; restore the class folders, "
                         "or start a new run")
+
+
+def decode_change(run: Path, cfg: DataConfig) -> str:
+    """Why a resume of the run in ``run`` may find its input processing refitted on other pixels, from its data.json:
+    the JPEG decoder's rule (``jpeg_decode``: :data:`~downpour.data.patches.JPEG_DECODE`) changed since it began, or
+    its data.json predates that record in a tiled run whose rule did change, or neither: its files changed. Until
+    2026-12-04 every refit said "the data changed since?", also where the files had not and the decoder had."""
+    files = "the data changed since?"
+    if not cfg.jpeg_shrink():
+        return files                         # JPEGs decoded in full, under every rule
+    began = _recorded(run / "data.json", "jpeg_decode")
+    if began == JPEG_DECODE:
+        return f"JPEGs decoded by the rule it began with, jpeg_decode {began} in its data.json: the files changed since?"
+    if began is not None:
+        return (f"its data.json records JPEGs decoded by rule jpeg_decode {began}, today's is {JPEG_DECODE} "
+                "(docs/data.md): the decoder changed, or the files did")
+    if cfg.tile > 0 and _recorded(run / "data.json", "jpeg_draft") is True:
+        return ("its data.json predates jpeg_decode, the record of the JPEG decoder's rule: under data.jpeg_draft a "
+                "tile grid's JPEGs decoded in full from 2026-12-04 15:25 to 17:05 and reduced since, so a run begun "
+                "then was fitted on other pixels; if it began later, the files changed")
+    return files
 
 
 def cut_patches(data: Dataset | StreamingData) -> int | None:

@@ -19,9 +19,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def refits_after(path: Path, preprocess: "Preprocess", start: int) -> list[int]:
+def refits_after(path: Path, preprocess: "Preprocess", start: int, why: str = "the data changed since?") -> list[int]:
     """The steps at which the run in ``path`` refitted its input processing on resuming: the saved list, with
-    ``start`` added (and a warning) when ``preprocess`` differs from the saved fit (files added or changed since)."""
+    ``start`` added (and a warning, saying ``why``: :func:`~downpour.data.pipeline.decode_change`) when
+    ``preprocess`` differs from the saved fit (files added or changed since, or the decoder)."""
     try:
         tensors, meta = load_state(path / "preprocess")
     except CheckpointError:
@@ -34,6 +35,6 @@ def refits_after(path: Path, preprocess: "Preprocess", start: int) -> list[int]:
     if same:
         return refits
     log.warning("%s: the input processing fitted on the data as it is now differs from the one this run began "
-                "with (the data changed since?); the steps from %d on train on the data as it is now, and "
-                "preprocess.json records the refit (refit_on_resume)", path, start)
+                "with (%s); the steps from %d on train on the data as it is now, and preprocess.json records the "
+                "refit (refit_on_resume)", path, why, start)
     return [*refits, start]

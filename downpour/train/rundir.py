@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from downpour.config import ConfigError, Override, RunConfig, config_to_toml, load_config
-from downpour.data.pipeline import check_classes
+from downpour.data.pipeline import check_classes, decode_change
 from downpour.errors import NotARunError
 from downpour.models.base import FeatureModel
 from downpour.models.registry import create_model, resolve
@@ -229,7 +229,8 @@ class RunDir:
                                "move it away")
         self.save_config(cfg)
         self.trained_with = config_record(cfg)
-        self.save_preprocess(preprocess, refits_after(self.path, preprocess, start) if resume else [], classes)
+        refits = refits_after(self.path, preprocess, start, decode_change(self.path, cfg.data)) if resume else []
+        self.save_preprocess(preprocess, refits, classes)
         if resume:
             self.truncate_metrics(start)
 
