@@ -161,7 +161,10 @@ def _within(path: str, folder: str) -> bool:
 
 def hidden(path: Path, root: Path) -> bool:
     """Whether ``path`` or a folder between it and ``root`` is hidden (its name starts with a dot)."""
-    return any(part.startswith(".") for part in path.relative_to(root).parts)
+    top = root.parts
+    # (a listing's paths start with root's parts: relative_to built a new Path for each, 2.2 s of 100,000 files)
+    rel = path.parts[len(top):] if path.parts[:len(top)] == top else path.relative_to(root).parts
+    return any(part.startswith(".") for part in rel)
 
 
 def image_files(path: str | Path, labels: bool = False, unlisted: list[dict[str, str]] | None = None,
@@ -199,11 +202,24 @@ def once_each(files: list[Path], aliases: list[dict[str, str]] | None = None) ->
     twice before 2026-12-04.
     ``aliases``: where each dropped name is recorded as {"file": it, "is": the name kept}."""
     first: dict[str, Path] = {}
+    folders: dict[str, str] = {}
     for p in files:
-        kept = first.setdefault(os.path.realpath(p), p)
+        kept = first.setdefault(_real(p, folders), p)
         if kept is not p and aliases is not None:
             aliases.append({"file": str(p), "is": str(kept)})
     return list(first.values())
+
+
+def _real(p: Path, folders: dict[str, str]) -> str:
+    """``os.path.realpath(p)``, each folder resolved once a listing (``folders``): a file that is no link is its real
+    folder's entry. realpath resolved every component of every file: 100,000 files 4 folders deep took 700,000 lstat
+    calls, 6.7 of the 14.0 s a profiled listing took."""
+    if os.path.islink(p):
+        return os.path.realpath(p)
+    folder = os.fspath(p.parent)
+    if folder not in folders:
+        folders[folder] = os.path.realpath(folder)
+    return os.path.join(folders[folder], p.name)
 
 
 def left_out(unlisted: list[dict[str, str]], aliases: list[dict[str, str]]) -> dict[str, Any]:
