@@ -223,6 +223,17 @@ def test_an_image_under_two_names_is_read_once(tmp_path, caplog):
     assert caplog.text.count("2 file(s) name a file listed already (e.g. ") == 1
 
 
+def test_an_empty_image_file_is_skipped_as_empty_not_as_an_unknown_format(tmp_path):
+    """Pillow says "cannot identify image file" of a 0-byte file as of a format it does not know (until 2026-12-04
+    the skip record said so of a failed download); a file it cannot identify still says that."""
+    _png(tmp_path / "ok.png", 0)
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "text.png").write_bytes(b"not an image")
+    reasons = {e["file"].rsplit("/", 1)[1]: e["reason"] for e in load_folder(tmp_path).skipped}
+    assert reasons["empty.png"] == "ValueError: empty file (0 bytes)"
+    assert reasons["text.png"].startswith("UnidentifiedImageError: cannot identify image file")
+
+
 def test_a_listing_resolves_each_folder_once_not_every_file_and_still_finds_aliases(tmp_path, monkeypatch):
     """Each file's realpath resolved every folder above it: 822,038 stat calls to list 100,000 files 4 folders deep
     (1.99 s of CPU, 3.71 s before; 222,638 calls), 2-3 listings a run, each a round trip on network storage."""

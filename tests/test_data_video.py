@@ -610,3 +610,22 @@ def test_a_truncated_video_is_decoded_to_recount_it_once_a_process_not_at_every_
     _write_video(tmp_path / "cut.avi", n_frames=12, format="avi")   # rewritten whole: counted anew, not cut short
     cut.clear()
     assert len(sample_frames(tmp_path / "cut.avi", 3, cut)) == 3 and cut == []
+
+
+def test_an_empty_a_sound_only_and_an_indexless_mp4_are_skipped_each_with_its_own_reason(tmp_path):
+    """All three read "no video stream" or FFmpeg's "Invalid data found" until 2026-12-04: an .mp4 cut before its
+    'moov' index (a phone's recording that stopped) read like a sound file, a 0-byte download like a damaged one."""
+    _write_video(tmp_path / "ok.mp4")
+    data = (tmp_path / "ok.mp4").read_bytes()
+    (tmp_path / "cut.mp4").write_bytes(data[: len(data) // 2])     # (PyAV writes the index last, as a camera does)
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    with av.open(str(tmp_path / "sound.mp4"), "w") as container:
+        stream = container.add_stream("aac", rate=8000)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+        frame.sample_rate, frame.pts = 8000, 0
+        for packet in [*stream.encode(frame), *stream.encode()]:
+            container.mux(packet)
+    reasons = {e["file"].rsplit("/", 1)[1]: e["reason"] for e in load_videos(tmp_path, 3).skipped}
+    assert reasons["empty.mp4"] == "ValueError: empty file (0 bytes)"
+    assert reasons["sound.mp4"] == "ValueError: no video stream (streams: audio)"
+    assert "cut short before its index, the 'moov' atom" in reasons["cut.mp4"]

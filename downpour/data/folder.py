@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
-from PIL import Image, ImageFile
+from PIL import Image, ImageFile, UnidentifiedImageError
 from PIL.JpegImagePlugin import JpegImageFile
 
 from downpour.data.images import UNREADABLE, ImageSet, log, skip, to_chw
@@ -93,7 +93,7 @@ def read_scaled(path: Path, grey: bool, shrink_to: int = 0, tile: int = 0) -> tu
     ``shrink_to`` > 0 (crops mode of side ``shrink_to``, data.jpeg_draft): a JPEG is decoded at 1/2, 1/4 or 1/8
     scale in the DCT domain where its crops allow (``tile``: :func:`~downpour.data.patches.decode_reduction`; a tile
     grid is then cut at 1/s: ``ImageSet.scales``). Other files, and 0 (patches cut native pixels), decode in full."""
-    with Image.open(path) as img:
+    with _opened(path) as img:
         native, s = img.width, draft_scale(img, shrink_to, tile)
         if s > 1:
             # a 4032x3024 photo cropped to 32 px decodes at 504x378: decode + crop 0.22x the time of a full
@@ -116,6 +116,17 @@ def read_scaled(path: Path, grey: bool, shrink_to: int = 0, tile: int = 0) -> tu
         if img.mode not in ("L", "RGB"):
             img = img.convert("RGB")     # palette, CMYK, LA, RGBA, 1-bit ... -> RGB (alpha dropped)
         return to_chw(np.asarray(img), grey), s
+
+
+def _opened(path: Path) -> Image.Image:
+    """``Image.open(path)``; an empty file is named so (Pillow: "cannot identify image file", as for a format it
+    does not know; until 2026-12-04 the skip record said that of a 0-byte download or placeholder)."""
+    try:
+        return Image.open(path)
+    except UnidentifiedImageError:
+        if os.path.getsize(path) == 0:
+            raise ValueError("empty file (0 bytes)") from None
+        raise
 
 
 def draft_scale(img: Image.Image, shrink_to: int, tile: int = 0) -> int:

@@ -44,9 +44,16 @@ def video_stream(container: av.container.InputContainer) -> av.video.stream.Vide
     """The video stream a player shows: FFmpeg's best one (``av_find_best_stream``, as ffmpeg and ffplay choose:
     not a cover picture, the one with the most frames probed). Until 2026-12-04 the first was read: a .mkv whose
     cover JPEG was stored as a one-frame stream before the video gave that picture alone, whatever
-    frames_per_video asked. ValueError when there is none."""
+    frames_per_video asked. ValueError when there is none, naming the streams there are: an .mp4 or .mov cut short
+    before its index (the 'moov' atom a camera or phone writes last: a recording or a copy that stopped) opens with
+    no audio or video stream, and until 2026-12-04 was skipped as "no video stream" like a sound file."""
     if not container.streams.video:
-        raise ValueError("no video stream")
+        kinds = sorted({s.type for s in container.streams})
+        if "mov" in container.format.name.split(",") and "audio" not in kinds:
+            raise ValueError(f"no video stream (streams: {', '.join(kinds) or 'none'}): an .mp4 or .mov that reads "
+                             "so was most likely cut short before its index, the 'moov' atom written last (a recording "
+                             "or a copy that stopped); it cannot be decoded")
+        raise ValueError(f"no video stream (streams: {', '.join(kinds) or 'none'})")
     return container.streams.best("video")
 
 
@@ -143,6 +150,8 @@ def _frame_count(path: Path) -> int:
 def _key(path: Path) -> tuple[str, int, int]:
     """What the per-process counts are keyed by: the resolved path, size and mtime_ns (a rewritten file counts anew)."""
     stat = Path(path).stat()                     # (a str is read too, as av.open reads one)
+    if stat.st_size == 0:                        # (FFmpeg: "Invalid data found when processing input")
+        raise ValueError("empty file (0 bytes)")
     return str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns
 
 
