@@ -185,6 +185,35 @@ def _unlistable(monkeypatch, folder):
     monkeypatch.setattr(os, "scandir", scandir)
 
 
+@pytest.mark.parametrize("pipeline", ["memory", "stream"])
+def test_a_sub_folder_that_can_be_listed_but_not_entered_is_named_not_a_traceback(tmp_path, monkeypatch, pipeline):
+    """`chmod -R 644` leaves every sub-folder readable but not searchable: os.walk lists its names, and the stat of
+    its first file raised PermissionError out of the listing (until 2026-12-04). Root ignores the mode bits (a
+    non-root user, or root without CAP_DAC_OVERRIDE, meets it), so the stat is refused here as the kernel would."""
+    import os
+
+    from downpour.data.pipeline import open_data
+    for i in range(4):
+        _png(tmp_path / "ok" / f"{i}.png", i)
+        _png(tmp_path / "noexec" / f"{i}.png", 10 + i)
+    inside = str(tmp_path / "noexec") + os.sep
+    for name in ("stat", "lstat"):
+        real = getattr(os, name)
+
+        def refused(path, *args, real=real, **kw):
+            if os.fspath(path).startswith(inside):
+                raise PermissionError(13, "Permission denied", os.fspath(path))
+            return real(path, *args, **kw)
+        monkeypatch.setattr(os, name, refused)
+    data = open_data(DataConfig(source="folder", path=str(tmp_path), mode="crops", size=8, pipeline=pipeline,
+                                fit_sample=2), seed=0)
+    assert len(data) == 4
+    assert data.info["unlisted"] == [{"folder": str(tmp_path / "noexec"), "reason": "PermissionError: Permission "
+                                      "denied: its names can be read, not its files (no x permission)"}]
+    with pytest.raises(DataError, match="noexec' cannot be listed: PermissionError: Permission denied: its names"):
+        load_folder(tmp_path / "noexec")
+
+
 @pytest.mark.parametrize("pipeline", ["memory", "stream", "auto"])
 def test_a_sub_folder_that_cannot_be_listed_is_named_not_dropped_unsaid(tmp_path, monkeypatch, caplog, pipeline):
     """os.walk skips a folder it cannot list without a word: its images left the run, logged and recorded nowhere."""

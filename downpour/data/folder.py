@@ -14,6 +14,7 @@ cannot be read: skipped and named.
 """
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 from typing import Any, Iterator
@@ -160,10 +161,16 @@ def walk_files(root: Path, unlisted: list[dict[str, str]] | None = None) -> Iter
         seen.add(real)
         dirs[:] = sorted(d for d in dirs if not (os.path.islink(os.path.join(top, d)) and
                                                  _within(os.path.realpath(os.path.join(top, d)), inside)))
-        for name in sorted(names):
-            p = Path(top) / name
-            if p.is_file() or p.is_symlink():
-                yield p
+        try:
+            kept = [p for p in (Path(top) / name for name in sorted(names)) if p.is_file() or p.is_symlink()]
+        except OSError as err:
+            # listed but not entered: a folder with read but no search (x) permission, as `chmod -R 644` leaves
+            # every sub-folder; until 2026-12-04 the stat of its first file ended the run with a traceback
+            unlistable(OSError(err.errno, f"{err.strerror}: its names can be read, not its files (no x permission)"
+                               if err.errno == errno.EACCES else err.strerror, top))
+            dirs[:] = []
+            continue
+        yield from kept
 
 
 def _within(path: str, folder: str) -> bool:
