@@ -263,6 +263,23 @@ def test_an_empty_image_file_is_skipped_as_empty_not_as_an_unknown_format(tmp_pa
     assert reasons["text.png"].startswith("UnidentifiedImageError: cannot identify image file")
 
 
+def test_a_link_to_a_named_pipe_is_no_image_file_and_a_link_loop_is_one_named_unreadable(tmp_path):
+    """Reading a link to a pipe waited for a writer forever (until 2026-12-04: the run hung, saying nothing); only
+    the listing is asked here, so the test cannot hang."""
+    import os
+
+    from downpour.data.folder import image_files
+    _png(tmp_path / "data" / "ok.png", 0)
+    os.mkfifo(tmp_path / "pipe")
+    (tmp_path / "data" / "pipe.png").symlink_to(tmp_path / "pipe")
+    (tmp_path / "data" / "a.png").symlink_to(tmp_path / "data" / "b.png")
+    (tmp_path / "data" / "b.png").symlink_to(tmp_path / "data" / "a.png")
+    files, _ = image_files(tmp_path / "data")
+    assert [p.name for p in files] == ["a.png", "b.png", "ok.png"]
+    reasons = [e["reason"] for e in load_folder(tmp_path / "data", grey=True).skipped]
+    assert len(reasons) == 2 and all("Too many levels of symbolic links" in r for r in reasons)
+
+
 def test_a_listing_resolves_each_folder_once_not_every_file_and_still_finds_aliases(tmp_path, monkeypatch):
     """Each file's realpath resolved every folder above it: 822,038 stat calls to list 100,000 files 4 folders deep
     (1.99 s of CPU, 3.71 s before; 222,638 calls), 2-3 listings a run, each a round trip on network storage."""

@@ -143,7 +143,7 @@ def walk_files(root: Path, unlisted: list[dict[str, str]] | None = None) -> Iter
     outside ``root`` (each real folder once: two links to one folder give its files once, under the
     first link in sorted order); a link to a folder inside ``root`` is not followed (its files are read
     where they lie, and a link to a parent would loop); a link to nothing counts as a file (reading it
-    fails, naming it). ``unlisted``: where a folder that cannot be listed (no permission) is recorded as
+    fails, naming it), one to a named pipe, socket or device does not. ``unlisted``: where a folder that cannot be listed (no permission) is recorded as
     {"folder", "reason"}, not logged: a run walks its folder two or three times (the checks, pipeline "auto"'s
     count, the load), and the load says what it left out (:func:`say_left_out`); os.walk drops it without a word
     (until 2026-12-04 its images did)."""
@@ -162,7 +162,10 @@ def walk_files(root: Path, unlisted: list[dict[str, str]] | None = None) -> Iter
         dirs[:] = sorted(d for d in dirs if not (os.path.islink(os.path.join(top, d)) and
                                                  _within(os.path.realpath(os.path.join(top, d)), inside)))
         try:
-            kept = [p for p in (Path(top) / name for name in sorted(names)) if p.is_file() or p.is_symlink()]
+            # a link to nothing (or a loop) is kept, to be named unreadable; one to a named pipe, socket or device is
+            # no file (until 2026-12-04 reading a link to a pipe waited for a writer: the run hung, saying nothing)
+            kept = [p for p in (Path(top) / name for name in sorted(names))
+                    if p.is_file() or (p.is_symlink() and not p.exists())]
         except OSError as err:
             # listed but not entered: a folder with read but no search (x) permission, as `chmod -R 644` leaves
             # every sub-folder; until 2026-12-04 the stat of its first file ended the run with a traceback
