@@ -211,6 +211,10 @@ def test_a_resume_names_a_changed_decoder_rule_or_else_the_files(tmp_path):
     assert "the files changed since?" in decode_change(tmp_path, cfg)
     full = dataclasses.replace(cfg, jpeg_draft=False)        # decoded in full under every rule
     assert decode_change(tmp_path, full) == "the data changed since?"
+    (tmp_path / "data.json").write_text(json.dumps({"jpeg_draft": True}))           # written before jpeg_decode
+    assert "15:25 to 17:05" in decode_change(tmp_path, cfg)
+    small = dataclasses.replace(cfg, tile=255)                # 127-px halves < 4 crops: tiles in full under both
+    assert decode_change(tmp_path, small) == "the data changed since?"
 
 
 @pytest.mark.parametrize("pipeline", ["memory", "stream"])

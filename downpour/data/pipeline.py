@@ -29,7 +29,7 @@ from downpour.config import FILE_SOURCES, ConfigError, DataConfig
 from downpour.data.build import build_dataset, check_config
 from downpour.data.dataset import Dataset
 from downpour.data.folder import draft_scale
-from downpour.data.patches import JPEG_DECODE
+from downpour.data.patches import JPEG_DECODE, TILE_MARGIN
 from downpour.data.stream import STREAMED, Listing, StreamingData, item_name, list_items, open_stream
 from downpour.data.video import decoded_pixels
 from downpour.errors import CheckpointError, DataError, DownpourError, RunError
@@ -215,7 +215,8 @@ def decode_change(run: Path, cfg: DataConfig) -> str:
     if began is not None:
         return (f"its data.json records JPEGs decoded by rule jpeg_decode {began}, today's is {JPEG_DECODE} "
                 "(docs/data.md): the decoder changed, or the files did")
-    if cfg.tile > 0 and _recorded(run / "data.json", "jpeg_draft") is True:
+    # (rule 2 reduces a tile only where half of it is TILE_MARGIN crops: smaller tiles decode in full under both)
+    if cfg.tile // 2 >= TILE_MARGIN * cfg.size and _recorded(run / "data.json", "jpeg_draft") is True:
         return ("its data.json predates jpeg_decode, the record of the JPEG decoder's rule: under data.jpeg_draft a "
                 "tile grid's JPEGs decoded in full from 2026-12-04 15:25 to 17:05 and reduced since, so a run begun "
                 "then was fitted on other pixels; if it began later, the files changed")
