@@ -19,7 +19,7 @@ from downpour.ps.setup import set_up_cluster
 from downpour.runners import train
 from downpour.sandblaster.checks import check_sandblaster
 from downpour.sandblaster.history import HistoryShard
-from downpour.sandblaster.lbfgs import Coordinator, Evaluation, LocalShards
+from downpour.sandblaster.lbfgs import Coordinator, Evaluation, LocalShards, Stop
 from downpour.sandblaster.run import make_shards
 from downpour.sandblaster.simulated import SimulatedPool
 from downpour.sandblaster.units import UnitCounts, UnitScheduler, batch_rows, split_units
@@ -34,6 +34,9 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 # examples) with 16 codes on 300 whitened 8x8 patches
 SMALL = ["cluster.runner=simulated", "cluster.algorithm=sandblaster", "model.name=rica-8x8", "model.hidden=16",
          "data.samples=300", "train.tensorboard=false"]
+
+
+PLANTED = Stop("gradient", "converged (planted by the test)")
 
 
 def _cfg(*overrides):
@@ -360,9 +363,10 @@ def test_a_failed_search_along_minus_g_on_the_same_batch_is_not_repeated(new_bat
     pool = _Steep(shards)
     coord = Coordinator(LocalShards(shards), pool, history=5, line_search=2)
     steps = [coord.iterate(0, torch.arange(1), None, new_batch=new_batch, new_stage=False)]
-    while not steps[-1].converged and len(steps) < 5:
+    while not steps[-1].stop and len(steps) < 5:
         steps.append(coord.iterate(len(steps), torch.arange(1), None, new_batch=new_batch, new_stage=False))
     assert len(steps) == searches and all(s.t == 0 for s in steps)
+    assert steps[-1].stop.reason == "line search" and not steps[-1].converged     # (f = 1e-3 with 1e-3 to gain)
     assert pool.evaluations == 2 * searches + (searches if new_batch else 1)   # + f(w) per new batch
 
 
@@ -373,9 +377,9 @@ def test_a_new_stage_does_not_inherit_the_last_stages_failed_search():
     shards = [HistoryShard(j, w[j:j + 1], history=5, start=j) for j in range(2)]
     coord = Coordinator(LocalShards(shards), _Steep(shards), history=5, line_search=2)
     first = coord.iterate(0, torch.arange(1), 1, new_batch=True, new_stage=False)
-    assert first.t == 0 and not first.converged and coord.failures == 1
-    assert not coord.iterate(1, torch.arange(1), 2, new_batch=True, new_stage=True).converged
-    assert coord.iterate(2, torch.arange(1), 2, new_batch=True, new_stage=False).converged   # two in this stage
+    assert first.t == 0 and not first.stop and coord.failures == 1
+    assert not coord.iterate(1, torch.arange(1), 2, new_batch=True, new_stage=True).stop
+    assert coord.iterate(2, torch.arange(1), 2, new_batch=True, new_stage=False).stop   # two in this stage
 
 
 def test_a_greedy_stage_that_converges_hands_on_to_the_next(tmp_path, monkeypatch):
@@ -384,7 +388,7 @@ def test_a_greedy_stage_that_converges_hands_on_to_the_next(tmp_path, monkeypatc
 
     def converges_in_stage_1(self, iteration, rows, stage, new_batch, new_stage):
         step = search(self, iteration, rows, stage, new_batch, new_stage)
-        return dataclasses.replace(step, converged=True) if stage == 1 else step
+        return dataclasses.replace(step, stop=PLANTED) if stage == 1 else step
 
     monkeypatch.setattr(Coordinator, "search", converges_in_stage_1)
     cfg = load_config("cat-demo", ["cluster.runner=simulated", "cluster.algorithm=sandblaster", "train.steps=6",
@@ -617,7 +621,7 @@ def test_a_converged_run_checkpoints_its_last_iteration(tmp_path, monkeypatch):
 
     def converges_at_the_third(self, iteration, rows, stage, new_batch, new_stage):
         step = search(self, iteration, rows, stage, new_batch, new_stage)
-        return dataclasses.replace(step, converged=True) if iteration == 2 else step
+        return dataclasses.replace(step, stop=PLANTED) if iteration == 2 else step
 
     monkeypatch.setattr(Coordinator, "search", converges_at_the_third)
     cfg = _cfg("train.steps=6")
@@ -636,7 +640,7 @@ def test_a_converged_run_is_not_searched_again_and_one_that_steps_on_has_not_con
 
     def converges_at_the_third(self, iteration, rows, stage, new_batch, new_stage):
         step = search(self, iteration, rows, stage, new_batch, new_stage)
-        return dataclasses.replace(step, converged=True) if iteration == 2 else step
+        return dataclasses.replace(step, stop=PLANTED) if iteration == 2 else step
 
     monkeypatch.setattr(Coordinator, "search", converges_at_the_third)
     for name, sets in (("whole", ["train.steps=6"]), ("sampled", ["train.steps=6", "sandblaster.batch=100"])):
@@ -644,7 +648,7 @@ def test_a_converged_run_is_not_searched_again_and_one_that_steps_on_has_not_con
         assert train(cfg, RunDir.create(tmp_path / name, cfg))["converged"]
     monkeypatch.undo()
     rows = (tmp_path / "whole/metrics.jsonl").read_text()
-    with pytest.raises(ConfigError, match="converged at L-BFGS iteration 3: no step decreased the cost on the whole set"):
+    with pytest.raises(ConfigError, match="stopped at L-BFGS iteration 3: converged"):
         train(_cfg("train.steps=6"), RunDir.open(tmp_path / "whole"), resume=True)
     assert (tmp_path / "whole/metrics.jsonl").read_text() == rows
     cfg = load_config(str(tmp_path / "sampled/config.toml"))
@@ -663,7 +667,7 @@ def test_a_converged_run_stopped_before_its_model_was_saved_is_finished_by_its_r
 
     def converges_at_the_third(self, iteration, rows, stage, new_batch, new_stage):
         step = search(self, iteration, rows, stage, new_batch, new_stage)
-        return dataclasses.replace(step, converged=True) if iteration == 2 else step
+        return dataclasses.replace(step, stop=PLANTED) if iteration == 2 else step
 
     def stopped(*args, **kwargs):
         raise KeyboardInterrupt

@@ -5,11 +5,11 @@ shards. ``cluster.algorithm = "sandblaster"``; see docs/sandblaster.md.
 Ray is imported only by :mod:`downpour.sandblaster.on_ray`, and only when the Ray runner asks for it.
 """
 from downpour.sandblaster.history import HistoryShard
-from downpour.sandblaster.lbfgs import Coordinator, Evaluation, LocalShards
+from downpour.sandblaster.lbfgs import Coordinator, Evaluation, LocalShards, Stop
 from downpour.sandblaster.run import run_sandblaster
 from downpour.sandblaster.units import Unit, UnitCounts, UnitScheduler, split_units
 from downpour.sandblaster.worker import UnitResult, UnitWorker
 
-__all__ = ["HistoryShard", "Coordinator", "Evaluation", "LocalShards", "Unit", "UnitCounts", "UnitScheduler",
+__all__ = ["HistoryShard", "Coordinator", "Evaluation", "LocalShards", "Stop", "Unit", "UnitCounts", "UnitScheduler",
            "split_units", "UnitResult", "UnitWorker", "run_sandblaster"]
 

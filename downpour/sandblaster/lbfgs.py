@@ -18,9 +18,10 @@ safeguarded quadratic backtrack; every vector operation runs on the shards, see
    eps = 2.2e-16 (L-BFGS-B's test: relative to the predicted decrease, so it does not change with the cost's scale)
    (else H would lose positive definiteness), the oldest dropped beyond ``sandblaster.history``;
    w <- w + t d, g <- the new gradient (the line search already computed it). Not accepted: w stays,
-   the history is dropped; if that happens twice in a row (the second time along -g), the run has
-   converged as far as this precision can tell and stops, as it does once |g| <= 1e-8 |g0| (g0: the gradient
-   at the stage's first point).
+   the history is dropped; if that happens along -g on the same batch (or twice in a row on sampled
+   ones), the stage stops: :func:`failed_search` says whether the run's precision stopped it (converged)
+   or the search failed for real. It also stops, converged, once |g| <= 1e-8 |g0| (g0: the gradient at the
+   stage's first point). Why it stopped is a :class:`Stop`.
 
 The coordinator holds only scalars: f, the step sizes, rho_i = 1 / s_i.y_i and gamma.
 """
@@ -49,6 +50,19 @@ CURVATURE = 2.220446049250313e-16
 # |w - w*| <= 1e-7 (the failed search's floor: 5e-8). Not scipy's pgtol (absolute too) nor its factr (a relative
 # decrease of f, which f's constant term moves; the Armijo difference already ends a run at f's rounding floor).
 GRADIENT_RTOL = 1e-8
+# a line search that ends a stage failed at the run's precision (eps: its dtype's machine epsilon), not for real,
+# when (a) the decrease the quadratic through f, g.d and its first trial promises along d (exact on a quadratic;
+# at most a quarter of -t0 g.d when that trial did not lower f) is within RESOLUTION eps |f| (eps |f|: one to two
+# ulps of f), so the cost cannot resolve it, or (b) |g| <= sqrt(eps) |g0|: the quadratic model's decrease left,
+# ~|g|^2 / 2 lambda, is then eps of the stage's first, ~|g0|^2 / 2 lambda, and the gradient is mostly rounding.
+# Measured in float32: RICA-16 on 300 patches ended (iterations 582-583) at f 4.3e-4 above the float64 run's end,
+# |g| = 1.1e-4 |g0|, its last search promising 9.1e-8 at eps |f| = 1.9e-6 (-t0 g.d: 1.2e-6, so -t0 g.d against
+# eps |f| alone would be marginal: 5.6e-6 against 6.0e-6 with 8 codes on 60 patches); a planted least squares
+# (40 unknowns, condition 30) at |g| = 3e-6 |g0|, f - f* = 1.5e-6 (f* = 0.47), where a unit step raised f by
+# 2.4e-3 though g.d said -2.7e-5 (promised 7.6e-8, eps |f| 5.7e-8); the same with no residual at |g| = 2.9e-8 |g0|,
+# f - f* 6.9e-11 (promised 3.5e-12, far above eps |f|: there (b) says it). Any other failed search (a gradient
+# that does not match the cost, NaN, too few evaluations) is a failure, said as one.
+RESOLUTION = 4.0
 
 
 class ShardGroup(Protocol):
@@ -96,6 +110,27 @@ class LocalShards:
         return [getattr(s, method)(*args) for s in self.shards]
 
 
+@dataclass(frozen=True)
+class Stop:
+    """Why a stage's L-BFGS ended before its iterations ran out. ``reason``: "gradient" (|g| <= 1e-8 |g0|),
+    "precision" (a failed line search whose predicted decrease is within the cost's rounding: converged as far
+    as the run's dtype can tell) or "line search" (a failure: the search found no decrease it should have found);
+    ``message`` says it with the numbers, ``numbers`` holds them."""
+
+    reason: str
+    message: str
+    numbers: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def converged(self) -> bool:
+        return self.reason in ("gradient", "precision")
+
+    def as_dict(self) -> dict[str, Any]:
+        """For JSON (sandblaster.json, the checkpoint): a number that is not finite is None."""
+        numbers = {k: v if math.isfinite(v) else None for k, v in self.numbers.items()}
+        return {"reason": self.reason, "converged": self.converged, "message": self.message, **numbers}
+
+
 @dataclass
 class Iteration:
     """What one L-BFGS iteration did (one metrics row)."""
@@ -108,19 +143,24 @@ class Iteration:
     pairs: int                   # pairs stored after it
     span: float                  # summed evaluation time (virtual on the simulator)
     counts: UnitCounts = field(default_factory=UnitCounts)
-    converged: bool = False
+    stop: Stop | None = None     # set: the stage ends here (converged, or a line search that failed for real)
     move: str = "none"           # what :meth:`Coordinator.commit` does: "step" (to w + t d), "fail" (drop the history), "none"
     curvature: tuple[float, float] = (0.0, 0.0)   # the staged pair's s.y and y.y (a "step")
     keep: bool = False           # whether the staged pair passes the curvature test (a "step")
 
+    @property
+    def converged(self) -> bool:
+        return self.stop is not None and self.stop.converged
+
 
 class Coordinator:
     """L-BFGS with memory ``history`` over ``shards``, evaluating on ``pool``; ``line_search`` is the
-    most evaluations one line search may take. :meth:`iterate` runs one iteration."""
+    most evaluations one line search may take; ``eps``: the machine epsilon of the cost's dtype (the
+    precision a failed line search is measured against). :meth:`iterate` runs one iteration."""
 
-    def __init__(self, shards: ShardGroup, pool: Pool, history: int, line_search: int):
+    def __init__(self, shards: ShardGroup, pool: Pool, history: int, line_search: int, eps: float = 2.220446049250313e-16):
         self.shards, self.pool = shards, pool
-        self.history, self.line_search = history, line_search
+        self.history, self.line_search, self.eps = history, line_search, eps
         self.rho: list[float] = []       # 1 / s_i.y_i, oldest first (the shards hold s_i, y_i)
         self.gamma = 1.0                 # s.y / y.y of the newest pair: H0's scale
         self.f: float | None = None      # cost at w on the current batch (None: not evaluated yet)
@@ -202,14 +242,19 @@ class Coordinator:
         if self.g0 is None:
             self.g0 = math.sqrt(gg)
         if math.sqrt(gg) <= GRADIENT_RTOL * self.g0:
-            return Iteration(self.f, self.parts, 0.0, n_evals, math.sqrt(gg), len(self.rho), span, counts, True)
+            ratio = math.sqrt(gg) / self.g0 if self.g0 else 0.0      # (g0 = 0: it started at a stationary point)
+            stop = Stop("gradient", f"converged: |g| = {math.sqrt(gg):.3g} = {ratio:.2g} |g0| <= {GRADIENT_RTOL:g} |g0| "
+                        f"(|g0| = {self.g0:.3g})", {"grad_norm": math.sqrt(gg), "grad_ratio": ratio})
+            return Iteration(self.f, self.parts, 0.0, n_evals, math.sqrt(gg), len(self.rho), span, counts, stop)
         gd = self._direction(gg)
         t = 1.0 if self.rho else min(1.0, 1.0 / math.sqrt(gg))
         accepted: Evaluation | None = None
+        trials: list[tuple[float, float]] = []     # (t, cost; inf when it or its gradient was not finite)
         for _ in range(self.line_search):
             ev = self._evaluate(rows, t, stage, iteration)
             counts.add(ev.counts)
             span, n_evals = span + ev.span, n_evals + 1
+            trials.append((t, ev.loss if math.isfinite(ev.loss) else math.inf))
             # Armijo as a difference: f + c1 t g.d rounds to f once the predicted decrease is below f's last
             # bit, and then a trial that changed nothing (f(w + t d) == f) passed: at the cost's rounding floor
             # every iteration took 10 evaluations to accept t = 1e-9 and the run never converged
@@ -220,14 +265,16 @@ class Coordinator:
                     break
                 # a finite cost whose gradient is not: taken, it became the next iteration's g (an error,
                 # after the step and a checkpoint); a failed trial, as a non-finite cost is
+                trials[-1] = (t, math.inf)
                 t = backtrack(t, self.f, gd, math.inf)
                 continue
             t = backtrack(t, self.f, gd, ev.loss)
         if accepted is None:
             # along -g twice in a row, or once on a batch the next iteration evaluates again (the whole
             # data set): the same search from the same point would fail the same way
-            converged = not self.rho and (self.failures + 1 >= 2 or not new_batch)
-            return Iteration(self.f, self.parts, 0.0, n_evals, math.sqrt(gg), 0, span, counts, converged, "fail")
+            ends = not self.rho and (self.failures + 1 >= 2 or not new_batch)
+            stop = failed_search(self.f, gd, math.sqrt(gg), self.g0, trials, self.eps) if ends else None
+            return Iteration(self.f, self.parts, 0.0, n_evals, math.sqrt(gg), 0, span, counts, stop, "fail")
         keep = sy > CURVATURE * (-t * gd)     # (-g.s = -t g.d > 0: the decrease the step predicts)
         pairs = min(len(self.rho) + 1, self.history) if keep else len(self.rho)
         return Iteration(accepted.loss, accepted.parts, t, n_evals, math.sqrt(gg), pairs, span, counts,
@@ -257,6 +304,41 @@ class Coordinator:
         self.rho, self.gamma, self.f = list(meta["rho"]), meta["gamma"], meta["f"]
         self.parts, self.evaluations, self.failures = dict(meta["parts"]), meta["evaluations"], meta["failures"]
         self.g0 = meta.get("g0")      # (a checkpoint from before 2026-12-04 has none: the resume's first |g| sets it)
+
+
+def failed_search(f: float, gd: float, grad: float, g0: float, trials: Sequence[tuple[float, float]],
+                  eps: float) -> Stop:
+    """Why a line search from cost ``f`` along d (slope ``gd`` < 0; |g| = ``grad``, ``g0`` the stage's first)
+    found no step among ``trials`` (t, cost), in a dtype of machine epsilon ``eps``: "precision" when no trial
+    was non-finite and either the decrease the quadratic through f, g.d and the first trial promises is within
+    :data:`RESOLUTION` eps |f| or |g| <= sqrt(eps) |g0|; else "line search"."""
+    floor = RESOLUTION * eps * abs(f)
+    (t0, f1), t_last = trials[0], trials[-1][0]
+    gain, ratio = -t0 * gd, grad / g0 if g0 else math.inf
+    promised = gd * gd * t0 * t0 / (4.0 * (f1 - f - gd * t0)) if math.isfinite(f1) else math.inf   # (> 0: Armijo failed)
+    bad = sum(1 for _, cost in trials if not math.isfinite(cost))
+    rises = [cost - f for _, cost in trials if math.isfinite(cost)]
+    numbers = {"loss": f, "predicted_decrease": gain, "promised_decrease": promised, "resolution": floor,
+               "grad_norm": grad, "grad_ratio": ratio, "evaluations": len(trials), "t_last": t_last}
+    dtype = {2.0 ** -23: "float32", 2.0 ** -52: "float64"}.get(eps, f"eps {eps:g}")
+    if bad == 0 and (promised <= floor or ratio <= math.sqrt(eps)):
+        why = (f"the most a step along its direction could lower it, {promised:.2g}, is within {RESOLUTION:g} eps |f| = "
+               f"{floor:.2g}" if promised <= floor else f"|g| = {ratio:.2g} |g0| <= sqrt(eps) |g0|: the gradient is "
+               "mostly rounding")
+        return Stop("precision", f"converged to {dtype} precision: no step lowered the cost f = {f:.8g} in "
+                    f"{len(trials)} evaluations, and {why} (the trials moved f by {min(rises):+.2g} to {max(rises):+.2g}; "
+                    f"|g| = {grad:.3g})", numbers)
+    if bad:
+        cause = (f"the cost or its gradient was not finite at {bad} of its {len(trials)} trial points; check the data "
+                 "and the model's cost terms")
+    else:
+        cause = (f"the smallest step tried, t = {t_last:.3g}, changed the cost by {rises[-1]:+.3g} where its gradient "
+                 f"predicted {t_last * gd:+.3g} (the cost's rounding here: {floor:.2g}): the gradient does not match the "
+                 f"cost, or sandblaster.line_search ({len(trials)}) allows too few evaluations")
+    numbers["non_finite"] = bad
+    return Stop("line search", f"line search failed after {len(trials)} evaluations, not at the cost's rounding (a step "
+                f"along its direction could lower f = {f:.8g} by up to {promised:.3g}; |g| = {grad:.3g} = {ratio:.2g} |g0|): "
+                f"{cause}", numbers)
 
 
 def backtrack(t: float, f0: float, gd: float, ft: float) -> float:

@@ -64,7 +64,9 @@ class _Progress:
         self.stage = meta.get("stage", -1)                  # -1: no stage trained yet
         self.vtime = meta.get("vtime", 0.0)
         self.elapsed = meta.get("elapsed", 0.0)
-        self.converged = meta.get("converged", False)
+        self.converged = meta.get("converged", False)       # (a stage's end that ended the run)
+        self.stop: dict[str, Any] | None = meta.get("stop")  # why it ended (Stop.as_dict); None: it did not
+        self.stops: list[dict[str, Any]] = list(meta.get("stops", []))   # every stage's early end, in order
         self.counts = UnitCounts()
         for key, value in meta.get("counts", {}).items():
             setattr(self.counts, key, value)
@@ -74,7 +76,7 @@ class _Progress:
 
     def meta(self) -> dict[str, Any]:
         return {"iteration": self.iteration, "stage": self.stage, "vtime": self.vtime, "elapsed": self.elapsed,
-                "converged": self.converged, "counts": self.counts.as_dict(),
+                "converged": self.converged, "stop": self.stop, "stops": self.stops, "counts": self.counts.as_dict(),
                 "per_worker": {str(w): n for w, n in self.counts.per_worker.items()},
                 "won": {str(w): n for w, n in self.counts.won.items()}, "batches": self.batches}
 
@@ -134,17 +136,20 @@ def run_sandblaster(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[s
     if run.unsaved_at_end(cfg, start, resume):
         return _finish(setup, run, [shard.params() for shard in shards], progress, start, None, {})
     new_batch = 0 < s.batch < n           # a fresh sample of examples every iteration
-    if resume and progress.converged and not new_batch:   # (it searched again, failed alike, and said step N + 1)
+    ended = progress.converged or progress.stop is not None
+    if resume and ended and not new_batch:   # (it searched again, failed alike, and said step N + 1)
         if run.model_step() != start:         # stopped between its last checkpoint and its model: finish it
             return _finish(setup, run, [shard.params() for shard in shards], progress, start, None, {})
-        raise ConfigError(f"the run in {str(run.path)!r} converged at L-BFGS iteration {start}: no step decreased the "
-                          "cost on the whole set (or its gradient fell to 1e-8 of its first), and a resume would search "
-                          "again from the same point and end the same way; start a new run (or sample batches: sandblaster.batch)")
+        why = (progress.stop or {}).get("message", "converged: no step decreased the cost on the whole set (or its "
+                                                   "gradient fell to 1e-8 of its first)")   # (a checkpoint before 2026-12-04)
+        raise ConfigError(f"the run in {str(run.path)!r} stopped at L-BFGS iteration {start}: {why}; a resume would "
+                          "search again from the same point and end the same way; start a new run (or sample batches: "
+                          "sandblaster.batch)")
     run.begin(cfg, setup.data.preprocess, start, resume, setup.data.info.get("classes"))
     pool = _pool(setup, shards, progress.vtime)
     if pool_meta:
         pool.load_state(pool_meta)
-    coord = Coordinator(pool.group, pool, s.history, s.line_search)
+    coord = Coordinator(pool.group, pool, s.history, s.line_search, torch.finfo(DTYPES[s.precision]).eps)
     if coord_meta is not None:
         coord.load_state(coord_meta)
         coord.log = progress.batches
@@ -173,16 +178,21 @@ def run_sandblaster(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[s
                                      backups_won=c.backups_won, duplicates=c.duplicates, examples=progress.counts.examples,
                                      **({"vtime": round(progress.vtime, 6)} if cfg.cluster.runner == "simulated" else {}))
                 it += 1
-                later = _next_stage(it - 1, total, n_stages, cfg.train.schedule) if step.converged else None
-                stop = step.converged and later is None
-                progress.converged = stop      # (a resumed run that steps on has not converged)
-                if stop:
-                    log.info("L-BFGS converged after %d iterations (no step decreases the cost, or |g| <= 1e-8 |g0|)", it)
-                elif step.converged:
-                    # a greedy stage that converged hands its remaining iterations to nothing: the next starts now
-                    log.info("L-BFGS: stage %s converged after iteration %d; stage %s starts at iteration %d",
-                             stage, it, stage_for_step(later, total, n_stages, cfg.train.schedule), later + 1)
-                    it = progress.iteration = later
+                later = _next_stage(it - 1, total, n_stages, cfg.train.schedule) if step.stop else None
+                stop = step.stop is not None and later is None
+                # (a resumed run that steps on has not converged, nor stopped)
+                progress.stop = {"iteration": it, "stage": stage, **step.stop.as_dict()} if stop else None
+                progress.converged = stop and step.converged
+                if step.stop is not None:
+                    progress.stops.append({"iteration": it, "stage": stage, **step.stop.as_dict()})
+                    say = log.info if step.converged else log.warning   # (a failed search is not a convergence)
+                    if stop:
+                        say("L-BFGS stopped after %d iterations: %s", it, step.stop.message)
+                    else:
+                        # a greedy stage that ended hands its remaining iterations to nothing: the next starts now
+                        say("L-BFGS: stage %s ended after iteration %d (%s); stage %s starts at iteration %d", stage, it,
+                            step.stop.message, stage_for_step(later, total, n_stages, cfg.train.schedule), later + 1)
+                        it = progress.iteration = later
                 boundary = _boundary(pool, coord)
                 if cfg.cluster.checkpoint_every and progress.iteration % cfg.cluster.checkpoint_every == 0:
                     _save(run, pool, coord, progress, boundary)
@@ -223,6 +233,9 @@ def _finish(setup: ClusterSetup, run: RunDir, params: list[torch.Tensor], progre
     final = last["loss"] if last else run.last_loss()
     summary = {"steps": progress.iteration, "resumed_from": start, "runner": cfg.cluster.runner,
                "algorithm": "sandblaster", "final_loss": final, "converged": progress.converged,
+               "stop": progress.stop or {"reason": "steps", "converged": False,
+                                         "message": f"train.steps: {progress.iteration} L-BFGS iterations done"},
+               "stops": progress.stops,
                "evaluations": len(batches), "units_dispatched": c.dispatched, "backups": c.backups,
                "backups_won": c.backups_won, "duplicates_dropped": c.duplicates, "examples": c.examples,
                "per_worker": {str(w): {"units": c.per_worker[w], "used": c.won[w]} for w in range(cfg.cluster.workers)},

@@ -1,0 +1,161 @@
+"""Why Sandblaster L-BFGS stopped: a float32 run that reached its precision says converged (its last line
+search failed only because the cost could not resolve a further decrease), a line search that failed for
+real (a gradient that does not match the cost, NaN) says so, and the run directory and the CLI carry it."""
+import dataclasses
+import json
+import logging
+import math
+
+import pytest
+import torch
+
+from downpour.cli import main
+from downpour.config import ConfigError, load_config
+from downpour.runners import train
+from downpour.sandblaster.history import HistoryShard
+from downpour.sandblaster import lbfgs
+from downpour.sandblaster.lbfgs import Coordinator, Evaluation, LocalShards
+from downpour.sandblaster.units import UnitCounts
+from downpour.train.rundir import RunDir
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+class _LeastSquares:
+    """A pool with no units: f(w) = ½ mean((A w - b)²) in the shards' dtype, gradient Aᵀ(A w - b) / N times
+    ``sign`` (-1: a gradient that does not match the cost, as a sign slip in a cost term's backward makes)."""
+
+    def __init__(self, shards, a, b, sign=1.0, nan_trials=False):
+        self.shards, self.group, self.a, self.b = shards, LocalShards(shards), a, b
+        self.sign, self.nan_trials = sign, nan_trials
+
+    def evaluate(self, evaluation, rows, t, stage):
+        w = torch.cat([s.point(t) for s in self.shards])
+        r = self.a @ w - self.b
+        g = self.sign * (self.a.T @ r) / len(self.b)
+        for s in self.shards:
+            s.accumulate(evaluation, 0, g[s.start:s.stop])
+        f = 0.5 * float((r * r).mean())
+        return Evaluation(math.nan if self.nan_trials and t > 0 else f, {}, 0.0, 0.0, UnitCounts())
+
+
+def _least_squares(dtype, noise=1.0, sign=1.0, nan_trials=False, limit=1000):
+    """40 unknowns, 400 equations, condition number 30, solved by L-BFGS (memory 10) in ``dtype`` from 0 until
+    it stops: (its iterations, f - f* and max |w - w*| in float64, w* from lstsq in float64)."""
+    generator = torch.Generator().manual_seed(0)
+    n, rows = 40, 400
+    u, _ = torch.linalg.qr(torch.randn(rows, n, dtype=torch.float64, generator=generator))
+    v, _ = torch.linalg.qr(torch.randn(n, n, dtype=torch.float64, generator=generator))
+    a = u @ torch.diag(torch.logspace(0, math.log10(30.0), n, dtype=torch.float64)) @ v.T * math.sqrt(rows)
+    b = a @ torch.randn(n, dtype=torch.float64, generator=generator)
+    b += noise * torch.randn(rows, dtype=torch.float64, generator=generator)
+    w_star = torch.linalg.lstsq(a, b.unsqueeze(1)).solution.squeeze(1)
+    w0 = torch.zeros(n, dtype=dtype)
+    shards = [HistoryShard(j, w0[20 * j:20 * j + 20], history=10, start=20 * j) for j in range(2)]
+    pool = _LeastSquares(shards, a.to(dtype), b.to(dtype), sign, nan_trials)
+    coord = Coordinator(LocalShards(shards), pool, history=10, line_search=10, eps=torch.finfo(dtype).eps)
+    steps = []
+    while len(steps) < limit and not (steps and steps[-1].stop):
+        steps.append(coord.iterate(len(steps), torch.arange(1), None, new_batch=False, new_stage=False))
+    w = torch.cat([s.params() for s in shards]).double()
+    gap = 0.5 * float(((a @ w - b) ** 2).mean() - ((a @ w_star - b) ** 2).mean())
+    return steps, gap, float((w - w_star).abs().max())
+
+
+@pytest.mark.parametrize("noise, gap_bound", [(1.0, 1e-5), (0.0, 1e-9)])
+def test_float32_least_squares_ends_converged_to_its_precision_not_in_a_failed_search(noise, gap_bound):
+    """float32 gradients do not reach 1e-8 |g0|: the run ended in a line search that could not lower f any
+    more, read "converged" whatever stopped the search (and so did the failures below). Now the stop says
+    which: here its precision (f* = 0.47: f - f* 1.5e-6, |w - w*| 4.4e-4, 125 iterations; f* = 0, consistent
+    equations: 6.9e-11, 208 iterations), in float64 the gradient test (f - f* 9.6e-12, 198 iterations)."""
+    steps, gap, dw = _least_squares(torch.float32, noise)
+    stop = steps[-1].stop
+    assert stop.reason == "precision" and stop.converged and "converged to float32 precision" in stop.message
+    assert 0 <= gap < gap_bound and dw < 5e-3 and len(steps) < 400
+    assert stop.numbers["grad_ratio"] > 1e-8           # (3.0e-6, 2.9e-8): the gradient test could not end it
+    steps, gap, _ = _least_squares(torch.float64, noise)
+    assert steps[-1].stop.reason == "gradient" and gap < 1e-10
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_a_gradient_that_does_not_match_the_cost_fails_its_line_search_it_does_not_converge(dtype):
+    """A gradient of the wrong sign: every trial along -g raised f at the rate g.d said it would fall, and the
+    run ended "converged" after one iteration at f 2,700 above f*."""
+    steps, gap, _ = _least_squares(dtype, sign=-1.0)
+    stop = steps[-1].stop
+    assert len(steps) == 1 and gap > 1e3
+    assert stop.reason == "line search" and not stop.converged and not steps[-1].converged
+    assert "the gradient does not match the cost" in stop.message and stop.numbers["grad_ratio"] == 1.0
+
+
+def test_a_cost_that_is_not_finite_at_every_trial_fails_naming_it():
+    steps, _, _ = _least_squares(torch.float32, nan_trials=True)
+    stop = steps[-1].stop
+    assert len(steps) == 1 and stop.reason == "line search" and stop.numbers["non_finite"] == 10
+    assert "not finite at 10 of its 10 trial points" in stop.message
+
+
+def test_a_search_that_ran_out_of_evaluations_far_from_the_minimum_is_a_failure_even_in_float32():
+    # f = 1000 |w|² from f = 1e-3: the first trial overshoots to f = 998, and what is left to gain (1e-3) is
+    # far above float32's rounding of f (1e-10), so two evaluations that found no step are too few, not precision
+    trials = [(0.5, 998.0), (0.05, 8.1)]
+    stop = lbfgs.failed_search(1e-3, -4.0, 2.0, 2.0, trials, torch.finfo(torch.float32).eps)
+    assert stop.reason == "line search" and stop.numbers["promised_decrease"] == pytest.approx(1e-3, rel=1e-5)
+    assert "sandblaster.line_search (2) allows too few evaluations" in stop.message
+
+
+def test_a_run_that_starts_at_its_minimum_stops_converged_at_once():
+    a, zeros = torch.eye(4, dtype=torch.float64), torch.zeros(4, dtype=torch.float64)
+    shards = [HistoryShard(j, zeros[2 * j:2 * j + 2], history=3, start=2 * j) for j in range(2)]
+    coord = Coordinator(LocalShards(shards), _LeastSquares(shards, a, zeros), history=3, line_search=10)
+    step = coord.iterate(0, torch.arange(1), None, new_batch=False, new_stage=False)
+    assert step.converged and step.stop.reason == "gradient" and step.stop.numbers["grad_ratio"] == 0.0
+
+
+SMALL = ["--set", "cluster.algorithm=sandblaster", "--set", "model.name=rica-8x8", "--set", "model.hidden=16",
+         "--set", "data.samples=300", "--set", "train.tensorboard=false", "--set", "sandblaster.units=6"]
+
+
+@pytest.mark.parametrize("dtype, trials, reason, said", [
+    ("float32", [(1.0, 16.0000026)], "precision", "converged to float32 precision"),
+    ("float64", [(1.0, 16.5), (0.1, 16.05)], "line search", "line search failed after 2 evaluations")])
+def test_the_run_directory_and_the_cli_say_why_it_stopped(tmp_path, capsys, caplog, monkeypatch, dtype, trials, reason,
+                                                          said):
+    """sandblaster.json said only converged: true (for any search that failed along -g on the whole set), and the
+    log "no step decreases the cost, or |g| <= 1e-8 |g0|". Planted here at iteration 3: f = 16, |g| = 1e-3, g.d =
+    -1.2e-6 (a float32 RICA-16 run's last search, promising 9e-8 at eps |f| 1.9e-6) or a search in float64 whose
+    g.d = -1 promised 0.17 and found no step."""
+    search = Coordinator.search
+
+    def stops_at_the_third(self, iteration, rows, stage, new_batch, new_stage):
+        step = search(self, iteration, rows, stage, new_batch, new_stage)
+        if iteration != 2:
+            return step
+        gd = -1.2e-6 if reason == "precision" else -1.0
+        return dataclasses.replace(step, stop=lbfgs.failed_search(16.0, gd, 1e-3, 9.4, trials, self.eps))
+
+    monkeypatch.setattr(Coordinator, "search", stops_at_the_third)
+    caplog.set_level(logging.INFO, logger="downpour.sandblaster.run")
+    argv = ["train", "--config", "tica-8x8", "--runner", "simulated", "--workers", "2", "--steps", "6", "--no-report",
+            *SMALL, "--set", f"sandblaster.precision={dtype}", "--out", str(tmp_path / "run")]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    summary = json.loads(out.strip().splitlines()[-1])
+    saved = json.loads((tmp_path / "run/sandblaster.json").read_text())
+    for s in (summary, saved):
+        assert s["steps"] == 3 and s["stop"]["reason"] == reason and s["stop"]["iteration"] == 3
+        assert s["converged"] == (reason == "precision") and said in s["stop"]["message"]
+    (said_on_cli,) = [r for r in caplog.records if r.name == "downpour.sandblaster.run" and "stopped" in r.getMessage()]
+    assert said_on_cli.getMessage().startswith(f"L-BFGS stopped after 3 iterations: {said}")
+    assert said_on_cli.levelname == ("INFO" if reason == "precision" else "WARNING")
+    monkeypatch.undo()
+    cfg = load_config(str(tmp_path / "run/config.toml"))
+    with pytest.raises(ConfigError, match=f"stopped at L-BFGS iteration 3: {said}"):
+        train(cfg, RunDir.open(tmp_path / "run"), resume=True)
+
+
+def test_a_run_that_did_not_stop_early_says_its_iterations_ran_out(tmp_path):
+    cfg = load_config("tica-8x8", ["cluster.runner=simulated", "cluster.algorithm=sandblaster", "model.name=rica-8x8",
+                                   "model.hidden=16", "data.samples=300", "train.tensorboard=false", "train.steps=2"])
+    summary = train(cfg, RunDir.create(tmp_path / "run", cfg))
+    assert summary["stop"]["reason"] == "steps" and not summary["converged"] and summary["stops"] == []
