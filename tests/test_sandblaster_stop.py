@@ -154,6 +154,28 @@ def test_the_run_directory_and_the_cli_say_why_it_stopped(tmp_path, capsys, capl
         train(cfg, RunDir.open(tmp_path / "run"), resume=True)
 
 
+def test_a_nan_gradient_piece_from_one_unit_in_the_line_search_ends_the_run_as_a_failure(tmp_path, monkeypatch):
+    """From evaluation 4 on, unit 0's gradient slice for shard 1 is NaN (its cost finite): every trial that passed
+    Armijo was turned down for it, the search along -g found no step, and the run said converged: true."""
+    from downpour.sandblaster.worker import UnitWorker
+
+    compute = UnitWorker.compute
+
+    def nan_piece(self, evaluation, unit, rows, total, point, stage):
+        r = compute(self, evaluation, unit, rows, total, point, stage)
+        if evaluation >= 4 and unit == 0:
+            r.grads[1] = torch.full_like(r.grads[1], math.nan)
+        return r
+
+    monkeypatch.setattr(UnitWorker, "compute", nan_piece)
+    cfg = load_config("tica-8x8", ["cluster.runner=simulated", "cluster.algorithm=sandblaster", "model.name=rica-8x8",
+                                   "model.hidden=16", "data.samples=300", "train.tensorboard=false", "train.steps=20",
+                                   "cluster.workers=2", "cluster.shards=2", "sandblaster.units=6"])
+    summary = train(cfg, RunDir.create(tmp_path / "run", cfg))
+    assert summary["steps"] < 20 and not summary["converged"] and summary["stop"]["reason"] == "line search"
+    assert summary["stop"]["non_finite"] > 0 and "not finite at" in summary["stop"]["message"]   # (7 of 10 here)
+
+
 def test_a_run_that_did_not_stop_early_says_its_iterations_ran_out(tmp_path):
     cfg = load_config("tica-8x8", ["cluster.runner=simulated", "cluster.algorithm=sandblaster", "model.name=rica-8x8",
                                    "model.hidden=16", "data.samples=300", "train.tensorboard=false", "train.steps=2"])

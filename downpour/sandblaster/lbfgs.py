@@ -336,9 +336,9 @@ def failed_search(f: float, gd: float, grad: float, g0: float, trials: Sequence[
                  f"predicted {t_last * gd:+.3g} (the cost's rounding here: {floor:.2g}): the gradient does not match the "
                  f"cost, or sandblaster.line_search ({len(trials)}) allows too few evaluations")
     numbers["non_finite"] = bad
-    return Stop("line search", f"line search failed after {len(trials)} evaluations, not at the cost's rounding (a step "
-                f"along its direction could lower f = {f:.8g} by up to {promised:.3g}; |g| = {grad:.3g} = {ratio:.2g} |g0|): "
-                f"{cause}", numbers)
+    could = f"a step along its direction could lower f = {f:.8g} by up to {promised:.3g}; " if math.isfinite(promised) else ""
+    return Stop("line search", f"line search failed after {len(trials)} evaluations, not at the cost's rounding ({could}"
+                f"|g| = {grad:.3g} = {ratio:.2g} |g0|): {cause}", numbers)
 
 
 def backtrack(t: float, f0: float, gd: float, ft: float) -> float:
