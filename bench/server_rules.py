@@ -6,9 +6,10 @@
 Each rule applies one pushed gradient in place on a shard's slice; its baseline is the torch
 optimizer that does the same arithmetic on a parameter of the same size (SGD, SGD with momentum,
 Adagrad, Adam; single-tensor, as a shard holds one slice), timed interleaved with it, best of
-``--reps`` rounds of ``--applies`` applies. Adam is timed three ways: every element live (a dense
-gradient), a quarter exactly 0 (a frozen layer's elements, which the server's Adam leaves alone:
-torch's Adam gets the same gradient and moves them), and mixed step counts among the live elements
+``--reps`` rounds of ``--applies`` applies. Adam is timed three ways: every element trained (a dense
+gradient), a quarter held (a frozen stage's tensor, pushed as zeros, which the shard's Adam leaves alone:
+it applies to the other three quarters, as ``Shard`` does for a push that did not train that stage;
+torch's Adam gets the same gradient and moves them), and mixed step counts among the trained elements
 (the per-element bias-correction path). Prints one JSON line per row: ``ours_ms``, ``torch_ms``
 and ``ratio`` = ours / torch (per apply), with the paired per-round ratios' median and range.
 """
@@ -27,7 +28,7 @@ import torch  # noqa: E402
 
 from _protocol import at_least_1, load_1min, spread  # noqa: E402
 
-from downpour.ps.rules import make_rule  # noqa: E402
+from downpour.ps.rules import apply_live, make_rule  # noqa: E402
 
 LR = 0.005
 
@@ -41,13 +42,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _ours(rule: str, g: torch.Tensor, mixed_steps: bool = False) -> Callable[[], None]:
+def _ours(rule: str, g: torch.Tensor, mixed_steps: bool = False, held: int = 0) -> Callable[[], None]:
     r = make_rule(rule, LR)
     w, state = torch.randn(g.numel()), r.init_state(g.numel())
-    if mixed_steps:   # the live elements have counted different numbers of steps
+    if mixed_steps:   # the trained elements have counted different numbers of steps
         state["step"][::2] = 100.0
-    live = None if bool((g != 0).all()) else g != 0      # the held rows: a tensor of exact zeros (Shard.live)
-    return lambda: r.apply(w, g, state, live=live)
+    live = [(held, g.numel())] if held else None      # [0, held): a stage the push did not train (Shard.live_ranges)
+    return lambda: apply_live(r, w, g, state, live=live)
 
 
 def _torch(rule: str, g: torch.Tensor) -> Callable[[], None]:
@@ -79,12 +80,13 @@ def main(argv: list[str] | None = None) -> None:
     dense = torch.randn(a.numel)
     frozen = dense.clone()
     frozen[: a.numel // 4] = 0.0
-    rows = [("sgd", "dense", dense, False), ("momentum", "dense", dense, False), ("adagrad", "dense", dense, False),
-            ("adam", "dense", dense, False), ("adam", "a quarter frozen (exact zeros)", frozen, False),
-            ("adam", "mixed step counts", dense, True)]
+    quarter = a.numel // 4
+    rows = [("sgd", "dense", dense, False, 0), ("momentum", "dense", dense, False, 0),
+            ("adagrad", "dense", dense, False, 0), ("adam", "dense", dense, False, 0),
+            ("adam", "a quarter frozen (exact zeros)", frozen, False, quarter), ("adam", "mixed step counts", dense, True, 0)]
     load = load_1min()
-    for rule, case, g, mixed in rows:
-        t = _time({"ours": _ours(rule, g, mixed), "torch": _torch(rule, g)}, a.reps, a.applies)
+    for rule, case, g, mixed, held in rows:
+        t = _time({"ours": _ours(rule, g, mixed, held), "torch": _torch(rule, g)}, a.reps, a.applies)
         ours, base = min(t["ours"]), min(t["torch"])
         print(json.dumps({"bench": "server_rules", "rule": rule, "case": case, "numel": a.numel, "threads": a.threads,
                           "ours_ms": round(ours, 3), "torch_ms": round(base, 3), "ratio": round(ours / base, 2),

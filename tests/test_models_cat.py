@@ -220,3 +220,27 @@ def test_weight_decay_with_an_untied_decoder_decays_the_decoder_not_the_fixed_no
                         pool_strides=[1], filter_norm=[0.0])
     (out,) = free.forward_train(Batch(torch.randn(2, 1, 32, 32))).values()
     assert len(out.weights) == len(free.stages[0].filter.weights) + 1     # free filters: both are decayed
+
+
+@pytest.mark.parametrize("variant", ["tied", "untied decoder", "gru top", "partitioned"])
+def test_param_stages_names_exactly_the_parameters_each_greedy_stage_gives_a_gradient(variant):
+    """What a parameter-server shard holds still when a push did not train a stage: a tensor named for another
+    stage must be one whose grad stays None, and every tensor the stage's step gives a gradient must be its."""
+    from downpour.parallel import partition_model
+    from downpour.train.flat import ParamLayout
+
+    torch.manual_seed(0)
+    model = {"tied": lambda: create_model("cat-demo", (1, 32, 32), tile=0),
+             "untied decoder": lambda: create_model("cat-demo", (1, 32, 32), tile=2, decoder="untied", filter_norm=(0.0,)),
+             "gru top": _gru_top,
+             "partitioned": lambda: partition_model(create_model("cat-demo", (1, 32, 32), tile=0), 2)}[variant]()
+    objective = Objective.from_config({"reconstruction": 1.0})
+    names, of = ParamLayout(model).names, model.param_stages()
+    assert set(names) <= set(of)                                # every trainable tensor belongs to a stage
+    for stage in range(1, model.n_stages + 1):
+        model.zero_grad(set_to_none=True)
+        model.set_stage(stage)
+        objective(model.forward_train(Batch(torch.randn(2, 1, 32, 32))))[0].backward()
+        named = dict(model.named_parameters())
+        assert {n for n in names if named[n].grad is not None} == {n for n in names if of[n] == stage}
+    assert len(set(of.values())) == model.n_stages

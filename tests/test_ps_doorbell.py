@@ -101,3 +101,25 @@ def test_a_restarted_worker_gets_a_new_reply_pipe(server):
     lanes = server.new_inbox(0, 1)
     assert lanes["reply"][0] != old and not os.path.exists(old)
     assert Client(server, 0).push(np.ones(N), seq=0, base=0)["accepted"]
+
+
+@pytest.mark.parametrize("by", ["doorbell", "object store"])
+def test_a_push_says_in_the_inbox_which_greedy_stages_it_trained(tmp_path, by):
+    """The shard's Momentum holds the tensors of a stage the push did not train and coasts a trained one
+    whose gradient is 0: the stages travel beside the gradient (the inbox's header, or the push call),
+    never read off its values (stage 1's half here is all 0 yet trained)."""
+    shard = Shard(0, torch.zeros(N), make_rule("momentum", 1.0), workers=[0], stage_pieces={1: [(0, 3)], 2: [(3, N)]})
+    shard.state["velocity"] += 1.0
+    srv = ShardServer(shard, f"/dev/shm/downpour-test-{tmp_path.name}", workers=1)
+    try:
+        grad = np.zeros(N, dtype=np.float32)
+        if by == "doorbell":
+            c = Client(srv, 0)
+            c.inbox.put(grad, 0, 0, stages=(1,))
+            assert c.ring(seq=0, base=0)["accepted"]
+        else:
+            assert srv.push(0, grad, 0, 0, [1])["accepted"]     # (JSON brings the stages as a list)
+        assert srv.shard.state["velocity"].tolist() == pytest.approx([0.9] * 3 + [1.0] * 3)
+        assert srv.shard.params.tolist() == pytest.approx([-0.9] * 3 + [0.0] * 3)
+    finally:
+        srv.close()

@@ -241,14 +241,14 @@ def test_adam_counts_steps_per_element_so_a_late_stage_starts_like_fresh_adam():
     # pushes, then train: they must follow torch's Adam started at that point, and never move before it.
     torch.manual_seed(2)
     w0 = torch.randn(10)
-    shard = Shard(0, w0.clone(), make_rule("adam", 0.05), workers=[0], tensors=[(0, 5), (5, 10)])
+    shard = Shard(0, w0.clone(), make_rule("adam", 0.05), workers=[0], stage_pieces={1: [(0, 5)], 2: [(5, 10)]})
     early, late = torch.nn.Parameter(w0[:5].clone()), torch.nn.Parameter(w0[5:].clone())
     opt_early, opt_late = torch.optim.Adam([early], lr=0.05), torch.optim.Adam([late], lr=0.05)
     for i in range(30):
         g = torch.randn(10)
         if i < 20:
             g[5:] = 0.0
-        assert shard.push(0, g, shard.version, seq=i).accepted
+        assert shard.push(0, g, shard.version, seq=i, stages=(1,) if i < 20 else (1, 2)).accepted
         early.grad = g[:5].clone()
         opt_early.step()
         if i >= 20:
@@ -276,18 +276,15 @@ def test_adam_on_dense_gradients_is_torchs_adam_bit_for_bit():
     assert torch.equal(shard.params, p.detach())
 
 
-def test_adams_scalar_corrections_only_where_the_live_elements_share_a_step_count():
-    from downpour.ps.rules import _common_step
+def test_adams_scalar_corrections_only_where_the_trained_elements_share_a_step_count():
+    from downpour.ps.rules import _common_step, apply_live
 
-    step, live = torch.tensor([3.0, 7.0, 3.0, 0.0]), torch.tensor([True, False, True, False])
-    assert _common_step(step, live) == 3.0
-    assert _common_step(step, torch.tensor([True, True, False, False])) is None
-    assert _common_step(step, torch.zeros(4, dtype=torch.bool)) is None
-    assert _common_step(step, None) is None and _common_step(torch.full((4,), 5.0), None) == 5.0
+    assert _common_step(torch.tensor([3.0, 3.0])) == 3.0
+    assert _common_step(torch.tensor([3.0, 7.0])) is None and _common_step(torch.zeros(0)) is None
     rule = make_rule("adam", 0.1)
     state, w = rule.init_state(4), torch.zeros(4)
-    state["step"] += torch.tensor([0.0, 9.0, 0.0, 2.0])      # live elements at 1 and 10 steps after this push
-    rule.apply(w, torch.tensor([1.0, 1.0, 0.0, -1.0]), state, live=torch.tensor([True, True, False, True]))
+    state["step"] += torch.tensor([0.0, 9.0, 0.0, 2.0])      # trained elements at 1, 10 and 3 steps after this push
+    apply_live(rule, w, torch.tensor([1.0, 1.0, 0.0, -1.0]), state, live=[(0, 2), (3, 4)])
     assert w[2] == 0 and state["step"].tolist() == [1.0, 10.0, 0.0, 3.0]
     want = [0.1 * (0.1 / (1 - 0.9 ** k)) / ((0.001 / (1 - 0.999 ** k)) ** 0.5 + 1e-8) for k in (1, 10, 3)]
     torch.testing.assert_close(w[[0, 1, 3]], torch.tensor([-want[0], -want[1], want[2]]))
@@ -383,14 +380,15 @@ def test_momentum_leaves_a_frozen_stage_still_and_resumes_it_like_torch():
     SGD with momentum skips a parameter whose grad is None."""
     torch.manual_seed(4)
     w0 = torch.randn(10)
-    shard = Shard(0, w0.clone(), make_rule("momentum", 0.05, momentum=0.9), workers=[0], tensors=[(0, 5), (5, 10)])
+    shard = Shard(0, w0.clone(), make_rule("momentum", 0.05, momentum=0.9), workers=[0],
+                  stage_pieces={1: [(0, 5)], 2: [(5, 10)]})
     first, second = torch.nn.Parameter(w0[:5].clone()), torch.nn.Parameter(w0[5:].clone())
     opt = torch.optim.SGD([first, second], lr=0.05, momentum=0.9)
     for i in range(30):
         g = torch.randn(10)
         held = slice(5, 10) if i < 10 else slice(0, 5)           # stage 2 held, then stage 1
         g[held] = 0.0
-        assert shard.push(0, g, shard.version, seq=i).accepted
+        assert shard.push(0, g, shard.version, seq=i, stages=(1,) if i < 10 else (2,)).accepted
         first.grad, second.grad = (g[:5].clone(), None) if i < 10 else (None, g[5:].clone())
         opt.step()
         if i == 9:
@@ -424,7 +422,6 @@ def test_a_relu_models_exact_zero_gradients_get_torchs_update_on_the_server(rule
     from downpour.batch import Batch
     from downpour.models.registry import create_model, model_entry
     from downpour.objectives import Objective
-    from downpour.ps.shard import tensor_pieces
     from downpour.ps.worker import Worker
     from downpour.train.flat import ParamLayout
     from downpour.train.step import train_step
@@ -437,10 +434,8 @@ def test_a_relu_models_exact_zero_gradients_get_torchs_update_on_the_server(rule
     local.load_state_dict(server_model.state_dict())
     layout = ParamLayout(server_model)
     init = layout.params_to_vector(server_model)
-    ranges = [(o, o + s.numel()) for o, s in zip(layout.offsets, layout.shapes)]
     bounds = shard_bounds(layout.numel, 2)                      # a tensor split across the two shards too
-    shards = [Shard(j, init[a:b], make_rule(rule, 0.01), workers=[0], start=a, tensors=tensor_pieces(ranges, a, b))
-              for j, (a, b) in enumerate(bounds)]
+    shards = [Shard(j, init[a:b], make_rule(rule, 0.01), workers=[0], start=a) for j, (a, b) in enumerate(bounds)]
     worker = Worker(0, server_model, objective, iter(batches), bounds)
     params = [p for p in local.parameters() if p.requires_grad]
     opt = (torch.optim.Adam(params, lr=0.01, foreach=False) if rule == "adam"
@@ -451,42 +446,41 @@ def test_a_relu_models_exact_zero_gradients_get_torchs_update_on_the_server(rule
         worker.step()
         push = worker.take_push()
         zeros += sum(int((g == 0).sum()) for g in push.grads)
-        assert all(s.live(g) is None for s, g in zip(shards, push.grads))   # no tensor without a gradient
+        assert push.stages is None                             # a model without stages: every tensor trained
         for s, g, b in zip(shards, push.grads, push.base):
-            assert s.push(0, g, b, i).accepted
+            assert s.push(0, g, b, i, push.stages).accepted
         train_step(local, objective, batch)
         opt.step()
     assert zeros > 0                                            # the ReLUs did leave exact zeros
     assert torch.equal(torch.cat([s.params for s in shards]), layout.params_to_vector(local))
 
 
-def test_a_shard_finds_the_tensors_pushed_without_a_gradient():
+def test_a_shard_holds_the_tensors_of_the_stages_a_push_did_not_train():
     from downpour.ps.shard import tensor_pieces
 
     assert tensor_pieces([(0, 4), (4, 10), (10, 12)], 3, 11) == [(0, 1), (1, 7), (7, 8)]
-    shard = Shard(0, torch.zeros(8), make_rule("adam", 0.1), workers=[0], tensors=[(0, 1), (1, 7), (7, 8)])
-    assert shard.live(torch.tensor([1.0, 0, 0, 2.0, 0, 0, 0, 0])).tolist() == [True] * 7 + [False]
-    assert shard.live(torch.tensor([1.0, 0, 0, 2.0, 0, 0, 0, 3.0])) is None
-    alone = Shard(0, torch.zeros(3), make_rule("adam", 0.1), workers=[0])             # default: one tensor
-    assert alone.live(torch.tensor([0.0, 1.0, 0.0])) is None and not alone.live(torch.zeros(3)).any()
+    shard = Shard(0, torch.zeros(8), make_rule("adam", 0.1), workers=[0], stage_pieces={1: [(0, 1), (7, 8)], 2: [(1, 7)]})
+    assert shard.live_ranges((1,)) == [(0, 1), (7, 8)] and shard.live_ranges((2,)) == [(1, 7)]
+    assert shard.live_ranges((1, 2)) is None and shard.live_ranges(None) is None and shard.live_ranges((3,)) == []
+    alone = Shard(0, torch.zeros(3), make_rule("adam", 0.1), workers=[0])             # default: nothing ever held
+    assert alone.live_ranges((1,)) is None
 
 
 @pytest.mark.parametrize("rule", ["sgd", "adagrad", "adam", "momentum"])
 def test_only_a_rule_that_holds_a_tensor_has_the_shard_look_for_held_ones(rule, monkeypatch):
-    """Finding held tensors is a pass over the gradient (16 MB of Adagrad: 12 -> 18 ms a push): SGD and Adagrad move
-    nothing on a zero gradient, so their shards do not look."""
+    """SGD and Adagrad move nothing on a zero gradient: their shards apply to the whole slice at once."""
     looked = []
-    monkeypatch.setattr(Shard, "live", lambda self, g: looked.append(1))
-    shard = Shard(0, torch.zeros(4), make_rule(rule, 0.1), workers=[0], tensors=[(0, 2), (2, 4)])
-    shard.push(0, torch.tensor([1.0, 2.0, 0.0, 0.0]), base_version=0, seq=0)
-    assert looked == ([1] if rule in ("adam", "momentum") else [])
+    monkeypatch.setattr(Shard, "live_ranges", lambda self, stages: looked.append(stages))
+    shard = Shard(0, torch.zeros(4), make_rule(rule, 0.1), workers=[0], stage_pieces={1: [(0, 2)], 2: [(2, 4)]})
+    shard.push(0, torch.tensor([1.0, 2.0, 0.0, 0.0]), base_version=0, seq=0, stages=[1])
+    assert looked == ([(1,)] if rule in ("adam", "momentum") else [])
 
 
 @pytest.mark.parametrize("rule", ["adam", "momentum"])
 def test_a_greedy_runs_held_stage_stays_still_on_the_shards_the_cluster_builds(rule):
-    """The shards find a stage held by ``train.schedule = greedy`` from the layout's tensors (its pushed
-    gradient is zeros, as its grad is None): stage 1 of a tiny cat network, sharing shard 0 with part of
-    stage 2, keeps its parameters and its rule state bit for bit while stage 2 trains."""
+    """A push names the stages it trained (``train.schedule = greedy``); the shards hold the others' tensors
+    (pushed as zeros, their grad None): stage 1 of a tiny cat network, sharing shard 0 with part of stage 2,
+    keeps its parameters and its rule state bit for bit while stage 2 trains."""
     from downpour.models.registry import resolve
     from downpour.config import load_config
     from downpour.ps.setup import make_shards, make_worker, set_up_cluster
@@ -503,8 +497,9 @@ def test_a_greedy_runs_held_stage_stays_still_on_the_shards_the_cluster_builds(r
         worker.load([s.pull(0)[0].clone() for s in shards], [s.version for s in shards])
         worker.step(stage)
         push = worker.take_push()
+        assert push.stages == (stage,)
         for s, g, b in zip(shards, push.grads, push.base):
-            assert s.push(0, g, b, seq).accepted
+            assert s.push(0, g, b, seq, push.stages).accepted
         if seq == 2:
             held = shards[0].params[:stage1].clone(), {k: v[:stage1].clone() for k, v in shards[0].state.items()}
             started = shards[0].params[stage1:].clone()
@@ -542,3 +537,84 @@ def test_a_joint_runs_tensor_split_across_shards_gets_torchs_update_where_its_pi
         for s, (a, b) in zip(shards, setup.bounds):
             assert s.push(0, g[a:b].clone(), s.version, seq).accepted
     assert torch.equal(torch.cat([s.params for s in shards]), w.detach())
+
+
+@pytest.mark.parametrize("rule", ["momentum", "adam"])
+def test_a_greedy_runs_trained_piece_that_is_all_zero_for_a_batch_gets_torchs_update(rule):
+    """The shards took any tensor piece pushed all exact zeros as held. A letterboxed batch (its top 7 rows 0)
+    gives the untied stage-1 filters of the top position rows an exact-zero gradient, and shard 0 holds only
+    those: its momentum and Adam state were left as they were where torch.optim's decay and coast them (velocity
+    0.077 off, the weights 0.035, and stage 2, trained on those outputs, 0.02 (momentum) to 0.29 (Adam)). The push
+    now says which stages it trained: the server run is the local loop's, bit for bit."""
+    from downpour.batch import Batch
+    from downpour.config import load_config
+    from downpour.models.registry import resolve
+    from downpour.ps.setup import build_replica, make_shards, set_up_cluster
+    from downpour.ps.worker import Worker
+    from downpour.train.flat import ParamLayout
+    from downpour.train.step import train_step
+
+    cfg = resolve(load_config("cat-demo", ["data.size=20", "model.kernels=[5,3]", "model.maps=[4,4]", "data.samples=200",
+                                           "model.tile=0", "train.schedule=greedy", "train.threads=1",
+                                           "cluster.runner=simulated", f"cluster.rule={rule}", "cluster.lr=0.05",
+                                           "cluster.shards=10"]))
+    setup = set_up_cluster(cfg)
+    init = setup.layout.params_to_vector(setup.model)
+    shards = make_shards(setup, init, {0})
+    a, b = setup.bounds[0]
+    assert b < 3 * 16 * 100 < setup.layout.offsets[1]          # shard 0: filters of stage 1's top 3 position rows only
+    torch.manual_seed(1)
+    xs = [torch.randn(8, *setup.data.input_shape) for _ in range(6)]
+    xs[2][:, :, :7] = 0                                         # those filters' 5x5 fields see only zeros
+    model, objective = build_replica(cfg, setup.data.input_shape)
+    local, _ = build_replica(cfg, setup.data.input_shape)
+    for m in (model, local):
+        ParamLayout(m).vector_to_params(init, m)
+    worker = Worker(0, model, objective, iter([Batch(x) for x in xs]), setup.bounds)
+    params = ParamLayout(local).params(local)
+    opt = (torch.optim.Adam(params, lr=0.05, foreach=False) if rule == "adam"
+           else torch.optim.SGD(params, lr=0.05, momentum=0.9, foreach=False))
+    for seq, (stage, x) in enumerate(zip([1, 1, 1, 2, 2, 2], xs)):
+        worker.load([s.pull(0)[0].clone() for s in shards], [s.version for s in shards])
+        worker.step(stage)
+        push = worker.take_push()
+        assert bool(push.grads[0].any()) == (seq not in (2, 3, 4, 5))   # push 2: a trained piece, all zeros
+        for s, g, base in zip(shards, push.grads, push.base):
+            assert s.push(0, g, base, seq, push.stages).accepted
+        opt.zero_grad(set_to_none=True)
+        local.set_stage(stage)
+        train_step(local, objective, Batch(x))
+        opt.step()
+    assert torch.equal(torch.cat([s.params for s in shards]), ParamLayout(local).params_to_vector(local))
+    state = opt.state[params[0]]["momentum_buffer" if rule == "momentum" else "exp_avg"].reshape(-1)
+    assert torch.equal(shards[0].state["velocity" if rule == "momentum" else "exp_avg"], state[a:b])
+
+
+def test_a_sync_round_holds_only_the_tensors_no_push_of_it_trained_and_a_checkpoint_keeps_that(tmp_path):
+    """A round's mean gives a tensor a gradient where any of its pushes trained it. The open round's stages
+    go into the checkpoint; one saved before 2026-12-04 (no stages) holds the tensors it pushed all zeros."""
+    pieces = {1: [(0, 2)], 2: [(2, 4)]}
+
+    def run(stages, save=None):
+        shard = Shard(0, torch.ones(4), make_rule("momentum", 0.1), workers=[0, 1], sync=True, stage_pieces=pieces)
+        shard.state["velocity"] += 1.0
+        assert shard.push(0, torch.tensor([0.0, 0.0, 0.0, 0.0]), 0, 0, stages[0]).accepted
+        if save is not None:
+            shard = save(shard)
+        assert shard.push(1, torch.tensor([2.0, 2.0, 0.0, 0.0]), 0, 0, stages[1]).accepted
+        return shard.params.tolist() + shard.state["velocity"].tolist()     # parameters, then velocity
+
+    v = 0.9 + 1.0                                             # the mean gradient 1, the velocity 1 decayed
+    assert run([(2,), (1,)]) == pytest.approx([1 - 0.1 * v] * 2 + [1 - 0.1 * 0.9] * 2 + [v] * 2 + [0.9] * 2)
+    assert run([(1,), (1,)]) == pytest.approx([1 - 0.1 * v] * 2 + [1.0] * 2 + [v] * 2 + [1.0] * 2)
+
+    def reload(shard, legacy=False):
+        tensors, meta = shard.state_dict()
+        if legacy:
+            meta = {**meta, "round": [r[:4] for r in meta["round"]]}
+        fresh = Shard(0, torch.ones(4), make_rule("momentum", 0.1), workers=[0, 1], sync=True, stage_pieces=pieces)
+        fresh.load_state_dict(tensors, meta)
+        return fresh
+
+    assert run([(2,), (1,)], reload) == run([(2,), (1,)])     # stage 2 trained by push 0's zeros: kept
+    assert run([(2,), (1,)], lambda s: reload(s, legacy=True)) == run([(1,), (1,)])   # as the old shards read it

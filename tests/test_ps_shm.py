@@ -42,11 +42,18 @@ def test_inbox_holds_one_gradient_until_taken(prefix):
     worker_side = shm.Segment(f"{prefix}-i", 3)
     assert shard_side.take() is None
     worker_side.put(np.array([1, 2, 3], dtype=np.float32), seq=7, base=2)
-    data, seq, base = shard_side.take()
-    assert data.tolist() == [1, 2, 3] and (seq, base) == (7, 2)
+    data, seq, base, stages = shard_side.take()
+    assert data.tolist() == [1, 2, 3] and (seq, base, stages) == (7, 2, None)   # None: it trained every stage
     with pytest.raises(TimeoutError, match="never took push 7"):
         worker_side.put(np.zeros(3, dtype=np.float32), seq=8, base=3, timeout=0.01)  # the slot is still full
     shard_side.release()
-    worker_side.put(np.zeros(3, dtype=np.float32), seq=8, base=3)
-    assert shard_side.take()[1] == 8
+    worker_side.put(np.zeros(3, dtype=np.float32), seq=8, base=3, stages=(3, 1))
+    assert shard_side.take()[1:] == (8, 3, (1, 3))             # the greedy stages the push trained
     shard_side.close()
+
+
+def test_stage_bits_round_trip_and_refuse_what_a_word_cannot_hold():
+    for stages in (None, (), (1,), (1, 2, 62)):
+        assert shm.bits_stages(shm.stage_bits(stages)) == stages
+    with pytest.raises(ValueError, match="stages 0..62"):
+        shm.stage_bits((63,))

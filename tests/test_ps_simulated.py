@@ -460,3 +460,51 @@ def test_a_greedy_run_with_random_delays_logs_each_stage_in_its_own_rows(tmp_pat
     assert [r["step"] for r in rows] == [10, 20, 30, 40]
     assert stages == [["stage1"], ["stage1"], ["stage2"], ["stage2"]]
     assert [s["stage"] for s in stage_losses(rows)] == ["stage1", "stage2"]
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["now", "checkpoint-before-2026-12-04"])
+def test_a_greedy_momentum_run_resumes_its_held_stage_as_the_uninterrupted_run(tmp_path, monkeypatch, legacy):
+    """The checkpoint keeps the stages each travelling push and each half-built push trained, so a resumed push
+    holds the same tensors still (resumed as trained by every stage, a held stage 1 coasted on its velocity).
+    A checkpoint from before 2026-12-04 kept none: its pushes' stages are read off their gradients, as its
+    shards did then."""
+    import downpour.ps.recorder as recorder
+    from safetensors.torch import load_file as load_tensors
+
+    class Killed(Exception):
+        pass
+
+    sets = ["data.size=20", "model.kernels=[5,3]", "model.maps=[4,4]", "data.samples=64", "train.batch_size=8",
+            "train.threads=1", "train.tensorboard=false", "train.log_every=4", "train.steps=24",
+            "cluster.runner=simulated", "cluster.workers=2", "cluster.shards=2", "cluster.rule=momentum",
+            "cluster.lr=0.02", 'cluster.delay="exponential:2"', "cluster.n_push=3", "cluster.checkpoint_every=3"]
+
+    def run(path, resume=False):
+        cfg = load_config("cat-demo", sets)
+        return run_cluster(cfg, RunDir.open(path) if resume else RunDir.create(path, cfg), resume=resume)
+
+    run(tmp_path / "a")
+    checkpoint = recorder.Recorder.checkpoint
+
+    def killed_in_stage_two(self, states=None):
+        checkpoint(self, states)
+        if self.coord.done >= 14:
+            raise Killed
+
+    monkeypatch.setattr(recorder.Recorder, "checkpoint", killed_in_stage_two)
+    monkeypatch.setattr(recorder.Recorder, "save_on_failure", lambda self: None)
+    with pytest.raises(Killed):
+        run(tmp_path / "b")
+    monkeypatch.undo()
+    meta = json.loads((tmp_path / "b/checkpoints/server.json").read_text())
+    sim = meta["sim"]
+    assert [w["trained"] for w in sim["workers"]] == [[2], [2]]            # stopped with stage-2 pushes half built
+    if legacy:
+        for w in sim["workers"]:
+            del w["trained"]
+        for h in sim["heap"]:
+            if h[4]:
+                del h[4]["stages"]
+        (tmp_path / "b/checkpoints/server.json").write_text(json.dumps(meta))
+    run(tmp_path / "b", resume=True)
+    _same_run(tmp_path / "a", tmp_path / "b")

@@ -116,14 +116,16 @@ def test_momentum_rule_is_heavy_ball():
 
 def test_a_stale_push_weighs_its_own_gradient_not_the_velocity():
     """staleness-lr's 1/s scaled the whole step, so the fresh pushes already in the velocity counted less too."""
+    from downpour.ps.rules import apply_live
+
     rule = make_rule("momentum", lr=0.1, momentum=0.5)
     g2 = torch.tensor([1.0, 0.0, -1.0])
-    for live in (None, torch.tensor([True, False, True])):     # every tensor with a gradient; the middle one held
+    for live in (None, [(0, 1), (2, 3)]):     # every tensor trained; the middle one held
         w, state = torch.zeros(3), rule.init_state(3)
         g1 = torch.tensor([1.0, 2.0, 3.0])
         rule.apply(w, g1, state)                    # fresh
-        rule.apply(w, g2, state, lr_scale=0.25, live=live)     # 4 updates stale
-        on = torch.ones(3, dtype=torch.bool) if live is None else live   # an exact 0 with a gradient coasts
+        apply_live(rule, w, g2, state, lr_scale=0.25, live=live)     # 4 updates stale
+        on = torch.tensor([True, live is None, True])   # an exact 0 of a trained tensor coasts
         v2 = torch.where(on, 0.5 * g1 + 0.25 * g2, g1)
         assert torch.allclose(w, -0.1 * g1 - 0.1 * torch.where(on, v2, 0.0))
 

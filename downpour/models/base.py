@@ -56,3 +56,8 @@ class FeatureModel(nn.Module):
 
     def set_stage(self, stage: int | None) -> None:
         """Greedy training: train only ``stage`` (1-based); None trains every stage. One-stage models ignore it."""
+
+    def param_stages(self) -> dict[str, int]:
+        """The greedy stage (1-based) that trains each parameter, by ``named_parameters`` name; a parameter left
+        out trains at every stage. One-stage models: none (the parameter server then never holds a tensor)."""
+        return {}

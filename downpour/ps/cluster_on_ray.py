@@ -262,7 +262,7 @@ class RayCluster(PipedRun, Restarts):
         # made (a resume trains its steps again): the two finish first, as a simulator's event does
         with signals_held():
             answers = self.pusher.apply(w, meta["seq"], meta["base"], grads, meta["inbox"],
-                                        meanwhile=lambda: self._dispatch(w))
+                                        meanwhile=lambda: self._dispatch(w), stages=meta.get("stages"))
             self.laps.add("push_apply", t)
             refs = [x for x in answers if not isinstance(x, dict)]
             if not refs:

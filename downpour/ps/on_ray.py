@@ -97,11 +97,12 @@ class ShardLink:
             return self.params.read_into(out)
         return self.actor.pull.remote(self.wid)   # the shard notes the pull (DC-ASGD keeps a copy)
 
-    def stage(self, grad: np.ndarray, seq: int, base: int) -> np.ndarray | None:
-        """Leave ``grad`` in the inbox (returns None) or hand it back to travel by the object store."""
+    def stage(self, grad: np.ndarray, seq: int, base: int, stages: tuple[int, ...] | None = None) -> np.ndarray | None:
+        """Leave ``grad`` in the inbox, with the greedy ``stages`` the push trained (returns None), or hand it
+        back to travel by the object store (the driver then passes the stages with it)."""
         if self.inbox is None:
             return grad
-        self.inbox.put(grad, seq, base, timeout=INBOX_WAIT_SECONDS)
+        self.inbox.put(grad, seq, base, timeout=INBOX_WAIT_SECONDS, stages=stages)
         return None
 
 
@@ -131,10 +132,12 @@ class ShardPush:
         return bell
 
     def apply(self, w: int, seq: int, bases: list[int], grads: list[Any], inbox: list[bool],
-              meanwhile: Callable[[], None] | None = None) -> list[Any]:
+              meanwhile: Callable[[], None] | None = None, stages: tuple[int, ...] | None = None) -> list[Any]:
         """Per shard the result dict (rung shards: every bell rung first, then every answer read,
         so the shards apply in parallel) or an object ref to it (the caller waits on those).
-        ``meanwhile`` is called once every shard has been told, before any answer is read."""
+        ``meanwhile`` is called once every shard has been told, before any answer is read. ``stages``: the
+        greedy stages the push trained, for a gradient that travels by the object store (a staged one has
+        them in its inbox)."""
         out: list[Any] = []
         rung: dict[int, Bell] = {}
         for j, (actor, g, base, staged) in enumerate(zip(self.actors, grads, bases, inbox)):
@@ -146,7 +149,7 @@ class ShardPush:
             elif staged:
                 out.append(actor.push_inbox.remote(w, base, seq))
             else:
-                out.append(actor.push.remote(w, g, base, seq))
+                out.append(actor.push.remote(w, g, base, seq, stages))
         if meanwhile is not None:
             meanwhile()
         for j, bell in rung.items():
@@ -215,8 +218,9 @@ class _TimedParams:
         self.inner.add_grads()
         self.laps.add("grad_flatten", t)
 
-    def take(self, bounds: Sequence[tuple[int, int]], seq: int, base: Sequence[int]) -> list[Tensor]:
-        return self.inner.take(bounds, seq, base)
+    def take(self, bounds: Sequence[tuple[int, int]], seq: int, base: Sequence[int],
+             stages: tuple[int, ...] | None = None) -> list[Tensor]:
+        return self.inner.take(bounds, seq, base, stages)
 
 
 @ray.remote
@@ -289,8 +293,9 @@ class WorkerActor:
         t = time.perf_counter()
         push = w.take_push()
         staged = (push.grads if self.remote is not None     # the partitions staged their own slices
-                  else [link.stage(g.numpy(), push.seq, b) for link, g, b in zip(self.links, push.grads, push.base)])
-        meta = {"seq": push.seq, "base": push.base, "steps": push.steps, "samples": push.samples,
+                  else [link.stage(g.numpy(), push.seq, b, push.stages)
+                        for link, g, b in zip(self.links, push.grads, push.base)])
+        meta = {"seq": push.seq, "base": push.base, "steps": push.steps, "samples": push.samples, "stages": push.stages,
                 "loss": push.loss, "parts": push.parts, "skipped": push.skipped, "inbox": [g is None for g in staged]}
         laps.add("push_copy", t)
         laps.count("cycles")

@@ -111,11 +111,11 @@ class PartitionActor:
     def node(self) -> str:
         return ray.get_runtime_context().get_node_id()
 
-    def stage_push(self, seq: int, bases: list[int]) -> list[np.ndarray | None]:
-        """Hand this partition's summed gradient to its shards: per shard None (left in the shard's
-        shared-memory inbox) or the slice (to travel by the object store)."""
+    def stage_push(self, seq: int, bases: list[int], stages: tuple[int, ...] | None = None) -> list[np.ndarray | None]:
+        """Hand this partition's summed gradient, which trained greedy ``stages``, to its shards: per shard None
+        (left in the shard's shared-memory inbox) or the slice (to travel by the object store)."""
         grads = self.params.take(self.bounds, seq, bases)
-        return [link.stage(g.numpy(), seq, base) for link, g, base in zip(self.links, grads, bases)]
+        return [link.stage(g.numpy(), seq, base, stages) for link, g, base in zip(self.links, grads, bases)]
 
 
 class _RemoteStage(torch.autograd.Function):
@@ -195,9 +195,10 @@ class PartitionParams:
     def add_grads(self) -> None:
         ray.get([a.add_grads.remote() for a in self.actors])
 
-    def take(self, bounds: Sequence[tuple[int, int]], seq: int, base: Sequence[int]) -> list[np.ndarray | None]:
+    def take(self, bounds: Sequence[tuple[int, int]], seq: int, base: Sequence[int],
+             stages: tuple[int, ...] | None = None) -> list[np.ndarray | None]:
         staged: list[np.ndarray | None] = [None] * len(bounds)
-        answers = ray.get([a.stage_push.remote(seq, [base[j] for j in shards])
+        answers = ray.get([a.stage_push.remote(seq, [base[j] for j in shards], stages)
                            for a, shards in zip(self.actors, self.shards_of)])
         for shards, got in zip(self.shards_of, answers):
             for j, g in zip(shards, got):

@@ -24,7 +24,7 @@ from downpour.ps.rules import make_rule
 from downpour.ps.shard import Shard, shard_bounds, tensor_pieces
 from downpour.ps.worker import LocalParams, Worker
 from downpour.train.flat import ParamLayout, load_frozen
-from downpour.train.setup import resolve_device, set_up_torch, stages_of
+from downpour.train.setup import resolve_device, set_up_torch
 
 
 @dataclass
@@ -37,6 +37,7 @@ class ClusterSetup:
     gate: Consistency              # cluster.consistency: the coordinator's gate (``gate.sync``: shards hold rounds)
     delays: list[DelayModel]       # cluster.delay, one per worker (the simulator's)
     shards_of: list[list[int]]     # per partition, the shards holding its parameters (one partition: all)
+    stage_ranges: dict[int, list[tuple[int, int]]]   # per greedy stage, its tensors' [a, b) in the flat vector
 
 
 def set_up_cluster(cfg: RunConfig) -> ClusterSetup:
@@ -56,7 +57,17 @@ def set_up_cluster(cfg: RunConfig) -> ClusterSetup:
         raise ConfigError(str(err)) from None
     shards_of = [[j for j, (a, _) in enumerate(bounds) if lo <= a < hi] for lo, hi in ranges]
     return ClusterSetup(cfg, data, model, layout, bounds, make_consistency(c.spec("consistency")),
-                        make_delays(c.spec("delay"), c.workers), shards_of)
+                        make_delays(c.spec("delay"), c.workers), shards_of, stage_ranges(model, layout))
+
+
+def stage_ranges(model: FeatureModel, layout: ParamLayout) -> dict[int, list[tuple[int, int]]]:
+    """Per greedy stage (:meth:`~downpour.models.base.FeatureModel.param_stages`), the [a, b) of its trainable
+    tensors in the flat vector: what a shard holds still when a push did not train that stage."""
+    of, out = model.param_stages(), {}
+    for name, offset, shape in zip(layout.names, layout.offsets, layout.shapes):
+        if name in of:
+            out.setdefault(of[name], []).append((offset, offset + shape.numel()))
+    return out
 
 
 def build_replica(cfg: RunConfig, input_shape: tuple[int, ...]) -> tuple[FeatureModel, Objective]:
@@ -73,16 +84,14 @@ def build_replica(cfg: RunConfig, input_shape: tuple[int, ...]) -> tuple[Feature
 
 def make_shards(setup: ClusterSetup, init: torch.Tensor, live: set[int]) -> list[Shard]:
     """One :class:`Shard` per shard of ``setup.bounds``, holding its slice of ``init`` (numel,)."""
-    c, lr, lay = setup.cfg.cluster, setup.cfg.server_lr(), setup.layout
-    tensors = [(o, o + s.numel()) for o, s in zip(lay.offsets, lay.shapes)]   # the rules skip one with no gradient
-    # Only a greedy schedule holds a tensor (grad None). Elsewhere none is: a piece of a tensor cut by a shard
-    # boundary can be all exact zeros while its tensor has a gradient (cnn-digits, 8 shards: fc.weight's first
-    # 340 elements, rows of dead ReLU units, in 178 of 200 pushes), and taken as held the shard count moved
-    # the weights (fc.weight by up to 0.48 after 200 steps of Adam against one shard)
-    holds = stages_of(setup.cfg, setup.model.n_stages)(0) is not None
+    c, lr = setup.cfg.cluster, setup.cfg.server_lr()
+    # a push names the stages it trained (Push.stages); the shards hold the others' tensors still. (Until
+    # 2026-12-04 they took any tensor piece pushed all exact zeros as held: a trained stage's piece that was all
+    # zeros for a batch, e.g. rows of units dead for it cut off by a shard boundary, kept its momentum)
     return [Shard(j, init[a:b], make_rule(c.rule, lr, c.momentum), make_compensation(c.compensation, c.dc_lambda),
                   live, sync=setup.gate.sync, start=a, noise=c.grad_noise, seed=setup.cfg.seed,
-                  noise_relative=c.grad_noise_relative, tensors=tensor_pieces(tensors, a, b) if holds else [])
+                  noise_relative=c.grad_noise_relative,
+                  stage_pieces={k: tensor_pieces(r, a, b) for k, r in setup.stage_ranges.items()})
             for j, (a, b) in enumerate(setup.bounds)]
 
 
@@ -148,8 +157,8 @@ class DeviceParams(LocalParams):
     """A replica on a GPU: fetched slices are copied onto it, the push's summed gradient is built
     there and handed to the shards (plain CPU tensors, whichever runner holds them) as CPU slices."""
 
-    def take(self, bounds, seq, base):
-        return [part.cpu() for part in super().take(bounds, seq, base)]
+    def take(self, bounds, seq, base, stages=None):
+        return [part.cpu() for part in super().take(bounds, seq, base, stages)]
 
 
 class OnDevice:

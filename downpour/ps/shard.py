@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from downpour.ps.compensation import Compensation
-from downpour.ps.rules import UpdateRule
+from downpour.ps.rules import UpdateRule, apply_live
 from downpour.ps.staleness import StalenessLog
 from downpour.train.checkpoint import CheckpointError
 from downpour.train.finite import applicable
@@ -47,22 +47,23 @@ class Shard:
     """Parameters ``params`` (n,) float32 of slice ``[start, stop)`` of the flat vector.
 
     ``workers``: the worker ids allowed to push. ``sync``: hold pushes until every live worker
-    has pushed once, then apply their mean as one update (synchronous SGD). ``tensors``: the
-    [a, b) ranges of the slice that are one parameter tensor each (:func:`tensor_pieces`; default
-    None: the slice is one), so the rule can skip a tensor that got no gradient (:meth:`live`);
-    ``[]``: no tensor of the slice is ever held (a run that trains every stage at every step).
+    has pushed once, then apply their mean as one update (synchronous SGD). ``stage_pieces``: per greedy
+    stage, the [a, b) ranges of the slice that hold its parameter tensors (:func:`tensor_pieces`; default
+    None: no tensor of the slice is ever held), so a rule that ``holds`` skips the tensors of the stages a
+    push says it did not train (:meth:`live_ranges`).
     """
 
     def __init__(self, index: int, params: Tensor, rule: UpdateRule, compensation: Compensation | None = None,
                  workers: Iterable[int] = (), sync: bool = False, start: int = 0, noise: float = 0.0, seed: int = 0,
-                 noise_relative: bool = False, tensors: Iterable[tuple[int, int]] | None = None):
+                 noise_relative: bool = False, stage_pieces: dict[int, Iterable[tuple[int, int]]] | None = None):
         if params.dim() != 1:
             raise ValueError(f"shard {index}: parameters must be a flat (n,) vector, got shape {tuple(params.shape)}")
         self.index, self.start = index, start
         self.params = params.detach().to(torch.float32).clone().contiguous()
         self.rule = rule
         self.state = rule.init_state(self.params.numel())
-        self.tensors = [(0, self.params.numel())] if tensors is None else [(int(a), int(b)) for a, b in tensors]
+        self.stage_pieces = {int(k): [(int(a), int(b)) for a, b in v] for k, v in (stage_pieces or {}).items()}
+        self._live: dict[frozenset[int], list[tuple[int, int]] | None] = {}   # live_ranges, per set of stages
         self.compensation = compensation or Compensation()
         self.workers: set[int] = set(workers)
         self.sync = sync
@@ -79,7 +80,8 @@ class Shard:
         self._arrived: dict[int, dict[int, int]] = {}                 # DC-ASGD: worker -> seq -> base, out of order
         self._next: dict[int, int] = {}                               # DC-ASGD: worker -> first seq not yet arrived
         self.uncorrected = 0       # DC-ASGD: stale pushes applied without their copy (none unless a resume lost it)
-        self._round: list[tuple[int, int, int, Tensor | None]] = []   # sync: (worker, seq, base, grad or None: rejected)
+        # sync: (worker, seq, base, grad or None: rejected, the stages the push trained or None: every one)
+        self._round: list[tuple[int, int, int, Tensor | None, tuple[int, ...] | None]] = []
 
     def adopt(self, buffer: Tensor) -> None:
         """Keep the parameters in ``buffer`` (n,) float32 from now on (e.g. shared memory), values copied in."""
@@ -120,11 +122,14 @@ class Shard:
             for v in [v for v in kept if v < low]:
                 del kept[v]
 
-    def push(self, worker: int, grad: Tensor, base_version: int, seq: int) -> PushResult:
+    def push(self, worker: int, grad: Tensor, base_version: int, seq: int,
+             stages: Iterable[int] | None = None) -> PushResult:
         """Apply (or, under ``sync``, hold) ``grad`` (n,), computed by ``worker`` from ``base_version``.
 
-        ``seq`` is the worker's push number (0, 1, 2, ...); one already seen is a duplicate.
+        ``seq`` is the worker's push number (0, 1, 2, ...); one already seen is a duplicate. ``stages``: the
+        greedy stages the push trained (its worker's steps'); None: every one (a joint schedule).
         """
+        stages = None if stages is None else tuple(sorted(int(k) for k in stages))
         staleness = self.version - base_version
         if isinstance(grad, Tensor) and grad.is_floating_point():
             grad = grad.to(torch.float32)      # checked as applied: a float64 1e300 is inf here
@@ -135,15 +140,15 @@ class Shard:
                 self._release(worker, seq, base_version)
             if self.sync and reason in TURN_TAKEN and worker in self.workers and not self._stale_or_seen(base_version, worker, seq):
                 self._seen.setdefault(worker, set()).add(seq)       # its turn: a retry is a duplicate
-                self._round.append((worker, seq, base_version, None))
+                self._round.append((worker, seq, base_version, None, None))
                 self._maybe_close_round()
             return PushResult(False, reason, self.version, staleness)
         if self.sync:
             self.accepted += 1
             self._seen.setdefault(worker, set()).add(seq)
-            self._round.append((worker, seq, base_version, grad.clone()))  # outlives the caller's buffer
+            self._round.append((worker, seq, base_version, grad.clone(), stages))  # outlives the caller's buffer
             self._maybe_close_round()
-        elif self._apply_one(worker, seq, base_version, grad):
+        elif self._apply_one(worker, seq, base_version, grad, stages):
             self.accepted += 1
             self._seen.setdefault(worker, set()).add(seq)
         else:                                  # finite as pushed, not once compensated or noised
@@ -172,21 +177,21 @@ class Shard:
             return "round"       # a second push of one worker into an open round would count it twice
         return ""
 
-    def _apply_one(self, worker: int, seq: int, base: int, grad: Tensor) -> bool:
+    def _apply_one(self, worker: int, seq: int, base: int, grad: Tensor, stages: tuple[int, ...] | None) -> bool:
         staleness = self.version - base
         # the copy this gradient was computed from (a pipelined worker has fetched again since)
         copy = self._backup.get(worker, {}).get(base)
         if copy is None and staleness > 0 and self.compensation.needs_backup:
             self.uncorrected += 1
         g, lr_scale = self.compensation.adjust(grad, staleness, self.params, copy)
-        if not self._update(g, lr_scale, checked=g is grad):
+        if not self._update(g, lr_scale, stages, checked=g is grad):
             return False
         self.log.append(worker, seq, base, self.version)
         self.version += 1
         self.applied += 1
         return True
 
-    def _update(self, g: Tensor, lr_scale: float, checked: bool = True) -> bool:
+    def _update(self, g: Tensor, lr_scale: float, stages: tuple[int, ...] | None, checked: bool = True) -> bool:
         """One step of the rule; with ``noise``, on ``g`` plus Gaussian noise drawn from a generator seeded by
         (run seed, shard, version), so a run, and a resumed run, draw the same noise. False, and nothing
         applied, when what the rule would get is not finite (``checked``: ``g`` is known to be; a
@@ -201,41 +206,51 @@ class Shard:
             checked = False
         if not checked and not applicable(g, self.params.dtype):
             return False
-        # (only for a rule that reads it: finding held tensors is a pass over g; Adagrad on 16 MB in 8 tensors,
-        # loaded VM: 12 ms a push without it, 18 with)
-        self.rule.apply(self.params, g, self.state, lr_scale, self.live(g) if self.rule.holds else None)
+        live = self.live_ranges(stages) if self.rule.holds else None    # SGD, Adagrad: a zero moves nothing anyway
+        apply_live(self.rule, self.params, g, self.state, lr_scale, live)
         return True
 
-    def live(self, g: Tensor) -> Tensor | None:
-        """(n,) bool, False on the parameter tensors of the slice whose gradient ``g`` is all exactly 0, or
-        None where every tensor has a nonzero element. A worker pushes zeros for a tensor that got no gradient
-        (grad None: a stage a greedy schedule holds), and Momentum and Adam skip it, as torch's optimisers
-        do; a zero inside a tensor that has a gradient (a ReLU unit dead for the batch) is a gradient, as in
-        torch. Found here, per tensor, so a push carries nothing but the gradient on every runner; a tensor
-        whose real gradient is exactly 0 everywhere is taken as held (torch's Adam would coast it)."""
-        held = [(a, b) for a, b in self.tensors if not bool(g[a:b].any())]
-        if not held:
+    def live_ranges(self, stages: tuple[int, ...] | None) -> list[tuple[int, int]] | None:
+        """The [a, b) ranges of the slice a push that trained greedy ``stages`` gives a gradient: all but the other
+        stages' tensors (grad None, pushed as zeros), which Momentum and Adam leave alone as torch's optimisers
+        skip them; None: the whole slice (``stages`` None, a joint schedule's push, or no tensor of the slice held).
+
+        Told by the push, never read off the gradient's values: until 2026-12-04 the shard took any tensor piece
+        whose pushed gradient was all exactly 0 as held, so a piece of a trained stage that was all zeros for a
+        batch (a tensor cut by a shard boundary, rows of units dead for it) kept its momentum and moments where
+        torch's would decay and coast them."""
+        if stages is None or not self.stage_pieces:
             return None
-        live = torch.ones(g.numel(), dtype=torch.bool)
-        for a, b in held:
-            live[a:b] = False
-        return live
+        key = frozenset(stages)
+        if key not in self._live:
+            held = sorted(p for k, pieces in self.stage_pieces.items() if k not in key for p in pieces)
+            live, at = [], 0
+            for a, b in held:
+                if a > at:
+                    live.append((at, a))
+                at = max(at, b)
+            if at < self.params.numel():
+                live.append((at, self.params.numel()))
+            self._live[key] = live if held else None
+        return self._live[key]
 
     def _maybe_close_round(self, force: bool = False) -> None:
         pushed = {w for w, *_ in self._round}
         if not self._round or not (force or pushed >= self.workers):
             return
         # every push of the round was computed from the same version: apply their mean once
-        grads = [(w, seq, base, g) for w, seq, base, g in self._round if g is not None]
+        grads = [(w, seq, base, g, k) for w, seq, base, g, k in self._round if g is not None]
         self._round = []
         if not grads:                     # every push of the round was rejected: nothing to apply
             return
+        # a tensor any push of the round trained has a gradient in their mean (torch's: a grad, not None)
+        stages = None if any(k is None for *_, k in grads) else tuple(sorted({s for *_, k in grads for s in k}))
         # checked again: the mean of finite pushes can overflow (two of 3e38 made every parameter -inf)
-        if not self._update(torch.stack([g for *_, g in grads]).mean(dim=0), 1.0, checked=False):
+        if not self._update(torch.stack([g for *_, g, _ in grads]).mean(dim=0), 1.0, stages, checked=False):
             self.accepted -= len(grads)         # its mean or its noise overflowed: the round applies nothing
             self.rejected["non-finite"] += len(grads)
             return
-        for w, seq, base, _ in grads:
+        for w, seq, base, *_ in grads:
             self.log.append(w, seq, base, self.version)
         self.applied += len(grads)
         self.version += 1
@@ -263,13 +278,14 @@ class Shard:
         """Tensors (params, rule state, log, a sync round still open) and JSON metadata, for a safetensors +
         JSON checkpoint. Taking it changes nothing: an open round is saved as it is, not applied early."""
         tensors = {"params": self.params, "log": self.log.to_tensor(), **{f"rule.{k}": v for k, v in self.state.items()}}
-        held = [g for *_, g in self._round if g is not None]
+        held = [g for *_, g, _ in self._round if g is not None]
         if held:
             tensors["round"] = torch.stack(held)
         meta = {**self.stats(), "start": self.start, "rule": self.rule.name,
                 "last_seq": {str(w): max(max(seen, default=-1), self._floor.get(w, -1)) for w, seen in self._seen.items()},
                 "seen": {str(w): self._seen_record(w) for w in self._seen},
-                "round": [[w, seq, base, g is not None] for w, seq, base, g in self._round]}
+                "round": [[w, seq, base, g is not None, None if k is None else list(k)]
+                          for w, seq, base, g, k in self._round]}
         return tensors, meta
 
     def _seen_record(self, worker: int) -> list[int]:
@@ -305,14 +321,29 @@ class Shard:
         self._arrived = {}
         self._next = {w: max(self._seen[w] | {self._floor.get(w, -1)}) + 1 for w in self._seen}
         held = iter(tensors["round"]) if "round" in tensors else iter(())
-        self._round = [(int(w), int(seq), int(base), next(held).clone() if has else None)
-                       for w, seq, base, has in meta.get("round", [])]
+        self._round = []
+        for w, seq, base, has, *trained in meta.get("round", []):
+            g = next(held).clone() if has else None
+            if trained:
+                stages = None if trained[0] is None else tuple(int(k) for k in trained[0])
+            else:   # (a checkpoint from before 2026-12-04 kept no stages: held were the tensors pushed all zeros)
+                stages = None if g is None else stages_with_gradient(g, self.stage_pieces)
+            self._round.append((int(w), int(seq), int(base), g, stages))
 
 
 def tensor_pieces(ranges: Iterable[tuple[int, int]], start: int, stop: int) -> list[tuple[int, int]]:
     """The parts of the flat parameter tensors ``ranges`` ([a, b) each) inside the shard [start, stop),
     relative to ``start``: the ``tensors`` of its :class:`Shard`."""
     return [(max(a, start) - start, min(b, stop) - start) for a, b in ranges if a < stop and b > start]
+
+
+def stages_with_gradient(g: Tensor, stage_pieces: dict[int, list[tuple[int, int]]]) -> tuple[int, ...] | None:
+    """The stages of ``stage_pieces`` (ranges of ``g``) with a nonzero element in ``g``; None where there are no
+    stages. Only for a push recorded before 2026-12-04, which did not say what it trained: the shard then took a
+    stage whose pushed gradient was all exactly 0 as held, and a resume of it does the same."""
+    if not stage_pieces:
+        return None
+    return tuple(sorted(k for k, pieces in stage_pieces.items() if any(bool(g[a:b].any()) for a, b in pieces)))
 
 
 def shard_bounds(numel: int, shards: int) -> list[tuple[int, int]]:

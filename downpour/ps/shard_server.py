@@ -75,24 +75,27 @@ class ShardServer:
             # while the caller serialises its answer
             return (params.numpy().copy() if self.seg is not None else params.numpy()), version
 
-    def push(self, worker: int, grad: np.ndarray, base: int, seq: int) -> dict[str, Any]:
+    def push(self, worker: int, grad: np.ndarray, base: int, seq: int,
+             stages: tuple[int, ...] | None = None) -> dict[str, Any]:
+        """Apply ``grad``, which trained greedy ``stages`` (None: every stage), from the object store."""
         with self._writing():
             t = time.perf_counter()
-            result = self.shard.push(worker, torch.from_numpy(grad), base, seq).as_dict()  # zero-copy view
+            result = self.shard.push(worker, torch.from_numpy(grad), base, seq, stages).as_dict()  # zero-copy view
             self.laps.add("apply", t)
             self.laps.count("pushes")
             return result
 
     def push_inbox(self, worker: int, base: int, seq: int) -> dict[str, Any]:
-        """Apply the gradient ``worker`` left in its inbox for push ``seq`` (also the doorbell's job)."""
+        """Apply the gradient ``worker`` left in its inbox for push ``seq``, with the stages it trained written
+        beside it (also the doorbell's job)."""
         with self._writing():
             inbox = self.inboxes.get(worker)
             item = inbox.take() if inbox is not None else None
-            if item is None or item[1:] != (seq, base):
+            if item is None or item[1:3] != (seq, base):
                 self.shard.rejected["inbox"] += 1   # nothing (or something else) is waiting: never guess
                 return PushResult(False, "inbox", self.shard.version, self.shard.version - base).as_dict()
             t = time.perf_counter()
-            result = self.shard.push(worker, torch.from_numpy(item[0]), base, seq)
+            result = self.shard.push(worker, torch.from_numpy(item[0]), base, seq, item[3])
             inbox.release()
             self.laps.add("apply", t)
             self.laps.count("pushes")

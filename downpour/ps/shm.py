@@ -8,7 +8,8 @@ the Ray runner uses the object store instead (see :mod:`downpour.ps.on_ray`).
 
 Layout of a segment: 8 int64 header words, then (n,) float32 data.
 - parameters: header[0] seqlock counter (odd while the shard writes), header[1] version.
-- inbox:      header[0] state (0 free, 1 full), header[1] seq, header[2] base version.
+- inbox:      header[0] state (0 free, 1 full), header[1] seq, header[2] base version, header[3] the greedy
+              stages the push trained, bit k for stage k (-1: every stage; :func:`stage_bits`).
 
 :func:`sweep_stale_segments` removes what a driver killed by SIGKILL left behind.
 
@@ -91,25 +92,42 @@ class Segment:
                 return version
 
     # --- inbox: one gradient at a time ----------------------------------------------------------
-    def put(self, grad: np.ndarray, seq: int, base: int, timeout: float = 60.0) -> None:
-        """Worker side: wait until the shard took the previous gradient, then leave this one."""
+    def put(self, grad: np.ndarray, seq: int, base: int, timeout: float = 60.0,
+            stages: tuple[int, ...] | None = None) -> None:
+        """Worker side: wait until the shard took the previous gradient, then leave this one (which trained
+        greedy ``stages``; None: every stage)."""
         deadline = time.monotonic() + timeout
         while self.header[0] != 0:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"shard never took push {int(self.header[1])} from inbox {self.path}")
             time.sleep(0.0002)
         np.copyto(self.data, grad)
-        self.header[1], self.header[2] = seq, base
+        self.header[1], self.header[2], self.header[3] = seq, base, stage_bits(stages)
         self.header[0] = 1
 
-    def take(self) -> tuple[np.ndarray, int, int] | None:
-        """Shard side: the waiting gradient (a view: use it before :meth:`release`), seq and base."""
+    def take(self) -> tuple[np.ndarray, int, int, tuple[int, ...] | None] | None:
+        """Shard side: the waiting gradient (a view: use it before :meth:`release`), seq, base and the stages
+        it trained (None: every stage)."""
         if self.header[0] != 1:
             return None
-        return self.data, int(self.header[1]), int(self.header[2])
+        return self.data, int(self.header[1]), int(self.header[2]), bits_stages(int(self.header[3]))
 
     def release(self) -> None:
         self.header[0] = 0
+
+
+def stage_bits(stages: tuple[int, ...] | None) -> int:
+    """``stages`` (each 0..62) as one header word: bit k for stage k; None (every stage) as -1."""
+    if stages is None:
+        return -1
+    if any(not 0 <= k < 63 for k in stages):
+        raise ValueError(f"greedy stages {stages!r}: an inbox carries stages 0..62")
+    return sum(1 << k for k in set(stages))
+
+
+def bits_stages(word: int) -> tuple[int, ...] | None:
+    """:func:`stage_bits` back."""
+    return None if word == -1 else tuple(k for k in range(63) if word >> k & 1)
 
 
 def sweep_stale_segments() -> int:

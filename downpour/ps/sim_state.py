@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from downpour.ps.coordinator import Coordinator
-from downpour.ps.shard import Shard
+from downpour.ps.shard import Shard, stages_with_gradient
 from downpour.ps.worker import Push, Worker
 from downpour.train.telemetry import PartsMean
 
@@ -30,11 +30,14 @@ def worker_state(worker: Worker, prefix: str) -> State:
         tensors[f"{prefix}acc"] = params._acc.detach().clone()
     meta = {"seq": worker.seq, "steps": worker.steps, "since_fetch": worker._since_fetch, "versions": worker._versions,
             "acc_steps": worker._acc_steps, "base": worker._base, "mean": worker._mean.state(), "skipped": worker._skipped,
-            "stage": worker._stage}
+            "stage": worker._stage, "trained": None if None in worker._trained else sorted(worker._trained)}
     return meta, tensors
 
 
-def restore_worker(worker: Worker, meta: dict[str, Any], tensors: dict[str, Tensor], prefix: str) -> None:
+def restore_worker(worker: Worker, meta: dict[str, Any], tensors: dict[str, Tensor], prefix: str,
+                   stage_ranges: dict[int, list[tuple[int, int]]] | None = None) -> None:
+    """``stage_ranges`` (ClusterSetup's): read the stages of the push being built off its gradient, for a
+    checkpoint from before 2026-12-04, which kept none (the shards then took a stage pushed all zeros as held)."""
     params = worker.params
     with torch.no_grad():
         params.layout.vector_to_params_list(tensors[f"{prefix}params"], params._params)
@@ -45,19 +48,37 @@ def restore_worker(worker: Worker, meta: dict[str, Any], tensors: dict[str, Tens
     worker._versions, worker._acc_steps, worker._base = list(meta["versions"]), meta["acc_steps"], list(meta["base"])
     worker._mean, worker._skipped = PartsMean.from_state(meta["mean"]), meta["skipped"]
     worker._stage = meta.get("stage")      # (a checkpoint from before 2026-12-04: none, as the run then kept none)
+    if "trained" in meta:
+        worker._trained = {None} if meta["trained"] is None else set(meta["trained"])
+    else:
+        worker._trained = set() if params._acc is None else _legacy_stages(params._acc, stage_ranges)
 
 
 def push_state(push: Push, prefix: str) -> State:
     meta = {"worker": push.worker, "seq": push.seq, "base": push.base, "steps": push.steps, "samples": push.samples,
             "loss": push.loss, "parts": push.parts, "skipped": push.skipped, "clock_gap": push.clock_gap,
-            "shards": len(push.grads)}
+            "shards": len(push.grads), "stages": None if push.stages is None else list(push.stages)}
     return meta, {f"{prefix}grad{j}": g.detach().clone() for j, g in enumerate(push.grads)}
 
 
-def restore_push(meta: dict[str, Any], tensors: dict[str, Tensor], prefix: str) -> Push:
+def restore_push(meta: dict[str, Any], tensors: dict[str, Tensor], prefix: str,
+                 stage_ranges: dict[int, list[tuple[int, int]]] | None = None) -> Push:
+    """``stage_ranges``: as for :func:`restore_worker`, for a travelling push saved before 2026-12-04."""
     grads = [tensors[f"{prefix}grad{j}"] for j in range(meta["shards"])]
+    if "stages" in meta:
+        stages = None if meta["stages"] is None else tuple(meta["stages"])
+    else:
+        trained = _legacy_stages(torch.cat(grads), stage_ranges)
+        stages = None if None in trained else tuple(sorted(trained))
     return Push(meta["worker"], meta["seq"], grads, list(meta["base"]), meta["steps"], meta["samples"], meta["loss"],
-                dict(meta["parts"]), meta["skipped"], meta["clock_gap"])
+                dict(meta["parts"]), meta["skipped"], meta["clock_gap"], stages)
+
+
+def _legacy_stages(flat: Tensor, stage_ranges: dict[int, list[tuple[int, int]]] | None) -> set[int | None]:
+    """The stages of a gradient ``flat`` (numel,) saved without them: those with a nonzero element ({None}: a
+    model without stages)."""
+    stages = stages_with_gradient(flat, stage_ranges or {})
+    return {None} if stages is None else set(stages)
 
 
 def coordinator_state(coord: Coordinator) -> dict[str, Any]:
@@ -139,8 +160,9 @@ def restore_whole_state(sim: Any, state: dict[str, Any], tensors: dict[str, Tens
     """Put ``sim`` (just built for the resumed run, its shards restored) where :func:`whole_state` saw it;
     the caller then skips each in-memory worker's drawn batches."""
     for w, worker in enumerate(sim.workers):
-        restore_worker(worker, state["workers"][w], tensors, f"sim.w{w}.")
-    sim._heap = [(t, order, kind, w, None if pm is None else restore_push(pm, tensors, f"sim.h{i}."))
+        restore_worker(worker, state["workers"][w], tensors, f"sim.w{w}.", sim.setup.stage_ranges)
+    ranges = sim.setup.stage_ranges
+    sim._heap = [(t, order, kind, w, None if pm is None else restore_push(pm, tensors, f"sim.h{i}.", ranges))
                  for i, (t, order, kind, w, pm) in enumerate(state["heap"])]
     heapq.heapify(sim._heap)
     sim._order, sim._left, sim._blocked = state["order"], list(state["left"]), set(state["blocked"])

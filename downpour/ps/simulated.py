@@ -116,7 +116,8 @@ class SimulatedCluster:
             self._wake_after |= self.coord.live - before
 
     def _arrive(self, w: int, push: Push, t: float, on_push: OnPush) -> None:
-        results = [s.push(push.worker, g, b, push.seq).as_dict() for s, g, b in zip(self.shards, push.grads, push.base)]
+        results = [s.push(push.worker, g, b, push.seq, push.stages).as_dict()
+                   for s, g, b in zip(self.shards, push.grads, push.base)]
         record = push_record(results, push.clock_gap)
         joined = self.coord.end_cycle(w, push.steps)
         if joined or w not in self.coord.live:    # (a lost worker's last push landed: the shards forget it)

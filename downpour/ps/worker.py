@@ -39,6 +39,9 @@ class Push:
     parts: dict[str, float] = field(default_factory=dict)
     skipped: int = 0             # steps whose cost was NaN/Inf (nothing accumulated)
     clock_gap: int = 0           # set by the runner: clocks ahead of the slowest worker when the cycle began
+    # the greedy stages its steps trained (None: every stage, a joint schedule): the shards hold the others'
+    # tensors still (Shard.live_ranges), which the worker pushed as zeros
+    stages: tuple[int, ...] | None = None
 
 
 OnPush = Callable[[Push, dict], None]   # a runner's callback for each applied push: (the push, its record)
@@ -80,7 +83,8 @@ class LocalParams:
                 vec = self.layout.params_to_vector_list(self._params).add_(g, alpha=-self.local_lr)
             self.layout.vector_to_params_list(vec, self._params)
 
-    def take(self, bounds: Sequence[tuple[int, int]], seq: int, base: Sequence[int]) -> list[Tensor]:
+    def take(self, bounds: Sequence[tuple[int, int]], seq: int, base: Sequence[int],
+             stages: tuple[int, ...] | None = None) -> list[Tensor]:
         """The push's summed gradient as views sliced per shard; starts the next push. A push whose every
         step was skipped (non-finite costs) has no gradient: it goes as NaN, which every shard rejects
         ("non-finite") and, under sync, counts as the worker's turn. (Zeros were accepted: averaged into
@@ -107,6 +111,7 @@ class Worker:
         self.steps = 0
         self._since_fetch: int | None = None         # None: never fetched
         self._stage: int | None = None               # the greedy stage of the last step (None: every stage, or none yet)
+        self._trained: set[int | None] = set()       # the stages this push's steps trained (None: every stage)
         self._versions = [0] * len(self.bounds)
         self._acc_steps = 0
         self._base: list[int] = []
@@ -153,15 +158,17 @@ class Worker:
             self._skipped += 1  # the server never sees a poisoned gradient
             return
         self.params.add_grads()
+        self._trained.add(stage)    # (after the step's gradient: a step skipped for its cost gave none)
         self._mean.add(result.parts, result.samples, result.loss)
 
     def take_push(self) -> Push:
         """The accumulated push (the summed gradient, as views sliced per shard); resets the accumulator."""
         finite = self._mean.steps
         parts, samples, loss = self._mean.pop()   # a push across a greedy stage switch: no false cliff in a part
-        push = Push(self.wid, self.seq, self.params.take(self.bounds, self.seq, self._base), self._base,
+        stages = None if None in self._trained else tuple(sorted(self._trained))
+        push = Push(self.wid, self.seq, self.params.take(self.bounds, self.seq, self._base, stages), self._base,
                     self._acc_steps, samples, loss if finite else math.nan,   # 0.0 read as a converged run
-                    parts, self._skipped)
+                    parts, self._skipped, stages=stages)
         self.seq += 1
-        self._acc_steps, self._skipped = 0, 0
+        self._acc_steps, self._skipped, self._trained = 0, 0, set()
         return push
