@@ -1,5 +1,6 @@
 """Video sources: frames sampled evenly with PyAV; corrupt files skipped and counted like images."""
 import logging
+import os
 
 import av
 import numpy as np
@@ -629,3 +630,23 @@ def test_an_empty_a_sound_only_and_an_indexless_mp4_are_skipped_each_with_its_ow
     assert reasons["empty.mp4"] == "ValueError: empty file (0 bytes)"
     assert reasons["sound.mp4"] == "ValueError: no video stream (streams: audio)"
     assert "cut short before its index, the 'moov' atom" in reasons["cut.mp4"]
+
+
+def test_a_video_rewritten_whole_at_its_old_size_and_mtime_is_counted_anew(tmp_path):
+    """A download that allocates the file's full size first (zeros past what has come), read while cut, then
+    complete, its mtime set back as ``cp -p``, ``rsync -t`` or ``tar x`` leave it: until 2026-12-04 the counts kept
+    by (path, size, mtime_ns) held its 15 frames of 30, so every later read picked among the first half and
+    recorded it truncated."""
+    _write_video(tmp_path / "whole.avi", n_frames=30, step=8, format="avi")
+    whole = (tmp_path / "whole.avi").read_bytes()
+    path = tmp_path / "video.avi"
+    path.write_bytes(whole[: len(whole) * 4 // 5].ljust(len(whole), b"\0"))
+    first: list = []
+    assert len(sample_frames(path, 3, first)) == 3 and [e["frames"] for e in first] == [15]
+    before = path.stat()
+    path.write_bytes(whole)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert (path.stat().st_size, path.stat().st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    again: list = []
+    levels = [round(float(f.mean()) / 8) for f in sample_frames(path, 3, again)]
+    assert again == [] and levels == [5, 15, 25]          # frame_indices(30, 3): before, [2, 7, 12] of the 15

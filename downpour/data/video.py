@@ -141,26 +141,29 @@ def _decode(path: Path, wanted: set[int]) -> tuple[dict[int, np.ndarray], int, s
 
 def _frame_count(path: Path) -> int:
     """The frame count the container declares, else its video packets counted (:func:`_count`); once a file and
-    process while it keeps its size and modification time. Until 2026-12-04 every :func:`sample_frames` read of a
+    process while it is not rewritten (:func:`_key`). Until 2026-12-04 every :func:`sample_frames` read of a
     file declaring no count demuxed all of it again: a streamed run reading a 58 MB 600-frame .mkv 50 times spent
     0.75 s of CPU counting it (0.015 s a read; 0.15 s for a 540 MB one, mostly disk time on cold storage)."""
     return _counted(*_key(path))
 
 
-def _key(path: Path) -> tuple[str, int, int]:
-    """What the per-process counts are keyed by: the resolved path, size and mtime_ns (a rewritten file counts anew)."""
+def _key(path: Path) -> tuple[str, int, int, int, int]:
+    """What the per-process counts are keyed by: the resolved path, size, mtime_ns, ctime_ns and inode (a rewritten
+    file counts anew). The ctime and inode since 2026-12-04: a file rewritten whole at its old size and given its
+    old mtime back (``cp -p``, ``rsync -t``, ``tar x``, ``touch -r`` set it) kept its old counts; a download that
+    allocates its full size first, cut, then complete, read 15 of its 30 frames and "truncated" to the end."""
     stat = Path(path).stat()                     # (a str is read too, as av.open reads one)
     if stat.st_size == 0:                        # (FFmpeg: "Invalid data found when processing input")
         raise ValueError("empty file (0 bytes)")
-    return str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns
+    return str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino
 
 
 # (a DataLoader worker process keeps its own; an entry took 351 B with an 80-character path, so 65,536 files
 # hold 23 MB at most)
 @functools.lru_cache(maxsize=1 << 16)
-def _counted(resolved: str, size: int, mtime_ns: int) -> int:
-    """:func:`_frame_count` of the file at ``resolved`` (size and mtime_ns key the cache: a rewritten file counts
-    anew; one that cannot be opened raises each time, as lru_cache keeps no exception)."""
+def _counted(resolved: str, *changed: int) -> int:
+    """:func:`_frame_count` of the file at ``resolved`` (``changed``, the rest of :func:`_key`, keys the cache: a
+    rewritten file counts anew; one that cannot be opened raises each time, as lru_cache keeps no exception)."""
     with av.open(resolved) as container:
         return _count(container, video_stream(container))
 
@@ -170,11 +173,11 @@ def _counted(resolved: str, size: int, mtime_ns: int) -> int:
 # goes first). Until 2026-12-04 such a file was decoded to its break to recount it at every read: 3 decodes a read
 # (the declared frames tried, the recount, the frames picked); 40 reads of a 640x360 H.264 .mp4 cut to 203 of its
 # 300 frames took 120 decodes, 11.4 s (a busy 2-core machine), now 42, 3.3 s (the first read's 3, then 1 a read).
-_DECODED: dict[tuple[str, int, int], tuple[int, str]] = {}
+_DECODED: dict[tuple[str, int, int, int, int], tuple[int, str]] = {}
 _DECODED_MAX = 1 << 16
 
 
-def _recounted(path: Path, key: tuple[str, int, int]) -> tuple[int, str]:
+def _recounted(path: Path, key: tuple[str, int, int, int, int]) -> tuple[int, str]:
     """(frames that decode, why decoding broke off or "") of ``path``, decoded once a file and process."""
     if key not in _DECODED:
         _, total, broke = _decode(path, set())
