@@ -280,6 +280,27 @@ def test_a_link_to_a_named_pipe_is_no_image_file_and_a_link_loop_is_one_named_un
     assert len(reasons) == 2 and all("Too many levels of symbolic links" in r for r in reasons)
 
 
+@pytest.mark.parametrize("pipeline", ["memory", "stream"])
+def test_a_link_whose_target_cannot_be_looked_at_is_one_file_named_not_its_folder_left_out(tmp_path, pipeline):
+    """A link's target whose stat fails with an error pathlib does not take for "no such file" (a name too long here,
+    as root meets it too; a dead sshfs mount's ENOTCONN, a folder it may not enter) raised out of the listing, and
+    since the sub-folder rule (63b4421) left the link's whole folder out, its good images with it, named "cannot
+    list" (until 2026-12-04). Now the link is listed, and skipped and named when read, as a link to nothing is."""
+    from downpour.data.folder import image_files
+    from downpour.data.pipeline import open_data
+    _png(tmp_path / "data" / "0.png", 0)
+    for i in (1, 2):
+        _png(tmp_path / "data" / "sub" / f"{i}.png", i)
+    (tmp_path / "data" / "sub" / "far.png").symlink_to("x" * 300)      # ENAMETOOLONG, not ENOENT
+    files, _ = image_files(tmp_path / "data")
+    assert [p.name for p in files] == ["0.png", "1.png", "2.png", "far.png"]
+    reasons = [e["reason"] for e in load_folder(tmp_path / "data", grey=True).skipped]
+    assert len(reasons) == 1 and "File name too long" in reasons[0]
+    data = open_data(DataConfig(source="folder", path=str(tmp_path / "data"), mode="crops", size=8, pipeline=pipeline,
+                                fit_sample=2), seed=0)
+    assert "unlisted" not in data.info and len(data) == {"memory": 3, "stream": 4}[pipeline]
+
+
 def test_a_listing_resolves_each_folder_once_not_every_file_and_still_finds_aliases(tmp_path, monkeypatch):
     """Each file's realpath resolved every folder above it: 822,038 stat calls to list 100,000 files 4 folders deep
     (1.99 s of CPU, 3.71 s before; 222,638 calls), 2-3 listings a run, each a round trip on network storage."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -162,10 +163,7 @@ def walk_files(root: Path, unlisted: list[dict[str, str]] | None = None) -> Iter
         dirs[:] = sorted(d for d in dirs if not (os.path.islink(os.path.join(top, d)) and
                                                  _within(os.path.realpath(os.path.join(top, d)), inside)))
         try:
-            # a link to nothing (or a loop) is kept, to be named unreadable; one to a named pipe, socket or device is
-            # no file (until 2026-12-04 reading a link to a pipe waited for a writer: the run hung, saying nothing)
-            kept = [p for p in (Path(top) / name for name in sorted(names))
-                    if p.is_file() or (p.is_symlink() and not p.exists())]
+            kept = [p for p in (Path(top) / name for name in sorted(names)) if _listed(p)]
         except OSError as err:
             # listed but not entered: a folder with read but no search (x) permission, as `chmod -R 644` leaves
             # every sub-folder; until 2026-12-04 the stat of its first file ended the run with a traceback
@@ -174,6 +172,21 @@ def walk_files(root: Path, unlisted: list[dict[str, str]] | None = None) -> Iter
             dirs[:] = []
             continue
         yield from kept
+
+
+def _listed(p: Path) -> bool:
+    """Whether folder entry ``p`` is listed as a file: a file, or a link to nothing (or a loop, or a target that cannot
+    be reached: a name too long, a dead mount, a folder it may not enter), kept to be named unreadable when read; a
+    link to a named pipe, socket or device is none (until 2026-12-04 reading a link to a pipe waited for a writer: the
+    run hung, saying nothing). OSError where ``p`` itself cannot be looked at: its folder cannot be entered."""
+    try:
+        return p.is_file() or (p.is_symlink() and not p.exists())
+    except OSError:
+        # (until 2026-12-04 a link whose target could not be reached, 'File name too long' or a dead sshfs mount's
+        # 'Transport endpoint is not connected', left its whole folder out as one that cannot be entered)
+        if not stat.S_ISLNK(p.lstat().st_mode):
+            raise
+        return True
 
 
 def _within(path: str, folder: str) -> bool:
