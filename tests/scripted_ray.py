@@ -10,7 +10,7 @@ What stands in (task path only: the piped path's channels are real shared memory
   ``when`` holds (a held first answer); a death is told some waits late (``Worker.told``: Ray tells
   of a death a moment after it, and the driver may look at its restarts in between). ``wait`` returns the
   ready ones in the order it is given them, as Ray's does, and when none is ready moves its clock on
-  by the timeout (a restart's deadline comes at once). Waiting with no timeout on nothing that can
+  by the timeout (a restart's deadline comes at once); ``tick``: seconds every wait takes besides. Waiting with no timeout on nothing that can
   answer is a hang: ``Hang`` is raised.
 - ``Worker`` for a worker actor: a cycle of ``k`` steps from ``first`` "trains" at once and labels its
   push (``parts``: ``first``, ``steps``, ``life``: the actor's number, 0 the first), unless ``dies``
@@ -55,8 +55,9 @@ class Runtime:
     """``ray`` (wait, get, kill) and ``time`` (monotonic) as the driver sees them. ``waits`` counts the driver's
     waits: the moments it looks."""
 
-    def __init__(self) -> None:
+    def __init__(self, tick: float = 0.0) -> None:
         self.now, self.waits = 0.0, 0
+        self.tick = tick         # seconds each wait takes: a busy driver's clock moves while a push is always ready
 
     def monotonic(self) -> float:
         return self.now
@@ -72,6 +73,7 @@ class Runtime:
         """The ready ones, in the order given (as Ray's). None ready: a death not told yet comes first (unless
         this is only a look, ``timeout=0``), then the timeout passes (a restart's deadline comes at once)."""
         self.waits += 1
+        self.now += self.tick
         ready = [r for r in refs if self.ready(r)][:num_returns]
         coming = [r.at for r in refs if r.at > self.waits and not r.held()]
         if not ready and coming and timeout != 0:
@@ -235,9 +237,9 @@ class ScriptedCluster(RayCluster):
         return sorted(s for _, _, first, k in self.pushes for s in range(first, first + k))
 
 
-def scripted_runtime(monkeypatch: Any) -> Runtime:
-    """Put a :class:`Runtime` where the driver's modules call Ray and read the clock."""
-    rt = Runtime()
+def scripted_runtime(monkeypatch: Any, tick: float = 0.0) -> Runtime:
+    """Put a :class:`Runtime` (``tick``: seconds a wait takes) where the driver's modules call Ray and read the clock."""
+    rt = Runtime(tick)
     for module in (cluster_on_ray, restarts_on_ray):
         monkeypatch.setattr(module, "ray", SimpleNamespace(wait=rt.wait, get=rt.get, kill=rt.kill,
                                                            exceptions=module.ray.exceptions))

@@ -131,3 +131,22 @@ def test_a_checkpoint_taken_while_a_replacement_comes_up_resumes_every_step_once
     second = ScriptedCluster(runtime, again, restarts=1, saved=saved)
     second.run_scripted()
     assert again.done == STEPS and sorted(saved["trained"] + second.trained()) == list(range(STEPS))
+
+
+def test_a_replacement_ray_never_places_gives_its_restart_back_for_a_later_loss(monkeypatch, caplog):
+    """restarts=1: worker 1 is lost at step 20 and Ray never places its replacement; worker 0 is lost at step 300.
+    A replacement given up for no room is no restart: restarts_left (the count a resume or a shard restart starts
+    from) leaves it out, as docs/parameter-server.md says. The driver itself kept it spent until 2026-12-04: worker 0
+    was not restarted and the run ended "every worker was lost" after 300 of 400 steps (lost_workers [1, 0]); now
+    worker 0's replacement trains the last 100. (Each wait takes 5 s of the driver's clock: the first replacement's
+    120 s run out while worker 0 pushes.)"""
+    runtime = scripted_runtime(monkeypatch, tick=5.0)
+    coord = coordinator(2, 400)
+    c = ScriptedCluster(runtime, coord, restarts=1, script={(1, 0): _dies_at(20), (1, 1): {"up": lambda: False},
+                                                            (0, 0): _dies_at(300)})
+    caplog.set_level(logging.WARNING, logger="downpour.ps.cluster_on_ray")
+    c.run_scripted()
+    assert "worker 1 could not be restarted (not up within" in caplog.text
+    assert coord.done == 400 and c.trained() == list(range(400)) and coord.lost == [1]
+    assert [e[0] for e in _events(coord)] == ["worker-lost", "worker-lost", "worker-restarted"]
+    assert {life for w, life, *_ in c.pushes if w == 0} == {0, 1}

@@ -12,7 +12,8 @@ Now the new actor's first answer is one more future: the worker rejoins when it 
 up if it has not come within ``RESTART_SECONDS`` (Ray found it no room), or once the run is over (every
 step applied). Until 2026-12-04 it was given up as soon as every step was handed out, though a later
 loss hands steps back (``Coordinator.returned``): when the last survivors died too, the run ended
-"every worker was lost" with steps the given-up restart would have trained.
+"every worker was lost" with steps the given-up restart would have trained. A restart given up gives
+``cluster.restarts`` back (it never came up: :func:`restarts_left` counts none either).
 """
 from __future__ import annotations
 
@@ -51,6 +52,7 @@ class Restarts:
         self._set_live()          # now: a sync round it owed closes on the others before it rejoins
         self._kill_worker(w)
         self._blocked.discard(w)
+        self.poll_restarts()      # first: one past its deadline gives its restart back, for this loss
         self._respawn(w)
         for _ in range(self.coord.depth):
             for v in sorted(self._blocked | joined):
@@ -107,6 +109,10 @@ class Restarts:
         for w, (_, deadline) in list(self._starting.items()):
             if now >= deadline or self._over():
                 del self._starting[w]
+                # never up: no restart, as restarts_left (a resume's, a shard restart's count) has it. Until 2026-12-04
+                # the driver kept it spent: a later loss was not restarted (restarts=1, worker 1's replacement never
+                # placed, worker 0 lost at step 300: "every worker was lost" after 300 of 400; now 400 of 400)
+                self.restarts += 1
                 self._give_up(w, f"not up within {RESTART_SECONDS} s" if now >= deadline else "no steps left for it")
 
     def _restarted(self, w: int, ref: Any) -> None:
