@@ -301,6 +301,28 @@ def test_a_link_whose_target_cannot_be_looked_at_is_one_file_named_not_its_folde
     assert "unlisted" not in data.info and len(data) == {"memory": 3, "stream": 4}[pipeline]
 
 
+def test_an_entry_that_cannot_be_looked_at_is_listed_its_folder_kept(tmp_path, monkeypatch):
+    """A stale NFS handle on one file (its stat and lstat fail, ESTALE) left its whole folder out as one that cannot
+    be entered (until 2026-12-04); only EACCES on an entry's own lstat says its folder cannot be entered."""
+    import errno
+    import os
+
+    from downpour.data.folder import image_files
+    for i in (1, 2):
+        _png(tmp_path / "data" / "sub" / f"{i}.png", i)
+    _png(tmp_path / "data" / "sub" / "stale.png", 3)
+    stale = str(tmp_path / "data" / "sub" / "stale.png")
+    for name in ("stat", "lstat"):
+        def refused(path, *args, real=getattr(os, name), **kw):
+            if os.fspath(path) == stale:
+                raise OSError(errno.ESTALE, "Stale file handle", stale)
+            return real(path, *args, **kw)
+        monkeypatch.setattr(os, name, refused)
+    unlisted: list = []
+    files, _ = image_files(tmp_path / "data", unlisted=unlisted)
+    assert [p.name for p in files] == ["1.png", "2.png", "stale.png"] and unlisted == []
+
+
 def test_a_listing_resolves_each_folder_once_not_every_file_and_still_finds_aliases(tmp_path, monkeypatch):
     """Each file's realpath resolved every folder above it: 822,038 stat calls to list 100,000 files 4 folders deep
     (1.99 s of CPU, 3.71 s before; 222,638 calls), 2-3 listings a run, each a round trip on network storage."""

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import errno
 import os
-import stat
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -175,17 +174,20 @@ def walk_files(root: Path, unlisted: list[dict[str, str]] | None = None) -> Iter
 
 
 def _listed(p: Path) -> bool:
-    """Whether folder entry ``p`` is listed as a file: a file, or a link to nothing (or a loop, or a target that cannot
-    be reached: a name too long, a dead mount, a folder it may not enter), kept to be named unreadable when read; a
-    link to a named pipe, socket or device is none (until 2026-12-04 reading a link to a pipe waited for a writer: the
-    run hung, saying nothing). OSError where ``p`` itself cannot be looked at: its folder cannot be entered."""
+    """Whether folder entry ``p`` is listed as a file: a file, or a link to nothing (or a loop), or an entry that
+    cannot be looked at (a link's target out of reach: a name too long, a dead mount; a stale NFS handle), kept to
+    be named unreadable when read; a link to a named pipe, socket or device is none (until 2026-12-04 reading a link
+    to a pipe waited for a writer: the run hung, saying nothing). PermissionError where its folder cannot be entered."""
     try:
         return p.is_file() or (p.is_symlink() and not p.exists())
     except OSError:
-        # (until 2026-12-04 a link whose target could not be reached, 'File name too long' or a dead sshfs mount's
-        # 'Transport endpoint is not connected', left its whole folder out as one that cannot be entered)
-        if not stat.S_ISLNK(p.lstat().st_mode):
-            raise
+        # (until 2026-12-04 one such entry, 'File name too long' or a dead sshfs mount's 'Transport endpoint is not
+        # connected', left its whole folder out as one that cannot be entered)
+        try:
+            p.lstat()
+        except OSError as err:
+            if err.errno == errno.EACCES:      # (the entry's own lstat needs only the folder's x permission)
+                raise
         return True
 
 
