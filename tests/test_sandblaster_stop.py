@@ -181,3 +181,35 @@ def test_a_run_that_did_not_stop_early_says_its_iterations_ran_out(tmp_path):
                                    "model.hidden=16", "data.samples=300", "train.tensorboard=false", "train.steps=2"])
     summary = train(cfg, RunDir.create(tmp_path / "run", cfg))
     assert summary["stop"]["reason"] == "steps" and not summary["converged"] and summary["stops"] == []
+
+
+def test_a_checkpoint_from_before_the_stop_was_recorded_resumes_and_reports_converged_consistently(tmp_path, monkeypatch):
+    """A run that converged (iteration 3) and was stopped before its model was saved, its checkpoint written before
+    2026-12-04 (no ``stop``, no ``stops``): the resume saves the model and its summary said "converged": true beside
+    "stop": {"reason": "steps", "converged": false, "message": "train.steps: 3 L-BFGS iterations done"} (of 6)."""
+    search = Coordinator.search
+
+    def stops_at_the_third(self, iteration, rows, stage, new_batch, new_stage):
+        step = search(self, iteration, rows, stage, new_batch, new_stage)
+        if iteration != 2:
+            return step
+        return dataclasses.replace(step, stop=lbfgs.failed_search(16.0, -1.2e-6, 1e-3, 9.4, [(1.0, 16.0000026)],
+                                                                  self.eps))
+
+    monkeypatch.setattr(Coordinator, "search", stops_at_the_third)
+    cfg = load_config("tica-8x8", ["cluster.runner=simulated", "cluster.algorithm=sandblaster", "model.name=rica-8x8",
+                                   "model.hidden=16", "data.samples=300", "train.tensorboard=false", "train.steps=6",
+                                   "cluster.workers=2", "sandblaster.units=6"])
+    assert train(cfg, RunDir.create(tmp_path / "run", cfg))["converged"]
+    monkeypatch.undo()
+    meta_path = tmp_path / "run/checkpoints/sandblaster.json"
+    meta = json.loads(meta_path.read_text())
+    assert meta["stop"]["reason"] == "precision"
+    meta = {k: v for k, v in meta.items() if k not in ("stop", "stops")}
+    meta_path.write_text(json.dumps(meta))
+    (tmp_path / "run/model.safetensors").unlink()        # stopped between its last checkpoint and its model
+    summary = train(cfg, RunDir.open(tmp_path / "run"), resume=True)
+    assert summary["steps"] == 3 and summary["converged"] and summary["stop"]["converged"]
+    assert summary["stop"]["reason"] != "steps" and "before 2026-12-04" in summary["stop"]["message"]
+    with pytest.raises(ConfigError, match="stopped at L-BFGS iteration 3: converged"):
+        train(cfg, RunDir.open(tmp_path / "run"), resume=True)

@@ -66,6 +66,10 @@ class _Progress:
         self.elapsed = meta.get("elapsed", 0.0)
         self.converged = meta.get("converged", False)       # (a stage's end that ended the run)
         self.stop: dict[str, Any] | None = meta.get("stop")  # why it ended (Stop.as_dict); None: it did not
+        if self.stop is None and self.converged:   # a checkpoint from before 2026-12-04 said only that (its summary said
+            self.stop = {"iteration": self.iteration, "reason": "unrecorded", "converged": True,   # "steps", not converged)
+                         "message": "converged, as its checkpoint from before 2026-12-04 says: its gradient fell to 1e-8 "
+                                    "of its first, or a line search found no step (the two were not told apart then)"}
         self.stops: list[dict[str, Any]] = list(meta.get("stops", []))   # every stage's early end, in order
         self.counts = UnitCounts()
         for key, value in meta.get("counts", {}).items():
@@ -136,15 +140,12 @@ def run_sandblaster(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[s
     if run.unsaved_at_end(cfg, start, resume):
         return _finish(setup, run, [shard.params() for shard in shards], progress, start, None, {})
     new_batch = 0 < s.batch < n           # a fresh sample of examples every iteration
-    ended = progress.converged or progress.stop is not None
-    if resume and ended and not new_batch:   # (it searched again, failed alike, and said step N + 1)
+    if resume and progress.stop is not None and not new_batch:   # (it searched again, failed alike, and said step N + 1)
         if run.model_step() != start:         # stopped between its last checkpoint and its model: finish it
             return _finish(setup, run, [shard.params() for shard in shards], progress, start, None, {})
-        why = (progress.stop or {}).get("message", "converged: no step decreased the cost on the whole set (or its "
-                                                   "gradient fell to 1e-8 of its first)")   # (a checkpoint before 2026-12-04)
-        raise ConfigError(f"the run in {str(run.path)!r} stopped at L-BFGS iteration {start}: {why}; a resume would "
-                          "search again from the same point and end the same way; start a new run (or sample batches: "
-                          "sandblaster.batch)")
+        raise ConfigError(f"the run in {str(run.path)!r} stopped at L-BFGS iteration {start}: {progress.stop['message']}; "
+                          "a resume would search again from the same point and end the same way; start a new run (or sample "
+                          "batches: sandblaster.batch)")
     run.begin(cfg, setup.data.preprocess, start, resume, setup.data.info.get("classes"))
     pool = _pool(setup, shards, progress.vtime)
     if pool_meta:
