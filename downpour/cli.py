@@ -60,7 +60,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from downpour.preflight import check_folder, check_run_config, new_run_config, resume_config
     from downpour.train.folders import fresh_folder
     from downpour.train.rundir import RunDir
-    from downpour.twins import train_with_twin, twin_config
+    from downpour.twins import failed, train_with_twin, twin_config
 
     resume = bool(args.resume)
     if args.resume:
@@ -101,10 +101,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     summary = train_with_twin(cfg, run, twin, resume=resume)
     print(json.dumps(summary))
     if cfg.analysis.report and summary.get("kept") and (run.path / "analysis.json").is_file():
-        return _report_only(run.path)         # nothing was trained (a finished run and its twin): its analysis stays
-    if cfg.analysis.report:
-        return _analyze_and_report(run.path)
-    return 0
+        _report_only(run.path)         # nothing was trained (a finished run and its twin): its analysis stays
+    elif cfg.analysis.report:
+        _analyze_and_report(run.path)
+    return failed(summary)             # 1: an L-BFGS line search failed for real (its model is saved all the same)
 
 
 def cmd_crossfit(args: argparse.Namespace) -> int:

@@ -85,6 +85,21 @@ def train_with_twin(cfg: RunConfig, run: RunDir, twin: RunConfig | None, resume:
     return summary
 
 
+def failed(summary: dict[str, Any]) -> int:
+    """1 when an L-BFGS line search failed for real in the run of ``summary`` (:func:`train_with_twin`'s) or in its
+    twin, each failure logged as an error; else 0. The model is saved all the same (the last accepted point), but a
+    run that did not optimise is no success to a script that checks the exit status (a WARNING scrolls past)."""
+    from downpour.sandblaster.run import failed_searches
+
+    runs = [summary, *([summary["no_faces_twin"]] if isinstance(summary.get("no_faces_twin"), dict) else [])]
+    failures = [(run, stop) for run in runs for stop in failed_searches(run)]
+    for run, stop in failures:
+        stage = f" (greedy stage {stop['stage']})" if stop.get("stage") is not None else ""
+        log.error("%s: L-BFGS failed at iteration %d%s: %s; the model saved is its last accepted point", run["run"],
+                  stop["iteration"], stage, stop["message"])
+    return 1 if failures else 0
+
+
 def shared_ray(cfg: RunConfig, runs: int) -> contextlib.AbstractContextManager:
     """On the Ray runner, one Ray for ``runs`` runs of ``cfg``'s cluster trained one after another (a run
     and its twin, a cross-fit's folds): its start-up and shutdown cost seconds each. Nothing to share

@@ -252,3 +252,14 @@ def _finish(setup: ClusterSetup, run: RunDir, params: list[torch.Tensor], progre
 def _mean(values: Any) -> float | None:
     values = list(values)
     return round(math.fsum(values) / len(values), 6) if values else None
+
+
+def failed_searches(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """The stops in a run's ``summary`` that were line searches failed for real (``reason`` "line search": a greedy
+    stage's, or the run's end) in the command that wrote it: those at iterations past ``resumed_from``, and the end's
+    when a resume only saved the model; [] for a run that is not Sandblaster's."""
+    if summary.get("algorithm") != "sandblaster":
+        return []
+    ours = [s for s in summary["stops"] if s["reason"] == "line search" and s["iteration"] > summary["resumed_from"]]
+    end = summary["stop"]
+    return ours + [end] if end["reason"] == "line search" and end not in ours else ours
