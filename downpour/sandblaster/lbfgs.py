@@ -54,7 +54,8 @@ GRADIENT_RTOL = 1e-8
 # when (a) the decrease the quadratic through f, g.d and its first trial promises along d (exact on a quadratic;
 # at most a quarter of -t0 g.d when that trial did not lower f) is within RESOLUTION eps |f| (eps |f|: one to two
 # ulps of f), so the cost cannot resolve it, or (b) |g| <= sqrt(eps) |g0|: the quadratic model's decrease left,
-# ~|g|^2 / 2 lambda, is then eps of the stage's first, ~|g0|^2 / 2 lambda, and the gradient is mostly rounding.
+# ~|g|^2 / 2 lambda, is then eps of the stage's first, ~|g0|^2 / 2 lambda (the gradient itself need not be rounding
+# there: float32's error in the least squares' below is 1.4e-8 |g0|, 0.5% of |g| at 3e-6 |g0|, 43% at 2.9e-8 |g0|).
 # Measured in float32: RICA-16 on 300 patches ended (iterations 582-583) at f 4.3e-4 above the float64 run's end,
 # |g| = 1.1e-4 |g0|, its last search promising 9.1e-8 at eps |f| = 1.9e-6 (-t0 g.d: 1.2e-6, so -t0 g.d against
 # eps |f| alone would be marginal: 5.6e-6 against 6.0e-6 with 8 codes on 60 patches); a planted least squares
@@ -323,8 +324,8 @@ def failed_search(f: float, gd: float, grad: float, g0: float, trials: Sequence[
     dtype = {2.0 ** -23: "float32", 2.0 ** -52: "float64"}.get(eps, f"eps {eps:g}")
     if bad == 0 and (promised <= floor or ratio <= math.sqrt(eps)):
         why = (f"the most a step along its direction could lower it, {promised:.2g}, is within {RESOLUTION:g} eps |f| = "
-               f"{floor:.2g}" if promised <= floor else f"|g| = {ratio:.2g} |g0| <= sqrt(eps) |g0|: the gradient is "
-               "mostly rounding")
+               f"{floor:.2g}" if promised <= floor else f"|g| = {ratio:.2g} |g0| <= sqrt(eps) |g0|: what a quadratic "
+               "model has left to gain is within eps of the stage's first decrease")
         return Stop("precision", f"converged to {dtype} precision: no step lowered the cost f = {f:.8g} in "
                     f"{len(trials)} evaluations, and {why} (the trials moved f by {min(rises):+.2g} to {max(rises):+.2g}; "
                     f"|g| = {grad:.3g})", numbers)
