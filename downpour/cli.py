@@ -343,8 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--model", help="'paper' (Le et al. 2012, the default) or a registered model")
     plan.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                       help="model.KEY, objective.TERM (a cat network: pooled_l2 only), train.batch_size, train.schedule, "
-                           "cluster.n_push, cluster.n_fetch, cluster.rule; with "
-                           "--check-simulated: "
+                           "cluster.n_push, cluster.n_fetch, cluster.rule; with --check-simulated: "
                            "any override of the simulated run (e.g. cluster.delay=exponential:2)")
     plan.add_argument("--machines", type=int, help="machines in the cluster (default 1000)")
     plan.add_argument("--cores", type=int, help="cores per machine (default 16)")
