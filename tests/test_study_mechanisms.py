@@ -66,3 +66,16 @@ def test_full_setting_compares_every_front_with_the_plain_stage():
 
 def test_a_condition_diverged_in_every_seed_is_named_not_a_crash(quick, tmp_path):
     check_every_condition_may_diverge(quick[0], "mechanisms", tmp_path)
+
+
+def test_the_verdict_says_the_invariance_ranges_are_the_tied_sets_mean():
+    """Since 2026-12-04 a cell's inv_* figures are the mean over the units tied at the top of the choice
+    (measure._invariance); the verdict still said "one unit per run" and "its face unit kept half its response"."""
+    keys = ("probe_digits", "probe_digits_pixels", "probe_lfw", "inv_scale_octaves", "inv_shift", "inv_rotation",
+            "flops_fwd", "params", "seconds_per_step")
+    plain = {"condition": "plain", "figures": {k: [1.0, 0.9, 1.1] for k in keys}, "extra": {}, "n": 2}
+    plain["figures"]["inv_tied"] = [3.0, 3.0, 3.0]
+    words = study_class("mechanisms")(quick=True).verdict([plain])
+    assert "one unit per run" not in words
+    assert "averaged over the units tied with it at the top of the choice (3 per seed)" in words
+    assert "the mean over the best face unit (chosen by selection AUC on held-out lfw) and the units tied with it" in words

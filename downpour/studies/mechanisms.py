@@ -14,7 +14,7 @@ the local runner with Adam.
   glimpses without the wide surround, which separates where it looks from what resolution it sees.
 
 **Figures** (:mod:`downpour.studies.measure`): linear-probe accuracy of the codes (digits, lfw faces vs
-non-faces), the invariance ranges of the best face unit (scale in octaves, translation as a fraction of
+non-faces), the invariance ranges of the best face unit, averaged over the units tied with it (scale in octaves, translation as a fraction of
 the side, rotation in degrees, where the unit keeps at least half its response), the face AUC on the
 matched controls, edge-like fraction, parameters, FLOPs per sample and wall time per step; and what the faces
 gave the face unit: the same cell trained again without a face (``face_owed_controls``).
@@ -79,8 +79,9 @@ class MechanismsStudy(MeasuredStudy):
         by = {r["condition"]: r for r in rows}
         ref = by["plain"]
         paras = [f"The plain stage reached digits probe accuracy {value(ref, 'probe_digits')} (input pixels "
-                 f"{value(ref, 'probe_digits_pixels')}) and lfw probe accuracy {value(ref, 'probe_lfw')}; its face unit kept "
-                 f"half its response over {value(ref, 'inv_scale_octaves', '{:.2f}')} octaves of scale, "
+                 f"{value(ref, 'probe_digits_pixels')}) and lfw probe accuracy {value(ref, 'probe_lfw')}; its face unit, averaged "
+                 f"over the units tied with it at the top of the choice ({value(ref, 'inv_tied', '{:.3g}')} per seed), "
+                 f"kept half its response over {value(ref, 'inv_scale_octaves', '{:.2f}')} octaves of scale, "
                  f"{value(ref, 'inv_shift')} of the side in translation and {value(ref, 'inv_rotation', '{:.0f}')} degrees "
                  f"of rotation, at {ref['figures']['flops_fwd'][0] / 1e3:.0f} kFLOP per sample forward and "
                  f"{ref['figures']['params'][0]:,.0f} parameters."]
@@ -101,9 +102,10 @@ class MechanismsStudy(MeasuredStudy):
                     "inconclusive": "inconclusive for"}
             paras.append(f"Against the plain stage, the {LABELS[key]}: "
                          + "; ".join(f"{said[w]} {', '.join(names)}" for w, names in t.items() if names) + ".")
-        paras.append("Invariance ranges are those of one unit per run (the best face unit, chosen on held-out lfw) and "
-                     "compute counts the filter arithmetic torch's counter sees (the glimpse front's variance map and "
-                     "crops are not counted).")
+        paras.append("Invariance ranges are, per run, the mean over the best face unit (chosen by selection AUC on "
+                     "held-out lfw) and the units tied with it at the top of that choice (the chosen unit's alone until "
+                     "2026-12-04), and compute counts the filter arithmetic torch's counter sees (the glimpse front's "
+                     "variance map and crops are not counted).")
         paras.append(owed_paragraph(rows))
         paras.append(self.quick_paragraph(rows, "a few training steps"))
         return "\n\n".join(p for p in paras if p)
