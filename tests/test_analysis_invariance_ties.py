@@ -164,3 +164,23 @@ def test_the_face_tests_rows_give_the_tie_of_the_split_that_chose_their_unit():
                           [(np.arange(n), np.arange(n))], replicates=20)
     assert row["tied"] == 3 and row["tied_units"][0] == row["unit"] == 1 and sorted(row["tied_units"]) == [1, 2, 3]
     assert chosen_among(row) == " (chosen among 3 units with selection AUC 1.000)"
+
+
+def test_a_cross_fits_pixel_row_counts_its_tie_on_the_first_fold_not_split():
+    """``downpour crossfit`` chooses each method once per fold: its report said "(60% of folds) (chosen among 4 pixels
+    tied at the top of the choice on the first split that chose it)"; a held-out face test's splits stay splits."""
+    from downpour.analysis.report_controls import controls
+    row = {"negatives": "lfw_nonfaces", "method": "best single pixel", "candidates": 625, "unit": 59, "unit_share": 0.6,
+           "auc": 0.8, "auc_ci": [0.7, 0.9], "accuracy_mean": 0.7, "accuracy_std": 0.1, "accuracy_ci": [0.6, 0.8],
+           "splits": 5, "tied": 4, "tied_units": [59, 1, 2, 3], "tied_signs": [1, 1, 1, 1], "selection_auc": 1.0,
+           "test_positives": 20, "test_negatives": 20}
+    verdict = {"rule": "", "criterion": "", "sentences": []}
+
+    def page(select):
+        return controls({"face_neuron": {"controls": [row], "controls_verdict": verdict,
+                                         "controls_setup": {"select": select, "faces": 100}}})
+
+    assert "(60% of folds) (chosen among 4 pixels tied at the top of the choice on the first fold that chose it)" \
+        in page("crossfit")
+    assert "(60% of splits) (chosen among 4 pixels tied at the top of the choice on the first split that chose it)" \
+        in page("heldout")

@@ -52,7 +52,7 @@ def controls(a: dict[str, Any], seen_faces: str | None = None) -> str:
                       # each fold is its own network: a unit index shared by folds names no one unit (a pixel does)
                       else "one per fold (its own network)" if once and r["method"] in PER_NETWORK
                       else f"{r['unit']} ({r['unit_share']:.0%} of {'folds' if n > 1 and once else 'splits'})"
-                           f"{chosen_among(r, localizer, first_split=True)}",
+                           f"{chosen_among(r, localizer, 'fold' if once else 'split')}",
                       f"{r['auc']:.3f} [{r['auc_ci'][0]:.3f}, {r['auc_ci'][1]:.3f}]", accuracy])
         classes.append("learned" if r["method"] == "learned unit" else "")
         previous = r["negatives"]

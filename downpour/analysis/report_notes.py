@@ -206,18 +206,19 @@ def invariance_words(inv: dict[str, Any]) -> str:
             "the largest such value")
 
 
-def chosen_among(row: dict[str, Any], localizer: bool = False, first_split: bool = False) -> str:
+def chosen_among(row: dict[str, Any], localizer: bool = False, first: str = "") -> str:
     """" (chosen among 7 units with selection AUC 1.000)" beside a chosen unit whose choice was tied (its row's
     ``tied``, since 2026-12-04), "" where it was not (or analysis.json predates the count). ``localizer``: the tie was
-    on the worst AUC over the localizer's sets, not the selection AUC; ``first_split``: the row's unit was chosen on
-    several splits, its tie counted on the first of them (its ``selection_auc`` is their mean)."""
+    on the worst AUC over the localizer's sets, not the selection AUC; ``first``: "split" or "fold", the row's unit was
+    chosen on several of them, its tie counted on the first that chose it (its ``selection_auc`` is their mean; a
+    cross-fit's folds were called splits until 2026-12-04)."""
     n = row.get("tied", 1)
     if n <= 1:
         return ""
     method = str(row.get("method", ""))
     noun = "pixels" if "pixel" in method else "filters" if "filter" in method else "units"
-    if localizer or first_split:
-        where = " on the first split that chose it" if first_split else ""
+    if localizer or first:
+        where = f" on the first {first} that chose it" if first else ""
         return f" (chosen among {n} {noun} tied at the top of the choice{where})"
     return f" (chosen among {n} {noun} with selection AUC {row['selection_auc']:.3f})"
 
