@@ -184,3 +184,12 @@ def test_a_cross_fits_pixel_row_counts_its_tie_on_the_first_fold_not_split():
         in page("crossfit")
     assert "(60% of splits) (chosen among 4 pixels tied at the top of the choice on the first split that chose it)" \
         in page("heldout")
+
+
+def test_a_cell_without_a_face_unit_has_every_invariance_figure_of_one_with_one(monkeypatch):
+    """A cell whose face test chose no unit gave the three widths but no ``inv_tied``: a condition with no face unit in
+    any seed then lacked the figure the mechanisms verdict reads (KeyError)."""
+    monkeypatch.setattr(measure, "load_labelled", lambda name, shape, prepare=None: _blobs(30))
+    measured = measure._invariance(_ThreeWays(), "codes", (1, 16, 16), None, seed=0, random_filters=20)
+    none = measure.no_invariance((1, 16, 16))
+    assert set(none) == set(measured) and all(math.isnan(v) for v in none.values())

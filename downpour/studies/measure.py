@@ -185,7 +185,7 @@ def measure_run(run: RunDir, model: FeatureModel, m: Measures, seed: int,
         out.update(owed_figures(faces))
     if m.invariance:      # of the face unit: none to measure where the face test could choose none
         out.update(_invariance(model, layer, shape, run_preprocess(run), seed, m.random_filters) if faces
-                   else range_widths({}, shape[-2:]))
+                   else no_invariance(shape))
     out.update(design_figures(cfg, shape))
     state = read_tensors(run.checkpoints / "local.safetensors")
     out["opt_bytes"] = float(sum(t.numel() * t.element_size() for k, t in state.items() if k.startswith("opt.")))
@@ -225,6 +225,12 @@ def _invariance(model: FeatureModel, layer: str, shape: tuple[int, ...], prepare
         got = [w[key] for w in per_unit if math.isfinite(w[key])]
         out[key] = float(np.mean(got)) if got else math.nan      # NaN: no tied unit keeps half its response anywhere
     return {**out, "inv_tied": float(len(tied))}
+
+
+def no_invariance(shape: tuple[int, ...]) -> dict[str, float]:
+    """:func:`_invariance`'s figures, every one NaN, where the face test chose no unit. ``inv_tied`` too: without it
+    (until 2026-12-04) a condition none of whose seeds had a face unit lacked the figure the verdict reads."""
+    return {**range_widths({}, shape[-2:]), "inv_tied": math.nan}
 
 
 def range_widths(ranges: dict[str, list[float] | None], size: tuple[int, ...]) -> dict[str, float]:

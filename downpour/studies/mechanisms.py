@@ -78,9 +78,10 @@ class MechanismsStudy(MeasuredStudy):
     def verdict(self, rows: list[dict[str, Any]]) -> str:
         by = {r["condition"]: r for r in rows}
         ref = by["plain"]
+        tied = value(ref, "inv_tied", "{:.3g}") if "inv_tied" in ref["figures"] else "n/a"   # (none: no face unit)
         paras = [f"The plain stage reached digits probe accuracy {value(ref, 'probe_digits')} (input pixels "
                  f"{value(ref, 'probe_digits_pixels')}) and lfw probe accuracy {value(ref, 'probe_lfw')}; its face unit, averaged "
-                 f"over the units tied with it at the top of the choice ({value(ref, 'inv_tied', '{:.3g}')} per seed), "
+                 f"over the units tied with it at the top of the choice ({tied} per seed), "
                  f"kept half its response over {value(ref, 'inv_scale_octaves', '{:.2f}')} octaves of scale, "
                  f"{value(ref, 'inv_shift')} of the side in translation and {value(ref, 'inv_rotation', '{:.0f}')} degrees "
                  f"of rotation, at {ref['figures']['flops_fwd'][0] / 1e3:.0f} kFLOP per sample forward and "
