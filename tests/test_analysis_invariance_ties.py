@@ -193,3 +193,15 @@ def test_a_cell_without_a_face_unit_has_every_invariance_figure_of_one_with_one(
     measured = measure._invariance(_ThreeWays(), "codes", (1, 16, 16), None, seed=0, random_filters=20)
     none = measure.no_invariance((1, 16, 16))
     assert set(none) == set(measured) and all(math.isnan(v) for v in none.values())
+
+
+def test_the_pictured_units_words_say_what_the_invariance_section_gives_of_its_tie():
+    """The section gives the tied set's widths (mean ± std, min-max), not every unit's range: the words said it gave
+    "all of theirs"."""
+    from downpour.analysis.report import _pictured_words
+    a = {"face_neuron": {"pictured": {"unit": 7, "chosen_by": "the face test (its learned unit)", "tied": 3}}}
+    words = _pictured_words(a)
+    assert "all of theirs" not in words
+    assert "among 3 units tied at the top of its choice (the invariance section gives the spread of their ranges" in words
+    a["face_neuron"]["pictured"]["tied"] = 1
+    assert "tied" not in _pictured_words(a)

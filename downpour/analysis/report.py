@@ -118,7 +118,8 @@ def _pictured_words(a: dict[str, Any]) -> str:
     if not pictured:
         return f"Unit {esc(a['optimal_stimulus']['unit'])}: the best single neuron of the first split."
     n = pictured.get("tied", 1)
-    among = f" among {n} units tied at the top of its choice (the invariance section gives all of theirs)" if n > 1 else ""
+    among = (f" among {n} units tied at the top of its choice (the invariance section gives the spread of their ranges, "
+             "analysis.json's invariance.tied each one's)" if n > 1 else "")
     return (f"Unit {esc(pictured['unit'])}, chosen by {esc(pictured['chosen_by'])}{among}: its responses to the labelled "
             f"images with its threshold, its optimal stimulus, its top images and its invariance below.")
 
