@@ -1,5 +1,5 @@
-"""The face test's inner loop: the ROC AUC of every unit (``selectivity.auc_scores``), on the shapes
-the analysis asks for, against the ranking it replaces (Mann-Whitney from ``scipy.stats.rankdata``,
+"""The face test's inner loop: the ROC AUC of every unit (``choice.auc_scores``; in ``selectivity`` until
+2026-12-04), on the shapes the analysis asks for, against the ranking it replaces (Mann-Whitney from ``scipy.stats.rankdata``,
 ties averaged), whichever path ``auc_scores`` takes for the shape. Its AUCs are checked equal to the
 ranking's bit for bit (both count the same half-integers), and to scikit-learn's ``roc_auc_score``
 column by column (to 1e-12), before anything is timed; scikit-learn is not timed (two seconds for
