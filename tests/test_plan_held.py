@@ -1,10 +1,18 @@
 """downpour plan's memory per partition against what a training step holds: the bytes its graph keeps for the
 backward (downpour.plan.counted.step_held_bytes reads them off the graph), besides the parameters and gradients."""
 import json
+from dataclasses import dataclass
+from typing import ClassVar
 
 import pytest
+import torch
+from torch import nn
 
+from downpour.batch import Outputs
 from downpour.cli import main
+from downpour.models import registry
+from downpour.models.base import FeatureModel
+from downpour.settings import Section, setting
 from downpour.plan import network_of, plan_config
 from downpour.plan.counted import step_held_bytes
 
@@ -62,6 +70,44 @@ def test_a_measured_models_planned_memory_is_what_its_training_step_keeps_for_it
     assert main(["plan", "--config", name, *(a for s in sets for a in ("--set", s)), "--machines", "2", "--json"]) == 0
     part = json.loads(capsys.readouterr().out)["partition"]
     assert part["act_bytes"] + part["copy_bytes"] == pytest.approx(measured[0], rel=1e-6)
+
+
+@dataclass
+class _TwiceConfig(Section):
+    section: ClassVar[str] = "model"
+    hidden: int = setting(16, within="[1, inf)")
+
+
+class _Twice(FeatureModel):
+    """One encoder layer called twice a forward (on the input and on its mirror image), as a weight-shared layer is:
+    footprint_table lists it as two rows of one name."""
+
+    config_class = _TwiceConfig
+
+    def __init__(self, config: _TwiceConfig, input_shape: tuple[int, ...]):
+        super().__init__()
+        self.config, self.input_shape = config, tuple(input_shape)
+        self.enc = nn.Linear(64, config.hidden)
+        self.dec = nn.Linear(config.hidden, 64)
+
+    def forward(self, x):
+        flat = x.reshape(x.shape[0], -1)
+        return torch.sigmoid(self.enc(flat)) + torch.sigmoid(self.enc(flat.flip(1)))
+
+    def forward_train(self, batch):
+        h = self(batch.x)
+        return {"": Outputs(x=batch.x, codes=h, recon=self.dec(h).reshape(batch.x.shape))}
+
+
+def test_a_layer_called_twice_keeps_what_its_two_calls_saved_in_the_plan(monkeypatch):
+    """Until 2026-12-04 the second row of the layer's name overwrote the first's bytes with nothing: at batch 64 the
+    plan read 28.7 kB where the step holds 61.4 kB (the encoder's two inputs and two sigmoid outputs, 32.8 kB, gone)."""
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    registry.register_model("twice-test", _Twice, input_shape=(1, 8, 8), objective={"reconstruction": 1.0},
+                            description="one layer called twice")
+    cfg, shape, planned = _planned("model", "twice-test", [])
+    assert [s.name for s in network_of(cfg, shape).stages].count("enc") == 2
+    assert planned == pytest.approx(list(step_held_bytes(cfg, shape, cfg.train.batch_size)), rel=1e-6)
 
 
 @pytest.mark.parametrize("term, less", [("{ weight = 0.0 }", lambda m, o, p: m * o * o + 2 * m * p * p),

@@ -249,10 +249,12 @@ def network_of(cfg: RunConfig, input_shape: tuple[int, ...], paper: bool = False
     # what the step holds for its backward, on the layer that saved it; a decoder's, the cost's and a model's own
     # arithmetic's on one more row (the inference path's outputs, each layer's act_bytes, are not what a step holds)
     held = held_by_layer(cfg, tuple(input_shape))
-    own = {r["layer"]: held.pop("" if r["layer"] == "(model)" else r["layer"], (0.0, 0.0)) for r in rows}
+    # a layer called twice is two rows of one name: its bytes go on the first (keyed by name, the second row's
+    # nothing overwrote them, and a step's 32.8 kB of a twice-called encoder left the plan's memory)
+    own = [held.pop("" if r["layer"] == "(model)" else r["layer"], (0.0, 0.0)) for r in rows]
     stages = [Stage(r["layer"], tuple(r["out_shape"]), 0, r["params"], r["params"], r["flops_fwd"],
-                    r["flops_fwd"] + r["flops_bwd"], own[r["layer"]][0] / 4, copy_floats=own[r["layer"]][1] / 4)
-              for r in rows]
+                    r["flops_fwd"] + r["flops_bwd"], each / 4, copy_floats=fixed / 4)
+              for r, (each, fixed) in zip(rows, own)]
     if held:
         stages.append(Stage(f"(held outside: {', '.join(n or 'the cost' for n in sorted(held))})", (), 0, 0, 0, 0, 0,
                             sum(e for e, _ in held.values()) / 4, copy_floats=sum(f for _, f in held.values()) / 4))
