@@ -142,3 +142,15 @@ def test_a_greedy_presets_memory_is_its_largest_stages_step(capsys):
     held = max(step_held_bytes(cfg, shape, cfg.train.batch_size))
     assert part["act_bytes"] + part["copy_bytes"] == pytest.approx(held, rel=1e-3)
     assert part["memory_bytes"] == pytest.approx(part["weight_bytes"] + part["grad_bytes"] + held, rel=1e-3)
+
+
+def test_what_the_cost_saves_is_on_its_own_row_apart_from_the_models_ops_outside_its_layers(capsys):
+    """Until 2026-12-04 both were one row, "(held outside: the cost, classifier)": cnn-digits' 108.0 kB at batch 32, of
+    which its cost (cross-entropy) keeps 1.5 kB and its own max-pooling and ReLUs, outside its layers, the rest."""
+    assert main(["plan", "--config", "cnn-digits", "--machines", "2", "--json"]) == 0
+    stages = {s["stage"]: s for s in json.loads(capsys.readouterr().out)["stages"]}
+    # by hand: per example the log-probabilities (10 floats, saved by log_softmax and by the NLL loss) and the label
+    # (an int64), and once a step the NLL's total weight (a float)
+    assert stages["(held by the cost)"]["partition"]["act_bytes_batch"] == 32 * (10 * 4 + 8)
+    outside = next(s for name, s in stages.items() if name.startswith("(held outside"))
+    assert "cost" not in outside["stage"] and outside["partition"]["act_bytes_batch"] > 100_000

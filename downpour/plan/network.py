@@ -35,7 +35,7 @@ from downpour.models.footprint import footprint_table
 from downpour.models.registry import model_entry, resolve
 from downpour.parallel.partition import cut_refusal
 from downpour.plan.cat_formulas import cat_footprint, cat_stages
-from downpour.plan.counted import held_by_layer, step_flops
+from downpour.plan.counted import COST, held_by_layer, step_flops
 from downpour.plan.stage import Network, Stage, over_schedule
 
 __all__ = ["PAPER", "PAPER_INPUT", "paper_assumptions", "Stage", "Network", "plan_config", "network_of",
@@ -246,8 +246,9 @@ def network_of(cfg: RunConfig, input_shape: tuple[int, ...], paper: bool = False
         notes = assumptions + ((f"one partition per replica: {uncut}",) if uncut else ())
         return Network(name, tuple(input_shape), tuple(stages), notes, cfg.train.schedule, uncut=uncut)
     rows = footprint_table(cfg.model.name, tuple(input_shape), **cfg.model.options)[:-1]
-    # what the step holds for its backward, on the layer that saved it; a decoder's, the cost's and a model's own
-    # arithmetic's on one more row (the inference path's outputs, each layer's act_bytes, are not what a step holds)
+    # what the step holds for its backward, on the layer that saved it; a decoder's and a model's own arithmetic's on
+    # one more row, the cost's on another (the inference path's outputs, each layer's act_bytes, are not what a step
+    # holds)
     held = held_by_layer(cfg, tuple(input_shape))
     # a layer called twice is two rows of one name: its bytes go on the first (keyed by name, the second row's
     # nothing overwrote them, and a step's 32.8 kB of a twice-called encoder left the plan's memory)
@@ -255,9 +256,15 @@ def network_of(cfg: RunConfig, input_shape: tuple[int, ...], paper: bool = False
     stages = [Stage(r["layer"], tuple(r["out_shape"]), 0, r["params"], r["params"], r["flops_fwd"],
                     r["flops_fwd"] + r["flops_bwd"], each / 4, copy_floats=fixed / 4)
               for r, (each, fixed) in zip(rows, own)]
-    if held:
-        stages.append(Stage(f"(held outside: {', '.join(n or 'the cost' for n in sorted(held))})", (), 0, 0, 0, 0, 0,
-                            sum(e for e, _ in held.values()) / 4, copy_floats=sum(f for _, f in held.values()) / 4))
+    # the model's modules outside its inference path and its own ops outside every module on one row, the cost's on
+    # another (cnn-digits at batch 32: its max-pooling's 106.5 kB, the cost's 1.5 kB)
+    cost = {COST: held.pop(COST)} if COST in held else {}
+    outside = ", ".join(n or "the model's own ops" for n in sorted(held))
+    for label, part in ((f"(held outside: {outside})", held),
+                        ("(held by the cost)", cost)):
+        if part:
+            stages.append(Stage(label, (), 0, 0, 0, 0, 0, sum(e for e, _ in part.values()) / 4,
+                                copy_floats=sum(f for _, f in part.values()) / 4))
     counted = step_flops(cfg, tuple(input_shape))
     notes = ("layers measured by footprint_table on the built model, their FLOPs those of its inference path "
              "(forward + backward); the training example's FLOPs are torch's count of a training step (forward_train, "
