@@ -99,3 +99,17 @@ def test_a_cat_cost_term_the_plan_does_not_count_is_refused_naming_why(capsys, a
     assert main(["plan", *argv, "--set", "objective.reconstruction=2"]) == 2
     err = capsys.readouterr().err
     assert "objective.reconstruction" in err and "pooled_l2" in err and "on paper" in err
+
+
+@pytest.mark.parametrize("how", ["file", "set"])
+def test_a_cat_network_without_the_reconstruction_term_is_refused_not_planned_with_its_decoder(capsys, tmp_path, how):
+    """The formulas train every decoder by the reconstruction term. Until 2026-12-04 a --config with reconstruction = 0
+    was planned as if it had one (cat-untied's stage 1: 3.46 MFLOP per example, where torch counts 1.93 M, and 3.20
+    MB held where the step holds 3.07 MB), and --set objective.reconstruction=0 was refused as a term whose weight
+    "would not change the plan"."""
+    path = tmp_path / "norecon.toml"
+    path.write_text('base = "cat-untied"\n\n[objective]\nreconstruction = 0\n')
+    argv = ["--config", str(path)] if how == "file" else ["--config", "cat-untied", "--set", "objective.reconstruction=0"]
+    assert main(["plan", *argv, "--machines", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "objective.reconstruction = 0" in err and "decoder" in err and len(err.strip().splitlines()) == 1

@@ -185,6 +185,14 @@ def _refuse_uncounted_terms(given: str, cfg: RunConfig, terms: list[tuple[str, s
     other model's training step is built with its cost and counted by torch, so every term is read there."""
     if not issubclass(model_entry(cfg.model.name).family, CatNet):
         return
+    # the formulas train every decoder by the reconstruction term; without it the decoder's backward and what it keeps
+    # are gone (cat-untied's stage 1: 3.46 MFLOP planned, torch counts 1.93 M; 3.20 MB planned, 3.07 MB held)
+    recon = cfg.objective.get("reconstruction", 0)
+    if not (recon.get("weight", 1.0) if isinstance(recon, dict) else recon):
+        where = next((f" --set {item}" for item, term in terms if term == "reconstruction"), "")
+        raise ConfigError(f"downpour plan {given}{where}: objective.reconstruction = 0: the cat network is counted on "
+                          "paper with its decoder trained by the reconstruction term (its backward, what it holds); a "
+                          "step without the term is not planned", key="objective.reconstruction")
     for item, term in terms:
         if term != "pooled_l2":
             raise ConfigError(f"downpour plan {given} --set {item}: the cat network is counted on paper, where of the "
