@@ -508,3 +508,29 @@ def test_a_greedy_momentum_run_resumes_its_held_stage_as_the_uninterrupted_run(t
         (tmp_path / "b/checkpoints/server.json").write_text(json.dumps(meta))
     run(tmp_path / "b", resume=True)
     _same_run(tmp_path / "a", tmp_path / "b")
+
+
+@pytest.mark.parametrize("stages,why", [({}, "names no parameter's stage"),
+                                        ({"stages.0.filter.weight": 1, "stage.1.filter.weight": 2},
+                                         "names 'stage.1.filter.weight', which is not one of its parameters"),
+                                        ({"stages.0.filter.weight": 1, "stages.1.filter.weight": 3},
+                                         "puts 'stages.1.filter.weight' in stage 3, not one of 1..2")])
+def test_a_greedy_momentum_run_of_a_model_that_does_not_name_its_stages_is_refused(tmp_path, monkeypatch, stages, why):
+    """The shards hold by the model's param_stages(); a stacked model naming none (the base class's default) had
+    every tensor trained at every stage: stage 1 coasted on its velocity through stage 2, with no word (tiny
+    cat-demo, one worker at staleness 0: 0.73 off the local loop's stage-1 filters). Refused before the run
+    folder, and by set_up_cluster for a caller that skips the checks; Adagrad and a joint schedule hold nothing."""
+    from downpour.models.cat import CatNet
+    from downpour.runners import train
+
+    monkeypatch.setattr(CatNet, "param_stages", lambda self: stages)
+    sets = ["data.size=20", "model.kernels=[5,3]", "model.maps=[4,4]", "data.samples=64", "train.batch_size=8",
+            "train.steps=4", "train.tensorboard=false", "cluster.runner=simulated", "cluster.workers=1",
+            "cluster.rule=momentum", "train.schedule=greedy"]
+    cfg = load_config("cat-demo", sets)
+    with pytest.raises(ConfigError, match=f"model 'cat-demo' has 2 greedy stages but its param_stages\\(\\) {why}"):
+        check_run_config(cfg)
+    with pytest.raises(ConfigError, match="cluster.rule = 'momentum' holds"):
+        train(cfg, RunDir.create(tmp_path / "run", cfg))
+    for other in ("cluster.rule=adagrad", "train.schedule=joint", "cluster.runner=local"):
+        check_run_config(load_config("cat-demo", [*sets, other]))
