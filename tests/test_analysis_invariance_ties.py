@@ -116,9 +116,12 @@ def test_the_study_figure_is_the_tied_sets_mean_and_does_not_move_with_the_units
         assert got[order_]["inv_tied"] == 3
     assert got[(0, 1, 2, 3)] == pytest.approx(got[(2, 1, 0, 3)], abs=1e-9)
     model = _ThreeWays()
-    faces = data.x[torch.from_numpy(data.y == 1)]
-    # the units' own widths, one at a time, against each unit's mean on the other class (all lfw non-faces, as there)
-    baseline = model(data.x)[torch.from_numpy(data.y == 0)].mean(dim=0).tolist()
+    # the units' own widths, one at a time, on the table's test split (the images the choice did not see, as there
+    # since 2026-12-04), against each unit's mean on that split's other class
+    held = np.isin(np.arange(len(data.y)), face_neuron_table(model, data, layer="codes", seed=0,
+                                                              n_random_filters=20)["split"]["test_indices"])
+    faces = data.x[torch.from_numpy((data.y == 1) & held)]
+    baseline = model(data.x)[torch.from_numpy((data.y == 0) & held)].mean(dim=0).tolist()
     each = [measure.range_widths(invariance_summary(invariance_curves(model, faces, u, baseline=baseline[u]))["ranges"],
                                  (16, 16)) for u in range(3)]
     for key in ("inv_scale_octaves", "inv_shift", "inv_rotation"):

@@ -2,8 +2,12 @@
 against hand counts), and invariance ranges read as widths."""
 import math
 
+import numpy as np
 import pytest
+import torch
 
+from downpour.analysis.labelled import LabelledSet
+from downpour.analysis.selectivity import split
 from downpour.studies import study_class
 from downpour.studies.measure import range_widths
 
@@ -78,6 +82,70 @@ def test_the_verdict_says_the_invariance_ranges_are_the_tied_sets_mean():
     words = study_class("mechanisms")(quick=True).verdict([plain])
     assert "one unit per run" not in words
     assert "averaged over the units tied with it at the top of the choice (3 per seed)" in words
-    assert "the mean over the best face unit (chosen by selection AUC on held-out lfw) and the units tied with it" in words
+    assert "the mean over the best face unit (chosen by selection AUC on half of held-out lfw) and the units tied with it" in words
+    assert "measured on the other half, the faces and non-faces the choice did not see" in words
     del plain["figures"]["inv_tied"]     # no face unit in any seed (a folder measured on 2026-12-04 before no_invariance)
     assert "(n/a per seed)" in study_class("mechanisms")(quick=True).verdict([plain])
+
+
+class _Bright(torch.nn.Module):
+    """Unit 0: how far the centre square's mean rises above ``floor`` (a face unit); unit 1: a difference of two
+    centre pixels (no concept, never tied with it)."""
+
+    def __init__(self, floor):
+        super().__init__()
+        self.input_shape, self.floor = (1, 16, 16), floor
+
+    def features(self, x, layer=None):
+        centre = x[:, 0, 6:10, 6:10].mean(dim=(1, 2))
+        return torch.stack([torch.relu(centre - self.floor), x[:, 0, 6, 6] - x[:, 0, 9, 9]], 1)
+
+    def feature_layers(self):
+        return ["codes"]
+
+    def analysis_layer(self):
+        return "codes"
+
+
+def _planted_lfw(seed):
+    """30 faces and 30 non-faces (lfw's held-out part's sizes) of a 4x4 centre square: the faces the table's first
+    split (seed ``seed``) chooses on at 1.0, the faces it holds out at 0.6, the non-faces at 0.3 (each with noise)."""
+    y = np.r_[np.ones(30), np.zeros(30)].astype(int)
+    select, _ = split(y, 0.5, seed)
+    level = np.where(y == 1, 0.6, 0.3)
+    level[select[y[select] == 1]] = 1.0
+    g = torch.Generator().manual_seed(seed)
+    x = torch.zeros(60, 1, 16, 16)
+    x[:, 0, 6:10, 6:10] = torch.tensor(level, dtype=torch.float32)[:, None, None] + 0.05 * torch.rand(60, 4, 4, generator=g)
+    return LabelledSet("lfw", x, y, ["non-face", "face"]), level
+
+
+@pytest.mark.parametrize("floor", [0.8, 0.45])
+def test_the_study_measures_invariance_on_the_faces_the_choice_did_not_see(monkeypatch, floor):
+    """The face unit is chosen on the table's first split; until 2026-12-04 the study warped every lfw face, the 15
+    it was chosen on among them. Floor 0.8: the unit answers the choosing faces only, so on the held-out ones it has
+    no range (NaN) where every face gave it one; floor 0.45: it answers the held-out ones less, and the ranges are
+    theirs alone, against the held-out non-faces (the reference found by brightness, not by the split)."""
+    from downpour.analysis.invariance import invariance_curves, invariance_summary
+    from downpour.studies import measure
+
+    data, level = _planted_lfw(seed=3)
+    monkeypatch.setattr(measure, "load_labelled", lambda name, shape, prepare=None: data)
+    model = _Bright(floor)
+    got = measure._invariance(model, "codes", (1, 16, 16), None, seed=3, random_filters=20)
+    assert got["inv_tied"] == 1
+
+    def widths(faces):
+        non_faces = data.x[torch.from_numpy(level == 0.3)]
+        baseline = float(model.features(non_faces)[:, 0].mean())
+        return measure.range_widths(invariance_summary(invariance_curves(model, faces, 0, baseline=baseline))["ranges"],
+                                    (16, 16))
+
+    held_out, every = widths(data.x[torch.from_numpy(level == 0.6)]), widths(data.x[torch.from_numpy(data.y == 1)])
+    for key in ("inv_scale_octaves", "inv_shift", "inv_rotation"):
+        if floor == 0.8:
+            assert math.isnan(got[key]) and math.isfinite(every[key]), key
+        else:
+            assert got[key] == pytest.approx(held_out[key], abs=1e-9), key
+    if floor == 0.45:      # the two really differ (else the test could not tell them apart)
+        assert any(abs(held_out[k] - every[k]) > 1e-6 for k in held_out)

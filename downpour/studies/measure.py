@@ -27,7 +27,9 @@ inv_scale_octaves,     :func:`~downpour.analysis.invariance.sweep` and ``invaria
 inv_shift,             face unit (:func:`~downpour.analysis.selectivity.face_neuron_table`): the width of the
 inv_rotation,          range where its response stays >= half, in octaves of scale, fractions of the image
 inv_tied               side (translation, x and y averaged) and degrees, averaged over the ``inv_tied`` units
-                       tied with it at the top of the choice (since 2026-12-04; the chosen unit's alone before)
+                       tied with it at the top of the choice (since 2026-12-04; the chosen unit's alone before),
+                       on the faces and non-faces of the table's test split, which the choice never saw (since
+                       2026-12-04; every lfw image, its selection split's among them, before)
 params, act_bytes,     :func:`~downpour.models.footprint.footprint_table`'s total row (one sample, float32):
 flops_fwd, flops_bwd   the design's figures (:func:`design_figures`), recorded for a run that diverged too
 opt_bytes              the optimiser state the run's final checkpoint holds (``opt.*`` tensors), in bytes
@@ -205,18 +207,23 @@ def design_figures(cfg: RunConfig, shape: tuple[int, ...]) -> dict[str, float]:
 
 def _invariance(model: FeatureModel, layer: str, shape: tuple[int, ...], prepare, seed: int,
                 random_filters: int) -> dict[str, float]:
-    """Invariance ranges of the face unit (picked on one split of lfw, as ``analyze_run`` picks it): the mean of
-    :func:`range_widths` over every unit tied with it at the top of the choice (``inv_tied`` of them), each against
-    its own mean on the non-faces. Until 2026-12-04 they were the chosen unit's alone, and a 30-image split
-    saturates at AUC 1.0: 2 of the mechanisms study's 48 cells chose another tied unit when the tie-break changed,
-    and a scale range read +0.56 [+0.17, +0.95] (higher), then +0.53 [-0.07, +1.14] (inconclusive)."""
+    """Invariance ranges of the best-neuron table's face unit (:func:`face_neuron_table`, split seed ``seed``: chosen on
+    the selection half of lfw's held-out images; not the face test's unit, chosen on lfw's training part, that
+    ``analyze_run`` pictures), measured on the split's test half only (``split.test_indices``: its faces warped, its
+    non-faces each unit's baseline), the images the choice never saw: the mean of :func:`range_widths` over every unit
+    tied with it at the top of the choice (``inv_tied`` of them). Until 2026-12-04 they were the chosen unit's alone,
+    and a 30-image split saturates at AUC 1.0: 2 of the mechanisms study's 48 cells chose another tied unit when the
+    tie-break changed, and a scale range read +0.56 [+0.17, +0.95] (higher), then +0.53 [-0.07, +1.14]
+    (inconclusive). Until 2026-12-04 too they were measured on every lfw face and non-face, the 30 the unit was
+    chosen on among them, whose untransformed response the choice had picked to stand out."""
     lfw = load_labelled("lfw", shape, prepare=prepare)
     twin, _ = randomized_copy(model, seed + 1)      # only the table's baseline row reads it
     table = face_neuron_table(model, lfw, layer=layer, seed=seed, n_random_filters=random_filters, random_model=twin)
     best = table["rows"][0]
     tied = best["tied_units"]                                                # the chosen unit first
-    faces = lfw.pixels[torch.from_numpy(lfw.y == 1)]          # warped in pixels, then prepared (analyze_run's way)
-    baselines = unit_responses(model, lfw.x[torch.from_numpy(lfw.y == 0)], layer)[:, tied].mean(axis=0)
+    unseen = np.isin(np.arange(len(lfw.y)), table["split"]["test_indices"])   # (N,) the images no row was chosen on
+    faces = lfw.pixels[torch.from_numpy((lfw.y == 1) & unseen)]    # warped in pixels, then prepared (analyze_run's way)
+    baselines = unit_responses(model, lfw.x[torch.from_numpy((lfw.y == 0) & unseen)], layer)[:, tied].mean(axis=0)
     results = sweep(model, faces, tied, best["tied_signs"], baselines.tolist(), layer=layer,
                     prepare=lambda t: prepare_images(t, shape, prepare))
     per_unit = [range_widths(invariance_summary(r)["ranges"], shape[-2:]) for r in results]

@@ -15,7 +15,7 @@ the local runner with Adam.
 
 **Figures** (:mod:`downpour.studies.measure`): linear-probe accuracy of the codes (digits, lfw faces vs
 non-faces), the invariance ranges of the best face unit, averaged over the units tied with it (scale in octaves, translation as a fraction of
-the side, rotation in degrees, where the unit keeps at least half its response), the face AUC on the
+the side, rotation in degrees, where the unit keeps at least half its response; on the lfw images it was not chosen on), the face AUC on the
 matched controls, edge-like fraction, parameters, FLOPs per sample and wall time per step; and what the faces
 gave the face unit: the same cell trained again without a face (``face_owed_controls``).
 """
@@ -50,9 +50,11 @@ class MechanismsStudy(MeasuredStudy):
     # (cells cached before the invariance curves warped the faces in pixels, before their unit was the one whose
     # selection AUC is furthest from 0.5, ties to the larger Cohen's d (2026-12-04; it was the most accurate, ties
     # to the lowest index), or before the ranges were the mean over every unit tied at the top (2026-12-04; the
-    # chosen unit's alone), are refused, not mixed)
+    # chosen unit's alone), or before they were measured on the table's test split only (2026-12-04; every lfw image,
+    # the selection split's among them), are refused, not mixed)
     measured_by = (MeasuredStudy.measured_by + "; invariance: faces warped in pixels, then prepared, the mean over "
-                   "the units tied at the top of the choice by selection AUC")
+                   "the units tied at the top of the choice by selection AUC, on the faces and non-faces the choice "
+                   "did not see")
 
     def conditions(self) -> list[Condition]:
         steps = STEPS_QUICK if self.quick else STEPS_FULL
@@ -104,8 +106,9 @@ class MechanismsStudy(MeasuredStudy):
             paras.append(f"Against the plain stage, the {LABELS[key]}: "
                          + "; ".join(f"{said[w]} {', '.join(names)}" for w, names in t.items() if names) + ".")
         paras.append("Invariance ranges are, per run, the mean over the best face unit (chosen by selection AUC on "
-                     "held-out lfw) and the units tied with it at the top of that choice (the chosen unit's alone until "
-                     "2026-12-04), and compute counts the filter arithmetic torch's counter sees (the glimpse front's "
+                     "half of held-out lfw) and the units tied with it at the top of that choice (the chosen unit's alone "
+                     "until 2026-12-04), measured on the other half, the faces and non-faces the choice did not see (on "
+                     "every lfw image, the choosing ones among them, until 2026-12-04), and compute counts the filter arithmetic torch's counter sees (the glimpse front's "
                      "variance map and crops are not counted).")
         paras.append(owed_paragraph(rows))
         paras.append(self.quick_paragraph(rows, "a few training steps"))
