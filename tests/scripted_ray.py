@@ -189,7 +189,7 @@ class Pusher:
         pass
 
     def apply(self, w: int, seq: int, bases: list[int], grads: list[Any], inbox: list[bool],
-              meanwhile: Callable[[], None] | None = None) -> list[dict[str, Any]]:
+              meanwhile: Callable[[], None] | None = None, stages: Any = None) -> list[dict[str, Any]]:
         if meanwhile is not None:
             meanwhile()
         self.version += 1

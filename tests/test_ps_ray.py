@@ -190,7 +190,8 @@ def test_a_restart_ray_cannot_place_does_not_hold_up_the_others(tmp_path, local_
     assert "worker 1 could not be restarted (no steps left for it)" in caplog.text
     assert piped == [not extra]                  # each driving loop was tested
     events = RunDir.open(tmp_path / "n").read_json("staleness.json")["events"]
-    assert [e["event"] for e in events] == ["worker-lost"]
+    assert [e["event"] for e in events] == ["worker-lost", "restart-given-up"]
+    assert events[1]["worker"] == 1 and events[1]["reason"] == "no steps left for it"
 
 
 def test_a_worker_that_dies_waiting_for_the_warm_start_is_lost_when_it_joins(tmp_path, local_ray):

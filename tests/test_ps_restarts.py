@@ -3,6 +3,7 @@
 (tests/scripted_ray.py), so what a replacement trains, when it is given up and what the run records
 are asserted exactly. (On a real Ray the same scenarios have as many outcomes as Ray's timing: the
 end-to-end restart is tests/test_ps_ray.py's.)"""
+import html
 import logging
 
 import pytest
@@ -52,7 +53,8 @@ def test_a_restart_still_coming_up_when_the_run_is_over_is_given_up(runtime, cap
     caplog.set_level(logging.WARNING, logger="downpour.ps.cluster_on_ray")
     c.run_scripted()
     assert coord.done == STEPS and c.trained() == list(range(STEPS)) and coord.lost == [1]
-    assert _events(coord) == [("worker-lost", 1, 21)] and c.lives[-1].killed
+    assert _events(coord) == [("worker-lost", 1, 21), ("restart-given-up", 1, STEPS)] and c.lives[-1].killed
+    assert coord.events[-1]["reason"] == "no steps left for it"
     assert "worker 1 could not be restarted (no steps left for it)" in caplog.text
 
 
@@ -79,6 +81,25 @@ def test_a_replacement_that_dies_coming_up_is_restarted_again_from_the_same_budg
     assert {life for w, life, *_ in c.pushes if w == 1} == {0, 2}      # the third actor trains on
 
 
+def test_a_replacement_given_up_is_an_event_naming_why_and_when_and_the_report_shows_it(runtime, tmp_path):
+    """restarts=1: worker 1's replacement dies coming up (restart-failed, the restart spent), so none follows. Until
+    2026-12-04 staleness.json then held its worker-lost and restart-failed and nothing after: read the same as a
+    replacement still coming up at a checkpoint. Now a restart-given-up event says why, at which step."""
+    from downpour.analysis.report import _cluster_faults
+    from downpour.config import load_config
+    from downpour.train.rundir import RunDir
+
+    coord = coordinator(2, STEPS)
+    c = ScriptedCluster(runtime, coord, restarts=1, script={(1, 0): _dies_at(20), (1, 1): {"dead_on_arrival": True}})
+    c.run_scripted()
+    assert coord.done == STEPS and c.trained() == list(range(STEPS)) and coord.lost == [1]
+    assert _events(coord) == [("worker-lost", 1, 21), ("restart-failed", 1, 21), ("restart-given-up", 1, 21)]
+    assert coord.events[-1]["reason"] == "cluster.restarts spent"
+    run = RunDir.create(tmp_path / "r", load_config("tica-8x8", ["cluster.runner=simulated"]))
+    run.write_json("staleness.json", {"events": coord.events})
+    assert "worker 1's restart given up at step 21 (cluster.restarts spent)" in html.unescape(_cluster_faults(run))
+
+
 def test_a_restart_ray_cannot_place_is_given_up_at_its_deadline(runtime, caplog):
     """The only worker is lost and Ray never places its replacement: given up after RESTART_SECONDS (the stand-in
     clock jumps there), and the run ends with every worker lost and what was trained kept, instead of waiting."""
@@ -90,6 +111,8 @@ def test_a_restart_ray_cannot_place_is_given_up_at_its_deadline(runtime, caplog)
     c.run_scripted()
     assert coord.lost == [0] and not coord.live and coord.done == 30 and c.trained() == list(range(30))
     assert runtime.now >= RESTART_SECONDS and f"not up within {RESTART_SECONDS} s" in caplog.text
+    assert _events(coord) == [("worker-lost", 0, 30), ("restart-given-up", 0, 30)]
+    assert coord.events[-1]["reason"] == f"not up within {RESTART_SECONDS} s"
 
 
 @pytest.mark.parametrize("n_push", [1, 3])
@@ -148,5 +171,6 @@ def test_a_replacement_ray_never_places_gives_its_restart_back_for_a_later_loss(
     c.run_scripted()
     assert "worker 1 could not be restarted (not up within" in caplog.text
     assert coord.done == 400 and c.trained() == list(range(400)) and coord.lost == [1]
-    assert [e[0] for e in _events(coord)] == ["worker-lost", "worker-lost", "worker-restarted"]
+    assert _events(coord) == [("worker-lost", 1, 21), ("worker-lost", 0, 300), ("restart-given-up", 1, 300),
+                              ("worker-restarted", 0, 300)]
     assert {life for w, life, *_ in c.pushes if w == 0} == {0, 1}

@@ -38,6 +38,7 @@ def _cluster_faults(run: RunDir) -> str:
     said = {"worker-lost": "worker {worker} lost at step {step}{reason}",
             "worker-restarted": "worker {worker} restarted at step {step}",
             "restart-failed": "worker {worker}'s restart failed at step {step}{reason}",
+            "restart-given-up": "worker {worker}'s restart given up at step {step}{reason}",
             "shards-restarted": "the shards restarted from the checkpoint of step {step}{reason}",
             "shards-lost": "the run stopped at step {step}, a shard lost with cluster.shard_restarts spent{reason}"}
     parts = []

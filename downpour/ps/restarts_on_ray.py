@@ -125,7 +125,7 @@ class Restarts:
             log.warning("worker %d's restart died coming up: %s", w, type(err).__name__)
             self._kill_worker(w)
             if not self._respawn(w):
-                self._give_up(w, type(err).__name__)
+                self._give_up(w, "cluster.restarts spent" if self.restarts <= 0 else "no steps left for it")
             return
         self._place(w, node)
         if self.piped:
@@ -146,6 +146,10 @@ class Restarts:
             self.placement["partitions"][w * len(parts):(w + 1) * len(parts)] = ray.get([a.node.remote() for a in parts])
 
     def _give_up(self, w: int, why: str) -> None:
+        """Worker ``w``'s replacement is given up (``why``): a ``restart-given-up`` event, after its ``worker-lost``.
+        Until 2026-12-04 nothing in staleness.json said so: its ``worker-lost`` read the same as one whose
+        replacement was still coming up (a checkpoint's), and the report's faults line named no outcome."""
+        self.coord.events.append({"event": "restart-given-up", "worker": w, "step": self.coord.done, "reason": why})
         log.warning("worker %d could not be restarted (%s); the run goes on without it", w, why)
         kill(self.worker_actors[w])
 
