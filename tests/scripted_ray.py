@@ -29,7 +29,7 @@ from typing import Any, Callable
 
 from ray.exceptions import ActorDiedError
 
-from downpour.ps import cluster_on_ray, restarts_on_ray
+from downpour.ps import cluster_on_ray, restarts_on_ray, tasks_on_ray
 from downpour.ps.cluster_on_ray import RayCluster
 from downpour.ps.consistency import make_consistency
 from downpour.ps.coordinator import Coordinator
@@ -240,7 +240,7 @@ class ScriptedCluster(RayCluster):
 def scripted_runtime(monkeypatch: Any, tick: float = 0.0) -> Runtime:
     """Put a :class:`Runtime` (``tick``: seconds a wait takes) where the driver's modules call Ray and read the clock."""
     rt = Runtime(tick)
-    for module in (cluster_on_ray, restarts_on_ray):
+    for module in (cluster_on_ray, restarts_on_ray, tasks_on_ray):
         monkeypatch.setattr(module, "ray", SimpleNamespace(wait=rt.wait, get=rt.get, kill=rt.kill,
                                                            exceptions=module.ray.exceptions))
     monkeypatch.setattr(restarts_on_ray, "time", SimpleNamespace(monotonic=rt.monotonic))

@@ -26,6 +26,7 @@ from downpour.ps.piped_on_ray import PipedRun
 from downpour.ps.recorder import ShardLost
 from downpour.ps.restarts_on_ray import Restarts, kill, restarts_left
 from downpour.ps.setup import ClusterSetup, worker_gpus
+from downpour.ps.tasks_on_ray import TaskRun
 from downpour.ps.shard import Shard
 from downpour.ps.shm import SHM_DIR, sweep_stale_segments
 from downpour.ps.worker import OnPush, Push, push_record
@@ -35,14 +36,14 @@ from downpour.train.signals import signals_held
 log = logging.getLogger(__name__)
 
 
-class RayCluster(PipedRun, Restarts):
+class RayCluster(TaskRun, PipedRun, Restarts):
     """The Ray driver, shaped like :class:`~downpour.ps.simulated.SimulatedCluster`: built with the
     cluster's setup and restored shards, it starts Ray (or joins ``cluster.address``), one actor per
     shard and per worker; :meth:`run` drives the coordinator's budget; :meth:`close` kills every actor
     and removes the shared memory, whatever happened, so nothing is left running on a shared cluster.
 
-    The driving loop is Ray's parameter-server example: ``pending`` maps each future to what it
-    is (a worker's cycle, or the shards' answers to a push), and ``ray.wait`` takes the next one.
+    The driving loop is Ray's parameter-server example (:mod:`downpour.ps.tasks_on_ray`): ``pending`` maps
+    each future to what it is (a worker's cycle, or the shards' answers to a push), and ``ray.wait`` takes the next one.
     On a one-node Ray with shared memory (a local Ray: the common case) the cycles go over each
     worker's channel instead (``piped``, :mod:`downpour.ps.piped_on_ray`): the same coordinator calls in the
     same order, without a Ray task per cycle.
@@ -222,30 +223,6 @@ class RayCluster(PipedRun, Restarts):
                 answers, meta = self._pushes.pop(ref)
                 self._record(w, ShardPush.results(answers), meta, on_push)
 
-    def _cycle_done(self, ref: Any, w: int, on_push: OnPush) -> None:
-        actor = self._owner.pop(ref)
-        grads = self._grads.pop(ref, None)
-        current = w in self.coord.live and actor is self.worker_actors[w]
-        t = time.perf_counter()
-        try:
-            meta = ray.get(ref)
-        except RayError as err:
-            for g in grads or []:    # the failed cycle's gradient refs hold the same error: read them, or
-                try:                 # Ray prints each as an "Unhandled error" traceback when it is dropped
-                    ray.get(g)
-                except RayError:
-                    pass
-            if current:          # (else another queued cycle of the same dead actor: already handled)
-                self._shard_lost(err)   # a dead shard fails every worker's fetch: not the worker's loss
-                self._lost(w, err)
-            return
-        if not current:
-            # a cycle that finished just as its actor died, reported after the loss: the loss
-            # already gave its steps back, so it is dropped (not applied at all)
-            return
-        self.laps.add("get_meta", t)
-        self._pushed(w, meta, grads, on_push)
-
     def _pushed(self, w: int, meta: dict[str, Any], grads: list[Any], on_push: OnPush) -> None:
         """Worker ``w`` finished a cycle (``meta``; ``grads``: per shard None, staged in its inbox, or
         the gradient's object ref): have the shards apply its push, and dispatch its next cycle."""
@@ -292,27 +269,7 @@ class RayCluster(PipedRun, Restarts):
                 self._shard_lost(err)
                 raise
             return
-        while self._pending or self._starting:
-            t = time.perf_counter()
-            # restarts first: ray.wait gives the ready ones in the order asked (pushes first: a busy driver saw them last)
-            ready, _ = ray.wait([*self.restart_refs(), *self._pending], num_returns=1, timeout=self.restart_timeout())
-            self.laps.add("wait", t)
-            if not ready or ready[0] not in self._pending:    # a restarted worker answered, or ran out of time
-                self.poll_restarts()
-                continue
-            with signals_held():   # popped and counted together: a Ctrl-C between them lost a push the shards applied
-                kind, w = self._pending.pop(ready[0])
-                try:
-                    if kind == "cycle":
-                        self._cycle_done(ready[0], w, on_push)
-                    else:
-                        answers, meta = self._pushes.pop(ready[0])
-                        self._applied(w, ShardPush.results(answers), meta, on_push)
-                except ShardLost:
-                    raise
-                except (RayError, ConnectionError, OSError) as err:   # a closed doorbell, a shard call that failed
-                    self._shard_lost(err)
-                    raise
+        self._run_tasks(on_push)
 
     # -- the driver protocol's other half -----------------------------------------------------------
     def snapshot(self) -> list[ShardState]:

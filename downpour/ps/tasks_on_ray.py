@@ -1,0 +1,75 @@
+"""The Ray driver's loop over Ray tasks: one actor call per cycle, its metadata and gradients as futures, and the
+shards' answers to a push as more (Ray's parameter-server example: a ``{future: what}`` dict and ``ray.wait``).
+The loop a run takes where the piped one (:mod:`downpour.ps.piped_on_ray`) cannot: several nodes, model
+parallelism, a shard that answers by object ref (DC-ASGD). A mixin of :class:`~downpour.ps.cluster_on_ray.RayCluster`,
+which owns the state it reads (``_pending``, ``_pushes``, ``_grads``, ``_owner``, the coordinator) and the calls
+it makes (``_pushed``, ``_applied``, ``_lost``, ``_shard_lost``, and the restarts' futures and deadlines)."""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import ray
+from ray.exceptions import RayError
+
+from downpour.ps.on_ray import ShardPush
+from downpour.ps.recorder import ShardLost
+from downpour.ps.worker import OnPush
+from downpour.train.signals import signals_held
+
+
+class TaskRun:
+    """``RayCluster``'s task half: wait on the next future, take a finished cycle or a push's answers."""
+
+    _pending: dict[Any, tuple[str, int]]
+    _pushes: dict[Any, tuple[list[Any], dict[str, Any]]]
+    _grads: dict[Any, list[Any]]
+    _owner: dict[Any, Any]
+
+    def _run_tasks(self, on_push: OnPush) -> None:
+        """Until no cycle, push or restart is pending: take each future as it is ready, restarts first."""
+        while self._pending or self._starting:
+            t = time.perf_counter()
+            # restarts first: ray.wait gives the ready ones in the order asked (pushes first: a busy driver saw them last)
+            ready, _ = ray.wait([*self.restart_refs(), *self._pending], num_returns=1, timeout=self.restart_timeout())
+            self.laps.add("wait", t)
+            if not ready or ready[0] not in self._pending:    # a restarted worker answered, or ran out of time
+                self.poll_restarts()
+                continue
+            with signals_held():   # popped and counted together: a Ctrl-C between them lost a push the shards applied
+                kind, w = self._pending.pop(ready[0])
+                try:
+                    if kind == "cycle":
+                        self._cycle_done(ready[0], w, on_push)
+                    else:
+                        answers, meta = self._pushes.pop(ready[0])
+                        self._applied(w, ShardPush.results(answers), meta, on_push)
+                except ShardLost:
+                    raise
+                except (RayError, ConnectionError, OSError) as err:   # a closed doorbell, a shard call that failed
+                    self._shard_lost(err)
+                    raise
+
+    def _cycle_done(self, ref: Any, w: int, on_push: OnPush) -> None:
+        actor = self._owner.pop(ref)
+        grads = self._grads.pop(ref, None)
+        current = w in self.coord.live and actor is self.worker_actors[w]
+        t = time.perf_counter()
+        try:
+            meta = ray.get(ref)
+        except RayError as err:
+            for g in grads or []:    # the failed cycle's gradient refs hold the same error: read them, or
+                try:                 # Ray prints each as an "Unhandled error" traceback when it is dropped
+                    ray.get(g)
+                except RayError:
+                    pass
+            if current:          # (else another queued cycle of the same dead actor: already handled)
+                self._shard_lost(err)   # a dead shard fails every worker's fetch: not the worker's loss
+                self._lost(w, err)
+            return
+        if not current:
+            # a cycle that finished just as its actor died, reported after the loss: the loss
+            # already gave its steps back, so it is dropped (not applied at all)
+            return
+        self.laps.add("get_meta", t)
+        self._pushed(w, meta, grads, on_push)
