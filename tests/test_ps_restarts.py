@@ -171,6 +171,27 @@ def test_a_replacement_ray_never_places_gives_its_restart_back_for_a_later_loss(
     c.run_scripted()
     assert "worker 1 could not be restarted (not up within" in caplog.text
     assert coord.done == 400 and c.trained() == list(range(400)) and coord.lost == [1]
-    assert _events(coord) == [("worker-lost", 1, 21), ("worker-lost", 0, 300), ("restart-given-up", 1, 300),
+    assert _events(coord) == [("worker-lost", 1, 21), ("restart-given-up", 1, 43), ("worker-lost", 0, 300),
                               ("worker-restarted", 0, 300)]
     assert {life for w, life, *_ in c.pushes if w == 0} == {0, 1}
+
+
+@pytest.mark.parametrize("consistency", ["async", "sync", "bounded:2"])
+def test_a_replacement_past_its_deadline_is_given_up_then_while_the_others_keep_the_driver_busy(monkeypatch,
+                                                                                              consistency):
+    """The task loop checked a replacement's deadline only when no push was ready (or a worker was lost): a driver
+    kept busy (each wait 5 s of its clock, a push always ready) gave one never placed up at the run's end, step 400
+    of 400, "no steps left for it", though its 120 s ran out near step 45. The piped loop looks every 50 ms. Now the
+    task loop looks after every push too, and the give-up lands at the step its deadline passed."""
+    from downpour.ps.on_ray import RESTART_SECONDS
+
+    runtime = scripted_runtime(monkeypatch, tick=5.0)
+    coord = coordinator(2, 400, consistency, depth=1 if consistency == "sync" else 2)
+    c = ScriptedCluster(runtime, coord, restarts=1, script={(1, 0): _dies_at(20), (1, 1): {"up": lambda: False}})
+    c.run_scripted()
+    assert coord.done == 400 and c.trained() == list(range(400)) and coord.lost == [1]
+    lost, given_up = coord.events[-2:]
+    assert (lost["event"], given_up["event"]) == ("worker-lost", "restart-given-up")
+    assert given_up["reason"] == f"not up within {RESTART_SECONDS} s"
+    # one push (one step) a wait of 5 s: the 120 s run out 24 waits, about 24 steps, after the loss (before: 400)
+    assert lost["step"] + 20 <= given_up["step"] <= lost["step"] + 30
