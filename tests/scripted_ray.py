@@ -173,6 +173,7 @@ class Shard:
         self.flush = _Method(lambda: Ref(None))
         self.close = _Method(lambda: Ref(None))
         self.node = _Method(lambda: Ref("node-a"))
+        self.profile = _Method(lambda: Ref({}))
 
     def _note(self, ws: list[int]) -> Ref:
         self.told.append(list(ws))

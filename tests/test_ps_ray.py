@@ -213,6 +213,26 @@ def test_a_worker_that_dies_waiting_for_the_warm_start_is_lost_when_it_joins(tmp
     assert events == [("joined", [1]), ("worker-lost", 1)]
 
 
+def test_a_worker_that_dies_waiting_for_a_warm_start_the_run_never_ends_is_lost(tmp_path, local_ray):
+    """cluster.warm_start past train.steps (run_cluster's callers; the CLI refuses it): workers 1 and 2 never join,
+    and worker 1 is killed at step 20. Its death, on the piped path, was left for its join, which never came:
+    lost_workers was [] (and on the task loop too: tests/test_ps_restarts.py). Now the run's end stops each waiting
+    worker's serve task and asks it whether it lives: [1]; worker 2, alive, is not lost (nor waited for 60 s)."""
+    cfg = _cfg("train.steps=200", "cluster.shards=1", "cluster.workers=3", "cluster.warm_start=300")
+    run = RunDir.create(tmp_path / "never", cfg)
+    out = {}
+    earlier = {a["name"] for a in ray.util.list_named_actors(all_namespaces=True)}
+    thread = threading.Thread(target=lambda: out.update(run_cluster(cfg, run)), daemon=True)
+    thread.start()
+    victim = kill_when(run, 20, "-worker1", earlier)
+    thread.join(timeout=120)
+    assert victim is not None and not thread.is_alive()
+    assert out["steps"] == 200 and out["lost_workers"] == [1] == run.read_json("cluster.json")["lost_workers"]
+    events = run.read_json("staleness.json")["events"]
+    assert [(e["event"], e["worker"], e["step"]) for e in events] == [("worker-lost", 1, 200)]
+    assert events[0]["reason"] == "ActorDiedError while it waited for the warm start"
+
+
 def test_losing_every_worker_is_an_error_that_keeps_what_was_done(tmp_path, local_ray):
     from downpour.errors import RunError
 

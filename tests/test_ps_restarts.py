@@ -195,3 +195,22 @@ def test_a_replacement_past_its_deadline_is_given_up_then_while_the_others_keep_
     assert given_up["reason"] == f"not up within {RESTART_SECONDS} s"
     # one push (one step) a wait of 5 s: the 120 s run out 24 waits, about 24 steps, after the loss (before: 400)
     assert lost["step"] + 20 <= given_up["step"] <= lost["step"] + 30
+
+
+def test_a_worker_that_dies_waiting_for_a_warm_start_the_run_never_ends_is_lost(runtime):
+    """cluster.warm_start past train.steps: workers 1 and 2 never join, and worker 1's actor dies at step 20. No cycle
+    of its failed, so its death went unseen: until 2026-12-04 lost_workers was [] (on a real Ray too, on both loops;
+    the piped one is tests/test_ps_ray.py's). Now the run's end asks each worker still waiting whether it lives:
+    lost_workers [1], and worker 2, alive, is not lost."""
+    coord = coordinator(3, STEPS, warm_start=STEPS + 100)
+    c = ScriptedCluster(runtime, coord, restarts=1)
+
+    def kill_worker1(c):
+        if coord.done >= 20:
+            c.lives[1].dead = True
+
+    c.run_scripted(kill_worker1)
+    c.info()                                  # what the run asks once its steps are done (cluster.json's fields)
+    assert coord.done == STEPS and c.trained() == list(range(STEPS)) and coord.live == {0}
+    assert coord.lost == [1] and _events(coord) == [("worker-lost", 1, STEPS)]
+    assert coord.events[0]["reason"] == "ActorDiedError while it waited for the warm start"

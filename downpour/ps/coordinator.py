@@ -134,8 +134,11 @@ class Coordinator:
         no longer holds anyone back.
 
         (Pushes it already sent are not the worker's any more: they are applied, and counted, as usual.)
+        A worker still waiting for the warm start (:attr:`waiting`) is lost too: it will not join. Until
+        2026-12-04 its loss was not taken, and a run it never joined (``warm_start`` past ``train.steps``) did
+        not list it in ``lost_workers``.
         """
-        if w not in self.live:
+        if w in self.lost:
             return          # its other queued cycles failed too: already counted
         self.returned = sorted(self.returned + [(first, k) for k, _, first in self._inflight.pop(w, [])])
         self.live.discard(w)
@@ -143,7 +146,7 @@ class Coordinator:
         self._lost_clock[w] = self.gate.clocks.get(w, 0)
         self.gate.leave(w)
         self.events.append({"event": "worker-lost", "worker": w, "step": self.done, "reason": reason})
-        waiting = [v for v in range(self.workers) if v not in self.live and v not in self.lost]
+        waiting = self.waiting
         if not self.live and waiting:     # the warm start's only worker died: the others start now
             for v in waiting:
                 self._join(v)
@@ -183,6 +186,11 @@ class Coordinator:
         """Whom a shard takes pushes from: the live workers, and a lost one while a push it sent is on its way
         (the simulator's travel; on Ray a sent push is at the shards already)."""
         return self.live | {w for w, n in self._unapplied.items() if n}
+
+    @property
+    def waiting(self) -> list[int]:
+        """The workers waiting for the warm start to end: neither live nor lost."""
+        return [v for v in range(self.workers) if v not in self.live and v not in self.lost]
 
     @property
     def finished(self) -> bool:

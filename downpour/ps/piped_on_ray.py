@@ -59,7 +59,7 @@ class PipedRun:
                 checked = t
                 self._check_serving(on_push)
                 self.poll_restarts()       # a restarted worker up: its channel opens and it is granted cycles
-        for w in sorted(self.coord.live):
+        for w in sorted(self.coord.live) + self.coord.waiting:   # (one still waiting: asked in info whether it lives)
             self._channels[w].stop()
         try:
             ray.get([ref for ref, (w, _) in self._serving.items() if w in self.coord.live], timeout=60)
