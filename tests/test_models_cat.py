@@ -165,6 +165,18 @@ def test_a_gru_top_stage_reads_the_last_stage_and_is_the_networks_code():
     assert torch.equal(model(x), model.top(model.features(x, "stage2")))
 
 
+def test_features_at_reads_the_gru_top_and_the_stages_below_from_one_pass_as_features_does():
+    model = _gru_top().eval()
+    x = torch.randn(3, 1, 32, 32)
+    with torch.no_grad():
+        got = model.features_at(x, ["stage3/codes", "stage1/codes", "stage2"])
+        for layer in got:
+            assert torch.equal(got[layer], model.features(x, layer)), layer
+        assert model.features_at(x, []) == {}
+    with pytest.raises(KeyError, match="'stage4'"):
+        model.features_at(x, ["stage1", "stage4"])
+
+
 def test_the_top_stage_trains_alone_in_its_greedy_share_and_takes_only_the_reconstruction():
     model = _gru_top()
     objective = Objective.from_config({"reconstruction": 1.0, "pooled_l2": {"weight": 0.2, "eps": 1e-2}})

@@ -38,6 +38,20 @@ def test_one_step_reaches_every_parameter(entry):
 
 
 @pytest.mark.parametrize("entry", ENTRIES, ids=[e.name for e in ENTRIES])
+def test_features_at_several_layers_are_each_layers_features_bit_for_bit(entry):
+    torch.manual_seed(0)
+    model = create_model(entry.name).eval()
+    x = example_batch(entry).x
+    layers = model.feature_layers()
+    with torch.no_grad():
+        for asked in (layers[::-1], layers[:1], layers[-1:]):     # top first, the bottom alone, the top alone
+            got = model.features_at(x, asked)
+            assert list(got) == asked
+            for layer in asked:
+                assert torch.equal(got[layer], model.features(x, layer)), f"{entry.name}: {layer}"
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=[e.name for e in ENTRIES])
 def test_flat_vector_round_trip(entry):
     model = create_model(entry.name)
     layout = ParamLayout(model)

@@ -20,7 +20,7 @@ _LAZY = {
     "cv_probe": "probe", "probe_table": "probe",
     "best_unit": "selectivity", "face_neuron_table": "selectivity", "threshold_scan": "choice",
     "Stimulus": "stimulus", "optimal_stimulus": "stimulus", "top_images": "stimulus",
-    "randomized_copy": "units", "unit_responses": "units",
+    "randomized_copy": "units", "unit_responses": "units", "layer_responses": "units",
 }
 
 
@@ -57,6 +57,6 @@ def write_report(run_path, analyze_if_missing=True):
 
 
 __all__ = ["LabelledSet", "Stimulus", "analyze_run", "best_unit", "cv_probe", "edge_like", "edge_scores",
-           "edge_summary", "face_neuron_table", "invariance_curves", "load_labelled", "optimal_stimulus",
-           "probe_table", "randomized_copy", "threshold_scan", "top_images", "transform", "unit_responses",
-           "write_report"]
+           "edge_summary", "face_neuron_table", "invariance_curves", "layer_responses", "load_labelled",
+           "optimal_stimulus", "probe_table", "randomized_copy", "threshold_scan", "top_images", "transform",
+           "unit_responses", "write_report"]

@@ -6,7 +6,7 @@ locally connected layer is map ``u // (H·W)`` at position ``divmod(u % (H·W), 
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -51,6 +51,22 @@ def unit_responses(model: FeatureModel, x: Tensor, layer: str | None = None, bat
         codes = model.features(x[start:start + batch_size], layer)
         rows.append(codes.reshape(codes.shape[0], -1).double().cpu().numpy())
     return np.concatenate(rows, axis=0)
+
+
+@torch.no_grad()
+def layer_responses(model: FeatureModel, x: Tensor, layers: Sequence[str | None], batch_size: int = 256,
+                    dtype: type = np.float64) -> dict[str | None, np.ndarray]:
+    """:func:`unit_responses` at each of ``layers`` (None: the model's default layer), ``{layer as asked:
+    (N, U_layer)}``, from one pass of the model per batch (``FeatureModel.features_at``): the same numbers, bit
+    for bit. ``dtype=np.float32`` keeps the codes as the model gave them, half the memory for a caller holding
+    many layers; a float64 cast of them is :func:`unit_responses` exactly."""
+    names = {layer: check_layer(model, layer) for layer in layers}    # as asked -> the model's name for it
+    model.eval()
+    rows: dict[str, list[np.ndarray]] = {name: [] for name in names.values()}
+    for start in range(0, x.shape[0], batch_size):
+        for name, codes in model.features_at(x[start:start + batch_size], list(rows)).items():
+            rows[name].append(codes.reshape(codes.shape[0], -1).cpu().numpy().astype(dtype))
+    return {layer: np.concatenate(rows[name], axis=0) for layer, name in names.items()}
 
 
 def unit_response(model: FeatureModel, x: Tensor, unit: int, layer: str | None = None) -> Tensor:

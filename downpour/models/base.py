@@ -7,7 +7,7 @@ same way.
 """
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Sequence
 
 from torch import Tensor, nn
 
@@ -44,6 +44,11 @@ class FeatureModel(nn.Module):
         if layer not in (None, "codes"):
             raise KeyError(f"unknown layer {layer!r}; this model has {self.feature_layers()}")
         return self(x)
+
+    def features_at(self, x: Tensor, layers: Sequence[str]) -> dict[str, Tensor]:
+        """Codes of several named layers of one input, ``{layer: (B, ...)}``: :meth:`features` of each, the same
+        numbers. A stacked model overrides it to run its stages once for all of them."""
+        return {layer: self.features(x, layer) for layer in layers}
 
     def first_layer_filters(self) -> Tensor | None:
         """First-layer filters as images, (n_filters, C, kh, kw), for filter pictures; None if none."""

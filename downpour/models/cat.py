@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -290,6 +290,24 @@ class CatNet(FeatureModel):
             if name == f"stage{i}":
                 return {"codes": codes, "pooled": pooled, "": x}[part]
         raise AssertionError("unreachable")
+
+    def features_at(self, x: Tensor, layers: Sequence[str]) -> dict[str, Tensor]:
+        """:meth:`features` of each of ``layers`` (names, no None), bit for bit, from one pass through the stages up
+        to the highest one asked for: the face test reads all six layers of cat-demo, and a pass per layer ran
+        stage 1 six times and stage 2 three (bench/layer_responses.py)."""
+        unknown = [layer for layer in layers if layer not in self.feature_layers()]
+        if unknown:
+            raise KeyError(f"unknown layer {unknown[0]!r}; this model has {self.feature_layers()}")
+        split = {layer: layer.partition("/") for layer in layers}      # "stage2/codes" -> ("stage2", "/", "codes")
+        last = max((int(name[len("stage"):]) for name, _, _ in split.values()), default=0)
+        out: dict[str, Tensor] = {}
+        for i, stage in enumerate(self.stages[:last], start=1):
+            codes, pooled, x = stage(x)
+            parts = {"codes": codes, "pooled": pooled, "": x}
+            out.update({layer: parts[part] for layer, (name, _, part) in split.items() if name == f"stage{i}"})
+        if self.top is not None and last == self.n_stages:            # the recurrent top stage's code
+            out[f"stage{last}/codes"] = self.top(x)
+        return {layer: out[layer] for layer in layers}
 
     def first_layer_filters(self) -> Tensor:
         return self.stages[0].filter.filters().detach()

@@ -1,0 +1,62 @@
+"""Reading several layers in one pass (``layer_responses``, ``features_at``) gives each layer's own read, bit for bit."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+
+from downpour.analysis import face_controls as fc
+from downpour.analysis.units import layer_responses, randomized_copy, unit_responses
+from downpour.models.registry import create_model
+
+
+def _cat() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return create_model("cat-demo", (1, 32, 32), tile=2).eval()
+
+
+def per_layer(model, x, layers, batch_size=256, dtype=np.float64):
+    """The reference: one pass per layer, as the face test read them until 2026-12-04."""
+    return {layer: unit_responses(model, x, layer, batch_size).astype(dtype) for layer in layers}
+
+
+def test_every_layer_of_one_pass_is_that_layers_own_read_bit_for_bit_across_batches():
+    model = _cat()
+    x = torch.randn(23, 1, 32, 32) * 2 + 0.5
+    layers = model.feature_layers()[::-1]                 # top first: the pass must still start at stage 1
+    fast = layer_responses(model, x, layers, batch_size=10)
+    assert list(fast) == layers
+    for layer in layers:
+        own = unit_responses(model, x, layer, batch_size=10)
+        assert fast[layer].dtype == np.float64 and np.array_equal(fast[layer], own), layer
+    default = layer_responses(model, x, [None, "stage1"], batch_size=10)     # None: the model's analysis layer
+    assert list(default) == [None, "stage1"] and np.array_equal(default[None], fast[model.analysis_layer()])
+    single = layer_responses(model, x, ["stage1/pooled", "stage2/codes"], batch_size=10, dtype=np.float32)
+    assert single["stage1/pooled"].dtype == np.float32
+    assert np.array_equal(single["stage1/pooled"].astype(np.float64), unit_responses(model, x, "stage1/pooled", batch_size=10))
+    assert np.array_equal(single["stage2/codes"].astype(np.float64), unit_responses(model, x, "stage2/codes", batch_size=10))
+
+
+def _face_test(model, twin):
+    others = tuple(n for n in model.feature_layers() if n != "stage2/codes")
+    return fc.face_controls(model, twin, layer="stage2/codes", input_shape=(1, 32, 32), prepare=None, seeds=[0],
+                            n_random_filters=50, replicates=100, other_layers=others, other_replicates=50)
+
+
+def test_the_face_test_reads_each_network_once_and_scores_what_a_read_per_layer_scores(monkeypatch):
+    model = _cat()
+    twin = randomized_copy(model, 1)[0]
+    calls = {"model": 0, "twin": 0}
+    for name, net in (("model", model), ("twin", twin)):
+        net.stages[0].register_forward_hook(lambda *_, name=name: calls.__setitem__(name, calls[name] + 1))
+    fast = _face_test(model, twin)
+    # 200 lfw images and 4 controls of each of 30 held-out faces (320) in batches of 256: 2 passes of stage 1 per
+    # network for all six layers (a pass per layer: 12)
+    assert calls == {"model": 2, "twin": 2}
+    monkeypatch.setattr(fc, "layer_responses", per_layer)
+    slow = _face_test(model, twin)
+    assert calls == {"model": 2 + 12, "twin": 2 + 12}
+    assert [b["layer"] for b in fast["by_layer"]] == ["stage2/codes", *(n for n in model.feature_layers()
+                                                                         if n != "stage2/codes")]
+    assert json.dumps(fast, sort_keys=True) == json.dumps(slow, sort_keys=True)
