@@ -358,8 +358,8 @@ def test_a_frozen_first_layer_is_held_by_its_partition_but_not_pushed(capsys):
     assert gabor["grad_bytes"] == pytest.approx(learned["grad_bytes"] - gabor["frozen_bytes"])   # no gradient for them
     # nor a normalised copy, nor its input and pooled maps for the backward (tests/test_plan_held.py has the bytes)
     assert gabor["copy_bytes"] < learned["copy_bytes"] and gabor["act_bytes"] < learned["act_bytes"]
-    assert gabor["memory_bytes"] == pytest.approx(sum(gabor[k] for k in ("weight_bytes", "frozen_bytes", "grad_bytes",
-                                                                         "act_bytes", "copy_bytes")))
+    assert gabor["memory_bytes"] == pytest.approx(sum(gabor[k] for k in ("weight_bytes", "frozen_bytes", "state_bytes",
+                                                                         "grad_bytes", "act_bytes", "copy_bytes")))
     assert plans["gabor"]["push_bytes_partition"] == gabor["grad_bytes"] < learned["grad_bytes"]
 
 

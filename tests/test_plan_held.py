@@ -128,8 +128,8 @@ def test_the_paper_plans_partition_holds_a_normalised_copy_of_its_filters(capsys
     part = json.loads(capsys.readouterr().out)["partition"]
     # filter_norm 1 (the default): W1's share, 313 MB of the partition's 625 MB of W1 + W2, and 0.4% of it besides
     assert part["copy_bytes"] == pytest.approx(part["weight_bytes"] / 2, rel=0.01)
-    assert part["memory_bytes"] == pytest.approx(part["weight_bytes"] + part["grad_bytes"] + part["act_bytes"]
-                                                 + part["copy_bytes"])
+    assert part["memory_bytes"] == pytest.approx(part["weight_bytes"] + part["state_bytes"] + part["grad_bytes"]
+                                                 + part["act_bytes"] + part["copy_bytes"])
     assert main(["plan", "--json", "--set", "model.filter_norm=0"]) == 0
     free = json.loads(capsys.readouterr().out)["partition"]
     assert free["copy_bytes"] < 1e-4 * free["weight_bytes"]     # the reconstruction's (H, W) weights alone: 24.8 kB
@@ -141,7 +141,8 @@ def test_a_greedy_presets_memory_is_its_largest_stages_step(capsys):
     part = json.loads(capsys.readouterr().out)["partition"]
     held = max(step_held_bytes(cfg, shape, cfg.train.batch_size))
     assert part["act_bytes"] + part["copy_bytes"] == pytest.approx(held, rel=1e-3)
-    assert part["memory_bytes"] == pytest.approx(part["weight_bytes"] + part["grad_bytes"] + held, rel=1e-3)
+    assert part["memory_bytes"] == pytest.approx(part["weight_bytes"] + part["state_bytes"] + part["grad_bytes"] + held,
+                                                 rel=1e-3)
 
 
 def test_what_the_cost_saves_is_on_its_own_row_apart_from_the_models_ops_outside_its_layers(capsys):
@@ -151,6 +152,47 @@ def test_what_the_cost_saves_is_on_its_own_row_apart_from_the_models_ops_outside
     stages = {s["stage"]: s for s in json.loads(capsys.readouterr().out)["stages"]}
     # by hand: per example the log-probabilities (10 floats, saved by log_softmax and by the NLL loss) and the label
     # (an int64), and once a step the NLL's total weight (a float)
-    assert stages["(held by the cost)"]["partition"]["act_bytes_batch"] == 32 * (10 * 4 + 8)
+    # (the row's acts since 2026-12-04 include what it keeps once a step)
+    assert stages["(held by the cost)"]["partition"]["act_bytes_batch"] == 32 * (10 * 4 + 8) + 4
     outside = next(s for name, s in stages.items() if name.startswith("(held outside"))
     assert "cost" not in outside["stage"] and outside["partition"]["act_bytes_batch"] > 100_000
+
+
+@pytest.mark.parametrize("kind, name, sets", [("config", n, []) for n in MEASURED] + CASES)
+def test_a_models_buffers_are_model_state_counted_once_whatever_its_step_saves(kind, name, sets, capsys):
+    """Until 2026-12-04 a buffer was "held" only where the step's graph saved it: tica-8x8's pooling matrix read as
+    "held whatever the batch 16.40kB", and teacher-student's teacher, which no graph saves, was not counted."""
+    cfg, shape = plan_config(**{kind: name}, sets=sets)
+    built = registry.create_model(cfg.model.name, shape, **cfg.model.options)
+    buffers = sum(b.numel() * b.element_size() for b in built.buffers())
+    argv = ["plan", f"--{kind}", name, *(a for s in sets for a in ("--set", s)), "--partitions", "1", "--json"]
+    assert main(argv) == 0
+    part = json.loads(capsys.readouterr().out)["partition"]
+    assert part["state_bytes"] == pytest.approx(buffers)
+    assert part["memory_bytes"] == pytest.approx(sum(part[k] for k in ("weight_bytes", "frozen_bytes", "state_bytes",
+                                                                       "grad_bytes", "act_bytes", "copy_bytes")))
+
+
+def test_a_cost_term_set_to_zero_does_not_take_the_models_buffers_with_it(capsys):
+    """tica-8x8's pooling matrix (64 x 64 floats) stays in memory with the pooled_l2 term off: the plan used to read
+    177.2 -> 109.6 kB, a 16.4 kB saving that was the matrix's, as the graph no longer saved it."""
+    def plan(*sets):
+        assert main(["plan", "--config", "tica-8x8", *(a for s in sets for a in ("--set", s)), "--json"]) == 0
+        return json.loads(capsys.readouterr().out)["partition"]
+    on, off = plan(), plan("objective.pooled_l2.weight=0")
+    assert on["state_bytes"] == off["state_bytes"] == 64 * 64 * 4
+    # what goes is the term's per-example tensors (by hand, batch 100: the pooled maps' square root and the codes'
+    # squares, 64 floats each, and the matrix product's input), 51.2 kB, and its weight's 8-byte scalar
+    assert on["memory_bytes"] - off["memory_bytes"] == 100 * 2 * 64 * 4 + 8
+
+
+def test_a_cost_terms_weight_is_held_by_the_cost_and_said_with_the_activations(capsys):
+    """The 8-byte float64 autograd keeps of a term's Python weight (w * term) is the cost's: tica-8x8's two terms'
+    16 B are on its cost's row, and the memory line no longer lists them apart as "held whatever the batch"."""
+    assert main(["plan", "--config", "tica-8x8", "--json"]) == 0
+    stages = {s["stage"]: s for s in json.loads(capsys.readouterr().out)["stages"]}
+    assert stages["(held by the cost)"]["partition"]["act_bytes_batch"] == 100 * 2 * 64 * 4 + 2 * 8
+    assert stages["(model)"]["partition"]["act_bytes_batch"] == 100 * 3 * 64 * 4
+    assert main(["plan", "--config", "tica-8x8"]) == 0
+    out = capsys.readouterr().out
+    assert "held whatever the batch" not in out and "model state (buffers) 16.38kB" in out

@@ -98,7 +98,8 @@ def cat_stages(config: CatConfig, input_shape: tuple[int, ...], batch: int,
     The cost terms themselves (a few FLOPs per pixel) are left out; normalising the filters (``model.filter_norm``
     > 0) is counted once a step, on ``batch`` examples (:func:`normalising_flops`). What a step holds for its backward
     (``act_floats`` per example, ``copy_floats`` per step, on ``batch`` examples, ``pooled_maps``: the cost's
-    ``pooled_l2`` term keeps 2 pooled maps, 1 at ε = 0, 0 without it): :mod:`downpour.plan.held`.
+    ``pooled_l2`` term keeps 2 pooled maps, 1 at ε = 0, 0 without it): :mod:`downpour.plan.held`. The stage's
+    buffers (``state_floats``: its mask and LCN taps, as the built stage registers them) are model state.
     """
     stages = []
     for st in _cat_layers(config, input_shape):
@@ -111,6 +112,8 @@ def cat_stages(config: CatConfig, input_shape: tuple[int, ...], batch: int,
         norm = config.stage_filter_norm(st["i"]) > 0
         acts, copies = stage_held(st, trained=trained, decoder_untied=untied_dec, pooled_maps=pooled_maps, batch=batch,
                                   norm=norm, interior=config.recon == "interior")
+        # the stage's buffers: the reconstruction's interior mask (1 x 1 x H x W, recon "interior") and the LCN's taps
+        state = (st["in"][1] * st["in"][2] if config.recon == "interior" else 0) + st["lcn"]
         norm_fwd, norm_bwd = (normalising_flops(st["weights"], c * st["kernel"] ** 2) if norm else (0, 0))
         norm_fwd, norm_bwd = norm_fwd / batch, norm_bwd * trained / batch      # once a step, shared by its examples
         stages.append(Stage(
@@ -120,5 +123,5 @@ def cat_stages(config: CatConfig, input_shape: tuple[int, ...], batch: int,
             in_shape=st["in"], maps=m, kernel=st["kernel"], stride=st["stride"], pool=st["pool"],
             pool_stride=st["pool_stride"], lcn=st["lcn"],
             tied_banks=None if st["banks"] == (oh, ow) else st["banks"], frozen=0 if trained else st["weights"],
-            copy_floats=copies))
+            copy_floats=copies, state_floats=state))
     return stages

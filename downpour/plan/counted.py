@@ -24,7 +24,7 @@ from downpour.models.registry import build
 from downpour.objectives import Objective
 from downpour.train.step import train_step
 
-__all__ = ["step_flops", "step_held_bytes", "held_by_layer", "COST"]
+__all__ = ["step_flops", "step_held_bytes", "held_by_layer", "buffer_bytes", "COST"]
 
 # held_by_layer's name for what the objective saved, apart from the model's arithmetic outside its layers (""): in
 # cnn-digits' step at batch 32 the cost keeps 1.5 kB of the 108.0 kB saved outside its layers, its max-pooling most
@@ -50,9 +50,14 @@ def _saved(node) -> list[torch.Tensor]:
 def _held(model: FeatureModel, objective: Objective, input_shape: tuple[int, ...], batch: int) -> dict[int, tuple[int, str]]:
     """One training step's saved storages (the cost's graph walked from its total): {storage: (bytes, the innermost
     module whose forward saved it, "" outside every module in the model's own arithmetic, :data:`COST` in the
-    objective's)}; the parameters' own left out (they are held anyway)."""
+    objective's)}; the parameters' and buffers' own left out (they are held anyway: model state, :func:`buffer_bytes`).
+
+    A Python number an op saves (a cost term's weight: ``0.1 * term`` keeps 0.1 as an 8-byte float64) never passes
+    the pack hook; it goes to the cost when the node saving it was made by the cost (autograd numbers its nodes in
+    order), else to the model's own ops. Until 2026-12-04 every one went to "", and tica-8x8's memory line read
+    "held whatever the batch 16.40kB": its 16.38 kB pooling matrix (a buffer) and its two terms' weights."""
     data = _random_batch(input_shape, batch)
-    params = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    params = {p.untyped_storage().data_ptr() for p in (*model.parameters(), *model.buffers())}
     names = {m: n for n, m in model.named_modules()}
     inside: list[str] = []              # the modules whose forward is running, innermost last
     saver: dict[int, str] = {}          # storage -> the module running when a node first saved it
@@ -76,6 +81,7 @@ def _held(model: FeatureModel, objective: Objective, input_shape: tuple[int, ...
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
             outputs = model.forward_train(data)
             inside.append(COST)     # (the cost's own; a module it calls is that module's)
+            first_of_cost = (torch.zeros((), requires_grad=True) * 1).grad_fn._sequence_nr()
             total, _ = objective(outputs)
     finally:
         for h in handles:
@@ -89,7 +95,8 @@ def _held(model: FeatureModel, objective: Objective, input_shape: tuple[int, ...
         for t in _saved(node):
             storage = t.untyped_storage()
             if storage.data_ptr() not in params:
-                storages[storage.data_ptr()] = (storage.nbytes(), saver.get(storage.data_ptr(), ""))
+                unpacked = COST if node._sequence_nr() > first_of_cost else ""
+                storages[storage.data_ptr()] = (storage.nbytes(), saver.get(storage.data_ptr(), unpacked))
         todo += [f for f, _ in node.next_functions]
     return storages
 
@@ -106,6 +113,15 @@ def step_held_bytes(cfg: RunConfig, input_shape: tuple[int, ...], batch: int) ->
         model.train()
         out.append(sum(b for b, _ in _held(model, objective, input_shape, batch).values()))
     return tuple(out)
+
+
+def buffer_bytes(cfg: RunConfig, input_shape: tuple[int, ...]) -> dict[str, int]:
+    """The built model's buffers, {name: bytes}: model state, held whatever a step's graph saves (tica-8x8's
+    pooling matrix, 16.4 kB, is in memory with its pooled_l2 term off too; teacher-student's teacher, which no graph
+    saves, is in memory all the same). Until 2026-12-04 a buffer was counted only where a step's graph saved it, as
+    "held" by the step."""
+    model, _ = build(cfg, input_shape)
+    return {name: b.nbytes for name, b in model.named_buffers()}
 
 
 def held_by_layer(cfg: RunConfig, input_shape: tuple[int, ...]) -> dict[str, tuple[float, float]]:

@@ -35,7 +35,7 @@ from downpour.models.footprint import footprint_table
 from downpour.models.registry import model_entry, resolve
 from downpour.parallel.partition import cut_refusal
 from downpour.plan.cat_formulas import cat_footprint, cat_stages
-from downpour.plan.counted import COST, held_by_layer, step_flops
+from downpour.plan.counted import COST, buffer_bytes, held_by_layer, step_flops
 from downpour.plan.stage import Network, Stage, over_schedule
 
 __all__ = ["PAPER", "PAPER_INPUT", "paper_assumptions", "Stage", "Network", "plan_config", "network_of",
@@ -261,9 +261,17 @@ def network_of(cfg: RunConfig, input_shape: tuple[int, ...], paper: bool = False
     # a layer called twice is two rows of one name: its bytes go on the first (keyed by name, the second row's
     # nothing overwrote them, and a step's 32.8 kB of a twice-called encoder left the plan's memory)
     own = [held.pop("" if r["layer"] == "(model)" else r["layer"], (0.0, 0.0)) for r in rows]
+    # the buffers are model state, on the row of the layer that owns them (the model's own: its "(model)" row, or the
+    # first), counted once whatever the step's graph saves
+    buffers = buffer_bytes(cfg, tuple(input_shape))
+    layers = [r["layer"] if r["layer"] != "(model)" else "" for r in rows]
+    state = [0.0] * len(rows)
+    for name, nbytes in buffers.items():
+        owner = name.rpartition(".")[0]
+        state[layers.index(owner) if owner in layers else 0] += nbytes / 4
     stages = [Stage(r["layer"], tuple(r["out_shape"]), 0, r["params"], r["params"], r["flops_fwd"],
-                    r["flops_fwd"] + r["flops_bwd"], each / 4, copy_floats=fixed / 4)
-              for r, (each, fixed) in zip(rows, own)]
+                    r["flops_fwd"] + r["flops_bwd"], each / 4, copy_floats=fixed / 4, state_floats=floats)
+              for r, (each, fixed), floats in zip(rows, own, state)]
     # the model's modules outside its inference path and its own ops outside every module on one row, the cost's on
     # another (cnn-digits at batch 32: its max-pooling's 106.5 kB, the cost's 1.5 kB)
     cost = {COST: held.pop(COST)} if COST in held else {}
@@ -279,6 +287,7 @@ def network_of(cfg: RunConfig, input_shape: tuple[int, ...], paper: bool = False
              "the cost, the backward; matrix products only)" + (", averaged over the greedy stages" if len(counted) > 1
                                                                   else "")
              + "; the memory is what that step's graph holds for its backward, on the layer that saved it"
+             + (f", and the model's buffers as model state ({', '.join(buffers)})" if buffers else "")
              + "; one partition per replica (the runner splits only the cat network)",)
     return Network(cfg.model.name, tuple(input_shape), tuple(stages), notes, cfg.train.schedule, counted,
                    cut_refusal(repr(cfg.model.name), cat=False))

@@ -86,7 +86,7 @@ def partition_stage(stage: Stage, k: int) -> dict[str, float]:
         return {"share": share, "params": stage.params * share, "frozen": stage.frozen * share,
                 "flops_train": stage.flops_train * share, "flops_fwd": stage.flops_fwd * share,
                 "act_floats": stage.act_floats * share, "copy_floats": stage.copy_floats * share,
-                "halo_floats": 0.0, "halo_fwd_floats": 0.0}
+                "state_floats": stage.state_floats * share, "halo_floats": 0.0, "halo_fwd_floats": 0.0}
     (gr, gc), (c, h, w) = grid(k, stage), stage.in_shape
     m, ph, pw = stage.out_shape
     oh, ow = _codes_size(stage)
@@ -111,6 +111,7 @@ def partition_stage(stage: Stage, k: int) -> dict[str, float]:
             "flops_train": stage.flops_train * share, "flops_fwd": stage.flops_fwd * share,
             "act_floats": stage.act_floats * share + halo_in + halo_pool + halo_lcn,
             "copy_floats": stage.copy_floats * share,     # normalised filters of its block (the runner needs them untied)
+            "state_floats": stage.state_floats * share,   # its block's share of the stage's mask
             "halo_floats": float(halo_in + 2 * halo_pool + halo_lcn),        # trained: the pooling halo both ways
             "halo_fwd_floats": float(halo_in + halo_pool + halo_lcn)}        # forward only (below a greedy stage)
 
@@ -154,6 +155,7 @@ def _partition(net: Network, k: int, batch: int, rule: str) -> dict[str, float]:
     out = {"params": params, "weight_bytes": 4 * params, "frozen_bytes": 4 * sum(p["frozen"] for p in parts),
            "grad_bytes": 4 * params,
            "opt_bytes": 4 * params * RULE_STATE[rule], "act_bytes": acts, "copy_bytes": copies,
+           "state_bytes": 4 * sum(p["state_floats"] for p in parts),     # every stage's, greedy too: the model is whole
            "halo_bytes": 4 * over("halo_floats", "halo_fwd_floats"),
            "flops_train": over("flops_train", "flops_fwd") if cat else net.flops_train}
     if net.schedule == "greedy" and len(parts) > 1:   # a step of each stage (the figures above are their mean)
@@ -161,8 +163,8 @@ def _partition(net: Network, k: int, batch: int, rule: str) -> dict[str, float]:
         out["flops_by_stage"] = (list(net.counted) if not cat else
                                  [sum(fwd[:i]) + p["flops_train"] for i, p in enumerate(parts)])
         out["halo_by_stage"] = [4 * (sum(halo_fwd[:i]) + p["halo_floats"]) if cat else 0.0 for i, p in enumerate(parts)]
-    out["memory_bytes"] = (out["weight_bytes"] + out["frozen_bytes"] + out["grad_bytes"] + out["act_bytes"]
-                           + out["copy_bytes"])
+    out["memory_bytes"] = (out["weight_bytes"] + out["frozen_bytes"] + out["state_bytes"] + out["grad_bytes"]
+                           + out["act_bytes"] + out["copy_bytes"])
     return out
 
 

@@ -42,7 +42,9 @@ def make_plan(net: Network, cluster: Cluster, rates: Rates, batch: int, n_push: 
                        "partition": {"params": round(part["params"]), "weight_bytes": round(4 * part["params"]),
                                      "opt_bytes": round(4 * part["params"] * (pred["partition"]["opt_bytes"]
                                                                              / max(pred["partition"]["weight_bytes"], 1))),
-                                     "act_bytes_batch": round(4 * batch * part["act_floats"]),
+                                     # a measured layer's: with what it keeps per step (a cost's weights' scalars)
+                                     "act_bytes_batch": round(4 * batch * part["act_floats"]
+                                                              + (4 * part["copy_floats"] if net.counted else 0)),
                                      "halo_bytes": round(4 * part["halo_floats"]), "flops_train": round(part["flops_train"]),
                                      "push_bytes": round(4 * part["params"])}})
     out = {"network": {"name": net.name, "input_shape": list(net.input_shape), "connections": net.connections,
@@ -106,8 +108,13 @@ def format_plan(plan: dict[str, Any]) -> str:
              _human(s["partition"]["push_bytes"], "B")) for s in plan["stages"]]
     lines += _table(header, rows)
     part, t, bounds = plan["partition"], plan["times_s"], plan["cycle_bounds_s"]
-    # a step's per-step part: on paper, the copies of the filters; measured, whatever it held (a PCD RBM's chains)
-    copies = "the step's copies of the filters" if n.get("on_paper", True) else "held whatever the batch"
+    # a step's per-step part: on paper, the copies of the filters; measured, part of what it holds (a PCD RBM's
+    # chains' visible sample, the cost's weights' scalars), so said with the activations, not as a part of its own
+    # (until 2026-12-04 tica-8x8 read "held whatever the batch 16.40kB", 16.38 kB of it its pooling matrix)
+    held = (f"activations {_human(part['act_bytes'], 'B')}"
+            + (f", the step's copies of the filters {_human(part['copy_bytes'], 'B')}" if part["copy_bytes"] else "")
+            if n.get("on_paper", True) else f"activations {_human(part['act_bytes'] + part['copy_bytes'], 'B')}"
+            + (f" ({_human(part['copy_bytes'], 'B')} of them whatever the batch)" if part["copy_bytes"] else ""))
     lines += [
         "(FLOPs/ex: forward + backward of one training example; push/replica = fetch/replica: float32 gradient / "
         "parameters; part: the largest of the K partitions; opt state lives on the shards that hold those weights; "
@@ -121,9 +128,9 @@ def format_plan(plan: dict[str, Any]) -> str:
         f"{_human(plan['rates']['apply_bytes_per_core'], 'B')}/s per core (shard apply, {_apply_rule(plan)}): "
         f"{plan['rates']['source']}",
         f"memory per partition: {_human(part['memory_bytes'], 'B')} (weights {_human(part['weight_bytes'], 'B')}, "
-        + (f"frozen weights {_human(part['frozen_bytes'], 'B')}, " if part["frozen_bytes"] else "") +
-        f"gradient {_human(part['grad_bytes'], 'B')}, activations {_human(part['act_bytes'], 'B')}"
-        + (f", {copies} {_human(part['copy_bytes'], 'B')}" if part["copy_bytes"] else "") + ")"
+        + (f"frozen weights {_human(part['frozen_bytes'], 'B')}, " if part["frozen_bytes"] else "")
+        + (f"model state (buffers) {_human(part['state_bytes'], 'B')}, " if part["state_bytes"] else "")
+        + f"gradient {_human(part['grad_bytes'], 'B')}, {held})"
         + ("" if plan["fits"]["partition"] else "  ** does not fit **")
         + f"; per shard {_human(plan['shard_bytes'], 'B')} (parameters + {plan['rule']} state)"
         + ("" if plan["fits"]["shard"] else "  ** does not fit **"),

@@ -40,7 +40,9 @@ class Stage:
     tied_banks: tuple[int, int] | None = None   # (tH, tW) filter banks when tiled or convolutional; None = untied
     frozen: int = 0                   # weights held but not trained (a Gabor or random first layer's filters)
     copy_floats: float = 0            # per training step, whatever the batch: normalised or expanded filters (plan/held.py),
-                                      # a PCD RBM's persistent chains (plan/counted.py)
+                                      # a PCD RBM's chains' free energy (plan/counted.py)
+    state_floats: float = 0           # the model's buffers (bytes / 4): held whatever the step's graph saves, not trained
+                                      # (tica's pooling matrix, an RBM's persistent chains, a cat stage's mask and taps)
 
 
 @dataclass(frozen=True)
