@@ -21,3 +21,15 @@ def test_a_steps_peak_holds_its_saved_tensors_at_the_end_of_its_forward_and_leav
     top, top_forward, grads = peak(cfg, shape, cfg.train.batch_size, None)
     saved = step_held_bytes(cfg, shape, cfg.train.batch_size)[0]
     assert top_forward >= saved and top >= top_forward and grads == 4 * 3289
+
+
+def test_the_plans_peak_note_says_what_the_bench_measured_and_points_to_its_table(capsys):
+    """Until 2026-12-04 the note under the plan's table read "measured from 23% under to 38% over acts + gradient":
+    the bench compares acts + copies + gradient with a lower bound of the peak, and its figures were hard-coded."""
+    from downpour.cli import main
+    assert main(["plan", "--config", "tica-8x8", "--machines", "2"]) == 0
+    note = next(line for line in capsys.readouterr().out.splitlines() if "transient peak" in line)
+    assert "acts + copies + gradient" in note and "lower bound" in note and "%" not in note
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "plan.md").read_text()
+    section = docs[docs.index("What this excludes"):]
+    assert "bench/step_peak.py" in section[:1000] and "| step | batch | planned | peak | peak − planned |" in section

@@ -12,6 +12,11 @@ from downpour.plan.predict import Cluster, partition_stage, predict
 __all__ = ["plan_for", "make_plan", "format_plan", "format_check"]
 
 PAPER_CONNECTIONS = 1.15e9      # Le et al. 2012's own figure
+# where the measured peaks are, not the figures themselves (they change as the bench is rerun); until 2026-12-04 the
+# note read "measured from 23% under to 38% over acts + gradient", where the bench compares acts + copies + gradient
+# with a lower bound of the peak
+PEAK_DOC = ("docs/plan.md, 'What this excludes', has bench/step_peak.py's lower bound of it against acts + copies + "
+            "gradient, per preset")
 
 
 def _human(n: float, unit: str = "") -> str:
@@ -118,8 +123,8 @@ def format_plan(plan: dict[str, Any]) -> str:
     lines += [
         "(FLOPs/ex: forward + backward of one training example; push/replica = fetch/replica: float32 gradient / "
         "parameters; part: the largest of the K partitions; opt state lives on the shards that hold those weights; "
-        "acts: what a step's graph saves for its backward; the step's transient peak is not counted, measured from 23% "
-        "under to 38% over acts + gradient: bench/step_peak.py, docs/plan.md)",
+        "acts: what a step's graph saves for its backward; the step's transient peak is another figure, not counted: "
+        f"{PEAK_DOC})",
         "",
         f"cluster: {c['machines']} machines x {c['cores']} cores, {c['memory_gb']:g} GB, {c['bandwidth_gbit']:g} Gbit/s; "
         f"{c['replicas']} replicas x {c['partitions']} partitions ({c['grid'][0]}x{c['grid'][1]} blocks) + {c['shards']} "
