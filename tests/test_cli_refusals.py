@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -130,6 +131,20 @@ def test_plan_refuses_a_set_it_does_not_read_and_names_the_set_in_errors():
     with pytest.raises(ConfigError, match=r"--set cluster.n_push=0: .*n_push must be >= 1"):
         plan_config("paper", ["cluster.n_push=0"])
     assert plan_config("paper", ["cluster.n_push=4"])[0].cluster.n_push == 4
+
+
+def test_plan_names_what_the_user_typed_and_every_cost_key_it_reads(capsys):
+    """Until 2026-12-04 --model paper's errors named "model 'cat-3stage'", which the user did not type, and a --set of
+    four parts listed only objective.TERM as readable, not the objective.TERM.KEY it reads too."""
+    assert main(["plan", "--model", "paper", "--set", "model.maps=[0,8,8]"]) == 2
+    err = capsys.readouterr().err
+    assert "--model paper --set model.maps=[0,8,8]: the paper's network: every value of model.maps" in err
+    assert "cat-3stage" not in err
+    assert main(["plan", "--model", "cat-3stage", "--set", "model.maps=[0,8,8]"]) == 2
+    assert "model 'cat-3stage': every value" in capsys.readouterr().err          # typed: named as typed
+    assert main(["plan", "--model", "cat-demo", "--set", "objective.pooled_l2.eps.x=1"]) == 2
+    assert "--set objective.pooled_l2.eps.x=1: a plan reads only model.KEY, objective.TERM, objective.TERM.KEY," in \
+        capsys.readouterr().err
 
 
 
@@ -862,3 +877,13 @@ def test_a_delay_out_of_order_names_its_set(capsys):
     it, as every other refused value's message does."""
     assert main(["train", "--dry-run", "--runner", "simulated", "--set", "cluster.delay=uniform:3:1"]) == 2
     assert "--set cluster.delay=uniform:3:1: " in capsys.readouterr().err
+
+
+def test_every_key_of_the_plans_json_network_and_partition_is_in_its_docs(capsys):
+    """network.on_paper, which says what partition.copy_bytes is, was in --json but not in docs/plan.md."""
+    assert main(["plan", "--model", "cat-demo", "--machines", "4", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "plan.md").read_text()
+    keys = [f"{part}.{key}" for part in ("network", "partition") for key in plan[part]]
+    assert "network.on_paper" in keys
+    assert [k for k in keys if f"`{k}`" not in docs] == []

@@ -166,7 +166,7 @@ def plan_config(model: str = "paper", sets: list[str] | tuple[str, ...] = (),
             continue
         if path[0] != "model" and ".".join(path) not in PLAN_READS:
             raise ConfigError(f"downpour plan --set {item}: a plan reads only model.KEY, objective.TERM, "
-                              f"{', '.join(sorted(PLAN_READS))}")
+                              f"objective.TERM.KEY, {', '.join(sorted(PLAN_READS))}")
         node = table
         for part in path[:-1]:
             node = node.setdefault(part, {})
@@ -174,7 +174,9 @@ def plan_config(model: str = "paper", sets: list[str] | tuple[str, ...] = (),
     try:
         cfg = resolve(config_from_dict(table))      # every model field written out and checked
     except ConfigError as err:
-        raise ConfigError(f"downpour plan {given}{''.join(' --set ' + str(s) for s in sets)}: {err}") from None
+        # the registry names the model it checks: for --model paper, cat-3stage, which the user did not type
+        said = str(err).replace(f"model {PAPER['name']!r}: ", "the paper's network: ") if model == "paper" else str(err)
+        raise ConfigError(f"downpour plan {given}{''.join(' --set ' + str(s) for s in sets)}: {said}") from None
     _refuse_uncounted_terms(given, cfg, terms)
     return cfg, shape or model_entry(cfg.model.name).input_shape
 
