@@ -106,28 +106,33 @@ def _tied_shift_of_the_identity_order() -> float:
 
 def test_the_study_figure_is_the_tied_sets_mean_and_does_not_move_with_the_units_order(monkeypatch):
     """measure._invariance read the chosen unit's ranges: with the narrow unit first the study's translation range
-    was one width, with the invariant one first another, for the same network."""
+    was one width, with the invariant one first another, for the same network. (Its tied set is the face test's, which
+    chose it on lfw's training part; here every blob is held out, as lfw's held-out part is.)"""
     data = _blobs(30)
-    monkeypatch.setattr(measure, "load_labelled", lambda name, shape, prepare=None: data)
+    monkeypatch.setattr(measure, "load_labelled", lambda name, shape, prepare=None, lfw_fold=None: data)
     got = {}
     for order_ in ((0, 1, 2, 3), (2, 1, 0, 3)):
         model = _ThreeWays(order_)
-        got[order_] = measure._invariance(model, "codes", (1, 16, 16), None, seed=0, random_filters=20)
+        scores = model(data.x).detach().numpy()
+        row = best_unit(scores, data.y, np.arange(len(data.y)), np.arange(len(data.y)))
+        got[order_] = measure._invariance(model, "codes", (1, 16, 16), None, _unit(row))
         assert got[order_]["inv_tied"] == 3
     assert got[(0, 1, 2, 3)] == pytest.approx(got[(2, 1, 0, 3)], abs=1e-9)
     model = _ThreeWays()
-    # the units' own widths, one at a time, on the table's test split (the images the choice did not see, as there
-    # since 2026-12-04), against each unit's mean on that split's other class
-    held = np.isin(np.arange(len(data.y)), face_neuron_table(model, data, layer="codes", seed=0,
-                                                              n_random_filters=20)["split"]["test_indices"])
-    faces = data.x[torch.from_numpy((data.y == 1) & held)]
-    baseline = model(data.x)[torch.from_numpy((data.y == 0) & held)].mean(dim=0).tolist()
+    # the units' own widths, one at a time, on every held-out face, against each unit's mean on the non-faces
+    faces = data.x[torch.from_numpy(data.y == 1)]
+    baseline = model(data.x)[torch.from_numpy(data.y == 0)].mean(dim=0).tolist()
     each = [measure.range_widths(invariance_summary(invariance_curves(model, faces, u, baseline=baseline[u]))["ranges"],
                                  (16, 16)) for u in range(3)]
     for key in ("inv_scale_octaves", "inv_shift", "inv_rotation"):
         values = [e[key] for e in each if math.isfinite(e[key])]
         assert got[(0, 1, 2, 3)][key] == pytest.approx(np.mean(values), abs=1e-9), key
     assert max(e["inv_shift"] for e in each) - min(e["inv_shift"] for e in each) > 0.2     # one unit's would move it
+
+
+def _unit(row):
+    """face_aucs' ``unit`` of a chosen row (its tied set; lfw's default held-out part)."""
+    return {"tied_units": row["tied_units"], "tied_signs": row["tied_signs"], "fold": None}
 
 
 def test_the_tie_size_is_in_the_table_row_and_said_beside_the_unit():
@@ -192,8 +197,9 @@ def test_a_cross_fits_pixel_row_counts_its_tie_on_the_first_fold_not_split():
 def test_a_cell_without_a_face_unit_has_every_invariance_figure_of_one_with_one(monkeypatch):
     """A cell whose face test chose no unit gave the three widths but no ``inv_tied``: a condition with no face unit in
     any seed then lacked the figure the mechanisms verdict reads (KeyError)."""
-    monkeypatch.setattr(measure, "load_labelled", lambda name, shape, prepare=None: _blobs(30))
-    measured = measure._invariance(_ThreeWays(), "codes", (1, 16, 16), None, seed=0, random_filters=20)
+    monkeypatch.setattr(measure, "load_labelled", lambda name, shape, prepare=None, lfw_fold=None: _blobs(30))
+    measured = measure._invariance(_ThreeWays(), "codes", (1, 16, 16), None,
+                                   {"tied_units": [0, 1, 2], "tied_signs": [1, 1, 1], "fold": None})
     none = measure.no_invariance((1, 16, 16))
     assert set(none) == set(measured) and all(math.isnan(v) for v in none.values())
 

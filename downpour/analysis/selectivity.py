@@ -127,9 +127,8 @@ def face_neuron_table(model: FeatureModel, data: LabelledSet, *, layer: str | No
     data.x: (N, C, H, W) at the model's input shape; the pixel, random-filter and probe baselines use
     ``data.raw``. ``random_model``: the same architecture with untrained weights (default:
     :func:`~downpour.analysis.units.randomized_copy` of ``model``). Returns a JSON-ready dict: ``rows``
-    (one per method, ``test_accuracy`` on the same test split), ``paper_style`` and ``split`` (its sizes, and since
-    2026-12-04 ``test_indices``: the rows of ``data`` no method was chosen on, for a measure of the chosen unit that
-    must not see its selection images); everything is reproducible from ``seed``.
+    (one per method, ``test_accuracy`` on the same test split), ``paper_style`` and ``split``;
+    everything is reproducible from ``seed``.
     """
     return face_neuron_tables(model, data, seeds=[seed], layer=layer, positive=positive, test_fraction=test_fraction,
                               n_random_filters=n_random_filters, random_model=random_model)[0]
@@ -225,7 +224,7 @@ def _table(scores: dict[str, np.ndarray], pixels: np.ndarray, y: np.ndarray, dat
         "representation": {"baselines": f"raw images {list(data.raw.shape[1:])}, as loaded (no run-specific steps)",
                            "units": f"the run's prepared input {list(data.x.shape[1:])}"},
         "split": {"seed": seed, "test_fraction": test_fraction, "selection": int(len(select)), "test": int(len(test)),
-                  "positives_in_test": int(y[test].sum()), "test_indices": test.tolist()},   # (the images no row chose on)
+                  "positives_in_test": int(y[test].sum())},
         "choice": CHOICE, "rows": [learned, chance, random_net, pixel, random_filters, linear],
         "paper_style": paper,
         "responses": {"positive": scores["learned"][y == 1, learned["unit"]].tolist(),

@@ -23,13 +23,14 @@ face_auc_*_no_faces,   the same two AUCs of the cell's no-faces twin (its config
 face_owed_*            ``data.train_faces = 0``, :func:`~downpour.studies.trained.no_faces_twin`), its unit
                        chosen the same way and scored on the same images, and the learned unit's minus them
                        (what the faces gave); NaN where the data hold no lfw face
-inv_scale_octaves,     :func:`~downpour.analysis.invariance.sweep` and ``invariance_summary`` of the
-inv_shift,             face unit (:func:`~downpour.analysis.selectivity.face_neuron_table`): the width of the
-inv_rotation,          range where its response stays >= half, in octaves of scale, fractions of the image
+inv_scale_octaves,     :func:`~downpour.analysis.invariance.sweep` and ``invariance_summary`` of the face
+inv_shift,             test's learned unit, the one ``face_auc_*`` score (chosen on lfw's training part): the width
+inv_rotation,          of the range where its response stays >= half, in octaves of scale, fractions of the image
 inv_tied               side (translation, x and y averaged) and degrees, averaged over the ``inv_tied`` units
                        tied with it at the top of the choice (since 2026-12-04; the chosen unit's alone before),
-                       on the faces and non-faces of the table's test split, which the choice never saw (since
-                       2026-12-04; every lfw image, its selection split's among them, before)
+                       on lfw's 60 held-out images, which the choice never saw: its faces warped, its non-faces
+                       the baseline, as ``downpour analyze`` measures it (since 2026-12-04; the best-neuron
+                       table's unit before, chosen on 30 of those images, and measured on every lfw image)
 params, act_bytes,     :func:`~downpour.models.footprint.footprint_table`'s total row (one sample, float32):
 flops_fwd, flops_bwd   the design's figures (:func:`design_figures`), recorded for a run that diverged too
 opt_bytes              the optimiser state the run's final checkpoint holds (``opt.*`` tensors), in bytes
@@ -54,8 +55,7 @@ from downpour.analysis.invariance import invariance_summary, range_width, sweep
 from downpour.analysis.labelled import load_labelled, prepare_images
 from downpour.analysis.probe import INPUT
 from downpour.analysis.options import run_preprocess
-from downpour.analysis.selectivity import face_neuron_table
-from downpour.analysis.units import check_layer, randomized_copy, unit_responses
+from downpour.analysis.units import check_layer, unit_responses
 from downpour.batch import Batch
 from downpour.config import ModelSpec, RunConfig, load_config, merge_term
 from downpour.data.build import sample_shape
@@ -186,7 +186,7 @@ def measure_run(run: RunDir, model: FeatureModel, m: Measures, seed: int,
     if m.no_faces:
         out.update(owed_figures(faces))
     if m.invariance:      # of the face unit: none to measure where the face test could choose none
-        out.update(_invariance(model, layer, shape, run_preprocess(run), seed, m.random_filters) if faces
+        out.update(_invariance(model, layer, shape, run_preprocess(run), faces["unit"]) if faces
                    else no_invariance(shape))
     out.update(design_figures(cfg, shape))
     state = read_tensors(run.checkpoints / "local.safetensors")
@@ -205,26 +205,23 @@ def design_figures(cfg: RunConfig, shape: tuple[int, ...]) -> dict[str, float]:
     return {key: float(total[key]) for key in DESIGN_FIGURES}
 
 
-def _invariance(model: FeatureModel, layer: str, shape: tuple[int, ...], prepare, seed: int,
-                random_filters: int) -> dict[str, float]:
-    """Invariance ranges of the best-neuron table's face unit (:func:`face_neuron_table`, split seed ``seed``: chosen on
-    the selection half of lfw's held-out images; not the face test's unit, chosen on lfw's training part, that
-    ``analyze_run`` pictures), measured on the split's test half only (``split.test_indices``: its faces warped, its
-    non-faces each unit's baseline), the images the choice never saw: the mean of :func:`range_widths` over every unit
-    tied with it at the top of the choice (``inv_tied`` of them). Until 2026-12-04 they were the chosen unit's alone,
-    and a 30-image split saturates at AUC 1.0: 2 of the mechanisms study's 48 cells chose another tied unit when the
-    tie-break changed, and a scale range read +0.56 [+0.17, +0.95] (higher), then +0.53 [-0.07, +1.14]
-    (inconclusive). Until 2026-12-04 too they were measured on every lfw face and non-face, the 30 the unit was
-    chosen on among them, whose untransformed response the choice had picked to stand out."""
-    lfw = load_labelled("lfw", shape, prepare=prepare)
-    twin, _ = randomized_copy(model, seed + 1)      # only the table's baseline row reads it
-    table = face_neuron_table(model, lfw, layer=layer, seed=seed, n_random_filters=random_filters, random_model=twin)
-    best = table["rows"][0]
-    tied = best["tied_units"]                                                # the chosen unit first
-    unseen = np.isin(np.arange(len(lfw.y)), table["split"]["test_indices"])   # (N,) the images no row was chosen on
-    faces = lfw.pixels[torch.from_numpy((lfw.y == 1) & unseen)]    # warped in pixels, then prepared (analyze_run's way)
-    baselines = unit_responses(model, lfw.x[torch.from_numpy((lfw.y == 0) & unseen)], layer)[:, tied].mean(axis=0)
-    results = sweep(model, faces, tied, best["tied_signs"], baselines.tolist(), layer=layer,
+def _invariance(model: FeatureModel, layer: str, shape: tuple[int, ...], prepare, unit: dict[str, Any]) -> dict[str, float]:
+    """Invariance ranges of the face test's learned unit (``unit``: :func:`~downpour.studies.trained.face_aucs`'
+    ``unit``, chosen on lfw's training part), measured as ``analyze_run`` measures the unit it pictures: on the held-out
+    part of lfw the face test scored it on (``unit["fold"]``'s; the choice never saw one of its images), the faces
+    warped, each unit's baseline its mean on the non-faces; the mean of :func:`range_widths` over every unit tied with it
+    at the top of the choice (``inv_tied`` of them). Until 2026-12-04 they were the chosen unit's alone, and a 30-image
+    split saturates at AUC 1.0: 2 of the mechanisms study's 48 cells chose another tied unit when the tie-break changed,
+    and a scale range read +0.56 [+0.17, +0.95] (higher), then +0.53 [-0.07, +1.14] (inconclusive). Until 2026-12-04
+    too they were of another unit than the face AUCs': the best-neuron table's
+    (:func:`~downpour.analysis.selectivity.face_neuron_table`), chosen on 15 faces and 15 non-faces of the held-out part,
+    measured on every lfw image, then (for a day) on the other 15 faces only, where on the quick study glimpse seed 0's
+    unit kept half its response nowhere."""
+    lfw = load_labelled("lfw", shape, prepare=prepare, lfw_fold=unit["fold"])   # the face test's held-out images
+    tied = unit["tied_units"]                                                     # the chosen unit first
+    faces = lfw.pixels[torch.from_numpy(lfw.y == 1)]     # warped in pixels, then prepared (analyze_run's way)
+    baselines = unit_responses(model, lfw.x[torch.from_numpy(lfw.y == 0)], layer)[:, tied].mean(axis=0)
+    results = sweep(model, faces, tied, unit["tied_signs"], baselines.tolist(), layer=layer,
                     prepare=lambda t: prepare_images(t, shape, prepare))
     per_unit = [range_widths(invariance_summary(r)["ranges"], shape[-2:]) for r in results]
     out = {}

@@ -14,9 +14,10 @@ the local runner with Adam.
   glimpses without the wide surround, which separates where it looks from what resolution it sees.
 
 **Figures** (:mod:`downpour.studies.measure`): linear-probe accuracy of the codes (digits, lfw faces vs
-non-faces), the invariance ranges of the best face unit, averaged over the units tied with it (scale in octaves, translation as a fraction of
-the side, rotation in degrees, where the unit keeps at least half its response; on the lfw images it was not chosen on), the face AUC on the
-matched controls, edge-like fraction, parameters, FLOPs per sample and wall time per step; and what the faces
+non-faces), the invariance ranges of the face test's unit (the one whose AUCs it reports, chosen on lfw's
+training part), averaged over the units tied with it (scale in octaves, translation as a fraction of the side,
+rotation in degrees, where the unit keeps at least half its response; on lfw's 60 held-out images, which the
+choice never saw), the face AUC on the matched controls, edge-like fraction, parameters, FLOPs per sample and wall time per step; and what the faces
 gave the face unit: the same cell trained again without a face (``face_owed_controls``).
 """
 from __future__ import annotations
@@ -50,11 +51,11 @@ class MechanismsStudy(MeasuredStudy):
     # (cells cached before the invariance curves warped the faces in pixels, before their unit was the one whose
     # selection AUC is furthest from 0.5, ties to the larger Cohen's d (2026-12-04; it was the most accurate, ties
     # to the lowest index), or before the ranges were the mean over every unit tied at the top (2026-12-04; the
-    # chosen unit's alone), or before they were measured on the table's test split only (2026-12-04; every lfw image,
-    # the selection split's among them), are refused, not mixed)
+    # chosen unit's alone), or before they were the face test's unit's (2026-12-04; the best-neuron table's, chosen on
+    # half of held-out lfw, measured on every lfw image, then on the other half), are refused, not mixed)
     measured_by = (MeasuredStudy.measured_by + "; invariance: faces warped in pixels, then prepared, the mean over "
-                   "the units tied at the top of the choice by selection AUC, on the faces and non-faces the choice "
-                   "did not see")
+                   "the units tied at the top of the choice by selection AUC, of the face test's unit, chosen on lfw's "
+                   "training part, measured on the 60 held-out images")
 
     def conditions(self) -> list[Condition]:
         steps = STEPS_QUICK if self.quick else STEPS_FULL
@@ -105,11 +106,12 @@ class MechanismsStudy(MeasuredStudy):
                     "inconclusive": "inconclusive for"}
             paras.append(f"Against the plain stage, the {LABELS[key]}: "
                          + "; ".join(f"{said[w]} {', '.join(names)}" for w, names in t.items() if names) + ".")
-        paras.append("Invariance ranges are, per run, the mean over the best face unit (chosen by selection AUC on "
-                     "half of held-out lfw) and the units tied with it at the top of that choice (the chosen unit's alone "
-                     "until 2026-12-04), measured on the other half, the faces and non-faces the choice did not see (on "
-                     "every lfw image, the choosing ones among them, until 2026-12-04), and compute counts the filter arithmetic torch's counter sees (the glimpse front's "
-                     "variance map and crops are not counted).")
+        paras.append("Invariance ranges are, per run, the mean over the face test's unit (the one whose face AUCs are "
+                     "reported, chosen by selection AUC on lfw's training part) and the units tied with it at the top "
+                     "of that choice (the chosen unit's alone until 2026-12-04), measured on lfw's 60 held-out images, "
+                     "which the choice never saw (until 2026-12-04 another unit's: the best single neuron's, chosen on "
+                     "half of those images), and compute counts the filter arithmetic torch's counter sees (the "
+                     "glimpse front's variance map and crops are not counted).")
         paras.append(owed_paragraph(rows))
         paras.append(self.quick_paragraph(rows, "a few training steps"))
         return "\n\n".join(p for p in paras if p)

@@ -134,34 +134,40 @@ def probe_accuracies(run: RunDir, model: FeatureModel, sets: Sequence[str], laye
 
 def face_aucs(run: RunDir, model: FeatureModel, layer: str | None = None, *, control_draws: int = face_draws(False),
               random_filters: int = 200, replicates: int = 200, seed: int = 0,
-              no_faces: tuple[RunDir, FeatureModel] | None = None) -> dict[str, float]:
+              no_faces: tuple[RunDir, FeatureModel] | None = None) -> dict[str, Any]:
     """The face test's learned unit, chosen as ``downpour analyze`` chooses it (faces vs non-faces on the
     140 images of lfw's training part, then scored unchanged on the 60 held-out ones): its AUC against
     lfw's held-out non-faces (``lfw``) and its mean AUC over the low-level-matched controls (``controls``:
     phase-scrambled, upside-down, block-shuffled faces, spectrum-matched crops, ``control_draws`` images
     per face each; 0.5 is chance). Only the run's model is trained; the labels choose the unit.
     ``no_faces``: the run's no-faces twin (:func:`no_faces_twin`), whose unit is chosen the same way and
-    scored on the same images: ``lfw_no_faces`` and ``controls_no_faces``. Empty when no unit of the
+    scored on the same images: ``lfw_no_faces`` and ``controls_no_faces``. ``unit`` (since 2026-12-04): the learned
+    unit itself, for a measure of it on the images its choice never saw: ``tied_units``, ``tied_signs`` (the units tied
+    at the top of its choice, it first) and ``fold``, the lfw fold whose held-out part the test scored on (every one of
+    its images is unseen by the choice: ``load_labelled("lfw", lfw_fold=fold)`` loads them). Empty when no unit of the
     layer can be chosen (non-finite or constant responses: a diverged or dead network): not measured."""
     twin, _ = randomized_copy(model, seed + 1)
     # the twin's units are chosen in the same test: if none of them can be, the run's own unit is tested alone
+    fold = run.config.data.lfw_fold()
     for other in [*([] if no_faces is None else [(no_faces[1], run_preprocess(no_faces[0]))]), None]:
         try:
             test = face_controls(model, twin, layer=check_layer(model, layer), input_shape=tuple(model.input_shape),
                                  prepare=run_preprocess(run), seeds=[seed], n_random_filters=random_filters,
                                  seed=seed, replicates=replicates, select="train", control_draws=control_draws,
-                                 fold=run.config.data.lfw_fold(), no_faces=other)
+                                 fold=fold, no_faces=other)
             break
         except NoCandidate as err:
             log.warning("%s: the face test %s", err, "again without the no-faces twin" if other else "is not measured")
     else:
         return {}
-    out = {}
+    out: dict[str, Any] = {}
     for method, suffix in ((LEARNED, ""), (NO_FACES, "_no_faces")):
         unit = [r for r in test["rows"] if r["method"] == method]
         if unit:
             out["lfw" + suffix] = next(r["auc"] for r in unit if r["level"] != LOW_LEVEL)
             out["controls" + suffix] = float(np.mean([r["auc"] for r in unit if r["level"] == LOW_LEVEL]))
+    learned = next(r for r in test["rows"] if r["method"] == LEARNED)
+    out["unit"] = {"tied_units": learned["tied_units"], "tied_signs": learned["tied_signs"], "fold": fold}
     return out
 
 
