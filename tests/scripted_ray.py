@@ -204,8 +204,10 @@ class ScriptedCluster(RayCluster):
     (a checkpoint's :meth:`state` in the middle of a restart)."""
 
     def __init__(self, rt: Runtime, coord: Coordinator, restarts: int = 1, shards: int = 1,
-                 script: dict[tuple[int, int], dict[str, Any]] | None = None, saved: dict[str, Any] | None = None):
+                 script: dict[tuple[int, int], dict[str, Any]] | None = None, saved: dict[str, Any] | None = None,
+                 partitions: int = 0):
         self.rt, self.script, self.lives, self.pushes = rt, script or {}, [], []
+        self.partitions, self.parts = partitions, []
         cluster = SimpleNamespace(restarts=restarts, workers=coord.workers, address=None, partitions=1)
         super().__init__(SimpleNamespace(cfg=SimpleNamespace(cluster=cluster), data=[]), [None] * shards, coord,
                          lambda step: None, coord.done, None, saved)
@@ -224,6 +226,9 @@ class ScriptedCluster(RayCluster):
         self._incarnation[w] += 1
         actor = Worker(self.rt, w, life, seq, len(self.shard_actors) or 1, **self.script.get((w, life), {}))
         self.lives.append(actor)
+        if self.partitions:
+            self.partition_actors[w] = [Shard() for _ in range(self.partitions)]
+            self.parts.append(self.partition_actors[w])
         return actor
 
     def run_scripted(self, on_push: Callable[[ScriptedCluster], None] = lambda c: None) -> None:

@@ -115,6 +115,19 @@ def test_a_restart_ray_cannot_place_is_given_up_at_its_deadline(runtime, caplog)
     assert coord.events[-1]["reason"] == f"not up within {RESTART_SECONDS} s"
 
 
+def test_a_replacement_given_up_takes_its_partition_actors_with_it(runtime):
+    """Model parallelism: a replacement comes with partition actors of its own (holding its filters' memory). Until
+    2026-12-04 giving it up killed the worker actor alone, and its partition actors lived on to the run's end (as
+    the replacement that died coming up had its own killed). Now they go with it."""
+    coord = coordinator(2, STEPS)
+    c = ScriptedCluster(runtime, coord, restarts=1, partitions=2,
+                        script={(1, 0): _dies_at(20), (1, 1): {"up": lambda: False}})
+    c.run_scripted()
+    assert _events(coord)[-1][0] == "restart-given-up" and c.lives[-1].killed
+    assert [[p.killed for p in parts] for parts in c.parts] == [[False, False], [True, True], [True, True]]
+    assert 1 not in c.partition_actors
+
+
 @pytest.mark.parametrize("n_push", [1, 3])
 def test_the_ranges_a_lost_worker_held_are_trained_once_by_the_others_or_its_replacement(runtime, n_push):
     """Worker 1 dies with two cycles queued (steps 1..2 x n_push); worker 2 dies later, restarts spent; each step

@@ -151,7 +151,9 @@ class Restarts:
         replacement was still coming up (a checkpoint's), and the report's faults line named no outcome."""
         self.coord.events.append({"event": "restart-given-up", "worker": w, "step": self.coord.done, "reason": why})
         log.warning("worker %d could not be restarted (%s); the run goes on without it", w, why)
-        kill(self.worker_actors[w])
+        # its partition actors too (model parallelism): until 2026-12-04 the worker actor alone was killed, and a
+        # replacement's partitions, placed where Ray found room, held its filters' memory to the run's end
+        self._kill_worker(w)
 
 
 def kill(actor: Any) -> None:
