@@ -196,3 +196,17 @@ def test_a_cost_terms_weight_is_held_by_the_cost_and_said_with_the_activations(c
     assert main(["plan", "--config", "tica-8x8"]) == 0
     out = capsys.readouterr().out
     assert "held whatever the batch" not in out and "model state (buffers) 16.38kB" in out
+
+
+def test_a_torch_without_the_private_node_numbers_still_plans_putting_the_weights_outside_the_cost(monkeypatch, capsys):
+    """The cost's weights are told apart by autograd's private Node._sequence_nr. A torch without it (pyproject bounds
+    torch below 2.14; a later one may drop it) used to end ``downpour plan`` with an AttributeError; now the plan is
+    made, the 16 B of tica-8x8's two weights on the model's row, "16B of them whatever the batch"."""
+    from downpour.plan import counted
+
+    monkeypatch.setattr(counted, "_order", lambda node: None)
+    assert main(["plan", "--config", "tica-8x8", "--json"]) == 0
+    stages = {s["stage"]: s for s in json.loads(capsys.readouterr().out)["stages"]}
+    assert stages["(held by the cost)"]["partition"]["act_bytes_batch"] == 100 * 2 * 64 * 4
+    assert main(["plan", "--config", "tica-8x8"]) == 0
+    assert "(16B of them whatever the batch)" in capsys.readouterr().out

@@ -47,6 +47,14 @@ def _saved(node) -> list[torch.Tensor]:
     return [t for t in out if isinstance(t, torch.Tensor)]
 
 
+def _order(node) -> int | None:
+    """Autograd's creation number of ``node`` (torch's private ``Node._sequence_nr``, there from 2.1 to 2.13 at
+    least), or None where a torch has it no more: a cost term's weight then goes to the model's own ops ("", 8
+    bytes a term, "held whatever the batch"), as it did before 2026-12-04, and ``downpour plan`` still plans."""
+    seq = getattr(node, "_sequence_nr", None)
+    return seq() if callable(seq) else None
+
+
 def _held(model: FeatureModel, objective: Objective, input_shape: tuple[int, ...], batch: int) -> dict[int, tuple[int, str]]:
     """One training step's saved storages (the cost's graph walked from its total): {storage: (bytes, the innermost
     module whose forward saved it, "" outside every module in the model's own arithmetic, :data:`COST` in the
@@ -81,7 +89,7 @@ def _held(model: FeatureModel, objective: Objective, input_shape: tuple[int, ...
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
             outputs = model.forward_train(data)
             inside.append(COST)     # (the cost's own; a module it calls is that module's)
-            first_of_cost = (torch.zeros((), requires_grad=True) * 1).grad_fn._sequence_nr()
+            first_of_cost = _order((torch.zeros((), requires_grad=True) * 1).grad_fn)
             total, _ = objective(outputs)
     finally:
         for h in handles:
@@ -95,7 +103,8 @@ def _held(model: FeatureModel, objective: Objective, input_shape: tuple[int, ...
         for t in _saved(node):
             storage = t.untyped_storage()
             if storage.data_ptr() not in params:
-                unpacked = COST if node._sequence_nr() > first_of_cost else ""
+                made = _order(node) if first_of_cost is not None else None
+                unpacked = COST if made is not None and made > first_of_cost else ""
                 storages[storage.data_ptr()] = (storage.nbytes(), saver.get(storage.data_ptr(), unpacked))
         todo += [f for f, _ in node.next_functions]
     return storages
