@@ -9,8 +9,10 @@ What stands in (task path only: the piped path's channels are real shared memory
   ``kill``) and for ``time`` in ``restarts_on_ray``: a future is ready when it is made, or when its
   ``when`` holds (a held first answer); a death is told some waits late (``Worker.told``: Ray tells
   of a death a moment after it, and the driver may look at its restarts in between). ``wait`` returns the
-  ready ones in the order it is given them, as Ray's does, and when none is ready moves its clock on
-  by the timeout (a restart's deadline comes at once); ``tick``: seconds every wait takes besides. Waiting with no timeout on nothing that can
+  ready ones in the order it is given them, as Ray's does; when fewer than asked are ready it first takes the
+  deaths told meanwhile (one by one, until enough are ready), then, still short, moves its clock on by the
+  timeout (a restart's deadline comes at once). ``get`` with a timeout on a future held for good waits it out
+  and raises ``GetTimeoutError``. ``tick``: seconds every wait takes besides. Waiting with no timeout on nothing that can
   answer is a hang: ``Hang`` is raised.
 - ``Worker`` for a worker actor: a cycle of ``k`` steps from ``first`` "trains" at once and labels its
   push (``parts``: ``first``, ``steps``, ``life``: the actor's number, 0 the first), unless ``dies``
@@ -27,7 +29,7 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any, Callable
 
-from ray.exceptions import ActorDiedError
+from ray.exceptions import ActorDiedError, GetTimeoutError
 
 from downpour.ps import cluster_on_ray, restarts_on_ray, tasks_on_ray
 from downpour.ps.cluster_on_ray import RayCluster
@@ -76,20 +78,28 @@ class Runtime:
         self.now += self.tick
         ready = [r for r in refs if self.ready(r)][:num_returns]
         coming = [r.at for r in refs if r.at > self.waits and not r.held()]
-        if not ready and coming and timeout != 0:
+        while len(ready) < num_returns and coming and timeout != 0:    # the next one told, until enough are
             self.waits = min(coming)
             ready = [r for r in refs if self.ready(r)][:num_returns]
-        if not ready:
-            if timeout is None:
-                raise Hang(f"the driver waits with no timeout on {len(refs)} futures, none of which can answer")
-            self.now += timeout
+            coming = [r.at for r in refs if r.at > self.waits and not r.held()]
+        if not ready and timeout is None:
+            raise Hang(f"the driver waits with no timeout on {len(refs)} futures, none of which can answer")
+        if len(ready) < num_returns and timeout:
+            self.now += timeout          # (Ray's wait waits its timeout out for the ones missing)
         return ready, [r for r in refs if r not in ready]
 
     def get(self, refs: Ref | list[Ref], timeout: float | None = None) -> Any:
         if isinstance(refs, list):
+            held = [r for r in refs if r.held()]
+            if held and timeout is not None:
+                self.now += timeout
+                raise GetTimeoutError(f"{len(held)} of {len(refs)} not ready within {timeout} s")
             return [self.get(r) for r in refs]
         if refs.at > self.waits and not refs.held():     # (Ray's get waits for it)
             self.waits = refs.at
+        if refs.held() and timeout is not None:            # one that never answers, asked with a timeout
+            self.now += timeout
+            raise GetTimeoutError(f"not ready within {timeout} s")
         assert self.ready(refs), "get on a future that cannot answer: a real driver would block here"
         if refs.error is not None:
             raise refs.error

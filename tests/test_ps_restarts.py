@@ -227,3 +227,19 @@ def test_a_worker_that_dies_waiting_for_a_warm_start_the_run_never_ends_is_lost(
     assert coord.done == STEPS and c.trained() == list(range(STEPS)) and coord.live == {0}
     assert coord.lost == [1] and _events(coord) == [("worker-lost", 1, STEPS)]
     assert coord.events[0]["reason"] == "ActorDiedError while it waited for the warm start"
+
+
+def test_the_run_end_asks_every_worker_still_waiting_at_once(runtime):
+    """Workers 1, 2 and 3 never join (warm start past the run); 1 and 2 hang (a node gone silent: their answer never
+    comes), 3 answers. Until 2026-12-04 info() asked one at a time, 60 s each: 120 s of the stand-in clock for two
+    silent workers (16 on a lost node: 16 minutes). Now one wait of 60 s for all of them, and the same outcome."""
+    coord = coordinator(4, STEPS, warm_start=STEPS + 100)
+    c = ScriptedCluster(runtime, coord, restarts=1)
+    c.run_scripted()
+    for w in (1, 2):
+        c.lives[w].up = lambda: False
+    before = runtime.now
+    c.info()
+    assert coord.lost == [1, 2] and coord.live == {0}
+    assert [e["reason"] for e in coord.events] == ["GetTimeoutError while it waited for the warm start"] * 2
+    assert runtime.now - before == 60

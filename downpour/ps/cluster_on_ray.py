@@ -294,26 +294,45 @@ class RayCluster(TaskRun, PipedRun, Restarts):
     def info(self) -> dict[str, Any]:
         """Nodes and placement, and each live worker's data report (a lost worker's is lost with it)."""
         nodes = sorted(set().union(*self.placement.values()))   # (a partition may sit on a node of its own)
+        # every worker asked at once, one wait of 60 s for them all: one at a time, a node gone silent cost 60 s a
+        # worker (until 2026-12-04: scripted, two silent workers waiting for the warm start, 120 s; now 60 s)
+        answers = self._ask({w: [self.worker_actors[w].data_report, self.worker_actors[w].profile]
+                             for w in sorted(self.coord.live)}, timeout=60)
         reports, profiles = {}, {}
-        for w in sorted(self.coord.live):     # one at a time: a worker that died after its last push is a loss
-            try:
-                reports[w], profiles[w] = ray.get([self.worker_actors[w].data_report.remote(),
-                                                   self.worker_actors[w].profile.remote()], timeout=60)
-            except (RayError, ray.exceptions.GetTimeoutError) as err:
-                self.coord.lose(w, f"{type(err).__name__} after its last push")
+        for w, got in answers.items():    # a worker that died after its last push is a loss
+            if isinstance(got, Exception):
+                self.coord.lose(w, f"{type(got).__name__} after its last push")
+            else:
+                reports[w], profiles[w] = got
         # a worker the warm start never let join (cluster.warm_start past train.steps): no cycle of its ever failed,
         # so its death went unseen, and until 2026-12-04 lost_workers left it out (warm_start 300 of 200 steps,
         # worker 1 killed at step 20: [], on both loops; now [1]). The piped loop stopped its serve task first.
-        for w in self.coord.waiting:
-            try:
-                ray.get(self.worker_actors[w].node.remote(), timeout=60)
-            except (RayError, ray.exceptions.GetTimeoutError) as err:
-                self.coord.lose(w, f"{type(err).__name__} while it waited for the warm start")
+        waiting = self._ask({w: [self.worker_actors[w].node] for w in self.coord.waiting}, timeout=60)
+        for w, got in waiting.items():
+            if isinstance(got, Exception):
+                self.coord.lose(w, f"{type(got).__name__} while it waited for the warm start")
         return {"nodes": len(nodes), "queue_depth": self.coord.depth,
                 "placement": {k: [nodes.index(x) for x in v] for k, v in self.placement.items()},
                 "worker_devices": self.devices, "data_workers": [reports[w] for w in sorted(reports)],
                 "profile": {"driver": self.laps.report(), "workers": [profiles[w] for w in sorted(profiles)],
                             "shards": ray.get([a.profile.remote() for a in self.shard_actors], timeout=60)}}
+
+    @staticmethod
+    def _ask(calls: dict[int, list[Any]], timeout: float) -> dict[int, list[Any] | Exception]:
+        """Each worker's answers to its ``calls`` (actor methods, no arguments), all asked at once and waited for
+        ``timeout`` s in all: ``{worker: [answers]}``, or the error of one that failed (``GetTimeoutError``: no answer)."""
+        refs = {w: [call.remote() for call in methods] for w, methods in calls.items()}
+        every = [ref for rs in refs.values() for ref in rs]
+        ready, _ = ray.wait(every, num_returns=len(every), timeout=timeout) if every else ([], [])
+        done, out = set(ready), {}
+        for w, rs in refs.items():
+            try:
+                if not all(ref in done for ref in rs):
+                    raise ray.exceptions.GetTimeoutError(f"no answer within {timeout} s")
+                out[w] = [ray.get(ref) for ref in rs]
+            except (RayError, ray.exceptions.GetTimeoutError) as err:
+                out[w] = err
+        return out
 
     def data_reports(self) -> list[dict[str, Any] | None]:
         """On a stop: the data reports of the live workers that answer within 5 s (one mid-cycle answers after
