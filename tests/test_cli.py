@@ -252,7 +252,8 @@ def _server_rates(cfg) -> list[float]:
     from downpour.ps.setup import make_shards
 
     setup = SimpleNamespace(cfg=cfg, bounds=[(0, 3), (3, 5)], gate=SimpleNamespace(sync=False),
-                            layout=SimpleNamespace(offsets=[0], shapes=[torch.Size([5])]), model=SimpleNamespace(n_stages=1))
+                            layout=SimpleNamespace(offsets=[0], shapes=[torch.Size([5])]), model=SimpleNamespace(n_stages=1),
+                            stage_ranges={})
     return [shard.rule.lr for shard in make_shards(setup, torch.zeros(5), {0, 1})]
 
 
