@@ -534,3 +534,27 @@ def test_a_greedy_momentum_run_of_a_model_that_does_not_name_its_stages_is_refus
         train(cfg, RunDir.create(tmp_path / "run", cfg))
     for other in ("cluster.rule=adagrad", "train.schedule=joint", "cluster.runner=local"):
         check_run_config(load_config("cat-demo", [*sets, other]))
+
+
+def test_a_greedy_adam_run_of_a_model_that_leaves_a_trainable_parameter_out_of_its_stages_is_refused(monkeypatch):
+    """A parameter param_stages() leaves out "trains at every stage": a forgotten stage-2 filter tensor was never
+    held, so Adam counted its steps through stage 1 (cat-demo, 40 greedy steps: step count 40 after the 20 pushes
+    that trained it, its bias correction spent). Refused, naming it and the key; every shipped stacked variant
+    (tied, untied decoder, tiled, GRU top, partitioned) maps every trainable tensor and passes."""
+    from downpour.models.cat import CatNet
+
+    sets = ["data.size=20", "model.kernels=[5,3]", "model.maps=[4,4]", "data.samples=64", "train.batch_size=8",
+            "train.steps=4", "train.tensorboard=false", "cluster.runner=simulated", "cluster.workers=1",
+            "cluster.rule=adam", "train.schedule=greedy"]
+    for variant in ([], ["model.decoder=untied", "model.filter_norm=[0.0,0.0]"], ["model.tile=2"],
+                    ["model.top=gru", "model.tile=2"], ["cluster.partitions=2", "model.tile=0"]):
+        check_run_config(load_config("cat-demo", [*sets, *variant]))
+    for preset in ("cat-demo", "cat-untied", "main"):
+        check_run_config(load_config(preset, ["cluster.runner=simulated", "cluster.rule=momentum", "train.schedule=greedy"]))
+    full = CatNet.param_stages
+    monkeypatch.setattr(CatNet, "param_stages", lambda self: {k: s for k, s in full(self).items() if s == 1})
+    with pytest.raises(ConfigError, match=r"param_stages\(\) leaves out 1 trainable parameter \('stages.1.filter.weight'\): "
+                                          r"cluster.rule = 'adam' holds") as err:
+        check_run_config(load_config("cat-demo", sets))
+    assert err.value.key == "cluster.rule"
+    check_run_config(load_config("cat-demo", [*sets, "cluster.rule=adagrad"]))     # Adagrad holds nothing

@@ -64,17 +64,23 @@ def set_up_cluster(cfg: RunConfig) -> ClusterSetup:
 def check_param_stages(cfg: RunConfig, model: FeatureModel) -> None:
     """ConfigError where a greedy Downpour run's rule holds a stage's tensors still (Momentum, Adam) and the model
     does not say which stage trains each parameter (:meth:`~downpour.models.base.FeatureModel.param_stages`):
-    none named (the base class's default), a name that is no parameter, or a stage outside 1..n_stages. The
-    shards would hold the wrong tensors without a word: a stacked model naming none coasted its held stage 1
-    on its velocity through stage 2 (tiny cat-demo, one worker, Momentum: 0.73 off the local loop)."""
+    none named (the base class's default), a name that is no parameter, a stage outside 1..n_stages, or a
+    trainable parameter left out. The shards would hold the wrong tensors without a word: a stacked model naming
+    none coasted its held stage 1 on its velocity through stage 2 (tiny cat-demo, one worker, Momentum: 0.73 off
+    the local loop); one leaving out stage 2's filters (they "train at every stage") had Adam count them through
+    stage 1, their bias correction spent before they trained (40 steps, greedy: step count 40 after 20 pushes
+    that trained them; accepted until 2026-12-04)."""
     c, n = cfg.cluster, model.n_stages
     if (cfg.train.schedule != "greedy" or n <= 1 or c.runner == "local" or c.algorithm != "downpour"
             or not RULES[c.rule].holds):
         return
     of, names = model.param_stages(), dict(model.named_parameters())
+    left = [k for k in ParamLayout(model).names if k not in of]    # trainable ones only: a frozen one never moves
     why = ("names no parameter's stage" if not of else
            next((f"names {k!r}, which is not one of its parameters" for k in of if k not in names), None) or
-           next((f"puts {k!r} in stage {s!r}, not one of 1..{n}" for k, s in of.items() if not 1 <= s <= n), None))
+           next((f"puts {k!r} in stage {s!r}, not one of 1..{n}" for k, s in of.items() if not 1 <= s <= n), None) or
+           (left and f"leaves out {len(left)} trainable parameter{'s' * (len(left) > 1)} "
+                     f"({', '.join(map(repr, left[:3]))}{', ...' if len(left) > 3 else ''})"))
     if why:
         raise ConfigError(f"model {cfg.model.name!r} has {n} greedy stages but its param_stages() {why}: "
                           f"cluster.rule = {c.rule!r} holds the tensors of the stages a push did not train by that "
