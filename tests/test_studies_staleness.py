@@ -164,6 +164,33 @@ def test_relative_grad_noise_scales_with_the_gradient():
     assert torch.equal(applied(torch.zeros(20_000)), torch.zeros(20_000))
 
 
+def test_relative_grad_noise_of_a_greedy_push_is_sized_by_the_stages_it_trained():
+    """A greedy push names its stages: the noise's RMS is the trained tensors', not the whole slice's. It was the
+    slice's, a held stage's zeros counted, so a trained stage sharing its shard with a held one got less noise
+    (half held: 0.71x; tiny cat-demo's 2 shards at stage 2: 0.42x). An exact 0 inside a trained tensor (a dead
+    ReLU unit) still gets none, and a held stage none."""
+    def noise(n_held, stages=(2,)):
+        n = 20_000
+        s = Shard(0, torch.zeros(n), make_rule("sgd", 1.0), workers=[0], noise=0.5, seed=3, noise_relative=True,
+                  stage_pieces={1: [(0, n_held)], 2: [(n_held, n)]} if n_held else {2: [(0, n)]})
+        grad = torch.cat([torch.zeros(n_held), torch.full((n - n_held,), 2.0)])
+        grad[-100:] = 0.0                                   # dead units of the trained stage
+        s.push(0, grad, 0, 0, stages)
+        return -s.params - grad
+
+    half, none = noise(10_000), noise(0)
+    rms = 2.0 * (9_900 / 10_000) ** 0.5                    # the trained tensor's RMS, its dead units' zeros counted
+    assert float(half[10_000:-100].std()) == pytest.approx(0.5 * rms, rel=0.03)
+    assert float(none[:-100].std()) == pytest.approx(0.5 * 2.0 * (19_900 / 20_000) ** 0.5, rel=0.03)
+    assert torch.equal(half[:10_000], torch.zeros(10_000)) and torch.equal(half[-100:], torch.zeros(100))
+    joint = noise(10_000, stages=None)                      # a joint push: the whole slice's RMS, as always
+    assert float(joint[10_000:-100].std()) == pytest.approx(0.5 * 2.0 * (9_900 / 20_000) ** 0.5, rel=0.03)
+    held = Shard(0, torch.zeros(200), make_rule("adam", 0.05), workers=[0], noise=0.5, noise_relative=True,
+                 stage_pieces={1: [(0, 200)]})
+    held.push(0, torch.zeros(200), 0, 0, (2,))              # nothing of the slice trained: no noise, no NaN
+    assert torch.equal(held.params, torch.zeros(200))
+
+
 def test_grad_noise_changes_training():
     plain = simulate(ts_config())
     noisy = simulate(ts_config(**{"cluster.grad_noise": 0.05}))

@@ -131,7 +131,9 @@ class ClusterConfig(Section):
     momentum: float = setting(0.9, within="[0, 1)")          # the momentum rule's μ (heavy ball on the server)
     # std of Gaussian noise each shard adds to every gradient it applies (seeded per shard and version); 0 = none
     grad_noise: float = setting(0.0, within=AT_LEAST_0)
-    grad_noise_relative: bool = False   # grad_noise is a fraction of each applied gradient's RMS (it fades as gradients do)
+    # grad_noise is a fraction of each applied gradient's RMS (it fades as gradients do); a greedy push's RMS is over
+    # the tensors of the stages it trained (until 2026-12-04 the whole shard slice's, a held stage's zeros counted)
+    grad_noise_relative: bool = False
     compensation: str = setting("none", choices=("none", "staleness-lr", "dc-asgd"))
     dc_lambda: float = setting(0.04, within=AT_LEAST_0)       # DC-ASGD's λ
     n_fetch: int = setting(1, within=AT_LEAST_1)              # a worker fetches parameters every n_fetch steps

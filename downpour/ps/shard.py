@@ -196,19 +196,38 @@ class Shard:
         (run seed, shard, version), so a run, and a resumed run, draw the same noise. False, and nothing
         applied, when what the rule would get is not finite (``checked``: ``g`` is known to be; a
         compensated or noised one is looked at again: DC-ASGD's g*g, or the noise's scale, can overflow)."""
+        trained = self.live_ranges(stages) if self.rule.holds or self.noise else None
         if self.noise:
-            gen = torch.Generator().manual_seed(((self.seed * 1_000_003 + self.index) * 1_000_033 + self.version) % 2**63)
-            scale = self.noise * (float(g.pow(2).mean().sqrt()) if self.noise_relative else 1.0)
-            # only where there is a gradient: a stage a greedy schedule holds still (gradient exactly 0) stays
-            # still, as it would under staleness, whose error the noise stands in for (Adagrad and Adam make
-            # even tiny noise an lr-sized step)
-            g = g + torch.randn(g.shape, generator=gen) * scale * (g != 0)
+            g = self._noised(g, trained)
             checked = False
         if not checked and not applicable(g, self.params.dtype):
             return False
-        live = self.live_ranges(stages) if self.rule.holds else None    # SGD, Adagrad: a zero moves nothing anyway
+        live = trained if self.rule.holds else None    # SGD, Adagrad: a zero moves nothing anyway
         apply_live(self.rule, self.params, g, self.state, lr_scale, live)
         return True
+
+    def _noised(self, g: Tensor, trained: list[tuple[int, int]] | None) -> Tensor:
+        """``g`` plus N(0, σ²) on its ``trained`` ranges (None: the whole slice), where it is not exactly 0;
+        σ = noise, × the RMS of ``g`` over those ranges when relative. Only where there is a gradient: a held
+        stage (pushed as zeros) stays still, as it would under staleness, whose error the noise stands in for
+        (Adagrad and Adam make even tiny noise an lr-sized step), and so does an exact 0 inside a trained tensor
+        (a ReLU unit dead for the batch: stale or not, its gradient is 0). The RMS is the trained ranges', so a
+        greedy stage's noise does not shrink with how much of a held stage shares its shard: until 2026-12-04 it
+        was the whole slice's, held zeros counted (tiny cat-demo, 2 shards: stage 2's 88 elements in shard 0
+        beside stage 1's 400 got sqrt(88/488) = 0.42x their RMS as noise)."""
+        gen = torch.Generator().manual_seed(((self.seed * 1_000_003 + self.index) * 1_000_033 + self.version) % 2**63)
+        keep = g != 0
+        if trained is None:    # a joint push: the whole slice, as before 2026-12-04 bit for bit
+            rms = float(g.pow(2).mean().sqrt()) if self.noise_relative else 1.0
+        else:
+            live = torch.zeros_like(keep)
+            for a, b in trained:
+                live[a:b] = True
+            keep &= live
+            n = sum(b - a for a, b in trained)
+            rms = (float(sum(float(g[a:b].pow(2).sum()) for a, b in trained) / n) ** 0.5 if n else 0.0) \
+                if self.noise_relative else 1.0
+        return g + torch.randn(g.shape, generator=gen) * (self.noise * rms) * keep
 
     def live_ranges(self, stages: tuple[int, ...] | None) -> list[tuple[int, int]] | None:
         """The [a, b) ranges of the slice a push that trained greedy ``stages`` gives a gradient: all but the other
