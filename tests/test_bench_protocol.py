@@ -63,6 +63,7 @@ def test_child_cpu_counts_a_busy_child_by_name_and_window():
     ("step_check", ["--config", "nosuch", "--reps", "1"], "no preset or file named 'nosuch'"),
     ("jpeg_draft", ["--size", "0"], "argument --size: must be at least 1, got 0"),
     ("jpeg_draft", ["--tile", "-1"], "argument --tile: must be at least 0 (0: no tiles), got -1"),
+    ("start_up", ["--threads", "0"], "argument --threads: must be at least 1, got 0"),
 ])
 def test_a_bad_bench_option_is_a_usage_error_naming_it(script, argv, named, capsys):
     """They crashed in min() of nothing, divided by zero, or printed a traceback."""

@@ -7,6 +7,8 @@ import torch.nn.functional as F
 
 from downpour.config import DataConfig
 from downpour.data import build_dataset
+from downpour.data import spectral
+from downpour.data.preprocess import Preprocess
 from downpour.data.spectral import SpectralWhitener
 from downpour.errors import DataError
 
@@ -151,3 +153,26 @@ def test_contrast_is_judged_relative_to_the_values_scale_and_before_a_per_patch_
     for normalize in ("none", "patch", "ufldl"):
         with pytest.raises(DataError, match="flat"):
             Preprocess.fit(noisy.copy(), normalize, "spectral", 0.1)
+
+
+@pytest.mark.parametrize("keep_chunks", [0, 1, 3])     # none kept, the first of three, all three (the last one short)
+def test_fit_transform_gives_the_bits_of_fit_then_transform(monkeypatch, keep_chunks):
+    x = _coloured(2 * spectral._CHUNK + 40, 16, seed=3)
+    chunk_bytes = spectral._CHUNK * x[0].numel() * 8        # a full chunk, whitened in float64
+    monkeypatch.setattr(spectral, "KEEP_BYTES", keep_chunks * chunk_bytes)
+    reference = SpectralWhitener(0.75).fit(x)
+    fast = SpectralWhitener(0.75)
+    out = fast.fit_transform(x)
+    assert torch.equal(out, reference.transform(x))         # every chunk at its place, scaled once, same rounding
+    assert out.dtype == torch.float32 and fast.scale_ == reference.scale_ and torch.equal(fast.power_, reference.power_)
+
+
+def test_preprocess_whitens_the_training_set_once(monkeypatch):
+    """Preprocess.fit (build_dataset's) takes the fit's whitened chunks instead of whitening the set a second time."""
+    calls = []
+    whitened = SpectralWhitener._whitened
+    monkeypatch.setattr(SpectralWhitener, "_whitened", staticmethod(lambda x, gain: calls.append(len(x)) or whitened(x, gain)))
+    x = _coloured(spectral._CHUNK + 10, 16, seed=4).numpy()
+    _, xt, _ = Preprocess.fit(x, "patch", "spectral", 0.01, 0.75)
+    assert calls == [spectral._CHUNK, 10]                   # the fit's std pass only; the transform took its chunks
+    assert torch.equal(xt, Preprocess.fit(x, "patch", "spectral", 0.01, 0.75)[0](torch.from_numpy(x)))

@@ -70,10 +70,11 @@ class Preprocess:
         if normalize_mode != "ufldl":
             x, stats = normalize(x, normalize_mode)
         xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-        whitener = None if whiten == "none" else (ZCAWhitener(zca_eps) if whiten == "zca"
-                                                  else SpectralWhitener(spectral_strength)).fit(xt)
-        if whitener is not None:
-            xt = whitener.transform(xt)
+        whitener = {"none": None, "zca": ZCAWhitener(zca_eps), "spectral": SpectralWhitener(spectral_strength)}[whiten]
+        if isinstance(whitener, SpectralWhitener):   # its fit whitens the set already: kept, not done twice
+            xt = whitener.fit_transform(xt)
+        elif whitener is not None:
+            xt = whitener.fit(xt).transform(xt)
         if normalize_mode == "ufldl":
             out, stats = normalize(xt.numpy(), normalize_mode)
             xt = torch.from_numpy(out)

@@ -1,0 +1,104 @@
+"""Start-up of the main job's local run: the data build's whitening, and what building the Adam optimiser costs.
+
+    .venv/bin/python bench/start_up.py [--reps 5] [--threads 2]
+
+``downpour train`` builds its data twice (the run, then its no-faces twin, ``data.train_faces = 0``). The
+photographs and lfw are decoded once per process already (``builtin._skimage_image`` and ``builtin._lfw`` are
+cached), so the twin pays only its own crops and its own fit: its spectral whitening is fitted on a set
+without the faces, a different spectrum, and shares nothing with the run's bit for bit. Until 2026-12-04
+``Preprocess.fit`` whitened the training set twice: once in ``SpectralWhitener.fit`` for the set's std, then
+again in ``transform``; since then ``fit_transform`` keeps the fit's chunks (up to ``spectral.KEEP_BYTES``)
+and only scales them. Rows, each against the old way in the same run, interleaved (bench/_protocol.py):
+
+- ``preprocess``: ``Preprocess.fit`` on the main job's shuffled crops (2,180 of 32x32), ``fit_transform``
+  against ``fit(x).transform(x)``;
+- ``build``: ``build_dataset`` of the run and of its twin (their decoding cached by a first build), with
+  ``fit_transform`` put back to fit-then-transform for the baseline.
+
+Both ways' tensors are first checked equal, bit for bit. ``ratio`` < 1: the new way is faster.
+Then, once, each in a fresh interpreter: ``import torch._dynamo`` after ``import torch``, and
+``torch.optim.Adam`` built after it and without it: the 3 s ``make_optimizer`` took in the profile is that
+import (torch's ``Optimizer`` methods are wrapped by ``torch._disable_dynamo``, which imports it on first call,
+and every ``step`` imports it too), so no change of ours would remove it. One JSON line per row.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from _protocol import at_least_1, interleave, ratio, summary, thread_settings  # noqa: E402
+from downpour.config import load_config  # noqa: E402
+from downpour.data.build import _ORDER, _mixed, _rng, build_dataset  # noqa: E402
+from downpour.data.preprocess import Preprocess  # noqa: E402
+from downpour.data.spectral import SpectralWhitener  # noqa: E402
+
+FAST = SpectralWhitener.fit_transform
+
+
+def twice(self: SpectralWhitener, x: torch.Tensor) -> torch.Tensor:
+    """The old way: whiten the set in the fit (for its std), then again in the transform."""
+    return self.fit(x).transform(x)
+
+
+def fit_with(way, x, d):
+    SpectralWhitener.fit_transform = way
+    try:
+        return Preprocess.fit(x, d.normalize, d.whiten, d.zca_eps, d.spectral_strength)[1]
+    finally:
+        SpectralWhitener.fit_transform = FAST
+
+
+def build_with(way, cfgs, seed):
+    SpectralWhitener.fit_transform = way
+    try:
+        return [build_dataset(d, seed).x for d in cfgs]
+    finally:
+        SpectralWhitener.fit_transform = FAST
+
+
+def in_fresh_python(code: str) -> float:
+    """Seconds ``code`` prints, run in a new interpreter after ``import torch``."""
+    out = subprocess.run([sys.executable, "-c", "import time, torch\n" + code], capture_output=True, text=True, check=True)
+    return float(out.stdout.split()[-1])
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--reps", type=at_least_1, default=5)
+    p.add_argument("--threads", type=at_least_1, default=2)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    cfg = load_config("main")
+    d, seed = cfg.data, cfg.seed
+    cfgs = [d, dataclasses.replace(d, train_faces=0)]
+    x, *_ = _mixed(d, seed)
+    x = x[_rng(seed, _ORDER).permutation(len(x))]
+    assert torch.equal(fit_with(FAST, x, d), fit_with(twice, x, d)), "fit_transform changed the whitened set"
+    assert all(torch.equal(a, b) for a, b in zip(build_with(FAST, cfgs, seed), build_with(twice, cfgs, seed))), \
+        "the run's or its twin's data changed"
+    rows = {"preprocess": lambda way: fit_with(way, x, d), "build": lambda way: build_with(way, cfgs, seed)}
+    for name, run in rows.items():
+        reps = interleave({"fit_transform": lambda r, run=run: run(FAST) is None or {},
+                           "fit_then_transform": lambda r, run=run: run(twice) is None or {}}, args.reps)
+        print(json.dumps({"row": name, "samples": len(x), **thread_settings(), **summary(reps, "wall_s"),
+                          "cpu_ratio": ratio(reps, "driver_cpu_s", "fit_transform", "fit_then_transform"),
+                          "wall_ratio": ratio(reps, "wall_s", "fit_transform", "fit_then_transform")}), flush=True)
+    adam = "m = torch.nn.Linear(10, 10)\nt = time.perf_counter()\ntorch.optim.Adam(m.parameters(), lr=1e-3)\n"
+    print(json.dumps({"row": "optimizer", "fresh_python": True,
+                      "import_dynamo_s": round(in_fresh_python("t = time.perf_counter()\nimport torch._dynamo\n"
+                                                               "print(time.perf_counter() - t)"), 3),
+                      "adam_first_s": round(in_fresh_python(adam + "print(time.perf_counter() - t)"), 3),
+                      "adam_after_dynamo_s": round(in_fresh_python("import torch._dynamo\n" + adam +
+                                                                   "print(time.perf_counter() - t)"), 5)}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
