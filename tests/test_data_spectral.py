@@ -176,3 +176,12 @@ def test_preprocess_whitens_the_training_set_once(monkeypatch):
     _, xt, _ = Preprocess.fit(x, "patch", "spectral", 0.01, 0.75)
     assert calls == [spectral._CHUNK, 10]                   # the fit's std pass only; the transform took its chunks
     assert torch.equal(xt, Preprocess.fit(x, "patch", "spectral", 0.01, 0.75)[0](torch.from_numpy(x)))
+
+
+def test_fit_transform_keeps_at_most_keep_bytes(monkeypatch):
+    """The kept chunks hold KEEP_BYTES, not their padded irfft2's storage: until 2026-12-04 each was a view of it
+    (4x the counted bytes: 256 MB counted, ~1 GiB held)."""
+    x = _coloured(2 * spectral._CHUNK + 40, 16, seed=5)
+    monkeypatch.setattr(spectral, "KEEP_BYTES", 2 * spectral._CHUNK * x[0].numel() * 8)
+    kept = SpectralWhitener(0.75)._fit(x, spectral.KEEP_BYTES)
+    assert len(kept) == 2 and sum(k.untyped_storage().nbytes() for k in kept) <= spectral.KEEP_BYTES

@@ -111,8 +111,8 @@ class SpectralWhitener:
             part = self._whitened(x[start:start + _CHUNK], gain)
             total, squares = total + float(part.sum()), squares + float(part.square().sum())
             held = sum(k.numel() * k.element_size() for k in kept) + part.numel() * part.element_size()
-            if len(kept) == start // _CHUNK and held <= keep:   # the first chunks, none skipped
-                kept.append(part)
+            if len(kept) == start // _CHUNK and held <= keep:   # the first chunks, none skipped; a copy, as the
+                kept.append(part.contiguous())   # crop is a view of the 2x2-padded irfft2 (kept whole: 4x the bytes)
         count = x.numel()
         std = math.sqrt(max(0.0, squares - total * total / count) / max(1, count - 1))
         self.scale_ = 1.0 / std if std > 0 else 1.0
