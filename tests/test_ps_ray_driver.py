@@ -27,7 +27,7 @@ class FakeRay:
         self.killed: list[Any] = []
 
     def get(self, refs: Any, timeout: float | None = None) -> Any:
-        values = refs if isinstance(refs, list) else [refs]
+        values = [r.value if isinstance(r, Ref) else r for r in (refs if isinstance(refs, list) else [refs])]
         for v in values:
             if isinstance(v, BaseException):
                 raise v
@@ -41,15 +41,23 @@ class FakeRay:
         return refs[:num_returns], refs[num_returns:]
 
 
+class Ref:
+    """A stood-in future: hashable, as Ray's ObjectRef is (the driver keeps sets of them), whatever its value."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
 class FakeActor:
-    """``actor.method.remote(*args)`` answers ``answers[method](*args)`` (a value, or an exception to raise)."""
+    """``actor.method.remote(*args)`` answers a :class:`Ref` of ``answers[method](*args)`` (a value, or an
+    exception ``ray.get`` raises)."""
 
     def __init__(self, **answers: Any) -> None:
         self.answers = answers
 
     def __getattr__(self, method: str) -> Any:
         answer = self.answers.get(method, lambda *a: None)
-        return type("Method", (), {"remote": staticmethod(lambda *args: answer(*args))})()
+        return type("Method", (), {"remote": staticmethod(lambda *args: Ref(answer(*args)))})()
 
 
 def _driver(coord: Coordinator, shard_actors: list[Any], workers: list[Any], restarts: int = 0) -> RayCluster:
@@ -109,7 +117,7 @@ def test_a_restart_still_coming_up_when_every_step_is_handed_out_trains_what_a_l
     monkeypatch.setattr(d, "_dispatch", lambda w: None)
     held = ["node-b"]                    # the replacement's first answer: not come yet
     monkeypatch.setattr(fake_ray, "wait", lambda refs, num_returns=1, timeout=None:
-                        ([r for r in refs if r not in held], [r for r in refs if r in held]))
+                        ([r for r in refs if r.value not in held], [r for r in refs if r.value in held]))
     assert coord.begin_cycle(0) == coord.begin_cycle(1) == 1            # steps 0 and 1
     d._lost(1, RuntimeError("ActorDiedError"))                          # step 1 handed back; worker 1 restarting
     for step in (0, 1, 2):                                              # worker 0 trains 0, then 1 and 2
