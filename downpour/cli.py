@@ -229,7 +229,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
                                   check=check))
         print(json.dumps(result) if args.json else format_check(result))
         return 0 if passed(result) else 1
-    plan = plan_for(args.model or "paper", args.set, cluster, args.calibrate, args.config)
+    plan = plan_for(args.model, args.set, cluster, args.calibrate, args.config)
     print(json.dumps(plan) if args.json else format_plan(plan))
     return 0
 

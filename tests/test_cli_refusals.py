@@ -3,6 +3,7 @@ sources (a folder, a file's ``base``), dotted cost-term overrides, flags that wo
 numbers, a study's seed, the cross-fit's own keys; and SIGTERM, which stops a run as Ctrl-C does."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -148,15 +149,42 @@ def test_plan_names_what_the_user_typed_and_every_cost_key_it_reads(capsys):
 
 
 
+@pytest.mark.parametrize("argv, head, message", [
+    # the on-paper refusals network_of raised came out bare: "model.top = 'gru': ...", no flag named
+    (["--set", 'model.top="gru"'], 'downpour plan --set model.top="gru" (no --model: the default, the paper\'s network): ',
+     "model.top = 'gru': the plan counts"),
+    (["--model", "paper", "--set", "model.kernels=[500,18,18]"], "downpour plan --model paper --set model.kernels=[500,18,18]: ",
+     "model.kernels: stage 1's filter side 500"),
+    (["--model", "cat-demo", "--set", "model.pools=[100,3,3]"], "downpour plan --model cat-demo --set model.pools=[100,3,3]: ",
+     "model.maps has 2 stages"),
+    (["--config", "cat-demo", "--set", "model.top=gru"], "downpour plan --config cat-demo --set model.top=gru: ", "model.top"),
+    # with no --model typed, errors said "--model paper"
+    (["--set", "model.foo=1"], "downpour plan --set model.foo=1 (no --model: the default, the paper's network): ",
+     "unknown key 'model.foo'"),
+    (["--set", "train.lr=1"], "downpour plan --set train.lr=1 (no --model: the default, the paper's network): ",
+     "a plan reads only"),
+    (["--set", "objective.reconstruction=0"], "downpour plan --set objective.reconstruction=0 (no --model: the default, ",
+     "objective.reconstruction = 0"),
+])
+def test_every_plan_refusal_is_one_line_naming_what_was_typed(capsys, argv, head, message):
+    """Until 2026-12-04 the on-paper refusals (model.top, the stage lists' shapes) named no flag, and with no --model
+    the others said "--model paper", which the user had not typed."""
+    assert main(["plan", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert err.startswith("downpour: error: " + head) and message in err
+    assert "--model paper" not in err or "--model" in argv
+
+
 @pytest.mark.parametrize("sets, message", [
     (["model.kernels=[18,18,190]"], "model.kernels: stage 3's filter side 190"),   # printed +163% of the paper
     (["model.maps=[8,8]"], "model.maps has 2 stages"),                             # dropped stage 3 silently
     (["model.lcn=4"], "model.lcn .* must be odd"),
 ])
 def test_plan_refuses_a_network_the_model_would_refuse(sets, message):
-    cfg, shape = plan_config("paper", sets)
-    with pytest.raises(ConfigError, match=message):
-        network_of(cfg, shape, paper=True)
+    # (refused by plan_config since 2026-12-04, naming the --set; network_of alone refused it, naming none)
+    with pytest.raises(ConfigError, match=rf"--model paper --set {re.escape(sets[0])}: {message}"):
+        plan_config("paper", sets)
 
 
 def test_plan_refuses_partitions_the_runner_cannot_cut_and_never_chooses_them():

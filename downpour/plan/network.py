@@ -30,7 +30,7 @@ from typing import Any, Callable
 from downpour.config import ClusterConfig, RunConfig, config_from_dict, load_config, merge_term, parse_override
 from downpour.data.build import sample_shape
 from downpour.errors import ConfigError
-from downpour.models.cat import CatNet
+from downpour.models.cat import CatConfig, CatNet
 from downpour.models.footprint import footprint_table
 from downpour.models.registry import model_entry, resolve
 from downpour.parallel.partition import cut_refusal
@@ -133,12 +133,33 @@ PLAN_READS = {"train.batch_size", "train.schedule", "cluster.n_push", "cluster.n
 
 
 
-def plan_config(model: str = "paper", sets: list[str] | tuple[str, ...] = (),
+def _typed(model: str | None, config: str | None, sets: list[str] | tuple[str, ...] = ()) -> str:
+    """"downpour plan --model M --set K=V": what was typed, the head of a refusal; with neither --model nor --config,
+    which network that is (it read "--model paper", which the user had not typed)."""
+    flag = f" --config {config}" if config is not None else f" --model {model}" if model is not None else ""
+    said = f"downpour plan{flag}{''.join(' --set ' + str(s) for s in sets)}"
+    return said if flag else f"{said} (no --model: the default, the paper's network)"
+
+
+def _cat_config(cfg: RunConfig, input_shape: tuple[int, ...]) -> CatConfig:
+    """The cat network ``cfg`` asks for, refused where the formulas cannot count it (a recurrent top stage) or the
+    model would not build it on ``input_shape``."""
+    config = dataclasses.replace(model_entry(cfg.model.name).config, **cfg.model.options)
+    if config.top != "none":
+        raise ConfigError(f"model.top = {config.top!r}: the plan counts the cat network's stages on paper, and "
+                          "not a recurrent top stage; plan the network without it (model.top = 'none')", key="model.top")
+    config.check_shapes(input_shape)   # the model's own checks: a network it would refuse is not counted
+    return config
+
+
+def plan_config(model: str | None = "paper", sets: list[str] | tuple[str, ...] = (),
                 config: str | None = None) -> tuple[RunConfig, tuple[int, ...]]:
     """The run config a plan reads (model, train.batch_size / schedule, cluster.n_push / n_fetch / rule) and the
-    input shape: ``model`` is ``"paper"`` or a registered model (its registry defaults), or ``config`` a
-    preset or TOML file (what it trains: its model options and cost terms, batch, schedule, push and fetch, rule
-    and sample shape); ``sets`` are ``--set`` strings."""
+    input shape: ``model`` is ``"paper"`` or a registered model (its registry defaults), None for the default (the
+    paper's network, said so in a refusal), or ``config`` a preset or TOML file (what it trains: its model options and
+    cost terms, batch, schedule, push and fetch, rule and sample shape); ``sets`` are ``--set`` strings."""
+    typed = functools.partial(_typed, model, config)     # (bound now: model is named below, None or typed)
+    named, model = model is not None or config is not None, model or "paper"
     table: dict[str, Any] = {"model": {"name": model}}
     shape: tuple[int, ...] | None = None
     if config is not None:
@@ -154,7 +175,6 @@ def plan_config(model: str = "paper", sets: list[str] | tuple[str, ...] = (),
     elif model == "paper":
         table = {"model": dict(PAPER), "train": {"batch_size": PAPER_BATCH}}
         shape = PAPER_INPUT
-    given = f"--config {config}" if config is not None else f"--model {model}"
     terms: list[tuple[str, str]] = []                  # (--set, the cost term it sets)
     for item in sets:
         path, value = parse_override(item)
@@ -165,7 +185,7 @@ def plan_config(model: str = "paper", sets: list[str] | tuple[str, ...] = (),
             terms.append((item, path[1]))
             continue
         if path[0] != "model" and ".".join(path) not in PLAN_READS:
-            raise ConfigError(f"downpour plan --set {item}: a plan reads only model.KEY, objective.TERM, "
+            raise ConfigError(f"{typed([item])}: a plan reads only model.KEY, objective.TERM, "
                               f"objective.TERM.KEY, {', '.join(sorted(PLAN_READS))}")
         node = table
         for part in path[:-1]:
@@ -173,15 +193,19 @@ def plan_config(model: str = "paper", sets: list[str] | tuple[str, ...] = (),
         node[path[-1]] = value
     try:
         cfg = resolve(config_from_dict(table))      # every model field written out and checked
+        shape = shape or model_entry(cfg.model.name).input_shape
+        if issubclass(model_entry(cfg.model.name).family, CatNet):
+            _cat_config(cfg, shape)     # network_of's refusals, here where what was typed is known (they named no flag)
     except ConfigError as err:
         # the registry names the model it checks: for --model paper, cat-3stage, which the user did not type
-        said = str(err).replace(f"model {PAPER['name']!r}: ", "the paper's network: ") if model == "paper" else str(err)
-        raise ConfigError(f"downpour plan {given}{''.join(' --set ' + str(s) for s in sets)}: {said}") from None
-    _refuse_uncounted_terms(given, cfg, terms)
-    return cfg, shape or model_entry(cfg.model.name).input_shape
+        said = (str(err).replace(f"model {PAPER['name']!r}: ", "the paper's network: " if named else "")
+                if model == "paper" else str(err))    # (untyped, the head already said which network)
+        raise ConfigError(f"{typed(sets)}: {said}", key=err.key) from None
+    _refuse_uncounted_terms(typed, cfg, terms)
+    return cfg, shape
 
 
-def _refuse_uncounted_terms(given: str, cfg: RunConfig, terms: list[tuple[str, str]]) -> None:
+def _refuse_uncounted_terms(typed: Callable[[list[str]], str], cfg: RunConfig, terms: list[tuple[str, str]]) -> None:
     """A --set cost term the plan would not read: the cat network's cost is counted on paper, where only
     ``pooled_l2`` changes anything (what a step holds: its square root's output, :mod:`downpour.plan.held`); any
     other model's training step is built with its cost and counted by torch, so every term is read there."""
@@ -191,13 +215,13 @@ def _refuse_uncounted_terms(given: str, cfg: RunConfig, terms: list[tuple[str, s
     # are gone (cat-untied's stage 1: 3.46 MFLOP planned, torch counts 1.93 M; 3.20 MB planned, 3.07 MB held)
     recon = cfg.objective.get("reconstruction", 0)
     if not (recon.get("weight", 1.0) if isinstance(recon, dict) else recon):
-        where = next((f" --set {item}" for item, term in terms if term == "reconstruction"), "")
-        raise ConfigError(f"downpour plan {given}{where}: objective.reconstruction = 0: the cat network is counted on "
+        where = [item for item, term in terms if term == "reconstruction"][:1]
+        raise ConfigError(f"{typed(where)}: objective.reconstruction = 0: the cat network is counted on "
                           "paper with its decoder trained by the reconstruction term (its backward, what it holds); a "
                           "step without the term is not planned", key="objective.reconstruction")
     for item, term in terms:
         if term != "pooled_l2":
-            raise ConfigError(f"downpour plan {given} --set {item}: the cat network is counted on paper, where of the "
+            raise ConfigError(f"{typed([item])}: the cat network is counted on paper, where of the "
                               "cost's terms only pooled_l2 is read (what its step holds; the others' few FLOPs per pixel "
                               f"are left out), so objective.{term} would not change the plan; leave it out",
                               key=f"objective.{term}")
@@ -242,10 +266,7 @@ def network_of(cfg: RunConfig, input_shape: tuple[int, ...], paper: bool = False
     entry = model_entry(cfg.model.name)
     if issubclass(entry.family, CatNet):
         name, assumptions = paper_assumptions(cfg) if paper else (cfg.model.name, ())
-        config = dataclasses.replace(entry.config, **cfg.model.options)
-        if config.top != "none":
-            raise ConfigError(f"model.top = {config.top!r}: the plan counts the cat network's stages on paper, and "
-                              "not a recurrent top stage; plan the network without it (model.top = 'none')", key="model.top")
+        config = _cat_config(cfg, tuple(input_shape))
         pooled = cfg.objective.get("pooled_l2")            # (a weight, or the term's fields; weight 0 drops it)
         spec = pooled if isinstance(pooled, dict) else {"weight": pooled}
         pooled_maps = 0 if pooled is None or spec.get("weight", 1.0) == 0 else 1 + (spec.get("eps", 1e-4) > 0)

@@ -63,13 +63,13 @@ def make_plan(net: Network, cluster: Cluster, rates: Rates, batch: int, n_push: 
     return out
 
 
-def plan_for(model: str = "paper", sets: list[str] | tuple[str, ...] = (), cluster: Cluster = Cluster(),
+def plan_for(model: str | None = "paper", sets: list[str] | tuple[str, ...] = (), cluster: Cluster = Cluster(),
              measure: bool = False, config: str | None = None) -> dict[str, Any]:
-    """What ``downpour plan`` computes: ``model`` ("paper" or a registered name) or ``config`` (a preset or
-    TOML file) with ``--set`` strings (model.*, train.batch_size / schedule, cluster.n_push / n_fetch / rule) on
-    ``cluster``; ``measure``: calibrate this machine's rates first instead of the defaults."""
+    """What ``downpour plan`` computes: ``model`` ("paper" or a registered name; None: the paper's, not typed) or
+    ``config`` (a preset or TOML file) with ``--set`` strings (model.*, train.batch_size / schedule, cluster.n_push /
+    n_fetch / rule) on ``cluster``; ``measure``: calibrate this machine's rates first instead of the defaults."""
     cfg, shape = plan_config(model, sets, config)
-    paper = model == "paper" and config is None
+    paper = model in ("paper", None) and config is None
     net = network_of(cfg, shape, paper=paper)
     c = cfg.cluster
     rates = calibrate(c.rule) if measure else DEFAULT_RATES
