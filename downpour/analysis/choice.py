@@ -16,6 +16,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy.stats import rankdata
 
+
 def threshold_scan(scores: np.ndarray, y: np.ndarray,
                    sign: np.ndarray | int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The best threshold rule for every column of ``scores``.
