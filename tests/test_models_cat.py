@@ -199,9 +199,13 @@ def test_what_cannot_handle_the_top_stage_says_so():
     from downpour.parallel import partition_model
     from downpour.plan.network import network_of, plan_config
 
-    cfg, shape = plan_config("cat-demo", ["model.top=gru"])
+    from downpour.config import load_config
+
+    with pytest.raises(ConfigError, match="model.top=gru: model.top = 'gru': the plan counts"):
+        plan_config("cat-demo", ["model.top=gru"])       # refused naming the --set typed
+    _, shape = plan_config("cat-demo", [])
     with pytest.raises(ConfigError, match="model.top = 'gru': the plan counts"):
-        network_of(cfg, shape)
+        network_of(load_config("cat-demo", [("model.top", "gru")]), shape)    # and by network_of itself
     with pytest.raises(ValueError, match="recurrent top stage"):
         partition_model(create_model("cat-demo", (1, 32, 32), top="gru"), 2)
 
