@@ -8,7 +8,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from downpour.analysis.headroom import headroom
-from downpour.analysis.choice import auc_scores, choose
+from downpour.analysis.choice import auc_scores, choice
 from downpour.analysis.selectivity import best_unit
 
 
@@ -23,7 +23,7 @@ def test_an_untied_choice_is_the_candidate_whose_selection_auc_is_furthest_from_
     scores = rng.standard_normal((40, 300)) + 0.8 * rng.standard_normal(300) * y[:, None]   # (40, 300)
     furthest = np.abs(_auc_reference(scores, y) - 0.5)
     assert (furthest == furthest.max()).sum() == 1                       # no tie at the top: the old rule's case
-    k, sign, _, auc = choose(scores, y)
+    k, sign, _, auc = choice(scores, y)[:4]
     assert k == int(np.argmax(furthest)) and auc == pytest.approx(0.5 + furthest.max())
     assert sign == (1 if roc_auc_score(y, scores[:, k]) > 0.5 else -1)
     # with a localizer's negatives: the best worst AUC, untied, as sklearn scores each set
@@ -34,7 +34,7 @@ def test_an_untied_choice_is_the_candidate_whose_selection_auc_is_furthest_from_
     own = _auc_reference(scores, y)
     worst = np.where(own >= 0.5, np.minimum(own, other), np.minimum(1 - own, 1 - other))
     assert (worst == worst.max()).sum() == 1
-    assert choose(scores, y, (controls,))[0] == int(np.argmax(worst))
+    assert choice(scores, y, (controls,))[0] == int(np.argmax(worst))
 
 
 def _rare(seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -67,7 +67,7 @@ def test_a_tie_across_the_half_counts_as_a_tie_and_goes_to_the_better_separated_
     assert _auc_reference(np.column_stack([down, up]), y) == pytest.approx([0.05, 0.95])
     computed = auc_scores(np.column_stack([down, up]), y)                   # (5 x 95 / 100 in the choice's arithmetic)
     assert abs(computed[0] - 0.5) > abs(computed[1] - 0.5)
-    k, sign, _, auc = choose(np.column_stack([down, up]), y)
+    k, sign, _, auc = choice(np.column_stack([down, up]), y)[:4]
     assert (k, sign) == (1, 1) and auc == pytest.approx(0.95)
 
 
@@ -76,7 +76,7 @@ def test_a_localizer_tie_goes_to_the_better_separated_candidate_and_headroom_ran
     y = y[:74]
     scores = scores[:74]
     controls = np.column_stack([np.linspace(-2, scores[y == 1, 0].min() - 0.005, 30), np.linspace(-2, 1.5, 30)])
-    assert choose(scores, y, (controls,))[0] == 1
+    assert choice(scores, y, (controls,))[0] == 1
     source = np.r_[np.arange(74), np.flatnonzero(y == 1).repeat(8)[:30]]
     room, = headroom([np.concatenate([scores, controls])], y, {"controls": np.arange(74, 104)}, source,
                      [(np.arange(74), np.arange(74))], ("controls",), localizer=("controls",))

@@ -1,6 +1,6 @@
 """How a candidate (a unit, a pixel, a filter) is chosen for a concept: by its selection AUC, ties by Cohen's d.
 
-    unit, sign, threshold, selection_auc = choose(scores, y)          # scores (n, K), y (n,) in {0, 1}
+    unit, sign, threshold, selection_auc, tied, tied_signs = choice(scores, y)   # scores (n, K), y (n,) in {0, 1}
     ranked, criterion, signs = order(scores, y)                      # every candidate, best first
     tied = top_tie(ranked, criterion)                                # those tied with the first on the criterion
 
@@ -200,9 +200,3 @@ def choice(scores: np.ndarray, y: np.ndarray, against: tuple[np.ndarray, ...] = 
     auc = float(auc_scores(scores[:, k:k + 1], y)[0])
     tied = top_tie(ranked, criterion)
     return Choice(k, sign, float(threshold[0]), max(auc, 1.0 - auc), tied, signs[tied])
-
-
-def choose(scores: np.ndarray, y: np.ndarray, against: tuple[np.ndarray, ...] = ()) -> tuple[int, int, float, float]:
-    """(candidate, sign, threshold, selection AUC in the sign's direction): :func:`choice` without its tied set."""
-    unit, sign, threshold, auc, _, _ = choice(scores, y, against)
-    return unit, sign, threshold, auc
