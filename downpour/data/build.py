@@ -31,7 +31,7 @@ from downpour.data.dataset import Dataset
 from downpour.data.folder import class_labels, hidden, image_extensions, image_files, load_folder, walk_files
 from downpour.data.gaussian import gaussian_samples
 from downpour.data.images import ImageSet
-from downpour.data.patches import JPEG_DECODE, crop_images, sample_patches
+from downpour.data.patches import crop_images, decode_record, sample_patches
 from downpour.data.preprocess import Preprocess, fit_needs, too_few_to_fit
 from downpour.data.video import VIDEO_EXTENSIONS, load_videos, video_files
 from downpour.data.whitening import MAX_DIM
@@ -244,10 +244,7 @@ def build_dataset(cfg: DataConfig, seed: int) -> Dataset:
     info: dict[str, Any] = {"source": cfg.source, "mode": cfg.mode, "size": cfg.size, "grey": cfg.grey}
     if cfg.mode == "crops":
         info["tile"] = natural_tile(cfg) if cfg.source.startswith("natural") else cfg.tile
-    if cfg.reads_jpeg_draft():
-        info["jpeg_draft"] = cfg.jpeg_draft
-        if cfg.jpeg_draft:                  # which rule reduced them (a resume says when it changed: decode_change)
-            info["jpeg_decode"] = JPEG_DECODE
+    info.update(decode_record(cfg))
     if cfg.source == "natural+faces":
         x, info["mix"], skipped, n_images = _mixed(cfg, seed)
         y = None

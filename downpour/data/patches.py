@@ -10,10 +10,15 @@
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from downpour.data.images import ImageSet, resize, skip
 from downpour.errors import DataError
+
+if TYPE_CHECKING:
+    from downpour.config import DataConfig
 
 
 def sample_patches(images: ImageSet, size: int, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, list[dict[str, str]]]:
@@ -59,6 +64,14 @@ TILE_MARGIN = 4
 # recorded jpeg_draft = true alone, so a tiled run begun under 1 and resumed under 2 was refitted on other pixels and
 # warned "the data changed since?". Raise it with any change to the rule; :func:`~downpour.data.pipeline.decode_change`.
 JPEG_DECODE = 2
+
+
+def decode_record(cfg: DataConfig) -> dict[str, Any]:
+    """data.json's record of how its JPEGs were decoded, where data.jpeg_draft is read: ``jpeg_draft``, and with it on
+    ``jpeg_decode``, the rule that reduced them (a resume says when it changed: ``pipeline.decode_change``)."""
+    if not cfg.reads_jpeg_draft():
+        return {}
+    return {"jpeg_draft": cfg.jpeg_draft, **({"jpeg_decode": JPEG_DECODE} if cfg.jpeg_draft else {})}
 
 
 def decode_reduction(h: int, w: int, tile: int, size: int) -> int:

@@ -32,7 +32,7 @@ from downpour.data.arrays import array_header, check_magic
 from downpour.data.folder import class_labels, image_files, left_out, say_left_out
 from downpour.data.loader import StreamBatches
 from downpour.data.preprocess import Preprocess, fit_needs, fitted, too_few_to_fit
-from downpour.data.patches import JPEG_DECODE
+from downpour.data.patches import decode_record
 from downpour.data.reader import Cut, ItemReader
 from downpour.data.video import frames_taken, video_files
 from downpour.errors import DataError
@@ -214,8 +214,5 @@ def open_stream(cfg: DataConfig, seed: int, listing: Listing | None = None, per_
         info["frames_per_video_declared"] = round(frames, 2)
     if cfg.mode == "crops":
         info["tile"] = cfg.tile
-    if cfg.reads_jpeg_draft():
-        info["jpeg_draft"] = cfg.jpeg_draft
-        if cfg.jpeg_draft:                  # which rule reduced them (a resume says when it changed: decode_change)
-            info["jpeg_decode"] = JPEG_DECODE
+    info.update(decode_record(cfg))
     return StreamingData(cfg, items, labels, cut, preprocess, augment if augment.active else None, info)
