@@ -11,7 +11,7 @@ invariance ranges are averaged over (:mod:`downpour.analysis.invariance`).
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 from scipy.stats import rankdata
@@ -180,6 +180,10 @@ class Choice(NamedTuple):
     selection_auc: float       # on y, in the sign's direction
     tied: np.ndarray           # (T,) :func:`top_tie`: every candidate as good by the criterion, ``unit`` first
     tied_signs: np.ndarray     # (T,) their signs
+
+    def ties(self) -> dict[str, Any]:
+        """The tied set as a table row gives it: ``tied`` (how many), ``tied_units``, ``tied_signs`` (``unit`` first)."""
+        return {"tied": int(len(self.tied)), "tied_units": self.tied.tolist(), "tied_signs": self.tied_signs.tolist()}
 
 
 def choice(scores: np.ndarray, y: np.ndarray, against: tuple[np.ndarray, ...] = ()) -> Choice:

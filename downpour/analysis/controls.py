@@ -166,11 +166,12 @@ def score_controls(methods: dict[str, Responses], y: np.ndarray, negatives: dict
             given = methods[m]
             scores = given if isinstance(given, np.ndarray) else given[s] if isinstance(given, list) else given(select)
             against = tuple(scores[r] for r in localized)                         # the localizer's negatives
-            k, sign, threshold, sel_auc, tied, tied_signs = choice(scores[select], y[select], against)
+            picked = choice(scores[select], y[select], against)
+            k, sign, threshold, sel_auc = picked[:4]
             bad = int((~np.isfinite(scores[np.isin(source, test), k])).sum())
             if bad:   # a NaN compares as neither higher nor tied: it would be scored as a miss, unsaid
                 raise ValueError(f"{m}: unit {k}, chosen on split {s}, responds non-finite to {bad} test image(s)")
-            chosen[m].append((k, sign, sel_auc, scores.shape[1], threshold, (tied.tolist(), tied_signs.tolist())))
+            chosen[m].append((k, sign, sel_auc, scores.shape[1], threshold, picked.ties()))
             rules.append((sign * scores[:, k], sign * threshold))
         in_test = np.isin(source, test)
         for g, name in enumerate(sets):
@@ -209,8 +210,7 @@ def score_controls(methods: dict[str, Responses], y: np.ndarray, negatives: dict
                         "accuracy_mean": float(acc[:, g, j].mean()), "accuracy_std": float(acc[:, g, j].std()),
                         "accuracy_ci": [float(acc_low[g, j]), float(acc_high[g, j])],
                         "splits": len(splits), "unit": int(unit), "unit_share": count / len(splits),
-                        "sign": sign, "threshold": first[4], "tied": len(first[5][0]), "tied_units": first[5][0],
-                        "tied_signs": first[5][1],
+                        "sign": sign, "threshold": first[4], **first[5],
                         "selection_auc": float(np.mean([c[2] for c in chosen[m]])), "candidates": int(chosen[m][0][3]),
                         **_test_sizes(sizes[name])})
             if per_split:

@@ -59,8 +59,9 @@ def best_unit(scores: np.ndarray, y: np.ndarray, select: np.ndarray, test: np.nd
     chosen, ys = scores[select], np.asarray(y)[select]
     ties: dict[str, Any] = {}
     if by == "auc":
-        unit, sign, threshold, selection_auc, tied, tied_signs = choice(chosen, ys)
-        ties = {"tied": int(len(tied)), "tied_units": tied.tolist(), "tied_signs": tied_signs.tolist()}
+        picked = choice(chosen, ys)
+        unit, sign, threshold, selection_auc = picked[:4]
+        ties = picked.ties()
     else:
         acc, thresholds, signs = threshold_scan(chosen, ys)
         separation = np.abs(auc_scores(chosen, ys) - 0.5)
