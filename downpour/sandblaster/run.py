@@ -64,10 +64,10 @@ class _Progress:
         self.stage = meta.get("stage", -1)                  # -1: no stage trained yet
         self.vtime = meta.get("vtime", 0.0)
         self.elapsed = meta.get("elapsed", 0.0)
-        self.converged = meta.get("converged", False)       # (a stage's end that ended the run)
         self.stop: dict[str, Any] | None = meta.get("stop")  # why it ended (Stop.as_dict); None: it did not
-        if self.stop is None and self.converged:   # a checkpoint from before 2026-12-04 said only that (its summary said
-            self.stop = {"iteration": self.iteration, "reason": "unrecorded", "converged": True,   # "steps", not converged)
+        # a checkpoint from before 2026-12-04 said only "converged" (its summary said "steps", not converged)
+        if self.stop is None and meta.get("converged", False):
+            self.stop = {"iteration": self.iteration, "reason": "unrecorded", "converged": True,
                          "message": "converged, as its checkpoint from before 2026-12-04 says: its gradient fell to 1e-8 "
                                     "of its first, or a line search found no step (the two were not told apart then)"}
         self.stops: list[dict[str, Any]] = list(meta.get("stops", []))   # every stage's early end, in order
@@ -77,6 +77,11 @@ class _Progress:
         self.counts.per_worker.update({int(w): n for w, n in meta.get("per_worker", {}).items()})
         self.counts.won.update({int(w): n for w, n in meta.get("won", {}).items()})
         self.batches: list[dict[str, Any]] = list(meta.get("batches", []))
+
+    @property
+    def converged(self) -> bool:
+        """The run ended at a stage's end that converged (its :attr:`stop` says so)."""
+        return self.stop is not None and bool(self.stop["converged"])
 
     def meta(self) -> dict[str, Any]:
         return {"iteration": self.iteration, "stage": self.stage, "vtime": self.vtime, "elapsed": self.elapsed,
@@ -183,7 +188,6 @@ def run_sandblaster(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[s
                 stop = step.stop is not None and later is None
                 # (a resumed run that steps on has not converged, nor stopped)
                 progress.stop = {"iteration": it, "stage": stage, **step.stop.as_dict()} if stop else None
-                progress.converged = stop and step.converged
                 if step.stop is not None:
                     progress.stops.append({"iteration": it, "stage": stage, **step.stop.as_dict()})
                     say = log.info if step.converged else log.warning   # (a failed search is not a convergence)
