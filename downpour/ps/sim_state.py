@@ -50,8 +50,11 @@ def restore_worker(worker: Worker, meta: dict[str, Any], tensors: dict[str, Tens
     worker._stage = meta.get("stage")      # (a checkpoint from before 2026-12-04: none, as the run then kept none)
     if "trained" in meta:
         worker._trained = {None} if meta["trained"] is None else set(meta["trained"])
+    elif params._acc is None:
+        worker._trained = set()
     else:
-        worker._trained = set() if params._acc is None else _legacy_stages(params._acc, stage_ranges)
+        stages = stages_with_gradient(params._acc, stage_ranges or {})
+        worker._trained = {None} if stages is None else set(stages)
 
 
 def push_state(push: Push, prefix: str) -> State:
@@ -68,17 +71,9 @@ def restore_push(meta: dict[str, Any], tensors: dict[str, Tensor], prefix: str,
     if "stages" in meta:
         stages = None if meta["stages"] is None else tuple(meta["stages"])
     else:
-        trained = _legacy_stages(torch.cat(grads), stage_ranges)
-        stages = None if None in trained else tuple(sorted(trained))
+        stages = stages_with_gradient(torch.cat(grads), stage_ranges or {})
     return Push(meta["worker"], meta["seq"], grads, list(meta["base"]), meta["steps"], meta["samples"], meta["loss"],
                 dict(meta["parts"]), meta["skipped"], meta["clock_gap"], stages)
-
-
-def _legacy_stages(flat: Tensor, stage_ranges: dict[int, list[tuple[int, int]]] | None) -> set[int | None]:
-    """The stages of a gradient ``flat`` (numel,) saved without them: those with a nonzero element ({None}: a
-    model without stages)."""
-    stages = stages_with_gradient(flat, stage_ranges or {})
-    return {None} if stages is None else set(stages)
 
 
 def coordinator_state(coord: Coordinator) -> dict[str, Any]:
@@ -159,9 +154,9 @@ def whole_state(sim: Any) -> State:
 def restore_whole_state(sim: Any, state: dict[str, Any], tensors: dict[str, Tensor]) -> None:
     """Put ``sim`` (just built for the resumed run, its shards restored) where :func:`whole_state` saw it;
     the caller then skips each in-memory worker's drawn batches."""
-    for w, worker in enumerate(sim.workers):
-        restore_worker(worker, state["workers"][w], tensors, f"sim.w{w}.", sim.setup.stage_ranges)
     ranges = sim.setup.stage_ranges
+    for w, worker in enumerate(sim.workers):
+        restore_worker(worker, state["workers"][w], tensors, f"sim.w{w}.", ranges)
     sim._heap = [(t, order, kind, w, None if pm is None else restore_push(pm, tensors, f"sim.h{i}.", ranges))
                  for i, (t, order, kind, w, pm) in enumerate(state["heap"])]
     heapq.heapify(sim._heap)
