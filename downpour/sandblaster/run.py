@@ -187,9 +187,10 @@ def run_sandblaster(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[s
                 later = _next_stage(it - 1, total, n_stages, cfg.train.schedule) if step.stop else None
                 stop = step.stop is not None and later is None
                 # (a resumed run that steps on has not converged, nor stopped)
-                progress.stop = {"iteration": it, "stage": stage, **step.stop.as_dict()} if stop else None
-                if step.stop is not None:
-                    progress.stops.append({"iteration": it, "stage": stage, **step.stop.as_dict()})
+                ended = {"iteration": it, "stage": stage, **step.stop.as_dict()} if step.stop is not None else None
+                progress.stop = ended if stop else None
+                if ended is not None:
+                    progress.stops.append(ended)
                     say = log.info if step.converged else log.warning   # (a failed search is not a convergence)
                     if stop:
                         say("L-BFGS stopped after %d iterations: %s", it, step.stop.message)
