@@ -240,15 +240,16 @@ class Coordinator:
         if not math.isfinite(gg):      # (a NaN gradient compares as neither small nor large: it read "converged")
             raise RunError(f"L-BFGS iteration {iteration + 1}: the gradient at the current parameters is not finite; "
                            "check the data and the model's cost terms")
+        norm = math.sqrt(gg)           # |g|
         if self.g0 is None:
-            self.g0 = math.sqrt(gg)
-        if math.sqrt(gg) <= GRADIENT_RTOL * self.g0:
-            ratio = math.sqrt(gg) / self.g0 if self.g0 else 0.0      # (g0 = 0: it started at a stationary point)
-            stop = Stop("gradient", f"converged: |g| = {math.sqrt(gg):.3g} = {ratio:.2g} |g0| <= {GRADIENT_RTOL:g} |g0| "
-                        f"(|g0| = {self.g0:.3g})", {"grad_norm": math.sqrt(gg), "grad_ratio": ratio})
-            return Iteration(self.f, self.parts, 0.0, n_evals, math.sqrt(gg), len(self.rho), span, counts, stop)
+            self.g0 = norm
+        if norm <= GRADIENT_RTOL * self.g0:
+            ratio = norm / self.g0 if self.g0 else 0.0      # (g0 = 0: it started at a stationary point)
+            stop = Stop("gradient", f"converged: |g| = {norm:.3g} = {ratio:.2g} |g0| <= {GRADIENT_RTOL:g} |g0| "
+                        f"(|g0| = {self.g0:.3g})", {"grad_norm": norm, "grad_ratio": ratio})
+            return Iteration(self.f, self.parts, 0.0, n_evals, norm, len(self.rho), span, counts, stop)
         gd = self._direction(gg)
-        t = 1.0 if self.rho else min(1.0, 1.0 / math.sqrt(gg))
+        t = 1.0 if self.rho else min(1.0, 1.0 / norm)
         accepted: Evaluation | None = None
         trials: list[tuple[float, float]] = []     # (t, cost; inf when it or its gradient was not finite)
         for _ in range(self.line_search):
@@ -274,11 +275,11 @@ class Coordinator:
             # along -g twice in a row, or once on a batch the next iteration evaluates again (the whole
             # data set): the same search from the same point would fail the same way
             ends = not self.rho and (self.failures + 1 >= 2 or not new_batch)
-            stop = failed_search(self.f, gd, math.sqrt(gg), self.g0, trials, self.eps) if ends else None
-            return Iteration(self.f, self.parts, 0.0, n_evals, math.sqrt(gg), 0, span, counts, stop, "fail")
+            stop = failed_search(self.f, gd, norm, self.g0, trials, self.eps) if ends else None
+            return Iteration(self.f, self.parts, 0.0, n_evals, norm, 0, span, counts, stop, "fail")
         keep = sy > CURVATURE * (-t * gd)     # (-g.s = -t g.d > 0: the decrease the step predicts)
         pairs = min(len(self.rho) + 1, self.history) if keep else len(self.rho)
-        return Iteration(accepted.loss, accepted.parts, t, n_evals, math.sqrt(gg), pairs, span, counts,
+        return Iteration(accepted.loss, accepted.parts, t, n_evals, norm, pairs, span, counts,
                          move="step", curvature=(sy, yy), keep=keep)
 
     def commit(self, step: Iteration) -> None:
