@@ -337,15 +337,8 @@ class RayCluster(TaskRun, PipedRun, Restarts):
     def data_reports(self) -> list[dict[str, Any] | None]:
         """On a stop: the data reports of the live workers that answer within 5 s (one mid-cycle answers after
         it; a lost worker's is lost with it, and a worker that raised a DataError is alive and answers)."""
-        refs = [self.worker_actors[w].data_report.remote() for w in sorted(self.coord.live)]
-        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=5)
-        reports = []
-        for ref in ready:
-            try:
-                reports.append(ray.get(ref))
-            except RayError:
-                pass
-        return reports
+        answers = self._ask({w: [self.worker_actors[w].data_report] for w in sorted(self.coord.live)}, timeout=5)
+        return [got[0] for got in answers.values() if not isinstance(got, Exception)]
 
     def close(self) -> None:
         """Best effort (Ray itself may be going down); safe to call twice."""
