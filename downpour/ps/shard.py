@@ -224,9 +224,10 @@ class Shard:
             for a, b in trained:
                 live[a:b] = True
             keep &= live
-            n = sum(b - a for a, b in trained)
-            rms = (float(sum(float(g[a:b].pow(2).sum()) for a, b in trained) / n) ** 0.5 if n else 0.0) \
-                if self.noise_relative else 1.0
+            rms = 1.0
+            if self.noise_relative:
+                n = sum(b - a for a, b in trained)
+                rms = (sum(float(g[a:b].pow(2).sum()) for a, b in trained) / n) ** 0.5 if n else 0.0
         return g + torch.randn(g.shape, generator=gen) * (self.noise * rms) * keep
 
     def live_ranges(self, stages: tuple[int, ...] | None) -> list[tuple[int, int]] | None:
