@@ -124,25 +124,24 @@ def step_held_bytes(cfg: RunConfig, input_shape: tuple[int, ...], batch: int) ->
     return tuple(out)
 
 
-def buffer_bytes(cfg: RunConfig, input_shape: tuple[int, ...]) -> dict[str, int]:
+def buffer_bytes(model: FeatureModel) -> dict[str, int]:
     """The built model's buffers, {name: bytes}: model state, held whatever a step's graph saves (tica-8x8's
     pooling matrix, 16.4 kB, is in memory with its pooled_l2 term off too; teacher-student's teacher, which no graph
     saves, is in memory all the same). Until 2026-12-04 a buffer was counted only where a step's graph saved it, as
     "held" by the step."""
-    model, _ = build(cfg, input_shape)
     return {name: b.nbytes for name, b in model.named_buffers()}
 
 
-def held_by_layer(cfg: RunConfig, input_shape: tuple[int, ...]) -> dict[str, tuple[float, float]]:
-    """What one training step (``train.batch_size``) of a one-stage model holds for its backward, by the module that
-    saved it ("" outside every module, :data:`COST` the objective): {name: (bytes per example, bytes per step)},
-    :func:`step_held_bytes`'s total.
+def held_by_layer(model: FeatureModel, objective: Objective, input_shape: tuple[int, ...],
+                  batch: int) -> dict[str, tuple[float, float]]:
+    """What one training step (on ``batch`` examples, the run's ``train.batch_size``) of a built one-stage model
+    holds for its backward, by the module that saved it ("" outside every module, :data:`COST` the objective):
+    {name: (bytes per example, bytes per step)}, :func:`step_held_bytes`'s total.
 
     Measured on 1, 2 and 3 examples and read at the batch, as :func:`step_flops`: a PCD RBM's persistent chains
     are held whatever the batch (any step whose three counts are no line is measured at the batch, all per example).
     Until 2026-12-04 the plan read these models' memory off their inference path (each layer's output): ufldl-sae
     at batch 100 held 10.0 kB where its step keeps 87.4 kB, rnn-rows at 32 69.6 kB for 1.04 MB."""
-    model, objective = build(cfg, input_shape)
     model.train()
 
     def by_name(batch: int) -> dict[str, int]:
@@ -156,7 +155,6 @@ def held_by_layer(cfg: RunConfig, input_shape: tuple[int, ...]) -> dict[str, tup
     line = {n: (two.get(n, 0) - one.get(n, 0), 2 * one.get(n, 0) - two.get(n, 0)) for n in names}
     if all(three.get(n, 0) == fixed + 3 * each for n, (each, fixed) in line.items()):
         return {n: (float(each), float(fixed)) for n, (each, fixed) in line.items()}
-    batch = cfg.train.batch_size
     return {n: (nbytes / batch, 0.0) for n, nbytes in by_name(batch).items()}
 
 

@@ -32,7 +32,7 @@ from downpour.data.build import sample_shape
 from downpour.errors import ConfigError
 from downpour.models.cat import CatConfig, CatNet
 from downpour.models.footprint import footprint_table
-from downpour.models.registry import model_entry, resolve
+from downpour.models.registry import build, model_entry, resolve
 from downpour.parallel.partition import cut_refusal
 from downpour.plan.cat_formulas import cat_footprint, cat_stages
 from downpour.plan.counted import COST, buffer_bytes, held_by_layer, step_flops
@@ -280,13 +280,15 @@ def network_of(cfg: RunConfig, input_shape: tuple[int, ...], paper: bool = False
     # what the step holds for its backward, on the layer that saved it; a decoder's and a model's own arithmetic's on
     # one more row, the cost's on another (the inference path's outputs, each layer's act_bytes, are not what a step
     # holds)
-    held = held_by_layer(cfg, tuple(input_shape))
+    # one build for both: its buffers read before the steps run (as a fresh build's were)
+    model, objective = build(cfg, tuple(input_shape))
+    buffers = buffer_bytes(model)
+    held = held_by_layer(model, objective, tuple(input_shape), cfg.train.batch_size)
     # a layer called twice is two rows of one name: its bytes go on the first (keyed by name, the second row's
     # nothing overwrote them, and a step's 32.8 kB of a twice-called encoder left the plan's memory)
     own = [held.pop("" if r["layer"] == "(model)" else r["layer"], (0.0, 0.0)) for r in rows]
     # the buffers are model state, on the row of the layer that owns them (the model's own: its "(model)" row, or the
     # first), counted once whatever the step's graph saves
-    buffers = buffer_bytes(cfg, tuple(input_shape))
     layers = [r["layer"] if r["layer"] != "(model)" else "" for r in rows]
     state = [0.0] * len(rows)
     for name, nbytes in buffers.items():
