@@ -277,19 +277,19 @@ def network_of(cfg: RunConfig, input_shape: tuple[int, ...], paper: bool = False
         notes = assumptions + ((f"one partition per replica: {uncut}",) if uncut else ())
         return Network(name, tuple(input_shape), tuple(stages), notes, cfg.train.schedule, uncut=uncut)
     rows = footprint_table(cfg.model.name, tuple(input_shape), **cfg.model.options)[:-1]
+    # one build for the held bytes and the buffers: its buffers read before the steps run (as a fresh build's were)
+    model, objective = build(cfg, tuple(input_shape))
+    buffers = buffer_bytes(model)
     # what the step holds for its backward, on the layer that saved it; a decoder's and a model's own arithmetic's on
     # one more row, the cost's on another (the inference path's outputs, each layer's act_bytes, are not what a step
     # holds)
-    # one build for both: its buffers read before the steps run (as a fresh build's were)
-    model, objective = build(cfg, tuple(input_shape))
-    buffers = buffer_bytes(model)
     held = held_by_layer(model, objective, tuple(input_shape), cfg.train.batch_size)
     # a layer called twice is two rows of one name: its bytes go on the first (keyed by name, the second row's
     # nothing overwrote them, and a step's 32.8 kB of a twice-called encoder left the plan's memory)
-    own = [held.pop("" if r["layer"] == "(model)" else r["layer"], (0.0, 0.0)) for r in rows]
+    layers = [r["layer"] if r["layer"] != "(model)" else "" for r in rows]     # held_by_layer's names ("": the model's)
+    own = [held.pop(layer, (0.0, 0.0)) for layer in layers]
     # the buffers are model state, on the row of the layer that owns them (the model's own: its "(model)" row, or the
     # first), counted once whatever the step's graph saves
-    layers = [r["layer"] if r["layer"] != "(model)" else "" for r in rows]
     state = [0.0] * len(rows)
     for name, nbytes in buffers.items():
         owner = name.rpartition(".")[0]
