@@ -33,6 +33,7 @@ from downpour.errors import ConfigError
 from downpour.models.cat import CatConfig, CatNet
 from downpour.models.footprint import footprint_table
 from downpour.models.registry import build, model_entry, resolve
+from downpour.objectives import make_term
 from downpour.parallel.partition import cut_refusal
 from downpour.plan.cat_formulas import cat_footprint, cat_stages
 from downpour.plan.counted import COST, buffer_bytes, held_by_layer, step_flops
@@ -213,8 +214,7 @@ def _refuse_uncounted_terms(typed: Callable[[list[str]], str], cfg: RunConfig, t
         return
     # the formulas train every decoder by the reconstruction term; without it the decoder's backward and what it keeps
     # are gone (cat-untied's stage 1: 3.46 MFLOP planned, torch counts 1.93 M; 3.20 MB planned, 3.07 MB held)
-    recon = cfg.objective.get("reconstruction", 0)
-    if not (recon.get("weight", 1.0) if isinstance(recon, dict) else recon):
+    if not make_term("reconstruction", cfg.objective.get("reconstruction", 0)).weight:   # (a weight, or the term's fields)
         where = [item for item, term in terms if term == "reconstruction"][:1]
         raise ConfigError(f"{typed(where)}: objective.reconstruction = 0: the cat network is counted on "
                           "paper with its decoder trained by the reconstruction term (its backward, what it holds); a "
