@@ -28,7 +28,9 @@ import dataclasses
 import json
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -48,20 +50,24 @@ def twice(self: SpectralWhitener, x: torch.Tensor) -> torch.Tensor:
     return self.fit(x).transform(x)
 
 
-def fit_with(way, x, d):
+@contextmanager
+def whitening(way) -> Iterator[None]:
+    """``SpectralWhitener.fit_transform`` is ``way`` inside (the new one, ``FAST``, put back after)."""
     SpectralWhitener.fit_transform = way
     try:
-        return Preprocess.fit(x, d.normalize, d.whiten, d.zca_eps, d.spectral_strength)[1]
+        yield
     finally:
         SpectralWhitener.fit_transform = FAST
+
+
+def fit_with(way, x, d):
+    with whitening(way):
+        return Preprocess.fit(x, d.normalize, d.whiten, d.zca_eps, d.spectral_strength)[1]
 
 
 def build_with(way, cfgs, seed):
-    SpectralWhitener.fit_transform = way
-    try:
+    with whitening(way):
         return [build_dataset(d, seed).x for d in cfgs]
-    finally:
-        SpectralWhitener.fit_transform = FAST
 
 
 def in_fresh_python(code: str) -> float:
