@@ -34,8 +34,9 @@ import json
 import shutil
 import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -58,6 +59,16 @@ def per_layer(model: Any, x: torch.Tensor, layers: Sequence[str], batch_size: in
               dtype: type = np.float64) -> dict[str, np.ndarray]:
     """The old way, with ``layer_responses``' signature: one pass of the network per layer."""
     return {layer: unit_responses(model, x, layer, batch_size).astype(dtype) for layer in layers}
+
+
+@contextmanager
+def reading(way: Any) -> Iterator[None]:
+    """The face test reads its layers with ``way`` inside (``layer_responses``, the one pass, put back after)."""
+    fc.layer_responses = way
+    try:
+        yield
+    finally:
+        fc.layer_responses = layer_responses
 
 
 def face_images(draws: int) -> np.ndarray:
@@ -93,25 +104,17 @@ def main(argv: list[str] | None = None) -> list[dict]:
         return {"values": sum(r.size for net in (model, twin) for r in way(net, x, layers).values())}
 
     def test(way: Any) -> dict[str, Any]:
-        fc.layer_responses = way
-        try:
+        with reading(way):
             return fc.face_controls(model, twin, layer=a.layer, input_shape=model.input_shape, prepare=None, seeds=[0],
                                     n_random_filters=a.random_filters, replicates=a.bootstrap,
                                     other_layers=tuple(n for n in layers if n != a.layer),
                                     other_replicates=min(a.bootstrap, 500), control_draws=a.control_draws,
                                     choice=a.face_choice)
-        finally:
-            fc.layer_responses = layer_responses
 
     def analyze(way: Any) -> dict[str, Any]:
-        fc.layer_responses = way
-        try:
-            with tempfile.TemporaryDirectory() as tmp:
-                copy = shutil.copytree(args.run, Path(tmp) / "run")
-                result = analyze_run(copy)
-                return {"result": {k: v for k, v in result.items() if k not in ("seconds", "run")}}
-        finally:
-            fc.layer_responses = layer_responses
+        with reading(way), tempfile.TemporaryDirectory() as tmp:
+            result = analyze_run(shutil.copytree(args.run, Path(tmp) / "run"))
+            return {"result": {k: v for k, v in result.items() if k not in ("seconds", "run")}}
 
     if json.dumps(test(layer_responses), sort_keys=True) != json.dumps(test(per_layer), sort_keys=True):
         raise SystemExit("face_controls: the one-pass read changed the face test's output")
