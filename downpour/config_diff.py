@@ -22,13 +22,15 @@ STREAM_KEYS = ("data.prefetch", "data.loader_workers", "data.fit_sample", "data.
 def config_differences(a: RunConfig, b: RunConfig) -> list[tuple[str, Any, Any]]:
     """``(key, value in a, value in b)`` for every training key on which two configs differ (``analysis.*``
     is not training, nor are a stream's own keys where neither streams: a run from before data.mix_items, read
-    as 1, is today's in-memory recipe; nor data.jpeg_draft where neither crops a folder), sorted by key.
+    as 1, is today's in-memory recipe; nor data.jpeg_draft where neither crops a folder, nor data.jpeg_decode where its rules agree), sorted by key.
     Resolve both first (``models.registry.resolve``) to compare what two runs are, whatever form their values
     were written in."""
     before, after = flat_keys(config_to_dict(a)), flat_keys(config_to_dict(b))
     unread = () if may_stream(a) or may_stream(b) else STREAM_KEYS
     if not (a.data.reads_jpeg_draft() or b.data.reads_jpeg_draft()):   # a run from before it reads as false
         unread += ("data.jpeg_draft",)
+    if not (a.data.decode_rules_differ() or b.data.decode_rules_differ()):   # both rules decode these alike
+        unread += ("data.jpeg_decode",)
     return [(key, before.get(key), after.get(key)) for key in sorted(set(before) | set(after))
             if before.get(key) != after.get(key) and not key.startswith("analysis.") and key not in unread]
 

@@ -270,7 +270,8 @@ def check_unedited(run: RunDir) -> None:
 def unresumable(saved: RunConfig, new: RunConfig) -> list[tuple[str, Any, Any]]:
     """(key, was, now) of every difference a resume may not make (not in RESUMABLE). Both are compared
     resolved, so a value written in an older form (``model.filter_norm = 1.0`` for ``[1.0]``) is the same run."""
-    return [(key, was, now) for key, was, now in config_differences(resolve(saved), resolve(new)) if key not in RESUMABLE]
+    return [(key, was, now) for key, was, now in config_differences(resolve(saved), resolve(new)) if key not in RESUMABLE
+            and not (key == "data.jpeg_decode" and was == 0)]   # naming the rule a run's records do not (0: unknown)
 
 
 def check_resume(saved: RunConfig, new: RunConfig, changed: list[tuple[str, Any, Any]] | None = None) -> None:

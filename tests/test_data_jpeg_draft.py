@@ -157,64 +157,100 @@ def test_pipeline_auto_estimates_the_reduced_images_the_memory_path_holds(tmp_pa
         assert pipeline.estimate_bytes(cfg, pipeline.list_items(cfg)) == held, kw
 
 
-def _tiled_run(tmp_path, steps, resume=False):
+def _tiled_run(tmp_path, steps, resume=False, sets=()):
     from downpour.cli import main
 
-    sets = ["data.source=folder", f"data.path={tmp_path / 'photos'}", "data.mode=crops", "data.tile=256",
+    base = ["data.source=folder", f"data.path={tmp_path / 'photos'}", "data.mode=crops", "data.tile=256",
             "data.size=32", "train.checkpoint_every=2", "train.schedule=joint"]
     where = ["--resume", str(tmp_path / "run")] if resume else ["--config", "cat-demo", "--out", str(tmp_path / "run")]
     args = ["train", *where, "--runner", "local", "--no-report", "--steps", str(steps)]
-    return main(args + ([] if resume else [a for s in sets for a in ("--set", s)]))
+    return main(args + [a for s in ([] if resume else base) + list(sets) for a in ("--set", s)])
 
 
-def test_a_tiled_run_begun_when_tiles_decoded_in_full_says_so_on_resume_not_that_the_data_changed(
-        tmp_path, monkeypatch, caplog):
+def _as_written_before_the_record(run):
+    """The run folder as a run of 2026-12-04 15:25-22:23 left it: none of its files says jpeg_decode."""
+    import json
+    import re
+
+    data = json.loads((run / "data.json").read_text())
+    del data["jpeg_decode"]
+    (run / "data.json").write_text(json.dumps(data))
+    for name, data in (("model.json", lambda r: r["data"]), ("checkpoints/local.json", lambda r: r["config"]["data"])):
+        record = json.loads((run / name).read_text())
+        del data(record)["jpeg_decode"]
+        (run / name).write_text(json.dumps(record))
+    toml = (run / "config.toml").read_text()
+    (run / "config.toml").write_text(re.sub(r"(?m)^jpeg_decode = \d+\n", "", toml, count=1))
+    assert "jpeg_decode" not in (run / "config.toml").read_text()
+
+
+def test_a_tiled_run_begun_when_tiles_decoded_in_full_resumes_on_full_tiles_or_is_refused_naming_the_rule(
+        tmp_path, caplog, capsys):
     """Runs of 2026-12-04 15:25-17:05 decoded a tile grid's JPEGs in full, later ones reduced, both recording
-    jpeg_draft = true alone: a resume refitted on other pixels warned "the data changed since?" where no file had."""
+    jpeg_draft = true alone; until 2026-12-05 a resume of the first kind trained on reduced tiles from the resume on
+    (refitted, warned). Its records cannot say which rule it began under: the resume is refused, naming the key, and
+    resumes by the rule it is given, on the pixels it began with (no refit)."""
     import json
     import logging
 
-    import downpour.data.folder as folder
-    from downpour.data.patches import JPEG_DECODE, _one_square
+    from downpour.train.rundir import RunDir
 
     (tmp_path / "photos").mkdir()
     for i in range(16):
         _photo(tmp_path / "photos" / f"p{i:02d}.jpg", 512, 512, seed=i)
     assert read_scaled(tmp_path / "photos" / "p00.jpg", True, 32, 256)[1] == 2     # today: tiles decoded at 1/2
-    today = folder.decode_reduction
-    monkeypatch.setattr(folder, "decode_reduction",      # commit 6bf7f1f's rule: a tile grid decoded in full
-                        lambda h, w, tile, size: today(h, w, tile, size) if _one_square(h, w, tile) else 1)
-    assert _tiled_run(tmp_path, 2) == 0
-    data = json.loads((tmp_path / "run" / "data.json").read_text())
-    del data["jpeg_decode"]                                   # as that run wrote it
-    (tmp_path / "run" / "data.json").write_text(json.dumps(data))
-    monkeypatch.setattr(folder, "decode_reduction", today)
+    assert read_scaled(tmp_path / "photos" / "p00.jpg", True, 32, 256, rule=1)[1] == 1   # 15:25-17:05: in full
+    assert _tiled_run(tmp_path, 2, sets=["data.jpeg_decode=1"]) == 0
+    run = tmp_path / "run"
+    _as_written_before_the_record(run)
+    capsys.readouterr()
+    assert _tiled_run(tmp_path, 4, resume=True) != 0
+    said = capsys.readouterr().err
+    assert "data.jpeg_decode is unknown" in said and "--set data.jpeg_decode=1 or =2" in said
+    assert not (run / "checkpoints" / "step_000004.safetensors").exists() and json.loads(
+        (run / "data.json").read_text()).get("jpeg_decode") is None          # nothing written by the refusal
     with caplog.at_level(logging.WARNING, logger="downpour.train.refit"):
-        assert _tiled_run(tmp_path, 4, resume=True) == 0
-    said = " ".join(r.getMessage() for r in caplog.records)
-    assert "tile grid's JPEGs decoded in full from 2026-12-04 15:25 to 17:05" in said
-    assert "the data changed since?" not in said
-    assert json.loads((tmp_path / "run" / "data.json").read_text())["jpeg_decode"] == JPEG_DECODE
+        assert _tiled_run(tmp_path, 4, resume=True, sets=["data.jpeg_decode=1"]) == 0
+    assert not [r for r in caplog.records if r.name == "downpour.train.refit"]   # fitted on the pixels it began on
+    assert RunDir.open(run).config.data.jpeg_decode == 1                  # config.toml keeps it from now on
+    assert json.loads((run / "data.json").read_text())["jpeg_decode"] == 1
+    d = RunDir.open(run).config.data
+    assert set(load_folder(d.path, d.grey, False, d.jpeg_shrink(), d.tile, d.jpeg_decode).scales) == {1}   # in full
+
+
+def test_a_run_written_before_config_toml_kept_the_rule_reads_it_from_data_json_or_where_rules_agree_today(tmp_path):
+    """A config.toml without data.jpeg_decode: its data.json's record (since 2026-12-04 22:23), else today's rule
+    where both rules decode its crops alike; unknown (0) only for tiles rule 2 reduces, refused by name there."""
+    import json
+
+    from downpour.data.patches import decode_rule
+    from downpour.data.pipeline import decode_began
+
+    tiled = DataConfig(source="folder", path=str(tmp_path), mode="crops", size=32, tile=256)
+    (tmp_path / "data.json").write_text(json.dumps({"jpeg_draft": True}))
+    assert decode_began(tmp_path, tiled) == 0
+    with pytest.raises(ConfigError, match="data.jpeg_decode is unknown"):
+        decode_rule(dataclasses.replace(tiled, jpeg_decode=0))
+    for agree in (dataclasses.replace(tiled, tile=255), dataclasses.replace(tiled, tile=0),
+                  dataclasses.replace(tiled, jpeg_draft=False), dataclasses.replace(tiled, mode="patches")):
+        assert decode_began(tmp_path, agree) == 2 and decode_rule(dataclasses.replace(agree, jpeg_decode=0)) == 2
+    for began in (1, 2):
+        (tmp_path / "data.json").write_text(json.dumps({"jpeg_draft": True, "jpeg_decode": began}))
+        assert decode_began(tmp_path, tiled) == began
 
 
 def test_a_resume_names_a_changed_decoder_rule_or_else_the_files(tmp_path):
     import json
 
-    from downpour.data.patches import JPEG_DECODE
     from downpour.data.pipeline import decode_change
 
     cfg = DataConfig(source="folder", path=str(tmp_path), mode="crops", size=32, tile=256)
-    record = {"jpeg_draft": True, "jpeg_decode": JPEG_DECODE - 1}
+    record = {"jpeg_draft": True, "jpeg_decode": 1}
     (tmp_path / "data.json").write_text(json.dumps(record))
-    assert f"rule jpeg_decode {JPEG_DECODE - 1}, today's is {JPEG_DECODE}" in decode_change(tmp_path, cfg)
-    (tmp_path / "data.json").write_text(json.dumps({**record, "jpeg_decode": JPEG_DECODE}))
-    assert "the files changed since?" in decode_change(tmp_path, cfg)
+    assert "rule jpeg_decode 1, data.jpeg_decode is 2" in decode_change(tmp_path, cfg)
+    assert "the files changed since?" in decode_change(tmp_path, dataclasses.replace(cfg, jpeg_decode=1))
     full = dataclasses.replace(cfg, jpeg_draft=False)        # decoded in full under every rule
     assert decode_change(tmp_path, full) == "the data changed since?"
-    (tmp_path / "data.json").write_text(json.dumps({"jpeg_draft": True}))           # written before jpeg_decode
-    assert "15:25 to 17:05" in decode_change(tmp_path, cfg)
-    small = dataclasses.replace(cfg, tile=255)                # 127-px halves < 4 crops: tiles in full under both
-    assert decode_change(tmp_path, small) == "the data changed since?"
 
 
 @pytest.mark.parametrize("pipeline", ["memory", "stream"])

@@ -15,6 +15,12 @@ DELAY_FORMS = {"constant": (_TIME,), "uniform": (("A", float, "[0, inf)"), ("B",
                "exponential": (("MEAN", float, "[0, inf)"),), "straggler": (_TIME, ("FACTOR", float, "[0, inf)"))}
 CONSISTENCY_FORMS = {"async": (), "bounded": (("K", int, "[0, inf)"),), "sync": ()}
 AT_LEAST_1, AT_LEAST_0 = "[1, inf)", "[0, inf)"
+# Which rule decides a folder's JPEG decode reductions under data.jpeg_draft (downpour.data.patches.decode_reduction):
+# 1, the centred square alone decoded reduced, a tile grid in full (2026-12-04 15:25, commit 6bf7f1f, to 17:05); 2, tile
+# grids reduced too (from 17:05, commit 7318aac). A run keeps the rule it began with (config.toml's data.jpeg_decode,
+# since 2026-12-05); raise it with any change to the rule, and keep the old ones decodable.
+JPEG_DECODE = 2
+TILE_MARGIN = 4    # rule 2 reduces a tile only while its reduced side is this many crops (downpour.data.patches)
 LFW_HELDOUT_FORMS = {"fixed": (), "fold": (("I", int, "[0, inf)"), ("K", int, "[2, 100]"))}
 CROSSFIT_CONTROLS = ("none", "no-faces")   # downpour crossfit --control: beside each fold, none or the recipe without lfw's faces
 FACE_SOURCES = ("faces", "natural+faces")     # the data sources that hold lfw's training faces
@@ -47,6 +53,9 @@ class DataConfig(Section):
     # no grid on native pixels): 0.22x the decode + crop time of a camera photo at 32 px, crops within 0.0022 of a full
     # decode's (bench/jpeg_draft.py); false: every JPEG decoded in full
     jpeg_draft: bool = True
+    # folder crops under jpeg_draft: the rule that decides each JPEG's reduction, kept from the run's start (JPEG_DECODE;
+    # docs/data.md); 0: unknown (a tiled run whose records predate it), refused where the rules differ
+    jpeg_decode: int = setting(JPEG_DECODE, within="[0, 2]")
     faces_fraction: float = setting(0.3, within="[0, 1]")     # natural+faces: share of the samples taken from the faces source (lfw train part)
     # faces / natural+faces: how many of the lfw training part's faces are trained on (the first N; its non-faces all
     # stay); -1 = every one, 0 = none, so the network never sees a face (the control a face unit needs; docs/analysis.md)
@@ -81,6 +90,11 @@ class DataConfig(Section):
     def jpeg_shrink(self) -> int:
         """The crop side a folder's JPEGs may be decoded down to (data.jpeg_draft), else 0: decode in full."""
         return self.size if self.reads_jpeg_draft() and self.jpeg_draft else 0
+
+    def decode_rules_differ(self) -> bool:
+        """Whether the rules of data.jpeg_decode decode these crops differently: reduced JPEGs in tiles rule 2 can
+        reduce (half a tile >= TILE_MARGIN crops; smaller tiles decode in full under both, whole images alike)."""
+        return bool(self.jpeg_shrink()) and self.tile // 2 >= TILE_MARGIN * self.size
 
     def can_stream(self) -> bool:
         """Whether data.pipeline may stream these data (files each worker decodes: folder, video, a .npy it memory-maps)."""

@@ -31,7 +31,7 @@ from downpour.data.dataset import Dataset
 from downpour.data.folder import class_labels, hidden, image_extensions, image_files, load_folder, walk_files
 from downpour.data.gaussian import gaussian_samples
 from downpour.data.images import ImageSet
-from downpour.data.patches import crop_images, decode_record, sample_patches
+from downpour.data.patches import crop_images, decode_record, decode_rule, sample_patches
 from downpour.data.preprocess import Preprocess, fit_needs, too_few_to_fit
 from downpour.data.video import VIDEO_EXTENSIONS, load_videos, video_files
 from downpour.data.whitening import MAX_DIM
@@ -178,7 +178,7 @@ def _load(cfg: DataConfig) -> ImageSet:
     if cfg.source == "digits":
         return digit_images() if cfg.grey else _to_rgb(digit_images())
     if cfg.source == "folder":
-        return load_folder(cfg.path, cfg.grey, cfg.labels, cfg.jpeg_shrink(), cfg.tile)
+        return load_folder(cfg.path, cfg.grey, cfg.labels, cfg.jpeg_shrink(), cfg.tile, decode_rule(cfg))
     if cfg.source == "video":
         return load_videos(cfg.path, cfg.frames_per_video, cfg.grey)
     return load_array(cfg.path, cfg.grey)

@@ -24,6 +24,7 @@ from PIL import Image, ImageFile, UnidentifiedImageError
 from PIL.JpegImagePlugin import JpegImageFile
 
 from downpour.data.images import UNREADABLE, ImageSet, log, skip, to_chw
+from downpour.config.sections import JPEG_DECODE
 from downpour.data.patches import decode_reduction
 from downpour.errors import DataError
 
@@ -79,12 +80,13 @@ def _integer_grey(img: Image.Image) -> np.ndarray:
     return (x / _INT32_MAX).astype(np.float32)
 
 
-def read_image(path: Path, grey: bool, shrink_to: int = 0, tile: int = 0) -> np.ndarray:
+def read_image(path: Path, grey: bool, shrink_to: int = 0, tile: int = 0, rule: int = JPEG_DECODE) -> np.ndarray:
     """:func:`read_scaled`'s image alone."""
-    return read_scaled(path, grey, shrink_to, tile)[0]
+    return read_scaled(path, grey, shrink_to, tile, rule)[0]
 
 
-def read_scaled(path: Path, grey: bool, shrink_to: int = 0, tile: int = 0) -> tuple[np.ndarray, int]:
+def read_scaled(path: Path, grey: bool, shrink_to: int = 0, tile: int = 0,
+                rule: int = JPEG_DECODE) -> tuple[np.ndarray, int]:
     """(one file -> float32 (C, H, W) in [0, 1] (floats as stored), the reduction it was decoded at: 1 = native
     pixels, s = 1/s of them per side), turned upright by its EXIF orientation
     (a phone's portrait JPEG is stored sideways with a tag saying so; an EXIF block that cannot be parsed
@@ -93,9 +95,9 @@ def read_scaled(path: Path, grey: bool, shrink_to: int = 0, tile: int = 0) -> tu
 
     ``shrink_to`` > 0 (crops mode of side ``shrink_to``, data.jpeg_draft): a JPEG is decoded at 1/2, 1/4 or 1/8
     scale in the DCT domain where its crops allow (``tile``: :func:`~downpour.data.patches.decode_reduction`; a tile
-    grid is then cut at 1/s: ``ImageSet.scales``). Other files, and 0 (patches cut native pixels), decode in full."""
+    grid is then cut at 1/s: ``ImageSet.scales``; ``rule``: data.jpeg_decode). Other files, and 0 (patches cut native pixels), decode in full."""
     with _opened(path) as img:
-        native, s = img.width, draft_scale(img, shrink_to, tile)
+        native, s = img.width, draft_scale(img, shrink_to, tile, rule)
         if s > 1:
             # a 4032x3024 photo cropped to 32 px decodes at 504x378: decode + crop 0.22x the time of a full
             # decode, the crop within 0.0022 (mean 0.0004) of the full decode's (bench/jpeg_draft.py)
@@ -130,12 +132,12 @@ def _opened(path: Path) -> Image.Image:
         raise
 
 
-def draft_scale(img: Image.Image, shrink_to: int, tile: int = 0) -> int:
+def draft_scale(img: Image.Image, shrink_to: int, tile: int = 0, rule: int = JPEG_DECODE) -> int:
     """The reduction :func:`read_image` decodes the opened, not yet loaded ``img`` at (1: in full): a JPEG's
     :func:`~downpour.data.patches.decode_reduction` where ``shrink_to`` > 0; what the decoded image holds."""
     if shrink_to <= 0 or not isinstance(img, JpegImageFile):
         return 1
-    return decode_reduction(img.height, img.width, tile, shrink_to)
+    return decode_reduction(img.height, img.width, tile, shrink_to, rule)
 
 
 def walk_files(root: Path, unlisted: list[dict[str, str]] | None = None) -> Iterator[Path]:
@@ -287,9 +289,9 @@ def class_labels(root: str | Path, files: list[Path]) -> tuple[list[str], list[i
 
 
 def load_folder(path: str | Path, grey: bool = True, labels: bool = False, shrink_to: int = 0,
-                tile: int = 0) -> ImageSet:
+                tile: int = 0, rule: int = JPEG_DECODE) -> ImageSet:
     """All readable images under ``path`` (sorted by relative path, so the order is reproducible);
-    ``shrink_to``, ``tile``: JPEGs decoded reduced for crops of that side (:func:`read_image`)."""
+    ``shrink_to``, ``tile``, ``rule``: JPEGs decoded reduced for crops of that side (:func:`read_image`)."""
     root = Path(path)
     unlisted: list[dict[str, str]] = []
     aliases: list[dict[str, str]] = []
@@ -301,7 +303,7 @@ def load_folder(path: str | Path, grey: bool = True, labels: bool = False, shrin
     for p, label in zip(candidates, class_of):
         rel = p.relative_to(root).as_posix()
         try:
-            image, scale = read_scaled(p, grey, shrink_to, tile)
+            image, scale = read_scaled(p, grey, shrink_to, tile, rule)
         except UNREADABLE as err:
             skip(skipped, str(p), f"{type(err).__name__}: {err}")
             continue

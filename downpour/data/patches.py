@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from downpour.config.sections import JPEG_DECODE, TILE_MARGIN
 from downpour.data.images import ImageSet, resize, skip
-from downpour.errors import DataError
+from downpour.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     from downpour.config import DataConfig
@@ -57,30 +58,42 @@ def sample_patches(images: ImageSet, size: int, n: int, rng: np.random.Generator
 # --tile 256 / 512 [--margin M], 3000x2000 and 4032x3024 photos at 32 px): 4x max 0.0036-0.0040 grey, 0.0094-0.0124
 # RGB, inside the 0.014 the whole-image path documents at 200 px RGB; 2x 0.0132-0.0145 RGB; 1x (no resize left)
 # 0.023-0.025 RGB, as much as changing the resize filter. docs/benchmarks.md.
-TILE_MARGIN = 4
-# Which rule of :func:`decode_reduction` decided a run's JPEG pixels under data.jpeg_draft, recorded in its data.json
-# as ``jpeg_decode`` (since 2026-12-04): 1, the centred square alone decoded reduced, a tile grid in full (from
-# 2026-12-04 15:25, commit 6bf7f1f); 2, tile grids reduced too, within TILE_MARGIN (from 17:05, commit 7318aac). Both
-# recorded jpeg_draft = true alone, so a tiled run begun under 1 and resumed under 2 was refitted on other pixels and
-# warned "the data changed since?". Raise it with any change to the rule; :func:`~downpour.data.pipeline.decode_change`.
-JPEG_DECODE = 2
+TILE_MARGIN = TILE_MARGIN    # (downpour.config.sections; bench/jpeg_draft.py --margin sets it here)
+# Which rule of :func:`decode_reduction` decides a run's JPEG pixels under data.jpeg_draft is data.jpeg_decode
+# (:data:`~downpour.config.sections.JPEG_DECODE`, today's): 1, the centred square alone decoded reduced, a tile grid in
+# full (from 2026-12-04 15:25, commit 6bf7f1f); 2, tile grids reduced too, within TILE_MARGIN (from 17:05, commit
+# 7318aac). data.json records it as ``jpeg_decode`` (since 2026-12-04), config.toml since 2026-12-05, and a resume
+# decodes by it: until then a tiled run begun under 1 and resumed under 2 trained on reduced tiles from the resume on.
 
 
 def decode_record(cfg: DataConfig) -> dict[str, Any]:
-    """data.json's record of how its JPEGs were decoded, where data.jpeg_draft is read: ``jpeg_draft``, and with it on
-    ``jpeg_decode``, the rule that reduced them (a resume says when it changed: ``pipeline.decode_change``)."""
+    """data.json's (and analysis.json's) record of how its JPEGs were decoded, where data.jpeg_draft is read:
+    ``jpeg_draft``, and with it on ``jpeg_decode``, the rule that reduced them (:func:`decode_rule`)."""
     if not cfg.reads_jpeg_draft():
         return {}
-    return {"jpeg_draft": cfg.jpeg_draft, **({"jpeg_decode": JPEG_DECODE} if cfg.jpeg_draft else {})}
+    return {"jpeg_draft": cfg.jpeg_draft, **({"jpeg_decode": decode_rule(cfg)} if cfg.jpeg_draft else {})}
 
 
-def decode_reduction(h: int, w: int, tile: int, size: int) -> int:
+def decode_rule(cfg: DataConfig) -> int:
+    """data.jpeg_decode, the rule the crops' JPEGs are reduced by; ConfigError where it is unknown (0: a run whose
+    config.toml and data.json predate its record) and the rules differ on these crops (``DataConfig.decode_rules_differ``): a
+    resume must train on the pixels it began with."""
+    if cfg.jpeg_decode == 0 and cfg.decode_rules_differ():
+        raise ConfigError("data.jpeg_decode is unknown: the run's config.toml and data.json predate its record, and "
+                          f"its {cfg.tile}-px tiles of JPEGs decode in full under rule 1 (runs begun 2026-12-04 "
+                          "15:25-17:05 with data.jpeg_draft = true), reduced under rule 2 (begun since); resume with "
+                          "--set data.jpeg_decode=1 or =2, as it began", key="data.jpeg_decode")
+    return cfg.jpeg_decode or JPEG_DECODE
+
+
+def decode_reduction(h: int, w: int, tile: int, size: int, rule: int = JPEG_DECODE) -> int:
     """The largest s of 8, 4, 2 at which an h x w JPEG may be decoded for crops of side ``size``, else 1: every side
     and every crop's offset whole s-pixel blocks, so each reduced crop is its native crop's pixels in any EXIF
     orientation (a centred square 4 native pixels off shifted a 3000x2000 photo's 250-px crop by half a pixel:
     mean error 0.021-0.027 from the full decode's, 0.0025 aligned; docs/data.md), and each crop still large enough:
     the centred square >= ``size`` at 1/s (the resize only shrinks), a ``tile`` grid's tiles (laid on native pixels:
-    :func:`crop_images`) >= :data:`TILE_MARGIN` x ``size`` (until 2026-12-04 a tiled image decoded in full)."""
+    :func:`crop_images`) >= :data:`TILE_MARGIN` x ``size`` (until 2026-12-04 a tiled image decoded in full; ``rule``
+    1 does so still, for a run begun under it)."""
     side, one = min(h, w), _one_square(h, w, tile)
     for s in (8, 4, 2):
         if h % s or w % s:
@@ -88,7 +101,7 @@ def decode_reduction(h: int, w: int, tile: int, size: int) -> int:
         if one and (max(h, w) - side) % (2 * s) == 0 and side // s >= size:
             return s
         # the grid's margins (h % tile, w % tile) are split in two: each half whole blocks
-        if not one and tile % s == 0 and (h % tile) % (2 * s) == 0 and (w % tile) % (2 * s) == 0 \
+        if not one and rule >= 2 and tile % s == 0 and (h % tile) % (2 * s) == 0 and (w % tile) % (2 * s) == 0 \
                 and tile // s >= TILE_MARGIN * size:
             return s
     return 1

@@ -29,7 +29,8 @@ from downpour.config import FILE_SOURCES, ConfigError, DataConfig
 from downpour.data.build import build_dataset, check_config
 from downpour.data.dataset import Dataset
 from downpour.data.folder import draft_scale
-from downpour.data.patches import JPEG_DECODE, TILE_MARGIN
+from downpour.config.sections import JPEG_DECODE
+from downpour.data.patches import decode_rule
 from downpour.data.stream import STREAMED, Listing, StreamingData, item_name, list_items, open_stream
 from downpour.data.video import decoded_pixels
 from downpour.errors import CheckpointError, DataError, DownpourError, RunError
@@ -65,7 +66,7 @@ def _pixels(cfg: DataConfig, path: str) -> int:
             with Image.open(path) as img:        # lazy: the header only
                 # reduced as read_image decodes it: a 4032x3024 JPEG cropped to 32 px holds 1/64 of its pixels
                 # (until 2026-12-04 counted in full, so 'auto' streamed folders 64x smaller than its threshold)
-                s = draft_scale(img, cfg.jpeg_shrink(), cfg.tile)
+                s = draft_scale(img, cfg.jpeg_shrink(), cfg.tile, decode_rule(cfg))
                 return (img.size[0] // s) * (img.size[1] // s)
         return decoded_pixels(Path(path), cfg.frames_per_video)
     except Exception:  # noqa: BLE001 -- an estimate: the reader names bad files later
@@ -203,24 +204,29 @@ def check_classes(now: list[str] | None, run: Path) -> None:
 
 def decode_change(run: Path, cfg: DataConfig) -> str:
     """Why a resume of the run in ``run`` may find its input processing refitted on other pixels, from its data.json:
-    the JPEG decoder's rule (``jpeg_decode``: :data:`~downpour.data.patches.JPEG_DECODE`) changed since it began, or
-    its data.json predates that record in a tiled run whose rule did change, or neither: its files changed. Until
-    2026-12-04 every refit said "the data changed since?", also where the files had not and the decoder had."""
-    files = "the data changed since?"
+    the JPEG decoder's rule (``jpeg_decode``) it records differs from the one the resume decodes by (``cfg``'s, set by
+    hand), or neither: its files changed. Until 2026-12-04 every refit said "the data changed since?", also where the
+    files had not and the decoder had."""
     if not cfg.jpeg_shrink():
-        return files                         # JPEGs decoded in full, under every rule
+        return "the data changed since?"     # JPEGs decoded in full, under every rule
+    began, now = _recorded(run / "data.json", "jpeg_decode"), decode_rule(cfg)
+    if began in (None, now):
+        return f"JPEGs decoded by the rule it began with, jpeg_decode {now}: the files changed since?"
+    return (f"its data.json records JPEGs decoded by rule jpeg_decode {began}, data.jpeg_decode is {now} "
+            "(docs/data.md): the decoder changed, or the files did")
+
+
+def decode_began(run: Path, cfg: DataConfig) -> int:
+    """The data.jpeg_decode a run's config.toml lacks (written before 2026-12-05) read as its start had it: its
+    data.json's ``jpeg_decode`` (recorded since 2026-12-04 22:23), else today's where the rules decode its crops alike
+    (``DataConfig.decode_rules_differ``), else 0, unknown: a tiled run with data.jpeg_draft = true begun
+    2026-12-04 15:25-17:05 decoded its tiles in full, one begun after reduced, and neither recorded which
+    (:func:`~downpour.data.patches.decode_rule` refuses it by name). Until 2026-12-05 a resume decoded by today's rule,
+    whatever the run began with: such a run trained on reduced tiles from the resume on."""
     began = _recorded(run / "data.json", "jpeg_decode")
-    if began == JPEG_DECODE:
-        return f"JPEGs decoded by the rule it began with, jpeg_decode {began} in its data.json: the files changed since?"
-    if began is not None:
-        return (f"its data.json records JPEGs decoded by rule jpeg_decode {began}, today's is {JPEG_DECODE} "
-                "(docs/data.md): the decoder changed, or the files did")
-    # (rule 2 reduces a tile only where half of it is TILE_MARGIN crops: smaller tiles decode in full under both)
-    if cfg.tile // 2 >= TILE_MARGIN * cfg.size and _recorded(run / "data.json", "jpeg_draft") is True:
-        return ("its data.json predates jpeg_decode, the record of the JPEG decoder's rule: under data.jpeg_draft a "
-                "tile grid's JPEGs decoded in full from 2026-12-04 15:25 to 17:05 and reduced since, so a run begun "
-                "then was fitted on other pixels; if it began later, the files changed")
-    return files
+    if began in (1, 2):
+        return began
+    return 0 if cfg.decode_rules_differ() else JPEG_DECODE
 
 
 def cut_patches(data: Dataset | StreamingData) -> int | None:

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset as TorchDataset
 
+from downpour.config.sections import JPEG_DECODE
 from downpour.data.arrays import _as_float
 from downpour.data.folder import read_scaled
 from downpour.data.images import UNREADABLE, ImageSet, match_channels, to_chw
@@ -37,13 +38,15 @@ _PATCHES = 11     # the NumPy stream of patch positions, apart from the build's 
 class Cut:
     """How the images of one item become samples: ``mode`` crops | patches, of side ``size``;
     ``tile`` as in crops mode; ``patches``: patches per image read; ``grey``: one channel; ``shrink_to``:
-    the side JPEGs may be decoded down to (DataConfig.jpeg_shrink: crops mode's size, or 0)."""
+    the side JPEGs may be decoded down to (DataConfig.jpeg_shrink: crops mode's size, or 0), by ``rule``
+    (data.jpeg_decode, the run's from its start)."""
     mode: str
     size: int
     tile: int
     patches: int
     grey: bool
     shrink_to: int = 0
+    rule: int = JPEG_DECODE
 
     @property
     def channels(self) -> int:
@@ -78,7 +81,7 @@ class ItemReader(TorchDataset):
         reduced, its ``scales`` saying so), named ``k#j``; raises on a bad file."""
         c = self.cut
         if self.source == "folder":
-            image, scale = read_scaled(Path(self.items[k]), c.grey, c.shrink_to, c.tile)
+            image, scale = read_scaled(Path(self.items[k]), c.grey, c.shrink_to, c.tile, c.rule)
             return ImageSet([image], [f"{k}#0"], scales=[scale])
         if self.source == "video":
             truncated: list[dict[str, Any]] = []

@@ -32,7 +32,7 @@ from downpour.data.arrays import array_header, check_magic
 from downpour.data.folder import class_labels, image_files, left_out, say_left_out
 from downpour.data.loader import StreamBatches
 from downpour.data.preprocess import Preprocess, fit_needs, fitted, too_few_to_fit
-from downpour.data.patches import decode_record
+from downpour.data.patches import decode_record, decode_rule
 from downpour.data.reader import Cut, ItemReader
 from downpour.data.video import frames_taken, video_files
 from downpour.errors import DataError
@@ -200,7 +200,7 @@ def open_stream(cfg: DataConfig, seed: int, listing: Listing | None = None, per_
         per_image = 0
     elif per_image is None:
         per_image = max(1, round(cfg.samples / (n * (frames or 1))))
-    cut = Cut(cfg.mode, cfg.size, cfg.tile, per_image, cfg.grey, cfg.jpeg_shrink())
+    cut = Cut(cfg.mode, cfg.size, cfg.tile, per_image, cfg.grey, cfg.jpeg_shrink(), decode_rule(cfg))
     preprocess, processing = _fit(cfg, listing, cut, seed)
     augment = Augment(cfg.shift, cfg.scale, cfg.flip)
     item = item_name(cfg.source)

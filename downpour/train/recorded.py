@@ -43,6 +43,16 @@ def config_fills(path: Path) -> list[tuple[str, Any]]:
     return fills
 
 
+def has_key(path: Path, section: str, key: str) -> bool:
+    """Whether the config.toml at ``path`` holds ``section.key`` (False for a file that cannot be read: its reader
+    names it)."""
+    try:
+        table = tomllib.loads(path.read_text()).get(section)
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return False
+    return isinstance(table, dict) and key in table
+
+
 def model_fills(path: Path, name: str, options: dict[str, Any]) -> dict[str, Any]:
     """The model options model.json at ``path`` (model ``name``) lacks whose absence meant something other
     than today's default."""

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from downpour.config import ConfigError, Override, RunConfig, config_to_toml, load_config
-from downpour.data.pipeline import check_classes, decode_change
+from downpour.data.pipeline import check_classes, decode_began, decode_change
 from downpour.errors import NotARunError
 from downpour.models.base import FeatureModel
 from downpour.models.registry import create_model, resolve
@@ -20,7 +20,7 @@ from downpour.train.folders import RunExistsError, folder_to_write, make_folder
 from downpour.train.metrics_file import has_row, read_rows, truncate_rows
 from downpour.train.model_file import fit_weights, replace_text, write_model
 from downpour.train.refit import refits_after
-from downpour.train.recorded import config_fills, model_fills, unread_resets, without_unread
+from downpour.train.recorded import config_fills, has_key, model_fills, unread_resets, without_unread
 
 if TYPE_CHECKING:
     from downpour.data.preprocess import Preprocess
@@ -173,6 +173,8 @@ class RunDir:
         path = self.path / "config.toml"
         fills = config_fills(path)
         saved = load_config(str(path), fills)
+        if not has_key(path, "data", "jpeg_decode"):     # (written before 2026-12-05: the rule its start decoded by)
+            fills.append(("data.jpeg_decode", decode_began(self.path, saved.data)))
         return [*fills, *unread_resets(path, saved.model.name, saved.model.options)]
 
     def save_config(self, cfg: RunConfig) -> None:
