@@ -653,6 +653,7 @@ def test_a_labelled_folder_decodes_its_jpegs_in_full_or_reduced_as_asked(tmp_pat
         data = load_labelled(str(root), (1, 8, 8), jpeg_draft=draft)
         gap = max(min(float((x - row).abs().max()) for row in data.pixels) for x in full)   # rows are shuffled
         assert (gap < 1e-5) is not draft and data.info["jpeg_draft"] is draft      # draft: a 1/8 decode, 16x16
+        assert data.info.get("jpeg_decode") == (2 if draft else None)   # the rule that reduced them, as data.json has it
 
 
 @pytest.mark.parametrize("draft", [True, False])
@@ -667,6 +668,7 @@ def test_a_labelled_folder_is_decoded_as_the_run_decoded_its_own_jpegs(run_dir, 
     fast = {k: v for k, v in NO_PROBES.items() if k != "bootstrap"}      # (the face test's alone)
     a = analyze_run(copy, **{**fast, "dataset": str(_jpeg_classes(tmp_path / "classes")), "positive": 1})
     assert a["labelled_set"]["jpeg_draft"] is draft
+    assert a["labelled_set"].get("jpeg_decode") == (2 if draft else None)   # reproducible from the run folder
 
 
 @pytest.mark.parametrize("key, value", [("probe_folds", 3), ("probe_samples", 50), ("probe_layers", ["stage1/codes"])])

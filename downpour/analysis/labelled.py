@@ -142,8 +142,10 @@ def load_labelled(spec: str, input_shape: tuple[int, ...], *,
     return LabelledSet(spec, x, y, classes, info, raw=raw.contiguous(), pixels=pixels)
 
 
-# what a labelled folder's info keeps of the data layer's: its files, not the processing a training set would get
-_FOLDER_INFO = ("path", "classes", "grey", "mode", "size", "tile", "jpeg_draft", "n_images", "n_samples", "n_ignored", "n_skipped", "skipped")
+# what a labelled folder's info keeps of the data layer's: its files and how they were decoded (jpeg_decode, the rule
+# that reduced its JPEGs, since 2026-12-05: data.json had it, analysis.json not), not the processing a training set gets
+_FOLDER_INFO = ("path", "classes", "grey", "mode", "size", "tile", "jpeg_draft", "jpeg_decode", "n_images", "n_samples",
+                "n_ignored", "n_skipped", "skipped")
 
 
 def _load_folder(path: str, input_shape: tuple[int, ...],
