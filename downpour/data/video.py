@@ -282,12 +282,13 @@ def video_files(path: Path, unlisted: list[dict[str, str]] | None = None,
     if not path.is_dir():
         raise DataError(f"video path {str(path)!r} does not exist")
     unlisted = [] if unlisted is None else unlisted
-    every = list(walk_files(path, unlisted))
+    links: set[str] = set()
+    every = list(walk_files(path, unlisted, links))
     if unlisted and unlisted[0]["folder"] == str(path):
         raise DataError(f"video folder {str(path)!r} cannot be listed: {unlisted[0]['reason']}")
     found = [p for p in every if p.suffix.lower() in VIDEO_EXTENSIONS and not hidden(p, path)]
     # each real file once, as in an image folder: a video linked under two names trained twice until 2026-12-04
-    files = once_each(sorted(found), aliases)
+    files = once_each(sorted(found), aliases, links)
     if not files:
         raise DataError(f"video folder {str(path)!r} holds no video files ({len(every)} other files; extensions "
                         f"{', '.join(sorted(VIDEO_EXTENSIONS))})")
