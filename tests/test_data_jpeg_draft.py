@@ -263,3 +263,25 @@ def test_data_json_records_the_jpeg_decoders_rule_where_jpegs_decode_reduced(tmp
                      normalize="none", whiten="none", loader_workers=0)
     assert open_data(cfg, seed=0).info["jpeg_decode"] == JPEG_DECODE
     assert "jpeg_decode" not in open_data(dataclasses.replace(cfg, jpeg_draft=False), seed=0).info
+
+
+def test_a_jpeg_over_the_bomb_limit_is_cropped_from_its_reduced_decode_and_a_real_bomb_still_refused(tmp_path,
+                                                                                                       monkeypatch):
+    """Pillow refuses images over 2 x Image.MAX_IMAGE_PIXELS (~179 MP) at open; in crops mode a JPEG decoded at 1/8
+    holds 1/64 of them, and was skipped all the same (a large scan or panorama lost). The limit is lowered here so
+    512x512 files play the part."""
+    from PIL import Image
+
+    _photo(tmp_path / "big.jpg", 512, 512)
+    Image.fromarray(np.zeros((512, 512), np.uint8)).save(tmp_path / "big.png")    # no reduced decode: refused
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 512 * 512 // 2 - 1)
+    images = load_folder(tmp_path, shrink_to=32)
+    assert images.names == ["big.jpg"] and images.scales == [8]
+    assert images.images[0].shape == (1, 64, 64)
+    assert [e["file"] for e in images.skipped] == [str(tmp_path / "big.png")]
+    assert "DecompressionBombError" in images.skipped[0]["reason"]
+    with pytest.raises(Image.DecompressionBombError):       # patches cut native pixels: a full decode, refused
+        read_image(tmp_path / "big.jpg", True)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 64 * 64 // 2 - 1)   # its 1/8 decode over the limit too
+    with pytest.raises(Image.DecompressionBombError, match="decoded at 1/8: 4096 pixels"):
+        read_image(tmp_path / "big.jpg", True, 32)

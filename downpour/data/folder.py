@@ -97,8 +97,10 @@ def read_scaled(path: Path, grey: bool, shrink_to: int = 0, tile: int = 0,
     ``shrink_to`` > 0 (crops mode of side ``shrink_to``, data.jpeg_draft): a JPEG is decoded at 1/2, 1/4 or 1/8
     scale in the DCT domain where its crops allow (``tile``: :func:`~downpour.data.patches.decode_reduction`; a tile
     grid is then cut at 1/s: ``ImageSet.scales``; ``rule``: data.jpeg_decode). Other files, and 0 (patches cut native pixels), decode in full."""
-    with _opened(path) as img:
+    with _opened(path, reducible=shrink_to > 0) as img:
         native, s = img.width, draft_scale(img, shrink_to, tile, rule)
+        if img.width * img.height > 2 * (Image.MAX_IMAGE_PIXELS or img.width * img.height):
+            _within_bomb_limit(img, s)
         if s > 1:
             # a 4032x3024 photo cropped to 32 px decodes at 504x378: decode + crop 0.22x the time of a full
             # decode, the crop within 0.0022 (mean 0.0004) of the full decode's (bench/jpeg_draft.py)
@@ -122,15 +124,36 @@ def read_scaled(path: Path, grey: bool, shrink_to: int = 0, tile: int = 0,
         return to_chw(np.asarray(img), grey), s
 
 
-def _opened(path: Path) -> Image.Image:
+def _opened(path: Path, reducible: bool = False) -> Image.Image:
     """``Image.open(path)``; an empty file is named so (Pillow: "cannot identify image file", as for a format it
-    does not know; until 2026-12-04 the skip record said that of a 0-byte download or placeholder)."""
+    does not know; until 2026-12-04 the skip record said that of a 0-byte download or placeholder). ``reducible``
+    (crops, data.jpeg_draft): a JPEG over Pillow's decompression-bomb limit (2 x Image.MAX_IMAGE_PIXELS, ~179 MP) is
+    opened all the same, for :func:`_within_bomb_limit` to judge at the reduction it decodes at (since 2026-12-05:
+    a 200 MP panorama cropped to 32 px was skipped as a bomb, though its 1/8 decode holds 3 MP)."""
     try:
         return Image.open(path)
+    except Image.DecompressionBombError:
+        if not reducible:
+            raise
+        try:
+            return JpegImageFile(os.fspath(path))     # the plugin alone: Image.open's size check is not run
+        except Exception:                             # noqa: BLE001 - not a JPEG: no reduction, the bomb it is
+            pass
+        raise
     except UnidentifiedImageError:
         if os.path.getsize(path) == 0:
             raise ValueError("empty file (0 bytes)") from None
         raise
+
+
+def _within_bomb_limit(img: Image.Image, s: int) -> None:
+    """Refuse, as Pillow would, an image over its decompression-bomb limit unless its decode at 1/``s`` is within it:
+    the decoder then holds no more than the limit allows, whatever size the file declares."""
+    limit = 2 * Image.MAX_IMAGE_PIXELS
+    if (img.width // s) * (img.height // s) > limit:
+        raise Image.DecompressionBombError(
+            f"Image size ({img.width * img.height} pixels) exceeds limit of {limit} pixels, could be decompression bomb "
+            f"DOS attack" + (f" (decoded at 1/{s}: {(img.width // s) * (img.height // s)} pixels)" if s > 1 else ""))
 
 
 def draft_scale(img: Image.Image, shrink_to: int, tile: int = 0, rule: int = JPEG_DECODE) -> int:
