@@ -331,18 +331,18 @@ def test_a_restart_from_step_0_does_not_double_tensorboards_curves(tmp_path, mon
     """A shard lost before the first checkpoint restarts the run from step 0 in the same tb/ (the metrics
     are cut back to 0): a writer opened at step 0 purged nothing, so every curve held its first steps twice."""
     import io
+    import time
     import types
 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.summary.writer import event_file_writer
 
-    # TensorBoard reads a run's event files in name order, and a name ends with the second and a per-process count:
-    # two writers opened in one second as the count passes 9 -> 10 ("...9" sorts after "...10") are read the wrong
-    # way round, the restart's purge undone (the whole suite failed here once, 2026-12-04, earlier tests having
-    # opened 9 writers). A fresh count keeps this test to what it tests; the real case needs a restart within a
-    # second of the run's start as the count passes a power of ten.
-    monkeypatch.setattr(event_file_writer, "_global_uid", event_file_writer.AtomicCounter(0))
-
+    # TensorBoard reads a run's event files in name order; torch named them by the second and a per-process count,
+    # so two writers opened in one second as the count passed 9 -> 10 ("...9" sorts after "...10") were read the
+    # wrong way round, the restart's purge undone (the whole suite failed here once, 2026-12-04, earlier tests
+    # having opened 9 writers). Both writers in one second, the count at 9: that case, every time.
+    monkeypatch.setattr(event_file_writer, "_global_uid", event_file_writer.AtomicCounter(9))
+    monkeypatch.setattr(time, "time", lambda: 1_765_000_000.25)
     from downpour.train.telemetry import Telemetry
 
     (tmp_path / "tb").mkdir()
@@ -354,3 +354,24 @@ def test_a_restart_from_step_0_does_not_double_tensorboards_curves(tmp_path, mon
     events = EventAccumulator(str(tmp_path / "tb"))
     events.Reload()
     assert [(e.step, e.value) for e in events.Scalars("loss")] == [(10, 2.0), (20, 2.0), (30, 2.0)]
+
+
+def test_a_new_event_file_sorts_after_every_event_file_already_in_tb(tmp_path, monkeypatch):
+    """Name order is the order TensorBoard reads (and purges) in: a later writer's file sorts last even in
+    the same second, after an older torch-named file of that second, and with the clock set back."""
+    import time
+
+    from downpour.train.telemetry import event_file_name
+
+    tb = tmp_path / "tb"
+    tb.mkdir()
+    monkeypatch.setattr(time, "time", lambda: 1_765_000_000.5)
+    (tb / "events.out.tfevents.1765000000.host.77.9").write_bytes(b"")      # torch's name, the same second
+    (tb / "notes.txt").write_text("not an event file")
+    names = []
+    for now in (1_765_000_000.5, 1_765_000_000.9, 1_765_000_003.0, 1_764_000_000.0):   # the last: set back
+        monkeypatch.setattr(time, "time", lambda now=now: now)
+        names.append(event_file_name(tb))
+        (tb / names[-1]).write_bytes(b"")
+    assert ["events.out.tfevents.1765000000.host.77.9", *names] == sorted(p.name for p in tb.glob("*tfevents*"))
+    assert names[2].startswith("events.out.tfevents.1765000003.000003.")   # the second, the files before it

@@ -3,8 +3,11 @@ and a progress line on the terminal."""
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sys
 import time
+from pathlib import Path
 from typing import Any, TextIO
 
 from downpour.objectives import is_metric
@@ -96,12 +99,10 @@ class Telemetry:
         self.start_step = start_step  # where this process began (a resumed run's step), for the ETA
         self.writer = None
         if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter  # imported late: it takes a second
-
             # purge_step drops earlier writers' events at steps >= it, so TensorBoard's curves do not double: a
             # resume's (the row at the checkpoint's own step stays), and a restart from step 0 (a shard lost
             # before the first checkpoint: until 2026-12-03 nothing was purged there)
-            self.writer = SummaryWriter(log_dir=str(run.path / "tb"), purge_step=start_step + 1)
+            self.writer = EventFile(run.path / "tb", purge_step=start_step + 1)
         # the clock starts once the writer is up: its start-up (a second) is not the first row's training time
         self.start = self.last_time = time.perf_counter()
 
@@ -121,6 +122,7 @@ class Telemetry:
             for key, value in row.items():
                 if key not in ("step", "time") and isinstance(value, (int, float)):
                     self.writer.add_scalar(key, value, step)
+            self.writer.flush()
         if step // self.every != self.last_printed // self.every or step >= self.total:
             self.last_printed = step
             self.print_progress(row)
@@ -139,3 +141,50 @@ class Telemetry:
         self.file.close()
         if self.writer is not None:
             self.writer.close()
+
+
+def event_file_name(tb: Path) -> str:
+    """A new event file's name in ``tb``, sorting after every event file there.
+
+    TensorBoard reads a folder's event files in name order and a purge (a restart's ``SessionLog.START``)
+    drops only what was read before it, so name order has to be creation order. torch's names end with
+    the second, host, pid and a per-process count: two writers opened in one second as the count passed
+    9 -> 10 ("...9" sorts after "...10") were read the wrong way round and the restart's purge undone
+    (until 2026-12-05). Here: the second and how many event files the folder already holds (6 digits);
+    should that not sort last (a clock set back, an older torch name in the same second), the folder's
+    last name with that count appended, which does."""
+    names = sorted(p.name for p in tb.iterdir() if "tfevents" in p.name)
+    name = f"events.out.tfevents.{int(time.time()):010d}.{len(names):06d}.{socket.gethostname()}.{os.getpid()}"
+    return name if not names or name > names[-1] else f"{names[-1]}.{len(names):06d}"
+
+
+class EventFile:
+    """TensorBoard scalars written to one new event file of ``tb`` (:func:`event_file_name`), each
+    ``flush`` on disk: what torch's SummaryWriter wrote, minus its background thread and its names."""
+
+    def __init__(self, tb: Path, purge_step: int):
+        # imported late: 0.12 s (protobuf), which a run with tensorboard off does not need
+        from tensorboard.compat.proto.event_pb2 import Event, SessionLog
+        from tensorboard.compat.proto.summary_pb2 import Summary
+        from tensorboard.summary.writer.record_writer import RecordWriter
+
+        self._event, self._summary = Event, Summary
+        tb.mkdir(parents=True, exist_ok=True)
+        self.path = tb / event_file_name(tb)
+        self._records = RecordWriter(open(self.path, "xb"))   # "x": never one an earlier writer wrote
+        self._write(Event(wall_time=time.time(), step=purge_step, file_version="brain.Event:2"))
+        self._write(Event(wall_time=time.time(), step=purge_step, session_log=SessionLog(status=SessionLog.START)))
+        self.flush()
+
+    def _write(self, event: Any) -> None:
+        self._records.write(event.SerializeToString())
+
+    def add_scalar(self, tag: str, value: float, step: int) -> None:
+        summary = self._summary(value=[self._summary.Value(tag=tag, simple_value=float(value))])
+        self._write(self._event(wall_time=time.time(), step=step, summary=summary))
+
+    def flush(self) -> None:
+        self._records.flush()
+
+    def close(self) -> None:
+        self._records.close()
