@@ -35,13 +35,13 @@ def _losses(path):
     return [(r["step"], r["loss"]) for r in map(json.loads, (path / "metrics.jsonl").read_text().splitlines())]
 
 
-def test_one_worker_one_shard_server_sgd_is_the_local_loop_bit_for_bit(tmp_path, monkeypatch):
+def test_one_worker_one_shard_server_sgd_is_the_local_loop_bit_for_bit(tmp_path):
     """What has to match, and why it then matches bit for bit on CPU:
 
     - the initial parameters: both runners seed torch with ``seed``, build the data, then the model;
-    - the batch order: the local loop draws it from ``Generator(seed + 1)``, a worker from
-      ``batch_seed(seed, worker, start_step)``, so that workers differ from one another. That is the
-      one difference by design, so here worker 0 is pointed at the local loop's stream;
+    - the batch order: the local loop draws it from ``Generator(seed + 1)``, and so, since 2026-12-05, does
+      worker 0 from step 0 (``batch_seed``; the other workers and re-seeds differ; before, worker 0 drew
+      another stream and this test pointed it at the local loop's by hand);
     - the learning rate: ``train.lr`` is both the local optimiser's and the shard rule's; momentum 0,
       as the server's SGD has none;
     - n_fetch = n_push = 1 and no delay: the worker fetches before every step (so it never moves its
@@ -52,13 +52,59 @@ def test_one_worker_one_shard_server_sgd_is_the_local_loop_bit_for_bit(tmp_path,
     """
     local_cfg = load_config("ufldl-sae", [*SGD, "cluster.runner=local"])
     local = train(local_cfg, RunDir.create(tmp_path / "local", local_cfg))
-    monkeypatch.setattr(downpour.ps.setup, "batch_seed", lambda seed, wid, start_step: seed + 1)
     server_cfg = load_config("ufldl-sae", [*SGD, *ONE_WORKER])
     server = train(server_cfg, RunDir.create(tmp_path / "server", server_cfg))
     assert server["versions"] == [12] and server["max_staleness"] == 0
     a, b = _model(tmp_path / "local"), _model(tmp_path / "server")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert _losses(tmp_path / "local") == _losses(tmp_path / "server") and local["final_loss"] == server["final_loss"]
+
+
+def test_a_simulated_run_checkpointed_before_worker_0_drew_the_local_stream_resumes_its_own_stream(tmp_path,
+                                                                                                 monkeypatch):
+    """A checkpoint written before 2026-12-05 recorded worker 0's seed step, not its seed: resumed now it goes on
+    with the stream it began (the old formula), not the local loop's, so the resume is still its uninterrupted
+    run bit for bit; a checkpoint written since says so (``LOCAL_FIRST``) and goes on with the local loop's."""
+    import downpour.ps.recorder as recorder
+    from downpour.ps.cluster import run_cluster
+    from downpour.ps.setup import LOCAL_FIRST, batch_seed, seeds_local_first
+
+    sets = [*SGD, "train.steps=16", "cluster.runner=simulated", "cluster.workers=2", "cluster.shards=1",
+            'cluster.delay="exponential:1.5"', "cluster.checkpoint_every=2"]
+
+    def run(path, resume=False):
+        cfg = load_config("ufldl-sae", sets)
+        return run_cluster(cfg, RunDir.open(path) if resume else RunDir.create(path, cfg), resume=resume)
+
+    class Killed(Exception):
+        pass
+
+    def killed_at_8(self, states=None):
+        checkpoint(self, states)
+        if self.coord.done >= 8:
+            raise Killed
+
+    checkpoint = recorder.Recorder.checkpoint
+    for old in (True, False):
+        a, b = tmp_path / f"a{old}", tmp_path / f"b{old}"
+        if old:    # the code before: worker 0 on the formula the others use
+            monkeypatch.setattr(downpour.ps.setup, "batch_seed", lambda s, w, k, local_first=True: batch_seed(s, w, k, False))
+        run(a)
+        monkeypatch.setattr(recorder.Recorder, "checkpoint", killed_at_8)
+        monkeypatch.setattr(recorder.Recorder, "save_on_failure", lambda self: None)
+        with pytest.raises(Killed):
+            run(b)
+        monkeypatch.undo()
+        meta = json.loads((b / "checkpoints/server.json").read_text())
+        assert meta["step"] >= 8 and meta["sim"]["seed_steps"] == [0, 0] and meta.pop(LOCAL_FIRST) is True
+        if not old:
+            meta[LOCAL_FIRST] = True
+        (b / "checkpoints/server.json").write_text(json.dumps(meta))
+        run(b, resume=True)
+        wa, wb = _model(a), _model(b)
+        assert all(torch.equal(wa[k], wb[k]) for k in wa) and _losses(a) == _losses(b)
+    assert _losses(tmp_path / "aTrue") != _losses(tmp_path / "aFalse")     # the two formulas' streams differ
+    assert not seeds_local_first({"streams": [{"seed_step": 0, "position": {}}]}) and seeds_local_first({})
 
 
 # --- the cat network on the simulator and on Ray, through the command line -------------------------

@@ -26,7 +26,7 @@ from downpour.ps.compensation import make_compensation
 from downpour.ps.coordinator import Coordinator
 from downpour.ps.lost_shards import checkpoint_step, record_stop, shard_event, shard_events
 from downpour.ps.recorder import Driver, Recorder, ShardLost, write_staleness
-from downpour.ps.setup import ClusterSetup, batch_seed, make_shards, set_up_cluster
+from downpour.ps.setup import ClusterSetup, batch_seed, make_shards, seeds_local_first, set_up_cluster
 from downpour.train.checkpoint import CheckpointError
 from downpour.train.rundir import RunDir
 from downpour.train.setup import stages_of
@@ -107,7 +107,8 @@ def _run_once(cfg: RunConfig, run: RunDir, resume: bool, shard_log: list[dict[st
             for s, (tensors, m) in zip(shards, restored):
                 s.load_state_dict(tensors, m)
     if run.unsaved_at_end(cfg, start, resume):
-        return _save_at_end(setup, run, shards, coord, start, meta["elapsed"], meta.get("streams"))
+        return _save_at_end(setup, run, shards, coord, start, meta["elapsed"], meta.get("streams"),
+                            seeds_local_first(meta))
     # a finished run goes on (--steps): its model was saved at its own last step (read before begin() saves
     # the new steps; a run stopped when every worker was lost saved its model at the checkpoint too)
     if resume and run.model_step() == start == run.config.train.steps:
@@ -145,16 +146,17 @@ def _run_once(cfg: RunConfig, run: RunDir, resume: bool, shard_log: list[dict[st
 
 
 def _save_at_end(setup: ClusterSetup, run: RunDir, shards: list[Any], coord: Coordinator, start: int,
-                 elapsed: float, streams: list[dict[str, Any]] | None) -> dict[str, Any]:
+                 elapsed: float, streams: list[dict[str, Any]] | None, local_first: bool) -> dict[str, Any]:
     """A run stopped after its last push, before its model was saved: the model, staleness.json, cluster.json
     and data.json from its checkpoint, a sync round still open there applied first (as the run's end would
-    have). ``streams``: the simulator's workers' stream positions there (a Ray resume starts them afresh)."""
+    have). ``streams``: the simulator's workers' stream positions there (a Ray resume starts them afresh), seeded
+    as ``local_first`` says (:func:`~downpour.ps.setup.seeds_local_first`)."""
     for s in shards:
         s.flush()
     states = [s.state_dict() for s in shards]
     cfg, n = setup.cfg, setup.cfg.cluster.workers
     data_info = run_data_info(setup.data.info, [
-        report_at(setup.data.shard(w, n), cfg.train.batch_size, batch_seed(cfg.seed, w, s["seed_step"]), s["position"])
+        report_at(setup.data.shard(w, n), cfg.train.batch_size, batch_seed(cfg.seed, w, s["seed_step"], local_first), s["position"])
         for w, s in enumerate(streams or [])])
     record_data(run.write_json, cfg.data, data_info)
     report = _save_model(setup, run, states, coord, start, data_info)

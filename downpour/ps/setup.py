@@ -123,24 +123,42 @@ def make_shards(setup: ClusterSetup, init: torch.Tensor, live: set[int]) -> list
             for j, (a, b) in enumerate(setup.bounds)]
 
 
-def batch_seed(seed: int, wid: int, start_step: int) -> int:
-    """A worker's batch-order seed; a resumed run reseeds from the step it resumes at."""
+def batch_seed(seed: int, wid: int, start_step: int, local_first: bool = True) -> int:
+    """A worker's batch-order seed; a resumed run reseeds from the step it resumes at. Worker 0's stream
+    from step 0 is the local loop's (``seed + 1``), so one worker without staleness trains the local run
+    bit for bit; the others, and every re-seed, differ from it and from one another. ``local_first=False``:
+    worker 0's seed before 2026-12-05 (the formula the others keep), which a checkpoint written before then
+    goes on with (:data:`LOCAL_FIRST`)."""
+    if local_first and wid == 0 and start_step == 0:
+        return seed + 1
     return seed * 1_000_003 + 7919 * (wid + 1) + start_step
+
+
+# a checkpoint's key saying its streams' seed steps were seeded by batch_seed(..., local_first=True); one written
+# before 2026-12-05 lacks it, and its worker 0 goes on with the stream it began (a resume never changes a stream)
+LOCAL_FIRST = "batch_seeds_local_first"
+
+
+def seeds_local_first(saved: dict[str, Any]) -> bool:
+    """Whether a checkpoint's recorded seed steps (a simulator's whole state or its streams) were seeded with
+    worker 0 on the local loop's stream; a fresh run (none recorded) is."""
+    return bool(saved.get(LOCAL_FIRST)) or not (saved.get("sim") or saved.get("streams"))
 
 
 def make_worker(cfg: RunConfig, wid: int, data: Dataset, bounds: list[tuple[int, int]], gated: bool,
                 start_step: int = 0, seq: int = 0, params: Any = None, stream: dict[str, Any] | None = None,
-                frozen: dict[str, torch.Tensor] | None = None) -> Worker:
+                frozen: dict[str, torch.Tensor] | None = None, local_first: bool = True) -> Worker:
     """Worker ``wid`` on ``data`` (its own shard of the dataset); its replica is filled by its first
     fetch. ``gated``: the gate's :attr:`~downpour.ps.consistency.Consistency.gated` (the worker then fetches
     at the start of every push). ``params``: where the
     replica's parameters live, when not in this process (model-parallel partitions on Ray).
     ``stream``: streamed data's ``{"seed_step", "position"}`` saved by a checkpoint: the stream goes on
     from there (its report too) instead of being re-seeded from ``start_step``. ``frozen``: the driver's
-    :func:`~downpour.train.flat.frozen_params`, which no fetch brings."""
+    :func:`~downpour.train.flat.frozen_params`, which no fetch brings. ``local_first``: :func:`batch_seed`'s."""
     model, objective = build_replica(cfg, data.input_shape)
     load_frozen(model, frozen or {})
-    generator = torch.Generator().manual_seed(batch_seed(cfg.seed, wid, stream["seed_step"] if stream else start_step))
+    generator = torch.Generator().manual_seed(batch_seed(cfg.seed, wid, stream["seed_step"] if stream else start_step,
+                                                             local_first))
     c = cfg.cluster
     batches = (data.batches(cfg.train.batch_size, generator, position=stream["position"]) if stream
                else data.batches(cfg.train.batch_size, generator))

@@ -18,7 +18,7 @@ from downpour.data.pipeline import batch_position, close_stream, data_report, lo
 from downpour.ps.checkpoint import SERVER, ShardState, restoring
 from downpour.ps.coordinator import Coordinator
 from downpour.ps.delays import delay_rngs
-from downpour.ps.setup import ClusterSetup, make_worker
+from downpour.ps.setup import LOCAL_FIRST, ClusterSetup, make_worker, seeds_local_first
 from downpour.ps.shard import Shard
 from downpour.ps.sim_state import restore_whole_state, whole_state
 from downpour.ps.worker import OnPush, Push, Worker, push_record
@@ -44,8 +44,10 @@ class SimulatedCluster:
         if sim:
             self._seed_steps = list(sim["seed_steps"])
         frozen = frozen_params(setup.model)
+        self._local_first = seeds_local_first(saved)   # recorded seed steps go on with the seeds they began with
         self.workers: list[Worker] = [make_worker(cfg, w, setup.data.shard(w, n), setup.bounds, setup.gate.gated,
-                                                  self._seed_steps[w], seqs.get(w, 0), stream=streams[w], frozen=frozen)
+                                                  self._seed_steps[w], seqs.get(w, 0), stream=streams[w], frozen=frozen,
+                                                  local_first=self._local_first)
                                       for w in range(n)]
         # batches each worker's stream gave beyond its steps (an exact resume: its steps go on from the checkpoint's,
         # its stream from the start, the batches already drawn skipped): drawn = steps + offset
@@ -199,7 +201,8 @@ class SimulatedCluster:
         on a failure, mid-event, keeps only the first part: that resume starts the workers afresh.)"""
         at = [batch_position(w.batches) for w in self.workers]
         streams = [{"seed_step": k, "position": p} for k, p in zip(self._seed_steps, at)]
-        meta: dict[str, Any] = {"vtime": self.now, **({"streams": streams} if all(at) else {})}
+        meta: dict[str, Any] = {"vtime": self.now, **({"streams": streams} if all(at) else {}),
+                                **({LOCAL_FIRST: True} if self._local_first else {})}
         if self._wake_after is None and not self._between:     # mid-event (a failure): not a state to go on from
             return meta, {}
         sim, tensors = whole_state(self)
