@@ -80,7 +80,10 @@ class StalenessStudy(Study):
     base = "teacher-student"
     # the momentum control's server rule holds only a tensor pushed without a gradient since 2026-12-04 (it held every
     # exactly-zero element: a dead ReLU unit's weights kept their velocity): cells cached before are refused, not mixed
-    measured_by = "server momentum: a tensor with no gradient held, exact zeros trained"
+    # and worker 0 draws the local loop's batch order since 2026-12-05 (ps.setup.batch_seed; it drew its own): every
+    # cell's stream moved, so cells cached before are refused too
+    measured_by = ("server momentum: a tensor with no gradient held, exact zeros trained; worker 0 draws the local "
+                   "loop's batches")
     # the noise and momentum controls' cells get these from the calibration (run_cell)
     varied_in_cells = ("cluster.grad_noise", "cluster.grad_noise_relative", "cluster.rule", "cluster.momentum", "train.lr")
     seeds_full = 160
