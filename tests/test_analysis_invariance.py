@@ -5,8 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from downpour.analysis.invariance import invariance_curves, invariance_summary, transform
-from downpour.analysis.report_notes import invariance_rows
+from downpour.analysis.invariance import invariance_curves, invariance_summary, sweep, tied_summary, transform
+from downpour.analysis.report_notes import invariance_rows, tied_invariance
 from downpour.errors import DataError
 from downpour.models.base import FeatureModel
 from test_analysis_planted import PlantedModel
@@ -159,7 +159,9 @@ def test_a_translation_invariant_unit_spans_the_sweep_and_the_report_says_it_is_
     assert every["summary"]["ranges"]["translation_x"] == [-6.0, 6.0]       # 0.375 of 16 pixels each way
     rows = dict(invariance_rows(every))
     assert rows["translation_x"] == "-6 … 6 pixels (the whole sweep: at least this)"
-    assert rows["scale"] == "× 0.75 … × 2 (to the sweep's end: at least this far)"
+    assert rows["scale"] == "× 0.75 … × 4 (to the sweep's end: at least this far)"   # (× 2 while the sweep ended there)
+    # analysis.json says so too (since 2026-12-05; only the report's words did): the range is a lower bound
+    assert every["summary"]["censored"] == {"scale": True, "translation_x": True, "translation_y": True, "rotation": True}
     for unit, sign, baseline, width in ((1, 1, 0.0, 2), (2, -1, 0.0, 2), (2, -1, -0.1, 1)):   # tuned to one place
         centre = invariance_curves(model, blob, unit, sign=sign, baseline=baseline)
         centre["summary"] = invariance_summary(centre)
@@ -167,6 +169,39 @@ def test_a_translation_invariant_unit_spans_the_sweep_and_the_report_says_it_is_
         assert shift[5] == pytest.approx(1.0) and max(shift[0], shift[-1]) < 0.05
         # (a baseline 0.1 above the silent level: the half-height falls nearer the centre)
         assert dict(invariance_rows(centre))["translation_x"] == f"-{width} … {width} pixels"
+        assert centre["summary"]["censored"]["translation_x"] is False
+
+
+def test_a_range_is_censored_where_it_runs_to_either_end_of_the_sweep_and_not_otherwise():
+    values = [0.25, 0.5, 1.0, 2.0, 4.0]
+    for response, rng, ended in (([0.1, 0.6, 1.0, 0.7, 0.2], [0.5, 2.0], False), ([0.9, 0.6, 1.0, 0.7, 0.2], [0.25, 2.0], True),
+                                 ([0.1, 0.6, 1.0, 0.7, 0.6], [0.5, 4.0], True), ([0.9, 0.6, 0.4, 0.7, 0.6], None, None)):
+        got = invariance_summary({"curves": [{"transform": "scale", "values": values, "response": response}]})
+        assert (got["ranges"]["scale"], got["censored"]["scale"]) == (rng, ended)
+
+
+def test_the_tied_widths_count_the_units_whose_range_ran_to_the_sweeps_end():
+    """The report's tied column gave a mean of widths, some of them lower bounds, as a measured mean."""
+    torch.manual_seed(0)
+    blob = torch.zeros(6, 1, 16, 16)
+    blob[:, 0, 6:10, 6:10] = 1.0
+    blob += 0.01 * torch.rand_like(blob)
+    tied = tied_summary(sweep(_BlobUnits(), blob, [0, 1], [1, 1], [0.0, 0.0]))
+    assert tied["widths"]["translation_x"]["censored"] == 1            # unit 0 spans the sweep, unit 1 falls off
+    assert tied["widths"]["translation_x"]["measured"] == 2
+    inv = {"summary": {"ranges": {"translation_x": [-6.0, 6.0]}}, "tied": tied}
+    assert tied_invariance(inv)[0].endswith("2 of 2 have a range, 1 of them to the sweep's end: the mean is at least this)")
+
+
+def test_a_shrink_is_blurred_first_so_fine_detail_does_not_alias():
+    """Stripes 3 pixels apart shrunk to a quarter are finer than a pixel: they should fade to their mean (1/3).
+    Bilinear sampling alone read 2 of every 4 pixels and drew stripes of 0 and 0.5 (std 0.24); the sweep did not go
+    below 0.5x until 2026-12-05, where that sampling still reads every pixel."""
+    x = torch.zeros(1, 1, 48, 48)
+    x[..., ::3] = 1.0
+    small = transform(x, scale=0.25)[0, 0, 19:29, 19:29]      # the shrunk image's inside, away from the repeated edges
+    assert small.mean().item() == pytest.approx(1 / 3, abs=0.01) and small.std().item() < 0.01
+    assert torch.allclose(transform(x, scale=1.0), x, atol=1e-5)                     # no blur at the identity
 
 
 def test_the_report_says_which_way_the_unit_answers_and_why_a_unit_short_of_its_baseline_has_no_range():

@@ -29,7 +29,11 @@ from downpour.models.base import FeatureModel
 if TYPE_CHECKING:
     from downpour.data.preprocess import Preprocess
 
-DEFAULT_SCALES = (0.5, 0.625, 0.75, 0.875, 1.0, 1.125, 1.25, 1.5, 1.75, 2.0)
+# 2 octaves each way, a 32x32 face down to 8 pixels and up to its central 8: the sweep was 0.5 to 2 until 2026-12-05,
+# and 45 of the mechanisms study's 48 cells' scale ranges ran to one of its ends (21 to both, 24 to 0.5x alone). On 18
+# units of that study's six fronts (seeds 0-2 retrained, 800 steps) no range passed 2.38x (9 reached 2x); but 15 still
+# run to 0.25x (10 to 0.125x, a 4-pixel face), so the summary flags a range at the sweep's end (``censored``).
+DEFAULT_SCALES = (0.25, 0.3536, 0.5, 0.625, 0.75, 0.875, 1.0, 1.125, 1.25, 1.5, 1.75, 2.0, 2.828, 4.0)
 DEFAULT_ANGLES = (-90.0, -67.5, -45.0, -30.0, -15.0, 0.0, 15.0, 30.0, 45.0, 67.5, 90.0)
 DEFAULT_SHIFTS = (-0.375, -0.25, -0.1875, -0.125, -0.0625, 0.0, 0.0625, 0.125, 0.1875, 0.25, 0.375)  # fractions of the side
 
@@ -43,6 +47,8 @@ def transform(x: Tensor, *, scale: float = 1.0, shift: tuple[float, float] = (0.
     if scale <= 0:
         raise ValueError(f"scale must be > 0, got {scale}")
     n, _, h, w = x.shape
+    if scale < 1:       # shrinking samples the image sparser than its pixels: blur first, or it aliases
+        x = _blur(x, (1 / scale - 1) / 2)
     a = math.radians(angle)
     cos, sin = math.cos(a) / scale, math.sin(a) / scale
     # affine_grid maps each output position to where it samples the input, in coordinates that run over [-1, 1]
@@ -53,6 +59,23 @@ def transform(x: Tensor, *, scale: float = 1.0, shift: tuple[float, float] = (0.
                          dtype=x.dtype)
     grid = F.affine_grid(theta.expand(n, 2, 3), list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+def _blur(x: Tensor, sigma: float) -> Tensor:
+    """x (N, C, H, W) under a separable Gaussian of ``sigma`` pixels, edges repeated (as the warp repeats them).
+
+    The anti-aliasing of a shrink by s, sigma = (1/s - 1)/2 as scikit-image's ``rescale`` sets it: bilinear sampling
+    alone reads 2 of every 4 pixels at 0.25x (until 2026-12-05 the sweep stopped at 0.5x, where it reads every pixel)."""
+    if sigma < 0.05:
+        return x
+    radius = max(1, math.ceil(3 * sigma))
+    k = torch.exp(-0.5 * (torch.arange(-radius, radius + 1, dtype=x.dtype) / sigma) ** 2)
+    k = k / k.sum()
+    n, c, h, w = x.shape
+    flat = x.reshape(n * c, 1, h, w)
+    flat = F.conv2d(F.pad(flat, (radius, radius, 0, 0), mode="replicate"), k.view(1, 1, 1, -1))
+    flat = F.conv2d(F.pad(flat, (0, 0, radius, radius), mode="replicate"), k.view(1, 1, -1, 1))
+    return flat.reshape(n, c, h, w)
 
 
 def _signed(model: FeatureModel, x: Tensor, units: Tensor, layer: str, signs: Tensor) -> Tensor:
@@ -177,17 +200,20 @@ def pose_curve(model: FeatureModel, poses: dict[float, Tensor], unit: int, *, la
 
 
 def invariance_summary(result: dict[str, Any], floor: float = 0.5) -> dict[str, Any]:
-    """For each curve, the unbroken range of transform values around the identity where the response stays >= ``floor``.
+    """For each curve, the unbroken range of transform values around the identity where the response stays >= ``floor``,
+    and whether it is ``censored``: it runs to the first or last value swept, so the unit may hold up further and the
+    range (and its width) is only a lower bound. (Until 2026-12-05 only the report's table said so: analysis.json and
+    the studies gave such a range as if measured; 21 of the mechanisms study's 48 scale ranges were the whole sweep.)
 
-    ``None`` if the curve has no identity point or the unit is below the floor even there.
+    A range is ``None`` (and ``censored`` too) if the curve has no identity point or the unit is below the floor even there.
     """
-    out = {}
+    out, censored = {}, {}
     for c in result["curves"]:
         values, resp = np.asarray(c["values"]), np.asarray(c["response"])
         identity = 1.0 if c["transform"] == "scale" else 0.0
         at = np.flatnonzero(np.isclose(values, identity))
         if not at.size or resp[at[0]] < floor:
-            out[c["transform"]] = None
+            out[c["transform"]] = censored[c["transform"]] = None
             continue
         lo = hi = int(at[0])
         while lo > 0 and resp[lo - 1] >= floor:
@@ -195,7 +221,8 @@ def invariance_summary(result: dict[str, Any], floor: float = 0.5) -> dict[str, 
         while hi < len(resp) - 1 and resp[hi + 1] >= floor:
             hi += 1
         out[c["transform"]] = [float(values[lo]), float(values[hi])]
-    return {"floor": floor, "ranges": out}
+        censored[c["transform"]] = bool(lo == 0 or hi == len(resp) - 1)
+    return {"floor": floor, "ranges": out, "censored": censored}
 
 
 def range_width(transform: str, r: list[float] | None) -> float:
@@ -210,16 +237,19 @@ def range_width(transform: str, r: list[float] | None) -> float:
 def tied_summary(results: list[dict[str, Any]], floor: float = 0.5) -> dict[str, Any]:
     """The invariance ranges of every unit tied at the top of the choice (:func:`sweep`'s results, the chosen unit
     first): each unit's ranges, and per transform the widths' (:func:`range_width`) mean, std, min and max over the
-    units that have a range (``measured`` of ``size``). One chosen unit's ranges depend on which of several equally
-    good units the tie-break takes; the tied set's mean does not."""
-    ranges = [invariance_summary(r, floor)["ranges"] for r in results]
+    units that have a range (``measured`` of ``size``), and ``censored``: how many of those ran to the sweep's end (the
+    mean is then a lower bound). One chosen unit's ranges depend on which of several equally good units the tie-break
+    takes; the tied set's mean does not."""
+    summaries = [invariance_summary(r, floor) for r in results]
+    ranges = [s["ranges"] for s in summaries]
     widths = {}
     for name in ranges[0]:
         w = np.array([range_width(name, r[name]) for r in ranges])
         got = w[np.isfinite(w)]
         widths[name] = {"mean": float(got.mean()) if got.size else None, "std": float(got.std()) if got.size else None,
                         "min": float(got.min()) if got.size else None, "max": float(got.max()) if got.size else None,
-                        "measured": int(got.size), "units": "octaves" if name == "scale" else
+                        "measured": int(got.size), "censored": sum(bool(s["censored"][name]) for s in summaries),
+                        "units": "octaves" if name == "scale" else
                         "degrees" if "rotation" in name else "pixels"}
     return {"size": len(results), "units": [r["unit"] for r in results], "signs": [r["sign"] for r in results],
             "floor": floor, "ranges": {name: [r[name] for r in ranges] for name in ranges[0]}, "widths": widths}

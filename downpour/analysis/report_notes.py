@@ -225,7 +225,8 @@ def chosen_among(row: dict[str, Any], localizer: bool = False, first: str = "") 
 
 def tied_invariance(inv: dict[str, Any]) -> list[str]:
     """Per row of :func:`invariance_rows`, the range's width over the units tied with the pictured one (analysis.json's
-    ``invariance.tied``, since 2026-12-04): "0.85 ± 0.30 octaves (0–1; 7 of 7 have a range)"."""
+    ``invariance.tied``, since 2026-12-04): "0.85 ± 0.30 octaves (0–1; 7 of 7 have a range)", and how many ran to the
+    sweep's end (", 2 of them to the sweep's end: the mean is at least this")."""
     tied = inv.get("tied") or {}
     out = []
     for name in inv.get("summary", {}).get("ranges", {}):
@@ -235,8 +236,11 @@ def tied_invariance(inv: dict[str, Any]) -> list[str]:
         elif w["mean"] is None:
             out.append(f"none of {tied['size']} has a range")
         else:
+            # (a range at the sweep's end is a lower bound, so the mean is too: since 2026-12-05 the column says so)
+            ended = w.get("censored", 0)
+            at_end = f", {ended} of them to the sweep's end: the mean is at least this" if ended else ""
             out.append(f"{w['mean']:.3g} ± {w['std']:.2g} {w['units']} ({w['min']:.3g}–{w['max']:.3g}; "
-                       f"{w['measured']} of {tied['size']} have a range)")
+                       f"{w['measured']} of {tied['size']} have a range{at_end})")
     return out
 
 
