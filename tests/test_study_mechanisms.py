@@ -41,6 +41,7 @@ def test_each_front_reaches_its_model(quick):
         assert 0.0 <= rows[name]["inv_shift"][0] <= 0.75 + 1e-9    # the widest shift tested is ±0.375 of the side
         assert 0.0 <= rows[name]["inv_rotation"][0] <= 180.0
         assert 0.0 <= rows[name]["inv_scale_octaves"][0] <= 4.0    # scales 0.25 to 4 (0.5 to 2 until 2026-12-05)
+        assert 0.0 <= rows[name]["inv_scale_octaves_censored"][0] <= 1.0
 
 
 def test_range_widths_from_an_invariance_summary():
@@ -155,3 +156,52 @@ def test_the_study_measures_the_face_tests_unit_on_the_held_out_images(monkeypat
     for key in ("inv_scale_octaves", "inv_shift", "inv_rotation"):
         assert got[key] == pytest.approx(centre[key], abs=1e-9), key
     assert any(not centre[k] == pytest.approx(corner[k], abs=1e-6) for k in centre)   # the two units really differ
+
+
+def test_a_difference_of_two_ranges_at_the_sweeps_end_is_not_read_as_measured():
+    """Q4's 48 cells: 21 scale ranges were the whole sweep (2.00 octaves), and a pair of them read as a difference of
+    0, so the pyramids' intervals narrowed on the ceiling. Since 2026-12-05 a seed whose two ranges both ran to the
+    sweep's end is left out of the paired interval, and the row, its html cell and the verdict say how many."""
+    from downpour.studies.base import Condition
+    from downpour.studies.compare import compare_rows, difference_sentence
+    from downpour.studies.html import _figure
+    conds = [Condition("plain", {"vs": ""}, (), "baseline"), Condition("pyramid3", {"vs": "plain"}, (), "pyramid")]
+    plain = [2.0, 2.0, 2.0, 1.5, 1.6, 1.4]
+    pyramid = [2.0, 2.0, 2.0, 1.8, 1.9, 1.7]
+    ended_plain, ended_pyramid = [1, 1, 1, 0, 0, 0], [1, 1, 1, 0, 0, 1]
+    cells = {}
+    for s in range(6):
+        cells[("plain", s)] = {"inv_scale_octaves": plain[s], "inv_scale_octaves_censored": float(ended_plain[s])}
+        cells[("pyramid3", s)] = {"inv_scale_octaves": pyramid[s], "inv_scale_octaves_censored": float(ended_pyramid[s])}
+    rows = compare_rows(conds, cells, list(range(6)), {"inv_scale_octaves": 0.25})
+    row = rows[1]
+    assert row["censored"] == {"inv_scale_octaves": 4, "d_inv_scale_octaves": 3}
+    assert row["missing"]["d_inv_scale_octaves"] == 3
+    assert row["figures"]["d_inv_scale_octaves"][0] == pytest.approx(0.3)     # the three measured pairs, not 0.15
+    assert "(3 of 6 seeds left out: both ranges ran to the sweep's end)" in difference_sentence(
+        row, "inv_scale_octaves", "scale range")
+    assert "(3 of 6 seeds left out, 3 with both at the sweep's end)" in _figure(row, "d_inv_scale_octaves")
+    assert "(4 of 6 seeds at the sweep's end: at least this)" in _figure(row, "inv_scale_octaves")
+    # cells without the flags (another study's figures) are read as before
+    bare = {k: {"inv_scale_octaves": v["inv_scale_octaves"]} for k, v in cells.items()}
+    row = compare_rows(conds, bare, list(range(6)), {"inv_scale_octaves": 0.25})[1]
+    assert "censored" not in row and row["figures"]["d_inv_scale_octaves"][0] == pytest.approx(0.15)
+
+
+def test_the_verdict_says_the_plain_stages_ranges_that_ran_to_the_sweeps_end_are_lower_bounds():
+    keys = ("probe_digits", "probe_digits_pixels", "probe_lfw", "inv_scale_octaves", "inv_shift", "inv_rotation",
+            "flops_fwd", "params", "seconds_per_step", "inv_tied")
+    plain = {"condition": "plain", "figures": {k: [1.0, 0.9, 1.1] for k in keys}, "extra": {}, "n": 8,
+             "censored": {"inv_scale_octaves": 5}}
+    words = study_class("mechanisms")(quick=True).verdict([plain])
+    assert "octaves of scale (to the sweep's end in 5 of 8 seeds: at least that)" in words
+    assert "of the side in translation and" in words and "translation (to the sweep" not in words
+
+
+def test_a_cells_invariance_figures_flag_the_ranges_at_the_sweeps_end():
+    from downpour.studies.measure import censored_widths, no_invariance
+    flags = censored_widths({"scale": True, "translation_x": False, "translation_y": True, "rotation": False})
+    assert flags == {"inv_scale_octaves": 1.0, "inv_shift": 1.0, "inv_rotation": 0.0}
+    assert censored_widths({"scale": None, "translation_x": None, "translation_y": None, "rotation": None}) == \
+        {"inv_scale_octaves": 0.0, "inv_shift": 0.0, "inv_rotation": 0.0}
+    assert all(math.isnan(no_invariance((1, 32, 32))[k]) for k in ("inv_scale_octaves_censored", "inv_shift_censored"))

@@ -26,7 +26,7 @@ from matplotlib.figure import Figure
 from downpour.studies import words
 from downpour.studies.base import Cells, Condition
 from downpour.studies.figures import interval_bars, save
-from downpour.studies.stats import (DIVERGED, effect_words, lead_mark, mean_ci, note_left_out, paired_difference, paired_p,
+from downpour.studies.stats import (CENSORED, DIVERGED, effect_words, lead_mark, mean_ci, note_left_out, paired_difference, paired_p,
                                     paired_test, record_test)
 
 OWED_FIGURE = "face_owed_controls"   # what owed_paragraph and owed_figure read
@@ -71,15 +71,35 @@ def compare_rows(conditions: list[Condition], cells: Cells, seeds: list[int],
         if any(g.get(DIVERGED) for g in got):
             row[DIVERGED] = sum(1 for g in got if g.get(DIVERGED))
         owed_test(row, got)
+        for key in row["figures"]:          # a width at the sweep's end in k seeds: its mean is a lower bound
+            ended = sum(1 for g in got if g.get(key + CENSORED, 0) > 0)
+            if ended:
+                row.setdefault("censored", {})[key] = ended
         vs = c.params.get("vs", "")
         if vs:
             base = [cells[(vs, s)] for s in seeds]
             for key, res in resolution.items():
-                pair = [b.get(key, math.nan) for b in base], [g.get(key, math.nan) for g in got]
+                pair = uncensored_pairs(row, key, base, got)
                 row["figures"]["d_" + key], row["extra"]["d_" + key] = paired_test(row, "d_" + key, *pair, res)
                 note_left_out(row, "d_" + key, *pair)
         rows.append(row)
     return rows
+
+
+def uncensored_pairs(row: dict[str, Any], key: str, base: Sequence[dict[str, float]],
+                     got: Sequence[dict[str, float]]) -> tuple[list[float], list[float]]:
+    """(baseline's, this condition's) ``key`` per seed, NaN (left out of the paired interval) where both ran to the
+    sweep's end (their ``key`` + :data:`~downpour.studies.stats.CENSORED` > 0): two lower bounds have no measured
+    difference (2.00 and 2.00 octaves is not 0). Their count goes in ``row["censored"]["d_" + key]``. A seed where one
+    side alone ran to the end stays: its difference is a bound in a known direction. Until 2026-12-05 every seed's
+    difference was read as measured (Q4: 21 of 48 scale ranges were the whole sweep, 0.5x to 2x)."""
+    a, b = [x.get(key, math.nan) for x in base], [x.get(key, math.nan) for x in got]
+    both = [x.get(key + CENSORED, 0) > 0 and y.get(key + CENSORED, 0) > 0 for x, y in zip(base, got)]
+    if any(both):
+        row.setdefault("censored", {})["d_" + key] = sum(both)
+        a = [math.nan if e else v for v, e in zip(a, both)]
+        b = [math.nan if e else v for v, e in zip(b, both)]
+    return a, b
 
 
 def difference_sentence(row: dict[str, Any], key: str, label: str, fmt: str = "{:+.3f}") -> str:
@@ -88,6 +108,9 @@ def difference_sentence(row: dict[str, Any], key: str, label: str, fmt: str = "{
     reading = f", {row['extra']['d_' + key]}" if math.isfinite(triple[0]) else ""    # (else: "not measured")
     if reading:
         reading += lead_mark(row, "d_" + key)
+    ended = row.get("censored", {}).get("d_" + key)
+    if ended:
+        reading += f" ({ended} of {row['n']} seeds left out: both ranges ran to the sweep's end)"
     return f"{label} {words.difference(triple, fmt)}{reading}"
 
 

@@ -91,7 +91,11 @@ def _figure(row: dict[str, Any], key: str) -> str:
         shown = f"{fmt(value)} <small>(the same in every seed{' measured' if left_out else ''})</small>"
     else:
         shown = interval(row["figures"][key])
-    return shown + (f" <small>({left_out} of {row['n']} seeds left out)</small>" if left_out else "")
+    ended = row.get("censored", {}).get(key)     # (since 2026-12-05: a range at the sweep's end is a lower bound)
+    if ended and not key.startswith("d_"):
+        shown += f" <small>({ended} of {row['n']} seeds at the sweep's end: at least this)</small>"
+    why = f", {ended} with both at the sweep's end" if ended and key.startswith("d_") else ""
+    return shown + (f" <small>({left_out} of {row['n']} seeds left out{why})</small>" if left_out else "")
 
 
 def _plain(value: Any) -> str:

@@ -31,6 +31,9 @@ inv_tied               side (translation, x and y averaged) and degrees, average
                        on lfw's 60 held-out images, which the choice never saw: its faces warped, its non-faces
                        the baseline, as ``downpour analyze`` measures it (since 2026-12-04; the best-neuron
                        table's unit before, chosen on 30 of those images, and measured on every lfw image)
+inv_*_censored         the share of those units whose range ran to an end of the sweep (since 2026-12-05): above 0,
+                       the width is a lower bound, and a paired difference leaves out the seeds where both sides
+                       are (:func:`~downpour.studies.compare.compare_rows`)
 params, act_bytes,     :func:`~downpour.models.footprint.footprint_table`'s total row (one sample, float32):
 flops_fwd, flops_bwd   the design's figures (:func:`design_figures`), recorded for a run that diverged too
 opt_bytes              the optimiser state the run's final checkpoint holds (``opt.*`` tensors), in bytes
@@ -63,7 +66,7 @@ from downpour.errors import Diverged
 from downpour.models.base import FeatureModel
 from downpour.models.footprint import footprint_table
 from downpour.models.registry import build, resolve
-from downpour.studies.stats import DIVERGED
+from downpour.studies.stats import CENSORED, DIVERGED
 from downpour.studies.trained import (edge_fraction, face_aucs, face_draws, face_pair, no_faces_twin, owed_figures,
                                       probe_accuracies, trained_run)
 from downpour.train.checkpoint import read_tensors
@@ -223,18 +226,22 @@ def _invariance(model: FeatureModel, layer: str, shape: tuple[int, ...], prepare
     baselines = unit_responses(model, lfw.x[torch.from_numpy(lfw.y == 0)], layer)[:, tied].mean(axis=0)
     results = sweep(model, faces, tied, unit["tied_signs"], baselines.tolist(), layer=layer,
                     prepare=lambda t: prepare_images(t, shape, prepare))
-    per_unit = [range_widths(invariance_summary(r)["ranges"], shape[-2:]) for r in results]
+    summaries = [invariance_summary(r) for r in results]
+    per_unit = [range_widths(s["ranges"], shape[-2:]) for s in summaries]
+    ended = [censored_widths(s["censored"]) for s in summaries]
     out = {}
     for key in per_unit[0]:
-        got = [w[key] for w in per_unit if math.isfinite(w[key])]
-        out[key] = float(np.mean(got)) if got else math.nan      # NaN: no tied unit keeps half its response anywhere
+        got = [k for k, w in enumerate(per_unit) if math.isfinite(w[key])]
+        out[key] = float(np.mean([per_unit[k][key] for k in got])) if got else math.nan   # NaN: no tied unit keeps half anywhere
+        out[key + CENSORED] = float(np.mean([ended[k][key] for k in got])) if got else math.nan
     return {**out, "inv_tied": float(len(tied))}
 
 
 def no_invariance(shape: tuple[int, ...]) -> dict[str, float]:
     """:func:`_invariance`'s figures, every one NaN, where the face test chose no unit. ``inv_tied`` too: without it
     (until 2026-12-04) a condition none of whose seeds had a face unit lacked the figure the verdict reads."""
-    return {**range_widths({}, shape[-2:]), "inv_tied": math.nan}
+    widths = range_widths({}, shape[-2:])
+    return {**widths, **{key + CENSORED: math.nan for key in widths}, "inv_tied": math.nan}
 
 
 def range_widths(ranges: dict[str, list[float] | None], size: tuple[int, ...]) -> dict[str, float]:
@@ -251,3 +258,11 @@ def range_widths(ranges: dict[str, list[float] | None], size: tuple[int, ...]) -
             "inv_rotation": span("rotation")}
 
 
+def censored_widths(censored: dict[str, bool | None]) -> dict[str, float]:
+    """``invariance_summary``'s ``censored`` flags under :func:`range_widths`' keys, 1.0 where the range ran to an end of
+    the sweep (translation: either axis's), else 0.0. (Until 2026-12-05 the studies read such a width as measured.)"""
+    def end(*keys: str) -> float:
+        return float(any(censored.get(k) for k in keys))
+
+    return {"inv_scale_octaves": end("scale"), "inv_shift": end("translation_x", "translation_y"),
+            "inv_rotation": end("rotation")}

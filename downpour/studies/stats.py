@@ -86,10 +86,17 @@ SWEEP_WIDTH = {"inv_scale_octaves": math.log2(max(DEFAULT_SCALES) / min(DEFAULT_
                "inv_shift": max(DEFAULT_SHIFTS) - min(DEFAULT_SHIFTS), "inv_rotation": max(DEFAULT_ANGLES) - min(DEFAULT_ANGLES)}
 
 
+# the suffix of a width's companion figure: the share of a cell's units whose range ran to the sweep's end, where the
+# width is only a lower bound (:func:`~downpour.studies.measure.censored_widths`, since 2026-12-05)
+CENSORED = "_censored"
+
+
 def figure_range(key: str) -> tuple[float, float] | None:
     """The values figure ``key`` can take, or None where its name does not say (a loss, a difference of costs)."""
     difference = key.startswith(("d_", "delta_"))
     name = key.split("_", 1)[1] if difference else key
+    if name.endswith(CENSORED):
+        return (-1.0, 1.0) if difference else (0.0, 1.0)
     if name in SWEEP_WIDTH:
         return (-SWEEP_WIDTH[name], SWEEP_WIDTH[name]) if difference else (0.0, SWEEP_WIDTH[name])
     if name.startswith(IN_UNIT):
