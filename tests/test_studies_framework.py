@@ -72,6 +72,28 @@ def test_seeds_the_folder_holds_beyond_those_asked_for_are_said_not_silently_lef
     assert "also holds" not in capsys.readouterr().err
 
 
+def test_each_cell_records_its_platform_and_a_folder_resumed_on_another_says_so(planted, tmp_path, capsys):
+    """Q7's sae lfw probe read 0.860 on one VM and 0.840 on the next, the same code (a cell reproduces bit for bit
+    on one platform, not across MKL's kernels), and no file of either folder said where its cells ran."""
+    import torch
+    run_study("planted", tmp_path, quick=True, seeds=2, jobs=1)
+    assert "platforms" not in capsys.readouterr().err
+    path = tmp_path / "cells.jsonl"
+    header, *lines = path.read_text().splitlines()
+    here = json.loads(lines[0])["cost"]["platform"]
+    assert here["torch"] == torch.__version__ and here["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert json.loads((tmp_path / "study.json").read_text())["platforms"] == [{"platform": here, "cells": 4}]
+    cells = [json.loads(line) for line in lines]
+    for cell in cells:                               # the folder's cells ran on another machine
+        cell["cost"]["platform"] = {**here, "cpu": "Another CPU", "numpy": "0.0"}
+    path.write_text("\n".join([header, *map(json.dumps, cells)]) + "\n")
+    run_study("planted", tmp_path, quick=True, seeds=3, jobs=1)     # resumed here: 2 cells more
+    err = capsys.readouterr().err
+    assert f"its cells ran on 2 platforms (cpu, numpy differ: Another CPU, 0.0 (4 cells); {here['cpu']}, " \
+           f"{here['numpy']} (2 cells)); a cell's figures are reproducible from its seed on its own platform only" in err
+    assert [p["cells"] for p in json.loads((tmp_path / "study.json").read_text())["platforms"]] == [4, 2]
+
+
 def test_the_cost_is_of_the_studys_own_seeds(planted, tmp_path):
     """Asked for fewer seeds than the folder holds, study.json said seeds [0, 1] and the cost of three."""
     run_study("planted", tmp_path, quick=True, seeds=3, jobs=1)

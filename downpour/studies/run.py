@@ -9,7 +9,9 @@ comparison the verdict reads with its reading, ``p`` and Holm's ``p_holm`` over 
 whose last paragraph says which readings hold under Holm's correction),
 ``figures/*.png`` and ``study.html``. ``seconds`` is this invocation's wall time, ``cells_run`` the cells it
 ran and ``jobs`` the processes that ran them (1: this one; 0: none ran); ``cells_cost`` the wall and CPU
-seconds its cells took over every invocation (a resumed study counts them all once).
+seconds its cells took over every invocation (a resumed study counts them all once); ``platforms`` the machines and
+library installs its cells ran on (since 2026-12-05: each with its number of cells; a folder resumed on another is
+said on stderr, since a cell reproduces bit for bit from its seed on its own platform only).
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ from downpour.config import ConfigError, FlagValue, Override, RunConfig, config_
 from downpour.objectives import make_term
 from downpour.preflight import check_run_config
 from downpour.studies import study_class
-from downpour.studies.cells import CellCache, default_jobs, run_cells
+from downpour.studies.cells import CellCache, default_jobs, platforms_note, run_cells
 from downpour.studies.html import write_html
 from downpour.studies.stats import (DIVERGED, diverged_paragraph, family_paragraph, holm, nothing_trained,
                                     within_range)
@@ -90,6 +92,9 @@ def run_study(name: str, out: str | Path, quick: bool = False, seeds: int | None
               f"this summary; --seeds {unused[-1] + 1} uses them", file=sys.stderr, flush=True)
     workers = run_cells(study, todo, context, cache, jobs or default_jobs())
     cells = {key: cache.cells[key] for key in ((c, s) for c in names for s in seed_list)}
+    platforms, mixed = platforms_note(cache, cells)
+    if mixed:
+        print(f"downpour study {name}: {mixed}", file=sys.stderr, flush=True)
     try:
         rows = study.summarise(conditions, cells, seed_list)
     except KeyError as err:           # a cached line whose figure was renamed or lost (an edit, a damaged byte)
@@ -115,7 +120,7 @@ def run_study(name: str, out: str | Path, quick: bool = False, seeds: int | None
                                             diverged_paragraph(rows), family_paragraph(rows)) if p),
         "figures": [str(p.relative_to(folder)) for p in figures],
         "seconds": round(time.perf_counter() - start, 1), "cells_run": len(todo), "jobs": workers,
-        "cells_cost": cache.total_cost(cells),
+        "cells_cost": cache.total_cost(cells), "platforms": platforms,
     }
     (folder / "study.json").write_text(json.dumps(result, indent=1, allow_nan=True) + "\n")
     write_html(result, folder / "study.html")
