@@ -140,7 +140,7 @@ def test_the_tie_size_is_in_the_table_row_and_said_beside_the_unit():
     table = face_neuron_table(_ThreeWays(), data, layer="codes", n_random_filters=20)
     learned = table["rows"][0]
     assert learned["tied"] == 3 and len(learned["tied_units"]) == 3 and learned["selection_auc"] == 1.0
-    assert chosen_among(learned) == " (chosen among 3 units with selection AUC 1.000)"
+    assert chosen_among(learned).startswith(" (chosen among 3 of 4 units with selection AUC 1.000: more than 1% of them")
     assert chosen_among({**learned, "tied": 1}) == "" and chosen_among({"unit": 4}) == ""     # untied, or an old file
     assert "tied at the top of the choice" in chosen_among(learned, localizer=True)
 
@@ -175,7 +175,7 @@ def test_the_face_tests_rows_give_the_tie_of_the_split_that_chose_their_unit():
     row, = score_controls({"learned unit": scores}, data.y, {"others": np.flatnonzero(data.y == 0)}, np.arange(n),
                           [(np.arange(n), np.arange(n))], replicates=20)
     assert row["tied"] == 3 and row["tied_units"][0] == row["unit"] == 1 and sorted(row["tied_units"]) == [1, 2, 3]
-    assert chosen_among(row) == " (chosen among 3 units with selection AUC 1.000)"
+    assert chosen_among(row).startswith(" (chosen among 3 of 4 units with selection AUC 1.000")
 
 
 def test_a_cross_fits_pixel_row_counts_its_tie_on_the_first_fold_not_split():
@@ -192,9 +192,9 @@ def test_a_cross_fits_pixel_row_counts_its_tie_on_the_first_fold_not_split():
         return controls({"face_neuron": {"controls": [row], "controls_verdict": verdict,
                                          "controls_setup": {"select": select, "faces": 100}}})
 
-    assert "(60% of folds) (chosen among 4 pixels tied at the top of the choice on the first fold that chose it)" \
+    assert "(60% of folds) (chosen among 4 of 625 pixels tied at the top of the choice on the first fold that chose it)" \
         in page("crossfit")
-    assert "(60% of splits) (chosen among 4 pixels tied at the top of the choice on the first split that chose it)" \
+    assert "(60% of splits) (chosen among 4 of 625 pixels tied at the top of the choice on the first split that chose it)" \
         in page("heldout")
 
 

@@ -33,7 +33,7 @@ from typing import Any, Callable, Union
 
 import numpy as np
 
-from downpour.analysis.choice import choice
+from downpour.analysis.choice import choice, undecided
 
 # A method's responses: (M, K) fixed; one (M, K) per split (cross-fitting: each split's own network);
 # or fitted per split: selection source indices -> (M, K).
@@ -63,6 +63,26 @@ def comparisons(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
     diff = a - b
     tied = np.abs(diff) <= TIE * np.maximum(np.abs(a), np.abs(b))
     return (diff > 0) * ~tied + 0.5 * tied
+
+
+CHUNK = 4_000_000     # tied units x faces x negatives compared at once (32 MB of float64)
+
+
+def tied_aucs(scores: np.ndarray, units: np.ndarray, signs: np.ndarray, faces: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """(T,) the test AUC of each of ``units`` (the tied set, each in its own sign's direction) for (M, K) ``scores``,
+    faces ``faces`` against negatives ``rows`` (rows of ``scores``): the kernel the chosen unit is scored with
+    (:func:`comparisons`), a chunk of units at a time."""
+    v = (scores[:, units] * signs).T                                             # (T, M)
+    step = max(1, CHUNK // max(len(faces) * len(rows), 1))
+    return np.concatenate([comparisons(v[i:i + step][:, faces], v[i:i + step][:, rows]).mean(axis=(1, 2))
+                           for i in range(0, len(v), step)])
+
+
+def _tied_figures(per_split: list[np.ndarray]) -> dict[str, float]:
+    """The tied sets' test AUCs as a row gives them: each statistic of a split's set, averaged over the splits
+    (``mean``: what a unit drawn at random from the tie scores, the figure a tie-break cannot choose)."""
+    stats = np.array([[a.mean(), a.std(), a.min(), a.max(), np.median(a)] for a in per_split])    # (S, 5)
+    return dict(zip(("mean", "std", "min", "max", "median"), (float(x) for x in stats.mean(axis=0))))
 
 
 def bootstrap_weights(y: np.ndarray, replicates: int, rng: np.random.Generator) -> np.ndarray:
@@ -153,6 +173,7 @@ def score_controls(methods: dict[str, Responses], y: np.ndarray, negatives: dict
     auc = np.zeros((len(splits), len(sets), len(names)))
     acc = np.zeros_like(auc)
     chosen: dict[str, list[tuple]] = {m: [] for m in names}   # per split: unit, sign, selection AUC, K, threshold, tied
+    tied_test: dict[tuple[str, str], list[np.ndarray]] = {}  # (negatives, method): per split, its tied set's test AUCs
     sizes: dict[str, list[tuple[int, int]]] = {}   # (faces, negatives) tested, per split
     for s, (select, test) in enumerate(splits):
         select, test = np.asarray(select), np.asarray(test)
@@ -172,7 +193,7 @@ def score_controls(methods: dict[str, Responses], y: np.ndarray, negatives: dict
             if bad:   # a NaN compares as neither higher nor tied: it would be scored as a miss, unsaid
                 raise ValueError(f"{m}: unit {k}, chosen on split {s}, responds non-finite to {bad} test image(s)")
             chosen[m].append((k, sign, sel_auc, scores.shape[1], threshold, picked.ties()))
-            rules.append((sign * scores[:, k], sign * threshold))
+            rules.append((sign * scores[:, k], sign * threshold, scores, picked))
         in_test = np.isin(source, test)
         for g, name in enumerate(sets):
             rows = negatives[name][in_test[negatives[name]]]                          # (q,) this split's negatives
@@ -189,6 +210,8 @@ def score_controls(methods: dict[str, Responses], y: np.ndarray, negatives: dict
             boot[g] += np.where(ok, b_auc, 0.0)
             boot_acc[g] += np.where(ok, b_acc, 0.0)
             scored[g] += ok
+            for m, (_, _, scores, picked) in zip(names, rules):
+                tied_test.setdefault((name, m), []).append(tied_aucs(scores, picked.tied, picked.tied_signs, faces, rows))
     with np.errstate(invalid="ignore", divide="ignore"):
         boot /= scored                     # (a replicate no split could score: NaN, left out below)
         boot_acc /= scored
@@ -211,6 +234,9 @@ def score_controls(methods: dict[str, Responses], y: np.ndarray, negatives: dict
                         "accuracy_ci": [float(acc_low[g, j]), float(acc_high[g, j])],
                         "splits": len(splits), "unit": int(unit), "unit_share": count / len(splits),
                         "sign": sign, "threshold": first[4], **first[5],
+                        "tie_share": first[5]["tied"] / int(first[3]),
+                        "undecided": undecided(first[5]["tied"], int(first[3])),
+                        "tied_auc": _tied_figures(tied_test[(name, m)]),
                         "selection_auc": float(np.mean([c[2] for c in chosen[m]])), "candidates": int(chosen[m][0][3]),
                         **_test_sizes(sizes[name])})
             if per_split:

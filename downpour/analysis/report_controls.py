@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from downpour.analysis.choice import UNDECIDED_SHARE
 from downpour.analysis.face_controls import LEARNED, NO_FACES, TWIN
 from downpour.analysis.labelled import BUILT_IN
 from downpour.analysis.report_notes import chosen_among, owed_note
@@ -98,8 +99,28 @@ def controls(a: dict[str, Any], seen_faces: str | None = None) -> str:
                "run per fold of lfw_subset and tests every one of its 100 faces with the run that never saw it: "
                "narrower intervals, and the spread from training to training.</p>"
                if setup.get("select") == "train" else "")
+            + undecided_note(rows, setup)
             + ("" if concept or any(r["method"] == NO_FACES for r in rows) else owed_note(seen_faces))
             + controls_by_layer(fn.get("controls_by_layer") or [], setup))
+
+
+def undecided_note(rows: list[dict[str, Any]], setup: dict[str, Any]) -> str:
+    """Where the learned unit's tie was ``undecided`` (since 2026-12-05), the note that says what that implies: the
+    tied units' mean test AUC per negative set beside the unit's, the figures a tie-break cannot choose."""
+    learned = [r for r in rows if r["method"] == LEARNED and r.get("undecided") and r.get("tied_auc")]
+    if not learned:
+        return ""
+    r0 = learned[0]
+    labels = setup.get("negatives", {})
+    each = "; ".join(f"{labels.get(r['negatives'], {}).get('label', r['negatives'])} {r['tied_auc']['mean']:.3f} "
+                     f"(median {r['tied_auc']['median']:.3f}; this unit {r['auc']:.3f})" for r in learned)
+    fold = "fold" if setup.get("select") == "crossfit" else "split"
+    over = f", each {fold}'s tie averaged over the {r0['splits']} {fold}s" if r0["splits"] > 1 else ""
+    first = f" on the first {fold} that chose it" if r0["splits"] > 1 else ""
+    return (f'<p class="note">The learned unit was chosen among {r0["tied"]} of {r0["candidates"]} units tied at the '
+            f"top of the choice{first} ({r0['tie_share']:.1%}, more than {UNDECIDED_SHARE:.0%} of the layer): the selection "
+            "images cannot tell them apart, and which one is reported is the tie-break's (the larger Cohen's d). What "
+            f"the layer holds is the tied set; its mean test AUC{over}: {esc(each)}.</p>")
 
 
 def controls_by_layer(rows: list[dict[str, Any]], setup: dict[str, Any]) -> str:

@@ -5,8 +5,10 @@ of it), the invariance scale (which way the unit answers, and a unit with no res
 test can say of a run that saw no face."""
 from __future__ import annotations
 
+import math
 from typing import Any
 
+from downpour.analysis.choice import UNDECIDED_SHARE
 from downpour.analysis.edges import ONE_ORIENTATION, ONE_ORIENTATION_MIN
 from downpour.analysis.report_parts import esc, num, pct
 from downpour.config import FACE_SOURCES
@@ -211,16 +213,28 @@ def chosen_among(row: dict[str, Any], localizer: bool = False, first: str = "") 
     ``tied``, since 2026-12-04), "" where it was not (or analysis.json predates the count). ``localizer``: the tie was
     on the worst AUC over the localizer's sets, not the selection AUC; ``first``: "split" or "fold", the row's unit was
     chosen on several of them, its tie counted on the first that chose it (its ``selection_auc`` is their mean; a
-    cross-fit's folds were called splits until 2026-12-04)."""
+    cross-fit's folds were called splits until 2026-12-04). Since 2026-12-05 it also gives the tied units' test AUC
+    (the row's ``tied_auc``) and, when the tie is more than :data:`~downpour.analysis.choice.UNDECIDED_SHARE` of the
+    candidates (``undecided``), says the selection split could not tell them apart."""
     n = row.get("tied", 1)
     if n <= 1:
         return ""
     method = str(row.get("method", ""))
     noun = "pixels" if "pixel" in method else "filters" if "filter" in method else "units"
+    share = f" of {row['candidates']}" if "candidates" in row else ""
     if localizer or first:
         where = f" on the first {first} that chose it" if first else ""
-        return f" (chosen among {n} {noun} tied at the top of the choice{where})"
-    return f" (chosen among {n} {noun} with selection AUC {row['selection_auc']:.3f})"
+        said = f"chosen among {n}{share} {noun} tied at the top of the choice{where}"
+    else:
+        said = f"chosen among {n}{share} {noun} with selection AUC {row['selection_auc']:.3f}"
+    if row.get("undecided"):
+        said += f": more than {UNDECIDED_SHARE:.0%} of them, so the selection split cannot tell them apart"
+    t = row.get("tied_auc")
+    if t:
+        each = f", each split's tie averaged over the {row['splits']}" if row.get("splits", 1) > 1 else ""
+        said += (f"; the tied {noun}' test AUC{each} {t['mean']:.3f} ± {t['std']:.3f} ({t['min']:.3f}–{t['max']:.3f}), "
+                 f"this one's {row.get('auc', row.get('test_auc', math.nan)):.3f}")
+    return f" ({said})"
 
 
 def tied_invariance(inv: dict[str, Any]) -> list[str]:

@@ -28,7 +28,7 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from downpour.analysis import baselines
-from downpour.analysis.choice import NoCandidate, auc_scores, choice, threshold_scan
+from downpour.analysis.choice import NoCandidate, auc_scores, choice, threshold_scan, undecided
 from downpour.analysis.labelled import LabelledSet
 from downpour.analysis.units import check_layer, randomized_copy, unit_responses
 from downpour.errors import ConfigError, DataError
@@ -47,7 +47,9 @@ def best_unit(scores: np.ndarray, y: np.ndarray, select: np.ndarray, test: np.nd
     ``by="auc"``: the face test's rule (:func:`~downpour.analysis.choice.choice`): the unit whose selection AUC is
     furthest from 0.5, its sign the side that AUC falls on, its threshold the most accurate one for that sign; ties to
     the largest separation. Its row also gives ``tied`` (how many candidates shared that AUC, the unit among them) and
-    ``tied_units`` / ``tied_signs`` (them, the unit first), since 2026-12-04.
+    ``tied_units`` / ``tied_signs`` (them, the unit first), since 2026-12-04; since 2026-12-05 ``tie_share`` (of the
+    candidates), ``undecided`` (:func:`~downpour.analysis.choice.undecided`) and ``tied_auc``, the tied units' test
+    AUCs (mean, std, min, max, median), each in its own sign's direction.
     ``by="accuracy"``: the unit with the most accurate threshold rule, ties to the AUC furthest from 0.5 (the
     paper's choice, kept for ``paper_style``; the table's until 2026-12-04). A rare concept leaves nearly every unit
     at its majority rate, so accuracy picks the unit with one concept image on top of its range, whatever it does
@@ -61,7 +63,11 @@ def best_unit(scores: np.ndarray, y: np.ndarray, select: np.ndarray, test: np.nd
     if by == "auc":
         picked = choice(chosen, ys)
         unit, sign, threshold, selection_auc = picked[:4]
-        ties = picked.ties()
+        aucs = auc_scores(scores[test][:, picked.tied] * picked.tied_signs, np.asarray(y)[test])      # (T,) on test
+        ties = {**picked.ties(), "tie_share": len(picked.tied) / scores.shape[1],
+                "undecided": undecided(len(picked.tied), scores.shape[1]),
+                "tied_auc": {k: float(f(aucs)) for k, f in
+                             (("mean", np.mean), ("std", np.std), ("min", np.min), ("max", np.max), ("median", np.median))}}
     else:
         acc, thresholds, signs = threshold_scan(chosen, ys)
         separation = np.abs(auc_scores(chosen, ys) - 0.5)

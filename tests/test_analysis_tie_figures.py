@@ -1,0 +1,74 @@
+"""What a tie at the top of the choice implies, said with numbers: how large a share of the candidates tied (and,
+past :data:`~downpour.analysis.choice.UNDECIDED_SHARE`, that the selection split could not tell them apart), the tied
+set's test AUC beside the chosen unit's, the tied set stored once per method, and the invariance widths over the tied
+units that have a range, with the count of those that have none."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+from downpour.analysis.choice import UNDECIDED_SHARE, undecided
+from downpour.analysis.controls import score_controls
+from downpour.analysis.report_notes import chosen_among
+
+
+def _saturated(perfect: int = 40, noise: int = 60, seed: int = 0):
+    """y (80,) faces first; one split, selection = the first 20 of each class; (80, perfect + noise) responses whose
+    first ``perfect`` units rank every selection face above every selection non-face (the odd ones below: sign -1)
+    and are noise elsewhere, so they tie at selection AUC 1.000 and test near chance."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat([1, 0], 40)
+    select = np.r_[0:20, 40:60]
+    test = np.r_[20:40, 60:80]
+    scores = rng.normal(size=(80, perfect + noise))
+    flip = np.where(np.arange(perfect) % 2, -1.0, 1.0)
+    scores[select, :perfect] = (np.where(y[select] == 1, 3.0, -3.0)[:, None] + rng.uniform(-1, 1, (40, perfect))) * flip
+    scores[test, :perfect] += 0.3 * np.where(y[test] == 1, 1.0, -1.0)[:, None] * flip     # a faint trace of faces
+    return y, select, test, scores, flip
+
+
+def test_a_saturated_tie_is_said_undecided_and_its_test_auc_is_the_tied_units_own():
+    y, select, test, scores, flip = _saturated()
+    others = np.flatnonzero(y == 0)
+    rows = score_controls({"learned unit": scores}, y, {"others": others, "same": others}, np.arange(80),
+                          [(select, test)], replicates=20)
+    row = rows[0]
+    assert row["tied"] == 40 and row["tie_share"] == 0.4 and row["undecided"] is True
+    # the reference: sklearn's AUC of every perfect unit on the test split, each in its own direction
+    reference = np.array([roc_auc_score(y[test], flip[k] * scores[test, k]) for k in range(40)])
+    t = row["tied_auc"]
+    assert math.isclose(t["mean"], reference.mean()) and math.isclose(t["std"], reference.std())
+    assert math.isclose(t["min"], reference.min()) and math.isclose(t["max"], reference.max())
+    assert math.isclose(t["median"], float(np.median(reference)))
+    assert math.isclose(row["auc"], reference[row["unit"]])            # the chosen one is one of them
+    words = chosen_among(row)
+    assert "chosen among 40 of 100 units with selection AUC 1.000" in words and "cannot tell them apart" in words
+    assert f"test AUC {reference.mean():.3f} ± {reference.std():.3f}" in words and f"this one's {row['auc']:.3f}" in words
+
+
+def test_a_unit_chosen_alone_is_decided_and_its_tied_figures_are_its_own():
+    y, select, test, scores, _ = _saturated(perfect=1, noise=199)
+    row, = score_controls({"learned unit": scores}, y, {"others": np.flatnonzero(y == 0)}, np.arange(80),
+                          [(select, test)], replicates=20)
+    assert row["tied"] == 1 and row["undecided"] is False and chosen_among(row) == ""
+    assert row["tied_auc"]["mean"] == row["auc"] and row["tied_auc"]["std"] == 0.0
+    assert not undecided(2, round(2 / UNDECIDED_SHARE)) and undecided(3, round(2 / UNDECIDED_SHARE))
+
+
+def test_the_face_test_section_says_what_an_undecided_tie_implies_with_the_tied_sets_figures():
+    from downpour.analysis.report_controls import controls
+    y, select, test, scores, _ = _saturated()
+    rows = score_controls({"learned unit": scores}, y, {"others": np.flatnonzero(y == 0)}, np.arange(80),
+                          [(select, test)], replicates=20)
+    verdict = {"rule": "", "criterion": "", "sentences": []}
+    setup = {"select": "train", "faces": 20, "negatives": {"others": {"label": "the others"}}}
+    html = controls({"face_neuron": {"controls": rows, "controls_verdict": verdict, "controls_setup": setup}})
+    t = rows[0]["tied_auc"]
+    assert ("The learned unit was chosen among 40 of 100 units tied at the top of the choice (40.0%, more than 1% "
+            "of the layer): the selection images cannot tell them apart") in html
+    assert f"the others {t['mean']:.3f} (median {t['median']:.3f}; this unit {rows[0]['auc']:.3f})" in html
+    rows[0]["undecided"] = False                     # a tie the selection could tell apart: no such note
+    assert "cannot tell them apart" not in controls({"face_neuron": {"controls": rows, "controls_verdict": verdict,
+                                                                      "controls_setup": setup}})
