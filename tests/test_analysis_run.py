@@ -23,7 +23,8 @@ NO_PROBES = {**{k: v for k, v in FAST.items() if k not in ("probe_samples", "pro
 CONTROL_KEYS = {"negatives", "level", "method", "auc", "auc_ci", "accuracy_mean", "accuracy_std", "splits", "unit",
                 "unit_share", "sign", "threshold", "selection_auc", "candidates", "test_positives", "test_negatives",
                 "test_positives_range", "test_negatives_range",
-                "accuracy_ci", "tied", "tied_units", "tied_signs", "tie_share", "undecided", "tied_auc"}
+                "accuracy_ci", "tied", "tie_share", "undecided", "tied_auc"}
+LEARNED_UNIT = "learned unit"
 NEGATIVES = ["lfw_nonfaces", "phase_scrambled", "upside_down", "block_shuffled", "spectrum_matched_crops"]
 
 
@@ -82,12 +83,16 @@ def test_analysis_json_has_the_face_test_with_intervals_and_a_verdict(run_dir):
     # the pictures show the unit the face test's verdict is about
     assert fn["pictured"] == {"unit": learned["unit"], "sign": learned["sign"], "threshold": learned["threshold"],
                               "chosen_by": "the face test (its learned unit)", "tied": learned["tied"],
-                              "tied_units": learned["tied_units"], "tied_signs": learned["tied_signs"]}
-    # the tie beside every chosen unit (its own first), and the invariance ranges over that tied set
+                              "tied_units": fn["controls_ties"][LEARNED_UNIT]["units"],
+                              "tied_signs": fn["controls_ties"][LEARNED_UNIT]["signs"]}
+    # the tie beside every chosen unit (its own first), once per method, and the invariance ranges over that tied set
     for r in rows:
-        assert r["tied"] == len(r["tied_units"]) >= 1 and r["tied_units"][0] == r["unit"]
+        units = fn["controls_ties"][r["method"]]["units"]
+        assert r["tied"] == len(units) >= 1 and units[0] == r["unit"] and r["tie_share"] == r["tied"] / r["candidates"]
+        assert r["tied_auc"]["min"] <= r["tied_auc"]["mean"] <= r["tied_auc"]["max"]
+    assert set(fn["controls_ties"]) == set(methods)
     tied = analysis["invariance"]["tied"]
-    assert tied["units"] == learned["tied_units"] and tied["size"] == learned["tied"]
+    assert tied["units"] == fn["controls_ties"][LEARNED_UNIT]["units"] and tied["size"] == learned["tied"]
     assert tied["ranges"]["scale"][0] == analysis["invariance"]["summary"]["ranges"]["scale"]   # the chosen unit's own
     assert set(tied["widths"]) == {"scale", "translation_x", "translation_y", "rotation"}
     analysis = json.loads((run_dir / "analysis.json").read_text())

@@ -10,7 +10,7 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from downpour.analysis.choice import UNDECIDED_SHARE, undecided
-from downpour.analysis.controls import score_controls
+from downpour.analysis.controls import score_controls, tied_set, ties_once
 from downpour.analysis.report_notes import chosen_among
 
 
@@ -46,6 +46,13 @@ def test_a_saturated_tie_is_said_undecided_and_its_test_auc_is_the_tied_units_ow
     words = chosen_among(row)
     assert "chosen among 40 of 100 units with selection AUC 1.000" in words and "cannot tell them apart" in words
     assert f"test AUC {reference.mean():.3f} ± {reference.std():.3f}" in words and f"this one's {row['auc']:.3f}" in words
+    # the tie stored once per method (the same in both negative sets' rows), read back from either form
+    kept, ties = ties_once(rows)
+    assert all("tied_units" not in r for r in kept) and list(ties) == ["learned unit"]
+    assert ties["learned unit"]["units"][0] == row["unit"] and sorted(ties["learned unit"]["units"]) == list(range(40))
+    assert ties["learned unit"]["signs"] == [int(flip[k]) for k in ties["learned unit"]["units"]]
+    assert tied_set(ties, kept[1]) == (ties["learned unit"]["units"], ties["learned unit"]["signs"])
+    assert tied_set(None, row) == (row["tied_units"], row["tied_signs"])          # analysis.json before 2026-12-05
 
 
 def test_a_unit_chosen_alone_is_decided_and_its_tied_figures_are_its_own():
@@ -62,6 +69,7 @@ def test_the_face_test_section_says_what_an_undecided_tie_implies_with_the_tied_
     y, select, test, scores, _ = _saturated()
     rows = score_controls({"learned unit": scores}, y, {"others": np.flatnonzero(y == 0)}, np.arange(80),
                           [(select, test)], replicates=20)
+    rows, _ = ties_once(rows)
     verdict = {"rule": "", "criterion": "", "sentences": []}
     setup = {"select": "train", "faces": 20, "negatives": {"others": {"label": "the others"}}}
     html = controls({"face_neuron": {"controls": rows, "controls_verdict": verdict, "controls_setup": setup}})

@@ -91,6 +91,7 @@ def concept_part(model: FeatureModel, twin: FeatureModel, opts: Any, data: Label
                             n_random_filters=opts.random_filters, seed=seed, replicates=opts.bootstrap,
                             other_layers=others, other_replicates=min(opts.bootstrap, 500),
                             control_draws=opts.control_draws)
-    return {"controls": test["rows"], "controls_verdict": test["verdict"], "controls_by_layer": test["by_layer"],
+    return {"controls": test["rows"], "controls_ties": test["ties"], "controls_verdict": test["verdict"],
+            "controls_by_layer": test["by_layer"],
             "controls_setup": {k: test[k] for k in ("negatives", "positives", "concept", "representation", "bootstrap",
                                                      "select", "selection", "test_fraction", "split_seeds")}}

@@ -85,6 +85,31 @@ def _tied_figures(per_split: list[np.ndarray]) -> dict[str, float]:
     return dict(zip(("mean", "std", "min", "max", "median"), (float(x) for x in stats.mean(axis=0))))
 
 
+def ties_once(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, dict[str, list[int]]]]:
+    """:func:`score_controls`' rows without their ``tied_units`` / ``tied_signs``, and those once per method:
+    ``{method: {"units", "signs"}}`` (analysis.json's ``controls_ties``, since 2026-12-05). A method's tie is one
+    choice, the same in every negative set's row (a 5,000-unit layer's 929 tied units were written 5 times over);
+    a row keeps its ``tied`` count, and its ``method`` names its entry (:func:`tied_set` reads either form)."""
+    ties: dict[str, dict[str, list[int]]] = {}
+    out = []
+    for row in rows:
+        row = dict(row)
+        got = {"units": row.pop("tied_units"), "signs": row.pop("tied_signs")}
+        if ties.setdefault(row["method"], got) != got:      # (one choice per method: never, unless that changes)
+            raise ValueError(f"method {row['method']!r}: its rows hold different tied sets")
+        out.append(row)
+    return out, ties
+
+
+def tied_set(ties: dict[str, Any] | None, row: dict[str, Any]) -> tuple[list[int], list[int]]:
+    """(units, signs) tied at the top of ``row``'s choice, the chosen unit first: from ``ties`` (``controls_ties``,
+    :func:`ties_once`), or from the row itself (analysis.json before 2026-12-05)."""
+    if "tied_units" in row:
+        return row["tied_units"], row["tied_signs"]
+    got = (ties or {})[row["method"]]
+    return got["units"], got["signs"]
+
+
 def bootstrap_weights(y: np.ndarray, replicates: int, rng: np.random.Generator) -> np.ndarray:
     """(B, n) multinomial counts, each class resampled within itself (class sizes kept)."""
     weights = np.zeros((replicates, len(y)))

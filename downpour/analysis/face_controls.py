@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from downpour.analysis import baselines
-from downpour.analysis.controls import Responses, score_controls
+from downpour.analysis.controls import Responses, score_controls, ties_once
 from downpour.analysis.headroom import headroom
 from downpour.analysis.labelled import prepare_images
 from downpour.analysis.negatives import CONTROLS, build_controls, control_label, joined
@@ -234,8 +234,9 @@ def face_test(raw: np.ndarray, y: np.ndarray, splits: list[tuple[np.ndarray, np.
             by_layer.append({"layer": other, "passes_low_level": None, "negatives": [], "not_measured": str(err)})
             continue
         by_layer.append(_brief(other, controls_verdict(other_rows, labels=labels)))
+    rows, ties = ties_once(rows)
     result = {
-        "rows": rows, "verdict": verdict, "by_layer": by_layer,
+        "rows": rows, "ties": ties, "verdict": verdict, "by_layer": by_layer,
         "negatives": {subject.negatives: {"label": subject.negatives_label, "images": len(negatives[subject.negatives]),
                                           "what": subject.negatives_what},
                       **{c.name: {"label": labels[c.name], "images": int(np.isin(built_from[c.source], tested).sum()),

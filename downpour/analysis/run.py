@@ -22,6 +22,7 @@ from threadpoolctl import threadpool_limits
 
 from downpour.analysis import figures
 from downpour.analysis.concept_controls import concept_part, concept_subject
+from downpour.analysis.controls import tied_set
 from downpour.analysis.face_controls import LEARNED, face_controls
 from downpour.analysis.invariance import invariance_curves, invariance_summary, load_poses, sweep, tied_summary
 from downpour.analysis.labelled import BUILT_IN, LabelledSet, load_labelled, prepare_images
@@ -93,7 +94,8 @@ def _controls(model: FeatureModel, twin: FeatureModel, opts: AnalysisConfig, lay
         raise
     except ValueError as err:        # no unit of the layer can be chosen (a dead layer): the user's to change
         raise DataError(f"{err} (set analysis.layer to another layer)") from None
-    return {"controls": test["rows"], "controls_verdict": test["verdict"], "controls_by_layer": test["by_layer"],
+    return {"controls": test["rows"], "controls_ties": test["ties"], "controls_verdict": test["verdict"],
+            "controls_by_layer": test["by_layer"],
             "controls_setup": {k: test[k] for k in ("negatives", "faces", "representation", "bootstrap", "select", "selection", "choice",
                                                        "test_fraction")}}
 
@@ -245,7 +247,7 @@ def _measure(run: RunDir, model: FeatureModel, opts: AnalysisConfig, layer: str,
                          test_fraction=opts.test_fraction, n_random_filters=opts.random_filters, random_model=twin)
     controls = _controls(model, twin, opts, layer, shape, prepare, neuron["seeds"], seed, fold, data, no_faces)
     table = neuron["first"]
-    pictured = _pictured(table, controls["controls"] if opts.runs_face_test() else [])   # (a concept's: the table's unit)
+    pictured = _pictured(table, controls["controls"] if opts.runs_face_test() else [], controls.get("controls_ties"))   # (a concept's: the table's unit)
     unit, sign = pictured["unit"], pictured["sign"]
     every = unit_responses(model, data.x, layer)                     # (N, U)
     responses = every[:, unit]
@@ -335,19 +337,21 @@ def _measure(run: RunDir, model: FeatureModel, opts: AnalysisConfig, layer: str,
     return result
 
 
-def _pictured(table: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
+def _pictured(table: dict[str, Any], rows: list[dict[str, Any]], ties: dict[str, Any] | None = None) -> dict[str, Any]:
     """The unit the figures show (response histogram, optimal stimulus, top images, invariance) and
     ``unit_location`` describes: the face test's learned unit when the test ran, since its verdict is
     about that unit and it was chosen on other images than it is tested on; otherwise (another
     labelled set) the best single neuron of the first split. ``tied``, ``tied_units``, ``tied_signs``: the units
-    tied with it at the top of its choice (:func:`~downpour.analysis.choice.top_tie`), it first."""
+    tied with it at the top of its choice (:func:`~downpour.analysis.choice.top_tie`), it first (the face test's
+    from ``ties``, its ``controls_ties``)."""
     learned = next((r for r in rows if r["method"] == LEARNED), None)
     if learned is not None:
         row, chosen_by = learned, "the face test (its learned unit)"
     else:
         row, chosen_by = table["rows"][0], "the best single neuron of the first split"
+    units, signs = tied_set(ties, row)
     return {"unit": row["unit"], "sign": row["sign"], "threshold": row["threshold"], "chosen_by": chosen_by,
-            "tied": row["tied"], "tied_units": row["tied_units"], "tied_signs": row["tied_signs"]}
+            "tied": row["tied"], "tied_units": units, "tied_signs": signs}
 
 
 def _filter_stats(model: FeatureModel, filters: np.ndarray | None, seed: int) -> dict[str, Any]:

@@ -36,6 +36,7 @@ from downpour.analysis.labelled import load_labelled
 from downpour.analysis.probe import probe_table
 from downpour.analysis.options import open_run, run_preprocess
 from downpour.analysis.choice import NoCandidate
+from downpour.analysis.controls import tied_set
 from downpour.analysis.units import check_layer, randomized_copy
 from downpour.config import RunConfig
 from downpour.models.base import FeatureModel
@@ -167,7 +168,8 @@ def face_aucs(run: RunDir, model: FeatureModel, layer: str | None = None, *, con
             out["lfw" + suffix] = next(r["auc"] for r in unit if r["level"] != LOW_LEVEL)
             out["controls" + suffix] = float(np.mean([r["auc"] for r in unit if r["level"] == LOW_LEVEL]))
     learned = next(r for r in test["rows"] if r["method"] == LEARNED)
-    out["unit"] = {"tied_units": learned["tied_units"], "tied_signs": learned["tied_signs"], "fold": fold}
+    units, signs = tied_set(test["ties"], learned)
+    out["unit"] = {"tied_units": units, "tied_signs": signs, "fold": fold}
     return out
 
 
