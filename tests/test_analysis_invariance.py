@@ -190,7 +190,7 @@ def test_the_tied_widths_count_the_units_whose_range_ran_to_the_sweeps_end():
     assert tied["widths"]["translation_x"]["censored"] == 1            # unit 0 spans the sweep, unit 1 falls off
     assert tied["widths"]["translation_x"]["measured"] == 2
     inv = {"summary": {"ranges": {"translation_x": [-6.0, 6.0]}}, "tied": tied}
-    assert tied_invariance(inv)[0].endswith("2 of 2 have a range, 1 of them to the sweep's end: the mean is at least this)")
+    assert tied_invariance(inv)[0].endswith("over all 2, 1 of them to the sweep's end: the mean is at least this")
 
 
 def test_a_shrink_is_blurred_first_so_fine_detail_does_not_alias():

@@ -161,8 +161,9 @@ def test_the_reports_invariance_table_gives_the_tied_sets_widths_beside_the_chos
     shift = inv["tied"]["widths"]["translation_x"]
     # (units 1 and 2 span the whole ±6 pixels, unit 0 -1 … 1: their mean is a lower bound, said since 2026-12-05)
     assert shift["censored"] == 2
-    assert html_escape(f"{shift['mean']:.3g} ± {shift['std']:.2g} pixels ({shift['min']:.3g}–{shift['max']:.3g}; 3 of 3 "
-                       "have a range, 2 of them to the sweep's end: the mean is at least this)") in html
+    assert html_escape(f"{shift['mean']:.3g} ± {shift['std']:.2g} pixels, median {shift['median']:.3g} "
+                       f"({shift['min']:.3g}–{shift['max']:.3g}), over all 3, 2 of them to the sweep's end: the mean "
+                       "is at least this") in html
     inv["tied"] = tied_summary(sweep(model, faces, [0], [1], baseline[:1]))          # untied: the table as it was
     assert "tied" not in _invariance({"invariance": inv})
 

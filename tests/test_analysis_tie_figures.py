@@ -7,11 +7,15 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import torch
 from sklearn.metrics import roc_auc_score
 
 from downpour.analysis.choice import UNDECIDED_SHARE, undecided
 from downpour.analysis.controls import score_controls, tied_set, ties_once
+from downpour.analysis.invariance import invariance_curves, invariance_summary, sweep, tied_summary
 from downpour.analysis.report_notes import chosen_among
+from downpour.studies import measure
+from test_analysis_invariance_ties import _blobs, _ThreeWays, _widths
 
 
 def _saturated(perfect: int = 40, noise: int = 60, seed: int = 0):
@@ -62,6 +66,40 @@ def test_a_unit_chosen_alone_is_decided_and_its_tied_figures_are_its_own():
     assert row["tied"] == 1 and row["undecided"] is False and chosen_among(row) == ""
     assert row["tied_auc"]["mean"] == row["auc"] and row["tied_auc"]["std"] == 0.0
     assert not undecided(2, round(2 / UNDECIDED_SHARE)) and undecided(3, round(2 / UNDECIDED_SHARE))
+
+
+def test_tied_units_without_a_range_are_counted_not_averaged_and_the_report_says_so():
+    from downpour.analysis.report import _invariance
+    data = _blobs()
+    model = _ThreeWays()
+    faces = data.x[torch.from_numpy(data.y == 1)]
+    baseline = model(data.x)[torch.from_numpy(data.y == 0)].mean(dim=0).tolist()
+    baseline[2] = 10.0              # unit 2 answers the blobs below this level: nothing for a warp to keep
+    tied = tied_summary(sweep(model, faces, [0, 1, 2], [1, 1, 1], baseline[:3]))
+    assert tied["unresponsive"] == [2]
+    reference = _widths(model, faces, [0, 1], baseline)                # each unit's own curves, one at a time
+    for name, w in tied["widths"].items():
+        assert w["measured"] == 2 and w["without_range"] == 1
+        got = [r[name] for r in reference]
+        assert math.isclose(w["mean"], np.mean(got)) and math.isclose(w["median"], np.median(got))
+    inv = invariance_curves(model, faces, 0, baseline=baseline[0])
+    inv["summary"], inv["tied"] = invariance_summary(inv), tied
+    html = _invariance({"invariance": inv})
+    shift = tied["widths"]["translation_x"]
+    assert (f"{shift['mean']:.3g} ± {shift['std']:.2g} pixels, median {shift['median']:.3g} "
+            f"({shift['min']:.3g}–{shift['max']:.3g}), over the 2 of 3 with a range") in html
+    assert "1 of the 3 tied units answer these images no more than the other class" in html
+
+
+def test_a_study_cell_records_how_many_tied_units_its_widths_average(monkeypatch):
+    monkeypatch.setattr(measure, "load_labelled", lambda name, shape, prepare=None, lfw_fold=None: _blobs(30))
+    # unit 2 read against the faces (sign -1): weaker on them than on the non-faces, so no range
+    got = measure._invariance(_ThreeWays(), "codes", (1, 16, 16), None,
+                              {"tied_units": [0, 1, 2], "tied_signs": [1, 1, -1], "fold": None})
+    alone = measure._invariance(_ThreeWays(), "codes", (1, 16, 16), None,
+                                {"tied_units": [0, 1], "tied_signs": [1, 1], "fold": None})
+    assert got["inv_tied"] == 3 and got["inv_ranged"] == 2 and alone["inv_ranged"] == 2
+    assert all(got[k] == alone[k] for k in ("inv_scale_octaves", "inv_shift", "inv_rotation"))
 
 
 def test_the_face_test_section_says_what_an_undecided_tie_implies_with_the_tied_sets_figures():

@@ -79,8 +79,13 @@ def test_the_verdict_says_the_invariance_ranges_are_the_tied_sets_mean():
             "flops_fwd", "params", "seconds_per_step")
     plain = {"condition": "plain", "figures": {k: [1.0, 0.9, 1.1] for k in keys}, "extra": {}, "n": 2}
     plain["figures"]["inv_tied"] = [3.0, 3.0, 3.0]
+    plain["figures"]["inv_ranged"] = [2.0, 2.0, 2.0]
     words = study_class("mechanisms")(quick=True).verdict([plain])
     assert "one unit per run" not in words
+    # the means are over the tied units that have a range: how many, since 2026-12-05
+    assert "averaged over the units tied with it at the top of the choice that have a range (2 of 3 per seed;" in words
+    del plain["figures"]["inv_ranged"]
+    words = study_class("mechanisms")(quick=True).verdict([plain])
     assert "averaged over the units tied with it at the top of the choice (3 per seed)" in words
     assert ("the mean over the face test's unit (the one whose face AUCs are reported, chosen by selection AUC on lfw's "
             "training part) and the units tied with it") in words

@@ -29,6 +29,7 @@ from downpour.models.base import FeatureModel
 if TYPE_CHECKING:
     from downpour.data.preprocess import Preprocess
 
+RELATIVE = "untransformed response"    # a :func:`sweep` result's ``normalised_to`` when its curves are relative to it
 # 2 octaves each way, a 32x32 face down to 8 pixels and up to its central 8: the sweep was 0.5 to 2 until 2026-12-05,
 # and 45 of the mechanisms study's 48 cells' scale ranges ran to one of its ends (21 to both, 24 to 0.5x alone). On 18
 # units of that study's six fronts (seeds 0-2 retrained, 800 steps) no range passed 2.38x (9 reached 2x); but 15 still
@@ -167,7 +168,7 @@ def sweep(model: FeatureModel, x: Tensor, units: list[int], signs: list[int], ba
     out = []
     for t, unit in enumerate(units):
         curves = [c[t] for c in per_transform]
-        normalised_to = "untransformed response"
+        normalised_to = RELATIVE
         if not relative[t]:     # no stronger on the originals than its baseline: the ratio means nothing
             normalised_to = "largest |mean response|"
             peak = max(max(abs(v) for v in c["response"]) for c in curves) or 1.0
@@ -236,23 +237,32 @@ def range_width(transform: str, r: list[float] | None) -> float:
 
 def tied_summary(results: list[dict[str, Any]], floor: float = 0.5) -> dict[str, Any]:
     """The invariance ranges of every unit tied at the top of the choice (:func:`sweep`'s results, the chosen unit
-    first): each unit's ranges, and per transform the widths' (:func:`range_width`) mean, std, min and max over the
-    units that have a range (``measured`` of ``size``), and ``censored``: how many of those ran to the sweep's end (the
-    mean is then a lower bound). One chosen unit's ranges depend on which of several equally good units the tie-break
-    takes; the tied set's mean does not."""
+    first): each unit's ranges, and per transform the widths' (:func:`range_width`) mean, median, std, min and max over
+    the ``measured`` units that have a range, ``without_range``, the others (of ``size``), and ``censored``: how many of
+    the measured ran to the sweep's end (the mean is then a lower bound). One chosen unit's ranges depend on which of
+    several equally good units the tie-break takes; the tied set's figures do not.
+
+    A unit without a range is one no stronger on the untransformed images than on the other class, its baseline
+    (``unresponsive``: those whose :func:`sweep` result is not ``normalised_to`` :data:`RELATIVE`). It has no
+    response for a transform to keep: a width of 0 (a unit that loses its answer at the first step) would misdescribe
+    it, and leaving it out unsaid let the mean of the responsive ones speak for the tie. Since 2026-12-05 the widths
+    are over the units with a range, the count without one beside them (the report says it) and the median with the
+    mean; until then only ``measured`` said it."""
     summaries = [invariance_summary(r, floor) for r in results]
     ranges = [s["ranges"] for s in summaries]
     widths = {}
     for name in ranges[0]:
         w = np.array([range_width(name, r[name]) for r in ranges])
         got = w[np.isfinite(w)]
-        widths[name] = {"mean": float(got.mean()) if got.size else None, "std": float(got.std()) if got.size else None,
-                        "min": float(got.min()) if got.size else None, "max": float(got.max()) if got.size else None,
-                        "measured": int(got.size), "censored": sum(bool(s["censored"][name]) for s in summaries),
-                        "units": "octaves" if name == "scale" else
-                        "degrees" if "rotation" in name else "pixels"}
+        stat = {k: (float(f(got)) if got.size else None) for k, f in
+                (("mean", np.mean), ("median", np.median), ("std", np.std), ("min", np.min), ("max", np.max))}
+        widths[name] = {**stat, "measured": int(got.size), "without_range": int(len(w) - got.size),
+                        "censored": sum(bool(s["censored"][name]) for s in summaries),
+                        "units": "octaves" if name == "scale" else "degrees" if "rotation" in name else "pixels"}
+    unresponsive = [r["unit"] for r in results if r.get("normalised_to", RELATIVE) != RELATIVE]
     return {"size": len(results), "units": [r["unit"] for r in results], "signs": [r["sign"] for r in results],
-            "floor": floor, "ranges": {name: [r[name] for r in ranges] for name in ranges[0]}, "widths": widths}
+            "floor": floor, "unresponsive": unresponsive,
+            "ranges": {name: [r[name] for r in ranges] for name in ranges[0]}, "widths": widths}
 
 
 def load_poses(path: str, shape: tuple[int, ...], prepare: Preprocess,

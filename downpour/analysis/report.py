@@ -12,7 +12,7 @@ from typing import Any
 
 from downpour.analysis.report_notes import data_note, distinct as _distinct, faces_seen, first_layer_note, one_orientation
 from downpour.analysis.report_notes import (chosen_among, invariance_rows, invariance_words, loss_headline as _loss_headline,
-                                           tied_invariance)
+                                           tied_invariance, tied_unresponsive)
 from downpour.analysis.report_notes import several_optima, top_words
 from downpour.analysis.report_notes import untied_note
 from downpour.analysis.report_controls import controls as _controls, heading as _controls_heading
@@ -158,10 +158,11 @@ def _invariance(a: dict[str, Any]) -> str:
     note = ""
     if tied.get("size", 1) > 1:      # equally good units: one's range depends on the tie-break, their mean does not
         rows = [r + [w] for r, w in zip(rows, tied_invariance(inv))]
-        header.append(f"its width over the {tied['size']} units tied at the top of the choice (mean ± std, min–max)")
+        header.append(f"its width over the {tied['size']} units tied at the top of the choice (mean ± std, median, "
+                      "min–max)")
         note = (f'<p class="note">Unit {esc(inv["unit"])} was chosen among {tied["size"]} units equally good by the '
                 "choice's criterion (its tie goes to the larger Cohen's d); the last column says how much its ranges "
-                "depend on that tie-break.</p>")
+                f"depend on that tie-break.{esc(tied_unresponsive(inv))}</p>")
     oop = inv.get("out_of_plane_rotation", {})
     return (f"<p>{invariance_words(inv)}; shaded: ± one standard error of the mean (analysis.json also has the spread across images).</p>"
             + table(rows, header, "invariance-table") + note

@@ -239,8 +239,10 @@ def chosen_among(row: dict[str, Any], localizer: bool = False, first: str = "") 
 
 def tied_invariance(inv: dict[str, Any]) -> list[str]:
     """Per row of :func:`invariance_rows`, the range's width over the units tied with the pictured one (analysis.json's
-    ``invariance.tied``, since 2026-12-04): "0.85 ± 0.30 octaves (0–1; 7 of 7 have a range)", and how many ran to the
-    sweep's end (", 2 of them to the sweep's end: the mean is at least this")."""
+    ``invariance.tied``, since 2026-12-04): "0.85 ± 0.30 octaves, median 0.90 (0–1), over the 5 of 7 with a range",
+    and how many ran to the sweep's end (", 2 of them to the sweep's end: the mean is at least this"). A tied unit
+    without a range answers the concept no more than its baseline: left out of the figures, and said
+    (:func:`tied_unresponsive`); a median beside the mean since 2026-12-05 (files before it have none)."""
     tied = inv.get("tied") or {}
     out = []
     for name in inv.get("summary", {}).get("ranges", {}):
@@ -253,9 +255,24 @@ def tied_invariance(inv: dict[str, Any]) -> list[str]:
             # (a range at the sweep's end is a lower bound, so the mean is too: since 2026-12-05 the column says so)
             ended = w.get("censored", 0)
             at_end = f", {ended} of them to the sweep's end: the mean is at least this" if ended else ""
-            out.append(f"{w['mean']:.3g} ± {w['std']:.2g} {w['units']} ({w['min']:.3g}–{w['max']:.3g}; "
-                       f"{w['measured']} of {tied['size']} have a range{at_end})")
+            median = f", median {w['median']:.3g}" if w.get("median") is not None else ""
+            out.append(f"{w['mean']:.3g} ± {w['std']:.2g} {w['units']}{median} ({w['min']:.3g}–{w['max']:.3g}), over "
+                       + (f"the {w['measured']} of {tied['size']} with a range" if w["measured"] < tied["size"]
+                          else f"all {tied['size']}") + at_end)
     return out
+
+
+def tied_unresponsive(inv: dict[str, Any]) -> str:
+    """The sentence on the tied units without a range (analysis.json's ``invariance.tied.unresponsive``, since
+    2026-12-05), "" when every one has a range."""
+    tied = inv.get("tied") or {}
+    n = len(tied.get("unresponsive", []))
+    if not n:
+        return ""
+    return (f" {n} of the {tied['size']} tied units answer these images no more than the other class (their "
+            "baseline): they have no response for a transform to keep, so no range; the widths are over the other "
+            f"{tied['size'] - n}, not {n} zeros among them (a zero would be a unit that loses its answer at the first "
+            "step).")
 
 
 def faces_seen(run: Any) -> str | None:

@@ -31,6 +31,8 @@ inv_tied               side (translation, x and y averaged) and degrees, average
                        on lfw's 60 held-out images, which the choice never saw: its faces warped, its non-faces
                        the baseline, as ``downpour analyze`` measures it (since 2026-12-04; the best-neuron
                        table's unit before, chosen on 30 of those images, and measured on every lfw image)
+inv_ranged             how many of the ``inv_tied`` units have a range, the ones the widths average (since
+                       2026-12-05): a tied unit no stronger on the faces than on the non-faces has none
 inv_*_censored         the share of those units whose range ran to an end of the sweep (since 2026-12-05): above 0,
                        the width is a lower bound, and a paired difference leaves out the seeds where both sides
                        are (:func:`~downpour.studies.compare.compare_rows`)
@@ -54,7 +56,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from downpour.analysis.invariance import invariance_summary, range_width, sweep
+from downpour.analysis.invariance import RELATIVE, invariance_summary, range_width, sweep
 from downpour.analysis.labelled import load_labelled, prepare_images
 from downpour.analysis.probe import INPUT
 from downpour.analysis.options import run_preprocess
@@ -234,14 +236,16 @@ def _invariance(model: FeatureModel, layer: str, shape: tuple[int, ...], prepare
         got = [k for k, w in enumerate(per_unit) if math.isfinite(w[key])]
         out[key] = float(np.mean([per_unit[k][key] for k in got])) if got else math.nan   # NaN: no tied unit keeps half anywhere
         out[key + CENSORED] = float(np.mean([ended[k][key] for k in got])) if got else math.nan
-    return {**out, "inv_tied": float(len(tied))}
+    # the units the means are over (since 2026-12-05): one no stronger on the faces than on the non-faces has no range
+    ranged = sum(r.get("normalised_to") == RELATIVE for r in results)
+    return {**out, "inv_tied": float(len(tied)), "inv_ranged": float(ranged)}
 
 
 def no_invariance(shape: tuple[int, ...]) -> dict[str, float]:
     """:func:`_invariance`'s figures, every one NaN, where the face test chose no unit. ``inv_tied`` too: without it
     (until 2026-12-04) a condition none of whose seeds had a face unit lacked the figure the verdict reads."""
     widths = range_widths({}, shape[-2:])
-    return {**widths, **{key + CENSORED: math.nan for key in widths}, "inv_tied": math.nan}
+    return {**widths, **{key + CENSORED: math.nan for key in widths}, "inv_tied": math.nan, "inv_ranged": math.nan}
 
 
 def range_widths(ranges: dict[str, list[float] | None], size: tuple[int, ...]) -> dict[str, float]:

@@ -52,13 +52,14 @@ class MechanismsStudy(MeasuredStudy):
     # selection AUC is furthest from 0.5, ties to the larger Cohen's d (2026-12-04; it was the most accurate, ties
     # to the lowest index), or before the ranges were the mean over every unit tied at the top (2026-12-04; the
     # chosen unit's alone), or before they were the face test's unit's (2026-12-04; the best-neuron table's, chosen on
-    # half of held-out lfw, measured on every lfw image, then on the other half), or before the scale sweep ran 0.25x to
+    # half of held-out lfw, measured on every lfw image, then on the other half), before the scale sweep ran 0.25x to
     # 4x, shrinks blurred first, with each range's end flagged (2026-12-05; 0.5x to 2x, a width at its end read as
-    # measured), are refused, not mixed)
+    # measured), or before a cell recorded how many of the tied units have a range, inv_ranged (2026-12-05: the means
+    # are over those), are refused, not mixed)
     measured_by = (MeasuredStudy.measured_by + "; invariance: faces warped in pixels, then prepared, the mean over "
-                   "the units tied at the top of the choice by selection AUC, of the face test's unit, chosen on lfw's "
-                   "training part, measured on the 60 held-out images; scale 0.25x to 4x, shrinks anti-aliased, "
-                   "ranges at the sweep's end flagged")
+                   "the units tied at the top of the choice by selection AUC that have a range (inv_ranged of "
+                   "inv_tied), of the face test's unit, chosen on lfw's training part, measured on the 60 held-out "
+                   "images; scale 0.25x to 4x, shrinks anti-aliased, ranges at the sweep's end flagged")
 
     def conditions(self) -> list[Condition]:
         steps = STEPS_QUICK if self.quick else STEPS_FULL
@@ -90,9 +91,11 @@ class MechanismsStudy(MeasuredStudy):
             n = ref.get("censored", {}).get(key)
             return f" (to the sweep's end in {n} of {ref['n']} seeds: at least that)" if n else ""
 
+        ranged = (f"that have a range ({value(ref, 'inv_ranged', '{:.3g}')} of {tied} per seed; one no stronger on the "
+                  "faces than on the non-faces has none)" if "inv_ranged" in ref["figures"] else f"({tied} per seed)")
         paras = [f"The plain stage reached digits probe accuracy {value(ref, 'probe_digits')} (input pixels "
                  f"{value(ref, 'probe_digits_pixels')}) and lfw probe accuracy {value(ref, 'probe_lfw')}; its face unit, averaged "
-                 f"over the units tied with it at the top of the choice ({tied} per seed), "
+                 f"over the units tied with it at the top of the choice {ranged}, "
                  f"kept half its response over {value(ref, 'inv_scale_octaves', '{:.2f}')} octaves of scale{ends('inv_scale_octaves')}, "
                  f"{value(ref, 'inv_shift')} of the side in translation{ends('inv_shift')} and "
                  f"{value(ref, 'inv_rotation', '{:.0f}')} degrees of rotation{ends('inv_rotation')}, at {ref['figures']['flops_fwd'][0] / 1e3:.0f} kFLOP per sample forward and "
