@@ -145,7 +145,7 @@ def analysis_overrides(run_path: str, sets: list[str]) -> dict[str, object]:
         return {}
     for item in sets:
         if not item.startswith("analysis."):
-            raise ConfigError(f"downpour analyze only takes analysis.* overrides, got {item!r}")
+            raise ConfigError(f"--set {item}: downpour analyze only takes analysis.KEY=VALUE overrides")
     cfg = RunDir.open(run_path).config_with(sets)
     keys = [parse_override(item)[0][1] for item in sets]
     return {key: getattr(cfg.analysis, key) for key in keys}
@@ -187,7 +187,7 @@ def cmd_models(args: argparse.Namespace) -> int:
         for item in args.set:
             path, value = parse_override(item)
             if len(path) != 2 or path[0] != "model":
-                raise ConfigError(f"downpour models --footprint only takes model.KEY=VALUE overrides, got {item!r}")
+                raise ConfigError(f"--set {item}: downpour models --footprint only takes model.KEY=VALUE overrides")
             if path[1] == "name":
                 raise ConfigError(f"--set {item}: the model is --footprint's NAME (downpour models --footprint {value})")
             options[path[1]] = value

@@ -8,6 +8,7 @@ import argparse
 
 from downpour.config import AnalysisConfig, ConfigError, Override, RunConfig, parse_override
 from downpour.config_diff import STREAM_KEYS
+from downpour.config_files import read_toml
 
 CLUSTER_ONLY = ("workers", "shards", "consistency", "n_fetch", "n_push", "compensation", "delay")
 ONLY_ON = {"delay": "simulated", "address": "ray"}   # flags that mean something to one runner only
@@ -101,10 +102,17 @@ PATHS = {"config": "--config", "out": "--out", "resume": "--resume", "check_run"
 
 def check_paths(args: argparse.Namespace) -> None:
     """ConfigError for a path given empty (``--resume "$RUN"`` with RUN unset): each was read as not given, so
-    ``--resume ""`` started a new main job, and ``--out ""`` wrote into runs/."""
+    ``--resume ""`` started a new main job, and ``--out ""`` wrote into runs/; for a ``--config`` that names no
+    preset or readable file, and a ``--set`` not KEY=VALUE, naming the flag and its value."""
     for dest, flag in PATHS.items():
         if getattr(args, dest, None) == "":
             raise ConfigError(f"{flag} is empty: give a path (or leave the flag out)")
+    # each named as typed, before any work: the loader said "no preset or file named 'nope'" and the --set parser
+    # "override 'model.maps' must look like section.key=value", naming neither flag
+    if getattr(args, "config", None):
+        read_toml(args.config, named=f"--config {args.config}")
+    for item in getattr(args, "set", None) or ():
+        parse_override(item)
 
 
 def set_keys(args: argparse.Namespace) -> list[str]:

@@ -27,18 +27,20 @@ def preset_summary(name: str) -> str:
     return words[:end.start() + 1] if end else words
 
 
-def read_toml(name_or_path: str, preset_only: bool = False) -> tuple[dict[str, Any], str, Path | None]:
+def read_toml(name_or_path: str, preset_only: bool = False, named: str | None = None) -> tuple[dict[str, Any], str, Path | None]:
     """(table, where it came from in words, the file's path or None for a preset). A bare name (no ``.toml``,
     no ``/``) that a preset has is the preset, whatever the working directory holds (a file ``main`` there
     replaced the main job; ``./main`` reads it); any other name a file, and never a folder (named as one);
-    ``preset_only``: a preset or nothing (a file's bare-name ``base``)."""
+    ``preset_only``: a preset or nothing (a file's bare-name ``base``). ``named``: how an error names what was
+    asked for (``"--config nope"``, as typed; default the name quoted)."""
     path = Path(name_or_path)
+    named = named or repr(name_or_path)
+    near = nearest(name_or_path, list_presets())
     preset = resources.files(PRESET_PACKAGE) / f"{name_or_path}.toml"
     is_preset = path.suffix != ".toml" and "/" not in name_or_path and preset.is_file()
     if preset_only and not is_preset:
-        raise ConfigError(f"no preset or file named {name_or_path!r}{nearest(name_or_path, list_presets())} (a bare-name "
-                          f"base is a file in the config's own folder or a preset, never a file in the working "
-                          f"directory); presets: {', '.join(list_presets())}")
+        raise ConfigError(f"{named}: no such preset or file{near} (a bare-name base is a file in the config's own "
+                          f"folder or a preset, never a file in the working directory); presets: {', '.join(list_presets())}")
     if is_preset:
         text, where, file = _text(preset, f"preset {name_or_path!r}"), f"preset {name_or_path!r}", None
     elif path.is_file():
@@ -46,12 +48,12 @@ def read_toml(name_or_path: str, preset_only: bool = False) -> tuple[dict[str, A
     elif path.is_dir():
         hint = " (a run folder: --resume it, or start from its config with --config RUN/config.toml)" \
             if (path / "config.toml").is_file() else ""
-        raise ConfigError(f"config {str(path)!r} is a folder, not a TOML file or a preset{hint}")
+        raise ConfigError(f"{named}: a folder, not a TOML file or a preset{hint}")
     elif path.suffix == ".toml" or "/" in name_or_path:
         # as given: Path("./main") prints as "main", the preset's name, which does exist
-        raise ConfigError(f"config file {name_or_path!r} does not exist")
+        raise ConfigError(f"{named}: no such file")
     else:
-        raise ConfigError(f"no preset or file named {name_or_path!r}{nearest(name_or_path, list_presets())}; presets: {', '.join(list_presets())}")
+        raise ConfigError(f"{named}: no such preset or file{near}; presets: {', '.join(list_presets())}")
     try:
         return tomllib.loads(text), where, file
     except tomllib.TOMLDecodeError as err:

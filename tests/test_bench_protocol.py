@@ -60,7 +60,7 @@ def test_child_cpu_counts_a_busy_child_by_name_and_window():
     ("filter_norm", ["--reps", "0"], "argument --reps: must be at least 1, got 0"),
     ("filter_norm", ["--kernel", "40", "--reps", "1"], "in_size (32, 32) is smaller than kernel_size 40"),
     ("server_rules", ["--applies", "0"], "argument --applies: must be at least 1, got 0"),
-    ("step_check", ["--config", "nosuch", "--reps", "1"], "no preset or file named 'nosuch'"),
+    ("step_check", ["--config", "nosuch", "--reps", "1"], "'nosuch': no such preset or file"),
     ("jpeg_draft", ["--size", "0"], "argument --size: must be at least 1, got 0"),
     ("jpeg_draft", ["--tile", "-1"], "argument --tile: must be at least 0 (0: no tiles), got -1"),
     ("start_up", ["--threads", "0"], "argument --threads: must be at least 1, got 0"),

@@ -99,7 +99,7 @@ def test_analyze_overrides_are_typed_and_limited_to_analysis(tmp_path):
     assert main(["train", *TINY, "--steps", "5", "--out", str(out)]) == 0
     assert analysis_overrides(str(out), ["analysis.splits=3", "analysis.probes=['digits']"]) == {
         "splits": 3, "probes": ["digits"]}
-    with pytest.raises(ConfigError, match="only takes analysis"):
+    with pytest.raises(ConfigError, match=r"--set train.steps=3: downpour analyze only takes analysis"):
         analysis_overrides(str(out), ["train.steps=3"])
     with pytest.raises(ConfigError, match="analysis.split"):
         analysis_overrides(str(out), ["analysis.split=3"])

@@ -37,7 +37,7 @@ def test_a_folder_named_like_a_preset_does_not_hide_the_preset(tmp_path, monkeyp
     assert load_config("ufldl-sae").model.name == "ufldl-sae"
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "config.toml").write_text("")
-    with pytest.raises(ConfigError, match=r"'run' is a folder.*--resume it"):
+    with pytest.raises(ConfigError, match=r"'run': a folder.*--resume it"):
         load_config("run")
 
 
@@ -52,7 +52,7 @@ def test_a_files_base_is_read_from_its_own_folder_and_a_bad_base_names_the_file(
     with pytest.raises(ConfigError, match=r"int.toml: base must be a preset name or a TOML path, got 3"):
         load_config(str(tmp_path / "int.toml"))
     (tmp_path / "gone.toml").write_text('base = "nosuch"\n')
-    with pytest.raises(ConfigError, match=r"gone.toml: base 'nosuch': no preset or file"):
+    with pytest.raises(ConfigError, match=r"gone.toml: base 'nosuch': no such preset or file"):
         load_config(str(tmp_path / "gone.toml"))
 
 
@@ -62,7 +62,7 @@ def test_a_files_base_path_is_never_read_from_the_working_directory(tmp_path, mo
     (tmp_path / "cfgs" / "child.toml").write_text('base = "parent.toml"\n[train]\nsteps = 7\n')
     (tmp_path / "parent.toml").write_text('base = "ufldl-sae"\n')
     monkeypatch.chdir(tmp_path)                                     # holds a parent.toml; the file's folder does not
-    with pytest.raises(ConfigError, match=r"child.toml: base .*cfgs/parent.toml.*: config file .* does not exist"):
+    with pytest.raises(ConfigError, match=r"child.toml: base .*cfgs/parent.toml.*: no such file"):
         load_config(str(tmp_path / "cfgs" / "child.toml"))
 
 
@@ -107,6 +107,26 @@ def test_a_path_given_empty_is_refused_not_read_as_left_out(tmp_path, monkeypatc
     monkeypatch.chdir(tmp_path)
     assert main(argv) == 2
     assert named in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+TAKE_CONFIG = [["train", "--dry-run"], ["crossfit", "--out", "x"], ["plan"], ["plan", "--check-simulated"]]
+BAD_CONFIG = [(["--config", "nope"], "--config nope: no such preset or file; presets: cat-demo,"),
+              (["--config", "nope.toml"], "--config nope.toml: no such file")]
+
+
+@pytest.mark.parametrize("argv, named", [
+    *[([*command, "--set", "model.maps"], "--set model.maps: expected KEY=VALUE")
+      for command in [*TAKE_CONFIG, ["study", "costs"], ["models", "--footprint", "cat"]]],
+    *[([*command, *flags], named) for command in TAKE_CONFIG for flags, named in BAD_CONFIG],
+])
+def test_a_bad_set_or_config_is_one_line_naming_the_flag_as_typed(tmp_path, monkeypatch, capsys, argv, named):
+    """They said "override 'model.maps' must look like section.key=value" and "no preset or file named 'nope'",
+    naming neither flag; each command that takes the flag now names it, before any work."""
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"downpour: error: {named}") and err.count("\n") == 1
     assert list(tmp_path.iterdir()) == []
 
 

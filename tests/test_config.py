@@ -29,7 +29,7 @@ def test_bad_overrides_name_the_key(override, message):
 def test_unknown_preset_and_file(tmp_path):
     with pytest.raises(ConfigError, match="did you mean 'cat-demo'"):
         load_config("cat-dem")
-    with pytest.raises(ConfigError, match="does not exist"):
+    with pytest.raises(ConfigError, match="nope.toml': no such file"):
         load_config(str(tmp_path / "nope.toml"))
     bad = tmp_path / "bad.toml"
     bad.write_text("[train]\nsteps = 3\nbatch = 4\n")
@@ -41,7 +41,7 @@ def test_a_missing_dot_slash_file_is_named_as_given_not_as_the_preset(tmp_path, 
     """`--config ./main` reads the file main (the preset is `--config main`); without the file the error said
     "config file 'main' does not exist", the name of the preset, which does."""
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(ConfigError, match=r"config file '\./main' does not exist"):
+    with pytest.raises(ConfigError, match=r"'\./main': no such file"):
         load_config("./main")
 
 

@@ -39,7 +39,8 @@ def parse_override(item: Override) -> tuple[list[str], Any]:
         key, value = item
         return key.split("."), value
     if "=" not in item:
-        raise ConfigError(f"override {item!r} must look like section.key=value")
+        # (named as typed: "override 'model.maps' must look like ..." named neither the flag nor its command)
+        raise ConfigError(f"--set {item or repr(item)}: expected KEY=VALUE (section.key=value, e.g. train.lr=0.1)")
     key, raw = item.split("=", 1)
     try:
         value = tomllib.loads(f"v = {raw.strip()}")["v"]
@@ -96,12 +97,13 @@ def merged_tables(name_or_path: str, overrides: list[Override] | tuple[Override,
         if here in seen:
             raise ConfigError(f"presets inherit in a circle through {current!r}")
         seen.add(here)
+        named = f"{chain[-1][1]}: base {current!r}" if chain else None
         try:
-            table, where, file = read_toml(current, preset_only)
+            table, where, file = read_toml(current, preset_only, named)
         except ConfigError as err:
-            if not chain:
+            if not chain or str(err).startswith(named):
                 raise
-            raise ConfigError(f"{chain[-1][1]}: base {current!r}: {err}") from None
+            raise ConfigError(f"{named}: {err}") from None
         chain.append((table, where))
         current, preset_only = base_of(table, where, file) or (None, False)
     merged: dict[str, Any] = {}
