@@ -37,7 +37,8 @@ from downpour.layers import L2Pool2d, LocalContrastNorm2d, LocallyConnected2d
 from downpour.models.base import FeatureModel
 from downpour.models.registry import create_model, model_entry
 
-__all__ = ["compare_tilings", "footprint_report", "footprint_table", "format_table", "layer_flops"]
+__all__ = ["compare_tilings", "create_checked", "footprint_report", "footprint_table", "format_table", "layer_flops",
+           "model_footprint"]
 
 _COLUMNS = ("layer", "type", "out_shape", "params", "frozen", "param_bytes", "act_bytes", "flops_fwd", "flops_bwd")
 
@@ -91,7 +92,7 @@ def _first_tensor(t: Any) -> Tensor | None:
     return None
 
 
-def _create(name: str, input_shape: tuple[int, ...] | None, options: dict[str, Any]) -> FeatureModel:
+def create_checked(name: str, input_shape: tuple[int, ...] | None, options: dict[str, Any]) -> FeatureModel:
     """``create_model``, with an option the model's constructor refuses (a ValueError or TypeError naming
     it) reported as the ConfigError it is: these options come from ``--set model.KEY=VALUE``."""
     try:
@@ -128,7 +129,12 @@ def footprint_table(name: str, input_shape: tuple[int, ...] | None = None, **opt
     frozen, param_bytes, act_bytes, flops_fwd, flops_bwd, and ``measured`` when the FLOPs come from
     torch's counter), then a ``total`` row that also has torch_flops_fwd / torch_flops_bwd.
     """
-    model = _create(name, input_shape, options)
+    return model_footprint(create_checked(name, input_shape, options), name, input_shape)
+
+
+def model_footprint(model: FeatureModel, name: str, input_shape: tuple[int, ...] | None = None) -> list[dict[str, Any]]:
+    """:func:`footprint_table` of a model already built (as registered model ``name``); its parameters' ``.grad``
+    are left set by the backward it runs."""
     shape = tuple(input_shape or model_entry(name).input_shape)
     names = {m: n for n, m in model.named_modules()}
     calls: list[tuple[nn.Module, Tensor, Tensor, bool]] = []   # (layer, input, output, input needs a gradient)
@@ -241,7 +247,7 @@ def footprint_report(name: str, **options: Any) -> str:
     """What ``downpour models --footprint NAME`` prints: the per-layer table, then untied vs tiled vs
     tied totals when the model has locally connected layers and a ``tile`` option."""
     text = f"{name}: footprint per sample (float32)\n" + format_table(footprint_table(name, **options))
-    model = _create(name, None, options)
+    model = create_checked(name, None, options)
     has_tile = "tile" in {f.name for f in dataclasses.fields(model.config)}
     if has_tile and any(isinstance(m, LocallyConnected2d) for m in model.modules()):
         opts = {k: v for k, v in options.items() if k != "tile"}

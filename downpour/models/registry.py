@@ -133,8 +133,13 @@ def resolve(cfg: RunConfig) -> RunConfig:
 
 def build(cfg: RunConfig, input_shape: tuple[int, ...]) -> tuple[FeatureModel, Objective]:
     """The model and objective a run config asks for, on data of ``input_shape`` (``cfg`` is not changed)."""
-    model = create_model(cfg.model.name, input_shape, **cfg.model.options)
-    return model, _objective(cfg.model.name, resolve_objective(cfg.model.name, cfg.objective))
+    return create_model(cfg.model.name, input_shape, **cfg.model.options), build_objective(cfg)
+
+
+def build_objective(cfg: RunConfig) -> Objective:
+    """The objective of :func:`build` alone (for a model built by another route: ``downpour plan``'s, checked as
+    ``--set model.KEY`` is)."""
+    return _objective(cfg.model.name, resolve_objective(cfg.model.name, cfg.objective))
 
 
 def _objective(name: str, spec: dict[str, Any]) -> Objective:

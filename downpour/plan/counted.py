@@ -166,7 +166,8 @@ def _count(model: FeatureModel, objective: Objective, input_shape: tuple[int, ..
     return float(counter.get_total_flops())
 
 
-def step_flops(cfg: RunConfig, input_shape: tuple[int, ...]) -> tuple[float, ...]:
+def step_flops(cfg: RunConfig, input_shape: tuple[int, ...],
+               built: tuple[FeatureModel, Objective] | None = None) -> tuple[float, ...]:
     """Per-example FLOPs of one training step of ``cfg``'s model and objective on ``input_shape`` at its
     ``train.batch_size``: one value for a joint schedule, one per stage for ``train.schedule = "greedy"`` (stage i's
     steps: the stages below it forward only, the ones above it not run). Data uniform in [0, 1] (a Bernoulli RBM's
@@ -176,8 +177,9 @@ def step_flops(cfg: RunConfig, input_shape: tuple[int, ...]) -> tuple[float, ...
     cost 1.64 MFLOP a step, whatever the batch), so it is counted on 1, 2 and 3 examples and read at the batch:
     fixed / B + per example, exact where the three counts lie on a line (any other step is counted at B itself).
     Until 2026-12-04 it was counted on 2 examples: rbm-digits read 896 kFLOP per example where its steps of 64 take
-    102.4 k, and the plan's step 8.7x too long (compute 210.8 µs for 24.1)."""
-    model, objective = build(cfg, input_shape)
+    102.4 k, and the plan's step 8.7x too long (compute 210.8 µs for 24.1). ``built``: ``cfg``'s model and objective
+    already built (a step leaves the parameters as they were: it sets only their ``.grad``)."""
+    model, objective = built or build(cfg, input_shape)
     batch = cfg.train.batch_size
     greedy = cfg.train.schedule == "greedy" and model.n_stages > 1
     out = []

@@ -31,8 +31,8 @@ from downpour.config import ClusterConfig, RunConfig, config_from_dict, load_con
 from downpour.data.build import sample_shape
 from downpour.errors import ConfigError
 from downpour.models.cat import CatConfig, CatNet
-from downpour.models.footprint import footprint_table
-from downpour.models.registry import build, model_entry, resolve
+from downpour.models.footprint import create_checked, model_footprint
+from downpour.models.registry import build_objective, model_entry, resolve
 from downpour.objectives import make_term
 from downpour.parallel.partition import cut_refusal
 from downpour.plan.cat_formulas import cat_footprint, cat_stages
@@ -276,10 +276,12 @@ def network_of(cfg: RunConfig, input_shape: tuple[int, ...], paper: bool = False
                                              top=config.top != "none", tied_decoder=config.decoder == "tied")
         notes = assumptions + ((f"one partition per replica: {uncut}",) if uncut else ())
         return Network(name, tuple(input_shape), tuple(stages), notes, cfg.train.schedule, uncut=uncut)
-    rows = footprint_table(cfg.model.name, tuple(input_shape), **cfg.model.options)[:-1]
-    # one build for the held bytes and the buffers: its buffers read before the steps run (as a fresh build's were)
-    model, objective = build(cfg, tuple(input_shape))
+    # one build for the layers' footprint, the held bytes, the buffers and the step's FLOPs (each built its own: three
+    # builds, 1-10 ms each of tica-8x8's to rnn-rows' 0.1-0.6 s network_of); its buffers read before any step runs
+    model = create_checked(cfg.model.name, tuple(input_shape), cfg.model.options)
+    objective = build_objective(cfg)
     buffers = buffer_bytes(model)
+    rows = model_footprint(model, cfg.model.name, tuple(input_shape))[:-1]
     # what the step holds for its backward, on the layer that saved it; a decoder's and a model's own arithmetic's on
     # one more row, the cost's on another (the inference path's outputs, each layer's act_bytes, are not what a step
     # holds)
@@ -306,7 +308,7 @@ def network_of(cfg: RunConfig, input_shape: tuple[int, ...], paper: bool = False
         if part:
             stages.append(Stage(label, (), 0, 0, 0, 0, 0, sum(e for e, _ in part.values()) / 4,
                                 copy_floats=sum(f for _, f in part.values()) / 4))
-    counted = step_flops(cfg, tuple(input_shape))
+    counted = step_flops(cfg, tuple(input_shape), (model, objective))
     notes = ("layers measured by footprint_table on the built model, their FLOPs those of its inference path "
              "(forward + backward); the training example's FLOPs are torch's count of a training step (forward_train, "
              "the cost, the backward; matrix products only)" + (", averaged over the greedy stages" if len(counted) > 1
