@@ -108,6 +108,7 @@ def cat_stages(config: CatConfig, input_shape: tuple[int, ...], batch: int,
         f = st["filter"]
         decoder_trained = untied_dec or trained        # a tied decoder is W1 itself: its gradient flows into W1
         backward = f * (2 * trained + decoder_trained) + st["pool_flops"] * trained
+        products = 2 * f + f * (2 * trained + decoder_trained)     # the filters' alone: what torch's counter sees
         (m, oh, ow), c = st["codes"], st["in"][0]
         norm = config.stage_filter_norm(st["i"]) > 0
         acts, copies = stage_held(st, trained=trained, decoder_untied=untied_dec, pooled_maps=pooled_maps, batch=batch,
@@ -123,5 +124,5 @@ def cat_stages(config: CatConfig, input_shape: tuple[int, ...], batch: int,
             in_shape=st["in"], maps=m, kernel=st["kernel"], stride=st["stride"], pool=st["pool"],
             pool_stride=st["pool_stride"], lcn=st["lcn"],
             tied_banks=None if st["banks"] == (oh, ow) else st["banks"], frozen=0 if trained else st["weights"],
-            copy_floats=copies, state_floats=state))
+            copy_floats=copies, state_floats=state, products_fwd=f, products_train=products))
     return stages

@@ -53,7 +53,8 @@ def make_plan(net: Network, cluster: Cluster, rates: Rates, batch: int, n_push: 
                                      "halo_bytes": round(4 * part["halo_floats"]), "flops_train": round(part["flops_train"]),
                                      "push_bytes": round(4 * part["params"])}})
     out = {"network": {"name": net.name, "input_shape": list(net.input_shape), "connections": net.connections,
-                       "params": net.params, "flops_train": net.flops_train, "schedule": net.schedule,
+                       "params": net.params, "flops_train": net.flops_train, "products_train": net.products_train,
+                       "schedule": net.schedule,
                        "on_paper": not net.counted,
                        "assumptions": list(net.assumptions)},
            "stages": stages, **pred}
@@ -101,6 +102,13 @@ def format_plan(plan: dict[str, Any]) -> str:
              f"{_human(n['params'])} trainable parameters, {_human(n['flops_train'])}FLOP per training example"
              + (" (greedy: one stage trained per step, the mean over the stages' steps)"
                 if n["schedule"] == "greedy" and len(plan["stages"]) > 1 else "")]
+    # what the figure counts: torch's counter (a built model's) counts products only, the cat formulas element-wise
+    # work too (cat-demo: 2.60 M of which 2.43 M products, where torch counts 2.45 M of a built step; docs/plan.md)
+    lines.append(f"  FLOPs counted on paper: {_human(n['products_train'])} of the filters' matrix products (all that "
+                 f"torch's counter counts, for the other models) + {_human(n['flops_train'] - n['products_train'])} of "
+                 "element-wise work (pooling, LCN, normalising the filters)" if n.get("on_paper", True) else
+                 "  FLOPs as torch's counter counts a training step: matrix products and convolutions only, no "
+                 "element-wise work")
     if "paper_connections" in n:
         lines.append(f"  the paper: {_human(n['paper_connections'])} connections; this count is {n['vs_paper']:+.1%} of it")
     lines.append("")

@@ -43,6 +43,10 @@ class Stage:
                                       # a PCD RBM's chains' free energy (plan/counted.py)
     state_floats: float = 0           # the model's buffers (bytes / 4): held whatever the step's graph saves, not trained
                                       # (tica's pooling matrix, an RBM's persistent chains, a cat stage's mask and taps)
+    # a cat stage on paper: the part of flops_fwd / flops_train that is its filters' matrix products, what torch's
+    # counter counts (it counts no element-wise work: pooling, LCN's arithmetic, normalising the filters); None elsewhere
+    products_fwd: float | None = None
+    products_train: float | None = None
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,17 @@ class Network:
         if self.counted:
             return sum(self.counted) / len(self.counted)
         return over_schedule(self.schedule, [s.flops_train for s in self.stages], [s.flops_fwd for s in self.stages])
+
+    @property
+    def products_train(self) -> float:
+        """The part of :attr:`flops_train` that is matrix products, what torch's FLOP counter counts: all of it where
+        torch counted the step; on paper (the cat family), the filters' products (torch's count of a built cat-demo
+        step adds LCN's banded window products, 14.7 k of 2.45 M per example), without the element-wise work the
+        formulas count too (pooling, LCN, normalising the filters: cat-demo's 2.60 MFLOP is 2.43 M of products)."""
+        if self.counted:
+            return self.flops_train
+        return over_schedule(self.schedule, [s.products_train or 0 for s in self.stages],
+                             [s.products_fwd or 0 for s in self.stages])
 
     @property
     def params(self) -> int:
