@@ -23,25 +23,27 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 class _LeastSquares:
     """A pool with no units: f(w) = ½ mean((A w - b)²) in the shards' dtype, gradient Aᵀ(A w - b) / N times
-    ``sign`` (-1: a gradient that does not match the cost, as a sign slip in a cost term's backward makes)."""
+    ``sign`` (-1: a gradient that does not match the cost, as a sign slip in a cost term's backward makes), plus
+    ``bias`` (a constant error, as a cost term's backward that leaves out a small part makes)."""
 
-    def __init__(self, shards, a, b, sign=1.0, nan_trials=False):
+    def __init__(self, shards, a, b, sign=1.0, nan_trials=False, bias=0.0):
         self.shards, self.group, self.a, self.b = shards, LocalShards(shards), a, b
-        self.sign, self.nan_trials = sign, nan_trials
+        self.sign, self.nan_trials, self.bias = sign, nan_trials, bias
 
     def evaluate(self, evaluation, rows, t, stage):
         w = torch.cat([s.point(t) for s in self.shards])
         r = self.a @ w - self.b
-        g = self.sign * (self.a.T @ r) / len(self.b)
+        g = self.sign * (self.a.T @ r) / len(self.b) + self.bias
         for s in self.shards:
             s.accumulate(evaluation, 0, g[s.start:s.stop])
         f = 0.5 * float((r * r).mean())
         return Evaluation(math.nan if self.nan_trials and t > 0 else f, {}, 0.0, 0.0, UnitCounts())
 
 
-def _least_squares(dtype, noise=1.0, sign=1.0, nan_trials=False, limit=1000):
+def _least_squares(dtype, noise=1.0, sign=1.0, nan_trials=False, limit=1000, bias=0.0):
     """40 unknowns, 400 equations, condition number 30, solved by L-BFGS (memory 10) in ``dtype`` from 0 until
-    it stops: (its iterations, f - f* and max |w - w*| in float64, w* from lstsq in float64)."""
+    it stops: (its iterations, f - f* and max |w - w*| in float64, w* from lstsq in float64); ``bias``: the
+    gradient's constant error, a random direction of length ``bias`` |g0|."""
     generator = torch.Generator().manual_seed(0)
     n, rows = 40, 400
     u, _ = torch.linalg.qr(torch.randn(rows, n, dtype=torch.float64, generator=generator))
@@ -52,7 +54,9 @@ def _least_squares(dtype, noise=1.0, sign=1.0, nan_trials=False, limit=1000):
     w_star = torch.linalg.lstsq(a, b.unsqueeze(1)).solution.squeeze(1)
     w0 = torch.zeros(n, dtype=dtype)
     shards = [HistoryShard(j, w0[20 * j:20 * j + 20], history=10, start=20 * j) for j in range(2)]
-    pool = _LeastSquares(shards, a.to(dtype), b.to(dtype), sign, nan_trials)
+    error = torch.randn(n, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    error *= bias * float((a.T @ b).norm()) / len(b) / float(error.norm())       # (|g0| = |Aᵀ b| / N, from w = 0)
+    pool = _LeastSquares(shards, a.to(dtype), b.to(dtype), sign, nan_trials, error.to(dtype))
     coord = Coordinator(LocalShards(shards), pool, history=10, line_search=10, eps=torch.finfo(dtype).eps)
     steps = []
     while len(steps) < limit and not (steps and steps[-1].stop):
@@ -90,6 +94,19 @@ def test_a_gradient_that_does_not_match_the_cost_fails_its_line_search_it_does_n
     assert len(steps) == 1 and gap > 1e3
     assert stop.reason == "line search" and not stop.converged and not steps[-1].converged
     assert "the gradient does not match the cost" in stop.message and stop.numbers["grad_ratio"] == 1.0
+
+
+@pytest.mark.parametrize("noise, bias", [(0.0, 1e-5), (0.0, 1e-4), (1.0, 1e-3)])
+def test_a_float32_gradient_with_a_small_constant_error_fails_its_line_search_it_does_not_converge(noise, bias):
+    """Near the minimum the wrong gradient is small (|g| 2.3e-6 to 2.5e-4 |g0|, within sqrt(eps) |g0|), and its last
+    search read "converged to float32 precision" at f - f* 1.8e-5, 1.6e-3 and 0.18 (6.9e-11 and 1.5e-6 without the
+    error): the trials' own slope along d says the cost rises where g.d says it falls."""
+    steps, gap, _ = _least_squares(torch.float32, noise, bias=bias)
+    stop = steps[-1].stop
+    assert gap > 1e-5                                                     # (it did stop short of the minimum)
+    assert stop.reason == "line search" and not stop.converged and "the gradient does not match the cost" in stop.message
+    assert stop.numbers["grad_ratio"] <= math.sqrt(torch.finfo(torch.float32).eps)     # what read converged
+    assert stop.numbers["trial_slope"] > 0 and "where the gradient said g.d = -" in stop.message
 
 
 def test_a_cost_that_is_not_finite_at_every_trial_fails_naming_it():
