@@ -34,7 +34,7 @@ from downpour.models.registry import resolve
 from downpour.objectives import Objective
 from downpour.parallel.partition import partition_bounds, partition_ranges
 from downpour.ps.delays import make_delays
-from downpour.ps.setup import build_replica, check_param_stages
+from downpour.ps.setup import build_replica, check_param_stages, check_stage_count
 from downpour.ps.shard import shard_bounds
 from downpour.sandblaster.checks import check_sandblaster
 from downpour.train.flat import ParamLayout
@@ -172,6 +172,7 @@ def _dry_run(cfg: RunConfig, shape: tuple[int, int, int]) -> None:
             check_cost_fits(cfg.model.name, model, objective, shape)
             _check_stages_train(cfg, model)
             check_param_stages(cfg, model)
+            check_stage_count(cfg, model)
             _check_analysis_layers(cfg, model)    # (a split replica has the merged network's layers)
     except ConfigError as err:
         if err.key and err.key.startswith("model."):   # the model refuses this shape: say which shape

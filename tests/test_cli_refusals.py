@@ -622,6 +622,24 @@ def test_a_greedy_run_with_fewer_steps_than_stages_is_refused(capsys):
                  "--set", "train.schedule=joint"]) == 0
 
 
+def test_a_greedy_ray_run_with_more_stages_than_an_inbox_carries_is_refused_before_it_starts(capsys):
+    """63 one-map stages on Ray: the last stage's first push could not be staged (an inbox's stages word holds
+    stages 1..62), the worker was lost at step 62 of 63 and the run stopped there; 62 stages, the simulator
+    and a joint schedule train."""
+    def argv(n, *more):
+        ones = "[" + ",".join(["1"] * n) + "]"
+        keys = ("maps", "kernels", "strides", "pools", "pool_strides")
+        return ["train", "--config", "cat-demo", "--runner", "ray", "--steps", "63", "--dry-run",
+                "--set", "train.schedule=greedy", *[a for k in keys for a in ("--set", f"model.{k}={ones}")], *more]
+
+    assert main(argv(63)) == 2
+    err = capsys.readouterr().err
+    assert "has 63 greedy stages" in err and "stages 1..62" in err and "--set model.maps=" in err
+    assert main(argv(62)) == 0
+    assert main(argv(63, "--runner", "simulated")) == 0
+    assert main(argv(63, "--set", "train.schedule=joint")) == 0
+
+
 def test_kl_sparsity_on_codes_outside_0_1_is_refused(capsys):
     """rica-8x8's linear codes: about half the units were clamped out of the term and got no gradient from it."""
     argv = ["train", "--config", "tica-8x8", "--runner", "local", "--steps", "3", "--dry-run", "--set",

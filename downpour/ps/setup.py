@@ -21,6 +21,7 @@ from downpour.ps.compensation import make_compensation
 from downpour.ps.consistency import Consistency, make_consistency
 from downpour.ps.delays import DelayModel, make_delays
 from downpour.ps.rules import RULES, make_rule
+from downpour.ps.shm import MAX_STAGE
 from downpour.ps.shard import Shard, shard_bounds, tensor_pieces
 from downpour.ps.worker import LocalParams, Worker
 from downpour.train.flat import ParamLayout, load_frozen
@@ -57,6 +58,7 @@ def set_up_cluster(cfg: RunConfig) -> ClusterSetup:
         raise ConfigError(str(err)) from None
     shards_of = [[j for j, (a, _) in enumerate(bounds) if lo <= a < hi] for lo, hi in ranges]
     check_param_stages(cfg, model)
+    check_stage_count(cfg, model)
     return ClusterSetup(cfg, data, model, layout, bounds, make_consistency(c.spec("consistency")),
                         make_delays(c.spec("delay"), c.workers), shards_of, stage_ranges(model, layout))
 
@@ -86,6 +88,21 @@ def check_param_stages(cfg: RunConfig, model: FeatureModel) -> None:
                           f"cluster.rule = {c.rule!r} holds the tensors of the stages a push did not train by that "
                           "map; fix the model's param_stages, or use train.schedule = 'joint' or cluster.rule = 'adagrad'",
                           key="cluster.rule")
+
+
+def check_stage_count(cfg: RunConfig, model: FeatureModel) -> None:
+    """ConfigError where a greedy Downpour run on Ray has more stages than a shared-memory inbox's stages word
+    carries (:data:`~downpour.ps.shm.MAX_STAGE`): the first push of the last stage failed to stage, after every
+    other stage had trained (63 one-map stages, 63 steps, one worker: "worker 0 lost at step 62", the run
+    stopped at 62 of 63 steps; until 2026-12-05). The simulator keeps a push's stages as a tuple: no limit."""
+    c, n = cfg.cluster, model.n_stages
+    if cfg.train.schedule != "greedy" or n <= MAX_STAGE or c.runner != "ray" or c.algorithm != "downpour":
+        return
+    key = "model.maps" if "maps" in cfg.model.options else "train.schedule"   # the cat network's stage count
+    raise ConfigError(f"model {cfg.model.name!r} has {n} greedy stages, but a push on the Ray runner names the "
+                      f"stages it trained in one word of its shared-memory inbox, which holds stages 1..{MAX_STAGE}; "
+                      f"use at most {MAX_STAGE} stages, train.schedule = 'joint', or cluster.runner = 'simulated'",
+                      key=key)
 
 
 def stage_ranges(model: FeatureModel, layout: ParamLayout) -> dict[int, list[tuple[int, int]]]:

@@ -28,6 +28,7 @@ from typing import Iterator
 import numpy as np
 
 HEADER = 8          # int64 words
+MAX_STAGE = 62      # the last greedy stage an inbox's stages word carries (bit k for stage k; bit 63 is the sign)
 SHM_DIR = Path("/dev/shm")
 
 
@@ -120,14 +121,14 @@ def stage_bits(stages: tuple[int, ...] | None) -> int:
     """``stages`` (each 0..62) as one header word: bit k for stage k; None (every stage) as -1."""
     if stages is None:
         return -1
-    if any(not 0 <= k < 63 for k in stages):
-        raise ValueError(f"greedy stages {stages!r}: an inbox carries stages 0..62")
+    if any(not 0 <= k <= MAX_STAGE for k in stages):
+        raise ValueError(f"greedy stages {stages!r}: an inbox carries stages 0..{MAX_STAGE}")
     return sum(1 << k for k in set(stages))
 
 
 def bits_stages(word: int) -> tuple[int, ...] | None:
     """:func:`stage_bits` back."""
-    return None if word == -1 else tuple(k for k in range(63) if word >> k & 1)
+    return None if word == -1 else tuple(k for k in range(MAX_STAGE + 1) if word >> k & 1)
 
 
 def sweep_stale_segments() -> int:
