@@ -124,7 +124,7 @@ def test_a_killed_worker_does_not_end_the_run_and_no_push_is_applied_twice(tmp_p
     assert out["steps"] == steps and out["lost_workers"] == ([] if restarts else [1])
     assert out["applied"] == out["accepted"]
     events = RunDir.open(tmp_path / "k").read_json("staleness.json")["events"]
-    expected = ["worker-lost", "worker-restarted"] if restarts else ["worker-lost"]
+    expected = ["worker-lost", "worker-restarted"] if restarts else ["worker-lost", "restart-given-up"]
     assert [e["event"] for e in events] == expected and all(e["worker"] == 1 for e in events)
     for rows in _logs(tmp_path / "k"):
         assert len({(w, seq) for w, seq, _, _ in rows}) == len(rows)   # no push applied twice
@@ -194,11 +194,11 @@ def test_a_restart_ray_cannot_place_does_not_hold_up_the_others(tmp_path, local_
     assert events[1]["worker"] == 1 and events[1]["reason"] == "no steps left for it"
 
 
-def test_a_worker_that_dies_waiting_for_the_warm_start_is_lost_when_it_joins(tmp_path, local_ray):
+def test_a_worker_that_dies_waiting_for_the_warm_start_is_lost_when_it_dies(tmp_path, local_ray):
     """On the piped path a worker whose actor died while it waited for the warm start to end was never noticed:
     its serve task's end was dropped (not live: "already handled"), and when it joined its first cycle was granted
-    to the dead actor and awaited forever (the run hung, worker 0 done with its steps). Now its loss is taken
-    when it joins, as the task path takes it at its first cycle."""
+    to the dead actor and awaited forever (the run hung, worker 0 done with its steps). Until 2026-12-05 its loss
+    was taken when it joined (step 100); now when its serve task ends, before the warm start is over."""
     cfg = _cfg("train.steps=200", "cluster.shards=1", "cluster.warm_start=100")
     run = RunDir.create(tmp_path / "w", cfg)
     out = {}
@@ -209,15 +209,16 @@ def test_a_worker_that_dies_waiting_for_the_warm_start_is_lost_when_it_joins(tmp
     thread.join(timeout=120)
     assert victim is not None and not thread.is_alive(), "the run hung"
     assert out["steps"] == 200 and out["lost_workers"] == [1]
-    events = [(e["event"], e.get("worker", e.get("workers"))) for e in run.read_json("staleness.json")["events"]]
-    assert events == [("joined", [1]), ("worker-lost", 1)]
+    events = run.read_json("staleness.json")["events"]
+    assert [(e["event"], e["worker"]) for e in events] == [("worker-lost", 1), ("restart-given-up", 1)]
+    assert 20 <= events[0]["step"] < 100 and events[0]["reason"] == "ActorDiedError while it waited for the warm start"
 
 
 def test_a_worker_that_dies_waiting_for_a_warm_start_the_run_never_ends_is_lost(tmp_path, local_ray):
     """cluster.warm_start past train.steps (run_cluster's callers; the CLI refuses it): workers 1 and 2 never join,
     and worker 1 is killed at step 20. Its death, on the piped path, was left for its join, which never came:
-    lost_workers was [] (and on the task loop too: tests/test_ps_restarts.py). Now the run's end stops each waiting
-    worker's serve task and asks it whether it lives: [1]; worker 2, alive, is not lost (nor waited for 60 s)."""
+    lost_workers was [] (and on the task loop too: tests/test_ps_restarts.py); until 2026-12-05 the run's end found
+    it, at step 200. Now its serve task's end is its loss, at the step it died: [1]; worker 2, alive, is not lost."""
     cfg = _cfg("train.steps=200", "cluster.shards=1", "cluster.workers=3", "cluster.warm_start=300")
     run = RunDir.create(tmp_path / "never", cfg)
     out = {}
@@ -229,7 +230,8 @@ def test_a_worker_that_dies_waiting_for_a_warm_start_the_run_never_ends_is_lost(
     assert victim is not None and not thread.is_alive()
     assert out["steps"] == 200 and out["lost_workers"] == [1] == run.read_json("cluster.json")["lost_workers"]
     events = run.read_json("staleness.json")["events"]
-    assert [(e["event"], e["worker"], e["step"]) for e in events] == [("worker-lost", 1, 200)]
+    assert [(e["event"], e["worker"]) for e in events] == [("worker-lost", 1), ("restart-given-up", 1)]
+    assert 20 <= events[0]["step"] < 200
     assert events[0]["reason"] == "ActorDiedError while it waited for the warm start"
 
 

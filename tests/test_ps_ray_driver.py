@@ -1,6 +1,7 @@
 """The Ray driver's bookkeeping around lost workers and checkpoints, with its actors stood in for (no Ray
 started): a restart under sync, the restart budget, a worker dead after its last push, the step a
 checkpoint holds while push answers are still out."""
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -64,7 +65,8 @@ def _driver(coord: Coordinator, shard_actors: list[Any], workers: list[Any], res
     d = object.__new__(RayCluster)      # no Ray: the driver's own state only
     d.coord, d.shard_actors, d.worker_actors, d.restarts = coord, shard_actors, workers, restarts
     d.piped, d._blocked, d.laps, d.next_seq, d._pending, d._pushes = False, set(), Laps(), {}, {}, {}
-    d._starting, d.listing = {}, None     # (in-memory data: no file list)
+    d._starting, d._watching, d.listing = {}, {}, None     # (in-memory data: no file list)
+    d.setup = SimpleNamespace(cfg=SimpleNamespace(cluster=SimpleNamespace(restarts=restarts)))   # (cluster.restarts)
     d.placement, d.partition_actors = {"shards": ["n"], "workers": ["n"] * len(workers)}, {}
     d.devices = [{"device": "cpu", "gpus": []}] * len(workers)     # (one per worker, as the start reads them)
     return d
@@ -169,7 +171,10 @@ def test_a_worker_lost_with_nothing_left_to_hand_out_is_not_restarted_and_a_late
         train(1, step)
     assert coord.done == 4 and coord.lost == [2, 0]
     assert [(e["event"], e["worker"]) for e in coord.events] == [
-        ("worker-lost", 2), ("worker-lost", 1), ("worker-restarted", 1), ("worker-lost", 0)]
+        ("worker-lost", 2), ("restart-given-up", 2), ("worker-lost", 1), ("worker-restarted", 1), ("worker-lost", 0),
+        ("restart-given-up", 0)]
+    assert [e["reason"] for e in coord.events if e["event"] == "restart-given-up"] == ["no steps left for it",
+                                                                                      "cluster.restarts spent"]
 
 
 def test_a_lost_workers_partition_actors_go_with_it(fake_ray, monkeypatch):

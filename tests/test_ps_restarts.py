@@ -7,6 +7,7 @@ import html
 import logging
 
 import pytest
+import scripted_ray
 from scripted_ray import ScriptedCluster, coordinator, scripted_runtime
 
 STEPS = 120
@@ -41,7 +42,9 @@ def test_a_restart_outlives_the_last_handout_and_trains_the_step_a_later_loss_gi
     assert coord.lost == [0] and coord.live == {1}
     # worker 1 (steps alternate: 1, 3, ...) dies granted step 21, which its loss hands back to worker 0
     assert (0, 0, 21, 1) in c.pushes and not any(w == 1 and first >= 21 for w, _, first, _ in c.pushes[:-1])
-    assert _events(coord) == [("worker-lost", 1, 21), ("worker-lost", 0, STEPS - 1), ("worker-restarted", 1, STEPS - 1)]
+    assert _events(coord) == [("worker-lost", 1, 21), ("worker-lost", 0, STEPS - 1), ("worker-restarted", 1, STEPS - 1),
+                              ("restart-given-up", 0, STEPS - 1)]
+    assert coord.events[3]["reason"] == "cluster.restarts spent"     # worker 1's replacement took the one restart
     assert [(w, life, first) for w, life, first, _ in c.pushes if life == 1] == [(1, 1, STEPS - 1)]
 
 
@@ -136,7 +139,9 @@ def test_the_ranges_a_lost_worker_held_are_trained_once_by_the_others_or_its_rep
     c = ScriptedCluster(runtime, coord, restarts=1, script={(1, 0): _dies_at(40), (2, 0): _dies_at(80)})
     c.run_scripted()
     assert coord.done == STEPS and c.trained() == list(range(STEPS))
-    assert coord.lost == [2] and [e[0] for e in _events(coord)] == ["worker-lost", "worker-restarted", "worker-lost"]
+    assert coord.lost == [2] and [e[0] for e in _events(coord)] == ["worker-lost", "worker-restarted", "worker-lost",
+                                                                    "restart-given-up"]
+    assert coord.events[-1]["reason"] == "cluster.restarts spent"
     assert all(k == n_push for *_, k in c.pushes)         # 120 is a multiple of 3: no range was split
 
 
@@ -210,13 +215,17 @@ def test_a_replacement_past_its_deadline_is_given_up_then_while_the_others_keep_
     assert lost["step"] + 20 <= given_up["step"] <= lost["step"] + 30
 
 
-def test_a_worker_that_dies_waiting_for_a_warm_start_the_run_never_ends_is_lost(runtime):
+def test_a_worker_that_dies_waiting_for_a_warm_start_the_run_never_ends_is_lost_at_the_step_it_died(monkeypatch):
     """cluster.warm_start past train.steps: workers 1 and 2 never join, and worker 1's actor dies at step 20. No cycle
     of its failed, so its death went unseen: until 2026-12-04 lost_workers was [] (on a real Ray too, on both loops;
-    the piped one is tests/test_ps_ray.py's). Now the run's end asks each worker still waiting whether it lives:
-    lost_workers [1], and worker 2, alive, is not lost."""
+    the piped one is tests/test_ps_ray.py's), and until 2026-12-05 the run's end found it, and recorded its loss at
+    step 120. Now the driver asks each waiting worker whether it lives every WATCH_SECONDS (here a wait is 0.1 s: 10
+    waits, about 10 steps) and takes its loss then; worker 2, alive, is not lost."""
+    from downpour.ps.restarts_on_ray import WATCH_SECONDS
+
+    runtime = scripted_runtime(monkeypatch, tick=0.1)
     coord = coordinator(3, STEPS, warm_start=STEPS + 100)
-    c = ScriptedCluster(runtime, coord, restarts=1)
+    c = ScriptedCluster(runtime, coord, restarts=0)
 
     def kill_worker1(c):
         if coord.done >= 20:
@@ -225,8 +234,47 @@ def test_a_worker_that_dies_waiting_for_a_warm_start_the_run_never_ends_is_lost(
     c.run_scripted(kill_worker1)
     c.info()                                  # what the run asks once its steps are done (cluster.json's fields)
     assert coord.done == STEPS and c.trained() == list(range(STEPS)) and coord.live == {0}
-    assert coord.lost == [1] and _events(coord) == [("worker-lost", 1, STEPS)]
+    assert coord.lost == [1] and [e[:2] for e in _events(coord)] == [("worker-lost", 1), ("restart-given-up", 1)]
+    assert 20 <= coord.events[0]["step"] <= 20 + WATCH_SECONDS / 0.1 + 3      # (a death is told 2 waits late)
     assert coord.events[0]["reason"] == "ActorDiedError while it waited for the warm start"
+    assert coord.events[1]["reason"] == "cluster.restarts = 0"
+
+
+def test_a_worker_lost_waiting_for_the_warm_start_is_restarted_and_waits_again(monkeypatch):
+    """warm_start 60 of 120, restarts=1: worker 1 dies at step 20 while it waits. Its replacement waits for the warm
+    start like the first actor (worker 0 trains steps 0..59 alone) and joins with worker 2 at step 60."""
+    runtime = scripted_runtime(monkeypatch, tick=0.1)
+    coord = coordinator(3, STEPS, warm_start=60)
+    c = ScriptedCluster(runtime, coord, restarts=1)
+
+    def kill_worker1(c):
+        if coord.done >= 20 and c.lives[1].life == 0:
+            c.lives[1].dead = True
+
+    c.run_scripted(kill_worker1)
+    assert coord.done == STEPS and c.trained() == list(range(STEPS)) and coord.lost == [] and coord.live == {0, 1, 2}
+    kinds = [e[0] for e in _events(coord)]
+    assert kinds == ["worker-lost", "worker-restarted", "joined"] and _events(coord)[2] == ("joined", [1, 2], 60)
+    assert _events(coord)[0][2] < 60 and {w for w, _, first, _ in c.pushes if first < 60} == {0}
+    assert any(w == 1 and life == 1 for w, life, *_ in c.pushes)      # the replacement trained after the warm start
+
+
+def test_the_run_end_asks_live_and_waiting_workers_in_one_wait(runtime):
+    """Worker 0 trains (live), workers 1 and 2 wait for a warm start past the run; at its end worker 0 and worker 1
+    hang (a node gone silent). Until 2026-12-05 the live ones had their 60 s, then the waiting ones 60 s more: 120 s
+    of the stand-in clock. Now one wait of 60 s for all; both silent ones are lost, no restart left for them."""
+    coord = coordinator(3, STEPS, warm_start=STEPS + 100)
+    c = ScriptedCluster(runtime, coord, restarts=1)
+    c.run_scripted()
+    c.lives[1].up = lambda: False
+    c.lives[0].data_report = type(c.lives[0].cycle)(lambda: scripted_ray.Ref({}, when=lambda: False))
+    before = runtime.now
+    c.info()
+    assert runtime.now - before == 60
+    assert coord.lost == [0, 1] and [e["event"] for e in coord.events] == ["worker-lost", "restart-given-up"] * 2
+    assert [e["reason"] for e in coord.events] == ["GetTimeoutError after its last push", "no steps left for it",
+                                                  "GetTimeoutError while it waited for the warm start",
+                                                  "no steps left for it"]
 
 
 def test_the_run_end_asks_every_worker_still_waiting_at_once(runtime):
@@ -241,5 +289,6 @@ def test_the_run_end_asks_every_worker_still_waiting_at_once(runtime):
     before = runtime.now
     c.info()
     assert coord.lost == [1, 2] and coord.live == {0}
-    assert [e["reason"] for e in coord.events] == ["GetTimeoutError while it waited for the warm start"] * 2
+    assert [e["reason"] for e in coord.events if e["event"] == "worker-lost"] == \
+        ["GetTimeoutError while it waited for the warm start"] * 2
     assert runtime.now - before == 60

@@ -79,6 +79,7 @@ class RayCluster(TaskRun, PipedRun, Restarts):
         self._credits: dict[int, int] = {}               # piped: cycles granted to each worker, not reported yet
         self._serving: dict[Any, tuple[int, Any]] = {}   # piped: serve task ref -> (worker, its actor)
         self._starting: dict[int, tuple[Any, float]] = {}   # restarts_on_ray: worker -> (first answer, give-up time)
+        self._watching: dict[int, tuple[Any, Any, float]] = {}   # restarts_on_ray: the warm start's waiting workers
         # streamed: the file list's fingerprint, kept in the checkpoint. A resume starts new streams, but a changed
         # list gives each worker other files (the shards are cut from it): said, and recorded in data.json
         self.listing = listing_digest(setup.data.items) if isinstance(setup.data, StreamingData) else None
@@ -294,23 +295,22 @@ class RayCluster(TaskRun, PipedRun, Restarts):
     def info(self) -> dict[str, Any]:
         """Nodes and placement, and each live worker's data report (a lost worker's is lost with it)."""
         nodes = sorted(set().union(*self.placement.values()))   # (a partition may sit on a node of its own)
-        # every worker asked at once, one wait of 60 s for them all: one at a time, a node gone silent cost 60 s a
-        # worker (until 2026-12-04: scripted, two silent workers waiting for the warm start, 120 s; now 60 s)
-        answers = self._ask({w: [self.worker_actors[w].data_report, self.worker_actors[w].profile]
-                             for w in sorted(self.coord.live)}, timeout=60)
+        # every worker asked at once, live and waiting, one wait of 60 s for them all: one at a time, a node gone
+        # silent cost 60 s a worker (until 2026-12-04: scripted, two silent waiting workers, 120 s), and until
+        # 2026-12-05 the waiting ones had a 60 s of their own after the live ones' (one silent of each: 120 s). A
+        # worker the warm start never let join (cluster.warm_start past train.steps) is asked whether it lives: one
+        # that died unseen (the piped loop stopped its serve task first) is lost here (until 2026-12-04 never)
+        live, waiting = sorted(self.coord.live), self.coord.waiting
+        answers = self._ask({**{w: [self.worker_actors[w].data_report, self.worker_actors[w].profile] for w in live},
+                             **{w: [self.worker_actors[w].node] for w in waiting}}, timeout=60)
         reports, profiles = {}, {}
-        for w, got in answers.items():    # a worker that died after its last push is a loss
+        for w, got in answers.items():    # a worker that died after its last push is a loss, restarted no more
             if isinstance(got, Exception):
-                self.coord.lose(w, f"{type(got).__name__} after its last push")
-            else:
+                self.coord.lose(w, f"{type(got).__name__} " + ("while it waited for the warm start" if w in waiting
+                                                                else "after its last push"))
+                self.not_restarted(w, "no steps left for it")
+            elif w not in waiting:
                 reports[w], profiles[w] = got
-        # a worker the warm start never let join (cluster.warm_start past train.steps): no cycle of its ever failed,
-        # so its death went unseen, and until 2026-12-04 lost_workers left it out (warm_start 300 of 200 steps,
-        # worker 1 killed at step 20: [], on both loops; now [1]). The piped loop stopped its serve task first.
-        waiting = self._ask({w: [self.worker_actors[w].node] for w in self.coord.waiting}, timeout=60)
-        for w, got in waiting.items():
-            if isinstance(got, Exception):
-                self.coord.lose(w, f"{type(got).__name__} while it waited for the warm start")
         return {"nodes": len(nodes), "queue_depth": self.coord.depth,
                 "placement": {k: [nodes.index(x) for x in v] for k, v in self.placement.items()},
                 "worker_devices": self.devices, "data_workers": [reports[w] for w in sorted(reports)],

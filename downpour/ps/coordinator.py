@@ -42,6 +42,7 @@ class Coordinator:
         self._unapplied: dict[int, int] = {}   # pushes a worker sent that are not applied yet
         self._clocks = clocks or {}
         self._lost_clock: dict[int, int] = {}  # the clock a lost worker died with (see rejoin)
+        self._lost_waiting: set[int] = set()   # lost before the warm start let them join (see rejoin)
         self.depth = depth if gate.bound is None else 1
         self._join(0)
         if start_step >= warm_start:
@@ -140,6 +141,8 @@ class Coordinator:
         """
         if w in self.lost:
             return          # its other queued cycles failed too: already counted
+        if w not in self.live:
+            self._lost_waiting.add(w)
         self.returned = sorted(self.returned + [(first, k) for k, _, first in self._inflight.pop(w, [])])
         self.live.discard(w)
         self.lost.append(w)
@@ -147,7 +150,8 @@ class Coordinator:
         self.gate.leave(w)
         self.events.append({"event": "worker-lost", "worker": w, "step": self.done, "reason": reason})
         waiting = self.waiting
-        if not self.live and waiting:     # the warm start's only worker died: the others start now
+        if not self.live and waiting and self.done < self.total:   # the warm start's only worker died: the others start
+            # now (not once every step is done: the run's end asks who lives, and a "joined" there trained nothing)
             for v in waiting:
                 self._join(v)
             self.events.append({"event": "joined", "workers": waiting, "step": self.done})
@@ -155,12 +159,16 @@ class Coordinator:
     def rejoin(self, w: int) -> None:
         """A lost worker was restarted: live again, level with the slowest (like a late joiner), but never
         behind the clock it died with: under sync the round it pushed into may still be open, and a
-        second push of its into that round would count it twice."""
+        second push of its into that round would count it twice. One lost while it waited for the warm start
+        (noticed when it died, since 2026-12-05) waits again while the warm start runs."""
         self.lost.remove(w)
+        self.events.append({"event": "worker-restarted", "worker": w, "step": self.done})
+        if w in self._lost_waiting and self.done < self.warm_start and self.live:
+            return          # lost while it waited for the warm start: it waits again, and joins with the others
+        self._lost_waiting.discard(w)
         self.live.add(w)
         slowest = min(self.gate.clocks.values()) if self.gate.clocks else 0
         self.gate.join(w, max(slowest, self._lost_clock.pop(w, 0)))
-        self.events.append({"event": "worker-restarted", "worker": w, "step": self.done})
 
     def unapplied_state(self) -> dict[str, Any]:
         """For a Ray server checkpoint, whose resume starts the workers afresh: ``dispatched`` and the ranges

@@ -73,14 +73,12 @@ class PipedRun:
             return
         done, _ = ray.wait(list(self._serving), num_returns=len(self._serving), timeout=0)
         for ref in done:
-            w, actor = self._serving[ref]
-            if w not in self.coord.live and w not in self.coord.lost and actor is self.worker_actors[w]:
-                # still waiting to join (warm start): its loss is taken once it joins. (Until 2026-12-04 it was dropped
-                # here, and the cycle granted when it joined was awaited forever: the run hung.)
-                continue
-            del self._serving[ref]
-            if w not in self.coord.live or actor is not self.worker_actors[w]:
+            w, actor = self._serving.pop(ref)
+            if w in self.coord.lost or actor is not self.worker_actors[w]:
                 continue          # a replaced actor's task: its loss was handled
+            # one still waiting for the warm start is lost now, at this step: until 2026-12-05 its loss was taken when
+            # it joined, or at the run's end at its last step (until 2026-12-04 dropped: its first cycle awaited forever)
+            why = " while it waited for the warm start" if w not in self.coord.live else ""
             try:
                 ray.get(ref)
                 err: Exception = RuntimeError(f"worker {w} stopped serving")
@@ -91,6 +89,6 @@ class PipedRun:
                 self._pushed(w, meta, [None] * len(self.shard_actors), on_push)
             self._credits[w] = 0
             self._shard_lost(err)  # a dead shard fails every worker's fetch: not the worker's loss
-            self._lost(w, err)
-            if w not in self.coord.live:     # not restarted: stop polling its channel
+            self._lost(w, err, why)
+            if w in self.coord.lost:         # not restarted: stop polling its channel
                 self._channels.pop(w).close()

@@ -28,14 +28,16 @@ from downpour.errors import DownpourError
 from downpour.ps.on_ray import RESTART_SECONDS
 
 log = logging.getLogger("downpour.ps.cluster_on_ray")   # the driver's logger: same records as before
+WATCH_SECONDS = 1.0   # how often a worker waiting for the warm start is asked whether it lives (task loop)
 
 
 class Restarts:
     """``RayCluster``'s half that loses and restarts workers."""
 
     _starting: dict[int, tuple[Any, float]]     # worker -> (its new actor's first answer, when to give up)
+    _watching: dict[int, tuple[Any, Any, float]]   # waiting worker -> (its "alive?" answer or None, actor, asked at)
 
-    def _lost(self, w: int, err: Exception) -> None:
+    def _lost(self, w: int, err: Exception, why: str = "") -> None:
         """Worker ``w``'s actor died: its push never left, so nothing of it is applied. Start a new one
         if ``cluster.restarts`` allows (it rejoins when it answers), and let the others go on now. A worker
         that raised one of the project's own errors (a shard of files none of which can be read) ends the
@@ -45,15 +47,16 @@ class Restarts:
         if isinstance(cause, DownpourError):
             raise cause
         before = set(self.coord.live)
-        self.coord.lose(w, type(err).__name__)
+        self.coord.lose(w, type(err).__name__ + why)
         joined = self.coord.live - before    # the warm start's only worker died: the others start now
-        log.warning("worker %d lost at step %d: %s%s", w, self.coord.done, type(err).__name__,
+        log.warning("worker %d lost at step %d: %s%s%s", w, self.coord.done, type(err).__name__, why,
                     f" ({type(cause).__name__}: {cause})" if cause is not None else "")
         self._set_live()          # now: a sync round it owed closes on the others before it rejoins
         self._kill_worker(w)
         self._blocked.discard(w)
         self.poll_restarts()      # first: one past its deadline gives its restart back, for this loss
-        self._respawn(w)
+        if not self._respawn(w):
+            self.not_restarted(w)
         for _ in range(self.coord.depth):
             for v in sorted(self._blocked | joined):
                 self._dispatch(v)
@@ -77,6 +80,44 @@ class Restarts:
         self.worker_actors[w] = self._spawn(w, self.next_seq.get(w, 0), self.coord.done)
         self._starting[w] = (self.worker_actors[w].node.remote(), time.monotonic() + RESTART_SECONDS)
         return True
+
+    def not_restarted(self, w: int, why: str | None = None) -> None:
+        """Lost worker ``w`` gets no replacement: a ``restart-given-up`` event naming why (``why``, else
+        ``cluster.restarts`` or no steps left), so every ``worker-lost`` is followed by what came of it. Until
+        2026-12-05 a loss the driver did not restart was a ``worker-lost`` alone, which read the same as one whose
+        replacement was still coming up (a checkpoint's). Logged where a restart was asked for (cluster.restarts)."""
+        asked = self.setup.cfg.cluster.restarts
+        why = why or ("cluster.restarts = 0" if not asked else "cluster.restarts spent" if self.restarts <= 0
+                      else "no steps left for it")
+        self.coord.events.append({"event": "restart-given-up", "worker": w, "step": self.coord.done, "reason": why})
+        if asked:
+            log.warning("worker %d could not be restarted (%s); the run goes on without it", w, why)
+
+    def watch_waiting(self) -> None:
+        """Task loop: ask each worker still waiting for the warm start whether it lives, one question at a time, at
+        most every ``WATCH_SECONDS``; one whose answer is an error is lost now, at this step (and restarted, to wait
+        again, if ``cluster.restarts`` allows). No cycle of its runs, so nothing else shows its death: until
+        2026-12-05 it was taken when it joined, or at the run's end, at its last step (scripted: worker 1 killed at
+        step 20 of 120, warm start past the run: lost at step 120). (The piped loop sees its serve task end.)"""
+        now = time.monotonic()
+        for w in self.coord.waiting:
+            actor = self.worker_actors[w]
+            ref, of, asked = self._watching.get(w, (None, actor, -WATCH_SECONDS))
+            if of is not actor:                  # a replacement, waiting again: watched afresh
+                ref, asked = None, -WATCH_SECONDS
+            if ref is not None:
+                if not ray.wait([ref], num_returns=1, timeout=0)[0]:
+                    continue
+                try:
+                    ray.get(ref)
+                except RayError as err:
+                    del self._watching[w]
+                    self._lost(w, err, " while it waited for the warm start")
+                    continue
+                ref = None
+            if now - asked >= WATCH_SECONDS:
+                ref, asked = actor.node.remote(), now
+            self._watching[w] = (ref, actor, asked)
 
     def restart_refs(self) -> list[Any]:
         """The first answers of the workers being restarted: futures the driving loop waits on too."""

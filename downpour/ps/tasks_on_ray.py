@@ -49,6 +49,8 @@ class TaskRun:
                 except (RayError, ConnectionError, OSError) as err:   # a closed doorbell, a shard call that failed
                     self._shard_lost(err)
                     raise
+            if self.coord.waiting:
+                self.watch_waiting()   # (no cycle of a worker waiting for the warm start shows its death)
             if self.restart_timeout() == 0:
                 # a replacement's deadline passed while pushes kept the driver busy: given up now, at this step, as the
                 # piped loop does (it looks every 50 ms). Until 2026-12-04 only a wait with nothing ready, or a loss,
