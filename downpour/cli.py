@@ -60,7 +60,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from downpour.preflight import check_folder, check_run_config, new_run_config, resume_config
     from downpour.train.folders import fresh_folder
     from downpour.train.rundir import RunDir
-    from downpour.twins import failed, train_with_twin, twin_config
+    from downpour.twins import failed, search_failures, train_with_twin, twin_config
 
     resume = bool(args.resume)
     if args.resume:
@@ -104,12 +104,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         _report_only(run.path)         # nothing was trained (a finished run and its twin): its analysis stays
     elif cfg.analysis.report:
         _analyze_and_report(run.path)
-    return failed(summary)             # 1: an L-BFGS line search failed for real (its model is saved all the same)
+    return failed(search_failures(summary))   # 1: an L-BFGS line search failed for real (its model saved all the same)
 
 
 def cmd_crossfit(args: argparse.Namespace) -> int:
     from downpour.analysis.report import write_crossfit_report
-    from downpour.crossfit import refuse_own_keys, run_crossfit
+    from downpour.crossfit import line_search_failures, refuse_own_keys, run_crossfit
+    from downpour.twins import failed
 
     refuse_own_keys(_overrides(args), args.folds)
     cfg = load_config(args.config, _overrides(args))
@@ -118,12 +119,11 @@ def cmd_crossfit(args: argparse.Namespace) -> int:
     try:
         result = run_crossfit(args.config, _overrides(args), out, folds=args.folds, jobs=args.jobs, control=args.control)
     except KeyboardInterrupt:    # (and SIGTERM) a fold's own log says `--resume` it; the cross-fit goes on as a whole
-        print(f"downpour: cross-fit stopped; each fold keeps what it trained: the same command goes on (--out {out})",
-              file=sys.stderr)
+        print(f"downpour: cross-fit stopped; each fold keeps what it trained: the same command goes on (--out {out})", file=sys.stderr)
         raise
     print("\n".join(result["verdict"]["sentences"]))
     print(f"downpour: cross-fitted face test written to {Path(out) / 'crossfit.json'} and {write_crossfit_report(out)}")
-    return 0
+    return failed(line_search_failures(result))   # 1 as train: a line search failed for real (everything is written)
 
 
 def _analyze_and_report(path: Path) -> int:

@@ -38,7 +38,7 @@ from downpour.errors import RunError
 from downpour.train.folders import RunExistsError, folder_to_write, make_folder
 from downpour.train.rundir import RunDir
 from downpour.train.signals import sigterm_as_interrupt
-from downpour.twins import check_same_run, no_faces_config, shared_ray, train_kept
+from downpour.twins import check_same_run, no_faces_config, search_failures, shared_ray, train_kept
 
 log = logging.getLogger(__name__)
 CROSSFIT_OWNS = {"data.lfw_heldout", "analysis.report"}   # what fold_config sets in every fold
@@ -83,8 +83,16 @@ def refuse_own_keys(overrides: list[Override], folds: int) -> None:
 
 
 def fold_summary(summary: dict[str, Any]) -> dict[str, Any]:
-    """What crossfit.json keeps of a fold's training summary."""
-    return {k: summary.get(k) for k in ("run", "kept", "seconds", "final_loss")}
+    """What crossfit.json keeps of a fold's training summary, and the line searches that failed for real in its
+    training (Sandblaster; :func:`~downpour.twins.search_failures`): the command's exit status reads them (until
+    2026-12-05 they were dropped here, and a cross-fit whose folds failed exited 0 where `downpour train` exits 1)."""
+    return {**{k: summary.get(k) for k in ("run", "kept", "seconds", "final_loss")},
+            "line_search_failures": search_failures(summary)}
+
+
+def line_search_failures(record: dict[str, Any]) -> list[str]:
+    """The line searches that failed for real in the folds (and twins) a cross-fit ``record`` trained."""
+    return [line for run in [*record["runs"], *record.get("no_faces_runs", [])] for line in run.get("line_search_failures", [])]
 
 
 def parallel_threads(cfg: RunConfig, jobs: int) -> list[Override]:

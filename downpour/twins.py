@@ -85,18 +85,28 @@ def train_with_twin(cfg: RunConfig, run: RunDir, twin: RunConfig | None, resume:
     return summary
 
 
-def failed(summary: dict[str, Any]) -> int:
-    """1 when an L-BFGS line search failed for real in the run of ``summary`` (:func:`train_with_twin`'s) or in its
-    twin, each failure logged as an error; else 0. The model is saved all the same (the last accepted point), but a
-    run that did not optimise is no success to a script that checks the exit status (a WARNING scrolls past)."""
+def search_failures(summary: dict[str, Any]) -> list[str]:
+    """One line per L-BFGS line search that failed for real in the run of ``summary`` (:func:`train_with_twin`'s,
+    or a cross-fit fold's) or in its twin: "RUN: L-BFGS failed at iteration N (greedy stage S): why"; [] for a
+    run that is not Sandblaster's, or did not fail."""
     from downpour.sandblaster.run import failed_searches
 
     runs = [summary, *([summary["no_faces_twin"]] if isinstance(summary.get("no_faces_twin"), dict) else [])]
-    failures = [(run, stop) for run in runs for stop in failed_searches(run)]
-    for run, stop in failures:
-        stage = f" (greedy stage {stop['stage']})" if stop.get("stage") is not None else ""
-        log.error("%s: L-BFGS failed at iteration %d%s: %s; the model saved is its last accepted point", run["run"],
-                  stop["iteration"], stage, stop["message"])
+    return [_failure_line(run, stop) for run in runs for stop in failed_searches(run)]
+
+
+def _failure_line(run: dict[str, Any], stop: dict[str, Any]) -> str:
+    stage = f" (greedy stage {stop['stage']})" if stop.get("stage") is not None else ""
+    return f"{run['run']}: L-BFGS failed at iteration {stop['iteration']}{stage}: {stop['message']}"
+
+
+def failed(failures: list[str]) -> int:
+    """1 when an L-BFGS line search failed for real (``failures``: :func:`search_failures`' lines, of a run and its
+    twin, or of a cross-fit's folds), each logged as an error; else 0. The model is saved all the same (the last
+    accepted point), but a run that did not optimise is no success to a script that checks the exit status (a
+    WARNING scrolls past)."""
+    for line in failures:
+        log.error("%s; the model saved is its last accepted point", line)
     return 1 if failures else 0
 
 

@@ -262,3 +262,30 @@ def test_a_greedy_stage_whose_line_search_failed_makes_the_cli_exit_1_though_the
     assert saved["stop"]["reason"] == "steps" and [(s["stage"], s["reason"]) for s in saved["stops"]] == [(1, "line search")]
     (error,) = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert error.startswith(f"{tmp_path / 'run'}: L-BFGS failed at iteration 1 (greedy stage 1): line search failed")
+
+
+def test_a_crossfit_whose_folds_line_search_failed_writes_everything_then_exits_1(tmp_path, caplog, monkeypatch):
+    """`downpour train` exits 1 when a line search failed for real; the cross-fit dropped the failure with the rest
+    of its folds' summaries and exited 0. Now each fold's failures are in crossfit.json and the exit status is 1,
+    once the pooled test and its report are written."""
+    search = Coordinator.search
+
+    def fails(self, iteration, rows, stage, new_batch, new_stage):
+        step = search(self, iteration, rows, stage, new_batch, new_stage)
+        return dataclasses.replace(step, stop=lbfgs.failed_search(16.0, -1.0, 1.0, 9.4, [(1.0, 16.5), (0.1, 16.05)],
+                                                                  self.eps))
+
+    monkeypatch.setattr(Coordinator, "search", fails)
+    out = tmp_path / "cf"
+    argv = ["crossfit", "--config", "tica-8x8", "--runner", "simulated", "--steps", "4", "--folds", "2", "--out", str(out),
+            *[a for kv in ("cluster.algorithm=sandblaster", "train.tensorboard=false", "data.samples=300",
+                           "model.name=rica-8x8", "model.hidden=16", "analysis.bootstrap=200", "analysis.control_draws=1",
+                           "analysis.random_filters=50") for a in ("--set", kv)]]
+    assert main(argv) == 1
+    record = json.loads((out / "crossfit.json").read_text())
+    assert list(out.glob("*.html"))                  # the report, written before the exit status
+    for i, run in enumerate(record["runs"]):
+        (line,) = run["line_search_failures"]
+        assert line.startswith(f"{out / f'fold-{i}'}: L-BFGS failed at iteration 1: line search failed")
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 2 and all("the model saved is its last accepted point" in e for e in errors)
