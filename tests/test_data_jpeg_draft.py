@@ -285,3 +285,21 @@ def test_a_jpeg_over_the_bomb_limit_is_cropped_from_its_reduced_decode_and_a_rea
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 64 * 64 // 2 - 1)   # its 1/8 decode over the limit too
     with pytest.raises(Image.DecompressionBombError, match="decoded at 1/8: 4096 pixels"):
         read_image(tmp_path / "big.jpg", True, 32)
+
+
+def test_a_progressive_jpeg_over_the_bomb_limit_is_refused_whatever_it_decodes_to(tmp_path, monkeypatch):
+    """libjpeg holds a progressive JPEG's every coefficient (2 bytes a pixel a component) at any reduction: an
+    8000x8000 grey one at 1/8 grew the peak memory by 125 MB, a full decode 64 MB. Its 1/8 size let it past the
+    limit, so a file declaring 65500 x 65500 would have had libjpeg allocate 8.6 GB a component."""
+    from PIL import Image
+
+    pixels = (np.random.default_rng(0).random((512, 512)) * 255).astype(np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "baseline.jpg", quality=90)
+    Image.fromarray(pixels).save(tmp_path / "progressive.jpg", quality=90, progressive=True)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 512 * 512 // 2 - 1)
+    images = load_folder(tmp_path, shrink_to=32)
+    assert images.names == ["baseline.jpg"] and images.scales == [8]       # a baseline JPEG: its 1/8 decode alone
+    assert [e["file"] for e in images.skipped] == [str(tmp_path / "progressive.jpg")]
+    assert "DecompressionBombError" in images.skipped[0]["reason"] and "progressive" in images.skipped[0]["reason"]
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)                    # within the limit: read reduced as before
+    assert read_scaled(tmp_path / "progressive.jpg", True, 32)[1] == 8
