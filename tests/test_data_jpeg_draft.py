@@ -303,3 +303,17 @@ def test_a_progressive_jpeg_over_the_bomb_limit_is_refused_whatever_it_decodes_t
     assert "DecompressionBombError" in images.skipped[0]["reason"] and "progressive" in images.skipped[0]["reason"]
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)                    # within the limit: read reduced as before
     assert read_scaled(tmp_path / "progressive.jpg", True, 32)[1] == 8
+
+
+def test_pipeline_auto_counts_a_jpeg_over_the_bomb_limit_at_the_reduced_size_it_is_read_at(tmp_path, monkeypatch):
+    """A JPEG over Pillow's bomb limit that crops mode reads reduced counted 0 pixels in 'auto''s estimate (its
+    Image.open refused it), so a folder of large panoramas estimated 0 bytes and was held in memory, however many."""
+    from downpour.data import pipeline
+
+    for i in range(3):
+        _photo(tmp_path / f"pano{i}.jpg", 512, 512, seed=i)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 512 * 512 // 2 - 1)
+    cfg = DataConfig(source="folder", path=str(tmp_path), mode="crops", size=32)
+    held = sum(im.nbytes for im in load_folder(tmp_path, True, False, cfg.jpeg_shrink(), cfg.tile).images)
+    assert held == 3 * 64 * 64 * 4
+    assert pipeline.estimate_bytes(cfg, pipeline.list_items(cfg)) == held

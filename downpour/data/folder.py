@@ -98,9 +98,7 @@ def read_scaled(path: Path, grey: bool, shrink_to: int = 0, tile: int = 0,
     scale in the DCT domain where its crops allow (``tile``: :func:`~downpour.data.patches.decode_reduction`; a tile
     grid is then cut at 1/s: ``ImageSet.scales``; ``rule``: data.jpeg_decode). Other files, and 0 (patches cut native pixels), decode in full."""
     with _opened(path, reducible=shrink_to > 0) as img:
-        native, s = img.width, draft_scale(img, shrink_to, tile, rule)
-        if img.width * img.height > 2 * (Image.MAX_IMAGE_PIXELS or img.width * img.height):
-            _within_bomb_limit(img, s)
+        native, s = img.width, _decode_scale(img, shrink_to, tile, rule)
         if s > 1:
             # a 4032x3024 photo cropped to 32 px decodes at 504x378: decode + crop 0.22x the time of a full
             # decode, the crop within 0.0022 (mean 0.0004) of the full decode's (bench/jpeg_draft.py)
@@ -122,6 +120,23 @@ def read_scaled(path: Path, grey: bool, shrink_to: int = 0, tile: int = 0,
         if img.mode not in ("L", "RGB"):
             img = img.convert("RGB")     # palette, CMYK, LA, RGBA, 1-bit ... -> RGB (alpha dropped)
         return to_chw(np.asarray(img), grey), s
+
+
+def decoded_size(path: Path, shrink_to: int = 0, tile: int = 0, rule: int = JPEG_DECODE) -> tuple[int, int]:
+    """(width, height) :func:`read_scaled` decodes ``path`` to, from its header; raises as it would on a file over
+    the bomb limit (data.pipeline's estimate: until 2026-12-05 a JPEG over it that read_scaled reads reduced counted
+    as 0 pixels, so a folder of them estimated at 0 bytes was held in memory by 'auto')."""
+    with _opened(path, reducible=shrink_to > 0) as img:
+        s = _decode_scale(img, shrink_to, tile, rule)
+        return img.width // s, img.height // s
+
+
+def _decode_scale(img: Image.Image, shrink_to: int, tile: int, rule: int) -> int:
+    """:func:`draft_scale`, after refusing an image over the bomb limit (:func:`_within_bomb_limit`)."""
+    s = draft_scale(img, shrink_to, tile, rule)
+    if img.width * img.height > 2 * (Image.MAX_IMAGE_PIXELS or img.width * img.height):
+        _within_bomb_limit(img, s)
+    return s
 
 
 def _opened(path: Path, reducible: bool = False) -> Image.Image:

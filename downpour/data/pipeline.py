@@ -23,12 +23,11 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
-from PIL import Image
 
 from downpour.config import FILE_SOURCES, ConfigError, DataConfig
 from downpour.data.build import build_dataset, check_config
 from downpour.data.dataset import Dataset
-from downpour.data.folder import draft_scale
+from downpour.data.folder import decoded_size
 from downpour.config.sections import JPEG_DECODE
 from downpour.data.patches import decode_rule
 from downpour.data.stream import STREAMED, Listing, StreamingData, item_name, list_items, open_stream
@@ -63,11 +62,10 @@ def _pixels(cfg: DataConfig, path: str) -> int:
     unreadable file counts as 0)."""
     try:
         if cfg.source == "folder":
-            with Image.open(path) as img:        # lazy: the header only
-                # reduced as read_image decodes it: a 4032x3024 JPEG cropped to 32 px holds 1/64 of its pixels
-                # (until 2026-12-04 counted in full, so 'auto' streamed folders 64x smaller than its threshold)
-                s = draft_scale(img, cfg.jpeg_shrink(), cfg.tile, decode_rule(cfg))
-                return (img.size[0] // s) * (img.size[1] // s)
+            # the header only, reduced as read_image decodes it: a 4032x3024 JPEG cropped to 32 px holds 1/64 of its
+            # pixels (until 2026-12-04 counted in full, so 'auto' streamed folders 64x smaller than its threshold)
+            w, h = decoded_size(Path(path), cfg.jpeg_shrink(), cfg.tile, decode_rule(cfg))
+            return w * h
         return decoded_pixels(Path(path), cfg.frames_per_video)
     except Exception:  # noqa: BLE001 -- an estimate: the reader names bad files later
         return 0
