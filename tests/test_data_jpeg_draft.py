@@ -317,3 +317,21 @@ def test_pipeline_auto_counts_a_jpeg_over_the_bomb_limit_at_the_reduced_size_it_
     held = sum(im.nbytes for im in load_folder(tmp_path, True, False, cfg.jpeg_shrink(), cfg.tile).images)
     assert held == 3 * 64 * 64 * 4
     assert pipeline.estimate_bytes(cfg, pipeline.list_items(cfg)) == held
+
+
+def test_a_resume_given_the_wrong_rule_for_a_run_whose_records_predate_it_says_the_rule_may_be_wrong(tmp_path, caplog):
+    """A tiled run whose records predate jpeg_decode is resumed with the rule the user gives; given the wrong one
+    (it began under 2, told 1), its input processing is refitted on other pixels, and the warning said "JPEGs
+    decoded by the rule it began with, jpeg_decode 1: the files changed since?", vouching for the guess."""
+    import logging
+
+    (tmp_path / "photos").mkdir()
+    for i in range(16):
+        _photo(tmp_path / "photos" / f"p{i:02d}.jpg", 512, 512, seed=i)
+    assert _tiled_run(tmp_path, 2) == 0                                          # rule 2: tiles reduced
+    _as_written_before_the_record(tmp_path / "run")
+    with caplog.at_level(logging.WARNING, logger="downpour.train.refit"):
+        assert _tiled_run(tmp_path, 4, resume=True, sets=["data.jpeg_decode=1"]) == 0
+    said = " ".join(r.getMessage() for r in caplog.records if r.name == "downpour.train.refit")
+    assert "the rule it began with" not in said
+    assert "records predate jpeg_decode" in said and "data.jpeg_decode = 1 was given" in said, said

@@ -208,6 +208,13 @@ def decode_change(run: Path, cfg: DataConfig) -> str:
     if not cfg.jpeg_shrink():
         return "the data changed since?"     # JPEGs decoded in full, under every rule
     began, now = _recorded(run / "data.json", "jpeg_decode"), decode_rule(cfg)
+    if began is None and cfg.decode_rules_differ():
+        # the rule was given by hand (--set data.jpeg_decode, as the refusal asks): nothing of the run's vouches for it
+        # (until 2026-12-05 this said "decoded by the rule it began with" of a guess; a wrong one refits on other tiles)
+        other = 1 if now != 1 else 2     # (the rules 1 and 2: the only two such runs can have begun under)
+        return (f"its records predate jpeg_decode and data.jpeg_decode = {now} was given: if the run began under rule "
+                f"{other}, the steps from here train on other tiles (put the run back from a copy and resume with "
+                f"--set data.jpeg_decode={other}); else the files changed since?")
     if began in (None, now):
         return f"JPEGs decoded by the rule it began with, jpeg_decode {now}: the files changed since?"
     return (f"its data.json records JPEGs decoded by rule jpeg_decode {began}, data.jpeg_decode is {now} "
