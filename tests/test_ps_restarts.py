@@ -259,6 +259,33 @@ def test_a_worker_lost_waiting_for_the_warm_start_is_restarted_and_waits_again(m
     assert any(w == 1 and life == 1 for w, life, *_ in c.pushes)      # the replacement trained after the warm start
 
 
+@pytest.mark.parametrize("replacement_up", ["after worker 0's loss", "before it"])
+def test_once_the_warm_starts_only_worker_dies_a_replacement_of_a_waiting_worker_waits_no_more(monkeypatch,
+                                                                                               replacement_up):
+    """warm_start 100 of 120, restarts=3: worker 1 dies at step 10 while it waits, worker 0 at step 30, which ends the
+    warm start (worker 2, and worker 1's replacement if up and waiting again, join at step 30). Until 2026-12-05
+    worker 1's replacement, up after that, waited for step 100 while 0 and 2 trained (its first step 104); one up
+    before it joined at 30, but died at step 50 and its next replacement waited for step 100 too (a stale mark)."""
+    runtime = scripted_runtime(monkeypatch, tick=0.1)
+    coord = coordinator(3, STEPS, warm_start=100)
+    script = {(0, 0): _dies_at(30)}
+    if replacement_up == "after worker 0's loss":
+        script[(1, 1)] = {"up": lambda: 0 in coord.lost or coord.done > 30}
+    else:
+        script[(1, 1)] = _dies_at(50)
+    c = ScriptedCluster(runtime, coord, restarts=3, script=script)
+
+    def kill_worker1(c):
+        if coord.done >= 10 and c.lives[1].life == 0:
+            c.lives[1].dead = True
+
+    c.run_scripted(kill_worker1)
+    assert coord.done == STEPS and c.trained() == list(range(STEPS)) and coord.lost == [] and coord.live == {0, 1, 2}
+    assert not any(e[0] == "joined" and e[2] == 100 for e in _events(coord))
+    last = max(life for w, life, *_ in c.pushes if w == 1)
+    assert min(first for w, life, first, _ in c.pushes if w == 1 and life == last) < 60
+
+
 def test_the_run_end_asks_live_and_waiting_workers_in_one_wait(runtime):
     """Worker 0 trains (live), workers 1 and 2 wait for a warm start past the run; at its end worker 0 and worker 1
     hang (a node gone silent). Until 2026-12-05 the live ones had their 60 s, then the waiting ones 60 s more: 120 s

@@ -51,6 +51,7 @@ class Coordinator:
 
     def _join(self, w: int) -> None:
         self.live.add(w)
+        self._lost_waiting.discard(w)   # joined: a later loss of it is a live worker's (see rejoin)
         self.gate.join(w, self._clocks.get(w))
 
     def begin_cycle(self, w: int) -> int:
@@ -149,9 +150,15 @@ class Coordinator:
         self._lost_clock[w] = self.gate.clocks.get(w, 0)
         self.gate.leave(w)
         self.events.append({"event": "worker-lost", "worker": w, "step": self.done, "reason": reason})
+        if self.live or self.done >= self.total:
+            return
+        # the warm start's only worker died: the others start now (not once every step is done: the run's end asks
+        # who lives, and a "joined" there trained nothing), and a replacement of one lost while it waited joins when
+        # it is up. (Until 2026-12-05 that one waited for cluster.warm_start still, as did one that had joined here
+        # and died since: scripted, warm_start 100, worker 0 lost at step 30, worker 1's replacement idle to 100.)
+        self._lost_waiting.clear()
         waiting = self.waiting
-        if not self.live and waiting and self.done < self.total:   # the warm start's only worker died: the others start
-            # now (not once every step is done: the run's end asks who lives, and a "joined" there trained nothing)
+        if waiting:
             for v in waiting:
                 self._join(v)
             self.events.append({"event": "joined", "workers": waiting, "step": self.done})
