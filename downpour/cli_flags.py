@@ -97,6 +97,7 @@ SANDBLASTER_READS = ("cluster.runner", "cluster.algorithm", "cluster.workers", "
 # what sets how often each runner saves a checkpoint (a run stopped before its first is trained again)
 CHECKPOINT_KEYS = {"local": "train.checkpoint_every sets", "simulated": "cluster.checkpoint_every sets",
                    "ray": "cluster.checkpoint_every and cluster.checkpoint_seconds set"}
+SET_EXAMPLE = {"analyze": "analysis.splits=10", "models": "model.maps=[16,16]"}   # commands that take one section
 PATHS = {"config": "--config", "out": "--out", "resume": "--resume", "check_run": "--check-run", "run": "RUN"}
 
 
@@ -112,7 +113,15 @@ def check_paths(args: argparse.Namespace) -> None:
     if getattr(args, "config", None):
         read_toml(args.config, named=f"--config {args.config}")
     for item in getattr(args, "set", None) or ():
-        parse_override(item)
+        try:
+            parse_override(item)
+        except ConfigError as err:
+            # a command whose --set takes one section's keys: its own example (the parser's, train.lr=0.1, is
+            # refused there next: `downpour analyze RUN --set analysis.splits` was told "e.g. train.lr=0.1")
+            example = SET_EXAMPLE.get(getattr(args, "command", ""))
+            if example is None or "expected KEY=VALUE" not in str(err):
+                raise
+            raise ConfigError(f"--set {item or repr(item)}: expected KEY=VALUE (e.g. {example})") from None
 
 
 def set_keys(args: argparse.Namespace) -> list[str]:

@@ -953,3 +953,15 @@ def test_every_key_of_the_plans_json_network_and_partition_is_in_its_docs(capsys
     keys = [f"{part}.{key}" for part in ("network", "partition") for key in plan[part]]
     assert "network.on_paper" in keys
     assert [k for k in keys if f"`{k}`" not in docs] == []
+
+
+@pytest.mark.parametrize("argv, example", [(["analyze", "RUN", "--set", "analysis.splits"], "e.g. analysis.splits=10"),
+                                           (["models", "--footprint", "cat-demo", "--set", "model.maps"],
+                                            "e.g. model.maps=[16,16]")])
+def test_a_set_without_a_value_is_shown_an_example_its_command_takes(tmp_path, monkeypatch, capsys, argv, example):
+    """analyze and models --footprint take one section's keys; a --set without = there was told "e.g. train.lr=0.1",
+    which both then refuse."""
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"{argv[-1]}: expected KEY=VALUE ({example})" in err and "train.lr" not in err
