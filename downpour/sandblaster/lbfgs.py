@@ -332,7 +332,7 @@ def failed_search(f: float, gd: float, grad: float, g0: float, trials: Sequence[
         return Stop("line search", f"line search failed after {len(trials)} evaluations: the gradient does not match "
                     f"the cost: along d the cost's own slope, from its trials at t = {ta:.3g} and {tb:.3g}, is {s:+.3g} "
                     f"(+- {unc:.2g} for rounding) where the gradient said g.d = {gd:+.3g} (|g| = {grad:.3g} = {ratio:.2g} "
-                    f"|g0|; f = {f:.8g})", numbers)
+                    f"|g0|; f = {f:.8g}); or the cost is not smooth along d (an exact L1 term's kink)", numbers)
     if bad == 0 and (promised <= floor or ratio <= math.sqrt(eps)):
         why = (f"the most a step along its direction could lower it, {promised:.2g}, is within {RESOLUTION:g} eps |f| = "
                f"{floor:.2g}" if promised <= floor else f"|g| = {ratio:.2g} |g0| <= sqrt(eps) |g0|: what a quadratic "
@@ -346,7 +346,7 @@ def failed_search(f: float, gd: float, grad: float, g0: float, trials: Sequence[
     else:
         cause = (f"the smallest step tried, t = {t_last:.3g}, changed the cost by {rises[-1]:+.3g} where its gradient "
                  f"predicted {t_last * gd:+.3g} (the cost's rounding here: {floor:.2g}): the gradient does not match the "
-                 f"cost, or sandblaster.line_search ({len(trials)}) allows too few evaluations")
+                 f"cost, the cost is not smooth along d (an exact L1 term's kink), or sandblaster.line_search ({len(trials)}) allows too few evaluations")
     numbers["non_finite"] = bad
     could = f"a step along its direction could lower f = {f:.8g} by up to {promised:.3g}; " if math.isfinite(promised) else ""
     return Stop("line search", f"line search failed after {len(trials)} evaluations, not at the cost's rounding ({could}"
