@@ -210,3 +210,41 @@ def test_a_cells_invariance_figures_flag_the_ranges_at_the_sweeps_end():
     assert censored_widths({"scale": None, "translation_x": None, "translation_y": None, "rotation": None}) == \
         {"inv_scale_octaves": 0.0, "inv_shift": 0.0, "inv_rotation": 0.0}
     assert all(math.isnan(no_invariance((1, 32, 32))[k]) for k in ("inv_scale_octaves_censored", "inv_shift_censored"))
+
+
+def test_a_difference_whose_one_side_ran_to_the_sweeps_end_is_a_bound_and_not_read_against_it():
+    """A seed where only one range ran to the sweep's end stays in the paired interval, but its difference is a bound:
+    the condition's width is at least its figure, so its difference is at least; the reference's, at most. A reading
+    the bounds could overturn is inconclusive, and the verdict and html cell count them. (Every glimpse seed's
+    ranges ran to the end, 1.5 octaves against the plain's measured 2.0: that read "lower", p 2e-8, though each
+    glimpse width is only a lower bound and the truth may be wider than the plain's.)"""
+    from downpour.studies.base import Condition
+    from downpour.studies.compare import compare_rows, difference_sentence
+    from downpour.studies.html import _figure
+    conds = [Condition("plain", {"vs": ""}, (), "baseline"), Condition("glimpse", {"vs": "plain"}, (), "glimpse")]
+    plain = [2.0, 2.1, 1.9, 2.0, 2.05, 1.95, 2.0, 2.1]
+    glimpse = [1.5, 1.65, 1.4, 1.5, 1.6, 1.45, 1.55, 1.5]
+
+    def rows(ended_plain: float, ended_glimpse: float, up: float = 0.0):
+        cells = {}
+        for s in range(8):
+            cells[("plain", s)] = {"inv_scale_octaves": plain[s], "inv_scale_octaves_censored": ended_plain}
+            cells[("glimpse", s)] = {"inv_scale_octaves": glimpse[s] + up, "inv_scale_octaves_censored": ended_glimpse}
+        return compare_rows(conds, cells, list(range(8)), {"inv_scale_octaves": 0.25})[1]
+
+    row = rows(0.0, 0.5)                   # glimpse's widths are lower bounds: "lower" is not supported
+    assert row["figures"]["d_inv_scale_octaves"][2] < 0                          # the interval itself is below 0
+    assert row["extra"]["d_inv_scale_octaves"] == "inconclusive"
+    assert row["tests"]["d_inv_scale_octaves"]["reading"] == "inconclusive"      # what Holm and the verdict read
+    assert row["bounded"]["d_inv_scale_octaves"] == {"kept": 8, "at_least": 8, "at_most": 0}
+    said = difference_sentence(row, "inv_scale_octaves", "scale range")
+    assert "inconclusive" in said and "(8 of the 8 seeds kept give only a bound, one range at the sweep's end: " \
+                                     "8 at least, 0 at most their difference)" in said
+    assert "(8 of the 8 seeds kept only a bound)" in _figure(row, "d_inv_scale_octaves")
+    assert rows(0.0, 0.0)["extra"]["d_inv_scale_octaves"] == "lower"             # measured on both sides: it stands
+    assert rows(0.5, 0.0)["extra"]["d_inv_scale_octaves"] == "lower"             # the plain's a lower bound: d at most
+    assert rows(0.0, 0.5, up=1.0)["extra"]["d_inv_scale_octaves"] == "higher"    # d at least +0.5: higher stands
+    assert rows(0.5, 0.0, up=1.0)["extra"]["d_inv_scale_octaves"] == "inconclusive"
+    assert rows(0.0, 0.0, up=0.5)["extra"]["d_inv_scale_octaves"] == "no detectable effect"
+    assert rows(0.0, 0.5, up=0.5)["extra"]["d_inv_scale_octaves"] == "inconclusive"   # glimpse may be wider still
+    assert "bounded" not in rows(0.5, 0.5)                                        # both ended: left out, not bounds

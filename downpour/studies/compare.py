@@ -80,7 +80,8 @@ def compare_rows(conditions: list[Condition], cells: Cells, seeds: list[int],
             base = [cells[(vs, s)] for s in seeds]
             for key, res in resolution.items():
                 pair = uncensored_pairs(row, key, base, got)
-                row["figures"]["d_" + key], row["extra"]["d_" + key] = paired_test(row, "d_" + key, *pair, res)
+                row["figures"]["d_" + key], reading = paired_test(row, "d_" + key, *pair, res)
+                row["extra"]["d_" + key] = bounded_reading(row, "d_" + key, reading)
                 note_left_out(row, "d_" + key, *pair)
         rows.append(row)
     return rows
@@ -94,12 +95,36 @@ def uncensored_pairs(row: dict[str, Any], key: str, base: Sequence[dict[str, flo
     side alone ran to the end stays: its difference is a bound in a known direction. Until 2026-12-05 every seed's
     difference was read as measured (Q4: 21 of 48 scale ranges were the whole sweep, 0.5x to 2x)."""
     a, b = [x.get(key, math.nan) for x in base], [x.get(key, math.nan) for x in got]
-    both = [x.get(key + CENSORED, 0) > 0 and y.get(key + CENSORED, 0) > 0 for x, y in zip(base, got)]
+    ended = [(x.get(key + CENSORED, 0) > 0, y.get(key + CENSORED, 0) > 0) for x, y in zip(base, got)]
+    both = [e == (True, True) for e in ended]
     if any(both):
         row.setdefault("censored", {})["d_" + key] = sum(both)
         a = [math.nan if e else v for v, e in zip(a, both)]
         b = [math.nan if e else v for v, e in zip(b, both)]
+    kept = [math.isfinite(u) and math.isfinite(v) for u, v in zip(a, b)]
+    at_least = sum(k and e == (False, True) for k, e in zip(kept, ended))   # this side's width a lower bound: d too
+    at_most = sum(k and e == (True, False) for k, e in zip(kept, ended))    # the reference's: d an upper bound
+    if at_least or at_most:
+        row.setdefault("bounded", {})["d_" + key] = {"kept": sum(kept), "at_least": at_least, "at_most": at_most}
     return a, b
+
+
+def bounded_reading(row: dict[str, Any], name: str, reading: str) -> str:
+    """``reading`` of the paired difference ``name``, or "inconclusive" where the seeds :func:`uncensored_pairs` kept
+    with one range at the sweep's end (``row["bounded"][name]``) leave it unsupported: "higher" with some difference
+    only an upper bound (the reference's range ran to the end: the truth may be lower), "lower" with some only a lower
+    bound, "no detectable effect" with any bound (the interval is not of measured differences). The test recorded for
+    the verdict (:func:`~downpour.studies.stats.record_test`) reads the same. (Until 2026-12-05 such seeds' differences
+    were read as measured: 8 seeds whose condition's range ran to the end, 1.5 octaves against 2.0, read "lower".)"""
+    b = row.get("bounded", {}).get(name)
+    if not b or reading == "inconclusive":
+        return reading
+    if (reading == "higher" and b["at_most"]) or (reading == "lower" and b["at_least"]) or reading == "no detectable effect":
+        test = row.get("tests", {}).get(name)
+        if test and test["reading"] == reading:
+            test["reading"] = "inconclusive"
+        return "inconclusive"
+    return reading
 
 
 def difference_sentence(row: dict[str, Any], key: str, label: str, fmt: str = "{:+.3f}") -> str:
@@ -111,6 +136,10 @@ def difference_sentence(row: dict[str, Any], key: str, label: str, fmt: str = "{
     ended = row.get("censored", {}).get("d_" + key)
     if ended:
         reading += f" ({ended} of {row['n']} seeds left out: both ranges ran to the sweep's end)"
+    b = row.get("bounded", {}).get("d_" + key)
+    if b:      # (since 2026-12-05: a seed with one range at the sweep's end gives a bound, not a difference)
+        reading += (f" ({b['at_least'] + b['at_most']} of the {b['kept']} seeds kept give only a bound, one range at the "
+                    f"sweep's end: {b['at_least']} at least, {b['at_most']} at most their difference)")
     return f"{label} {words.difference(triple, fmt)}{reading}"
 
 

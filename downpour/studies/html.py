@@ -95,6 +95,9 @@ def _figure(row: dict[str, Any], key: str) -> str:
     if ended and not key.startswith("d_"):
         shown += f" <small>({ended} of {row['n']} seeds at the sweep's end: at least this)</small>"
     why = f", {ended} with both at the sweep's end" if ended and key.startswith("d_") else ""
+    b = row.get("bounded", {}).get(key)      # (since 2026-12-05: one range at the sweep's end gives only a bound)
+    if b:
+        shown += f" <small>({b['at_least'] + b['at_most']} of the {b['kept']} seeds kept only a bound)</small>"
     return shown + (f" <small>({left_out} of {row['n']} seeds left out{why})</small>" if left_out else "")
 
 
