@@ -168,6 +168,35 @@ def test_the_reports_invariance_table_gives_the_tied_sets_widths_beside_the_chos
     assert "tied" not in _invariance({"invariance": inv})
 
 
+def test_an_analysis_json_from_before_the_censored_count_still_says_which_tied_widths_ran_to_the_sweeps_end():
+    """A 2026-12-04 analysis.json's invariance.tied has no censored, median or without_range: its column said
+    "8 ± 0 pixels (4–10; 3 of 3 have a range)" and, read by the new report, gave such a mean as measured (and a header
+    promising a median). The tied units' ranges and the sweep are in the file: the count is taken from them."""
+    from html import escape as html_escape
+    from downpour.analysis.report import _invariance
+    data = _blobs()
+    model = _ThreeWays()
+    faces = data.x[torch.from_numpy(data.y == 1)]
+    baseline = model(data.x)[torch.from_numpy(data.y == 0)].mean(dim=0).tolist()
+    inv = invariance_curves(model, faces, 0, baseline=baseline[0])
+    inv["summary"] = invariance_summary(inv)
+    inv["tied"] = tied_summary(sweep(model, faces, [0, 1, 2], [1, 1, 1], baseline[:3]))
+    new = {name: w["censored"] for name, w in inv["tied"]["widths"].items()}
+    assert new["translation_x"] == 2
+    del inv["summary"]["censored"], inv["tied"]["unresponsive"]                 # as a file of 2026-12-04 holds it
+    for w in inv["tied"]["widths"].values():
+        for key in ("censored", "median", "without_range"):
+            del w[key]
+    html = _invariance({"invariance": inv})
+    assert "(mean ± std, min–max)" in html and "median" not in html
+    shift = inv["tied"]["widths"]["translation_x"]
+    assert html_escape(f"{shift['mean']:.3g} ± {shift['std']:.2g} pixels ({shift['min']:.3g}–{shift['max']:.3g}), "
+                       "over all 3, 2 of them to the sweep's end: the mean is at least this") in html
+    for name, n in new.items():                     # every transform's count as the new file's (0: nothing said)
+        said = html_escape(f"{n} of them to the sweep's end") in html if n else True
+        assert said, name
+
+
 def test_the_face_tests_rows_give_the_tie_of_the_split_that_chose_their_unit():
     from downpour.analysis.controls import score_controls
     data = _blobs(20)

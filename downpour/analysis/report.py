@@ -158,8 +158,9 @@ def _invariance(a: dict[str, Any]) -> str:
     note = ""
     if tied.get("size", 1) > 1:      # equally good units: one's range depends on the tie-break, their mean does not
         rows = [r + [w] for r, w in zip(rows, tied_invariance(inv))]
-        header.append(f"its width over the {tied['size']} units tied at the top of the choice (mean ± std, median, "
-                      "min–max)")
+        median = any("median" in w for w in tied.get("widths", {}).values())    # (none before 2026-12-05)
+        header.append(f"its width over the {tied['size']} units tied at the top of the choice (mean ± std, "
+                      f"{'median, ' if median else ''}min–max)")
         note = (f'<p class="note">Unit {esc(inv["unit"])} was chosen among {tied["size"]} units equally good by the '
                 "choice's criterion (its tie goes to the larger Cohen's d); the last column says how much its ranges "
                 f"depend on that tie-break.{esc(tied_unresponsive(inv))}</p>")

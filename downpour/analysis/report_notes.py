@@ -253,13 +253,24 @@ def tied_invariance(inv: dict[str, Any]) -> list[str]:
             out.append(f"none of {tied['size']} has a range")
         else:
             # (a range at the sweep's end is a lower bound, so the mean is too: since 2026-12-05 the column says so)
-            ended = w.get("censored", 0)
+            ended = w["censored"] if "censored" in w else _ended(inv, name)
             at_end = f", {ended} of them to the sweep's end: the mean is at least this" if ended else ""
             median = f", median {w['median']:.3g}" if w.get("median") is not None else ""
             out.append(f"{w['mean']:.3g} ± {w['std']:.2g} {w['units']}{median} ({w['min']:.3g}–{w['max']:.3g}), over "
                        + (f"the {w['measured']} of {tied['size']} with a range" if w["measured"] < tied["size"]
                           else f"all {tied['size']}") + at_end)
     return out
+
+
+def _ended(inv: dict[str, Any], name: str) -> int:
+    """How many of the tied units' ranges for ``name`` run to an end of the sweep, counted from ``invariance.tied.ranges``
+    and the pictured unit's curve (the tied units share its sweep): an analysis.json from before 2026-12-05 has no
+    ``censored`` count, and its column read such widths (2.00 octaves, the whole 0.5x-2x sweep) as measured."""
+    values = next((c["values"] for c in inv.get("curves", []) if c["transform"] == name), None)
+    ranges = (inv.get("tied") or {}).get("ranges", {}).get(name) or []
+    if not values:
+        return 0
+    return sum(1 for r in ranges if r is not None and (r[0] <= min(values) or r[1] >= max(values)))
 
 
 def tied_unresponsive(inv: dict[str, Any]) -> str:
