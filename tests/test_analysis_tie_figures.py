@@ -115,6 +115,30 @@ def test_the_face_test_section_says_what_an_undecided_tie_implies_with_the_tied_
     assert ("The learned unit was chosen among 40 of 100 units tied at the top of the choice (40.0%, more than 1% "
             "of the layer): the selection images cannot tell them apart") in html
     assert f"the others {t['mean']:.3f} (median {t['median']:.3f}; this unit {rows[0]['auc']:.3f})" in html
-    rows[0]["undecided"] = False                     # a tie the selection could tell apart: no such note
+    rows[0]["undecided"], rows[0]["undecided_splits"] = False, 0      # a tie the selection could tell apart: no note
     assert "cannot tell them apart" not in controls({"face_neuron": {"controls": rows, "controls_verdict": verdict,
                                                                       "controls_setup": setup}})
+
+
+def test_each_fold_s_own_tie_is_judged_not_only_the_first_that_chose_the_rows_unit():
+    """A cross-fit's folds are different networks, each with its own tie. Fold 0's network has one unit that separates
+    the selection faces, fold 1's 40 of 100 tied at 1.000: the row's unit is fold 0's, and until 2026-12-05 its
+    ``undecided`` (False) was the only one, so the page said nothing of fold 1's tie."""
+    from downpour.analysis.report_controls import controls
+    y, select, test, one, _ = _saturated(perfect=1, noise=99)
+    _, _, _, many, _ = _saturated(perfect=40, noise=60, seed=1)
+    rows = score_controls({"learned unit": [one, many]}, y, {"others": np.flatnonzero(y == 0)}, np.arange(80),
+                          [(select, test), (select, test)], replicates=20)
+    assert rows[0]["tied"] == 1 and rows[0]["undecided"] is False       # the first fold's, as the row's unit is
+    assert rows[0]["undecided_splits"] == 1
+    rows, _ = ties_once(rows)
+    setup = {"select": "crossfit", "faces": 20, "negatives": {"others": {"label": "the others"}}}
+    verdict = {"rule": "", "criterion": "", "sentences": []}
+    html = controls({"face_neuron": {"controls": rows, "controls_verdict": verdict, "controls_setup": setup}})
+    assert ("On 1 of the 2 folds the learned unit was chosen among more than 1% of the 100 units, tied at the top of "
+            "the choice: the selection images cannot tell them apart") in html
+    assert f"each fold's tie averaged over the 2 folds: the others {rows[0]['tied_auc']['mean']:.3f}" in html
+    rows = score_controls({"learned unit": [one, one]}, y, {"others": np.flatnonzero(y == 0)}, np.arange(80),
+                          [(select, test), (select, test)], replicates=20)
+    assert rows[0]["undecided_splits"] == 0 and "cannot tell" not in controls(
+        {"face_neuron": {"controls": ties_once(rows)[0], "controls_verdict": verdict, "controls_setup": setup}})

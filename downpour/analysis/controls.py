@@ -261,6 +261,9 @@ def score_controls(methods: dict[str, Responses], y: np.ndarray, negatives: dict
                         "sign": sign, "threshold": first[4], **first[5],
                         "tie_share": first[5]["tied"] / int(first[3]),
                         "undecided": undecided(first[5]["tied"], int(first[3])),
+                        # each split's own tie (a cross-fit's folds are different networks: the first one's said
+                        # nothing of the others; since 2026-12-05)
+                        "undecided_splits": sum(undecided(c[5]["tied"], int(c[3])) for c in chosen[m]),
                         "tied_auc": _tied_figures(tied_test[(name, m)]),
                         "selection_auc": float(np.mean([c[2] for c in chosen[m]])), "candidates": int(chosen[m][0][3]),
                         **_test_sizes(sizes[name])})

@@ -107,7 +107,10 @@ def controls(a: dict[str, Any], seen_faces: str | None = None) -> str:
 def undecided_note(rows: list[dict[str, Any]], setup: dict[str, Any]) -> str:
     """Where the learned unit's tie was ``undecided`` (since 2026-12-05), the note that says what that implies: the
     tied units' mean test AUC per negative set beside the unit's, the figures a tie-break cannot choose."""
-    learned = [r for r in rows if r["method"] == LEARNED and r.get("undecided") and r.get("tied_auc")]
+    def undecided_in(r: dict[str, Any]) -> int:      # splits whose own tie was undecided (rows before: the first's)
+        return r.get("undecided_splits", int(bool(r.get("undecided"))))
+
+    learned = [r for r in rows if r["method"] == LEARNED and undecided_in(r) and r.get("tied_auc")]
     if not learned:
         return ""
     r0 = learned[0]
@@ -116,11 +119,15 @@ def undecided_note(rows: list[dict[str, Any]], setup: dict[str, Any]) -> str:
                      f"(median {r['tied_auc']['median']:.3f}; this unit {r['auc']:.3f})" for r in learned)
     fold = "fold" if setup.get("select") == "crossfit" else "split"
     over = f", each {fold}'s tie averaged over the {r0['splits']} {fold}s" if r0["splits"] > 1 else ""
-    first = f" on the first {fold} that chose it" if r0["splits"] > 1 else ""
-    return (f'<p class="note">The learned unit was chosen among {r0["tied"]} of {r0["candidates"]} units tied at the '
-            f"top of the choice{first} ({r0['tie_share']:.1%}, more than {UNDECIDED_SHARE:.0%} of the layer): the selection "
-            "images cannot tell them apart, and which one is reported is the tie-break's (the larger Cohen's d). What "
-            f"the layer holds is the tied set; its mean test AUC{over}: {esc(each)}.</p>")
+    # (several splits: each has its own tie, a cross-fit's fold its own network; until 2026-12-05 the first split that
+    # chose the row's unit spoke for all, and a second fold's 40 of 100 tied went unsaid)
+    chosen = (f"On {undecided_in(r0)} of the {r0['splits']} {fold}s the learned unit was chosen among more than "
+              f"{UNDECIDED_SHARE:.0%} of the {r0['candidates']} units, tied at the top of the choice" if r0["splits"] > 1
+              else f"The learned unit was chosen among {r0['tied']} of {r0['candidates']} units tied at the top of the "
+                   f"choice ({r0['tie_share']:.1%}, more than {UNDECIDED_SHARE:.0%} of the layer)")
+    return (f'<p class="note">{chosen}: the selection images cannot tell them apart, and which one is reported is the '
+            "tie-break's (the larger Cohen's d). What the layer holds is the tied set; its mean test AUC"
+            f"{over}: {esc(each)}.</p>")
 
 
 def controls_by_layer(rows: list[dict[str, Any]], setup: dict[str, Any]) -> str:
