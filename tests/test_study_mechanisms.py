@@ -183,7 +183,7 @@ def test_a_difference_of_two_ranges_at_the_sweeps_end_is_not_read_as_measured():
     assert row["censored"] == {"inv_scale_octaves": 4, "d_inv_scale_octaves": 3}
     assert row["missing"]["d_inv_scale_octaves"] == 3
     assert row["figures"]["d_inv_scale_octaves"][0] == pytest.approx(0.3)     # the three measured pairs, not 0.15
-    assert "(3 of 6 seeds left out: both ranges ran to the sweep's end)" in difference_sentence(
+    assert "(3 of 6 seeds left out: both ranges ran to the sweep's end; 3 measured)" in difference_sentence(
         row, "inv_scale_octaves", "scale range")
     assert "(3 of 6 seeds left out, 3 with both at the sweep's end)" in _figure(row, "d_inv_scale_octaves")
     assert "(4 of 6 seeds at the sweep's end: at least this)" in _figure(row, "inv_scale_octaves")
@@ -248,3 +248,21 @@ def test_a_difference_whose_one_side_ran_to_the_sweeps_end_is_a_bound_and_not_re
     assert rows(0.0, 0.0, up=0.5)["extra"]["d_inv_scale_octaves"] == "no detectable effect"
     assert rows(0.0, 0.5, up=0.5)["extra"]["d_inv_scale_octaves"] == "inconclusive"   # glimpse may be wider still
     assert "bounded" not in rows(0.5, 0.5)                                        # both ended: left out, not bounds
+
+
+def test_the_verdict_counts_the_seeds_a_censored_difference_was_measured_on_not_only_those_left_at_the_end():
+    """3 of 8 seeds had both ranges at the sweep's end and 2 more no unit on one side: the interval is over 3 seeds,
+    and the verdict said only "(3 of 8 seeds left out: both ranges ran to the sweep's end)", as if 5 were measured."""
+    from downpour.studies.base import Condition
+    from downpour.studies.compare import compare_rows, difference_sentence
+    conds = [Condition("plain", {"vs": ""}, (), "baseline"), Condition("pyramid3", {"vs": "plain"}, (), "pyramid")]
+    plain = [2.0, 2.0, 2.0, 1.5, 1.6, 1.4, math.nan, 1.5]
+    pyramid = [2.0, 2.0, 2.0, 1.8, 1.9, 1.7, 1.8, math.nan]
+    cells = {}
+    for s in range(8):
+        cells[("plain", s)] = {"inv_scale_octaves": plain[s], "inv_scale_octaves_censored": float(s < 3)}
+        cells[("pyramid3", s)] = {"inv_scale_octaves": pyramid[s], "inv_scale_octaves_censored": float(s < 3)}
+    row = compare_rows(conds, cells, list(range(8)), {"inv_scale_octaves": 0.25})[1]
+    assert row["missing"]["d_inv_scale_octaves"] == 5
+    assert ("(3 of 8 seeds left out: both ranges ran to the sweep's end, 2 more not measured; 3 measured)"
+            in difference_sentence(row, "inv_scale_octaves", "scale range"))

@@ -134,8 +134,11 @@ def difference_sentence(row: dict[str, Any], key: str, label: str, fmt: str = "{
     if reading:
         reading += lead_mark(row, "d_" + key)
     ended = row.get("censored", {}).get("d_" + key)
-    if ended:
-        reading += f" ({ended} of {row['n']} seeds left out: both ranges ran to the sweep's end)"
+    if ended:      # (and the seeds measured: others may be left out too, with no unit; until 2026-12-05 unsaid)
+        left = row.get("missing", {}).get("d_" + key, ended)
+        others = f", {left - ended} more not measured" if left > ended else ""
+        reading += (f" ({ended} of {row['n']} seeds left out: both ranges ran to the sweep's end{others}; "
+                    f"{row['n'] - left} measured)")
     b = row.get("bounded", {}).get("d_" + key)
     if b:      # (since 2026-12-05: a seed with one range at the sweep's end gives a bound, not a difference)
         reading += (f" ({b['at_least'] + b['at_most']} of the {b['kept']} seeds kept give only a bound, one range at the "
