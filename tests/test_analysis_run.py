@@ -357,7 +357,7 @@ def test_the_report_names_a_cluster_runs_lost_and_restarted_workers(tmp_path):
               {"event": "restart-given-up", "worker": 1, "step": 200, "reason": "not up within 120 s"}]
     (run.path / "staleness.json").write_text(json.dumps({"events": events}))
     assert _cluster_faults(run) == ('<p class="note">Faults: worker 0 lost at step 167 (ActorDiedError: the actor '
-                                    'died); worker 0 restarted at step 170; the shards restarted from the checkpoint '
+                                    'died), restarted at step 170; the shards restarted from the checkpoint '
                                     'of step 0 (ActorDiedError); worker ? lost at step ?; worker 1&#x27;s restart '
                                     'given up at step 200 (not up within 120 s).</p>')
     lost = {"event": "shards-lost", "step": 63, "reason": "shard 1 lost at step 63 (ConnectionError)"}

@@ -124,7 +124,7 @@ def test_a_killed_worker_does_not_end_the_run_and_no_push_is_applied_twice(tmp_p
     assert out["steps"] == steps and out["lost_workers"] == ([] if restarts else [1])
     assert out["applied"] == out["accepted"]
     events = RunDir.open(tmp_path / "k").read_json("staleness.json")["events"]
-    expected = ["worker-lost", "worker-restarted"] if restarts else ["worker-lost", "restart-given-up"]
+    expected = ["worker-lost", "worker-restarted"] if restarts else ["worker-lost", "not-restarted"]
     assert [e["event"] for e in events] == expected and all(e["worker"] == 1 for e in events)
     for rows in _logs(tmp_path / "k"):
         assert len({(w, seq) for w, seq, _, _ in rows}) == len(rows)   # no push applied twice
@@ -210,7 +210,7 @@ def test_a_worker_that_dies_waiting_for_the_warm_start_is_lost_when_it_dies(tmp_
     assert victim is not None and not thread.is_alive(), "the run hung"
     assert out["steps"] == 200 and out["lost_workers"] == [1]
     events = run.read_json("staleness.json")["events"]
-    assert [(e["event"], e["worker"]) for e in events] == [("worker-lost", 1), ("restart-given-up", 1)]
+    assert [(e["event"], e["worker"]) for e in events] == [("worker-lost", 1), ("not-restarted", 1)]
     assert 20 <= events[0]["step"] < 100 and events[0]["reason"] == "ActorDiedError while it waited for the warm start"
 
 
@@ -230,7 +230,7 @@ def test_a_worker_that_dies_waiting_for_a_warm_start_the_run_never_ends_is_lost(
     assert victim is not None and not thread.is_alive()
     assert out["steps"] == 200 and out["lost_workers"] == [1] == run.read_json("cluster.json")["lost_workers"]
     events = run.read_json("staleness.json")["events"]
-    assert [(e["event"], e["worker"]) for e in events] == [("worker-lost", 1), ("restart-given-up", 1)]
+    assert [(e["event"], e["worker"]) for e in events] == [("worker-lost", 1), ("not-restarted", 1)]
     assert 20 <= events[0]["step"] < 200
     assert events[0]["reason"] == "ActorDiedError while it waited for the warm start"
 

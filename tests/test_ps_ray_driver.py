@@ -171,10 +171,10 @@ def test_a_worker_lost_with_nothing_left_to_hand_out_is_not_restarted_and_a_late
         train(1, step)
     assert coord.done == 4 and coord.lost == [2, 0]
     assert [(e["event"], e["worker"]) for e in coord.events] == [
-        ("worker-lost", 2), ("restart-given-up", 2), ("worker-lost", 1), ("worker-restarted", 1), ("worker-lost", 0),
-        ("restart-given-up", 0)]
-    assert [e["reason"] for e in coord.events if e["event"] == "restart-given-up"] == ["no steps left for it",
-                                                                                      "cluster.restarts spent"]
+        ("worker-lost", 2), ("not-restarted", 2), ("worker-lost", 1), ("worker-restarted", 1), ("worker-lost", 0),
+        ("not-restarted", 0)]
+    assert [e["reason"] for e in coord.events if e["event"] == "not-restarted"] == ["no steps left for it",
+                                                                                   "cluster.restarts spent"]
 
 
 def test_a_lost_workers_partition_actors_go_with_it(fake_ray, monkeypatch):

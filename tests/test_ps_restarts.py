@@ -43,7 +43,7 @@ def test_a_restart_outlives_the_last_handout_and_trains_the_step_a_later_loss_gi
     # worker 1 (steps alternate: 1, 3, ...) dies granted step 21, which its loss hands back to worker 0
     assert (0, 0, 21, 1) in c.pushes and not any(w == 1 and first >= 21 for w, _, first, _ in c.pushes[:-1])
     assert _events(coord) == [("worker-lost", 1, 21), ("worker-lost", 0, STEPS - 1), ("worker-restarted", 1, STEPS - 1),
-                              ("restart-given-up", 0, STEPS - 1)]
+                              ("not-restarted", 0, STEPS - 1)]
     assert coord.events[3]["reason"] == "cluster.restarts spent"     # worker 1's replacement took the one restart
     assert [(w, life, first) for w, life, first, _ in c.pushes if life == 1] == [(1, 1, STEPS - 1)]
 
@@ -100,7 +100,7 @@ def test_a_replacement_given_up_is_an_event_naming_why_and_when_and_the_report_s
     assert coord.events[-1]["reason"] == "cluster.restarts spent"
     run = RunDir.create(tmp_path / "r", load_config("tica-8x8", ["cluster.runner=simulated"]))
     run.write_json("staleness.json", {"events": coord.events})
-    assert "worker 1's restart given up at step 21 (cluster.restarts spent)" in html.unescape(_cluster_faults(run))
+    assert "its restart given up at step 21 (cluster.restarts spent)" in html.unescape(_cluster_faults(run))
 
 
 def test_a_restart_ray_cannot_place_is_given_up_at_its_deadline(runtime, caplog):
@@ -140,7 +140,7 @@ def test_the_ranges_a_lost_worker_held_are_trained_once_by_the_others_or_its_rep
     c.run_scripted()
     assert coord.done == STEPS and c.trained() == list(range(STEPS))
     assert coord.lost == [2] and [e[0] for e in _events(coord)] == ["worker-lost", "worker-restarted", "worker-lost",
-                                                                    "restart-given-up"]
+                                                                    "not-restarted"]
     assert coord.events[-1]["reason"] == "cluster.restarts spent"
     assert all(k == n_push for *_, k in c.pushes)         # 120 is a multiple of 3: no range was split
 
@@ -234,7 +234,7 @@ def test_a_worker_that_dies_waiting_for_a_warm_start_the_run_never_ends_is_lost_
     c.run_scripted(kill_worker1)
     c.info()                                  # what the run asks once its steps are done (cluster.json's fields)
     assert coord.done == STEPS and c.trained() == list(range(STEPS)) and coord.live == {0}
-    assert coord.lost == [1] and [e[:2] for e in _events(coord)] == [("worker-lost", 1), ("restart-given-up", 1)]
+    assert coord.lost == [1] and [e[:2] for e in _events(coord)] == [("worker-lost", 1), ("not-restarted", 1)]
     assert 20 <= coord.events[0]["step"] <= 20 + WATCH_SECONDS / 0.1 + 3      # (a death is told 2 waits late)
     assert coord.events[0]["reason"] == "ActorDiedError while it waited for the warm start"
     assert coord.events[1]["reason"] == "cluster.restarts = 0"
@@ -298,7 +298,7 @@ def test_the_run_end_asks_live_and_waiting_workers_in_one_wait(runtime):
     before = runtime.now
     c.info()
     assert runtime.now - before == 60
-    assert coord.lost == [0, 1] and [e["event"] for e in coord.events] == ["worker-lost", "restart-given-up"] * 2
+    assert coord.lost == [0, 1] and [e["event"] for e in coord.events] == ["worker-lost", "not-restarted"] * 2
     assert [e["reason"] for e in coord.events] == ["GetTimeoutError after its last push", "no steps left for it",
                                                   "GetTimeoutError while it waited for the warm start",
                                                   "no steps left for it"]
@@ -319,3 +319,33 @@ def test_the_run_end_asks_every_worker_still_waiting_at_once(runtime):
     assert [e["reason"] for e in coord.events if e["event"] == "worker-lost"] == \
         ["GetTimeoutError while it waited for the warm start"] * 2
     assert runtime.now - before == 60
+
+
+def _faults(coord, tmp_path):
+    """The report's Faults line for ``coord``'s events, unescaped."""
+    from downpour.analysis.report import _cluster_faults
+    from downpour.config import load_config
+    from downpour.train.rundir import RunDir
+
+    run = RunDir.create(tmp_path / "r", load_config("tica-8x8", ["cluster.runner=simulated"]))
+    run.write_json("staleness.json", {"events": coord.events})
+    return html.unescape(_cluster_faults(run))
+
+
+def test_with_no_restarts_each_loss_says_it_was_not_restarted_and_the_report_shows_every_loss(runtime, tmp_path):
+    """cluster.restarts = 0, 7 workers, workers 1..6 lost. Until 2026-12-05 each loss was followed by a
+    restart-given-up "cluster.restarts = 0" (a restart never tried read as one given up), and the report's Faults
+    line, ten entries at most, an event each, showed 5 of the 6 losses. Now the outcome is "not-restarted", and each
+    loss is one entry with what came of it."""
+    coord = coordinator(7, 240)
+    c = ScriptedCluster(runtime, coord, restarts=0, script={(w, 0): _dies_at(20 * w) for w in range(1, 7)})
+    c.run_scripted()
+    assert coord.done == 240 and c.trained() == list(range(240)) and coord.lost == [1, 2, 3, 4, 5, 6]
+    assert [e[0] for e in _events(coord)] == ["worker-lost", "not-restarted"] * 6
+    assert {e["reason"] for e in coord.events if e["event"] == "not-restarted"} == {"cluster.restarts = 0"}
+    said = _faults(coord, tmp_path)
+    assert "given up" not in said and "more (staleness.json" not in said
+    for w in range(1, 7):
+        assert f"worker {w} lost at step " in said
+    assert said.count("(ActorDiedError), not restarted (cluster.restarts = 0)") == 6
+

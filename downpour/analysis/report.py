@@ -28,28 +28,60 @@ def _read(run: RunDir, name: str) -> Any:
         return None
 
 
+_FAULT_WORDS = {"worker-lost": "worker {worker} lost at step {step}{reason}",
+                "worker-restarted": "worker {worker} restarted at step {step}",
+                "restart-failed": "worker {worker}'s restart failed at step {step}{reason}",
+                "restart-given-up": "worker {worker}'s restart given up at step {step}{reason}",
+                "not-restarted": "worker {worker} not restarted at step {step}{reason}",
+                "resumed": "the run resumed at step {step} with its {workers} workers started{back}",
+                "shards-restarted": "the shards restarted from the checkpoint of step {step}{reason}",
+                "shards-lost": "the run stopped at step {step}, a shard lost with cluster.shard_restarts spent{reason}"}
+# what came of a loss, said in its own entry ("worker 1 lost at step 21 (ActorDiedError), not restarted (...)")
+_OUTCOME_WORDS = {"worker-restarted": "restarted at step {step}", "restart-failed": "its restart failed at step {step}{reason}",
+                  "restart-given-up": "its restart given up at step {step}{reason}", "not-restarted": "not restarted{reason}"}
+MAX_FAULTS = 10     # a run that lost hundreds of workers: the first ten faults and a count
+
+
 def _cluster_faults(run: RunDir) -> str:
-    """One line on a cluster run's lost and restarted workers and shard restarts (staleness.json's events),
-    or nothing: the histogram alone does not say that a worker was lost, or when."""
+    """One line on a cluster run's faults (staleness.json's events): each lost worker with what came of it, resumes
+    and shard restarts; or nothing: the histogram alone does not say that a worker was lost, or when. Until
+    2026-12-05 each event was an entry of its own and the cap counted entries: 6 losses with their outcomes showed 5."""
     try:
         events = run.read_json("staleness.json").get("events") or []
     except (NotARunError, AttributeError):
         return ""
-    said = {"worker-lost": "worker {worker} lost at step {step}{reason}",
-            "worker-restarted": "worker {worker} restarted at step {step}",
-            "restart-failed": "worker {worker}'s restart failed at step {step}{reason}",
-            "restart-given-up": "worker {worker}'s restart given up at step {step}{reason}",
-            "shards-restarted": "the shards restarted from the checkpoint of step {step}{reason}",
-            "shards-lost": "the run stopped at step {step}, a shard lost with cluster.shard_restarts spent{reason}"}
-    parts = []
+    entries: list[str] = []
+    open_loss: dict[Any, int] = {}   # worker -> its loss's entry, until what came of it is said
+    gone: set[Any] = set()           # workers lost and not restarted since (a resume starts them again)
     for e in events if isinstance(events, list) else []:
-        if isinstance(e, dict) and e.get("event") in said:
-            reason = str(e.get("reason") or "").strip().split("\n")[0][:160]
-            parts.append(said[e["event"]].format(worker=e.get("worker", "?"), step=e.get("step", "?"),
-                                                 reason=f" ({reason})" if reason else ""))
-    if len(parts) > 10:              # (a run that lost hundreds of workers: the first ten and a count)
-        parts = [*parts[:10], f"and {len(parts) - 10} more (staleness.json's events)"]
-    return f'<p class="note">Faults: {esc("; ".join(parts))}.</p>' if parts else ""
+        kind = e.get("event") if isinstance(e, dict) else None
+        if kind not in _FAULT_WORDS:
+            continue
+        reason = str(e.get("reason") or "").strip().split("\n")[0][:160]
+        if kind == "restart-given-up" and reason == "cluster.restarts = 0":   # (written 2026-12-05: none was tried)
+            kind = "not-restarted"
+        w, fill = e.get("worker", "?"), {"step": e.get("step", "?"), "reason": f" ({reason})" if reason else ""}
+        if kind == "resumed":
+            started = e.get("workers") if isinstance(e.get("workers"), list) else []
+            back = sorted(gone & set(started), key=str)
+            gone -= set(started)
+            fill.update(workers=len(started), back=f" (worker {', '.join(map(str, back))} back after its loss)" if back else "")
+            open_loss.clear()
+        if kind in _OUTCOME_WORDS and w in open_loss:
+            entries[open_loss[w]] += ", " + _OUTCOME_WORDS[kind].format(**fill)
+            if kind != "restart-failed":       # (another replacement may follow a failed one)
+                del open_loss[w]
+        else:
+            entries.append(_FAULT_WORDS[kind].format(**{"worker": w, "workers": "?", "back": "", **fill}))
+            if kind == "worker-lost":
+                open_loss[w] = len(entries) - 1
+        if kind == "worker-lost":
+            gone.add(w)
+        elif kind == "worker-restarted":
+            gone.discard(w)
+    if len(entries) > MAX_FAULTS:
+        entries = [*entries[:MAX_FAULTS], f"and {len(entries) - MAX_FAULTS} more (staleness.json's events)"]
+    return f'<p class="note">Faults: {esc("; ".join(entries))}.</p>' if entries else ""
 
 
 def _no_staleness(run: RunDir) -> str:

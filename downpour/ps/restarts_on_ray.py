@@ -82,16 +82,18 @@ class Restarts:
         return True
 
     def not_restarted(self, w: int, why: str | None = None) -> None:
-        """Lost worker ``w`` gets no replacement: a ``restart-given-up`` event naming why (``why``, else
-        ``cluster.restarts`` or no steps left), so every ``worker-lost`` is followed by what came of it. Until
-        2026-12-05 a loss the driver did not restart was a ``worker-lost`` alone, which read the same as one whose
-        replacement was still coming up (a checkpoint's). Logged where a restart was asked for (cluster.restarts)."""
+        """Lost worker ``w`` gets no replacement, none tried: a ``not-restarted`` event naming why (``why``, else
+        ``cluster.restarts = 0``, ``cluster.restarts spent`` or ``no steps left for it``), so every ``worker-lost`` is
+        followed by what came of it. (``restart-given-up`` is a replacement started and given up.) Until 2026-12-05 a
+        loss the driver did not restart was a ``worker-lost`` alone, which read the same as one whose replacement was
+        still coming up (a checkpoint's); then, that day, a ``restart-given-up``: with ``cluster.restarts = 0`` every
+        loss read as a restart tried and given up. Logged where a restart was asked for (cluster.restarts)."""
         asked = self.setup.cfg.cluster.restarts
         why = why or ("cluster.restarts = 0" if not asked else "cluster.restarts spent" if self.restarts <= 0
                       else "no steps left for it")
-        self.coord.events.append({"event": "restart-given-up", "worker": w, "step": self.coord.done, "reason": why})
+        self.coord.events.append({"event": "not-restarted", "worker": w, "step": self.coord.done, "reason": why})
         if asked:
-            log.warning("worker %d could not be restarted (%s); the run goes on without it", w, why)
+            log.warning("worker %d was not restarted (%s); the run goes on without it", w, why)
 
     def watch_waiting(self) -> None:
         """Task loop: ask each worker still waiting for the warm start whether it lives, one question at a time, at
