@@ -349,3 +349,26 @@ def test_with_no_restarts_each_loss_says_it_was_not_restarted_and_the_report_sho
         assert f"worker {w} lost at step " in said
     assert said.count("(ActorDiedError), not restarted (cluster.restarts = 0)") == 6
 
+
+def test_a_resume_records_the_workers_it_started_again_and_the_report_says_which_came_back(runtime, tmp_path):
+    """restarts=0: worker 1 is lost at step 20 (not restarted) and the run is checkpointed at step 40, then resumed.
+    The resume starts every worker again, worker 1 too; until 2026-12-05 nothing in the events said so, and its
+    worker-lost / not-restarted read as gone for good while it trained again. Now a ``resumed`` event names the
+    workers started, and the report says worker 1 is back."""
+    coord = coordinator(2, STEPS)
+    saved = {}
+
+    def checkpoint(c):
+        if coord.done >= 40 and not saved:
+            saved.update(c.state()[0], trained=c.trained(), events=list(coord.events))
+
+    ScriptedCluster(runtime, coord, restarts=0, script={(1, 0): _dies_at(20)}).run_scripted(checkpoint)
+    again = coordinator(2, STEPS, start=saved["step"], events=saved["events"])
+    second = ScriptedCluster(runtime, again, restarts=0, saved=saved)
+    second.run_scripted()
+    assert again.done == STEPS and sorted(saved["trained"] + second.trained()) == list(range(STEPS))
+    assert {w for w, *_ in second.pushes} == {0, 1}                     # worker 1 trained again
+    assert _events(again) == [("worker-lost", 1, 21), ("not-restarted", 1, 21), ("resumed", [0, 1], saved["step"])]
+    said = _faults(again, tmp_path)
+    assert (f"worker 1 lost at step 21 (ActorDiedError), not restarted (cluster.restarts = 0); the run resumed at step "
+            f"{saved['step']} with its 2 workers started (worker 1 back after its loss)") in said

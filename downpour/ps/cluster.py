@@ -118,7 +118,7 @@ def _run_once(cfg: RunConfig, run: RunDir, resume: bool, shard_log: list[dict[st
     # begin() wrote them first, and an unreachable --address went into its config.toml)
     try:
         driver: Driver = _driver(c.runner)(setup, shards, coord, stage_of, start,
-                                           next_seqs(restored) if restored else {}, meta)
+                                           next_seqs(restored) if restored else {}, meta if resume else None)
     except CheckpointError as err:      # the simulator's own part of the checkpoint, damaged
         raise CheckpointError(f"cannot resume {str(run.path)!r}: {err}") from None
     try:
