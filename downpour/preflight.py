@@ -231,8 +231,16 @@ def new_run_config(source: str, overrides: list[Override]) -> RunConfig:
     reads them), not as today's defaults: another network."""
     path = Path(source)
     if path.name == "config.toml" and path.is_file() and not RunDir(path.parent).never_started():
-        return load_config(source, [*RunDir(path.parent).saved_reads(), *overrides])
-    return load_config(source, overrides)
+        cfg = load_config(source, [*RunDir(path.parent).saved_reads(), *overrides])
+    else:
+        cfg = load_config(source, overrides)
+    # 0 is what an old run's resume reads where the rule its start decoded by is unknown; a new run has one. Until
+    # 2026-12-05 it was taken: tiled, refused with the resume's words once config.toml was written; else kept there
+    if cfg.data.jpeg_decode == 0:
+        raise ConfigError("data.jpeg_decode = 0 (unknown: what a run whose records predate the key reads as) cannot "
+                          "start a run; give 1 or 2 (the rule it decodes JPEGs by; 2, today's, is the default)",
+                          key="data.jpeg_decode")
+    return cfg
 
 
 def resume_config(path: str, overrides: list[Override]) -> tuple[RunDir, RunConfig]:

@@ -335,3 +335,17 @@ def test_a_resume_given_the_wrong_rule_for_a_run_whose_records_predate_it_says_t
     said = " ".join(r.getMessage() for r in caplog.records if r.name == "downpour.train.refit")
     assert "the rule it began with" not in said
     assert "records predate jpeg_decode" in said and "data.jpeg_decode = 1 was given" in said, said
+
+
+@pytest.mark.parametrize("tile", [256, 0])
+def test_a_new_run_with_jpeg_decode_0_is_refused_naming_the_key_before_anything_is_written(tmp_path, capsys, tile):
+    """0 is what an old run's resume reads where its rule is unknown. Until 2026-12-05 a new run took it: tiled, it
+    was refused with the resume's words ("... predate its record") after config.toml was written; untiled, it trained
+    and config.toml kept 0. Now a new run is refused, naming the key, and its folder is never made."""
+    (tmp_path / "photos").mkdir()
+    for i in range(4):
+        _photo(tmp_path / "photos" / f"p{i:02d}.jpg", 512, 512, seed=i)
+    assert _tiled_run(tmp_path, 2, sets=[f"data.tile={tile}", "data.jpeg_decode=0"]) != 0
+    said = capsys.readouterr().err
+    assert "data.jpeg_decode = 0" in said and "give 1 or 2" in said and "predate its record" not in said
+    assert not (tmp_path / "run").exists()

@@ -54,7 +54,7 @@ class DataConfig(Section):
     # decode's (bench/jpeg_draft.py); false: every JPEG decoded in full
     jpeg_draft: bool = True
     # folder crops under jpeg_draft: the rule that decides each JPEG's reduction, kept from the run's start (JPEG_DECODE;
-    # docs/data.md); 0: unknown (a tiled run whose records predate it), refused where the rules differ
+    # docs/data.md); 0: unknown (a tiled run whose records predate it), refused where the rules differ and for a new run (preflight)
     jpeg_decode: int = setting(JPEG_DECODE, within="[0, 2]")
     faces_fraction: float = setting(0.3, within="[0, 1]")     # natural+faces: share of the samples taken from the faces source (lfw train part)
     # faces / natural+faces: how many of the lfw training part's faces are trained on (the first N; its non-faces all
