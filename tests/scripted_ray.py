@@ -48,6 +48,7 @@ class Ref:
     def __init__(self, value: Any = None, error: Exception | None = None, when: Callable[[], bool] | None = None,
                  at: int = 0):
         self.value, self.error, self.when, self.at = value, error, when, at
+        self.read = False        # whether the driver got it (Ray prints an error never got as "Unhandled error")
 
     def held(self) -> bool:
         return self.when is not None and not self.when()
@@ -95,6 +96,7 @@ class Runtime:
                 self.now += timeout
                 raise GetTimeoutError(f"{len(held)} of {len(refs)} not ready within {timeout} s")
             return [self.get(r) for r in refs]
+        refs.read = True
         if refs.at > self.waits and not refs.held():     # (Ray's get waits for it)
             self.waits = refs.at
         if refs.held() and timeout is not None:            # one that never answers, asked with a timeout

@@ -372,3 +372,17 @@ def test_a_resume_records_the_workers_it_started_again_and_the_report_says_which
     said = _faults(again, tmp_path)
     assert (f"worker 1 lost at step 21 (ActorDiedError), not restarted (cluster.restarts = 0); the run resumed at step "
             f"{saved['step']} with its 2 workers started (worker 1 back after its loss)") in said
+
+
+def test_a_watch_question_unanswered_when_its_worker_joins_is_read_once_it_answers(monkeypatch):
+    """warm_start 60 of 120: worker 2 waits, and the driver asks it once a second whether it lives; its answer is
+    held back to step 80, past its join. Until 2026-12-05 a question left when its worker joined was never read: had
+    the actor died, Ray would print its error as "Unhandled error" at clean-up. Now it is read once it answers."""
+    runtime = scripted_runtime(monkeypatch, tick=0.1)
+    coord = coordinator(3, STEPS, warm_start=60)
+    c = ScriptedCluster(runtime, coord, restarts=0, script={(2, 0): {"up": lambda: coord.done >= 80}})
+    asked, node = [], c.lives[2].node.fn
+    c.lives[2].node.fn = lambda: asked.append(node()) or asked[-1]
+    c.run_scripted()
+    assert coord.done == STEPS and c.trained() == list(range(STEPS)) and coord.lost == []
+    assert asked and all(ref.read for ref in asked) and not c._watching and not c._unread

@@ -36,6 +36,7 @@ class Restarts:
 
     _starting: dict[int, tuple[Any, float]]     # worker -> (its new actor's first answer, when to give up)
     _watching: dict[int, tuple[Any, Any, float]]   # waiting worker -> (its "alive?" answer or None, actor, asked at)
+    _unread: list[Any]                             # "alive?" answers of workers that joined, not come yet
 
     def _lost(self, w: int, err: Exception, why: str = "") -> None:
         """Worker ``w``'s actor died: its push never left, so nothing of it is applied. Start a new one
@@ -101,6 +102,7 @@ class Restarts:
         again, if ``cluster.restarts`` allows). No cycle of its runs, so nothing else shows its death: until
         2026-12-05 it was taken when it joined, or at the run's end, at its last step (scripted: worker 1 killed at
         step 20 of 120, warm start past the run: lost at step 120). (The piped loop sees its serve task end.)"""
+        self._drop_watches()
         now = time.monotonic()
         for w in self.coord.waiting:
             actor = self.worker_actors[w]
@@ -120,6 +122,22 @@ class Restarts:
             if now - asked >= WATCH_SECONDS:
                 ref, asked = actor.node.remote(), now
             self._watching[w] = (ref, actor, asked)
+
+    def _drop_watches(self) -> None:
+        """The questions asked of workers that have joined since: each read once answered. One unanswered at the join
+        was never read (until 2026-12-05): if its actor died, Ray printed its error as "Unhandled error" at clean-up.
+        (The death itself shows in the worker's cycles.)"""
+        for w in [w for w in self._watching if w not in self.coord.waiting]:
+            ref = self._watching.pop(w)[0]
+            if ref is not None:
+                self._unread.append(ref)
+        if self._unread:
+            ready, self._unread = ray.wait(self._unread, num_returns=len(self._unread), timeout=0)
+            for ref in ready:
+                try:
+                    ray.get(ref)
+                except RayError:
+                    pass
 
     def restart_refs(self) -> list[Any]:
         """The first answers of the workers being restarted: futures the driving loop waits on too."""

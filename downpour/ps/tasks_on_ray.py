@@ -49,7 +49,7 @@ class TaskRun:
                 except (RayError, ConnectionError, OSError) as err:   # a closed doorbell, a shard call that failed
                     self._shard_lost(err)
                     raise
-            if self.coord.waiting:
+            if self.coord.waiting or self._watching or self._unread:
                 self.watch_waiting()   # (no cycle of a worker waiting for the warm start shows its death)
             if self.restart_timeout() == 0:
                 # a replacement's deadline passed while pushes kept the driver busy: given up now, at this step, as the
