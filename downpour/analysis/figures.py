@@ -189,24 +189,40 @@ def stimulus_and_top_images(stimulus: np.ndarray, top: np.ndarray, path: Path, t
 
 
 def invariance_plot(result: dict[str, Any], path: Path) -> Path:
-    """The invariance curves (mean over images ± its standard error), normalised to the untransformed response."""
+    """The invariance curves (mean over images ± its standard error), normalised to the untransformed response, and
+    below them (since 2026-12-05, where the sweep had the non-faces) the unit's AUC at each transform, the faces and
+    non-faces warped alike: its selectivity, which a unit that answers any blob loses as the faces shrink."""
     curves = result["curves"]
     labels = {"scale": "scale factor", "translation_x": "horizontal shift (pixels)",
               "translation_y": "vertical shift (pixels)", "rotation": "in-plane rotation (degrees)",
               "out_of_plane_rotation": "out-of-plane rotation (degrees)"}
-    fig = Figure(figsize=(3.2 * len(curves), 2.8))
-    axes = fig.subplots(1, len(curves), squeeze=False)[0]
-    for ax, c in zip(axes, curves):
-        v, r, s = (np.asarray(c[k]) for k in ("values", "response", "sem"))
+    rows = 2 if any("auc" in c for c in curves) else 1
+    fig = Figure(figsize=(3.2 * len(curves), 2.8 * rows))
+    grid = fig.subplots(rows, len(curves), squeeze=False)
+    for k, c in enumerate(curves):
+        ax = grid[0][k]
+        v, r, s = (np.asarray(c[key]) for key in ("values", "response", "sem"))
         ax.plot(v, r, marker="o", ms=3)
         ax.fill_between(v, r - s, r + s, alpha=0.2)
         ax.axhline(1.0, color="grey", lw=0.6, ls="--")
         ax.axhline(0.0, color="grey", lw=0.6, ls=":")
         ax.set_xlabel(labels.get(c["transform"], c["transform"]), fontsize=8)
         ax.grid(alpha=0.3)
+        if rows == 2:
+            ax = grid[1][k]
+            if "auc" in c:
+                ax.plot(v, c["auc"], marker="o", ms=3, color="C2", label="non-faces warped too")
+                ax.plot(v, c["auc_faces_only"], marker=".", ms=2, lw=0.8, color="C1", label="faces alone")
+            ax.axhline(0.5, color="grey", lw=0.6, ls=":")
+            ax.set_ylim(0.0, 1.0)
+            ax.set_xlabel(labels.get(c["transform"], c["transform"]), fontsize=8)
+            ax.grid(alpha=0.3)
     ylabel = ("response (1 = untransformed, 0 = baseline)" if result["normalised_to"] == "untransformed response"
               else f"response / {result['normalised_to']}")
-    axes[0].set_ylabel(ylabel, fontsize=8)
+    grid[0][0].set_ylabel(ylabel, fontsize=8)
+    if rows == 2:
+        grid[1][0].set_ylabel("AUC, faces vs non-faces", fontsize=8)
+        grid[1][0].legend(fontsize=6)
     fig.suptitle(f"unit {result['unit']} of {result['layer']} over {result['images']} images", fontsize=9)
     fig.tight_layout()
     return _save(fig, path)

@@ -7,7 +7,10 @@ over a set of test images at every transform, divided by the mean response to th
 measured above a baseline (the unit's level on non-concept images), since our units, unlike the
 paper's, need not be silent at rest.
 Out-of-plane rotation needs images of the same objects at known poses; the built-in sets have none,
-so without them it is reported as unavailable rather than faked. Given posed images
+so without them it is reported as unavailable rather than faked.
+Since 2026-12-05 the sweep also measures selectivity (:func:`selectivity_summary`), the paper's own figure 4 axis: the
+unit's AUC of the warped concept images against the non-concept ones at every transform. A unit that answers any blob
+keeps its response as a face shrinks to 8 pixels, but not its lead over the non-faces shrunk alike. Given posed images
 (``analysis.poses``: a folder with one sub-folder per angle in degrees, ``0`` the frontal view),
 :func:`invariance_curves` adds that curve, normalised to the frontal images' response.
 """
@@ -21,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from downpour.analysis.choice import auc_scores
 from downpour.analysis.labelled import load_labelled
 from downpour.analysis.units import check_layer, unit_response
 from downpour.errors import ConfigError, DataError
@@ -86,18 +90,38 @@ def _signed(model: FeatureModel, x: Tensor, units: Tensor, layer: str, signs: Te
     return flat[:, units].double() * signs
 
 
+def _auc(pos: Tensor, neg: Tensor) -> Tensor:
+    """(T,) AUC of every column of signed responses, pos (N, T) against neg (M, T): above 0.5, the unit ranks the
+    concept images above the others."""
+    both = torch.cat([pos, neg]).numpy()
+    y = np.r_[np.ones(len(pos), dtype=bool), np.zeros(len(neg), dtype=bool)]
+    return torch.from_numpy(auc_scores(both, y))
+
+
 def _curve(model: FeatureModel, x: Tensor, units: Tensor, layer: str, signs: Tensor, base: Tensor, scale: Tensor,
-           name: str, values: tuple[float, ...], warp, see: Callable[[Tensor], Tensor]) -> list[dict[str, Any]]:
-    """One transform's curve of every unit: base, scale (T,) as :func:`sweep` sets them; a dict per unit."""
-    means, stds = [], []
+           name: str, values: tuple[float, ...], warp, see: Callable[[Tensor], Tensor],
+           negatives: Tensor | None = None) -> list[dict[str, Any]]:
+    """One transform's curve of every unit: base, scale (T,) as :func:`sweep` sets them; a dict per unit. With
+    ``negatives`` (M, C, H, W) pixels, the AUC of the warped x against them warped alike (``auc``) and untouched
+    (``auc_faces_only``)."""
+    means, stds, aucs, fixed = [], [], [], []
+    still = None if negatives is None else _signed(model, see(negatives), units, layer, signs)     # (M, T)
     for v in values:
         r = _signed(model, see(warp(x, v)), units, layer, signs)       # (N, T)
         means.append((r.mean(dim=0) - base) / scale)
         stds.append(r.std(dim=0, unbiased=False) / scale)
+        if negatives is not None:
+            aucs.append(_auc(r, _signed(model, see(warp(negatives, v)), units, layer, signs)))
+            fixed.append(_auc(r, still))
     mean, std = torch.stack(means), torch.stack(stds)                  # (V, T) each
     sem = std / np.sqrt(x.shape[0])      # standard error of each mean: the curve's own uncertainty
-    return [{"transform": name, "values": [float(v) for v in values], "response": mean[:, t].tolist(),
-             "std": std[:, t].tolist(), "sem": sem[:, t].tolist()} for t in range(len(units))]
+    out = [{"transform": name, "values": [float(v) for v in values], "response": mean[:, t].tolist(),
+            "std": std[:, t].tolist(), "sem": sem[:, t].tolist()} for t in range(len(units))]
+    if negatives is not None:
+        auc, auc_fixed = torch.stack(aucs), torch.stack(fixed)
+        for t, c in enumerate(out):
+            c.update(auc=auc[:, t].tolist(), auc_faces_only=auc_fixed[:, t].tolist())
+    return out
 
 
 @torch.no_grad()
@@ -105,7 +129,8 @@ def invariance_curves(model: FeatureModel, x: Tensor, unit: int, *, layer: str |
                       baseline: float = 0.0, scales: tuple[float, ...] = DEFAULT_SCALES,
                       angles: tuple[float, ...] = DEFAULT_ANGLES, shifts: tuple[float, ...] = DEFAULT_SHIFTS,
                       poses: dict[float, Tensor] | None = None,
-                      prepare: Callable[[Tensor], Tensor] | None = None) -> dict[str, Any]:
+                      prepare: Callable[[Tensor], Tensor] | None = None,
+                      negatives: Tensor | None = None) -> dict[str, Any]:
     """Response curves of one unit under scale, horizontal and vertical translation and rotation,
     and out-of-plane rotation when ``poses`` ({angle in degrees: (N_a, C, H, W) images of the same
     objects at that pose}, 0 = frontal) are given.
@@ -122,11 +147,12 @@ def invariance_curves(model: FeatureModel, x: Tensor, unit: int, *, layer: str |
     1.0 means as strong as on the untransformed images, 0.0 as weak as the baseline. ``std`` is
     the spread across images on the same scale, ``sem`` the standard error of the mean. If the unit is no stronger on the originals than
     its baseline, the ratio means nothing: curves are divided by their largest |value| instead
-    and ``normalised_to`` says so.
+    and ``normalised_to`` says so. ``negatives``: the non-concept images in pixels; given, each in-plane curve has the
+    unit's AUC too (:func:`sweep`).
     """
     layer = check_layer(model, layer)
     result = sweep(model, x, [unit], [sign], [baseline], layer=layer, scales=scales, angles=angles, shifts=shifts,
-                   prepare=prepare)[0]
+                   prepare=prepare, negatives=negatives)[0]
     oop = {"available": False, "reason": "needs images of one object at known poses (analysis.poses); none were given"}
     if poses:
         result["curves"].append(pose_curve(model, poses, unit, layer=layer, sign=sign, baseline=baseline))
@@ -140,9 +166,15 @@ def sweep(model: FeatureModel, x: Tensor, units: list[int], signs: list[int], ba
           layer: str | None = None,
           scales: tuple[float, ...] = DEFAULT_SCALES, angles: tuple[float, ...] = DEFAULT_ANGLES,
           shifts: tuple[float, ...] = DEFAULT_SHIFTS,
-          prepare: Callable[[Tensor], Tensor] | None = None) -> list[dict[str, Any]]:
+          prepare: Callable[[Tensor], Tensor] | None = None,
+          negatives: Tensor | None = None) -> list[dict[str, Any]]:
     """:func:`invariance_curves`' in-plane curves (no poses) of several units, each with its own sign and baseline,
-    from one forward pass per warp: a list of their results, in ``units``' order."""
+    from one forward pass per warp: a list of their results, in ``units``' order.
+
+    ``negatives`` (M, C, H, W): the non-concept images in pixels (those the baselines are the mean of). Given, each
+    curve also has ``auc``, the unit's AUC (signed) of the warped x against the negatives warped the same way, and
+    ``auc_faces_only``, against them untouched (the paper's figure 4 warps the faces alone), for
+    :func:`selectivity_summary`; one more forward pass of the negatives per warp."""
     layer = check_layer(model, layer)
     model.eval()
     flat = model.features(x[:1], layer).reshape(1, -1).shape[1]
@@ -158,12 +190,14 @@ def sweep(model: FeatureModel, x: Tensor, units: list[int], signs: list[int], ba
     scale = torch.where(relative, scale, torch.ones_like(scale))
     _, _, h, w = x.shape
     per_transform = [
-        _curve(model, x, index, layer, sign, base, scale, "scale", scales, lambda t, v: transform(t, scale=v), see),
+        _curve(model, x, index, layer, sign, base, scale, "scale", scales, lambda t, v: transform(t, scale=v), see,
+               negatives),
         _curve(model, x, index, layer, sign, base, scale, "translation_x", tuple(s * w for s in shifts),
-               lambda t, v: transform(t, shift=(v, 0.0)), see),
+               lambda t, v: transform(t, shift=(v, 0.0)), see, negatives),
         _curve(model, x, index, layer, sign, base, scale, "translation_y", tuple(s * h for s in shifts),
-               lambda t, v: transform(t, shift=(0.0, v)), see),
-        _curve(model, x, index, layer, sign, base, scale, "rotation", angles, lambda t, v: transform(t, angle=v), see),
+               lambda t, v: transform(t, shift=(0.0, v)), see, negatives),
+        _curve(model, x, index, layer, sign, base, scale, "rotation", angles, lambda t, v: transform(t, angle=v), see,
+               negatives),
     ]
     out = []
     for t, unit in enumerate(units):
@@ -210,20 +244,44 @@ def invariance_summary(result: dict[str, Any], floor: float = 0.5) -> dict[str, 
     """
     out, censored = {}, {}
     for c in result["curves"]:
-        values, resp = np.asarray(c["values"]), np.asarray(c["response"])
-        identity = 1.0 if c["transform"] == "scale" else 0.0
-        at = np.flatnonzero(np.isclose(values, identity))
-        if not at.size or resp[at[0]] < floor:
-            out[c["transform"]] = censored[c["transform"]] = None
-            continue
-        lo = hi = int(at[0])
-        while lo > 0 and resp[lo - 1] >= floor:
-            lo -= 1
-        while hi < len(resp) - 1 and resp[hi + 1] >= floor:
-            hi += 1
-        out[c["transform"]] = [float(values[lo]), float(values[hi])]
-        censored[c["transform"]] = bool(lo == 0 or hi == len(resp) - 1)
+        out[c["transform"]], censored[c["transform"]] = _span(c, "response", lambda _: floor)
     return {"floor": floor, "ranges": out, "censored": censored}
+
+
+def _span(curve: dict[str, Any], key: str, floor: Callable[[float], float | None]) -> tuple[list[float] | None, bool | None]:
+    """The unbroken range around the identity where ``curve[key]`` stays >= ``floor(its value at the identity)``, and
+    whether it ran to an end of the sweep; (None, None) without an identity point, a floor or the value there above it."""
+    values, ys = np.asarray(curve["values"]), np.asarray(curve[key])
+    identity = 1.0 if curve["transform"] == "scale" else 0.0
+    at = np.flatnonzero(np.isclose(values, identity))
+    level = floor(float(ys[at[0]])) if at.size else None
+    if level is None or ys[at[0]] < level:
+        return None, None
+    lo = hi = int(at[0])
+    while lo > 0 and ys[lo - 1] >= level:
+        lo -= 1
+    while hi < len(ys) - 1 and ys[hi + 1] >= level:
+        hi += 1
+    return [float(values[lo]), float(values[hi])], bool(lo == 0 or hi == len(ys) - 1)
+
+
+SELECTIVE_KEY = "auc"       # the selectivity curve the summaries read: the non-faces warped as the faces are (see docs)
+
+
+def selectivity_summary(result: dict[str, Any], key: str = SELECTIVE_KEY, keep: float = 0.5) -> dict[str, Any]:
+    """Like :func:`invariance_summary`, of the AUC curves (:func:`sweep` given ``negatives``): for each transform the
+    range around the identity where the AUC stays >= 0.5 + ``keep`` x (its untransformed AUC - 0.5), halfway to chance
+    by default, and ``censored``; ``auc``: the untransformed AUC. A unit at or below chance untransformed has no range
+    (its AUC has no lead over chance to keep). Since 2026-12-05: the response range alone could not tell a face
+    detector from a blob detector (most units kept half their response down to an 8-pixel face)."""
+    out, censored, at = {}, {}, {}
+    for c in result["curves"]:
+        if key not in c:
+            continue
+        out[c["transform"]], censored[c["transform"]] = _span(c, key, lambda a: 0.5 + keep * (a - 0.5) if a > 0.5 else None)
+        identity = 1.0 if c["transform"] == "scale" else 0.0
+        at[c["transform"]] = c[key][int(np.argmin(np.abs(np.asarray(c["values"]) - identity)))]
+    return {"curve": key, "keep": keep, "auc": at, "ranges": out, "censored": censored}
 
 
 def range_width(transform: str, r: list[float] | None) -> float:
@@ -249,6 +307,16 @@ def tied_summary(results: list[dict[str, Any]], floor: float = 0.5) -> dict[str,
     are over the units with a range, the count without one beside them (the report says it) and the median with the
     mean; until then only ``measured`` said it."""
     summaries = [invariance_summary(r, floor) for r in results]
+    unresponsive = [r["unit"] for r in results if r.get("normalised_to", RELATIVE) != RELATIVE]
+    out = {"size": len(results), "units": [r["unit"] for r in results], "signs": [r["sign"] for r in results],
+           "floor": floor, "unresponsive": unresponsive, **_tied_widths(summaries)}
+    if any("auc" in c for c in results[0]["curves"]):    # the AUC ranges too (since 2026-12-05): without a range, at chance
+        out["selectivity"] = _tied_widths([selectivity_summary(r) for r in results])
+    return out
+
+
+def _tied_widths(summaries: list[dict[str, Any]]) -> dict[str, Any]:
+    """:func:`tied_summary`'s ``ranges`` and ``widths`` of several units' summaries."""
     ranges = [s["ranges"] for s in summaries]
     widths = {}
     for name in ranges[0]:
@@ -259,10 +327,7 @@ def tied_summary(results: list[dict[str, Any]], floor: float = 0.5) -> dict[str,
         widths[name] = {**stat, "measured": int(got.size), "without_range": int(len(w) - got.size),
                         "censored": sum(bool(s["censored"][name]) for s in summaries),
                         "units": "octaves" if name == "scale" else "degrees" if "rotation" in name else "pixels"}
-    unresponsive = [r["unit"] for r in results if r.get("normalised_to", RELATIVE) != RELATIVE]
-    return {"size": len(results), "units": [r["unit"] for r in results], "signs": [r["sign"] for r in results],
-            "floor": floor, "unresponsive": unresponsive,
-            "ranges": {name: [r[name] for r in ranges] for name in ranges[0]}, "widths": widths}
+    return {"ranges": {name: [r[name] for r in ranges] for name in ranges[0]}, "widths": widths}
 
 
 def load_poses(path: str, shape: tuple[int, ...], prepare: Preprocess,

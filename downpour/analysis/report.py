@@ -12,7 +12,7 @@ from typing import Any
 
 from downpour.analysis.report_notes import data_note, distinct as _distinct, faces_seen, first_layer_note, one_orientation
 from downpour.analysis.report_notes import (chosen_among, invariance_rows, invariance_words, loss_headline as _loss_headline,
-                                           tied_invariance, tied_unresponsive)
+                                           selectivity_rows, tied_invariance, tied_unresponsive)
 from downpour.analysis.report_notes import several_optima, top_words
 from downpour.analysis.report_notes import untied_note
 from downpour.analysis.report_controls import controls as _controls, heading as _controls_heading
@@ -186,6 +186,9 @@ def _invariance(a: dict[str, Any]) -> str:
     floor = inv.get("summary", {}).get("floor", 0.5)
     rows = invariance_rows(inv)
     header = ["transform", f"unbroken range around the identity with response ≥ {floor:g}"]
+    if inv.get("selectivity"):      # the unit's AUC against the other class, both warped (since 2026-12-05)
+        rows = [r + [w] for r, w in zip(rows, selectivity_rows(inv))]
+        header.append("range with AUC (non-faces warped alike) ≥ halfway from 0.5 to the untransformed AUC")
     tied = inv.get("tied") or {}
     note = ""
     if tied.get("size", 1) > 1:      # equally good units: one's range depends on the tie-break, their mean does not

@@ -185,6 +185,30 @@ def invariance_rows(inv: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
+def selectivity_rows(inv: dict[str, Any]) -> list[str]:
+    """Per row of :func:`invariance_rows`, the range where the unit's AUC of the warped concept images against the other
+    class warped alike stays >= halfway between chance and its untransformed AUC (analysis.json's
+    ``invariance.selectivity``, since 2026-12-05), "–" for a transform it lacks (out-of-plane rotation)."""
+    sel = inv.get("selectivity") or {}
+    swept = {c["transform"]: c for c in inv.get("curves", [])}
+    out = []
+    for name in inv.get("summary", {}).get("ranges", {}):
+        if name not in sel.get("ranges", {}):
+            out.append("–")
+            continue
+        r, auc = sel["ranges"][name], sel["auc"][name]
+        if r is None:
+            out.append(f"none: AUC {auc:.3f} untransformed, no lead over chance to keep")
+            continue
+        text = _UNITS.get(name, "{:g} … {:g}").format(*r) + f" (AUC ≥ {0.5 + sel['keep'] * (auc - 0.5):.3f})"
+        if sel["censored"].get(name):
+            values = swept.get(name, {}).get("values") or r
+            both = r[0] <= min(values) and r[1] >= max(values)
+            text += " (the whole sweep: at least this)" if both else " (to the sweep's end: at least this far)"
+        out.append(text)
+    return out
+
+
 _RELATIVE = "untransformed response"     # invariance.py's normalised_to when the curves are relative to the identity
 
 

@@ -24,7 +24,8 @@ from downpour.analysis import figures
 from downpour.analysis.concept_controls import concept_part, concept_subject
 from downpour.analysis.controls import tied_set
 from downpour.analysis.face_controls import LEARNED, face_controls
-from downpour.analysis.invariance import invariance_curves, invariance_summary, load_poses, sweep, tied_summary
+from downpour.analysis.invariance import (invariance_curves, invariance_summary, load_poses, selectivity_summary, sweep,
+                                         tied_summary)
 from downpour.analysis.labelled import BUILT_IN, LabelledSet, load_labelled, prepare_images
 from downpour.analysis.edges import edge_summary
 from downpour.analysis.probe import probe_table
@@ -277,13 +278,14 @@ def _measure(run: RunDir, model: FeatureModel, opts: AnalysisConfig, layer: str,
     unseen = np.isin(np.arange(len(is_positive)), pool)
     concept = data.pixels[torch.from_numpy(is_positive & unseen)]
     baseline = float(responses[~is_positive & unseen].mean())     # the unit's level on everything else
+    others = data.pixels[torch.from_numpy(~is_positive & unseen)]     # their AUC against these, warped too (2026-12-05)
     inv = invariance_curves(model, concept, unit, layer=layer, sign=sign, baseline=baseline, poses=poses,
-                            prepare=lambda t: prepare_images(t, shape, prepare))
+                            prepare=lambda t: prepare_images(t, shape, prepare), negatives=others)
     # ... and of every unit tied with it at the top of the choice, each against its own level on everything else
     tied = pictured["tied_units"]
     inv["tied"] = tied_summary(sweep(model, concept, tied, pictured["tied_signs"],
                                      every[~is_positive & unseen][:, tied].mean(axis=0).tolist(), layer=layer,
-                                     prepare=lambda t: prepare_images(t, shape, prepare)))
+                                     prepare=lambda t: prepare_images(t, shape, prepare), negatives=others))
     paths["invariance"] = figures.invariance_plot(inv, fig_dir / "invariance.png").name
 
     # 4. linear probes
@@ -327,7 +329,8 @@ def _measure(run: RunDir, model: FeatureModel, opts: AnalysisConfig, layer: str,
         "top_images": {"indices": top.tolist(), "responses": [float(responses[i]) for i in top],
                        "labels": data.y[top].tolist(), "positive_in_top": positive_in_top, "drawn_from": drawn_from,
                        "pool": int(len(pool)), "positive_in_pool": int(is_positive[pool].sum())},
-        "invariance": {**inv, "summary": invariance_summary(inv)},
+        "invariance": {**inv, "summary": invariance_summary(inv), "selectivity": selectivity_summary(inv),
+                       "selectivity_faces_only": selectivity_summary(inv, "auc_faces_only")},
         "probes": probes,
         "training": training_summary(metrics, frozen_stages(model)),
         "filters": filter_stats,

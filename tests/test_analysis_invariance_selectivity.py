@@ -1,0 +1,87 @@
+"""The selectivity curve beside the response curve: the unit's AUC of the warped concept images against the others."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from downpour.analysis.invariance import invariance_curves, invariance_summary, selectivity_summary, sweep, tied_summary
+from downpour.analysis.report_notes import selectivity_rows
+from downpour.models.base import FeatureModel
+
+
+class _Units(FeatureModel):
+    """Unit 0 answers any bright blob: the brightest 3x3 mean anywhere. Unit 1 answers the bright 8x8 square at the
+    centre: the mean of the central 8x8 pixels, which a texture of any grain keeps at its own mean."""
+
+    def __init__(self):
+        super().__init__()
+        self.input_shape = (1, 16, 16)
+
+    def forward(self, x):
+        blob = F.conv2d(x, torch.ones(1, 1, 3, 3) / 9).amax(dim=(1, 2, 3))
+        return torch.stack([blob, x[:, 0, 4:12, 4:12].mean(dim=(1, 2))], 1)
+
+
+def _images(n: int = 12) -> tuple[torch.Tensor, torch.Tensor]:
+    """Faces: an 8x8 square at the centre, 0.8 bright; non-faces: a checkerboard of 2x2 cells of 0 and 1, which
+    zoomed in turns to blobs brighter than the faces."""
+    torch.manual_seed(0)
+    faces = torch.zeros(n, 1, 16, 16)
+    faces[:, 0, 4:12, 4:12] = 0.8
+    i, j = torch.meshgrid(torch.arange(16), torch.arange(16), indexing="ij")
+    others = torch.stack([((i // 2 + j // 2 + k) % 2).float()[None] for k in range(n)])
+    return faces + 0.02 * torch.rand_like(faces), others + 0.02 * torch.rand_like(others)
+
+
+def test_a_unit_that_answers_any_blob_keeps_its_response_but_not_its_auc_as_the_images_zoom_in():
+    """The response range could not tell a blob detector from a face detector: unit 0 keeps its whole response up to
+    a 4x zoom (a blob is a blob), but the zoomed checkerboards become blobs too, so its AUC falls to chance."""
+    faces, others = _images()
+    model = _Units()
+    blob, square = sweep(model, faces, [0, 1], [1, 1], [float(model(others)[:, u].mean()) for u in (0, 1)],
+                         negatives=others)
+    assert invariance_summary(blob)["ranges"]["scale"] == [0.5, 4.0]       # the response: 3 octaves, to the end
+    sel = selectivity_summary(blob)
+    assert sel["auc"]["scale"] == 1.0
+    assert sel["ranges"]["scale"] == [1.0, 1.25] and sel["censored"]["scale"] is False
+    scale = next(c for c in blob["curves"] if c["transform"] == "scale")
+    assert max(scale["auc"][-3:]) < 0.5                                     # 2x to 4x: the checks outshine the faces
+    # the unit at the centre's square keeps both up to 4x: the zoomed texture still averages 0.5 there
+    assert invariance_summary(square)["ranges"]["scale"] == [1.0, 4.0]
+    assert selectivity_summary(square)["ranges"]["scale"] == [0.875, 4.0]
+    # the faces alone warped, the non-faces untouched (the paper's way): the blob unit looked invariant there too
+    assert selectivity_summary(blob, "auc_faces_only")["ranges"]["scale"] == [0.5, 4.0]
+
+
+def test_a_unit_at_chance_has_no_selectivity_range_and_the_report_says_why():
+    faces, others = _images()
+    model = _Units()
+    inv = invariance_curves(model, faces, 1, negatives=faces.flip(0))     # its "non-faces" are faces: AUC 0.5ish
+    sel = selectivity_summary(inv)
+    inv.update(summary={"ranges": {"scale": [1.0, 1.0]}}, selectivity={**sel, "ranges": {"scale": None},
+                                                                       "auc": {"scale": 0.5}})
+    assert selectivity_rows(inv) == ["none: AUC 0.500 untransformed, no lead over chance to keep"]
+    at_chance = {"curves": [{"transform": "scale", "values": [0.5, 1.0, 2.0], "auc": [0.9, 0.5, 0.9]}]}
+    assert selectivity_summary(at_chance)["ranges"]["scale"] is None
+
+
+def test_the_level_is_halfway_from_chance_to_the_untransformed_auc_and_ranges_at_the_end_are_flagged():
+    curve = {"transform": "rotation", "values": [-90.0, -45.0, 0.0, 45.0, 90.0], "auc": [0.6, 0.76, 0.9, 0.69, 0.71]}
+    sel = selectivity_summary({"curves": [curve]})                     # level 0.7: 0.69 breaks it, 0.6 does not count
+    assert (sel["ranges"]["rotation"], sel["censored"]["rotation"]) == ([-45.0, 0.0], False)
+    curve["auc"][3] = 0.7
+    sel = selectivity_summary({"curves": [curve]})
+    assert (sel["ranges"]["rotation"], sel["censored"]["rotation"]) == ([-45.0, 90.0], True)
+    inv = {"summary": {"ranges": {"rotation": [0.0, 0.0], "out_of_plane_rotation": None}}, "curves": [curve],
+           "selectivity": sel}
+    assert selectivity_rows(inv) == ["-45 … 90 degrees (AUC ≥ 0.700) (to the sweep's end: at least this far)", "–"]
+
+
+def test_the_tied_summary_has_the_auc_widths_when_the_sweep_had_the_non_faces():
+    faces, others = _images()
+    model = _Units()
+    base = [float(model(others)[:, u].mean()) for u in (0, 1)]
+    tied = tied_summary(sweep(model, faces, [0, 1], [1, 1], base, negatives=others))
+    assert tied["widths"]["scale"]["measured"] == 2
+    assert tied["selectivity"]["widths"]["scale"]["max"] > tied["selectivity"]["widths"]["scale"]["min"]
+    assert "selectivity" not in tied_summary(sweep(model, faces, [0, 1], [1, 1], base))
