@@ -94,6 +94,23 @@ def test_the_verdict_says_the_invariance_ranges_are_the_tied_sets_mean():
     assert "(n/a per seed)" in study_class("mechanisms")(quick=True).verdict([plain])
 
 
+def test_the_verdict_reads_the_auc_ranges_beside_the_response_ranges():
+    """The response range cannot tell a face detector from a blob detector (most units kept half their response down
+    to an 8-pixel face): since 2026-12-05 the verdict gives the AUC's ranges beside it, and compares them."""
+    keys = ("probe_digits", "probe_digits_pixels", "probe_lfw", "inv_scale_octaves", "inv_shift", "inv_rotation",
+            "inv_scale_octaves_auc", "inv_shift_auc", "inv_rotation_auc", "inv_auc_ranged", "inv_tied",
+            "flops_fwd", "params", "seconds_per_step")
+    plain = {"condition": "plain", "figures": {k: [1.0, 0.9, 1.1] for k in keys}, "extra": {}, "n": 2,
+             "censored": {"inv_scale_octaves": 2, "inv_scale_octaves_auc": 1}}
+    plain["figures"]["inv_scale_octaves_auc"] = [0.5, 0.4, 0.6]
+    words = study_class("mechanisms")(quick=True).verdict([plain])
+    assert ("kept half its response over 1.00 [0.90, 1.10] octaves of scale (to the sweep's end in 2 of 2 seeds: at "
+            "least that)") in words
+    assert ("its AUC, faces vs non-faces both warped, kept half its lead over chance (over the 1 [0.9, 1.1] units above "
+            "chance) over 0.50 [0.40, 0.60] octaves of scale (to the sweep's end in 1 of 2 seeds: at least that)") in words
+    assert "inv_scale_octaves_auc" in study_class("mechanisms")(quick=True).resolution
+
+
 class _TwoFaces(FeatureModel):
     """Unit 0: the centre square's mean (what lfw's training part tells faces by); unit 1: the top-left corner
     square's mean, which only the held-out faces carry, so it wins a choice made on held-out images (the best-neuron
@@ -161,6 +178,15 @@ def test_the_study_measures_the_face_tests_unit_on_the_held_out_images(monkeypat
     for key in ("inv_scale_octaves", "inv_shift", "inv_rotation"):
         assert got[key] == pytest.approx(centre[key], abs=1e-9), key
     assert any(not centre[k] == pytest.approx(corner[k], abs=1e-6) for k in centre)   # the two units really differ
+    # the AUC ranges beside them (since 2026-12-05): the faces vs the non-faces, both warped
+    from downpour.analysis.invariance import selectivity_summary
+    inv = invariance_curves(model, faces, 0, layer="codes", baseline=float(model(non_faces)[:, 0].mean()),
+                            negatives=non_faces)
+    selective = measure.range_widths(selectivity_summary(inv)["ranges"], (25, 25))
+    for key in ("inv_scale_octaves", "inv_shift", "inv_rotation"):
+        assert got[key + "_auc"] == pytest.approx(selective[key], abs=1e-9), key
+        assert got[key + "_auc_censored"] in (0.0, 1.0)
+    assert got["inv_auc_ranged"] == 1
 
 
 def test_a_difference_of_two_ranges_at_the_sweeps_end_is_not_read_as_measured():

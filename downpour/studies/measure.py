@@ -36,6 +36,10 @@ inv_ranged             how many of the ``inv_tied`` units have a range, the ones
 inv_*_censored         the share of those units whose range ran to an end of the sweep (since 2026-12-05): above 0,
                        the width is a lower bound, and a paired difference leaves out the seeds where both sides
                        are (:func:`~downpour.studies.compare.compare_rows`)
+inv_*_auc,             the same widths of the selectivity ranges (``selectivity_summary``, since 2026-12-05): where
+inv_auc_ranged         the unit's AUC, faces vs non-faces both warped, stays >= halfway from 0.5 to its untransformed
+                       AUC, over the ``inv_auc_ranged`` tied units above chance untransformed (a unit that answers
+                       any blob keeps its response to an 8-pixel face, not its AUC), each with its ``_censored``
 params, act_bytes,     :func:`~downpour.models.footprint.footprint_table`'s total row (one sample, float32):
 flops_fwd, flops_bwd   the design's figures (:func:`design_figures`), recorded for a run that diverged too
 opt_bytes              the optimiser state the run's final checkpoint holds (``opt.*`` tensors), in bytes
@@ -56,7 +60,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from downpour.analysis.invariance import RELATIVE, invariance_summary, range_width, sweep
+from downpour.analysis.invariance import RELATIVE, invariance_summary, range_width, selectivity_summary, sweep
 from downpour.analysis.labelled import load_labelled, prepare_images
 from downpour.analysis.probe import INPUT
 from downpour.analysis.options import run_preprocess
@@ -225,10 +229,23 @@ def _invariance(model: FeatureModel, layer: str, shape: tuple[int, ...], prepare
     lfw = load_labelled("lfw", shape, prepare=prepare, lfw_fold=unit["fold"])   # the face test's held-out images
     tied = unit["tied_units"]                                                     # the chosen unit first
     faces = lfw.pixels[torch.from_numpy(lfw.y == 1)]     # warped in pixels, then prepared (analyze_run's way)
-    baselines = unit_responses(model, lfw.x[torch.from_numpy(lfw.y == 0)], layer)[:, tied].mean(axis=0)
+    other = torch.from_numpy(lfw.y == 0)
+    baselines = unit_responses(model, lfw.x[other], layer)[:, tied].mean(axis=0)
     results = sweep(model, faces, tied, unit["tied_signs"], baselines.tolist(), layer=layer,
-                    prepare=lambda t: prepare_images(t, shape, prepare))
-    summaries = [invariance_summary(r) for r in results]
+                    prepare=lambda t: prepare_images(t, shape, prepare), negatives=lfw.pixels[other])
+    out = _mean_widths([invariance_summary(r) for r in results], shape)
+    selective = [selectivity_summary(r) for r in results]
+    for key, v in _mean_widths(selective, shape).items():     # inv_scale_octaves_auc, inv_scale_octaves_auc_censored, ...
+        out[key.replace(CENSORED, "") + "_auc" + (CENSORED if key.endswith(CENSORED) else "")] = v
+    # the units the means are over (since 2026-12-05): one no stronger on the faces than on the non-faces has no range
+    ranged = sum(r.get("normalised_to") == RELATIVE for r in results)
+    above = sum(s["auc"].get("scale", 0.5) > 0.5 for s in selective)     # ... nor one at chance an AUC range
+    return {**out, "inv_tied": float(len(tied)), "inv_ranged": float(ranged), "inv_auc_ranged": float(above)}
+
+
+def _mean_widths(summaries: list[dict[str, Any]], shape: tuple[int, ...]) -> dict[str, float]:
+    """The mean of :func:`range_widths` and of :func:`censored_widths` (``key`` + CENSORED) over the summaries
+    (``invariance_summary``'s or ``selectivity_summary``'s) that have a range; NaN where none has."""
     per_unit = [range_widths(s["ranges"], shape[-2:]) for s in summaries]
     ended = [censored_widths(s["censored"]) for s in summaries]
     out = {}
@@ -236,16 +253,16 @@ def _invariance(model: FeatureModel, layer: str, shape: tuple[int, ...], prepare
         got = [k for k, w in enumerate(per_unit) if math.isfinite(w[key])]
         out[key] = float(np.mean([per_unit[k][key] for k in got])) if got else math.nan   # NaN: no tied unit keeps half anywhere
         out[key + CENSORED] = float(np.mean([ended[k][key] for k in got])) if got else math.nan
-    # the units the means are over (since 2026-12-05): one no stronger on the faces than on the non-faces has no range
-    ranged = sum(r.get("normalised_to") == RELATIVE for r in results)
-    return {**out, "inv_tied": float(len(tied)), "inv_ranged": float(ranged)}
+    return out
 
 
 def no_invariance(shape: tuple[int, ...]) -> dict[str, float]:
     """:func:`_invariance`'s figures, every one NaN, where the face test chose no unit. ``inv_tied`` too: without it
     (until 2026-12-04) a condition none of whose seeds had a face unit lacked the figure the verdict reads."""
     widths = range_widths({}, shape[-2:])
-    return {**widths, **{key + CENSORED: math.nan for key in widths}, "inv_tied": math.nan, "inv_ranged": math.nan}
+    keys = [*widths, *(key + "_auc" for key in widths)]
+    return {**{key: math.nan for key in keys}, **{key + CENSORED: math.nan for key in keys}, "inv_tied": math.nan,
+            "inv_ranged": math.nan, "inv_auc_ranged": math.nan}
 
 
 def range_widths(ranges: dict[str, list[float] | None], size: tuple[int, ...]) -> dict[str, float]:

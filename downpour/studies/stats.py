@@ -84,6 +84,7 @@ NON_NEGATIVE = ("seconds", "train_seconds", "inv_", "mean_staleness", "steps_to_
 # the invariance widths (:func:`~downpour.studies.measure.range_widths`) span at most the default sweep
 SWEEP_WIDTH = {"inv_scale_octaves": math.log2(max(DEFAULT_SCALES) / min(DEFAULT_SCALES)),
                "inv_shift": max(DEFAULT_SHIFTS) - min(DEFAULT_SHIFTS), "inv_rotation": max(DEFAULT_ANGLES) - min(DEFAULT_ANGLES)}
+SWEEP_WIDTH.update({key + "_auc": width for key, width in SWEEP_WIDTH.items()})   # the AUC ranges' (since 2026-12-05)
 
 
 # the suffix of a width's companion figure: the share of a cell's units whose range ran to the sweep's end, where the
