@@ -100,9 +100,9 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if args.tile < 0:
         ap.error(f"argument --tile: must be at least 0 (0: no tiles), got {args.tile}")
-    from downpour.data import patches
+    from downpour.config import sections
     if args.margin is not None:
-        patches.TILE_MARGIN = args.margin       # read by decode_reduction at each call
+        sections.TILE_MARGIN = args.margin      # read by decode_reduction (and decode_rules_differ) at each call
     folder = Path(tempfile.mkdtemp(prefix="jpeg_draft_"))
     try:
         paths = write_photos(folder)
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
 
         reps = interleave({"full": timed(False), "draft": timed(True)}, args.reps,
                           lambda r, rep: print(json.dumps({"rep": r, **{k: v["ms_per_image"] for k, v in rep.items()}}), flush=True))
-        print(json.dumps({"size": args.size, "tile": args.tile, "margin": patches.TILE_MARGIN, "grey": args.grey, "images": len(paths), **thread_settings(),
+        print(json.dumps({"size": args.size, "tile": args.tile, "margin": sections.TILE_MARGIN, "grey": args.grey, "images": len(paths), **thread_settings(),
                           **summary(reps, "ms_per_image"), "draft_vs_full": ratio(reps, "ms_per_image", "draft", "full")}))
     finally:
         shutil.rmtree(folder, ignore_errors=True)

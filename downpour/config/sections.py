@@ -20,7 +20,12 @@ AT_LEAST_1, AT_LEAST_0 = "[1, inf)", "[0, inf)"
 # grids reduced too (from 17:05, commit 7318aac). A run keeps the rule it began with (config.toml's data.jpeg_decode,
 # since 2026-12-05); raise it with any change to the rule, and keep the old ones decodable.
 JPEG_DECODE = 2
-TILE_MARGIN = 4    # rule 2 reduces a tile only while its reduced side is this many crops (downpour.data.patches)
+# Rule 2 reduces a tile only where its reduced side stays this many times the crop's: the resize after it then still
+# averages 4+ reduced pixels per output pixel. Measured against a full decode's tiles (bench/jpeg_draft.py --tile 256 /
+# 512 [--margin M, which sets it here], 3000x2000 and 4032x3024 photos at 32 px): 4x max 0.0036-0.0040 grey,
+# 0.0094-0.0124 RGB, inside the 0.014 the whole-image path documents at 200 px RGB; 2x 0.0132-0.0145 RGB; 1x (no resize
+# left) 0.023-0.025 RGB, as much as changing the resize filter. docs/benchmarks.md.
+TILE_MARGIN = 4
 LFW_HELDOUT_FORMS = {"fixed": (), "fold": (("I", int, "[0, inf)"), ("K", int, "[2, 100]"))}
 CROSSFIT_CONTROLS = ("none", "no-faces")   # downpour crossfit --control: beside each fold, none or the recipe without lfw's faces
 FACE_SOURCES = ("faces", "natural+faces")     # the data sources that hold lfw's training faces

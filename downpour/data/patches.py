@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from downpour.config.sections import JPEG_DECODE, TILE_MARGIN
+import downpour.config.sections as sections
+from downpour.config.sections import JPEG_DECODE
 from downpour.data.images import ImageSet, resize, skip
 from downpour.errors import ConfigError, DataError
 
@@ -53,17 +54,11 @@ def sample_patches(images: ImageSet, size: int, n: int, rng: np.random.Generator
     return out, owner, skipped
 
 
-# A tile decodes reduced only where its reduced side stays this many times the crop's: the resize after it then
-# still averages 4+ reduced pixels per output pixel. Measured against a full decode's tiles (bench/jpeg_draft.py
-# --tile 256 / 512 [--margin M], 3000x2000 and 4032x3024 photos at 32 px): 4x max 0.0036-0.0040 grey, 0.0094-0.0124
-# RGB, inside the 0.014 the whole-image path documents at 200 px RGB; 2x 0.0132-0.0145 RGB; 1x (no resize left)
-# 0.023-0.025 RGB, as much as changing the resize filter. docs/benchmarks.md.
-TILE_MARGIN = TILE_MARGIN    # (downpour.config.sections; bench/jpeg_draft.py --margin sets it here)
-# Which rule of :func:`decode_reduction` decides a run's JPEG pixels under data.jpeg_draft is data.jpeg_decode
-# (:data:`~downpour.config.sections.JPEG_DECODE`, today's): 1, the centred square alone decoded reduced, a tile grid in
-# full (from 2026-12-04 15:25, commit 6bf7f1f); 2, tile grids reduced too, within TILE_MARGIN (from 17:05, commit
-# 7318aac). data.json records it as ``jpeg_decode`` (since 2026-12-04), config.toml since 2026-12-05, and a resume
-# decodes by it: until then a tiled run begun under 1 and resumed under 2 trained on reduced tiles from the resume on.
+# The rules of :func:`decode_reduction` (data.jpeg_decode), and TILE_MARGIN with its measurements, are declared beside
+# the setting in :mod:`downpour.config.sections`; TILE_MARGIN is read from there at each call (bench/jpeg_draft.py
+# --margin sets it there, so DataConfig.decode_rules_differ sees the same margin). data.json records the rule as
+# ``jpeg_decode`` (since 2026-12-04), config.toml since 2026-12-05, and a resume decodes by it: until then a tiled run
+# begun under 1 and resumed under 2 trained on reduced tiles from the resume on.
 
 
 def decode_record(cfg: DataConfig) -> dict[str, Any]:
@@ -92,8 +87,8 @@ def decode_reduction(h: int, w: int, tile: int, size: int, rule: int = JPEG_DECO
     orientation (a centred square 4 native pixels off shifted a 3000x2000 photo's 250-px crop by half a pixel:
     mean error 0.021-0.027 from the full decode's, 0.0025 aligned; docs/data.md), and each crop still large enough:
     the centred square >= ``size`` at 1/s (the resize only shrinks), a ``tile`` grid's tiles (laid on native pixels:
-    :func:`crop_images`) >= :data:`TILE_MARGIN` x ``size`` (until 2026-12-04 a tiled image decoded in full; ``rule``
-    1 does so still, for a run begun under it)."""
+    :func:`crop_images`) >= :data:`~downpour.config.sections.TILE_MARGIN` x ``size`` (until 2026-12-04 a tiled
+    image decoded in full; ``rule`` 1 does so still, for a run begun under it)."""
     side, one = min(h, w), _one_square(h, w, tile)
     for s in (8, 4, 2):
         if h % s or w % s:
@@ -102,7 +97,7 @@ def decode_reduction(h: int, w: int, tile: int, size: int, rule: int = JPEG_DECO
             return s
         # the grid's margins (h % tile, w % tile) are split in two: each half whole blocks
         if not one and rule >= 2 and tile % s == 0 and (h % tile) % (2 * s) == 0 and (w % tile) % (2 * s) == 0 \
-                and tile // s >= TILE_MARGIN * size:
+                and tile // s >= sections.TILE_MARGIN * size:
             return s
     return 1
 
