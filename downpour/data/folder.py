@@ -24,8 +24,8 @@ import numpy as np
 from PIL import Image, ImageFile, UnidentifiedImageError
 from PIL.JpegImagePlugin import JpegImageFile
 
-from downpour.data.images import UNREADABLE, ImageSet, log, skip, to_chw
 from downpour.config.sections import JPEG_DECODE
+from downpour.data.images import UNREADABLE, ImageSet, log, skip, to_chw
 from downpour.data.patches import decode_reduction
 from downpour.errors import DataError
 

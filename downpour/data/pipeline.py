@@ -25,10 +25,10 @@ import numpy as np
 import torch
 
 from downpour.config import FILE_SOURCES, ConfigError, DataConfig
+from downpour.config.sections import JPEG_DECODE
 from downpour.data.build import build_dataset, check_config
 from downpour.data.dataset import Dataset
 from downpour.data.folder import decoded_size
-from downpour.config.sections import JPEG_DECODE
 from downpour.data.patches import decode_rule
 from downpour.data.stream import STREAMED, Listing, StreamingData, item_name, list_items, open_stream
 from downpour.data.video import decoded_pixels
