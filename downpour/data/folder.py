@@ -132,8 +132,12 @@ def decoded_size(path: Path, shrink_to: int = 0, tile: int = 0, rule: int = JPEG
 
 
 def _decode_scale(img: Image.Image, shrink_to: int, tile: int, rule: int) -> int:
-    """:func:`draft_scale`, after refusing an image over the bomb limit (:func:`_within_bomb_limit`)."""
-    s = draft_scale(img, shrink_to, tile, rule)
+    """The reduction :func:`read_scaled` decodes the opened, not yet loaded ``img`` at (1: in full): a JPEG's
+    :func:`~downpour.data.patches.decode_reduction` where ``shrink_to`` > 0; what the decoded image holds. An image
+    over the bomb limit is refused unless that decode is within it (:func:`_within_bomb_limit`)."""
+    s = 1
+    if shrink_to > 0 and isinstance(img, JpegImageFile):
+        s = decode_reduction(img.height, img.width, tile, shrink_to, rule)
     if img.width * img.height > 2 * (Image.MAX_IMAGE_PIXELS or img.width * img.height):
         _within_bomb_limit(img, s)
     return s
@@ -176,14 +180,6 @@ def _within_bomb_limit(img: Image.Image, s: int) -> None:
             f"DOS attack" + (" (a progressive JPEG: its decoder holds every pixel's coefficients at any reduction)"
                              if progressive else
                              f" (decoded at 1/{s}: {(img.width // s) * (img.height // s)} pixels)" if s > 1 else ""))
-
-
-def draft_scale(img: Image.Image, shrink_to: int, tile: int = 0, rule: int = JPEG_DECODE) -> int:
-    """The reduction :func:`read_image` decodes the opened, not yet loaded ``img`` at (1: in full): a JPEG's
-    :func:`~downpour.data.patches.decode_reduction` where ``shrink_to`` > 0; what the decoded image holds."""
-    if shrink_to <= 0 or not isinstance(img, JpegImageFile):
-        return 1
-    return decode_reduction(img.height, img.width, tile, shrink_to, rule)
 
 
 def walk_files(root: Path, unlisted: list[dict[str, str]] | None = None, links: set[str] | None = None) -> Iterator[Path]:
