@@ -274,9 +274,10 @@ class Coordinator:
         if accepted is None:
             # along -g twice in a row, or once on a batch the next iteration evaluates again (the whole
             # data set): the same search from the same point would fail the same way
-            ends = not self.rho and (self.failures + 1 >= 2 or not new_batch)
-            (ww,) = self.shards.run([("dot", "w", "w")]) if ends else (0.0,)   # (|w|: how finely a trial point rounds)
-            stop = failed_search(self.f, gd, norm, self.g0, trials, self.eps, math.sqrt(ww)) if ends else None
+            stop = None
+            if not self.rho and (self.failures + 1 >= 2 or not new_batch):
+                (ww,) = self.shards.run([("dot", "w", "w")])     # (|w|: how finely a trial point rounds)
+                stop = failed_search(self.f, gd, norm, self.g0, trials, self.eps, math.sqrt(ww))
             return Iteration(self.f, self.parts, 0.0, n_evals, norm, 0, span, counts, stop, "fail")
         keep = sy > CURVATURE * (-t * gd)     # (-g.s = -t g.d > 0: the decrease the step predicts)
         pairs = min(len(self.rho) + 1, self.history) if keep else len(self.rho)
