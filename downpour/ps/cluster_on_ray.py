@@ -24,7 +24,7 @@ from downpour.ps.laps import Laps
 from downpour.ps.on_ray import ShardActor, ShardPush, WorkerActor
 from downpour.ps.piped_on_ray import PipedRun
 from downpour.ps.recorder import ShardLost
-from downpour.ps.restarts_on_ray import Restarts, kill, restarts_left
+from downpour.ps.restarts_on_ray import WAITED, Restarts, kill, restarts_left
 from downpour.ps.setup import ClusterSetup, worker_gpus
 from downpour.ps.tasks_on_ray import TaskRun
 from downpour.ps.shard import Shard
@@ -310,8 +310,7 @@ class RayCluster(TaskRun, PipedRun, Restarts):
         reports, profiles = {}, {}
         for w, got in answers.items():    # a worker that died after its last push is a loss, restarted no more
             if isinstance(got, Exception):
-                self.coord.lose(w, f"{type(got).__name__} " + ("while it waited for the warm start" if w in waiting
-                                                                else "after its last push"))
+                self.coord.lose(w, type(got).__name__ + (WAITED if w in waiting else " after its last push"))
                 self.not_restarted(w, "no steps left for it")
             elif w not in waiting:
                 reports[w], profiles[w] = got

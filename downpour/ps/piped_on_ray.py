@@ -78,7 +78,6 @@ class PipedRun:
                 continue          # a replaced actor's task: its loss was handled
             # one still waiting for the warm start is lost now, at this step: until 2026-12-05 its loss was taken when
             # it joined, or at the run's end at its last step (until 2026-12-04 dropped: its first cycle awaited forever)
-            why = " while it waited for the warm start" if w not in self.coord.live else ""
             try:
                 ray.get(ref)
                 err: Exception = RuntimeError(f"worker {w} stopped serving")
@@ -89,6 +88,6 @@ class PipedRun:
                 self._pushed(w, meta, [None] * len(self.shard_actors), on_push)
             self._credits[w] = 0
             self._shard_lost(err)  # a dead shard fails every worker's fetch: not the worker's loss
-            self._lost(w, err, why)
+            self._lost(w, err)
             if w in self.coord.lost:         # not restarted: stop polling its channel
                 self._channels.pop(w).close()

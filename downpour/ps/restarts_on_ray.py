@@ -29,6 +29,7 @@ from downpour.ps.on_ray import RESTART_SECONDS
 
 log = logging.getLogger("downpour.ps.cluster_on_ray")   # the driver's logger: same records as before
 WATCH_SECONDS = 1.0   # how often a worker waiting for the warm start is asked whether it lives (task loop)
+WAITED = " while it waited for the warm start"   # a loss's reason, after its error's name, for a waiting worker
 
 
 class Restarts:
@@ -38,8 +39,9 @@ class Restarts:
     _watching: dict[int, tuple[Any, Any, float]]   # waiting worker -> (its "alive?" answer or None, actor, asked at)
     _unread: list[Any]                             # "alive?" answers of workers that joined, not come yet
 
-    def _lost(self, w: int, err: Exception, why: str = "") -> None:
-        """Worker ``w``'s actor died: its push never left, so nothing of it is applied. Start a new one
+    def _lost(self, w: int, err: Exception) -> None:
+        """Worker ``w``'s actor died: its push never left, so nothing of it is applied (one still waiting for the
+        warm start: its reason says so, :data:`WAITED`). Start a new one
         if ``cluster.restarts`` allows (it rejoins when it answers), and let the others go on now. A worker
         that raised one of the project's own errors (a shard of files none of which can be read) ends the
         run with it, as the simulator does: a restart would meet it again, and the others train on without
@@ -47,7 +49,7 @@ class Restarts:
         cause = err.cause if isinstance(err, RayTaskError) else None
         if isinstance(cause, DownpourError):
             raise cause
-        before = set(self.coord.live)
+        before, why = set(self.coord.live), WAITED if w in self.coord.waiting else ""
         self.coord.lose(w, type(err).__name__ + why)
         joined = self.coord.live - before    # the warm start's only worker died: the others start now
         log.warning("worker %d lost at step %d: %s%s%s", w, self.coord.done, type(err).__name__, why,
@@ -116,7 +118,7 @@ class Restarts:
                     ray.get(ref)
                 except RayError as err:
                     del self._watching[w]
-                    self._lost(w, err, " while it waited for the warm start")
+                    self._lost(w, err)
                     continue
                 ref = None
             if now - asked >= WATCH_SECONDS:
