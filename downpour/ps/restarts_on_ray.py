@@ -84,6 +84,10 @@ class Restarts:
         self._starting[w] = (self.worker_actors[w].node.remote(), time.monotonic() + RESTART_SECONDS)
         return True
 
+    def _why_not_respawned(self) -> str:
+        """Why :meth:`_respawn` started no new actor."""
+        return "cluster.restarts spent" if self.restarts <= 0 else "no steps left for it"
+
     def not_restarted(self, w: int, why: str | None = None) -> None:
         """Lost worker ``w`` gets no replacement, none tried: a ``not-restarted`` event naming why (``why``, else
         ``cluster.restarts = 0``, ``cluster.restarts spent`` or ``no steps left for it``), so every ``worker-lost`` is
@@ -92,8 +96,7 @@ class Restarts:
         still coming up (a checkpoint's); then, that day, a ``restart-given-up``: with ``cluster.restarts = 0`` every
         loss read as a restart tried and given up. Logged where a restart was asked for (cluster.restarts)."""
         asked = self.setup.cfg.cluster.restarts
-        why = why or ("cluster.restarts = 0" if not asked else "cluster.restarts spent" if self.restarts <= 0
-                      else "no steps left for it")
+        why = why or ("cluster.restarts = 0" if not asked else self._why_not_respawned())
         self.coord.events.append({"event": "not-restarted", "worker": w, "step": self.coord.done, "reason": why})
         if asked:
             log.warning("worker %d was not restarted (%s); the run goes on without it", w, why)
@@ -188,7 +191,7 @@ class Restarts:
             log.warning("worker %d's restart died coming up: %s", w, type(err).__name__)
             self._kill_worker(w)
             if not self._respawn(w):
-                self._give_up(w, "cluster.restarts spent" if self.restarts <= 0 else "no steps left for it")
+                self._give_up(w, self._why_not_respawned())
             return
         self._place(w, node)
         if self.piped:
