@@ -138,11 +138,7 @@ class Restarts:
                 self._unread.append(ref)
         if self._unread:
             ready, self._unread = ray.wait(self._unread, num_returns=len(self._unread), timeout=0)
-            for ref in ready:
-                try:
-                    ray.get(ref)
-                except RayError:
-                    pass
+            drain(ready)
 
     def restart_refs(self) -> list[Any]:
         """The first answers of the workers being restarted: futures the driving loop waits on too."""
@@ -228,6 +224,16 @@ def kill(actor: Any) -> None:
         ray.kill(actor)
     except Exception:  # noqa: BLE001
         pass
+
+
+def drain(refs: list[Any]) -> None:
+    """Get each of ``refs`` and drop it, an error too: Ray prints an error never got as an "Unhandled error"
+    traceback when its ref is dropped."""
+    for ref in refs:
+        try:
+            ray.get(ref)
+        except RayError:
+            pass
 
 
 def restarts_left(restarts: int, events: list[dict[str, Any]]) -> int:

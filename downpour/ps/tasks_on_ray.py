@@ -14,6 +14,7 @@ from ray.exceptions import RayError
 
 from downpour.ps.on_ray import ShardPush
 from downpour.ps.recorder import ShardLost
+from downpour.ps.restarts_on_ray import drain
 from downpour.ps.worker import OnPush
 from downpour.train.signals import signals_held
 
@@ -65,11 +66,7 @@ class TaskRun:
         try:
             meta = ray.get(ref)
         except RayError as err:
-            for g in grads or []:    # the failed cycle's gradient refs hold the same error: read them, or
-                try:                 # Ray prints each as an "Unhandled error" traceback when it is dropped
-                    ray.get(g)
-                except RayError:
-                    pass
+            drain(grads or [])   # the failed cycle's gradient refs hold the same error: read, not printed
             if current:          # (else another queued cycle of the same dead actor: already handled)
                 self._shard_lost(err)   # a dead shard fails every worker's fetch: not the worker's loss
                 self._lost(w, err)
