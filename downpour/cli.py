@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from downpour.config import CROSSFIT_CONTROLS, ClusterConfig, ConfigError, FlagValue, Override, RunConfig, config_to_toml, load_config, preset_table, parse_override, with_origin
-from downpour.cli_flags import (CHECKPOINT_KEYS, check_flags, check_paths, check_plan_flags, check_sets, set_keys,
+from downpour.cli_flags import (CHECKPOINT_KEYS, check_flags, check_as_typed, check_plan_flags, check_sets, set_keys,
                                 update_rule_words)
 from downpour.settings import choices_of
 from downpour.errors import DownpourError
@@ -376,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace, terms: list[int]) -> int:
     """``args.func(args)``, its errors and interrupts turned into one line and an exit status."""
     try:
-        check_paths(args)
+        check_as_typed(args)
         return args.func(args)
     except DownpourError as err:   # the user's to fix, said in one line; anything else is a bug: a traceback
         if args.verbose:

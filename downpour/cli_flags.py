@@ -101,7 +101,7 @@ SET_EXAMPLE = {"analyze": "analysis.splits=10", "models": "model.maps=[16,16]"} 
 PATHS = {"config": "--config", "out": "--out", "resume": "--resume", "check_run": "--check-run", "run": "RUN"}
 
 
-def check_paths(args: argparse.Namespace) -> None:
+def check_as_typed(args: argparse.Namespace) -> None:
     """ConfigError for a path given empty (``--resume "$RUN"`` with RUN unset): each was read as not given, so
     ``--resume ""`` started a new main job, and ``--out ""`` wrote into runs/; for a ``--config`` that names no
     preset or readable file, and a ``--set`` not KEY=VALUE, naming the flag and its value."""
