@@ -22,6 +22,15 @@ def _dies_at(step):
     return {"dies": lambda n, first, k: first + k > step}
 
 
+def _kill_first_actor(coord, w, step):
+    """A hook for ``run_scripted``: worker ``w``'s first actor dies once ``step`` steps are done, whether or not it
+    has a cycle (one waiting for the warm start has none that could fail)."""
+    def hook(c):
+        if coord.done >= step and c.lives[w].life == 0:
+            c.lives[w].dead = True
+    return hook
+
+
 @pytest.fixture
 def runtime(monkeypatch):
     return scripted_runtime(monkeypatch)
@@ -227,11 +236,7 @@ def test_a_worker_that_dies_waiting_for_a_warm_start_the_run_never_ends_is_lost_
     coord = coordinator(3, STEPS, warm_start=STEPS + 100)
     c = ScriptedCluster(runtime, coord, restarts=0)
 
-    def kill_worker1(c):
-        if coord.done >= 20:
-            c.lives[1].dead = True
-
-    c.run_scripted(kill_worker1)
+    c.run_scripted(_kill_first_actor(coord, 1, 20))
     c.info()                                  # what the run asks once its steps are done (cluster.json's fields)
     assert coord.done == STEPS and c.trained() == list(range(STEPS)) and coord.live == {0}
     assert coord.lost == [1] and [e[:2] for e in _events(coord)] == [("worker-lost", 1), ("not-restarted", 1)]
@@ -247,11 +252,7 @@ def test_a_worker_lost_waiting_for_the_warm_start_is_restarted_and_waits_again(m
     coord = coordinator(3, STEPS, warm_start=60)
     c = ScriptedCluster(runtime, coord, restarts=1)
 
-    def kill_worker1(c):
-        if coord.done >= 20 and c.lives[1].life == 0:
-            c.lives[1].dead = True
-
-    c.run_scripted(kill_worker1)
+    c.run_scripted(_kill_first_actor(coord, 1, 20))
     assert coord.done == STEPS and c.trained() == list(range(STEPS)) and coord.lost == [] and coord.live == {0, 1, 2}
     kinds = [e[0] for e in _events(coord)]
     assert kinds == ["worker-lost", "worker-restarted", "joined"] and _events(coord)[2] == ("joined", [1, 2], 60)
@@ -275,11 +276,7 @@ def test_once_the_warm_starts_only_worker_dies_a_replacement_of_a_waiting_worker
         script[(1, 1)] = _dies_at(50)
     c = ScriptedCluster(runtime, coord, restarts=3, script=script)
 
-    def kill_worker1(c):
-        if coord.done >= 10 and c.lives[1].life == 0:
-            c.lives[1].dead = True
-
-    c.run_scripted(kill_worker1)
+    c.run_scripted(_kill_first_actor(coord, 1, 10))
     assert coord.done == STEPS and c.trained() == list(range(STEPS)) and coord.lost == [] and coord.live == {0, 1, 2}
     assert not any(e[0] == "joined" and e[2] == 100 for e in _events(coord))
     last = max(life for w, life, *_ in c.pushes if w == 1)
