@@ -36,7 +36,7 @@ class Restarts:
     """``RayCluster``'s half that loses and restarts workers."""
 
     _starting: dict[int, tuple[Any, float]]     # worker -> (its new actor's first answer, when to give up)
-    _watching: dict[int, tuple[Any, Any, float]]   # waiting worker -> (its "alive?" answer or None, actor, asked at)
+    _watching: dict[int, tuple[Any, float]]   # waiting worker -> (its "alive?" answer or None, asked at)
     _unread: list[Any]                             # "alive?" answers of workers that joined, not come yet
 
     def _lost(self, w: int, err: Exception) -> None:
@@ -110,10 +110,9 @@ class Restarts:
         self._drop_watches()
         now = time.monotonic()
         for w in self.coord.waiting:
-            actor = self.worker_actors[w]
-            ref, of, asked = self._watching.get(w, (None, actor, -WATCH_SECONDS))
-            if of is not actor:                  # a replacement, waiting again: watched afresh
-                ref, asked = None, -WATCH_SECONDS
+            # (a replacement, waiting again, is watched afresh: its lost actor's entry went with the loss, below, or
+            # with _drop_watches while it was lost)
+            ref, asked = self._watching.get(w, (None, -WATCH_SECONDS))
             if ref is not None:
                 if not ray.wait([ref], num_returns=1, timeout=0)[0]:
                     continue
@@ -125,8 +124,8 @@ class Restarts:
                     continue
                 ref = None
             if now - asked >= WATCH_SECONDS:
-                ref, asked = actor.node.remote(), now
-            self._watching[w] = (ref, actor, asked)
+                ref, asked = self.worker_actors[w].node.remote(), now
+            self._watching[w] = (ref, asked)
 
     def _drop_watches(self) -> None:
         """The questions asked of workers that have joined since: each read once answered. One unanswered at the join
