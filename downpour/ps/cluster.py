@@ -107,8 +107,7 @@ def _run_once(cfg: RunConfig, run: RunDir, resume: bool, shard_log: list[dict[st
             for s, (tensors, m) in zip(shards, restored):
                 s.load_state_dict(tensors, m)
     if run.unsaved_at_end(cfg, start, resume):
-        return _save_at_end(setup, run, shards, coord, start, meta["elapsed"], meta.get("streams"),
-                            seeds_local_first(meta))
+        return _save_at_end(setup, run, shards, coord, start, meta)
     # a finished run goes on (--steps): its model was saved at its own last step (read before begin() saves
     # the new steps; a run stopped when every worker was lost saved its model at the checkpoint too)
     if resume and run.model_step() == start == run.config.train.steps:
@@ -146,11 +145,12 @@ def _run_once(cfg: RunConfig, run: RunDir, resume: bool, shard_log: list[dict[st
 
 
 def _save_at_end(setup: ClusterSetup, run: RunDir, shards: list[Any], coord: Coordinator, start: int,
-                 elapsed: float, streams: list[dict[str, Any]] | None, local_first: bool) -> dict[str, Any]:
+                 meta: dict[str, Any]) -> dict[str, Any]:
     """A run stopped after its last push, before its model was saved: the model, staleness.json, cluster.json
-    and data.json from its checkpoint, a sync round still open there applied first (as the run's end would
-    have). ``streams``: the simulator's workers' stream positions there (a Ray resume starts them afresh), seeded
-    as ``local_first`` says (:func:`~downpour.ps.setup.seeds_local_first`)."""
+    and data.json from its checkpoint (``meta``), a sync round still open there applied first (as the run's end would
+    have). Its ``streams``: the simulator's workers' stream positions there (a Ray resume starts them afresh), seeded
+    as :func:`~downpour.ps.setup.seeds_local_first` reads the checkpoint."""
+    streams, local_first = meta.get("streams"), seeds_local_first(meta)
     for s in shards:
         s.flush()
     states = [s.state_dict() for s in shards]
@@ -161,7 +161,7 @@ def _save_at_end(setup: ClusterSetup, run: RunDir, shards: list[Any], coord: Coo
     record_data(run.write_json, cfg.data, data_info)
     report = _save_model(setup, run, states, coord, start, data_info)
     summary = {"steps": start, "resumed_from": start, "runner": setup.cfg.cluster.runner, "final_loss": run.last_loss(),
-               **_counts(states, report), "seconds": round(elapsed, 2), "run": str(run.path)}
+               **_counts(states, report), "seconds": round(meta["elapsed"], 2), "run": str(run.path)}
     run.write_json("cluster.json", summary)
     return summary
 
