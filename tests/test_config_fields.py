@@ -153,3 +153,15 @@ def test_the_train_table_in_the_docs_gives_every_key_its_real_default():
     assert rows.keys() == defaults.keys()
     for key, default in defaults.items():
         assert rows[key] == (str(default).lower() if isinstance(default, bool) else str(default)), key
+
+
+def test_the_cluster_table_in_the_docs_has_a_row_for_every_key():
+    """docs/parameter-server.md's [cluster] table, "All settings", left out algorithm, partitions, momentum,
+    grad_noise_relative, dc_lambda and shard_restarts: a user reading it for the keys never met them."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "parameter-server.md").read_text()
+    table = text.split("## Settings", 1)[1].split("\n\n")[2]    # (the heading, its paragraph, the table)
+    named = {key.strip(" `") for line in table.splitlines()[2:] for key in line.split("|")[1].split(",")}
+    keys = {f.name for f in dataclasses.fields(ClusterConfig) if f.init and not f.name.startswith("_")}
+    assert keys - named == set() and named - keys == set()
