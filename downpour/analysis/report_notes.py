@@ -177,12 +177,22 @@ def invariance_rows(inv: dict[str, Any]) -> list[list[str]]:
             continue
         text = _UNITS.get(name, "{:g} … {:g}").format(*r)
         values = curve.get("values")
-        if values and r[0] <= min(values) and r[1] >= max(values):
-            text += " (the whole sweep: at least this)"
-        elif values and (r[0] <= min(values) or r[1] >= max(values)):
-            text += " (to the sweep's end: at least this far)"
+        if values and _at_an_end(r, values):
+            text += _lower_bound(r, values)
         rows.append([name, text])
     return rows
+
+
+def _at_an_end(r: list[float], values: list[float]) -> bool:
+    """Whether the range ``r`` runs to an end of the sweep ``values``: the unit may hold up further (invariance.py's
+    ``censored``, read from the range where a file predates the flag)."""
+    return r[0] <= min(values) or r[1] >= max(values)
+
+
+def _lower_bound(r: list[float], values: list[float]) -> str:
+    """The words after a range at an end of the sweep ``values``: it is a lower bound there."""
+    whole = r[0] <= min(values) and r[1] >= max(values)
+    return " (the whole sweep: at least this)" if whole else " (to the sweep's end: at least this far)"
 
 
 def selectivity_rows(inv: dict[str, Any]) -> list[str]:
@@ -202,9 +212,7 @@ def selectivity_rows(inv: dict[str, Any]) -> list[str]:
             continue
         text = _UNITS.get(name, "{:g} … {:g}").format(*r) + f" (AUC ≥ {0.5 + sel['keep'] * (auc - 0.5):.3f})"
         if sel["censored"].get(name):
-            values = swept.get(name, {}).get("values") or r
-            both = r[0] <= min(values) and r[1] >= max(values)
-            text += " (the whole sweep: at least this)" if both else " (to the sweep's end: at least this far)"
+            text += _lower_bound(r, swept.get(name, {}).get("values") or r)
         out.append(text)
     return out
 
@@ -294,7 +302,7 @@ def _ended(inv: dict[str, Any], name: str) -> int:
     ranges = (inv.get("tied") or {}).get("ranges", {}).get(name) or []
     if not values:
         return 0
-    return sum(1 for r in ranges if r is not None and (r[0] <= min(values) or r[1] >= max(values)))
+    return sum(1 for r in ranges if r is not None and _at_an_end(r, values))
 
 
 def tied_unresponsive(inv: dict[str, Any]) -> str:
