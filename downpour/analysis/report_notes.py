@@ -10,6 +10,7 @@ from typing import Any
 
 from downpour.analysis.choice import UNDECIDED_SHARE
 from downpour.analysis.edges import ONE_ORIENTATION, ONE_ORIENTATION_MIN
+from downpour.analysis.invariance import RELATIVE
 from downpour.analysis.report_parts import esc, num, pct
 from downpour.config import FACE_SOURCES
 from downpour.errors import DownpourError
@@ -172,7 +173,7 @@ def invariance_rows(inv: dict[str, Any]) -> list[list[str]]:
     for name, r in inv.get("summary", {}).get("ranges", {}).items():
         curve = swept.get(name, {})
         if r is None:
-            short = curve.get("normalised_to", inv.get("normalised_to", _RELATIVE)) != _RELATIVE   # (a pose curve's own)
+            short = curve.get("normalised_to", inv.get("normalised_to", RELATIVE)) != RELATIVE   # (a pose curve's own)
             rows.append([name, f"none: the unit is not {_side(inv)} its baseline even at the identity" if short else "–"])
             continue
         text = _UNITS.get(name, "{:g} … {:g}").format(*r)
@@ -217,9 +218,6 @@ def selectivity_rows(inv: dict[str, Any]) -> list[str]:
     return out
 
 
-_RELATIVE = "untransformed response"     # invariance.py's normalised_to when the curves are relative to the identity
-
-
 def _side(inv: dict[str, Any]) -> str:
     """Which way the unit answers the concept: a unit the concept lowers (sign -1) is measured below its baseline."""
     return "below" if inv.get("sign", 1) < 0 else "above"
@@ -233,7 +231,7 @@ def invariance_words(inv: dict[str, Any]) -> str:
     side = _side(inv)
     mean = f"the unit's mean on the other class ({inv.get('baseline', 0):.3g}; 0 on this scale)"
     head = f"Response of unit {esc(inv['unit'])} over {esc(inv['images'])} images of the concept"
-    if inv.get("normalised_to", _RELATIVE) == _RELATIVE:
+    if inv.get("normalised_to", RELATIVE) == RELATIVE:
         return f"{head}, how far {side} {mean}, as a share of the untransformed images' (1 on this scale)"
     return (f"{head}: on the untransformed images it is not {side} {mean}, so it has no response there to keep and "
             f"no range is read; the curves show only their shape, how far {side} that mean, divided by "
