@@ -240,7 +240,8 @@ def invariance_summary(result: dict[str, Any], floor: float = 0.5) -> dict[str, 
     range (and its width) is only a lower bound. (Until 2026-12-05 only the report's table said so: analysis.json and
     the studies gave such a range as if measured; 21 of the mechanisms study's 48 scale ranges were the whole sweep.)
 
-    A range is ``None`` (and ``censored`` too) if the curve has no identity point or the unit is below the floor even there.
+    A range is ``None`` (and its ``censored`` None too) if the curve has no identity point or the unit is below the floor
+    even there.
     """
     out, censored = {}, {}
     for c in result["curves"]:
@@ -250,10 +251,10 @@ def invariance_summary(result: dict[str, Any], floor: float = 0.5) -> dict[str, 
 
 def _span(curve: dict[str, Any], key: str, floor: Callable[[float], float | None]) -> tuple[list[float] | None, bool | None]:
     """The unbroken range around the identity where ``curve[key]`` stays >= ``floor(its value at the identity)``, and
-    whether it ran to an end of the sweep; (None, None) without an identity point, a floor or the value there above it."""
+    whether it ran to an end of the sweep; (None, None) without an identity point, without a floor (``floor`` gave
+    None), or with the value there below it."""
     values, ys = np.asarray(curve["values"]), np.asarray(curve[key])
-    identity = 1.0 if curve["transform"] == "scale" else 0.0
-    at = np.flatnonzero(np.isclose(values, identity))
+    at = np.flatnonzero(np.isclose(values, _identity(curve["transform"])))
     level = floor(float(ys[at[0]])) if at.size else None
     if level is None or ys[at[0]] < level:
         return None, None
@@ -263,6 +264,11 @@ def _span(curve: dict[str, Any], key: str, floor: Callable[[float], float | None
     while hi < len(ys) - 1 and ys[hi + 1] >= level:
         hi += 1
     return [float(values[lo]), float(values[hi])], bool(lo == 0 or hi == len(ys) - 1)
+
+
+def _identity(transform: str) -> float:
+    """The transform value that leaves an image as it is: scale 1, every other (shift, angle) 0."""
+    return 1.0 if transform == "scale" else 0.0
 
 
 SELECTIVE_KEY = "auc"       # the selectivity curve the summaries read: the non-faces warped as the faces are (see docs)
@@ -279,8 +285,7 @@ def selectivity_summary(result: dict[str, Any], key: str = SELECTIVE_KEY, keep: 
         if key not in c:
             continue
         out[c["transform"]], censored[c["transform"]] = _span(c, key, lambda a: 0.5 + keep * (a - 0.5) if a > 0.5 else None)
-        identity = 1.0 if c["transform"] == "scale" else 0.0
-        at[c["transform"]] = c[key][int(np.argmin(np.abs(np.asarray(c["values"]) - identity)))]
+        at[c["transform"]] = c[key][int(np.argmin(np.abs(np.asarray(c["values"]) - _identity(c["transform"]))))]
     return {"curve": key, "keep": keep, "auc": at, "ranges": out, "censored": censored}
 
 
@@ -310,7 +315,7 @@ def tied_summary(results: list[dict[str, Any]], floor: float = 0.5) -> dict[str,
     unresponsive = [r["unit"] for r in results if r.get("normalised_to", RELATIVE) != RELATIVE]
     out = {"size": len(results), "units": [r["unit"] for r in results], "signs": [r["sign"] for r in results],
            "floor": floor, "unresponsive": unresponsive, **_tied_widths(summaries)}
-    if any("auc" in c for c in results[0]["curves"]):    # the AUC ranges too (since 2026-12-05): without a range, at chance
+    if any(SELECTIVE_KEY in c for c in results[0]["curves"]):   # the AUC ranges too (since 2026-12-05): none, at chance
         out["selectivity"] = _tied_widths([selectivity_summary(r) for r in results])
     return out
 
