@@ -298,6 +298,12 @@ def range_width(transform: str, r: list[float] | None) -> float:
     return math.log2(r[1] / r[0]) if transform == "scale" else float(r[1] - r[0])
 
 
+def responsive(result: dict[str, Any]) -> bool:
+    """Whether a :func:`sweep` result's unit is stronger on the untransformed images than its baseline (its curves
+    ``normalised_to`` :data:`RELATIVE`): one that is not has no response for a transform to keep, so no range."""
+    return result.get("normalised_to", RELATIVE) == RELATIVE
+
+
 def tied_summary(results: list[dict[str, Any]], floor: float = 0.5) -> dict[str, Any]:
     """The invariance ranges of every unit tied at the top of the choice (:func:`sweep`'s results, the chosen unit
     first): each unit's ranges, and per transform the widths' (:func:`range_width`) mean, median, std, min and max over
@@ -306,13 +312,12 @@ def tied_summary(results: list[dict[str, Any]], floor: float = 0.5) -> dict[str,
     several equally good units the tie-break takes; the tied set's figures do not.
 
     A unit without a range is one no stronger on the untransformed images than on the other class, its baseline
-    (``unresponsive``: those whose :func:`sweep` result is not ``normalised_to`` :data:`RELATIVE`). It has no
-    response for a transform to keep: a width of 0 (a unit that loses its answer at the first step) would misdescribe
-    it, and leaving it out unsaid let the mean of the responsive ones speak for the tie. Since 2026-12-05 the widths
+    (``unresponsive``: those not :func:`responsive`). It has no response for a transform to keep: a width of 0 (a unit
+    that loses its answer at the first step) would misdescribe it, and leaving it out unsaid let the mean of the responsive ones speak for the tie. Since 2026-12-05 the widths
     are over the units with a range, the count without one beside them (the report says it) and the median with the
     mean; until then only ``measured`` said it."""
     summaries = [invariance_summary(r, floor) for r in results]
-    unresponsive = [r["unit"] for r in results if r.get("normalised_to", RELATIVE) != RELATIVE]
+    unresponsive = [r["unit"] for r in results if not responsive(r)]
     out = {"size": len(results), "units": [r["unit"] for r in results], "signs": [r["sign"] for r in results],
            "floor": floor, "unresponsive": unresponsive, **_tied_widths(summaries)}
     if any(SELECTIVE_KEY in c for c in results[0]["curves"]):   # the AUC ranges too (since 2026-12-05): none, at chance

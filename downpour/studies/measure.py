@@ -60,7 +60,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from downpour.analysis.invariance import RELATIVE, invariance_summary, range_width, selectivity_summary, sweep
+from downpour.analysis.invariance import invariance_summary, range_width, responsive, selectivity_summary, sweep
 from downpour.analysis.labelled import load_labelled, prepare_images
 from downpour.analysis.probe import INPUT
 from downpour.analysis.options import run_preprocess
@@ -238,7 +238,7 @@ def _invariance(model: FeatureModel, layer: str, shape: tuple[int, ...], prepare
     for key, v in _mean_widths(selective, shape).items():     # inv_scale_octaves_auc, inv_scale_octaves_auc_censored, ...
         out[key.replace(CENSORED, "") + "_auc" + (CENSORED if key.endswith(CENSORED) else "")] = v
     # the units the means are over (since 2026-12-05): one no stronger on the faces than on the non-faces has no range
-    ranged = sum(r.get("normalised_to") == RELATIVE for r in results)
+    ranged = sum(responsive(r) for r in results)
     above = sum(s["auc"].get("scale", 0.5) > 0.5 for s in selective)     # ... nor one at chance an AUC range
     return {**out, "inv_tied": float(len(tied)), "inv_ranged": float(ranged), "inv_auc_ranged": float(above)}
 
