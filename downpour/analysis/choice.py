@@ -186,6 +186,13 @@ def undecided(tied: int, candidates: int) -> bool:
     return tied > 1 and tied > UNDECIDED_SHARE * candidates
 
 
+def tied_figures(per_split: list[np.ndarray]) -> dict[str, float]:
+    """The tied sets' test AUCs as a row gives them (its ``tied_auc``): each statistic of a split's set, averaged over
+    the splits (``mean``: what a unit drawn at random from the tie scores, the figure a tie-break cannot choose)."""
+    stats = np.array([[a.mean(), a.std(), a.min(), a.max(), np.median(a)] for a in per_split])    # (S, 5)
+    return dict(zip(("mean", "std", "min", "max", "median"), (float(x) for x in stats.mean(axis=0))))
+
+
 class Choice(NamedTuple):
     unit: int
     sign: int                  # +1: fires for label 1; -1: against it

@@ -33,7 +33,7 @@ from typing import Any, Callable, Union
 
 import numpy as np
 
-from downpour.analysis.choice import choice, undecided
+from downpour.analysis.choice import choice, tied_figures, undecided
 
 # A method's responses: (M, K) fixed; one (M, K) per split (cross-fitting: each split's own network);
 # or fitted per split: selection source indices -> (M, K).
@@ -76,13 +76,6 @@ def tied_aucs(scores: np.ndarray, units: np.ndarray, signs: np.ndarray, faces: n
     step = max(1, CHUNK // max(len(faces) * len(rows), 1))
     return np.concatenate([comparisons(v[i:i + step][:, faces], v[i:i + step][:, rows]).mean(axis=(1, 2))
                            for i in range(0, len(v), step)])
-
-
-def _tied_figures(per_split: list[np.ndarray]) -> dict[str, float]:
-    """The tied sets' test AUCs as a row gives them: each statistic of a split's set, averaged over the splits
-    (``mean``: what a unit drawn at random from the tie scores, the figure a tie-break cannot choose)."""
-    stats = np.array([[a.mean(), a.std(), a.min(), a.max(), np.median(a)] for a in per_split])    # (S, 5)
-    return dict(zip(("mean", "std", "min", "max", "median"), (float(x) for x in stats.mean(axis=0))))
 
 
 def ties_once(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, dict[str, list[int]]]]:
@@ -264,7 +257,7 @@ def score_controls(methods: dict[str, Responses], y: np.ndarray, negatives: dict
                         # each split's own tie (a cross-fit's folds are different networks: the first one's said
                         # nothing of the others; since 2026-12-05)
                         "undecided_splits": sum(undecided(c[5]["tied"], int(c[3])) for c in chosen[m]),
-                        "tied_auc": _tied_figures(tied_test[(name, m)]),
+                        "tied_auc": tied_figures(tied_test[(name, m)]),
                         "selection_auc": float(np.mean([c[2] for c in chosen[m]])), "candidates": int(chosen[m][0][3]),
                         **_test_sizes(sizes[name])})
             if per_split:

@@ -28,7 +28,7 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from downpour.analysis import baselines
-from downpour.analysis.choice import NoCandidate, auc_scores, choice, threshold_scan, undecided
+from downpour.analysis.choice import NoCandidate, auc_scores, choice, threshold_scan, tied_figures, undecided
 from downpour.analysis.labelled import LabelledSet
 from downpour.analysis.units import check_layer, randomized_copy, unit_responses
 from downpour.errors import ConfigError, DataError
@@ -66,8 +66,7 @@ def best_unit(scores: np.ndarray, y: np.ndarray, select: np.ndarray, test: np.nd
         aucs = auc_scores(scores[test][:, picked.tied] * picked.tied_signs, np.asarray(y)[test])      # (T,) on test
         ties = {**picked.ties(), "tie_share": len(picked.tied) / scores.shape[1],
                 "undecided": undecided(len(picked.tied), scores.shape[1]),
-                "tied_auc": {k: float(f(aucs)) for k, f in
-                             (("mean", np.mean), ("std", np.std), ("min", np.min), ("max", np.max), ("median", np.median))}}
+                "tied_auc": tied_figures([aucs])}       # (one split: its own figures)
     else:
         acc, thresholds, signs = threshold_scan(chosen, ys)
         separation = np.abs(auc_scores(chosen, ys) - 0.5)
