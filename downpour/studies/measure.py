@@ -235,24 +235,24 @@ def _invariance(model: FeatureModel, layer: str, shape: tuple[int, ...], prepare
                     prepare=lambda t: prepare_images(t, shape, prepare), negatives=lfw.pixels[other])
     out = _mean_widths([invariance_summary(r) for r in results], shape)
     selective = [selectivity_summary(r) for r in results]
-    for key, v in _mean_widths(selective, shape).items():     # inv_scale_octaves_auc, inv_scale_octaves_auc_censored, ...
-        out[key.replace(CENSORED, "") + "_auc" + (CENSORED if key.endswith(CENSORED) else "")] = v
+    out.update(_mean_widths(selective, shape, "_auc"))     # inv_scale_octaves_auc, inv_scale_octaves_auc_censored, ...
     # the units the means are over (since 2026-12-05): one no stronger on the faces than on the non-faces has no range
     ranged = sum(responsive(r) for r in results)
     above = sum(s["auc"].get("scale", 0.5) > 0.5 for s in selective)     # ... nor one at chance an AUC range
     return {**out, "inv_tied": float(len(tied)), "inv_ranged": float(ranged), "inv_auc_ranged": float(above)}
 
 
-def _mean_widths(summaries: list[dict[str, Any]], shape: tuple[int, ...]) -> dict[str, float]:
-    """The mean of :func:`range_widths` and of :func:`censored_widths` (``key`` + CENSORED) over the summaries
-    (``invariance_summary``'s or ``selectivity_summary``'s) that have a range; NaN where none has."""
+def _mean_widths(summaries: list[dict[str, Any]], shape: tuple[int, ...], suffix: str = "") -> dict[str, float]:
+    """The mean of :func:`range_widths` (``key`` + ``suffix``) and of :func:`censored_widths` (``key`` + ``suffix`` +
+    CENSORED) over the summaries (``invariance_summary``'s or ``selectivity_summary``'s, ``suffix`` "_auc") that have a
+    range; NaN where none has."""
     per_unit = [range_widths(s["ranges"], shape[-2:]) for s in summaries]
     ended = [censored_widths(s["censored"]) for s in summaries]
     out = {}
     for key in per_unit[0]:
         got = [k for k, w in enumerate(per_unit) if math.isfinite(w[key])]
-        out[key] = float(np.mean([per_unit[k][key] for k in got])) if got else math.nan   # NaN: no tied unit keeps half anywhere
-        out[key + CENSORED] = float(np.mean([ended[k][key] for k in got])) if got else math.nan
+        out[key + suffix] = float(np.mean([per_unit[k][key] for k in got])) if got else math.nan   # NaN: none has a range
+        out[key + suffix + CENSORED] = float(np.mean([ended[k][key] for k in got])) if got else math.nan
     return out
 
 
