@@ -218,10 +218,11 @@ def _invariance(model: FeatureModel, layer: str, shape: tuple[int, ...], prepare
     """Invariance ranges of the face test's learned unit (``unit``: :func:`~downpour.studies.trained.face_aucs`'
     ``unit``, chosen on lfw's training part), measured as ``analyze_run`` measures the unit it pictures: on the held-out
     part of lfw the face test scored it on (``unit["fold"]``'s; the choice never saw one of its images), the faces
-    warped, each unit's baseline its mean on the non-faces; the mean of :func:`range_widths` over every unit tied with it
-    at the top of the choice (``inv_tied`` of them). Until 2026-12-04 they were the chosen unit's alone, and a 30-image
-    split saturates at AUC 1.0: 2 of the mechanisms study's 48 cells chose another tied unit when the tie-break changed,
-    and a scale range read +0.56 [+0.17, +0.95] (higher), then +0.53 [-0.07, +1.14] (inconclusive). Until 2026-12-04
+    warped, each unit's baseline its mean on the non-faces; the mean of :func:`range_widths` over the units tied with it
+    at the top of the choice (``inv_tied`` of them) that have a range (``inv_ranged``; of the AUC's, ``inv_auc_ranged``,
+    since 2026-12-05), with the share of those at the sweep's end (``_censored``). Until 2026-12-04 they were the
+    chosen unit's alone, and a 30-image split saturates at AUC 1.0: 2 of the mechanisms study's 48 cells chose another
+    tied unit when the tie-break changed, and a scale range read +0.56 [+0.17, +0.95] (higher), then +0.53 [-0.07, +1.14] (inconclusive). Until 2026-12-04
     too they were of another unit than the face AUCs': the best-neuron table's
     (:func:`~downpour.analysis.selectivity.face_neuron_table`), chosen on 15 faces and 15 non-faces of the held-out part,
     measured on every lfw image, then (for a day) on the other 15 faces only, where on the quick study glimpse seed 0's
