@@ -85,3 +85,24 @@ def test_the_tied_summary_has_the_auc_widths_when_the_sweep_had_the_non_faces():
     assert tied["widths"]["scale"]["measured"] == 2
     assert tied["selectivity"]["widths"]["scale"]["max"] > tied["selectivity"]["widths"]["scale"]["min"]
     assert "selectivity" not in tied_summary(sweep(model, faces, [0, 1], [1, 1], base))
+
+
+def test_the_reports_table_gives_the_tied_sets_auc_widths_beside_the_response_widths():
+    """analysis.json had the tied set's AUC widths (invariance.tied.selectivity) and the report showed only the
+    response widths (until 2026-12-05)."""
+    from html import escape as html_escape
+    from downpour.analysis.report import _invariance
+    faces, others = _images()
+    model = _Units()
+    base = [float(model(others)[:, u].mean()) for u in (0, 1)]
+    inv = invariance_curves(model, faces, 0, baseline=base[0], negatives=others)
+    inv.update(summary=invariance_summary(inv), selectivity=selectivity_summary(inv),
+               tied=tied_summary(sweep(model, faces, [0, 1], [1, 1], base, negatives=others)))
+    html = _invariance({"invariance": inv})
+    assert html_escape("the AUC range's width over the 2 tied units") in html and "the last two columns say" in html
+    w = inv["tied"]["selectivity"]["widths"]["scale"]       # the blob unit 0.32 octaves, the square's 2.19 to 4x
+    assert w["censored"] == 1 and w["min"] < 0.5 < 2 < w["max"]
+    assert html_escape(f"{w['mean']:.3g} ± {w['std']:.2g} octaves, median {w['median']:.3g} ({w['min']:.3g}–"
+                       f"{w['max']:.3g}), over all 2, 1 of them to the sweep's end: the mean is at least this") in html
+    response = inv["tied"]["widths"]["scale"]
+    assert html_escape(f"{response['mean']:.3g} ± {response['std']:.2g} octaves") in html   # the response's too

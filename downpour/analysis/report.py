@@ -196,8 +196,13 @@ def _invariance(a: dict[str, Any]) -> str:
         median = any("median" in w for w in tied.get("widths", {}).values())    # (none before 2026-12-05)
         header.append(f"its width over the {tied['size']} units tied at the top of the choice (mean ± std, "
                       f"{'median, ' if median else ''}min–max)")
+        last = "the last column says"
+        if tied.get("selectivity") and inv.get("selectivity"):    # the AUC ranges' widths (shown since 2026-12-05)
+            rows = [r + [w] for r, w in zip(rows, tied_invariance(inv, selectivity=True))]
+            header.append(f"the AUC range's width over the {tied['size']} tied units (mean ± std, median, min–max)")
+            last = "the last two columns say"
         note = (f'<p class="note">Unit {esc(inv["unit"])} was chosen among {tied["size"]} units equally good by the '
-                "choice's criterion (its tie goes to the larger Cohen's d); the last column says how much its ranges "
+                f"choice's criterion (its tie goes to the larger Cohen's d); {last} how much its ranges "
                 f"depend on that tie-break.{esc(tied_unresponsive(inv))}</p>")
     oop = inv.get("out_of_plane_rotation", {})
     return (f"<p>{invariance_words(inv)}; shaded: ± one standard error of the mean (analysis.json also has the spread across images).</p>"

@@ -267,16 +267,20 @@ def chosen_among(row: dict[str, Any], localizer: bool = False, first: str = "") 
     return f" ({said})"
 
 
-def tied_invariance(inv: dict[str, Any]) -> list[str]:
+def tied_invariance(inv: dict[str, Any], selectivity: bool = False) -> list[str]:
     """Per row of :func:`invariance_rows`, the range's width over the units tied with the pictured one (analysis.json's
     ``invariance.tied``, since 2026-12-04): "0.85 ± 0.30 octaves, median 0.90 (0–1), over the 5 of 7 with a range",
     and how many ran to the sweep's end (", 2 of them to the sweep's end: the mean is at least this"). A tied unit
     without a range answers the concept no more than its baseline: left out of the figures, and said
-    (:func:`tied_unresponsive`); a median beside the mean since 2026-12-05 (files before it have none)."""
+    (:func:`tied_unresponsive`); a median beside the mean since 2026-12-05 (files before it have none).
+    ``selectivity``: the widths of the AUC ranges (``invariance.tied.selectivity``, :func:`selectivity_rows`' ranges)
+    instead, in the same words; a unit at or below chance untransformed has none. Since 2026-12-05: analysis.json had
+    them and the report showed the response widths alone."""
     tied = inv.get("tied") or {}
+    widths = ((tied.get("selectivity") or {}) if selectivity else tied).get("widths", {})
     out = []
     for name in inv.get("summary", {}).get("ranges", {}):
-        w = tied.get("widths", {}).get(name)
+        w = widths.get(name)
         if not w:                 # (out-of-plane rotation: the chosen unit's alone)
             out.append("–")
         elif w["mean"] is None:
