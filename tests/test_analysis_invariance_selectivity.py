@@ -1,11 +1,14 @@
 """The selectivity curve beside the response curve: the unit's AUC of the warped concept images against the others."""
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from downpour.analysis.invariance import invariance_curves, invariance_summary, selectivity_summary, sweep, tied_summary
-from downpour.analysis.report_notes import selectivity_rows
+from downpour.analysis.report_notes import invariance_rows, selectivity_rows
 from downpour.models.base import FeatureModel
 
 
@@ -106,3 +109,37 @@ def test_the_reports_table_gives_the_tied_sets_auc_widths_beside_the_response_wi
                        f"{w['max']:.3g}), over all 2, 1 of them to the sweep's end: the mean is at least this") in html
     response = inv["tied"]["widths"]["scale"]
     assert html_escape(f"{response['mean']:.3g} ± {response['std']:.2g} octaves") in html   # the response's too
+
+
+def test_a_sweep_without_the_identity_has_no_untransformed_auc_and_no_range_and_the_report_says_why():
+    """The untransformed AUC was read at the value nearest the identity (argmin) and the range needed it exactly
+    (isclose): a sweep of 0.5x, 0.9x and 2x gave 0.9x's AUC, 0.95, as the untransformed one beside no range, and the
+    studies counted the unit as above chance (inv_auc_ranged). Since 2026-12-05 one rule: exactly the identity."""
+    curve = {"transform": "scale", "values": [0.5, 0.9, 2.0], "auc": [0.6, 0.95, 0.7], "response": [0.4, 0.9, 0.8]}
+    sel = selectivity_summary({"curves": [curve]})
+    assert sel["auc"]["scale"] is None and sel["ranges"]["scale"] is None and sel["censored"]["scale"] is None
+    inv = {"summary": invariance_summary({"curves": [curve]}), "curves": [curve], "selectivity": sel}
+    said = "none: the sweep has no untransformed point (scale 1), so nothing untransformed to keep"
+    assert selectivity_rows(inv) == [said]
+    assert invariance_rows(inv) == [["scale", said]]            # the response column too (it read "–")
+    # with the identity swept, the same rule reads it
+    curve.update(values=[0.5, 1.0, 2.0])
+    assert selectivity_summary({"curves": [curve]})["auc"]["scale"] == 0.95
+
+
+class _Lfw:
+    """lfw's held-out part as measure._invariance reads it: 2 faces and 2 non-faces (the sweep is planted)."""
+    y = np.array([1, 1, 0, 0])
+    x = pixels = torch.zeros(4, 1, 16, 16)
+
+
+def test_the_studies_do_not_count_a_unit_without_an_untransformed_auc_as_above_chance(monkeypatch):
+    from downpour.studies import measure
+    curve = {"transform": "scale", "values": [0.5, 0.9, 2.0], "auc": [0.6, 0.95, 0.7], "response": [0.4, 0.9, 0.8]}
+    shape = (1, 16, 16)
+    monkeypatch.setattr(measure, "load_labelled", lambda *a, **k: _Lfw())
+    monkeypatch.setattr(measure, "unit_responses", lambda *a, **k: np.zeros((4, 2)))
+    monkeypatch.setattr(measure, "sweep", lambda *a, **k: [{"curves": [curve], "normalised_to": "untransformed"}] * 2)
+    out = measure._invariance(None, "layer", shape, None, {"fold": 0, "tied_units": [0, 1], "tied_signs": [1, 1]})
+    assert out["inv_auc_ranged"] == 0.0          # was 2.0: 0.9x's AUC 0.95 read as the untransformed one
+    assert math.isnan(out["inv_scale_octaves_auc"])

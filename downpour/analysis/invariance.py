@@ -254,11 +254,11 @@ def _span(curve: dict[str, Any], key: str, floor: Callable[[float], float | None
     whether it ran to an end of the sweep; (None, None) without an identity point, without a floor (``floor`` gave
     None), or with the value there below it."""
     values, ys = np.asarray(curve["values"]), np.asarray(curve[key])
-    at = np.flatnonzero(np.isclose(values, _identity(curve["transform"])))
-    level = floor(float(ys[at[0]])) if at.size else None
-    if level is None or ys[at[0]] < level:
+    at = identity_index(curve)
+    level = floor(float(ys[at])) if at is not None else None
+    if level is None or ys[at] < level:
         return None, None
-    lo = hi = int(at[0])
+    lo = hi = at
     while lo > 0 and ys[lo - 1] >= level:
         lo -= 1
     while hi < len(ys) - 1 and ys[hi + 1] >= level:
@@ -271,6 +271,13 @@ def _identity(transform: str) -> float:
     return 1.0 if transform == "scale" else 0.0
 
 
+def identity_index(curve: dict[str, Any]) -> int | None:
+    """The index of ``curve``'s identity value (:func:`_identity`, to float tolerance), None if it was not swept: the
+    one rule for every figure read "untransformed" (the ranges and the untransformed AUC)."""
+    at = np.flatnonzero(np.isclose(np.asarray(curve["values"], dtype=float), _identity(curve["transform"])))
+    return int(at[0]) if at.size else None
+
+
 SELECTIVE_KEY = "auc"       # the selectivity curve the summaries read: the non-faces warped as the faces are (see docs)
 
 
@@ -279,13 +286,19 @@ def selectivity_summary(result: dict[str, Any], key: str = SELECTIVE_KEY, keep: 
     range around the identity where the AUC stays >= 0.5 + ``keep`` x (its untransformed AUC - 0.5), halfway to chance
     by default, and ``censored``; ``auc``: the untransformed AUC. A unit at or below chance untransformed has no range
     (its AUC has no lead over chance to keep). Since 2026-12-05: the response range alone could not tell a face
-    detector from a blob detector (most units kept half their response down to an 8-pixel face)."""
+    detector from a blob detector (most units kept half their response down to an 8-pixel face).
+
+    A curve without its identity value (a custom sweep: scale 1, shift or angle 0) has no untransformed AUC (``auc``
+    None) and no range, as :func:`invariance_summary` has none. Until 2026-12-05 ``auc`` was read at the value nearest
+    the identity (a sweep of 0.9x and 1.1x gave 0.9x's AUC as the untransformed one) while the range needed it
+    exactly."""
     out, censored, at = {}, {}, {}
     for c in result["curves"]:
         if key not in c:
             continue
         out[c["transform"]], censored[c["transform"]] = _span(c, key, lambda a: 0.5 + keep * (a - 0.5) if a > 0.5 else None)
-        at[c["transform"]] = c[key][int(np.argmin(np.abs(np.asarray(c["values"]) - _identity(c["transform"]))))]
+        i = identity_index(c)
+        at[c["transform"]] = None if i is None else c[key][i]
     return {"curve": key, "keep": keep, "auc": at, "ranges": out, "censored": censored}
 
 

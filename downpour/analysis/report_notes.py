@@ -10,7 +10,7 @@ from typing import Any
 
 from downpour.analysis.choice import UNDECIDED_SHARE
 from downpour.analysis.edges import ONE_ORIENTATION, ONE_ORIENTATION_MIN
-from downpour.analysis.invariance import RELATIVE
+from downpour.analysis.invariance import RELATIVE, identity_index
 from downpour.analysis.report_parts import esc, num, pct
 from downpour.config import FACE_SOURCES
 from downpour.errors import DownpourError
@@ -174,7 +174,9 @@ def invariance_rows(inv: dict[str, Any]) -> list[list[str]]:
         curve = swept.get(name, {})
         if r is None:
             short = curve.get("normalised_to", inv.get("normalised_to", RELATIVE)) != RELATIVE   # (a pose curve's own)
-            rows.append([name, f"none: the unit is not {_side(inv)} its baseline even at the identity" if short else "–"])
+            unswept = curve.get("values") and identity_index(curve) is None    # (said since 2026-12-05: it read "–")
+            rows.append([name, _no_identity(name) if unswept else
+                         f"none: the unit is not {_side(inv)} its baseline even at the identity" if short else "–"])
             continue
         text = _UNITS.get(name, "{:g} … {:g}").format(*r)
         values = curve.get("values")
@@ -182,6 +184,12 @@ def invariance_rows(inv: dict[str, Any]) -> list[list[str]]:
             text += _lower_bound(r, values)
         rows.append([name, text])
     return rows
+
+
+def _no_identity(name: str) -> str:
+    """The words for a curve whose sweep lacks the identity (a custom sweep): nothing untransformed to keep."""
+    return (f"none: the sweep has no untransformed point ({'scale 1' if name == 'scale' else name + ' 0'}), so "
+            "nothing untransformed to keep")
 
 
 def _at_an_end(r: list[float], values: list[float]) -> bool:
@@ -208,6 +216,9 @@ def selectivity_rows(inv: dict[str, Any]) -> list[str]:
             out.append("–")
             continue
         r, auc = sel["ranges"][name], sel["auc"][name]
+        if auc is None:         # (a custom sweep without it; since 2026-12-05, it used to read the nearest value)
+            out.append(_no_identity(name))
+            continue
         if r is None:
             out.append(f"none: AUC {auc:.3f} untransformed, no lead over chance to keep")
             continue

@@ -239,7 +239,8 @@ def _invariance(model: FeatureModel, layer: str, shape: tuple[int, ...], prepare
     out.update(_mean_widths(selective, shape, "_auc"))     # inv_scale_octaves_auc, inv_scale_octaves_auc_censored, ...
     # the units the means are over (since 2026-12-05): one no stronger on the faces than on the non-faces has no range
     ranged = sum(responsive(r) for r in results)
-    above = sum(s["auc"].get("scale", 0.5) > 0.5 for s in selective)     # ... nor one at chance an AUC range
+    # ... nor one at chance (or without an untransformed point: auc None) an AUC range
+    above = sum((s["auc"].get("scale") or 0.5) > 0.5 for s in selective)
     return {**out, "inv_tied": float(len(tied)), "inv_ranged": float(ranged), "inv_auc_ranged": float(above)}
 
 
