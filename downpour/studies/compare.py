@@ -72,7 +72,7 @@ def compare_rows(conditions: list[Condition], cells: Cells, seeds: list[int],
             row[DIVERGED] = sum(1 for g in got if g.get(DIVERGED))
         owed_test(row, got)
         for key in row["figures"]:          # a width at the sweep's end in k seeds: its mean is a lower bound
-            ended = sum(1 for g in got if g.get(key + CENSORED, 0) > 0)
+            ended = sum(1 for g in got if _ended(g, key))
             if ended:
                 row.setdefault("censored", {})[key] = ended
         vs = c.params.get("vs", "")
@@ -87,6 +87,12 @@ def compare_rows(conditions: list[Condition], cells: Cells, seeds: list[int],
     return rows
 
 
+def _ended(cell: dict[str, float], key: str) -> bool:
+    """Whether the cell's ``key`` (a width) ran to the sweep's end: its ``key`` + CENSORED, the share of the tied units
+    whose range did, is above 0 (missing: not a width, or a cell from before the share; NaN: no unit had a range)."""
+    return cell.get(key + CENSORED, 0) > 0
+
+
 def uncensored_pairs(row: dict[str, Any], key: str, base: Sequence[dict[str, float]],
                      got: Sequence[dict[str, float]]) -> tuple[list[float], list[float]]:
     """(baseline's, this condition's) ``key`` per seed, NaN (left out of the paired interval) where both ran to the
@@ -95,7 +101,7 @@ def uncensored_pairs(row: dict[str, Any], key: str, base: Sequence[dict[str, flo
     side alone ran to the end stays: its difference is a bound in a known direction. Until 2026-12-05 every seed's
     difference was read as measured (Q4: 21 of 48 scale ranges were the whole sweep, 0.5x to 2x)."""
     a, b = [x.get(key, math.nan) for x in base], [x.get(key, math.nan) for x in got]
-    ended = [(x.get(key + CENSORED, 0) > 0, y.get(key + CENSORED, 0) > 0) for x, y in zip(base, got)]
+    ended = [(_ended(x, key), _ended(y, key)) for x, y in zip(base, got)]
     both = [e == (True, True) for e in ended]
     if any(both):
         row.setdefault("censored", {})["d_" + key] = sum(both)
