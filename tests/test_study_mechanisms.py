@@ -292,3 +292,30 @@ def test_the_verdict_counts_the_seeds_a_censored_difference_was_measured_on_not_
     assert row["missing"]["d_inv_scale_octaves"] == 5
     assert ("(3 of 8 seeds left out: both ranges ran to the sweep's end, 2 more not measured; 3 measured)"
             in difference_sentence(row, "inv_scale_octaves", "scale range"))
+
+
+def test_the_invariance_figures_plot_the_auc_ranges_beside_the_response_ranges(tmp_path, monkeypatch):
+    """The inv_*_auc widths (since 2026-12-05) were in the rows and the verdict but no figure: each invariance figure
+    now has them beside the response's, in the same units; a folder from before (no _auc) keeps one series."""
+    from downpour.studies import mechanisms
+    drawn = {}
+
+    def capture(names, triples, path, title, ylabel, reference=None, beside=None):
+        drawn[path.name] = beside
+        return interval_bars(names, triples, path, title, ylabel, reference, beside)
+
+    from downpour.studies.figures import interval_bars
+    monkeypatch.setattr(mechanisms, "interval_bars", capture)
+    keys = ("probe_digits", "probe_lfw", "inv_scale_octaves", "inv_shift", "inv_rotation", "flops_fwd")
+    rows = [{"condition": c, "figures": {k: [1.0, 0.9, 1.1] for k in keys}, "extra": {}, "n": 2} for c in ("a", "b")]
+    for r, v in zip(rows, (0.5, 0.7)):
+        r["figures"].update({k + "_auc": [v, v - 0.1, math.inf] for k in keys if k.startswith("inv_")})
+    study = study_class("mechanisms")(quick=True)
+    paths = study.figures(rows, {}, tmp_path)
+    assert all(p.exists() for p in paths)
+    assert drawn["inv_scale_octaves.png"][2] == [[0.5, 0.4, math.inf], [0.7, 0.6, math.inf]]
+    assert drawn["probe_lfw.png"] is None and drawn["flops_fwd.png"] is None
+    for r in rows:                                  # a study folder from before the AUC ranges
+        r["figures"] = {k: v for k, v in r["figures"].items() if not k.endswith("_auc")}
+    study.figures(rows, {}, tmp_path)
+    assert drawn["inv_scale_octaves.png"] is None

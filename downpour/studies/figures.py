@@ -55,18 +55,24 @@ def bar_lengths(v: np.ndarray, lo: np.ndarray, hi: np.ndarray, limits: tuple[flo
 
 
 def interval_bars(labels: Sequence[str], triples: Sequence[Sequence[float]], path: Path, title: str,
-                  ylabel: str, reference: float | None = None) -> Path:
-    """One point per label with its [low, high] interval; an optional horizontal reference line."""
-    fig = Figure(figsize=(1.5 + 0.7 * len(labels), 3.6))
+                  ylabel: str, reference: float | None = None,
+                  beside: tuple[str, str, Sequence[Sequence[float]]] | None = None) -> Path:
+    """One point per label with its [low, high] interval; an optional horizontal reference line. ``beside``
+    (name of ``triples``, name of the second, its triples): a second figure of the same units beside each label's
+    first, told apart by a legend (the mechanisms study's AUC ranges beside its response ranges, since 2026-12-05)."""
+    fig = Figure(figsize=(1.5 + (1.0 if beside else 0.7) * len(labels), 3.6))
     ax = fig.subplots()
-    v = np.array([t[0] for t in triples], dtype=float)
-    lo = np.array([t[1] for t in triples], dtype=float)
-    hi = np.array([t[2] for t in triples], dtype=float)
+    series = [(None, triples)] if beside is None else [(beside[0], triples), (beside[1], beside[2])]
+    arrays = [np.array(t, dtype=float).reshape(-1, 3).T for _, t in series]        # each (3, labels): v, lo, hi
+    limits = finite_limits(*(a for v_lo_hi in arrays for a in v_lo_hi), [reference if reference is not None else np.nan])
     x = np.arange(len(labels))
-    limits = finite_limits(v, lo, hi, [reference if reference is not None else np.nan])
-    ax.errorbar(x, v, yerr=bar_lengths(v, lo, hi, limits), fmt="o", capsize=4)
-    if np.isinf(lo).any() or np.isinf(hi).any():
+    for k, ((name, _), (v, lo, hi)) in enumerate(zip(series, arrays)):
+        shift = 0.0 if len(series) == 1 else (k - 0.5) * 0.3
+        ax.errorbar(x + shift, v, yerr=bar_lengths(v, lo, hi, limits), fmt="o", capsize=4, label=name)
+    if any(np.isinf(lo).any() or np.isinf(hi).any() for _, lo, hi in arrays):
         ax.set_ylim(*limits)
+    if beside is not None:
+        ax.legend(fontsize="small")
     if reference is not None:
         ax.axhline(reference, color="grey", lw=0.8, ls="--")
     ax.set_xticks(x, labels, rotation=30, ha="right")

@@ -149,7 +149,10 @@ class MechanismsStudy(MeasuredStudy):
         for key, label in (("probe_digits", "probe accuracy (digits)"), ("probe_lfw", "probe accuracy (lfw faces)"),
                            ("inv_scale_octaves", "scale range, octaves"), ("inv_shift", "translation range, fraction of side"),
                            ("inv_rotation", "rotation range, degrees"), ("flops_fwd", "forward FLOPs per sample")):
+            # the AUC range's width beside the response's (inv_*_auc, since 2026-12-05; a folder from before has none)
+            auc = [r["figures"].get(key + "_auc") for r in rows] if key.startswith("inv_") else [None]
+            beside = None if any(a is None for a in auc) else ("response", "AUC, non-faces warped alike", auc)
             out.append(interval_bars(names, [r["figures"][key] for r in rows], folder / f"{key}.png",
-                                     f"{label}, 95% intervals over seeds", label))
+                                     f"{label}, 95% intervals over seeds", label, beside=beside))
         out.append(owed_figure(rows, folder / "face_owed_controls.png"))
         return out
