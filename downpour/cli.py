@@ -10,9 +10,11 @@ import sys
 import time
 from pathlib import Path
 
-from downpour.config import CROSSFIT_CONTROLS, ClusterConfig, ConfigError, FlagValue, Override, RunConfig, config_to_toml, load_config, preset_table, parse_override, with_origin
+from downpour.config import (CROSSFIT_CONTROLS, ClusterConfig, ConfigError, FlagValue, Override, RunConfig,
+                             config_to_toml, load_config, preset_table, parse_override, with_origin)
 from downpour.cli_flags import (CHECKPOINT_KEYS, check_flags, check_as_typed, check_plan_flags, check_sets, set_keys,
                                 update_rule_words)
+from downpour.cli_study import cmd_study
 from downpour.settings import choices_of
 from downpour.errors import DownpourError
 from downpour.train.signals import sigterm_as_interrupt
@@ -119,7 +121,8 @@ def cmd_crossfit(args: argparse.Namespace) -> int:
     try:
         result = run_crossfit(args.config, _overrides(args), out, folds=args.folds, jobs=args.jobs, control=args.control)
     except KeyboardInterrupt:    # (and SIGTERM) a fold's own log says `--resume` it; the cross-fit goes on as a whole
-        print(f"downpour: cross-fit stopped; each fold keeps what it trained: the same command goes on (--out {out})", file=sys.stderr)
+        print(f"downpour: cross-fit stopped; each fold keeps what it trained: the same command goes on (--out {out})",
+              file=sys.stderr)
         raise
     print("\n".join(result["verdict"]["sentences"]))
     print(f"downpour: cross-fitted face test written to {Path(out) / 'crossfit.json'} and {write_crossfit_report(out)}")
@@ -231,27 +234,6 @@ def cmd_plan(args: argparse.Namespace) -> int:
         return 0 if passed(result) else 1
     plan = plan_for(args.model, args.set, cluster, args.calibrate, args.config)
     print(json.dumps(plan) if args.json else format_plan(plan))
-    return 0
-
-
-def cmd_study(args: argparse.Namespace) -> int:
-    from downpour.studies import QUESTIONS, STUDIES, study_class
-
-    if args.name == "list":
-        given = [flag for flag, value in (("--quick", args.quick), ("--seeds", args.seeds is not None),
-                                          ("--jobs", args.jobs is not None), ("--out", args.out), ("--set", args.set)) if value]
-        if given:
-            raise ConfigError(f"{', '.join(given)}: `downpour study list` only lists the studies; give a study's name")
-        for name in STUDIES:     # (one without a line in QUESTIONS says its class's own question: imported)
-            print(f"{name:<14} {QUESTIONS.get(name) or study_class(name).question}")
-        return 0
-    from downpour.studies.run import run_study
-
-    out = args.out or f"studies/{args.name}{'-quick' if args.quick else ''}"
-    folder = run_study(args.name, out, quick=args.quick, seeds=args.seeds, sets=args.set, jobs=args.jobs)
-    result = json.loads((folder / "study.json").read_text())
-    print(result["verdict"])
-    print(f"downpour: study written to {folder / 'study.html'}")
     return 0
 
 

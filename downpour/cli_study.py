@@ -1,0 +1,29 @@
+"""``downpour study``: list the studies, or run one into its folder and print its verdict (its flags are
+defined with the other commands' in ``cli.build_parser``)."""
+from __future__ import annotations
+
+import argparse
+import json
+
+from downpour.config import ConfigError
+
+
+def cmd_study(args: argparse.Namespace) -> int:
+    from downpour.studies import QUESTIONS, STUDIES, study_class
+
+    if args.name == "list":
+        given = [flag for flag, value in (("--quick", args.quick), ("--seeds", args.seeds is not None),
+                                          ("--jobs", args.jobs is not None), ("--out", args.out), ("--set", args.set)) if value]
+        if given:
+            raise ConfigError(f"{', '.join(given)}: `downpour study list` only lists the studies; give a study's name")
+        for name in STUDIES:     # (one without a line in QUESTIONS says its class's own question: imported)
+            print(f"{name:<14} {QUESTIONS.get(name) or study_class(name).question}")
+        return 0
+    from downpour.studies.run import run_study
+
+    out = args.out or f"studies/{args.name}{'-quick' if args.quick else ''}"
+    folder = run_study(args.name, out, quick=args.quick, seeds=args.seeds, sets=args.set, jobs=args.jobs)
+    result = json.loads((folder / "study.json").read_text())
+    print(result["verdict"])
+    print(f"downpour: study written to {folder / 'study.html'}")
+    return 0
