@@ -33,14 +33,16 @@ class FlagValue(tuple):
         return (*self, self.flag)
 
 
-def parse_override(item: Override) -> tuple[list[str], Any]:
-    """``"train.lr=0.1"`` or ``("train.lr", 0.1)`` -> (["train", "lr"], 0.1)."""
+def parse_override(item: Override, example: str | None = None) -> tuple[list[str], Any]:
+    """``"train.lr=0.1"`` or ``("train.lr", 0.1)`` -> (["train", "lr"], 0.1). ``example``: what the refusal of a
+    string without ``=`` shows, for a command whose ``--set`` takes one section's keys (``analysis.splits=10``)."""
     if isinstance(item, tuple):
         key, value = item
         return key.split("."), value
     if "=" not in item:
         # (named as typed: "override 'model.maps' must look like ..." named neither the flag nor its command)
-        raise ConfigError(f"--set {item or repr(item)}: expected KEY=VALUE (section.key=value, e.g. train.lr=0.1)")
+        hint = f"e.g. {example}" if example else "section.key=value, e.g. train.lr=0.1"
+        raise ConfigError(f"--set {item or repr(item)}: expected KEY=VALUE ({hint})")
     key, raw = item.split("=", 1)
     try:
         value = tomllib.loads(f"v = {raw.strip()}")["v"]
