@@ -34,6 +34,8 @@ def read_toml(name_or_path: str, preset_only: bool = False, named: str | None = 
     ``preset_only``: a preset or nothing (a file's bare-name ``base``). ``named``: how an error names what was
     asked for (``"--config nope"``, as typed; default the name quoted)."""
     path = Path(name_or_path)
+    # a file's text and syntax errors name the flag too where one was typed ("--config x.toml: invalid TOML: ...")
+    said = named or str(path)
     named = named or repr(name_or_path)
     near = nearest(name_or_path, list_presets())
     preset = resources.files(PRESET_PACKAGE) / f"{name_or_path}.toml"
@@ -44,7 +46,7 @@ def read_toml(name_or_path: str, preset_only: bool = False, named: str | None = 
     if is_preset:
         text, where, file = _text(preset, f"preset {name_or_path!r}"), f"preset {name_or_path!r}", None
     elif path.is_file():
-        text, where, file = _text(path, str(path)), str(path), path
+        text, where, file = _text(path, said), str(path), path
     elif path.is_dir():
         hint = " (a run folder: --resume it, or start from its config with --config RUN/config.toml)" \
             if (path / "config.toml").is_file() else ""
@@ -57,7 +59,7 @@ def read_toml(name_or_path: str, preset_only: bool = False, named: str | None = 
     try:
         return tomllib.loads(text), where, file
     except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{where}: invalid TOML: {err}") from None
+        raise ConfigError(f"{said if file else where}: invalid TOML: {err}") from None
 
 
 def _text(path: Path | Any, where: str) -> str:

@@ -130,6 +130,23 @@ def test_a_bad_set_or_config_is_one_line_naming_the_flag_as_typed(tmp_path, monk
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("command", TAKE_CONFIG)
+@pytest.mark.parametrize("text, named, where", [(b"seed = 1\n[train\nlr = 0.1\n", "invalid TOML: ", "(at line 2, column 7)"),
+                                                (b"seed = 1 # caf\xe9\n", "not UTF-8 text", "(byte 14: b'\\xe9')")],
+                         ids=["syntax", "latin-1"])
+def test_a_config_file_that_is_not_toml_is_one_line_naming_the_flag(tmp_path, monkeypatch, capsys, command, text, named,
+                                                                     where):
+    """A syntax error said "bad.toml: invalid TOML: ...", naming the file but not the flag every other --config
+    error starts with; now "--config bad.toml: invalid TOML: ... (at line 2, column 7)", before any work."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bad.toml").write_bytes(text)
+    assert main([*command, "--config", "bad.toml"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"downpour: error: --config bad.toml: {named}") and err.count("\n") == 1
+    assert where in err
+    assert [p.name for p in tmp_path.iterdir()] == ["bad.toml"]
+
+
 def test_resume_on_a_file_says_it_is_a_file(tmp_path, capsys):
     (tmp_path / "x.txt").write_text("")
     assert main(["train", "--resume", str(tmp_path / "x.txt")]) == 2
