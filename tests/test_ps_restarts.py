@@ -245,6 +245,26 @@ def test_a_worker_that_dies_waiting_for_a_warm_start_the_run_never_ends_is_lost_
     assert coord.events[1]["reason"] == "cluster.restarts = 0"
 
 
+def test_the_workers_waiting_for_the_warm_start_are_looked_at_in_one_wait(monkeypatch):
+    """Five workers wait for a warm start past the run, each asked whether it lives every WATCH_SECONDS: each loop
+    turn looked at their unanswered questions one ray.wait each (until 2026-12-05: up to 5 looks a turn); now one
+    look over all of them (and one over the answers of workers that joined)."""
+    runtime = scripted_runtime(monkeypatch, tick=0.1)
+    coord = coordinator(6, STEPS, warm_start=STEPS + 100)
+    c = ScriptedCluster(runtime, coord, restarts=0)
+    looks, watch = [], c.watch_waiting
+
+    def counted() -> None:
+        before = runtime.waits
+        watch()
+        looks.append(runtime.waits - before)
+
+    monkeypatch.setattr(c, "watch_waiting", counted)
+    c.run_scripted()
+    assert coord.done == STEPS and coord.live == {0} and coord.lost == []
+    assert max(looks) == 1 and len(looks) >= STEPS
+
+
 def test_a_worker_lost_waiting_for_the_warm_start_is_restarted_and_waits_again(monkeypatch):
     """warm_start 60 of 120, restarts=1: worker 1 dies at step 20 while it waits. Its replacement waits for the warm
     start like the first actor (worker 0 trains steps 0..59 alone) and joins with worker 2 at step 60."""

@@ -109,12 +109,16 @@ class Restarts:
         step 20 of 120, warm start past the run: lost at step 120). (The piped loop sees its serve task end.)"""
         self._drop_watches()
         now = time.monotonic()
-        for w in self.coord.waiting:
+        waiting = self.coord.waiting
+        # every question not yet answered looked at in one call (it was one ray.wait per waiting worker per turn)
+        asked_refs = [ref for w in waiting if (ref := self._watching.get(w, (None, 0.0))[0]) is not None]
+        answered = set(ray.wait(asked_refs, num_returns=len(asked_refs), timeout=0)[0]) if asked_refs else set()
+        for w in waiting:
             # (a replacement, waiting again, is watched afresh: its lost actor's entry went with the loss, below, or
             # with _drop_watches while it was lost)
             ref, asked = self._watching.get(w, (None, -WATCH_SECONDS))
             if ref is not None:
-                if not ray.wait([ref], num_returns=1, timeout=0)[0]:
+                if ref not in answered:
                     continue
                 try:
                     ray.get(ref)
