@@ -126,7 +126,7 @@ def cmd_crossfit(args: argparse.Namespace) -> int:
         raise
     print("\n".join(result["verdict"]["sentences"]))
     print(f"downpour: cross-fitted face test written to {Path(out) / 'crossfit.json'} and {write_crossfit_report(out)}")
-    return failed(line_search_failures(result))   # 1 as train: a line search failed for real (everything is written)
+    return failed(line_search_failures(result), kept=line_search_failures(result, kept=True))   # 1 as train: a line search failed for real (everything is written)
 
 
 def _analyze_and_report(path: Path) -> int:

@@ -85,14 +85,17 @@ def refuse_own_keys(overrides: list[Override], folds: int) -> None:
 def fold_summary(summary: dict[str, Any]) -> dict[str, Any]:
     """What crossfit.json keeps of a fold's training summary, and the line searches that failed for real in its
     training (Sandblaster; :func:`~downpour.twins.search_failures`): the command's exit status reads them (until
-    2026-12-05 they were dropped here, and a cross-fit whose folds failed exited 0 where `downpour train` exits 1)."""
+    2026-12-05 they were dropped here, and a cross-fit whose folds failed exited 0 where `downpour train` exits 1).
+    A kept fold's are those its sandblaster.json records (:func:`~downpour.twins.recorded_failures`)."""
     return {**{k: summary.get(k) for k in ("run", "kept", "seconds", "final_loss")},
-            "line_search_failures": search_failures(summary)}
+            "line_search_failures": summary["line_search_failures"] if summary.get("kept") else search_failures(summary)}
 
 
-def line_search_failures(record: dict[str, Any]) -> list[str]:
-    """The line searches that failed for real in the folds (and twins) a cross-fit ``record`` trained."""
-    return [line for run in [*record["runs"], *record.get("no_faces_runs", [])] for line in run.get("line_search_failures", [])]
+def line_search_failures(record: dict[str, Any], kept: bool = False) -> list[str]:
+    """The line searches that failed for real in the folds (and twins) a cross-fit ``record`` trained (with ``kept``:
+    in those it kept from an earlier command, which said them and exited 1 then)."""
+    return [line for run in [*record["runs"], *record.get("no_faces_runs", [])] if bool(run.get("kept")) == kept
+            for line in run.get("line_search_failures", [])]
 
 
 def parallel_threads(cfg: RunConfig, jobs: int) -> list[Override]:

@@ -100,11 +100,14 @@ def _failure_line(run: dict[str, Any], stop: dict[str, Any]) -> str:
     return f"{run['run']}: L-BFGS failed at iteration {stop['iteration']}{stage}: {stop['message']}"
 
 
-def failed(failures: list[str]) -> int:
+def failed(failures: list[str], kept: list[str] = ()) -> int:
     """1 when an L-BFGS line search failed for real (``failures``: :func:`search_failures`' lines, of a run and its
     twin, or of a cross-fit's folds), each logged as an error; else 0. The model is saved all the same (the last
     accepted point), but a run that did not optimise is no success to a script that checks the exit status (a
-    WARNING scrolls past)."""
+    WARNING scrolls past). ``kept``: those of runs kept from an earlier command (:func:`recorded_failures`), logged
+    as warnings: that command exited 1 for them, as `downpour train` keeping a finished run exits 0."""
+    for line in kept:
+        log.warning("%s (kept as an earlier command trained it, which exited 1)", line)
     for line in failures:
         log.error("%s; the model saved is its last accepted point", line)
     return 1 if failures else 0
@@ -134,7 +137,18 @@ def kept(run: RunDir, cfg: RunConfig) -> dict[str, Any]:
     run.save_config(dataclasses.replace(run.config, analysis=cfg.analysis))
     rows = [row for row in run.metrics() if "time" in row]
     return {"run": str(run.path), "kept": True, "seconds": rows[-1]["time"] if rows else None,
-            "final_loss": run.last_loss()}
+            "final_loss": run.last_loss(), "line_search_failures": recorded_failures(run)}
+
+
+def recorded_failures(run: RunDir) -> list[str]:
+    """:func:`search_failures`' lines for every line search that failed for real in a kept run's training, as its
+    sandblaster.json records them (said, and counted in the exit status, by the command that trained it)."""
+    from downpour.sandblaster.run import failed_searches
+
+    if not (run.path / "sandblaster.json").is_file():
+        return []
+    record = {**run.read_json("sandblaster.json"), "resumed_from": 0, "run": str(run.path)}
+    return [_failure_line(record, stop) for stop in failed_searches(record)]
 
 
 def check_same_run(cfg: RunConfig, path: Path) -> RunDir | None:

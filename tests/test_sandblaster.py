@@ -648,7 +648,7 @@ def test_a_converged_run_is_not_searched_again_and_one_that_steps_on_has_not_con
         assert train(cfg, RunDir.create(tmp_path / name, cfg))["converged"]
     monkeypatch.undo()
     rows = (tmp_path / "whole/metrics.jsonl").read_text()
-    with pytest.raises(ConfigError, match="stopped at L-BFGS iteration 3: converged"):
+    with pytest.raises(ConfigError, match="is finished: it stopped at L-BFGS iteration 3 \\(converged"):
         train(_cfg("train.steps=6"), RunDir.open(tmp_path / "whole"), resume=True)
     assert (tmp_path / "whole/metrics.jsonl").read_text() == rows
     cfg = load_config(str(tmp_path / "sampled/config.toml"))

@@ -176,7 +176,7 @@ def test_the_run_directory_and_the_cli_say_why_it_stopped(tmp_path, capsys, capl
                        "is its last accepted point"])
     monkeypatch.undo()
     cfg = load_config(str(tmp_path / "run/config.toml"))
-    with pytest.raises(ConfigError, match=f"stopped at L-BFGS iteration 3: {said}"):
+    with pytest.raises(ConfigError, match=f"is finished: it stopped at L-BFGS iteration 3 \\({said}"):
         train(cfg, RunDir.open(tmp_path / "run"), resume=True)
 
 
@@ -237,7 +237,7 @@ def test_a_checkpoint_from_before_the_stop_was_recorded_resumes_and_reports_conv
     summary = train(cfg, RunDir.open(tmp_path / "run"), resume=True)
     assert summary["steps"] == 3 and summary["converged"] and summary["stop"]["converged"]
     assert summary["stop"]["reason"] != "steps" and "before 2026-12-04" in summary["stop"]["message"]
-    with pytest.raises(ConfigError, match="stopped at L-BFGS iteration 3: converged"):
+    with pytest.raises(ConfigError, match="is finished: it stopped at L-BFGS iteration 3 \\(converged"):
         train(cfg, RunDir.open(tmp_path / "run"), resume=True)
 
 
@@ -265,7 +265,7 @@ def test_a_greedy_stage_whose_line_search_failed_makes_the_cli_exit_1_though_the
     assert error.startswith(f"{tmp_path / 'run'}: L-BFGS failed at iteration 1 (greedy stage 1): line search failed")
 
 
-def test_a_crossfit_whose_folds_line_search_failed_writes_everything_then_exits_1(tmp_path, caplog, monkeypatch):
+def test_a_crossfit_whose_folds_line_search_failed_writes_everything_then_exits_1(tmp_path, caplog, capsys, monkeypatch):
     """`downpour train` exits 1 when a line search failed for real; the cross-fit dropped the failure with the rest
     of its folds' summaries and exited 0. Now each fold's failures are in crossfit.json and the exit status is 1,
     once the pooled test and its report are written."""
@@ -290,3 +290,17 @@ def test_a_crossfit_whose_folds_line_search_failed_writes_everything_then_exits_
         assert line.startswith(f"{out / f'fold-{i}'}: L-BFGS failed at iteration 1: line search failed")
     errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
     assert len(errors) == 2 and all("the model saved is its last accepted point" in e for e in errors)
+    # the same command again (to add twins, or after a later fold was interrupted) keeps the folds that stopped: until
+    # 2026-12-05 each was refused ("stopped at L-BFGS iteration 1 ... start a new run") and the command exited 2
+    caplog.clear()
+    assert main(argv) == 0                             # kept, as `train` keeps a finished run: said, and exit 1, then
+    again = json.loads((out / "crossfit.json").read_text())
+    assert [run["kept"] for run in again["runs"]] == [True, True]
+    assert [run["line_search_failures"] for run in again["runs"]] == [run["line_search_failures"] for run in record["runs"]]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "L-BFGS failed" in r.getMessage()]
+    assert len(warnings) == 2 and not [r for r in caplog.records if r.levelname == "ERROR"]
+    # `train --resume` of such a fold refuses alike with and without --dry-run, saying it is finished
+    for dry in ([], ["--dry-run"]):
+        capsys.readouterr()
+        assert main(["train", "--resume", str(out / "fold-0"), *dry]) == 2
+        assert "is finished: it stopped at L-BFGS iteration 1 (line search failed" in capsys.readouterr().err

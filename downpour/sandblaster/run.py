@@ -148,9 +148,7 @@ def run_sandblaster(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[s
     if resume and progress.stop is not None and not new_batch:   # (it searched again, failed alike, and said step N + 1)
         if run.model_step() != start:         # stopped between its last checkpoint and its model: finish it
             return _finish(setup, run, [shard.params() for shard in shards], progress, start, None, {})
-        raise ConfigError(f"the run in {str(run.path)!r} stopped at L-BFGS iteration {start}: {progress.stop['message']}; "
-                          "a resume would search again from the same point and end the same way; start a new run (or sample "
-                          "batches: sandblaster.batch)")
+        raise ConfigError(stopped_words(run, start, progress.stop["message"]))
     run.begin(cfg, setup.data.preprocess, start, resume, setup.data.info.get("classes"))
     pool = _pool(setup, shards, progress.vtime)
     if pool_meta:
@@ -220,6 +218,12 @@ def run_sandblaster(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[s
     return _finish(setup, run, params, progress, start, last, info)
 
 
+def stopped_words(run: RunDir, iteration: int, why: str) -> str:
+    """Why a resume of a run that stopped for good (:meth:`RunDir.stopped_for_good`) has nothing to train."""
+    return (f"the run in {str(run.path)!r} is finished: it stopped at L-BFGS iteration {iteration} ({why}); a resume would "
+            "search again from the same point and end the same way; start a new run (or sample batches: sandblaster.batch)")
+
+
 def _next_stage(it: int, total: int, n_stages: int, schedule: str) -> int | None:
     """The first iteration after ``it`` that trains a later greedy stage; None when there is none."""
     stage = stage_for_step(it, total, n_stages, schedule)
@@ -241,7 +245,7 @@ def _finish(setup: ClusterSetup, run: RunDir, params: list[torch.Tensor], progre
                "algorithm": "sandblaster", "final_loss": final, "converged": progress.converged,
                "stop": progress.stop or {"reason": "steps", "converged": False,
                                          "message": f"train.steps: {progress.iteration} L-BFGS iterations done"},
-               "stops": progress.stops,
+               "stops": progress.stops, "samples_batches": 0 < cfg.sandblaster.batch < len(setup.data),
                "evaluations": len(batches), "units_dispatched": c.dispatched, "backups": c.backups,
                "backups_won": c.backups_won, "duplicates_dropped": c.duplicates, "examples": c.examples,
                "per_worker": {str(w): {"units": c.per_worker[w], "used": c.won[w]} for w in range(cfg.cluster.workers)},

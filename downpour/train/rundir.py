@@ -94,8 +94,21 @@ class RunDir:
         return has_row(self.path / self.METRICS)
 
     def finished(self, steps: int) -> bool:
-        """Whether this run's model is saved at ``steps`` (its ``train.steps``): nothing left to train."""
-        return (self.path / "model.json").is_file() and self.read_json("model.json").get("step") == steps
+        """Whether this run's model is saved at ``steps`` (its ``train.steps``), or where its L-BFGS stopped for
+        good (:meth:`stopped_for_good`): nothing left to train."""
+        return ((self.path / "model.json").is_file() and self.read_json("model.json").get("step") == steps
+                or self.stopped_for_good() is not None)
+
+    def stopped_for_good(self) -> dict[str, Any] | None:
+        """The ``stop`` sandblaster.json records (gradient, precision, line search) when the model is saved where it
+        stopped on the whole data set: a resume would search again from the same point and end alike (a run that
+        samples batches goes on). None otherwise. (Until 2026-12-05 only a model at train.steps was finished, and
+        `downpour crossfit` refused to go on past a fold that stopped early.)"""
+        path = self.path / "sandblaster.json"
+        record = self.read_json(path.name) if path.is_file() else {}
+        stop = record.get("stop") or {"reason": "steps"}
+        sampled = record.get("samples_batches", self.config.sandblaster.batch > 0)   # (not recorded before 2026-12-05)
+        return stop if stop["reason"] != "steps" and not sampled and self.model_step() == record.get("steps") else None
 
     def stopped_unsaved(self) -> bool:
         """Whether the run trained but stopped before its first checkpoint (a kill, with
