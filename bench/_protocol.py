@@ -30,13 +30,21 @@ from typing import Any, Callable, Mapping, Sequence
 Rep = dict[str, dict[str, Any]]     # one repetition: configuration name -> its figures
 
 
-def at_least_1(text: str) -> int:
-    """argparse ``type`` for a count (repetitions, applies, elements, a batch): an int >= 1, else argparse's
-    one-line usage error naming the option (a 0 crashed the benches in min() of nothing, or divided by 0)."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def at_least(low: int) -> Callable[[str], int]:
+    """argparse ``type`` for a count of at least ``low``: an int >= low, else argparse's one-line usage error
+    naming the option (the help and the check then say the same floor: since 2026-12-05)."""
+    def count(text: str) -> int:
+        value = int(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+
+    count.__name__ = f"at_least_{low}"       # (argparse names a type by it: "invalid at_least_1 value: 'x'")
+    return count
+
+
+# a count (repetitions, applies, elements, a batch): a 0 crashed the benches in min() of nothing, or divided by 0
+at_least_1 = at_least(1)
 
 
 def load_1min() -> float:

@@ -30,3 +30,13 @@ def test_the_apply_per_push_is_every_shards_part_of_one_push(shards):
     assert ms["worker.compute"] == pytest.approx(30.0) and ms["worker.fetch_read"] == pytest.approx(1.0)
     assert ms["driver.wait"] == pytest.approx(5.0) and ms["cpu.shards"] == pytest.approx(1.5 * shards)
     assert ms["cpu_ms_per_step"] == pytest.approx(30.0 + 1.5 * shards + 2.0)
+
+
+@pytest.mark.parametrize("steps", ["0", "5"])
+def test_steps_below_10_are_refused_with_the_floor_the_help_declares(steps, monkeypatch, capsys):
+    """--steps's help says at least 10 (two logged rows); 0 was refused as "must be at least 1" before 2026-12-05."""
+    monkeypatch.setattr(sys, "argv", ["training_throughput.py", "--steps", steps])
+    with pytest.raises(SystemExit) as exit_:
+        training_throughput.main()
+    assert exit_.value.code == 2
+    assert f"argument --steps: must be at least 10, got {steps}" in capsys.readouterr().err
