@@ -145,9 +145,8 @@ def test_the_tie_size_is_in_the_table_row_and_said_beside_the_unit():
     assert "tied at the top of the choice" in chosen_among(learned, localizer=True)
 
 
-def test_the_reports_invariance_table_gives_the_tied_sets_widths_beside_the_chosen_units_range():
-    from html import escape as html_escape
-    from downpour.analysis.report import _invariance
+def _tied_invariance() -> tuple[dict, torch.nn.Module, torch.Tensor, list[float]]:
+    """Unit 0's invariance curves and the tied summary of units 0-2 on the blobs (with the model, faces, baselines)."""
     data = _blobs()
     model = _ThreeWays()
     faces = data.x[torch.from_numpy(data.y == 1)]
@@ -155,6 +154,13 @@ def test_the_reports_invariance_table_gives_the_tied_sets_widths_beside_the_chos
     inv = invariance_curves(model, faces, 0, baseline=baseline[0])
     inv["summary"] = invariance_summary(inv)
     inv["tied"] = tied_summary(sweep(model, faces, [0, 1, 2], [1, 1, 1], baseline[:3]))
+    return inv, model, faces, baseline
+
+
+def test_the_reports_invariance_table_gives_the_tied_sets_widths_beside_the_chosen_units_range():
+    from html import escape as html_escape
+    from downpour.analysis.report import _invariance
+    inv, model, faces, baseline = _tied_invariance()
     html = _invariance({"invariance": inv})
     assert "its width over the 3 units tied at the top of the choice" in html
     assert "Unit 0 was chosen among 3 units equally good" in html
@@ -174,13 +180,7 @@ def test_an_analysis_json_from_before_the_censored_count_still_says_which_tied_w
     promising a median). The tied units' ranges and the sweep are in the file: the count is taken from them."""
     from html import escape as html_escape
     from downpour.analysis.report import _invariance
-    data = _blobs()
-    model = _ThreeWays()
-    faces = data.x[torch.from_numpy(data.y == 1)]
-    baseline = model(data.x)[torch.from_numpy(data.y == 0)].mean(dim=0).tolist()
-    inv = invariance_curves(model, faces, 0, baseline=baseline[0])
-    inv["summary"] = invariance_summary(inv)
-    inv["tied"] = tied_summary(sweep(model, faces, [0, 1, 2], [1, 1, 1], baseline[:3]))
+    inv, *_ = _tied_invariance()
     new = {name: w["censored"] for name, w in inv["tied"]["widths"].items()}
     assert new["translation_x"] == 2
     del inv["summary"]["censored"], inv["tied"]["unresponsive"]                 # as a file of 2026-12-04 holds it
