@@ -1,5 +1,6 @@
 """What a tie at the top of the choice implies, said with numbers: how large a share of the candidates tied (and,
-past :data:`~downpour.analysis.choice.UNDECIDED_SHARE`, that the selection split could not tell them apart), the tied
+when the tied units' test AUCs spread wider than the unit's 95% interval, that the selection split could not tell them
+apart), the tied
 set's test AUC beside the chosen unit's, the tied set stored once per method, and the invariance widths over the tied
 units that have a range, with the count of those that have none."""
 from __future__ import annotations
@@ -10,7 +11,7 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
-from downpour.analysis.choice import UNDECIDED_SHARE, undecided
+from downpour.analysis.choice import auc_width, undecided
 from downpour.analysis.controls import score_controls, tied_set, ties_once
 from downpour.analysis.invariance import invariance_curves, invariance_summary, sweep, tied_summary
 from downpour.analysis.report_notes import chosen_among
@@ -48,7 +49,8 @@ def test_a_saturated_tie_is_said_undecided_and_its_test_auc_is_the_tied_units_ow
     assert math.isclose(t["median"], float(np.median(reference)))
     assert math.isclose(row["auc"], reference[row["unit"]])            # the chosen one is one of them
     words = chosen_among(row)
-    assert "chosen among 40 of 100 units with selection AUC 1.000" in words and "cannot tell them apart" in words
+    assert "chosen among 40 of 100 units with selection AUC 1.000: their test AUCs spread wider than this one's 95%" in words
+    assert "cannot tell them apart" in words and t["max"] - t["min"] > row["auc_ci"][1] - row["auc_ci"][0]
     assert f"test AUC {reference.mean():.3f} ± {reference.std():.3f}" in words and f"this one's {row['auc']:.3f}" in words
     # the tie stored once per method (the same in both negative sets' rows), read back from either form
     kept, ties = ties_once(rows)
@@ -65,7 +67,35 @@ def test_a_unit_chosen_alone_is_decided_and_its_tied_figures_are_its_own():
                           [(select, test)], replicates=20)
     assert row["tied"] == 1 and row["undecided"] is False and chosen_among(row) == ""
     assert row["tied_auc"]["mean"] == row["auc"] and row["tied_auc"]["std"] == 0.0
-    assert not undecided(2, round(2 / UNDECIDED_SHARE)) and undecided(3, round(2 / UNDECIDED_SHARE))
+    assert not undecided([0.9], 0.0) and not undecided([0.7, 0.9], float("nan"))      # alone, or no precision known
+
+
+def test_undecided_reads_the_tied_units_test_aucs_against_the_measurements_precision_not_the_layers_size():
+    """Until 2026-12-05 a tie was undecided when more than 1% of the candidates tied: an 8-unit layer's 2 twins that
+    test alike were (25%), 50 of 5,000 units that test from chance to perfect were not (1%)."""
+    from downpour.analysis.selectivity import best_unit
+    rng = np.random.default_rng(3)
+    y = np.repeat([1, 0], 40)
+    select, test = np.r_[0:20, 40:60], np.r_[20:40, 60:80]
+    signal = np.where(y == 1, 2.0, -2.0)
+    small = rng.normal(size=(80, 8))
+    small[:, 0] = signal + rng.uniform(-1, 1, 80)          # two twins: perfect on selection, alike on test
+    small[:, 1] = small[:, 0] + 1e-3 * rng.normal(size=80)
+    row = best_unit(small, y, select, test)
+    assert row["tied"] == 2 and row["tie_share"] == 0.25 and row["undecided"] is False
+    big = rng.normal(size=(80, 5000))
+    big[select, :50] = signal[select, None] + rng.uniform(-1, 1, (40, 50))    # 50 perfect on selection ...
+    big[test, :50] += np.linspace(0, 3, 50) * np.where(y[test] == 1, 1.0, -1.0)[:, None]     # ... chance to perfect
+    row = best_unit(big, y, select, test)
+    t = row["tied_auc"]
+    assert row["tied"] == 50 and row["tie_share"] == 0.01 and row["undecided"] is True
+    assert t["max"] - t["min"] > auc_width(row["test_auc"], 20, 20)
+    # Hanley & McNeil's width: 2 x 1.96 x sqrt((A(1-A) + (P-1)(Q1-A^2) + (N-1)(Q2-A^2)) / PN)
+    a = 0.8
+    q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
+    assert math.isclose(auc_width(a, 20, 30), 2 * 1.959963984540054 * math.sqrt(
+        (a * (1 - a) + 19 * (q1 - a * a) + 29 * (q2 - a * a)) / 600))
+    assert auc_width(1.0, 20, 20) == 0.0 and math.isnan(auc_width(0.8, 0, 20))
 
 
 def test_tied_units_without_a_range_are_counted_not_averaged_and_the_report_says_so():
@@ -112,8 +142,11 @@ def test_the_face_test_section_says_what_an_undecided_tie_implies_with_the_tied_
     setup = {"select": "train", "faces": 20, "negatives": {"others": {"label": "the others"}}}
     html = controls({"face_neuron": {"controls": rows, "controls_verdict": verdict, "controls_setup": setup}})
     t = rows[0]["tied_auc"]
-    assert ("The learned unit was chosen among 40 of 100 units tied at the top of the choice (40.0%, more than 1% "
-            "of the layer): the selection images cannot tell them apart") in html
+    r = rows[0]
+    assert r["tied_auc"]["max"] - r["tied_auc"]["min"] > r["auc_ci"][1] - r["auc_ci"][0]
+    assert ("The learned unit was chosen among 40 of 100 units tied at the top of the choice (40.0% of the layer), "
+            f"whose test AUCs spread {t['min']:.3f}–{t['max']:.3f}, wider than its 95% interval [{r['auc_ci'][0]:.3f}, "
+            f"{r['auc_ci'][1]:.3f}]: the selection images cannot tell them apart") in html
     assert f"the others {t['mean']:.3f} (median {t['median']:.3f}; this unit {rows[0]['auc']:.3f})" in html
     rows[0]["undecided"], rows[0]["undecided_splits"] = False, 0      # a tie the selection could tell apart: no note
     assert "cannot tell them apart" not in controls({"face_neuron": {"controls": rows, "controls_verdict": verdict,
@@ -135,8 +168,8 @@ def test_each_fold_s_own_tie_is_judged_not_only_the_first_that_chose_the_rows_un
     setup = {"select": "crossfit", "faces": 20, "negatives": {"others": {"label": "the others"}}}
     verdict = {"rule": "", "criterion": "", "sentences": []}
     html = controls({"face_neuron": {"controls": rows, "controls_verdict": verdict, "controls_setup": setup}})
-    assert ("On 1 of the 2 folds the learned unit was chosen among more than 1% of the 100 units, tied at the top of "
-            "the choice: the selection images cannot tell them apart") in html
+    assert ("On 1 of the 2 folds the learned unit was chosen among units of the 100 tied at the top of the choice whose "
+            "test AUCs spread wider than its 95% interval: the selection images cannot tell them apart") in html
     assert f"each fold's tie averaged over the 2 folds: the others {rows[0]['tied_auc']['mean']:.3f}" in html
     rows = score_controls({"learned unit": [one, one]}, y, {"others": np.flatnonzero(y == 0)}, np.arange(80),
                           [(select, test), (select, test)], replicates=20)

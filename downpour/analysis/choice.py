@@ -173,17 +173,33 @@ def top_tie(ranked: np.ndarray, criterion: np.ndarray) -> np.ndarray:
     return ranked[at == at[0]]
 
 
-# A tie holding more than this share of the candidates is a group, not a unit: the selection split cannot tell its
-# members apart, and the chosen one is the tie-break's (Cohen's d) pick among them. A saturated 5,000-unit layer tied
-# 929 (19%) at selection AUC 1.000, the chosen unit then testing at 0.557; 1% is 50 of those 5,000, 5 of 512.
-UNDECIDED_SHARE = 0.01
+Z95 = 1.959963984540054     # the normal's 97.5% point: a 95% interval is +-Z95 standard errors
 
 
-def undecided(tied: int, candidates: int) -> bool:
-    """Whether ``tied`` of ``candidates`` tied at the top is more than :data:`UNDECIDED_SHARE` of them: the selection
-    split could not tell the chosen one from the rest (a row's ``undecided``; the report then gives the tied set's
-    test AUC beside the unit's)."""
-    return tied > 1 and tied > UNDECIDED_SHARE * candidates
+def auc_width(auc: float, positives: int, negatives: int) -> float:
+    """The width of a 95% interval of an AUC measured on ``positives`` x ``negatives`` test items, the cheap way
+    (Hanley & McNeil 1982: 2 x 1.96 x its standard error, from the AUC and the counts alone), for a table that has
+    one split and no bootstrap (:func:`~downpour.analysis.selectivity.best_unit`). At AUC 0 or 1 the error is 0."""
+    a, p, q = float(auc), int(positives), int(negatives)
+    if p < 1 or q < 1:
+        return float("nan")
+    q1, q2 = a / (2.0 - a), 2.0 * a * a / (1.0 + a)
+    var = (a * (1.0 - a) + (p - 1) * (q1 - a * a) + (q - 1) * (q2 - a * a)) / (p * q)
+    return float(2.0 * Z95 * np.sqrt(max(var, 0.0)))
+
+
+def undecided(test_aucs: np.ndarray, width: float) -> bool:
+    """Whether a tie at the top of the choice is undecided: its units' (T,) test AUCs (the chosen one's among them)
+    spread, max - min, wider than ``width``, the chosen unit's 95% AUC interval (the face test's bootstrap
+    ``auc_ci``; :func:`auc_width` where there is none). The selection split could not tell them apart, and they are
+    not alike either: which one is reported is the tie-break's, and the figure moves with it (a row's
+    ``undecided``; the report then gives the tied set's test AUC beside the unit's). A tie whose units test alike
+    within that precision is not (nor is an unknown width).
+
+    Since 2026-12-05; it used to be more than 1% of the candidates tied, which read the layer's size, not the data:
+    in an 8-unit layer any 2-unit tie was undecided (25%), 50 of 5,000 tied was not however far apart they tested."""
+    a = np.asarray(test_aucs, dtype=np.float64)
+    return bool(len(a) > 1 and np.ptp(a) > width)
 
 
 def tied_figures(per_split: list[np.ndarray]) -> dict[str, float]:

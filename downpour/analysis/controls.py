@@ -245,7 +245,8 @@ def score_controls(methods: dict[str, Responses], y: np.ndarray, negatives: dict
             units = Counter(c[0] for c in chosen[m])
             unit, count = units.most_common(1)[0]
             sign = int(Counter(c[1] for c in chosen[m] if c[0] == unit).most_common(1)[0][0])
-            first = next(c for c in chosen[m] if c[:2] == (unit, sign))     # the split whose rule the row gives
+            at = next(i for i, c in enumerate(chosen[m]) if c[:2] == (unit, sign))   # the split whose rule the row gives
+            first, tied_here, width = chosen[m][at], tied_test[(name, m)], float(high[g, j] - low[g, j])
             out.append({"negatives": name, "level": (levels or {}).get(name, ""), "method": m,
                         "auc": float(auc[:, g, j].mean()), "auc_ci": [float(low[g, j]), float(high[g, j])],
                         "accuracy_mean": float(acc[:, g, j].mean()), "accuracy_std": float(acc[:, g, j].std()),
@@ -253,10 +254,11 @@ def score_controls(methods: dict[str, Responses], y: np.ndarray, negatives: dict
                         "splits": len(splits), "unit": int(unit), "unit_share": count / len(splits),
                         "sign": sign, "threshold": first[4], **first[5],
                         "tie_share": first[5]["tied"] / int(first[3]),
-                        "undecided": undecided(first[5]["tied"], int(first[3])),
+                        # its tied units' test AUCs spread wider than the row's interval (choice.undecided)
+                        "undecided": undecided(tied_here[at], width),
                         # each split's own tie (a cross-fit's folds are different networks: the first one's said
                         # nothing of the others; since 2026-12-05)
-                        "undecided_splits": sum(undecided(c[5]["tied"], int(c[3])) for c in chosen[m]),
+                        "undecided_splits": sum(undecided(a, width) for a in tied_here),
                         "tied_auc": tied_figures(tied_test[(name, m)]),
                         "selection_auc": float(np.mean([c[2] for c in chosen[m]])), "candidates": int(chosen[m][0][3]),
                         **_test_sizes(sizes[name])})

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from downpour.analysis.choice import UNDECIDED_SHARE
 from downpour.analysis.face_controls import LEARNED, NO_FACES, TWIN
 from downpour.analysis.labelled import BUILT_IN
 from downpour.analysis.report_notes import chosen_among, owed_note
@@ -105,8 +104,9 @@ def controls(a: dict[str, Any], seen_faces: str | None = None) -> str:
 
 
 def undecided_note(rows: list[dict[str, Any]], setup: dict[str, Any]) -> str:
-    """Where the learned unit's tie was ``undecided`` (since 2026-12-05), the note that says what that implies: the
-    tied units' mean test AUC per negative set beside the unit's, the figures a tie-break cannot choose."""
+    """Where the learned unit's tie was ``undecided`` (:func:`~downpour.analysis.choice.undecided`; since 2026-12-05),
+    the note that says what that implies: the tied units' mean test AUC per negative set beside the unit's, the
+    figures a tie-break cannot choose."""
     def undecided_in(r: dict[str, Any]) -> int:      # splits whose own tie was undecided (rows before: the first's)
         return r.get("undecided_splits", int(bool(r.get("undecided"))))
 
@@ -121,10 +121,15 @@ def undecided_note(rows: list[dict[str, Any]], setup: dict[str, Any]) -> str:
     over = f", each {fold}'s tie averaged over the {r0['splits']} {fold}s" if r0["splits"] > 1 else ""
     # (several splits: each has its own tie, a cross-fit's fold its own network; until 2026-12-05 the first split that
     # chose the row's unit spoke for all, and a second fold's 40 of 100 tied went unsaid)
-    chosen = (f"On {undecided_in(r0)} of the {r0['splits']} {fold}s the learned unit was chosen among more than "
-              f"{UNDECIDED_SHARE:.0%} of the {r0['candidates']} units, tied at the top of the choice" if r0["splits"] > 1
+    # (undecided: the tied units' test AUCs spread wider than the unit's 95% interval; until 2026-12-05 more than 1%
+    # of the layer tied, which any 2-unit tie in an 8-unit layer was)
+    chosen = (f"On {undecided_in(r0)} of the {r0['splits']} {fold}s the learned unit was chosen among units of the "
+              f"{r0['candidates']} tied at the top of the choice whose test AUCs spread wider than its 95% interval"
+              if r0["splits"] > 1
               else f"The learned unit was chosen among {r0['tied']} of {r0['candidates']} units tied at the top of the "
-                   f"choice ({r0['tie_share']:.1%}, more than {UNDECIDED_SHARE:.0%} of the layer)")
+                   f"choice ({r0['tie_share']:.1%} of the layer), whose test AUCs spread {r0['tied_auc']['min']:.3f}–"
+                   f"{r0['tied_auc']['max']:.3f}, wider than its 95% interval "
+                   f"[{r0['auc_ci'][0]:.3f}, {r0['auc_ci'][1]:.3f}]")
     return (f'<p class="note">{chosen}: the selection images cannot tell them apart, and which one is reported is the '
             "tie-break's (the larger Cohen's d). What the layer holds is the tied set; its mean test AUC"
             f"{over}: {esc(each)}.</p>")

@@ -28,7 +28,7 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from downpour.analysis import baselines
-from downpour.analysis.choice import NoCandidate, auc_scores, choice, threshold_scan, tied_figures, undecided
+from downpour.analysis.choice import NoCandidate, auc_scores, auc_width, choice, threshold_scan, tied_figures, undecided
 from downpour.analysis.labelled import LabelledSet
 from downpour.analysis.units import check_layer, randomized_copy, unit_responses
 from downpour.errors import ConfigError, DataError
@@ -48,8 +48,10 @@ def best_unit(scores: np.ndarray, y: np.ndarray, select: np.ndarray, test: np.nd
     furthest from 0.5, its sign the side that AUC falls on, its threshold the most accurate one for that sign; ties to
     the largest separation. Its row also gives ``tied`` (how many candidates shared that AUC, the unit among them) and
     ``tied_units`` / ``tied_signs`` (them, the unit first), since 2026-12-04; since 2026-12-05 ``tie_share`` (of the
-    candidates), ``undecided`` (:func:`~downpour.analysis.choice.undecided`) and ``tied_auc``, the tied units' test
-    AUCs (mean, std, min, max, median), each in its own sign's direction.
+    candidates), ``undecided`` (:func:`~downpour.analysis.choice.undecided`: the tied units' test AUCs spread wider
+    than the unit's 95% interval, here Hanley & McNeil's from its test AUC and the test counts,
+    :func:`~downpour.analysis.choice.auc_width`; more than 1% of the candidates tied until 2026-12-05) and
+    ``tied_auc``, the tied units' test AUCs (mean, std, min, max, median), each in its own sign's direction.
     ``by="accuracy"``: the unit with the most accurate threshold rule, ties to the AUC furthest from 0.5 (the
     paper's choice, kept for ``paper_style``; the table's until 2026-12-04). A rare concept leaves nearly every unit
     at its majority rate, so accuracy picks the unit with one concept image on top of its range, whatever it does
@@ -63,9 +65,11 @@ def best_unit(scores: np.ndarray, y: np.ndarray, select: np.ndarray, test: np.nd
     if by == "auc":
         picked = choice(chosen, ys)
         unit, sign, threshold, selection_auc = picked[:4]
-        aucs = auc_scores(scores[test][:, picked.tied] * picked.tied_signs, np.asarray(y)[test])      # (T,) on test
+        y_test = np.asarray(y)[test]
+        aucs = auc_scores(scores[test][:, picked.tied] * picked.tied_signs, y_test)      # (T,) on test, the unit first
+        width = auc_width(aucs[0], int((y_test == 1).sum()), int((y_test != 1).sum()))   # one split: no bootstrap
         ties = {**picked.ties(), "tie_share": len(picked.tied) / scores.shape[1],
-                "undecided": undecided(len(picked.tied), scores.shape[1]),
+                "undecided": undecided(aucs, width),
                 "tied_auc": tied_figures([aucs])}       # (one split: its own figures)
     else:
         acc, thresholds, signs = threshold_scan(chosen, ys)
