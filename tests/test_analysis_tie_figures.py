@@ -175,3 +175,21 @@ def test_each_fold_s_own_tie_is_judged_not_only_the_first_that_chose_the_rows_un
                           [(select, test), (select, test)], replicates=20)
     assert rows[0]["undecided_splits"] == 0 and "cannot tell" not in controls(
         {"face_neuron": {"controls": ties_once(rows)[0], "controls_verdict": verdict, "controls_setup": setup}})
+
+
+
+def test_the_best_neuron_tables_tie_is_judged_at_the_tied_sets_mean_auc_not_a_perfect_units_zero_width():
+    """Hanley-McNeil's error is 0 at AUC 1.000: asked at the chosen unit's perfect test AUC (until 2026-12-05), a tied
+    unit one test pair short of it (1 - 1/225 on 15 x 15) read as disagreeing beyond the measurement. Asked at the tied
+    set's mean AUC the interval is ~0.035 wide, and the two agree."""
+    from downpour.analysis.selectivity import best_unit
+    y = np.array(([1] * 15 + [0] * 15) * 2)
+    select, test = np.arange(30), np.arange(30, 60)
+    ramp = np.linspace(0.0, 1.0, 15)
+    unit0 = np.concatenate([2 + ramp, ramp] * 2)            # separates both halves widely: the tie-break's choice
+    unit1 = unit0 * 0.5                                       # as perfect on selection, closer together
+    unit1[30] = unit1[45 + 14] - 0.01                         # one test face below one test non-face: 1 - 1/225
+    row = best_unit(np.stack([unit0, unit1], axis=1), y, select, test)
+    assert row["unit"] == 0 and row["tied"] == 2
+    assert abs(row["tied_auc"]["min"] - (1 - 1 / 225)) < 1e-12 and row["tied_auc"]["max"] == 1.0
+    assert not row["undecided"]

@@ -179,7 +179,8 @@ Z95 = 1.959963984540054     # the normal's 97.5% point: a 95% interval is +-Z95 
 def auc_width(auc: float, positives: int, negatives: int) -> float:
     """The width of a 95% interval of an AUC measured on ``positives`` x ``negatives`` test items, the cheap way
     (Hanley & McNeil 1982: 2 x 1.96 x its standard error, from the AUC and the counts alone), for a table that has
-    one split and no bootstrap (:func:`~downpour.analysis.selectivity.best_unit`). At AUC 0 or 1 the error is 0."""
+    one split and no bootstrap (:func:`~downpour.analysis.selectivity.best_unit`, which asks it at the tied set's mean
+    AUC). At AUC 0 or 1 the error is 0."""
     a, p, q = float(auc), int(positives), int(negatives)
     if p < 1 or q < 1:
         return float("nan")

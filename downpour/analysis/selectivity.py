@@ -49,7 +49,7 @@ def best_unit(scores: np.ndarray, y: np.ndarray, select: np.ndarray, test: np.nd
     the largest separation. Its row also gives ``tied`` (how many candidates shared that AUC, the unit among them) and
     ``tied_units`` / ``tied_signs`` (them, the unit first), since 2026-12-04; since 2026-12-05 ``tie_share`` (of the
     candidates), ``undecided`` (:func:`~downpour.analysis.choice.undecided`: the tied units' test AUCs spread wider
-    than the unit's 95% interval, here Hanley & McNeil's from its test AUC and the test counts,
+    than the unit's 95% interval, here Hanley & McNeil's at the tied set's mean test AUC and the test counts,
     :func:`~downpour.analysis.choice.auc_width`; more than 1% of the candidates tied until 2026-12-05) and
     ``tied_auc``, the tied units' test AUCs (mean, std, min, max, median), each in its own sign's direction.
     ``by="accuracy"``: the unit with the most accurate threshold rule, ties to the AUC furthest from 0.5 (the
@@ -67,7 +67,9 @@ def best_unit(scores: np.ndarray, y: np.ndarray, select: np.ndarray, test: np.nd
         unit, sign, threshold, selection_auc = picked[:4]
         y_test = np.asarray(y)[test]
         aucs = auc_scores(scores[test][:, picked.tied] * picked.tied_signs, y_test)      # (T,) on test, the unit first
-        width = auc_width(aucs[0], int((y_test == 1).sum()), int((y_test != 1).sum()))   # one split: no bootstrap
+        # one split, no bootstrap: the cheap interval, at the tied set's mean AUC (at the unit's own, 1.000 gave a
+        # width of 0, so a tied unit at 0.999 beside it read as disagreeing)
+        width = auc_width(float(np.mean(aucs)), int((y_test == 1).sum()), int((y_test != 1).sum()))
         ties = {**picked.ties(), "tie_share": len(picked.tied) / scores.shape[1],
                 "undecided": undecided(aucs, width),
                 "tied_auc": tied_figures([aucs])}       # (one split: its own figures)
