@@ -982,3 +982,23 @@ def test_a_set_without_a_value_is_shown_an_example_its_command_takes(tmp_path, m
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert f"{argv[-1]}: expected KEY=VALUE ({example})" in err and "train.lr" not in err
+
+
+def test_a_finished_greedy_run_says_plainly_how_to_train_more(tmp_path, capsys):
+    """It used to say "a greedy run's stages split its steps, so it cannot go past them"; now: finished at step N
+    of N, each stage has its share of train.steps, so more steps is a new run from the run's own config.toml."""
+    out = tmp_path / "run"
+    assert main(["train", "--config", "cat-demo", "--runner", "local", "--steps", "4", "--out", str(out)]) == 0
+    capsys.readouterr()
+    for dry in ([], ["--dry-run"]):
+        assert main(["train", "--resume", str(out), *dry]) == 2
+        err = capsys.readouterr().err
+        assert "already reached step 4 of 4; it is finished: a greedy schedule gives each stage its share of train.steps" in err
+        assert f"downpour train --config {str(out / 'config.toml')!r} --steps M --out NEW" in err
+        assert "a joint run could be resumed with more --steps instead" in err
+    # the command it suggests works, and so does what it says of a joint run
+    assert main(["train", "--config", str(out / "config.toml"), "--steps", "6", "--out", str(tmp_path / "new")]) == 0
+    joint = tmp_path / "joint"
+    argv = ["train", "--config", "cat-demo", "--set", "train.schedule=joint", "--runner", "local", "--out", str(joint)]
+    assert main([*argv, "--steps", "4"]) == 0
+    assert main(["train", "--resume", str(joint), "--steps", "6"]) == 0

@@ -257,9 +257,10 @@ class RunDir:
     def refuse_reached(self, cfg: RunConfig, start: int) -> None:
         """ConfigError when a resume from step ``start`` has nothing left to train to ``cfg.train.steps``."""
         if start >= cfg.train.steps:
-            go_on = ("it is finished: a greedy run's stages split its steps, so it cannot go past them (start a new "
-                     "run with more --steps)" if cfg.train.schedule == "greedy" else "raise train.steps (--steps) to go on")
-            raise ConfigError(f"the run in {str(self.path)!r} already reached step {start}; {go_on}")
+            go_on = "raise train.steps (--steps) to go on" if cfg.train.schedule != "greedy" else ("it is finished: a greedy "
+                     "schedule gives each stage its share of train.steps, so more steps means a new run (downpour train --config "
+                     f"{str(self.path / 'config.toml')!r} --steps M --out NEW); a joint run could be resumed with more --steps instead")
+            raise ConfigError(f"the run in {str(self.path)!r} already reached step {start} of {cfg.train.steps}; {go_on}")
 
     def reached(self) -> int | None:
         """The step (Sandblaster: iteration) the run's checkpoint records, what a resume starts from, read
