@@ -149,6 +149,20 @@ def test_the_plans_flops_say_what_they_count_the_cat_formulas_products_apart(cap
     assert "FLOPs as torch's counter counts a training step: matrix products" in capsys.readouterr().out
 
 
+
+def test_a_built_models_rows_say_they_count_the_inference_path_not_the_training_step(capsys):
+    """tica-8x8's rows read 16.38k under "FLOPs/ex", its first line 57.34k "FLOP per training example": the rows
+    are the inference path's forward + backward, the first line torch's count of a training step (decoder, cost)."""
+    assert main(["plan", "--config", "tica-8x8"]) == 0
+    out = capsys.readouterr().out
+    first, header, row = out.splitlines()[0], out.splitlines()[3], out.splitlines()[5]
+    assert first.endswith("57.34k training step FLOPs/ex")
+    assert "inference FLOPs/ex" in header and row.startswith("(model)") and " 16.38k " in row
+    assert "(inference FLOPs/ex: forward + backward of one example through the layer on the inference path" in out
+    assert main(["plan", "--config", "cat-demo"]) == 0                  # the cat rows sum to its first line's figure
+    out = capsys.readouterr().out
+    assert "FLOP per training example" in out.splitlines()[0] and "inference FLOPs/ex" not in out
+
 @pytest.mark.parametrize("preset, by_hand", [
     # W (64 x 64): encoder and decoder forward, the decoder's weight and code gradients, the encoder's weight
     # gradient, and the pooled L2 term's pooling product (64 x 64) forward and backward into the codes

@@ -99,7 +99,8 @@ def _apply_rule(plan: dict[str, Any]) -> str:
 def format_plan(plan: dict[str, Any]) -> str:
     n, c, b = plan["network"], plan["cluster"], plan["batch"]
     lines = [f"{n['name']}: input {'x'.join(map(str, n['input_shape']))}, {_human(n['connections'])} connections, "
-             f"{_human(n['params'])} trainable parameters, {_human(n['flops_train'])}FLOP per training example"
+             f"{_human(n['params'])} trainable parameters, {_human(n['flops_train'])}"
+             + ("FLOP per training example" if n.get("on_paper", True) else " training step FLOPs/ex")
              + (" (greedy: one stage trained per step, the mean over the stages' steps)"
                 if n["schedule"] == "greedy" and len(plan["stages"]) > 1 else "")]
     # what the figure counts: torch's counter (a built model's) counts products only, the cat formulas element-wise
@@ -112,7 +113,10 @@ def format_plan(plan: dict[str, Any]) -> str:
     if "paper_connections" in n:
         lines.append(f"  the paper: {_human(n['paper_connections'])} connections; this count is {n['vs_paper']:+.1%} of it")
     lines.append("")
-    header = ("stage", "output", "positions", "connections", "params", "FLOPs/ex", "push/replica",
+    # a built model's rows are its inference path's layers (tica-8x8: 16.38k a row), the first line its training step's
+    # (57.34k: the decoder and the cost too), so the column says which it is (until 2026-12-05 both read "FLOPs/ex")
+    flops = "FLOPs/ex" if n.get("on_paper", True) else "inference FLOPs/ex"
+    header = ("stage", "output", "positions", "connections", "params", flops, "push/replica",
               "part: weights", "opt state", f"acts (B={b})", "halo/ex", "push/part")
     rows = [(s["stage"], "x".join(map(str, s["out_shape"])), _human(s["positions"]), _human(s["connections"]),
              _human(s["params"]), _human(s["flops_train"]), _human(s["push_bytes_replica"], "B"),
@@ -129,7 +133,9 @@ def format_plan(plan: dict[str, Any]) -> str:
             if n.get("on_paper", True) else f"activations {_human(part['act_bytes'] + part['copy_bytes'], 'B')}"
             + (f" ({_human(part['copy_bytes'], 'B')} of them whatever the batch)" if part["copy_bytes"] else ""))
     lines += [
-        "(FLOPs/ex: forward + backward of one training example; push/replica = fetch/replica: float32 gradient / "
+        ("(FLOPs/ex: forward + backward of one training example" if n.get("on_paper", True) else "(inference FLOPs/ex: "
+         "forward + backward of one example through the layer on the inference path, not the training step's count")
+        + "; push/replica = fetch/replica: float32 gradient / "
         "parameters; part: the largest of the K partitions; opt state lives on the shards that hold those weights; "
         "acts: what a step's graph saves for its backward; the step's transient peak is another figure, not counted: "
         f"{PEAK_DOC})",
