@@ -193,3 +193,11 @@ def test_the_best_neuron_tables_tie_is_judged_at_the_tied_sets_mean_auc_not_a_pe
     assert row["unit"] == 0 and row["tied"] == 2
     assert abs(row["tied_auc"]["min"] - (1 - 1 / 225)) < 1e-12 and row["tied_auc"]["max"] == 1.0
     assert not row["undecided"]
+
+
+def test_a_tie_averaged_over_splits_says_so_in_brackets_before_its_figure():
+    """It read "the tied units' test AUC, each split's tie averaged over the 10 0.966 ± 0.033": the count ran into the
+    figure (the main job's stage1/pooled, 10 splits, 2026-12-05)."""
+    t = {"mean": 0.966, "std": 0.033, "min": 0.854, "max": 1.0, "median": 0.973}
+    words = chosen_among({"unit": 3, "tied": 61, "selection_auc": 1.0, "splits": 10, "tied_auc": t, "auc": 0.983})
+    assert "the tied units' test AUC (each split's tie averaged over the 10) 0.966 ± 0.033 (0.854–1.000)" in words

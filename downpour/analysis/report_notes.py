@@ -273,7 +273,7 @@ def chosen_among(row: dict[str, Any], localizer: bool = False, first: str = "") 
                  "them apart")
     t = row.get("tied_auc")
     if t:
-        each = f", each split's tie averaged over the {row['splits']}" if row.get("splits", 1) > 1 else ""
+        each = f" (each split's tie averaged over the {row['splits']})" if row.get("splits", 1) > 1 else ""
         said += (f"; the tied {noun}' test AUC{each} {t['mean']:.3f} ± {t['std']:.3f} ({t['min']:.3f}–{t['max']:.3f}), "
                  f"this one's {row.get('auc', row.get('test_auc', math.nan)):.3f}")
     return f" ({said})"
