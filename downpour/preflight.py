@@ -290,8 +290,9 @@ def check_resume(saved: RunConfig, new: RunConfig, changed: list[tuple[str, Any,
         raise ConfigError(f"cannot resume with {key} = {now!r}: the run was trained with "
                           f"{was!r}; start a new run (--config RUN/config.toml --set ...) instead")
     if saved.train.steps != new.train.steps and splits_steps(new):
-        raise ConfigError("cannot change train.steps when resuming a greedy run: its split of the steps between "
-                          "stages depends on train.steps")
+        raise ConfigError(f"cannot change train.steps ({saved.train.steps} -> {new.train.steps}) when resuming a greedy "
+                          "run: its split of the steps between stages depends on train.steps; for more steps start a "
+                          f"new run (--config RUN/config.toml --steps {new.train.steps} --out NEW)")
 
 
 def check_folder(out: str | None, resume: RunDir | None, cfg: RunConfig, twin: bool) -> None:

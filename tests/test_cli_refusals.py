@@ -996,6 +996,11 @@ def test_a_finished_greedy_run_says_plainly_how_to_train_more(tmp_path, capsys):
         assert "already reached step 4 of 4; it is finished: a greedy schedule gives each stage its share of train.steps" in err
         assert f"downpour train --config {str(out / 'config.toml')!r} --steps M --out NEW" in err
         assert "a joint run could be resumed with more --steps instead" in err
+    # asked for more steps, it says the same way out (it said only that the split depends on train.steps)
+    assert main(["train", "--resume", str(out), "--steps", "6", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot change train.steps (4 -> 6) when resuming a greedy run" in err
+    assert "for more steps start a new run (--config RUN/config.toml --steps 6 --out NEW)" in err
     # the command it suggests works, and so does what it says of a joint run
     assert main(["train", "--config", str(out / "config.toml"), "--steps", "6", "--out", str(tmp_path / "new")]) == 0
     joint = tmp_path / "joint"
