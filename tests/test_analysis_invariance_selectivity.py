@@ -41,8 +41,9 @@ def test_a_unit_that_answers_any_blob_keeps_its_response_but_not_its_auc_as_the_
     a 4x zoom (a blob is a blob), but the zoomed checkerboards become blobs too, so its AUC falls to chance."""
     faces, others = _images()
     model = _Units()
+    # (edges repeated, the fill these ranges were measured with: the mean fill greys the zoomed-out faces' surround)
     blob, square = sweep(model, faces, [0, 1], [1, 1], [float(model(others)[:, u].mean()) for u in (0, 1)],
-                         negatives=others)
+                         negatives=others, fill="border")
     assert invariance_summary(blob)["ranges"]["scale"] == [0.5, 4.0]       # the response: 3 octaves, to the end
     sel = selectivity_summary(blob)
     assert sel["auc"]["scale"] == 1.0
@@ -98,9 +99,9 @@ def test_the_reports_table_gives_the_tied_sets_auc_widths_beside_the_response_wi
     faces, others = _images()
     model = _Units()
     base = [float(model(others)[:, u].mean()) for u in (0, 1)]
-    inv = invariance_curves(model, faces, 0, baseline=base[0], negatives=others)
+    inv = invariance_curves(model, faces, 0, baseline=base[0], negatives=others, fill="border")
     inv.update(summary=invariance_summary(inv), selectivity=selectivity_summary(inv),
-               tied=tied_summary(sweep(model, faces, [0, 1], [1, 1], base, negatives=others)))
+               tied=tied_summary(sweep(model, faces, [0, 1], [1, 1], base, negatives=others, fill="border")))
     html = _invariance({"invariance": inv})
     assert html_escape("the AUC range's width over the 2 tied units") in html and "the last two columns say" in html
     w = inv["tied"]["selectivity"]["widths"]["scale"]       # the blob unit 0.32 octaves, the square's 2.19 to 4x

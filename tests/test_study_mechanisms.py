@@ -47,7 +47,8 @@ def test_each_front_reaches_its_model(quick):
 def test_range_widths_from_an_invariance_summary():
     widths = range_widths({"scale": [0.5, 2.0], "translation_x": [-12.0, 8.0], "translation_y": [-4.0, 4.0],
                            "rotation": [-30.0, 45.0]}, (32, 32))
-    assert widths == {"inv_scale_octaves": 2.0, "inv_shift": pytest.approx((20 + 8) / 2 / 32), "inv_rotation": 75.0}
+    assert widths == {"inv_scale_octaves": 2.0, "inv_shift": pytest.approx((20 + 8) / 2 / 32), "inv_rotation": 75.0,
+                      "inv_scale_up_octaves": 1.0}      # the upper end alone: 2x, 1 octave above 1x (since 2026-12-05)
     missing = range_widths({"scale": None, "translation_x": None, "translation_y": [0.0, 0.0], "rotation": None}, (32, 32))
     assert all(math.isnan(v) for v in missing.values())
 
@@ -160,7 +161,8 @@ def test_the_study_measures_the_face_tests_unit_on_the_held_out_images(monkeypat
     monkeypatch.setattr(measure, "edge_fraction", lambda *a, **k: math.nan)
     monkeypatch.setattr(measure, "design_figures", lambda *a, **k: {})
     monkeypatch.setattr(measure, "read_tensors", lambda path: {})
-    run = SimpleNamespace(config=SimpleNamespace(data=SimpleNamespace(lfw_fold=lambda: None)), checkpoints=Path("."))
+    run = SimpleNamespace(config=SimpleNamespace(data=SimpleNamespace(lfw_fold=lambda: None),
+                                                 analysis=SimpleNamespace(invariance_fill="mean")), checkpoints=Path("."))
     model = _TwoFaces()
     m = measure.Measures(probes=(), control_draws=1, bootstrap=20, random_filters=20, invariance=True, no_faces=False)
     got = measure.measure_run(run, model, m, seed=0)
@@ -232,9 +234,9 @@ def test_the_verdict_says_the_plain_stages_ranges_that_ran_to_the_sweeps_end_are
 def test_a_cells_invariance_figures_flag_the_ranges_at_the_sweeps_end():
     from downpour.studies.measure import censored_widths, no_invariance
     flags = censored_widths({"scale": True, "translation_x": False, "translation_y": True, "rotation": False})
-    assert flags == {"inv_scale_octaves": 1.0, "inv_shift": 1.0, "inv_rotation": 0.0}
+    assert flags == {"inv_scale_octaves": 1.0, "inv_shift": 1.0, "inv_rotation": 0.0, "inv_scale_up_octaves": 0.0}
     assert censored_widths({"scale": None, "translation_x": None, "translation_y": None, "rotation": None}) == \
-        {"inv_scale_octaves": 0.0, "inv_shift": 0.0, "inv_rotation": 0.0}
+        {"inv_scale_octaves": 0.0, "inv_shift": 0.0, "inv_rotation": 0.0, "inv_scale_up_octaves": 0.0}
     assert all(math.isnan(no_invariance((1, 32, 32))[k]) for k in ("inv_scale_octaves_censored", "inv_shift_censored"))
 
 

@@ -2,7 +2,8 @@
 
 Le et al. 2012 (figure 4) plot the face neuron's response against 3D rotation angle, scale factor
 and horizontal/vertical translation, each normalised to the response to the untransformed image.
-We do the same with in-plane transforms (one affine warp each, edges repeated): the mean response
+We do the same with in-plane transforms (one affine warp each, :mod:`downpour.analysis.warp`; what it uncovers is
+each image's mean since 2026-12-05, the edges repeated before): the mean response
 over a set of test images at every transform, divided by the mean response to the originals, both
 measured above a baseline (the unit's level on non-concept images), since our units, unlike the
 paper's, need not be silent at rest.
@@ -21,12 +22,12 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from downpour.analysis.choice import auc_scores
 from downpour.analysis.labelled import load_labelled
 from downpour.analysis.units import check_layer, unit_response
+from downpour.analysis.warp import FILLS, transform
 from downpour.errors import ConfigError, DataError
 from downpour.models.base import FeatureModel
 
@@ -41,46 +42,6 @@ RELATIVE = "untransformed response"    # a :func:`sweep` result's ``normalised_t
 DEFAULT_SCALES = (0.25, 0.3536, 0.5, 0.625, 0.75, 0.875, 1.0, 1.125, 1.25, 1.5, 1.75, 2.0, 2.828, 4.0)
 DEFAULT_ANGLES = (-90.0, -67.5, -45.0, -30.0, -15.0, 0.0, 15.0, 30.0, 45.0, 67.5, 90.0)
 DEFAULT_SHIFTS = (-0.375, -0.25, -0.1875, -0.125, -0.0625, 0.0, 0.0625, 0.125, 0.1875, 0.25, 0.375)  # fractions of the side
-
-
-def transform(x: Tensor, *, scale: float = 1.0, shift: tuple[float, float] = (0.0, 0.0), angle: float = 0.0) -> Tensor:
-    """Warp images about their centre. x: (N, C, H, W) -> same shape.
-
-    scale > 1 enlarges the content (zoom in); shift = (dx, dy) in pixels moves it right/down;
-    angle (degrees) turns it clockwise as displayed (row 0 at the top). Pixels warped in from outside repeat the border.
-    """
-    if scale <= 0:
-        raise ValueError(f"scale must be > 0, got {scale}")
-    n, _, h, w = x.shape
-    if scale < 1:       # shrinking samples the image sparser than its pixels: blur first, or it aliases
-        x = _blur(x, (1 / scale - 1) / 2)
-    a = math.radians(angle)
-    cos, sin = math.cos(a) / scale, math.sin(a) / scale
-    # affine_grid maps each output position to where it samples the input, in coordinates that run over [-1, 1]
-    # along each side: x in units of w/2 pixels, y of h/2, so the rotation is conjugated by that scaling to turn
-    # pixels, not those units (until 2026-12-04 it turned the units: on a 16x32 image a dot 6 pixels right of the
-    # centre turned by 90 degrees landed 3 pixels above it, smeared 2x wide; square images are unchanged)
-    theta = torch.tensor([[cos, sin * h / w, -2.0 * shift[0] / w], [-sin * w / h, cos, -2.0 * shift[1] / h]],
-                         dtype=x.dtype)
-    grid = F.affine_grid(theta.expand(n, 2, 3), list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
-
-
-def _blur(x: Tensor, sigma: float) -> Tensor:
-    """x (N, C, H, W) under a separable Gaussian of ``sigma`` pixels, edges repeated (as the warp repeats them).
-
-    The anti-aliasing of a shrink by s, sigma = (1/s - 1)/2 as scikit-image's ``rescale`` sets it: bilinear sampling
-    alone reads 2 of every 4 pixels at 0.25x (until 2026-12-05 the sweep stopped at 0.5x, where it reads every pixel)."""
-    if sigma < 0.05:
-        return x
-    radius = max(1, math.ceil(3 * sigma))
-    k = torch.exp(-0.5 * (torch.arange(-radius, radius + 1, dtype=x.dtype) / sigma) ** 2)
-    k = k / k.sum()
-    n, c, h, w = x.shape
-    flat = x.reshape(n * c, 1, h, w)
-    flat = F.conv2d(F.pad(flat, (radius, radius, 0, 0), mode="replicate"), k.view(1, 1, 1, -1))
-    flat = F.conv2d(F.pad(flat, (0, 0, radius, radius), mode="replicate"), k.view(1, 1, -1, 1))
-    return flat.reshape(n, c, h, w)
 
 
 def _signed(model: FeatureModel, x: Tensor, units: Tensor, layer: str, signs: Tensor) -> Tensor:
@@ -130,7 +91,7 @@ def invariance_curves(model: FeatureModel, x: Tensor, unit: int, *, layer: str |
                       angles: tuple[float, ...] = DEFAULT_ANGLES, shifts: tuple[float, ...] = DEFAULT_SHIFTS,
                       poses: dict[float, Tensor] | None = None,
                       prepare: Callable[[Tensor], Tensor] | None = None,
-                      negatives: Tensor | None = None) -> dict[str, Any]:
+                      negatives: Tensor | None = None, fill: str = FILLS[0]) -> dict[str, Any]:
     """Response curves of one unit under scale, horizontal and vertical translation and rotation,
     and out-of-plane rotation when ``poses`` ({angle in degrees: (N_a, C, H, W) images of the same
     objects at that pose}, 0 = frontal) are given.
@@ -148,11 +109,12 @@ def invariance_curves(model: FeatureModel, x: Tensor, unit: int, *, layer: str |
     the spread across images on the same scale, ``sem`` the standard error of the mean. If the unit is no stronger on the originals than
     its baseline, the ratio means nothing: curves are divided by their largest |value| instead
     and ``normalised_to`` says so. ``negatives``: the non-concept images in pixels; given, each in-plane curve has the
-    unit's AUC too (:func:`sweep`).
+    unit's AUC too (:func:`sweep`). ``fill``: what a warp puts where it uncovers area outside the image
+    (:func:`~downpour.analysis.warp.transform`).
     """
     layer = check_layer(model, layer)
     result = sweep(model, x, [unit], [sign], [baseline], layer=layer, scales=scales, angles=angles, shifts=shifts,
-                   prepare=prepare, negatives=negatives)[0]
+                   prepare=prepare, negatives=negatives, fill=fill)[0]
     oop = {"available": False, "reason": "needs images of one object at known poses (analysis.poses); none were given"}
     if poses:
         result["curves"].append(pose_curve(model, poses, unit, layer=layer, sign=sign, baseline=baseline))
@@ -167,7 +129,7 @@ def sweep(model: FeatureModel, x: Tensor, units: list[int], signs: list[int], ba
           scales: tuple[float, ...] = DEFAULT_SCALES, angles: tuple[float, ...] = DEFAULT_ANGLES,
           shifts: tuple[float, ...] = DEFAULT_SHIFTS,
           prepare: Callable[[Tensor], Tensor] | None = None,
-          negatives: Tensor | None = None) -> list[dict[str, Any]]:
+          negatives: Tensor | None = None, fill: str = FILLS[0]) -> list[dict[str, Any]]:
     """:func:`invariance_curves`' in-plane curves (no poses) of several units, each with its own sign and baseline,
     from one forward pass per warp: a list of their results, in ``units``' order.
 
@@ -190,14 +152,14 @@ def sweep(model: FeatureModel, x: Tensor, units: list[int], signs: list[int], ba
     scale = torch.where(relative, scale, torch.ones_like(scale))
     _, _, h, w = x.shape
     per_transform = [
-        _curve(model, x, index, layer, sign, base, scale, "scale", scales, lambda t, v: transform(t, scale=v), see,
-               negatives),
+        _curve(model, x, index, layer, sign, base, scale, "scale", scales,
+               lambda t, v: transform(t, scale=v, fill=fill), see, negatives),
         _curve(model, x, index, layer, sign, base, scale, "translation_x", tuple(s * w for s in shifts),
-               lambda t, v: transform(t, shift=(v, 0.0)), see, negatives),
+               lambda t, v: transform(t, shift=(v, 0.0), fill=fill), see, negatives),
         _curve(model, x, index, layer, sign, base, scale, "translation_y", tuple(s * h for s in shifts),
-               lambda t, v: transform(t, shift=(0.0, v)), see, negatives),
-        _curve(model, x, index, layer, sign, base, scale, "rotation", angles, lambda t, v: transform(t, angle=v), see,
-               negatives),
+               lambda t, v: transform(t, shift=(0.0, v), fill=fill), see, negatives),
+        _curve(model, x, index, layer, sign, base, scale, "rotation", angles,
+               lambda t, v: transform(t, angle=v, fill=fill), see, negatives),
     ]
     out = []
     for t, unit in enumerate(units):
@@ -208,7 +170,7 @@ def sweep(model: FeatureModel, x: Tensor, units: list[int], signs: list[int], ba
             peak = max(max(abs(v) for v in c["response"]) for c in curves) or 1.0
             for c in curves:
                 c.update({k: [v / peak for v in c[k]] for k in ("response", "std", "sem")})
-        out.append({"unit": int(unit), "layer": layer, "sign": int(signs[t]), "images": int(x.shape[0]),
+        out.append({"unit": int(unit), "layer": layer, "sign": int(signs[t]), "images": int(x.shape[0]), "fill": fill,
                     "baseline": float(baselines[t]), "normalised_to": normalised_to, "curves": curves})
     return out
 
@@ -241,12 +203,23 @@ def invariance_summary(result: dict[str, Any], floor: float = 0.5) -> dict[str, 
     the studies gave such a range as if measured; 21 of the mechanisms study's 48 scale ranges were the whole sweep.)
 
     A range is ``None`` (and its ``censored`` None too) if the curve has no identity point or the unit is below the floor
-    even there.
+    even there. ``scale_up``: the scale range's upper end alone (:func:`upper_scale`).
     """
     out, censored = {}, {}
     for c in result["curves"]:
         out[c["transform"]], censored[c["transform"]] = _span(c, "response", lambda _: floor)
-    return {"floor": floor, "ranges": out, "censored": censored}
+    return {"floor": floor, "ranges": out, "censored": censored, "scale_up": upper_scale(result["curves"], out)}
+
+
+def upper_scale(curves: list[dict[str, Any]], ranges: dict[str, list[float] | None]) -> dict[str, Any]:
+    """The scale range's upper end on its own: ``octaves`` above 1x (log2 of its end) and ``censored``, whether that
+    end is the sweep's largest scale; both None without a scale range. Since 2026-12-05: the two-sided range's flag
+    cannot say which end it ran to, and on the mechanisms study the shrinking end (0.25x, an 8-pixel face) was reached
+    in 36-37 of 48 cells while the enlarging end was reached by none of 18 units measured."""
+    curve, r = next((c for c in curves if c["transform"] == "scale"), None), ranges.get("scale")
+    if curve is None or r is None:
+        return {"octaves": None, "censored": None}
+    return {"octaves": math.log2(r[1]), "censored": bool(np.isclose(r[1], max(curve["values"])))}
 
 
 def _span(curve: dict[str, Any], key: str, floor: Callable[[float], float | None]) -> tuple[list[float] | None, bool | None]:
@@ -291,7 +264,7 @@ def selectivity_summary(result: dict[str, Any], key: str = SELECTIVE_KEY, keep: 
     A curve without its identity value (a custom sweep: scale 1, shift or angle 0) has no untransformed AUC (``auc``
     None) and no range, as :func:`invariance_summary` has none. Until 2026-12-05 ``auc`` was read at the value nearest
     the identity (a sweep of 0.9x and 1.1x gave 0.9x's AUC as the untransformed one) while the range needed it
-    exactly."""
+    exactly. ``scale_up``: the scale range's upper end alone (:func:`upper_scale`)."""
     out, censored, at = {}, {}, {}
     for c in result["curves"]:
         if key not in c:
@@ -299,7 +272,9 @@ def selectivity_summary(result: dict[str, Any], key: str = SELECTIVE_KEY, keep: 
         out[c["transform"]], censored[c["transform"]] = _span(c, key, lambda a: 0.5 + keep * (a - 0.5) if a > 0.5 else None)
         i = identity_index(c)
         at[c["transform"]] = None if i is None else c[key][i]
-    return {"curve": key, "keep": keep, "auc": at, "ranges": out, "censored": censored}
+    curves = [c for c in result["curves"] if key in c]
+    return {"curve": key, "keep": keep, "auc": at, "ranges": out, "censored": censored,
+            "scale_up": upper_scale(curves, out)}
 
 
 def range_width(transform: str, r: list[float] | None) -> float:
@@ -343,14 +318,24 @@ def _tied_widths(summaries: list[dict[str, Any]]) -> dict[str, Any]:
     ranges = [s["ranges"] for s in summaries]
     widths = {}
     for name in ranges[0]:
-        w = np.array([range_width(name, r[name]) for r in ranges])
-        got = w[np.isfinite(w)]
-        stat = {k: (float(f(got)) if got.size else None) for k, f in
-                (("mean", np.mean), ("median", np.median), ("std", np.std), ("min", np.min), ("max", np.max))}
-        widths[name] = {**stat, "measured": int(got.size), "without_range": int(len(w) - got.size),
-                        "censored": sum(bool(s["censored"][name]) for s in summaries),
+        w = [range_width(name, r[name]) for r in ranges]
+        widths[name] = {**_stats(w), "censored": sum(bool(s["censored"][name]) for s in summaries),
                         "units": "octaves" if name == "scale" else "degrees" if "rotation" in name else "pixels"}
+    if "scale" in ranges[0]:     # the upper end alone (:func:`upper_scale`, since 2026-12-05)
+        ups = [s["scale_up"] for s in summaries]
+        widths["scale_up"] = {**_stats([math.nan if u["octaves"] is None else u["octaves"] for u in ups]),
+                              "censored": sum(bool(u["censored"]) for u in ups), "units": "octaves above 1x"}
     return {"ranges": {name: [r[name] for r in ranges] for name in ranges[0]}, "widths": widths}
+
+
+def _stats(values: list[float]) -> dict[str, Any]:
+    """Mean, median, std, min and max of the finite ``values`` (None where none is), ``measured`` (their count) and
+    ``without_range`` (the others')."""
+    w = np.array(values, dtype=float)
+    got = w[np.isfinite(w)]
+    stat = {k: (float(f(got)) if got.size else None) for k, f in
+            (("mean", np.mean), ("median", np.median), ("std", np.std), ("min", np.min), ("max", np.max))}
+    return {**stat, "measured": int(got.size), "without_range": int(len(w) - got.size)}
 
 
 def load_poses(path: str, shape: tuple[int, ...], prepare: Preprocess,

@@ -280,12 +280,14 @@ def _measure(run: RunDir, model: FeatureModel, opts: AnalysisConfig, layer: str,
     baseline = float(responses[~is_positive & unseen].mean())     # the unit's level on everything else
     others = data.pixels[torch.from_numpy(~is_positive & unseen)]     # their AUC against these, warped too (2026-12-05)
     inv = invariance_curves(model, concept, unit, layer=layer, sign=sign, baseline=baseline, poses=poses,
-                            prepare=lambda t: prepare_images(t, shape, prepare), negatives=others)
+                            prepare=lambda t: prepare_images(t, shape, prepare), negatives=others,
+                            fill=opts.invariance_fill)
     # ... and of every unit tied with it at the top of the choice, each against its own level on everything else
     tied = pictured["tied_units"]
     inv["tied"] = tied_summary(sweep(model, concept, tied, pictured["tied_signs"],
                                      every[~is_positive & unseen][:, tied].mean(axis=0).tolist(), layer=layer,
-                                     prepare=lambda t: prepare_images(t, shape, prepare), negatives=others))
+                                     prepare=lambda t: prepare_images(t, shape, prepare), negatives=others,
+                                     fill=opts.invariance_fill))
     paths["invariance"] = figures.invariance_plot(inv, fig_dir / "invariance.png").name
 
     # 4. linear probes

@@ -205,6 +205,10 @@ class AnalysisConfig(Section):
     # upside_down only when asked: it tests an upright orientation, which a texture or a symmetric shape has not); [] = none
     concept_controls: list[str] = setting(factory=lambda: ["phase_scrambled", "block_shuffled", "spectrum_matched_crops"])
     random_filters: int = setting(2000, within=AT_LEAST_1)    # random linear filters in that baseline
+    # what the invariance warps put where they uncover area outside the image: each image's mean | its edges repeated
+    # (the only fill until 2026-12-05, under which a shifted face stayed a face-like smear and 47 of the mechanisms
+    # study's 48 translation ranges ran to the sweep's end)
+    invariance_fill: str = setting("mean", choices=("mean", "border"))
     poses: str = ""                # out-of-plane rotation: a folder with one sub-folder per angle in degrees (0 = frontal), the same objects in each
     no_faces_run: str = ""         # face test: a run of the same recipe, seed and split with data.train_faces = 0, scored as "the no-faces network"
     no_faces_twin: bool = False    # face test: that run is this run's twin, which downpour train trains after it into RUN/no-faces

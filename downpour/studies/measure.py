@@ -33,6 +33,8 @@ inv_tied               side (translation, x and y averaged) and degrees, average
                        table's unit before, chosen on 30 of those images, and measured on every lfw image)
 inv_ranged             how many of the ``inv_tied`` units have a range, the ones the widths average (since
                        2026-12-05): a tied unit no stronger on the faces than on the non-faces has none
+inv_scale_up_octaves   the scale range's upper end alone, in octaves above 1x (``scale_up``, since 2026-12-05), with its
+                       own ``_censored`` share: the two-sided width's flag cannot say which end ran out
 inv_*_censored         the share of those units whose range ran to an end of the sweep (since 2026-12-05): above 0,
                        the width is a lower bound, and a paired difference leaves out the seeds where both sides
                        are (:func:`~downpour.studies.compare.compare_rows`)
@@ -195,7 +197,8 @@ def measure_run(run: RunDir, model: FeatureModel, m: Measures, seed: int,
     if m.no_faces:
         out.update(owed_figures(faces))
     if m.invariance:      # of the face unit: none to measure where the face test could choose none
-        out.update(_invariance(model, layer, shape, run_preprocess(run), faces["unit"]) if faces
+        out.update(_invariance(model, layer, shape, run_preprocess(run), faces["unit"], cfg.analysis.invariance_fill)
+                   if faces
                    else no_invariance(shape))
     out.update(design_figures(cfg, shape))
     state = read_tensors(run.checkpoints / "local.safetensors")
@@ -214,7 +217,8 @@ def design_figures(cfg: RunConfig, shape: tuple[int, ...]) -> dict[str, float]:
     return {key: float(total[key]) for key in DESIGN_FIGURES}
 
 
-def _invariance(model: FeatureModel, layer: str, shape: tuple[int, ...], prepare, unit: dict[str, Any]) -> dict[str, float]:
+def _invariance(model: FeatureModel, layer: str, shape: tuple[int, ...], prepare, unit: dict[str, Any],
+                fill: str = "mean") -> dict[str, float]:
     """Invariance ranges of the face test's learned unit (``unit``: :func:`~downpour.studies.trained.face_aucs`'
     ``unit``, chosen on lfw's training part), measured as ``analyze_run`` measures the unit it pictures: on the held-out
     part of lfw the face test scored it on (``unit["fold"]``'s; the choice never saw one of its images), the faces
@@ -226,14 +230,15 @@ def _invariance(model: FeatureModel, layer: str, shape: tuple[int, ...], prepare
     too they were of another unit than the face AUCs': the best-neuron table's
     (:func:`~downpour.analysis.selectivity.face_neuron_table`), chosen on 15 faces and 15 non-faces of the held-out part,
     measured on every lfw image, then (for a day) on the other 15 faces only, where on the quick study glimpse seed 0's
-    unit kept half its response nowhere."""
+    unit kept half its response nowhere. ``fill``: the cell's analysis.invariance_fill (the warps' uncovered area is
+    each face's mean since 2026-12-05; its edges repeated before)."""
     lfw = load_labelled("lfw", shape, prepare=prepare, lfw_fold=unit["fold"])   # the face test's held-out images
     tied = unit["tied_units"]                                                     # the chosen unit first
     faces = lfw.pixels[torch.from_numpy(lfw.y == 1)]     # warped in pixels, then prepared (analyze_run's way)
     other = torch.from_numpy(lfw.y == 0)
     baselines = unit_responses(model, lfw.x[other], layer)[:, tied].mean(axis=0)
     results = sweep(model, faces, tied, unit["tied_signs"], baselines.tolist(), layer=layer,
-                    prepare=lambda t: prepare_images(t, shape, prepare), negatives=lfw.pixels[other])
+                    prepare=lambda t: prepare_images(t, shape, prepare), negatives=lfw.pixels[other], fill=fill)
     out = _mean_widths([invariance_summary(r) for r in results], shape)
     selective = [selectivity_summary(r) for r in results]
     out.update(_mean_widths(selective, shape, "_auc"))     # inv_scale_octaves_auc, inv_scale_octaves_auc_censored, ...
@@ -249,7 +254,7 @@ def _mean_widths(summaries: list[dict[str, Any]], shape: tuple[int, ...], suffix
     CENSORED) over the summaries (``invariance_summary``'s or ``selectivity_summary``'s, ``suffix`` "_auc") that have a
     range; NaN where none has."""
     per_unit = [range_widths(s["ranges"], shape[-2:]) for s in summaries]
-    ended = [censored_widths(s["censored"]) for s in summaries]
+    ended = [censored_widths(s["censored"], s.get("scale_up")) for s in summaries]
     out = {}
     for key in per_unit[0]:
         got = [k for k, w in enumerate(per_unit) if math.isfinite(w[key])]
@@ -271,21 +276,25 @@ def range_widths(ranges: dict[str, list[float] | None], size: tuple[int, ...]) -
     """``invariance_summary``'s ranges as widths: scale in octaves (log2 hi/lo), translation as a fraction
     of the image side it runs along (x of the width, y of the height, ``size`` (H, W), the two averaged),
     rotation in degrees; NaN where the unit is below the floor even untransformed. (Until 2026-12-04 both
-    were fractions of the width: on a 16x32 image, ranges of a quarter side each way read 0.375, not 0.5.)"""
+    were fractions of the width: on a 16x32 image, ranges of a quarter side each way read 0.375, not 0.5.)
+    ``inv_scale_up_octaves``: the scale range's upper end alone, in octaves above 1x (since 2026-12-05: the width could
+    not say which end ran out, and the shrinking end is reached far more often)."""
     height, width = size[-2:]
 
     def span(key: str) -> float:
         return range_width(key, ranges.get(key))
 
+    scale = ranges.get("scale")
     return {"inv_scale_octaves": span("scale"), "inv_shift": (span("translation_x") / width + span("translation_y") / height) / 2,
-            "inv_rotation": span("rotation")}
+            "inv_rotation": span("rotation"), "inv_scale_up_octaves": math.log2(scale[1]) if scale else math.nan}
 
 
-def censored_widths(censored: dict[str, bool | None]) -> dict[str, float]:
+def censored_widths(censored: dict[str, bool | None], scale_up: dict[str, Any] | None = None) -> dict[str, float]:
     """``invariance_summary``'s ``censored`` flags under :func:`range_widths`' keys, 1.0 where the range ran to an end of
-    the sweep (translation: either axis's), else 0.0. (Until 2026-12-05 the studies read such a width as measured.)"""
+    the sweep (translation: either axis's), else 0.0; ``inv_scale_up_octaves``: its ``scale_up`` flag, the upper end's
+    alone. (Until 2026-12-05 the studies read such a width as measured.)"""
     def end(*keys: str) -> float:
         return float(any(censored.get(k) for k in keys))
 
     return {"inv_scale_octaves": end("scale"), "inv_shift": end("translation_x", "translation_y"),
-            "inv_rotation": end("rotation")}
+            "inv_rotation": end("rotation"), "inv_scale_up_octaves": float(bool(scale_up and scale_up.get("censored")))}

@@ -36,14 +36,17 @@ from downpour.studies.measure import config_with_model
 STEPS_FULL, STEPS_QUICK = 800, 30
 RESOLUTION = {"probe_digits": 0.02, "probe_lfw": 0.05, "inv_scale_octaves": 0.25, "inv_shift": 0.05,
               "inv_rotation": 15.0, "inv_scale_octaves_auc": 0.25, "inv_shift_auc": 0.05, "inv_rotation_auc": 15.0,
+              "inv_scale_up_octaves": 0.25, "inv_scale_up_octaves_auc": 0.25,
               "face_auc_controls": 0.05, "face_owed_controls": 0.05}
 LABELS = {"probe_digits": "digits probe", "probe_lfw": "lfw probe", "inv_scale_octaves": "scale range (octaves)",
           "inv_shift": "translation range (fraction of the side)", "inv_rotation": "rotation range (degrees)",
           "inv_scale_octaves_auc": "scale range of the AUC (octaves)",
           "inv_shift_auc": "translation range of the AUC (fraction of the side)",
           "inv_rotation_auc": "rotation range of the AUC (degrees)",
+          "inv_scale_up_octaves": "scale range's upper end (octaves above 1x)",
+          "inv_scale_up_octaves_auc": "scale range of the AUC's upper end (octaves above 1x)",
           "face_auc_controls": "face AUC on the matched controls", "face_owed_controls": "what the faces gave the face unit"}
-FORMATS = {"inv_rotation": "{:+.0f}", "inv_scale_octaves": "{:+.2f}", "inv_shift": "{:+.3f}"}
+FORMATS = {"inv_rotation": "{:+.0f}", "inv_scale_octaves": "{:+.2f}", "inv_shift": "{:+.3f}", "inv_scale_up_octaves": "{:+.2f}"}
 FORMATS.update({key + "_auc": f for key, f in FORMATS.items()})
 
 
@@ -61,12 +64,15 @@ class MechanismsStudy(MeasuredStudy):
     # 4x, shrinks blurred first, with each range's end flagged (2026-12-05; 0.5x to 2x, a width at its end read as
     # measured), or before a cell recorded how many of the tied units have a range, inv_ranged (2026-12-05: the means
     # are over those), or before the AUC ranges beside them, inv_*_auc (2026-12-05: a unit that answers any blob kept
-    # half its response down to an 8-pixel face), are refused, not mixed)
+    # half its response down to an 8-pixel face), or before the warps filled what they uncover with each face's mean
+    # (2026-12-05; its edges repeated: 47 of 48 cells' translation ranges ran to the sweep's end) and a cell recorded the
+    # scale range's upper end alone, inv_scale_up_octaves (2026-12-05), are refused, not mixed)
     measured_by = (MeasuredStudy.measured_by + "; invariance: faces warped in pixels, then prepared, the mean over "
                    "the units tied at the top of the choice by selection AUC that have a range (inv_ranged of "
                    "inv_tied), of the face test's unit, chosen on lfw's training part, measured on the 60 held-out "
                    "images; scale 0.25x to 4x, shrinks anti-aliased, ranges at the sweep's end flagged; the AUC ranges, faces vs "
-                   "non-faces both warped, halfway from 0.5 to the untransformed AUC")
+                   "non-faces both warped, halfway from 0.5 to the untransformed AUC; what a warp uncovers filled with "
+                   "each face's mean (analysis.invariance_fill); the scale range's upper end on its own")
 
     def conditions(self) -> list[Condition]:
         steps = STEPS_QUICK if self.quick else STEPS_FULL
@@ -108,10 +114,14 @@ class MechanismsStudy(MeasuredStudy):
                       f"{value(ref, 'inv_shift_auc')} of the side{ends('inv_shift_auc')} and "
                       f"{value(ref, 'inv_rotation_auc', '{:.0f}')} degrees{ends('inv_rotation_auc')}"
                       if "inv_scale_octaves_auc" in ref["figures"] else "")
+        # the scale range's upper end alone (since 2026-12-05): the shrinking end is the one the width usually runs to
+        up = (f" (up to {value(ref, 'inv_scale_up_octaves', '{:.2f}')} octaves above 1x"
+              f"{ends('inv_scale_up_octaves')})" if "inv_scale_up_octaves" in ref["figures"] else "")
         paras = [f"The plain stage reached digits probe accuracy {value(ref, 'probe_digits')} (input pixels "
                  f"{value(ref, 'probe_digits_pixels')}) and lfw probe accuracy {value(ref, 'probe_lfw')}; its face unit, averaged "
                  f"over the units tied with it at the top of the choice {ranged}, "
-                 f"kept half its response over {value(ref, 'inv_scale_octaves', '{:.2f}')} octaves of scale{ends('inv_scale_octaves')}, "
+                 f"kept half its response over {value(ref, 'inv_scale_octaves', '{:.2f}')} octaves of scale{ends('inv_scale_octaves')}"
+                 f"{up}, "
                  f"{value(ref, 'inv_shift')} of the side in translation{ends('inv_shift')} and "
                  f"{value(ref, 'inv_rotation', '{:.0f}')} degrees of rotation{ends('inv_rotation')}{auc_ranges}, at "
                  f"{ref['figures']['flops_fwd'][0] / 1e3:.0f} kFLOP per sample forward and "

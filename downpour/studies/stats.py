@@ -84,6 +84,7 @@ NON_NEGATIVE = ("seconds", "train_seconds", "inv_", "mean_staleness", "steps_to_
 # the invariance widths (:func:`~downpour.studies.measure.range_widths`) span at most the default sweep
 SWEEP_WIDTH = {"inv_scale_octaves": math.log2(max(DEFAULT_SCALES) / min(DEFAULT_SCALES)),
                "inv_shift": max(DEFAULT_SHIFTS) - min(DEFAULT_SHIFTS), "inv_rotation": max(DEFAULT_ANGLES) - min(DEFAULT_ANGLES)}
+SWEEP_WIDTH["inv_scale_up_octaves"] = math.log2(max(DEFAULT_SCALES))         # the upper end alone (since 2026-12-05)
 SWEEP_WIDTH.update({key + "_auc": width for key, width in SWEEP_WIDTH.items()})   # the AUC ranges' (since 2026-12-05)
 
 
