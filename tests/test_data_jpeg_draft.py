@@ -305,6 +305,45 @@ def test_a_progressive_jpeg_over_the_bomb_limit_is_refused_whatever_it_decodes_t
     assert read_scaled(tmp_path / "progressive.jpg", True, 32)[1] == 8
 
 
+def _flat_jpeg(path, side, scans):
+    """A flat grey side x side baseline (SOF0) JPEG of 3 components, written by hand: Pillow writes one interleaved
+    scan and cannot write several. ``scans``: the components of each scan ([[0, 1, 2]]: one interleaved scan;
+    [[0], [1], [2]]: one scan per component). Every block codes DC difference 0 and EOB, one-bit codes each."""
+    def segment(marker, body):
+        return (0xFF00 + marker).to_bytes(2, "big") + (len(body) + 2).to_bytes(2, "big") + body
+
+    one_code = bytes([1] + [0] * 15) + bytes([0])          # one code of length 1, symbol 0 (DC 0; AC 0 = EOB)
+    out = b"\xff\xd8" + segment(0xDB, bytes(1) + bytes([1] * 64))
+    out += segment(0xC0, bytes([8]) + side.to_bytes(2, "big") * 2 + bytes([3]) + b"".join(bytes([c + 1, 0x11, 0])
+                                                                                              for c in range(3)))
+    out += segment(0xC4, bytes([0x00]) + one_code) + segment(0xC4, bytes([0x10]) + one_code)
+    blocks = (side // 8) ** 2
+    for scan in scans:
+        header = bytes([len(scan)]) + b"".join(bytes([c + 1, 0]) for c in scan) + bytes([0, 63, 0])
+        out += segment(0xDA, header) + bytes(2 * blocks * len(scan) // 8)     # 2 bits a block: whole bytes
+    path.write_bytes(out + b"\xff\xd9")
+    return path
+
+
+@pytest.mark.parametrize("scans", [[[0], [1], [2]], [[0], [1, 2]]])
+def test_a_baseline_jpeg_of_several_scans_over_the_bomb_limit_is_refused_like_a_progressive_one(tmp_path, monkeypatch,
+                                                                                                scans):
+    """libjpeg holds every coefficient of a JPEG whose first scan lacks a component (has_multiple_scans), baseline or
+    not, at any reduction: a 14000 x 14000 one of three scans cropped to 8 px raised a run's peak memory from 356 MB
+    (its one-scan twin) to 1,424 MB, at 1/8 as in full. Its header says baseline, so it passed as one scan."""
+    _flat_jpeg(tmp_path / "one_scan.jpg", 512, [[0, 1, 2]])
+    _flat_jpeg(tmp_path / "scans.jpg", 512, scans)
+    assert (np.asarray(Image.open(tmp_path / "scans.jpg")) == np.asarray(Image.open(tmp_path / "one_scan.jpg"))).all()
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 512 * 512 // 2 - 1)
+    images = load_folder(tmp_path, shrink_to=32)
+    assert images.names == ["one_scan.jpg"] and images.scales == [8]
+    assert [e["file"] for e in images.skipped] == [str(tmp_path / "scans.jpg")]
+    reason = images.skipped[0]["reason"]
+    assert "DecompressionBombError" in reason and f"its first scan holds {len(scans[0])} of its 3 components" in reason
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)                    # within the limit: read reduced as before
+    assert read_scaled(tmp_path / "scans.jpg", True, 32)[1] == 8
+
+
 def test_pipeline_auto_counts_a_jpeg_over_the_bomb_limit_at_the_reduced_size_it_is_read_at(tmp_path, monkeypatch):
     """A JPEG over Pillow's bomb limit that crops mode reads reduced counted 0 pixels in 'auto''s estimate (its
     Image.open refused it), so a folder of large panoramas estimated 0 bytes and was held in memory, however many."""

@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
-from PIL import Image, ImageFile, UnidentifiedImageError
+from PIL import Image, ImageFile
 from PIL.JpegImagePlugin import JpegImageFile
 
 from downpour.config.sections import JPEG_DECODE
+from downpour.data.bomb_limit import opened, within_bomb_limit
 from downpour.data.images import UNREADABLE, ImageSet, log, skip, to_chw
 from downpour.data.patches import decode_reduction
 from downpour.errors import DataError
@@ -97,7 +98,7 @@ def read_scaled(path: Path, grey: bool, shrink_to: int = 0, tile: int = 0,
     ``shrink_to`` > 0 (crops mode of side ``shrink_to``, data.jpeg_draft): a JPEG is decoded at 1/2, 1/4 or 1/8
     scale in the DCT domain where its crops allow (``tile``: :func:`~downpour.data.patches.decode_reduction`; a tile
     grid is then cut at 1/s: ``ImageSet.scales``; ``rule``: data.jpeg_decode). Other files, and 0 (patches cut native pixels), decode in full."""
-    with _opened(path, reducible=shrink_to > 0) as img:
+    with opened(path, reducible=shrink_to > 0) as img:
         native, s = img.width, _decode_scale(img, shrink_to, tile, rule)
         if s > 1:
             # a 4032x3024 photo cropped to 32 px decodes at 504x378: decode + crop 0.22x the time of a full
@@ -126,7 +127,7 @@ def decoded_size(path: Path, shrink_to: int = 0, tile: int = 0, rule: int = JPEG
     """(width, height) :func:`read_scaled` decodes ``path`` to, from its header; raises as it would on a file over
     the bomb limit (data.pipeline's estimate: until 2026-12-05 a JPEG over it that read_scaled reads reduced counted
     as 0 pixels, so a folder of them estimated at 0 bytes was held in memory by 'auto')."""
-    with _opened(path, reducible=shrink_to > 0) as img:
+    with opened(path, reducible=shrink_to > 0) as img:
         s = _decode_scale(img, shrink_to, tile, rule)
         return img.width // s, img.height // s
 
@@ -134,52 +135,13 @@ def decoded_size(path: Path, shrink_to: int = 0, tile: int = 0, rule: int = JPEG
 def _decode_scale(img: Image.Image, shrink_to: int, tile: int, rule: int) -> int:
     """The reduction :func:`read_scaled` decodes the opened, not yet loaded ``img`` at (1: in full): a JPEG's
     :func:`~downpour.data.patches.decode_reduction` where ``shrink_to`` > 0; what the decoded image holds. An image
-    over the bomb limit is refused unless that decode is within it (:func:`_within_bomb_limit`)."""
+    over the bomb limit is refused unless that decode is within it (:func:`~downpour.data.bomb_limit.within_bomb_limit`)."""
     s = 1
     if shrink_to > 0 and isinstance(img, JpegImageFile):
         s = decode_reduction(img.height, img.width, tile, shrink_to, rule)
     if img.width * img.height > 2 * (Image.MAX_IMAGE_PIXELS or img.width * img.height):
-        _within_bomb_limit(img, s)
+        within_bomb_limit(img, s)
     return s
-
-
-def _opened(path: Path, reducible: bool = False) -> Image.Image:
-    """``Image.open(path)``; an empty file is named so (Pillow: "cannot identify image file", as for a format it
-    does not know; until 2026-12-04 the skip record said that of a 0-byte download or placeholder). ``reducible``
-    (crops, data.jpeg_draft): a JPEG over Pillow's decompression-bomb limit (2 x Image.MAX_IMAGE_PIXELS, ~179 MP) is
-    opened all the same, for :func:`_within_bomb_limit` to judge at the reduction it decodes at (since 2026-12-05:
-    a 200 MP panorama cropped to 32 px was skipped as a bomb, though its 1/8 decode holds 3 MP)."""
-    try:
-        return Image.open(path)
-    except Image.DecompressionBombError:
-        if not reducible:
-            raise
-        try:
-            return JpegImageFile(os.fspath(path))     # the plugin alone: Image.open's size check is not run
-        except Exception:                             # noqa: BLE001 - not a JPEG: no reduction, the bomb it is
-            pass
-        raise
-    except UnidentifiedImageError:
-        if os.path.getsize(path) == 0:
-            raise ValueError("empty file (0 bytes)") from None
-        raise
-
-
-def _within_bomb_limit(img: Image.Image, s: int) -> None:
-    """Refuse, as Pillow would, an image over its decompression-bomb limit unless its decode at 1/``s`` is within it:
-    the decoder then holds no more than the limit allows, whatever size the file declares. Not a progressive JPEG's:
-    libjpeg keeps every DCT coefficient of the whole image until its last scan, 2 bytes a pixel a component at any
-    reduction (an 8000x8000 grey one decoded at 1/8 grew the peak memory by 125 MB, its baseline twin's by 3 MB, a
-    full decode holds 64 MB), so it is judged at its native size (until 2026-12-05 its 1/8 size let a file declaring
-    65500 x 65500 through, for coefficients of 8.6 GB a component)."""
-    limit = 2 * Image.MAX_IMAGE_PIXELS
-    progressive = s > 1 and bool(img.info.get("progressive") or img.info.get("progression"))
-    if progressive or (img.width // s) * (img.height // s) > limit:
-        raise Image.DecompressionBombError(
-            f"Image size ({img.width * img.height} pixels) exceeds limit of {limit} pixels, could be decompression bomb "
-            f"DOS attack" + (" (a progressive JPEG: its decoder holds every pixel's coefficients at any reduction)"
-                             if progressive else
-                             f" (decoded at 1/{s}: {(img.width // s) * (img.height // s)} pixels)" if s > 1 else ""))
 
 
 def walk_files(root: Path, unlisted: list[dict[str, str]] | None = None, links: set[str] | None = None) -> Iterator[Path]:
