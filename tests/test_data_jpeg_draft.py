@@ -344,6 +344,25 @@ def test_a_baseline_jpeg_of_several_scans_over_the_bomb_limit_is_refused_like_a_
     assert read_scaled(tmp_path / "scans.jpg", True, 32)[1] == 8
 
 
+@pytest.mark.parametrize("name", ["scan.png", "scan.tif"])
+def test_a_png_or_tiff_over_the_bomb_limit_is_skipped_saying_what_to_do_with_it(tmp_path, monkeypatch, name):
+    """Neither decodes reduced, and Pillow's crop of a lazily opened one loads it whole (an 8000x8000 RGB PNG cropped
+    to 32 px grew the peak memory by 245 MB, a full load by 244 MB; a striped TIFF alike): refused, skipped, and the
+    reason said only 'could be decompression bomb DOS attack', not what would let the file be read."""
+    _photo(tmp_path / "small.jpg", 64, 64)
+    Image.fromarray(np.zeros((512, 512), np.uint8)).save(tmp_path / name)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 512 * 512 // 2 - 1)
+    limit = 512 * 512 - 2
+    images = load_folder(tmp_path, shrink_to=32)                        # crops: the run goes on without it
+    assert images.names == ["small.jpg"] and [e["file"] for e in images.skipped] == [str(tmp_path / name)]
+    reason = images.skipped[0]["reason"]
+    assert reason.startswith("DecompressionBombError: Image size (262144 pixels) exceeds limit of")
+    assert (f"a {name[-4:]} file is decoded whole, whatever is cropped from it: downscale it below {limit} pixels, "
+            "or save it as a baseline JPEG, which crops mode decodes reduced") in reason
+    with pytest.raises(Image.DecompressionBombError, match=f"decoded whole here: downscale it below {limit} pixels"):
+        read_image(tmp_path / name, True)                               # patches: a full decode whatever the format
+
+
 def test_pipeline_auto_counts_a_jpeg_over_the_bomb_limit_at_the_reduced_size_it_is_read_at(tmp_path, monkeypatch):
     """A JPEG over Pillow's bomb limit that crops mode reads reduced counted 0 pixels in 'auto''s estimate (its
     Image.open refused it), so a folder of large panoramas estimated 0 bytes and was held in memory, however many."""

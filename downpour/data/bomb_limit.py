@@ -24,17 +24,17 @@ def opened(path: Path, reducible: bool = False) -> Image.Image:
     does not know; until 2026-12-04 the skip record said that of a 0-byte download or placeholder). ``reducible``
     (crops, data.jpeg_draft): a JPEG over Pillow's decompression-bomb limit (2 x Image.MAX_IMAGE_PIXELS, ~179 MP) is
     opened all the same, for :func:`within_bomb_limit` to judge at the reduction it decodes at (since 2026-12-05:
-    a 200 MP panorama cropped to 32 px was skipped as a bomb, though its 1/8 decode holds 3 MP)."""
+    a 200 MP panorama cropped to 32 px was skipped as a bomb, though its 1/8 decode holds 3 MP). Any other file over
+    it is refused saying what would let it be read (:func:`_advice`)."""
     try:
         return Image.open(path)
-    except Image.DecompressionBombError:
-        if not reducible:
-            raise
-        try:
-            return JpegImageFile(os.fspath(path))     # the plugin alone: Image.open's size check is not run
-        except Exception:                             # noqa: BLE001 - not a JPEG: no reduction, the bomb it is
-            pass
-        raise
+    except Image.DecompressionBombError as err:
+        if reducible:
+            try:
+                return JpegImageFile(os.fspath(path))     # the plugin alone: Image.open's size check is not run
+            except Exception:                             # noqa: BLE001 - not a JPEG: no reduction, the bomb it is
+                pass
+        raise Image.DecompressionBombError(f"{str(err).rstrip('.')} ({_advice(path, reducible)})") from None
     except UnidentifiedImageError:
         if os.path.getsize(path) == 0:
             raise ValueError("empty file (0 bytes)") from None
@@ -55,8 +55,23 @@ def within_bomb_limit(img: Image.Image, s: int) -> None:
     if scans or (img.width // s) * (img.height // s) > limit:
         raise Image.DecompressionBombError(
             f"Image size ({img.width * img.height} pixels) exceeds limit of {limit} pixels, could be decompression bomb "
-            f"DOS attack" + (f" ({scans}: its decoder holds every pixel's coefficients at any reduction)" if scans else
-                             f" (decoded at 1/{s}: {(img.width // s) * (img.height // s)} pixels)" if s > 1 else ""))
+            f"DOS attack" + (f" ({scans}: its decoder holds every pixel's coefficients at any reduction; save it as "
+                             f"a baseline JPEG of one scan, or downscale it below {limit} pixels)" if scans else
+                             f" (decoded at 1/{s}: {(img.width // s) * (img.height // s)} pixels; downscale it below "
+                             f"{limit} pixels)" if s > 1 else f" (decoded whole here: downscale it below {limit} pixels)"))
+
+
+def _advice(path: Path, reducible: bool) -> str:
+    """What would let a file Pillow refused as a bomb at open be read: a smaller file. A region of it is not to be
+    had cheaply: Pillow's crop of a lazily opened PNG or TIFF loads it whole (an 8000x8000 RGB PNG cropped to 32 px
+    grew the peak memory by 245 MB, a full load by 244 MB; a striped TIFF alike), and crops mode's centred square
+    spans the rows of most images anyway. Until 2026-12-05 the refusal said only 'could be decompression bomb DOS
+    attack'."""
+    limit = 2 * Image.MAX_IMAGE_PIXELS
+    if not reducible:
+        return f"decoded whole here: downscale it below {limit} pixels"
+    return (f"a {Path(path).suffix.lower() or 'such'} file is decoded whole, whatever is cropped from it: downscale it "
+            f"below {limit} pixels, or save it as a baseline JPEG, which crops mode decodes reduced")
 
 
 def _several_scans(img: Image.Image) -> str:
