@@ -382,6 +382,7 @@ def test_a_resume_records_the_workers_it_started_again_and_the_report_says_which
     ScriptedCluster(runtime, coord, restarts=0, script={(1, 0): _dies_at(20)}).run_scripted(checkpoint)
     again = coordinator(2, STEPS, start=saved["step"], events=saved["events"])
     second = ScriptedCluster(runtime, again, restarts=0, saved=saved)
+    again.resumed()                     # as run_cluster says it once the driver is up, on either runner
     second.run_scripted()
     assert again.done == STEPS and sorted(saved["trained"] + second.trained()) == list(range(STEPS))
     assert {w for w, *_ in second.pushes} == {0, 1}                     # worker 1 trained again

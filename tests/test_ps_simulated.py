@@ -191,7 +191,13 @@ def _same_run(a, b):
     wa, wb = load_file(str(a / "model.safetensors")), load_file(str(b / "model.safetensors"))
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     assert _without_wall_clock(RunDir(a).metrics()) == _without_wall_clock(RunDir(b).metrics())
-    assert RunDir(a).read_json("staleness.json") == RunDir(b).read_json("staleness.json")
+    # and the events: b's say where it was resumed (as Ray's do), with every worker the checkpoint had running
+    sa, sb = RunDir(a).read_json("staleness.json"), RunDir(b).read_json("staleness.json")
+    resumed = [e for e in sb["events"] if e["event"] == "resumed"]
+    sb["events"] = [e for e in sb["events"] if e["event"] != "resumed"]
+    assert sa == sb and len(resumed) == 1
+    lost = {e["worker"] for e in sb["events"] if e["event"] == "worker-lost" and e["step"] <= resumed[0]["step"]}
+    assert resumed[0]["workers"] == [w for w in range(sa["workers"]) if w not in lost]
 
 
 def test_ctrl_c_waits_for_its_event_and_the_resume_is_the_uninterrupted_run(tmp_path, monkeypatch):

@@ -120,6 +120,8 @@ def _run_once(cfg: RunConfig, run: RunDir, resume: bool, shard_log: list[dict[st
                                            next_seqs(restored) if restored else {}, meta if resume else None)
     except CheckpointError as err:      # the simulator's own part of the checkpoint, damaged
         raise CheckpointError(f"cannot resume {str(run.path)!r}: {err}") from None
+    if resume:      # said by every cluster runner alike (the simulator said nothing until 2026-12-05)
+        coord.resumed()
     try:
         run.begin(cfg, setup.data.preprocess, start, resume, setup.data.info.get("classes"))
         with restoring(run.checkpoints / SERVER):

@@ -93,9 +93,6 @@ class RayCluster(TaskRun, PipedRun, Restarts):
         except BaseException:
             self.close()
             raise
-        if saved is not None:    # a resume (or a shard restart) starts every worker again, ones lost for good too:
-            # said, so each loss is followed by what came of it across it (until 2026-12-05 nothing said they were back)
-            coord.events.append({"event": "resumed", "step": coord.done, "workers": list(range(cfg.cluster.workers))})
 
     # -- actors -----------------------------------------------------------------------------------
     def _start(self, shards: list[Shard], start_step: int) -> None:
