@@ -370,6 +370,27 @@ def test_the_report_names_a_cluster_runs_lost_and_restarted_workers(tmp_path):
     assert _cluster_faults(run) == ""
 
 
+def test_the_faults_line_says_a_shard_restart_and_its_resume_in_one_entry(tmp_path):
+    """A shard restart's ``resumed`` (same step, next event) goes into the restart's entry, the lost workers it
+    brought back named there; a resume of the user's own stays an entry of its own, and a simulated resume that
+    started one worker (the other still lost) says "1 worker" (it said "its 1 workers")."""
+    import json
+
+    from downpour.analysis.report import _cluster_faults
+
+    run = RunDir.create(tmp_path / "r", load_config("tica-8x8", ["cluster.runner=simulated"]))
+    events = [{"event": "worker-lost", "worker": 1, "step": 21, "reason": "ActorDiedError"},
+              {"event": "not-restarted", "worker": 1, "step": 21, "reason": "cluster.restarts = 0"},
+              {"event": "shards-restarted", "step": 16, "reason": "shard 0 lost at step 30 (ConnectionError)", "n": 1},
+              {"event": "resumed", "step": 16, "workers": [0, 1]},
+              {"event": "resumed", "step": 40, "workers": [0]}]
+    (run.path / "staleness.json").write_text(json.dumps({"events": events}))
+    assert _cluster_faults(run) == (
+        '<p class="note">Faults: worker 1 lost at step 21 (ActorDiedError), not restarted (cluster.restarts = 0); '
+        'the shards restarted from the checkpoint of step 16 (shard 0 lost at step 30 (ConnectionError)), its 2 '
+        'workers started again (worker 1 back after its loss); the run resumed at step 40 with 1 worker started.</p>')
+
+
 def test_a_greedy_runs_loss_headline_compares_each_stage_with_itself():
     """A greedy run's ``loss`` is stage 1's cost first and stage 2's last: the headline gives each
     stage's own first and last cost (the transition row counts for both), a joint run keeps one."""

@@ -177,6 +177,24 @@ def test_a_lost_shard_that_stops_the_run_is_an_event_in_staleness_json_and_stays
     assert "stopped" not in json.loads((tmp_path / "r/cluster.json").read_text())   # the finished run's summary
 
 
+def test_a_shard_restart_is_one_entry_in_the_reports_faults_line_with_the_workers_it_started(tmp_path, monkeypatch):
+    """A shard lost at step 20 restarts every shard from the checkpoint of step 16, and the run resumes there
+    (``shards-restarted``, then ``resumed``, both at step 16). The Faults line said the one fault twice: "the shards
+    restarted from the checkpoint of step 16 (...); the run resumed at step 16 with its 2 workers started"."""
+    import html
+
+    from downpour.analysis.report import _cluster_faults
+
+    _losing_shard_1(monkeypatch, [20])
+    assert _run(tmp_path / "r", "cluster.consistency=async", "cluster.checkpoint_every=8", "cluster.workers=2",
+                "cluster.shard_restarts=1")["steps"] == 31
+    events = json.loads((tmp_path / "r/staleness.json").read_text())["events"]
+    assert [(e["event"], e["step"]) for e in events] == [("shards-restarted", 16), ("resumed", 16)]
+    assert html.unescape(_cluster_faults(RunDir.open(tmp_path / "r"))) == (
+        '<p class="note">Faults: the shards restarted from the checkpoint of step 16 (shard 1 lost at step 20 '
+        '(ConnectionError)), its 2 workers started again.</p>')
+
+
 def test_two_shard_restarts_alike_in_step_and_reason_stay_two_events(tmp_path, monkeypatch):
     """The shard events of a go are gathered from its checkpoint, staleness.json and the command's own list, and
     copies were told apart by comparing the events whole. A shard lost at step 20 from the checkpoint of step 16,

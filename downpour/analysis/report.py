@@ -33,7 +33,7 @@ _FAULT_WORDS = {"worker-lost": "worker {worker} lost at step {step}{reason}",
                 "restart-failed": "worker {worker}'s restart failed at step {step}{reason}",
                 "restart-given-up": "worker {worker}'s restart given up at step {step}{reason}",
                 "not-restarted": "worker {worker} not restarted at step {step}{reason}",
-                "resumed": "the run resumed at step {step} with its {workers} workers started{back}",
+                "resumed": "the run resumed at step {step} with {workers} started{back}",
                 "shards-restarted": "the shards restarted from the checkpoint of step {step}{reason}",
                 "shards-lost": "the run stopped at step {step}, a shard lost with cluster.shard_restarts spent{reason}"}
 # what came of a loss, said in its own entry ("worker 1 lost at step 21 (ActorDiedError), not restarted (...)")
@@ -45,13 +45,17 @@ MAX_FAULTS = 10     # a run that lost hundreds of workers: the first ten faults 
 def _cluster_faults(run: RunDir) -> str:
     """One line on a cluster run's faults (staleness.json's events): each lost worker with what came of it, resumes
     and shard restarts; or nothing: the histogram alone does not say that a worker was lost, or when. Until
-    2026-12-05 each event was an entry of its own and the cap counted entries: 6 losses with their outcomes showed 5."""
+    2026-12-05 each event was an entry of its own and the cap counted entries: 6 losses with their outcomes showed 5.
+    A shard restart resumes the run from its checkpoint: its ``resumed`` is said in the restart's entry (since
+    2026-12-05; the line said "the shards restarted from the checkpoint of step 16 (...); the run resumed at step 16
+    with its 2 workers started", one fault twice)."""
     try:
         events = run.read_json("staleness.json").get("events") or []
     except (NotARunError, AttributeError):
         return ""
     entries: list[str] = []
     open_loss: dict[Any, int] = {}   # worker -> its loss's entry, until what came of it is said
+    restarted: tuple[int, Any] | None = None   # the last fault a shard restart: (its entry, the checkpoint's step)
     gone: set[Any] = set()           # workers lost and not restarted since (a resume starts them again)
     for e in events if isinstance(events, list) else []:
         kind = e.get("event") if isinstance(e, dict) else None
@@ -65,9 +69,12 @@ def _cluster_faults(run: RunDir) -> str:
             started = e.get("workers") if isinstance(e.get("workers"), list) else []
             back = sorted(gone & set(started), key=str)
             gone -= set(started)
-            fill.update(workers=len(started), back=f" (worker {', '.join(map(str, back))} back after its loss)" if back else "")
+            fill.update(workers=_workers(len(started)),
+                        back=f" (worker {', '.join(map(str, back))} back after its loss)" if back else "")
             open_loss.clear()
-        if kind in _OUTCOME_WORDS and w in open_loss:
+        if kind == "resumed" and restarted is not None and restarted[1] == e.get("step"):   # the restart's own resume
+            entries[restarted[0]] += ", {workers} started again{back}".format(**fill)
+        elif kind in _OUTCOME_WORDS and w in open_loss:
             entries[open_loss[w]] += ", " + _OUTCOME_WORDS[kind].format(**fill)
             if kind != "restart-failed":       # (another replacement may follow a failed one)
                 del open_loss[w]
@@ -75,6 +82,7 @@ def _cluster_faults(run: RunDir) -> str:
             entries.append(_FAULT_WORDS[kind].format(**{"worker": w, "workers": "?", "back": "", **fill}))
             if kind == "worker-lost":
                 open_loss[w] = len(entries) - 1
+        restarted = (len(entries) - 1, e.get("step")) if kind == "shards-restarted" else None
         if kind == "worker-lost":
             gone.add(w)
         elif kind == "worker-restarted":
@@ -82,6 +90,10 @@ def _cluster_faults(run: RunDir) -> str:
     if len(entries) > MAX_FAULTS:
         entries = [*entries[:MAX_FAULTS], f"and {len(entries) - MAX_FAULTS} more (staleness.json's events)"]
     return f'<p class="note">Faults: {esc("; ".join(entries))}.</p>' if entries else ""
+
+
+def _workers(n: int) -> str:
+    return "1 worker" if n == 1 else f"its {n} workers"   # (a simulated resume starts only those not lost)
 
 
 def _no_staleness(run: RunDir) -> str:
