@@ -65,7 +65,7 @@ def _driver(coord: Coordinator, shard_actors: list[Any], workers: list[Any], res
     d = object.__new__(RayCluster)      # no Ray: the driver's own state only
     d.coord, d.shard_actors, d.worker_actors, d.restarts = coord, shard_actors, workers, restarts
     d.piped, d._blocked, d.laps, d.next_seq, d._pending, d._pushes = False, set(), Laps(), {}, {}, {}
-    d._starting, d._watching, d.listing = {}, {}, None     # (in-memory data: no file list)
+    d._starting, d._watching, d._serving, d.listing = {}, {}, {}, None     # (in-memory data: no file list)
     d.setup = SimpleNamespace(cfg=SimpleNamespace(cluster=SimpleNamespace(restarts=restarts)))   # (cluster.restarts)
     d.placement, d.partition_actors = {"shards": ["n"], "workers": ["n"] * len(workers)}, {}
     d.devices = [{"device": "cpu", "gpus": []}] * len(workers)     # (one per worker, as the start reads them)

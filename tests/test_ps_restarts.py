@@ -404,3 +404,37 @@ def test_a_watch_question_unanswered_when_its_worker_joins_is_read_once_it_answe
     c.run_scripted()
     assert coord.done == STEPS and c.trained() == list(range(STEPS)) and coord.lost == []
     assert asked and all(ref.read for ref in asked) and not c._watching and not c._unread
+
+
+def test_the_piped_loops_end_and_the_run_end_share_one_wait_for_a_stuck_serve_task(runtime, monkeypatch):
+    """Worker 1's serve task never ends at the piped loop's end (a stuck task: its actor answers nothing else). Until
+    2026-12-05 the loop's end waited 60 s for the live serve tasks, then info() 60 s for the workers' answers: two
+    end waits. Now info() waits once for both; worker 1 is lost there, no restart left for it."""
+    from types import SimpleNamespace
+
+    from downpour.ps import cluster_on_ray, piped_on_ray
+
+    coord = coordinator(2, STEPS)
+    c = ScriptedCluster(runtime, coord, restarts=0)
+    c.run_scripted()
+    stuck, ended = scripted_ray.Ref(None, when=lambda: False), scripted_ray.Ref(None)
+    c._serving = {ended: (0, c.worker_actors[0]), stuck: (1, c.worker_actors[1])}
+    c._channels = {w: SimpleNamespace(stop=lambda: None) for w in (0, 1)}
+    c.worker_actors[1].data_report = type(c.worker_actors[1].cycle)(lambda: scripted_ray.Ref({}, when=lambda: False))
+    waits = []     # (call, timeout) of each Ray wait or get on a future that never answers: an end wait spent
+
+    def noted(name, call):
+        def waited(refs, *args, timeout=None, **kw):
+            if any(r.held() for r in (refs if isinstance(refs, list) else [refs])):
+                waits.append((name, timeout))
+            return call(refs, *args, timeout=timeout, **kw)
+        return waited
+
+    fake = SimpleNamespace(wait=noted("wait", runtime.wait), get=noted("get", runtime.get), kill=runtime.kill,
+                           exceptions=cluster_on_ray.ray.exceptions)
+    for module in (cluster_on_ray, piped_on_ray):
+        monkeypatch.setattr(module, "ray", fake)
+    c._run_piped(lambda *a: None)      # (nothing granted: straight to the loop's end)
+    c.info()
+    assert waits == [("wait", 60)]
+    assert coord.lost == [1] and c._serving == {stuck: (1, c.worker_actors[1])}   # worker 0's ended task: read

@@ -302,8 +302,9 @@ class RayCluster(TaskRun, PipedRun, Restarts):
         # worker the warm start never let join (cluster.warm_start past train.steps) is asked whether it lives: one
         # that died unseen (the piped loop stopped its serve task first) is lost here (until 2026-12-04 never)
         live, waiting = sorted(self.coord.live), self.coord.waiting
+        serving = [ref for ref, (w, _) in self._serving.items() if w in live]   # piped: ending (the loop's end stopped them)
         answers = self._ask({**{w: [self.worker_actors[w].data_report, self.worker_actors[w].profile] for w in live},
-                             **{w: [self.worker_actors[w].node] for w in waiting}}, timeout=60)
+                             **{w: [self.worker_actors[w].node] for w in waiting}}, timeout=60, also=serving)
         reports, profiles = {}, {}
         for w, got in answers.items():    # a worker that died after its last push is a loss, restarted no more
             if isinstance(got, Exception):
@@ -317,14 +318,15 @@ class RayCluster(TaskRun, PipedRun, Restarts):
                 "profile": {"driver": self.laps.report(), "workers": [profiles[w] for w in sorted(profiles)],
                             "shards": ray.get([a.profile.remote() for a in self.shard_actors], timeout=60)}}
 
-    @staticmethod
-    def _ask(calls: dict[int, list[Any]], timeout: float) -> dict[int, list[Any] | Exception]:
+    def _ask(self, calls: dict[int, list[Any]], timeout: float, also: list[Any] = ()) -> dict[int, list[Any] | Exception]:
         """Each worker's answers to its ``calls`` (actor methods, no arguments), all asked at once and waited for
-        ``timeout`` s in all: ``{worker: [answers]}``, or the error of one that failed (``GetTimeoutError``: no answer)."""
+        ``timeout`` s in all: ``{worker: [answers]}``, or the error of one that failed (``GetTimeoutError``: no answer).
+        ``also``: serve tasks waited for in the same wait, and read (:meth:`_read_served`)."""
         refs = {w: [call.remote() for call in methods] for w, methods in calls.items()}
-        every = [ref for rs in refs.values() for ref in rs]
+        every = [ref for rs in refs.values() for ref in rs] + list(also)
         ready, _ = ray.wait(every, num_returns=len(every), timeout=timeout) if every else ([], [])
         done, out = set(ready), {}
+        self._read_served(done)
         for w, rs in refs.items():
             try:
                 if not all(ref in done for ref in rs):

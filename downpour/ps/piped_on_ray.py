@@ -59,12 +59,22 @@ class PipedRun:
                 checked = t
                 self._check_serving(on_push)
                 self.poll_restarts()       # a restarted worker up: its channel opens and it is granted cycles
+        # the live workers' serve tasks end once stopped; info() waits for them in its one 60 s wait (its questions
+        # queue behind them: a serving actor answers nothing else). Until 2026-12-05 they had a 60 s wait of their own
+        # here first: a stuck serve task cost 60 s, then 60 s more in info() (scripted: two end waits of 60 s, now one)
         for w in sorted(self.coord.live) + self.coord.waiting:   # (one still waiting: asked in info whether it lives)
             self._channels[w].stop()
-        try:
-            ray.get([ref for ref, (w, _) in self._serving.items() if w in self.coord.live], timeout=60)
-        except RayError as err:   # a worker that died after its last push: nothing of the run is lost
-            log.warning("a worker failed after its last push: %s", type(err).__name__)
+
+    def _read_served(self, done: set[Any]) -> None:
+        """The live workers' serve tasks that ended (``done``), read: one that failed after the worker's last push
+        loses nothing of the run; said, and not left for Ray to print as an unhandled error."""
+        for ref, (w, _) in list(self._serving.items()):
+            if ref in done:
+                del self._serving[ref]
+                try:
+                    ray.get(ref)
+                except RayError as err:
+                    log.warning("worker %d failed after its last push: %s", w, type(err).__name__)
 
     def _check_serving(self, on_push: OnPush) -> None:
         """Piped: a serve task that ended before the driver said stop is a worker lost (like a failed
