@@ -170,7 +170,7 @@ def test_each_fold_s_own_tie_is_judged_not_only_the_first_that_chose_the_rows_un
     verdict = {"rule": "", "criterion": "", "sentences": []}
     html = controls({"face_neuron": {"controls": rows, "controls_verdict": verdict, "controls_setup": setup}})
     assert ("On 1 of the 2 folds the learned unit was chosen among units of the 100 tied at the top of the choice whose "
-            "test AUCs spread wider than its 95% interval: the selection images cannot tell them apart") in html
+            "test AUCs spread wider than its 95% interval on that fold: the selection images cannot tell them apart") in html
     assert f"each fold's tie averaged over the 2 folds: the others {rows[0]['tied_auc']['mean']:.3f}" in html
     rows = score_controls({"learned unit": [one, one]}, y, {"others": np.flatnonzero(y == 0)}, np.arange(80),
                           [(select, test), (select, test)], replicates=20)
@@ -202,3 +202,51 @@ def test_a_tie_averaged_over_splits_says_so_in_brackets_before_its_figure():
     t = {"mean": 0.966, "std": 0.033, "min": 0.854, "max": 1.0, "median": 0.973}
     words = chosen_among({"unit": 3, "tied": 61, "selection_auc": 1.0, "splits": 10, "tied_auc": t, "auc": 0.983})
     assert "the tied units' test AUC (each split's tie averaged over the 10) 0.966 ± 0.033 (0.854–1.000)" in words
+
+
+def _ten_folds(low: float, high: float, seed: int = 0):
+    """400 sources (200 faces first), 10 disjoint test folds of 20 + 20, each split selecting on the rest; per split
+    (its own network, as a cross-fit's) 5 units perfect on its selection images, so tied at 1.000, whose test
+    responses are one evenly spaced ramp per class, the faces' shifted up by 2 x ``low`` to 2 x ``high`` (the same
+    test AUCs in every fold), and 45 noise units."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat([1, 0], 200)
+    label = np.where(y == 1, 1.0, -1.0)
+    splits, responses = [], []
+    for s in range(10):
+        test = np.r_[20 * s:20 * s + 20, 200 + 20 * s:200 + 20 * s + 20]
+        select = np.setdiff1d(np.arange(400), test)
+        r = rng.normal(size=(400, 50))
+        r[select, :5] = 3 * label[select, None] + rng.uniform(-1, 1, (len(select), 5))
+        grid = np.tile(np.linspace(-1.6, 1.6, 20), 2)                  # the same spacing in every fold: fixed AUCs
+        r[test, :5] = grid[:, None] + label[test, None] * np.linspace(low, high, 5)
+        splits.append((select, test))
+        responses.append(r)
+    return y, splits, responses
+
+
+def test_each_splits_tie_is_told_against_that_splits_own_interval_not_the_narrower_one_of_the_mean():
+    """Over 10 splits the row's ``auc_ci`` is the interval of the mean AUC, ~1/sqrt(10) as wide as one split's. Until
+    2026-12-05 each split's tie was told against it, so a tie whose 5 units tested within one split's own precision
+    (spread 0.125 on 20 + 20 test images, where one split's interval is 0.22-0.29 wide and the mean's 0.086) was
+    undecided on all 10 splits by construction. The reference width: each split scored alone, its own ``auc_ci``."""
+    y, splits, responses = _ten_folds(0.5, 0.8)
+    others = {"others": np.flatnonzero(y == 0)}
+    row, = score_controls({"learned unit": responses}, y, others, np.arange(400), splits, replicates=400)
+    alone = [score_controls({"learned unit": [r]}, y, others, np.arange(400), [s], replicates=400)[0]
+             for r, s in zip(responses, splits)]
+    spreads = [a["tied_auc"]["max"] - a["tied_auc"]["min"] for a in alone]
+    own = [a["auc_ci"][1] - a["auc_ci"][0] for a in alone]
+    mean_width = row["auc_ci"][1] - row["auc_ci"][0]
+    assert all(a["tied"] == 5 for a in alone)
+    # the planted tie: inside every split's own interval (with room), wider than the mean's on every split
+    assert all(sp < 0.75 * w for sp, w in zip(spreads, own)) and all(sp > 1.25 * mean_width for sp in spreads)
+    assert row["undecided_splits"] == 0 and row["undecided"] is False
+    assert all(a["undecided"] is False for a in alone)
+    # the same tie stretched past one split's own interval is undecided on every split
+    y, splits, responses = _ten_folds(0.0, 1.2)
+    row, = score_controls({"learned unit": responses}, y, others, np.arange(400), splits, replicates=400)
+    alone = [score_controls({"learned unit": [r]}, y, others, np.arange(400), [s], replicates=400)[0]
+             for r, s in zip(responses, splits)]
+    assert all(a["tied_auc"]["max"] - a["tied_auc"]["min"] > a["auc_ci"][1] - a["auc_ci"][0] for a in alone)
+    assert row["undecided_splits"] == 10 and row["undecided"] is True

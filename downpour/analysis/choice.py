@@ -191,14 +191,18 @@ def auc_width(auc: float, positives: int, negatives: int) -> float:
 
 def undecided(test_aucs: np.ndarray, width: float) -> bool:
     """Whether a tie at the top of the choice is undecided: its units' (T,) test AUCs (the chosen one's among them)
-    spread, max - min, wider than ``width``, the chosen unit's 95% AUC interval (the face test's bootstrap
-    ``auc_ci``; :func:`auc_width` where there is none). The selection split could not tell them apart, and they are
+    spread, max - min, wider than ``width``, the chosen unit's 95% AUC interval on the same test split (the face
+    test's bootstrap interval of that split's AUC, its ``auc_ci`` with one split; :func:`auc_width` where there is no
+    bootstrap). The selection split could not tell them apart, and they are
     not alike either: which one is reported is the tie-break's, and the figure moves with it (a row's
     ``undecided``; the report then gives the tied set's test AUC beside the unit's). A tie whose units test alike
     within that precision is not (nor is an unknown width).
 
     Since 2026-12-05; it used to be more than 1% of the candidates tied, which read the layer's size, not the data:
-    in an 8-unit layer any 2-unit tie was undecided (25%), 50 of 5,000 tied was not however far apart they tested."""
+    in an 8-unit layer any 2-unit tie was undecided (25%), 50 of 5,000 tied was not however far apart they tested.
+    Over several splits each split's tie is told against that split's own interval since 2026-12-05; it used to be
+    against the row's ``auc_ci``, the interval of the mean over the splits (~1/sqrt(splits) as wide), so the more
+    splits, the likelier undecided whatever the units did."""
     a = np.asarray(test_aucs, dtype=np.float64)
     return bool(len(a) > 1 and np.ptp(a) > width)
 

@@ -144,6 +144,17 @@ def weighted_accuracy(hit_pos: np.ndarray, hit_neg: np.ndarray, w_pos: np.ndarra
     return (0.5 * (pos + neg)).T
 
 
+def _width(replicates: np.ndarray) -> np.ndarray:
+    """(methods, B) one split's replicate AUCs -> (methods,) the width of their 95% percentile interval; NaN where
+    no replicate could score it (an unknown width: its tie is not called undecided)."""
+    out = np.full(replicates.shape[0], np.nan)
+    ok = np.isfinite(replicates).any(axis=1)
+    if ok.any():
+        low, high = np.nanpercentile(replicates[ok], [2.5, 97.5], axis=-1)
+        out[ok] = high - low
+    return out
+
+
 def score_controls(methods: dict[str, Responses], y: np.ndarray, negatives: dict[str, np.ndarray], source: np.ndarray,
                    splits: list[tuple[np.ndarray, np.ndarray]], *, replicates: int = 2000,
                    seed: int | np.random.SeedSequence = 0,
@@ -189,6 +200,10 @@ def score_controls(methods: dict[str, Responses], y: np.ndarray, negatives: dict
     # AUC there and is left out of that replicate's mean (with many small folds, every replicate had one)
     scored = np.zeros_like(boot)
     auc = np.zeros((len(splits), len(sets), len(names)))
+    # each split's own 95% interval width, what its tie is told against (choice.undecided): the row's auc_ci is of
+    # the mean over the splits, ~1/sqrt(S) as wide as one split's (a `downpour train` run's stage1/pooled, 10
+    # splits, the learned unit on lfw's non-faces: 0.031 against 0 to 0.18 per split, undecided on 7, not 10)
+    tie_width = np.full_like(auc, np.nan)
     acc = np.zeros_like(auc)
     chosen: dict[str, list[tuple]] = {m: [] for m in names}   # per split: unit, sign, selection AUC, K, threshold, tied
     tied_test: dict[tuple[str, str], list[np.ndarray]] = {}  # (negatives, method): per split, its tied set's test AUCs
@@ -225,6 +240,7 @@ def score_controls(methods: dict[str, Responses], y: np.ndarray, negatives: dict
             b_auc = weighted_auc(h, weights[:, faces], weights[:, source[rows]], own)
             b_acc = weighted_accuracy(v[:, faces] > t, v[:, rows] <= t, weights[:, faces], weights[:, source[rows]])
             ok = np.isfinite(b_auc) & np.isfinite(b_acc)
+            tie_width[s, g] = _width(b_auc)
             boot[g] += np.where(ok, b_auc, 0.0)
             boot_acc[g] += np.where(ok, b_acc, 0.0)
             scored[g] += ok
@@ -246,7 +262,7 @@ def score_controls(methods: dict[str, Responses], y: np.ndarray, negatives: dict
             unit, count = units.most_common(1)[0]
             sign = int(Counter(c[1] for c in chosen[m] if c[0] == unit).most_common(1)[0][0])
             at = next(i for i, c in enumerate(chosen[m]) if c[:2] == (unit, sign))   # the split whose rule the row gives
-            first, tied_here, width = chosen[m][at], tied_test[(name, m)], float(high[g, j] - low[g, j])
+            first, tied_here = chosen[m][at], tied_test[(name, m)]
             out.append({"negatives": name, "level": (levels or {}).get(name, ""), "method": m,
                         "auc": float(auc[:, g, j].mean()), "auc_ci": [float(low[g, j]), float(high[g, j])],
                         "accuracy_mean": float(acc[:, g, j].mean()), "accuracy_std": float(acc[:, g, j].std()),
@@ -254,11 +270,12 @@ def score_controls(methods: dict[str, Responses], y: np.ndarray, negatives: dict
                         "splits": len(splits), "unit": int(unit), "unit_share": count / len(splits),
                         "sign": sign, "threshold": first[4], **first[5],
                         "tie_share": first[5]["tied"] / int(first[3]),
-                        # its tied units' test AUCs spread wider than the row's interval (choice.undecided)
-                        "undecided": undecided(tied_here[at], width),
+                        # its tied units' test AUCs spread wider than that split's own interval (choice.undecided;
+                        # until 2026-12-05 the row's, of the mean over splits: 10 of 10 undecided by construction)
+                        "undecided": undecided(tied_here[at], tie_width[at, g, j]),
                         # each split's own tie (a cross-fit's folds are different networks: the first one's said
-                        # nothing of the others; since 2026-12-05)
-                        "undecided_splits": sum(undecided(a, width) for a in tied_here),
+                        # nothing of the others; since 2026-12-05), each against its own split's interval
+                        "undecided_splits": sum(undecided(a, w) for a, w in zip(tied_here, tie_width[:, g, j])),
                         "tied_auc": tied_figures(tied_test[(name, m)]),
                         "selection_auc": float(np.mean([c[2] for c in chosen[m]])), "candidates": int(chosen[m][0][3]),
                         **_test_sizes(sizes[name])})

@@ -121,10 +121,11 @@ def undecided_note(rows: list[dict[str, Any]], setup: dict[str, Any]) -> str:
     over = f", each {fold}'s tie averaged over the {r0['splits']} {fold}s" if r0["splits"] > 1 else ""
     # (several splits: each has its own tie, a cross-fit's fold its own network; until 2026-12-05 the first split that
     # chose the row's unit spoke for all, and a second fold's 40 of 100 tied went unsaid)
-    # (undecided: the tied units' test AUCs spread wider than the unit's 95% interval; until 2026-12-05 more than 1%
-    # of the layer tied, which any 2-unit tie in an 8-unit layer was)
+    # (undecided: the tied units' test AUCs spread wider than the unit's 95% interval on the same split; until
+    # 2026-12-05 more than 1% of the layer tied, which any 2-unit tie in an 8-unit layer was, and then, over several
+    # splits, against the interval of the mean over them, narrower than any one split's)
     chosen = (f"On {undecided_in(r0)} of the {r0['splits']} {fold}s the learned unit was chosen among units of the "
-              f"{r0['candidates']} tied at the top of the choice whose test AUCs spread wider than its 95% interval"
+              f"{r0['candidates']} tied at the top of the choice whose test AUCs spread wider than its 95% interval on that {fold}"
               if r0["splits"] > 1
               else f"The learned unit was chosen among {r0['tied']} of {r0['candidates']} units tied at the top of the "
                    f"choice ({r0['tie_share']:.1%} of the layer), whose test AUCs spread {r0['tied_auc']['min']:.3f}–"
