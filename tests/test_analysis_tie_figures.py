@@ -160,7 +160,10 @@ def test_each_fold_s_own_tie_is_judged_not_only_the_first_that_chose_the_rows_un
     ``undecided`` (False) was the only one, so the page said nothing of fold 1's tie."""
     from downpour.analysis.report_controls import controls
     y, select, test, one, _ = _saturated(perfect=1, noise=99)
-    _, _, _, many, _ = _saturated(perfect=40, noise=60, seed=1)
+    _, _, _, many, flip = _saturated(perfect=40, noise=60, seed=1)
+    # fold 1's tied units test from near chance to near perfect (alike at a faint trace, their 0.33 spread was within
+    # Hanley-McNeil's 0.34 at their mean: sampling noise, undecided only on a narrower bootstrap interval)
+    many[test, :40] += np.linspace(0, 3, 40) * np.where(y[test] == 1, 1.0, -1.0)[:, None] * flip
     rows = score_controls({"learned unit": [one, many]}, y, {"others": np.flatnonzero(y == 0)}, np.arange(80),
                           [(select, test), (select, test)], replicates=20)
     assert rows[0]["tied"] == 1 and rows[0]["undecided"] is False       # the first fold's, as the row's unit is
@@ -194,6 +197,12 @@ def test_the_best_neuron_tables_tie_is_judged_at_the_tied_sets_mean_auc_not_a_pe
     assert row["unit"] == 0 and row["tied"] == 2
     assert abs(row["tied_auc"]["min"] - (1 - 1 / 225)) < 1e-12 and row["tied_auc"]["max"] == 1.0
     assert not row["undecided"]
+    # the face test on the same split: its bootstrap interval of a perfect unit is [1, 1], width 0, and until
+    # 2026-12-05 the same two units read undecided there, alike in the table
+    face, = score_controls({"learned unit": np.stack([unit0, unit1], axis=1)}, y, {"others": np.flatnonzero(y == 0)},
+                           np.arange(60), [(select, test)], replicates=200)
+    assert face["unit"] == 0 and face["tied"] == 2 and face["auc_ci"] == [1.0, 1.0]
+    assert face["undecided"] is False and face["undecided_splits"] == 0
 
 
 def test_a_tie_averaged_over_splits_says_so_in_brackets_before_its_figure():

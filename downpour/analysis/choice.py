@@ -192,8 +192,9 @@ def auc_width(auc: float, positives: int, negatives: int) -> float:
 def undecided(test_aucs: np.ndarray, width: float) -> bool:
     """Whether a tie at the top of the choice is undecided: its units' (T,) test AUCs (the chosen one's among them)
     spread, max - min, wider than ``width``, the chosen unit's 95% AUC interval on the same test split (the face
-    test's bootstrap interval of that split's AUC, its ``auc_ci`` with one split; :func:`auc_width` where there is no
-    bootstrap). The selection split could not tell them apart, and they are
+    test's bootstrap interval of that split's AUC, its ``auc_ci`` with one split, no narrower than :func:`auc_width`
+    at the tied set's mean; that alone where there is no bootstrap). The selection split could not tell them apart,
+    and they are
     not alike either: which one is reported is the tie-break's, and the figure moves with it (a row's
     ``undecided``; the report then gives the tied set's test AUC beside the unit's). A tie whose units test alike
     within that precision is not (nor is an unknown width).

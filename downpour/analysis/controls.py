@@ -33,7 +33,7 @@ from typing import Any, Callable, Union
 
 import numpy as np
 
-from downpour.analysis.choice import choice, tied_figures, undecided
+from downpour.analysis.choice import auc_width, choice, tied_figures, undecided
 
 # A method's responses: (M, K) fixed; one (M, K) per split (cross-fitting: each split's own network);
 # or fitted per split: selection source indices -> (M, K).
@@ -263,6 +263,12 @@ def score_controls(methods: dict[str, Responses], y: np.ndarray, negatives: dict
             sign = int(Counter(c[1] for c in chosen[m] if c[0] == unit).most_common(1)[0][0])
             at = next(i for i, c in enumerate(chosen[m]) if c[:2] == (unit, sign))   # the split whose rule the row gives
             first, tied_here = chosen[m][at], tied_test[(name, m)]
+            # a split whose unit tests perfect has a bootstrap interval [1, 1], width 0, where any tied unit a pair
+            # short read as disagreeing: the width is at least Hanley-McNeil's at the tied set's mean (the best-neuron
+            # table's rule), so one split's 49 tied units at 0.907-1.000 read alike there and undecided here until
+            # 2026-12-05 (`downpour train`'s stage1/pooled, face_select=heldout)
+            widths = [np.fmax(w, auc_width(float(a.mean()), p, q))
+                      for a, w, (p, q) in zip(tied_here, tie_width[:, g, j], sizes[name])]
             out.append({"negatives": name, "level": (levels or {}).get(name, ""), "method": m,
                         "auc": float(auc[:, g, j].mean()), "auc_ci": [float(low[g, j]), float(high[g, j])],
                         "accuracy_mean": float(acc[:, g, j].mean()), "accuracy_std": float(acc[:, g, j].std()),
@@ -272,10 +278,10 @@ def score_controls(methods: dict[str, Responses], y: np.ndarray, negatives: dict
                         "tie_share": first[5]["tied"] / int(first[3]),
                         # its tied units' test AUCs spread wider than that split's own interval (choice.undecided;
                         # until 2026-12-05 the row's, of the mean over splits: 10 of 10 undecided by construction)
-                        "undecided": undecided(tied_here[at], tie_width[at, g, j]),
+                        "undecided": undecided(tied_here[at], widths[at]),
                         # each split's own tie (a cross-fit's folds are different networks: the first one's said
                         # nothing of the others; since 2026-12-05), each against its own split's interval
-                        "undecided_splits": sum(undecided(a, w) for a, w in zip(tied_here, tie_width[:, g, j])),
+                        "undecided_splits": sum(undecided(a, w) for a, w in zip(tied_here, widths)),
                         "tied_auc": tied_figures(tied_test[(name, m)]),
                         "selection_auc": float(np.mean([c[2] for c in chosen[m]])), "candidates": int(chosen[m][0][3]),
                         **_test_sizes(sizes[name])})
