@@ -12,8 +12,8 @@ gate really skips work, the way SBNet does (Ren et al. 2018, "SBNet: Sparse Bloc
 3. one of three paths computes the output, all equal to float rounding (the layer's values in
    open tiles, 0 in closed ones):
 
-   - ``gated``: the input tiles under the open output tiles are gathered, the filter runs on them
-     only, and the results are scattered into a zero output;
+   - ``gated`` (:mod:`~downpour.layers._gate_gather`): the input tiles under the open output tiles
+     are gathered, the filter runs on them only, and the results are scattered into a zero output;
    - ``bands`` (shared weights; :mod:`~downpour.layers._gate_bands`): the dense layer on the box of
      each run of tile-rows that holds an open tile (the input rows and columns it reads), zeros
      elsewhere, the mask multiply on the partly open rows;
@@ -59,18 +59,18 @@ import time
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from downpour.layers._gate_auto import AutoPolicy
 from downpour.layers._gate_bands import RowPlan, RowStats, band_output, plan_rows, row_stats, zero_closed
 from downpour.layers._gate_cost import CostModel, cost_model, forced_masks
+from downpour.layers._gate_gather import BlockMajor, gated_output
 from downpour.layers._gate_layer import as_bank, check_input
 from downpour.layers._gate_mask import local_variance, open_tiles, proof_pays
 from downpour.layers._gate_stats import GateStats, gate_stats, ungated_stats
 from downpour.layers._lc_threads import _mode_active
 # position (i, j) uses bank (i mod tH, j mod tW); a tiling with more banks than _MAX_CONV_BANKS runs as untied
-from downpour.layers.locally_connected import _MAX_CONV_BANKS, _expand_tiles, banked_conv
+from downpour.layers.locally_connected import _MAX_CONV_BANKS
 from downpour.settings import is_count
 
 __all__ = ["GateStats", "VarianceGate", "local_variance"]
@@ -78,15 +78,6 @@ __all__ = ["GateStats", "VarianceGate", "local_variance"]
 MODES = ("auto", "exact", "gated", "dense", "bands")
 _NOT_BANDED = (f"VarianceGate: mode 'bands' needs shared weights (a convolution, a tied layer, or a tiled one of "
                f"at most {_MAX_CONV_BANKS} banks)")
-# Work buffer of one chunk of gathered receptive fields (a convolution's gated path): in cache.
-_CHUNK_BYTES = 2 << 20
-
-
-def _fields(stack: Tensor, bh: int, bw: int, k: int, s: int) -> Tensor:
-    """Receptive fields of every position of every tile: (n, C, Th, Tw) -> (n*bh*bw, C*k*k), one copy."""
-    n, c = stack.shape[:2]
-    sn, sc, sh, sw = stack.stride()
-    return stack.as_strided((n, bh, bw, c, k, k), (sn, s * sh, s * sw, sc, sh, sw)).reshape(n * bh * bw, c * k * k)
 
 
 class _Call(NamedTuple):
@@ -129,7 +120,7 @@ class VarianceGate(nn.Module):
             raise ValueError(_NOT_BANDED)
         self.layer, self.threshold, self.block, self.mode = layer, float(threshold), block, mode
         self.last: GateStats | None = None
-        self._cache: tuple[tuple, Tensor] | None = None
+        self._filters = BlockMajor()   # the untied gated path's filters, block-major (cached)
         self._prove = True   # try the cheap proof of open tiles first (see _gate_mask.open_tiles)
         self._auto = AutoPolicy()   # mode 'auto': the streak of untested calls, what calls really took
 
@@ -265,129 +256,11 @@ class VarianceGate(nn.Module):
         return band_output(x, call.weight, call.bias, call.k, call.s, tiles_open, plan, call.geom[:4])
 
     def _gated(self, x: Tensor, tiles_open: Tensor, call: _Call | None = None) -> Tensor:
-        """The layer at the open tiles only, 0 elsewhere: (B, C, H, W) -> (B, M, Ho, Wo), channels-last strides."""
-        weight, bias, k, s, (ho, wo, bh, bw, nbh, nbw) = call or self._call(x)
-        th, tw, m, c = weight.shape[:4]
-        b, _, h, w = x.shape
-        act = tiles_open.view(b, -1).nonzero()                           # (nA, 2): (sample, tile), sorted
-        tb, tflat = act[:, 0], act[:, 1]
-        ti, tj = tflat // nbw, tflat % nbw
-        # Zero padding where a tile overhangs the edge.
-        hh, ww = (nbh * bh - 1) * s + k, (nbw * bw - 1) * s + k
-        xp = F.pad(x, (0, max(0, ww - w), 0, max(0, hh - h))).contiguous()
-        sb, sc, sh, sw = xp.stride()
-        if (th, tw) == (1, 1):
-            out = self._shared(xp, weight[0, 0], s, (ho, wo, bh, bw, nbh, nbw), tb, ti, tj,
-                               None if bias is None else bias.view(-1))
-            return out[:, :ho, :wo].permute(0, 3, 1, 2)                 # (B, M, Ho, Wo), channels-last strides
-        big_h, big_w = (bh - 1) * s + k, (bw - 1) * s + k   # the input under every open tile, (nA, C, Th, Tw)
-        stack = xp.as_strided((b, nbh, nbw, c, big_h, big_w), (sb, bh * s * sh, bw * s * sw, sc, sh, sw))[tb, ti, tj]
-        if th * tw <= _MAX_CONV_BANKS and (th, tw) != (ho, wo):
-            y = banked_conv(stack, weight, s, (bh, bw)).permute(0, 2, 3, 1)   # tiles are multiples of the banks
-        else:
-            y = self._untied(stack, weight, s, (ho, wo, bh, bw, nbh, nbw), tb, tflat)
-        if bias is not None:
-            y = y + self._blocked(_expand_tiles(bias, (ho, wo)), (bh, bw, nbh, nbw))[ti, tj]
-        out = x.new_zeros(b, nbh * bh, nbw * bw, m)
-        self._scatter(out, y, tb, ti, tj)
-        return out[:, :ho, :wo].permute(0, 3, 1, 2)                     # (B, M, Ho, Wo), channels-last strides
-
-    @staticmethod
-    def _scatter(out: Tensor, y: Tensor, tb: Tensor, ti: Tensor, tj: Tensor) -> None:
-        """Write tiles y (n, bh, bw, M) into out (B, nbh*bh, nbw*bw, M) at tiles (tb, ti, tj), through a
-        tile-major view: each tile row is one run of bw*M values (channels-first moves runs of bw, 3x slower)."""
-        b, hh, ww, m = out.shape
-        bh, bw = y.shape[1:3]
-        out.view(b, hh // bh, bh, ww // bw, bw, m).permute(0, 1, 3, 2, 4, 5).index_put_((tb, ti, tj), y)
-
-    def _shared(self, xp: Tensor, w: Tensor, s: int, geom: tuple, tb: Tensor, ti: Tensor, tj: Tensor,
-                bias: Tensor | None) -> Tensor:
-        """One shared bank w (M, C, k, k) at the open tiles of the padded input xp (B, C, H', W'):
-        (B, nbh*bh, nbw*bw, M), zero where closed. A chunk of tiles at a time (sized to stay in cache):
-        their input windows, then their receptive fields as (L, Q) rows, times the (Q, M) filters. On
-        this CPU a first touch of fresh memory runs at ~1 GB/s, so in inference the chunk buffers are
-        reused and only the output is new."""
-        ho, wo, bh, bw, nbh, nbw = geom
-        b, c = xp.shape[:2]
-        m, k = w.shape[0], w.shape[-1]
-        q = c * k * k
-        wt = w.reshape(m, q).t()                                                  # (Q, M)
-        sb, sc, sh, sw = xp.stride()
-        big_h, big_w = (bh - 1) * s + k, (bw - 1) * s + k
-        windows = xp.as_strided((b, nbh, nbw, c, big_h, big_w), (sb, bh * s * sh, bw * s * sw, sc, sh, sw))
-        n = tb.shape[0]
-        per = max(1, _CHUNK_BYTES // (bh * bw * q * xp.element_size()))           # tiles per chunk
-        spans = [(i, min(n, i + per)) for i in range(0, n, per)]
-        grad = torch.is_grad_enabled() and (w.requires_grad or xp.requires_grad)
-        out = xp.new_zeros(b, nbh * bh, nbw * bw, m)
-        bias_tiles = None if bias is None else bias.view(1, 1, 1, m)
-        if grad:
-            parts = [_fields(windows[tb[a:e], ti[a:e], tj[a:e]], bh, bw, k, s) @ wt for a, e in spans]
-            y = (torch.cat(parts) if parts else xp.new_zeros(0, m)).view(n, bh, bw, m)
-            self._scatter(out, y if bias_tiles is None else y + bias_tiles, tb, ti, tj)
-            return out
-        cols, ybuf = xp.new_empty(per * bh * bw, q), xp.new_empty(per * bh * bw, m)
-        for a, e in spans:
-            rows = (e - a) * bh * bw
-            stack = windows[tb[a:e], ti[a:e], tj[a:e]]                            # (L, C, big_h, big_w)
-            sn, sc2, sh2, sw2 = stack.stride()
-            cols[:rows].view(e - a, bh, bw, c, k, k).copy_(
-                stack.as_strided((e - a, bh, bw, c, k, k), (sn, s * sh2, s * sw2, sc2, sh2, sw2)))
-            torch.mm(cols[:rows], wt, out=ybuf[:rows])
-            if bias_tiles is not None:
-                ybuf[:rows] += bias_tiles.view(1, m)
-            self._scatter(out, ybuf[:rows].view(e - a, bh, bw, m), tb[a:e], ti[a:e], tj[a:e])
-        return out
-
-    @staticmethod
-    def _blocked(t: Tensor, geom: tuple[int, int, int, int]) -> Tensor:
-        """(Ho, Wo, ...) per-position tensor -> (nbh, nbw, bh, bw, ...), zero-padded to whole tiles."""
-        bh, bw, nbh, nbw = geom
-        ho, wo, rest = t.shape[0], t.shape[1], t.shape[2:]
-        flat = t.reshape(ho, wo, -1)
-        flat = F.pad(flat, (0, 0, 0, nbw * bw - wo, 0, nbh * bh - ho))
-        return flat.view(nbh, bh, nbw, bw, -1).permute(0, 2, 1, 3, 4).reshape(nbh, nbw, bh, bw, *rest)
-
-    def _untied(self, stack: Tensor, weight: Tensor, s: int, geom: tuple, tb: Tensor, tflat: Tensor) -> Tensor:
-        """One bank per position: (nA, C, Th, Tw) -> (nA, bh, bw, M), a run of consecutive tiles at a time."""
-        _, _, bh, bw, nbh, nbw = geom
-        m, q, k = weight.shape[2], weight[0, 0, 0].numel(), weight.shape[-1]
-        n = stack.shape[0]
-        if n == 0:
-            return stack.new_zeros(0, bh, bw, m)
-        wb = self._block_major(weight, geom).view(nbh * nbw * bh * bw, m, q)   # tile-major filters
-        cols = _fields(stack, bh, bw, k, s).unsqueeze(2)                     # (n*bh*bw, Q, 1)
-        brk = ((tflat[1:] != tflat[:-1] + 1) | (tb[1:] != tb[:-1])).nonzero().squeeze(1) + 1
-        starts = [0, *brk.tolist()]
-        ends = [*starts[1:], n]
-        per = bh * bw
-        training = torch.is_grad_enabled() and (weight.requires_grad or stack.requires_grad)
-        y = None if training else stack.new_empty(n * per, m, 1)
-        parts = []
-        for s0, e, t0 in zip(starts, ends, tflat[starts].tolist()):
-            wr = wb[t0 * per:(t0 + e - s0) * per]                            # contiguous slice: read in place
-            if y is None:
-                parts.append(torch.bmm(wr, cols[s0 * per:e * per]))
-            else:                                                            # inference: write in place
-                torch.bmm(wr, cols[s0 * per:e * per], out=y[s0 * per:e * per])
-        return (torch.cat(parts) if y is None else y).view(n, bh, bw, m)
-
-    def _block_major(self, weight: Tensor, geom: tuple) -> Tensor:
-        """The filters as (nbh, nbw, bh, bw, M, C*k*k); cached while the layer's weights are unchanged and
-        not being trained. The key is the layer's own parameter (its storage and version: an optimiser's
-        step changes the version; a write through ``.data`` does not, as for every autograd check) and
-        its ``norm``, not ``weight``: with ``norm``, that is a fresh tensor every call."""
-        ho, wo, bh, bw, nbh, nbw = geom
-        source = self.layer.weight
-        key = (source.data_ptr(), source._version, getattr(self.layer, "norm", None), tuple(weight.shape), geom)
-        training = torch.is_grad_enabled() and weight.requires_grad
-        if not training and self._cache is not None and self._cache[0] == key:
-            return self._cache[1]
-        full = _expand_tiles(weight, (ho, wo)).flatten(3)                     # (Ho, Wo, M, Q)
-        wb = self._blocked(full, (bh, bw, nbh, nbw)).contiguous()
-        if not training:
-            self._cache = (key, wb)
-        return wb
+        """The layer at the open tiles only, 0 elsewhere: (B, C, H, W) -> (B, M, Ho, Wo), channels-last strides
+        (:mod:`~downpour.layers._gate_gather`)."""
+        call = call or self._call(x)
+        return gated_output(x, tiles_open, call.weight, call.bias, call.k, call.s, call.geom,
+                            lambda: self._filters(self.layer, call.weight, call.geom))
 
     def _record(self, x: Tensor, tiles: Tensor, stats: RowStats, call: _Call, path: str,
                 break_even: float | None, plan: RowPlan) -> None:
