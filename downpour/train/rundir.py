@@ -5,31 +5,29 @@ import json
 import logging
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from downpour.config import ConfigError, Override, RunConfig, config_to_toml, load_config
-from downpour.data.pipeline import check_classes, decode_began, decode_change
+from downpour.data.pipeline import decode_began
 from downpour.errors import NotARunError
-from downpour.models.base import FeatureModel
-from downpour.models.registry import create_model, resolve
-from downpour.settings import is_count
-from downpour.train.checkpoint import (PAIR_KEY, CheckpointError, check_streams, load_state, read_tensors, save_state,
-                                       sha256_of)
-from downpour.train.config_record import config_record, model_differences
+from downpour.models.registry import resolve
 from downpour.train.folders import RunExistsError, folder_to_write, make_folder
 from downpour.train.metrics_file import has_row, read_rows, truncate_rows
-from downpour.train.model_file import fit_weights, replace_text, write_model
-from downpour.train.refit import refits_after
-from downpour.train.recorded import config_fills, has_key, model_fills, unread_resets, without_unread
+from downpour.train.model_file import replace_text
+from downpour.train.recorded import config_fills, has_key, unread_resets
+from downpour.train.run_begin import CONFIG_KEY, RunBegin
+from downpour.train.run_model import RunModel
 
-if TYPE_CHECKING:
-    from downpour.data.preprocess import Preprocess
+__all__ = ["CONFIG_KEY", "NotARunError", "RunDir", "RunExistsError"]   # (the last two live in errors, folders)
 
 log = logging.getLogger(__name__)
-CONFIG_KEY = "config"   # a checkpoint's JSON: the resolved config its weights were trained with
 
 
-class RunDir:
+class RunDir(RunBegin, RunModel):
+    """A run's folder: made new (:meth:`create`) or opened (:meth:`open`), its config, its files and where its
+    training stands; the model it holds (:class:`~downpour.train.run_model.RunModel`) and the start of a run or
+    a resume (:class:`~downpour.train.run_begin.RunBegin`) are methods of it too."""
+
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.trained_with: dict[str, Any] | None = None   # the config begin() saved: what checkpoints record
@@ -195,161 +193,6 @@ class RunDir:
         options it set, and one it lacked read back as its absence meant in old runs (filter_norm 0: free filters)."""
         replace_text(self.path / "config.toml", config_to_toml(resolve(cfg)))
 
-    def unsaved_at_end(self, cfg: RunConfig, start: int, resume: bool) -> bool:
-        """A resume whose checkpoint is the run's last step but whose model was not written at it (stopped
-        between the two): the runner writes the model from the checkpoint instead of training. The model
-        may be missing, or an earlier one's: a resume that raised --steps keeps the old model until its end. Only
-        at the run's own end: a checkpoint mid-way through a run resumed with --steps at or below it is refused
-        (:meth:`begin`), not saved as if the run had finished there (it wrote a step-50 model under a config of 100)."""
-        if not resume or not self.ends_unsaved(cfg, start):
-            return False
-        saved = self.model_step()
-        log.warning("%s: the checkpoint is the run's last step (%d) but the model %s; saving it now", self.path, start,
-                    "was not saved" if saved is None else f"is still step {saved}'s")
-        return True
-
-    def ends_unsaved(self, cfg: RunConfig, start: int) -> bool:
-        """:meth:`unsaved_at_end`'s test, saying nothing (``--dry-run`` asks it too)."""
-        saved = self.model_step()
-        return start == cfg.train.steps == self.config.train.steps and (saved is None or saved < start)
-
-    def model_step(self) -> int | None:
-        """The step model.json records; None without a whole model (model.safetensors or model.json missing,
-        or model.json torn by a kill while it was written: :meth:`save_model` writes it last)."""
-        if not (self.path / "model.safetensors").is_file():
-            return None
-        try:
-            meta = self.read_json("model.json")
-        except NotARunError:
-            return None
-        step = meta.get("step") if isinstance(meta, dict) else None
-        return step if isinstance(step, int) else None
-
-    def begin(self, cfg: RunConfig, preprocess: "Preprocess", start: int, resume: bool,
-              classes: list[str] | None = None) -> None:
-        """What every runner does once its state is restored and before its first step: refuse a
-        run that already reached ``cfg.train.steps``, save the config and the fitted preprocessing,
-        and on a resume drop the metrics rows logged after the checkpoint (they are logged again). ``classes``: a
-        labelled folder's, recorded with the preprocessing; a resume whose classes changed is refused first.
-        Only now, with the checkpoint loaded and the step checked: a mistyped resume leaves the run as it was.
-        The analysis stays: it describes model.safetensors, which only the resume's end replaces
-        (:meth:`save_model` removes it then; a resume stopped before its end leaves both as they were)."""
-        self.refuse_reached(cfg, start)
-        if resume:
-            check_classes(classes, self.path)
-        if (self.path / "tb").exists() and not (self.path / "tb").is_dir():   # (TensorBoard's writer: a traceback)
-            raise NotARunError(f"{str(self.path / 'tb')!r} is a file where the run's TensorBoard folder goes; move it away")
-        if (self.path / "metrics.jsonl").is_dir():
-            raise NotARunError(f"{str(self.path / 'metrics.jsonl')!r} is a folder where the run's metrics file goes; "
-                               "move it away")
-        self.save_config(cfg)
-        self.trained_with = config_record(cfg)
-        refits = refits_after(self.path, preprocess, start, decode_change(self.path, cfg.data)) if resume else []
-        self.save_preprocess(preprocess, refits, classes)
-        if resume:
-            self.truncate_metrics(start)
-
-    def stamped(self, meta: dict[str, Any]) -> dict[str, Any]:
-        """A checkpoint's ``meta`` with the config its weights train with (``config``, from :meth:`begin`): a resume
-        compares config.toml with it, so a hand edit of the file is refused by name instead of trained past."""
-        return {**meta, CONFIG_KEY: self.trained_with} if self.trained_with is not None else meta
-
-    def refuse_reached(self, cfg: RunConfig, start: int) -> None:
-        """ConfigError when a resume from step ``start`` has nothing left to train to ``cfg.train.steps``."""
-        if start >= cfg.train.steps:
-            go_on = "raise train.steps (--steps) to go on" if cfg.train.schedule != "greedy" else ("it is finished: a greedy "
-                     "schedule gives each stage its share of train.steps, so more steps means a new run (downpour train --config "
-                     f"{str(self.path / 'config.toml')!r} --steps M --out NEW); a joint run could be resumed with more --steps instead")
-            raise ConfigError(f"the run in {str(self.path)!r} already reached step {start} of {cfg.train.steps}; {go_on}")
-
-    def reached(self) -> int | None:
-        """The step (Sandblaster: iteration) the run's checkpoint records, what a resume starts from, read
-        with a resume's checks (a damaged checkpoint raises CheckpointError naming it); None without one."""
-        stems = sorted({p.name.split(".")[0] for p in self.checkpoints.glob("*.json")}) if self.checkpoints.is_dir() else []
-        steps = []
-        for stem in stems:
-            meta = load_state(self.checkpoints / stem)[1]
-            check_streams(meta, self.checkpoints / stem)      # (its streams' positions: a dry run passed damaged ones)
-            steps.append(meta.get("step", meta.get("iteration")))
-        return max((step for step in steps if isinstance(step, int)), default=None)
-
-    # --- the model ----------------------------------------------------------------------------
-    def save_model(self, model: FeatureModel, step: int, extra: dict[str, Any] | None = None) -> None:
-        """``model.safetensors`` (every parameter and buffer) + ``model.json`` (registry name, options, step)."""
-        cfg = self.config
-        write_model(self.path, model, cfg.model.name, {"step": step, "seed": cfg.seed, **(extra or {})})
-        analysed = self.analysed_step()
-        if analysed not in (None, step):   # made meanwhile (`downpour report` while a resume trained): of the model before
-            self.drop_analysis(f"they describe the model at step {analysed}, and the model is now at step {step}")
-
-    def analysed_step(self) -> int | None:
-        """The step of the model analysis.json describes (its ``trained_steps``); None without a readable one."""
-        try:
-            step = self.read_json("analysis.json").get("trained_steps") if (self.path / "analysis.json").is_file() else None
-        except (NotARunError, AttributeError):
-            return None
-        return step if is_count(step) else None
-
-    def new_model(self, meta: dict[str, Any] | None = None) -> FeatureModel:
-        """A freshly initialised model of the architecture model.json (or its dict ``meta``) describes, the
-        options it lacks read as what their absence meant (:mod:`downpour.train.recorded`): what
-        :meth:`load_model` loads the weights into, and the analysis's random-weights twin."""
-        meta = self.read_json("model.json") if meta is None else meta
-        for key, fits, what in (("model", lambda v: isinstance(v, str), "a model's name"),
-                                ("input_shape", _is_shape, "a list of sizes >= 1"),
-                                ("options", lambda v: isinstance(v, dict), "a table of the model's options")):
-            if key not in meta:
-                raise CheckpointError(f"{str(self.path / 'model.json')!r} lacks key {key!r}")
-            if not fits(meta[key]):     # a hand-edited file: a TypeError deep in the model's constructor
-                raise CheckpointError(f"{str(self.path / 'model.json')!r}: {key} is {meta[key]!r}, not {what}")
-        options = {**model_fills(self.path / "model.json", meta["model"], meta["options"]), **meta["options"]}
-        options = without_unread(self.path / "model.json", meta["model"], options)
-        config = self.path / "config.toml"
-        for key, was, now in model_differences(meta["model"], options, self.config) if config.is_file() else ():
-            why = ("lacks it, read as its absence meant in runs from before it existed; a run made in Python before "
-                   f"2026-12-04 wrote only the options it set: write {key.split('.', 1)[1]} = {was!r} into its [model]"
-                   if key in dict(config_fills(config)) else "one of them was edited (a run writes both alike); put it back")
-            raise CheckpointError(f"{str(self.path / 'model.json')!r} builds {key} = {was!r}, {str(config)!r} says "
-                                  f"{now!r}: {why}")
-        return create_model(meta["model"], tuple(meta["input_shape"]), **options)
-
-    def load_model(self, rewrites: str | None = None) -> FeatureModel:
-        """The model of model.json with model.safetensors' weights, both checked; ``rewrites``: what writes the
-        pair again where a write was cut between the two (default: this run's resume)."""
-        if not (self.path / "model.safetensors").is_file():
-            raise NotARunError(f"{str(self.path)!r} has no model.safetensors yet: has its training finished?")
-        meta = self.read_json("model.json")
-        weights = self.path / "model.safetensors"
-        tensors = read_tensors(weights)           # a damaged file is named as such first
-        if PAIR_KEY in meta and meta[PAIR_KEY] != sha256_of(weights):     # (a run from before 2026-12-02: none)
-            raise CheckpointError(f"{str(weights)!r} is not the model {str(self.path / 'model.json')!r} describes (a write "
-                                  f"was cut between the two); {rewrites or f'`downpour train --resume {self.path}`'} writes it again")
-        model = self.new_model(meta)
-        fit_weights(model, tensors, weights)
-        model.eval()
-        return model
-
-    def save_preprocess(self, preprocess: "Preprocess", refits: list[int] | None = None,
-                        classes: list[str] | None = None) -> None:
-        """``preprocess.safetensors`` + ``.json``: the fitted input processing (normalisation statistics,
-        ZCA matrix), so analysis prepares new images exactly like the training data, from this directory
-        alone. ``refits``: the steps at which a resume fitted it anew on data that had changed."""
-        tensors, meta = preprocess.state()
-        save_state(self.path / "preprocess", tensors, {**meta, **({"refit_on_resume": refits} if refits else {}),
-                                                       **({"classes": list(classes)} if classes is not None else {})})
-
-    def load_preprocess(self) -> "Preprocess | None":
-        """The run's saved input processing, or None for a run that predates it."""
-        from downpour.data.preprocess import Preprocess
-
-        if not (self.path / "preprocess.json").is_file():
-            return None
-        try:
-            return Preprocess.from_state(*load_state(self.path / "preprocess"))
-        except (ValueError, KeyError, TypeError) as err:    # a hand-edited file: a traceback in every analysis
-            why = err if isinstance(err, ValueError) else repr(err)      # (a KeyError's str() is the bare key)
-            raise CheckpointError(f"{str(self.path / 'preprocess.json')!r} cannot be read back: {why}") from None
-
     # --- files --------------------------------------------------------------------------------
     def last_loss(self) -> float | None:
         """The loss of metrics.jsonl's last row (the mean over its ``log_every`` steps); None without one."""
@@ -393,7 +236,3 @@ class RunDir:
     def no_faces_twin(self) -> Path:
         """Where ``analysis.no_faces_twin`` keeps this run's recipe trained without a face (a run directory)."""
         return self.path / self.TWIN
-
-
-def _is_shape(value: Any) -> bool:
-    return isinstance(value, list) and bool(value) and all(is_count(v, 1) for v in value)

@@ -1,0 +1,93 @@
+"""What a runner asks of its run directory at its start: the checks of a resume (the step it starts
+from, a run already at its end, a model not saved at it) and :meth:`RunBegin.begin`. A part of
+:class:`~downpour.train.rundir.RunDir`."""
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from downpour.config import ConfigError, RunConfig
+from downpour.data.pipeline import check_classes, decode_change
+from downpour.errors import NotARunError
+from downpour.train.checkpoint import check_streams, load_state
+from downpour.train.config_record import config_record
+from downpour.train.refit import refits_after
+
+if TYPE_CHECKING:
+    from downpour.data.preprocess import Preprocess
+
+log = logging.getLogger("downpour.train.rundir")   # RunDir's logger: the same records as before the split
+CONFIG_KEY = "config"   # a checkpoint's JSON: the resolved config its weights were trained with
+
+
+class RunBegin:
+    """RunDir's methods for the start of a run and of a resume (they use its ``path``, ``config``,
+    ``checkpoints``, ``model_step``, ``save_config``, ``save_preprocess`` and ``truncate_metrics``)."""
+
+    trained_with: dict[str, Any] | None
+
+    def unsaved_at_end(self, cfg: RunConfig, start: int, resume: bool) -> bool:
+        """A resume whose checkpoint is the run's last step but whose model was not written at it (stopped
+        between the two): the runner writes the model from the checkpoint instead of training. The model
+        may be missing, or an earlier one's: a resume that raised --steps keeps the old model until its end. Only
+        at the run's own end: a checkpoint mid-way through a run resumed with --steps at or below it is refused
+        (:meth:`begin`), not saved as if the run had finished there (it wrote a step-50 model under a config of 100)."""
+        if not resume or not self.ends_unsaved(cfg, start):
+            return False
+        saved = self.model_step()
+        log.warning("%s: the checkpoint is the run's last step (%d) but the model %s; saving it now", self.path, start,
+                    "was not saved" if saved is None else f"is still step {saved}'s")
+        return True
+
+    def ends_unsaved(self, cfg: RunConfig, start: int) -> bool:
+        """:meth:`unsaved_at_end`'s test, saying nothing (``--dry-run`` asks it too)."""
+        saved = self.model_step()
+        return start == cfg.train.steps == self.config.train.steps and (saved is None or saved < start)
+
+    def begin(self, cfg: RunConfig, preprocess: "Preprocess", start: int, resume: bool,
+              classes: list[str] | None = None) -> None:
+        """What every runner does once its state is restored and before its first step: refuse a
+        run that already reached ``cfg.train.steps``, save the config and the fitted preprocessing,
+        and on a resume drop the metrics rows logged after the checkpoint (they are logged again). ``classes``: a
+        labelled folder's, recorded with the preprocessing; a resume whose classes changed is refused first.
+        Only now, with the checkpoint loaded and the step checked: a mistyped resume leaves the run as it was.
+        The analysis stays: it describes model.safetensors, which only the resume's end replaces
+        (:meth:`save_model` removes it then; a resume stopped before its end leaves both as they were)."""
+        self.refuse_reached(cfg, start)
+        if resume:
+            check_classes(classes, self.path)
+        if (self.path / "tb").exists() and not (self.path / "tb").is_dir():   # (TensorBoard's writer: a traceback)
+            raise NotARunError(f"{str(self.path / 'tb')!r} is a file where the run's TensorBoard folder goes; move it away")
+        if (self.path / "metrics.jsonl").is_dir():
+            raise NotARunError(f"{str(self.path / 'metrics.jsonl')!r} is a folder where the run's metrics file goes; "
+                               "move it away")
+        self.save_config(cfg)
+        self.trained_with = config_record(cfg)
+        refits = refits_after(self.path, preprocess, start, decode_change(self.path, cfg.data)) if resume else []
+        self.save_preprocess(preprocess, refits, classes)
+        if resume:
+            self.truncate_metrics(start)
+
+    def stamped(self, meta: dict[str, Any]) -> dict[str, Any]:
+        """A checkpoint's ``meta`` with the config its weights train with (``config``, from :meth:`begin`): a resume
+        compares config.toml with it, so a hand edit of the file is refused by name instead of trained past."""
+        return {**meta, CONFIG_KEY: self.trained_with} if self.trained_with is not None else meta
+
+    def refuse_reached(self, cfg: RunConfig, start: int) -> None:
+        """ConfigError when a resume from step ``start`` has nothing left to train to ``cfg.train.steps``."""
+        if start >= cfg.train.steps:
+            go_on = "raise train.steps (--steps) to go on" if cfg.train.schedule != "greedy" else ("it is finished: a greedy "
+                     "schedule gives each stage its share of train.steps, so more steps means a new run (downpour train --config "
+                     f"{str(self.path / 'config.toml')!r} --steps M --out NEW); a joint run could be resumed with more --steps instead")
+            raise ConfigError(f"the run in {str(self.path)!r} already reached step {start} of {cfg.train.steps}; {go_on}")
+
+    def reached(self) -> int | None:
+        """The step (Sandblaster: iteration) the run's checkpoint records, what a resume starts from, read
+        with a resume's checks (a damaged checkpoint raises CheckpointError naming it); None without one."""
+        stems = sorted({p.name.split(".")[0] for p in self.checkpoints.glob("*.json")}) if self.checkpoints.is_dir() else []
+        steps = []
+        for stem in stems:
+            meta = load_state(self.checkpoints / stem)[1]
+            check_streams(meta, self.checkpoints / stem)      # (its streams' positions: a dry run passed damaged ones)
+            steps.append(meta.get("step", meta.get("iteration")))
+        return max((step for step in steps if isinstance(step, int)), default=None)

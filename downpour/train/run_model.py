@@ -1,0 +1,114 @@
+"""The model a run directory holds: model.safetensors + model.json, and the fitted input processing
+(preprocess.*), written and read back with their checks. A part of :class:`~downpour.train.rundir.RunDir`."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from downpour.errors import NotARunError
+from downpour.models.base import FeatureModel
+from downpour.models.registry import create_model
+from downpour.settings import is_count
+from downpour.train.checkpoint import PAIR_KEY, CheckpointError, load_state, read_tensors, save_state, sha256_of
+from downpour.train.config_record import model_differences
+from downpour.train.model_file import fit_weights, write_model
+from downpour.train.recorded import config_fills, model_fills, without_unread
+
+if TYPE_CHECKING:
+    from downpour.data.preprocess import Preprocess
+
+
+class RunModel:
+    """RunDir's methods for the model and the preprocessing (they use its ``path``, ``config``, ``read_json``
+    and ``drop_analysis``)."""
+
+    def model_step(self) -> int | None:
+        """The step model.json records; None without a whole model (model.safetensors or model.json missing,
+        or model.json torn by a kill while it was written: :meth:`save_model` writes it last)."""
+        if not (self.path / "model.safetensors").is_file():
+            return None
+        try:
+            meta = self.read_json("model.json")
+        except NotARunError:
+            return None
+        step = meta.get("step") if isinstance(meta, dict) else None
+        return step if isinstance(step, int) else None
+
+    def save_model(self, model: FeatureModel, step: int, extra: dict[str, Any] | None = None) -> None:
+        """``model.safetensors`` (every parameter and buffer) + ``model.json`` (registry name, options, step)."""
+        cfg = self.config
+        write_model(self.path, model, cfg.model.name, {"step": step, "seed": cfg.seed, **(extra or {})})
+        analysed = self.analysed_step()
+        if analysed not in (None, step):   # made meanwhile (`downpour report` while a resume trained): of the model before
+            self.drop_analysis(f"they describe the model at step {analysed}, and the model is now at step {step}")
+
+    def analysed_step(self) -> int | None:
+        """The step of the model analysis.json describes (its ``trained_steps``); None without a readable one."""
+        try:
+            step = self.read_json("analysis.json").get("trained_steps") if (self.path / "analysis.json").is_file() else None
+        except (NotARunError, AttributeError):
+            return None
+        return step if is_count(step) else None
+
+    def new_model(self, meta: dict[str, Any] | None = None) -> FeatureModel:
+        """A freshly initialised model of the architecture model.json (or its dict ``meta``) describes, the
+        options it lacks read as what their absence meant (:mod:`downpour.train.recorded`): what
+        :meth:`load_model` loads the weights into, and the analysis's random-weights twin."""
+        meta = self.read_json("model.json") if meta is None else meta
+        for key, fits, what in (("model", lambda v: isinstance(v, str), "a model's name"),
+                                ("input_shape", _is_shape, "a list of sizes >= 1"),
+                                ("options", lambda v: isinstance(v, dict), "a table of the model's options")):
+            if key not in meta:
+                raise CheckpointError(f"{str(self.path / 'model.json')!r} lacks key {key!r}")
+            if not fits(meta[key]):     # a hand-edited file: a TypeError deep in the model's constructor
+                raise CheckpointError(f"{str(self.path / 'model.json')!r}: {key} is {meta[key]!r}, not {what}")
+        options = {**model_fills(self.path / "model.json", meta["model"], meta["options"]), **meta["options"]}
+        options = without_unread(self.path / "model.json", meta["model"], options)
+        config = self.path / "config.toml"
+        for key, was, now in model_differences(meta["model"], options, self.config) if config.is_file() else ():
+            why = ("lacks it, read as its absence meant in runs from before it existed; a run made in Python before "
+                   f"2026-12-04 wrote only the options it set: write {key.split('.', 1)[1]} = {was!r} into its [model]"
+                   if key in dict(config_fills(config)) else "one of them was edited (a run writes both alike); put it back")
+            raise CheckpointError(f"{str(self.path / 'model.json')!r} builds {key} = {was!r}, {str(config)!r} says "
+                                  f"{now!r}: {why}")
+        return create_model(meta["model"], tuple(meta["input_shape"]), **options)
+
+    def load_model(self, rewrites: str | None = None) -> FeatureModel:
+        """The model of model.json with model.safetensors' weights, both checked; ``rewrites``: what writes the
+        pair again where a write was cut between the two (default: this run's resume)."""
+        if not (self.path / "model.safetensors").is_file():
+            raise NotARunError(f"{str(self.path)!r} has no model.safetensors yet: has its training finished?")
+        meta = self.read_json("model.json")
+        weights = self.path / "model.safetensors"
+        tensors = read_tensors(weights)           # a damaged file is named as such first
+        if PAIR_KEY in meta and meta[PAIR_KEY] != sha256_of(weights):     # (a run from before 2026-12-02: none)
+            raise CheckpointError(f"{str(weights)!r} is not the model {str(self.path / 'model.json')!r} describes (a write "
+                                  f"was cut between the two); {rewrites or f'`downpour train --resume {self.path}`'} writes it again")
+        model = self.new_model(meta)
+        fit_weights(model, tensors, weights)
+        model.eval()
+        return model
+
+    def save_preprocess(self, preprocess: "Preprocess", refits: list[int] | None = None,
+                        classes: list[str] | None = None) -> None:
+        """``preprocess.safetensors`` + ``.json``: the fitted input processing (normalisation statistics,
+        ZCA matrix), so analysis prepares new images exactly like the training data, from this directory
+        alone. ``refits``: the steps at which a resume fitted it anew on data that had changed."""
+        tensors, meta = preprocess.state()
+        save_state(self.path / "preprocess", tensors, {**meta, **({"refit_on_resume": refits} if refits else {}),
+                                                       **({"classes": list(classes)} if classes is not None else {})})
+
+    def load_preprocess(self) -> "Preprocess | None":
+        """The run's saved input processing, or None for a run that predates it."""
+        from downpour.data.preprocess import Preprocess
+
+        if not (self.path / "preprocess.json").is_file():
+            return None
+        try:
+            return Preprocess.from_state(*load_state(self.path / "preprocess"))
+        except (ValueError, KeyError, TypeError) as err:    # a hand-edited file: a traceback in every analysis
+            why = err if isinstance(err, ValueError) else repr(err)      # (a KeyError's str() is the bare key)
+            raise CheckpointError(f"{str(self.path / 'preprocess.json')!r} cannot be read back: {why}") from None
+
+
+def _is_shape(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(is_count(v, 1) for v in value)
