@@ -635,7 +635,8 @@ def test_a_converged_run_checkpoints_its_last_iteration(tmp_path, monkeypatch):
 
 def test_a_converged_run_is_not_searched_again_and_one_that_steps_on_has_not_converged(tmp_path, monkeypatch):
     """On the whole set a resume of a converged run searched again from the same point, failed alike, and saved
-    the same weights as the next iteration; with sampled batches a resume that stepped on still said converged."""
+    the same weights as the next iteration; with sampled batches a resume that stepped on still said converged.
+    Since 2026-12-05 a sampled run that stopped is finished too: only a resume with more steps steps on."""
     search = Coordinator.search
 
     def converges_at_the_third(self, iteration, rows, stage, new_batch, new_stage):
@@ -652,9 +653,12 @@ def test_a_converged_run_is_not_searched_again_and_one_that_steps_on_has_not_con
         train(_cfg("train.steps=6"), RunDir.open(tmp_path / "whole"), resume=True)
     assert (tmp_path / "whole/metrics.jsonl").read_text() == rows
     cfg = load_config(str(tmp_path / "sampled/config.toml"))
+    with pytest.raises(ConfigError, match="is finished: it stopped at L-BFGS iteration 3 \\(converged.*M above its 6"):
+        train(cfg, RunDir.open(tmp_path / "sampled"), resume=True)
+    cfg = load_config(str(tmp_path / "sampled/config.toml"), ["train.steps=8"])
     summary = train(cfg, RunDir.open(tmp_path / "sampled"), resume=True)
     rows = RunDir.open(tmp_path / "sampled").metrics()
-    assert summary["steps"] == 6 and [r["step"] for r in rows][-1] == 6 and any(r["t"] > 0 for r in rows[3:])
+    assert summary["steps"] == 8 and [r["step"] for r in rows][-1] == 8 and any(r["t"] > 0 for r in rows[3:])
     assert not summary["converged"]
 
 

@@ -265,10 +265,13 @@ def test_a_greedy_stage_whose_line_search_failed_makes_the_cli_exit_1_though_the
     assert error.startswith(f"{tmp_path / 'run'}: L-BFGS failed at iteration 1 (greedy stage 1): line search failed")
 
 
-def test_a_crossfit_whose_folds_line_search_failed_writes_everything_then_exits_1(tmp_path, caplog, capsys, monkeypatch):
+@pytest.mark.parametrize("batch", [0, 100])   # the whole data set; a new sample of 100 of the 300 each iteration
+def test_a_crossfit_whose_folds_line_search_failed_writes_everything_then_exits_1(tmp_path, caplog, capsys, monkeypatch,
+                                                                                  batch):
     """`downpour train` exits 1 when a line search failed for real; the cross-fit dropped the failure with the rest
     of its folds' summaries and exited 0. Now each fold's failures are in crossfit.json and the exit status is 1,
-    once the pooled test and its report are written."""
+    once the pooled test and its report are written. Folds that sample batches are kept alike on the same command
+    again (until 2026-12-05 they were resumed: trained on to train.steps, their failure gone from the record)."""
     search = Coordinator.search
 
     def fails(self, iteration, rows, stage, new_batch, new_stage):
@@ -281,7 +284,7 @@ def test_a_crossfit_whose_folds_line_search_failed_writes_everything_then_exits_
     argv = ["crossfit", "--config", "tica-8x8", "--runner", "simulated", "--steps", "4", "--folds", "2", "--out", str(out),
             *[a for kv in ("cluster.algorithm=sandblaster", "train.tensorboard=false", "data.samples=300",
                            "model.name=rica-8x8", "model.hidden=16", "analysis.bootstrap=200", "analysis.control_draws=1",
-                           "analysis.random_filters=50") for a in ("--set", kv)]]
+                           "analysis.random_filters=50", f"sandblaster.batch={batch}") for a in ("--set", kv)]]
     assert main(argv) == 1
     record = json.loads((out / "crossfit.json").read_text())
     assert list(out.glob("*.html"))                  # the report, written before the exit status
@@ -296,6 +299,7 @@ def test_a_crossfit_whose_folds_line_search_failed_writes_everything_then_exits_
     assert main(argv) == 0                             # kept, as `train` keeps a finished run: said, and exit 1, then
     again = json.loads((out / "crossfit.json").read_text())
     assert [run["kept"] for run in again["runs"]] == [True, True]
+    assert [json.loads((out / f"fold-{i}/sandblaster.json").read_text())["steps"] for i in range(2)] == [1, 1]
     assert [run["line_search_failures"] for run in again["runs"]] == [run["line_search_failures"] for run in record["runs"]]
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "L-BFGS failed" in r.getMessage()]
     assert len(warnings) == 2 and not [r for r in caplog.records if r.levelname == "ERROR"]
@@ -304,3 +308,40 @@ def test_a_crossfit_whose_folds_line_search_failed_writes_everything_then_exits_
         capsys.readouterr()
         assert main(["train", "--resume", str(out / "fold-0"), *dry]) == 2
         assert "is finished: it stopped at L-BFGS iteration 1 (line search failed" in capsys.readouterr().err
+
+
+def test_a_run_on_sampled_batches_that_stopped_is_finished_and_goes_on_only_with_more_steps(tmp_path, capsys, monkeypatch):
+    """A stop on sampled batches is the run's end as it is on the whole data set: its rule already waited for a failed
+    search to recur. Until 2026-12-05 `train --resume` of such a run went on to train.steps (exit 0, the stop gone from
+    sandblaster.json) where the same run on the whole data set was refused as finished. Now it is refused, with
+    --dry-run too, naming the resume that goes on anyway (more --steps), and that resume goes on, on new batches."""
+    search = Coordinator.search
+
+    def fails_second(self, iteration, rows, stage, new_batch, new_stage):
+        step = search(self, iteration, rows, stage, new_batch, new_stage)
+        if iteration != 1:
+            return step
+        return dataclasses.replace(step, stop=lbfgs.failed_search(16.0, -1.0, 1.0, 9.4, [(1.0, 16.5), (0.1, 16.05)],
+                                                                  self.eps))
+
+    monkeypatch.setattr(Coordinator, "search", fails_second)
+    out = tmp_path / "run"
+    sets = [a for kv in ("cluster.algorithm=sandblaster", "train.tensorboard=false", "data.samples=300", "model.name=rica-8x8",
+                         "model.hidden=16", "sandblaster.units=6", "sandblaster.batch=100", "analysis.no_faces_twin=false")
+            for a in ("--set", kv)]
+    assert main(["train", "--config", "tica-8x8", "--runner", "simulated", "--steps", "6", "--no-report", *sets,
+                 "--out", str(out)]) == 1
+    monkeypatch.undo()
+    assert json.loads((out / "sandblaster.json").read_text())["samples_batches"]
+    for dry in ([], ["--dry-run"]):
+        capsys.readouterr()
+        assert main(["train", "--resume", str(out), "--no-report", *dry]) == 2
+        err = capsys.readouterr().err
+        assert "is finished: it stopped at L-BFGS iteration 2 (line search failed" in err
+        assert f"downpour train --resume {str(out)!r} --steps M, M above its 6" in err
+    saved = json.loads((out / "sandblaster.json").read_text())
+    assert saved["steps"] == 2 and saved["stop"]["reason"] == "line search"
+    assert RunDir.open(out).finished(6) and not RunDir.open(out).finished(8)
+    assert main(["train", "--resume", str(out), "--steps", "8", "--no-report"]) == 0
+    saved = json.loads((out / "sandblaster.json").read_text())
+    assert saved["steps"] == 8 and saved["resumed_from"] == 2 and saved["stop"]["reason"] == "steps"

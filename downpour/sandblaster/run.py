@@ -28,6 +28,7 @@ from downpour.sandblaster.lbfgs import Coordinator
 from downpour.sandblaster.units import UnitCounts, batch_rows
 from downpour.sandblaster.worker import DTYPES
 from downpour.train.checkpoint import CheckpointError, check_finite, load_state, save_state
+from downpour.train.config_record import splits_steps
 from downpour.train.rundir import RunDir
 from downpour.train.setup import stage_for_step
 from downpour.train.signals import signals_held
@@ -145,10 +146,12 @@ def run_sandblaster(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[s
     if run.unsaved_at_end(cfg, start, resume):
         return _finish(setup, run, [shard.params() for shard in shards], progress, start, None, {})
     new_batch = 0 < s.batch < n           # a fresh sample of examples every iteration
-    if resume and progress.stop is not None and not new_batch:   # (it searched again, failed alike, and said step N + 1)
+    # a stop is the run's end (RunDir.stopped_for_good): on the whole data set it would search again and fail alike (and
+    # say step N + 1); on sampled batches its rule already waited for the failure to recur, so only more steps go on
+    if resume and progress.stop is not None and (not new_batch or total <= run.config.train.steps):
         if run.model_step() != start:         # stopped between its last checkpoint and its model: finish it
             return _finish(setup, run, [shard.params() for shard in shards], progress, start, None, {})
-        raise ConfigError(stopped_words(run, start, progress.stop["message"]))
+        raise ConfigError(stopped_words(run, start, progress.stop["message"], new_batch))
     run.begin(cfg, setup.data.preprocess, start, resume, setup.data.info.get("classes"))
     pool = _pool(setup, shards, progress.vtime)
     if pool_meta:
@@ -218,10 +221,20 @@ def run_sandblaster(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[s
     return _finish(setup, run, params, progress, start, last, info)
 
 
-def stopped_words(run: RunDir, iteration: int, why: str) -> str:
-    """Why a resume of a run that stopped for good (:meth:`RunDir.stopped_for_good`) has nothing to train."""
-    return (f"the run in {str(run.path)!r} is finished: it stopped at L-BFGS iteration {iteration} ({why}); a resume would "
-            "search again from the same point and end the same way; start a new run (or sample batches: sandblaster.batch)")
+def stopped_words(run: RunDir, iteration: int, why: str, sampled: bool = False) -> str:
+    """Why a resume of a run that stopped for good (:meth:`RunDir.stopped_for_good`) has nothing to train; ``sampled``:
+    it samples batches, so more iterations (a resume with a larger ``--steps``) would search on new ones."""
+    said = f"the run in {str(run.path)!r} is finished: it stopped at L-BFGS iteration {iteration} ({why}); "
+    if not sampled:
+        return said + ("a resume would search again from the same point and end the same way; start a new run (or "
+                       "sample batches: sandblaster.batch)")
+    cfg = run.config
+    if splits_steps(cfg):
+        return said + ("it samples batches, and its greedy stages split train.steps: going on means a new run with "
+                       f"more steps (downpour train --config {str(run.path / 'config.toml')!r} --steps M --out NEW)")
+    return said + ("it samples batches, and its rule stops only where a failed search recurs (twice in a row) or the "
+                   f"gradient vanishes; to go on anyway, on new batches: downpour train --resume {str(run.path)!r} "
+                   f"--steps M, M above its {cfg.train.steps}")
 
 
 def _next_stage(it: int, total: int, n_stages: int, schedule: str) -> int | None:

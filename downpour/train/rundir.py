@@ -92,21 +92,20 @@ class RunDir(RunBegin, RunModel):
         return has_row(self.path / self.METRICS)
 
     def finished(self, steps: int) -> bool:
-        """Whether this run's model is saved at ``steps`` (its ``train.steps``), or where its L-BFGS stopped for
-        good (:meth:`stopped_for_good`): nothing left to train."""
+        """Whether this run's model is saved at ``steps`` (its ``train.steps``), or its L-BFGS stopped for good."""
         return ((self.path / "model.json").is_file() and self.read_json("model.json").get("step") == steps
-                or self.stopped_for_good() is not None)
+                or self.stopped_for_good(steps) is not None)
 
-    def stopped_for_good(self) -> dict[str, Any] | None:
+    def stopped_for_good(self, steps: int | None = None) -> dict[str, Any] | None:
         """The ``stop`` sandblaster.json records (gradient, precision, line search) when the model is saved where it
-        stopped on the whole data set: a resume would search again from the same point and end alike (a run that
-        samples batches goes on). None otherwise. (Until 2026-12-05 only a model at train.steps was finished, and
-        `downpour crossfit` refused to go on past a fold that stopped early.)"""
-        path = self.path / "sandblaster.json"
-        record = self.read_json(path.name) if path.is_file() else {}
+        stopped (on the whole data set a resume would search again and end alike; on sampled batches the rule already
+        waited for the failure to recur), unless it samples batches and ``steps`` (a resume's) asks for more. None
+        otherwise. (Until 2026-12-05 a run that sampled batches went on, a cross-fit fold too, instead of being kept.)"""
+        record = self.read_json("sandblaster.json") if (self.path / "sandblaster.json").is_file() else {}
         stop = record.get("stop") or {"reason": "steps"}
-        sampled = record.get("samples_batches", self.config.sandblaster.batch > 0)   # (not recorded before 2026-12-05)
-        return stop if stop["reason"] != "steps" and not sampled and self.model_step() == record.get("steps") else None
+        sampled = record.get("samples_batches", self.config.sandblaster.batch > 0)   # (recorded since 2026-12-05)
+        more = sampled and steps is not None and steps > self.config.train.steps     # (it goes on, on new batches)
+        return stop if stop["reason"] != "steps" and self.model_step() == record.get("steps") and not more else None
 
     def stopped_unsaved(self) -> bool:
         """Whether the run trained but stopped before its first checkpoint (a kill, with
