@@ -163,6 +163,24 @@ def test_a_built_models_rows_say_they_count_the_inference_path_not_the_training_
     out = capsys.readouterr().out
     assert "FLOP per training example" in out.splitlines()[0] and "inference FLOPs/ex" not in out
 
+
+def test_plan_json_names_a_rows_flops_after_what_they_count_not_as_the_training_steps(capsys):
+    """Until 2026-12-05 `stages[i].flops_train` (a built model's: its inference path's forward + backward) shared its
+    name with `network.flops_train` (the training step): ufldl-sae's read 6400 and 16000 under one name. The row's key
+    is now `flops_fwd_bwd`, in the row's partition too."""
+    assert main(["plan", "--model", "ufldl-sae", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    row = plan["stages"][0]
+    assert row["stage"] == "(model)" and "flops_train" not in row and "flops_train" not in row["partition"]
+    # W1 (25 x 64): the encoder's product forward and its weight gradient (no input gradient): the inference path
+    assert row["flops_fwd_bwd"] == row["partition"]["flops_fwd_bwd"] == 2 * (2 * 25 * 64)
+    # the step: the five products of an autoencoder's step (encoder and decoder forward, two weight gradients, the codes')
+    assert plan["network"]["flops_train"] == plan["partition"]["flops_train"] == 5 * (2 * 25 * 64)
+    # a cat stage's row is its training's forward + backward: trained jointly, the rows sum to the step
+    assert main(["plan", "--config", "cat-demo", "--set", "train.schedule=joint", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert sum(s["flops_fwd_bwd"] for s in plan["stages"]) == pytest.approx(plan["network"]["flops_train"], rel=1e-12)
+
 @pytest.mark.parametrize("preset, by_hand", [
     # W (64 x 64): encoder and decoder forward, the decoder's weight and code gradients, the encoder's weight
     # gradient, and the pooled L2 term's pooling product (64 x 64) forward and backward into the codes

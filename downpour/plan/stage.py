@@ -17,7 +17,8 @@ class Stage:
 
     ``positions``: output positions of the stage's filter (H x W); ``connections``: encoder weights;
     ``params``: trainable weights (encoder, plus the untied decoder); ``flops_train``: forward and
-    backward of one training step, per example; ``act_floats``: the values (bytes / 4) one example keeps for the
+    backward per example (a cat stage's training step; a model's layer on its inference path, the plan JSON's
+    ``flops_fwd_bwd``); ``act_floats``: the values (bytes / 4) one example keeps for the
     backward pass of a training step (a model's layer: what autograd saved while the layer ran). The ``window`` fields describe the spatial layout model parallelism cuts.
     """
 
