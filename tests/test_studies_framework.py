@@ -13,7 +13,7 @@ from downpour.cli import main
 from downpour.config import ConfigError, load_config
 from downpour.studies.base import Condition, Study
 from downpour.studies import study_class
-from downpour.studies.run import _check_sets, _pair, run_study
+from downpour.studies.run import ADDED_KEYS, _check_sets, _pair, run_study
 from downpour.studies.stats import (effect_words, family_paragraph, flips, holm, mean_ci, paired_difference,
                                     paired_p, paired_proportions, paired_test, proportion_words, record_test, wilson)
 
@@ -218,10 +218,14 @@ def test_the_cache_knows_what_defines_each_cell(planted, tmp_path, monkeypatch, 
     assert CALLS == [] and "predates the record" in caplog.text
 
 
-def test_a_folder_begun_before_a_key_was_added_at_the_value_that_trains_as_before_is_resumed(planted, tmp_path):
+@pytest.mark.parametrize("section, key", [("cluster", "lr"), ("analysis", "invariance_fill")])
+def test_a_folder_begun_before_a_key_was_added_at_the_value_that_trains_as_before_is_resumed(planted, tmp_path,
+                                                                                             section, key):
     """cluster.lr (2026-12-04; 0 = train.lr) changed the hash of every cell of every study: each folder begun before
     it was refused ("the configs of a, b resolve differently now"), its cells unchanged. The header here is
-    rewritten as the code before cluster.lr hashed each condition's config (sha256 of its table but the seed)."""
+    rewritten as the code before the key hashed each condition's config (sha256 of its table but the seed).
+    analysis.invariance_fill (2026-12-05) did the same to every study, though only the mechanisms study measures
+    invariance (its measured_by names the fill, so its folders are refused for it there, not here)."""
     import hashlib
 
     from downpour.config import config_to_dict
@@ -234,7 +238,8 @@ def test_a_folder_begun_before_a_key_was_added_at_the_value_that_trains_as_befor
     for condition in Planted().conditions():
         table = {k: v for k, v in config_to_dict(resolve(load_config("teacher-student", [*condition.sets, ("seed", 0)]))).items()
                  if k != "seed"}
-        del table["cluster"]["lr"]                                    # (the key did not exist)
+        for s, k in ADDED_KEYS:     # (the key did not exist; one added before it was left out at its old value)
+            del table[s][k]
         header["resolved"][condition.name] = hashlib.sha256(
             json.dumps(table, sort_keys=True, default=str).encode()).hexdigest()[:16]
     path.write_text("\n".join([json.dumps(header), *lines[1:]]) + "\n")
@@ -243,8 +248,10 @@ def test_a_folder_begun_before_a_key_was_added_at_the_value_that_trains_as_befor
     assert sorted(CALLS) == [("a", 2), ("b", 2)]
     # the key at another value is another cell
     from downpour.studies.run import _digest
-    at = {lr: _digest(resolve(load_config("teacher-student", [("cluster.lr", lr)]))) for lr in (0.0, 0.1)}
-    assert at[0.0] != at[0.1]
+    other = {"lr": 0.1, "invariance_fill": "border"}[key]
+    at = [_digest(resolve(load_config("teacher-student", [(f"{section}.{key}", v)])))
+          for v in (ADDED_KEYS[section, key], other)]
+    assert at[0] != at[1]
 
 
 def test_cells_of_a_preset_that_changed_since_are_not_mixed_with_new_ones(planted, tmp_path, monkeypatch):

@@ -159,8 +159,10 @@ def cells_header(study: Any, conditions: list[Any], sets: list[tuple[str, Any]])
 # Keys added since a study folder's header first held these hashes, each with the value that trains as before it
 # existed: left out of the hash at that value, so a folder begun before the key is not refused for it. cluster.lr
 # (2026-12-04, 0 = train.lr) changed every cell's hash of every study: each folder was refused, "the configs of ...
-# resolve differently now", its cells unchanged.
-ADDED_KEYS = {("cluster", "lr"): 0.0}
+# resolve differently now", its cells unchanged. analysis.invariance_fill (2026-12-05) did it again: no training reads
+# it, and the one study that measures invariance (mechanisms) names the fill in its measured_by, so its "mean" (the
+# default) is left out too; "border" is hashed, another cell.
+ADDED_KEYS = {("cluster", "lr"): 0.0, ("analysis", "invariance_fill"): "mean"}
 
 
 def _digest(cfg: RunConfig) -> str:
