@@ -47,6 +47,20 @@ def test_a_shift_uncovers_each_images_own_mean_or_its_repeated_edge():
         transform(x, shift=(1.0, 0.0), fill="zeros")
 
 
+@pytest.mark.parametrize("warp", [dict(scale=0.25), dict(scale=0.3536), dict(scale=0.5), dict(scale=2.0),
+                                  dict(shift=(3.0, -2.0)), dict(angle=30.0)])
+def test_a_warp_of_an_image_is_the_warp_of_it_on_a_larger_plain_canvas(warp):
+    """With the mean fill, an image is a picture on an endless canvas of its own mean, per channel: warping it is
+    warping it on a larger such canvas and keeping the middle. (A shrink's blur repeated the edges under either fill
+    until 2026-12-05, so the shrunk face kept an unblurred step at its border: 0.23 off at 0.354x on 30 lfw faces.)"""
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 16, 16)
+    mean = x.mean(dim=(2, 3), keepdim=True)
+    big = mean.expand(2, 3, 48, 48).clone()
+    big[..., 16:32, 16:32] = x                              # the same mean: the canvas is at it
+    assert torch.allclose(transform(big, **warp)[..., 16:32, 16:32], transform(x, **warp), atol=1e-5)
+
+
 def test_a_band_unit_keeps_its_response_to_the_sweeps_end_under_the_repeated_edge_and_not_under_the_mean():
     """The band reaches both side edges, so a horizontal shift with the edge repeated gives back the same image: the
     unit's translation range ran to the sweep's end (as 47 of the mechanisms study's 48 cells' did). With each image's

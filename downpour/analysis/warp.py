@@ -35,8 +35,18 @@ def transform(x: Tensor, *, scale: float = 1.0, shift: tuple[float, float] = (0.
         raise ValueError(f"fill must be one of {', '.join(FILLS)}, got {fill!r}")
     n, _, h, w = x.shape
     mean = x.mean(dim=(2, 3), keepdim=True)         # (N, C, 1, 1): the image's own, before a shrink's blur moves it
+    centred, margin = x - mean, 0
     if scale < 1:       # shrinking samples the image sparser than its pixels: blur first, or it aliases
-        x = _blur(x, (1 / scale - 1) / 2)
+        sigma = (1 / scale - 1) / 2
+        if fill == "border":
+            x = _blur(x, sigma)
+        else:
+            # the image on its canvas blurred, its edge into the canvas too (so the frame grows by the blur's reach).
+            # Until 2026-12-05 the blur repeated the edges under either fill, so a face shrunk onto its mean kept an
+            # unblurred step at its border: on 30 lfw faces at 0.354x, 0.014 RMS (0.23 at most) off the shrink of the
+            # face on a larger plain canvas, against 0.058 RMS of contrast in the shrunk face itself
+            margin = _radius(sigma) if sigma >= MIN_SIGMA else 0
+            centred = _blur(F.pad(centred, (margin,) * 4), sigma, "constant")
     a = math.radians(angle)
     cos, sin = math.cos(a) / scale, math.sin(a) / scale
     # affine_grid maps each output position to where it samples the input, in coordinates that run over [-1, 1]
@@ -48,22 +58,33 @@ def transform(x: Tensor, *, scale: float = 1.0, shift: tuple[float, float] = (0.
     grid = F.affine_grid(theta.expand(n, 2, 3), list(x.shape), align_corners=False)
     if fill == "border":
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    # [-1, 1] spans the padded image's sides: the same pixels are at (side / padded side) of their coordinates
+    grid = grid * torch.tensor([w / (w + 2 * margin), h / (h + 2 * margin)], dtype=grid.dtype)
     # outside is 0 once the mean is taken off: bilinear weights then blend the edge into the canvas over one pixel
-    return F.grid_sample(x - mean, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + mean
+    return F.grid_sample(centred, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + mean
 
 
-def _blur(x: Tensor, sigma: float) -> Tensor:
-    """x (N, C, H, W) under a separable Gaussian of ``sigma`` pixels, edges repeated.
+MIN_SIGMA = 0.05     # a blur narrower than this moves no pixel by more than round-off: left out
+
+
+def _radius(sigma: float) -> int:
+    """How far :func:`_blur`'s kernel of ``sigma`` pixels reaches, in pixels."""
+    return max(1, math.ceil(3 * sigma))
+
+
+def _blur(x: Tensor, sigma: float, pad: str = "replicate") -> Tensor:
+    """x (N, C, H, W) under a separable Gaussian of ``sigma`` pixels; beyond the edges ``pad`` (F.pad's mode:
+    "replicate" repeats them, "constant" reads 0).
 
     The anti-aliasing of a shrink by s, sigma = (1/s - 1)/2 as scikit-image's ``rescale`` sets it: bilinear sampling
     alone reads 2 of every 4 pixels at 0.25x (until 2026-12-05 the sweep stopped at 0.5x, where it reads every pixel)."""
-    if sigma < 0.05:
+    if sigma < MIN_SIGMA:
         return x
-    radius = max(1, math.ceil(3 * sigma))
+    radius = _radius(sigma)
     k = torch.exp(-0.5 * (torch.arange(-radius, radius + 1, dtype=x.dtype) / sigma) ** 2)
     k = k / k.sum()
     n, c, h, w = x.shape
     flat = x.reshape(n * c, 1, h, w)
-    flat = F.conv2d(F.pad(flat, (radius, radius, 0, 0), mode="replicate"), k.view(1, 1, 1, -1))
-    flat = F.conv2d(F.pad(flat, (0, 0, radius, radius), mode="replicate"), k.view(1, 1, -1, 1))
+    flat = F.conv2d(F.pad(flat, (radius, radius, 0, 0), mode=pad), k.view(1, 1, 1, -1))
+    flat = F.conv2d(F.pad(flat, (0, 0, radius, radius), mode=pad), k.view(1, 1, -1, 1))
     return flat.reshape(n, c, h, w)
