@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from downpour.analysis.invariance import invariance_curves, invariance_summary, sweep, tied_summary, transform
-from downpour.analysis.report_notes import invariance_rows, tied_invariance
+from downpour.analysis.report_invariance import invariance_rows, tied_invariance
 from downpour.errors import DataError
 from downpour.models.base import FeatureModel
 from test_analysis_planted import PlantedModel

@@ -116,3 +116,35 @@ def test_the_fill_is_an_analysis_option_checked_by_name():
     assert analysis_options(RunConfig(), {"invariance_fill": "border"}).invariance_fill == "border"
     with pytest.raises(ConfigError, match="invariance_fill"):
         analysis_options(RunConfig(), {"invariance_fill": "zeros"})
+
+
+def test_the_report_says_which_fill_and_gives_the_tied_units_upper_scale_end():
+    """analysis.json recorded the fill (invariance.fill) and the tied units' upper scale ends (widths.scale_up) and
+    the report showed neither (until 2026-12-05): a reader could not tell a range measured on a plain canvas from one
+    in the repeated edges, nor which end of the tied widths ran out. A file before the fill existed was measured with
+    the edges repeated."""
+    from html import escape as html_escape
+
+    from downpour.analysis.invariance import sweep, tied_summary
+    from downpour.analysis.report import _invariance
+    torch.manual_seed(0)
+    model = LinearModel((1, SIDE, SIDE), n_units=2)
+    weight = torch.full((1, SIDE, SIDE), -1 / 3)
+    weight[0, 12:20] = 1.0
+    model.plant(0, weight)
+    model.plant(1, torch.roll(weight, 1, dims=1))            # the band a row lower: another range
+    faces = _band().expand(6, 1, SIDE, SIDE) + 0.01 * torch.randn(6, 1, SIDE, SIDE)
+    level = float(model(faces)[:, 0].detach().mean())
+    inv = invariance_curves(model, faces, 0, baseline=0.4 * level)
+    inv.update(summary=invariance_summary(inv),
+               tied=tied_summary(sweep(model, faces, [0, 1], [1, 1], [0.4 * level] * 2)))
+    html = _invariance({"invariance": inv})
+    assert 'is each image\'s own mean, a plain canvas (analysis.invariance_fill = "mean")' in html
+    u = inv["tied"]["widths"]["scale_up"]
+    assert u["measured"] == 2 and u["mean"] is not None
+    ended = f"{u['censored']} of them at the sweep's largest scale" if u["censored"] else "none at the sweep's largest"
+    assert html_escape(f"; its upper end {u['mean']:.3g} ± {u['std']:.2g} octaves above 1x, median {u['median']:.3g} "
+                       f"({u['min']:.3g}–{u['max']:.3g}), {ended}") in html
+    del inv["fill"]                                        # an analysis.json from before the fill: the edges repeated
+    assert ('the image\'s edge pixels repeated (analysis.invariance_fill = "border", the only fill before 2026-12-05)'
+            in _invariance({"invariance": inv}))

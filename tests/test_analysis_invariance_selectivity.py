@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from downpour.analysis.invariance import invariance_curves, invariance_summary, selectivity_summary, sweep, tied_summary
-from downpour.analysis.report_notes import invariance_rows, selectivity_rows
+from downpour.analysis.report_invariance import invariance_rows, selectivity_rows
 from downpour.models.base import FeatureModel
 
 

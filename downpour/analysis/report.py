@@ -11,8 +11,9 @@ from typing import Any
 
 
 from downpour.analysis.report_notes import data_note, distinct as _distinct, faces_seen, first_layer_note, one_orientation
-from downpour.analysis.report_notes import (chosen_among, invariance_rows, invariance_words, loss_headline as _loss_headline,
-                                           selectivity_rows, tied_invariance, tied_unresponsive)
+from downpour.analysis.report_invariance import (fill_words, invariance_rows, invariance_words, selectivity_rows,
+                                                tied_invariance, tied_unresponsive)
+from downpour.analysis.report_notes import chosen_among, loss_headline as _loss_headline
 from downpour.analysis.report_notes import several_optima, top_words
 from downpour.analysis.report_notes import untied_note
 from downpour.analysis.report_controls import controls as _controls, heading as _controls_heading
@@ -217,7 +218,8 @@ def _invariance(a: dict[str, Any]) -> str:
                 f"choice's criterion (its tie goes to the larger Cohen's d); {last} how much its ranges "
                 f"depend on that tie-break.{esc(tied_unresponsive(inv))}</p>")
     oop = inv.get("out_of_plane_rotation", {})
-    return (f"<p>{invariance_words(inv)}; shaded: ± one standard error of the mean (analysis.json also has the spread across images).</p>"
+    return (f"<p>{invariance_words(inv)}; shaded: ± one standard error of the mean (analysis.json also has the spread across images). "
+            f"{fill_words(inv)}</p>"
             + table(rows, header, "invariance-table") + note
             + (f'<p class="note">Out-of-plane rotation: not measured ({esc(oop.get("reason", ""))}).</p>'
                if not oop.get("available", False) else ""))

@@ -1,15 +1,14 @@
 """Sentences of report.html that depend on what the run was: the loss headline (one logged row, a greedy
 run's stages), the first-layer filters' notes (copies of one filter, a designed, random or Gabor-started
 layer, edge-like filters of one orientation), the top images' (what they were drawn from, and the concept's share
-of it), the invariance scale (which way the unit answers, and a unit with no response to keep) and what the face
-test can say of a run that saw no face."""
+of it) and what the face test can say of a run that saw no face (the invariance sentences are report_invariance's
+since 2026-12-05)."""
 from __future__ import annotations
 
 import math
 from typing import Any
 
 from downpour.analysis.edges import ONE_ORIENTATION, ONE_ORIENTATION_MIN
-from downpour.analysis.invariance import RELATIVE, identity_index
 from downpour.analysis.report_parts import esc, num, pct
 from downpour.config import FACE_SOURCES
 from downpour.errors import DownpourError
@@ -159,95 +158,6 @@ def top_words(top: dict[str, Any], sign: int = 1) -> str:
             f"{k * share:.2g} expected by chance (the class is {pct(share)} of those images)")
 
 
-_UNITS = {"scale": "× {:g} … × {:g}", "translation_x": "{:g} … {:g} pixels", "translation_y": "{:g} … {:g} pixels",
-          "rotation": "{:g} … {:g} degrees", "out_of_plane_rotation": "{:g} … {:g} degrees"}
-
-
-def invariance_rows(inv: dict[str, Any]) -> list[list[str]]:
-    """[transform, range] for the report's invariance table: in its units, and a range that runs to an end of
-    the measured sweep said to (the unit may hold up further: the range is a lower bound there). A curve whose
-    untransformed images leave the unit short of its baseline has no range: said so, not a bare "–"."""
-    swept = {c["transform"]: c for c in inv.get("curves", [])}
-    rows = []
-    for name, r in inv.get("summary", {}).get("ranges", {}).items():
-        curve = swept.get(name, {})
-        if r is None:
-            short = curve.get("normalised_to", inv.get("normalised_to", RELATIVE)) != RELATIVE   # (a pose curve's own)
-            unswept = curve.get("values") and identity_index(curve) is None    # (said since 2026-12-05: it read "–")
-            rows.append([name, _no_identity(name) if unswept else
-                         f"none: the unit is not {_side(inv)} its baseline even at the identity" if short else "–"])
-            continue
-        text = _UNITS.get(name, "{:g} … {:g}").format(*r)
-        values = curve.get("values")
-        if values and _at_an_end(r, values):
-            text += _lower_bound(r, values)
-        rows.append([name, text])
-    return rows
-
-
-def _no_identity(name: str) -> str:
-    """The words for a curve whose sweep lacks the identity (a custom sweep): nothing untransformed to keep."""
-    return (f"none: the sweep has no untransformed point ({'scale 1' if name == 'scale' else name + ' 0'}), so "
-            "nothing untransformed to keep")
-
-
-def _at_an_end(r: list[float], values: list[float]) -> bool:
-    """Whether the range ``r`` runs to an end of the sweep ``values``: the unit may hold up further (invariance.py's
-    ``censored``, read from the range where a file predates the flag)."""
-    return r[0] <= min(values) or r[1] >= max(values)
-
-
-def _lower_bound(r: list[float], values: list[float]) -> str:
-    """The words after a range at an end of the sweep ``values``: it is a lower bound there."""
-    whole = r[0] <= min(values) and r[1] >= max(values)
-    return " (the whole sweep: at least this)" if whole else " (to the sweep's end: at least this far)"
-
-
-def selectivity_rows(inv: dict[str, Any]) -> list[str]:
-    """Per row of :func:`invariance_rows`, the range where the unit's AUC of the warped concept images against the other
-    class warped alike stays >= halfway between chance and its untransformed AUC (analysis.json's
-    ``invariance.selectivity``, since 2026-12-05), "–" for a transform it lacks (out-of-plane rotation)."""
-    sel = inv.get("selectivity") or {}
-    swept = {c["transform"]: c for c in inv.get("curves", [])}
-    out = []
-    for name in inv.get("summary", {}).get("ranges", {}):
-        if name not in sel.get("ranges", {}):
-            out.append("–")
-            continue
-        r, auc = sel["ranges"][name], sel["auc"][name]
-        if auc is None:         # (a custom sweep without it; since 2026-12-05, it used to read the nearest value)
-            out.append(_no_identity(name))
-            continue
-        if r is None:
-            out.append(f"none: AUC {auc:.3f} untransformed, no lead over chance to keep")
-            continue
-        text = _UNITS.get(name, "{:g} … {:g}").format(*r) + f" (AUC ≥ {0.5 + sel['keep'] * (auc - 0.5):.3f})"
-        if sel["censored"].get(name):
-            text += _lower_bound(r, swept.get(name, {}).get("values") or r)
-        out.append(text)
-    return out
-
-
-def _side(inv: dict[str, Any]) -> str:
-    """Which way the unit answers the concept: a unit the concept lowers (sign -1) is measured below its baseline."""
-    return "below" if inv.get("sign", 1) < 0 else "above"
-
-
-def invariance_words(inv: dict[str, Any]) -> str:
-    """What the invariance curves' 1 and 0 are (up to the standard-error clause). It said "the untransformed response
-    above the unit's mean on the other class" of every unit: ufldl-sae's unit 3, which faces lower (0.002 against
-    0.039), and a folder's unit whose concept images did not move it past that mean at all (rings after 200 steps:
-    curves divided by their largest value, a table of bare "–" and no word why)."""
-    side = _side(inv)
-    mean = f"the unit's mean on the other class ({inv.get('baseline', 0):.3g}; 0 on this scale)"
-    head = f"Response of unit {esc(inv['unit'])} over {esc(inv['images'])} images of the concept"
-    if inv.get("normalised_to", RELATIVE) == RELATIVE:
-        return f"{head}, how far {side} {mean}, as a share of the untransformed images' (1 on this scale)"
-    return (f"{head}: on the untransformed images it is not {side} {mean}, so it has no response there to keep and "
-            f"no range is read; the curves show only their shape, how far {side} that mean, divided by "
-            "the largest such value")
-
-
 def chosen_among(row: dict[str, Any], localizer: bool = False, first: str = "") -> str:
     """" (chosen among 7 units with selection AUC 1.000)" beside a chosen unit whose choice was tied (its row's
     ``tied``, since 2026-12-04), "" where it was not (or analysis.json predates the count). ``localizer``: the tie was
@@ -278,59 +188,6 @@ def chosen_among(row: dict[str, Any], localizer: bool = False, first: str = "") 
         said += (f"; the tied {noun}' test AUC{each} {t['mean']:.3f} ± {t['std']:.3f} ({t['min']:.3f}–{t['max']:.3f}), "
                  f"this one's {row.get('auc', row.get('test_auc', math.nan)):.3f}")
     return f" ({said})"
-
-
-def tied_invariance(inv: dict[str, Any], selectivity: bool = False) -> list[str]:
-    """Per row of :func:`invariance_rows`, the range's width over the units tied with the pictured one (analysis.json's
-    ``invariance.tied``, since 2026-12-04): "0.85 ± 0.30 octaves, median 0.90 (0–1), over the 5 of 7 with a range",
-    and how many ran to the sweep's end (", 2 of them to the sweep's end: the mean is at least this"). A tied unit
-    without a range answers the concept no more than its baseline: left out of the figures, and said
-    (:func:`tied_unresponsive`); a median beside the mean since 2026-12-05 (files before it have none).
-    ``selectivity``: the widths of the AUC ranges (``invariance.tied.selectivity``, :func:`selectivity_rows`' ranges)
-    instead, in the same words; a unit at or below chance untransformed has none. Since 2026-12-05: analysis.json had
-    them and the report showed the response widths alone."""
-    tied = inv.get("tied") or {}
-    widths = ((tied.get("selectivity") or {}) if selectivity else tied).get("widths", {})
-    out = []
-    for name in inv.get("summary", {}).get("ranges", {}):
-        w = widths.get(name)
-        if not w:                 # (out-of-plane rotation: the chosen unit's alone)
-            out.append("–")
-        elif w["mean"] is None:
-            out.append(f"none of {tied['size']} has a range")
-        else:
-            # (a range at the sweep's end is a lower bound, so the mean is too: since 2026-12-05 the column says so)
-            ended = w["censored"] if "censored" in w else _ended(inv, name)
-            at_end = f", {ended} of them to the sweep's end: the mean is at least this" if ended else ""
-            median = f", median {w['median']:.3g}" if w.get("median") is not None else ""
-            out.append(f"{w['mean']:.3g} ± {w['std']:.2g} {w['units']}{median} ({w['min']:.3g}–{w['max']:.3g}), over "
-                       + (f"the {w['measured']} of {tied['size']} with a range" if w["measured"] < tied["size"]
-                          else f"all {tied['size']}") + at_end)
-    return out
-
-
-def _ended(inv: dict[str, Any], name: str) -> int:
-    """How many of the tied units' ranges for ``name`` run to an end of the sweep, counted from ``invariance.tied.ranges``
-    and the pictured unit's curve (the tied units share its sweep): an analysis.json from before 2026-12-05 has no
-    ``censored`` count, and its column read such widths (2.00 octaves, the whole 0.5x-2x sweep) as measured."""
-    values = next((c["values"] for c in inv.get("curves", []) if c["transform"] == name), None)
-    ranges = (inv.get("tied") or {}).get("ranges", {}).get(name) or []
-    if not values:
-        return 0
-    return sum(1 for r in ranges if r is not None and _at_an_end(r, values))
-
-
-def tied_unresponsive(inv: dict[str, Any]) -> str:
-    """The sentence on the tied units without a range (analysis.json's ``invariance.tied.unresponsive``, since
-    2026-12-05), "" when every one has a range."""
-    tied = inv.get("tied") or {}
-    n = len(tied.get("unresponsive", []))
-    if not n:
-        return ""
-    return (f" {n} of the {tied['size']} tied units answer these images no more than the other class (their "
-            "baseline): they have no response for a transform to keep, so no range; the widths are over the other "
-            f"{tied['size'] - n}, not {n} zeros among them (a zero would be a unit that loses its answer at the first "
-            "step).")
 
 
 def faces_seen(run: Any) -> str | None:
