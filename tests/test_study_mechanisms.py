@@ -112,6 +112,21 @@ def test_the_verdict_reads_the_auc_ranges_beside_the_response_ranges():
     assert "inv_scale_octaves_auc" in study_class("mechanisms")(quick=True).resolution
 
 
+def test_the_verdict_gives_the_scale_ranges_upper_end_inside_the_widths_words():
+    """The scale range's upper end alone (inv_scale_up_octaves[_auc], 2026-12-05) read "(to the sweep's end ...) (up to
+    1.00 [0.90, 1.10] octaves above 1x (to the sweep's end ...))", nested, and the AUC's upper end was not said."""
+    keys = ("probe_digits", "probe_digits_pixels", "probe_lfw", "inv_scale_octaves", "inv_shift", "inv_rotation",
+            "inv_scale_octaves_auc", "inv_shift_auc", "inv_rotation_auc", "inv_auc_ranged", "inv_tied", "flops_fwd",
+            "params", "seconds_per_step", "inv_scale_up_octaves", "inv_scale_up_octaves_auc")
+    plain = {"condition": "plain", "figures": {k: [1.0, 0.9, 1.1] for k in keys}, "extra": {}, "n": 2,
+             "censored": {"inv_scale_octaves": 2, "inv_scale_up_octaves_auc": 1}}
+    words = study_class("mechanisms")(quick=True).verdict([plain])
+    assert ("kept half its response over 1.00 [0.90, 1.10] octaves of scale (to the sweep's end in 2 of 2 seeds: at "
+            "least that; its upper end 1.00 [0.90, 1.10] octaves above 1x), ") in words
+    assert ("over 1.00 [0.90, 1.10] octaves of scale (its upper end 1.00 [0.90, 1.10] octaves above 1x, at the "
+            "sweep's largest scale in 1 of 2 seeds: at least that), ") in words
+
+
 class _TwoFaces(FeatureModel):
     """Unit 0: the centre square's mean (what lfw's training part tells faces by); unit 1: the top-left corner
     square's mean, which only the held-out faces carry, so it wins a choice made on held-out images (the best-neuron

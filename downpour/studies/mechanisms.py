@@ -104,24 +104,30 @@ class MechanismsStudy(MeasuredStudy):
             n = ref.get("censored", {}).get(key)
             return f" (to the sweep's end in {n} of {ref['n']} seeds: at least that)" if n else ""
 
+        def scale(suffix: str) -> str:      # the width, and its upper end alone where the cells have it
+            width, up = "inv_scale_octaves" + suffix, "inv_scale_up_octaves" + suffix
+            said = [f"to the sweep's end in {n} of {ref['n']} seeds: at least that"
+                    for n in [ref.get("censored", {}).get(width)] if n]
+            if up in ref["figures"]:        # (since 2026-12-05: the shrinking end is the one the width usually runs to)
+                n = ref.get("censored", {}).get(up)
+                said.append(f"its upper end {value(ref, up, '{:.2f}')} octaves above 1x"
+                            + (f", at the sweep's largest scale in {n} of {ref['n']} seeds: at least that" if n else ""))
+            return f"{value(ref, width, '{:.2f}')} octaves of scale" + (f" ({'; '.join(said)})" if said else "")
+
         ranged = (f"that have a range ({value(ref, 'inv_ranged', '{:.3g}')} of {tied} per seed; one no stronger on the "
                   "faces than on the non-faces has none)" if "inv_ranged" in ref["figures"] else f"({tied} per seed)")
         # its selectivity beside its response (since 2026-12-05): the response range cannot tell a face detector from a
         # blob detector, the AUC's can (faces vs non-faces both warped, over the tied units above chance untransformed)
         auc_ranges = ("; its AUC, faces vs non-faces both warped, kept half its lead over chance (over the "
                       f"{value(ref, 'inv_auc_ranged', '{:.3g}')} units above chance) over "
-                      f"{value(ref, 'inv_scale_octaves_auc', '{:.2f}')} octaves of scale{ends('inv_scale_octaves_auc')}, "
+                      f"{scale('_auc')}, "
                       f"{value(ref, 'inv_shift_auc')} of the side{ends('inv_shift_auc')} and "
                       f"{value(ref, 'inv_rotation_auc', '{:.0f}')} degrees{ends('inv_rotation_auc')}"
                       if "inv_scale_octaves_auc" in ref["figures"] else "")
-        # the scale range's upper end alone (since 2026-12-05): the shrinking end is the one the width usually runs to
-        up = (f" (up to {value(ref, 'inv_scale_up_octaves', '{:.2f}')} octaves above 1x"
-              f"{ends('inv_scale_up_octaves')})" if "inv_scale_up_octaves" in ref["figures"] else "")
         paras = [f"The plain stage reached digits probe accuracy {value(ref, 'probe_digits')} (input pixels "
                  f"{value(ref, 'probe_digits_pixels')}) and lfw probe accuracy {value(ref, 'probe_lfw')}; its face unit, averaged "
                  f"over the units tied with it at the top of the choice {ranged}, "
-                 f"kept half its response over {value(ref, 'inv_scale_octaves', '{:.2f}')} octaves of scale{ends('inv_scale_octaves')}"
-                 f"{up}, "
+                 f"kept half its response over {scale('')}, "
                  f"{value(ref, 'inv_shift')} of the side in translation{ends('inv_shift')} and "
                  f"{value(ref, 'inv_rotation', '{:.0f}')} degrees of rotation{ends('inv_rotation')}{auc_ranges}, at "
                  f"{ref['figures']['flops_fwd'][0] / 1e3:.0f} kFLOP per sample forward and "
