@@ -24,7 +24,7 @@ from downpour.parallel.partition import merge_model
 from downpour.ps.checkpoint import SERVER, ShardState, load_server, next_seqs, restoring
 from downpour.ps.compensation import make_compensation
 from downpour.ps.coordinator import Coordinator
-from downpour.ps.lost_shards import checkpoint_step, record_stop, shard_event, shard_events
+from downpour.ps.lost_shards import checkpoint_step, go_events, numbered, record_stop, shard_event
 from downpour.ps.recorder import Driver, Recorder, ShardLost, write_staleness
 from downpour.ps.setup import ClusterSetup, batch_seed, make_shards, seeds_local_first, set_up_cluster
 from downpour.train.checkpoint import CheckpointError
@@ -51,8 +51,8 @@ def run_cluster(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, 
     A lost shard (:class:`ShardLost`) does not end the run: every shard is restarted from the last
     server checkpoint (``cluster.checkpoint_seconds`` apart on Ray), losing at most the updates since,
     up to ``cluster.shard_restarts`` times."""
-    # the run's shard events: a resumed run's (staleness.json), then this command's restarts and stop
-    events = shard_events(run) if resume else []
+    # the run's go events: a resumed run's (staleness.json), then this command's resumes, restarts and stop
+    events = go_events(run) if resume else []
     began: list[int] = []                      # the step the user's own run or resume began at (the first go's)
     for attempt in range(cfg.cluster.shard_restarts + 1):
         try:
@@ -72,8 +72,8 @@ def run_cluster(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, 
 
 def _run_once(cfg: RunConfig, run: RunDir, resume: bool, shard_log: list[dict[str, Any]] | None = None,
               began: list[int] | None = None) -> dict[str, Any]:
-    """One go at the run; ``shard_log``: the run's shard events before it (:mod:`downpour.ps.lost_shards`: restarts, a
-    stop; the checkpoint it resumes from may predate them); ``began``: the first go's start step, noted by it (a
+    """One go at the run; ``shard_log``: the run's go events before it (:mod:`downpour.ps.lost_shards`: restarts, a
+    stop, resumes; the checkpoint it resumes from may predate them), its own ``resumed`` appended; ``began``: the first go's start step, noted by it (a
     restart resumes from a checkpoint itself, and the summary's ``resumed_from`` is the user's)."""
     shard_log, began = shard_log if shard_log is not None else [], began if began is not None else []
     setup = set_up_cluster(cfg)
@@ -120,8 +120,9 @@ def _run_once(cfg: RunConfig, run: RunDir, resume: bool, shard_log: list[dict[st
                                            next_seqs(restored) if restored else {}, meta if resume else None)
     except CheckpointError as err:      # the simulator's own part of the checkpoint, damaged
         raise CheckpointError(f"cannot resume {str(run.path)!r}: {err}") from None
-    if resume:      # said by every cluster runner alike (the simulator said nothing until 2026-12-05)
-        coord.resumed()
+    if resume:      # said by every cluster runner alike (the simulator said nothing until 2026-12-05); kept with the
+        # go events, so a go a lost shard stops before its next checkpoint keeps it (it lost it until 2026-12-05)
+        shard_log.append(coord.resumed(n=numbered(shard_log, ("resumed",))))
     try:
         run.begin(cfg, setup.data.preprocess, start, resume, setup.data.info.get("classes"))
         with restoring(run.checkpoints / SERVER):

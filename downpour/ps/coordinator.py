@@ -177,13 +177,15 @@ class Coordinator:
         slowest = min(self.gate.clocks.values()) if self.gate.clocks else 0
         self.gate.join(w, max(slowest, self._lost_clock.pop(w, 0)))
 
-    def resumed(self) -> None:
+    def resumed(self, **more: Any) -> dict[str, Any]:
         """A resume (or a shard restart) has started its workers: a ``resumed`` event with the step and the workers
         running again, so each loss before it is followed by what came of it. Ray starts every worker afresh, ones
         lost for good too; the simulator goes on exactly where its checkpoint stood, its lost workers still lost.
-        Ray's driver recorded it since 2026-12-05; until later that day a simulated resume recorded nothing."""
+        Ray's driver recorded it since 2026-12-05; until later that day a simulated resume recorded nothing.
+        ``more``: its other fields (``n``, its number among the run's resumes); returns it."""
         self.events.append({"event": "resumed", "step": self.done,
-                            "workers": [w for w in range(self.workers) if w not in self.lost]})
+                            "workers": [w for w in range(self.workers) if w not in self.lost], **more})
+        return self.events[-1]
 
     def unapplied_state(self) -> dict[str, Any]:
         """For a Ray server checkpoint, whose resume starts the workers afresh: ``dispatched`` and the ranges

@@ -7,6 +7,11 @@ staleness.json's events. A go's events are gathered from the checkpoint it resum
 events whole; so each shard event is numbered in the run (``n``: 1, 2, ... over every command that trained it).
 Until 2026-12-04 they were not: two restarts alike in step and reason (a shard that dies at the same step from
 the same checkpoint, before a ``--resume`` and after it) were taken for one, and staleness.json kept the first.
+
+A go's ``resumed`` (every go but a new run's first: a ``--resume``, a shard restart) is kept with them, numbered
+among the run's resumes (``n``), since 2026-12-05: a go stopped by a lost shard before its next checkpoint lost it
+with the go's other events, so a restart followed by a stop read as no worker started again (the shards restarted
+from the checkpoint of step 16, stopped at step 18: staleness.json held the two shard events alone).
 """
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ from downpour.ps.recorder import ShardLost
 from downpour.train.rundir import RunDir
 
 SHARD_EVENTS = ("shards-restarted", "shards-lost")
+GO_EVENTS = (*SHARD_EVENTS, "resumed")     # what a go's stop keeps: its shard events and where each go resumed
 
 
 def staleness(run: RunDir) -> dict[str, Any]:
@@ -30,15 +36,20 @@ def staleness(run: RunDir) -> dict[str, Any]:
     return report if isinstance(report, dict) else {}
 
 
-def shard_events(run: RunDir) -> list[dict[str, Any]]:
-    """The shard events the run's staleness.json holds (a resumed run's: of the commands before), in order."""
+def go_events(run: RunDir) -> list[dict[str, Any]]:
+    """The shard events and resumes the run's staleness.json holds (a resumed run's: of the commands before), in order."""
     events = staleness(run).get("events")
-    return [e for e in events if isinstance(e, dict) and e.get("event") in SHARD_EVENTS] if isinstance(events, list) else []
+    return [e for e in events if isinstance(e, dict) and e.get("event") in GO_EVENTS] if isinstance(events, list) else []
+
+
+def numbered(events: list[dict[str, Any]], kinds: tuple[str, ...]) -> int:
+    """The number of the next event of ``kinds`` after ``events`` (the run's go events so far)."""
+    return sum(1 for e in events if e.get("event") in kinds) + 1
 
 
 def shard_event(events: list[dict[str, Any]], event: str, step: int | None, reason: str, **more: Any) -> dict[str, Any]:
-    """A new shard event, numbered after ``events`` (the run's shard events so far)."""
-    return {"event": event, "step": step, "reason": reason, "n": len(events) + 1, **more}
+    """A new shard event, numbered after the shard events of ``events`` (the run's go events so far)."""
+    return {"event": event, "step": step, "reason": reason, "n": numbered(events, SHARD_EVENTS), **more}
 
 
 def checkpoint_step(run: RunDir) -> int | None:
@@ -51,7 +62,7 @@ def checkpoint_step(run: RunDir) -> int | None:
 def record_stop(run: RunDir, cfg: RunConfig, events: list[dict[str, Any]], err: ShardLost, restarts: int,
                 began: int) -> str:
     """A lost shard with ``cluster.shard_restarts`` spent (``restarts`` of them, by this command) stopped the run at
-    ``err.step``: a ``shards-lost`` event after the run's shard events (``events``, appended to) in staleness.json,
+    ``err.step``: a ``shards-lost`` event after the run's go events (``events``, appended to) in staleness.json,
     and cluster.json saying where and why it stopped and what a resume goes on from (``began``: the step this
     command began at); returns the stop's message. (The shards are gone: neither file can be written from them;
     staleness.json is the last checkpoint's, which may predate the restarts since.) Until 2026-12-04 only the log
@@ -64,7 +75,8 @@ def record_stop(run: RunDir, cfg: RunConfig, events: list[dict[str, Any]], err: 
     run.write_json("staleness.json", report)
     run.write_json("cluster.json", {"runner": cfg.cluster.runner, "resumed_from": began,
                                     "stopped": {"step": step, "steps": cfg.train.steps, "by": str(err)},
-                                    "checkpoint": kept, "shard_restarts": restarts, "shard_events": events,
+                                    "checkpoint": kept, "shard_restarts": restarts,
+                                    "shard_events": [e for e in events if e["event"] in SHARD_EVENTS],
                                     "run": str(run.path)})
     resume = (f"--resume {str(run.path)!r} goes on from its last server checkpoint, at step {kept}" if kept is not None
               else f"it has no server checkpoint: --resume {str(run.path)!r} trains it again from step 0")
