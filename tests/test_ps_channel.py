@@ -71,3 +71,15 @@ def test_a_report_written_in_parts_arrives_whole(ends, monkeypatch):
     monkeypatch.undo()
     assert channel.wait([driver], 1.0) == [driver]
     assert driver.reports() == [{"seq": 7, "base": [3, 4], "loss": 0.25}]
+
+
+def test_a_report_after_the_driver_closed_its_end_says_so_and_raises_nothing(ends):
+    """The driver closes its ends on a stop (``RayCluster.close``) while a worker may be mid-cycle: the worker's
+    report then met a pipe with no reader, and BrokenPipeError failed its serve task, which Ray printed, never read,
+    as an "Unhandled error" traceback. Now the report says the driver is gone (False) and the serve task ends."""
+    driver, worker = ends
+    driver.grant(1, 0)
+    assert worker.next_grant() == (1, 0)
+    assert worker.report({"seq": 0}) is True
+    driver.close()
+    assert worker.report({"seq": 1}) is False

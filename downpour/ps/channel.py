@@ -115,11 +115,18 @@ class WorkerEnd:
         self._buf = self._buf[GRANT.size:]
         return steps, first
 
-    def report(self, meta: dict[str, Any]) -> None:
+    def report(self, meta: dict[str, Any]) -> bool:
+        """Write the push's frame; False if the driver has closed its end (it is done with this worker: the serve
+        task ends). Until 2026-12-05 that raised BrokenPipeError, failing the serve task of a worker mid-cycle when
+        the driver closed on a stop, and Ray printed the failure, never read, as an "Unhandled error" traceback."""
         body = json.dumps(meta).encode()
         frame = memoryview(FRAME.pack(len(body)) + body)
-        while frame:            # a frame over PIPE_BUF can go in parts (a signal between them): all of it
-            frame = frame[os.write(self._out, frame):]
+        try:
+            while frame:            # a frame over PIPE_BUF can go in parts (a signal between them): all of it
+                frame = frame[os.write(self._out, frame):]
+        except BrokenPipeError:
+            return False
+        return True
 
     def close(self) -> None:
         os.close(self._in)

@@ -316,7 +316,8 @@ class WorkerActor:
                     return cycles
                 *staged, meta = self.cycle(steps, first)
                 assert all(meta["inbox"]), "a served worker stages every push in the shards' inboxes"
-                end.report(meta)
+                if not end.report(meta):   # the driver closed its end (a stop): nothing to report to
+                    return cycles
                 cycles += 1
         finally:
             end.close()
