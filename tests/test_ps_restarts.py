@@ -438,3 +438,27 @@ def test_the_piped_loops_end_and_the_run_end_share_one_wait_for_a_stuck_serve_ta
     c.info()
     assert waits == [("wait", 60)]
     assert coord.lost == [1] and c._serving == {stuck: (1, c.worker_actors[1])}   # worker 0's ended task: read
+
+
+def test_a_piped_stop_tells_the_workers_to_stop_serving_before_it_asks_their_data_reports(runtime, monkeypatch):
+    """On a stop (Ctrl-C, an error) ``data_reports`` asks each live worker its data report, 5 s in all. Piped, a
+    worker serves until told to stop, and a serving actor answers nothing else: until 2026-12-05 nothing told it, so
+    the wait ran out and data.json had no worker's report (scripted: [] after 5 s of the stand-in clock). Now each is
+    told to stop first, its serve task ends and is read in the same wait, and both reports come."""
+    from types import SimpleNamespace
+
+    from downpour.ps import cluster_on_ray, piped_on_ray
+
+    monkeypatch.setattr(piped_on_ray, "ray", cluster_on_ray.ray)     # (the stand-in: the serve tasks are read there)
+    coord = coordinator(2, STEPS)
+    c = ScriptedCluster(runtime, coord, restarts=0)
+    stopped = set()
+    c.piped = True
+    c._channels = {w: SimpleNamespace(stop=lambda w=w: stopped.add(w)) for w in (0, 1)}
+    c._serving = {scripted_ray.Ref(0, when=lambda w=w: w in stopped): (w, c.worker_actors[w]) for w in (0, 1)}
+    for w in (0, 1):      # queued behind the serve task: answered once it ends
+        c.worker_actors[w].data_report = type(c.worker_actors[w].cycle)(
+            lambda w=w: scripted_ray.Ref({"worker": w}, when=lambda: w in stopped))
+    before = runtime.now
+    assert c.data_reports() == [{"worker": 0}, {"worker": 1}]
+    assert stopped == {0, 1} and not c._serving and runtime.now == before

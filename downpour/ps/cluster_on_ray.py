@@ -338,8 +338,16 @@ class RayCluster(TaskRun, PipedRun, Restarts):
 
     def data_reports(self) -> list[dict[str, Any] | None]:
         """On a stop: the data reports of the live workers that answer within 5 s (one mid-cycle answers after
-        it; a lost worker's is lost with it, and a worker that raised a DataError is alive and answers)."""
-        answers = self._ask({w: [self.worker_actors[w].data_report] for w in sorted(self.coord.live)}, timeout=5)
+        it; a lost worker's is lost with it, and a worker that raised a DataError is alive and answers). Piped, each
+        is told to stop serving first (a serving actor answers nothing else) and its serve task is read in the same
+        wait: until 2026-12-05 none was, so a piped stop waited its 5 s and its data.json had no worker's report
+        (scripted: two live workers, data_reports [] after a 5 s wait; now both, at once)."""
+        for w in sorted(self.coord.live) + self.coord.waiting if self.piped else ():
+            if w in self._channels:
+                self._channels[w].stop()
+        serving = [ref for ref, (w, _) in self._serving.items() if w in self.coord.live]
+        answers = self._ask({w: [self.worker_actors[w].data_report] for w in sorted(self.coord.live)}, timeout=5,
+                            also=serving)
         return [got[0] for got in answers.values() if not isinstance(got, Exception)]
 
     def close(self) -> None:
