@@ -94,7 +94,7 @@ def test_analysis_json_has_the_face_test_with_intervals_and_a_verdict(run_dir):
     tied = analysis["invariance"]["tied"]
     assert tied["units"] == fn["controls_ties"][LEARNED_UNIT]["units"] and tied["size"] == learned["tied"]
     assert tied["ranges"]["scale"][0] == analysis["invariance"]["summary"]["ranges"]["scale"]   # the chosen unit's own
-    assert set(tied["widths"]) == {"scale", "translation_x", "translation_y", "rotation"}
+    assert set(tied["widths"]) == {"scale", "scale_up", "translation_x", "translation_y", "rotation"}
     analysis = json.loads((run_dir / "analysis.json").read_text())
     assert analysis["optimal_stimulus"]["unit"] == learned["unit"] and analysis["optimal_stimulus"]["sign"] == learned["sign"]
     # ... and so do the histogram's responses it keeps (they were the first split's best unit's)
