@@ -218,7 +218,7 @@ def test_the_cache_knows_what_defines_each_cell(planted, tmp_path, monkeypatch, 
     assert CALLS == [] and "predates the record" in caplog.text
 
 
-@pytest.mark.parametrize("section, key", [("cluster", "lr"), ("analysis", "invariance_fill")])
+@pytest.mark.parametrize("section, key", [("cluster", "lr"), ("analysis", "invariance_fill"), ("data", "jpeg_decode")])
 def test_a_folder_begun_before_a_key_was_added_at_the_value_that_trains_as_before_is_resumed(planted, tmp_path,
                                                                                              section, key):
     """cluster.lr (2026-12-04; 0 = train.lr) changed the hash of every cell of every study: each folder begun before
@@ -248,10 +248,38 @@ def test_a_folder_begun_before_a_key_was_added_at_the_value_that_trains_as_befor
     assert sorted(CALLS) == [("a", 2), ("b", 2)]
     # the key at another value is another cell
     from downpour.studies.run import _digest
-    other = {"lr": 0.1, "invariance_fill": "border"}[key]
+    other = {"lr": 0.1, "invariance_fill": "border", "jpeg_decode": 1}[key]
     at = [_digest(resolve(load_config("teacher-student", [(f"{section}.{key}", v)])))
           for v in (ADDED_KEYS[section, key], other)]
     assert at[0] != at[1]
+
+
+def test_a_folder_begun_while_an_added_key_was_hashed_is_resumed_too(planted, tmp_path):
+    """data.jpeg_decode (2026-12-05) was hashed from its start: folders begun since (staleness, mechanisms) hold it
+    in their hashes, those begun before do not. Leaving it out at 2 alone would have refused the first kind; a
+    folder's hash is read as the same config with or without each added key."""
+    import hashlib
+
+    from downpour.config import config_to_dict
+    from downpour.models.registry import resolve
+
+    run_study("planted", tmp_path, quick=True, jobs=1, seeds=2)
+    path = tmp_path / "cells.jsonl"
+    lines = path.read_text().splitlines()
+    header = json.loads(lines[0])
+    for condition in Planted().conditions():     # as the code of 2026-12-05 morning hashed: jpeg_decode in, no fill key
+        table = {k: v for k, v in config_to_dict(resolve(load_config("teacher-student", [*condition.sets, ("seed", 0)]))).items()
+                 if k != "seed"}
+        del table["analysis"]["invariance_fill"]
+        del table["cluster"]["lr"]
+        assert table["data"]["jpeg_decode"] == 2
+        header["resolved"][condition.name] = hashlib.sha256(
+            json.dumps(table, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    path.write_text("\n".join([json.dumps(header), *lines[1:]]) + "\n")
+    CALLS.clear()
+    run_study("planted", tmp_path, quick=True, jobs=1, seeds=3)      # its 4 cells kept, the third seed's run
+    assert sorted(CALLS) == [("a", 2), ("b", 2)]
+    assert json.loads(path.read_text().splitlines()[0])["resolved"] != header["resolved"]   # rewritten as today's
 
 
 def test_cells_of_a_preset_that_changed_since_are_not_mixed_with_new_ones(planted, tmp_path, monkeypatch):

@@ -65,8 +65,19 @@ def _upgraded(old: dict[str, Any], header: dict[str, Any], path: Path) -> dict[s
     return up
 
 
+def _same_configs(old: dict[str, Any], header: dict[str, Any], alike: dict[str, set[str]]) -> dict[str, Any]:
+    """``old`` with each condition's hash that ``alike`` reads as the same config replaced by the header's."""
+    was, now = old.get("resolved"), header.get("resolved") or {}
+    if not isinstance(was, dict):
+        return old
+    return {**old, "resolved": {name: now[name] if name in now and digest in alike.get(name, ()) else digest
+                                for name, digest in was.items()}}
+
+
 class CellCache:
-    def __init__(self, path: Path, header: dict[str, Any]):
+    def __init__(self, path: Path, header: dict[str, Any], alike: dict[str, set[str]] | None = None):
+        """``alike``: each condition's hashes of the same config (written before a key was added, or while it was
+        hashed), read as the header's."""
         self.path = path
         self.taken_over = False      # a folder of other settings with no cell: its context.json is theirs too
         self.cells: Cells = {}
@@ -81,7 +92,7 @@ class CellCache:
                 raise ConfigError(f"{str(path)!r}: its first line, the study's settings, is damaged; restore it, or "
                                   f"delete the folder to start again") from None
             if isinstance(old, dict):
-                old = _upgraded(old, header, path)
+                old = _upgraded(_same_configs(old, header, alike or {}), header, path)
             if old != header and not any(_row(line) for line in lines[1:]):
                 old = header       # no cell ran under those settings (a run refused before its first): nothing to keep
                 self.taken_over = True

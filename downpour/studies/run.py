@@ -72,7 +72,7 @@ def run_study(name: str, out: str | Path, quick: bool = False, seeds: int | None
     _refuse_a_foreign_folder(folder)
     make_folder(folder, "the study's folder")
     header = cells_header(study, conditions, [_pair(s) for s in sets])
-    cache = CellCache(folder / "cells.jsonl", header)
+    cache = CellCache(folder / "cells.jsonl", header, digests(study, conditions))
     if cache.taken_over:        # (a context.json written before its digest would read as this study's)
         (folder / "context.json").unlink(missing_ok=True)
     start = time.perf_counter()
@@ -161,18 +161,29 @@ def cells_header(study: Any, conditions: list[Any], sets: list[tuple[str, Any]])
 # (2026-12-04, 0 = train.lr) changed every cell's hash of every study: each folder was refused, "the configs of ...
 # resolve differently now", its cells unchanged. analysis.invariance_fill (2026-12-05) did it again: no training reads
 # it, and the one study that measures invariance (mechanisms) names the fill in its measured_by, so its "mean" (the
-# default) is left out too; "border" is hashed, another cell.
-ADDED_KEYS = {("cluster", "lr"): 0.0, ("analysis", "invariance_fill"): "mean"}
+# default) is left out too; "border" is hashed, another cell. data.jpeg_decode (2026-12-05, 2 = the rule since
+# 2026-12-04 17:05) was hashed from its start: folders begun before it (templates, first-layer, flat-skipping,
+# architectures) were refused, those begun since (staleness, mechanisms) hold it; no study reads JPEG files, and a
+# folder's hash is accepted with or without each added key (:func:`digests`).
+ADDED_KEYS = {("cluster", "lr"): 0.0, ("analysis", "invariance_fill"): "mean", ("data", "jpeg_decode"): 2}
 
 
-def _digest(cfg: RunConfig) -> str:
-    """A short hash of a cell's resolved config but its seed (the seed is the cell's own) and the ``ADDED_KEYS`` at
-    the value that trains as before they existed."""
+def _digest(cfg: RunConfig, left_out: Any = ADDED_KEYS) -> str:
+    """A short hash of a cell's resolved config but its seed (the seed is the cell's own) and the ``left_out`` keys
+    of ``ADDED_KEYS`` at the value that trains as before they existed."""
     table = {k: v for k, v in config_to_dict(cfg).items() if k != "seed"}
-    for (section, key), before in ADDED_KEYS.items():
-        if isinstance(table.get(section), dict) and table[section].get(key) == before:
+    for section, key in left_out:
+        if isinstance(table.get(section), dict) and table[section].get(key) == ADDED_KEYS[section, key]:
             table[section] = {k: v for k, v in table[section].items() if k != key}
     return hashlib.sha256(json.dumps(table, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def digests(study: Any, conditions: list[Any]) -> dict[str, set[str]]:
+    """Each condition's hashes a folder may hold for the same config: one per subset of ``ADDED_KEYS`` left out, as a
+    folder begun while some of them were hashed and others not yet left out wrote it."""
+    keys = list(ADDED_KEYS)
+    subsets = [[k for i, k in enumerate(keys) if mask >> i & 1] for mask in range(2 ** len(keys))]
+    return {c.name: {_digest(study.cell_config(c, 0), left_out) for left_out in subsets} for c in conditions}
 
 
 def note_missing(rows: list[dict[str, Any]], cells: dict[tuple[str, int], dict[str, float]], seeds: list[int]) -> None:
