@@ -26,6 +26,7 @@ from torch import Tensor
 
 from downpour.analysis.choice import auc_scores
 from downpour.analysis.labelled import load_labelled
+from downpour.analysis.passes import Passes
 from downpour.analysis.units import check_layer, unit_response
 from downpour.analysis.warp import FILLS, transform
 from downpour.errors import ConfigError, DataError
@@ -44,13 +45,6 @@ DEFAULT_ANGLES = (-90.0, -67.5, -45.0, -30.0, -15.0, 0.0, 15.0, 30.0, 45.0, 67.5
 DEFAULT_SHIFTS = (-0.375, -0.25, -0.1875, -0.125, -0.0625, 0.0, 0.0625, 0.125, 0.1875, 0.25, 0.375)  # fractions of the side
 
 
-def _signed(model: FeatureModel, x: Tensor, units: Tensor, layer: str, signs: Tensor) -> Tensor:
-    """(N, T) float64: each of ``units`` (T,) times its sign (T,), from one forward pass of x (N, C, H, W)."""
-    codes = model.features(x, layer)
-    flat = codes.reshape(codes.shape[0], -1)
-    return flat[:, units].double() * signs
-
-
 def _auc(pos: Tensor, neg: Tensor) -> Tensor:
     """(T,) AUC of every column of signed responses, pos (N, T) against neg (M, T): above 0.5, the unit ranks the
     concept images above the others."""
@@ -61,18 +55,21 @@ def _auc(pos: Tensor, neg: Tensor) -> Tensor:
 
 def _curve(model: FeatureModel, x: Tensor, units: Tensor, layer: str, signs: Tensor, base: Tensor, scale: Tensor,
            name: str, values: tuple[float, ...], warp, see: Callable[[Tensor], Tensor],
-           negatives: Tensor | None = None) -> list[dict[str, Any]]:
+           negatives: Tensor | None = None, passes: Passes | None = None) -> list[dict[str, Any]]:
     """One transform's curve of every unit: base, scale (T,) as :func:`sweep` sets them; a dict per unit. With
     ``negatives`` (M, C, H, W) pixels, the AUC of the warped x against them warped alike (``auc``) and untouched
-    (``auc_faces_only``)."""
+    (``auc_faces_only``). ``passes``: where its forward passes are made, or read back (:mod:`~downpour.analysis.passes`)."""
+    passes = passes or Passes(units.tolist())
     means, stds, aucs, fixed = [], [], [], []
-    still = None if negatives is None else _signed(model, see(negatives), units, layer, signs)     # (M, T)
+    still = None if negatives is None else passes.signed(("negatives", None), model, lambda: see(negatives), layer, units,
+                                                         signs)      # (M, T): one pass for the four curves (2026-12-05)
     for v in values:
-        r = _signed(model, see(warp(x, v)), units, layer, signs)       # (N, T)
+        r = passes.signed(("x", name, v), model, lambda: see(warp(x, v)), layer, units, signs)       # (N, T)
         means.append((r.mean(dim=0) - base) / scale)
         stds.append(r.std(dim=0, unbiased=False) / scale)
         if negatives is not None:
-            aucs.append(_auc(r, _signed(model, see(warp(negatives, v)), units, layer, signs)))
+            aucs.append(_auc(r, passes.signed(("negatives", name, v), model, lambda: see(warp(negatives, v)), layer,
+                                              units, signs)))
             fixed.append(_auc(r, still))
     mean, std = torch.stack(means), torch.stack(stds)                  # (V, T) each
     sem = std / np.sqrt(x.shape[0])      # standard error of each mean: the curve's own uncertainty
@@ -91,7 +88,8 @@ def invariance_curves(model: FeatureModel, x: Tensor, unit: int, *, layer: str |
                       angles: tuple[float, ...] = DEFAULT_ANGLES, shifts: tuple[float, ...] = DEFAULT_SHIFTS,
                       poses: dict[float, Tensor] | None = None,
                       prepare: Callable[[Tensor], Tensor] | None = None,
-                      negatives: Tensor | None = None, fill: str = FILLS[0]) -> dict[str, Any]:
+                      negatives: Tensor | None = None, fill: str = FILLS[0],
+                      passes: Passes | None = None) -> dict[str, Any]:
     """Response curves of one unit under scale, horizontal and vertical translation and rotation,
     and out-of-plane rotation when ``poses`` ({angle in degrees: (N_a, C, H, W) images of the same
     objects at that pose}, 0 = frontal) are given.
@@ -110,11 +108,11 @@ def invariance_curves(model: FeatureModel, x: Tensor, unit: int, *, layer: str |
     its baseline, the ratio means nothing: curves are divided by their largest |value| instead
     and ``normalised_to`` says so. ``negatives``: the non-concept images in pixels; given, each in-plane curve has the
     unit's AUC too (:func:`sweep`). ``fill``: what a warp puts where it uncovers area outside the image
-    (:func:`~downpour.analysis.warp.transform`).
+    (:func:`~downpour.analysis.warp.transform`). ``passes``: :func:`sweep`'s.
     """
     layer = check_layer(model, layer)
     result = sweep(model, x, [unit], [sign], [baseline], layer=layer, scales=scales, angles=angles, shifts=shifts,
-                   prepare=prepare, negatives=negatives, fill=fill)[0]
+                   prepare=prepare, negatives=negatives, fill=fill, passes=passes)[0]
     oop = {"available": False, "reason": "needs images of one object at known poses (analysis.poses); none were given"}
     if poses:
         result["curves"].append(pose_curve(model, poses, unit, layer=layer, sign=sign, baseline=baseline))
@@ -129,14 +127,17 @@ def sweep(model: FeatureModel, x: Tensor, units: list[int], signs: list[int], ba
           scales: tuple[float, ...] = DEFAULT_SCALES, angles: tuple[float, ...] = DEFAULT_ANGLES,
           shifts: tuple[float, ...] = DEFAULT_SHIFTS,
           prepare: Callable[[Tensor], Tensor] | None = None,
-          negatives: Tensor | None = None, fill: str = FILLS[0]) -> list[dict[str, Any]]:
+          negatives: Tensor | None = None, fill: str = FILLS[0], passes: Passes | None = None) -> list[dict[str, Any]]:
     """:func:`invariance_curves`' in-plane curves (no poses) of several units, each with its own sign and baseline,
     from one forward pass per warp: a list of their results, in ``units``' order.
 
     ``negatives`` (M, C, H, W): the non-concept images in pixels (those the baselines are the mean of). Given, each
     curve also has ``auc``, the unit's AUC (signed) of the warped x against the negatives warped the same way, and
     ``auc_faces_only``, against them untouched (the paper's figure 4 warps the faces alone), for
-    :func:`selectivity_summary`; one more forward pass of the negatives per warp."""
+    :func:`selectivity_summary`; one more forward pass of the negatives per warp. ``passes``
+    (:class:`~downpour.analysis.passes.Passes`, made for a superset of ``units``): given to sweeps of the same x,
+    negatives, ``prepare`` (the same function), fill and layer, the later ones read the first's passes back; the same
+    numbers, bit for bit."""
     layer = check_layer(model, layer)
     model.eval()
     flat = model.features(x[:1], layer).reshape(1, -1).shape[1]
@@ -146,20 +147,22 @@ def sweep(model: FeatureModel, x: Tensor, units: list[int], signs: list[int], ba
     index = torch.as_tensor(units, dtype=torch.long)
     sign = torch.as_tensor(signs, dtype=torch.float64)
     base = sign * torch.as_tensor(baselines, dtype=torch.float64)                       # (T,)
+    passes = passes or Passes(units)
+    passes.bind(model, layer, x, negatives, prepare, fill, units)
     see = prepare or (lambda t: t)
-    scale = _signed(model, see(x), index, layer, sign).mean(dim=0) - base              # (T,)
+    scale = passes.signed(("x", None), model, lambda: see(x), layer, index, sign).mean(dim=0) - base     # (T,)
     relative = scale > 1e-12
     scale = torch.where(relative, scale, torch.ones_like(scale))
     _, _, h, w = x.shape
     per_transform = [
         _curve(model, x, index, layer, sign, base, scale, "scale", scales,
-               lambda t, v: transform(t, scale=v, fill=fill), see, negatives),
+               lambda t, v: transform(t, scale=v, fill=fill), see, negatives, passes),
         _curve(model, x, index, layer, sign, base, scale, "translation_x", tuple(s * w for s in shifts),
-               lambda t, v: transform(t, shift=(v, 0.0), fill=fill), see, negatives),
+               lambda t, v: transform(t, shift=(v, 0.0), fill=fill), see, negatives, passes),
         _curve(model, x, index, layer, sign, base, scale, "translation_y", tuple(s * h for s in shifts),
-               lambda t, v: transform(t, shift=(0.0, v), fill=fill), see, negatives),
+               lambda t, v: transform(t, shift=(0.0, v), fill=fill), see, negatives, passes),
         _curve(model, x, index, layer, sign, base, scale, "rotation", angles,
-               lambda t, v: transform(t, angle=v, fill=fill), see, negatives),
+               lambda t, v: transform(t, angle=v, fill=fill), see, negatives, passes),
     ]
     out = []
     for t, unit in enumerate(units):

@@ -26,6 +26,7 @@ from downpour.analysis.controls import tied_set
 from downpour.analysis.face_controls import LEARNED, face_controls
 from downpour.analysis.invariance import (invariance_curves, invariance_summary, load_poses, selectivity_summary, sweep,
                                          tied_summary)
+from downpour.analysis.passes import Passes
 from downpour.analysis.labelled import BUILT_IN, LabelledSet, load_labelled, prepare_images
 from downpour.analysis.edges import edge_summary
 from downpour.analysis.probe import probe_table
@@ -279,15 +280,15 @@ def _measure(run: RunDir, model: FeatureModel, opts: AnalysisConfig, layer: str,
     concept = data.pixels[torch.from_numpy(is_positive & unseen)]
     baseline = float(responses[~is_positive & unseen].mean())     # the unit's level on everything else
     others = data.pixels[torch.from_numpy(~is_positive & unseen)]     # their AUC against these, warped too (2026-12-05)
-    inv = invariance_curves(model, concept, unit, layer=layer, sign=sign, baseline=baseline, poses=poses,
-                            prepare=lambda t: prepare_images(t, shape, prepare), negatives=others,
-                            fill=opts.invariance_fill)
-    # ... and of every unit tied with it at the top of the choice, each against its own level on everything else
+    # ... and of every unit tied with it at the top of the choice (it first), each against its own level on everything
+    # else: the same warps of the same images, so the tied sweep reads the first one's forward passes back (2026-12-05)
     tied = pictured["tied_units"]
+    passes, see = Passes([unit, *tied]), lambda t: prepare_images(t, shape, prepare)
+    inv = invariance_curves(model, concept, unit, layer=layer, sign=sign, baseline=baseline, poses=poses,
+                            prepare=see, negatives=others, fill=opts.invariance_fill, passes=passes)
     inv["tied"] = tied_summary(sweep(model, concept, tied, pictured["tied_signs"],
                                      every[~is_positive & unseen][:, tied].mean(axis=0).tolist(), layer=layer,
-                                     prepare=lambda t: prepare_images(t, shape, prepare), negatives=others,
-                                     fill=opts.invariance_fill))
+                                     prepare=see, negatives=others, fill=opts.invariance_fill, passes=passes))
     paths["invariance"] = figures.invariance_plot(inv, fig_dir / "invariance.png").name
 
     # 4. linear probes

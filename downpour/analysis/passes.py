@@ -1,0 +1,61 @@
+"""The forward passes of an invariance sweep, each made once for every sweep of the same images.
+
+    passes = Passes([7, 3])                               # the units any sweep sharing it will read
+    sweep(model, faces, [7], [1], [b7], passes=passes, ...)          # 96 forward passes
+    sweep(model, faces, [7, 3], [1, -1], [b7, b3], passes=passes, ...)   # none: every warp's codes are read back
+
+``analyze_run`` sweeps the pictured unit (``invariance``) and then the units tied with it (``invariance.tied``), it
+among them, over the same images, warps and preparation; until 2026-12-05 the second sweep ran all 99 of the first's
+passes again (of the main job's 17 s analysis, 1.1 s, a 6th of it the negatives' unwarped pass each curve repeated).
+A pass's codes are kept for the shared units only, so what a sweep reads from here is what it computed itself, bit
+for bit (the same column of the same forward pass); ``reuse=False`` is the old way, every read a new pass (the
+bench's and the tests' slow path).
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Hashable, Sequence
+
+import torch
+from torch import Tensor
+
+from downpour.models.base import FeatureModel
+
+
+class Passes:
+    """The codes of ``units`` (flat indices into one image's codes at a layer) from each forward pass of a sweep,
+    by key (which images, which transform, which value), for the sweeps bound to the same inputs."""
+
+    def __init__(self, units: Sequence[int], *, reuse: bool = True):
+        self.units = list(dict.fromkeys(int(u) for u in units))
+        self.columns = torch.as_tensor(self.units, dtype=torch.long)
+        self.reuse, self.made, self._codes = reuse, 0, {}
+        self._inputs: tuple[Any, ...] | None = None
+
+    def bind(self, model: FeatureModel, layer: str, x: Tensor, negatives: Tensor | None,
+             prepare: Callable[[Tensor], Tensor] | None, fill: str, units: Sequence[int]) -> None:
+        """Checks a sweep reads what these passes were made of: the same model, layer, images (the same tensors),
+        preparation (the same function) and fill, and units among :attr:`units`; a ValueError otherwise."""
+        inputs = (model, layer, x, negatives, prepare, fill)
+        if self._inputs is None:
+            self._inputs = inputs
+        elif any(a is not b for a, b in zip(inputs[:1] + inputs[2:5], self._inputs[:1] + self._inputs[2:5])) \
+                or inputs[1] != self._inputs[1] or inputs[5] != self._inputs[5]:
+            raise ValueError("Passes: a sweep of other inputs (model, layer, images, prepare or fill) than the passes "
+                             "were made of; give each its own Passes")
+        missing = [u for u in units if int(u) not in self.units]
+        if missing:
+            raise ValueError(f"Passes: unit {missing[0]} is not among the passes' units {self.units}")
+
+    def signed(self, key: Hashable, model: FeatureModel, images: Callable[[], Tensor], layer: str, units: Tensor,
+               signs: Tensor) -> Tensor:
+        """(N, T) float64: each of ``units`` (T,) times its sign (T,), from the pass ``key`` of ``images()`` (N, C, H,
+        W): made now unless made before (and ``reuse``)."""
+        codes = self._codes.get(key) if self.reuse else None
+        if codes is None:
+            flat = model.features(images(), layer)
+            codes = flat.reshape(flat.shape[0], -1)[:, self.columns]
+            self.made += 1
+            if self.reuse:
+                self._codes[key] = codes
+        at = torch.as_tensor([self.units.index(int(u)) for u in units], dtype=torch.long)
+        return codes[:, at].double() * signs
