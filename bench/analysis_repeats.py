@@ -1,0 +1,140 @@
+"""Work the analysis did twice until 2026-12-05, each timed against the old way in the same run.
+
+    .venv/bin/python bench/analysis_repeats.py                          # 5 interleaved repetitions
+    .venv/bin/python bench/analysis_repeats.py --reps 7 --run runs/main-...   # and the whole analysis of a run
+
+Two repeats, both removed with the same numbers, bit for bit:
+
+``downpour analyze`` sweeps the pictured unit over 47 warps (scale, both shifts, rotation) of the concept's held-out
+images and of the others (``invariance``), then every unit tied with it, it first (``invariance.tied``), over the
+same warps of the same images. Until 2026-12-05 each sweep made every pass itself (1 + 4 + 2 x 47 = 99: the
+unwarped negatives once per curve), so the tied sweep repeated the first's; since then they share
+:class:`~downpour.analysis.passes.Passes` (96 passes for both). Rows, each timed against the old way
+(``Passes(reuse=False)``) in the same run, interleaved (bench/_protocol.py). And the accuracy table's probe on raw
+pixels: each of its 50 splits asked ``Pipeline.score`` for the accuracy, which computed the decision function the
+AUC then computed again; since 2026-12-05 ``selectivity._probe_figures`` reads both from one decision. Rows:
+
+- ``sweeps``: the two sweeps as ``analyze`` makes them, on lfw's held-out 30 faces and 30 non-faces at the main job's
+  32x32, through the main job's network freshly initialised, ``--tied`` units in the tied set (the main job's run:
+  1). Both ways' results are checked equal (JSON, bit for bit) first.
+- ``probe_figures``: the probe's accuracy and AUC on both parts of the 50 splits of those 60 images (the fits made
+  before, as the probe memoises them), against ``score`` and ``decision_function``; checked equal first.
+- ``analyze`` (with ``--run RUN``, a finished run of the main job): ``analyze_run`` in this process on a fresh copy of
+  the run each time, both old ways put back (``run.Passes``, ``selectivity._probe_figures``); the two analysis.json
+  are checked equal but for their ``seconds`` first.
+
+``ratio``: new / old, < 1 faster. Prints one JSON line per row.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from _protocol import at_least_1, interleave, ratio, summary, thread_settings  # noqa: E402
+from downpour.analysis import baselines, selectivity  # noqa: E402
+from downpour.analysis import run as analysis_run  # noqa: E402
+from downpour.analysis.invariance import invariance_curves, sweep  # noqa: E402
+from downpour.analysis.labelled import load_labelled, prepare_images  # noqa: E402
+from downpour.analysis.passes import Passes  # noqa: E402
+from downpour.config import load_config  # noqa: E402
+from downpour.data.build import sample_shape  # noqa: E402
+from downpour.models.registry import build  # noqa: E402
+
+
+def old_passes(units: Any) -> Passes:
+    """The old way, with ``Passes``' signature: every read its own forward pass."""
+    return Passes(units, reuse=False)
+
+
+def old_probe_figures(probe: Any, features: Any, y: Any) -> tuple[float, float]:
+    """The old way, with ``_probe_figures``' signature: ``score``, then the decision again for the AUC."""
+    return float(probe.score(features, y)), selectivity.test_auc(probe.decision_function(features), y)
+
+
+NEW = (Passes, selectivity._probe_figures)
+OLD = (old_passes, old_probe_figures)
+
+
+@contextmanager
+def analysing_with(ways: Any) -> Iterator[None]:
+    """``analyze_run`` makes its sweeps' passes and its probe figures with ``ways`` inside (NEW put back after)."""
+    analysis_run.Passes, selectivity._probe_figures = ways
+    try:
+        yield
+    finally:
+        analysis_run.Passes, selectivity._probe_figures = NEW
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--reps", type=at_least_1, default=5)
+    p.add_argument("--threads", type=at_least_1, default=1)
+    p.add_argument("--tied", type=at_least_1, default=1, help="units in the tied set (the pictured one among them)")
+    p.add_argument("--run", type=Path, help="a finished run of the main job: also time its whole analysis")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)        # (analyze_run sets the run's own threads, and puts these back)
+    cfg = load_config("main")
+    torch.manual_seed(0)
+    model = build(cfg, sample_shape(cfg.data))[0].eval()
+    shape, layer, fill = model.input_shape, cfg.analysis.layer, cfg.analysis.invariance_fill
+    data = load_labelled("lfw", shape)
+    faces = data.pixels[torch.from_numpy(data.y == 1)]
+    others = data.pixels[torch.from_numpy(data.y == 0)]
+    tied = list(range(args.tied))
+    see = lambda t: prepare_images(t, shape, None)      # noqa: E731  (one function: the sweeps share its passes)
+
+    def sweeps(way: Any) -> dict[str, Any]:
+        passes = way([0, *tied])
+        one = invariance_curves(model, faces, 0, layer=layer, baseline=0.0, prepare=see, negatives=others, fill=fill,
+                                passes=passes)
+        more = sweep(model, faces, tied, [1] * len(tied), [0.0] * len(tied), layer=layer, prepare=see,
+                     negatives=others, fill=fill, passes=passes)
+        return {"result": [one, more], "passes": passes.made}
+
+    y = (data.y == 1).astype("int64")
+    pixels = baselines.pixels(data.raw)
+    splits = [selectivity.split(y, 0.5, seed) for seed in range(50)]
+    probes = [baselines.probe(pixels[select], y[select]) for select, _ in splits]     # fitted once, as memoised
+
+    def figures(way: Any) -> dict[str, Any]:
+        return {"figures": [way(probe, pixels[rows], y[rows]) for probe, parts in zip(probes, splits) for rows in parts]}
+
+    def analyze(ways: Any) -> dict[str, Any]:
+        with analysing_with(ways), tempfile.TemporaryDirectory() as tmp:
+            result = analysis_run.analyze_run(shutil.copytree(args.run, Path(tmp) / "run"))
+            return {"result": {k: v for k, v in result.items() if k not in ("seconds", "run")}}
+
+    new, old = sweeps(Passes), sweeps(old_passes)
+    if json.dumps(new["result"]) != json.dumps(old["result"]):
+        raise SystemExit("sweeps: sharing the passes changed the curves")
+    if figures(NEW[1]) != figures(OLD[1]):
+        raise SystemExit("probe_figures: one decision changed the probe's accuracy or AUC")
+    if args.run and json.dumps(analyze(NEW)) != json.dumps(analyze(OLD)):
+        raise SystemExit(f"analyze: the new ways changed {args.run}'s analysis.json")
+    rows = (("sweeps", lambda new: {"passes": sweeps(NEW[0] if new else OLD[0])["passes"]}),
+            ("probe_figures", lambda new: {"values": len(figures(NEW[1] if new else OLD[1])["figures"])})) \
+        + ((("analyze", lambda new: {"keys": len(analyze(NEW if new else OLD)["result"])}),) if args.run else ())
+    out = []
+    for name, run in rows:
+        reps = interleave({"new": lambda r: run(True), "old": lambda r: run(False)}, reps=args.reps)
+        row = {"bench": "analysis_repeats", "row": name, "faces": int(len(faces)), "others": int(len(others)),
+               "tied": args.tied, "passes": {"new": new["passes"], "old": old["passes"]},
+               **summary(reps, "wall_s"), "ratio": ratio(reps, "wall_s", "new", "old"),
+               "cpu_ratio": ratio(reps, "driver_cpu_s", "new", "old"), "threads": thread_settings()}
+        print(json.dumps(row), flush=True)
+        out.append(row)
+    return out
+
+
+if __name__ == "__main__":
+    main()
