@@ -245,3 +245,61 @@ def test_a_model_whose_input_is_not_an_image_is_refused_before_any_measurement(t
     with pytest.raises(DataError, match=r"input_shape \[1, 1, 8\] \(data.source = 'gaussian'\) is not an image of at least 4x4"):
         analyze_run(path, **FAST)
     assert not (path / "analysis.json").exists() and not (path / "figures").exists()
+
+
+def _stopped_tica(tmp_path, monkeypatch, at: int | None) -> Path:
+    """tica-8x8 for 8 steps, Ctrl-C'd inside step ``at`` (None: it ends)."""
+    import os
+    import signal
+
+    from downpour.cli import main
+    from downpour.train.telemetry import PartsMean
+
+    add, calls = PartsMean.add, []
+
+    def add_then_ctrl_c(self, parts, samples=0, loss=None):
+        add(self, parts, samples, loss)
+        calls.append(1)
+        if len(calls) == at:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(PartsMean, "add", add_then_ctrl_c)
+    path = tmp_path / "stopped"
+    assert main(["train", "--config", "tica-8x8", "--runner", "local", "--steps", "8", "--no-report", "--out", str(path),
+                 "--set", "train.threads=1", "--set", "data.samples=500"]) == (0 if at is None else 130)
+    monkeypatch.setattr(PartsMean, "add", add)
+    return path
+
+
+@pytest.mark.parametrize("command", ["analyze", "report"])
+def test_the_analysis_of_a_run_stopped_mid_way_names_its_step_and_the_resume(tmp_path, monkeypatch, capsys, command):
+    """A run killed at step 848 of 8,000 was met with "has no model.json: has its training finished?", which named
+    neither where it stood nor `--resume`."""
+    from downpour.cli import main
+
+    path = _stopped_tica(tmp_path, monkeypatch, at=3)
+    capsys.readouterr()
+    assert main([command, str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "checkpoint is at step 3 of 8" in err and f"downpour train --resume {path}" in err and "\n" not in err.strip()
+
+
+def test_the_analysis_of_a_run_stopped_between_its_last_checkpoint_and_its_model_says_the_resume_writes_it(
+        tmp_path, monkeypatch, capsys):
+    from downpour.cli import main
+
+    path = _stopped_tica(tmp_path, monkeypatch, at=None)
+    (path / "model.json").unlink()
+    capsys.readouterr()
+    assert main(["analyze", str(path)]) == 2
+    assert "its checkpoint is its last step (8) but the model was not written" in capsys.readouterr().err
+    assert main(["train", "--resume", str(path)]) == 0 and (path / "model.json").is_file()
+
+
+def test_the_analysis_of_a_run_stopped_before_anything_was_kept_says_how_to_start_it_again(tmp_path, capsys):
+    from downpour.cli import main
+
+    cfg = load_config("tica-8x8", ["train.steps=8"])
+    path = RunDir.create(tmp_path / "never", cfg).path
+    assert main(["analyze", str(path)]) == 2
+    assert f"downpour train --config {path / 'config.toml'} --out {path}` starts it again" in capsys.readouterr().err

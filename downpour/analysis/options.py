@@ -129,7 +129,7 @@ def open_run(run_path: str | Path) -> tuple[RunDir, FeatureModel]:
     """The run directory and its trained model, or :class:`NotARunError` saying what is missing."""
     run = RunDir.open(run_path)
     if not (run.path / "model.json").is_file():
-        raise NotARunError(f"{str(run.path)!r} has no model.json: has its training finished?")
+        raise NotARunError(f"{str(run.path)!r} has no model.json: {unfinished(run)}")
     model = run.load_model()
     reached, saved = run.reached(), run.model_step()
     if reached is not None and saved is not None and reached > saved:   # a resume stopped before its end
@@ -141,6 +141,25 @@ def open_run(run_path: str | Path) -> tuple[RunDir, FeatureModel]:
         raise NotARunError(f"{str(run.path / 'model.safetensors')!r} holds non-finite values in {', '.join(broken[:3])}"
                            f"{', ...' if len(broken) > 3 else ''}: every measurement of that model would mean nothing")
     return run, model
+
+
+def unfinished(run: RunDir) -> str:
+    """Where a run without a model stands and the command that goes on from there. It used to ask "has its
+    training finished?", which named neither the step it stopped at nor `--resume` (a run killed at step 848 of
+    8,000: the user had to guess that the analysis waits on a resume)."""
+    reached, steps = run.reached(), run.config.train.steps
+    if reached is not None and reached >= steps:
+        return (f"its checkpoint is its last step ({reached}) but the model was not written; "
+                f"`downpour train --resume {run.path}` writes it")
+    if reached is not None:
+        return (f"its checkpoint is at step {reached} of {steps}: it is still training, or it was stopped, and "
+                f"`downpour train --resume {run.path}` trains it to its end; analyse it then")
+    if run.never_started():
+        return (f"it was stopped before its first metrics row and checkpoint (nothing of it was kept); "
+                f"`downpour train --config {run.path / 'config.toml'} --out {run.path}` starts it again")
+    return (f"it holds no checkpoint (train.checkpoint_every = {run.config.train.checkpoint_every}; Ctrl-C and "
+            f"SIGTERM save one, a kill -9 does not): it is still training, or `downpour train --resume {run.path}` "
+            "trains it again from step 0")
 
 
 def run_preprocess(run: RunDir) -> Preprocess:
