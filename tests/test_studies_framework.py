@@ -996,3 +996,19 @@ def test_an_interval_never_runs_past_what_its_figure_can_be(planted, tmp_path, m
     assert got["d_probe_digits"] == [0.0, -1.0, 1.0]
     assert got["d_edge_fraction"] == [0.5, -math.inf, math.inf]     # unbounded (under 6 seeds) stays unbounded
     assert result["verdict"].startswith("probe [0.75, ") and "1.0]" in result["verdict"]
+
+
+@pytest.mark.parametrize("command", [["analyze"], ["report"], ["train", "--resume"]])
+def test_a_study_folder_given_as_a_run_is_named_with_its_report_or_the_command_that_finishes_it(
+        planted, tmp_path, capsys, command):
+    """`downpour report studies/x` said "not a downpour run directory (no config.toml); give the --out directory of
+    a `downpour train` run": a study keeps no run, so the user was sent looking for one."""
+    run_study("planted", tmp_path, quick=True, jobs=1)
+    capsys.readouterr()
+    assert main([*command, str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"is a `downpour study planted` folder, not a run: its report is {str(tmp_path / 'study.html')!r}" in err
+    (tmp_path / "study.html").unlink()                      # as a study stopped before its report leaves it
+    assert main([*command, str(tmp_path)]) == 2
+    assert f"stopped before its report: `downpour study planted --quick --out {tmp_path}` again finishes it" in \
+        capsys.readouterr().err

@@ -157,6 +157,8 @@ class RunDir(RunBegin, RunModel):
                 raise NotARunError(f"{str(run.path)!r} is a cross-fit's folder, not a run, stopped before its report: "
                                    f"each fold's run is {str(run.path / 'fold-I')!r}, and the same `downpour crossfit` "
                                    "command again finishes it")
+            if (run.path / "cells.jsonl").is_file():    # (a study's folder: its cells are numbers, no run is kept)
+                raise NotARunError(_study_folder(run.path))
             raise NotARunError(f"{str(run.path)!r} is not a downpour run directory (no config.toml); "
                                "give the --out directory of a `downpour train` run")
         return run
@@ -235,3 +237,22 @@ class RunDir(RunBegin, RunModel):
     def no_faces_twin(self) -> Path:
         """Where ``analysis.no_faces_twin`` keeps this run's recipe trained without a face (a run directory)."""
         return self.path / self.TWIN
+
+
+def _study_folder(path: Path) -> str:
+    """What `analyze`, `report` or `--resume` of a `downpour study` folder says: which study, and its report or the
+    command that finishes it. Until 2026-12-05 it said "give the --out directory of a `downpour train` run", which
+    sent the user looking for a run the study never kept."""
+    try:
+        header = json.loads((path / "cells.jsonl").read_text(errors="replace").partition("\n")[0])
+    except ValueError:
+        header = None
+    header = header if isinstance(header, dict) else {}
+    name = header.get("study") if isinstance(header.get("study"), str) else "NAME"
+    command = (f"`downpour study {name}{' --quick' if header.get('quick') is True else ''} --out {path}`"
+               + (" (with its --set flags)" if header.get("sets") else ""))
+    if (path / "study.html").is_file():
+        return (f"{str(path)!r} is a `downpour study {name}` folder, not a run: its report is "
+                f"{str(path / 'study.html')!r} ({command} again writes it anew); a study keeps its cells' numbers, not their runs")
+    return (f"{str(path)!r} is a `downpour study {name}` folder, not a run, stopped before its report: {command} again "
+            "finishes it; a study keeps its cells' numbers, not their runs")
