@@ -1012,3 +1012,20 @@ def test_a_study_folder_given_as_a_run_is_named_with_its_report_or_the_command_t
     assert main([*command, str(tmp_path)]) == 2
     assert f"stopped before its report: `downpour study planted --quick --out {tmp_path}` again finishes it" in \
         capsys.readouterr().err
+
+
+class Other(Planted):
+    name = "other"
+
+
+def test_a_folder_of_another_study_or_setting_is_refused_naming_the_study_it_holds(planted, monkeypatch, tmp_path):
+    """`study costs --out F` over `study staleness --quick`'s F named only "cells_defined, conditions, resolved,
+    study differ": not which study the folder holds."""
+    monkeypatch.setitem(studies.STUDIES, "other", f"{__name__}:Other")
+    run_study("planted", tmp_path, quick=True, jobs=1)
+    with pytest.raises(ConfigError, match="holds the cells of `downpour study planted --quick`, not of "
+                                          "`downpour study other --quick`"):
+        run_study("other", tmp_path, quick=True, jobs=1)
+    with pytest.raises(ConfigError, match="holds the cells of `downpour study planted --quick`, not of "
+                                          "`downpour study planted`: "):
+        run_study("planted", tmp_path, quick=False, seeds=3, jobs=1)

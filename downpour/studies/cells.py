@@ -74,6 +74,19 @@ def _same_configs(old: dict[str, Any], header: dict[str, Any], alike: dict[str, 
                                 for name, digest in was.items()}}
 
 
+def _whose(old: dict[str, Any], header: dict[str, Any]) -> str:
+    """"the cells of `downpour study staleness --quick`: ", where the folder holds another study's or setting's cells.
+    Until 2026-12-05 only the differing header keys were named (``cells_defined, conditions, resolved, study``), so a
+    user who gave `study costs` the --out of `study staleness` was not told which study the folder holds."""
+    if old.get("study") == header.get("study") and old.get("quick") == header.get("quick"):
+        return ""
+    return f"the cells of {_command(old)}, not of {_command(header)}: "
+
+
+def _command(header: dict[str, Any]) -> str:
+    return f"`downpour study {header.get('study')}{' --quick' if header.get('quick') is True else ''}`"
+
+
 class CellCache:
     def __init__(self, path: Path, header: dict[str, Any], alike: dict[str, set[str]] | None = None):
         """``alike``: each condition's hashes of the same config (written before a key was added, or while it was
@@ -105,8 +118,8 @@ class CellCache:
                 if "measured_by" in differs:    # the measure changed under the same configs: say from what to what
                     why += (f"; its cells were measured by {(old or {}).get('measured_by', 'an unnamed earlier measure')!r}, "
                             f"this version measures {header.get('measured_by', 'without naming one')!r}, and the two are not mixed")
-                raise ConfigError(f"{str(path.parent)!r} holds a study run with other settings ({', '.join(differs)} "
-                                  f"differ{why}); use another --out, or delete that folder to start again")
+                raise ConfigError(f"{str(path.parent)!r} holds {_whose(old or {}, header)}a study run with other settings "
+                                  f"({', '.join(differs)} differ{why}); use another --out, or delete that folder to start again")
             damaged = 0
             for line in lines[1:]:
                 row = _row(line)
