@@ -81,7 +81,13 @@ def train_with_twin(cfg: RunConfig, run: RunDir, twin: RunConfig | None, resume:
             summary = train(cfg, run, resume=resume)
         if twin is not None:
             log.info("%s: training the no-faces twin (data.train_faces = 0) -> %s", run.path, run.no_faces_twin)
-            summary["no_faces_twin"] = train_kept(twin, run.no_faces_twin)
+            try:
+                summary["no_faces_twin"] = train_kept(twin, run.no_faces_twin)
+            except KeyboardInterrupt:   # (and SIGTERM) the twin's own runner named only its folder, or, stopped
+                # in its set-up, nothing: `--resume RUN/no-faces` trains the twin but skips the run's analysis
+                log.warning("%s: stopped in its no-faces twin; `downpour train --resume %s` finishes the twin and "
+                            "goes on as this command would have", run.path, run.path)
+                raise
     return summary
 
 

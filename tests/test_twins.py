@@ -201,3 +201,28 @@ def test_no_twin_is_trained_or_asked_for_where_no_face_test_runs(tmp_path, capsy
     # (since 2026-12-04 a folder's concept reads it too: "only the face test reads it" before)
     assert ("analysis.control_draws: only the face test (analysis.dataset = 'lfw' with positive = 1) and a folder "
             "concept's controls (analysis.concept_controls) read it (this analysis: 'digits', 1)") in capsys.readouterr().err
+
+
+def test_a_run_stopped_in_its_twin_says_the_resume_of_the_run_finishes_it(tmp_path, monkeypatch, caplog):
+    """Ctrl-C in the twin said only the twin's own `--resume RUN/no-faces` (which skips the run's analysis and
+    report), or, in the twin's set-up, nothing."""
+    import os
+    import signal
+
+    from downpour.train.telemetry import PartsMean
+
+    add, calls = PartsMean.add, []
+
+    def add_then_ctrl_c(self, parts, samples=0, loss=None):
+        add(self, parts, samples, loss)
+        calls.append(1)
+        if len(calls) == 6:                  # the run's 4 steps, then inside the twin's second
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(PartsMean, "add", add_then_ctrl_c)
+    out = tmp_path / "run"
+    assert main(["train", *TINY_CAT, *TWIN, "--no-report", "--out", str(out)]) == 130
+    assert RunDir(out).finished(4) and not RunDir(out / "no-faces").finished(4)
+    assert f"stopped in its no-faces twin; `downpour train --resume {out}` finishes the twin" in caplog.text
+    monkeypatch.setattr(PartsMean, "add", add)
+    assert main(["train", "--resume", str(out)]) == 0 and RunDir(out / "no-faces").finished(4)
