@@ -1007,3 +1007,19 @@ def test_a_finished_greedy_run_says_plainly_how_to_train_more(tmp_path, capsys):
     argv = ["train", "--config", "cat-demo", "--set", "train.schedule=joint", "--runner", "local", "--out", str(joint)]
     assert main([*argv, "--steps", "4"]) == 0
     assert main(["train", "--resume", str(joint), "--steps", "6"]) == 0
+
+
+@pytest.mark.parametrize("inner", ["config.toml", "checkpoints", "figures/"])
+@pytest.mark.parametrize("command", [["analyze"], ["report"], ["train", "--resume"]])
+def test_a_file_or_folder_inside_a_run_names_the_run_to_give(tmp_path, capsys, inner, command):
+    """`--resume runs/cat/checkpoints` (a tab completion one level too deep) said "not a downpour run directory;
+    give the --out directory of a `downpour train` run", and `analyze runs/cat/config.toml` "is a file, not a run
+    directory": neither named the run that was one level up."""
+    from downpour.train.rundir import RunDir
+
+    run = RunDir.create(tmp_path / "run", load_config("ufldl-sae")).path
+    (run / "checkpoints").mkdir(exist_ok=True)
+    (run / "figures").mkdir(exist_ok=True)
+    assert main([*command, str(run / inner)]) == 2
+    kind = "a file" if inner == "config.toml" else "a folder"
+    assert f"is {kind} of the run {str(run)!r}, not a run; give {str(run)!r}" in capsys.readouterr().err

@@ -145,6 +145,10 @@ class RunDir(RunBegin, RunModel):
     @classmethod
     def open(cls, path: str | Path) -> "RunDir":
         run = cls(path)
+        inside = run.path.parent    # one of a run's own files or folders (a tab completion one level too deep)
+        if run.path.exists() and not (run.path / "config.toml").is_file() and (inside / "config.toml").is_file():
+            raise NotARunError(f"{str(run.path)!r} is {'a file' if run.path.is_file() else 'a folder'} of the run "
+                               f"{str(inside)!r}, not a run; give {str(inside)!r}")
         if run.path.is_file():
             raise NotARunError(f"{str(run.path)!r} is a file, not a run directory")
         if not run.path.is_dir():
