@@ -5,7 +5,7 @@ as Ray's timing allows.
 
 What stands in (task path only: the piped path's channels are real shared memory):
 
-- ``Runtime`` for the ``ray`` module of ``cluster_on_ray`` and ``restarts_on_ray`` (``wait``, ``get``,
+- ``Runtime`` for the ``ray`` module of ``cluster_on_ray``, ``asking_on_ray`` and ``restarts_on_ray`` (``wait``, ``get``,
   ``kill``) and for ``time`` in ``restarts_on_ray``: a future is ready when it is made, or when its
   ``when`` holds (a held first answer); a death is told some waits late (``Worker.told``: Ray tells
   of a death a moment after it, and the driver may look at its restarts in between). ``wait`` returns the
@@ -31,7 +31,7 @@ from typing import Any, Callable
 
 from ray.exceptions import ActorDiedError, GetTimeoutError
 
-from downpour.ps import cluster_on_ray, restarts_on_ray, tasks_on_ray
+from downpour.ps import asking_on_ray, cluster_on_ray, restarts_on_ray, tasks_on_ray
 from downpour.ps.cluster_on_ray import RayCluster
 from downpour.ps.consistency import make_consistency
 from downpour.ps.coordinator import Coordinator
@@ -258,7 +258,7 @@ class ScriptedCluster(RayCluster):
 def scripted_runtime(monkeypatch: Any, tick: float = 0.0) -> Runtime:
     """Put a :class:`Runtime` (``tick``: seconds a wait takes) where the driver's modules call Ray and read the clock."""
     rt = Runtime(tick)
-    for module in (cluster_on_ray, restarts_on_ray, tasks_on_ray):
+    for module in (cluster_on_ray, asking_on_ray, restarts_on_ray, tasks_on_ray):
         monkeypatch.setattr(module, "ray", SimpleNamespace(wait=rt.wait, get=rt.get, kill=rt.kill,
                                                            exceptions=module.ray.exceptions))
     monkeypatch.setattr(restarts_on_ray, "time", SimpleNamespace(monotonic=rt.monotonic))

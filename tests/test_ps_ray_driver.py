@@ -8,6 +8,7 @@ import pytest
 import ray
 import torch
 
+import downpour.ps.asking_on_ray as asking_module
 import downpour.ps.cluster_on_ray as driver_module
 import downpour.ps.restarts_on_ray as restarts_module
 from downpour.ps.cluster_on_ray import RayCluster
@@ -76,6 +77,7 @@ def _driver(coord: Coordinator, shard_actors: list[Any], workers: list[Any], res
 def fake_ray(monkeypatch):
     fake = FakeRay()
     monkeypatch.setattr(driver_module, "ray", fake)
+    monkeypatch.setattr(asking_module, "ray", fake)
     monkeypatch.setattr(restarts_module, "ray", fake)
     return fake
 

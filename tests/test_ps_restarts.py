@@ -412,7 +412,7 @@ def test_the_piped_loops_end_and_the_run_end_share_one_wait_for_a_stuck_serve_ta
     end waits. Now info() waits once for both; worker 1 is lost there, no restart left for it."""
     from types import SimpleNamespace
 
-    from downpour.ps import cluster_on_ray, piped_on_ray
+    from downpour.ps import asking_on_ray, cluster_on_ray, piped_on_ray
 
     coord = coordinator(2, STEPS)
     c = ScriptedCluster(runtime, coord, restarts=0)
@@ -432,7 +432,7 @@ def test_the_piped_loops_end_and_the_run_end_share_one_wait_for_a_stuck_serve_ta
 
     fake = SimpleNamespace(wait=noted("wait", runtime.wait), get=noted("get", runtime.get), kill=runtime.kill,
                            exceptions=cluster_on_ray.ray.exceptions)
-    for module in (cluster_on_ray, piped_on_ray):
+    for module in (cluster_on_ray, asking_on_ray, piped_on_ray):
         monkeypatch.setattr(module, "ray", fake)
     c._run_piped(lambda *a: None)      # (nothing granted: straight to the loop's end)
     c.info()

@@ -1,0 +1,75 @@
+"""What the Ray driver asks its workers once the driving loop is over: at the run's end (:meth:`Asking.info`: nodes,
+placement, each worker's data report and profile) and on a stop (:meth:`Asking.data_reports`), every worker asked at
+once in one bounded wait, so a node gone silent costs that wait once. A mixin of
+:class:`~downpour.ps.cluster_on_ray.RayCluster`, which owns the state it reads (``coord``, ``worker_actors``,
+``shard_actors``, ``placement``, ``_serving``, ``_channels``) and the calls it makes (``not_restarted``,
+``_read_served``)."""
+from __future__ import annotations
+
+from typing import Any
+
+import ray
+from ray.exceptions import RayError
+
+from downpour.ps.restarts_on_ray import WAITED
+
+
+class Asking:
+    """``RayCluster``'s half that asks every worker at once: the run's end, a stop."""
+
+    def info(self) -> dict[str, Any]:
+        """Nodes and placement, and each live worker's data report (a lost worker's is lost with it)."""
+        nodes = sorted(set().union(*self.placement.values()))   # (a partition may sit on a node of its own)
+        # every worker asked at once, live and waiting, one wait of 60 s for them all: one at a time, a node gone
+        # silent cost 60 s a worker (until 2026-12-04: scripted, two silent waiting workers, 120 s), and until
+        # 2026-12-05 the waiting ones had a 60 s of their own after the live ones' (one silent of each: 120 s). A
+        # worker the warm start never let join (cluster.warm_start past train.steps) is asked whether it lives: one
+        # that died unseen (the piped loop stopped its serve task first) is lost here (until 2026-12-04 never)
+        live, waiting = sorted(self.coord.live), self.coord.waiting
+        serving = [ref for ref, (w, _) in self._serving.items() if w in live]   # piped: ending (the loop's end stopped them)
+        answers = self._ask({**{w: [self.worker_actors[w].data_report, self.worker_actors[w].profile] for w in live},
+                             **{w: [self.worker_actors[w].node] for w in waiting}}, timeout=60, also=serving)
+        reports, profiles = {}, {}
+        for w, got in answers.items():    # a worker that died after its last push is a loss, restarted no more
+            if isinstance(got, Exception):
+                self.coord.lose(w, type(got).__name__ + (WAITED if w in waiting else " after its last push"))
+                self.not_restarted(w, "no steps left for it")
+            elif w not in waiting:
+                reports[w], profiles[w] = got
+        return {"nodes": len(nodes), "queue_depth": self.coord.depth,
+                "placement": {k: [nodes.index(x) for x in v] for k, v in self.placement.items()},
+                "worker_devices": self.devices, "data_workers": [reports[w] for w in sorted(reports)],
+                "profile": {"driver": self.laps.report(), "workers": [profiles[w] for w in sorted(profiles)],
+                            "shards": ray.get([a.profile.remote() for a in self.shard_actors], timeout=60)}}
+
+    def _ask(self, calls: dict[int, list[Any]], timeout: float, also: list[Any] = ()) -> dict[int, list[Any] | Exception]:
+        """Each worker's answers to its ``calls`` (actor methods, no arguments), all asked at once and waited for
+        ``timeout`` s in all: ``{worker: [answers]}``, or the error of one that failed (``GetTimeoutError``: no answer).
+        ``also``: serve tasks waited for in the same wait, and read (:meth:`_read_served`)."""
+        refs = {w: [call.remote() for call in methods] for w, methods in calls.items()}
+        every = [ref for rs in refs.values() for ref in rs] + list(also)
+        ready, _ = ray.wait(every, num_returns=len(every), timeout=timeout) if every else ([], [])
+        done, out = set(ready), {}
+        self._read_served(done)
+        for w, rs in refs.items():
+            try:
+                if not all(ref in done for ref in rs):
+                    raise ray.exceptions.GetTimeoutError(f"no answer within {timeout} s")
+                out[w] = [ray.get(ref) for ref in rs]
+            except (RayError, ray.exceptions.GetTimeoutError) as err:
+                out[w] = err
+        return out
+
+    def data_reports(self) -> list[dict[str, Any] | None]:
+        """On a stop: the data reports of the live workers that answer within 5 s (one mid-cycle answers after
+        it; a lost worker's is lost with it, and a worker that raised a DataError is alive and answers). Piped, each
+        is told to stop serving first (a serving actor answers nothing else) and its serve task is read in the same
+        wait: until 2026-12-05 none was, so a piped stop waited its 5 s and its data.json had no worker's report
+        (scripted: two live workers, data_reports [] after a 5 s wait; now both, at once)."""
+        for w in sorted(self.coord.live) + self.coord.waiting if self.piped else ():
+            if w in self._channels:
+                self._channels[w].stop()
+        serving = [ref for ref, (w, _) in self._serving.items() if w in self.coord.live]
+        answers = self._ask({w: [self.worker_actors[w].data_report] for w in sorted(self.coord.live)}, timeout=5,
+                            also=serving)
+        return [got[0] for got in answers.values() if not isinstance(got, Exception)]
