@@ -14,7 +14,7 @@ CLUSTER_ONLY = ("workers", "shards", "consistency", "n_fetch", "n_push", "compen
 ONLY_ON = {"delay": "simulated", "address": "ray"}   # flags that mean something to one runner only
 # --set keys only the Ray runner reads (the simulator's workers and shards live in one process, its time is virtual)
 RAY_ONLY = ("cluster.restarts", "cluster.checkpoint_seconds", "cluster.worker_gpus", "cluster.queue_depth",
-            "cluster.shard_restarts")
+            "cluster.shard_restarts", "cluster.silent_seconds")
 # What the cluster runners never read (their workers' update is the server's cluster.rule): set by hand on one, refused
 # (train.checkpoint_every on a cluster run: preflight refuses it, set anywhere)
 LOCAL_ONLY = {"train.optimizer": "cluster.rule", "train.momentum": "cluster.momentum"}

@@ -15,7 +15,7 @@ from downpour.config import RunConfig, config_to_dict
 # else (model, cost, data, seed, optimizer, cluster shape) would make it a different run.
 RESUMABLE = {"train.steps", "train.log_every", "train.checkpoint_every", "train.tensorboard", "train.threads",
              "train.device", "cluster.restarts", "cluster.checkpoint_every", "cluster.address", "cluster.checkpoint_seconds",
-             "cluster.shard_restarts", "cluster.worker_gpus", "data.prefetch", "data.loader_workers"}
+             "cluster.shard_restarts", "cluster.silent_seconds", "cluster.worker_gpus", "data.prefetch", "data.loader_workers"}
 STREAM_KEYS = ("data.prefetch", "data.loader_workers", "data.fit_sample", "data.mix_items")   # read by a streamed pipeline only
 
 

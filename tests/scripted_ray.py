@@ -6,7 +6,7 @@ as Ray's timing allows.
 What stands in (task path only: the piped path's channels are real shared memory):
 
 - ``Runtime`` for the ``ray`` module of ``cluster_on_ray``, ``asking_on_ray`` and ``restarts_on_ray`` (``wait``, ``get``,
-  ``kill``) and for ``time`` in ``restarts_on_ray``: a future is ready when it is made, or when its
+  ``kill``) and for ``time`` in ``restarts_on_ray`` and ``silence``: a future is ready when it is made, or when its
   ``when`` holds (a held first answer); a death is told some waits late (``Worker.told``: Ray tells
   of a death a moment after it, and the driver may look at its restarts in between). ``wait`` returns the
   ready ones in the order it is given them, as Ray's does; when fewer than asked are ready it first takes the
@@ -31,7 +31,7 @@ from typing import Any, Callable
 
 from ray.exceptions import ActorDiedError, GetTimeoutError
 
-from downpour.ps import asking_on_ray, cluster_on_ray, restarts_on_ray, tasks_on_ray
+from downpour.ps import asking_on_ray, cluster_on_ray, restarts_on_ray, silence, tasks_on_ray
 from downpour.ps.cluster_on_ray import RayCluster
 from downpour.ps.consistency import make_consistency
 from downpour.ps.coordinator import Coordinator
@@ -43,11 +43,12 @@ class Hang(AssertionError):
 
 class Ref:
     """A future: ready from the runtime's ``at``-th wait on (a death is told a wait after it happened), and
-    while ``when`` holds (None: always)."""
+    while ``when`` holds (None: always); ``due``: the runtime's time at which ``when`` comes to hold (a cycle that
+    takes that long), where a wait with a longer timeout returns then."""
 
     def __init__(self, value: Any = None, error: Exception | None = None, when: Callable[[], bool] | None = None,
-                 at: int = 0):
-        self.value, self.error, self.when, self.at = value, error, when, at
+                 at: int = 0, due: float | None = None):
+        self.value, self.error, self.when, self.at, self.due = value, error, when, at, due
         self.read = False        # whether the driver got it (Ray prints an error never got as "Unhandled error")
 
     def held(self) -> bool:
@@ -83,6 +84,10 @@ class Runtime:
             self.waits = min(coming)
             ready = [r for r in refs if self.ready(r)][:num_returns]
             coming = [r.at for r in refs if r.at > self.waits and not r.held()]
+        dues = [r.due for r in refs if r.due is not None and r.held()]
+        if len(ready) < num_returns and dues and timeout != 0 and (timeout is None or min(dues) <= self.now + timeout):
+            self.now = min(dues)         # a slow cycle's answer comes before the timeout: the wait returns then
+            return self.wait(refs, num_returns, 0)
         if not ready and timeout is None:
             raise Hang(f"the driver waits with no timeout on {len(refs)} futures, none of which can answer")
         if len(ready) < num_returns and timeout:
@@ -127,6 +132,9 @@ class Worker:
     """Worker ``w``'s actor number ``life`` (0: the first; 1: its first replacement ...).
 
     ``dies(n, first, k)``: whether it dies at its ``n``-th cycle (0-based), of steps first .. first+k-1;
+    ``takes(n, first, k)``: seconds of the runtime's clock that cycle takes (0: it is done when granted);
+    ``hangs(n, first, k)``: whether that cycle never returns (a node gone silent, a deadlock): it, and every later
+    call, answers only once the actor is killed, with ``ActorDiedError`` (as Ray's calls on a killed actor do);
     ``up``: when its first answer comes (None: at once; a replacement held back until something happened);
     ``dead_on_arrival``: it dies coming up (its first answer is ActorDiedError); ``told``: the driver's wait that
     first sees its death, counted from the death (2: its next wait, which may be a look at its restarts, sees
@@ -139,6 +147,8 @@ class Worker:
     seq: int
     shards: int
     dies: Callable[[int, int, int], bool] = lambda n, first, k: False
+    hangs: Callable[[int, int, int], bool] = lambda n, first, k: False
+    takes: Callable[[int, int, int], float] = lambda n, first, k: 0.0
     up: Callable[[], bool] | None = None
     dead_on_arrival: bool = False
     told: int = 2
@@ -146,6 +156,8 @@ class Worker:
     cycles: int = 0
     dead: bool = False
     killed: bool = False
+    hung: bool = False
+    busy_until: float = 0.0
     computed: list[tuple[int, int]] = field(default_factory=list)   # (first, steps) of each cycle it trained
 
     def __post_init__(self) -> None:
@@ -165,14 +177,21 @@ class Worker:
     def _cycle(self, k: int, first: int) -> list[Ref]:
         if not self.dead and self.dies(self.cycles, first, k):
             self.dead = True
+        self.hung = self.hung or (not self.dead and self.hangs(self.cycles, first, k))
+        seconds = self.takes(self.cycles, first, k)
         self.cycles += 1
         if self.dead or self.killed:
             return [self._died() for _ in range(self.shards + 1)]
+        if self.hung:
+            return [Ref(error=ActorDiedError(), when=lambda: self.killed) for _ in range(self.shards + 1)]
         self.computed.append((first, k))
         meta = {"seq": self.seq, "base": [0] * self.shards, "steps": k, "samples": k, "loss": 1.0,
                 "parts": {"first": first, "steps": k, "life": self.life}, "skipped": 0, "clock_gap": 0,
                 "inbox": [True] * self.shards}
         self.seq += 1
+        self.busy_until = done = max(self.rt.now, self.busy_until) + seconds
+        if done > self.rt.now:     # done that long after the previous cycle (an actor runs its calls one at a time)
+            return [Ref(value, when=lambda: self.rt.now >= done, due=done) for value in [None] * self.shards + [meta]]
         return [Ref(None) for _ in range(self.shards)] + [Ref(meta)]
 
 
@@ -217,10 +236,11 @@ class ScriptedCluster(RayCluster):
 
     def __init__(self, rt: Runtime, coord: Coordinator, restarts: int = 1, shards: int = 1,
                  script: dict[tuple[int, int], dict[str, Any]] | None = None, saved: dict[str, Any] | None = None,
-                 partitions: int = 0):
+                 partitions: int = 0, silent_seconds: float = 0.0):
         self.rt, self.script, self.lives, self.pushes = rt, script or {}, [], []
         self.partitions, self.parts = partitions, []
-        cluster = SimpleNamespace(restarts=restarts, workers=coord.workers, address=None, partitions=1)
+        cluster = SimpleNamespace(restarts=restarts, workers=coord.workers, address=None, partitions=1,
+                                  silent_seconds=silent_seconds)
         super().__init__(SimpleNamespace(cfg=SimpleNamespace(cluster=cluster), data=[]), [None] * shards, coord,
                          lambda step: None, coord.done, None, saved)
 
@@ -261,7 +281,8 @@ def scripted_runtime(monkeypatch: Any, tick: float = 0.0) -> Runtime:
     for module in (cluster_on_ray, asking_on_ray, restarts_on_ray, tasks_on_ray):
         monkeypatch.setattr(module, "ray", SimpleNamespace(wait=rt.wait, get=rt.get, kill=rt.kill,
                                                            exceptions=module.ray.exceptions))
-    monkeypatch.setattr(restarts_on_ray, "time", SimpleNamespace(monotonic=rt.monotonic))
+    for module in (restarts_on_ray, silence):
+        monkeypatch.setattr(module, "time", SimpleNamespace(monotonic=rt.monotonic))
     return rt
 
 

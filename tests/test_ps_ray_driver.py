@@ -18,6 +18,7 @@ from downpour.ps.coordinator import Coordinator
 from downpour.ps.laps import Laps
 from downpour.ps.rules import make_rule
 from downpour.ps.shard import Shard
+from downpour.ps.silence import Silence
 
 
 class FakeRay:
@@ -68,6 +69,7 @@ def _driver(coord: Coordinator, shard_actors: list[Any], workers: list[Any], res
     d.piped, d._blocked, d.laps, d.next_seq, d._pending, d._pushes = False, set(), Laps(), {}, {}, {}
     d._starting, d._watching, d._serving, d.listing = {}, {}, {}, None     # (in-memory data: no file list)
     d.setup = SimpleNamespace(cfg=SimpleNamespace(cluster=SimpleNamespace(restarts=restarts)))   # (cluster.restarts)
+    d.silence = Silence()
     d.placement, d.partition_actors = {"shards": ["n"], "workers": ["n"] * len(workers)}, {}
     d.devices = [{"device": "cpu", "gpus": []}] * len(workers)     # (one per worker, as the start reads them)
     return d

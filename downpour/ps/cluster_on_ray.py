@@ -30,6 +30,7 @@ from downpour.ps.setup import ClusterSetup, worker_gpus
 from downpour.ps.tasks_on_ray import TaskRun
 from downpour.ps.shard import Shard
 from downpour.ps.shm import SHM_DIR, sweep_stale_segments
+from downpour.ps.silence import Silence
 from downpour.ps.worker import OnPush, Push, push_record
 from downpour.train.flat import frozen_params
 from downpour.train.signals import signals_held
@@ -74,6 +75,9 @@ class RayCluster(TaskRun, PipedRun, Restarts, Asking):
         self._pushes: dict[Any, tuple[list[Any], dict[str, Any]]] = {}   # last answer ref -> (all answers, metadata)
         self._blocked: set[int] = set()
         self.laps = Laps()
+        self.silence = Silence(cfg.cluster.silent_seconds)   # how long a busy worker may say nothing before it is lost
+        for w in range(cfg.cluster.workers):
+            self.silence.fresh(w)
         self.piped = False                               # set in _start: cycles over channels, not Ray tasks
         self.gpus, self.devices = 0.0, []                # set in _start: GPUs per worker actor; each one's device
         self._channels: dict[int, channel.DriverEnd] = {}
@@ -184,6 +188,7 @@ class RayCluster(TaskRun, PipedRun, Restarts, Asking):
             self._blocked.add(w)
             return
         self._blocked.discard(w)
+        self.silence.busy(w)
         m, first = len(self.shard_actors), self.coord.first_step(w)   # each step's greedy stage follows from it
         t = time.perf_counter()
         if self.piped:

@@ -14,6 +14,7 @@ from ray.exceptions import RayError
 
 from downpour.ps import channel
 from downpour.ps.shm import SHM_DIR
+from downpour.ps.silence import Silent
 from downpour.ps.worker import OnPush
 
 log = logging.getLogger("downpour.ps.cluster_on_ray")   # the driver's logger: same records as before
@@ -39,8 +40,10 @@ class PipedRun:
 
     def _run_piped(self, on_push: OnPush) -> None:
         """Piped: poll the workers' channels for reports (and, when none came for a moment, their serve
-        tasks for a death) until no live worker has a granted cycle left; then stop the workers."""
-        m, checked = len(self.shard_actors), time.perf_counter()
+        tasks for a death, and the busy workers for one silent past its limit: :mod:`downpour.ps.silence`) until no
+        live worker has a granted cycle left; then stop the workers. Until 2026-12-05 a worker whose cycle never
+        returned, its serve task running on, held a credit for good: the loop polled its channel forever."""
+        checked = time.perf_counter()
         while any(self._credits.get(w, 0) for w in self.coord.live) or self._starting:
             t = time.perf_counter()
             ready = channel.wait(list(self._channels.values()), 0.05)
@@ -52,13 +55,12 @@ class PipedRun:
                     # written as the actor was being killed, read after its loss gave its steps back:
                     # dropped (never applied), as the task path drops a cycle reported after the loss
                     continue
-                for meta in reports:
-                    self._credits[w] -= 1
-                    self._pushed(w, meta, [None] * m, on_push)
+                self._take(w, reports, on_push)
             if not ready or t - checked > 0.05:
                 checked = t
                 self._check_serving(on_push)
                 self.poll_restarts()       # a restarted worker up: its channel opens and it is granted cycles
+                self._lose_silent_piped(on_push)
         # the live workers' serve tasks end once stopped; info() waits for them in its one 60 s wait (its questions
         # queue behind them: a serving actor answers nothing else). Until 2026-12-05 they had a 60 s wait of their own
         # here first: a stuck serve task cost 60 s, then 60 s more in info() (scripted: two end waits of 60 s, now one)
@@ -93,11 +95,29 @@ class PipedRun:
                 err: Exception = RuntimeError(f"worker {w} stopped serving")
             except RayError as failure:
                 err = failure
-            for meta in self._channels[w].reports():
-                self._credits[w] -= 1
-                self._pushed(w, meta, [None] * len(self.shard_actors), on_push)
+            self._take(w, self._channels[w].reports(), on_push)
             self._credits[w] = 0
             self._shard_lost(err)  # a dead shard fails every worker's fetch: not the worker's loss
             self._lost(w, err)
+            if w in self.coord.lost:         # not restarted: stop polling its channel
+                self._channels.pop(w).close()
+
+    def _take(self, w: int, reports: list[dict[str, Any]], on_push: OnPush) -> None:
+        """Worker ``w``'s ``reports`` (each a finished cycle's metadata, its gradient staged in every inbox), pushed."""
+        for meta in reports:
+            self._credits[w] -= 1
+            self.silence.spoke(w, busy=self._credits[w] > 0)
+            self._pushed(w, meta, [None] * len(self.shard_actors), on_push)
+
+    def _lose_silent_piped(self, on_push: OnPush) -> None:
+        """Each busy worker silent past its limit, with no report in its channel, is lost as a dead one is: its actor
+        killed (its serve task ends with it), restarted as ``cluster.restarts`` says."""
+        for w, silent, limit in self.silence.overdue():
+            reports = self._channels[w].reports()
+            if reports:
+                self._take(w, reports, on_push)     # it spoke just now
+                continue
+            self._credits[w] = 0
+            self._lost(w, Silent(w, silent, limit))
             if w in self.coord.lost:         # not restarted: stop polling its channel
                 self._channels.pop(w).close()

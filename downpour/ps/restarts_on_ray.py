@@ -26,6 +26,7 @@ from ray.exceptions import RayError, RayTaskError
 
 from downpour.errors import DownpourError
 from downpour.ps.on_ray import RESTART_SECONDS
+from downpour.ps.silence import Silent
 
 log = logging.getLogger("downpour.ps.cluster_on_ray")   # the driver's logger: same records as before
 WATCH_SECONDS = 1.0   # how often a worker waiting for the warm start is asked whether it lives (task loop)
@@ -50,9 +51,11 @@ class Restarts:
         if isinstance(cause, DownpourError):
             raise cause
         before, why = set(self.coord.live), WAITED if w in self.coord.waiting else ""
-        self.coord.lose(w, type(err).__name__ + why)
+        name = err.reason if isinstance(err, Silent) else type(err).__name__    # "silent for 312 s (limit 300 s)"
+        self.coord.lose(w, name + why)
+        self.silence.forget(w)
         joined = self.coord.live - before    # the warm start's only worker died: the others start now
-        log.warning("worker %d lost at step %d: %s%s%s", w, self.coord.done, type(err).__name__, why,
+        log.warning("worker %d lost at step %d: %s%s%s", w, self.coord.done, name, why,
                     f" ({type(cause).__name__}: {cause})" if cause is not None else "")
         self._set_live()          # now: a sync round it owed closes on the others before it rejoins
         self._kill_worker(w)
@@ -193,6 +196,7 @@ class Restarts:
                 self._give_up(w, self._why_not_respawned())
             return
         self._place(w, node)
+        self.silence.fresh(w)       # its first cycle is its warm-up
         if self.piped:
             self._open_channel(w)
         self.coord.rejoin(w)

@@ -15,6 +15,7 @@ from ray.exceptions import RayError
 from downpour.ps.on_ray import ShardPush
 from downpour.ps.recorder import ShardLost
 from downpour.ps.restarts_on_ray import drain
+from downpour.ps.silence import Silent
 from downpour.ps.worker import OnPush
 from downpour.train.signals import signals_held
 
@@ -28,14 +29,21 @@ class TaskRun:
     _owner: dict[Any, Any]
 
     def _run_tasks(self, on_push: OnPush) -> None:
-        """Until no cycle, push or restart is pending: take each future as it is ready, restarts first."""
+        """Until no cycle, push or restart is pending: take each future as it is ready, restarts first. The wait lasts
+        until the next restart's deadline or busy worker's silence limit (:mod:`downpour.ps.silence`), whichever comes
+        first: until 2026-12-05 it had no timeout unless a restart was under way, so a cycle that never returned hung
+        the run (scripted: 3 workers, worker 1's cycle at step 21 never returning; the others trained on, then the
+        driver waited on its 2 futures for good)."""
         while self._pending or self._starting:
             t = time.perf_counter()
+            limits = [s for s in (self.restart_timeout(), self.silence.timeout()) if s is not None]
             # restarts first: ray.wait gives the ready ones in the order asked (pushes first: a busy driver saw them last)
-            ready, _ = ray.wait([*self.restart_refs(), *self._pending], num_returns=1, timeout=self.restart_timeout())
+            ready, _ = ray.wait([*self.restart_refs(), *self._pending], num_returns=1,
+                                timeout=min(limits) if limits else None)
             self.laps.add("wait", t)
             if not ready or ready[0] not in self._pending:    # a restarted worker answered, or ran out of time
                 self.poll_restarts()
+                self._lose_silent()
                 continue
             with signals_held():   # popped and counted together: a Ctrl-C between them lost a push the shards applied
                 kind, w = self._pending.pop(ready[0])
@@ -57,6 +65,21 @@ class TaskRun:
                 # piped loop does (it looks every 50 ms). Until 2026-12-04 only a wait with nothing ready, or a loss,
                 # looked: scripted, each wait 5 s, one never placed was given up at step 400 of 400, not near step 45
                 self.poll_restarts()
+            self._lose_silent()     # (after every push too, as the restarts' deadlines: a busy driver's waits return at once)
+
+    def _lose_silent(self) -> None:
+        """Each busy worker silent past its limit, none of whose cycles is ready, is lost as a dead one is: its actor
+        killed, and restarted as ``cluster.restarts`` says. Its cycles' futures leave the wait (read if they come, as a
+        killed actor's do, with ActorDiedError: Ray would print one never read)."""
+        for w, silent, limit in self.silence.overdue():
+            refs = [ref for ref, (kind, v) in self._pending.items() if kind == "cycle" and v == w]
+            if refs and ray.wait(refs, num_returns=1, timeout=0)[0]:
+                continue                    # it has answered: taken at the next wait
+            for ref in refs:
+                del self._pending[ref]
+                self._owner.pop(ref, None)
+                self._unread += [ref, *self._grads.pop(ref, [])]
+            self._lost(w, Silent(w, silent, limit))
 
     def _cycle_done(self, ref: Any, w: int, on_push: OnPush) -> None:
         actor = self._owner.pop(ref)
@@ -76,4 +99,5 @@ class TaskRun:
             # already gave its steps back, so it is dropped (not applied at all)
             return
         self.laps.add("get_meta", t)
+        self.silence.spoke(w, busy=any(kind == "cycle" and v == w for kind, v in self._pending.values()))
         self._pushed(w, meta, grads, on_push)

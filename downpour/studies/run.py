@@ -164,8 +164,10 @@ def cells_header(study: Any, conditions: list[Any], sets: list[tuple[str, Any]])
 # default) is left out too; "border" is hashed, another cell. data.jpeg_decode (2026-12-05, 2 = the rule since
 # 2026-12-04 17:05) was hashed from its start: folders begun before it (templates, first-layer, flat-skipping,
 # architectures) were refused, those begun since (staleness, mechanisms) hold it; no study reads JPEG files, and a
-# folder's hash is accepted with or without each added key (:func:`digests`).
-ADDED_KEYS = {("cluster", "lr"): 0.0, ("analysis", "invariance_fill"): "mean", ("data", "jpeg_decode"): 2}
+# folder's hash is accepted with or without each added key (:func:`digests`). cluster.silent_seconds (2026-12-05, 0 = the
+# limit that follows the run) is read by the Ray driver alone: a lost worker's limit, no training.
+ADDED_KEYS = {("cluster", "lr"): 0.0, ("analysis", "invariance_fill"): "mean", ("data", "jpeg_decode"): 2,
+              ("cluster", "silent_seconds"): 0.0}
 
 
 def _digest(cfg: RunConfig, left_out: Any = ADDED_KEYS) -> str:
