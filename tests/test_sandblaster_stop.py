@@ -241,20 +241,25 @@ def test_a_checkpoint_from_before_the_stop_was_recorded_resumes_and_reports_conv
         train(cfg, RunDir.open(tmp_path / "run"), resume=True)
 
 
-def test_a_greedy_stage_whose_line_search_failed_makes_the_cli_exit_1_though_the_last_stage_ran_its_steps(
-        tmp_path, caplog, monkeypatch):
-    """Stage 1 of 2 ends in a failed search at iteration 1, stage 2 takes iterations 4-6: the summary says stop
-    "steps" (not converged) and only ``stops`` holds the failure; the CLI exited 0."""
+def _fail_line_search(monkeypatch, when=lambda iteration, stage: True):
+    """Coordinator.search as it is, but its step a failed line search wherever ``when(iteration, stage)``."""
     search = Coordinator.search
 
-    def fails_in_stage_1(self, iteration, rows, stage, new_batch, new_stage):
+    def failing(self, iteration, rows, stage, new_batch, new_stage):
         step = search(self, iteration, rows, stage, new_batch, new_stage)
-        if stage != 1:
+        if not when(iteration, stage):
             return step
         return dataclasses.replace(step, stop=lbfgs.failed_search(16.0, -1.0, 1.0, 9.4, [(1.0, 16.5), (0.1, 16.05)],
                                                                   self.eps))
 
-    monkeypatch.setattr(Coordinator, "search", fails_in_stage_1)
+    monkeypatch.setattr(Coordinator, "search", failing)
+
+
+def test_a_greedy_stage_whose_line_search_failed_makes_the_cli_exit_1_though_the_last_stage_ran_its_steps(
+        tmp_path, caplog, monkeypatch):
+    """Stage 1 of 2 ends in a failed search at iteration 1, stage 2 takes iterations 4-6: the summary says stop
+    "steps" (not converged) and only ``stops`` holds the failure; the CLI exited 0."""
+    _fail_line_search(monkeypatch, lambda iteration, stage: stage == 1)
     argv = ["train", "--config", "cat-demo", "--runner", "simulated", "--steps", "6", "--no-report", "--set",
             "cluster.algorithm=sandblaster", "--set", "train.tensorboard=false", "--set", "analysis.no_faces_twin=false",
             "--out", str(tmp_path / "run")]
@@ -272,14 +277,7 @@ def test_a_crossfit_whose_folds_line_search_failed_writes_everything_then_exits_
     of its folds' summaries and exited 0. Now each fold's failures are in crossfit.json and the exit status is 1,
     once the pooled test and its report are written. Folds that sample batches are kept alike on the same command
     again (until 2026-12-05 they were resumed: trained on to train.steps, their failure gone from the record)."""
-    search = Coordinator.search
-
-    def fails(self, iteration, rows, stage, new_batch, new_stage):
-        step = search(self, iteration, rows, stage, new_batch, new_stage)
-        return dataclasses.replace(step, stop=lbfgs.failed_search(16.0, -1.0, 1.0, 9.4, [(1.0, 16.5), (0.1, 16.05)],
-                                                                  self.eps))
-
-    monkeypatch.setattr(Coordinator, "search", fails)
+    _fail_line_search(monkeypatch)
     out = tmp_path / "cf"
     argv = ["crossfit", "--config", "tica-8x8", "--runner", "simulated", "--steps", "4", "--folds", "2", "--out", str(out),
             *[a for kv in ("cluster.algorithm=sandblaster", "train.tensorboard=false", "data.samples=300",
@@ -315,16 +313,7 @@ def test_a_run_on_sampled_batches_that_stopped_is_finished_and_goes_on_only_with
     search to recur. Until 2026-12-05 `train --resume` of such a run went on to train.steps (exit 0, the stop gone from
     sandblaster.json) where the same run on the whole data set was refused as finished. Now it is refused, with
     --dry-run too, naming the resume that goes on anyway (more --steps), and that resume goes on, on new batches."""
-    search = Coordinator.search
-
-    def fails_second(self, iteration, rows, stage, new_batch, new_stage):
-        step = search(self, iteration, rows, stage, new_batch, new_stage)
-        if iteration != 1:
-            return step
-        return dataclasses.replace(step, stop=lbfgs.failed_search(16.0, -1.0, 1.0, 9.4, [(1.0, 16.5), (0.1, 16.05)],
-                                                                  self.eps))
-
-    monkeypatch.setattr(Coordinator, "search", fails_second)
+    _fail_line_search(monkeypatch, lambda iteration, stage: iteration == 1)   # the second iteration's
     out = tmp_path / "run"
     sets = [a for kv in ("cluster.algorithm=sandblaster", "train.tensorboard=false", "data.samples=300", "model.name=rica-8x8",
                          "model.hidden=16", "sandblaster.units=6", "sandblaster.batch=100", "analysis.no_faces_twin=false")
