@@ -226,23 +226,11 @@ def test_a_folder_begun_before_a_key_was_added_at_the_value_that_trains_as_befor
     rewritten as the code before the key hashed each condition's config (sha256 of its table but the seed).
     analysis.invariance_fill (2026-12-05) did the same to every study, though only the mechanisms study measures
     invariance (its measured_by names the fill, so its folders are refused for it there, not here)."""
-    import hashlib
-
-    from downpour.config import config_to_dict
     from downpour.models.registry import resolve
 
     run_study("planted", tmp_path, quick=True, jobs=1, seeds=2)
-    path = tmp_path / "cells.jsonl"
-    lines = path.read_text().splitlines()
-    header = json.loads(lines[0])
-    for condition in Planted().conditions():
-        table = {k: v for k, v in config_to_dict(resolve(load_config("teacher-student", [*condition.sets, ("seed", 0)]))).items()
-                 if k != "seed"}
-        for s, k in ADDED_KEYS:     # (the key did not exist; one added before it was left out at its old value)
-            del table[s][k]
-        header["resolved"][condition.name] = hashlib.sha256(
-            json.dumps(table, sort_keys=True, default=str).encode()).hexdigest()[:16]
-    path.write_text("\n".join([json.dumps(header), *lines[1:]]) + "\n")
+    # (the key did not exist; one added before it was left out at its old value)
+    _hash_as_before(tmp_path / "cells.jsonl", list(ADDED_KEYS))
     CALLS.clear()
     run_study("planted", tmp_path, quick=True, jobs=1, seeds=3)      # its 4 cells kept, the third seed's run
     assert sorted(CALLS) == [("a", 2), ("b", 2)]
@@ -254,28 +242,37 @@ def test_a_folder_begun_before_a_key_was_added_at_the_value_that_trains_as_befor
     assert at[0] != at[1]
 
 
-def test_a_folder_begun_while_an_added_key_was_hashed_is_resumed_too(planted, tmp_path):
-    """data.jpeg_decode (2026-12-05) was hashed from its start: folders begun since (staleness, mechanisms) hold it
-    in their hashes, those begun before do not. Leaving it out at 2 alone would have refused the first kind; a
-    folder's hash is read as the same config with or without each added key."""
+def _hash_as_before(path, left_out):
+    """Rewrite the header of ``path`` (a planted study's cells.jsonl) as an older version of the code hashed each
+    condition's config, independently of :func:`~downpour.studies.run._digest`: the sha256 of its table but the seed,
+    without the keys ``left_out`` ((section, key) pairs). Returns the header written."""
     import hashlib
 
     from downpour.config import config_to_dict
     from downpour.models.registry import resolve
 
-    run_study("planted", tmp_path, quick=True, jobs=1, seeds=2)
-    path = tmp_path / "cells.jsonl"
     lines = path.read_text().splitlines()
     header = json.loads(lines[0])
-    for condition in Planted().conditions():     # as the code of 2026-12-05 morning hashed: jpeg_decode in, no fill key
+    for condition in Planted().conditions():
         table = {k: v for k, v in config_to_dict(resolve(load_config("teacher-student", [*condition.sets, ("seed", 0)]))).items()
                  if k != "seed"}
-        del table["analysis"]["invariance_fill"]
-        del table["cluster"]["lr"]
-        assert table["data"]["jpeg_decode"] == 2
+        for section, key in left_out:
+            del table[section][key]
         header["resolved"][condition.name] = hashlib.sha256(
             json.dumps(table, sort_keys=True, default=str).encode()).hexdigest()[:16]
     path.write_text("\n".join([json.dumps(header), *lines[1:]]) + "\n")
+    return header
+
+
+def test_a_folder_begun_while_an_added_key_was_hashed_is_resumed_too(planted, tmp_path):
+    """data.jpeg_decode (2026-12-05) was hashed from its start: folders begun since (staleness, mechanisms) hold it
+    in their hashes, those begun before do not. Leaving it out at 2 alone would have refused the first kind; a
+    folder's hash is read as the same config with or without each added key."""
+    run_study("planted", tmp_path, quick=True, jobs=1, seeds=2)
+    path = tmp_path / "cells.jsonl"
+    # as the code of 2026-12-05 morning hashed: jpeg_decode in (at 2), no fill key
+    assert load_config("teacher-student").data.jpeg_decode == 2
+    header = _hash_as_before(path, [("analysis", "invariance_fill"), ("cluster", "lr")])
     CALLS.clear()
     run_study("planted", tmp_path, quick=True, jobs=1, seeds=3)      # its 4 cells kept, the third seed's run
     assert sorted(CALLS) == [("a", 2), ("b", 2)]
