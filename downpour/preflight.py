@@ -306,8 +306,7 @@ def check_folder(out: str | None, resume: RunDir | None, cfg: RunConfig, twin: b
         check_classes((list_items(cfg.data).info or {}).get("classes"), resume.path)
     if resume is not None and not twin and (stop := resume.stopped_for_good(cfg.train.steps)) is not None:   # (as the runner)
         from downpour.sandblaster.run import stopped_words
-        sampled = resume.read_json("sandblaster.json").get("samples_batches", resume.config.sandblaster.batch > 0)
-        raise ConfigError(stopped_words(resume, stop["iteration"], stop["message"], sampled))
+        raise ConfigError(stopped_words(resume, stop["iteration"], stop["message"], resume.samples_batches()))
     start = resume.reached() if resume is not None else None
     if resume is None or start is None or start < cfg.train.steps:
         return

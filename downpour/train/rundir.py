@@ -101,11 +101,18 @@ class RunDir(RunBegin, RunModel):
         stopped (on the whole data set a resume would search again and end alike; on sampled batches the rule already
         waited for the failure to recur), unless it samples batches and ``steps`` (a resume's) asks for more. None
         otherwise. (Until 2026-12-05 a run that sampled batches went on, a cross-fit fold too, instead of being kept.)"""
-        record = self.read_json("sandblaster.json") if (self.path / "sandblaster.json").is_file() else {}
+        record = self._sandblaster_record()
         stop = record.get("stop") or {"reason": "steps"}
-        sampled = record.get("samples_batches", self.config.sandblaster.batch > 0)   # (recorded since 2026-12-05)
-        more = sampled and steps is not None and steps > self.config.train.steps     # (it goes on, on new batches)
+        more = self.samples_batches() and steps is not None and steps > self.config.train.steps   # (on new batches)
         return stop if stop["reason"] != "steps" and self.model_step() == record.get("steps") and not more else None
+
+    def samples_batches(self) -> bool:
+        """Whether the run's L-BFGS draws a new sample of examples every iteration: sandblaster.json's
+        ``samples_batches`` (recorded since 2026-12-05), else its sandblaster.batch > 0."""
+        return self._sandblaster_record().get("samples_batches", self.config.sandblaster.batch > 0)
+
+    def _sandblaster_record(self) -> dict[str, Any]:
+        return self.read_json("sandblaster.json") if (self.path / "sandblaster.json").is_file() else {}
 
     def stopped_unsaved(self) -> bool:
         """Whether the run trained but stopped before its first checkpoint (a kill, with
