@@ -3,7 +3,8 @@
 Le et al. 2012 (figure 4) plot the face neuron's response against 3D rotation angle, scale factor
 and horizontal/vertical translation, each normalised to the response to the untransformed image.
 We do the same with in-plane transforms (one affine warp each, :mod:`downpour.analysis.warp`; what it uncovers is
-each image's mean since 2026-12-05, the edges repeated before): the mean response
+each image's mean since 2026-12-05, the edges repeated before; under the mean fill the rotation sweep's images, the
+unturned one too, are shown in the inscribed disc, since 2026-12-05, :func:`~downpour.analysis.warp.in_disc`): the mean response
 over a set of test images at every transform, divided by the mean response to the originals, both
 measured above a baseline (the unit's level on non-concept images), since our units, unlike the
 paper's, need not be silent at rest.
@@ -28,7 +29,7 @@ from downpour.analysis.choice import auc_scores
 from downpour.analysis.labelled import load_labelled
 from downpour.analysis.passes import Passes
 from downpour.analysis.units import check_layer, unit_response
-from downpour.analysis.warp import FILLS, transform
+from downpour.analysis.warp import FILLS, ROTATION_APERTURE, transform
 from downpour.errors import ConfigError, DataError
 from downpour.models.base import FeatureModel
 
@@ -134,7 +135,10 @@ def sweep(model: FeatureModel, x: Tensor, units: list[int], signs: list[int], ba
     ``negatives`` (M, C, H, W): the non-concept images in pixels (those the baselines are the mean of). Given, each
     curve also has ``auc``, the unit's AUC (signed) of the warped x against the negatives warped the same way, and
     ``auc_faces_only``, against them untouched (the paper's figure 4 warps the faces alone), for
-    :func:`selectivity_summary`; one more forward pass of the negatives per warp. ``passes``
+    :func:`selectivity_summary`; one more forward pass of the negatives per warp. Under ``fill="mean"`` the rotation
+    curve's images, the unturned reference too, are in the inscribed disc (its curve and the result's
+    ``rotation_aperture``: ``"disc"``; ``"none"`` under the border fill), its response relative to the unturned face
+    in the disc. ``passes``
     (:class:`~downpour.analysis.passes.Passes`, made for a superset of ``units``): given to sweeps of the same x,
     negatives, ``prepare`` (the same function), fill and layer, the later ones read the first's passes back; the same
     numbers, bit for bit."""
@@ -153,6 +157,15 @@ def sweep(model: FeatureModel, x: Tensor, units: list[int], signs: list[int], ba
     scale = passes.signed(("x", None), model, lambda: see(x), layer, index, sign).mean(dim=0) - base     # (T,)
     relative = scale > 1e-12
     scale = torch.where(relative, scale, torch.ones_like(scale))
+    # the rotation sweep's images, the unturned one too, are in the disc under the mean fill (warp.in_disc, since
+    # 2026-12-05): its curve is relative to the unturned face in the disc, as the AUC range is to the AUC there
+    aperture = ROTATION_APERTURE[fill]
+
+    def turn(t: Tensor, v: float) -> Tensor:
+        return transform(t, angle=v, fill=fill, aperture=aperture)
+
+    turned = passes.signed(("x", "unturned"), model, lambda: see(turn(x, 0.0)), layer, index, sign).mean(dim=0) - base
+    turned = torch.where(relative & (turned > 1e-12), turned, scale)   # no stronger in the disc than the baseline: no range
     _, _, h, w = x.shape
     per_transform = [
         _curve(model, x, index, layer, sign, base, scale, "scale", scales,
@@ -161,9 +174,9 @@ def sweep(model: FeatureModel, x: Tensor, units: list[int], signs: list[int], ba
                lambda t, v: transform(t, shift=(v, 0.0), fill=fill), see, negatives, passes),
         _curve(model, x, index, layer, sign, base, scale, "translation_y", tuple(s * h for s in shifts),
                lambda t, v: transform(t, shift=(0.0, v), fill=fill), see, negatives, passes),
-        _curve(model, x, index, layer, sign, base, scale, "rotation", angles,
-               lambda t, v: transform(t, angle=v, fill=fill), see, negatives, passes),
+        _curve(model, x, index, layer, sign, base, turned, "rotation", angles, turn, see, negatives, passes),
     ]
+    per_transform[-1] = [{**c, "aperture": aperture} for c in per_transform[-1]]
     out = []
     for t, unit in enumerate(units):
         curves = [c[t] for c in per_transform]
@@ -174,6 +187,7 @@ def sweep(model: FeatureModel, x: Tensor, units: list[int], signs: list[int], ba
             for c in curves:
                 c.update({k: [v / peak for v in c[k]] for k in ("response", "std", "sem")})
         out.append({"unit": int(unit), "layer": layer, "sign": int(signs[t]), "images": int(x.shape[0]), "fill": fill,
+                    "rotation_aperture": aperture,
                     "baseline": float(baselines[t]), "normalised_to": normalised_to, "curves": curves})
     return out
 

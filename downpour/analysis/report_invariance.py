@@ -145,9 +145,15 @@ def fill_words(inv: dict[str, Any]) -> str:
     """What the warps put where they uncover area outside the image (analysis.json's ``invariance.fill``, since
     2026-12-05; a file before it has none, and was measured with the edges repeated, the only fill then)."""
     fill = inv.get("fill", "border")
-    if fill == "mean":
+    if fill == "mean" and inv.get("rotation_aperture") == "disc":
+        return ("What a shift or a shrink uncovers is each image's own mean, a plain canvas "
+                '(analysis.invariance_fill = "mean"); the rotation sweep shows every image, the unturned one too, inside '
+                "the disc inscribed in the frame, that mean outside it (rotation_aperture = \"disc\"), so the canvas is "
+                "the same at every angle and only the content turns.")
+    if fill == "mean":      # (measured on 2026-12-05 before the disc: a turn's corners met the image in a moving edge)
         return ("What a warp uncovers (a shift, a shrink, a turn's corners) is each image's own mean, a plain canvas "
-                '(analysis.invariance_fill = "mean").')
+                '(analysis.invariance_fill = "mean"); the turned images were not in a disc (before 2026-12-05\'s '
+                "rotation aperture), so a turn's flat corners met the image in an edge that moves with the angle.")
     before = "" if "fill" in inv else ", the only fill before 2026-12-05"
     return (f"What a warp uncovers (a shift, a shrink, a turn's corners) is the image's edge pixels repeated "
             f'(analysis.invariance_fill = "{esc(fill)}"{before}): an image shifted far stays a smear of itself, so its '
