@@ -163,3 +163,15 @@ def test_silence_measures_busy_time_only_and_leaves_first_cycles_out(monkeypatch
     assert s.longest == 30 and s.limit(0) == FACTOR * 30 and s.timeout() == FACTOR * 30
     clock.now += FACTOR * 30
     assert s.overdue() == [(0, FACTOR * 30, FACTOR * 30)]
+
+
+def test_a_run_whose_every_cycle_is_slow_loses_no_worker(runtime):
+    """Every cycle of both workers takes 350 s (a big batch, many steps a push on a CPU): past FLOOR, so the auto limit
+    must learn it from the first cycles. It left them out of the longest silence, so each worker's second cycle was
+    lost at 300 s, and each replacement's after it (scripted: lost [0, 1], 'silent for 300 s (limit 300 s)')."""
+    coord = coordinator(2, 24)
+    slow = {"takes": lambda n, first, k: 350.0}
+    c = ScriptedCluster(runtime, coord, restarts=0, script={(0, 0): slow, (1, 0): slow})
+    c.run_scripted()
+    assert FLOOR < 350 < FIRST_FLOOR
+    assert coord.done == 24 and c.trained() == list(range(24)) and coord.lost == [] and coord.events == []

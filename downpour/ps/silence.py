@@ -10,8 +10,9 @@ the piped loop polled a worker's channel for as long as it held a credit).
 The limit, ``cluster.silent_seconds`` > 0, is that many seconds for every cycle. Left at 0 (the default) it follows
 the run: :data:`FACTOR` times the longest silence any worker has ended so far, never under :data:`FLOOR`, and an
 actor's first cycle (a fresh actor's warm-up: the first fetch, CUDA, a stream's first files) gets
-:data:`FIRST_FLOOR` and is left out of that longest silence. Measured (362 worker profiles of Ray runs in
-cluster.json on this machine, 2026-12-05): a cycle's mean wall time 0.015 s at the median, 0.26 s at the slowest
+:data:`FIRST_FLOOR` and is left out of that longest silence, though any cycle may take :data:`FIRST_FACTOR` times
+the longest first cycle (until 2026-12-05 not: where every cycle took 350 s, each worker's second was lost).
+Measured (362 worker profiles of Ray runs in cluster.json on this machine, 2026-12-05): a cycle's mean wall time 0.015 s at the median, 0.26 s at the slowest
 (video frames decoded in the cycle), so FLOOR is over 1000 such cycles, and only a model whose cycles take 15 s
 or more moves the limit off it.
 """
@@ -22,6 +23,11 @@ import time
 FLOOR = 300.0         # seconds: the least any worker's silence may last before it is lost (auto)
 FIRST_FLOOR = 600.0   # seconds: an actor's first cycle (its warm-up), auto
 FACTOR = 20.0         # times the longest silence a worker ended, past its first cycle (auto)
+# times the longest first cycle (warm-up and a cycle together) any later cycle may take, auto: until 2026-12-05 the first
+# cycles taught the limit nothing, so where every cycle took 350 s (a big batch, many steps a push) each worker's second
+# was lost at FLOOR (scripted, 2 workers: both lost at step 2 of 24). 2x, not FACTOR: a 100 s warm-up (CUDA, a
+# stream's first files) leaves the limit at FLOOR; only a first cycle over 150 s moves it
+FIRST_FACTOR = 2.0
 
 
 class Silent(Exception):
@@ -41,6 +47,7 @@ class Silence:
         self.since: dict[int, float] = {}       # busy worker -> when its silence began
         self.first: set[int] = set()            # workers whose current actor has not reported yet
         self.longest = 0.0                      # the longest silence a worker ended past its first cycle
+        self.longest_first = 0.0                # the longest first cycle a worker ended
 
     def fresh(self, w: int) -> None:
         """Worker ``w`` has a new actor (the run's start, a restart): its first cycle is its warm-up."""
@@ -57,6 +64,7 @@ class Silence:
         began = self.since.pop(w, now)
         if w in self.first:
             self.first.discard(w)
+            self.longest_first = max(self.longest_first, now - began)
         else:
             self.longest = max(self.longest, now - began)
         if busy:
@@ -70,7 +78,7 @@ class Silence:
     def limit(self, w: int) -> float:
         if self.seconds > 0:
             return self.seconds
-        return max(FIRST_FLOOR if w in self.first else FLOOR, FACTOR * self.longest)
+        return max(FIRST_FLOOR if w in self.first else FLOOR, FACTOR * self.longest, FIRST_FACTOR * self.longest_first)
 
     def overdue(self) -> list[tuple[int, float, float]]:
         """``(worker, seconds silent, limit)`` of each busy worker past its limit, lowest worker first."""
