@@ -39,10 +39,29 @@ def test_a_worker_whose_cycle_never_returns_is_lost_and_the_others_train_every_s
     assert coord.done == STEPS and c.trained() == list(range(STEPS)) and coord.lost == [1]
     assert c.lives[1].killed and runtime.now == FLOOR
     step = coord.events[0]["step"]
-    assert _events(coord) == [("worker-lost", 1, step, f"silent for {FLOOR:.0f} s (limit {FLOOR:.0f} s)"),
+    assert _events(coord) == [("worker-lost", 1, step, f"silent for {FLOOR:.0f} s, limit {FLOOR:.0f} s"),
                               ("not-restarted", 1, step, "cluster.restarts = 0")]
     assert not any(w == 1 and first >= 20 for w, _, first, _ in c.pushes)
     assert not c._pending and not c._unread       # its futures, failed once it was killed: read, not left to Ray
+
+
+def test_a_silent_loss_reads_plainly_in_the_reports_faults_line(runtime, tmp_path):
+    """The report's Faults line puts a loss's reason in brackets: until 2026-12-05 a silent loss's own brackets nested in
+    them ("worker 1 lost at step 118 (silent for 300 s (limit 300 s)), not restarted (cluster.restarts = 0)")."""
+    import html
+
+    from downpour.analysis.report import _cluster_faults
+    from downpour.config import load_config
+    from downpour.train.rundir import RunDir
+
+    coord = coordinator(3, STEPS)
+    ScriptedCluster(runtime, coord, restarts=0, script={(1, 0): _hangs_at(20)}).run_scripted()
+    run = RunDir.create(tmp_path / "r", load_config("tica-8x8", ["cluster.runner=simulated"]))
+    run.write_json("staleness.json", {"events": coord.events})
+    step = coord.events[0]["step"]
+    assert html.unescape(_cluster_faults(run)) == (f'<p class="note">Faults: worker 1 lost at step {step} (silent for '
+                                                   f'{FLOOR:.0f} s, limit {FLOOR:.0f} s), not restarted '
+                                                   '(cluster.restarts = 0).</p>')
 
 
 def test_a_silent_worker_is_restarted_as_cluster_restarts_says_and_its_replacement_trains(runtime):
@@ -82,7 +101,7 @@ def test_cluster_silent_seconds_is_the_limit_for_every_cycle_the_first_too(runti
     c = ScriptedCluster(runtime, coord, restarts=0, silent_seconds=50.0, script={(1, 0): _hangs_at(1)})
     c.run_scripted()
     assert coord.done == STEPS and coord.lost == [1] and runtime.now == 50
-    assert coord.events[0]["reason"] == "silent for 50 s (limit 50 s)"
+    assert coord.events[0]["reason"] == "silent for 50 s, limit 50 s"
 
 
 def test_a_worker_idle_for_its_sync_round_is_never_silent(runtime):
@@ -142,7 +161,7 @@ def test_the_piped_loop_loses_a_silent_worker_too(runtime, monkeypatch):
     c._drive(lambda push, rec: c.pushes.append((push.worker, push.parts["life"], push.parts["first"],
                                                 push.parts["steps"])))
     assert coord.done == STEPS and c.trained() == list(range(STEPS)) and coord.lost == [1]
-    assert coord.events[0]["reason"] == f"silent for {FLOOR:.0f} s (limit {FLOOR:.0f} s)"
+    assert coord.events[0]["reason"] == f"silent for {FLOOR:.0f} s, limit {FLOOR:.0f} s"
     assert c.lives[1].killed and ends[1].closed and 1 not in c._channels
     assert FLOOR <= runtime.now < FLOOR + 1
 
@@ -168,7 +187,7 @@ def test_silence_measures_busy_time_only_and_leaves_first_cycles_out(monkeypatch
 def test_a_run_whose_every_cycle_is_slow_loses_no_worker(runtime):
     """Every cycle of both workers takes 350 s (a big batch, many steps a push on a CPU): past FLOOR, so the auto limit
     must learn it from the first cycles. It left them out of the longest silence, so each worker's second cycle was
-    lost at 300 s, and each replacement's after it (scripted: lost [0, 1], 'silent for 300 s (limit 300 s)')."""
+    lost at 300 s, and each replacement's after it (scripted: lost [0, 1], 'silent for 300 s, limit 300 s')."""
     coord = coordinator(2, 24)
     slow = {"takes": lambda n, first, k: 350.0}
     c = ScriptedCluster(runtime, coord, restarts=0, script={(0, 0): slow, (1, 0): slow})

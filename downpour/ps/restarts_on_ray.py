@@ -51,7 +51,7 @@ class Restarts:
         if isinstance(cause, DownpourError):
             raise cause
         before, why = set(self.coord.live), WAITED if w in self.coord.waiting else ""
-        name = err.reason if isinstance(err, Silent) else type(err).__name__    # "silent for 312 s (limit 300 s)"
+        name = err.reason if isinstance(err, Silent) else type(err).__name__    # "silent for 312 s, limit 300 s"
         self.coord.lose(w, name + why)
         self.silence.forget(w)
         joined = self.coord.live - before    # the warm start's only worker died: the others start now

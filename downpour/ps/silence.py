@@ -12,9 +12,9 @@ the run: :data:`FACTOR` times the longest silence any worker has ended so far, n
 actor's first cycle (a fresh actor's warm-up: the first fetch, CUDA, a stream's first files) gets
 :data:`FIRST_FLOOR` and is left out of that longest silence, though any cycle may take :data:`FIRST_FACTOR` times
 the longest first cycle (until 2026-12-05 not: where every cycle took 350 s, each worker's second was lost).
-Measured (362 worker profiles of Ray runs in cluster.json on this machine, 2026-12-05): a cycle's mean wall time 0.015 s at the median, 0.26 s at the slowest
-(video frames decoded in the cycle), so FLOOR is over 1000 such cycles, and only a model whose cycles take 15 s
-or more moves the limit off it.
+Measured (362 worker profiles of Ray runs in cluster.json on this machine, 2026-12-05): a cycle's mean wall time
+0.015 s at the median, 0.26 s at the slowest (video frames decoded in the cycle), so FLOOR is over 1000 such cycles,
+and only a model whose cycles take 15 s or more moves the limit off it.
 """
 from __future__ import annotations
 
@@ -23,9 +23,9 @@ import time
 FLOOR = 300.0         # seconds: the least any worker's silence may last before it is lost (auto)
 FIRST_FLOOR = 600.0   # seconds: an actor's first cycle (its warm-up), auto
 FACTOR = 20.0         # times the longest silence a worker ended, past its first cycle (auto)
-# times the longest first cycle (warm-up and a cycle together) any later cycle may take, auto: until 2026-12-05 the first
-# cycles taught the limit nothing, so where every cycle took 350 s (a big batch, many steps a push) each worker's second
-# was lost at FLOOR (scripted, 2 workers: both lost at step 2 of 24). 2x, not FACTOR: a 100 s warm-up (CUDA, a
+# times the longest first cycle (warm-up and a cycle together) any later cycle may take, auto: until 2026-12-05 the
+# first cycles taught the limit nothing, so where every cycle took 350 s (a big batch, many steps a push) each worker's
+# second was lost at FLOOR (scripted, 2 workers: both lost at step 2 of 24). 2x, not FACTOR: a 100 s warm-up (CUDA, a
 # stream's first files) leaves the limit at FLOOR; only a first cycle over 150 s moves it
 FIRST_FACTOR = 2.0
 
@@ -34,7 +34,7 @@ class Silent(Exception):
     """A busy worker said nothing for longer than the limit: lost as a dead one is, ``reason`` its loss's reason."""
 
     def __init__(self, w: int, seconds: float, limit: float):
-        self.reason = f"silent for {seconds:.0f} s (limit {limit:.0f} s)"
+        self.reason = f"silent for {seconds:.0f} s, limit {limit:.0f} s"   # (no brackets: the report brackets reasons)
         super().__init__(f"worker {w} {self.reason}")
 
 
