@@ -685,3 +685,67 @@ def test_a_converged_run_stopped_before_its_model_was_saved_is_finished_by_its_r
     monkeypatch.undo()
     summary = train(cfg, RunDir.open(tmp_path / "run"), resume=True)
     assert summary["converged"] and RunDir.open(tmp_path / "run").model_step() == 3
+
+
+class _Hang(Exception):
+    """The driver waits with no timeout on futures that never come: on a real Ray, forever."""
+
+
+class _FakeRef:
+    def __init__(self, value=None, hangs=False):
+        self.value, self.hangs = value, hangs
+
+
+class _FakeRay:
+    """Just what RayPool.evaluate asks of ray, on a stand-in clock: a hanging ref is never ready."""
+
+    def __init__(self):
+        self.now, self.killed = 0.0, []
+
+    def wait(self, refs, num_returns=1, timeout=None):
+        ready = [r for r in refs if not r.hangs][:num_returns]
+        if not ready:
+            if timeout is None:
+                raise _Hang(f"ray.wait on {len(refs)} futures with no timeout, {self.now:.0f} s in")
+            self.now += timeout
+        return ready, [r for r in refs if r not in ready]
+
+    def get(self, ref):
+        return [r.value for r in ref] if isinstance(ref, list) else ref.value
+
+    def kill(self, actor):
+        self.killed.append(actor)
+
+
+def test_a_sandblaster_worker_silent_mid_unit_is_lost_not_waited_for_forever(monkeypatch):
+    """One Ray worker whose third unit never returns (a node gone silent, a hung read): the driver's ray.wait had no
+    timeout while no backup was due, and none can be with no free worker: the run hung for good. Now it is lost once
+    silent past the limit (downpour/ps/silence.py: 300 s, its first unit long done), its actor killed, and the run ends
+    with the error every worker's loss gives."""
+    from types import SimpleNamespace
+
+    from downpour.ps import silence
+    from downpour.sandblaster import on_ray
+
+    fake = _FakeRay()
+    monkeypatch.setattr(on_ray, "ray", fake)
+    monkeypatch.setattr(on_ray, "time", SimpleNamespace(perf_counter=lambda: fake.now))
+    monkeypatch.setattr(silence, "time", SimpleNamespace(monotonic=lambda: fake.now))
+    done = []
+
+    def remote(evaluation, unit, rows, total, stage, *point):
+        done.append(unit)
+        meta = {"loss": 1.0, "parts": {}}
+        return [_FakeRef(meta, hangs=len(done) >= 3), _FakeRef(torch.zeros(1), hangs=len(done) >= 3)]
+
+    worker = SimpleNamespace(compute=SimpleNamespace(options=lambda num_returns: SimpleNamespace(remote=remote)))
+    shard = SimpleNamespace(point=SimpleNamespace(remote=lambda t: _FakeRef(torch.zeros(1))),
+                            accumulate=SimpleNamespace(remote=lambda ev, u, g: _FakeRef(True)))
+    pool = on_ray.RayPool.__new__(on_ray.RayPool)
+    pool.cfg = SimpleNamespace(cluster=SimpleNamespace(workers=1), sandblaster=SimpleNamespace(units=4, backup_after=0.75))
+    pool.shard_actors, pool.worker_actors, pool._pending, pool.busy, pool.lost = [shard], [worker], {}, set(), {}
+    pool.silence, pool._unread = silence.Silence(), []
+    pool.silence.fresh(0)
+    with pytest.raises(RunError, match=r"every worker was lost \(worker 0: silent for 300 s, limit 300 s\)"):
+        pool.evaluate(1, torch.arange(8), 1.0, None)
+    assert done == [0, 1, 2] and fake.killed == [worker] and fake.now == silence.FLOOR

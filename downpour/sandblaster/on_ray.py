@@ -31,7 +31,9 @@ from torch import Tensor
 from downpour.config import RunConfig
 from downpour.errors import RunError
 from downpour.ps.connect_on_ray import connect, gathered, placer
+from downpour.ps.restarts_on_ray import drain
 from downpour.ps.setup import ClusterSetup
+from downpour.ps.silence import Silence, Silent
 from downpour.sandblaster.history import HistoryShard, Op
 from downpour.sandblaster.lbfgs import Evaluation
 from downpour.sandblaster.simulated import speed_factors
@@ -113,6 +115,10 @@ class RayPool:
         self._pending: dict[Any, tuple[int, int, Unit, list[Any]]] = {}   # meta ref -> (worker, evaluation, unit, grad refs)
         self.busy: set[int] = set()
         self.lost: dict[int, str] = {}
+        self._unread: list[Any] = []     # a silent worker's futures, killed with it: read at close
+        self.silence = Silence()     # a busy worker silent this long is lost (auto limit: Downpour's, ps/silence.py)
+        for w in range(cfg.cluster.workers):
+            self.silence.fresh(w)
         self.t0 = time.perf_counter()
         try:
             self._start(setup, shards)
@@ -153,6 +159,7 @@ class RayPool:
             evaluation, unit.index, unit.rows, rows, stage, *point)
         self._pending[refs[0]] = (w, evaluation, unit, refs[1:])
         self.busy.add(w)
+        self.silence.busy(w)
 
     def evaluate(self, evaluation: int, rows: Tensor, t: float, stage: int | None) -> Evaluation:
         """Cost and gradient at ``w + t d`` on ``rows`` (B,): units to free workers until all are done."""
@@ -172,18 +179,25 @@ class RayPool:
                 raise RunError(f"every worker was lost ({', '.join(f'worker {w}: {r}' for w, r in self.lost.items())})")
             free = len(self.busy) + len(self.lost) < self.cfg.cluster.workers
             due = sched.backup_due() if free else None
-            timeout = None if due is None else max(0.0, due - time.perf_counter())
-            ready, _ = ray.wait(list(self._pending), num_returns=1, timeout=timeout)
+            # until the next backup or busy worker's silence limit: with no free worker no backup is due, and until
+            # 2026-12-05 this wait then had no timeout, so a unit that never returned (every worker's, or the only
+            # one's) hung the run for good (stand-in: 1 worker, its third unit; now lost at 300 s, the run ends)
+            limits = [s for s in (None if due is None else max(0.0, due - time.perf_counter()),
+                                  self.silence.timeout()) if s is not None]
+            ready, _ = ray.wait(list(self._pending), num_returns=1, timeout=min(limits) if limits else None)
             if not ready:            # a unit turned late before anything finished: back it up
+                self._lose_silent(sched)
                 dispatch_free()
                 continue
             ref = ready[0]
             w, ev, unit, grads = self._pending.pop(ref)
             self.busy.discard(w)
+            self.silence.spoke(w, busy=False)
             try:
                 meta = ray.get(ref)
             except RayError as err:   # the worker died: its units go back to the queue, the others go on
                 self.lost[w] = lost_worker(w, unit, err)
+                self.silence.forget(w)
                 sched.abandon(w)
                 log.warning("sandblaster worker %d lost (%s); its units go to the others", w, type(err).__name__)
                 dispatch_free()
@@ -202,6 +216,25 @@ class RayPool:
         wall = time.perf_counter() - wall0
         return Evaluation(loss, parts, wall, wall, sched.counts)
 
+    def _lose_silent(self, sched: UnitScheduler) -> None:
+        """Each busy worker silent past its limit (:mod:`downpour.ps.silence`) is lost as a dead one is: its actor
+        killed, its units back to the queue for the others."""
+        for w, silent, limit in self.silence.overdue():
+            refs = [ref for ref, (v, *_) in self._pending.items() if v == w]
+            if refs and ray.wait(refs, num_returns=1, timeout=0)[0]:
+                continue                    # it has answered: taken at the next wait
+            for ref in refs:
+                self._unread += [ref, *self._pending.pop(ref)[3]]
+            self.busy.discard(w)
+            self.silence.forget(w)
+            self.lost[w] = Silent(w, silent, limit).reason
+            sched.abandon(w)
+            try:
+                ray.kill(self.worker_actors[w])
+            except Exception:  # noqa: BLE001   (best effort: it may be dead already)
+                pass
+            log.warning("sandblaster worker %d lost (%s); its units go to the others", w, self.lost[w])
+
     def info(self) -> dict[str, Any]:
         nodes = sorted(set(self.placement["shards"]) | set(self.placement["workers"]))
         return {"nodes": len(nodes), "placement": {k: [nodes.index(x) for x in v] for k, v in self.placement.items()},
@@ -214,7 +247,11 @@ class RayPool:
                 ray.kill(a)
             except Exception:  # noqa: BLE001
                 pass
-        self.shard_actors, self.worker_actors, self._pending = [], [], {}
+        try:       # a silent worker's futures, failed once it was killed: read (Ray prints an error never read)
+            drain(ray.wait(self._unread, num_returns=len(self._unread), timeout=5)[0] if self._unread else [])
+        except Exception:  # noqa: BLE001
+            pass
+        self.shard_actors, self.worker_actors, self._pending, self._unread = [], [], {}, []
         if self.started:
             ray.shutdown()
             self.started = False
