@@ -96,3 +96,12 @@ def test_the_report_says_the_turns_were_in_the_disc_and_an_older_file_says_they_
     # an analysis.json measured with the mean fill before the aperture (2026-12-05): its turns' corners were canvas
     assert "the turned images were not in a disc" in fill_words({"fill": "mean"})
     assert "edge pixels repeated" in fill_words({"fill": "border", "rotation_aperture": "none"})
+
+
+def test_every_fill_the_config_accepts_has_a_rotation_aperture_and_the_default_comes_first():
+    """warp.FILLS is read from analysis.invariance_fill's declared choices (one list, since 2026-12-05); a choice
+    added there without its rotation aperture would fail in the middle of an analysis, with a KeyError."""
+    from downpour.analysis.warp import FILLS, ROTATION_APERTURE
+    from downpour.config import AnalysisConfig
+    assert set(ROTATION_APERTURE) == set(FILLS)
+    assert FILLS[0] == AnalysisConfig().invariance_fill

@@ -29,7 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-FILLS = ("mean", "border")      # analysis.invariance_fill's choices, the default first
+from downpour.config import AnalysisConfig
+from downpour.settings import choices_of
+
+FILLS = choices_of(AnalysisConfig, "invariance_fill")     # ("mean", "border"): declared there once, the default first
 APERTURES = ("none", "disc")    # transform's aperture
 ROTATION_APERTURE = {"mean": "disc", "border": "none"}   # the rotation sweep's under each fill (the old fill as it was)
 
