@@ -105,3 +105,38 @@ def test_every_fill_the_config_accepts_has_a_rotation_aperture_and_the_default_c
     from downpour.config import AnalysisConfig
     assert set(ROTATION_APERTURE) == set(FILLS)
     assert FILLS[0] == AnalysisConfig().invariance_fill
+
+
+class _Counted(FeatureModel):
+    """Two rectified filters on 24x24 images (a side where a warp by 0 degrees is not the image bit for bit: 1.4e-6
+    off), counting forward passes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.input_shape = (1, 24, 24)
+        self.weight = torch.nn.Parameter(torch.randn(2, 1, 5, 5, generator=torch.Generator().manual_seed(0)))
+        self.calls = 0
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.calls += 1
+        return F.relu(F.conv2d(x, self.weight)).flatten(1)
+
+
+def test_under_the_border_fill_the_rotation_curve_is_relative_to_the_unwarped_images_as_before_the_disc():
+    """The border fill turns as it did before the aperture (rotation_aperture "none"): its curve divides by the unit's
+    response to the images themselves, as the other curves do, not to the images warped by 0 degrees, and no pass is
+    made for a reference in a disc it does not use."""
+    from downpour.analysis.invariance import sweep
+    x = torch.rand(5, 1, 24, 24, generator=torch.Generator().manual_seed(1))
+    model, unit, base = _Counted(), 40, 0.05
+    angles = (-30.0, 0.0, 30.0)
+    result = sweep(model, x, [unit], [1], [base], scales=(1.0,), shifts=(0.0,), angles=angles, fill="border")[0]
+    assert result["rotation_aperture"] == "none"
+    assert model.calls == 1 + 1 + 1 + 2 + len(angles)      # size check, the images, scale 1, two shifts, the angles
+
+    @torch.no_grad()
+    def mean(t: Tensor) -> Tensor:
+        return model(t)[:, unit].double().mean() - base
+
+    expected = [float(mean(transform(x, angle=a, fill="border")) / mean(x)) for a in angles]
+    assert next(c for c in result["curves"] if c["transform"] == "rotation")["response"] == expected
