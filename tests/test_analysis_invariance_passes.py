@@ -69,5 +69,9 @@ def test_passes_refuse_a_sweep_of_other_images_or_units():
     sweep(model, faces, [3], [1], [0.0], passes=passes)
     with pytest.raises(ValueError, match="other inputs"):
         sweep(model, _images(6, 6), [3], [1], [0.0], passes=passes)      # other faces: its codes would be wrong
+    with pytest.raises(ValueError, match="other inputs"):
+        sweep(model, faces, [3], [1], [0.0], passes=passes, fill="border")   # another fill, and rotation aperture
+    with pytest.raises(ValueError, match="other inputs"):
+        sweep(model, faces, [3], [1], [0.0], passes=passes, prepare=lambda t: t)   # another preparation
     with pytest.raises(ValueError, match="unit 4 is not among"):
         sweep(model, faces, [4], [1], [0.0], passes=passes)

@@ -29,17 +29,16 @@ class Passes:
         self.units = list(dict.fromkeys(int(u) for u in units))
         self.columns = torch.as_tensor(self.units, dtype=torch.long)
         self.reuse, self.made, self._codes = reuse, 0, {}
-        self._inputs: tuple[Any, ...] | None = None
+        self._inputs: tuple[tuple[Any, ...], tuple[str, str]] | None = None
 
     def bind(self, model: FeatureModel, layer: str, x: Tensor, negatives: Tensor | None,
              prepare: Callable[[Tensor], Tensor] | None, fill: str, units: Sequence[int]) -> None:
         """Checks a sweep reads what these passes were made of: the same model, layer, images (the same tensors),
         preparation (the same function) and fill, and units among :attr:`units`; a ValueError otherwise."""
-        inputs = (model, layer, x, negatives, prepare, fill)
+        objects, names = (model, x, negatives, prepare), (layer, fill)     # the same objects; equal names
         if self._inputs is None:
-            self._inputs = inputs
-        elif any(a is not b for a, b in zip(inputs[:1] + inputs[2:5], self._inputs[:1] + self._inputs[2:5])) \
-                or inputs[1] != self._inputs[1] or inputs[5] != self._inputs[5]:
+            self._inputs = objects, names
+        elif any(a is not b for a, b in zip(objects, self._inputs[0])) or names != self._inputs[1]:
             raise ValueError("Passes: a sweep of other inputs (model, layer, images, prepare or fill) than the passes "
                              "were made of; give each its own Passes")
         missing = [u for u in units if int(u) not in self.units]
