@@ -5,7 +5,8 @@ and horizontal/vertical translation, each normalised to the response to the untr
 We do the same with in-plane transforms (one affine warp each, :mod:`downpour.analysis.warp`; what it uncovers is
 each image's mean since 2026-12-05, the edges repeated before; under the mean fill the rotation sweep's images, the
 unturned one too, are shown in the inscribed disc, since 2026-12-05, :func:`~downpour.analysis.warp.in_disc`): the mean response
-over a set of test images at every transform, divided by the mean response to the originals, both
+over a set of test images at every transform, divided by the mean response to the originals (the rotation's: to the
+originals in the disc, where it has one), both
 measured above a baseline (the unit's level on non-concept images), since our units, unlike the
 paper's, need not be silent at rest.
 Out-of-plane rotation needs images of the same objects at known poses; the built-in sets have none,
