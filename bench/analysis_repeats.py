@@ -27,7 +27,6 @@ AUC then computed again; since 2026-12-05 ``selectivity._probe_figures`` reads b
 """
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sys
@@ -40,15 +39,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
+from _main_job import flags, main_model  # noqa: E402
 from _protocol import at_least_1, interleave, ratio, summary, thread_settings  # noqa: E402
 from downpour.analysis import baselines, selectivity  # noqa: E402
 from downpour.analysis import run as analysis_run  # noqa: E402
 from downpour.analysis.invariance import invariance_curves, sweep  # noqa: E402
 from downpour.analysis.labelled import load_labelled, prepare_images  # noqa: E402
 from downpour.analysis.passes import Passes  # noqa: E402
-from downpour.config import load_config  # noqa: E402
-from downpour.data.build import sample_shape  # noqa: E402
-from downpour.models.registry import build  # noqa: E402
 
 
 def old_passes(units: Any) -> Passes:
@@ -76,16 +73,10 @@ def analysing_with(ways: Any) -> Iterator[None]:
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--reps", type=at_least_1, default=5)
-    p.add_argument("--threads", type=at_least_1, default=1)
+    p = flags(__doc__.split("\n")[0])
     p.add_argument("--tied", type=at_least_1, default=1, help="units in the tied set (the pictured one among them)")
-    p.add_argument("--run", type=Path, help="a finished run of the main job: also time its whole analysis")
     args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)        # (analyze_run sets the run's own threads, and puts these back)
-    cfg = load_config("main")
-    torch.manual_seed(0)
-    model = build(cfg, sample_shape(cfg.data))[0].eval()
+    cfg, model = main_model(args.threads)
     shape, layer, fill = model.input_shape, cfg.analysis.layer, cfg.analysis.invariance_fill
     data = load_labelled("lfw", shape)
     faces = data.pixels[torch.from_numpy(data.y == 1)]

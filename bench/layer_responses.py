@@ -29,7 +29,6 @@ Prints one JSON line per row.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sys
@@ -43,16 +42,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from _protocol import at_least_1, interleave, ratio, summary, thread_settings  # noqa: E402
+from _main_job import flags, main_model  # noqa: E402
+from _protocol import interleave, ratio, summary, thread_settings  # noqa: E402
 from downpour.analysis import face_controls as fc  # noqa: E402
 from downpour.analysis.labelled import prepare_images  # noqa: E402
 from downpour.analysis.negatives import build_controls  # noqa: E402
 from downpour.analysis.run import analyze_run  # noqa: E402
 from downpour.analysis.units import layer_responses, randomized_copy, unit_responses  # noqa: E402
-from downpour.config import load_config  # noqa: E402
 from downpour.data import lfw_split  # noqa: E402
-from downpour.data.build import sample_shape  # noqa: E402
-from downpour.models.registry import build  # noqa: E402
 
 
 def per_layer(model: Any, x: torch.Tensor, layers: Sequence[str], batch_size: int = 256,
@@ -81,15 +78,8 @@ def face_images(draws: int) -> np.ndarray:
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--reps", type=at_least_1, default=5)
-    p.add_argument("--threads", type=at_least_1, default=1)
-    p.add_argument("--run", type=Path, help="a finished run of the main job: also time its whole analysis")
-    args = p.parse_args(argv)
-    torch.set_num_threads(args.threads)        # (analyze_run sets the run's own threads, and puts these back)
-    cfg = load_config("main")
-    torch.manual_seed(0)
-    model = build(cfg, sample_shape(cfg.data))[0].eval()
+    args = flags(__doc__.split("\n")[0]).parse_args(argv)
+    cfg, model = main_model(args.threads)
     twin = randomized_copy(model, 1)[0]
     layers = model.feature_layers()
     a = cfg.analysis

@@ -1,0 +1,32 @@
+"""What the analysis benches share: their flags and the main job's model, built as ``downpour train`` builds it
+(seeded, eval mode), so each times the analysis of the network the main job trains."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from _protocol import at_least_1
+from downpour.config import load_config
+from downpour.data.build import sample_shape
+from downpour.models.registry import build
+
+
+def flags(description: str) -> argparse.ArgumentParser:
+    """--reps, --threads and --run (a finished run of the main job, whose whole analysis is timed too)."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--reps", type=at_least_1, default=5)
+    p.add_argument("--threads", type=at_least_1, default=1)
+    p.add_argument("--run", type=Path, help="a finished run of the main job: also time its whole analysis")
+    return p
+
+
+def main_model(threads: int) -> tuple[Any, Any]:
+    """The main preset's config and its model (seed 0, eval mode), with torch on ``threads`` threads (analyze_run
+    sets the run's own threads, and puts these back)."""
+    torch.set_num_threads(threads)
+    cfg = load_config("main")
+    torch.manual_seed(0)
+    return cfg, build(cfg, sample_shape(cfg.data))[0].eval()
