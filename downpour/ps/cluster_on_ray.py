@@ -85,7 +85,8 @@ class RayCluster(TaskRun, PipedRun, Restarts, Asking):
         self._serving: dict[Any, tuple[int, Any]] = {}   # piped: serve task ref -> (worker, its actor)
         self._starting: dict[int, tuple[Any, float]] = {}   # restarts_on_ray: worker -> (first answer, give-up time)
         self._watching: dict[int, tuple[Any, float]] = {}   # restarts_on_ray: the warm start's waiting workers
-        self._unread: list[Any] = []                     # restarts_on_ray: their questions left when they joined
+        self._unread: list[Any] = []                     # restarts_on_ray: their questions left when they joined, and
+        #                                                  tasks_on_ray: a silent worker's cycles, read once they fail
         # streamed: the file list's fingerprint, kept in the checkpoint. A resume starts new streams, but a changed
         # list gives each worker other files (the shards are cut from it): said, and recorded in data.json
         self.listing = listing_digest(setup.data.items) if isinstance(setup.data, StreamingData) else None

@@ -69,8 +69,8 @@ class TaskRun:
 
     def _lose_silent(self) -> None:
         """Each busy worker silent past its limit, none of whose cycles is ready, is lost as a dead one is: its actor
-        killed, and restarted as ``cluster.restarts`` says. Its cycles' futures leave the wait (read if they come, as a
-        killed actor's do, with ActorDiedError: Ray would print one never read)."""
+        killed, and restarted as ``cluster.restarts`` says. Its cycles' futures leave the wait (read by
+        :meth:`_drop_watches` once they fail, with the killed actor's ActorDiedError)."""
         for w, silent, limit in self.silence.overdue():
             refs = [ref for ref, (kind, v) in self._pending.items() if kind == "cycle" and v == w]
             if refs and ray.wait(refs, num_returns=1, timeout=0)[0]:

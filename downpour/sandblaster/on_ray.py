@@ -247,7 +247,7 @@ class RayPool:
                 ray.kill(a)
             except Exception:  # noqa: BLE001
                 pass
-        try:       # a silent worker's futures, failed once it was killed: read (Ray prints an error never read)
+        try:       # a silent worker's futures, failed once it was killed: read, as Downpour's are
             drain(ray.wait(self._unread, num_returns=len(self._unread), timeout=5)[0] if self._unread else [])
         except Exception:  # noqa: BLE001
             pass
