@@ -75,9 +75,7 @@ class RayCluster(TaskRun, PipedRun, Restarts, Asking):
         self._pushes: dict[Any, tuple[list[Any], dict[str, Any]]] = {}   # last answer ref -> (all answers, metadata)
         self._blocked: set[int] = set()
         self.laps = Laps()
-        self.silence = Silence(cfg.cluster.silent_seconds)   # how long a busy worker may say nothing before it is lost
-        for w in range(cfg.cluster.workers):
-            self.silence.fresh(w)
+        self.silence = Silence(cfg.cluster.silent_seconds, cfg.cluster.workers)   # a busy worker silent this long is lost
         self.piped = False                               # set in _start: cycles over channels, not Ray tasks
         self.gpus, self.devices = 0.0, []                # set in _start: GPUs per worker actor; each one's device
         self._channels: dict[int, channel.DriverEnd] = {}

@@ -42,10 +42,10 @@ class Silence:
     """Each busy worker's silence, the longest any ended, and the limit. The clock is ``time.monotonic``, read at
     each call (tests put a stand-in's there)."""
 
-    def __init__(self, seconds: float = 0.0):
+    def __init__(self, seconds: float = 0.0, workers: int = 0):
         self.seconds = seconds                  # cluster.silent_seconds: 0 = the auto limit
         self.since: dict[int, float] = {}       # busy worker -> when its silence began
-        self.first: set[int] = set()            # workers whose current actor has not reported yet
+        self.first = set(range(workers))        # workers whose current actor has not reported yet (all, at the start)
         self.longest = 0.0                      # the longest silence a worker ended past its first cycle
         self.longest_first = 0.0                # the longest first cycle a worker ended
 
