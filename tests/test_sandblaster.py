@@ -764,3 +764,65 @@ def test_cluster_silent_seconds_reaches_the_sandblaster_pools_limit(monkeypatch)
     cluster = SimpleNamespace(address=None, workers=2, silent_seconds=50.0)
     pool = on_ray.RayPool(SimpleNamespace(cfg=SimpleNamespace(cluster=cluster)), [])
     assert [pool.silence.limit(w) for w in range(2)] == [50.0, 50.0]
+
+
+class _TimedRef(_FakeRef):
+    """Ready at ``at`` on the stand-in clock (None: never), its get raising ``error`` if one is given."""
+
+    def __init__(self, value=None, at=None, error=None):
+        super().__init__(value, hangs=at is None)
+        self.at, self.error = at, error
+
+
+class _TimedRay(_FakeRay):
+    """``_FakeRay`` whose clock runs on to the next ref's time, or the wait's timeout if that comes first."""
+
+    def wait(self, refs, num_returns=1, timeout=None):
+        def ready():
+            return [r for r in refs if r.at is not None and r.at <= self.now][:num_returns]
+
+        if not ready():
+            ends = [r.at for r in refs if r.at is not None] + ([self.now + timeout] if timeout is not None else [])
+            if not ends:
+                raise _Hang(f"ray.wait on {len(refs)} futures with no timeout, {self.now:.0f} s in")
+            self.now = min(ends)
+        return ready(), [r for r in refs if r not in ready()]
+
+    def get(self, ref):
+        if isinstance(ref, _TimedRef) and ref.error is not None:
+            raise ref.error
+        return super().get(ref)
+
+
+def test_a_sandblaster_worker_that_dies_late_teaches_the_silence_limit_nothing(monkeypatch):
+    """A unit that fails (its actor died) after 500 s is no report: Downpour's loops count a silence only once its
+    cycle's answer is read, and until 2026-12-05 the pool counted the dead worker's 500 s (its first unit: 2x, so the
+    other worker's hung unit was lost at 1000 s, not at the 300 s floor)."""
+    from types import SimpleNamespace
+
+    from ray.exceptions import RayActorError
+
+    from downpour.ps import silence
+    from downpour.sandblaster import on_ray
+
+    fake = _TimedRay()
+    monkeypatch.setattr(on_ray, "ray", fake)
+    monkeypatch.setattr(on_ray, "time", SimpleNamespace(perf_counter=lambda: fake.now))
+    monkeypatch.setattr(silence, "time", SimpleNamespace(monotonic=lambda: fake.now))
+
+    def worker(w):
+        def remote(evaluation, unit, rows, total, stage, *point):
+            if w == 0:                   # its actor dies 500 s into its first unit
+                return [_TimedRef(at=fake.now + 500, error=RayActorError()) for _ in range(2)]
+            at = None if unit == 0 else fake.now   # no time a unit, but hangs on worker 0's, handed back to it
+            return [_TimedRef({"loss": 1.0, "parts": {}}, at), _TimedRef(torch.zeros(1), at)]
+        return SimpleNamespace(compute=SimpleNamespace(options=lambda num_returns: SimpleNamespace(remote=remote)))
+
+    shard = SimpleNamespace(point=SimpleNamespace(remote=lambda t: _TimedRef(torch.zeros(1), 0.0)),
+                            accumulate=SimpleNamespace(remote=lambda ev, u, g: _TimedRef(True, 0.0)))
+    pool = on_ray.RayPool.__new__(on_ray.RayPool)
+    pool.cfg = SimpleNamespace(cluster=SimpleNamespace(workers=2), sandblaster=SimpleNamespace(units=4, backup_after=1.0))
+    pool.shard_actors, pool.worker_actors, pool._pending, pool.busy, pool.lost = [shard], [worker(0), worker(1)], {}, set(), {}
+    pool.silence, pool._unread = silence.Silence(workers=2), []
+    with pytest.raises(RunError, match=r"worker 0: RayActorError, worker 1: silent for 300 s, limit 300 s\)"):
+        pool.evaluate(1, torch.arange(8), 1.0, None)

@@ -192,7 +192,6 @@ class RayPool:
             ref = ready[0]
             w, ev, unit, grads = self._pending.pop(ref)
             self.busy.discard(w)
-            self.silence.spoke(w, busy=False)
             try:
                 meta = ray.get(ref)
             except RayError as err:   # the worker died: its units go back to the queue, the others go on
@@ -202,6 +201,9 @@ class RayPool:
                 log.warning("sandblaster worker %d lost (%s); its units go to the others", w, type(err).__name__)
                 dispatch_free()
                 continue
+            # a unit read is a report, as in Downpour's loops: until 2026-12-05 a dead worker's time counted too (its
+            # first unit failing at 500 s held the next silent unit to 1000 s, not 300 s; stand-in clock)
+            self.silence.spoke(w, busy=False)
             if ev != evaluation:
                 sched.late(w, len(unit))
             elif sched.finish(unit.index, w, time.perf_counter()):
