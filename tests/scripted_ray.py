@@ -49,7 +49,7 @@ class Ref:
     def __init__(self, value: Any = None, error: Exception | None = None, when: Callable[[], bool] | None = None,
                  at: int = 0, due: float | None = None):
         self.value, self.error, self.when, self.at, self.due = value, error, when, at, due
-        self.read = False        # whether the driver got it (Ray prints an error never got as "Unhandled error")
+        self.read = False        # whether the driver got it (Ray prints an actor task's error never got)
 
     def held(self) -> bool:
         return self.when is not None and not self.when()

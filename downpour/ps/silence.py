@@ -2,10 +2,11 @@
 
 A worker is *busy* while it holds a cycle the driver granted and has not reported; its silence runs from its last
 report (or from the grant that made it busy: an idle worker, one a sync round or the warm start holds back, is
-never silent). Both driving loops ask :meth:`Silence.overdue` after each turn and lose the workers it names as
-they lose a dead one: a cycle that never returns (a node gone silent, a hung data read, a deadlock in a worker)
-hung the whole run until 2026-12-05 (the task loop's ``ray.wait`` had no timeout unless a restart was under way;
-the piped loop polled a worker's channel for as long as it held a credit).
+never silent). Both driving loops, and Sandblaster's pool on Ray (a unit for a cycle), ask :meth:`Silence.overdue`
+after each turn and lose the workers it names as they lose a dead one: a cycle that never returns (a node gone
+silent, a hung data read, a deadlock in a worker) hung the whole run until 2026-12-05 (the task loop's ``ray.wait``
+had no timeout unless a restart was under way; the piped loop polled a worker's channel for as long as it held a
+credit).
 
 The limit, ``cluster.silent_seconds`` > 0, is that many seconds for every cycle. Left at 0 (the default) it follows
 the run: :data:`FACTOR` times the longest silence any worker has ended so far, never under :data:`FLOOR`, and an
@@ -76,6 +77,7 @@ class Silence:
         self.first.discard(w)
 
     def limit(self, w: int) -> float:
+        """Seconds worker ``w`` may stay silent now: ``seconds`` if set, else the auto limit (module docstring)."""
         if self.seconds > 0:
             return self.seconds
         return max(FIRST_FLOOR if w in self.first else FLOOR, FACTOR * self.longest, FIRST_FACTOR * self.longest_first)
