@@ -70,12 +70,13 @@ def run_cluster(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, 
     raise AssertionError("unreachable")
 
 
-def _run_once(cfg: RunConfig, run: RunDir, resume: bool, shard_log: list[dict[str, Any]] | None = None,
+def _run_once(cfg: RunConfig, run: RunDir, resume: bool, go_log: list[dict[str, Any]] | None = None,
               began: list[int] | None = None) -> dict[str, Any]:
-    """One go at the run; ``shard_log``: the run's go events before it (:mod:`downpour.ps.lost_shards`: restarts, a
-    stop, resumes; the checkpoint it resumes from may predate them), its own ``resumed`` appended; ``began``: the first go's start step, noted by it (a
-    restart resumes from a checkpoint itself, and the summary's ``resumed_from`` is the user's)."""
-    shard_log, began = shard_log if shard_log is not None else [], began if began is not None else []
+    """One go at the run; ``go_log``: the run's go events before it (:mod:`downpour.ps.lost_shards`: restarts, a
+    stop, resumes; the checkpoint it resumes from may predate them), its own ``resumed`` appended; ``began``: the
+    first go's start step, noted by it (a restart resumes from a checkpoint itself, and the summary's
+    ``resumed_from`` is the user's)."""
+    go_log, began = go_log if go_log is not None else [], began if began is not None else []
     setup = set_up_cluster(cfg)
     init = setup.layout.params_to_vector(setup.model)
     c = cfg.cluster
@@ -99,7 +100,7 @@ def _run_once(cfg: RunConfig, run: RunDir, resume: bool, shard_log: list[dict[st
     coord = Coordinator(setup.gate, c.workers, cfg.train.steps, c.n_push, start_step=start,
                         warm_start=c.warm_start, clocks={int(w): v for w, v in meta["clocks"].items()},
                         depth=(c.queue_depth or 2) if c.runner == "ray" else 1, stage_of=stage_of)
-    coord.events = list(meta["events"]) + [e for e in shard_log if e not in meta["events"]]
+    coord.events = list(meta["events"]) + [e for e in go_log if e not in meta["events"]]
     coord.max_gap = meta.get("max_clock_gap", 0)
     shards = make_shards(setup, init, coord.live)
     if restored:
@@ -122,7 +123,7 @@ def _run_once(cfg: RunConfig, run: RunDir, resume: bool, shard_log: list[dict[st
         raise CheckpointError(f"cannot resume {str(run.path)!r}: {err}") from None
     if resume:      # said by every cluster runner alike (the simulator said nothing until 2026-12-05); kept with the
         # go events, so a go a lost shard stops before its next checkpoint keeps it (it lost it until 2026-12-05)
-        shard_log.append(coord.resumed(n=numbered(shard_log, ("resumed",))))
+        go_log.append(coord.resumed(n=numbered(go_log, ("resumed",))))
     try:
         run.begin(cfg, setup.data.preprocess, start, resume, setup.data.info.get("classes"))
         with restoring(run.checkpoints / SERVER):
