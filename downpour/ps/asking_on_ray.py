@@ -2,7 +2,7 @@
 placement, each worker's data report and profile) and on a stop (:meth:`Asking.data_reports`), every worker asked at
 once in one bounded wait, so a node gone silent costs that wait once. A mixin of
 :class:`~downpour.ps.cluster_on_ray.RayCluster`, which owns the state it reads (``coord``, ``worker_actors``,
-``shard_actors``, ``placement``, ``_serving``, ``_channels``) and the calls it makes (``not_restarted``,
+``shard_actors``, ``placement``, ``devices``, ``laps``, ``piped``, ``_serving``, ``_channels``) and the calls it makes (``not_restarted``,
 ``_read_served``)."""
 from __future__ import annotations
 

@@ -181,7 +181,7 @@ class Coordinator:
         """A resume (or a shard restart) has started its workers: a ``resumed`` event with the step and the workers
         running again, so each loss before it is followed by what came of it. Ray starts every worker afresh, ones
         lost for good too; the simulator goes on exactly where its checkpoint stood, its lost workers still lost.
-        Ray's driver recorded it since 2026-12-05; until later that day a simulated resume recorded nothing.
+        Recorded here for every runner since 2026-12-05 (Ray's driver recorded its own, a simulated resume nothing).
         ``more``: its other fields (``n``, its number among the run's resumes); returns it."""
         self.events.append({"event": "resumed", "step": self.done,
                             "workers": [w for w in range(self.workers) if w not in self.lost], **more})
