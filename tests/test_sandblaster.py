@@ -751,21 +751,6 @@ def test_a_sandblaster_worker_silent_mid_unit_is_lost_not_waited_for_forever(mon
     assert done == [0, 1, 2] and fake.killed == [worker] and fake.now == silence.FLOOR
 
 
-def test_cluster_silent_seconds_reaches_the_sandblaster_pools_limit(monkeypatch):
-    """A limit the user set is the pool's for every unit, the first too, as Downpour's driver takes it: until
-    2026-12-05 the pool built its silence with the auto limit whatever cluster.silent_seconds said (50: still 600 s
-    for a first unit, 300 s after)."""
-    from types import SimpleNamespace
-
-    from downpour.sandblaster import on_ray
-
-    monkeypatch.setattr(on_ray, "connect", lambda address: False)
-    monkeypatch.setattr(on_ray.RayPool, "_start", lambda self, setup, shards: None)
-    cluster = SimpleNamespace(address=None, workers=2, silent_seconds=50.0)
-    pool = on_ray.RayPool(SimpleNamespace(cfg=SimpleNamespace(cluster=cluster)), [])
-    assert [pool.silence.limit(w) for w in range(2)] == [50.0, 50.0]
-
-
 class _TimedRef(_FakeRef):
     """Ready at ``at`` on the stand-in clock (None: never), its get raising ``error`` if one is given."""
 

@@ -116,9 +116,9 @@ class RayPool:
         self.busy: set[int] = set()
         self.lost: dict[int, str] = {}
         self._unread: list[Any] = []     # a silent worker's futures, killed with it: read at close
-        # a busy worker silent this long is lost (ps/silence.py); until 2026-12-05 the auto limit whatever
-        # cluster.silent_seconds said
-        self.silence = Silence(cfg.cluster.silent_seconds, cfg.cluster.workers)
+        # a busy worker silent this long is lost: Downpour's auto limit (ps/silence.py); cluster.silent_seconds is
+        # Downpour's, not read here (cli_flags.SANDBLASTER_READS: a --set of it is refused on a Sandblaster run)
+        self.silence = Silence(workers=cfg.cluster.workers)
         self.t0 = time.perf_counter()
         try:
             self._start(setup, shards)
