@@ -303,3 +303,17 @@ def test_the_analysis_of_a_run_stopped_before_anything_was_kept_says_how_to_star
     path = RunDir.create(tmp_path / "never", cfg).path
     assert main(["analyze", str(path)]) == 2
     assert f"downpour train --config {path / 'config.toml'} --out {path}` starts it again" in capsys.readouterr().err
+
+
+def test_a_no_faces_run_without_a_model_says_where_it_stands_as_the_analysis_does(tmp_path):
+    """analysis.no_faces_run naming an unfinished run still asked "has its training finished?" after the analysis's
+    own refusal (2026-12-05) learnt to say where the run stands and the command that goes on."""
+    from downpour.analysis.options import no_faces_run
+
+    cfg = load_config("tica-8x8", ["train.steps=8"])
+    path = RunDir.create(tmp_path / "never", cfg).path
+    with pytest.raises(ConfigError) as err:
+        no_faces_run(str(path), cfg)
+    assert "has its training finished" not in str(err.value)
+    assert f"`downpour train --config {path / 'config.toml'} --out {path}` starts it again" in str(err.value)
+    assert str(err.value).startswith("analysis.no_faces_run: ")

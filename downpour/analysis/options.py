@@ -194,7 +194,9 @@ def no_faces_run(path: str, cfg: RunConfig, key: str = "analysis.no_faces_run") 
     try:
         run = RunDir.open(path)
         if not (run.path / "model.json").is_file():
-            raise NotARunError(f"{str(run.path)!r} has no model.json: has its training finished?")
+            # where it stands and what goes on from there, as the analysis of a run says (until 2026-12-05 it asked
+            # "has its training finished?")
+            raise NotARunError(f"{str(run.path)!r} has no model.json: {unfinished(run)}")
         other = run.config
     except NotARunError as err:
         raise ConfigError(f"{key}: {err} (give the --out of the same recipe trained with data.train_faces = 0)",
