@@ -272,7 +272,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     crossfit = sub.add_parser("crossfit", help="the face test on all 100 lfw faces: one run per fold, each "
                                                "trained without the faces it is tested on")
-    crossfit.add_argument("--config", default="main", help="a preset name or a TOML file (as for train)")
+    crossfit.add_argument("--config", default="main", help="a preset name or a TOML file (as for train) that trains on "
+                          "lfw (data.source = faces or natural+faces); one that does not (ufldl-sae, tica-8x8) is refused")
     crossfit.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override one config value")
     crossfit.add_argument("--folds", type=int, default=5, help="folds of lfw_subset (default 5: 20 faces each)")
     crossfit.add_argument("--out", help="folder for the fold runs, crossfit.json and .html (default: runs/crossfit-<config>-<time>); "

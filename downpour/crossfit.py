@@ -317,6 +317,14 @@ def run_crossfit(config: str, overrides: list[Override], out: str | Path, folds:
     twins = control == "no-faces"
     overrides = [*overrides, *parallel_threads(given, jobs), ("analysis.no_faces_twin", twins)]
     configs = [fold_config(config, overrides, i, folds) for i in range(folds)]   # every config checked first
+    d = configs[0].data     # since 2026-12-05 refused here, before any training: the K folds held out nothing from it,
+    # trained the same network K times (bit for bit), and pooled a face test of them as if each were its own
+    if not d.trains_on_lfw():   # (the no-faces twin's rule, trains_on_faces, is this and data.train_faces != 0)
+        raise ConfigError(f"--config {config}: its training data hold no lfw image (data.source = {d.source!r}"
+                          f"{f', data.faces_fraction = 0' if d.source in FACE_SOURCES else ''}), and cross-fitting holds "
+                          f"out each fold's lfw images from its training: its {folds} folds would train the same network "
+                          f"{folds} times; cross-fit a config trained on lfw (data.source = 'faces' or 'natural+faces'), "
+                          "or test this one with `downpour train`")
     paths = [out / f"fold-{i}" for i in range(folds)]
     if twins:
         configs += [no_faces_config(cfg) for cfg in configs]
@@ -324,9 +332,6 @@ def run_crossfit(config: str, overrides: list[Override], out: str | Path, folds:
     for cfg, path in zip(configs, paths):   # another run, or other files, in any fold's folder: said before any training
         if check_same_run(cfg, path) is None and path.exists():
             RunDir.check_new(path)
-    if given.data.source not in FACE_SOURCES:       # the folds differ only in which lfw images their test holds out
-        log.warning("crossfit: data.source = %r holds no lfw image, so its %d folds train the same network %d times "
-                    "(their pooled test still scores all 100 faces, none trained on)", given.data.source, folds, folds)
     log.info("crossfit: %d folds of %r%s -> %s", folds, config, ", each with its no-faces twin" if twins else "", out)
     started = time.time()
     trained = train_in_turn(configs, paths) if jobs == 1 else train_in_parallel(configs, paths, jobs)

@@ -192,17 +192,19 @@ def test_mismatched_views_or_responses_are_refused():
         crossfit_controls(_views([PlantedModel((1, 25, 25))]), layer=None)
 
 
-TINY = ["--config", "ufldl-sae", "--steps", "10", "--set", "data.samples=300", "--set", "train.tensorboard=false",
-        "--set", "analysis.bootstrap=200", "--set", "analysis.control_draws=1", "--set", "analysis.random_filters=50"]
+NO_FACES_TINY = ["--config", "ufldl-sae", "--steps", "10", "--set", "data.samples=300", "--set", "train.tensorboard=false",
+                 "--set", "analysis.bootstrap=200", "--set", "analysis.control_draws=1", "--set", "analysis.random_filters=50"]
+# ufldl-sae's natural patches hold no lfw image (refused since 2026-12-05: test_a_config_that_trains_on_no_lfw_...);
+# mixed with lfw's training part (30% of the samples), each fold trains without its own held-out faces
+TINY = [*NO_FACES_TINY, "--set", "data.source=natural+faces"]
 
 
 def test_crossfit_trains_every_fold_pools_the_test_and_resumes(tmp_path, capsys, caplog):
     out = tmp_path / "cf"
     assert main(["crossfit", *TINY, "--folds", "2", "--out", str(out)]) == 0
     assert "low-level-matched controls" in capsys.readouterr().out
-    # ufldl-sae's natural patches: the folds differ only in data.lfw_heldout, which its training never reads, so
-    # every fold trained a bit-identical network (5x the training for one), without a word
-    assert "data.source = 'natural' holds no lfw image, so its 2 folds train the same network 2 times" in caplog.text
+    # each fold trained without its own held-out faces: two networks, not one trained twice
+    assert "holds no lfw image" not in caplog.text
     for i in range(2):
         assert f'lfw_heldout = "fold:{i}:2"' in (out / f"fold-{i}" / "config.toml").read_text()
     record = json.loads((out / "crossfit.json").read_text())
@@ -374,10 +376,39 @@ def test_crossfit_with_the_no_faces_control_trains_each_fold_twice_and_scores_bo
         assert all(r["kept"] for r in json.loads((out / "crossfit.json").read_text())["no_faces_runs"])
 
 
-def test_the_no_faces_control_of_a_source_without_faces_is_refused_before_training(tmp_path, capsys):
-    assert main(["crossfit", *TINY, "--folds", "2", "--control", "no-faces", "--out", str(tmp_path / "cf")]) == 2
-    assert "analysis.no_faces_twin: this run trains on no lfw face" in capsys.readouterr().err
-    assert not (tmp_path / "cf").exists()
+def _no_training(monkeypatch) -> list[str]:
+    """The folds train_kept was asked to train; each stops there (a DataError: a failed fold, named)."""
+    from downpour.errors import DataError
+
+    asked = []
+
+    def train_kept(cfg, path):
+        asked.append(path.name)
+        raise DataError("stopped by the test")
+
+    monkeypatch.setattr("downpour.crossfit.train_kept", train_kept)
+    return asked
+
+
+@pytest.mark.parametrize("argv", [[*NO_FACES_TINY], [*NO_FACES_TINY, "--control", "no-faces"],
+                                  [*FACES_TINY, "--control", "none", "--set", "data.faces_fraction=0"]])
+def test_a_config_that_trains_on_no_lfw_image_is_refused_before_any_fold_trains(tmp_path, capsys, monkeypatch, argv):
+    """`downpour crossfit --config ufldl-sae` trained K folds that each held out nothing (the same network K
+    times: natural patches hold no lfw image) and printed a pooled face-test verdict. Refused since 2026-12-05,
+    naming the config and why; nothing is trained or written."""
+    asked = _no_training(monkeypatch)
+    assert main(["crossfit", *argv, "--folds", "2", "--out", str(tmp_path / "cf")]) == 2
+    err = capsys.readouterr().err
+    assert f"--config {argv[1]}: its training data hold no lfw image (data.source = " in err
+    assert "cross-fitting holds out each fold's lfw images from its training: its 2 folds would train the same network" in err
+    assert err.count("\n") == 1 and asked == [] and not (tmp_path / "cf").exists()
+
+
+@pytest.mark.parametrize("faces", [[], ["--set", "data.train_faces=0"]])   # (0: lfw's non-faces, each fold its own)
+def test_a_config_that_trains_on_lfw_starts_its_folds(tmp_path, capsys, monkeypatch, faces):
+    asked = _no_training(monkeypatch)
+    assert main(["crossfit", *TINY, *faces, "--folds", "2", "--out", str(tmp_path / "cf")]) == 2
+    assert asked == ["fold-0", "fold-1"] and "2 of 2 fold runs failed" in capsys.readouterr().err
 
 
 def test_twins_added_to_finished_folds_are_scored_and_folds_without_faces_get_none(tmp_path, capsys):
@@ -391,7 +422,8 @@ def test_twins_added_to_finished_folds_are_scored_and_folds_without_faces_get_no
     assert all("no_faces_twin = true" in (out / f"fold-{i}" / "config.toml").read_text() for i in range(2))
     assert [(r["kept"], r["final_loss"]) for r in record["runs"]] == [(True, r["final_loss"]) for r in first]
     assert all(r["seconds"] is not None for r in record["runs"])
-    # a config whose folds see no face: the default is no twin (it trained every fold twice, the same run)
+    # a config whose folds see no face: the default is no twin (it trained every fold twice, the same run); its
+    # folds still differ (each holds out its own lfw non-faces) and it is docs/analysis.md's "0 faces" cross-fit
     none, carries = tmp_path / "none", tmp_path / "carries.toml"
     carries.write_text('base = "cat-demo"\n[analysis]\nno_faces_twin = true\n')
     tiny = [*FACES_TINY[:1], str(carries), *FACES_TINY[2:]]

@@ -281,7 +281,7 @@ def test_a_crossfit_whose_folds_line_search_failed_writes_everything_then_exits_
     out = tmp_path / "cf"
     argv = ["crossfit", "--config", "tica-8x8", "--runner", "simulated", "--steps", "4", "--folds", "2", "--out", str(out),
             *[a for kv in ("cluster.algorithm=sandblaster", "train.tensorboard=false", "data.samples=300",
-                           "model.name=rica-8x8", "model.hidden=16", "analysis.bootstrap=200", "analysis.control_draws=1",
+                           "model.name=rica-8x8", "model.hidden=16", "data.source=natural+faces", "analysis.bootstrap=200", "analysis.control_draws=1",
                            "analysis.random_filters=50", f"sandblaster.batch={batch}") for a in ("--set", kv)]]
     assert main(argv) == 1
     record = json.loads((out / "crossfit.json").read_text())

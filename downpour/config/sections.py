@@ -83,10 +83,13 @@ class DataConfig(Section):
         super().__post_init__()
         self.lfw_fold()      # I < K
 
+    def trains_on_lfw(self) -> bool:
+        """Whether these data show the network any of lfw's training part (what a cross-fit's folds hold out)."""
+        return self.source in FACE_SOURCES and (self.source == "faces" or self.faces_fraction > 0)
+
     def trains_on_faces(self) -> bool:
         """Whether these data show the network any of lfw's training faces (what a no-faces twin takes away)."""
-        return (self.source in FACE_SOURCES and self.train_faces != 0
-                and (self.source == "faces" or self.faces_fraction > 0))
+        return self.trains_on_lfw() and self.train_faces != 0
 
     def reads_jpeg_draft(self) -> bool:
         """Whether data.jpeg_draft applies: a folder's crops (patches cut native pixels, so decode in full)."""
