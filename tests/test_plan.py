@@ -400,6 +400,21 @@ def test_every_planned_partition_has_a_shard_of_its_own(capsys):
     assert "--shards 4 is fewer than --partitions 16: each partition needs a shard of its own" in capsys.readouterr().err
 
 
+def test_too_few_machines_for_the_workers_is_said_as_arithmetic_with_its_fix(capsys):
+    """--replicas 7 --partitions 3 --machines 10 said "add machines or shards": the cause was 7 x 3 = 21 workers on
+    10 machines, and shards are machines too (3 at least, one per partition): 24 are needed, and 24 plan."""
+    assert main(["plan", "--replicas", "7", "--partitions", "3", "--machines", "10"]) == 2
+    err = capsys.readouterr().err
+    assert "--replicas 7 x --partitions 3 = 21 worker machines, plus 3 shards" in err
+    assert "= 24 machines; give --machines 24 or more, or fewer replicas or partitions" in err
+    assert "add machines or shards" not in err
+    assert main(["plan", "--partitions", "8", "--machines", "10"]) == 2      # replicas unset: 1 at least
+    assert "1 replica (the fewest) x --partitions 8 = 8 worker machines, plus 8 shards" in capsys.readouterr().err
+    for machines, rc in ((23, 2), (24, 0)):
+        assert main(["plan", "--replicas", "7", "--partitions", "3", "--machines", str(machines), "--json"]) == rc
+    assert json.loads(capsys.readouterr().out)["cluster"]["machines_used"] == 24
+
+
 def test_a_chosen_layout_uses_only_the_machines_there_are(capsys):
     """--shards 990 was planned as 1 replica x 512 partitions + 990 shards = 1,502 of 1,000 machines (no replica
     fitted, read as 1, and the most partitions won), though 5 x 2 + 990 fits; --machines 1 planned 2."""

@@ -206,6 +206,23 @@ def _splits(cl: Cluster, k: int) -> list[tuple[int, int]]:
     return [(r, cl.shards or max(1, cl.machines - r * k)) for r in range(1, most + 1)]
 
 
+def _too_few_machines(cl: Cluster) -> str:
+    """Why no layout had a shard per partition, as arithmetic. Only a --partitions given with shards unset gets
+    here (given shards below partitions are refused before; one partition always has a shard): unset shards are
+    the machines the workers leave. It used to say "add machines or shards" for --replicas 7 --partitions 3
+    --machines 10, where the cause was 7 x 3 = 21 workers on 10 machines (and --shards cannot help there)."""
+    k, r = cl.partitions, cl.replicas or 1
+    if not k:
+        return (f"no layout of {cl.machines} machines gives each of its partitions a shard of its own (shards >= "
+                f"partitions, as the model-parallel runner requires): add machines, or use fewer partitions")
+    need = r * k + max(k, cl.shards or 0)
+    workers = f"--replicas {r}" if cl.replicas else "1 replica (the fewest)"
+    fewer = "fewer replicas or partitions" if cl.replicas else "fewer partitions"
+    return (f"--machines {cl.machines} is too few: {workers} x --partitions {k} = {r * k} worker machines, plus "
+            f"{max(k, cl.shards or 0)} shards (one per partition at least, as the model-parallel runner requires, each "
+            f"a machine of its own) = {need} machines; give --machines {need} or more, or {fewer}")
+
+
 def predict(net: Network, cl: Cluster, rates: Rates, batch: int, n_push: int = 1, n_fetch: int = 1,
             rule: str = "adagrad") -> dict[str, Any]:
     """The plan of ``net`` on ``cl`` (module docstring); defaults of ``cl`` resolved and reported.
@@ -229,9 +246,7 @@ def predict(net: Network, cl: Cluster, rates: Rates, batch: int, n_push: int = 1
     fitting = [k for k in laid_out if parts[k]["memory_bytes"] <= cl.memory_gb * GB] or laid_out[-1:]
     layouts = [(k, r, s) for k in fitting for r, s in _splits(cl, k) if s >= k]
     if not layouts:
-        raise ConfigError(f"no layout of {cl.machines} machines gives each of its partitions a shard of its own "
-                          f"(shards >= partitions, as the model-parallel runner requires): add machines or shards, "
-                          f"or use fewer partitions")
+        raise ConfigError(_too_few_machines(cl))
     if not (cl.replicas and cl.shards):      # a chosen layout uses the machines there are (one given by hand may not)
         layouts = [(k, r, s) for k, r, s in layouts if r * k + s <= cl.machines]
         if not layouts:
