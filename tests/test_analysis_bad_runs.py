@@ -317,3 +317,28 @@ def test_a_no_faces_run_without_a_model_says_where_it_stands_as_the_analysis_doe
     assert "has its training finished" not in str(err.value)
     assert f"`downpour train --config {path / 'config.toml'} --out {path}` starts it again" in str(err.value)
     assert str(err.value).startswith("analysis.no_faces_run: ")
+
+
+def test_a_run_with_model_json_but_no_weights_says_they_are_missing_and_what_writes_them(tmp_path, monkeypatch, capsys):
+    """A finished run whose model.safetensors was deleted (or left out of a copy) was asked "has no model.safetensors
+    yet: has its training finished?": it had, and the resume it did not name writes the weights again."""
+    import shutil
+
+    from downpour.cli import main
+
+    path = _stopped_tica(tmp_path, monkeypatch, at=None)
+    (path / "model.safetensors").unlink()
+    capsys.readouterr()
+    assert main(["analyze", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "has model.json but not model.safetensors, the model's weights" in err and "training finished" not in err
+    assert f"`downpour train --resume {path}` writes them again from its checkpoint at its last step, 8" in err
+    assert main(["train", "--resume", str(path)]) == 0
+    assert RunDir.open(path).load_model() is not None
+    (path / "model.safetensors").unlink()
+    shutil.rmtree(path / "checkpoints")         # nothing left to write them from: a resume would refuse
+    capsys.readouterr()
+    assert main(["analyze", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "nor a checkpoint to write them from" in err and "--resume" not in err
+    assert f"`downpour train --config {path / 'config.toml'} --out NEW_FOLDER`" in err

@@ -76,7 +76,7 @@ class RunModel:
         """The model of model.json with model.safetensors' weights, both checked; ``rewrites``: what writes the
         pair again where a write was cut between the two (default: this run's resume)."""
         if not (self.path / "model.safetensors").is_file():
-            raise NotARunError(f"{str(self.path)!r} has no model.safetensors yet: has its training finished?")
+            raise NotARunError(self._no_weights())
         meta = self.read_json("model.json")
         weights = self.path / "model.safetensors"
         tensors = read_tensors(weights)           # a damaged file is named as such first
@@ -87,6 +87,27 @@ class RunModel:
         fit_weights(model, tensors, weights)
         model.eval()
         return model
+
+    def _no_weights(self) -> str:
+        """model.json without model.safetensors, said as what it means and what writes the weights again. A cut
+        save does not leave it (:func:`write_model` renames the weights in before it writes model.json): the file
+        was deleted, or left out of a copy. It used to ask "has its training finished?" of a run that had."""
+        said = f"{str(self.path)!r} has model.json but not model.safetensors, the model's weights (deleted, or left " \
+               f"out where the folder was copied: copy it back, or"
+        try:
+            reached, steps = self.reached(), self.config.train.steps
+        except (CheckpointError, NotARunError):      # (a damaged checkpoint: the resume names it)
+            return f"{said} `downpour train --resume {self.path}` writes them again from its checkpoint)"
+        if reached is not None and reached >= steps:
+            return f"{said} `downpour train --resume {self.path}` writes them again from its checkpoint at its last step, {reached})"
+        if reached is not None:
+            return (f"{said} `downpour train --resume {self.path}` trains on from its checkpoint at step {reached} of "
+                    f"{steps} and writes them at the end)")
+        # (every run checkpoints at its end, train.checkpoint_every = 0 too: none left means checkpoints/ went
+        # with the weights, and a resume refuses the run: "checkpoint file ... is missing")
+        return (f"{str(self.path)!r} has model.json but not model.safetensors, the model's weights, nor a checkpoint to "
+                f"write them from (deleted, or left out where the folder was copied): copy them back, or train it "
+                f"again, `downpour train --config {self.path / 'config.toml'} --out NEW_FOLDER`")
 
     def save_preprocess(self, preprocess: "Preprocess", refits: list[int] | None = None,
                         classes: list[str] | None = None) -> None:
