@@ -921,7 +921,7 @@ def test_an_output_folder_that_cannot_be_made_is_named_not_a_traceback(tmp_path,
     monkeypatch.setattr(Path, "mkdir", read_only)
     for argv, what in ((["train", *TINY, "--out", str(ro / "r")], "the run folder"),
                        (["study", "costs", "--quick", "--out", str(ro / "s")], "the study's folder"),
-                       (["crossfit", *[a for a in TINY if a != "--no-report"], "--folds", "2", "--jobs", "2", "--out", str(ro / "c")], "the cross-fit's folder")):
+                       (["crossfit", *[a for a in TINY if a != "--no-report"], "--set", "data.source=natural+faces", "--folds", "2", "--jobs", "2", "--out", str(ro / "c")], "the cross-fit's folder")):
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert f"cannot make {what}" in err and "Read-only file system" in err
