@@ -51,14 +51,14 @@ def test_the_tied_sweep_reads_the_pictured_units_passes_back_and_gets_the_same_n
     # negatives once per curve (4) and both sets at each of the 47 warps; shared: the second sweep makes only its size
     # check
     assert old_calls == 2 * (1 + 1 + 1 + 4 + 2 * 47)
-    assert model.calls == (1 + 1 + 1 + 1 + 2 * 47) + 1
-    assert shared.made == 1 + 1 + 1 + 2 * 47
+    assert model.calls == (1 + 1 + 1 + 2 * 47) + 1      # the disc's unturned faces are the rotation's 0-degree pass
+    assert shared.made == 1 + 1 + 2 * 47
 
 
 def test_a_sweep_alone_makes_the_unwarped_negatives_pass_once():
     model = _Counted()
     result = sweep(model, _images(6, 3), [7], [1], [0.0], negatives=_images(6, 4))
-    assert model.calls == 1 + 1 + 1 + 1 + 2 * 47       # size check, faces, faces in the disc, negatives, 47 warps of both
+    assert model.calls == 1 + 1 + 1 + 2 * 47       # size check, faces, negatives, 47 warps of both (0 degrees: the disc's)
     model.calls = 0
     assert sweep(model, _images(6, 3), [7], [1], [0.0], negatives=_images(6, 4), passes=Passes([7], reuse=False)) == result
 

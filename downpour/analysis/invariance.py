@@ -169,7 +169,8 @@ def sweep(model: FeatureModel, x: Tensor, units: list[int], signs: list[int], ba
 
     turned = scale
     if aperture == "disc":
-        turned = passes.signed(("x", "unturned"), model, lambda: see(turn(x, 0.0)), layer, index, sign).mean(dim=0) - base
+        # (the rotation curve's own 0-degree pass: the same images, its key, so the curve reads it back)
+        turned = passes.signed(("x", "rotation", 0.0), model, lambda: see(turn(x, 0.0)), layer, index, sign).mean(dim=0) - base
         turned = torch.where(relative & (turned > 1e-12), turned, scale)   # no stronger in the disc than the baseline: no range
     _, _, h, w = x.shape
     per_transform = [

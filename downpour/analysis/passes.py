@@ -1,7 +1,7 @@
 """The forward passes of an invariance sweep, each made once for every sweep of the same images.
 
     passes = Passes([7, 3])                               # the units any sweep sharing it will read
-    sweep(model, faces, [7], [1], [b7], passes=passes, ...)          # 97 forward passes (96 under the border fill)
+    sweep(model, faces, [7], [1], [b7], passes=passes, ...)          # 96 forward passes
     sweep(model, faces, [7, 3], [1, -1], [b7, b3], passes=passes, ...)   # none: every warp's codes are read back
 
 ``analyze_run`` sweeps the pictured unit (``invariance``) and then the units tied with it (``invariance.tied``), it
