@@ -27,6 +27,7 @@ from typing import Any, Iterable
 from downpour.config import ConfigError
 from downpour.errors import DownpourError
 from downpour.studies.base import Cells, Condition, Study
+from downpour.train.rundir import study_command
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ def _whose(old: dict[str, Any], header: dict[str, Any]) -> str:
 
 
 def _command(header: dict[str, Any]) -> str:
-    return f"`downpour study {header.get('study')}{' --quick' if header.get('quick') is True else ''}`"
+    return f"`{study_command(header)}`"
 
 
 class CellCache:

@@ -250,6 +250,12 @@ class RunDir(RunBegin, RunModel):
         return self.path / self.TWIN
 
 
+def study_command(header: dict[str, Any]) -> str:
+    """"downpour study NAME [--quick]" of a study folder's header (cells.jsonl's first line)."""
+    name = header.get("study") if isinstance(header.get("study"), str) else "NAME"
+    return f"downpour study {name}{' --quick' if header.get('quick') is True else ''}"
+
+
 def _study_folder(path: Path) -> str:
     """What `analyze`, `report` or `--resume` of a `downpour study` folder says: which study, and its report or the
     command that finishes it. Until 2026-12-05 it said "give the --out directory of a `downpour train` run", which
@@ -260,7 +266,7 @@ def _study_folder(path: Path) -> str:
         header = None
     header = header if isinstance(header, dict) else {}
     name = header.get("study") if isinstance(header.get("study"), str) else "NAME"
-    command = (f"`downpour study {name}{' --quick' if header.get('quick') is True else ''} --out {path}`"
+    command = (f"`{study_command(header)} --out {path}`"
                + (" (with its --set flags)" if header.get("sets") else ""))
     if (path / "study.html").is_file():
         return (f"{str(path)!r} is a `downpour study {name}` folder, not a run: its report is "
