@@ -52,13 +52,18 @@ def within_bomb_limit(img: Image.Image, s: int) -> None:
     at 1/8, its one-scan twin by 4 MB; a 14000x14000 one raised a crops run's peak from 356 MB to 1,424 MB)."""
     limit = 2 * Image.MAX_IMAGE_PIXELS
     scans = _several_scans(img) if s > 1 else ""
-    if scans or (img.width // s) * (img.height // s) > limit:
-        raise Image.DecompressionBombError(
-            f"Image size ({img.width * img.height} pixels) exceeds limit of {limit} pixels, could be decompression bomb "
-            f"DOS attack" + (f" ({scans}: its decoder holds every pixel's coefficients at any reduction; save it as "
-                             f"a baseline JPEG of one scan, or downscale it below {limit} pixels)" if scans else
-                             f" (decoded at 1/{s}: {(img.width // s) * (img.height // s)} pixels; downscale it below "
-                             f"{limit} pixels)" if s > 1 else f" (decoded whole here: downscale it below {limit} pixels)"))
+    reduced = (img.width // s) * (img.height // s)
+    if not scans and reduced <= limit:
+        return
+    if scans:
+        why = (f"{scans}: its decoder holds every pixel's coefficients at any reduction; save it as a baseline JPEG of "
+               f"one scan, or downscale it below {limit} pixels")
+    elif s > 1:
+        why = f"decoded at 1/{s}: {reduced} pixels; downscale it below {limit} pixels"
+    else:
+        why = _advice(Path(), reducible=False)
+    raise Image.DecompressionBombError(f"Image size ({img.width * img.height} pixels) exceeds limit of {limit} pixels, "
+                                       f"could be decompression bomb DOS attack ({why})")
 
 
 def _advice(path: Path, reducible: bool) -> str:
