@@ -336,3 +336,52 @@ def test_the_invariance_figures_plot_the_auc_ranges_beside_the_response_ranges(t
         r["figures"] = {k: v for k, v in r["figures"].items() if not k.endswith("_auc")}
     study.figures(rows, {}, tmp_path)
     assert drawn["inv_scale_octaves.png"] is None
+
+
+def _mann_whitney(pos, neg) -> float:
+    """The AUC of pos over neg by counting pairs (ties half): the reference the disc AUC is checked against."""
+    return float(((pos[:, None] > neg[None, :]).double() + 0.5 * (pos[:, None] == neg[None, :]).double()).mean())
+
+
+def test_a_cell_records_its_units_auc_on_the_unturned_faces_in_the_rotation_disc(monkeypatch):
+    """Under the mean fill the rotation sweep shows every face in the inscribed disc: a unit whose lead lies outside it
+    (here the corner unit) has no AUC rotation range, and until 2026-12-05 no cell said why it left the comparison."""
+    from downpour.analysis.labelled import LabelledSet
+    from downpour.analysis.warp import transform
+    from downpour.studies import measure
+
+    # faces: a bright top-left corner, which the disc hides; non-faces: a brighter centre, so a higher mean to fill it
+    x = 0.02 * torch.rand(60, 1, 25, 25, generator=torch.Generator().manual_seed(0))
+    x[:30, 0, 0:5, 0:5] += 1.0
+    x[30:, 0, 10:15, 10:15] += 3.0
+    y = torch.cat([torch.ones(30), torch.zeros(30)]).long()
+    lfw = LabelledSet("lfw", x, y.numpy(), ["non-face", "face"])
+    monkeypatch.setattr(measure, "load_labelled", lambda name, shape, prepare=None, lfw_fold=None: lfw)
+    model = _TwoFaces()
+    got = measure._invariance(model, "codes", (1, 25, 25), None, {"tied_units": [1], "tied_signs": [1], "fold": None})
+    faces, non_faces = x[y == 1], x[y == 0]
+
+    def auc(turn):
+        return _mann_whitney(model(turn(faces))[:, 1], model(turn(non_faces))[:, 1])
+
+    disc = auc(lambda t: transform(t, angle=0.0, fill="mean", aperture="disc"))
+    assert got["inv_rotation_disc_auc"] == pytest.approx(disc, abs=1e-9)
+    assert auc(lambda t: t) == 1.0 and disc <= 0.5      # its whole lead was in the corner the disc hides
+    assert math.isnan(got["inv_rotation_auc"])           # hence no AUC rotation range: the cell leaves that comparison
+    assert math.isnan(measure.no_invariance((1, 25, 25))["inv_rotation_disc_auc"])
+
+
+def test_the_verdict_counts_per_front_the_seeds_whose_unit_lost_its_lead_in_the_rotation_disc():
+    from downpour.studies.base import Condition
+    from downpour.studies.mechanisms import disc_paragraph
+
+    study = study_class("mechanisms")(quick=True)
+    conditions = [Condition("plain", {"vs": ""}, (), "baseline"), Condition("glimpse", {"vs": "plain"}, (), "glimpse")]
+    disc = {("plain", 0): 0.8, ("plain", 1): 0.45, ("glimpse", 0): 0.5, ("glimpse", 1): 0.3}
+    rotation = {("plain", 0): 30.0, ("plain", 1): 15.0, ("glimpse", 0): math.nan, ("glimpse", 1): math.nan}
+    cells = {key: {"inv_rotation_disc_auc": d, "inv_rotation_auc": rotation[key]} for key, d in disc.items()}
+    rows = study.summarise(conditions, cells, [0, 1])
+    words = disc_paragraph(rows)
+    assert ("plain 1 of 2; glimpse 2 of 2 (2 with no tied unit above it either, left out of the paired rotation AUC "
+            "comparison) seeds.") in words
+    assert disc_paragraph([{k: v for k, v in r.items() if k != "disc_at_chance"} for r in rows]) == ""

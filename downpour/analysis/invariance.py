@@ -300,6 +300,15 @@ def selectivity_summary(result: dict[str, Any], key: str = SELECTIVE_KEY, keep: 
             "scale_up": upper_scale(curves, out)}
 
 
+def disc_auc(result: dict[str, Any], key: str = SELECTIVE_KEY) -> float | None:
+    """The unit's AUC on the unturned images in the inscribed disc: the rotation curve's own 0-degree point, where
+    its images were in the disc (``rotation_aperture`` "disc", the mean fill); None without the disc or that point.
+    At or below 0.5 the unit has no AUC rotation range (since 2026-12-05: the cells and analysis.json say why)."""
+    curve = next((c for c in result["curves"] if c["transform"] == "rotation" and key in c), None)
+    at = None if curve is None or result.get("rotation_aperture") != "disc" else identity_index(curve)
+    return None if at is None else float(curve[key][at])
+
+
 def range_width(transform: str, r: list[float] | None) -> float:
     """The width of one of :func:`invariance_summary`'s ranges: scale in octaves (log2 hi / lo), every other
     transform in its own units (pixels, degrees); NaN where there is no range (the unit below the floor even

@@ -24,8 +24,8 @@ from downpour.analysis import figures
 from downpour.analysis.concept_controls import concept_part, concept_subject
 from downpour.analysis.controls import tied_set
 from downpour.analysis.face_controls import LEARNED, face_controls
-from downpour.analysis.invariance import (invariance_curves, invariance_summary, load_poses, selectivity_summary, sweep,
-                                         tied_summary)
+from downpour.analysis.invariance import (disc_auc, invariance_curves, invariance_summary, load_poses,
+                                         selectivity_summary, sweep, tied_summary)
 from downpour.analysis.passes import Passes
 from downpour.analysis.labelled import BUILT_IN, LabelledSet, load_labelled, prepare_images
 from downpour.analysis.edges import edge_summary
@@ -333,6 +333,7 @@ def _measure(run: RunDir, model: FeatureModel, opts: AnalysisConfig, layer: str,
                        "labels": data.y[top].tolist(), "positive_in_top": positive_in_top, "drawn_from": drawn_from,
                        "pool": int(len(pool)), "positive_in_pool": int(is_positive[pool].sum())},
         "invariance": {**inv, "summary": invariance_summary(inv), "selectivity": selectivity_summary(inv),
+                       "rotation_disc_auc": disc_auc(inv),
                        "selectivity_faces_only": selectivity_summary(inv, "auc_faces_only")},
         "probes": probes,
         "training": training_summary(metrics, frozen_stages(model)),

@@ -42,6 +42,10 @@ inv_*_auc,             the same widths of the selectivity ranges (``selectivity_
 inv_auc_ranged         the unit's AUC, faces vs non-faces both warped, stays >= halfway from 0.5 to its untransformed
                        AUC, over the ``inv_auc_ranged`` tied units above chance untransformed (a unit that answers
                        any blob keeps its response to an 8-pixel face, not its AUC), each with its ``_censored``
+inv_rotation_disc_auc  the chosen unit's AUC, faces vs non-faces, on the unturned images in the inscribed disc (the
+                       rotation curve's own 0-degree pass, ``disc_auc``; NaN under the border fill, since 2026-12-05): at
+                       or below 0.5 the unit has no AUC rotation range, and a cell none of whose tied units is above it
+                       has no ``inv_rotation_auc``, so it leaves the paired rotation comparisons
 params, act_bytes,     :func:`~downpour.models.footprint.footprint_table`'s total row (one sample, float32):
 flops_fwd, flops_bwd   the design's figures (:func:`design_figures`), recorded for a run that diverged too
 opt_bytes              the optimiser state the run's final checkpoint holds (``opt.*`` tensors), in bytes
@@ -62,7 +66,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from downpour.analysis.invariance import invariance_summary, range_width, responsive, selectivity_summary, sweep
+from downpour.analysis.invariance import disc_auc, invariance_summary, range_width, responsive, selectivity_summary, sweep
 from downpour.analysis.labelled import load_labelled, prepare_images
 from downpour.analysis.probe import INPUT
 from downpour.analysis.options import run_preprocess
@@ -246,7 +250,9 @@ def _invariance(model: FeatureModel, layer: str, shape: tuple[int, ...], prepare
     ranged = sum(responsive(r) for r in results)
     # ... nor one at chance (or without an untransformed point: auc None) an AUC range
     above = sum((s["auc"].get("scale") or 0.5) > 0.5 for s in selective)
-    return {**out, "inv_tied": float(len(tied)), "inv_ranged": float(ranged), "inv_auc_ranged": float(above)}
+    disc = disc_auc(results[0])     # the chosen unit's in the disc: at or below 0.5, no AUC rotation range (2026-12-05)
+    return {**out, "inv_tied": float(len(tied)), "inv_ranged": float(ranged), "inv_auc_ranged": float(above),
+            "inv_rotation_disc_auc": math.nan if disc is None else disc}
 
 
 def _mean_widths(summaries: list[dict[str, Any]], shape: tuple[int, ...], suffix: str = "") -> dict[str, float]:
@@ -269,7 +275,7 @@ def no_invariance(shape: tuple[int, ...]) -> dict[str, float]:
     widths = range_widths({}, shape[-2:])
     keys = [*widths, *(key + "_auc" for key in widths)]
     return {**{key: math.nan for key in keys}, **{key + CENSORED: math.nan for key in keys}, "inv_tied": math.nan,
-            "inv_ranged": math.nan, "inv_auc_ranged": math.nan}
+            "inv_ranged": math.nan, "inv_auc_ranged": math.nan, "inv_rotation_disc_auc": math.nan}
 
 
 def range_widths(ranges: dict[str, list[float] | None], size: tuple[int, ...]) -> dict[str, float]:

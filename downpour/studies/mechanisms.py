@@ -22,6 +22,7 @@ gave the face unit: the same cell trained again without a face (``face_owed_cont
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -69,15 +70,16 @@ class MechanismsStudy(MeasuredStudy):
     # scale range's upper end alone, inv_scale_up_octaves (2026-12-05), or before a shrink's blur ran on that canvas
     # (2026-12-05, later; it repeated the edges, an unblurred step at the shrunk face's border), or before the rotation
     # sweep showed every face, the unturned one too, in the inscribed disc (2026-12-05, later still; the turn's flat
-    # corners met the face in an edge that drew the glimpse front's glimpses: 59% of them at 15 degrees on seed 0), are
-    # refused, not mixed)
+    # corners met the face in an edge that drew the glimpse front's glimpses: 59% of them at 15 degrees on seed 0), or
+    # before a cell recorded its unit's AUC in that disc, inv_rotation_disc_auc (2026-12-05, last), are refused, not mixed)
     measured_by = (MeasuredStudy.measured_by + "; invariance: faces warped in pixels, then prepared, the mean over "
                    "the units tied at the top of the choice by selection AUC that have a range (inv_ranged of "
                    "inv_tied), of the face test's unit, chosen on lfw's training part, measured on the 60 held-out "
                    "images; scale 0.25x to 4x, shrinks anti-aliased, ranges at the sweep's end flagged; the AUC ranges, faces vs "
                    "non-faces both warped, halfway from 0.5 to the untransformed AUC; what a warp uncovers filled with "
                    "each face's mean (analysis.invariance_fill), a shrink anti-aliased on that canvas; the scale range's upper end "
-                   "on its own; the rotation sweep's faces, the unturned one too, in the inscribed disc, the face's mean outside it")
+                   "on its own; the rotation sweep's faces, the unturned one too, in the inscribed disc, the face's mean outside it, "
+                   "the chosen unit's AUC there recorded")
 
     def conditions(self) -> list[Condition]:
         steps = STEPS_QUICK if self.quick else STEPS_FULL
@@ -99,6 +101,12 @@ class MechanismsStudy(MeasuredStudy):
 
     def cell_config(self, condition: Condition, seed: int) -> RunConfig:
         return config_with_model(self.base, [*self.base_sets, *self.sets, *condition.sets], seed)
+
+    def summarise(self, conditions: list[Condition], cells: Cells, seeds: list[int]) -> list[dict[str, Any]]:
+        rows = super().summarise(conditions, cells, seeds)
+        for row in rows:
+            row[DISC] = disc_counts([cells[(row["condition"], s)] for s in seeds])
+        return rows
 
     def verdict(self, rows: list[dict[str, Any]]) -> str:
         by = {r["condition"]: r for r in rows}
@@ -160,6 +168,7 @@ class MechanismsStudy(MeasuredStudy):
                      "which the choice never saw (until 2026-12-04 another unit's: the best single neuron's, chosen on "
                      "half of those images), and compute counts the filter arithmetic torch's counter sees (the "
                      "glimpse front's variance map and crops are not counted).")
+        paras.append(disc_paragraph(rows))
         paras.append(owed_paragraph(rows))
         paras.append(self.quick_paragraph(rows, "a few training steps"))
         return "\n\n".join(p for p in paras if p)
@@ -177,3 +186,34 @@ class MechanismsStudy(MeasuredStudy):
                                      f"{label}, 95% intervals over seeds", label, beside=beside))
         out.append(owed_figure(rows, folder / "face_owed_controls.png"))
         return out
+
+
+DISC = "disc_at_chance"     # a row's counts of its cells whose unit had no lead over non-faces in the rotation disc
+
+
+def disc_counts(got: list[dict[str, float]]) -> dict[str, int]:
+    """Of a condition's cells: ``measured``, those with ``inv_rotation_disc_auc`` (the chosen unit's AUC on the unturned
+    faces in the inscribed disc); ``at_chance``, those where it is <= 0.5, so the unit has no AUC rotation range; and
+    ``dropped``, those of them with no ``inv_rotation_auc`` at all (no tied unit above chance there either), which the
+    paired rotation comparisons leave out. (Since 2026-12-05: a reader saw the seeds left out, not why.)"""
+    disc = [g.get("inv_rotation_disc_auc", math.nan) for g in got]
+    at = [d <= 0.5 for d in disc]
+    return {"measured": sum(math.isfinite(d) for d in disc), "at_chance": sum(at),
+            "dropped": sum(a and not math.isfinite(g.get("inv_rotation_auc", math.nan)) for a, g in zip(at, got))}
+
+
+def disc_paragraph(rows: list[dict[str, Any]]) -> str:
+    """The verdict's count, per front, of the seeds whose face unit lost its lead over the non-faces in the rotation
+    sweep's disc (:func:`disc_counts`); "" for rows without the counts (a folder from before them) or none measured."""
+    counted = [r for r in rows if r.get(DISC, {}).get("measured")]
+    if not counted:
+        return ""
+
+    def said(r: dict[str, Any]) -> str:
+        c = r[DISC]
+        dropped = f" ({c['dropped']} with no tied unit above it either, left out of the paired rotation AUC comparison)"
+        return f"{r['condition']} {c['at_chance']} of {c['measured']}" + (dropped if c["dropped"] else "")
+
+    return ("The rotation sweep shows the faces, the unturned ones too, in the inscribed disc (the face's mean outside "
+            "it): there the face unit's AUC against the non-faces (inv_rotation_disc_auc) was at or below 0.5, so it had "
+            "no AUC rotation range, in " + "; ".join(said(r) for r in counted) + " seeds.")
