@@ -369,8 +369,8 @@ def test_a_cell_records_its_units_auc_on_the_unturned_faces_in_the_rotation_disc
     assert auc(lambda t: t) == 1.0 and disc <= 0.5      # its whole lead was in the corner the disc hides
     assert math.isnan(got["inv_rotation_auc"])           # hence no AUC rotation range: the cell leaves that comparison
     assert math.isnan(measure.no_invariance((1, 25, 25))["inv_rotation_disc_auc"])
-    border = measure._invariance(model, "codes", (1, 25, 25), None, {"tied_units": [1], "tied_signs": [1], "fold": None},
-                                 fill="border")
+    unit = {"tied_units": [1], "tied_signs": [1], "fold": None}
+    border = measure._invariance(model, "codes", (1, 25, 25), None, unit, fill="border")
     assert math.isnan(border["inv_rotation_disc_auc"])   # no disc under the border fill: nothing to give
 
 

@@ -43,9 +43,9 @@ inv_auc_ranged         the unit's AUC, faces vs non-faces both warped, stays >= 
                        AUC, over the ``inv_auc_ranged`` tied units above chance untransformed (a unit that answers
                        any blob keeps its response to an 8-pixel face, not its AUC), each with its ``_censored``
 inv_rotation_disc_auc  the chosen unit's AUC, faces vs non-faces, on the unturned images in the inscribed disc (the
-                       rotation curve's own 0-degree pass, ``disc_auc``; NaN under the border fill, since 2026-12-05): at
-                       or below 0.5 the unit has no AUC rotation range, and a cell none of whose tied units is above it
-                       has no ``inv_rotation_auc``, so it leaves the paired rotation comparisons
+                       rotation curve's own 0-degree pass, ``disc_auc``; NaN under the border fill; since
+                       2026-12-05): at or below 0.5 the unit has no AUC rotation range, and a cell none of whose tied
+                       units is above it has no ``inv_rotation_auc``, so it leaves the paired rotation comparisons
 params, act_bytes,     :func:`~downpour.models.footprint.footprint_table`'s total row (one sample, float32):
 flops_fwd, flops_bwd   the design's figures (:func:`design_figures`), recorded for a run that diverged too
 opt_bytes              the optimiser state the run's final checkpoint holds (``opt.*`` tensors), in bytes
@@ -66,7 +66,8 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from downpour.analysis.invariance import disc_auc, invariance_summary, range_width, responsive, selectivity_summary, sweep
+from downpour.analysis.invariance import (disc_auc, invariance_summary, range_width, responsive, selectivity_summary,
+                                         sweep)
 from downpour.analysis.labelled import load_labelled, prepare_images
 from downpour.analysis.probe import INPUT
 from downpour.analysis.options import run_preprocess
