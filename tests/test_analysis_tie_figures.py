@@ -1,6 +1,6 @@
 """What a tie at the top of the choice implies, said with numbers: how large a share of the candidates tied (and,
-when the tied units' test AUCs spread wider than the unit's 95% interval, that the selection split could not tell them
-apart), the tied
+when the tied units' test AUCs spread wider than as many alike units' would, that the selection split could not tell
+them apart), the tied
 set's test AUC beside the chosen unit's, the tied set stored once per method, and the invariance widths over the tied
 units that have a range, with the count of those that have none."""
 from __future__ import annotations
@@ -22,7 +22,9 @@ from test_analysis_invariance_ties import _blobs, _ThreeWays, _widths
 def _saturated(perfect: int = 40, noise: int = 60, seed: int = 0):
     """y (80,) faces first; one split, selection = the first 20 of each class; (80, perfect + noise) responses whose
     first ``perfect`` units rank every selection face above every selection non-face (the odd ones below: sign -1)
-    and are noise elsewhere, so they tie at selection AUC 1.000 and test near chance."""
+    and are noise elsewhere, so they tie at selection AUC 1.000, and carry a trace of faces from against them to
+    strong, so they test far apart. (Until 2026-12-05 they carried the same faint trace: alike units, whose 40 test
+    AUCs spread 0.345, called undecided against one unit's interval; as many alike units' 95% range is 0.479.)"""
     rng = np.random.default_rng(seed)
     y = np.repeat([1, 0], 40)
     select = np.r_[0:20, 40:60]
@@ -30,7 +32,8 @@ def _saturated(perfect: int = 40, noise: int = 60, seed: int = 0):
     scores = rng.normal(size=(80, perfect + noise))
     flip = np.where(np.arange(perfect) % 2, -1.0, 1.0)
     scores[select, :perfect] = (np.where(y[select] == 1, 3.0, -3.0)[:, None] + rng.uniform(-1, 1, (40, perfect))) * flip
-    scores[test, :perfect] += 0.3 * np.where(y[test] == 1, 1.0, -1.0)[:, None] * flip     # a faint trace of faces
+    trace = np.linspace(-0.5, 1.5, perfect)[:, None].T                                 # (1, perfect)
+    scores[test, :perfect] += trace * np.where(y[test] == 1, 1.0, -1.0)[:, None] * flip     # a trace of faces
     return y, select, test, scores, flip
 
 
@@ -49,8 +52,9 @@ def test_a_saturated_tie_is_said_undecided_and_its_test_auc_is_the_tied_units_ow
     assert math.isclose(t["median"], float(np.median(reference)))
     assert math.isclose(row["auc"], reference[row["unit"]])            # the chosen one is one of them
     words = chosen_among(row)
-    assert "chosen among 40 of 100 units with selection AUC 1.000: their test AUCs spread wider than this one's 95%" in words
-    assert "cannot tell them apart" in words and t["max"] - t["min"] > row["auc_ci"][1] - row["auc_ci"][0]
+    assert ("chosen among 40 of 100 units with selection AUC 1.000: their test AUCs spread wider than 40 alike units' "
+            f"would in 95% of ties ({row['tie_spread_limit']:.3f}), given this one's 95% interval") in words
+    assert "cannot tell them apart" in words and t["max"] - t["min"] > row["tie_spread_limit"]
     assert f"test AUC {reference.mean():.3f} ± {reference.std():.3f}" in words and f"this one's {row['auc']:.3f}" in words
     # the tie stored once per method (the same in both negative sets' rows), read back from either form
     kept, ties = ties_once(rows)
@@ -144,10 +148,11 @@ def test_the_face_test_section_says_what_an_undecided_tie_implies_with_the_tied_
     html = controls({"face_neuron": {"controls": rows, "controls_verdict": verdict, "controls_setup": setup}})
     t = rows[0]["tied_auc"]
     r = rows[0]
-    assert r["tied_auc"]["max"] - r["tied_auc"]["min"] > r["auc_ci"][1] - r["auc_ci"][0]
+    assert r["tied_auc"]["max"] - r["tied_auc"]["min"] > r["tie_spread_limit"]
     assert ("The learned unit was chosen among 40 of 100 units tied at the top of the choice (40.0% of the layer), "
-            f"whose test AUCs spread {t['min']:.3f}–{t['max']:.3f}, wider than its 95% interval [{r['auc_ci'][0]:.3f}, "
-            f"{r['auc_ci'][1]:.3f}]: the selection images cannot tell them apart") in html
+            f"whose test AUCs spread {t['min']:.3f}–{t['max']:.3f}, wider than as many alike units' would in 95% of "
+            f"ties ({r['tie_spread_limit']:.3f} given its 95% interval): the selection images cannot tell them "
+            "apart") in html
     assert f"the others {t['mean']:.3f} (median {t['median']:.3f}; this unit {rows[0]['auc']:.3f})" in html
     rows[0]["undecided"], rows[0]["undecided_splits"] = False, 0      # a tie the selection could tell apart: no note
     assert "cannot tell them apart" not in controls({"face_neuron": {"controls": rows, "controls_verdict": verdict,
@@ -161,8 +166,8 @@ def test_each_fold_s_own_tie_is_judged_not_only_the_first_that_chose_the_rows_un
     from downpour.analysis.report_controls import controls
     y, select, test, one, _ = _saturated(perfect=1, noise=99)
     _, _, _, many, flip = _saturated(perfect=40, noise=60, seed=1)
-    # fold 1's tied units test from near chance to near perfect (alike at a faint trace, their 0.33 spread was within
-    # Hanley-McNeil's 0.34 at their mean: sampling noise, undecided only on a narrower bootstrap interval)
+    # fold 1's tied units test from against the faces to perfect (until 2026-12-05 the fixture's units were alike, and
+    # this made them differ)
     many[test, :40] += np.linspace(0, 3, 40) * np.where(y[test] == 1, 1.0, -1.0)[:, None] * flip
     rows = score_controls({"learned unit": [one, many]}, y, {"others": np.flatnonzero(y == 0)}, np.arange(80),
                           [(select, test), (select, test)], replicates=20)
@@ -173,7 +178,8 @@ def test_each_fold_s_own_tie_is_judged_not_only_the_first_that_chose_the_rows_un
     verdict = {"rule": "", "criterion": "", "sentences": []}
     html = controls({"face_neuron": {"controls": rows, "controls_verdict": verdict, "controls_setup": setup}})
     assert ("On 1 of the 2 folds the learned unit was chosen among units of the 100 tied at the top of the choice whose "
-            "test AUCs spread wider than its 95% interval on that fold: the selection images cannot tell them apart") in html
+            "test AUCs spread wider than as many alike units' would in 95% of ties, given its 95% interval on that fold: "
+            "the selection images cannot tell them apart") in html
     assert f"each fold's tie averaged over the 2 folds: the others {rows[0]['tied_auc']['mean']:.3f}" in html
     rows = score_controls({"learned unit": [one, one]}, y, {"others": np.flatnonzero(y == 0)}, np.arange(80),
                           [(select, test), (select, test)], replicates=20)

@@ -11,10 +11,11 @@ invariance ranges are averaged over (:mod:`downpour.analysis.invariance`).
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, NamedTuple
 
 import numpy as np
-from scipy.stats import rankdata
+from scipy.stats import rankdata, studentized_range
 
 
 def threshold_scan(scores: np.ndarray, y: np.ndarray,
@@ -189,15 +190,38 @@ def auc_width(auc: float, positives: int, negatives: int) -> float:
     return float(2.0 * Z95 * np.sqrt(max(var, 0.0)))
 
 
+ALIKE = 0.95     # the share of ties of alike units that :func:`undecided` calls decided, whatever their number
+
+
+@functools.lru_cache(maxsize=None)
+def range_quantile(tied: int) -> float:
+    """The :data:`ALIKE` quantile of the range (max - min) of ``tied`` independent standard normal draws: the
+    studentized range with infinite degrees of freedom (2.772 for 2, 3.858 for 5, 5.012 for 20, 7.332 for 929);
+    0 for one draw, which has no range."""
+    return float(studentized_range.ppf(ALIKE, tied, np.inf)) if tied > 1 else 0.0
+
+
+def tie_spread_limit(tied: int, width: float) -> float:
+    """The spread, max - min, of ``tied`` units' test AUCs above which they do not test alike (:func:`undecided`):
+    what the range of ``tied`` draws of one unit's AUC stays below in :data:`ALIKE` of ties, that AUC a normal whose
+    95% interval is ``width`` wide (standard error ``width`` / (2 x 1.96)): :func:`range_quantile` x that error.
+    0.707 ``width`` for 2 units, 0.984 for 5, 1.279 for 20, 1.870 for 929; NaN for an unknown width."""
+    return range_quantile(int(tied)) * float(width) / (2.0 * Z95)
+
+
 def undecided(test_aucs: np.ndarray, width: float) -> bool:
     """Whether a tie at the top of the choice is undecided: its units' (T,) test AUCs (the chosen one's among them)
-    spread, max - min, wider than ``width``, the chosen unit's 95% AUC interval on the same test split (the face
-    test's bootstrap interval of that split's AUC, its ``auc_ci`` with one split, no narrower than :func:`auc_width`
-    at the tied set's mean; that alone where there is no bootstrap). The selection split could not tell them apart,
-    and they are
-    not alike either: which one is reported is the tie-break's, and the figure moves with it (a row's
-    ``undecided``; the report then gives the tied set's test AUC beside the unit's). A tie whose units test alike
-    within that precision is not (nor is an unknown width).
+    spread, max - min, wider than :func:`tie_spread_limit` of T and ``width``, the chosen unit's 95% AUC interval on
+    the same test split (the face test's bootstrap interval of that split's AUC, its ``auc_ci`` with one split, no
+    narrower than :func:`auc_width` at the tied set's mean; that alone where there is no bootstrap). The selection
+    split could not tell them apart, and they are not alike either: which one is reported is the tie-break's, and
+    the figure moves with it (a row's ``undecided``, beside ``tie_spread_limit``; the report then gives the tied set's
+    test AUC beside the unit's). A tie whose units test alike within that precision is not (nor is an unknown width).
+
+    The spread is told against the range T alike units would show, not against one unit's interval, since
+    2026-12-05: the range of T draws grows with T (its mean 1.13 standard errors for 2, 3.73 for 20), so against the
+    fixed 3.92 errors of the interval a tie of identical units was undecided 0.6% of the time with 2 units, 4.4% with
+    5, 38% with 20 and 95% with 78: the rule read how many tied. Now it is 5% at any T (:data:`ALIKE`).
 
     Since 2026-12-05; it used to be more than 1% of the candidates tied, which read the layer's size, not the data:
     in an 8-unit layer any 2-unit tie was undecided (25%), 50 of 5,000 tied was not however far apart they tested.
@@ -205,7 +229,7 @@ def undecided(test_aucs: np.ndarray, width: float) -> bool:
     against the row's ``auc_ci``, the interval of the mean over the splits (~1/sqrt(splits) as wide), so the more
     splits, the likelier undecided whatever the units did."""
     a = np.asarray(test_aucs, dtype=np.float64)
-    return bool(len(a) > 1 and np.ptp(a) > width)
+    return bool(len(a) > 1 and np.ptp(a) > tie_spread_limit(len(a), width))
 
 
 def tied_figures(per_split: list[np.ndarray]) -> dict[str, float]:

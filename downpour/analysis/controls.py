@@ -33,7 +33,7 @@ from typing import Any, Callable, Union
 
 import numpy as np
 
-from downpour.analysis.choice import auc_width, choice, tied_figures, undecided
+from downpour.analysis.choice import auc_width, choice, tie_spread_limit, tied_figures, undecided
 
 # A method's responses: (M, K) fixed; one (M, K) per split (cross-fitting: each split's own network);
 # or fitted per split: selection source indices -> (M, K).
@@ -172,7 +172,9 @@ def score_controls(methods: dict[str, Responses], y: np.ndarray, negatives: dict
     the rule fires when ``sign * (response - threshold) > 0``), ``tied``, ``tied_units``, ``tied_signs`` (that split's
     candidates tied with ``unit`` on the choice's criterion, ``unit`` first), ``selection_auc``, ``candidates``,
     ``test_positives`` / ``test_negatives`` (per split; the largest when the splits differ, as the
-    folds of a cross-fit can: ``test_positives_range`` / ``test_negatives_range`` [smallest, largest]).
+    folds of a cross-fit can: ``test_positives_range`` / ``test_negatives_range`` [smallest, largest]),
+    ``tie_share``, ``undecided`` and ``tie_spread_limit`` (that split's tie, :func:`~downpour.analysis.choice.undecided`),
+    ``undecided_splits`` (the splits whose own tie was) and ``tied_auc``.
     ``seed`` draws the bootstrap weights. ``paired``: a method whose rows also get ``paired``, for each
     other method {"delta": its AUC minus the other's, "ci": [low, high]}: the same images and the same
     replicates for both, so the interval of the difference is far narrower than two separate ones.
@@ -276,9 +278,12 @@ def score_controls(methods: dict[str, Responses], y: np.ndarray, negatives: dict
                         "splits": len(splits), "unit": int(unit), "unit_share": count / len(splits),
                         "sign": sign, "threshold": first[4], **first[5],
                         "tie_share": first[5]["tied"] / int(first[3]),
-                        # its tied units' test AUCs spread wider than that split's own interval (choice.undecided;
-                        # until 2026-12-05 the row's, of the mean over splits: 10 of 10 undecided by construction)
+                        # its tied units' test AUCs spread wider than as many alike units would in 95% of ties given
+                        # that split's own interval (choice.undecided; until 2026-12-05 wider than that interval, and
+                        # before, the row's, of the mean over splits: 10 of 10 undecided by construction) ...
                         "undecided": undecided(tied_here[at], widths[at]),
+                        # ... that limit, as told (since 2026-12-05)
+                        "tie_spread_limit": tie_spread_limit(len(tied_here[at]), widths[at]),
                         # each split's own tie (a cross-fit's folds are different networks: the first one's said
                         # nothing of the others; since 2026-12-05), each against its own split's interval
                         "undecided_splits": sum(undecided(a, w) for a, w in zip(tied_here, widths)),

@@ -164,9 +164,10 @@ def chosen_among(row: dict[str, Any], localizer: bool = False, first: str = "") 
     on the worst AUC over the localizer's sets, not the selection AUC; ``first``: "split" or "fold", the row's unit was
     chosen on several of them, its tie counted on the first that chose it (its ``selection_auc`` is their mean; a
     cross-fit's folds were called splits until 2026-12-04). Since 2026-12-05 it also gives the tied units' test AUC
-    (the row's ``tied_auc``) and, when the tied units' test AUCs spread wider than the unit's own 95% interval (on
-    that split, since 2026-12-05; ``undecided``, :func:`~downpour.analysis.choice.undecided`; more than 1% of the candidates tied until
-    2026-12-05), says the selection split could not tell them apart."""
+    (the row's ``tied_auc``) and, when the tied units' test AUCs spread wider than as many alike units' would in 95%
+    of ties given the unit's own 95% interval (on that split; the row's ``tie_spread_limit``, said since 2026-12-05;
+    ``undecided``, :func:`~downpour.analysis.choice.undecided`; wider than that interval until 2026-12-05, more than 1%
+    of the candidates tied before), says the selection split could not tell them apart."""
     n = row.get("tied", 1)
     if n <= 1:
         return ""
@@ -180,8 +181,9 @@ def chosen_among(row: dict[str, Any], localizer: bool = False, first: str = "") 
         said = f"chosen among {n}{share} {noun} with selection AUC {row['selection_auc']:.3f}"
     if row.get("undecided"):
         there = f" on that {first}" if first else ""     # (several splits: told against that one's own interval)
-        said += (f": their test AUCs spread wider than this one's 95% interval{there}, so the selection split cannot "
-                 "tell them apart")
+        limit = f" ({row['tie_spread_limit']:.3f})" if "tie_spread_limit" in row else ""    # (since 2026-12-05)
+        said += (f": their test AUCs spread wider than {n} alike units' would in 95% of ties{limit}, given this one's "
+                 f"95% interval{there}, so the selection split cannot tell them apart")
     t = row.get("tied_auc")
     if t:
         each = f" (each split's tie averaged over the {row['splits']})" if row.get("splits", 1) > 1 else ""

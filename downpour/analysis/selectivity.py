@@ -28,7 +28,8 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from downpour.analysis import baselines
-from downpour.analysis.choice import NoCandidate, auc_scores, auc_width, choice, threshold_scan, tied_figures, undecided
+from downpour.analysis.choice import (NoCandidate, auc_scores, auc_width, choice, threshold_scan, tie_spread_limit,
+                                      tied_figures, undecided)
 from downpour.analysis.labelled import LabelledSet
 from downpour.analysis.units import check_layer, randomized_copy, unit_responses
 from downpour.errors import ConfigError, DataError
@@ -49,8 +50,10 @@ def best_unit(scores: np.ndarray, y: np.ndarray, select: np.ndarray, test: np.nd
     the largest separation. Its row also gives ``tied`` (how many candidates shared that AUC, the unit among them) and
     ``tied_units`` / ``tied_signs`` (them, the unit first), since 2026-12-04; since 2026-12-05 ``tie_share`` (of the
     candidates), ``undecided`` (:func:`~downpour.analysis.choice.undecided`: the tied units' test AUCs spread wider
-    than the unit's 95% interval, here Hanley & McNeil's at the tied set's mean test AUC and the test counts,
-    :func:`~downpour.analysis.choice.auc_width`; more than 1% of the candidates tied until 2026-12-05) and
+    than ``tie_spread_limit``, what as many alike units would spread in 95% of ties given the unit's 95% interval,
+    here Hanley & McNeil's at the tied set's mean test AUC and the test counts,
+    :func:`~downpour.analysis.choice.auc_width`; that interval itself until 2026-12-05, more than 1% of the candidates
+    tied before) and
     ``tied_auc``, the tied units' test AUCs (mean, std, min, max, median), each in its own sign's direction.
     ``by="accuracy"``: the unit with the most accurate threshold rule, ties to the AUC furthest from 0.5 (the
     paper's choice, kept for ``paper_style``; the table's until 2026-12-04). A rare concept leaves nearly every unit
@@ -71,7 +74,7 @@ def best_unit(scores: np.ndarray, y: np.ndarray, select: np.ndarray, test: np.nd
         # width of 0, so a tied unit at 0.999 beside it read as disagreeing)
         width = auc_width(float(np.mean(aucs)), int((y_test == 1).sum()), int((y_test != 1).sum()))
         ties = {**picked.ties(), "tie_share": len(picked.tied) / scores.shape[1],
-                "undecided": undecided(aucs, width),
+                "undecided": undecided(aucs, width), "tie_spread_limit": tie_spread_limit(len(aucs), width),
                 "tied_auc": tied_figures([aucs])}       # (one split: its own figures)
     else:
         acc, thresholds, signs = threshold_scan(chosen, ys)

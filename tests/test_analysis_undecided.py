@@ -1,0 +1,72 @@
+"""Whether a tie at the top of the choice is undecided does not depend on how many units tied: alike units' test AUCs
+spread more the more of them there are, so the spread is told against as many alike units' 95% range, and the limit
+it was told against is stored beside the flag (``tie_spread_limit``) and said in the report."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from downpour.analysis.choice import Z95, auc_width, tie_spread_limit, undecided
+from downpour.analysis.controls import score_controls
+from downpour.analysis.report_notes import chosen_among
+from downpour.analysis.selectivity import best_unit
+
+WIDTH = 0.1     # one unit's 95% AUC interval
+
+
+def test_alike_units_are_called_undecided_equally_often_whatever_their_number():
+    """Ties of alike units (each test AUC one draw of the same normal, its 95% interval WIDTH wide): until 2026-12-05
+    the spread was told against WIDTH itself, undecided in 0.6% of 2-unit ties, 4.4% of 5 and 38% of 20; now 5%."""
+    rates = {}
+    for tied in (2, 5, 20):
+        draws = 0.8 + WIDTH / (2 * Z95) * np.random.default_rng(tied).normal(size=(4000, tied))
+        rates[tied] = np.mean([undecided(a, WIDTH) for a in draws])
+    assert all(0.04 < r < 0.06 for r in rates.values()), rates
+
+
+def test_a_tie_whose_units_test_far_apart_is_undecided_at_any_number_and_one_alone_is_decided():
+    for tied in (2, 5, 20, 929):
+        far = np.r_[0.95, np.full(tied - 1, 0.6)]             # the chosen unit far above the rest
+        assert undecided(far, WIDTH) and not undecided(np.full(tied, 0.8), WIDTH)
+    assert tie_spread_limit(1, WIDTH) == 0.0 and not undecided([0.9], WIDTH)
+    assert math.isclose(tie_spread_limit(2, WIDTH), WIDTH / math.sqrt(2))      # 2 units: 1.96 x sqrt(2) errors
+    assert math.isnan(tie_spread_limit(3, float("nan"))) and not undecided([0.6, 0.9, 0.7], float("nan"))
+
+
+def _tie(tied: int, faint: np.ndarray, seed: int = 0):
+    """y (80,), one split (the first 20 of each class select), (80, tied + 30) responses: the first ``tied`` rank every
+    selection face on top; on test each carries ``faint`` (tied,) of the face signal over noise."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat([1, 0], 40)
+    select, test = np.r_[0:20, 40:60], np.r_[20:40, 60:80]
+    scores = rng.normal(size=(80, tied + 30))
+    scores[select, :tied] = np.where(y[select] == 1, 3.0, -3.0)[:, None] + rng.uniform(-1, 1, (40, tied))
+    scores[test, :tied] += np.asarray(faint) * np.where(y[test] == 1, 1.0, -1.0)[:, None]
+    return y, select, test, scores
+
+
+def test_the_table_stores_the_limit_it_told_the_spread_against():
+    y, select, test, scores = _tie(12, np.linspace(0.0, 3.0, 12))
+    row = best_unit(scores, y, select, test)
+    t = row["tied_auc"]
+    assert row["tied"] == 12 and row["undecided"] is True
+    assert row["tie_spread_limit"] == tie_spread_limit(12, auc_width(t["mean"], 20, 20))
+    assert t["max"] - t["min"] > row["tie_spread_limit"]
+    words = chosen_among(row)
+    assert f"wider than 12 alike units' would in 95% of ties ({row['tie_spread_limit']:.3f})" in words
+    y, select, test, scores = _tie(1, [3.0])
+    alone = best_unit(scores, y, select, test)
+    assert alone["tied"] == 1 and alone["undecided"] is False and alone["tie_spread_limit"] == 0.0
+
+
+def test_the_face_test_stores_the_limit_it_told_the_spread_against():
+    y, select, test, scores = _tie(12, np.linspace(0.0, 3.0, 12))
+    row, = score_controls({"learned unit": scores}, y, {"others": np.flatnonzero(y == 0)}, np.arange(80),
+                          [(select, test)], replicates=50)
+    t = row["tied_auc"]
+    # the width is the split's bootstrap interval, no narrower than Hanley & McNeil's at the tied set's mean
+    width = max(row["auc_ci"][1] - row["auc_ci"][0], auc_width(t["mean"], 20, 20))
+    assert row["tied"] == 12 and row["undecided"] is True and row["undecided_splits"] == 1
+    assert math.isclose(row["tie_spread_limit"], tie_spread_limit(12, width))
+    assert t["max"] - t["min"] > row["tie_spread_limit"]
