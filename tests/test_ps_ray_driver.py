@@ -307,9 +307,46 @@ def test_waiting_for_room_on_the_cluster_is_said(local_ray, caplog):
     late = Hog.remote()                                          # no room for it until the hog goes
     threading.Timer(1.5, lambda: ray.kill(hog)).start()
     with caplog.at_level("WARNING", logger="downpour.ps.connect_on_ray"):
-        assert gathered([late.ping.remote()], "test actors", every=0.5) == [1]
+        assert gathered([late.ping.remote()], "test actors", 60.0, every=0.5) == [1]
     assert "still waiting for Ray to start 1 of 1 test actors" in caplog.text and "0 of its 2 CPUs free" in caplog.text
     ray.kill(late)
+
+
+def test_a_start_ray_has_no_room_for_fails_after_the_limit_naming_the_room_asked_and_free(local_ray, tmp_path,
+                                                                                          monkeypatch):
+    """Every CPU held by another job's actor: the workers (1 CPU each) cannot be placed. Until 2026-12-05 the start
+    waited for them for good, a warning a minute; now it fails after the start's limit (cluster.silent_seconds, at
+    least FIRST_FLOOR: 12 s here), saying what each worker asks and what the cluster has free, and leaves no actor of
+    the run behind."""
+    import time
+
+    from downpour.config import load_config
+    from downpour.errors import RunError
+    from downpour.ps.cluster import run_cluster
+    from downpour.train.rundir import RunDir
+
+    @ray.remote(num_cpus=2)
+    class Hog:
+        def ping(self):
+            return 1
+
+    monkeypatch.setattr("downpour.ps.silence.FIRST_FLOOR", 12.0)   # (the shards' 0-CPU actors start within it)
+    hog = Hog.remote()
+    ray.get(hog.ping.remote())                                   # every CPU taken
+    cfg = load_config("ufldl-sae", ["cluster.runner=ray", "data.samples=64", "train.batch_size=8", "train.steps=12",
+                                    "cluster.workers=2", "cluster.shards=1", "train.tensorboard=false",
+                                    "cluster.silent_seconds=5"])
+    try:
+        with pytest.raises(RunError, match=r"could not start 2 of 2 worker actors within 12 s: each asks CPU 1; "
+                                           r"the cluster has CPU 0 of 2 free"):
+            run_cluster(cfg, RunDir.create(tmp_path / "r", cfg))
+    finally:
+        ray.kill(hog)
+    for _ in range(100):                                         # the run's actors were killed: all room back
+        if ray.available_resources().get("CPU", 0) == 2:
+            break
+        time.sleep(0.1)
+    assert ray.available_resources().get("CPU", 0) == 2
 
 
 def test_a_checkpoint_that_fails_on_the_way_out_says_in_one_line_where_the_resume_goes_on(tmp_path, caplog):

@@ -30,7 +30,7 @@ from downpour.ps.setup import ClusterSetup, worker_gpus
 from downpour.ps.tasks_on_ray import TaskRun
 from downpour.ps.shard import Shard
 from downpour.ps.shm import SHM_DIR, sweep_stale_segments
-from downpour.ps.silence import Silence
+from downpour.ps.silence import Silence, start_limit
 from downpour.ps.worker import OnPush, Push, push_record
 from downpour.train.flat import frozen_params
 from downpour.train.signals import signals_held
@@ -114,7 +114,8 @@ class RayCluster(TaskRun, PipedRun, Restarts, Asking):
             self.shard_actors.append(ShardActor.options(name=f"downpour-{self.run_id}-shard{j}", num_cpus=0,
                                                         **self.place(j, 0.0))
                                      .remote(s, f"/dev/shm/downpour-{self.run_id}", n))
-        self.lanes = gathered([a.lanes.remote() for a in self.shard_actors], "shard actors")
+        limit = start_limit(cfg.cluster.silent_seconds)
+        self.lanes = gathered([a.lanes.remote() for a in self.shard_actors], "shard actors", limit)
         here = ray.get_runtime_context().get_node_id()
         self.piped = (len([nd for nd in ray.nodes() if nd["Alive"]]) == 1 and cfg.cluster.partitions == 1
                       and all(ln is not None and ln["node"] == here for ln in self.lanes))
@@ -122,7 +123,9 @@ class RayCluster(TaskRun, PipedRun, Restarts, Asking):
             self.worker_actors.append(self._spawn(w, self.next_seq.get(w, 0), start_step))
         self.pusher = ShardPush(self.shard_actors, self.lanes)
         self.placement = {"shards": ray.get([a.node.remote() for a in self.shard_actors]),
-                          "workers": gathered([a.node.remote() for a in self.worker_actors], "worker actors")}
+                          "workers": gathered([a.node.remote() for a in self.worker_actors],
+                                              "worker actors", limit,
+                                              {"CPU": self.per_worker, "GPU": self.gpus})}
         self.devices = ray.get([a.device.remote() for a in self.worker_actors])
         if self.partition_actors:   # worker w's partitions, in order: w*K .. w*K + K-1
             self.placement["partitions"] = ray.get([a.node.remote() for w in sorted(self.partition_actors)

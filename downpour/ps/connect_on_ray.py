@@ -3,7 +3,8 @@
     started = connect("")                 # a local Ray of this machine's cores; True: this call started it
     with held(""): ...                    # runs inside share one start-up (a run and its no-faces twin)
     place = placer(ray.nodes())           # place(i, cpus) -> actor options pinning actor i to a node with room
-    nodes = gathered([a.node.remote() for a in actors], "worker actors")   # saying what it waits for
+    nodes = gathered([a.node.remote() for a in actors], "worker actors", 600.0, {"CPU": 1.0})   # saying what it
+    #                    waits for; after 600 s with some not started, a RunError naming the room asked and free
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from downpour.errors import RunError
+from downpour.ps.silence import start_limit
 from downpour.train.signals import deliver
 
 __all__ = ["CONNECT_TIMEOUT_S", "connect", "gathered", "held", "placer"]
@@ -172,16 +174,36 @@ def placer(nodes_info: list[dict[str, Any]]) -> Callable[[int, float], dict[str,
     return place
 
 
-def gathered(refs: list[Any], what: str, every: float = 60.0) -> list[Any]:
+def gathered(refs: list[Any], what: str, limit: float, asks: dict[str, float] | None = None,
+             every: float = 60.0) -> list[Any]:
     """``ray.get(refs)`` (the first answers of actors just started), saying every ``every`` seconds what it
     still waits for: an actor Ray has no room for (a full cluster, one still adding nodes) waits, and
-    the run sat silent before its first step."""
+    the run sat silent before its first step. Bounded since 2026-12-05 (it waited for good): after ``limit``
+    seconds (:func:`downpour.ps.silence.start_limit`) with some still not started, RunError naming what each
+    asks (``asks``: resource -> amount) and what the cluster has free."""
     pending, waited = list(refs), 0.0
     while pending:
-        _, pending = ray.wait(pending, num_returns=len(pending), timeout=every)
-        if pending:
-            waited += every
-            log.warning("still waiting for Ray to start %d of %d %s after %.0f s (the cluster has %g of its %g CPUs "
-                        "free): it has no room for them yet", len(pending), len(refs), what, waited,
-                        ray.available_resources().get("CPU", 0), ray.cluster_resources().get("CPU", 0))
+        wait = min(every, limit - waited)
+        _, pending = ray.wait(pending, num_returns=len(pending), timeout=wait)
+        if not pending:
+            break
+        waited += wait
+        if waited >= limit:
+            raise RunError(f"Ray could not start {len(pending)} of {len(refs)} {what} within {waited:.0f} s: "
+                           f"{_room(asks or {})}. Free room on the cluster (another job's actors, a node gone), ask "
+                           f"for less (cluster.workers, cluster.worker_gpus), or, for a cluster still adding nodes, set "
+                           f"cluster.silent_seconds over {limit:.0f} (the start waits the larger of it and "
+                           f"{start_limit(0.0):.0f} s)")
+        log.warning("still waiting for Ray to start %d of %d %s after %.0f s (the cluster has %g of its %g CPUs "
+                    "free): it has no room for them yet", len(pending), len(refs), what, waited,
+                    ray.available_resources().get("CPU", 0), ray.cluster_resources().get("CPU", 0))
     return ray.get(refs)
+
+
+def _room(asks: dict[str, float]) -> str:
+    """Each resource an actor asks for (CPU always) beside what the cluster has of it free and in all."""
+    free, total = ray.available_resources(), ray.cluster_resources()
+    asked = {"CPU": 0.0, **{k: v for k, v in asks.items() if v > 0}}
+    each = ", ".join(f"{k} {v:g}" for k, v in asked.items() if v > 0) or "no CPU"
+    has = ", ".join(f"{k} {free.get(k, 0):g} of {total[k]:g} free" if k in total else f"no {k}" for k in asked)
+    return f"each asks {each}; the cluster has {has}"

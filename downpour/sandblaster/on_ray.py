@@ -33,7 +33,7 @@ from downpour.errors import RunError
 from downpour.ps.connect_on_ray import connect, gathered, placer
 from downpour.ps.restarts_on_ray import drain
 from downpour.ps.setup import ClusterSetup
-from downpour.ps.silence import Silence, Silent
+from downpour.ps.silence import Silence, Silent, start_limit
 from downpour.sandblaster.history import HistoryShard, Op
 from downpour.sandblaster.lbfgs import Evaluation
 from downpour.sandblaster.simulated import speed_factors
@@ -138,8 +138,12 @@ class RayPool:
         self.worker_actors = [WorkerActor.options(num_cpus=per_worker, **place(w, per_worker))
                               .remote(cfg, w, x, y, setup.bounds, threads, speeds[w], frozen) for w in range(n)]
         self.group = RayShards(self.shard_actors)
-        self.placement = {"shards": gathered([a.node.remote() for a in self.shard_actors], "shard actors"),
-                          "workers": gathered([a.node.remote() for a in self.worker_actors], "worker actors")}
+        limit = start_limit(0.0)   # (cluster.silent_seconds is Downpour's: the automatic limit, as self.silence)
+        self.placement = {"shards": gathered([a.node.remote() for a in self.shard_actors],
+                                     "shard actors", limit),
+                          "workers": gathered([a.node.remote() for a in self.worker_actors],
+                                              "worker actors", limit,
+                                              {"CPU": per_worker})}
         self.t0 = time.perf_counter()
 
     def clock(self) -> float:
