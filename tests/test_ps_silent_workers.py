@@ -10,7 +10,7 @@ import scripted_ray
 from scripted_ray import ScriptedCluster, coordinator, scripted_runtime
 
 from downpour.ps import piped_on_ray
-from downpour.ps.silence import FACTOR, FIRST_FLOOR, FLOOR, Silence
+from downpour.ps.silence import FACTOR, FIRST_FLOOR, FLOOR, STALL, Silence
 
 STEPS = 120
 
@@ -194,3 +194,40 @@ def test_a_run_whose_every_cycle_is_slow_loses_no_worker(runtime):
     c.run_scripted()
     assert FLOOR < 350 < FIRST_FLOOR
     assert coord.done == 24 and c.trained() == list(range(24)) and coord.lost == [] and coord.events == []
+
+
+def test_a_driver_stall_is_no_workers_silence_but_its_short_turns_are(monkeypatch):
+    """A report that came while the driver was away from its wait (a 100 s stall) is read only when it waits again: the
+    silence it ends counted the stall until 2026-12-05. Now the turn's time past STALL is left out; a driver busy with
+    short turns (0.5 s each, 10 of them) still counts every second of them."""
+    clock = SimpleNamespace(now=0.0)
+    monkeypatch.setattr("downpour.ps.silence.time", SimpleNamespace(monotonic=lambda: clock.now))
+    s = Silence()
+    s.busy(0)
+    s.woke()
+    clock.now = 100.0                 # the driver's turn: 100 s
+    s.waiting()
+    s.spoke(0, busy=True)
+    assert s.longest == STALL and s.limit(0) == FLOOR
+    for _ in range(10):
+        s.woke()
+        clock.now += 0.5
+        s.waiting()
+    s.spoke(0, busy=False)
+    assert s.longest == 5.0
+
+
+def test_a_driver_stall_does_not_raise_the_auto_limit(runtime):
+    """The driver stalls 1000 s recording a push (a checkpoint on a slow disk), its workers' answers waiting; then worker
+    1's cycle at step 60 never returns. Until 2026-12-05 the silences the stall's reports ended counted it, FACTOR x
+    1000 s became the limit and worker 1 was lost after 20000 s; now the stall is no silence and it is lost at FLOOR."""
+    coord = coordinator(2, STEPS)
+    c = ScriptedCluster(runtime, coord, restarts=0, script={(1, 0): _hangs_at(60)})
+
+    def stall(cluster):
+        if len(cluster.pushes) == 10:
+            runtime.now += 1000.0
+
+    c.run_scripted(stall)
+    assert coord.done == STEPS and c.trained() == list(range(STEPS)) and coord.lost == [1]
+    assert coord.events[0]["reason"] == f"silent for {FLOOR:.0f} s, limit {FLOOR:.0f} s"

@@ -29,6 +29,12 @@ FACTOR = 20.0         # times the longest silence a worker ended, past its first
 # second was lost at FLOOR (scripted, 2 workers: both lost at step 2 of 24). 2x, not FACTOR: a 100 s warm-up (CUDA, a
 # stream's first files) leaves the limit at FLOOR; only a first cycle over 150 s moves it
 FIRST_FACTOR = 2.0
+# seconds: a driver turn (from its wait's return to its next wait) longer than this is a stall, and its time past this
+# is no worker's silence. A report that came during it is read only when the driver waits again, so until 2026-12-05 the
+# silence it ended counted the stall, and FACTOR times it became the limit (scripted: one 1000 s stall in a push's record,
+# a checkpoint on a slow disk: the next worker to hang was lost after 20000 s, not 300 s). A turn that records a push
+# takes milliseconds; shorter turns count in full, so a driver always busy with other pushes still loses a hung worker
+STALL = 1.0
 
 
 def start_limit(seconds: float) -> float:
@@ -51,7 +57,9 @@ class Silent(Exception):
 
 class Silence:
     """Each busy worker's silence, the longest any ended, and the limit. The clock is ``time.monotonic``, read at
-    each call (tests put a stand-in's there)."""
+    each call (tests put a stand-in's there), less the driver's stalls: the driving loop calls :meth:`waiting` as it
+    waits for reports and :meth:`woke` when its wait returns, and a turn between them past :data:`STALL` is time
+    nobody listened (each report of it is read when the wait starts again), counted in no worker's silence."""
 
     def __init__(self, seconds: float = 0.0, workers: int = 0):
         self.seconds = seconds                  # cluster.silent_seconds: 0 = the auto limit
@@ -59,6 +67,24 @@ class Silence:
         self.first = set(range(workers))        # workers whose current actor has not reported yet (all, at the start)
         self.longest = 0.0                      # the longest silence a worker ended past its first cycle
         self.longest_first = 0.0                # the longest first cycle a worker ended
+        self.stalled = 0.0                      # seconds of the driver's stalls past STALL, its turn now's left out
+        self._woke: float | None = None         # when the driver's last wait returned (None: it waits, or never did)
+
+    def woke(self) -> None:
+        """The driver's wait returned: it is not listening until :meth:`waiting`."""
+        self._woke = time.monotonic()
+
+    def waiting(self) -> None:
+        """The driver waits for reports again: its turn's time past :data:`STALL` is a stall."""
+        if self._woke is not None:
+            self.stalled += max(0.0, time.monotonic() - self._woke - STALL)
+            self._woke = None
+
+    def _now(self) -> float:
+        """The clock silences are measured on: ``time.monotonic`` less every stall so far, the current turn's too."""
+        now = time.monotonic()
+        turn = 0.0 if self._woke is None else max(0.0, now - self._woke - STALL)
+        return now - self.stalled - turn
 
     def fresh(self, w: int) -> None:
         """Worker ``w`` has a new actor (the run's start, a restart): its first cycle is its warm-up."""
@@ -67,11 +93,11 @@ class Silence:
 
     def busy(self, w: int) -> None:
         """A cycle was granted to ``w``: silent from now, unless it already was."""
-        self.since.setdefault(w, time.monotonic())
+        self.since.setdefault(w, self._now())
 
     def spoke(self, w: int, busy: bool) -> None:
         """``w`` reported a cycle; ``busy``: it still holds another (its silence starts again now)."""
-        now = time.monotonic()
+        now = self._now()
         began = self.since.pop(w, now)
         if w in self.first:
             self.first.discard(w)
@@ -94,7 +120,7 @@ class Silence:
 
     def overdue(self) -> list[tuple[int, float, float]]:
         """``(worker, seconds silent, limit)`` of each busy worker past its limit, lowest worker first."""
-        now = time.monotonic()
+        now = self._now()
         return [(w, now - began, self.limit(w)) for w, began in sorted(self.since.items())
                 if now - began >= self.limit(w)]
 
@@ -102,5 +128,5 @@ class Silence:
         """Seconds until the next busy worker's limit runs out (None: no worker is busy)."""
         if not self.since:
             return None
-        now = time.monotonic()
+        now = self._now()
         return max(0.0, min(began + self.limit(w) - now for w, began in self.since.items()))
