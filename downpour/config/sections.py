@@ -169,7 +169,7 @@ class ClusterConfig(Section):
     restarts: int = setting(0, within=AT_LEAST_0)             # ray: lost workers restarted (fresh actor, same data shard); 0 = go on without them
     # ray: a worker holding a cycle that reports nothing this long is lost (its actor killed, restarted as cluster.restarts
     # says); 0 = follow the run: 20x the longest silence seen, 2x the longest first cycle, at least 300 s (600 s for an
-    # actor's first cycle; ps/silence.py)
+    # actor's first cycle; ps/silence.py); the run's start waits the larger of it and 600 s for its actors, then fails
     silent_seconds: float = setting(0.0, within=AT_LEAST_0)
     # ray, async: push cycles a worker may have queued at once; 0 = 2 (the next gradient is computed while the last
     # push travels: never idle, staleness ~1.5 with 2 workers); 1 = each cycle waits for its parameters (~1.2)
