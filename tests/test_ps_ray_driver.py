@@ -290,17 +290,20 @@ def test_a_damaged_unapplied_range_in_a_ray_checkpoint_is_a_checkpoint_error(mon
     assert (coord.dispatched, coord.returned) == (28, [])       # nothing taken from it
 
 
+@ray.remote(num_cpus=2)
+class Hog:
+    """Another job's actor holding every CPU of the module's local Ray (2)."""
+
+    def ping(self):
+        return 1
+
+
 def test_waiting_for_room_on_the_cluster_is_said(local_ray, caplog):
     """An actor Ray had no room for (a full cluster, one still adding nodes) held the run silent before
     its first step; the wait is now said, with what it waits for and the CPUs free."""
     import threading
 
     from downpour.ps.connect_on_ray import gathered
-
-    @ray.remote(num_cpus=2)
-    class Hog:
-        def ping(self):
-            return 1
 
     hog = Hog.remote()
     ray.get(hog.ping.remote())                                   # every CPU taken
@@ -324,11 +327,6 @@ def test_a_start_ray_has_no_room_for_fails_after_the_limit_naming_the_room_asked
     from downpour.errors import RunError
     from downpour.ps.cluster import run_cluster
     from downpour.train.rundir import RunDir
-
-    @ray.remote(num_cpus=2)
-    class Hog:
-        def ping(self):
-            return 1
 
     monkeypatch.setattr("downpour.ps.silence.FIRST_FLOOR", 12.0)   # (the shards' 0-CPU actors start within it)
     hog = Hog.remote()
