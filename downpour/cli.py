@@ -5,6 +5,7 @@ import argparse
 import json
 import logging
 import os
+import shlex
 import signal
 import sys
 import time
@@ -135,9 +136,19 @@ def _analyze_and_report(path: Path) -> int:
     try:
         analyze_run(path)
     except KeyboardInterrupt:     # (and SIGTERM) the trained run is whole: only its analysis is left
-        print(f"downpour: stopped in the analysis; `downpour analyze {path} --report` finishes it", file=sys.stderr)
+        _stopped_analysis(path, f"downpour analyze {path} --report")
         raise
     return _report_only(path)
+
+
+def _stopped_analysis(path: str | Path, command: str) -> None:
+    """What an analysis stopped by Ctrl-C or SIGTERM kept (RUN/analysis.partial.json) and the command that finishes it."""
+    from downpour.analysis.partial import NAME, kept_words
+
+    kept = kept_words(path)
+    print("downpour: stopped in the analysis; " + (f"kept {kept} in {Path(path) / NAME}: `{command}` finishes it from there"
+                                                   if kept else f"no part of it had finished: `{command}` does it again"),
+          file=sys.stderr)
 
 
 def analysis_overrides(run_path: str, sets: list[str]) -> dict[str, object]:
@@ -163,7 +174,12 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         raise ConfigError("--report and --set analysis.report=false: one asks for the report, the other not; give one")
     old = (Path(args.run) / "report.html").is_file()
     report = args.report or bool(asked) or (old and asked is None)   # a report of the old analysis: rewritten
-    analyze_run(args.run, **overrides)                              # (and removed: it no longer describes it)
+    try:
+        analyze_run(args.run, **overrides)                          # (and removed: it no longer describes it)
+    except KeyboardInterrupt:     # (and SIGTERM) the parts it finished are kept: the same command goes on from them
+        sets = "".join(f" --set {shlex.quote(item)}" for item in args.set)
+        _stopped_analysis(args.run, f"downpour analyze {shlex.quote(str(args.run))}{sets}{' --report' if args.report else ''}")
+        raise
     print(f"downpour: analysis written to {Path(args.run) / 'analysis.json'}"
           + ("; the old report.html was removed (analysis.report = false)" if old and not report else ""))
     return _report_only(Path(args.run)) if report else 0

@@ -26,12 +26,13 @@ from downpour.analysis.controls import tied_set
 from downpour.analysis.face_controls import LEARNED, face_controls
 from downpour.analysis.invariance import (disc_auc, invariance_curves, invariance_summary, load_poses,
                                          selectivity_summary, sweep, tied_summary)
+from downpour.analysis.partial import Kept, inputs_key
 from downpour.analysis.passes import Passes
 from downpour.analysis.labelled import BUILT_IN, LabelledSet, load_labelled, prepare_images
 from downpour.analysis.edges import edge_summary
 from downpour.analysis.probe import probe_table
 from downpour.analysis.selectivity import over_splits, unchosen
-from downpour.analysis.stimulus import optimal_stimulus, top_images
+from downpour.analysis.stimulus import Stimulus, optimal_stimulus, top_images
 from downpour.analysis.training import frozen_stages, training_summary
 from downpour.analysis.options import MIN_SIDE, analysis_options, is_image_input, no_faces_of, open_run, run_preprocess
 from downpour.analysis.units import check_layer, describe_unit, unit_responses
@@ -180,7 +181,7 @@ def analyze_run(run_path: str | Path, **options: Any) -> dict[str, Any]:
 STAGING = "figures.partial"   # an analysis draws here; its figures join figures/ only with its analysis.json
 
 
-def _publish(run: RunDir, staging: Path, result: dict[str, Any]) -> None:
+def _publish(run: RunDir, staging: Path, result: dict[str, Any], kept: Kept) -> None:
     """The new figures over the old ones, then analysis.json: an analysis that fails or is stopped before
     this leaves the run's figures and analysis.json as they were (they agree with each other). The old
     report.html goes last (``downpour analyze`` writes the new one): a failed move leaves it, whole."""
@@ -188,6 +189,7 @@ def _publish(run: RunDir, staging: Path, result: dict[str, Any]) -> None:
         os.replace(path, run.figures / path.name)
     staging.rmdir()
     run.write_json("analysis.json", result)
+    kept.discard()
     (run.path / "report.html").unlink(missing_ok=True)
 
 
@@ -226,28 +228,33 @@ def _analyze(run_path: str | Path, options: dict[str, Any]) -> dict[str, Any]:
         fig_dir.unlink()
     shutil.rmtree(fig_dir, ignore_errors=True)      # left by an analysis that was killed
     fig_dir.mkdir()
+    twin_path = run.no_faces_twin if opts.no_faces_twin else Path(opts.no_faces_run) if opts.no_faces_run else None
+    kept = Kept.open(run, inputs_key(run, dataclasses.asdict(opts), twin_path if no_faces else None))
     try:
-        result = _measure(run, model, opts, layer, shape, prepare, fold, data, poses, twin, no_faces, fig_dir)
+        result = _measure(run, model, opts, layer, shape, prepare, fold, data, poses, twin, no_faces, fig_dir, kept)
     except BaseException:
         shutil.rmtree(fig_dir, ignore_errors=True)
         raise
     result["seconds"] = round(time.time() - started, 2)
-    _publish(run, fig_dir, result)
+    _publish(run, fig_dir, result, kept)
     return result
 
 
 def _measure(run: RunDir, model: FeatureModel, opts: AnalysisConfig, layer: str, shape: tuple[int, ...],
              prepare: Preprocess, fold: tuple[int, int] | None, data: LabelledSet,
              poses: dict[float, torch.Tensor] | None, twin: FeatureModel,
-             no_faces: tuple[FeatureModel, Preprocess] | None, fig_dir: Path) -> dict[str, Any]:
-    """Every measurement and figure of :func:`analyze_run` (figures into ``fig_dir``); the result dict."""
+             no_faces: tuple[FeatureModel, Preprocess] | None, fig_dir: Path, kept: Kept) -> dict[str, Any]:
+    """Every measurement and figure of :func:`analyze_run` (figures into ``fig_dir``); the result dict. Each
+    measurement is a part of ``kept``: one an analysis stopped before had finished is read back, not measured."""
     seed = run.config.seed
     paths: dict[str, str] = {}
 
     # 1. the best single neuron, against every baseline, on the same splits
-    neuron = over_splits(model, data, [seed + k for k in range(opts.splits)], layer=layer, positive=opts.positive,
-                         test_fraction=opts.test_fraction, n_random_filters=opts.random_filters, random_model=twin)
-    controls = _controls(model, twin, opts, layer, shape, prepare, neuron["seeds"], seed, fold, data, no_faces)
+    neuron = kept.part("splits", lambda: over_splits(
+        model, data, [seed + k for k in range(opts.splits)], layer=layer, positive=opts.positive,
+        test_fraction=opts.test_fraction, n_random_filters=opts.random_filters, random_model=twin))
+    controls = kept.part("face test", lambda: _controls(model, twin, opts, layer, shape, prepare, neuron["seeds"], seed,
+                                                        fold, data, no_faces))
     table = neuron["first"]
     pictured = _pictured(table, controls["controls"] if opts.runs_face_test() else [], controls.get("controls_ties"))   # (a concept's: the table's unit)
     unit, sign = pictured["unit"], pictured["sign"]
@@ -261,8 +268,10 @@ def _measure(run: RunDir, model: FeatureModel, opts: AnalysisConfig, layer: str,
 
     # 2. its optimal stimulus, on the sphere of the data's typical norm, and its top images
     norm = float(data.x.reshape(len(data), -1).norm(dim=1).median())
-    stim = optimal_stimulus(model, unit, layer=layer, norm=norm, sign=sign, steps=opts.stimulus_steps,
-                            restarts=opts.stimulus_restarts, seed=seed, input_shape=shape)
+    stim = kept.part("optimal stimulus", lambda: optimal_stimulus(
+        model, unit, layer=layer, norm=norm, sign=sign, steps=opts.stimulus_steps, restarts=opts.stimulus_restarts,
+        seed=seed, input_shape=shape), encode=lambda s: {**vars(s), "image": s.image.tolist()},
+        decode=lambda d: Stimulus(**{**d, "image": torch.tensor(d["image"], dtype=torch.float32)}))
     # drawn from the images the unit was not chosen on: a unit chosen on them ranks its own selection images first
     pool, drawn_from = unchosen(is_positive, opts.test_fraction, neuron["seeds"][0],
                                 opts.face_select if pictured["chosen_by"].startswith("the face test") else None)
@@ -284,21 +293,26 @@ def _measure(run: RunDir, model: FeatureModel, opts: AnalysisConfig, layer: str,
     # else: the same warps of the same images, so the tied sweep reads the first one's forward passes back (2026-12-05)
     tied = pictured["tied_units"]
     passes, see = Passes([unit, *tied]), lambda t: prepare_images(t, shape, prepare)
-    inv = invariance_curves(model, concept, unit, layer=layer, sign=sign, baseline=baseline, poses=poses,
-                            prepare=see, negatives=others, fill=opts.invariance_fill, passes=passes)
-    inv["tied"] = tied_summary(sweep(model, concept, tied, pictured["tied_signs"],
-                                     every[~is_positive & unseen][:, tied].mean(axis=0).tolist(), layer=layer,
-                                     prepare=see, negatives=others, fill=opts.invariance_fill, passes=passes))
+
+    def invariance() -> dict[str, Any]:
+        inv = invariance_curves(model, concept, unit, layer=layer, sign=sign, baseline=baseline, poses=poses,
+                                prepare=see, negatives=others, fill=opts.invariance_fill, passes=passes)
+        inv["tied"] = tied_summary(sweep(model, concept, tied, pictured["tied_signs"],
+                                         every[~is_positive & unseen][:, tied].mean(axis=0).tolist(), layer=layer,
+                                         prepare=see, negatives=others, fill=opts.invariance_fill, passes=passes))
+        return inv
+    inv = kept.part("invariance sweeps", invariance)
     paths["invariance"] = figures.invariance_plot(inv, fig_dir / "invariance.png").name
 
     # 4. linear probes
-    probes = []
     probe_layers = [check_layer(model, name) for name in opts.probe_layers] or default_probe_layers(model, layer)
-    for name in opts.probes:
+
+    def probe(name: str) -> dict[str, Any]:
         probe_data = data if name == opts.dataset else load_labelled(name, shape, prepare=prepare, lfw_fold=fold,
                                                                      jpeg_draft=run.config.data.jpeg_draft)
-        probes.append({**probe_table(model, probe_data, layers=probe_layers, folds=opts.probe_folds, seed=seed,
-                                     max_samples=opts.probe_samples), **_trained_on(run.config, model, name)})
+        return {**probe_table(model, probe_data, layers=probe_layers, folds=opts.probe_folds, seed=seed,
+                              max_samples=opts.probe_samples), **_trained_on(run.config, model, name)}
+    probes = [kept.part(f"probe on {name}", lambda name=name: probe(name)) for name in opts.probes]
 
     # 5. the training pictures
     filters = model.first_layer_filters()

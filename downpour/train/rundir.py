@@ -73,7 +73,7 @@ class RunDir(RunBegin, RunModel):
     METRICS = "metrics.jsonl"
     STOPPED_DATA = "data.json"   # written too by a run that stopped before its first step (the files it skipped)
     TRAINED = ("model.json", "model.safetensors", "checkpoints", METRICS, "staleness.json")
-    ANALYSIS = ("figures", "analysis.json", "report.html")    # of the model as it is: stale once it trains on
+    ANALYSIS = ("figures", "analysis.json", "analysis.partial.json", "report.html")   # of the model as it is: stale once it trains on
     AFTER = ("cluster.json", *ANALYSIS)
     # a run of its own inside this one (analysis.no_faces_twin): it may be there before this run trains
     # (crossfit trains folds and twins side by side), and a run trained again keeps it (same recipe)
