@@ -255,7 +255,26 @@ def resume_config(path: str, overrides: list[Override]) -> tuple[RunDir, RunConf
     check_unedited(run)
     cfg = run.config_with(overrides)
     check_resume(run.config, cfg)
+    check_checkpoints_kept(run, cfg)
     return run, cfg
+
+
+def check_checkpoints_kept(run: RunDir, cfg: RunConfig) -> None:
+    """NotARunError when the run's checkpoints/ folder, what a resume goes on from, is gone (moved or deleted):
+    what happened, what of the run is left and how to train it again. Until 2026-12-05 the resume said only
+    "checkpoint file 'RUN/checkpoints/local.safetensors' is missing". Not for a run that stopped before its first
+    checkpoint (trained again from step 0), nor for a finished run whose no-faces twin is all that is left."""
+    if run.checkpoints.is_dir() or run.stopped_unsaved() or (cfg.analysis.no_faces_twin and run.finished(cfg.train.steps)):
+        return
+    step = run.model_step()
+    left = (f"its model.safetensors (step {step}) is there: `downpour analyze {run.path}` analyses it, but training "
+            "cannot go on from the weights alone (the optimiser's state and the data's position are in the checkpoint)"
+            if step is not None else
+            "its model.safetensors is missing too: nothing of its training is left to go on from")
+    raise NotARunError(f"cannot resume {str(run.path)!r}: its folder {str(run.checkpoints)!r} is missing (moved or "
+                       f"deleted), and a resume goes on from the checkpoint there; put it back to resume. {left[0].upper()}"
+                       f"{left[1:]}. To train the run again from step 0: `downpour train --config {run.path}/config.toml "
+                       "--out NEW` (its own config, into a new folder)")
 
 
 def check_unedited(run: RunDir) -> None:

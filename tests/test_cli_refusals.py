@@ -4,6 +4,7 @@ numbers, a study's seed, the cross-fit's own keys; and SIGTERM, which stops a ru
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -809,6 +810,24 @@ def test_a_dry_run_of_a_resume_refuses_what_the_resume_would(tmp_path, capsys):
     (out / "checkpoints" / "local.json").write_text("{")
     assert main(["train", "--resume", str(out), "--steps", "9", "--dry-run"]) == 2
     assert "local.json' is not valid JSON" in capsys.readouterr().err
+
+
+def test_a_resume_of_a_run_whose_checkpoints_folder_is_gone_says_what_is_left_and_how_to_train_it_again(tmp_path, capsys):
+    """It said only "checkpoint file 'RUN/checkpoints/local.safetensors' is missing"."""
+    out = tmp_path / "run"
+    assert main(["train", *TINY, "--steps", "6", "--set", "train.checkpoint_every=3", "--out", str(out)]) == 0
+    shutil.rmtree(out / "checkpoints")
+    metrics = (out / "metrics.jsonl").read_bytes()
+    capsys.readouterr()
+    assert main(["train", "--resume", str(out), "--steps", "9"]) == 2
+    err = capsys.readouterr().err
+    assert f"its folder {str(out / 'checkpoints')!r} is missing" in err
+    assert "model.safetensors (step 6) is there" in err and f"`downpour analyze {out}`" in err
+    assert f"`downpour train --config {out}/config.toml --out NEW`" in err
+    assert (out / "metrics.jsonl").read_bytes() == metrics and not (out / "checkpoints").exists()   # nothing touched
+    (out / "model.safetensors").unlink()
+    assert main(["train", "--resume", str(out), "--dry-run"]) == 2
+    assert "model.safetensors is missing too" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("item", ["analysis.dataset=nosuch", "analysis.poses=/no/such/folder", "model.name=cat-dem"])
