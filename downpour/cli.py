@@ -146,8 +146,8 @@ def _stopped_analysis(path: str | Path, command: str) -> None:
     from downpour.analysis.partial import NAME, kept_words
 
     kept = kept_words(path)
-    print("downpour: stopped in the analysis; " + (f"kept {kept} in {Path(path) / NAME}: `{command}` finishes it from there"
-                                                   if kept else f"no part of it had finished: `{command}` does it again"),
+    print("downpour: stopped in the analysis" + (f"; kept {kept} in {Path(path) / NAME}: `{command}` finishes it from there"
+                                                 if kept else f", before any part of it finished; `{command}` finishes it"),
           file=sys.stderr)
 
 

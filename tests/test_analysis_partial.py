@@ -81,4 +81,4 @@ def test_an_analysis_stopped_before_its_first_part_says_it_kept_nothing(trained,
     _stop_in(monkeypatch, "over_splits")
     assert main(["analyze", str(run), *FAST]) == 130
     err = capsys.readouterr().err
-    assert "no part of it had finished" in err and not (run / NAME).exists() and not (run / "analysis.json").exists()
+    assert "before any part of it finished" in err and not (run / NAME).exists() and not (run / "analysis.json").exists()
