@@ -391,6 +391,20 @@ def test_the_faults_line_says_a_shard_restart_and_its_resume_in_one_entry(tmp_pa
         'workers started again (worker 1 back after its loss); the run resumed at step 40 with 1 worker started.</p>')
 
 
+def test_a_resume_that_started_no_worker_says_none_not_its_0_workers(tmp_path):
+    """A simulated resume whose workers were all lost starts none of them: the entry said "with its 0 workers
+    started"; an event without the list (written by no runner now) does not claim a count."""
+    import json
+
+    from downpour.analysis.report import _cluster_faults
+
+    run = RunDir.create(tmp_path / "r", load_config("tica-8x8", ["cluster.runner=simulated"]))
+    events = [{"event": "resumed", "step": 40, "workers": []}, {"event": "resumed", "step": 50}]
+    (run.path / "staleness.json").write_text(json.dumps({"events": events}))
+    assert _cluster_faults(run) == ('<p class="note">Faults: the run resumed at step 40 with none of its workers started; '
+                                    'the run resumed at step 50 with its workers started.</p>')
+
+
 def test_a_greedy_runs_loss_headline_compares_each_stage_with_itself():
     """A greedy run's ``loss`` is stage 1's cost first and stage 2's last: the headline gives each
     stage's own first and last cost (the transition row counts for both), a joint run keeps one."""

@@ -70,7 +70,7 @@ def _cluster_faults(run: RunDir) -> str:
             started = e.get("workers") if isinstance(e.get("workers"), list) else []
             back = sorted(gone & set(started), key=str)
             gone -= set(started)
-            fill.update(workers=_workers(len(started)),
+            fill.update(workers=_workers(e.get("workers")),
                         back=f" (worker {', '.join(map(str, back))} back after its loss)" if back else "")
             open_loss.clear()
         if kind == "resumed" and restarted is not None and restarted[1] == e.get("step"):   # the restart's own resume
@@ -93,8 +93,13 @@ def _cluster_faults(run: RunDir) -> str:
     return f'<p class="note">Faults: {esc("; ".join(entries))}.</p>' if entries else ""
 
 
-def _workers(n: int) -> str:
-    return "1 worker" if n == 1 else f"its {n} workers"   # (a simulated resume starts only those not lost)
+def _workers(started: Any) -> str:
+    """The workers a ``resumed`` event started (a simulated resume starts only those not lost: 1, or none, when every
+    one was lost: it said "its 0 workers"), as its entry says them."""
+    if not isinstance(started, list):
+        return "its workers"          # (an event without the list)
+    n = len(started)
+    return "1 worker" if n == 1 else "none of its workers" if n == 0 else f"its {n} workers"
 
 
 def _no_staleness(run: RunDir) -> str:
