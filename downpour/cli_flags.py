@@ -1,12 +1,15 @@
 """What ``downpour train``'s command line may set for the run it starts: a flag or ``--set`` the run
 never reads would be ignored without a word, so it is refused, naming it. Only what the command
-line sets is checked; a preset may carry settings for another runner or algorithm.
+line sets is checked (and Sandblaster's refusal of Downpour's keys checks what a ``--config`` file sets too);
+a preset may carry settings for another runner or algorithm.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
-from downpour.config import AnalysisConfig, ConfigError, Override, RunConfig, parse_override
+from downpour.config import AnalysisConfig, ClusterConfig, ConfigError, Override, RunConfig, TrainConfig, parse_override
+from downpour.config.merge import merged_tables
 from downpour.config_diff import STREAM_KEYS
 from downpour.config_files import read_toml
 
@@ -92,6 +95,7 @@ def _supervised(model_name: str) -> bool:
 # What Sandblaster L-BFGS reads of [cluster] (docs/sandblaster.md); the rest is Downpour's, and so is train.lr
 SANDBLASTER_READS = ("cluster.runner", "cluster.algorithm", "cluster.workers", "cluster.shards", "cluster.address",
                      "cluster.checkpoint_every", "cluster.delay", "cluster.partitions")
+DOWNPOUR_TRAIN = ("train.lr", "train.optimizer", "train.log_every")   # and of [train]: it finds its own step, logs each
 
 
 # what sets how often each runner saves a checkpoint (a run stopped before its first is trained again)
@@ -248,16 +252,38 @@ def _check_algorithm(args: argparse.Namespace, typed: list[str], cfg: RunConfig)
         return
     flags = ["--" + flag.replace("_", "-") for flag in ("consistency", "n_fetch", "n_push", "compensation")
              if getattr(args, flag) is not None]
-    keys = [key for key in typed if (key.startswith("cluster.") and key not in SANDBLASTER_READS)
-            or key in ("train.lr", "train.optimizer", "train.log_every")]
+    keys = [key for key in typed if _downpour(key)]
     if "train.batch_size" in typed and cfg.cluster.runner == "ray":   # the simulator's clock reads it, nothing on Ray
         raise ConfigError("--set train.batch_size: Sandblaster on Ray never reads it (the simulator's clock prices a unit "
                           "by it); a batch of Sandblaster is sandblaster.batch")
-    if flags or keys:
-        named = ", ".join(flags + ([f"--set {', '.join(keys)}"] if keys else []))
+    named = ", ".join(flags + ([f"--set {', '.join(keys)}"] if keys else [])) or _downpour_in_file(args)
+    if named:
         raise ConfigError(f"{named}: Downpour's, and this run trains with Sandblaster L-BFGS, which reads of [cluster] "
                           f"only {', '.join(k.split('.')[1] for k in SANDBLASTER_READS)} (and finds its own step "
                           "by line search, not train.lr or train.optimizer, and logs every iteration)")
+
+
+def _downpour(key: str) -> bool:
+    """Whether ``key`` is one Sandblaster never reads (and a Downpour run does)."""
+    return (key.startswith("cluster.") and key not in SANDBLASTER_READS) or key in DOWNPOUR_TRAIN
+
+
+def _downpour_in_file(args: argparse.Namespace) -> str:
+    """"FILE sets cluster.lr = 0.5" for the Downpour keys that ``--config FILE`` (or a file it inherits) sets away
+    from their default, or "". A preset's keys are not the user's, nor are a resolved config's (a run's config.toml,
+    which lists every [cluster] key, the Downpour ones as its preset left them: ``--config RUN/config.toml``)."""
+    if not getattr(args, "config", None):
+        return ""
+    table, origins = merged_tables(args.config, (), warn=False)
+    defaults = {f"{cls.section}.{f.name}": f.default for cls in (ClusterConfig, TrainConfig) for f in dataclasses.fields(cls)}
+    resolved = {where for where in origins.values() if all(origins.get(key) == where for key in defaults
+                                                             if key.startswith("cluster."))}
+    sets: dict[str, list[str]] = {}
+    for key, where in origins.items():
+        value = table[key.split(".")[0]][key.split(".")[1]] if _downpour(key) else None
+        if _downpour(key) and not where.startswith("preset ") and where not in resolved and value != defaults[key]:
+            sets.setdefault(where, []).append(f"{key} = {value!r}")
+    return "; ".join(f"{where} sets {', '.join(sorted(keys))}" for where, keys in sets.items())
 
 
 # ``downpour plan``'s three modes and the flags each reads (beyond --json): a flag another mode reads is refused

@@ -575,6 +575,19 @@ def test_the_set_form_of_a_one_runner_flag_is_refused_like_the_flag(capsys, argv
     assert named in capsys.readouterr().err
 
 
+def test_a_config_files_downpour_keys_on_a_sandblaster_run_are_refused_naming_the_file(tmp_path, capsys):
+    """A file's cluster.lr or train.lr was ignored without a word where --set of them was refused; a preset's keys
+    (teacher-student's cluster.rule), one at its default and a resolved config.toml that lists them all are not."""
+    (tmp_path / "sb.toml").write_text('base = "teacher-student"\n[cluster]\nalgorithm = "sandblaster"\nn_push = 1\n')
+    (tmp_path / "lr.toml").write_text('base = "sb.toml"\n[cluster]\nlr = 0.5\n[train]\nlog_every = 5\n')
+    assert main(["train", "--config", str(tmp_path / "lr.toml"), "--dry-run"]) == 2
+    assert f"{tmp_path / 'lr.toml'} sets cluster.lr = 0.5, train.log_every = 5: Downpour's" in capsys.readouterr().err
+    assert main(["train", "--config", str(tmp_path / "sb.toml"), "--dry-run"]) == 0
+    (tmp_path / "resolved.toml").write_text(capsys.readouterr().out)
+    assert 'rule = "sgd"' in (tmp_path / "resolved.toml").read_text()    # (teacher-student's; not the default)
+    assert main(["train", "--config", str(tmp_path / "resolved.toml"), "--dry-run"]) == 0
+
+
 @pytest.mark.parametrize("delay", [["--delay", "straggler:0:10"], ["--set", "cluster.delay=straggler:0:10"]])
 def test_sandblaster_on_ray_takes_the_straggler_it_reads(delay):
     """Its last worker actor sleeps to show the backups (docs/sandblaster.md): the command line refused it."""
