@@ -334,3 +334,32 @@ def test_a_run_on_sampled_batches_that_stopped_is_finished_and_goes_on_only_with
     assert main(["train", "--resume", str(out), "--steps", "8", "--no-report"]) == 0
     saved = json.loads((out / "sandblaster.json").read_text())
     assert saved["steps"] == 8 and saved["resumed_from"] == 2 and saved["stop"]["reason"] == "steps"
+
+
+def _fail_armijo(monkeypatch, when):
+    """Coordinator.search with no trial passing Armijo (c1 beyond reach) wherever ``when(iteration)``: a real failed
+    search, counted and stopped by the coordinator's own rule."""
+    search, c1 = Coordinator.search, lbfgs.C1
+
+    def failing(self, iteration, rows, stage, new_batch, new_stage):
+        monkeypatch.setattr(lbfgs, "C1", 1e30 if when(iteration) else c1)
+        return search(self, iteration, rows, stage, new_batch, new_stage)
+
+    monkeypatch.setattr(Coordinator, "search", failing)
+
+
+def test_a_resume_past_a_stop_with_more_steps_starts_a_fresh_failure_count(tmp_path, monkeypatch):
+    """Two failed searches in a row stop a run on sampled batches (iterations 2 and 3); `--resume --steps M` goes on
+    anyway. Its count carried over (2), so the first failure after it ended the run at once, where its rule waits for
+    a failure to recur: now the resume starts a fresh count, and one failure (iteration 4) is taken as in a new run."""
+    _fail_armijo(monkeypatch, lambda iteration: iteration in (1, 2, 3))
+    out = tmp_path / "run"
+    sets = [a for kv in ("cluster.algorithm=sandblaster", "train.tensorboard=false", "data.samples=300", "model.name=rica-8x8",
+                         "model.hidden=16", "sandblaster.units=6", "sandblaster.batch=100", "analysis.no_faces_twin=false")
+            for a in ("--set", kv)]
+    main(["train", "--config", "tica-8x8", "--runner", "simulated", "--steps", "6", "--no-report", *sets, "--out", str(out)])
+    saved = json.loads((out / "sandblaster.json").read_text())
+    assert saved["steps"] == 3 and saved["stop"]["reason"] != "steps"
+    assert main(["train", "--resume", str(out), "--steps", "8", "--no-report"]) == 0
+    saved = json.loads((out / "sandblaster.json").read_text())
+    assert saved["steps"] == 8 and saved["resumed_from"] == 3 and saved["stop"]["reason"] == "steps"

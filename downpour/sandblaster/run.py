@@ -159,6 +159,8 @@ def run_sandblaster(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[s
     coord = Coordinator(pool.group, pool, s.history, s.line_search, torch.finfo(DTYPES[s.precision]).eps)
     if coord_meta is not None:
         coord.load_state(coord_meta)
+        if progress.stop is not None:   # going on past a stop (more --steps, sampled batches): the failures that stopped
+            coord.failures = 0          # it are spent; carried, the first failure ended the run, not one that recurs
         coord.log = progress.batches
         if pool.group.call("stats")[0]["pairs"] != len(coord.rho):   # stopped between the shards' step and ours
             coord.forget()
