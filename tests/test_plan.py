@@ -422,7 +422,19 @@ def test_a_chosen_layout_uses_only_the_machines_there_are(capsys):
         assert main(["plan", "--shards", str(shards), "--json"]) == 0
         assert json.loads(capsys.readouterr().out)["cluster"]["machines_used"] <= 1000
     assert main(["plan", "--machines", "1"]) == 2
-    assert "--machines 1: no layout fits" in capsys.readouterr().err
+    assert ("--machines 1 is too few: 1 replica (the fewest) x 1 partition (the fewest) = 1 worker machine, plus 1 "
+            "shard = 2 machines; give --machines 2 or more") in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("given, need", [([], 2), (["--replicas", "3"], 4), (["--shards", "5"], 6)])
+def test_too_few_machines_for_any_layout_names_the_fewest_that_fit(capsys, given, need):
+    """--machines 1 said "no layout fits" with no count: now the sum of the smallest layout, and that count plans
+    where one fewer is refused alike."""
+    for machines in (need - 1, 1):
+        assert main(["plan", "--machines", str(machines), *given]) == 2
+        assert f"= {need} machines; give --machines {need} or more" in capsys.readouterr().err
+    assert main(["plan", "--machines", str(need), *given, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["cluster"]["machines_used"] == need
 
 
 def test_a_frozen_first_layer_is_held_by_its_partition_but_not_pushed(capsys):

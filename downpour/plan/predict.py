@@ -206,21 +206,32 @@ def _splits(cl: Cluster, k: int) -> list[tuple[int, int]]:
     return [(r, cl.shards or max(1, cl.machines - r * k)) for r in range(1, most + 1)]
 
 
-def _too_few_machines(cl: Cluster) -> str:
-    """Why no layout had a shard per partition, as arithmetic. Only a --partitions given with shards unset gets
-    here (given shards below partitions are refused before; one partition always has a shard): unset shards are
-    the machines the workers leave. It used to say "add machines or shards" for --replicas 7 --partitions 3
-    --machines 10, where the cause was 7 x 3 = 21 workers on 10 machines (and --shards cannot help there)."""
-    k, r = cl.partitions, cl.replicas or 1
+def _too_few_machines(cl: Cluster, k: int | None = None) -> str:
+    """Why no layout fits, as arithmetic: the smallest layout of ``k`` partitions (default the count given) and
+    the counts given, and the machines it needs. A --partitions given with shards unset gets here where no layout
+    has a shard per partition (given shards below partitions are refused before): unset shards are the machines the
+    workers leave. It used to say "add machines or shards" for --replicas 7 --partitions 3 --machines 10, where the
+    cause was 7 x 3 = 21 workers on 10 machines (and --shards cannot help there); and "no layout fits" for
+    --machines 1, where 1 replica and 1 shard need 2."""
+    k = k or cl.partitions
     if not k:
         return (f"no layout of {cl.machines} machines gives each of its partitions a shard of its own (shards >= "
                 f"partitions, as the model-parallel runner requires): add machines, or use fewer partitions")
-    need = r * k + max(k, cl.shards or 0)
+    r, shards = cl.replicas or 1, max(k, cl.shards or 0)
+    need = r * k + shards
     workers = f"--replicas {r}" if cl.replicas else "1 replica (the fewest)"
-    fewer = "fewer replicas or partitions" if cl.replicas else "fewer partitions"
-    return (f"--machines {cl.machines} is too few: {workers} x --partitions {k} = {r * k} worker machines, plus "
-            f"{max(k, cl.shards or 0)} shards (one per partition at least, as the model-parallel runner requires, each "
-            f"a machine of its own) = {need} machines; give --machines {need} or more, or {fewer}")
+    parts = (f"--partitions {k}" if cl.partitions else "1 partition (the fewest)" if k == 1
+             else f"{k} partitions (the fewest that fit a machine's memory)")
+    machines = f"{r * k} worker machine{'s' if r * k > 1 else ''}"
+    if cl.shards:
+        shards_said = f"--shards {shards}" if cl.shards >= k else f"{shards} shards (one per partition at least)"
+    else:
+        shards_said = ("1 shard" if k == 1 else f"{k} shards (one per partition at least, as the model-parallel runner "
+                       "requires, each a machine of its own)")
+    fewer = [name for name, given in (("replicas", cl.replicas), ("partitions", cl.partitions), ("shards", cl.shards))
+             if given and given > 1]
+    return (f"--machines {cl.machines} is too few: {workers} x {parts} = {machines}, plus {shards_said} = {need} "
+            f"machines; give --machines {need} or more" + (f", or fewer {' or '.join(fewer)}" if fewer else ""))
 
 
 def predict(net: Network, cl: Cluster, rates: Rates, batch: int, n_push: int = 1, n_fetch: int = 1,
@@ -249,10 +260,8 @@ def predict(net: Network, cl: Cluster, rates: Rates, batch: int, n_push: int = 1
         raise ConfigError(_too_few_machines(cl))
     if not (cl.replicas and cl.shards):      # a chosen layout uses the machines there are (one given by hand may not)
         layouts = [(k, r, s) for k, r, s in layouts if r * k + s <= cl.machines]
-        if not layouts:
-            given = f" with --shards {cl.shards}" if cl.shards else f" with --replicas {cl.replicas}" if cl.replicas else ""
-            raise ConfigError(f"--machines {cl.machines}: no layout{given} fits (a replica of at least one partition "
-                              f"and its shards need more machines); add machines, or give fewer shards or replicas")
+        if not layouts:       # (the fewest partitions that fit make the smallest layout)
+            raise ConfigError(_too_few_machines(cl, min(fitting)))
     rate = {lay: _timing(net, parts[lay[0]], cl, lay[1], lay[0], lay[2], *args)["examples_per_s"] for lay in layouts}
     top = max(rate.values())
     k, r, s = min((lay for lay in layouts if rate[lay] >= 0.95 * top), key=lambda lay: (lay[1], -rate[lay]))
