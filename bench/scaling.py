@@ -123,7 +123,7 @@ def cat_point(what: str, side: int, batch: int, steps: int, max_gb: float) -> di
         return {**row, "skipped": str(err)}
     params = net.params
     expected_mb = 4 * (2 * params + batch * sum(s.act_floats for s in net.stages)) / 2**20
-    row.update(params=params, expected_gflop=round(sum(s.flops_train for s in net.stages) / 1e9, 4),
+    row.update(params=params, expected_gflop=round(sum(s.flops_fwd_bwd for s in net.stages) / 1e9, 4),
                expected_mb=round(expected_mb, 1))
     if expected_mb > 1024 * max_gb:
         return {**row, "skipped": f"the arithmetic predicts {expected_mb / 1024:.1f} GB, over --max-gb {max_gb:g}"}

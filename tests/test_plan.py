@@ -78,7 +78,7 @@ def test_training_flops_are_five_filter_passes_as_torch_counts_them(decoder):
     assert [2 * s.connections for s in stages] == filter_fwd
     # on top of the five passes: pooling forward and backward, LCN forward (a few % here)
     for f, s in zip(filter_fwd, stages):
-        assert 5 * f < s.flops_train < 1.1 * 5 * f
+        assert 5 * f < s.flops_fwd_bwd < 1.1 * 5 * f
 
 
 def _torch_step_flops(cfg, shape, stage, batch=3):

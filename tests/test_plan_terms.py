@@ -55,7 +55,7 @@ def test_normalising_the_filters_is_counted_once_a_step_as_torch_runs_it(sets):
                 w.backward(grad)
         # per example, at the step's batch: the step normalises once, whatever the batch
         assert (a.flops_fwd - b.flops_fwd) * batch == pytest.approx(forward.flops)
-        assert (a.flops_train - b.flops_train) * batch == pytest.approx(forward.flops + backward.flops)
+        assert (a.flops_fwd_bwd - b.flops_fwd_bwd) * batch == pytest.approx(forward.flops + backward.flops)
 
 
 def _plan(capsys, *argv):

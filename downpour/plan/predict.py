@@ -84,7 +84,7 @@ def partition_stage(stage: Stage, k: int) -> dict[str, float]:
     if not stage.in_shape or k == 1:
         share = 1 / k
         return {"share": share, "params": stage.params * share, "frozen": stage.frozen * share,
-                "flops_train": stage.flops_train * share, "flops_fwd": stage.flops_fwd * share,
+                "flops_fwd_bwd": stage.flops_fwd_bwd * share, "flops_fwd": stage.flops_fwd * share,
                 "act_floats": stage.act_floats * share, "copy_floats": stage.copy_floats * share,
                 "state_floats": stage.state_floats * share, "halo_floats": 0.0, "halo_fwd_floats": 0.0}
     (gr, gc), (c, h, w) = grid(k, stage), stage.in_shape
@@ -108,7 +108,7 @@ def partition_stage(stage: Stage, k: int) -> dict[str, float]:
                       (bh, bw), m)
     halo_lcn = _area((need(qh, 1, stage.lcn, ph, gr), need(qw, 1, stage.lcn, pw, gc)), (qh, qw), m)
     return {"share": share, "params": stage.params * weight_share, "frozen": stage.frozen * weight_share,
-            "flops_train": stage.flops_train * share, "flops_fwd": stage.flops_fwd * share,
+            "flops_fwd_bwd": stage.flops_fwd_bwd * share, "flops_fwd": stage.flops_fwd * share,
             "act_floats": stage.act_floats * share + halo_in + halo_pool + halo_lcn,
             "copy_floats": stage.copy_floats * share,     # normalised filters of its block (the runner needs them untied)
             "state_floats": stage.state_floats * share,   # its block's share of the stage's mask
@@ -157,11 +157,11 @@ def _partition(net: Network, k: int, batch: int, rule: str) -> dict[str, float]:
            "opt_bytes": 4 * params * RULE_STATE[rule], "act_bytes": acts, "copy_bytes": copies,
            "state_bytes": 4 * sum(p["state_floats"] for p in parts),     # every stage's, greedy too: the model is whole
            "halo_bytes": 4 * over("halo_floats", "halo_fwd_floats"),
-           "flops_train": over("flops_train", "flops_fwd") if cat else net.flops_train}
+           "flops_train": over("flops_fwd_bwd", "flops_fwd") if cat else net.flops_train}
     if net.schedule == "greedy" and len(parts) > 1:   # a step of each stage (the figures above are their mean)
         fwd, halo_fwd = [p["flops_fwd"] for p in parts], [p["halo_fwd_floats"] for p in parts]
         out["flops_by_stage"] = (list(net.counted) if not cat else
-                                 [sum(fwd[:i]) + p["flops_train"] for i, p in enumerate(parts)])
+                                 [sum(fwd[:i]) + p["flops_fwd_bwd"] for i, p in enumerate(parts)])
         out["halo_by_stage"] = [4 * (sum(halo_fwd[:i]) + p["halo_floats"]) if cat else 0.0 for i, p in enumerate(parts)]
     out["memory_bytes"] = (out["weight_bytes"] + out["frozen_bytes"] + out["state_bytes"] + out["grad_bytes"]
                            + out["act_bytes"] + out["copy_bytes"])

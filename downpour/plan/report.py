@@ -44,7 +44,7 @@ def make_plan(net: Network, cluster: Cluster, rates: Rates, batch: int, n_push: 
                        "connections": s.connections, "params": s.params, "flops_fwd": s.flops_fwd,
                        # forward + backward of this row per example: a cat stage's training, a built model's layer on
                        # its inference path; network.flops_train is the step's (until 2026-12-05 both were "flops_train")
-                       "flops_fwd_bwd": s.flops_train, "act_bytes": 4 * s.act_floats,
+                       "flops_fwd_bwd": s.flops_fwd_bwd, "act_bytes": 4 * s.act_floats,
                        "push_bytes_replica": 4 * s.params,
                        "partition": {"params": round(part["params"]), "weight_bytes": round(4 * part["params"]),
                                      "opt_bytes": round(4 * part["params"] * (pred["partition"]["opt_bytes"]
@@ -52,7 +52,7 @@ def make_plan(net: Network, cluster: Cluster, rates: Rates, batch: int, n_push: 
                                      # a measured layer's: with what it keeps per step (a cost's weights' scalars)
                                      "act_bytes_batch": round(4 * batch * part["act_floats"]
                                                               + (4 * part["copy_floats"] if net.counted else 0)),
-                                     "halo_bytes": round(4 * part["halo_floats"]), "flops_fwd_bwd": round(part["flops_train"]),
+                                     "halo_bytes": round(4 * part["halo_floats"]), "flops_fwd_bwd": round(part["flops_fwd_bwd"]),
                                      "push_bytes": round(4 * part["params"])}})
     out = {"network": {"name": net.name, "input_shape": list(net.input_shape), "connections": net.connections,
                        "params": net.params, "flops_train": net.flops_train, "products_train": net.products_train,

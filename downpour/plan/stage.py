@@ -16,9 +16,9 @@ class Stage:
     """One stage (cat family) or one layer (any other model), per example, float32.
 
     ``positions``: output positions of the stage's filter (H x W); ``connections``: encoder weights;
-    ``params``: trainable weights (encoder, plus the untied decoder); ``flops_train``: forward and
-    backward per example (a cat stage's training step; a model's layer on its inference path, the plan JSON's
-    ``flops_fwd_bwd``); ``act_floats``: the values (bytes / 4) one example keeps for the
+    ``params``: trainable weights (encoder, plus the untied decoder); ``flops_fwd_bwd``: forward and
+    backward per example (a cat stage's training step; a model's layer on its inference path; the plan JSON row's key
+    too, where ``network.flops_train`` is the step's: until 2026-12-05 this was ``flops_train``); ``act_floats``: the values (bytes / 4) one example keeps for the
     backward pass of a training step (a model's layer: what autograd saved while the layer ran). The ``window`` fields describe the spatial layout model parallelism cuts.
     """
 
@@ -28,7 +28,7 @@ class Stage:
     connections: int
     params: int
     flops_fwd: int
-    flops_train: int
+    flops_fwd_bwd: int
     act_floats: float
     # spatial layout, cat stages only (zeros elsewhere): input (C, H, W), filter k and step s, pool q and step u, LCN window l
     in_shape: tuple[int, ...] = ()
@@ -44,7 +44,7 @@ class Stage:
                                       # a PCD RBM's chains' free energy (plan/counted.py)
     state_floats: float = 0           # the model's buffers (bytes / 4): held whatever the step's graph saves, not trained
                                       # (tica's pooling matrix, an RBM's persistent chains, a cat stage's mask and taps)
-    # a cat stage on paper: the part of flops_fwd / flops_train that is its filters' matrix products, what torch's
+    # a cat stage on paper: the part of flops_fwd / flops_fwd_bwd that is its filters' matrix products, what torch's
     # counter counts (it counts no element-wise work: pooling, LCN's arithmetic, normalising the filters); None elsewhere
     products_fwd: float | None = None
     products_train: float | None = None
@@ -66,7 +66,7 @@ class Network:
         """FLOPs of one training example, averaged over the schedule's steps."""
         if self.counted:
             return sum(self.counted) / len(self.counted)
-        return over_schedule(self.schedule, [s.flops_train for s in self.stages], [s.flops_fwd for s in self.stages])
+        return over_schedule(self.schedule, [s.flops_fwd_bwd for s in self.stages], [s.flops_fwd for s in self.stages])
 
     @property
     def products_train(self) -> float:
