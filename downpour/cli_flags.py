@@ -275,14 +275,17 @@ def _downpour_in_file(args: argparse.Namespace) -> str:
     if not getattr(args, "config", None):
         return ""
     table, origins = merged_tables(args.config, (), warn=False)
-    defaults = {f"{cls.section}.{f.name}": f.default for cls in (ClusterConfig, TrainConfig) for f in dataclasses.fields(cls)}
-    resolved = {where for where in origins.values() if all(origins.get(key) == where for key in defaults
-                                                             if key.startswith("cluster."))}
+    defaults = {f"{cls.section}.{f.name}": f.default for cls in (ClusterConfig, TrainConfig)
+                for f in dataclasses.fields(cls)}
+    resolved = {where for where in set(origins.values())
+                if all(origins.get(key) == where for key in defaults if key.startswith("cluster."))}
     sets: dict[str, list[str]] = {}
     for key, where in origins.items():
-        value = table[key.split(".")[0]][key.split(".")[1]] if _downpour(key) else None
-        if _downpour(key) and not where.startswith("preset ") and where not in resolved and value != defaults[key]:
-            sets.setdefault(where, []).append(f"{key} = {value!r}")
+        if not _downpour(key) or where.startswith("preset ") or where in resolved:
+            continue
+        section, name = key.split(".")
+        if table[section][name] != defaults[key]:
+            sets.setdefault(where, []).append(f"{key} = {table[section][name]!r}")
     return "; ".join(f"{where} sets {', '.join(sorted(keys))}" for where, keys in sets.items())
 
 

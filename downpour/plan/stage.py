@@ -18,7 +18,8 @@ class Stage:
     ``positions``: output positions of the stage's filter (H x W); ``connections``: encoder weights;
     ``params``: trainable weights (encoder, plus the untied decoder); ``flops_fwd_bwd``: forward and
     backward per example (a cat stage's training step; a model's layer on its inference path; the plan JSON row's key
-    too, where ``network.flops_train`` is the step's: until 2026-12-05 this was ``flops_train``); ``act_floats``: the values (bytes / 4) one example keeps for the
+    too, where ``network.flops_train`` is the step's: until 2026-12-05 this was ``flops_train``);
+    ``act_floats``: the values (bytes / 4) one example keeps for the
     backward pass of a training step (a model's layer: what autograd saved while the layer ran). The ``window`` fields describe the spatial layout model parallelism cuts.
     """
 
