@@ -388,3 +388,18 @@ def test_the_verdict_counts_per_front_the_seeds_whose_unit_lost_its_lead_in_the_
     assert ("plain 1 of 2; glimpse 2 of 2 (2 with no tied unit above it either, left out of the paired rotation AUC "
             "comparison) seeds.") in words
     assert disc_paragraph([{k: v for k, v in r.items() if k != "disc_at_chance"} for r in rows]) == ""
+
+
+def test_the_disc_auc_s_interval_over_seeds_stays_within_0_and_1():
+    """An AUC's interval is cut at 1, as the face AUCs' are: until 2026-12-05 inv_rotation_disc_auc read as any inv_
+    figure (0 to infinity), and the quick study's plain cells (0.941, 0.846) gave 0.893 [0.286, 1.500]."""
+    from downpour.studies.base import Condition
+    from downpour.studies.stats import within_range
+
+    study = study_class("mechanisms")(quick=True)
+    conditions = [Condition("plain", {"vs": ""}, (), "baseline")]
+    cells = {("plain", 0): {"inv_rotation_disc_auc": 0.9411}, ("plain", 1): {"inv_rotation_disc_auc": 0.8456}}
+    rows = study.summarise(conditions, cells, [0, 1])
+    within_range(rows)
+    mean, low, high = rows[0]["figures"]["inv_rotation_disc_auc"]
+    assert 0.0 <= low < mean < high == 1.0

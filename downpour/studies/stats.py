@@ -76,7 +76,8 @@ def paired_difference(baseline: Sequence[float], other: Sequence[float]) -> tupl
 # What a figure can be, by its name's start ("d_" or "delta_" before a [0, 1] figure: its paired difference, in
 # [-1, 1]). Student's t over few seeds runs past it (a probe accuracy of 0.867 [0.231, 1.502] on 2 seeds, an
 # edge-like fraction of 83% [-16, 182]); cut there, the interval still holds the figure whenever the uncut one did.
-IN_UNIT = ("probe", "face_auc", "edge_fraction", "skipped", "active", "hoyer", "reached_cost", "p_success", "p_diverged")
+IN_UNIT = ("probe", "face_auc", "edge_fraction", "skipped", "active", "hoyer", "reached_cost", "p_success", "p_diverged",
+           "inv_rotation_disc_auc")     # (an AUC, not a width: read as any inv_ figure, 0 to infinity, until 2026-12-05)
 SIGNED_UNIT = ("face_owed_",)            # an AUC minus an AUC, per seed
 NON_NEGATIVE = ("seconds", "train_seconds", "inv_", "mean_staleness", "steps_to_cost")   # and every "*_ratio"
 
