@@ -70,3 +70,30 @@ def test_the_face_test_stores_the_limit_it_told_the_spread_against():
     assert row["tied"] == 12 and row["undecided"] is True and row["undecided_splits"] == 1
     assert math.isclose(row["tie_spread_limit"], tie_spread_limit(12, width))
     assert t["max"] - t["min"] > row["tie_spread_limit"]
+
+
+def test_a_row_from_before_the_limit_is_said_against_the_rule_it_was_flagged_by():
+    """An analysis.json written before 2026-12-05's limit flagged a tie whose spread passed one unit's interval: the
+    report, drawn again from it, says that rule, not the alike units' range the row has no limit of."""
+    from downpour.analysis.controls import ties_once
+    from downpour.analysis.report_controls import controls
+
+    y, select, test, scores = _tie(12, np.linspace(0.0, 3.0, 12))
+    row = best_unit(scores, y, select, test)
+    old = {k: v for k, v in row.items() if k != "tie_spread_limit"}
+    words = chosen_among(old)
+    assert "wider than this one's 95% interval, so the selection split cannot tell them apart" in words
+    assert "alike" not in words
+    rows = score_controls({"learned unit": scores}, y, {"others": np.flatnonzero(y == 0)}, np.arange(80),
+                          [(select, test)], replicates=50)
+    rows, _ = ties_once(rows)
+    old = [{k: v for k, v in r.items() if k != "tie_spread_limit"} for r in rows]
+    verdict = {"rule": "", "criterion": "", "sentences": []}
+    setup = {"select": "train", "faces": 20, "negatives": {"others": {"label": "the others"}}}
+    html = controls({"face_neuron": {"controls": old, "controls_verdict": verdict, "controls_setup": setup}})
+    ci = old[0]["auc_ci"]
+    assert f"wider than its 95% interval [{ci[0]:.3f}, {ci[1]:.3f}]: the selection images cannot tell" in html
+    assert "alike" not in html
+    html = controls({"face_neuron": {"controls": [{**r, "splits": 3} for r in old], "controls_verdict": verdict,
+                                     "controls_setup": {**setup, "select": "crossfit"}}})
+    assert "wider than its 95% interval on that fold: the selection images cannot tell" in html and "alike" not in html

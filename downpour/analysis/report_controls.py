@@ -125,15 +125,20 @@ def undecided_note(rows: list[dict[str, Any]], setup: dict[str, Any]) -> str:
     # unit's 95% interval on the same split, since 2026-12-05; wider than that interval before, whatever the number
     # tied; until 2026-12-05 more than 1% of the layer tied, which any 2-unit tie in an 8-unit layer was, and then,
     # over several splits, against the interval of the mean over them, narrower than any one split's)
-    alike = "as many alike units' would in 95% of ties"
-    limit = f" ({r0['tie_spread_limit']:.3f} given its 95% interval)" if "tie_spread_limit" in r0 else ""
+    # (a row from before the limit, 2026-12-05, was flagged against the interval itself: said so)
+    one = r0["splits"] == 1
+    if "tie_spread_limit" in r0:
+        against = ("as many alike units' would in 95% of ties"
+                   + (f" ({r0['tie_spread_limit']:.3f} given its 95% interval)" if one else ", given its 95% interval"))
+    else:
+        against = "its 95% interval" + (f" [{r0['auc_ci'][0]:.3f}, {r0['auc_ci'][1]:.3f}]" if one else "")
     chosen = (f"On {undecided_in(r0)} of the {r0['splits']} {fold}s the learned unit was chosen among units of the "
-              f"{r0['candidates']} tied at the top of the choice whose test AUCs spread wider than {alike}, given its "
-              f"95% interval on that {fold}"
+              f"{r0['candidates']} tied at the top of the choice whose test AUCs spread wider than {against} on that "
+              f"{fold}"
               if r0["splits"] > 1
               else f"The learned unit was chosen among {r0['tied']} of {r0['candidates']} units tied at the top of the "
                    f"choice ({r0['tie_share']:.1%} of the layer), whose test AUCs spread {r0['tied_auc']['min']:.3f}–"
-                   f"{r0['tied_auc']['max']:.3f}, wider than {alike}{limit}")
+                   f"{r0['tied_auc']['max']:.3f}, wider than {against}")
     return (f'<p class="note">{chosen}: the selection images cannot tell them apart, and which one is reported is the '
             "tie-break's (the larger Cohen's d). What the layer holds is the tied set; its mean test AUC"
             f"{over}: {esc(each)}.</p>")

@@ -181,9 +181,10 @@ def chosen_among(row: dict[str, Any], localizer: bool = False, first: str = "") 
         said = f"chosen among {n}{share} {noun} with selection AUC {row['selection_auc']:.3f}"
     if row.get("undecided"):
         there = f" on that {first}" if first else ""     # (several splits: told against that one's own interval)
-        limit = f" ({row['tie_spread_limit']:.3f})" if "tie_spread_limit" in row else ""    # (since 2026-12-05)
-        said += (f": their test AUCs spread wider than {n} alike units' would in 95% of ties{limit}, given this one's "
-                 f"95% interval{there}, so the selection split cannot tell them apart")
+        # (a row from before the limit, 2026-12-05, was flagged against the interval itself: said so)
+        against = (f"{n} alike units' would in 95% of ties ({row['tie_spread_limit']:.3f}), given this one's 95% "
+                   "interval" if "tie_spread_limit" in row else "this one's 95% interval")
+        said += f": their test AUCs spread wider than {against}{there}, so the selection split cannot tell them apart"
     t = row.get("tied_auc")
     if t:
         each = f" (each split's tie averaged over the {row['splits']})" if row.get("splits", 1) > 1 else ""
