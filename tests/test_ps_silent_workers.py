@@ -137,11 +137,9 @@ class FakeEnd:
         self.closed = True
 
 
-def test_the_piped_loop_loses_a_silent_worker_too(runtime, monkeypatch):
-    """The piped loop (a one-node Ray) polled a silent worker's channel for as long as it held a credit: for good. Now
-    it is lost after FLOOR, its channel closed, and the other trains every step."""
-    coord = coordinator(2, STEPS)
-    c = ScriptedCluster(runtime, coord, restarts=0, script={(1, 0): _hangs_at(20)})
+def _drive_piped(c, runtime, monkeypatch, on_push=lambda cluster: None):
+    """Run scripted cluster ``c`` (2 workers) on the piped loop, its channels stand-ins (``FakeEnd``); ``on_push(c)``
+    after each push's record."""
     c.piped = True
     c._channels = {w: FakeEnd(c.worker_actors[w]) for w in (0, 1)}
     c._credits = {0: 0, 1: 0}
@@ -158,8 +156,21 @@ def test_the_piped_loop_loses_a_silent_worker_too(runtime, monkeypatch):
 
     monkeypatch.setattr(piped_on_ray, "channel", SimpleNamespace(wait=wait))
     monkeypatch.setattr(piped_on_ray, "ray", SimpleNamespace(wait=runtime.wait, get=runtime.get))
-    c._drive(lambda push, rec: c.pushes.append((push.worker, push.parts["life"], push.parts["first"],
-                                                push.parts["steps"])))
+
+    def record(push, rec):
+        c.pushes.append((push.worker, push.parts["life"], push.parts["first"], push.parts["steps"]))
+        on_push(c)
+
+    c._drive(record)
+    return ends
+
+
+def test_the_piped_loop_loses_a_silent_worker_too(runtime, monkeypatch):
+    """The piped loop (a one-node Ray) polled a silent worker's channel for as long as it held a credit: for good. Now
+    it is lost after FLOOR, its channel closed, and the other trains every step."""
+    coord = coordinator(2, STEPS)
+    c = ScriptedCluster(runtime, coord, restarts=0, script={(1, 0): _hangs_at(20)})
+    ends = _drive_piped(c, runtime, monkeypatch)
     assert coord.done == STEPS and c.trained() == list(range(STEPS)) and coord.lost == [1]
     assert coord.events[0]["reason"] == f"silent for {FLOOR:.0f} s, limit {FLOOR:.0f} s"
     assert c.lives[1].killed and ends[1].closed and 1 not in c._channels
@@ -229,5 +240,21 @@ def test_a_driver_stall_does_not_raise_the_auto_limit(runtime):
             runtime.now += 1000.0
 
     c.run_scripted(stall)
+    assert coord.done == STEPS and c.trained() == list(range(STEPS)) and coord.lost == [1]
+    assert coord.events[0]["reason"] == f"silent for {FLOOR:.0f} s, limit {FLOOR:.0f} s"
+
+
+def test_a_driver_stall_does_not_raise_the_auto_limit_on_the_piped_loop_either(runtime, monkeypatch):
+    """As on the task loop (above): the piped loop's driver stalls 1000 s recording a push, then worker 1's cycle at step
+    60 never returns. Its stall counted in the silences its reports ended (FACTOR x 1000 s the limit: the loop polled
+    on past the stand-in's 6000 s), though the task loop left it out; now worker 1 is lost at FLOOR here too."""
+    coord = coordinator(2, STEPS)
+    c = ScriptedCluster(runtime, coord, restarts=0, script={(1, 0): _hangs_at(60)})
+
+    def stall(cluster):
+        if len(cluster.pushes) == 10:
+            runtime.now += 1000.0
+
+    _drive_piped(c, runtime, monkeypatch, stall)
     assert coord.done == STEPS and c.trained() == list(range(STEPS)) and coord.lost == [1]
     assert coord.events[0]["reason"] == f"silent for {FLOOR:.0f} s, limit {FLOOR:.0f} s"
