@@ -779,13 +779,11 @@ class _TimedRay(_FakeRay):
         return super().get(ref)
 
 
-def test_a_sandblaster_worker_that_dies_late_teaches_the_silence_limit_nothing(monkeypatch):
-    """A unit that fails (its actor died) after 500 s is no report: Downpour's loops count a silence only once its
-    cycle's answer is read, and until 2026-12-05 the pool counted the dead worker's 500 s (its first unit: 2x, so the
-    other worker's hung unit was lost at 1000 s, not at the 300 s floor)."""
+def _timed_pool(monkeypatch, workers, units, unit, stall=lambda fake, index: None):
+    """A RayPool of ``workers`` stand-in workers on ``_TimedRay``'s clock, ``units`` units an evaluation: ``unit(fake, w,
+    index)`` gives worker ``w``'s two refs for unit ``index``; ``stall(fake, index)`` runs as the driver hands a
+    finished unit's slices to the shard (its turn)."""
     from types import SimpleNamespace
-
-    from ray.exceptions import RayActorError
 
     from downpour.ps import silence
     from downpour.sandblaster import on_ray
@@ -796,18 +794,58 @@ def test_a_sandblaster_worker_that_dies_late_teaches_the_silence_limit_nothing(m
     monkeypatch.setattr(silence, "time", SimpleNamespace(monotonic=lambda: fake.now))
 
     def worker(w):
-        def remote(evaluation, unit, rows, total, stage, *point):
-            if w == 0:                   # its actor dies 500 s into its first unit
-                return [_TimedRef(at=fake.now + 500, error=RayActorError()) for _ in range(2)]
-            at = None if unit == 0 else fake.now   # no time a unit, but hangs on worker 0's, handed back to it
-            return [_TimedRef({"loss": 1.0, "parts": {}}, at), _TimedRef(torch.zeros(1), at)]
+        def remote(evaluation, index, rows, total, stage, *point):
+            return unit(fake, w, index)
         return SimpleNamespace(compute=SimpleNamespace(options=lambda num_returns: SimpleNamespace(remote=remote)))
 
+    def accumulate(ev, index, g):
+        stall(fake, index)
+        return _TimedRef(True, 0.0)
+
     shard = SimpleNamespace(point=SimpleNamespace(remote=lambda t: _TimedRef(torch.zeros(1), 0.0)),
-                            accumulate=SimpleNamespace(remote=lambda ev, u, g: _TimedRef(True, 0.0)))
+                            accumulate=SimpleNamespace(remote=accumulate))
     pool = on_ray.RayPool.__new__(on_ray.RayPool)
-    pool.cfg = SimpleNamespace(cluster=SimpleNamespace(workers=2), sandblaster=SimpleNamespace(units=4, backup_after=1.0))
-    pool.shard_actors, pool.worker_actors, pool._pending, pool.busy, pool.lost = [shard], [worker(0), worker(1)], {}, set(), {}
-    pool.silence, pool._unread = silence.Silence(workers=2), []
+    pool.cfg = SimpleNamespace(cluster=SimpleNamespace(workers=workers),
+                               sandblaster=SimpleNamespace(units=units, backup_after=1.0))
+    pool.shard_actors, pool.worker_actors = [shard], [worker(w) for w in range(workers)]
+    pool._pending, pool.busy, pool.lost = {}, set(), {}
+    pool.silence, pool._unread = silence.Silence(workers=workers), []
+    return fake, pool
+
+
+def test_a_sandblaster_worker_that_dies_late_teaches_the_silence_limit_nothing(monkeypatch):
+    """A unit that fails (its actor died) after 500 s is no report: Downpour's loops count a silence only once its
+    cycle's answer is read, and until 2026-12-05 the pool counted the dead worker's 500 s (its first unit: 2x, so the
+    other worker's hung unit was lost at 1000 s, not at the 300 s floor)."""
+    from ray.exceptions import RayActorError
+
+    def unit(fake, w, index):
+        if w == 0:                   # its actor dies 500 s into its first unit
+            return [_TimedRef(at=fake.now + 500, error=RayActorError()) for _ in range(2)]
+        at = None if index == 0 else fake.now   # no time a unit, but hangs on worker 0's, handed back to it
+        return [_TimedRef({"loss": 1.0, "parts": {}}, at), _TimedRef(torch.zeros(1), at)]
+
+    _, pool = _timed_pool(monkeypatch, 2, 4, unit)
     with pytest.raises(RunError, match=r"worker 0: RayActorError, worker 1: silent for 300 s, limit 300 s\)"):
+        pool.evaluate(1, torch.arange(8), 1.0, None)
+
+
+def test_a_sandblaster_driver_stall_does_not_raise_the_silence_limit(monkeypatch):
+    """Downpour's driver stall (ps/silence.py) on the pool: the driver stalls 1000 s handing unit 2's slices on while
+    worker 1's second unit (1 s) is done and waits unread, then every later unit hangs on both workers. The silence that
+    unit ended counted the stall without the pool's waiting()/woke() (FACTOR x 1001 s the limit: both lost after
+    20020 s); now both are lost at FLOOR."""
+    from downpour.ps.silence import FLOOR
+
+    def unit(fake, w, index):
+        at = None if index >= 4 else fake.now + 1
+        return [_TimedRef({"loss": 1.0, "parts": {}}, at), _TimedRef(torch.zeros(1), at)]
+
+    def stall(fake, index):
+        if index == 2:
+            fake.now += 1000.0
+
+    _, pool = _timed_pool(monkeypatch, 2, 8, unit, stall)
+    lost = f"silent for {FLOOR:.0f} s, limit {FLOOR:.0f} s"
+    with pytest.raises(RunError, match=rf"every worker was lost \(worker 0: {lost}, worker 1: {lost}\)"):
         pool.evaluate(1, torch.arange(8), 1.0, None)
