@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 import ray
 import torch
+from ray_room import Hog, workers_start_within
 
 import downpour.ps.asking_on_ray as asking_module
 import downpour.ps.cluster_on_ray as driver_module
@@ -290,14 +291,6 @@ def test_a_damaged_unapplied_range_in_a_ray_checkpoint_is_a_checkpoint_error(mon
     assert (coord.dispatched, coord.returned) == (28, [])       # nothing taken from it
 
 
-@ray.remote(num_cpus=2)
-class Hog:
-    """Another job's actor holding every CPU of the module's local Ray (2)."""
-
-    def ping(self):
-        return 1
-
-
 def test_waiting_for_room_on_the_cluster_is_said(local_ray, caplog):
     """An actor Ray had no room for (a full cluster, one still adding nodes) held the run silent before
     its first step; the wait is now said, with what it waits for and the CPUs free."""
@@ -328,14 +321,7 @@ def test_a_start_ray_has_no_room_for_fails_after_the_limit_naming_the_room_asked
     from downpour.ps.cluster import run_cluster
     from downpour.train.rundir import RunDir
 
-    from downpour.ps import cluster_on_ray
-
-    monkeypatch.setattr("downpour.ps.silence.FIRST_FLOOR", 12.0)
-    # the shards' 0-CPU actors start, but a fresh process's imports took 4 s (load 7 on the 2 cores, 2026-12-05): their
-    # wait is left long, so a loaded machine does not fail the shards within 12 s instead of the workers
-    gathered = cluster_on_ray.gathered
-    monkeypatch.setattr(cluster_on_ray, "gathered", lambda refs, what, limit, *more: gathered(
-        refs, what, limit if what == "worker actors" else 600.0, *more))
+    workers_start_within(monkeypatch, driver_module, 12.0)
     hog = Hog.remote()
     ray.get(hog.ping.remote())                                   # every CPU taken
     cfg = load_config("ufldl-sae", ["cluster.runner=ray", "data.samples=64", "train.batch_size=8", "train.steps=12",

@@ -515,6 +515,28 @@ def test_a_ray_run_trains_takes_the_reference_steps_and_backs_up_the_straggler(t
     assert summary["per_worker"]["1"] == {"units": 0, "used": 0}
 
 
+def test_a_ray_start_with_no_room_fails_naming_no_setting_sandblaster_refuses(tmp_path, local_ray, monkeypatch):
+    """Every CPU held by another job's actor: the start fails after its limit (Downpour's, tests/test_ps_ray_driver.py),
+    and its line told a Sandblaster run to set cluster.silent_seconds or cluster.worker_gpus, each of which the run
+    refuses (cli_flags.SANDBLASTER_READS); nothing lengthens its start's wait."""
+    from ray_room import Hog, workers_start_within
+
+    from downpour.sandblaster import on_ray
+
+    workers_start_within(monkeypatch, on_ray, 12.0)
+    hog = Hog.remote()
+    ray.get(hog.ping.remote())                                   # every CPU taken
+    cfg = _cfg("cluster.runner=ray", "cluster.workers=2", "cluster.shards=2", "train.steps=3")
+    try:
+        with pytest.raises(RunError, match=r"could not start 2 of 2 worker actors within 12 s: each asks CPU 1; the "
+                                           r"cluster has CPU 0 of 2 free\. .* ask for less \(cluster\.workers\), or, for "
+                                           r"a cluster still adding nodes, start the run once it has them") as err:
+            train(cfg, RunDir.create(tmp_path / "r", cfg))
+        assert "silent_seconds" not in str(err.value) and "worker_gpus" not in str(err.value)
+    finally:
+        ray.kill(hog)
+
+
 def test_a_unit_that_raises_in_a_live_worker_ends_the_run_naming_the_cause_not_the_workers():
     """Every RayError counted the worker lost: a unit's ValueError went to each worker in turn, and the run
     ended "every worker was lost (worker 1: RayTaskError(ValueError), ...)", the cause only in Ray's log."""

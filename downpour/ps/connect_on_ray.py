@@ -175,12 +175,13 @@ def placer(nodes_info: list[dict[str, Any]]) -> Callable[[int, float], dict[str,
 
 
 def gathered(refs: list[Any], what: str, limit: float, asks: dict[str, float] | None = None,
-             every: float = 60.0) -> list[Any]:
+             every: float = 60.0, longer: str | None = "cluster.silent_seconds") -> list[Any]:
     """``ray.get(refs)`` (the first answers of actors just started), saying every ``every`` seconds what it
     still waits for: an actor Ray has no room for (a full cluster, one still adding nodes) waits, and
     the run sat silent before its first step. Bounded since 2026-12-05 (it waited for good): after ``limit``
     seconds (:func:`downpour.ps.silence.start_limit`) with some still not started, RunError naming what each
-    asks (``asks``: resource -> amount) and what the cluster has free."""
+    asks (``asks``: resource -> amount) and what the cluster has free, and the setting that waits ``longer`` (None:
+    none does; Sandblaster's run refuses cluster.silent_seconds, and its error asked for it)."""
     pending, waited = list(refs), 0.0
     while pending:
         wait = min(every, limit - waited)
@@ -189,11 +190,12 @@ def gathered(refs: list[Any], what: str, limit: float, asks: dict[str, float] | 
             break
         waited += wait
         if waited >= limit:
+            fewer = "cluster.workers, cluster.worker_gpus" if (asks or {}).get("GPU") else "cluster.workers"
+            wait = (f"set {longer} over {limit:.0f} (the start waits the larger of it and {start_limit(0.0):.0f} s)"
+                    if longer else f"start the run once it has them (the start waits {limit:.0f} s)")
             raise RunError(f"Ray could not start {len(pending)} of {len(refs)} {what} within {waited:.0f} s: "
                            f"{_room(asks or {})}. Free room on the cluster (another job's actors, a node gone), ask "
-                           f"for less (cluster.workers, cluster.worker_gpus), or, for a cluster still adding nodes, set "
-                           f"cluster.silent_seconds over {limit:.0f} (the start waits the larger of it and "
-                           f"{start_limit(0.0):.0f} s)")
+                           f"for less ({fewer}), or, for a cluster still adding nodes, {wait}")
         log.warning("still waiting for Ray to start %d of %d %s after %.0f s (the cluster has %g of its %g CPUs "
                     "free): it has no room for them yet", len(pending), len(refs), what, waited,
                     ray.available_resources().get("CPU", 0), ray.cluster_resources().get("CPU", 0))

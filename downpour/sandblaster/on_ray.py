@@ -140,10 +140,10 @@ class RayPool:
         self.group = RayShards(self.shard_actors)
         limit = start_limit(0.0)   # (cluster.silent_seconds is Downpour's: the automatic limit, as self.silence)
         self.placement = {"shards": gathered([a.node.remote() for a in self.shard_actors],
-                                     "shard actors", limit),
+                                     "shard actors", limit, longer=None),
                           "workers": gathered([a.node.remote() for a in self.worker_actors],
                                               "worker actors", limit,
-                                              {"CPU": per_worker})}
+                                              {"CPU": per_worker}, longer=None)}
         self.t0 = time.perf_counter()
 
     def clock(self) -> float:
