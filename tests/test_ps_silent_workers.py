@@ -245,9 +245,9 @@ def test_a_driver_stall_does_not_raise_the_auto_limit(runtime):
 
 
 def test_a_driver_stall_does_not_raise_the_auto_limit_on_the_piped_loop_either(runtime, monkeypatch):
-    """As on the task loop (above): the piped loop's driver stalls 1000 s recording a push, then worker 1's cycle at step
-    60 never returns. Its stall counted in the silences its reports ended (FACTOR x 1000 s the limit: the loop polled
-    on past the stand-in's 6000 s), though the task loop left it out; now worker 1 is lost at FLOOR here too."""
+    """As on the task loop (above): the piped loop's driver stalls 1000 s recording a push, then worker 1's cycle at
+    step 60 never returns. Its stall counted in the silences its reports ended (FACTOR x 1000 s the limit: the loop
+    polled on past the stand-in's 6000 s), though the task loop left it out; now worker 1 is lost at FLOOR here too."""
     coord = coordinator(2, STEPS)
     c = ScriptedCluster(runtime, coord, restarts=0, script={(1, 0): _hangs_at(60)})
 

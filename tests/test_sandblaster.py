@@ -529,8 +529,9 @@ def test_a_ray_start_with_no_room_fails_naming_no_setting_sandblaster_refuses(tm
     cfg = _cfg("cluster.runner=ray", "cluster.workers=2", "cluster.shards=2", "train.steps=3")
     try:
         with pytest.raises(RunError, match=r"could not start 2 of 2 worker actors within 12 s: each asks CPU 1; the "
-                                           r"cluster has CPU 0 of 2 free\. .* ask for less \(cluster\.workers\), or, for "
-                                           r"a cluster still adding nodes, start the run once it has them") as err:
+                                           r"cluster has CPU 0 of 2 free\. .* ask for less \(cluster\.workers\), "
+                                           r"or, for a cluster still adding nodes, start the run once it has them"
+                           ) as err:
             train(cfg, RunDir.create(tmp_path / "r", cfg))
         assert "silent_seconds" not in str(err.value) and "worker_gpus" not in str(err.value)
     finally:
@@ -802,8 +803,8 @@ class _TimedRay(_FakeRay):
 
 
 def _timed_pool(monkeypatch, workers, units, unit, stall=lambda fake, index: None):
-    """A RayPool of ``workers`` stand-in workers on ``_TimedRay``'s clock, ``units`` units an evaluation: ``unit(fake, w,
-    index)`` gives worker ``w``'s two refs for unit ``index``; ``stall(fake, index)`` runs as the driver hands a
+    """A RayPool of ``workers`` stand-in workers on ``_TimedRay``'s clock, ``units`` units an evaluation: ``unit(fake,
+    w, index)`` gives worker ``w``'s two refs for unit ``index``; ``stall(fake, index)`` runs as the driver hands a
     finished unit's slices to the shard (its turn)."""
     from types import SimpleNamespace
 
