@@ -44,6 +44,7 @@ from downpour.errors import ConfigError
 from downpour.layers import L2Pool2d, LocalContrastNorm2d, LocallyConnected2d
 from downpour.layers.gabor import FIRST_LAYER_KINDS, init_first_layer
 from downpour.models.base import FeatureModel
+from downpour.models.frozen import FrozenCache
 from downpour.models.registry import register_model
 from downpour.models.rnn import RNNAutoencoder, RNNConfig
 from downpour.settings import Section, setting
@@ -217,6 +218,8 @@ class CatNet(FeatureModel):
                     if config.top == "gru" else None)
         init_first_layer(self.stages[0].filter.weight, config.first_layer)
         self.active_stage: int | None = None
+        # a greedy step's frozen stages, kept per input row (downpour/models/frozen.py); None: run them every step
+        self.frozen_cache: FrozenCache | None = FrozenCache()
 
     @property
     def n_stages(self) -> int:
@@ -226,6 +229,8 @@ class CatNet(FeatureModel):
         if stage is not None and not 1 <= stage <= self.n_stages:
             raise ValueError(f"stage {stage} out of range 1..{self.n_stages}")
         self.active_stage = stage
+        if stage is None and self.frozen_cache is not None:
+            self.frozen_cache.clear()        # nothing is frozen: free what it held
 
     def param_stages(self) -> dict[str, int]:
         """Stage i's parameters (``stages.<i-1>.*``; a partitioned stage's filters are every partition's
@@ -243,8 +248,11 @@ class CatNet(FeatureModel):
 
     def forward_train(self, batch: Batch) -> dict[str, Outputs]:
         outputs: dict[str, Outputs] = {}
-        x = batch.x
-        for i, stage in enumerate(self.stages, start=1):
+        x, done = batch.x, 0
+        below = min((self.active_stage or 1) - 1, len(self.stages))   # the frozen stages under the trained one
+        if below and self.frozen_cache is not None and self.training:
+            x, done = self.frozen_cache(self.stages[:below], x, lambda x: self._frozen(x, below)), below
+        for i, stage in enumerate(self.stages[done:], start=done + 1):
             if self.active_stage is not None and i > self.active_stage:
                 break
             x = x.detach()  # each stage learns from its own cost only
@@ -271,6 +279,13 @@ class CatNet(FeatureModel):
             outputs[f"stage{top}"] = Outputs(x=x, codes=codes, recon=self.top.decode(codes), weights=weights,
                                              encode=self.top.encode, decode=self.top.decode, costs=("reconstruction",))
         return outputs
+
+    def _frozen(self, x: Tensor, below: int) -> Tensor:
+        """The first ``below`` stages' normalised output, as :meth:`forward_train` runs them when frozen."""
+        with torch.no_grad():
+            for stage in self.stages[:below]:
+                x = stage(x.detach(), stage.filter.effective_weight())[2]
+        return x
 
     def feature_layers(self) -> list[str]:
         names = [f"stage{i}{part}" for i in range(1, len(self.stages) + 1) for part in ("/codes", "/pooled", "")]

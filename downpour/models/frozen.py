@@ -1,0 +1,70 @@
+"""A greedy schedule's frozen stages, run once per batch of inputs they have seen, not once per step.
+
+In a greedy cat run stage 2 trains on frozen stage 1's output, and the in-memory data set holds fixed crops
+(no augmentation by default), visited in a fresh order every epoch: from the second epoch of a stage on, every
+row's frozen output has been computed before. :class:`FrozenCache` keeps each row's output, keyed on the row's
+bytes (an exact key: two inputs share an entry only if they are the same bytes, so an augmented or streamed
+row that never recurs only misses), and hands a batch back from it when **every** row of the batch is held;
+otherwise the frozen stages run on the whole batch as without a cache, and its rows are kept. Computed on the
+same batch size as without the cache, the kernels a layer picks by batch size (``runs_banked``) are the same,
+and a row's output does not depend on the other rows of its batch (tested), so a run is bit for bit the one
+without the cache (tests/test_models_frozen_cache.py).
+
+The frozen weights are compared with the copy the held outputs were made with on every call (a few thousand
+values for the main job's stage 1) and everything is dropped when they differ: a parameter server's fetch of
+changed weights, or a stage switch. Memory: at most ``limit`` bytes of keys and outputs per model (default
+:data:`CACHE_BYTES`); past it, new rows are not kept. The main job's stage 1 holds 4 KiB of input and 4.5 KiB
+of output per crop: 18 MiB for its 2,180 crops on the local runner, half that per worker of two. CPU only (a
+GPU batch would be copied to the host to be keyed).
+"""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+CACHE_BYTES = 64 << 20      # per model: keys and outputs together
+_KEYED = (torch.float32, torch.float64)
+
+
+class FrozenCache:
+    """Per-row outputs of a frozen stack, for one set of weights; ``hits`` and ``misses`` count batches."""
+
+    def __init__(self, limit: int = CACHE_BYTES) -> None:
+        self.limit = limit
+        self.hits = self.misses = 0
+        self.clear()
+
+    def clear(self) -> None:
+        self._rows: dict[bytes, Tensor] = {}
+        self._weights: list[Tensor] = []
+        self.held = 0        # bytes of keys and outputs
+
+    def __call__(self, frozen: Sequence[nn.Module], x: Tensor, run: Callable[[Tensor], Tensor]) -> Tensor:
+        """``run(x)`` (the frozen stack ``frozen`` on the batch ``x``), from the held rows when all of them are."""
+        if x.device.type != "cpu" or x.dtype not in _KEYED or x.requires_grad:
+            return run(x)
+        self._check_weights(frozen)
+        keys = [row.numpy().tobytes() for row in x.contiguous()]
+        held = [self._rows.get(k) for k in keys]
+        if all(h is not None for h in held):
+            self.hits += 1
+            return torch.stack(held)         # type: ignore[arg-type]
+        self.misses += 1
+        out = run(x)
+        row_bytes = len(keys[0]) + out[0].numel() * out.element_size()
+        for key, row in zip(keys, out):
+            if key not in self._rows and self.held + row_bytes <= self.limit:
+                self._rows[key] = row.clone()
+                self.held += row_bytes
+        return out
+
+    def _check_weights(self, frozen: Sequence[nn.Module]) -> None:
+        """Drop every held row unless ``frozen``'s parameters and buffers are the ones they were made with."""
+        now = [t for m in frozen for t in (*m.parameters(), *m.buffers())]
+        same = len(now) == len(self._weights) and all(
+            a.shape == b.shape and a.dtype == b.dtype and torch.equal(a, b) for a, b in zip(now, self._weights))
+        if not same:
+            self.clear()
+            self._weights = [t.detach().clone() for t in now]

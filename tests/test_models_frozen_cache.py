@@ -1,0 +1,111 @@
+"""A greedy step's frozen stages kept per input row (downpour/models/frozen.py): bit for bit the run without it."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import downpour.models.cat as cat
+from downpour.cli import main
+from downpour.data.dataset import Dataset
+from downpour.models.frozen import FrozenCache
+from downpour.models.registry import create_model
+from downpour.objectives import Objective
+from downpour.train.setup import stage_for_step
+from downpour.train.step import train_step
+
+OBJECTIVE = {"reconstruction": 1.0, "pooled_l2": {"weight": 0.2, "eps": 1e-2}}
+MODELS = {"main job": lambda: create_model("cat-demo", (1, 32, 32), tile=2, filter_norm=(0.9, 1.0)),
+          "untied": lambda: create_model("cat-demo", (1, 32, 32), tile=0, decoder="untied", filter_norm=(0.0,)),
+          "three stages": lambda: create_model("cat-3stage", (1, 64, 64)),
+          "gru top": lambda: create_model("cat-demo", (1, 32, 32), tile=2, top="gru", top_hidden=16, top_code=32)}
+
+
+def _greedy(name: str, cached: bool, steps: int = 48) -> tuple[dict[str, torch.Tensor], list[float], FrozenCache | None]:
+    """A greedy run of ``steps`` Adam steps on 40 fixed rows (batch 8: a row recurs every 5 steps)."""
+    torch.manual_seed(0)
+    model = MODELS[name]()
+    if not cached:
+        model.frozen_cache = None
+    objective = Objective.from_config(OBJECTIVE)
+    data = Dataset(torch.randn(40, *model.input_shape))
+    batches = data.batches(8, torch.Generator().manual_seed(1))
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    losses = []
+    for step in range(steps):
+        model.set_stage(stage_for_step(step, steps, model.n_stages, "greedy"))
+        losses.append(train_step(model, objective, next(batches)).loss)
+        opt.step()
+    return model.state_dict(), losses, model.frozen_cache
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_a_greedy_run_with_the_cache_is_bit_for_bit_the_run_without(name):
+    weights, losses, cache = _greedy(name, cached=True)
+    plain_weights, plain_losses, _ = _greedy(name, cached=False)
+    assert losses == plain_losses
+    assert weights.keys() == plain_weights.keys()
+    assert all(torch.equal(weights[k], plain_weights[k]) for k in weights)
+    assert cache is not None and cache.hits > 0      # the frozen stages did come from the cache
+
+
+def test_the_cache_drops_its_rows_when_the_frozen_weights_change():
+    torch.manual_seed(0)
+    model = MODELS["main job"]().train()
+    model.set_stage(2)
+    x = torch.randn(8, 1, 32, 32)
+    first = model.forward_train(cat.Batch(x))["stage2"].x
+    with torch.no_grad():
+        model.stages[0].filter.weight.add_(torch.randn_like(model.stages[0].filter.weight))   # other weights fetched
+    again = model.forward_train(cat.Batch(x))["stage2"].x
+    assert (model.frozen_cache.hits, model.frozen_cache.misses) == (0, 2)
+    model.frozen_cache = None
+    assert torch.equal(again, model.forward_train(cat.Batch(x))["stage2"].x)
+    assert not torch.equal(first, again)
+
+
+def test_a_partitioned_model_never_answers_from_rows_made_with_other_weights():
+    """Its filters are the partitions' parameters, not its stages' own: a cache checking those would miss a fetch."""
+    from downpour.parallel import partition_model
+
+    torch.manual_seed(0)
+    model = partition_model(create_model("cat-demo", (1, 32, 32), tile=0), 2).train()
+    model.set_stage(2)
+    x = torch.randn(8, 1, 32, 32)
+    model.forward_train(cat.Batch(x))
+    with torch.no_grad():
+        for part in model.partitions:
+            part.weights[0].add_(torch.randn_like(part.weights[0]))
+    again = model.forward_train(cat.Batch(x))["stage2"].x
+    model.frozen_cache = None
+    assert torch.equal(again, model.forward_train(cat.Batch(x))["stage2"].x)
+
+
+def test_the_cache_holds_no_more_than_its_limit_and_still_answers():
+    torch.manual_seed(0)
+    model = MODELS["main job"]().train()
+    model.set_stage(2)
+    row = 32 * 32 * 4 + 8 * 12 * 12 * 4                  # a crop's key and its stage-1 output
+    model.frozen_cache = FrozenCache(limit=5 * row)
+    x = torch.randn(8, 1, 32, 32)
+    model.forward_train(cat.Batch(x))
+    model.forward_train(cat.Batch(x))                     # 3 of its rows are not held: computed again
+    assert model.frozen_cache.held == 5 * row and model.frozen_cache.hits == 0
+    model.set_stage(None)
+    assert model.frozen_cache.held == 0                   # nothing frozen: nothing held
+
+
+def test_the_local_runner_trains_the_same_weights_with_and_without_the_cache(tmp_path, monkeypatch):
+    made: list[FrozenCache] = []
+
+    def counted(limit: int = FrozenCache.__init__.__defaults__[0]) -> FrozenCache:
+        made.append(FrozenCache(limit))
+        return made[-1]
+
+    args = ["train", "--config", "cat-demo", "--steps", "60", "--runner", "local", "--no-report",
+            "--set", "train.tensorboard=false", "--set", "train.batch_size=256"]
+    monkeypatch.setattr(cat, "FrozenCache", counted)
+    assert main([*args, "--out", str(tmp_path / "cached")]) == 0
+    assert sum(c.hits for c in made) > 0
+    monkeypatch.setattr(cat, "FrozenCache", lambda: FrozenCache(limit=0))
+    assert main([*args, "--out", str(tmp_path / "plain")]) == 0
+    assert (tmp_path / "cached/model.safetensors").read_bytes() == (tmp_path / "plain/model.safetensors").read_bytes()
