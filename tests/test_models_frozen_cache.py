@@ -94,14 +94,15 @@ def test_the_cache_holds_no_more_than_its_limit_and_still_answers():
     assert model.frozen_cache.held == 0                   # nothing frozen: nothing held
 
 
-def test_the_local_runner_trains_the_same_weights_with_and_without_the_cache(tmp_path, monkeypatch):
+@pytest.mark.parametrize("runner", [["--runner", "local"], ["--runner", "simulated", "--workers", "2"]])
+def test_a_runner_trains_the_same_weights_with_and_without_the_cache(runner, tmp_path, monkeypatch):
     made: list[FrozenCache] = []
 
     def counted(limit: int = FrozenCache.__init__.__defaults__[0]) -> FrozenCache:
         made.append(FrozenCache(limit))
         return made[-1]
 
-    args = ["train", "--config", "cat-demo", "--steps", "60", "--runner", "local", "--no-report",
+    args = ["train", "--config", "cat-demo", "--steps", "60", *runner, "--no-report",
             "--set", "train.tensorboard=false", "--set", "train.batch_size=256"]
     monkeypatch.setattr(cat, "FrozenCache", counted)
     assert main([*args, "--out", str(tmp_path / "cached")]) == 0
