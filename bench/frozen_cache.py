@@ -9,7 +9,8 @@ crops are fixed (no augmentation) and recur every epoch. ``CatNet.frozen_cache``
 (downpour/models/frozen.py) keeps each crop's stage-1 output and answers a batch from it once every row is
 held. Two rows, each timed against ``frozen_cache = None`` (the old way) in the same run, interleaved
 (bench/_protocol.py), as the local runner steps (``train_step`` and Adam at train.lr, batches from the run's
-seed), on a freshly initialised main-job network each repetition (the cache starts empty, as in a run):
+seed), on a freshly initialised main-job network each repetition (the cache starts empty, as in a run), after
+an untimed warm-up of 100 steps each way:
 
 - ``stage2``: the stage-2 share of the main job's steps (750 of 1,500) alone;
 - ``greedy``: the whole schedule, stage 1 then stage 2.
@@ -68,6 +69,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         return {"ms_per_step": 1e3 * wall / len(steps),
                 **({"hit_batches": cache.hits, "held_mib": round(cache.held / 2 ** 20, 1)} if cache else {})}
 
+    for cached in (True, False):     # untimed: a process's first steps pay one-off costs (rep 0's stage2 read 1.00)
+        train(cached, range(total // 2 - 50, total // 2 + 50))
     out = []
     for name, steps in (("stage2", range(total // 2, total)), ("greedy", range(total))):
         def rep(cached: bool, r: int) -> dict[str, Any]:
