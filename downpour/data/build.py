@@ -221,7 +221,8 @@ def _mixed(cfg: DataConfig, seed: int) -> tuple[np.ndarray, dict[str, Any], list
         views, owner, _ = _views(faces, cfg, 0, _rng(seed, _FACES))
         n_faces = len(views) if f == 1 else round(len(nat[0]) * f / (1 - f))
         # Whole shuffled passes over the 140 lfw views until there are enough: every view is used
-        # about equally often, and repeats are fine because augmentation varies them.
+        # about equally often. Without augmentation (data.shift/scale/flip, off in the presets) a repeat is
+        # the same crop: the share of face samples is reached by weight, not by new images.
         rng = _rng(seed, _PICK)
         pick = np.concatenate([rng.permutation(len(views)) for _ in range(-(-n_faces // len(views)))] or [empty[1]])[:n_faces]
         fac = (views[pick], owner[pick], [])
