@@ -82,3 +82,38 @@ def test_an_analysis_stopped_before_its_first_part_says_it_kept_nothing(trained,
     assert main(["analyze", str(run), *FAST]) == 130
     err = capsys.readouterr().err
     assert "before any part of it finished" in err and not (run / NAME).exists() and not (run / "analysis.json").exists()
+
+
+def test_parts_kept_by_other_code_are_not_read_back(trained, monkeypatch, tmp_path):
+    """A partial file kept before an upgrade was read back as the new code's numbers (the key had no code in it)."""
+    from downpour.analysis import partial
+    from downpour.train.rundir import RunDir
+
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "a.py").write_text("X = 1\n")
+    before = partial.source_digest(tmp_path)
+    (tmp_path / "pkg" / "a.py").write_text("X = 2\n")
+    assert partial.source_digest(tmp_path) != before
+    key = partial.inputs_key(RunDir.open(trained[0]), {"top_k": 4}, None)
+    monkeypatch.setattr(partial, "code_digest", lambda: "downpour of another day")
+    assert partial.inputs_key(RunDir.open(trained[0]), {"top_k": 4}, None) != key
+
+
+def test_the_key_reads_the_input_processing_and_the_images_of_a_folder_the_options_name(trained, tmp_path):
+    """A folder's images were keyed by its name (edited, its old parts were read back), the run's preprocess.* not."""
+    from downpour.analysis.partial import inputs_key
+    from downpour.train.rundir import RunDir
+
+    run = tmp_path / "run"
+    shutil.copytree(trained[0], run)
+    images = tmp_path / "images"
+    (images / "cat").mkdir(parents=True)
+    (images / "cat" / "1.png").write_bytes(b"one")
+    for options in ({"dataset": str(images)}, {"poses": str(images)}, {"probes": ["digits", str(images)]}):
+        key = inputs_key(RunDir.open(run), options, None)
+        (images / "cat" / "1.png").write_bytes((images / "cat" / "1.png").read_bytes() + b"!")
+        assert inputs_key(RunDir.open(run), options, None) != key, options
+    key = inputs_key(RunDir.open(run), {}, None)
+    (run / "preprocess.json").write_text((run / "preprocess.json").read_text() + " ")
+    assert inputs_key(RunDir.open(run), {}, None) != key
+

@@ -6,19 +6,23 @@
 An analysis measures one part after another (the splits, the face test, the optimal stimulus, the invariance
 sweeps, the probes: ~17 s on the main job, minutes on bigger runs); a Ctrl-C used to lose them all. Each part's
 result is written here (whole or not at all) as it finishes, keyed by the SHA-256 of what it was measured from:
-the weights, the run's config.toml, the analysis options and the no-faces network's weights. A rerun with another
-key measures everything anew. The file goes once analysis.json is written; it is never read as an analysis
-(the report and the studies read analysis.json only).
+the weights, the run's config.toml and input processing, the analysis options, the images of a folder they name,
+the no-faces network's weights and the code that measures (downpour's source and the numeric libraries' versions:
+a file kept before an upgrade is not read back as the new code's numbers). A rerun with another key measures
+everything anew. The file goes once analysis.json is written; it is never read as an analysis (the report and the
+studies read analysis.json only).
 
 Every part's value goes through JSON on the way out, the first time as on reuse, so an analysis stopped and
 finished writes the very analysis.json an analysis run through would (tests/test_analysis_partial.py).
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -30,16 +34,56 @@ log = logging.getLogger(__name__)
 NAME = "analysis.partial.json"
 
 
+# a run's files its analysis is measured from (its input processing: the images' whitening and normalisation)
+RUN_FILES = ("model.safetensors", "model.json", "config.toml", "preprocess.json", "preprocess.safetensors")
+LIBRARIES = ("torch", "numpy", "scipy", "scikit-learn", "scikit-image")   # whose arithmetic the numbers come out of
+FOLDER_OPTIONS = ("dataset", "poses", "probes")    # options that may name a folder of images (else lfw, digits)
+
+
 def inputs_key(run: RunDir, options: dict[str, Any], no_faces: Path | None) -> str:
-    """SHA-256 of the weights (model.safetensors and model.json), config.toml, the analysis ``options`` and, when the
-    face test scores one, the no-faces network's weights: what an analysis's numbers are measured from."""
+    """SHA-256 of what an analysis's numbers are measured from: the run's :data:`RUN_FILES`, the analysis
+    ``options``, every file of a folder they name (:data:`FOLDER_OPTIONS`), the no-faces network's files when the
+    face test scores one, and the code (:func:`code_digest`)."""
     h = hashlib.sha256(json.dumps(options, sort_keys=True, default=str).encode())
-    files = [run.path / "model.safetensors", run.path / "model.json", run.path / "config.toml"]
+    h.update(code_digest().encode())
+    files = [(name, run.path / name) for name in RUN_FILES]    # (named as within their folder: a run moved keeps its key)
     if no_faces is not None:
-        files += [no_faces / "model.safetensors", no_faces / "model.json"]
-    for path in files:
-        h.update(path.name.encode())
+        files += [(f"no-faces {name}", no_faces / name) for name in RUN_FILES]
+    for folder in _named_folders(options):
+        files += [(f"{folder} {p.relative_to(folder).as_posix()}", p) for p in sorted(folder.rglob("*")) if p.is_file()]
+    for name, path in files:
+        h.update(name.encode())
         h.update(path.read_bytes() if path.is_file() else b"")
+    return h.hexdigest()
+
+
+def _named_folders(options: dict[str, Any]) -> Iterator[Path]:
+    for key in FOLDER_OPTIONS:
+        values = options.get(key)
+        for value in values if isinstance(values, list) else [values]:
+            if isinstance(value, str) and value and Path(value).is_dir():
+                yield Path(value)
+
+
+@functools.cache
+def code_digest() -> str:
+    """The code an analysis measures with: :func:`source_digest` of the downpour package and the versions of the
+    :data:`LIBRARIES` (until 2026-12-05 a part kept by older code was read back after an upgrade)."""
+    versions = []
+    for name in LIBRARIES:
+        try:
+            versions.append(f"{name} {version(name)}")
+        except PackageNotFoundError:
+            versions.append(f"{name} absent")
+    return source_digest(Path(__file__).resolve().parents[1]) + " " + ", ".join(versions)
+
+
+def source_digest(root: Path) -> str:
+    """SHA-256 of every ``*.py`` file under ``root``, with its path there."""
+    h = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        h.update(path.relative_to(root).as_posix().encode())
+        h.update(path.read_bytes())
     return h.hexdigest()
 
 
