@@ -117,3 +117,22 @@ def test_the_key_reads_the_input_processing_and_the_images_of_a_folder_the_optio
     (run / "preprocess.json").write_text((run / "preprocess.json").read_text() + " ")
     assert inputs_key(RunDir.open(run), {}, None) != key
 
+
+def test_an_unreadable_partial_file_is_measured_anew_and_logged(trained, caplog):
+    from downpour.analysis.partial import Kept
+    from downpour.train.rundir import RunDir
+
+    (trained[0] / NAME).write_text('{"key": "abc", "parts": {"spl')       # torn
+    with caplog.at_level("INFO"):
+        kept = Kept.open(RunDir.open(trained[0]), "abc")
+    assert kept.parts == {} and f"{trained[0] / NAME}: unreadable" in caplog.text and not (trained[0] / NAME).exists()
+
+
+def test_a_stop_before_the_first_part_names_no_part_kept_for_other_inputs(trained, monkeypatch, capsys):
+    """It said "kept the splits in ...: `...` finishes it from there" of another analysis's parts, never reused."""
+    run, _ = trained
+    (run / NAME).write_text(json.dumps({"key": "another model's", "parts": {"splits": {}}}))
+    _stop_in(monkeypatch, "over_splits")
+    assert main(["analyze", str(run), *FAST]) == 130
+    err = capsys.readouterr().err
+    assert "before any part of it finished" in err and "kept the splits" not in err and not (run / NAME).exists()

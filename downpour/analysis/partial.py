@@ -96,15 +96,19 @@ class Kept:
 
     @classmethod
     def open(cls, run: RunDir, key: str) -> "Kept":
-        """The parts kept in ``RUN/analysis.partial.json`` when they were measured from inputs ``key``; none otherwise
-        (another model, config or options: the file is then overwritten by this analysis's first part)."""
+        """The parts kept in ``RUN/analysis.partial.json`` when they were measured from inputs ``key``; none otherwise:
+        the file, of other inputs (another model, config, options or code) or unreadable, is removed then, so a stop
+        before this analysis's first part does not name its parts as kept (until 2026-12-05 it did)."""
         saved = read(run.path)
-        if saved.get("key") != key:
-            if saved:
-                log.info("%s: measured from other weights, config or analysis options; measuring anew",
-                         run.path / NAME)
-            return cls(run, key, {})
-        return cls(run, key, saved["parts"])
+        if saved.get("key") == key:
+            return cls(run, key, saved["parts"])
+        kept = cls(run, key, {})
+        if kept.path.is_file():
+            log.info("%s: %s; measuring anew", kept.path,
+                     "measured from other weights, config, analysis options or code" if saved else
+                     "unreadable (not the JSON this analysis writes)")
+            kept.discard()
+        return kept
 
     def part(self, name: str, compute: Callable[[], Any], encode: Callable[[Any], Any] = lambda v: v,
              decode: Callable[[Any], Any] = lambda v: v) -> Any:
