@@ -136,3 +136,20 @@ def test_a_stop_before_the_first_part_names_no_part_kept_for_other_inputs(traine
     assert main(["analyze", str(run), *FAST]) == 130
     err = capsys.readouterr().err
     assert "before any part of it finished" in err and "kept the splits" not in err and not (run / NAME).exists()
+
+
+def test_parts_kept_on_another_thread_count_are_not_read_back(trained):
+    """torch's sums come out otherwise on another thread count (analyze_run sets train.threads for that reason)."""
+    import torch
+
+    from downpour.analysis.partial import inputs_key
+    from downpour.train.rundir import RunDir
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = inputs_key(RunDir.open(trained[0]), {}, None)
+        torch.set_num_threads(2)
+        assert inputs_key(RunDir.open(trained[0]), {}, None) != one
+    finally:
+        torch.set_num_threads(before)

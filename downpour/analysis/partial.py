@@ -26,6 +26,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from downpour.train.model_file import replace_text
 from downpour.train.rundir import RunDir
 
@@ -43,9 +45,10 @@ FOLDER_OPTIONS = ("dataset", "poses", "probes")    # options that may name a fol
 def inputs_key(run: RunDir, options: dict[str, Any], no_faces: Path | None) -> str:
     """SHA-256 of what an analysis's numbers are measured from: the run's :data:`RUN_FILES`, the analysis
     ``options``, every file of a folder they name (:data:`FOLDER_OPTIONS`), the no-faces network's files when the
-    face test scores one, and the code (:func:`code_digest`)."""
+    face test scores one, the code (:func:`code_digest`) and torch's thread count (its sums' order: the optimal
+    stimulus comes out otherwise on another count, :func:`~downpour.analysis.run.analyze_run`)."""
     h = hashlib.sha256(json.dumps(options, sort_keys=True, default=str).encode())
-    h.update(code_digest().encode())
+    h.update(f"{code_digest()} threads {torch.get_num_threads()}".encode())
     files = [(name, run.path / name) for name in RUN_FILES]    # (named as within their folder: a run moved keeps its key)
     if no_faces is not None:
         files += [(f"no-faces {name}", no_faces / name) for name in RUN_FILES]
