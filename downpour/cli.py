@@ -1,11 +1,11 @@
-"""The ``downpour`` command: train, crossfit, analyze, report, models, presets, study, plan."""
+"""The ``downpour`` command: train, crossfit, analyze, report, models, presets, study, plan (analyze and report in
+:mod:`~downpour.cli_analyze`, study in :mod:`~downpour.cli_study`)."""
 from __future__ import annotations
 
 import argparse
 import json
 import logging
 import os
-import shlex
 import signal
 import sys
 import time
@@ -15,6 +15,7 @@ from downpour.config import (CROSSFIT_CONTROLS, ClusterConfig, ConfigError, Flag
                              config_to_toml, load_config, preset_table, parse_override, with_origin)
 from downpour.cli_flags import (CHECKPOINT_KEYS, check_flags, check_as_typed, check_plan_flags, check_sets, set_keys,
                                 update_rule_words)
+from downpour.cli_analyze import analyze_and_report, cmd_analyze, cmd_report, report_only
 from downpour.cli_study import cmd_study
 from downpour.settings import choices_of
 from downpour.errors import DownpourError
@@ -104,9 +105,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     summary = train_with_twin(cfg, run, twin, resume=resume)
     print(json.dumps(summary))
     if cfg.analysis.report and summary.get("kept") and (run.path / "analysis.json").is_file():
-        _report_only(run.path)         # nothing was trained (a finished run and its twin): its analysis stays
+        report_only(run.path)          # nothing was trained (a finished run and its twin): its analysis stays
     elif cfg.analysis.report:
-        _analyze_and_report(run.path)
+        analyze_and_report(run.path)
     return failed(search_failures(summary))   # 1: an L-BFGS line search failed for real (its model saved all the same)
 
 
@@ -128,72 +129,6 @@ def cmd_crossfit(args: argparse.Namespace) -> int:
     print("\n".join(result["verdict"]["sentences"]))
     print(f"downpour: cross-fitted face test written to {Path(out) / 'crossfit.json'} and {write_crossfit_report(out)}")
     return failed(line_search_failures(result), kept=line_search_failures(result, kept=True))   # 1 as train: a line search failed for real (everything is written)
-
-
-def _analyze_and_report(path: Path) -> int:
-    from downpour.analysis.run import analyze_run
-
-    try:
-        analyze_run(path)
-    except KeyboardInterrupt:     # (and SIGTERM) the trained run is whole: only its analysis is left
-        _stopped_analysis(path, f"downpour analyze {path} --report")
-        raise
-    return _report_only(path)
-
-
-def _stopped_analysis(path: str | Path, command: str) -> None:
-    """What an analysis stopped by Ctrl-C or SIGTERM kept (RUN/analysis.partial.json) and the command that finishes it."""
-    from downpour.analysis.partial import NAME, kept_words
-
-    kept = kept_words(path)
-    print("downpour: stopped in the analysis" + (f"; kept {kept} in {Path(path) / NAME}: `{command}` finishes it from there"
-                                                 if kept else f", before any part of it finished; `{command}` finishes it"),
-          file=sys.stderr)
-
-
-def analysis_overrides(run_path: str, sets: list[str]) -> dict[str, object]:
-    """``--set analysis.KEY=VALUE`` for ``downpour analyze``: typed and checked against the run's config."""
-    from downpour.train.rundir import RunDir
-
-    if not sets:
-        return {}
-    for item in sets:
-        if not item.startswith("analysis."):
-            raise ConfigError(f"--set {item}: downpour analyze only takes analysis.KEY=VALUE overrides")
-    cfg = RunDir.open(run_path).config_with(sets)
-    keys = [parse_override(item)[0][1] for item in sets]
-    return {key: getattr(cfg.analysis, key) for key in keys}
-
-
-def cmd_analyze(args: argparse.Namespace) -> int:
-    from downpour.analysis.run import analyze_run
-
-    overrides = analysis_overrides(args.run, args.set)
-    asked = overrides.pop("report", None)                           # --set analysis.report=true is --report
-    if args.report and asked is False:
-        raise ConfigError("--report and --set analysis.report=false: one asks for the report, the other not; give one")
-    old = (Path(args.run) / "report.html").is_file()
-    report = args.report or bool(asked) or (old and asked is None)   # a report of the old analysis: rewritten
-    try:
-        analyze_run(args.run, **overrides)                          # (and removed: it no longer describes it)
-    except KeyboardInterrupt:     # (and SIGTERM) the parts it finished are kept: the same command goes on from them
-        sets = "".join(f" --set {shlex.quote(item)}" for item in args.set)
-        _stopped_analysis(args.run, f"downpour analyze {shlex.quote(str(args.run))}{sets}{' --report' if args.report else ''}")
-        raise
-    print(f"downpour: analysis written to {Path(args.run) / 'analysis.json'}"
-          + ("; the old report.html was removed (analysis.report = false)" if old and not report else ""))
-    return _report_only(Path(args.run)) if report else 0
-
-
-def _report_only(path: Path) -> int:
-    from downpour.analysis.report import write_report
-
-    print(f"downpour: report written to {write_report(path)}")
-    return 0
-
-
-def cmd_report(args: argparse.Namespace) -> int:
-    return _report_only(Path(args.run))     # analyses the run first when it has no analysis.json yet
 
 
 def cmd_models(args: argparse.Namespace) -> int:

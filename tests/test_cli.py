@@ -5,7 +5,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from downpour.cli import analysis_overrides, build_parser, _overrides, main
+from downpour.cli import build_parser, _overrides, main
+from downpour.cli_analyze import analysis_overrides
 from downpour.config import ConfigError, load_config
 
 TINY = ["--config", "ufldl-sae", "--steps", "20", "--set", "data.samples=500", "--set", "train.tensorboard=false",

@@ -257,19 +257,19 @@ def test_the_crossfit_refuses_an_override_of_the_keys_it_sets(key):
 def test_analyze_takes_analysis_report_as_report(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr("downpour.analysis.run.analyze_run", lambda run, **o: calls.append(("analyze", o)))
-    monkeypatch.setattr("downpour.cli._report_only", lambda path: calls.append(("report", path)) or 0)
-    monkeypatch.setattr("downpour.cli.analysis_overrides", lambda run, sets: {"report": True, "splits": 3})
+    monkeypatch.setattr("downpour.cli_analyze.report_only", lambda path: calls.append(("report", path)) or 0)
+    monkeypatch.setattr("downpour.cli_analyze.analysis_overrides", lambda run, sets: {"report": True, "splits": 3})
     assert main(["analyze", str(tmp_path), "--set", "analysis.report=true"]) == 0
     assert calls == [("analyze", {"splits": 3}), ("report", tmp_path)]
 
     calls.clear()                                      # no report asked for, none there: none written
-    monkeypatch.setattr("downpour.cli.analysis_overrides", lambda run, sets: {"splits": 3})
+    monkeypatch.setattr("downpour.cli_analyze.analysis_overrides", lambda run, sets: {"splits": 3})
     assert main(["analyze", str(tmp_path)]) == 0 and calls == [("analyze", {"splits": 3})]
     calls.clear()                                      # one there, of the old analysis: rewritten, not left stale
     (tmp_path / "report.html").write_text("<p>the old analysis</p>")
     assert main(["analyze", str(tmp_path)]) == 0 and calls == [("analyze", {"splits": 3}), ("report", tmp_path)]
     calls.clear()                                      # one there, and report = false said: not written (it was)
-    monkeypatch.setattr("downpour.cli.analysis_overrides", lambda run, sets: {"report": False, "splits": 3})
+    monkeypatch.setattr("downpour.cli_analyze.analysis_overrides", lambda run, sets: {"report": False, "splits": 3})
     assert main(["analyze", str(tmp_path), "--set", "analysis.report=false"]) == 0
     assert calls == [("analyze", {"splits": 3})]
 
@@ -286,7 +286,7 @@ def test_a_stream_key_on_files_that_may_stream_is_taken(tmp_path, capsys):
 
 
 def test_analyze_refuses_report_and_report_false_together(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr("downpour.cli.analysis_overrides", lambda run, sets: {"report": False})
+    monkeypatch.setattr("downpour.cli_analyze.analysis_overrides", lambda run, sets: {"report": False})
     assert main(["analyze", str(tmp_path), "--report", "--set", "analysis.report=false"]) == 2
     assert "--report and --set analysis.report=false" in capsys.readouterr().err
 

@@ -1,0 +1,76 @@
+"""``downpour analyze RUN`` and ``downpour report RUN`` (their flags are defined with the other commands' in
+``cli.build_parser``), and the analysis and report ``downpour train`` ends with."""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+
+from downpour.config import ConfigError, parse_override
+
+
+def analyze_and_report(path: Path) -> int:
+    from downpour.analysis.run import analyze_run
+
+    try:
+        analyze_run(path)
+    except KeyboardInterrupt:     # (and SIGTERM) the trained run is whole: only its analysis is left
+        stopped_analysis(path, f"downpour analyze {path} --report")
+        raise
+    return report_only(path)
+
+
+def stopped_analysis(path: str | Path, command: str) -> None:
+    """What an analysis stopped by Ctrl-C or SIGTERM kept (RUN/analysis.partial.json) and the command that finishes it."""
+    from downpour.analysis.partial import NAME, kept_words
+
+    kept = kept_words(path)
+    print("downpour: stopped in the analysis" + (f"; kept {kept} in {Path(path) / NAME}: `{command}` finishes it from there"
+                                                 if kept else f", before any part of it finished; `{command}` finishes it"),
+          file=sys.stderr)
+
+
+def analysis_overrides(run_path: str, sets: list[str]) -> dict[str, object]:
+    """``--set analysis.KEY=VALUE`` for ``downpour analyze``: typed and checked against the run's config."""
+    from downpour.train.rundir import RunDir
+
+    if not sets:
+        return {}
+    for item in sets:
+        if not item.startswith("analysis."):
+            raise ConfigError(f"--set {item}: downpour analyze only takes analysis.KEY=VALUE overrides")
+    cfg = RunDir.open(run_path).config_with(sets)
+    keys = [parse_override(item)[0][1] for item in sets]
+    return {key: getattr(cfg.analysis, key) for key in keys}
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from downpour.analysis.run import analyze_run
+
+    overrides = analysis_overrides(args.run, args.set)
+    asked = overrides.pop("report", None)                           # --set analysis.report=true is --report
+    if args.report and asked is False:
+        raise ConfigError("--report and --set analysis.report=false: one asks for the report, the other not; give one")
+    old = (Path(args.run) / "report.html").is_file()
+    report = args.report or bool(asked) or (old and asked is None)   # a report of the old analysis: rewritten
+    try:
+        analyze_run(args.run, **overrides)                          # (and removed: it no longer describes it)
+    except KeyboardInterrupt:     # (and SIGTERM) the parts it finished are kept: the same command goes on from them
+        sets = "".join(f" --set {shlex.quote(item)}" for item in args.set)
+        stopped_analysis(args.run, f"downpour analyze {shlex.quote(str(args.run))}{sets}{' --report' if args.report else ''}")
+        raise
+    print(f"downpour: analysis written to {Path(args.run) / 'analysis.json'}"
+          + ("; the old report.html was removed (analysis.report = false)" if old and not report else ""))
+    return report_only(Path(args.run)) if report else 0
+
+
+def report_only(path: Path) -> int:
+    from downpour.analysis.report import write_report
+
+    print(f"downpour: report written to {write_report(path)}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    return report_only(Path(args.run))     # analyses the run first when it has no analysis.json yet
