@@ -153,3 +153,15 @@ def test_parts_kept_on_another_thread_count_are_not_read_back(trained):
         assert inputs_key(RunDir.open(trained[0]), {}, None) != one
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_folder_named_as_a_built_in_set_is_not_read_into_the_key(trained, tmp_path, monkeypatch):
+    """analysis.probes = ["digits"] is scikit-learn's digits even where the working folder holds a digits/ folder."""
+    from downpour.analysis.partial import inputs_key
+    from downpour.train.rundir import RunDir
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "digits").mkdir()
+    key = inputs_key(RunDir.open(trained[0]), {"probes": ["digits"]}, None)
+    (tmp_path / "digits" / "photo.png").write_bytes(b"not what the probe reads")
+    assert inputs_key(RunDir.open(trained[0]), {"probes": ["digits"]}, None) == key

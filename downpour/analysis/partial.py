@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from downpour.analysis.labelled import BUILT_IN
 from downpour.train.model_file import replace_text
 from downpour.train.rundir import RunDir
 
@@ -64,7 +65,7 @@ def _named_folders(options: dict[str, Any]) -> Iterator[Path]:
     for key in FOLDER_OPTIONS:
         values = options.get(key)
         for value in values if isinstance(values, list) else [values]:
-            if isinstance(value, str) and value and Path(value).is_dir():
+            if isinstance(value, str) and value not in BUILT_IN and value and Path(value).is_dir():   # (not ./lfw)
                 yield Path(value)
 
 
