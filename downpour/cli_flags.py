@@ -256,11 +256,16 @@ def _check_algorithm(args: argparse.Namespace, typed: list[str], cfg: RunConfig)
     if "train.batch_size" in typed and cfg.cluster.runner == "ray":   # the simulator's clock reads it, nothing on Ray
         raise ConfigError("--set train.batch_size: Sandblaster on Ray never reads it (the simulator's clock prices a unit "
                           "by it); a batch of Sandblaster is sandblaster.batch")
-    named = ", ".join(flags + ([f"--set {', '.join(keys)}"] if keys else [])) or _downpour_in_file(args)
+    named = ", ".join(flags + ([f"--set {', '.join(keys)}"] if keys else []))
+    drop = ""            # (a typed one is dropped from the command line; a file's is said where)
+    if not named and (in_files := _downpour_in_file(args)):
+        named = "; ".join(f"{where} sets {', '.join(sorted(sets))}" for where, sets in in_files.items())
+        n = sum(len(sets) for sets in in_files.values())
+        drop = f"; drop {'it' if n == 1 else 'them'} from {' and '.join(in_files)}"
     if named:
         raise ConfigError(f"{named}: Downpour's, and this run trains with Sandblaster L-BFGS, which reads of [cluster] "
                           f"only {', '.join(k.split('.')[1] for k in SANDBLASTER_READS)} (and finds its own step "
-                          "by line search, not train.lr or train.optimizer, and logs every iteration)")
+                          f"by line search, not train.lr or train.optimizer, and logs every iteration){drop}")
 
 
 def _downpour(key: str) -> bool:
@@ -268,17 +273,21 @@ def _downpour(key: str) -> bool:
     return (key.startswith("cluster.") and key not in SANDBLASTER_READS) or key in DOWNPOUR_TRAIN
 
 
-def _downpour_in_file(args: argparse.Namespace) -> str:
-    """"FILE sets cluster.lr = 0.5" for the Downpour keys that ``--config FILE`` (or a file it inherits) sets away
-    from their default, or "". A preset's keys are not the user's, nor are a resolved config's (a run's config.toml,
-    which lists every [cluster] key, the Downpour ones as its preset left them: ``--config RUN/config.toml``)."""
+def _downpour_in_file(args: argparse.Namespace) -> dict[str, list[str]]:
+    """{FILE: ["cluster.lr = 0.5", ...]}: the Downpour keys that ``--config FILE`` (or a file it inherits) sets away
+    from their default, where the files themselves train with Sandblaster. Not the user's slip: a preset's keys; a
+    file written for Downpour whose algorithm the command line switched (``--set cluster.algorithm=sandblaster``:
+    its keys are Downpour's on purpose, as a Downpour run's config.toml reused so); a resolved config's (a Sandblaster
+    run's config.toml: it lists every key Sandblaster reads of [cluster], the Downpour ones as its preset left them;
+    one written before a newer [cluster] key lacks that key, so "every key" is not asked for)."""
     if not getattr(args, "config", None):
-        return ""
+        return {}
     table, origins = merged_tables(args.config, (), warn=False)
     defaults = {f"{cls.section}.{f.name}": f.default for cls in (ClusterConfig, TrainConfig)
                 for f in dataclasses.fields(cls)}
-    resolved = {where for where in set(origins.values())
-                if all(origins.get(key) == where for key in defaults if key.startswith("cluster."))}
+    if table.get("cluster", {}).get("algorithm", defaults["cluster.algorithm"]) != "sandblaster":
+        return {}
+    resolved = {where for where in set(origins.values()) if all(origins.get(key) == where for key in SANDBLASTER_READS)}
     sets: dict[str, list[str]] = {}
     for key, where in origins.items():
         if not _downpour(key) or where.startswith("preset ") or where in resolved:
@@ -286,7 +295,7 @@ def _downpour_in_file(args: argparse.Namespace) -> str:
         section, name = key.split(".")
         if table[section][name] != defaults[key]:
             sets.setdefault(where, []).append(f"{key} = {table[section][name]!r}")
-    return "; ".join(f"{where} sets {', '.join(sorted(keys))}" for where, keys in sets.items())
+    return sets
 
 
 # ``downpour plan``'s three modes and the flags each reads (beyond --json): a flag another mode reads is refused

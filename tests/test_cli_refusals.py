@@ -588,6 +588,30 @@ def test_a_config_files_downpour_keys_on_a_sandblaster_run_are_refused_naming_th
     assert main(["train", "--config", str(tmp_path / "resolved.toml"), "--dry-run"]) == 0
 
 
+def test_a_config_toml_from_before_a_newer_cluster_key_is_still_a_resolved_one(tmp_path, capsys):
+    """A Sandblaster run's config.toml lacks the [cluster] keys added after it (cluster.silent_seconds, 2026-12-05):
+    read as a file the user wrote, its preset's Downpour keys (teacher-student's rule, train.lr) were refused."""
+    (tmp_path / "sb.toml").write_text('base = "teacher-student"\n[cluster]\nalgorithm = "sandblaster"\n')
+    assert main(["train", "--config", str(tmp_path / "sb.toml"), "--dry-run"]) == 0
+    old = [line for line in capsys.readouterr().out.splitlines() if not line.startswith("silent_seconds")]
+    (tmp_path / "old.toml").write_text("\n".join(old) + "\n")
+    assert main(["train", "--config", str(tmp_path / "old.toml"), "--dry-run"]) == 0
+
+
+def test_a_downpour_file_switched_to_sandblaster_on_the_command_line_keeps_its_downpour_keys(tmp_path, capsys):
+    """A file written for Downpour (its chain trains with Downpour) reused with --set cluster.algorithm=sandblaster is
+    a Downpour run's config.toml reused so (which passes): its Downpour keys are for Downpour, not a slip; a file
+    that says sandblaster itself is still refused, saying to drop the key from the file."""
+    (tmp_path / "dp.toml").write_text('base = "teacher-student"\n[cluster]\nlr = 0.5\n')
+    assert main(["train", "--config", str(tmp_path / "dp.toml"), "--set", "cluster.algorithm=sandblaster",
+                 "--dry-run"]) == 0
+    capsys.readouterr()
+    (tmp_path / "sb.toml").write_text('base = "dp.toml"\n[cluster]\nalgorithm = "sandblaster"\n')
+    assert main(["train", "--config", str(tmp_path / "sb.toml"), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'dp.toml'} sets cluster.lr = 0.5: Downpour's" in err
+    assert f"drop it from {tmp_path / 'dp.toml'}" in err
+
 @pytest.mark.parametrize("delay", [["--delay", "straggler:0:10"], ["--set", "cluster.delay=straggler:0:10"]])
 def test_sandblaster_on_ray_takes_the_straggler_it_reads(delay):
     """Its last worker actor sleeps to show the backups (docs/sandblaster.md): the command line refused it."""
