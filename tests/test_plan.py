@@ -437,6 +437,24 @@ def test_too_few_machines_for_any_layout_names_the_fewest_that_fit(capsys, given
     assert json.loads(capsys.readouterr().out)["cluster"]["machines_used"] == need
 
 
+def test_too_few_machines_says_no_partition_count_fits_the_memory_where_none_does(capsys):
+    """Where no partition count fits a machine's memory the plan takes the most that can be laid out (4 here, with
+    --shards 4): too few machines for it said "4 partitions (the fewest that fit a machine's memory)", which none do."""
+    assert main(["plan", "--machines", "5", "--shards", "4", "--memory", "0.0001"]) == 2
+    err = capsys.readouterr().err
+    assert "4 partitions (the most that can be laid out; none fits a machine's memory)" in err
+    assert "= 8 machines; give --machines 8 or more" in err
+
+
+def test_too_few_machines_offers_fewer_shards_only_above_one_per_partition(capsys):
+    """--partitions 2 --shards 2 on 3 machines: fewer shards than partitions are refused, so "or fewer partitions or
+    shards" offered one that cannot help; --shards 3 can go to 2."""
+    assert main(["plan", "--machines", "3", "--partitions", "2", "--shards", "2"]) == 2
+    assert capsys.readouterr().err.rstrip().endswith("give --machines 4 or more, or fewer partitions")
+    assert main(["plan", "--machines", "4", "--partitions", "2", "--shards", "3"]) == 2
+    assert capsys.readouterr().err.rstrip().endswith("give --machines 5 or more, or fewer partitions or shards")
+
+
 def test_a_frozen_first_layer_is_held_by_its_partition_but_not_pushed(capsys):
     plans = {}
     for kind in ("learned", "gabor"):

@@ -206,13 +206,15 @@ def _splits(cl: Cluster, k: int) -> list[tuple[int, int]]:
     return [(r, cl.shards or max(1, cl.machines - r * k)) for r in range(1, most + 1)]
 
 
-def _too_few_machines(cl: Cluster, k: int | None = None) -> str:
+def _too_few_machines(cl: Cluster, k: int | None = None, fits: bool = True) -> str:
     """Why no layout fits, as arithmetic: the smallest layout of ``k`` partitions (default the count given) and
     the counts given, and the machines it needs. A --partitions given with shards unset gets here where no layout
     has a shard per partition (given shards below partitions are refused before): unset shards are the machines the
     workers leave. It used to say "add machines or shards" for --replicas 7 --partitions 3 --machines 10, where the
     cause was 7 x 3 = 21 workers on 10 machines (and --shards cannot help there); and "no layout fits" for
-    --machines 1, where 1 replica and 1 shard need 2."""
+    --machines 1, where 1 replica and 1 shard need 2. ``fits``: ``k`` partitions fit a machine's memory (else ``k``
+    is the most that can be laid out, none fitting: said so, not "the fewest that fit"). Fewer shards are offered
+    only where more than one per partition were given (below that the runner refuses them)."""
     k = k or cl.partitions
     if not k:
         return (f"no layout of {cl.machines} machines gives each of its partitions a shard of its own (shards >= "
@@ -221,15 +223,16 @@ def _too_few_machines(cl: Cluster, k: int | None = None) -> str:
     need = r * k + shards
     workers = f"--replicas {r}" if cl.replicas else "1 replica (the fewest)"
     parts = (f"--partitions {k}" if cl.partitions else "1 partition (the fewest)" if k == 1
-             else f"{k} partitions (the fewest that fit a machine's memory)")
+             else f"{k} partitions (the fewest that fit a machine's memory)" if fits
+             else f"{k} partitions (the most that can be laid out; none fits a machine's memory)")
     machines = f"{r * k} worker machine{'s' if r * k > 1 else ''}"
     if cl.shards:
         shards_said = f"--shards {shards}" if cl.shards >= k else f"{shards} shards (one per partition at least)"
     else:
         shards_said = ("1 shard" if k == 1 else f"{k} shards (one per partition at least, as the model-parallel runner "
                        "requires, each a machine of its own)")
-    fewer = [name for name, given in (("replicas", cl.replicas), ("partitions", cl.partitions), ("shards", cl.shards))
-             if given and given > 1]
+    fewer = [name for name, given, least in (("replicas", cl.replicas, 1), ("partitions", cl.partitions, 1),
+                                             ("shards", cl.shards, k)) if given and given > least]
     return (f"--machines {cl.machines} is too few: {workers} x {parts} = {machines}, plus {shards_said} = {need} "
             f"machines; give --machines {need} or more" + (f", or fewer {' or '.join(fewer)}" if fewer else ""))
 
@@ -261,7 +264,8 @@ def predict(net: Network, cl: Cluster, rates: Rates, batch: int, n_push: int = 1
     if not (cl.replicas and cl.shards):      # a chosen layout uses the machines there are (one given by hand may not)
         layouts = [(k, r, s) for k, r, s in layouts if r * k + s <= cl.machines]
         if not layouts:       # (the fewest partitions that fit make the smallest layout)
-            raise ConfigError(_too_few_machines(cl, min(fitting)))
+            k = min(fitting)
+            raise ConfigError(_too_few_machines(cl, k, parts[k]["memory_bytes"] <= cl.memory_gb * GB))
     rate = {lay: _timing(net, parts[lay[0]], cl, lay[1], lay[0], lay[2], *args)["examples_per_s"] for lay in layouts}
     top = max(rate.values())
     k, r, s = min((lay for lay in layouts if rate[lay] >= 0.95 * top), key=lambda lay: (lay[1], -rate[lay]))
