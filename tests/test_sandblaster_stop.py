@@ -363,3 +363,28 @@ def test_a_resume_past_a_stop_with_more_steps_starts_a_fresh_failure_count(tmp_p
     assert main(["train", "--resume", str(out), "--steps", "8", "--no-report"]) == 0
     saved = json.loads((out / "sandblaster.json").read_text())
     assert saved["steps"] == 8 and saved["resumed_from"] == 3 and saved["stop"]["reason"] == "steps"
+
+
+def test_a_resume_past_a_stop_stopped_before_its_first_iteration_resumes_again(tmp_path, monkeypatch):
+    """`--resume --steps 8` past a stop saves config.toml's 8 steps; stopped (Ctrl-C) in its first iteration, its
+    checkpoint still carried the old stop, so the next `--resume` said the run "is finished ... M above its 8"."""
+    _fail_armijo(monkeypatch, lambda iteration: iteration in (1, 2))
+    out = tmp_path / "run"
+    sets = [a for kv in ("cluster.algorithm=sandblaster", "train.tensorboard=false", "data.samples=300", "model.name=rica-8x8",
+                         "model.hidden=16", "sandblaster.units=6", "sandblaster.batch=100", "analysis.no_faces_twin=false")
+            for a in ("--set", kv)]
+    main(["train", "--config", "tica-8x8", "--runner", "simulated", "--steps", "6", "--no-report", *sets, "--out", str(out)])
+    assert json.loads((out / "sandblaster.json").read_text())["steps"] == 3
+    search = Coordinator.search
+
+    def interrupted(self, iteration, *args):
+        if iteration == 3:
+            raise KeyboardInterrupt
+        return search(self, iteration, *args)
+
+    monkeypatch.setattr(Coordinator, "search", interrupted)
+    assert main(["train", "--resume", str(out), "--steps", "8", "--no-report"]) == 130     # (interrupted)
+    monkeypatch.setattr(Coordinator, "search", search)
+    assert main(["train", "--resume", str(out), "--no-report"]) == 0
+    saved = json.loads((out / "sandblaster.json").read_text())
+    assert saved["steps"] == 8 and saved["stop"]["reason"] == "steps"

@@ -161,6 +161,8 @@ def run_sandblaster(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[s
         coord.load_state(coord_meta)
         if progress.stop is not None:   # going on past a stop (more --steps, sampled batches): the failures that stopped
             coord.failures = 0          # it are spent; carried, the first failure ended the run, not one that recurs
+            progress.stop = None        # (and it is gone: a checkpoint saved by a stop before the next iteration's end
+                                        # said the run stopped there, its config.toml's steps already the new ones)
         coord.log = progress.batches
         if pool.group.call("stats")[0]["pairs"] != len(coord.rho):   # stopped between the shards' step and ours
             coord.forget()
