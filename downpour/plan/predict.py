@@ -214,7 +214,8 @@ def _too_few_machines(cl: Cluster, k: int | None = None, fits: bool = True) -> s
     cause was 7 x 3 = 21 workers on 10 machines (and --shards cannot help there); and "no layout fits" for
     --machines 1, where 1 replica and 1 shard need 2. ``fits``: ``k`` partitions fit a machine's memory (else ``k``
     is the most that can be laid out, none fitting: said so, not "the fewest that fit"). Fewer shards are offered
-    only where more than one per partition were given (below that the runner refuses them)."""
+    only where more than one per partition were given (below that the runner refuses them), unless ``k`` is the
+    most the shards let be laid out (none fitting the memory): fewer shards lay out fewer partitions."""
     k = k or cl.partitions
     if not k:
         return (f"no layout of {cl.machines} machines gives each of its partitions a shard of its own (shards >= "
@@ -232,7 +233,8 @@ def _too_few_machines(cl: Cluster, k: int | None = None, fits: bool = True) -> s
         shards_said = ("1 shard" if k == 1 else f"{k} shards (one per partition at least, as the model-parallel runner "
                        "requires, each a machine of its own)")
     fewer = [name for name, given, least in (("replicas", cl.replicas, 1), ("partitions", cl.partitions, 1),
-                                             ("shards", cl.shards, k)) if given and given > least]
+                                             ("shards", cl.shards, k if fits or cl.partitions else 1))
+             if given and given > least]
     return (f"--machines {cl.machines} is too few: {workers} x {parts} = {machines}, plus {shards_said} = {need} "
             f"machines; give --machines {need} or more" + (f", or fewer {' or '.join(fewer)}" if fewer else ""))
 
