@@ -598,6 +598,16 @@ def test_a_config_toml_from_before_a_newer_cluster_key_is_still_a_resolved_one(t
     assert main(["train", "--config", str(tmp_path / "old.toml"), "--dry-run"]) == 0
 
 
+def test_a_file_on_a_run_config_toml_setting_one_of_its_cluster_keys_leaves_it_resolved(tmp_path, capsys):
+    """`base = "RUN/config.toml"` and `cluster.workers = 4`: the run's file no longer set every [cluster] key last, so
+    its preset's Downpour keys (teacher-student's rule, train.lr) were refused, naming the run's config.toml."""
+    (tmp_path / "sb.toml").write_text('base = "teacher-student"\n[cluster]\nalgorithm = "sandblaster"\n')
+    assert main(["train", "--config", str(tmp_path / "sb.toml"), "--dry-run"]) == 0
+    (tmp_path / "config.toml").write_text(capsys.readouterr().out)
+    (tmp_path / "more.toml").write_text(f'base = "{tmp_path / "config.toml"}"\n[cluster]\nworkers = 4\n')
+    assert main(["train", "--config", str(tmp_path / "more.toml"), "--dry-run"]) == 0
+
+
 def test_a_downpour_file_switched_to_sandblaster_on_the_command_line_keeps_its_downpour_keys(tmp_path, capsys):
     """A file written for Downpour (its chain trains with Downpour) reused with --set cluster.algorithm=sandblaster is
     a Downpour run's config.toml reused so (which passes): its Downpour keys are for Downpour, not a slip; a file
