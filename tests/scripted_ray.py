@@ -196,14 +196,15 @@ class Worker:
 
 
 class Shard:
-    """A shard actor: ``told`` the live sets it was told, in order."""
+    """A shard actor (or a partition actor): ``told`` the live sets it was told, in order; ``up``: when its first
+    answer comes (None: at once)."""
 
-    def __init__(self) -> None:
+    def __init__(self, up: Callable[[], bool] | None = None) -> None:
         self.told, self.killed = [], False
         self.set_workers = _Method(lambda ws: self._note(ws))
         self.flush = _Method(lambda: Ref(None))
         self.close = _Method(lambda: Ref(None))
-        self.node = _Method(lambda: Ref("node-a"))
+        self.node = _Method(lambda: Ref("node-a", when=up))
         self.profile = _Method(lambda: Ref({}))
 
     def _note(self, ws: list[int]) -> Ref:
@@ -230,7 +231,7 @@ class Pusher:
 
 class ScriptedCluster(RayCluster):
     """``RayCluster`` on stand-in actors. ``script[(w, life)]``: the keyword arguments of that :class:`Worker`
-    (``dies``, ``up``, ``dead_on_arrival``); ``pushes``: every push the driver had applied, as
+    (``dies``, ``up``, ``dead_on_arrival``; ``parts_up``: its partition actors' ``up``); ``pushes``: every push the driver had applied, as
     (worker, life, first, steps) in order; ``on_push``: also called with the cluster after each push
     (a checkpoint's :meth:`state` in the middle of a restart)."""
 
@@ -251,15 +252,19 @@ class ScriptedCluster(RayCluster):
             self.worker_actors.append(self._spawn(w, self.next_seq.get(w, 0), start_step))
         self.pusher = Pusher(len(shards))
         self.placement = {"shards": ["node-a"], "workers": ["node-a"] * len(self.worker_actors)}
+        if self.partitions:
+            self.placement["partitions"] = ["node-a"] * len(self.worker_actors) * self.partitions
         self.devices = ["cpu"] * len(self.worker_actors)
 
     def _spawn(self, w: int, seq: int, step: int) -> Worker:
         life = self._incarnation[w]
         self._incarnation[w] += 1
-        actor = Worker(self.rt, w, life, seq, len(self.shard_actors) or 1, **self.script.get((w, life), {}))
+        script = dict(self.script.get((w, life), {}))
+        parts_up = script.pop("parts_up", None)
+        actor = Worker(self.rt, w, life, seq, len(self.shard_actors) or 1, **script)
         self.lives.append(actor)
         if self.partitions:
-            self.partition_actors[w] = [Shard() for _ in range(self.partitions)]
+            self.partition_actors[w] = [Shard(parts_up) for _ in range(self.partitions)]
             self.parts.append(self.partition_actors[w])
         return actor
 

@@ -140,6 +140,26 @@ def test_a_replacement_given_up_takes_its_partition_actors_with_it(runtime):
     assert 1 not in c.partition_actors
 
 
+def test_a_replacement_whose_partition_actors_never_answer_is_given_up_and_its_restart_given_back(runtime, caplog):
+    """Model parallelism: worker 1's replacement answers, but its partition actors (0 CPUs, pinned to a node) never
+    do. Until 2026-12-05 the driver waited for them with a plain ray.get, for good, every survivor with it (the
+    stand-in's get raises instead: a real driver would block there). Now it waits RESTART_SECONDS, then gives the
+    replacement up, its partitions killed and its restart given back (never up, as restarts_left has it), and the
+    others train the rest."""
+    from downpour.ps.on_ray import RESTART_SECONDS
+
+    coord = coordinator(2, STEPS)
+    c = ScriptedCluster(runtime, coord, restarts=1, partitions=2,
+                        script={(1, 0): _dies_at(20), (1, 1): {"parts_up": lambda: False}})
+    caplog.set_level(logging.WARNING, logger="downpour.ps.cluster_on_ray")
+    c.run_scripted()
+    why = f"its partition actors or device did not answer within {RESTART_SECONDS} s"
+    assert f"worker 1 could not be restarted ({why})" in caplog.text
+    assert [e[0] for e in _events(coord)] == ["worker-lost", "restart-given-up"] and coord.events[-1]["reason"] == why
+    assert coord.done == STEPS and c.trained() == list(range(STEPS)) and coord.lost == [1] and c.restarts == 1
+    assert c.lives[-1].killed and all(p.killed for p in c.parts[-1])
+
+
 @pytest.mark.parametrize("n_push", [1, 3])
 def test_the_ranges_a_lost_worker_held_are_trained_once_by_the_others_or_its_replacement(runtime, n_push):
     """Worker 1 dies with two cycles queued (steps 1..2 x n_push); worker 2 dies later, restarts spent; each step

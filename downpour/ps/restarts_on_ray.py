@@ -22,7 +22,7 @@ import time
 from typing import Any
 
 import ray
-from ray.exceptions import RayError, RayTaskError
+from ray.exceptions import GetTimeoutError, RayError, RayTaskError
 
 from downpour.errors import DownpourError
 from downpour.ps.on_ray import RESTART_SECONDS
@@ -187,8 +187,13 @@ class Restarts:
     def _restarted(self, w: int, ref: Any) -> None:
         del self._starting[w]
         try:
-            node = ray.get(ref)
-        except RayError as err:      # the new actor died coming up: one more loss, restarted again if allowed
+            self._place(w, ray.get(ref))
+        except GetTimeoutError:      # up, but not its partition actors: given up, its restart given back (never up)
+            self.restarts += 1
+            self._give_up(w, f"its {'partition actors or ' if w in self.partition_actors else ''}device did not "
+                             f"answer within {RESTART_SECONDS} s")
+            return
+        except RayError as err:      # the new actor (or a partition) died coming up: one more loss, restarted again
             self.coord.events.append({"event": "restart-failed", "worker": w, "step": self.coord.done,
                                       "reason": type(err).__name__})
             log.warning("worker %d's restart died coming up: %s", w, type(err).__name__)
@@ -196,7 +201,6 @@ class Restarts:
             if not self._respawn(w):
                 self._give_up(w, self._why_not_respawned())
             return
-        self._place(w, node)
         self.silence.fresh(w)       # its first cycle is its warm-up
         if self.piped:
             self._open_channel(w)
@@ -208,12 +212,16 @@ class Restarts:
 
     def _place(self, w: int, node: str) -> None:
         """cluster.json's placement and devices follow a restarted worker (and its partitions), which Ray put
-        wherever it found room: they named the first actor's node and device to the end."""
-        self.placement["workers"][w] = node
-        self.devices[w] = ray.get(self.worker_actors[w].device.remote())
-        if "partitions" in self.placement:
-            parts = self.partition_actors[w]
-            self.placement["partitions"][w * len(parts):(w + 1) * len(parts)] = ray.get([a.node.remote() for a in parts])
+        wherever it found room: they named the first actor's node and device to the end. Its partition actors'
+        first answers are waited for here (the worker's own came without them), with its device's: at most
+        ``RESTART_SECONDS`` (GetTimeoutError), a wait that holds up every survivor (until 2026-12-05 a plain
+        ``ray.get``, which waited for good on partition actors Ray never started: 0 CPUs, pinned to a node)."""
+        parts = self.partition_actors.get(w, []) if "partitions" in self.placement else []
+        device, *nodes = ray.get([self.worker_actors[w].device.remote(), *[a.node.remote() for a in parts]],
+                                 timeout=RESTART_SECONDS)
+        self.placement["workers"][w], self.devices[w] = node, device
+        if parts:
+            self.placement["partitions"][w * len(parts):(w + 1) * len(parts)] = nodes
 
     def _give_up(self, w: int, why: str) -> None:
         """Worker ``w``'s replacement is given up (``why``): a ``restart-given-up`` event, after its ``worker-lost``.
