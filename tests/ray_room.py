@@ -13,12 +13,12 @@ class Hog:
         return 1
 
 
-def workers_start_within(monkeypatch: Any, module: Any, seconds: float) -> None:
+def workers_start_within(monkeypatch: Any, module: Any, seconds: float, what: str = "worker actors") -> None:
     """The start's limit (``downpour.ps.silence.start_limit``) ``seconds``, but for the waits of ``module`` (the one
-    that calls ``gathered``) on anything but its worker actors, which keep 600 s: the shards' 0-CPU actors start, but
+    that calls ``gathered``) on anything but its ``what``, which keep 600 s: the shards' 0-CPU actors start, but
     a fresh process's imports took 4 s (load 7 on the 2 cores, 2026-12-05), and a loaded machine would fail the shards
     within a short limit, not the workers."""
     monkeypatch.setattr("downpour.ps.silence.FIRST_FLOOR", seconds)
     gathered = module.gathered
-    monkeypatch.setattr(module, "gathered", lambda refs, what, limit, *more, **named: gathered(
-        refs, what, limit if what == "worker actors" else 600.0, *more, **named))
+    monkeypatch.setattr(module, "gathered", lambda refs, asked, limit, *more, **named: gathered(
+        refs, asked, limit if asked == what else 600.0, *more, **named))

@@ -344,6 +344,48 @@ def test_a_start_ray_has_no_room_for_fails_after_the_limit_naming_the_room_asked
         ray.kill(hog)
 
 
+def test_partition_actors_ray_never_starts_fail_the_start_after_its_limit(local_ray, tmp_path, monkeypatch):
+    """Model parallelism: the partition actors (0 CPUs, pinned to a node) answer after the worker actors, whose start
+    does not wait for them; until 2026-12-05 a plain ray.get waited for their first answers for good. Now the start's
+    limit (12 s here) holds for them too. (Stand-in for an actor Ray never starts: one asking a resource no node
+    has.)"""
+    from downpour.config import load_config
+    from downpour.errors import RunError
+    from downpour.ps import partitions_on_ray
+    from downpour.ps.cluster import run_cluster
+    from downpour.train.rundir import RunDir
+
+    real = partitions_on_ray.PartitionActor
+    monkeypatch.setattr(partitions_on_ray, "PartitionActor",
+                        SimpleNamespace(options=lambda **kw: real.options(resources={"nowhere": 1.0}, **kw)))
+    workers_start_within(monkeypatch, driver_module, 12.0, "partition actors")
+    cfg = load_config("cat-untied", ["cluster.runner=ray", "data.samples=32", "train.batch_size=8", "train.steps=4",
+                                     "cluster.workers=1", "cluster.shards=2", "cluster.partitions=2",
+                                     "train.tensorboard=false"])
+    with pytest.raises(RunError, match=r"could not start 2 of 2 partition actors within 12 s: each asks no CPU"):
+        run_cluster(cfg, RunDir.create(tmp_path / "r", cfg))
+
+
+def test_a_start_on_several_nodes_names_the_room_on_the_node_each_actor_was_pinned_to(monkeypatch):
+    """Two nodes of 4 CPUs, another job's actors on all of node a's: worker actors pinned to node a (the placer pins
+    a CPU worker round-robin, hard) cannot start while node b has 4 free. The line read "the cluster has CPU 4 of 8
+    free", a contradiction: free room summed over the nodes. Now it names the room of the node they were pinned to,
+    and says the sum is one for those Ray places itself. (Stand-in Ray: one machine has one node.)"""
+    from downpour.errors import RunError
+    from downpour.ps import connect_on_ray
+
+    a, b = "a" * 56, "b" * 56
+    monkeypatch.setattr(connect_on_ray, "ray", SimpleNamespace(
+        wait=lambda refs, num_returns, timeout: ([], refs),
+        nodes=lambda: [{"NodeID": n, "Alive": True, "Resources": {"CPU": 4.0}} for n in (a, b)],
+        available_resources=lambda: {"CPU": 4.0}, cluster_resources=lambda: {"CPU": 8.0}))
+    monkeypatch.setattr(connect_on_ray, "_free_per_node", lambda: {a: {}, b: {"CPU": 4.0}})
+    with pytest.raises(RunError, match=r"could not start 3 of 3 worker actors within 1 s: each asks CPU 1; 2 pinned "
+                                       r"to node aaaaaaaa, which has CPU 0 of 4 free; the others: the cluster has CPU "
+                                       r"4 of 8 free \(summed over its 2 nodes: an actor needs what it asks on one\)"):
+        connect_on_ray.gathered(["w0", "w1", "w2"], "worker actors", 1.0, {"CPU": 1.0}, pins=[a, a, None])
+
+
 def test_a_checkpoint_that_fails_on_the_way_out_says_in_one_line_where_the_resume_goes_on(tmp_path, caplog):
     """A shard lost for good (cluster.shard_restarts spent) fails the checkpoint on the way out: the warning ran
     Ray's five-line ActorDiedError into the log and did not say the last checkpoint was still there."""

@@ -19,7 +19,7 @@ from downpour.data.stream import StreamingData
 from downpour.ps import channel
 from downpour.ps.checkpoint import SERVER, ShardState, restoring
 from downpour.ps.asking_on_ray import Asking
-from downpour.ps.connect_on_ray import connect, gathered, placer
+from downpour.ps.connect_on_ray import connect, gathered, pinned, placer
 from downpour.ps.coordinator import Coordinator
 from downpour.ps.laps import Laps
 from downpour.ps.on_ray import ShardActor, ShardPush, WorkerActor
@@ -66,6 +66,7 @@ class RayCluster(TaskRun, PipedRun, Restarts, Asking):
         self.shard_actors: list[Any] = []
         self.worker_actors: list[Any] = []
         self.partition_actors: dict[int, list[Any]] = {}   # model parallelism: each worker's partitions
+        self.pins: dict[Any, str | None] = {}            # actor -> the node it was pinned to (None: Ray chose)
         self.pusher: ShardPush | None = None
         self.started = False                             # set in _start: this driver started Ray (close shuts it down)
         self._incarnation = [0] * cfg.cluster.workers
@@ -125,11 +126,14 @@ class RayCluster(TaskRun, PipedRun, Restarts, Asking):
         self.placement = {"shards": ray.get([a.node.remote() for a in self.shard_actors]),
                           "workers": gathered([a.node.remote() for a in self.worker_actors],
                                               "worker actors", limit,
-                                              {"CPU": self.per_worker, "GPU": self.gpus})}
+                                              {"CPU": self.per_worker, "GPU": self.gpus},
+                                              pins=[self.pins[a] for a in self.worker_actors])}
         self.devices = ray.get([a.device.remote() for a in self.worker_actors])
-        if self.partition_actors:   # worker w's partitions, in order: w*K .. w*K + K-1
-            self.placement["partitions"] = ray.get([a.node.remote() for w in sorted(self.partition_actors)
-                                                    for a in self.partition_actors[w]])
+        if self.partition_actors:   # worker w's partitions, in order: w*K .. w*K + K-1 (a worker's start does not
+            #                         wait for them: until 2026-12-05 a plain ray.get waited here for good)
+            parts = [a for w in sorted(self.partition_actors) for a in self.partition_actors[w]]
+            self.placement["partitions"] = gathered([a.node.remote() for a in parts], "partition actors", limit,
+                                                    pins=[self.pins[a] for a in parts])
         for w in range(n if self.piped else 0):   # last: a serving actor answers nothing else until it stops
             self._open_channel(w)
 
@@ -144,9 +148,11 @@ class RayCluster(TaskRun, PipedRun, Restarts, Asking):
         self._incarnation[w] += 1
         n = setup.cfg.cluster.workers
         parts = self._spawn_partitions(w, name) if setup.cfg.cluster.partitions > 1 else None
-        return (WorkerActor.options(name=name, num_cpus=self.per_worker, num_gpus=self.gpus, **options)
-                .remote(setup.cfg, w, setup.data.shard(w, n), setup.bounds, setup.gate.gated, step, seq,
-                        self.shard_actors, self.lanes, self.threads, parts, setup.shards_of, frozen_params(setup.model)))
+        actor = (WorkerActor.options(name=name, num_cpus=self.per_worker, num_gpus=self.gpus, **options)
+                 .remote(setup.cfg, w, setup.data.shard(w, n), setup.bounds, setup.gate.gated, step, seq,
+                         self.shard_actors, self.lanes, self.threads, parts, setup.shards_of, frozen_params(setup.model)))
+        self.pins[actor] = pinned(options)
+        return actor
 
     def _spawn_partitions(self, w: int, name: str) -> list[Any]:
         """Worker ``w``'s K partition actors (model parallelism), each linked to its own shards only;
@@ -154,11 +160,13 @@ class RayCluster(TaskRun, PipedRun, Restarts, Asking):
         from downpour.ps.partitions_on_ray import PartitionActor, stage_specs
 
         setup, c = self.setup, self.setup.cfg.cluster
-        actors = [PartitionActor.options(name=f"{name}-part{p}", num_cpus=0, **self.place(w * c.partitions + p, 0.0))
+        options = [self.place(w * c.partitions + p, 0.0) for p in range(len(setup.shards_of))]
+        actors = [PartitionActor.options(name=f"{name}-part{p}", num_cpus=0, **options[p])
                   .remote(w, p, stage_specs(setup.model, p), [self.shard_actors[j] for j in shards],
                           [self.lanes[j] for j in shards], [setup.bounds[j] for j in shards], setup.cfg.train.lr,
                           c.n_fetch)
                   for p, shards in enumerate(setup.shards_of)]
+        self.pins.update(zip(actors, map(pinned, options)))
         self.partition_actors[w] = actors
         return actors
 

@@ -3,8 +3,9 @@
     started = connect("")                 # a local Ray of this machine's cores; True: this call started it
     with held(""): ...                    # runs inside share one start-up (a run and its no-faces twin)
     place = placer(ray.nodes())           # place(i, cpus) -> actor options pinning actor i to a node with room
-    nodes = gathered([a.node.remote() for a in actors], "worker actors", 600.0, {"CPU": 1.0})   # saying what it
-    #                    waits for; after 600 s with some not started, a RunError naming the room asked and free
+    nodes = gathered([a.node.remote() for a in actors], "worker actors", 600.0, {"CPU": 1.0}, pins=[pinned(o) ...])
+    #   saying what it waits for; after 600 s with some not started, a RunError naming the room asked and free
+    #   (on each node an actor not started was pinned to: pinned(options) its node, None where Ray chose)
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from downpour.errors import RunError
 from downpour.ps.silence import start_limit
 from downpour.train.signals import deliver
 
-__all__ = ["CONNECT_TIMEOUT_S", "connect", "gathered", "held", "placer"]
+__all__ = ["CONNECT_TIMEOUT_S", "connect", "gathered", "held", "pinned", "placer"]
 
 CONNECT_TIMEOUT_S = 10.0
 log = logging.getLogger(__name__)
@@ -174,14 +175,24 @@ def placer(nodes_info: list[dict[str, Any]]) -> Callable[[int, float], dict[str,
     return place
 
 
+def pinned(options: dict[str, Any]) -> str | None:
+    """The node a :func:`placer` ``place``'s options pin an actor to (None: Ray chooses)."""
+    strategy = options.get("scheduling_strategy")
+    return strategy.node_id if isinstance(strategy, NodeAffinitySchedulingStrategy) else None
+
+
 def gathered(refs: list[Any], what: str, limit: float, asks: dict[str, float] | None = None,
-             every: float = 60.0, longer: str | None = "cluster.silent_seconds") -> list[Any]:
+             every: float = 60.0, longer: str | None = "cluster.silent_seconds",
+             pins: list[str | None] | None = None) -> list[Any]:
     """``ray.get(refs)`` (the first answers of actors just started), saying every ``every`` seconds what it
     still waits for: an actor Ray has no room for (a full cluster, one still adding nodes) waits, and
     the run sat silent before its first step. Bounded since 2026-12-05 (it waited for good): after ``limit``
     seconds (:func:`downpour.ps.silence.start_limit`) with some still not started, RunError naming what each
     asks (``asks``: resource -> amount) and what the cluster has free, and the setting that waits ``longer`` (None:
-    none does; Sandblaster's run refuses cluster.silent_seconds, and its error asked for it)."""
+    none does; Sandblaster's run refuses cluster.silent_seconds, and its error asked for it). ``pins``: the node
+    each actor was pinned to (:func:`pinned`), where the error names the room of the nodes the actors not started
+    were pinned to: an actor needs what it asks on one node, and the cluster's free room, summed over its nodes,
+    read "CPU 4 of 8 free" for a worker pinned to a full node (since 2026-12-05)."""
     pending, waited = list(refs), 0.0
     while pending:
         wait = min(every, limit - waited)
@@ -194,7 +205,7 @@ def gathered(refs: list[Any], what: str, limit: float, asks: dict[str, float] | 
             wait = (f"set {longer} over {limit:.0f} (the start waits the larger of it and {start_limit(0.0):.0f} s)"
                     if longer else f"start the run once it has them (the start waits {limit:.0f} s)")
             raise RunError(f"Ray could not start {len(pending)} of {len(refs)} {what} within {waited:.0f} s: "
-                           f"{_room(asks or {})}. Free room on the cluster (another job's actors, a node gone), ask "
+                           f"{_room(asks or {}, _pins_of(pending, refs, pins))}. Free room on the cluster (another job's actors, a node gone), ask "
                            f"for less ({fewer}), or, for a cluster still adding nodes, {wait}")
         log.warning("still waiting for Ray to start %d of %d %s after %.0f s (the cluster has %g of its %g CPUs "
                     "free): it has no room for them yet", len(pending), len(refs), what, waited,
@@ -202,10 +213,38 @@ def gathered(refs: list[Any], what: str, limit: float, asks: dict[str, float] | 
     return ray.get(refs)
 
 
-def _room(asks: dict[str, float]) -> str:
-    """Each resource an actor asks for (CPU always) beside what the cluster has of it free and in all."""
-    free, total = ray.available_resources(), ray.cluster_resources()
+def _pins_of(pending: list[Any], refs: list[Any], pins: list[str | None] | None) -> list[str | None]:
+    """The node each of ``pending`` (some of ``refs``) was pinned to (None: Ray chose; all None without ``pins``)."""
+    index = {ref: i for i, ref in enumerate(refs)}
+    return [pins[index[ref]] if pins else None for ref in pending]
+
+
+def _room(asks: dict[str, float], pins: list[str | None]) -> str:
+    """Each resource an actor asks for (CPU always) beside what there is of it free and in all: on each node
+    actors not started (``pins``) were pinned to, and, for those Ray places itself, on the whole cluster (summed
+    over its nodes, said where there are several: an actor needs what it asks on one)."""
     asked = {"CPU": 0.0, **{k: v for k, v in asks.items() if v > 0}}
     each = ", ".join(f"{k} {v:g}" for k, v in asked.items() if v > 0) or "no CPU"
-    has = ", ".join(f"{k} {free.get(k, 0):g} of {total[k]:g} free" if k in total else f"no {k}" for k in asked)
-    return f"each asks {each}; the cluster has {has}"
+
+    def has(free: dict[str, float], total: dict[str, float]) -> str:
+        return ", ".join(f"{k} {free.get(k, 0):g} of {total[k]:g} free" if k in total else f"no {k}" for k in asked)
+
+    where = []
+    if any(pins):
+        nodes = {nd["NodeID"]: nd for nd in ray.nodes()}
+        free = _free_per_node()
+        for node in sorted({p for p in pins if p}):
+            alive = nodes.get(node, {}).get("Alive")
+            there = f"has {has(free.get(node, {}), nodes[node]['Resources'])}" if alive else "is gone"
+            where.append(f"{pins.count(node)} pinned to node {node[:8]}, which {there}")
+    if None in pins:
+        alive = sum(1 for nd in ray.nodes() if nd["Alive"])
+        summed = f" (summed over its {alive} nodes: an actor needs what it asks on one)" if alive > 1 else ""
+        others = "the others: " if where else ""
+        where.append(f"{others}the cluster has {has(ray.available_resources(), ray.cluster_resources())}{summed}")
+    return f"each asks {each}; " + "; ".join(where)
+
+
+def _free_per_node() -> dict[str, dict[str, float]]:
+    """Each node's free resources (Ray's own count: ``ray.available_resources`` is their sum)."""
+    return ray._private.state.available_resources_per_node()
