@@ -40,3 +40,33 @@ def test_model_parallel_partitions_spread_over_both_nodes(tmp_path, two_nodes):
     summary = RunDir.open(tmp_path / "mp").read_json("cluster.json")
     assert summary["nodes"] == 2 and sorted(summary["placement"]["partitions"]) == [0, 1]
     assert summary["applied"] == summary["accepted"] == [8, 8]
+
+
+def test_a_worker_pinned_to_a_full_node_fails_the_start_naming_that_nodes_room(tmp_path, two_nodes, monkeypatch):
+    """Another job's actor holds the first node's CPU; the run's one worker is pinned to that node (the placer pins a
+    CPU worker round-robin, hard, counting only the run's own actors), so it cannot start while the other node has its
+    CPU free. Until 2026-12-05 the line then read "the cluster has CPU 1 of 2 free" (summed over the nodes); now it
+    names the node it was pinned to and that node's room."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+    from ray_room import Hog, workers_start_within
+
+    from downpour.config import load_config
+    from downpour.errors import RunError
+    from downpour.ps import cluster_on_ray
+    from downpour.ps.cluster import run_cluster
+
+    if not ray.is_initialized():
+        ray.init(address=two_nodes.address)
+    first = sorted(nd["NodeID"] for nd in ray.nodes() if nd["Alive"])[0]   # where the placer pins worker 0
+    hog = Hog.options(num_cpus=1, scheduling_strategy=NodeAffinitySchedulingStrategy(first, soft=False)).remote()
+    ray.get(hog.ping.remote())
+    workers_start_within(monkeypatch, cluster_on_ray, 12.0)
+    cfg = load_config("ufldl-sae", ["cluster.runner=ray", f"cluster.address={two_nodes.address}", "data.samples=64",
+                                    "train.batch_size=8", "train.steps=4", "cluster.workers=1", "cluster.shards=1",
+                                    "train.tensorboard=false"])
+    try:
+        with pytest.raises(RunError, match=rf"could not start 1 of 1 worker actors within 12 s: each asks CPU 1; 1 "
+                                           rf"pinned to node {first[:8]}, which has CPU 0 of 1 free\. "):
+            run_cluster(cfg, RunDir.create(tmp_path / "r", cfg))
+    finally:
+        ray.kill(hog)

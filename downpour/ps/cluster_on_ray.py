@@ -111,12 +111,14 @@ class RayCluster(TaskRun, PipedRun, Restarts, Asking):
         self.gpus = worker_gpus(cfg, float(ray.cluster_resources().get("GPU", 0.0)))   # ConfigError: too few for cuda
         self.threads = cfg.train.threads or max(1, int(os.cpu_count() or 1) // n)
         self.place = placer(ray.nodes())
+        options = [self.place(j, 0.0) for j in range(len(shards))]
         for j, s in enumerate(shards):
             self.shard_actors.append(ShardActor.options(name=f"downpour-{self.run_id}-shard{j}", num_cpus=0,
-                                                        **self.place(j, 0.0))
+                                                        **options[j])
                                      .remote(s, f"/dev/shm/downpour-{self.run_id}", n))
         limit = start_limit(cfg.cluster.silent_seconds)
-        self.lanes = gathered([a.lanes.remote() for a in self.shard_actors], "shard actors", limit)
+        self.lanes = gathered([a.lanes.remote() for a in self.shard_actors], "shard actors", limit,
+                              pins=[pinned(o) for o in options])
         here = ray.get_runtime_context().get_node_id()
         self.piped = (len([nd for nd in ray.nodes() if nd["Alive"]]) == 1 and cfg.cluster.partitions == 1
                       and all(ln is not None and ln["node"] == here for ln in self.lanes))
