@@ -1,5 +1,6 @@
 """A local Ray (tests/conftest.py's ``local_ray``, 2 CPUs) with no room: ``Hog``, another job's actor holding every
-CPU, and ``workers_start_within``, a run's start left to fail on its worker actors (the shards' own wait kept long)."""
+CPU, and ``workers_start_within``, a run's start left to fail on its worker (or partition) actors (the shards' own
+wait kept long)."""
 from typing import Any
 
 import ray
