@@ -5,10 +5,13 @@ In a greedy cat run stage 2 trains on frozen stage 1's output, and the in-memory
 row's frozen output has been computed before. :class:`FrozenCache` keeps each row's output, keyed on the row's
 bytes (an exact key: two inputs share an entry only if they are the same bytes, so an augmented or streamed
 row that never recurs only misses), and hands a batch back from it when **every** row of the batch is held;
-otherwise the frozen stages run on the whole batch as without a cache, and its rows are kept. Computed on the
-same batch size as without the cache, the kernels a layer picks by batch size (``runs_banked``) are the same,
-and a row's output does not depend on the other rows of its batch (tested), so a run is bit for bit the one
-without the cache (tests/test_models_frozen_cache.py).
+otherwise the frozen stages run on the whole batch as without a cache, and its rows are kept. A row's output
+does not depend on the other rows of its batch, nor on its place in it, but it can on the batch's size: the
+kernels a layer picks by batch size (``runs_banked``), and an untied layer's GEMM over the batch, which rounds
+the last bits differently at 8 rows and at 9 (1e-6). So rows are held per batch size, and a batch is answered
+only from rows computed in batches of its own size: a run whose batches all have one size (every runner's but a
+Sandblaster run's, whose units of a sampled batch differ by a row) is bit for bit the one without the cache
+(tests/test_models_frozen_cache.py); one of several sizes keeps a row once per size it met it in.
 
 The frozen weights are compared with the copy the held outputs were made with on every call (a few thousand
 values for the main job's stage 1) and everything is dropped when they differ: a parameter server's fetch of
@@ -38,7 +41,7 @@ class FrozenCache:
         self.clear()
 
     def clear(self) -> None:
-        self._rows: dict[bytes, Tensor] = {}
+        self._rows: dict[tuple[int, bytes], Tensor] = {}
         self._weights: list[Tensor] = []
         self.held = 0        # bytes of keys and outputs
 
@@ -47,14 +50,14 @@ class FrozenCache:
         if x.device.type != "cpu" or x.dtype not in _KEYED or x.requires_grad:
             return run(x)
         self._check_weights(frozen)
-        keys = [row.numpy().tobytes() for row in x.contiguous()]
+        keys = [(len(x), row.numpy().tobytes()) for row in x.contiguous()]     # per batch size (see above)
         held = [self._rows.get(k) for k in keys]
         if all(h is not None for h in held):
             self.hits += 1
             return torch.stack(held)         # type: ignore[arg-type]
         self.misses += 1
         out = run(x)
-        row_bytes = len(keys[0]) + out[0].numel() * out.element_size()
+        row_bytes = len(keys[0][1]) + out[0].numel() * out.element_size()
         for key, row in zip(keys, out):
             if key not in self._rows and self.held + row_bytes <= self.limit:
                 self._rows[key] = row.clone()
