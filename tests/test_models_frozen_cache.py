@@ -130,3 +130,13 @@ def test_a_batch_of_another_size_is_not_answered_from_rows_computed_at_this_one(
     model.frozen_cache = held
     again = model.forward_train(cat.Batch(x[:9]))["stage2"].x     # a size seen before: from the cache
     assert held.hits == 1 and torch.equal(again, plain[-1])
+
+
+def test_an_input_of_the_wrong_shape_is_refused_though_its_bytes_are_held():
+    torch.manual_seed(0)
+    model = MODELS["main job"]().train()
+    model.set_stage(2)
+    x = torch.randn(8, 1, 32, 32)
+    model.forward_train(cat.Batch(x))
+    with pytest.raises(ValueError, match="expected"):                # the layer's own error, as without the cache
+        model.forward_train(cat.Batch(x.view(8, 1, 16, 64)))

@@ -41,7 +41,7 @@ class FrozenCache:
         self.clear()
 
     def clear(self) -> None:
-        self._rows: dict[tuple[int, bytes], Tensor] = {}
+        self._rows: dict[tuple[tuple[int, ...], bytes], Tensor] = {}
         self._weights: list[Tensor] = []
         self.held = 0        # bytes of keys and outputs
 
@@ -50,7 +50,8 @@ class FrozenCache:
         if x.device.type != "cpu" or x.dtype not in _KEYED or x.requires_grad:
             return run(x)
         self._check_weights(frozen)
-        keys = [(len(x), row.numpy().tobytes()) for row in x.contiguous()]     # per batch size (see above)
+        shape = tuple(x.shape)     # per batch size (see above), and a row of other dims is not a held row's bytes
+        keys = [(shape, row.numpy().tobytes()) for row in x.contiguous()]
         held = [self._rows.get(k) for k in keys]
         if all(h is not None for h in held):
             self.hits += 1
