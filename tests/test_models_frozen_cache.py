@@ -141,7 +141,8 @@ def test_a_batch_of_another_size_is_not_answered_from_rows_computed_at_this_one(
     assert held.hits == 0
     whole = model.forward_train(cat.Batch(x))["stage2"].x
     model.frozen_cache = held
-    again = model.forward_train(cat.Batch(x))["stage2"].x         # the size it was computed at: from the cache
+    model.forward_train(cat.Batch(x))                               # the size it was computed at: checked once,
+    again = model.forward_train(cat.Batch(x))["stage2"].x         # then from the cache
     assert held.hits == 1 and torch.equal(again, whole)
 
 
@@ -153,3 +154,23 @@ def test_an_input_of_the_wrong_shape_is_refused_though_its_bytes_are_held():
     model.forward_train(cat.Batch(x))
     with pytest.raises(ValueError, match="expected"):                # the layer's own error, as without the cache
         model.forward_train(cat.Batch(x.view(8, 1, 16, 64)))
+
+
+def test_a_step_counted_on_fresh_inputs_runs_the_frozen_stages_once():
+    """What ``downpour plan`` and the studies' FLOP counts read: the cache's check of a shape must not run there."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    def counted(cached: bool) -> int:
+        torch.manual_seed(0)
+        model = MODELS["untied"]()
+        if not cached:
+            model.frozen_cache = None
+        model.set_stage(2)
+        objective = Objective.from_config(OBJECTIVE)
+        with FlopCounterMode(display=False) as counter:
+            for n in (1, 2, 3, 8):              # plan/counted.py's batches: the same seed, so their first rows recur
+                x = torch.rand(n, 1, 32, 32, generator=torch.Generator().manual_seed(0))
+                train_step(model, objective, cat.Batch(x))
+        return counter.get_total_flops()
+
+    assert counted(True) == counted(False)

@@ -11,10 +11,12 @@ kernels a layer picks by batch size (``runs_banked``), and an untied layer's GEM
 differently at 8 rows and at 9 (1e-6), and on one thread, in a batch of 5-7 or 9-11 rows, by its place in the
 batch (the GEMM's last columns; measured 2026-12-05 on this project's 2-core VM, torch's CPU BLAS). So rows are
 held per batch shape, a batch is answered only from rows computed in batches of its shape, and the first batch
-of each shape is run again rolled by a row: a shape whose rows come out other than moved (:attr:`exact` False)
-is never held. With that a run is bit for bit the one without the cache (tests/test_models_frozen_cache.py);
-one of several batch sizes (a Sandblaster run's units of a sampled batch) keeps a row once per size, and pays one
-more frozen forward per shape.
+of a shape whose rows are all held is not answered but run, compared with the held rows, and run again rolled by
+a row: a shape whose rows come out other than the held ones, or other than moved, is dropped and never held again
+(:attr:`exact` False). With that a run is bit for bit the one without the cache (tests/test_models_frozen_cache.py);
+the check costs one more frozen forward per shape, only once rows recur (a step counted on fresh inputs, as
+``downpour plan`` counts one, runs the frozen stages once); a run of several batch sizes (a Sandblaster run's units
+of a sampled batch) keeps a row once per size.
 
 The frozen weights are compared with the copy the held outputs were made with on every call (a few thousand
 values for the main job's stage 1) and everything is dropped when they differ: a parameter server's fetch of
@@ -62,21 +64,29 @@ class FrozenCache:
             return run(x)
         keys = [(shape, row.numpy().tobytes()) for row in x.contiguous()]
         held = [self._rows.get(k) for k in keys]
-        if all(h is not None for h in held):
+        if all(h is not None for h in held) and self.exact.get(kind):
             self.hits += 1
             return torch.stack(held)         # type: ignore[arg-type]
         self.misses += 1
         out = run(x)
-        if kind not in self.exact:           # once per shape: the batch again, every row a place further on
-            self.exact[kind] = len(x) < 2 or torch.equal(run(x.roll(1, 0)), out.roll(1, 0))
+        if all(h is not None for h in held):   # a shape's first batch it could answer: run, and checked (see above)
+            self.exact[kind] = torch.equal(out, torch.stack(held)) and (  # type: ignore[arg-type]
+                len(x) < 2 or torch.equal(run(x.roll(1, 0)), out.roll(1, 0)))
             if not self.exact[kind]:
-                return out
+                self._drop(shape)
+            return out
         row_bytes = len(keys[0][1]) + out[0].numel() * out.element_size()
         for key, row in zip(keys, out):
             if key not in self._rows and self.held + row_bytes <= self.limit:
                 self._rows[key] = row.clone()
                 self.held += row_bytes
         return out
+
+    def _drop(self, shape: tuple[int, ...]) -> None:
+        """Forget the rows held for batches of ``shape``."""
+        for key in [k for k in self._rows if k[0] == shape]:
+            row = self._rows.pop(key)
+            self.held -= len(key[1]) + row.numel() * row.element_size()
 
     def _check_weights(self, frozen: Sequence[nn.Module]) -> None:
         """Drop every held row unless ``frozen``'s parameters and buffers are the ones they were made with."""
