@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import ray
 import torch
-from ray_room import Hog, workers_start_within
+from ray_room import A_NODE, Hog, two_nodes_one_full, workers_start_within
 
 import downpour.ps.asking_on_ray as asking_module
 import downpour.ps.cluster_on_ray as driver_module
@@ -303,9 +303,26 @@ def test_waiting_for_room_on_the_cluster_is_said(local_ray, caplog):
     late = Hog.remote()                                          # no room for it until the hog goes
     threading.Timer(1.5, lambda: ray.kill(hog)).start()
     with caplog.at_level("WARNING", logger="downpour.ps.connect_on_ray"):
-        assert gathered([late.ping.remote()], "test actors", 60.0, every=0.5) == [1]
-    assert "still waiting for Ray to start 1 of 1 test actors" in caplog.text and "0 of its 2 CPUs free" in caplog.text
+        assert gathered([late.ping.remote()], "test actors", 60.0, {"CPU": 2.0}, every=0.5) == [1]
+    assert "still waiting for Ray to start 1 of 1 test actors after" in caplog.text
+    assert "(each asks CPU 2; the cluster has CPU 0 of 2 free): it has no room for them yet" in caplog.text
     ray.kill(late)
+
+
+def test_the_wait_for_room_names_the_room_on_the_node_each_actor_was_pinned_to(monkeypatch, caplog):
+    """The warning every minute of a start named the cluster's CPUs summed over its nodes ("4 of its 8 CPUs free")
+    for actors pinned to a full node; now it names each pinned node's room, as the no-room failure does. (Stand-in
+    two-node Ray.)"""
+    from downpour.errors import RunError
+    from downpour.ps import connect_on_ray
+
+    two_nodes_one_full(monkeypatch)
+    with caplog.at_level("WARNING", logger="downpour.ps.connect_on_ray"), pytest.raises(RunError):
+        connect_on_ray.gathered(["w0", "w1", "w2"], "worker actors", 2.0, {"CPU": 1.0}, every=1.0,
+                                pins=[A_NODE, A_NODE, None])
+    assert ("still waiting for Ray to start 3 of 3 worker actors after 1 s (each asks CPU 1; 2 pinned to node aaaaaaaa, "
+            "which has CPU 0 of 4 free; the others: the cluster has CPU 4 of 8 free (summed over its 2 nodes: an actor "
+            "needs what it asks on one)): it has no room for them yet") in caplog.text
 
 
 def test_a_start_ray_has_no_room_for_fails_after_the_limit_naming_the_room_asked_and_free(local_ray, tmp_path,
@@ -374,16 +391,11 @@ def test_a_start_on_several_nodes_names_the_room_on_the_node_each_actor_was_pinn
     from downpour.errors import RunError
     from downpour.ps import connect_on_ray
 
-    a, b = "a" * 56, "b" * 56
-    monkeypatch.setattr(connect_on_ray, "ray", SimpleNamespace(
-        wait=lambda refs, num_returns, timeout: ([], refs),
-        nodes=lambda: [{"NodeID": n, "Alive": True, "Resources": {"CPU": 4.0}} for n in (a, b)],
-        available_resources=lambda: {"CPU": 4.0}, cluster_resources=lambda: {"CPU": 8.0}))
-    monkeypatch.setattr(connect_on_ray, "_free_per_node", lambda: {a: {}, b: {"CPU": 4.0}})
+    two_nodes_one_full(monkeypatch)
     with pytest.raises(RunError, match=r"could not start 3 of 3 worker actors within 1 s: each asks CPU 1; 2 pinned "
                                        r"to node aaaaaaaa, which has CPU 0 of 4 free; the others: the cluster has CPU "
                                        r"4 of 8 free \(summed over its 2 nodes: an actor needs what it asks on one\)"):
-        connect_on_ray.gathered(["w0", "w1", "w2"], "worker actors", 1.0, {"CPU": 1.0}, pins=[a, a, None])
+        connect_on_ray.gathered(["w0", "w1", "w2"], "worker actors", 1.0, {"CPU": 1.0}, pins=[A_NODE, A_NODE, None])
 
 
 def test_a_checkpoint_that_fails_on_the_way_out_says_in_one_line_where_the_resume_goes_on(tmp_path, caplog):

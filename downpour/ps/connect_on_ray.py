@@ -192,7 +192,8 @@ def gathered(refs: list[Any], what: str, limit: float, asks: dict[str, float] | 
     none does; Sandblaster's run refuses cluster.silent_seconds, and its error asked for it). ``pins``: the node
     each actor was pinned to (:func:`pinned`), where the error names the room of the nodes the actors not started
     were pinned to: an actor needs what it asks on one node, and the cluster's free room, summed over its nodes,
-    read "CPU 4 of 8 free" for a worker pinned to a full node (since 2026-12-05)."""
+    read "CPU 4 of 8 free" for a worker pinned to a full node (since 2026-12-05). The warning every ``every``
+    seconds names the same room (until 2026-12-05 the cluster's CPUs, summed over its nodes)."""
     pending, waited = list(refs), 0.0
     while pending:
         wait = min(every, limit - waited)
@@ -200,16 +201,16 @@ def gathered(refs: list[Any], what: str, limit: float, asks: dict[str, float] | 
         if not pending:
             break
         waited += wait
+        room = _room(asks or {}, _pins_of(pending, refs, pins))
         if waited >= limit:
             fewer = "cluster.workers, cluster.worker_gpus" if (asks or {}).get("GPU") else "cluster.workers"
             wait = (f"set {longer} over {limit:.0f} (the start waits the larger of it and {start_limit(0.0):.0f} s)"
                     if longer else f"start the run once it has them (the start waits {limit:.0f} s)")
             raise RunError(f"Ray could not start {len(pending)} of {len(refs)} {what} within {waited:.0f} s: "
-                           f"{_room(asks or {}, _pins_of(pending, refs, pins))}. Free room on the cluster (another job's actors, a node gone), ask "
-                           f"for less ({fewer}), or, for a cluster still adding nodes, {wait}")
-        log.warning("still waiting for Ray to start %d of %d %s after %.0f s (the cluster has %g of its %g CPUs "
-                    "free): it has no room for them yet", len(pending), len(refs), what, waited,
-                    ray.available_resources().get("CPU", 0), ray.cluster_resources().get("CPU", 0))
+                           f"{room}. Free room on the cluster (another job's actors, a node gone), ask for less "
+                           f"({fewer}), or, for a cluster still adding nodes, {wait}")
+        log.warning("still waiting for Ray to start %d of %d %s after %.0f s (%s): it has no room for them yet",
+                    len(pending), len(refs), what, waited, room)
     return ray.get(refs)
 
 
