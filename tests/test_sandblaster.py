@@ -538,6 +538,45 @@ def test_a_ray_start_with_no_room_fails_naming_no_setting_sandblaster_refuses(tm
         ray.kill(hog)
 
 
+def test_a_ray_start_on_several_nodes_names_the_room_on_the_node_each_worker_was_pinned_to(monkeypatch):
+    """Two nodes of 4 CPUs, node a's all held by another job: worker 0, pinned to node a (the placer pins a CPU worker
+    round-robin, hard, as Downpour's), cannot start. Its line read "the cluster has CPU 4 of 8 free", summed over the
+    nodes: the pool did not say where it had pinned its actors. Now it names node a's room, as Downpour's start does
+    (tests/test_ps_ray_driver.py). (Stand-in two-node Ray and actors.)"""
+    from types import SimpleNamespace
+
+    from ray_room import two_nodes_one_full
+
+    from downpour.sandblaster import on_ray
+
+    stand_in = two_nodes_one_full(monkeypatch, ready=lambda ref: ref != "worker0")
+
+    class Actor:
+        def __init__(self, kind):
+            self.kind = kind
+
+        def options(self, **_):
+            return self
+
+        def remote(self, *args):
+            label = f"worker{args[1]}" if self.kind == "worker" else "shard"   # (cfg, w, ...) / (shard,)
+            return SimpleNamespace(node=SimpleNamespace(remote=lambda: label))
+
+    monkeypatch.setattr(on_ray, "ray", SimpleNamespace(nodes=stand_in.nodes, cluster_resources=stand_in.cluster_resources,
+                                                       put=lambda value: value))
+    monkeypatch.setattr(on_ray, "ShardActor", Actor("shard"))
+    monkeypatch.setattr(on_ray, "WorkerActor", Actor("worker"))
+    monkeypatch.setattr(on_ray, "speed_factors", lambda spec, n: [1.0] * n)
+    monkeypatch.setattr(on_ray, "frozen_params", lambda model: None)
+    pool = on_ray.RayPool.__new__(on_ray.RayPool)
+    pool.cfg = SimpleNamespace(cluster=SimpleNamespace(workers=2, spec=lambda key: None),
+                               train=SimpleNamespace(threads=1))
+    setup = SimpleNamespace(data=SimpleNamespace(x=None, y=None), model=None, bounds=[])
+    with pytest.raises(RunError, match=r"could not start 1 of 2 worker actors within \d+ s: each asks CPU 1; 1 pinned "
+                                       r"to node aaaaaaaa, which has CPU 0 of 4 free\. "):
+        pool._start(setup, [object(), object()])
+
+
 def test_a_unit_that_raises_in_a_live_worker_ends_the_run_naming_the_cause_not_the_workers():
     """Every RayError counted the worker lost: a unit's ValueError went to each worker in turn, and the run
     ended "every worker was lost (worker 1: RayTaskError(ValueError), ...)", the cause only in Ray's log."""

@@ -30,7 +30,7 @@ from torch import Tensor
 
 from downpour.config import RunConfig
 from downpour.errors import RunError
-from downpour.ps.connect_on_ray import connect, gathered, placer
+from downpour.ps.connect_on_ray import connect, gathered, pinned, placer
 from downpour.ps.restarts_on_ray import drain
 from downpour.ps.setup import ClusterSetup
 from downpour.ps.silence import Silence, Silent, start_limit
@@ -131,19 +131,23 @@ class RayPool:
         place = placer(ray.nodes())
         per_worker = min(1.0, float(ray.cluster_resources().get("CPU", 1.0)) / n)
         threads = cfg.train.threads or max(1, int(os.cpu_count() or 1) // n)
-        self.shard_actors = [ShardActor.options(**place(j, 0.0)).remote(s) for j, s in enumerate(shards)]
+        shard_options = [place(j, 0.0) for j in range(len(shards))]
+        self.shard_actors = [ShardActor.options(**o).remote(s) for o, s in zip(shard_options, shards)]
         x, y = ray.put(setup.data.x), ray.put(setup.data.y)
         speeds = speed_factors(cfg.cluster.spec("delay"), n)
         frozen = frozen_params(setup.model)
-        self.worker_actors = [WorkerActor.options(num_cpus=per_worker, **place(w, per_worker))
+        options = [place(w, per_worker) for w in range(n)]
+        self.worker_actors = [WorkerActor.options(num_cpus=per_worker, **options[w])
                               .remote(cfg, w, x, y, setup.bounds, threads, speeds[w], frozen) for w in range(n)]
         self.group = RayShards(self.shard_actors)
         limit = start_limit(0.0)   # (cluster.silent_seconds is Downpour's: the automatic limit, as self.silence)
+        # the room on the node each actor was pinned to (until 2026-12-05 the cluster's, summed over its nodes)
         self.placement = {"shards": gathered([a.node.remote() for a in self.shard_actors],
-                                     "shard actors", limit, longer=None),
+                                             "shard actors", limit, longer=None,
+                                             pins=[pinned(o) for o in shard_options]),
                           "workers": gathered([a.node.remote() for a in self.worker_actors],
-                                              "worker actors", limit,
-                                              {"CPU": per_worker}, longer=None)}
+                                              "worker actors", limit, {"CPU": per_worker}, longer=None,
+                                              pins=[pinned(o) for o in options])}
         self.t0 = time.perf_counter()
 
     def clock(self) -> float:
