@@ -6,7 +6,7 @@ as Ray's timing allows.
 What stands in (task path only: the piped path's channels are real shared memory):
 
 - ``Runtime`` for the ``ray`` module of ``cluster_on_ray``, ``asking_on_ray`` and ``restarts_on_ray`` (``wait``, ``get``,
-  ``kill``) and for ``time`` in ``restarts_on_ray`` and ``silence``: a future is ready when it is made, or when its
+  ``kill``, ``nodes``: one node unless a test gives several, ``lose_node`` marking one dead) and for ``time`` in ``restarts_on_ray`` and ``silence``: a future is ready when it is made, or when its
   ``when`` holds (a held first answer); a death is told some waits late (``Worker.told``: Ray tells
   of a death a moment after it, and the driver may look at its restarts in between). ``wait`` returns the
   ready ones in the order it is given them, as Ray's does; when fewer than asked are ready it first takes the
@@ -33,6 +33,7 @@ from ray.exceptions import ActorDiedError, GetTimeoutError
 
 from downpour.ps import asking_on_ray, cluster_on_ray, restarts_on_ray, silence, tasks_on_ray
 from downpour.ps.cluster_on_ray import RayCluster
+from downpour.ps.connect_on_ray import pinned, placer
 from downpour.ps.consistency import make_consistency
 from downpour.ps.coordinator import Coordinator
 
@@ -59,9 +60,17 @@ class Runtime:
     """``ray`` (wait, get, kill) and ``time`` (monotonic) as the driver sees them. ``waits`` counts the driver's
     waits: the moments it looks."""
 
-    def __init__(self, tick: float = 0.0) -> None:
+    def __init__(self, tick: float = 0.0, nodes: list[str] | None = None) -> None:
         self.now, self.waits = 0.0, 0
         self.tick = tick         # seconds each wait takes: a busy driver's clock moves while a push is always ready
+        self.alive = {node: True for node in nodes or ["node-a"]}
+
+    def nodes(self) -> list[dict[str, Any]]:
+        """``ray.nodes()``: each node, alive or not, of 4 CPUs."""
+        return [{"NodeID": node, "Alive": alive, "Resources": {"CPU": 4.0}} for node, alive in self.alive.items()]
+
+    def lose_node(self, node: str) -> None:
+        self.alive[node] = False
 
     def monotonic(self) -> float:
         return self.now
@@ -197,14 +206,14 @@ class Worker:
 
 class Shard:
     """A shard actor (or a partition actor): ``told`` the live sets it was told, in order; ``up``: when its first
-    answer comes (None: at once)."""
+    answer comes (None: at once); ``node``: where it runs."""
 
-    def __init__(self, up: Callable[[], bool] | None = None) -> None:
+    def __init__(self, up: Callable[[], bool] | None = None, node: str = "node-a") -> None:
         self.told, self.killed = [], False
         self.set_workers = _Method(lambda ws: self._note(ws))
         self.flush = _Method(lambda: Ref(None))
         self.close = _Method(lambda: Ref(None))
-        self.node = _Method(lambda: Ref("node-a", when=up))
+        self.node = _Method(lambda: Ref(node, when=up))
         self.profile = _Method(lambda: Ref({}))
 
     def _note(self, ws: list[int]) -> Ref:
@@ -231,7 +240,8 @@ class Pusher:
 
 class ScriptedCluster(RayCluster):
     """``RayCluster`` on stand-in actors. ``script[(w, life)]``: the keyword arguments of that :class:`Worker`
-    (``dies``, ``up``, ``dead_on_arrival``; ``parts_up``: its partition actors' ``up``); ``pushes``: every push the driver had applied, as
+    (``dies``, ``up``, ``dead_on_arrival``; ``parts_up``: its partition actors' ``up``, else up where the driver's
+    own placement, ``_partition_places``, put them on a node alive); ``pushes``: every push the driver had applied, as
     (worker, life, first, steps) in order; ``on_push``: also called with the cluster after each push
     (a checkpoint's :meth:`state` in the middle of a restart)."""
 
@@ -248,6 +258,7 @@ class ScriptedCluster(RayCluster):
     def _start(self, shards: list[Any], start_step: int) -> None:
         self.run_id, self.piped, self.lanes = "scripted", False, [None] * len(shards)
         self.shard_actors = [Shard() for _ in shards]
+        self.place = placer(self.rt.nodes())
         for w in range(self.setup.cfg.cluster.workers):
             self.worker_actors.append(self._spawn(w, self.next_seq.get(w, 0), start_step))
         self.pusher = Pusher(len(shards))
@@ -264,7 +275,9 @@ class ScriptedCluster(RayCluster):
         actor = Worker(self.rt, w, life, seq, len(self.shard_actors) or 1, **script)
         self.lives.append(actor)
         if self.partitions:
-            self.partition_actors[w] = [Shard(parts_up) for _ in range(self.partitions)]
+            nodes = [pinned(o) or "node-a" for o in self._partition_places(w, self.partitions)]
+            self.partition_actors[w] = [Shard(parts_up or (lambda node=node: self.rt.alive.get(node, True)), node)
+                                        for node in nodes]
             self.parts.append(self.partition_actors[w])
         return actor
 
@@ -280,11 +293,12 @@ class ScriptedCluster(RayCluster):
         return sorted(s for _, _, first, k in self.pushes for s in range(first, first + k))
 
 
-def scripted_runtime(monkeypatch: Any, tick: float = 0.0) -> Runtime:
-    """Put a :class:`Runtime` (``tick``: seconds a wait takes) where the driver's modules call Ray and read the clock."""
-    rt = Runtime(tick)
+def scripted_runtime(monkeypatch: Any, tick: float = 0.0, nodes: list[str] | None = None) -> Runtime:
+    """Put a :class:`Runtime` (``tick``: seconds a wait takes; ``nodes``: its nodes' ids, one unless given) where the
+    driver's modules call Ray and read the clock."""
+    rt = Runtime(tick, nodes)
     for module in (cluster_on_ray, asking_on_ray, restarts_on_ray, tasks_on_ray):
-        monkeypatch.setattr(module, "ray", SimpleNamespace(wait=rt.wait, get=rt.get, kill=rt.kill,
+        monkeypatch.setattr(module, "ray", SimpleNamespace(wait=rt.wait, get=rt.get, kill=rt.kill, nodes=rt.nodes,
                                                            exceptions=module.ray.exceptions))
     for module in (restarts_on_ray, silence):
         monkeypatch.setattr(module, "time", SimpleNamespace(monotonic=rt.monotonic))

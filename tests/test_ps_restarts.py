@@ -160,6 +160,27 @@ def test_a_replacement_whose_partition_actors_never_answer_is_given_up_and_its_r
     assert c.lives[-1].killed and all(p.killed for p in c.parts[-1])
 
 
+def test_a_replacements_partition_actors_are_pinned_to_the_nodes_alive_at_its_restart(monkeypatch):
+    """Model parallelism on three nodes: worker 1's partitions are pinned round-robin, its second to node c. Node c is
+    lost, and worker 1 with it. Until 2026-12-05 its replacement's partitions were pinned by the start's placer, built
+    from the nodes at the start: the second to node c again, where Ray never starts it, and the replacement was given
+    up after RESTART_SECONDS. Now they are pinned over the nodes alive at the restart (a and b), and it rejoins."""
+    a, b, c = ("a" * 56, "b" * 56, "c" * 56)
+    rt = scripted_runtime(monkeypatch, nodes=[a, b, c])
+
+    def node_c_lost(n, first, k):
+        if first + k > 20:
+            rt.lose_node(c)
+        return first + k > 20
+
+    coord = coordinator(2, STEPS)
+    cluster = ScriptedCluster(rt, coord, restarts=1, partitions=2, script={(1, 0): {"dies": node_c_lost}})
+    assert [p.node.fn().value for p in cluster.partition_actors[1]] == [c, a]   # (w * K + p) round-robin over a, b, c
+    cluster.run_scripted()
+    assert [e[0] for e in _events(coord)] == ["worker-lost", "worker-restarted"] and coord.done == STEPS
+    assert cluster.placement["partitions"][2:] == [a, b]
+
+
 @pytest.mark.parametrize("n_push", [1, 3])
 def test_the_ranges_a_lost_worker_held_are_trained_once_by_the_others_or_its_replacement(runtime, n_push):
     """Worker 1 dies with two cycles queued (steps 1..2 x n_push); worker 2 dies later, restarts spent; each step

@@ -162,7 +162,7 @@ class RayCluster(TaskRun, PipedRun, Restarts, Asking):
         from downpour.ps.partitions_on_ray import PartitionActor, stage_specs
 
         setup, c = self.setup, self.setup.cfg.cluster
-        options = [self.place(w * c.partitions + p, 0.0) for p in range(len(setup.shards_of))]
+        options = self._partition_places(w, len(setup.shards_of))
         actors = [PartitionActor.options(name=f"{name}-part{p}", num_cpus=0, **options[p])
                   .remote(w, p, stage_specs(setup.model, p), [self.shard_actors[j] for j in shards],
                           [self.lanes[j] for j in shards], [setup.bounds[j] for j in shards], setup.cfg.train.lr,
@@ -171,6 +171,14 @@ class RayCluster(TaskRun, PipedRun, Restarts, Asking):
         self.pins.update(zip(actors, map(pinned, options)))
         self.partition_actors[w] = actors
         return actors
+
+    def _partition_places(self, w: int, k: int) -> list[dict[str, Any]]:
+        """The actor options of worker ``w``'s ``k`` partitions: round-robin over the nodes, as the shards'. A
+        replacement's (:meth:`_spawn` has counted it) over the nodes alive now, ``ray.nodes()`` read again: until
+        2026-12-05 the start's placer, built from the nodes at the start, pinned them to a node lost since, where Ray
+        never starts them (the replacement was given up after RESTART_SECONDS, its survivors held up meanwhile)."""
+        place = self.place if self._incarnation[w] <= 1 else placer(ray.nodes())
+        return [place(w * k + p, 0.0) for p in range(k)]
 
     def _set_live(self) -> None:   # waited for, so no worker fetches before the shards know who is live
         ray.get([a.set_workers.remote(sorted(self.coord.live)) for a in self.shard_actors])
