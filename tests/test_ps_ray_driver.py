@@ -320,9 +320,9 @@ def test_the_wait_for_room_names_the_room_on_the_node_each_actor_was_pinned_to(m
     with caplog.at_level("WARNING", logger="downpour.ps.connect_on_ray"), pytest.raises(RunError):
         connect_on_ray.gathered(["w0", "w1", "w2"], "worker actors", 2.0, {"CPU": 1.0}, every=1.0,
                                 pins=[A_NODE, A_NODE, None])
-    assert ("still waiting for Ray to start 3 of 3 worker actors after 1 s (each asks CPU 1; 2 pinned to node aaaaaaaa, "
-            "which has CPU 0 of 4 free; the others: the cluster has CPU 4 of 8 free (summed over its 2 nodes: an actor "
-            "needs what it asks on one)): it has no room for them yet") in caplog.text
+    assert ("still waiting for Ray to start 3 of 3 worker actors after 1 s (each asks CPU 1; 2 pinned to node "
+            "aaaaaaaa, which has CPU 0 of 4 free; the others: the cluster has CPU 4 of 8 free (summed over its 2 nodes: "
+            "an actor needs what it asks on one)): it has no room for them yet") in caplog.text
 
 
 def test_a_start_ray_has_no_room_for_fails_after_the_limit_naming_the_room_asked_and_free(local_ray, tmp_path,

@@ -562,8 +562,8 @@ def test_a_ray_start_on_several_nodes_names_the_room_on_the_node_each_worker_was
             label = f"worker{args[1]}" if self.kind == "worker" else "shard"   # (cfg, w, ...) / (shard,)
             return SimpleNamespace(node=SimpleNamespace(remote=lambda: label))
 
-    monkeypatch.setattr(on_ray, "ray", SimpleNamespace(nodes=stand_in.nodes, cluster_resources=stand_in.cluster_resources,
-                                                       put=lambda value: value))
+    monkeypatch.setattr(on_ray, "ray", SimpleNamespace(nodes=stand_in.nodes, put=lambda value: value,
+                                                       cluster_resources=stand_in.cluster_resources))
     monkeypatch.setattr(on_ray, "ShardActor", Actor("shard"))
     monkeypatch.setattr(on_ray, "WorkerActor", Actor("worker"))
     monkeypatch.setattr(on_ray, "speed_factors", lambda spec, n: [1.0] * n)
