@@ -560,6 +560,31 @@ def test_a_layer_of_non_finite_units_is_a_row_not_measured_not_a_failed_analysis
         face_controls(model, twin, layer="broken", input_shape=(1, 16, 16), prepare=None, **{**FAST, "seeds": [0]})
 
 
+class _DoubledLayer(PlantedModel):
+    """A planted model with one more layer holding every unit twice: each choice there is a 2-unit tie."""
+
+    def feature_layers(self) -> list[str]:
+        return ["codes", "doubled"]
+
+    def features(self, x: Tensor, layer: str | None = None) -> Tensor:
+        codes = self(x)
+        return torch.cat([codes, codes], dim=1) if layer == "doubled" else codes
+
+
+def test_each_layers_row_keeps_its_learned_units_tie_as_the_face_test_rows_do():
+    """The by-layer rows computed each layer's ``undecided`` and ``tie_spread_limit`` and kept neither."""
+    model, twin = _DoubledLayer((1, 16, 16)), _DoubledLayer((1, 16, 16), seed=3)
+    test = face_controls(model, twin, layer="codes", input_shape=(1, 16, 16), prepare=None, other_layers=["doubled"],
+                         **{**FAST, "seeds": [0]})
+    codes, doubled = test["by_layer"]
+    learned = {r["negatives"]: r for r in test["rows"] if r["method"] == LEARNED}
+    for c in codes["negatives"]:               # the analysed layer's: its rows' own
+        assert (c["undecided"], c["tie_spread_limit"]) == (learned[c["negatives"]]["undecided"],
+                                                           learned[c["negatives"]]["tie_spread_limit"])
+    for c in doubled["negatives"]:             # a unit and its copy: tied, and alike on every test
+        assert c["undecided"] is False and c["tie_spread_limit"] > 0
+
+
 def test_the_localizer_tests_on_the_same_controls_as_the_default_choice():
     """The localizer built the controls of all 100 faces from one stream, so the 30 tested faces' phase scrambles,
     block orders and crops were other draws than under the default choice, and the documented fixed-split

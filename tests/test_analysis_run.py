@@ -24,6 +24,7 @@ CONTROL_KEYS = {"negatives", "level", "method", "auc", "auc_ci", "accuracy_mean"
                 "unit_share", "sign", "threshold", "selection_auc", "candidates", "test_positives", "test_negatives",
                 "test_positives_range", "test_negatives_range",
                 "accuracy_ci", "tied", "tie_share", "undecided", "tie_spread_limit", "undecided_splits", "tied_auc"}
+BY_LAYER_KEYS = {"negatives", "auc", "auc_ci", "passes", "paired", "undecided", "tie_spread_limit"}   # controls_by_layer's
 LEARNED_UNIT = "learned unit"
 NEGATIVES = ["lfw_nonfaces", "phase_scrambled", "upside_down", "block_shuffled", "spectrum_matched_crops"]
 
@@ -122,6 +123,10 @@ def test_analysis_json_has_the_face_test_with_intervals_and_a_verdict(run_dir):
     assert [r["layer"] for r in by_layer] == [analysed] + others
     learned = {r["negatives"]: r["auc"] for r in rows if r["method"] == "learned unit"}
     assert [(c["negatives"], c["auc"]) for c in by_layer[0]["negatives"]] == list(learned.items())
+    # each layer's learned unit keeps its tie's figures, as the rows do (since 2026-12-05)
+    assert all(set(c) == BY_LAYER_KEYS for r in by_layer for c in r["negatives"])
+    tie = {r["negatives"]: (r["undecided"], r["tie_spread_limit"]) for r in rows if r["method"] == "learned unit"}
+    assert [(c["negatives"], (c["undecided"], c["tie_spread_limit"])) for c in by_layer[0]["negatives"]] == list(tie.items())
 
 
 def test_analysis_is_reproducible(run_dir, tmp_path):

@@ -224,7 +224,7 @@ def face_test(raw: np.ndarray, y: np.ndarray, splits: list[tuple[np.ndarray, np.
         raise (NoCandidate if isinstance(err, NoCandidate) else ValueError)(
             f"the face test on layer {layer!r}: {err}") from None
     verdict = controls_verdict(rows, labels=labels)
-    by_layer = [_brief(layer, verdict)]
+    by_layer = [_brief(layer, verdict, rows)]
     for other in other_layers:          # the same images, splits and bootstrap draw; only the units change
         needed = {LEARNED: units(other, False), TWIN: units(other, True), PIXEL: pixels, GRADIENT: statistics[GRADIENT]}
         try:
@@ -233,7 +233,7 @@ def face_test(raw: np.ndarray, y: np.ndarray, splits: list[tuple[np.ndarray, np.
         except ValueError as err:       # a diagnostic row: it does not take the analysed layer's test down
             by_layer.append({"layer": other, "passes_low_level": None, "negatives": [], "not_measured": str(err)})
             continue
-        by_layer.append(_brief(other, controls_verdict(other_rows, labels=labels)))
+        by_layer.append(_brief(other, controls_verdict(other_rows, labels=labels), other_rows))
     rows, ties = ties_once(rows)
     result = {
         "rows": rows, "ties": ties, "verdict": verdict, "by_layer": by_layer,
@@ -255,11 +255,15 @@ def face_test(raw: np.ndarray, y: np.ndarray, splits: list[tuple[np.ndarray, np.
     return result
 
 
-def _brief(layer: str, verdict: dict[str, Any]) -> dict[str, Any]:
-    """One layer's face test in brief: the learned unit's AUC [CI] per negative set, and whether it passes."""
+def _brief(layer: str, verdict: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """One layer's face test in brief: the learned unit's AUC [CI] per negative set, whether it passes, and its
+    tie's ``undecided`` / ``tie_spread_limit`` (its row's in ``rows``, :func:`score_controls`; since 2026-12-05)."""
+    learned = {r["negatives"]: r for r in rows if r["method"] == LEARNED}
     return {"layer": layer, "passes_low_level": verdict["passes_low_level"],
             "negatives": [{"negatives": p["negatives"], "auc": p["learned_auc"], "auc_ci": p["learned_auc_ci"],
-                           "passes": p["passes"], "paired": p["paired"]} for p in verdict["per_negatives"]]}
+                           "passes": p["passes"], "paired": p["paired"],
+                           **{k: learned[p["negatives"]][k] for k in ("undecided", "tie_spread_limit")}}
+                          for p in verdict["per_negatives"]]}
 
 
 def _fmt(row: dict[str, Any]) -> str:
