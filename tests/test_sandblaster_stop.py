@@ -367,7 +367,8 @@ def test_a_resume_past_a_stop_with_more_steps_starts_a_fresh_failure_count(tmp_p
 
 def test_a_resume_past_a_stop_stopped_before_its_first_iteration_resumes_again(tmp_path, monkeypatch):
     """`--resume --steps 8` past a stop saves config.toml's 8 steps; stopped (Ctrl-C) in its first iteration, its
-    checkpoint still carried the old stop, so the next `--resume` said the run "is finished ... M above its 8"."""
+    checkpoint still carried the old stop, so the next `--resume` said the run "is finished ... M above its 8"; and
+    `--resume --dry-run` said so until 2026-12-05 after that fix (it reads sandblaster.json, not the checkpoint)."""
     _fail_armijo(monkeypatch, lambda iteration: iteration in (1, 2))
     out = tmp_path / "run"
     sets = [a for kv in ("cluster.algorithm=sandblaster", "train.tensorboard=false", "data.samples=300", "model.name=rica-8x8",
@@ -385,6 +386,8 @@ def test_a_resume_past_a_stop_stopped_before_its_first_iteration_resumes_again(t
     monkeypatch.setattr(Coordinator, "search", interrupted)
     assert main(["train", "--resume", str(out), "--steps", "8", "--no-report"]) == 130     # (interrupted)
     monkeypatch.setattr(Coordinator, "search", search)
+    # the dry run agrees (it read sandblaster.json's stop at 3 against config.toml's 8 steps, and said "finished")
+    assert main(["train", "--resume", str(out), "--dry-run"]) == 0 and not RunDir.open(out).finished(8)
     assert main(["train", "--resume", str(out), "--no-report"]) == 0
     saved = json.loads((out / "sandblaster.json").read_text())
     assert saved["steps"] == 8 and saved["stop"]["reason"] == "steps"

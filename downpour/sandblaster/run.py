@@ -258,7 +258,8 @@ def _finish(setup: ClusterSetup, run: RunDir, params: list[torch.Tensor], progre
                                                      "data": setup.data.info})
     c, batches = progress.counts, progress.batches
     final = last["loss"] if last else run.last_loss()
-    summary = {"steps": progress.iteration, "resumed_from": start, "runner": cfg.cluster.runner,
+    # train_steps: the train.steps it ran to, what a resume past a stop must ask more than (RunDir.stopped_for_good)
+    summary = {"steps": progress.iteration, "train_steps": cfg.train.steps, "resumed_from": start, "runner": cfg.cluster.runner,
                "algorithm": "sandblaster", "final_loss": final, "converged": progress.converged,
                "stop": progress.stop or {"reason": "steps", "converged": False,
                                          "message": f"train.steps: {progress.iteration} L-BFGS iterations done"},

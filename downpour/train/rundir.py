@@ -99,11 +99,15 @@ class RunDir(RunBegin, RunModel):
     def stopped_for_good(self, steps: int | None = None) -> dict[str, Any] | None:
         """The ``stop`` sandblaster.json records (gradient, precision, line search) when the model is saved where it
         stopped (on the whole data set a resume would search again and end alike; on sampled batches the rule already
-        waited for the failure to recur), unless it samples batches and ``steps`` (a resume's) asks for more. None
-        otherwise. (Until 2026-12-05 a run that sampled batches went on, a cross-fit fold too, instead of being kept.)"""
+        waited for the failure to recur), unless it samples batches and ``steps`` (a resume's) asks for more than the
+        run was trained to: sandblaster.json's ``train_steps`` (since 2026-12-05; config.toml's, which a resume past the
+        stop raises at once, before: interrupted before its first iteration's end, its dry run said "finished" where
+        the resume went on). None otherwise. (Until 2026-12-05 a run that sampled batches went on, a cross-fit fold
+        too, instead of being kept.)"""
         record = self._sandblaster_record()
         stop = record.get("stop") or {"reason": "steps"}
-        more = self.samples_batches() and steps is not None and steps > self.config.train.steps   # (on new batches)
+        trained_to = record.get("train_steps", self.config.train.steps)
+        more = self.samples_batches() and steps is not None and steps > trained_to   # (on new batches)
         return stop if stop["reason"] != "steps" and self.model_step() == record.get("steps") and not more else None
 
     def samples_batches(self) -> bool:
