@@ -128,6 +128,20 @@ def test_an_unreadable_partial_file_is_measured_anew_and_logged(trained, caplog)
     assert kept.parts == {} and f"{trained[0] / NAME}: unreadable" in caplog.text and not (trained[0] / NAME).exists()
 
 
+def test_a_temp_file_left_by_a_kill_mid_write_goes_with_the_next_analysis_and_its_cleanup(trained):
+    """A kill while a part was written left analysis.partial.json.tmp (the file itself whole), and nothing removed it."""
+    from downpour.analysis.partial import Kept
+    from downpour.train.rundir import RunDir
+
+    tmp = trained[0] / (NAME + ".tmp")
+    tmp.write_text('{"key": "abc", "parts": {"spl')                   # torn where the kill left it
+    kept = Kept.open(RunDir.open(trained[0]), "abc")
+    assert kept.parts == {} and not tmp.exists()
+    tmp.write_text('{"key": "abc", "parts": {"spl')
+    kept.discard()                                                    # analysis.json written: every part in it
+    assert not tmp.exists()
+
+
 def test_a_stop_before_the_first_part_names_no_part_kept_for_other_inputs(trained, monkeypatch, capsys):
     """It said "kept the splits in ...: `...` finishes it from there" of another analysis's parts, never reused."""
     run, _ = trained

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from downpour.analysis.labelled import BUILT_IN
-from downpour.train.model_file import replace_text
+from downpour.train.model_file import replace_text, temp_of
 from downpour.train.rundir import RunDir
 
 log = logging.getLogger(__name__)
@@ -102,7 +102,9 @@ class Kept:
     def open(cls, run: RunDir, key: str) -> "Kept":
         """The parts kept in ``RUN/analysis.partial.json`` when they were measured from inputs ``key``; none otherwise:
         the file, of other inputs (another model, config, options or code) or unreadable, is removed then, so a stop
-        before this analysis's first part does not name its parts as kept (until 2026-12-05 it did)."""
+        before this analysis's first part does not name its parts as kept (until 2026-12-05 it did). A
+        ``analysis.partial.json.tmp`` a kill mid-write left goes too (since 2026-12-05; nothing removed it)."""
+        temp_of(run.path / NAME).unlink(missing_ok=True)   # left by a kill mid-write (the file is whole or the old one)
         saved = read(run.path)
         if saved.get("key") == key:
             return cls(run, key, saved["parts"])
@@ -126,8 +128,9 @@ class Kept:
         return decode(self.parts[name])
 
     def discard(self) -> None:
-        """Remove the file: analysis.json now holds every part."""
+        """Remove the file, and a temp file a kill mid-write left beside it: analysis.json now holds every part."""
         self.path.unlink(missing_ok=True)
+        temp_of(self.path).unlink(missing_ok=True)
 
 
 def read(run_path: Path) -> dict[str, Any]:

@@ -49,9 +49,14 @@ def fit_weights(model: FeatureModel, tensors: dict[str, Tensor], path: Path) -> 
     model.load_state_dict(tensors)
 
 
+def temp_of(path: Path) -> Path:
+    """Where :func:`replace_text` writes ``path`` before it moves it in (a kill mid-write leaves it behind)."""
+    return path.with_name(path.name + ".tmp")
+
+
 def replace_text(path: Path, text: str) -> None:
     """Write ``path`` whole or not at all: a kill mid-write leaves the old file (an empty config.toml
-    read as the defaults, a torn model.json as no model)."""
-    tmp = path.with_name(path.name + ".tmp")
+    read as the defaults, a torn model.json as no model), and :func:`temp_of` it."""
+    tmp = temp_of(path)
     tmp.write_text(text)
     os.replace(tmp, path)
