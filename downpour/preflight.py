@@ -263,8 +263,10 @@ def check_checkpoints_kept(run: RunDir, cfg: RunConfig) -> None:
     """NotARunError when the run's checkpoints/ folder, what a resume goes on from, is gone (moved or deleted):
     what happened, what of the run is left and how to train it again. Until 2026-12-05 the resume said only
     "checkpoint file 'RUN/checkpoints/local.safetensors' is missing". Not for a run that stopped before its first
-    checkpoint (trained again from step 0), nor for a finished run whose no-faces twin is all that is left."""
-    if run.checkpoints.is_dir() or run.stopped_unsaved() or (cfg.analysis.no_faces_twin and run.finished(cfg.train.steps)):
+    checkpoint (trained again from step 0), nor for a finished run whose no-faces twin is all that is left (one it
+    trains: :meth:`RunConfig.trains_twin`; until 2026-12-05 any ``no_faces_twin = true``, so a run with no lfw face,
+    whose twin is turned off, failed with the old message)."""
+    if run.checkpoints.is_dir() or run.stopped_unsaved() or (cfg.trains_twin() and run.finished(cfg.train.steps)):
         return
     step = run.model_step()
     left = (f"its model.safetensors (step {step}) is there: `downpour analyze {run.path}` analyses it, but training "

@@ -57,7 +57,7 @@ def twin_config(cfg: RunConfig, asked: bool) -> tuple[RunConfig, RunConfig | Non
     (:func:`no_faces_config`; ``cli_flags.check_flags``)."""
     if not cfg.analysis.no_faces_twin:
         return cfg, None
-    if not asked and not (cfg.data.trains_on_faces() and cfg.analysis.runs_face_test()):
+    if not asked and not cfg.trains_twin():
         why = ("this run trains on no lfw face" if not cfg.data.trains_on_faces() else
                f"no face test scores it (analysis.dataset = {cfg.analysis.dataset!r}, positive = {cfg.analysis.positive})")
         log.info("no no-faces twin: %s (analysis.no_faces_twin turned off)", why)

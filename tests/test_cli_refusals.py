@@ -877,6 +877,23 @@ def test_a_resume_of_a_run_whose_checkpoints_folder_is_gone_says_what_is_left_an
     assert "model.safetensors is missing too" in capsys.readouterr().err
 
 
+def test_a_finished_run_with_a_twin_it_never_trains_and_no_checkpoints_folder_says_what_is_left(tmp_path, capsys):
+    """A finished run's twin is all its resume trains, so the refusal let it by: where the config's no_faces_twin =
+    true trains no twin (no lfw face to leave out: twins.twin_config turns it off), the resume then failed with
+    "checkpoint file 'RUN/checkpoints/local.safetensors' is missing" (and its --dry-run passed)."""
+    out = tmp_path / "run"
+    assert main(["train", *TINY, "--steps", "6", "--out", str(out)]) == 0
+    config = (out / "config.toml").read_text()
+    assert "no_faces_twin = false" in config        # (as a config written before the twin was turned off says)
+    (out / "config.toml").write_text(config.replace("no_faces_twin = false", "no_faces_twin = true"))
+    shutil.rmtree(out / "checkpoints")
+    for dry in ([], ["--dry-run"]):
+        capsys.readouterr()
+        assert main(["train", "--resume", str(out), *dry]) == 2
+        err = capsys.readouterr().err
+        assert f"its folder {str(out / 'checkpoints')!r} is missing" in err and "model.safetensors (step 6) is there" in err
+
+
 @pytest.mark.parametrize("item", ["analysis.dataset=nosuch", "analysis.poses=/no/such/folder", "model.name=cat-dem"])
 def test_an_error_names_the_set_that_caused_it(capsys, item):
     """These three named the value but not the --set (the others' errors did)."""

@@ -278,6 +278,11 @@ class RunConfig(Section):
         """The learning rate of the server's update rule: ``cluster.lr`` where set, else ``train.lr``."""
         return self.cluster.lr or self.train.lr
 
+    def trains_twin(self) -> bool:
+        """Whether ``downpour train`` trains this run's no-faces twin: ``analysis.no_faces_twin``, lfw faces to leave
+        out and a face test to score it (``twins.twin_config`` turns a preset's twin off otherwise)."""
+        return self.analysis.no_faces_twin and self.data.trains_on_faces() and self.analysis.runs_face_test()
+
 
 SECTIONS = {"data": DataConfig, "train": TrainConfig, "cluster": ClusterConfig, "sandblaster": SandblasterConfig,
             "analysis": AnalysisConfig}
