@@ -94,6 +94,34 @@ def test_each_cell_records_its_platform_and_a_folder_resumed_on_another_says_so(
     assert [p["cells"] for p in json.loads((tmp_path / "study.json").read_text())["platforms"]] == [4, 2]
 
 
+def test_a_cell_records_its_cpus_family_and_model_which_a_generic_model_name_hides(planted, tmp_path, capsys):
+    """The VM of 2026-12-04 (AVX-512) and the one of 2026-12-05 (AVX2, family 25 model 1) both named themselves "AMD
+    EPYC": Q4's digits probes moved in their last digit between them, and the cells' platform could not say why."""
+    from downpour.studies.cells import cpu_fields
+    info = "processor\t: 0\nmodel name\t: AMD EPYC\ncpu family\t: 25\nmodel\t\t: 1\nstepping\t: 1\n" \
+           "processor\t: 1\nmodel name\t: AMD EPYC\ncpu family\t: 25\nmodel\t\t: 1\nstepping\t: 1\n"
+    assert cpu_fields(info, "x86_64") == {"cpu": "AMD EPYC", "cpu_id": "family 25 model 1 stepping 1"}
+    assert cpu_fields("", "x86_64") == {"cpu": "x86_64"}
+    run_study("planted", tmp_path, quick=True, seeds=2, jobs=1)
+    path = tmp_path / "cells.jsonl"
+    header, *lines = path.read_text().splitlines()
+    cells = [json.loads(line) for line in lines]
+    here = cells[0]["cost"]["platform"]
+    for cell in cells:                  # cached before the id was recorded: not another platform for lacking it
+        cell["cost"]["platform"] = {k: v for k, v in here.items() if k != "cpu_id"}
+    path.write_text("\n".join([header, *map(json.dumps, cells)]) + "\n")
+    run_study("planted", tmp_path, quick=True, seeds=3, jobs=1)
+    assert "platforms" not in capsys.readouterr().err
+    header, *lines = path.read_text().splitlines()
+    cells = [json.loads(line) for line in lines]
+    for k, cell in enumerate(cells):    # the same name, another CPU
+        cell["cost"]["platform"] = {**here, "cpu": "AMD EPYC", "cpu_id": f"family 25 model {1 if k < 4 else 17}"}
+    path.write_text("\n".join([header, *map(json.dumps, cells)]) + "\n")
+    run_study("planted", tmp_path, quick=True, seeds=3, jobs=1)
+    assert "its cells ran on 2 platforms (cpu_id differ: family 25 model 1 (4 cells); family 25 model 17 (2 cells))" \
+        in capsys.readouterr().err
+
+
 def test_the_cost_is_of_the_studys_own_seeds(planted, tmp_path):
     """Asked for fewer seeds than the folder holds, study.json said seeds [0, 1] and the cost of three."""
     run_study("planted", tmp_path, quick=True, seeds=3, jobs=1)

@@ -181,18 +181,38 @@ def platform() -> dict[str, str]:
         import sklearn
         import torch
 
-        cpu = host.processor() or host.machine()
         try:
             with open("/proc/cpuinfo") as f:
-                cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+                cpu = cpu_fields(f.read(), host.processor() or host.machine())
         except OSError:
-            pass
+            cpu = {"cpu": host.processor() or host.machine()}
         blas = next((line.strip(" -") for line in torch.__config__.show().splitlines() if "Math Kernel Library" in line
                      or "OpenBLAS" in line), "")
-        _PLATFORM = {"cpu": cpu, "cpu_capability": torch.backends.cpu.get_cpu_capability(), "blas": blas,
+        _PLATFORM = {**cpu, "cpu_capability": torch.backends.cpu.get_cpu_capability(), "blas": blas,
                      "MKL_CBWR": os.environ.get("MKL_CBWR", ""), "torch": torch.__version__, "numpy": numpy.__version__,
                      "scipy": scipy.__version__, "scikit-learn": sklearn.__version__, "python": host.python_version()}
     return dict(_PLATFORM)
+
+
+def cpu_fields(cpuinfo: str, fallback: str) -> dict[str, str]:
+    """``cpu``: /proc/cpuinfo's first model name (``fallback`` without one); ``cpu_id``: its CPU family, model and
+    stepping, where it has them. A VM's model name can be its maker's alone ("AMD EPYC" for the AVX-512 VM of
+    2026-12-04 and for the AVX2 one, family 25 model 1, that replaced it on 2026-12-05), so the name could not
+    tell the two apart; the id can (since 2026-12-05)."""
+    first: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        first.setdefault(key.strip(), value.strip())
+    out = {"cpu": first.get("model name") or fallback}
+    if "cpu family" in first and "model" in first:
+        out["cpu_id"] = f"family {first['cpu family']} model {first['model']} stepping {first.get('stepping', '?')}"
+    return out
+
+
+def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Two platform records agree on every key both hold: a cell cached before a key was recorded (``cpu_id``, since
+    2026-12-05) is not another platform for lacking it."""
+    return all(a[k] == b[k] for k in a.keys() & b.keys())
 
 
 def platforms_note(cache: "CellCache", keys: Iterable[tuple[str, int]]) -> tuple[list[dict[str, Any]], str]:
@@ -203,14 +223,15 @@ def platforms_note(cache: "CellCache", keys: Iterable[tuple[str, int]]) -> tuple
         record = cache.costs.get(key, {}).get("platform")
         if not isinstance(record, dict):
             continue
-        match = next((p for p in seen if p["platform"] == record), None)
+        match = next((p for p in seen if _same(p["platform"], record)), None)
         if match is None:
             seen.append({"platform": record, "cells": 1})
         else:
             match["cells"] += 1
     if len(seen) < 2:
         return seen, ""
-    differ = sorted({k for p in seen for k in p["platform"] if p["platform"].get(k) != seen[0]["platform"].get(k)})
+    differ = sorted({k for p in seen for k in p["platform"].keys() & seen[0]["platform"].keys()
+                     if p["platform"][k] != seen[0]["platform"][k]})
     each = "; ".join(", ".join(str(p["platform"].get(k)) for k in differ) + f" ({p['cells']} cells)" for p in seen)
     return seen, (f"{str(cache.path)!r}: its cells ran on {len(seen)} platforms ({', '.join(differ)} differ: {each}); "
                   "a cell's figures are reproducible from its seed on its own platform only, so seeds run on one "
