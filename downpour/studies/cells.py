@@ -197,8 +197,8 @@ def platform() -> dict[str, str]:
 def cpu_fields(cpuinfo: str, fallback: str) -> dict[str, str]:
     """``cpu``: /proc/cpuinfo's first model name (``fallback`` without one); ``cpu_id``: its CPU family, model and
     stepping, where it has them. A VM's model name can be its maker's alone ("AMD EPYC" for the AVX-512 VM of
-    2026-12-04 and for the AVX2 one, family 25 model 1, that replaced it on 2026-12-05), so the name could not
-    tell the two apart; the id can (since 2026-12-05)."""
+    2026-12-04 and for the AVX2 one, family 25 model 1, started at 06:23 on 2026-12-05), so the name could not
+    tell two such machines apart; the id can (since 2026-12-05)."""
     first: dict[str, str] = {}
     for line in cpuinfo.splitlines():
         key, _, value = line.partition(":")
