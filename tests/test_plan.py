@@ -700,3 +700,12 @@ def test_the_greedy_switches_are_the_cycles_the_coordinator_holds():
         held = [j for j in range(p, total, p)
                 if stage_for_step(j, total, stages, "greedy") > stage_for_step(j - p, total, stages, "greedy")]
         assert greedy_switches(total, stages, p) == held, (total, stages, p)
+
+
+def test_a_cluster_too_large_to_search_is_refused_unless_its_replicas_are_given(capsys):
+    """--machines 99999999999999999999 tried every replica count from 1 up, silently, for ever (10^7: a minute)."""
+    with pytest.raises(ConfigError, match="--machines 100000000000000000000: the plan tries every replica count"):
+        Cluster(machines=10 ** 20)
+    assert main(["plan", "--machines", str(10 ** 20)]) == 2
+    assert "give --replicas too, or --machines 100000 or fewer" in capsys.readouterr().err
+    assert plan_for("paper", cluster=Cluster(machines=10 ** 20, replicas=2))["cluster"]["replicas"] == 2

@@ -40,6 +40,7 @@ RULE_STATE = {"sgd": 0, "momentum": 1, "adagrad": 1, "adam": 2}   # (n,) state t
 
 
 CHOSEN = ("--replicas", "--partitions", "--shards")   # left out: the plan chooses them
+MOST_SEARCHED = 100_000    # machines whose replica counts the plan tries one by one (5 s on a 2-core VM; 10^6: 26 s)
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,10 @@ class Cluster:
         for flag, value in (("--memory", self.memory_gb), ("--bandwidth", self.bandwidth_gbit)):
             if not (math.isfinite(value) and value > 0):
                 raise ConfigError(f"{flag} must be a positive number, got {value}")
+        if self.replicas is None and self.machines > MOST_SEARCHED:   # (--machines 10**20 ran for ever, silent)
+            raise ConfigError(f"--machines {self.machines}: the plan tries every replica count from 1 up, too many "
+                              f"above {MOST_SEARCHED:,} machines; give --replicas too, or --machines {MOST_SEARCHED} "
+                              "or fewer")
 
     @property
     def bandwidth(self) -> float:    # bytes/s
