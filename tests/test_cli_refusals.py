@@ -1106,3 +1106,19 @@ def test_a_file_or_folder_inside_a_run_names_the_run_to_give(tmp_path, capsys, i
     assert main([*command, str(run / inner)]) == 2
     kind = "a file" if inner == "config.toml" else "a folder"
     assert f"is {kind} of the run {str(run)!r}, not a run; give {str(run)!r}" in capsys.readouterr().err
+
+
+def test_a_config_file_without_a_base_says_it_starts_from_the_defaults(tmp_path, capsys):
+    """A file of only `[train] steps = 5` was told "model 'cat-demo' on 1x8x8 samples (data.size = 8): ... shrink
+    kernels or pools", values it never set (the dataclasses' defaults pair cat-demo with 8x8 data), and no word of
+    the base it lacked; a file whose base is such a file is named too, one with a preset's base is not."""
+    (tmp_path / "min.toml").write_text("[train]\nsteps = 5\n")
+    (tmp_path / "over.toml").write_text('base = "min.toml"\nseed = 2\n')
+    for name in ("min.toml", "over.toml"):
+        assert main(["train", "--config", str(tmp_path / name), "--dry-run"]) == 2
+        err = capsys.readouterr().err
+        assert f'{tmp_path / "min.toml"} has no base = "PRESET", so it starts from the defaults' in err
+        assert 'add e.g. base = "cat-demo"' in err
+    (tmp_path / "cat.toml").write_text('base = "cat-demo"\n')
+    assert main(["train", "--config", str(tmp_path / "cat.toml"), "--set", "data.size=8", "--dry-run"]) == 2
+    assert "has no base" not in capsys.readouterr().err

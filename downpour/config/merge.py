@@ -81,9 +81,28 @@ def with_origin(err: ConfigError, name_or_path: str, overrides: list[Override] |
     """``err`` (an error of the model's or the cost terms' own checks, found after loading) prefixed with where its
     key was set (:func:`origin_of`), unless that is unknown or already said."""
     where = origin_of(err.key, name_or_path, overrides) if err.key else None
+    if where is None and (file := defaults_file(name_or_path)):    # (a base-less file: cat-demo on 8x8 data)
+        return type(err)(f"{err} ({err.key or 'the value'} is a default: {file} has no base = \"PRESET\", so it starts "
+                         "from the defaults of downpour/config/sections.py, not from a preset; add e.g. base = "
+                         "\"cat-demo\" (`downpour presets` lists them))", key=err.key)
     if where is None or str(err).startswith(where):
         return err
     return type(err)(f"{where}: {err}", key=err.key)
+
+
+def defaults_file(name_or_path: str) -> str | None:
+    """The last file of ``name_or_path``'s chain where no preset is in it (the config then starts from the
+    dataclasses' defaults, which pair cat-demo with 8x8 data), else None."""
+    current: str | None = name_or_path
+    preset_only, seen = False, set()
+    while current is not None and current not in seen:
+        seen.add(current)
+        table, where, file = read_toml(current, preset_only)
+        if file is None:
+            return None
+        current, preset_only = base_of(table, where, file) or (None, False)
+        last = str(file)
+    return last if current is None else None
 
 
 def merged_tables(name_or_path: str, overrides: list[Override] | tuple[Override, ...],
