@@ -26,6 +26,7 @@ import os
 import re
 import signal
 import time
+import tomllib
 import traceback
 from contextlib import redirect_stderr, redirect_stdout
 from multiprocessing.connection import Connection, wait
@@ -266,10 +267,24 @@ def check_crossfit_folder(out: Path, folds: int) -> None:
     if more:                    # (its own folder, run again with fewer --folds)
         raise RunExistsError(f"{str(out)!r} holds a cross-fit of more folds than {folds} ({', '.join(more[:3])}"
                              f"{', ...' if len(more) > 3 else ''}): run it again with its own --folds, or pick another --out")
+    had = _folds_of(out / "fold-0" / "config.toml")
+    if had is not None and had != folds:   # (fewer: told its fold-0 "differs in data.lfw_heldout", a key never typed)
+        raise RunExistsError(f"{str(out)!r} holds a cross-fit of {had} folds, not {folds} (fold-0 holds out "
+                             f"fold:0:{had}): run it again with --folds {had}, or pick another --out")
     if others:
         shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
         raise RunExistsError(f"{str(out)!r} holds files a cross-fit of {folds} folds did not write ({shown}): a "
                              "cross-fit is written only into a new or empty folder, or its own; pick another --out")
+
+
+def _folds_of(config: Path) -> int | None:
+    """K of the ``data.lfw_heldout = "fold:I:K"`` a fold's config.toml holds; None where it holds none."""
+    try:
+        held = tomllib.loads(config.read_text(encoding="utf-8")).get("data", {}).get("lfw_heldout")
+    except (OSError, ValueError):
+        return None
+    found = re.fullmatch(r"fold:\d+:(\d+)", held) if isinstance(held, str) else None
+    return int(found.group(1)) if found else None
 
 
 def _is_crossfit_record(path: Path) -> bool:

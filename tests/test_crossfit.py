@@ -274,6 +274,22 @@ def test_its_own_folder_run_again_with_fewer_folds_is_refused_as_such_not_as_for
         check_crossfit_folder(tmp_path, 2)
 
 
+def test_its_own_folder_run_again_with_more_folds_is_refused_naming_its_folds(tmp_path):
+    """--folds 3 on a cross-fit of 2 was told "fold-0 holds another run: its config differs in data.lfw_heldout;
+    ... give the config it was trained with", a key the user never typed; a fold-0 holding no fold is left to
+    the run's own check."""
+    from downpour.crossfit import check_crossfit_folder
+    from downpour.train.folders import RunExistsError
+
+    (tmp_path / "fold-0").mkdir()
+    (tmp_path / "fold-0" / "config.toml").write_text('[data]\nlfw_heldout = "fold:0:2"\n')
+    check_crossfit_folder(tmp_path, 2)
+    with pytest.raises(RunExistsError, match=r"holds a cross-fit of 2 folds, not 3 .*: run it again with --folds 2"):
+        check_crossfit_folder(tmp_path, 3)
+    (tmp_path / "fold-0" / "config.toml").write_text('[data]\nlfw_heldout = "none"\n')
+    check_crossfit_folder(tmp_path, 3)
+
+
 class _NoProcesses:
     """A multiprocessing context that fails the test if a fold process is started."""
     def Pipe(self, *args, **kwargs):
