@@ -63,6 +63,7 @@ def _flag_of(key: str, args: argparse.Namespace) -> str:
 def cmd_train(args: argparse.Namespace) -> int:
     from downpour.preflight import check_folder, check_run_config, new_run_config, resume_config
     from downpour.train.folders import fresh_folder
+    from downpour.train.lock import training
     from downpour.train.rundir import RunDir
     from downpour.twins import failed, search_failures, train_with_twin, twin_config
 
@@ -102,7 +103,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     then = f", then its no-faces twin -> {run.no_faces_twin}" if twin else ""
     print(f"downpour: training {cfg.model.name!r} with the {cfg.cluster.runner} runner{update_rule_words(cfg)} -> "
           f"{run.path}{then}", file=sys.stderr)
-    summary = train_with_twin(cfg, run, twin, resume=resume)
+    with training(run.path):           # (a --resume from another terminal is refused while it trains)
+        summary = train_with_twin(cfg, run, twin, resume=resume)
     print(json.dumps(summary))
     if cfg.analysis.report and summary.get("kept") and (run.path / "analysis.json").is_file():
         report_only(run.path)          # nothing was trained (a finished run and its twin): its analysis stays

@@ -38,6 +38,7 @@ from downpour.ps.setup import build_replica, check_param_stages, check_stage_cou
 from downpour.ps.shard import shard_bounds
 from downpour.sandblaster.checks import check_sandblaster
 from downpour.train.flat import ParamLayout
+from downpour.train.lock import check_not_training
 from downpour.train.config_record import recorded_differences, splits_steps
 from downpour.train.rundir import CONFIG_KEY, NotARunError, RunDir
 from downpour.train.setup import resolve_device
@@ -247,6 +248,7 @@ def resume_config(path: str, overrides: list[Override]) -> tuple[RunDir, RunConf
     """The run in ``path`` and its config with ``overrides``, as ``--resume`` takes them: NotARunError
     for a run that never started, ConfigError for an override that would make it another run."""
     run = RunDir.open(path)
+    check_not_training(run.path)   # (a live run without a checkpoint yet was taken for one stopped before it)
     if run.never_started():   # e.g. its data failed, or its output's reader left before the first step
         raise NotARunError(f"{path!r} holds no checkpoint, model or metrics row: it never started training, or was "
                            "stopped before its first row and checkpoint (nothing of it was kept); nothing to resume. "

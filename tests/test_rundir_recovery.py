@@ -327,6 +327,31 @@ def test_a_run_killed_before_its_first_checkpoint_trains_again_from_step_0_on_re
     assert [r["step"] for r in RunDir(killed).metrics()] == [2, 4, 6, 8]
 
 
+def test_a_run_being_trained_now_is_not_taken_for_one_killed_before_its_first_checkpoint(tmp_path, capsys):
+    """A live run without a checkpoint yet (train.checkpoint_every = 0) looks like one killed before its first:
+    `downpour train --resume` from another terminal (what `downpour analyze` of it suggests) removed its metrics
+    and trained it again from step 0 in the same folder, beside the live run. The training holds a lock."""
+    from downpour.cli import main
+    from downpour.train.lock import training
+    from downpour.train.rundir import NotARunError
+
+    argv = ["--config", "tica-8x8", "--runner", "local", "--steps", "8", "--no-report", "--set", "train.threads=1",
+            "--set", "train.log_every=2", "--set", "data.samples=500"]
+    live = tmp_path / "live"
+    assert main(["train", *argv, "--out", str(live)]) == 0     # (the lock is let go at its end: --resume below)
+    for name in ("model.json", "model.safetensors", "checkpoints"):   # as it is while it trains
+        shutil.rmtree(live / name) if (live / name).is_dir() else (live / name).unlink()
+    rows = (live / "metrics.jsonl").read_text()
+    with training(live):                                    # the other process, training it
+        assert main(["train", "--resume", str(live)]) == 2
+        assert "is being trained now by another downpour process" in capsys.readouterr().err
+        with pytest.raises(NotARunError, match="being trained now"):
+            with training(live):
+                pass
+    assert (live / "metrics.jsonl").read_text() == rows and not (live / "model.json").exists()
+    assert main(["train", "--resume", str(live)]) == 0       # once it is not: trained again from step 0, as before
+
+
 @pytest.mark.parametrize("edit, named", [({"step": "95"}, "step is '95', not a step number"),
                                          ({"step": -5}, "step is -5"), ({"row": {"sums": 1}}, "its row or elapsed time"),
                                          ({"elapsed": "soon"}, "its row or elapsed time")])
