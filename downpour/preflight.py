@@ -33,6 +33,7 @@ from downpour.models.cost_fit import check_cost_fits
 from downpour.models.registry import resolve
 from downpour.objectives import Objective
 from downpour.parallel.partition import partition_bounds, partition_ranges
+from downpour.ps.address import address_problem
 from downpour.ps.delays import make_delays
 from downpour.ps.setup import build_replica, check_param_stages, check_stage_count
 from downpour.ps.shard import shard_bounds
@@ -77,6 +78,9 @@ def _check_runner(cfg: RunConfig) -> None:
                 raise ConfigError(f"cluster.{key} = {getattr(cfg.cluster, key)!r} needs a cluster runner: "
                                   "set cluster.runner to simulated or ray")
         return
+    # (found at Ray's start until 2026-12-05, the run's folder made: a dry run passed it)
+    if runner == "ray" and cfg.cluster.address and (problem := address_problem(cfg.cluster.address)):
+        raise ConfigError(problem, key="cluster.address")
     make_delays(cfg.cluster.spec("delay"), cfg.cluster.workers)   # uniform:A:B needs A <= B
     c = cfg.cluster
     if c.algorithm == "downpour" and c.workers > 1 and c.warm_start >= cfg.train.steps:

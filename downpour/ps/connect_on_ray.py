@@ -21,6 +21,7 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from downpour.errors import RunError
+from downpour.ps.address import address_problem, host_port
 from downpour.ps.silence import start_limit
 from downpour.train.signals import deliver
 
@@ -34,18 +35,12 @@ def _reachable(address: str, timeout: float) -> None:
     """Raise RunError for an address that is no Ray address (Ray's parser printed a traceback), and unless
     ``host:port`` (``ray://host:port`` too) accepts a TCP connection within ``timeout``: ``ray.init``
     itself waits minutes on an address nobody answers."""
-    scheme, sep, target = address.rpartition("://")
-    if address in ("auto", "local") or (sep and scheme.isidentifier() and scheme not in ("ray", "http", "https")):
-        return                   # forms Ray resolves itself (a client module's scheme: anyscale://...)
-    host, _, port = target.rpartition(":")
-    host = host.removeprefix("[").removesuffix("]")     # an IPv6 head: [::1]:6379
-    if scheme == "ray" and not port.isdigit() and target:
-        return                   # ray://HOST: the client's default port, Ray's to resolve
-    if scheme not in ("", "ray") or not host or not port.isdigit():   # Ray's own parser printed a traceback
-        web = (" (http is the dashboard's or job submission's; a driver joins the head's port, 6379)"
-               if scheme.startswith("http") else "")
-        raise RunError(f"cluster.address={address!r} is not a Ray address: HOST:PORT, ray://HOST:PORT or auto "
-                       f"(empty: a local Ray){web}")
+    parts = host_port(address)
+    if parts is None:
+        return                   # forms Ray resolves itself
+    if problem := address_problem(address):   # Ray's own parser printed a traceback
+        raise RunError(problem)
+    host, port = parts[1:]
     try:
         socket.create_connection((host, int(port)), timeout=timeout).close()
     except OSError as err:

@@ -1,0 +1,35 @@
+"""The forms of ``cluster.address`` (Ray-free, so a config check reads it before the run's folder exists and
+``--dry-run`` refuses what the run would: until 2026-12-05 ``--address foo`` passed the dry run, and the run
+failed at Ray's start, leaving a run folder behind).
+
+    problem = address_problem("foo")      # "cluster.address='foo' is not a Ray address: ..." (None: a form Ray takes)
+"""
+from __future__ import annotations
+
+__all__ = ["address_problem", "host_port"]
+
+
+def host_port(address: str) -> tuple[str, str, str] | None:
+    """(scheme, host, port) of an address to reach over TCP; None for forms Ray resolves itself (auto, local,
+    a client module's scheme such as anyscale://, ray://HOST with the client's default port)."""
+    scheme, sep, target = address.rpartition("://")
+    if address in ("auto", "local") or (sep and scheme.isidentifier() and scheme not in ("ray", "http", "https")):
+        return None
+    host, _, port = target.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")     # an IPv6 head: [::1]:6379
+    if scheme == "ray" and not port.isdigit() and target:
+        return None
+    return scheme, host, port
+
+
+def address_problem(address: str) -> str | None:
+    """Why ``address`` is no Ray address (Ray's own parser printed a traceback), or None."""
+    parts = host_port(address)
+    if parts is None:
+        return None
+    scheme, host, port = parts
+    if scheme not in ("", "ray") or not host or not port.isdigit():
+        web = (" (http is the dashboard's or job submission's; a driver joins the head's port, 6379)"
+               if scheme.startswith("http") else "")
+        return f"cluster.address={address!r} is not a Ray address: HOST:PORT, ray://HOST:PORT or auto (empty: a local Ray){web}"
+    return None
