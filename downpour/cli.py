@@ -73,7 +73,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             flag = "--out" if args.out else "--config"
             raise ConfigError(f"{flag} with --resume: the run goes on in {args.resume!r} with its own config; drop "
                               f"{flag} (or start a new run with --config {args.resume}/config.toml --set ...)")
-        run, cfg = resume_config(args.resume, _overrides(args))
+        run, cfg = resume_config(args.resume, _overrides(args), lambda cfg: check_flags(args, cfg))
         source = str(run.path / "config.toml")
         resume = not run.stopped_unsaved()    # (trained, but killed before its first checkpoint: again from step 0)
     else:

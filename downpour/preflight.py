@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -248,9 +248,12 @@ def new_run_config(source: str, overrides: list[Override]) -> RunConfig:
     return cfg
 
 
-def resume_config(path: str, overrides: list[Override]) -> tuple[RunDir, RunConfig]:
+def resume_config(path: str, overrides: list[Override],
+                  flags: Callable[[RunConfig], None] | None = None) -> tuple[RunDir, RunConfig]:
     """The run in ``path`` and its config with ``overrides``, as ``--resume`` takes them: NotARunError
-    for a run that never started, ConfigError for an override that would make it another run."""
+    for a run that never started, ConfigError for an override that would make it another run. ``flags``: the
+    command line's check of what the run never reads, first (a Sandblaster run's --set train.lr was told "the run
+    was trained with 0.03; start a new run (--config RUN/config.toml --set ...)", which refuses it too)."""
     run = RunDir.open(path)
     check_not_training(run.path)   # (a live run without a checkpoint yet was taken for one stopped before it)
     if run.never_started():   # e.g. its data failed, or its output's reader left before the first step
@@ -260,6 +263,8 @@ def resume_config(path: str, overrides: list[Override]) -> tuple[RunDir, RunConf
                            "the folder over")
     check_unedited(run)
     cfg = run.config_with(overrides)
+    if flags is not None:
+        flags(cfg)
     check_resume(run.config, cfg)
     check_checkpoints_kept(run, cfg)
     return run, cfg

@@ -1122,3 +1122,18 @@ def test_a_config_file_without_a_base_says_it_starts_from_the_defaults(tmp_path,
     (tmp_path / "cat.toml").write_text('base = "cat-demo"\n')
     assert main(["train", "--config", str(tmp_path / "cat.toml"), "--set", "data.size=8", "--dry-run"]) == 2
     assert "has no base" not in capsys.readouterr().err
+
+
+def test_a_sandblaster_runs_resume_refuses_downpours_keys_as_such_not_as_a_change(tmp_path, capsys):
+    """`--resume RUN --set train.lr=0.5` of a Sandblaster run said "the run was trained with 0.03; start a new run
+    (--config RUN/config.toml --set ...)", a run that refuses the key too: it never reads it."""
+    run = tmp_path / "sb"
+    assert main(["train", "--config", "teacher-student", "--steps", "2", *SANDBLASTER, "--out", str(run)]) == 0
+    capsys.readouterr()
+    for argv, named in ((["--set", "train.lr=0.5"], "--set train.lr: Downpour's"),
+                        (["--compensation", "dc-asgd"], "--compensation: Downpour's")):
+        assert main(["train", "--resume", str(run), *argv]) == 2
+        err = capsys.readouterr().err
+        assert named in err and "the run was trained with" not in err
+    assert main(["train", "--resume", str(run), "--set", "sandblaster.history=3"]) == 2   # read: a change, as before
+    assert "cannot resume with sandblaster.history = 3" in capsys.readouterr().err
