@@ -490,6 +490,12 @@ def test_the_cli_checks_a_simulated_run(tmp_path, capsys):
     assert "predicted mean staleness" in capsys.readouterr().out
     assert main(["plan", "--check-run", str(tmp_path / "run"), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["workers"] == 20
+    # the same --out again: plan has no --resume, which it was told to use ("already holds a run; resume it with
+    # --resume or pick another --out")
+    assert main(["plan", "--check-simulated", "--replicas", "20", "--shards", "4", "--steps", "200",
+                 "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert f"`downpour plan --check-run {tmp_path / 'run'}`" in err and "--resume" not in err
 
 
 def test_a_run_whose_pushes_were_mostly_refused_does_not_pass_the_check(tmp_path, capsys):

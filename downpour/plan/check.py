@@ -19,6 +19,7 @@ from downpour.data.build import sample_shape
 from downpour.models.registry import create_model, resolve
 from downpour.plan.staleness import greedy_switches, predict_staleness
 from downpour.ps.cluster import run_cluster
+from downpour.train.folders import RunExistsError
 from downpour.train.rundir import RunDir
 
 __all__ = ["check_simulated", "compare_run", "passed", "CHECK_RECIPE", "MAX_ERROR", "MAX_REJECTED"]
@@ -110,6 +111,9 @@ def check_simulated(config: str = "ufldl-sae", workers: int = 1000, shards: int 
         if value != wanted:
             raise ConfigError(f"{key} = {value!r}: the staleness check runs Downpour on the simulated runner "
                               f"({key} = {wanted!r})", key=key)
+    if out and (Path(out) / "config.toml").is_file() and not RunDir(out).never_started():   # (was told "--resume it")
+        raise RunExistsError(f"--out {str(out)!r} already holds a run: pick another --out (a finished simulated run "
+                             f"there is compared by `downpour plan --check-run {out}`)")
     with tempfile.TemporaryDirectory(prefix="downpour-plan-") as tmp:
         path = Path(out) if out else Path(tmp) / "run"
         t0 = time.perf_counter()
