@@ -232,11 +232,11 @@ def _too_few_machines(cl: Cluster, k: int | None = None, fits: bool = True) -> s
              else f"{k} partitions (the fewest that fit a machine's memory)" if fits
              else f"{k} partitions (the most that can be laid out; none fits a machine's memory)")
     machines = f"{r * k} worker machine{'s' if r * k > 1 else ''}"
-    if cl.shards:
-        shards_said = f"--shards {shards}" if cl.shards >= k else f"{shards} shards (one per partition at least)"
-    else:
-        shards_said = ("1 shard" if k == 1 else f"{k} shards (one per partition at least, as the model-parallel runner "
-                       "requires, each a machine of its own)")
+    # (given shards are never below k here: below --partitions they are refused before, and a k of no --partitions
+    # is one laid out, which given shards allow only at k or fewer)
+    shards_said = (f"--shards {shards}" if cl.shards else "1 shard" if k == 1 else
+                   f"{k} shards (one per partition at least, as the model-parallel runner requires, each a machine of "
+                   "its own)")
     fewer = [name for name, given, least in (("replicas", cl.replicas, 1), ("partitions", cl.partitions, 1),
                                              ("shards", cl.shards, k if fits or cl.partitions else 1))
              if given and given > least]
