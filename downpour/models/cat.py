@@ -30,7 +30,8 @@ share of the steps) and takes only the reconstruction term: the code is not pool
 ``schedule="joint"`` in the trainer trains every stage at once on its own cost (a stage's input is
 detached, so a stage never pushes gradients into the one below); ``"greedy"`` trains stage 1, then 2, ...
 on the frozen stages' output, which ``frozen_cache`` (:mod:`downpour.models.frozen`) keeps per input row once
-computed: a batch whose rows all recur skips them, bit for bit (docs/benchmarks.md, frozen_cache).
+computed: a batch whose rows all recur skips them, bit for bit (rows held per batch shape, a shape checked once;
+docs/benchmarks.md, frozen_cache).
 """
 from __future__ import annotations
 

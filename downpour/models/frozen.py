@@ -1,22 +1,22 @@
 """A greedy schedule's frozen stages, run once per batch of inputs they have seen, not once per step.
 
-In a greedy cat run stage 2 trains on frozen stage 1's output, and the in-memory data set holds fixed crops
-(no augmentation by default), visited in a fresh order every epoch: from the second epoch of a stage on, every
-row's frozen output has been computed before. :class:`FrozenCache` keeps each row's output, keyed on the row's
-bytes (an exact key: two inputs share an entry only if they are the same bytes, so an augmented or streamed
-row that never recurs only misses), and hands a batch back from it when **every** row of the batch is held;
-otherwise the frozen stages run on the whole batch as without a cache, and its rows are kept. That is exact only
-where a row's output depends on nothing but the row and the batch's size, and both can fail in the last bits: the
-kernels a layer picks by batch size (``runs_banked``), and an untied layer's GEMM over the batch, round a row
-differently at 8 rows and at 9 (1e-6), and on one thread, in a batch of 5-7 or 9-11 rows, by its place in the
+In a greedy cat run stage 2 trains on frozen stage 1's output, and the in-memory data set holds fixed crops (no
+augmentation by default), visited in a fresh order every epoch: from the second epoch of a stage on, every row's
+frozen output has been computed before. :class:`FrozenCache` keeps each row's output, keyed on the batch's shape
+and the row's bytes (an exact key: two inputs share an entry only if they are the same bytes, so an augmented or
+streamed row that never recurs only misses), and hands a batch back from it when **every** row of the batch is
+held and its shape has passed the check below; otherwise the frozen stages run on the whole batch as without a
+cache, and its rows are kept. A row's output can depend in its last bits on more than the row: on the batch's size
+(the kernels a layer picks by batch size, ``runs_banked``, and an untied layer's GEMM over the batch round a row
+differently at 8 rows and at 9, 1e-6), and, on one thread in a batch of 5-7 or 9-11 rows, on its place in the
 batch (the GEMM's last columns; measured 2026-12-05 on this project's 2-core VM, torch's CPU BLAS). So rows are
-held per batch shape, a batch is answered only from rows computed in batches of its shape, and the first batch
-of a shape whose rows are all held is not answered but run, compared with the held rows, and run again rolled by
-a row: a shape whose rows come out other than the held ones, or other than moved, is dropped and never held again
-(:attr:`exact` False). With that a run is bit for bit the one without the cache (tests/test_models_frozen_cache.py);
-the check costs one more frozen forward per shape, only once rows recur (a step counted on fresh inputs, as
-``downpour plan`` counts one, runs the frozen stages once); a run of several batch sizes (a Sandblaster run's units
-of a sampled batch) keeps a row once per size.
+held per batch shape, a batch is answered only from rows computed in batches of its shape, and the first batch of
+a shape whose rows are all held is not answered but run, compared with the held rows, and run again rolled by a
+row: a shape whose rows come out other than the held ones, or other than moved, is dropped and never held again
+(:attr:`exact` False). With that a run is bit for bit the one without the cache
+(tests/test_models_frozen_cache.py); the check costs one more frozen forward per shape, only once rows recur (a
+step counted on fresh inputs, as ``downpour plan`` counts one, runs the frozen stages once); a run of several
+batch sizes (a Sandblaster run's units of a sampled batch) keeps a row once per size.
 
 The frozen weights are compared with the copy the held outputs were made with on every call (a few thousand
 values for the main job's stage 1) and everything is dropped when they differ: a parameter server's fetch of
