@@ -288,7 +288,7 @@ def _downpour_in_file(args: argparse.Namespace) -> dict[str, list[str]]:
     if table.get("cluster", {}).get("algorithm", defaults["cluster.algorithm"]) != "sandblaster":
         return {}
     # (what the file itself sets: a file inheriting a run's config.toml and setting cluster.workers left it resolved)
-    resolved = {where for where in set(origins.values()) if not where.startswith(("preset ", "--set"))
+    resolved = {where for where in set(origins.values()) if not where.startswith("preset ")
                 and set(read_toml(where)[0].get("cluster", {})) >= {key.split(".")[1] for key in SANDBLASTER_READS}}
     sets: dict[str, list[str]] = {}
     for key, where in origins.items():
