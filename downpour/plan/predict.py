@@ -225,15 +225,15 @@ def _too_few_machines(cl: Cluster, k: int | None = None, fits: bool = True) -> s
     if not k:
         return (f"no layout of {cl.machines} machines gives each of its partitions a shard of its own (shards >= "
                 f"partitions, as the model-parallel runner requires): add machines, or use fewer partitions")
-    r, shards = cl.replicas or 1, max(k, cl.shards or 0)
+    # (given shards are never below k here: below --partitions they are refused before, and a k of no --partitions
+    # is one laid out, which given shards allow only at k or fewer)
+    r, shards = cl.replicas or 1, cl.shards or k
     need = r * k + shards
     workers = f"--replicas {r}" if cl.replicas else "1 replica (the fewest)"
     parts = (f"--partitions {k}" if cl.partitions else "1 partition (the fewest)" if k == 1
              else f"{k} partitions (the fewest that fit a machine's memory)" if fits
              else f"{k} partitions (the most that can be laid out; none fits a machine's memory)")
     machines = f"{r * k} worker machine{'s' if r * k > 1 else ''}"
-    # (given shards are never below k here: below --partitions they are refused before, and a k of no --partitions
-    # is one laid out, which given shards allow only at k or fewer)
     shards_said = (f"--shards {shards}" if cl.shards else "1 shard" if k == 1 else
                    f"{k} shards (one per partition at least, as the model-parallel runner requires, each a machine of "
                    "its own)")
