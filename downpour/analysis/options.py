@@ -173,18 +173,26 @@ def run_preprocess(run: RunDir) -> Preprocess:
     return build_dataset(cfg.data, seed=cfg.seed).preprocess
 
 
+def no_faces_path(run: RunDir, opts: AnalysisConfig) -> Path | None:
+    """The folder of the no-faces network the face test scores: with ``analysis.no_faces_twin`` the twin
+    ``downpour train`` trained into ``RUN/no-faces``, else ``analysis.no_faces_run``; None without either."""
+    return run.no_faces_twin if opts.no_faces_twin else Path(opts.no_faces_run) if opts.no_faces_run else None
+
+
 def no_faces_of(run: RunDir, opts: AnalysisConfig, layer: str) -> tuple[FeatureModel, Preprocess] | None:
-    """The no-faces network the face test scores: ``analysis.no_faces_run``, or with
-    ``analysis.no_faces_twin`` the twin ``downpour train`` trained into ``RUN/no-faces``; None without either."""
+    """The no-faces network the face test scores, the one in :func:`no_faces_path`; None without one."""
+    path = no_faces_path(run, opts)
+    if path is None:
+        return None
     if opts.no_faces_twin:
-        if not (run.no_faces_twin / "model.json").is_file():
+        if not (path / "model.json").is_file():
             advice = (f"`downpour train --resume {run.path} --set analysis.no_faces_twin=true` trains it"
                       if run.config.data.trains_on_faces() else
                       f"none can be trained: data.source = {run.config.data.source!r} holds no lfw face")
-            raise ConfigError(f"analysis.no_faces_twin: {str(run.no_faces_twin)!r} holds no trained twin yet; "
+            raise ConfigError(f"analysis.no_faces_twin: {str(path)!r} holds no trained twin yet; "
                               f"{advice} (or set analysis.no_faces_twin = false)", key="analysis.no_faces_twin")
-        return no_faces_network(str(run.no_faces_twin), run.config, layer, key="analysis.no_faces_twin")
-    return no_faces_network(opts.no_faces_run, run.config, layer) if opts.no_faces_run else None
+        return no_faces_network(str(path), run.config, layer, key="analysis.no_faces_twin")
+    return no_faces_network(opts.no_faces_run, run.config, layer)
 
 
 def no_faces_run(path: str, cfg: RunConfig, key: str = "analysis.no_faces_run") -> RunDir:

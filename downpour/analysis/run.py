@@ -34,7 +34,8 @@ from downpour.analysis.probe import probe_table
 from downpour.analysis.selectivity import over_splits, unchosen
 from downpour.analysis.stimulus import Stimulus, optimal_stimulus, top_images
 from downpour.analysis.training import frozen_stages, training_summary
-from downpour.analysis.options import MIN_SIDE, analysis_options, is_image_input, no_faces_of, open_run, run_preprocess
+from downpour.analysis.options import (MIN_SIDE, analysis_options, is_image_input, no_faces_of, no_faces_path, open_run,
+                                      run_preprocess)
 from downpour.analysis.units import check_layer, describe_unit, unit_responses
 from downpour.config import AnalysisConfig, ConfigError, RunConfig
 from downpour.data.preprocess import Preprocess
@@ -228,8 +229,7 @@ def _analyze(run_path: str | Path, options: dict[str, Any]) -> dict[str, Any]:
         fig_dir.unlink()
     shutil.rmtree(fig_dir, ignore_errors=True)      # left by an analysis that was killed
     fig_dir.mkdir()
-    twin_path = run.no_faces_twin if opts.no_faces_twin else Path(opts.no_faces_run) if opts.no_faces_run else None
-    kept = Kept.open(run, inputs_key(run, dataclasses.asdict(opts), twin_path if no_faces else None))
+    kept = Kept.open(run, inputs_key(run, dataclasses.asdict(opts), no_faces_path(run, opts) if no_faces else None))
     try:
         result = _measure(run, model, opts, layer, shape, prepare, fold, data, poses, twin, no_faces, fig_dir, kept)
     except BaseException:
