@@ -128,7 +128,8 @@ class Kept:
         return decode(self.parts[name])
 
     def discard(self) -> None:
-        """Remove the file, and a temp file a kill mid-write left beside it: analysis.json now holds every part."""
+        """Remove the file, and a temp file a kill mid-write left beside it: once analysis.json holds every part
+        (``run._publish``), or when :meth:`open` finds it of other inputs or unreadable."""
         self.path.unlink(missing_ok=True)
         temp_of(self.path).unlink(missing_ok=True)
 
