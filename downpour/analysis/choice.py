@@ -232,6 +232,12 @@ def undecided(test_aucs: np.ndarray, width: float) -> bool:
     return bool(len(a) > 1 and np.ptp(a) > tie_spread_limit(len(a), width))
 
 
+def tie_verdict(test_aucs: np.ndarray, width: float) -> dict[str, Any]:
+    """A tie's row keys: ``undecided`` (:func:`undecided`) and the ``tie_spread_limit`` it was told against, the same
+    two for the best-neuron table's rows, the face test's and its by-layer ones."""
+    return {"undecided": undecided(test_aucs, width), "tie_spread_limit": tie_spread_limit(len(test_aucs), width)}
+
+
 def tied_figures(per_split: list[np.ndarray]) -> dict[str, float]:
     """The tied sets' test AUCs as a row gives them (its ``tied_auc``): each statistic of a split's set, averaged over
     the splits (``mean``: what a unit drawn at random from the tie scores, the figure a tie-break cannot choose)."""

@@ -33,7 +33,7 @@ from typing import Any, Callable, Union
 
 import numpy as np
 
-from downpour.analysis.choice import auc_width, choice, tie_spread_limit, tied_figures, undecided
+from downpour.analysis.choice import auc_width, choice, tie_verdict, tied_figures, undecided
 
 # A method's responses: (M, K) fixed; one (M, K) per split (cross-fitting: each split's own network);
 # or fitted per split: selection source indices -> (M, K).
@@ -281,9 +281,8 @@ def score_controls(methods: dict[str, Responses], y: np.ndarray, negatives: dict
                         # its tied units' test AUCs spread wider than as many alike units would in 95% of ties given
                         # that split's own interval (choice.undecided; until 2026-12-05 wider than that interval, and
                         # before, the row's, of the mean over splits: 10 of 10 undecided by construction) ...
-                        "undecided": undecided(tied_here[at], widths[at]),
-                        # ... that limit, as told (since 2026-12-05)
-                        "tie_spread_limit": tie_spread_limit(len(tied_here[at]), widths[at]),
+                        # ... and that limit, as told (tie_spread_limit, since 2026-12-05)
+                        **tie_verdict(tied_here[at], widths[at]),
                         # each split's own tie (a cross-fit's folds are different networks: the first one's said
                         # nothing of the others; since 2026-12-05), each against its own split's interval
                         "undecided_splits": sum(undecided(a, w) for a, w in zip(tied_here, widths)),

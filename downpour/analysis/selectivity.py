@@ -28,8 +28,8 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from downpour.analysis import baselines
-from downpour.analysis.choice import (NoCandidate, auc_scores, auc_width, choice, threshold_scan, tie_spread_limit,
-                                      tied_figures, undecided)
+from downpour.analysis.choice import (NoCandidate, auc_scores, auc_width, choice, threshold_scan, tie_verdict,
+                                      tied_figures)
 from downpour.analysis.labelled import LabelledSet
 from downpour.analysis.units import check_layer, randomized_copy, unit_responses
 from downpour.errors import ConfigError, DataError
@@ -74,7 +74,7 @@ def best_unit(scores: np.ndarray, y: np.ndarray, select: np.ndarray, test: np.nd
         # width of 0, so a tied unit at 0.999 beside it read as disagreeing)
         width = auc_width(float(np.mean(aucs)), int((y_test == 1).sum()), int((y_test != 1).sum()))
         ties = {**picked.ties(), "tie_share": len(picked.tied) / scores.shape[1],
-                "undecided": undecided(aucs, width), "tie_spread_limit": tie_spread_limit(len(aucs), width),
+                **tie_verdict(aucs, width),
                 "tied_auc": tied_figures([aucs])}       # (one split: its own figures)
     else:
         acc, thresholds, signs = threshold_scan(chosen, ys)
