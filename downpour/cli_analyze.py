@@ -16,7 +16,7 @@ def analyze_and_report(path: Path) -> int:
     try:
         analyze_run(path)
     except KeyboardInterrupt:     # (and SIGTERM) the trained run is whole: only its analysis is left
-        stopped_analysis(path, f"downpour analyze {path} --report")
+        stopped_analysis(path, f"downpour analyze {shlex.quote(str(path))} --report")
         raise
     return report_only(path)
 

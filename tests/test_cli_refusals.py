@@ -794,19 +794,23 @@ def test_study_list_refuses_a_studys_flags(capsys):
     assert "--seeds, --set: `downpour study list` only lists the studies" in capsys.readouterr().err
 
 
-def test_a_stop_in_the_analysis_says_how_to_finish_it(tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("name", ["run", "my run"])
+def test_a_stop_in_the_analysis_says_how_to_finish_it(tmp_path, capsys, monkeypatch, name):
     """Ctrl-C after training, in the analysis, printed only "interrupted": nothing said the training was
-    whole and `downpour analyze RUN --report` would finish the job."""
+    whole and `downpour analyze RUN --report` would finish the job. The folder is quoted as a shell reads it
+    (until 2026-12-05 train's line gave "my run" bare, two arguments; `downpour analyze`'s own quoted it)."""
+    import shlex
+
     from downpour.train.rundir import RunDir
 
     def stopped(*args, **kwargs):
         raise KeyboardInterrupt
 
     monkeypatch.setattr("downpour.analysis.run.analyze_run", stopped)
-    out = tmp_path / "run"
+    out = tmp_path / name
     assert main(["train", "--config", "ufldl-sae", "--runner", "local", "--steps", "2", "--report",
                  "--set", "train.tensorboard=false", "--out", str(out)]) == 130
-    assert f"`downpour analyze {out} --report` finishes it" in capsys.readouterr().err
+    assert f"`downpour analyze {shlex.quote(str(out))} --report` finishes it" in capsys.readouterr().err
     assert RunDir.open(out).finished(2)
 
 
