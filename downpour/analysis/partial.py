@@ -96,7 +96,6 @@ class Kept:
 
     def __init__(self, run: RunDir, key: str, parts: dict[str, Any]) -> None:
         self.path, self.key, self.parts = run.path / NAME, key, parts
-        self.reused: list[str] = []
 
     @classmethod
     def open(cls, run: RunDir, key: str) -> "Kept":
@@ -120,7 +119,6 @@ class Kept:
              decode: Callable[[Any], Any] = lambda v: v) -> Any:
         """``decode`` of part ``name``'s kept value, or of ``encode(compute())`` (which is kept before it is returned)."""
         if name in self.parts:
-            self.reused.append(name)
             log.info("%s: reusing the %s of the analysis stopped before", self.path, name)
         else:
             self.parts[name] = json.loads(json.dumps(encode(compute())))
