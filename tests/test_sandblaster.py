@@ -895,7 +895,7 @@ def test_a_sandblaster_worker_that_dies_late_teaches_the_silence_limit_nothing(m
 def test_a_sandblaster_driver_stall_does_not_raise_the_silence_limit(monkeypatch):
     """Downpour's driver stall (ps/silence.py) on the pool: the driver stalls 1000 s handing unit 2's slices on while
     worker 1's second unit (1 s) is done and waits unread, then every later unit hangs on both workers. The silence that
-    unit ended counted the stall without the pool's waiting()/woke() (FACTOR x 1001 s the limit: both lost after
+    unit ended counted the stall without the pool's listening() (FACTOR x 1001 s the limit: both lost after
     20020 s); now both are lost at FLOOR."""
     from downpour.ps.silence import FLOOR
 

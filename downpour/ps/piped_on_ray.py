@@ -46,9 +46,8 @@ class PipedRun:
         checked = time.perf_counter()
         while any(self._credits.get(w, 0) for w in self.coord.live) or self._starting:
             t = time.perf_counter()
-            self.silence.waiting()      # (a long turn since the last wait was a stall: no worker's silence)
-            ready = channel.wait(list(self._channels.values()), 0.05)
-            self.silence.woke()
+            with self.silence.listening():   # (a long turn since the last wait was a stall: no worker's silence)
+                ready = channel.wait(list(self._channels.values()), 0.05)
             t = self.laps.add("wait", t)
             for end in ready:
                 w = next(v for v, e in self._channels.items() if e is end)

@@ -20,6 +20,8 @@ and only a model whose cycles take 15 s or more moves the limit off it.
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
+from typing import Iterator
 
 FLOOR = 300.0         # seconds: the least any worker's silence may last before it is lost (auto)
 FIRST_FLOOR = 600.0   # seconds: an actor's first cycle (its warm-up), auto
@@ -57,9 +59,9 @@ class Silent(Exception):
 
 class Silence:
     """Each busy worker's silence, the longest any ended, and the limit. The clock is ``time.monotonic``, read at
-    each call (tests put a stand-in's there), less the driver's stalls: the driving loop calls :meth:`waiting` as it
-    waits for reports and :meth:`woke` when its wait returns, and a turn between them past :data:`STALL` is time
-    nobody listened (each report of it is read when the wait starts again), counted in no worker's silence."""
+    each call (tests put a stand-in's there), less the driver's stalls: the driving loop waits for reports inside
+    :meth:`listening`, and a turn between two waits past :data:`STALL` is time nobody listened (each report of it is
+    read when the wait starts again), counted in no worker's silence."""
 
     def __init__(self, seconds: float = 0.0, workers: int = 0):
         self.seconds = seconds                  # cluster.silent_seconds: 0 = the auto limit
@@ -67,8 +69,16 @@ class Silence:
         self.first = set(range(workers))        # workers whose current actor has not reported yet (all, at the start)
         self.longest = 0.0                      # the longest silence a worker ended past its first cycle
         self.longest_first = 0.0                # the longest first cycle a worker ended
-        self.stalled = 0.0                      # seconds of the driver's stalls past STALL, its turn now's left out
+        self.stalled = 0.0                      # seconds of the driver's stalls past STALL (the turn under way: _now)
         self._woke: float | None = None         # when the driver's last wait returned (None: it waits, or never did)
+
+    @contextmanager
+    def listening(self) -> Iterator[None]:
+        """Around the driving loop's wait for reports: the turn since its last wait is weighed (:meth:`waiting`), and
+        the next turn starts when the wait returns (:meth:`woke`)."""
+        self.waiting()
+        yield
+        self.woke()
 
     def woke(self) -> None:
         """The driver's wait returned: it is not listening until :meth:`waiting`."""

@@ -38,10 +38,9 @@ class TaskRun:
             t = time.perf_counter()
             limits = [s for s in (self.restart_timeout(), self.silence.timeout()) if s is not None]
             # restarts first: ray.wait gives the ready ones in the order asked (pushes first: a busy driver saw them last)
-            self.silence.waiting()      # (a long turn since the last wait was a stall: no worker's silence)
-            ready, _ = ray.wait([*self.restart_refs(), *self._pending], num_returns=1,
-                                timeout=min(limits) if limits else None)
-            self.silence.woke()
+            with self.silence.listening():   # (a long turn since the last wait was a stall: no worker's silence)
+                ready, _ = ray.wait([*self.restart_refs(), *self._pending], num_returns=1,
+                                    timeout=min(limits) if limits else None)
             self.laps.add("wait", t)
             if not ready or ready[0] not in self._pending:    # a restarted worker answered, or ran out of time
                 self.poll_restarts()

@@ -192,9 +192,8 @@ class RayPool:
             # one's) hung the run for good (stand-in: 1 worker, its third unit; now lost at 300 s, the run ends)
             limits = [s for s in (None if due is None else max(0.0, due - time.perf_counter()),
                                   self.silence.timeout()) if s is not None]
-            self.silence.waiting()      # (a long turn since the last wait was a stall: no worker's silence)
-            ready, _ = ray.wait(list(self._pending), num_returns=1, timeout=min(limits) if limits else None)
-            self.silence.woke()
+            with self.silence.listening():   # (a long turn since the last wait was a stall: no worker's silence)
+                ready, _ = ray.wait(list(self._pending), num_returns=1, timeout=min(limits) if limits else None)
             if not ready:            # a unit turned late before anything finished: back it up
                 self._lose_silent(sched)
                 dispatch_free()
