@@ -216,7 +216,7 @@ class Restarts:
         first answers are waited for here (the worker's own came without them), with its device's: at most
         ``RESTART_SECONDS`` (GetTimeoutError), a wait that holds up every survivor (until 2026-12-05 a plain
         ``ray.get``, which waited for good on partition actors Ray never started: 0 CPUs, pinned to a node)."""
-        parts = self.partition_actors.get(w, []) if "partitions" in self.placement else []
+        parts = self.partition_actors.get(w, [])
         device, *nodes = ray.get([self.worker_actors[w].device.remote(), *[a.node.remote() for a in parts]],
                                  timeout=RESTART_SECONDS)
         self.placement["workers"][w], self.devices[w] = node, device
