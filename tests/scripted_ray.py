@@ -7,7 +7,8 @@ What stands in (task path only: the piped path's channels are real shared memory
 
 - ``Runtime`` for the ``ray`` module of ``cluster_on_ray``, ``asking_on_ray`` and ``restarts_on_ray`` (``wait``, ``get``,
   ``kill``, ``nodes``: one node unless a test gives several, ``lose_node`` marking one dead) and for ``time`` in
-  ``restarts_on_ray`` and ``silence``: a future is ready when it is made, or when its ``when`` holds (a held first answer); a death is told some waits late (``Worker.told``: Ray tells
+  ``restarts_on_ray`` and ``silence``: a future is ready when it is made, or when its ``when`` holds (a held first
+  answer); a death is told some waits late (``Worker.told``: Ray tells
   of a death a moment after it, and the driver may look at its restarts in between). ``wait`` returns the
   ready ones in the order it is given them, as Ray's does; when fewer than asked are ready it first takes the
   deaths told meanwhile (one by one, until enough are ready), then, still short, moves its clock on by the

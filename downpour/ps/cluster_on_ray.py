@@ -152,7 +152,8 @@ class RayCluster(TaskRun, PipedRun, Restarts, Asking):
         parts = self._spawn_partitions(w, name) if setup.cfg.cluster.partitions > 1 else None
         actor = (WorkerActor.options(name=name, num_cpus=self.per_worker, num_gpus=self.gpus, **options)
                  .remote(setup.cfg, w, setup.data.shard(w, n), setup.bounds, setup.gate.gated, step, seq,
-                         self.shard_actors, self.lanes, self.threads, parts, setup.shards_of, frozen_params(setup.model)))
+                         self.shard_actors, self.lanes, self.threads, parts, setup.shards_of,
+                         frozen_params(setup.model)))
         self.pins[actor] = pinned(options)
         return actor
 

@@ -33,9 +33,10 @@ FACTOR = 20.0         # times the longest silence a worker ended, past its first
 FIRST_FACTOR = 2.0
 # seconds: a driver turn (from its wait's return to its next wait) longer than this is a stall, and its time past this
 # is no worker's silence. A report that came during it is read only when the driver waits again, so until 2026-12-05 the
-# silence it ended counted the stall, and FACTOR times it became the limit (scripted: one 1000 s stall in a push's record,
-# a checkpoint on a slow disk: the next worker to hang was lost after 20000 s, not 300 s). A turn that records a push
-# takes milliseconds; shorter turns count in full, so a driver always busy with other pushes still loses a hung worker
+# silence it ended counted the stall, and FACTOR times it became the limit (scripted: one 1000 s stall in a push's
+# record, a checkpoint on a slow disk: the next worker to hang was lost after 20000 s, not 300 s). A turn that records a
+# push takes milliseconds; shorter turns count in full, so a driver always busy with other pushes still loses a hung
+# worker
 STALL = 1.0
 
 
