@@ -423,3 +423,18 @@ def test_a_checkpoint_that_fails_on_the_way_out_says_in_one_line_where_the_resum
     assert caplog.messages == [f"stopped at step 17; could not checkpoint the server (RayError: The actor died "
                                f"unexpectedly before finishing this task.); --resume {run.path} goes on from the "
                                f"last checkpoint, at step 12"]
+
+
+def test_actors_that_ask_no_resource_are_not_told_to_ask_for_less(monkeypatch):
+    """Shard and partition actors ask no CPU (0), so no fewer of them makes room; the no-room line told them to 'ask for
+    less (cluster.workers)', a key that does not count shards at all. Now it says so only to actors that ask
+    something. (Stand-in two-node Ray: a shard pinned to the full node.)"""
+    from downpour.errors import RunError
+    from downpour.ps import connect_on_ray
+
+    two_nodes_one_full(monkeypatch)
+    with pytest.raises(RunError, match=r"could not start 1 of 1 shard actors within 1 s: each asks no CPU") as err:
+        connect_on_ray.gathered(["s0"], "shard actors", 1.0, pins=[A_NODE])
+    assert "ask for less" not in str(err.value), err.value
+    with pytest.raises(RunError, match=r"ask for less \(cluster\.workers\)"):
+        connect_on_ray.gathered(["w0"], "worker actors", 1.0, {"CPU": 1.0}, pins=[A_NODE])

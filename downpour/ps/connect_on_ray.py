@@ -198,12 +198,14 @@ def gathered(refs: list[Any], what: str, limit: float, asks: dict[str, float] | 
         waited += wait
         room = _room(asks or {}, _pins_of(pending, refs, pins))
         if waited >= limit:
-            fewer = "cluster.workers, cluster.worker_gpus" if (asks or {}).get("GPU") else "cluster.workers"
-            wait = (f"set {longer} over {limit:.0f} (the start waits the larger of it and {start_limit(0.0):.0f} s)"
-                    if longer else f"start the run once it has them (the start waits {limit:.0f} s)")
+            asked = [k for k, v in (asks or {}).items() if v > 0]
+            keys = "cluster.workers, cluster.worker_gpus" if "GPU" in asked else "cluster.workers"
+            fewer = f", ask for less ({keys})" if asked else ""   # (fewer shards or partitions, 0 CPUs, make no room)
+            later = (f"set {longer} over {limit:.0f} (the start waits the larger of it and {start_limit(0.0):.0f} s)"
+                     if longer else f"start the run once it has them (the start waits {limit:.0f} s)")
             raise RunError(f"Ray could not start {len(pending)} of {len(refs)} {what} within {waited:.0f} s: "
-                           f"{room}. Free room on the cluster (another job's actors, a node gone), ask for less "
-                           f"({fewer}), or, for a cluster still adding nodes, {wait}")
+                           f"{room}. Free room on the cluster (another job's actors, a node gone){fewer}, or, for a "
+                           f"cluster still adding nodes, {later}")
         log.warning("still waiting for Ray to start %d of %d %s after %.0f s (%s): it has no room for them yet",
                     len(pending), len(refs), what, waited, room)
     return ray.get(refs)
