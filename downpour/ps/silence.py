@@ -44,9 +44,9 @@ def start_limit(seconds: float) -> float:
     """Seconds the run's start waits for its actors' first answers (:func:`downpour.ps.connect_on_ray.gathered`):
     ``cluster.silent_seconds`` where it is over :data:`FIRST_FLOOR`, else FIRST_FLOOR. An actor Ray has no room for
     says nothing, as a silent worker does, and until 2026-12-05 the start waited for it for good. Not less than
-    FIRST_FLOOR: the answer waits for the actor's start (a fresh process's imports, the model, its data shard), a
-    first cycle's warm-up and more, and a limit set for cycles is too short for it (a 0-CPU shard actor took over
-    3 s to answer on the 2-core machine under load; a 3 s limit failed that run)."""
+    FIRST_FLOOR, what an actor's first cycle gets: the answer waits for the actor's start (a fresh process's imports,
+    the model, its data shard), and a limit set for cycles is too short for it (a 0-CPU shard actor took over 3 s to
+    answer on the 2-core machine under load; a 3 s limit failed that run)."""
     return max(seconds, FIRST_FLOOR)
 
 
