@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from _protocol import at_least_1
+from _protocol import reps_and_threads
 from downpour.config import load_config
 from downpour.data.build import sample_shape
 from downpour.models.registry import build
@@ -16,9 +16,7 @@ from downpour.models.registry import build
 
 def flags(description: str) -> argparse.ArgumentParser:
     """--reps, --threads and --run (a finished run of the main job, whose whole analysis is timed too)."""
-    p = argparse.ArgumentParser(description=description)
-    p.add_argument("--reps", type=at_least_1, default=5)
-    p.add_argument("--threads", type=at_least_1, default=1)
+    p = reps_and_threads(description)
     p.add_argument("--run", type=Path, help="a finished run of the main job: also time its whole analysis")
     return p
 

@@ -47,6 +47,15 @@ def at_least(low: int) -> Callable[[str], int]:
 at_least_1 = at_least(1)
 
 
+def reps_and_threads(description: str, threads: int = 1, reps: int = 5) -> argparse.ArgumentParser:
+    """A bench's parser with the two flags most benches read: ``--reps`` (interleaved repetitions) and ``--threads``
+    (torch's, for the timed process); a bench adds its own."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--reps", type=at_least_1, default=reps)
+    p.add_argument("--threads", type=at_least_1, default=threads)
+    return p
+
+
 def load_1min() -> float:
     """The machine's 1-minute load average (runnable + uninterruptible tasks, all users)."""
     with open("/proc/loadavg") as f:

@@ -21,7 +21,6 @@ Prints one JSON line per row.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -32,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from _protocol import at_least_1, interleave, ratio, summary, thread_settings  # noqa: E402
+from _protocol import interleave, ratio, reps_and_threads, summary, thread_settings  # noqa: E402
 from downpour.config import load_config  # noqa: E402
 from downpour.data.pipeline import open_data  # noqa: E402
 from downpour.models.registry import build  # noqa: E402
@@ -41,10 +40,7 @@ from downpour.train.step import train_step  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--reps", type=at_least_1, default=5)
-    p.add_argument("--threads", type=at_least_1, default=1)
-    args = p.parse_args(argv)
+    args = reps_and_threads(__doc__.split("\n")[0]).parse_args(argv)
     torch.set_num_threads(args.threads)
     cfg = load_config("main")
     data = open_data(cfg.data, cfg.seed)

@@ -23,7 +23,6 @@ and every ``step`` imports it too), so no change of ours would remove it. One JS
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import subprocess
@@ -36,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from _protocol import at_least_1, interleave, ratio, summary, thread_settings  # noqa: E402
+from _protocol import interleave, ratio, reps_and_threads, summary, thread_settings  # noqa: E402
 from downpour.config import load_config  # noqa: E402
 from downpour.data.build import _ORDER, _mixed, _rng, build_dataset  # noqa: E402
 from downpour.data.preprocess import Preprocess  # noqa: E402
@@ -77,10 +76,7 @@ def in_fresh_python(code: str) -> float:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--reps", type=at_least_1, default=5)
-    p.add_argument("--threads", type=at_least_1, default=2)
-    args = p.parse_args(argv)
+    args = reps_and_threads(__doc__.split("\n")[0], threads=2).parse_args(argv)
     torch.set_num_threads(args.threads)
     cfg = load_config("main")
     d, seed = cfg.data, cfg.seed
