@@ -21,6 +21,7 @@ have ``bench/`` on their path).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import threading
@@ -54,6 +55,14 @@ def reps_and_threads(description: str, threads: int = 1, reps: int = 5) -> argpa
     p.add_argument("--reps", type=at_least_1, default=reps)
     p.add_argument("--threads", type=at_least_1, default=threads)
     return p
+
+
+def emit(row: dict[str, Any], out: list[dict[str, Any]]) -> dict[str, Any]:
+    """Print a bench's ``row`` as one JSON line (flushed, so a long bench shows each row as it comes) and add it
+    to ``out``, the rows the bench returns."""
+    print(json.dumps(row), flush=True)
+    out.append(row)
+    return row
 
 
 def load_1min() -> float:

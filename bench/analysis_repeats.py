@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from _main_job import flags, main_model  # noqa: E402
-from _protocol import at_least_1, interleave, ratio, summary, thread_settings  # noqa: E402
+from _protocol import at_least_1, emit, interleave, ratio, summary, thread_settings  # noqa: E402
 from downpour.analysis import baselines, selectivity  # noqa: E402
 from downpour.analysis import run as analysis_run  # noqa: E402
 from downpour.analysis.invariance import invariance_curves, sweep  # noqa: E402
@@ -123,8 +123,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                "tied": args.tied, "passes": {"new": new["passes"], "old": old["passes"]},
                **summary(reps, "wall_s"), "ratio": ratio(reps, "wall_s", "new", "old"),
                "cpu_ratio": ratio(reps, "driver_cpu_s", "new", "old"), "threads": thread_settings()}
-        print(json.dumps(row), flush=True)
-        out.append(row)
+        emit(row, out)
     return out
 
 

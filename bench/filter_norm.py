@@ -13,7 +13,6 @@ per-repetition ratios.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -26,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from downpour.layers import LocallyConnected2d  # noqa: E402
-from _protocol import at_least_1  # noqa: E402
+from _protocol import at_least_1, reps_and_threads  # noqa: E402
 
 
 def step(layer: LocallyConnected2d, x: torch.Tensor) -> float:
@@ -41,14 +40,12 @@ def step(layer: LocallyConnected2d, x: torch.Tensor) -> float:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = reps_and_threads(__doc__.split("\n")[0], reps=30)
     p.add_argument("--batch", type=at_least_1, default=32)
     p.add_argument("--size", type=at_least_1, default=32)
     p.add_argument("--kernel", type=at_least_1, default=8)
     p.add_argument("--maps", type=at_least_1, default=8)
     p.add_argument("--tile", type=int, default=2, help="0 = untied")
-    p.add_argument("--threads", type=at_least_1, default=1)
-    p.add_argument("--reps", type=at_least_1, default=30)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

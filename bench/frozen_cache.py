@@ -21,7 +21,6 @@ Prints one JSON line per row.
 """
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -31,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from _protocol import interleave, ratio, reps_and_threads, summary, thread_settings  # noqa: E402
+from _protocol import emit, interleave, ratio, reps_and_threads, summary, thread_settings  # noqa: E402
 from downpour.config import load_config  # noqa: E402
 from downpour.data.pipeline import open_data  # noqa: E402
 from downpour.models.registry import build  # noqa: E402
@@ -81,8 +80,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                "cpu_ratio": ratio(reps, "driver_cpu_s", "cached", "plain"),
                "hit_batches": reps[-1]["cached"]["hit_batches"], "held_mib": reps[-1]["cached"]["held_mib"],
                "threads": thread_settings()}
-        print(json.dumps(row), flush=True)
-        out.append(row)
+        emit(row, out)
     return out
 
 

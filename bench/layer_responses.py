@@ -43,7 +43,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from _main_job import flags, main_model  # noqa: E402
-from _protocol import interleave, ratio, summary, thread_settings  # noqa: E402
+from _protocol import emit, interleave, ratio, summary, thread_settings  # noqa: E402
 from downpour.analysis import face_controls as fc  # noqa: E402
 from downpour.analysis.labelled import prepare_images  # noqa: E402
 from downpour.analysis.negatives import build_controls  # noqa: E402
@@ -119,8 +119,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         row = {"bench": "layer_responses", "row": name, "images": int(x.shape[0]), "layers": layers,
                **summary(reps, "wall_s"), "ratio": ratio(reps, "wall_s", "one_pass", "per_layer"),
                "threads": thread_settings()}
-        print(json.dumps(row), flush=True)
-        out.append(row)
+        emit(row, out)
     return out
 
 

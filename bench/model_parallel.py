@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import sys
 import time
 from pathlib import Path
@@ -33,7 +32,7 @@ from downpour.config import ConfigError, load_config  # noqa: E402
 from downpour.models.registry import build, model_entry  # noqa: E402
 from downpour.parallel import partition_model  # noqa: E402
 from downpour.train.step import train_step  # noqa: E402
-from _protocol import at_least_1, interleave, ratio, summary  # noqa: E402
+from _protocol import at_least_1, emit, interleave, ratio, summary  # noqa: E402
 
 
 def exchanged_bytes(model, batch: int, itemsize: int = 4) -> int:
@@ -110,8 +109,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                "bytes_exchanged_per_step": exchanged_bytes(m, args.batch),
                "weights_per_partition": max(per_part), "weights_ratio": round(max(per_part) / ref_weights, 3),
                "threads": args.threads, "reps": args.reps, "steps_per_rep": args.steps, "load_1min": times["load_1min"]}
-        print(json.dumps(row))
-        rows.append(row)
+        emit(row, rows)
     return rows
 
 

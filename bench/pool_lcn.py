@@ -25,8 +25,6 @@ Prints one JSON line per shape.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -37,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from _protocol import at_least_1, load_1min, thread_settings  # noqa: E402
+from _protocol import emit, load_1min, reps_and_threads, thread_settings  # noqa: E402
 from downpour.layers import L2Pool2d, LocalContrastNorm2d  # noqa: E402
 
 # name: (batch, maps, side, pool kernel, pool stride, LCN window) of a stage's codes
@@ -117,9 +115,7 @@ def measure(name: str, reps: int, step: float | None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--reps", type=at_least_1, default=15)
-    p.add_argument("--threads", type=at_least_1, default=1)
+    p = reps_and_threads(__doc__.split("\n")[0], reps=15)
     p.add_argument("--shape", choices=sorted(SHAPES), action="append", help="one shape (default: all)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -129,8 +125,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for name in args.shape or SHAPES:
         row = measure(name, args.reps, step if name.startswith("main") else None)
         row.update(threads=thread_settings(), load_1min=[load, load_1min()])
-        print(json.dumps(row))
-        rows.append(row)
+        emit(row, rows)
     return rows
 
 

@@ -67,7 +67,7 @@ from downpour.config import ConfigError, config_from_dict, load_config  # noqa: 
 from downpour.models.registry import resolve  # noqa: E402
 from downpour.plan.network import PAPER, network_of  # noqa: E402
 from downpour.ps.in_memory import simulate  # noqa: E402
-from _protocol import at_least_1  # noqa: E402
+from _protocol import at_least_1, emit  # noqa: E402
 from downpour.ps.setup import build_replica  # noqa: E402
 from downpour.train.step import train_step  # noqa: E402
 
@@ -318,8 +318,7 @@ def main(argv: list[str] | None = None) -> None:
     for what in curves:
         rows = []
         for row in curve(what, table[what], args):
-            rows.append(row)
-            print(json.dumps(row), flush=True)
+            emit(row, rows)
         print(json.dumps(fit_row(what, rows)), flush=True)
 
 

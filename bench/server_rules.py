@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from _protocol import at_least_1, load_1min, spread  # noqa: E402
+from _protocol import at_least_1, load_1min, reps_and_threads, spread  # noqa: E402
 
 from downpour.ps.rules import apply_live, make_rule  # noqa: E402
 
@@ -34,10 +34,8 @@ LR = 0.005
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = reps_and_threads(__doc__.split("\n")[0], reps=7)
     p.add_argument("--numel", type=at_least_1, default=512 * 1024)
-    p.add_argument("--threads", type=at_least_1, default=1)
-    p.add_argument("--reps", type=at_least_1, default=7)
     p.add_argument("--applies", type=at_least_1, default=10, help="applies per timed round")
     return p.parse_args(argv)
 

@@ -13,7 +13,6 @@ as a sum on a small model). Both variants run interleaved on the same batch, med
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -27,7 +26,7 @@ import torch  # noqa: E402
 
 from downpour.batch import Batch  # noqa: E402
 from downpour.config import ConfigError, load_config  # noqa: E402
-from _protocol import at_least_1  # noqa: E402
+from _protocol import at_least_1, reps_and_threads  # noqa: E402
 from downpour.data.build import sample_shape  # noqa: E402
 from downpour.models.registry import build  # noqa: E402
 from downpour.train.step import train_step  # noqa: E402
@@ -64,11 +63,9 @@ def measure(config: str, batch: int, reps: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = reps_and_threads(__doc__.split("\n")[0], reps=9)
     p.add_argument("--config", action="append", help="preset(s) (default: main and ufldl-sae)")
     p.add_argument("--batch", type=at_least_1, default=32)
-    p.add_argument("--threads", type=at_least_1, default=1)
-    p.add_argument("--reps", type=at_least_1, default=9)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

@@ -72,3 +72,10 @@ def test_a_bad_bench_option_is_a_usage_error_naming_it(script, argv, named, caps
     with pytest.raises(SystemExit) as stop:
         importlib.import_module(script).main(argv)
     assert stop.value.code == 2 and named in capsys.readouterr().err
+
+
+def test_emit_prints_a_row_as_one_json_line_and_keeps_it(capsys):
+    out = [{"row": "earlier"}]
+    row = {"bench": "x", "ratio": {"of_medians": 1.5}}
+    assert P.emit(row, out) is row and out == [{"row": "earlier"}, row]
+    assert capsys.readouterr().out == '{"bench": "x", "ratio": {"of_medians": 1.5}}\n'
