@@ -276,18 +276,33 @@ def check_checkpoints_kept(run: RunDir, cfg: RunConfig) -> None:
     "checkpoint file 'RUN/checkpoints/local.safetensors' is missing". Not for a run that stopped before its first
     checkpoint (trained again from step 0), nor for a finished run whose no-faces twin is all that is left (one it
     trains: :meth:`RunConfig.trains_twin`; until 2026-12-05 any ``no_faces_twin = true``, so a run with no lfw face,
-    whose twin is turned off, failed with the old message)."""
+    whose twin is turned off, failed with the old message). A finished run it refuses as finished, with what the user
+    may have meant (analyse or report it; more --steps, which needs the checkpoints): until 2026-12-05 it was told to
+    put the folder back "to resume" a run with nothing left to train."""
     if run.checkpoints.is_dir() or run.stopped_unsaved() or (cfg.trains_twin() and run.finished(cfg.train.steps)):
         return
     step = run.model_step()
+    gone = (f"its folder {str(run.checkpoints)!r} is missing (moved or deleted), and a resume goes on from the "
+            "checkpoint there")
+    again = (f"To train the run again from step 0: `downpour train --config {run.path}/config.toml --out NEW` (its own "
+             "config, into a new folder)")
+    if step is not None and run.finished(cfg.train.steps):    # nothing to resume
+        stop = run.stopped_for_good(cfg.train.steps)
+        how = (f"its L-BFGS stopped for good at iteration {step} ({stop['reason']})" if stop is not None else
+               f"its model.safetensors is at step {step} of train.steps = {cfg.train.steps}")
+        more = ("more steps would not train it on" if stop is not None else
+                "more steps under its greedy schedule are a new run (the command below, with --steps M)"
+                if cfg.train.schedule == "greedy" else
+                f"`downpour train --resume {run.path} --steps M` (M above {cfg.train.steps}) would train it on, from "
+                f"its checkpoint: {gone}; put it back first")
+        raise NotARunError(f"{str(run.path)!r} is finished ({how}): there is nothing to resume. `downpour analyze "
+                           f"{run.path}` analyses it and `downpour report {run.path}` shows its report; {more}. {again}")
     left = (f"its model.safetensors (step {step}) is there: `downpour analyze {run.path}` analyses it, but training "
             "cannot go on from the weights alone (the optimiser's state and the data's position are in the checkpoint)"
             if step is not None else
             "its model.safetensors is missing too: nothing of its training is left to go on from")
-    raise NotARunError(f"cannot resume {str(run.path)!r}: its folder {str(run.checkpoints)!r} is missing (moved or "
-                       f"deleted), and a resume goes on from the checkpoint there; put it back to resume. {left[0].upper()}"
-                       f"{left[1:]}. To train the run again from step 0: `downpour train --config {run.path}/config.toml "
-                       "--out NEW` (its own config, into a new folder)")
+    raise NotARunError(f"cannot resume {str(run.path)!r}: {gone}; put it back to resume. {left[0].upper()}{left[1:]}. "
+                       f"{again}")
 
 
 def check_unedited(run: RunDir) -> None:

@@ -895,7 +895,23 @@ def test_a_finished_run_with_a_twin_it_never_trains_and_no_checkpoints_folder_sa
         capsys.readouterr()
         assert main(["train", "--resume", str(out), *dry]) == 2
         err = capsys.readouterr().err
-        assert f"its folder {str(out / 'checkpoints')!r} is missing" in err and "model.safetensors (step 6) is there" in err
+        assert f"{str(out)!r} is finished" in err and f"its folder {str(out / 'checkpoints')!r} is missing" in err
+
+
+def test_a_finished_run_whose_checkpoints_folder_is_gone_is_refused_as_finished_not_as_one_to_put_back(tmp_path, capsys):
+    """A resume with no more --steps of a finished run was told to put the folder back "to resume", where nothing is
+    left to train: it says the run is finished, and what the user may have meant (analyse it, or more --steps)."""
+    out = tmp_path / "run"
+    assert main(["train", *TINY, "--steps", "6", "--out", str(out)]) == 0
+    shutil.rmtree(out / "checkpoints")
+    for dry in ([], ["--dry-run"]):
+        capsys.readouterr()
+        assert main(["train", "--resume", str(out), *dry]) == 2
+        err = capsys.readouterr().err
+        assert f"{str(out)!r} is finished (its model.safetensors is at step 6 of train.steps = 6)" in err
+        assert "nothing to resume" in err and "put it back to resume" not in err
+        assert f"`downpour analyze {out}`" in err and f"`downpour train --resume {out} --steps M`" in err
+        assert f"its folder {str(out / 'checkpoints')!r} is missing" in err    # (what more steps would need)
 
 
 @pytest.mark.parametrize("item", ["analysis.dataset=nosuch", "analysis.poses=/no/such/folder", "model.name=cat-dem"])
