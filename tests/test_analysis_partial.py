@@ -179,3 +179,16 @@ def test_a_folder_named_as_a_built_in_set_is_not_read_into_the_key(trained, tmp_
     key = inputs_key(RunDir.open(trained[0]), {"probes": ["digits"]}, None)
     (tmp_path / "digits" / "photo.png").write_bytes(b"not what the probe reads")
     assert inputs_key(RunDir.open(trained[0]), {"probes": ["digits"]}, None) == key
+
+
+def test_a_run_that_trains_on_drops_the_partial_file_and_its_temp_file(trained, tmp_path):
+    """drop_analysis (a resume, a twin added) removed analysis.partial.json but left the .tmp a kill mid-write left."""
+    from downpour.train.rundir import RunDir
+
+    run = tmp_path / "run"
+    shutil.copytree(trained[0], run)
+    for name in (NAME, NAME + ".tmp"):
+        (run / name).write_text('{"key": "abc", "parts": {}}')
+    RunDir.open(run).drop_analysis("the model is about to change")
+    assert not (run / NAME).exists() and not (run / (NAME + ".tmp")).exists()
+    assert (run / "model.safetensors").is_file()

@@ -34,7 +34,7 @@ from downpour.train.rundir import RunDir
 
 log = logging.getLogger(__name__)
 
-NAME = "analysis.partial.json"
+NAME = RunDir.PARTIAL
 
 
 # a run's files its analysis is measured from (its input processing: the images' whitening and normalisation)

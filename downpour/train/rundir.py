@@ -13,7 +13,7 @@ from downpour.errors import NotARunError
 from downpour.models.registry import resolve
 from downpour.train.folders import RunExistsError, folder_to_write, make_folder
 from downpour.train.metrics_file import has_row, read_rows, truncate_rows
-from downpour.train.model_file import replace_text
+from downpour.train.model_file import replace_text, temp_of
 from downpour.train.recorded import config_fills, has_key, unread_resets
 from downpour.train.run_begin import CONFIG_KEY, RunBegin
 from downpour.train.run_model import RunModel
@@ -73,7 +73,9 @@ class RunDir(RunBegin, RunModel):
     METRICS = "metrics.jsonl"
     STOPPED_DATA = "data.json"   # written too by a run that stopped before its first step (the files it skipped)
     TRAINED = ("model.json", "model.safetensors", "checkpoints", METRICS, "staleness.json")
-    ANALYSIS = ("figures", "analysis.json", "analysis.partial.json", "report.html")   # of the model as it is: stale once it trains on
+    PARTIAL = "analysis.partial.json"   # a stopped analysis's finished parts (downpour.analysis.partial)
+    # of the model as it is: stale once it trains on (the partial file's temp file too: a kill mid-write left it)
+    ANALYSIS = ("figures", "analysis.json", PARTIAL, temp_of(Path(PARTIAL)).name, "report.html")
     AFTER = ("cluster.json", *ANALYSIS)
     # a run of its own inside this one (analysis.no_faces_twin): it may be there before this run trains
     # (crossfit trains folds and twins side by side), and a run trained again keeps it (same recipe)
