@@ -65,14 +65,54 @@ def test_parts_kept_for_other_analysis_options_are_measured_anew(trained, monkey
     run, whole = trained
     with monkeypatch.context() as m:
         _stop_in(m, "optimal_stimulus")
-        assert main(["analyze", str(run), *FAST, "--set", "analysis.top_k=5"]) == 130
+        assert main(["analyze", str(run), *FAST, "--set", "analysis.random_filters=60"]) == 130
     assert "kept the splits, the face test in" in capsys.readouterr().err
     calls = []
     real = analysis_run.over_splits
     monkeypatch.setattr(analysis_run, "over_splits", lambda *a, **k: calls.append(1) or real(*a, **k))
-    assert main(["analyze", str(run), *FAST]) == 0      # another top_k: another key
+    assert main(["analyze", str(run), *FAST]) == 0      # another random_filters (the splits read it): another key
     assert calls == [1]
     assert _same(json.loads((run / "analysis.json").read_text()), whole)
+
+
+def test_parts_kept_under_options_no_part_reads_are_reused(trained, monkeypatch, capsys):
+    """analysis.report and analysis.top_k change no kept part's numbers, yet were keyed: the rerun measured all anew."""
+    run, whole = trained
+    with monkeypatch.context() as m:
+        _stop_in(m, "optimal_stimulus")
+        assert main(["analyze", str(run), *FAST, "--set", "analysis.top_k=5", "--set", "analysis.report=true"]) == 130
+    assert "kept the splits, the face test in" in capsys.readouterr().err
+    for name in ("over_splits", "face_controls"):     # read back, not measured
+        _stop_in(monkeypatch, name)
+    assert main(["analyze", str(run), *FAST]) == 0
+    assert _same(json.loads((run / "analysis.json").read_text()), whole)
+
+
+def test_every_analysis_option_is_keyed_or_said_to_change_no_part():
+    """A new AnalysisConfig field must be classified: read by a kept part (keyed) or not (a rerun reuses the parts)."""
+    import dataclasses
+
+    from downpour.analysis.partial import NOT_READ_BY_PARTS, READ_BY_PARTS
+    from downpour.config import AnalysisConfig
+
+    assert not set(READ_BY_PARTS) & set(NOT_READ_BY_PARTS)
+    assert sorted(READ_BY_PARTS + NOT_READ_BY_PARTS) == sorted(f.name for f in dataclasses.fields(AnalysisConfig))
+
+
+def test_the_key_reads_the_run_config_but_not_its_analysis_section(trained, tmp_path):
+    """config.toml's [analysis] is read through the options (their READ_BY_PARTS); its report = true re-measured all."""
+    from downpour.analysis.partial import inputs_key
+    from downpour.train.rundir import RunDir
+
+    run = tmp_path / "run"
+    shutil.copytree(trained[0], run)
+    key = inputs_key(RunDir.open(run), {}, None)
+    config = (run / "config.toml").read_text()
+    assert "report = false" in config and config.startswith("seed = 0\n")
+    (run / "config.toml").write_text(config.replace("report = false", "report = true"))
+    assert inputs_key(RunDir.open(run), {}, None) == key
+    (run / "config.toml").write_text("seed = 1\n" + config.removeprefix("seed = 0\n"))
+    assert inputs_key(RunDir.open(run), {}, None) != key
 
 
 def test_an_analysis_stopped_before_its_first_part_says_it_kept_nothing(trained, monkeypatch, capsys):

@@ -6,7 +6,8 @@
 An analysis measures one part after another (the splits, the face test, the optimal stimulus, the invariance
 sweeps, the probes: ~17 s on the main job, minutes on bigger runs); a Ctrl-C used to lose them all. Each part's
 result is written here (whole or not at all) as it finishes, keyed by the SHA-256 of what it was measured from:
-the weights, the run's config.toml and input processing, the analysis options, the images of a folder they name,
+the weights, the run's config and input processing, the analysis options a part reads (:data:`READ_BY_PARTS`; not
+``report`` or ``top_k``, which change no part), the images of a folder they name,
 the no-faces network's weights and the code that measures (downpour's source and the numeric libraries' versions:
 a file kept before an upgrade is not read back as the new code's numbers). A rerun with another key measures
 everything anew. The file goes once analysis.json is written; it is never read as an analysis (the report and the
@@ -17,6 +18,7 @@ finished writes the very analysis.json an analysis run through would (tests/test
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -37,28 +39,53 @@ log = logging.getLogger(__name__)
 NAME = RunDir.PARTIAL
 
 
-# a run's files its analysis is measured from (its input processing: the images' whitening and normalisation)
-RUN_FILES = ("model.safetensors", "model.json", "config.toml", "preprocess.json", "preprocess.safetensors")
+# a run's files its analysis is measured from (its input processing: the images' whitening and normalisation); its
+# config.toml is read as the run's config less its [analysis] section (:func:`run_settings`), the no-faces network's whole
+RUN_FILES = ("model.safetensors", "model.json", "preprocess.json", "preprocess.safetensors")
 LIBRARIES = ("torch", "numpy", "scipy", "scikit-learn", "scikit-image")   # whose arithmetic the numbers come out of
 FOLDER_OPTIONS = ("dataset", "poses", "probes")    # options that may name a folder of images (else lfw, digits)
 
+# Every AnalysisConfig field is one of these (tests/test_analysis_partial.py fails on one that is neither). The key
+# reads those some kept part's numbers are measured with; the others change no kept part: until 2026-12-05 they were
+# keyed too, and a rerun that changed only one (say --set analysis.report=true) measured everything anew.
+READ_BY_PARTS = (
+    "layer", "dataset", "positive", "test_fraction", "splits", "random_filters",     # the splits (and the face test)
+    "bootstrap", "control_draws", "face_select", "face_choice", "concept_controls",  # the face test, a concept's controls
+    "no_faces_run", "no_faces_twin",                                                 # the face test's no-faces network
+    "stimulus_steps", "stimulus_restarts",                                           # the optimal stimulus
+    "invariance_fill", "poses",                                                      # the invariance sweeps
+    "probes", "probe_layers", "probe_folds", "probe_samples",                        # the probes (one part each)
+)
+NOT_READ_BY_PARTS = (
+    "report",       # whether `downpour train` analyses and writes report.html when it ends
+    "top_k",        # the top images beside the optimal stimulus: ranked after the parts, from the unit they pictured
+)
+
 
 def inputs_key(run: RunDir, options: dict[str, Any], no_faces: Path | None) -> str:
-    """SHA-256 of what an analysis's numbers are measured from: the run's :data:`RUN_FILES`, the analysis
-    ``options``, every file of a folder they name (:data:`FOLDER_OPTIONS`), the no-faces network's files when the
-    face test scores one, the code (:func:`code_digest`) and torch's thread count (its sums' order: the optimal
-    stimulus comes out otherwise on another count, :func:`~downpour.analysis.run.analyze_run`)."""
-    h = hashlib.sha256(json.dumps(options, sort_keys=True, default=str).encode())
+    """SHA-256 of what an analysis's numbers are measured from: the run's :data:`RUN_FILES` and :func:`run_settings`,
+    the analysis ``options`` of :data:`READ_BY_PARTS`, every file of a folder they name (:data:`FOLDER_OPTIONS`), the
+    no-faces network's files when the face test scores one, the code (:func:`code_digest`) and torch's thread count
+    (its sums' order: the optimal stimulus comes out otherwise on another count, :func:`~downpour.analysis.run.analyze_run`)."""
+    read = {key: value for key, value in options.items() if key in READ_BY_PARTS}
+    h = hashlib.sha256(json.dumps(read, sort_keys=True, default=str).encode())
     h.update(f"{code_digest()} threads {torch.get_num_threads()}".encode())
+    h.update(json.dumps(run_settings(run), sort_keys=True, default=str).encode())
     files = [(name, run.path / name) for name in RUN_FILES]    # (named as within their folder: a run moved keeps its key)
     if no_faces is not None:
-        files += [(f"no-faces {name}", no_faces / name) for name in RUN_FILES]
-    for folder in _named_folders(options):
+        files += [(f"no-faces {name}", no_faces / name) for name in (*RUN_FILES, "config.toml")]
+    for folder in _named_folders(read):
         files += [(f"{folder} {p.relative_to(folder).as_posix()}", p) for p in sorted(folder.rglob("*")) if p.is_file()]
     for name, path in files:
         h.update(name.encode())
         h.update(path.read_bytes() if path.is_file() else b"")
     return h.hexdigest()
+
+
+def run_settings(run: RunDir) -> dict[str, Any]:
+    """The run's config (its config.toml as read) but its ``[analysis]`` section: the analysis reads that through
+    its options, of which the key takes :data:`READ_BY_PARTS` (an edited ``report = true`` there measured anew)."""
+    return {name: value for name, value in dataclasses.asdict(run.config).items() if name != "analysis"}
 
 
 def _named_folders(options: dict[str, Any]) -> Iterator[Path]:
