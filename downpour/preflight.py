@@ -296,7 +296,8 @@ def check_checkpoints_kept(run: RunDir, cfg: RunConfig) -> None:
                 f"`downpour train --resume {run.path} --steps M` (M above {cfg.train.steps}) would train it on, from "
                 f"its checkpoint: {gone}; put it back first")
         raise NotARunError(f"{str(run.path)!r} is finished ({how}): there is nothing to resume. `downpour analyze "
-                           f"{run.path}` analyses it and `downpour report {run.path}` shows its report; {more}. {again}")
+                           f"{run.path}` analyses it and `downpour report {run.path}` shows its report; {more}. "
+                           f"{again}")
     left = (f"its model.safetensors (step {step}) is there: `downpour analyze {run.path}` analyses it, but training "
             "cannot go on from the weights alone (the optimiser's state and the data's position are in the checkpoint)"
             if step is not None else

@@ -40,7 +40,8 @@ NAME = RunDir.PARTIAL
 
 
 # a run's files its analysis is measured from (its input processing: the images' whitening and normalisation); its
-# config.toml is read as the run's config less its [analysis] section (:func:`run_settings`), the no-faces network's whole
+# config.toml is read as the run's config less its [analysis] section (:func:`run_settings`); the no-faces network's
+# config.toml whole
 RUN_FILES = ("model.safetensors", "model.json", "preprocess.json", "preprocess.safetensors")
 LIBRARIES = ("torch", "numpy", "scipy", "scikit-learn", "scikit-image")   # whose arithmetic the numbers come out of
 FOLDER_OPTIONS = ("dataset", "poses", "probes")    # options that may name a folder of images (else lfw, digits)
@@ -50,7 +51,7 @@ FOLDER_OPTIONS = ("dataset", "poses", "probes")    # options that may name a fol
 # keyed too, and a rerun that changed only one (say --set analysis.report=true) measured everything anew.
 READ_BY_PARTS = (
     "layer", "dataset", "positive", "test_fraction", "splits", "random_filters",     # the splits (and the face test)
-    "bootstrap", "control_draws", "face_select", "face_choice", "concept_controls",  # the face test, a concept's controls
+    "bootstrap", "control_draws", "face_select", "face_choice", "concept_controls",  # the face test, concept controls
     "no_faces_run", "no_faces_twin",                                                 # the face test's no-faces network
     "stimulus_steps", "stimulus_restarts",                                           # the optimal stimulus
     "invariance_fill", "poses",                                                      # the invariance sweeps
@@ -66,7 +67,8 @@ def inputs_key(run: RunDir, options: dict[str, Any], no_faces: Path | None) -> s
     """SHA-256 of what an analysis's numbers are measured from: the run's :data:`RUN_FILES` and :func:`run_settings`,
     the analysis ``options`` of :data:`READ_BY_PARTS`, every file of a folder they name (:data:`FOLDER_OPTIONS`), the
     no-faces network's files when the face test scores one, the code (:func:`code_digest`) and torch's thread count
-    (its sums' order: the optimal stimulus comes out otherwise on another count, :func:`~downpour.analysis.run.analyze_run`)."""
+    (its sums' order: the optimal stimulus comes out otherwise on another count,
+    :func:`~downpour.analysis.run.analyze_run`)."""
     read = {key: value for key, value in options.items() if key in READ_BY_PARTS}
     h = hashlib.sha256(json.dumps(read, sort_keys=True, default=str).encode())
     h.update(f"{code_digest()} threads {torch.get_num_threads()}".encode())
