@@ -28,15 +28,17 @@ import signal
 import time
 import tomllib
 import traceback
-from contextlib import redirect_stderr, redirect_stdout
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager, redirect_stderr, redirect_stdout
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
 from downpour.config import (CROSSFIT_CONTROLS, FACE_SOURCES, AnalysisConfig, ConfigError, Override, RunConfig,
                              config_to_dict, load_config, origin_of, parse_override, with_origin)
-from downpour.errors import RunError
+from downpour.errors import NotARunError, RunError
 from downpour.train.folders import RunExistsError, folder_to_write, make_folder
+from downpour.train.lock import training
 from downpour.train.rundir import RunDir
 from downpour.train.signals import sigterm_as_interrupt
 from downpour.twins import check_same_run, no_faces_config, search_failures, shared_ray, train_kept
@@ -277,6 +279,22 @@ def check_crossfit_folder(out: Path, folds: int) -> None:
                              "cross-fit is written only into a new or empty folder, or its own; pick another --out")
 
 
+@contextmanager
+def crossfitting(out: Path) -> Iterator[None]:
+    """Hold the cross-fit folder ``out``'s lock (:mod:`downpour.train.lock`, as ``downpour train`` holds its run's)
+    while the block trains its folds and pools their test: the same command run again from another terminal (to go
+    on) is refused, naming ``out``. Each fold's own folder is locked too, while it trains (:func:`train_kept`)."""
+    held = ExitStack()
+    try:
+        held.enter_context(training(make_folder(out, "the cross-fit's folder")))
+    except NotARunError:   # (its message names `downpour train --resume`: no command for a cross-fit)
+        raise RunExistsError(f"{str(out)!r} is being cross-fitted now by another downpour process: let it finish, or "
+                             "stop it (Ctrl-C or SIGTERM save every fold's checkpoint), then run the same command again "
+                             "to go on; or pick another --out") from None
+    with held:
+        yield
+
+
 def _folds_of(config: Path) -> int | None:
     """K of the ``data.lfw_heldout = "fold:I:K"`` a fold's config.toml holds; None where it holds none."""
     try:
@@ -348,27 +366,29 @@ def run_crossfit(config: str, overrides: list[Override], out: str | Path, folds:
         if check_same_run(cfg, path) is None and path.exists():
             RunDir.check_new(path)
     log.info("crossfit: %d folds of %r%s -> %s", folds, config, ", each with its no-faces twin" if twins else "", out)
-    started = time.time()
-    trained = train_in_turn(configs, paths) if jobs == 1 else train_in_parallel(configs, paths, jobs)
-    training_seconds = time.time() - started
-    views, layer = [], None
-    for i, cfg in enumerate(configs[:folds]):
-        run, model = open_run(paths[i])
-        layer = check_layer(model, cfg.analysis.layer)
-        no_faces = no_faces_network(str(paths[folds + i]), cfg, layer) if twins else None
-        views.append(View(model, random_twin(run, cfg.seed + 1), tuple(run.read_json("model.json")["input_shape"]),
-                          run_preprocess(run), no_faces))
-    a = configs[0].analysis
-    others = tuple(n for n in views[0].model.feature_layers() if n != layer)
-    result = crossfit_controls(views, layer=layer, other_layers=others, n_random_filters=a.random_filters,
-                               seed=configs[0].seed, replicates=a.bootstrap, other_replicates=min(a.bootstrap, 500),
-                               control_draws=a.control_draws, choice=a.face_choice)
-    config_record = config_to_dict(configs[0])
-    config_record["data"].pop("lfw_heldout")
-    record = {"config": config, "overrides": [list(o) if isinstance(o, tuple) else o for o in overrides],
-              "resolved": config_record, "folds": folds, "runs": trained[:folds], "control": control,
-              **({"no_faces_runs": trained[folds:]} if twins else {}),
-              "training_seconds": round(training_seconds, 1), "test_seconds": round(time.time() - started - training_seconds, 1),
-              **result}
-    (out / "crossfit.json").write_text(json.dumps(record, indent=1))
+    with crossfitting(out):     # (the same command run again beside it is refused)
+        started = time.time()
+        trained = train_in_turn(configs, paths) if jobs == 1 else train_in_parallel(configs, paths, jobs)
+        training_seconds = time.time() - started
+        views, layer = [], None
+        for i, cfg in enumerate(configs[:folds]):
+            run, model = open_run(paths[i])
+            layer = check_layer(model, cfg.analysis.layer)
+            no_faces = no_faces_network(str(paths[folds + i]), cfg, layer) if twins else None
+            views.append(View(model, random_twin(run, cfg.seed + 1), tuple(run.read_json("model.json")["input_shape"]),
+                              run_preprocess(run), no_faces))
+        a = configs[0].analysis
+        others = tuple(n for n in views[0].model.feature_layers() if n != layer)
+        result = crossfit_controls(views, layer=layer, other_layers=others, n_random_filters=a.random_filters,
+                                   seed=configs[0].seed, replicates=a.bootstrap, other_replicates=min(a.bootstrap, 500),
+                                   control_draws=a.control_draws, choice=a.face_choice)
+        config_record = config_to_dict(configs[0])
+        config_record["data"].pop("lfw_heldout")
+        record = {"config": config, "overrides": [list(o) if isinstance(o, tuple) else o for o in overrides],
+                  "resolved": config_record, "folds": folds, "runs": trained[:folds], "control": control,
+                  **({"no_faces_runs": trained[folds:]} if twins else {}),
+                  "training_seconds": round(training_seconds, 1),
+                  "test_seconds": round(time.time() - started - training_seconds, 1),
+                  **result}
+        (out / "crossfit.json").write_text(json.dumps(record, indent=1))
     return record

@@ -11,7 +11,8 @@ or would the same recipe on photographs alone give one as good (docs/analysis.md
 
 :func:`train_kept` trains a config into a directory that may already hold it: a finished run is kept,
 a started one resumed, one that stopped before its first checkpoint trained again, and a different
-run there is an error naming the key that differs.
+run there is an error naming the key that differs. It holds the run folder's lock while it does
+(:mod:`downpour.train.lock`): a run another process trains now is refused, naming it.
 """
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from downpour.config import ConfigError, RunConfig
+from downpour.train.folders import make_folder
+from downpour.train.lock import training
 from downpour.train.rundir import RunDir, RunExistsError
 
 log = logging.getLogger(__name__)
@@ -184,7 +187,15 @@ def check_same_run(cfg: RunConfig, path: Path) -> RunDir | None:
 def train_kept(cfg: RunConfig, path: Path) -> dict[str, Any]:
     """Train ``cfg`` into ``path``: skipped when a run with the same config finished there, resumed
     from its checkpoint when one started there (started over when it stopped before its first
-    checkpoint); a different run there is an error naming the key that differs."""
+    checkpoint); a different run there is an error naming the key that differs. NotARunError naming
+    ``path`` when another process trains it now (until 2026-12-05 a cross-fit run again beside a running
+    one resumed its fold there too, or took one without a checkpoint yet for stopped, removed its metrics
+    and trained it again from step 0 beside it)."""
+    with training(make_folder(path, "the run folder")):   # (made empty first: a new run is locked as it starts)
+        return _train_kept(cfg, path)
+
+
+def _train_kept(cfg: RunConfig, path: Path) -> dict[str, Any]:
     from downpour.runners import train
 
     run = check_same_run(cfg, path)

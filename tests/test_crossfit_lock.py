@@ -1,0 +1,70 @@
+"""A cross-fit holds a lock on its folder while it runs, and each fold run on its own folder while it trains
+(downpour.train.lock, as `downpour train` holds its run's): the same command run again from another terminal (how
+a cross-fit goes on) is refused, naming the folder. Until 2026-12-05 it resumed the folds being trained, two
+processes in one folder, and took a fold without a checkpoint yet for one stopped before it: its metrics removed,
+trained again from step 0 beside the live one."""
+from __future__ import annotations
+
+import shutil
+
+from downpour.cli import main
+from downpour.train.lock import training
+from test_crossfit import TINY
+
+
+def _trains(monkeypatch) -> list[str]:
+    """The folders the runner was asked to train; each stops there (a DataError: a failed fold, named)."""
+    from downpour.errors import DataError
+
+    asked = []
+
+    def train(cfg, run, resume=False):
+        asked.append(run.path.name)
+        raise DataError("stopped by the test")
+
+    monkeypatch.setattr("downpour.runners.train", train)
+    return asked
+
+
+def test_a_crossfit_run_again_beside_a_running_one_is_refused_naming_its_folder(tmp_path, capsys, monkeypatch):
+    asked = _trains(monkeypatch)
+    out = tmp_path / "cf"
+    out.mkdir()
+    with training(out):                        # the other cross-fit, running in it
+        assert main(["crossfit", *TINY, "--folds", "2", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{str(out)!r} is being cross-fitted now by another downpour process: let it finish, or stop it" in err
+    assert "run the same command again to go on" in err and asked == [] and list(out.iterdir()) == []
+    assert main(["crossfit", *TINY, "--folds", "2", "--out", str(out)]) == 2      # once it is not: its folds train
+    assert asked == ["fold-0", "fold-1"]
+
+
+def test_a_fold_being_trained_now_is_refused_and_the_others_train(tmp_path, capsys, monkeypatch):
+    """One after another (--jobs 1): a fold another process trains (`downpour train --resume OUT/fold-0`) is
+    a failed fold, named, and the later folds go on (fold-1 stops in the test's runner)."""
+    asked = _trains(monkeypatch)
+    out = tmp_path / "cf"
+    (out / "fold-0").mkdir(parents=True)
+    with training(out / "fold-0"):
+        assert main(["crossfit", *TINY, "--folds", "2", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{str(out / 'fold-0')!r} is being trained now by another downpour process" in err
+    assert "2 of 2 fold runs failed" in err and asked == ["fold-1"]         # (fold-1 stopped by the test)
+
+
+def test_a_fold_without_a_checkpoint_yet_is_not_trained_again_beside_its_live_run(tmp_path, capsys):
+    """Side by side (--jobs 2, each fold in its own process): the fold's lock is taken in its process."""
+    out = tmp_path / "cf"
+    argv = ["crossfit", *TINY, "--runner", "simulated", "--folds", "2", "--jobs", "2", "--out", str(out)]
+    assert main(argv) == 0
+    fold = out / "fold-0"
+    for name in ("model.json", "checkpoints"):              # as it is while it trains, before its first checkpoint
+        shutil.rmtree(fold / name) if (fold / name).is_dir() else (fold / name).unlink()
+    rows = (fold / "metrics.jsonl").read_text()
+    capsys.readouterr()
+    with training(fold):                                    # `downpour train --resume OUT/fold-0`, training it
+        assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "1 of 2 fold runs failed" in err and f"{str(fold)!r} is being trained now by another downpour process" in err
+    assert (fold / "metrics.jsonl").read_text() == rows and not (fold / "model.json").exists()
+    assert main(argv) == 0 and (fold / "model.json").exists()    # once it is not: trained again from step 0
