@@ -342,3 +342,33 @@ def test_a_run_with_model_json_but_no_weights_says_they_are_missing_and_what_wri
     err = capsys.readouterr().err
     assert "nor a checkpoint to write them from" in err and "--resume" not in err
     assert f"`downpour train --config {path / 'config.toml'} --out NEW_FOLDER`" in err
+
+
+def test_a_cut_model_safetensors_says_what_writes_it_again(tmp_path, monkeypatch, capsys):
+    """model.safetensors cut to half its bytes (a copy that did not finish) was named with the library's words
+    ("incomplete metadata, file not fully covered") and no way on, by `analyze` and `report` alike; it now says
+    what the missing file's message says: the resume that writes the weights again, or, with no checkpoint,
+    training it again."""
+    import shutil
+
+    from downpour.cli import main
+
+    path = _stopped_tica(tmp_path, monkeypatch, at=None)
+    weights = path / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:weights.stat().st_size // 2])
+    for command in ("analyze", "report"):
+        capsys.readouterr()
+        assert main([command, str(path)]) == 2
+        err = capsys.readouterr().err
+        assert f"{str(weights)!r} is not a readable safetensors file" in err and "(cut short or damaged: copy a whole one " \
+            f"back, or delete it and `downpour train --resume {path}` writes them again from its checkpoint at its last " \
+            "step, 8)" in err
+    weights.unlink()                               # as it says
+    assert main(["train", "--resume", str(path)]) == 0 and RunDir.open(path).load_model() is not None
+    weights.write_bytes(weights.read_bytes()[:weights.stat().st_size // 2])
+    shutil.rmtree(path / "checkpoints")
+    capsys.readouterr()
+    assert main(["analyze", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "(cut short or damaged), and the run has no checkpoint to write it from: copy a whole one back, or train it " \
+        f"again, `downpour train --config {path / 'config.toml'} --out NEW_FOLDER`" in err and "--resume" not in err

@@ -79,7 +79,7 @@ class RunModel:
             raise NotARunError(self._no_weights())
         meta = self.read_json("model.json")
         weights = self.path / "model.safetensors"
-        tensors = read_tensors(weights)           # a damaged file is named as such first
+        tensors = self._read_weights(rewrites)    # a damaged file is named as such first
         if PAIR_KEY in meta and meta[PAIR_KEY] != sha256_of(weights):     # (a run from before 2026-12-02: none)
             raise CheckpointError(f"{str(weights)!r} is not the model {str(self.path / 'model.json')!r} describes (a write "
                                   f"was cut between the two); {rewrites or f'`downpour train --resume {self.path}`'} writes it again")
@@ -88,12 +88,33 @@ class RunModel:
         model.eval()
         return model
 
+    def _read_weights(self, rewrites: str | None) -> dict[str, Any]:
+        """model.safetensors' tensors; one cut short or damaged (a copy that did not finish, a full disk) is named
+        with what writes it again, as :meth:`_no_weights` says (until 2026-12-05 `analyze` and `report` named the
+        file and the library's words, "incomplete metadata, file not fully covered", and no way on)."""
+        try:
+            return read_tensors(self.path / "model.safetensors")
+        except CheckpointError as err:
+            if rewrites:
+                raise CheckpointError(f"{err}; {rewrites} writes it again") from None
+            raise CheckpointError(self._weights_again(
+                f"{err} (cut short or damaged: copy a whole one back, or delete it and",
+                f"{err} (cut short or damaged), and the run has no checkpoint to write it from: copy a whole one back"
+            )) from None
+
     def _no_weights(self) -> str:
         """model.json without model.safetensors, said as what it means and what writes the weights again. A cut
         save does not leave it (:func:`write_model` renames the weights in before it writes model.json): the file
         was deleted, or left out of a copy. It used to ask "has its training finished?" of a run that had."""
-        said = f"{str(self.path)!r} has model.json but not model.safetensors, the model's weights (deleted, or left " \
-               f"out where the folder was copied: copy it back, or"
+        return self._weights_again(
+            f"{str(self.path)!r} has model.json but not model.safetensors, the model's weights (deleted, or left out "
+            "where the folder was copied: copy it back, or",
+            f"{str(self.path)!r} has model.json but not model.safetensors, the model's weights, nor a checkpoint to "
+            "write them from (deleted, or left out where the folder was copied): copy them back")
+
+    def _weights_again(self, said: str, unkept: str) -> str:
+        """``said`` (what is wrong with model.safetensors, up to "or") and the resume that writes the weights again
+        from the run's checkpoint; ``unkept`` (up to "or") where it has none."""
         try:
             reached, steps = self.reached(), self.config.train.steps
         except (CheckpointError, NotARunError):      # (a damaged checkpoint: the resume names it)
@@ -105,9 +126,7 @@ class RunModel:
                     f"{steps} and writes them at the end)")
         # (every run checkpoints at its end, train.checkpoint_every = 0 too: none left means checkpoints/ went
         # with the weights, and a resume refuses the run: "checkpoint file ... is missing")
-        return (f"{str(self.path)!r} has model.json but not model.safetensors, the model's weights, nor a checkpoint to "
-                f"write them from (deleted, or left out where the folder was copied): copy them back, or train it "
-                f"again, `downpour train --config {self.path / 'config.toml'} --out NEW_FOLDER`")
+        return f"{unkept}, or train it again, `downpour train --config {self.path / 'config.toml'} --out NEW_FOLDER`"
 
     def save_preprocess(self, preprocess: "Preprocess", refits: list[int] | None = None,
                         classes: list[str] | None = None) -> None:
