@@ -69,8 +69,11 @@ def test_a_resume_stopped_before_its_model_rewrites_the_stale_model(tmp_path, mo
         _go(runner, run, *again, resume=True)
 
 
-def _model_files(path, step, weights=b"w"):
-    (path / "model.safetensors").write_bytes(weights)
+def _model_files(path, step):
+    """model.json at ``step`` beside a safetensors file (whole: since 2026-12-05 one cut short is no saved model)."""
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(2)}, str(path / "model.safetensors"))
     (path / "model.json").write_text(json.dumps({"step": step}) if isinstance(step, int) else step)
 
 
@@ -80,11 +83,15 @@ def _model_files(path, step, weights=b"w"):
     ('{"step": 1', True),         # model.json torn mid-write
     (16, False),                  # whole: a resume with these steps is refused ('already reached')
     (20, False),
+    ("cut", True),                # model.safetensors cut short: written again from the checkpoint, not 'already reached'
 ])
 def test_unsaved_at_end_compares_the_models_step_with_the_checkpoints(tmp_path, model, unsaved):
     cfg = load_config("ufldl-sae", ["train.steps=16"])
     if model is not None:
-        _model_files(tmp_path, model)
+        _model_files(tmp_path, 16 if model == "cut" else model)
+    if model == "cut":
+        weights = (tmp_path / "model.safetensors").read_bytes()
+        (tmp_path / "model.safetensors").write_bytes(weights[:len(weights) - 4])
     run = RunDir(tmp_path)
     run.save_config(cfg)                                            # the run's own end: step 16
     assert run.unsaved_at_end(cfg, 16, resume=True) is unsaved

@@ -14,6 +14,7 @@ from typing import Any, Iterable
 
 import torch
 from safetensors import SafetensorError
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
@@ -31,6 +32,16 @@ def read_tensors(path: Path) -> dict[str, Tensor]:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError, RuntimeError) as err:
         raise CheckpointError(f"{str(path)!r} is not a readable safetensors file: {err}") from None
+
+
+def readable_tensors(path: Path) -> bool:
+    """Whether :func:`read_tensors` would read ``path``'s header and find every tensor's bytes there (not cut
+    short), found from the header alone: no tensor is loaded."""
+    try:
+        with safe_open(str(path), "pt"):
+            return True
+    except (SafetensorError, OSError, ValueError, RuntimeError):
+        return False
 
 
 def _file_mode() -> int:

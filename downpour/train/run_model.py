@@ -8,7 +8,8 @@ from downpour.errors import NotARunError
 from downpour.models.base import FeatureModel
 from downpour.models.registry import create_model
 from downpour.settings import is_count
-from downpour.train.checkpoint import PAIR_KEY, CheckpointError, load_state, read_tensors, save_state, sha256_of
+from downpour.train.checkpoint import (PAIR_KEY, CheckpointError, load_state, read_tensors, readable_tensors, save_state,
+                                       sha256_of)
 from downpour.train.config_record import model_differences
 from downpour.train.model_file import fit_weights, write_model
 from downpour.train.recorded import config_fills, model_fills, without_unread
@@ -23,8 +24,9 @@ class RunModel:
 
     def model_step(self) -> int | None:
         """The step model.json records; None without a whole model (model.safetensors or model.json missing,
-        or model.json torn by a kill while it was written: :meth:`save_model` writes it last)."""
-        if not (self.path / "model.safetensors").is_file():
+        model.json torn by a kill while it was written: :meth:`save_model` writes it last; or model.safetensors
+        cut short: a resume writes it again from its checkpoint, where it said the run "already reached" its end)."""
+        if not readable_tensors(self.path / "model.safetensors"):
             return None
         try:
             meta = self.read_json("model.json")
@@ -98,7 +100,7 @@ class RunModel:
             if rewrites:
                 raise CheckpointError(f"{err}; {rewrites} writes it again") from None
             raise CheckpointError(self._weights_again(
-                f"{err} (cut short or damaged: copy a whole one back, or delete it and",
+                f"{err} (cut short or damaged: copy a whole one back, or",
                 f"{err} (cut short or damaged), and the run has no checkpoint to write it from: copy a whole one back"
             )) from None
 
