@@ -359,6 +359,75 @@ def test_a_run_being_trained_now_is_not_taken_for_one_killed_before_its_first_ch
     assert main(["train", "--resume", str(live)]) == 0       # once it is not: trained again from step 0, as before
 
 
+@pytest.mark.parametrize("there", ["nothing", "a run that never started"])
+def test_a_twin_or_a_fold_trained_into_its_folder_holds_its_lock(tmp_path, monkeypatch, there):
+    """train_kept (a run's no-faces twin, a cross-fit's folds) trained unlocked: a `--resume` of the twin or a fold
+    from another terminal found no checkpoint yet and trained it again from step 0 beside the live one."""
+    from downpour.train.lock import check_not_training
+    from downpour.train.rundir import NotARunError
+    from downpour.twins import train_kept
+
+    cfg = load_config("ufldl-sae", SAE)
+    path = tmp_path / "fold-0"
+    if there != "nothing":
+        RunDir.create(path, cfg)
+    refused = []
+
+    def train(cfg, run, resume=False):        # while it trains, another process's resume looks
+        with pytest.raises(NotARunError, match="being trained now") as err:
+            check_not_training(run.path)
+        refused.append(err.value)
+        return {"run": str(run.path)}
+
+    monkeypatch.setattr("downpour.runners.train", train)
+    assert train_kept(cfg, path) == {"run": str(path)} and len(refused) == 1
+    check_not_training(path)                  # let go once it returns
+
+
+def test_a_process_forked_while_a_run_trains_lets_go_of_its_lock(tmp_path):
+    """flock locks belong to the open folder, and a forked child (a DataLoader worker) shared it: the run's lock
+    outlived its training while the child lived, and the next --resume was told it is being trained now."""
+    import multiprocessing
+
+    from downpour.train.lock import check_not_training, training
+
+    ctx = multiprocessing.get_context("fork")
+    started, done = ctx.Event(), ctx.Event()
+
+    def child():
+        started.set()
+        done.wait(60)
+
+    with training(tmp_path):
+        process = ctx.Process(target=child)
+        process.start()
+        assert started.wait(60)
+    try:
+        check_not_training(tmp_path)
+    finally:
+        done.set()
+        process.join()
+
+
+@pytest.mark.parametrize("errno_name", ["ENOLCK", "EOPNOTSUPP"])
+def test_a_folder_the_filesystem_cannot_lock_trains_unlocked(tmp_path, monkeypatch, caplog, errno_name):
+    """flock on some NFS and FUSE mounts fails with ENOLCK or EOPNOTSUPP: the run crashed with that OSError
+    before its first step, and a --resume of it too; it trains as before the lock, and the log says so."""
+    import errno
+    import os
+
+    from downpour.train import lock
+
+    def flock(fd, how):
+        code = getattr(errno, errno_name)
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(lock.fcntl, "flock", flock)
+    with lock.training(tmp_path):
+        lock.check_not_training(tmp_path)
+    assert "its folder cannot be locked" in caplog.text and str(tmp_path) in caplog.text
+
+
 @pytest.mark.parametrize("edit, named", [({"step": "95"}, "step is '95', not a step number"),
                                          ({"step": -5}, "step is -5"), ({"row": {"sums": 1}}, "its row or elapsed time"),
                                          ({"elapsed": "soon"}, "its row or elapsed time")])

@@ -4,9 +4,13 @@ said the run "stopped before its first checkpoint", removed its metrics and Tens
 again from step 0 in the same folder, beside the live run (what ``downpour analyze`` of such a run suggests).
 
 The lock is ``flock`` on the run's folder itself (no file is added to the run; the kernel lets it go when the
-process ends, a kill -9 included). Where ``fcntl`` is missing (not POSIX) nothing is locked."""
+process ends, a kill -9 included). ``flock`` locks belong to the open folder, which a forked process shares: a
+process forked while a run trains (a DataLoader worker) lets go of its copy at once, or it held the lock after
+the run had ended. Where ``fcntl`` is missing (not POSIX), or the filesystem locks nothing (``ENOLCK`` or
+``EOPNOTSUPP`` on some NFS mounts), nothing is locked: the run trains, as it did before the lock."""
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,21 +25,35 @@ except ImportError:      # pragma: no cover  (Windows)
 
 __all__ = ["check_not_training", "training"]
 
+log = logging.getLogger(__name__)
+_HELD: set[int] = set()     # the descriptors of the locks this process holds now (a forked child closes its copies)
+
+
+def _let_go_in_child() -> None:
+    for fd in _HELD:
+        try:
+            os.close(fd)      # the child's copy only: the parent's lock stays
+        except OSError:
+            pass
+    _HELD.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_let_go_in_child)
+
 
 @contextmanager
 def training(path: str | Path) -> Iterator[None]:
     """Hold the run folder ``path``'s lock while the block trains it."""
-    if fcntl is None:
+    fd = _locked(path, fcntl.LOCK_EX) if fcntl is not None else None
+    if fd is None:
         yield
         return
-    fd = os.open(path, os.O_RDONLY)
+    _HELD.add(fd)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise _busy(path) from None
         yield
     finally:
+        _HELD.discard(fd)
         os.close(fd)       # (releases the lock)
 
 
@@ -43,13 +61,28 @@ def check_not_training(path: str | Path) -> None:
     """NotARunError when another process is training the run in ``path`` now."""
     if fcntl is None or not Path(path).is_dir():
         return
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        raise _busy(path) from None
-    finally:
+    fd = _locked(path, fcntl.LOCK_SH)
+    if fd is not None:
         os.close(fd)
+
+
+def _locked(path: str | Path, how: int) -> int | None:
+    """A descriptor of the folder ``path`` holding its lock ``how``; None where the filesystem locks nothing
+    (logged); NotARunError naming the run where another process holds it."""
+    fd = None
+    try:
+        fd = os.open(path, os.O_RDONLY)
+        fcntl.flock(fd, how | fcntl.LOCK_NB)
+        return fd
+    except BlockingIOError:
+        os.close(fd)
+        raise _busy(path) from None
+    except OSError as err:    # ENOLCK, EOPNOTSUPP (NFS, some FUSE mounts): a run there trains unlocked, as before
+        if fd is not None:
+            os.close(fd)
+        log.warning("%s: its folder cannot be locked (%s): a `downpour train --resume` of it from another terminal "
+                    "is not refused while it trains", path, err.strerror or err)
+        return None
 
 
 def _busy(path: str | Path) -> NotARunError:
