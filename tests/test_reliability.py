@@ -91,7 +91,7 @@ def test_more_ray_processes_than_memory_holds_is_refused_before_any_starts(monke
     assert main(["train", *TINY, "--runner", "ray", "--shards", "2", "--dry-run"]) == 0   # 4 processes fit
 
 
-@pytest.mark.parametrize("address", [":6379", "localhost:abc", "http://head:8265", "head"])
+@pytest.mark.parametrize("address", [":6379", "localhost:abc", "http://head:8265", "head", "head:70000", "ray://head:0"])
 def test_a_malformed_address_is_one_line_naming_it(tmp_path, capsys, address):
     """`--address :6379` let Ray's own parser print a traceback before the error, which also blamed a
     missing authentication token."""

@@ -28,7 +28,7 @@ def address_problem(address: str) -> str | None:
     if parts is None:
         return None
     scheme, host, port = parts
-    if scheme not in ("", "ray") or not host or not port.isdigit():
+    if scheme not in ("", "ray") or not host or not port.isdigit() or not 0 < int(port) < 65536:   # (head:70000 passed)
         web = (" (http is the dashboard's or job submission's; a driver joins the head's port, 6379)"
                if scheme.startswith("http") else "")
         return f"cluster.address={address!r} is not a Ray address: HOST:PORT, ray://HOST:PORT or auto (empty: a local Ray){web}"
