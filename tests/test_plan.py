@@ -715,3 +715,23 @@ def test_a_cluster_too_large_to_search_is_refused_unless_its_replicas_are_given(
     assert main(["plan", "--machines", str(10 ** 20)]) == 2
     assert "give --replicas too, or --machines 100000 or fewer" in capsys.readouterr().err
     assert plan_for("paper", cluster=Cluster(machines=10 ** 20, replicas=2))["cluster"]["replicas"] == 2
+
+
+def test_the_simulated_check_holds_its_run_folders_lock_while_it_trains(tmp_path, monkeypatch):
+    """`plan --check-simulated --out RUN` trained RUN unlocked: a `downpour train --resume RUN` from another terminal
+    found no checkpoint yet and trained it again beside the check's run."""
+    import downpour.plan.check as check
+    from downpour.train.lock import check_not_training
+    from downpour.train.rundir import NotARunError
+
+    real, refused = check.run_cluster, []
+
+    def run_cluster(cfg, run):
+        with pytest.raises(NotARunError, match="being trained now") as err:
+            check_not_training(run.path)
+        refused.append(err.value)
+        return real(cfg, run)
+
+    monkeypatch.setattr(check, "run_cluster", run_cluster)
+    check_simulated(workers=4, shards=2, steps=20, sets=[("train.log_every", 10_000)], out=tmp_path / "run")
+    assert len(refused) == 1
