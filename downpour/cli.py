@@ -10,6 +10,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from downpour.config import (CROSSFIT_CONTROLS, ClusterConfig, ConfigError, FlagValue, Override, RunConfig,
                              config_to_toml, load_config, preset_table, parse_override, with_origin)
@@ -20,6 +21,9 @@ from downpour.cli_study import cmd_study
 from downpour.settings import choices_of
 from downpour.errors import DownpourError
 from downpour.train.signals import sigterm_as_interrupt
+
+if TYPE_CHECKING:
+    from downpour.train.rundir import RunDir
 
 # Flags that are shorthands for `--set cluster.<key>=...` / `--set train.<key>=...`, passed on typed.
 SHORTHANDS = {
@@ -63,8 +67,7 @@ def _flag_of(key: str, args: argparse.Namespace) -> str:
 def cmd_train(args: argparse.Namespace) -> int:
     from downpour.preflight import check_folder, check_run_config, new_run_config, resume_config
     from downpour.train.folders import fresh_folder
-    from downpour.train.lock import training
-    from downpour.train.rundir import RunDir
+    from downpour.train.lock import training_in
     from downpour.twins import failed, search_failures, train_with_twin, twin_config
 
     resume = bool(args.resume)
@@ -92,18 +95,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         print("downpour: config checked (data, model and cost on a dry batch, train, cluster, analysis); "
               "nothing was written", file=sys.stderr)
         return 0
-    if args.resume and not resume:
-        print(f"downpour: {run.path} stopped before its first checkpoint ({CHECKPOINT_KEYS[cfg.cluster.runner]} how "
-              "often one is saved): training it again from step 0", file=sys.stderr)
-        run.discard_training()
-        run = RunDir.create(run.path, cfg)
-    elif not args.resume:
-        out = args.out or fresh_folder(f"runs/{Path(args.config or 'main').stem}-{time.strftime('%Y%m%d-%H%M%S')}")
-        run = RunDir.create(out, cfg)
-    then = f", then its no-faces twin -> {run.no_faces_twin}" if twin else ""
-    print(f"downpour: training {cfg.model.name!r} with the {cfg.cluster.runner} runner{update_rule_words(cfg)} -> "
-          f"{run.path}{then}", file=sys.stderr)
-    with training(run.path):           # (a --resume from another terminal is refused while it trains)
+    old = run if args.resume else None
+    folder = old.path if old else Path(args.out or fresh_folder(f"runs/{Path(args.config or 'main').stem}-"
+                                                                f"{time.strftime('%Y%m%d-%H%M%S')}"))
+    # locked before a folder there is taken over (a run of this config started by another terminal, no row yet, had
+    # its metrics.jsonl removed), and while it trains (a --resume from another terminal is refused)
+    with training_in(folder, lambda: old if resume else _new_run(folder, cfg, old)) as run:
+        then = f", then its no-faces twin -> {run.no_faces_twin}" if twin else ""
+        print(f"downpour: training {cfg.model.name!r} with the {cfg.cluster.runner} runner{update_rule_words(cfg)} -> "
+              f"{run.path}{then}", file=sys.stderr)
         summary = train_with_twin(cfg, run, twin, resume=resume)
     print(json.dumps(summary))
     if cfg.analysis.report and summary.get("kept") and (run.path / "analysis.json").is_file():
@@ -111,6 +111,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     elif cfg.analysis.report:
         analyze_and_report(run.path)
     return failed(search_failures(summary))   # 1: an L-BFGS line search failed for real (its model saved all the same)
+
+
+def _new_run(folder: Path, cfg: RunConfig, old: RunDir | None) -> RunDir:
+    """The run ``cfg`` made in ``folder``, the training of ``old`` (one stopped before its first checkpoint) discarded."""
+    from downpour.train.rundir import RunDir
+
+    if old is not None:
+        print(f"downpour: {old.path} stopped before its first checkpoint ({CHECKPOINT_KEYS[cfg.cluster.runner]} how "
+              "often one is saved): training it again from step 0", file=sys.stderr)
+        old.discard_training()
+    return RunDir.create(folder, cfg)
 
 
 def cmd_crossfit(args: argparse.Namespace) -> int:

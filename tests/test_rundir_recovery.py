@@ -359,6 +359,22 @@ def test_a_run_being_trained_now_is_not_taken_for_one_killed_before_its_first_ch
     assert main(["train", "--resume", str(live)]) == 0       # once it is not: trained again from step 0, as before
 
 
+def test_a_folder_being_trained_is_not_taken_over_by_a_new_run_of_its_config(tmp_path, capsys):
+    """The same command again in another terminal, while the first run had no metrics row yet (its data loading),
+    took its folder over as one that never started: its metrics.jsonl removed, then refused by the lock."""
+    from downpour.cli import main
+    from downpour.train.lock import training
+
+    argv = ["train", "--config", "tica-8x8", "--runner", "local", "--steps", "8", "--no-report",
+            "--set", "data.samples=500", "--out", str(tmp_path / "run")]
+    RunDir.create(tmp_path / "run", load_config("tica-8x8"))
+    (tmp_path / "run" / "metrics.jsonl").touch()           # opened by the live run, no row yet
+    with training(tmp_path / "run"):                        # the other process, training it
+        assert main(argv) == 2
+        assert "is being trained now by another downpour process" in capsys.readouterr().err
+    assert (tmp_path / "run" / "metrics.jsonl").is_file()
+
+
 @pytest.mark.parametrize("there", ["nothing", "a run that never started"])
 def test_a_twin_or_a_fold_trained_into_its_folder_holds_its_lock(tmp_path, monkeypatch, there):
     """train_kept (a run's no-faces twin, a cross-fit's folds) trained unlocked: a `--resume` of the twin or a fold

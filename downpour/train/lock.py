@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from downpour.errors import NotARunError
 
@@ -23,9 +24,10 @@ try:
 except ImportError:      # pragma: no cover  (Windows)
     fcntl = None   # type: ignore[assignment]
 
-__all__ = ["check_not_training", "training"]
+__all__ = ["check_not_training", "training", "training_in"]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 _HELD: set[int] = set()     # the descriptors of the locks this process holds now (a forked child closes its copies)
 
 
@@ -55,6 +57,20 @@ def training(path: str | Path) -> Iterator[None]:
     finally:
         _HELD.discard(fd)
         os.close(fd)       # (releases the lock)
+
+
+@contextmanager
+def training_in(path: str | Path, make: Callable[[], T]) -> Iterator[T]:
+    """``make()`` (what makes the run in the folder ``path``, or takes over what is there), then the block, the
+    folder's lock held over both where the folder is there (what ``make`` takes over may be another process's live
+    run), else from once ``make`` has made it."""
+    if Path(path).is_dir():
+        with training(path):
+            yield make()
+        return
+    made = make()
+    with training(path):
+        yield made
 
 
 def check_not_training(path: str | Path) -> None:
