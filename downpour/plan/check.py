@@ -20,7 +20,7 @@ from downpour.models.registry import create_model, resolve
 from downpour.plan.staleness import greedy_switches, predict_staleness
 from downpour.ps.cluster import run_cluster
 from downpour.train.folders import RunExistsError
-from downpour.train.lock import training
+from downpour.train.lock import training_in
 from downpour.train.rundir import RunDir
 
 __all__ = ["check_simulated", "compare_run", "passed", "CHECK_RECIPE", "MAX_ERROR", "MAX_REJECTED"]
@@ -118,8 +118,8 @@ def check_simulated(config: str = "ufldl-sae", workers: int = 1000, shards: int 
     with tempfile.TemporaryDirectory(prefix="downpour-plan-") as tmp:
         path = Path(out) if out else Path(tmp) / "run"
         t0 = time.perf_counter()
-        run = RunDir.create(path, cfg)
-        with training(path):       # (an --out named: a `downpour train --resume` of it is refused while it trains)
+        # (an --out named: locked before it is taken over, and a `downpour train --resume` of it refused while it trains)
+        with training_in(path, lambda: RunDir.create(path, cfg)) as run:
             summary = run_cluster(cfg, run)
         wall = time.perf_counter() - t0
         result = compare_run(path)
