@@ -400,6 +400,25 @@ def test_a_twin_or_a_fold_trained_into_its_folder_holds_its_lock(tmp_path, monke
     check_not_training(path)                  # let go once it returns
 
 
+def test_a_folder_not_there_yet_is_locked_before_its_run_is_made_in_it(tmp_path):
+    """training_in (`downpour train --out NEW`, plan --check-simulated --out NEW) made the run in a folder not there
+    yet, then locked it: the same command started beside it in that moment found the run unlocked and never
+    started, took it over and wrote its own config.toml over the first's, which trained on under it."""
+    from downpour.train.lock import check_not_training, training_in
+    from downpour.train.rundir import NotARunError
+
+    cfg, path = load_config("ufldl-sae", SAE), tmp_path / "new" / "run"
+
+    def make():                               # while it makes the run, another process's start looks
+        with pytest.raises(NotARunError, match="being trained now"):
+            check_not_training(path)
+        return RunDir.create(path, cfg)
+
+    with training_in(path, make) as run:
+        assert run.path == path and (path / "config.toml").is_file()
+    check_not_training(path)                  # let go once the block ends
+
+
 def test_a_process_forked_while_a_run_trains_lets_go_of_its_lock(tmp_path):
     """flock locks belong to the open folder, and a forked child (a DataLoader worker) shared it: the run's lock
     outlived its training while the child lived, and the next --resume was told it is being trained now."""

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from downpour.errors import NotARunError
+from downpour.train.folders import make_folder
 
 try:
     import fcntl
@@ -62,15 +63,12 @@ def training(path: str | Path) -> Iterator[None]:
 @contextmanager
 def training_in(path: str | Path, make: Callable[[], T]) -> Iterator[T]:
     """``make()`` (what makes the run in the folder ``path``, or takes over what is there), then the block, the
-    folder's lock held over both where the folder is there (what ``make`` takes over may be another process's live
-    run), else from once ``make`` has made it."""
-    if Path(path).is_dir():
-        with training(path):
-            yield make()
-        return
-    made = make()
-    with training(path):
-        yield made
+    folder's lock held over both (what ``make`` takes over may be another process's live run); a folder not there
+    yet is made first, empty (a run is written into an empty folder, so a failed start leaves one a rerun takes).
+    Until 2026-12-05 such a folder was locked only once ``make`` had made its run: the same command started beside
+    it in that moment took the run over as one that never started, its config.toml written over with its own."""
+    with training(make_folder(Path(path), "the run folder")):
+        yield make()
 
 
 def check_not_training(path: str | Path) -> None:
