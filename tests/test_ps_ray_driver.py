@@ -329,8 +329,8 @@ def test_a_start_ray_has_no_room_for_fails_after_the_limit_naming_the_room_asked
                                                                                           monkeypatch):
     """Every CPU held by another job's actor: the workers (1 CPU each) cannot be placed. Until 2026-12-05 the start
     waited for them for good, a warning a minute; now it fails after the start's limit (cluster.silent_seconds, at
-    least FIRST_FLOOR: 12 s here), saying what each worker asks and what the cluster has free, and leaves no actor of
-    the run behind."""
+    least FIRST_FLOOR: 5 s here, the run's), saying what each worker asks and what the cluster has free, and
+    leaves no actor of the run behind."""
     import time
 
     from downpour.config import load_config
@@ -338,7 +338,7 @@ def test_a_start_ray_has_no_room_for_fails_after_the_limit_naming_the_room_asked
     from downpour.ps.cluster import run_cluster
     from downpour.train.rundir import RunDir
 
-    workers_start_within(monkeypatch, driver_module, 12.0)
+    workers_start_within(monkeypatch, driver_module, 4.0)
     hog = Hog.remote()
     ray.get(hog.ping.remote())                                   # every CPU taken
     cfg = load_config("ufldl-sae", ["cluster.runner=ray", "data.samples=64", "train.batch_size=8", "train.steps=12",
@@ -346,7 +346,7 @@ def test_a_start_ray_has_no_room_for_fails_after_the_limit_naming_the_room_asked
                                     "cluster.silent_seconds=5"])
     before = set(ray.util.list_named_actors())
     try:
-        with pytest.raises(RunError, match=r"could not start 2 of 2 worker actors within 12 s: each asks CPU 1; "
+        with pytest.raises(RunError, match=r"could not start 2 of 2 worker actors within 5 s: each asks CPU 1; "
                                            r"the cluster has CPU 0 of 2 free") as err:
             run_cluster(cfg, RunDir.create(tmp_path / "r", cfg))
         # the run's actors (downpour-<run>-shard0, -worker0, ...) killed, though ``err`` holds the driver. (It asked
@@ -364,7 +364,7 @@ def test_a_start_ray_has_no_room_for_fails_after_the_limit_naming_the_room_asked
 def test_partition_actors_ray_never_starts_fail_the_start_after_its_limit(local_ray, tmp_path, monkeypatch):
     """Model parallelism: the partition actors (0 CPUs, pinned to a node) answer after the worker actors, whose start
     does not wait for them; until 2026-12-05 a plain ray.get waited for their first answers for good. Now the start's
-    limit (12 s here) holds for them too. (Stand-in for an actor Ray never starts: one asking a resource no node
+    limit (4 s here) holds for them too. (Stand-in for an actor Ray never starts: one asking a resource no node
     has.)"""
     from downpour.config import load_config
     from downpour.errors import RunError
@@ -375,11 +375,11 @@ def test_partition_actors_ray_never_starts_fail_the_start_after_its_limit(local_
     real = partitions_on_ray.PartitionActor
     monkeypatch.setattr(partitions_on_ray, "PartitionActor",
                         SimpleNamespace(options=lambda **kw: real.options(resources={"nowhere": 1.0}, **kw)))
-    workers_start_within(monkeypatch, driver_module, 12.0, "partition actors")
+    workers_start_within(monkeypatch, driver_module, 4.0, "partition actors")
     cfg = load_config("cat-untied", ["cluster.runner=ray", "data.samples=32", "train.batch_size=8", "train.steps=4",
                                      "cluster.workers=1", "cluster.shards=2", "cluster.partitions=2",
                                      "train.tensorboard=false"])
-    with pytest.raises(RunError, match=r"could not start 2 of 2 partition actors within 12 s: each asks no CPU"):
+    with pytest.raises(RunError, match=r"could not start 2 of 2 partition actors within 4 s: each asks no CPU"):
         run_cluster(cfg, RunDir.create(tmp_path / "r", cfg))
 
 

@@ -523,12 +523,12 @@ def test_a_ray_start_with_no_room_fails_naming_no_setting_sandblaster_refuses(tm
 
     from downpour.sandblaster import on_ray
 
-    workers_start_within(monkeypatch, on_ray, 12.0)
+    workers_start_within(monkeypatch, on_ray, 4.0)
     hog = Hog.remote()
     ray.get(hog.ping.remote())                                   # every CPU taken
     cfg = _cfg("cluster.runner=ray", "cluster.workers=2", "cluster.shards=2", "train.steps=3")
     try:
-        with pytest.raises(RunError, match=r"could not start 2 of 2 worker actors within 12 s: each asks CPU 1; the "
+        with pytest.raises(RunError, match=r"could not start 2 of 2 worker actors within 4 s: each asks CPU 1; the "
                                            r"cluster has CPU 0 of 2 free\. .* ask for less \(cluster\.workers\), "
                                            r"or, for a cluster still adding nodes, start the run once it has them"
                            ) as err:
