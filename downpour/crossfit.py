@@ -286,7 +286,7 @@ def crossfitting(out: Path) -> Iterator[None]:
     on) is refused, naming ``out``. Each fold's own folder is locked too, while it trains (:func:`train_kept`)."""
     held = ExitStack()
     try:
-        held.enter_context(training(make_folder(out, "the cross-fit's folder")))
+        held.enter_context(training(out, "the cross-fit's folder"))
     except NotARunError:   # (its message names `downpour train --resume`: no command for a cross-fit)
         raise RunExistsError(f"{str(out)!r} is being cross-fitted now by another downpour process: let it finish, or "
                              "stop it (Ctrl-C or SIGTERM save every fold's checkpoint), then run the same command again "

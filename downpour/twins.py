@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 from downpour.config import ConfigError, RunConfig
-from downpour.train.folders import make_folder
 from downpour.train.lock import training
 from downpour.train.rundir import RunDir, RunExistsError
 
@@ -191,7 +190,7 @@ def train_kept(cfg: RunConfig, path: Path) -> dict[str, Any]:
     ``path`` when another process trains it now (until 2026-12-05 a cross-fit run again beside a running
     one resumed its fold there too, or took one without a checkpoint yet for stopped, removed its metrics
     and trained it again from step 0 beside it)."""
-    with training(make_folder(path, "the run folder")):   # (made empty first: a new run is locked as it starts)
+    with training(path):   # (made empty first: a new run is locked as it starts)
         return _train_kept(cfg, path)
 
 

@@ -46,8 +46,10 @@ if hasattr(os, "register_at_fork"):
 
 
 @contextmanager
-def training(path: str | Path) -> Iterator[None]:
-    """Hold the run folder ``path``'s lock while the block trains it."""
+def training(path: str | Path, what: str = "the run folder") -> Iterator[None]:
+    """Hold the folder ``path``'s lock while the block trains it; a folder not there yet is made first, empty (so a
+    new run is locked as it starts; RunExistsError naming ``what`` where it cannot be made)."""
+    path = make_folder(Path(path), what)
     fd = _locked(path, fcntl.LOCK_EX) if fcntl is not None else None
     if fd is None:
         yield
@@ -67,7 +69,7 @@ def training_in(path: str | Path, make: Callable[[], T]) -> Iterator[T]:
     yet is made first, empty (a run is written into an empty folder, so a failed start leaves one a rerun takes).
     Until 2026-12-05 such a folder was locked only once ``make`` had made its run: the same command started beside
     it in that moment took the run over as one that never started, its config.toml written over with its own."""
-    with training(make_folder(Path(path), "the run folder")):
+    with training(path):
         yield make()
 
 
