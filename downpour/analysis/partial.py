@@ -31,6 +31,7 @@ from typing import Any
 import torch
 
 from downpour.analysis.labelled import BUILT_IN
+from downpour.train.checkpoint import sha256_of
 from downpour.train.model_file import replace_text, temp_of
 from downpour.train.rundir import RunDir
 
@@ -80,7 +81,7 @@ def inputs_key(run: RunDir, options: dict[str, Any], no_faces: Path | None) -> s
         files += [(f"{folder} {p.relative_to(folder).as_posix()}", p) for p in sorted(folder.rglob("*")) if p.is_file()]
     for name, path in files:
         h.update(name.encode())
-        h.update(path.read_bytes() if path.is_file() else b"")
+        h.update(sha256_of(path).encode() if path.is_file() else b"")   # (read in blocks: not a model's weights whole)
     return h.hexdigest()
 
 
