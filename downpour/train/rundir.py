@@ -258,8 +258,11 @@ class RunDir(RunBegin, RunModel):
 
 def study_command(header: dict[str, Any]) -> str:
     """"downpour study NAME [--quick]" of a study folder's header (cells.jsonl's first line)."""
-    name = header.get("study") if isinstance(header.get("study"), str) else "NAME"
-    return f"downpour study {name}{' --quick' if header.get('quick') is True else ''}"
+    return f"downpour study {_study_name(header)}{' --quick' if header.get('quick') is True else ''}"
+
+
+def _study_name(header: dict[str, Any]) -> str:
+    return header.get("study") if isinstance(header.get("study"), str) else "NAME"
 
 
 def _study_folder(path: Path) -> str:
@@ -271,7 +274,7 @@ def _study_folder(path: Path) -> str:
     except ValueError:
         header = None
     header = header if isinstance(header, dict) else {}
-    name = header.get("study") if isinstance(header.get("study"), str) else "NAME"
+    name = _study_name(header)
     command = (f"`{study_command(header)} --out {path}`"
                + (" (with its --set flags)" if header.get("sets") else ""))
     if (path / "study.html").is_file():
