@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import shlex
 import sys
 import time
@@ -37,6 +36,7 @@ from downpour.studies.html import write_html
 from downpour.studies.stats import (DIVERGED, diverged_paragraph, family_paragraph, holm, nothing_trained,
                                     within_range)
 from downpour.train.folders import RunExistsError, folder_to_write, make_folder
+from downpour.train.model_file import replace_text
 
 STUDY_FILES = ("cells.jsonl", "context.json", "study.json")    # what marks a folder as a study's (its own or another's)
 
@@ -293,7 +293,6 @@ def _context(study: Any, folder: Path, header: dict[str, Any]) -> dict[str, Any]
             return context
         print(f"downpour study: {path} was computed for other settings: computing it again", file=sys.stderr)
     context = study.prepare()
-    tmp = path.with_name(path.name + ".tmp")       # whole or not at all: a kill mid-write left it damaged
-    tmp.write_text(json.dumps({**context, SETTINGS: made_for}, indent=1) + "\n")
-    os.replace(tmp, path)
+    # whole or not at all: a kill mid-write left it damaged
+    replace_text(path, json.dumps({**context, SETTINGS: made_for}, indent=1) + "\n")
     return context
