@@ -227,16 +227,15 @@ def _room(asks: dict[str, float], pins: list[str | None]) -> str:
     def has(free: dict[str, float], total: dict[str, float]) -> str:
         return ", ".join(f"{k} {free.get(k, 0):g} of {total[k]:g} free" if k in total else f"no {k}" for k in asked)
 
-    where = []
+    where, nodes = [], {nd["NodeID"]: nd for nd in ray.nodes()}
     if any(pins):
-        nodes = {nd["NodeID"]: nd for nd in ray.nodes()}
         free = _free_per_node()
         for node in sorted({p for p in pins if p}):
             alive = nodes.get(node, {}).get("Alive")
             there = f"has {has(free.get(node, {}), nodes[node]['Resources'])}" if alive else "is gone"
             where.append(f"{pins.count(node)} pinned to node {node[:8]}, which {there}")
     if None in pins:
-        alive = sum(1 for nd in ray.nodes() if nd["Alive"])
+        alive = sum(1 for nd in nodes.values() if nd["Alive"])
         summed = f" (summed over its {alive} nodes: an actor needs what it asks on one)" if alive > 1 else ""
         others = "the others: " if where else ""
         where.append(f"{others}the cluster has {has(ray.available_resources(), ray.cluster_resources())}{summed}")
