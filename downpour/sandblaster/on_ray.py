@@ -31,7 +31,6 @@ from torch import Tensor
 from downpour.config import RunConfig
 from downpour.errors import RunError
 from downpour.ps.connect_on_ray import connect, gathered, pinned, placer
-from downpour.ps.restarts_on_ray import drain
 from downpour.ps.setup import ClusterSetup
 from downpour.ps.silence import Silence, Silent, start_limit
 from downpour.sandblaster.history import HistoryShard, Op
@@ -115,7 +114,6 @@ class RayPool:
         self._pending: dict[Any, tuple[int, int, Unit, list[Any]]] = {}   # meta ref -> (worker, evaluation, unit, grad refs)
         self.busy: set[int] = set()
         self.lost: dict[int, str] = {}
-        self._unread: list[Any] = []     # a silent worker's futures, killed with it: read at close
         # a busy worker silent this long is lost: Downpour's auto limit (ps/silence.py); cluster.silent_seconds is
         # Downpour's, not read here (cli_flags.SANDBLASTER_READS: a --set of it is refused on a Sandblaster run)
         self.silence = Silence(workers=cfg.cluster.workers)
@@ -234,8 +232,8 @@ class RayPool:
             refs = [ref for ref, (v, *_) in self._pending.items() if v == w]
             if refs and ray.wait(refs, num_returns=1, timeout=0)[0]:
                 continue                    # it has answered: taken at the next wait
-            for ref in refs:
-                self._unread += [ref, *self._pending.pop(ref)[3]]
+            for ref in refs:   # dropped unread: Ray prints no killed actor's ActorDiedError (restarts_on_ray.drain)
+                del self._pending[ref]
             self.busy.discard(w)
             self.silence.forget(w)
             self.lost[w] = Silent(w, silent, limit).reason
@@ -258,11 +256,7 @@ class RayPool:
                 ray.kill(a)
             except Exception:  # noqa: BLE001
                 pass
-        try:       # a silent worker's futures, failed once it was killed: read, as Downpour's are
-            drain(ray.wait(self._unread, num_returns=len(self._unread), timeout=5)[0] if self._unread else [])
-        except Exception:  # noqa: BLE001
-            pass
-        self.shard_actors, self.worker_actors, self._pending, self._unread = [], [], {}, []
+        self.shard_actors, self.worker_actors, self._pending = [], [], {}
         if self.started:
             ray.shutdown()
             self.started = False
