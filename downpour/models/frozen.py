@@ -64,12 +64,13 @@ class FrozenCache:
             return run(x)
         keys = [(shape, row.numpy().tobytes()) for row in x.contiguous()]
         held = [self._rows.get(k) for k in keys]
-        if all(h is not None for h in held) and self.exact.get(kind):
+        every = all(h is not None for h in held)
+        if every and self.exact.get(kind):
             self.hits += 1
             return torch.stack(held)         # type: ignore[arg-type]
         self.misses += 1
         out = run(x)
-        if all(h is not None for h in held):   # a shape's first batch it could answer: run, and checked (see above)
+        if every:       # a shape's first batch it could answer: run, and checked (see above)
             self.exact[kind] = torch.equal(out, torch.stack(held)) and (  # type: ignore[arg-type]
                 len(x) < 2 or torch.equal(run(x.roll(1, 0)), out.roll(1, 0)))
             if not self.exact[kind]:
