@@ -254,7 +254,7 @@ class CatNet(FeatureModel):
         x, done = batch.x, 0
         below = min((self.active_stage or 1) - 1, len(self.stages))   # the frozen stages under the trained one
         if below and self.frozen_cache is not None and self.training:
-            x, done = self.frozen_cache(self.stages[:below], x, lambda x: self._frozen(x, below)), below
+            x, done = self.frozen_cache(self._frozen_weights(below), x, lambda x: self._frozen(x, below)), below
         for i, stage in enumerate(self.stages[done:], start=done + 1):
             if self.active_stage is not None and i > self.active_stage:
                 break
@@ -282,6 +282,12 @@ class CatNet(FeatureModel):
             outputs[f"stage{top}"] = Outputs(x=x, codes=codes, recon=self.top.decode(codes), weights=weights,
                                              encode=self.top.encode, decode=self.top.decode, costs=("reconstruction",))
         return outputs
+
+    def _frozen_weights(self, below: int) -> list[Tensor]:
+        """Every tensor the first ``below`` stages compute with: their parameters and buffers, and their filters'
+        ``weights`` (a partitioned filter's are the model's partitions', not its stage's own)."""
+        return list({id(t): t for stage in self.stages[:below]
+                     for t in (*stage.parameters(), *stage.buffers(), *stage.filter.weights)}.values())
 
     def _frozen(self, x: Tensor, below: int) -> Tensor:
         """The first ``below`` stages' normalised output, as :meth:`forward_train` runs them when frozen."""

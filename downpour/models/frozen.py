@@ -31,7 +31,7 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 CACHE_BYTES = 64 << 20      # per model: keys and outputs together
 _KEYED = (torch.float32, torch.float64)
@@ -43,7 +43,7 @@ class FrozenCache:
     def __init__(self, limit: int = CACHE_BYTES) -> None:
         self.limit = limit
         self.hits = self.misses = 0
-        # (frozen stages, batch shape, dtype) -> whether a row's output is the same wherever it sits in the batch
+        # (frozen tensors, batch shape, dtype) -> whether a row's output is the same wherever it sits in the batch
         self.exact: dict[tuple[int, tuple[int, ...], torch.dtype], bool] = {}
         self.clear()
 
@@ -52,13 +52,14 @@ class FrozenCache:
         self._weights: list[Tensor] = []
         self.held = 0        # bytes of keys and outputs
 
-    def __call__(self, frozen: Sequence[nn.Module], x: Tensor, run: Callable[[Tensor], Tensor]) -> Tensor:
-        """``run(x)`` (the frozen stack ``frozen`` on the batch ``x``), from the held rows when all of them are."""
+    def __call__(self, weights: Sequence[Tensor], x: Tensor, run: Callable[[Tensor], Tensor]) -> Tensor:
+        """``run(x)`` (the frozen stack on the batch ``x``), from the held rows when all of them are; ``weights``:
+        every tensor the stack computes with (their number tells stacks of more or fewer stages apart)."""
         if x.device.type != "cpu" or x.dtype not in _KEYED or x.requires_grad:
             return run(x)
-        self._check_weights(frozen)
+        self._check_weights(weights)
         shape = tuple(x.shape)     # per batch size (see above), and a row of other dims is not a held row's bytes
-        kind = (len(frozen), shape, x.dtype)
+        kind = (len(weights), shape, x.dtype)
         if self.exact.get(kind) is False:
             self.misses += 1
             return run(x)
@@ -89,9 +90,8 @@ class FrozenCache:
             row = self._rows.pop(key)
             self.held -= len(key[1]) + row.numel() * row.element_size()
 
-    def _check_weights(self, frozen: Sequence[nn.Module]) -> None:
-        """Drop every held row unless ``frozen``'s parameters and buffers are the ones they were made with."""
-        now = [t for m in frozen for t in (*m.parameters(), *m.buffers())]
+    def _check_weights(self, now: Sequence[Tensor]) -> None:
+        """Drop every held row unless the tensors ``now`` are the ones they were made with."""
         same = len(now) == len(self._weights) and all(
             a.shape == b.shape and a.dtype == b.dtype and torch.equal(a, b) for a, b in zip(now, self._weights))
         if not same:

@@ -152,8 +152,6 @@ def partition_model(model: FeatureModel, k: int) -> FeatureModel:
     model.partitions = nn.ModuleList(Partition(ws) for ws in parts)
     for i, (stage, blocks) in enumerate(zip(stages, per_stage)):
         stage.filter = PartitionedFilter(stage.filter, blocks, [model.partitions[p].weights[i] for p in range(k)])
-    if getattr(model, "frozen_cache", None) is not None:
-        model.frozen_cache = None   # it checks a stage's own parameters; these filters are the partitions' now
     return model
 
 
