@@ -17,7 +17,6 @@ One JSON line per K, with ``time_ratio`` and ``weights_ratio`` against K = 1.
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import sys
 import time
@@ -32,7 +31,7 @@ from downpour.config import ConfigError, load_config  # noqa: E402
 from downpour.models.registry import build, model_entry  # noqa: E402
 from downpour.parallel import partition_model  # noqa: E402
 from downpour.train.step import train_step  # noqa: E402
-from _protocol import at_least_1, emit, interleave, ratio, summary  # noqa: E402
+from _protocol import at_least_1, emit, interleave, ratio, reps_and_threads, summary  # noqa: E402
 
 
 def exchanged_bytes(model, batch: int, itemsize: int = 4) -> int:
@@ -67,13 +66,11 @@ def same_step(models: dict[int, torch.nn.Module], objective, x: torch.Tensor) ->
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = reps_and_threads(__doc__.split("\n")[0], reps=7)
     parser.add_argument("--model", default="cat-demo")
     parser.add_argument("--batch", type=at_least_1, default=32)
-    parser.add_argument("--reps", type=at_least_1, default=7, help="interleaved repetitions (medians reported)")
     parser.add_argument("--steps", type=at_least_1, default=5, help="training steps timed together per repetition")
     parser.add_argument("--partitions", type=at_least_1, nargs="+", default=[1, 2, 4])
-    parser.add_argument("--threads", type=at_least_1, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     try:
