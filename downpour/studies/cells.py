@@ -183,9 +183,10 @@ def platform() -> dict[str, str]:
 
         try:
             with open("/proc/cpuinfo") as f:
-                cpu = cpu_fields(f.read(), host.processor() or host.machine())
+                cpuinfo = f.read()
         except OSError:
-            cpu = {"cpu": host.processor() or host.machine()}
+            cpuinfo = ""        # cpu_fields falls back on the processor's name
+        cpu = cpu_fields(cpuinfo, host.processor() or host.machine())
         blas = next((line.strip(" -") for line in torch.__config__.show().splitlines() if "Math Kernel Library" in line
                      or "OpenBLAS" in line), "")
         _PLATFORM = {**cpu, "cpu_capability": torch.backends.cpu.get_cpu_capability(), "blas": blas,
