@@ -102,3 +102,14 @@ def test_a_partition_holding_two_shards_trains_what_the_simulator_trains(local_r
     assert a.keys() == b.keys()
     for name in a:
         torch.testing.assert_close(b[name], a[name], rtol=0, atol=1e-5, msg=lambda m: f"{name}: {m}")
+
+
+def test_a_remote_replica_keeps_no_frozen_rows():
+    """Its filters live in the partition actors (RemoteFilter.weights is empty): the frozen cache could not see a
+    fetch change them, so it would answer a greedy step from rows of the old weights."""
+    from downpour.ps.partitions_on_ray import remote_replica
+
+    replica = partition_model(create_model("cat-demo", (1, 32, 32), tile=0), 2)
+    assert replica.frozen_cache is not None         # a local partitioned model keeps one (it sees the partitions)
+    remote_replica(replica, [])
+    assert replica.frozen_cache is None

@@ -212,3 +212,5 @@ def remote_replica(model: nn.Module, actors: list[Any]) -> None:
     for i, stage in enumerate(model.stages):
         stage.filter = RemoteFilter(i, stage.filter, actors)
     del model.partitions
+    if getattr(model, "frozen_cache", None) is not None:
+        model.frozen_cache = None   # the filters live in the actors: a fetch there changes no tensor it could check
