@@ -48,12 +48,22 @@ def at_least(low: int) -> Callable[[str], int]:
 at_least_1 = at_least(1)
 
 
-def reps_and_threads(description: str, threads: int = 1, reps: int = 5) -> argparse.ArgumentParser:
-    """A bench's parser with the two flags most benches read: ``--reps`` (interleaved repetitions) and ``--threads``
-    (torch's, for the timed process); a bench adds its own."""
+REPS_HELP = "timed repetitions of each measurement (default: %(default)s; the bench's docstring says how they are combined)"
+THREADS_HELP = "torch intra-op threads of the timed work (default: %(default)s)"
+
+
+def reps_and_threads(description: str, threads: int | None = 1, reps: int | None = 5,
+                     threads_floor: int = 1) -> argparse.ArgumentParser:
+    """A bench's parser with the two flags most benches read: ``--reps`` (timed repetitions, interleaved where the
+    bench compares configurations) and ``--threads`` (torch's, for the timed process), each at its default here; a
+    bench adds its own flags. ``None`` leaves a flag out (a bench without repetitions, or with no torch to thread);
+    ``threads_floor`` 0 lets ``--threads 0`` mean torch's default (train.threads = 0)."""
     p = argparse.ArgumentParser(description=description)
-    p.add_argument("--reps", type=at_least_1, default=reps)
-    p.add_argument("--threads", type=at_least_1, default=threads)
+    if reps is not None:
+        p.add_argument("--reps", type=at_least_1, default=reps, help=REPS_HELP)
+    if threads is not None:
+        p.add_argument("--threads", type=at_least(threads_floor), default=threads,
+                       help=THREADS_HELP[:-1] + ("; 0: torch's default)" if threads_floor == 0 else ")"))
     return p
 
 

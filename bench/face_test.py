@@ -16,7 +16,6 @@ past the pairwise path's size limit, where ``auc_scores`` ranks. Prints one JSON
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -29,7 +28,7 @@ import numpy as np  # noqa: E402
 from scipy.stats import rankdata  # noqa: E402
 from sklearn.metrics import roc_auc_score  # noqa: E402
 
-from _protocol import at_least_1, load_1min  # noqa: E402
+from _protocol import load_1min, reps_and_threads  # noqa: E402
 from downpour.analysis.choice import PAIRWISE_LIMIT, auc_scores  # noqa: E402
 
 SHAPES = {"selection split (30 x 512)": (30, 15, 512), "lfw training (140 x 512)": (140, 70, 512),
@@ -62,9 +61,7 @@ def best_ms(fn: Callable[[], object], reps: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reps", type=at_least_1, default=7)
-    args = parser.parse_args(argv)
+    args = reps_and_threads(__doc__.splitlines()[0], threads=None, reps=7).parse_args(argv)   # numpy: no torch threads
     rng = np.random.default_rng(0)
     for name, (n, pos, units) in SHAPES.items():
         y = np.zeros(n, bool)

@@ -21,7 +21,6 @@ resize filter alone changes. One JSON line per repetition, then the summary.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import tempfile
@@ -30,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from _protocol import at_least_1, interleave, ratio, summary, thread_settings
+from _protocol import at_least_1, interleave, ratio, reps_and_threads, summary, thread_settings
 
 SIZES = [(3000, 2000), (4032, 3024), (3000, 2000), (4032, 3024)]    # (width, height)
 
@@ -89,13 +88,12 @@ def differences(paths: list[Path], size: int, grey: bool, tile: int = 0) -> list
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = reps_and_threads(__doc__.split("\n")[0], threads=None)    # PIL decodes: no torch threads to set
     ap.add_argument("--size", type=at_least_1, default=32, help="crop side (data.size), default 32")
     ap.add_argument("--tile", type=int, default=0, help="cut each photo into a grid of TILE-px squares (data.tile), "
                                                          "default 0: its centred square")
     ap.add_argument("--margin", type=at_least_1, default=None,
                     help="reduce a tile while it stays MARGIN x the crop (default: downpour's TILE_MARGIN, 4)")
-    ap.add_argument("--reps", type=at_least_1, default=5, help="interleaved repetitions, default 5")
     ap.add_argument("--rgb", dest="grey", action="store_false", help="three channels (default: grey)")
     args = ap.parse_args(argv)
     if args.tile < 0:

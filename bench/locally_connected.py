@@ -51,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from _protocol import at_least_1, load_1min, spread  # noqa: E402
+from _protocol import at_least_1, load_1min, reps_and_threads, spread  # noqa: E402
 
 from downpour.layers import LocallyConnected2d, locally_connected_reference  # noqa: E402
 
@@ -59,15 +59,13 @@ VARIANTS = ("ours", "naive", "conv2d")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = reps_and_threads(__doc__.split("\n")[0], reps=9)
     p.add_argument("--batch", type=at_least_1, default=16)
     p.add_argument("--channels", type=at_least_1, default=3)
     p.add_argument("--size", type=at_least_1, default=64, help="input height = width")
     p.add_argument("--kernel", type=at_least_1, default=9)
     p.add_argument("--maps", type=at_least_1, default=8)
     p.add_argument("--stride", type=at_least_1, default=1)
-    p.add_argument("--threads", type=at_least_1, default=1)
-    p.add_argument("--reps", type=at_least_1, default=9, help="timed repetitions of each variant (interleaved)")
     p.add_argument("--no-memory", action="store_true", help="skip the per-variant memory subprocesses")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--roofline-gbs", type=float, default=4800.0, help="the device's memory bandwidth, GB/s (cuda)")

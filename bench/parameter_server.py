@@ -22,7 +22,6 @@ seconds, and each ratio as the ratio of the medians and the median of the per-re
 """
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import time
@@ -31,7 +30,7 @@ from typing import Any, Callable
 import numpy as np
 import ray
 import torch
-from _protocol import at_least_1, interleave, ratio, summary, thread_settings
+from _protocol import at_least_1, interleave, ratio, reps_and_threads, summary, thread_settings
 
 from downpour.ps.on_ray import ShardActor, ShardLink, ShardPush
 from downpour.ps.rules import make_rule
@@ -152,13 +151,12 @@ def size_row(reps: list[dict[str, dict]], size: float, shards: int) -> dict[str,
     return row
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def main(argv: list[str] | None = None) -> None:
+    parser = reps_and_threads(__doc__.split("\n")[0], threads=None)   # numpy and Ray actors: no torch threads
     parser.add_argument("--sizes", type=float, nargs="+", default=[4, 64], help="model sizes, MB")
     parser.add_argument("--shards", type=at_least_1, default=2)
     parser.add_argument("--repeats", type=at_least_1, default=20, help="round trips per measurement (their median)")
-    parser.add_argument("--reps", type=at_least_1, default=5, help="interleaved repetitions of every measurement")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     benches: dict[float, Bench] = {}
     try:

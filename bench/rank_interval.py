@@ -1,6 +1,6 @@
 """Which 95% interval for the costs study's rank correlation is honest with 6 seeds? A simulation.
 
-    python bench/rank_interval.py studies/costs/cells.jsonl [--reps 1000]
+    python bench/rank_interval.py studies/costs/cells.jsonl [--draws 1000]
 
 The costs study (docs/studies.md Q6) reports Spearman's ρ between the conditions' mean Hoyer sparsity
 and mean over-fitting gap, at each data size, with an interval over the seeds. Here the truth is
@@ -21,7 +21,7 @@ within-seed correlation, attenuated by each seed's noise), scored here only on i
 each: coverage of the true ρ (where defined), the rate of "went with" claims (the interval leaves
 out 0; under a null every one is false) and the median width. Prints one JSON line per scenario and
 method; with ``--study`` the study's own interval (:func:`downpour.studies.costs.rank_correlation`) too,
-scored alike. The numbers in docs/studies.md Q6 are ``--reps 1000 --study`` on the 2026-12-04 re-run's
+scored alike. The numbers in docs/studies.md Q6 are ``--draws 1000 --study`` on the 2026-12-04 re-run's
 cells (about 3 minutes on 2 loaded cores).
 """
 from __future__ import annotations
@@ -34,6 +34,7 @@ from collections import defaultdict
 import numpy as np
 from scipy import stats
 
+from _protocol import at_least_1
 from downpour.studies.costs import rank_correlation
 
 SEEDS = 6
@@ -99,7 +100,7 @@ def scenarios(cells: list[dict], size: str) -> dict[str, tuple[np.ndarray, np.nd
             "null-shuffled": (mh, mg[best], h - mh, g - mg)}
 
 
-def simulate(truth, reps: int, rng: np.random.Generator, study: bool) -> dict[str, dict]:
+def simulate(truth, draws: int, rng: np.random.Generator, study: bool) -> dict[str, dict]:
     mh, mg, rh, rg = truth
     n0 = rh.shape[0]
     true_rho = stats.spearmanr(mh, mg)[0] if np.ptp(mg) > 0 else math.nan
@@ -107,7 +108,7 @@ def simulate(truth, reps: int, rng: np.random.Generator, study: bool) -> dict[st
     w = rng.standard_normal((20000, n0)) / math.sqrt(n0 - 1)
     within = float(np.nanmean(rho_of_means((mh[None] + w @ rh).T, (mg[None] + w @ rg).T, np.arange(20000)[:, None])))
     res = defaultdict(lambda: {"cover": 0, "claims": 0, "widths": [], "lo_pos": 0, "hi_neg": 0})
-    for _ in range(reps):
+    for _ in range(draws):
         w = rng.standard_normal((SEEDS, n0)) / math.sqrt(n0 - 1)            # noise with the measured covariance
         a = (mh[None] + w @ rh).T                                           # (C, seeds)
         b = (mg[None] + w @ rg).T
@@ -123,25 +124,27 @@ def simulate(truth, reps: int, rng: np.random.Generator, study: bool) -> dict[st
             r["widths"].append(hi - lo)
     return {name: {"estimand": "mean within-seed ρ" if name in WITHIN else "ρ of the true means",
                    "true": round(within, 3) if name in WITHIN else None if math.isnan(true_rho) else round(float(true_rho), 3),
-                   "coverage": None if math.isnan(true_rho) and name not in WITHIN else round(r["cover"] / reps, 3),
-                   "claims_more": round(r["lo_pos"] / reps, 3), "claims_less": round(r["hi_neg"] / reps, 3),
+                   "coverage": None if math.isnan(true_rho) and name not in WITHIN else round(r["cover"] / draws, 3),
+                   "claims_more": round(r["lo_pos"] / draws, 3), "claims_less": round(r["hi_neg"] / draws, 3),
                    "median_width": round(float(np.median(r["widths"])), 3)} for name, r in res.items()}
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("cells", help="a costs study's cells.jsonl (the full setting)")
-    ap.add_argument("--reps", type=int, default=1000)
+    # simulated studies, not a bench's timed repetitions (bench/_protocol.py --reps): --reps until 2026-12-05
+    ap.add_argument("--draws", type=at_least_1, default=1000, help="simulated studies per scenario and data size "
+                    "(default: %(default)s)")
     ap.add_argument("--study", action="store_true", help="score the study's own rank_correlation too (slower)")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     lines = [json.loads(line) for line in open(args.cells)]
     cells = [c for c in lines if "condition" in c and "figures" in c]
     rng = np.random.default_rng(0)
     for size in ("less", "more"):
         for scenario, truth in scenarios(cells, size).items():
-            for method, row in simulate(truth, args.reps, rng, args.study).items():
+            for method, row in simulate(truth, args.draws, rng, args.study).items():
                 print(json.dumps({"size": size, "scenario": scenario, "method": method, "seeds": SEEDS,
-                                  "reps": args.reps, **row}), flush=True)
+                                  "draws": args.draws, **row}), flush=True)
 
 
 if __name__ == "__main__":

@@ -67,7 +67,7 @@ from downpour.config import ConfigError, config_from_dict, load_config  # noqa: 
 from downpour.models.registry import resolve  # noqa: E402
 from downpour.plan.network import PAPER, network_of  # noqa: E402
 from downpour.ps.in_memory import simulate  # noqa: E402
-from _protocol import at_least_1, emit  # noqa: E402
+from _protocol import at_least_1, emit, reps_and_threads  # noqa: E402
 from downpour.ps.setup import build_replica  # noqa: E402
 from downpour.train.step import train_step  # noqa: E402
 
@@ -289,7 +289,7 @@ def plot(rows_file: str, out: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = reps_and_threads(__doc__.split("\n")[0], reps=None)   # each curve has its own counts (--steps, --repeats)
     ap.add_argument("--curves", nargs="+", choices=CURVES, default=None, help="which curves (default: all; "
                     "--quick: all but ps_round_trip, which starts Ray)")
     ap.add_argument("--quick", action="store_true", help="small points of each curve (a smoke test: under a minute on an idle machine, minutes beside other jobs)")
@@ -300,7 +300,6 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeats", type=at_least_1, default=None, help="round trips per parameter-server point (their "
                     "median; default 10, --quick 3)")
     ap.add_argument("--pushes", type=at_least_1, default=None, help="pushes per simulator point (default 2000, --quick 200)")
-    ap.add_argument("--threads", type=at_least_1, default=1, help="torch threads")
     ap.add_argument("--plot", nargs=2, metavar=("ROWS", "PNG"), help="plot a saved run's rows instead of measuring")
     args = ap.parse_args(argv)
     if args.plot:

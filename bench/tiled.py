@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from _protocol import at_least_1, load_1min, spread  # noqa: E402
+from _protocol import at_least_1, load_1min, reps_and_threads, spread  # noqa: E402
 
 from downpour.layers import LocallyConnected2d  # noqa: E402
 from downpour.layers import locally_connected as lc  # noqa: E402
@@ -75,10 +75,8 @@ SHAPES = MAIN + [
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = reps_and_threads(__doc__.split("\n")[0])
     p.add_argument("--shapes", choices=("all", "main"), default="all")
-    p.add_argument("--threads", type=at_least_1, default=1)
-    p.add_argument("--reps", type=at_least_1, default=5, help="timed repetitions of each path (interleaved)")
     p.add_argument("--steps", type=at_least_1, default=5, help="training steps per repetition")
     p.add_argument("--inference", action="store_true", help="time the forward alone, without gradients")
     p.add_argument("--sweep", action="store_true", help="the batch threshold's grid of shapes and batches")

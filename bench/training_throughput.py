@@ -33,7 +33,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from _protocol import ChildCPU, at_least, at_least_1, interleave, ratio, spread, summary, thread_settings
+from _protocol import ChildCPU, at_least, interleave, ratio, reps_and_threads, spread, summary, thread_settings
 
 from downpour.config import load_config
 from downpour.runners import train
@@ -105,16 +105,14 @@ def breakdown(reps: list[dict[str, dict]], name: str, batch_size: int) -> dict[s
             **{k: spread([r[name]["per_step_ms"][k] for r in reps])["median"] for k in keys}}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def main(argv: list[str] | None = None) -> None:
+    parser = reps_and_threads(__doc__.split("\n")[0], threads_floor=0)   # of the local loop and of each worker
     parser.add_argument("--config", default="cat-demo")
     # steps are logged every 5: the steady rate needs two rows after the first tenth (it said "at least 1" for 0,
     # and refused 1-9 only after parsing, until 2026-12-05)
     parser.add_argument("--steps", type=at_least(10), default=300, help="steps per run (at least 10: two logged rows)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--reps", type=at_least_1, default=5, help="interleaved repetitions of the three runs")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads of the local loop and of each worker (0: torch's default)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     resolved = load_config(args.config, [f"train.threads={args.threads}", *args.set]).train   # a --set wins, as in the runs
     batch_size, threads = resolved.batch_size, resolved.threads
     with tempfile.TemporaryDirectory() as tmp:

@@ -30,7 +30,6 @@ features of the same fixed random untied layer; accuracy_gated - accuracy_ungate
 """
 from __future__ import annotations
 
-import argparse
 import json
 import time
 
@@ -42,7 +41,7 @@ from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 
-from _protocol import at_least_1, interleave, spread
+from _protocol import at_least_1, interleave, reps_and_threads, spread
 
 from downpour.layers.gating import VarianceGate
 from downpour.layers.locally_connected import LocallyConnected2d
@@ -167,15 +166,13 @@ LAYERS = ("untied", "conv", "tiled")
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = reps_and_threads(__doc__.split("\n")[0])   # 1 thread: steadier timings on a shared machine
     ap.add_argument("--threshold", type=float, default=1e-3, help="variance below which a field is flat")
     ap.add_argument("--repeats", type=at_least_1, default=15, help="calls per row and repetition (the best is kept)")
-    ap.add_argument("--reps", type=at_least_1, default=5, help="interleaved repetitions of every row (medians reported)")
     ap.add_argument("--block", type=at_least_1, default=8, help="side of the output tiles the gate decides together")
     ap.add_argument("--layers", nargs="+", choices=LAYERS, default=list(LAYERS), help="which first layers")
     ap.add_argument("--quick", action="store_true", help="two images, no probe (a smoke test)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=at_least_1, default=1, help="torch threads (1: steadier timings on a shared machine)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     rng = np.random.default_rng(args.seed)

@@ -79,3 +79,49 @@ def test_emit_prints_a_row_as_one_json_line_and_keeps_it(capsys):
     row = {"bench": "x", "ratio": {"of_medians": 1.5}}
     assert P.emit(row, out) is row and out == [{"row": "earlier"}, row]
     assert capsys.readouterr().out == '{"bench": "x", "ratio": {"of_medians": 1.5}}\n'
+
+
+# every bench reading --reps / --threads, with its own defaults (None: the bench has no such flag)
+FLAGGED = {"analysis_repeats": (5, 1), "face_test": (7, None), "filter_norm": (30, 1), "frozen_cache": (5, 1),
+           "jpeg_draft": (5, None), "layer_responses": (5, 1), "locally_connected": (9, 1), "model_parallel": (7, 1),
+           "parameter_server": (5, None), "pool_lcn": (15, 1), "scaling": (None, 1), "server_rules": (7, 1),
+           "start_up": (5, 2), "step_check": (9, 1), "tiled": (5, 1), "training_throughput": (5, 1),
+           "variance_gate": (5, 1)}
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+def _help(script, capsys):
+    import importlib
+
+    with pytest.raises(SystemExit) as stop:
+        importlib.import_module(script).main(["--help"])
+    assert stop.value.code == 0
+    return " ".join(capsys.readouterr().out.split())      # (argparse wraps the lines at the terminal's width)
+
+
+@pytest.mark.parametrize("script", sorted(FLAGGED))
+def test_every_bench_takes_reps_and_threads_from_the_shared_parser(script, capsys):
+    """Nine benches declared their own: --threads without a floor, --reps with five help texts or none (until
+    2026-12-05)."""
+    reps, threads = FLAGGED[script]
+    shown = _help(script, capsys)
+    for flag, default, text in (("--reps", reps, P.REPS_HELP), ("--threads", threads, P.THREADS_HELP)):
+        if default is None:
+            assert f"{flag} " not in shown
+        else:
+            said = text % {"default": default}
+            said = said if flag == "--reps" or script != "training_throughput" else said[:-1] + "; 0: torch's default)"
+            assert f"{flag} {flag[2:].upper()} {said}" in shown
+
+
+def test_no_bench_declares_reps_or_threads_itself():
+    own = [f"{path.name}: {flag}" for path in sorted(BENCH.glob("*.py")) if path.name != "_protocol.py"
+           for flag in ("--reps", "--threads") if f'add_argument("{flag}"' in path.read_text()]
+    assert not own
+
+
+def test_rank_interval_counts_draws_not_reps(capsys):
+    """Its 1,000 simulated studies are no timed repetitions: --reps until 2026-12-05."""
+    shown = _help("rank_interval", capsys)
+    assert "--draws DRAWS simulated studies per scenario and data size (default: 1000)" in shown
+    assert "--reps" not in shown
