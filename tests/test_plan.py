@@ -456,6 +456,28 @@ def test_too_few_machines_offers_fewer_shards_only_above_one_per_partition(capsy
     assert capsys.readouterr().err.rstrip().endswith("give --machines 5 or more, or fewer partitions or shards")
 
 
+def test_a_greedy_replica_on_one_machine_counts_its_frozen_stages_cache(capsys):
+    """A greedy cat step takes the frozen stages' output from a per-row cache of up to 64 MiB in the replica's process
+    (models/frozen.py); the plan left it out of the memory (until 2026-12-05). Not where the replica is cut into
+    partitions (remote: the cache is dropped there), nor in a joint run (nothing is frozen)."""
+    from downpour.models.frozen import CACHE_BYTES
+
+    def partition(*sets: str, cut: tuple[str, ...] = ()) -> dict:
+        argv = ["plan", "--config", "cat-demo", "--machines", "4", "--cores", "2", *cut]
+        assert main(argv + [a for s in sets for a in ("--set", s)] + ["--json"]) == 0
+        return json.loads(capsys.readouterr().out)["partition"]
+
+    greedy = partition()
+    assert greedy["frozen_cache_bytes"] == CACHE_BYTES
+    assert greedy["memory_bytes"] == pytest.approx(sum(greedy[k] for k in (
+        "weight_bytes", "frozen_bytes", "state_bytes", "grad_bytes", "act_bytes", "copy_bytes", "frozen_cache_bytes")))
+    assert partition('train.schedule="joint"')["frozen_cache_bytes"] == 0
+    cut = partition("model.tile=0", cut=("--partitions", "2", "--replicas", "1", "--shards", "2"))
+    assert cut["frozen_cache_bytes"] == 0 and partition("model.tile=0")["frozen_cache_bytes"] == CACHE_BYTES
+    assert main(["plan", "--config", "cat-demo", "--machines", "4", "--cores", "2"]) == 0
+    assert "the frozen stages' cache at most 67.11MB)" in capsys.readouterr().out
+
+
 def test_a_frozen_first_layer_is_held_by_its_partition_but_not_pushed(capsys):
     plans = {}
     for kind in ("learned", "gabor"):

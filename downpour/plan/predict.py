@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from downpour.errors import ConfigError
+from downpour.models.frozen import CACHE_BYTES
 from downpour.parallel.blocks import grid_shape
 from downpour.plan.calibrate import Rates
 from downpour.plan.network import Network, Stage, over_schedule
@@ -168,8 +169,12 @@ def _partition(net: Network, k: int, batch: int, rule: str) -> dict[str, float]:
         out["flops_by_stage"] = (list(net.counted) if not cat else
                                  [sum(fwd[:i]) + p["flops_fwd_bwd"] for i, p in enumerate(parts)])
         out["halo_by_stage"] = [4 * (sum(halo_fwd[:i]) + p["halo_floats"]) if cat else 0.0 for i, p in enumerate(parts)]
+    # a greedy cat step's frozen stages' output, kept per input row in the replica's process (models/frozen.py), at
+    # its bound (what it holds depends on the data's distinct rows): only where one machine holds the whole replica;
+    # K > 1 partitions are remote, where the cache is dropped (ps/partitions_on_ray.py). Counted since 2026-12-05
+    out["frozen_cache_bytes"] = CACHE_BYTES if cat and net.schedule == "greedy" and k == 1 and len(parts) > 1 else 0
     out["memory_bytes"] = (out["weight_bytes"] + out["frozen_bytes"] + out["state_bytes"] + out["grad_bytes"]
-                           + out["act_bytes"] + out["copy_bytes"])
+                           + out["act_bytes"] + out["copy_bytes"] + out["frozen_cache_bytes"])
     return out
 
 

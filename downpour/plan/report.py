@@ -151,7 +151,9 @@ def format_plan(plan: dict[str, Any]) -> str:
         f"memory per partition: {_human(part['memory_bytes'], 'B')} (weights {_human(part['weight_bytes'], 'B')}, "
         + (f"frozen weights {_human(part['frozen_bytes'], 'B')}, " if part["frozen_bytes"] else "")
         + (f"model state (buffers) {_human(part['state_bytes'], 'B')}, " if part["state_bytes"] else "")
-        + f"gradient {_human(part['grad_bytes'], 'B')}, {held})"
+        + f"gradient {_human(part['grad_bytes'], 'B')}, {held}"
+        + (f", the frozen stages' cache at most {_human(part['frozen_cache_bytes'], 'B')}" if part["frozen_cache_bytes"] else "")
+        + ")"
         + ("" if plan["fits"]["partition"] else "  ** does not fit **")
         + f"; per shard {_human(plan['shard_bytes'], 'B')} (parameters + {plan['rule']} state)"
         + ("" if plan["fits"]["shard"] else "  ** does not fit **"),
