@@ -29,13 +29,17 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 from scipy import stats
 
 from _protocol import at_least_1
-from downpour.studies.costs import rank_correlation
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from downpour.studies.costs import rank_correlation  # noqa: E402
 
 SEEDS = 6
 RESAMPLES = 2000
