@@ -74,8 +74,10 @@ class RunDir(RunBegin, RunModel):
     STOPPED_DATA = "data.json"   # written too by a run that stopped before its first step (the files it skipped)
     TRAINED = ("model.json", "model.safetensors", "checkpoints", METRICS, "staleness.json")
     PARTIAL = "analysis.partial.json"   # a stopped analysis's finished parts (downpour.analysis.partial)
-    # of the model as it is: stale once it trains on (the partial file's temp file too: a kill mid-write left it)
-    ANALYSIS = ("figures", "analysis.json", PARTIAL, temp_of(Path(PARTIAL)).name, "report.html")
+    STAGING = "figures.partial"         # a running analysis's figures, moved into figures/ with its analysis.json
+    # of the model as it is: stale once it trains on (the partial file's temp file too: a kill mid-write left it; and
+    # figures.partial/ a kill left, since 2026-12-05: a run trained again from step 0 kept it)
+    ANALYSIS = ("figures", "analysis.json", PARTIAL, temp_of(Path(PARTIAL)).name, STAGING, "report.html")
     AFTER = ("cluster.json", *ANALYSIS)
     # a run of its own inside this one (analysis.no_faces_twin): it may be there before this run trains
     # (crossfit trains folds and twins side by side), and a run trained again keeps it (same recipe)
