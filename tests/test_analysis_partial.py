@@ -232,3 +232,104 @@ def test_a_run_that_trains_on_drops_the_partial_file_and_its_temp_file(trained, 
     RunDir.open(run).drop_analysis("the model is about to change")
     assert not (run / NAME).exists() and not (run / (NAME + ".tmp")).exists()
     assert (run / "model.safetensors").is_file()
+
+
+def test_the_default_layer_spelled_out_shares_the_parts(trained, monkeypatch, capsys):
+    """analysis.layer = "" and the layer the model resolves it to (probe_layers = [] and the default list spelled out)
+    are one analysis; they were keyed as written, so the rerun of one measured the other's parts anew."""
+    run, whole = trained
+    spelled = ["--set", 'analysis.layer="codes"', "--set", 'analysis.probe_layers=["codes"]']   # ufldl-sae's defaults
+    with monkeypatch.context() as m:
+        _stop_in(m, "optimal_stimulus")
+        assert main(["analyze", str(run), *FAST, *spelled]) == 130
+    assert "kept the splits, the face test in" in capsys.readouterr().err
+    for name in ("over_splits", "face_controls"):     # read back, not measured
+        _stop_in(monkeypatch, name)
+    assert main(["analyze", str(run), *FAST]) == 0
+    assert _same(json.loads((run / "analysis.json").read_text()), whole)
+
+
+def test_probes_in_another_order_share_the_key(trained):
+    """Each probe is a part of its own, named by its set: ["lfw", "digits"] and ["digits", "lfw"] measure the same."""
+    from downpour.analysis.partial import inputs_key
+    from downpour.train.rundir import RunDir
+
+    run = RunDir.open(trained[0])
+    assert inputs_key(run, {"probes": ["lfw", "digits"]}, None) == inputs_key(run, {"probes": ["digits", "lfw"]}, None)
+
+
+def test_the_no_faces_network_is_keyed_by_its_files_not_its_spelling(trained, tmp_path, monkeypatch):
+    """no_faces_run = "nf" and "./nf" score one network (its files are keyed); the spelling missed the parts."""
+    from downpour.analysis.partial import inputs_key
+    from downpour.train.rundir import RunDir
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(trained[0], tmp_path / "nf")
+    run = RunDir.open(trained[0])
+    assert (inputs_key(run, {"no_faces_run": "nf"}, tmp_path / "nf")
+            == inputs_key(run, {"no_faces_run": "./nf"}, tmp_path / "nf"))
+
+
+def test_a_class_folder_linked_in_is_keyed_by_its_images(trained, tmp_path):
+    """The loader reads a class sub-folder that is a symbolic link; the key's rglob did not enter it, so an image
+    edited there left the key as it was and the parts measured on the old image were read back."""
+    from downpour.analysis.partial import inputs_key
+    from downpour.train.rundir import RunDir
+
+    (tmp_path / "elsewhere" / "cat").mkdir(parents=True)
+    (tmp_path / "elsewhere" / "cat" / "1.png").write_bytes(b"one")
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images" / "cat").symlink_to(tmp_path / "elsewhere" / "cat")
+    run, options = RunDir.open(trained[0]), {"dataset": str(tmp_path / "images")}
+    key = inputs_key(run, options, None)
+    (tmp_path / "elsewhere" / "cat" / "1.png").write_bytes(b"two")
+    assert inputs_key(run, options, None) != key
+
+
+def test_file_names_and_digests_do_not_run_together_in_the_key(trained, tmp_path, monkeypatch):
+    """Files x and y of folder F hashed as "F x" digest(x) "F y" digest(y), the very bytes of one file named
+    x + digest(x) + "F y" holding y's image: two folders of other images shared a key."""
+    import hashlib
+
+    from downpour.analysis.partial import inputs_key
+    from downpour.train.rundir import RunDir
+
+    monkeypatch.chdir(tmp_path)
+    run, options = RunDir.open(trained[0]), {"dataset": "F"}
+    (tmp_path / "F").mkdir()
+    (tmp_path / "F" / "x").write_bytes(b"one image")
+    (tmp_path / "F" / "y").write_bytes(b"another")
+    key = inputs_key(run, options, None)
+    shutil.rmtree(tmp_path / "F")
+    (tmp_path / "F").mkdir()
+    (tmp_path / "F" / f"x{hashlib.sha256(b'one image').hexdigest()}F y").write_bytes(b"another")
+    assert inputs_key(run, options, None) != key
+
+
+def test_a_run_that_trains_on_drops_the_figures_a_killed_analysis_was_drawing(trained, tmp_path):
+    """figures.partial/ was not among a run's analysis outputs: a run trained on, or again, kept it for good."""
+    from downpour.train.rundir import RunDir
+
+    run = tmp_path / "run"
+    shutil.copytree(trained[0], run)
+    for drop in (lambda r: r.drop_analysis("the model is about to change"), RunDir.discard_training):
+        (run / "figures.partial").mkdir()
+        (run / "figures.partial" / "loss.png").write_bytes(b"half drawn")
+        drop(RunDir.open(run))
+        assert not (run / "figures.partial").exists()
+
+
+def test_an_analysis_that_fails_as_it_moves_its_figures_leaves_no_figures_partial(trained, tmp_path):
+    from downpour.analysis.run import analyze_run
+
+    run = tmp_path / "run"
+    shutil.copytree(trained[0], run)
+    (run / "analysis.json").unlink(missing_ok=True)
+    (run / "figures").mkdir(exist_ok=True)
+    (run / "figures" / "loss.png").unlink(missing_ok=True)
+    (run / "figures" / "loss.png").mkdir()                        # in the way of the new loss.png
+    (run / "figures" / "loss.png" / "mine").write_text("a folder of the user's")
+    with pytest.raises(OSError):
+        analyze_run(run, splits=2, probes=["digits"], probe_samples=200, probe_folds=2, stimulus_steps=10,
+                    stimulus_restarts=2, random_filters=50, bootstrap=50)
+    assert not (run / "figures.partial").exists() and not (run / "analysis.json").exists()

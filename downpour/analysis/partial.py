@@ -1,13 +1,14 @@
 """``RUN/analysis.partial.json``: the parts of an analysis finished before it was stopped, reused by the next.
 
-    kept = Kept.open(run, inputs_key(run, opts, no_faces_path))
+    kept = Kept.open(run, inputs_key(run, resolved_options(opts, layer, probe_layers), no_faces_path))
     neuron = kept.part("splits", lambda: over_splits(...))     # computed once; a rerun reads it back
 
 An analysis measures one part after another (the splits, the face test, the optimal stimulus, the invariance
 sweeps, the probes: ~17 s on the main job, minutes on bigger runs); a Ctrl-C used to lose them all. Each part's
 result is written here (whole or not at all) as it finishes, keyed by the SHA-256 of what it was measured from:
-the weights, the run's config and input processing, the analysis options a part reads (:data:`READ_BY_PARTS`; not
-``report`` or ``top_k``, which change no part), the images of a folder they name,
+the weights, the run's config and input processing, the analysis options a part reads (:data:`READ_BY_PARTS`, as
+resolved: the layer the model resolves ``layer = ""`` to, the probes in any order; not ``report`` or ``top_k``,
+which change no part), every file of a folder they name (as the loader walks it: through linked sub-folders),
 the no-faces network's weights and the code that measures (downpour's source and the numeric libraries' versions:
 a file kept before an upgrade is not read back as the new code's numbers). A rerun with another key measures
 everything anew. The file goes once analysis.json is written; it is never read as an analysis (the report and the
@@ -31,6 +32,8 @@ from typing import Any
 import torch
 
 from downpour.analysis.labelled import BUILT_IN
+from downpour.config import AnalysisConfig
+from downpour.data.folder import walk_files
 from downpour.train.checkpoint import sha256_of
 from downpour.train.model_file import replace_text, temp_of
 from downpour.train.rundir import RunDir
@@ -46,6 +49,9 @@ NAME = RunDir.PARTIAL
 RUN_FILES = ("model.safetensors", "model.json", "preprocess.json", "preprocess.safetensors")
 LIBRARIES = ("torch", "numpy", "scipy", "scikit-learn", "scikit-image")   # whose arithmetic the numbers come out of
 FOLDER_OPTIONS = ("dataset", "poses", "probes")    # options that may name a folder of images (else lfw, digits)
+# options that name the face test's no-faces network: keyed as what they resolve to, its files (inputs_key's no_faces),
+# so no_faces_run = "nf" and "./nf" are one analysis, and no_faces_run of a face test that does not run is none
+NO_FACES = ("no_faces_run", "no_faces_twin")
 
 # Every AnalysisConfig field is one of these (tests/test_analysis_partial.py fails on one that is neither). The key
 # reads those some kept part's numbers are measured with; the others change no kept part: until 2026-12-05 they were
@@ -66,23 +72,31 @@ NOT_READ_BY_PARTS = (
 
 def inputs_key(run: RunDir, options: dict[str, Any], no_faces: Path | None) -> str:
     """SHA-256 of what an analysis's numbers are measured from: the run's :data:`RUN_FILES` and :func:`run_settings`,
-    the analysis ``options`` of :data:`READ_BY_PARTS`, every file of a folder they name (:data:`FOLDER_OPTIONS`), the
-    no-faces network's files when the face test scores one, the code (:func:`code_digest`) and torch's thread count
-    (its sums' order: the optimal stimulus comes out otherwise on another count,
-    :func:`~downpour.analysis.run.analyze_run`)."""
-    read = {key: value for key, value in options.items() if key in READ_BY_PARTS}
-    h = hashlib.sha256(json.dumps(read, sort_keys=True, default=str).encode())
-    h.update(f"{code_digest()} threads {torch.get_num_threads()}".encode())
-    h.update(json.dumps(run_settings(run), sort_keys=True, default=str).encode())
+    the analysis ``options`` of :data:`READ_BY_PARTS` (as resolved: :func:`resolved_options`), every file of a folder
+    they name (:data:`FOLDER_OPTIONS`), the no-faces network's files when the face test scores one, the code
+    (:func:`code_digest`) and torch's thread count (its sums' order: the optimal stimulus comes out otherwise on
+    another count, :func:`~downpour.analysis.run.analyze_run`). One JSON document is hashed, each file a [name, digest]
+    pair (until 2026-12-05 names and digests were run together, and the boundary between them was not hashed)."""
+    read = {key: value for key, value in options.items() if key in READ_BY_PARTS and key not in NO_FACES}
+    read["probes"] = sorted(set(read.get("probes") or []))   # one part each, named by its set: their order changes none
     files = [(name, run.path / name) for name in RUN_FILES]    # (named as within their folder: a run moved keeps its key)
-    if no_faces is not None:
+    if no_faces is not None:       # its options resolved: the twin or the run they name, by its files
         files += [(f"no-faces {name}", no_faces / name) for name in (*RUN_FILES, "config.toml")]
     for folder in _named_folders(read):
-        files += [(f"{folder} {p.relative_to(folder).as_posix()}", p) for p in sorted(folder.rglob("*")) if p.is_file()]
-    for name, path in files:
-        h.update(name.encode())
-        h.update(sha256_of(path).encode() if path.is_file() else b"")   # (read in blocks: not a model's weights whole)
-    return h.hexdigest()
+        files += [(f"{folder} {p.relative_to(folder).as_posix()}", p) for p in walk_files(folder)]
+    whole = {"options": read, "code": code_digest(), "threads": torch.get_num_threads(), "run": run_settings(run),
+             # (read in blocks: not a model's weights whole)
+             "files": [[name, sha256_of(path) if path.is_file() else None] for name, path in files]}
+    return hashlib.sha256(json.dumps(whole, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def resolved_options(opts: AnalysisConfig, layer: str, probe_layers: list[str]) -> dict[str, Any]:
+    """``opts`` as the parts read them, for :func:`inputs_key`: the layer and the probed layers as
+    :func:`~downpour.analysis.units.check_layer` resolved them on the model (``analysis.layer = ""`` and the model's
+    :meth:`analysis_layer` spelled out are one analysis; until 2026-12-05 they were keyed as written, so one missed
+    the other's parts). ``dataset``, ``poses`` and ``probes`` stay as written: the parts name their sets so
+    (``"dataset": "./images"``), and a folder's images are keyed by their files."""
+    return {**dataclasses.asdict(opts), "layer": layer, "probe_layers": list(probe_layers)}
 
 
 def run_settings(run: RunDir) -> dict[str, Any]:
@@ -92,6 +106,7 @@ def run_settings(run: RunDir) -> dict[str, Any]:
 
 
 def _named_folders(options: dict[str, Any]) -> Iterator[Path]:
+    """The folders of images the options name, as the loader reads them (a built-in set's name is never a folder)."""
     for key in FOLDER_OPTIONS:
         values = options.get(key)
         for value in values if isinstance(values, list) else [values]:

@@ -26,7 +26,7 @@ from downpour.analysis.controls import tied_set
 from downpour.analysis.face_controls import LEARNED, face_controls
 from downpour.analysis.invariance import (disc_auc, invariance_curves, invariance_summary, load_poses,
                                          selectivity_summary, sweep, tied_summary)
-from downpour.analysis.partial import Kept, inputs_key
+from downpour.analysis.partial import Kept, inputs_key, resolved_options
 from downpour.analysis.passes import Passes
 from downpour.analysis.labelled import BUILT_IN, LabelledSet, load_labelled, prepare_images
 from downpour.analysis.edges import edge_summary
@@ -179,7 +179,7 @@ def analyze_run(run_path: str | Path, **options: Any) -> dict[str, Any]:
         torch.set_num_threads(before)
 
 
-STAGING = "figures.partial"   # an analysis draws here; its figures join figures/ only with its analysis.json
+STAGING = RunDir.STAGING   # an analysis draws here; its figures join figures/ only with its analysis.json
 
 
 def _publish(run: RunDir, staging: Path, result: dict[str, Any], kept: Kept) -> None:
@@ -200,8 +200,8 @@ def _analyze(run_path: str | Path, options: dict[str, Any]) -> dict[str, Any]:
     cfg = run.config
     opts = analysis_options(cfg, options)
     layer = check_layer(model, opts.layer, "analysis.layer")
-    for name in opts.probe_layers:                  # named now, not after the face test
-        check_layer(model, name, "analysis.probe_layers")
+    probe_layers = ([check_layer(model, name, "analysis.probe_layers") for name in opts.probe_layers]   # named now,
+                    or default_probe_layers(model, layer))                                          # not after the face test
     shape = tuple(run.read_json("model.json")["input_shape"])
     if not is_image_input(shape):
         raise DataError(f"{str(run.path / 'model.json')!r}: input_shape {list(shape)} (data.source = {cfg.data.source!r}) is "
@@ -229,24 +229,27 @@ def _analyze(run_path: str | Path, options: dict[str, Any]) -> dict[str, Any]:
         fig_dir.unlink()
     shutil.rmtree(fig_dir, ignore_errors=True)      # left by an analysis that was killed
     fig_dir.mkdir()
-    kept = Kept.open(run, inputs_key(run, dataclasses.asdict(opts), no_faces_path(run, opts) if no_faces else None))
+    kept = Kept.open(run, inputs_key(run, resolved_options(opts, layer, probe_layers),
+                                     no_faces_path(run, opts) if no_faces else None))
     try:
-        result = _measure(run, model, opts, layer, shape, prepare, fold, data, poses, twin, no_faces, fig_dir, kept)
+        result = _measure(run, model, opts, (layer, probe_layers), shape, prepare, fold, data, poses, twin, no_faces,
+                          fig_dir, kept)
+        result["seconds"] = round(time.time() - started, 2)
+        _publish(run, fig_dir, result, kept)     # (a move that fails leaves no figures.partial/ either)
     except BaseException:
         shutil.rmtree(fig_dir, ignore_errors=True)
         raise
-    result["seconds"] = round(time.time() - started, 2)
-    _publish(run, fig_dir, result, kept)
     return result
 
 
-def _measure(run: RunDir, model: FeatureModel, opts: AnalysisConfig, layer: str, shape: tuple[int, ...],
-             prepare: Preprocess, fold: tuple[int, int] | None, data: LabelledSet,
+def _measure(run: RunDir, model: FeatureModel, opts: AnalysisConfig, layers: tuple[str, list[str]],
+             shape: tuple[int, ...], prepare: Preprocess, fold: tuple[int, int] | None, data: LabelledSet,
              poses: dict[float, torch.Tensor] | None, twin: FeatureModel,
              no_faces: tuple[FeatureModel, Preprocess] | None, fig_dir: Path, kept: Kept) -> dict[str, Any]:
     """Every measurement and figure of :func:`analyze_run` (figures into ``fig_dir``); the result dict. Each
-    measurement is a part of ``kept``: one an analysis stopped before had finished is read back, not measured."""
-    seed = run.config.seed
+    measurement is a part of ``kept``: one an analysis stopped before had finished is read back, not measured.
+    ``layers``: the analysed layer and the probed ones, resolved (as ``kept``'s key reads them)."""
+    seed, (layer, probe_layers) = run.config.seed, layers
     paths: dict[str, str] = {}
 
     # 1. the best single neuron, against every baseline, on the same splits
@@ -305,8 +308,6 @@ def _measure(run: RunDir, model: FeatureModel, opts: AnalysisConfig, layer: str,
     paths["invariance"] = figures.invariance_plot(inv, fig_dir / "invariance.png").name
 
     # 4. linear probes
-    probe_layers = [check_layer(model, name) for name in opts.probe_layers] or default_probe_layers(model, layer)
-
     def probe(name: str) -> dict[str, Any]:
         probe_data = data if name == opts.dataset else load_labelled(name, shape, prepare=prepare, lfw_fold=fold,
                                                                      jpeg_draft=run.config.data.jpeg_draft)
