@@ -9,6 +9,7 @@ from downpour.analysis.invariance import invariance_curves, invariance_summary, 
 from downpour.analysis.report_invariance import invariance_rows, tied_invariance
 from downpour.errors import DataError
 from downpour.models.base import FeatureModel
+from test_analysis_invariance_sweep import OLD_SWEEP
 from test_analysis_planted import PlantedModel
 
 
@@ -155,7 +156,7 @@ def test_a_translation_invariant_unit_spans_the_sweep_and_the_report_says_it_is_
     blob[:, 0, 6:10, 6:10] = 1.0
     blob += 0.01 * torch.rand_like(blob)
     model = _BlobUnits()
-    every = invariance_curves(model, blob, 0)
+    every = invariance_curves(model, blob, 0, **OLD_SWEEP)      # (the new sweep runs on to where the blob is gone)
     every["summary"] = invariance_summary(every)
     assert every["summary"]["ranges"]["translation_x"] == [-6.0, 6.0]       # 0.375 of 16 pixels each way
     rows = dict(invariance_rows(every))
@@ -164,7 +165,7 @@ def test_a_translation_invariant_unit_spans_the_sweep_and_the_report_says_it_is_
     # analysis.json says so too (since 2026-12-05; only the report's words did): the range is a lower bound
     assert every["summary"]["censored"] == {"scale": True, "translation_x": True, "translation_y": True, "rotation": True}
     for unit, sign, baseline, width in ((1, 1, 0.0, 2), (2, -1, 0.0, 2), (2, -1, -0.1, 1)):   # tuned to one place
-        centre = invariance_curves(model, blob, unit, sign=sign, baseline=baseline)
+        centre = invariance_curves(model, blob, unit, sign=sign, baseline=baseline, **OLD_SWEEP)
         centre["summary"] = invariance_summary(centre)
         shift = next(c for c in centre["curves"] if c["transform"] == "translation_x")["response"]
         assert shift[5] == pytest.approx(1.0) and max(shift[0], shift[-1]) < 0.05
@@ -187,7 +188,7 @@ def test_the_tied_widths_count_the_units_whose_range_ran_to_the_sweeps_end():
     blob = torch.zeros(6, 1, 16, 16)
     blob[:, 0, 6:10, 6:10] = 1.0
     blob += 0.01 * torch.rand_like(blob)
-    tied = tied_summary(sweep(_BlobUnits(), blob, [0, 1], [1, 1], [0.0, 0.0]))
+    tied = tied_summary(sweep(_BlobUnits(), blob, [0, 1], [1, 1], [0.0, 0.0], **OLD_SWEEP))
     assert tied["widths"]["translation_x"]["censored"] == 1            # unit 0 spans the sweep, unit 1 falls off
     assert tied["widths"]["translation_x"]["measured"] == 2
     inv = {"summary": {"ranges": {"translation_x": [-6.0, 6.0]}}, "tied": tied}

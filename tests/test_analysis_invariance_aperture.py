@@ -81,7 +81,7 @@ def test_a_unit_reading_the_corners_edges_is_not_rotation_sensitive_inside_the_a
     curve = next(c for c in plain["curves"] if c["transform"] == "rotation")
     assert curve["aperture"] == "disc"
     assert curve["response"] == pytest.approx([1.0] * len(curve["values"]), abs=1e-3)
-    assert invariance_summary(plain)["ranges"]["rotation"] == [-90.0, 90.0]
+    assert invariance_summary(plain)["ranges"]["rotation"] == [-180.0, 180.0]    # every angle (±90 the sweep before)
     # the same sweep without the aperture (the mean fill alone, as until 2026-12-05): the corners' step
     bare = [float(model(transform(faces, angle=a)).mean()) for a in curve["values"]]
     lead = baseline - float(model(faces).mean())

@@ -7,9 +7,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from downpour.analysis.invariance import invariance_curves, sweep
+from downpour.analysis.invariance import DEFAULT_ANGLES, DEFAULT_SCALES, DEFAULT_SHIFTS, invariance_curves, sweep
 from downpour.analysis.passes import Passes
 from downpour.models.base import FeatureModel
+
+
+WARPS = len(DEFAULT_SCALES) + 2 * len(DEFAULT_SHIFTS) + len(DEFAULT_ANGLES)     # 83 since 2026-12-05 (47 before)
 
 
 class _Counted(FeatureModel):
@@ -48,17 +51,17 @@ def test_the_tied_sweep_reads_the_pictured_units_passes_back_and_gets_the_same_n
     fast = _both(model, faces, others, lambda: shared)
     assert fast == slow                                                 # every curve, AUC and figure, exactly
     # the old way: per sweep a size check, the unwarped faces, the unturned faces in the rotation's disc, the unwarped
-    # negatives once per curve (4) and both sets at each of the 47 warps; shared: the second sweep makes only its size
+    # negatives once per curve (4) and both sets at each of the sweep's warps; shared: the second sweep makes only its size
     # check
-    assert old_calls == 2 * (1 + 1 + 1 + 4 + 2 * 47)
-    assert model.calls == (1 + 1 + 1 + 2 * 47) + 1      # the disc's unturned faces are the rotation's 0-degree pass
-    assert shared.made == 1 + 1 + 2 * 47
+    assert old_calls == 2 * (1 + 1 + 1 + 4 + 2 * WARPS)
+    assert model.calls == (1 + 1 + 1 + 2 * WARPS) + 1      # the disc's unturned faces are the rotation's 0-degree pass
+    assert shared.made == 1 + 1 + 2 * WARPS
 
 
 def test_a_sweep_alone_makes_the_unwarped_negatives_pass_once():
     model = _Counted()
     result = sweep(model, _images(6, 3), [7], [1], [0.0], negatives=_images(6, 4))
-    assert model.calls == 1 + 1 + 1 + 2 * 47       # size check, faces, negatives, 47 warps of both (0 degrees: the disc's)
+    assert model.calls == 1 + 1 + 1 + 2 * WARPS       # size check, faces, negatives, the warps of both (0 degrees: the disc's)
     model.calls = 0
     assert sweep(model, _images(6, 3), [7], [1], [0.0], negatives=_images(6, 4), passes=Passes([7], reuse=False)) == result
 

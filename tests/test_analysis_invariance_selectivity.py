@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from downpour.analysis.invariance import invariance_curves, invariance_summary, selectivity_summary, sweep, tied_summary
 from downpour.analysis.report_invariance import invariance_rows, selectivity_rows
 from downpour.models.base import FeatureModel
+from test_analysis_invariance_sweep import OLD_SWEEP
 
 
 class _Units(FeatureModel):
@@ -43,7 +44,7 @@ def test_a_unit_that_answers_any_blob_keeps_its_response_but_not_its_auc_as_the_
     model = _Units()
     # (edges repeated, the fill these ranges were measured with: the mean fill greys the zoomed-out faces' surround)
     blob, square = sweep(model, faces, [0, 1], [1, 1], [float(model(others)[:, u].mean()) for u in (0, 1)],
-                         negatives=others, fill="border")
+                         negatives=others, fill="border", scales=OLD_SWEEP["scales"])   # (the pre-2026-12-05 0.25x-4x)
     assert invariance_summary(blob)["ranges"]["scale"] == [0.5, 4.0]       # the response: 3 octaves, to the end
     sel = selectivity_summary(blob)
     assert sel["auc"]["scale"] == 1.0

@@ -17,6 +17,7 @@ from downpour.analysis.labelled import LabelledSet
 from downpour.analysis.report_notes import chosen_among
 from downpour.analysis.selectivity import best_unit, face_neuron_table
 from downpour.models.base import FeatureModel
+from test_analysis_invariance_sweep import OLD_SWEEP
 from downpour.studies import measure
 
 BLOB = (slice(6, 10), slice(6, 10))     # every image is zero outside this 4x4 square at the centre
@@ -154,9 +155,9 @@ def _tied_invariance() -> tuple[dict, torch.nn.Module, torch.Tensor, list[float]
     model = _ThreeWays()
     faces = data.x[torch.from_numpy(data.y == 1)]
     baseline = model(data.x)[torch.from_numpy(data.y == 0)].mean(dim=0).tolist()
-    inv = invariance_curves(model, faces, 0, baseline=baseline[0])
+    inv = invariance_curves(model, faces, 0, baseline=baseline[0], **OLD_SWEEP)    # (a sweep units 1 and 2 outlast)
     inv["summary"] = invariance_summary(inv)
-    inv["tied"] = tied_summary(sweep(model, faces, [0, 1, 2], [1, 1, 1], baseline[:3]))
+    inv["tied"] = tied_summary(sweep(model, faces, [0, 1, 2], [1, 1, 1], baseline[:3], **OLD_SWEEP))
     return inv, model, faces, baseline
 
 

@@ -38,9 +38,9 @@ def test_each_front_reaches_its_model(quick):
     assert rows["glimpse"]["params"][0] == 4 * 4 * 4 * 2 * 36
     assert rows["glimpse"]["code_dims"][0] == 3 * 4 * 4 * 4        # glimpses' codes side by side
     for name in rows:
-        assert 0.0 <= rows[name]["inv_shift"][0] <= 0.75 + 1e-9    # the widest shift tested is ±0.375 of the side
-        assert 0.0 <= rows[name]["inv_rotation"][0] <= 180.0
-        assert 0.0 <= rows[name]["inv_scale_octaves"][0] <= 4.0    # scales 0.25 to 4 (0.5 to 2 until 2026-12-05)
+        assert 0.0 <= rows[name]["inv_shift"][0] <= 2.0 + 1e-9     # the widest shift tested is ±1.0 of the side
+        assert 0.0 <= rows[name]["inv_rotation"][0] <= 360.0       # (±0.375 and ±90 degrees until 2026-12-05)
+        assert 0.0 <= rows[name]["inv_scale_octaves"][0] <= 8.0    # scales 1/32 to 8 (0.25 to 4, 0.5 to 2 before)
         assert 0.0 <= rows[name]["inv_scale_octaves_censored"][0] <= 1.0
 
 

@@ -38,13 +38,17 @@ if TYPE_CHECKING:
     from downpour.data.preprocess import Preprocess
 
 RELATIVE = "untransformed response"    # a :func:`sweep` result's ``normalised_to`` when its curves are relative to it
-# 2 octaves each way, a 32x32 face down to 8 pixels and up to its central 8: the sweep was 0.5 to 2 until 2026-12-05,
-# and 45 of the mechanisms study's 48 cells' scale ranges ran to one of its ends (21 to both, 24 to 0.5x alone). On 18
-# units of that study's six fronts (seeds 0-2 retrained, 800 steps) no range passed 2.38x (9 reached 2x); but 15 still
-# run to 0.25x (10 to 0.125x, a 4-pixel face), so the summary flags a range at the sweep's end (``censored``).
-DEFAULT_SCALES = (0.25, 0.3536, 0.5, 0.625, 0.75, 0.875, 1.0, 1.125, 1.25, 1.5, 1.75, 2.0, 2.828, 4.0)
-DEFAULT_ANGLES = (-90.0, -67.5, -45.0, -30.0, -15.0, 0.0, 15.0, 30.0, 45.0, 67.5, 90.0)
-DEFAULT_SHIFTS = (-0.375, -0.25, -0.1875, -0.125, -0.0625, 0.0, 0.0625, 0.125, 0.1875, 0.25, 0.375)  # fractions of the side
+# Each sweep runs to where the transform has taken the face away (since 2026-12-05): a shift of the whole side leaves
+# only the fill, a shrink to 1/32 a 1-pixel dot of a 32-pixel face (8x: its central 4 pixels), 180 degrees is every angle.
+# It stopped at 0.375 of the side, 0.25x to 4x (0.5x to 2x earlier that day) and 90 degrees, and on the mechanisms study's
+# 16 seeds 28 of 32 glimpse cells' translation ranges, 23 scale ranges (all at 0.25x) and 15 rotation ranges ran to an
+# end: bounds. A range at an end is still flagged (``censored``): the unit answers the blank fill, or every angle.
+DEFAULT_SCALES = (0.03125, 0.0442, 0.0625, 0.0884, 0.125, 0.1768, 0.25, 0.3536, 0.5, 0.625, 0.75, 0.875, 1.0, 1.125,
+                  1.25, 1.5, 1.75, 2.0, 2.828, 4.0, 5.657, 8.0)
+_TURNS = (15.0, 30.0, 45.0, 67.5, 90.0, 112.5, 135.0, 157.5, 180.0)
+DEFAULT_ANGLES = (*(-a for a in reversed(_TURNS)), 0.0, *_TURNS)
+_SHIFTS = (0.0625, 0.125, 0.1875, 0.25, 0.375, 0.5, 0.625, 0.75, 0.875, 1.0)     # fractions of the side
+DEFAULT_SHIFTS = (*(-f for f in reversed(_SHIFTS)), 0.0, *_SHIFTS)
 
 
 def _auc(pos: Tensor, neg: Tensor) -> Tensor:

@@ -71,12 +71,15 @@ class MechanismsStudy(MeasuredStudy):
     # (2026-12-05, later; it repeated the edges, an unblurred step at the shrunk face's border), or before the rotation
     # sweep showed every face, the unturned one too, in the inscribed disc (2026-12-05, later still; the turn's flat
     # corners met the face in an edge that drew the glimpse front's glimpses: 59% of them at 15 degrees on seed 0), or
-    # before a cell recorded its unit's AUC in that disc, inv_rotation_disc_auc (2026-12-05, last), are refused, not
-    # mixed)
+    # before a cell recorded its unit's AUC in that disc, inv_rotation_disc_auc (2026-12-05, later again), or before the
+    # sweeps ran to where the face is gone, shifts to the whole side, scales 1/32x to 8x, turns to 180 degrees
+    # (2026-12-05, last; 0.375 of the side, 0.25x to 4x, 90 degrees: 28 of 32 glimpse cells' shift ranges were bounds),
+    # are refused, not mixed)
     measured_by = (MeasuredStudy.measured_by + "; invariance: faces warped in pixels, then prepared, the mean over "
                    "the units tied at the top of the choice by selection AUC that have a range (inv_ranged of "
                    "inv_tied), of the face test's unit, chosen on lfw's training part, measured on the 60 held-out "
-                   "images; scale 0.25x to 4x, shrinks anti-aliased, ranges at the sweep's end flagged; the AUC ranges, faces vs "
+                   "images; scale 1/32x to 8x, shifts to the whole side, turns to 180 degrees, shrinks anti-aliased, "
+                   "ranges at the sweep's end flagged; the AUC ranges, faces vs "
                    "non-faces both warped, halfway from 0.5 to the untransformed AUC; what a warp uncovers filled with "
                    "each face's mean (analysis.invariance_fill), a shrink anti-aliased on that canvas; the scale range's upper end "
                    "on its own; the rotation sweep's faces, the unturned one too, in the inscribed disc, the face's mean "
