@@ -5,7 +5,7 @@
 
 Two repeats, both removed with the same numbers, bit for bit:
 
-``downpour analyze`` sweeps the pictured unit over 47 warps (scale, both shifts, rotation) of the concept's held-out
+``downpour analyze`` sweeps the pictured unit over 83 warps (47 until 2026-12-05) (scale, both shifts, rotation) of the concept's held-out
 images and of the others (``invariance``), then every unit tied with it, it first (``invariance.tied``), over the
 same warps of the same images. Until 2026-12-05 each sweep made every pass itself (1 + 4 + 2 x 47 = 99: the
 unwarped negatives once per curve), so the tied sweep repeated the first's; since then they share
