@@ -230,3 +230,19 @@ def test_the_report_says_which_way_the_unit_answers_and_why_a_unit_short_of_its_
     assert "on the untransformed images it is not below the unit's mean on the other class" in said
     assert "no range is read" in said and "<td>–</td>" not in said
     assert said.count("none: the unit is not below its baseline even at the identity") == 4
+
+
+def test_a_poses_folder_named_like_a_built_in_set_is_read_as_the_folder(tmp_path, monkeypatch):
+    """load_labelled takes ``digits`` for scikit-learn's digits, whose classes 0-9 read as ten angles: a poses folder
+    of that name gave a curve over digits, not over the posed images."""
+    import numpy as np
+    from PIL import Image
+
+    from downpour.analysis.poses import load_poses
+
+    for angle in ("0", "40"):
+        (tmp_path / "digits" / angle).mkdir(parents=True)
+        Image.fromarray(np.full((16, 16), 128, dtype=np.uint8)).save(tmp_path / "digits" / angle / "a.png")
+    monkeypatch.chdir(tmp_path)
+    poses = load_poses("digits", (1, 16, 16), prepare=lambda t: t)
+    assert sorted(poses) == [0.0, 40.0] and all(len(x) == 1 for x in poses.values())

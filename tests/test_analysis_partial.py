@@ -333,3 +333,18 @@ def test_an_analysis_that_fails_as_it_moves_its_figures_leaves_no_figures_partia
         analyze_run(run, splits=2, probes=["digits"], probe_samples=200, probe_folds=2, stimulus_steps=10,
                     stimulus_restarts=2, random_filters=50, bootstrap=50)
     assert not (run / "figures.partial").exists() and not (run / "analysis.json").exists()
+
+
+def test_a_poses_folder_named_digits_is_keyed_by_its_images(trained, tmp_path, monkeypatch):
+    """analysis.poses names nothing but a folder, so a folder called ``digits`` is read as one (analysis/poses.py);
+    the key took the name for the built-in set and hashed none of its images."""
+    from downpour.analysis.partial import inputs_key
+    from downpour.train.rundir import RunDir
+
+    (tmp_path / "digits" / "0").mkdir(parents=True)
+    (tmp_path / "digits" / "0" / "1.png").write_bytes(b"one")
+    monkeypatch.chdir(tmp_path)
+    run, options = RunDir.open(trained[0]), {"poses": "digits"}
+    key = inputs_key(run, options, None)
+    (tmp_path / "digits" / "0" / "1.png").write_bytes(b"two")
+    assert inputs_key(run, options, None) != key

@@ -20,22 +20,18 @@ keeps its response as a face shrinks to 8 pixels, but not its lead over the non-
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from downpour.analysis.choice import auc_scores
-from downpour.analysis.labelled import load_labelled
 from downpour.analysis.passes import Passes
 from downpour.analysis.units import check_layer, unit_response
 from downpour.analysis.warp import FILLS, ROTATION_APERTURE, transform
-from downpour.errors import ConfigError, DataError
+from downpour.errors import DataError
 from downpour.models.base import FeatureModel
-
-if TYPE_CHECKING:
-    from downpour.data.preprocess import Preprocess
 
 RELATIVE = "untransformed response"    # a :func:`sweep` result's ``normalised_to`` when its curves are relative to it
 # Each sweep runs to where the transform has taken the face away (since 2026-12-05): a shift of the whole side leaves
@@ -373,28 +369,3 @@ def _stats(values: list[float]) -> dict[str, Any]:
             (("mean", np.mean), ("median", np.median), ("std", np.std), ("min", np.min), ("max", np.max))}
     return {**stat, "measured": int(got.size), "without_range": int(len(w) - got.size)}
 
-
-def load_poses(path: str, shape: tuple[int, ...], prepare: Preprocess,
-               jpeg_draft: bool = True) -> dict[float, torch.Tensor]:
-    """``analysis.poses``: {angle: images} from a folder with one sub-folder per angle in degrees (``jpeg_draft``:
-    the run's data.jpeg_draft)."""
-    try:
-        posed = load_labelled(path, shape, prepare=prepare, jpeg_draft=jpeg_draft)
-    except DataError as err:
-        raise ConfigError(f"analysis.poses: {err}", key="analysis.poses") from None
-    out: dict[float, torch.Tensor] = {}
-    named: dict[float, str] = {}
-    for k, name in enumerate(posed.classes):
-        try:
-            angle = float(name)
-        except ValueError:
-            raise ConfigError(f"analysis.poses: sub-folder {name!r} of {path!r} is not an angle in degrees",
-                              key="analysis.poses") from None
-        if angle in out:          # (0 and 0.0: one of them was dropped without a word)
-            raise ConfigError(f"analysis.poses: sub-folders {named[angle]!r} and {name!r} of {path!r} are the same angle "
-                              f"({angle:g} degrees); put their images in one", key="analysis.poses")
-        out[angle], named[angle] = posed.x[torch.from_numpy(posed.y == k)], name
-    if 0.0 not in out:
-        raise ConfigError(f"analysis.poses: {path!r} has no frontal pose (a sub-folder named 0), which the curve is "
-                          f"measured against; its angles: {sorted(out)}", key="analysis.poses")
-    return out

@@ -49,6 +49,7 @@ NAME = RunDir.PARTIAL
 RUN_FILES = ("model.safetensors", "model.json", "preprocess.json", "preprocess.safetensors")
 LIBRARIES = ("torch", "numpy", "scipy", "scikit-learn", "scikit-image")   # whose arithmetic the numbers come out of
 FOLDER_OPTIONS = ("dataset", "poses", "probes")    # options that may name a folder of images (else lfw, digits)
+ALWAYS_FOLDER = ("poses",)                          # ... and the one that names nothing else (a folder called digits)
 # options that name the face test's no-faces network: keyed as what they resolve to, its files (inputs_key's no_faces),
 # so no_faces_run = "nf" and "./nf" are one analysis, and no_faces_run of a face test that does not run is none
 NO_FACES = ("no_faces_run", "no_faces_twin")
@@ -110,7 +111,8 @@ def _named_folders(options: dict[str, Any]) -> Iterator[Path]:
     for key in FOLDER_OPTIONS:
         values = options.get(key)
         for value in values if isinstance(values, list) else [values]:
-            if isinstance(value, str) and value not in BUILT_IN and value and Path(value).is_dir():   # (not ./lfw)
+            built_in = value in BUILT_IN and key not in ALWAYS_FOLDER
+            if isinstance(value, str) and not built_in and value and Path(value).is_dir():   # (not ./lfw)
                 yield Path(value)
 
 

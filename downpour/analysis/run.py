@@ -24,9 +24,10 @@ from downpour.analysis import figures
 from downpour.analysis.concept_controls import concept_part, concept_subject
 from downpour.analysis.controls import tied_set
 from downpour.analysis.face_controls import LEARNED, face_controls
-from downpour.analysis.invariance import (disc_auc, invariance_curves, invariance_summary, load_poses,
-                                         selectivity_summary, sweep, tied_summary)
+from downpour.analysis.invariance import (disc_auc, invariance_curves, invariance_summary, selectivity_summary, sweep,
+                                         tied_summary)
 from downpour.analysis.partial import Kept, inputs_key, resolved_options
+from downpour.analysis.poses import load_poses
 from downpour.analysis.passes import Passes
 from downpour.analysis.labelled import BUILT_IN, LabelledSet, load_labelled, prepare_images
 from downpour.analysis.edges import edge_summary
