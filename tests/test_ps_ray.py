@@ -110,6 +110,28 @@ def _survivors_wait_for_restarts(monkeypatch):
     monkeypatch.setattr(RayCluster, "_dispatch", dispatch)
 
 
+def _pinning_every_actor(monkeypatch):
+    """The start's placer pins every actor to this (the only) node, as it does round-robin on a cluster of several;
+    returns the node each worker actor is pinned to, spawned in order (None: left to Ray)."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from downpour.ps import cluster_on_ray
+    from downpour.ps.connect_on_ray import pinned
+
+    node, real, pins = ray.get_runtime_context().get_node_id(), cluster_on_ray.WorkerActor, []
+    monkeypatch.setattr(cluster_on_ray, "placer", lambda nodes: lambda i, cpus: {
+        "scheduling_strategy": NodeAffinitySchedulingStrategy(node, soft=False)})
+
+    class Spy:
+        @staticmethod
+        def options(**options):
+            pins.append(pinned(options))
+            return real.options(**options)
+
+    monkeypatch.setattr(cluster_on_ray, "WorkerActor", Spy)
+    return pins
+
+
 @pytest.mark.parametrize("restarts, steps", [(0, 400), (1, 600)])   # (600: the survivors wait for a restart)
 def test_a_killed_worker_does_not_end_the_run_and_no_push_is_applied_twice(tmp_path, local_ray, restarts, steps,
                                                                            monkeypatch):
@@ -118,9 +140,12 @@ def test_a_killed_worker_does_not_end_the_run_and_no_push_is_applied_twice(tmp_p
     # not counted; each restart decision, with one outcome per scenario, is tests/test_ps_restarts.py's.
     # (a restart no longer holds the survivors up: in 400 steps they finished the run before the new actor was up)
     _survivors_wait_for_restarts(monkeypatch)
+    pins = _pinning_every_actor(monkeypatch)
     # (two workers: one survivor shows the run goes on; two shards: each must apply the same pushes, once)
     cfg = _cfg(f"train.steps={steps}", f"cluster.restarts={restarts}")
     out = _killing_worker1(cfg, tmp_path / "k", 120)
+    # the replacement pinned where worker 1 was, its node alive: until 2026-12-05 it was left to Ray, pin dropped
+    assert pins == [ray.get_runtime_context().get_node_id()] * (2 + restarts)
     assert out["steps"] == steps and out["lost_workers"] == ([] if restarts else [1])
     assert out["applied"] == out["accepted"]
     events = RunDir.open(tmp_path / "k").read_json("staleness.json")["events"]

@@ -160,11 +160,13 @@ def test_a_replacement_whose_partition_actors_never_answer_is_given_up_and_its_r
     assert c.lives[-1].killed and all(p.killed for p in c.parts[-1])
 
 
-def test_a_replacements_partition_actors_are_pinned_to_the_nodes_alive_at_its_restart(monkeypatch):
-    """Model parallelism on three nodes: worker 1's partitions are pinned round-robin, its second to node c. Node c is
+def test_a_replacements_partition_actors_are_pinned_to_the_nodes_alive_at_its_restart(monkeypatch, caplog):
+    """Model parallelism on three nodes: worker 1's partitions are pinned round-robin, its first to node c. Node c is
     lost, and worker 1 with it. Until 2026-12-05 its replacement's partitions were pinned by the start's placer, built
-    from the nodes at the start: the second to node c again, where Ray never starts it, and the replacement was given
-    up after RESTART_SECONDS. Now they are pinned over the nodes alive at the restart (a and b), and it rejoins."""
+    from the nodes at the start: the first to node c again, where Ray never starts it, and the replacement was given
+    up after RESTART_SECONDS. Now each is placed as the one it replaces: the second on node a, where it was, the
+    first, whose node is gone, round-robin over the nodes alive at the restart (a and b: index 2 is a), said in the
+    log, and it rejoins."""
     a, b, c = ("a" * 56, "b" * 56, "c" * 56)
     rt = scripted_runtime(monkeypatch, nodes=[a, b, c])
 
@@ -176,9 +178,26 @@ def test_a_replacements_partition_actors_are_pinned_to_the_nodes_alive_at_its_re
     coord = coordinator(2, STEPS)
     cluster = ScriptedCluster(rt, coord, restarts=1, partitions=2, script={(1, 0): {"dies": node_c_lost}})
     assert [p.node.fn().value for p in cluster.partition_actors[1]] == [c, a]   # (w * K + p) round-robin over a, b, c
+    caplog.set_level(logging.WARNING, logger="downpour.ps.cluster_on_ray")
     cluster.run_scripted()
     assert [e[0] for e in _events(coord)] == ["worker-lost", "worker-restarted"] and coord.done == STEPS
-    assert cluster.placement["partitions"][2:] == [a, b]
+    assert cluster.placement["partitions"][2:] == [a, a]
+    assert "worker 1's partition 0's node cccccccc is gone: its replacement is pinned to node aaaaaaaa" in caplog.text
+    assert "partition 1's node" not in caplog.text
+
+
+def test_a_replacement_is_placed_as_the_actor_it_replaces_and_elsewhere_where_its_node_is_gone():
+    """connect_on_ray.replacing, over a stand-in of ray.nodes(): nodes a and b alive, c gone. Ray chooses again where it
+    chose (no pin: a GPU worker, a one-node start); a pin whose node is alive is kept; one whose node is gone is
+    round-robin over the nodes alive (the actor's index), or Ray's choice where one node is left."""
+    from downpour.ps.connect_on_ray import pinned, replacing
+
+    a, b, c = ("a" * 56, "b" * 56, "c" * 56)
+    nodes = [{"NodeID": n, "Alive": n != c, "Resources": {"CPU": 4.0}} for n in (a, b, c)]
+    assert replacing(None, 0, 1.0, nodes) == {}
+    assert [pinned(replacing(b, i, 1.0, nodes)) for i in range(3)] == [b, b, b]
+    assert [pinned(replacing(c, i, 1.0, nodes)) for i in range(3)] == [a, b, a]
+    assert replacing(c, 0, 1.0, [nd for nd in nodes if nd["NodeID"] != b]) == {}
 
 
 @pytest.mark.parametrize("n_push", [1, 3])

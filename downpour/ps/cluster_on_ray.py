@@ -19,7 +19,7 @@ from downpour.data.stream import StreamingData
 from downpour.ps import channel
 from downpour.ps.checkpoint import SERVER, ShardState, restoring
 from downpour.ps.asking_on_ray import Asking
-from downpour.ps.connect_on_ray import connect, gathered, pinned, placer
+from downpour.ps.connect_on_ray import connect, gathered, pinned, placer, replacing
 from downpour.ps.coordinator import Coordinator
 from downpour.ps.laps import Laps
 from downpour.ps.on_ray import ShardActor, ShardPush, WorkerActor
@@ -66,7 +66,9 @@ class RayCluster(TaskRun, PipedRun, Restarts, Asking):
         self.shard_actors: list[Any] = []
         self.worker_actors: list[Any] = []
         self.partition_actors: dict[int, list[Any]] = {}   # model parallelism: each worker's partitions
-        self.pins: dict[Any, str | None] = {}            # actor -> the node it was pinned to (None: Ray chose)
+        # (worker, None) for worker w's actor, (worker, p) for its partition p -> the node its latest actor was pinned
+        # to (None: Ray chose): read by _start's wait, and by a restart, placed as the actor it replaces (_placed)
+        self.pins: dict[tuple[int, int | None], str | None] = {}
         self.pusher: ShardPush | None = None
         self.started = False                             # set in _start: this driver started Ray (close shuts it down)
         self._incarnation = [0] * cfg.cluster.workers
@@ -129,32 +131,33 @@ class RayCluster(TaskRun, PipedRun, Restarts, Asking):
                           "workers": gathered([a.node.remote() for a in self.worker_actors],
                                               "worker actors", limit,
                                               {"CPU": self.per_worker, "GPU": self.gpus},
-                                              pins=[self.pins[a] for a in self.worker_actors])}
+                                              pins=[self.pins[w, None] for w in range(n)])}
         self.devices = ray.get([a.device.remote() for a in self.worker_actors])
         if self.partition_actors:   # worker w's partitions, in order: w*K .. w*K + K-1 (a worker's start does not
             #                         wait for them: until 2026-12-05 a plain ray.get waited here for good)
             parts = [a for w in sorted(self.partition_actors) for a in self.partition_actors[w]]
             self.placement["partitions"] = gathered([a.node.remote() for a in parts], "partition actors", limit,
-                                                    pins=[self.pins[a] for a in parts])
+                                                    pins=[self.pins[w, p] for w in sorted(self.partition_actors)
+                                                          for p in range(len(self.partition_actors[w]))])
         for w in range(n if self.piped else 0):   # last: a serving actor answers nothing else until it stops
             self._open_channel(w)
 
     def _spawn(self, w: int, seq: int, step: int) -> Any:
-        """Start (or restart: new name, new inboxes, wherever Ray finds room) worker ``w``'s actor: a
-        GPU worker wherever Ray finds a free GPU, a CPU one round-robin over the nodes."""
+        """Start (or restart: new name, new inboxes, placed as the actor it replaces: :meth:`_placed`) worker ``w``'s
+        actor: a GPU worker wherever Ray finds a free GPU, a CPU one round-robin over the nodes."""
         setup = self.setup
-        name, options = f"downpour-{self.run_id}-worker{w}", {} if self.gpus else self.place(w, self.per_worker)
+        name, nodes = f"downpour-{self.run_id}-worker{w}", None
         if self._incarnation[w]:
-            name, options = f"{name}-restart{self._incarnation[w]}", {}
+            name, nodes = f"{name}-restart{self._incarnation[w]}", ray.nodes()
             self.lanes[:] = ray.get([a.new_inbox.remote(w, self._incarnation[w]) for a in self.shard_actors])
         self._incarnation[w] += 1
+        options = self._placed((w, None), w, self.per_worker, nodes)
         n = setup.cfg.cluster.workers
         parts = self._spawn_partitions(w, name) if setup.cfg.cluster.partitions > 1 else None
         actor = (WorkerActor.options(name=name, num_cpus=self.per_worker, num_gpus=self.gpus, **options)
                  .remote(setup.cfg, w, setup.data.shard(w, n), setup.bounds, setup.gate.gated, step, seq,
                          self.shard_actors, self.lanes, self.threads, parts, setup.shards_of,
                          frozen_params(setup.model)))
-        self.pins[actor] = pinned(options)
         return actor
 
     def _spawn_partitions(self, w: int, name: str) -> list[Any]:
@@ -169,17 +172,38 @@ class RayCluster(TaskRun, PipedRun, Restarts, Asking):
                           [self.lanes[j] for j in shards], [setup.bounds[j] for j in shards], setup.cfg.train.lr,
                           c.n_fetch)
                   for p, shards in enumerate(setup.shards_of)]
-        self.pins.update(zip(actors, map(pinned, options)))
         self.partition_actors[w] = actors
         return actors
 
     def _partition_places(self, w: int, k: int) -> list[dict[str, Any]]:
         """The actor options of worker ``w``'s ``k`` partitions: round-robin over the nodes, as the shards'. A
-        replacement's (:meth:`_spawn` has counted it) over the nodes alive now, ``ray.nodes()`` read again: until
-        2026-12-05 the start's placer, built from the nodes at the start, pinned them to a node lost since, where Ray
-        never starts them (the replacement was given up after RESTART_SECONDS, its survivors held up meanwhile)."""
-        place = self.place if self._incarnation[w] <= 1 else placer(ray.nodes())
-        return [place(w * k + p, 0.0) for p in range(k)]
+        replacement's (:meth:`_spawn` has counted it) placed as the partitions they replace, over the nodes alive now
+        (:meth:`_placed`): until 2026-12-05 the start's placer, built from the nodes at the start, pinned them to a node
+        lost since, where Ray never starts them (the replacement was given up after RESTART_SECONDS, its survivors held
+        up meanwhile)."""
+        nodes = ray.nodes() if self._incarnation[w] > 1 else None
+        return [self._placed((w, p), w * k + p, 0.0, nodes) for p in range(k)]
+
+    def _placed(self, key: tuple[int, int | None], i: int, cpus: float, nodes: list[dict[str, Any]] | None
+                ) -> dict[str, Any]:
+        """The options of actor ``key`` (of :attr:`pins`), which asks ``cpus``, ``i`` its index in the round-robin,
+        and the node they pin it to in :attr:`pins`. At the start (``nodes`` None) the start's placer's (a GPU worker:
+        Ray's); a replacement's (``nodes``: ``ray.nodes()`` read at its restart) placed as the actor it replaces
+        (:func:`~downpour.ps.connect_on_ray.replacing`), said where that one's node is gone."""
+        w, p = key
+        if nodes is None:
+            options = {} if p is None and self.gpus else self.place(i, cpus)
+        else:
+            before = self.pins[key]
+            options = replacing(before, i, cpus, nodes)
+            if before is not None and pinned(options) != before:
+                what = f"worker {w}" if p is None else f"worker {w}'s partition {p}"
+                now = pinned(options)
+                log.warning("%s's node %s is gone: its replacement is %s", what, before[:8],
+                            f"pinned to node {now[:8]}" if now else
+                            "left to Ray (one node alive, or too few CPUs on the next to pin it to)")
+        self.pins[key] = pinned(options)
+        return options
 
     def _set_live(self) -> None:   # waited for, so no worker fetches before the shards know who is live
         ray.get([a.set_workers.remote(sorted(self.coord.live)) for a in self.shard_actors])

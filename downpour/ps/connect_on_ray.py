@@ -165,9 +165,29 @@ def placer(nodes_info: list[dict[str, Any]]) -> Callable[[int, float], dict[str,
         if load.get(node, 0.0) + cpus > node_cpus[node]:
             return {}
         load[node] = load.get(node, 0.0) + cpus
-        return {"scheduling_strategy": NodeAffinitySchedulingStrategy(node, soft=False)}
+        return pin_to(node)
 
     return place
+
+
+def pin_to(node: str) -> dict[str, Any]:
+    """The actor options that pin an actor to ``node`` (hard affinity: see :func:`placer`)."""
+    return {"scheduling_strategy": NodeAffinitySchedulingStrategy(node, soft=False)}
+
+
+def replacing(pin: str | None, i: int, cpus: float, nodes_info: list[dict[str, Any]]) -> dict[str, Any]:
+    """The options of an actor restarted in place of one pinned to ``pin`` (None: Ray chose its node), placed as
+    that one was: Ray chooses again where Ray chose (a GPU worker, a one-node cluster, a node with no room at the
+    start); pinned to the same node where ``nodes_info`` (``ray.nodes()`` read at the restart) has it alive; else
+    round-robin over the nodes alive now, ``i`` the actor's index (a :func:`placer` over ``nodes_info``: Ray
+    chooses where it finds no node to pin to). The Ray driver's restarted workers and their partition actors.
+    Until 2026-12-05 a restarted worker was left to Ray, its pin dropped, and a replacement's partitions were
+    placed round-robin afresh, their pins dropped too (where their node was alive)."""
+    if pin is None:
+        return {}
+    if any(nd["NodeID"] == pin and nd["Alive"] for nd in nodes_info):
+        return pin_to(pin)
+    return placer(nodes_info)(i, cpus)
 
 
 def pinned(options: dict[str, Any]) -> str | None:
