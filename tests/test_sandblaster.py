@@ -786,11 +786,12 @@ def test_a_sandblaster_worker_silent_mid_unit_is_lost_not_waited_for_forever(mon
     with the error every worker's loss gives."""
     from types import SimpleNamespace
 
-    from downpour.ps import silence
+    from downpour.ps import restarts_on_ray, silence
     from downpour.sandblaster import on_ray
 
     fake = _FakeRay()
-    monkeypatch.setattr(on_ray, "ray", fake)
+    for module in (on_ray, restarts_on_ray):   # (restarts_on_ray: the silent workers' wait and kill, shared)
+        monkeypatch.setattr(module, "ray", fake)
     monkeypatch.setattr(on_ray, "time", SimpleNamespace(perf_counter=lambda: fake.now))
     monkeypatch.setattr(silence, "time", SimpleNamespace(monotonic=lambda: fake.now))
     done = []
@@ -847,11 +848,12 @@ def _timed_pool(monkeypatch, workers, units, unit, stall=lambda fake, index: Non
     finished unit's slices to the shard (its turn)."""
     from types import SimpleNamespace
 
-    from downpour.ps import silence
+    from downpour.ps import restarts_on_ray, silence
     from downpour.sandblaster import on_ray
 
     fake = _TimedRay()
-    monkeypatch.setattr(on_ray, "ray", fake)
+    for module in (on_ray, restarts_on_ray):   # (restarts_on_ray: the silent workers' wait and kill, shared)
+        monkeypatch.setattr(module, "ray", fake)
     monkeypatch.setattr(on_ray, "time", SimpleNamespace(perf_counter=lambda: fake.now))
     monkeypatch.setattr(silence, "time", SimpleNamespace(monotonic=lambda: fake.now))
 

@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, Callable, Iterator
 
 import ray
 from ray.exceptions import GetTimeoutError, RayError, RayTaskError
 
 from downpour.errors import DownpourError
 from downpour.ps.on_ray import RESTART_SECONDS
-from downpour.ps.silence import Silent
+from downpour.ps.silence import Silence, Silent
 
 log = logging.getLogger("downpour.ps.cluster_on_ray")   # the driver's logger: same records as before
 WATCH_SECONDS = 1.0   # how often a worker waiting for the warm start is asked whether it lives (task loop)
@@ -241,6 +241,22 @@ def kill(actor: Any) -> None:
         ray.kill(actor)
     except Exception:  # noqa: BLE001
         pass
+
+
+def silent_workers(silence: Silence, pending: dict[Any, Any], worker_of: Callable[[Any], int | None]
+                   ) -> Iterator[tuple[int, Silent, list[Any]]]:
+    """Each busy worker silent past its limit (:meth:`Silence.overdue`) none of whose futures in ``pending`` is ready:
+    ``(w, its Silent, those futures)``, taken out of ``pending`` first (``worker_of``: the worker a future of it is a
+    cycle or unit of, None for another kind). One that has answered is left, taken at the driver's next wait. The
+    caller loses each as a dead one (its actor killed: the futures fail with ActorDiedError, which Ray does not
+    print unread, :func:`drain`). Downpour's task loop and Sandblaster's pool on Ray."""
+    for w, silent, limit in silence.overdue():
+        refs = [ref for ref, what in pending.items() if worker_of(what) == w]
+        if refs and ray.wait(refs, num_returns=1, timeout=0)[0]:
+            continue
+        for ref in refs:
+            del pending[ref]
+        yield w, Silent(w, silent, limit), refs
 
 
 def drain(refs: list[Any]) -> None:

@@ -14,8 +14,7 @@ from ray.exceptions import RayError
 
 from downpour.ps.on_ray import ShardPush
 from downpour.ps.recorder import ShardLost
-from downpour.ps.restarts_on_ray import drain
-from downpour.ps.silence import Silent
+from downpour.ps.restarts_on_ray import drain, silent_workers
 from downpour.ps.worker import OnPush
 from downpour.train.signals import signals_held
 
@@ -72,15 +71,12 @@ class TaskRun:
         """Each busy worker silent past its limit, none of whose cycles is ready, is lost as a dead one is: its actor
         killed, and restarted as ``cluster.restarts`` says. Its cycles' futures leave the wait (read by
         :meth:`_drop_watches` once they fail, with the killed actor's ActorDiedError)."""
-        for w, silent, limit in self.silence.overdue():
-            refs = [ref for ref, (kind, v) in self._pending.items() if kind == "cycle" and v == w]
-            if refs and ray.wait(refs, num_returns=1, timeout=0)[0]:
-                continue                    # it has answered: taken at the next wait
+        overdue = silent_workers(self.silence, self._pending, lambda what: what[1] if what[0] == "cycle" else None)
+        for w, silent, refs in overdue:
             for ref in refs:
-                del self._pending[ref]
                 self._owner.pop(ref, None)
                 self._unread += [ref, *self._grads.pop(ref, [])]
-            self._lost(w, Silent(w, silent, limit))
+            self._lost(w, silent)
 
     def _cycle_done(self, ref: Any, w: int, on_push: OnPush) -> None:
         actor = self._owner.pop(ref)

@@ -32,7 +32,8 @@ from downpour.config import RunConfig
 from downpour.errors import RunError
 from downpour.ps.connect_on_ray import connect, gathered, pinned, placer
 from downpour.ps.setup import ClusterSetup
-from downpour.ps.silence import Silence, Silent, start_limit
+from downpour.ps.restarts_on_ray import kill, silent_workers
+from downpour.ps.silence import Silence, start_limit
 from downpour.sandblaster.history import HistoryShard, Op
 from downpour.sandblaster.lbfgs import Evaluation
 from downpour.sandblaster.simulated import speed_factors
@@ -226,22 +227,14 @@ class RayPool:
         return Evaluation(loss, parts, wall, wall, sched.counts)
 
     def _lose_silent(self, sched: UnitScheduler) -> None:
-        """Each busy worker silent past its limit (:mod:`downpour.ps.silence`) is lost as a dead one is: its actor
-        killed, its units back to the queue for the others."""
-        for w, silent, limit in self.silence.overdue():
-            refs = [ref for ref, (v, *_) in self._pending.items() if v == w]
-            if refs and ray.wait(refs, num_returns=1, timeout=0)[0]:
-                continue                    # it has answered: taken at the next wait
-            for ref in refs:   # dropped unread: Ray prints no killed actor's ActorDiedError (restarts_on_ray.drain)
-                del self._pending[ref]
+        """Each busy worker silent past its limit (:mod:`downpour.ps.silence`), none of whose units is ready, is lost
+        as a dead one is: its actor killed, its units back to the queue for the others (its futures dropped unread)."""
+        for w, silent, _ in silent_workers(self.silence, self._pending, lambda what: what[0]):
             self.busy.discard(w)
             self.silence.forget(w)
-            self.lost[w] = Silent(w, silent, limit).reason
+            self.lost[w] = silent.reason
             sched.abandon(w)
-            try:
-                ray.kill(self.worker_actors[w])
-            except Exception:  # noqa: BLE001   (best effort: it may be dead already)
-                pass
+            kill(self.worker_actors[w])
             log.warning("sandblaster worker %d lost (%s); its units go to the others", w, self.lost[w])
 
     def info(self) -> dict[str, Any]:
@@ -252,10 +245,7 @@ class RayPool:
     def close(self) -> None:
         """Best effort (Ray itself may be going down); safe to call twice."""
         for a in (*self.worker_actors, *self.shard_actors):
-            try:
-                ray.kill(a)
-            except Exception:  # noqa: BLE001
-                pass
+            kill(a)
         self.shard_actors, self.worker_actors, self._pending = [], [], {}
         if self.started:
             ray.shutdown()
