@@ -85,3 +85,32 @@ def test_the_same_optimisers_checkpoint_loads_with_a_setting_another_torch_added
         load_optimizer_state(torch.optim.SGD([torch.nn.Parameter(torch.ones(3))], lr=0.1), tensors, meta)
     with pytest.raises(ValueError, match="settings amsgrad, betas are not SGD's"):
         load_optimizer_state(torch.optim.SGD([torch.nn.Parameter(torch.ones(3))], lr=0.1), tensors, older)
+
+
+def _flip_inside_data(path):
+    """One byte of ``path``'s tensor data inverted: its size and header stay, so it reads as a whole file."""
+    data = bytearray(path.read_bytes())
+    data[-3] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_a_checkpoint_damaged_inside_its_data_is_named_not_loaded(tmp_path):
+    """Bytes changed inside the tensors (size and header intact) read as a whole file: the error said only that a
+    write was cut between the two files, not that the bytes on disk changed."""
+    save_state(tmp_path / "ck", {"w": torch.arange(64, dtype=torch.float32)}, {"step": 4})
+    _flip_inside_data(tmp_path / "ck.safetensors")
+    with pytest.raises(CheckpointError, match=r"ck.safetensors' and .*ck.json' do not belong together: the tensors' "
+                                              r"SHA-256 .*bytes changed on disk"):
+        load_state(tmp_path / "ck")
+
+
+def test_a_damaged_checkpoint_falls_back_to_the_previous_one_that_verifies(tmp_path, caplog):
+    """The previous pair (kept while a save is under way) verifies and the new one does not: the resume goes on from
+    the previous one and says why, naming the damage as a possible cause, not only a cut write."""
+    save_state(tmp_path / "ck", {"w": torch.ones(64)}, {"step": 8})
+    save_state(tmp_path / "ck.prev", {"w": torch.zeros(64)}, {"step": 4})     # (as a save under way keeps it)
+    _flip_inside_data(tmp_path / "ck.safetensors")
+    with caplog.at_level("WARNING"):
+        tensors, meta = load_state(tmp_path / "ck")
+    assert meta["step"] == 4 and torch.equal(tensors["w"], torch.zeros(64))
+    assert "does not verify" in caplog.text and "bytes changed on disk" in caplog.text

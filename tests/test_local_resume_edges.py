@@ -170,3 +170,21 @@ def test_weights_of_another_dtype_are_named_not_cast(tmp_path, dtype):
     _edit_checkpoint(tmp_path / "r/model", tensors=lambda t: {**t, "weight": t["weight"].to(dtype)})
     with pytest.raises(CheckpointError, match=f"model.safetensors': tensor 'weight' is {dtype}"):
         RunDir.open(tmp_path / "r").load_model()
+
+
+def test_a_model_damaged_inside_its_data_is_written_again_by_the_resume(tmp_path):
+    """model.safetensors of a finished run with a byte changed inside its data (size and header intact) counted as
+    saved: `analyze` said `--resume` writes it again, and the resume said the run "already reached" its end."""
+    _run(tmp_path / "r", "train.steps=20")
+    weights = tmp_path / "r/model.safetensors"
+    whole = weights.read_bytes()
+    damaged = bytearray(whole)
+    damaged[-3] ^= 0xFF
+    weights.write_bytes(bytes(damaged))
+    run = RunDir.open(tmp_path / "r")
+    assert run.model_step() is None and not run.finished(20)
+    with pytest.raises(CheckpointError, match=r"model.safetensors' is not the model .*bytes changed on disk"):
+        run.load_model()
+    summary = _run(tmp_path / "r", resume=True)
+    assert summary["resumed_from"] == 20 and weights.read_bytes() == whole
+    assert run.model_step() == 20

@@ -29,7 +29,7 @@ from downpour.sandblaster.units import UnitCounts, batch_rows
 from downpour.sandblaster.worker import DTYPES
 from downpour.train.checkpoint import CheckpointError, check_finite, load_state, save_state
 from downpour.train.config_record import splits_steps
-from downpour.train.rundir import RunDir
+from downpour.train.rundir import RunDir, ends_at_stop
 from downpour.train.setup import stage_for_step
 from downpour.train.signals import signals_held
 from downpour.train.telemetry import Telemetry
@@ -146,9 +146,8 @@ def run_sandblaster(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[s
     if run.unsaved_at_end(cfg, start, resume):
         return _finish(setup, run, [shard.params() for shard in shards], progress, start, None, {})
     new_batch = 0 < s.batch < n           # a fresh sample of examples every iteration
-    # a stop is the run's end (RunDir.stopped_for_good): on the whole data set it would search again and fail alike (and
-    # say step N + 1); on sampled batches its rule already waited for the failure to recur, so only more steps go on
-    if resume and progress.stop is not None and (not new_batch or total <= run.config.train.steps):
+    # a stop is the run's end unless more steps on sampled batches go on (ends_at_stop: RunDir.stopped_for_good's rule)
+    if resume and ends_at_stop(progress.stop, new_batch, total, run.config.train.steps):
         if run.model_step() != start:         # stopped between its last checkpoint and its model: finish it
             return _finish(setup, run, [shard.params() for shard in shards], progress, start, None, {})
         raise ConfigError(stopped_words(run, start, progress.stop["message"], new_batch))

@@ -110,7 +110,8 @@ PAIR_KEY = "safetensors_sha256"
 
 
 def sha256_of(path: Path) -> str:
-    """The file's SHA-256, hex (what :data:`PAIR_KEY` records of a pair's tensors file)."""
+    """The file's SHA-256, hex (what :data:`PAIR_KEY` records of a pair's tensors file, and model.json of
+    model.safetensors): a file damaged inside its data, its size and header intact, is told from the one written."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -126,9 +127,10 @@ def load_state(stem: str | Path, meta_keys: Iterable[str] = (),
     ``meta_keys`` / ``tensor_keys``."""
     stem = Path(stem)
     verified = _whole(stem)
-    if not verified and _whole(_prev(stem)):        # killed between save_state's two renames
-        log.warning("checkpoint %s: its two files do not belong together (a write was killed between them); "
-                    "reading the previous checkpoint %s.*", stem, _prev(stem).name)
+    if not verified and _whole(_prev(stem)):        # killed between save_state's two renames, or damaged since
+        log.warning("checkpoint %s does not verify (its tensors are not the ones its JSON records the SHA-256 of: a write "
+                    "killed between its two files, or bytes changed on disk since); going on from the previous "
+                    "checkpoint %s.*, which does", stem, _prev(stem).name)
         stem, verified = _prev(stem), True
     tensor_path, meta_path = _pair(stem)
     for p in (tensor_path, meta_path):
@@ -142,9 +144,10 @@ def load_state(stem: str | Path, meta_keys: Iterable[str] = (),
         raise CheckpointError(f"checkpoint file {str(meta_path)!r} does not hold a JSON object")
     tensors = read_tensors(tensor_path)        # a damaged file is named as such first
     if not verified and PAIR_KEY in meta and meta[PAIR_KEY] != sha256_of(tensor_path):   # (older: no digest)
-        raise CheckpointError(f"checkpoint files {str(tensor_path)!r} and {str(meta_path)!r} do not belong together "
-                              "(the tensors are not the ones the JSON was written with: a write was cut between "
-                              "the two files, or one was replaced); resume from another copy of the run")
+        raise CheckpointError(f"checkpoint files {str(tensor_path)!r} and {str(meta_path)!r} do not belong together: "
+                              "the tensors' SHA-256 is not the one the JSON recorded when they were written (bytes "
+                              "changed on disk since, a damaged copy, a write cut between the two files, or one "
+                              "replaced), and no earlier checkpoint of it verifies; resume from another copy of the run")
     for keys, have, path in ((meta_keys, meta, meta_path), (tensor_keys, tensors, tensor_path)):
         for key in keys:
             if key not in have:

@@ -36,7 +36,7 @@ class RunBegin:
             return False
         saved = self.model_step()
         log.warning("%s: the checkpoint is the run's last step (%d) but the model %s; saving it now", self.path, start,
-                    "was not saved (or was cut short)" if saved is None else f"is still step {saved}'s")
+                    "was not saved (or was cut short or damaged)" if saved is None else f"is still step {saved}'s")
         return True
 
     def ends_unsaved(self, cfg: RunConfig, start: int) -> bool:

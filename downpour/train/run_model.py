@@ -24,15 +24,20 @@ class RunModel:
 
     def model_step(self) -> int | None:
         """The step model.json records; None without a whole model (model.safetensors or model.json missing,
-        model.json torn by a kill while it was written: :meth:`save_model` writes it last; or model.safetensors
-        cut short: a resume writes it again from its checkpoint, where it said the run "already reached" its end)."""
-        if not readable_tensors(self.path / "model.safetensors"):
+        model.json torn by a kill while it was written: :meth:`save_model` writes it last; model.safetensors
+        cut short, or damaged inside its data, its SHA-256 not the one model.json records: a resume writes it again
+        from its checkpoint, where it said the run "already reached" its end; the damaged one counted as saved until
+        2026-12-05). A model from before 2026-12-02 records no SHA-256 and counts as whole."""
+        weights = self.path / "model.safetensors"
+        if not readable_tensors(weights):
             return None
         try:
             meta = self.read_json("model.json")
         except NotARunError:
             return None
         step = meta.get("step") if isinstance(meta, dict) else None
+        if step is not None and PAIR_KEY in meta and meta[PAIR_KEY] != sha256_of(weights):
+            return None
         return step if isinstance(step, int) else None
 
     def save_model(self, model: FeatureModel, step: int, extra: dict[str, Any] | None = None) -> None:
@@ -83,8 +88,10 @@ class RunModel:
         weights = self.path / "model.safetensors"
         tensors = self._read_weights(rewrites)    # a damaged file is named as such first
         if PAIR_KEY in meta and meta[PAIR_KEY] != sha256_of(weights):     # (a run from before 2026-12-02: none)
-            raise CheckpointError(f"{str(weights)!r} is not the model {str(self.path / 'model.json')!r} describes (a write "
-                                  f"was cut between the two); {rewrites or f'`downpour train --resume {self.path}`'} writes it again")
+            raise CheckpointError(f"{str(weights)!r} is not the model {str(self.path / 'model.json')!r} describes (its "
+                                  "SHA-256 is not the one recorded there: bytes changed on disk since it was written, or a "
+                                  f"write was cut between the two); {rewrites or f'`downpour train --resume {self.path}`'} "
+                                  "writes it again")
         model = self.new_model(meta)
         fit_weights(model, tensors, weights)
         model.eval()

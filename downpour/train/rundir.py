@@ -18,7 +18,7 @@ from downpour.train.recorded import config_fills, has_key, unread_resets
 from downpour.train.run_begin import CONFIG_KEY, RunBegin
 from downpour.train.run_model import RunModel
 
-__all__ = ["CONFIG_KEY", "NotARunError", "RunDir", "RunExistsError"]   # (the last two live in errors, folders)
+__all__ = ["CONFIG_KEY", "NotARunError", "RunDir", "RunExistsError", "ends_at_stop"]   # (the last two live in errors, folders)
 
 log = logging.getLogger(__name__)
 
@@ -96,9 +96,9 @@ class RunDir(RunBegin, RunModel):
         return has_row(self.path / self.METRICS)
 
     def finished(self, steps: int) -> bool:
-        """Whether this run's model is saved at ``steps`` (its ``train.steps``), or its L-BFGS stopped for good."""
-        return ((self.path / "model.json").is_file() and self.read_json("model.json").get("step") == steps
-                or self.stopped_for_good(steps) is not None)
+        """Whether this run's model is saved at ``steps`` (its ``train.steps``), whole (:meth:`model_step`: one damaged
+        since, its SHA-256 not model.json's, counted until 2026-12-05), or its L-BFGS stopped for good."""
+        return self.model_step() == steps or self.stopped_for_good(steps) is not None
 
     def stopped_for_good(self, steps: int | None = None) -> dict[str, Any] | None:
         """The ``stop`` sandblaster.json records (gradient, precision, line search) when the model is saved where it
@@ -110,9 +110,10 @@ class RunDir(RunBegin, RunModel):
         too, instead of being kept.)"""
         record = self._sandblaster_record()
         stop = record.get("stop") or {"reason": "steps"}
+        if stop["reason"] == "steps" or self.model_step() != record.get("steps"):
+            return None
         trained_to = record.get("train_steps", self.config.train.steps)
-        more = self.samples_batches() and steps is not None and steps > trained_to   # (on new batches)
-        return stop if stop["reason"] != "steps" and self.model_step() == record.get("steps") and not more else None
+        return stop if ends_at_stop(stop, self.samples_batches(), steps, trained_to) else None
 
     def samples_batches(self) -> bool:
         """Whether the run's L-BFGS draws a new sample of examples every iteration: sandblaster.json's
@@ -256,6 +257,16 @@ class RunDir(RunBegin, RunModel):
     def no_faces_twin(self) -> Path:
         """Where ``analysis.no_faces_twin`` keeps this run's recipe trained without a face (a run directory)."""
         return self.path / self.TWIN
+
+
+def ends_at_stop(stop: dict[str, Any] | None, samples_batches: bool, steps: int | None, trained_to: int) -> bool:
+    """Whether a resume asking for ``steps`` (None: as many as before) of an L-BFGS run that stopped early (``stop``, the
+    stop its checkpoint or sandblaster.json records; None: it did not) has nothing to train: on the whole data set it
+    would search again from the same point and fail alike; on sampled batches its rule already waited for the failure
+    to recur, so only more steps than the ``trained_to`` it ran to go on, on new batches. The one rule both the runner
+    (:func:`~downpour.sandblaster.run.run_sandblaster`) and :meth:`RunDir.stopped_for_good` (a dry run, a finished
+    run's checks) apply."""
+    return stop is not None and not (samples_batches and steps is not None and steps > trained_to)
 
 
 def study_command(header: dict[str, Any]) -> str:
