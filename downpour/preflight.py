@@ -279,11 +279,11 @@ def check_checkpoints_kept(run: RunDir, cfg: RunConfig) -> None:
     whose twin is turned off, failed with the old message). A finished run it refuses as finished, with what the user
     may have meant (analyse or report it; more --steps, which needs the checkpoints): until 2026-12-05 it was told to
     put the folder back "to resume" a run with nothing left to train."""
-    if run.checkpoints.is_dir() or run.stopped_unsaved() or (cfg.trains_twin() and run.finished(cfg.train.steps)):
+    if run.has_checkpoint() or run.stopped_unsaved() or (cfg.trains_twin() and run.finished(cfg.train.steps)):
         return
     step = run.model_step()
-    gone = (f"its folder {str(run.checkpoints)!r} is missing (moved or deleted), and a resume goes on from the "
-            "checkpoint there")
+    where = "holds no whole checkpoint" if run.checkpoints.is_dir() else "is missing (moved or deleted)"
+    gone = run.checkpoints_lost() or f"its folder {str(run.checkpoints)!r} {where}, and a resume goes on from the checkpoint there"
     again = (f"To train the run again from step 0: `downpour train --config {run.path}/config.toml --out NEW` (its own "
              "config, into a new folder)")
     if step is not None and run.finished(cfg.train.steps):    # nothing to resume

@@ -3,6 +3,7 @@ a resume stopped between its last checkpoint and its model (the model kept an ea
 streamed run whose data failed before its first step (its empty metrics.jsonl made the folder count as
 trained: the same command refused it, and --resume had no checkpoint)."""
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -332,6 +333,32 @@ def test_a_run_killed_before_its_first_checkpoint_trains_again_from_step_0_on_re
     whole, again = load_file(tmp_path / "whole" / "model.safetensors"), load_file(killed / "model.safetensors")
     assert all(torch.equal(whole[k], again[k]) for k in whole)
     assert [r["step"] for r in RunDir(killed).metrics()] == [2, 4, 6, 8]
+
+
+@pytest.mark.parametrize("every, gone, found", [
+    (2, "checkpoints", r"rows to step 6, past step 2, where train.checkpoint_every = 2 saved a checkpoint"),
+    (0, "checkpoints/*", r"checkpoints' holds no checkpoint, and only a save makes it")])
+def test_checkpoints_deleted_while_a_run_trained_are_told_from_a_kill_before_the_first(tmp_path, capsys, every, gone,
+                                                                                       found):
+    """A run killed at step 6 whose checkpoints were deleted (or moved) while it trained left what a kill before its
+    first checkpoint leaves (rows, no checkpoint, no model), and `--resume` trained it again from step 0 over its rows;
+    its rows past a checkpoint's step, or the checkpoints/ folder only a save makes, say the checkpoints were written."""
+    from downpour.cli import main
+
+    argv = ["--config", "tica-8x8", "--runner", "local", "--steps", "8", "--no-report", "--set", "train.threads=1",
+            "--set", "train.log_every=2", "--set", "data.samples=500", "--set", f"train.checkpoint_every={every}"]
+    killed = tmp_path / "killed"
+    assert main(["train", *argv, "--out", str(killed)]) == 0
+    for path in [killed / "model.json", killed / "model.safetensors", *killed.glob(gone)]:
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+    rows = (killed / "metrics.jsonl").read_text().splitlines()[:3]     # as a kill at step 6 leaves them
+    (killed / "metrics.jsonl").write_text("".join(line + "\n" for line in rows))
+    capsys.readouterr()
+    for dry in (["--dry-run"], []):
+        assert main(["train", "--resume", str(killed), *dry]) == 2
+        err = capsys.readouterr().err
+        assert re.search(found, err) and "deleted (or moved) after they were written" in err, err
+    assert (killed / "metrics.jsonl").read_text().splitlines() == rows       # nothing trained again over them
 
 
 def test_a_run_being_trained_now_is_not_taken_for_one_killed_before_its_first_checkpoint(tmp_path, capsys):

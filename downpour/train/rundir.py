@@ -127,7 +127,32 @@ class RunDir(RunBegin, RunModel):
         """Whether the run trained but stopped before its first checkpoint (a kill, with
         ``train.checkpoint_every = 0`` saving one only at the end): metrics rows, and no checkpoint or
         model to go on from. Training it again from step 0 is then the run itself."""
-        return self.logged() and self.reached() is None and not (self.path / "model.json").is_file()
+        return (self.logged() and self.reached() is None and not (self.path / "model.json").is_file()
+                and self.checkpoints_lost() is None)
+
+    def checkpoints_lost(self) -> str | None:
+        """What the folder shows of checkpoints that were written and are gone since (deleted or moved), said as what
+        it found; None where it shows none (a kill before the first checkpoint leaves a folder alike, and is trained
+        again from step 0: :meth:`stopped_unsaved`). Until 2026-12-05 a run whose checkpoints were deleted while it
+        trained, then killed before its model, was that run too, and trained again from step 0 over its rows.
+        The evidence: a local run's metrics.jsonl rows past step ``train.checkpoint_every`` (the loop saves that
+        step's checkpoint before it trains the next; the cluster runners' rows do not say: Downpour's server saves
+        by pushes and on Ray by time, and Sandblaster's greedy stages skip iterations), or a checkpoints/ folder
+        (made by a save only) holding no checkpoint and none of a save's temporary files (a kill mid-save leaves
+        those)."""
+        if self.has_checkpoint():
+            return None
+        cfg, rows = self.config, [row for row in self.metrics() if isinstance(row.get("step"), int)]
+        every, last = cfg.train.checkpoint_every, max((row["step"] for row in rows), default=0)
+        if cfg.cluster.runner == "local" and 0 < every < last:
+            return (f"metrics.jsonl has rows to step {last}, past step {every}, where train.checkpoint_every = {every} "
+                    f"saved a checkpoint into {str(self.checkpoints)!r}, and it holds none now: the checkpoints were "
+                    "deleted (or moved) after they were written, not lost to a kill before the first")
+        if self.checkpoints.is_dir() and not any(p.name.endswith(".tmp") for p in self.checkpoints.iterdir()):
+            return (f"its folder {str(self.checkpoints)!r} holds no checkpoint, and only a save makes it (a kill during "
+                    "a save leaves its temporary files there): the checkpoints were deleted (or moved) after they "
+                    "were written")
+        return None
 
     def has_checkpoint(self) -> bool:
         """Whether a resume has a checkpoint to start from (runs save one only every
