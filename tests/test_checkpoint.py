@@ -114,3 +114,16 @@ def test_a_damaged_checkpoint_falls_back_to_the_previous_one_that_verifies(tmp_p
         tensors, meta = load_state(tmp_path / "ck")
     assert meta["step"] == 4 and torch.equal(tensors["w"], torch.zeros(64))
     assert "does not verify" in caplog.text and "bytes changed on disk" in caplog.text
+
+
+def test_a_save_over_a_whole_checkpoint_hashes_only_the_file_it_writes(tmp_path, monkeypatch):
+    """Deciding to keep the pair it replaced hashed that pair too, doubling the digest's cost of every save after the
+    first; only a save cut short (some of ``*.prev.*`` left) calls for that check."""
+    import downpour.train.checkpoint as checkpoint
+
+    save_state(tmp_path / "ck", {"w": torch.zeros(64)}, {"step": 4})
+    hashed, real = [], checkpoint.sha256_of
+    monkeypatch.setattr(checkpoint, "sha256_of", lambda path: hashed.append(path.name) or real(path))
+    save_state(tmp_path / "ck", {"w": torch.ones(64)}, {"step": 8})
+    assert hashed == ["ck.safetensors.tmp"]
+    assert load_state(tmp_path / "ck")[1]["step"] == 8

@@ -76,7 +76,7 @@ def save_state(stem: str | Path, tensors: dict[str, Tensor], meta: dict[str, Any
     tmp_t, tmp_m = tensor_path.with_name(tensor_path.name + ".tmp"), meta_path.with_name(meta_path.name + ".tmp")
     write_tensors(tensors, tmp_t)
     tmp_m.write_text(json.dumps({**meta, PAIR_KEY: sha256_of(tmp_t)}, indent=1, sort_keys=True))
-    if _whole(stem):                                # keep the pair being replaced until the new one is in
+    if _replaced_whole(stem):                       # keep the pair being replaced until the new one is in
         for path, prev in zip(_pair(stem), _pair(_prev(stem))):
             prev.unlink(missing_ok=True)
             os.link(path, prev)
@@ -92,6 +92,16 @@ def _pair(stem: Path) -> tuple[Path, Path]:
 
 def _prev(stem: Path) -> Path:
     return stem.with_name(stem.name + ".prev")
+
+
+def _replaced_whole(stem: Path) -> bool:
+    """Whether the pair a save of ``stem`` replaces is whole, so kept until the new one is in. Hashed (:func:`_whole`)
+    only where a save was cut short (some of ``stem.prev.*`` is left): otherwise the last save went through and its
+    pair is whole, or was damaged since, and then keeping it does no harm (a cut in this save finds no whole pair
+    either way); so a save hashes one file, the one it writes, not two."""
+    if any(path.exists() for path in _pair(_prev(stem))):
+        return _whole(stem)
+    return all(path.is_file() for path in _pair(stem))
 
 
 def _whole(stem: Path) -> bool:
