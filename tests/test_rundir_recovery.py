@@ -336,7 +336,7 @@ def test_a_run_killed_before_its_first_checkpoint_trains_again_from_step_0_on_re
 
 
 @pytest.mark.parametrize("every, gone, found", [
-    (2, "checkpoints", r"rows to step 6, past step 2, where train.checkpoint_every = 2 saved a checkpoint"),
+    (2, "checkpoints", r"checkpoints' is missing, though metrics.jsonl has rows to step 6, past step 2, where train.checkpoint_every = 2"),
     (0, "checkpoints/*", r"checkpoints' holds no checkpoint, and only a save makes it")])
 def test_checkpoints_deleted_while_a_run_trained_are_told_from_a_kill_before_the_first(tmp_path, capsys, every, gone,
                                                                                        found):

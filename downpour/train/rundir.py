@@ -145,9 +145,10 @@ class RunDir(RunBegin, RunModel):
         cfg, rows = self.config, [row for row in self.metrics() if isinstance(row.get("step"), int)]
         every, last = cfg.train.checkpoint_every, max((row["step"] for row in rows), default=0)
         if cfg.cluster.runner == "local" and 0 < every < last:
-            return (f"metrics.jsonl has rows to step {last}, past step {every}, where train.checkpoint_every = {every} "
-                    f"saved a checkpoint into {str(self.checkpoints)!r}, and it holds none now: the checkpoints were "
-                    "deleted (or moved) after they were written, not lost to a kill before the first")
+            where = "holds no checkpoint" if self.checkpoints.is_dir() else "is missing"
+            return (f"its folder {str(self.checkpoints)!r} {where}, though metrics.jsonl has rows to step {last}, past "
+                    f"step {every}, where train.checkpoint_every = {every} saved a checkpoint there: the checkpoints "
+                    "were deleted (or moved) after they were written, not lost to a kill before the first")
         if self.checkpoints.is_dir() and not any(p.name.endswith(".tmp") for p in self.checkpoints.iterdir()):
             return (f"its folder {str(self.checkpoints)!r} holds no checkpoint, and only a save makes it (a kill during "
                     "a save leaves its temporary files there): the checkpoints were deleted (or moved) after they "
