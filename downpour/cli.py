@@ -126,7 +126,8 @@ def _new_run(folder: Path, cfg: RunConfig, old: RunDir | None) -> RunDir:
 
 def cmd_crossfit(args: argparse.Namespace) -> int:
     from downpour.analysis.report import write_crossfit_report
-    from downpour.crossfit import line_search_failures, refuse_own_keys, run_crossfit
+    from downpour.crossfit import line_search_failures, run_crossfit
+    from downpour.crossfit_folds import refuse_own_keys
     from downpour.twins import failed
 
     refuse_own_keys(_overrides(args), args.folds)

@@ -1,0 +1,122 @@
+"""A cross-fit's folds and its folder: fold i's config (``data.lfw_heldout = "fold:i:K"``, no report of its own),
+the keys the cross-fit sets or never reads (refused as overrides), and the folder ``OUT`` it writes: checked to hold
+nothing a cross-fit of K folds did not write, and locked while it runs (:func:`crossfitting`). What trains the folds
+and pools their test is :mod:`downpour.crossfit`."""
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+from downpour.config import AnalysisConfig, ConfigError, Override, RunConfig, load_config, origin_of, parse_override, with_origin
+from downpour.errors import NotARunError
+from downpour.train.folders import RunExistsError
+from downpour.train.lock import training
+from downpour.train.rundir import RunDir
+
+CROSSFIT_OWNS = {"data.lfw_heldout", "analysis.report"}   # what fold_config sets in every fold
+# the face test's keys the pooled test has no use for: it chooses on each fold's training part of lfw and tests
+# the fold's held-out faces, its twins are the folds' own (a --set of one would be recorded, and ignored)
+# (analysis.splits and test_fraction stay: each fold keeps them for `downpour analyze OUT/fold-I`'s accuracy tables)
+CROSSFIT_IGNORES = {"analysis.dataset", "analysis.positive", "analysis.face_select", "analysis.no_faces_run"}
+IGNORED_WHY = ("every fold's methods are chosen on its training part of lfw and tested on its held-out faces; its "
+               "twins are the folds' own")
+
+
+def fold_config(config: str, overrides: list[Override], fold: int, folds: int) -> RunConfig:
+    """Fold ``fold``'s resolved config: ``config`` with ``overrides``, then its held-out fold (no report).
+    The cross-fit sets those two keys itself: an override of either is refused, not overwritten."""
+    from downpour.preflight import check_run_config
+
+    refuse_own_keys(overrides, folds)
+    cfg = load_config(config, [*overrides, ("data.lfw_heldout", f"fold:{fold}:{folds}"), ("analysis.report", False)])
+    for key in sorted(CROSSFIT_IGNORES):          # set in the config file (a --set of one: refused above)
+        name = key.split(".")[1]
+        if getattr(cfg.analysis, name) != getattr(AnalysisConfig(), name):
+            raise ConfigError(f"{origin_of(key, config, overrides)}: {key} = {getattr(cfg.analysis, name)!r}: the cross-fit's "
+                              f"face test does not read it ({IGNORED_WHY}); remove it from the file", key=key)
+    try:
+        return check_run_config(cfg)
+    except ConfigError as err:      # the model's and the cost terms' own checks: name what set the value, as train does
+        raise with_origin(err, config, overrides) from None
+
+
+def refuse_own_keys(overrides: list[Override], folds: int) -> None:
+    """ConfigError naming an override of a key the cross-fit sets for every fold, or one its face test
+    never reads (checked before the command line's other keys: what the cross-fit does with them)."""
+    keys = {".".join(parse_override(o)[0]) for o in overrides}
+    owned = sorted(keys & CROSSFIT_OWNS)
+    if owned:
+        raise ConfigError(f"--set {', '.join(owned)}: the cross-fit sets it for every fold (data.lfw_heldout = "
+                          f"fold:I:{folds}, no report per fold: the cross-fit writes its own); drop the override")
+    ignored = sorted(keys & CROSSFIT_IGNORES)
+    if ignored:
+        raise ConfigError(f"--set {', '.join(ignored)}: the cross-fit's face test does not read "
+                          f"{'it' if len(ignored) == 1 else 'them'} ({IGNORED_WHY}); drop the override")
+
+
+def check_crossfit_folder(out: Path, folds: int) -> None:
+    """RunExistsError naming ``out`` and what is in it when it holds anything a cross-fit of ``folds`` folds
+    did not write (its fold runs, their logs, ``crossfit.json`` and ``.html``), as ``downpour train`` refuses
+    a folder holding files it did not make. Until 2026-12-04 a cross-fit wrote among them: a ``crossfit.json``
+    there was overwritten, any other file left mixed in with the folds. The same command run again on its own
+    folder (to go on after a stop, or to test again) finds only its own names."""
+    if not out.is_dir():
+        return
+    own = {f"fold-{i}{end}" for i in range(folds) for end in ("", ".log", f".{RunDir.TWIN}.log")}
+    others = sorted(p.name for p in out.iterdir() if p.name not in own | {"crossfit.json", "crossfit.html"})
+    record, page = out / "crossfit.json", out / "crossfit.html"
+    if record.is_file() and not _is_crossfit_record(record):
+        others.append(record.name)
+    if page.is_file() and "<title>downpour crossfit: " not in page.read_text(encoding="utf-8", errors="replace"):
+        others.append(page.name)
+    more = sorted(name for name in others if re.fullmatch(r"fold-\d+(\.log|\..+\.log)?", name))
+    if more:                    # (its own folder, run again with fewer --folds)
+        raise RunExistsError(f"{str(out)!r} holds a cross-fit of more folds than {folds} ({', '.join(more[:3])}"
+                             f"{', ...' if len(more) > 3 else ''}): run it again with its own --folds, or pick another --out")
+    had = _folds_of(out / "fold-0" / "config.toml")
+    if had is not None and had != folds:   # (fewer: told its fold-0 "differs in data.lfw_heldout", a key never typed)
+        raise RunExistsError(f"{str(out)!r} holds a cross-fit of {had} folds, not {folds} (fold-0 holds out "
+                             f"fold:0:{had}): run it again with --folds {had}, or pick another --out")
+    if others:
+        shown = ", ".join(others[:5]) + (", ..." if len(others) > 5 else "")
+        raise RunExistsError(f"{str(out)!r} holds files a cross-fit of {folds} folds did not write ({shown}): a "
+                             "cross-fit is written only into a new or empty folder, or its own; pick another --out")
+
+
+@contextmanager
+def crossfitting(out: Path) -> Iterator[None]:
+    """Hold the cross-fit folder ``out``'s lock (:mod:`downpour.train.lock`, as ``downpour train`` holds its run's)
+    while the block trains its folds and pools their test: the same command run again from another terminal (to go
+    on) is refused, naming ``out``. Each fold's own folder is locked too, while it trains (:func:`train_kept`)."""
+    held = ExitStack()
+    try:
+        held.enter_context(training(out, "the cross-fit's folder"))
+    except NotARunError:   # (its message names `downpour train --resume`: no command for a cross-fit)
+        raise RunExistsError(f"{str(out)!r} is being cross-fitted now by another downpour process: let it finish, or "
+                             "stop it (Ctrl-C or SIGTERM save every fold's checkpoint), then run the same command again "
+                             "to go on; or pick another --out") from None
+    with held:
+        yield
+
+
+def _folds_of(config: Path) -> int | None:
+    """K of the ``data.lfw_heldout = "fold:I:K"`` a fold's config.toml holds; None where it holds none."""
+    try:
+        held = tomllib.loads(config.read_text(encoding="utf-8")).get("data", {}).get("lfw_heldout")
+    except (OSError, ValueError):
+        return None
+    found = re.fullmatch(r"fold:\d+:(\d+)", held) if isinstance(held, str) else None
+    return int(found.group(1)) if found else None
+
+
+def _is_crossfit_record(path: Path) -> bool:
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(record, dict) and {"config", "folds", "runs"} <= record.keys()
+
