@@ -65,6 +65,16 @@ def _flag_of(key: str, args: argparse.Namespace) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from downpour.crossfit_folds import busy_words
+    from downpour.train.lock import FolderBusy
+
+    try:
+        return _train(args)
+    except FolderBusy as err:   # a folder another process trains: a cross-fit's is said as one (not `--resume` it)
+        raise busy_words(err) from None
+
+
+def _train(args: argparse.Namespace) -> int:
     from downpour.preflight import check_folder, check_run_config, new_run_config, resume_config
     from downpour.train.folders import fresh_folder
     from downpour.train.lock import training_in
@@ -99,17 +109,19 @@ def cmd_train(args: argparse.Namespace) -> int:
     folder = old.path if old else Path(args.out or fresh_folder(f"runs/{Path(args.config or 'main').stem}-"
                                                                 f"{time.strftime('%Y%m%d-%H%M%S')}"))
     # locked before a folder there is taken over (a run of this config started by another terminal, no row yet, had
-    # its metrics.jsonl removed), and while it trains (a --resume from another terminal is refused)
+    # its metrics.jsonl removed), while it trains (a --resume from another terminal is refused), and while it is
+    # analyzed (until 2026-12-05 let go before: the same command again took a finished run over as its analysis.json
+    # was being written)
     with training_in(folder, lambda: old if resume else _new_run(folder, cfg, old)) as run:
         then = f", then its no-faces twin -> {run.no_faces_twin}" if twin else ""
         print(f"downpour: training {cfg.model.name!r} with the {cfg.cluster.runner} runner{update_rule_words(cfg)} -> "
               f"{run.path}{then}", file=sys.stderr)
         summary = train_with_twin(cfg, run, twin, resume=resume)
-    print(json.dumps(summary))
-    if cfg.analysis.report and summary.get("kept") and (run.path / "analysis.json").is_file():
-        report_only(run.path)          # nothing was trained (a finished run and its twin): its analysis stays
-    elif cfg.analysis.report:
-        analyze_and_report(run.path)
+        print(json.dumps(summary))
+        if cfg.analysis.report and summary.get("kept") and (run.path / "analysis.json").is_file():
+            report_only(run.path)          # nothing was trained (a finished run and its twin): its analysis stays
+        elif cfg.analysis.report:
+            analyze_and_report(run.path)
     return failed(search_failures(summary))   # 1: an L-BFGS line search failed for real (its model saved all the same)
 
 

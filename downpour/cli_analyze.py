@@ -45,9 +45,19 @@ def analysis_overrides(run_path: str, sets: list[str]) -> dict[str, object]:
     return {key: getattr(cfg.analysis, key) for key in keys}
 
 
+def check_not_being_trained(path: str | Path, command: str) -> None:
+    """NotARunError when another process trains the run in ``path`` now (its files are still being written: until
+    2026-12-05 its analysis read them half-written, or said a run without a model yet was to be resumed)."""
+    from downpour.train.lock import check_not_training
+
+    check_not_training(path, then=f"its files are still being written; let it finish (`downpour train` analyzes its "
+                                  f"run at its end when analysis.report is on), then `{command} {shlex.quote(str(path))}`")
+
+
 def cmd_analyze(args: argparse.Namespace) -> int:
     from downpour.analysis.run import analyze_run
 
+    check_not_being_trained(args.run, "downpour analyze")
     overrides = analysis_overrides(args.run, args.set)
     asked = overrides.pop("report", None)                           # --set analysis.report=true is --report
     if args.report and asked is False:
@@ -73,4 +83,5 @@ def report_only(path: Path) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    check_not_being_trained(args.run, "downpour report")
     return report_only(Path(args.run))     # analyses the run first when it has no analysis.json yet

@@ -14,7 +14,7 @@ from pathlib import Path
 from downpour.config import AnalysisConfig, ConfigError, Override, RunConfig, load_config, origin_of, parse_override, with_origin
 from downpour.errors import NotARunError
 from downpour.train.folders import RunExistsError
-from downpour.train.lock import training
+from downpour.train.lock import FolderBusy, is_training, training
 from downpour.train.rundir import RunDir
 
 CROSSFIT_OWNS = {"data.lfw_heldout", "analysis.report"}   # what fold_config sets in every fold
@@ -22,6 +22,7 @@ CROSSFIT_OWNS = {"data.lfw_heldout", "analysis.report"}   # what fold_config set
 # the fold's held-out faces, its twins are the folds' own (a --set of one would be recorded, and ignored)
 # (analysis.splits and test_fraction stay: each fold keeps them for `downpour analyze OUT/fold-I`'s accuracy tables)
 CROSSFIT_IGNORES = {"analysis.dataset", "analysis.positive", "analysis.face_select", "analysis.no_faces_run"}
+FOLD = re.compile(r"fold-\d+")   # a fold's folder in OUT (its log: fold-I.log)
 IGNORED_WHY = ("every fold's methods are chosen on its training part of lfw and tested on its held-out faces; its "
                "twins are the folds' own")
 
@@ -120,3 +121,29 @@ def _is_crossfit_record(path: Path) -> bool:
         return False
     return isinstance(record, dict) and {"config", "folds", "runs"} <= record.keys()
 
+
+def live_crossfit(path: str | Path) -> Path | None:
+    """The folder of the cross-fit another process runs now (:func:`crossfitting`) that ``path`` belongs to: that
+    folder itself, a fold's, or a fold's no-faces twin's; None where it belongs to none."""
+    path = Path(path)
+    for out, inside in ((path, ()), (path.parent, (path.name,)), (path.parent.parent, (path.parent.name, path.name))):
+        if (inside and not FOLD.fullmatch(inside[0])) or inside[1:] not in ((), (RunDir.TWIN,)):
+            continue
+        if out.is_dir() and any(FOLD.match(p.name) for p in out.iterdir()) and is_training(out):
+            return out
+    return None
+
+
+def busy_words(err: FolderBusy) -> NotARunError:
+    """``err`` (a folder another process trains now) said as a cross-fit's where that process is a cross-fit: it
+    goes on by the same ``downpour crossfit`` command, not ``downpour train --resume`` of the folder (what ``err``
+    says, and what a folder of a run of one's own needs)."""
+    out = live_crossfit(err.path)
+    if out is None:
+        return err
+    what = "the folder of" if out == err.path else "a fold of"
+    return NotARunError(f"{str(err.path)!r} is {what} the cross-fit {str(out)!r}, being run now by another downpour "
+                        f"process (`downpour crossfit --out {out}`): let it finish, or stop it (Ctrl-C or SIGTERM save "
+                        "every fold's checkpoint), then run that same `downpour crossfit` command again to go on (it "
+                        "resumes its folds; `downpour train --resume` of a fold does not go on with the cross-fit); a "
+                        "run of your own goes in another --out")

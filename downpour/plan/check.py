@@ -20,7 +20,7 @@ from downpour.models.registry import create_model, resolve
 from downpour.plan.staleness import greedy_switches, predict_staleness
 from downpour.ps.cluster import run_cluster
 from downpour.train.folders import RunExistsError
-from downpour.train.lock import training_in
+from downpour.train.lock import FolderBusy, training_in
 from downpour.train.rundir import RunDir
 
 __all__ = ["check_simulated", "compare_run", "passed", "CHECK_RECIPE", "MAX_ERROR", "MAX_REJECTED"]
@@ -119,8 +119,13 @@ def check_simulated(config: str = "ufldl-sae", workers: int = 1000, shards: int 
         path = Path(out) if out else Path(tmp) / "run"
         t0 = time.perf_counter()
         # (an --out named: locked before it is taken over, and a `downpour train --resume` of it refused while it trains)
-        with training_in(path, lambda: RunDir.create(path, cfg)) as run:
-            summary = run_cluster(cfg, run)
+        try:
+            with training_in(path, lambda: RunDir.create(path, cfg)) as run:
+                summary = run_cluster(cfg, run)
+        except FolderBusy:   # (its words name `downpour train --resume`: until 2026-12-05 the same check again was told so)
+            raise RunExistsError(f"--out {str(out)!r} is being trained now by another downpour process (the same check "
+                                 "started from another terminal, or a `downpour train`): pick another --out; once it "
+                                 f"ends, `downpour plan --check-run {out}` compares a simulated run there") from None
         wall = time.perf_counter() - t0
         result = compare_run(path)
     result.update({"config": config, "seconds": round(wall, 1), "event_loop_seconds": summary["seconds"],

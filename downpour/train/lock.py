@@ -7,7 +7,13 @@ The lock is ``flock`` on the run's folder itself (no file is added to the run; t
 process ends, a kill -9 included). ``flock`` locks belong to the open folder, which a forked process shares: a
 process forked while a run trains (a DataLoader worker) lets go of its copy at once, or it held the lock after
 the run had ended. Where ``fcntl`` is missing (not POSIX), or the filesystem locks nothing (``ENOLCK`` or
-``EOPNOTSUPP`` on some NFS mounts), nothing is locked: the run trains, as it did before the lock."""
+``EOPNOTSUPP`` on some NFS mounts), nothing is locked: the run trains, as it did before the lock, and the log says
+so once for each such filesystem in a command (until 2026-12-05 once for each look: a ``--resume`` said it twice).
+
+``downpour train`` holds the lock through its twin's training and its run's analysis and report too (a command
+that took the folder over while ``analysis.json`` was being written would have removed a finished run's files),
+and ``downpour analyze`` or ``report`` of a run being trained is refused (:func:`check_not_training`): its files
+are still being written."""
 from __future__ import annotations
 
 import logging
@@ -25,11 +31,20 @@ try:
 except ImportError:      # pragma: no cover  (Windows)
     fcntl = None   # type: ignore[assignment]
 
-__all__ = ["check_not_training", "training", "training_in"]
+__all__ = ["FolderBusy", "check_not_training", "is_training", "training", "training_in"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 _HELD: set[int] = set()     # the descriptors of the locks this process holds now (a forked child closes its copies)
+_UNLOCKABLE: set[int | None] = set()   # the filesystems (st_dev) found to lock nothing, said once each
+
+
+class FolderBusy(NotARunError):
+    """A folder another process holds the lock of (``path``): it is being trained now."""
+
+    def __init__(self, message: str, path: Path) -> None:
+        super().__init__(message)
+        self.path = path
 
 
 def _let_go_in_child() -> None:
@@ -73,18 +88,28 @@ def training_in(path: str | Path, make: Callable[[], T]) -> Iterator[T]:
         yield make()
 
 
-def check_not_training(path: str | Path) -> None:
-    """NotARunError when another process is training the run in ``path`` now."""
+def check_not_training(path: str | Path, then: str = "") -> None:
+    """FolderBusy (a NotARunError) when another process is training the run in ``path`` now: let it finish, ``then``
+    what (by default ``downpour train --resume PATH``, what goes on after a stop)."""
     if fcntl is None or not Path(path).is_dir():
         return
-    fd = _locked(path, fcntl.LOCK_SH)
+    fd = _locked(path, fcntl.LOCK_SH, then)
     if fd is not None:
         os.close(fd)
 
 
-def _locked(path: str | Path, how: int) -> int | None:
+def is_training(path: str | Path) -> bool:
+    """Whether another process holds the lock of the folder ``path`` now (False where nothing can be locked)."""
+    try:
+        check_not_training(path)
+    except FolderBusy:
+        return True
+    return False
+
+
+def _locked(path: str | Path, how: int, then: str = "") -> int | None:
     """A descriptor of the folder ``path`` holding its lock ``how``; None where the filesystem locks nothing
-    (logged); NotARunError naming the run where another process holds it."""
+    (logged, once a filesystem); FolderBusy naming the run where another process holds it."""
     fd = None
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -92,15 +117,21 @@ def _locked(path: str | Path, how: int) -> int | None:
         return fd
     except BlockingIOError:
         os.close(fd)
-        raise _busy(path) from None
+        raise _busy(path, then) from None
     except OSError as err:    # ENOLCK, EOPNOTSUPP (NFS, some FUSE mounts): a run there trains unlocked, as before
+        device = None
         if fd is not None:
+            device = os.fstat(fd).st_dev
             os.close(fd)
-        log.warning("%s: its folder cannot be locked (%s): a `downpour train --resume` of it from another terminal "
-                    "is not refused while it trains", path, err.strerror or err)
+        if device not in _UNLOCKABLE:
+            _UNLOCKABLE.add(device)
+            log.warning("%s: its folder cannot be locked (%s): a `downpour train --resume` of it (or of a run beside "
+                        "it, on the same filesystem) from another terminal is not refused while it trains", path,
+                        err.strerror or err)
         return None
 
 
-def _busy(path: str | Path) -> NotARunError:
-    return NotARunError(f"{str(path)!r} is being trained now by another downpour process: let it finish, or stop it "
-                        f"(Ctrl-C or SIGTERM save a checkpoint), then `downpour train --resume {path}`")
+def _busy(path: str | Path, then: str = "") -> FolderBusy:
+    then = then or (f"let it finish, or stop it (Ctrl-C or SIGTERM save a checkpoint), then `downpour train --resume "
+                    f"{path}`")
+    return FolderBusy(f"{str(path)!r} is being trained now by another downpour process: {then}", Path(path))

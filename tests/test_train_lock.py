@@ -1,0 +1,109 @@
+"""What the run-folder lock (downpour.train.lock) covers beyond the training itself: `downpour train`'s analysis,
+`downpour analyze` and `report` of a run being trained, a cross-fit's folders named to `downpour train`, and a
+filesystem that locks nothing (said once)."""
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+
+import pytest
+
+from downpour.cli import main
+from downpour.config import load_config
+from downpour.train import lock
+from downpour.train.rundir import RunDir
+
+SAE = ["--config", "ufldl-sae", "--set", "data.samples=500", "--set", "train.batch_size=20",
+       "--set", "train.tensorboard=false"]
+
+
+def test_downpour_train_holds_its_lock_through_its_analysis_and_report(tmp_path, monkeypatch):
+    """The lock was let go once the run (and its twin) had trained: the same command again, or a `--resume`, from
+    another terminal took the folder over while analysis.json and the figures were being written."""
+    path, held = tmp_path / "run", []
+
+    def train(cfg, run, resume=False):
+        return {"run": str(run.path)}
+
+    def analyze_run(run, **overrides):           # another terminal looks while the analysis writes
+        held.append(("analysis", lock.is_training(run)))
+
+    def write_report(run):
+        held.append(("report", lock.is_training(run)))
+        return os.path.join(run, "report.html")
+
+    monkeypatch.setattr("downpour.runners.train", train)
+    monkeypatch.setattr("downpour.analysis.run.analyze_run", analyze_run)
+    monkeypatch.setattr("downpour.analysis.report.write_report", write_report)
+    assert main(["train", *SAE, "--report", "--out", str(path)]) == 0
+    assert held == [("analysis", True), ("report", True)]
+    assert not lock.is_training(path)               # let go once the command ends
+
+
+@pytest.mark.parametrize("command", ["analyze", "report"])
+def test_analyze_or_report_of_a_run_being_trained_is_refused_saying_so(tmp_path, capsys, command):
+    """It read the live run's files half-written; before its model was saved it said the run had none."""
+    path = tmp_path / "run"
+    RunDir.create(path, load_config("ufldl-sae"))
+    with lock.training(path):                       # the other process, training it
+        assert main([command, str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{str(path)!r} is being trained now by another downpour process: its files are still being written" in err
+    assert f"then `downpour {command} {path}`" in err and "--resume" not in err
+    assert not (path / "analysis.json").exists()
+
+
+@pytest.mark.parametrize("where", ["its folder", "a fold", "a fold's twin", "--resume a fold"])
+def test_downpour_train_into_a_live_crossfit_says_it_is_a_crossfit(tmp_path, capsys, where):
+    """A cross-fit's folder, or a fold it trains, was said to be "trained now by another downpour process ... then
+    `downpour train --resume` it": a cross-fit goes on by its own command, and a fold resumed alone is not it."""
+    out = tmp_path / "cf"
+    fold = out / "fold-0"
+    target = {"its folder": out, "a fold": fold, "a fold's twin": fold / "no-faces", "--resume a fold": fold}[where]
+    target.mkdir(parents=True, exist_ok=True)
+    fold.mkdir(exist_ok=True)                       # (a cross-fit's folder holds its folds)
+    if where.startswith("--resume"):
+        RunDir.create(fold, load_config("ufldl-sae"))
+    argv = ["train", "--resume", str(fold)] if where.startswith("--resume") else ["train", *SAE, "--out", str(target)]
+    with lock.training(out), lock.training(target) if target != out else contextlib.nullcontext():
+        assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"the cross-fit {str(out)!r}, being run now by another downpour process" in err
+    assert "run that same `downpour crossfit` command again to go on" in err
+    assert f"then `downpour train --resume {target}`" not in err
+    alone = tmp_path / "fold-0"                     # a folder of a run's own, named as a fold is, in no cross-fit
+    alone.mkdir()
+    with lock.training(alone):
+        assert main(["train", *SAE, "--out", str(alone)]) == 2
+    assert f"then `downpour train --resume {alone}`" in capsys.readouterr().err
+
+
+def test_the_simulated_check_into_a_folder_being_trained_is_told_to_pick_another_out(tmp_path, capsys):
+    """The same `plan --check-simulated --out RUN` again from another terminal was told to `downpour train --resume`
+    the first's run."""
+    path = tmp_path / "run"
+    path.mkdir()
+    with lock.training(path):                       # the first check, training it
+        assert main(["plan", "--check-simulated", "--replicas", "4", "--shards", "2", "--steps", "20",
+                     "--out", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {str(path)!r} is being trained now by another downpour process" in err
+    assert "pick another --out" in err and f"`downpour plan --check-run {path}`" in err and "--resume" not in err
+    assert list(path.iterdir()) == []
+
+
+def test_a_filesystem_that_locks_nothing_is_said_once_in_a_command(tmp_path, monkeypatch, caplog):
+    """`downpour train --resume` looked at the lock (resume_config), then took it (training_in), and its twin took
+    its own: "cannot be locked" was logged for each."""
+    def flock(fd, how):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(lock.fcntl, "flock", flock)
+    monkeypatch.setattr(lock, "_UNLOCKABLE", set(), raising=False)
+    lock.check_not_training(tmp_path)               # what --resume checks first
+    with lock.training(tmp_path):                   # then the run
+        with lock.training(tmp_path / "no-faces"):  # and its twin
+            pass
+    said = [r for r in caplog.records if "cannot be locked" in r.getMessage()]
+    assert len(said) == 1 and str(tmp_path) in said[0].getMessage()
