@@ -31,8 +31,8 @@ from torch import Tensor
 from downpour.config import RunConfig
 from downpour.errors import RunError
 from downpour.ps.connect_on_ray import connect, gathered, pinned, placer
-from downpour.ps.setup import ClusterSetup
 from downpour.ps.restarts_on_ray import kill, silent_workers
+from downpour.ps.setup import ClusterSetup
 from downpour.ps.silence import Silence, start_limit
 from downpour.sandblaster.history import HistoryShard, Op
 from downpour.sandblaster.lbfgs import Evaluation
