@@ -10,6 +10,8 @@ import pytest
 import scripted_ray
 from scripted_ray import ScriptedCluster, coordinator, scripted_runtime
 
+from downpour.ps.on_ray import RESTART_SECONDS
+
 STEPS = 120
 
 
@@ -165,8 +167,9 @@ def test_a_replacements_partition_actors_are_pinned_to_the_nodes_alive_at_its_re
     lost, and worker 1 with it. Until 2026-12-05 its replacement's partitions were pinned by the start's placer, built
     from the nodes at the start: the first to node c again, where Ray never starts it, and the replacement was given
     up after RESTART_SECONDS. Now each is placed as the one it replaces: the second on node a, where it was, the
-    first, whose node is gone, round-robin over the nodes alive at the restart (a and b: index 2 is a), said in the
-    log, and it rejoins."""
+    first, whose node is gone, round-robin over the nodes alive at the restart free of its siblings (b: earlier on
+    2026-12-05 index 2 over a and b, node a, stacking both on one node with b alive), said in the log, and it
+    rejoins."""
     a, b, c = ("a" * 56, "b" * 56, "c" * 56)
     rt = scripted_runtime(monkeypatch, nodes=[a, b, c])
 
@@ -181,23 +184,64 @@ def test_a_replacements_partition_actors_are_pinned_to_the_nodes_alive_at_its_re
     caplog.set_level(logging.WARNING, logger="downpour.ps.cluster_on_ray")
     cluster.run_scripted()
     assert [e[0] for e in _events(coord)] == ["worker-lost", "worker-restarted"] and coord.done == STEPS
-    assert cluster.placement["partitions"][2:] == [a, a]
-    assert "worker 1's partition 0's node cccccccc is gone: its replacement is pinned to node aaaaaaaa" in caplog.text
+    assert cluster.placement["partitions"][2:] == [b, a]
+    assert "worker 1's partition 0's node cccccccc is gone: its replacement is pinned to node bbbbbbbb" in caplog.text
     assert "partition 1's node" not in caplog.text
 
 
-def test_a_replacement_is_placed_as_the_actor_it_replaces_and_elsewhere_where_its_node_is_gone():
+def test_a_replacement_is_placed_as_the_actor_it_replaces_and_elsewhere_where_its_node_is_gone(monkeypatch):
     """connect_on_ray.replacing, over a stand-in of ray.nodes(): nodes a and b alive, c gone. Ray chooses again where it
     chose (no pin: a GPU worker, a one-node start); a pin whose node is alive is kept; one whose node is gone is
     round-robin over the nodes alive (the actor's index), or Ray's choice where one node is left."""
+    from downpour.ps import connect_on_ray
     from downpour.ps.connect_on_ray import pinned, replacing
 
     a, b, c = ("a" * 56, "b" * 56, "c" * 56)
+    monkeypatch.setattr(connect_on_ray, "_free_per_node", lambda: {a: {"CPU": 2.0}, b: {"CPU": 2.0}})
     nodes = [{"NodeID": n, "Alive": n != c, "Resources": {"CPU": 4.0}} for n in (a, b, c)]
     assert replacing(None, 0, 1.0, nodes) == {}
     assert [pinned(replacing(b, i, 1.0, nodes)) for i in range(3)] == [b, b, b]
     assert [pinned(replacing(c, i, 1.0, nodes)) for i in range(3)] == [a, b, a]
     assert replacing(c, 0, 1.0, [nd for nd in nodes if nd["NodeID"] != b]) == {}
+
+
+def test_a_replacement_whose_node_is_gone_goes_only_to_a_node_with_room(monkeypatch):
+    """Nodes a, b and d alive, c gone; node a full (Ray's per-node free CPUs), b and d with room. A worker pinned to c
+    is placed round-robin over the nodes with its CPUs free (index 0: b), not a; with no node free, Ray chooses. Earlier
+    on 2026-12-05 it went round-robin over the nodes alive by their size: index 0 pinned it to the full node a, where it
+    waited until given up after RESTART_SECONDS (Ray, choosing, had started it on b or d)."""
+    from downpour.ps import connect_on_ray
+    from downpour.ps.connect_on_ray import pinned, replacing
+
+    a, b, c, d = ("a" * 56, "b" * 56, "c" * 56, "d" * 56)
+    free = {a: {"CPU": 0.0}, b: {"CPU": 1.0}, d: {"CPU": 3.0}}
+    monkeypatch.setattr(connect_on_ray, "_free_per_node", lambda: free)
+    nodes = [{"NodeID": n, "Alive": n != c, "Resources": {"CPU": 4.0}} for n in (a, b, c, d)]
+    assert [pinned(replacing(c, i, 1.0, nodes)) for i in range(3)] == [b, d, b]
+    assert pinned(replacing(c, 0, 2.0, nodes)) == d
+    free.update({b: {"CPU": 0.5}, d: {}})
+    assert replacing(c, 0, 1.0, nodes) == {}
+    assert pinned(replacing(c, 0, 0.0, nodes)) == a          # a partition actor asks no CPU: any node alive
+
+
+def test_replacements_moved_off_one_lost_node_count_those_not_up_yet(monkeypatch):
+    """Node c lost with workers 1 and 3 (per worker 1 CPU); a full, b and d with 1 CPU free each (Ray's count). Worker
+    1's replacement is pinned to d (index 1 over b, d) and not up yet, so Ray's count still shows d free: worker 3's
+    (index 3) goes to b. Counting Ray's free CPUs alone, it went to d as well, where one of the two waited until
+    given up after RESTART_SECONDS (Ray, choosing, had started both)."""
+    from downpour.ps import connect_on_ray
+    from downpour.ps.connect_on_ray import pinned
+
+    a, b, c, d = ("a" * 56, "b" * 56, "c" * 56, "d" * 56)
+    rt = scripted_runtime(monkeypatch, nodes=[a, b, c, d])
+    monkeypatch.setattr(connect_on_ray, "_free_per_node", lambda: {a: {"CPU": 0.0}, b: {"CPU": 1.0}, d: {"CPU": 1.0}})
+    cluster = ScriptedCluster(rt, coordinator(4, STEPS))
+    cluster.per_worker = 1.0
+    cluster.pins.update({(1, None): c, (3, None): c})
+    rt.lose_node(c)
+    assert pinned(cluster._placed((1, None), 1, 1.0, rt.nodes())) == d
+    cluster._starting[1] = (None, RESTART_SECONDS)       # (what _respawn records: its first answer still to come)
+    assert pinned(cluster._placed((3, None), 3, 1.0, rt.nodes())) == b
 
 
 @pytest.mark.parametrize("n_push", [1, 3])

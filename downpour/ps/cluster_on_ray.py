@@ -182,10 +182,15 @@ class RayCluster(TaskRun, PipedRun, Restarts, Asking):
         lost since, where Ray never starts them (the replacement was given up after RESTART_SECONDS, its survivors held
         up meanwhile)."""
         nodes = ray.nodes() if self._incarnation[w] > 1 else None
-        return [self._placed((w, p), w * k + p, 0.0, nodes) for p in range(k)]
+        # one moved off a node gone avoids its siblings' (those placed already, those kept): until 2026-12-05 it
+        # could stack on the node of one kept there, with a node free of them alive
+        def siblings(p: int) -> frozenset[str | None]:
+            return frozenset(self.pins.get((w, q)) for q in range(k) if q != p)
 
-    def _placed(self, key: tuple[int, int | None], i: int, cpus: float, nodes: list[dict[str, Any]] | None
-                ) -> dict[str, Any]:
+        return [self._placed((w, p), w * k + p, 0.0, nodes, siblings(p)) for p in range(k)]
+
+    def _placed(self, key: tuple[int, int | None], i: int, cpus: float, nodes: list[dict[str, Any]] | None,
+                avoid: frozenset[str | None] = frozenset()) -> dict[str, Any]:
         """The options of actor ``key`` (of :attr:`pins`), which asks ``cpus``, ``i`` its index in the round-robin,
         and the node they pin it to in :attr:`pins`. At the start (``nodes`` None) the start's placer's (a GPU worker:
         Ray's); a replacement's (``nodes``: ``ray.nodes()`` read at its restart) placed as the actor it replaces
@@ -195,13 +200,17 @@ class RayCluster(TaskRun, PipedRun, Restarts, Asking):
             options = {} if p is None and self.gpus else self.place(i, cpus)
         else:
             before = self.pins[key]
-            options = replacing(before, i, cpus, nodes)
+            coming: dict[str, float] = {}    # the CPUs of the replacements pinned and not up yet, on each node
+            for v in self._starting:
+                if (node := self.pins.get((v, None))) is not None:
+                    coming[node] = coming.get(node, 0.0) + self.per_worker
+            options = replacing(before, i, cpus, nodes, avoid, coming)
             if before is not None and pinned(options) != before:
                 what = f"worker {w}" if p is None else f"worker {w}'s partition {p}"
                 now = pinned(options)
                 log.warning("%s's node %s is gone: its replacement is %s", what, before[:8],
                             f"pinned to node {now[:8]}" if now else
-                            "left to Ray (one node alive, or too few CPUs on the next to pin it to)")
+                            "left to Ray (one node alive, or none with its CPUs free)")
         self.pins[key] = pinned(options)
         return options
 

@@ -175,19 +175,33 @@ def pin_to(node: str) -> dict[str, Any]:
     return {"scheduling_strategy": NodeAffinitySchedulingStrategy(node, soft=False)}
 
 
-def replacing(pin: str | None, i: int, cpus: float, nodes_info: list[dict[str, Any]]) -> dict[str, Any]:
+def replacing(pin: str | None, i: int, cpus: float, nodes_info: list[dict[str, Any]],
+              avoid: frozenset[str | None] = frozenset(), coming: dict[str, float] | None = None) -> dict[str, Any]:
     """The options of an actor restarted in place of one pinned to ``pin`` (None: Ray chose its node), placed as
     that one was: Ray chooses again where Ray chose (a GPU worker, a one-node cluster, a node with no room at the
-    start); pinned to the same node where ``nodes_info`` (``ray.nodes()`` read at the restart) has it alive; else
-    round-robin over the nodes alive now, ``i`` the actor's index (a :func:`placer` over ``nodes_info``: Ray
-    chooses where it finds no node to pin to). The Ray driver's restarted workers and their partition actors.
+    start); pinned to the same node where ``nodes_info`` (``ray.nodes()`` read at the restart) has it alive (the room
+    the lost actor held); else round-robin over the nodes alive now with ``cpus`` free (Ray's count,
+    :func:`_free_per_node`, less ``coming``: node -> CPUs of replacements pinned there and not up yet, which Ray's
+    count may not show), ``i`` the actor's index, those not in ``avoid`` first (a replacement's partitions: the
+    nodes its other partitions are on, so they spread as at the start); Ray chooses where one node is alive or none
+    has the room. The Ray driver's restarted workers and their partition actors.
     Until 2026-12-05 a restarted worker was left to Ray, its pin dropped, and a replacement's partitions were
-    placed round-robin afresh, their pins dropped too (where their node was alive)."""
+    placed round-robin afresh, their pins dropped too (where their node was alive). Earlier that day a pin whose node
+    was gone went round-robin over the nodes alive by their size alone: a worker pinned to a full node while another
+    had room waited there until given up (Ray, choosing, had started it), and a replacement's partition stacked on
+    the node of another of its partitions kept there while a node free of them was alive."""
     if pin is None:
         return {}
-    if any(nd["NodeID"] == pin and nd["Alive"] for nd in nodes_info):
+    alive = sorted(nd["NodeID"] for nd in nodes_info if nd["Alive"] and nd["Resources"].get("CPU", 0) > 0)
+    if pin in alive:
         return pin_to(pin)
-    return placer(nodes_info)(i, cpus)
+    if len(alive) < 2:
+        return {}
+    free = _free_per_node() if cpus > 0 else {}
+    coming = coming or {}
+    room = [node for node in alive if cpus <= 0 or free.get(node, {}).get("CPU", 0.0) - coming.get(node, 0.0) >= cpus]
+    spread = [node for node in room if node not in avoid] or room
+    return pin_to(spread[i % len(spread)]) if spread else {}
 
 
 def pinned(options: dict[str, Any]) -> str | None:
