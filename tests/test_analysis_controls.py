@@ -579,10 +579,10 @@ def test_each_layers_row_keeps_its_learned_units_tie_as_the_face_test_rows_do():
     codes, doubled = test["by_layer"]
     learned = {r["negatives"]: r for r in test["rows"] if r["method"] == LEARNED}
     for c in codes["negatives"]:               # the analysed layer's: its rows' own
-        assert (c["undecided"], c["tie_spread_limit"]) == (learned[c["negatives"]]["undecided"],
-                                                           learned[c["negatives"]]["tie_spread_limit"])
-    for c in doubled["negatives"]:             # a unit and its copy: tied, and alike on every test
-        assert c["undecided"] is False and c["tie_spread_limit"] > 0
+        keys = ("undecided", "tie_spread_limit", "tie_rule")
+        assert tuple(c[k] for k in keys) == tuple(learned[c["negatives"]][k] for k in keys)
+    for c in doubled["negatives"]:             # a unit and its copy: tied, and alike on every test and replicate
+        assert c["undecided"] is False and c["tie_spread_limit"] == 0.0 and c["tie_rule"] == "bootstrap range"
 
 
 def test_the_localizer_tests_on_the_same_controls_as_the_default_choice():

@@ -23,8 +23,10 @@ NO_PROBES = {**{k: v for k, v in FAST.items() if k not in ("probe_samples", "pro
 CONTROL_KEYS = {"negatives", "level", "method", "auc", "auc_ci", "accuracy_mean", "accuracy_std", "splits", "unit",
                 "unit_share", "sign", "threshold", "selection_auc", "candidates", "test_positives", "test_negatives",
                 "test_positives_range", "test_negatives_range",
-                "accuracy_ci", "tied", "tie_share", "undecided", "tie_spread_limit", "undecided_splits", "tied_auc"}
-BY_LAYER_KEYS = {"negatives", "auc", "auc_ci", "passes", "paired", "undecided", "tie_spread_limit"}   # controls_by_layer's
+                "accuracy_ci", "tied", "tie_share", "undecided", "tie_spread_limit", "tie_rule", "undecided_splits",
+                "tied_auc"}
+BY_LAYER_KEYS = {"negatives", "auc", "auc_ci", "passes", "paired", "undecided", "tie_spread_limit",
+                 "tie_rule"}   # controls_by_layer's
 LEARNED_UNIT = "learned unit"
 NEGATIVES = ["lfw_nonfaces", "phase_scrambled", "upside_down", "block_shuffled", "spectrum_matched_crops"]
 

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from downpour.analysis.choice import Z95, auc_width, tie_spread_limit, undecided
+from downpour.analysis.choice import Z95, tie_spread_limit, undecided
 from downpour.analysis.controls import score_controls
 from downpour.analysis.report_notes import chosen_among
 from downpour.analysis.selectivity import best_unit
@@ -21,17 +21,18 @@ def test_alike_units_are_called_undecided_equally_often_whatever_their_number():
     rates = {}
     for tied in (2, 5, 20):
         draws = 0.8 + WIDTH / (2 * Z95) * np.random.default_rng(tied).normal(size=(4000, tied))
-        rates[tied] = np.mean([undecided(a, WIDTH) for a in draws])
+        rates[tied] = np.mean([undecided(a, tie_spread_limit(tied, WIDTH)) for a in draws])
     assert all(0.04 < r < 0.06 for r in rates.values()), rates
 
 
 def test_a_tie_whose_units_test_far_apart_is_undecided_at_any_number_and_one_alone_is_decided():
     for tied in (2, 5, 20, 929):
         far = np.r_[0.95, np.full(tied - 1, 0.6)]             # the chosen unit far above the rest
-        assert undecided(far, WIDTH) and not undecided(np.full(tied, 0.8), WIDTH)
-    assert tie_spread_limit(1, WIDTH) == 0.0 and not undecided([0.9], WIDTH)
+        limit = tie_spread_limit(tied, WIDTH)
+        assert undecided(far, limit) and not undecided(np.full(tied, 0.8), limit)
+    assert tie_spread_limit(1, WIDTH) == 0.0 and not undecided([0.9], tie_spread_limit(1, WIDTH))
     assert math.isclose(tie_spread_limit(2, WIDTH), WIDTH / math.sqrt(2))      # 2 units: 1.96 x sqrt(2) errors
-    assert math.isnan(tie_spread_limit(3, float("nan"))) and not undecided([0.6, 0.9, 0.7], float("nan"))
+    assert math.isnan(tie_spread_limit(3, float("nan"))) and not undecided([0.6, 0.9, 0.7], tie_spread_limit(3, math.nan))
 
 
 def _tie(tied: int, faint: np.ndarray, seed: int = 0):
@@ -50,11 +51,11 @@ def test_the_table_stores_the_limit_it_told_the_spread_against():
     y, select, test, scores = _tie(12, np.linspace(0.0, 3.0, 12))
     row = best_unit(scores, y, select, test)
     t = row["tied_auc"]
-    assert row["tied"] == 12 and row["undecided"] is True
-    assert row["tie_spread_limit"] == tie_spread_limit(12, auc_width(t["mean"], 20, 20))
-    assert t["max"] - t["min"] > row["tie_spread_limit"]
+    assert row["tied"] == 12 and row["undecided"] is True and row["tie_rule"] == "bootstrap range"
+    assert row["tie_spread_limit"] == best_unit(scores, y, select, test)["tie_spread_limit"]      # seeded
+    assert 0 < row["tie_spread_limit"] < t["max"] - t["min"]
     words = chosen_among(row)
-    assert f"wider than 12 alike units' would in 95% of ties ({row['tie_spread_limit']:.3f})" in words
+    assert f"wider than chance would in 95% of resamplings of the test images ({row['tie_spread_limit']:.3f})" in words
     y, select, test, scores = _tie(1, [3.0])
     alone = best_unit(scores, y, select, test)
     assert alone["tied"] == 1 and alone["undecided"] is False and alone["tie_spread_limit"] == 0.0
@@ -65,11 +66,11 @@ def test_the_face_test_stores_the_limit_it_told_the_spread_against():
     row, = score_controls({"learned unit": scores}, y, {"others": np.flatnonzero(y == 0)}, np.arange(80),
                           [(select, test)], replicates=50)
     t = row["tied_auc"]
-    # the width is the split's bootstrap interval, no narrower than Hanley & McNeil's at the tied set's mean
-    width = max(row["auc_ci"][1] - row["auc_ci"][0], auc_width(t["mean"], 20, 20))
+    again, = score_controls({"learned unit": scores}, y, {"others": np.flatnonzero(y == 0)}, np.arange(80),
+                            [(select, test)], replicates=50)
     assert row["tied"] == 12 and row["undecided"] is True and row["undecided_splits"] == 1
-    assert math.isclose(row["tie_spread_limit"], tie_spread_limit(12, width))
-    assert t["max"] - t["min"] > row["tie_spread_limit"]
+    assert row["tie_rule"] == "bootstrap range" and row["tie_spread_limit"] == again["tie_spread_limit"]   # seeded
+    assert 0 < row["tie_spread_limit"] < t["max"] - t["min"]
 
 
 def test_a_row_from_before_the_limit_is_said_against_the_rule_it_was_flagged_by():
@@ -80,14 +81,17 @@ def test_a_row_from_before_the_limit_is_said_against_the_rule_it_was_flagged_by(
 
     y, select, test, scores = _tie(12, np.linspace(0.0, 3.0, 12))
     row = best_unit(scores, y, select, test)
-    old = {k: v for k, v in row.items() if k != "tie_spread_limit"}
+    studentized = {k: v for k, v in row.items() if k != "tie_rule"}     # earlier on 2026-12-05: no tie_rule
+    assert f"wider than 12 alike units' would in 95% of ties ({row['tie_spread_limit']:.3f})" in chosen_among(
+        studentized)
+    old = {k: v for k, v in row.items() if k not in ("tie_spread_limit", "tie_rule")}
     words = chosen_among(old)
     assert "wider than this one's 95% interval, so the selection split cannot tell them apart" in words
     assert "alike" not in words
     rows = score_controls({"learned unit": scores}, y, {"others": np.flatnonzero(y == 0)}, np.arange(80),
                           [(select, test)], replicates=50)
     rows, _ = ties_once(rows)
-    old = [{k: v for k, v in r.items() if k != "tie_spread_limit"} for r in rows]
+    old = [{k: v for k, v in r.items() if k not in ("tie_spread_limit", "tie_rule")} for r in rows]
     verdict = {"rule": "", "criterion": "", "sentences": []}
     setup = {"select": "train", "faces": 20, "negatives": {"others": {"label": "the others"}}}
     html = controls({"face_neuron": {"controls": old, "controls_verdict": verdict, "controls_setup": setup}})

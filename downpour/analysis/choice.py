@@ -179,9 +179,10 @@ Z95 = 1.959963984540054     # the normal's 97.5% point: a 95% interval is +-Z95 
 
 def auc_width(auc: float, positives: int, negatives: int) -> float:
     """The width of a 95% interval of an AUC measured on ``positives`` x ``negatives`` test items, the cheap way
-    (Hanley & McNeil 1982: 2 x 1.96 x its standard error, from the AUC and the counts alone), for a table that has
-    one split and no bootstrap (:func:`~downpour.analysis.selectivity.best_unit`, which asks it at the tied set's mean
-    AUC). At AUC 0 or 1 the error is 0."""
+    (Hanley & McNeil 1982: 2 x 1.96 x its standard error, from the AUC and the counts alone). The best-neuron table
+    (:func:`~downpour.analysis.selectivity.best_unit`) told its ties against :func:`tie_spread_limit` of it at the tied
+    set's mean AUC until :func:`chance_spread` (2026-12-05); the reference that rule is checked against. At AUC 0 or
+    1 the error is 0."""
     a, p, q = float(auc), int(positives), int(negatives)
     if p < 1 or q < 1:
         return float("nan")
@@ -202,40 +203,62 @@ def range_quantile(tied: int) -> float:
 
 
 def tie_spread_limit(tied: int, width: float) -> float:
-    """The spread, max - min, of ``tied`` units' test AUCs above which they do not test alike (:func:`undecided`):
+    """The spread, max - min, of ``tied`` *independent* units' test AUCs above which they do not test alike (the
+    limit of :func:`undecided` until :func:`chance_spread`, 2026-12-05, which agrees with it for independent units):
     what the range of ``tied`` draws of one unit's AUC stays below in :data:`ALIKE` of ties, that AUC a normal whose
     95% interval is ``width`` wide (standard error ``width`` / (2 x 1.96)): :func:`range_quantile` x that error.
     0.707 ``width`` for 2 units, 0.984 for 5, 1.279 for 20, 1.870 for 929; NaN for an unknown width."""
     return range_quantile(int(tied)) * float(width) / (2.0 * Z95)
 
 
-def undecided(test_aucs: np.ndarray, width: float) -> bool:
+def chance_spread(replicates: np.ndarray, observed: np.ndarray) -> float:
+    """The spread, max - min, of the tied units' test AUCs above which they do not test alike (:func:`undecided`):
+    the :data:`ALIKE` quantile, over bootstrap replicates of the test images, of the range across the units of each
+    one's replicate AUC minus its own ``observed`` AUC. (T, B) ``replicates`` share their resampled images, so the
+    range is what chance alone spreads *these* units by, their correlation kept: near copies of one unit scoring the
+    same images move together and spread far less than independent ones (:func:`tie_spread_limit`, their range).
+    0 for one unit; NaN where no replicate could score them (an unknown limit: not undecided)."""
+    d = np.asarray(replicates, dtype=np.float64) - np.asarray(observed, dtype=np.float64)[:, None]
+    if len(d) < 2:
+        return 0.0
+    ok = np.isfinite(d).all(axis=0)
+    return float(np.quantile(np.ptp(d[:, ok], axis=0), ALIKE)) if ok.any() else float("nan")
+
+
+TIE_RULE = "bootstrap range"    # a row's ``tie_rule``: the limit is :func:`chance_spread`'s (since 2026-12-05)
+
+
+def undecided(test_aucs: np.ndarray, limit: float) -> bool:
     """Whether a tie at the top of the choice is undecided: its units' (T,) test AUCs (the chosen one's among them)
-    spread, max - min, wider than :func:`tie_spread_limit` of T and ``width``, the chosen unit's 95% AUC interval on
-    the same test split (the face test's bootstrap interval of that split's AUC, its ``auc_ci`` with one split, no
-    narrower than :func:`auc_width` at the tied set's mean; that alone where there is no bootstrap). The selection
+    spread, max - min, wider than ``limit``, :func:`chance_spread` of their bootstrap replicates on the same test
+    split (the face test's replicates of that split; the best-neuron table's own of its test images). The selection
     split could not tell them apart, and they are not alike either: which one is reported is the tie-break's, and
-    the figure moves with it (a row's ``undecided``, beside ``tie_spread_limit``; the report then gives the tied set's
-    test AUC beside the unit's). A tie whose units test alike within that precision is not (nor is an unknown width).
+    the figure moves with it (a row's ``undecided``, beside ``tie_spread_limit`` and ``tie_rule``; the report then
+    gives the tied set's test AUC beside the unit's). A tie whose units test alike within chance is not (nor is an
+    unknown limit).
 
-    The spread is told against the range T alike units would show, not against one unit's interval, since
-    2026-12-05: the range of T draws grows with T (its mean 1.13 standard errors for 2, 3.73 for 20), so against the
-    fixed 3.92 errors of the interval a tie of identical units was undecided 0.6% of the time with 2 units, 4.4% with
-    5, 38% with 20 and 95% with 78: the rule read how many tied. Now it is 5% at any T (:data:`ALIKE`).
-
-    Since 2026-12-05; it used to be more than 1% of the candidates tied, which read the layer's size, not the data:
-    in an 8-unit layer any 2-unit tie was undecided (25%), 50 of 5,000 tied was not however far apart they tested.
-    Over several splits each split's tie is told against that split's own interval since 2026-12-05; it used to be
-    against the row's ``auc_ci``, the interval of the mean over the splits (~1/sqrt(splits) as wide), so the more
-    splits, the likelier undecided whatever the units did."""
+    The limit is the tied units' own bootstrap range since 2026-12-05 (``tie_rule`` "bootstrap range"); earlier
+    that day it was :func:`tie_spread_limit`, the range of T *independent* alike units given the chosen unit's 95%
+    interval. Tied units are mostly near copies, which correlate and spread less, so that limit was too wide for
+    them: 3 near copies of one unit on 60 + 60 test images, two lowered a little on the faces, tested 0.764-0.812,
+    a spread of 0.048 against its 0.197, decided; their own range is 0.028, undecided. For independent units the
+    two agree (tests/test_analysis_tie_null.py). Before, the spread was told against one unit's interval
+    whatever the number tied (alike units undecided in 0.6% of 2-unit ties, 38% of 20), and before that more than
+    1% of the candidates tied was (any 2-unit tie of an 8-unit layer); over several splits each split's tie is
+    told against that split's own replicates (it was the row's ``auc_ci``, of the mean over the splits, ~1/sqrt(
+    splits) as wide, until 2026-12-05)."""
     a = np.asarray(test_aucs, dtype=np.float64)
-    return bool(len(a) > 1 and np.ptp(a) > tie_spread_limit(len(a), width))
+    return bool(len(a) > 1 and np.ptp(a) > limit)
 
 
-def tie_verdict(test_aucs: np.ndarray, width: float) -> dict[str, Any]:
-    """A tie's row keys: ``undecided`` (:func:`undecided`) and the ``tie_spread_limit`` it was told against, the same
-    two for the best-neuron table's rows, the face test's and its by-layer ones."""
-    return {"undecided": undecided(test_aucs, width), "tie_spread_limit": tie_spread_limit(len(test_aucs), width)}
+def tie_verdict(test_aucs: np.ndarray, replicates: np.ndarray) -> dict[str, Any]:
+    """A tie's row keys from its units' (T,) test AUCs and (T, B) bootstrap replicates of them: ``undecided``
+    (:func:`undecided`), the ``tie_spread_limit`` it was told against (:func:`chance_spread`) and the ``tie_rule``
+    that limit is (:data:`TIE_RULE`; a row without it is from before 2026-12-05's bootstrap: its limit is
+    :func:`tie_spread_limit`'s, or, without a limit, one unit's interval), the same for the best-neuron table's
+    rows, the face test's and its by-layer ones."""
+    limit = chance_spread(replicates, test_aucs)
+    return {"undecided": undecided(test_aucs, limit), "tie_spread_limit": limit, "tie_rule": TIE_RULE}
 
 
 def tied_figures(per_split: list[np.ndarray]) -> dict[str, float]:

@@ -33,7 +33,7 @@ from typing import Any, Callable, Union
 
 import numpy as np
 
-from downpour.analysis.choice import auc_width, choice, tie_verdict, tied_figures, undecided
+from downpour.analysis.choice import choice, tie_verdict, tied_figures
 
 # A method's responses: (M, K) fixed; one (M, K) per split (cross-fitting: each split's own network);
 # or fitted per split: selection source indices -> (M, K).
@@ -76,6 +76,21 @@ def tied_aucs(scores: np.ndarray, units: np.ndarray, signs: np.ndarray, faces: n
     step = max(1, CHUNK // max(len(faces) * len(rows), 1))
     return np.concatenate([comparisons(v[i:i + step][:, faces], v[i:i + step][:, rows]).mean(axis=(1, 2))
                            for i in range(0, len(v), step)])
+
+
+TIE_REPLICATES = 500    # replicates a tie's chance range is drawn from (the first of the row's): its 95% point
+
+
+def tie_of(scores: np.ndarray, units: np.ndarray, signs: np.ndarray, faces: np.ndarray, rows: np.ndarray,
+           w_pos: np.ndarray, w_neg: np.ndarray, own: np.ndarray | None = None) -> dict[str, Any]:
+    """A tied set's row keys on one test split (:func:`~downpour.analysis.choice.tie_verdict`): its units' test AUCs
+    (:func:`tied_aucs`) against their range over the split's bootstrap replicates (:func:`ranked_aucs`, the first
+    :data:`TIE_REPLICATES` of the (B, p) / (B, q) weights ``w_pos`` / ``w_neg``), and ``aucs``, those test AUCs."""
+    aucs = tied_aucs(scores, units, signs, faces, rows)
+    v = (scores[:, units] * signs).T                                             # (T, M)
+    reps = (ranked_aucs(v[:, faces], v[:, rows], w_pos[:TIE_REPLICATES], w_neg[:TIE_REPLICATES], own)
+            if len(units) > 1 else np.zeros((1, 1)))
+    return {**tie_verdict(aucs, reps), "aucs": aucs}
 
 
 def ties_once(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, dict[str, list[int]]]]:
@@ -125,14 +140,55 @@ def weighted_auc(h: np.ndarray, w_pos: np.ndarray, w_neg: np.ndarray, own: np.nd
     faces, a cross-fit of 5 folds: AUC 0.291, interval [0.237, 0.314], centred 0.016 below it).
     """
     num = (np.matmul(w_pos, h) * w_neg).sum(axis=-1)                        # (methods, B)
+    i, j = np.nonzero(own) if own is not None else ((), ())
+    return _own_pairs(num, h[:, i, j], w_pos, w_neg, i, j)
+
+
+def _own_pairs(num: np.ndarray, h_own: np.ndarray, w_pos: np.ndarray, w_neg: np.ndarray, i: Any, j: Any) -> np.ndarray:
+    """(methods, B) weighted AUCs from their numerators ``num``, the own pairs (``i``, ``j``; their comparisons
+    ``h_own`` (methods, pairs)) weighing w, not w * w (:func:`weighted_auc`); NaN where a class has no weight."""
     den = w_pos.sum(axis=1) * w_neg.sum(axis=1)                            # (B,)
-    if own is not None and own.any():
-        i, j = np.nonzero(own)                                             # (pairs,) each
+    if len(i):
         extra = w_pos[:, i] * (w_neg[:, j] - 1.0)                          # (B, pairs): w * w - w, with w = w_neg
-        num = num - h[:, i, j] @ extra.T
+        num = num - h_own @ extra.T
         den = den - extra.sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+
+
+def ranked_aucs(pos: np.ndarray, neg: np.ndarray, w_pos: np.ndarray, w_neg: np.ndarray,
+                own: np.ndarray | None = None, tie: float = TIE) -> np.ndarray:
+    """(T, B) :func:`weighted_auc` of T units, their (T, p) scores of the faces ``pos`` and (T, q) of the negatives
+    ``neg``, by ranks, not pairs: each unit's scores sorted once, every replicate's negative weight summed below each
+    face, O(B T (p + q)) where the pairs are O(B T p q) (T=137, B=2,000, 100 + 100 images: 3.2 s by pairs). Scores
+    within ``tie`` of their size are tied (the kernel of :func:`comparisons`, merged along the sorted order)."""
+    t, p = pos.shape
+    v = np.concatenate([pos, neg], axis=1)                                        # (T, n): the faces first
+    n = v.shape[1]
+    order = np.argsort(v, axis=1, kind="stable")
+    s = np.take_along_axis(v, order, axis=1)
+    opens = np.ones((t, n), dtype=bool)                                           # a tied run starts here
+    opens[:, 1:] = s[:, 1:] - s[:, :-1] > tie * np.maximum(np.abs(s[:, 1:]), np.abs(s[:, :-1]))
+    at = np.arange(n)
+    start = np.maximum.accumulate(np.where(opens, at, 0), axis=1)                 # (T, n) its run's first position
+    closes = np.ones((t, n), dtype=bool)                                          # ... and ends here
+    closes[:, :-1] = opens[:, 1:]
+    stop = np.minimum.accumulate(np.where(closes, at + 1, n)[:, ::-1], axis=1)[:, ::-1]   # ... and one past its last
+    where = np.argsort(order, axis=1)[:, :p]                                     # (T, p) each face's sorted position
+    lo, hi = np.take_along_axis(start, where, axis=1), np.take_along_axis(stop, where, axis=1)
+    w_sorted = np.concatenate([np.zeros((len(w_neg), p)), w_neg], axis=1)        # (B, n) the negatives' weights
+    step = max(1, CHUNK // max(len(w_neg) * (n + 1), 1))
+    num = np.empty((t, len(w_neg)))
+    for k in range(0, t, step):
+        below = np.zeros((len(w_neg), min(step, t - k), n + 1))                  # (B, c, n + 1): weight below
+        np.cumsum(w_sorted[:, order[k:k + step]], axis=-1, out=below[..., 1:])
+        # a face outscores the negatives below its run and ties those in it: (below start + below stop) / 2
+        half = 0.5 * (np.take_along_axis(below, lo[None, k:k + step], -1)
+                      + np.take_along_axis(below, hi[None, k:k + step], -1))
+        num[k:k + step] = np.einsum("bcp,bp->cb", half, w_pos)
+    i, j = np.nonzero(own) if own is not None else ((), ())
+    h_own = comparisons(pos[:, i][..., None], neg[:, j][..., None])[..., 0, 0] if len(i) else np.zeros((t, 0))
+    return _own_pairs(num, h_own, w_pos, w_neg, i, j)
 
 
 def weighted_accuracy(hit_pos: np.ndarray, hit_neg: np.ndarray, w_pos: np.ndarray, w_neg: np.ndarray) -> np.ndarray:
@@ -142,17 +198,6 @@ def weighted_accuracy(hit_pos: np.ndarray, hit_neg: np.ndarray, w_pos: np.ndarra
         pos = (w_pos @ hit_pos.T.astype(float)) / w_pos.sum(axis=1, keepdims=True)     # (B, methods)
         neg = (w_neg @ hit_neg.T.astype(float)) / w_neg.sum(axis=1, keepdims=True)
     return (0.5 * (pos + neg)).T
-
-
-def _width(replicates: np.ndarray) -> np.ndarray:
-    """(methods, B) one split's replicate AUCs -> (methods,) the width of their 95% percentile interval; NaN where
-    no replicate could score it (an unknown width: its tie is not called undecided)."""
-    out = np.full(replicates.shape[0], np.nan)
-    ok = np.isfinite(replicates).any(axis=1)
-    if ok.any():
-        low, high = np.nanpercentile(replicates[ok], [2.5, 97.5], axis=-1)
-        out[ok] = high - low
-    return out
 
 
 def score_controls(methods: dict[str, Responses], y: np.ndarray, negatives: dict[str, np.ndarray], source: np.ndarray,
@@ -202,13 +247,12 @@ def score_controls(methods: dict[str, Responses], y: np.ndarray, negatives: dict
     # AUC there and is left out of that replicate's mean (with many small folds, every replicate had one)
     scored = np.zeros_like(boot)
     auc = np.zeros((len(splits), len(sets), len(names)))
-    # each split's own 95% interval width, what its tie is told against (choice.undecided): the row's auc_ci is of
-    # the mean over the splits, ~1/sqrt(S) as wide as one split's (a `downpour train` run's stage1/pooled, 10
-    # splits, the learned unit on lfw's non-faces: 0.031 against 0 to 0.18 per split, undecided on 7, not 10)
-    tie_width = np.full_like(auc, np.nan)
     acc = np.zeros_like(auc)
     chosen: dict[str, list[tuple]] = {m: [] for m in names}   # per split: unit, sign, selection AUC, K, threshold, tied
-    tied_test: dict[tuple[str, str], list[np.ndarray]] = {}  # (negatives, method): per split, its tied set's test AUCs
+    # (negatives, method): per split, its tie (:func:`tie_of`), told against that split's own replicates (choice.
+    # undecided; until 2026-12-05 against its interval's width, and before, the row's auc_ci, of the mean over the
+    # splits, ~1/sqrt(S) as wide: a `downpour train` run's learned unit on lfw's non-faces, undecided on 10 of 10)
+    tied_test: dict[tuple[str, str], list[dict[str, Any]]] = {}
     sizes: dict[str, list[tuple[int, int]]] = {}   # (faces, negatives) tested, per split
     for s, (select, test) in enumerate(splits):
         select, test = np.asarray(select), np.asarray(test)
@@ -242,12 +286,12 @@ def score_controls(methods: dict[str, Responses], y: np.ndarray, negatives: dict
             b_auc = weighted_auc(h, weights[:, faces], weights[:, source[rows]], own)
             b_acc = weighted_accuracy(v[:, faces] > t, v[:, rows] <= t, weights[:, faces], weights[:, source[rows]])
             ok = np.isfinite(b_auc) & np.isfinite(b_acc)
-            tie_width[s, g] = _width(b_auc)
             boot[g] += np.where(ok, b_auc, 0.0)
             boot_acc[g] += np.where(ok, b_acc, 0.0)
             scored[g] += ok
             for m, (_, _, scores, picked) in zip(names, rules):
-                tied_test.setdefault((name, m), []).append(tied_aucs(scores, picked.tied, picked.tied_signs, faces, rows))
+                tied_test.setdefault((name, m), []).append(tie_of(scores, picked.tied, picked.tied_signs, faces, rows,
+                                                                  weights[:, faces], weights[:, source[rows]], own))
     with np.errstate(invalid="ignore", divide="ignore"):
         boot /= scored                     # (a replicate no split could score: NaN, left out below)
         boot_acc /= scored
@@ -264,13 +308,7 @@ def score_controls(methods: dict[str, Responses], y: np.ndarray, negatives: dict
             unit, count = units.most_common(1)[0]
             sign = int(Counter(c[1] for c in chosen[m] if c[0] == unit).most_common(1)[0][0])
             at = next(i for i, c in enumerate(chosen[m]) if c[:2] == (unit, sign))   # the split whose rule the row gives
-            first, tied_here = chosen[m][at], tied_test[(name, m)]
-            # a split whose unit tests perfect has a bootstrap interval [1, 1], width 0, where any tied unit a pair
-            # short read as disagreeing: the width is at least Hanley-McNeil's at the tied set's mean (the best-neuron
-            # table's rule), so one split's 49 tied units at 0.907-1.000 read alike there and undecided here until
-            # 2026-12-05 (`downpour train`'s stage1/pooled, face_select=heldout)
-            widths = [np.fmax(w, auc_width(float(a.mean()), p, q))
-                      for a, w, (p, q) in zip(tied_here, tie_width[:, g, j], sizes[name])]
+            first, ties = chosen[m][at], tied_test[(name, m)]
             out.append({"negatives": name, "level": (levels or {}).get(name, ""), "method": m,
                         "auc": float(auc[:, g, j].mean()), "auc_ci": [float(low[g, j]), float(high[g, j])],
                         "accuracy_mean": float(acc[:, g, j].mean()), "accuracy_std": float(acc[:, g, j].std()),
@@ -278,15 +316,13 @@ def score_controls(methods: dict[str, Responses], y: np.ndarray, negatives: dict
                         "splits": len(splits), "unit": int(unit), "unit_share": count / len(splits),
                         "sign": sign, "threshold": first[4], **first[5],
                         "tie_share": first[5]["tied"] / int(first[3]),
-                        # its tied units' test AUCs spread wider than as many alike units would in 95% of ties given
-                        # that split's own interval (choice.undecided; until 2026-12-05 wider than that interval, and
-                        # before, the row's, of the mean over splits: 10 of 10 undecided by construction) ...
-                        # ... and that limit, as told (tie_spread_limit, since 2026-12-05)
-                        **tie_verdict(tied_here[at], widths[at]),
+                        # its tied units' test AUCs spread wider than chance spreads them on that split's replicates
+                        # (choice.undecided), that limit and its rule (tie_spread_limit, tie_rule)
+                        **{k: ties[at][k] for k in ("undecided", "tie_spread_limit", "tie_rule")},
                         # each split's own tie (a cross-fit's folds are different networks: the first one's said
-                        # nothing of the others; since 2026-12-05), each against its own split's interval
-                        "undecided_splits": sum(undecided(a, w) for a, w in zip(tied_here, widths)),
-                        "tied_auc": tied_figures(tied_test[(name, m)]),
+                        # nothing of the others; since 2026-12-05), each against its own split's replicates
+                        "undecided_splits": sum(t["undecided"] for t in ties),
+                        "tied_auc": tied_figures([t["aucs"] for t in ties]),
                         "selection_auc": float(np.mean([c[2] for c in chosen[m]])), "candidates": int(chosen[m][0][3]),
                         **_test_sizes(sizes[name])})
             if per_split:

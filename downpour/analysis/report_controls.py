@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from downpour.analysis.choice import TIE_RULE
 from downpour.analysis.face_controls import LEARNED, NO_FACES, TWIN
 from downpour.analysis.labelled import BUILT_IN
 from downpour.analysis.report_notes import chosen_among, owed_note
@@ -127,7 +128,10 @@ def undecided_note(rows: list[dict[str, Any]], setup: dict[str, Any]) -> str:
     # over several splits, against the interval of the mean over them, narrower than any one split's)
     # (a row from before the limit, 2026-12-05, was flagged against the interval itself: said so)
     one = r0["splits"] == 1
-    if "tie_spread_limit" in r0:
+    if r0.get("tie_rule") == TIE_RULE:    # (since 2026-12-05's bootstrap range; a row of before says its own rule)
+        against = ("chance would in 95% of resamplings of the test images"
+                   + (f" ({r0['tie_spread_limit']:.3f})" if one else ""))
+    elif "tie_spread_limit" in r0:
         against = ("as many alike units' would in 95% of ties"
                    + (f" ({r0['tie_spread_limit']:.3f} given its 95% interval)" if one else ", given its 95% interval"))
     else:

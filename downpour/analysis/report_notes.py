@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from downpour.analysis.choice import TIE_RULE
 from downpour.analysis.edges import ONE_ORIENTATION, ONE_ORIENTATION_MIN
 from downpour.analysis.report_parts import esc, num, pct
 from downpour.config import FACE_SOURCES
@@ -164,10 +165,11 @@ def chosen_among(row: dict[str, Any], localizer: bool = False, first: str = "") 
     on the worst AUC over the localizer's sets, not the selection AUC; ``first``: "split" or "fold", the row's unit was
     chosen on several of them, its tie counted on the first that chose it (its ``selection_auc`` is their mean; a
     cross-fit's folds were called splits until 2026-12-04). Since 2026-12-05 it also gives the tied units' test AUC
-    (the row's ``tied_auc``) and, when the tied units' test AUCs spread wider than as many alike units' would in 95%
-    of ties given the unit's own 95% interval (on that split; the row's ``tie_spread_limit``, said since 2026-12-05;
-    ``undecided``, :func:`~downpour.analysis.choice.undecided`; wider than that interval until 2026-12-05, more than 1%
-    of the candidates tied before), says the selection split could not tell them apart."""
+    (the row's ``tied_auc``) and, when the tied units' test AUCs spread wider than chance would in 95% of resamplings
+    of the test images (on that split; the row's ``tie_spread_limit`` and ``tie_rule``; ``undecided``,
+    :func:`~downpour.analysis.choice.undecided`; earlier on 2026-12-05 as many alike units' range given the unit's
+    own 95% interval, said as such for a row of then; wider than that interval before, more than 1% of the
+    candidates tied before that), says the selection split could not tell them apart."""
     n = row.get("tied", 1)
     if n <= 1:
         return ""
@@ -181,8 +183,11 @@ def chosen_among(row: dict[str, Any], localizer: bool = False, first: str = "") 
         said = f"chosen among {n}{share} {noun} with selection AUC {row['selection_auc']:.3f}"
     if row.get("undecided"):
         there = f" on that {first}" if first else ""     # (several splits: told against that one's own interval)
-        # (a row from before the limit, 2026-12-05, was flagged against the interval itself: said so)
-        against = (f"{n} alike units' would in 95% of ties ({row['tie_spread_limit']:.3f}), given this one's 95% "
+        # (a row from before the bootstrap range was flagged against as many independent units' range, one from
+        # before that limit against the interval itself, both 2026-12-05: each said so)
+        against = (f"chance would in 95% of resamplings of the test images ({row['tie_spread_limit']:.3f})"
+                   if row.get("tie_rule") == TIE_RULE else
+                   f"{n} alike units' would in 95% of ties ({row['tie_spread_limit']:.3f}), given this one's 95% "
                    "interval" if "tie_spread_limit" in row else "this one's 95% interval")
         said += f": their test AUCs spread wider than {against}{there}, so the selection split cannot tell them apart"
     t = row.get("tied_auc")

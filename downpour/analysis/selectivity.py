@@ -28,8 +28,8 @@ import numpy as np
 from sklearn.model_selection import train_test_split
 
 from downpour.analysis import baselines
-from downpour.analysis.choice import (NoCandidate, auc_scores, auc_width, choice, threshold_scan, tie_verdict,
-                                      tied_figures)
+from downpour.analysis.choice import NoCandidate, auc_scores, choice, threshold_scan, tie_verdict, tied_figures
+from downpour.analysis.controls import TIE_REPLICATES, bootstrap_weights, ranked_aucs
 from downpour.analysis.labelled import LabelledSet
 from downpour.analysis.units import check_layer, randomized_copy, unit_responses
 from downpour.errors import ConfigError, DataError
@@ -50,10 +50,10 @@ def best_unit(scores: np.ndarray, y: np.ndarray, select: np.ndarray, test: np.nd
     the largest separation. Its row also gives ``tied`` (how many candidates shared that AUC, the unit among them) and
     ``tied_units`` / ``tied_signs`` (them, the unit first), since 2026-12-04; since 2026-12-05 ``tie_share`` (of the
     candidates), ``undecided`` (:func:`~downpour.analysis.choice.undecided`: the tied units' test AUCs spread wider
-    than ``tie_spread_limit``, what as many alike units would spread in 95% of ties given the unit's 95% interval,
-    here Hanley & McNeil's at the tied set's mean test AUC and the test counts,
-    :func:`~downpour.analysis.choice.auc_width`; that interval itself until 2026-12-05, more than 1% of the candidates
-    tied before) and
+    than ``tie_spread_limit``, what chance spreads them by in 95% of bootstrap replicates of the test images,
+    :func:`~downpour.analysis.choice.chance_spread`, with its ``tie_rule``; earlier on 2026-12-05 as many independent
+    units' range given Hanley & McNeil's interval at the tied set's mean, :func:`~downpour.analysis.choice.auc_width`,
+    before that the interval itself, more than 1% of the candidates tied before) and
     ``tied_auc``, the tied units' test AUCs (mean, std, min, max, median), each in its own sign's direction.
     ``by="accuracy"``: the unit with the most accurate threshold rule, ties to the AUC furthest from 0.5 (the
     paper's choice, kept for ``paper_style``; the table's until 2026-12-04). A rare concept leaves nearly every unit
@@ -69,12 +69,14 @@ def best_unit(scores: np.ndarray, y: np.ndarray, select: np.ndarray, test: np.nd
         picked = choice(chosen, ys)
         unit, sign, threshold, selection_auc = picked[:4]
         y_test = np.asarray(y)[test]
-        aucs = auc_scores(scores[test][:, picked.tied] * picked.tied_signs, y_test)      # (T,) on test, the unit first
-        # one split, no bootstrap: the cheap interval, at the tied set's mean AUC (at the unit's own, 1.000 gave a
-        # width of 0, so a tied unit at 0.999 beside it read as disagreeing)
-        width = auc_width(float(np.mean(aucs)), int((y_test == 1).sum()), int((y_test != 1).sum()))
+        v = scores[test][:, picked.tied] * picked.tied_signs                      # (test, T), the unit first
+        aucs = auc_scores(v, y_test)                                               # (T,) on test
+        # the tie's chance range: its units' AUCs over seeded bootstrap replicates of the test images (until
+        # 2026-12-05, as many independent units' range given Hanley-McNeil's interval at the tied set's mean AUC)
+        w = bootstrap_weights(y_test == 1, TIE_REPLICATES, np.random.default_rng(0))
+        reps = ranked_aucs(v[y_test == 1].T, v[y_test != 1].T, w[:, y_test == 1], w[:, y_test != 1], tie=0.0)
         ties = {**picked.ties(), "tie_share": len(picked.tied) / scores.shape[1],
-                **tie_verdict(aucs, width),
+                **tie_verdict(aucs, reps),
                 "tied_auc": tied_figures([aucs])}       # (one split: its own figures)
     else:
         acc, thresholds, signs = threshold_scan(chosen, ys)

@@ -1,0 +1,82 @@
+"""A tie's chance spread is its own units' range over bootstrap replicates of the test images, not as many independent
+units' (since 2026-12-05): tied units are mostly near copies scoring the same images, which move together, so a small
+real difference between them is beyond their chance spread though well within independent units'."""
+from __future__ import annotations
+
+import numpy as np
+
+from downpour.analysis.choice import auc_scores, auc_width, chance_spread, tie_spread_limit
+from downpour.analysis.controls import bootstrap_weights, comparisons, ranked_aucs, score_controls, weighted_auc
+from downpour.analysis.report_notes import chosen_among
+from downpour.analysis.selectivity import best_unit
+
+
+def test_ranked_aucs_are_the_pairwise_kernels_with_ties_and_own_pairs():
+    rng = np.random.default_rng(1)
+    pos, neg = np.round(rng.normal(size=(7, 13)), 1), np.round(rng.normal(size=(7, 17)), 1)    # many exact ties
+    neg[:, 0] = pos[:, 0] * (1 + 1e-8)                                   # tied within the kernel's tolerance
+    w = bootstrap_weights(np.r_[np.ones(13), np.zeros(17)], 50, rng)
+    w_pos, w_neg = w[:, :13], w[:, 13:]
+    own = np.zeros((13, 17), dtype=bool)
+    own[0, 0] = own[3, 5] = own[3, 6] = True                             # a face and the controls built from it ...
+    w_neg[:, 0], w_neg[:, 5], w_neg[:, 6] = w_pos[:, 0], w_pos[:, 3], w_pos[:, 3]    # ... share its weight
+    np.testing.assert_allclose(ranked_aucs(pos, neg, w_pos, w_neg, own), weighted_auc(comparisons(pos, neg), w_pos,
+                                                                                       w_neg, own), atol=1e-12)
+
+
+def _copies(shifts: list[float], seed: int = 0):
+    """y (120,), one split (the first 30 of each class select), (120, len(shifts) + 30) responses: the first units tie
+    on selection; on test they are one unit plus 0.05 of noise each, every face's score lowered by its shift."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat([1, 0], 60)
+    select, test = np.r_[0:30, 60:90], np.r_[30:60, 90:120]
+    tied = len(shifts)
+    scores = rng.normal(size=(120, tied + 30))
+    scores[select, :tied] = np.where(y[select] == 1, 3.0, -3.0)[:, None] + rng.uniform(-1, 1, (60, tied))
+    base = rng.normal(size=60) + 1.2 * (y[test] == 1)
+    scores[test, :tied] = (base[:, None] + 0.05 * rng.normal(size=(60, tied))
+                           - np.asarray(shifts)[None] * (y[test] == 1)[:, None])
+    return y, select, test, scores
+
+
+def test_near_copies_with_a_small_real_difference_are_undecided_where_independent_units_range_called_them_decided():
+    """Three near copies, two of them lowered a little on the faces: their test AUCs (0.764-0.812) differ by 0.048 for
+    real. As many independent units would spread up to 0.197 (the rule of earlier on 2026-12-05: decided); the
+    copies' own replicates spread 0.028: undecided, in the table and in the face test."""
+    y, select, test, scores = _copies([0.0, 0.12, 0.24])
+    row = best_unit(scores, y, select, test)
+    t = row["tied_auc"]
+    spread = t["max"] - t["min"]
+    independent = tie_spread_limit(3, auc_width(t["mean"], 30, 30))          # the earlier rule's limit
+    assert row["tied"] == 3 and row["undecided"] is True and row["tie_rule"] == "bootstrap range"
+    assert row["tie_spread_limit"] < spread < independent
+    assert "chance would in 95% of resamplings of the test images" in chosen_among(row)
+    face, = score_controls({"learned unit": scores}, y, {"others": np.flatnonzero(y == 0)}, np.arange(120),
+                           [(select, test)], replicates=500)
+    assert face["tied"] == 3 and face["undecided"] is True and face["undecided_splits"] == 1
+    assert face["tie_spread_limit"] < spread < tie_spread_limit(3, face["auc_ci"][1] - face["auc_ci"][0])
+    y, select, test, scores = _copies([0.0, 0.0, 0.0])                          # copies alike: decided
+    same = best_unit(scores, y, select, test)
+    assert same["tied"] == 3 and same["undecided"] is False
+
+
+def test_for_independent_alike_units_the_bootstrap_range_agrees_with_the_studentized_range():
+    """200 seeded ties of 5 independent alike units (60 + 60 test images): the bootstrap limit's mean is within 10% of
+    the studentized range's given the chosen unit's bootstrap interval (near copies' is ~0.15 of it, above), and it
+    calls 5% of them undecided (binomial sd 1.5%)."""
+    rng = np.random.default_rng(7)
+    y = np.r_[np.ones(60), np.zeros(60)].astype(bool)
+    limits, old, calls = [], [], []
+    for _ in range(200):
+        v = rng.normal(size=(5, 120)) + 1.0 * y
+        a = auc_scores(v.T, y)
+        w = bootstrap_weights(y, 500, rng)
+        reps = ranked_aucs(v[:, y], v[:, ~y], w[:, y], w[:, ~y], tie=0.0)
+        lo, hi = np.percentile(reps[0], [2.5, 97.5])
+        limits.append(chance_spread(reps, a))
+        old.append(tie_spread_limit(5, hi - lo))
+        calls.append(np.ptp(a) > limits[-1])
+    assert 0.9 < np.mean(limits) / np.mean(old) < 1.1, (np.mean(limits), np.mean(old))
+    assert 0.01 < np.mean(calls) < 0.10, np.mean(calls)
+    assert chance_spread(np.zeros((1, 9)), np.array([0.8])) == 0.0
+    assert np.isnan(chance_spread(np.full((2, 9), np.nan), np.array([0.8, 0.9])))
