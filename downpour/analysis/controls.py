@@ -160,7 +160,7 @@ def ranked_aucs(pos: np.ndarray, neg: np.ndarray, w_pos: np.ndarray, w_neg: np.n
                 own: np.ndarray | None = None, tie: float = TIE) -> np.ndarray:
     """(T, B) :func:`weighted_auc` of T units, their (T, p) scores of the faces ``pos`` and (T, q) of the negatives
     ``neg``, by ranks, not pairs: each unit's scores sorted once, every replicate's negative weight summed below each
-    face, O(B T (p + q)) where the pairs are O(B T p q) (T=137, B=2,000, 100 + 100 images: 3.2 s by pairs). Scores
+    face, O(B T (p + q)) where the pairs are O(B T p q) (bench/tie_null.py: 0.1-0.8x the pairs' time). Scores
     within ``tie`` of their size are tied (the kernel of :func:`comparisons`, merged along the sorted order)."""
     t, p = pos.shape
     v = np.concatenate([pos, neg], axis=1)                                        # (T, n): the faces first
@@ -176,16 +176,21 @@ def ranked_aucs(pos: np.ndarray, neg: np.ndarray, w_pos: np.ndarray, w_neg: np.n
     stop = np.minimum.accumulate(np.where(closes, at + 1, n)[:, ::-1], axis=1)[:, ::-1]   # ... and one past its last
     where = np.argsort(order, axis=1)[:, :p]                                     # (T, p) each face's sorted position
     lo, hi = np.take_along_axis(start, where, axis=1), np.take_along_axis(stop, where, axis=1)
-    w_sorted = np.concatenate([np.zeros((len(w_neg), p)), w_neg], axis=1)        # (B, n) the negatives' weights
+    # whole counts (bootstrap_weights') sum to half-integers of at most p x q x the largest count: exact in float32,
+    # at half the memory traffic
+    counts = all(np.array_equal(w, np.round(w)) for w in (w_pos, w_neg))
+    big = p * (n - p) * max(float(w_pos.max(initial=0)), float(w_neg.max(initial=0)))
+    exact = np.float32 if counts and big < 2 ** 22 else np.float64
+    w_sorted = np.concatenate([np.zeros((len(w_neg), p)), w_neg], axis=1).astype(exact)   # (B, n) the negatives'
     step = max(1, CHUNK // max(len(w_neg) * (n + 1), 1))
     num = np.empty((t, len(w_neg)))
     for k in range(0, t, step):
-        below = np.zeros((len(w_neg), min(step, t - k), n + 1))                  # (B, c, n + 1): weight below
+        below = np.zeros((len(w_neg), min(step, t - k), n + 1), dtype=exact)     # (B, c, n + 1): weight below
         np.cumsum(w_sorted[:, order[k:k + step]], axis=-1, out=below[..., 1:])
         # a face outscores the negatives below its run and ties those in it: (below start + below stop) / 2
         half = 0.5 * (np.take_along_axis(below, lo[None, k:k + step], -1)
                       + np.take_along_axis(below, hi[None, k:k + step], -1))
-        num[k:k + step] = np.einsum("bcp,bp->cb", half, w_pos)
+        num[k:k + step] = np.einsum("bcp,bp->cb", half, w_pos.astype(exact))
     i, j = np.nonzero(own) if own is not None else ((), ())
     h_own = comparisons(pos[:, i][..., None], neg[:, j][..., None])[..., 0, 0] if len(i) else np.zeros((t, 0))
     return _own_pairs(num, h_own, w_pos, w_neg, i, j)
