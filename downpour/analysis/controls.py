@@ -78,7 +78,7 @@ def tied_aucs(scores: np.ndarray, units: np.ndarray, signs: np.ndarray, faces: n
                            for i in range(0, len(v), step)])
 
 
-TIE_REPLICATES = 500    # replicates a tie's chance range is drawn from (the first of the row's): its 95% point
+TIE_REPLICATES = 200    # replicates a tie's chance range is drawn from (the first of the row's): its 95% point
 
 
 def tie_of(scores: np.ndarray, units: np.ndarray, signs: np.ndarray, faces: np.ndarray, rows: np.ndarray,
