@@ -175,18 +175,24 @@ def ranked_aucs(pos: np.ndarray, neg: np.ndarray, w_pos: np.ndarray, w_neg: np.n
     closes[:, :-1] = opens[:, 1:]
     stop = np.minimum.accumulate(np.where(closes, at + 1, n)[:, ::-1], axis=1)[:, ::-1]   # ... and one past its last
     where = np.argsort(order, axis=1)[:, :p]                                     # (T, p) each face's sorted position
-    lo, hi = np.take_along_axis(start, where, axis=1), np.take_along_axis(stop, where, axis=1)
+    is_neg = order >= p
+    below_run = np.zeros((t, n + 1), dtype=np.int64)                              # negatives before each position
+    np.cumsum(is_neg, axis=1, out=below_run[:, 1:])
+    # each face's run: how many negatives sort below its start and below its stop, and the negatives in sorted order
+    lo = np.take_along_axis(below_run, np.take_along_axis(start, where, axis=1), axis=1)       # (T, p)
+    hi = np.take_along_axis(below_run, np.take_along_axis(stop, where, axis=1), axis=1)
+    negatives = order[is_neg].reshape(t, n - p) - p                               # (T, q)
     # whole counts (bootstrap_weights') sum to half-integers of at most p x q x the largest count: exact in float32,
     # at half the memory traffic
     counts = all(np.array_equal(w, np.round(w)) for w in (w_pos, w_neg))
     big = p * (n - p) * max(float(w_pos.max(initial=0)), float(w_neg.max(initial=0)))
     exact = np.float32 if counts and big < 2 ** 22 else np.float64
-    w_sorted = np.concatenate([np.zeros((len(w_neg), p)), w_neg], axis=1).astype(exact)   # (B, n) the negatives'
-    step = max(1, CHUNK // max(len(w_neg) * (n + 1), 1))
+    w_exact = w_neg.astype(exact)
+    step = max(1, CHUNK // max(len(w_neg) * (n - p + 1), 1))
     num = np.empty((t, len(w_neg)))
     for k in range(0, t, step):
-        below = np.zeros((len(w_neg), min(step, t - k), n + 1), dtype=exact)     # (B, c, n + 1): weight below
-        np.cumsum(w_sorted[:, order[k:k + step]], axis=-1, out=below[..., 1:])
+        below = np.zeros((len(w_neg), min(step, t - k), n - p + 1), dtype=exact)  # (B, c, q + 1): weight below
+        np.cumsum(w_exact[:, negatives[k:k + step]], axis=-1, out=below[..., 1:])
         # a face outscores the negatives below its run and ties those in it: (below start + below stop) / 2
         half = 0.5 * (np.take_along_axis(below, lo[None, k:k + step], -1)
                       + np.take_along_axis(below, hi[None, k:k + step], -1))
