@@ -137,9 +137,10 @@ class RunDir(RunBegin, RunModel):
         trained, then killed before its model, was that run too, and trained again from step 0 over its rows.
         The evidence: a local run's metrics.jsonl rows past step ``train.checkpoint_every`` (the loop saves that
         step's checkpoint before it trains the next; the cluster runners' rows do not say: Downpour's server saves
-        by pushes and on Ray by time, and Sandblaster's greedy stages skip iterations), or a checkpoints/ folder
-        (made by a save only) holding no checkpoint and none of a save's temporary files (a kill mid-save leaves
-        those)."""
+        by pushes and on Ray by time, and Sandblaster's greedy stages skip iterations). An empty checkpoints/ folder
+        is none: a kill during the first save leaves it so (:func:`~downpour.train.checkpoint.save_state` makes it,
+        then copies the tensors and lays them out before its temporary file exists: seconds of a large model, where an
+        out-of-memory kill lands), and until 2026-12-05 that was refused as checkpoints deleted."""
         if self.has_checkpoint():
             return None
         cfg, rows = self.config, [row for row in self.metrics() if isinstance(row.get("step"), int)]
@@ -149,10 +150,6 @@ class RunDir(RunBegin, RunModel):
             return (f"its folder {str(self.checkpoints)!r} {where}, though metrics.jsonl has rows to step {last}, past "
                     f"step {every}, where train.checkpoint_every = {every} saved a checkpoint there: the checkpoints "
                     "were deleted (or moved) after they were written, not lost to a kill before the first")
-        if self.checkpoints.is_dir() and not any(p.name.endswith(".tmp") for p in self.checkpoints.iterdir()):
-            return (f"its folder {str(self.checkpoints)!r} holds no checkpoint, and only a save makes it (a kill during "
-                    "a save leaves its temporary files there): the checkpoints were deleted (or moved) after they "
-                    "were written")
         return None
 
     def has_checkpoint(self) -> bool:
