@@ -1,3 +1,5 @@
+import hashlib
+
 import pytest
 import torch
 
@@ -127,3 +129,27 @@ def test_a_save_over_a_whole_checkpoint_hashes_only_the_file_it_writes(tmp_path,
     save_state(tmp_path / "ck", {"w": torch.ones(64)}, {"step": 8})
     assert hashed == ["ck.safetensors.tmp"]
     assert load_state(tmp_path / "ck")[1]["step"] == 8
+
+
+def test_a_large_file_is_hashed_once_while_it_stays_the_same_file(tmp_path, monkeypatch):
+    """One `downpour analyze` hashed model.safetensors three times (model_step twice, load_model) and a resume its
+    checkpoint twice, each a full read of a model of gigabytes; a file replaced since (a save renames a new one in)
+    is hashed again, and its damage still found."""
+    import types
+
+    import downpour.train.checkpoint as checkpoint
+
+    hashed = []
+    counting = types.SimpleNamespace(sha256=lambda: hashed.append(1) or hashlib.sha256())
+    monkeypatch.setattr(checkpoint, "hashlib", counting)
+    big = {"w": torch.zeros(4 << 20)}                               # 16 MiB
+    save_state(tmp_path / "ck", big, {"step": 4})
+    hashed.clear()
+    for _ in range(3):
+        assert load_state(tmp_path / "ck")[1]["step"] == 4
+    assert len(hashed) == 1
+    save_state(tmp_path / "ck", {"w": torch.ones_like(big["w"])}, {"step": 8})
+    save_state(tmp_path / "other", {"w": torch.full_like(big["w"], 2.0)}, {"step": 8})
+    (tmp_path / "other.safetensors").rename(tmp_path / "ck.safetensors")     # a whole file, not the one recorded
+    with pytest.raises(CheckpointError, match="do not belong together"):
+        load_state(tmp_path / "ck")

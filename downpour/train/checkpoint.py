@@ -121,7 +121,29 @@ PAIR_KEY = "safetensors_sha256"
 
 def sha256_of(path: Path) -> str:
     """The file's SHA-256, hex (what :data:`PAIR_KEY` records of a pair's tensors file, and model.json of
-    model.safetensors): a file damaged inside its data, its size and header intact, is told from the one written."""
+    model.safetensors): a file damaged inside its data, its size and header intact, is told from the one written.
+
+    A file of :data:`HASHED_ONCE_FROM` bytes or more is hashed once per process while it stays the same file, unchanged
+    (its inode, size, mtime and ctime): one `downpour analyze` asked model.safetensors' three times (model_step twice,
+    load_model), a resume its checkpoint's twice (reached, the restore), each a full read of a model of gigabytes. A
+    file replaced (a save renames a new one in) or written since is hashed again; a small one always is (hashing it
+    takes less than the file system's clock tick, which an unchanged mtime could hide a write within)."""
+    st = os.stat(path)
+    if st.st_size < HASHED_ONCE_FROM:
+        return _sha256(path)
+    key = (str(Path(path).resolve()), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    if key not in _HASHED:
+        if len(_HASHED) >= 64:
+            _HASHED.clear()
+        _HASHED[key] = _sha256(path)
+    return _HASHED[key]
+
+
+HASHED_ONCE_FROM = 16 << 20
+_HASHED: dict[tuple[Any, ...], str] = {}
+
+
+def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
