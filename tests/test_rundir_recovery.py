@@ -390,6 +390,27 @@ def test_a_kill_during_the_first_save_trains_again_from_step_0_not_told_as_check
     assert RunDir(killed).model_step() == 8 and [r["step"] for r in RunDir(killed).metrics()] == [2, 4, 6, 8]
 
 
+@pytest.mark.parametrize("every", [0, 6])
+def test_a_run_killed_before_its_first_checkpoint_with_a_damaged_metrics_line_trains_again(tmp_path, capsys, every):
+    """Telling checkpoints deleted from a kill read every metrics row (with train.checkpoint_every = 0 too, where no row
+    can say a checkpoint was written), and a damaged line refused the resume that trained the run again from step 0,
+    which writes the file anew."""
+    from downpour.cli import main
+
+    argv = ["--config", "tica-8x8", "--runner", "local", "--steps", "8", "--no-report", "--set", "train.threads=1",
+            "--set", "train.log_every=2", "--set", "data.samples=500", "--set", f"train.checkpoint_every={every}"]
+    killed = tmp_path / "killed"
+    assert main(["train", *argv, "--out", str(killed)]) == 0
+    for name in ("model.json", "model.safetensors", "checkpoints"):   # as a kill at step 6 leaves it
+        shutil.rmtree(killed / name) if (killed / name).is_dir() else (killed / name).unlink()
+    rows = (killed / "metrics.jsonl").read_text().splitlines()
+    (killed / "metrics.jsonl").write_text("".join(line + "\n" for line in [rows[0], "GARBAGE", *rows[1:3]]))
+    capsys.readouterr()
+    assert main(["train", "--resume", str(killed)]) == 0, capsys.readouterr().err
+    assert "stopped before its first checkpoint" in capsys.readouterr().err
+    assert [r["step"] for r in RunDir(killed).metrics()] == [2, 4, 6, 8]
+
+
 def test_a_run_being_trained_now_is_not_taken_for_one_killed_before_its_first_checkpoint(tmp_path, capsys):
     """A live run without a checkpoint yet (train.checkpoint_every = 0) looks like one killed before its first:
     `downpour train --resume` from another terminal (what `downpour analyze` of it suggests) removed its metrics

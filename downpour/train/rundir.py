@@ -141,11 +141,15 @@ class RunDir(RunBegin, RunModel):
         is none: a kill during the first save leaves it so (:func:`~downpour.train.checkpoint.save_state` makes it,
         then copies the tensors and lays them out before its temporary file exists: seconds of a large model, where an
         out-of-memory kill lands), and until 2026-12-05 that was refused as checkpoints deleted."""
-        if self.has_checkpoint():
+        cfg = self.config
+        every = cfg.train.checkpoint_every
+        if self.has_checkpoint() or cfg.cluster.runner != "local" or not every:   # (no row says one was written)
             return None
-        cfg, rows = self.config, [row for row in self.metrics() if isinstance(row.get("step"), int)]
-        every, last = cfg.train.checkpoint_every, max((row["step"] for row in rows), default=0)
-        if cfg.cluster.runner == "local" and 0 < every < last:
+        try:
+            last = max((row["step"] for row in self.metrics() if isinstance(row.get("step"), int)), default=0)
+        except NotARunError:    # a damaged line: no evidence (a run trained again from step 0 writes the file anew)
+            return None
+        if every < last:
             where = "holds no checkpoint" if self.checkpoints.is_dir() else "is missing"
             return (f"its folder {str(self.checkpoints)!r} {where}, though metrics.jsonl has rows to step {last}, past "
                     f"step {every}, where train.checkpoint_every = {every} saved a checkpoint there: the checkpoints "
