@@ -403,3 +403,24 @@ def test_the_disc_auc_s_interval_over_seeds_stays_within_0_and_1():
     within_range(rows)
     mean, low, high = rows[0]["figures"]["inv_rotation_disc_auc"]
     assert 0.0 <= low < mean < high == 1.0
+
+
+def test_rotation_ranges_of_the_whole_turn_are_measured_not_bounds():
+    """Since the rotation sweep reached 180 degrees (-180 and +180 one angle, the same image), a unit that holds at
+    every angle has a range of the whole turn, 360: flagged as at the sweep's end, two such seeds were left out of the
+    paired interval as "no measured difference", though both are 360 and their difference 0."""
+    from downpour.studies.base import Condition
+    from downpour.studies.compare import compare_rows
+    conds = [Condition("plain", {"vs": ""}, (), "baseline"), Condition("glimpse", {"vs": "plain"}, (), "glimpse")]
+    plain, glimpse = [360.0, 360.0, 360.0, 200.0, 210.0, 190.0], [360.0, 360.0, 360.0, 240.0, 255.0, 230.0]
+    cells = {}
+    for s in range(6):
+        for name, widths in (("plain", plain), ("glimpse", glimpse)):
+            cells[(name, s)] = {"inv_rotation": widths[s], "inv_rotation_censored": float(widths[s] == 360.0),
+                                "inv_rotation_auc": widths[s], "inv_rotation_auc_censored": 1.0}
+    row = compare_rows(conds, cells, list(range(6)), {"inv_rotation": 5.0, "inv_rotation_auc": 5.0})[1]
+    assert "inv_rotation" not in row.get("censored", {}) and "d_inv_rotation" not in row.get("censored", {})
+    assert row["figures"]["d_inv_rotation"][0] == pytest.approx(125 / 6)    # all six seeds, the three at 0
+    assert "bounded" not in row or "d_inv_rotation" not in row["bounded"]
+    # a width short of the whole turn at the sweep's end (one end of it: the turn goes on past it) stays a bound
+    assert row["censored"]["inv_rotation_auc"] == 3 and row["censored"]["d_inv_rotation_auc"] == 3

@@ -309,6 +309,17 @@ def disc_auc(result: dict[str, Any], key: str = SELECTIVE_KEY) -> float | None:
     return None if at is None else float(curve[key][at])
 
 
+TURN = 360.0     # degrees: -180 and +180 are one angle, the same image (bit for bit, in the disc or not)
+
+
+def whole_turn(transform: str, r: list[float] | None) -> bool:
+    """Whether ``r``, a range of ``transform``, is the whole turn (-180 to 180 degrees): the unit holds at every angle,
+    so its width (360) is measured, not a lower bound, though :func:`invariance_summary` flags it ``censored`` (it ran
+    to both ends of the sweep). Since 2026-12-05, when the rotation sweep grew from 90 to 180 degrees: the report and
+    the studies read such a range as "at least this", and two of them as no measured difference."""
+    return transform == "rotation" and r is not None and r[1] - r[0] >= TURN - 1e-9
+
+
 def range_width(transform: str, r: list[float] | None) -> float:
     """The width of one of :func:`invariance_summary`'s ranges: scale in octaves (log2 hi / lo), every other
     transform in its own units (pixels, degrees); NaN where there is no range (the unit below the floor even

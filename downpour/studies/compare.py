@@ -23,6 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
+from downpour.analysis.invariance import whole_turn
 from downpour.studies import words
 from downpour.studies.base import Cells, Condition
 from downpour.studies.figures import interval_bars, save
@@ -87,9 +88,17 @@ def compare_rows(conditions: list[Condition], cells: Cells, seeds: list[int],
     return rows
 
 
+# the rotation widths (:func:`~downpour.studies.measure.range_widths`' degrees, the response's and the AUC's)
+TURN_WIDTHS = ("inv_rotation", "inv_rotation_auc")
+
+
 def _ended(cell: dict[str, float], key: str) -> bool:
     """Whether the cell's ``key`` (a width) ran to the sweep's end: its ``key`` + CENSORED, the share of the tied units
-    whose range did, is above 0 (missing: not a width, or a cell from before the share; NaN: no unit had a range)."""
+    whose range did, is above 0 (missing: not a width, or a cell from before the share; NaN: no unit had a range). A
+    rotation width of the whole turn did not (:func:`~downpour.analysis.invariance.whole_turn`: every unit held at every
+    angle, 360 measured; since 2026-12-05, when the sweep reached 180 degrees, two of them were left out as bounds)."""
+    if key in TURN_WIDTHS and whole_turn("rotation", [0.0, cell.get(key, math.nan)]):
+        return False
     return cell.get(key + CENSORED, 0) > 0
 
 
