@@ -252,3 +252,27 @@ def test_the_pictured_units_words_say_what_the_invariance_section_gives_of_its_t
     assert "among 3 units tied at the top of its choice (the invariance section gives the spread of their ranges" in words
     a["face_neuron"]["pictured"]["tied"] = 1
     assert "tied" not in _pictured_words(a)
+
+
+def test_a_rotation_range_of_the_whole_turn_reads_every_angle_not_at_least_the_sweep():
+    """Since the rotation sweep reached ±180 degrees (one angle, the same image), a unit holding at every angle has the
+    range -180 … 180: the report said "(the whole sweep: at least this)" of it, and counted it among the tied units
+    whose mean is a lower bound. A range at one end only is still a bound (the turn goes on past it)."""
+    from downpour.analysis.invariance import DEFAULT_ANGLES
+    from downpour.analysis.report_invariance import invariance_rows, selectivity_rows, tied_invariance
+    curve = {"transform": "rotation", "values": list(DEFAULT_ANGLES), "normalised_to": "untransformed response"}
+    whole, half = [-180.0, 180.0], [-45.0, 180.0]
+    widths = {"rotation": {"mean": 315.0, "std": 45.0, "median": 360.0, "min": 225.0, "max": 360.0, "measured": 4,
+                           "without_range": 0, "censored": 4, "units": "degrees"}}
+    inv = {"curves": [curve], "summary": {"ranges": {"rotation": whole}, "censored": {"rotation": True}},
+           "selectivity": {"ranges": {"rotation": whole}, "censored": {"rotation": True}, "auc": {"rotation": 0.9},
+                           "keep": 0.5},
+           "tied": {"size": 4, "ranges": {"rotation": [whole, whole, whole, half]}, "widths": widths,
+                    "selectivity": {"ranges": {"rotation": [whole, half, half, half]}, "widths": widths}}}
+    assert invariance_rows(inv) == [["rotation", "-180 … 180 degrees (every angle: the whole turn)"]]
+    assert selectivity_rows(inv)[0].endswith("(every angle: the whole turn)")
+    said = tied_invariance(inv)[0]
+    assert "1 of them to the sweep's end: the mean is at least this, 3 of them at every angle (the whole turn)" in said
+    assert "3 of them to the sweep's end" in tied_invariance(inv, selectivity=True)[0]
+    inv["summary"]["ranges"]["rotation"] = half
+    assert invariance_rows(inv)[0][1] == "-45 … 180 degrees (to the sweep's end: at least this far)"

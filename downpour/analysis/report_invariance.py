@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from downpour.analysis.invariance import RELATIVE, identity_index
+from downpour.analysis.invariance import RELATIVE, identity_index, whole_turn
 from downpour.analysis.report_parts import esc
 
 _UNITS = {"scale": "× {:g} … × {:g}", "translation_x": "{:g} … {:g} pixels", "translation_y": "{:g} … {:g} pixels",
@@ -29,7 +29,9 @@ def invariance_rows(inv: dict[str, Any]) -> list[list[str]]:
             continue
         text = _UNITS.get(name, "{:g} … {:g}").format(*r)
         values = curve.get("values")
-        if values and _at_an_end(r, values):
+        if whole_turn(name, r):
+            text += EVERY_ANGLE
+        elif values and _at_an_end(r, values):
             text += _lower_bound(r, values)
         rows.append([name, text])
     return rows
@@ -45,6 +47,11 @@ def _at_an_end(r: list[float], values: list[float]) -> bool:
     """Whether the range ``r`` runs to an end of the sweep ``values``: the unit may hold up further (invariance.py's
     ``censored``, read from the range where a file predates the flag)."""
     return r[0] <= min(values) or r[1] >= max(values)
+
+
+# the words after a rotation range of the whole turn (:func:`~downpour.analysis.invariance.whole_turn`): it ran to both
+# ends of the sweep, but -180 and 180 degrees are one angle, so it is measured (it read "the whole sweep: at least this")
+EVERY_ANGLE = " (every angle: the whole turn)"
 
 
 def _lower_bound(r: list[float], values: list[float]) -> str:
@@ -72,7 +79,9 @@ def selectivity_rows(inv: dict[str, Any]) -> list[str]:
             out.append(f"none: AUC {auc:.3f} untransformed, no lead over chance to keep")
             continue
         text = _UNITS.get(name, "{:g} … {:g}").format(*r) + f" (AUC ≥ {0.5 + sel['keep'] * (auc - 0.5):.3f})"
-        if sel["censored"].get(name):
+        if whole_turn(name, r):
+            text += EVERY_ANGLE
+        elif sel["censored"].get(name):
             text += _lower_bound(r, swept.get(name, {}).get("values") or r)
         out.append(text)
     return out
@@ -118,8 +127,12 @@ def tied_invariance(inv: dict[str, Any], selectivity: bool = False) -> list[str]
             out.append(f"none of {tied['size']} has a range")
         else:
             # (a range at the sweep's end is a lower bound, so the mean is too: since 2026-12-05 the column says so)
-            ended = w["censored"] if "censored" in w else _ended(inv, name)
+            # (a rotation range of the whole turn ran to both ends but is measured: counted apart since 2026-12-05)
+            src = (tied.get("selectivity") or {}) if selectivity else tied
+            turns = sum(whole_turn(name, r) for r in src.get("ranges", {}).get(name) or [])
+            ended = max(0, (w["censored"] if "censored" in w else _ended(inv, name)) - turns)
             at_end = f", {ended} of them to the sweep's end: the mean is at least this" if ended else ""
+            at_end += f", {turns} of them at every angle (the whole turn)" if turns else ""
             median = f", median {w['median']:.3g}" if w.get("median") is not None else ""
             up = _upper_end(widths["scale_up"]) if name == "scale" and "scale_up" in widths else ""
             out.append(f"{w['mean']:.3g} ± {w['std']:.2g} {w['units']}{median} ({w['min']:.3g}–{w['max']:.3g}), over "
