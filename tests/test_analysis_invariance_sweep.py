@@ -59,3 +59,20 @@ def test_a_shift_of_the_whole_side_leaves_only_the_fill_and_its_width_bounds_the
     assert figure_range("inv_shift") == (0.0, max(DEFAULT_SHIFTS) - min(DEFAULT_SHIFTS)) == (0.0, 2.0)
     assert figure_range("d_inv_rotation") == (-360.0, 360.0)
     assert figure_range("inv_scale_octaves") == (0.0, 8.0) and figure_range("inv_scale_up_octaves") == (0.0, 3.0)
+
+
+def test_the_scale_panels_read_in_octaves(monkeypatch, tmp_path):
+    """1/32x to 8x on a linear axis put the 13 shrinks, where most units lose the face, in the panel's first eighth."""
+    from downpour.analysis import figures
+    from downpour.analysis.invariance import DEFAULT_SCALES
+    drawn = []
+    monkeypatch.setattr(figures, "_save", lambda fig, path: drawn.append(fig) or path)
+    ones = [1.0] * len(DEFAULT_SCALES)
+    curves = [{"transform": "scale", "values": list(DEFAULT_SCALES), "response": ones, "sem": ones, "auc": ones,
+               "auc_faces_only": ones},
+              {"transform": "rotation", "values": [0.0, 90.0], "response": [1.0, 1.0], "sem": [0.0, 0.0],
+               "auc": [1.0, 1.0], "auc_faces_only": [1.0, 1.0]}]
+    figures.invariance_plot({"curves": curves, "normalised_to": "untransformed response", "unit": 0, "layer": "l",
+                             "images": 2}, tmp_path / "x.png")
+    axes = drawn[0].axes
+    assert [ax.get_xscale() for ax in axes] == ["log", "linear", "log", "linear"]

@@ -202,6 +202,7 @@ def invariance_plot(result: dict[str, Any], path: Path) -> Path:
     for k, c in enumerate(curves):
         ax = grid[0][k]
         v, r, s = (np.asarray(c[key]) for key in ("values", "response", "sem"))
+        _scale_axes(c, grid[:, k])
         ax.plot(v, r, marker="o", ms=3)
         ax.fill_between(v, r - s, r + s, alpha=0.2)
         ax.axhline(1.0, color="grey", lw=0.6, ls="--")
@@ -226,6 +227,14 @@ def invariance_plot(result: dict[str, Any], path: Path) -> Path:
     fig.suptitle(f"unit {result['unit']} of {result['layer']} over {result['images']} images", fontsize=9)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def _scale_axes(curve: dict[str, Any], column: Any) -> None:
+    """The scale panels' x-axis in octaves (log 2): the sweep runs 1/32x to 8x since 2026-12-05, and on a linear axis
+    its 13 shrinks, where most units lose the face, shared the first eighth of the panel with 1x."""
+    if curve["transform"] == "scale" and min(curve["values"]) > 0:
+        for ax in column:
+            ax.set_xscale("log", base=2)
 
 
 def response_histogram(positive: list[float], negative: list[float], threshold: float, path: Path,
