@@ -998,8 +998,8 @@ def test_an_interval_never_runs_past_what_its_figure_can_be(planted, tmp_path, m
     """Student's t on 2 seeds printed a probe accuracy of 0.867 [0.231, 1.502], an edge-like fraction of 83%
     [-16, 182] and a time per step below 0; cut at the figure's range, in study.json, the verdict and the page."""
     values = {"probe_digits": (0.5, 1.0), "edge_fraction": (0.9, 0.7), "face_owed_controls": (-0.9, 0.8),
-              "seconds_per_step": (0.001, 0.05), "final_loss": (-3.0, 9.0), "inv_shift": (0.75, 0.5),
-              "inv_rotation": (180.0, 150.0)}
+              "seconds_per_step": (0.001, 0.05), "final_loss": (-3.0, 9.0), "inv_shift": (1.9, 1.5),
+              "inv_rotation": (350.0, 300.0)}
 
     def summarise(self, conditions, cells, seeds):
         figures = {k: list(mean_ci(v)) for k, v in values.items()}
@@ -1017,7 +1017,7 @@ def test_an_interval_never_runs_past_what_its_figure_can_be(planted, tmp_path, m
     assert got["face_owed_controls"][1:] == [-1.0, 1.0]
     assert got["seconds_per_step"][1] == 0.0 and got["seconds_per_step"][2] > 0.05
     assert got["final_loss"] == list(mean_ci((-3.0, 9.0)))          # a name that says no range: as t gives it
-    assert got["inv_shift"][2] == 0.75 and got["inv_rotation"][2] == 180.0    # the widest the sweep can see
+    assert got["inv_shift"][2] == 2.0 and got["inv_rotation"][2] == 360.0     # the widest the sweep can see (±1.0, ±180)
     assert got["d_probe_digits"] == [0.0, -1.0, 1.0]
     assert got["d_edge_fraction"] == [0.5, -math.inf, math.inf]     # unbounded (under 6 seeds) stays unbounded
     assert result["verdict"].startswith("probe [0.75, ") and "1.0]" in result["verdict"]
