@@ -6,6 +6,7 @@ import argparse
 import shlex
 import sys
 from pathlib import Path
+from typing import ContextManager
 
 from downpour.config import ConfigError, parse_override
 
@@ -45,19 +46,26 @@ def analysis_overrides(run_path: str, sets: list[str]) -> dict[str, object]:
     return {key: getattr(cfg.analysis, key) for key in keys}
 
 
-def check_not_being_trained(path: str | Path, command: str) -> None:
-    """NotARunError when another process trains the run in ``path`` now (its files are still being written: until
-    2026-12-05 its analysis read them half-written, or said a run without a model yet was to be resumed)."""
-    from downpour.train.lock import check_not_training
+def analysing(path: str | Path, command: str) -> ContextManager[None]:
+    """Hold the run in ``path`` while ``command`` (``downpour analyze``, ``report``) writes into it: NotARunError
+    where another process trains it now (its files are still being written: until 2026-12-05 its analysis read them
+    half-written, or said a run without a model yet was to be resumed), or analyses it (both wrote figures.partial/)."""
+    from downpour.train.lock import analysing as held
 
-    check_not_training(path, then=f"its files are still being written; let it finish (`downpour train` analyzes its "
-                                  f"run at its end when analysis.report is on), then `{command} {shlex.quote(str(path))}`")
+    again = f"{command} {shlex.quote(str(path))}"
+    return held(path, then=f"its files are still being written; let it finish (`downpour train` analyzes its run at "
+                           f"its end when analysis.report is on), then `{again}`",
+                then_analysed=f"its analysis.json and figures are being written; let it finish, then `{again}`")
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
+    with analysing(args.run, "downpour analyze"):
+        return _analyze(args)
+
+
+def _analyze(args: argparse.Namespace) -> int:
     from downpour.analysis.run import analyze_run
 
-    check_not_being_trained(args.run, "downpour analyze")
     overrides = analysis_overrides(args.run, args.set)
     asked = overrides.pop("report", None)                           # --set analysis.report=true is --report
     if args.report and asked is False:
@@ -83,5 +91,5 @@ def report_only(path: Path) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    check_not_being_trained(args.run, "downpour report")
-    return report_only(Path(args.run))     # analyses the run first when it has no analysis.json yet
+    with analysing(args.run, "downpour report"):
+        return report_only(Path(args.run))     # analyses the run first when it has no analysis.json yet

@@ -107,3 +107,45 @@ def test_a_filesystem_that_locks_nothing_is_said_once_in_a_command(tmp_path, mon
             pass
     said = [r for r in caplog.records if "cannot be locked" in r.getMessage()]
     assert len(said) == 1 and str(tmp_path) in said[0].getMessage()
+
+
+def test_a_second_analysis_of_a_run_being_analysed_is_refused(tmp_path, monkeypatch, capsys):
+    """Two `downpour analyze RUN` at once both staged their figures in RUN/figures.partial/: the second removed the
+    first's (as one a killed analysis left) and both wrote analysis.json. The second is refused now, saying so."""
+    path, seen = tmp_path / "run", []
+    RunDir.create(path, load_config("ufldl-sae"))
+
+    def analyze_run(run, **overrides):              # another terminal starts the same analysis meanwhile
+        if not seen:
+            seen.append(main(["analyze", str(run)]))
+            seen.append(lock.is_training(run))      # (an analysis is not a training: a cross-fit's words need that)
+
+    monkeypatch.setattr("downpour.analysis.run.analyze_run", analyze_run)
+    assert main(["analyze", str(path)]) == 0
+    assert seen == [2, False]
+    err = capsys.readouterr().err
+    assert f"{str(path)!r} is being analysed now by another downpour process: its analysis.json and figures" in err
+    assert f"then `downpour analyze {path}`" in err
+    assert main(["analyze", str(path)]) == 0        # let go once it ends
+
+
+@pytest.mark.parametrize("command", ["analyze", "report"])
+def test_a_training_of_a_run_being_analysed_is_refused_saying_so(tmp_path, monkeypatch, command):
+    """`downpour analyze` looked at the lock as it started and let it go: a `downpour train` of the folder from
+    another terminal took the run over (removed its files, or its analysis.json) while it was being analysed."""
+    path, seen = tmp_path / "run", []
+    RunDir.create(path, load_config("ufldl-sae"))
+
+    def analyze_run(run, **overrides):              # another terminal trains the folder meanwhile
+        with pytest.raises(lock.FolderBusy, match="being analysed now by another downpour process: let it finish"):
+            with lock.training(run):
+                seen.append("trained beside the analysis")
+        seen.append("refused")
+        return os.path.join(run, "report.html")
+
+    monkeypatch.setattr("downpour.analysis.run.analyze_run", analyze_run)
+    monkeypatch.setattr("downpour.analysis.report.write_report", analyze_run)
+    assert main([command, str(path)]) == 0
+    assert seen == ["refused"]
+    with lock.training(path):                       # let go once it ends
+        pass

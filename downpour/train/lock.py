@@ -12,14 +12,18 @@ so once for each such filesystem in a command (until 2026-12-05 once for each lo
 
 ``downpour train`` holds the lock through its twin's training and its run's analysis and report too (a command
 that took the folder over while ``analysis.json`` was being written would have removed a finished run's files),
-and ``downpour analyze`` or ``report`` of a run being trained is refused (:func:`check_not_training`): its files
-are still being written."""
+and ``downpour analyze`` or ``report`` of a run being trained is refused: its files are still being written.
+
+``downpour analyze`` and ``report`` hold the folder while they write into it (:func:`analysing`): a shared lock on it
+(a training takes it whole: refused, and told the run is being analysed) and the whole lock of its ``config.toml``
+(a second analysis is refused: both staged their figures in ``figures.partial/``, and until 2026-12-05 the second
+removed the first's as one a killed analysis left, and a training of the run took it over mid-analysis)."""
 from __future__ import annotations
 
 import logging
 import os
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TypeVar
 
@@ -31,7 +35,7 @@ try:
 except ImportError:      # pragma: no cover  (Windows)
     fcntl = None   # type: ignore[assignment]
 
-__all__ = ["FolderBusy", "check_not_training", "is_training", "training", "training_in"]
+__all__ = ["FolderBusy", "analysing", "check_not_training", "is_training", "training", "training_in"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -40,7 +44,7 @@ _UNLOCKABLE: set[int | None] = set()   # the filesystems (st_dev) found to lock 
 
 
 class FolderBusy(NotARunError):
-    """A folder another process holds the lock of (``path``): it is being trained now."""
+    """A folder another process holds the lock of (``path``): it is being trained (or analysed) now."""
 
     def __init__(self, message: str, path: Path) -> None:
         super().__init__(message)
@@ -65,7 +69,37 @@ def training(path: str | Path, what: str = "the run folder") -> Iterator[None]:
     """Hold the folder ``path``'s lock while the block trains it; a folder not there yet is made first, empty (so a
     new run is locked as it starts; RunExistsError naming ``what`` where it cannot be made)."""
     path = make_folder(Path(path), what)
-    fd = _locked(path, fcntl.LOCK_EX) if fcntl is not None else None
+    try:
+        fd = _locked(path, fcntl.LOCK_EX) if fcntl is not None else None
+    except FolderBusy:
+        if not _analysed(path):
+            raise
+        raise _busy(path, "let it finish, then run this command again", "analysed") from None
+    with _holding(fd):
+        yield
+
+
+@contextmanager
+def analysing(path: str | Path, then: str, then_analysed: str) -> Iterator[None]:
+    """Hold the run folder ``path`` while the block analyses it (``downpour analyze``, ``report``): FolderBusy
+    naming the run, then ``then``, where another process trains it now (``then_analysed``: analyses it). ``downpour train``'s own
+    analysis runs under its training's lock, not this. A path that is no folder, or no run: nothing held (the
+    analysis says what it is)."""
+    path = Path(path)
+    with ExitStack() as held:
+        if fcntl is not None and path.is_dir():
+            held.enter_context(_holding(_locked(path, fcntl.LOCK_SH, then)))
+            if (path / "config.toml").is_file():
+                try:
+                    held.enter_context(_holding(_locked(path / "config.toml", fcntl.LOCK_EX)))
+                except FolderBusy:
+                    raise _busy(path, then_analysed, "analysed") from None
+        yield
+
+
+@contextmanager
+def _holding(fd: int | None) -> Iterator[None]:
+    """The lock ``fd`` holds (None: none), let go after the block (a forked child closes its copy at once)."""
     if fd is None:
         yield
         return
@@ -75,6 +109,17 @@ def training(path: str | Path, what: str = "the run folder") -> Iterator[None]:
     finally:
         _HELD.discard(fd)
         os.close(fd)       # (releases the lock)
+
+
+def _analysed(path: Path) -> bool:
+    """Whether the folder ``path``, found locked, is held shared (an analysis, :func:`analysing`), not whole."""
+    try:
+        fd = _locked(path, fcntl.LOCK_SH)
+    except FolderBusy:
+        return False
+    if fd is not None:
+        os.close(fd)
+    return True
 
 
 @contextmanager
@@ -131,7 +176,7 @@ def _locked(path: str | Path, how: int, then: str = "") -> int | None:
         return None
 
 
-def _busy(path: str | Path, then: str = "") -> FolderBusy:
+def _busy(path: str | Path, then: str = "", doing: str = "trained") -> FolderBusy:
     then = then or (f"let it finish, or stop it (Ctrl-C or SIGTERM save a checkpoint), then `downpour train --resume "
                     f"{path}`")
-    return FolderBusy(f"{str(path)!r} is being trained now by another downpour process: {then}", Path(path))
+    return FolderBusy(f"{str(path)!r} is being {doing} now by another downpour process: {then}", Path(path))
