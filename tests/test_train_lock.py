@@ -149,3 +149,15 @@ def test_a_training_of_a_run_being_analysed_is_refused_saying_so(tmp_path, monke
     assert seen == ["refused"]
     with lock.training(path):                       # let go once it ends
         pass
+
+
+def test_the_simulated_check_into_a_folder_being_analysed_says_so(tmp_path, capsys):
+    """Its words were written for a folder being trained: one being analysed was said to be "trained now"."""
+    path = tmp_path / "run"
+    path.mkdir()
+    with lock.analysing(path, then="", then_analysed=""):     # a `downpour analyze` of it, from another terminal
+        assert main(["plan", "--check-simulated", "--replicas", "4", "--shards", "2", "--steps", "20",
+                     "--out", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {str(path)!r} is being analysed now by another downpour process (a `downpour analyze`" in err
+    assert "trained" not in err and list(path.iterdir()) == []

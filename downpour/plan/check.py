@@ -122,9 +122,12 @@ def check_simulated(config: str = "ufldl-sae", workers: int = 1000, shards: int 
         try:
             with training_in(path, lambda: RunDir.create(path, cfg)) as run:
                 summary = run_cluster(cfg, run)
-        except FolderBusy:   # (its words name `downpour train --resume`: until 2026-12-05 the same check again was told so)
-            raise RunExistsError(f"--out {str(out)!r} is being trained now by another downpour process (the same check "
-                                 "started from another terminal, or a `downpour train`): pick another --out; once it "
+        except FolderBusy as busy:   # (its words name `downpour train --resume`: until 2026-12-05 the same check again
+            # was told so; and one of a folder being analysed was said to be trained)
+            who = ("the same check started from another terminal, or a `downpour train`" if busy.doing == "trained"
+                   else "a `downpour analyze` or `report` of it")
+            raise RunExistsError(f"--out {str(out)!r} is being {busy.doing} now by another downpour process ({who}): "
+                                 "pick another --out; once it "
                                  f"ends, `downpour plan --check-run {out}` compares a simulated run there") from None
         wall = time.perf_counter() - t0
         result = compare_run(path)

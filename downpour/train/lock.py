@@ -44,11 +44,12 @@ _UNLOCKABLE: set[int | None] = set()   # the filesystems (st_dev) found to lock 
 
 
 class FolderBusy(NotARunError):
-    """A folder another process holds the lock of (``path``): it is being trained (or analysed) now."""
+    """A folder another process holds the lock of (``path``): it is being ``doing`` now ("trained", "analysed")."""
 
-    def __init__(self, message: str, path: Path) -> None:
+    def __init__(self, message: str, path: Path, doing: str = "trained") -> None:
         super().__init__(message)
         self.path = path
+        self.doing = doing
 
 
 def _let_go_in_child() -> None:
@@ -179,4 +180,4 @@ def _locked(path: str | Path, how: int, then: str = "") -> int | None:
 def _busy(path: str | Path, then: str = "", doing: str = "trained") -> FolderBusy:
     then = then or (f"let it finish, or stop it (Ctrl-C or SIGTERM save a checkpoint), then `downpour train --resume "
                     f"{path}`")
-    return FolderBusy(f"{str(path)!r} is being {doing} now by another downpour process: {then}", Path(path))
+    return FolderBusy(f"{str(path)!r} is being {doing} now by another downpour process: {then}", Path(path), doing)
