@@ -75,6 +75,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from downpour.crossfit_folds import check_not_crossfits
     from downpour.preflight import check_folder, check_run_config, new_run_config, resume_config
     from downpour.train.folders import fresh_folder
     from downpour.train.lock import training_in
@@ -108,6 +109,7 @@ def _train(args: argparse.Namespace) -> int:
     old = run if args.resume else None
     folder = old.path if old else Path(args.out or fresh_folder(f"runs/{Path(args.config or 'main').stem}-"
                                                                 f"{time.strftime('%Y%m%d-%H%M%S')}"))
+    check_not_crossfits(folder)   # a live cross-fit's fold, one it trains now or not
     # locked before a folder there is taken over (a run of this config started by another terminal, no row yet, had
     # its metrics.jsonl removed), while it trains (a --resume from another terminal is refused), and while it is
     # analyzed (until 2026-12-05 let go before: the same command again took a finished run over as its analysis.json

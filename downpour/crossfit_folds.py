@@ -130,20 +130,42 @@ def live_crossfit(path: str | Path) -> Path | None:
     for out, inside in ((path, ()), (path.parent, (path.name,)), (path.parent.parent, (path.parent.name, path.name))):
         if (inside and not FOLD.fullmatch(inside[0])) or inside[1:] not in ((), (RunDir.TWIN,)):
             continue
-        if out.is_dir() and any(FOLD.match(p.name) for p in out.iterdir()) and is_training(out):
+        if _holds_folds(out) and is_training(out):
             return out
     return None
+
+
+def _holds_folds(folder: Path) -> bool:
+    """Whether ``folder`` holds a fold's folder or log; False where it cannot be listed (no cross-fit of ours)."""
+    try:
+        return folder.is_dir() and any(FOLD.match(p.name) for p in folder.iterdir())
+    except OSError:
+        return False
 
 
 def busy_words(err: FolderBusy) -> NotARunError:
     """``err`` (a folder another process trains now) said as a cross-fit's where that process is a cross-fit: it
     goes on by the same ``downpour crossfit`` command, not ``downpour train --resume`` of the folder (what ``err``
     says, and what a folder of a run of one's own needs)."""
-    out = live_crossfit(err.path)
+    return _crossfit_words(err.path) or err
+
+
+def check_not_crossfits(path: str | Path) -> None:
+    """NotARunError, as :func:`busy_words` says it, where ``path`` belongs to a cross-fit another process runs now,
+    trained at this moment or not: until 2026-12-05 ``downpour train --out OUT/fold-I`` (or ``--resume`` of a fold
+    stopped before) of a fold the cross-fit had not reached yet trained a run there, and the cross-fit, reaching it,
+    failed that fold as "another run"."""
+    refusal = _crossfit_words(Path(path))
+    if refusal is not None:
+        raise refusal
+
+
+def _crossfit_words(path: Path) -> NotARunError | None:
+    out = live_crossfit(path)
     if out is None:
-        return err
-    what = "the folder of" if out == err.path else "a fold of"
-    return NotARunError(f"{str(err.path)!r} is {what} the cross-fit {str(out)!r}, being run now by another downpour "
+        return None
+    what = "the folder of" if out == path else "a fold of"
+    return NotARunError(f"{str(path)!r} is {what} the cross-fit {str(out)!r}, being run now by another downpour "
                         f"process (`downpour crossfit --out {out}`): let it finish, or stop it (Ctrl-C or SIGTERM save "
                         "every fold's checkpoint), then run that same `downpour crossfit` command again to go on (it "
                         "resumes its folds; `downpour train --resume` of a fold does not go on with the cross-fit); a "

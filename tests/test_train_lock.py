@@ -161,3 +161,36 @@ def test_the_simulated_check_into_a_folder_being_analysed_says_so(tmp_path, caps
     err = capsys.readouterr().err
     assert f"--out {str(path)!r} is being analysed now by another downpour process (a `downpour analyze`" in err
     assert "trained" not in err and list(path.iterdir()) == []
+
+
+@pytest.mark.parametrize("where", ["a fold not reached yet", "its twin"])
+def test_downpour_train_into_a_fold_the_live_crossfit_does_not_train_now_says_it_is_a_crossfit(tmp_path, monkeypatch,
+                                                                                               capsys, where):
+    """Only a fold being trained at that moment was said to be the cross-fit's: `--out OUT/fold-1` while the cross-fit
+    trained fold-0 trained a run there, and the cross-fit, reaching fold-1, failed it as another run."""
+    out, trained = tmp_path / "cf", []
+    (out / "fold-0").mkdir(parents=True)           # (the cross-fit's folder holds its folds)
+    target = {"a fold not reached yet": out / "fold-1", "its twin": out / "fold-0" / "no-faces"}[where]
+    monkeypatch.setattr("downpour.runners.train", lambda cfg, run, resume=False: trained.append(run.path) or {})
+    with lock.training(out):                        # the cross-fit, running
+        assert main(["train", *SAE, "--no-report", "--out", str(target)]) == 2
+    assert f"{str(target)!r} is a fold of the cross-fit {str(out)!r}, being run now" in capsys.readouterr().err
+    assert trained == [] and not target.exists()
+
+
+def test_a_folder_above_the_out_that_cannot_be_listed_is_no_crossfit(tmp_path, monkeypatch):
+    """`downpour train` looks whether its --out is a live cross-fit's fold (its parent listed): a parent one may
+    enter but not list (mode 311) is none, not a PermissionError traceback."""
+    from pathlib import Path
+
+    from downpour.crossfit_folds import check_not_crossfits
+
+    listed = Path.iterdir
+
+    def iterdir(self):
+        if self == tmp_path:
+            raise PermissionError(13, "Permission denied", str(self))
+        return listed(self)
+
+    monkeypatch.setattr(Path, "iterdir", iterdir)
+    check_not_crossfits(tmp_path / "fold-0")        # nothing raised (a fold's name: its parent is looked at)
