@@ -8,6 +8,7 @@ import numpy as np
 from downpour.analysis.choice import auc_scores, auc_width, chance_spread, tie_spread_limit
 from downpour.analysis.controls import bootstrap_weights, comparisons, ranked_aucs, score_controls, weighted_auc
 from downpour.analysis.report_notes import chosen_among
+from downpour.analysis import selectivity
 from downpour.analysis.selectivity import best_unit
 
 
@@ -80,3 +81,16 @@ def test_for_independent_alike_units_the_bootstrap_range_agrees_with_the_student
     assert 0.01 < np.mean(calls) < 0.10, np.mean(calls)
     assert chance_spread(np.zeros((1, 9)), np.array([0.8])) == 0.0
     assert np.isnan(chance_spread(np.full((2, 9), np.nan), np.array([0.8, 0.9])))
+
+
+def test_a_unit_tied_with_none_draws_no_replicates(monkeypatch):
+    """Most best-neuron rows tie nothing: their limit is 0 without drawing or scoring a replicate (each did, 200 of
+    them, until r-undec: ~1% of a main-job analyze, 200 rows, none tied)."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("a single unit's tie was bootstrapped")
+
+    monkeypatch.setattr(selectivity, "bootstrap_weights", refuse)
+    monkeypatch.setattr(selectivity, "ranked_aucs", refuse)
+    y, select, test, scores = _copies([0.0])
+    row = best_unit(scores, y, select, test)
+    assert row["tied"] == 1 and row["undecided"] is False and row["tie_spread_limit"] == 0.0

@@ -73,8 +73,10 @@ def best_unit(scores: np.ndarray, y: np.ndarray, select: np.ndarray, test: np.nd
         aucs = auc_scores(v, y_test)                                               # (T,) on test
         # the tie's chance range: its units' AUCs over seeded bootstrap replicates of the test images (until
         # 2026-12-05, as many independent units' range given Hanley-McNeil's interval at the tied set's mean AUC)
-        w = bootstrap_weights(y_test == 1, TIE_REPLICATES, np.random.default_rng(0))
-        reps = ranked_aucs(v[y_test == 1].T, v[y_test != 1].T, w[:, y_test == 1], w[:, y_test != 1], tie=0.0)
+        # (a unit tied with none has none: most rows, and drawing its replicates was ~1% of a main-job analyze)
+        w = bootstrap_weights(y_test == 1, TIE_REPLICATES, np.random.default_rng(0)) if len(aucs) > 1 else None
+        reps = (ranked_aucs(v[y_test == 1].T, v[y_test != 1].T, w[:, y_test == 1], w[:, y_test != 1], tie=0.0)
+                if w is not None else np.zeros((1, 1)))
         ties = {**picked.ties(), "tie_share": len(picked.tied) / scores.shape[1],
                 **tie_verdict(aucs, reps),
                 "tied_auc": tied_figures([aucs])}       # (one split: its own figures)
