@@ -1,6 +1,6 @@
 """A tie's chance range (``choice.chance_spread``, since 2026-12-05): what one tied set costs the face test, its units'
 AUCs over bootstrap replicates by ranks (``controls.ranked_aucs``), against the rule it replaced (the tied units' test
-AUCs, ``controls.tied_aucs``, against as many independent units' range, ``choice.tie_spread_limit``: a formula) and
+AUCs, ``controls.tied_aucs``, against as many independent units' range, ``tie_spread_limit`` of bench/_tie_rules.py: a formula) and
 against the same replicates by pairs (``controls.weighted_auc`` of ``comparisons``). The ranks' replicate AUCs are
 checked equal to the pairs' (to 1e-12) before anything is timed.
 
@@ -25,7 +25,8 @@ import numpy as np  # noqa: E402
 
 from _protocol import at_least_1, load_1min  # noqa: E402
 from face_test import best_ms  # noqa: E402
-from downpour.analysis.choice import chance_spread, tie_spread_limit  # noqa: E402
+from _tie_rules import tie_spread_limit  # noqa: E402
+from downpour.analysis.choice import chance_spread  # noqa: E402
 from downpour.analysis.controls import (TIE_REPLICATES, bootstrap_weights, comparisons, ranked_aucs,  # noqa: E402
                                         tied_aucs, weighted_auc)
 

@@ -6,17 +6,22 @@ units that have a range, with the count of those that have none."""
 from __future__ import annotations
 
 import math
+import sys
+from pathlib import Path
 
 import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
-from downpour.analysis.choice import auc_width, tie_spread_limit, undecided
+from downpour.analysis.choice import undecided
 from downpour.analysis.controls import score_controls, tied_set, ties_once
 from downpour.analysis.invariance import invariance_curves, invariance_summary, sweep, tied_summary
 from downpour.analysis.report_notes import chosen_among
 from downpour.studies import measure
 from test_analysis_invariance_ties import _blobs, _ThreeWays, _widths
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from _tie_rules import auc_width, tie_spread_limit  # noqa: E402
 
 
 def _saturated(perfect: int = 40, noise: int = 60, seed: int = 0):

@@ -3,13 +3,19 @@ units' (since 2026-12-05): tied units are mostly near copies scoring the same im
 real difference between them is beyond their chance spread though well within independent units'."""
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 
-from downpour.analysis.choice import auc_scores, auc_width, chance_spread, tie_spread_limit
+from downpour.analysis.choice import auc_scores, chance_spread
 from downpour.analysis.controls import bootstrap_weights, comparisons, ranked_aucs, score_controls, weighted_auc
 from downpour.analysis.report_notes import chosen_among
 from downpour.analysis import selectivity
 from downpour.analysis.selectivity import best_unit
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from _tie_rules import auc_width, tie_spread_limit  # noqa: E402
 
 
 def test_ranked_aucs_are_the_pairwise_kernels_with_ties_and_own_pairs():

@@ -4,13 +4,18 @@ it was told against is stored beside the flag (``tie_spread_limit``) and said in
 from __future__ import annotations
 
 import math
+import sys
+from pathlib import Path
 
 import numpy as np
 
-from downpour.analysis.choice import Z95, tie_spread_limit, undecided
+from downpour.analysis.choice import undecided
 from downpour.analysis.controls import score_controls
 from downpour.analysis.report_notes import chosen_among
 from downpour.analysis.selectivity import best_unit
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from _tie_rules import Z95, tie_spread_limit  # noqa: E402
 
 WIDTH = 0.1     # one unit's 95% AUC interval
 

@@ -11,11 +11,10 @@ invariance ranges are averaged over (:mod:`downpour.analysis.invariance`).
 """
 from __future__ import annotations
 
-import functools
 from typing import Any, NamedTuple
 
 import numpy as np
-from scipy.stats import rankdata, studentized_range
+from scipy.stats import rankdata
 
 
 def threshold_scan(scores: np.ndarray, y: np.ndarray,
@@ -174,41 +173,7 @@ def top_tie(ranked: np.ndarray, criterion: np.ndarray) -> np.ndarray:
     return ranked[at == at[0]]
 
 
-Z95 = 1.959963984540054     # the normal's 97.5% point: a 95% interval is +-Z95 standard errors
-
-
-def auc_width(auc: float, positives: int, negatives: int) -> float:
-    """The width of a 95% interval of an AUC measured on ``positives`` x ``negatives`` test items, the cheap way
-    (Hanley & McNeil 1982: 2 x 1.96 x its standard error, from the AUC and the counts alone). The best-neuron table
-    (:func:`~downpour.analysis.selectivity.best_unit`) told its ties against :func:`tie_spread_limit` of it at the tied
-    set's mean AUC until :func:`chance_spread` (2026-12-05); the reference that rule is checked against. At AUC 0 or
-    1 the error is 0."""
-    a, p, q = float(auc), int(positives), int(negatives)
-    if p < 1 or q < 1:
-        return float("nan")
-    q1, q2 = a / (2.0 - a), 2.0 * a * a / (1.0 + a)
-    var = (a * (1.0 - a) + (p - 1) * (q1 - a * a) + (q - 1) * (q2 - a * a)) / (p * q)
-    return float(2.0 * Z95 * np.sqrt(max(var, 0.0)))
-
-
 ALIKE = 0.95     # the share of ties of alike units that :func:`undecided` calls decided, whatever their number
-
-
-@functools.lru_cache(maxsize=None)
-def range_quantile(tied: int) -> float:
-    """The :data:`ALIKE` quantile of the range (max - min) of ``tied`` independent standard normal draws: the
-    studentized range with infinite degrees of freedom (2.772 for 2, 3.858 for 5, 5.012 for 20, 7.332 for 929);
-    0 for one draw, which has no range."""
-    return float(studentized_range.ppf(ALIKE, tied, np.inf)) if tied > 1 else 0.0
-
-
-def tie_spread_limit(tied: int, width: float) -> float:
-    """The spread, max - min, of ``tied`` *independent* units' test AUCs above which they do not test alike (the
-    limit of :func:`undecided` until :func:`chance_spread`, 2026-12-05, which agrees with it for independent units):
-    what the range of ``tied`` draws of one unit's AUC stays below in :data:`ALIKE` of ties, that AUC a normal whose
-    95% interval is ``width`` wide (standard error ``width`` / (2 x 1.96)): :func:`range_quantile` x that error.
-    0.707 ``width`` for 2 units, 0.984 for 5, 1.279 for 20, 1.870 for 929; NaN for an unknown width."""
-    return range_quantile(int(tied)) * float(width) / (2.0 * Z95)
 
 
 def chance_spread(replicates: np.ndarray, observed: np.ndarray) -> float:
@@ -216,7 +181,7 @@ def chance_spread(replicates: np.ndarray, observed: np.ndarray) -> float:
     the :data:`ALIKE` quantile, over bootstrap replicates of the test images, of the range across the units of each
     one's replicate AUC minus its own ``observed`` AUC. (T, B) ``replicates`` share their resampled images, so the
     range is what chance alone spreads *these* units by, their correlation kept: near copies of one unit scoring the
-    same images move together and spread far less than independent ones (:func:`tie_spread_limit`, their range).
+    same images move together and spread far less than independent ones (the studentized range, bench/_tie_rules.py).
     0 for one unit; NaN where no replicate could score them (an unknown limit: not undecided)."""
     d = np.asarray(replicates, dtype=np.float64) - np.asarray(observed, dtype=np.float64)[:, None]
     if len(d) < 2:
@@ -237,16 +202,17 @@ def undecided(test_aucs: np.ndarray, limit: float) -> bool:
     gives the tied set's test AUC beside the unit's). A tie whose units test alike within chance is not (nor is an
     unknown limit).
 
-    The limit is the tied units' own bootstrap range since 2026-12-05 (``tie_rule`` "bootstrap range"); earlier
-    that day it was :func:`tie_spread_limit`, the range of T *independent* alike units given the chosen unit's 95%
-    interval. Tied units are mostly near copies, which correlate and spread less, so that limit was too wide for
-    them: 3 near copies of one unit on 60 + 60 test images, two lowered a little on the faces, tested 0.764-0.812,
-    a spread of 0.048 against its 0.197, decided; their own range is 0.028, undecided. For independent units the
-    two agree (tests/test_analysis_tie_null.py). Before, the spread was told against one unit's interval
-    whatever the number tied (alike units undecided in 0.6% of 2-unit ties, 38% of 20), and before that more than
-    1% of the candidates tied was (any 2-unit tie of an 8-unit layer); over several splits each split's tie is
-    told against that split's own replicates (it was the row's ``auc_ci``, of the mean over the splits, ~1/sqrt(
-    splits) as wide, until 2026-12-05)."""
+    The limit is the tied units' own bootstrap range since 2026-12-05 (``tie_rule`` "bootstrap range"); earlier that
+    day it was the studentized range (``tie_spread_limit`` of bench/_tie_rules.py, where it is kept as the
+    reference), the range of T *independent* alike units given the chosen unit's 95% interval. Tied units are mostly
+    near copies, which correlate and spread less, so that limit was too wide for them: 3 near copies of one unit on
+    60 + 60 test images, two lowered a little on the faces, tested 0.764-0.812, a spread of 0.048 against its 0.197,
+    decided; their own range is 0.028, undecided. For independent units the two agree
+    (tests/test_analysis_tie_null.py). Before, the spread was told against one unit's interval whatever the number
+    tied (alike units undecided in 0.6% of 2-unit ties, 38% of 20), and before that more than 1% of the candidates
+    tied was (any 2-unit tie of an 8-unit layer); over several splits each split's tie is told against that split's
+    own replicates (it was the row's ``auc_ci``, of the mean over the splits, ~1/sqrt(splits) as wide, until
+    2026-12-05)."""
     a = np.asarray(test_aucs, dtype=np.float64)
     return bool(len(a) > 1 and np.ptp(a) > limit)
 
@@ -255,8 +221,8 @@ def tie_verdict(test_aucs: np.ndarray, replicates: np.ndarray) -> dict[str, Any]
     """A tie's row keys from its units' (T,) test AUCs and (T, B) bootstrap replicates of them: ``undecided``
     (:func:`undecided`), the ``tie_spread_limit`` it was told against (:func:`chance_spread`) and the ``tie_rule``
     that limit is (:data:`TIE_RULE`; a row without it is from before 2026-12-05's bootstrap: its limit is
-    :func:`tie_spread_limit`'s, or, without a limit, one unit's interval), the same for the best-neuron table's
-    rows, the face test's and its by-layer ones."""
+    the studentized range's (bench/_tie_rules.py), or, without a limit, one unit's interval), the same for the
+    best-neuron table's rows, the face test's and its by-layer ones."""
     limit = chance_spread(replicates, test_aucs)
     return {"undecided": undecided(test_aucs, limit), "tie_spread_limit": limit, "tie_rule": TIE_RULE}
 

@@ -122,11 +122,12 @@ def undecided_note(rows: list[dict[str, Any]], setup: dict[str, Any]) -> str:
     over = f", each {fold}'s tie averaged over the {r0['splits']} {fold}s" if r0["splits"] > 1 else ""
     # (several splits: each has its own tie, a cross-fit's fold its own network; until 2026-12-05 the first split that
     # chose the row's unit spoke for all, and a second fold's 40 of 100 tied went unsaid)
-    # (undecided: the tied units' test AUCs spread wider than as many alike units' would in 95% of ties, given the
-    # unit's 95% interval on the same split, since 2026-12-05; wider than that interval before, whatever the number
-    # tied; until 2026-12-05 more than 1% of the layer tied, which any 2-unit tie in an 8-unit layer was, and then,
-    # over several splits, against the interval of the mean over them, narrower than any one split's)
-    # (a row from before the limit, 2026-12-05, was flagged against the interval itself: said so)
+    # (undecided: the tied units' test AUCs spread wider than chance spreads them in 95% of bootstrap resamplings of
+    # the same split's test images, tie_rule "bootstrap range", since 2026-12-05; earlier that day wider than as many
+    # alike units' would in 95% of ties given the unit's 95% interval, before that wider than that interval, whatever
+    # the number tied; until 2026-12-05 more than 1% of the layer tied, which any 2-unit tie in an 8-unit layer was,
+    # and then, over several splits, against the interval of the mean over them, narrower than any one split's)
+    # (a row of an earlier rule is said against its own: the branches below)
     one = r0["splits"] == 1
     if r0.get("tie_rule") == TIE_RULE:    # (since 2026-12-05's bootstrap range; a row of before says its own rule)
         against = ("chance would in 95% of resamplings of the test images"

@@ -52,7 +52,7 @@ def best_unit(scores: np.ndarray, y: np.ndarray, select: np.ndarray, test: np.nd
     candidates), ``undecided`` (:func:`~downpour.analysis.choice.undecided`: the tied units' test AUCs spread wider
     than ``tie_spread_limit``, what chance spreads them by in 95% of bootstrap replicates of the test images,
     :func:`~downpour.analysis.choice.chance_spread`, with its ``tie_rule``; earlier on 2026-12-05 as many independent
-    units' range given Hanley & McNeil's interval at the tied set's mean, :func:`~downpour.analysis.choice.auc_width`,
+    units' range given Hanley & McNeil's interval at the tied set's mean, ``auc_width`` of bench/_tie_rules.py,
     before that the interval itself, more than 1% of the candidates tied before) and
     ``tied_auc``, the tied units' test AUCs (mean, std, min, max, median), each in its own sign's direction.
     ``by="accuracy"``: the unit with the most accurate threshold rule, ties to the AUC furthest from 0.5 (the
