@@ -14,7 +14,6 @@ AUCs), ``ranks_vs_pairs`` = ranks / pairs for the replicates.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -23,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from _protocol import at_least_1, load_1min  # noqa: E402
+from _protocol import load_1min, reps_and_threads  # noqa: E402
 from face_test import best_ms  # noqa: E402
 from _tie_rules import tie_spread_limit  # noqa: E402
 from downpour.analysis.choice import chance_spread  # noqa: E402
@@ -35,9 +34,7 @@ SHAPES = {"2 units, 60 + 60": (2, 60, 60), "20 units, 100 + 100": (20, 100, 100)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reps", type=at_least_1, default=7)
-    args = parser.parse_args(argv)
+    args = reps_and_threads(__doc__.splitlines()[0], threads=None, reps=7).parse_args(argv)
     rng = np.random.default_rng(0)
     for name, (t, p, q) in SHAPES.items():
         y = np.r_[np.ones(p), np.zeros(q)].astype(bool)
