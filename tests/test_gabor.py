@@ -6,6 +6,8 @@ import torch
 
 from downpour.layers.gabor import GaborBank, gabor_kernel, init_first_layer, random_filters
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def test_gabor_kernel_is_zero_mean_unit_norm_and_oriented():
     g = gabor_kernel(9, theta=0.0, wavelength=4.0, phase=0.0)
@@ -90,16 +92,16 @@ def test_a_bank_holds_no_filter_twice(n, k):
     assert f.shape[0] == n and float(cos.max()) <= 0.99
 
 
-@pytest.mark.parametrize("maps, k, most", [(20, 2, 19), (64, 2, 19), (400, 8, 339), (2000, 8, None)])
+@pytest.mark.parametrize("maps, k, most", [(20, 2, 19), (64, 2, 19), (400, 8, 339)])
 def test_more_maps_than_distinct_filters_fit_is_one_line_naming_the_key(maps, k, most):
     """A 2x2 field's zero-mean filters span 3 dimensions: a 64-map bank was 64 near-copies of a few filters
     (|cos| 0.999999), and 2000 maps on 8x8 fields ran for over 9 minutes (every extra orientation rebuilt
-    the bank, each filter compared in Python with all before it)."""
+    the bank, each filter compared in Python with all before it). 400 maps take the same path as 2000."""
     w = torch.nn.Parameter(torch.zeros(2, 2, maps, 1, k, k))
     with pytest.raises(ValueError, match=rf"model.first_layer = 'gabor' needs {maps} distinct filters.*"
                                          rf"{k}x{k} fields hold no {maps}.*use fewer maps") as err:
         init_first_layer(w, "gabor")
-    assert "\n" not in str(err.value) and (most is None or f"at most {most}," in str(err.value))
+    assert "\n" not in str(err.value) and f"at most {most}," in str(err.value)
     assert w.requires_grad and not w.detach().any()     # refused before anything was filled or frozen
 
 
