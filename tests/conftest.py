@@ -1,15 +1,18 @@
 """Fixtures shared across test modules."""
 import pytest
 import torch
+from threadpoolctl import threadpool_limits
 
 
 @pytest.fixture(scope="module")
 def one_thread():
-    """Run a module's tiny nets on one intra-op thread: on 2 busy cores a second thread only adds
-    overhead (3-4x slower for an 8x8 RBM step). Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    """Run a module's tiny nets on one intra-op thread, and numpy/scikit-learn on one BLAS thread: on 2 busy
+    cores a second thread only adds overhead (3-4x slower for an 8x8 RBM step; a logistic-regression probe on
+    1300 digits 16 s instead of 0.5 s, 2026-12-05). Use with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
     n = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
     torch.set_num_threads(n)
 
 
