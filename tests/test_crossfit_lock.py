@@ -53,18 +53,20 @@ def test_a_fold_being_trained_now_is_refused_and_the_others_train(tmp_path, caps
 
 
 def test_a_fold_without_a_checkpoint_yet_is_not_trained_again_beside_its_live_run(tmp_path, capsys):
-    """Side by side (--jobs 2, each fold in its own process): the fold's lock is taken in its process."""
+    """Side by side (--jobs 2, each fold in its own process): the fold's lock is taken in its process. The folds
+    are trained before and after in this process (--jobs 1, the same runs with train.threads set): a fold process
+    takes seconds to start."""
     out = tmp_path / "cf"
-    argv = ["crossfit", *TINY, "--runner", "simulated", "--folds", "2", "--jobs", "2", "--out", str(out)]
-    assert main(argv) == 0
+    argv = ["crossfit", *TINY, "--set", "train.threads=1", "--runner", "simulated", "--folds", "2", "--out", str(out)]
+    assert main([*argv, "--jobs", "1"]) == 0
     fold = out / "fold-0"
     for name in ("model.json", "checkpoints"):              # as it is while it trains, before its first checkpoint
         shutil.rmtree(fold / name) if (fold / name).is_dir() else (fold / name).unlink()
     rows = (fold / "metrics.jsonl").read_text()
     capsys.readouterr()
     with training(fold):                                    # `downpour train --resume OUT/fold-0`, training it
-        assert main(argv) == 2
+        assert main([*argv, "--jobs", "2"]) == 2
     err = capsys.readouterr().err
     assert "1 of 2 fold runs failed" in err and f"{str(fold)!r} is being trained now by another downpour process" in err
     assert (fold / "metrics.jsonl").read_text() == rows and not (fold / "model.json").exists()
-    assert main(argv) == 0 and (fold / "model.json").exists()    # once it is not: trained again from step 0
+    assert main([*argv, "--jobs", "1"]) == 0 and (fold / "model.json").exists()   # once it is not: trained again from step 0
