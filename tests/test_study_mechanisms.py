@@ -317,9 +317,9 @@ def test_the_invariance_figures_plot_the_auc_ranges_beside_the_response_ranges(t
     from downpour.studies import mechanisms
     drawn = {}
 
-    def capture(names, triples, path, title, ylabel, reference=None, beside=None):
+    def capture(names, triples, path, title, ylabel, reference=None, beside=None, bounds=None):
         drawn[path.name] = beside
-        return interval_bars(names, triples, path, title, ylabel, reference, beside)
+        return interval_bars(names, triples, path, title, ylabel, reference, beside, bounds)
 
     from downpour.studies.figures import interval_bars
     monkeypatch.setattr(mechanisms, "interval_bars", capture)
@@ -424,3 +424,73 @@ def test_rotation_ranges_of_the_whole_turn_are_measured_not_bounds():
     assert "bounded" not in row or "d_inv_rotation" not in row["bounded"]
     # a width short of the whole turn at the sweep's end (one end of it: the turn goes on past it) stays a bound
     assert row["censored"]["inv_rotation_auc"] == 3 and row["censored"]["d_inv_rotation_auc"] == 3
+
+
+def _planted_bounds_rows():
+    """plain measured in every seed; glimpse's scale range at the sweep's end in 3 of its 6 seeds (its AUC's in 1)."""
+    from downpour.studies.base import Condition
+    from downpour.studies.compare import compare_rows
+    conds = [Condition("plain", {"vs": ""}, (), "baseline"), Condition("glimpse", {"vs": "plain"}, (), "glimpse")]
+    cells = {}
+    for s in range(6):
+        for name, v, ended, auc_ended in (("plain", 1.0, 0, 0), ("glimpse", 2.0, s < 3, s == 0)):
+            cells[(name, s)] = {"inv_scale_octaves": v + 0.1 * s, "inv_scale_octaves_censored": float(ended),
+                                "inv_scale_octaves_auc": v / 2 + 0.05 * s, "inv_scale_octaves_auc_censored": float(auc_ended),
+                                "inv_shift": 0.3 + 0.01 * s, "inv_shift_censored": 0.0}
+    return compare_rows(conds, cells, list(range(6)), {"inv_scale_octaves": 0.25})
+
+
+def test_the_invariance_figures_mark_a_mean_over_seeds_at_the_sweeps_end_as_a_lower_bound(tmp_path, monkeypatch):
+    """Q4's 16-seed run drew glimpse's scale and translation means, each over 8 of 16 seeds whose range ran to the
+    sweep's end, like measured ones. Since 2026-12-05 such a point is drawn open with "≥ k/n" above it, and only it."""
+    from downpour.studies import mechanisms
+    from downpour.studies.bounds import bound_caption, lower_bound_marks
+    from downpour.studies.figures import interval_bars, interval_figure
+    rows = _planted_bounds_rows()
+    assert lower_bound_marks(rows, "inv_scale_octaves") == ["", "≥ 3/6"]
+    assert lower_bound_marks(rows, "inv_scale_octaves_auc") == ["", "≥ 1/6"]
+    assert lower_bound_marks(rows, "inv_shift") == ["", ""]
+    assert bound_caption(rows, "inv_scale_octaves") == (
+        "Open markers (≥ k/n: k of n seeds at the sweep's end) are lower bounds, not measured means: inv_scale_octaves "
+        "ran to the sweep's end for glimpse in 3 of 6 seeds: at least that; inv_scale_octaves_auc ran to the sweep's "
+        "end for glimpse in 1 of 6 seeds: at least that.")
+    assert bound_caption(rows, "inv_shift") == ""
+    drawn = {}
+
+    def capture(names, triples, path, title, ylabel, reference=None, beside=None, bounds=None):
+        drawn[path.name] = bounds
+        return interval_bars(names, triples, path, title, ylabel, reference, beside, bounds)
+
+    monkeypatch.setattr(mechanisms, "interval_bars", capture)
+    for r in rows:
+        r["figures"].update({k: [0.5, 0.4, 0.6] for k in ("probe_digits", "probe_lfw", "inv_rotation", "flops_fwd",
+                                                           "inv_shift_auc", "inv_rotation_auc")})
+    study_class("mechanisms")(quick=True).figures(rows, {}, tmp_path)
+    assert drawn["inv_scale_octaves.png"] == [["", "≥ 3/6"], ["", "≥ 1/6"]]
+    assert drawn["inv_shift.png"] == [["", ""], ["", ""]]
+    # the figure itself: the marked point alone is drawn open, its mark above it, the title says what it means
+    triples = [r["figures"]["inv_scale_octaves"] for r in rows]
+    fig = interval_figure(["plain", "glimpse"], triples, "scale", "octaves", bounds=[["", "≥ 3/6"]])
+    ax = fig.axes[0]
+    open_points = [ln for ln in ax.lines if ln.get_markerfacecolor() == "white"]
+    assert [list(ln.get_xdata()) for ln in open_points] == [[1.0]]
+    assert [t.get_text() for t in ax.texts] == ["≥ 3/6"] and "lower bound" in ax.get_title()
+    plain = interval_figure(["plain", "glimpse"], triples, "scale", "octaves")
+    assert not plain.axes[0].texts and plain.axes[0].get_title() == "scale"
+
+
+def test_the_study_html_captions_a_figure_of_lower_bounds(tmp_path):
+    """The html's figure says what the figure marks: its caption names the conditions and seeds at the sweep's end;
+    a figure with none has no caption."""
+    from downpour.studies.html import write_html
+    from downpour.studies.stats import holm
+    rows = _planted_bounds_rows()
+    holm(rows)
+    result = {"study": "mechanisms", "question": "q", "command": "c", "quick": False, "seeds": list(range(6)),
+              "verdict": "v", "cells": rows, "seconds": 1.0,
+              "figures": ["figures/inv_scale_octaves.png", "figures/inv_shift.png"]}
+    page = write_html(result, tmp_path / "study.html").read_text()
+    assert ('<figure><img src="figures/inv_scale_octaves.png" alt="inv_scale_octaves"><figcaption><small>Open markers '
+            "(≥ k/n: k of n seeds at the sweep&#x27;s end) are lower bounds, not measured means: inv_scale_octaves ran "
+            "to the sweep&#x27;s end for glimpse in 3 of 6 seeds: at least that;") in page
+    assert page.count("<figcaption>") == 1 and '<img src="figures/inv_shift.png" alt="inv_shift">' in page

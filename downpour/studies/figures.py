@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -56,10 +56,20 @@ def bar_lengths(v: np.ndarray, lo: np.ndarray, hi: np.ndarray, limits: tuple[flo
 
 def interval_bars(labels: Sequence[str], triples: Sequence[Sequence[float]], path: Path, title: str,
                   ylabel: str, reference: float | None = None,
-                  beside: tuple[str, str, Sequence[Sequence[float]]] | None = None) -> Path:
+                  beside: tuple[str, str, Sequence[Sequence[float]]] | None = None,
+                  bounds: Sequence[Sequence[str]] | None = None) -> Path:
     """One point per label with its [low, high] interval; an optional horizontal reference line. ``beside``
     (name of ``triples``, name of the second, its triples): a second figure of the same units beside each label's
-    first, told apart by a legend (the mechanisms study's AUC ranges beside its response ranges, since 2026-12-05)."""
+    first, told apart by a legend (the mechanisms study's AUC ranges beside its response ranges, since 2026-12-05).
+    ``bounds``: per series, per label, "" or the mark of a mean that is only a lower bound ("≥ 8/16",
+    :func:`~downpour.studies.bounds.lower_bound_marks`), drawn open with its mark above it (since 2026-12-05)."""
+    return save(interval_figure(labels, triples, title, ylabel, reference, beside, bounds), path)
+
+
+def interval_figure(labels: Sequence[str], triples: Sequence[Sequence[float]], title: str, ylabel: str,
+                    reference: float | None = None, beside: tuple[str, str, Sequence[Sequence[float]]] | None = None,
+                    bounds: Sequence[Sequence[str]] | None = None) -> Figure:
+    """:func:`interval_bars`' figure, unsaved."""
     fig = Figure(figsize=(1.5 + (1.0 if beside else 0.7) * len(labels), 3.6))
     ax = fig.subplots()
     series = [(None, triples)] if beside is None else [(beside[0], triples), (beside[1], beside[2])]
@@ -68,17 +78,33 @@ def interval_bars(labels: Sequence[str], triples: Sequence[Sequence[float]], pat
     x = np.arange(len(labels))
     for k, ((name, _), (v, lo, hi)) in enumerate(zip(series, arrays)):
         shift = 0.0 if len(series) == 1 else (k - 0.5) * 0.3
-        ax.errorbar(x + shift, v, yerr=bar_lengths(v, lo, hi, limits), fmt="o", capsize=4, label=name)
+        color = f"C{k}"         # (the open markers below would take the next series' colour from the cycle)
+        ax.errorbar(x + shift, v, yerr=bar_lengths(v, lo, hi, limits), fmt="o", capsize=4, label=name, color=color)
+        marks = bounds[k] if bounds is not None else [""] * len(labels)
+        _mark_lower_bounds(ax, x + shift, v, np.where(np.isfinite(hi), hi, limits[1]), marks, color)
     if any(np.isinf(lo).any() or np.isinf(hi).any() for _, lo, hi in arrays):
         ax.set_ylim(*limits)
+    marked = bounds is not None and any(m for b in bounds for m in b)
+    if marked:                      # room above the top bar for its mark
+        low, high = ax.get_ylim()
+        ax.set_ylim(low, high + 0.08 * (high - low))
     if beside is not None:
         ax.legend(fontsize="small")
     if reference is not None:
         ax.axhline(reference, color="grey", lw=0.8, ls="--")
     ax.set_xticks(x, labels, rotation=30, ha="right")
     ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    return save(fig, path)
+    ax.set_title(title + ("\nopen, ≥ k/n: a lower bound, k of n seeds at the sweep's end" if marked else ""))
+    return fig
+
+
+def _mark_lower_bounds(ax: Any, x: np.ndarray, v: np.ndarray, top: np.ndarray, marks: Sequence[str], color: Any) -> None:
+    """Redraw each marked point open (white inside) and write its mark above its bar."""
+    for xi, vi, ti, mark in zip(x, v, top, marks):
+        if mark and np.isfinite(vi):
+            ax.plot([xi], [vi], "o", mfc="white", mec=color, mew=1.5, zorder=3)
+            ax.annotate(mark, (xi, ti), xytext=(0, 3), textcoords="offset points", ha="center", va="bottom",
+                        fontsize=7, color=color)
 
 
 def distributions(groups: dict[str, Sequence[float]], path: Path, title: str, ylabel: str) -> Path:

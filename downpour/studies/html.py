@@ -8,6 +8,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from downpour.studies.bounds import bound_caption
+
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}
 th{background:#f4f4f4}td.l,th.l{text-align:left}.verdict{background:#f6f8fa;padding:1em;border-left:4px solid #4a7}
@@ -109,8 +111,16 @@ def _plain(value: Any) -> str:
     return fmt(value)
 
 
+def _figure_block(name: str, rows: list[dict[str, Any]]) -> str:
+    """A figure, captioned where it draws means that are only lower bounds (:func:`~downpour.studies.bounds.
+    bound_caption`; since 2026-12-05, when the figure alone drew them like measured ones)."""
+    img = f'<img src="{html.escape(name)}" alt="{html.escape(Path(name).stem)}">'
+    caption = bound_caption(rows, Path(name).stem)
+    return f"<figure>{img}<figcaption><small>{html.escape(caption)}</small></figcaption></figure>" if caption else img
+
+
 def write_html(result: dict[str, Any], path: Path) -> Path:
-    figures = "".join(f'<img src="{html.escape(f)}" alt="{html.escape(Path(f).stem)}">' for f in result["figures"])
+    figures = "".join(_figure_block(f, result["cells"]) for f in result["figures"])
     verdict = "".join(f"<p>{html.escape(p)}</p>" for p in result["verdict"].split("\n\n"))
     setting = "quick setting (a smoke test: too few seeds to answer anything)" if result["quick"] else "full setting"
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>downpour study {html.escape(result['study'])}</title>
