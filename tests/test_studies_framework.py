@@ -439,8 +439,9 @@ def test_the_studies_that_run_the_face_test_name_it():
         assert studies.study_class(name).measured_by.startswith(FACE_TEST_WITH_TWIN), name
     # and the one whose faces are warped for invariance curves says they are warped in pixels (since 2026-12-01)
     assert "invariance: faces warped in pixels" in studies.study_class("mechanisms").measured_by
-    # ... and (since 2026-12-05) the wider, anti-aliased scale sweep whose ranges at its end are flagged
-    assert "scale 0.25x to 4x, shrinks anti-aliased, ranges at the sweep's end flagged" in \
+    # ... and (since 2026-12-05, later) the sweeps to where the face is gone, shrinks anti-aliased, ends flagged
+    assert "scale 1/32x to 8x, shifts to the whole side, turns to 180 degrees, shrinks anti-aliased, ranges at the " \
+        "sweep's end flagged" in \
         studies.study_class("mechanisms").measured_by
     assert studies.study_class("flat-skipping").measured_by == FACE_TEST            # one network, gated or not
 
