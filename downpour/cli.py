@@ -75,7 +75,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from downpour.crossfit_folds import check_not_crossfits
+    from downpour.crossfit_folds import check_busy, check_not_crossfits
     from downpour.preflight import check_folder, check_run_config, new_run_config, resume_config
     from downpour.train.folders import fresh_folder
     from downpour.train.lock import training_in
@@ -101,6 +101,7 @@ def _train(args: argparse.Namespace) -> int:
     # checked too; the preset's twin is off for data without lfw faces, one asked for is refused then
     cfg, twin = twin_config(cfg, asked="analysis.no_faces_twin" in set_keys(args))
     if args.dry_run:
+        check_busy(run.path if args.resume else args.out, twin is not None)   # what the lock would refuse, not taken
         check_folder(args.out, run if resume else None, cfg, twin is not None)   # refused as the run would be
         print(config_to_toml(cfg), end="")
         print("downpour: config checked (data, model and cost on a dry batch, train, cluster, analysis); "

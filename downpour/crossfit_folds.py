@@ -15,7 +15,7 @@ from pathlib import Path
 from downpour.config import AnalysisConfig, ConfigError, Override, RunConfig, load_config, origin_of, parse_override, with_origin
 from downpour.errors import NotARunError
 from downpour.train.folders import RunExistsError
-from downpour.train.lock import FolderBusy, is_training, training
+from downpour.train.lock import FolderBusy, check_free, is_training, training
 from downpour.train.rundir import RunDir
 
 CROSSFIT_OWNS = {"data.lfw_heldout", "analysis.report"}   # what fold_config sets in every fold
@@ -158,6 +158,19 @@ def check_not_crossfits(path: str | Path) -> None:
     refusal = _crossfit_words(Path(path))
     if refusal is not None:
         raise refusal
+
+
+def check_busy(folder: str | Path | None, twin: bool) -> None:
+    """What ``downpour train`` into ``folder`` (None: a new one) would be refused for by another process now, said
+    without taking any lock (``--dry-run``): a live cross-fit's folder or fold (:func:`check_not_crossfits`), a folder
+    being trained or analysed, and with its no-faces ``twin``, that being trained (until 2026-12-05 a dry run said
+    none of these: "config checked" where the command itself is refused)."""
+    if folder is None:
+        return
+    check_not_crossfits(folder)
+    check_free(folder)
+    if twin:
+        check_free(RunDir(folder).no_faces_twin)
 
 
 def _crossfit_words(path: Path) -> NotARunError | None:

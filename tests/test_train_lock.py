@@ -194,3 +194,29 @@ def test_a_folder_above_the_out_that_cannot_be_listed_is_no_crossfit(tmp_path, m
 
     monkeypatch.setattr(Path, "iterdir", iterdir)
     check_not_crossfits(tmp_path / "fold-0")        # nothing raised (a fold's name: its parent is looked at)
+
+
+@pytest.mark.parametrize("where", ["an --out being trained", "an --out being analysed", "--resume a run being analysed",
+                                   "a live cross-fit's fold", "--resume a run whose twin is being trained"])
+def test_a_dry_run_is_refused_as_the_command_would_be_by_another_process(tmp_path, capsys, where):
+    """`downpour train --dry-run` (check before you spend) said "config checked" where the command itself is refused
+    by the folder's lock (or a live cross-fit's), or said the folder "holds a run" where it is being analysed."""
+    path, out = tmp_path / "run", tmp_path / "cf"
+    path.mkdir()
+    if where.startswith("--resume") or where == "an --out being analysed":
+        RunDir.create(path, load_config("ufldl-sae", [("analysis.no_faces_twin", "twin" in where),
+                                                      ("data.source", "natural+faces")]))
+        (path / "metrics.jsonl").write_text('{"step": 1, "loss": 1.0}\n')      # (started: a resume goes on from it)
+    target = {"a live cross-fit's fold": out / "fold-1", "--resume a run whose twin is being trained": path / "no-faces"}
+    held = target.get(where, path)
+    (out / "fold-0").mkdir(parents=True)
+    held.mkdir(exist_ok=True)
+    hold = lock.analysing(held, "", "") if "analysed" in where else lock.training(out if "cross-fit" in where else held)
+    argv = (["train", "--resume", str(path)] if where.startswith("--resume") else
+            ["train", *SAE, "--out", str(held)])
+    with hold:
+        assert main([*argv, "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    doing = {"a live cross-fit's fold": "is a fold of the cross-fit", "an --out being trained": "being trained now",
+             "--resume a run whose twin is being trained": f"{str(path / 'no-faces')!r} is being trained now"}
+    assert doing.get(where, "is being analysed now by another downpour process") in err and "config checked" not in err

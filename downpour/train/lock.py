@@ -35,7 +35,8 @@ try:
 except ImportError:      # pragma: no cover  (Windows)
     fcntl = None   # type: ignore[assignment]
 
-__all__ = ["FolderBusy", "analysing", "check_not_training", "is_training", "training", "training_in"]
+__all__ = ["FolderBusy", "analysing", "check_free", "check_not_training", "is_training", "reading", "training",
+           "training_in"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -96,6 +97,31 @@ def analysing(path: str | Path, then: str, then_analysed: str) -> Iterator[None]
                 except FolderBusy:
                     raise _busy(path, then_analysed, "analysed") from None
         yield
+
+
+@contextmanager
+def reading(path: str | Path, then: str) -> Iterator[None]:
+    """Hold the folder ``path`` shared while the block reads a run there it does not write (a run's no-faces twin, read
+    by its analysis): FolderBusy naming it, then ``then``, where another process trains it now; a training of it
+    meanwhile is refused as it being analysed. A folder not there: nothing held."""
+    path = Path(path)
+    with _holding(_locked(path, fcntl.LOCK_SH, then) if fcntl is not None and path.is_dir() else None):
+        yield
+
+
+def check_free(path: str | Path) -> None:
+    """FolderBusy where :func:`training` of the folder ``path`` would be refused now (being trained, or analysed),
+    found without taking it (``downpour train --dry-run``: a shared look, let go at once, as
+    :func:`check_not_training`'s)."""
+    check_not_training(path)
+    config = Path(path) / "config.toml"
+    if fcntl is not None and config.is_file():
+        try:
+            fd = _locked(config, fcntl.LOCK_SH)
+        except FolderBusy:    # (an analysis holds its run's config.toml whole)
+            raise _busy(path, "let it finish, then run this command again", "analysed") from None
+        if fd is not None:
+            os.close(fd)
 
 
 @contextmanager
