@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import ContextManager
 
 from downpour.config import ConfigError, parse_override
 
@@ -46,16 +47,24 @@ def analysis_overrides(run_path: str, sets: list[str]) -> dict[str, object]:
     return {key: getattr(cfg.analysis, key) for key in keys}
 
 
-def analysing(path: str | Path, command: str) -> ContextManager[None]:
+@contextmanager
+def analysing(path: str | Path, command: str) -> Iterator[None]:
     """Hold the run in ``path`` while ``command`` (``downpour analyze``, ``report``) writes into it: NotARunError
     where another process trains it now (its files are still being written: until 2026-12-05 its analysis read them
-    half-written, or said a run without a model yet was to be resumed), or analyses it (both wrote figures.partial/)."""
-    from downpour.train.lock import analysing as held
+    half-written, or said a run without a model yet was to be resumed), or analyses it (both wrote figures.partial/).
+    Its no-faces twin (``RUN/no-faces``, what the face test scores) is held shared too: refused where it is being
+    trained now (``downpour train --resume RUN/no-faces``; until 2026-12-05 read half-trained, or said to hold no
+    twin yet), and a training of it meanwhile is refused."""
+    from downpour.train.lock import analysing as held, reading
+    from downpour.train.rundir import RunDir
 
     again = f"{command} {shlex.quote(str(path))}"
-    return held(path, then=f"its files are still being written; let it finish (`downpour train` analyzes its run at "
-                           f"its end when analysis.report is on), then `{again}`",
-                then_analysed=f"its analysis.json and figures are being written; let it finish, then `{again}`")
+    with held(path, then=f"its files are still being written; let it finish (`downpour train` analyzes its run at "
+                         f"its end when analysis.report is on), then `{again}`",
+              then_analysed=f"its analysis.json and figures are being written; let it finish, then `{again}`"):
+        with reading(RunDir(path).no_faces_twin, then=f"the analysis of {str(path)!r} scores it as its no-faces "
+                                                      f"network; let it finish, then `{again}`"):
+            yield
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:

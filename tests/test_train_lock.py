@@ -220,3 +220,30 @@ def test_a_dry_run_is_refused_as_the_command_would_be_by_another_process(tmp_pat
     doing = {"a live cross-fit's fold": "is a fold of the cross-fit", "an --out being trained": "being trained now",
              "--resume a run whose twin is being trained": f"{str(path / 'no-faces')!r} is being trained now"}
     assert doing.get(where, "is being analysed now by another downpour process") in err and "config checked" not in err
+
+
+@pytest.mark.parametrize("command", ["analyze", "report"])
+def test_an_analysis_of_a_run_whose_twin_is_being_trained_is_refused_naming_the_twin(tmp_path, monkeypatch, capsys,
+                                                                                     command):
+    """`downpour analyze RUN` while `downpour train --resume RUN/no-faces` trained the twin read it as the no-faces
+    network half-trained (or said it held no twin yet); and a training of the twin could start mid-analysis."""
+    path, seen = tmp_path / "run", []
+    RunDir.create(path, load_config("ufldl-sae"))
+    twin = RunDir(path).no_faces_twin
+    twin.mkdir()
+    with lock.training(twin):                       # `downpour train --resume RUN/no-faces`, from another terminal
+        assert main([command, str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{str(twin)!r} is being trained now by another downpour process: the analysis of {str(path)!r} scores" in err
+    assert f"then `downpour {command} {path}`" in err
+
+    def analyze_run(run, **overrides):              # the twin's training started from another terminal meanwhile
+        with pytest.raises(lock.FolderBusy, match="being analysed now"):
+            with lock.training(twin):
+                pass
+        seen.append("refused")
+        return os.path.join(run, "report.html")
+
+    monkeypatch.setattr("downpour.analysis.run.analyze_run", analyze_run)
+    monkeypatch.setattr("downpour.analysis.report.write_report", analyze_run)
+    assert main([command, str(path)]) == 0 and seen == ["refused"]
