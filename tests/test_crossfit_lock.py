@@ -8,7 +8,7 @@ from __future__ import annotations
 import shutil
 
 from downpour.cli import main
-from downpour.train.lock import training
+from downpour.train.lock import analysing, training
 from test_crossfit import TINY
 
 
@@ -70,3 +70,16 @@ def test_a_fold_without_a_checkpoint_yet_is_not_trained_again_beside_its_live_ru
     assert "1 of 2 fold runs failed" in err and f"{str(fold)!r} is being trained now by another downpour process" in err
     assert (fold / "metrics.jsonl").read_text() == rows and not (fold / "model.json").exists()
     assert main([*argv, "--jobs", "1"]) == 0 and (fold / "model.json").exists()   # once it is not: trained again from step 0
+
+
+def test_a_crossfit_into_a_folder_being_analysed_says_so(tmp_path, capsys, monkeypatch):
+    """A `downpour analyze OUT` holds the folder shared a moment (it then finds no run there): a cross-fit started
+    then was told OUT was "being cross-fitted now", and to run the same command again "to go on"."""
+    asked = _trains(monkeypatch)
+    out = tmp_path / "cf"
+    out.mkdir()
+    with analysing(out, then="", then_analysed=""):
+        assert main(["crossfit", *TINY, "--folds", "2", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{str(out)!r} is being analysed now by another downpour process: let it finish" in err
+    assert "cross-fitted" not in err and asked == []
