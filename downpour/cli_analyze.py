@@ -6,7 +6,7 @@ import argparse
 import shlex
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from downpour.config import ConfigError, parse_override
@@ -55,13 +55,19 @@ def analysing(path: str | Path, command: str) -> Iterator[None]:
     Its no-faces twin (``RUN/no-faces``, what the face test scores) is held shared too: refused where it is being
     trained now (``downpour train --resume RUN/no-faces``; until 2026-12-05 read half-trained, or said to hold no
     twin yet), and a training of it meanwhile is refused."""
-    from downpour.train.lock import analysing as held, reading
+    from downpour.crossfit_folds import analysis_words
+    from downpour.train.lock import FolderBusy, analysing as held, reading
     from downpour.train.rundir import RunDir
 
     again = f"{command} {shlex.quote(str(path))}"
-    with held(path, then=f"its files are still being written; let it finish (`downpour train` analyzes its run at "
-                         f"its end when analysis.report is on), then `{again}`",
-              then_analysed=f"its analysis.json and figures are being written; let it finish, then `{again}`"):
+    with ExitStack() as holding:
+        try:
+            holding.enter_context(held(path, then=f"its files are still being written; let it finish (`downpour train` "
+                                                  f"analyzes its run at its end when analysis.report is on), then `{again}`",
+                                       then_analysed=f"its analysis.json and figures are being written; let it finish, "
+                                                     f"then `{again}`"))
+        except FolderBusy as err:   # (a live cross-fit's fold its pooled test reads is held as an analysis holds it)
+            raise analysis_words(err, again) from None
         with reading(RunDir(path).no_faces_twin, then=f"the analysis of {str(path)!r} scores it as its no-faces "
                                                       f"network; let it finish, then `{again}`"):
             yield

@@ -34,7 +34,7 @@ from typing import Any
 
 from downpour.config import (CROSSFIT_CONTROLS, FACE_SOURCES, ConfigError, Override, RunConfig, config_to_dict,
                              load_config, parse_override)
-from downpour.crossfit_folds import check_crossfit_folder, crossfitting, fold_config
+from downpour.crossfit_folds import check_crossfit_folder, crossfitting, fold_config, testing
 from downpour.errors import RunError
 from downpour.train.folders import RunExistsError, folder_to_write, make_folder
 from downpour.train.rundir import RunDir
@@ -266,18 +266,19 @@ def run_crossfit(config: str, overrides: list[Override], out: str | Path, folds:
         started = time.time()
         trained = train_in_turn(configs, paths) if jobs == 1 else train_in_parallel(configs, paths, jobs)
         training_seconds = time.time() - started
-        views, layer = [], None
-        for i, cfg in enumerate(configs[:folds]):
-            run, model = open_run(paths[i])
-            layer = check_layer(model, cfg.analysis.layer)
-            no_faces = no_faces_network(str(paths[folds + i]), cfg, layer) if twins else None
-            views.append(View(model, random_twin(run, cfg.seed + 1), tuple(run.read_json("model.json")["input_shape"]),
-                              run_preprocess(run), no_faces))
-        a = configs[0].analysis
-        others = tuple(n for n in views[0].model.feature_layers() if n != layer)
-        result = crossfit_controls(views, layer=layer, other_layers=others, n_random_filters=a.random_filters,
-                                   seed=configs[0].seed, replicates=a.bootstrap, other_replicates=min(a.bootstrap, 500),
-                                   control_draws=a.control_draws, choice=a.face_choice)
+        with testing(out, paths):    # the trained folds (and twins), held while the pooled test reads them
+            views, layer = [], None
+            for i, cfg in enumerate(configs[:folds]):
+                run, model = open_run(paths[i])
+                layer = check_layer(model, cfg.analysis.layer)
+                no_faces = no_faces_network(str(paths[folds + i]), cfg, layer) if twins else None
+                views.append(View(model, random_twin(run, cfg.seed + 1), tuple(run.read_json("model.json")["input_shape"]),
+                                  run_preprocess(run), no_faces))
+            a = configs[0].analysis
+            others = tuple(n for n in views[0].model.feature_layers() if n != layer)
+            result = crossfit_controls(views, layer=layer, other_layers=others, n_random_filters=a.random_filters,
+                                       seed=configs[0].seed, replicates=a.bootstrap, other_replicates=min(a.bootstrap, 500),
+                                       control_draws=a.control_draws, choice=a.face_choice)
         config_record = config_to_dict(configs[0])
         config_record["data"].pop("lfw_heldout")
         record = {"config": config, "overrides": [list(o) if isinstance(o, tuple) else o for o in overrides],

@@ -15,7 +15,7 @@ from pathlib import Path
 from downpour.config import AnalysisConfig, ConfigError, Override, RunConfig, load_config, origin_of, parse_override, with_origin
 from downpour.errors import NotARunError
 from downpour.train.folders import RunExistsError
-from downpour.train.lock import FolderBusy, check_free, is_training, training
+from downpour.train.lock import FolderBusy, analysing, check_free, is_training, training
 from downpour.train.rundir import RunDir
 
 CROSSFIT_OWNS = {"data.lfw_heldout", "analysis.report"}   # what fold_config sets in every fold
@@ -108,6 +108,18 @@ def crossfitting(out: Path) -> Iterator[None]:
         yield
 
 
+@contextmanager
+def testing(out: Path, paths: list[Path]) -> Iterator[None]:
+    """Hold the cross-fit ``out``'s trained folds (and twins) in ``paths`` while its pooled test reads them, as an
+    analysis holds its run (shared): a `downpour analyze` of a fold meanwhile is refused (until 2026-12-05 it could
+    write into a fold as the pooled test read it), and one going on now refuses the test, naming the fold."""
+    with ExitStack() as held:
+        for path in paths:
+            held.enter_context(analysing(path, then="", then_analysed="let it finish, then run the same `downpour "
+                                         f"crossfit --out {out}` command again: it keeps the trained folds and tests them"))
+        yield
+
+
 def _folds_of(config: Path) -> int | None:
     """K of the ``data.lfw_heldout = "fold:I:K"`` a fold's config.toml holds; None where it holds none."""
     try:
@@ -151,6 +163,18 @@ def busy_words(err: FolderBusy) -> NotARunError:
     goes on by the same ``downpour crossfit`` command, not ``downpour train --resume`` of the folder (what ``err``
     says, and what a folder of a run of one's own needs)."""
     return _crossfit_words(err.path) or err
+
+
+def analysis_words(err: FolderBusy, again: str) -> NotARunError:
+    """``err`` (a folder another process holds, found by an analysis of it) said as a live cross-fit's fold being read
+    by its pooled face test, where it is one being analysed (the test holds its folds as an analysis does): ``err``
+    said it was its analysis.json and figures being written. ``again``: the command to run once it is done."""
+    out = live_crossfit(err.path) if err.doing == "analysed" else None
+    if out is None:
+        return err
+    return NotARunError(f"{str(err.path)!r} is being read now by another downpour process: it is a fold of the cross-fit "
+                        f"{str(out)!r}, whose pooled face test reads its folds once they are trained (or it is another "
+                        f"`downpour analyze` of the fold); let it finish, then `{again}`")
 
 
 def check_not_crossfits(path: str | Path) -> None:

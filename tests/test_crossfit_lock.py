@@ -83,3 +83,26 @@ def test_a_crossfit_into_a_folder_being_analysed_says_so(tmp_path, capsys, monke
     err = capsys.readouterr().err
     assert f"{str(out)!r} is being analysed now by another downpour process: let it finish" in err
     assert "cross-fitted" not in err and asked == []
+
+
+def test_the_pooled_test_holds_the_folds_it_reads(tmp_path, capsys, monkeypatch):
+    """Once its folds were trained the cross-fit read each fold's model unlocked: a `downpour analyze OUT/fold-I`
+    meanwhile wrote into the fold as the pooled test read it. It is refused now, saying what reads the fold."""
+    from downpour.errors import DataError
+
+    out, seen = tmp_path / "cf", []
+    fold = out / "fold-0"
+
+    def crossfit_controls(views, **options):       # another terminal analyses a fold while the test runs
+        seen.append(main(["analyze", str(fold)]))
+        raise DataError("stopped by the test")
+
+    monkeypatch.setattr("downpour.analysis.crossfit.crossfit_controls", crossfit_controls)
+    monkeypatch.setattr("downpour.analysis.run.analyze_run", lambda run, **overrides: seen.append("analysed"))
+    argv = ["crossfit", *TINY, "--runner", "simulated", "--folds", "2", "--control", "none", "--out", str(out)]
+    assert main(argv) == 2
+    assert seen == [2]
+    err = capsys.readouterr().err
+    assert f"{str(fold)!r} is being read now by another downpour process: it is a fold of the cross-fit {str(out)!r}" in err
+    assert f"then `downpour analyze {fold}`" in err
+    assert main(["analyze", str(fold)]) == 0 and seen == [2, "analysed"]     # let go once it ends
