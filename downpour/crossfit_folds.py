@@ -114,9 +114,10 @@ def testing(out: Path, paths: list[Path]) -> Iterator[None]:
     analysis holds its run (shared): a `downpour analyze` of a fold meanwhile is refused (until 2026-12-05 it could
     write into a fold as the pooled test read it), and one going on now refuses the test, naming the fold."""
     with ExitStack() as held:
+        again = (f"let it finish, then run the same `downpour crossfit --out {out}` command again: it keeps the "
+                 "trained folds and tests them")
         for path in paths:
-            held.enter_context(analysing(path, then="", then_analysed="let it finish, then run the same `downpour "
-                                         f"crossfit --out {out}` command again: it keeps the trained folds and tests them"))
+            held.enter_context(analysing(path, then=again, then_analysed=again))
         yield
 
 

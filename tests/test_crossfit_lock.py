@@ -106,3 +106,25 @@ def test_the_pooled_test_holds_the_folds_it_reads(tmp_path, capsys, monkeypatch)
     assert f"{str(fold)!r} is being read now by another downpour process: it is a fold of the cross-fit {str(out)!r}" in err
     assert f"then `downpour analyze {fold}`" in err
     assert main(["analyze", str(fold)]) == 0 and seen == [2, "analysed"]     # let go once it ends
+
+
+def test_a_fold_being_analysed_as_the_pooled_test_starts_refuses_the_test_naming_the_fold(tmp_path, capsys, monkeypatch):
+    """The pooled test read a fold another `downpour analyze` was writing into; it is refused now, and told that the
+    same command (keeping the trained folds) tests them again."""
+    from contextlib import ExitStack
+
+    out, other = tmp_path / "cf", ExitStack()
+    fold = out / "fold-0"
+
+    def train_in_turn(configs, paths):               # trained; then another terminal starts analysing fold-0
+        fold.mkdir(parents=True)
+        (fold / "config.toml").write_text("")
+        other.enter_context(analysing(fold, then="", then_analysed=""))
+        return []
+
+    monkeypatch.setattr("downpour.crossfit.train_in_turn", train_in_turn)
+    with other:
+        assert main(["crossfit", *TINY, "--folds", "2", "--control", "none", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{str(fold)!r} is being analysed now by another downpour process: let it finish, then run the same" in err
+    assert f"`downpour crossfit --out {out}` command again: it keeps the trained folds" in err
