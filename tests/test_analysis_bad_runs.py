@@ -156,6 +156,14 @@ def test_a_layer_the_model_lacks_names_its_key_before_the_measurements(run, monk
         analyze_run(run, **options)
 
 
+def test_a_misspelt_layer_names_the_nearest_one(run, monkeypatch):
+    """`downpour analyze RUN --set analysis.layer=stage2/code` listed the layers but, unlike `downpour train`'s check
+    of the same key, suggested none."""
+    monkeypatch.setattr("downpour.analysis.run._measure", lambda *a: pytest.fail("measured"))
+    with pytest.raises(ConfigError, match="did you mean 'stage2/codes'"):
+        analyze_run(run, layer="stage2/code")
+
+
 def _set_weights(run: Path, change) -> None:
     """Change model.safetensors and record its new digest in model.json, as a hand edit would."""
     tensors = load_file(run / "model.safetensors")

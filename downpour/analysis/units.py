@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from downpour._names import nearest
 from downpour.config import ConfigError
 from downpour.models.base import FeatureModel
 
@@ -25,7 +26,7 @@ def check_layer(model: FeatureModel, layer: str | None, key: str = "") -> str:
     layers = model.feature_layers()
     if layer not in layers:
         raise ConfigError(f"{key + ' = ' if key else 'layer '}{layer!r} is not a feature layer of {type(model).__name__}; "
-                          f"it has {layers}", key=key or None)
+                          f"it has {layers}{nearest(layer, layers)}", key=key or None)
     return layer
 
 
