@@ -40,6 +40,18 @@ def _same(a, b):
     return {k: v for k, v in a.items() if k != "seconds"} == {k: v for k, v in b.items() if k != "seconds"}
 
 
+def test_downpour_report_stopped_in_its_analysis_says_what_finishes_it(trained, monkeypatch, capsys):
+    """`downpour report RUN` of a run without analysis.json analyses it first; stopped there it said only
+    "downpour: interrupted", where `downpour analyze` says what it kept and the command that finishes it."""
+    run, _ = trained
+    _stop_in(monkeypatch, "over_splits")         # the first part
+    assert main(["report", str(run)]) == 130
+    err = capsys.readouterr().err
+    assert "has no analysis.json yet: analysing it first" in err
+    assert f"stopped in the analysis, before any part of it finished; `downpour report {run}` finishes it" in err
+    assert not (run / "analysis.json").exists() and not (run / NAME).exists()
+
+
 def test_a_stopped_analysis_keeps_its_finished_parts_and_the_rerun_reuses_them(trained, monkeypatch, capsys):
     run, whole = trained
     with monkeypatch.context() as m:
