@@ -218,18 +218,22 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _run_flags(parser: argparse.ArgumentParser) -> None:
-    """The shorthand flags (:data:`SHORTHANDS`) that train and crossfit share."""
-    parser.add_argument("--runner", choices=choices_of(ClusterConfig, "runner"))
-    parser.add_argument("--workers", type=int)
-    parser.add_argument("--shards", type=int)
-    parser.add_argument("--consistency", help="async | bounded:K | sync")
-    parser.add_argument("--n-fetch", dest="n_fetch", type=int)
-    parser.add_argument("--n-push", dest="n_push", type=int)
-    parser.add_argument("--compensation", help=" | ".join(choices_of(ClusterConfig, "compensation")))
-    parser.add_argument("--address", help="join an existing Ray cluster (HOST:PORT)")
-    parser.add_argument("--delay", help="simulated delays: constant:T | uniform:A:B | exponential:MEAN | straggler:T:FACTOR")
-    parser.add_argument("--steps", type=int)
-    parser.add_argument("--seed", type=int)
+    """The shorthand flags (:data:`SHORTHANDS`) that train and crossfit share, each help naming the key it sets
+    (--workers, --steps and five others had none until 2026-12-05)."""
+    helps = {"runner": "", "workers": "Downpour workers (model replicas)", "shards": "parameter-server shards",
+             "consistency": "async | bounded:K | sync",
+             "n_fetch": "a worker fetches the parameters every N steps",
+             "n_push": "a worker pushes its summed gradient every N steps",
+             "compensation": " | ".join(choices_of(ClusterConfig, "compensation")),
+             "address": "join an existing Ray cluster (HOST:PORT)",
+             "delay": "simulated delays: constant:T | uniform:A:B | exponential:MEAN | straggler:T:FACTOR",
+             "steps": "training steps", "seed": "the run's seed"}
+    types = {"workers": int, "shards": int, "n_fetch": int, "n_push": int, "steps": int, "seed": int}
+    for flag, key in SHORTHANDS.items():
+        words = f"{helps[flag]}; " if helps[flag] else ""
+        parser.add_argument("--" + flag.replace("_", "-"), dest=flag, type=types.get(flag, str),
+                            metavar="N" if flag in ("n_fetch", "n_push") else None, choices=choices_of(ClusterConfig, "runner") if flag == "runner" else None,
+                            help=f"{words}sets {key} (default: the config's)")
 
 
 def build_parser() -> argparse.ArgumentParser:

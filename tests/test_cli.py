@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from downpour.cli import build_parser, _overrides, main
+from downpour.cli import SHORTHANDS, build_parser, _overrides, main
 from downpour.cli_analyze import analysis_overrides
 from downpour.config import ConfigError, load_config
 
@@ -162,6 +162,15 @@ def test_help_is_plain_text(command, capsys):
     assert done.value.code == 0
     out = capsys.readouterr().out
     assert "usage: downpour" in out and "``" not in out and ":func:" not in out
+
+
+@pytest.mark.parametrize("command", ["train", "crossfit"])
+def test_every_shorthand_flag_s_help_names_the_key_it_sets(command):
+    """`downpour train --help` gave --workers, --shards, --n-fetch, --n-push, --runner, --steps and --seed no words."""
+    sub = next(a for a in build_parser()._actions if a.choices and command in a.choices).choices[command]
+    helps = {a.dest: a.help or "" for a in sub._actions}
+    for flag, key in SHORTHANDS.items():
+        assert f"sets {key} (default: the config's)" in helps[flag], flag
 
 
 @pytest.mark.parametrize("runner", ["local", "simulated"])
