@@ -20,6 +20,8 @@ def test_overrides_are_typed():
     ("trian.steps=3", "did you mean 'train'"),
     ("train.steps=many", "train.steps must be int"),
     ("train.steps", "section.key=value"),
+    ("steps=3", "did you mean 'train.steps'"),   # a key given without its section: it suggested 'cluster'
+    ("workers=3", "did you mean 'cluster.workers'"),
 ])
 def test_bad_overrides_name_the_key(override, message):
     with pytest.raises(ConfigError, match=message):

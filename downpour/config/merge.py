@@ -184,4 +184,7 @@ def merge_table(into: dict[str, Any], table: dict[str, Any], where: str, origins
                                 for k in (spec if isinstance(spec, dict) else {"weight": spec})})
         else:
             valid = ["seed", "model", "objective", *SECTIONS]
-            raise ConfigError(f"{where}: unknown section or key {key!r}{nearest(key, valid)}; valid: {', '.join(valid)}")
+            # a section's key given bare (`--set steps=3`) is that key, not the nearest section name ('cluster')
+            owners = [f"{s}.{key}" for s, cls in SECTIONS.items() if key in {f.name for f in dataclasses.fields(cls)}]
+            hint = f" (did you mean {' or '.join(map(repr, owners))}?)" if owners else nearest(key, valid)
+            raise ConfigError(f"{where}: unknown section or key {key!r}{hint}; valid: {', '.join(valid)}")
