@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shlex
 import sys
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
-from downpour.config import ConfigError, parse_override
+from downpour.config import AnalysisConfig, ConfigError, parse_override
 
 
 def analyze_and_report(path: Path) -> int:
@@ -39,9 +40,12 @@ def analysis_overrides(run_path: str, sets: list[str]) -> dict[str, object]:
 
     if not sets:
         return {}
+    keys_of = {f.name for f in dataclasses.fields(AnalysisConfig)}
     for item in sets:
         if not item.startswith("analysis."):
-            raise ConfigError(f"--set {item}: downpour analyze only takes analysis.KEY=VALUE overrides")
+            bare = item.split("=", 1)[0].strip()      # `--set layer=...`: the analysis key without its section
+            hint = f" (did you mean --set analysis.{item.strip()}?)" if bare in keys_of else ""
+            raise ConfigError(f"--set {item}: downpour analyze only takes analysis.KEY=VALUE overrides{hint}")
     cfg = RunDir.open(run_path).config_with(sets)
     keys = [parse_override(item)[0][1] for item in sets]
     return {key: getattr(cfg.analysis, key) for key in keys}

@@ -102,6 +102,8 @@ def test_analyze_overrides_are_typed_and_limited_to_analysis(tmp_path):
         "splits": 3, "probes": ["digits"]}
     with pytest.raises(ConfigError, match=r"--set train.steps=3: downpour analyze only takes analysis"):
         analysis_overrides(str(out), ["train.steps=3"])
+    with pytest.raises(ConfigError, match=r"did you mean --set analysis.splits=3\?"):   # (it named no way out)
+        analysis_overrides(str(out), ["splits=3"])
     with pytest.raises(ConfigError, match="analysis.split"):
         analysis_overrides(str(out), ["analysis.split=3"])
 
