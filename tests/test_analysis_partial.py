@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 
 import pytest
@@ -50,6 +51,16 @@ def test_downpour_report_stopped_in_its_analysis_says_what_finishes_it(trained, 
     assert "has no analysis.json yet: analysing it first" in err
     assert f"stopped in the analysis, before any part of it finished; `downpour report {run}` finishes it" in err
     assert not (run / "analysis.json").exists() and not (run / NAME).exists()
+
+
+def test_an_analysis_says_each_part_as_it_starts_measuring_it(trained, monkeypatch, caplog):
+    """The main job's analysis (its run's, then its twin's) printed nothing for a minute or more after the training."""
+    run, _ = trained
+    _stop_in(monkeypatch, "face_controls")       # the second part
+    with caplog.at_level(logging.INFO, logger="downpour.analysis.partial"):
+        assert main(["analyze", str(run), *FAST]) == 130
+    assert f"{run}: measuring the splits" in caplog.text and f"{run}: measuring the face test" in caplog.text
+    (run / NAME).unlink()
 
 
 def test_a_stopped_analysis_keeps_its_finished_parts_and_the_rerun_reuses_them(trained, monkeypatch, capsys):

@@ -167,7 +167,8 @@ class Kept:
         """``decode`` of part ``name``'s kept value, or of ``encode(compute())`` (which is kept before it is returned)."""
         if name in self.parts:
             log.info("%s: reusing the %s of the analysis stopped before", self.path, name)
-        else:
+        else:      # (said as it starts since 2026-12-05: the main job's analysis was a minute or more of silence)
+            log.info("%s: measuring the %s", self.path.parent, name)
             self.parts[name] = json.loads(json.dumps(encode(compute())))
             replace_text(self.path, json.dumps({"key": self.key, "parts": self.parts}))
         return decode(self.parts[name])
