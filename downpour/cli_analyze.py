@@ -112,8 +112,6 @@ def report_only(path: Path) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     path = Path(args.run)
     with analysing(path, "downpour report"):
-        if not (path / "analysis.json").is_file():
-            print(f"downpour: {str(path)!r} has no analysis.json yet: analysing it first", file=sys.stderr, flush=True)
         try:
             return report_only(path)     # analyses the run first when it has no analysis.json yet
         except KeyboardInterrupt:        # (and SIGTERM) in that analysis: it said only "interrupted" until 2026-12-05

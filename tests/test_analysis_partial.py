@@ -48,7 +48,6 @@ def test_downpour_report_stopped_in_its_analysis_says_what_finishes_it(trained, 
     _stop_in(monkeypatch, "over_splits")         # the first part
     assert main(["report", str(run)]) == 130
     err = capsys.readouterr().err
-    assert "has no analysis.json yet: analysing it first" in err
     assert f"stopped in the analysis, before any part of it finished; `downpour report {run}` finishes it" in err
     assert not (run / "analysis.json").exists() and not (run / NAME).exists()
 
