@@ -31,6 +31,18 @@ def test_a_users_mistake_is_one_line_and_a_bug_keeps_its_traceback(monkeypatch, 
             main(["presets"])
 
 
+def test_a_misspelt_run_folder_names_the_run_beside_it(tmp_path, capsys):
+    """`downpour analyze runs/cta` said only that it does not exist, with runs/cat beside it."""
+    (tmp_path / "cat").mkdir()
+    (tmp_path / "cat" / "config.toml").write_text("seed = 0\n")
+    (tmp_path / "car").mkdir()                  # a folder that holds no run is not suggested
+    for command in (["analyze"], ["report"], ["train", "--resume"]):
+        assert main([*command, str(tmp_path / "cta")]) == 2
+        assert f"does not exist; did you mean {str(tmp_path / 'cat')!r}?" in capsys.readouterr().err
+    assert main(["analyze", str(tmp_path / "zzz")]) == 2
+    assert "did you mean" not in capsys.readouterr().err
+
+
 def test_run_directory_mistakes_are_said_in_one_line(tmp_path, capsys):
     assert main(["analyze", str(tmp_path / "nope")]) == 2
     assert "does not exist" in capsys.readouterr().err

@@ -1,6 +1,7 @@
 """The run directory every runner writes and every analysis reads (see docs/architecture.md)."""
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import shutil
@@ -195,7 +196,7 @@ class RunDir(RunBegin, RunModel):
         if run.path.is_file():
             raise NotARunError(f"{str(run.path)!r} is a file, not a run directory")
         if not run.path.is_dir():
-            raise NotARunError(f"{str(run.path)!r} does not exist")
+            raise NotARunError(f"{str(run.path)!r} does not exist{_nearest_run(run.path)}")
         if not (run.path / "config.toml").is_file():
             if (run.path / "crossfit.json").is_file():    # (a cross-fit's folder: its runs are its fold-I)
                 raise NotARunError(f"{str(run.path)!r} is a cross-fit's folder, not a run: its report is "
@@ -322,3 +323,14 @@ def _study_folder(path: Path) -> str:
                 f"{str(path / 'study.html')!r} ({command} again writes it anew); a study keeps its cells' numbers, not their runs")
     return (f"{str(path)!r} is a `downpour study {name}` folder, not a run, stopped before its report: {command} again "
             "finishes it; a study keeps its cells' numbers, not their runs")
+
+
+def _nearest_run(path: Path) -> str:
+    """'; did you mean 'runs/cat'?' for the run beside ``path`` whose name is nearest to its (a typo: `runs/cta`), or ''.
+    (Since 2026-12-05; a misspelt run folder was named alone.) Looks at the first 1,000 entries of its folder."""
+    try:
+        beside = [p.name for _, p in zip(range(1000), path.parent.iterdir()) if (p / "config.toml").is_file()]
+    except OSError:
+        return ""
+    close = difflib.get_close_matches(path.name, beside, n=1, cutoff=0.6)
+    return f"; did you mean {str(path.parent / close[0])!r}?" if close else ""
