@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import shlex
 import sys
 from collections.abc import Iterator
@@ -21,7 +22,19 @@ def analyze_and_report(path: Path) -> int:
     except KeyboardInterrupt:     # (and SIGTERM) the trained run is whole: only its analysis is left
         stopped_analysis(path, f"downpour analyze {shlex.quote(str(path))} --report")
         raise
+    print(headline(path), end="")
     return report_only(path)
+
+
+def headline(path: Path) -> str:
+    """What a user looks for first in a finished analysis, for the terminal: the first layer's edge-like share and the
+    face test's summary sentence (until 2026-12-05 `downpour train` ended on a JSON line and a report's path)."""
+    found = json.loads((Path(path) / "analysis.json").read_text())
+    edges = (found.get("filters") or {}).get("edge_fraction")
+    sentences = ((found.get("face_neuron") or {}).get("controls_verdict") or {}).get("sentences") or []
+    said = ([f"first-layer filters edge-like: {edges:.0%} (analysis.json filters.edge_fraction)"] if edges is not None
+            else []) + ([f"face test: {sentences[0]}"] if sentences else [])
+    return "".join(f"downpour: {line}\n" for line in said)
 
 
 def stopped_analysis(path: str | Path, command: str) -> None:
@@ -97,6 +110,7 @@ def _analyze(args: argparse.Namespace) -> int:
         sets = "".join(f" --set {shlex.quote(item)}" for item in args.set)
         stopped_analysis(args.run, f"downpour analyze {shlex.quote(str(args.run))}{sets}{' --report' if args.report else ''}")
         raise
+    print(headline(Path(args.run)), end="")
     print(f"downpour: analysis written to {Path(args.run) / 'analysis.json'}"
           + ("; the old report.html was removed (analysis.report = false)" if old and not report else ""))
     return report_only(Path(args.run)) if report else 0

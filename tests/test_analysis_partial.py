@@ -370,3 +370,17 @@ def test_a_poses_folder_named_digits_is_keyed_by_its_images(trained, tmp_path, m
     key = inputs_key(run, options, None)
     (tmp_path / "digits" / "0" / "1.png").write_bytes(b"two")
     assert inputs_key(run, options, None) != key
+
+
+def test_an_analysis_ends_by_saying_its_edge_share_and_face_test_summary(trained, tmp_path, capsys):
+    """`downpour train` ended on a JSON line and a report's path: what the run learned was only in the files."""
+    run, whole = trained
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    capsys.readouterr()
+    assert main(["analyze", str(copy), *FAST]) == 0
+    out = capsys.readouterr().out
+    edges = whole["filters"]["edge_fraction"]
+    assert f"downpour: first-layer filters edge-like: {edges:.0%} (analysis.json filters.edge_fraction)\n" in out
+    summary = whole["face_neuron"]["controls_verdict"]["sentences"][0]
+    assert f"downpour: face test: {summary}\n" in out
