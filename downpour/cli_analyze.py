@@ -8,22 +8,27 @@ import json
 import shlex
 import sys
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
 
 from downpour.config import AnalysisConfig, ConfigError, parse_override
 
 
 def analyze_and_report(path: Path) -> int:
+    """``downpour train``'s analysis and report of the run it trained in ``path`` (held by its training's lock), its
+    no-faces twin held shared meanwhile (:func:`_twin_held`: until 2026-12-05 a ``downpour train --resume RUN/no-faces``
+    from another terminal could train the twin on as this analysis scored it)."""
     from downpour.analysis.run import analyze_run
 
-    try:
-        analyze_run(path)
-    except KeyboardInterrupt:     # (and SIGTERM) the trained run is whole: only its analysis is left
-        stopped_analysis(path, f"downpour analyze {shlex.quote(str(path))} --report")
-        raise
-    print(headline(path), end="")
-    return report_only(path)
+    again = f"downpour analyze {shlex.quote(str(path))} --report"
+    with _twin_held(path, again):
+        try:
+            analyze_run(path)
+        except KeyboardInterrupt:     # (and SIGTERM) the trained run is whole: only its analysis is left
+            stopped_analysis(path, again)
+            raise
+        print(headline(path), end="")
+        return report_only(path)
 
 
 def headline(path: Path) -> str:
@@ -73,8 +78,7 @@ def analysing(path: str | Path, command: str) -> Iterator[None]:
     trained now (``downpour train --resume RUN/no-faces``; until 2026-12-05 read half-trained, or said to hold no
     twin yet), and a training of it meanwhile is refused."""
     from downpour.crossfit_folds import analysis_words
-    from downpour.train.lock import FolderBusy, analysing as held, reading
-    from downpour.train.rundir import RunDir
+    from downpour.train.lock import FolderBusy, analysing as held
 
     again = f"{command} {shlex.quote(str(path))}"
     with ExitStack() as holding:
@@ -85,9 +89,19 @@ def analysing(path: str | Path, command: str) -> Iterator[None]:
                                                      f"then `{again}`"))
         except FolderBusy as err:   # (a live cross-fit's fold its pooled test reads is held as an analysis holds it)
             raise analysis_words(err, again) from None
-        with reading(RunDir(path).no_faces_twin, then=f"the analysis of {str(path)!r} scores it as its no-faces "
-                                                      f"network; let it finish, then `{again}`"):
+        with _twin_held(path, again):
             yield
+
+
+def _twin_held(path: str | Path, again: str) -> AbstractContextManager[None]:
+    """The run ``path``'s no-faces twin (``RUN/no-faces``, what the face test scores) held shared while its analysis
+    reads it: FolderBusy naming the twin where another process trains it now, ``again`` the command to run once it is
+    done; a training of it meanwhile is refused (:func:`~downpour.train.lock.reading`)."""
+    from downpour.train.lock import reading
+    from downpour.train.rundir import RunDir
+
+    return reading(RunDir(path).no_faces_twin, then=f"the analysis of {str(path)!r} scores it as its no-faces network; "
+                                                    f"let it finish, then `{again}`")
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:

@@ -247,3 +247,23 @@ def test_an_analysis_of_a_run_whose_twin_is_being_trained_is_refused_naming_the_
     monkeypatch.setattr("downpour.analysis.run.analyze_run", analyze_run)
     monkeypatch.setattr("downpour.analysis.report.write_report", analyze_run)
     assert main([command, str(path)]) == 0 and seen == ["refused"]
+
+
+def test_downpour_train_holds_its_twin_through_its_analysis(tmp_path, monkeypatch):
+    """`downpour train`'s own analysis scores the twin it trained as its no-faces network; the twin's lock was let go
+    once the twin had trained: a `downpour train --resume RUN/no-faces --steps MORE` from another terminal then
+    trained it on while the run's analysis read it (as `downpour analyze RUN` refuses since 2026-12-05)."""
+    path, seen = tmp_path / "run", []
+
+    def analyze_run(run, **overrides):              # another terminal trains the twin on meanwhile
+        with pytest.raises(lock.FolderBusy, match="being analysed now"):
+            with lock.training(RunDir(run).no_faces_twin):
+                pass
+        seen.append("refused")
+
+    monkeypatch.setattr("downpour.runners.train", lambda cfg, run, resume=False: {"run": str(run.path)})
+    monkeypatch.setattr("downpour.analysis.run.analyze_run", analyze_run)
+    monkeypatch.setattr("downpour.analysis.report.write_report", lambda run: os.path.join(run, "report.html"))
+    assert main(["train", *SAE, "--set", "data.source=natural+faces", "--set", "analysis.no_faces_twin=true",
+                 "--report", "--out", str(path)]) == 0
+    assert seen == ["refused"] and not lock.is_training(RunDir(path).no_faces_twin)   # let go once it ends
