@@ -78,9 +78,20 @@ def training(path: str | Path, what: str = "the run folder") -> Iterator[None]:
     except FolderBusy:
         if not _analysed(path):
             raise
-        raise _busy(path, "let it finish, then run this command again", "analysed") from None
+        raise _being_analysed(path) from None
     with _holding(fd):
         yield
+
+
+@contextmanager
+def training_in(path: str | Path, make: Callable[[], T]) -> Iterator[T]:
+    """``make()`` (what makes the run in the folder ``path``, or takes over what is there), then the block, the
+    folder's lock held over both (what ``make`` takes over may be another process's live run); a folder not there
+    yet is made first, empty (a run is written into an empty folder, so a failed start leaves one a rerun takes).
+    Until 2026-12-05 such a folder was locked only once ``make`` had made its run: the same command started beside
+    it in that moment took the run over as one that never started, its config.toml written over with its own."""
+    with training(path):
+        yield make()
 
 
 @contextmanager
@@ -119,11 +130,27 @@ def check_free(path: str | Path) -> None:
     config = Path(path) / "config.toml"
     if fcntl is not None and config.is_file():
         try:
-            fd = _locked(config, fcntl.LOCK_SH)
+            _look(config, fcntl.LOCK_SH)
         except FolderBusy:    # (an analysis holds its run's config.toml whole)
-            raise _busy(path, "let it finish, then run this command again", "analysed") from None
-        if fd is not None:
-            os.close(fd)
+            raise _being_analysed(path) from None
+
+
+def check_not_training(path: str | Path, then: str = "") -> None:
+    """FolderBusy (a NotARunError) when another process is training the run in ``path`` now: let it finish, ``then``
+    what (by default ``downpour train --resume PATH``, what goes on after a stop)."""
+    if fcntl is None or not Path(path).is_dir():
+        return
+    _look(path, fcntl.LOCK_SH, then)
+
+
+def is_training(path: str | Path) -> bool:
+    """Whether another process holds the lock of the folder ``path`` whole now, training it (False where an analysis
+    holds it shared, and where nothing can be locked)."""
+    try:
+        check_not_training(path)
+    except FolderBusy:
+        return True
+    return False
 
 
 @contextmanager
@@ -143,42 +170,17 @@ def _holding(fd: int | None) -> Iterator[None]:
 def _analysed(path: Path) -> bool:
     """Whether the folder ``path``, found locked, is held shared (an analysis, :func:`analysing`), not whole."""
     try:
-        fd = _locked(path, fcntl.LOCK_SH)
+        _look(path, fcntl.LOCK_SH)
     except FolderBusy:
         return False
-    if fd is not None:
-        os.close(fd)
     return True
 
 
-@contextmanager
-def training_in(path: str | Path, make: Callable[[], T]) -> Iterator[T]:
-    """``make()`` (what makes the run in the folder ``path``, or takes over what is there), then the block, the
-    folder's lock held over both (what ``make`` takes over may be another process's live run); a folder not there
-    yet is made first, empty (a run is written into an empty folder, so a failed start leaves one a rerun takes).
-    Until 2026-12-05 such a folder was locked only once ``make`` had made its run: the same command started beside
-    it in that moment took the run over as one that never started, its config.toml written over with its own."""
-    with training(path):
-        yield make()
-
-
-def check_not_training(path: str | Path, then: str = "") -> None:
-    """FolderBusy (a NotARunError) when another process is training the run in ``path`` now: let it finish, ``then``
-    what (by default ``downpour train --resume PATH``, what goes on after a stop)."""
-    if fcntl is None or not Path(path).is_dir():
-        return
-    fd = _locked(path, fcntl.LOCK_SH, then)
+def _look(path: str | Path, how: int, then: str = "") -> None:
+    """FolderBusy where the lock ``how`` of ``path`` cannot be taken now (:func:`_locked`); taken, it is let go at once."""
+    fd = _locked(path, how, then)
     if fd is not None:
         os.close(fd)
-
-
-def is_training(path: str | Path) -> bool:
-    """Whether another process holds the lock of the folder ``path`` now (False where nothing can be locked)."""
-    try:
-        check_not_training(path)
-    except FolderBusy:
-        return True
-    return False
 
 
 def _locked(path: str | Path, how: int, then: str = "") -> int | None:
@@ -203,6 +205,11 @@ def _locked(path: str | Path, how: int, then: str = "") -> int | None:
                         "it, on the same filesystem) from another terminal is not refused while it trains", path,
                         err.strerror or err)
         return None
+
+
+def _being_analysed(path: str | Path) -> FolderBusy:
+    """The refusal of a training of the folder ``path`` an analysis holds (:func:`analysing`, :func:`reading`)."""
+    return _busy(path, "let it finish, then run this command again", "analysed")
 
 
 def _busy(path: str | Path, then: str = "", doing: str = "trained") -> FolderBusy:
