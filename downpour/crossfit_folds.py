@@ -99,8 +99,7 @@ def crossfitting(out: Path) -> Iterator[None]:
         held.enter_context(training(out, "the cross-fit's folder"))
     except FolderBusy as err:   # (its message names `downpour train --resume`: no command for a cross-fit)
         if err.doing != "trained":   # (a `downpour analyze OUT`, briefly: until 2026-12-05 said "being cross-fitted")
-            raise RunExistsError(f"{str(out)!r} is being {err.doing} now by another downpour process: let it finish, "
-                                 "then run this command again; or pick another --out") from None
+            raise RunExistsError(f"{err}; or pick another --out") from None
         raise RunExistsError(f"{str(out)!r} is being cross-fitted now by another downpour process: let it finish, or "
                              "stop it (Ctrl-C or SIGTERM save every fold's checkpoint), then run the same command again "
                              "to go on; or pick another --out") from None
