@@ -134,7 +134,7 @@ def test_a_save_over_a_whole_checkpoint_hashes_only_the_file_it_writes(tmp_path,
 def test_a_large_file_is_hashed_once_while_it_stays_the_same_file(tmp_path, monkeypatch):
     """One `downpour analyze` hashed model.safetensors three times (model_step twice, load_model) and a resume its
     checkpoint twice, each a full read of a model of gigabytes; a file replaced since (a save renames a new one in)
-    is hashed again, and its damage still found."""
+    is hashed again, and so is one written into since: a damage of either is still found."""
     import types
 
     import downpour.train.checkpoint as checkpoint
@@ -148,6 +148,9 @@ def test_a_large_file_is_hashed_once_while_it_stays_the_same_file(tmp_path, monk
     for _ in range(3):
         assert load_state(tmp_path / "ck")[1]["step"] == 4
     assert len(hashed) == 1
+    _flip_inside_data(tmp_path / "ck.safetensors")                 # damaged in place: its inode, size and header kept
+    with pytest.raises(CheckpointError, match="do not belong together"):
+        load_state(tmp_path / "ck")
     save_state(tmp_path / "ck", {"w": torch.ones_like(big["w"])}, {"step": 8})
     save_state(tmp_path / "other", {"w": torch.full_like(big["w"], 2.0)}, {"step": 8})
     (tmp_path / "other.safetensors").rename(tmp_path / "ck.safetensors")     # a whole file, not the one recorded
