@@ -8,8 +8,9 @@ Run i is the config with ``data.lfw_heldout = "fold:i:K"`` (it trains without fo
 interruption, it keeps a finished fold, resumes a started one from its checkpoint (one stopped
 between its last checkpoint and its model gets the model written from that checkpoint), and trains
 again one that stopped before its first checkpoint. ``jobs`` > 1 trains that many folds at once, each in its own
-process; with one at a time on the Ray runner, every run shares one Ray start. The pooled test (:func:`~downpour.analysis.crossfit.crossfit_controls`) goes to ``OUT/crossfit.json``. The folds'
-configs and the folder's checks and lock are in :mod:`downpour.crossfit_folds`.
+process; with one at a time on the Ray runner, every run shares one Ray start. The pooled test
+(:func:`~downpour.analysis.crossfit.crossfit_controls`) goes to ``OUT/crossfit.json``. The folds' configs, the
+folder's checks and the locks held on it and its folds are in :mod:`downpour.crossfit_folds`.
 
 ``control="no-faces"`` (the default where the config sets ``analysis.no_faces_twin``, as the main job
 does) also trains every fold's no-faces twin (:mod:`downpour.twins`: the same recipe and seed with

@@ -1,8 +1,9 @@
 """A cross-fit's folds and its folder: fold i's config (``data.lfw_heldout = "fold:i:K"``, no report of its own),
 the keys the cross-fit sets or never reads (refused as overrides), and the folder ``OUT`` it writes: checked to hold
 nothing a cross-fit of K folds did not write, and locked while it runs (:func:`crossfitting`), so that another
-command that finds one of its folders being trained can say whose it is (:func:`busy_words`). What trains the folds
-and pools their test is :mod:`downpour.crossfit`."""
+command that finds one of its folders being trained can say whose it is (:func:`busy_words`); its trained folds are
+held shared while its pooled test reads them (:func:`testing`, :func:`analysis_words`). What trains the folds and
+pools their test is :mod:`downpour.crossfit`."""
 from __future__ import annotations
 
 import json
