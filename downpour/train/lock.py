@@ -136,12 +136,12 @@ def check_free(path: str | Path) -> None:
             raise _being_analysed(path) from None
 
 
-def check_not_training(path: str | Path, then: str = "") -> None:
-    """FolderBusy (a NotARunError) when another process is training the run in ``path`` now: let it finish, ``then``
-    what (by default ``downpour train --resume PATH``, what goes on after a stop)."""
+def check_not_training(path: str | Path) -> None:
+    """FolderBusy (a NotARunError) when another process is training the run in ``path`` now, saying to let it finish,
+    or stop it, then ``downpour train --resume PATH`` (what goes on after a stop)."""
     if fcntl is None or not Path(path).is_dir():
         return
-    _look(path, fcntl.LOCK_SH, then)
+    _look(path, fcntl.LOCK_SH)
 
 
 def is_training(path: str | Path) -> bool:
@@ -177,9 +177,9 @@ def _analysed(path: Path) -> bool:
     return True
 
 
-def _look(path: str | Path, how: int, then: str = "") -> None:
+def _look(path: str | Path, how: int) -> None:
     """FolderBusy where the lock ``how`` of ``path`` cannot be taken now (:func:`_locked`); taken, it is let go at once."""
-    fd = _locked(path, how, then)
+    fd = _locked(path, how)
     if fd is not None:
         os.close(fd)
 
