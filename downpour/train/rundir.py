@@ -19,7 +19,7 @@ from downpour.train.recorded import config_fills, has_key, unread_resets
 from downpour.train.run_begin import CONFIG_KEY, RunBegin
 from downpour.train.run_model import RunModel
 
-__all__ = ["CONFIG_KEY", "NotARunError", "RunDir", "RunExistsError", "ends_at_stop"]   # (the last two live in errors, folders)
+__all__ = ["CONFIG_KEY", "NotARunError", "RunDir", "RunExistsError", "ends_at_stop"]   # (NotARunError lives in errors, RunExistsError in folders)
 
 log = logging.getLogger(__name__)
 
