@@ -70,7 +70,7 @@ def analysis_overrides(run_path: str, sets: list[str]) -> dict[str, object]:
 
 
 @contextmanager
-def analysing(path: str | Path, command: str) -> Iterator[None]:
+def _analysis_held(path: str | Path, command: str) -> Iterator[None]:
     """Hold the run in ``path`` while ``command`` (``downpour analyze``, ``report``) writes into it: NotARunError
     where another process trains it now (its files are still being written: until 2026-12-05 its analysis read them
     half-written, or said a run without a model yet was to be resumed), or analyses it (both wrote figures.partial/).
@@ -78,15 +78,15 @@ def analysing(path: str | Path, command: str) -> Iterator[None]:
     trained now (``downpour train --resume RUN/no-faces``; until 2026-12-05 read half-trained, or said to hold no
     twin yet), and a training of it meanwhile is refused."""
     from downpour.crossfit_folds import analysis_words
-    from downpour.train.lock import FolderBusy, analysing as held
+    from downpour.train.lock import FolderBusy, analysing
 
     again = f"{command} {shlex.quote(str(path))}"
     with ExitStack() as holding:
         try:
-            holding.enter_context(held(path, then=f"its files are still being written; let it finish (`downpour train` "
-                                                  f"analyzes its run at its end when analysis.report is on), then `{again}`",
-                                       then_analysed=f"its analysis.json and figures are being written; let it finish, "
-                                                     f"then `{again}`"))
+            holding.enter_context(analysing(
+                path, then=f"its files are still being written; let it finish (`downpour train` analyzes its run at "
+                           f"its end when analysis.report is on), then `{again}`",
+                then_analysed=f"its analysis.json and figures are being written; let it finish, then `{again}`"))
         except FolderBusy as err:   # (a live cross-fit's fold its pooled test reads is held as an analysis holds it)
             raise analysis_words(err, again) from None
         with _twin_held(path, again):
@@ -105,7 +105,7 @@ def _twin_held(path: str | Path, again: str) -> AbstractContextManager[None]:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    with analysing(args.run, "downpour analyze"):
+    with _analysis_held(args.run, "downpour analyze"):
         return _analyze(args)
 
 
@@ -139,7 +139,7 @@ def report_only(path: Path) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     path = Path(args.run)
-    with analysing(path, "downpour report"):
+    with _analysis_held(path, "downpour report"):
         try:
             return report_only(path)     # analyses the run first when it has no analysis.json yet
         except KeyboardInterrupt:        # (and SIGTERM) in that analysis: it said only "interrupted" until 2026-12-05
