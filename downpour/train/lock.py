@@ -98,9 +98,9 @@ def training_in(path: str | Path, make: Callable[[], T]) -> Iterator[T]:
 @contextmanager
 def analysing(path: str | Path, then: str, then_analysed: str) -> Iterator[None]:
     """Hold the run folder ``path`` while the block analyses it (``downpour analyze``, ``report``): FolderBusy
-    naming the run, then ``then``, where another process trains it now (``then_analysed``: analyses it). ``downpour train``'s own
-    analysis runs under its training's lock, not this. A path that is no folder, or no run: nothing held (the
-    analysis says what it is)."""
+    naming the run, then ``then``, where another process trains it now (``then_analysed``: analyses it).
+    ``downpour train``'s own analysis runs under its training's lock, not this. A path that is no folder, or no run:
+    nothing held (the analysis says what it is)."""
     path = Path(path)
     with ExitStack() as held:
         if fcntl is not None and path.is_dir():
@@ -126,7 +126,8 @@ def reading(path: str | Path, then: str) -> Iterator[None]:
 def check_free(path: str | Path) -> None:
     """FolderBusy where :func:`training` of the folder ``path`` would be refused now (being trained, or analysed),
     found without taking it (``downpour train --dry-run``: a shared look, let go at once, as
-    :func:`check_not_training`'s)."""
+    :func:`check_not_training`'s). A folder :func:`reading` alone holds (a twin its run's analysis scores) is not
+    found: only the whole lock, which a look must not take, would tell its shared hold."""
     check_not_training(path)
     config = Path(path) / "config.toml"
     if fcntl is not None and config.is_file():
