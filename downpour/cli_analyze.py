@@ -34,7 +34,8 @@ def analyze_and_report(path: Path) -> int:
 def headline(path: Path) -> str:
     """What a user looks for first in a finished analysis, for the terminal: the first layer's edge-like share and the
     face test's summary sentence (until 2026-12-05 `downpour train` ended on a JSON line and a report's path)."""
-    found = json.loads((Path(path) / "analysis.json").read_text())
+    file = Path(path) / "analysis.json"
+    found = json.loads(file.read_text()) if file.is_file() else {}
     edges = (found.get("filters") or {}).get("edge_fraction")
     sentences = ((found.get("face_neuron") or {}).get("controls_verdict") or {}).get("sentences") or []
     said = ([f"first-layer filters edge-like: {edges:.0%} (analysis.json filters.edge_fraction)"] if edges is not None
