@@ -14,6 +14,7 @@ not seen (the peak is a lower bound at the ops' granularity). One JSON line per 
 """
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
@@ -57,7 +58,9 @@ def peak(cfg, shape, batch: int, stage: int | None) -> tuple[int, int, int]:
     return top, top_forward, grads
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    # no flags: the steps are STEPS (a parser all the same, so --help answers instead of measuring)
+    argparse.ArgumentParser(description=__doc__.split("\n")[0]).parse_args(argv)
     logging.disable(logging.WARNING)
     torch.set_num_threads(1)
     for kind, name, sets, stage in STEPS:

@@ -125,3 +125,15 @@ def test_rank_interval_counts_draws_not_reps(capsys):
     shown = _help("rank_interval", capsys)
     assert "--draws DRAWS simulated studies per scenario and data size (default: 1000)" in shown
     assert "--reps" not in shown
+
+
+@pytest.mark.parametrize("script", sorted(p.stem for p in BENCH.glob("[!_]*.py")))
+def test_every_bench_answers_help_without_measuring(script, capsys, monkeypatch):
+    """``python bench/X.py --help`` prints its usage and exits: step_peak, with no parser, ran its whole measurement
+    (until 2026-12-05). (Through sys.argv: a few benches' main takes no argv.)"""
+    import importlib
+
+    monkeypatch.setattr(sys, "argv", [f"{script}.py", "--help"])
+    with pytest.raises(SystemExit) as stop:
+        importlib.import_module(script).main()
+    assert stop.value.code == 0 and capsys.readouterr().out.startswith("usage:")
