@@ -151,15 +151,21 @@ def test_a_training_of_a_run_being_analysed_is_refused_saying_so(tmp_path, monke
         pass
 
 
-def test_the_simulated_check_into_a_folder_being_analysed_says_so(tmp_path, capsys):
-    """Its words were written for a folder being trained: one being analysed was said to be "trained now"."""
+@pytest.mark.parametrize("held", ["analysed", "read"])
+def test_the_simulated_check_into_a_folder_being_analysed_says_so(tmp_path, capsys, held):
+    """Its words were written for a folder being trained: one being analysed was said to be "trained now". One held
+    shared by a reader (a cross-fit's pooled test of its folds, an analysis of the run it is the twin of) was said to be
+    a `downpour analyze` or `report` of it (until 2026-12-05)."""
     path = tmp_path / "run"
     path.mkdir()
-    with lock.analysing(path, then="", then_analysed=""):     # a `downpour analyze` of it, from another terminal
+    holding = (lock.analysing(path, then="", then_analysed="") if held == "analysed"    # from another terminal
+               else lock.reading(path, then=""))
+    with holding:
         assert main(["plan", "--check-simulated", "--replicas", "4", "--shards", "2", "--steps", "20",
                      "--out", str(path)]) == 2
     err = capsys.readouterr().err
-    assert f"--out {str(path)!r} is being analysed now by another downpour process (a `downpour analyze`" in err
+    assert (f"--out {str(path)!r} is being analysed now by another downpour process (a `downpour analyze`, `report` "
+            "or `crossfit` reading it)") in err
     assert "trained" not in err and list(path.iterdir()) == []
 
 

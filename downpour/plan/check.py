@@ -125,7 +125,7 @@ def check_simulated(config: str = "ufldl-sae", workers: int = 1000, shards: int 
         except FolderBusy as busy:   # (its words name `downpour train --resume`: until 2026-12-05 the same check again
             # was told so; and one of a folder being analysed was said to be trained)
             who = ("the same check started from another terminal, or a `downpour train`" if busy.doing == "trained"
-                   else "a `downpour analyze` or `report` of it")
+                   else "a `downpour analyze`, `report` or `crossfit` reading it")
             raise RunExistsError(f"--out {str(out)!r} is being {busy.doing} now by another downpour process ({who}): "
                                  "pick another --out; once it "
                                  f"ends, `downpour plan --check-run {out}` compares a simulated run there") from None
