@@ -205,7 +205,8 @@ def replacing(pin: str | None, i: int, cpus: float, nodes_info: list[dict[str, A
 
 
 def pinned(options: dict[str, Any]) -> str | None:
-    """The node a :func:`placer` ``place``'s options pin an actor to (None: Ray chooses)."""
+    """The node actor options (a :func:`placer` ``place``'s, :func:`replacing`'s) pin an actor to (None: Ray
+    chooses)."""
     strategy = options.get("scheduling_strategy")
     return strategy.node_id if isinstance(strategy, NodeAffinitySchedulingStrategy) else None
 

@@ -213,10 +213,10 @@ class Restarts:
     def _place(self, w: int, node: str) -> None:
         """cluster.json's placement and devices follow a restarted worker (and its partitions), placed as the actors
         they replace, elsewhere where those actors' node is gone (``RayCluster._placed``): until 2026-12-05 they named
-        the first actor's node and device to the end. Its partition actors'
-        first answers are waited for here (the worker's own came without them), with its device's: at most
-        ``RESTART_SECONDS`` (GetTimeoutError), a wait that holds up every survivor (until 2026-12-05 a plain
-        ``ray.get``, which waited for good on partition actors Ray never started: 0 CPUs, pinned to a node)."""
+        the first actor's node and device to the end. Its partition actors' first answers are waited for here (the
+        worker's own came without them), with its device's: at most ``RESTART_SECONDS`` (GetTimeoutError), a wait
+        that holds up every survivor (until 2026-12-05 a plain ``ray.get``, which waited for good on partition actors
+        Ray never started: 0 CPUs, pinned to a node)."""
         parts = self.partition_actors.get(w, [])
         device, *nodes = ray.get([self.worker_actors[w].device.remote(), *[a.node.remote() for a in parts]],
                                  timeout=RESTART_SECONDS)
