@@ -49,7 +49,7 @@ at_least_1 = at_least(1)
 
 
 REPS_HELP = "timed repetitions of each measurement (default: %(default)s; the bench's docstring says how they are combined)"
-THREADS_HELP = "torch intra-op threads of the timed work (default: %(default)s)"
+THREADS_HELP = "torch intra-op threads of the timed work (default: %(default)s{zero})"   # zero: what 0 means, if allowed
 
 
 def reps_and_threads(description: str, threads: int | None = 1, reps: int | None = 5,
@@ -63,7 +63,7 @@ def reps_and_threads(description: str, threads: int | None = 1, reps: int | None
         p.add_argument("--reps", type=at_least_1, default=reps, help=REPS_HELP)
     if threads is not None:
         p.add_argument("--threads", type=at_least(threads_floor), default=threads,
-                       help=THREADS_HELP[:-1] + ("; 0: torch's default)" if threads_floor == 0 else ")"))
+                       help=THREADS_HELP.format(zero="; 0: torch's default" if threads_floor == 0 else ""))
     return p
 
 

@@ -105,12 +105,14 @@ def test_every_bench_takes_reps_and_threads_from_the_shared_parser(script, capsy
     2026-12-05)."""
     reps, threads = FLAGGED[script]
     shown = _help(script, capsys)
-    for flag, default, text in (("--reps", reps, P.REPS_HELP), ("--threads", threads, P.THREADS_HELP)):
+    zero = "; 0: torch's default" if script == "training_throughput" else ""     # (its workers' threads: train.threads)
+    for flag, default, said in (
+            ("--reps", reps, f"timed repetitions of each measurement (default: {reps}; the bench's docstring says how "
+                             "they are combined)"),
+            ("--threads", threads, f"torch intra-op threads of the timed work (default: {threads}{zero})")):
         if default is None:
             assert f"{flag} " not in shown
         else:
-            said = text % {"default": default}
-            said = said if flag == "--reps" or script != "training_throughput" else said[:-1] + "; 0: torch's default)"
             assert f"{flag} {flag[2:].upper()} {said}" in shown
 
 
