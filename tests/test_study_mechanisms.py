@@ -426,6 +426,19 @@ def test_rotation_ranges_of_the_whole_turn_are_measured_not_bounds():
     assert row["censored"]["inv_rotation_auc"] == 3 and row["censored"]["d_inv_rotation_auc"] == 3
 
 
+def test_a_cell_whose_tied_units_hold_at_every_angle_beside_measured_ones_is_measured():
+    """A unit held at every angle (-180 to 180) ran to both ends of the sweep, so its summary flags it; its width, 360,
+    is measured all the same. Until 2026-12-05 the cell counted it as ended: one whole turn beside a unit measured at
+    90 degrees gave a share of 0.5, the cell's mean (225) read as a lower bound and its seed left the paired interval
+    (the studies' check of the whole turn sees only the cell's mean, 360 when every unit held)."""
+    from downpour.studies.measure import _mean_widths
+    whole = {"ranges": {"rotation": [-180.0, 180.0]}, "censored": {"rotation": True}}
+    short = {"ranges": {"rotation": [-45.0, 45.0]}, "censored": {"rotation": False}}
+    ended = {"ranges": {"rotation": [-180.0, 45.0]}, "censored": {"rotation": True}}   # one end: the turn goes on
+    assert _mean_widths([whole, short], (32, 32))["inv_rotation_censored"] == 0.0
+    assert _mean_widths([ended, short], (32, 32))["inv_rotation_censored"] == 0.5
+
+
 def _planted_bounds_rows():
     """plain measured in every seed; glimpse's scale range at the sweep's end in 3 of its 6 seeds (its AUC's in 1)."""
     from downpour.studies.base import Condition

@@ -96,7 +96,9 @@ def _ended(cell: dict[str, float], key: str) -> bool:
     """Whether the cell's ``key`` (a width) ran to the sweep's end: its ``key`` + CENSORED, the share of the tied units
     whose range did, is above 0 (missing: not a width, or a cell from before the share; NaN: no unit had a range). A
     rotation width of the whole turn did not (:func:`~downpour.analysis.invariance.whole_turn`: every unit held at every
-    angle, 360 measured; since 2026-12-05, when the sweep reached 180 degrees, two of them were left out as bounds)."""
+    angle, 360 measured; since 2026-12-05, when the sweep reached 180 degrees, two of them were left out as bounds). A
+    cell measured since flags no such unit (:func:`~downpour.studies.measure.censored_widths`); this reads one measured
+    before, whose mean is 360 only where every tied unit held."""
     if key in TURN_WIDTHS and whole_turn("rotation", [0.0, cell.get(key, math.nan)]):
         return False
     return cell.get(key + CENSORED, 0) > 0

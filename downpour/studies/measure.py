@@ -67,7 +67,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from downpour.analysis.invariance import (disc_auc, invariance_summary, range_width, responsive, selectivity_summary,
-                                         sweep)
+                                         sweep, whole_turn)
 from downpour.analysis.labelled import load_labelled, prepare_images
 from downpour.analysis.probe import INPUT
 from downpour.analysis.options import run_preprocess
@@ -261,7 +261,7 @@ def _mean_widths(summaries: list[dict[str, Any]], shape: tuple[int, ...], suffix
     CENSORED) over the summaries (``invariance_summary``'s or ``selectivity_summary``'s, ``suffix`` "_auc") that have a
     range; NaN where none has."""
     per_unit = [range_widths(s["ranges"], shape[-2:]) for s in summaries]
-    ended = [censored_widths(s["censored"], s.get("scale_up")) for s in summaries]
+    ended = [censored_widths(s["censored"], s.get("scale_up"), s["ranges"].get("rotation")) for s in summaries]
     out = {}
     for key in per_unit[0]:
         got = [k for k, w in enumerate(per_unit) if math.isfinite(w[key])]
@@ -296,12 +296,16 @@ def range_widths(ranges: dict[str, list[float] | None], size: tuple[int, ...]) -
             "inv_rotation": span("rotation"), "inv_scale_up_octaves": math.log2(scale[1]) if scale else math.nan}
 
 
-def censored_widths(censored: dict[str, bool | None], scale_up: dict[str, Any] | None = None) -> dict[str, float]:
+def censored_widths(censored: dict[str, bool | None], scale_up: dict[str, Any] | None = None,
+                    rotation: list[float] | None = None) -> dict[str, float]:
     """``invariance_summary``'s ``censored`` flags under :func:`range_widths`' keys, 1.0 where the range ran to an end of
     the sweep (translation: either axis's), else 0.0; ``inv_scale_up_octaves``: its ``scale_up`` flag, the upper end's
-    alone. (Until 2026-12-05 the studies read such a width as measured.)"""
+    alone. (Until 2026-12-05 the studies read such a width as measured.) A ``rotation`` range of the whole turn is
+    measured, not ended (:func:`~downpour.analysis.invariance.whole_turn`; until 2026-12-05 it was flagged, and a cell
+    whose tied units held at every angle beside others measured short of the sweep's ends read as a lower bound)."""
     def end(*keys: str) -> float:
         return float(any(censored.get(k) for k in keys))
 
+    turned = 0.0 if whole_turn("rotation", rotation) else end("rotation")
     return {"inv_scale_octaves": end("scale"), "inv_shift": end("translation_x", "translation_y"),
-            "inv_rotation": end("rotation"), "inv_scale_up_octaves": float(bool(scale_up and scale_up.get("censored")))}
+            "inv_rotation": turned, "inv_scale_up_octaves": float(bool(scale_up and scale_up.get("censored")))}
