@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from downpour.analysis.choice import TIE_RULE
 from downpour.analysis.face_controls import LEARNED, NO_FACES, TWIN
 from downpour.analysis.labelled import BUILT_IN
-from downpour.analysis.report_notes import chosen_among, owed_note
+from downpour.analysis.report_notes import chosen_among, owed_note, tie_limit_words
 from downpour.analysis.report_parts import esc, pct, table
 
 
@@ -127,16 +126,9 @@ def undecided_note(rows: list[dict[str, Any]], setup: dict[str, Any]) -> str:
     # alike units' would in 95% of ties given the unit's 95% interval, before that wider than that interval, whatever
     # the number tied; until 2026-12-05 more than 1% of the layer tied, which any 2-unit tie in an 8-unit layer was,
     # and then, over several splits, against the interval of the mean over them, narrower than any one split's)
-    # (a row of an earlier rule is said against its own: the branches below)
+    # (a row of an earlier rule is said against its own: tie_limit_words)
     one = r0["splits"] == 1
-    if r0.get("tie_rule") == TIE_RULE:    # (since 2026-12-05's bootstrap range; a row of before says its own rule)
-        against = ("chance would in 95% of resamplings of the test images"
-                   + (f" ({r0['tie_spread_limit']:.3f})" if one else ""))
-    elif "tie_spread_limit" in r0:
-        against = ("as many alike units' would in 95% of ties"
-                   + (f" ({r0['tie_spread_limit']:.3f} given its 95% interval)" if one else ", given its 95% interval"))
-    else:
-        against = "its 95% interval" + (f" [{r0['auc_ci'][0]:.3f}, {r0['auc_ci'][1]:.3f}]" if one else "")
+    against = tie_limit_words(r0, "as many", "its", limit=one, ci=True)
     chosen = (f"On {undecided_in(r0)} of the {r0['splits']} {fold}s the learned unit was chosen among units of the "
               f"{r0['candidates']} tied at the top of the choice whose test AUCs spread wider than {against} on that "
               f"{fold}"

@@ -159,6 +159,21 @@ def top_words(top: dict[str, Any], sign: int = 1) -> str:
             f"{k * share:.2g} expected by chance (the class is {pct(share)} of those images)")
 
 
+def tie_limit_words(row: dict[str, Any], alike: str, own: str, limit: bool = True, ci: bool = False) -> str:
+    """What an undecided tie's test AUCs spread wider than, in the words of the rule its row was told by
+    (:func:`~downpour.analysis.choice.undecided`): its ``tie_rule``'s bootstrap range; a row without one (before that,
+    2026-12-05) as many alike units' range given the unit's 95% interval (``alike`` counts them, ``own`` is whose);
+    one without a ``tie_spread_limit`` (earlier still) that interval itself. ``limit``: the row's figure beside it (the
+    limit, or with ``ci`` the interval; over several splits the row's is its first split's alone, so not given)."""
+    figure = f" ({row['tie_spread_limit']:.3f})" if limit and "tie_spread_limit" in row else ""
+    if row.get("tie_rule") == TIE_RULE:
+        return "chance would in 95% of resamplings of the test images" + figure
+    if "tie_spread_limit" in row:
+        return f"{alike} alike units' would in 95% of ties{figure}, given {own} 95% interval"
+    interval = f" [{row['auc_ci'][0]:.3f}, {row['auc_ci'][1]:.3f}]" if limit and ci else ""
+    return f"{own} 95% interval{interval}"
+
+
 def chosen_among(row: dict[str, Any], localizer: bool = False, first: str = "") -> str:
     """" (chosen among 7 units with selection AUC 1.000)" beside a chosen unit whose choice was tied (its row's
     ``tied``, since 2026-12-04), "" where it was not (or analysis.json predates the count). ``localizer``: the tie was
@@ -183,12 +198,7 @@ def chosen_among(row: dict[str, Any], localizer: bool = False, first: str = "") 
         said = f"chosen among {n}{share} {noun} with selection AUC {row['selection_auc']:.3f}"
     if row.get("undecided"):
         there = f" on that {first}" if first else ""     # (several splits: told against that one's own interval)
-        # (a row from before the bootstrap range was flagged against as many independent units' range, one from
-        # before that limit against the interval itself, both 2026-12-05: each said so)
-        against = (f"chance would in 95% of resamplings of the test images ({row['tie_spread_limit']:.3f})"
-                   if row.get("tie_rule") == TIE_RULE else
-                   f"{n} alike units' would in 95% of ties ({row['tie_spread_limit']:.3f}), given this one's 95% "
-                   "interval" if "tie_spread_limit" in row else "this one's 95% interval")
+        against = tie_limit_words(row, str(n), "this one's")   # (each row in its own rule's words, 2026-12-05)
         said += f": their test AUCs spread wider than {against}{there}, so the selection split cannot tell them apart"
     t = row.get("tied_auc")
     if t:
