@@ -29,11 +29,7 @@ def invariance_rows(inv: dict[str, Any]) -> list[list[str]]:
             continue
         text = _UNITS.get(name, "{:g} … {:g}").format(*r)
         values = curve.get("values")
-        if whole_turn(name, r):
-            text += EVERY_ANGLE
-        elif values and _at_an_end(r, values):
-            text += _lower_bound(r, values)
-        rows.append([name, text])
+        rows.append([name, text + _end_words(name, r, bool(values) and _at_an_end(r, values), values)])
     return rows
 
 
@@ -54,8 +50,13 @@ def _at_an_end(r: list[float], values: list[float]) -> bool:
 EVERY_ANGLE = " (every angle: the whole turn)"
 
 
-def _lower_bound(r: list[float], values: list[float]) -> str:
-    """The words after a range at an end of the sweep ``values``: it is a lower bound there."""
+def _end_words(name: str, r: list[float], ended: bool, values: list[float]) -> str:
+    """The words after ``name``'s range ``r``: :data:`EVERY_ANGLE` for the whole turn; where it ran to an end of the
+    sweep ``values`` (``ended``), that it is a lower bound there; else none."""
+    if whole_turn(name, r):
+        return EVERY_ANGLE
+    if not ended:
+        return ""
     whole = r[0] <= min(values) and r[1] >= max(values)
     return " (the whole sweep: at least this)" if whole else " (to the sweep's end: at least this far)"
 
@@ -79,11 +80,7 @@ def selectivity_rows(inv: dict[str, Any]) -> list[str]:
             out.append(f"none: AUC {auc:.3f} untransformed, no lead over chance to keep")
             continue
         text = _UNITS.get(name, "{:g} … {:g}").format(*r) + f" (AUC ≥ {0.5 + sel['keep'] * (auc - 0.5):.3f})"
-        if whole_turn(name, r):
-            text += EVERY_ANGLE
-        elif sel["censored"].get(name):
-            text += _lower_bound(r, swept.get(name, {}).get("values") or r)
-        out.append(text)
+        out.append(text + _end_words(name, r, sel["censored"].get(name), swept.get(name, {}).get("values") or r))
     return out
 
 
@@ -117,7 +114,8 @@ def tied_invariance(inv: dict[str, Any], selectivity: bool = False) -> list[str]
     instead, in the same words; a unit at or below chance untransformed has none. Since 2026-12-05: analysis.json had
     them and the report showed the response widths alone."""
     tied = inv.get("tied") or {}
-    widths = ((tied.get("selectivity") or {}) if selectivity else tied).get("widths", {})
+    src = (tied.get("selectivity") or {}) if selectivity else tied
+    widths = src.get("widths", {})
     out = []
     for name in inv.get("summary", {}).get("ranges", {}):
         w = widths.get(name)
@@ -128,7 +126,6 @@ def tied_invariance(inv: dict[str, Any], selectivity: bool = False) -> list[str]
         else:
             # (a range at the sweep's end is a lower bound, so the mean is too: since 2026-12-05 the column says so)
             # (a rotation range of the whole turn ran to both ends but is measured: counted apart since 2026-12-05)
-            src = (tied.get("selectivity") or {}) if selectivity else tied
             turns = sum(whole_turn(name, r) for r in src.get("ranges", {}).get(name) or [])
             ended = max(0, (w["censored"] if "censored" in w else _ended(inv, name)) - turns)
             at_end = f", {ended} of them to the sweep's end: the mean is at least this" if ended else ""
