@@ -31,6 +31,16 @@ def test_ranked_aucs_are_the_pairwise_kernels_with_ties_and_own_pairs():
                                                                                        w_neg, own), atol=1e-12)
 
 
+def test_ranked_aucs_stay_exact_for_heavy_whole_counts():
+    """Whole counts of 7 and 8 on 700 + 700 images: p x q x the largest count is under float32's exact range, their
+    weighted sums are not; the float32 path came out 1.8e-8 off the pairs' AUC."""
+    rng = np.random.default_rng(0)
+    pos, neg = rng.normal(size=(1, 700)) + 1.5, rng.normal(size=(1, 700))
+    w_pos, w_neg = (rng.integers(7, 9, size=(2, 700)).astype(float) for _ in range(2))
+    np.testing.assert_allclose(ranked_aucs(pos, neg, w_pos, w_neg), weighted_auc(comparisons(pos, neg), w_pos, w_neg),
+                               rtol=0, atol=1e-12)
+
+
 def _copies(shifts: list[float], seed: int = 0):
     """y (120,), one split (the first 30 of each class select), (120, len(shifts) + 30) responses: the first units tie
     on selection; on test they are one unit plus 0.05 of noise each, every face's score lowered by its shift."""
@@ -91,7 +101,7 @@ def test_for_independent_alike_units_the_bootstrap_range_agrees_with_the_student
 
 def test_a_unit_tied_with_none_draws_no_replicates(monkeypatch):
     """Most best-neuron rows tie nothing: their limit is 0 without drawing or scoring a replicate (each did, 200 of
-    them, until r-undec: ~1% of a main-job analyze, 200 rows, none tied)."""
+    them, until 2026-12-05: ~1% of a main-job analyze, 200 rows, none tied)."""
     def refuse(*args, **kwargs):
         raise AssertionError("a single unit's tie was bootstrapped")
 
