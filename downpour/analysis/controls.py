@@ -162,6 +162,18 @@ def ranked_aucs(pos: np.ndarray, neg: np.ndarray, w_pos: np.ndarray, w_neg: np.n
     ``neg``, by ranks, not pairs: each unit's scores sorted once, every replicate's negative weight summed below each
     face, O(B T (p + q)) where the pairs are O(B T p q) (bench/tie_null.py: 0.1-0.8x the pairs' time). Scores
     within ``tie`` of their size are tied (the kernel of :func:`comparisons`, merged along the sorted order)."""
+    lo, hi, negatives = _runs(pos, neg, tie)
+    num = _below_weights(lo, hi, negatives, w_pos, w_neg)
+    t = len(pos)
+    i, j = np.nonzero(own) if own is not None else ((), ())
+    h_own = comparisons(pos[:, i][..., None], neg[:, j][..., None])[..., 0, 0] if len(i) else np.zeros((t, 0))
+    return _own_pairs(num, h_own, w_pos, w_neg, i, j)
+
+
+def _runs(pos: np.ndarray, neg: np.ndarray, tie: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`ranked_aucs`' ranks: each unit's (T, p) faces ``pos`` and (T, q) negatives ``neg`` sorted together; for
+    each face, how many negatives sort below its tied run's start and below its stop (``lo``, ``hi``, (T, p)), and
+    each unit's negatives in sorted order (T, q)."""
     t, p = pos.shape
     v = np.concatenate([pos, neg], axis=1)                                        # (T, n): the faces first
     n = v.shape[1]
@@ -182,6 +194,14 @@ def ranked_aucs(pos: np.ndarray, neg: np.ndarray, w_pos: np.ndarray, w_neg: np.n
     lo = np.take_along_axis(below_run, np.take_along_axis(start, where, axis=1), axis=1)       # (T, p)
     hi = np.take_along_axis(below_run, np.take_along_axis(stop, where, axis=1), axis=1)
     negatives = order[is_neg].reshape(t, n - p) - p                               # (T, q)
+    return lo, hi, negatives
+
+
+def _below_weights(lo: np.ndarray, hi: np.ndarray, negatives: np.ndarray, w_pos: np.ndarray,
+                   w_neg: np.ndarray) -> np.ndarray:
+    """(T, B) :func:`ranked_aucs`' numerators from :func:`_runs`: per replicate, the faces' weights x the negatives'
+    weight each face outscores (below its run, and half of those in it)."""
+    t, q = negatives.shape
     # whole counts (bootstrap_weights') sum to half-integers of at most a replicate's (faces' weight) x (negatives'
     # weight): exact in float32, at half the memory traffic (until 2026-12-05 the bound was p x q x the largest count,
     # a count short: counts of 7 and 8 on 700 + 700 images came out 1.8e-8 off the pairs')
@@ -189,18 +209,16 @@ def ranked_aucs(pos: np.ndarray, neg: np.ndarray, w_pos: np.ndarray, w_neg: np.n
     big = float((w_pos.sum(axis=1) * w_neg.sum(axis=1)).max(initial=0))
     exact = np.float32 if counts and big < 2 ** 22 else np.float64
     w_exact = w_neg.astype(exact)
-    step = max(1, CHUNK // max(len(w_neg) * (n - p + 1), 1))
+    step = max(1, CHUNK // max(len(w_neg) * (q + 1), 1))
     num = np.empty((t, len(w_neg)))
     for k in range(0, t, step):
-        below = np.zeros((len(w_neg), min(step, t - k), n - p + 1), dtype=exact)  # (B, c, q + 1): weight below
+        below = np.zeros((len(w_neg), min(step, t - k), q + 1), dtype=exact)  # (B, c, q + 1): weight below
         np.cumsum(w_exact[:, negatives[k:k + step]], axis=-1, out=below[..., 1:])
         # a face outscores the negatives below its run and ties those in it: (below start + below stop) / 2
         half = 0.5 * (np.take_along_axis(below, lo[None, k:k + step], -1)
                       + np.take_along_axis(below, hi[None, k:k + step], -1))
         num[k:k + step] = np.einsum("bcp,bp->cb", half, w_pos.astype(exact))
-    i, j = np.nonzero(own) if own is not None else ((), ())
-    h_own = comparisons(pos[:, i][..., None], neg[:, j][..., None])[..., 0, 0] if len(i) else np.zeros((t, 0))
-    return _own_pairs(num, h_own, w_pos, w_neg, i, j)
+    return num
 
 
 def weighted_accuracy(hit_pos: np.ndarray, hit_neg: np.ndarray, w_pos: np.ndarray, w_neg: np.ndarray) -> np.ndarray:
