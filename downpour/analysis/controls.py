@@ -248,7 +248,7 @@ def score_controls(methods: dict[str, Responses], y: np.ndarray, negatives: dict
     candidates tied with ``unit`` on the choice's criterion, ``unit`` first), ``selection_auc``, ``candidates``,
     ``test_positives`` / ``test_negatives`` (per split; the largest when the splits differ, as the
     folds of a cross-fit can: ``test_positives_range`` / ``test_negatives_range`` [smallest, largest]),
-    ``tie_share``, ``undecided`` and ``tie_spread_limit`` (that split's tie, :func:`~downpour.analysis.choice.undecided`),
+    ``tie_share``, ``undecided``, ``tie_spread_limit`` and ``tie_rule`` (that split's tie, :func:`tie_of`),
     ``undecided_splits`` (the splits whose own tie was) and ``tied_auc``.
     ``seed`` draws the bootstrap weights. ``paired``: a method whose rows also get ``paired``, for each
     other method {"delta": its AUC minus the other's, "ci": [low, high]}: the same images and the same
