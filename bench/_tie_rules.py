@@ -46,5 +46,3 @@ def tie_spread_limit(tied: int, width: float) -> float:
     95% interval is ``width`` wide (standard error ``width`` / (2 x 1.96)): :func:`range_quantile` x that error.
     0.707 ``width`` for 2 units, 0.984 for 5, 1.279 for 20, 1.870 for 929; NaN for an unknown width."""
     return range_quantile(int(tied)) * float(width) / (2.0 * Z95)
-
-

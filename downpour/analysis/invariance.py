@@ -379,4 +379,3 @@ def _stats(values: list[float]) -> dict[str, Any]:
     stat = {k: (float(f(got)) if got.size else None) for k, f in
             (("mean", np.mean), ("median", np.median), ("std", np.std), ("min", np.min), ("max", np.max))}
     return {**stat, "measured": int(got.size), "without_range": int(len(w) - got.size)}
-
