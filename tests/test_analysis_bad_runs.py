@@ -380,3 +380,9 @@ def test_a_cut_model_safetensors_says_what_writes_it_again(tmp_path, monkeypatch
     err = capsys.readouterr().err
     assert "(cut short or damaged), and the run has no checkpoint to write it from: copy a whole one back, or train it " \
         f"again, `downpour train --config {path / 'config.toml'} --out NEW_FOLDER`" in err and "--resume" not in err
+
+
+def test_a_report_without_probes_says_why(run):
+    """"No probes were run." left a reader to guess whether they failed (analysis.probes = [] runs none)."""
+    write_report(run)
+    assert "No probes were run: analysis.probes is empty." in (run / "report.html").read_text()

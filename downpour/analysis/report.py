@@ -196,7 +196,7 @@ def _probes(a: dict[str, Any]) -> str:
                      f"{p['folds']}-fold CV (majority class {pct(p['majority_class_rate'])})</h3>"
                      + table(rows, ["features", "dimensions", "accuracy (mean ± std)"], f"probe-table-{p['dataset']}")
                      + (f'<p class="note">{TRAINED_ON[p["trained_on"]]}</p>' if p.get("trained_on") in TRAINED_ON else ""))
-    return "".join(parts) or '<p class="note">No probes were run.</p>'
+    return "".join(parts) or '<p class="note">No probes were run: analysis.probes is empty.</p>'
 
 
 def _invariance(a: dict[str, Any]) -> str:

@@ -386,4 +386,3 @@ def _other_nodes() -> bool:
         return sum(1 for n in ray.nodes() if n.get("Alive")) > 1
     except Exception:  # noqa: BLE001
         return False
-
