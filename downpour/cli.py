@@ -117,8 +117,8 @@ def _train(args: argparse.Namespace) -> int:
     # was being written)
     with training_in(folder, lambda: old if resume else _new_run(folder, cfg, old)) as run:
         then = f", then its no-faces twin -> {run.no_faces_twin}" if twin else ""
-        print(f"downpour: training {cfg.model.name!r} with the {cfg.cluster.runner} runner{update_rule_words(cfg)} -> "
-              f"{run.path}{then}", file=sys.stderr)
+        print(f"downpour: {_what_trains(args, source, resume)} (model {cfg.model.name!r}) with the {cfg.cluster.runner} "
+              f"runner{update_rule_words(cfg)} -> {run.path}{then}", file=sys.stderr)
         summary = train_with_twin(cfg, run, twin, resume=resume)
         print(json.dumps(summary))
         if cfg.analysis.report and summary.get("kept") and (run.path / "analysis.json").is_file():
@@ -126,6 +126,17 @@ def _train(args: argparse.Namespace) -> int:
         elif cfg.analysis.report:
             analyze_and_report(run.path)
     return failed(search_failures(summary))   # 1: an L-BFGS line search failed for real (its model saved all the same)
+
+
+def _what_trains(args: argparse.Namespace, source: str, resume: bool) -> str:
+    """What the user asked to train, for the start line: "training the main preset", "training my.toml", "resuming
+    runs/x". It named the model alone ("training 'cat-demo'" for the main preset), which read like the wrong preset."""
+    from downpour.config_files import read_toml
+
+    if args.resume:
+        return f"resuming {args.resume}" if resume else f"training {source} again from step 0"
+    where = read_toml(source)[1]       # "preset 'main'" or the file as given
+    return f"training the {source} preset" if where.startswith("preset ") else f"training {where}"
 
 
 def _new_run(folder: Path, cfg: RunConfig, old: RunDir | None) -> RunDir:

@@ -292,3 +292,18 @@ def test_a_presets_cluster_lr_is_its_servers_rate_on_a_cluster_run_and_its_local
     assert main([*common, "--set", "train.lr=0.5", "--out", str(tmp_path / "b")]) == 2   # the server never reads it
     assert "--set train.lr: only cluster.lr = 0" in capsys.readouterr().err
     assert not (tmp_path / "b").exists()
+
+
+def test_the_start_line_names_what_was_asked_and_then_the_model(tmp_path, capsys):
+    """It named the model alone ("training 'cat-demo'" for `downpour train`, the main preset), which read like the
+    wrong preset: it names the preset, the file or the run folder resumed, then the model."""
+    def start() -> str:
+        return next(line for line in capsys.readouterr().err.splitlines() if line.startswith("downpour: "))
+
+    out = tmp_path / "run"
+    assert main(["train", *TINY, "--steps", "5", "--out", str(out)]) == 0
+    assert start().startswith("downpour: training the ufldl-sae preset (model 'ufldl-sae') with the local runner -> ")
+    assert main(["train", *TINY, "--steps", "5", "--config", str(out / "config.toml"), "--out", str(tmp_path / "b")]) == 0
+    assert start().startswith(f"downpour: training {out / 'config.toml'} (model 'ufldl-sae') with the local runner")
+    assert main(["train", "--resume", str(out), "--steps", "10"]) == 0
+    assert start().startswith(f"downpour: resuming {out} (model 'ufldl-sae') with the local runner -> {out}")
