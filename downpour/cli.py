@@ -17,7 +17,7 @@ from downpour.config import (CROSSFIT_CONTROLS, ClusterConfig, ConfigError, Flag
 from downpour.cli_flags import (CHECKPOINT_KEYS, check_flags, check_as_typed, check_plan_flags, check_sets, set_keys,
                                 update_rule_words)
 from downpour.cli_analyze import analyze_and_report, cmd_analyze, cmd_report, report_only
-from downpour.cli_study import cmd_study
+from downpour.cli_study import StudyHelp, cmd_study
 from downpour.settings import choices_of
 from downpour.errors import DownpourError
 from downpour.train.signals import sigterm_as_interrupt
@@ -306,7 +306,10 @@ def build_parser() -> argparse.ArgumentParser:
     presets = sub.add_parser("presets", help="list the shipped TOML presets")
     presets.set_defaults(func=cmd_presets)
 
-    study = sub.add_parser("study", help="answer one of the mission's questions with a study (`downpour study list`)")
+    study = sub.add_parser("study", help="answer one of the mission's questions with a study (`downpour study list`)",
+                           add_help=False, formatter_class=argparse.RawDescriptionHelpFormatter)
+    study.add_argument("-h", "--help", action=StudyHelp, help="show this help and the studies; after NAME: that study's "
+                                                              "question, conditions, seeds and time")
     study.add_argument("name", help="a study name, or 'list'")
     study.add_argument("--quick", action="store_true", help="the small setting (a smoke test, <= 2 min on 2 cores)")
     study.add_argument("--seeds", type=int, help="paired seeds per condition (default: the study's)")

@@ -8,6 +8,29 @@ import json
 from downpour.config import ConfigError
 
 
+class StudyHelp(argparse.Action):
+    """``-h``/``--help`` of ``downpour study``: after a study's name (``downpour study staleness --help``) that study's
+    question, conditions, seeds and time above the flags, importing its module alone; else the flags and the list."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, help: str | None = None) -> None:
+        super().__init__(option_strings, dest, default=argparse.SUPPRESS, nargs=0, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        from downpour.studies.about import describe, listing
+
+        name = getattr(namespace, "name", None)     # set where the name came before --help
+        if name in (None, "list"):
+            parser.epilog = listing()
+        else:
+            try:
+                parser.description = describe(name)
+            except ConfigError as err:
+                parser.exit(2, f"downpour: error: {err}\n")
+        parser.print_help()
+        parser.exit()
+
+
 def cmd_study(args: argparse.Namespace) -> int:
     from downpour.studies import QUESTIONS, STUDIES, study_class
 

@@ -1055,3 +1055,36 @@ def test_a_folder_of_another_study_or_setting_is_refused_naming_the_study_it_hol
     with pytest.raises(ConfigError, match="holds the cells of `downpour study planted --quick`, not of "
                                           "`downpour study planted`: "):
         run_study("planted", tmp_path, quick=False, seeds=3, jobs=1)
+
+
+def test_study_help_lists_the_studies_and_a_named_studys_help_says_its_question_and_seeds():
+    """`downpour study staleness --help` printed the generic flags alone: nothing of the study's question,
+    conditions, seeds or time. It says them, importing that study's module alone; `study --help` lists every
+    study (one line each) and imports none (each imports torch, 3-4 s)."""
+    import subprocess
+    import sys
+
+    code = ("import contextlib, io, sys\nfrom downpour.cli import main\n"
+            "for argv in (['study', '--help'], ['study', 'first-layer', '--help']):\n"
+            "    out = io.StringIO()\n"
+            "    with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):\n"
+            "        main(argv)\n"
+            "    print(out.getvalue())\n"
+            "    print('IMPORTED', sorted(m for m in sys.modules if m.rsplit('.', 1)[-1] in\n"
+            "          ('staleness', 'templates', 'flat_skipping', 'mechanisms', 'first_layer', 'costs', 'architectures')))\n")
+    generic, named, imported = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                       check=True).stdout.split("IMPORTED")
+    listed = [line.split()[0] for line in generic.split("studies (")[1].splitlines()[1:] if line.strip()]
+    assert listed == list(studies.STUDIES) and "Q1 local optima" in generic
+    assert named.startswith(" []\n")                       # the generic help imported no study
+    assert "downpour study first-layer: Q5 of docs/studies.md" in named
+    assert "must the first layer's edge" in " ".join(named.split())   # its question, wrapped
+    assert "conditions: 4 (4 with --quick)" in named and "learned, gabor, random, gabor-init" in named
+    assert "seeds: 8 per condition by default, 2 with --quick" in named
+    assert imported.strip() == "['downpour.studies.first_layer']"   # that study's module alone
+
+
+def test_study_help_of_an_unknown_study_names_the_nearest(capsys):
+    with pytest.raises(SystemExit) as exit:
+        main(["study", "stalenes", "--help"])
+    assert exit.value.code == 2 and "did you mean 'staleness'" in capsys.readouterr().err

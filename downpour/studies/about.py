@@ -1,0 +1,49 @@
+"""What ``downpour study NAME --help`` says of one study: its question, conditions, default seeds, roughly how long
+it takes and where its results are written up. Only that study's module is imported (3-4 s: torch); the list of
+``downpour study --help`` reads :data:`~downpour.studies.QUESTIONS` and :data:`ABOUT` alone."""
+from __future__ import annotations
+
+import textwrap
+
+from downpour.studies import QUESTIONS, STUDIES, study_class
+
+# name -> (its heading's number in docs/studies.md, Q1-Q7: MISSION.md's six questions, Q2 two studies; the full
+# setting's wall time on the project's 2-core VM at the default seeds, from the re-runs docs/studies.md records,
+# 2026-12-02 to 2026-12-05)
+ABOUT = {
+    "staleness": (1, "about 40-50 min"),
+    "templates": (2, "about 6 min"),
+    "flat-skipping": (3, "about 7 min"),
+    "mechanisms": (4, "about 15 min (32 min at --seeds 16)"),
+    "first-layer": (5, "about 10 min"),
+    "costs": (6, "7-20 min"),
+    "architectures": (7, "6-20 min"),
+}
+
+
+def listing() -> str:
+    """One line per study: its name, question number and topic (the question's words before its colon)."""
+    lines = [f"  {name:<14} {_number(name)}{QUESTIONS.get(name, '').split(':')[0].lower()}" for name in STUDIES]
+    return "studies (`downpour study NAME --help`: its question, conditions, seeds and time):\n" + "\n".join(lines)
+
+
+def _number(name: str) -> str:
+    """"Q1 " (nothing for a study registered without a line in ABOUT)."""
+    return f"Q{ABOUT[name][0]} " if name in ABOUT else ""
+
+
+def describe(name: str) -> str:
+    """The paragraph of one study (a ConfigError naming the nearest study for an unknown name)."""
+    cls = study_class(name)
+    wall = ABOUT[name][1] if name in ABOUT else "not measured"
+    full, quick = cls().conditions(), cls(quick=True).conditions()
+    names = textwrap.fill(", ".join(c.name for c in full), width=100, initial_indent="    ", subsequent_indent="    ")
+    return "\n".join([
+        f"downpour study {name}" + (f": Q{ABOUT[name][0]} of docs/studies.md" if name in ABOUT else ""),
+        *textwrap.wrap(cls.question, width=104, initial_indent="  ", subsequent_indent="  "),
+        f"conditions: {len(full)} ({len(quick)} with --quick), each run on the same paired seeds:",
+        names,
+        f"seeds: {cls.seeds_full} per condition by default, {cls.seeds_quick} with --quick (--seeds N to change it)",
+        f"time: {wall} on 2 cores at the default seeds (--jobs 2); --quick: <= 2 min",
+        f"results: docs/studies.md, section \"{_number(name)}— {name}\"; a run's own: studies/{name}/study.html (or --out)",
+    ])
