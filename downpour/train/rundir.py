@@ -1,13 +1,13 @@
 """The run directory every runner writes and every analysis reads (see docs/architecture.md)."""
 from __future__ import annotations
 
-import difflib
 import json
 import logging
 import shutil
 from pathlib import Path
 from typing import Any
 
+from downpour._names import closest
 from downpour.config import ConfigError, Override, RunConfig, config_to_toml, load_config
 from downpour.data.pipeline import decode_began
 from downpour.errors import NotARunError
@@ -332,5 +332,5 @@ def _nearest_run(path: Path) -> str:
         beside = [p.name for _, p in zip(range(1000), path.parent.iterdir()) if (p / "config.toml").is_file()]
     except OSError:
         return ""
-    close = difflib.get_close_matches(path.name, beside, n=1, cutoff=0.6)
-    return f"; did you mean {str(path.parent / close[0])!r}?" if close else ""
+    close = closest(path.name, beside, cutoff=0.6)
+    return f"; did you mean {str(path.parent / close)!r}?" if close else ""
