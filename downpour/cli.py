@@ -135,8 +135,8 @@ def _what_trains(args: argparse.Namespace, source: str, resume: bool) -> str:
 
     if args.resume:
         return f"resuming {args.resume}" if resume else f"training {source} again from step 0"
-    where = read_toml(source)[1]       # "preset 'main'" or the file as given
-    return f"training the {source} preset" if where.startswith("preset ") else f"training {where}"
+    is_preset = read_toml(source)[2] is None       # (its words print ./main as "main", the preset's name)
+    return f"training the {source} preset" if is_preset else f"training {source}"
 
 
 def _new_run(folder: Path, cfg: RunConfig, old: RunDir | None) -> RunDir:

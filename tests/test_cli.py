@@ -294,7 +294,7 @@ def test_a_presets_cluster_lr_is_its_servers_rate_on_a_cluster_run_and_its_local
     assert not (tmp_path / "b").exists()
 
 
-def test_the_start_line_names_what_was_asked_and_then_the_model(tmp_path, capsys):
+def test_the_start_line_names_what_was_asked_and_then_the_model(tmp_path, capsys, monkeypatch):
     """It named the model alone ("training 'cat-demo'" for `downpour train`, the main preset), which read like the
     wrong preset: it names the preset, the file or the run folder resumed, then the model."""
     def start() -> str:
@@ -305,5 +305,9 @@ def test_the_start_line_names_what_was_asked_and_then_the_model(tmp_path, capsys
     assert start().startswith("downpour: training the ufldl-sae preset (model 'ufldl-sae') with the local runner -> ")
     assert main(["train", *TINY, "--steps", "5", "--config", str(out / "config.toml"), "--out", str(tmp_path / "b")]) == 0
     assert start().startswith(f"downpour: training {out / 'config.toml'} (model 'ufldl-sae') with the local runner")
+    (tmp_path / "main").write_text((out / "config.toml").read_text())     # a file named as the main preset is
+    monkeypatch.chdir(tmp_path)                                          # (it said "training main": the preset)
+    assert main(["train", *TINY, "--steps", "5", "--config", "./main", "--out", str(tmp_path / "c")]) == 0
+    assert start().startswith("downpour: training ./main (model 'ufldl-sae')")
     assert main(["train", "--resume", str(out), "--steps", "10"]) == 0
     assert start().startswith(f"downpour: resuming {out} (model 'ufldl-sae') with the local runner -> {out}")
