@@ -231,7 +231,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def _run_flags(parser: argparse.ArgumentParser) -> None:
     """The shorthand flags (:data:`SHORTHANDS`) that train and crossfit share, each help naming the key it sets
     (--workers, --steps and five others had none until 2026-12-05)."""
-    helps = {"runner": "", "workers": "Downpour workers (model replicas)", "shards": "parameter-server shards",
+    helps = {"workers": "Downpour workers (model replicas)", "shards": "parameter-server shards",
              "consistency": "async | bounded:K | sync",
              "n_fetch": "a worker fetches the parameters every N steps",
              "n_push": "a worker pushes its summed gradient every N steps",
@@ -240,10 +240,11 @@ def _run_flags(parser: argparse.ArgumentParser) -> None:
              "delay": "simulated delays: constant:T | uniform:A:B | exponential:MEAN | straggler:T:FACTOR",
              "steps": "training steps", "seed": "the run's seed"}
     types = {"workers": int, "shards": int, "n_fetch": int, "n_push": int, "steps": int, "seed": int}
+    choices = {"runner": choices_of(ClusterConfig, "runner")}      # (--runner's usage lists them: no words)
     for flag, key in SHORTHANDS.items():
-        words = f"{helps[flag]}; " if helps[flag] else ""
+        words = f"{helps[flag]}; " if flag in helps else ""
         parser.add_argument("--" + flag.replace("_", "-"), dest=flag, type=types.get(flag, str),
-                            metavar="N" if flag in ("n_fetch", "n_push") else None, choices=choices_of(ClusterConfig, "runner") if flag == "runner" else None,
+                            metavar="N" if flag in ("n_fetch", "n_push") else None, choices=choices.get(flag),
                             help=f"{words}sets {key} (default: the config's)")
 
 
