@@ -140,9 +140,12 @@ def report_only(path: Path) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     path = Path(args.run)
+    analysed = (path / "analysis.json").is_file()
     with _analysis_held(path, "downpour report"):
         try:
-            return report_only(path)     # analyses the run first when it has no analysis.json yet
+            code = report_only(path)     # analyses the run first when it has no analysis.json yet
+            print("" if analysed else headline(path), end="")    # ... and then says it as `downpour analyze` does
+            return code
         except KeyboardInterrupt:        # (and SIGTERM) in that analysis: it said only "interrupted" until 2026-12-05
             if not (path / "analysis.json").is_file():
                 stopped_analysis(path, f"downpour report {shlex.quote(str(path))}")

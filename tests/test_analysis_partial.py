@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -50,6 +51,24 @@ def test_downpour_report_stopped_in_its_analysis_says_what_finishes_it(trained, 
     err = capsys.readouterr().err
     assert f"stopped in the analysis, before any part of it finished; `downpour report {run}` finishes it" in err
     assert not (run / "analysis.json").exists() and not (run / NAME).exists()
+
+
+def test_downpour_report_that_analyses_first_ends_with_the_headline(trained, tmp_path, monkeypatch, capsys):
+    """`downpour report RUN` of a run without analysis.json analyses it, and said only where the report went."""
+    import downpour.analysis.report as report
+
+    run, whole = trained
+    copy = Path(shutil.copytree(run, tmp_path / "run"))
+
+    def analysed_and_written(path):
+        (Path(path) / "analysis.json").write_text(json.dumps(whole))
+        return Path(path) / "report.html"
+    monkeypatch.setattr(report, "write_report", analysed_and_written)
+    assert main(["report", str(copy)]) == 0
+    summary = whole["face_neuron"]["controls_verdict"]["sentences"][0]
+    assert f"downpour: face test: {summary}\n" in capsys.readouterr().out
+    assert main(["report", str(copy)]) == 0                  # a report of an analysis already there: no headline
+    assert "face test:" not in capsys.readouterr().out
 
 
 def test_an_analysis_says_each_part_as_it_starts_measuring_it(trained, monkeypatch, caplog):
