@@ -1,0 +1,75 @@
+"""A node lost mid-run on a real multi-node Ray: ``ray.cluster_utils.Cluster`` starts a head (no CPU: the placer
+leaves it out) and three 1-CPU nodes on this machine, a run joins it by address, and the node of worker 1 is removed
+(its raylet stopped) while the run trains. Its replacement must be placed off the gone node, on the one alive node
+with a CPU free, and the run must finish and say so. (The placement decisions alone, over stand-ins of
+``ray.nodes()``, are tests/test_ps_restarts.py's; its scripted cluster never starts a real actor.)"""
+import logging
+
+import pytest
+
+from downpour.config import load_config
+from downpour.ps.cluster import run_cluster
+from downpour.train.rundir import RunDir
+
+ray = pytest.importorskip("ray")
+cluster_utils = pytest.importorskip("ray.cluster_utils")
+
+STEPS, LOST_AT, RESTART_S = 200, 20, 40     # RESTART_S: a replacement never up is given up, not waited on for good
+
+
+@pytest.fixture
+def three_nodes():
+    cluster = cluster_utils.Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 0, "include_dashboard": False, "object_store_memory": 100 * 2 ** 20})
+    nodes = [cluster.add_node(num_cpus=1, object_store_memory=100 * 2 ** 20) for _ in range(3)]
+    cluster.wait_for_nodes()
+    yield cluster, {nd.node_id: nd for nd in nodes}
+    if ray.is_initialized():
+        ray.shutdown()
+    cluster.shutdown()
+
+
+def _losing_worker1s_node(monkeypatch, cluster, nodes, lost):
+    """The driver removes worker 1's node once ``LOST_AT`` steps are done (``lost``: its id), and grants no cycle
+    while a replacement is coming up (at most RESTART_S): the survivor would finish the run first on a fast machine."""
+    from downpour.ps import restarts_on_ray
+    from downpour.ps.cluster_on_ray import RayCluster
+
+    monkeypatch.setattr(restarts_on_ray, "RESTART_SECONDS", RESTART_S)
+    real_dispatch = RayCluster._dispatch
+
+    def dispatch(self, w):
+        if not lost and self.coord.done >= LOST_AT:
+            lost.append(self.pins[1, None])
+            cluster.remove_node(nodes[lost[0]])
+        if self._starting:
+            ray.wait(self.restart_refs(), num_returns=len(self._starting), timeout=RESTART_S)
+        real_dispatch(self, w)
+
+    monkeypatch.setattr(RayCluster, "_dispatch", dispatch)
+
+
+def test_a_worker_whose_node_is_removed_is_replaced_on_the_node_alive_with_a_cpu_free(tmp_path, three_nodes,
+                                                                                        monkeypatch, caplog):
+    """Shard 0 and worker 0 sit on the first node (sorted ids), worker 1 on the second, the third is free. The second
+    is removed at step 20: worker 1 is lost, and its replacement goes to the third node (the first has no CPU free),
+    where it trains on; cluster.json places the two workers on two nodes, neither the gone one."""
+    cluster, nodes = three_nodes
+    first, second, third = sorted(nodes)
+    lost = []
+    _losing_worker1s_node(monkeypatch, cluster, nodes, lost)
+    cfg = load_config("ufldl-sae", ["cluster.runner=ray", f"cluster.address={cluster.address}", "data.samples=256",
+                                    "train.batch_size=16", "train.log_every=4", "train.tensorboard=false",
+                                    "cluster.workers=2", "cluster.shards=1", "cluster.restarts=1",
+                                    f"train.steps={STEPS}"])
+    caplog.set_level(logging.WARNING, logger="downpour.ps.cluster_on_ray")
+    summary = run_cluster(cfg, RunDir.create(tmp_path / "r", cfg))
+    assert lost == [second]
+    run = RunDir.open(tmp_path / "r")
+    events = run.read_json("staleness.json")["events"]
+    assert [(e["event"], e["worker"]) for e in events] == [("worker-lost", 1), ("worker-restarted", 1)]
+    assert summary["steps"] == STEPS and summary["lost_workers"] == []
+    assert f"worker 1's node {second[:8]} is gone: its replacement is pinned to node {third[:8]}" in caplog.text
+    placed = run.read_json("cluster.json")
+    assert placed["nodes"] == 2 and placed["placement"] == {"shards": [0], "workers": [0, 1]}   # (first, third)
+    assert {r["worker"] for r in run.metrics() if r["step"] > LOST_AT + 8} == {0, 1}    # the replacement trains
