@@ -276,7 +276,8 @@ class ScriptedCluster(RayCluster):
         actor = Worker(self.rt, w, life, seq, len(self.shard_actors) or 1, **script)
         self.lives.append(actor)
         if self.partitions:
-            nodes = [pinned(o) or "node-a" for o in self._partition_places(w, self.partitions)]
+            at = self.rt.nodes() if life else None      # (a restart's, as RayCluster._spawn reads them)
+            nodes = [pinned(o) or "node-a" for o in self._partition_places(w, self.partitions, at)]
             self.partition_actors[w] = [Shard(parts_up or (lambda node=node: self.rt.alive.get(node, True)), node)
                                         for node in nodes]
             self.parts.append(self.partition_actors[w])

@@ -153,20 +153,21 @@ class RayCluster(TaskRun, PipedRun, Restarts, Asking):
         self._incarnation[w] += 1
         options = self._placed((w, None), w, self.per_worker, nodes)
         n = setup.cfg.cluster.workers
-        parts = self._spawn_partitions(w, name) if setup.cfg.cluster.partitions > 1 else None
+        parts = self._spawn_partitions(w, name, nodes) if setup.cfg.cluster.partitions > 1 else None
         actor = (WorkerActor.options(name=name, num_cpus=self.per_worker, num_gpus=self.gpus, **options)
                  .remote(setup.cfg, w, setup.data.shard(w, n), setup.bounds, setup.gate.gated, step, seq,
                          self.shard_actors, self.lanes, self.threads, parts, setup.shards_of,
                          frozen_params(setup.model)))
         return actor
 
-    def _spawn_partitions(self, w: int, name: str) -> list[Any]:
+    def _spawn_partitions(self, w: int, name: str, nodes: list[dict[str, Any]] | None) -> list[Any]:
         """Worker ``w``'s K partition actors (model parallelism), each linked to its own shards only;
-        spread over the nodes like the shards (they need no CPU reserved: the replica waits on them)."""
+        spread over the nodes like the shards (they need no CPU reserved: the replica waits on them); ``nodes``: as
+        :meth:`_partition_places`'s."""
         from downpour.ps.partitions_on_ray import PartitionActor, stage_specs
 
         setup, c = self.setup, self.setup.cfg.cluster
-        options = self._partition_places(w, len(setup.shards_of))
+        options = self._partition_places(w, len(setup.shards_of), nodes)
         actors = [PartitionActor.options(name=f"{name}-part{p}", num_cpus=0, **options[p])
                   .remote(w, p, stage_specs(setup.model, p), [self.shard_actors[j] for j in shards],
                           [self.lanes[j] for j in shards], [setup.bounds[j] for j in shards], setup.cfg.train.lr,
@@ -175,13 +176,13 @@ class RayCluster(TaskRun, PipedRun, Restarts, Asking):
         self.partition_actors[w] = actors
         return actors
 
-    def _partition_places(self, w: int, k: int) -> list[dict[str, Any]]:
+    def _partition_places(self, w: int, k: int, nodes: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
         """The actor options of worker ``w``'s ``k`` partitions: round-robin over the nodes, as the shards'. A
-        replacement's (:meth:`_spawn` has counted it) placed as the partitions they replace, over the nodes alive now
-        (:meth:`_placed`): until 2026-12-05 the start's placer, built from the nodes at the start, pinned them to a node
-        lost since, where Ray never starts them (the replacement was given up after RESTART_SECONDS, its survivors held
-        up meanwhile)."""
-        nodes = ray.nodes() if self._incarnation[w] > 1 else None
+        replacement's (``nodes``: the ``ray.nodes()`` its worker was placed by; None at the start) placed as the
+        partitions they replace, over the nodes alive now (:meth:`_placed`): until 2026-12-05 the start's placer, built
+        from the nodes at the start, pinned them to a node lost since, where Ray never starts them (the replacement was
+        given up after RESTART_SECONDS, its survivors held up meanwhile). Read once a restart (earlier on 2026-12-05
+        here again, after its worker's read)."""
         # one moved off a node gone avoids its siblings' (those placed already, those kept): until 2026-12-05 it
         # could stack on the node of one kept there, with a node free of them alive
         def siblings(p: int) -> frozenset[str | None]:
