@@ -246,3 +246,61 @@ def test_a_poses_folder_named_like_a_built_in_set_is_read_as_the_folder(tmp_path
     monkeypatch.chdir(tmp_path)
     poses = load_poses("digits", (1, 16, 16), prepare=lambda t: t)
     assert sorted(poses) == [0.0, 40.0] and all(len(x) == 1 for x in poses.values())
+
+
+def _turn(low, values=None, transform="rotation"):
+    """A curve over ``values`` (the default rotation sweep, -180 … 180) at 1 but for the angles ``low``, at 0."""
+    from downpour.analysis.invariance import DEFAULT_ANGLES
+    values = list(DEFAULT_ANGLES) if values is None else values
+    return {"transform": transform, "values": values, "response": [0.0 if v in low else 1.0 for v in values],
+            "auc": [0.5 if v in low else 0.9 for v in values]}
+
+
+def test_a_rotation_range_goes_round_past_180_and_is_measured():
+    """-180 and +180 degrees are one angle: a unit high everywhere but -67.5 … -30 holds from -15 up through 0, past 180
+    and on to -90, 285 degrees, measured. Until 2026-12-05 the walk stopped at 180: -15 … 180, 195 degrees, a bound."""
+    from downpour.analysis.invariance import selectivity_summary, whole_turn
+    from downpour.studies.measure import censored_widths, range_widths
+    curve = _turn({-67.5, -45.0, -30.0})
+    summary = invariance_summary({"curves": [curve]})
+    assert summary["ranges"]["rotation"] == [-15.0, 270.0] and summary["censored"]["rotation"] is False
+    assert range_widths(summary["ranges"], (32, 32))["inv_rotation"] == 285.0
+    assert censored_widths(summary["censored"], None, summary["ranges"]["rotation"])["inv_rotation"] == 0.0
+    assert not whole_turn("rotation", summary["ranges"]["rotation"])
+    sel = selectivity_summary({"curves": [curve]})          # the AUC's range goes round alike
+    assert sel["ranges"]["rotation"] == [-15.0, 270.0] and sel["censored"]["rotation"] is False
+    inv = {"curves": [curve], "summary": summary}
+    assert invariance_rows(inv) == [["rotation", "-15 … 270 degrees (round the turn past ±180: 270 is the angle -90)"]]
+    # every angle high: the walk meets itself, the whole turn as before (flagged, read "every angle")
+    whole = invariance_summary({"curves": [_turn(set())]})
+    assert whole["ranges"]["rotation"] == [-180.0, 180.0] and whole["censored"]["rotation"] is True
+    inv = {"curves": [_turn(set())], "summary": whole}
+    assert invariance_rows(inv) == [["rotation", "-180 … 180 degrees (every angle: the whole turn)"]]
+
+
+def test_a_rotation_range_that_stops_at_180_is_measured_where_the_turn_goes_on_low():
+    """High only on -15 … 180 (-180 itself low): the walk past 180 meets -157.5 low, so the range reads as before but
+    is measured, not a bound. A sweep short of the whole turn (-90 … 90), or a shift, still stops at its ends."""
+    from downpour.analysis.invariance import DEFAULT_ANGLES
+    high = {v for v in DEFAULT_ANGLES if -15.0 <= v <= 180.0}
+    curve = _turn({v for v in DEFAULT_ANGLES if v not in high})
+    assert curve["response"][0] == 0.0 and curve["response"][-1] == 1.0       # -180 low, 180 high
+    summary = invariance_summary({"curves": [curve]})
+    assert summary["ranges"]["rotation"] == [-15.0, 180.0] and summary["censored"]["rotation"] is False
+    assert invariance_rows({"curves": [curve], "summary": summary}) == [["rotation", "-15 … 180 degrees"]]
+    partial = [v for v in DEFAULT_ANGLES if abs(v) <= 90.0]
+    for c, want in ((_turn({-45.0}, partial), [-30.0, 90.0]), (_turn(set(), partial), [-90.0, 90.0]),
+                    (_turn({-67.5, -45.0, -30.0}, transform="translation_x"), [-15.0, 180.0])):
+        got = invariance_summary({"curves": [c]})
+        assert got["ranges"][c["transform"]] == want and got["censored"][c["transform"]] is True, c
+
+
+def test_a_rotation_range_goes_round_past_minus_180_and_a_dip_at_180_bounds_both_sides():
+    """Going down past -180 the range's lower end is below -180 (a dip at 45 … 67.5: 30 down to -270, the angle 90,
+    300 degrees); a dip across +-180 (157.5 … -157.5) bounds the range on both sides, measured (-135 … 135)."""
+    down = invariance_summary({"curves": [_turn({45.0, 67.5})]})
+    assert down["ranges"]["rotation"] == [-270.0, 30.0] and down["censored"]["rotation"] is False
+    assert invariance_rows({"curves": [_turn({45.0, 67.5})], "summary": down})[0][1] == \
+        "-270 … 30 degrees (round the turn past ±180: -270 is the angle 90)"
+    across = invariance_summary({"curves": [_turn({157.5, 180.0, -180.0, -157.5})]})
+    assert across["ranges"]["rotation"] == [-135.0, 135.0] and across["censored"]["rotation"] is False

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from downpour.analysis.choice import auc_scores
+from downpour.analysis.circle import TURN, angle_at, covers_turn, walk
 from downpour.analysis.passes import Passes
 from downpour.analysis.units import check_layer, unit_response
 from downpour.analysis.warp import FILLS, ROTATION_APERTURE, transform
@@ -248,18 +249,19 @@ def upper_scale(curves: list[dict[str, Any]], ranges: dict[str, list[float] | No
 def _span(curve: dict[str, Any], key: str, floor: Callable[[float], float | None]) -> tuple[list[float] | None, bool | None]:
     """The unbroken range around the identity where ``curve[key]`` stays >= ``floor(its value at the identity)``, and
     whether it ran to an end of the sweep; (None, None) without an identity point, without a floor (``floor`` gave
-    None), or with the value there below it."""
+    None), or with the value there below it. A rotation sweep of the whole turn has no ends: the walk goes round past
+    +-180 (:mod:`~downpour.analysis.circle`, since 2026-12-05), and its range is measured, the whole turn (-180 … 180,
+    :func:`whole_turn`) flagged as before."""
     values, ys = np.asarray(curve["values"]), np.asarray(curve[key])
     at = identity_index(curve)
     level = floor(float(ys[at])) if at is not None else None
     if level is None or ys[at] < level:
         return None, None
-    lo = hi = at
-    while lo > 0 and ys[lo - 1] >= level:
-        lo -= 1
-    while hi < len(ys) - 1 and ys[hi + 1] >= level:
-        hi += 1
-    return [float(values[lo]), float(values[hi])], bool(lo == 0 or hi == len(ys) - 1)
+    round_ = covers_turn(curve["transform"], values)
+    lo, hi = walk(ys, at, level, round_)
+    if round_ and hi - lo >= len(ys) - 1:       # it met itself: every angle
+        return [float(values[0]), float(values[-1])], True
+    return [angle_at(values, lo), angle_at(values, hi)], bool(not round_ and (lo == 0 or hi == len(ys) - 1))
 
 
 def _identity(transform: str) -> float:
@@ -309,14 +311,12 @@ def disc_auc(result: dict[str, Any], key: str = SELECTIVE_KEY) -> float | None:
     return None if at is None else float(curve[key][at])
 
 
-TURN = 360.0     # degrees: -180 and +180 are one angle, the same image (bit for bit, in the disc or not)
-
-
 def whole_turn(transform: str, r: list[float] | None) -> bool:
     """Whether ``r``, a range of ``transform``, is the whole turn (-180 to 180 degrees): the unit holds at every angle,
     so its width (360) is measured, not a lower bound, though :func:`invariance_summary` flags it ``censored`` (it ran
     to both ends of the sweep). Since 2026-12-05, when the rotation sweep grew from 90 to 180 degrees: the report and
-    the studies read such a range as "at least this", and two of them as no measured difference."""
+    the studies read such a range as "at least this", and two of them as no measured difference. A range that went round
+    past +-180 short of the whole turn (:mod:`~downpour.analysis.circle`) is narrower than 360: not this."""
     return transform == "rotation" and r is not None and r[1] - r[0] >= TURN - 1e-9
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from downpour.analysis.circle import went_round
 from downpour.analysis.invariance import RELATIVE, identity_index, whole_turn
 from downpour.analysis.report_parts import esc
 
@@ -29,7 +30,11 @@ def invariance_rows(inv: dict[str, Any]) -> list[list[str]]:
             continue
         text = _UNITS.get(name, "{:g} … {:g}").format(*r)
         values = curve.get("values")
-        rows.append([name, text + _end_words(name, r, bool(values) and _at_an_end(r, values), values)])
+        # the summary's flag (a range that went round past +-180 ends beyond the sweep, measured: since 2026-12-05),
+        # read from the range where a file predates it (its ranges did not go round)
+        flags = inv["summary"].get("censored")
+        ended = bool(values) and bool(flags.get(name) if flags is not None else _at_an_end(r, values))
+        rows.append([name, text + _end_words(name, r, ended, values)])
     return rows
 
 
@@ -51,10 +56,14 @@ EVERY_ANGLE = " (every angle: the whole turn)"
 
 
 def _end_words(name: str, r: list[float], ended: bool, values: list[float]) -> str:
-    """The words after ``name``'s range ``r``: :data:`EVERY_ANGLE` for the whole turn; where it ran to an end of the
+    """The words after ``name``'s range ``r``: :data:`EVERY_ANGLE` for the whole turn, which angle its end beyond +-180
+    is for one that went round (:func:`~downpour.analysis.circle.went_round`); where it ran to an end of the
     sweep ``values`` (``ended``), that it is a lower bound there; else none."""
     if whole_turn(name, r):
         return EVERY_ANGLE
+    if went_round(name, r):     # (since 2026-12-05: the walk goes round past +-180, :mod:`~downpour.analysis.circle`)
+        end = r[1] if r[1] > 180 else r[0]
+        return f" (round the turn past ±180: {end:g} is the angle {end - 360 if end > 0 else end + 360:g})"
     if not ended:
         return ""
     whole = r[0] <= min(values) and r[1] >= max(values)

@@ -1,0 +1,60 @@
+"""The walk out from the identity along a swept curve, round the circle where the sweep is the whole turn.
+
+A rotation sweep from -180 to +180 degrees has no ends: -180 and +180 are one angle, the same image. Since 2026-12-05
+the walk out from 0 that :func:`~downpour.analysis.invariance.invariance_summary` reads a range from goes on past one
+end at the other (skipping the duplicate end point) until the curve falls below the floor or the walk meets itself
+(the whole turn). Before, it stopped at +-180 and read such a range as a bound: a unit high everywhere but -67.5 to -30
+degrees read -15 … 180 (195 degrees, "at least this"), where it holds over 285 degrees, measured.
+
+A range that went round is written as it was walked, so that it still holds the identity and its width is hi - lo: past
++180 its upper end is above 180 (-15 … 270: 270 is the angle -90), past -180 its lower end is below -180.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+TURN = 360.0     # degrees: -180 and +180 are one angle, the same image (bit for bit, in the disc or not)
+
+
+def covers_turn(transform: str, values: Sequence[float]) -> bool:
+    """Whether ``values``, a sweep of ``transform``, is a rotation sweep whose last angle is its first a whole turn on
+    (-180 … 180): the one kind of sweep the walk goes round."""
+    return transform == "rotation" and len(values) > 2 and bool(np.isclose(values[-1] - values[0], TURN))
+
+
+def walk(ys: np.ndarray, at: int, level: float, round_: bool) -> tuple[int, int]:
+    """The positions (lo, hi) the walk out from index ``at`` reaches while ``ys`` stays >= ``level``. Without
+    ``round_`` they are indices of ``ys``, between 0 and its last. With it (``ys`` a whole turn, :func:`covers_turn`)
+    they go on past either end: position p is the point p mod n, n = len(ys) - 1 the distinct angles, and a position at
+    a multiple of n reads the end point the walk arrives at (its last going up, its first going down); the walk stops
+    when it meets itself, hi - lo = n (:func:`angle_at` gives a position's angle)."""
+    last = len(ys) - 1
+
+    def high(p: int, up: bool) -> bool:
+        if not round_:
+            return 0 <= p <= last and ys[p] >= level
+        i = p % last
+        return bool(ys[last if up else 0] >= level) if i == 0 else bool(ys[i] >= level)
+
+    lo = hi = at
+    while (not round_ or hi - lo < last) and high(hi + 1, True):
+        hi += 1
+    while (not round_ or hi - lo < last) and high(lo - 1, False):
+        lo -= 1
+    return lo, hi
+
+
+def angle_at(values: Sequence[float], p: int) -> float:
+    """The value at position ``p`` of :func:`walk`: ``values[p]`` within the sweep, and round the turn past it a
+    whole turn more (above the last value) or less (below the first)."""
+    last = len(values) - 1
+    if 0 <= p <= last:
+        return float(values[p])
+    return float(values[p % last]) + TURN * (p // last)
+
+
+def went_round(transform: str, r: list[float] | None) -> bool:
+    """Whether ``r``, a range of ``transform``, went round past +-180 degrees (:func:`walk`): an end beyond it."""
+    return transform == "rotation" and r is not None and (r[0] < -TURN / 2 - 1e-9 or r[1] > TURN / 2 + 1e-9)
