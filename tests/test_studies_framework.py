@@ -443,6 +443,8 @@ def test_the_studies_that_run_the_face_test_name_it():
     assert "scale 1/32x to 8x, shifts to the whole side, turns to 180 degrees, shrinks anti-aliased, ranges at the " \
         "sweep's end flagged" in \
         studies.study_class("mechanisms").measured_by
+    # ... and (since 2026-12-05, after that) the rotation ranges that go round past +-180 (downpour/analysis/circle.py)
+    assert "rotation ranges wrap round the circle" in studies.study_class("mechanisms").measured_by
     assert studies.study_class("flat-skipping").measured_by == FACE_TEST            # one network, gated or not
 
 

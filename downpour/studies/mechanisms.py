@@ -75,7 +75,9 @@ class MechanismsStudy(MeasuredStudy):
     # before a cell recorded its unit's AUC in that disc, inv_rotation_disc_auc (2026-12-05, later again), or before the
     # sweeps ran to where the face is gone, shifts to the whole side, scales 1/32x to 8x, turns to 180 degrees
     # (2026-12-05, last; 0.375 of the side, 0.25x to 4x, 90 degrees: 28 of 32 glimpse cells' shift ranges were bounds),
-    # are refused, not mixed)
+    # or before the rotation ranges went round the circle past +-180 degrees (2026-12-05, after that: the walk from 0
+    # stopped at 180, so a unit high but for -67.5 … -30 read 195 degrees, a bound, for 285 measured), are refused, not
+    # mixed)
     measured_by = (MeasuredStudy.measured_by + "; invariance: faces warped in pixels, then prepared, the mean over "
                    "the units tied at the top of the choice by selection AUC that have a range (inv_ranged of "
                    "inv_tied), of the face test's unit, chosen on lfw's training part, measured on the 60 held-out "
@@ -84,7 +86,8 @@ class MechanismsStudy(MeasuredStudy):
                    "non-faces both warped, halfway from 0.5 to the untransformed AUC; what a warp uncovers filled with "
                    "each face's mean (analysis.invariance_fill), a shrink anti-aliased on that canvas; the scale range's upper end "
                    "on its own; the rotation sweep's faces, the unturned one too, in the inscribed disc, the face's mean "
-                   "outside it, the chosen unit's AUC there recorded")
+                   "outside it, the chosen unit's AUC there recorded; rotation ranges wrap round the circle (past "
+                   "+-180 degrees, measured)")
 
     def conditions(self) -> list[Condition]:
         steps = STEPS_QUICK if self.quick else STEPS_FULL
