@@ -273,3 +273,19 @@ def test_downpour_train_holds_its_twin_through_its_analysis(tmp_path, monkeypatc
     assert main(["train", *SAE, "--set", "data.source=natural+faces", "--set", "analysis.no_faces_twin=true",
                  "--report", "--out", str(path)]) == 0
     assert seen == ["refused"] and not lock.is_training(RunDir(path).no_faces_twin)   # let go once it ends
+
+
+def test_a_dry_run_resume_of_a_twin_its_run_analysis_reads_is_refused_as_the_command_is(tmp_path, capsys):
+    """`downpour train --resume RUN/no-faces` is refused while RUN's analysis holds the twin shared (it scores it), but
+    its --dry-run looked only for a whole lock (a training's) and at config.toml (an analysis's): it said "config
+    checked" (until 2026-12-05)."""
+    twin = RunDir(tmp_path / "run").no_faces_twin
+    RunDir.create(twin, load_config("ufldl-sae"))
+    (twin / "metrics.jsonl").write_text('{"step": 1, "loss": 1.0}\n')      # (started: a resume goes on from it)
+    said = []
+    with lock.reading(twin, then=""):               # `downpour analyze RUN`, from another terminal
+        for dry in ([], ["--dry-run"]):
+            assert main(["train", "--resume", str(twin), *dry]) == 2
+            said.append(capsys.readouterr().err)
+    assert f"{str(twin)!r} is being analysed now by another downpour process: let it finish" in said[0]
+    assert said[1] == said[0]

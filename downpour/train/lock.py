@@ -20,7 +20,8 @@ and ``downpour analyze`` or ``report`` of a run being trained is refused: its fi
 removed the first's as one a killed analysis left, and a training of the run took it over mid-analysis). They hold
 its no-faces twin shared (:func:`reading`), as ``downpour train``'s own analysis holds the twin it trained, and a
 cross-fit its folds while its pooled test reads them.
-``downpour train --dry-run`` looks at what the lock would refuse without holding it (:func:`check_free`)."""
+``downpour train --dry-run`` looks at what the lock would refuse without holding it (:func:`check_free`): the whole
+lock, taken and let go at once (a command starting in that instant beside it may be refused, as if it were trained)."""
 from __future__ import annotations
 
 import logging
@@ -124,16 +125,16 @@ def reading(path: str | Path, then: str) -> Iterator[None]:
 
 
 def check_free(path: str | Path) -> None:
-    """FolderBusy where :func:`training` of the folder ``path`` would be refused now (being trained, or analysed),
-    found without taking it (``downpour train --dry-run``: a shared look, let go at once, as
-    :func:`check_not_training`'s). A folder :func:`reading` alone holds (a twin its run's analysis scores) is not
-    found: only the whole lock, which a look must not take, would tell its shared hold."""
+    """FolderBusy where :func:`training` of the folder ``path`` would be refused now (being trained, or analysed or
+    read), in its words, found without holding it (``downpour train --dry-run``): a shared look, then a look for the
+    whole lock, each let go at once. Until 2026-12-05 only the shared look and one at its config.toml: a folder
+    :func:`reading` alone holds (a twin its run's analysis scores) was found free, and the dry run went ahead where
+    the command is refused."""
     check_not_training(path)
-    config = Path(path) / "config.toml"
-    if fcntl is not None and config.is_file():
+    if fcntl is not None and Path(path).is_dir():
         try:
-            _look(config, fcntl.LOCK_SH)
-        except FolderBusy:    # (an analysis holds its run's config.toml whole)
+            _look(path, fcntl.LOCK_EX)
+        except FolderBusy:    # (held shared: an analysis of it, or a reader of it)
             raise _being_analysed(path) from None
 
 
