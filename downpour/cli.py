@@ -16,7 +16,7 @@ from downpour.config import (CROSSFIT_CONTROLS, ClusterConfig, ConfigError, Flag
                              config_to_toml, load_config, preset_table, parse_override, with_origin)
 from downpour.cli_flags import (CHECKPOINT_KEYS, check_flags, check_as_typed, check_plan_flags, check_sets, set_keys,
                                 update_rule_words)
-from downpour.cli_analyze import analyze_and_report, cmd_analyze, cmd_report, report_only
+from downpour.cli_analyze import analyze_and_report, cmd_analyze, cmd_report
 from downpour.cli_study import StudyHelp, cmd_study
 from downpour.settings import choices_of
 from downpour.errors import DownpourError
@@ -121,10 +121,8 @@ def _train(args: argparse.Namespace) -> int:
               f"runner{update_rule_words(cfg)} -> {run.path}{then}", file=sys.stderr)
         summary = train_with_twin(cfg, run, twin, resume=resume)
         print(json.dumps(summary))
-        if cfg.analysis.report and summary.get("kept") and (run.path / "analysis.json").is_file():
-            report_only(run.path)          # nothing was trained (a finished run and its twin): its analysis stays
-        elif cfg.analysis.report:
-            analyze_and_report(run.path)
+        if cfg.analysis.report:            # nothing trained (a finished run and its twin): its analysis stays
+            analyze_and_report(run.path, analysed=bool(summary.get("kept")) and (run.path / "analysis.json").is_file())
     return failed(search_failures(summary))   # 1: an L-BFGS line search failed for real (its model saved all the same)
 
 

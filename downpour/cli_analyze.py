@@ -7,27 +7,30 @@ import dataclasses
 import json
 import shlex
 import sys
-from collections.abc import Iterator
-from contextlib import AbstractContextManager, ExitStack, contextmanager
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from downpour.config import AnalysisConfig, ConfigError, parse_override
 
 
-def analyze_and_report(path: Path) -> int:
-    """``downpour train``'s analysis and report of the run it trained in ``path`` (held by its training's lock), its
-    no-faces twin held shared meanwhile (:func:`_twin_held`: until 2026-12-05 a ``downpour train --resume RUN/no-faces``
-    from another terminal could train the twin on as this analysis scored it)."""
+def analyze_and_report(path: Path, analysed: bool = False) -> int:
+    """``downpour train``'s analysis and report of the run it trained in ``path`` (held by its training's lock), the
+    no-faces networks its face test scores held shared meanwhile (:func:`_no_faces_held`: until 2026-12-05 a
+    ``downpour train --resume RUN/no-faces`` from another terminal could train the twin on as this analysis scored
+    it). ``analysed``: a finished run kept with its analysis, only reported (analysed again first where it is stale,
+    :func:`~downpour.analysis.report.write_report`: until 2026-12-05 with nothing held)."""
     from downpour.analysis.run import analyze_run
 
     again = f"downpour analyze {shlex.quote(str(path))} --report"
-    with _twin_held(path, again):
-        try:
-            analyze_run(path)
-        except KeyboardInterrupt:     # (and SIGTERM) the trained run is whole: only its analysis is left
-            stopped_analysis(path, again)
-            raise
-        print(headline(path), end="")
+    with _no_faces_held(path, again):
+        if not analysed:
+            try:
+                analyze_run(path)
+            except KeyboardInterrupt:     # (and SIGTERM) the trained run is whole: only its analysis is left
+                stopped_analysis(path, again)
+                raise
+            print(headline(path), end="")
         return report_only(path)
 
 
@@ -53,7 +56,7 @@ def stopped_analysis(path: str | Path, command: str) -> None:
           file=sys.stderr)
 
 
-def analysis_overrides(run_path: str, sets: list[str]) -> dict[str, object]:
+def analysis_overrides(run_path: str, sets: Sequence[str]) -> dict[str, object]:
     """``--set analysis.KEY=VALUE`` for ``downpour analyze``: typed and checked against the run's config."""
     from downpour.train.rundir import RunDir
 
@@ -71,13 +74,12 @@ def analysis_overrides(run_path: str, sets: list[str]) -> dict[str, object]:
 
 
 @contextmanager
-def _analysis_held(path: str | Path, command: str) -> Iterator[None]:
+def _analysis_held(path: str | Path, command: str, sets: Sequence[str] = ()) -> Iterator[None]:
     """Hold the run in ``path`` while ``command`` (``downpour analyze``, ``report``) writes into it: NotARunError
     where another process trains it now (its files are still being written: until 2026-12-05 its analysis read them
     half-written, or said a run without a model yet was to be resumed), or analyses it (both wrote figures.partial/).
-    Its no-faces twin (``RUN/no-faces``, what the face test scores) is held shared too: refused where it is being
-    trained now (``downpour train --resume RUN/no-faces``; until 2026-12-05 read half-trained, or said to hold no
-    twin yet), and a training of it meanwhile is refused."""
+    The no-faces networks its face test scores (with ``sets``, its ``--set``) are held shared too
+    (:func:`_no_faces_held`)."""
     from downpour.crossfit_folds import analysis_words
     from downpour.train.lock import FolderBusy, analysing
 
@@ -90,23 +92,44 @@ def _analysis_held(path: str | Path, command: str) -> Iterator[None]:
                 then_analysed=f"its analysis.json and figures are being written; let it finish, then `{again}`"))
         except FolderBusy as err:   # (a live cross-fit's fold its pooled test reads is held as an analysis holds it)
             raise analysis_words(err, again) from None
-        with _twin_held(path, again):
+        with _no_faces_held(path, again, sets):
             yield
 
 
-def _twin_held(path: str | Path, again: str) -> AbstractContextManager[None]:
-    """The run ``path``'s no-faces twin (``RUN/no-faces``, what the face test scores) held shared while its analysis
-    reads it: FolderBusy naming the twin where another process trains it now, ``again`` the command to run once it is
-    done; a training of it meanwhile is refused (:func:`~downpour.train.lock.reading`)."""
+@contextmanager
+def _no_faces_held(path: str | Path, again: str, sets: Sequence[str] = ()) -> Iterator[None]:
+    """The no-faces networks the run ``path``'s face test may score held shared while its analysis reads them: its
+    twin (``RUN/no-faces``) and ``analysis.no_faces_run`` (another run's folder; the run's config with ``sets`` over
+    it). FolderBusy naming the folder where another process trains it now (``downpour train --resume`` of it: until
+    2026-12-05 read half-trained, or said to hold no twin yet; a no_faces_run was not held at all), ``again`` the
+    command to run once it is done; a training of either meanwhile is refused (:func:`~downpour.train.lock.reading`)."""
     from downpour.train.lock import reading
     from downpour.train.rundir import RunDir
 
-    return reading(RunDir(path).no_faces_twin, then=f"the analysis of {str(path)!r} scores it as its no-faces network; "
-                                                    f"let it finish, then `{again}`")
+    scores = f"the analysis of {str(path)!r} scores it as its no-faces network"
+    with ExitStack() as holding:
+        holding.enter_context(reading(RunDir(path).no_faces_twin, then=f"{scores}; let it finish, then `{again}`"))
+        for other in _no_faces_run(path, sets):
+            holding.enter_context(reading(other, then=f"{scores} (analysis.no_faces_run); let it finish, then `{again}`"))
+        yield
+
+
+def _no_faces_run(path: str | Path, sets: Sequence[str]) -> list[Path]:
+    """[the folder ``analysis.no_faces_run`` of the run ``path`` names, with ``sets`` over its config], or []: none
+    named, or no run to read it from (the analysis says what is wrong)."""
+    from downpour.errors import NotARunError
+    from downpour.train.rundir import RunDir
+
+    try:
+        named = RunDir.open(path).config.analysis.no_faces_run
+        named = analysis_overrides(str(path), sets).get("no_faces_run", named)
+    except (ConfigError, NotARunError):
+        return []
+    return [Path(named)] if named else []
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    with _analysis_held(args.run, "downpour analyze"):
+    with _analysis_held(args.run, "downpour analyze", args.set):
         return _analyze(args)
 
 

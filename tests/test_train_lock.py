@@ -289,3 +289,54 @@ def test_a_dry_run_resume_of_a_twin_its_run_analysis_reads_is_refused_as_the_com
             said.append(capsys.readouterr().err)
     assert f"{str(twin)!r} is being analysed now by another downpour process: let it finish" in said[0]
     assert said[1] == said[0]
+
+
+def test_downpour_train_of_a_finished_run_holds_its_twin_while_its_stale_analysis_is_made_again(tmp_path, monkeypatch):
+    """A finished run and its twin kept: only its report was written, and write_report makes a stale analysis again
+    (the model saved is at another step) with the twin not held: a `downpour train --resume RUN/no-faces` from another
+    terminal trained it on as that analysis scored it (until 2026-12-05)."""
+    path, seen = tmp_path / "run", []
+
+    def train_with_twin(cfg, run, twin, resume=False):     # both finished before: kept, with an analysis
+        RunDir(run.path).no_faces_twin.mkdir()
+        (run.path / "analysis.json").write_text("{}")
+        return {"run": str(run.path), "kept": True}
+
+    def write_report(run):                                 # its analysis found stale, made again in here
+        with pytest.raises(lock.FolderBusy, match="being analysed now"):
+            with lock.training(RunDir(run).no_faces_twin):
+                pass
+        seen.append("refused")
+        return os.path.join(run, "report.html")
+
+    monkeypatch.setattr("downpour.twins.train_with_twin", train_with_twin)
+    monkeypatch.setattr("downpour.analysis.run.analyze_run", lambda run, **overrides: seen.append("analysed"))
+    monkeypatch.setattr("downpour.analysis.report.write_report", write_report)
+    assert main(["train", *SAE, "--set", "data.source=natural+faces", "--set", "analysis.no_faces_twin=true",
+                 "--report", "--out", str(path)]) == 0
+    assert seen == ["refused"]                             # (its analysis kept: only the report)
+
+
+@pytest.mark.parametrize("named", ["in config.toml", "--set"])
+def test_an_analysis_holds_its_no_faces_run_and_is_refused_while_it_is_trained(tmp_path, monkeypatch, capsys, named):
+    """analysis.no_faces_run (another run's folder) was not held: an analysis read it half-trained, and a
+    `downpour train --resume` of it could start while the analysis scored it (until 2026-12-05)."""
+    path, other, seen = tmp_path / "run", tmp_path / "nf", []
+    sets = [("analysis.no_faces_run", str(other))] if named == "in config.toml" else []
+    RunDir.create(path, load_config("ufldl-sae", sets))
+    other.mkdir()
+    argv = ["analyze", str(path), *(["--set", f"analysis.no_faces_run={other}"] if named == "--set" else [])]
+    with lock.training(other):                      # `downpour train --resume NF`, from another terminal
+        assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert (f"{str(other)!r} is being trained now by another downpour process: the analysis of {str(path)!r} scores it "
+            "as its no-faces network (analysis.no_faces_run); let it finish") in err
+
+    def analyze_run(run, **overrides):              # its training started from another terminal meanwhile
+        with pytest.raises(lock.FolderBusy, match="being analysed now"):
+            with lock.training(other):
+                pass
+        seen.append("refused")
+
+    monkeypatch.setattr("downpour.analysis.run.analyze_run", analyze_run)
+    assert main(argv) == 0 and seen == ["refused"]

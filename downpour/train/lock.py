@@ -18,8 +18,8 @@ and ``downpour analyze`` or ``report`` of a run being trained is refused: its fi
 (a training takes it whole: refused, and told the run is being analysed) and the whole lock of its ``config.toml``
 (a second analysis is refused: both staged their figures in ``figures.partial/``, and until 2026-12-05 the second
 removed the first's as one a killed analysis left, and a training of the run took it over mid-analysis). They hold
-its no-faces twin shared (:func:`reading`), as ``downpour train``'s own analysis holds the twin it trained, and a
-cross-fit its folds while its pooled test reads them.
+its no-faces twin and ``analysis.no_faces_run`` shared (:func:`reading`), as ``downpour train``'s own analysis holds
+them (``cli_analyze._no_faces_held``), and a cross-fit its folds while its pooled test reads them.
 ``downpour train --dry-run`` looks at what the lock would refuse without holding it (:func:`check_free`): the whole
 lock, taken and let go at once (a command starting in that instant beside it may be refused, as if it were trained)."""
 from __future__ import annotations
