@@ -16,7 +16,7 @@ from pathlib import Path
 from downpour.config import AnalysisConfig, ConfigError, Override, RunConfig, load_config, origin_of, parse_override, with_origin
 from downpour.errors import NotARunError
 from downpour.train.folders import RunExistsError
-from downpour.train.lock import FolderBusy, analysing, check_free, is_training, training
+from downpour.train.lock import FolderBusy, analysing, check_free, is_analysed, is_training, training
 from downpour.train.rundir import RunDir
 
 CROSSFIT_OWNS = {"data.lfw_heldout", "analysis.report"}   # what fold_config sets in every fold
@@ -117,7 +117,7 @@ def testing(out: Path, paths: list[Path]) -> Iterator[None]:
         again = (f"let it finish, then run the same `downpour crossfit --out {out}` command again: it keeps the "
                  "trained folds and tests them")
         for path in paths:
-            held.enter_context(analysing(path, then=again, then_analysed=again))
+            held.enter_context(analysing(path, then=again, then_analysed=again, writes=False))
         yield
 
 
@@ -169,13 +169,15 @@ def busy_words(err: FolderBusy) -> NotARunError:
 def analysis_words(err: FolderBusy, again: str) -> NotARunError:
     """``err`` (a folder another process holds, found by an analysis of it) said as a live cross-fit's fold being read
     by its pooled face test, where it is one being analysed (the test holds its folds as an analysis does): ``err``
-    said it was its analysis.json and figures being written. ``again``: the command to run once it is done."""
-    out = live_crossfit(err.path) if err.doing == "analysed" else None
+    said it was its analysis.json and figures being written. ``again``: the command to run once it is done. Another
+    ``downpour analyze`` of the fold (it holds config.toml whole, :func:`~downpour.train.lock.is_analysed`) is ``err``:
+    until 2026-12-05 either was said as "the pooled test (or another `downpour analyze`)"."""
+    out = live_crossfit(err.path) if err.doing == "analysed" and not is_analysed(err.path) else None
     if out is None:
         return err
     return NotARunError(f"{str(err.path)!r} is being read now by another downpour process: it is a fold of the cross-fit "
-                        f"{str(out)!r}, whose pooled face test reads its folds once they are trained (or it is another "
-                        f"`downpour analyze` of the fold); let it finish, then `{again}`")
+                        f"{str(out)!r}, whose pooled face test reads its folds once they are trained; let it finish, "
+                        f"then `{again}`")
 
 
 def check_not_crossfits(path: str | Path) -> None:

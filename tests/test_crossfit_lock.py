@@ -128,3 +128,18 @@ def test_a_fold_being_analysed_as_the_pooled_test_starts_refuses_the_test_naming
     err = capsys.readouterr().err
     assert f"{str(fold)!r} is being analysed now by another downpour process: let it finish, then run the same" in err
     assert f"`downpour crossfit --out {out}` command again: it keeps the trained folds" in err
+
+
+def test_a_fold_of_a_live_crossfit_another_analysis_writes_into_is_said_as_that_analysis(tmp_path, capsys):
+    """A `downpour analyze` of a live cross-fit's fold refused by another `downpour analyze` of it was told the
+    cross-fit's pooled test reads it "(or it is another `downpour analyze` of the fold)": both holders at once
+    (until 2026-12-05). The one that holds it is named now."""
+    out = tmp_path / "cf"
+    fold = out / "fold-0"
+    fold.mkdir(parents=True)
+    (fold / "config.toml").write_text("")
+    with training(out), analysing(fold, then="", then_analysed=""):     # the cross-fit; another terminal's analysis
+        assert main(["analyze", str(fold)]) == 2
+    err = capsys.readouterr().err
+    assert f"{str(fold)!r} is being analysed now by another downpour process: its analysis.json and figures" in err
+    assert "pooled" not in err

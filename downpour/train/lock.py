@@ -39,7 +39,7 @@ try:
 except ImportError:      # pragma: no cover  (Windows)
     fcntl = None   # type: ignore[assignment]
 
-__all__ = ["FolderBusy", "analysing", "check_free", "check_not_training", "is_training", "reading", "training",
+__all__ = ["FolderBusy", "analysing", "check_free", "check_not_training", "is_analysed", "is_training", "reading", "training",
            "training_in"]
 
 log = logging.getLogger(__name__)
@@ -97,18 +97,20 @@ def training_in(path: str | Path, make: Callable[[], T]) -> Iterator[T]:
 
 
 @contextmanager
-def analysing(path: str | Path, then: str, then_analysed: str) -> Iterator[None]:
+def analysing(path: str | Path, then: str, then_analysed: str, writes: bool = True) -> Iterator[None]:
     """Hold the run folder ``path`` while the block analyses it (``downpour analyze``, ``report``): FolderBusy
     naming the run, then ``then``, where another process trains it now (``then_analysed``: analyses it).
-    ``downpour train``'s own analysis runs under its training's lock, not this. A path that is no folder, or no run:
-    nothing held (the analysis says what it is)."""
+    ``writes``: the block writes into it (its config.toml held whole); False: it only reads it (a cross-fit's pooled
+    test of its folds: config.toml held shared, so that :func:`is_analysed` tells the two apart). ``downpour
+    train``'s own analysis runs under its training's lock, not this. A path that is no folder, or no run: nothing
+    held (the analysis says what it is)."""
     path = Path(path)
     with ExitStack() as held:
         if fcntl is not None and path.is_dir():
             held.enter_context(_holding(_locked(path, fcntl.LOCK_SH, then)))
             if (path / "config.toml").is_file():
                 try:
-                    held.enter_context(_holding(_locked(path / "config.toml", fcntl.LOCK_EX)))
+                    held.enter_context(_holding(_locked(path / "config.toml", fcntl.LOCK_EX if writes else fcntl.LOCK_SH)))
                 except FolderBusy:
                     raise _busy(path, then_analysed, "analysed") from None
         yield
@@ -144,6 +146,19 @@ def check_not_training(path: str | Path) -> None:
     if fcntl is None or not Path(path).is_dir():
         return
     _look(path, fcntl.LOCK_SH)
+
+
+def is_analysed(path: str | Path) -> bool:
+    """Whether another process writes an analysis into the run folder ``path`` now (:func:`analysing` holds its
+    config.toml whole); False where one only reads it (a cross-fit's pooled test), and where nothing can be locked."""
+    config = Path(path) / "config.toml"
+    if fcntl is None or not config.is_file():
+        return False
+    try:
+        _look(config, fcntl.LOCK_SH)
+    except FolderBusy:
+        return True
+    return False
 
 
 def is_training(path: str | Path) -> bool:
