@@ -104,3 +104,20 @@ def test_the_listing_commands_start_without_torch():
             "        main(argv)\n"
             "print('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
+
+
+def test_a_studys_help_starts_without_the_analysis_libraries():
+    """`downpour study NAME --help` imports the study's module for its conditions: the statistics, figures and
+    probes it reaches imported scipy.stats, matplotlib and scikit-learn at module level (about 2 of its 5 s)."""
+    import subprocess
+    import sys
+
+    from downpour.studies import STUDIES
+
+    code = ("import contextlib, io, sys\nfrom downpour.cli import main\n"
+            f"for name in {list(STUDIES)!r}:\n"
+            "    with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.suppress(SystemExit):\n"
+            "        main(['study', name, '--help'])\n"
+            "    assert 'conditions:' in out.getvalue(), name\n"
+            "print(sorted(m for m in ('sklearn', 'scipy.stats', 'matplotlib') if m in sys.modules))")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
+from typing import TYPE_CHECKING
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import StandardScaler
+
+if TYPE_CHECKING:
+    from sklearn.pipeline import Pipeline
 
 
 def grey(images) -> np.ndarray:
@@ -92,6 +93,10 @@ def probe(features: np.ndarray, y: np.ndarray) -> Pipeline:
     features, y = np.ascontiguousarray(features, dtype=np.float64), np.ascontiguousarray(y, dtype=np.int64)
     key = hashlib.blake2b(repr(features.shape).encode() + features.tobytes() + y.tobytes()).digest()
     if key not in _FITS:
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
         _FITS[key] = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000)).fit(features, y)
         if len(_FITS) > 256:
             _FITS.popitem(last=False)

@@ -14,7 +14,6 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import numpy as np
-from scipy.stats import rankdata
 
 
 def threshold_scan(scores: np.ndarray, y: np.ndarray,
@@ -74,6 +73,8 @@ def auc_scores(scores: np.ndarray, y: np.ndarray) -> np.ndarray:
     if n_pos * n_neg * scores.shape[1] <= PAIRWISE_LIMIT:
         diff = scores[y][:, None, :] - scores[~y][None, :, :]            # (P, N-P, U)
         return ((diff > 0).sum(axis=(0, 1)) + 0.5 * (diff == 0).sum(axis=(0, 1))) / max(n_pos * n_neg, 1)
+    from scipy.stats import rankdata
+
     ranks = rankdata(scores, axis=0)
     return (ranks[y].sum(axis=0) - n_pos * (n_pos + 1) / 2) / max(n_pos * n_neg, 1)
 

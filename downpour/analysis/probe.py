@@ -9,10 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold, cross_val_score
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from downpour.analysis.labelled import LabelledSet
 from downpour.analysis.units import unit_responses
@@ -34,6 +30,12 @@ def cv_probe(features: np.ndarray, y: np.ndarray, *, folds: int = 5, seed: int =
     if smallest < 2:
         raise DataError(f"a linear probe needs at least 2 examples of every class; the rarest has {smallest}")
     k = min(folds, smallest)
+    # (scikit-learn, and scipy.stats with it, on the first probe: `downpour study NAME --help` imports this module)
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
     splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
     classifier = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=2000))
     scores = cross_val_score(classifier, features, y, cv=splitter)

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from downpour.analysis import baselines
 from downpour.analysis.choice import NoCandidate, auc_scores, choice, threshold_scan, tie_verdict, tied_figures
@@ -117,6 +116,8 @@ def split(y: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, n
                           f"{len(classes)} classes (the smallest, class {small}, has {counts.min()}) needs at least one "
                           f"image of every class on each side; use a test_fraction nearer 0.5, or more images per class",
                           key="analysis.test_fraction")
+    from sklearn.model_selection import train_test_split
+
     select, test = train_test_split(idx, test_size=test_fraction, random_state=seed, stratify=y)
     return np.sort(select), np.sort(test)
 

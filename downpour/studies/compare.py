@@ -21,12 +21,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-from matplotlib.figure import Figure
 
 from downpour.analysis.invariance import whole_turn
 from downpour.studies import words
 from downpour.studies.base import Cells, Condition
-from downpour.studies.figures import interval_bars, save
+from downpour.studies.figures import figure, interval_bars, save
 from downpour.studies.stats import (CENSORED, DIVERGED, effect_words, lead_mark, mean_ci, note_left_out, paired_difference, paired_p,
                                     paired_test, record_test)
 
@@ -187,7 +186,7 @@ def tally(rows: list[dict[str, Any]], key: str) -> dict[str, list[str]]:
 def tradeoff(rows: Sequence[dict[str, Any]], x: str, y: str, path: Path, title: str, xlabel: str,
              ylabel: str, log_x: bool = True) -> Path:
     """One point per condition: figure ``x`` (e.g. parameters) against figure ``y`` with its interval."""
-    fig = Figure(figsize=(6.0, 4.0))
+    fig = figure(6.0, 4.0)
     ax = fig.subplots()
     for r in rows:
         xv = r["figures"][x][0]

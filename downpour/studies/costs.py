@@ -31,7 +31,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy import stats as sstats
 
 from downpour.analysis.probe import INPUT
 from downpour.analysis.options import run_preprocess
@@ -270,6 +269,8 @@ def rank_correlation(cells: Cells, names: list[str], seeds: list[int], x: str,
     a, b = a[:, keep], b[:, keep]
     if not keep.any():
         return math.nan, math.nan, -math.inf, math.inf
+    from scipy import stats as sstats
+
     rho = float(sstats.spearmanr(a.mean(1), b.mean(1))[0])
     # (a seed whose conditions all tie has no ρ: paired_difference drops it)
     within = [float(sstats.spearmanr(a[:, s], b[:, s])[0]) for s in range(a.shape[1])]

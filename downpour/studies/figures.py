@@ -2,10 +2,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
-from matplotlib.figure import Figure
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+
+def figure(width: float, height: float) -> Figure:
+    """A new figure of ``width`` x ``height`` inches: matplotlib is imported here, on a study's first figure (not
+    by ``downpour study NAME --help``, which imports the study's module and this one)."""
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height))
 
 
 def save(fig: Figure, path: Path) -> Path:
@@ -17,7 +27,7 @@ def save(fig: Figure, path: Path) -> Path:
 def phase_diagram(values: np.ndarray, rows: Sequence[str], cols: Sequence[str], path: Path, title: str,
                   label: str) -> Path:
     """A heat map of ``values`` (len(rows), len(cols)) in [0, 1], each cell printed; NaN cells blank."""
-    fig = Figure(figsize=(1.2 + 1.1 * len(cols), 1.0 + 0.6 * len(rows)))
+    fig = figure(1.2 + 1.1 * len(cols), 1.0 + 0.6 * len(rows))
     ax = fig.subplots()
     im = ax.imshow(np.ma.masked_invalid(values), vmin=0, vmax=1, cmap="viridis", aspect="auto")
     for i in range(len(rows)):
@@ -70,7 +80,7 @@ def interval_figure(labels: Sequence[str], triples: Sequence[Sequence[float]], t
                     reference: float | None = None, beside: tuple[str, str, Sequence[Sequence[float]]] | None = None,
                     bounds: Sequence[Sequence[str]] | None = None) -> Figure:
     """:func:`interval_bars`' figure, unsaved."""
-    fig = Figure(figsize=(1.5 + (1.0 if beside else 0.7) * len(labels), 3.6))
+    fig = figure(1.5 + (1.0 if beside else 0.7) * len(labels), 3.6)
     ax = fig.subplots()
     series = [(None, triples)] if beside is None else [(beside[0], triples), (beside[1], beside[2])]
     arrays = [np.array(t, dtype=float).reshape(-1, 3).T for _, t in series]        # each (3, labels): v, lo, hi
@@ -109,7 +119,7 @@ def _mark_lower_bounds(ax: Any, x: np.ndarray, v: np.ndarray, top: np.ndarray, m
 
 def distributions(groups: dict[str, Sequence[float]], path: Path, title: str, ylabel: str) -> Path:
     """Each group's values as jittered points over a box plot (finite values only)."""
-    fig = Figure(figsize=(1.5 + 1.2 * len(groups), 3.6))
+    fig = figure(1.5 + 1.2 * len(groups), 3.6)
     ax = fig.subplots()
     data = [np.asarray([v for v in vals if np.isfinite(v)], dtype=float) for vals in groups.values()]
     ax.boxplot(data, showfliers=False)

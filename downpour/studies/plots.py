@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
-from matplotlib.figure import Figure
 
-from downpour.studies.figures import bar_lengths, finite_limits, save
+from downpour.studies.figures import bar_lengths, figure, finite_limits, save
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 BESIDE = {"loc": "upper left", "bbox_to_anchor": (1.02, 1.0), "borderaxespad": 0.0}   # a legend right of its axes
 
@@ -21,7 +23,7 @@ def curves(series: dict[str, tuple[Sequence[float], Sequence[float]]], path: Pat
 def curves_figure(series: dict[str, tuple[Sequence[float], Sequence[float]]], title: str, xlabel: str, ylabel: str,
                   logx: bool = False) -> Figure:
     """:func:`curves`' figure, unsaved."""
-    fig = Figure(figsize=(5.5, 3.6))
+    fig = figure(5.5, 3.6)
     ax = fig.subplots()
     for name, (x, y) in series.items():
         ax.plot(x, y, marker="." if len(x) < 40 else None, label=name)
@@ -45,7 +47,7 @@ def scatter_intervals(points: dict[str, list[tuple[str, Sequence[float], Sequenc
 def scatter_figure(points: dict[str, list[tuple[str, Sequence[float], Sequence[float]]]], title: str, xlabel: str,
                    ylabel: str) -> Figure:
     """:func:`scatter_intervals`' figure, unsaved."""
-    fig = Figure(figsize=(6.5, 4.5))
+    fig = figure(6.5, 4.5)
     ax = fig.subplots()
     every = [p for items in points.values() for p in items]
     xs, ys = (np.array([p[k] for p in every], dtype=float).reshape(-1, 3) for k in (1, 2))   # (n, 3): value, low, high

@@ -19,7 +19,6 @@ import math
 from typing import Any, Sequence
 
 import numpy as np
-from scipy import stats
 
 from downpour.analysis.invariance import DEFAULT_ANGLES, DEFAULT_SCALES, DEFAULT_SHIFTS
 
@@ -46,6 +45,8 @@ def mean_ci(values: Sequence[float]) -> tuple[float, float, float]:
     m = float(v.mean())
     if len(v) == 1:
         return m, float("-inf"), float("inf")
+    from scipy import stats
+
     half = float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
     return m, m - half, m + half
 
@@ -156,6 +157,8 @@ def flips(baseline: Sequence[bool], other: Sequence[bool]) -> dict[str, Any]:
     (``lost``), and McNemar's exact two-sided p-value for gained vs lost."""
     gained = sum(1 for a, b in zip(baseline, other) if b and not a)
     lost = sum(1 for a, b in zip(baseline, other) if a and not b)
+    from scipy import stats
+
     p = float(stats.binomtest(min(gained, lost), gained + lost, 0.5).pvalue) if gained + lost else 1.0
     return {"gained": gained, "lost": lost, "mcnemar_p": round(p, 6)}
 
@@ -197,6 +200,8 @@ def paired_p(baseline: Sequence[float], other: Sequence[float]) -> float:
         return min(1.0, 2 * 0.5 ** len(d)) if len(d) >= SIGN_TEST_N else 1.0
     if len(d) < SIGN_TEST_N and np.all(d == np.round(d)):
         return 1.0
+    from scipy import stats
+
     return float(stats.ttest_1samp(d, 0.0).pvalue)
 
 
