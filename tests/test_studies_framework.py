@@ -1090,3 +1090,18 @@ def test_study_help_of_an_unknown_study_names_the_nearest(capsys):
     with pytest.raises(SystemExit) as exit:
         main(["study", "stalenes", "--help"])
     assert exit.value.code == 2 and "did you mean 'staleness'" in capsys.readouterr().err
+
+
+def test_every_studys_heading_and_time_in_the_docs_are_the_ones_its_help_prints():
+    """`downpour study NAME --help` printed a wall time copied by hand from docs/studies.md: either could change
+    alone. Each study's section there opens with its **Time** line, which must read as about.ABOUT does."""
+    import re
+    from pathlib import Path
+
+    from downpour.studies.about import ABOUT
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "studies.md").read_text()
+    sections = re.findall(r"^## Q(\d+) — (\S+):.*\n\n\*\*Time\*\* \(what `downpour study (\S+) --help` prints\): "
+                          r"(.+) on 2 cores at the default seeds", text, re.M)
+    assert all(name == again for _, name, again, _ in sections)
+    assert {name: (int(n), wall) for n, name, _, wall in sections} == ABOUT

@@ -9,7 +9,7 @@ from downpour.studies import QUESTIONS, STUDIES, study_class
 
 # name -> (its heading's number in docs/studies.md, Q1-Q7: MISSION.md's six questions, Q2 two studies; the full
 # setting's wall time on the project's 2-core VM at the default seeds, from the re-runs docs/studies.md records,
-# 2026-12-02 to 2026-12-05)
+# 2026-12-02 to 2026-12-05: its section's **Time** line, which test_studies_framework holds equal to this one)
 ABOUT = {
     "staleness": (1, "about 40-50 min"),
     "templates": (2, "about 6 min"),
