@@ -1,9 +1,10 @@
-"""The rules a tie at the top of the choice was told against before the bootstrap range (2026-12-05), kept as the
-reference they are checked against (tests/test_analysis_undecided.py, test_analysis_tie_figures.py,
-test_analysis_tie_null.py) and timed against (bench/tie_null.py). No downpour code calls them since
-``choice.chance_spread`` replaced them: a row of analysis.json from before carries its limit as computed then
-(``tie_spread_limit``, without ``tie_rule``), and the report says which rule it was (report_notes.chosen_among,
-report_controls.undecided_note); nothing is recomputed. Moved here from downpour/analysis/choice.py on 2026-12-05.
+"""The rules a tie at the top of the choice was told against before the pooled bootstrap range (2026-12-05), kept as
+the reference they are checked against (tests/test_analysis_undecided.py, test_analysis_tie_figures.py,
+test_analysis_tie_null.py), timed against (bench/tie_null.py) and calibrated against (bench/tie_calibration.py), and
+a candidate measured beside it. No downpour code calls them since ``choice.chance_spread`` replaced them: a row of
+analysis.json from before carries its limit as computed then (``tie_spread_limit``; ``tie_rule`` "bootstrap range"
+for :func:`own_range_spread`'s, none for the studentized range's), and the report says which rule it was
+(report_notes.tie_limit_words); nothing is recomputed. Moved here from downpour/analysis/choice.py on 2026-12-05.
 """
 from __future__ import annotations
 
@@ -46,3 +47,27 @@ def tie_spread_limit(tied: int, width: float) -> float:
     95% interval is ``width`` wide (standard error ``width`` / (2 x 1.96)): :func:`range_quantile` x that error.
     0.707 ``width`` for 2 units, 0.984 for 5, 1.279 for 20, 1.870 for 929; NaN for an unknown width."""
     return range_quantile(int(tied)) * float(width) / (2.0 * Z95)
+
+
+def own_range_spread(replicates: np.ndarray, observed: np.ndarray) -> float:
+    """The limit of ``choice.undecided`` earlier on 2026-12-05 (a row's ``tie_rule`` "bootstrap range"): the
+    :data:`ALIKE` quantile, over the (T, B) bootstrap ``replicates``, of the range across the units of each one's
+    replicate AUC minus its own ``observed`` AUC, every unit at its own error. ``choice.chance_spread`` scales each to
+    the tied set's median error since: near saturation a unit that lost pairs by chance widened the tie and its own
+    replicates alike, and alike ties read undecided in 0-2% of ties (bench/tie_calibration.py, docs/analysis.md).
+    0 for one unit; NaN where no replicate could score them."""
+    d = np.asarray(replicates, dtype=np.float64) - np.asarray(observed, dtype=np.float64)[:, None]
+    if len(d) < 2:
+        return 0.0
+    ok = np.isfinite(d).all(axis=0)
+    return float(np.quantile(np.ptp(d[:, ok], axis=0), ALIKE)) if ok.any() else float("nan")
+
+
+# A candidate measured beside the pooled range (bench/tie_calibration.py, docs/analysis.md, 2026-12-05), not adopted.
+
+def asin_scale(auc: np.ndarray, pairs: int) -> np.ndarray:
+    """AUCs (observed or replicate) on the arcsine-square-root scale, first moved 3/8 of a pair in from 0 and 1 of
+    ``pairs`` (Anscombe's): an AUC's variance near 1 is about proportional to 1 - AUC (Hanley & McNeil's terms), which
+    that scale makes constant (the logit over-stabilises: its variance grows as 1 / (1 - AUC)). Told by
+    ``choice.chance_spread`` or :func:`own_range_spread` of the transformed replicates and observed AUCs."""
+    return np.arcsin(np.sqrt((np.asarray(auc, dtype=np.float64) * pairs + 0.375) / (pairs + 0.75)))

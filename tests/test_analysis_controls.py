@@ -582,7 +582,7 @@ def test_each_layers_row_keeps_its_learned_units_tie_as_the_face_test_rows_do():
         keys = ("undecided", "tie_spread_limit", "tie_rule")
         assert tuple(c[k] for k in keys) == tuple(learned[c["negatives"]][k] for k in keys)
     for c in doubled["negatives"]:             # a unit and its copy: tied, and alike on every test and replicate
-        assert c["undecided"] is False and c["tie_spread_limit"] == 0.0 and c["tie_rule"] == "bootstrap range"
+        assert c["undecided"] is False and c["tie_spread_limit"] == 0.0 and c["tie_rule"] == "pooled bootstrap range"
 
 
 def test_the_localizer_tests_on_the_same_controls_as_the_default_choice():

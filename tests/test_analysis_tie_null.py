@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from scipy.stats import norm
 
 from downpour.analysis.choice import auc_scores, chance_spread
 from downpour.analysis.controls import bootstrap_weights, comparisons, ranked_aucs, score_controls, weighted_auc
@@ -15,7 +16,7 @@ from downpour.analysis import selectivity
 from downpour.analysis.selectivity import best_unit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from _tie_rules import auc_width, tie_spread_limit  # noqa: E402
+from _tie_rules import auc_width, own_range_spread, tie_spread_limit  # noqa: E402
 
 
 def test_ranked_aucs_are_the_pairwise_kernels_with_ties_and_own_pairs():
@@ -65,7 +66,7 @@ def test_near_copies_with_a_small_real_difference_are_undecided_where_independen
     t = row["tied_auc"]
     spread = t["max"] - t["min"]
     independent = tie_spread_limit(3, auc_width(t["mean"], 30, 30))          # the earlier rule's limit
-    assert row["tied"] == 3 and row["undecided"] is True and row["tie_rule"] == "bootstrap range"
+    assert row["tied"] == 3 and row["undecided"] is True and row["tie_rule"] == "pooled bootstrap range"
     assert row["tie_spread_limit"] < spread < independent
     assert "chance would in 95% of resamplings of the test images" in chosen_among(row)
     face, = score_controls({"learned unit": scores}, y, {"others": np.flatnonzero(y == 0)}, np.arange(120),
@@ -97,6 +98,26 @@ def test_for_independent_alike_units_the_bootstrap_range_agrees_with_the_student
     assert 0.01 < np.mean(calls) < 0.10, np.mean(calls)
     assert chance_spread(np.zeros((1, 9)), np.array([0.8])) == 0.0
     assert np.isnan(chance_spread(np.full((2, 9), np.nan), np.array([0.8, 0.9])))
+
+
+def test_alike_saturated_ties_read_undecided_near_the_nominal_rate():
+    """200 seeded ties of 5 alike units at true AUC 0.97 on 30 + 30 test images, their scores correlated 0.5 (the
+    calibration bench's cell): each unit at its own bootstrap error (the rule earlier on 2026-12-05) called 0.5% of
+    them undecided, 5% meant: a unit that lost pairs by chance spread the tie and widened its own replicates alike.
+    At the tied set's median error, 4-12% (binomial sd 1.5% at 5%)."""
+    rng = np.random.default_rng(3)
+    y = np.r_[np.ones(30), np.zeros(30)].astype(bool)
+    d = np.sqrt(2) * norm.ppf(0.97)
+    pooled, own = [], []
+    for _ in range(200):
+        v = np.sqrt(0.5) * rng.normal(size=60) + np.sqrt(0.5) * rng.normal(size=(5, 60)) + d * y
+        a = auc_scores(v.T, y)
+        w = bootstrap_weights(y, 200, rng)
+        reps = ranked_aucs(v[:, y], v[:, ~y], w[:, y], w[:, ~y])
+        pooled.append(np.ptp(a) > chance_spread(reps, a))
+        own.append(np.ptp(a) > own_range_spread(reps, a))
+    assert np.mean(own) < 0.02, np.mean(own)
+    assert 0.03 < np.mean(pooled) < 0.12, np.mean(pooled)
 
 
 def test_a_unit_tied_with_none_draws_no_replicates(monkeypatch):

@@ -56,7 +56,7 @@ def test_the_table_stores_the_limit_it_told_the_spread_against():
     y, select, test, scores = _tie(12, np.linspace(0.0, 3.0, 12))
     row = best_unit(scores, y, select, test)
     t = row["tied_auc"]
-    assert row["tied"] == 12 and row["undecided"] is True and row["tie_rule"] == "bootstrap range"
+    assert row["tied"] == 12 and row["undecided"] is True and row["tie_rule"] == "pooled bootstrap range"
     assert row["tie_spread_limit"] == best_unit(scores, y, select, test)["tie_spread_limit"]      # seeded
     assert 0 < row["tie_spread_limit"] < t["max"] - t["min"]
     words = chosen_among(row)
@@ -74,7 +74,7 @@ def test_the_face_test_stores_the_limit_it_told_the_spread_against():
     again, = score_controls({"learned unit": scores}, y, {"others": np.flatnonzero(y == 0)}, np.arange(80),
                             [(select, test)], replicates=50)
     assert row["tied"] == 12 and row["undecided"] is True and row["undecided_splits"] == 1
-    assert row["tie_rule"] == "bootstrap range" and row["tie_spread_limit"] == again["tie_spread_limit"]   # seeded
+    assert row["tie_rule"] == "pooled bootstrap range" and row["tie_spread_limit"] == again["tie_spread_limit"]   # seeded
     assert 0 < row["tie_spread_limit"] < t["max"] - t["min"]
 
 
@@ -89,6 +89,9 @@ def test_a_row_from_before_the_limit_is_said_against_the_rule_it_was_flagged_by(
     studentized = {k: v for k, v in row.items() if k != "tie_rule"}     # earlier on 2026-12-05: no tie_rule
     assert f"wider than 12 alike units' would in 95% of ties ({row['tie_spread_limit']:.3f})" in chosen_among(
         studentized)
+    own = {**row, "tie_rule": "bootstrap range"}     # earlier on 2026-12-05: each unit at its own error, said alike
+    assert (f"wider than chance would in 95% of resamplings of the test images ({row['tie_spread_limit']:.3f})"
+            in chosen_among(own))
     old = {k: v for k, v in row.items() if k not in ("tie_spread_limit", "tie_rule")}
     words = chosen_among(old)
     assert "wider than this one's 95% interval, so the selection split cannot tell them apart" in words

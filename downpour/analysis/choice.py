@@ -180,18 +180,31 @@ ALIKE = 0.95     # the share of ties of alike units that :func:`undecided` calls
 def chance_spread(replicates: np.ndarray, observed: np.ndarray) -> float:
     """The spread, max - min, of the tied units' test AUCs above which they do not test alike (:func:`undecided`):
     the :data:`ALIKE` quantile, over bootstrap replicates of the test images, of the range across the units of each
-    one's replicate AUC minus its own ``observed`` AUC. (T, B) ``replicates`` share their resampled images, so the
-    range is what chance alone spreads *these* units by, their correlation kept: near copies of one unit scoring the
-    same images move together and spread far less than independent ones (the studentized range, bench/_tie_rules.py).
-    0 for one unit; NaN where no replicate could score them (an unknown limit: not undecided)."""
+    one's replicate AUC minus its own ``observed`` AUC, every unit's deviations scaled to the tied set's median
+    replicate sd. (T, B) ``replicates`` share their resampled images, so the range is what chance alone spreads
+    *these* units by, their correlation kept: near copies of one unit scoring the same images move together and spread
+    far less than independent ones (the studentized range, bench/_tie_rules.py). Alike units have one true error;
+    each unit's own (the "bootstrap range" of bench/_tie_rules.py, the rule until 2026-12-05) reads it off its own
+    AUC, and near saturation a unit that lost pairs by chance both spreads the tie and widens its own replicates, so
+    the limit grew with the spread: alike ties read undecided in 0-2% of ties at true AUC 0.97-0.99, 5% meant
+    (docs/analysis.md, bench/tie_calibration.py). A unit whose replicates do not move (AUC 1.0) stays at 0. 0 for one
+    unit or none that moves; NaN where no replicate could score them (an unknown limit: not undecided)."""
     d = np.asarray(replicates, dtype=np.float64) - np.asarray(observed, dtype=np.float64)[:, None]
     if len(d) < 2:
         return 0.0
-    ok = np.isfinite(d).all(axis=0)
-    return float(np.quantile(np.ptp(d[:, ok], axis=0), ALIKE)) if ok.any() else float("nan")
+    d = d[:, np.isfinite(d).all(axis=0)]
+    if d.shape[1] == 0:
+        return float("nan")
+    sd = d.std(axis=1)
+    moving = sd > 0
+    if not moving.any():
+        return 0.0
+    scale = np.median(sd[moving]) / np.where(moving, sd, np.inf)              # 0 where a unit does not move
+    return float(np.quantile(np.ptp(d * scale[:, None], axis=0), ALIKE))
 
 
-TIE_RULE = "bootstrap range"    # a row's ``tie_rule``: the limit is :func:`chance_spread`'s (since 2026-12-05)
+TIE_RULE = "pooled bootstrap range"    # a row's ``tie_rule``: the limit is :func:`chance_spread`'s (since 2026-12-05;
+#                                        "bootstrap range" earlier that day, each unit's own error, bench/_tie_rules.py)
 
 
 def undecided(test_aucs: np.ndarray, limit: float) -> bool:
@@ -203,10 +216,12 @@ def undecided(test_aucs: np.ndarray, limit: float) -> bool:
     gives the tied set's test AUC beside the unit's). A tie whose units test alike within chance is not (nor is an
     unknown limit).
 
-    The limit is the tied units' own bootstrap range since 2026-12-05 (``tie_rule`` "bootstrap range"); earlier that
-    day it was the studentized range (``tie_spread_limit`` of bench/_tie_rules.py, where it is kept as the
-    reference), the range of T *independent* alike units given the chosen unit's 95% interval. Tied units are mostly
-    near copies, which correlate and spread less, so that limit was too wide for them: 3 near copies of one unit on
+    The limit is the tied units' bootstrap range, their errors pooled, since 2026-12-05 (``tie_rule`` "pooled
+    bootstrap range"; earlier that day "bootstrap range", each unit's own error, which under-called near saturation,
+    :func:`chance_spread`); before that it was the studentized range (``tie_spread_limit`` of bench/_tie_rules.py,
+    where it is kept as the reference), the range of T *independent* alike units given the chosen unit's 95%
+    interval. Tied units are mostly near copies, which correlate and spread less, so that limit was too wide for
+    them: 3 near copies of one unit on
     60 + 60 test images, two lowered a little on the faces, tested 0.764-0.812, a spread of 0.048 against its 0.197,
     decided; their own range is 0.028, undecided. For independent units the two agree
     (tests/test_analysis_tie_null.py). Before, the spread was told against one unit's interval whatever the number
@@ -221,7 +236,8 @@ def undecided(test_aucs: np.ndarray, limit: float) -> bool:
 def tie_verdict(test_aucs: np.ndarray, replicates: np.ndarray) -> dict[str, Any]:
     """A tie's row keys from its units' (T,) test AUCs and (T, B) bootstrap replicates of them: ``undecided``
     (:func:`undecided`), the ``tie_spread_limit`` it was told against (:func:`chance_spread`) and the ``tie_rule``
-    that limit is (:data:`TIE_RULE`; a row without it is from before 2026-12-05's bootstrap: its limit is
+    that limit is (:data:`TIE_RULE`; a row's "bootstrap range" is the rule of earlier on 2026-12-05, each unit's own
+    error (bench/_tie_rules.py); a row without it is from before 2026-12-05's bootstrap: its limit is
     the studentized range's (bench/_tie_rules.py), or, without a limit, one unit's interval), the same for the
     best-neuron table's rows, the face test's and its by-layer ones."""
     limit = chance_spread(replicates, test_aucs)

@@ -122,7 +122,8 @@ def undecided_note(rows: list[dict[str, Any]], setup: dict[str, Any]) -> str:
     # (several splits: each has its own tie, a cross-fit's fold its own network; until 2026-12-05 the first split that
     # chose the row's unit spoke for all, and a second fold's 40 of 100 tied went unsaid)
     # (undecided: the tied units' test AUCs spread wider than chance spreads them in 95% of bootstrap resamplings of
-    # the same split's test images, tie_rule "bootstrap range", since 2026-12-05; earlier that day wider than as many
+    # the same split's test images, tie_rule "pooled bootstrap range", since 2026-12-05, "bootstrap range" earlier that
+    # day (each unit at its own error, said alike); earlier still wider than as many
     # alike units' would in 95% of ties given the unit's 95% interval, before that wider than that interval, whatever
     # the number tied; until 2026-12-05 more than 1% of the layer tied, which any 2-unit tie in an 8-unit layer was,
     # and then, over several splits, against the interval of the mean over them, narrower than any one split's)

@@ -159,14 +159,19 @@ def top_words(top: dict[str, Any], sign: int = 1) -> str:
             f"{k * share:.2g} expected by chance (the class is {pct(share)} of those images)")
 
 
+# the ``tie_rule`` rows told against a bootstrap range: the pooled one since 2026-12-05, each unit's own earlier that day
+BOOTSTRAP_RULES = (TIE_RULE, "bootstrap range")
+
+
 def tie_limit_words(row: dict[str, Any], alike: str, own: str, limit: bool = True, ci: bool = False) -> str:
     """What an undecided tie's test AUCs spread wider than, in the words of the rule its row was told by
-    (:func:`~downpour.analysis.choice.undecided`): its ``tie_rule``'s bootstrap range; a row without one (before that,
-    2026-12-05) as many alike units' range given the unit's 95% interval (``alike`` counts them, ``own`` is whose);
-    one without a ``tie_spread_limit`` (earlier still) that interval itself. ``limit``: the row's figure beside it (the
-    limit, or with ``ci`` the interval; over several splits the row's is its first split's alone, so not given)."""
+    (:func:`~downpour.analysis.choice.undecided`): its ``tie_rule``'s bootstrap range (:data:`BOOTSTRAP_RULES`: the
+    pooled one since 2026-12-05, each unit's own error earlier that day, said alike); a row without one (before that)
+    as many alike units' range given the unit's 95% interval (``alike`` counts them, ``own`` is whose); one without a
+    ``tie_spread_limit`` (earlier still) that interval itself. ``limit``: the row's figure beside it (the limit, or
+    with ``ci`` the interval; over several splits the row's is its first split's alone, so not given)."""
     figure = f" ({row['tie_spread_limit']:.3f})" if limit and "tie_spread_limit" in row else ""
-    if row.get("tie_rule") == TIE_RULE:
+    if row.get("tie_rule") in BOOTSTRAP_RULES:
         return "chance would in 95% of resamplings of the test images" + figure
     if "tie_spread_limit" in row:
         return f"{alike} alike units' would in 95% of ties{figure}, given {own} 95% interval"
