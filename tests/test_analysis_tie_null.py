@@ -104,7 +104,7 @@ def test_alike_saturated_ties_read_undecided_near_the_nominal_rate():
     """200 seeded ties of 5 alike units at true AUC 0.97 on 30 + 30 test images, their scores correlated 0.5 (the
     calibration bench's cell): each unit at its own bootstrap error (the rule earlier on 2026-12-05) called 0.5% of
     them undecided, 5% meant: a unit that lost pairs by chance spread the tie and widened its own replicates alike.
-    At the tied set's median error, 4-12% (binomial sd 1.5% at 5%)."""
+    At the tied set's median error 7.5% (binomial sd 1.5% at 5%)."""
     rng = np.random.default_rng(3)
     y = np.r_[np.ones(30), np.zeros(30)].astype(bool)
     d = np.sqrt(2) * norm.ppf(0.97)
