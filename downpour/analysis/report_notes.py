@@ -159,7 +159,7 @@ def top_words(top: dict[str, Any], sign: int = 1) -> str:
             f"{k * share:.2g} expected by chance (the class is {pct(share)} of those images)")
 
 
-# the ``tie_rule`` rows told against a bootstrap range: the pooled one since 2026-12-05, each unit's own earlier that day
+# the ``tie_rule``s of a bootstrap range: the pooled one since 2026-12-05, each unit's own earlier that day
 BOOTSTRAP_RULES = (TIE_RULE, "bootstrap range")
 
 
