@@ -83,9 +83,20 @@ class Restarts:
         if self.restarts <= 0 or self.coord.handed_out:
             return False
         self.restarts -= 1
+        self._start_replacement(w)
+        return True
+
+    def _start_replacement(self, w: int) -> None:
+        """A new actor for worker ``w`` (:meth:`RayCluster._spawn`), its first answer awaited beside the others'."""
         self.worker_actors[w] = self._spawn(w, self.next_seq.get(w, 0), self.coord.done)
         self._starting[w] = (self.worker_actors[w].node.remote(), time.monotonic() + RESTART_SECONDS)
-        return True
+
+    def _pinned_to_gone_node(self, w: int) -> str | None:
+        """The node gone (``ray.nodes()`` has it dead, or not at all) that worker ``w``'s actor or one of its
+        partitions was pinned to (None: none was)."""
+        alive = {nd["NodeID"] for nd in ray.nodes() if nd["Alive"]}
+        gone = sorted(node for (v, _), node in self.pins.items() if v == w and node is not None and node not in alive)
+        return gone[0] if gone else None
 
     def _why_not_respawned(self) -> str:
         """Why :meth:`_respawn` started no new actor."""
@@ -194,6 +205,15 @@ class Restarts:
                              f"answer within {RESTART_SECONDS} s")
             return
         except RayError as err:      # the new actor (or a partition) died coming up: one more loss, restarted again
+            if (gone := self._pinned_to_gone_node(w)) is not None:
+                # pinned to a node that crashed before ray.nodes() said so (Ray marks it dead some 12-14 s after the
+                # crash; the lost actor's error, ActorUnavailableError, names no node): the same restart, placed again
+                # off it, once Ray has it dead. Until 2026-12-05 a restart-failed, its restart spent
+                log.warning("worker %d's replacement was pinned to node %s, gone since (%s): placed again", w,
+                            gone[:8], type(err).__name__)
+                self._kill_worker(w)
+                self._start_replacement(w)
+                return
             self.coord.events.append({"event": "restart-failed", "worker": w, "step": self.coord.done,
                                       "reason": type(err).__name__})
             log.warning("worker %d's restart died coming up: %s", w, type(err).__name__)
