@@ -206,9 +206,9 @@ class Restarts:
             return
         except RayError as err:      # the new actor (or a partition) died coming up: one more loss, restarted again
             if (gone := self._pinned_to_gone_node(w)) is not None:
-                # pinned to a node that crashed before ray.nodes() said so (Ray marks it dead some 12-14 s after the
-                # crash; the lost actor's error, ActorUnavailableError, names no node): the same restart, placed again
-                # off it, once Ray has it dead. Until 2026-12-05 a restart-failed, its restart spent
+                # pinned to a node that crashed before ray.nodes() said so (Ray 2.60 has it dead some 14 s after the
+                # crash, the loss shows in 2-3 s as an ActorUnavailableError naming no node): the same restart, placed
+                # again off it, once Ray has it dead. Until 2026-12-05 a restart-failed, its restart spent
                 log.warning("worker %d's replacement was pinned to node %s, gone since (%s): placed again", w,
                             gone[:8], type(err).__name__)
                 self._kill_worker(w)
