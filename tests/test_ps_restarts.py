@@ -189,6 +189,38 @@ def test_a_replacements_partition_actors_are_pinned_to_the_nodes_alive_at_its_re
     assert "partition 1's node" not in caplog.text
 
 
+def test_a_replacement_pinned_to_a_node_that_crashed_before_ray_said_so_is_placed_again_off_it(monkeypatch, caplog):
+    """Node c crashes with worker 1 (its first partition there), and Ray tells of the loss before ray.nodes() has c dead
+    (on a real Ray 2.60: 2-3 s against some 14 s), so the replacement's first partition is pinned to c again; once
+    Ray has c dead the replacement dies coming up. Until 2026-12-05 that was a restart-failed, the one restart spent,
+    and the run went on without worker 1; now it is the same restart, placed again off c (partition 0 on b), and
+    worker 1 trains on. (On a real multi-node Ray: tests/test_ps_ray_nodes.py.)"""
+    a, b, c = ("a" * 56, "b" * 56, "c" * 56)
+    rt = scripted_runtime(monkeypatch, nodes=[a, b, c])
+    spawn = ScriptedCluster._spawn
+
+    def spawned(self, w, seq, step):     # Ray has node c dead just after the first replacement was placed
+        actor = spawn(self, w, seq, step)
+        if actor.life == 1:
+            rt.lose_node(c)
+        return actor
+
+    monkeypatch.setattr(ScriptedCluster, "_spawn", spawned)
+    coord = coordinator(2, STEPS)
+    cluster = ScriptedCluster(rt, coord, restarts=1, partitions=2,
+                              script={(1, 0): _dies_at(20), (1, 1): {"dead_on_arrival": True}})
+    caplog.set_level(logging.WARNING, logger="downpour.ps.cluster_on_ray")
+    cluster.run_scripted()
+    # worker 1's partitions: the lost actor's, its first replacement's (pinned as before: c "alive"), then off c
+    assert [[p.node.fn().value for p in parts] for parts in cluster.parts[1:]] == [[c, a], [c, a], [b, a]]
+    assert [e[0] for e in _events(coord)] == ["worker-lost", "worker-restarted"] and coord.lost == []
+    assert coord.done == STEPS and cluster.trained() == list(range(STEPS)) and cluster.restarts == 0
+    assert cluster.placement["partitions"][2:] == [b, a]
+    assert {life for w, life, *_ in cluster.pushes if w == 1} == {0, 2}      # the third actor trains on
+    assert "worker 1's replacement was pinned to node cccccccc, gone since (ActorDiedError): placed again" \
+        in caplog.text
+
+
 def test_a_replacement_is_placed_as_the_actor_it_replaces_and_elsewhere_where_its_node_is_gone(monkeypatch):
     """connect_on_ray.replacing, over a stand-in of ray.nodes(): nodes a and b alive, c gone. Ray chooses again where it
     chose (no pin: a GPU worker, a one-node start); a pin whose node is alive is kept; one whose node is gone is
