@@ -279,12 +279,13 @@ def test_a_rotation_range_goes_round_past_180_and_is_measured():
 
 
 def test_a_rotation_range_that_stops_at_180_is_measured_where_the_turn_goes_on_low():
-    """High only on -15 … 180 (-180 itself low): the walk past 180 meets -157.5 low, so the range reads as before but
-    is measured, not a bound. A sweep short of the whole turn (-90 … 90), or a shift, still stops at its ends."""
+    """High only on -15 … 180 (and -180, the same angle): the walk past 180 meets -157.5 low, so the range reads as
+    before but is measured, not a bound. A sweep short of the whole turn (-90 … 90), or a shift, still stops at its
+    ends."""
     from downpour.analysis.invariance import DEFAULT_ANGLES
-    high = {v for v in DEFAULT_ANGLES if -15.0 <= v <= 180.0}
+    high = {v for v in DEFAULT_ANGLES if -15.0 <= v <= 180.0 or v == -180.0}
     curve = _turn({v for v in DEFAULT_ANGLES if v not in high})
-    assert curve["response"][0] == 0.0 and curve["response"][-1] == 1.0       # -180 low, 180 high
+    assert curve["response"][0] == curve["response"][-1] == 1.0 and curve["response"][1] == 0.0   # ±180 high, -157.5 low
     summary = invariance_summary({"curves": [curve]})
     assert summary["ranges"]["rotation"] == [-15.0, 180.0] and summary["censored"]["rotation"] is False
     assert invariance_rows({"curves": [curve], "summary": summary}) == [["rotation", "-15 … 180 degrees"]]
@@ -304,3 +305,17 @@ def test_a_rotation_range_goes_round_past_minus_180_and_a_dip_at_180_bounds_both
         "-270 … 30 degrees (round the turn past ±180: -270 is the angle 90)"
     across = invariance_summary({"curves": [_turn({157.5, 180.0, -180.0, -157.5})]})
     assert across["ranges"]["rotation"] == [-135.0, 135.0] and across["censored"]["rotation"] is False
+
+
+def test_the_angle_at_plus_and_minus_180_reads_alike_from_either_side():
+    """-180 and +180 are one angle measured twice; were the two points to differ about the floor, the walk read +180's
+    going up and -180's going down, so the angle held from one side and not the other: with -180 high, +180 low, a dip
+    at 90 gave -247.5 … 67.5 (through the angle) and a dip at -90 gave -67.5 … 157.5 (stopped before it). It now holds
+    only where both points do, from either side, the response's range and the AUC's alike."""
+    from downpour.analysis.invariance import selectivity_summary
+    for dip, want in ((90.0, [-157.5, 67.5]), (-90.0, [-67.5, 157.5])):
+        for low_end in (0, -1):                 # -180 low, then +180 low
+            curve = _turn({dip})
+            curve["response"][low_end], curve["auc"][low_end] = 0.0, 0.5
+            assert invariance_summary({"curves": [curve]})["ranges"]["rotation"] == want, (dip, low_end)
+            assert selectivity_summary({"curves": [curve]})["ranges"]["rotation"] == want, (dip, low_end)

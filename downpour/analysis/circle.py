@@ -28,20 +28,22 @@ def walk(ys: np.ndarray, at: int, level: float, round_: bool) -> tuple[int, int]
     """The positions (lo, hi) the walk out from index ``at`` reaches while ``ys`` stays >= ``level``. Without
     ``round_`` they are indices of ``ys``, between 0 and its last. With it (``ys`` a whole turn, :func:`covers_turn`)
     they go on past either end: position p is the point p mod n, n = len(ys) - 1 the distinct angles, and a position at
-    a multiple of n reads the end point the walk arrives at (its last going up, its first going down); the walk stops
-    when it meets itself, hi - lo = n (:func:`angle_at` gives a position's angle)."""
+    a multiple of n is the one angle -180 = +180, read as the lower of its two points from either side (the same image
+    measured twice: were they to differ, it holds only where both do); the walk stops when it meets itself, hi - lo = n
+    (:func:`angle_at` gives a position's angle). Until 2026-12-05 (the day it went round) that angle read +180's point
+    going up and -180's going down, so two points a hair apart about the floor held it from one side, not the other."""
     last = len(ys) - 1
+    if round_:
+        ys = np.asarray(ys).copy()
+        ys[0] = ys[last] = min(ys[0], ys[last])
 
-    def high(p: int, up: bool) -> bool:
-        if not round_:
-            return 0 <= p <= last and ys[p] >= level
-        i = p % last
-        return bool(ys[last if up else 0] >= level) if i == 0 else bool(ys[i] >= level)
+    def high(p: int) -> bool:
+        return bool(ys[p % last] >= level) if round_ else bool(0 <= p <= last and ys[p] >= level)
 
     lo = hi = at
-    while (not round_ or hi - lo < last) and high(hi + 1, True):
+    while (not round_ or hi - lo < last) and high(hi + 1):
         hi += 1
-    while (not round_ or hi - lo < last) and high(lo - 1, False):
+    while (not round_ or hi - lo < last) and high(lo - 1):
         lo -= 1
     return lo, hi
 
