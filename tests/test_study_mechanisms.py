@@ -422,7 +422,8 @@ def test_rotation_ranges_of_the_whole_turn_are_measured_not_bounds():
     assert "inv_rotation" not in row.get("censored", {}) and "d_inv_rotation" not in row.get("censored", {})
     assert row["figures"]["d_inv_rotation"][0] == pytest.approx(125 / 6)    # all six seeds, the three at 0
     assert "bounded" not in row or "d_inv_rotation" not in row["bounded"]
-    # a width short of the whole turn at the sweep's end (one end of it: the turn goes on past it) stays a bound
+    # a width short of the whole turn flagged at the sweep's end stays a bound: since 2026-12-05 the walk goes round
+    # the whole turn's sweep, so only a sweep short of it (-90 … 90: its ends are ends) flags such a range
     assert row["censored"]["inv_rotation_auc"] == 3 and row["censored"]["d_inv_rotation_auc"] == 3
 
 
@@ -434,7 +435,9 @@ def test_a_cell_whose_tied_units_hold_at_every_angle_beside_measured_ones_is_mea
     from downpour.studies.measure import _mean_widths
     whole = {"ranges": {"rotation": [-180.0, 180.0]}, "censored": {"rotation": True}}
     short = {"ranges": {"rotation": [-45.0, 45.0]}, "censored": {"rotation": False}}
-    ended = {"ranges": {"rotation": [-180.0, 45.0]}, "censored": {"rotation": True}}   # one end: the turn goes on
+    # at an end of a sweep short of the whole turn (-90 … 90): a bound. (On the whole turn's sweep the walk goes round
+    # past ±180 since 2026-12-05, so there no range but the whole turn is flagged.)
+    ended = {"ranges": {"rotation": [-90.0, 45.0]}, "censored": {"rotation": True}}
     assert _mean_widths([whole, short], (32, 32))["inv_rotation_censored"] == 0.0
     assert _mean_widths([ended, short], (32, 32))["inv_rotation_censored"] == 0.5
 
