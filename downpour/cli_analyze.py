@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import shlex
 import sys
 from collections.abc import Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from pathlib import Path
 
 from downpour.config import AnalysisConfig, ConfigError, parse_override
@@ -19,11 +20,11 @@ def analyze_and_report(path: Path, analysed: bool = False) -> int:
     no-faces networks its face test scores held shared meanwhile (:func:`_no_faces_held`: until 2026-12-05 a
     ``downpour train --resume RUN/no-faces`` from another terminal could train the twin on as this analysis scored
     it). ``analysed``: a finished run kept with its analysis, only reported (analysed again first where it is stale,
-    :func:`~downpour.analysis.report.write_report`: until 2026-12-05 with nothing held)."""
+    :func:`~downpour.analysis.report.write_report`: until 2026-12-05 with nothing held; one not stale holds nothing)."""
     from downpour.analysis.run import analyze_run
 
     again = f"downpour analyze {shlex.quote(str(path))} --report"
-    with _no_faces_held(path, again):
+    with _no_faces_held(path, again) if not analysed or _report_analyses(path) else nullcontext():
         if not analysed:
             try:
                 analyze_run(path)
@@ -74,12 +75,14 @@ def analysis_overrides(run_path: str, sets: Sequence[str]) -> dict[str, object]:
 
 
 @contextmanager
-def _analysis_held(path: str | Path, command: str, sets: Sequence[str] = ()) -> Iterator[None]:
+def _analysis_held(path: str | Path, command: str, sets: Sequence[str] = (), analyses: bool = True) -> Iterator[None]:
     """Hold the run in ``path`` while ``command`` (``downpour analyze``, ``report``) writes into it: NotARunError
     where another process trains it now (its files are still being written: until 2026-12-05 its analysis read them
     half-written, or said a run without a model yet was to be resumed), or analyses it (both wrote figures.partial/).
     The no-faces networks its face test scores (with ``sets``, its ``--set``) are held shared too
-    (:func:`_no_faces_held`)."""
+    (:func:`_no_faces_held`), where it analyses the run: ``analyses`` False (a report), only where the report analyses
+    it first (:func:`_report_analyses`; until 2026-12-05 a report of an analysis made was refused while its twin or
+    analysis.no_faces_run was trained, though it reads neither)."""
     from downpour.crossfit_folds import analysis_words
     from downpour.train.lock import FolderBusy, analysing
 
@@ -92,7 +95,7 @@ def _analysis_held(path: str | Path, command: str, sets: Sequence[str] = ()) -> 
                 then_analysed=f"its analysis.json and figures are being written; let it finish, then `{again}`"))
         except FolderBusy as err:   # (a live cross-fit's fold its pooled test reads is held as an analysis holds it)
             raise analysis_words(err, again) from None
-        with _no_faces_held(path, again, sets):
+        with _no_faces_held(path, again, sets) if analyses or _report_analyses(path) else nullcontext():
             yield
 
 
@@ -125,7 +128,30 @@ def _no_faces_run(path: str | Path, sets: Sequence[str]) -> list[Path]:
         named = analysis_overrides(str(path), sets).get("no_faces_run", named)
     except (ConfigError, NotARunError):
         return []
-    return [Path(named)] if named else []
+    return [Path(named)] if named and not _same_folder(named, path) else []
+
+
+def _same_folder(one: str | Path, other: str | Path) -> bool:
+    """Whether ``one`` and ``other`` name the same folder (the run its analysis.no_faces_run names: held by this
+    process already, whole by `downpour train`, where a second look at it was refused as "being trained now by another
+    downpour process" until 2026-12-05; its analysis says what is wrong with it)."""
+    try:
+        return os.path.samefile(one, other)
+    except OSError:
+        return False
+
+
+def _report_analyses(path: str | Path) -> bool:
+    """Whether a report of the run ``path`` analyses it first (:func:`~downpour.analysis.report.write_report`): no
+    analysis.json, or a stale one (True where it is no run: the report says so)."""
+    from downpour.errors import NotARunError
+    from downpour.train.rundir import RunDir
+
+    try:
+        run = RunDir.open(path)
+    except NotARunError:
+        return True
+    return not (run.path / "analysis.json").is_file() or run.analysis_stale()
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
@@ -164,7 +190,7 @@ def report_only(path: Path) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     path = Path(args.run)
     analysed = (path / "analysis.json").is_file()
-    with _analysis_held(path, "downpour report"):
+    with _analysis_held(path, "downpour report", analyses=False):
         try:
             code = report_only(path)     # analyses the run first when it has no analysis.json yet
             print("" if analysed else headline(path), end="")    # ... and then says it as `downpour analyze` does

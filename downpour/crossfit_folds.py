@@ -192,9 +192,10 @@ def check_not_crossfits(path: str | Path) -> None:
 
 def check_busy(folder: str | Path | None, twin: bool) -> None:
     """What ``downpour train`` into ``folder`` (None: a new one) would be refused for by another process now, said
-    without taking any lock (``--dry-run``): a live cross-fit's folder or fold (:func:`check_not_crossfits`), a folder
-    being trained or analysed, and with its no-faces ``twin``, that being trained (until 2026-12-05 a dry run said
-    none of these: "config checked" where the command itself is refused)."""
+    without holding any lock (``--dry-run``: :func:`~downpour.train.lock.check_free` takes each and lets it go at
+    once): a live cross-fit's folder or fold (:func:`check_not_crossfits`), a folder being trained or analysed, and
+    with its no-faces ``twin``, that being trained or read (until 2026-12-05 a dry run said none of these: "config
+    checked" where the command itself is refused)."""
     if folder is None:
         return
     check_not_crossfits(folder)

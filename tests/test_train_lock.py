@@ -10,6 +10,7 @@ import os
 import pytest
 
 from downpour.cli import main
+from downpour.cli_analyze import analyze_and_report
 from downpour.config import load_config
 from downpour.train import lock
 from downpour.train.rundir import RunDir
@@ -299,7 +300,7 @@ def test_downpour_train_of_a_finished_run_holds_its_twin_while_its_stale_analysi
 
     def train_with_twin(cfg, run, twin, resume=False):     # both finished before: kept, with an analysis
         RunDir(run.path).no_faces_twin.mkdir()
-        (run.path / "analysis.json").write_text("{}")
+        (run.path / "analysis.json").write_text('{"trained_steps": 1}')
         return {"run": str(run.path), "kept": True}
 
     def write_report(run):                                 # its analysis found stale, made again in here
@@ -310,6 +311,7 @@ def test_downpour_train_of_a_finished_run_holds_its_twin_while_its_stale_analysi
         return os.path.join(run, "report.html")
 
     monkeypatch.setattr("downpour.twins.train_with_twin", train_with_twin)
+    monkeypatch.setattr(RunDir, "model_step", lambda self: 2)      # (its analysis is of step 1: stale)
     monkeypatch.setattr("downpour.analysis.run.analyze_run", lambda run, **overrides: seen.append("analysed"))
     monkeypatch.setattr("downpour.analysis.report.write_report", write_report)
     assert main(["train", *SAE, "--set", "data.source=natural+faces", "--set", "analysis.no_faces_twin=true",
@@ -340,3 +342,31 @@ def test_an_analysis_holds_its_no_faces_run_and_is_refused_while_it_is_trained(t
 
     monkeypatch.setattr("downpour.analysis.run.analyze_run", analyze_run)
     assert main(argv) == 0 and seen == ["refused"]
+
+
+def test_the_analysis_downpour_train_makes_of_a_run_naming_itself_its_no_faces_run_is_not_refused_by_itself(
+        tmp_path, monkeypatch):
+    """A run's analysis.no_faces_run naming the run itself (a run that saw no face passes its checks): `downpour
+    train`'s analysis held it shared beside the training's whole lock on it, a second lock of this process's own, and
+    was refused as "being trained now by another downpour process" (until 2026-12-05)."""
+    path, seen = tmp_path / "run", []
+    RunDir.create(path, load_config("ufldl-sae", [("analysis.no_faces_run", f"{path}/.")]))
+    monkeypatch.setattr("downpour.analysis.run.analyze_run", lambda run, **overrides: seen.append("analysed"))
+    monkeypatch.setattr("downpour.analysis.report.write_report", lambda run: os.path.join(run, "report.html"))
+    with lock.training(path):                       # `downpour train`, at its end
+        assert analyze_and_report(path) == 0
+    assert seen == ["analysed"]
+
+
+@pytest.mark.parametrize("held", ["twin", "analysis.no_faces_run"])
+def test_a_report_of_an_analysed_run_is_not_refused_while_its_no_faces_network_is_trained(tmp_path, monkeypatch, held):
+    """`downpour report` of a run analysed already reads its analysis.json, not its no-faces networks: it was refused
+    while its twin or analysis.no_faces_run was trained (until 2026-12-05)."""
+    path, other = tmp_path / "run", tmp_path / "nf"
+    RunDir.create(path, load_config("ufldl-sae", [("analysis.no_faces_run", str(other))]))
+    (path / "analysis.json").write_text("{}")
+    folder = RunDir(path).no_faces_twin if held == "twin" else other
+    folder.mkdir()
+    monkeypatch.setattr("downpour.analysis.report.write_report", lambda run: os.path.join(run, "report.html"))
+    with lock.training(folder):                     # `downpour train --resume` of it, from another terminal
+        assert main(["report", str(path)]) == 0

@@ -309,9 +309,9 @@ def write_report(run_path: str | Path, analyze_if_missing: bool = True) -> Path:
     False, then that is an error). Raises ``NotARunError`` for a directory that is not a run.
     """
     run = RunDir.open(run_path)
-    saved = run.model_step()     # None without whole weights (a run shared without them): its analysis is all there is
-    if saved is not None and run.analysed_step() not in (None, saved):   # (a report made while a resume trained, before 2026-12-02)
-        run.drop_analysis(f"they describe the model at step {run.analysed_step()}, and the model saved is at step {saved}")
+    if run.analysis_stale():     # (a run shared without whole weights: its analysis is all there is)
+        run.drop_analysis(f"they describe the model at step {run.analysed_step()}, and the model saved is at step "
+                          f"{run.model_step()}")
     if not (run.path / "analysis.json").is_file():
         if not analyze_if_missing:
             raise NotARunError(f"{str(run.path)!r} has no analysis.json; run `downpour analyze {run.path}` first")

@@ -48,6 +48,12 @@ class RunModel:
         if analysed not in (None, step):   # made meanwhile (`downpour report` while a resume trained): of the model before
             self.drop_analysis(f"they describe the model at step {analysed}, and the model is now at step {step}")
 
+    def analysis_stale(self) -> bool:
+        """Whether analysis.json describes the model at another step than the one saved (a report made while a resume
+        trained, before 2026-12-02): a report of the run analyses it again first."""
+        saved = self.model_step()
+        return saved is not None and self.analysed_step() not in (None, saved)
+
     def analysed_step(self) -> int | None:
         """The step of the model analysis.json describes (its ``trained_steps``); None without a readable one."""
         try:
