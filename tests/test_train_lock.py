@@ -370,3 +370,25 @@ def test_a_report_of_an_analysed_run_is_not_refused_while_its_no_faces_network_i
     monkeypatch.setattr("downpour.analysis.report.write_report", lambda run: os.path.join(run, "report.html"))
     with lock.training(folder):                     # `downpour train --resume` of it, from another terminal
         assert main(["report", str(path)]) == 0
+
+
+@pytest.mark.parametrize("command", ["train", "analyze"])
+def test_a_command_starting_as_another_looks_at_its_folder_is_not_refused(tmp_path, monkeypatch, command):
+    """A look at a folder (`downpour train --dry-run`'s check_free, a cross-fit's is_training) takes its lock for an
+    instant: a `downpour train` or `analyze` of it starting in that instant was refused as if it were being trained or
+    analysed (until 2026-12-05); it tries again a moment later."""
+    import fcntl
+
+    path, real, looked = tmp_path / "run", fcntl.flock, []
+
+    def flock(fd, how):
+        if not looked:                              # the other process's look holds the lock at this instant
+            looked.append(fd)
+            raise BlockingIOError(errno.EWOULDBLOCK, "held")
+        real(fd, how)
+
+    path.mkdir()
+    monkeypatch.setattr(fcntl, "flock", flock)
+    held = lock.training(path) if command == "train" else lock.analysing(path, then="", then_analysed="")
+    with held:
+        assert looked

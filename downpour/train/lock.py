@@ -22,11 +22,12 @@ its no-faces twin and ``analysis.no_faces_run`` shared (:func:`reading`), as ``d
 them (``cli_analyze._no_faces_held``), and a cross-fit its folds while its pooled test reads them (their config.toml
 shared: it writes nothing there, and an analysis of a fold refused is told which of the two holds it).
 ``downpour train --dry-run`` looks at what the lock would refuse without holding it (:func:`check_free`): the whole
-lock, taken and let go at once (a command starting in that instant beside it may be refused, as if it were trained)."""
+lock, taken and let go at once (a command starting in that instant beside it tries again a moment later: :func:`_flock`)."""
 from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -47,6 +48,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 _HELD: set[int] = set()     # the descriptors of the locks this process holds now (a forked child closes its copies)
 _UNLOCKABLE: set[int | None] = set()   # the filesystems (st_dev) found to lock nothing, said once each
+_AGAIN = (0.01, 0.05)      # seconds waited before each try again of a lock held (:func:`_flock`)
 
 
 class FolderBusy(NotARunError):
@@ -208,7 +210,7 @@ def _locked(path: str | Path, how: int, then: str = "") -> int | None:
     fd = None
     try:
         fd = os.open(path, os.O_RDONLY)
-        fcntl.flock(fd, how | fcntl.LOCK_NB)
+        _flock(fd, how)
         return fd
     except BlockingIOError:
         os.close(fd)
@@ -224,6 +226,20 @@ def _locked(path: str | Path, how: int, then: str = "") -> int | None:
                         "it, on the same filesystem) from another terminal is not refused while it trains", path,
                         err.strerror or err)
         return None
+
+
+def _flock(fd: int, how: int) -> None:
+    """The lock ``how`` of ``fd``, tried again after each wait of :data:`_AGAIN` where another holds it (BlockingIOError
+    once the last try fails): a look (:func:`_look`: a dry run's :func:`check_free`, a cross-fit's :func:`is_training`)
+    holds a lock for an instant, and until 2026-12-05 a command starting in that instant was refused, as if the folder
+    were being trained or analysed."""
+    for wait in _AGAIN:
+        try:
+            fcntl.flock(fd, how | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            time.sleep(wait)
+    fcntl.flock(fd, how | fcntl.LOCK_NB)
 
 
 def _being_analysed(path: str | Path) -> FolderBusy:
