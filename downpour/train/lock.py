@@ -19,10 +19,11 @@ and ``downpour analyze`` or ``report`` of a run being trained is refused: its fi
 (a second analysis is refused: both staged their figures in ``figures.partial/``, and until 2026-12-05 the second
 removed the first's as one a killed analysis left, and a training of the run took it over mid-analysis). They hold
 its no-faces twin and ``analysis.no_faces_run`` shared (:func:`reading`), as ``downpour train``'s own analysis holds
-them (``cli_analyze._no_faces_held``), and a cross-fit its folds while its pooled test reads them (their config.toml
-shared: it writes nothing there, and an analysis of a fold refused is told which of the two holds it).
-``downpour train --dry-run`` looks at what the lock would refuse without holding it (:func:`check_free`): the whole
-lock, taken and let go at once (a command starting in that instant beside it tries again a moment later: :func:`_flock`)."""
+them (``cli_analyze._no_faces_held``; a report of a run analysed already reads neither, and holds neither), and a
+cross-fit its folds while its pooled test reads them (their config.toml shared: it writes nothing there, and an
+analysis of a fold refused is told which of the two holds it). ``downpour train --dry-run`` looks at what the lock
+would refuse without holding it (:func:`check_free`): the whole lock, taken and let go at once (a command starting
+in that instant beside it tries again a moment later: :func:`_flock`)."""
 from __future__ import annotations
 
 import logging
