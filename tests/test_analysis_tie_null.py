@@ -120,6 +120,21 @@ def test_alike_saturated_ties_read_undecided_near_the_nominal_rate():
     assert 0.03 < np.mean(pooled) < 0.12, np.mean(pooled)
 
 
+def test_a_unit_whose_replicates_do_not_move_stays_at_0_whatever_its_rounding():
+    """A still unit (every replicate alike, AUC 1.0) adds nothing to the range, and its replicates' rounding is not
+    chance: until 2026-12-05 one sitting a constant off its observed AUC (1/3 against 0.3: sd 5.6e-17 by rounding,
+    not 0) was scaled ~1e14-fold to the median sd, a limit of 3.6e12, and one an ulp from 1.0 in half the replicates
+    counted in the median (sd 5.6e-17), which halved the moving unit's error (0.031 against 0.037)."""
+    rng = np.random.default_rng(0)
+    moving = 0.95 + 0.02 * rng.standard_normal(200)
+    frozen = chance_spread(np.stack([np.ones(200), moving]), np.array([1.0, 0.95]))
+    assert frozen == np.quantile(np.abs(moving - 0.95), 0.95)                # the moving unit's own range alone
+    off = chance_spread(np.stack([np.full(200, 1 / 3), moving]), np.array([0.3, 0.95]))
+    ulp = chance_spread(np.stack([1 - 2.0 ** -53 * rng.integers(0, 2, 200), moving]), np.array([1.0, 0.95]))
+    assert off == frozen and ulp == frozen, (off, ulp, frozen)
+    assert chance_spread(np.stack([np.full(200, 1 / 3)] * 2), np.array([0.3, 0.3])) == 0.0
+
+
 def test_a_unit_tied_with_none_draws_no_replicates(monkeypatch):
     """Most best-neuron rows tie nothing: their limit is 0 without drawing or scoring a replicate (each did, 200 of
     them, until 2026-12-05: ~1% of a main-job analyze, 200 rows, none tied)."""

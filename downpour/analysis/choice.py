@@ -177,6 +177,12 @@ def top_tie(ranked: np.ndarray, criterion: np.ndarray) -> np.ndarray:
 ALIKE = 0.95     # the share of ties of alike units that :func:`undecided` calls decided, whatever their number
 
 
+# a unit's replicate sd at or below this is rounding, not chance (a still unit's replicates a constant or an ulp off its
+# observed AUC: 5.6e-17 for 1/3 against 0.3), which the median sd once scaled 1e14-fold (the smallest AUC step, one
+# pair of 1e6 x 1e6 images, is 1e-12)
+STILL = 1e-12
+
+
 def chance_spread(replicates: np.ndarray, observed: np.ndarray) -> float:
     """The spread, max - min, of the tied units' test AUCs above which they do not test alike (:func:`undecided`):
     the :data:`ALIKE` quantile, over bootstrap replicates of the test images, of the range across the units of each
@@ -187,8 +193,9 @@ def chance_spread(replicates: np.ndarray, observed: np.ndarray) -> float:
     each unit's own (the "bootstrap range" of bench/_tie_rules.py, the rule until 2026-12-05) reads it off its own
     AUC, and near saturation a unit that lost pairs by chance both spreads the tie and widens its own replicates, so
     the limit grew with the spread: alike ties read undecided in 0-2% of ties at true AUC 0.97-0.99, 5% meant
-    (docs/analysis.md, bench/tie_calibration.py). A unit whose replicates do not move (AUC 1.0) stays at 0. 0 for one
-    unit or none that moves; NaN where no replicate could score them (an unknown limit: not undecided)."""
+    (docs/analysis.md, bench/tie_calibration.py). A unit whose replicates do not move (AUC 1.0; an sd within
+    :data:`STILL`, their rounding) stays at 0. 0 for one unit or none that moves; NaN where no replicate could score
+    them (an unknown limit: not undecided)."""
     d = np.asarray(replicates, dtype=np.float64) - np.asarray(observed, dtype=np.float64)[:, None]
     if len(d) < 2:
         return 0.0
@@ -196,7 +203,7 @@ def chance_spread(replicates: np.ndarray, observed: np.ndarray) -> float:
     if d.shape[1] == 0:
         return float("nan")
     sd = d.std(axis=1)
-    moving = sd > 0
+    moving = sd > STILL
     if not moving.any():
         return 0.0
     scale = np.median(sd[moving]) / np.where(moving, sd, np.inf)              # 0 where a unit does not move
