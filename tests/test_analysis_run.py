@@ -377,6 +377,24 @@ def test_the_report_names_a_cluster_runs_lost_and_restarted_workers(tmp_path):
     assert _cluster_faults(run) == ""
 
 
+def test_the_faults_line_says_a_replacement_placed_again_in_its_losss_entry(tmp_path):
+    """A replacement pinned to a node that crashed before Ray said so is started again off it (restarts_on_ray, since
+    2026-12-05): its ``restart-placed-again`` is said in the loss's entry, which stays open for what came of it."""
+    import json
+
+    from downpour.analysis.report import _cluster_faults
+
+    run = RunDir.create(tmp_path / "r", load_config("tica-8x8", ["cluster.runner=simulated"]))
+    events = [{"event": "worker-lost", "worker": 1, "step": 20, "reason": "ActorUnavailableError"},
+              {"event": "restart-placed-again", "worker": 1, "step": 31,
+               "reason": "its node cccccccc gone (ActorDiedError)"},
+              {"event": "worker-restarted", "worker": 1, "step": 33}]
+    (run.path / "staleness.json").write_text(json.dumps({"events": events}))
+    assert _cluster_faults(run) == ('<p class="note">Faults: worker 1 lost at step 20 (ActorUnavailableError), its '
+                                    'replacement placed again at step 31 (its node cccccccc gone (ActorDiedError)), '
+                                    'restarted at step 33.</p>')
+
+
 def test_the_faults_line_says_a_shard_restart_and_its_resume_in_one_entry(tmp_path):
     """A shard restart's ``resumed`` (same step, next event) goes into the restart's entry, the lost workers it
     brought back named there; a resume of the user's own stays an entry of its own, and a simulated resume that

@@ -33,13 +33,17 @@ _FAULT_WORDS = {"worker-lost": "worker {worker} lost at step {step}{reason}",
                 "worker-restarted": "worker {worker} restarted at step {step}",
                 "restart-failed": "worker {worker}'s restart failed at step {step}{reason}",
                 "restart-given-up": "worker {worker}'s restart given up at step {step}{reason}",
+                "restart-placed-again": "worker {worker}'s replacement placed again at step {step}{reason}",
                 "not-restarted": "worker {worker} not restarted at step {step}{reason}",
                 "resumed": "the run resumed at step {step} with {workers} started{back}",
                 "shards-restarted": "the shards restarted from the checkpoint of step {step}{reason}",
                 "shards-lost": "the run stopped at step {step}, a shard lost with cluster.shard_restarts spent{reason}"}
 # what came of a loss, said in its own entry ("worker 1 lost at step 21 (ActorDiedError), not restarted (...)")
 _OUTCOME_WORDS = {"worker-restarted": "restarted at step {step}", "restart-failed": "its restart failed at step {step}{reason}",
-                  "restart-given-up": "its restart given up at step {step}{reason}", "not-restarted": "not restarted{reason}"}
+                  "restart-given-up": "its restart given up at step {step}{reason}",
+                  "not-restarted": "not restarted{reason}",
+                  "restart-placed-again": "its replacement placed again at step {step}{reason}"}
+_NOT_AN_END = ("restart-failed", "restart-placed-again")   # outcomes another follows: a replacement starts again
 MAX_FAULTS = 10     # a run that lost hundreds of workers: the first ten faults and a count
 
 
@@ -77,7 +81,7 @@ def _cluster_faults(run: RunDir) -> str:
             entries[restarted[0]] += ", {workers} started again{back}".format(**fill)
         elif kind in _OUTCOME_WORDS and w in open_loss:
             entries[open_loss[w]] += ", " + _OUTCOME_WORDS[kind].format(**fill)
-            if kind != "restart-failed":       # (another replacement may follow a failed one)
+            if kind not in _NOT_AN_END:
                 del open_loss[w]
         else:
             entries.append(_FAULT_WORDS[kind].format(**{"worker": w, "workers": "?", "back": "", **fill}))

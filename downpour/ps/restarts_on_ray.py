@@ -208,7 +208,10 @@ class Restarts:
             if (gone := self._pinned_to_gone_node(w)) is not None:
                 # pinned to a node that crashed before ray.nodes() said so (Ray 2.60 has it dead some 14 s after the
                 # crash, the loss shows in 2-3 s as an ActorUnavailableError naming no node): the same restart, placed
-                # again off it, once Ray has it dead. Until 2026-12-05 a restart-failed, its restart spent
+                # again off it, once Ray has it dead. Until 2026-12-05 a restart-failed, its restart spent; earlier
+                # that day said in the log alone (a run's files did not tell why its restart came 10-14 s late)
+                self.coord.events.append({"event": "restart-placed-again", "worker": w, "step": self.coord.done,
+                                          "reason": f"its node {gone[:8]} gone ({type(err).__name__})"})
                 log.warning("worker %d's replacement was pinned to node %s, gone since (%s): placed again", w,
                             gone[:8], type(err).__name__)
                 self._kill_worker(w)
