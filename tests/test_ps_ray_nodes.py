@@ -19,7 +19,10 @@ ray = pytest.importorskip("ray")
 cluster_utils = pytest.importorskip("ray.cluster_utils")
 
 STEPS, LOST_AT, RESTART_S = 200, 20, 40     # RESTART_S: a replacement never up is given up, not waited on for good
-PACE_S = 0.05    # the survivor's pace (a cycle granted) between the crash and the driver seeing it
+# the survivor's pace (a cycle granted) between the crash and the driver seeing it: 180 cycles left at 0.2 s outlast
+# Ray's ~14 s to have the node dead (its actors with it) on a loaded machine; at 0.05 s (until 2026-12-05) 9 s did not
+# (the survivor could finish, and the replacement have no step left to train)
+PACE_S = 0.2
 
 
 @pytest.fixture
@@ -74,7 +77,10 @@ def test_a_worker_whose_node_is_removed_is_replaced_on_the_node_alive_with_a_cpu
     assert lost == [second]
     run = RunDir.open(tmp_path / "r")
     events = run.read_json("staleness.json")["events"]
-    assert [(e["event"], e["worker"]) for e in events] == [("worker-lost", 1), ("worker-restarted", 1)]
+    # a replacement pinned to the crashed node first (the loss seen before Ray had it dead: the usual case) is placed
+    # again off it and says so; one placed after Ray had it dead goes off it at once
+    placed_again = [("restart-placed-again", 1)] if len(events) == 3 else []
+    assert [(e["event"], e["worker"]) for e in events] == [("worker-lost", 1), *placed_again, ("worker-restarted", 1)]
     assert summary["steps"] == STEPS and summary["lost_workers"] == []
     assert f"worker 1's node {second[:8]} is gone: its replacement is pinned to node {third[:8]}" in caplog.text
     placed = run.read_json("cluster.json")
