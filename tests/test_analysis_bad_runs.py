@@ -19,6 +19,7 @@ from downpour.config import ConfigError, load_config
 from downpour.crossfit import fold_config
 from downpour.errors import DataError
 from downpour.train.checkpoint import PAIR_KEY, sha256_of
+from downpour.train.json_digest import rewrite_json
 from downpour.train.loop import run_local
 from downpour.train.rundir import NotARunError, RunDir
 
@@ -169,7 +170,7 @@ def _set_weights(run: Path, change) -> None:
     tensors = load_file(run / "model.safetensors")
     change(tensors)
     save_file(tensors, run / "model.safetensors")
-    _edit_json(run / "model.json", lambda m: {**m, PAIR_KEY: sha256_of(run / "model.safetensors")})
+    rewrite_json(run / "model.json", **{PAIR_KEY: sha256_of(run / "model.safetensors")})
 
 
 def test_a_model_with_non_finite_weights_is_refused_with_its_parameter(run):

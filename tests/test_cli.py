@@ -8,6 +8,7 @@ import torch
 from downpour.cli import SHORTHANDS, build_parser, _overrides, main
 from downpour.cli_analyze import analysis_overrides
 from downpour.config import ConfigError, load_config
+from downpour.train.json_digest import rewrite_json
 
 TINY = ["--config", "ufldl-sae", "--steps", "20", "--set", "data.samples=500", "--set", "train.tensorboard=false",
         "--set", "train.log_every=5", "--runner", "local", "--no-report"]
@@ -223,7 +224,7 @@ def test_a_hand_edited_model_json_that_builds_another_network_is_refused_naming_
     meta = json.loads((out / "model.json").read_text())
     assert meta["options"]["activation"] == "sigmoid"
     meta["options"]["activation"] = "relu"           # the same weights' shapes: it loaded, and another network was analysed
-    (out / "model.json").write_text(json.dumps(meta))
+    rewrite_json(out / "model.json", meta)
     assert main(["analyze", str(out)]) != 0
     err = capsys.readouterr().err
     assert "model.json" in err and "model.activation = 'relu'" in err and "config.toml" in err and "'sigmoid'" in err

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from downpour.cli import main
+from downpour.train.json_digest import rewrite_json
 
 RUN = ["--config", "tica-8x8", "--runner", "local", "--no-report", "--set", "data.source=folder",
        "--set", "data.size=16", "--set", "data.samples=200", "--set", "train.tensorboard=false", "--set", "train.threads=1"]
@@ -76,7 +77,7 @@ def test_a_run_recorded_with_auto_that_now_chooses_otherwise_says_how_to_go_on(t
     config = run / "config.toml"
     config.write_text(config.read_text().replace('pipeline = "stream"', 'pipeline = "auto"'))   # as an older run,
     for meta in (run / "checkpoints").glob("*.json"):                                            # which records no config
-        meta.write_text(json.dumps({k: v for k, v in json.loads(meta.read_text()).items() if k != "config"}))
+        rewrite_json(meta, lambda record: record.pop("config"))
     monkeypatch.setattr("downpour.data.pipeline.STREAM_ABOVE", 1 << 30)
     assert main(["train", "--resume", str(run), "--steps", "6"]) == 2
     err = capsys.readouterr().err

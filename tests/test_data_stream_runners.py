@@ -24,6 +24,7 @@ from downpour.config import load_config
 from downpour.data.stream import open_stream
 from downpour.errors import DataError
 from downpour.runners import train
+from downpour.train.json_digest import rewrite_json
 from downpour.train.rundir import RunDir
 
 HOOK = Path(__file__).parent / "audit_reads"
@@ -162,7 +163,7 @@ def test_a_resume_cuts_the_patches_per_image_the_run_began_with(tmp_path, folder
             del position["patches"]
         if recorded == "data.json" and runner == "simulated":
             del saved["patches_per_image"]
-        checkpoint.write_text(json.dumps(saved))
+        rewrite_json(checkpoint, saved)
         if recorded == "server":
             (half.path / "data.json").unlink()
     monkeypatch.setattr("downpour.data.stream._frames_per_item", lambda cfg, items, seed: 2.0)   # the rule now: 1
@@ -194,7 +195,7 @@ def test_a_damaged_patch_count_in_a_server_checkpoint_is_named(tmp_path, folder,
     checkpoint = run.path / "checkpoints" / "server.json"
     saved = json.loads(checkpoint.read_text())
     assert saved["patches_per_image"] == 2
-    checkpoint.write_text(json.dumps({**saved, "patches_per_image": damaged}))
+    rewrite_json(checkpoint, saved, patches_per_image=damaged)
     with pytest.raises(CheckpointError, match=rf"patches_per_image = {damaged!r}, not a positive whole number"):
         train(load_config("ufldl-sae", [*STREAM, f"data.path={root}", "cluster.runner=simulated", "data.mode=patches",
                                         "data.samples=102", "data.loader_workers=0", "train.steps=8"]), run, resume=True)
@@ -234,7 +235,7 @@ def test_a_damaged_stream_position_is_named_before_the_resume_writes(tmp_path, f
         del holder[field][key]
     else:
         holder[field][key] = damaged
-    checkpoint.write_text(json.dumps(saved))
+    rewrite_json(checkpoint, saved)
     files = lambda: {p.relative_to(run.path): p.read_bytes() for p in run.path.rglob("*") if p.is_file()}  # noqa: E731
     before = files()
     with pytest.raises(CheckpointError) as err:
@@ -353,6 +354,6 @@ def test_a_dry_run_of_a_resume_names_a_damaged_stream_position(tmp_path, folder,
     checkpoint = run.path / "checkpoints" / ("local.json" if runner == "local" else "server.json")
     saved = json.loads(checkpoint.read_text())
     (saved["data"] if runner == "local" else saved["streams"][0]["position"])["skip"] = 2.5
-    checkpoint.write_text(json.dumps(saved))
+    rewrite_json(checkpoint, saved)
     assert main(["train", "--resume", str(run.path), "--steps", "8", "--dry-run"]) == 2
     assert f"{str(checkpoint)!r}: its stream position's skip is 2.5" in capsys.readouterr().err

@@ -17,6 +17,7 @@ from sklearn.pipeline import Pipeline
 
 from downpour.data.preprocess import Preprocess
 from downpour.errors import CheckpointError
+from downpour.train.json_digest import rewrite_json
 from downpour.learner import FeatureLearner
 from downpour.models.registry import create_model
 from test_analysis_planted import TinyAutoencoder
@@ -129,9 +130,8 @@ def test_what_cannot_be_saved_is_refused(tmp_path, digits):
 def _tamper(folder, edit):
     tensors = load_file(str(folder / "model.safetensors"))
     save_file(edit(tensors), str(folder / "model.safetensors"))
-    meta = json.loads((folder / "model.json").read_text())
-    meta.pop("safetensors_sha256")                    # (else the pair check answers first: tested in test_run_robustness)
-    (folder / "model.json").write_text(json.dumps(meta))
+    rewrite_json(folder / "model.json", lambda meta: meta.pop("safetensors_sha256"))   # (else the pair check answers
+    # first: tested in test_run_robustness)
 
 
 def _renamed(t):
@@ -229,7 +229,7 @@ def test_a_saved_normalisation_statistic_that_is_not_finite_is_refused_by_name(t
     FeatureLearner("rica-8x8", steps=0, preprocess=prep).fit(digits[0]).save(tmp_path / "f")
     text = (tmp_path / "f" / "preprocess.json").read_text()
     assert f'"{key}": 0.25' in text
-    (tmp_path / "f" / "preprocess.json").write_text(text.replace(f'"{key}": 0.25', f'"{key}": {bad}'))
+    rewrite_json(tmp_path / "f" / "preprocess.json", json.loads(text.replace(f'"{key}": 0.25', f'"{key}": {bad}')))
     with pytest.raises(CheckpointError, match=r"preprocess.json' cannot be read back: saved " + match) as err:
         FeatureLearner.load(tmp_path / "f")
     assert "\n" not in str(err.value)

@@ -13,6 +13,7 @@ import downpour.train.loop as loop
 from downpour.config import load_config
 from downpour.errors import RunError
 from downpour.train.checkpoint import PAIR_KEY, CheckpointError, sha256_of
+from downpour.train.json_digest import rewrite_json
 from downpour.train.loop import run_local
 from downpour.train.rundir import RunDir
 
@@ -92,15 +93,14 @@ def test_the_first_row_after_a_resume_rates_only_this_processs_samples(tmp_path,
 
 
 def _edit_checkpoint(stem, tensors=None, meta=None):
-    """Rewrite checkpoints/local with ``tensors(dict)`` / ``meta(dict)`` applied, its pairing hash made to fit
-    (so only the contents are wrong, as a hand edit or another version would leave them)."""
+    """Rewrite checkpoints/local with ``tensors(dict)`` (returning the new ones) / ``meta(dict)`` (changing it in
+    place) applied, its pairing hash and its JSON's own digest made to fit (so only the contents are wrong, as a hand
+    edit or another version would leave them)."""
     t = load_file(str(stem) + ".safetensors")
-    m = json.loads((stem.parent / (stem.name + ".json")).read_text())
     t = tensors(t) if tensors else t
     save_file(t, str(stem) + ".safetensors")
-    m = meta(m) if meta else m
-    m[PAIR_KEY] = sha256_of(stem.parent / (stem.name + ".safetensors"))
-    (stem.parent / (stem.name + ".json")).write_text(json.dumps(m))
+    rewrite_json(stem.parent / (stem.name + ".json"), meta,
+                 **{PAIR_KEY: sha256_of(stem.parent / (stem.name + ".safetensors"))})
 
 
 def _first_opt_key(t):
@@ -108,24 +108,24 @@ def _first_opt_key(t):
 
 
 @pytest.mark.parametrize("damage, named", [
-    (dict(meta=lambda m: {**m, "scalars": [1]}), "optimiser scalars are \\[1\\], not a table"),
+    (dict(meta=lambda m: m.update(scalars=[1])), "optimiser scalars are \\[1\\], not a table"),
     (dict(tensors=lambda t: {**t, _first_opt_key(t): torch.zeros(2)}), "has shape \\[2\\], its parameter"),
     (dict(tensors=lambda t: {k: v for k, v in t.items() if not k.startswith("opt.")}), "holds no Adam state"),
-    (dict(meta=lambda m: {**m, "param_groups": [{**m["param_groups"][0], "lr": "fast"}]}),
+    (dict(meta=lambda m: m["param_groups"][0].update(lr="fast")),
      "learning rate is 'fast', not a number"),
     # another optimiser's checkpoint (an adagrad run's copied in): KeyError 'betas' inside Adam at the first step
-    (dict(meta=lambda m: {**m, "optimizer": "Adagrad"}), "saved by Adagrad, and this run uses Adam"),
-    (dict(meta=lambda m: {**{k: v for k, v in m.items() if k != "optimizer"},      # (older: no name recorded)
-                          "param_groups": [{"params": m["param_groups"][0]["params"], "lr": 0.1, "lr_decay": 0,
-                                            "initial_accumulator_value": 0, "eps": 1e-10, "weight_decay": 0}]}),
+    (dict(meta=lambda m: m.update(optimizer="Adagrad")), "saved by Adagrad, and this run uses Adam"),
+    (dict(meta=lambda m: (m.pop("optimizer"),      # (older: no name recorded)
+                          m.update(param_groups=[{"params": m["param_groups"][0]["params"], "lr": 0.1, "lr_decay": 0,
+                                                  "initial_accumulator_value": 0, "eps": 1e-10, "weight_decay": 0}]))),
      "settings initial_accumulator_value, lr_decay are not Adam's"),
     # a moment missing, a setting of another kind, amsgrad without its moment: a KeyError, ValueError or TypeError
     # inside Adam at the first step; an integer moment: cast to the parameter's dtype, the moments trained on as 0
     (dict(tensors=lambda t: {k: v for k, v in t.items() if k != "opt.0.exp_avg"}), "parameter 0 lacks exp_avg"),
-    (dict(meta=lambda m: {**m, "param_groups": [{**m["param_groups"][0], "betas": [0.9]}]}),
+    (dict(meta=lambda m: m["param_groups"][0].update(betas=[0.9])),
      "setting betas is \\[0.9\\], not a list of 2 numbers"),
-    (dict(meta=lambda m: {**m, "param_groups": [{**m["param_groups"][0], "eps": "x"}]}), "setting eps is 'x', not a number"),
-    (dict(meta=lambda m: {**m, "param_groups": [{**m["param_groups"][0], "amsgrad": True}]}), "lacks max_exp_avg_sq"),
+    (dict(meta=lambda m: m["param_groups"][0].update(eps="x")), "setting eps is 'x', not a number"),
+    (dict(meta=lambda m: m["param_groups"][0].update(amsgrad=True)), "lacks max_exp_avg_sq"),
     (dict(tensors=lambda t: {**t, "opt.0.exp_avg": t["opt.0.exp_avg"].int()}),
      "'opt.0.exp_avg' is torch.int32, its parameter torch.float32"),
 ])

@@ -10,6 +10,7 @@ from downpour.config import ConfigError, load_config
 from downpour.preflight import check_run_config
 from downpour.ps.checkpoint import load_server
 from downpour.ps.cluster import run_cluster
+from downpour.train.json_digest import rewrite_json
 from downpour.train.rundir import RunDir
 
 BASE = ["cluster.runner=simulated", "data.samples=256", "train.batch_size=16", "train.log_every=4",
@@ -511,7 +512,7 @@ def test_a_greedy_momentum_run_resumes_its_held_stage_as_the_uninterrupted_run(t
         for h in sim["heap"]:
             if h[4]:
                 del h[4]["stages"]
-        (tmp_path / "b/checkpoints/server.json").write_text(json.dumps(meta))
+        rewrite_json(tmp_path / "b/checkpoints/server.json", meta)
     run(tmp_path / "b", resume=True)
     _same_run(tmp_path / "a", tmp_path / "b")
 

@@ -12,6 +12,7 @@ from downpour.config import ConfigError, load_config
 from downpour.errors import RunError
 from downpour.ps.cluster import Recorder, run_cluster
 from downpour.train.checkpoint import CheckpointError
+from downpour.train.json_digest import rewrite_json
 from downpour.train.loop import run_local
 from downpour.train.rundir import RunDir
 from downpour.train.step import NonFiniteLoss
@@ -266,9 +267,7 @@ def test_a_damaged_local_checkpoint_is_named(tmp_path):
     run = tmp_path / "r"
     _local(run, "train.steps=10")
     ck = run / "checkpoints/local"
-    meta = json.loads(ck.with_suffix(".json").read_text())
-    del meta["skipped"]
-    ck.with_suffix(".json").write_text(json.dumps(meta))
+    rewrite_json(ck.with_suffix(".json"), lambda meta: meta.pop("skipped"))
     with pytest.raises(CheckpointError, match=r"local.json' lacks key 'skipped'"):
         _local(run, "train.steps=20", resume=True)
     data = ck.with_suffix(".safetensors").read_bytes()
@@ -286,10 +285,10 @@ def test_a_damaged_model_is_named(tmp_path):
         RunDir(run).load_model()
     (run / "model.safetensors").write_bytes(weights)
     meta = json.loads((run / "model.json").read_text())
-    (run / "model.json").write_text(json.dumps({k: v for k, v in meta.items() if k != "input_shape"}))
+    rewrite_json(run / "model.json", lambda m: m.pop("input_shape"))
     with pytest.raises(CheckpointError, match=r"model.json' lacks key 'input_shape'"):
         RunDir(run).load_model()
-    (run / "model.json").write_text(json.dumps({**meta, "options": {**meta["options"], "hidden": 3}}))
+    rewrite_json(run / "model.json", lambda m: m["options"].update(hidden=3), input_shape=meta["input_shape"])
     with pytest.raises(CheckpointError, match=r"model.json' builds model.hidden = 3, .*config.toml' says 25"):
         RunDir(run).load_model()
     config = run / "config.toml"                    # both files edited alike: the weights are of another shape

@@ -16,6 +16,7 @@ from downpour.config import ConfigError, load_config
 from downpour.errors import DownpourError
 from downpour.ps.cluster import run_cluster
 from downpour.train.checkpoint import CheckpointError
+from downpour.train.json_digest import rewrite_json
 from downpour.train.loop import run_local
 from downpour.train.rundir import RunDir, RunExistsError
 
@@ -256,10 +257,7 @@ def test_a_server_checkpoint_damaged_but_still_json_is_named_not_a_bare_key_erro
     run = tmp_path / "run"
     _go("simulated", run, "train.steps=16", "cluster.checkpoint_every=8")
     RunDir(run).save_config(load_config(str(run / "config.toml"), ["train.steps=24"]))
-    meta_path = run / "checkpoints" / "server.json"
-    meta = json.loads(meta_path.read_text())
-    damage(meta)
-    meta_path.write_text(json.dumps(meta))
+    rewrite_json(run / "checkpoints" / "server.json", damage)
     with pytest.raises(CheckpointError, match=rf"server.json.*{named}|{named}.*server.json|server.json'.*{named}"):
         _go("simulated", run, "train.steps=24", resume=True)
 
@@ -549,10 +547,7 @@ def test_a_hand_edited_local_checkpoint_is_named_not_a_traceback(tmp_path, edit,
     cfg = load_config("ufldl-sae", [*SAE, "train.steps=8", "train.checkpoint_every=4", "train.threads=1"])
     path = tmp_path / "run"
     run_local(cfg, RunDir.create(path, cfg))
-    meta_path = path / "checkpoints" / "local.json"
-    meta = json.loads(meta_path.read_text())
-    meta.update(edit)
-    meta_path.write_text(json.dumps(meta))
+    rewrite_json(path / "checkpoints" / "local.json", **edit)
     with pytest.raises(CheckpointError, match=named):
         run_local(load_config(str(path / "config.toml"), ["train.steps=12"]), RunDir(path), resume=True)
 
@@ -576,8 +571,7 @@ def test_an_analysis_of_an_earlier_model_does_not_outlive_the_next_one(tmp_path,
     run.write_json("analysis.json", {"trained_steps": 4})    # left by a version that kept it: the report drops it
     with pytest.raises(NotARunError, match="has no analysis.json"):
         write_report(run.path, analyze_if_missing=False)
-    meta = json.loads((run.checkpoints / "local.json").read_text())     # a resume to 12 stopped at step 10
-    (run.checkpoints / "local.json").write_text(json.dumps({**meta, "step": 10}))
+    rewrite_json(run.checkpoints / "local.json", step=10)     # a resume to 12 stopped at step 10
     run.save_config(load_config("ufldl-sae", [*SAE, "train.steps=12", "train.checkpoint_every=4", "train.threads=1"]))
     with caplog.at_level("WARNING"):
         open_run(run.path)
@@ -638,18 +632,12 @@ def test_a_run_stopped_before_its_data_record_writes_it_when_resumed(tmp_path, m
     assert RunDir(path).read_json("model.json")["data"]["n_skipped"] == 1
 
 
-def _edit_json(path, change):
-    meta = json.loads(path.read_text())
-    change(meta)
-    path.write_text(json.dumps(meta))
-
-
 @pytest.mark.parametrize("damage, named", [
-    (lambda p: _edit_json(p / "model.json", lambda m: m.update(input_shape="abc")), "input_shape is 'abc', not a list"),
-    (lambda p: _edit_json(p / "model.json", lambda m: m.update(options=[1])), r"options is \[1\], not a table"),
-    (lambda p: _edit_json(p / "checkpoints/local.json", lambda m: m.update(
+    (lambda p: rewrite_json(p / "model.json", lambda m: m.update(input_shape="abc")), "input_shape is 'abc', not a list"),
+    (lambda p: rewrite_json(p / "model.json", lambda m: m.update(options=[1])), r"options is \[1\], not a table"),
+    (lambda p: rewrite_json(p / "checkpoints/local.json", lambda m: m.update(
         row={"sums": {"a": 1.0}, "counts": {}, "steps": 1, "samples": 4, "loss": 1.0})), "its row .* cannot be read"),
-    (lambda p: _edit_json(p / "checkpoints/local.json", lambda m: m.update(skipped=99)), "99 steps skipped of 8"),
+    (lambda p: rewrite_json(p / "checkpoints/local.json", lambda m: m.update(skipped=99)), "99 steps skipped of 8"),
     (lambda p: ((p / "metrics.jsonl").unlink(), (p / "metrics.jsonl").mkdir()), "metrics.jsonl' is a folder"),
 ], ids=["input_shape", "options", "row", "skipped", "metrics-folder"])
 def test_a_hand_edited_run_file_is_named_not_a_traceback(tmp_path, damage, named):
@@ -676,9 +664,7 @@ def test_a_run_saved_with_an_option_refused_since_as_unread_still_resumes_and_lo
     train(cfg, run)
     toml = (run.path / "config.toml").read_text()
     (run.path / "config.toml").write_text(toml.replace("init_scale = 0.0", "init_scale = 0.1"))   # as such a run saved it
-    meta = json.loads((run.path / "model.json").read_text())
-    meta["options"]["init_scale"] = 0.1
-    (run.path / "model.json").write_text(json.dumps(meta))
+    rewrite_json(run.path / "model.json", lambda meta: meta["options"].update(init_scale=0.1))
     with caplog.at_level("WARNING", logger="downpour.train.recorded"):
         again = RunDir.open(run.path)
         assert again.config.model.options["init_scale"] == 0.0          # its default
@@ -707,6 +693,6 @@ def test_a_hand_edited_preprocess_json_is_named_not_a_traceback(tmp_path, edit):
     """The analysis read it with a bare ValueError / TypeError traceback (an unknown whitening, a list for one)."""
     path = tmp_path / "r"
     _go("local", path, "train.steps=4")
-    _edit_json(path / "preprocess.json", edit)
+    rewrite_json(path / "preprocess.json", edit)
     with pytest.raises(CheckpointError, match="preprocess.json' cannot be read back"):
         RunDir.open(path).load_preprocess()

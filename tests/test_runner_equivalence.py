@@ -19,6 +19,7 @@ from downpour.cli import main
 from downpour.config import load_config
 from downpour.ps.checkpoint import load_server
 from downpour.runners import train
+from downpour.train.json_digest import rewrite_json
 from downpour.train.rundir import RunDir
 
 SGD = ["data.samples=64", "train.batch_size=8", "train.steps=12", "train.log_every=4", "train.tensorboard=false",
@@ -99,7 +100,7 @@ def test_a_simulated_run_checkpointed_before_worker_0_drew_the_local_stream_resu
         assert meta["step"] >= 8 and meta["sim"]["seed_steps"] == [0, 0] and meta.pop(LOCAL_FIRST) is True
         if not old:
             meta[LOCAL_FIRST] = True
-        (b / "checkpoints/server.json").write_text(json.dumps(meta))
+        rewrite_json(b / "checkpoints/server.json", meta)
         run(b, resume=True)
         wa, wb = _model(a), _model(b)
         assert all(torch.equal(wa[k], wb[k]) for k in wa) and _losses(a) == _losses(b)

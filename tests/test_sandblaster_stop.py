@@ -16,6 +16,7 @@ from downpour.sandblaster.history import HistoryShard
 from downpour.sandblaster import lbfgs
 from downpour.sandblaster.lbfgs import Coordinator, Evaluation, LocalShards
 from downpour.sandblaster.units import UnitCounts
+from downpour.train.json_digest import rewrite_json
 from downpour.train.rundir import RunDir
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -232,7 +233,7 @@ def test_a_checkpoint_from_before_the_stop_was_recorded_resumes_and_reports_conv
     meta = json.loads(meta_path.read_text())
     assert meta["stop"]["reason"] == "precision"
     meta = {k: v for k, v in meta.items() if k not in ("stop", "stops")}
-    meta_path.write_text(json.dumps(meta))
+    rewrite_json(meta_path, meta)
     (tmp_path / "run/model.safetensors").unlink()        # stopped between its last checkpoint and its model
     summary = train(cfg, RunDir.open(tmp_path / "run"), resume=True)
     assert summary["steps"] == 3 and summary["converged"] and summary["stop"]["converged"]

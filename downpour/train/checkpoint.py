@@ -20,6 +20,7 @@ from torch import Tensor
 
 from downpour.data.positions import position_problem
 from downpour.errors import CheckpointError
+from downpour.train.json_digest import digest_problem, digested
 from downpour.settings import is_count
 
 
@@ -64,7 +65,8 @@ def write_tensors(tensors: dict[str, Tensor], path: Path) -> None:
 def save_state(stem: str | Path, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
     """Write ``stem.safetensors`` and ``stem.json``. The JSON records the tensors file's SHA-256
     (``safetensors_sha256``), so :func:`load_state` can tell a pair that does not belong together (a
-    kill between the two renames, a file copied in by hand) from a true one.
+    kill between the two renames, a file copied in by hand) from a true one, and its own (``json_sha256``,
+    :mod:`~downpour.train.json_digest`), so it tells a JSON edited or damaged since (a digit of its step) too.
 
     Both files are written in full under temporary names first, then renamed back to back; the pair
     they replace is kept (hard links ``stem.prev.*``) until both renames are done, so a kill at any
@@ -75,7 +77,7 @@ def save_state(stem: str | Path, tensors: dict[str, Tensor], meta: dict[str, Any
     tensor_path, meta_path = _pair(stem)
     tmp_t, tmp_m = tensor_path.with_name(tensor_path.name + ".tmp"), meta_path.with_name(meta_path.name + ".tmp")
     write_tensors(tensors, tmp_t)
-    tmp_m.write_text(json.dumps({**meta, PAIR_KEY: sha256_of(tmp_t)}, indent=1, sort_keys=True))
+    tmp_m.write_text(json.dumps(digested({**meta, PAIR_KEY: sha256_of(tmp_t)}), indent=1, sort_keys=True))
     if _replaced_whole(stem):                       # keep the pair being replaced until the new one is in
         for path, prev in zip(_pair(stem), _pair(_prev(stem))):
             prev.unlink(missing_ok=True)
@@ -105,15 +107,17 @@ def _replaced_whole(stem: Path) -> bool:
 
 
 def _whole(stem: Path) -> bool:
-    """Both files of ``stem`` exist and belong together (an older pair without a digest counts as whole)."""
+    """Both files of ``stem`` exist, the JSON matches its own digest and the tensors the one it records (an older
+    pair without digests counts as whole)."""
     tensor_path, meta_path = _pair(stem)
     if not (tensor_path.is_file() and meta_path.is_file()):
         return False
     try:
-        digest = json.loads(meta_path.read_text()).get(PAIR_KEY)
+        meta = json.loads(meta_path.read_text())
+        digest = meta.get(PAIR_KEY)
     except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
         return False
-    return digest is None or digest == sha256_of(tensor_path)
+    return digest_problem(meta) is None and (digest is None or digest == sha256_of(tensor_path))
 
 
 PAIR_KEY = "safetensors_sha256"
@@ -154,14 +158,15 @@ def _sha256(path: Path) -> str:
 def load_state(stem: str | Path, meta_keys: Iterable[str] = (),
                tensor_keys: Iterable[str] = ()) -> tuple[dict[str, Tensor], dict[str, Any]]:
     """Read ``stem.safetensors`` and ``stem.json`` (or, when those do not belong together because a
-    write was killed between its renames, the previous pair ``stem.prev.*`` that :func:`save_state`
-    kept); raises :class:`CheckpointError` naming the file when one is missing, damaged or lacks one of
+    write was killed between its renames, or the JSON does not match its own digest, the previous pair
+    ``stem.prev.*`` that :func:`save_state` kept); raises :class:`CheckpointError` naming the file when one is missing, damaged or lacks one of
     ``meta_keys`` / ``tensor_keys``."""
     stem = Path(stem)
     verified = _whole(stem)
     if not verified and _whole(_prev(stem)):        # killed between save_state's two renames, or damaged since
-        log.warning("checkpoint %s does not verify (its tensors are not the ones its JSON records the SHA-256 of: a write "
-                    "killed between its two files, or bytes changed on disk since); going on from the previous "
+        log.warning("checkpoint %s does not verify (its JSON does not match its own SHA-256, or its tensors are not the "
+                    "ones it records the SHA-256 of: a write killed between its two files, or bytes changed on disk "
+                    "since); going on from the previous "
                     "checkpoint %s.*, which does", stem, _prev(stem).name)
         stem, verified = _prev(stem), True
     tensor_path, meta_path = _pair(stem)
@@ -175,6 +180,11 @@ def load_state(stem: str | Path, meta_keys: Iterable[str] = (),
     if not isinstance(meta, dict):
         raise CheckpointError(f"checkpoint file {str(meta_path)!r} does not hold a JSON object")
     tensors = read_tensors(tensor_path)        # a damaged file is named as such first
+    problem = None if verified else digest_problem(meta)
+    if problem:
+        raise CheckpointError(f"checkpoint file {str(meta_path)!r} (of {str(tensor_path)!r}) cannot be resumed from: "
+                              f"{problem}, and no earlier checkpoint of it verifies; resume from another copy of the run "
+                              "(a change made on purpose: downpour.train.json_digest.rewrite_json writes it with its digest)")
     if not verified and PAIR_KEY in meta and meta[PAIR_KEY] != sha256_of(tensor_path):   # (older: no digest)
         raise CheckpointError(f"checkpoint files {str(tensor_path)!r} and {str(meta_path)!r} do not belong together: "
                               "the tensors' SHA-256 is not the one the JSON recorded when they were written (bytes "

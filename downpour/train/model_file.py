@@ -19,11 +19,12 @@ from torch import Tensor
 
 from downpour.models.base import FeatureModel
 from downpour.train.checkpoint import PAIR_KEY, CheckpointError, check_dtypes, sha256_of, write_tensors
+from downpour.train.json_digest import digested
 
 
 def write_model(folder: Path, model: FeatureModel, name: str, extra: dict[str, Any] | None = None) -> None:
     """``folder/model.safetensors`` (every parameter and buffer) + ``model.json`` (registry ``name``, the model's
-    options and input shape, ``extra``), each written whole; the JSON last, with the weights' SHA-256."""
+    options and input shape, ``extra``), each written whole; the JSON last, with the weights' SHA-256 and its own."""
     state = {k: v.detach().contiguous().cpu().clone() for k, v in model.state_dict().items()}
     weights = folder / "model.safetensors"
     tmp = weights.with_name(weights.name + ".tmp")
@@ -31,7 +32,7 @@ def write_model(folder: Path, model: FeatureModel, name: str, extra: dict[str, A
     meta = {"model": name, "options": dataclasses.asdict(model.config), "input_shape": list(model.input_shape),
             **(extra or {}), PAIR_KEY: sha256_of(tmp)}      # a loader tells a pair cut by a kill between the two renames
     os.replace(tmp, weights)
-    replace_text(folder / "model.json", json.dumps(meta, indent=1, sort_keys=True))
+    replace_text(folder / "model.json", json.dumps(digested(meta), indent=1, sort_keys=True))
 
 
 def fit_weights(model: FeatureModel, tensors: dict[str, Tensor], path: Path) -> None:

@@ -11,6 +11,7 @@ from downpour.settings import is_count
 from downpour.train.checkpoint import (PAIR_KEY, CheckpointError, load_state, read_tensors, readable_tensors, save_state,
                                        sha256_of)
 from downpour.train.config_record import model_differences
+from downpour.train.json_digest import digest_problem
 from downpour.train.model_file import fit_weights, write_model
 from downpour.train.recorded import config_fills, model_fills, without_unread
 
@@ -25,9 +26,10 @@ class RunModel:
     def model_step(self) -> int | None:
         """The step model.json records; None without a whole model (model.safetensors or model.json missing,
         model.json torn by a kill while it was written: :meth:`save_model` writes it last; model.safetensors
-        cut short, or damaged inside its data, its SHA-256 not the one model.json records: a resume writes it again
-        from its checkpoint, where it said the run "already reached" its end; the damaged one counted as saved until
-        2026-12-05). A model from before 2026-12-02 records no SHA-256 and counts as whole."""
+        cut short, or damaged inside its data, its SHA-256 not the one model.json records; model.json edited since, not
+        the SHA-256 it records of itself: a resume writes it again from its checkpoint, where it said the run "already
+        reached" its end; the damaged one counted as saved until 2026-12-05). A model from before 2026-12-02 records
+        no SHA-256 and counts as whole."""
         weights = self.path / "model.safetensors"
         if not readable_tensors(weights):
             return None
@@ -36,7 +38,7 @@ class RunModel:
         except NotARunError:
             return None
         step = meta.get("step") if isinstance(meta, dict) else None
-        if step is not None and PAIR_KEY in meta and meta[PAIR_KEY] != sha256_of(weights):
+        if step is not None and (PAIR_KEY in meta and meta[PAIR_KEY] != sha256_of(weights) or digest_problem(meta)):
             return None
         return step if isinstance(step, int) else None
 
@@ -66,7 +68,7 @@ class RunModel:
         """A freshly initialised model of the architecture model.json (or its dict ``meta``) describes, the
         options it lacks read as what their absence meant (:mod:`downpour.train.recorded`): what
         :meth:`load_model` loads the weights into, and the analysis's random-weights twin."""
-        meta = self.read_json("model.json") if meta is None else meta
+        meta = self._model_json() if meta is None else meta
         for key, fits, what in (("model", lambda v: isinstance(v, str), "a model's name"),
                                 ("input_shape", _is_shape, "a list of sizes >= 1"),
                                 ("options", lambda v: isinstance(v, dict), "a table of the model's options")):
@@ -90,7 +92,7 @@ class RunModel:
         pair again where a write was cut between the two (default: this run's resume)."""
         if not (self.path / "model.safetensors").is_file():
             raise NotARunError(self._no_weights())
-        meta = self.read_json("model.json")
+        meta = self._model_json(rewrites)
         weights = self.path / "model.safetensors"
         tensors = self._read_weights(rewrites)    # a damaged file is named as such first
         if PAIR_KEY in meta and meta[PAIR_KEY] != sha256_of(weights):     # (a run from before 2026-12-02: none)
@@ -102,6 +104,16 @@ class RunModel:
         fit_weights(model, tensors, weights)
         model.eval()
         return model
+
+    def _model_json(self, rewrites: str | None = None) -> Any:
+        """model.json, or a CheckpointError naming it where it does not match the SHA-256 it records of itself."""
+        meta = self.read_json("model.json")
+        problem = digest_problem(meta) if isinstance(meta, dict) else None
+        if problem:
+            raise CheckpointError(f"{str(self.path / 'model.json')!r} (of {str(self.path / 'model.safetensors')!r}) "
+                                  f"cannot be read back: {problem}; {rewrites or f'`downpour train --resume {self.path}`'} "
+                                  "writes it again")
+        return meta
 
     def _read_weights(self, rewrites: str | None) -> dict[str, Any]:
         """model.safetensors' tensors; one cut short or damaged (a copy that did not finish, a full disk) is named

@@ -1,0 +1,53 @@
+"""The SHA-256 a checkpoint's or a model's JSON records of its own content (``json_sha256``).
+
+The tensors file of a pair is checked against the SHA-256 its JSON records (``safetensors_sha256``); this is the
+JSON's own: over the canonical JSON of every other field (keys sorted, no spaces), so a changed digit in
+``"step"`` or in an optimiser setting is refused on load instead of resumed from. A file written before
+2026-12-05 records none and is read as before.
+
+    meta = digested({"step": 40})            # {"step": 40, "json_sha256": "..."}
+    digest_problem(meta)                     # None: it matches
+    rewrite_json(path, step=41)              # an edit made on purpose: the digest written anew
+    rewrite_json(path, lambda r: r.pop("row"))   # or any change in place; rewrite_json(path, record): a whole one
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+JSON_KEY = "json_sha256"
+
+
+def json_digest(record: dict[str, Any]) -> str:
+    """SHA-256, hex, of ``record`` less :data:`JSON_KEY`, as canonical JSON; taken of what reading the record back
+    gives (a tuple is a list there, an integer key a string), so the same on save and on load."""
+    body = json.loads(json.dumps({k: v for k, v in record.items() if k != JSON_KEY}))
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def digested(record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` with :data:`JSON_KEY` set to its digest (one it had already replaced)."""
+    return {**record, JSON_KEY: json_digest(record)}
+
+
+def digest_problem(record: dict[str, Any]) -> str | None:
+    """What is wrong with ``record``'s own digest, said for an error naming its file; None where it matches, or
+    where it records none (written before 2026-12-05)."""
+    if JSON_KEY not in record or record[JSON_KEY] == json_digest(record):
+        return None
+    return (f"its content is not what it held when it was written: the SHA-256 it records of itself ({JSON_KEY}, "
+            "over every other field of it) does not match (a field edited by hand, or bytes changed on disk since)")
+
+
+def rewrite_json(path: str | Path, edit: Callable[[dict[str, Any]], Any] | dict[str, Any] | None = None,
+                 **changes: Any) -> None:
+    """Change the JSON object at ``path`` on purpose and write it with its digest anew: ``edit`` applied (a function
+    that changes the record in place, what it returns not used; or a dict, the whole record to write instead), then
+    ``changes`` set."""
+    path = Path(path)
+    record = json.loads(path.read_text()) if not isinstance(edit, dict) else dict(edit)
+    if callable(edit):
+        edit(record)
+    path.write_text(json.dumps(digested({**record, **changes}), indent=1, sort_keys=True))

@@ -1,0 +1,77 @@
+"""A checkpoint's and a model's JSON record a SHA-256 of their own content (json_sha256): a digit changed in "step"
+went unseen (the tensors' digest covers the tensors only), and a resume went on from the wrong step."""
+import json
+
+import pytest
+import torch
+
+from downpour.config import load_config
+from downpour.train.checkpoint import CheckpointError, load_optimizer_state, load_state, optimizer_state, save_state
+from downpour.train.json_digest import JSON_KEY, rewrite_json
+from downpour.train.loop import run_local
+from downpour.train.rundir import RunDir
+
+SAE = ["data.samples=500", "train.batch_size=20", "train.tensorboard=false", "train.threads=1"]
+
+
+def _adam_checkpoint(stem):
+    model = torch.nn.Linear(3, 2)
+    opt = torch.optim.Adam(model.parameters(), lr=0.1)
+    model(torch.randn(4, 3)).sum().backward()
+    opt.step()
+    tensors, meta = optimizer_state(opt)
+    save_state(stem, tensors, {**meta, "step": 95})
+    return opt
+
+
+def _edit_by_hand(path, **changes):
+    """What a text editor leaves: the fields changed, the digest not."""
+    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}, indent=1))
+
+
+def test_a_checkpoint_json_edited_without_its_digest_is_refused_naming_both_files(tmp_path):
+    _adam_checkpoint(tmp_path / "ck")
+    _edit_by_hand(tmp_path / "ck.json", step=59)              # one digit flipped
+    with pytest.raises(CheckpointError, match=r"ck.json' \(of .*ck.safetensors'\) cannot be resumed from: .*"
+                                              r"json_sha256, over every other field of it.*another copy of the run"):
+        load_state(tmp_path / "ck")
+
+
+def test_a_checkpoint_json_changed_on_purpose_with_rewrite_json_loads(tmp_path):
+    opt = _adam_checkpoint(tmp_path / "ck")
+    rewrite_json(tmp_path / "ck.json", step=59)
+    tensors, meta = load_state(tmp_path / "ck")
+    assert meta["step"] == 59
+    load_optimizer_state(opt, tensors, meta)                  # the optimiser's part reads back as written
+
+
+def test_a_checkpoint_from_before_the_digest_loads_without_a_word(tmp_path, caplog):
+    _adam_checkpoint(tmp_path / "ck")
+    record = json.loads((tmp_path / "ck.json").read_text())
+    assert JSON_KEY in record                                 # a save writes it
+    del record[JSON_KEY]
+    (tmp_path / "ck.json").write_text(json.dumps(record))     # as saved before 2026-12-05
+    with caplog.at_level("INFO"):
+        _, meta = load_state(tmp_path / "ck")
+    assert meta["step"] == 95 and not caplog.text
+
+
+def test_an_edited_checkpoint_json_falls_back_to_the_previous_pair_that_verifies(tmp_path, caplog):
+    save_state(tmp_path / "ck", {"w": torch.ones(4)}, {"step": 8})
+    save_state(tmp_path / "ck.prev", {"w": torch.zeros(4)}, {"step": 4})     # (as a save under way keeps it)
+    _edit_by_hand(tmp_path / "ck.json", step=9)
+    with caplog.at_level("WARNING"):
+        _, meta = load_state(tmp_path / "ck")
+    assert meta["step"] == 4 and "does not match its own SHA-256" in caplog.text
+
+
+def test_a_model_json_edited_without_its_digest_is_refused_and_not_counted_as_saved(tmp_path):
+    cfg = load_config("ufldl-sae", [*SAE, "train.steps=4", "train.checkpoint_every=4"])
+    run = RunDir.create(tmp_path / "r", cfg)
+    run_local(cfg, run)
+    assert run.model_step() == 4
+    _edit_by_hand(run.path / "model.json", step=7)
+    assert run.model_step() is None                           # a resume writes it again from its checkpoint
+    with pytest.raises(CheckpointError, match=r"model.json' \(of .*model.safetensors'\) cannot be read back: .*"
+                                              r"json_sha256.*downpour train --resume"):
+        run.load_model()
