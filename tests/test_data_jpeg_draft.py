@@ -11,6 +11,7 @@ from downpour.config import ConfigError, DataConfig
 from downpour.data import build_dataset
 from downpour.data.folder import load_folder, read_image, read_scaled
 from downpour.data.pipeline import open_data
+from downpour.train.json_digest import rewrite_json
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -176,9 +177,7 @@ def _as_written_before_the_record(run):
     del data["jpeg_decode"]
     (run / "data.json").write_text(json.dumps(data))
     for name, data in (("model.json", lambda r: r["data"]), ("checkpoints/local.json", lambda r: r["config"]["data"])):
-        record = json.loads((run / name).read_text())
-        del data(record)["jpeg_decode"]
-        (run / name).write_text(json.dumps(record))
+        rewrite_json(run / name, lambda record: data(record).pop("jpeg_decode"))
     toml = (run / "config.toml").read_text()
     (run / "config.toml").write_text(re.sub(r"(?m)^jpeg_decode = \d+\n", "", toml, count=1))
     assert "jpeg_decode" not in (run / "config.toml").read_text()
