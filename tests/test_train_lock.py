@@ -392,3 +392,48 @@ def test_a_command_starting_as_another_looks_at_its_folder_is_not_refused(tmp_pa
     held = lock.training(path) if command == "train" else lock.analysing(path, then="", then_analysed="")
     with held:
         assert looked
+
+
+@pytest.mark.parametrize("argv", [["train", *SAE, "--out"], ["train", "--resume"], ["analyze"]])
+def test_a_run_folder_that_cannot_be_opened_to_lock_is_refused_naming_it(tmp_path, monkeypatch, capsys, argv):
+    """A folder this user cannot read (or one removed meanwhile) was taken for a filesystem that locks nothing: "its
+    folder cannot be locked" was logged and the run trained unlocked (a --resume of a run without a checkpoint yet
+    removed its metrics and trained it again from step 0 beside a live one)."""
+    path, opened, trained = tmp_path / "run", os.open, []
+    path.mkdir()                                    # (an --out made beforehand, empty: a new run goes into it)
+    if argv[-1] != "--out":                         # a run that trained a step, not checkpointed yet
+        RunDir.create(path, load_config("ufldl-sae"))
+        (path / "metrics.jsonl").write_text('{"step": 1, "cost": 1.0}\n')
+    kept = {p.name: p.read_bytes() for p in path.iterdir()}
+
+    def refused(file, flags, *args, **kwargs):
+        if os.fspath(file) == str(path):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(file))
+        return opened(file, flags, *args, **kwargs)
+
+    monkeypatch.setattr(lock.os, "open", refused)
+    monkeypatch.setattr("downpour.runners.train", lambda cfg, run, resume=False: trained.append(run) or {})
+    monkeypatch.setattr("downpour.analysis.run.analyze_run", lambda run, **overrides: trained.append(run))
+    assert main([*argv, str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{str(path)!r} cannot be opened to hold its lock (Permission denied)" in err
+    assert trained == [] and {p.name: p.read_bytes() for p in path.iterdir()} == kept
+
+
+@pytest.mark.parametrize("code", [errno.ENOSYS, errno.EIO])
+def test_only_a_filesystem_without_locks_trains_unlocked(tmp_path, monkeypatch, caplog, code):
+    """flock failing for any reason was taken for a filesystem that locks nothing (the run trained unlocked); only its
+    words for that (ENOLCK, EOPNOTSUPP: test_rundir_recovery; ENOSYS) are, and the run goes on as before the lock."""
+    def flock(fd, how):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(lock.fcntl, "flock", flock)
+    monkeypatch.setattr(lock, "_UNLOCKABLE", set(), raising=False)
+    if code == errno.EIO:
+        with pytest.raises(lock.NotARunError, match=f"{str(tmp_path)!r} cannot be locked \\(Input/output error\\)"):
+            with lock.training(tmp_path):
+                pass
+        return
+    with lock.training(tmp_path):
+        pass
+    assert any("cannot be locked" in r.getMessage() for r in caplog.records)

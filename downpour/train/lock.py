@@ -8,7 +8,9 @@ process ends, a kill -9 included). ``flock`` locks belong to the open folder, wh
 process forked while a run trains (a DataLoader worker) lets go of its copy at once, or it held the lock after
 the run had ended. Where ``fcntl`` is missing (not POSIX), or the filesystem locks nothing (``ENOLCK`` or
 ``EOPNOTSUPP`` on some NFS mounts), nothing is locked: the run trains, as it did before the lock, and the log says
-so once for each such filesystem in a command (until 2026-12-05 once for each look: a ``--resume`` said it twice).
+so once for each such filesystem in a command (until 2026-12-05 once for each look: a ``--resume`` said it twice). A
+folder that cannot be opened (this user cannot read it, it was removed meanwhile), or ``flock`` failing otherwise, is
+refused, naming it and why (until 2026-12-05 taken for a filesystem that locks nothing: the run trained unlocked).
 
 ``downpour train`` holds the lock through its twin's training and its run's analysis and report too (a command
 that took the folder over while ``analysis.json`` was being written would have removed a finished run's files),
@@ -26,6 +28,7 @@ would refuse without holding it (:func:`check_free`): the whole lock, taken and 
 in that instant beside it tries again a moment later: :func:`_flock`)."""
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import time
@@ -48,7 +51,8 @@ __all__ = ["FolderBusy", "analysing", "check_free", "check_not_training", "is_an
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 _HELD: set[int] = set()     # the descriptors of the locks this process holds now (a forked child closes its copies)
-_UNLOCKABLE: set[int | None] = set()   # the filesystems (st_dev) found to lock nothing, said once each
+_UNLOCKABLE: set[int] = set()   # the filesystems (st_dev) found to lock nothing, said once each
+_NO_LOCKS = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP, errno.ENOSYS}   # flock's words: a filesystem locks nothing
 _AGAIN = (0.01, 0.05)      # seconds waited before each try again of a lock held (:func:`_flock`)
 
 
@@ -207,21 +211,29 @@ def _look(path: str | Path, how: int) -> None:
 
 def _locked(path: str | Path, how: int, then: str = "") -> int | None:
     """A descriptor of the folder ``path`` holding its lock ``how``; None where the filesystem locks nothing
-    (logged, once a filesystem); FolderBusy naming the run where another process holds it."""
-    fd = None
+    (:data:`_NO_LOCKS`, logged once a filesystem); FolderBusy naming the run where another process holds it;
+    NotARunError naming ``path`` and why where it cannot be opened, or flock fails otherwise (until 2026-12-05 such a
+    folder, one this user cannot read or one removed meanwhile, was taken for a filesystem that locks nothing: the run
+    trained unlocked, with a warning)."""
     try:
         fd = os.open(path, os.O_RDONLY)
+    except OSError as err:
+        raise NotARunError(f"{str(path)!r} cannot be opened to hold its lock ({err.strerror or err}): downpour holds "
+                           "it while a run there is trained or analysed, so that no other process takes it over; let "
+                           "this user read it (or name another folder), then run this command again") from None
+    try:
         _flock(fd, how)
         return fd
     except BlockingIOError:
         os.close(fd)
         raise _busy(path, then) from None
-    except OSError as err:    # ENOLCK, EOPNOTSUPP (NFS, some FUSE mounts): a run there trains unlocked, as before
-        device = None
-        if fd is not None:
-            device = os.fstat(fd).st_dev
-            os.close(fd)
-        if device not in _UNLOCKABLE:
+    except OSError as err:
+        device = os.fstat(fd).st_dev
+        os.close(fd)
+        if err.errno not in _NO_LOCKS:
+            raise NotARunError(f"{str(path)!r} cannot be locked ({err.strerror or err}): downpour holds it while a run "
+                               "there is trained or analysed, so that no other process takes it over") from None
+        if device not in _UNLOCKABLE:    # (NFS, some FUSE mounts): a run there trains unlocked, as before the lock
             _UNLOCKABLE.add(device)
             log.warning("%s: its folder cannot be locked (%s): a `downpour train --resume` of it (or of a run beside "
                         "it, on the same filesystem) from another terminal is not refused while it trains", path,
