@@ -41,6 +41,7 @@ from downpour.sandblaster.checks import check_sandblaster
 from downpour.train.flat import ParamLayout
 from downpour.train.lock import check_not_training
 from downpour.train.config_record import recorded_differences, splits_steps
+from downpour.train.json_digest import digest_problem
 from downpour.train.rundir import CONFIG_KEY, NotARunError, RunDir
 from downpour.train.setup import resolve_device
 
@@ -312,9 +313,11 @@ def check_unedited(run: RunDir) -> None:
     resume would go on under a config that describes neither what it trained nor what it trains."""
     for meta_path in sorted(run.checkpoints.glob("*.json")) if run.checkpoints.is_dir() else []:
         try:
-            record = json.loads(meta_path.read_text()).get(CONFIG_KEY)
+            meta = json.loads(meta_path.read_text())
+            record = meta.get(CONFIG_KEY) if digest_problem(meta) is None else None
         except (OSError, ValueError, AttributeError):
             continue                            # (a damaged checkpoint: the resume's load names it)
+        # (one edited by hand, not its digest, too: its config was told as config.toml's edit, to be copied back)
         if not isinstance(record, dict):
             continue                            # (a run from before 2026-12-04 records none)
         for key, was, now in recorded_differences(record, run.config):

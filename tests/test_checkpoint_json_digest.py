@@ -75,3 +75,35 @@ def test_a_model_json_edited_without_its_digest_is_refused_and_not_counted_as_sa
     with pytest.raises(CheckpointError, match=r"model.json' \(of .*model.safetensors'\) cannot be read back: .*"
                                               r"json_sha256.*downpour train --resume"):
         run.load_model()
+
+
+def _trained(path, steps=4):
+    cfg = load_config("ufldl-sae", [*SAE, f"train.steps={steps}", "train.checkpoint_every=4"])
+    run_local(cfg, RunDir.create(path, cfg))
+    return path
+
+
+def test_a_resume_over_a_hand_edited_preprocess_json_is_refused_and_leaves_the_run_as_it_was(tmp_path):
+    """Its load failed its digest, the resume took that for a run without one and wrote preprocess.* anew over it,
+    without a word: the edited file (the evidence) and the refits it recorded were gone."""
+    run = _trained(tmp_path / "r")
+    _edit_by_hand(run / "preprocess.json", refit_on_resume=[2])
+    before = {name: (run / name).read_bytes() for name in ("preprocess.json", "preprocess.safetensors", "config.toml")}
+    cfg = load_config(str(run / "config.toml"), ["train.steps=6"])
+    with pytest.raises(CheckpointError, match=r"preprocess.json' .*cannot be resumed from: .*json_sha256.*"
+                                              r"put an intact copy back, or remove preprocess.json"):
+        run_local(cfg, RunDir.open(run), resume=True)
+    assert {name: (run / name).read_bytes() for name in before} == before
+
+
+def test_a_checkpoint_whose_config_record_was_edited_by_hand_is_named_not_config_toml(tmp_path, capsys):
+    """The resume's check of config.toml against the checkpoint's config read the edited record: it said config.toml
+    was edited since and asked for the checkpoint's (edited) value to be put back into it."""
+    from downpour.cli import main
+
+    run = _trained(tmp_path / "r")
+    _edit_by_hand(run / "checkpoints/local.json", config=json.loads((run / "checkpoints/local.json").read_text())
+                  ["config"] | {"seed": 12345})
+    assert main(["train", "--resume", str(run), "--steps", "6"]) == 2
+    err = capsys.readouterr().err
+    assert "local.json" in err and "json_sha256" in err and "edited since" not in err and "12345" not in err

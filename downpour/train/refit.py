@@ -25,8 +25,13 @@ def refits_after(path: Path, preprocess: "Preprocess", start: int, why: str = "t
     ``preprocess`` differs from the saved fit (files added or changed since, or the decoder)."""
     try:
         tensors, meta = load_state(path / "preprocess")
-    except CheckpointError:
-        return []                           # a run from before preprocess.*, or one whose fit was lost
+    except CheckpointError as err:
+        if not (path / "preprocess.json").is_file():
+            return []                       # a run from before preprocess.*, or one whose fit was lost
+        # (a hand-edited or damaged one was written over without a word, and its record of refits with it)
+        raise CheckpointError(f"{err}; the resume would write it anew, and lose the steps it records the input "
+                              "processing was refitted at: put an intact copy back, or remove preprocess.json and "
+                              "preprocess.safetensors to have the resume fit it anew without that record") from None
     refits = list(meta.get("refit_on_resume", []))
     new_tensors, new_meta = preprocess.state()
     same = (all(meta.get(k) == v for k, v in json.loads(json.dumps(new_meta)).items())

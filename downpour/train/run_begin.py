@@ -54,6 +54,8 @@ class RunBegin:
         The analysis stays: it describes model.safetensors, which only the resume's end replaces
         (:meth:`save_model` removes it then; a resume stopped before its end leaves both as they were)."""
         self.refuse_reached(cfg, start)
+        # (before anything is written: a preprocess.json that does not verify refuses the resume)
+        refits = refits_after(self.path, preprocess, start, decode_change(self.path, cfg.data)) if resume else []
         if resume:
             check_classes(classes, self.path)
         if (self.path / "tb").exists() and not (self.path / "tb").is_dir():   # (TensorBoard's writer: a traceback)
@@ -63,7 +65,6 @@ class RunBegin:
                                "move it away")
         self.save_config(cfg)
         self.trained_with = config_record(cfg)
-        refits = refits_after(self.path, preprocess, start, decode_change(self.path, cfg.data)) if resume else []
         self.save_preprocess(preprocess, refits, classes)
         if resume:
             self.truncate_metrics(start)
