@@ -42,6 +42,7 @@ from downpour.train.flat import ParamLayout
 from downpour.train.lock import check_not_training
 from downpour.train.config_record import recorded_differences, splits_steps
 from downpour.train.json_digest import digest_problem
+from downpour.train.refit import saved_fit
 from downpour.train.rundir import CONFIG_KEY, NotARunError, RunDir
 from downpour.train.setup import resolve_device
 
@@ -353,6 +354,8 @@ def check_folder(out: str | None, resume: RunDir | None, cfg: RunConfig, twin: b
     last checkpoint (:meth:`RunDir.unsaved_at_end`); a labelled folder whose classes changed (``check_classes``)."""
     if out:
         RunDir.check_new(out)
+    if resume is not None:
+        saved_fit(resume.path)          # (a preprocess.json that does not verify refuses the resume: named now)
     if resume is not None and cfg.data.source == "folder" and cfg.data.labels:   # listed, nothing decoded
         check_classes((list_items(cfg.data).info or {}).get("classes"), resume.path)
     if resume is not None and not twin and (stop := resume.stopped_for_good(cfg.train.steps)) is not None:   # (as the runner)

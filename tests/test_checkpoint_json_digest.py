@@ -96,6 +96,16 @@ def test_a_resume_over_a_hand_edited_preprocess_json_is_refused_and_leaves_the_r
     assert {name: (run / name).read_bytes() for name in before} == before
 
 
+def test_a_dry_run_of_that_resume_names_the_preprocess_json_too(tmp_path, capsys):
+    from downpour.cli import main
+
+    run = _trained(tmp_path / "r")
+    _edit_by_hand(run / "preprocess.json", refit_on_resume=[2])
+    assert main(["train", "--resume", str(run), "--steps", "6", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "preprocess.json" in err and "json_sha256" in err
+
+
 def test_a_checkpoint_whose_config_record_was_edited_by_hand_is_named_not_config_toml(tmp_path, capsys):
     """The resume's check of config.toml against the checkpoint's config read the edited record: it said config.toml
     was edited since and asked for the checkpoint's (edited) value to be put back into it."""
