@@ -7,7 +7,7 @@ import torch
 
 from downpour.config import load_config
 from downpour.train.checkpoint import CheckpointError, load_optimizer_state, load_state, optimizer_state, save_state
-from downpour.train.json_digest import JSON_KEY, rewrite_json
+from downpour.train.json_digest import JSON_KEY, digested, rewrite_json
 from downpour.train.loop import run_local
 from downpour.train.rundir import RunDir
 
@@ -117,3 +117,14 @@ def test_a_checkpoint_whose_config_record_was_edited_by_hand_is_named_not_config
     assert main(["train", "--resume", str(run), "--steps", "6"]) == 2
     err = capsys.readouterr().err
     assert "local.json" in err and "json_sha256" in err and "edited since" not in err and "12345" not in err
+
+
+def test_the_report_does_not_say_the_samples_of_a_model_json_edited_since(tmp_path):
+    """`downpour report` of an analysed run read model.json's sample count without its check: a report of a run whose
+    model.json was edited after its analysis (model_step None, so the analysis was not taken as stale) said it."""
+    from downpour.analysis.report import _samples
+
+    (tmp_path / "model.json").write_text(json.dumps(digested({"step": 4, "data": {"n_samples": 500}})))
+    assert _samples(RunDir(tmp_path)) == 500
+    _edit_by_hand(tmp_path / "model.json", data={"n_samples": 5000})
+    assert _samples(RunDir(tmp_path)) is None

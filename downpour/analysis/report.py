@@ -19,6 +19,7 @@ from downpour.analysis.report_notes import untied_note
 from downpour.analysis.report_controls import controls as _controls, heading as _controls_heading
 from downpour.analysis.report_parts import auc, esc, image, num, page, pct, table
 from downpour.errors import DownpourError
+from downpour.train.json_digest import digest_problem
 from downpour.train.rundir import NotARunError, RunDir
 
 def _read(run: RunDir, name: str) -> Any:
@@ -180,9 +181,10 @@ def _pictured_words(a: dict[str, Any]) -> str:
 
 
 def _samples(run: RunDir) -> Any:
-    """The run's training samples as model.json counts them (None where it has no such count)."""
+    """The run's training samples as model.json counts them (None where it has no such count, or the file does not
+    match the SHA-256 it records of itself: edited since, its count is not the run's)."""
     meta = _read(run, "model.json")
-    data = meta.get("data") if isinstance(meta, dict) else None
+    data = meta.get("data") if isinstance(meta, dict) and digest_problem(meta) is None else None
     return data.get("n_samples") if isinstance(data, dict) else None
 
 
