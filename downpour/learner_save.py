@@ -6,7 +6,8 @@
 ``model.*`` is a run directory's model pair (:mod:`downpour.train.model_file`: registry name, options, input
 shape, every parameter and buffer), read back by the same :meth:`~downpour.train.rundir.RunDir.load_model`;
 ``preprocess.*`` is a run's fitted input processing (:meth:`~downpour.train.rundir.RunDir.save_preprocess`);
-``learner.json`` holds the constructor's parameters and the fitted attributes. A model instance given as
+``learner.json`` holds the constructor's parameters and the fitted attributes, and the SHA-256 of its own content
+(:mod:`~downpour.train.json_digest`), checked on load. A model instance given as
 ``model`` that fitting then trained (``steps > 0``) is saved too, in ``start/`` (a model pair), so a clone
 of the loaded learner fine-tunes from the same weights. A floor below learner.py, which calls it on use: it
 takes the learner (or its class) as an argument.
@@ -32,6 +33,7 @@ from downpour.errors import CheckpointError, NotARunError
 from downpour.models.base import FeatureModel
 from downpour.models.registry import create_model, list_models
 from downpour.train.checkpoint import check_finite
+from downpour.train.json_digest import digest_problem, digested
 from downpour.train.model_file import replace_text, write_model
 from downpour.train.rundir import RunDir
 
@@ -69,10 +71,11 @@ def save_learner(learner: Any, path: str | Path, preprocess: bool = True) -> Pat
     record = {"format": FORMAT, "fitted": fitted,
               "params": {**params, "model": given, "preprocess": None if kept is None else {"saved": "preprocess"}},
               "preprocess_left_out": params["preprocess"] is not None and kept is None}
-    try:
-        text = json.dumps(record, indent=1, sort_keys=True, allow_nan=False, default=_numpy_as_python)
+    try:    # (numpy values as Python's first: the digest is taken of what reading the file back gives)
+        record = json.loads(json.dumps(record, allow_nan=False, default=_numpy_as_python))
     except (TypeError, ValueError) as err:   # options={"hidden": np.float64("nan")}, an object in objective=
         raise ValueError(f"FeatureLearner.save: a parameter cannot be written as JSON: {err}") from None
+    text = json.dumps(digested(record), indent=1, sort_keys=True)
     folder = Path(path)
     if (folder / "config.toml").is_file():   # a run directory (from_run(RUN).save(RUN)): its model pair would be replaced
         raise ValueError(f"FeatureLearner.save: {str(folder)!r} holds a run (config.toml): the learner's model.json "
@@ -145,6 +148,11 @@ def load_learner(cls: type, path: str | Path) -> Any:
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         got = record.get("format") if isinstance(record, dict) else record
         raise CheckpointError(f"{str(where)!r}: format is {got!r}, not {FORMAT!r}")
+    problem = digest_problem(record)          # (a learner saved before 2026-12-05 records none: read as before)
+    if problem:
+        raise CheckpointError(f"{str(where)!r} cannot be read back: {problem}; put an intact copy of the folder back, or "
+                              "fit and save the learner again (a change made on purpose: "
+                              "downpour.train.json_digest.rewrite_json writes it with its digest)")
     params, fitted = record.get("params"), record.get("fitted")
     want = set(cls().get_params(deep=False))
     if not isinstance(params, dict) or set(params) != want:

@@ -17,7 +17,7 @@ from sklearn.pipeline import Pipeline
 
 from downpour.data.preprocess import Preprocess
 from downpour.errors import CheckpointError
-from downpour.train.json_digest import rewrite_json
+from downpour.train.json_digest import JSON_KEY, rewrite_json
 from downpour.learner import FeatureLearner
 from downpour.models.registry import create_model
 from test_analysis_planted import TinyAutoencoder
@@ -177,10 +177,26 @@ def test_a_damaged_learner_folder_is_named(tmp_path, trained, edit, message):
         FeatureLearner.load(tmp_path / "f")
 
 
+def test_a_learner_json_edited_by_hand_is_refused_and_one_saved_before_its_digest_loads(tmp_path, trained, caplog):
+    """learner.json recorded no SHA-256 of itself (the run's JSON files did): a seed or a loss curve changed by hand
+    loaded as the fitted learner's."""
+    trained.save(tmp_path / "f")
+    where = tmp_path / "f" / "learner.json"
+    record = json.loads(where.read_text())
+    assert JSON_KEY in record
+    where.write_text(json.dumps({**record, "params": {**record["params"], "seed": 4}}))    # what a text editor leaves
+    with pytest.raises(CheckpointError, match=r"learner.json' cannot be read back: .*json_sha256.*"
+                                              r"fit and save the learner again"):
+        FeatureLearner.load(tmp_path / "f")
+    del record[JSON_KEY]
+    where.write_text(json.dumps(record))                  # as saved before 2026-12-05
+    with caplog.at_level(logging.INFO):
+        assert FeatureLearner.load(tmp_path / "f").seed == 3
+    assert not caplog.text
+
+
 def _edit(folder, change):
-    record = json.loads((folder / "learner.json").read_text())
-    change(record)
-    (folder / "learner.json").write_text(json.dumps(record))
+    rewrite_json(folder / "learner.json", change)     # (with its digest: each check above answers, not the digest's)
 
 
 def test_a_save_cut_between_its_two_files_says_to_save_again_not_to_resume_a_run(tmp_path, digits, trained):
