@@ -128,3 +128,17 @@ def test_the_report_does_not_say_the_samples_of_a_model_json_edited_since(tmp_pa
     assert _samples(RunDir(tmp_path)) == 500
     _edit_by_hand(tmp_path / "model.json", data={"n_samples": 5000})
     assert _samples(RunDir(tmp_path)) is None
+
+
+def test_the_report_of_a_run_whose_model_json_was_edited_since_its_analysis_is_refused_naming_it(tmp_path, capsys):
+    """model_step is None for a model.json that does not verify, so analysis_stale said "not stale" and `downpour
+    report` rendered the analysis as that model's without a word. Now refused naming model.json; the analysis kept."""
+    from downpour.cli import main
+
+    run = _trained(tmp_path / "r")
+    (run / "analysis.json").write_text(json.dumps({"trained_steps": 4}))
+    _edit_by_hand(run / "model.json", data={"n_samples": 5000})
+    assert main(["report", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "model.json" in err and "json_sha256" in err and "downpour train --resume" in err
+    assert json.loads((run / "analysis.json").read_text()) == {"trained_steps": 4} and not (run / "report.html").exists()
