@@ -25,7 +25,7 @@ from downpour.config_diff import RESUMABLE, config_differences
 from downpour.data.build import check_config as check_data
 from downpour.data.build import check_files
 from downpour.data.build import gives_labels, label_count, off_unit_interval, sample_shape, why_unlabelled
-from downpour.data.pipeline import check_classes, resolve_data
+from downpour.data.pipeline import resolve_data
 from downpour.data.stream import list_items
 from downpour.layers.gabor import FROZEN_KINDS
 from downpour.models.base import FeatureModel
@@ -42,7 +42,7 @@ from downpour.train.flat import ParamLayout
 from downpour.train.lock import check_not_training
 from downpour.train.config_record import recorded_differences, splits_steps
 from downpour.train.json_digest import digest_problem
-from downpour.train.refit import saved_fit
+from downpour.train.refit import check_classes, saved_fit
 from downpour.train.rundir import CONFIG_KEY, NotARunError, RunDir
 from downpour.train.setup import resolve_device
 

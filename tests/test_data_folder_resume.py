@@ -69,3 +69,21 @@ def test_a_dry_run_of_the_resume_says_the_same(tmp_path, capsys):
     _class(folder, "bird", 120)
     assert main(["train", "--resume", str(run.path), "--steps", "8", "--dry-run"]) == 2
     assert "the classes under data.path changed since it began" in capsys.readouterr().err
+
+
+def test_the_classes_of_a_preprocess_json_edited_by_hand_are_not_read_and_the_dry_run_names_it(tmp_path, capsys):
+    """check_classes read preprocess.json's classes without its SHA-256: classes edited there to match a folder added
+    since passed the check (and a mismatch was told as the data's change, "then" being the edit)."""
+    from downpour.cli import main
+    from downpour.errors import CheckpointError
+    from downpour.train.refit import check_classes
+
+    folder, run = _start(tmp_path, "local", "stream")
+    _class(folder, "bird", 120)
+    where = run.path / "preprocess.json"
+    where.write_text(json.dumps({**json.loads(where.read_text()), "classes": ["bird", "cat", "dog"]}))   # digest not
+    with pytest.raises(CheckpointError, match=r"preprocess.json' .*json_sha256"):
+        check_classes(["bird", "cat", "dog"], run.path)
+    assert main(["train", "--resume", str(run.path), "--steps", "8", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "preprocess.json" in err and "json_sha256" in err and "classes under data.path" not in err

@@ -32,7 +32,7 @@ from downpour.data.folder import decoded_size
 from downpour.data.patches import decode_rule
 from downpour.data.stream import STREAMED, Listing, StreamingData, item_name, list_items, open_stream
 from downpour.data.video import decoded_pixels
-from downpour.errors import CheckpointError, DataError, DownpourError, RunError
+from downpour.errors import CheckpointError, DownpourError, RunError
 from downpour.settings import is_count
 
 log = logging.getLogger(__name__)
@@ -185,21 +185,6 @@ def keep_cut(data: Dataset | StreamingData, positions: list[dict[str, Any] | Non
     return reopened
 
 
-def check_classes(now: list[str] | None, run: Path) -> None:
-    """A resume of a run trained on a folder's classes (``data.labels``) goes on with the classes it began with
-    (``preprocess.json`` records them; a run from before it did: its data.json). A class folder added, removed or
-    renamed since renumbers the classes (sorted names): the same images would train with other numbers, unsaid
-    (until 2026-12-04 a resume only warned that the file list changed). ``now``: the data's ``info["classes"]``
-    (None: not a labelled folder). DataError naming both lists."""
-    if now is None:
-        return
-    began = _recorded(run / "preprocess.json", "classes") or _recorded(run / "data.json", "classes")
-    if began is not None and list(began) != list(now):
-        raise DataError(f"cannot resume {str(run)!r}: the classes under data.path changed since it began ({began} then, "
-                        f"{now} now), so its images would train with other class numbers; restore the class folders, "
-                        "or start a new run")
-
-
 def decode_change(run: Path, cfg: DataConfig) -> str:
     """Why a resume of the run in ``run`` may find its input processing refitted on other pixels, from its data.json:
     the JPEG decoder's rule (``jpeg_decode``) it records differs from the one the resume decodes by (``cfg``'s, set by
@@ -207,7 +192,7 @@ def decode_change(run: Path, cfg: DataConfig) -> str:
     files had not and the decoder had."""
     if not cfg.jpeg_shrink():
         return "the data changed since?"     # JPEGs decoded in full, under every rule
-    began, now = _recorded(run / "data.json", "jpeg_decode"), decode_rule(cfg)
+    began, now = recorded(run / "data.json", "jpeg_decode"), decode_rule(cfg)
     if began is None and cfg.decode_rules_differ():
         # the rule was given by hand (--set data.jpeg_decode, as the refusal asks): nothing of the run's vouches for it
         # (until 2026-12-05 this said "decoded by the rule it began with" of a guess; a wrong one refits on other tiles)
@@ -228,7 +213,7 @@ def decode_began(run: Path, cfg: DataConfig) -> int:
     2026-12-04 15:25-17:05 decoded its tiles in full, one begun after reduced, and neither recorded which
     (:func:`~downpour.data.patches.decode_rule` refuses it by name). Until 2026-12-05 a resume decoded by today's rule,
     whatever the run began with: such a run trained on reduced tiles from the resume on."""
-    began = _recorded(run / "data.json", "jpeg_decode")
+    began = recorded(run / "data.json", "jpeg_decode")
     if began in (1, 2):
         return began
     return 0 if cfg.decode_rules_differ() else JPEG_DECODE
@@ -242,11 +227,11 @@ def cut_patches(data: Dataset | StreamingData) -> int | None:
 
 def _recorded_patches(path: Path) -> int | None:
     """``patches_per_image`` of a run's data.json (None where it has none or cannot be read)."""
-    count = _recorded(path, "patches_per_image")
+    count = recorded(path, "patches_per_image")
     return count if is_count(count, 1) else None
 
 
-def _recorded(path: Path, key: str) -> Any:
+def recorded(path: Path, key: str) -> Any:
     """``key`` of the JSON object in ``path`` (None where it has none or cannot be read)."""
     try:
         return json.loads(path.read_text()).get(key)

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from downpour.data.pipeline import recorded
+from downpour.errors import DataError
 from downpour.train.checkpoint import CheckpointError, load_state
 
 if TYPE_CHECKING:
@@ -52,3 +54,21 @@ def saved_fit(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | No
         raise CheckpointError(f"{err}; the resume would write it anew, and lose the steps it records the input "
                               "processing was refitted at: put an intact copy back, or remove preprocess.json and "
                               "preprocess.safetensors to have the resume fit it anew without that record") from None
+
+
+def check_classes(now: list[str] | None, run: Path) -> None:
+    """A resume of a run trained on a folder's classes (``data.labels``) goes on with the classes it began with
+    (``preprocess.json`` records them; a run from before it did: its data.json). A class folder added, removed or
+    renamed since renumbers the classes (sorted names): the same images would train with other numbers, unsaid
+    (until 2026-12-04 a resume only warned that the file list changed). ``now``: the data's ``info["classes"]``
+    (None: not a labelled folder). DataError naming both lists. preprocess.json is read as the resume reads it
+    (:func:`saved_fit`): one that does not verify is refused naming it, its classes not read (until 2026-12-05 they
+    were, unchecked: compared, and said "then", from a file the resume then refused)."""
+    if now is None:
+        return
+    saved = saved_fit(run)
+    began = (saved[1].get("classes") if saved is not None else None) or recorded(run / "data.json", "classes")
+    if began is not None and list(began) != list(now):
+        raise DataError(f"cannot resume {str(run)!r}: the classes under data.path changed since it began ({began} then, "
+                        f"{now} now), so its images would train with other class numbers; restore the class folders, "
+                        "or start a new run")

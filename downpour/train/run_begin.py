@@ -7,11 +7,11 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from downpour.config import ConfigError, RunConfig
-from downpour.data.pipeline import check_classes, decode_change
+from downpour.data.pipeline import decode_change
 from downpour.errors import NotARunError
 from downpour.train.checkpoint import check_streams, load_state
 from downpour.train.config_record import config_record
-from downpour.train.refit import refits_after
+from downpour.train.refit import check_classes, refits_after
 
 if TYPE_CHECKING:
     from downpour.data.preprocess import Preprocess
