@@ -14,7 +14,7 @@ ABOUT = {
     "staleness": (1, "about 40-50 min"),
     "templates": (2, "about 6 min"),
     "flat-skipping": (3, "about 7 min"),
-    "mechanisms": (4, "about 15 min (32 min at --seeds 16)"),
+    "mechanisms": (4, "about 15 min (32-57 min at --seeds 16, the longer beside other jobs)"),
     "first-layer": (5, "about 10 min"),
     "costs": (6, "7-20 min"),
     "architectures": (7, "6-20 min"),
