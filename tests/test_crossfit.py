@@ -21,6 +21,8 @@ from downpour.data import build_dataset, lfw_all, lfw_indices, lfw_split
 from downpour.models.base import FeatureModel
 from test_analysis_planted import PlantedModel, planted_face_model
 
+pytestmark = pytest.mark.usefixtures("one_thread")   # (the cross-fits' analyses run in this process)
+
 FAST = dict(replicates=400, n_random_filters=100)
 NEGATIVES = ("lfw_nonfaces", "phase_scrambled", "upside_down", "block_shuffled", "spectrum_matched_crops")
 
