@@ -12,6 +12,8 @@ import downpour.analysis.run as analysis_run
 from downpour.analysis.partial import NAME
 from downpour.cli import main
 
+pytestmark = pytest.mark.usefixtures("one_thread")   # (its trainings and analyses run in this process)
+
 TINY = ["--config", "ufldl-sae", "--steps", "10", "--set", "data.samples=500", "--set", "train.tensorboard=false",
         "--set", "train.log_every=5", "--runner", "local", "--no-report"]
 FAST = ["--set", "analysis.splits=2", "--set", "analysis.probes=[\"digits\"]", "--set", "analysis.probe_samples=200",

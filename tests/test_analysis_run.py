@@ -15,6 +15,8 @@ from downpour.analysis.run import analyze_run
 from downpour.config import ConfigError, load_config, save_config
 from downpour.train.rundir import NotARunError, RunDir
 
+pytestmark = pytest.mark.usefixtures("one_thread")   # (its trainings and analyses run in this process)
+
 CHROMIUM = Path("/usr/bin/chromium")
 FAST = dict(splits=2, probes=["lfw", "digits"], probe_samples=300, probe_folds=3, stimulus_steps=40,
             stimulus_restarts=2, random_filters=200, top_k=6, bootstrap=200)
