@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import shutil
 
+import pytest
+
 from downpour.cli import main
 from downpour.train.lock import analysing, training
 from test_crossfit import TINY
+
+pytestmark = pytest.mark.usefixtures("one_thread")   # (its cross-fits' analyses run in this process)
 
 
 def _trains(monkeypatch) -> list[str]:

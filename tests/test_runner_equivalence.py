@@ -22,6 +22,8 @@ from downpour.runners import train
 from downpour.train.json_digest import rewrite_json
 from downpour.train.rundir import RunDir
 
+pytestmark = pytest.mark.usefixtures("one_thread")   # (its trainings and analyses run in this process)
+
 SGD = ["data.samples=64", "train.batch_size=8", "train.steps=12", "train.log_every=4", "train.tensorboard=false",
        "train.optimizer=sgd", "train.momentum=0", "train.lr=0.05"]
 ONE_WORKER = ["cluster.runner=simulated", "cluster.workers=1", "cluster.shards=1", "cluster.rule=sgd",

@@ -11,6 +11,8 @@ from downpour.train.loop import run_local
 from downpour.train.setup import stage_for_step
 from downpour.train.rundir import NotARunError, RunDir, RunExistsError
 
+pytestmark = pytest.mark.usefixtures("one_thread")   # (its trainings and analyses run in this process)
+
 SMALL_CAT = ["model.maps=[4, 4]", "model.kernels=[6, 3]", "data.size=16", "train.batch_size=16",
              "train.log_every=5", "train.tensorboard=false"]
 

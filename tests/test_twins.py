@@ -18,6 +18,8 @@ from downpour.cli import main
 from downpour.config import ConfigError
 from downpour.train.rundir import RunDir
 
+pytestmark = pytest.mark.usefixtures("one_thread")   # (its trainings and analyses run in this process)
+
 TINY_CAT = ["--config", "cat-demo", "--runner", "local", "--steps", "4", "--set", "train.tensorboard=false",
             "--set", "data.size=16", "--set", "model.kernels=[5,3]", "--set", "model.maps=[2,2]"]
 FAST_ANALYSIS = ["--set", "analysis.splits=1", "--set", "analysis.probes=[]", "--set", "analysis.stimulus_steps=5",
