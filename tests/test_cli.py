@@ -10,6 +10,8 @@ from downpour.cli_analyze import analysis_overrides
 from downpour.config import ConfigError, load_config
 from downpour.train.json_digest import rewrite_json
 
+pytestmark = pytest.mark.usefixtures("one_thread")   # (its trainings and analyses run in this process)
+
 TINY = ["--config", "ufldl-sae", "--steps", "20", "--set", "data.samples=500", "--set", "train.tensorboard=false",
         "--set", "train.log_every=5", "--runner", "local", "--no-report"]
 
