@@ -27,6 +27,8 @@ from downpour.plan.predict import RULE_STATE, grid, predict
 from downpour.settings import choices_of
 from downpour.studies.run import run_study
 
+pytestmark = pytest.mark.usefixtures("one_thread")   # (its trainings run in this process)
+
 TINY = ["--config", "ufldl-sae", "--steps", "20", "--set", "data.samples=500", "--set", "train.tensorboard=false",
         "--runner", "local", "--no-report"]
 SANDBLASTER = ["--set", "cluster.algorithm=sandblaster"]

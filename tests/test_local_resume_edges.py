@@ -17,6 +17,8 @@ from downpour.train.json_digest import rewrite_json
 from downpour.train.loop import run_local
 from downpour.train.rundir import RunDir
 
+pytestmark = pytest.mark.usefixtures("one_thread")   # (its trainings run in this process)
+
 SAE = ["data.samples=500", "train.batch_size=20", "train.tensorboard=false", "train.threads=1"]
 
 

@@ -17,6 +17,8 @@ from downpour.train.loop import run_local
 from downpour.train.rundir import RunDir
 from downpour.train.step import NonFiniteLoss
 
+pytestmark = pytest.mark.usefixtures("one_thread")   # (its trainings run in this process)
+
 SAE = ["data.samples=500", "train.batch_size=20", "train.log_every=10", "train.tensorboard=false"]
 CLUSTER = ["cluster.runner=simulated", "data.samples=256", "train.batch_size=16", "train.log_every=4",
            "train.tensorboard=false", "cluster.workers=4", "cluster.shards=2"]
