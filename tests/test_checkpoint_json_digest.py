@@ -142,3 +142,21 @@ def test_the_report_of_a_run_whose_model_json_was_edited_since_its_analysis_is_r
     err = capsys.readouterr().err
     assert "model.json" in err and "json_sha256" in err and "downpour train --resume" in err
     assert json.loads((run / "analysis.json").read_text()) == {"trained_steps": 4} and not (run / "report.html").exists()
+
+
+def test_the_report_of_a_run_whose_weights_changed_on_disk_since_its_analysis_is_refused_naming_them(tmp_path, capsys):
+    """model_step is None for a model.safetensors whose SHA-256 is not the one model.json records, so analysis_stale
+    said "not stale" and `downpour report` rendered the analysis as that model's without a word. Now refused naming
+    model.safetensors and model.json, with the resume that writes them again; the analysis kept."""
+    from downpour.cli import main
+
+    run = _trained(tmp_path / "r")
+    (run / "analysis.json").write_text(json.dumps({"trained_steps": 4}))
+    weights = bytearray((run / "model.safetensors").read_bytes())
+    weights[-8:] = bytes(b ^ 0xFF for b in weights[-8:])           # inside the last tensor's data, the header intact
+    (run / "model.safetensors").write_bytes(bytes(weights))
+    assert main(["report", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "model.safetensors' is not the model" in err and "model.json' describes" in err
+    assert f"`downpour train --resume {run}` writes them again from its checkpoint" in err
+    assert json.loads((run / "analysis.json").read_text()) == {"trained_steps": 4} and not (run / "report.html").exists()

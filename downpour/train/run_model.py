@@ -58,19 +58,21 @@ class RunModel:
 
     def check_analysed_model(self) -> None:
         """A CheckpointError naming model.json where it does not match the SHA-256 it records of itself (edited since
-        it was written): analysis.json describes the model as saved, not as model.json now says it is, and a report
-        rendered it without a word until 2026-12-05 (:meth:`model_step` is None for it, so the analysis was not
-        taken as stale). Nothing is removed: the resume that writes model.json again leaves the analysis of its step.
-        A run without model.json (shared with its analysis alone), or with a torn one, is not refused here."""
+        it was written), or model.safetensors and model.json where the weights' SHA-256 is not the one model.json
+        records (bytes changed on disk since): analysis.json describes the model as saved, not what is on disk now,
+        and a report rendered it without a word until 2026-12-05 (:meth:`model_step` is None for either, so the
+        analysis was not taken as stale). Nothing is removed: the resume that writes the model again leaves the
+        analysis of its step. A run without model.json or model.safetensors (shared with its analysis alone), or with
+        a torn model.json, is not refused here. (The weights' hash is cached for a big file: model_step's is the same.)"""
         if not (self.path / "model.json").is_file():
             return
         try:
-            self._model_json()
+            self._check_pair(self._model_json())
         except NotARunError:
             return
         except CheckpointError as err:
             raise CheckpointError(f"{err}; its analysis.json is not reported meanwhile: it describes the model as it "
-                                  "was saved, not as model.json now says") from None
+                                  "was saved, not the files on disk now") from None
 
     def analysed_step(self) -> int | None:
         """The step of the model analysis.json describes (its ``trained_steps``); None without a readable one."""
@@ -109,15 +111,10 @@ class RunModel:
         if not (self.path / "model.safetensors").is_file():
             raise NotARunError(self._no_weights())
         meta = self._model_json(rewrites)
-        weights = self.path / "model.safetensors"
         tensors = self._read_weights(rewrites)    # a damaged file is named as such first
-        if PAIR_KEY in meta and meta[PAIR_KEY] != sha256_of(weights):     # (a run from before 2026-12-02: none)
-            raise CheckpointError(f"{str(weights)!r} is not the model {str(self.path / 'model.json')!r} describes (its "
-                                  "SHA-256 is not the one recorded there: bytes changed on disk since it was written, or a "
-                                  f"write was cut between the two); {rewrites or f'`downpour train --resume {self.path}`'} "
-                                  "writes it again")
+        self._check_pair(meta, rewrites)
         model = self.new_model(meta)
-        fit_weights(model, tensors, weights)
+        fit_weights(model, tensors, self.path / "model.safetensors")
         model.eval()
         return model
 
@@ -130,6 +127,23 @@ class RunModel:
                                   f"cannot be read back: {problem}; {rewrites or f'`downpour train --resume {self.path}`'} "
                                   "writes it again")
         return meta
+
+    def _check_pair(self, meta: Any, rewrites: str | None = None) -> None:
+        """A CheckpointError naming model.safetensors and model.json where the weights' SHA-256 is not the one
+        ``meta`` (model.json) records, with what writes them again (``rewrites``, or as :meth:`_weights_again` says);
+        none where the weights are missing or cut short (:meth:`_read_weights` names those) or model.json records no
+        SHA-256 (a run from before 2026-12-02)."""
+        weights = self.path / "model.safetensors"
+        if not (isinstance(meta, dict) and PAIR_KEY in meta and readable_tensors(weights)) \
+                or meta[PAIR_KEY] == sha256_of(weights):
+            return
+        said = (f"{str(weights)!r} is not the model {str(self.path / 'model.json')!r} describes (its SHA-256 is not the "
+                "one recorded there: bytes changed on disk since it was written, or a write was cut between the two")
+        if rewrites:
+            raise CheckpointError(f"{said}); {rewrites} writes it again")
+        raise CheckpointError(self._weights_again(f"{said}: copy a whole one back, or",
+                                                  f"{said}, and the run has no checkpoint to write it from: copy a whole "
+                                                  "one back"))
 
     def _read_weights(self, rewrites: str | None) -> dict[str, Any]:
         """model.safetensors' tensors; one cut short or damaged (a copy that did not finish, a full disk) is named
