@@ -315,7 +315,7 @@ def write_report(run_path: str | Path, analyze_if_missing: bool = True) -> Path:
     False, then that is an error). Raises ``NotARunError`` for a directory that is not a run.
     """
     run = RunDir.open(run_path)
-    run.check_analysed_model()   # (a model.json edited since: refused, its analysis kept)
+    run.check_analysed_model()   # (model.json edited, or its weights changed on disk, since: refused, analysis kept)
     if run.analysis_stale():     # (a run shared without whole weights: its analysis is all there is)
         run.drop_analysis(f"they describe the model at step {run.analysed_step()}, and the model saved is at step "
                           f"{run.model_step()}")
