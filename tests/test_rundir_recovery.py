@@ -697,3 +697,20 @@ def test_a_hand_edited_preprocess_json_is_named_not_a_traceback(tmp_path, edit):
     rewrite_json(path / "preprocess.json", edit)
     with pytest.raises(CheckpointError, match="preprocess.json' cannot be read back"):
         RunDir.open(path).load_preprocess()
+
+
+def test_weights_changed_in_a_run_without_a_checkpoint_are_named_in_a_whole_sentence(tmp_path):
+    """model.safetensors whose SHA-256 is not the one model.json records, in a run with no checkpoint to write it
+    from: the message opened "(its SHA-256 is not the one recorded there: ..." and never closed it."""
+    from downpour.models.registry import build
+
+    cfg = load_config("ufldl-sae", ["train.steps=8"])
+    run = RunDir.create(tmp_path / "r", cfg)
+    run.save_model(build(cfg, (1, cfg.data.size, cfg.data.size))[0], 8)
+    weights = bytearray((tmp_path / "r/model.safetensors").read_bytes())
+    weights[-8:] = bytes(b ^ 0xFF for b in weights[-8:])           # inside the last tensor's data, the header intact
+    (tmp_path / "r/model.safetensors").write_bytes(bytes(weights))
+    with pytest.raises(CheckpointError, match="no checkpoint to write it from") as err:
+        RunDir.open(tmp_path / "r").load_model()
+    said = str(err.value)
+    assert said.count("(") == said.count(")") and "between the two), and the run has no checkpoint" in said

@@ -142,7 +142,7 @@ class RunModel:
         if rewrites:
             raise CheckpointError(f"{said}); {rewrites} writes it again")
         raise CheckpointError(self._weights_again(f"{said}: copy a whole one back, or",
-                                                  f"{said}, and the run has no checkpoint to write it from: copy a whole "
+                                                  f"{said}), and the run has no checkpoint to write it from: copy a whole "
                                                   "one back"))
 
     def _read_weights(self, rewrites: str | None) -> dict[str, Any]:
