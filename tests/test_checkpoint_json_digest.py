@@ -32,8 +32,9 @@ def _edit_by_hand(path, **changes):
 def test_a_checkpoint_json_edited_without_its_digest_is_refused_naming_both_files(tmp_path):
     _adam_checkpoint(tmp_path / "ck")
     _edit_by_hand(tmp_path / "ck.json", step=59)              # one digit flipped
-    with pytest.raises(CheckpointError, match=r"ck.json' \(of .*ck.safetensors'\) cannot be resumed from: .*"
-                                              r"json_sha256, over every other field of it.*another copy of the run"):
+    with pytest.raises(CheckpointError, match=r"ck.json' \(of .*ck.safetensors'\) cannot be read back: .*"
+                                              r"json_sha256, over every other field of it.*ck.prev.\*\) verifies; "
+                                              r"put an intact copy of the run back"):
         load_state(tmp_path / "ck")
 
 
@@ -90,7 +91,7 @@ def test_a_resume_over_a_hand_edited_preprocess_json_is_refused_and_leaves_the_r
     _edit_by_hand(run / "preprocess.json", refit_on_resume=[2])
     before = {name: (run / name).read_bytes() for name in ("preprocess.json", "preprocess.safetensors", "config.toml")}
     cfg = load_config(str(run / "config.toml"), ["train.steps=6"])
-    with pytest.raises(CheckpointError, match=r"preprocess.json' .*cannot be resumed from: .*json_sha256.*"
+    with pytest.raises(CheckpointError, match=r"preprocess.json' .*cannot be read back: .*json_sha256.*"
                                               r"put an intact copy back, or remove preprocess.json"):
         run_local(cfg, RunDir.open(run), resume=True)
     assert {name: (run / name).read_bytes() for name in before} == before
@@ -160,3 +161,15 @@ def test_the_report_of_a_run_whose_weights_changed_on_disk_since_its_analysis_is
     assert "model.safetensors' is not the model" in err and "model.json' describes" in err
     assert f"`downpour train --resume {run}` writes them again from its checkpoint" in err
     assert json.loads((run / "analysis.json").read_text()) == {"trained_steps": 4} and not (run / "report.html").exists()
+
+
+def test_an_analysis_reading_a_hand_edited_preprocess_json_is_not_told_to_resume(tmp_path):
+    """downpour analyze reads preprocess.json too: its refusal said "cannot be resumed from ... resume from another
+    copy of the run", a resume's words, on a command that resumes nothing (and whose fix is the same copy put back)."""
+    run = _trained(tmp_path / "r")
+    _edit_by_hand(run / "preprocess.json", normalize="none")
+    with pytest.raises(CheckpointError) as err:
+        RunDir.open(run).load_preprocess()
+    assert "preprocess.json' (of " in str(err.value) and "cannot be read back" in str(err.value)
+    assert "resume" not in str(err.value)
+    assert "put an intact copy of the run back" in str(err.value)

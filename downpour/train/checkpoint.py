@@ -182,9 +182,10 @@ def load_state(stem: str | Path, meta_keys: Iterable[str] = (),
     tensors = read_tensors(tensor_path)        # a damaged file is named as such first
     problem = None if verified else digest_problem(meta)
     if problem:
-        raise CheckpointError(f"checkpoint file {str(meta_path)!r} (of {str(tensor_path)!r}) cannot be resumed from: "
-                              f"{problem}, and no earlier checkpoint of it verifies; resume from another copy of the run "
-                              "(a change made on purpose: downpour.train.json_digest.rewrite_json writes it with its digest)")
+        raise CheckpointError(f"checkpoint file {str(meta_path)!r} (of {str(tensor_path)!r}) cannot be read back: "
+                              f"{problem}, and no earlier copy of it ({_prev(stem).name}.*) verifies; put an intact copy "
+                              "of the run back (a change made on purpose: downpour.train.json_digest.rewrite_json writes "
+                              "it with its digest)")
     if not verified and PAIR_KEY in meta and meta[PAIR_KEY] != sha256_of(tensor_path):   # (older: no digest)
         raise CheckpointError(f"checkpoint files {str(tensor_path)!r} and {str(meta_path)!r} do not belong together: "
                               "the tensors' SHA-256 is not the one the JSON recorded when they were written (bytes "
