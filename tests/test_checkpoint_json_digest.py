@@ -107,6 +107,22 @@ def test_a_dry_run_of_that_resume_names_the_preprocess_json_too(tmp_path, capsys
     assert "preprocess.json" in err and "json_sha256" in err
 
 
+def test_a_resume_that_only_saves_the_model_refuses_a_hand_edited_preprocess_json_as_its_dry_run_does(tmp_path, capsys):
+    """A finished run whose model was not saved at its last step: its resume only writes the model from the
+    checkpoint (RunBegin.unsaved_at_end) and went ahead beside a preprocess.json its dry run refused, which the
+    analysis then refused in turn."""
+    from downpour.cli import main
+
+    run = _trained(tmp_path / "r")
+    (run / "model.json").unlink()
+    _edit_by_hand(run / "preprocess.json", refit_on_resume=[2])
+    assert main(["train", "--resume", str(run), "--dry-run"]) == 2
+    assert main(["train", "--resume", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "preprocess.json" in err and "json_sha256" in err
+    assert not (run / "model.json").exists()
+
+
 def test_a_checkpoint_whose_config_record_was_edited_by_hand_is_named_not_config_toml(tmp_path, capsys):
     """The resume's check of config.toml against the checkpoint's config read the edited record: it said config.toml
     was edited since and asked for the checkpoint's (edited) value to be put back into it."""

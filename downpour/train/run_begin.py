@@ -11,7 +11,7 @@ from downpour.data.pipeline import decode_change
 from downpour.errors import NotARunError
 from downpour.train.checkpoint import check_streams, load_state
 from downpour.train.config_record import config_record
-from downpour.train.refit import check_classes, refits_after
+from downpour.train.refit import check_classes, refits_after, saved_fit
 
 if TYPE_CHECKING:
     from downpour.data.preprocess import Preprocess
@@ -34,6 +34,9 @@ class RunBegin:
         (:meth:`begin`), not saved as if the run had finished there (it wrote a step-50 model under a config of 100)."""
         if not resume or not self.ends_unsaved(cfg, start):
             return False
+        # a preprocess.json that does not verify refuses it, as its --dry-run does (until 2026-12-05 the model was
+        # saved beside it, and the analysis refused the run in turn)
+        saved_fit(self.path)
         saved = self.model_step()
         log.warning("%s: the checkpoint is the run's last step (%d) but the model %s; saving it now", self.path, start,
                     "was not saved (or was cut short or damaged)" if saved is None else f"is still step {saved}'s")
