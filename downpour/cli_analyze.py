@@ -113,7 +113,8 @@ def _no_faces_held(path: str | Path, again: str, sets: Sequence[str] = ()) -> It
     with ExitStack() as holding:
         holding.enter_context(reading(RunDir(path).no_faces_twin, then=f"{scores}; let it finish, then `{again}`"))
         for other in _no_faces_run(path, sets):
-            holding.enter_context(reading(other, then=f"{scores} (analysis.no_faces_run); let it finish, then `{again}`"))
+            then = f"{scores} (analysis.no_faces_run); let it finish, then `{again}`"
+            holding.enter_context(reading(other, then=then))
         yield
 
 

@@ -150,8 +150,8 @@ def load_learner(cls: type, path: str | Path) -> Any:
         raise CheckpointError(f"{str(where)!r}: format is {got!r}, not {FORMAT!r}")
     problem = digest_problem(record)          # (a learner saved before 2026-12-05 records none: read as before)
     if problem:
-        raise CheckpointError(f"{str(where)!r} cannot be read back: {problem}; put an intact copy of the folder back, or "
-                              "fit and save the learner again (a change made on purpose: "
+        raise CheckpointError(f"{str(where)!r} cannot be read back: {problem}; put an intact copy of the folder "
+                              "back, or fit and save the learner again (a change made on purpose: "
                               "downpour.train.json_digest.rewrite_json writes it with its digest)")
     params, fitted = record.get("params"), record.get("fitted")
     want = set(cls().get_params(deep=False))

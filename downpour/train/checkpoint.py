@@ -159,15 +159,14 @@ def load_state(stem: str | Path, meta_keys: Iterable[str] = (),
                tensor_keys: Iterable[str] = ()) -> tuple[dict[str, Tensor], dict[str, Any]]:
     """Read ``stem.safetensors`` and ``stem.json`` (or, when those do not belong together because a
     write was killed between its renames, or the JSON does not match its own digest, the previous pair
-    ``stem.prev.*`` that :func:`save_state` kept); raises :class:`CheckpointError` naming the file when one is missing, damaged or lacks one of
-    ``meta_keys`` / ``tensor_keys``."""
+    ``stem.prev.*`` that :func:`save_state` kept); raises :class:`CheckpointError` naming the file when one is
+    missing, damaged or lacks one of ``meta_keys`` / ``tensor_keys``."""
     stem = Path(stem)
     verified = _whole(stem)
     if not verified and _whole(_prev(stem)):        # killed between save_state's two renames, or damaged since
-        log.warning("checkpoint %s does not verify (its JSON does not match its own SHA-256, or its tensors are not the "
-                    "ones it records the SHA-256 of: a write killed between its two files, or bytes changed on disk "
-                    "since); going on from the previous "
-                    "checkpoint %s.*, which does", stem, _prev(stem).name)
+        log.warning("checkpoint %s does not verify (its JSON does not match its own SHA-256, or its tensors are not "
+                    "the ones it records the SHA-256 of: a write killed between its two files, or bytes changed on "
+                    "disk since); going on from the previous checkpoint %s.*, which does", stem, _prev(stem).name)
         stem, verified = _prev(stem), True
     tensor_path, meta_path = _pair(stem)
     for p in (tensor_path, meta_path):
@@ -183,9 +182,9 @@ def load_state(stem: str | Path, meta_keys: Iterable[str] = (),
     problem = None if verified else digest_problem(meta)
     if problem:
         raise CheckpointError(f"checkpoint file {str(meta_path)!r} (of {str(tensor_path)!r}) cannot be read back: "
-                              f"{problem}, and no earlier copy of it ({_prev(stem).name}.*) verifies; put an intact copy "
-                              "of the run back (a change made on purpose: downpour.train.json_digest.rewrite_json writes "
-                              "it with its digest)")
+                              f"{problem}, and no earlier copy of it ({_prev(stem).name}.*) verifies; put an intact "
+                              "copy of the run back (a change made on purpose: downpour.train.json_digest.rewrite_json "
+                              "writes it with its digest)")
     if not verified and PAIR_KEY in meta and meta[PAIR_KEY] != sha256_of(tensor_path):   # (older: no digest)
         raise CheckpointError(f"checkpoint files {str(tensor_path)!r} and {str(meta_path)!r} do not belong together: "
                               "the tensors' SHA-256 is not the one the JSON recorded when they were written (bytes "

@@ -45,8 +45,8 @@ try:
 except ImportError:      # pragma: no cover  (Windows)
     fcntl = None   # type: ignore[assignment]
 
-__all__ = ["FolderBusy", "analysing", "check_free", "check_not_training", "is_analysed", "is_training", "reading", "training",
-           "training_in"]
+__all__ = ["FolderBusy", "analysing", "check_free", "check_not_training", "is_analysed", "is_training", "reading",
+           "training", "training_in"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -118,7 +118,8 @@ def analysing(path: str | Path, then: str, then_analysed: str, writes: bool = Tr
             held.enter_context(_holding(_locked(path, fcntl.LOCK_SH, then)))
             if (path / "config.toml").is_file():
                 try:
-                    held.enter_context(_holding(_locked(path / "config.toml", fcntl.LOCK_EX if writes else fcntl.LOCK_SH)))
+                    how = fcntl.LOCK_EX if writes else fcntl.LOCK_SH
+                    held.enter_context(_holding(_locked(path / "config.toml", how)))
                 except FolderBusy:
                     raise _busy(path, then_analysed, "analysed") from None
         yield
