@@ -95,8 +95,28 @@ def _analysis_held(path: str | Path, command: str, sets: Sequence[str] = (), ana
                 then_analysed=f"its analysis.json and figures are being written; let it finish, then `{again}`"))
         except FolderBusy as err:   # (a live cross-fit's fold its pooled test reads is held as an analysis holds it)
             raise analysis_words(err, again) from None
+        _check_saved(path, analyses)
         with _no_faces_held(path, again, sets) if analyses or _report_analyses(path) else nullcontext():
             yield
+
+
+def _check_saved(path: str | Path, analyses: bool) -> None:
+    """A run whose model.json, model.safetensors or preprocess.* fail their SHA-256 check refused first, once it is held
+    (:meth:`~downpour.train.run_model.RunModel.check_saved`; a report in its words, ``analyses`` False): until
+    2026-12-05 ``downpour analyze`` asked nothing before it held the no-faces networks (a twin being trained was the
+    refusal it met) and read the config, and the weights were refused only once the model was loaded. The hashes are
+    cached for a big file: the loaders after it do not read it again. Not a run: the command says so."""
+    from downpour.errors import NotARunError
+    from downpour.train.rundir import RunDir
+
+    try:
+        run = RunDir.open(path)
+    except NotARunError:
+        return
+    if analyses:
+        run.check_saved()
+    else:
+        run.check_analysed_model()
 
 
 @contextmanager

@@ -155,46 +155,86 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def load_state(stem: str | Path, meta_keys: Iterable[str] = (),
-               tensor_keys: Iterable[str] = ()) -> tuple[dict[str, Tensor], dict[str, Any]]:
+CHECKPOINT = "checkpoint"                          # what load_state calls the pair it reads: "checkpoint file ..."
+PREPROCESS_RECORD = "the run's preprocessing record"   # preprocess.*, its fitted input processing: no checkpoint
+
+
+def load_state(stem: str | Path, meta_keys: Iterable[str] = (), tensor_keys: Iterable[str] = (),
+               kind: str = CHECKPOINT) -> tuple[dict[str, Tensor], dict[str, Any]]:
     """Read ``stem.safetensors`` and ``stem.json`` (or, when those do not belong together because a
     write was killed between its renames, or the JSON does not match its own digest, the previous pair
     ``stem.prev.*`` that :func:`save_state` kept); raises :class:`CheckpointError` naming the file when one is
-    missing, damaged or lacks one of ``meta_keys`` / ``tensor_keys``."""
-    stem = Path(stem)
-    verified = _whole(stem)
-    if not verified and _whole(_prev(stem)):        # killed between save_state's two renames, or damaged since
-        log.warning("checkpoint %s does not verify (its JSON does not match its own SHA-256, or its tensors are not "
-                    "the ones it records the SHA-256 of: a write killed between its two files, or bytes changed on "
-                    "disk since); going on from the previous checkpoint %s.*, which does", stem, _prev(stem).name)
-        stem, verified = _prev(stem), True
+    missing, damaged or lacks one of ``meta_keys`` / ``tensor_keys``. ``kind``: what its words call the pair
+    (:data:`PREPROCESS_RECORD` for a run's preprocess.*: until 2026-12-05 it was named a "checkpoint file")."""
+    stem, verified = _verified_stem(Path(stem), kind)
     tensor_path, meta_path = _pair(stem)
     for p in (tensor_path, meta_path):
         if not p.is_file():
-            raise CheckpointError(f"checkpoint file {str(p)!r} is missing")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"checkpoint file {str(meta_path)!r} is not valid JSON: {err}") from None
-    if not isinstance(meta, dict):
-        raise CheckpointError(f"checkpoint file {str(meta_path)!r} does not hold a JSON object")
+            raise CheckpointError(f"{kind} file {str(p)!r} is missing")
+    meta = _json_object(meta_path, kind)
     tensors = read_tensors(tensor_path)        # a damaged file is named as such first
-    problem = None if verified else digest_problem(meta)
-    if problem:
-        raise CheckpointError(f"checkpoint file {str(meta_path)!r} (of {str(tensor_path)!r}) cannot be read back: "
-                              f"{problem}, and no earlier copy of it ({_prev(stem).name}.*) verifies; put an intact "
-                              "copy of the run back (a change made on purpose: downpour.train.json_digest.rewrite_json "
-                              "writes it with its digest)")
-    if not verified and PAIR_KEY in meta and meta[PAIR_KEY] != sha256_of(tensor_path):   # (older: no digest)
-        raise CheckpointError(f"checkpoint files {str(tensor_path)!r} and {str(meta_path)!r} do not belong together: "
-                              "the tensors' SHA-256 is not the one the JSON recorded when they were written (bytes "
-                              "changed on disk since, a damaged copy, a write cut between the two files, or one "
-                              "replaced), and no earlier checkpoint of it verifies; resume from another copy of the run")
+    _check_meta(stem, meta, verified, kind, paired=True)
     for keys, have, path in ((meta_keys, meta, meta_path), (tensor_keys, tensors, tensor_path)):
         for key in keys:
             if key not in have:
                 raise CheckpointError(f"{str(path)!r} lacks key {key!r}")
     return tensors, meta
+
+
+def verified_meta(stem: str | Path, kind: str = CHECKPOINT) -> dict[str, Any]:
+    """``stem.json`` read and checked as :func:`load_state` reads and checks it, its tensors not read: a JSON that
+    does not match its own digest, or tensors whose SHA-256 is not the one it records, refused in its words. A
+    tensors file missing or cut short is not refused here (a run shared without it), nor hashed."""
+    stem, verified = _verified_stem(Path(stem), kind)
+    tensor_path, meta_path = _pair(stem)
+    if not meta_path.is_file():
+        raise CheckpointError(f"{kind} file {str(meta_path)!r} is missing")
+    meta = _json_object(meta_path, kind)
+    _check_meta(stem, meta, verified, kind, paired=readable_tensors(tensor_path))
+    return meta
+
+
+def _verified_stem(stem: Path, kind: str) -> tuple[Path, bool]:
+    """``stem``, or its previous pair ``stem.prev.*`` where ``stem`` does not verify and that one does (killed
+    between save_state's two renames, or damaged since: said in a warning); and whether the pair verified."""
+    if _whole(stem):
+        return stem, True
+    if not _whole(_prev(stem)):
+        return stem, False
+    log.warning("%s %s does not verify (its JSON does not match its own SHA-256, or its tensors are not the ones it "
+                "records the SHA-256 of: a write killed between its two files, or bytes changed on disk since); going "
+                "on from its previous copy %s.*, which does", kind, stem, _prev(stem).name)
+    return _prev(stem), True
+
+
+def _json_object(meta_path: Path, kind: str) -> dict[str, Any]:
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{kind} file {str(meta_path)!r} is not valid JSON: {err}") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{kind} file {str(meta_path)!r} does not hold a JSON object")
+    return meta
+
+
+def _check_meta(stem: Path, meta: dict[str, Any], verified: bool, kind: str, paired: bool) -> None:
+    """CheckpointError where ``stem``'s JSON ``meta`` does not match its own digest, or (``paired``: its tensors
+    file there, whole) the tensors' SHA-256 is not the one it records; nothing for a pair that ``verified``."""
+    if verified:
+        return
+    tensor_path, meta_path = _pair(stem)
+    problem = digest_problem(meta)
+    if problem:
+        raise CheckpointError(f"{kind} file {str(meta_path)!r} (of {str(tensor_path)!r}) cannot be read back: "
+                              f"{problem}, and no earlier copy of it ({_prev(stem).name}.*) verifies; put an intact "
+                              "copy of the run back (a change made on purpose: downpour.train.json_digest.rewrite_json "
+                              "writes it with its digest)")
+    if paired and PAIR_KEY in meta and meta[PAIR_KEY] != sha256_of(tensor_path):   # (older: no digest)
+        way_on = "resume from another copy of the run" if kind == CHECKPOINT else "put an intact copy of the run back"
+        raise CheckpointError(f"{kind} files {str(tensor_path)!r} and {str(meta_path)!r} do not belong together: "
+                              "the tensors' SHA-256 is not the one the JSON recorded when they were written (bytes "
+                              "changed on disk since, a damaged copy, a write cut between the two files, or one "
+                              f"replaced), and no earlier copy of it verifies; {way_on}")
 
 
 def check_dtypes(want: dict[str, Tensor], tensors: dict[str, Tensor], path: str | Path) -> None:

@@ -13,7 +13,7 @@ import torch
 
 from downpour.data.pipeline import recorded
 from downpour.errors import DataError
-from downpour.train.checkpoint import CheckpointError, load_state
+from downpour.train.checkpoint import PREPROCESS_RECORD, CheckpointError, load_state
 
 if TYPE_CHECKING:
     from downpour.data.preprocess import Preprocess
@@ -47,7 +47,7 @@ def saved_fit(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | No
     One that does not verify (edited by hand, damaged) is a CheckpointError naming it: a resume wrote it anew over
     it without a word until 2026-12-05, and the steps it recorded the fit was refitted at were lost with it."""
     try:
-        return load_state(path / "preprocess")
+        return load_state(path / "preprocess", kind=PREPROCESS_RECORD)
     except CheckpointError as err:
         if not (path / "preprocess.json").is_file():
             return None

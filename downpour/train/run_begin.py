@@ -22,7 +22,7 @@ CONFIG_KEY = "config"   # a checkpoint's JSON: the resolved config its weights w
 
 class RunBegin:
     """RunDir's methods for the start of a run and of a resume (they use its ``path``, ``config``,
-    ``checkpoints``, ``model_step``, ``save_config``, ``save_preprocess`` and ``truncate_metrics``)."""
+    ``checkpoints``, ``model_step``, ``saved_model``, ``save_config``, ``save_preprocess`` and ``truncate_metrics``)."""
 
     trained_with: dict[str, Any] | None
 
@@ -37,9 +37,9 @@ class RunBegin:
         # a preprocess.json that does not verify refuses it, as its --dry-run does (until 2026-12-05 the model was
         # saved beside it, and the analysis refused the run in turn)
         saved_fit(self.path)
-        saved = self.model_step()
+        saved, why = self.saved_model()     # (why it is not whole, naming the file: missing, damaged, edited)
         log.warning("%s: the checkpoint is the run's last step (%d) but the model %s; saving it now", self.path, start,
-                    "was not saved (or was cut short or damaged)" if saved is None else f"is still step {saved}'s")
+                    f"was not saved whole ({why})" if saved is None else f"is still step {saved}'s")
         return True
 
     def ends_unsaved(self, cfg: RunConfig, start: int) -> bool:

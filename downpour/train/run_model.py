@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from downpour.errors import NotARunError
+from downpour.errors import DownpourError, NotARunError
 from downpour.models.base import FeatureModel
 from downpour.models.registry import create_model
 from downpour.settings import is_count
-from downpour.train.checkpoint import (PAIR_KEY, CheckpointError, load_state, read_tensors, readable_tensors, save_state,
-                                       sha256_of)
+from downpour.train.checkpoint import (PAIR_KEY, PREPROCESS_RECORD, CheckpointError, load_state, read_tensors,
+                                       readable_tensors, save_state, sha256_of, verified_meta)
 from downpour.train.config_record import model_differences
 from downpour.train.json_digest import digest_problem
 from downpour.train.model_file import fit_weights, write_model
@@ -30,17 +30,32 @@ class RunModel:
         the SHA-256 it records of itself: a resume writes it again from its checkpoint, where it said the run "already
         reached" its end; the damaged one counted as saved until 2026-12-05). A model from before 2026-12-02 records
         no SHA-256 and counts as whole."""
-        weights = self.path / "model.safetensors"
+        return self.saved_model()[0]
+
+    def saved_model(self) -> tuple[int | None, str | None]:
+        """:meth:`model_step`, and where it is None, why, said for a warning naming the file: missing, not readable
+        (cut short or damaged), or failing its SHA-256 check (model.json's of itself, or of model.safetensors). A
+        resume that writes the model again says it (until 2026-12-05 "was not saved (or was cut short or damaged)")."""
+        weights, record = self.path / "model.safetensors", self.path / "model.json"
+        for path in (weights, record):
+            if not path.is_file():
+                return None, f"{str(path)!r} is missing"
         if not readable_tensors(weights):
-            return None
+            return None, f"{str(weights)!r} is not a readable safetensors file (cut short or damaged)"
         try:
             meta = self.read_json("model.json")
-        except NotARunError:
-            return None
+        except NotARunError as err:                  # (torn by a kill while it was written)
+            return None, str(err)
         step = meta.get("step") if isinstance(meta, dict) else None
-        if step is not None and (PAIR_KEY in meta and meta[PAIR_KEY] != sha256_of(weights) or digest_problem(meta)):
-            return None
-        return step if isinstance(step, int) else None
+        if not isinstance(step, int):
+            return None, f"{str(record)!r} records no step number (step is {step!r})"
+        problem = digest_problem(meta)               # (first: nothing it records is to be trusted then, nor hashed)
+        if problem:
+            return None, f"{str(record)!r} fails its SHA-256 check: {problem}"
+        if PAIR_KEY in meta and meta[PAIR_KEY] != sha256_of(weights):
+            return None, (f"{str(weights)!r} fails its SHA-256 check: it is not the one {str(record)!r} records (bytes "
+                          "changed on disk since it was written)")
+        return step, None
 
     def save_model(self, model: FeatureModel, step: int, extra: dict[str, Any] | None = None) -> None:
         """``model.safetensors`` (every parameter and buffer) + ``model.json`` (registry name, options, step)."""
@@ -52,27 +67,42 @@ class RunModel:
 
     def analysis_stale(self) -> bool:
         """Whether analysis.json describes the model at another step than the one saved (a report made while a resume
-        trained, before 2026-12-02): a report of the run analyses it again first."""
+        trained, before 2026-12-02): a report of the run analyses it again first. Blind to a model that fails its
+        SHA-256 check (:meth:`model_step` is None: not stale): `analyze` and `report` ask :meth:`check_saved` first."""
         saved = self.model_step()
         return saved is not None and self.analysed_step() not in (None, saved)
 
     def check_analysed_model(self) -> None:
-        """A CheckpointError naming model.json where it does not match the SHA-256 it records of itself (edited since
-        it was written), or model.safetensors and model.json where the weights' SHA-256 is not the one model.json
-        records (bytes changed on disk since): analysis.json describes the model as saved, not what is on disk now,
-        and a report rendered it without a word until 2026-12-05 (:meth:`model_step` is None for either, so the
-        analysis was not taken as stale). Nothing is removed: the resume that writes the model again leaves the
-        analysis of its step. A run without model.json or model.safetensors (shared with its analysis alone), or with
-        a torn model.json, is not refused here. (The weights' hash is cached for a big file: model_step's is the same.)"""
-        if not (self.path / "model.json").is_file():
-            return
+        """:meth:`check_saved`, said for `downpour report`: where the run has an analysis.json, the refusal adds that
+        it is not reported meanwhile (it describes the model and input processing as they were saved, not the files on
+        disk now, and a report rendered it without a word until 2026-12-05: :meth:`model_step` is None for either, so
+        the analysis was not taken as stale; a preprocess.json edited since was not looked at). Nothing is removed: the
+        resume that writes the model again leaves the analysis of its step. Without analysis.json the report analyses
+        the run first, and its refusal is the analysis's own words."""
         try:
-            self._check_pair(self._model_json())
-        except NotARunError:
-            return
+            self.check_saved()
         except CheckpointError as err:
-            raise CheckpointError(f"{err}; its analysis.json is not reported meanwhile: it describes the model as it "
-                                  "was saved, not the files on disk now") from None
+            if not (self.path / "analysis.json").is_file():
+                raise
+            raise CheckpointError(f"{err}; its analysis.json is not reported meanwhile: it describes the model and its "
+                                  "input processing as they were saved, not the files on disk now") from None
+
+    def check_saved(self) -> None:
+        """A CheckpointError in :meth:`load_model`'s and :meth:`load_preprocess`'s words where a SHA-256 finds a file
+        changed since it was written: model.json edited (its own), model.safetensors not the weights model.json
+        records, preprocess.json edited or preprocess.safetensors not the one it records; found without loading the
+        model, so `downpour analyze` and `report` refuse the run before anything else is read or held (until 2026-12-05
+        an analysis asked first whether the analysis was stale, blind to it, and held the no-faces network). A file
+        missing, cut short, or a torn model.json is not refused here (a run shared with its analysis alone still
+        reports; the analysis's loaders name them), a preprocess.json that is not JSON is (its save renames it in
+        whole); a model.json or preprocess.json from before 2026-12-05 records no digest and passes. (The weights' hash is cached for a big file: model_step's and load_model's are the same.)"""
+        if (self.path / "model.json").is_file():
+            try:
+                self._check_pair(self._model_json())
+            except NotARunError:
+                pass
+        if (self.path / "preprocess.json").is_file():
+            verified_meta(self.path / "preprocess", kind=PREPROCESS_RECORD)
 
     def analysed_step(self) -> int | None:
         """The step of the model analysis.json describes (its ``trained_steps``); None without a readable one."""
@@ -173,9 +203,16 @@ class RunModel:
         """``said`` (what is wrong with model.safetensors, up to "or") and the resume that writes the weights again
         from the run's checkpoint; ``unkept`` (up to "or") where it has none."""
         try:
-            reached, steps = self.reached(), self.config.train.steps
+            reached = self.reached()
         except (CheckpointError, NotARunError):      # (a damaged checkpoint: the resume names it)
             return f"{said} `downpour train --resume {self.path}` writes them again from its checkpoint)"
+        try:
+            steps = self.config.train.steps
+        except DownpourError as err:   # (config.toml damaged too: said after the weights' words, never instead of them)
+            if reached is None:
+                return f"{unkept}; and {err}"
+            return (f"{said} `downpour train --resume {self.path}` writes them again from its checkpoint once its "
+                    f"config.toml reads again: {err})")
         if reached is not None and reached >= steps:
             return f"{said} `downpour train --resume {self.path}` writes them again from its checkpoint at its last step, {reached})"
         if reached is not None:
@@ -201,7 +238,7 @@ class RunModel:
         if not (self.path / "preprocess.json").is_file():
             return None
         try:
-            return Preprocess.from_state(*load_state(self.path / "preprocess"))
+            return Preprocess.from_state(*load_state(self.path / "preprocess", kind=PREPROCESS_RECORD))
         except (ValueError, KeyError, TypeError) as err:    # a hand-edited file: a traceback in every analysis
             why = err if isinstance(err, ValueError) else repr(err)      # (a KeyError's str() is the bare key)
             raise CheckpointError(f"{str(self.path / 'preprocess.json')!r} cannot be read back: {why}") from None

@@ -1,0 +1,122 @@
+"""What `analyze`, `report` and a resume say of a run folder whose files fail their SHA-256 check (model.json's and
+preprocess.json's own, json_sha256; model.safetensors' as model.json records it): the file named, and what failed,
+before anything else is read or held (an audit of 2026-12-05 found each of these silent, vague or late)."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from downpour.cli import main
+from downpour.config import load_config
+from downpour.errors import CheckpointError
+from downpour.train import lock
+from downpour.train.loop import run_local
+from downpour.train.rundir import RunDir
+
+SAE = ["data.samples=500", "train.batch_size=20", "train.tensorboard=false", "train.threads=1"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """A small run trained to its end (4 steps, a checkpoint at step 4); each test works on a copy."""
+    path = tmp_path_factory.mktemp("integrity") / "run"
+    cfg = load_config("ufldl-sae", [*SAE, "train.steps=4", "train.checkpoint_every=4"])
+    run_local(cfg, RunDir.create(path, cfg))
+    return path
+
+
+@pytest.fixture
+def run(trained, tmp_path) -> Path:
+    shutil.copytree(trained, tmp_path / "run")
+    return tmp_path / "run"
+
+
+def _edit_by_hand(path: Path, **changes) -> None:
+    """What a text editor leaves: the fields changed, the digest not."""
+    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}, indent=1))
+
+
+def _damage_weights(run: Path) -> None:
+    """Bytes changed inside the last tensor's data, the header intact: a readable file, not the one written."""
+    weights = bytearray((run / "model.safetensors").read_bytes())
+    weights[-8:] = bytes(b ^ 0xFF for b in weights[-8:])
+    (run / "model.safetensors").write_bytes(bytes(weights))
+
+
+def test_the_report_of_a_run_whose_preprocess_json_was_edited_since_its_analysis_is_refused_naming_it(run, capsys):
+    """An edited model.json was refused; an edited preprocess.json (what the analysis prepared its images with) was
+    not looked at, and the analysis was rendered as the run's without a word. Refused now as model.json is: named,
+    json_sha256 said, the analysis kept."""
+    (run / "analysis.json").write_text(json.dumps({"trained_steps": 4}))
+    _edit_by_hand(run / "preprocess.json", normalize="none")
+    assert main(["report", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "preprocess.json' (of " in err and "json_sha256" in err and "its analysis.json is not reported" in err
+    assert json.loads((run / "analysis.json").read_text()) == {"trained_steps": 4}
+    assert not (run / "report.html").exists()
+
+
+@pytest.mark.parametrize("damage, said", [
+    ("model.json edited", "model.json' fails its SHA-256 check: its content is not what it held"),
+    ("weights changed", "model.safetensors' fails its SHA-256 check: it is not the one"),
+    ("model.json deleted", "model.json' is missing"),
+])
+def test_a_resume_that_writes_the_model_again_says_which_check_the_saved_one_failed(run, caplog, damage, said):
+    """It said the model "was not saved (or was cut short or damaged)" whatever it was: not which file, nor that
+    one failed its SHA-256 check."""
+    if damage == "model.json edited":
+        _edit_by_hand(run / "model.json", step=7)
+    elif damage == "weights changed":
+        _damage_weights(run)
+    else:
+        (run / "model.json").unlink()
+    with caplog.at_level("WARNING"):
+        assert main(["train", "--resume", str(run)]) == 0
+    assert f"the model was not saved whole ('{run}/{said}" in caplog.text
+    assert RunDir(run).model_step() == 4
+
+
+def test_the_preprocessing_record_is_not_called_a_checkpoint_file(run):
+    """load_state named preprocess.* a "checkpoint file" to `downpour analyze`, which reads no checkpoint."""
+    _edit_by_hand(run / "preprocess.json", normalize="none")
+    with pytest.raises(CheckpointError) as edited:
+        RunDir(run).load_preprocess()
+    (run / "preprocess.json").write_text((run / "preprocess.json").read_text() + "}")
+    with pytest.raises(CheckpointError) as torn:
+        RunDir(run).load_preprocess()
+    (run / "preprocess.safetensors").unlink()
+    with pytest.raises(CheckpointError) as missing:
+        RunDir(run).load_preprocess()
+    for err in (edited, torn, missing):
+        assert "checkpoint" not in str(err.value) and str(err.value).startswith("the run's preprocessing record file '")
+    assert "preprocess.safetensors' is missing" in str(missing.value)
+
+
+def test_damaged_weights_beside_a_broken_config_toml_are_still_named_with_it(run, capsys):
+    """What writes the weights again reads config.toml (the run's steps): a broken one gave the resume's words as if
+    the resume could run, and `downpour analyze` said only that config.toml cannot be read, the weights unsaid."""
+    _damage_weights(run)
+    (run / "config.toml").write_text("[train\nsteps = ")
+    with pytest.raises(CheckpointError) as err:
+        RunDir(run).load_model()
+    assert "model.safetensors' is not the model" in str(err.value) and "once its config.toml reads again: " \
+        f"{str(run)!r}: its config.toml cannot be read: " in str(err.value)
+    assert main(["analyze", str(run)]) == 2
+    assert str(err.value) in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["analyze", "report"])
+def test_an_analysis_of_a_run_whose_weights_fail_their_check_is_refused_for_them_first(run, capsys, command):
+    """The decision to analyse (RunModel.analysis_stale) is blind to weights that are not the ones model.json records:
+    `downpour analyze` (and a report of a run not analysed yet) held the no-faces twin first, and a training of it met
+    them as the refusal ("is being trained now"), the weights named only after that, once the model was loaded."""
+    _damage_weights(run)
+    RunDir(run).no_faces_twin.mkdir()
+    with lock.training(RunDir(run).no_faces_twin):     # `downpour train --resume RUN/no-faces`, from another terminal
+        assert main([command, str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "model.safetensors' is not the model" in err and f"`downpour train --resume {run}` writes them again" in err
+    assert "being trained now" not in err and "not reported meanwhile" not in err
