@@ -13,7 +13,7 @@ import functools
 import numpy as np
 from scipy.stats import studentized_range
 
-from downpour.analysis.choice import ALIKE
+from downpour.analysis.choice import ALIKE, STILL
 
 Z95 = 1.959963984540054     # the normal's 97.5% point: a 95% interval is +-Z95 standard errors
 
@@ -71,3 +71,80 @@ def asin_scale(auc: np.ndarray, pairs: int) -> np.ndarray:
     that scale makes constant (the logit over-stabilises: its variance grows as 1 / (1 - AUC)). Told by
     ``choice.chance_spread`` or :func:`own_range_spread` of the transformed replicates and observed AUCs."""
     return np.arcsin(np.sqrt((np.asarray(auc, dtype=np.float64) * pairs + 0.375) / (pairs + 0.75)))
+
+
+# Candidates measured beside the pooled range for its residuals (bench/tie_calibration.py, docs/analysis.md,
+# 2026-12-05, h-tie5), not adopted: big alike ties at moderate AUC under-called, and a unit at AUC 1.000 stays at 0.
+
+@functools.lru_cache(maxsize=None)
+def _normal_ranges(tied: int) -> tuple[np.ndarray, np.ndarray]:
+    """For 2..``tied`` independent standard normals: (T - 1,) their range's mean over the rms of their deviations
+    from their mean (E[R] / sqrt((T - 1) / T); 1.596 for 2, 4.54 for 50) and the range's :data:`ALIKE` point over
+    its mean (2.45 for 2, 1.26 for 50), both by quadrature on a grid of 0.0045."""
+    from scipy.stats import norm
+    x = np.linspace(-9.0, 9.0, 4001)
+    dx, cdf, pdf = x[1] - x[0], norm.cdf(x), norm.pdf(x)
+    t = np.arange(2, max(int(tied), 2) + 1)[:, None]
+    mean = (1.0 - cdf ** t - (1.0 - cdf) ** t).sum(axis=1) * dx
+    r = np.linspace(0.0, 12.0, 1201)
+    # P(R <= r) = T int phi(x) (Phi(x + r) - Phi(x))^(T - 1) dx
+    below = np.stack([(t * pdf * np.clip(norm.cdf(x + s) - cdf, 0.0, 1.0) ** (t - 1)).sum(axis=1) * dx for s in r], 1)
+    q = np.array([np.interp(ALIKE, b, r) for b in below])
+    return mean / np.sqrt((t[:, 0] - 1) / t[:, 0]), q / mean
+
+
+def pooled_deviations(replicates: np.ndarray, observed: np.ndarray) -> np.ndarray:
+    """``choice.chance_spread``'s (T, B) deviations: each unit's replicates minus its observed AUC, scaled to the
+    median replicate sd of the units that move (a still one's 0); finite replicates only."""
+    d = np.asarray(replicates, dtype=np.float64) - np.asarray(observed, dtype=np.float64)[:, None]
+    d = d[:, np.isfinite(d).all(axis=0)]
+    sd = d.std(axis=1)
+    moving = sd > STILL
+    return d * (np.median(sd[moving]) / np.where(moving, sd, np.inf))[:, None] if moving.any() else 0.0 * d
+
+
+def mean_range_spread(replicates: np.ndarray, observed: np.ndarray) -> float:
+    """The pooled deviations' (:func:`pooled_deviations`) *mean* range times a normal range's :data:`ALIKE` point over
+    its mean, for as many independent units as give their range over their rms deviation (``T_eff``, 2 for two
+    clusters of copies, T for T exchangeable units; :func:`_normal_ranges`). The bootstrap's range is right on
+    average (1-4% over the spread's mean) but over-dispersed in big ties at moderate AUC (its 95% point over its
+    mean 1.39 against the spread's 1.34 and the normal's 1.34, 20 units at 0.7 on 30 + 30), and a big tie's range
+    is tight, so a limit 4% high halves the call rate; this keeps the mean and takes the dispersion from the normal."""
+    d = pooled_deviations(replicates, observed)
+    if len(d) < 2 or d.shape[1] == 0:
+        return 0.0 if len(d) < 2 else float("nan")
+    mean = float(np.ptp(d, axis=0).mean())
+    rms = float(np.sqrt(((d - d.mean(axis=0)) ** 2).mean()))
+    if rms == 0.0:
+        return 0.0
+    ratio, kappa = _normal_ranges(len(d))
+    return mean * float(np.interp(mean / rms, ratio, kappa))
+
+
+def margin_half_pair(pos: np.ndarray, neg: np.ndarray, w_pos: np.ndarray, w_neg: np.ndarray) -> np.ndarray:
+    """(T, B) half a pair of each unit's margin (its lowest-scoring face against its highest-scoring negative) in each
+    replicate's AUC: 0.5 w_face w_negative / (the replicate's faces' weight x negatives' weight). Subtracted from a
+    unit's replicates it moves a unit at AUC 1.000, whose replicates are still, as a unit that lost that pair would."""
+    f, g = np.argmin(pos, axis=1), np.argmax(neg, axis=1)
+    den = w_pos.sum(axis=1) * w_neg.sum(axis=1)                                  # (B,)
+    return 0.5 * (w_pos[:, f] * w_neg[:, g]).T / den
+
+
+def half_pair_spread(replicates: np.ndarray, observed: np.ndarray, margin: np.ndarray) -> float:
+    """``choice.chance_spread`` with every unit's replicates less its ``margin`` (:func:`margin_half_pair`), the
+    median replicate sd still that of the units that move on their own: a unit at 1.000 is scaled to it as one
+    a pair short is, where ``chance_spread`` leaves it at 0 (the limit jumps when a unit's last lost pair goes)."""
+    d0 = np.asarray(replicates, dtype=np.float64) - np.asarray(observed, dtype=np.float64)[:, None]
+    if len(d0) < 2:
+        return 0.0
+    ok = np.isfinite(d0).all(axis=0)
+    if not ok.any():
+        return float("nan")
+    sd0 = d0[:, ok].std(axis=1)
+    moving = sd0 > STILL
+    if not moving.any():
+        return 0.0
+    d = d0[:, ok] - margin[:, ok]
+    sd = d.std(axis=1)
+    return float(np.quantile(np.ptp(d * (np.median(sd0[moving]) / np.where(sd > STILL, sd, np.inf))[:, None], axis=0),
+                             ALIKE))

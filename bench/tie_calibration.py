@@ -15,7 +15,10 @@ the table draws them; the rule earlier on 2026-12-05, ``own_range_spread`` of be
 DeLong's covariance of the T AUCs and the 95% point of the range of 4,000 seeded multivariate-normal draws with it;
 ``logit`` the bootstrap range on the logit scale (AUCs clipped half a pair from 0 and 1); ``asin`` and
 ``asin_pooled`` the bootstrap range and the pooled one on the arcsine-square-root scale (``asin_scale`` of
-bench/_tie_rules.py). ``--seed`` draws other ties (each cell's seed moved by 1,000 x it). Beside the rates:
+bench/_tie_rules.py); ``mean_range`` the pooled deviations' mean range times a normal range's 95% point over its
+mean at the units' effective number (``mean_range_spread``) and ``half_pair`` the pooled range with each unit's
+margin pair half lost in every replicate (``half_pair_spread``), candidates for the pooled range's residuals
+(2026-12-05, not adopted). ``--seed`` draws other ties (each cell's seed moved by 1,000 x it). Beside the rates:
 ``boot/true`` and ``delong/true``, the first and last units' AUC difference's variance by each over its variance over
 the ties; ``spread_q95``, the 95% point of the tie's spread over the ties (the limit a rule that knew the truth would
 draw), ``boot_limit_mean`` and ``corr_spread_limit``, the ``boot`` limit's mean and its correlation with the spread
@@ -37,7 +40,7 @@ from scipy.stats import norm  # noqa: E402
 
 from downpour.analysis.choice import ALIKE, auc_scores, chance_spread  # noqa: E402
 from downpour.analysis.controls import TIE_REPLICATES, bootstrap_weights, comparisons, ranked_aucs  # noqa: E402
-from _tie_rules import asin_scale, own_range_spread  # noqa: E402
+from _tie_rules import asin_scale, half_pair_spread, margin_half_pair, mean_range_spread, own_range_spread  # noqa: E402
 
 
 def delong_cov(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
@@ -59,7 +62,8 @@ def cell(auc: float, t: int, n: int, rho: float, delta: float, ties: int, seed: 
     y = np.r_[np.ones(n), np.zeros(n)].astype(bool)
     d = np.full(t, np.sqrt(2) * norm.ppf(auc))
     d[0] -= delta
-    calls = {"boot": [], "delong": [], "logit": [], "pooled": [], "asin": [], "asin_pooled": []}
+    calls = {"boot": [], "delong": [], "logit": [], "pooled": [], "asin": [], "asin_pooled": [], "mean_range": [],
+             "half_pair": []}
     diffs, var_boot, var_dl, ranges, limits = [], [], [], [], []
     eps = 0.5 / (n * n)
     for _ in range(ties):
@@ -81,6 +85,8 @@ def cell(auc: float, t: int, n: int, rho: float, delta: float, ties: int, seed: 
         ga, gr = asin_scale(a, n * n), asin_scale(reps, n * n)
         calls["asin"].append(np.ptp(ga) > own_range_spread(gr, ga))
         calls["asin_pooled"].append(np.ptp(ga) > chance_spread(gr, ga))
+        calls["mean_range"].append(spread > mean_range_spread(reps, a))
+        calls["half_pair"].append(spread > half_pair_spread(reps, a, margin_half_pair(pos, neg, w[:, y], w[:, ~y])))
         diffs.append(a[0] - a[-1])
         var_boot.append(np.var(reps[0] - reps[-1]))
         var_dl.append(cov[0, 0] + cov[-1, -1] - 2 * cov[0, -1])
