@@ -1,7 +1,7 @@
 """The rules a tie at the top of the choice was told against before the pooled bootstrap range (2026-12-05), kept as
 the reference they are checked against (tests/test_analysis_undecided.py, test_analysis_tie_figures.py,
 test_analysis_tie_null.py), timed against (bench/tie_null.py) and calibrated against (bench/tie_calibration.py), and
-a candidate measured beside it. No downpour code calls them since ``choice.chance_spread`` replaced them: a row of
+candidates measured beside it. No downpour code calls them since ``choice.chance_spread`` replaced them: a row of
 analysis.json from before carries its limit as computed then (``tie_spread_limit``; ``tie_rule`` "bootstrap range"
 for :func:`own_range_spread`'s, none for the studentized range's), and the report says which rule it was
 (report_notes.tie_limit_words); nothing is recomputed. Moved here from downpour/analysis/choice.py on 2026-12-05.
