@@ -25,21 +25,33 @@ STEPS, LOST_AT, RESTART_S = 200, 20, 40     # RESTART_S: a replacement never up 
 PACE_S = 0.2
 
 
-@pytest.fixture
-def three_nodes():
+@pytest.fixture(scope="module")
+def cluster():
+    """One cluster for the module (its start costs some 20 s): a head with no CPU, nodes added by :func:`three_nodes`."""
     cluster = cluster_utils.Cluster(initialize_head=True, head_node_args={
         "num_cpus": 0, "include_dashboard": False, "object_store_memory": 100 * 2 ** 20})
-    nodes = [cluster.add_node(num_cpus=1, object_store_memory=100 * 2 ** 20) for _ in range(3)]
-    cluster.wait_for_nodes()
-    yield cluster, {nd.node_id: nd for nd in nodes}
+    yield cluster
     if ray.is_initialized():
         ray.shutdown()
     cluster.shutdown()
 
 
-def _losing_worker1s_node(monkeypatch, cluster, nodes, lost):
-    """The driver removes worker 1's node once ``LOST_AT`` steps are done (``lost``: its id), and grants no cycle
-    while a replacement is coming up (at most RESTART_S): the survivor would finish the run first on a fast machine."""
+@pytest.fixture
+def three_nodes(cluster):
+    """The module's cluster with three 1-CPU nodes alive (a test before crashed one: one is added in its place, some
+    seconds), and those nodes by id."""
+    alive = list(cluster.worker_nodes)     # (remove_node takes a node out)
+    alive += [cluster.add_node(num_cpus=1, object_store_memory=100 * 2 ** 20) for _ in range(3 - len(alive))]
+    cluster.wait_for_nodes()
+    yield cluster, {nd.node_id: nd for nd in alive}
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+def _losing_a_node(monkeypatch, cluster, nodes, lost, pin=(1, None)):
+    """The driver removes the node of actor ``pin`` (of ``RayCluster.pins``: worker 1's own, or one of its partitions)
+    once ``LOST_AT`` steps are done (``lost``: its id), and grants no cycle while a replacement is coming up (at most
+    RESTART_S): the survivor would finish the run first on a fast machine."""
     from downpour.ps import restarts_on_ray
     from downpour.ps.cluster_on_ray import RayCluster
 
@@ -48,7 +60,7 @@ def _losing_worker1s_node(monkeypatch, cluster, nodes, lost):
 
     def dispatch(self, w):
         if not lost and self.coord.done >= LOST_AT:
-            lost.append(self.pins[1, None])
+            lost.append(self.pins[pin])
             cluster.remove_node(nodes[lost[0]], allow_graceful=False)     # a crash: its processes killed
         if lost and not any(e["event"] == "worker-lost" for e in self.coord.events):
             time.sleep(PACE_S)    # until the crash shows (seconds: ActorUnavailableError), or the survivor finishes
@@ -67,7 +79,7 @@ def test_a_worker_whose_node_is_removed_is_replaced_on_the_node_alive_with_a_cpu
     cluster, nodes = three_nodes
     first, second, third = sorted(nodes)
     lost = []
-    _losing_worker1s_node(monkeypatch, cluster, nodes, lost)
+    _losing_a_node(monkeypatch, cluster, nodes, lost)
     cfg = load_config("ufldl-sae", ["cluster.runner=ray", f"cluster.address={cluster.address}", "data.samples=256",
                                     "train.batch_size=16", "train.log_every=4", "train.tensorboard=false",
                                     "cluster.workers=2", "cluster.shards=1", "cluster.restarts=1",
@@ -86,3 +98,39 @@ def test_a_worker_whose_node_is_removed_is_replaced_on_the_node_alive_with_a_cpu
     placed = run.read_json("cluster.json")
     assert placed["nodes"] == 2 and placed["placement"] == {"shards": [0], "workers": [0, 1]}   # (first, third)
     assert {r["worker"] for r in run.metrics() if r["step"] > LOST_AT + 8} == {0, 1}    # the replacement trains
+
+
+def test_a_partition_whose_node_is_removed_is_placed_again_off_its_siblings_node(tmp_path, three_nodes,
+                                                                                  monkeypatch, caplog):
+    """Model parallelism: 2 replicas x 2 partitions of the tiny cat network on 2 shards. Round-robin over the sorted
+    nodes, shards and workers sit on the first and second; worker 0's partitions on the first and second, worker 1's
+    on the third and first. The third crashes at step 20: worker 1 is lost with its partition 0, and its replacement
+    keeps its worker on the second and its partition 1 on the first (both alive); partition 0 goes off the gone node
+    to the second, free of its sibling (round-robin alone, index 2 over the two alive, would have stacked it on the
+    first, beside partition 1). The run finishes, worker 1 training on, and staleness.json and cluster.json say so."""
+    from downpour.analysis.report import _cluster_faults
+    from test_runner_equivalence import TINY_CAT
+
+    cluster, nodes = three_nodes
+    first, second, third = sorted(nodes)
+    lost = []
+    _losing_a_node(monkeypatch, cluster, nodes, lost, pin=(1, 0))
+    cfg = load_config("cat-untied", [*TINY_CAT, "cluster.runner=ray", f"cluster.address={cluster.address}",
+                                     "cluster.workers=2", "cluster.shards=2", "cluster.partitions=2",
+                                     "cluster.restarts=1", f"train.steps={STEPS}"])
+    caplog.set_level(logging.WARNING, logger="downpour.ps.cluster_on_ray")
+    summary = run_cluster(cfg, RunDir.create(tmp_path / "r", cfg))
+    assert lost == [third]
+    run = RunDir.open(tmp_path / "r")
+    events = run.read_json("staleness.json")["events"]
+    placed_again = [("restart-placed-again", 1)] if len(events) == 3 else []      # (as in the test above)
+    assert [(e["event"], e["worker"]) for e in events] == [("worker-lost", 1), *placed_again, ("worker-restarted", 1)]
+    assert summary["steps"] == STEPS and summary["lost_workers"] == []
+    assert f"worker 1's partition 0's node {third[:8]} is gone: its replacement is pinned to node {second[:8]}" \
+        in caplog.text
+    assert "partition 1's node" not in caplog.text and "worker 1's node" not in caplog.text    # kept where they were
+    placed = run.read_json("cluster.json")
+    assert placed["nodes"] == 2 and placed["placement"] == {"shards": [0, 1], "workers": [0, 1],
+                                                            "partitions": [0, 1, 1, 0]}   # (first, second)
+    assert {r["worker"] for r in run.metrics() if r["step"] > LOST_AT + 8} == {0, 1}    # the replacement trains
+    print(_cluster_faults(run))
