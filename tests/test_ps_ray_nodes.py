@@ -6,6 +6,7 @@ seconds before ``ray.nodes()`` has the node dead, so the replacement is pinned t
 it dead, and must be placed again (until 2026-12-05 a ``restart-failed``, its restart spent: the run went on without
 it). (The placement decisions alone, over stand-ins of ``ray.nodes()``, are tests/test_ps_restarts.py's; its scripted
 cluster never starts a real actor.)"""
+import html
 import logging
 import time
 
@@ -93,6 +94,7 @@ def test_a_worker_whose_node_is_removed_is_replaced_on_the_node_alive_with_a_cpu
     # again off it and says so; one placed after Ray had it dead goes off it at once
     placed_again = [("restart-placed-again", 1)] if len(events) == 3 else []
     assert [(e["event"], e["worker"]) for e in events] == [("worker-lost", 1), *placed_again, ("worker-restarted", 1)]
+    assert not placed_again or events[1]["reason"].startswith(f"its node {second[:8]} gone (")   # the worker's own
     assert summary["steps"] == STEPS and summary["lost_workers"] == []
     assert f"worker 1's node {second[:8]} is gone: its replacement is pinned to node {third[:8]}" in caplog.text
     placed = run.read_json("cluster.json")
@@ -125,6 +127,12 @@ def test_a_partition_whose_node_is_removed_is_placed_again_off_its_siblings_node
     events = run.read_json("staleness.json")["events"]
     placed_again = [("restart-placed-again", 1)] if len(events) == 3 else []      # (as in the test above)
     assert [(e["event"], e["worker"]) for e in events] == [("worker-lost", 1), *placed_again, ("worker-restarted", 1)]
+    # the Faults line names the partition whose node was gone (until 2026-12-05 "its node", the worker's alive)
+    again = (f", its replacement placed again at step {events[1]['step']} (its partition 0's node {third[:8]} gone ("
+             if placed_again else ", restarted at step")
+    faults = html.unescape(_cluster_faults(run))
+    assert faults.startswith(f'<p class="note">Faults: worker 1 lost at step {events[0]["step"]} (') and again in faults
+    assert faults.endswith(f"restarted at step {events[-1]['step']}.</p>")
     assert summary["steps"] == STEPS and summary["lost_workers"] == []
     assert f"worker 1's partition 0's node {third[:8]} is gone: its replacement is pinned to node {second[:8]}" \
         in caplog.text
@@ -133,4 +141,3 @@ def test_a_partition_whose_node_is_removed_is_placed_again_off_its_siblings_node
     assert placed["nodes"] == 2 and placed["placement"] == {"shards": [0, 1], "workers": [0, 1],
                                                             "partitions": [0, 1, 1, 0]}   # (first, second)
     assert {r["worker"] for r in run.metrics() if r["step"] > LOST_AT + 8} == {0, 1}    # the replacement trains
-    print(_cluster_faults(run))

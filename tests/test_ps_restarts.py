@@ -215,11 +215,12 @@ def test_a_replacement_pinned_to_a_node_that_crashed_before_ray_said_so_is_place
     assert [[p.node.fn().value for p in parts] for parts in cluster.parts[1:]] == [[c, a], [c, a], [b, a]]
     # staleness.json says the first replacement was placed again, and why (until 2026-12-05 the log alone did)
     assert [e[0] for e in _events(coord)] == ["worker-lost", "restart-placed-again", "worker-restarted"]
-    assert coord.events[1]["reason"] == "its node cccccccc gone (ActorDiedError)" and coord.lost == []
+    # its partition 0's node, not the worker's (on b, alive): until 2026-12-05 "its node cccccccc gone"
+    assert coord.events[1]["reason"] == "its partition 0's node cccccccc gone (ActorDiedError)" and coord.lost == []
     assert coord.done == STEPS and cluster.trained() == list(range(STEPS)) and cluster.restarts == 0
     assert cluster.placement["partitions"][2:] == [b, a]
     assert {life for w, life, *_ in cluster.pushes if w == 1} == {0, 2}      # the third actor trains on
-    assert "worker 1's replacement was pinned to node cccccccc, gone since (ActorDiedError): placed again" \
+    assert "worker 1's replacement's partition 0 was pinned to node cccccccc, gone since (ActorDiedError): placed again" \
         in caplog.text
 
 

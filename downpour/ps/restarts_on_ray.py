@@ -91,12 +91,15 @@ class Restarts:
         self.worker_actors[w] = self._spawn(w, self.next_seq.get(w, 0), self.coord.done)
         self._starting[w] = (self.worker_actors[w].node.remote(), time.monotonic() + RESTART_SECONDS)
 
-    def _pinned_to_gone_node(self, w: int) -> str | None:
-        """The node gone (``ray.nodes()`` has it dead, or not at all) that worker ``w``'s actor or one of its
-        partitions was pinned to (None: none was)."""
+    def _pinned_to_gone_node(self, w: int) -> tuple[str, int | None] | None:
+        """The first of worker ``w``'s actors (its own, then its partitions in order) pinned to a node gone
+        (``ray.nodes()`` has it dead, or not at all): ``(that node, None for the worker's own or the partition)``
+        (None: none was). Until 2026-12-05 the node alone: a replacement's event and log said a partition's node as the
+        worker's own ("its node cccccccc gone"), the worker's node alive."""
         alive = {nd["NodeID"] for nd in ray.nodes() if nd["Alive"]}
-        gone = sorted(node for (v, _), node in self.pins.items() if v == w and node is not None and node not in alive)
-        return gone[0] if gone else None
+        gone = sorted((-1 if p is None else p, node) for (v, p), node in self.pins.items()
+                      if v == w and node is not None and node not in alive)
+        return (gone[0][1], None if gone[0][0] < 0 else gone[0][0]) if gone else None
 
     def _why_not_respawned(self) -> str:
         """Why :meth:`_respawn` started no new actor."""
@@ -205,15 +208,17 @@ class Restarts:
                              f"answer within {RESTART_SECONDS} s")
             return
         except RayError as err:      # the new actor (or a partition) died coming up: one more loss, restarted again
-            if (gone := self._pinned_to_gone_node(w)) is not None:
+            if (pin := self._pinned_to_gone_node(w)) is not None:
+                gone, p = pin
+                whose = "" if p is None else f"partition {p}'s "       # its [partition 0's] node
                 # pinned to a node that crashed before ray.nodes() said so (Ray 2.60 has it dead some 14 s after the
                 # crash, the loss shows in 2-3 s as an ActorUnavailableError naming no node): the same restart, placed
                 # again off it, once Ray has it dead. Until 2026-12-05 a restart-failed, its restart spent; earlier
                 # that day said in the log alone (a run's files did not tell why its restart came 10-14 s late)
                 self.coord.events.append({"event": "restart-placed-again", "worker": w, "step": self.coord.done,
-                                          "reason": f"its node {gone[:8]} gone ({type(err).__name__})"})
-                log.warning("worker %d's replacement was pinned to node %s, gone since (%s): placed again", w,
-                            gone[:8], type(err).__name__)
+                                          "reason": f"its {whose}node {gone[:8]} gone ({type(err).__name__})"})
+                log.warning("worker %d's replacement%s was pinned to node %s, gone since (%s): placed again", w,
+                            "" if p is None else f"'s partition {p}", gone[:8], type(err).__name__)
                 self._kill_worker(w)
                 self._start_replacement(w)
                 return
