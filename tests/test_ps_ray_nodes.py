@@ -1,10 +1,15 @@
 """A node lost mid-run on a real multi-node Ray: ``ray.cluster_utils.Cluster`` starts a head (no CPU: the placer
-leaves it out) and three 1-CPU nodes on this machine, a run joins it by address, and the node of worker 1 crashes
-(its processes killed, not stopped gracefully) while the run trains. Its replacement must be placed off the gone node,
-on the one alive node with a CPU free, and the run must finish and say so. A crash shows (ActorUnavailableError)
-seconds before ``ray.nodes()`` has the node dead, so the replacement is pinned to it first, dies coming up once Ray has
-it dead, and must be placed again (until 2026-12-05 a ``restart-failed``, its restart spent: the run went on without
-it). (The placement decisions alone, over stand-ins of ``ray.nodes()``, are tests/test_ps_restarts.py's; its scripted
+leaves it out), one for the module (its start costs some 20 s), and each test runs with three 1-CPU nodes on this
+machine (one added in place of the one a test before crashed, some 4 s); a run joins it by address, and a node of
+worker 1's crashes (its processes killed, not stopped gracefully) while the run trains.
+
+Worker 1's own node: its replacement must be placed off the gone node, on the one alive node with a CPU free, and the
+run must finish and say so. A crash shows (ActorUnavailableError) seconds before ``ray.nodes()`` has the node dead, so
+the replacement is pinned to it first, dies coming up once Ray has it dead, and must be placed again (until 2026-12-05
+a ``restart-failed``, its restart spent: the run went on without it).
+The node of worker 1's partition 0 (model parallelism): the partition is placed again on an alive node free of its
+sibling partition, the worker and that sibling kept where they were (until 2026-12-05 only scripted).
+(The placement decisions alone, over stand-ins of ``ray.nodes()``, are tests/test_ps_restarts.py's; its scripted
 cluster never starts a real actor.)"""
 import html
 import logging
@@ -24,6 +29,7 @@ STEPS, LOST_AT, RESTART_S = 200, 20, 40     # RESTART_S: a replacement never up 
 # Ray's ~14 s to have the node dead (its actors with it) on a loaded machine; at 0.05 s (until 2026-12-05) 9 s did not
 # (the survivor could finish, and the replacement have no step left to train)
 PACE_S = 0.2
+PART_STEPS = 120    # the partitioned run's: 100 cycles left at PACE_S still outlast Ray's ~14 s (each step ~25 ms after)
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +125,7 @@ def test_a_partition_whose_node_is_removed_is_placed_again_off_its_siblings_node
     _losing_a_node(monkeypatch, cluster, nodes, lost, pin=(1, 0))
     cfg = load_config("cat-untied", [*TINY_CAT, "cluster.runner=ray", f"cluster.address={cluster.address}",
                                      "cluster.workers=2", "cluster.shards=2", "cluster.partitions=2",
-                                     "cluster.restarts=1", f"train.steps={STEPS}"])
+                                     "cluster.restarts=1", f"train.steps={PART_STEPS}"])
     caplog.set_level(logging.WARNING, logger="downpour.ps.cluster_on_ray")
     summary = run_cluster(cfg, RunDir.create(tmp_path / "r", cfg))
     assert lost == [third]
@@ -133,7 +139,7 @@ def test_a_partition_whose_node_is_removed_is_placed_again_off_its_siblings_node
     faults = html.unescape(_cluster_faults(run))
     assert faults.startswith(f'<p class="note">Faults: worker 1 lost at step {events[0]["step"]} (') and again in faults
     assert faults.endswith(f"restarted at step {events[-1]['step']}.</p>")
-    assert summary["steps"] == STEPS and summary["lost_workers"] == []
+    assert summary["steps"] == PART_STEPS and summary["lost_workers"] == []
     assert f"worker 1's partition 0's node {third[:8]} is gone: its replacement is pinned to node {second[:8]}" \
         in caplog.text
     assert "partition 1's node" not in caplog.text and "worker 1's node" not in caplog.text    # kept where they were
