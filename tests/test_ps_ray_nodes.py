@@ -29,12 +29,12 @@ STEPS, LOST_AT, RESTART_S = 200, 20, 40     # RESTART_S: a replacement never up 
 # Ray's ~14 s to have the node dead (its actors with it) on a loaded machine; at 0.05 s (until 2026-12-05) 9 s did not
 # (the survivor could finish, and the replacement have no step left to train)
 PACE_S = 0.2
-PART_STEPS = 120    # the partitioned run's: 100 cycles left at PACE_S still outlast Ray's ~14 s (each step ~25 ms after)
+PART_STEPS = 120    # the partitioned run's: 100 cycles left at PACE_S outlast Ray's ~14 s too (each step ~25 ms after)
 
 
 @pytest.fixture(scope="module")
 def cluster():
-    """One cluster for the module (its start costs some 20 s): a head with no CPU, nodes added by :func:`three_nodes`."""
+    """One cluster for the module (its start costs some 20 s): a head with no CPU; :func:`three_nodes` adds nodes."""
     cluster = cluster_utils.Cluster(initialize_head=True, head_node_args={
         "num_cpus": 0, "include_dashboard": False, "object_store_memory": 100 * 2 ** 20})
     yield cluster

@@ -220,8 +220,8 @@ def test_a_replacement_pinned_to_a_node_that_crashed_before_ray_said_so_is_place
     assert coord.done == STEPS and cluster.trained() == list(range(STEPS)) and cluster.restarts == 0
     assert cluster.placement["partitions"][2:] == [b, a]
     assert {life for w, life, *_ in cluster.pushes if w == 1} == {0, 2}      # the third actor trains on
-    assert "worker 1's replacement's partition 0 was pinned to node cccccccc, gone since (ActorDiedError): placed again" \
-        in caplog.text
+    assert ("worker 1's replacement's partition 0 was pinned to node cccccccc, gone since (ActorDiedError): "
+            "placed again") in caplog.text
 
 
 def test_a_replacement_is_placed_as_the_actor_it_replaces_and_elsewhere_where_its_node_is_gone(monkeypatch):
