@@ -284,7 +284,7 @@ def test_a_presets_cluster_lr_is_its_servers_rate_on_a_cluster_run_and_its_local
     local = load_config("cnn-digits")
     assert local.train == cfg.train and (local.train.optimizer, local.train.lr) == ("adam", 0.01)
     optimizer = make_optimizer(local.train, [torch.nn.Parameter(torch.zeros(1))])
-    assert isinstance(optimizer, torch.optim.Adam) and optimizer.param_groups[0]["lr"] == 0.01
+    assert type(optimizer).__name__ == "Adam" and optimizer.param_groups[0]["lr"] == 0.01
     plain = load_config("cnn-digits", [("cluster.runner", "simulated"), ("cluster.lr", 0.0)])
     assert _server_rates(plain) == [plain.train.lr] * 2
     common = ["train", "--config", "cnn-digits", "--steps", "2", "--set", "train.tensorboard=false", "--no-report",

@@ -121,3 +121,30 @@ def test_a_studys_help_starts_without_the_analysis_libraries():
             "    assert 'conditions:' in out.getvalue(), name\n"
             "print(sorted(m for m in ('sklearn', 'scipy.stats', 'matplotlib') if m in sys.modules))")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"
+
+
+def test_a_local_training_process_never_imports_torch_dynamo(tmp_path):
+    """torch.optim's optimisers import torch._dynamo when built and at their first step (1.2 s of an idle start,
+    3 s on 2 busy cores, in every local run, study worker and cross-fit fold): a local run, its resume and each
+    of train.optimizer's choices step without it (train/optimisers.py)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, torch\n"
+            "from downpour.config import load_config\n"
+            "from downpour.train.loop import run_local\n"
+            "from downpour.train.rundir import RunDir\n"
+            "from downpour.train.setup import make_optimizer\n"
+            "small = ['model.maps=[2]', 'model.kernels=[4]', 'model.strides=[2]', 'model.pools=[2]', "
+            "'model.pool_strides=[1]', 'data.size=16', 'train.batch_size=4', 'train.tensorboard=false', "
+            "'train.optimizer=adam']\n"
+            f"out = {str(tmp_path / 'run')!r}\n"
+            "cfg = load_config('cat-demo', small + ['train.steps=2'])\n"
+            "run_local(cfg, RunDir.create(out, cfg))\n"
+            "run_local(load_config(out + '/config.toml', ['train.steps=3']), RunDir.open(out), resume=True)\n"
+            "for name in ('sgd', 'adagrad', 'adam'):\n"
+            "    p = torch.nn.Parameter(torch.ones(2)); p.grad = torch.ones(2)\n"
+            "    opt = make_optimizer(load_config('cat-demo', [f'train.optimizer={name}']).train, [p])\n"
+            "    opt.step(); opt.load_state_dict(opt.state_dict())\n"
+            "print('torch._dynamo' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"

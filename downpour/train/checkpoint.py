@@ -21,6 +21,7 @@ from torch import Tensor
 from downpour.data.positions import position_problem
 from downpour.errors import CheckpointError
 from downpour.train.json_digest import digest_problem, digested
+from downpour.train.optimisers import Optimiser
 from downpour.settings import is_count
 
 
@@ -300,7 +301,11 @@ def check_streams(meta: dict[str, Any], stem: str | Path) -> None:
                               "stream cut (a damaged checkpoint)")
 
 
-def optimizer_state(opt: torch.optim.Optimizer) -> tuple[dict[str, Tensor], dict[str, Any]]:
+# the runners' (train/optimisers.py) or torch's own: the same names (SGD, Adagrad, Adam), state and files
+AnyOptimiser = Optimiser | torch.optim.Optimizer
+
+
+def optimizer_state(opt: AnyOptimiser) -> tuple[dict[str, Tensor], dict[str, Any]]:
     """An optimiser's state split into tensors (``opt.<param>.<key>``) and JSON (param groups, scalars)."""
     sd = opt.state_dict()
     tensors: dict[str, Tensor] = {}
@@ -321,7 +326,7 @@ NEEDED = {"Adam": ("step", "exp_avg", "exp_avg_sq"), "Adagrad": ("step", "sum")}
 OWN_SETTINGS = ("betas", "amsgrad", "momentum", "dampening", "nesterov", "lr_decay", "initial_accumulator_value")
 
 
-def _check_same_optimizer(opt: torch.optim.Optimizer, meta: dict[str, Any]) -> None:
+def _check_same_optimizer(opt: AnyOptimiser, meta: dict[str, Any]) -> None:
     """ValueError unless ``meta`` was saved by ``opt``'s kind of optimiser: by its recorded name, and (older
     checkpoints name none) by the settings only one kind has (Adam's betas in an SGD run; a setting a newer
     torch added to the same optimiser is no sign of another)."""
@@ -340,7 +345,7 @@ def _check_same_optimizer(opt: torch.optim.Optimizer, meta: dict[str, Any]) -> N
                          "optimiser (train.optimizer)")
 
 
-def load_optimizer_state(opt: torch.optim.Optimizer, tensors: dict[str, Tensor], meta: dict[str, Any],
+def load_optimizer_state(opt: AnyOptimiser, tensors: dict[str, Tensor], meta: dict[str, Any],
                          trained: bool = True) -> None:
     """Load :func:`optimizer_state`'s split back into ``opt``; ValueError for state that loads but would fail
     (or train otherwise) at the next step: another optimiser's state, a moment of another shape or dtype than its
@@ -380,9 +385,9 @@ def load_optimizer_state(opt: torch.optim.Optimizer, tensors: dict[str, Tensor],
         for param in group["params"]:
             have = opt.state.get(param, {})
             missing = [key for key in needed if key not in have]
-            if missing and (have or isinstance(opt, torch.optim.Adagrad)):    # (Adagrad sets every one up at the start)
+            if missing and (have or type(opt).__name__ == "Adagrad"):    # (Adagrad sets every one up at the start)
                 raise ValueError(f"its optimiser state for parameter {params.index(param)} lacks {', '.join(missing)}")
-    plain_sgd = isinstance(opt, torch.optim.SGD) and not any(g.get("momentum") for g in opt.param_groups)
+    plain_sgd = type(opt).__name__ == "SGD" and not any(g.get("momentum") for g in opt.param_groups)
     if trained and not opt.state and not plain_sgd:
         raise ValueError(f"it holds no {type(opt).__name__} state, though steps were applied before it")
 

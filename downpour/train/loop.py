@@ -1,4 +1,4 @@
-"""The local runner: one process, the shared training step, a torch optimiser. Resumable.
+"""The local runner: one process, the shared training step, torch's optimiser (train/optimisers.py). Resumable.
 
     summary = run_local(cfg, RunDir.create(out, cfg))          # a new run
     summary = run_local(cfg, RunDir.open(out), resume=True)    # continue it to cfg.train.steps

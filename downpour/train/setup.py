@@ -12,12 +12,14 @@ from typing import Callable, Iterable
 import torch
 
 from downpour.config import ConfigError, RunConfig, TrainConfig
+from downpour.train.optimisers import SGD, Adagrad, Adam, Optimiser
 
-# train.optimizer's choices (declared in config/sections.py) -> the torch optimiser
-OPTIMIZERS = {"sgd": torch.optim.SGD, "adagrad": torch.optim.Adagrad, "adam": torch.optim.Adam}
+# train.optimizer's choices (declared in config/sections.py) -> torch's optimiser, stepped without torch.optim's
+# classes (train/optimisers.py: they import torch._dynamo, 1.2-3 s of every local training process's start)
+OPTIMIZERS = {"sgd": SGD, "adagrad": Adagrad, "adam": Adam}
 
 
-def make_optimizer(cfg: TrainConfig, params: Iterable[torch.nn.Parameter]) -> torch.optim.Optimizer:
+def make_optimizer(cfg: TrainConfig, params: Iterable[torch.nn.Parameter]) -> Optimiser:
     params = [p for p in params if p.requires_grad]
     extra = {"momentum": cfg.momentum} if cfg.optimizer == "sgd" else {}
     return OPTIMIZERS[cfg.optimizer](params, lr=cfg.lr, **extra)
