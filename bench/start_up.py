@@ -19,7 +19,8 @@ Both ways' tensors are first checked equal, bit for bit. ``ratio`` < 1: the new 
 Then, once, each in a fresh interpreter: ``import torch._dynamo`` after ``import torch``, and
 ``torch.optim.Adam`` built after it and without it: the 3 s ``make_optimizer`` took in the profile is that
 import (torch's ``Optimizer`` methods are wrapped by ``torch._disable_dynamo``, which imports it on first call,
-and every ``step`` imports it too), so no change of ours would remove it. One JSON line per row.
+and every ``step`` imports it too). Since 2026-12-05 ``make_optimizer`` builds ``train/optimisers.py``'s
+instead, which skip it (bench/optimiser_start_up.py times the two). One JSON line per row.
 """
 from __future__ import annotations
 
