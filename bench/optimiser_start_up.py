@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> None:
     for name in CLASSES:
         check_same(name)
         reps = interleave({kind: lambda r, kind=kind: first_step(kind, name) for kind in MAKERS}, args.reps)
-        row = {"row": name, **summary(reps, "first_step_s"), **{k: summary(reps, k)[k] for k in ("wall_s", "child_cpu_s")},
+        row = {"row": name, **summary(reps, "first_step_s"),
+               **{k: summary(reps, k)[k] for k in ("wall_s", "child_cpu_s")},
                "first_step_ratio": ratio(reps, "first_step_s", "downpour", "torch"),
                "wall_ratio": ratio(reps, "wall_s", "downpour", "torch"),
                "cpu_ratio": ratio(reps, "child_cpu_s", "downpour", "torch")}

@@ -14,7 +14,8 @@ CASES = [("SGD", {"lr": 0.1}), ("SGD", {"lr": 0.1, "momentum": 0.9}),
          ("Adagrad", {"lr": 0.05}), ("Adagrad", {"lr": 0.05, "initial_accumulator_value": 0.1, "lr_decay": 0.01}),
          ("Adam", {"lr": 0.01}), ("Adam", {"lr": 0.01, "betas": (0.8, 0.99), "amsgrad": True, "weight_decay": 0.01})]
 # settings an older torch's group may lack: torch's __setstate__ fills them in when it loads one
-NEWER = ("maximize", "foreach", "capturable", "differentiable", "fused", "decoupled_weight_decay", "nesterov", "amsgrad")
+NEWER = ("maximize", "foreach", "capturable", "differentiable", "fused", "decoupled_weight_decay", "nesterov",
+         "amsgrad")
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU"))]
 
 

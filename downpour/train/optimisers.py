@@ -119,8 +119,10 @@ class Optimiser:
         if len(saved) != len(self.param_groups):
             raise ValueError("loaded state dict has a different number of parameter groups")
         if any(len(s["params"]) != len(g["params"]) for s, g in zip(saved, self.param_groups)):
-            raise ValueError("loaded state dict contains a parameter group that doesn't match the size of optimizer's group")
-        by_index = dict(zip((i for s in saved for i in s["params"]), (p for g in self.param_groups for p in g["params"])))
+            raise ValueError("loaded state dict contains a parameter group that doesn't match the size of "
+                             "optimizer's group")
+        by_index = dict(zip((i for s in saved for i in s["params"]),
+                            (p for g in self.param_groups for p in g["params"])))
         state: dict[Any, dict[str, Any]] = {}
         for key, values in state_dict["state"].items():
             param = by_index.get(key)
