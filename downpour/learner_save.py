@@ -32,7 +32,7 @@ from downpour.data.preprocess import Preprocess
 from downpour.errors import CheckpointError, NotARunError
 from downpour.models.base import FeatureModel
 from downpour.models.registry import create_model, list_models
-from downpour.train.checkpoint import check_finite
+from downpour.train.checkpoint_checks import check_finite
 from downpour.train.json_digest import digest_problem, digested
 from downpour.train.model_file import replace_text, write_model
 from downpour.train.rundir import RunDir

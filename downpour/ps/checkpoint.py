@@ -12,7 +12,8 @@ from typing import Any, Iterator
 
 from torch import Tensor
 
-from downpour.train.checkpoint import CheckpointError, check_counts, check_finite, check_streams, load_state, save_state
+from downpour.train.checkpoint import CheckpointError, load_state, save_state
+from downpour.train.checkpoint_checks import check_counts, check_finite, check_streams
 
 ShardState = tuple[dict[str, Tensor], dict[str, Any]]
 SERVER = "server"  # the server checkpoint's stem under a run's checkpoints/

@@ -27,7 +27,8 @@ from downpour.sandblaster.history import HistoryShard
 from downpour.sandblaster.lbfgs import Coordinator
 from downpour.sandblaster.units import UnitCounts, batch_rows
 from downpour.sandblaster.worker import DTYPES
-from downpour.train.checkpoint import CheckpointError, check_finite, load_state, save_state
+from downpour.train.checkpoint import CheckpointError, load_state, save_state
+from downpour.train.checkpoint_checks import check_finite
 from downpour.train.config_record import splits_steps
 from downpour.train.rundir import RunDir, ends_at_stop
 from downpour.train.setup import stage_for_step

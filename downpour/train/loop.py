@@ -16,8 +16,8 @@ from downpour.data.pipeline import (batch_position, check_resumed_on, close_stre
                                     open_data, record_data, record_stopped, report_at, run_data_info)
 from downpour.errors import Diverged
 from downpour.models.registry import build
-from downpour.train.checkpoint import (CheckpointError, check_counts, check_dtypes, check_finite, check_streams,
-                                       load_optimizer_state, load_state, optimizer_state, save_state)
+from downpour.train.checkpoint import CheckpointError, load_optimizer_state, load_state, optimizer_state, save_state
+from downpour.train.checkpoint_checks import check_counts, check_dtypes, check_finite, check_streams
 from downpour.train.rundir import RunDir
 from downpour.train.setup import make_optimizer, resolve_device, set_up_torch, stage_for_step
 from downpour.train.signals import signals_held

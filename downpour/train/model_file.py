@@ -18,7 +18,8 @@ from typing import Any
 from torch import Tensor
 
 from downpour.models.base import FeatureModel
-from downpour.train.checkpoint import PAIR_KEY, CheckpointError, check_dtypes, sha256_of, write_tensors
+from downpour.train.checkpoint import PAIR_KEY, CheckpointError, sha256_of, write_tensors
+from downpour.train.checkpoint_checks import check_dtypes
 from downpour.train.json_digest import digested
 
 

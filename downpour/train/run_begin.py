@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 from downpour.config import ConfigError, RunConfig
 from downpour.data.pipeline import decode_change
 from downpour.errors import NotARunError
-from downpour.train.checkpoint import check_streams, load_state
+from downpour.train.checkpoint import load_state
+from downpour.train.checkpoint_checks import check_streams
 from downpour.train.config_record import config_record
 from downpour.train.refit import check_classes, refits_after, saved_fit
 
