@@ -2,12 +2,12 @@
 
     .venv/bin/python bench/help_start_up.py [--reps 5]
 
-``downpour study NAME --help`` imports that study's module for its conditions (and torch with it); until
-2026-12-05 the studies' statistics, figures and probes imported scipy.stats, matplotlib and scikit-learn at module
-level too, which the help never uses. Its rows run it against a baseline measured in the same run, interleaved
-(bench/_protocol.py): the same command after ``import`` of what it used to import (``OLD_IMPORTS``). ``ratio`` < 1:
-the help starts faster without them. The other rows (``--help``, ``train --help``, ``analyze --help``,
-``study --help``) import no study and are timed alone. One JSON line per row.
+``downpour study NAME --help`` imports that study's design for its conditions (studies/designs/: no torch); until
+2026-12-05 it imported the study's module, and with it torch, numpy and the machinery its cells run (before that,
+scipy.stats, matplotlib and scikit-learn too). Its rows run it against a baseline measured in the same run,
+interleaved (bench/_protocol.py): the same command after ``import`` of that study's module (``old_imports``, what
+it used to import). ``ratio`` < 1: the help starts faster without it. The other rows (``--help``, ``train --help``,
+``analyze --help``, ``study --help``) import no study and are timed alone. One JSON line per row.
 """
 from __future__ import annotations
 
@@ -20,10 +20,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _protocol import interleave, ratio, reps_and_threads, summary  # noqa: E402
 
-OLD_IMPORTS = ("scipy.stats", "matplotlib.figure", "sklearn.linear_model", "sklearn.model_selection",
-               "sklearn.pipeline", "sklearn.preprocessing")
 COMMANDS = (["--help"], ["train", "--help"], ["analyze", "--help"], ["study", "--help"],
-            ["study", "mechanisms", "--help"], ["study", "costs", "--help"])
+            ["study", "mechanisms", "--help"], ["study", "costs", "--help"], ["study", "staleness", "--help"])
+
+
+def old_imports(name: str) -> tuple[str, ...]:
+    """What ``downpour study NAME --help`` imported until 2026-12-05: the study's own module (torch with it)."""
+    from downpour.studies import STUDIES
+
+    return (STUDIES[name].split(":")[0],)
 
 
 def help_of(argv: list[str], imports: tuple[str, ...] = ()) -> dict:
@@ -38,7 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     for command in COMMANDS:
         configs = {"now": lambda r, c=command: help_of(c)}
         if command[0] == "study" and len(command) == 3:
-            configs["old_imports"] = lambda r, c=command: help_of(c, OLD_IMPORTS)
+            configs["old_imports"] = lambda r, c=command: help_of(c, old_imports(c[1]))
         reps = interleave(configs, args.reps)
         row = {"row": " ".join(command), **summary(reps, "wall_s")}
         row.pop("driver_cpu_s")     # (this process's: the command runs in a child)

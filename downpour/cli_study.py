@@ -10,7 +10,7 @@ from downpour.config import ConfigError
 
 class StudyHelp(argparse.Action):
     """``-h``/``--help`` of ``downpour study``: after a study's name (``downpour study staleness --help``) that study's
-    question, conditions, seeds and time above the flags, importing its module alone; else the flags and the list."""
+    question, conditions, seeds and time above the flags, importing its design alone; else the flags and the list."""
 
     def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, help: str | None = None) -> None:
         super().__init__(option_strings, dest, default=argparse.SUPPRESS, nargs=0, help=help)
@@ -32,15 +32,15 @@ class StudyHelp(argparse.Action):
 
 
 def cmd_study(args: argparse.Namespace) -> int:
-    from downpour.studies import QUESTIONS, STUDIES, study_class
+    from downpour.studies import QUESTIONS, STUDIES, design_class
 
     if args.name == "list":
         given = [flag for flag, value in (("--quick", args.quick), ("--seeds", args.seeds is not None),
                                           ("--jobs", args.jobs is not None), ("--out", args.out), ("--set", args.set)) if value]
         if given:
             raise ConfigError(f"{', '.join(given)}: `downpour study list` only lists the studies; give a study's name")
-        for name in STUDIES:     # (one without a line in QUESTIONS says its class's own question: imported)
-            print(f"{name:<14} {QUESTIONS.get(name) or study_class(name).question}")
+        for name in STUDIES:     # (one without a line in QUESTIONS says its design's own question: imported)
+            print(f"{name:<14} {QUESTIONS.get(name) or design_class(name).question}")
         return 0
     from downpour.studies.run import run_study
 

@@ -91,19 +91,28 @@ def test_a_training_process_starts_without_the_analysis_libraries():
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "[]\n"
 
 
-def test_the_listing_commands_start_without_torch():
+def test_the_listing_commands_and_every_help_start_without_torch():
     """`downpour presets`, `--help` and `study list` print at once: the command-line checks imported the model
     registry and the data package at module level, and `study list` every study, so each listing imported torch
-    first (2-4 s)."""
+    first (2-4 s). Every command's `--help` too: `study NAME --help` imported the study's module for its conditions,
+    and torch with it, until 2026-12-05 (its design module, studies/designs/, says them). Each command runs in the
+    same interpreter, after the one before it: the first that imports torch, numpy or ray is named."""
     import subprocess
     import sys
 
+    from downpour.studies import STUDIES
+
+    commands = [["presets"], ["--help"], ["study", "list"],
+                *([command, "--help"] for command in ("train", "crossfit", "analyze", "report", "models", "presets",
+                                                      "plan", "study")),
+                *(["study", name, "--help"] for name in STUDIES)]
     code = ("import contextlib, io, sys\nfrom downpour.cli import main\n"
-            "for argv in (['presets'], ['train', '--help'], ['--help'], ['study', 'list']):\n"
+            f"for argv in {commands!r}:\n"
             "    with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
             "        main(argv)\n"
-            "print('torch' in sys.modules)")
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
+            "    print(' '.join(argv), sorted(m for m in ('torch', 'numpy', 'ray') if m in sys.modules))\n")
+    lines = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
+    assert lines == [f"{' '.join(argv)} []" for argv in commands]
 
 
 def test_a_studys_help_starts_without_the_analysis_libraries():

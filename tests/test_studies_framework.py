@@ -1061,8 +1061,8 @@ def test_a_folder_of_another_study_or_setting_is_refused_naming_the_study_it_hol
 
 def test_study_help_lists_the_studies_and_a_named_studys_help_says_its_question_and_seeds():
     """`downpour study staleness --help` printed the generic flags alone: nothing of the study's question,
-    conditions, seeds or time. It says them, importing that study's module alone; `study --help` lists every
-    study (one line each) and imports none (each imports torch, 3-4 s)."""
+    conditions, seeds or time. It says them, importing that study's design alone (studies/designs/; its module,
+    until 2026-12-05: torch, 3-4 s); `study --help` lists every study (one line each) and imports none."""
     import subprocess
     import sys
 
@@ -1083,7 +1083,17 @@ def test_study_help_lists_the_studies_and_a_named_studys_help_says_its_question_
     assert "must the first layer's edge" in " ".join(named.split())   # its question, wrapped
     assert "conditions: 4 (4 with --quick)" in named and "learned, gabor, random, gabor-init" in named
     assert "seeds: 8 per condition by default, 2 with --quick" in named
-    assert imported.strip() == "['downpour.studies.first_layer']"   # that study's module alone
+    assert imported.strip() == "['downpour.studies.designs.first_layer']"   # that study's design alone
+
+
+def test_every_studys_help_says_the_conditions_and_seeds_its_run_has():
+    """The help reads a study's design (studies/designs/, no torch), the run its class: each class is its design's
+    subclass and says no question, seeds or conditions of its own, so the two cannot tell different studies."""
+    for name in studies.STUDIES:
+        design, cls = studies.design_class(name), studies.study_class(name)
+        assert issubclass(cls, design) and design.__module__ == f"downpour.studies.designs.{cls.__module__.split('.')[-1]}"
+        for attr in ("name", "question", "seeds_full", "seeds_quick", "conditions"):
+            assert getattr(cls, attr) is getattr(design, attr), (name, attr)
 
 
 def test_study_help_of_an_unknown_study_names_the_nearest(capsys):

@@ -3,6 +3,8 @@
 A study module defines one :class:`~downpour.studies.base.Study` subclass; :data:`STUDIES` maps
 the command's names to them, imported on use, and :data:`QUESTIONS` gives each its question, which the
 class reads: ``downpour study list`` prints them without importing a study (each imports torch, 3 s).
+That class subclasses the study's design (:mod:`downpour.studies.designs`: its conditions and seeds), which
+:data:`DESIGNS` names: ``downpour study NAME --help`` imports it alone, no torch.
 """
 from __future__ import annotations
 
@@ -14,8 +16,9 @@ from downpour.errors import ConfigError
 
 if TYPE_CHECKING:
     from downpour.studies.base import Condition, Study
+    from downpour.studies.designs import Design
 
-__all__ = ["QUESTIONS", "STUDIES", "Condition", "Study", "study_class"]
+__all__ = ["DESIGNS", "QUESTIONS", "STUDIES", "Condition", "Study", "design_class", "study_class"]
 
 # name -> "module:class"
 STUDIES = {
@@ -26,6 +29,16 @@ STUDIES = {
     "first-layer": "downpour.studies.first_layer:FirstLayerStudy",         # Q5 hand-designed templates
     "costs": "downpour.studies.costs:CostsStudy",                          # Q6 cost-function design
     "architectures": "downpour.studies.architectures:ArchitecturesStudy",  # Q7 network design
+}
+# name -> "module:class" of its design, the class's base: what its help says
+DESIGNS = {
+    "staleness": "downpour.studies.designs.staleness:StalenessDesign",
+    "templates": "downpour.studies.designs.templates:TemplatesDesign",
+    "flat-skipping": "downpour.studies.designs.flat_skipping:FlatSkippingDesign",
+    "mechanisms": "downpour.studies.designs.mechanisms:MechanismsDesign",
+    "first-layer": "downpour.studies.designs.first_layer:FirstLayerDesign",
+    "costs": "downpour.studies.designs.costs:CostsDesign",
+    "architectures": "downpour.studies.designs.architectures:ArchitecturesDesign",
 }
 # name -> the question of MISSION.md it answers, in one line (the study's ``question``)
 QUESTIONS = {
@@ -55,7 +68,22 @@ def __getattr__(name: str) -> Any:
 
 
 def study_class(name: str) -> type[Study]:
+    return _imported(STUDIES[_known(name)])
+
+
+def design_class(name: str) -> type[Design]:
+    """The study's design, without the study's module (and torch); a study registered without a design of its own
+    in :data:`DESIGNS` is its own (imported)."""
+    return _imported(DESIGNS[name]) if _known(name) in DESIGNS else study_class(name)
+
+
+def _known(name: str) -> str:
     if name not in STUDIES:
         raise ConfigError(f"unknown study {name!r}{nearest(name, STUDIES)}; `downpour study list` names them")
-    module, cls = STUDIES[name].split(":")
+    return name
+
+
+def _imported(where: str) -> Any:
+    """The class ``where`` ("module:class") names."""
+    module, cls = where.split(":")
     return getattr(importlib.import_module(module), cls)

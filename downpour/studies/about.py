@@ -1,11 +1,12 @@
 """What ``downpour study NAME --help`` says of one study: its question, conditions, default seeds, roughly how long
-it takes and where its results are written up. Only that study's module is imported (3-4 s: torch); the list of
-``downpour study --help`` reads :data:`~downpour.studies.QUESTIONS` and :data:`ABOUT` alone."""
+it takes and where its results are written up. Only that study's design is imported (studies/designs/: no torch;
+the study's module imported torch, 3-4 s, until 2026-12-05); the list of ``downpour study --help`` reads
+:data:`~downpour.studies.QUESTIONS` and :data:`ABOUT` alone."""
 from __future__ import annotations
 
 import textwrap
 
-from downpour.studies import QUESTIONS, STUDIES, study_class
+from downpour.studies import QUESTIONS, STUDIES, design_class
 
 # name -> (its heading's number in docs/studies.md, Q1-Q7: MISSION.md's six questions, Q2 two studies; the full
 # setting's wall time on the project's 2-core VM at the default seeds, from the re-runs docs/studies.md records,
@@ -34,7 +35,7 @@ def _number(name: str) -> str:
 
 def describe(name: str) -> str:
     """The paragraph of one study (a ConfigError naming the nearest study for an unknown name)."""
-    cls = study_class(name)
+    cls = design_class(name)
     wall = ABOUT[name][1] if name in ABOUT else "not measured"
     full, quick = cls().conditions(), cls(quick=True).conditions()
     names = textwrap.fill(", ".join(c.name for c in full), width=100, initial_indent="    ", subsequent_indent="    ")

@@ -42,8 +42,8 @@ import torch
 
 from downpour.config import RunConfig
 from downpour.data import build_dataset
-from downpour.studies import QUESTIONS
 from downpour.studies.base import Cells, Condition
+from downpour.studies.designs.architectures import CODE, CODE_ARMS, ArchitecturesDesign
 from downpour.studies.compare import difference_sentence, owed_figure, owed_paragraph, tradeoff, value
 from downpour.studies.figures import interval_bars
 from downpour.studies.measured import MeasuredStudy
@@ -54,28 +54,6 @@ RESOLUTION = {"probe_digits": 0.02, "probe_lfw": 0.05, "face_auc_controls": 0.05
               "edge_fraction": 0.05}
 LABELS = {"probe_digits": "digits probe", "probe_lfw": "lfw probe", "face_auc_controls": "face AUC on the matched controls",
           "face_owed_controls": "what the faces gave the face unit", "edge_fraction": "edge-like fraction"}
-# name -> (what it is, its config overrides: a model.name swaps the whole model, see config_with_model)
-ARMS: dict[str, tuple[str, tuple[tuple[str, Any], ...]]] = {
-    "cat": ("cat network (cat-demo)", ()),
-    "conv-ae": ("convolutional autoencoder (RICA, tile 1)",
-                (("model.name", "rica-local"), ("model.tile", 1), ("model.hidden", 8), ("model.kernel_size", 8),
-                 ("model.stride", 2))),
-    "rbm": ("Gaussian-Bernoulli RBM (grbm-patches)", (("model.name", "grbm-patches"),)),
-    "rnn": ("GRU autoencoder over rows (rnn-rows-faces)", (("model.name", "rnn-rows-faces"), ("train.lr", 0.01))),
-    "sae": ("UFLDL sparse autoencoder, linear decoder (ufldl-sae)",
-            (("model.name", "ufldl-sae"), ("model.output", "linear"), ("train.lr", 0.03))),
-}
-CODE = 288     # the cat network's top code: stage 2's 8 maps x 6 x 6 positions (a test checks it)
-# name -> (the arm it is a control of, what it changes): same design, the cat network's code size, same steps;
-# the GRU with 288 units at its own learning rate: at its arm's 0.01 its training cost (the mean of its last 5
-# steps, seeds 0-7, at the study's budget) was 7.3 above that at 0.003, lower in 8 of 8 seeds; 0.002 and 0.005
-# were 0.5 and 1.1 above it (docs/studies.md, Q7)
-CODE_ARMS: dict[str, tuple[str, tuple[tuple[str, Any], ...]]] = {
-    "rbm-288": ("rbm", (("model.hidden", CODE),)),
-    "rnn-288": ("rnn", (("model.hidden", CODE), ("model.code", CODE), ("train.lr", 0.003))),
-    "sae-288": ("sae", (("model.hidden", CODE),)),
-}
-QUICK_ARMS = ("cat", "rbm", "sae")
 
 
 def own_settings() -> str:
@@ -85,20 +63,8 @@ def own_settings() -> str:
     return "".join(f", and {o}" for o in own)
 
 
-class ArchitecturesStudy(MeasuredStudy):
-    name = "architectures"
-    question = QUESTIONS["architectures"]
-    seeds_full = 8
+class ArchitecturesStudy(ArchitecturesDesign, MeasuredStudy):
     resolution = RESOLUTION
-
-    def conditions(self) -> list[Condition]:
-        names = QUICK_ARMS if self.quick else tuple(ARMS)
-        out = [Condition(n, {"arm": ARMS[n][0], "vs": "" if n == "cat" else "cat"}, ARMS[n][1],
-                         "reference" if n == "cat" else "design") for n in names]
-        if not self.quick:
-            out += [Condition(n, {"arm": f"{ARMS[of][0]} with {CODE} units", "vs": of}, (*ARMS[of][1], *more),
-                              "code size") for n, (of, more) in CODE_ARMS.items()]
-        return out
 
     def cell_config(self, condition: Condition, seed: int) -> RunConfig:
         steps = [("train.steps", STEPS_QUICK if self.quick else STEPS_FULL)]

@@ -1,8 +1,8 @@
 """What a study is: conditions × paired seeds, one cell per pair, rows with intervals, a verdict.
 
-A study subclasses :class:`Study` and says
-
-- ``conditions()``: the :class:`Condition` list (``self.quick``: the ≤ 2-minute setting the tests use);
+A study subclasses its design (:mod:`downpour.studies.designs`: its name, question, seeds and
+``conditions()``, the :class:`Condition` list; ``self.quick``: the ≤ 2-minute setting the tests use) and
+:class:`Study`, and says
 - ``run_cell(condition, seed, context)``: one cell, a run of the real machinery, returning its
   figures as a flat dict of numbers (the same keys for every cell of a condition);
 - ``summarise(conditions, cells, seeds)``: one row per condition (``condition``, ``group``, ``params``,
@@ -20,22 +20,15 @@ their difference on seed s compares like with like.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Hashable
 
 from downpour.config import RunConfig, load_config
 from downpour.models.registry import resolve
+from downpour.studies.designs import Condition, Design
 
 Cells = dict[tuple[str, int], dict[str, float]]    # (condition name, seed) -> the cell's figures
-
-
-@dataclass(frozen=True)
-class Condition:
-    name: str                                      # unique within the study, e.g. "lr0.25/delay4"
-    params: dict[str, Any]                         # what defines it, JSON-able (shown in study.json)
-    sets: tuple[tuple[str, Any], ...] = ()         # config overrides of the cells' runs
-    group: str = ""                                # for tables and figures: e.g. "phase", "control"
 
 
 # what every study but staleness (the in-memory simulator) keeps: its cells train on the local runner, one
@@ -45,25 +38,15 @@ LOCAL_CELLS = {key: "every cell trains on the local runner, one process per cell
 
 
 @dataclass
-class Study:
-    """Base class of the studies (one module each under :mod:`downpour.studies`)."""
+class Study(Design):
+    """Base class of the studies (one module each under :mod:`downpour.studies`, its design's subclass)."""
 
-    name: ClassVar[str]
-    question: ClassVar[str]                        # the question of MISSION.md it answers, in one line
     base: ClassVar[str] = "main"                   # the preset (or TOML path) every cell starts from
     base_sets: ClassVar[tuple[tuple[str, Any], ...]] = ()   # the study's own overrides of it, on every cell
     varied_in_cells: ClassVar[tuple[str, ...]] = ()   # keys run_cell sets itself beyond its conditions' sets (refused as --set)
     fixed: ClassVar[dict[str, str]] = LOCAL_CELLS  # keys (and the keys inside them) a --set may not change: why not
     measured_by: ClassVar[str] = ""                # what its cells' figures depend on beyond the config (a measure's
                                                    # version, e.g. trained.FACE_TEST): in the cache's header when set
-    seeds_full: ClassVar[int] = 20
-    seeds_quick: ClassVar[int] = 3
-    quick: bool = False
-    sets: list[tuple[str, Any]] = field(default_factory=list)   # the user's --set overrides, on every cell
-
-    def conditions(self) -> list[Condition]:
-        raise NotImplementedError
-
     def cell_config(self, condition: Condition, seed: int) -> RunConfig:
         """The resolved run config of one cell: the study's ``base`` preset, the user's --set overrides,
         the condition's own overrides, then the seed."""

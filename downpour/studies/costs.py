@@ -42,18 +42,15 @@ from downpour.data.patches import sample_patches
 from downpour.data.pipeline import open_data
 from downpour.models.base import FeatureModel
 from downpour.objectives import Objective
-from downpour.studies import QUESTIONS, words
+from downpour.studies import words
 from downpour.studies.base import LOCAL_CELLS, Cells, Condition, Study
+from downpour.studies.designs.costs import PENALTIES, QUICK_PENALTIES, SIZES, CostsDesign
 from downpour.studies.figures import interval_bars
 from downpour.studies.plots import scatter_intervals
 from downpour.studies.stats import (lead, lead_mark, leads_of, mean_ci, note_left_out, paired_difference,
                                     paired_test)
 from downpour.studies.trained import probe_accuracies, trained_run
 
-SIZES = {"less": 500, "more": 10_000}                      # training patches
-PENALTIES = {"l1": (1e-3, 3e-3, 1e-2), "weight_l2": (1e-5, 1e-4, 1e-3), "kl_sparsity": (0.1, 1.0, 3.0),
-             "pooled_l2": (1e-3, 3e-3, 1e-2)}           # weights, weak to strong (the strongest stops short of dead codes)
-QUICK_PENALTIES = {"l1": (1e-2,), "weight_l2": (1e-3,)}
 # what the verdict's "In short" counts: every compared figure's reading, either way (until 2026-12-03 it left out
 # more active codes, weight decay's reading at 5 of 6 settings, and the probe's either way)
 IN_SHORT = {("hoyer", "higher"): "sparser codes (Hoyer)", ("hoyer", "lower"): "denser codes (Hoyer)",
@@ -62,27 +59,17 @@ IN_SHORT = {("hoyer", "higher"): "sparser codes (Hoyer)", ("hoyer", "lower"): "d
             ("heldout_recon", "lower"): "lower held-out error", ("heldout_recon", "higher"): "higher held-out error",
             ("probe_digits", "higher"): "higher digits probe accuracy", ("probe_digits", "lower"): "lower digits probe accuracy"}
 LABELS = {"l1": "L1 on codes", "weight_l2": "L2 weight decay", "kl_sparsity": "KL sparsity", "pooled_l2": "pooled L2 (TICA)"}
-RHO = 0.05
 HELD_OUT = {False: 5000, True: 1000}
-STEPS = {False: 1000, True: 150}
 _HELD_STREAM = 99                                           # numpy stream of the held-out windows (build.py uses 1-4)
 COMPARED = ("hoyer", "active", "gap", "heldout_recon", "probe_digits")
 RESOLUTION = {"hoyer": 0.02, "active": 0.02, "probe_digits": 0.02}   # absolute; gap and held-out error: 10% of the baseline's
 
 
-def penalty_spec(term: str, weight: float) -> Any:
-    return {"weight": weight, "rho": RHO} if term == "kl_sparsity" else weight
-
-
-class CostsStudy(Study):
-    name = "costs"
-    question = QUESTIONS["costs"]
+class CostsStudy(CostsDesign, Study):
     base = "ufldl-sae"
     base_sets = (("model.hidden", 64), ("model.pool", 4), ("objective.kl_sparsity", 0.0), ("objective.weight_l2", 0.0),
                  ("train.lr", 0.01), ("train.log_every", 50), ("train.threads", 1), ("train.tensorboard", False),
                  ("cluster.runner", "local"))
-    seeds_full = 6
-    seeds_quick = 2
     # the over-fitting gap compares the training rows with held-out windows of the same built-in photographs
     fixed = {**LOCAL_CELLS,
              **{key: "the held-out patches are windows of the built-in photographs (heldout_patches), so the "
@@ -90,22 +77,6 @@ class CostsStudy(Study):
              # (the quick setting varies two penalties: a --set of another put it in every cell, "none" included)
              **{f"objective.{term}": "its baseline is reconstruction alone, and its conditions give each penalty "
                                      "its weights" for term in PENALTIES}}
-
-    def conditions(self) -> list[Condition]:
-        steps = STEPS[self.quick]
-        penalties = QUICK_PENALTIES if self.quick else PENALTIES
-        out = []
-        for size, samples in SIZES.items():
-            base = [("data.samples", samples), ("train.steps", steps)]
-            out.append(Condition(f"{size}/none", {"data": size, "samples": samples, "penalty": "none", "weight": 0.0,
-                                                  "vs": "less/none" if size != "less" else ""}, tuple(base), size))
-            for term, weights in penalties.items():
-                for w in weights:
-                    out.append(Condition(f"{size}/{term}={w:g}",
-                                         {"data": size, "samples": samples, "penalty": term, "weight": w,
-                                          "vs": f"{size}/none"},
-                                         tuple(base + [(f"objective.{term}", penalty_spec(term, w))]), size))
-        return out
 
     # --- one cell ----------------------------------------------------------------------------------
     def run_cell(self, condition: Condition, seed: int, context: dict[str, Any]) -> dict[str, float]:

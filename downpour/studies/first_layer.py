@@ -36,8 +36,9 @@ from typing import Any
 import numpy as np
 
 from downpour.analysis.probe import INPUT
-from downpour.studies import QUESTIONS, words
+from downpour.studies import words
 from downpour.studies.base import Cells, Condition, Study
+from downpour.studies.designs.first_layer import KINDS, FirstLayerDesign
 from downpour.studies.compare import figure_ci, owed_figure, owed_paragraph, owed_test
 from downpour.studies.figures import interval_bars
 from downpour.studies.stats import lead_mark, mean_ci, note_left_out, paired_test, wilson
@@ -45,9 +46,7 @@ from downpour.studies.plots import curves
 from downpour.studies.trained import (FACE_TEST_WITH_TWIN, OWED, cost_curve, edge_fraction, face_aucs, face_draws,
                                       face_pair, no_faces_twin, owed_figures, probe_accuracies, trained_run)
 
-KINDS = ("learned", "gabor", "random", "gabor-init")
 BASELINE = "learned"
-STEPS = {False: 400, True: 16}          # S, per stage (full, quick)
 PROBE_SETS = ("digits", "lfw")
 LAYERS = ("stage1", "stage2")
 # the figures a first layer serves, in words
@@ -68,33 +67,13 @@ def _resolution(figure: str, base: list[float]) -> float:
     return RESOLUTION[figure.split("_")[0]]
 
 
-class FirstLayerStudy(Study):
-    name = "first-layer"
-    question = QUESTIONS["first-layer"]
+class FirstLayerStudy(FirstLayerDesign, Study):
     base = "cat-demo"
     measured_by = FACE_TEST_WITH_TWIN
     base_sets = (("train.threads", 1), ("train.tensorboard", False), ("train.log_every", 8),
                  ("cluster.runner", "local"))
-    seeds_full = 8
-    seeds_quick = 2
     # the cost curve is read every 8 steps and at stage 1's last: another log_every misses that step
     varied_in_cells = ("train.log_every",)
-
-    def steps(self) -> int:
-        return STEPS[self.quick]
-
-    def conditions(self) -> list[Condition]:
-        s = self.steps()
-        out = []
-        for kind in KINDS:
-            learns = kind in ("learned", "gabor-init")
-            # A frozen first layer has nothing to train in a greedy schedule's first half: joint gives
-            # stage 2 the same S steps (stage 1's cost is still computed and logged, on the same batches).
-            sets = (("model.first_layer", kind), ("train.schedule", "greedy" if learns else "joint"),
-                    ("train.steps", 2 * s if learns else s))
-            out.append(Condition(kind, {"first_layer": kind, "stage1_steps": s if learns else 0, "stage2_steps": s,
-                                        "frozen_during_stage2": True}, sets, "learned" if learns else "fixed"))
-        return out
 
     # --- one cell ----------------------------------------------------------------------------------
     def run_cell(self, condition: Condition, seed: int, context: dict[str, Any]) -> dict[str, float]:

@@ -44,16 +44,14 @@ from downpour.data import lfw_split
 from downpour.layers.gating import VarianceGate, local_variance
 from downpour.models.base import FeatureModel
 from downpour.models.footprint import footprint_table
-from downpour.studies import QUESTIONS, words
+from downpour.studies import words
 from downpour.studies.base import Cells, Condition, Study
+from downpour.studies.designs.flat_skipping import BLOCK, FlatSkippingDesign
 from downpour.studies.plots import curves, scatter_intervals
 from downpour.studies.stats import lead_mark, mean_ci, note_left_out, paired_test
 from downpour.studies.trained import FACE_TEST, face_aucs, face_draws, face_pair, trained_run
 
-THRESHOLDS = {False: (0.003, 0.01, 0.03, 0.1, 0.3, 1.0), True: (0.03, 0.3)}
-STEPS = {False: 300, True: 16}              # per stage (greedy: stage 1, then stage 2)
 SETS = ("lfw", "padded", "digits")
-BLOCK = 4                                   # output tiles decided together (25x25 outputs -> 7x7 tiles)
 RAW_FLAT = 1e-4                             # raw [0, 1] pixels: an 8x8 field under this variance is flat
 TOP = "stage2"
 READ_AS = {"probe": "probe", "face_auc_lfw": "face AUC vs non-faces",   # a paired figure, in the verdict's words
@@ -109,25 +107,11 @@ def _best_ratio(slow: Callable[[], Any], fast: Callable[[], Any], repeats: int) 
     return best[1] / best[0]
 
 
-class FlatSkippingStudy(Study):
-    name = "flat-skipping"
-    question = QUESTIONS["flat-skipping"]
+class FlatSkippingStudy(FlatSkippingDesign, Study):
     base = "cat-demo"
     measured_by = FACE_TEST
     base_sets = (("train.threads", 1), ("train.tensorboard", False), ("cluster.runner", "local"),
                  ("train.schedule", "greedy"))
-    seeds_full = 6
-    seeds_quick = 2
-
-    def thresholds(self) -> tuple[float, ...]:
-        return THRESHOLDS[self.quick]
-
-    def conditions(self) -> list[Condition]:
-        steps = 2 * STEPS[self.quick]
-        forms = (("whitened", "spectral"),) if self.quick else (("whitened", "spectral"), ("unwhitened", "none"))
-        return [Condition(name, {"whiten": whiten, "stage_steps": steps // 2, "block": BLOCK, "vs": "off"},
-                          (("data.whiten", whiten), ("train.steps", steps)), name)
-                for name, whiten in forms]
 
     # --- one cell ----------------------------------------------------------------------------------
     def run_cell(self, condition: Condition, seed: int, context: dict[str, Any]) -> dict[str, float]:

@@ -15,7 +15,6 @@ class MeasuredStudy(Study):
     base = "cat-demo"          # for its [data] and [train]; conditions change or swap the model
     measured_by = FACE_TEST_WITH_TWIN    # the face test its cells run, twin included (measure.py)
     base_sets = (("train.tensorboard", False), ("train.log_every", 50), ("train.threads", 1))
-    seeds_quick = 2
     resolution: ClassVar[dict[str, float]] = {}   # per compared figure, the smallest difference worth reporting
     invariance: ClassVar[bool] = False           # also measure the face unit's invariance ranges
 

@@ -27,15 +27,14 @@ from pathlib import Path
 from typing import Any
 
 from downpour.config import RunConfig
-from downpour.studies import QUESTIONS
 from downpour.studies.base import Cells, Condition
+from downpour.studies.designs.mechanisms import MechanismsDesign
 from downpour.studies.compare import difference_sentence, owed_figure, owed_paragraph, tally, value
 from downpour.studies.bounds import BESIDE, lower_bound_marks
 from downpour.studies.figures import interval_bars
 from downpour.studies.measured import MeasuredStudy
 from downpour.studies.measure import config_with_model
 
-STEPS_FULL, STEPS_QUICK = 800, 30
 RESOLUTION = {"probe_digits": 0.02, "probe_lfw": 0.05, "inv_scale_octaves": 0.25, "inv_shift": 0.05,
               "inv_rotation": 15.0, "inv_scale_octaves_auc": 0.25, "inv_shift_auc": 0.05, "inv_rotation_auc": 15.0,
               "inv_scale_up_octaves": 0.25, "inv_scale_up_octaves_auc": 0.25,
@@ -52,10 +51,7 @@ FORMATS = {"inv_rotation": "{:+.0f}", "inv_scale_octaves": "{:+.2f}", "inv_shift
 FORMATS.update({key + "_auc": f for key, f in FORMATS.items()})
 
 
-class MechanismsStudy(MeasuredStudy):
-    name = "mechanisms"
-    question = QUESTIONS["mechanisms"]
-    seeds_full = 8
+class MechanismsStudy(MechanismsDesign, MeasuredStudy):
     resolution = RESOLUTION
     invariance = True
     # (cells cached before the invariance curves warped the faces in pixels, before their unit was the one whose
@@ -88,24 +84,6 @@ class MechanismsStudy(MeasuredStudy):
                    "on its own; the rotation sweep's faces, the unturned one too, in the inscribed disc, the face's mean "
                    "outside it, the chosen unit's AUC there recorded; rotation ranges wrap round the circle (past "
                    "+-180 degrees, measured)")
-
-    def conditions(self) -> list[Condition]:
-        steps = STEPS_QUICK if self.quick else STEPS_FULL
-
-        def cond(name: str, model: str, front: str, vs: str, **options: Any) -> Condition:
-            sets = (("model.name", model), *((f"model.{k}", v) for k, v in options.items()), ("train.steps", steps))
-            return Condition(name, {"model": model, "front": front, **options, "steps": steps, "vs": vs}, sets,
-                             "baseline" if not vs else front)
-
-        out = [cond("plain", "multires-none", "none", "")]
-        out.append(cond("pyramid3", "pyramid-rica", "pyramid", "plain", levels=3, pyramid="laplacian"))
-        if not self.quick:
-            out.append(cond("pyramid3-gauss", "pyramid-rica", "pyramid", "plain", levels=3, pyramid="gaussian"))
-            out.append(cond("pyramid2", "pyramid-rica", "pyramid", "plain", levels=2, pyramid="laplacian"))
-        out.append(cond("glimpse", "glimpse-rica", "glimpse", "plain", glimpses=3, glimpse_scales=2))
-        if not self.quick:
-            out.append(cond("glimpse-1scale", "glimpse-rica", "glimpse", "plain", glimpses=3, glimpse_scales=1))
-        return out
 
     def cell_config(self, condition: Condition, seed: int) -> RunConfig:
         return config_with_model(self.base, [*self.base_sets, *self.sets, *condition.sets], seed)

@@ -26,13 +26,12 @@ import math
 from pathlib import Path
 from typing import Any
 
-from downpour.studies import QUESTIONS
-from downpour.studies.base import Cells, Condition
+from downpour.studies.base import Cells
+from downpour.studies.designs.templates import TemplatesDesign
 from downpour.studies.compare import difference_sentence, owed_figure, owed_paragraph, tradeoff, value
 from downpour.studies.figures import interval_bars
 from downpour.studies.measured import MeasuredStudy
 
-STEPS_FULL, STEPS_QUICK = 300, 16
 # the smallest paired difference worth reporting, per compared figure (in its own units)
 RESOLUTION = {"probe_digits": 0.02, "face_auc_controls": 0.05, "face_auc_lfw": 0.05, "face_owed_controls": 0.05,
               "edge_fraction": 0.05, "seconds_per_step": 0.005}
@@ -42,28 +41,8 @@ LABELS = {"probe_digits": "digits probe accuracy", "face_auc_controls": "face AU
           "seconds_per_step": "seconds per step"}
 
 
-class TemplatesStudy(MeasuredStudy):
-    name = "templates"
-    question = QUESTIONS["templates"]
-    seeds_full = 6
+class TemplatesStudy(TemplatesDesign, MeasuredStudy):
     resolution = RESOLUTION
-
-    def conditions(self) -> list[Condition]:
-        steps = STEPS_QUICK if self.quick else STEPS_FULL
-
-        def cond(name: str, tile: int, maps: tuple[int, int], vs: str, group: str) -> Condition:
-            kind = {0: "untied", 1: "convolution"}.get(tile, f"tiled {tile}x{tile}")
-            return Condition(name, {"tiling": kind, "tile": tile, "maps": list(maps), "steps": steps, "vs": vs},
-                             (("model.tile", tile), ("model.maps", list(maps)), ("train.steps", steps)), group)
-
-        out = [cond("untied", 0, (8, 8), "", "equal maps")]
-        if not self.quick:
-            out.append(cond("tile4", 4, (8, 8), "untied", "equal maps"))
-        out.append(cond("tile2", 2, (8, 8), "untied", "equal maps"))
-        if not self.quick:
-            out.append(cond("conv", 1, (8, 8), "untied", "equal maps"))
-        out.append(cond("conv32", 1, (32, 8), "tile2", "equal parameters"))
-        return out
 
     def verdict(self, rows: list[dict[str, Any]]) -> str:
         by = {r["condition"]: r for r in rows}
