@@ -15,8 +15,8 @@ from downpour._names import nearest
 from downpour.errors import ConfigError
 
 if TYPE_CHECKING:
-    from downpour.studies.base import Condition, Study
-    from downpour.studies.designs import Design
+    from downpour.studies.base import Study
+    from downpour.studies.designs import Condition, Design
 
 __all__ = ["DESIGNS", "QUESTIONS", "STUDIES", "Condition", "Study", "design_class", "study_class"]
 
@@ -60,10 +60,14 @@ QUESTIONS = {
 
 
 def __getattr__(name: str) -> Any:
-    """``Condition`` and ``Study`` on first use: the base imports the model registry (torch)."""
-    if name in ("Condition", "Study"):
-        from downpour.studies import base
-        return getattr(base, name)
+    """``Condition`` and ``Study`` on first use: the base imports the model registry (torch), a condition is a
+    design's (no torch)."""
+    if name == "Condition":
+        from downpour.studies.designs import Condition
+        return Condition
+    if name == "Study":
+        from downpour.studies.base import Study
+        return Study
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -1,6 +1,7 @@
 """The base of the studies whose cells train a real run and measure it with the analysis
 (:func:`~downpour.studies.measure.train_and_measure`) and whose rows are paired comparisons
-(:func:`~downpour.studies.compare.compare_rows`): templates, mechanisms, architectures."""
+(:func:`~downpour.studies.compare.compare_rows`): templates, mechanisms, architectures (their designs:
+:class:`~downpour.studies.designs.MeasuredDesign`)."""
 from __future__ import annotations
 
 from typing import Any, ClassVar
