@@ -1091,7 +1091,8 @@ def test_every_studys_help_says_the_conditions_and_seeds_its_run_has():
     subclass and says no question, seeds or conditions of its own, so the two cannot tell different studies."""
     for name in studies.STUDIES:
         design, cls = studies.design_class(name), studies.study_class(name)
-        assert issubclass(cls, design) and design.__module__ == f"downpour.studies.designs.{cls.__module__.split('.')[-1]}"
+        own = f"downpour.studies.designs.{cls.__module__.split('.')[-1]}"
+        assert issubclass(cls, design) and design.__module__ == own
         for attr in ("name", "question", "seeds_full", "seeds_quick", "conditions"):
             assert getattr(cls, attr) is getattr(design, attr), (name, attr)
 

@@ -8,8 +8,9 @@ from downpour.studies import QUESTIONS
 from downpour.studies.designs import Condition, Design
 
 SIZES = {"less": 500, "more": 10_000}                      # training patches
+# each penalty's weights, weak to strong (the strongest stops short of dead codes)
 PENALTIES = {"l1": (1e-3, 3e-3, 1e-2), "weight_l2": (1e-5, 1e-4, 1e-3), "kl_sparsity": (0.1, 1.0, 3.0),
-             "pooled_l2": (1e-3, 3e-3, 1e-2)}           # weights, weak to strong (the strongest stops short of dead codes)
+             "pooled_l2": (1e-3, 3e-3, 1e-2)}
 QUICK_PENALTIES = {"l1": (1e-2,), "weight_l2": (1e-3,)}
 RHO = 0.05
 STEPS = {False: 1000, True: 150}
