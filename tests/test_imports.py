@@ -100,12 +100,15 @@ def test_the_listing_commands_and_every_help_start_without_torch():
     import subprocess
     import sys
 
+    import argparse
+
+    from downpour.cli import build_parser
     from downpour.studies import STUDIES
 
-    commands = [["presets"], ["--help"], ["study", "list"],
-                *([command, "--help"] for command in ("train", "crossfit", "analyze", "report", "models", "presets",
-                                                      "plan", "study")),
+    subcommands = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices
+    commands = [["presets"], ["--help"], ["study", "list"], *([command, "--help"] for command in subcommands),
                 *(["study", name, "--help"] for name in STUDIES)]
+    assert {"train", "analyze", "report", "study"} <= set(subcommands)          # (every command the parser has)
     code = ("import contextlib, io, sys\nfrom downpour.cli import main\n"
             f"for argv in {commands!r}:\n"
             "    with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"

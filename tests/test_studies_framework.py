@@ -1088,13 +1088,17 @@ def test_study_help_lists_the_studies_and_a_named_studys_help_says_its_question_
 
 def test_every_studys_help_says_the_conditions_and_seeds_its_run_has():
     """The help reads a study's design (studies/designs/, no torch), the run its class: each class is its design's
-    subclass and says no question, seeds or conditions of its own, so the two cannot tell different studies."""
+    subclass and says no question, seeds or conditions of its own, so the two cannot tell different studies; nor
+    can a helper the conditions call (a step count, a threshold) overridden by the class: each setting's conditions
+    are the design's, Condition by Condition."""
     for name in studies.STUDIES:
         design, cls = studies.design_class(name), studies.study_class(name)
         own = f"downpour.studies.designs.{cls.__module__.split('.')[-1]}"
         assert issubclass(cls, design) and design.__module__ == own
         for attr in ("name", "question", "seeds_full", "seeds_quick", "conditions"):
             assert getattr(cls, attr) is getattr(design, attr), (name, attr)
+        for quick in (False, True):
+            assert repr(cls(quick=quick).conditions()) == repr(design(quick=quick).conditions()), (name, quick)
 
 
 def test_study_help_of_an_unknown_study_names_the_nearest(capsys):
