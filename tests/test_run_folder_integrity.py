@@ -12,7 +12,7 @@ import pytest
 from downpour.cli import main
 from downpour.config import load_config
 from downpour.errors import CheckpointError
-from downpour.train import lock
+from downpour.train import lock, model_file
 from downpour.train.loop import run_local
 from downpour.train.rundir import RunDir
 
@@ -63,6 +63,7 @@ def test_the_report_of_a_run_whose_preprocess_json_was_edited_since_its_analysis
     ("model.json edited", "model.json' fails its SHA-256 check: its content is not what it held"),
     ("weights changed", "model.safetensors' fails its SHA-256 check: it is not the one"),
     ("model.json deleted", "model.json' is missing"),
+    ("model.json's step edited to a string", "model.json' fails its SHA-256 check: its content is not what it held"),
 ])
 def test_a_resume_that_writes_the_model_again_says_which_check_the_saved_one_failed(run, caplog, damage, said):
     """It said the model "was not saved (or was cut short or damaged)" whatever it was: not which file, nor that
@@ -71,12 +72,30 @@ def test_a_resume_that_writes_the_model_again_says_which_check_the_saved_one_fai
         _edit_by_hand(run / "model.json", step=7)
     elif damage == "weights changed":
         _damage_weights(run)
+    elif damage == "model.json's step edited to a string":     # (it said "records no step number": the edit unsaid)
+        _edit_by_hand(run / "model.json", step="4")
     else:
         (run / "model.json").unlink()
     with caplog.at_level("WARNING"):
         assert main(["train", "--resume", str(run)]) == 0
     assert f"the model was not saved whole ('{run}/{said}" in caplog.text
     assert RunDir(run).model_step() == 4
+
+
+def test_a_resume_after_a_kill_between_the_weights_and_model_json_says_the_write_was_cut(run, caplog, monkeypatch):
+    """write_model renames the new weights in, then writes model.json: a kill between leaves the previous model.json
+    beside them. The resume that writes the model again said only "bytes changed on disk since it was written"."""
+    replace_text = model_file.replace_text
+    monkeypatch.setattr(model_file, "replace_text",   # the kill: model.json (step 4's) never replaced
+                        lambda path, text: None if path.name == "model.json" else replace_text(path, text))
+    assert main(["train", "--resume", str(run), "--steps", "8", "--no-report"]) == 0
+    monkeypatch.undo()
+    assert json.loads((run / "model.json").read_text())["step"] == 4 and RunDir(run).model_step() is None
+    with caplog.at_level("WARNING"):
+        assert main(["train", "--resume", str(run), "--no-report"]) == 0
+    assert "model.safetensors' fails its SHA-256 check: it is not the one" in caplog.text
+    assert "or a write was cut between the two" in caplog.text
+    assert RunDir(run).model_step() == 8
 
 
 def test_the_preprocessing_record_is_not_called_a_checkpoint_file(run):

@@ -18,6 +18,10 @@ from downpour.train.recorded import config_fills, model_fills, without_unread
 if TYPE_CHECKING:
     from downpour.data.preprocess import Preprocess
 
+# why model.safetensors is not the one model.json records: a save killed between the two (write_model renames the
+# weights in, then writes model.json), or the weights changed since
+UNPAIRED = "bytes changed on disk since it was written, or a write was cut between the two"
+
 
 class RunModel:
     """RunDir's methods for the model and the preprocessing (they use its ``path``, ``config``, ``read_json``
@@ -46,16 +50,17 @@ class RunModel:
             meta = self.read_json("model.json")
         except NotARunError as err:                  # (torn by a kill while it was written)
             return None, str(err)
-        step = meta.get("step") if isinstance(meta, dict) else None
-        if not isinstance(step, int):
-            return None, f"{str(record)!r} records no step number (step is {step!r})"
+        if not isinstance(meta, dict):
+            return None, f"{str(record)!r} does not hold a JSON object"
         problem = digest_problem(meta)               # (first: nothing it records is to be trusted then, nor hashed)
         if problem:
             return None, f"{str(record)!r} fails its SHA-256 check: {problem}"
+        if not isinstance(meta.get("step"), int):
+            return None, f"{str(record)!r} records no step number (step is {meta.get('step')!r})"
         if PAIR_KEY in meta and meta[PAIR_KEY] != sha256_of(weights):
-            return None, (f"{str(weights)!r} fails its SHA-256 check: it is not the one {str(record)!r} records (bytes "
-                          "changed on disk since it was written)")
-        return step, None
+            return None, (f"{str(weights)!r} fails its SHA-256 check: it is not the one {str(record)!r} records "
+                          f"({UNPAIRED})")
+        return meta["step"], None
 
     def save_model(self, model: FeatureModel, step: int, extra: dict[str, Any] | None = None) -> None:
         """``model.safetensors`` (every parameter and buffer) + ``model.json`` (registry name, options, step)."""
@@ -168,7 +173,7 @@ class RunModel:
                 or meta[PAIR_KEY] == sha256_of(weights):
             return
         said = (f"{str(weights)!r} is not the model {str(self.path / 'model.json')!r} describes (its SHA-256 is not the "
-                "one recorded there: bytes changed on disk since it was written, or a write was cut between the two")
+                f"one recorded there: {UNPAIRED}")
         if rewrites:
             raise CheckpointError(f"{said}); {rewrites} writes it again")
         raise CheckpointError(self._weights_again(f"{said}: copy a whole one back, or",
