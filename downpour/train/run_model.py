@@ -100,7 +100,8 @@ class RunModel:
         an analysis asked first whether the analysis was stale, blind to it, and held the no-faces network). A file
         missing, cut short, or a torn model.json is not refused here (a run shared with its analysis alone still
         reports; the analysis's loaders name them), a preprocess.json that is not JSON is (its save renames it in
-        whole); a model.json or preprocess.json from before 2026-12-05 records no digest and passes. (The weights' hash is cached for a big file: model_step's and load_model's are the same.)"""
+        whole); a model.json or preprocess.json from before 2026-12-05 records no digest and passes. (The weights' hash
+        is cached for a big file: model_step's and load_model's are the same.)"""
         if (self.path / "model.json").is_file():
             try:
                 self._check_pair(self._model_json())
