@@ -283,7 +283,7 @@ def check_checkpoints_kept(run: RunDir, cfg: RunConfig) -> None:
     put the folder back "to resume" a run with nothing left to train."""
     if run.has_checkpoint() or run.stopped_unsaved() or (cfg.trains_twin() and run.finished(cfg.train.steps)):
         return
-    step = run.model_step()
+    step, why = run.saved_model()
     where = "holds no whole checkpoint" if run.checkpoints.is_dir() else "is missing (moved or deleted)"
     gone = run.checkpoints_lost() or f"its folder {str(run.checkpoints)!r} {where}, and a resume goes on from the checkpoint there"
     again = (f"To train the run again from step 0: `downpour train --config {run.path}/config.toml --out NEW` (its own "
@@ -303,7 +303,9 @@ def check_checkpoints_kept(run: RunDir, cfg: RunConfig) -> None:
     left = (f"its model.safetensors (step {step}) is there: `downpour analyze {run.path}` analyses it, but training "
             "cannot go on from the weights alone (the optimiser's state and the data's position are in the checkpoint)"
             if step is not None else
-            "its model.safetensors is missing too: nothing of its training is left to go on from")
+            "its model.safetensors is missing too: nothing of its training is left to go on from"
+            if not (run.path / "model.safetensors").is_file() else   # (there, failing its check: it said "missing")
+            f"its model is not whole either ({why}): copy a whole one back to analyse it; training cannot go on from it")
     raise NotARunError(f"cannot resume {str(run.path)!r}: {gone}; put it back to resume. {left[0].upper()}{left[1:]}. "
                        f"{again}")
 

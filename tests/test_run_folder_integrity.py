@@ -98,6 +98,17 @@ def test_a_resume_after_a_kill_between_the_weights_and_model_json_says_the_write
     assert RunDir(run).model_step() == 8
 
 
+def test_a_resume_without_checkpoints_says_why_the_model_beside_it_is_not_whole(run, capsys):
+    """A run whose checkpoints/ is gone: a model failing its SHA-256 check (model.json edited) was said to be missing,
+    model.safetensors there beside it."""
+    shutil.rmtree(run / "checkpoints")
+    _edit_by_hand(run / "model.json", seed=1)
+    assert main(["train", "--resume", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "model.safetensors is missing" not in err and f"Its model is not whole either ('{run}/model.json' fails its " \
+        "SHA-256 check: its content is not what it held" in err
+
+
 def test_the_preprocessing_record_is_not_called_a_checkpoint_file(run):
     """load_state named preprocess.* a "checkpoint file" to `downpour analyze`, which reads no checkpoint."""
     _edit_by_hand(run / "preprocess.json", normalize="none")
