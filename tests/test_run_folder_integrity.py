@@ -109,6 +109,23 @@ def test_a_resume_without_checkpoints_says_why_the_model_beside_it_is_not_whole(
         "SHA-256 check: its content is not what it held" in err
 
 
+def test_a_pair_gone_on_from_its_previous_copy_is_said_once(run, caplog):
+    """`downpour analyze` checks preprocess.* (check_saved), then loads it; `report` checks it twice; a resume reads its
+    checkpoint twice (reached, then the restore): each said the same warning each time (and the second half of the
+    report's, of a file it does not read)."""
+    for stem in (run / "preprocess", run / "checkpoints" / "local"):   # a save killed between its two renames
+        for path in (stem.with_suffix(".json"), stem.with_suffix(".safetensors")):
+            shutil.copy(path, path.with_name(path.name.replace(".", ".prev.", 1)))
+        _edit_by_hand(stem.with_suffix(".json"), step=3)
+    with caplog.at_level("WARNING"):
+        RunDir(run).check_saved()
+        RunDir(run).load_preprocess()
+        assert main(["train", "--resume", str(run), "--steps", "6", "--no-report"]) == 0
+    said = [record.getMessage() for record in caplog.records if "does not verify" in record.getMessage()]
+    assert [line.split(" does not verify")[0] for line in said] == [f"the run's preprocessing record {run}/preprocess",
+                                                                     f"checkpoint {run}/checkpoints/local"]
+
+
 def test_the_preprocessing_record_is_not_called_a_checkpoint_file(run):
     """load_state named preprocess.* a "checkpoint file" to `downpour analyze`, which reads no checkpoint."""
     _edit_by_hand(run / "preprocess.json", normalize="none")

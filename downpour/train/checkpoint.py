@@ -200,10 +200,16 @@ def _verified_stem(stem: Path, kind: str) -> tuple[Path, bool]:
         return stem, True
     if not _whole(_prev(stem)):
         return stem, False
-    log.warning("%s %s does not verify (its JSON does not match its own SHA-256, or its tensors are not the ones it "
-                "records the SHA-256 of: a write killed between its two files, or bytes changed on disk since); going "
-                "on from its previous copy %s.*, which does", kind, stem, _prev(stem).name)
+    said = (kind, str(stem.resolve()), *(path.stat().st_mtime_ns for path in _pair(stem) if path.exists()))
+    if said not in _SAID:   # (once a process: `analyze` checks the pair, then loads it; a resume reads it twice too)
+        _SAID.add(said)
+        log.warning("%s %s does not verify (its JSON does not match its own SHA-256, or its tensors are not the ones it "
+                    "records the SHA-256 of: a write killed between its two files, or bytes changed on disk since); "
+                    "going on from its previous copy %s.*, which does", kind, stem, _prev(stem).name)
     return _prev(stem), True
+
+
+_SAID: set[tuple[Any, ...]] = set()   # the pairs _verified_stem said it went on past, with their files' mtimes
 
 
 def _json_object(meta_path: Path, kind: str) -> dict[str, Any]:
