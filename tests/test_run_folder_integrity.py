@@ -126,6 +126,17 @@ def test_a_pair_gone_on_from_its_previous_copy_is_said_once(run, caplog):
                                                                      f"checkpoint {run}/checkpoints/local"]
 
 
+@pytest.mark.parametrize("command", ["analyze", "report"])
+def test_an_edited_model_json_of_a_run_without_checkpoints_is_not_told_to_be_resumed(run, capsys, command):
+    """It was told "`downpour train --resume RUN` writes it again", which refuses a run without its checkpoint."""
+    shutil.rmtree(run / "checkpoints")
+    _edit_by_hand(run / "model.json", seed=1)
+    assert main([command, str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "model.json' (of " in err and "--resume" not in err and "no checkpoint to write it from: copy a whole " \
+        "one back" in err
+
+
 def test_the_preprocessing_record_is_not_called_a_checkpoint_file(run):
     """load_state named preprocess.* a "checkpoint file" to `downpour analyze`, which reads no checkpoint."""
     _edit_by_hand(run / "preprocess.json", normalize="none")

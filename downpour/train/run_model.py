@@ -155,14 +155,19 @@ class RunModel:
         return model
 
     def _model_json(self, rewrites: str | None = None) -> Any:
-        """model.json, or a CheckpointError naming it where it does not match the SHA-256 it records of itself."""
+        """model.json, or a CheckpointError naming it where it does not match the SHA-256 it records of itself, with
+        what writes it again (``rewrites``, or as :meth:`_weights_again` says: until 2026-12-05 the resume, offered to a
+        run without the checkpoint it writes it from too)."""
         meta = self.read_json("model.json")
         problem = digest_problem(meta) if isinstance(meta, dict) else None
-        if problem:
-            raise CheckpointError(f"{str(self.path / 'model.json')!r} (of {str(self.path / 'model.safetensors')!r}) "
-                                  f"cannot be read back: {problem}; {rewrites or f'`downpour train --resume {self.path}`'} "
-                                  "writes it again")
-        return meta
+        if not problem:
+            return meta
+        said = (f"{str(self.path / 'model.json')!r} (of {str(self.path / 'model.safetensors')!r}) cannot be read back: "
+                f"{problem}")
+        if rewrites:
+            raise CheckpointError(f"{said}; {rewrites} writes it again")
+        raise CheckpointError(self._weights_again(f"{said} (copy a whole one back, or", f"{said}, and the run has no "
+                                                  "checkpoint to write it from: copy a whole one back"))
 
     def _check_pair(self, meta: Any, rewrites: str | None = None) -> None:
         """A CheckpointError naming model.safetensors and model.json where the weights' SHA-256 is not the one
