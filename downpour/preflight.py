@@ -305,7 +305,8 @@ def check_checkpoints_kept(run: RunDir, cfg: RunConfig) -> None:
             if step is not None else
             "its model.safetensors is missing too: nothing of its training is left to go on from"
             if not (run.path / "model.safetensors").is_file() else   # (there, failing its check: it said "missing")
-            f"its model is not whole either ({why}): copy a whole one back to analyse it; training cannot go on from it")
+            f"its model is not whole either ({why}): copy a whole one back to analyse it; training cannot go on "
+            "from it")
     raise NotARunError(f"cannot resume {str(run.path)!r}: {gone}; put it back to resume. {left[0].upper()}{left[1:]}. "
                        f"{again}")
 

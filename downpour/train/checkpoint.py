@@ -203,9 +203,9 @@ def _verified_stem(stem: Path, kind: str) -> tuple[Path, bool]:
     said = (kind, str(stem.resolve()), *(path.stat().st_mtime_ns for path in _pair(stem) if path.exists()))
     if said not in _SAID:   # (once a process: `analyze` checks the pair, then loads it; a resume reads it twice too)
         _SAID.add(said)
-        log.warning("%s %s does not verify (its JSON does not match its own SHA-256, or its tensors are not the ones it "
-                    "records the SHA-256 of: a write killed between its two files, or bytes changed on disk since); "
-                    "going on from its previous copy %s.*, which does", kind, stem, _prev(stem).name)
+        log.warning("%s %s does not verify (its JSON does not match its own SHA-256, or its tensors are not the ones "
+                    "it records the SHA-256 of: a write killed between its two files, or bytes changed on disk "
+                    "since); going on from its previous copy %s.*, which does", kind, stem, _prev(stem).name)
     return _prev(stem), True
 
 
