@@ -89,7 +89,9 @@ def test_a_checkpoint_crosses_between_torchs_optimiser_and_ours_and_goes_on_unch
         for p, q in zip(second, first):
             p.copy_(q)
     second_opt = make[loader](second, **{**settings, "lr": 123.0})      # (the file's rate is the one that counts)
-    load_optimizer_state(second_opt, {k: v.to(device) for k, v in tensors.items()}, meta)
+    # the tensors as read, on the CPU, as the loop's resume passes them: the load puts the moments on the
+    # parameters' device and keeps ``step`` where it is (torch's policy), on the CPU as in the straight run
+    load_optimizer_state(second_opt, tensors, meta)
     _steps(second_opt, second, 3, seed=2)
     assert all(torch.equal(p, q) for p, q in zip(second, straight))
     _same_state(second_opt.state_dict(), straight_opt.state_dict())
