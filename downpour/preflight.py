@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shlex
 from pathlib import Path
 from typing import Any, Callable
 
@@ -267,7 +268,7 @@ def resume_config(path: str, overrides: list[Override],
     cfg = run.config_with(overrides)
     if flags is not None:
         flags(cfg)
-    check_resume(run.config, cfg)
+    check_resume(run.config, cfg, run_path=run.path)
     check_checkpoints_kept(run, cfg)
     return run, cfg
 
@@ -338,16 +339,20 @@ def unresumable(saved: RunConfig, new: RunConfig) -> list[tuple[str, Any, Any]]:
             and not (key == "data.jpeg_decode" and was == 0)]   # naming the rule a run's records do not (0: unknown)
 
 
-def check_resume(saved: RunConfig, new: RunConfig, changed: list[tuple[str, Any, Any]] | None = None) -> None:
+def check_resume(saved: RunConfig, new: RunConfig, changed: list[tuple[str, Any, Any]] | None = None,
+                 run_path: str | Path = "RUN") -> None:
     """Refuse overrides on ``--resume`` that would change what the run is, naming the key (``changed``:
-    :func:`unresumable`'s answer, when the caller has it)."""
+    :func:`unresumable`'s answer, when the caller has it); the new run they suggest reads ``run_path``'s config.toml
+    (until 2026-12-05 it was written ``RUN/config.toml`` whatever the run's folder)."""
+    config = shlex.quote(str(Path(run_path) / "config.toml"))
     for key, was, now in unresumable(saved, new) if changed is None else changed:
         raise ConfigError(f"cannot resume with {key} = {now!r}: the run was trained with "
-                          f"{was!r}; start a new run (--config RUN/config.toml --set ...) instead")
+                          f"{was!r}; start a new run (--config {config} --set ...) instead")
     if saved.train.steps != new.train.steps and splits_steps(new):
+        # (it said "for more steps" to a --steps below the run's too)
         raise ConfigError(f"cannot change train.steps ({saved.train.steps} -> {new.train.steps}) when resuming a greedy "
-                          "run: its split of the steps between stages depends on train.steps; for more steps start a "
-                          f"new run (--config RUN/config.toml --steps {new.train.steps} --out NEW)")
+                          f"run: its split of the steps between stages depends on train.steps; to train it for "
+                          f"{new.train.steps} steps start a new run (--config {config} --steps {new.train.steps} --out NEW)")
 
 
 def check_folder(out: str | None, resume: RunDir | None, cfg: RunConfig, twin: bool) -> None:

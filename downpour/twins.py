@@ -177,7 +177,7 @@ def check_same_run(cfg: RunConfig, path: Path) -> RunDir | None:
         raise RunExistsError(f"{str(path)!r} holds a run trained to step {reached}, past train.steps = {cfg.train.steps}; "
                              "give its steps (or more), or pick another --out")
     try:
-        check_resume(run.config, cfg, changed)   # (what else a resume refuses: a greedy run's steps changed)
+        check_resume(run.config, cfg, changed, run.path)   # (what else a resume refuses: a greedy run's steps changed)
     except ConfigError as err:
         raise RunExistsError(f"{str(path)!r} holds another run ({err}); pick another --out") from None
     return run

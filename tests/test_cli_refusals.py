@@ -4,6 +4,7 @@ numbers, a study's seed, the cross-fit's own keys; and SIGTERM, which stops a ru
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -1105,13 +1106,30 @@ def test_a_finished_greedy_run_says_plainly_how_to_train_more(tmp_path, capsys):
     assert main(["train", "--resume", str(out), "--steps", "6", "--dry-run"]) == 2
     err = capsys.readouterr().err
     assert "cannot change train.steps (4 -> 6) when resuming a greedy run" in err
-    assert "for more steps start a new run (--config RUN/config.toml --steps 6 --out NEW)" in err
+    assert f"to train it for 6 steps start a new run (--config {out / 'config.toml'} --steps 6 --out NEW)" in err
     # the command it suggests works, and so does what it says of a joint run
     assert main(["train", "--config", str(out / "config.toml"), "--steps", "6", "--out", str(tmp_path / "new")]) == 0
     joint = tmp_path / "joint"
     argv = ["train", "--config", "cat-demo", "--set", "train.schedule=joint", "--runner", "local", "--out", str(joint)]
     assert main([*argv, "--steps", "4"]) == 0
     assert main(["train", "--resume", str(joint), "--steps", "6"]) == 0
+
+
+def test_a_refused_resume_names_the_new_run_from_its_own_config_toml(tmp_path, capsys):
+    """A resume that would make another run (fewer --steps of a greedy run, another model option) suggested
+    `--config RUN/config.toml` with the word RUN in it, whatever the run's folder, and told a --steps below the run's
+    to start a new run "for more steps"."""
+    out = tmp_path / "my run"
+    assert main(["train", "--config", "cat-demo", "--runner", "local", "--steps", "6", "--out", str(out)]) == 0
+    capsys.readouterr()
+    config = shlex.quote(str(out / "config.toml"))
+    assert main(["train", "--resume", str(out), "--steps", "4", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert f"to train it for 4 steps start a new run (--config {config} --steps 4 --out NEW)" in err
+    assert "RUN/" not in err and "more steps" not in err
+    assert main(["train", "--resume", str(out), "--set", "model.maps=[4,4]", "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot resume with model.maps" in err and f"start a new run (--config {config} --set ...)" in err
 
 
 @pytest.mark.parametrize("inner", ["config.toml", "checkpoints", "figures/"])
