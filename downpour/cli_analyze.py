@@ -175,6 +175,13 @@ def _report_analyses(path: str | Path) -> bool:
     return not (run.path / "analysis.json").is_file() or run.analysis_stale()
 
 
+def named_by_set(err: ConfigError, sets: Sequence[str]) -> ConfigError:
+    """``err`` prefixed with the ``--set`` that gave its key, as ``downpour train`` names it (until 2026-12-05
+    `analyze --set analysis.probes=["digitz"]` was refused naming the key but not the flag), else ``err``."""
+    item = next((item for item in sets if err.key and ".".join(parse_override(item)[0]) == err.key), None)
+    return err if item is None or str(err).startswith("--set") else type(err)(f"--set {item}: {err}", key=err.key)
+
+
 def cmd_analyze(args: argparse.Namespace) -> int:
     with _analysis_held(args.run, "downpour analyze", args.set):
         return _analyze(args)
@@ -191,6 +198,8 @@ def _analyze(args: argparse.Namespace) -> int:
     report = args.report or bool(asked) or (old and asked is None)   # a report of the old analysis: rewritten
     try:
         analyze_run(args.run, **overrides)                          # (and removed: it no longer describes it)
+    except ConfigError as err:
+        raise named_by_set(err, args.set) from None
     except KeyboardInterrupt:     # (and SIGTERM) the parts it finished are kept: the same command goes on from them
         sets = "".join(f" --set {shlex.quote(item)}" for item in args.set)
         stopped_analysis(args.run, f"downpour analyze {shlex.quote(str(args.run))}{sets}{' --report' if args.report else ''}")

@@ -655,6 +655,19 @@ def test_an_analysis_setting_that_cannot_work_is_refused_before_training(tmp_pat
     assert named in capsys.readouterr().err
 
 
+def test_downpour_analyze_names_the_set_flag_of_a_setting_it_refuses(tmp_path, capsys):
+    """`downpour train --set analysis.probes=["digitz"]` named its flag; `downpour analyze RUN` with the same --set
+    said only "analysis.probes: 'digitz' is neither ...", as if the run's config.toml held it."""
+    run = tmp_path / "run"
+    assert main(["train", "--config", "tica-8x8", "--runner", "local", "--steps", "2", "--set", "train.tensorboard=false",
+                 "--out", str(run)]) == 0
+    capsys.readouterr()
+    for item in ['analysis.probes=["digitz"]', f"analysis.poses={tmp_path / 'nowhere'}", "analysis.layer=poolde"]:
+        assert main(["analyze", str(run), "--set", item]) == 2
+        assert f"downpour: error: --set {item}: analysis." in capsys.readouterr().err
+    assert not (run / "analysis.json").exists()
+
+
 def test_a_split_replica_checks_its_analysis_layer_too(capsys):
     """With cluster.partitions > 1 the check was skipped: the typo failed after the training."""
     assert main(["train", "--config", "cat-untied", "--runner", "simulated", "--workers", "2", "--shards", "4",
