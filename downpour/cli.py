@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 
 from downpour.config import (CROSSFIT_CONTROLS, ClusterConfig, ConfigError, FlagValue, Override, RunConfig,
                              config_to_toml, load_config, preset_table, parse_override, with_origin)
-from downpour.cli_flags import (CHECKPOINT_KEYS, check_flags, check_as_typed, check_plan_flags, check_sets, set_keys,
-                                update_rule_words)
+from downpour.cli_flags import (CHECKPOINT_KEYS, check_flags, check_as_typed, check_plan_flags, check_sets,
+                                named_by_set, set_keys, update_rule_words)
 from downpour.cli_analyze import analyze_and_report, cmd_analyze, cmd_report
 from downpour.cli_study import StudyHelp, cmd_study
 from downpour.settings import choices_of
@@ -183,7 +183,10 @@ def cmd_models(args: argparse.Namespace) -> int:
             if path[1] == "name":
                 raise ConfigError(f"--set {item}: the model is --footprint's NAME (downpour models --footprint {value})")
             options[path[1]] = value
-        print(footprint_report(args.footprint, **options))
+        try:
+            print(footprint_report(args.footprint, **options))
+        except ConfigError as err:
+            raise named_by_set(err, args.set) from None
         return 0
     if args.set:
         raise ConfigError("--set needs --footprint NAME")

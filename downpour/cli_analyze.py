@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager, nullcontext
 from pathlib import Path
 
+from downpour.cli_flags import named_by_set
 from downpour.config import AnalysisConfig, ConfigError, parse_override
 
 
@@ -173,13 +174,6 @@ def _report_analyses(path: str | Path) -> bool:
     except NotARunError:
         return True
     return not (run.path / "analysis.json").is_file() or run.analysis_stale()
-
-
-def named_by_set(err: ConfigError, sets: Sequence[str]) -> ConfigError:
-    """``err`` prefixed with the ``--set`` that gave its key, as ``downpour train`` names it (until 2026-12-05
-    `analyze --set analysis.probes=["digitz"]` was refused naming the key but not the flag), else ``err``."""
-    item = next((item for item in sets if err.key and ".".join(parse_override(item)[0]) == err.key), None)
-    return err if item is None or str(err).startswith("--set") else type(err)(f"--set {item}: {err}", key=err.key)
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:

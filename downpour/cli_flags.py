@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+from collections.abc import Sequence
 
 from downpour.config import AnalysisConfig, ClusterConfig, ConfigError, Override, RunConfig, TrainConfig, parse_override
 from downpour.config.merge import merged_tables
@@ -340,3 +341,11 @@ def update_rule_words(cfg: RunConfig) -> str:
     rate = f"cluster.lr = {c.lr:g}" if c.lr else f"train.lr = {cfg.train.lr:g}"
     return (f" (the server's update rule cluster.rule = {c.rule!r} at {rate}; train.optimizer = "
             f"{cfg.train.optimizer!r}{f' at train.lr = {cfg.train.lr:g}' if c.lr else ''} is the local runner's)")
+
+
+def named_by_set(err: ConfigError, sets: Sequence[str]) -> ConfigError:
+    """``err`` prefixed with the ``--set`` that gave its key, as ``downpour train`` names it (until 2026-12-05
+    `analyze --set analysis.probes=["digitz"]` and `models --footprint cat-demo --set model.tile=abc` were refused
+    naming the key but not the flag), else ``err``."""
+    item = next((item for item in sets if err.key and ".".join(parse_override(item)[0]) == err.key), None)
+    return err if item is None or str(err).startswith("--set") else type(err)(f"--set {item}: {err}", key=err.key)

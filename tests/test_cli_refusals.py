@@ -668,6 +668,14 @@ def test_downpour_analyze_names_the_set_flag_of_a_setting_it_refuses(tmp_path, c
     assert not (run / "analysis.json").exists()
 
 
+@pytest.mark.parametrize("item", ["model.tile=abc", "model.maps=[0,8]", "model.tilez=2"])
+def test_models_footprint_names_the_set_flag_of_an_option_it_refuses(capsys, item):
+    """`downpour models --footprint cat-demo --set model.tile=abc` said "model 'cat-demo': model.tile must be int",
+    not naming its flag, where `downpour train` and `downpour plan` name it."""
+    assert main(["models", "--footprint", "cat-demo", "--set", item]) == 2
+    assert f"downpour: error: --set {item}: model 'cat-demo': " in capsys.readouterr().err
+
+
 def test_a_split_replica_checks_its_analysis_layer_too(capsys):
     """With cluster.partitions > 1 the check was skipped: the typo failed after the training."""
     assert main(["train", "--config", "cat-untied", "--runner", "simulated", "--workers", "2", "--shards", "4",
