@@ -72,17 +72,22 @@ def train_with_twin(cfg: RunConfig, run: RunDir, twin: RunConfig | None, resume:
     summary under ``no_faces_twin``). A resume of a run that finished trains only what its twin has left."""
     from downpour.runners import train
 
-    with shared_ray(cfg, runs=1 if twin is None else 2):
-        if resume and twin is not None and run.finished(cfg.train.steps):
+    finished = resume and twin is not None and run.finished(cfg.train.steps)
+    done = check_same_run(twin, run.no_faces_twin) if finished else None   # (a twin of another recipe there: named)
+    twin_done = done is not None and done.finished(twin.train.steps)
+    # (both finished, nothing trains: until 2026-12-05 a Ray run started Ray for them all the same, and the log said
+    # "training the no-faces twin" before "finished, kept")
+    with shared_ray(cfg, runs=0 if twin_done else 1 if twin is None else 2):
+        if finished:
             summary = kept(run, cfg)
-            done = check_same_run(twin, run.no_faces_twin)      # (a twin of another recipe there: named)
-            if done is None or not done.finished(twin.train.steps):
+            if not twin_done:
                 log.info("%s: finished at step %d; only its no-faces twin is left", run.path, cfg.train.steps)
                 run.drop_analysis("they have no row for the no-faces twin trained now")   # it will score the twin
         else:
             summary = train(cfg, run, resume=resume)
         if twin is not None:
-            log.info("%s: training the no-faces twin (data.train_faces = 0) -> %s", run.path, run.no_faces_twin)
+            if not twin_done:
+                log.info("%s: training the no-faces twin (data.train_faces = 0) -> %s", run.path, run.no_faces_twin)
             try:
                 summary["no_faces_twin"] = train_kept(twin, run.no_faces_twin)
             except KeyboardInterrupt:   # (and SIGTERM) the twin's own runner named only its folder, or, stopped

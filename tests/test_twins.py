@@ -166,13 +166,19 @@ def ray_starts(monkeypatch):
     return starts
 
 
-def test_on_ray_the_run_and_its_twin_share_one_ray_which_is_shut_down_after(tmp_path, ray_starts):
+def test_on_ray_the_run_and_its_twin_share_one_ray_which_is_shut_down_after(tmp_path, ray_starts, caplog):
     import ray
 
     out = tmp_path / "run"
     assert main(["train", *TINY_CAT, *ONE_ACTOR_EACH, "--no-report", *TWIN, "--out", str(out)]) == 0
     assert RunDir(out).finished(4) and RunDir(out / "no-faces").finished(4)
     assert ray_starts == [True, False, False] and not ray.is_initialized()   # held, then each run found it up
+    # both finished, a resume trains nothing: it started Ray all the same, and said it trained the twin
+    ray_starts.clear()
+    caplog.clear()
+    with caplog.at_level("INFO", logger="downpour"):
+        assert main(["train", "--resume", str(out), "--no-report"]) == 0
+    assert ray_starts == [] and "training the no-faces twin" not in caplog.text and "finished, kept" in caplog.text
 
 
 def test_on_ray_a_crossfit_shares_one_ray_over_its_folds(tmp_path, ray_starts):
