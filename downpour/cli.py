@@ -250,7 +250,9 @@ def _run_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="downpour", description=(__doc__ or "").replace("``", ""))   # (rST marks are the docs')
+    # (not the module docstring: its rST marks and the modules it names are the code's, not a user's)
+    parser = argparse.ArgumentParser(prog="downpour", description="The downpour command: train, crossfit, analyze, "
+                                     "report, models, presets, study, plan (`downpour COMMAND --help` for one)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
