@@ -352,7 +352,8 @@ def check_resume(saved: RunConfig, new: RunConfig, changed: list[tuple[str, Any,
         # (it said "for more steps" to a --steps below the run's too)
         raise ConfigError(f"cannot change train.steps ({saved.train.steps} -> {new.train.steps}) when resuming a greedy "
                           f"run: its split of the steps between stages depends on train.steps; to train it for "
-                          f"{new.train.steps} steps start a new run (--config {config} --steps {new.train.steps} --out NEW)")
+                          f"{new.train.steps} steps start a new run (--config {config} --steps {new.train.steps} "
+                          "--out NEW)")
 
 
 def check_folder(out: str | None, resume: RunDir | None, cfg: RunConfig, twin: bool) -> None:

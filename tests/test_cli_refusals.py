@@ -659,8 +659,8 @@ def test_downpour_analyze_names_the_set_flag_of_a_setting_it_refuses(tmp_path, c
     """`downpour train --set analysis.probes=["digitz"]` named its flag; `downpour analyze RUN` with the same --set
     said only "analysis.probes: 'digitz' is neither ...", as if the run's config.toml held it."""
     run = tmp_path / "run"
-    assert main(["train", "--config", "tica-8x8", "--runner", "local", "--steps", "2", "--set", "train.tensorboard=false",
-                 "--out", str(run)]) == 0
+    assert main(["train", "--config", "tica-8x8", "--runner", "local", "--steps", "2",
+                 "--set", "train.tensorboard=false", "--out", str(run)]) == 0
     capsys.readouterr()
     for item in ['analysis.probes=["digitz"]', f"analysis.poses={tmp_path / 'nowhere'}", "analysis.layer=poolde"]:
         assert main(["analyze", str(run), "--set", item]) == 2
