@@ -249,11 +249,21 @@ def _run_flags(parser: argparse.ArgumentParser) -> None:
                             help=f"{words}sets {key} (default: the config's)")
 
 
+def _version() -> str:
+    """The installed package's version ("not installed" where the code runs from a checkout on PYTHONPATH)."""
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("downpour")
+    except PackageNotFoundError:
+        return "(not installed: run from a source tree)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     # (not the module docstring: its rST marks and the modules it names are the code's, not a user's)
     parser = argparse.ArgumentParser(prog="downpour", description="The downpour command: train, crossfit, analyze, "
                                      "report, models, presets, study, plan (`downpour COMMAND --help` for one)")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"downpour {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser("train", help="train a model (no arguments: the main job)")

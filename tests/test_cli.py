@@ -171,6 +171,15 @@ def test_help_is_plain_text(command, capsys):
     assert "usage: downpour" in out and "``" not in out and not re.search(r":[a-z]+:`", out)
 
 
+def test_version_says_the_installed_packages_version(capsys):
+    """`downpour --version` was refused ("the following arguments are required: command"): it says the version a
+    bug report needs, as pip has it installed."""
+    from importlib.metadata import version
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out == f"downpour {version('downpour')}\n"
+
+
 @pytest.mark.parametrize("command", ["train", "crossfit"])
 def test_every_shorthand_flag_s_help_names_the_key_it_sets(command):
     """`downpour train --help` gave --workers, --shards, --n-fetch, --n-push, --runner, --steps and --seed no words."""
