@@ -1111,6 +1111,18 @@ def test_a_set_without_a_value_is_shown_an_example_its_command_takes(tmp_path, m
     assert f"{argv[-1]}: expected KEY=VALUE ({example})" in err and "train.lr" not in err
 
 
+def test_a_finished_joint_run_says_the_command_that_goes_on_and_the_one_that_shows_it(tmp_path, capsys):
+    """A finished joint run's resume said only "raise train.steps (--steps) to go on": no command, and nothing of
+    the report a user who resumed a finished run by mistake wants (the greedy refusal named its command)."""
+    out = tmp_path / "my run"
+    assert main(["train", "--config", "ufldl-sae", "--steps", "4", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"already reached step 4 of 4; raise train.steps to go on (downpour train --resume '{out}' --steps M); " \
+        f"what it learned: downpour report '{out}'" in err
+
+
 def test_a_finished_greedy_run_says_plainly_how_to_train_more(tmp_path, capsys):
     """It used to say "a greedy run's stages split its steps, so it cannot go past them"; now: finished at step N
     of N, each stage has its share of train.steps, so more steps is a new run from the run's own config.toml."""
@@ -1121,8 +1133,9 @@ def test_a_finished_greedy_run_says_plainly_how_to_train_more(tmp_path, capsys):
         assert main(["train", "--resume", str(out), *dry]) == 2
         err = capsys.readouterr().err
         assert "already reached step 4 of 4; it is finished: a greedy schedule gives each stage its share of train.steps" in err
-        assert f"downpour train --config {str(out / 'config.toml')!r} --steps M --out NEW" in err
-        assert "a joint run could be resumed with more --steps instead" in err
+        assert f"downpour train --config {out / 'config.toml'} --steps M --out NEW" in err      # (shell quoting, as
+        assert "a joint run could be resumed with more --steps instead" in err                 # every other advice)
+        assert f"what it learned: downpour report {out}" in err
     # asked for more steps, it says the same way out (it said only that the split depends on train.steps)
     assert main(["train", "--resume", str(out), "--steps", "6", "--dry-run"]) == 2
     err = capsys.readouterr().err

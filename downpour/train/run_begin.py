@@ -4,6 +4,7 @@ from, a run already at its end, a model not saved at it) and :meth:`RunBegin.beg
 from __future__ import annotations
 
 import logging
+import shlex
 from typing import TYPE_CHECKING, Any
 
 from downpour.config import ConfigError, RunConfig
@@ -81,10 +82,13 @@ class RunBegin:
     def refuse_reached(self, cfg: RunConfig, start: int) -> None:
         """ConfigError when a resume from step ``start`` has nothing left to train to ``cfg.train.steps``."""
         if start >= cfg.train.steps:
-            go_on = "raise train.steps (--steps) to go on" if cfg.train.schedule != "greedy" else ("it is finished: a greedy "
-                     "schedule gives each stage its share of train.steps, so more steps means a new run (downpour train --config "
-                     f"{str(self.path / 'config.toml')!r} --steps M --out NEW); a joint run could be resumed with more --steps instead")
-            raise ConfigError(f"the run in {str(self.path)!r} already reached step {start} of {cfg.train.steps}; {go_on}")
+            run = shlex.quote(str(self.path))
+            go_on = (f"raise train.steps to go on (downpour train --resume {run} --steps M)" if cfg.train.schedule != "greedy"
+                     else "it is finished: a greedy schedule gives each stage its share of train.steps, so more steps means "
+                     f"a new run (downpour train --config {shlex.quote(str(self.path / 'config.toml'))} --steps M --out "
+                     "NEW); a joint run could be resumed with more --steps instead")
+            raise ConfigError(f"the run in {str(self.path)!r} already reached step {start} of {cfg.train.steps}; {go_on}; "
+                              f"what it learned: downpour report {run}")
 
     def reached(self) -> int | None:
         """The step (Sandblaster: iteration) the run's checkpoint records, what a resume starts from, read
