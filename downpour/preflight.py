@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import shlex
 from pathlib import Path
 from typing import Any, Callable
@@ -46,6 +47,8 @@ from downpour.train.json_digest import digest_problem
 from downpour.train.refit import check_classes, saved_fit
 from downpour.train.rundir import CONFIG_KEY, NotARunError, RunDir
 from downpour.train.setup import resolve_device
+
+log = logging.getLogger(__name__)
 
 
 def check_run_config(cfg: RunConfig) -> RunConfig:
@@ -373,5 +376,10 @@ def check_folder(out: str | None, resume: RunDir | None, cfg: RunConfig, twin: b
     start = resume.reached() if resume is not None else None
     if resume is None or start is None or start < cfg.train.steps:
         return
-    if not (twin and resume.finished(cfg.train.steps)) and not resume.ends_unsaved(cfg, start):
+    if twin and resume.finished(cfg.train.steps):
+        return
+    if not resume.ends_unsaved(cfg, start):
         resume.refuse_reached(cfg, start)
+    else:       # (what the resume warns as it writes the model again; until 2026-12-05 the dry run said nothing)
+        log.warning("%s; the resume would save it from there",
+                    resume.unsaved_words(f"the checkpoint is the run's last step ({start})"))

@@ -3,7 +3,9 @@ preprocess.json's own, json_sha256; model.safetensors' as model.json records it)
 before anything else is read or held (an audit of 2026-12-05 found each of these silent, vague or late)."""
 from __future__ import annotations
 
+import builtins
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -12,7 +14,7 @@ import pytest
 from downpour.cli import main
 from downpour.config import load_config
 from downpour.errors import CheckpointError
-from downpour.train import lock, model_file
+from downpour.train import checkpoint, lock, model_file
 from downpour.train.loop import run_local
 from downpour.train.rundir import RunDir
 
@@ -178,3 +180,66 @@ def test_an_analysis_of_a_run_whose_weights_fail_their_check_is_refused_for_them
     err = capsys.readouterr().err
     assert "model.safetensors' is not the model" in err and f"`downpour train --resume {run}` writes them again" in err
     assert "being trained now" not in err and "not reported meanwhile" not in err
+
+
+def test_the_dry_run_of_a_resume_says_what_the_resume_will_say_of_the_model_it_writes_again(run, caplog):
+    """The resume warns that the model was not saved whole, naming the file, and writes it again from its checkpoint;
+    its --dry-run, which says what the resume would do, said nothing of it."""
+    _edit_by_hand(run / "model.json", seed=1)
+    with caplog.at_level("WARNING"):
+        assert main(["train", "--resume", str(run), "--dry-run"]) == 0
+    dry = [r.getMessage() for r in caplog.records if "not saved whole" in r.getMessage()]
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        assert main(["train", "--resume", str(run), "--no-report"]) == 0
+    real = [r.getMessage() for r in caplog.records if "not saved whole" in r.getMessage()]
+    assert len(dry) == len(real) == 1 and dry[0].split(";")[0] == real[0].split(";")[0]
+    assert f"('{run}/model.json' fails its SHA-256 check" in dry[0] and dry[0].endswith("the resume would save it from there")
+
+
+@pytest.mark.parametrize("refits", [None, [2]])
+def test_a_resume_refused_for_its_preprocess_json_speaks_of_refits_only_where_it_records_some(run, capsys, refits):
+    """It said the resume would "lose the steps it records the input processing was refitted at" of a file that
+    records none."""
+    _edit_by_hand(run / "preprocess.json", normalize="none", **({"refit_on_resume": refits} if refits else {}))
+    assert main(["train", "--resume", str(run), "--steps", "6", "--no-report"]) == 2
+    err = capsys.readouterr().err
+    assert "preprocess.json" in err and "the resume would write it anew" in err
+    if refits:
+        assert "lose the steps it records the input processing was refitted at ([2])" in err
+    else:
+        assert "refitted at" not in err and "a change of the data since the run began would go unrecorded" in err
+
+
+def _deny_reading(path: Path, monkeypatch) -> None:
+    """chmod 000. Root is not stopped by permission bits (these tests run as root in CI's container): there the reads
+    fail as they do for another account, safetensors' with the FileNotFoundError it raises for EACCES (seen as an
+    unprivileged user, 2026-12-05), open's with PermissionError."""
+    path.chmod(0)
+    if os.geteuid() != 0:
+        return
+
+    def refused(real, error):
+        def call(file, *args, **kwargs):
+            if isinstance(file, (str, os.PathLike)) and Path(file) == path:
+                raise error(file)
+            return real(file, *args, **kwargs)
+        return call
+
+    for name in ("safe_open", "load_file"):
+        monkeypatch.setattr(checkpoint, name, refused(getattr(checkpoint, name),
+                                                      lambda file: FileNotFoundError(f"No such file or directory: {file}")))
+    monkeypatch.setattr(builtins, "open", refused(builtins.open,
+                                                  lambda file: PermissionError(13, "Permission denied", str(file))))
+
+
+def test_weights_this_account_may_not_read_are_said_so_not_damaged(run, capsys, monkeypatch):
+    """model.safetensors chmod 000 was "not a readable safetensors file (cut short or damaged)", to `downpour analyze`
+    with the library's "No such file or directory" and a resume to write it again; and so in the resume's warning."""
+    weights = run / "model.safetensors"
+    _deny_reading(weights, monkeypatch)
+    assert RunDir(run).saved_model() == (None, f"{str(weights)!r} cannot be read (permission denied)")
+    assert main(["analyze", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert f"{str(weights)!r} cannot be read (permission denied)" in err
+    assert "cut short" not in err and "No such file" not in err

@@ -392,3 +392,21 @@ def test_a_resume_past_a_stop_stopped_before_its_first_iteration_resumes_again(t
     assert main(["train", "--resume", str(out), "--no-report"]) == 0
     saved = json.loads((out / "sandblaster.json").read_text())
     assert saved["steps"] == 8 and saved["stop"]["reason"] == "steps"
+
+
+def test_a_resume_that_writes_the_model_of_a_run_stopped_for_good_says_why_naming_the_file(tmp_path, caplog,
+                                                                                           monkeypatch):
+    """A run stopped for good (a failed line search on the whole data set) whose model was not saved where it stopped:
+    the resume wrote it from the checkpoint without a word, where the Downpour runners' resume says why."""
+    _fail_line_search(monkeypatch)
+    cfg = load_config("tica-8x8", ["cluster.runner=simulated", "cluster.algorithm=sandblaster", "model.name=rica-8x8",
+                                   "model.hidden=16", "data.samples=300", "train.tensorboard=false", "train.steps=4",
+                                   "cluster.workers=2", "sandblaster.units=6"])
+    train(cfg, RunDir.create(tmp_path / "run", cfg))
+    monkeypatch.undo()
+    (tmp_path / "run/model.safetensors").unlink()        # stopped between its last checkpoint and its model
+    with caplog.at_level(logging.WARNING):
+        train(cfg, RunDir.open(tmp_path / "run"), resume=True)
+    assert (f"{tmp_path / 'run'}: the run stopped for good at L-BFGS iteration 1 (its checkpoint) but the model was not "
+            f"saved whole ('{tmp_path / 'run/model.safetensors'}' is missing); saving it now") in caplog.text
+    assert RunDir.open(tmp_path / "run").model_step() == 1

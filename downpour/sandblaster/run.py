@@ -150,6 +150,8 @@ def run_sandblaster(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[s
     # a stop is the run's end unless more steps on sampled batches go on (ends_at_stop: RunDir.stopped_for_good's rule)
     if resume and ends_at_stop(progress.stop, new_batch, total, run.config.train.steps):
         if run.model_step() != start:         # stopped between its last checkpoint and its model: finish it
+            log.warning("%s; saving it now", run.unsaved_words(f"the run stopped for good at L-BFGS iteration {start} "
+                                                               "(its checkpoint)"))
             return _finish(setup, run, [shard.params() for shard in shards], progress, start, None, {})
         raise ConfigError(stopped_words(run, start, progress.stop["message"], new_batch))
     run.begin(cfg, setup.data.preprocess, start, resume, setup.data.info.get("classes"))

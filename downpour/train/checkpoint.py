@@ -26,12 +26,33 @@ from downpour.train.optimisers import Optimiser
 log = logging.getLogger(__name__)
 
 
+class UnreadableFile(CheckpointError):
+    """A file this account may not read (permission denied): said so, not as a damaged file (:func:`denied`)."""
+
+
 def read_tensors(path: Path) -> dict[str, Tensor]:
-    """``load_file``, with a damaged file (truncated, not safetensors) reported by name."""
+    """``load_file``, with a damaged file (truncated, not safetensors) reported by name, and one this account may not
+    read as :class:`UnreadableFile`."""
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        if denied(path):
+            raise UnreadableFile(f"{str(path)!r} cannot be read (permission denied): give this account read "
+                                 "permission on it (chmod +r), or run as one that has it") from None
         raise CheckpointError(f"{str(path)!r} is not a readable safetensors file: {err}") from None
+
+
+def denied(path: Path) -> bool:
+    """Whether ``path`` cannot be opened for want of permission (chmod 000, another account's file). safetensors says
+    "No such file or directory" of it, and until 2026-12-05 it was called "cut short or damaged"; opened here, the
+    system's own error tells the two apart."""
+    try:
+        with open(path, "rb"):
+            return False
+    except PermissionError:
+        return True
+    except OSError:
+        return False
 
 
 def readable_tensors(path: Path) -> bool:

@@ -45,15 +45,32 @@ def refits_after(path: Path, preprocess: "Preprocess", start: int, why: str = "t
 def saved_fit(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
     """The run's saved input processing (``preprocess.*``) as a resume reads it; None where it has no preprocess.json.
     One that does not verify (edited by hand, damaged) is a CheckpointError naming it: a resume wrote it anew over
-    it without a word until 2026-12-05, and the steps it recorded the fit was refitted at were lost with it."""
+    it without a word until 2026-12-05, and the steps it recorded the fit was refitted at were lost with it. The
+    refusal says those steps where it records some (:func:`_recorded_refits`); else that a change of the data since
+    the run began would go unrecorded (until a later 2026-12-05 fix it spoke of steps it had none of)."""
     try:
         return load_state(path / "preprocess", kind=PREPROCESS_RECORD)
     except CheckpointError as err:
         if not (path / "preprocess.json").is_file():
             return None
-        raise CheckpointError(f"{err}; the resume would write it anew, and lose the steps it records the input "
-                              "processing was refitted at: put an intact copy back, or remove preprocess.json and "
-                              "preprocess.safetensors to have the resume fit it anew without that record") from None
+        refits = _recorded_refits(path / "preprocess.json")
+        lost = (f"and lose the steps it records the input processing was refitted at ({refits})" if refits else
+                "with nothing to compare its new fit with: a change of the data since the run began would go "
+                "unrecorded")
+        raise CheckpointError(f"{err}; the resume would write it anew, {lost}: put an intact copy back, or remove "
+                              "preprocess.json and preprocess.safetensors to have the resume fit it anew"
+                              + (" without that record" if refits else "")) from None
+
+
+def _recorded_refits(record: Path) -> list[Any]:
+    """The ``refit_on_resume`` a preprocess.json that does not verify records, read as it is; [] where it records none
+    or is not a JSON object."""
+    try:
+        meta = json.loads(record.read_text())
+    except (OSError, ValueError):
+        return []
+    refits = meta.get("refit_on_resume") if isinstance(meta, dict) else None
+    return refits if isinstance(refits, list) else []
 
 
 def check_classes(now: list[str] | None, run: Path) -> None:

@@ -39,10 +39,16 @@ class RunBegin:
         # a preprocess.json that does not verify refuses it, as its --dry-run does (until 2026-12-05 the model was
         # saved beside it, and the analysis refused the run in turn)
         saved_fit(self.path)
-        saved, why = self.saved_model()     # (why it is not whole, naming the file: missing, damaged, edited)
-        log.warning("%s: the checkpoint is the run's last step (%d) but the model %s; saving it now", self.path, start,
-                    f"was not saved whole ({why})" if saved is None else f"is still step {saved}'s")
+        log.warning("%s; saving it now", self.unsaved_words(f"the checkpoint is the run's last step ({start})"))
         return True
+
+    def unsaved_words(self, where: str) -> str:
+        """Why a resume writes the model from the checkpoint ``where`` says, naming the file that is not whole
+        (missing, unreadable, failing its SHA-256 check) or the step of the model left: what the resume warns, and
+        its ``--dry-run`` (until 2026-12-05 silent about it) and Sandblaster's stop for good (rewrote it unsaid) too."""
+        saved, why = self.saved_model()
+        return (f"{self.path}: {where} but the model "
+                + (f"was not saved whole ({why})" if saved is None else f"is still step {saved}'s"))
 
     def ends_unsaved(self, cfg: RunConfig, start: int) -> bool:
         """:meth:`unsaved_at_end`'s test, saying nothing (``--dry-run`` asks it too)."""

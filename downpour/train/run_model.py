@@ -8,8 +8,8 @@ from downpour.errors import DownpourError, NotARunError
 from downpour.models.base import FeatureModel
 from downpour.models.registry import create_model
 from downpour.settings import is_count
-from downpour.train.checkpoint import (PAIR_KEY, PREPROCESS_RECORD, CheckpointError, load_state, read_tensors,
-                                       readable_tensors, save_state, sha256_of, verified_meta)
+from downpour.train.checkpoint import (PAIR_KEY, PREPROCESS_RECORD, CheckpointError, UnreadableFile, denied,
+                                       load_state, read_tensors, readable_tensors, save_state, sha256_of, verified_meta)
 from downpour.train.config_record import model_differences
 from downpour.train.json_digest import digest_problem
 from downpour.train.model_file import fit_weights, write_model
@@ -38,14 +38,15 @@ class RunModel:
 
     def saved_model(self) -> tuple[int | None, str | None]:
         """:meth:`model_step`, and where it is None, why, said for a warning naming the file: missing, not readable
-        (cut short or damaged), or failing its SHA-256 check (model.json's of itself, or of model.safetensors). A
+        (cut short or damaged; or permission denied, said so since a later 2026-12-05 fix), or failing its SHA-256 check (model.json's of itself, or of model.safetensors). A
         resume that writes the model again says it (until 2026-12-05 "was not saved (or was cut short or damaged)")."""
         weights, record = self.path / "model.safetensors", self.path / "model.json"
         for path in (weights, record):
             if not path.is_file():
                 return None, f"{str(path)!r} is missing"
         if not readable_tensors(weights):
-            return None, f"{str(weights)!r} is not a readable safetensors file (cut short or damaged)"
+            return None, f"{str(weights)!r} " + ("cannot be read (permission denied)" if denied(weights) else
+                                                  "is not a readable safetensors file (cut short or damaged)")
         try:
             meta = self.read_json("model.json")
         except NotARunError as err:                  # (torn by a kill while it was written)
@@ -192,6 +193,8 @@ class RunModel:
         file and the library's words, "incomplete metadata, file not fully covered", and no way on)."""
         try:
             return read_tensors(self.path / "model.safetensors")
+        except UnreadableFile:       # (permission denied: not damaged, and nothing to write again)
+            raise
         except CheckpointError as err:
             if rewrites:
                 raise CheckpointError(f"{err}; {rewrites} writes it again") from None
