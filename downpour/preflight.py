@@ -45,6 +45,7 @@ from downpour.train.lock import check_not_training
 from downpour.train.config_record import recorded_differences, splits_steps
 from downpour.train.json_digest import digest_problem
 from downpour.train.refit import check_classes, saved_fit
+from downpour.train.run_begin import last_step
 from downpour.train.rundir import CONFIG_KEY, NotARunError, RunDir
 from downpour.train.setup import resolve_device
 
@@ -373,6 +374,11 @@ def check_folder(out: str | None, resume: RunDir | None, cfg: RunConfig, twin: b
     if resume is not None and not twin and (stop := resume.stopped_for_good(cfg.train.steps)) is not None:   # (as the runner)
         from downpour.sandblaster.run import stopped_words
         raise ConfigError(stopped_words(resume, stop["iteration"], stop["message"], resume.samples_batches()))
+    if resume is not None and cfg.cluster.algorithm == "sandblaster":     # (as the runner: it writes the model)
+        from downpour.sandblaster.run import stopped_at, unsaved_stop
+        if (at := unsaved_stop(resume, cfg.train.steps)) is not None:
+            log.warning("%s; the resume would save it from there", resume.unsaved_words(stopped_at(at)))
+            return
     start = resume.reached() if resume is not None else None
     if resume is None or start is None or start < cfg.train.steps:
         return
@@ -382,4 +388,4 @@ def check_folder(out: str | None, resume: RunDir | None, cfg: RunConfig, twin: b
         resume.refuse_reached(cfg, start)
     else:       # (what the resume warns as it writes the model again; until 2026-12-05 the dry run said nothing)
         log.warning("%s; the resume would save it from there",
-                    resume.unsaved_words(f"the checkpoint is the run's last step ({start})"))
+                    resume.unsaved_words(last_step(start)))

@@ -405,8 +405,12 @@ def test_a_resume_that_writes_the_model_of_a_run_stopped_for_good_says_why_namin
     train(cfg, RunDir.create(tmp_path / "run", cfg))
     monkeypatch.undo()
     (tmp_path / "run/model.safetensors").unlink()        # stopped between its last checkpoint and its model
+    said = (f"{tmp_path / 'run'}: the run stopped for good at L-BFGS iteration 1 (its checkpoint) but the model was not "
+            f"saved whole ('{tmp_path / 'run/model.safetensors'}' is missing)")
+    with caplog.at_level(logging.WARNING):             # its --dry-run said nothing of it either
+        assert main(["train", "--resume", str(tmp_path / "run"), "--dry-run"]) == 0
+    assert f"{said}; the resume would save it from there" in caplog.text
     with caplog.at_level(logging.WARNING):
         train(cfg, RunDir.open(tmp_path / "run"), resume=True)
-    assert (f"{tmp_path / 'run'}: the run stopped for good at L-BFGS iteration 1 (its checkpoint) but the model was not "
-            f"saved whole ('{tmp_path / 'run/model.safetensors'}' is missing); saving it now") in caplog.text
+    assert f"{said}; saving it now" in caplog.text
     assert RunDir.open(tmp_path / "run").model_step() == 1

@@ -27,7 +27,7 @@ from downpour.sandblaster.history import HistoryShard
 from downpour.sandblaster.lbfgs import Coordinator
 from downpour.sandblaster.units import UnitCounts, batch_rows
 from downpour.sandblaster.worker import DTYPES
-from downpour.train.checkpoint import CheckpointError, load_state, save_state
+from downpour.train.checkpoint import CheckpointError, load_state, save_state, verified_meta
 from downpour.train.checkpoint_checks import check_finite
 from downpour.train.config_record import splits_steps
 from downpour.train.rundir import RunDir, ends_at_stop
@@ -150,8 +150,7 @@ def run_sandblaster(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[s
     # a stop is the run's end unless more steps on sampled batches go on (ends_at_stop: RunDir.stopped_for_good's rule)
     if resume and ends_at_stop(progress.stop, new_batch, total, run.config.train.steps):
         if run.model_step() != start:         # stopped between its last checkpoint and its model: finish it
-            log.warning("%s; saving it now", run.unsaved_words(f"the run stopped for good at L-BFGS iteration {start} "
-                                                               "(its checkpoint)"))
+            log.warning("%s; saving it now", run.unsaved_words(stopped_at(start)))
             return _finish(setup, run, [shard.params() for shard in shards], progress, start, None, {})
         raise ConfigError(stopped_words(run, start, progress.stop["message"], new_batch))
     run.begin(cfg, setup.data.preprocess, start, resume, setup.data.info.get("classes"))
@@ -225,6 +224,22 @@ def run_sandblaster(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[s
         pool.close()
         telemetry.close()
     return _finish(setup, run, params, progress, start, last, info)
+
+
+def stopped_at(iteration: int) -> str:
+    """Where the resume of a run stopped for good, its model not saved there, writes it from (:meth:`RunDir.unsaved_words`)."""
+    return f"the run stopped for good at L-BFGS iteration {iteration} (its checkpoint)"
+
+
+def unsaved_stop(run: RunDir, steps: int) -> int | None:
+    """The iteration a resume to ``steps`` writes the model at instead of training: its checkpoint a stop for good
+    (:func:`~downpour.train.rundir.ends_at_stop`), the model not saved there (:func:`run_sandblaster`'s test, found
+    from the checkpoint's JSON for ``--dry-run``); None otherwise, or without a checkpoint."""
+    if not (run.checkpoints / f"{CHECKPOINT}.json").is_file():
+        return None
+    progress = _Progress(verified_meta(run.checkpoints / CHECKPOINT))
+    ends = ends_at_stop(progress.stop, run.samples_batches(), steps, run.config.train.steps)
+    return progress.iteration if ends and run.model_step() != progress.iteration else None
 
 
 def stopped_words(run: RunDir, iteration: int, why: str, sampled: bool = False) -> str:

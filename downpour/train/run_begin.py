@@ -22,6 +22,11 @@ log = logging.getLogger("downpour.train.rundir")   # RunDir's logger: the same r
 CONFIG_KEY = "config"   # a checkpoint's JSON: the resolved config its weights were trained with
 
 
+def last_step(start: int) -> str:
+    """Where a resume whose model was not saved at the run's end writes it from (:meth:`RunBegin.unsaved_words`)."""
+    return f"the checkpoint is the run's last step ({start})"
+
+
 class RunBegin:
     """RunDir's methods for the start of a run and of a resume (they use its ``path``, ``config``,
     ``checkpoints``, ``model_step``, ``saved_model``, ``save_config``, ``save_preprocess`` and ``truncate_metrics``)."""
@@ -39,7 +44,7 @@ class RunBegin:
         # a preprocess.json that does not verify refuses it, as its --dry-run does (until 2026-12-05 the model was
         # saved beside it, and the analysis refused the run in turn)
         saved_fit(self.path)
-        log.warning("%s; saving it now", self.unsaved_words(f"the checkpoint is the run's last step ({start})"))
+        log.warning("%s; saving it now", self.unsaved_words(last_step(start)))
         return True
 
     def unsaved_words(self, where: str) -> str:
