@@ -346,6 +346,7 @@ def update_rule_words(cfg: RunConfig) -> str:
 def named_by_set(err: ConfigError, sets: Sequence[str]) -> ConfigError:
     """``err`` prefixed with the ``--set`` that gave its key, as ``downpour train`` names it (until 2026-12-05
     `analyze --set analysis.probes=["digitz"]` and `models --footprint cat-demo --set model.tile=abc` were refused
-    naming the key but not the flag), else ``err``."""
-    item = next((item for item in sets if err.key and ".".join(parse_override(item)[0]) == err.key), None)
+    naming the key but not the flag), else ``err``. The last ``--set`` of the key, the one that took effect (it named
+    the first of `--set model.tile=8 --set model.tile=abc`, refused for abc)."""
+    item = next((item for item in reversed(sets) if err.key and ".".join(parse_override(item)[0]) == err.key), None)
     return err if item is None or str(err).startswith("--set") else type(err)(f"--set {item}: {err}", key=err.key)

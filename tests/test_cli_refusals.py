@@ -676,6 +676,12 @@ def test_models_footprint_names_the_set_flag_of_an_option_it_refuses(capsys, ite
     assert f"downpour: error: --set {item}: model 'cat-demo': " in capsys.readouterr().err
 
 
+def test_a_refused_value_set_twice_names_the_set_flag_that_took_effect(capsys):
+    """The last --set of a key is the one used; the refusal named the first (`--set model.tile=8` of a refused abc)."""
+    assert main(["models", "--footprint", "cat-demo", "--set", "model.tile=8", "--set", "model.tile=abc"]) == 2
+    assert "downpour: error: --set model.tile=abc: model 'cat-demo': " in capsys.readouterr().err
+
+
 def test_a_split_replica_checks_its_analysis_layer_too(capsys):
     """With cluster.partitions > 1 the check was skipped: the typo failed after the training."""
     assert main(["train", "--config", "cat-untied", "--runner", "simulated", "--workers", "2", "--shards", "4",
