@@ -1,7 +1,9 @@
-"""Helpful errors: the nearest valid name to a wrong one."""
+"""Helpful errors: the nearest valid name to a wrong one, and a path as a command to paste takes it."""
 from __future__ import annotations
 
 import difflib
+import shlex
+from pathlib import Path
 from typing import Iterable
 
 
@@ -15,3 +17,9 @@ def nearest(word: str, choices: Iterable[str]) -> str:
     """' (did you mean X?)' for the closest valid choice, or ''."""
     match = closest(word, choices)
     return f" (did you mean {match!r}?)" if match else ""
+
+
+def pasted(path: str | Path) -> str:
+    """``path`` as a command an error suggests takes it, pasted into a shell (quoted where it holds a space or a quote:
+    until 2026-12-05 most suggested commands gave it bare, so `--resume runs/my run` was two words)."""
+    return shlex.quote(str(path))

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from downpour._names import pasted
 from downpour.config import (CROSSFIT_CONTROLS, ClusterConfig, ConfigError, FlagValue, Override, RunConfig,
                              config_to_toml, load_config, preset_table, parse_override, with_origin)
 from downpour.cli_flags import (CHECKPOINT_KEYS, check_flags, check_as_typed, check_plan_flags, check_sets,
@@ -86,7 +87,7 @@ def _train(args: argparse.Namespace) -> int:
         if args.out or args.config:
             flag = "--out" if args.out else "--config"
             raise ConfigError(f"{flag} with --resume: the run goes on in {args.resume!r} with its own config; drop "
-                              f"{flag} (or start a new run with --config {args.resume}/config.toml --set ...)")
+                              f"{flag} (or start a new run with --config {pasted(Path(args.resume) / 'config.toml')} --set ...)")
         run, cfg = resume_config(args.resume, _overrides(args), lambda cfg: check_flags(args, cfg))
         source = str(run.path / "config.toml")
         resume = not run.stopped_unsaved()    # (trained, but killed before its first checkpoint: again from step 0)
@@ -161,7 +162,7 @@ def cmd_crossfit(args: argparse.Namespace) -> int:
     try:
         result = run_crossfit(args.config, _overrides(args), out, folds=args.folds, jobs=args.jobs, control=args.control)
     except KeyboardInterrupt:    # (and SIGTERM) a fold's own log says `--resume` it; the cross-fit goes on as a whole
-        print(f"downpour: cross-fit stopped; each fold keeps what it trained: the same command goes on (--out {out})",
+        print(f"downpour: cross-fit stopped; each fold keeps what it trained: the same command goes on (--out {pasted(out)})",
               file=sys.stderr)
         raise
     print("\n".join(result["verdict"]["sentences"]))

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
+from downpour._names import pasted
 from downpour.config import AnalysisConfig, ConfigError, Override, RunConfig, load_config, origin_of, parse_override, with_origin
 from downpour.errors import NotARunError
 from downpour.train.folders import RunExistsError
@@ -114,7 +115,7 @@ def testing(out: Path, paths: list[Path]) -> Iterator[None]:
     analysis holds its run (shared): a `downpour analyze` of a fold meanwhile is refused (until 2026-12-05 it could
     write into a fold as the pooled test read it), and one going on now refuses the test, naming the fold."""
     with ExitStack() as held:
-        again = (f"let it finish, then run the same `downpour crossfit --out {out}` command again: it keeps the "
+        again = (f"let it finish, then run the same `downpour crossfit --out {pasted(out)}` command again: it keeps the "
                  "trained folds and tests them")
         for path in paths:
             held.enter_context(analysing(path, then=again, then_analysed=again, writes=False))
@@ -210,7 +211,7 @@ def _crossfit_words(path: Path) -> NotARunError | None:
         return None
     what = "the folder of" if out == path else "a fold of"
     return NotARunError(f"{str(path)!r} is {what} the cross-fit {str(out)!r}, being run now by another downpour "
-                        f"process (`downpour crossfit --out {out}`): let it finish, or stop it (Ctrl-C or SIGTERM save "
+                        f"process (`downpour crossfit --out {pasted(out)}`): let it finish, or stop it (Ctrl-C or SIGTERM save "
                         "every fold's checkpoint), then run that same `downpour crossfit` command again to go on (it "
                         "resumes its folds; `downpour train --resume` of a fold does not go on with the cross-fit); a "
                         "run of your own goes in another --out")

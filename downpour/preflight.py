@@ -13,14 +13,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import shlex
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
 from downpour.analysis.options import analysis_options, check_image_input
-from downpour._names import nearest
+from downpour._names import nearest, pasted
 from downpour.batch import Batch
 from downpour.config import ConfigError, Override, RunConfig, load_config
 from downpour.config_diff import RESUMABLE, config_differences
@@ -266,7 +265,7 @@ def resume_config(path: str, overrides: list[Override],
     if run.never_started():   # e.g. its data failed, or its output's reader left before the first step
         raise NotARunError(f"{path!r} holds no checkpoint, model or metrics row: it never started training, or was "
                            "stopped before its first row and checkpoint (nothing of it was kept); nothing to resume. "
-                           f"Start it again with `downpour train --config {path}/config.toml --out {path}`, which takes "
+                           f"Start it again with `downpour train --config {pasted(Path(path) / 'config.toml')} --out {pasted(path)}`, which takes "
                            "the folder over")
     check_unedited(run)
     cfg = run.config_with(overrides)
@@ -291,7 +290,7 @@ def check_checkpoints_kept(run: RunDir, cfg: RunConfig) -> None:
     step, why = run.saved_model()
     where = "holds no whole checkpoint" if run.checkpoints.is_dir() else "is missing (moved or deleted)"
     gone = run.checkpoints_lost() or f"its folder {str(run.checkpoints)!r} {where}, and a resume goes on from the checkpoint there"
-    again = (f"To train the run again from step 0: `downpour train --config {run.path}/config.toml --out NEW` (its own "
+    again = (f"To train the run again from step 0: `downpour train --config {pasted(run.path / 'config.toml')} --out NEW` (its own "
              "config, into a new folder)")
     if step is not None and run.finished(cfg.train.steps):    # nothing to resume
         stop = run.stopped_for_good(cfg.train.steps)
@@ -300,12 +299,12 @@ def check_checkpoints_kept(run: RunDir, cfg: RunConfig) -> None:
         more = ("more steps would not train it on" if stop is not None else
                 "more steps under its greedy schedule are a new run (the command below, with --steps M)"
                 if cfg.train.schedule == "greedy" else
-                f"`downpour train --resume {run.path} --steps M` (M above {cfg.train.steps}) would train it on, from "
+                f"`downpour train --resume {pasted(run.path)} --steps M` (M above {cfg.train.steps}) would train it on, from "
                 f"its checkpoint: {gone}; put it back first")
         raise NotARunError(f"{str(run.path)!r} is finished ({how}): there is nothing to resume. `downpour analyze "
-                           f"{run.path}` analyses it and `downpour report {run.path}` shows its report; {more}. "
+                           f"{pasted(run.path)}` analyses it and `downpour report {pasted(run.path)}` shows its report; {more}. "
                            f"{again}")
-    left = (f"its model.safetensors (step {step}) is there: `downpour analyze {run.path}` analyses it, but training "
+    left = (f"its model.safetensors (step {step}) is there: `downpour analyze {pasted(run.path)}` analyses it, but training "
             "cannot go on from the weights alone (the optimiser's state and the data's position are in the checkpoint)"
             if step is not None else
             "its model.safetensors is missing too: nothing of its training is left to go on from"
@@ -333,7 +332,7 @@ def check_unedited(run: RunDir) -> None:
             raise ConfigError(f"{str(run.path / 'config.toml')!r} has {key} = {now!r}, but the run's checkpoint "
                               f"({str(meta_path)!r}) was trained with {was!r}: the file was edited since. Put {was!r} "
                               f"back to resume the run, or train a new one from the edited file (downpour train "
-                              f"--config {run.path}/config.toml --out NEW)", key=key)
+                              f"--config {pasted(run.path / 'config.toml')} --out NEW)", key=key)
 
 
 def unresumable(saved: RunConfig, new: RunConfig) -> list[tuple[str, Any, Any]]:
@@ -348,7 +347,7 @@ def check_resume(saved: RunConfig, new: RunConfig, changed: list[tuple[str, Any,
     """Refuse overrides on ``--resume`` that would change what the run is, naming the key (``changed``:
     :func:`unresumable`'s answer, when the caller has it); the new run they suggest reads ``run_path``'s config.toml
     (until 2026-12-05 it was written ``RUN/config.toml`` whatever the run's folder)."""
-    config = shlex.quote(str(Path(run_path) / "config.toml"))
+    config = pasted(Path(run_path) / "config.toml")
     for key, was, now in unresumable(saved, new) if changed is None else changed:
         raise ConfigError(f"cannot resume with {key} = {now!r}: the run was trained with "
                           f"{was!r}; start a new run (--config {config} --set ...) instead")

@@ -1129,6 +1129,28 @@ def test_a_finished_joint_run_says_the_command_that_goes_on_and_the_one_that_sho
         f"what it learned: downpour report '{out}'" in err
 
 
+def test_the_commands_a_run_in_a_folder_with_a_space_is_told_paste_into_a_shell(tmp_path, capsys):
+    """The advice of a resume with --out, of analyze and of a run whose checkpoints/ is gone gave the run's folder
+    bare: `downpour analyze /runs/my run` pasted is two words (today's refusals of a finished run quoted it)."""
+    out = tmp_path / "my run"
+    assert main(["train", "--config", "ufldl-sae", "--steps", "4", "--out", str(out)]) == 0
+    capsys.readouterr()
+    said = []
+    assert main(["train", "--resume", str(out), "--out", str(tmp_path / "x")]) == 2
+    said.append(capsys.readouterr().err)
+    shutil.rmtree(out / "checkpoints")
+    assert main(["train", "--resume", str(out)]) == 2
+    said.append(capsys.readouterr().err)
+    (out / "model.safetensors").unlink()
+    assert main(["analyze", str(out)]) == 2
+    said.append(capsys.readouterr().err)
+    commands = [command for err in said for command in re.findall(r"`(downpour [^`]*)`|(--config .*?) --set", err)]
+    assert len(commands) == 6, said
+    for command in commands:
+        paths = [word for word in shlex.split("".join(command)) if word.startswith(str(tmp_path))]
+        assert paths and set(paths) <= {str(out), str(out / "config.toml")}, command
+
+
 def test_a_finished_greedy_run_says_plainly_how_to_train_more(tmp_path, capsys):
     """It used to say "a greedy run's stages split its steps, so it cannot go past them"; now: finished at step N
     of N, each stage has its share of train.steps, so more steps is a new run from the run's own config.toml."""

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from downpour._names import nearest
+from downpour._names import nearest, pasted
 from downpour.analysis.labelled import BUILT_IN, class_names
 from downpour.analysis.units import check_layer
 from downpour.config import AnalysisConfig, ConfigError, RunConfig
@@ -150,15 +150,15 @@ def unfinished(run: RunDir) -> str:
     reached, steps = run.reached(), run.config.train.steps
     if reached is not None and reached >= steps:
         return (f"its checkpoint is its last step ({reached}) but the model was not written; "
-                f"`downpour train --resume {run.path}` writes it")
+                f"`downpour train --resume {pasted(run.path)}` writes it")
     if reached is not None:
         return (f"its checkpoint is at step {reached} of {steps}: it is still training, or it was stopped, and "
-                f"`downpour train --resume {run.path}` trains it to its end; analyse it then")
+                f"`downpour train --resume {pasted(run.path)}` trains it to its end; analyse it then")
     if run.never_started():
         return (f"it was stopped before its first metrics row and checkpoint (nothing of it was kept); "
-                f"`downpour train --config {run.path / 'config.toml'} --out {run.path}` starts it again")
+                f"`downpour train --config {pasted(run.path / 'config.toml')} --out {pasted(run.path)}` starts it again")
     return (f"it holds no checkpoint (train.checkpoint_every = {run.config.train.checkpoint_every}; Ctrl-C and "
-            f"SIGTERM save one, a kill -9 does not): it is still training, or `downpour train --resume {run.path}` "
+            f"SIGTERM save one, a kill -9 does not): it is still training, or `downpour train --resume {pasted(run.path)}` "
             "trains it again from step 0")
 
 
@@ -186,7 +186,7 @@ def no_faces_of(run: RunDir, opts: AnalysisConfig, layer: str) -> tuple[FeatureM
         return None
     if opts.no_faces_twin:
         if not (path / "model.json").is_file():
-            advice = (f"`downpour train --resume {run.path} --set analysis.no_faces_twin=true` trains it"
+            advice = (f"`downpour train --resume {pasted(run.path)} --set analysis.no_faces_twin=true` trains it"
                       if run.config.data.trains_on_faces() else
                       f"none can be trained: data.source = {run.config.data.source!r} holds no lfw face")
             raise ConfigError(f"analysis.no_faces_twin: {str(path)!r} holds no trained twin yet; "

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 
+from downpour._names import pasted
 from downpour.analysis.report_notes import data_note, distinct as _distinct, faces_seen, first_layer_note, one_orientation
 from downpour.analysis.report_invariance import (fill_words, invariance_rows, invariance_words, selectivity_rows,
                                                 tied_invariance, tied_unresponsive)
@@ -328,7 +329,7 @@ def write_report(run_path: str | Path, analyze_if_missing: bool = True) -> Path:
     try:
         a = run.read_json("analysis.json")
     except NotARunError as err:      # cut short by a kill or an edit: the same way back as a missing field
-        raise NotARunError(f"{err}; `downpour analyze {run.path} --report` writes it again") from None
+        raise NotARunError(f"{err}; `downpour analyze {pasted(run.path)} --report` writes it again") from None
     try:
         body = _body(run, a)
     except DownpourError:
@@ -336,7 +337,7 @@ def write_report(run_path: str | Path, analyze_if_missing: bool = True) -> Path:
     except (KeyError, TypeError, AttributeError, IndexError, ValueError) as err:
         raise NotARunError(f"{str(run.path / 'analysis.json')!r} lacks a field the report reads, or holds it in another "
                            f"shape ({type(err).__name__}: {err}): edited, cut short or written by another version of "
-                           f"downpour; `downpour analyze {run.path} --report` writes it again") from None
+                           f"downpour; `downpour analyze {pasted(run.path)} --report` writes it again") from None
     out = run.path / "report.html"
     try:
         out.write_text(page(f"downpour report: {run.path.name}", body), encoding="utf-8")

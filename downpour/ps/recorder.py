@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 from torch import Tensor
 
+from downpour._names import pasted
 from downpour.config import RunConfig
 from downpour.errors import RunError
 from downpour.ps.checkpoint import SERVER, ShardState, load_server, save_server
@@ -194,7 +195,7 @@ class Recorder:
             why = (str(err).strip().splitlines() or [""])[0]
             try:
                 step = load_server(self.run.checkpoints / SERVER, meta_keys=("step",))[1]["step"]
-                kept = f"--resume {self.run.path} goes on from the last checkpoint, at step {step}"
+                kept = f"--resume {pasted(self.run.path)} goes on from the last checkpoint, at step {step}"
             except (CheckpointError, OSError):
                 kept = "there is no server checkpoint to resume from"
             log.warning("stopped at step %d; could not checkpoint the server (%s: %s); %s", self.coord.done,

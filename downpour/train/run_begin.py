@@ -4,9 +4,9 @@ from, a run already at its end, a model not saved at it) and :meth:`RunBegin.beg
 from __future__ import annotations
 
 import logging
-import shlex
 from typing import TYPE_CHECKING, Any
 
+from downpour._names import pasted
 from downpour.config import ConfigError, RunConfig
 from downpour.data.pipeline import decode_change
 from downpour.errors import NotARunError
@@ -93,10 +93,10 @@ class RunBegin:
     def refuse_reached(self, cfg: RunConfig, start: int) -> None:
         """ConfigError when a resume from step ``start`` has nothing left to train to ``cfg.train.steps``."""
         if start >= cfg.train.steps:
-            run = shlex.quote(str(self.path))
+            run = pasted(self.path)
             go_on = (f"raise train.steps to go on (downpour train --resume {run} --steps M)" if cfg.train.schedule != "greedy"
                      else "it is finished: a greedy schedule gives each stage its share of train.steps, so more steps means "
-                     f"a new run (downpour train --config {shlex.quote(str(self.path / 'config.toml'))} --steps M --out "
+                     f"a new run (downpour train --config {pasted(self.path / 'config.toml')} --steps M --out "
                      "NEW); a joint run could be resumed with more --steps instead")
             raise ConfigError(f"the run in {str(self.path)!r} already reached step {start} of {cfg.train.steps}; {go_on}; "
                               f"what it learned: downpour report {run}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from downpour._names import pasted
 from downpour.errors import DownpourError, NotARunError
 from downpour.models.base import FeatureModel
 from downpour.models.registry import create_model
@@ -219,22 +220,22 @@ class RunModel:
         try:
             reached = self.reached()
         except (CheckpointError, NotARunError):      # (a damaged checkpoint: the resume names it)
-            return f"{said} `downpour train --resume {self.path}` writes them again from its checkpoint)"
+            return f"{said} `downpour train --resume {pasted(self.path)}` writes them again from its checkpoint)"
         try:
             steps = self.config.train.steps
         except DownpourError as err:   # (config.toml damaged too: said after the weights' words, never instead of them)
             if reached is None:
                 return f"{unkept}; and {err}"
-            return (f"{said} `downpour train --resume {self.path}` writes them again from its checkpoint once its "
+            return (f"{said} `downpour train --resume {pasted(self.path)}` writes them again from its checkpoint once its "
                     f"config.toml reads again: {err})")
         if reached is not None and reached >= steps:
-            return f"{said} `downpour train --resume {self.path}` writes them again from its checkpoint at its last step, {reached})"
+            return f"{said} `downpour train --resume {pasted(self.path)}` writes them again from its checkpoint at its last step, {reached})"
         if reached is not None:
-            return (f"{said} `downpour train --resume {self.path}` trains on from its checkpoint at step {reached} of "
+            return (f"{said} `downpour train --resume {pasted(self.path)}` trains on from its checkpoint at step {reached} of "
                     f"{steps} and writes them at the end)")
         # (every run checkpoints at its end, train.checkpoint_every = 0 too: none left means checkpoints/ went
         # with the weights, and a resume refuses the run: "checkpoint file ... is missing")
-        return f"{unkept}, or train it again, `downpour train --config {self.path / 'config.toml'} --out NEW_FOLDER`"
+        return f"{unkept}, or train it again, `downpour train --config {pasted(self.path / 'config.toml')} --out NEW_FOLDER`"
 
     def save_preprocess(self, preprocess: "Preprocess", refits: list[int] | None = None,
                         classes: list[str] | None = None) -> None:

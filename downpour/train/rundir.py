@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from downpour._names import closest
+from downpour._names import closest, pasted
 from downpour.config import ConfigError, Override, RunConfig, config_to_toml, load_config
 from downpour.data.pipeline import decode_began
 from downpour.errors import NotARunError
@@ -316,7 +316,7 @@ def _study_folder(path: Path) -> str:
         header = None
     header = header if isinstance(header, dict) else {}
     name = _study_name(header)
-    command = (f"`{study_command(header)} --out {path}`"
+    command = (f"`{study_command(header)} --out {pasted(path)}`"
                + (" (with its --set flags)" if header.get("sets") else ""))
     if (path / "study.html").is_file():
         return (f"{str(path)!r} is a `downpour study {name}` folder, not a run: its report is "
