@@ -243,3 +243,15 @@ def test_weights_this_account_may_not_read_are_said_so_not_damaged(run, capsys, 
     err = capsys.readouterr().err
     assert f"{str(weights)!r} cannot be read (permission denied)" in err
     assert "cut short" not in err and "No such file" not in err
+
+
+def test_weights_this_account_may_not_read_are_not_said_unsaved_by_the_resume(run, caplog, monkeypatch):
+    """The resume's warning (and its --dry-run's) said of them "the model was not saved whole ('...' cannot be read
+    (permission denied))": they may well be whole."""
+    weights = run / "model.safetensors"
+    _deny_reading(weights, monkeypatch)
+    with caplog.at_level("WARNING"):
+        assert main(["train", "--resume", str(run), "--dry-run"]) == 0
+    assert (f"the checkpoint is the run's last step (4) but {str(weights)!r} cannot be read (permission denied); the "
+            "resume would save it from there") in caplog.text
+    assert "not saved whole" not in caplog.text

@@ -10,7 +10,7 @@ from downpour._names import pasted
 from downpour.config import ConfigError, RunConfig
 from downpour.data.pipeline import decode_change
 from downpour.errors import NotARunError
-from downpour.train.checkpoint import load_state
+from downpour.train.checkpoint import denied, load_state
 from downpour.train.checkpoint_checks import check_streams
 from downpour.train.config_record import config_record
 from downpour.train.refit import check_classes, refits_after, saved_fit
@@ -52,6 +52,8 @@ class RunBegin:
         (missing, unreadable, failing its SHA-256 check) or the step of the model left: what the resume warns, and
         its ``--dry-run`` (until 2026-12-05 silent about it) and Sandblaster's stop for good (rewrote it unsaid) too."""
         saved, why = self.saved_model()
+        if saved is None and denied(self.path / "model.safetensors"):   # (whole, maybe: "not saved whole" was untrue)
+            return f"{self.path}: {where} but {why}"
         return (f"{self.path}: {where} but the model "
                 + (f"was not saved whole ({why})" if saved is None else f"is still step {saved}'s"))
 
