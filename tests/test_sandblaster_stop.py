@@ -5,6 +5,7 @@ import dataclasses
 import json
 import logging
 import math
+import shlex
 
 import pytest
 import torch
@@ -313,9 +314,10 @@ def test_a_run_on_sampled_batches_that_stopped_is_finished_and_goes_on_only_with
     """A stop on sampled batches is the run's end as it is on the whole data set: its rule already waited for a failed
     search to recur. Until 2026-12-05 `train --resume` of such a run went on to train.steps (exit 0, the stop gone from
     sandblaster.json) where the same run on the whole data set was refused as finished. Now it is refused, with
-    --dry-run too, naming the resume that goes on anyway (more --steps), and that resume goes on, on new batches."""
+    --dry-run too, naming the resume that goes on anyway (more --steps), and that resume goes on, on new batches. The
+    command pastes into a shell (it gave the folder as Python's repr: "...it's a $run", which the shell expands)."""
     _fail_line_search(monkeypatch, lambda iteration, stage: iteration == 1)   # the second iteration's
-    out = tmp_path / "run"
+    out = tmp_path / "it's a $run"
     sets = [a for kv in ("cluster.algorithm=sandblaster", "train.tensorboard=false", "data.samples=300", "model.name=rica-8x8",
                          "model.hidden=16", "sandblaster.units=6", "sandblaster.batch=100", "analysis.no_faces_twin=false")
             for a in ("--set", kv)]
@@ -328,7 +330,7 @@ def test_a_run_on_sampled_batches_that_stopped_is_finished_and_goes_on_only_with
         assert main(["train", "--resume", str(out), "--no-report", *dry]) == 2
         err = capsys.readouterr().err
         assert "is finished: it stopped at L-BFGS iteration 2 (line search failed" in err
-        assert f"downpour train --resume {str(out)!r} --steps M, M above its 6" in err
+        assert f"downpour train --resume {shlex.quote(str(out))} --steps M, M above its 6" in err
     saved = json.loads((out / "sandblaster.json").read_text())
     assert saved["steps"] == 2 and saved["stop"]["reason"] == "line search"
     assert RunDir.open(out).finished(6) and not RunDir.open(out).finished(8)

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from downpour._names import pasted
 from downpour.config import ConfigError, RunConfig
 from downpour.ps.setup import ClusterSetup, set_up_cluster
 from downpour.sandblaster.checks import check_examples, check_sandblaster
@@ -252,9 +253,9 @@ def stopped_words(run: RunDir, iteration: int, why: str, sampled: bool = False) 
     cfg = run.config
     if splits_steps(cfg):
         return said + ("it samples batches, and its greedy stages split train.steps: going on means a new run with "
-                       f"more steps (downpour train --config {str(run.path / 'config.toml')!r} --steps M --out NEW)")
+                       f"more steps (downpour train --config {pasted(run.path / 'config.toml')} --steps M --out NEW)")
     return said + ("it samples batches, and its rule stops only where a failed search recurs (twice in a row) or the "
-                   f"gradient vanishes; to go on anyway, on new batches: downpour train --resume {str(run.path)!r} "
+                   f"gradient vanishes; to go on anyway, on new batches: downpour train --resume {pasted(run.path)} "
                    f"--steps M, M above its {cfg.train.steps}")
 
 
