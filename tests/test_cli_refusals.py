@@ -1125,8 +1125,10 @@ def test_a_finished_joint_run_says_the_command_that_goes_on_and_the_one_that_sho
     capsys.readouterr()
     assert main(["train", "--resume", str(out)]) == 2
     err = capsys.readouterr().err
-    assert f"already reached step 4 of 4; raise train.steps to go on (downpour train --resume '{out}' --steps M); " \
+    assert f"already reached step 4 of 4; raise train.steps above 4 to go on (downpour train --resume '{out}' --steps M); " \
         f"what it learned: downpour report '{out}'" in err
+    assert main(["train", "--resume", str(out), "--steps", "2"]) == 2          # (fewer: how many is enough)
+    assert "already reached step 4 of 2; raise train.steps above 4 to go on" in capsys.readouterr().err
 
 
 def test_the_commands_a_run_in_a_folder_with_a_space_is_told_paste_into_a_shell(tmp_path, capsys):

@@ -96,7 +96,7 @@ class RunBegin:
         """ConfigError when a resume from step ``start`` has nothing left to train to ``cfg.train.steps``."""
         if start >= cfg.train.steps:
             run = pasted(self.path)
-            go_on = (f"raise train.steps to go on (downpour train --resume {run} --steps M)" if cfg.train.schedule != "greedy"
+            go_on = (f"raise train.steps above {start} to go on (downpour train --resume {run} --steps M)" if cfg.train.schedule != "greedy"
                      else "it is finished: a greedy schedule gives each stage its share of train.steps, so more steps means "
                      f"a new run (downpour train --config {pasted(self.path / 'config.toml')} --steps M --out "
                      "NEW); a joint run could be resumed with more --steps instead")
