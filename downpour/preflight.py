@@ -21,7 +21,7 @@ import torch
 from downpour.analysis.options import analysis_options, check_image_input
 from downpour._names import nearest, pasted
 from downpour.batch import Batch
-from downpour.config import ConfigError, Override, RunConfig, load_config
+from downpour.config import ConfigError, Override, RunConfig, as_typed, load_config
 from downpour.config_diff import RESUMABLE, config_differences
 from downpour.data.build import check_config as check_data
 from downpour.data.build import check_files
@@ -271,7 +271,7 @@ def resume_config(path: str, overrides: list[Override],
     cfg = run.config_with(overrides)
     if flags is not None:
         flags(cfg)
-    check_resume(run.config, cfg, run_path=run.path)
+    check_resume(run.config, cfg, run_path=run.path, overrides=overrides)
     check_checkpoints_kept(run, cfg)
     return run, cfg
 
@@ -343,20 +343,21 @@ def unresumable(saved: RunConfig, new: RunConfig) -> list[tuple[str, Any, Any]]:
 
 
 def check_resume(saved: RunConfig, new: RunConfig, changed: list[tuple[str, Any, Any]] | None = None,
-                 run_path: str | Path = "RUN") -> None:
+                 run_path: str | Path = "RUN", overrides: list[Override] | tuple[Override, ...] = ()) -> None:
     """Refuse overrides on ``--resume`` that would change what the run is, naming the key (``changed``:
     :func:`unresumable`'s answer, when the caller has it); the new run they suggest reads ``run_path``'s config.toml
-    (until 2026-12-05 it was written ``RUN/config.toml`` whatever the run's folder)."""
-    config = pasted(Path(run_path) / "config.toml")
+    (until 2026-12-05 it was written ``RUN/config.toml`` whatever the run's folder) with the command line's
+    ``overrides`` as typed, shell-quoted (until 2026-12-05 a literal ``--set ...``)."""
+    config, typed = pasted(Path(run_path) / "config.toml"), as_typed(overrides)
     for key, was, now in unresumable(saved, new) if changed is None else changed:
-        raise ConfigError(f"cannot resume with {key} = {now!r}: the run was trained with "
-                          f"{was!r}; start a new run (--config {config} --set ...) instead")
+        raise ConfigError(f"cannot resume with {key} = {now!r}: the run was trained with {was!r}; start a new run "
+                          f"(downpour train --config {config} {typed or '--set ...'} --out NEW) instead")
     if saved.train.steps != new.train.steps and splits_steps(new):
         # (it said "for more steps" to a --steps below the run's too)
         raise ConfigError(f"cannot change train.steps ({saved.train.steps} -> {new.train.steps}) when resuming a greedy "
                           f"run: its split of the steps between stages depends on train.steps; to train it for "
-                          f"{new.train.steps} steps start a new run (--config {config} --steps {new.train.steps} "
-                          "--out NEW)")
+                          f"{new.train.steps} steps start a new run (downpour train --config {config} "
+                          f"{typed or f'--steps {new.train.steps}'} --out NEW)")
 
 
 def check_folder(out: str | None, resume: RunDir | None, cfg: RunConfig, twin: bool) -> None:

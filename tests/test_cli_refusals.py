@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -1170,7 +1171,7 @@ def test_a_finished_greedy_run_says_plainly_how_to_train_more(tmp_path, capsys):
     assert main(["train", "--resume", str(out), "--steps", "6", "--dry-run"]) == 2
     err = capsys.readouterr().err
     assert "cannot change train.steps (4 -> 6) when resuming a greedy run" in err
-    assert f"to train it for 6 steps start a new run (--config {out / 'config.toml'} --steps 6 --out NEW)" in err
+    assert f"to train it for 6 steps start a new run (downpour train --config {out / 'config.toml'} --steps 6 --out NEW)" in err
     # the command it suggests works, and so does what it says of a joint run
     assert main(["train", "--config", str(out / "config.toml"), "--steps", "6", "--out", str(tmp_path / "new")]) == 0
     joint = tmp_path / "joint"
@@ -1189,11 +1190,29 @@ def test_a_refused_resume_names_the_new_run_from_its_own_config_toml(tmp_path, c
     config = shlex.quote(str(out / "config.toml"))
     assert main(["train", "--resume", str(out), "--steps", "4", "--dry-run"]) == 2
     err = capsys.readouterr().err
-    assert f"to train it for 4 steps start a new run (--config {config} --steps 4 --out NEW)" in err
+    assert f"to train it for 4 steps start a new run (downpour train --config {config} --steps 4 --out NEW)" in err
     assert "RUN/" not in err and "more steps" not in err
     assert main(["train", "--resume", str(out), "--set", "model.maps=[4,4]", "--dry-run"]) == 2
     err = capsys.readouterr().err
-    assert "cannot resume with model.maps" in err and f"start a new run (--config {config} --set ...)" in err
+    assert "cannot resume with model.maps" in err
+    assert f"start a new run (downpour train --config {config} --set 'model.maps=[4,4]' --out NEW)" in err
+
+
+def test_a_refused_resume_suggests_a_new_run_with_the_flags_the_user_typed(tmp_path, capsys):
+    """`--resume RUN --set model.X=...` was told to start a new run with `--set ...`, literally: it names the flags
+    typed, each shell-quoted (a value with a space or brackets), and the command it suggests is the run asked for."""
+    out = tmp_path / "run"
+    assert main(["train", "--config", "cat-demo", "--runner", "local", "--steps", "6", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", str(out), "--steps", "8", "--set", "model.maps=[4, 4]", "--no-report"]) == 2
+    err = capsys.readouterr().err
+    assert "--set ..." not in err
+    suggested = re.search(r"start a new run \(downpour train (.*) --out NEW\) instead", err).group(1)
+    assert suggested == f"--config {out / 'config.toml'} --steps 8 --no-report --set 'model.maps=[4, 4]'"
+    argv = ["train", *shlex.split(suggested), "--out", str(tmp_path / "new"), "--dry-run"]
+    assert main(argv) == 0
+    config = tomllib.loads(capsys.readouterr().out)
+    assert config["model"]["maps"] == [4, 4] and config["train"]["steps"] == 8
 
 
 @pytest.mark.parametrize("inner", ["config.toml", "checkpoints", "figures/"])

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import tomllib
 from pathlib import Path
 from typing import Any
 
-from downpour._names import nearest
+from downpour._names import nearest, pasted
 from downpour.config.sections import SECTIONS, ModelSpec
 from downpour.config_files import base_of, read_toml
 from downpour.errors import ConfigError
@@ -31,6 +32,21 @@ class FlagValue(tuple):
 
     def __getnewargs__(self) -> tuple[str, object, str]:   # pickled to a cross-fit's fold processes
         return (*self, self.flag)
+
+
+def as_typed(overrides: list[Override] | tuple[Override, ...]) -> str:
+    """``overrides`` as the flags that typed them, each value shell-quoted (``--steps 6 --set 'model.maps=[4,4]'``):
+    what a suggested command repeats of the user's, to paste as it is."""
+    return " ".join(_as_typed(item) for item in overrides)
+
+
+def _as_typed(item: Override) -> str:
+    if isinstance(item, FlagValue):
+        flag, _, value = item.flag.partition(" ")
+        return f"{flag} {pasted(value)}" if value else flag
+    if isinstance(item, tuple):       # (a caller's (key, value): its value written as TOML reads a JSON scalar or list)
+        return "--set " + pasted(f"{item[0]}={json.dumps(item[1])}")
+    return "--set " + pasted(item)
 
 
 def parse_override(item: Override, example: str | None = None) -> tuple[list[str], Any]:
