@@ -181,7 +181,7 @@ def test_plan_names_what_the_user_typed_and_every_cost_key_it_reads(capsys):
     four parts listed only objective.TERM as readable, not the objective.TERM.KEY it reads too."""
     assert main(["plan", "--model", "paper", "--set", "model.maps=[0,8,8]"]) == 2
     err = capsys.readouterr().err
-    assert "--model paper --set model.maps=[0,8,8]: the paper's network: every value of model.maps" in err
+    assert "--model paper --set 'model.maps=[0,8,8]': the paper's network: every value of model.maps" in err
     assert "cat-3stage" not in err
     assert main(["plan", "--model", "cat-3stage", "--set", "model.maps=[0,8,8]"]) == 2
     assert "model 'cat-3stage': every value" in capsys.readouterr().err          # typed: named as typed
@@ -193,11 +193,11 @@ def test_plan_names_what_the_user_typed_and_every_cost_key_it_reads(capsys):
 
 @pytest.mark.parametrize("argv, head, message", [
     # the on-paper refusals network_of raised came out bare: "model.top = 'gru': ...", no flag named
-    (["--set", 'model.top="gru"'], 'downpour plan --set model.top="gru" (no --model: the default, the paper\'s network): ',
+    (["--set", 'model.top="gru"'], 'downpour plan --set \'model.top="gru"\' (no --model: the default, the paper\'s network): ',
      "model.top = 'gru': the plan counts"),
-    (["--model", "paper", "--set", "model.kernels=[500,18,18]"], "downpour plan --model paper --set model.kernels=[500,18,18]: ",
+    (["--model", "paper", "--set", "model.kernels=[500,18,18]"], "downpour plan --model paper --set 'model.kernels=[500,18,18]': ",
      "model.kernels: stage 1's filter side 500"),
-    (["--model", "cat-demo", "--set", "model.pools=[100,3,3]"], "downpour plan --model cat-demo --set model.pools=[100,3,3]: ",
+    (["--model", "cat-demo", "--set", "model.pools=[100,3,3]"], "downpour plan --model cat-demo --set 'model.pools=[100,3,3]': ",
      "model.maps has 2 stages"),
     (["--config", "cat-demo", "--set", "model.top=gru"], "downpour plan --config cat-demo --set model.top=gru: ", "model.top"),
     # with no --model typed, errors said "--model paper"
@@ -216,6 +216,9 @@ def test_every_plan_refusal_is_one_line_naming_what_was_typed(capsys, argv, head
     assert err.count("\n") == 1 and "Traceback" not in err
     assert err.startswith("downpour: error: " + head) and message in err
     assert "--model paper" not in err or "--model" in argv
+    # pasted into a shell, what it names is what was typed (the --set values came back bare: brackets, quotes)
+    said = err.removeprefix("downpour: error: ").split(" (no --model")[0].split(": ")[0]
+    assert shlex.split(said) == ["downpour", "plan", *argv]
 
 
 @pytest.mark.parametrize("sets, message", [
@@ -225,8 +228,26 @@ def test_every_plan_refusal_is_one_line_naming_what_was_typed(capsys, argv, head
 ])
 def test_plan_refuses_a_network_the_model_would_refuse(sets, message):
     # (refused by plan_config since 2026-12-04, naming the --set; network_of alone refused it, naming none)
-    with pytest.raises(ConfigError, match=rf"--model paper --set {re.escape(sets[0])}: {message}"):
+    with pytest.raises(ConfigError, match=rf"--model paper --set {re.escape(shlex.quote(sets[0]))}: {message}"):
         plan_config("paper", sets)
+
+
+def test_plan_quotes_the_config_and_folder_it_repeats_in_a_command(tmp_path, capsys):
+    """A --config or --out with a space came back bare in the command a refusal gives, two words once pasted."""
+    from downpour.train.rundir import RunDir
+
+    config = tmp_path / "my sync.toml"
+    config.write_text('base = "ufldl-sae"\n[cluster]\nconsistency = "sync"\n')
+    assert main(["plan", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert f"downpour plan --config {shlex.quote(str(config))}: cluster.consistency = 'sync'" in err
+    suggested = re.search(r"with (downpour plan --check-simulated .*) --replicas N", err).group(1)
+    assert shlex.split(suggested)[-1] == str(config)
+    run = RunDir.create(tmp_path / "my run", load_config("ufldl-sae", ["cluster.runner=simulated"]))
+    (run.path / "metrics.jsonl").write_text('{"step": 5, "loss": 1.0}\n')      # a run there
+    argv = ["plan", "--check-simulated", "--replicas", "2", "--shards", "2", "--steps", "5", "--out", str(run.path)]
+    assert main(argv) == 2
+    assert f"`downpour plan --check-run {shlex.quote(str(run.path))}`" in capsys.readouterr().err
 
 
 def test_plan_refuses_partitions_the_runner_cannot_cut_and_never_chooses_them():

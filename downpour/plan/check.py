@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from downpour.config import ConfigError, FlagValue, Override, RunConfig, load_config, parse_override
+from downpour._names import pasted
 from downpour.data.build import sample_shape
 from downpour.models.registry import create_model, resolve
 from downpour.plan.staleness import greedy_switches, predict_staleness
@@ -114,7 +115,7 @@ def check_simulated(config: str = "ufldl-sae", workers: int = 1000, shards: int 
                               f"({key} = {wanted!r})", key=key)
     if out and (Path(out) / "config.toml").is_file() and not RunDir(out).never_started():   # (was told "--resume it")
         raise RunExistsError(f"--out {str(out)!r} already holds a run: pick another --out (a finished simulated run "
-                             f"there is compared by `downpour plan --check-run {out}`)")
+                             f"there is compared by `downpour plan --check-run {pasted(out)}`)")
     with tempfile.TemporaryDirectory(prefix="downpour-plan-") as tmp:
         path = Path(out) if out else Path(tmp) / "run"
         t0 = time.perf_counter()
@@ -128,7 +129,7 @@ def check_simulated(config: str = "ufldl-sae", workers: int = 1000, shards: int 
                    else "a `downpour analyze`, `report` or `crossfit` reading it")
             raise RunExistsError(f"--out {str(out)!r} is being {busy.doing} now by another downpour process ({who}): "
                                  "pick another --out; once it "
-                                 f"ends, `downpour plan --check-run {out}` compares a simulated run there") from None
+                                 f"ends, `downpour plan --check-run {pasted(out)}` compares a simulated run there") from None
         wall = time.perf_counter() - t0
         result = compare_run(path)
     result.update({"config": config, "seconds": round(wall, 1), "event_loop_seconds": summary["seconds"],

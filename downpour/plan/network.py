@@ -28,6 +28,7 @@ import logging
 from typing import Any, Callable
 
 from downpour.config import ClusterConfig, RunConfig, config_from_dict, load_config, merge_term, parse_override
+from downpour._names import pasted
 from downpour.data.build import sample_shape
 from downpour.errors import ConfigError
 from downpour.models.cat import CatConfig, CatNet
@@ -137,8 +138,10 @@ PLAN_READS = {"train.batch_size", "train.schedule", "cluster.n_push", "cluster.n
 def _typed(model: str | None, config: str | None, sets: list[str] | tuple[str, ...] = ()) -> str:
     """"downpour plan --model M --set K=V": what was typed, the head of a refusal; with neither --model nor --config,
     which network that is (it read "--model paper", which the user had not typed)."""
-    flag = f" --config {config}" if config is not None else f" --model {model}" if model is not None else ""
-    said = f"downpour plan{flag}{''.join(' --set ' + str(s) for s in sets)}"
+    # each value shell-quoted: pasted, the line runs (until 2026-12-05 `--set model.maps=[8, 8, 8]` came back bare)
+    flag = (f" --config {pasted(config)}" if config is not None else f" --model {pasted(model)}" if model is not None
+            else "")
+    said = f"downpour plan{flag}{''.join(' --set ' + pasted(str(s)) for s in sets)}"
     return said if flag else f"{said} (no --model: the default, the paper's network)"
 
 
@@ -240,7 +243,7 @@ def _say_unread_layout(config: str, c: Any) -> None:
               for k, flag in LAYOUT_FLAGS.items() if getattr(c, k) != getattr(defaults, k)]
     if unread:
         log.warning("downpour plan --config %s: the plan chooses the cluster's layout for the machines given and "
-                    "times the cluster's own steps, so the file's %s %s not read", config, ", ".join(unread),
+                    "times the cluster's own steps, so the file's %s %s not read", pasted(config), ", ".join(unread),
                     "is" if len(unread) == 1 else "are")
 
 
@@ -249,14 +252,14 @@ def _refuse_unplanned(config: str, algorithm: str, consistency: str) -> None:
     a sync config read 2.2 on 4 machines where its staleness is 0 (as ``--set cluster.consistency`` is refused, so is
     the file's)."""
     if algorithm != "downpour":
-        raise ConfigError(f"downpour plan --config {config}: cluster.algorithm = {algorithm!r}: the plan models Downpour "
-                          "SGD only (Sandblaster L-BFGS is not modelled, docs/plan.md); plan a Downpour config",
+        raise ConfigError(f"downpour plan --config {pasted(config)}: cluster.algorithm = {algorithm!r}: the plan "
+                          "models Downpour SGD only (Sandblaster L-BFGS is not modelled, docs/plan.md); plan a Downpour config",
                           key="cluster.algorithm")
     if consistency != "async":
-        raise ConfigError(f"downpour plan --config {config}: cluster.consistency = {consistency!r}: the plan models "
+        raise ConfigError(f"downpour plan --config {pasted(config)}: cluster.consistency = {consistency!r}: the plan models "
                           "asynchronous replicas (their step time and staleness), not a gate; plan a copy with "
                           "cluster.consistency = \"async\", or measure this one's staleness against its prediction "
-                          f"with downpour plan --check-simulated --config {config} --replicas N --shards S --steps T",
+                          f"with downpour plan --check-simulated --config {pasted(config)} --replicas N --shards S --steps T",
                           key="cluster.consistency")
 
 
