@@ -49,9 +49,11 @@ def fold_summary(summary: dict[str, Any]) -> dict[str, Any]:
     """What crossfit.json keeps of a fold's training summary, and the line searches that failed for real in its
     training (Sandblaster; :func:`~downpour.twins.search_failures`): the command's exit status reads them (until
     2026-12-05 they were dropped here, and a cross-fit whose folds failed exited 0 where `downpour train` exits 1).
-    A kept fold's are those its sandblaster.json records (:func:`~downpour.twins.recorded_failures`)."""
+    A kept fold's are those its sandblaster.json records (:func:`~downpour.twins.recorded_failures`; none for a
+    Downpour fold, whose kept summary has no such key). Every fold's record has the key."""
+    kept = summary.get("line_search_failures", [])
     return {**{k: summary.get(k) for k in ("run", "kept", "seconds", "final_loss")},
-            "line_search_failures": summary["line_search_failures"] if summary.get("kept") else search_failures(summary)}
+            "line_search_failures": kept if summary.get("kept") else search_failures(summary)}
 
 
 def line_search_failures(record: dict[str, Any], kept: bool = False) -> list[str]:

@@ -141,25 +141,28 @@ def kept(run: RunDir, cfg: RunConfig) -> dict[str, Any]:
     """A finished run taken as it is: its config saved again with ``cfg``'s analysis (a twin added
     later is then scored), its training as it was trained (``check_resume`` lets train.threads and the
     reporting keys differ: the saved ones are what reproduces its model), and the summary of its
-    training read back (``seconds``: the training time of its last metrics row). Its analysis is
-    dropped when ``cfg`` changes how it is made (any analysis key but ``report``): config.toml would
-    name settings the analysis was not made with."""
+    training read back (``seconds``: the training time of its last metrics row), with a Sandblaster run's
+    ``line_search_failures`` (:func:`recorded_failures`; until 2026-12-05 a Downpour run's carried an empty list, a
+    key its freshly trained summary has not). Its analysis is dropped when ``cfg`` changes how it is made (any
+    analysis key but ``report``): config.toml would name settings the analysis was not made with."""
     saved = run.config.analysis
     if dataclasses.replace(saved, report=cfg.analysis.report) != cfg.analysis:
         run.drop_analysis("they were made with the analysis settings this command changes")
     run.save_config(dataclasses.replace(run.config, analysis=cfg.analysis))
     rows = [row for row in run.metrics() if "time" in row]
-    return {"run": str(run.path), "kept": True, "seconds": rows[-1]["time"] if rows else None,
-            "final_loss": run.last_loss(), "line_search_failures": recorded_failures(run)}
+    summary = {"run": str(run.path), "kept": True, "seconds": rows[-1]["time"] if rows else None,
+               "final_loss": run.last_loss()}
+    if (run.path / "sandblaster.json").is_file():
+        summary["line_search_failures"] = recorded_failures(run)
+    return summary
 
 
 def recorded_failures(run: RunDir) -> list[str]:
-    """:func:`search_failures`' lines for every line search that failed for real in a kept run's training, as its
-    sandblaster.json records them (said, and counted in the exit status, by the command that trained it)."""
+    """:func:`search_failures`' lines for every line search that failed for real in a kept Sandblaster run's
+    training, as its sandblaster.json records them (said, and counted in the exit status, by the command that
+    trained it)."""
     from downpour.sandblaster.run import failed_searches
 
-    if not (run.path / "sandblaster.json").is_file():
-        return []
     record = {**run.read_json("sandblaster.json"), "resumed_from": 0, "run": str(run.path)}
     return [_failure_line(record, stop) for stop in failed_searches(record)]
 

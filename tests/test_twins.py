@@ -70,6 +70,22 @@ def test_a_resume_of_a_finished_run_trains_only_its_twin(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out.strip())["no_faces_twin"]["kept"]
 
 
+def test_a_kept_downpour_runs_summary_has_the_keys_of_a_trained_one_and_no_sandblaster_field(tmp_path, capsys):
+    """The summary of a run kept as it was carried "line_search_failures": [] for a Downpour run, a Sandblaster field
+    its freshly trained summary has not; a cross-fit's record still gives every fold the key."""
+    from downpour.crossfit import fold_summary
+
+    out = tmp_path / "run"
+    assert main(["train", *TINY_CAT, *TWIN, "--no-report", "--out", str(out)]) == 0
+    trained = json.loads(capsys.readouterr().out.strip())
+    assert main(["train", "--resume", str(out)]) == 0                 # both finished: both kept
+    kept = json.loads(capsys.readouterr().out.strip())
+    assert kept["kept"] and kept["no_faces_twin"]["kept"]
+    for summary in (trained, kept, kept["no_faces_twin"]):
+        assert "line_search_failures" not in summary
+    assert fold_summary(kept)["line_search_failures"] == []
+
+
 def test_a_resume_of_a_finished_run_and_twin_keeps_their_analysis(reported, tmp_path, capsys):
     """Nothing was left to train, yet the resume removed analysis.json, the figures and the report
     ("only its no-faces twin is left") and, with the report on, analysed the run again."""
