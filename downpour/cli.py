@@ -77,7 +77,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from downpour.crossfit_folds import check_busy, check_not_crossfits
-    from downpour.preflight import check_folder, check_run_config, new_run_config, resume_config
+    from downpour.preflight import check_folder, check_resumable, check_run_config, new_run_config, resume_config
     from downpour.train.folders import fresh_folder
     from downpour.train.lock import training_in
     from downpour.twins import failed, search_failures, train_with_twin, twin_config
@@ -117,6 +117,8 @@ def _train(args: argparse.Namespace) -> int:
     # analyzed (until 2026-12-05 let go before: the same command again took a finished run over as its analysis.json
     # was being written)
     with training_in(folder, lambda: old if resume else _new_run(folder, cfg, old)) as run:
+        if resume:      # refused before the lines below say it resumes (as its --dry-run refuses it)
+            check_resumable(run, cfg, twin is not None)
         then = f", then its no-faces twin -> {run.no_faces_twin}" if twin else ""
         print(f"downpour: {_what_trains(args, source, resume)} (model {cfg.model.name!r}) with the {cfg.cluster.runner} "
               f"runner{update_rule_words(cfg)} -> {run.path}{then}", file=sys.stderr)

@@ -362,30 +362,33 @@ def check_resume(saved: RunConfig, new: RunConfig, changed: list[tuple[str, Any,
 
 def check_folder(out: str | None, resume: RunDir | None, cfg: RunConfig, twin: bool) -> None:
     """What the run would refuse at its folder, found without writing anything (``--dry-run``): ``--out``
-    a file or a folder holding a run (:meth:`RunDir.check_new`); a resume with nothing left to train
-    (:meth:`RunDir.begin`), unless only its no-faces ``twin`` is left or its model is written from its
-    last checkpoint (:meth:`RunDir.unsaved_at_end`); a labelled folder whose classes changed (``check_classes``)."""
+    a file or a folder holding a run (:meth:`RunDir.check_new`); what a resume refuses (:func:`check_resumable`), and
+    its warning where it would write the model from its last checkpoint (until 2026-12-05 the dry run said nothing)."""
     if out:
         RunDir.check_new(out)
-    if resume is not None:
-        saved_fit(resume.path)          # (a preprocess.json that does not verify refuses the resume: named now)
-    if resume is not None and cfg.data.source == "folder" and cfg.data.labels:   # listed, nothing decoded
+    if resume is not None and (unsaved := check_resumable(resume, cfg, twin)) is not None:
+        log.warning("%s; the resume would save it from there", unsaved)
+
+
+def check_resumable(resume: RunDir, cfg: RunConfig, twin: bool) -> str | None:
+    """What a resume of ``resume`` refuses at its folder, found without writing anything: nothing left to train
+    (:meth:`RunDir.begin`), unless only its no-faces ``twin`` is left or its model is written from its last checkpoint
+    (:meth:`RunDir.unsaved_at_end`: the words of the runner's warning then, else None); a labelled folder whose
+    classes changed (``check_classes``). ``downpour train --resume`` asks it before it says it resumes (until
+    2026-12-05 a finished run's printed "resuming RUN" and logged "resuming RUN at step N", then was refused)."""
+    saved_fit(resume.path)          # (a preprocess.json that does not verify refuses the resume: named now)
+    if cfg.data.source == "folder" and cfg.data.labels:   # listed, nothing decoded
         check_classes((list_items(cfg.data).info or {}).get("classes"), resume.path)
-    if resume is not None and not twin and (stop := resume.stopped_for_good(cfg.train.steps)) is not None:   # (as the runner)
+    if not twin and (stop := resume.stopped_for_good(cfg.train.steps)) is not None:   # (as the runner)
         from downpour.sandblaster.run import stopped_words
         raise ConfigError(stopped_words(resume, stop["iteration"], stop["message"], resume.samples_batches()))
-    if resume is not None and cfg.cluster.algorithm == "sandblaster":     # (as the runner: it writes the model)
+    if cfg.cluster.algorithm == "sandblaster":     # (as the runner: it writes the model)
         from downpour.sandblaster.run import stopped_at, unsaved_stop
         if (at := unsaved_stop(resume, cfg.train.steps)) is not None:
-            log.warning("%s; the resume would save it from there", resume.unsaved_words(stopped_at(at)))
-            return
-    start = resume.reached() if resume is not None else None
-    if resume is None or start is None or start < cfg.train.steps:
-        return
-    if twin and resume.finished(cfg.train.steps):
-        return
+            return resume.unsaved_words(stopped_at(at))
+    start = resume.reached()
+    if start is None or start < cfg.train.steps or (twin and resume.finished(cfg.train.steps)):
+        return None
     if not resume.ends_unsaved(cfg, start):
         resume.refuse_reached(cfg, start)
-    else:       # (what the resume warns as it writes the model again; until 2026-12-05 the dry run said nothing)
-        log.warning("%s; the resume would save it from there",
-                    resume.unsaved_words(last_step(start)))
+    return resume.unsaved_words(last_step(start))

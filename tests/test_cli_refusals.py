@@ -2,6 +2,7 @@
 sources (a folder, a file's ``base``), dotted cost-term overrides, flags that would be ignored, plan's
 numbers, a study's seed, the cross-fit's own keys; and SIGTERM, which stops a run as Ctrl-C does."""
 import json
+import logging
 import os
 import re
 import shlex
@@ -913,6 +914,23 @@ def test_a_dry_run_of_a_resume_refuses_what_the_resume_would(tmp_path, capsys):
     (out / "checkpoints" / "local.json").write_text("{")
     assert main(["train", "--resume", str(out), "--steps", "9", "--dry-run"]) == 2
     assert "local.json' is not valid JSON" in capsys.readouterr().err
+
+
+def test_a_resume_of_a_finished_run_is_refused_before_it_says_it_resumes(tmp_path, capsys, caplog):
+    """It printed "downpour: resuming RUN ..." and logged "resuming RUN at step 6", then refused ("already reached
+    step 6 of 6"), where its --dry-run refused before saying anything; the refusal's words are the same."""
+    out = tmp_path / "run"
+    assert main(["train", *TINY, "--steps", "6", "--out", str(out)]) == 0
+    capsys.readouterr()
+    caplog.set_level(logging.INFO)                   # (what the command logs: the runner's "resuming RUN at step 6")
+    for steps in ("6", "3"):
+        said = []
+        for dry in (["--dry-run"], []):
+            caplog.clear()
+            assert main(["train", "--resume", str(out), "--steps", steps, *dry]) == 2
+            said.append(capsys.readouterr().err)
+            assert "resuming" not in said[-1] + caplog.text and f"already reached step 6 of {steps}" in said[-1]
+        assert said[0] == said[1]
 
 
 def test_a_resume_of_a_run_whose_checkpoints_folder_is_gone_says_what_is_left_and_how_to_train_it_again(tmp_path, capsys):
