@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from downpour._names import pasted
-from downpour.config import (CROSSFIT_CONTROLS, ClusterConfig, ConfigError, FlagValue, Override, RunConfig,
+from downpour.config import (CROSSFIT_CONTROLS, ClusterConfig, ConfigError, FlagValue, Override, RunConfig, as_typed,
                              config_to_toml, load_config, preset_table, parse_override, with_origin)
 from downpour.cli_flags import (CHECKPOINT_KEYS, check_flags, check_as_typed, check_plan_flags, check_sets,
                                 named_by_set, set_keys, update_rule_words)
@@ -87,7 +87,8 @@ def _train(args: argparse.Namespace) -> int:
         if args.out or args.config:
             flag = "--out" if args.out else "--config"
             raise ConfigError(f"{flag} with --resume: the run goes on in {args.resume!r} with its own config; drop "
-                              f"{flag} (or start a new run with --config {pasted(Path(args.resume) / 'config.toml')} --set ...)")
+                              f"{flag} (or start a new run: downpour train --config {pasted(Path(args.resume) / 'config.toml')} "
+                              f"{as_typed(_overrides(args)) or '--set ...'} --out {pasted(args.out or 'NEW')})")
         run, cfg = resume_config(args.resume, _overrides(args), lambda cfg: check_flags(args, cfg))
         source = str(run.path / "config.toml")
         resume = not run.stopped_unsaved()    # (trained, but killed before its first checkpoint: again from step 0)

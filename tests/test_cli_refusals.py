@@ -1254,6 +1254,17 @@ def test_a_refused_resume_suggests_a_new_run_with_the_flags_the_user_typed(tmp_p
     assert config["model"]["maps"] == [4, 4] and config["train"]["steps"] == 8
 
 
+def test_an_out_with_resume_suggests_the_new_run_with_the_flags_the_user_typed(tmp_path, capsys):
+    """`--resume RUN --out NEW --set ...` (a new run from a run's config, asked the wrong way) was told to start one
+    with `--set ...`, literally, and no --out: it gives the flags and the --out typed, shell-quoted."""
+    run, new = tmp_path / "my run", tmp_path / "new run"
+    assert main(["train", "--resume", str(run), "--out", str(new), "--set", "model.maps=[4, 4]", "--steps", "8"]) == 2
+    err = capsys.readouterr().err
+    assert "--out with --resume" in err and "--set ..." not in err
+    assert (f"start a new run: downpour train --config {shlex.quote(str(run / 'config.toml'))} --steps 8 "
+            f"--set 'model.maps=[4, 4]' --out {shlex.quote(str(new))})") in err
+
+
 @pytest.mark.parametrize("inner", ["config.toml", "checkpoints", "figures/"])
 @pytest.mark.parametrize("command", [["analyze"], ["report"], ["train", "--resume"]])
 def test_a_file_or_folder_inside_a_run_names_the_run_to_give(tmp_path, capsys, inner, command):
