@@ -22,6 +22,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from downpour._names import pasted
 from downpour.config import ConfigError, RunConfig
 from downpour.train.lock import training
 from downpour.train.rundir import RunDir, RunExistsError
@@ -93,7 +94,7 @@ def train_with_twin(cfg: RunConfig, run: RunDir, twin: RunConfig | None, resume:
             except KeyboardInterrupt:   # (and SIGTERM) the twin's own runner named only its folder, or, stopped
                 # in its set-up, nothing: `--resume RUN/no-faces` trains the twin but skips the run's analysis
                 log.warning("%s: stopped in its no-faces twin; `downpour train --resume %s` finishes the twin and "
-                            "goes on as this command would have", run.path, run.path)
+                            "goes on as this command would have", run.path, pasted(run.path))
                 raise
     return summary
 

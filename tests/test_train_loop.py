@@ -182,6 +182,29 @@ def test_ctrl_c_during_an_update_checkpoints_after_it_and_resumes_bit_for_bit(tm
     assert [(r["step"], r["loss"]) for r in metrics(cut)] == [(r["step"], r["loss"]) for r in metrics(straight)]
 
 
+def test_a_stopped_runs_warning_gives_its_folder_as_a_shell_takes_it(tmp_path, monkeypatch, caplog):
+    """"continue with --resume runs/my run" was two words pasted into a shell: the folder is quoted (_names.pasted),
+    as every suggested command since 2026-12-05."""
+    import os
+    import signal
+
+    from downpour.train.telemetry import PartsMean
+
+    cfg = load_config("cat-demo", SMALL_CAT + ["model.maps=[2]", "model.kernels=[4]", "model.strides=[2]",
+                                               "model.pools=[2]", "model.pool_strides=[1]", "train.steps=12"])
+    add = PartsMean.add
+
+    def add_then_ctrl_c(self, parts, samples=0, loss=None):
+        add(self, parts, samples, loss)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(PartsMean, "add", add_then_ctrl_c)
+    run = RunDir.create(tmp_path / "my run", cfg)
+    with caplog.at_level("WARNING"), pytest.raises(KeyboardInterrupt):
+        run_local(cfg, run)
+    assert f"checkpoint saved, continue with --resume '{run.path}'" in caplog.text
+
+
 def test_a_signal_another_thread_takes_still_waits_for_the_held_block():
     """The kernel gives a process's SIGINT to any thread not masking it (torch's, a loader's); Python
     then raises KeyboardInterrupt in the main thread, inside the block masking was meant to hold."""

@@ -135,7 +135,7 @@ def open_run(run_path: str | Path) -> tuple[RunDir, FeatureModel]:
     if reached is not None and saved is not None and reached > saved:   # a resume stopped before its end
         log.warning("%s: its checkpoint is at step %d of %d, past the model saved at step %d, which is what is "
                     "analysed; `downpour train --resume %s` trains it to its end", run.path, reached,
-                    run.config.train.steps, saved, run.path)
+                    run.config.train.steps, saved, pasted(run.path))
     broken = [name for name, t in model.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
     if broken:                 # (training rejects a non-finite update: an edited or damaged file)
         raise NotARunError(f"{str(run.path / 'model.safetensors')!r} holds non-finite values in {', '.join(broken[:3])}"

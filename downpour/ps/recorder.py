@@ -188,7 +188,7 @@ class Recorder:
             self.driver.settle(self.on_push)
             self.checkpoint()
             log.warning("stopped at step %d; the server checkpoint was saved: --resume %s goes on from it",
-                        self.coord.done, self.run.path)
+                        self.coord.done, pasted(self.run.path))
         except Exception as err:  # noqa: BLE001  (the shards may be gone with the failure)
             # one line: Ray's ActorDiedError runs to 5 lines of its own. And where the last checkpoint is, which
             # the resume goes on from: "could not checkpoint" alone read as if nothing was kept

@@ -217,7 +217,7 @@ def run_sandblaster(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[s
     except BaseException:
         try:   # keep the iterations done (the shards still hold the last accepted point)
             _save(run, pool, coord, progress, boundary)
-            log.warning("stopped after L-BFGS iteration %d; checkpoint saved: --resume %s goes on", progress.iteration, run.path)
+            log.warning("stopped after L-BFGS iteration %d; checkpoint saved: --resume %s goes on", progress.iteration, pasted(run.path))
         except Exception as err:  # noqa: BLE001  (the shards may be gone with the failure)
             log.warning("could not checkpoint the shards (%s: %s)", type(err).__name__, err)
         raise

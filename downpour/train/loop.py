@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from downpour._names import pasted
 from downpour.config import RunConfig
 from downpour.data.pipeline import (batch_position, check_resumed_on, close_stream, data_report, keep_cut, loader_died,
                                     open_data, record_data, record_stopped, report_at, run_data_info)
@@ -151,7 +152,7 @@ def run_local(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, An
         stop = loader_died(died, cfg.data, err) if died else err
         if done > start and not saved:
             _save_checkpoint(run, model, opt, done, skipped, elapsed + time.perf_counter() - t0, rng, at, mean)
-            log.warning("stopped after step %d; checkpoint saved, continue with --resume %s", done, run.path)
+            log.warning("stopped after step %d; checkpoint saved, continue with --resume %s", done, pasted(run.path))
         # and what the data did so far (the files skipped): the stream's live report, its reads ahead included
         record_stopped(run.write_json, cfg.data, data.info, lambda: [data_report(batches)], done, total, stop)
         if stop is not err:
