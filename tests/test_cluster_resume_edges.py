@@ -172,7 +172,8 @@ def test_a_lost_shard_that_stops_the_run_is_an_event_in_staleness_json_and_stays
     assert summary["stopped"] == {"step": 18, "steps": 31, "by": "shard 1 lost at step 18 (ConnectionError)"}
     assert summary["checkpoint"] == 16 and summary["shard_events"] == [events[0], events[2]]
     assert summary["resumed_from"] == 0
-    assert f"--resume {str(tmp_path / 'r')!r} goes on from its last server checkpoint, at step 16" in str(stop.value)
+    import shlex                                # (as a shell takes it: Python's repr quoted it, '$' and all)
+    assert f"--resume {shlex.quote(str(tmp_path / 'r'))} goes on from its last server checkpoint, at step 16" in str(stop.value)
     monkeypatch.undo()
     assert _run(tmp_path / "r", resume=True)["steps"] == 31
     kept = json.loads((tmp_path / "r/staleness.json").read_text())["events"]

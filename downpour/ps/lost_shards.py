@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from downpour._names import pasted
 from downpour.config import RunConfig
 from downpour.errors import NotARunError
 from downpour.ps.checkpoint import SERVER, load_server
@@ -78,7 +79,7 @@ def record_stop(run: RunDir, cfg: RunConfig, events: list[dict[str, Any]], err: 
                                     "checkpoint": kept, "shard_restarts": restarts,
                                     "shard_events": [e for e in events if e["event"] in SHARD_EVENTS],
                                     "run": str(run.path)})
-    resume = (f"--resume {str(run.path)!r} goes on from its last server checkpoint, at step {kept}" if kept is not None
-              else f"it has no server checkpoint: --resume {str(run.path)!r} trains it again from step 0")
+    resume = (f"--resume {pasted(run.path)} goes on from its last server checkpoint, at step {kept}" if kept is not None
+              else f"it has no server checkpoint: --resume {pasted(run.path)} trains it again from step 0")
     return (f"{err}, and the shards were already restarted {restarts} time(s) (cluster.shard_restarts): the run "
             f"stopped; {resume} (its cluster.json and staleness.json say what happened)")
