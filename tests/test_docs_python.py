@@ -13,7 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-RUN_AS_WRITTEN = ["layers.md", "designs.md"]    # each under a second on 2 cores
+RUN_AS_WRITTEN = ["layers.md", "designs.md"]    # 0.2 s and 1.7 s on 2 cores
 
 
 def _blocks(path):
@@ -33,11 +33,15 @@ def test_the_docs_have_python_blocks():
 def test_every_block_parses_and_its_downpour_imports_exist(path, line, code):
     tree = ast.parse(code, filename=f"{path.name}:{line}")
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module.split(".")[0] == "downpour":
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "downpour":
             module = importlib.import_module(node.module)
             missing = [a.name for a in node.names if not hasattr(module, a.name) and not (
                 hasattr(module, "__path__") and importlib.util.find_spec(f"{node.module}.{a.name}"))]
             assert not missing, f"{path.name}:{line}: {node.module} has no {', '.join(missing)}"
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] == "downpour":
+                    importlib.import_module(alias.name)
 
 
 @pytest.mark.parametrize("name", RUN_AS_WRITTEN)
