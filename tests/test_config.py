@@ -133,3 +133,15 @@ def test_a_swapped_models_carry_over_is_said_once_when_the_load_then_fails(capsy
     with caplog.at_level("WARNING", logger="downpour.config"):
         assert main(["train", "--dry-run", "--set", "model.name=cat-dem"]) == 2
     assert caplog.text.count("replaces the model of") == 1 and "cat-dem" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("overrides, message", [
+    # one string was read letter by letter ("--set s: expected KEY=VALUE"), a dict by its keys ("--set seed: ...")
+    ("seed=1", r"overrides: a list of 'section\.key=value' strings or \(key, value\) pairs, got a str 'seed=1': "
+               r"\['seed=1'\]"),
+    ({"seed": 1}, r"got a dict \{'seed': 1\}: list\(overrides\.items\(\)\)"),
+    ([("seed",)], r"override \('seed',\): a \(key, value\) pair has 2 items, not 1"),   # was "not enough values to unpack"
+])
+def test_overrides_from_python_that_are_not_a_list_of_overrides_are_refused_as_such(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config("cat-demo", overrides)
