@@ -299,3 +299,10 @@ def test_a_file_pillow_fails_on_with_any_error_is_skipped_and_named_on_both_path
         [next(batches) for _ in range(3)]
         skipped = batches.report()["skipped"]
     assert [s["file"] for s in skipped] == [str(bad)] and skipped[0]["reason"].startswith("NotImplementedError")
+
+
+def test_a_whole_run_config_for_the_data_config_is_refused_naming_cfg_data():
+    # docs/data.md builds from cfg.data; the whole config failed with "'RunConfig' object has no attribute 'source'"
+    from downpour.config import load_config
+    with pytest.raises(TypeError, match=r"build_dataset: cfg must be a DataConfig \(a RunConfig's cfg\.data\), got a RunConfig"):
+        build_dataset(load_config("ufldl-sae"), seed=0)

@@ -19,3 +19,10 @@ def test_a_preset_name_for_the_config_is_refused_with_how_to_load_it(tmp_path):
     cfg = load_config("ufldl-sae", [("train.steps", 2)])
     with pytest.raises(TypeError, match=r"cfg must be a RunConfig.*load_config\('ufldl-sae'\).*got 'ufldl-sae' \(str\)"):
         train("ufldl-sae", RunDir.create(tmp_path / "y", cfg))
+
+
+def test_a_run_folder_made_for_a_preset_name_is_refused_before_the_folder_is_made(tmp_path):
+    # it made the folder, then failed with "'str' object has no attribute 'model'"
+    with pytest.raises(TypeError, match=r"RunDir\.create: cfg must be a RunConfig.*load_config\('ufldl-sae'\)"):
+        RunDir.create(tmp_path / "z", "ufldl-sae")
+    assert not (tmp_path / "z").exists()

@@ -241,6 +241,8 @@ def build_dataset(cfg: DataConfig, seed: int) -> Dataset:
     both naming the field, path or key. Files that cannot be read are skipped and listed in
     ``info["skipped"]`` instead.
     """
+    if not isinstance(cfg, DataConfig):     # the whole run config is the likely slip from Python
+        raise TypeError(f"build_dataset: cfg must be a DataConfig (a RunConfig's cfg.data), got a {type(cfg).__name__}")
     check_config(cfg)
     info: dict[str, Any] = {"source": cfg.source, "mode": cfg.mode, "size": cfg.size, "grey": cfg.grey}
     if cfg.mode == "crops":

@@ -42,6 +42,9 @@ class RunDir(RunBegin, RunModel):
         model, no metrics row, e.g. the data failed to load) is taken over, so fixing the cause and
         running the same command again works.
         """
+        if not isinstance(cfg, RunConfig):      # before the folder is made (a name made it, then failed inside)
+            raise TypeError(f"RunDir.create: cfg must be a RunConfig (load_config({cfg!r}) for a preset or a TOML "
+                            f"file), got {cfg!r} ({type(cfg).__name__})")
         run = cls.check_new(path)
         if (run.path / "config.toml").exists():
             (run.path / cls.METRICS).unlink(missing_ok=True)   # opened before the first step: no row in it
