@@ -559,3 +559,18 @@ def test_a_run_folder_as_the_cross_fits_out_is_refused_before_any_fold_trains(tm
     assert main(argv) == 2
     assert f"{str(run)!r} holds a run (config.toml)" in capsys.readouterr().err
     assert not (run / "fold-0").exists() and not (run / "crossfit.json").exists()
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: None, r"'[^']*cf' does not exist"),
+    (lambda p: p.mkdir(), r"'[^']*cf' holds no crossfit\.json: it is not the --out of a `downpour crossfit`"),
+    (lambda p: (p.mkdir(), (p / "config.toml").write_text("seed = 0\n")),
+     r"'[^']*cf' holds no crossfit\.json: it is a run \(config\.toml\); `downpour report [^`]*cf` writes its report"),
+])
+def test_the_crossfit_report_of_a_folder_that_is_no_crossfit_says_what_it_is(tmp_path, make, message):
+    # docs/analysis.md's Python API: it was a bare FileNotFoundError of crossfit.json
+    from downpour.analysis.report import write_crossfit_report
+    from downpour.errors import NotARunError
+    make(tmp_path / "cf")
+    with pytest.raises(NotARunError, match=message):
+        write_crossfit_report(tmp_path / "cf")

@@ -16,11 +16,14 @@ that of 100 test faces. The interval does not cover training: each fold is a dif
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from downpour._names import pasted
 from downpour.analysis.face_controls import LEARNED, View, face_test
+from downpour.errors import NotARunError
 
 
 def crossfit_controls(views: list[View], *, layer: str, other_layers: tuple[str, ...] = (),
@@ -67,3 +70,16 @@ def _span(values) -> str:
     """``"132"``, or ``"132-134"`` where the folds differ."""
     values = list(values)
     return f"{min(values)}" if min(values) == max(values) else f"{min(values)}-{max(values)}"
+
+
+def crossfit_record(folder: Path) -> Path:
+    """``folder/crossfit.json``, or NotARunError saying what ``folder`` is instead (from Python, a run's folder or
+    a mistyped one: it was a bare FileNotFoundError)."""
+    record = folder / "crossfit.json"
+    if record.is_file():
+        return record
+    if not folder.exists():
+        raise NotARunError(f"{str(folder)!r} does not exist")
+    what = (f"it is a run (config.toml); `downpour report {pasted(folder)}` writes its report"
+            if (folder / "config.toml").is_file() else "it is not the --out of a `downpour crossfit`, which writes it")
+    raise NotARunError(f"{str(folder)!r} holds no crossfit.json: {what}")

@@ -17,6 +17,7 @@ from downpour.analysis.report_invariance import (fill_words, invariance_rows, in
 from downpour.analysis.report_notes import chosen_among, loss_headline as _loss_headline
 from downpour.analysis.report_notes import several_optima, top_words
 from downpour.analysis.report_notes import untied_note
+from downpour.analysis.crossfit import crossfit_record
 from downpour.analysis.report_controls import controls as _controls, heading as _controls_heading
 from downpour.analysis.report_parts import auc, esc, image, num, page, pct, table
 from downpour.errors import DownpourError
@@ -279,7 +280,7 @@ def _as_set(override: str | list[Any]) -> str:
 def write_crossfit_report(folder: str | Path) -> Path:
     """``crossfit.html`` beside ``crossfit.json`` (``downpour crossfit``): the pooled face test and each fold's unit."""
     folder = Path(folder)
-    c = json.loads((folder / "crossfit.json").read_text())
+    c = json.loads(crossfit_record(folder).read_text())
     setup = {k: c.get(k) for k in ("negatives", "faces", "representation", "bootstrap", "select", "selection", "choice")}
     test = _controls({"face_neuron": {"controls": c["rows"], "controls_verdict": c["verdict"],
                                       "controls_by_layer": c["by_layer"], "controls_setup": setup}})
