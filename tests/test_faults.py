@@ -88,10 +88,13 @@ def test_a_driver_killed_by_sigkill_leaves_a_run_that_resume_finishes(tmp_path, 
     from downpour.cli import main
 
     out = tmp_path / "d"
+    # the driver joins the module's Ray (a Ray of its own cost a start, some 5-9 s); its actors die with it all the
+    # same (Ray ends a dead driver's job), and the segments its shards made are named by the driver's pid
     driver = subprocess.Popen([sys.executable, "-m", "downpour.cli", "train", "--config", "ufldl-sae", "--runner", "ray",
                                "--steps", "5000", "--no-report", "--out", str(out), "--set", "data.samples=600",
                                "--set", "train.batch_size=16", "--set", "train.tensorboard=false",
                                "--set", "cluster.checkpoint_seconds=0.5",
+                               "--set", f"cluster.address={ray.get_runtime_context().gcs_address}",
                                "--set", "cluster.workers=1"],   # (one worker: two actors fewer to start)
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
