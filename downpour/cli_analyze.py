@@ -6,14 +6,14 @@ import argparse
 import dataclasses
 import json
 import os
-import shlex
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager, nullcontext
 from pathlib import Path
 
+from downpour._names import pasted
 from downpour.cli_flags import named_by_set
-from downpour.config import AnalysisConfig, ConfigError, parse_override
+from downpour.config import AnalysisConfig, ConfigError, as_typed, parse_override
 
 
 def analyze_and_report(path: Path, analysed: bool = False) -> int:
@@ -24,7 +24,7 @@ def analyze_and_report(path: Path, analysed: bool = False) -> int:
     :func:`~downpour.analysis.report.write_report`: until 2026-12-05 with nothing held; one not stale holds nothing)."""
     from downpour.analysis.run import analyze_run
 
-    again = f"downpour analyze {shlex.quote(str(path))} --report"
+    again = f"downpour analyze {pasted(path)} --report"
     with _no_faces_held(path, again) if not analysed or _report_analyses(path) else nullcontext():
         if not analysed:
             try:
@@ -87,7 +87,7 @@ def _analysis_held(path: str | Path, command: str, sets: Sequence[str] = (), ana
     from downpour.crossfit_folds import analysis_words
     from downpour.train.lock import FolderBusy, analysing
 
-    again = f"{command} {shlex.quote(str(path))}"
+    again = f"{command} {pasted(path)}"
     with ExitStack() as holding:
         try:
             holding.enter_context(analysing(
@@ -195,8 +195,8 @@ def _analyze(args: argparse.Namespace) -> int:
     except ConfigError as err:
         raise named_by_set(err, args.set) from None
     except KeyboardInterrupt:     # (and SIGTERM) the parts it finished are kept: the same command goes on from them
-        sets = "".join(f" --set {shlex.quote(item)}" for item in args.set)
-        stopped_analysis(args.run, f"downpour analyze {shlex.quote(str(args.run))}{sets}{' --report' if args.report else ''}")
+        sets = f" {as_typed(args.set)}" if args.set else ""
+        stopped_analysis(args.run, f"downpour analyze {pasted(args.run)}{sets}{' --report' if args.report else ''}")
         raise
     print(headline(Path(args.run)), end="")
     print(f"downpour: analysis written to {Path(args.run) / 'analysis.json'}"
@@ -221,5 +221,5 @@ def cmd_report(args: argparse.Namespace) -> int:
             return code
         except KeyboardInterrupt:        # (and SIGTERM) in that analysis: it said only "interrupted" until 2026-12-05
             if not (path / "analysis.json").is_file():
-                stopped_analysis(path, f"downpour report {shlex.quote(str(path))}")
+                stopped_analysis(path, f"downpour report {pasted(path)}")
             raise
