@@ -97,9 +97,8 @@ class Restarts:
         (None: none was). Until 2026-12-05 the node alone: a replacement's event and log said a partition's node as the
         worker's own ("its node cccccccc gone"), the worker's node alive."""
         alive = {nd["NodeID"] for nd in ray.nodes() if nd["Alive"]}
-        gone = sorted((-1 if p is None else p, node) for (v, p), node in self.pins.items()
-                      if v == w and node is not None and node not in alive)
-        return (gone[0][1], None if gone[0][0] < 0 else gone[0][0]) if gone else None
+        gone = [(node, p) for (v, p), node in self.pins.items() if v == w and node is not None and node not in alive]
+        return min(gone, key=lambda pin: -1 if pin[1] is None else pin[1]) if gone else None
 
     def _why_not_respawned(self) -> str:
         """Why :meth:`_respawn` started no new actor."""
