@@ -720,7 +720,10 @@ def test_holm_adjusts_the_whole_study_and_says_which_readings_hold():
     assert [t["p_holm"] for t in got] == pytest.approx([0.04, 0.09, 0.09, 0.5])
     assert math.isnan(rows[1]["tests"]["d_edge"]["p_holm"])
     said = family_paragraph(rows)
-    assert said.startswith("Holm's correction over the 4 paired comparisons this verdict reads: 1 of the 3 readings")
+    # (what the count is over: a study's own count in an earlier paragraph, over one kind of comparison, read as
+    # contradicting it: "Over 2 comparisons ..." then "Holm's correction over the 9 paired comparisons")
+    assert said.startswith("Holm's correction over all 4 paired comparisons this verdict reads (every figure it "
+                           "compares between a condition and its reference, in all its paragraphs): 1 of the 3 readings")
     assert "hold (family-wise 5%): a: d_probe higher." in said
     assert "These are leads to recheck with more seeds, not findings: a: d_auc lower; b: d_probe higher." in said
     d, reading = paired_test(rows[1], "d_new", [0.0] * 6, [1.0] * 6, 0.1)

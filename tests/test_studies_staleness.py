@@ -310,6 +310,32 @@ def test_a_success_interval_that_leaves_out_0_and_reads_inconclusive_says_mcnema
     assert said.count("McNemar") == 1          # (not beside a reading whose interval holds 0)
 
 
+def test_a_compared_rate_is_said_beside_its_baselines_and_each_count_says_what_it_counts(quick):
+    """'wide/lr0.125/async4 reached 0% vs wide/lr0.125/sync (Δ -75 points)': 0% against what; and 'Over 2
+    comparisons ...' above 'Holm's correction over the 9 paired comparisons' in the same verdict, neither saying
+    which comparisons it counted."""
+    from downpour.studies.stats import family_paragraph, holm
+    out, result = quick
+    cells = [json.loads(line) for line in (out / "cells.jsonl").read_text().splitlines()[1:]]
+    by = {(c["condition"], s): c["figures"] for c in cells for s in range(4) if c["seed"] == s % 2}
+    study = study_class("staleness")(quick=True)
+    for seed in range(4):                            # planted: the baseline succeeds in 3 of 4 seeds, async4 in none
+        by[("wide/lr0.125/sync", seed)] = {**by[("wide/lr0.125/sync", seed)], "diverged": 0.0, "success": float(seed > 0)}
+        by[("wide/lr0.125/async4", seed)] = {**by[("wide/lr0.125/async4", seed)], "diverged": 0.0, "success": 0.0}
+    rows = study.summarise(study.conditions(), by, list(range(4)))
+    verdict = study.verdict(rows)
+    assert "wide/lr0.125/async4 reached 0% against wide/lr0.125/sync's 75% (Δ -75 points [" in verdict
+    assert "the noise-matched control reached " in verdict and " against async4's " in verdict
+    phase = sum(r["group"] == "phase" and bool(r["params"]["vs"]) for r in rows)
+    tests = holm(rows)
+    assert tests > phase
+    assert verdict.startswith(f"Over the phase diagram's {phase} success-rate comparisons (each stale condition against "
+                              "synchronous SGD at the same rate and seeds; not the controls or the arms below), ")
+    assert family_paragraph(rows).startswith(
+        f"Holm's correction over all {tests} paired comparisons this verdict reads (every figure it compares between a "
+        "condition and its reference, in all its paragraphs)")
+
+
 @pytest.mark.parametrize("key", ["cluster.runner=local", "cluster.address=10.0.0.1:6379", "train.optimizer=adam",
                                  "cluster.algorithm=sandblaster", "cluster.restarts=3"])
 def test_a_set_the_simulated_cells_never_read_is_refused(tmp_path, key):

@@ -236,3 +236,24 @@ def test_a_reading_holms_correction_does_not_keep_is_called_a_lead_in_the_senten
     short = next(p for p in paras if p.startswith("In short"))
     assert ("L2 weight decay: sparser codes (Hoyer) at 2 of 2 settings (1 of them a lead: not after Holm's "
             "correction)") in short
+
+
+def test_each_penalty_sentence_gives_reconstruction_alones_own_figures_its_differences_are_from():
+    """'with less data, weight 0.001: ... active 64% (Δ -34.3 points ...)': the reader could not tell 64% against
+    what; reconstruction alone's own active share (98%) was said nowhere in the verdict."""
+    from downpour.studies.costs import QUICK_PENALTIES, CostsStudy
+
+    def row(name, hoyer, active, gap, probe):
+        return {"condition": name, "n": 6, "params": {"weight": 0.001}, "figures": {
+            "gap": [gap, gap - 0.01, gap + 0.01], "delta_gap": [0.0, -0.1, 0.1], "hoyer": [hoyer, 0.0, 1.0],
+            "delta_hoyer": [0.0, -1, 1], "active": [active, 0.0, 1.0], "probe_digits": [probe, 0.0, 1.0],
+            "delta_active": [0.0, -0.1, 0.1], "delta_probe_digits": [0.0, -0.1, 0.1]},
+            "extra": {"readings": {k: "inconclusive" for k in ("gap", "hoyer", "active", "probe_digits", "heldout_recon")},
+                      "hoyer_gap_rank_correlation": [0.5, -float("inf"), float("inf")]}}
+    rows = [row("less/none", 0.05, 0.979, 0.0237, 0.932), row("more/none", 0.03, 0.99, 0.0022, 0.943)]
+    rows += [row(f"{size}/{term}={w:g}", 0.26, 0.635, 0.0334, 0.932) for size in ("less", "more")
+             for term in QUICK_PENALTIES for w in QUICK_PENALTIES[term]]
+    text = CostsStudy(quick=True).verdict(rows)
+    assert ("with less data (reconstruction alone: Hoyer 0.05, active 98%, gap 0.0237, probe 93.2%), weight 0.001: "
+            "Hoyer 0.26 (Δ 0 [-1, +1], inconclusive), active 64% (Δ 0.0 points [-10.0, +10.0], inconclusive)") in text
+    assert "with more data (reconstruction alone: Hoyer 0.03, active 99%, gap 0.0022, probe 94.3%), weight" in text

@@ -137,13 +137,9 @@ class CostsStudy(CostsDesign, Study):
             leads = dict.fromkeys(IN_SHORT.values(), 0)
             for size in SIZES:
                 rs = [by[f"{size}/{term}={w:g}"] for w in penalties[term]]
-                lines.append(f"with {size} data, " + "; ".join(
-                    f"weight {r['params']['weight']:g}: Hoyer {r['figures']['hoyer'][0]:.2f} ({_d(r, 'hoyer')}, "
-                    f"{_read(r, 'hoyer')}), active {100 * r['figures']['active'][0]:.0f}% "
-                    f"({_points(r, 'active')}, {_read(r, 'active')}), gap {r['figures']['gap'][0]:.4f} "
-                    f"({_d(r, 'gap')}, {_read(r, 'gap')}), probe "
-                    f"{100 * r['figures']['probe_digits'][0]:.1f}% ({_points(r, 'probe_digits')}, "
-                    f"{_read(r, 'probe_digits')})" for r in rs))
+                # (reconstruction alone's own figures first: each Δ is against them, which went unsaid until 2026-12-05)
+                lines.append(f"with {size} data (reconstruction alone: {_said(by[f'{size}/none'])}), " + "; ".join(
+                    f"weight {r['params']['weight']:g}: {_said(r, paired=True)}" for r in rs))
                 for r in rs:
                     for (figure, reading), what in IN_SHORT.items():
                         if r["extra"]["readings"][figure] == reading:
@@ -268,3 +264,12 @@ def _points(row: dict[str, Any], key: str) -> str:
 def _read(row: dict[str, Any], key: str) -> str:
     """How the row's paired difference in ``key`` reads, marked where Holm's correction does not keep it."""
     return row["extra"]["readings"][key] + lead_mark(row, f"delta_{key}")
+
+
+def _said(row: dict[str, Any], paired: bool = False) -> str:
+    """'Hoyer 0.26, active 64%, gap 0.0334, probe 93.2%', each figure followed, ``paired``, by its difference from
+    reconstruction alone and how that reads: "Hoyer 0.26 (Δ +0.202 [+0.164, +0.24], higher)"."""
+    return ", ".join(f"{label} {fmt.format(row['figures'][key][0])}"
+                     + (f" ({delta(row, key)}, {_read(row, key)})" if paired else "")
+                     for key, label, fmt, delta in (("hoyer", "Hoyer", "{:.2f}", _d), ("active", "active", "{:.0%}", _points),
+                                                    ("gap", "gap", "{:.4f}", _d), ("probe_digits", "probe", "{:.1%}", _points)))

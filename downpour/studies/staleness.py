@@ -70,6 +70,15 @@ def _reading(row: dict[str, Any]) -> str:
     return extra["reading"] + lead_mark(row, "delta_vs_success")
 
 
+def _against(row: dict[str, Any], by: dict[str, dict[str, Any]], name: str = "") -> str:
+    """'0% against wide/lr0.125/sync's 100% (Δ -100 points [-100, -96]: lower': a row's success rate beside its
+    baseline's (``name``: how to call the baseline, its condition's name by default), with the paired difference and
+    its reading, the parenthesis left open for what else the sentence says of the row."""
+    vs = row["params"]["vs"]
+    return (f"{words.against(row['figures']['p_success'][0], name or vs, by[vs]['figures']['p_success'][0])} "
+            f"(Δ {words.points(row['figures']['delta_vs_success'], 0, ' points')}: {_reading(row)}")
+
+
 class StalenessStudy(StalenessDesign, Study):
     base = "teacher-student"
     # the momentum control's server rule holds only a tensor pushed without a gradient since 2026-12-04 (it held every
@@ -217,9 +226,7 @@ class StalenessStudy(StalenessDesign, Study):
                          f"[{words.percent(base[1])}, {words.percent(base[2])}]; with staleness: " + "; ".join(parts) + ".")
             controls = [r for r in rows if r["condition"].startswith(p) and r["params"]["control"]]
             if controls:
-                a = by[p + "async4"]["figures"]["p_success"][0]
-                said = [f"the {r['params']['control']}-matched control reached {words.percent(r['figures']['p_success'][0])} "
-                        f"(vs async4's {words.percent(a)}: Δ {words.points(r['figures']['delta_vs_success'], 0, ' points')}, {_reading(r)})"
+                said = [f"the {r['params']['control']}-matched control reached {_against(r, by, 'async4')})"
                         for r in controls]
                 paras[-1] += " Without any delay, " + "; ".join(said) + "."
         compared = [r for r in rows if r["group"] == "phase" and r["params"]["vs"]]
@@ -232,7 +239,9 @@ class StalenessStudy(StalenessDesign, Study):
         # (not the controls: their baseline is async4, itself stale)
         diverged = [r for r in rows if r["group"] == "phase" and r["params"]["vs"] and not r["params"].get("control")
                     and r["figures"]["p_diverged"][0] > 0.5]
-        overall = (f"Over {len(counted)} comparisons of a stale condition with synchronous SGD at the same rate and seeds, "
+        # (the count is the phase diagram's success rates alone; Holm's paragraph counts every test the verdict reads)
+        overall = (f"Over the phase diagram's {len(counted)} success-rate comparisons (each stale condition against "
+                   "synchronous SGD at the same rate and seeds; not the controls or the arms below), "
                    f"staleness raised the success rate in {counts['higher']}, lowered it in {counts['lower']}, had no "
                    f"detectable effect (interval within ±{RESOLUTION:.0%}) in {tally['no detectable effect']}, and was "
                    f"inconclusive in {tally['inconclusive']}.")
@@ -258,8 +267,7 @@ class StalenessStudy(StalenessDesign, Study):
             rs = [r for r in rows if r["group"] == group and r["params"]["vs"]]
             if rs:
                 paras.append(what + ", " + "; ".join(
-                    f"{r['condition']} reached {words.percent(r['figures']['p_success'][0])} vs {r['params']['vs']} "
-                    f"(Δ {words.points(r['figures']['delta_vs_success'], 0, ' points')}: {_reading(r)}"
+                    f"{r['condition']} reached {_against(r, by)}"
                     # (0% could read as stuck in spurious minima: say when the seeds diverged instead)
                     + (f"; {words.percent(r['figures']['p_diverged'][0])} of its seeds diverged"
                        if r["figures"]["p_diverged"][0] > 0 else "") + ")" for r in rs) + ".")

@@ -292,7 +292,10 @@ def family_paragraph(rows: Sequence[dict[str, Any]], alpha: float = 0.05) -> str
         return ""
     m = sum(math.isfinite(t["p_holm"]) for _, _, t in tests)
     read = [(c, name, t) for c, name, t in tests if t["reading"] in ("higher", "lower")]
-    said = f"Holm's correction over the {m} paired comparison{'s' if m != 1 else ''} this verdict reads"
+    # (what it counts, said since 2026-12-05: a count in an earlier paragraph, over one kind of comparison, read as
+    # contradicting it: "Over 2 comparisons ..." then "Holm's correction over the 9 paired comparisons")
+    said = (f"Holm's correction over {'all' if m != 1 else 'the'} {m} paired comparison{'s' if m != 1 else ''} this "
+            "verdict reads (every figure it compares between a condition and its reference, in all its paragraphs)")
     if not read:
         return f"{said}: none reads higher or lower, so there is nothing for it to take back."
     held = [f"{c}: {name} {t['reading']}" for c, name, t in read if t["p_holm"] < alpha]

@@ -2,6 +2,7 @@
 
     percent(0.62)                        -> "62%"
     percent_ci([0.62, 0.55, 0.69])       -> "62% [55, 69]"
+    against(0.0, "sync", 0.75)            -> "0% against sync's 75%"    (a rate beside the one it is compared with)
     points([0.031, -0.01, 0.07])         -> "+3.1 [-1.0, +7.0]"           (a difference of proportions)
     signed([0.031, -0.01, 0.07])         -> "+0.031 [-0.010, +0.070]"
     value_ci([0.4529, 0.45, 0.46])       -> "0.4529 [0.45, 0.46]"
@@ -26,6 +27,12 @@ def percent_ci(triple: Sequence[float]) -> str:
     v, lo, hi = triple
     v, lo, hi = (round(100 * x) if math.isfinite(x) else x for x in (v, lo, hi))   # (an int: never "-0")
     return f"{v:.0f}% [{lo:.0f}, {hi:.0f}]" if math.isfinite(lo) else f"{v:.0f}%"
+
+
+def against(rate: float, reference: str, reference_rate: float) -> str:
+    """A rate said beside the rate of the condition it is compared with: a verdict's "reached 0% vs sync (Δ -75
+    points)" (until 2026-12-05) left the reader to work out sync's own 75% from the difference."""
+    return f"{percent(rate)} against {reference}'s {percent(reference_rate)}"
 
 
 def difference(triple: Sequence[float], fmt: str = "{:+.3f}", unit: str = "") -> str:
