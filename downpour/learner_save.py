@@ -148,7 +148,9 @@ def load_learner(cls: type, path: str | Path) -> Any:
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         got = record.get("format") if isinstance(record, dict) else record
         raise CheckpointError(f"{str(where)!r}: format is {got!r}, not {FORMAT!r}")
-    problem = digest_problem(record)          # (a learner saved before 2026-12-05 records none: read as before)
+    # (a learner saved before 2026-12-05 records none: read as before, where its model.safetensors, saved with it, does
+    # not say that it was written with one)
+    problem = digest_problem(record, folder / "model.safetensors")
     if problem:
         raise CheckpointError(f"{str(where)!r} cannot be read back: {problem}; put an intact copy of the folder "
                               "back, or fit and save the learner again (a change made on purpose: "

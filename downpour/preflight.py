@@ -322,7 +322,7 @@ def check_unedited(run: RunDir) -> None:
     for meta_path in sorted(run.checkpoints.glob("*.json")) if run.checkpoints.is_dir() else []:
         try:
             meta = json.loads(meta_path.read_text())
-            record = meta.get(CONFIG_KEY) if digest_problem(meta) is None else None
+            record = meta.get(CONFIG_KEY) if digest_problem(meta, meta_path.with_suffix(".safetensors")) is None else None
         except (OSError, ValueError, AttributeError):
             continue                            # (a damaged checkpoint: the resume's load names it)
         # (one edited by hand, not its digest, too: its config was told as config.toml's edit, to be copied back)

@@ -189,7 +189,11 @@ def test_a_learner_json_edited_by_hand_is_refused_and_one_saved_before_its_diges
                                               r"fit and save the learner again"):
         FeatureLearner.load(tmp_path / "f")
     del record[JSON_KEY]
-    where.write_text(json.dumps(record))                  # as saved before 2026-12-05
+    where.write_text(json.dumps(record))                  # as saved before 2026-12-05: its model pair too
+    _tamper(tmp_path / "f", lambda tensors: tensors)      # (weights saved without metadata, model.json without its pair key)
+    model_json = json.loads((tmp_path / "f" / "model.json").read_text())
+    del model_json[JSON_KEY]
+    (tmp_path / "f" / "model.json").write_text(json.dumps(model_json))
     with caplog.at_level(logging.INFO):
         assert FeatureLearner.load(tmp_path / "f").seed == 3
     assert not caplog.text

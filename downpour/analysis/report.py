@@ -186,7 +186,7 @@ def _samples(run: RunDir) -> Any:
     """The run's training samples as model.json counts them (None where it has no such count, or the file does not
     match the SHA-256 it records of itself: edited since, its count is not the run's)."""
     meta = _read(run, "model.json")
-    data = meta.get("data") if isinstance(meta, dict) and digest_problem(meta) is None else None
+    data = meta.get("data") if isinstance(meta, dict) and digest_problem(meta, run.path / "model.safetensors") is None else None
     return data.get("n_samples") if isinstance(data, dict) else None
 
 

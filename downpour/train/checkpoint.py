@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from downpour.errors import CheckpointError
-from downpour.train.json_digest import digest_problem, digested
+from downpour.train.json_digest import MARK, digest_problem, digested
 from downpour.train.optimisers import Optimiser
 
 
@@ -77,8 +77,9 @@ FILE_MODE = _file_mode()
 
 def write_tensors(tensors: dict[str, Tensor], path: Path) -> None:
     """safetensors' ``save_file``, the file then given the mode any file written here gets: the library writes
-    it owner-only (0600), so on a shared file system no other account could read a run's model or checkpoint."""
-    save_file(tensors, str(path))
+    it owner-only (0600), so on a shared file system no other account could read a run's model or checkpoint. Every
+    file written here is the tensors of a pair whose JSON records its own digest, and says so (:data:`MARK`)."""
+    save_file(tensors, str(path), metadata=MARK)
     os.chmod(path, FILE_MODE)
 
 
@@ -128,7 +129,7 @@ def _replaced_whole(stem: Path) -> bool:
 
 def _whole(stem: Path) -> bool:
     """Both files of ``stem`` exist, the JSON matches its own digest and the tensors the one it records (an older
-    pair without digests counts as whole)."""
+    pair without digests, its tensors not marked as written with them, counts as whole)."""
     tensor_path, meta_path = _pair(stem)
     if not (tensor_path.is_file() and meta_path.is_file()):
         return False
@@ -137,7 +138,7 @@ def _whole(stem: Path) -> bool:
         digest = meta.get(PAIR_KEY)
     except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
         return False
-    return digest_problem(meta) is None and (digest is None or digest == sha256_of(tensor_path))
+    return digest_problem(meta, tensor_path) is None and (digest is None or digest == sha256_of(tensor_path))
 
 
 PAIR_KEY = "safetensors_sha256"
@@ -249,7 +250,7 @@ def _check_meta(stem: Path, meta: dict[str, Any], verified: bool, kind: str, pai
     if verified:
         return
     tensor_path, meta_path = _pair(stem)
-    problem = digest_problem(meta)
+    problem = digest_problem(meta, tensor_path)
     if problem:
         raise CheckpointError(f"{kind} file {str(meta_path)!r} (of {str(tensor_path)!r}) cannot be read back: "
                               f"{problem}, and no earlier copy of it ({_prev(stem).name}.*) verifies; put an intact "

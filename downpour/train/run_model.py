@@ -54,7 +54,7 @@ class RunModel:
             return None, str(err)
         if not isinstance(meta, dict):
             return None, f"{str(record)!r} does not hold a JSON object"
-        problem = digest_problem(meta)               # (first: nothing it records is to be trusted then, nor hashed)
+        problem = digest_problem(meta, weights)      # (first: nothing it records is to be trusted then, nor hashed)
         if problem:
             return None, f"{str(record)!r} fails its SHA-256 check: {problem}"
         if not isinstance(meta.get("step"), int):
@@ -161,7 +161,7 @@ class RunModel:
         what writes it again (``rewrites``, or as :meth:`_weights_again` says: until 2026-12-05 the resume, offered to a
         run without the checkpoint it writes it from too)."""
         meta = self.read_json("model.json")
-        problem = digest_problem(meta) if isinstance(meta, dict) else None
+        problem = digest_problem(meta, self.path / "model.safetensors") if isinstance(meta, dict) else None
         if not problem:
             return meta
         said = (f"{str(self.path / 'model.json')!r} (of {str(self.path / 'model.safetensors')!r}) cannot be read back: "

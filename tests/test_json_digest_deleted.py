@@ -1,0 +1,184 @@
+"""A JSON of a run folder (checkpoint, preprocess.json, model.json, learner.json) whose own SHA-256 (json_sha256) was
+deleted along with an edit: until 2026-12-05 it loaded as a file written before digests, the edit accepted silently.
+Its tensors file, written in the same save, now says in its safetensors metadata that the JSON records one, so the
+deletion is refused in an edit's words; a pair written as it was before digests (no such metadata) still loads."""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from downpour.cli import main
+from downpour.config import load_config
+from downpour.errors import CheckpointError
+from downpour.learner import FeatureLearner
+from downpour.train.checkpoint import PAIR_KEY, load_state, save_state, sha256_of, verified_meta
+from downpour.train.json_digest import JSON_KEY
+from downpour.train.loop import run_local
+from downpour.train.rundir import RunDir
+
+SAE = ["data.samples=500", "train.batch_size=20", "train.tensorboard=false", "train.threads=1"]
+REFUSED = r"cannot be read back: its content is not what it held when it was written: it records no SHA-256 of itself"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """A small run trained to its end (4 steps, a checkpoint at step 4); each test works on a copy."""
+    path = tmp_path_factory.mktemp("deleted") / "run"
+    cfg = load_config("ufldl-sae", [*SAE, "train.steps=4", "train.checkpoint_every=4"])
+    run_local(cfg, RunDir.create(path, cfg))
+    return path
+
+
+@pytest.fixture
+def run(trained, tmp_path) -> Path:
+    shutil.copytree(trained, tmp_path / "run")
+    return tmp_path / "run"
+
+
+def _edit_deleting_the_digest(path: Path, **changes) -> None:
+    """What a text editor leaves where its user also deleted the digest, so that the file passes as an old one."""
+    record = {**json.loads(path.read_text()), **changes}
+    del record[JSON_KEY]
+    path.write_text(json.dumps(record, indent=1))
+
+
+def _as_written_before_digests(tensors: Path, record: Path, pair_key: bool = True) -> None:
+    """The pair as the code wrote it before 2026-12-05: safetensors' save_file without metadata, a JSON without
+    json_sha256; with the tensors' SHA-256 (as since 2026-12-02), or (``pair_key`` false) without it, as before."""
+    save_file(load_file(str(tensors)), str(tensors))
+    meta = json.loads(record.read_text())
+    meta.pop(JSON_KEY, None)
+    meta.pop(PAIR_KEY)
+    record.write_text(json.dumps({**meta, **({PAIR_KEY: sha256_of(tensors)} if pair_key else {})}, indent=1))
+
+
+@pytest.mark.parametrize("pair_key", [True, False], ids=["from 2026-12-02", "before 2026-12-02"])
+def test_a_checkpoint_json_whose_digest_was_deleted_is_refused_and_one_written_before_digests_loads(tmp_path, caplog,
+                                                                                                     pair_key):
+    save_state(tmp_path / "ck", {"w": torch.ones(4)}, {"step": 95})
+    _edit_deleting_the_digest(tmp_path / "ck.json", step=59)
+    with pytest.raises(CheckpointError, match=rf"ck.json' \(of .*ck.safetensors'\) {REFUSED}.*ck.safetensors', "
+                                              r"written with it, says it was written with one"):
+        load_state(tmp_path / "ck")
+    with pytest.raises(CheckpointError, match=REFUSED):
+        verified_meta(tmp_path / "ck")              # (what a resume's dry run and `analyze` read of preprocess.json)
+    save_state(tmp_path / "ck", {"w": torch.ones(4)}, {"step": 95})
+    _as_written_before_digests(tmp_path / "ck.safetensors", tmp_path / "ck.json", pair_key)
+    with caplog.at_level(logging.INFO):
+        tensors, meta = load_state(tmp_path / "ck")
+        assert verified_meta(tmp_path / "ck")["step"] == 95
+    assert meta["step"] == 95 and torch.equal(tensors["w"], torch.ones(4)) and not caplog.text
+
+
+def test_a_deleted_digest_is_refused_beside_a_tensors_file_cut_short_in_its_data_too(tmp_path):
+    """verified_meta does not refuse tensors cut short (a run shared without them): their header still says it."""
+    save_state(tmp_path / "ck", {"w": torch.ones(1000)}, {"step": 95})
+    _edit_deleting_the_digest(tmp_path / "ck.json", step=59)
+    (tmp_path / "ck.safetensors").write_bytes((tmp_path / "ck.safetensors").read_bytes()[:-100])
+    with pytest.raises(CheckpointError, match=REFUSED):
+        verified_meta(tmp_path / "ck")
+
+
+def test_a_checkpoint_json_whose_digest_was_deleted_falls_back_to_the_previous_pair_that_verifies(tmp_path, caplog):
+    save_state(tmp_path / "ck", {"w": torch.ones(4)}, {"step": 8})
+    save_state(tmp_path / "ck.prev", {"w": torch.zeros(4)}, {"step": 4})     # (as a save under way keeps it)
+    _edit_deleting_the_digest(tmp_path / "ck.json", step=9)
+    with caplog.at_level(logging.WARNING):
+        _, meta = load_state(tmp_path / "ck")
+    assert meta["step"] == 4 and "does not match its own SHA-256" in caplog.text
+
+
+def test_a_resume_from_a_checkpoint_json_whose_digest_was_deleted_is_refused_naming_it(run, capsys):
+    _edit_deleting_the_digest(run / "checkpoints/local.json", step=3)
+    for dry in ([], ["--dry-run"]):
+        assert main(["train", "--resume", str(run), "--steps", "6", *dry]) == 2
+        err = capsys.readouterr().err
+        assert "local.json' (of " in err and "it records no SHA-256 of itself" in err
+    assert json.loads((run / "model.json").read_text())["step"] == 4
+
+
+def test_a_checkpoint_config_record_edited_and_its_digest_deleted_is_named_not_config_toml(run, capsys):
+    """The resume's check of config.toml against the checkpoint's config trusted a record without a digest."""
+    record = json.loads((run / "checkpoints/local.json").read_text())["config"]
+    _edit_deleting_the_digest(run / "checkpoints/local.json", config=record | {"seed": 12345})
+    assert main(["train", "--resume", str(run), "--steps", "6"]) == 2
+    err = capsys.readouterr().err
+    assert "local.json" in err and "json_sha256" in err and "edited since" not in err and "12345" not in err
+
+
+@pytest.mark.parametrize("name, edit", [("model.json", {"seed": 99}), ("preprocess.json", {"normalize": "none"})])
+def test_a_run_json_whose_digest_was_deleted_with_an_edit_is_refused_by_analyze_and_report(run, capsys, name, edit):
+    _edit_deleting_the_digest(run / name, **edit)
+    for command in ("analyze", "report"):
+        assert main([command, str(run)]) == 2
+        err = capsys.readouterr().err
+        assert f"{name}' (of " in err and "it records no SHA-256 of itself" in err
+    assert not (run / "analysis.json").exists() and not (run / "report.html").exists()
+
+
+def test_a_model_json_whose_digest_was_deleted_is_not_counted_as_saved_nor_loaded(run):
+    _edit_deleting_the_digest(run / "model.json", step=7)
+    folder = RunDir.open(run)
+    assert folder.saved_model() == (None, f"{str(run / 'model.json')!r} fails its SHA-256 check: its content is not "
+                                          "what it held when it was written: it records no SHA-256 of itself "
+                                          f"(json_sha256, over every other field of it), and "
+                                          f"{str(run / 'model.safetensors')!r}, written with it, says it was written "
+                                          "with one (a field edited by hand and the digest deleted, or bytes changed "
+                                          "on disk since)")
+    with pytest.raises(CheckpointError, match=rf"model.json' \(of .*model.safetensors'\) {REFUSED}"):
+        folder.load_model()
+
+
+def test_the_report_does_not_say_the_samples_of_a_model_json_whose_digest_was_deleted(run):
+    from downpour.analysis.report import _samples
+
+    assert _samples(RunDir(run)) == 500
+    _edit_deleting_the_digest(run / "model.json", data={"n_samples": 5000})
+    assert _samples(RunDir(run)) is None
+
+
+def test_a_run_folder_written_before_digests_loads_and_counts_as_saved_but_not_with_tensors_saved_since(run, caplog):
+    for stem in ("model", "preprocess", "checkpoints/local"):
+        _edit_deleting_the_digest(run / f"{stem}.json")
+    folder = RunDir.open(run)
+    with pytest.raises(CheckpointError, match=REFUSED):
+        folder.check_saved()
+    assert folder.model_step() is None
+    for stem in ("model", "preprocess", "checkpoints/local"):
+        _as_written_before_digests(run / f"{stem}.safetensors", run / f"{stem}.json")
+    with caplog.at_level(logging.WARNING):
+        folder.check_saved()
+        assert folder.model_step() == 4 and folder.reached() == 4
+        folder.load_model()
+        assert folder.load_preprocess() is not None
+    assert not caplog.text
+
+
+@pytest.fixture(scope="module")
+def learner():
+    x = np.random.default_rng(0).random((120, 64), dtype=np.float32)
+    return FeatureLearner("rica-8x8", steps=3, batch_size=32, seed=3).fit(x)
+
+
+def test_a_learner_json_whose_digest_was_deleted_with_an_edit_is_refused_and_one_saved_before_digests_loads(
+        tmp_path, learner, caplog):
+    learner.save(tmp_path / "f")
+    _edit_deleting_the_digest(tmp_path / "f" / "learner.json", params={**json.loads(
+        (tmp_path / "f" / "learner.json").read_text())["params"], "seed": 4})
+    with pytest.raises(CheckpointError, match=rf"learner.json' {REFUSED}.*model.safetensors', written with it"):
+        FeatureLearner.load(tmp_path / "f")
+    learner.save(tmp_path / "old")
+    _as_written_before_digests(tmp_path / "old" / "model.safetensors", tmp_path / "old" / "model.json")
+    record = json.loads((tmp_path / "old" / "learner.json").read_text())
+    del record[JSON_KEY]
+    (tmp_path / "old" / "learner.json").write_text(json.dumps(record))
+    with caplog.at_level(logging.INFO):
+        assert FeatureLearner.load(tmp_path / "old").seed == 3
+    assert not caplog.text
