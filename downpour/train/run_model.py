@@ -33,8 +33,9 @@ class RunModel:
         model.json torn by a kill while it was written: :meth:`save_model` writes it last; model.safetensors
         cut short, or damaged inside its data, its SHA-256 not the one model.json records; model.json edited since, not
         the SHA-256 it records of itself: a resume writes it again from its checkpoint, where it said the run "already
-        reached" its end; the damaged one counted as saved until 2026-12-05). A model from before 2026-12-02 records
-        no SHA-256 and counts as whole."""
+        reached" its end; the damaged one counted as saved until 2026-12-05; one whose digest was deleted beside
+        weights saved since, :func:`~downpour.train.json_digest.marked`, is edited too). A model from before 2026-12-02
+        records no SHA-256 and counts as whole."""
         return self.saved_model()[0]
 
     def saved_model(self) -> tuple[int | None, str | None]:
@@ -102,7 +103,8 @@ class RunModel:
         an analysis asked first whether the analysis was stale, blind to it, and held the no-faces network). A file
         missing, cut short, or a torn model.json is not refused here (a run shared with its analysis alone still
         reports; the analysis's loaders name them), a preprocess.json that is not JSON is (its save renames it in
-        whole); a model.json or preprocess.json from before 2026-12-05 records no digest and passes. (The weights' hash
+        whole); a model.json or preprocess.json from before 2026-12-05 records no digest and passes (one that lost
+        its digest beside a tensors file saved since does not). (The weights' hash
         is cached for a big file: model_step's and load_model's are the same.)"""
         if (self.path / "model.json").is_file():
             try:
