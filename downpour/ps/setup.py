@@ -172,7 +172,8 @@ def make_worker(cfg: RunConfig, wid: int, data: Dataset, bounds: list[tuple[int,
     ``stream``: streamed data's ``{"seed_step", "position"}`` saved by a checkpoint: the stream goes on
     from there (its report too) instead of being re-seeded from ``start_step``. ``frozen``: the driver's
     :func:`~downpour.train.flat.frozen_params`, which no fetch brings. ``local_first``: :func:`batch_seed`'s."""
-    model, objective = build_replica(cfg, data.input_shape)
+    with torch.random.fork_rng(devices=[]):   # its initial weights are overwritten by its first fetch: draw nothing
+        model, objective = build_replica(cfg, data.input_shape)   # from the run's RNG, which its training draws from
     load_frozen(model, frozen or {})
     generator = torch.Generator().manual_seed(batch_seed(cfg.seed, wid, stream["seed_step"] if stream else start_step,
                                                              local_first))
