@@ -1,5 +1,5 @@
-"""The ``downpour`` command: train, crossfit, analyze, report, models, presets, study, plan (analyze and report in
-:mod:`~downpour.cli_analyze`, study in :mod:`~downpour.cli_study`)."""
+"""The ``downpour`` command: train, crossfit, analyze, report, models, presets, study, plan (train and crossfit in
+:mod:`~downpour.cli_train`, analyze and report in :mod:`~downpour.cli_analyze`, study in :mod:`~downpour.cli_study`)."""
 from __future__ import annotations
 
 import argparse
@@ -8,169 +8,15 @@ import logging
 import os
 import signal
 import sys
-import time
-from pathlib import Path
-from typing import TYPE_CHECKING
 
-from downpour._names import pasted
-from downpour.config import (CROSSFIT_CONTROLS, ClusterConfig, ConfigError, FlagValue, Override, RunConfig, as_typed,
-                             config_to_toml, load_config, preset_table, parse_override, with_origin)
-from downpour.cli_flags import (CHECKPOINT_KEYS, check_flags, check_as_typed, check_plan_flags, check_sets,
-                                named_by_set, set_keys, update_rule_words)
-from downpour.cli_analyze import analyze_and_report, cmd_analyze, cmd_report
+from downpour.config import CROSSFIT_CONTROLS, ClusterConfig, ConfigError, RunConfig, preset_table, parse_override
+from downpour.cli_flags import check_as_typed, check_plan_flags, check_sets, named_by_set
+from downpour.cli_analyze import cmd_analyze, cmd_report
 from downpour.cli_study import StudyHelp, cmd_study
+from downpour.cli_train import SHORTHANDS, cmd_crossfit, cmd_train
 from downpour.settings import choices_of
 from downpour.errors import DownpourError
 from downpour.train.signals import sigterm_as_interrupt
-
-if TYPE_CHECKING:
-    from downpour.train.rundir import RunDir
-
-# Flags that are shorthands for `--set cluster.<key>=...` / `--set train.<key>=...`, passed on typed.
-SHORTHANDS = {
-    "runner": "cluster.runner", "workers": "cluster.workers", "shards": "cluster.shards",
-    "consistency": "cluster.consistency", "n_fetch": "cluster.n_fetch", "n_push": "cluster.n_push",
-    "compensation": "cluster.compensation", "address": "cluster.address", "delay": "cluster.delay",
-    "steps": "train.steps", "seed": "seed",
-}
-
-
-def _overrides(args: argparse.Namespace) -> list[Override]:
-    """The typed flags as (key, value) pairs, then ``--set`` strings (later ones win; one that disagrees with a flag: refused)."""
-    values = {flag: getattr(args, flag) for flag in SHORTHANDS}
-    if values["address"] == "" and not getattr(args, "resume", None):   # (a resume's: go on on a local Ray)
-        raise ConfigError("--address is empty (an unset variable?): give HOST:PORT, or leave it out for a local Ray")
-    if values["address"] and values["runner"] is None:
-        values["runner"] = "ray"  # joining a Ray cluster only means something to the Ray runner
-    out: list[Override] = [(key, values[flag]) for flag, key in SHORTHANDS.items() if values[flag] is not None]
-    if args.report is not None:
-        out.append(("analysis.report", args.report))
-    flags = dict(out)
-    out = [FlagValue(key, value, _flag_of(key, args)) for key, value in out]    # an error names the flag
-    for item in args.set:            # (flags go first, so a --set of the same key won whatever the order)
-        path, value = parse_override(item)
-        key = ".".join(path)
-        if key in flags and flags[key] != value:
-            raise ConfigError(f"{_flag_of(key, args)} and --set {item} both set {key}: give one")
-    return out + list(args.set)
-
-
-def _flag_of(key: str, args: argparse.Namespace) -> str:
-    """The flag (and its value) that set ``key`` on the command line."""
-    if key == "analysis.report":
-        return "--report" if args.report else "--no-report"
-    if key == "cluster.runner" and args.runner is None:
-        return f"--address {args.address}"           # (it means the Ray runner)
-    flag = next(f for f, k in SHORTHANDS.items() if k == key)
-    return f"--{flag.replace('_', '-')} {getattr(args, flag)}"
-
-
-def cmd_train(args: argparse.Namespace) -> int:
-    from downpour.crossfit_folds import busy_words
-    from downpour.train.lock import FolderBusy
-
-    try:
-        return _train(args)
-    except FolderBusy as err:   # a folder another process trains: a cross-fit's is said as one (not `--resume` it)
-        raise busy_words(err) from None
-
-
-def _train(args: argparse.Namespace) -> int:
-    from downpour.crossfit_folds import check_busy, check_not_crossfits
-    from downpour.preflight import check_folder, check_resumable, check_run_config, new_run_config, resume_config
-    from downpour.train.folders import fresh_folder
-    from downpour.train.lock import training_in
-    from downpour.twins import failed, search_failures, train_with_twin, twin_config
-
-    resume = bool(args.resume)
-    if args.resume:
-        if args.out or args.config:
-            flag = "--out" if args.out else "--config"
-            raise ConfigError(f"{flag} with --resume: the run goes on in {args.resume!r} with its own config; drop "
-                              f"{flag} (or start a new run: downpour train --config {pasted(Path(args.resume) / 'config.toml')} "
-                              f"{as_typed(_overrides(args)) or '--set ...'} --out {pasted(args.out or 'NEW')})")
-        run, cfg = resume_config(args.resume, _overrides(args), lambda cfg: check_flags(args, cfg))
-        source = str(run.path / "config.toml")
-        resume = not run.stopped_unsaved()    # (trained, but killed before its first checkpoint: again from step 0)
-    else:
-        source = args.config or "main"
-        cfg = new_run_config(source, _overrides(args))
-    try:
-        cfg = check_run_config(cfg)   # resolved; before the run directory exists: a typo leaves nothing behind
-    except ConfigError as err:        # the model's and the cost terms' own checks: name what set the value
-        raise with_origin(err, source, _overrides(args)) from None
-    check_flags(args, cfg)            # resolved: what data.pipeline = 'auto' chose is known
-    # checked too; the preset's twin is off for data without lfw faces, one asked for is refused then
-    cfg, twin = twin_config(cfg, asked="analysis.no_faces_twin" in set_keys(args))
-    if args.dry_run:
-        check_busy(run.path if args.resume else args.out, twin is not None)   # what the lock would refuse, not taken
-        check_folder(args.out, run if resume else None, cfg, twin is not None)   # refused as the run would be
-        print(config_to_toml(cfg), end="")
-        print("downpour: config checked (data, model and cost on a dry batch, train, cluster, analysis); "
-              "nothing was written", file=sys.stderr)
-        return 0
-    old = run if args.resume else None
-    folder = old.path if old else Path(args.out or fresh_folder(f"runs/{Path(args.config or 'main').stem}-"
-                                                                f"{time.strftime('%Y%m%d-%H%M%S')}"))
-    check_not_crossfits(folder)   # a live cross-fit's fold, one it trains now or not
-    # locked before a folder there is taken over (a run of this config started by another terminal, no row yet, had
-    # its metrics.jsonl removed), while it trains (a --resume from another terminal is refused), and while it is
-    # analyzed (until 2026-12-05 let go before: the same command again took a finished run over as its analysis.json
-    # was being written)
-    with training_in(folder, lambda: old if resume else _new_run(folder, cfg, old)) as run:
-        if resume:      # refused before the lines below say it resumes (as its --dry-run refuses it)
-            check_resumable(run, cfg, twin is not None)
-        then = f", then its no-faces twin -> {run.no_faces_twin}" if twin else ""
-        print(f"downpour: {_what_trains(args, source, resume)} (model {cfg.model.name!r}) with the {cfg.cluster.runner} "
-              f"runner{update_rule_words(cfg)} -> {run.path}{then}", file=sys.stderr)
-        summary = train_with_twin(cfg, run, twin, resume=resume)
-        print(json.dumps(summary))
-        if cfg.analysis.report:            # nothing trained (a finished run and its twin): its analysis stays
-            analyze_and_report(run.path, analysed=bool(summary.get("kept")) and (run.path / "analysis.json").is_file())
-    return failed(search_failures(summary))   # 1: an L-BFGS line search failed for real (its model saved all the same)
-
-
-def _what_trains(args: argparse.Namespace, source: str, resume: bool) -> str:
-    """What the user asked to train, for the start line: "training the main preset", "training my.toml", "resuming
-    runs/x". It named the model alone ("training 'cat-demo'" for the main preset), which read like the wrong preset."""
-    from downpour.config_files import read_toml
-
-    if args.resume:
-        return f"resuming {args.resume}" if resume else f"training {source} again from step 0"
-    is_preset = read_toml(source)[2] is None       # (its words print ./main as "main", the preset's name)
-    return f"training the {source} preset" if is_preset else f"training {source}"
-
-
-def _new_run(folder: Path, cfg: RunConfig, old: RunDir | None) -> RunDir:
-    """The run ``cfg`` made in ``folder``, the training of ``old`` (one stopped before its first checkpoint) discarded."""
-    from downpour.train.rundir import RunDir
-
-    if old is not None:
-        print(f"downpour: {old.path} stopped before its first checkpoint ({CHECKPOINT_KEYS[cfg.cluster.runner]} how "
-              "often one is saved): training it again from step 0", file=sys.stderr)
-        old.discard_training()
-    return RunDir.create(folder, cfg)
-
-
-def cmd_crossfit(args: argparse.Namespace) -> int:
-    from downpour.analysis.report import write_crossfit_report
-    from downpour.crossfit import line_search_failures, run_crossfit
-    from downpour.crossfit_folds import refuse_own_keys
-    from downpour.twins import failed
-
-    refuse_own_keys(_overrides(args), args.folds)
-    cfg = load_config(args.config, _overrides(args))
-    check_flags(args, cfg)
-    out = args.out or f"runs/crossfit-{Path(args.config).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-    try:
-        result = run_crossfit(args.config, _overrides(args), out, folds=args.folds, jobs=args.jobs, control=args.control)
-    except KeyboardInterrupt:    # (and SIGTERM) a fold's own log says `--resume` it; the cross-fit goes on as a whole
-        print(f"downpour: cross-fit stopped; each fold keeps what it trained: the same command goes on (--out {pasted(out)})",
-              file=sys.stderr)
-        raise
-    print("\n".join(result["verdict"]["sentences"]))
-    print(f"downpour: cross-fitted face test written to {Path(out) / 'crossfit.json'} and {write_crossfit_report(out)}")
-    return failed(line_search_failures(result), kept=line_search_failures(result, kept=True))   # 1 as train: a line search failed for real (everything is written)
 
 
 def cmd_models(args: argparse.Namespace) -> int:

@@ -6,7 +6,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from downpour.cli import SHORTHANDS, build_parser, _overrides, main
+from downpour.cli import SHORTHANDS, build_parser, main
+from downpour.cli_train import _overrides
 from downpour.cli_analyze import analysis_overrides
 from downpour.config import ConfigError, load_config
 from downpour.train.json_digest import rewrite_json

@@ -243,7 +243,8 @@ def test_an_empty_address_is_refused_not_a_local_run(tmp_path, capsys):
     assert main(["train", *TINY, "--address", "", "--out", str(tmp_path / "r")]) == 2
     assert "--address is empty" in capsys.readouterr().err and not (tmp_path / "r").exists()
     # a resume's empty --address is the way back to a local Ray (as --set cluster.address= is): kept
-    from downpour.cli import _overrides, build_parser
+    from downpour.cli import build_parser
+    from downpour.cli_train import _overrides
 
     args = build_parser().parse_args(["train", "--resume", str(tmp_path / "run"), "--address", ""])
     assert ("cluster.address", "") in [tuple(o) for o in _overrides(args)]
