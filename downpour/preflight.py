@@ -6,7 +6,8 @@ Sits beside the CLI, above every layer it checks (data, models, objectives, trai
 It resolves the config (every model field and cost term written out), builds the model for the
 input shape the data config implies and runs its cost once on a zero batch, so a shape that does
 not fit, a cost term the model cannot feed, or a model option out of range fails here, not after
-the data is built.
+the data is built. The cluster's own checks (runner, algorithm, Ray's processes) are
+:mod:`~downpour.cluster_checks`'s.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from downpour.analysis.options import analysis_options, check_image_input
 from downpour._names import nearest, pasted
 from downpour.batch import Batch
 from downpour.config import ConfigError, Override, RunConfig, as_typed, load_config
+from downpour.cluster_checks import check_cluster
 from downpour.config_diff import RESUMABLE, config_differences
 from downpour.data.build import check_config as check_data
 from downpour.data.build import check_files
@@ -32,13 +34,9 @@ from downpour.layers.gabor import FROZEN_KINDS
 from downpour.models.base import FeatureModel
 from downpour.models.cost_fit import check_cost_fits
 from downpour.models.registry import resolve
-from downpour.objectives import Objective
 from downpour.parallel.partition import partition_bounds, partition_ranges
-from downpour.ps.address import address_problem
-from downpour.ps.delays import make_delays
 from downpour.ps.setup import build_replica, check_param_stages, check_stage_count
 from downpour.ps.shard import shard_bounds
-from downpour.sandblaster.checks import check_sandblaster
 from downpour.train.flat import ParamLayout
 from downpour.train.lock import check_not_training
 from downpour.train.config_record import recorded_differences, splits_steps
@@ -64,95 +62,13 @@ def check_run_config(cfg: RunConfig) -> RunConfig:
     # not necessarily this driver: the cluster's GPUs are counted when it starts (ps.setup.worker_gpus).
     if cfg.cluster.runner != "ray":
         resolve_device(cfg.train.device)
-    _check_runner(cfg)
+    check_cluster(cfg)
     analysis_options(cfg, {})
     shape = sample_shape(cfg.data)
     _dry_run(cfg, shape)
     if cfg.analysis.report:           # (it trained, then refused the analysis)
         check_image_input(shape)
     return cfg
-
-
-def _check_runner(cfg: RunConfig) -> None:
-    runner = cfg.cluster.runner
-    if runner != "ray" and cfg.cluster.queue_depth > 1:
-        raise ConfigError(f"cluster.queue_depth = {cfg.cluster.queue_depth} needs the ray runner: the simulator's "
-                          "workers wait for their parameters, and a push's travel is cluster.delay")
-    if runner == "local":
-        for key, default in (("algorithm", "downpour"), ("partitions", 1)):
-            if getattr(cfg.cluster, key) != default:
-                raise ConfigError(f"cluster.{key} = {getattr(cfg.cluster, key)!r} needs a cluster runner: "
-                                  "set cluster.runner to simulated or ray")
-        return
-    # (found at Ray's start until 2026-12-05, the run's folder made: a dry run passed it)
-    if runner == "ray" and cfg.cluster.address and (problem := address_problem(cfg.cluster.address)):
-        raise ConfigError(problem, key="cluster.address")
-    make_delays(cfg.cluster.spec("delay"), cfg.cluster.workers)   # uniform:A:B needs A <= B
-    c = cfg.cluster
-    if c.algorithm == "downpour" and c.workers > 1 and c.warm_start >= cfg.train.steps:
-        raise ConfigError(f"cluster.warm_start = {c.warm_start}: worker 0 trains alone for that many steps, and the run "
-                          f"has {cfg.train.steps} (train.steps): the other {c.workers - 1} worker(s) would never start and "
-                          "worker 0 reads only its own shard of the data; set it below train.steps", key="cluster.warm_start")
-    if cfg.cluster.algorithm == "sandblaster":
-        check_sandblaster(cfg)    # a cost L-BFGS can compare between evaluations; no partitions
-    if cfg.train.device == "cuda" and cfg.cluster.partitions > 1:   # (auto: the CPU, ps.setup.replica_device)
-        raise ConfigError(f"train.device={cfg.train.device!r}: a model-parallel replica's partitions compute on CPU; "
-                          "set cluster.partitions = 1 or train.device = 'cpu'")
-    if cfg.train.checkpoint_every:
-        raise ConfigError("train.checkpoint_every is the local runner's (in steps); a cluster run checkpoints its "
-                          "server every cluster.checkpoint_every pushes")
-    if runner == "ray" and cfg.cluster.partitions > 1:
-        _check_ray_partition_terms(cfg)
-    if runner == "ray" and not cfg.cluster.address:
-        _check_room(cfg)
-
-
-def _check_ray_partition_terms(cfg: RunConfig) -> None:
-    """The cost terms a model-parallel replica on Ray cannot compute: its partition actors keep one graph per
-    stage and return no input gradient, so a term that encodes again (denoising, contractive) broke at the
-    first step (KeyError / "not used in the graph"); the weight penalty sees no filter (they live in the actors)."""
-    terms = Objective.from_config(cfg.objective).terms
-    again = sorted(name for name, t in terms.items() if t.weight and "encode" in t.needs)
-    if again:
-        raise ConfigError(f"objective.{again[0]} with cluster.partitions = {cfg.cluster.partitions} on Ray: the term "
-                          f"encodes its own input again, which the partition actors cannot (each keeps one graph per "
-                          f"stage, and the input's gradient stays in them); drop it, or use cluster.partitions = 1 or "
-                          f"--runner simulated (which computes it)", key=f"objective.{again[0]}")
-    l2 = terms.get("weight_l2")
-    if l2 is not None and l2.weight:   # the partition actors hold the filters: the term sees none, 0 and no gradient
-        raise ConfigError(f"objective.weight_l2 = {l2.weight:g} with cluster.partitions = {cfg.cluster.partitions} on "
-                          "Ray: the filters live in the partition actors, where the cost cannot see them (it would "
-                          "be 0, with no gradient; the simulator applies it); drop the term, or use cluster.partitions "
-                          "= 1 or --runner simulated", key="objective.weight_l2")
-
-
-# Resident memory of one Ray actor process of ours (Ray's worker runtime + torch), measured for
-# issue 14: 24 shard processes peaked at 5.7 GB, ~240 MB each.
-PROCESS_MB = 250
-
-
-def _available_mb() -> float | None:
-    try:
-        for line in open("/proc/meminfo"):
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return None
-
-
-def _check_room(cfg: RunConfig) -> None:
-    """A local Ray run starts one process per shard, worker and partition: refuse one this machine's
-    memory cannot hold, before any of them starts (the test would otherwise be the OOM killer)."""
-    c = cfg.cluster
-    processes = c.shards + c.workers * (1 + (c.partitions if c.partitions > 1 else 0))
-    available = _available_mb()
-    if available is not None and processes * PROCESS_MB > 0.9 * available:
-        raise ConfigError(f"cluster.shards={c.shards}, cluster.workers={c.workers}"
-                          f"{f' and cluster.partitions={c.partitions}' if c.partitions > 1 else ''} start {processes} "
-                          f"Ray processes of ~{PROCESS_MB} MB each ({processes * PROCESS_MB / 1024:.1f} GB), more than the "
-                          f"{available / 1024:.1f} GB this machine has available; use fewer (on one machine, a shard "
-                          "or two per core is plenty)")
 
 
 def _dry_run(cfg: RunConfig, shape: tuple[int, int, int]) -> None:

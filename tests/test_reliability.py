@@ -82,9 +82,9 @@ def test_an_unreachable_address_fails_fast_in_one_line_and_the_folder_can_be_reu
 
 
 def test_more_ray_processes_than_memory_holds_is_refused_before_any_starts(monkeypatch, capsys, tmp_path):
-    import downpour.preflight as preflight
+    import downpour.cluster_checks as cluster_checks
 
-    monkeypatch.setattr(preflight, "_available_mb", lambda: 2000.0)     # a 2 GB machine
+    monkeypatch.setattr(cluster_checks, "_available_mb", lambda: 2000.0)     # a 2 GB machine
     assert main(["train", *TINY, "--runner", "ray", "--shards", "8", "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
     assert "cluster.shards=8, cluster.workers=2 start 10 Ray processes" in err and not (tmp_path / "r").exists()
