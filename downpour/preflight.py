@@ -42,7 +42,7 @@ from downpour.train.lock import check_not_training
 from downpour.train.config_record import recorded_differences, splits_steps
 from downpour.train.json_digest import digest_problem
 from downpour.train.refit import check_classes, saved_fit
-from downpour.train.run_begin import last_step
+from downpour.train.run_begin import last_step, saving_words
 from downpour.train.rundir import CONFIG_KEY, NotARunError, RunDir
 from downpour.train.setup import resolve_device
 
@@ -283,7 +283,7 @@ def check_folder(out: str | None, resume: RunDir | None, cfg: RunConfig, twin: b
     if out:
         RunDir.check_new(out)
     if resume is not None and (unsaved := check_resumable(resume, cfg, twin)) is not None:
-        log.warning("%s; the resume would save it from there", unsaved)
+        log.warning("%s", saving_words(unsaved, dry_run=True))
 
 
 def check_resumable(resume: RunDir, cfg: RunConfig, twin: bool) -> str | None:

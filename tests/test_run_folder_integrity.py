@@ -255,3 +255,18 @@ def test_weights_this_account_may_not_read_are_not_said_unsaved_by_the_resume(ru
     assert (f"the checkpoint is the run's last step (4) but {str(weights)!r} cannot be read (permission denied); the "
             "resume would save it from there") in caplog.text
     assert "not saved whole" not in caplog.text
+
+
+def test_the_words_of_a_resume_that_writes_its_model_are_written_once():
+    """A resume that writes the model from its checkpoint warns "...; saving it now" (the Downpour runners' and
+    Sandblaster's) and its --dry-run "...; the resume would save it from there": the tails were written at each place
+    that warns, so one could change without the others. run_begin.saving_words says both."""
+    import downpour
+    from downpour.train.run_begin import saving_words
+
+    assert saving_words("R: the checkpoint is the run's last step (3) but ...") == \
+        "R: the checkpoint is the run's last step (3) but ...; saving it now"
+    assert saving_words("R: ...", dry_run=True) == "R: ...; the resume would save it from there"
+    sources = [path.read_text() for path in Path(downpour.__file__).parent.rglob("*.py")]
+    for tail in ("saving it now", "the resume would save it from there"):
+        assert sum(source.count(tail) for source in sources) == 1, tail

@@ -32,6 +32,7 @@ from downpour.train.checkpoint import CheckpointError, load_state, save_state, v
 from downpour.train.checkpoint_checks import check_finite
 from downpour.train.config_record import splits_steps
 from downpour.train.rundir import RunDir, ends_at_stop
+from downpour.train.run_begin import saving_words
 from downpour.train.setup import stage_for_step
 from downpour.train.signals import signals_held
 from downpour.train.telemetry import Telemetry
@@ -151,7 +152,7 @@ def run_sandblaster(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[s
     # a stop is the run's end unless more steps on sampled batches go on (ends_at_stop: RunDir.stopped_for_good's rule)
     if resume and ends_at_stop(progress.stop, new_batch, total, run.config.train.steps):
         if run.model_step() != start:         # stopped between its last checkpoint and its model: finish it
-            log.warning("%s; saving it now", run.unsaved_words(stopped_at(start)))
+            log.warning("%s", saving_words(run.unsaved_words(stopped_at(start))))
             return _finish(setup, run, [shard.params() for shard in shards], progress, start, None, {})
         raise ConfigError(stopped_words(run, start, progress.stop["message"], new_batch))
     run.begin(cfg, setup.data.preprocess, start, resume, setup.data.info.get("classes"))

@@ -27,6 +27,13 @@ def last_step(start: int) -> str:
     return f"the checkpoint is the run's last step ({start})"
 
 
+def saving_words(unsaved: str, dry_run: bool = False) -> str:
+    """The warning of a resume that writes the model from its checkpoint (``unsaved``: :meth:`RunBegin.unsaved_words`),
+    as the runner says it does it, or as its ``--dry-run`` says the resume would: the words of the Downpour runners',
+    Sandblaster's and the dry run's warning, written here once."""
+    return f"{unsaved}; {'the resume would save it from there' if dry_run else 'saving it now'}"
+
+
 class RunBegin:
     """RunDir's methods for the start of a run and of a resume (they use its ``path``, ``config``,
     ``checkpoints``, ``model_step``, ``saved_model``, ``save_config``, ``save_preprocess`` and ``truncate_metrics``)."""
@@ -44,7 +51,7 @@ class RunBegin:
         # a preprocess.json that does not verify refuses it, as its --dry-run does (until 2026-12-05 the model was
         # saved beside it, and the analysis refused the run in turn)
         saved_fit(self.path)
-        log.warning("%s; saving it now", self.unsaved_words(last_step(start)))
+        log.warning("%s", saving_words(self.unsaved_words(last_step(start))))
         return True
 
     def unsaved_words(self, where: str) -> str:
