@@ -97,6 +97,18 @@ def _supervised(model_name: str) -> bool:
 SANDBLASTER_READS = ("cluster.runner", "cluster.algorithm", "cluster.workers", "cluster.shards", "cluster.address",
                      "cluster.checkpoint_every", "cluster.delay", "cluster.partitions")
 DOWNPOUR_TRAIN = ("train.lr", "train.optimizer", "train.log_every")   # and of [train]: it finds its own step, logs each
+# each of them refused, said with its value and what Sandblaster reads in its place (until 2026-12-05 one generic
+# "(and finds its own step by line search, not train.lr or train.optimizer, ...)", naming neither)
+SANDBLASTER_INSTEAD = {
+    "train.lr": lambda cfg: (f"train.lr = {cfg.train.lr:g} is a fixed step size, and Sandblaster finds each iteration's "
+                             f"step by a line search: its key is sandblaster.line_search = {cfg.sandblaster.line_search}, "
+                             "the most evaluations one search may take"),
+    "train.optimizer": lambda cfg: (f"train.optimizer = {cfg.train.optimizer!r} is a replica's update rule, and "
+                                    "Sandblaster's is L-BFGS itself: its key is sandblaster.history = "
+                                    f"{cfg.sandblaster.history}, the (s, y) pairs it remembers"),
+    "train.log_every": lambda cfg: (f"train.log_every = {cfg.train.log_every} spaces Downpour's metrics rows, and "
+                                    "Sandblaster writes one every L-BFGS iteration (train.steps counts them)"),
+}
 
 
 # what sets how often each runner saves a checkpoint (a run stopped before its first is trained again)
@@ -257,16 +269,17 @@ def _check_algorithm(args: argparse.Namespace, typed: list[str], cfg: RunConfig)
     if "train.batch_size" in typed and cfg.cluster.runner == "ray":   # the simulator's clock reads it, nothing on Ray
         raise ConfigError("--set train.batch_size: Sandblaster on Ray never reads it (the simulator's clock prices a unit "
                           "by it); a batch of Sandblaster is sandblaster.batch")
-    named = ", ".join(flags + ([f"--set {', '.join(keys)}"] if keys else []))
+    named, said = ", ".join(flags + ([f"--set {', '.join(keys)}"] if keys else [])), set(keys)
     drop = ""            # (a typed one is dropped from the command line; a file's is said where)
     if not named and (in_files := _downpour_in_file(args)):
         named = "; ".join(f"{where} sets {', '.join(sorted(sets))}" for where, sets in in_files.items())
+        said = {item.split(" = ")[0] for sets in in_files.values() for item in sets}
         n = sum(len(sets) for sets in in_files.values())
         drop = f"; drop {'it' if n == 1 else 'them'} from {' and '.join(in_files)}"
     if named:
+        instead = "".join(f"; {words(cfg)}" for key, words in SANDBLASTER_INSTEAD.items() if key in said)
         raise ConfigError(f"{named}: Downpour's, and this run trains with Sandblaster L-BFGS, which reads of [cluster] "
-                          f"only {', '.join(k.split('.')[1] for k in SANDBLASTER_READS)} (and finds its own step "
-                          f"by line search, not train.lr or train.optimizer, and logs every iteration){drop}")
+                          f"only {', '.join(k.split('.')[1] for k in SANDBLASTER_READS)}{instead}{drop}")
 
 
 def _downpour(key: str) -> bool:

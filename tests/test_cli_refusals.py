@@ -614,6 +614,25 @@ def test_a_config_files_downpour_keys_on_a_sandblaster_run_are_refused_naming_th
     assert main(["train", "--config", str(tmp_path / "resolved.toml"), "--dry-run"]) == 0
 
 
+def test_a_sandblaster_runs_train_keys_are_refused_naming_their_value_and_what_it_reads_instead(tmp_path, capsys):
+    """`--set train.lr=0.1` on a Sandblaster run was refused as "Downpour's" with a generic "(and finds its own step by
+    line search, not train.lr or train.optimizer, ...)": neither the value nor the key to set instead was named."""
+    sandblaster = ["train", "--config", "ufldl-sae", "--dry-run", "--runner", "simulated",
+                   "--set", "cluster.algorithm=sandblaster"]
+    assert main([*sandblaster, "--set", "train.lr=0.1"]) == 2
+    assert ("train.lr = 0.1 is a fixed step size, and Sandblaster finds each iteration's step by a line search: its key "
+            "is sandblaster.line_search = 10, the most evaluations one search may take") in capsys.readouterr().err
+    assert main([*sandblaster, "--set", "sandblaster.line_search=4", "--set", "train.log_every=5"]) == 2
+    err = capsys.readouterr().err
+    assert "train.log_every = 5 spaces Downpour's metrics rows, and Sandblaster writes one every L-BFGS iteration" in err
+    assert "line_search" not in err                    # (only the keys refused are said)
+    (tmp_path / "adam.toml").write_text('base = "ufldl-sae"\n[cluster]\nrunner = "simulated"\nalgorithm = "sandblaster"\n'
+                                        '[train]\noptimizer = "adam"\n')
+    assert main(["train", "--config", str(tmp_path / "adam.toml"), "--dry-run"]) == 2
+    assert ("train.optimizer = 'adam' is a replica's update rule, and Sandblaster's is L-BFGS itself: its key is "
+            "sandblaster.history = 10") in capsys.readouterr().err
+
+
 def test_a_config_toml_from_before_a_newer_cluster_key_is_still_a_resolved_one(tmp_path, capsys):
     """A Sandblaster run's config.toml lacks the [cluster] keys added after it (cluster.silent_seconds, 2026-12-05):
     read as a file the user wrote, its preset's Downpour keys (teacher-student's rule, train.lr) were refused."""
