@@ -40,7 +40,7 @@ from downpour.errors import RunError
 from downpour.train.folders import RunExistsError, folder_to_write, make_folder
 from downpour.train.rundir import RunDir
 from downpour.train.signals import sigterm_as_interrupt
-from downpour.twins import check_same_run, no_faces_config, search_failures, shared_ray, train_kept
+from downpour.twins import check_same_run, no_faces_config, recorded_failures, search_failures, shared_ray, train_kept
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +50,9 @@ def fold_summary(summary: dict[str, Any]) -> dict[str, Any]:
     training (Sandblaster; :func:`~downpour.twins.search_failures`): the command's exit status reads them (until
     2026-12-05 they were dropped here, and a cross-fit whose folds failed exited 0 where `downpour train` exits 1).
     A kept fold's are those its sandblaster.json records (:func:`~downpour.twins.recorded_failures`; none for a
-    Downpour fold, whose kept summary has no such key). Every fold's record has the key."""
-    kept = summary.get("line_search_failures", [])
-    return {**{k: summary.get(k) for k in ("run", "kept", "seconds", "final_loss")},
-            "line_search_failures": kept if summary.get("kept") else search_failures(summary)}
+    Downpour fold). Every fold's record has the key."""
+    failures = recorded_failures(summary["run"]) if summary.get("kept") else search_failures(summary)
+    return {**{k: summary.get(k) for k in ("run", "kept", "seconds", "final_loss")}, "line_search_failures": failures}
 
 
 def line_search_failures(record: dict[str, Any], kept: bool = False) -> list[str]:

@@ -142,28 +142,29 @@ def kept(run: RunDir, cfg: RunConfig) -> dict[str, Any]:
     """A finished run taken as it is: its config saved again with ``cfg``'s analysis (a twin added
     later is then scored), its training as it was trained (``check_resume`` lets train.threads and the
     reporting keys differ: the saved ones are what reproduces its model), and the summary of its
-    training read back (``seconds``: the training time of its last metrics row), with a Sandblaster run's
-    ``line_search_failures`` (:func:`recorded_failures`; until 2026-12-05 a Downpour run's carried an empty list, a
-    key its freshly trained summary has not). Its analysis is dropped when ``cfg`` changes how it is made (any
-    analysis key but ``report``): config.toml would name settings the analysis was not made with."""
+    training read back (``seconds``: the training time of its last metrics row): keys a trained summary has, and
+    ``kept``. Until 2026-12-05 it carried ``line_search_failures``, a key no trained summary has (a Downpour run's an
+    empty list; a Sandblaster run's, what a cross-fit reads of a kept fold: :func:`recorded_failures` now). Its
+    analysis is dropped when ``cfg`` changes how it is made (any analysis key but ``report``): config.toml would name
+    settings the analysis was not made with."""
     saved = run.config.analysis
     if dataclasses.replace(saved, report=cfg.analysis.report) != cfg.analysis:
         run.drop_analysis("they were made with the analysis settings this command changes")
     run.save_config(dataclasses.replace(run.config, analysis=cfg.analysis))
     rows = [row for row in run.metrics() if "time" in row]
-    summary = {"run": str(run.path), "kept": True, "seconds": rows[-1]["time"] if rows else None,
-               "final_loss": run.last_loss()}
-    if (run.path / "sandblaster.json").is_file():
-        summary["line_search_failures"] = recorded_failures(run)
-    return summary
+    return {"run": str(run.path), "kept": True, "seconds": rows[-1]["time"] if rows else None,
+            "final_loss": run.last_loss()}
 
 
-def recorded_failures(run: RunDir) -> list[str]:
-    """:func:`search_failures`' lines for every line search that failed for real in a kept Sandblaster run's
-    training, as its sandblaster.json records them (said, and counted in the exit status, by the command that
-    trained it)."""
+def recorded_failures(path: str | Path) -> list[str]:
+    """:func:`search_failures`' lines for every line search that failed for real in the training of the run kept in
+    ``path``, as its sandblaster.json records them (said, and counted in the exit status, by the command that trained
+    it); [] for a run that is not Sandblaster's."""
     from downpour.sandblaster.run import failed_searches
 
+    run = RunDir.open(path)
+    if not (run.path / "sandblaster.json").is_file():
+        return []
     record = {**run.read_json("sandblaster.json"), "resumed_from": 0, "run": str(run.path)}
     return [_failure_line(record, stop) for stop in failed_searches(record)]
 

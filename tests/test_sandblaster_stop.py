@@ -416,3 +416,20 @@ def test_a_resume_that_writes_the_model_of_a_run_stopped_for_good_says_why_namin
         train(cfg, RunDir.open(tmp_path / "run"), resume=True)
     assert f"{said}; saving it now" in caplog.text
     assert RunDir.open(tmp_path / "run").model_step() == 1
+
+
+def test_a_kept_sandblaster_runs_summary_has_only_keys_a_trained_one_has(tmp_path):
+    """A finished Sandblaster run kept as it is (a cross-fit's fold, a run whose twin is left) printed
+    "line_search_failures", a key its freshly trained summary has not (it carries "stops", which the failures are read
+    from); a cross-fit's record still gives the kept fold its recorded failures (none here)."""
+    from downpour.crossfit import fold_summary
+    from downpour.twins import train_kept
+
+    cfg = load_config("tica-8x8", ["cluster.runner=simulated", "cluster.algorithm=sandblaster", "model.name=rica-8x8",
+                                   "model.hidden=16", "data.samples=300", "train.tensorboard=false", "train.steps=2",
+                                   "cluster.workers=2", "sandblaster.units=4"])
+    trained = train_kept(cfg, tmp_path / "run")
+    kept = train_kept(cfg, tmp_path / "run")           # finished: kept
+    assert kept["kept"] and "kept" not in trained
+    assert set(kept) - {"kept"} <= set(trained), set(kept) - set(trained)
+    assert fold_summary(kept)["line_search_failures"] == fold_summary(trained)["line_search_failures"] == []
