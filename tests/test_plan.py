@@ -379,7 +379,7 @@ def test_the_plan_splits_a_cat_network_exactly_when_the_runner_does(sets):
     so untied, and split; a frozen Gabor first layer is split too)."""
     cfg, shape = plan_config("cat-demo", sets)
     try:
-        partition_model(build(cfg, shape)[0], 2)
+        partition_model(build(cfg, shape)[0], 2, ray=True)     # a plan's machines are a Ray cluster's
         runner = ""
     except ValueError as err:
         runner = str(err)

@@ -237,12 +237,13 @@ class CatNet(FeatureModel):
 
     def param_stages(self) -> dict[str, int]:
         """Stage i's parameters (``stages.<i-1>.*``; a partitioned stage's filters are every partition's
-        ``weights.<i-1>``, :mod:`downpour.parallel.partition`) and the recurrent top's (the last stage)."""
+        ``weights.<j>`` for its untied stages, or ``shared_banks.<i-1>`` when tiled, :mod:`downpour.parallel.partition`)
+        and the recurrent top's (the last stage)."""
         out = {f"stages.{i}.{name}": i + 1 for i, s in enumerate(self.stages) for name, _ in s.named_parameters()}
         out |= {f"top.{name}": self.n_stages for name, _ in (self.top.named_parameters() if self.top is not None else ())}
         for p, part in enumerate(getattr(self, "partitions", ())):
-            out |= {f"partitions.{p}.weights.{i}": i + 1 for i in range(len(part.weights))}
-        return out
+            out |= {f"partitions.{p}.weights.{j}": i + 1 for j, i in enumerate(part.stages)}
+        return out | {f"shared_banks.{i}": int(i) + 1 for i in getattr(self, "shared_banks", {})}
 
     def forward(self, x: Tensor) -> Tensor:
         for stage in self.stages:

@@ -3,16 +3,21 @@
 The paper's partitioning (Le et al. 2012, Dean et al. 2012): a stage's output grid is cut into K
 spatial blocks (:mod:`downpour.parallel.blocks`); partition p owns the untied filters of block p of
 every stage, receives only its block's input window (the block plus the receptive-field halo) and
-sends back only its block's outputs. The tied decoder (RICA's WᵀWx) is the adjoint: partition p
+sends back only its block's outputs. A tiled stage's filter banks (``model.tile`` > 0: position (i, j)
+uses bank (i mod tH, j mod tW)) belong to no one block: they are one shared parameter
+(``model.shared_banks[stage]``), block p computes with the banks its positions use
+(:func:`block_banks`), and autograd sums the blocks' partial gradients into the one copy, as
+DistBelief sums the gradients of a weight shared across machines: the server applies its rule once,
+to the sum. The tied decoder (RICA's WᵀWx) is the adjoint: partition p
 maps its codes block back onto its input window, and the windows' overlaps (the halos) are summed.
 Forward, backward and a training step are the same maths as the unpartitioned layer, reordered:
 ``tests/test_parallel.py`` checks them equal to 1e-10 in float64 for K = 1, 2, 4, 9.
 
-The parameters are registered partition-major (``model.partitions[p].weights[stage]``), so the flat
-parameter vector the server shards (:class:`~downpour.train.flat.ParamLayout`) holds each
-partition's filters as one contiguous range: shards aligned to those ranges
-(:func:`partition_bounds`) serve one partition each, and a partition fetches from and pushes to
-only its own shards.
+The parameters are registered partition-major (``model.partitions[p].weights``, one tensor per untied
+stage, ``.stages`` says which), then the shared banks, so the flat parameter vector the server shards
+(:class:`~downpour.train.flat.ParamLayout`) holds each partition's filters as one contiguous range and
+the shared banks as one more: shards aligned to those ranges (:func:`partition_bounds`) serve one
+group each, and a partition fetches from and pushes to only its own shards.
 
 L2 pooling and LCN have no weights and cost ~1% of a cat stage's FLOPs (``downpour models
 --footprint cat-demo``); the replica runs them on the stitched maps, so they need no halo exchange.
@@ -26,43 +31,73 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from downpour.layers import LocallyConnected2d
-from downpour.layers.locally_connected import normalised
+from downpour.layers.locally_connected import _expand_tiles, normalised
 from downpour.layers._lc_kernels import new_banks, untied_adjoint, untied_apply
 from downpour.models.base import FeatureModel
 from downpour.parallel.blocks import Block, split_blocks
 
 
 class Partition(nn.Module):
-    """Partition p's parameters: the filters of its block, one tensor per stage, (h_p, w_p, M, C, k, k)."""
+    """Partition p's parameters: the filters of its block of each untied stage (``stages``, 0-based), one
+    tensor per stage, (h_p, w_p, M, C, k, k). A tiled stage's banks are shared: ``model.shared_banks``."""
 
-    def __init__(self, weights: list[Tensor]):
+    def __init__(self, weights: list[Tensor], stages: list[int]):
         super().__init__()
         self.weights = nn.ParameterList(weights)
+        self.stages = list(stages)
+
+
+def block_banks(banks: Tensor, block: Block) -> Tensor:
+    """The banks (tH, tW, M, C, k, k) that ``block``'s positions use, as the block's own tiling: its local
+    position (i, j) is output position (r0 + i, c0 + j), which uses bank ((r0 + i) mod tH, (c0 + j) mod tW),
+    entry (i mod tH', j mod tW') of the result, (tH', tW') = (min(tH, h), min(tW, w)). A block smaller than the
+    tile period uses (and its gradient reaches) only some of the banks."""
+    (th, tw), (h, w) = banks.shape[:2], block.out_size
+    rows = (block.rows.start + torch.arange(min(th, h), device=banks.device)) % th
+    cols = (block.cols.start + torch.arange(min(tw, w), device=banks.device)) % tw
+    return banks.index_select(0, rows).index_select(1, cols)
 
 
 class PartitionedFilter(nn.Module):
-    """An untied :class:`LocallyConnected2d` computed block by block: the same interface
-    (``forward(x, weight)``, ``adjoint(y, weight)``, ``effective_weight()``), where a weight is the
-    tuple of the K block weights. It owns no parameters: ``blocks_weight`` are the partitions'."""
+    """A :class:`LocallyConnected2d` computed block by block: the same interface (``forward(x, weight)``,
+    ``adjoint(y, weight)``, ``effective_weight()``), where a weight is the tuple of the K block weights
+    (untied, (h_p, w_p, M, C, k, k)). It owns no parameters: untied, ``blocks_weight`` are the partitions';
+    tiled (``tile`` (tH, tW)), ``banks`` is the model's shared copy, and each block computes with the banks
+    its positions use (:func:`block_banks`), so their gradients sum into it."""
 
-    def __init__(self, layer: LocallyConnected2d, blocks: list[Block], weights: list[nn.Parameter]):
+    def __init__(self, layer: LocallyConnected2d, blocks: list[Block], weights: list[nn.Parameter],
+                 banks: nn.Parameter | None = None):
         super().__init__()
         self.in_channels, self.maps, self.kernel_size, self.stride = layer.in_channels, layer.maps, layer.kernel_size, layer.stride
         self.in_size, self.out_size, self.norm, self.chunk_bytes = layer.in_size, layer.out_size, layer.norm, layer.chunk_bytes
+        self.tile = layer.tile
         self.blocks = blocks
-        self.blocks_weight = weights    # a plain list: the parameters belong to the model's partitions
+        self.blocks_weight = weights    # plain lists: the parameters belong to the model's partitions
+        self._banks = [] if banks is None else [banks]     # (and its shared banks)
+
+    @property
+    def banks(self) -> nn.Parameter | None:
+        """A tiled stage's shared (tH, tW, M, C, k, k) banks; None when untied."""
+        return self._banks[0] if self._banks else None
 
     @property
     def weights(self) -> tuple[Tensor, ...]:
-        """The trainable tensors a weight penalty sees (an untied layer's: ``(weight,)``)."""
-        return tuple(self.blocks_weight)
+        """The trainable tensors a weight penalty sees (a layer's: ``(weight,)``): the blocks', or the banks."""
+        return tuple(self._banks or self.blocks_weight)
+
+    @property
+    def trainable(self) -> bool:
+        return self.weights[0].requires_grad
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.maps}, in_size={self.in_size}, kernel_size={self.kernel_size}, "
-                f"stride={self.stride}, partitions={len(self.blocks)}, norm={self.norm}")
+                f"stride={self.stride}, tile={self.tile}, partitions={len(self.blocks)}, norm={self.norm}")
 
     def effective_weight(self) -> tuple[Tensor, ...]:
-        return tuple(normalised(w, self.norm) for w in self.blocks_weight)   # per filter: block by block alike
+        if self.banks is None:
+            return tuple(normalised(w, self.norm) for w in self.blocks_weight)   # per filter: block by block alike
+        banks = normalised(self.banks, self.norm)                                # once, then each block's share
+        return tuple(_expand_tiles(block_banks(banks, b), b.out_size) for b in self.blocks)
 
     def forward(self, x: Tensor, weight: tuple[Tensor, ...] | None = None) -> Tensor:
         """(B, C, H, W) -> (B, M, Ho, Wo): each block from its input window, stitched."""
@@ -78,13 +113,17 @@ class PartitionedFilter(nn.Module):
                             for b, wb in zip(self.blocks, ws)], self.blocks, self.in_size)
 
     def full_weight(self) -> Tensor:
-        """The (Ho, Wo, M, C, k, k) filters of the unpartitioned layer (as stored, before the norm)."""
+        """The unpartitioned layer's filters, (Ho, Wo, M, C, k, k) or tiled (tH, tW, M, C, k, k), as stored
+        (before the norm)."""
+        if self.banks is not None:
+            return self.banks.detach()
         return stitch([w.detach() for w in self.blocks_weight], self.blocks, dims=(0, 1))
 
     def filters(self) -> Tensor:
-        """(Ho*Wo*M, C, k, k) as used (at ``norm``), for pictures; detached."""
-        full = stitch([w.detach() for w in self.effective_weight()], self.blocks, dims=(0, 1))
-        return full.reshape(-1, self.in_channels, self.kernel_size, self.kernel_size)
+        """(n_distinct_filters, C, k, k) as used (at ``norm``), for pictures; detached."""
+        full = (normalised(self.banks, self.norm) if self.banks is not None
+                else stitch(list(self.effective_weight()), self.blocks, dims=(0, 1)))
+        return full.detach().reshape(-1, self.in_channels, self.kernel_size, self.kernel_size)
 
 
 def sum_windows(parts: list[Tensor], blocks: list[Block], in_size: tuple[int, int]) -> Tensor:
@@ -105,16 +144,19 @@ def stitch(parts: list[Tensor], blocks: list[Block], dims: tuple[int, int]) -> T
     return torch.cat([torch.cat(row, dim=dims[1]) for _, row in sorted(rows.items())], dim=dims[0])
 
 
-def cut_refusal(model: str, *, cat: bool, untied: bool = True, top: bool = False, tied_decoder: bool = True) -> str:
+def cut_refusal(model: str, *, cat: bool, untied: bool = True, top: bool = False, tied_decoder: bool = True,
+                ray: bool = False) -> str:
     """Why a replica of ``model`` cannot be split into partitions, naming the key, or "" when it can. One predicate
     for the runner (:func:`partition_model`, on the built model) and ``downpour plan`` (on the config,
     plan/network.py), so a plan lays out only what the runner accepts (a grid too small to cut is
-    :func:`~downpour.parallel.blocks.grid_shape`'s, shared alike)."""
+    :func:`~downpour.parallel.blocks.grid_shape`'s, shared alike). ``untied``: every stage's filters untied;
+    ``ray``: the run's partitions are Ray actors (cluster.runner = 'ray'), whose filters must be untied."""
     if not cat:
         return f"model parallelism splits the locally connected stages of the cat network; {model} has none"
-    if not untied:
-        return ("model parallelism needs untied filters (model.tile = 0): tiled or convolutional filters are "
-                "shared across positions, so no block of positions owns them")
+    if ray and not untied:
+        return ("model parallelism on Ray (cluster.runner = 'ray') needs untied filters (model.tile = 0): its partition "
+                "actors hold only their blocks' own filters, not banks shared across positions (model.tile > 0); "
+                "cluster.runner = 'simulated' splits tiled filters")
     if top:
         return ("model parallelism splits the locally connected stages; the recurrent top stage (model.top) is "
                 "not split: set model.top = 'none'")
@@ -123,85 +165,104 @@ def cut_refusal(model: str, *, cat: bool, untied: bool = True, top: bool = False
     return ""
 
 
-def _check(model: FeatureModel, k: int) -> list[nn.Module]:
+def _check(model: FeatureModel, k: int, ray: bool) -> list[nn.Module]:
     stages = list(getattr(model, "stages", ()))
     filters = [getattr(s, "filter", None) for s in stages]
     cat = bool(stages) and all(isinstance(f, LocallyConnected2d) for f in filters)
     refused = cut_refusal(type(model).__name__, cat=cat, untied=cat and all(f.untied for f in filters),
                           top=getattr(model, "top", None) is not None,
-                          tied_decoder=all(getattr(s, "decoder_weight", None) is None for s in stages))
+                          tied_decoder=all(getattr(s, "decoder_weight", None) is None for s in stages), ray=ray)
     if refused:
         raise ValueError(f"cluster.partitions = {k}: {refused}")
     return stages
 
 
-def partition_model(model: FeatureModel, k: int) -> FeatureModel:
+def _block_filters(layer: LocallyConnected2d, b: Block) -> nn.Parameter:
+    """Block ``b``'s untied filters, copied out of ``layer``'s (maps-innermost, as the layer keeps them)."""
+    w = layer.weight
+    block = new_banks(*b.out_size, layer.maps, layer.in_channels, layer.kernel_size, like=w)
+    with torch.no_grad():
+        block.copy_(w[b.rows, b.cols])
+    return nn.Parameter(block, requires_grad=w.requires_grad)
+
+
+def partition_model(model: FeatureModel, k: int, *, ray: bool = False) -> FeatureModel:
     """Split ``model``'s stages into ``k`` partitions, in place (returns it). Outputs, gradients and
-    steps are unchanged; the parameters become ``model.partitions[p].weights[stage]``."""
-    stages = _check(model, k)
+    steps are unchanged; the parameters become ``model.partitions[p].weights`` (untied stages) and
+    ``model.shared_banks[str(stage)]`` (tiled ones). ``ray``: for Ray's partition actors (:func:`cut_refusal`)."""
+    stages = _check(model, k, ray)
     per_stage = [split_blocks(s.filter.out_size, s.filter.kernel_size, s.filter.stride, k) for s in stages]
-    parts: list[list[nn.Parameter]] = [[] for _ in range(k)]
-    for stage, blocks in zip(stages, per_stage):
-        w = stage.filter.weight
-        for p, b in enumerate(blocks):
-            block = new_banks(*b.out_size, stage.filter.maps, stage.filter.in_channels, stage.filter.kernel_size,
-                              like=w)
-            with torch.no_grad():
-                block.copy_(w[b.rows, b.cols])
-            parts[p].append(nn.Parameter(block, requires_grad=w.requires_grad))
-    model.partitions = nn.ModuleList(Partition(ws) for ws in parts)
+    untied = [i for i, s in enumerate(stages) if s.filter.untied]
+    model.partitions = nn.ModuleList(Partition([_block_filters(stages[i].filter, per_stage[i][p]) for i in untied],
+                                               untied) for p in range(k))
+    shared = {str(i): nn.Parameter(s.filter.weight.detach().clone(), requires_grad=s.filter.weight.requires_grad)
+              for i, s in enumerate(stages) if not s.filter.untied}
+    if shared:      # registered after the partitions: the last range of the flat vector
+        model.shared_banks = nn.ParameterDict(shared)
     for i, (stage, blocks) in enumerate(zip(stages, per_stage)):
-        stage.filter = PartitionedFilter(stage.filter, blocks, [model.partitions[p].weights[i] for p in range(k)])
+        weights = [model.partitions[p].weights[untied.index(i)] for p in range(k)] if i in untied else []
+        stage.filter = PartitionedFilter(stage.filter, blocks, weights, shared.get(str(i)))
     return model
 
 
 def merge_model(model: FeatureModel) -> FeatureModel:
-    """A copy of a partitioned ``model`` as the plain model (one untied layer per stage): what is
+    """A copy of a partitioned ``model`` as the plain model (one untied or tiled layer per stage): what is
     saved and analysed. An unpartitioned model is returned as is."""
     if not hasattr(model, "partitions"):
         return model
     merged = copy.deepcopy(model)
     for stage in merged.stages:
         part: PartitionedFilter = stage.filter
-        like = part.blocks_weight[0]
+        like = part.weights[0]
+        tile = None if part.tile is None else max(part.tile)     # (tH, tW) = min(tile, Ho), min(tile, Wo)
         with torch.random.fork_rng(devices=[]):    # its initial weights are overwritten: draw nothing from the run's RNG
             layer = LocallyConnected2d(part.in_channels, part.maps, part.in_size, part.kernel_size, part.stride,
-                                       norm=part.norm).to(device=like.device, dtype=like.dtype)
+                                       tile=tile, norm=part.norm).to(device=like.device, dtype=like.dtype)
         with torch.no_grad():
             layer.weight.copy_(part.full_weight())
-        layer.weight.requires_grad_(part.blocks_weight[0].requires_grad)
+        layer.weight.requires_grad_(part.trainable)
         stage.filter = layer
     del merged.partitions
+    if hasattr(merged, "shared_banks"):
+        del merged.shared_banks
     return merged
 
 
 def partition_ranges(model: FeatureModel) -> list[tuple[int, int]]:
-    """[start, stop) of each partition's parameters in the flat vector (``ParamLayout`` order), for a
-    model whose only trainable parameters are its partitions' (checked)."""
+    """[start, stop) of each partition's parameters in the flat vector (``ParamLayout`` order), then of the
+    shared banks' (empty when no stage is tiled): K + 1 ranges, for a model whose only trainable parameters
+    are its partitions' and shared banks' (checked). A partition of tiled stages only owns none: (n, n)."""
     ranges, n = [], 0
     trainable = [name for name, p in model.named_parameters() if p.requires_grad]
-    if any(not name.startswith("partitions.") for name in trainable):
-        raise ValueError(f"model parallelism: trainable parameters outside the partitions: "
-                         f"{[n for n in trainable if not n.startswith('partitions.')]}")
-    for part in model.partitions:
-        size = sum(p.numel() for p in part.parameters() if p.requires_grad)
+    outside = [name for name in trainable if not name.startswith(("partitions.", "shared_banks."))]
+    if outside:
+        raise ValueError(f"model parallelism: trainable parameters outside the partitions: {outside}")
+    for group in (*model.partitions, getattr(model, "shared_banks", nn.ParameterDict())):
+        size = sum(p.numel() for p in group.parameters() if p.requires_grad)
         ranges.append((n, n + size))
         n += size
     return ranges
 
 
 def partition_bounds(ranges: list[tuple[int, int]], shards: int) -> list[tuple[int, int]]:
-    """Shard bounds aligned to partitions: ``shards`` (>= K) split so that no shard holds two
-    partitions' parameters; partition p gets ``shards // K`` shards, the first ``shards % K`` one more."""
-    k = len(ranges)
-    if shards < k:
-        raise ValueError(f"cluster.shards = {shards} is fewer than cluster.partitions = {k}: each partition "
-                         "needs a shard of its own")
+    """Shard bounds aligned to :func:`partition_ranges`' groups: ``shards`` split so that no shard holds two
+    groups' parameters; of the G groups that hold any, group g gets ``shards // G`` shards, the first
+    ``shards % G`` one more (untied filters: the K partitions, each its own)."""
+    k, groups = len(ranges) - 1, [(p, a, b) for p, (a, b) in enumerate(ranges) if b > a]
+    if shards < len(groups):
+        if len(groups) == k and ranges[k][0] == ranges[k][1]:     # the K partitions, no shared banks
+            raise ValueError(f"cluster.shards = {shards} is fewer than cluster.partitions = {k}: each partition "
+                             "needs a shard of its own")
+        raise ValueError(f"cluster.shards = {shards} is fewer than the {len(groups)} groups of parameters "
+                         f"cluster.partitions = {k} makes (each partition's own untied filters, and the tiled stages' "
+                         "shared banks): each group needs a shard of its own")
     bounds = []
-    for p, (a, b) in enumerate(ranges):
-        n = shards // k + (1 if p < shards % k else 0)
+    for g, (p, a, b) in enumerate(groups):
+        n = shards // len(groups) + (1 if g < shards % len(groups) else 0)
         if n > b - a:
-            raise ValueError(f"partition {p} has {b - a} trainable parameters, fewer than its {n} shards")
+            what = "the shared banks have {} trainable parameters, fewer than their" if p == k else \
+                f"partition {p} has {{}} trainable parameters, fewer than its"
+            raise ValueError(f"{what.format(b - a)} {n} shards")
         edges = [a + round(i * (b - a) / n) for i in range(n + 1)]
         bounds.extend(zip(edges[:-1], edges[1:]))
     return bounds

@@ -153,7 +153,7 @@ class RemoteFilter(nn.Module):
         # the filters' stand-in in this process: it makes the stage's outputs part of the replica's
         # autograd graph, so backward reaches _RemoteStage.backward (and through it the partitions);
         # a frozen stage's (a Gabor or random first layer) has no gradient to reach
-        self.anchor = torch.zeros((), requires_grad=local.blocks_weight[0].requires_grad)
+        self.anchor = torch.zeros((), requires_grad=local.trainable)
 
     weights: tuple[Tensor, ...] = ()
 
