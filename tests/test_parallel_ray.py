@@ -22,20 +22,25 @@ from test_runner_equivalence import TINY_CAT, _losses, _model
 
 # (1, 2, 4, 9 in process: tests/test_parallel.py; each actor is a process that imports torch, seconds on 2 cores:
 # 4 splits both axes, as 9 does, for half its time here). A frozen first layer never travels through the
-# shards: the partitions once computed with uninitialised filters.
-@pytest.mark.parametrize("k, first_layer", [(2, "learned"), (4, "learned"), (2, "gabor")])
-def test_a_replica_with_partition_actors_equals_the_whole_network(local_ray, k, first_layer):
+# shards: the partitions once computed with uninitialised filters. Tiled (2026-12-05): the main recipe's tile 2, every
+# bank lent to both partitions and their gradients summed in the replica; tile 16, stage 1's banks shared (blocks of
+# 12 and 13 rows, smaller than the period) and stage 2 untied, its blocks the partitions' own.
+@pytest.mark.parametrize("k, first_layer, tile", [(2, "learned", 0), (4, "learned", 0), (2, "gabor", 0),
+                                                  (2, "learned", 2), (2, "learned", 16)])
+def test_a_replica_with_partition_actors_equals_the_whole_network(local_ray, k, first_layer, tile):
     from downpour.ps.partitions_on_ray import PartitionActor, remote_replica, stage_specs
 
     torch.manual_seed(0)
-    full = create_model("cat-demo", first_layer=first_layer).double()
+    full = create_model("cat-demo", first_layer=first_layer, tile=tile).double()
     local = partition_model(copy.deepcopy(full), k)
     actors = [PartitionActor.remote(0, p, stage_specs(local, p), [], [], [], 0.0, 1) for p in range(k)]
     ray.get([a.load.remote(torch.cat([w.detach().reshape(-1) for w in part.weights if w.requires_grad]).numpy())
-             for a, part in zip(actors, local.partitions)])      # what a fetch brings: the trainable filters
+             for a, part in zip(actors, local.partitions) if len(part.weights)])   # what a fetch brings: their filters
     replica = copy.deepcopy(local)
     remote_replica(replica, actors)
-    assert not any(p.requires_grad for p in replica.parameters())     # no filter is left in the replica
+    # no filter is left in the replica but the tiled stages' shared banks, which it lends to the partitions
+    assert [n for n, p in replica.named_parameters() if p.requires_grad] == \
+        [f"shared_banks.{i}" for i in getattr(local, "shared_banks", {})]
     _, objective = build(load_config("main"), full.input_shape)
     x = torch.randn(3, *full.input_shape, dtype=torch.float64)
     with torch.no_grad():
@@ -46,6 +51,10 @@ def test_a_replica_with_partition_actors_equals_the_whole_network(local_ray, k, 
     for i, stage in enumerate(full.stages):
         if stage.filter.weight.grad is None:                      # the frozen stage: no gradient anywhere
             assert first_layer == "gabor" and i == 0 and all(g[i] is None for g in grads)
+            continue
+        if not stage.filter.untied:                               # the blocks' gradients, summed by the replica
+            assert all(g[i] is None for g in grads)
+            torch.testing.assert_close(replica.shared_banks[str(i)].grad, stage.filter.weight.grad, rtol=0, atol=1e-10)
             continue
         got = stitch([torch.from_numpy(g[i]) for g in grads], local.stages[i].filter.blocks, dims=(0, 1))
         torch.testing.assert_close(got, stage.filter.weight.grad, rtol=0, atol=1e-10)
@@ -113,3 +122,28 @@ def test_a_remote_replica_keeps_no_frozen_rows():
     assert replica.frozen_cache is not None         # a local partitioned model keeps one (it sees the partitions)
     remote_replica(replica, [])
     assert replica.frozen_cache is None
+
+
+@pytest.mark.parametrize("sets", [("cluster.shards=2",), ("cluster.shards=3", "model.tile=8")])
+def test_a_tiled_replica_split_on_ray_trains_what_the_simulator_trains(local_ray, tmp_path, sets):
+    """The main recipe (tile 2, Adam) shrunk to tiny crops, 1 replica x 2 partitions in sync rounds, on Ray and on
+    the simulator. Tile 2: every bank is shared, so the partitions own no shard and the replica fetches and pushes
+    both itself, the blocks' bank gradients summed before the push. Tile 8 (16x16 codes, then 5x5 untied): stage 1's
+    banks on the replica's shard 2, stage 2's blocks on the partitions' shards 0 and 1. A replica that pushed each
+    block's partial gradient, or lent a block the wrong banks, trains other numbers than the simulator."""
+    args = ["train", "--config", "main", "--workers", "1", "--consistency", "sync", "--steps", "4", "--no-report",
+            *[a for o in [*TINY_CAT, *sets, "cluster.partitions=2", "train.log_every=1", "analysis.no_faces_twin=false"]
+              for a in ("--set", o)]]
+    threads = torch.get_num_threads()
+    try:
+        for runner in ("simulated", "ray"):
+            assert main([*args, "--runner", runner, "--out", str(tmp_path / runner)]) == 0
+    finally:
+        torch.set_num_threads(threads)      # the simulator set train.threads in this process
+    sim, on_ray = tmp_path / "simulated", tmp_path / "ray"
+    (steps, losses), (ray_steps, ray_losses) = zip(*_losses(sim)), zip(*_losses(on_ray))
+    assert steps == ray_steps == (1, 2, 3, 4) and ray_losses == pytest.approx(losses, rel=1e-6)
+    a, b = _model(sim), _model(on_ray)
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], rtol=0, atol=1e-5, msg=lambda m: f"{name}: {m}")

@@ -144,19 +144,14 @@ def stitch(parts: list[Tensor], blocks: list[Block], dims: tuple[int, int]) -> T
     return torch.cat([torch.cat(row, dim=dims[1]) for _, row in sorted(rows.items())], dim=dims[0])
 
 
-def cut_refusal(model: str, *, cat: bool, untied: bool = True, top: bool = False, tied_decoder: bool = True,
-                ray: bool = False) -> str:
+def cut_refusal(model: str, *, cat: bool, top: bool = False, tied_decoder: bool = True) -> str:
     """Why a replica of ``model`` cannot be split into partitions, naming the key, or "" when it can. One predicate
     for the runner (:func:`partition_model`, on the built model) and ``downpour plan`` (on the config,
     plan/network.py), so a plan lays out only what the runner accepts (a grid too small to cut is
-    :func:`~downpour.parallel.blocks.grid_shape`'s, shared alike). ``untied``: every stage's filters untied;
-    ``ray``: the run's partitions are Ray actors (cluster.runner = 'ray'), whose filters must be untied."""
+    :func:`~downpour.parallel.blocks.grid_shape`'s, shared alike). Untied, tiled and convolutional filters
+    are all split (a tiled stage's banks shared by the blocks, until 2026-12-05 refused)."""
     if not cat:
         return f"model parallelism splits the locally connected stages of the cat network; {model} has none"
-    if ray and not untied:
-        return ("model parallelism on Ray (cluster.runner = 'ray') needs untied filters (model.tile = 0): its partition "
-                "actors hold only their blocks' own filters, not banks shared across positions (model.tile > 0); "
-                "cluster.runner = 'simulated' splits tiled filters")
     if top:
         return ("model parallelism splits the locally connected stages; the recurrent top stage (model.top) is "
                 "not split: set model.top = 'none'")
@@ -165,13 +160,12 @@ def cut_refusal(model: str, *, cat: bool, untied: bool = True, top: bool = False
     return ""
 
 
-def _check(model: FeatureModel, k: int, ray: bool) -> list[nn.Module]:
+def _check(model: FeatureModel, k: int) -> list[nn.Module]:
     stages = list(getattr(model, "stages", ()))
     filters = [getattr(s, "filter", None) for s in stages]
     cat = bool(stages) and all(isinstance(f, LocallyConnected2d) for f in filters)
-    refused = cut_refusal(type(model).__name__, cat=cat, untied=cat and all(f.untied for f in filters),
-                          top=getattr(model, "top", None) is not None,
-                          tied_decoder=all(getattr(s, "decoder_weight", None) is None for s in stages), ray=ray)
+    refused = cut_refusal(type(model).__name__, cat=cat, top=getattr(model, "top", None) is not None,
+                          tied_decoder=all(getattr(s, "decoder_weight", None) is None for s in stages))
     if refused:
         raise ValueError(f"cluster.partitions = {k}: {refused}")
     return stages
@@ -186,11 +180,11 @@ def _block_filters(layer: LocallyConnected2d, b: Block) -> nn.Parameter:
     return nn.Parameter(block, requires_grad=w.requires_grad)
 
 
-def partition_model(model: FeatureModel, k: int, *, ray: bool = False) -> FeatureModel:
+def partition_model(model: FeatureModel, k: int) -> FeatureModel:
     """Split ``model``'s stages into ``k`` partitions, in place (returns it). Outputs, gradients and
     steps are unchanged; the parameters become ``model.partitions[p].weights`` (untied stages) and
-    ``model.shared_banks[str(stage)]`` (tiled ones). ``ray``: for Ray's partition actors (:func:`cut_refusal`)."""
-    stages = _check(model, k, ray)
+    ``model.shared_banks[str(stage)]`` (tiled ones)."""
+    stages = _check(model, k)
     per_stage = [split_blocks(s.filter.out_size, s.filter.kernel_size, s.filter.stride, k) for s in stages]
     untied = [i for i, s in enumerate(stages) if s.filter.untied]
     model.partitions = nn.ModuleList(Partition([_block_filters(stages[i].filter, per_stage[i][p]) for i in untied],

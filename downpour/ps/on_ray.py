@@ -250,6 +250,7 @@ class WorkerActor:
             self.remote = PartitionParams(partitions, shards_of, bounds[-1][1])
             self.worker = make_worker(cfg, wid, data, bounds, gated, start_step, seq, params=self.remote, frozen=frozen)
             remote_replica(self.worker.model, partitions)
+            self.remote.link_shared(self.worker.model, wid, shards, lanes, bounds, cfg.train.lr, cfg.cluster.n_fetch)
             return
         self.worker = make_worker(cfg, wid, data, bounds, gated, start_step, seq, frozen=frozen)
         self.links = [ShardLink(actor, ln, wid, b - a) for actor, ln, (a, b) in zip(shards, lanes, bounds)]

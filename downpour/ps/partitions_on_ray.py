@@ -8,6 +8,10 @@ reconstruction (:class:`RemoteFilter`); backward, it sends the gradients of both
 partition runs its own autograd to its filters' gradients. A partition fetches from and pushes to
 only its own shards (the shard bounds are aligned to partitions: ``parallel.partition_bounds``),
 through the same shared-memory lanes or object store as a whole worker (:class:`ShardLink`).
+A tiled stage's banks are shared by the blocks: the replica holds the one copy and fetches and
+pushes its shards itself (:meth:`PartitionParams.link_shared`), sends each partition the banks its
+block uses with the input window, and gets back their gradient, which its autograd sums over the
+blocks: the push carries one summed gradient of the banks, and the server's rule runs once on it.
 The driver is unchanged: a replica's cycle returns one gradient entry per shard as before.
 """
 from __future__ import annotations
@@ -20,8 +24,8 @@ import torch
 from torch import Tensor, nn
 
 from downpour.layers._lc_kernels import new_banks, untied_adjoint, untied_apply
-from downpour.layers.locally_connected import normalised
-from downpour.parallel.partition import PartitionedFilter, stitch, sum_windows
+from downpour.layers.locally_connected import _expand_tiles, normalised
+from downpour.parallel.partition import PartitionedFilter, block_banks, stitch, sum_windows
 from downpour.ps.on_ray import ShardLink, _quiet_readonly, fetch_into
 from downpour.ps.worker import LocalParams
 
@@ -29,33 +33,35 @@ from downpour.ps.worker import LocalParams
 def stage_specs(model: nn.Module, p: int) -> list[dict[str, Any]]:
     """What partition ``p`` must know of each stage of a partitioned ``model``: the filter geometry,
     its own block's sizes and, for a frozen stage (a Gabor or random first layer), its block's
-    filters themselves: the shards hold only trainable parameters, so a fetch never brings them."""
+    filters themselves: the shards hold only trainable parameters, so a fetch never brings them. A tiled
+    stage (``tiled``) holds no filters: its block's banks come with each call."""
     specs = []
     for stage in model.stages:
         f: PartitionedFilter = stage.filter
-        b, w = f.blocks[p], f.blocks_weight[p]
+        b, w = f.blocks[p], f.weights[0] if f.banks is not None else f.blocks_weight[p]
         specs.append({"in_channels": f.in_channels, "maps": f.maps, "kernel": f.kernel_size, "stride": f.stride,
                       "norm": f.norm, "chunk": f.chunk_bytes, "out_size": b.out_size, "in_size": b.in_size,
-                      "trainable": w.requires_grad, "dtype": w.dtype,
-                      "frozen": None if w.requires_grad else w.detach().cpu().numpy()})
+                      "trainable": w.requires_grad, "dtype": w.dtype, "tiled": f.banks is not None,
+                      "frozen": None if w.requires_grad or f.banks is not None else w.detach().cpu().numpy()})
     return specs
 
 
 @ray.remote
 class PartitionActor:
-    """Partition ``p`` of replica ``wid``: block p's filters of every stage, its shards' links, and the
-    gradient accumulator of its slice of the push."""
+    """Partition ``p`` of replica ``wid``: block p's filters of every untied stage, its shards' links, and the
+    gradient accumulator of its slice of the push (a tiled stage's banks are the replica's, lent per call)."""
 
     def __init__(self, wid: int, p: int, specs: list[dict[str, Any]], shards: list[Any],
                  lanes: list[dict[str, Any] | None], bounds: list[tuple[int, int]], local_lr: float, n_fetch: int):
         _quiet_readonly()
         torch.set_num_threads(1)
         self.wid, self.p, self.specs = wid, p, specs
+        self.own = {i: j for j, i in enumerate(i for i, s in enumerate(specs) if not s["tiled"])}   # stage -> weights[j]
         self.weights = nn.ParameterList(
             nn.Parameter(new_banks(*s["out_size"], s["maps"], s["in_channels"], s["kernel"], dtype=s["dtype"]),
-                         requires_grad=s["trainable"]) for s in specs)
+                         requires_grad=s["trainable"]) for s in specs if not s["tiled"])
         with torch.no_grad():
-            for w, s in zip(self.weights, specs):
+            for w, s in zip(self.weights, [s for s in specs if not s["tiled"]]):
                 if s.get("frozen") is not None:
                     w.copy_(torch.from_numpy(s["frozen"]))
         # the push accumulator and local SGD of a whole worker (ps.worker.LocalParams), over this slice
@@ -64,7 +70,7 @@ class PartitionActor:
         self.bounds = [(a - start, b - start) for a, b in bounds]    # this partition's shards, in its own vector
         self.links = [ShardLink(actor, ln, wid, b - a) for actor, ln, (a, b) in zip(shards, lanes, bounds)]
         self.flat = torch.zeros(self.params.numel)     # (the shards' float32)
-        self._graphs: dict[int, tuple[Tensor, Tensor | None]] = {}
+        self._graphs: dict[int, tuple[Tensor, Tensor | None, Tensor | None]] = {}
 
     def load(self, vec: np.ndarray | Tensor) -> None:
         """This partition's trainable filters, stage after stage, from one flat vector (what
@@ -72,8 +78,10 @@ class PartitionActor:
         self.params.load([torch.as_tensor(vec)])
 
     def gradients(self) -> list[np.ndarray | None]:
-        """Each stage's filter gradient as it stands (before :meth:`add_grads` takes it)."""
-        return [None if w.grad is None else w.grad.numpy() for w in self.weights]
+        """Each untied stage's filter gradient as it stands (before :meth:`add_grads` takes it); None for a tiled one
+        (its banks' gradient went back to the replica)."""
+        grads = [self.weights[self.own[i]].grad if i in self.own else None for i in range(len(self.specs))]
+        return [None if g is None else g.numpy() for g in grads]
 
     def fetch(self) -> list[int]:
         """Pull this partition's shards into its filters; returns their versions."""
@@ -81,30 +89,40 @@ class PartitionActor:
         self.params.load([self.flat])
         return versions
 
-    def encode(self, stage: int, x: np.ndarray, decode: bool, grad: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    def encode(self, stage: int, x: np.ndarray, decode: bool, grad: bool,
+               banks: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         """Block ``stage``'s codes from its input window ``x`` (B, C, h, w), and (``decode``) the tied
-        reconstruction of the window; with ``grad`` the graph is kept for :meth:`backward`."""
+        reconstruction of the window; with ``grad`` the graph is kept for :meth:`backward`. A tiled stage's
+        ``banks``: the replica's banks that this block uses, normalised (:func:`~downpour.parallel.partition.block_banks`)."""
         s = self.specs[stage]
+        lent = None
         with torch.set_grad_enabled(grad):
-            w = normalised(self.weights[stage], s["norm"])
+            if s["tiled"]:
+                lent = torch.from_numpy(banks).requires_grad_(grad and s["trainable"])
+                w = _expand_tiles(lent, s["out_size"])
+            else:
+                w = normalised(self.weights[self.own[stage]], s["norm"])
             codes = untied_apply(torch.from_numpy(x), w, s["stride"], s["chunk"])
             recon = untied_adjoint(codes, w, s["stride"], s["in_size"], s["chunk"]) if decode else None
         if grad:
-            self._graphs[stage] = (codes, recon)
+            self._graphs[stage] = (codes, recon, lent)
         return codes.detach().numpy(), None if recon is None else recon.detach().numpy()
 
-    def backward(self, stage: int, grad_codes: np.ndarray, grad_recon: np.ndarray | None) -> None:
-        """The gradients of block ``stage``'s codes and reconstruction: into the filters' ``.grad``."""
-        codes, recon = self._graphs.pop(stage)
+    def backward(self, stage: int, grad_codes: np.ndarray, grad_recon: np.ndarray | None) -> np.ndarray | None:
+        """The gradients of block ``stage``'s codes and reconstruction: into the filters' ``.grad``; a tiled
+        stage's into the lent banks, returned (the replica sums the blocks')."""
+        codes, recon, lent = self._graphs.pop(stage)
         outs, grads = [codes], [torch.from_numpy(grad_codes)]
         if recon is not None and grad_recon is not None:
             outs.append(recon)
             grads.append(torch.from_numpy(grad_recon))
         torch.autograd.backward(outs, grads)
+        return None if lent is None or lent.grad is None else lent.grad.numpy()
 
     def add_grads(self) -> None:
         """The step's filter gradients into this partition's part of the push; ready for the next step."""
-        self.params.add_grads()
+        if self.params.numel:        # (a partition of tiled stages only owns no filters)
+            self.params.add_grads()
         self.weights.zero_grad(set_to_none=True)    # the replica's zero_grad does not reach this process
         self._graphs.clear()
 
@@ -118,36 +136,46 @@ class PartitionActor:
         return [link.stage(g.numpy(), seq, base, stages) for link, g, base in zip(self.links, grads, bases)]
 
 
+def _encode(filt: "RemoteFilter", x: Tensor, banks: tuple[Tensor, ...], grad: bool) -> list[tuple]:
+    """Every partition's answer to block ``filt.stage`` of ``x``: (codes, reconstruction or None)."""
+    lent = [bk.detach().numpy() for bk in banks] or [None] * len(filt.actors)
+    return ray.get([a.encode.remote(filt.stage, x[:, :, b.in_rows, b.in_cols].contiguous().numpy(), grad, grad, lb)
+                    for a, b, lb in zip(filt.actors, filt.blocks, lent)])
+
+
 class _RemoteStage(torch.autograd.Function):
-    """One stage's encoder and tied decoder, computed by the partitions: x -> (codes, reconstruction)."""
+    """One stage's encoder and tied decoder, computed by the partitions: x -> (codes, reconstruction). A tiled
+    stage's ``banks`` are each block's (:func:`~downpour.parallel.partition.block_banks`); their gradients come back."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, anchor: Tensor, filt: "RemoteFilter") -> tuple[Tensor, Tensor]:
+    def forward(ctx, x: Tensor, anchor: Tensor, filt: "RemoteFilter", *banks: Tensor) -> tuple[Tensor, Tensor]:
         ctx.filt = filt
-        answers = ray.get([a.encode.remote(filt.stage, x[:, :, b.in_rows, b.in_cols].contiguous().numpy(), True, True)
-                           for a, b in zip(filt.actors, filt.blocks)])
+        answers = _encode(filt, x, banks, True)
         codes = stitch([torch.from_numpy(c) for c, _ in answers], filt.blocks, dims=(2, 3))
         return codes, sum_windows([torch.from_numpy(r) for _, r in answers], filt.blocks, filt.in_size)
 
     @staticmethod
-    def backward(ctx, grad_codes: Tensor, grad_recon: Tensor) -> tuple[None, None, None]:
+    def backward(ctx, grad_codes: Tensor, grad_recon: Tensor) -> tuple[Tensor | None, ...]:
         filt = ctx.filt
-        ray.get([a.backward.remote(filt.stage, grad_codes[:, :, b.rows, b.cols].contiguous().numpy(),
-                                   grad_recon[:, :, b.in_rows, b.in_cols].contiguous().numpy())
-                 for a, b in zip(filt.actors, filt.blocks)])
-        return None, None, None   # a stage's input is detached: each stage learns from its own cost
+        grads = ray.get([a.backward.remote(filt.stage, grad_codes[:, :, b.rows, b.cols].contiguous().numpy(),
+                                           grad_recon[:, :, b.in_rows, b.in_cols].contiguous().numpy())
+                         for a, b in zip(filt.actors, filt.blocks)])
+        banks = [None if g is None else torch.from_numpy(g) for g in grads] if filt.banks is not None else []
+        return None, None, None, *banks   # a stage's input is detached: each stage learns from its own cost
 
 
 class RemoteFilter(nn.Module):
     """A replica's view of a stage whose filters live in its partition actors. ``forward`` asks the
     partitions for the codes and, while training, the tied reconstruction too (one round trip);
     ``adjoint`` of those codes returns that reconstruction. Weight penalties cannot see remote
-    filters: ``weights`` is empty."""
+    filters: ``weights`` is empty. A tiled stage's ``banks`` stay here (the model's ``shared_banks``): each
+    call lends every partition its block's share, and backward sums their gradients into them."""
 
     def __init__(self, stage: int, local: PartitionedFilter, actors: list[Any]):
         super().__init__()
-        self.stage, self.actors, self.blocks = stage, actors, local.blocks
+        self.stage, self.actors, self.blocks, self.norm = stage, actors, local.blocks, local.norm
         self.in_size, self.out_size, self.in_channels, self.maps = local.in_size, local.out_size, local.in_channels, local.maps
+        self._banks = [] if local.banks is None else [local.banks]    # a plain list: the model's parameter
         self._codes: Tensor | None = None
         self._recon: Tensor | None = None
         # the filters' stand-in in this process: it makes the stage's outputs part of the replica's
@@ -157,15 +185,25 @@ class RemoteFilter(nn.Module):
 
     weights: tuple[Tensor, ...] = ()
 
+    @property
+    def banks(self) -> nn.Parameter | None:
+        return self._banks[0] if self._banks else None
+
     def effective_weight(self) -> None:
-        return None               # the partitions normalise their own filters
+        return None               # the partitions normalise their own filters (a tiled stage's: forward, here)
+
+    def _lent(self) -> tuple[Tensor, ...]:
+        """Each block's share of the normalised banks (none for an untied stage)."""
+        if self.banks is None:
+            return ()
+        banks = normalised(self.banks, self.norm)
+        return tuple(block_banks(banks, b) for b in self.blocks)
 
     def forward(self, x: Tensor, weight: None = None) -> Tensor:
         if torch.is_grad_enabled():
-            self._codes, self._recon = _RemoteStage.apply(x, self.anchor, self)
+            self._codes, self._recon = _RemoteStage.apply(x, self.anchor, self, *self._lent())
             return self._codes
-        answers = ray.get([a.encode.remote(self.stage, x[:, :, b.in_rows, b.in_cols].contiguous().numpy(), False, False)
-                           for a, b in zip(self.actors, self.blocks)])
+        answers = _encode(self, x, self._lent(), False)
         return stitch([torch.from_numpy(c) for c, _ in answers], self.blocks, dims=(2, 3))
 
     def adjoint(self, y: Tensor, weight: None = None) -> Tensor:
@@ -177,37 +215,70 @@ class RemoteFilter(nn.Module):
 
 class PartitionParams:
     """:class:`~downpour.ps.worker.Worker`'s parameter backend for a replica whose parameters live in
-    its partition actors: they fetch, accumulate and stage pushes themselves."""
+    its partition actors: they fetch, accumulate and stage pushes themselves. The shared banks of tiled
+    stages live in the replica (:meth:`link_shared`): it fetches, accumulates and stages their shards alike."""
 
     def __init__(self, actors: list[Any], shards_of: list[list[int]], numel: int):
         self.actors, self.shards_of, self.numel = actors, shards_of, numel
+        self.shared: LocalParams | None = None
+        self.shared_shards: list[int] = []
+        self.links: list[ShardLink] = []
+        self.bounds: list[tuple[int, int]] = []
+        self.flat = torch.zeros(0)
+
+    def link_shared(self, model: nn.Module, wid: int, shards: list[Any], lanes: list[dict[str, Any] | None],
+                    bounds: list[tuple[int, int]], local_lr: float, n_fetch: int) -> None:
+        """The replica's own part: ``model.shared_banks`` (if any), on the shards no partition holds (the last of
+        ``bounds``, :func:`~downpour.parallel.partition.partition_bounds`), linked as a whole worker links them."""
+        owned = {j for shards_p in self.shards_of for j in shards_p}
+        self.shared_shards = [j for j in range(len(bounds)) if j not in owned]
+        if not self.shared_shards:
+            return
+        self.shared = LocalParams(model.shared_banks, local_lr, n_fetch)
+        start = bounds[self.shared_shards[0]][0]
+        self.bounds = [(bounds[j][0] - start, bounds[j][1] - start) for j in self.shared_shards]
+        self.links = [ShardLink(shards[j], lanes[j], wid, bounds[j][1] - bounds[j][0]) for j in self.shared_shards]
+        self.flat = torch.zeros(self.shared.numel)
 
     def fetch(self, n_shards: int) -> list[int]:
         versions = [0] * n_shards
-        for shards, got in zip(self.shards_of, ray.get([a.fetch.remote() for a in self.actors])):
+        pending = [a.fetch.remote() for a in self.actors]
+        if self.shared is not None:        # while the partitions fetch theirs
+            for j, v in zip(self.shared_shards, fetch_into(self.links, self.bounds, self.flat.numpy())):
+                versions[j] = v
+            self.shared.load([self.flat])
+        for shards, got in zip(self.shards_of, ray.get(pending)):
             for j, v in zip(shards, got):
                 versions[j] = v
         return versions
 
     def load(self, slices: Sequence[Tensor]) -> None:
-        pass                      # the partitions loaded their shards in :meth:`fetch`
+        pass                      # the partitions (and the replica's shared banks) loaded their shards in :meth:`fetch`
 
     def add_grads(self) -> None:
-        ray.get([a.add_grads.remote() for a in self.actors])
+        pending = [a.add_grads.remote() for a in self.actors]
+        if self.shared is not None:       # the banks' gradient, summed over the blocks by the replica's backward
+            self.shared.add_grads()
+        ray.get(pending)
 
     def take(self, bounds: Sequence[tuple[int, int]], seq: int, base: Sequence[int],
              stages: tuple[int, ...] | None = None) -> list[np.ndarray | None]:
         staged: list[np.ndarray | None] = [None] * len(bounds)
-        answers = ray.get([a.stage_push.remote(seq, [base[j] for j in shards], stages)
-                           for a, shards in zip(self.actors, self.shards_of)])
-        for shards, got in zip(self.shards_of, answers):
+        pending = [a.stage_push.remote(seq, [base[j] for j in shards], stages)
+                   for a, shards in zip(self.actors, self.shards_of)]
+        if self.shared is not None:
+            bases = [base[j] for j in self.shared_shards]
+            for j, link, g, b in zip(self.shared_shards, self.links, self.shared.take(self.bounds, seq, bases), bases):
+                staged[j] = link.stage(g.numpy(), seq, b, stages)
+        for shards, got in zip(self.shards_of, ray.get(pending)):
             for j, g in zip(shards, got):
                 staged[j] = g
         return staged
 
 
 def remote_replica(model: nn.Module, actors: list[Any]) -> None:
-    """Point each stage of partitioned ``model`` at the partition actors, and drop its local filters."""
+    """Point each stage of partitioned ``model`` at the partition actors, and drop its local filters (the shared
+    banks of tiled stages stay: the replica lends them to the partitions)."""
     _quiet_readonly()            # the partitions' answers arrive as read-only arrays; they are only read
     for i, stage in enumerate(model.stages):
         stage.filter = RemoteFilter(i, stage.filter, actors)

@@ -56,7 +56,7 @@ def set_up_cluster(cfg: RunConfig) -> ClusterSetup:
         bounds = shard_bounds(layout.numel, c.shards) if c.partitions == 1 else partition_bounds(ranges, c.shards)
     except ValueError as err:
         raise ConfigError(str(err)) from None
-    # (partitions_on_ray: its actors fetch these; the shared banks' shards, the last range's, are the simulator's alone)
+    # (partitions_on_ray: its actors fetch these; the shared banks' shards, the last range's, the replica's own)
     shards_of = [[j for j, (a, _) in enumerate(bounds) if lo <= a < hi] for lo, hi in ranges[:c.partitions]]
     check_param_stages(cfg, model)
     check_stage_count(cfg, model)
@@ -122,7 +122,7 @@ def build_replica(cfg: RunConfig, input_shape: tuple[int, ...]) -> tuple[Feature
     model, objective = build(cfg, input_shape)
     if cfg.cluster.partitions > 1:
         try:
-            partition_model(model, cfg.cluster.partitions, ray=cfg.cluster.runner == "ray")
+            partition_model(model, cfg.cluster.partitions)
         except ValueError as err:
             raise ConfigError(str(err)) from None
     return model, objective
