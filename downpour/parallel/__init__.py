@@ -1,5 +1,6 @@
 """Model parallelism (DistBelief's other axis): each replica's locally connected stages split into
-K spatial blocks of output positions, each block's untied filters owned by one partition.
+K spatial blocks of output positions, each block's untied filters owned by one partition, a tiled
+stage's banks shared by them all (their gradients summed before a push).
 
     model = partition_model(create_model("cat-demo"), 4)     # same outputs, gradients, steps
     full = merge_model(model)                                 # back to the plain CatNet (to save it)
