@@ -163,12 +163,13 @@ class CostsStudy(CostsDesign, Study):
             means = words.difference((means, math.nan, math.nan), "{:+.2f}").removesuffix(" (no interval)")
             corr.append(f"with {size} data ρ within a seed = {words.difference((rho, lo, hi), '{:+.2f}')} (over the "
                         f"conditions' means: {means}): {word}")
+        # (the seeds named are the run's: until 2026-12-05 it said "6 seeds" whatever --seeds or --quick gave)
         # (until 2026-12-04 the interval was a percentile bootstrap of the means' ρ over the seeds, which with 6
         # seeds sat below its own estimate: "+0.78 [-0.19, +0.78]"; see rank_correlation)
         paras.insert(2, "How the two are related, across all the conditions at one data size (Spearman's rank "
                         "correlation of Hoyer sparsity and the gap across the conditions within each seed, averaged "
                         "over the seeds with a t interval; and over the conditions' means, given without one: no "
-                        "interval over 6 seeds is honest for it): " + "; ".join(corr) + ".")
+                        f"interval over {less['n']} seeds is honest for it): " + "; ".join(corr) + ".")
         paras.append(self.quick_paragraph(rows, "a few steps, two penalties"))
         return "\n\n".join(p for p in paras if p)
 
