@@ -329,3 +329,18 @@ def test_the_start_line_names_what_was_asked_and_then_the_model(tmp_path, capsys
     assert start().startswith("downpour: training ./main (model 'ufldl-sae')")
     assert main(["train", "--resume", str(out), "--steps", "10"]) == 0
     assert start().startswith(f"downpour: resuming {out} (model 'ufldl-sae') with the local runner -> {out}")
+
+
+def test_the_headline_names_a_folder_concepts_controls_not_a_face_test(tmp_path):
+    """`downpour analyze RUN --set analysis.dataset=my-classes --set analysis.positive=cat` ended on "face test: On 3
+    of 3 low-level-matched controls ... (phase-scrambled cat images, ...)": the report's section says "Controls for
+    cat", and nothing about faces was tested."""
+    from downpour.cli_analyze import headline
+
+    said = "On 3 of 3 low-level-matched controls the learned unit meets the criterion."
+    verdict = {"controls_verdict": {"sentences": [said]}}
+    (tmp_path / "analysis.json").write_text(json.dumps(
+        {"options": {"dataset": "/data/classes"}, "face_neuron": {**verdict, "controls_setup": {"concept": "cat"}}}))
+    assert headline(tmp_path) == f"downpour: controls for cat: {said}\n"
+    (tmp_path / "analysis.json").write_text(json.dumps({"options": {"dataset": "lfw"}, "face_neuron": verdict}))
+    assert headline(tmp_path) == f"downpour: face test: {said}\n"

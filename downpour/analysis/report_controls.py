@@ -10,12 +10,19 @@ from downpour.analysis.report_notes import chosen_among, owed_note, tie_limit_wo
 from downpour.analysis.report_parts import esc, pct, table
 
 
-def heading(a: dict[str, Any]) -> str:
-    """The section's title: the face test, or a folder concept's controls (never "face" for stripes)."""
-    fn = a["face_neuron"]
+def tested_concept(a: dict[str, Any]) -> str | None:
+    """The concept an analysis (analysis.json's object) tests against controls: a labelled folder's class, or None
+    for lfw's faces (the face test)."""
+    fn = a.get("face_neuron") or {}
     concept = (fn.get("controls_setup") or {}).get("concept")
     if concept is None and (a.get("options") or {}).get("dataset", "lfw") not in BUILT_IN:   # concept_controls = []
         concept = fn.get("positive_class")
+    return concept
+
+
+def heading(a: dict[str, Any]) -> str:
+    """The section's title: the face test, or a folder concept's controls (never "face" for stripes)."""
+    concept = tested_concept(a)
     return f"Controls for {concept}: low-level-matched negatives" if concept else "The face test: low-level-matched negatives"
 
 
