@@ -565,3 +565,22 @@ def test_a_greedy_adam_run_of_a_model_that_leaves_a_trainable_parameter_out_of_i
         check_run_config(load_config("cat-demo", sets))
     assert err.value.key == "cluster.rule"
     check_run_config(load_config("cat-demo", [*sets, "cluster.rule=adagrad"]))     # Adagrad holds nothing
+
+
+def test_more_workers_than_samples_names_the_data_and_the_most_workers_it_takes(tmp_path):
+    """A folder of 3 images (one unreadable) under 4 workers said "cluster.workers=4 but the data has only 2
+    samples": not which data, that a file was skipped, nor what to do."""
+    from PIL import Image
+
+    from downpour.ps.setup import set_up_cluster
+
+    for i in range(2):
+        Image.new("L", (16, 16), 40 * i).save(tmp_path / f"{i}.png")
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    cfg = load_config("cat-demo", ["cluster.runner=simulated", "cluster.workers=4", "data.source=folder",
+                                   f"data.path={str(tmp_path)!r}", "data.pipeline=memory", "data.whiten=none"])
+    with pytest.raises(ConfigError) as err:
+        set_up_cluster(cfg)
+    assert str(err.value) == (f"cluster.workers = 4, but data.path {str(tmp_path)!r} gives only 2 samples (1 of its "
+                              "files could not be read: the log names them), and each worker trains on a share of its "
+                              "own; use at most 2 (--workers 2)")

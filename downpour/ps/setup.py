@@ -11,6 +11,7 @@ from typing import Any, Iterator
 import torch
 
 from downpour.config import ConfigError, RunConfig
+from downpour.config.sections import FILE_SOURCES
 from downpour.data.pipeline import open_data
 from downpour.data.dataset import Dataset
 from downpour.models.base import FeatureModel
@@ -47,8 +48,7 @@ def set_up_cluster(cfg: RunConfig) -> ClusterSetup:
     set_up_torch(cfg)   # the seed, and train.threads for the simulator (Ray workers set their own)
     data = open_data(cfg.data, cfg.seed, stream_ok=c.algorithm == "downpour")   # Sandblaster indexes one tensor
     if len(data) < c.workers:
-        item = data.info.get("item", "sample")   # a stream's are files or rows, each worker's its own
-        raise ConfigError(f"cluster.workers={c.workers} but the data has only {len(data)} {item}s", key="cluster.workers")
+        raise ConfigError(too_few_for_workers(cfg, data), key="cluster.workers")
     model = build_replica(cfg, data.input_shape)[0]
     layout = ParamLayout(model)
     try:
@@ -62,6 +62,19 @@ def set_up_cluster(cfg: RunConfig) -> ClusterSetup:
     check_stage_count(cfg, model)
     return ClusterSetup(cfg, data, model, layout, bounds, make_consistency(c.spec("consistency")),
                         make_delays(c.spec("delay"), c.workers), shards_of, stage_ranges(model, layout))
+
+
+def too_few_for_workers(cfg: RunConfig, data: Dataset) -> str:
+    """Why a cluster of more workers than the data's samples (or a stream's items) cannot start, naming the data and
+    the most workers it takes (until 2026-12-05: "cluster.workers=30 but the data has only 23 samples", naming
+    neither the folder, its skipped files, nor what to do)."""
+    n, d = len(data), cfg.data
+    item = data.info.get("item", "sample")   # a stream's are files or rows, each worker's its own
+    where = f"data.path {d.path!r}" if d.source in FILE_SOURCES else f"data.source = {d.source!r}"
+    skipped = data.info.get("n_skipped", 0) if item == "sample" else 0   # (a stream's items count its bad files)
+    return (f"cluster.workers = {cfg.cluster.workers}, but {where} gives only {n} {item}{'s' if n != 1 else ''}"
+            + (f" ({skipped} of its files could not be read: the log names them)" if skipped else "")
+            + f", and each worker trains on a share of its own; use at most {n} (--workers {n})")
 
 
 def check_param_stages(cfg: RunConfig, model: FeatureModel) -> None:
