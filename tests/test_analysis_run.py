@@ -284,6 +284,16 @@ def _untrained_cat(path: Path, *overrides: str) -> Path:
     return run.path
 
 
+def test_the_face_tests_summary_says_where_the_network_saw_no_face(run_dir, tmp_path):
+    """A cat-demo trained 30 steps on a folder of noise images ended on "face test: On 4 of 4 low-level-matched
+    controls the learned unit meets the criterion" and nothing else; run_dir trained on natural images alone."""
+    summary = json.loads((run_dir / "analysis.json").read_text())["face_neuron"]["controls_verdict"]["sentences"][0]
+    assert summary.endswith(" This network trained on no lfw face (data.source = 'natural'): what its unit tells faces "
+                            "from, it learned from other images.")
+    seen = analyze_run(_untrained_cat(tmp_path / "faces"), **{**NO_PROBES, "stimulus_steps": 5, "splits": 1})
+    assert "trained on no lfw face" not in seen["face_neuron"]["controls_verdict"]["sentences"][0]
+
+
 def test_a_no_faces_run_is_scored_beside_the_unit_and_a_wrong_one_is_named(tmp_path):
     run = _untrained_cat(tmp_path / "run")
     bare = _untrained_cat(tmp_path / "bare", "data.train_faces=0")

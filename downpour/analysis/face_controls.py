@@ -31,6 +31,7 @@ from downpour.analysis.negatives import CONTROLS, build_controls, control_label,
 from downpour.analysis.choice import NoCandidate
 from downpour.analysis.selectivity import split
 from downpour.analysis.units import check_layer, layer_responses, unit_responses
+from downpour.config import AnalysisConfig, DataConfig
 from downpour.models.base import FeatureModel
 
 LEARNED, TWIN = "learned unit", "random weights, same architecture"
@@ -331,6 +332,17 @@ def controls_verdict(rows: list[dict[str, Any]], learned: str = LEARNED, twin: s
                           "its own interval above 0.5"),
             "per_negatives": per, "passes_low_level": bool(low) and len(passed) == len(low),
             "sentences": [summary] + sentences}
+
+
+def said_faceless(controls: dict[str, Any], opts: AnalysisConfig, d: DataConfig) -> dict[str, Any]:
+    """An analysis's face test (``opts``: its AnalysisConfig) whose summary says where the network saw no lfw face
+    (until 2026-12-05 it did not: 30 steps on a folder of noise images read "On 4 of 4 low-level-matched controls the
+    learned unit meets the criterion", and nothing else)."""
+    if opts.runs_face_test() and controls["controls"] and not d.trains_on_faces():
+        why = "data.train_faces = 0" if d.trains_on_lfw() else f"data.source = {d.source!r}"
+        controls["controls_verdict"]["sentences"][0] += (f" This network trained on no lfw face ({why}): what its unit "
+                                                         "tells faces from, it learned from other images.")
+    return controls
 
 
 def _from_faces_words(low: list[dict[str, Any]]) -> str:

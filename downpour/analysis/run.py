@@ -23,7 +23,7 @@ from threadpoolctl import threadpool_limits
 from downpour.analysis import figures
 from downpour.analysis.concept_controls import concept_part, concept_subject
 from downpour.analysis.controls import tied_set
-from downpour.analysis.face_controls import LEARNED, face_controls
+from downpour.analysis.face_controls import LEARNED, face_controls, said_faceless
 from downpour.analysis.invariance import (disc_auc, invariance_curves, invariance_summary, selectivity_summary, sweep,
                                          tied_summary)
 from downpour.analysis.partial import Kept, inputs_key, resolved_options
@@ -257,8 +257,8 @@ def _measure(run: RunDir, model: FeatureModel, opts: AnalysisConfig, layers: tup
     neuron = kept.part("splits", lambda: over_splits(
         model, data, [seed + k for k in range(opts.splits)], layer=layer, positive=opts.positive,
         test_fraction=opts.test_fraction, n_random_filters=opts.random_filters, random_model=twin))
-    controls = kept.part("face test", lambda: _controls(model, twin, opts, layer, shape, prepare, neuron["seeds"], seed,
-                                                        fold, data, no_faces))
+    controls = kept.part("face test", lambda: said_faceless(_controls(model, twin, opts, layer, shape, prepare, neuron["seeds"],
+                                                                  seed, fold, data, no_faces), opts, run.config.data))
     table = neuron["first"]
     pictured = _pictured(table, controls["controls"] if opts.runs_face_test() else [], controls.get("controls_ties"))   # (a concept's: the table's unit)
     unit, sign = pictured["unit"], pictured["sign"]
