@@ -74,8 +74,20 @@ def test_single_video_file_and_no_decodable_video_error(tmp_path):
     with pytest.raises(DataError, match="none of its 1 video files could be decoded"):
         load_videos(tmp_path / "only_bad")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(DataError, match="holds no video files"):
+    with pytest.raises(DataError, match="holds no video files") as err:
         load_videos(tmp_path / "empty")
+    assert "image file" not in str(err.value)
+
+
+def test_a_folder_of_images_read_as_videos_names_the_source_that_reads_them(tmp_path):
+    """`--set data.source=video` on a folder of photos said "holds no video files (3 other files; extensions ...)"."""
+    from PIL import Image
+
+    for name in ("b.png", "a.jpg"):
+        Image.new("L", (8, 8)).save(tmp_path / name)
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(DataError, match=r"; it holds 2 image files \(e.g. 'a.jpg'\): data.source = 'folder' reads images$"):
+        load_videos(tmp_path)
 
 
 def test_truncated_video_without_frame_count_uses_the_frames_it_can_decode(tmp_path):

@@ -19,7 +19,7 @@ import av
 import numpy as np
 from av.sidedata.sidedata import Type as _SideData
 
-from downpour.data.folder import hidden, left_out, once_each, say_left_out, walk_files
+from downpour.data.folder import hidden, image_extensions, left_out, once_each, say_left_out, walk_files
 from downpour.data.images import UNREADABLE, ImageSet, log, skip, to_chw
 from downpour.errors import DataError
 
@@ -290,8 +290,13 @@ def video_files(path: Path, unlisted: list[dict[str, str]] | None = None,
     # each real file once, as in an image folder: a video linked under two names trained twice until 2026-12-04
     files = once_each(sorted(found), aliases, links)
     if not files:
+        # its images named, where it holds some (until 2026-12-05 a folder of images said only "holds no video files")
+        known = image_extensions()
+        images = sorted(p for p in every if p.suffix.lower() in known and not hidden(p, path))
         raise DataError(f"video folder {str(path)!r} holds no video files ({len(every)} other files; extensions "
-                        f"{', '.join(sorted(VIDEO_EXTENSIONS))})")
+                        f"{', '.join(sorted(VIDEO_EXTENSIONS))})"
+                        + (f"; it holds {len(images)} image file{'s' if len(images) != 1 else ''} (e.g. "
+                           f"{images[0].name!r}): data.source = 'folder' reads images" if images else ""))
     return files, len(every) - len(files)
 
 
