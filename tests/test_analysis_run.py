@@ -292,6 +292,12 @@ def test_the_face_tests_summary_says_where_the_network_saw_no_face(run_dir, tmp_
                             "from, it learned from other images.")
     seen = analyze_run(_untrained_cat(tmp_path / "faces"), **{**NO_PROBES, "stimulus_steps": 5, "splits": 1})
     assert "trained on no lfw face" not in seen["face_neuron"]["controls_verdict"]["sentences"][0]
+    from downpour.analysis.face_controls import said_faceless
+
+    for sets, why in ((["data.train_faces=0"], "data.train_faces = 0"), (["data.faces_fraction=0"], "data.faces_fraction = 0")):
+        cfg = load_config("cat-demo", sets)
+        said = said_faceless({"controls": [{}], "controls_verdict": {"sentences": ["On 4 of 4."]}}, cfg.analysis, cfg.data)
+        assert said["controls_verdict"]["sentences"][0].startswith(f"On 4 of 4. This network trained on no lfw face ({why})")
 
 
 def test_a_no_faces_run_is_scored_beside_the_unit_and_a_wrong_one_is_named(tmp_path):

@@ -32,6 +32,7 @@ from downpour.analysis.choice import NoCandidate
 from downpour.analysis.selectivity import split
 from downpour.analysis.units import check_layer, layer_responses, unit_responses
 from downpour.config import AnalysisConfig, DataConfig
+from downpour.config.sections import FACE_SOURCES
 from downpour.models.base import FeatureModel
 
 LEARNED, TWIN = "learned unit", "random weights, same architecture"
@@ -339,7 +340,8 @@ def said_faceless(controls: dict[str, Any], opts: AnalysisConfig, d: DataConfig)
     (until 2026-12-05 it did not: 30 steps on a folder of noise images read "On 4 of 4 low-level-matched controls the
     learned unit meets the criterion", and nothing else)."""
     if opts.runs_face_test() and controls["controls"] and not d.trains_on_faces():
-        why = "data.train_faces = 0" if d.trains_on_lfw() else f"data.source = {d.source!r}"
+        why = ("data.train_faces = 0" if d.trains_on_lfw() else "data.faces_fraction = 0" if d.source in FACE_SOURCES
+               else f"data.source = {d.source!r}")
         controls["controls_verdict"]["sentences"][0] += (f" This network trained on no lfw face ({why}): what its unit "
                                                          "tells faces from, it learned from other images.")
     return controls
