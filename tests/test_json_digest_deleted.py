@@ -18,7 +18,7 @@ from downpour.cli import main
 from downpour.config import load_config
 from downpour.errors import CheckpointError
 from downpour.learner import FeatureLearner
-from downpour.train.checkpoint import PAIR_KEY, load_state, save_state, sha256_of, verified_meta
+from downpour.train.checkpoint import PAIR_KEY, load_state, save_state, sha256_of, verified_meta, write_tensors
 from downpour.train.json_digest import JSON_KEY
 from downpour.train.loop import run_local
 from downpour.train.rundir import RunDir
@@ -182,3 +182,28 @@ def test_a_learner_json_whose_digest_was_deleted_with_an_edit_is_refused_and_one
     with caplog.at_level(logging.INFO):
         assert FeatureLearner.load(tmp_path / "old").seed == 3
     assert not caplog.text
+
+
+def _cut_by_a_save_since(tensors: Path) -> None:
+    """A save by this code cut between its two files: its tensors renamed in (marked), the JSON of the save before."""
+    write_tensors({k: v + 1 for k, v in load_file(str(tensors)).items()}, tensors)
+
+
+def test_a_pair_written_before_digests_and_cut_by_a_save_since_is_named_a_cut_write_not_an_edit(run, tmp_path):
+    """A run from before 2026-12-05 resumed now, killed between the weights' rename and model.json's: the weights are
+    marked, the JSON of the save before records no digest. It was refused as a JSON edited by hand and its digest
+    deleted, "written with" weights it was not; its SHA-256 of the weights tells the cut write, in a cut write's words."""
+    _as_written_before_digests(run / "model.safetensors", run / "model.json")
+    _cut_by_a_save_since(run / "model.safetensors")
+    folder = RunDir.open(run)
+    step, why = folder.saved_model()
+    assert step is None and why.endswith("a write was cut between the two)") and "json_sha256" not in why, why
+    with pytest.raises(CheckpointError, match=r"model.safetensors' is not the model .*a write was cut between the two"):
+        folder.check_saved()
+    save_state(tmp_path / "ck", {"w": torch.ones(4)}, {"step": 8})        # a checkpoint pair, no earlier copy left
+    _as_written_before_digests(tmp_path / "ck.safetensors", tmp_path / "ck.json")
+    _cut_by_a_save_since(tmp_path / "ck.safetensors")
+    with pytest.raises(CheckpointError, match="do not belong together"):
+        load_state(tmp_path / "ck")
+    with pytest.raises(CheckpointError, match="do not belong together"):
+        verified_meta(tmp_path / "ck")

@@ -41,9 +41,10 @@ def digest_problem(record: dict[str, Any], tensors: Path | None = None) -> str |
     """What is wrong with ``record``'s own digest, said for an error naming its file; None where it matches, or
     where it records none (written before 2026-12-05) and ``tensors``, the tensors file written with it, does not
     say it does (:func:`marked`: a JSON whose digest was deleted with an edit is refused; until 2026-12-05 it passed
-    as an old file)."""
+    as an old file), or is not the tensors file it records the SHA-256 of (a save cut between the two: the pair's own
+    check says so)."""
     if JSON_KEY not in record:
-        if tensors is None or not marked(tensors):
+        if tensors is None or not marked(tensors) or _of_other_tensors(record, tensors):
             return None
         return (f"its content is not what it held when it was written: it records no SHA-256 of itself ({JSON_KEY}, "
                 f"over every other field of it), and {str(tensors)!r}, written with it, says it was written with one "
@@ -69,6 +70,17 @@ def marked(tensors: Path) -> bool:
 
 
 MAX_HEADER = 100_000_000   # safetensors' own limit on a header: a larger length is not a safetensors file
+
+
+def _of_other_tensors(record: dict[str, Any], tensors: Path) -> bool:
+    """Whether ``record`` records the SHA-256 of other tensors than ``tensors``, whole (``safetensors_sha256``): a save
+    cut between its two files leaves the JSON of the save before beside the tensors written since, and the mark is
+    theirs, not its: the pair's own check names that as a cut write (until a later 2026-12-05 fix, a pair written
+    before digests and cut so by a resume since was refused as a JSON edited by hand, "written with" tensors it was
+    not). Tensors cut short are not told apart so: a JSON beside them is refused as before."""
+    from downpour.train.checkpoint import PAIR_KEY, readable_tensors, sha256_of   # (checkpoint imports this module)
+
+    return PAIR_KEY in record and readable_tensors(tensors) and record[PAIR_KEY] != sha256_of(tensors)
 
 
 def rewrite_json(path: str | Path, edit: Callable[[dict[str, Any]], Any] | dict[str, Any] | None = None,
