@@ -1123,3 +1123,19 @@ def test_every_studys_heading_and_time_in_the_docs_are_the_ones_its_help_prints(
                           r"(.+) on 2 cores at the default seeds", text, re.M)
     assert all(name == again for _, name, again, _ in sections)
     assert {name: (int(n), wall) for n, name, _, wall in sections} == ABOUT
+
+
+def test_holms_paragraph_says_a_count_of_one_or_none_in_english():
+    """"over all 0 paired comparisons" and "1 of the 1 readings higher or lower hold": a family of none, a single
+    reading."""
+    one = [{"condition": "a", "tests": {"d": {"reading": "higher", "p": 0.01}}}]
+    holm(one)
+    assert family_paragraph(one).startswith("Holm's correction over the 1 paired comparison this verdict reads (")
+    assert family_paragraph(one).endswith("): the one reading higher or lower holds (family-wise 5%): a: d higher.")
+    lead = [{"condition": "a", "tests": {"d": {"reading": "lower", "p": 0.04}, "e": {"reading": "inconclusive", "p": 0.5}}}]
+    holm(lead)
+    assert (": the one reading higher or lower does not hold (family-wise 5%). This is a lead to recheck with more "
+            "seeds, not a finding: a: d lower.") in family_paragraph(lead)
+    none = [{"condition": "a", "tests": {"d": {"reading": "not measured", "p": math.nan}}}]
+    holm(none)
+    assert family_paragraph(none).startswith("Holm's correction over the 0 paired comparisons this verdict reads (")

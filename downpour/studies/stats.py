@@ -294,14 +294,16 @@ def family_paragraph(rows: Sequence[dict[str, Any]], alpha: float = 0.05) -> str
     read = [(c, name, t) for c, name, t in tests if t["reading"] in ("higher", "lower")]
     # (what it counts, said since 2026-12-05: a count in an earlier paragraph, over one kind of comparison, read as
     # contradicting it: "Over 2 comparisons ..." then "Holm's correction over the 9 paired comparisons")
-    said = (f"Holm's correction over {'all' if m != 1 else 'the'} {m} paired comparison{'s' if m != 1 else ''} this "
+    # ("all" of two or more: "over all 1 paired comparison" or "all 0" read wrong)
+    said = (f"Holm's correction over {'all' if m > 1 else 'the'} {m} paired comparison{'s' if m != 1 else ''} this "
             "verdict reads (every figure it compares between a condition and its reference, in all its paragraphs)")
     if not read:
         return f"{said}: none reads higher or lower, so there is nothing for it to take back."
     held = [f"{c}: {name} {t['reading']}" for c, name, t in read if t["p_holm"] < alpha]
     leads = [f"{c}: {name} {t['reading']}" for c, name, t in read if not t["p_holm"] < alpha]
-    text = (f"{said}: {len(held)} of the {len(read)} readings higher or lower hold (family-wise 5%)"
-            + (f": {'; '.join(held)}." if held else "."))
+    kept = (f"{len(held)} of the {len(read)} readings higher or lower hold" if len(read) > 1 else   # (not "1 of the 1
+            f"the one reading higher or lower {'holds' if held else 'does not hold'}")             # readings hold")
+    text = f"{said}: {kept} (family-wise 5%)" + (f": {'; '.join(held)}." if held else ".")
     if leads:
         text += (f" {'These are leads' if len(leads) > 1 else 'This is a lead'} to recheck with more seeds, "
                  f"not {'findings' if len(leads) > 1 else 'a finding'}: {'; '.join(leads)}.")
