@@ -69,6 +69,7 @@ def _driver(coord: Coordinator, shard_actors: list[Any], workers: list[Any], res
     d.coord, d.shard_actors, d.worker_actors, d.restarts = coord, shard_actors, workers, restarts
     d.piped, d._blocked, d.laps, d.next_seq, d._pending, d._pushes = False, set(), Laps(), {}, {}, {}
     d._starting, d._watching, d._serving, d.listing = {}, {}, {}, None     # (in-memory data: no file list)
+    d._seeded_at = {}
     d.setup = SimpleNamespace(cfg=SimpleNamespace(cluster=SimpleNamespace(restarts=restarts)))   # (cluster.restarts)
     d.silence = Silence()
     d.placement, d.partition_actors = {"shards": ["n"], "workers": ["n"] * len(workers)}, {}

@@ -85,6 +85,17 @@ def test_a_replacement_up_while_the_others_push_without_a_pause_rejoins_at_once(
     assert sum(1 for w, life, *_ in c.pushes if (w, life) == (1, 1)) == 48     # of the 97 steps 23..119 (before: 0)
 
 
+def test_a_replacement_records_the_step_its_seeds_were_derived_from(runtime):
+    """A replacement's batch order and torch's RNG are seeded from the step it was started at (``ps.setup.batch_seed``,
+    ``worker_seed``), which its ``worker-restarted`` event records as ``seed_step``: it rejoins later (here a step
+    later), so the event's own step does not say it. Until 2026-12-05 nothing recorded it."""
+    coord = coordinator(2, STEPS)
+    c = ScriptedCluster(runtime, coord, restarts=1, script={(1, 0): _dies_at(20), (1, 1): {"starts": 3}})
+    c.run_scripted()
+    restarted = [e for e in coord.events if e["event"] == "worker-restarted"]
+    assert restarted == [{"event": "worker-restarted", "worker": 1, "step": 22, "seed_step": 21}]
+
+
 def test_a_replacement_that_dies_coming_up_is_restarted_again_from_the_same_budget(runtime):
     coord = coordinator(2, STEPS)
     c = ScriptedCluster(runtime, coord, restarts=2, script={(1, 0): _dies_at(20), (1, 1): {"dead_on_arrival": True}})
@@ -633,9 +644,9 @@ def test_a_restart_reads_the_nodes_once_and_places_its_partitions_by_that_read(m
     cluster = ScriptedCluster(rt, coordinator(2, STEPS), partitions=2)
     assert [cluster.pins[1, p] for p in (0, 1)] == [c, a]
     cluster.setup = SimpleNamespace(cfg=SimpleNamespace(cluster=SimpleNamespace(workers=2, partitions=2, n_fetch=1),
-                                                        train=SimpleNamespace(lr=0.1)),
+                                                        train=SimpleNamespace(lr=0.1), seed=0),
                                     data=SimpleNamespace(shard=lambda w, n: None), bounds=[],
-                                    gate=SimpleNamespace(gated=None), model=None, shards_of=[[], []])
+                                    gate=SimpleNamespace(gated=None), model=None, shards_of=[[], []], rng=None)
     cluster.shard_actors, cluster.per_worker, cluster.gpus, cluster.threads = [], 1.0, 0.0, 1
     cluster.pins[1, None] = a
     rt.lose_node(c)

@@ -26,7 +26,7 @@ from downpour.ps.on_ray import ShardActor, ShardPush, WorkerActor
 from downpour.ps.piped_on_ray import PipedRun
 from downpour.ps.recorder import ShardLost
 from downpour.ps.restarts_on_ray import Restarts, kill, restarts_left
-from downpour.ps.setup import ClusterSetup, worker_gpus
+from downpour.ps.setup import ClusterSetup, worker_gpus, worker_rng
 from downpour.ps.tasks_on_ray import TaskRun
 from downpour.ps.shard import Shard
 from downpour.ps.shm import SHM_DIR, sweep_stale_segments
@@ -85,6 +85,7 @@ class RayCluster(TaskRun, PipedRun, Restarts, Asking):
         self._credits: dict[int, int] = {}               # piped: cycles granted to each worker, not reported yet
         self._serving: dict[Any, tuple[int, Any]] = {}   # piped: serve task ref -> (worker, its actor)
         self._starting: dict[int, tuple[Any, float]] = {}   # restarts_on_ray: worker -> (first answer, give-up time)
+        self._seeded_at: dict[int, int] = {}   # restarts_on_ray: worker -> the step its replacement was seeded from
         self._watching: dict[int, tuple[Any, float]] = {}   # restarts_on_ray: the warm start's waiting workers
         self._unread: list[Any] = []                     # restarts_on_ray: their questions left when they joined, and
         #                                                  tasks_on_ray: a silent worker's cycles, read once they fail
@@ -157,7 +158,7 @@ class RayCluster(TaskRun, PipedRun, Restarts, Asking):
         actor = (WorkerActor.options(name=name, num_cpus=self.per_worker, num_gpus=self.gpus, **options)
                  .remote(setup.cfg, w, setup.data.shard(w, n), setup.bounds, setup.gate.gated, step, seq,
                          self.shard_actors, self.lanes, self.threads, parts, setup.shards_of,
-                         frozen_params(setup.model)))
+                         frozen_params(setup.model), worker_rng(setup.rng, setup.cfg.seed, w, step)))
         return actor
 
     def _spawn_partitions(self, w: int, name: str, nodes: list[dict[str, Any]] | None) -> list[Any]:

@@ -163,13 +163,14 @@ class Coordinator:
                 self._join(v)
             self.events.append({"event": "joined", "workers": waiting, "step": self.done})
 
-    def rejoin(self, w: int) -> None:
+    def rejoin(self, w: int, **more: Any) -> None:
         """A lost worker was restarted: live again, level with the slowest (like a late joiner), but never
         behind the clock it died with: under sync the round it pushed into may still be open, and a
         second push of its into that round would count it twice. One lost while it waited for the warm start
-        (noticed when it died, since 2026-12-05) waits again while the warm start runs."""
+        (noticed when it died, since 2026-12-05) waits again while the warm start runs. ``more``: the
+        ``worker-restarted`` event's other fields (Ray's ``seed_step``)."""
         self.lost.remove(w)
-        self.events.append({"event": "worker-restarted", "worker": w, "step": self.done})
+        self.events.append({"event": "worker-restarted", "worker": w, "step": self.done, **more})
         if w in self._lost_waiting and self.done < self.warm_start and self.live:
             return          # lost while it waited for the warm start: it waits again, and joins with the others
         self._lost_waiting.discard(w)

@@ -39,7 +39,7 @@ from downpour.ps import shm
 from downpour.ps.channel import STOP, WorkerEnd
 from downpour.ps.doorbell import Bell
 from downpour.ps.laps import Laps
-from downpour.ps.setup import make_worker
+from downpour.ps.setup import make_worker, seed_rng
 from downpour.ps.shard import Shard
 from downpour.ps.shard_server import ShardServer
 from downpour.train.setup import stage_for_step
@@ -233,14 +233,16 @@ class WorkerActor:
     object store into the fetch buffer; ``fetch_load``: that buffer into the model; ``step``: the
     training step with its ``grad_flatten``; ``push_copy``: the gradient into the inboxes;
     ``between_cycles``: from returning a cycle to starting the next, Ray's hand-off and any wait
-    for the driver); :meth:`profile` reports them."""
+    for the driver); :meth:`profile` reports them. ``rng``: what it seeds torch's RNG from
+    (:func:`~downpour.ps.setup.worker_rng`)."""
 
     def __init__(self, cfg: RunConfig, wid: int, data: Any, bounds: list[tuple[int, int]], gated: bool, start_step: int,
                  seq: int, shards: list[Any], lanes: list[dict[str, Any] | None], threads: int,
                  partitions: list[Any] | None = None, shards_of: list[list[int]] | None = None,
-                 frozen: dict[str, Tensor] | None = None):
+                 frozen: dict[str, Tensor] | None = None, rng: int | Tensor = 0):
         _quiet_readonly()
         torch.set_num_threads(threads)
+        seed_rng(cfg.seed, rng)        # what its training draws (ps.setup.worker_rng): a sync run repeats
         self.laps, self._returned = Laps(), 0.0     # perf_counter when the last cycle returned (0: none yet)
         self.remote = None
         self._schedule = (cfg.train.steps, cfg.train.schedule)

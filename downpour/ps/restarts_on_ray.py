@@ -37,6 +37,7 @@ class Restarts:
     """``RayCluster``'s half that loses and restarts workers."""
 
     _starting: dict[int, tuple[Any, float]]     # worker -> (its new actor's first answer, when to give up)
+    _seeded_at: dict[int, int]                  # worker -> the step its replacement's seeds were derived from
     _watching: dict[int, tuple[Any, float]]   # waiting worker -> (its "alive?" answer or None, asked at)
     _unread: list[Any]     # not come yet: "alive?" answers of workers that joined, silent ones' cycles
 
@@ -87,7 +88,10 @@ class Restarts:
         return True
 
     def _start_replacement(self, w: int) -> None:
-        """A new actor for worker ``w`` (:meth:`RayCluster._spawn`), its first answer awaited beside the others'."""
+        """A new actor for worker ``w`` (:meth:`RayCluster._spawn`), its first answer awaited beside the others'. Its
+        batch order and torch's RNG are seeded from the step it starts at (``ps.setup.batch_seed``, ``worker_seed``),
+        which its ``worker-restarted`` event records as ``seed_step`` (since 2026-12-05; it may rejoin steps later)."""
+        self._seeded_at[w] = self.coord.done
         self.worker_actors[w] = self._spawn(w, self.next_seq.get(w, 0), self.coord.done)
         self._starting[w] = (self.worker_actors[w].node.remote(), time.monotonic() + RESTART_SECONDS)
 
@@ -231,7 +235,7 @@ class Restarts:
         self.silence.fresh(w)       # its first cycle is its warm-up
         if self.piped:
             self._open_channel(w)
-        self.coord.rejoin(w)
+        self.coord.rejoin(w, seed_step=self._seeded_at.pop(w))
         log.warning("worker %d restarted", w)
         self._set_live()
         for _ in range(self.coord.depth):

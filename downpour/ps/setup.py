@@ -40,6 +40,7 @@ class ClusterSetup:
     delays: list[DelayModel]       # cluster.delay, one per worker (the simulator's)
     shards_of: list[list[int]]     # per partition, the shards holding its parameters (one partition: all)
     stage_ranges: dict[int, list[tuple[int, int]]]   # per greedy stage, its tensors' [a, b) in the flat vector
+    rng: torch.Tensor              # torch's RNG state once the initial model is drawn: the local loop's at its step 0
 
 
 def set_up_cluster(cfg: RunConfig) -> ClusterSetup:
@@ -50,6 +51,7 @@ def set_up_cluster(cfg: RunConfig) -> ClusterSetup:
     if len(data) < c.workers:
         raise ConfigError(too_few_for_workers(cfg, data), key="cluster.workers")
     model = build_replica(cfg, data.input_shape)[0]
+    rng = torch.get_rng_state()     # what the simulator's workers draw on from, and a Ray run's worker 0 (worker_rng)
     layout = ParamLayout(model)
     try:
         ranges = [(0, layout.numel)] if c.partitions == 1 else partition_ranges(model)
@@ -61,7 +63,7 @@ def set_up_cluster(cfg: RunConfig) -> ClusterSetup:
     check_param_stages(cfg, model)
     check_stage_count(cfg, model)
     return ClusterSetup(cfg, data, model, layout, bounds, make_consistency(c.spec("consistency")),
-                        make_delays(c.spec("delay"), c.workers), shards_of, stage_ranges(model, layout))
+                        make_delays(c.spec("delay"), c.workers), shards_of, stage_ranges(model, layout), rng)
 
 
 def too_few_for_workers(cfg: RunConfig, data: Dataset) -> str:
@@ -163,6 +165,31 @@ def batch_seed(seed: int, wid: int, start_step: int, local_first: bool = True) -
     if local_first and wid == 0 and start_step == 0:
         return seed + 1
     return seed * 1_000_003 + 7919 * (wid + 1) + start_step
+
+
+def worker_seed(seed: int, wid: int, start_step: int) -> int:
+    """The seed of torch's RNG in Ray worker ``wid``'s process (the random numbers its training draws: an RBM's Gibbs
+    samples, a denoising cost's noise, dropout), started or restarted at ``start_step`` (a replacement's, recorded
+    as ``seed_step`` in its ``worker-restarted`` event; a resume's: the step it resumes at), as :func:`batch_seed`
+    re-seeds its batch order; another multiplier, so a worker's two generators never share a seed."""
+    return seed * 1_000_003 + 15_485_863 * (wid + 1) + start_step
+
+
+def worker_rng(run_rng: torch.Tensor, seed: int, wid: int, start_step: int) -> int | torch.Tensor:
+    """What Ray worker ``wid``'s process seeds torch's RNG from (:func:`seed_rng`): worker 0 from step 0 draws on from
+    the run's RNG state once its initial model is drawn (``run_rng``: :attr:`ClusterSetup.rng`), as the simulator's
+    workers (which share that one RNG in its process) and the local loop do, so a one-worker run draws the local
+    run's random numbers; every other worker, and every re-seed, from :func:`worker_seed`. (Until 2026-12-05 no Ray
+    worker seeded torch: each process began at a random seed, and a sync run of rbm-digits never repeated.)"""
+    return run_rng if wid == 0 and start_step == 0 else worker_seed(seed, wid, start_step)
+
+
+def seed_rng(seed: int, start: int | torch.Tensor) -> None:
+    """Seed this process's torch RNG from :func:`worker_rng`'s ``start``: an int seeds the CPU's and every GPU's; a
+    CPU state is set over ``seed`` (the run's), which then seeds the GPUs', as the local loop's are."""
+    torch.manual_seed(seed if isinstance(start, torch.Tensor) else start)
+    if isinstance(start, torch.Tensor):
+        torch.set_rng_state(start)
 
 
 # a checkpoint's key saying its streams' seed steps were seeded by batch_seed(..., local_first=True); one written
