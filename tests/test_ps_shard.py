@@ -81,6 +81,19 @@ def test_sync_round_is_applied_together_as_the_mean():
     assert shard.version == 1 and shard.applied == 3 and shard.log.staleness() == [0, 0, 0]
 
 
+def test_a_sync_rounds_mean_is_the_same_whatever_order_its_pushes_arrive_in():
+    # float sums depend on order: (1e8 + 1) - 1e8 is 0 in float32, (1e8 - 1e8) + 1 is 1; on Ray a round's pushes
+    # arrive in any order, so the mean is taken in worker order (two sync runs of 3+ workers ended bits apart)
+    grads = {0: torch.full((6,), 1e8), 1: torch.full((6,), 1.0), 2: torch.full((6,), -1e8)}
+    ends = []
+    for order in ((0, 1, 2), (0, 2, 1), (2, 1, 0)):
+        shard = _shard(workers=(0, 1, 2), sync=True, lr=1.0)
+        for w in order:
+            shard.push(w, grads[w], 0, 0)
+        ends.append(shard.params)
+    assert torch.equal(ends[0], ends[1]) and torch.equal(ends[0], ends[2])
+
+
 def test_a_sync_round_whose_mean_overflows_applies_nothing():
     """Two finite pushes of 3e38: their mean is inf in float32, and it was applied (every parameter -inf)."""
     shard = _shard(workers=(0, 1), sync=True)

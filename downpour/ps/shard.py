@@ -258,8 +258,9 @@ class Shard:
         pushed = {w for w, *_ in self._round}
         if not self._round or not (force or pushed >= self.workers):
             return
-        # every push of the round was computed from the same version: apply their mean once
-        grads = [(w, seq, base, g, k) for w, seq, base, g, k in self._round if g is not None]
+        # every push of the round was computed from the same version: apply their mean once, summed in worker order
+        # (a float sum depends on its order, and on Ray a round's pushes arrive in any)
+        grads = sorted(((w, seq, base, g, k) for w, seq, base, g, k in self._round if g is not None), key=lambda r: r[0])
         self._round = []
         if not grads:                     # every push of the round was rejected: nothing to apply
             return
