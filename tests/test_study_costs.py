@@ -143,7 +143,7 @@ def test_without_an_interval_the_verdict_cannot_tell_and_a_negative_gap_is_not_c
 
     study = Costs(quick=True)
     def row(name, gap, rho=(0.5, -float("inf"), float("inf"))):
-        return {"condition": name, "n": 2, "params": {"weight": 0.0}, "figures": {
+        return {"condition": name, "n": 2, "params": {"weight": 0.0}, "figures": { "heldout_recon": [0.0812, 0.07, 0.09], "delta_heldout_recon": [0.0, -0.1, 0.1],
             "gap": [gap, -0.03, 0.03], "delta_gap": [0.0, -0.1, 0.1], "hoyer": [0.3, 0.2, 0.4],
             "delta_hoyer": [0.0, -1, 1], "active": [0.5, 0.4, 0.6], "probe_digits": [0.8, 0.7, 0.9],
             "delta_active": [0.0, -0.1, 0.1], "delta_probe_digits": [0.0, -0.1, 0.1]},
@@ -171,7 +171,7 @@ def test_in_short_counts_every_reading_of_every_compared_figure():
     study = CostsStudy(quick=True)
 
     def row(name, active="inconclusive", probe="inconclusive"):
-        return {"condition": name, "n": 2, "params": {"weight": 0.0}, "figures": {
+        return {"condition": name, "n": 2, "params": {"weight": 0.0}, "figures": { "heldout_recon": [0.0812, 0.07, 0.09], "delta_heldout_recon": [0.0, -0.1, 0.1],
             "gap": [0.0, -0.03, 0.03], "delta_gap": [0.0, -0.1, 0.1], "hoyer": [0.3, 0.2, 0.4],
             "delta_hoyer": [0.0, -1, 1], "active": [0.5, 0.4, 0.6], "probe_digits": [0.8, 0.7, 0.9],
             "delta_active": [0.0, -0.1, 0.1], "delta_probe_digits": [0.0, -0.1, 0.1]},
@@ -192,7 +192,7 @@ def test_each_penalty_sentence_gives_the_interval_its_active_and_probe_readings_
     from downpour.studies.costs import QUICK_PENALTIES, CostsStudy
 
     def row(name):
-        return {"condition": name, "n": 2, "params": {"weight": 0.01}, "figures": {
+        return {"condition": name, "n": 2, "params": {"weight": 0.01}, "figures": { "heldout_recon": [0.0812, 0.07, 0.09], "delta_heldout_recon": [0.0, -0.1, 0.1],
             "gap": [0.0, -0.03, 0.03], "delta_gap": [0.0, -0.1, 0.1], "hoyer": [0.3, 0.2, 0.4],
             "delta_hoyer": [0.0, -1, 1], "active": [0.012, 0.01, 0.014], "probe_digits": [0.897, 0.8, 0.99],
             "delta_active": [-0.981, -0.99, -0.972], "delta_probe_digits": [0.012, -0.234, 0.258]},
@@ -214,7 +214,7 @@ def test_a_reading_holms_correction_does_not_keep_is_called_a_lead_in_the_senten
     from downpour.studies.stats import holm, record_test
 
     def row(name, p=None):
-        r = {"condition": name, "n": 6, "params": {"weight": 0.001}, "figures": {
+        r = {"condition": name, "n": 6, "params": {"weight": 0.001}, "figures": { "heldout_recon": [0.0812, 0.07, 0.09], "delta_heldout_recon": [0.0, -0.1, 0.1],
             "gap": [0.0, -0.03, 0.03], "delta_gap": [0.0, -0.1, 0.1], "hoyer": [0.3, 0.2, 0.4],
             "delta_hoyer": [0.05, 0.01, 0.09], "active": [0.5, 0.4, 0.6], "probe_digits": [0.8, 0.7, 0.9],
             "delta_active": [0.0, -0.1, 0.1], "delta_probe_digits": [0.0, -0.1, 0.1]},
@@ -246,7 +246,7 @@ def test_each_penalty_sentence_gives_reconstruction_alones_own_figures_its_diffe
     from downpour.studies.costs import QUICK_PENALTIES, CostsStudy
 
     def row(name, hoyer, active, gap, probe):
-        return {"condition": name, "n": 6, "params": {"weight": 0.001}, "figures": {
+        return {"condition": name, "n": 6, "params": {"weight": 0.001}, "figures": { "heldout_recon": [0.0812, 0.07, 0.09], "delta_heldout_recon": [0.0, -0.1, 0.1],
             "gap": [gap, gap - 0.01, gap + 0.01], "delta_gap": [0.0, -0.1, 0.1], "hoyer": [hoyer, 0.0, 1.0],
             "delta_hoyer": [0.0, -1, 1], "active": [active, 0.0, 1.0], "probe_digits": [probe, 0.0, 1.0],
             "delta_active": [0.0, -0.1, 0.1], "delta_probe_digits": [0.0, -0.1, 0.1]},
@@ -256,6 +256,30 @@ def test_each_penalty_sentence_gives_reconstruction_alones_own_figures_its_diffe
     rows += [row(f"{size}/{term}={w:g}", 0.26, 0.635, 0.0334, 0.932) for size in ("less", "more")
              for term in QUICK_PENALTIES for w in QUICK_PENALTIES[term]]
     text = CostsStudy(quick=True).verdict(rows)
-    assert ("with less data (reconstruction alone: Hoyer 0.05, active 98%, gap 0.0237, probe 93.2%), weight 0.001: "
+    assert ("with less data (reconstruction alone: Hoyer 0.05, active 98%, gap 0.0237, held-out error 0.0812, probe 93.2%), weight 0.001: "
             "Hoyer 0.26 (Δ 0 [-1, +1], inconclusive), active 64% (Δ 0.0 points [-10.0, +10.0], inconclusive)") in text
-    assert "with more data (reconstruction alone: Hoyer 0.03, active 99%, gap 0.0022, probe 94.3%), weight" in text
+    assert "with more data (reconstruction alone: Hoyer 0.03, active 99%, gap 0.0022, held-out error 0.0812, probe 94.3%), weight" in text
+
+
+def test_the_held_out_error_in_short_counts_is_said_in_each_penalty_sentence_by_the_same_name():
+    """'In short ... higher held-out error at 2 of 2 settings' while the penalty paragraphs said Hoyer, active, gap and
+    probe but never a held-out error (the gap is held-out minus training error, another figure)."""
+    from downpour.studies.costs import QUICK_PENALTIES, CostsStudy
+
+    def row(name, reading="inconclusive"):
+        return {"condition": name, "n": 2, "params": {"weight": 0.01}, "figures": {
+            "gap": [0.01, 0.0, 0.02], "delta_gap": [0.0, -0.1, 0.1], "hoyer": [0.3, 0.2, 0.4],
+            "delta_hoyer": [0.0, -1, 1], "active": [0.5, 0.4, 0.6], "probe_digits": [0.8, 0.7, 0.9],
+            "delta_active": [0.0, -0.1, 0.1], "delta_probe_digits": [0.0, -0.1, 0.1],
+            "heldout_recon": [0.0912, 0.09, 0.092], "delta_heldout_recon": [0.01, 0.005, 0.015]},
+            "extra": {"readings": {"gap": "inconclusive", "hoyer": "inconclusive", "heldout_recon": reading,
+                                   "active": "inconclusive", "probe_digits": "inconclusive"},
+                      "hoyer_gap_rank_correlation": [0.5, -float("inf"), float("inf")]}}
+    rows = [row("less/none"), row("more/none")]
+    rows += [row(f"{size}/{term}={w:g}", "higher" if term == "weight_l2" else "inconclusive")
+             for size in ("less", "more") for term in QUICK_PENALTIES for w in QUICK_PENALTIES[term]]
+    paras = CostsStudy(quick=True).verdict(rows).split("\n\n")
+    short = next(p for p in paras if p.startswith("In short"))
+    decay = next(p for p in paras if p.startswith("L2 weight decay against"))
+    assert "L2 weight decay: higher held-out error at 2 of 2 settings" in short
+    assert "held-out error 0.0912 (Δ +0.01 [+0.005, +0.015], higher)" in decay
