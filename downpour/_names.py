@@ -23,3 +23,8 @@ def pasted(path: str | Path) -> str:
     """``path`` as a command an error suggests takes it, pasted into a shell (quoted where it holds a space or a quote:
     until 2026-12-05 most suggested commands gave it bare, so `--resume runs/my run` was two words)."""
     return shlex.quote(str(path))
+
+
+def plural(n: int, noun: str, many: str | None = None) -> str:
+    """'1 image', '2 images' ('1 replica', '3 replicas'); ``many`` where adding an s does not make it ('1 child')."""
+    return f"{n} {noun if n == 1 else many or noun + 's'}"

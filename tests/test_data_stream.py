@@ -490,3 +490,31 @@ def test_a_data_samples_below_one_patch_per_image_is_warned_by_name(tmp_path, ca
     open_data(_cfg(root, mode="patches", samples=40), seed=0)     # 2 per image: what it asks for
     open_data(_cfg(root, mode="patches", samples=10), seed=0)     # (half a pass rounds up to one per image)
     assert "data.samples" not in caplog.text
+
+
+def test_crops_of_an_image_smaller_than_the_size_are_counted_and_said_once_in_memory_streamed_and_resumed(tmp_path, caplog):
+    """A 4x4 thumbnail among 24x20 photos trained as an 8x8 blur with no word in the log or data.json, alike in memory
+    and streamed (and a folder whose only readable file it was trained on it alone)."""
+    from downpour.data.positions import position_problem
+
+    root = _folder(tmp_path, n=5)
+    Image.fromarray(np.full((4, 4, 3), 128, np.uint8)).save(root / "tiny.png")
+    small = [{"file": str(root / "tiny.png"), "size": "4x4"}]
+    with caplog.at_level(logging.WARNING, logger="downpour.data"):
+        memory = build_dataset(_cfg(root, pipeline="memory"), seed=0).info
+    said = [m for m in caplog.messages if "smaller than data.size = 8" in m]
+    assert memory["n_upscaled"] == 1 and memory["upscaled"] == small
+    assert len(said) == 1 and "enlarged 1 file smaller than" in said[0] and "tiny.png (4x4)" in said[0]
+    caplog.clear()
+    stream = open_data(_cfg(root), seed=0)
+    with caplog.at_level(logging.WARNING, logger="downpour.data"):
+        batches = stream.batches(4, torch.Generator().manual_seed(0))
+        _take(batches, 5)                                   # 20 samples: 3 passes, the thumbnail read each
+    streamed = run_data_info(stream.info, [batches.report()])
+    assert streamed["n_upscaled"] == 1 and streamed["upscaled"] == small
+    assert sum("smaller than data.size = 8" in m and "tiny.png (4x4)" in m for m in caplog.messages) == 1
+    position = batches.position()
+    assert position["upscaled"] == [[str(root / "tiny.png"), "4x4"]] and not position_problem(position)
+    assert stream.batches(4, torch.Generator().manual_seed(0), position=position).report()["upscaled"] == small
+    (root / "tiny.png").unlink()
+    assert "n_upscaled" not in build_dataset(_cfg(root, pipeline="memory"), seed=0).info   # only what happened

@@ -31,7 +31,7 @@ from downpour.data.dataset import Dataset
 from downpour.data.folder import class_labels, hidden, image_extensions, image_files, load_folder, walk_files
 from downpour.data.gaussian import gaussian_samples
 from downpour.data.images import ImageSet
-from downpour.data.patches import crop_images, decode_record, decode_rule, sample_patches
+from downpour.data.patches import crop_images, decode_record, decode_rule, enlarged, sample_patches, say_enlarged
 from downpour.data.preprocess import Preprocess, fit_needs, too_few_to_fit
 from downpour.data.video import VIDEO_EXTENSIONS, load_videos, video_files
 from downpour.data.whitening import MAX_DIM
@@ -203,6 +203,18 @@ def _views(images: ImageSet, cfg: DataConfig, n: int, rng: np.random.Generator,
     return x, owner, []
 
 
+def _upscaled(images: ImageSet, cfg: DataConfig, tile: int) -> dict[str, Any]:
+    """data.json's ``n_upscaled`` and ``upscaled`` [{file, size}]: the files whose crops were enlarged to data.size,
+    each once; said once for a folder's, video's or array's (the built-in sets' are by design: lfw's 25-px faces)."""
+    files: dict[str, str] = {}
+    for i, side in enlarged(images, cfg.size, tile):
+        files.setdefault(images.file(images.names[i]), side)
+    entries = [{"file": f, "size": side} for f, side in files.items()]
+    if entries and cfg.source in FILE_SOURCES:
+        say_enlarged(entries, cfg.size, len(entries))
+    return {"n_upscaled": len(entries), "upscaled": entries} if entries else {}
+
+
 def _labels(images: ImageSet, owner: np.ndarray) -> np.ndarray | None:
     return None if images.labels is None else np.asarray(images.labels, dtype=np.int64)[owner]
 
@@ -262,6 +274,8 @@ def build_dataset(cfg: DataConfig, seed: int) -> Dataset:
         y = _labels(images, owner)
         file_skips, n_images = images.skipped, len(images)
         info.update(images.info)
+        if cfg.mode == "crops":
+            info.update(_upscaled(images, cfg, cfg.tile if tile is None else tile))
     order = _rng(seed, _ORDER).permutation(len(x))
     if cfg.split == "by-label":   # checked above: y exists; stable, so each label's rows stay shuffled
         order = order[np.argsort(y[order], kind="stable")]

@@ -42,6 +42,7 @@ from torch.utils.data import DataLoader, Sampler
 from downpour.batch import Batch
 from downpour.data.images import none_read, skip
 from downpour.data.reader import ItemReader
+from downpour.data.patches import say_enlarged
 from downpour.data.video import say_truncated
 from downpour.errors import DataError
 
@@ -118,6 +119,7 @@ class StreamBatches:
         self.skipped: list[dict[str, str]] = []
         self.truncated: list[dict[str, Any]] = []   # videos cut short, each once: {file, frames, reason}
         self._truncated: set[str] = set()           # ... their files
+        self.upscaled: dict[str, str] = {}          # files whose crops were enlarged to data.size: file -> 'WxH'
         self.recovered: list[str] = []           # files skipped once and read later (this process's stream)
         self._bad: dict[int, str] = {}              # item -> why it was skipped, in the order met
         self._barren: set[int] = set()             # items whose last read gave no sample
@@ -142,6 +144,7 @@ class StreamBatches:
         # (a video cut short, before the position: recorded as it was then, read or not since)
         self.truncated = [{"file": f, "frames": int(t), "reason": why} for f, t, why in pos.get("truncated", [])]
         self._truncated = {e["file"] for e in self.truncated}
+        self.upscaled = dict(pos.get("upscaled", []))
         carried = pos.get("skipped", [])
         if not carried:
             return
@@ -176,7 +179,8 @@ class StreamBatches:
             self._it = self._loader()
         chunk = next(self._it)
         x, y, at = chunk["x"], chunk["y"], 0
-        for (epoch, p, k), count, bad, cut in zip(chunk["keys"], chunk["counts"], chunk["bad"], chunk["truncated"]):
+        for (epoch, p, k), count, bad, cut, small in zip(chunk["keys"], chunk["counts"], chunk["bad"], chunk["truncated"],
+                                                         chunk["upscaled"]):
             self._gather(epoch, p, x[at:at + count], None if y is None else y[at:at + count])
             at += count
             self.reads[k] += 1
@@ -184,6 +188,10 @@ class StreamBatches:
                 self._truncated.add(cut["file"])    # (read every pass, recorded and said once)
                 self.truncated.append(cut)
                 say_truncated(cut)
+            if small is not None and small["file"] not in self.upscaled:
+                if not self.upscaled:       # said once a stream: data.json counts them all
+                    say_enlarged([small], self.data.cut.size)
+                self.upscaled[small["file"]] = small["size"]
             if bad is not None and k not in self._bad:
                 self._bad[k] = bad
                 skip(self.skipped, self._reader.name(k), bad)
@@ -280,7 +288,8 @@ class StreamBatches:
         return {"epoch": int(epoch), "index": int(p), "skip": j, "batch": self._batch, "samples": self.samples,
                 "skipped": [[e["file"], e["reason"]] for e in self.skipped], "listing": self.listing,
                 "patches": self.data.cut.patches,
-                **({"truncated": [[e["file"], e["frames"], e["reason"]] for e in self.truncated]} if self.truncated else {})}
+                **({"truncated": [[e["file"], e["frames"], e["reason"]] for e in self.truncated]} if self.truncated else {}),
+                **({"upscaled": [[f, side] for f, side in self.upscaled.items()]} if self.upscaled else {})}
 
     def report(self) -> dict[str, Any]:
         """JSON-able: this worker's items, reads and the files it skipped (each named once)."""
@@ -290,6 +299,8 @@ class StreamBatches:
                 "reads": int(self.reads.sum()), "max_reads": int(read.max()) if len(read) else 0, "samples": self.samples, "batches": self._batch,
                 "n_skipped": len(self.skipped), "skipped": list(self.skipped),
                 **({"truncated": list(self.truncated)} if self.truncated else {}),
+                **({"n_upscaled": len(self.upscaled), "upscaled": [{"file": f, "size": side} for f, side in self.upscaled.items()]}
+                   if self.upscaled else {}),
                 **({"recovered": list(self.recovered)} if self.recovered else {}),
                 **({"listing_changed_on_resume": True} if self.listing_changed else {})}
 

@@ -7,9 +7,12 @@
 - ``crops``: every image once, whole: its centred square, resized to ``size`` x ``size``. With
   ``tile`` > 0 an image is first cut into a centred grid of ``tile`` x ``tile`` squares (images with a
   side under ``tile`` give their centred square), so a large photo yields many views at one scale.
+  A square smaller than ``size`` is enlarged (bilinear: a blur), counted and said (:func:`enlarged`; until
+  2026-12-05 without a word: a 4x4 thumbnail trained as a 32x32 blur).
 """
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -17,10 +20,13 @@ import numpy as np
 import downpour.config.sections as sections
 from downpour.config.sections import JPEG_DECODE
 from downpour.data.images import ImageSet, resize, skip
+from downpour._names import plural
 from downpour.errors import ConfigError, DataError
 
 if TYPE_CHECKING:
     from downpour.config import DataConfig
+
+log = logging.getLogger("downpour.data")
 
 
 def sample_patches(images: ImageSet, size: int, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, list[dict[str, str]]]:
@@ -135,3 +141,19 @@ def crop_images(images: ImageSet, size: int, tile: int = 0) -> tuple[np.ndarray,
     if not stacks:
         raise DataError("no images to crop")
     return np.concatenate(stacks), np.concatenate(owners)
+
+
+def enlarged(images: ImageSet, size: int, tile: int = 0) -> list[tuple[int, str]]:
+    """(index, 'WxH') of each image whose crops (:func:`crop_images`) are squares smaller than ``size``, enlarged."""
+    return [(i, f"{im.shape[2]}x{im.shape[1]}") for i, im in enumerate(images.images)
+            if min(s for _, _, s in _square_boxes(im.shape[1], im.shape[2], tile, images.scale(i))) < size]
+
+
+def say_enlarged(entries: list[dict[str, str]], size: int, total: int | None = None) -> None:
+    """Warn once of the files crops mode enlarged to ``size`` x ``size``: ``total`` of them (in memory), or the first a
+    stream met (``total`` None: data.json's ``n_upscaled`` counts them at the run's end)."""
+    first, many = entries[0], plural(total, "file") if total is not None else "a file"
+    log.warning("crops mode enlarged %s smaller than data.size = %d to %dx%d (bilinear: a blur), e.g. %s (%s)%s; "
+                "data.json counts them (n_upscaled) and names them (upscaled); lower data.size, or leave such files out",
+                many, size, size, size, first["file"], first["size"],
+                "" if total is not None else ", the first this stream met")

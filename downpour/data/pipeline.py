@@ -318,7 +318,8 @@ def has_data_record(cfg: DataConfig, info: dict[str, Any]) -> bool:
 def run_data_info(info: dict[str, Any], reports: list[dict[str, Any] | None]) -> dict[str, Any]:
     """The run's data telemetry: the source's ``info`` plus, for a stream, each worker's report and
     the sums; a file skipped by the driver's fitting sample and by its worker is named once, and so is a video
-    cut short (``truncated``: {file, frames, reason}, as the in-memory path records it)."""
+    cut short (``truncated``: {file, frames, reason}, as the in-memory path records it) and one whose crops were
+    enlarged (``upscaled``: {file, size}, counted in ``n_upscaled``)."""
     reports = [r for r in reports if r is not None]
     if not reports:
         return info
@@ -330,6 +331,10 @@ def run_data_info(info: dict[str, Any], reports: list[dict[str, Any] | None]) ->
     cut: dict[str, dict[str, Any]] = {}
     for entry in [*info.get("fit_sample", {}).get("truncated", []), *(e for r in reports for e in r.get("truncated", []))]:
         cut.setdefault(entry["file"], entry)
+    small: dict[str, dict[str, str]] = {}       # crops enlarged to data.size (since 2026-12-05), each file once
+    for entry in [*info.get("fit_sample", {}).get("upscaled", []), *(e for r in reports for e in r.get("upscaled", []))]:
+        small.setdefault(entry["file"], entry)
     totals = {key: sum(r[key] for r in reports) for key in ("reads", "samples", "items_read")}
     return {**info, "workers": reports, **totals, "n_skipped": len(seen), "skipped": list(seen.values()),
-            **({"truncated": list(cut.values())} if cut else {}), **({"recovered": sorted(read)} if read else {})}
+            **({"truncated": list(cut.values())} if cut else {}), **({"recovered": sorted(read)} if read else {}),
+            **({"n_upscaled": len(small), "upscaled": list(small.values())} if small else {})}

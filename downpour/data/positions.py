@@ -34,4 +34,8 @@ def position_problem(position: Any) -> str | None:
             isinstance(e, list) and len(e) == 3 and isinstance(e[0], str) and is_count(e[1]) and isinstance(e[2], str)
             for e in truncated):
         return f"its stream position's truncated is {truncated!r}, not a list of [file, frames, reason] triples"
+    upscaled = position.get("upscaled", [])
+    if not isinstance(upscaled, list) or not all(isinstance(e, list) and len(e) == 2 and all(isinstance(v, str) for v in e)
+                                                 for e in upscaled):
+        return f"its stream position's upscaled is {upscaled!r}, not a list of [file, size] pairs"
     return None

@@ -27,7 +27,7 @@ from downpour.config.sections import JPEG_DECODE
 from downpour.data.arrays import _as_float
 from downpour.data.folder import read_scaled
 from downpour.data.images import UNREADABLE, ImageSet, match_channels, to_chw
-from downpour.data.patches import crop_images, sample_patches
+from downpour.data.patches import crop_images, enlarged, sample_patches
 from downpour.data.video import sample_frames
 from downpour.errors import DataError
 
@@ -107,7 +107,8 @@ class ItemReader(TorchDataset):
         return sample_patches(images, c.size, c.patches * len(images), rng)[0]
 
     def __getitem__(self, key: tuple[int, int, int]) -> dict[str, Any]:
-        """Item ``key[2]``'s samples (None: bad, and why), and the record of a video cut short (None: whole)."""
+        """Item ``key[2]``'s samples (None: bad, and why), the record of a video cut short (None: whole), and of
+        crops enlarged to ``size`` ({file, size} of its first image smaller; None: none)."""
         epoch, _, k = key
         truncated = None
         try:
@@ -115,12 +116,14 @@ class ItemReader(TorchDataset):
             truncated = (images.info.get("truncated") or [None])[0]
             x = self.samples(images, epoch, k)
         except UNREADABLE as err:      # a bad file is skipped, never fatal
-            return {"key": key, "x": None, "bad": f"{type(err).__name__}: {err}", "truncated": truncated}
-        return {"key": key, "x": x, "bad": None, "truncated": truncated}
+            return {"key": key, "x": None, "bad": f"{type(err).__name__}: {err}", "truncated": truncated, "upscaled": None}
+        small = enlarged(images, self.cut.size, self.cut.tile) if self.cut.mode == "crops" else []
+        upscaled = {"file": self.name(k), "size": small[0][1]} if small else None
+        return {"key": key, "x": x, "bad": None, "truncated": truncated, "upscaled": upscaled}
 
     def collate(self, items: list[dict[str, Any]]) -> dict[str, Any]:
         """A loader chunk: the good items' samples stacked (M, C, size, size), and per item its key,
-        its sample count (0: bad), the reason it was bad and its truncation record. Runs in the loader's
+        its sample count (0: bad), the reason it was bad, its truncation record and its enlargement's. Runs in the loader's
         worker process."""
         xs = [it["x"] for it in items if it["x"] is not None]
         x = np.concatenate(xs) if xs else np.zeros((0, self.cut.channels, self.cut.size, self.cut.size), np.float32)
@@ -129,4 +132,5 @@ class ItemReader(TorchDataset):
         if self.labels is not None:
             y = torch.from_numpy(np.repeat(self.labels[[it["key"][2] for it in items]], counts).astype(np.int64))
         return {"x": torch.from_numpy(np.ascontiguousarray(x)), "y": y, "keys": [it["key"] for it in items],
-                "counts": counts, "bad": [it["bad"] for it in items], "truncated": [it["truncated"] for it in items]}
+                "counts": counts, "bad": [it["bad"] for it in items], "truncated": [it["truncated"] for it in items],
+                "upscaled": [it["upscaled"] for it in items]}

@@ -143,11 +143,12 @@ def _fit(cfg: DataConfig, listing: Listing, cut: Cut, seed: int) -> tuple[Prepro
     # streamed run trained another model than the in-memory one on the same samples (one image: loss 80.63 vs 64.99)
     loader = DataLoader(reader, batch_size=32, sampler=keys, collate_fn=reader.collate, num_workers=0,
                         generator=torch.Generator().manual_seed(seed))
-    xs, skipped, truncated = [], [], []
+    xs, skipped, truncated, upscaled = [], [], [], []
     for chunk in loader:
         xs.append(chunk["x"])
         skipped += [{"file": reader.name(k), "reason": bad} for (_, _, k), bad in zip(chunk["keys"], chunk["bad"]) if bad]
         truncated += [cut for cut in chunk["truncated"] if cut]
+        upscaled += [small for small in chunk["upscaled"] if small]
     x = torch.cat(xs).numpy()
     if len(x) < fit_needs(cfg.whiten):
         if not skipped and len(pick) == n:     # every item was sampled and read: the data are too few
@@ -160,6 +161,7 @@ def _fit(cfg: DataConfig, listing: Listing, cut: Cut, seed: int) -> tuple[Prepro
     preprocess, xt, info = Preprocess.fit(x, cfg.normalize, cfg.whiten, cfg.zca_eps, cfg.spectral_strength)
     info["fit_sample"] = {"items": len(pick), "samples": len(x), "n_skipped": len(skipped), "skipped": skipped,
                           **({"truncated": truncated} if truncated else {}),
+                          **({"n_upscaled": len(upscaled), "upscaled": upscaled} if upscaled else {}),
                           "x_mean": float(xt.mean()), "x_std": float(xt.std())}
     return preprocess, info
 
