@@ -66,6 +66,21 @@ def test_more_streaming_workers_than_files_is_refused_on_a_dry_run_naming_the_fi
         assert "cluster.workers = 4, but data.path" in err and "holds only 3 image files" in err, err
 
 
+@pytest.mark.parametrize("mode, workers, said", [("crops", 4, "holds only 3 image files, one crop each"),
+                                                 ("patches", 201, "data.samples = 200 gives only 200 patches")])
+def test_more_in_memory_workers_than_samples_is_refused_before_the_run_folder_is_made(tmp_path, capsys, mode, workers,
+                                                                                       said):
+    """The in-memory case loaded the images first, after config.toml was written into --out ("cluster.workers=30
+    but the data has only 23 samples"), where the streamed case was refused on the dry run."""
+    _images(tmp_path / "imgs", 3)
+    argv = ["train", *RUN, "--runner", "simulated", "--workers", str(workers), "--set", "data.pipeline=memory",
+            "--set", f"data.mode={mode}", "--set", f"data.path={tmp_path / 'imgs'}", "--out", str(tmp_path / "run")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"cluster.workers = {workers}, but " in err and said in err, err
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize("runner", [["--runner", "local"], ["--runner", "simulated", "--workers", "2"]])
 def test_a_run_recorded_with_auto_that_now_chooses_otherwise_says_how_to_go_on(tmp_path, monkeypatch, capsys, runner):
     """A run from before the choice was recorded (config.toml: pipeline = "auto") whose data changed size:

@@ -24,6 +24,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import torch
 
+from downpour._names import plural
 from downpour.config import FILE_SOURCES, ConfigError, DataConfig
 from downpour.config.sections import JPEG_DECODE
 from downpour.data.build import build_dataset, check_config
@@ -92,6 +93,7 @@ def resolve_data(cfg: DataConfig, stream_ok: bool = True, workers: int = 1) -> D
     whatever the data's size is by then. ``workers`` > 1 each stream items of their own: a stream
     with fewer items than workers is a ConfigError (``check_config`` first)."""
     if cfg.source not in FILE_SOURCES:
+        _check_memory_workers(cfg, None, workers)
         return cfg                          # built in: always in memory, whatever 'auto' says
     path, listing = str(Path(cfg.path).absolute()), None
     pipeline = cfg.pipeline
@@ -108,7 +110,29 @@ def resolve_data(cfg: DataConfig, stream_ok: bool = True, workers: int = 1) -> D
                               f"{item_name(cfg.source)}{'s' if n != 1 else ''}, and each streaming worker reads items of "
                               f"its own; use at most {n} (a resumed run keeps its workers: restore the files it began with)",
                               key="cluster.workers")
+    if pipeline == "memory":
+        _check_memory_workers(resolved, listing, workers)
     return resolved
+
+
+def _check_memory_workers(cfg: DataConfig, listing: Listing | None, workers: int) -> None:
+    """ConfigError where in-memory data give fewer samples than ``workers``, known without loading it: patches mode's
+    ``data.samples``, or a folder's image files cut into one crop each (``tile = 0``; a listing, no image read).
+    Until 2026-12-05 it was found once the data were loaded, after config.toml was written into the run folder
+    (ps.setup's too_few_for_workers still says it where only the load can tell: tiles, a video's frames, bad files)."""
+    if workers <= 1:
+        return
+    if cfg.mode == "patches":
+        n, what, fix = cfg.samples, f"data.samples = {cfg.samples} gives only {plural(cfg.samples, 'patch', 'patches')}", \
+            " or raise data.samples"
+    elif cfg.source == "folder" and cfg.tile == 0:
+        n = len((listing or list_items(cfg)).items)
+        what, fix = f"data.path {cfg.path!r} holds only {plural(n, 'image file')}, one crop each", ""
+    else:
+        return
+    if n < workers:
+        raise ConfigError(f"cluster.workers = {workers}, but {what}, and each worker trains on a share of its own; "
+                          f"use at most {n} (--workers {n}){fix}", key="cluster.workers")
 
 
 def check_resumed_on(data: Dataset | StreamingData, streamed: bool, config: Path) -> None:
