@@ -202,7 +202,7 @@ def check_flags(args: argparse.Namespace, cfg: RunConfig) -> None:
         raise ConfigError(f"{', '.join(named)}: a sync round applies the workers' mean gradient, every push at staleness 0, "
                           "so no compensation reads it; drop it, or use --consistency async or bounded:K")
     _check_one_worker_bound(args, typed, cfg)
-    _check_streamed(typed, cfg)
+    _check_streamed(typed, cfg, getattr(args, "pipeline_given", cfg.data.pipeline))
     _check_algorithm(args, typed, cfg)
     _check_schedule(typed, cfg)
 
@@ -239,17 +239,19 @@ def _check_schedule(typed: list[str], cfg: RunConfig) -> None:
                               f"model {cfg.model.name!r} has one stage (greedy would be joint); drop it")
 
 
-def _check_streamed(typed: list[str], cfg: RunConfig) -> None:
+def _check_streamed(typed: list[str], cfg: RunConfig, given: str) -> None:
     """The stream's own keys where the data are held in memory. Checked on the resolved config, where
-    ``data.pipeline = 'auto'`` has made its choice (``data.pipeline.resolve_data``)."""
+    ``data.pipeline = 'auto'`` has made its choice (``data.pipeline.resolve_data``); ``given``: the value before it,
+    said beside the choice (until 2026-12-05 an 'auto' given was said as "data.pipeline = 'memory'")."""
     keys = [key for key in typed if key in STREAM_KEYS]
     d = cfg.data
     if not keys or (d.can_stream() and d.pipeline != "memory"):
         return
     it = "it" if len(keys) == 1 else "them"
     if d.can_stream():
-        why = (f"this run holds its data in memory (data.pipeline = 'memory'; 'auto' chooses it where the decoded "
-               f"images fit in 1 GiB): set data.pipeline = 'stream' to stream them, or drop {it}")
+        held = ("data.pipeline = 'auto' chose 'memory': the decoded images fit in 1 GiB" if given == "auto"
+                else "data.pipeline = 'memory'; 'auto' chooses it where the decoded images fit in 1 GiB")
+        why = f"this run holds its data in memory ({held}): set data.pipeline = 'stream' to stream them, or drop {it}"
     else:
         why = f"this run's data.source is {d.source!r}{f' ({d.path})' if d.path else ''}, held in memory"
     raise ConfigError(f"--set {', '.join(keys)}: only streamed data read {it} (data.source = folder, video or a .npy "

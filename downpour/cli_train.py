@@ -88,6 +88,7 @@ def _train(args: argparse.Namespace) -> int:
     else:
         source = args.config or "main"
         cfg = new_run_config(source, _overrides(args))
+    args.pipeline_given = cfg.data.pipeline   # ('auto' resolves to its choice: the refusals say both)
     try:
         cfg = check_run_config(cfg)   # resolved; before the run directory exists: a typo leaves nothing behind
     except ConfigError as err:        # the model's and the cost terms' own checks: name what set the value

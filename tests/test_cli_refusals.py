@@ -308,7 +308,12 @@ def test_a_stream_key_on_files_that_may_stream_is_taken(tmp_path, capsys):
             "--set", f"data.path={tmp_path}", "--set", "data.prefetch=8"]
     assert main([*argv, "--set", "data.pipeline=stream"]) == 0
     assert main(argv) == 2
-    assert "--set data.prefetch: only streamed data read it" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--set data.prefetch: only streamed data read it" in err
+    # what was given and what it resolved to (it said "data.pipeline = 'memory'" where 'auto' was given)
+    assert "(data.pipeline = 'auto' chose 'memory': the decoded images fit in 1 GiB)" in err, err
+    assert main([*argv, "--set", "data.pipeline=memory"]) == 2
+    assert "(data.pipeline = 'memory'; 'auto' chooses it where" in capsys.readouterr().err
 
 
 def test_analyze_refuses_report_and_report_false_together(tmp_path, monkeypatch, capsys):
@@ -377,7 +382,7 @@ def _image(path):
     ("array", ".npy", lambda p: np.save(p, np.array([{"a": 1}] * 4, dtype=object), allow_pickle=True),
      "holds Python objects", []),
     ("array", ".npy", lambda p: np.save(p, np.zeros((4, 5, 8, 8))), "5 channels, expected 1 or 3", []),
-    ("folder", "", lambda p: (_image(p / "top.png"), _image(p / "a" / "x.png")), "1 images sit at its top level",
+    ("folder", "", lambda p: (_image(p / "top.png"), _image(p / "a" / "x.png")), "1 image sits at its top level",
      ["--set", "data.labels=true"]),
 ])
 def test_a_dry_run_reads_an_arrays_header_and_a_labelled_folders_top(tmp_path, capsys, source, suffix, make, named, extra):

@@ -414,3 +414,15 @@ def test_a_listing_looks_at_each_plain_file_once(tmp_path, monkeypatch):
     assert len(files) == 200
     per_file = [c for c in calls if os.fspath(c).endswith(".png")]
     assert len(per_file) <= 201 + 3, len(per_file)     # 201 entries once each, the link's target 2 more, +1 slack
+
+
+def test_an_image_file_given_as_the_folder_is_named_a_file_and_one_other_file_is_one(tmp_path):
+    """An image passed as data.path was 'does not exist or is not a folder'; a folder of one text file held
+    '(1 other files)'."""
+    _png(tmp_path / "a.png", 0)
+    with pytest.raises(DataError, match=r"data.path '.*a\.png' is a file, and data.path takes the folder of images to read"):
+        load_folder(tmp_path / "a.png")
+    (tmp_path / "text").mkdir()
+    (tmp_path / "text" / "notes.txt").write_text("x")
+    with pytest.raises(DataError, match=r"holds no image files \(1 other file\); "):
+        load_folder(tmp_path / "text")

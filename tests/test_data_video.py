@@ -662,3 +662,10 @@ def test_a_video_rewritten_whole_at_its_old_size_and_mtime_is_counted_anew(tmp_p
     again: list = []
     levels = [round(float(f.mean()) / 8) for f in sample_frames(path, 3, again)]
     assert again == [] and levels == [5, 15, 25]          # frame_indices(30, 3): before, [2, 7, 12] of the 15
+
+
+def test_a_folder_of_one_other_file_says_one_other_file(tmp_path):
+    """It said "holds no video files (1 other files; extensions ...)"."""
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(DataError, match=r"holds no video files \(1 other file; extensions"):
+        load_videos(tmp_path)

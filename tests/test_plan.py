@@ -757,3 +757,10 @@ def test_the_simulated_check_holds_its_run_folders_lock_while_it_trains(tmp_path
     monkeypatch.setattr(check, "run_cluster", run_cluster)
     check_simulated(workers=4, shards=2, steps=20, sets=[("train.log_every", 10_000)], out=tmp_path / "run")
     assert len(refused) == 1
+
+
+def test_the_cluster_line_counts_one_of_each_in_the_singular(capsys):
+    """It printed '1 replicas x 1 partitions ... + 1 shards' and '1 cores'."""
+    assert main(["plan", "--config", "tica-8x8", "--machines", "2", "--cores", "1", "--replicas", "1"]) == 0
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("cluster: "))
+    assert "2 machines x 1 core," in line and "; 1 replica x 1 partition (1x1 blocks) + 1 shard = 2 machines" in line

@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image, ImageFile
 from PIL.JpegImagePlugin import JpegImageFile
 
+from downpour._names import plural
 from downpour.config.sections import JPEG_DECODE
 from downpour.data.bomb_limit import opened, within_bomb_limit
 from downpour.data.images import UNREADABLE, ImageSet, log, skip, to_chw
@@ -226,6 +227,9 @@ def image_files(path: str | Path, labels: bool = False, unlisted: list[dict[str,
     root = Path(path)
     if not str(path):
         raise DataError("data.path is empty: the folder source needs the folder to read")
+    if root.is_file():     # (until 2026-12-05 said as "does not exist or is not a folder")
+        raise DataError(f"data.path {str(root)!r} is a file, and data.path takes the folder of images to read "
+                        f"(data.path = {str(root.parent)!r}: every image in it)")
     if not root.is_dir():
         raise DataError(f"image folder {str(root)!r} does not exist or is not a folder")
     known = image_extensions()
@@ -237,13 +241,13 @@ def image_files(path: str | Path, labels: bool = False, unlisted: list[dict[str,
     files = sorted(p for p in every if not hidden(p, root))
     candidates = once_each([p for p in files if p.suffix.lower() in known], aliases, links)
     if not candidates:
-        raise DataError(f"image folder {str(root)!r} holds no image files ({len(files)} other files); "
+        raise DataError(f"image folder {str(root)!r} holds no image files ({plural(len(files), 'other file')}); "
                         f"expected extensions like .png, .jpg")
     if labels:
         loose = [p for p in candidates if p.parent == root]
         if loose:
             raise DataError(f"data.labels = true takes classes from sub-folders of {str(root)!r}, but "
-                            f"{len(loose)} images sit at its top level (e.g. {loose[0].name!r})")
+                            f"{plural(len(loose), 'image')} {'sits' if len(loose) == 1 else 'sit'} at its top level (e.g. {loose[0].name!r})")
     return candidates, len(every) - len(candidates)
 
 

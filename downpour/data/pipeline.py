@@ -106,8 +106,8 @@ def resolve_data(cfg: DataConfig, stream_ok: bool = True, workers: int = 1) -> D
     if pipeline == "stream" and workers > 1:
         n = len((listing or list_items(resolved)).items)
         if n < workers:
-            raise ConfigError(f"cluster.workers = {workers}, but data.path {cfg.path!r} holds only {n} "
-                              f"{item_name(cfg.source)}{'s' if n != 1 else ''}, and each streaming worker reads items of "
+            raise ConfigError(f"cluster.workers = {workers}, but data.path {cfg.path!r} holds only "
+                              f"{plural(n, item_name(cfg.source))}, and each streaming worker reads items of "
                               f"its own; use at most {n} (a resumed run keeps its workers: restore the files it began with)",
                               key="cluster.workers")
     if pipeline == "memory":

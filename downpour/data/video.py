@@ -19,6 +19,7 @@ import av
 import numpy as np
 from av.sidedata.sidedata import Type as _SideData
 
+from downpour._names import plural
 from downpour.data.folder import hidden, image_extensions, left_out, once_each, say_left_out, walk_files
 from downpour.data.images import UNREADABLE, ImageSet, log, skip, to_chw
 from downpour.errors import DataError
@@ -293,9 +294,9 @@ def video_files(path: Path, unlisted: list[dict[str, str]] | None = None,
         # its images named, where it holds some (until 2026-12-05 a folder of images said only "holds no video files")
         known = image_extensions()
         images = sorted(p for p in every if p.suffix.lower() in known and not hidden(p, path))
-        raise DataError(f"video folder {str(path)!r} holds no video files ({len(every)} other files; extensions "
+        raise DataError(f"video folder {str(path)!r} holds no video files ({plural(len(every), 'other file')}; extensions "
                         f"{', '.join(sorted(VIDEO_EXTENSIONS))})"
-                        + (f"; it holds {len(images)} image file{'s' if len(images) != 1 else ''} (e.g. "
+                        + (f"; it holds {plural(len(images), 'image file')} (e.g. "
                            f"{images[0].name!r}): data.source = 'folder' reads images" if images else ""))
     return files, len(every) - len(files)
 

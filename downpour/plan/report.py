@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from downpour._names import plural
 from downpour.plan.calibrate import DEFAULT_RATES, Rates, calibrate
 from downpour.plan.check import MAX_ERROR, MAX_REJECTED
 from downpour.plan.network import Network, network_of, plan_config
@@ -142,9 +143,9 @@ def format_plan(plan: dict[str, Any]) -> str:
         "acts: what a step's graph saves for its backward; the step's transient peak is another figure, not counted: "
         f"{PEAK_DOC})",
         "",
-        f"cluster: {c['machines']} machines x {c['cores']} cores, {c['memory_gb']:g} GB, {c['bandwidth_gbit']:g} Gbit/s; "
-        f"{c['replicas']} replicas x {c['partitions']} partitions ({c['grid'][0]}x{c['grid'][1]} blocks) + {c['shards']} "
-        f"shards = {c['machines_used']} machines" + ("" if plan["fits"]["machines"] else "  ** more than the cluster has **"),
+        f"cluster: {plural(c['machines'], 'machine')} x {plural(c['cores'], 'core')}, {c['memory_gb']:g} GB, {c['bandwidth_gbit']:g} Gbit/s; "
+        f"{plural(c['replicas'], 'replica')} x {plural(c['partitions'], 'partition')} ({c['grid'][0]}x{c['grid'][1]} blocks) + "
+        f"{plural(c['shards'], 'shard')} = {plural(c['machines_used'], 'machine')}" + ("" if plan["fits"]["machines"] else "  ** more than the cluster has **"),
         f"rates: {_human(plan['rates']['flops_per_core'])}FLOP/s per core (locally connected layer), "
         f"{_human(plan['rates']['apply_bytes_per_core'], 'B')}/s per core (shard apply, {_apply_rule(plan)}): "
         f"{plan['rates']['source']}",

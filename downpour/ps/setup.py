@@ -10,6 +10,7 @@ from typing import Any, Iterator
 
 import torch
 
+from downpour._names import plural
 from downpour.config import ConfigError, RunConfig
 from downpour.config.sections import FILE_SOURCES
 from downpour.data.pipeline import open_data
@@ -74,7 +75,7 @@ def too_few_for_workers(cfg: RunConfig, data: Dataset) -> str:
     item = data.info.get("item", "sample")   # a stream's are files or rows, each worker's its own
     where = f"data.path {d.path!r}" if d.source in FILE_SOURCES else f"data.source = {d.source!r}"
     skipped = data.info.get("n_skipped", 0) if item == "sample" else 0   # (a stream's items count its bad files)
-    return (f"cluster.workers = {cfg.cluster.workers}, but {where} gives only {n} {item}{'s' if n != 1 else ''}"
+    return (f"cluster.workers = {cfg.cluster.workers}, but {where} gives only {plural(n, item)}"
             + (f" ({skipped} of its files could not be read: the log names them)" if skipped else "")
             + f", and each worker trains on a share of its own; use at most {n} (--workers {n})")
 
