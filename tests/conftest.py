@@ -1,5 +1,6 @@
 """Fixtures shared across test modules."""
 import gc
+import time
 
 import pytest
 import torch
@@ -32,12 +33,76 @@ def one_thread():
     torch.set_num_threads(n)
 
 
+RAY = dict(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+# address="local": a new Ray of our own, as a plain run starts (ps/connect_on_ray.py); without it ray.init joined
+# any cluster another process on the machine had started (RAY_ADDRESS, `ray start`) and refused num_cpus there
+_shared: dict[str, object] = {"up": False, "modules": set()}   # whether local_ray's shared Ray is up; the modules on it
+
+
+def _on_shared_ray(item: pytest.Item) -> bool:
+    return "local_ray" in getattr(item, "fixturenames", ()) and item.get_closest_marker("own_ray") is None
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "own_ray: the module's local_ray is a Ray of its own, started after the "
+                                       "module's fixtures (what they put in os.environ reaches Ray's workers)")
+
+
+def pytest_collection_modifyitems(items):
+    """The modules on the shared local Ray run one after another, where the first of them was: one start for all
+    (each start 3-5 s, 2026-12-05); the rest keep their order."""
+    modules = _shared["modules"] = {getattr(item, "module", None) for item in items if _on_shared_ray(item)}
+    sharing = [item for item in items if getattr(item, "module", None) in modules]
+    if sharing:
+        first = items.index(sharing[0])
+        rest = [item for item in items if getattr(item, "module", None) not in modules]
+        items[:] = rest[:first] + sharing + rest[first:]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    """Before a test of a module not on the shared Ray (one that starts a Ray of its own, or checks none is up),
+    the shared Ray goes."""
+    if _shared["up"] and getattr(item, "module", None) not in _shared["modules"]:
+        _stop_shared()
+
+
+def pytest_sessionfinish(session):
+    _stop_shared()
+
+
+def _stop_shared() -> None:
+    if _shared["up"]:
+        import ray
+        ray.shutdown()
+        _shared["up"] = False
+
+
+def _left_clean(ray, wait_s: float = 10.0) -> bool:
+    """Whether a module left the shared Ray as it found it: no named actor (a run's) alive, every CPU free (no
+    ``Hog``); a kill or a dead job's actors take a moment to go."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        clean = (not ray.util.list_named_actors(all_namespaces=True)
+                 and ray.available_resources().get("CPU", 0.0) == ray.cluster_resources().get("CPU"))
+        if clean or time.monotonic() > deadline:
+            return clean
+        time.sleep(0.2)
+
+
 @pytest.fixture(scope="module")
-def local_ray():
-    """One local Ray (2 CPUs) for a test module, shut down after it: start-up costs seconds."""
+def local_ray(request):
+    """A local Ray (2 CPUs) for a test module: shared by the modules asking for it (start-up costs seconds), which
+    run together (:func:`pytest_collection_modifyitems`); a module that left actors or CPUs taken behind hands the
+    next one a fresh Ray. A module marked ``own_ray`` gets one of its own, shut down after it."""
     ray = pytest.importorskip("ray")
-    # address="local": a new Ray of our own, as a plain run starts (ps/connect_on_ray.py); without it ray.init joined
-    # any cluster another process on the machine had started (RAY_ADDRESS, `ray start`) and refused num_cpus there
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    own = request.node.get_closest_marker("own_ray") is not None
+    if own:
+        _stop_shared()
+    if not (_shared["up"] and ray.is_initialized()):
+        ray.init(**RAY)
+        _shared["up"] = not own
     yield
-    ray.shutdown()
+    if own or not (ray.is_initialized() and _left_clean(ray)):
+        ray.shutdown()
+        _shared["up"] = False

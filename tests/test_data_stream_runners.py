@@ -27,6 +27,8 @@ from downpour.runners import train
 from downpour.train.json_digest import rewrite_json
 from downpour.train.rundir import RunDir
 
+# its Ray is its own, started after `folder` put the read hook on the PYTHONPATH Ray's workers inherit
+pytestmark = pytest.mark.own_ray
 HOOK = Path(__file__).parent / "audit_reads"
 BAD = ("broken.png", "empty.png", "truncated.png")
 PREFETCH, BATCH = 4, 8

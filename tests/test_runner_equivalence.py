@@ -141,20 +141,17 @@ TINY_CAT = ["data.size=20", "model.kernels=[5,3]", "model.maps=[4,4]", "train.ba
 
 
 @pytest.fixture(scope="module")
-def cat_runs(tmp_path_factory):
-    """cat-demo (tiny) trained by ``downpour train ... --report`` on the simulator and on a local Ray
+def cat_runs(tmp_path_factory, local_ray):
+    """cat-demo (tiny) trained by ``downpour train ... --report`` on the simulator and on the local Ray
     (2 CPUs), 2 workers and 2 shards in sync rounds: {runner: run directory}."""
-    ray = pytest.importorskip("ray")
     root = tmp_path_factory.mktemp("cat")
     threads = torch.get_num_threads()
     args = ["train", "--config", "cat-demo", "--workers", "2", "--shards", "2", "--consistency", "sync",
             "--steps", "24", "--report", *[a for o in TINY_CAT for a in ("--set", o)]]
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)   # (see conftest.local_ray)
     try:
         for runner in ("simulated", "ray"):
             assert main([*args, "--runner", runner, "--out", str(root / runner)]) == 0
     finally:
-        ray.shutdown()
         torch.set_num_threads(threads)
     return {runner: root / runner for runner in ("simulated", "ray")}
 
