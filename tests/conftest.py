@@ -50,7 +50,7 @@ def pytest_configure(config):
 
 def pytest_collection_modifyitems(items):
     """The modules on the shared local Ray run one after another, where the first of them was: one start for all
-    (each start 3-5 s, 2026-12-05); the rest keep their order."""
+    (docs/benchmarks.md#ray_test_modules); the rest keep their order."""
     modules = _shared["modules"] = {getattr(item, "module", None) for item in items if _on_shared_ray(item)}
     sharing = [item for item in items if getattr(item, "module", None) in modules]
     if sharing:
