@@ -18,6 +18,7 @@ from downpour.ps.rules import make_rule
 from downpour.plan import (Cluster, Rates, cat_footprint, check_simulated, network_of, plan_config, plan_for,
                            predict_staleness)
 from downpour.parallel import partition_model
+from downpour.parallel.partition import partition_bounds, partition_ranges
 from downpour.plan.check import compare_run
 from downpour.plan.predict import grid, partition_stage
 
@@ -387,6 +388,33 @@ def test_the_plan_splits_a_cat_network_exactly_when_the_runner_does(sets):
     assert bool(uncut) == bool(runner) and uncut in runner
     assert (plan_for("cat-demo", sets, Cluster(machines=16))["cluster"]["partitions"] == 1) if runner else \
         plan_for("cat-demo", sets, Cluster(machines=16, partitions=2))["cluster"]["partitions"] == 2
+
+
+@pytest.mark.parametrize("sets", [(), ("model.tile=2",), ("model.tile=16",), ("model.tile=16", 'model.first_layer="gabor"')])
+def test_the_plan_lays_out_the_shards_the_runner_takes_for_a_split_network(sets):
+    """The fewest shards K partitions run on, the runner's (partition_bounds on the built network) the reference:
+    K for untied filters; 1 where every stage is tiled (the main job's tile 2: the partitions own nothing, the
+    replica pushes the shared banks), which the plan refused as fewer shards than partitions; K + 1 at tile 16
+    (stage 1's banks shared, stage 2 untied and split), where the plan laid out K shards the runner refuses; K again
+    when those banks are a frozen Gabor layer's (no shard holds them)."""
+    cfg, shape = plan_config("cat-demo", sets)
+    model = partition_model(build(cfg, shape)[0], 2)
+    for shards in (1, 2, 3):
+        try:
+            partition_bounds(partition_ranges(model), shards)
+            runner = ""
+        except ValueError as err:
+            runner = str(err)
+        try:
+            plan = plan_for("cat-demo", sets, Cluster(machines=16, partitions=2, shards=shards))
+            assert plan["cluster"]["shards"] == shards
+            planned = ""
+        except ConfigError as err:
+            planned = str(err)
+        assert bool(planned) == bool(runner), (shards, planned, runner)
+        assert "the model-parallel runner refuses it" in planned if planned else True
+    chosen = plan_for("cat-demo", sets, Cluster(machines=5, partitions=2))["cluster"]   # shards left unset
+    partition_bounds(partition_ranges(model), chosen["shards"])                        # the runner takes them
 
 
 def test_every_planned_partition_has_a_shard_of_its_own(capsys):

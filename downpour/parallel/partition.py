@@ -238,6 +238,13 @@ def partition_ranges(model: FeatureModel) -> list[tuple[int, int]]:
     return ranges
 
 
+def least_shards(k: int, *, owned: bool, shared: bool) -> int:
+    """The fewest shards ``k`` partitions train on (:func:`partition_bounds`): one per group of parameters, each
+    partition's own untied filters (``owned``: a trained untied stage) and the tiled stages' shared banks (``shared``: a
+    trained tiled one); 1 at least. ``downpour plan`` lays out no fewer (plan/predict.py), as the runner takes no fewer."""
+    return max(1, k * owned + shared) if k > 1 else 1
+
+
 def partition_bounds(ranges: list[tuple[int, int]], shards: int) -> list[tuple[int, int]]:
     """Shard bounds aligned to :func:`partition_ranges`' groups: ``shards`` split so that no shard holds two
     groups' parameters; of the G groups that hold any, group g gets ``shards // G`` shards, the first

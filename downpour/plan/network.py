@@ -278,7 +278,8 @@ def network_of(cfg: RunConfig, input_shape: tuple[int, ...], paper: bool = False
         uncut = "" if paper else cut_refusal(name, cat=True, top=config.top != "none",
                                              tied_decoder=config.decoder == "tied")
         notes = assumptions + ((f"one partition per replica: {uncut}",) if uncut else ())
-        return Network(name, tuple(input_shape), tuple(stages), notes, cfg.train.schedule, uncut=uncut)
+        return Network(name, tuple(input_shape), tuple(stages), notes, cfg.train.schedule, uncut=uncut,
+                       banks_shared=not paper)
     # one build for the layers' footprint, the held bytes, the buffers and the step's FLOPs (each built its own: three
     # builds, 1-10 ms each of tica-8x8's to rnn-rows' 0.1-0.6 s network_of); its buffers read before any step runs
     model = create_checked(cfg.model.name, tuple(input_shape), cfg.model.options)

@@ -30,6 +30,7 @@ from typing import Any
 from downpour.errors import ConfigError
 from downpour.models.frozen import CACHE_BYTES
 from downpour.parallel.blocks import grid_shape
+from downpour.parallel.partition import least_shards as runner_least_shards
 from downpour.plan.calibrate import Rates
 from downpour.plan.network import Network, Stage, over_schedule
 from downpour.plan.staleness import steady_staleness
@@ -216,7 +217,20 @@ def _splits(cl: Cluster, k: int) -> list[tuple[int, int]]:
     return [(r, cl.shards or max(1, cl.machines - r * k)) for r in range(1, most + 1)]
 
 
-def _too_few_machines(cl: Cluster, k: int | None = None, fits: bool = True) -> str:
+def least_shards(net: Network, k: int) -> int:
+    """The fewest shards ``k`` partitions of ``net`` run on, counted as the model-parallel runner counts them
+    (:func:`~downpour.parallel.partition.least_shards`): one per partition where they own untied filters, one more for
+    the tiled stages' shared banks, 1 where every trained stage is tiled (the replica pushes the banks; its
+    partitions own none). Until 2026-12-05 the plan asked K of every network: it refused ``--shards 1`` for the main
+    job split in 2 (tile 2), which the runner trains, and laid out 2 shards for cat-demo at ``model.tile=16`` split in
+    2 (stage 1 shared, stage 2 untied), which the runner refuses (it needs 3)."""
+    trained = [s for s in net.stages if s.in_shape and s.params]
+    shared = net.banks_shared and any(s.tied_banks is not None for s in trained)
+    owned = any(s.tied_banks is None or not net.banks_shared for s in trained)
+    return runner_least_shards(k, owned=owned, shared=shared)
+
+
+def _too_few_machines(cl: Cluster, k: int | None = None, fits: bool = True, least: int | None = None) -> str:
     """Why no layout fits, as arithmetic: the smallest layout of ``k`` partitions (default the count given) and
     the counts given, and the machines it needs. A --partitions given with shards unset gets here where no layout
     has a shard per partition (given shards below partitions are refused before): unset shards are the machines the
@@ -225,26 +239,29 @@ def _too_few_machines(cl: Cluster, k: int | None = None, fits: bool = True) -> s
     --machines 1, where 1 replica and 1 shard need 2. ``fits``: ``k`` partitions fit a machine's memory (else ``k``
     is the most that can be laid out, none fitting: said so, not "the fewest that fit"). Fewer shards are offered
     only where more than one per partition were given (below that the runner refuses them), unless ``k`` is the
-    most the shards let be laid out (none fitting the memory): fewer shards lay out fewer partitions."""
+    most the shards let be laid out (none fitting the memory): fewer shards lay out fewer partitions. ``least``: the
+    fewest shards ``k`` partitions run on (:func:`least_shards`; default ``k``)."""
     k = k or cl.partitions
     if not k:
         return (f"no layout of {cl.machines} machines gives each of its partitions a shard of its own (shards >= "
                 f"partitions, as the model-parallel runner requires): add machines, or use fewer partitions")
     # (given shards are never below k here: below --partitions they are refused before, and a k of no --partitions
     # is one laid out, which given shards allow only at k or fewer)
-    r, shards = cl.replicas or 1, cl.shards or k
+    least = least or k
+    r, shards = cl.replicas or 1, cl.shards or least
     need = r * k + shards
     workers = f"--replicas {r}" if cl.replicas else "1 replica (the fewest)"
     parts = (f"--partitions {k}" if cl.partitions else "1 partition (the fewest)" if k == 1
              else f"{k} partitions (the fewest that fit a machine's memory)" if fits
              else f"{k} partitions (the most that can be laid out; none fits a machine's memory)")
     machines = f"{r * k} worker machine{'s' if r * k > 1 else ''}"
-    shards_said = (f"--shards {shards}" if cl.shards else "1 shard" if k == 1 else
-                   f"{k} shards (one per partition at least, as the model-parallel runner requires, each a machine of "
+    per = "partition" if least == k else "partition and one for the tiled stages' shared banks"
+    shards_said = (f"--shards {shards}" if cl.shards else "1 shard" if least == 1 else
+                   f"{least} shards (one per {per} at least, as the model-parallel runner requires, each a machine of "
                    "its own)")
-    fewer = [name for name, given, least in (("replicas", cl.replicas, 1), ("partitions", cl.partitions, 1),
-                                             ("shards", cl.shards, k if fits or cl.partitions else 1))
-             if given and given > least]
+    fewer = [name for name, given, low in (("replicas", cl.replicas, 1), ("partitions", cl.partitions, 1),
+                                           ("shards", cl.shards, least if fits or cl.partitions else 1))
+             if given and given > low]
     return (f"--machines {cl.machines} is too few: {workers} x {parts} = {machines}, plus {shards_said} = {need} "
             f"machines; give --machines {need} or more" + (f", or fewer {' or '.join(fewer)}" if fewer else ""))
 
@@ -259,25 +276,30 @@ def predict(net: Network, cl: Cluster, rates: Rates, batch: int, n_push: int = 1
     args = (batch, n_push, n_fetch, rates)
     if cl.partitions and (refused := _uncuttable(net, cl.partitions)):
         raise ConfigError(f"--partitions {cl.partitions}: {refused} (the model-parallel runner refuses it)")
-    if cl.partitions and cl.shards and cl.shards < cl.partitions:
-        raise ConfigError(f"--shards {cl.shards} is fewer than --partitions {cl.partitions}: each partition needs a "
-                          f"shard of its own (the model-parallel runner refuses it)")
+    if cl.partitions and cl.shards and cl.shards < (need := least_shards(net, cl.partitions)):
+        raise ConfigError(f"--shards {cl.shards} is fewer than " + (
+            f"--partitions {cl.partitions}: each partition needs a shard of its own" if need == cl.partitions else
+            f"the {need} groups of parameters --partitions {cl.partitions} makes (each partition's own untied "
+            "filters, and the tiled stages' shared banks): each group needs a shard of its own")
+            + " (the model-parallel runner refuses it)")
     ks = [cl.partitions] if cl.partitions else [k for k in _PARTITIONS if k <= cl.machines and not _uncuttable(net, k)]
     parts = {k: _partition(net, k, batch, rule) for k in ks}
-    # each partition pushes to shards of its own (the model-parallel runner refuses fewer shards than
-    # partitions): a shard holding several partitions' slices takes R·K/S pushes a round, not R
-    laid_out = [k for k in ks if any(s >= k for _, s in _splits(cl, k))]
+    # each partition pushes to shards of its own, and the shared banks to theirs (the model-parallel runner refuses
+    # fewer shards than those groups, least_shards): a shard holding several partitions' slices takes R·K/S pushes a
+    # round, not R
+    least = {k: least_shards(net, k) for k in ks}
+    laid_out = [k for k in ks if any(s >= least[k] for _, s in _splits(cl, k))]
     # where no partition count fits a machine's memory, the plan of the most partitions that can be laid out,
     # marked "does not fit" (the largest count may have no layout: then the shards were blamed, not the memory)
     fitting = [k for k in laid_out if parts[k]["memory_bytes"] <= cl.memory_gb * GB] or laid_out[-1:]
-    layouts = [(k, r, s) for k in fitting for r, s in _splits(cl, k) if s >= k]
+    layouts = [(k, r, s) for k in fitting for r, s in _splits(cl, k) if s >= least[k]]
     if not layouts:
-        raise ConfigError(_too_few_machines(cl))
+        raise ConfigError(_too_few_machines(cl, least=least.get(cl.partitions)))
     if not (cl.replicas and cl.shards):      # a chosen layout uses the machines there are (one given by hand may not)
         layouts = [(k, r, s) for k, r, s in layouts if r * k + s <= cl.machines]
         if not layouts:       # (the fewest partitions that fit make the smallest layout)
             k = min(fitting)
-            raise ConfigError(_too_few_machines(cl, k, parts[k]["memory_bytes"] <= cl.memory_gb * GB))
+            raise ConfigError(_too_few_machines(cl, k, parts[k]["memory_bytes"] <= cl.memory_gb * GB, least[k]))
     rate = {lay: _timing(net, parts[lay[0]], cl, lay[1], lay[0], lay[2], *args)["examples_per_s"] for lay in layouts}
     top = max(rate.values())
     k, r, s = min((lay for lay in layouts if rate[lay] >= 0.95 * top), key=lambda lay: (lay[1], -rate[lay]))

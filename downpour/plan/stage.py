@@ -61,6 +61,8 @@ class Network:
     counted: tuple[float, ...] = ()  # not the cat family: torch's count of a training step per example, one per
                                      # greedy stage (:mod:`downpour.plan.counted`); the stages are then its layers
     uncut: str = ""                  # why the model-parallel runner refuses K > 1 (cut_refusal; the paper's pipeline: "")
+    banks_shared: bool = True        # K partitions share a tiled stage's banks, as the runner's do (their own shards);
+                                     # the paper's pipeline: each partition owns its tiles
 
     @property
     def flops_train(self) -> float:
