@@ -518,3 +518,23 @@ def test_crops_of_an_image_smaller_than_the_size_are_counted_and_said_once_in_me
     assert stream.batches(4, torch.Generator().manual_seed(0), position=position).report()["upscaled"] == small
     (root / "tiny.png").unlink()
     assert "n_upscaled" not in build_dataset(_cfg(root, pipeline="memory"), seed=0).info   # only what happened
+
+
+def test_tiles_smaller_than_the_size_name_the_tiles_not_the_file_as_smaller(tmp_path, caplog):
+    """data.tile = 4 under data.size = 8: every 24x20 photo's 4x4 tiles are enlarged; the warning and data.json called
+    each photo 'smaller than data.size = 8' by its 24x20, and told to lower data.size or leave the files out."""
+    root = _folder(tmp_path, n=2)
+    tiled = [{"file": str(root / f"im00{i}.png"), "size": "24x20 in 4x4 tiles"} for i in range(2)]
+    with caplog.at_level(logging.WARNING, logger="downpour.data"):
+        memory = build_dataset(_cfg(root, pipeline="memory", tile=4, whiten="none"), seed=0).info
+    assert memory["upscaled"] == tiled
+    said = [m for m in caplog.messages if "crops mode enlarged" in m]
+    assert len(said) == 1 and "the 4x4 tiles (data.tile) of 2 files, smaller than data.size = 8," in said[0]
+    assert "raise data.tile to 8 or more" in said[0]
+    caplog.clear()
+    stream = open_data(_cfg(root, tile=4, whiten="none"), seed=0)
+    with caplog.at_level(logging.WARNING, logger="downpour.data"):
+        batches = stream.batches(4, torch.Generator().manual_seed(0))
+        _take(batches, 2)
+    assert sorted(run_data_info(stream.info, [batches.report()])["upscaled"], key=lambda e: e["file"]) == tiled
+    assert any("the 4x4 tiles (data.tile) of a file" in m and "(24x20 in 4x4 tiles)" in m for m in caplog.messages)

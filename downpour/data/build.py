@@ -211,7 +211,7 @@ def _upscaled(images: ImageSet, cfg: DataConfig, tile: int) -> dict[str, Any]:
         files.setdefault(images.file(images.names[i]), side)
     entries = [{"file": f, "size": side} for f, side in files.items()]
     if entries and cfg.source in FILE_SOURCES:
-        say_enlarged(entries, cfg.size, len(entries))
+        say_enlarged(entries, cfg.size, tile, len(entries))
     return {"n_upscaled": len(entries), "upscaled": entries} if entries else {}
 
 

@@ -190,7 +190,7 @@ class StreamBatches:
                 say_truncated(cut)
             if small is not None and small["file"] not in self.upscaled:
                 if not self.upscaled:       # said once a stream: data.json counts them all
-                    say_enlarged([small], self.data.cut.size)
+                    say_enlarged([small], self.data.cut.size, self.data.cut.tile)
                 self.upscaled[small["file"]] = small["size"]
             if bad is not None and k not in self._bad:
                 self._bad[k] = bad

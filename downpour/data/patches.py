@@ -144,16 +144,26 @@ def crop_images(images: ImageSet, size: int, tile: int = 0) -> tuple[np.ndarray,
 
 
 def enlarged(images: ImageSet, size: int, tile: int = 0) -> list[tuple[int, str]]:
-    """(index, 'WxH') of each image whose crops (:func:`crop_images`) are squares smaller than ``size``, enlarged."""
-    return [(i, f"{im.shape[2]}x{im.shape[1]}") for i, im in enumerate(images.images)
-            if min(s for _, _, s in _square_boxes(im.shape[1], im.shape[2], tile, images.scale(i))) < size]
+    """(index, what was enlarged) of each image whose crops (:func:`crop_images`) are squares smaller than ``size``:
+    'WxH', the image's, where it gives one square; 'WxH in TxT tiles' where it is cut in ``tile`` squares (until
+    2026-12-05 a 48x48 photo in 16x16 tiles at size 32 was called a file smaller than data.size, by its 48x48)."""
+    found = []
+    for i, im in enumerate(images.images):
+        h, w, scale = im.shape[1], im.shape[2], images.scale(i)
+        side = min(s for _, _, s in _square_boxes(h, w, tile, scale))
+        if side < size:
+            found.append((i, f"{w}x{h}" if _one_square(h * scale, w * scale, tile) else f"{w}x{h} in {tile}x{tile} tiles"))
+    return found
 
 
-def say_enlarged(entries: list[dict[str, str]], size: int, total: int | None = None) -> None:
+def say_enlarged(entries: list[dict[str, str]], size: int, tile: int, total: int | None = None) -> None:
     """Warn once of the files crops mode enlarged to ``size`` x ``size``: ``total`` of them (in memory), or the first a
     stream met (``total`` None: data.json's ``n_upscaled`` counts them at the run's end)."""
     first, many = entries[0], plural(total, "file") if total is not None else "a file"
-    log.warning("crops mode enlarged %s smaller than data.size = %d to %dx%d (bilinear: a blur), e.g. %s (%s)%s; "
-                "data.json counts them (n_upscaled) and names them (upscaled); lower data.size, or leave such files out",
-                many, size, size, size, first["file"], first["size"],
-                "" if total is not None else ", the first this stream met")
+    tiled = 0 < tile < size       # every tile enlarged: the files themselves need not be small
+    what = f"the {tile}x{tile} tiles (data.tile) of {many}, smaller than data.size = {size}," if tiled else \
+        f"{many} smaller than data.size = {size}"
+    log.warning("crops mode enlarged %s to %dx%d (bilinear: a blur), e.g. %s (%s)%s; data.json counts them (n_upscaled) "
+                "and names them (upscaled); %slower data.size, or leave such files out", what, size, size, first["file"],
+                first["size"], "" if total is not None else ", the first this stream met",
+                f"raise data.tile to {size} or more, " if tiled else "")
