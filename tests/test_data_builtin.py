@@ -126,3 +126,11 @@ def test_natural_plus_faces_without_faces_keeps_the_mix_and_drops_the_faces():
 def test_train_faces_that_cannot_be_met_is_a_clear_error(cfg, match):
     with pytest.raises(ConfigError, match=match):
         build_dataset(DataConfig(mode="crops", size=25, **cfg), seed=0)
+
+
+def test_a_built_in_sets_enlarged_crops_are_not_listed_as_files():
+    """lfw's 25x25 images in 32x32 crops (docs/data.md's faces example) listed 'lfw_subset[0]' ... '[139]' as enlarged
+    files in the run's data record, digits' 1797 alike, where natural+faces (the main job, the same faces) listed none."""
+    for source, size in (("faces", 32), ("digits", 16), ("natural+faces", 32)):
+        info = build_dataset(DataConfig(source=source, mode="crops", size=size, whiten="none"), seed=0).info
+        assert "n_upscaled" not in info and "upscaled" not in info, source

@@ -205,12 +205,16 @@ def _views(images: ImageSet, cfg: DataConfig, n: int, rng: np.random.Generator,
 
 def _upscaled(images: ImageSet, cfg: DataConfig, tile: int) -> dict[str, Any]:
     """data.json's ``n_upscaled`` and ``upscaled`` [{file, size}]: the files whose crops were enlarged to data.size,
-    each once; said once for a folder's, video's or array's (the built-in sets' are by design: lfw's 25-px faces)."""
+    each once, and said once: a folder's, video's or array's. The built-in sets' are by design (lfw's 25-px faces) and
+    have no data.json: until 2026-12-05 a digits run in crops at size 16 listed 'digits[0]' ... 'digits[1796]' in
+    model.json, lfw's 140 alike, where natural+faces (the main job, the same faces) listed none."""
+    if cfg.source not in FILE_SOURCES:
+        return {}
     files: dict[str, str] = {}
     for i, side in enlarged(images, cfg.size, tile):
         files.setdefault(images.file(images.names[i]), side)
     entries = [{"file": f, "size": side} for f, side in files.items()]
-    if entries and cfg.source in FILE_SOURCES:
+    if entries:
         say_enlarged(entries, cfg.size, tile, len(entries))
     return {"n_upscaled": len(entries), "upscaled": entries} if entries else {}
 
