@@ -64,3 +64,21 @@ def test_a_folder_set_keeps_its_resized_but_unprepared_images(tmp_path):
         Image.fromarray(np.full((12, 12), 200, np.uint8)).save(tmp_path / name / "0.png")
     data = load_labelled(str(tmp_path), (1, 12, 12), prepare=lambda x: x - 1.0)
     assert torch.allclose(data.raw, data.x + 1.0) and data.raw.shape == data.x.shape
+
+
+def test_a_folders_images_enlarged_to_the_models_input_are_recorded_and_said_as_the_analysis_records_them(tmp_path,
+                                                                                                        caplog):
+    """A concept folder's 20x20 images tested as 32x32 blurs: the warning named a data.json no analysis writes and said
+    to lower data.size (the trained model's input), and the labelled set's info, analysis.json's, dropped the count."""
+    rng = np.random.default_rng(0)
+    for name in ("cats", "dogs"):
+        (tmp_path / name).mkdir()
+        for i in range(2):
+            Image.fromarray(rng.integers(0, 255, (20, 20), dtype=np.uint8)).save(tmp_path / name / f"{i}.png")
+    with caplog.at_level("WARNING", logger="downpour.data"):
+        data = load_labelled(str(tmp_path), (1, 32, 32))
+    assert data.info["n_upscaled"] == 4 and data.info["upscaled"][0] == {"file": str(tmp_path / "cats" / "0.png"),
+                                                                         "size": "20x20"}
+    said = [m for m in caplog.messages if "crops mode enlarged 4 files" in m]
+    assert len(said) == 1 and "data.json" not in said[0] and "lower data.size" not in said[0]
+    assert "analysis.json's labelled_set counts them" in said[0]

@@ -144,8 +144,9 @@ def load_labelled(spec: str, input_shape: tuple[int, ...], *,
 
 # what a labelled folder's info keeps of the data layer's: its files and how they were decoded (jpeg_decode, the rule
 # that reduced its JPEGs, since 2026-12-05: data.json had it, analysis.json not), not the processing a training set gets
+# (n_upscaled, upscaled: its images enlarged to the model's input, since 2026-12-05)
 _FOLDER_INFO = ("path", "classes", "grey", "mode", "size", "tile", "jpeg_draft", "jpeg_decode", "n_images", "n_samples",
-                "n_ignored", "n_skipped", "skipped")
+                "n_ignored", "n_skipped", "skipped", "n_upscaled", "upscaled")
 
 
 def _load_folder(path: str, input_shape: tuple[int, ...],
@@ -163,6 +164,6 @@ def _load_folder(path: str, input_shape: tuple[int, ...],
     from downpour.data import build_dataset
     cfg = DataConfig(source="folder", path=str(root), size=input_shape[1], mode="crops",
                      grey=input_shape[0] == 1, labels=True, jpeg_draft=jpeg_draft)
-    data = build_dataset(cfg, seed=0)
+    data = build_dataset(cfg, seed=0, counted_in="analysis.json's labelled_set")
     files = {k: v for k, v in data.info.items() if k in _FOLDER_INFO}   # its processing is the run's, added after
     return data.x, data.y, list(data.info.get("classes", classes)), {"source": f"image folder {root}", **files}

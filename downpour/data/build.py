@@ -31,7 +31,8 @@ from downpour.data.dataset import Dataset
 from downpour.data.folder import class_labels, hidden, image_extensions, image_files, load_folder, walk_files
 from downpour.data.gaussian import gaussian_samples
 from downpour.data.images import ImageSet
-from downpour.data.patches import crop_images, decode_record, decode_rule, enlarged, sample_patches, say_enlarged
+from downpour.data.patches import (DATA_JSON, crop_images, decode_record, decode_rule, enlarged, sample_patches,
+                                   say_enlarged)
 from downpour.data.preprocess import Preprocess, fit_needs, too_few_to_fit
 from downpour.data.video import VIDEO_EXTENSIONS, load_videos, video_files
 from downpour.data.whitening import MAX_DIM
@@ -203,7 +204,7 @@ def _views(images: ImageSet, cfg: DataConfig, n: int, rng: np.random.Generator,
     return x, owner, []
 
 
-def _upscaled(images: ImageSet, cfg: DataConfig, tile: int) -> dict[str, Any]:
+def _upscaled(images: ImageSet, cfg: DataConfig, tile: int, counted_in: str) -> dict[str, Any]:
     """data.json's ``n_upscaled`` and ``upscaled`` [{file, size}]: the files whose crops were enlarged to data.size,
     each once, and said once: a folder's, video's or array's. The built-in sets' are by design (lfw's 25-px faces) and
     have no data.json: until 2026-12-05 a digits run in crops at size 16 listed 'digits[0]' ... 'digits[1796]' in
@@ -215,7 +216,7 @@ def _upscaled(images: ImageSet, cfg: DataConfig, tile: int) -> dict[str, Any]:
         files.setdefault(images.file(images.names[i]), side)
     entries = [{"file": f, "size": side} for f, side in files.items()]
     if entries:
-        say_enlarged(entries, cfg.size, tile, len(entries))
+        say_enlarged(entries, cfg.size, tile, len(entries), counted_in)
     return {"n_upscaled": len(entries), "upscaled": entries} if entries else {}
 
 
@@ -250,8 +251,9 @@ def _mixed(cfg: DataConfig, seed: int) -> tuple[np.ndarray, dict[str, Any], list
     return np.concatenate([nat[0], fac[0]]), mix, nat[2] + fac[2], len(natural) + len(faces)
 
 
-def build_dataset(cfg: DataConfig, seed: int) -> Dataset:
-    """Build the training data described by ``cfg``; x is (N, C, size, size) float32.
+def build_dataset(cfg: DataConfig, seed: int, counted_in: str = DATA_JSON) -> Dataset:
+    """Build the training data described by ``cfg``; x is (N, C, size, size) float32. ``counted_in``: the record its
+    info goes to, as the warning of crops enlarged names it (an analysis's labelled folder: not a run's data.json).
 
     Raises ConfigError for a bad setting and DataError for unusable data (empty folder, bad array),
     both naming the field, path or key. Files that cannot be read are skipped and listed in
@@ -279,7 +281,7 @@ def build_dataset(cfg: DataConfig, seed: int) -> Dataset:
         file_skips, n_images = images.skipped, len(images)
         info.update(images.info)
         if cfg.mode == "crops":
-            info.update(_upscaled(images, cfg, cfg.tile if tile is None else tile))
+            info.update(_upscaled(images, cfg, cfg.tile if tile is None else tile, counted_in))
     order = _rng(seed, _ORDER).permutation(len(x))
     if cfg.split == "by-label":   # checked above: y exists; stable, so each label's rows stay shuffled
         order = order[np.argsort(y[order], kind="stable")]

@@ -156,14 +156,21 @@ def enlarged(images: ImageSet, size: int, tile: int = 0) -> list[tuple[int, str]
     return found
 
 
-def say_enlarged(entries: list[dict[str, str]], size: int, tile: int, total: int | None = None) -> None:
+DATA_JSON = "data.json"      # where a training run counts the files crops mode enlarged
+
+
+def say_enlarged(entries: list[dict[str, str]], size: int, tile: int, total: int | None = None,
+                 counted_in: str = DATA_JSON) -> None:
     """Warn once of the files crops mode enlarged to ``size`` x ``size``: ``total`` of them (in memory), or the first a
-    stream met (``total`` None: data.json's ``n_upscaled`` counts them at the run's end)."""
+    stream met (``total`` None: data.json's ``n_upscaled`` counts them at the run's end). ``counted_in``: the record
+    that counts them, another than a run's data.json for an analysis's labelled folder, whose size is the model's input
+    (until 2026-12-05 its warning named a data.json no analysis writes and said to lower data.size)."""
     first, many = entries[0], plural(total, "file") if total is not None else "a file"
     tiled = 0 < tile < size       # every tile enlarged: the files themselves need not be small
     what = f"the {tile}x{tile} tiles (data.tile) of {many}, smaller than data.size = {size}," if tiled else \
         f"{many} smaller than data.size = {size}"
-    log.warning("crops mode enlarged %s to %dx%d (bilinear: a blur), e.g. %s (%s)%s; data.json counts them (n_upscaled) "
-                "and names them (upscaled); %slower data.size, or leave such files out", what, size, size, first["file"],
-                first["size"], "" if total is not None else ", the first this stream met",
-                f"raise data.tile to {size} or more, " if tiled else "")
+    fix = ((f"raise data.tile to {size} or more, " if tiled else "") + "lower data.size, or leave such files out"
+           if counted_in == DATA_JSON else f"the model takes {size}x{size}: leave such files out")
+    log.warning("crops mode enlarged %s to %dx%d (bilinear: a blur), e.g. %s (%s)%s; %s counts them (n_upscaled) "
+                "and names them (upscaled); %s", what, size, size, first["file"], first["size"],
+                "" if total is not None else ", the first this stream met", counted_in, fix)
