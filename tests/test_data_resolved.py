@@ -81,6 +81,24 @@ def test_more_in_memory_workers_than_samples_is_refused_before_the_run_folder_is
     assert not (tmp_path / "run").exists()
 
 
+def test_an_in_memory_resume_whose_folder_lost_files_below_its_workers_is_told_to_restore_them(tmp_path, capsys):
+    """It was told to use --workers 2, which a resume refuses ("cannot resume with cluster.workers = 2"), where the
+    streamed case says a resumed run keeps its workers."""
+    _images(tmp_path / "imgs", 4)
+    run = tmp_path / "run"
+    argv = ["train", "--config", "tica-8x8", "--no-report", "--runner", "simulated", "--workers", "3", "--steps", "2",
+            *(a for key in ("data.source=folder", "data.size=16", "data.pipeline=memory", "data.mode=crops",
+                            f"data.path={tmp_path / 'imgs'}", "train.tensorboard=false") for a in ("--set", key)),
+            "--out", str(run)]
+    assert main(argv) == 0
+    for name in ("2.png", "3.png"):
+        (tmp_path / "imgs" / name).unlink()
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--steps", "4", "--no-report"]) == 2
+    err = capsys.readouterr().err
+    assert "holds only 2 image files" in err and "a resumed run keeps its workers: restore the files it began with" in err
+
+
 @pytest.mark.parametrize("runner", [["--runner", "local"], ["--runner", "simulated", "--workers", "2"]])
 def test_a_run_recorded_with_auto_that_now_chooses_otherwise_says_how_to_go_on(tmp_path, monkeypatch, capsys, runner):
     """A run from before the choice was recorded (config.toml: pipeline = "auto") whose data changed size:

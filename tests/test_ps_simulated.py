@@ -583,4 +583,5 @@ def test_more_workers_than_samples_names_the_data_and_the_most_workers_it_takes(
         set_up_cluster(cfg)
     assert str(err.value) == (f"cluster.workers = 4, but data.path {str(tmp_path)!r} gives only 2 samples (1 of its "
                               "files could not be read: the log names them), and each worker trains on a share of its "
-                              "own; use at most 2 (--workers 2)")
+                              "own; use at most 2 (--workers 2); a resumed run keeps its workers: restore the files it "
+                              "began with")

@@ -108,11 +108,14 @@ def resolve_data(cfg: DataConfig, stream_ok: bool = True, workers: int = 1) -> D
         if n < workers:
             raise ConfigError(f"cluster.workers = {workers}, but data.path {cfg.path!r} holds only "
                               f"{plural(n, item_name(cfg.source))}, and each streaming worker reads items of "
-                              f"its own; use at most {n} (a resumed run keeps its workers: restore the files it began with)",
+                              f"its own; use at most {n} ({KEEPS_WORKERS})",
                               key="cluster.workers")
     if pipeline == "memory":
         _check_memory_workers(resolved, listing, workers)
     return resolved
+
+
+KEEPS_WORKERS = "a resumed run keeps its workers: restore the files it began with"
 
 
 def _check_memory_workers(cfg: DataConfig, listing: Listing | None, workers: int) -> None:
@@ -127,10 +130,10 @@ def _check_memory_workers(cfg: DataConfig, listing: Listing | None, workers: int
             " or raise data.samples"
     elif cfg.source == "folder" and cfg.tile == 0:
         n = len((listing or list_items(cfg)).items)
-        what, fix = f"data.path {cfg.path!r} holds only {plural(n, 'image file')}, one crop each", ""
+        what, fix = f"data.path {cfg.path!r} holds only {plural(n, 'image file')}, one crop each", f"; {KEEPS_WORKERS}"
     else:
         return
-    if n < workers:
+    if n < workers:      # (a folder's resume, refused --workers, is told what the stream's is, since 2026-12-05)
         raise ConfigError(f"cluster.workers = {workers}, but {what}, and each worker trains on a share of its own; "
                           f"use at most {n} (--workers {n}){fix}", key="cluster.workers")
 

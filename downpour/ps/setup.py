@@ -13,7 +13,7 @@ import torch
 from downpour._names import plural
 from downpour.config import ConfigError, RunConfig
 from downpour.config.sections import FILE_SOURCES
-from downpour.data.pipeline import open_data
+from downpour.data.pipeline import KEEPS_WORKERS, open_data
 from downpour.data.dataset import Dataset
 from downpour.models.base import FeatureModel
 from downpour.models.registry import build
@@ -77,7 +77,8 @@ def too_few_for_workers(cfg: RunConfig, data: Dataset) -> str:
     skipped = data.info.get("n_skipped", 0) if item == "sample" else 0   # (a stream's items count its bad files)
     return (f"cluster.workers = {cfg.cluster.workers}, but {where} gives only {plural(n, item)}"
             + (f" ({skipped} of its files could not be read: the log names them)" if skipped else "")
-            + f", and each worker trains on a share of its own; use at most {n} (--workers {n})")
+            + f", and each worker trains on a share of its own; use at most {n} (--workers {n})"
+            + (f"; {KEEPS_WORKERS}" if d.source in FILE_SOURCES else ""))   # (a resume is refused --workers)
 
 
 def check_param_stages(cfg: RunConfig, model: FeatureModel) -> None:
