@@ -49,10 +49,10 @@ def test_schedule_follows_the_device_and_bad_names_are_refused():
     """CPU tensors get the thread pool's row ranges and cache-sized chunks; any other device (here
     torch's 'meta' device, standing in for a GPU) one range and the large budget."""
     cpu, meta = torch.empty(1), torch.empty(1, device="meta")
-    spans, budget = K._plan(cpu, 40, 4, K.CHUNK_BYTES, None)
-    assert budget == K.CHUNK_BYTES and spans == K.split_rows(40, K.streams(40, 4))
-    assert K._plan(meta, 40, 4, K.CHUNK_BYTES, None) == ([(0, 40)], K.GPU_CHUNK_BYTES)
-    assert K._plan(cpu, 40, 4, K.CHUNK_BYTES, "batched") == ([(0, 40)], K.GPU_CHUNK_BYTES)
+    spans, budget, threaded = K._plan(cpu, 40, 4, K.CHUNK_BYTES, None)
+    assert budget == K.CHUNK_BYTES and spans == K.split_rows(40, K.streams(40, 4)) and threaded
+    assert K._plan(meta, 40, 4, K.CHUNK_BYTES, None) == ([(0, 40)], K.GPU_CHUNK_BYTES, False)
+    assert K._plan(cpu, 40, 4, K.CHUNK_BYTES, "batched") == ([(0, 40)], K.GPU_CHUNK_BYTES, False)
     x, w = _shape()
     with pytest.raises(ValueError, match="schedule must be one of"):
         K.lc_apply(x, w, 1, schedule="gpu")

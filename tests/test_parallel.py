@@ -81,6 +81,32 @@ def test_partitioned_forward_backward_and_step_equal_the_whole_network(name, opt
     assert set(merged.state_dict()) == set(full.state_dict())     # saved and analysed as the plain model
 
 
+def test_a_split_replica_runs_its_blocks_on_the_worker_threads_as_the_whole_layer_runs_its_rows(monkeypatch):
+    """With 2 torch threads, cat-demo's 25-row stage 1 is split into 2 row ranges run on the kernel's worker
+    threads; split in 2, each 12-13-row block is too short for two ranges (k = 8), and its one range ran on the
+    caller's thread: 30 steps on a loaded machine took 5-60x longer (docs/benchmarks.md). Every GEMM of the
+    kernel, whole or split, runs on a worker."""
+    import threading
+    real_bmm, seen = torch.bmm, []
+
+    def bmm(*args, **kwargs):
+        seen.append(threading.current_thread().name)
+        return real_bmm(*args, **kwargs)
+
+    full, part = _pair("cat-demo", 2)
+    _, objective = build(load_config("main", ["model.name=cat-demo"]), full.input_shape)
+    x = torch.randn(3, *full.input_shape, dtype=torch.float64)
+    monkeypatch.setattr(torch, "bmm", bmm)
+    torch.set_num_threads(2)
+    try:
+        for m in (full, part):
+            seen.clear()
+            train_step(m, objective, Batch(x))
+            assert seen and all(name.startswith("downpour-lc") for name in seen), (m is part, seen)
+    finally:
+        torch.set_num_threads(1)
+
+
 def test_each_partition_is_one_contiguous_range_and_every_shard_serves_one_partition():
     _, part = _pair("cat-demo", 4)
     ranges = partition_ranges(part)

@@ -42,18 +42,20 @@ GPU_CHUNK_BYTES = 256 << 20
 SCHEDULES = ("threads", "batched")
 
 
-def _plan(t: Tensor, out_rows: int, k: int, chunk_bytes: int, schedule: str | None) -> tuple[list[tuple[int, int]], int]:
-    """(row ranges to run, in parallel on CPU threads; chunk budget) for ``schedule`` (None: by t's device)."""
+def _plan(t: Tensor, out_rows: int, k: int, chunk_bytes: int, schedule: str | None) -> tuple[list[tuple[int, int]], int, bool]:
+    """(row ranges to run; chunk budget; whether on CPU threads) for ``schedule`` (None: by t's device)."""
     schedule = schedule or ("threads" if t.device.type == "cpu" else "batched")
     if schedule not in SCHEDULES:
         raise ValueError(f"untied kernel: schedule must be one of {SCHEDULES} or None, got {schedule!r}")
     if schedule == "batched":
-        return [(0, out_rows)], max(chunk_bytes, GPU_CHUNK_BYTES)
-    return split_rows(out_rows, streams(out_rows, k)), chunk_bytes
+        return [(0, out_rows)], max(chunk_bytes, GPU_CHUNK_BYTES), False
+    return split_rows(out_rows, streams(out_rows, k)), chunk_bytes, True
 
 
-def _run(part, spans: list[tuple[int, int]]) -> list:
-    return run_parts(part, spans) if len(spans) > 1 else [part(spans[0])]
+def _run(part, spans: list[tuple[int, int]], threaded: bool) -> list:
+    """``part`` of each span: threaded, on single-threaded workers (one span too, so that its ops never fork
+    and join the intra-op team on the caller, :func:`~downpour.layers._lc_threads.run_parts`); else inline."""
+    return run_parts(part, spans) if threaded else [part(span) for span in spans]
 
 
 def _rows_per_chunk(wo: int, batch: int, q: int, itemsize: int, chunk_bytes: int) -> int:
@@ -112,7 +114,7 @@ def lc_apply(x: Tensor, w: Tensor, stride: int, chunk_bytes: int = CHUNK_BYTES, 
     ho, wo, m, c, k, _ = w.shape
     b = x.shape[0]
     q = c * k * k
-    spans, chunk_bytes = _plan(x, ho, k, chunk_bytes, schedule)
+    spans, chunk_bytes, threaded = _plan(x, ho, k, chunk_bytes, schedule)
     xt = _to_chwb(x)
     wf = _bank_matrices(w)                                           # (P, M, Q)
     out = x.new_empty(ho * wo, m, b)  # position-major, so each bmm writes a contiguous slab
@@ -125,7 +127,7 @@ def lc_apply(x: Tensor, w: Tensor, stride: int, chunk_bytes: int = CHUNK_BYTES, 
             # (L, M, Q) @ (L, Q, B): the (M x B) output tile per position suits MKL better than (B x M).
             torch.bmm(wf[p0:p1], _windows(xt, k, stride, i0, i1, wo), out=out[p0:p1])
 
-    _run(part, spans)
+    _run(part, spans, threaded)
     return out.view(ho, wo, m, b).permute(3, 2, 0, 1).contiguous()
 
 
@@ -143,7 +145,7 @@ def lc_backward(y: Tensor, stride: int, k: int, in_size: tuple[int, int], w: Ten
     c = w.shape[3] if w is not None else x.shape[1]
     h, width = in_size
     q = c * k * k
-    spans, chunk_bytes = _plan(y, ho, k, chunk_bytes, schedule)
+    spans, chunk_bytes, threaded = _plan(y, ho, k, chunk_bytes, schedule)
     g = _positions_major(y)                                          # (P, M, B)
     rows = _rows_per_chunk(wo, b, q, y.element_size(), chunk_bytes)
     if w is not None:
@@ -167,7 +169,7 @@ def lc_backward(y: Tensor, stride: int, k: int, in_size: tuple[int, int], w: Ten
                 fold.add_rows(i0, i1, wf, g)
         return fold.result() if fold is not None else None
 
-    parts = _run(part, spans)
+    parts = _run(part, spans, threaded)
     dx = None
     if w is not None:   # the ranges' input rows overlap by k - stride rows: sum the pieces
         image = y.new_zeros(h, width, c, b)                          # (H, W, C, B)

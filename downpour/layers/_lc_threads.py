@@ -10,7 +10,10 @@ and degrades gracefully on a busy one.
 
 Workers are daemon threads of a per-process pool (recreated after fork). Each sets its own torch
 thread count to 1; that call also changes torch's process-wide default for threads not yet
-started, so the caller's count is put back right after the pool starts. Under a Python dispatch mode
+started, so the caller's count is put back right after the pool starts. (As measured on 2026-12-05 the 1 does
+not hold: torch sets a thread's count from that default on the thread's first query or op, by then the caller's
+again, so a worker computes with the caller's count. Made to hold, by a query before the set, it made loaded
+runs 5-25x slower, docs/benchmarks.md: left as measured.) Under a Python dispatch mode
 (FlopCounterMode, memory accounting) the work stays on the calling thread, which the mode watches.
 Tasks run under the caller's grad / inference mode rules: no autograd (the kernels are the inside of autograd
 Functions) and inference mode if the caller is in it.
@@ -79,9 +82,13 @@ def split_rows(n_rows: int, parts: int) -> list[tuple[int, int]]:
 
 
 def run_parts(fn: Callable[[T], R], parts: Sequence[T]) -> list[R]:
-    """[fn(p) for p in parts], on worker threads when torch may use more than one thread."""
-    threads = min(torch.get_num_threads(), len(parts))
-    if threads <= 1 or threading.current_thread().name.startswith("downpour-lc") or _mode_active():
+    """[fn(p) for p in parts], on worker threads when torch may use more than one thread, one part too: run
+    on the caller's thread, the one row range of a layer too short for two (a model-parallel replica's
+    blocks: cat-demo's 12- and 13-row blocks at k = 8) made 30 steps on a loaded 2-core machine 5-60x slower
+    than the unsplit layer, whose two ranges ran here (docs/benchmarks.md, 2026-12-05)."""
+    threads = min(torch.get_num_threads(), max(1, len(parts)))
+    if (torch.get_num_threads() <= 1 or not parts or threading.current_thread().name.startswith("downpour-lc")
+            or _mode_active()):
         return [fn(p) for p in parts]
     inference = torch.is_inference_mode_enabled()
 
