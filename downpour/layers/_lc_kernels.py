@@ -17,7 +17,7 @@ buffer several times, and its backward runs F.fold's scalar col2im. Here the rec
 few output rows at a time are copied from a batch-innermost (C, H, W, B) copy of x straight into
 the GEMM layout (R*Wo, Q, B) (one copy, sized to stay in cache); each bmm writes its result in
 place into the output / weight gradient; col2im is a few large adds (``_lc_fold``); the output
-rows are split over single-threaded workers (``_lc_threads``). The only full-size temporaries are
+rows are split over worker threads (``_lc_threads``). The only full-size temporaries are
 the ones autograd needs anyway. docs/benchmarks.md (## locally_connected) has the numbers.
 
 On a GPU (any non-CPU tensor) the same loop runs with the ``batched`` schedule: no thread pool (a
@@ -53,7 +53,7 @@ def _plan(t: Tensor, out_rows: int, k: int, chunk_bytes: int, schedule: str | No
 
 
 def _run(part, spans: list[tuple[int, int]], threaded: bool) -> list:
-    """``part`` of each span: threaded, on single-threaded workers (one span too, so that its ops never fork
+    """``part`` of each span: threaded, on the worker threads (one span too, so that its ops never fork
     and join the intra-op team on the caller, :func:`~downpour.layers._lc_threads.run_parts`); else inline."""
     return run_parts(part, spans) if threaded else [part(span) for span in spans]
 

@@ -12,8 +12,8 @@ Workers are daemon threads of a per-process pool (recreated after fork). Each se
 thread count to 1; that call also changes torch's process-wide default for threads not yet
 started, so the caller's count is put back right after the pool starts. (As measured on 2026-12-05 the 1 does
 not hold: torch sets a thread's count from that default on the thread's first query or op, by then the caller's
-again, so a worker computes with the caller's count. Made to hold, by a query before the set, it made loaded
-runs 5-25x slower, docs/benchmarks.md: left as measured.) Under a Python dispatch mode
+again, so a worker computes with the caller's count. Made to hold, by a query before the set, it made 15 of 16
+loaded 30-step runs 2.5-70x slower, docs/benchmarks.md#split_threads: left as measured.) Under a Python dispatch mode
 (FlopCounterMode, memory accounting) the work stays on the calling thread, which the mode watches.
 Tasks run under the caller's grad / inference mode rules: no autograd (the kernels are the inside of autograd
 Functions) and inference mode if the caller is in it.
