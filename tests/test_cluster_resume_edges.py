@@ -220,3 +220,33 @@ def test_two_shard_restarts_alike_in_step_and_reason_stay_two_events(tmp_path, m
     shard = [e for e in events if e["event"] != "resumed"]
     assert [e["n"] for e in shard] == [1, 2, 3] and [e["n"] for e in events if e["event"] == "resumed"] == [1, 2, 3]
     assert {e["reason"] for e in shard} == {"shard 1 lost at step 20 (ConnectionError)"}
+
+
+@pytest.mark.parametrize("where", ["push", "step"])
+def test_an_error_mid_event_keeps_the_whole_checkpoint_of_the_last_push(tmp_path, monkeypatch, where):
+    """``cluster.checkpoint_every = 1``: the checkpoint at push 4 holds the simulator's whole state. An error inside
+    the next event (push 5 reaching its second shard, its first having applied it; or a worker's step) saved the
+    server again mid-event over it, without the workers' state: the resume started them afresh, and row 5 on
+    and the model were off the uninterrupted run's. Nothing was recorded since, so that checkpoint stands."""
+    import downpour.ps.worker as worker_module
+
+    sets = ["cluster.consistency=async", "cluster.checkpoint_every=1", "train.log_every=1"]
+    _run(tmp_path / "a", *sets)
+    module, name = (shard_module.Shard, "push") if where == "push" else (worker_module, "train_step")
+    real, calls, fail_at = getattr(module, name), [0], 10 if where == "push" else 7
+
+    def failing(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] == fail_at:
+            raise RuntimeError("out of memory")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, failing)
+    with pytest.raises(RuntimeError):
+        _run(tmp_path / "b", *sets)
+    monkeypatch.undo()
+    _run(tmp_path / "b", resume=True)
+    rows = [[(r["step"], r["loss"]) for r in RunDir(tmp_path / d).metrics()] for d in "ab"]
+    assert rows[0] == rows[1]
+    a, b = (load_file(str(tmp_path / d / "model.safetensors")) for d in "ab")
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -76,8 +76,9 @@ class Recorder:
     """Turns pushes into metrics lines (every ``train.log_every`` steps) and server checkpoints."""
 
     def __init__(self, cfg: RunConfig, run: RunDir, coord: Coordinator, elapsed: float = 0.0,
-                 saved: dict[str, Any] | None = None, patches: int | None = None):
+                 saved: dict[str, Any] | None = None, patches: int | None = None, whole: bool = False):
         """``saved``: a resumed run's counters and the metrics row it was gathering (its checkpoint's ``recorder``);
+        ``whole``: that checkpoint holds the driver's whole state (the simulator's, taken as a push was recorded);
         ``patches``: the patches per image a streamed patch run cuts, which each checkpoint records (a Ray
         run's streams start afresh on resume, and the count computed then can differ: ``pipeline.keep_cut``)."""
         self.cfg, self.run, self.coord, self.patches = cfg, run, coord, patches
@@ -91,6 +92,7 @@ class Recorder:
         self.finite_pushes = 0       # ... that carried a finite gradient some shard accepted
         self.steps = self.skipped = 0   # worker steps in those pushes, and those with a NaN/Inf cost
         self._since_ckpt = 0
+        self._whole = whole           # the checkpoint on disk holds the driver's whole state (see save_on_failure)
         self._last_ckpt = time.perf_counter()
         self.checkpoints = 0          # written in the run (a resumed run's too), and the seconds they took
         self.checkpoint_seconds = 0.0
@@ -176,6 +178,7 @@ class Recorder:
                              "checkpoints": self.checkpoints + 1, "checkpoint_seconds": self.checkpoint_seconds},
                 **({"patches_per_image": self.patches} if self.patches else {}), **driver}
         save_server(self.run.checkpoints / SERVER, states, self.run.stamped(meta), tensors)
+        self._whole = "sim" in driver
         write_staleness(self.run, self.cfg, states, self.coord)
 
     def save_on_failure(self) -> None:
@@ -184,6 +187,13 @@ class Recorder:
         if self.driver is None or self._saved_on_failure:
             return
         self._saved_on_failure = True
+        if self._whole and not self._since_ckpt:
+            # no push recorded since a checkpoint of the whole state (the simulator's, cluster.checkpoint_every):
+            # it stands. Saved again mid-event (an error inside a push: some shards may have applied it) it lost
+            # the workers' state and the resume went on from a restart, off the uninterrupted run
+            log.warning("stopped at step %d; the server checkpoint of that step stands: --resume %s goes on from it",
+                        self.coord.done, pasted(self.run.path))
+            return
         try:
             self.driver.settle(self.on_push)
             self.checkpoint()
