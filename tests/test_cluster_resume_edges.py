@@ -222,6 +222,25 @@ def test_two_shard_restarts_alike_in_step_and_reason_stay_two_events(tmp_path, m
     assert {e["reason"] for e in shard} == {"shard 1 lost at step 20 (ConnectionError)"}
 
 
+def _failing_at(monkeypatch, module, name, at):
+    """``module.name`` raises an error a run can meet mid-event (a worker's step, a shard's push) at its call ``at``."""
+    real, calls = getattr(module, name), [0]
+
+    def failing(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] == at:
+            raise RuntimeError("out of memory")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, failing)
+
+
+def _same_rows_and_model(a, b):
+    assert [(r["step"], r["loss"]) for r in RunDir(a).metrics()] == [(r["step"], r["loss"]) for r in RunDir(b).metrics()]
+    wa, wb = load_file(str(a / "model.safetensors")), load_file(str(b / "model.safetensors"))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
 @pytest.mark.parametrize("where", ["push", "step"])
 def test_an_error_mid_event_keeps_the_whole_checkpoint_of_the_last_push(tmp_path, monkeypatch, where):
     """``cluster.checkpoint_every = 1``: the checkpoint at push 4 holds the simulator's whole state. An error inside
@@ -232,21 +251,38 @@ def test_an_error_mid_event_keeps_the_whole_checkpoint_of_the_last_push(tmp_path
 
     sets = ["cluster.consistency=async", "cluster.checkpoint_every=1", "train.log_every=1"]
     _run(tmp_path / "a", *sets)
-    module, name = (shard_module.Shard, "push") if where == "push" else (worker_module, "train_step")
-    real, calls, fail_at = getattr(module, name), [0], 10 if where == "push" else 7
-
-    def failing(*args, **kwargs):
-        calls[0] += 1
-        if calls[0] == fail_at:
-            raise RuntimeError("out of memory")
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(module, name, failing)
+    if where == "push":
+        _failing_at(monkeypatch, shard_module.Shard, "push", 10)
+    else:
+        _failing_at(monkeypatch, worker_module, "train_step", 7)
     with pytest.raises(RuntimeError):
         _run(tmp_path / "b", *sets)
     monkeypatch.undo()
     _run(tmp_path / "b", resume=True)
-    rows = [[(r["step"], r["loss"]) for r in RunDir(tmp_path / d).metrics()] for d in "ab"]
-    assert rows[0] == rows[1]
-    a, b = (load_file(str(tmp_path / d / "model.safetensors")) for d in "ab")
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    _same_rows_and_model(tmp_path / "a", tmp_path / "b")
+
+
+def test_an_error_before_a_resumes_first_push_keeps_the_checkpoint_it_resumed_from(tmp_path, monkeypatch):
+    """A Ctrl-C at push 7 saves the whole state; the resume fails in its first worker step: the checkpoint it
+    went on from stands (it was saved again mid-event, without the workers), and the next resume is exact."""
+    import downpour.ps.worker as worker_module
+
+    sets = ["cluster.consistency=async", "train.log_every=1"]
+    _run(tmp_path / "a", *sets)
+    on_push = recorder_module.Recorder.on_push
+
+    def ctrl_c_at_the_seventh(self, push, record):
+        on_push(self, push, record)
+        if self.pushes == 7:
+            os.kill(os.getpid(), signal.SIGINT)     # held until the event ends
+
+    monkeypatch.setattr(recorder_module.Recorder, "on_push", ctrl_c_at_the_seventh)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path / "b", *sets)
+    monkeypatch.undo()
+    _failing_at(monkeypatch, worker_module, "train_step", 1)
+    with pytest.raises(RuntimeError):
+        _run(tmp_path / "b", resume=True)
+    monkeypatch.undo()
+    _run(tmp_path / "b", resume=True)
+    _same_rows_and_model(tmp_path / "a", tmp_path / "b")
