@@ -205,3 +205,37 @@ def test_auto_with_partitions_computes_on_cpu_on_every_runner(monkeypatch):
     assert check_run_config(cfg).cluster.partitions == 2
     with pytest.raises(ConfigError, match="partitions compute on CPU"):      # asked for by name: still refused
         check_run_config(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, device="cuda")))
+
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=cuda)])
+def test_a_resumed_simulated_run_draws_the_devices_random_numbers_where_it_stopped(tmp_path, monkeypatch, device):
+    """The simulator's checkpoint kept only the CPU's RNG: on a GPU an RBM's samples (drawn on the device) resumed
+    onto the stream's start. The CPU case holds the harness: a run stopped by a Ctrl-C and resumed is the whole run."""
+    import os
+    import signal
+
+    from safetensors.torch import load_file
+
+    import downpour.ps.recorder as recorder_module
+    from downpour.ps.cluster import run_cluster
+    from downpour.train.rundir import RunDir
+
+    cfg = load_config("rbm-digits", ["cluster.runner=simulated", "cluster.workers=2", "cluster.checkpoint_every=1",
+                                     f"train.device={device}", "train.threads=1", "train.steps=10",
+                                     "train.log_every=5", "train.tensorboard=false"])
+    run_cluster(cfg, RunDir.create(tmp_path / "whole", cfg))
+    on_push = recorder_module.Recorder.on_push
+
+    def ctrl_c_after_push_5(self, push, record):
+        on_push(self, push, record)
+        if self.pushes == 5:        # the runner takes it at its next safe point, as a user's
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(recorder_module.Recorder, "on_push", ctrl_c_after_push_5)
+    with pytest.raises(KeyboardInterrupt):
+        run_cluster(cfg, RunDir.create(tmp_path / "half", cfg))
+    monkeypatch.setattr(recorder_module.Recorder, "on_push", on_push)
+    run_cluster(load_config(str(tmp_path / "half/config.toml")), RunDir.open(tmp_path / "half"), resume=True)
+    a, b = load_file(str(tmp_path / "whole/model.safetensors")), load_file(str(tmp_path / "half/model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)

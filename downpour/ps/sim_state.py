@@ -125,6 +125,8 @@ def whole_state(sim: Any) -> State:
     what :func:`restore_whole_state` needs to go on exactly from there."""
     n = len(sim.workers)
     tensors: dict[str, Tensor] = {"sim.torch_rng": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():   # the workers' replicas on a GPU draw there
+        tensors["sim.cuda_rng"] = torch.cuda.get_rng_state()       # (an RBM's samples, dropout, a cost's noise)
     workers = []
     for w, worker in enumerate(sim.workers):
         meta, t = worker_state(worker, f"sim.w{w}.")
@@ -173,3 +175,6 @@ def restore_whole_state(sim: Any, state: dict[str, Any], tensors: dict[str, Tens
     for j, shard in enumerate(sim.shards):
         restore_copies(shard, state["copies"][j], tensors, f"sim.dc{j}.")
     torch.set_rng_state(tensors["sim.torch_rng"])
+    # (a checkpoint from before 2026-12-05 kept the CPU's alone: set-up's manual_seed left the GPU's at its start)
+    if "sim.cuda_rng" in tensors and torch.cuda.is_available():
+        torch.cuda.set_rng_state(tensors["sim.cuda_rng"])
