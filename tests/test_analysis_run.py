@@ -617,10 +617,12 @@ def test_the_report_says_how_many_files_the_run_skipped_and_names_the_first(run_
 
     assert data_note(None) == "" and data_note({"n_skipped": 0, "skipped": []}) == ""
     data = {"n_skipped": 6, "skipped": [{"file": "/d/a<b>.png", "reason": "OSError: truncated\nmore"}] * 6,
-            "unlisted": [{"folder": "/d/locked", "reason": "PermissionError: Permission denied"}]}
-    note = ('<p class="note">Data: 6 file(s) skipped, unreadable or too small (first: /d/a&lt;b&gt;.png: OSError: '
-            'truncated); 1 folder(s) that could not be listed left out (first: /d/locked: PermissionError: Permission '
-            'denied); data.json names every one.</p>')
+            "unlisted": [{"folder": "/d/locked", "reason": "PermissionError: Permission denied"}],
+            "n_upscaled": 2, "upscaled": [{"file": "/d/tiny.png", "size": "4x4"}, {"file": "/d/t2.png", "size": "8x6"}]}
+    note = ('<p class="note">Data: 6 files skipped, unreadable or too small (first: /d/a&lt;b&gt;.png: OSError: '
+            'truncated); 1 folder that could not be listed left out (first: /d/locked: PermissionError: Permission '
+            'denied); 2 files enlarged to data.size in crops mode, a blur (first: /d/tiny.png, 4x4); data.json names '
+            'every one.</p>')
     assert data_note(data) == note
     copy = shutil.copytree(run_dir, tmp_path / "run")
     (copy / "data.json").write_text(json.dumps(data))

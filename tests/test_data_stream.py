@@ -193,7 +193,7 @@ def test_a_file_skipped_once_and_read_later_is_no_longer_counted_as_skipped(tmp_
     assert report["skipped"] == [] and report["n_skipped"] == 0 and report["recovered"] == [str(root / "late.png")]
     total = run_data_info(data.info, [report])
     assert total["n_skipped"] == 0 and total["skipped"] == [] and total["recovered"] == [str(root / "late.png")]
-    assert "1 file(s) unreadable for a while and read later (first: " in data_note(total)
+    assert "1 file unreadable for a while and read later (first: " in data_note(total)
 
 
 def test_past_twenty_skipped_files_the_log_says_the_rest_are_in_data_json(tmp_path, caplog):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from downpour._names import plural
 from downpour.analysis.choice import TIE_RULE
 from downpour.analysis.edges import ONE_ORIENTATION, ONE_ORIENTATION_MIN
 from downpour.analysis.report_parts import esc, num, pct
@@ -125,24 +126,29 @@ def one_orientation(f: dict[str, Any]) -> str:
 
 
 def data_note(data: Any) -> str:
-    """One line on the files a run could not use (data.json's ``skipped`` and ``unlisted``) or used only later
-    (``recovered``), or nothing. The report said nothing of them: a run whose folder lost a third of its images
-    to bad files read like one that trained on all of them, unless one opened data.json."""
+    """One line on the files a run could not use (data.json's ``skipped`` and ``unlisted``), used only later
+    (``recovered``) or enlarged to ``data.size`` (``upscaled``, crops mode: a blur), or nothing. The report said
+    nothing of them: a run whose folder lost a third of its images to bad files read like one that trained on all of
+    them, unless one opened data.json."""
     if not isinstance(data, dict):
         return ""
     skipped = [e for e in data.get("skipped") or [] if isinstance(e, dict)]
     unlisted = [e for e in data.get("unlisted") or [] if isinstance(e, dict)]
+    upscaled = [e for e in data.get("upscaled") or [] if isinstance(e, dict)]
     parts = []
     if skipped:
         reason = str(skipped[0].get("reason") or "?").split("\n")[0][:160]
-        parts.append(f"{data.get('n_skipped', len(skipped))} file(s) skipped, unreadable or too small "
+        parts.append(f"{plural(data.get('n_skipped', len(skipped)), 'file')} skipped, unreadable or too small "
                      f"(first: {skipped[0].get('file')}: {reason})")
     recovered = [name for name in data.get("recovered") or [] if isinstance(name, str)]
     if recovered:
-        parts.append(f"{len(recovered)} file(s) unreadable for a while and read later (first: {recovered[0]})")
+        parts.append(f"{plural(len(recovered), 'file')} unreadable for a while and read later (first: {recovered[0]})")
     if unlisted:
-        parts.append(f"{len(unlisted)} folder(s) that could not be listed left out (first: {unlisted[0].get('folder')}: "
-                     f"{unlisted[0].get('reason')})")
+        parts.append(f"{plural(len(unlisted), 'folder')} that could not be listed left out (first: "
+                     f"{unlisted[0].get('folder')}: {unlisted[0].get('reason')})")
+    if upscaled:      # (since 2026-12-05: data.json counted them, the report did not say so)
+        parts.append(f"{plural(data.get('n_upscaled', len(upscaled)), 'file')} enlarged to data.size in crops mode, "
+                     f"a blur (first: {upscaled[0].get('file')}, {upscaled[0].get('size')})")
     return f'<p class="note">Data: {esc("; ".join(parts))}; data.json names every one.</p>' if parts else ""
 
 
