@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -15,31 +14,14 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from downpour.cli import main
-from downpour.config import load_config
 from downpour.errors import CheckpointError
 from downpour.learner import FeatureLearner
 from downpour.train.checkpoint import PAIR_KEY, load_state, save_state, sha256_of, verified_meta, write_tensors
 from downpour.train.json_digest import JSON_KEY
-from downpour.train.loop import run_local
 from downpour.train.rundir import RunDir
+from small_run import run, trained  # noqa: F401 (fixtures)
 
-SAE = ["data.samples=500", "train.batch_size=20", "train.tensorboard=false", "train.threads=1"]
 REFUSED = r"cannot be read back: its content is not what it held when it was written: it records no SHA-256 of itself"
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> Path:
-    """A small run trained to its end (4 steps, a checkpoint at step 4); each test works on a copy."""
-    path = tmp_path_factory.mktemp("deleted") / "run"
-    cfg = load_config("ufldl-sae", [*SAE, "train.steps=4", "train.checkpoint_every=4"])
-    run_local(cfg, RunDir.create(path, cfg))
-    return path
-
-
-@pytest.fixture
-def run(trained, tmp_path) -> Path:
-    shutil.copytree(trained, tmp_path / "run")
-    return tmp_path / "run"
 
 
 def _edit_deleting_the_digest(path: Path, **changes) -> None:

@@ -98,19 +98,7 @@ def test_a_partition_holding_two_shards_trains_what_the_simulator_trains(local_r
             "--steps", "4", "--no-report",
             *[a for o in [*TINY_CAT, "cluster.partitions=2", "train.log_every=1", f"cluster.rule={rule}"]
               for a in ("--set", o)]]
-    threads = torch.get_num_threads()
-    try:
-        for runner in ("simulated", "ray"):
-            assert main([*args, "--runner", runner, "--out", str(tmp_path / runner)]) == 0
-    finally:
-        torch.set_num_threads(threads)      # the simulator set train.threads in this process
-    sim, on_ray = tmp_path / "simulated", tmp_path / "ray"
-    (steps, losses), (ray_steps, ray_losses) = zip(*_losses(sim)), zip(*_losses(on_ray))
-    assert steps == ray_steps == (1, 2, 3, 4) and ray_losses == pytest.approx(losses, rel=1e-6)
-    a, b = _model(sim), _model(on_ray)
-    assert a.keys() == b.keys()
-    for name in a:
-        torch.testing.assert_close(b[name], a[name], rtol=0, atol=1e-5, msg=lambda m: f"{name}: {m}")
+    _ray_trains_what_the_simulator_trains(args, tmp_path)
 
 
 def test_a_remote_replica_keeps_no_frozen_rows():
@@ -134,6 +122,11 @@ def test_a_tiled_replica_split_on_ray_trains_what_the_simulator_trains(local_ray
     args = ["train", "--config", "main", "--workers", "1", "--consistency", "sync", "--steps", "4", "--no-report",
             *[a for o in [*TINY_CAT, *sets, "cluster.partitions=2", "train.log_every=1", "analysis.no_faces_twin=false"]
               for a in ("--set", o)]]
+    _ray_trains_what_the_simulator_trains(args, tmp_path)
+
+
+def _ray_trains_what_the_simulator_trains(args: list[str], tmp_path) -> None:
+    """``downpour train ARGS`` (4 steps, a row a step) on the simulator and on Ray: the same rows and weights."""
     threads = torch.get_num_threads()
     try:
         for runner in ("simulated", "ray"):

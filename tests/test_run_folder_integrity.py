@@ -12,28 +12,11 @@ from pathlib import Path
 import pytest
 
 from downpour.cli import main
-from downpour.config import load_config
 from downpour.errors import CheckpointError
 from downpour.train import checkpoint, lock, model_file
-from downpour.train.loop import run_local
 from downpour.train.rundir import RunDir
+from small_run import run, trained  # noqa: F401 (fixtures)
 
-SAE = ["data.samples=500", "train.batch_size=20", "train.tensorboard=false", "train.threads=1"]
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> Path:
-    """A small run trained to its end (4 steps, a checkpoint at step 4); each test works on a copy."""
-    path = tmp_path_factory.mktemp("integrity") / "run"
-    cfg = load_config("ufldl-sae", [*SAE, "train.steps=4", "train.checkpoint_every=4"])
-    run_local(cfg, RunDir.create(path, cfg))
-    return path
-
-
-@pytest.fixture
-def run(trained, tmp_path) -> Path:
-    shutil.copytree(trained, tmp_path / "run")
-    return tmp_path / "run"
 
 
 def _edit_by_hand(path: Path, **changes) -> None:
