@@ -253,6 +253,43 @@ def test_worker_threads_split_rows_without_changing_results(stride):
     torch.testing.assert_close(layer.weight.grad, kernels.lc_weight_grad(x.detach(), y, stride, 3))
 
 
+def test_a_stop_while_the_workers_start_leaves_no_worker_waiting(monkeypatch):
+    """A Ctrl-C (or SIGTERM) that reaches the caller while it waits for the pool's workers to start: they
+    waited on their barrier for it forever, and the process, its runner's checkpoint saved, never exited
+    (Python joins a pool's threads at exit). Now they end, and the next call starts a pool that works."""
+    import threading
+
+    from downpour.layers import _lc_threads
+
+    class StoppedCaller(threading.Barrier):
+        def wait(self, timeout=None):
+            if threading.current_thread() is threading.main_thread():
+                raise KeyboardInterrupt
+            return super().wait(timeout)
+
+    monkeypatch.setattr(_lc_threads, "_pool", None)    # this test's pools, not the module's
+    torch.set_num_threads(2)
+    try:
+        old = _lc_threads.run_parts(lambda p: p, [0]) and _lc_threads._pool   # one worker: two parts start another
+        before = set(threading.enumerate())
+        with monkeypatch.context() as patch:
+            patch.setattr(threading, "Barrier", StoppedCaller)
+            with pytest.raises(KeyboardInterrupt):
+                _lc_threads.run_parts(lambda p: p, [0, 1])
+        started = [t for t in threading.enumerate() if t not in before and t.name.startswith("downpour-lc")]
+        for t in started:
+            t.join(timeout=30)
+        assert started and not [t for t in started if t.is_alive()]
+        assert torch.get_num_threads() == 2
+        for parts in ([0], [0, 1]):     # not the one-worker pool, shut down for the stopped start
+            names = _lc_threads.run_parts(lambda p: threading.current_thread().name[:11], parts)
+            assert names == ["downpour-lc"] * len(parts)
+    finally:
+        torch.set_num_threads(1)
+        for pool in {old, _lc_threads._pool} - {None}:
+            pool.shutdown(wait=True)
+
+
 def test_dispatch_modes_see_the_kernel_ops():
     """FlopCounterMode is per thread: with a mode active the kernel must stay on the caller's thread."""
     from torch.utils.flop_counter import FlopCounterMode

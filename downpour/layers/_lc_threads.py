@@ -43,13 +43,22 @@ def _start_pool(n: int) -> ThreadPoolExecutor:
 
     def init() -> None:
         torch.set_num_threads(1)  # this worker's OpenMP / MKL setting (and, briefly, torch's default)
-        ready.wait()
+        try:
+            ready.wait()
+        except threading.BrokenBarrierError:   # the caller was stopped: this worker ends at the pool's shutdown
+            pass
 
     pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="downpour-lc", initializer=init)
-    for _ in range(n):  # ThreadPoolExecutor starts a thread per submit until max_workers
-        pool.submit(lambda: None)
-    ready.wait()
-    torch.set_num_threads(caller_threads)
+    try:
+        for _ in range(n):  # ThreadPoolExecutor starts a thread per submit until max_workers
+            pool.submit(lambda: None)
+        ready.wait()
+    except BaseException:   # Ctrl-C / SIGTERM while they start: free them (they waited forever, the exit on them)
+        ready.abort()
+        pool.shutdown(wait=False)
+        raise
+    finally:
+        torch.set_num_threads(caller_threads)
     return pool
 
 
@@ -59,6 +68,7 @@ def _get_pool(n: int) -> ThreadPoolExecutor:
         if _pool is None or _pool_size < n or _pool_pid != os.getpid():
             if _pool is not None and _pool_pid == os.getpid():
                 _pool.shutdown(wait=True)
+            _pool = None   # a start that is stopped leaves no shut-down pool to be handed out
             _pool, _pool_size, _pool_pid = _start_pool(n), n, os.getpid()
         return _pool
 
