@@ -97,6 +97,7 @@ def test_a_split_replica_runs_its_blocks_on_the_worker_threads_as_the_whole_laye
     _, objective = build(load_config("main", ["model.name=cat-demo"]), full.input_shape)
     x = torch.randn(3, *full.input_shape, dtype=torch.float64)
     monkeypatch.setattr(torch, "bmm", bmm)
+    before = torch.get_num_threads()   # (this module runs on the process's threads: put them back)
     torch.set_num_threads(2)
     try:
         for m in (full, part):
@@ -104,7 +105,7 @@ def test_a_split_replica_runs_its_blocks_on_the_worker_threads_as_the_whole_laye
             train_step(m, objective, Batch(x))
             assert seen and all(name.startswith("downpour-lc") for name in seen), (m is part, seen)
     finally:
-        torch.set_num_threads(1)
+        torch.set_num_threads(before)
 
 
 def test_each_partition_is_one_contiguous_range_and_every_shard_serves_one_partition():
