@@ -1,11 +1,11 @@
-"""Run the untied kernel's row ranges on single-threaded workers instead of OpenMP per op.
+"""Run the untied kernel's row ranges on worker threads, not on the caller's OpenMP team per op.
 
 The untied kernel issues a few hundred mid-sized ops per step (a copy, a GEMM and a few adds per
 chunk of output rows). With torch's usual intra-op parallelism each op is a fork/join of the
 OpenMP team; on a machine where other processes hold the cores, every join waits for a descheduled
 thread: on our shared 2-core box the median 2-thread step took 1.7-3.2 s, against 45-70 ms on 1. Splitting the output rows
-into ``torch.get_num_threads()`` ranges, each processed start to finish by one worker thread whose
-own ops are single-threaded, needs no synchronisation until the end: it scales on an idle machine
+into ``torch.get_num_threads()`` ranges, each processed start to finish by one worker thread (meant to be
+single-threaded: see below), needs no synchronisation until the end: it scales on an idle machine
 and degrades gracefully on a busy one.
 
 Workers are daemon threads of a per-process pool (recreated after fork). Each sets its own torch
@@ -37,7 +37,8 @@ _pool_pid = -1
 
 
 def _start_pool(n: int) -> ThreadPoolExecutor:
-    """A pool of n started workers with 1 torch thread each; the caller's thread settings are kept."""
+    """A pool of n started workers, each set to 1 torch thread (which does not hold, module docstring); the
+    caller's thread settings are kept."""
     caller_threads = torch.get_num_threads()
     ready = threading.Barrier(n + 1)
 
