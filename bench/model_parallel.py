@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/model_parallel.py                       # cat-demo untied, batch 32, 32x32
     .venv/bin/python bench/model_parallel.py --model cat-3stage --batch 8
+    .venv/bin/python bench/model_parallel.py --tiles 0 1 2 4 --partitions 2   # tiled stages: shared banks
 
 One training step of one replica (forward, both stages' tied reconstructions, cost, backward) with
 its stages split into K blocks (:mod:`downpour.parallel`), computed in this process: the time is
@@ -13,7 +14,9 @@ would exchange with their replica per step, from the block geometry: forward, ea
 receives its input window and sends its codes block and its window's reconstruction (the tied
 decoder of the codes it keeps); backward, it receives the gradients of both (each stage's input is
 detached, so no gradient goes back out). ``weights_per_partition``: the largest partition's filters, which should fall ≈ 1/K.
-One JSON line per K, with ``time_ratio`` and ``weights_ratio`` against K = 1.
+One JSON line per K, with ``time_ratio`` and ``weights_ratio`` against K = 1. ``--tiles``: the stages'
+``model.tile`` (0: untied, the default; t: t x t shared banks, which no partition owns: ``weights_ratio``
+is then null), one group of K per tile, each against its own K = 1, all interleaved in one run.
 """
 from __future__ import annotations
 
@@ -71,20 +74,26 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--batch", type=at_least_1, default=32)
     parser.add_argument("--steps", type=at_least_1, default=5, help="training steps timed together per repetition")
     parser.add_argument("--partitions", type=at_least_1, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--tiles", type=int, nargs="+", default=[0], help="model.tile values (0: untied)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    try:
-        cfg = load_config("cat-untied", [f"model.name={args.model}", "model.tile=0"])
-        torch.manual_seed(0)
-        base, objective = build(cfg, model_entry(args.model).input_shape)   # the shape the model is designed for
-        ks = sorted({1, *args.partitions})                # K = 1, the baseline, is always measured
-        models = {k: partition_model(copy.deepcopy(base), k) for k in ks}
-    except (ConfigError, ValueError) as err:              # a model or K the partitioner refuses: one line
-        parser.error(str(err))
-    x = torch.randn(args.batch, *base.input_shape)
-    losses = same_step(models, objective, x)              # also the untimed first step: allocations, first touch
+    ks = sorted({1, *args.partitions})                    # K = 1, the baseline, is always measured
+    models, losses, objectives = {}, {}, {}
+    x = None
+    for tile in args.tiles:
+        try:
+            cfg = load_config("cat-untied", [f"model.name={args.model}", f"model.tile={tile}"])
+            torch.manual_seed(0)
+            base, objectives[tile] = build(cfg, model_entry(args.model).input_shape)   # the shape the model is designed for
+            group = {k: partition_model(copy.deepcopy(base), k) for k in ks}
+        except (ConfigError, ValueError) as err:          # a model or K the partitioner refuses: one line
+            parser.error(str(err))
+        if x is None:
+            x = torch.randn(args.batch, *base.input_shape)
+        for k, loss in same_step(group, objectives[tile], x).items():   # also the untimed first step
+            models[tile, k], losses[tile, k] = group[k], loss
 
-    def timed(m):
+    def timed(m, objective):
         def run(_rep: int) -> dict[str, float]:
             t0 = time.perf_counter()
             for _ in range(args.steps):
@@ -93,22 +102,23 @@ def main(argv: list[str] | None = None) -> list[dict]:
         return run
 
     # interleaved (bench/_protocol.py): a busy moment hits every K alike; ratios paired per repetition
-    reps = interleave({str(k): timed(m) for k, m in models.items()}, args.reps)
+    key = {tk: f"t{tk[0]}k{tk[1]}" for tk in models}
+    reps = interleave({key[tk]: timed(m, objectives[tk[0]]) for tk, m in models.items()}, args.reps)
     times = summary(reps, "ms_per_step")
     rows = []
-    ref_weights = max(sum(p.numel() for p in part.parameters()) * 4 for part in models[1].partitions)
-    for k, m in models.items():
+    for (tile, k), m in models.items():
         per_part = [sum(p.numel() for p in part.parameters()) * 4 for part in m.partitions]
-        row = {"bench": "model_parallel", "model": args.model, "batch": args.batch, "partitions": k,
-               "ms_per_step": times["ms_per_step"][str(k)]["median"], "ms_range": times["ms_per_step"][str(k)]["range"],
-               "time_ratio": ratio(reps, "ms_per_step", str(k), "1"),
-               "loss": round(losses[k], 4), "same_as_k1": True,
-               "bytes_exchanged_per_step": exchanged_bytes(m, args.batch),
-               "weights_per_partition": max(per_part), "weights_ratio": round(max(per_part) / ref_weights, 3),
+        ref_weights = max(sum(p.numel() for p in part.parameters()) * 4 for part in models[tile, 1].partitions)
+        t = times["ms_per_step"][key[tile, k]]
+        row = {"bench": "model_parallel", "model": args.model, "tile": tile, "batch": args.batch, "partitions": k,
+               "ms_per_step": t["median"], "ms_range": t["range"],
+               "time_ratio": ratio(reps, "ms_per_step", key[tile, k], key[tile, 1]),
+               "loss": round(losses[tile, k], 4), "same_as_k1": True,
+               "bytes_exchanged_per_step": exchanged_bytes(m, args.batch), "weights_per_partition": max(per_part),
+               "weights_ratio": round(max(per_part) / ref_weights, 3) if ref_weights else None,
                "threads": args.threads, "reps": args.reps, "steps_per_rep": args.steps, "load_1min": times["load_1min"]}
         emit(row, rows)
     return rows
-
 
 if __name__ == "__main__":
     main()
