@@ -959,6 +959,34 @@ def test_a_folder_refused_before_its_first_cell_is_taken_over_and_a_context_foll
     assert json.loads((tmp_path / "study.json").read_text())["context"] == {"made_with": 2}
 
 
+def test_a_context_without_its_digest_is_kept_only_for_the_cells_run_with_it(planted, tmp_path, monkeypatch, capsys):
+    """A context.json without its settings' digest was taken as made for the current settings: one made for other
+    settings, its digest deleted (or written before it), calibrated the next study run in the folder, unsaid. An
+    old folder's, whose cells.jsonl holds cells of these settings, is still kept, and its cells re-used."""
+    prepared = []
+    monkeypatch.setattr(Planted, "prepare", lambda self: prepared.append(self.sets) or {"made_with": len(prepared)},
+                        raising=False)
+    path = tmp_path / "context.json"
+
+    def undigested() -> None:
+        path.write_text(json.dumps({k: v for k, v in json.loads(path.read_text()).items() if k != "settings_digest"}))
+
+    run_study("planted", tmp_path, quick=True, jobs=1, sets=["train.steps=7"])
+    (tmp_path / "cells.jsonl").unlink()
+    undigested()
+    capsys.readouterr()
+    run_study("planted", tmp_path, quick=True, jobs=1)                     # other settings: computed again, said
+    assert len(prepared) == 2 and json.loads((tmp_path / "study.json").read_text())["context"] == {"made_with": 2}
+    assert "has no settings_digest" in capsys.readouterr().err
+    undigested()                     # an old folder: its cells ran with this context, under these settings
+    CALLS.clear()
+    run_study("planted", tmp_path, quick=True, jobs=1)
+    assert CALLS == [] and len(prepared) == 2 and "kept, as the calibration" in capsys.readouterr().err
+    assert "settings_digest" in json.loads(path.read_text())      # said once: the digest is written now
+    run_study("planted", tmp_path, quick=True, jobs=1)
+    assert len(prepared) == 2 and "context.json" not in capsys.readouterr().err
+
+
 def test_a_lost_figure_names_only_the_cells_whose_condition_measures_it(planted, tmp_path):
     """It named every cell without the figure, the conditions that never measure it too (the staleness study's
     12 sae/* cells, which have final_cost and no success): deleting them as told ran 12 good cells again."""

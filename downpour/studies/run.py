@@ -79,7 +79,7 @@ def run_study(name: str, out: str | Path, quick: bool = False, seeds: int | None
     threads = torch.get_num_threads()
     torch.set_num_threads(1)        # the calibration's tiny ops, like the cells: extra threads only add overhead
     try:
-        context = _context(study, folder, header)
+        context = _context(study, folder, header, vouched=bool(cache.cells))
     finally:
         torch.set_num_threads(threads)
     todo = [(c.name, s) for s in seed_list for c in conditions if (c.name, s) not in cache.cells]
@@ -276,10 +276,13 @@ def _check_sets(study: Any, conditions: list[Any]) -> None:
                           "nothing reads it")
 
 
-def _context(study: Any, folder: Path, header: dict[str, Any]) -> dict[str, Any]:
+def _context(study: Any, folder: Path, header: dict[str, Any], vouched: bool) -> dict[str, Any]:
     """The study's calibration (``study.prepare()``), kept in context.json with a digest of the settings it was
     computed for: one computed for others (cells.jsonl deleted, the study run again with another --set) is
-    computed again, not reused (it gave the controls another run's noise and momentum, unsaid)."""
+    computed again, not reused (it gave the controls another run's noise and momentum, unsaid). One without the
+    digest (written before 2026-12-03, or the digest deleted) says nothing of its settings: kept where ``vouched``
+    (cells.jsonl holds cells run with these settings, and with it: an old folder resumed), and given the digest;
+    computed again where no cell vouches for it (until 2026-12-05 reused, for whatever settings, unsaid)."""
     path = folder / "context.json"
     made_for = hashlib.sha256(json.dumps(header, sort_keys=True).encode()).hexdigest()[:16]
     if path.is_file():
@@ -289,10 +292,23 @@ def _context(study: Any, folder: Path, header: dict[str, Any]) -> dict[str, Any]
             context = None
         if not isinstance(context, dict):
             raise ConfigError(f"{str(path)!r} is damaged: delete it, and the study computes it again from its settings")
-        if context.pop(SETTINGS, made_for) == made_for:     # (one written before the digest: the cells' header agreed)
+        given = context.pop(SETTINGS, None)
+        if given == made_for:
             return context
-        print(f"downpour study: {path} was computed for other settings: computing it again", file=sys.stderr)
+        if given is None and vouched:
+            print(f"downpour study: {path} has no {SETTINGS} (written before 2026-12-03, or edited): kept, as the "
+                  "calibration of the cells cells.jsonl holds for these settings; its digest is written now",
+                  file=sys.stderr)
+            _keep(path, context, made_for)
+            return context
+        why = (f"has no {SETTINGS} (written before 2026-12-03, or edited) and no cell of these settings was run with it"
+               if given is None else "was computed for other settings")
+        print(f"downpour study: {path} {why}: computing it again", file=sys.stderr)
     context = study.prepare()
-    # whole or not at all: a kill mid-write left it damaged
-    replace_text(path, json.dumps({**context, SETTINGS: made_for}, indent=1) + "\n")
+    _keep(path, context, made_for)
     return context
+
+
+def _keep(path: Path, context: dict[str, Any], made_for: str) -> None:
+    """Write context.json whole or not at all (a kill mid-write left it damaged), with the settings' digest."""
+    replace_text(path, json.dumps({**context, SETTINGS: made_for}, indent=1) + "\n")
