@@ -18,7 +18,7 @@ from downpour.ps.rules import make_rule
 from downpour.plan import (Cluster, Rates, cat_footprint, check_simulated, network_of, plan_config, plan_for,
                            predict_staleness)
 from downpour.parallel import partition_model
-from downpour.parallel.partition import partition_bounds, partition_ranges
+from downpour.parallel.partition import block_banks, partition_bounds, partition_ranges
 from downpour.plan.check import compare_run
 from downpour.plan.predict import grid, partition_stage
 
@@ -415,6 +415,35 @@ def test_the_plan_lays_out_the_shards_the_runner_takes_for_a_split_network(sets)
         assert "the model-parallel runner refuses it" in planned if planned else True
     chosen = plan_for("cat-demo", sets, Cluster(machines=5, partitions=2))["cluster"]   # shards left unset
     partition_bounds(partition_ranges(model), chosen["shards"])                        # the runner takes them
+
+
+@pytest.mark.parametrize("sets", [("model.tile=2",), ("model.tile=16",), ("model.tile=16", 'model.first_layer="gabor"'),
+                                  ("model.tile=2", 'train.schedule="greedy"'), ("model.tile=16", 'train.schedule="greedy"'),
+                                  ()])
+def test_a_split_networks_traffic_is_what_the_runner_moves(sets):
+    """Counted off the built network split in 2, the runner's way (ps/partitions_on_ray.py): each partition fetches
+    and pushes its own untied filters (partition_ranges); the replica the shared banks, once; and every call of a
+    tiled stage lends each block its banks (block_banks), a trained one's gradient coming back: joint, every stage
+    trained; greedy, stage i's step runs the stages below it forward only. Until 2026-12-05 the plan booked each
+    block's banks into its partition's fetch and push (the main job's tile 2: 8.19 kB + 25.6 kB a partition where the
+    partitions push nothing), and no bytes between the replica and its partitions."""
+    cfg, shape = plan_config("cat-demo", sets)
+    model = partition_model(build(cfg, shape)[0], 2)
+    ranges = partition_ranges(model)
+    sent, back = [], []
+    for stage in model.stages:
+        f = stage.filter
+        lent = [block_banks(f.banks, b).numel() for b in f.blocks] if f.banks is not None else [0]
+        sent.append(sum(lent))
+        back.append(sum(lent) if f.banks is not None and f.banks.requires_grad else 0)
+    steps = ([sum(sent) + sum(back)] if cfg.train.schedule != "greedy" else
+             [sum(sent[:i + 1]) + back[i] for i in range(len(sent))])
+    plan = plan_for("cat-demo", sets, Cluster(machines=16, partitions=2, shards=3))
+    assert plan["push_bytes_partition"] == 4 * max(b - a for a, b in ranges[:-1])
+    assert plan["push_bytes_shared"] == 4 * (ranges[-1][1] - ranges[-1][0])
+    assert plan["push_bytes_replica"] == 4 * ranges[-1][1]
+    assert plan["lend_bytes_replica"] == pytest.approx(4 * sum(steps) / len(steps))
+    assert (plan["lend_bytes_replica"] > 0) == any(sent)
 
 
 def test_every_planned_partition_has_a_shard_of_its_own(capsys):

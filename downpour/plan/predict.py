@@ -10,9 +10,11 @@ Per step of B examples (train.batch_size), on the largest partition:
 
     compute  = B · FLOPs_train(partition) / (cores · FLOP/s per core)     (cores scale linearly)
     halo     = B · halo bytes / bandwidth                                 (exchanged, not overlapped)
-    fetch    = partition's weights / bandwidth, every n_fetch steps      (blocks the next step)
-    push     = partition's gradient / bandwidth, every n_push steps      (travels while it computes)
-    step     = compute + halo + fetch / n_fetch
+    lend     = the tiled stages' banks lent to the K blocks and their gradients back / bandwidth (:func:`lends_banks`)
+    fetch    = partition's own weights / bandwidth, every n_fetch steps  (blocks the next step; the replica's fetch
+               of the shared banks travels beside it)
+    push     = partition's own gradient / bandwidth, every n_push steps  (travels while it computes)
+    step     = compute + halo + lend + fetch / n_fetch
 
 A cycle of p = n_push steps takes the longest of p·step, the partition's link (out: push + halos,
 in: fetches + halos), a shard's link (R pushes and R·p/f fetches of its 1/S of the parameters) and
@@ -29,13 +31,13 @@ from typing import Any
 
 from downpour.errors import ConfigError
 from downpour.models.frozen import CACHE_BYTES
-from downpour.parallel.blocks import grid_shape
+from downpour.parallel.blocks import grid_shape, split_blocks
 from downpour.parallel.partition import least_shards as runner_least_shards
 from downpour.plan.calibrate import Rates
 from downpour.plan.network import Network, Stage, over_schedule
 from downpour.plan.staleness import steady_staleness
 
-__all__ = ["Cluster", "RULE_STATE", "grid", "partition_stage", "predict"]
+__all__ = ["Cluster", "RULE_STATE", "grid", "lends_banks", "partition_stage", "predict"]
 
 GB = 1e9
 RULE_STATE = {"sgd": 0, "momentum": 1, "adagrad": 1, "adam": 2}   # (n,) state tensors a shard keeps per parameter
@@ -144,6 +146,37 @@ def _uncuttable(net: Network, k: int) -> str:
     return ""
 
 
+def lends_banks(net: Network, stage: Stage, k: int) -> bool:
+    """Whether ``k`` partitions of ``net`` borrow ``stage``'s banks from their replica, as the model-parallel runner
+    lends them (``ps/partitions_on_ray.py``): a tiled stage's shared banks are the replica's, which fetches and pushes
+    their shards itself, once a cycle, and sends each partition its block's banks with every call (their gradient
+    coming back); so a partition's own fetch and push carry its untied filters only."""
+    return k > 1 and net.banks_shared and stage.tied_banks is not None and bool(stage.in_shape)
+
+
+def _lent(net: Network, k: int) -> dict[str, float]:
+    """Floats a step moves between the replica and its partitions for the shared banks, by the schedule (a greedy
+    step lends the stages it runs, and gets back the trained one's gradient): ``largest`` the most one partition
+    receives and returns, ``replica`` all K together (:func:`~downpour.parallel.partition.block_banks`: a block
+    borrows min(tH, h) x min(tW, w) banks, frozen ones too; the trained ones' gradient comes back)."""
+    out = {}
+    for who, pick in (("largest", max), ("replica", sum)):
+        sent, back = [], []
+        for stage in net.stages:
+            if not lends_banks(net, stage, k):
+                sent.append(0.0), back.append(0.0)
+                continue
+            th, tw = stage.tied_banks
+            banks = [min(th, b.out_size[0]) * min(tw, b.out_size[1])
+                     for b in split_blocks(_codes_size(stage), stage.kernel, stage.stride, k)]
+            n = pick(banks)
+            sent.append(n * (stage.params + stage.frozen) / (th * tw))
+            back.append(n * stage.params / (th * tw))
+        out[who] = (over_schedule(net.schedule, sent, sent)
+                    + over_schedule(net.schedule, back, [0.0] * len(back)))
+    return out
+
+
 def _partition(net: Network, k: int, batch: int, rule: str) -> dict[str, float]:
     parts = [partition_stage(s, k) for s in net.stages]
     params = sum(p["params"] for p in parts)
@@ -165,6 +198,14 @@ def _partition(net: Network, k: int, batch: int, rule: str) -> dict[str, float]:
            "state_bytes": 4 * sum(p["state_floats"] for p in parts),     # every stage's, greedy too: the model is whole
            "halo_bytes": 4 * over("halo_floats", "halo_fwd_floats"),
            "flops_train": over("flops_fwd_bwd", "flops_fwd") if cat else net.flops_train}
+    # the bytes that travel (the runner's way, lends_banks): the partition's own filters to and from its shards, the
+    # shared banks to and from the replica's once a fetch or push, and lent per step. Until 2026-12-05 each partition's
+    # fetch and push carried its block's banks: the main job split in 2 read 33.79 kB a partition for 0 (its blocks own
+    # nothing), with no bytes between the replica and its partitions
+    lent = _lent(net, k)
+    out["server_bytes"] = 4 * sum(p["params"] for s, p in zip(net.stages, parts) if not lends_banks(net, s, k))
+    out["shared_bytes"] = 4 * sum(s.params for s in net.stages if lends_banks(net, s, k))
+    out["lend_bytes"], out["lend_bytes_replica"] = 4 * lent["largest"], 4 * lent["replica"]
     if net.schedule == "greedy" and len(parts) > 1:   # a step of each stage (the figures above are their mean)
         fwd, halo_fwd = [p["flops_fwd"] for p in parts], [p["halo_fwd_floats"] for p in parts]
         out["flops_by_stage"] = (list(net.counted) if not cat else
@@ -184,15 +225,18 @@ def _timing(net: Network, part: dict[str, float], cl: Cluster, r: int, k: int, s
     bw, p, f = cl.bandwidth, n_push, n_fetch
     full = 4 * net.params                                     # bytes of one replica's push (and fetch)
     t = {"compute": batch * part["flops_train"] / (cl.cores * rates.flops_per_core),
-         "halo": batch * part["halo_bytes"] / bw, "fetch": part["weight_bytes"] / bw, "push": part["grad_bytes"] / bw,
+         "halo": batch * part["halo_bytes"] / bw, "lend": part["lend_bytes_replica"] / bw,
+         # the partitions' fetches (pushes) and the replica's of the shared banks travel at once, on their own links
+         "fetch": max(part["server_bytes"], part["shared_bytes"]) / bw,
+         "push": max(part["server_bytes"], part["shared_bytes"]) / bw,
          "apply_one": full / s / (cl.cores * rates.apply_bytes_per_core)}
-    t["step"] = t["compute"] + t["halo"] + t["fetch"] / f
+    t["step"] = t["compute"] + t["halo"] + t["lend"] + t["fetch"] / f
     if "flops_by_stage" in part:     # greedy: stage i's steps run the stages below it forward only (their mean is t)
-        t["step_by_stage"] = [batch * fl / (cl.cores * rates.flops_per_core) + batch * h / bw + t["fetch"] / f
+        t["step_by_stage"] = [batch * fl / (cl.cores * rates.flops_per_core) + batch * h / bw + t["lend"] + t["fetch"] / f
                               for fl, h in zip(part["flops_by_stage"], part["halo_by_stage"])]
     bounds = {"worker step": p * t["step"],
-              "partition link": max(part["grad_bytes"] + p * batch * part["halo_bytes"],
-                                    p / f * part["weight_bytes"] + p * batch * part["halo_bytes"]) / bw,
+              "partition link": (max(part["server_bytes"], p / f * part["server_bytes"])
+                                 + p * (batch * part["halo_bytes"] + part["lend_bytes"])) / bw,
               "shard link": r * full / s * max(1.0, p / f) / bw,
               "shard apply": r * t["apply_one"]}
     bottleneck = max(bounds, key=bounds.get)
@@ -311,7 +355,9 @@ def predict(net: Network, cl: Cluster, rates: Rates, batch: int, n_push: int = 1
                 "machines_used": r * k + s}
     return {"cluster": resolved, "batch": batch, "n_push": n_push, "n_fetch": n_fetch, "rule": rule,
             "rates": rates.as_dict(), "partition": part, "shard_bytes": shard_bytes,
-            "push_bytes_replica": 4 * net.params, "push_bytes_partition": part["grad_bytes"],
+            "push_bytes_replica": 4 * net.params, "push_bytes_partition": part["server_bytes"],
+            "push_bytes_shared": part["shared_bytes"], "lend_bytes_partition": part["lend_bytes"],
+            "lend_bytes_replica": part["lend_bytes_replica"],
             "fits": {"partition": part["memory_bytes"] <= cl.memory_gb * GB, "shard": shard_bytes <= cl.memory_gb * GB,
                      "machines": r * k + s <= cl.machines},
             **timing}

@@ -8,7 +8,7 @@ from downpour._names import plural
 from downpour.plan.calibrate import DEFAULT_RATES, Rates, calibrate
 from downpour.plan.check import MAX_ERROR, MAX_REJECTED
 from downpour.plan.network import Network, network_of, plan_config
-from downpour.plan.predict import Cluster, partition_stage, predict
+from downpour.plan.predict import Cluster, lends_banks, partition_stage, predict
 
 __all__ = ["plan_for", "make_plan", "format_plan", "format_check"]
 
@@ -54,7 +54,8 @@ def make_plan(net: Network, cluster: Cluster, rates: Rates, batch: int, n_push: 
                                      "act_bytes_batch": round(4 * batch * part["act_floats"]
                                                               + (4 * part["copy_floats"] if net.counted else 0)),
                                      "halo_bytes": round(4 * part["halo_floats"]), "flops_fwd_bwd": round(part["flops_fwd_bwd"]),
-                                     "push_bytes": round(4 * part["params"])}})
+                                     # a tiled stage's shared banks: pushed by the replica, lent to the partitions
+                                     "push_bytes": 0 if lends_banks(net, s, k) else round(4 * part["params"])}})
     out = {"network": {"name": net.name, "input_shape": list(net.input_shape), "connections": net.connections,
                        "params": net.params, "flops_train": net.flops_train, "products_train": net.products_train,
                        "schedule": net.schedule,
@@ -159,8 +160,13 @@ def format_plan(plan: dict[str, Any]) -> str:
         + f"; per shard {_human(plan['shard_bytes'], 'B')} (parameters + {plan['rule']} state)"
         + ("" if plan["fits"]["shard"] else "  ** does not fit **"),
         f"bytes per push (= per fetch): {_human(plan['push_bytes_replica'], 'B')} per replica, "
-        f"{_human(plan['push_bytes_partition'], 'B')} per partition; halo {_human(part['halo_bytes'], 'B')} per example",
-        f"step (batch {b}): compute {_seconds(t['compute'])} + halo {_seconds(t['halo'])} + fetch "
+        f"{_human(plan['push_bytes_partition'], 'B')} per partition"
+        + (f" and {_human(plan['push_bytes_shared'], 'B')} of shared banks by the replica itself; lent to its "
+           f"partitions and their gradients back, per step: {_human(plan['lend_bytes_replica'], 'B')} "
+           f"({_human(plan['lend_bytes_partition'], 'B')} the largest partition's)" if plan["push_bytes_shared"]
+           or plan["lend_bytes_replica"] else "") + f"; halo {_human(part['halo_bytes'], 'B')} per example",
+        f"step (batch {b}): compute {_seconds(t['compute'])} + halo {_seconds(t['halo'])} + "
+        + (f"lent banks {_seconds(t['lend'])} + " if t["lend"] else "") + "fetch "
         f"{_seconds(t['fetch'])}/{plan['n_fetch']} = {_seconds(t['step'])}; push {_seconds(t['push'])}, "
         f"one shard's apply {_seconds(t['apply_one'])}"
         + ("; by greedy stage: " + ", ".join(_seconds(x) for x in t["step_by_stage"]) if "step_by_stage" in t else ""),
