@@ -412,7 +412,8 @@ def test_a_checkpoint_that_fails_on_the_way_out_says_in_one_line_where_the_resum
     run = RunDir.create(tmp_path / "r", cfg)
     run_cluster(cfg, run)                          # its last checkpoint: step 12
     rec = object.__new__(Recorder)
-    rec.run, rec._saved_on_failure, rec.coord = run, False, Coordinator(make_consistency("async"), 2, 40, start_step=17)
+    rec.run, rec._saved_on_failure, rec._whole = run, False, False     # a Ray driver: no whole state on disk
+    rec.coord = Coordinator(make_consistency("async"), 2, 40, start_step=17)
 
     def settle(on_push):
         raise ray.exceptions.RayError("The actor died unexpectedly before finishing this task.\n\tclass_name: Shard\n"
