@@ -184,6 +184,19 @@ def test_version_says_the_installed_packages_version(capsys):
     assert done.value.code == 0 and capsys.readouterr().out == f"downpour {version('downpour')}\n"
 
 
+def test_only_version_looks_the_version_up():
+    """The parser took the version as a string when it was built: every command's start, `--help` too, imported
+    importlib.metadata (about 45 ms) for it."""
+    import subprocess
+    import sys
+
+    code = ("import contextlib, io, sys\nfrom downpour.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+            "    main(['--help'])\n"
+            "print('importlib.metadata' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
+
+
 @pytest.mark.parametrize("command", ["train", "crossfit"])
 def test_every_shorthand_flag_s_help_names_the_key_it_sets(command):
     """`downpour train --help` gave --workers, --shards, --n-fetch, --n-push, --runner, --steps and --seed no words."""
