@@ -149,8 +149,10 @@ def check_sets(sets: list[Override], cfg: RunConfig, runner_fixed: str | None = 
                                    **{flag: None for flag in (*CLUSTER_ONLY, *ONLY_ON)}), cfg)
 
 
-def check_flags(args: argparse.Namespace, cfg: RunConfig) -> None:
-    """ConfigError naming the first flag or ``--set`` key of ``args`` that ``cfg``'s runner and algorithm never read."""
+def check_flags(args: argparse.Namespace, cfg: RunConfig, pipeline: str | None = None) -> None:
+    """ConfigError naming the first flag or ``--set`` key of ``args`` that ``cfg``'s runner and algorithm never read
+    (``pipeline``: data.pipeline as given, where ``cfg`` is resolved and 'auto' made its choice: the refusals say both;
+    None: ``cfg``'s)."""
     given = [flag for flag in CLUSTER_ONLY if getattr(args, flag) is not None]
     runner = cfg.cluster.runner
     # a resumed run keeps its runner (another would make it another run)
@@ -202,7 +204,7 @@ def check_flags(args: argparse.Namespace, cfg: RunConfig) -> None:
         raise ConfigError(f"{', '.join(named)}: a sync round applies the workers' mean gradient, every push at staleness 0, "
                           "so no compensation reads it; drop it, or use --consistency async or bounded:K")
     _check_one_worker_bound(args, typed, cfg)
-    _check_streamed(typed, cfg, getattr(args, "pipeline_given", cfg.data.pipeline))
+    _check_streamed(typed, cfg, pipeline or cfg.data.pipeline)
     _check_algorithm(args, typed, cfg)
     _check_schedule(typed, cfg)
 

@@ -88,12 +88,12 @@ def _train(args: argparse.Namespace) -> int:
     else:
         source = args.config or "main"
         cfg = new_run_config(source, _overrides(args))
-    args.pipeline_given = cfg.data.pipeline   # ('auto' resolves to its choice: the refusals say both)
+    pipeline = cfg.data.pipeline      # ('auto' resolves to its choice: the refusals say both)
     try:
         cfg = check_run_config(cfg)   # resolved; before the run directory exists: a typo leaves nothing behind
     except ConfigError as err:        # the model's and the cost terms' own checks: name what set the value
         raise with_origin(err, source, _overrides(args)) from None
-    check_flags(args, cfg)            # resolved: what data.pipeline = 'auto' chose is known
+    check_flags(args, cfg, pipeline)  # resolved: what data.pipeline = 'auto' chose is known
     # checked too; the preset's twin is off for data without lfw faces, one asked for is refused then
     cfg, twin = twin_config(cfg, asked="analysis.no_faces_twin" in set_keys(args))
     if args.dry_run:
