@@ -11,14 +11,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from downpour.cli import main
 from downpour.errors import CheckpointError
 from downpour.learner import FeatureLearner
-from downpour.train.checkpoint import PAIR_KEY, load_state, save_state, sha256_of, verified_meta, write_tensors
+from downpour.train.checkpoint import load_state, save_state, verified_meta, write_tensors
 from downpour.train.json_digest import JSON_KEY
 from downpour.train.rundir import RunDir
+from before_digests import as_written_before_digests, learner_saved_before_digests
 from small_run import run, trained  # noqa: F401 (fixtures)
 
 REFUSED = r"cannot be read back: its content is not what it held when it was written: it records no SHA-256 of itself"
@@ -29,16 +30,6 @@ def _edit_deleting_the_digest(path: Path, **changes) -> None:
     record = {**json.loads(path.read_text()), **changes}
     del record[JSON_KEY]
     path.write_text(json.dumps(record, indent=1))
-
-
-def _as_written_before_digests(tensors: Path, record: Path, pair_key: bool = True) -> None:
-    """The pair as the code wrote it before 2026-12-05: safetensors' save_file without metadata, a JSON without
-    json_sha256; with the tensors' SHA-256 (as since 2026-12-02), or (``pair_key`` false) without it, as before."""
-    save_file(load_file(str(tensors)), str(tensors))
-    meta = json.loads(record.read_text())
-    meta.pop(JSON_KEY, None)
-    meta.pop(PAIR_KEY)
-    record.write_text(json.dumps({**meta, **({PAIR_KEY: sha256_of(tensors)} if pair_key else {})}, indent=1))
 
 
 @pytest.mark.parametrize("pair_key", [True, False], ids=["from 2026-12-02", "before 2026-12-02"])
@@ -52,7 +43,7 @@ def test_a_checkpoint_json_whose_digest_was_deleted_is_refused_and_one_written_b
     with pytest.raises(CheckpointError, match=REFUSED):
         verified_meta(tmp_path / "ck")              # (what a resume's dry run and `analyze` read of preprocess.json)
     save_state(tmp_path / "ck", {"w": torch.ones(4)}, {"step": 95})
-    _as_written_before_digests(tmp_path / "ck.safetensors", tmp_path / "ck.json", pair_key)
+    as_written_before_digests(tmp_path / "ck.safetensors", tmp_path / "ck.json", pair_key)
     with caplog.at_level(logging.INFO):
         tensors, meta = load_state(tmp_path / "ck")
         assert verified_meta(tmp_path / "ck")["step"] == 95
@@ -134,7 +125,7 @@ def test_a_run_folder_written_before_digests_loads_and_counts_as_saved_but_not_w
         folder.check_saved()
     assert folder.model_step() is None
     for stem in ("model", "preprocess", "checkpoints/local"):
-        _as_written_before_digests(run / f"{stem}.safetensors", run / f"{stem}.json")
+        as_written_before_digests(run / f"{stem}.safetensors", run / f"{stem}.json")
     with caplog.at_level(logging.WARNING):
         folder.check_saved()
         assert folder.model_step() == 4 and folder.reached() == 4
@@ -157,10 +148,7 @@ def test_a_learner_json_whose_digest_was_deleted_with_an_edit_is_refused_and_one
     with pytest.raises(CheckpointError, match=rf"learner.json' {REFUSED}.*model.safetensors', written with it"):
         FeatureLearner.load(tmp_path / "f")
     learner.save(tmp_path / "old")
-    _as_written_before_digests(tmp_path / "old" / "model.safetensors", tmp_path / "old" / "model.json")
-    record = json.loads((tmp_path / "old" / "learner.json").read_text())
-    del record[JSON_KEY]
-    (tmp_path / "old" / "learner.json").write_text(json.dumps(record))
+    learner_saved_before_digests(tmp_path / "old")
     with caplog.at_level(logging.INFO):
         assert FeatureLearner.load(tmp_path / "old").seed == 3
     assert not caplog.text
@@ -175,7 +163,7 @@ def test_a_pair_written_before_digests_and_cut_by_a_save_since_is_named_a_cut_wr
     """A run from before 2026-12-05 resumed now, killed between the weights' rename and model.json's: the weights are
     marked, the JSON of the save before records no digest. It was refused as a JSON edited by hand and its digest
     deleted, "written with" weights it was not; its SHA-256 of the weights tells the cut write, in a cut write's words."""
-    _as_written_before_digests(run / "model.safetensors", run / "model.json")
+    as_written_before_digests(run / "model.safetensors", run / "model.json")
     _cut_by_a_save_since(run / "model.safetensors")
     folder = RunDir.open(run)
     step, why = folder.saved_model()
@@ -183,7 +171,7 @@ def test_a_pair_written_before_digests_and_cut_by_a_save_since_is_named_a_cut_wr
     with pytest.raises(CheckpointError, match=r"model.safetensors' is not the model .*a write was cut between the two"):
         folder.check_saved()
     save_state(tmp_path / "ck", {"w": torch.ones(4)}, {"step": 8})        # a checkpoint pair, no earlier copy left
-    _as_written_before_digests(tmp_path / "ck.safetensors", tmp_path / "ck.json")
+    as_written_before_digests(tmp_path / "ck.safetensors", tmp_path / "ck.json")
     _cut_by_a_save_since(tmp_path / "ck.safetensors")
     with pytest.raises(CheckpointError, match="do not belong together"):
         load_state(tmp_path / "ck")

@@ -20,6 +20,7 @@ from downpour.errors import CheckpointError
 from downpour.train.json_digest import JSON_KEY, rewrite_json
 from downpour.learner import FeatureLearner
 from downpour.models.registry import create_model
+from before_digests import learner_saved_before_digests
 from test_analysis_planted import TinyAutoencoder
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -188,12 +189,8 @@ def test_a_learner_json_edited_by_hand_is_refused_and_one_saved_before_its_diges
     with pytest.raises(CheckpointError, match=r"learner.json' cannot be read back: .*json_sha256.*"
                                               r"fit and save the learner again"):
         FeatureLearner.load(tmp_path / "f")
-    del record[JSON_KEY]
-    where.write_text(json.dumps(record))                  # as saved before 2026-12-05: its model pair too
-    _tamper(tmp_path / "f", lambda tensors: tensors)      # (weights saved without metadata, model.json without its pair key)
-    model_json = json.loads((tmp_path / "f" / "model.json").read_text())
-    del model_json[JSON_KEY]
-    (tmp_path / "f" / "model.json").write_text(json.dumps(model_json))
+    where.write_text(json.dumps(record))                  # the edit undone; then as saved before 2026-12-05, model pair too
+    learner_saved_before_digests(tmp_path / "f", pair_key=False)    # (model.json without its pair key, as before 2026-12-02)
     with caplog.at_level(logging.INFO):
         assert FeatureLearner.load(tmp_path / "f").seed == 3
     assert not caplog.text
