@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 from downpour.config import RunConfig
 from downpour.models.registry import resolve
-from downpour.train.rundir import RunDir
+from downpour.train.rundir import RunDir, check_is_config
 
 Runner = Callable[[RunConfig, RunDir, bool], dict[str, Any]]
 
@@ -49,9 +49,7 @@ def train(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, Any]:
     """Train ``cfg`` (resolved here, so the run directory's config.toml reproduces the run) with the
     runner ``cfg.cluster.runner`` and ``cfg.cluster.algorithm`` name; returns its summary."""
     # from Python a name or a path is the likely slip: say how to make what is wanted, before any work
-    if not isinstance(cfg, RunConfig):
-        raise TypeError(f"train: cfg must be a RunConfig (load_config({cfg!r}) for a preset or a TOML file), "
-                        f"got {cfg!r} ({type(cfg).__name__})")
+    check_is_config(cfg, "train")
     if not isinstance(run, RunDir):
         raise TypeError(f"train: run must be a RunDir (RunDir.create(path, cfg) for a new run, RunDir.open(path) "
                         f"to resume one), got {str(run)!r} ({type(run).__name__})")

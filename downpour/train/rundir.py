@@ -42,9 +42,7 @@ class RunDir(RunBegin, RunModel):
         model, no metrics row, e.g. the data failed to load) is taken over, so fixing the cause and
         running the same command again works.
         """
-        if not isinstance(cfg, RunConfig):      # before the folder is made (a name made it, then failed inside)
-            raise TypeError(f"RunDir.create: cfg must be a RunConfig (load_config({cfg!r}) for a preset or a TOML "
-                            f"file), got {cfg!r} ({type(cfg).__name__})")
+        check_is_config(cfg, "RunDir.create")   # before the folder is made (a name made it, then failed inside)
         run = cls.check_new(path)
         if (run.path / "config.toml").exists():
             (run.path / cls.METRICS).unlink(missing_ok=True)   # opened before the first step: no row in it
@@ -288,6 +286,14 @@ class RunDir(RunBegin, RunModel):
     def no_faces_twin(self) -> Path:
         """Where ``analysis.no_faces_twin`` keeps this run's recipe trained without a face (a run directory)."""
         return self.path / self.TWIN
+
+
+def check_is_config(cfg: Any, caller: str) -> None:
+    """TypeError naming ``caller`` where ``cfg`` is not a RunConfig: from Python a preset's name or a TOML file's path
+    is the likely slip, said with the call that makes one."""
+    if not isinstance(cfg, RunConfig):
+        raise TypeError(f"{caller}: cfg must be a RunConfig (load_config({cfg!r}) for a preset or a TOML file), "
+                        f"got {cfg!r} ({type(cfg).__name__})")
 
 
 def ends_at_stop(stop: dict[str, Any] | None, samples_batches: bool, steps: int | None, trained_to: int) -> bool:
