@@ -4,11 +4,10 @@ import json
 
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
 
+from before_digests import as_written_before_digests
 from downpour.config import load_config
-from downpour.train.checkpoint import (PAIR_KEY, CheckpointError, load_optimizer_state, load_state, optimizer_state,
-                                       save_state, sha256_of)
+from downpour.train.checkpoint import CheckpointError, load_optimizer_state, load_state, optimizer_state, save_state
 from downpour.train.json_digest import JSON_KEY, digested, rewrite_json
 from downpour.train.loop import run_local
 from downpour.train.rundir import RunDir
@@ -50,12 +49,8 @@ def test_a_checkpoint_json_changed_on_purpose_with_rewrite_json_loads(tmp_path):
 
 def test_a_checkpoint_from_before_the_digest_loads_without_a_word(tmp_path, caplog):
     _adam_checkpoint(tmp_path / "ck")
-    record = json.loads((tmp_path / "ck.json").read_text())
-    assert JSON_KEY in record                                 # a save writes it
-    del record[JSON_KEY]
-    save_file(load_file(str(tmp_path / "ck.safetensors")), str(tmp_path / "ck.safetensors"))   # (without metadata)
-    record[PAIR_KEY] = sha256_of(tmp_path / "ck.safetensors")
-    (tmp_path / "ck.json").write_text(json.dumps(record))     # as saved before 2026-12-05
+    assert JSON_KEY in json.loads((tmp_path / "ck.json").read_text())     # a save writes it
+    as_written_before_digests(tmp_path / "ck.safetensors", tmp_path / "ck.json")
     with caplog.at_level("INFO"):
         _, meta = load_state(tmp_path / "ck")
     assert meta["step"] == 95 and not caplog.text
