@@ -355,13 +355,17 @@ def run_data_info(info: dict[str, Any], reports: list[dict[str, Any] | None]) ->
     for entry in [*info.get("fit_sample", {}).get("skipped", []), *(e for r in reports for e in r["skipped"])]:
         if entry["file"] not in read:
             seen.setdefault(entry["file"], entry)
-    cut: dict[str, dict[str, Any]] = {}
-    for entry in [*info.get("fit_sample", {}).get("truncated", []), *(e for r in reports for e in r.get("truncated", []))]:
-        cut.setdefault(entry["file"], entry)
-    small: dict[str, dict[str, str]] = {}       # crops enlarged to data.size (since 2026-12-05), each file once
-    for entry in [*info.get("fit_sample", {}).get("upscaled", []), *(e for r in reports for e in r.get("upscaled", []))]:
-        small.setdefault(entry["file"], entry)
+    cut, small = _once_per_file(info, reports, "truncated"), _once_per_file(info, reports, "upscaled")
     totals = {key: sum(r[key] for r in reports) for key in ("reads", "samples", "items_read")}
     return {**info, "workers": reports, **totals, "n_skipped": len(seen), "skipped": list(seen.values()),
-            **({"truncated": list(cut.values())} if cut else {}), **({"recovered": sorted(read)} if read else {}),
-            **({"n_upscaled": len(small), "upscaled": list(small.values())} if small else {})}
+            **({"truncated": cut} if cut else {}), **({"recovered": sorted(read)} if read else {}),
+            **({"n_upscaled": len(small), "upscaled": small} if small else {})}
+
+
+def _once_per_file(info: dict[str, Any], reports: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
+    """The entries under ``key`` ({file, ...}) of the driver's fitting sample and of every worker's report, each
+    file once, as first met: a video cut short (``truncated``), a file whose crops were enlarged (``upscaled``)."""
+    once: dict[str, dict[str, Any]] = {}
+    for entry in [*info.get("fit_sample", {}).get(key, []), *(e for r in reports for e in r.get(key, []))]:
+        once.setdefault(entry["file"], entry)
+    return list(once.values())
