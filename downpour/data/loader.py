@@ -117,9 +117,8 @@ class StreamBatches:
         self._it: Iterator[dict[str, Any]] | None = None
         self.reads = np.zeros(len(data), np.int32)   # per item: times decoded (bad ones too)
         self.skipped: list[dict[str, str]] = []
-        self.truncated: list[dict[str, Any]] = []   # videos cut short, each once: {file, frames, reason}
-        self._truncated: set[str] = set()           # ... their files
-        self.upscaled: dict[str, str] = {}          # files whose crops were enlarged to data.size: file -> 'WxH'
+        self.truncated: dict[str, dict[str, Any]] = {}   # videos cut short, each once: file -> {file, frames, reason}
+        self.upscaled: dict[str, dict[str, str]] = {}    # files whose crops were enlarged to data.size: file -> {file, size}
         self.recovered: list[str] = []           # files skipped once and read later (this process's stream)
         self._bad: dict[int, str] = {}              # item -> why it was skipped, in the order met
         self._barren: set[int] = set()             # items whose last read gave no sample
@@ -142,9 +141,8 @@ class StreamBatches:
             self.reads[:] = epoch
             self.reads[epoch_order(n, self.seed, epoch)[:index]] += 1
         # (a video cut short, before the position: recorded as it was then, read or not since)
-        self.truncated = [{"file": f, "frames": int(t), "reason": why} for f, t, why in pos.get("truncated", [])]
-        self._truncated = {e["file"] for e in self.truncated}
-        self.upscaled = dict(pos.get("upscaled", []))
+        self.truncated = {f: {"file": f, "frames": int(t), "reason": why} for f, t, why in pos.get("truncated", [])}
+        self.upscaled = {f: {"file": f, "size": side} for f, side in pos.get("upscaled", [])}
         carried = pos.get("skipped", [])
         if not carried:
             return
@@ -184,14 +182,13 @@ class StreamBatches:
             self._gather(epoch, p, x[at:at + count], None if y is None else y[at:at + count])
             at += count
             self.reads[k] += 1
-            if cut is not None and cut["file"] not in self._truncated:
-                self._truncated.add(cut["file"])    # (read every pass, recorded and said once)
-                self.truncated.append(cut)
+            if cut is not None and cut["file"] not in self.truncated:   # (read every pass, recorded and said once)
+                self.truncated[cut["file"]] = cut
                 say_truncated(cut)
             if small is not None and small["file"] not in self.upscaled:
                 if not self.upscaled:       # said once a stream: data.json counts them all
                     say_enlarged([small], self.data.cut.size, self.data.cut.tile)
-                self.upscaled[small["file"]] = small["size"]
+                self.upscaled[small["file"]] = small
             if bad is not None and k not in self._bad:
                 self._bad[k] = bad
                 skip(self.skipped, self._reader.name(k), bad)
@@ -288,8 +285,8 @@ class StreamBatches:
         return {"epoch": int(epoch), "index": int(p), "skip": j, "batch": self._batch, "samples": self.samples,
                 "skipped": [[e["file"], e["reason"]] for e in self.skipped], "listing": self.listing,
                 "patches": self.data.cut.patches,
-                **({"truncated": [[e["file"], e["frames"], e["reason"]] for e in self.truncated]} if self.truncated else {}),
-                **({"upscaled": [[f, side] for f, side in self.upscaled.items()]} if self.upscaled else {})}
+                **({"truncated": [[e["file"], e["frames"], e["reason"]] for e in self.truncated.values()]} if self.truncated else {}),
+                **({"upscaled": [[e["file"], e["size"]] for e in self.upscaled.values()]} if self.upscaled else {})}
 
     def report(self) -> dict[str, Any]:
         """JSON-able: this worker's items, reads and the files it skipped (each named once)."""
@@ -298,8 +295,8 @@ class StreamBatches:
         return {"worker": shard["index"], "of": shard["of"], "items": len(self.data), "items_read": int(len(read)),
                 "reads": int(self.reads.sum()), "max_reads": int(read.max()) if len(read) else 0, "samples": self.samples, "batches": self._batch,
                 "n_skipped": len(self.skipped), "skipped": list(self.skipped),
-                **({"truncated": list(self.truncated)} if self.truncated else {}),
-                **({"n_upscaled": len(self.upscaled), "upscaled": [{"file": f, "size": side} for f, side in self.upscaled.items()]}
+                **({"truncated": list(self.truncated.values())} if self.truncated else {}),
+                **({"n_upscaled": len(self.upscaled), "upscaled": list(self.upscaled.values())}
                    if self.upscaled else {}),
                 **({"recovered": list(self.recovered)} if self.recovered else {}),
                 **({"listing_changed_on_resume": True} if self.listing_changed else {})}
