@@ -20,6 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from downpour._names import plural
 from downpour.analysis.invariance import DEFAULT_ANGLES, DEFAULT_SCALES, DEFAULT_SHIFTS
 
 Z95 = 1.959963984540054
@@ -295,7 +296,7 @@ def family_paragraph(rows: Sequence[dict[str, Any]], alpha: float = 0.05) -> str
     # (what it counts, said since 2026-12-05: a count in an earlier paragraph, over one kind of comparison, read as
     # contradicting it: "Over 2 comparisons ..." then "Holm's correction over the 9 paired comparisons")
     # ("all" of two or more: "over all 1 paired comparison" or "all 0" read wrong)
-    said = (f"Holm's correction over {'all' if m > 1 else 'the'} {m} paired comparison{'s' if m != 1 else ''} this "
+    said = (f"Holm's correction over {'all' if m > 1 else 'the'} {plural(m, 'paired comparison')} this "
             "verdict reads (every figure it compares between a condition and its reference, in all its paragraphs)")
     if not read:
         return f"{said}: none reads higher or lower, so there is nothing for it to take back."
