@@ -150,9 +150,10 @@ def enlarged(images: ImageSet, size: int, tile: int = 0) -> list[tuple[int, str]
     found = []
     for i, im in enumerate(images.images):
         h, w, scale = im.shape[1], im.shape[2], images.scale(i)
-        side = min(s for _, _, s in _square_boxes(h, w, tile, scale))
-        if side < size:
-            found.append((i, f"{w}x{h}" if _one_square(h * scale, w * scale, tile) else f"{w}x{h} in {tile}x{tile} tiles"))
+        one = _one_square(h * scale, w * scale, tile)
+        # the side of its squares, every one alike (:func:`_square_boxes`), without laying them: called per item read
+        if (min(h, w) if one else tile // scale) < size:
+            found.append((i, f"{w}x{h}" if one else f"{w}x{h} in {tile}x{tile} tiles"))
     return found
 
 
