@@ -204,7 +204,7 @@ def _views(images: ImageSet, cfg: DataConfig, n: int, rng: np.random.Generator,
     return x, owner, []
 
 
-def _upscaled(images: ImageSet, cfg: DataConfig, tile: int, counted_in: str) -> dict[str, Any]:
+def _upscaled(images: ImageSet, cfg: DataConfig, counted_in: str) -> dict[str, Any]:
     """data.json's ``n_upscaled`` and ``upscaled`` [{file, size}]: the files whose crops were enlarged to data.size,
     each once, and said once: a folder's, video's or array's. The built-in sets' are by design (lfw's 25-px faces) and
     have no data.json: until 2026-12-05 a digits run in crops at size 16 listed 'digits[0]' ... 'digits[1796]' in
@@ -212,11 +212,11 @@ def _upscaled(images: ImageSet, cfg: DataConfig, tile: int, counted_in: str) -> 
     if cfg.source not in FILE_SOURCES:
         return {}
     files: dict[str, str] = {}
-    for i, side in enlarged(images, cfg.size, tile):
+    for i, side in enlarged(images, cfg.size, cfg.tile):
         files.setdefault(images.file(images.names[i]), side)
     entries = [{"file": f, "size": side} for f, side in files.items()]
     if entries:
-        say_enlarged(entries, cfg.size, tile, len(entries), counted_in)
+        say_enlarged(entries, cfg.size, cfg.tile, len(entries), counted_in)
     return {"n_upscaled": len(entries), "upscaled": entries} if entries else {}
 
 
@@ -281,7 +281,7 @@ def build_dataset(cfg: DataConfig, seed: int, counted_in: str = DATA_JSON) -> Da
         file_skips, n_images = images.skipped, len(images)
         info.update(images.info)
         if cfg.mode == "crops":
-            info.update(_upscaled(images, cfg, cfg.tile if tile is None else tile, counted_in))
+            info.update(_upscaled(images, cfg, counted_in))   # (a file source's: its tile is data.tile)
     order = _rng(seed, _ORDER).permutation(len(x))
     if cfg.split == "by-label":   # checked above: y exists; stable, so each label's rows stay shuffled
         order = order[np.argsort(y[order], kind="stable")]
