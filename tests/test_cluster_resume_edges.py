@@ -2,11 +2,10 @@
 run stopped with its last round still open applies that round (an audit found the run lost to a restart from
 step 0, and the resumed model one push short, with no cluster.json)."""
 import json
-import os
-import signal
 
 import pytest
 import torch
+from ctrl_c import ctrl_c_after_push
 from safetensors.torch import load_file
 
 import downpour.ps.recorder as recorder_module
@@ -116,15 +115,8 @@ def test_a_resume_from_a_mark_crossed_by_non_finite_steps_writes_the_same_rows(t
                                     "data.samples=64", "train.batch_size=8", "train.steps=15", "train.log_every=3",
                                     "cluster.n_push=2", "train.tensorboard=false", "train.threads=1"])
     run_cluster(cfg, RunDir.create(tmp_path / "a", cfg))
-    on_push = recorder_module.Recorder.on_push
-
-    def stop_after_push_3(self, push, record):
-        on_push(self, push, record)
-        if self.pushes == 3:        # a Ctrl-C, as a user's: the runner takes it at its next safe point
-            os.kill(os.getpid(), signal.SIGINT)
-
     calls[0] = 0
-    monkeypatch.setattr(recorder_module.Recorder, "on_push", stop_after_push_3)
+    on_push = ctrl_c_after_push(monkeypatch, 3)
     with pytest.raises(KeyboardInterrupt):
         run_cluster(cfg, RunDir.create(tmp_path / "b", cfg))
     monkeypatch.setattr(recorder_module.Recorder, "on_push", on_push)
@@ -269,14 +261,7 @@ def test_an_error_before_a_resumes_first_push_keeps_the_checkpoint_it_resumed_fr
 
     sets = ["cluster.consistency=async", "train.log_every=1"]
     _run(tmp_path / "a", *sets)
-    on_push = recorder_module.Recorder.on_push
-
-    def ctrl_c_at_the_seventh(self, push, record):
-        on_push(self, push, record)
-        if self.pushes == 7:
-            os.kill(os.getpid(), signal.SIGINT)     # held until the event ends
-
-    monkeypatch.setattr(recorder_module.Recorder, "on_push", ctrl_c_at_the_seventh)
+    ctrl_c_after_push(monkeypatch, 7)
     with pytest.raises(KeyboardInterrupt):
         _run(tmp_path / "b", *sets)
     monkeypatch.undo()

@@ -212,9 +212,7 @@ def test_auto_with_partitions_computes_on_cpu_on_every_runner(monkeypatch):
 def test_a_resumed_simulated_run_draws_the_devices_random_numbers_where_it_stopped(tmp_path, monkeypatch, device):
     """The simulator's checkpoint kept only the CPU's RNG: on a GPU an RBM's samples (drawn on the device) resumed
     onto the stream's start. The CPU case holds the harness: a run stopped by a Ctrl-C and resumed is the whole run."""
-    import os
-    import signal
-
+    from ctrl_c import ctrl_c_after_push
     from safetensors.torch import load_file
 
     import downpour.ps.recorder as recorder_module
@@ -225,14 +223,7 @@ def test_a_resumed_simulated_run_draws_the_devices_random_numbers_where_it_stopp
                                      f"train.device={device}", "train.threads=1", "train.steps=10",
                                      "train.log_every=5", "train.tensorboard=false"])
     run_cluster(cfg, RunDir.create(tmp_path / "whole", cfg))
-    on_push = recorder_module.Recorder.on_push
-
-    def ctrl_c_after_push_5(self, push, record):
-        on_push(self, push, record)
-        if self.pushes == 5:        # the runner takes it at its next safe point, as a user's
-            os.kill(os.getpid(), signal.SIGINT)
-
-    monkeypatch.setattr(recorder_module.Recorder, "on_push", ctrl_c_after_push_5)
+    on_push = ctrl_c_after_push(monkeypatch, 5)
     with pytest.raises(KeyboardInterrupt):
         run_cluster(cfg, RunDir.create(tmp_path / "half", cfg))
     monkeypatch.setattr(recorder_module.Recorder, "on_push", on_push)

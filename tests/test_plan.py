@@ -6,6 +6,7 @@ import sys
 
 import pytest
 import torch
+from ctrl_c import ctrl_c_after_push
 from torch.utils.flop_counter import FlopCounterMode
 
 from downpour.batch import Batch
@@ -656,23 +657,6 @@ def test_a_preset_is_planned_as_it_trains_not_at_its_models_registry_defaults(ca
     assert "--model and --config: one names the network to plan" in capsys.readouterr().err
 
 
-def _stop_after_push(monkeypatch, n):
-    """A Ctrl-C after the n-th push, as a user's: the runner takes it at its next safe point and checkpoints."""
-    import os
-    import signal
-
-    import downpour.ps.recorder as recorder_module
-
-    on_push = recorder_module.Recorder.on_push
-
-    def stopping(self, push, record):
-        on_push(self, push, record)
-        if self.pushes == n:
-            os.kill(os.getpid(), signal.SIGINT)
-
-    monkeypatch.setattr(recorder_module.Recorder, "on_push", stopping)
-
-
 def test_a_run_stopped_and_not_resumed_is_predicted_for_the_steps_it_did(tmp_path, monkeypatch, capsys):
     """A run stopped at step 878 of 100,000 was predicted for 100,000 steps ("+351% off", exit 1). Stopped at push
     123 of 8 workers (15 whole rounds and 3 pushes of the 16th), then resumed to its end: exact both times."""
@@ -682,7 +666,7 @@ def test_a_run_stopped_and_not_resumed_is_predicted_for_the_steps_it_did(tmp_pat
     cfg = load_config("ufldl-sae", ["cluster.runner=simulated", "cluster.workers=8", "cluster.shards=2", "train.steps=400",
                                     "train.batch_size=10", "train.tensorboard=false", "train.log_every=1000"])
     path = tmp_path / "run"
-    _stop_after_push(monkeypatch, 123)
+    ctrl_c_after_push(monkeypatch, 123)
     with pytest.raises(KeyboardInterrupt):
         run_cluster(cfg, RunDir.create(path, cfg))
     monkeypatch.undo()

@@ -4,6 +4,7 @@ import json
 
 import pytest
 import torch
+from ctrl_c import ctrl_c_after_push
 from safetensors.torch import load_file
 
 from downpour.config import ConfigError, load_config
@@ -204,21 +205,11 @@ def _same_run(a, b):
 def test_ctrl_c_waits_for_its_event_and_the_resume_is_the_uninterrupted_run(tmp_path, monkeypatch):
     """Random delays land pushes out of order and DC-ASGD keeps copies for them: the checkpoint holds the
     pushes in flight, the workers' replicas, half-built pushes and drawn batches, the delay generators."""
-    import os
-    import signal
-
     import downpour.ps.recorder as recorder
 
     sets = ['cluster.delay="exponential:3"', "cluster.compensation=dc-asgd", "train.steps=40"]
     _run(tmp_path / "a", *sets)
-    on_push = recorder.Recorder.on_push
-
-    def ctrl_c_at_the_seventh(self, push, record):
-        on_push(self, push, record)
-        if self.pushes == 7:
-            os.kill(os.getpid(), signal.SIGINT)     # held until the event ends
-
-    monkeypatch.setattr(recorder.Recorder, "on_push", ctrl_c_at_the_seventh)
+    on_push = ctrl_c_after_push(monkeypatch, 7)
     with pytest.raises(KeyboardInterrupt):
         _run(tmp_path / "b", *sets)
     monkeypatch.setattr(recorder.Recorder, "on_push", on_push)
@@ -419,25 +410,17 @@ def test_a_row_across_a_greedy_switch_averages_the_steps_totals_not_both_stages_
 def test_the_first_row_after_a_resume_rates_only_this_processs_samples(tmp_path, monkeypatch):
     """A row of 10 steps, 7 pushed before a Ctrl-C: the resumed process divided all 10 steps' samples by its
     own time for 3 (samples_per_s up to log_every x too high), where the local runner counts its own only."""
-    import os
-    import signal
-
     import downpour.ps.recorder as recorder
     from downpour.train.telemetry import Telemetry
 
     sets = ["cluster.workers=1", "train.steps=30", "train.log_every=10"]
-    on_push, logged, log = recorder.Recorder.on_push, [], Telemetry.log
-
-    def ctrl_c_at_the_seventeenth(self, push, record):
-        on_push(self, push, record)
-        if self.pushes == 17:
-            os.kill(os.getpid(), signal.SIGINT)     # held until the event ends
+    logged, log = [], Telemetry.log
 
     def logging(self, step, parts, samples, *args, **kwargs):
         logged.append((step, samples))
         return log(self, step, parts, samples, *args, **kwargs)
 
-    monkeypatch.setattr(recorder.Recorder, "on_push", ctrl_c_at_the_seventeenth)
+    on_push = ctrl_c_after_push(monkeypatch, 17)
     with pytest.raises(KeyboardInterrupt):
         _run(tmp_path / "r", *sets)
     monkeypatch.setattr(recorder.Recorder, "on_push", on_push)
