@@ -97,8 +97,8 @@ def run_parts(fn: Callable[[T], R], parts: Sequence[T]) -> list[R]:
     on the caller's thread, the one row range of a layer too short for two (a model-parallel replica's
     blocks: cat-demo's 12- and 13-row blocks at k = 8) made 30 steps on a loaded 2-core machine 5-60x slower
     than the unsplit layer, whose two ranges ran here (docs/benchmarks.md, 2026-12-05)."""
-    threads = min(torch.get_num_threads(), max(1, len(parts)))
-    if (torch.get_num_threads() <= 1 or not parts or threading.current_thread().name.startswith("downpour-lc")
+    threads = torch.get_num_threads()
+    if (threads <= 1 or not parts or threading.current_thread().name.startswith("downpour-lc")
             or _mode_active()):
         return [fn(p) for p in parts]
     inference = torch.is_inference_mode_enabled()
@@ -107,7 +107,7 @@ def run_parts(fn: Callable[[T], R], parts: Sequence[T]) -> list[R]:
         with torch.inference_mode(inference), torch.no_grad():
             return fn(p)
 
-    pool = _get_pool(threads)
+    pool = _get_pool(min(threads, len(parts)))
     return [f.result() for f in [pool.submit(task, p) for p in parts]]
 
 
