@@ -159,19 +159,18 @@ def _lent(net: Network, k: int) -> dict[str, float]:
     step lends the stages it runs, and gets back the trained one's gradient): ``largest`` the most one partition
     receives and returns, ``replica`` all K together (:func:`~downpour.parallel.partition.block_banks`: a block
     borrows min(tH, h) x min(tW, w) banks, frozen ones too; the trained ones' gradient comes back)."""
+    borrowed = []       # per stage: the banks each block borrows (none where nothing is lent), of how many
+    for stage in net.stages:
+        if lends_banks(net, stage, k):
+            th, tw = stage.tied_banks
+            borrowed.append(([min(th, b.out_size[0]) * min(tw, b.out_size[1])
+                              for b in split_blocks(_codes_size(stage), stage.kernel, stage.stride, k)], th * tw))
+        else:
+            borrowed.append(([0], 1))
     out = {}
     for who, pick in (("largest", max), ("replica", sum)):
-        sent, back = [], []
-        for stage in net.stages:
-            if not lends_banks(net, stage, k):
-                sent.append(0.0), back.append(0.0)
-                continue
-            th, tw = stage.tied_banks
-            banks = [min(th, b.out_size[0]) * min(tw, b.out_size[1])
-                     for b in split_blocks(_codes_size(stage), stage.kernel, stage.stride, k)]
-            n = pick(banks)
-            sent.append(n * (stage.params + stage.frozen) / (th * tw))
-            back.append(n * stage.params / (th * tw))
+        sent = [pick(n) * (s.params + s.frozen) / banks for s, (n, banks) in zip(net.stages, borrowed)]
+        back = [pick(n) * s.params / banks for s, (n, banks) in zip(net.stages, borrowed)]
         out[who] = (over_schedule(net.schedule, sent, sent)
                     + over_schedule(net.schedule, back, [0.0] * len(back)))
     return out
