@@ -223,11 +223,10 @@ def _timing(net: Network, part: dict[str, float], cl: Cluster, r: int, k: int, s
             n_push: int, n_fetch: int, rates: Rates) -> dict[str, Any]:
     bw, p, f = cl.bandwidth, n_push, n_fetch
     full = 4 * net.params                                     # bytes of one replica's push (and fetch)
+    # the partitions' fetches (pushes) and the replica's of the shared banks travel at once, on their own links
+    moved = max(part["server_bytes"], part["shared_bytes"]) / bw
     t = {"compute": batch * part["flops_train"] / (cl.cores * rates.flops_per_core),
-         "halo": batch * part["halo_bytes"] / bw, "lend": part["lend_bytes_replica"] / bw,
-         # the partitions' fetches (pushes) and the replica's of the shared banks travel at once, on their own links
-         "fetch": max(part["server_bytes"], part["shared_bytes"]) / bw,
-         "push": max(part["server_bytes"], part["shared_bytes"]) / bw,
+         "halo": batch * part["halo_bytes"] / bw, "lend": part["lend_bytes_replica"] / bw, "fetch": moved, "push": moved,
          "apply_one": full / s / (cl.cores * rates.apply_bytes_per_core)}
     t["step"] = t["compute"] + t["halo"] + t["lend"] + t["fetch"] / f
     if "flops_by_stage" in part:     # greedy: stage i's steps run the stages below it forward only (their mean is t)
