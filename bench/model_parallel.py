@@ -120,5 +120,6 @@ def main(argv: list[str] | None = None) -> list[dict]:
         emit(row, rows)
     return rows
 
+
 if __name__ == "__main__":
     main()

@@ -207,7 +207,6 @@ def test_auto_with_partitions_computes_on_cpu_on_every_runner(monkeypatch):
         check_run_config(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, device="cuda")))
 
 
-
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=cuda)])
 def test_a_resumed_simulated_run_draws_the_devices_random_numbers_where_it_stopped(tmp_path, monkeypatch, device):
     """The simulator's checkpoint kept only the CPU's RNG: on a GPU an RBM's samples (drawn on the device) resumed
