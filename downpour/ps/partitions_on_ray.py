@@ -38,7 +38,7 @@ def stage_specs(model: nn.Module, p: int) -> list[dict[str, Any]]:
     specs = []
     for stage in model.stages:
         f: PartitionedFilter = stage.filter
-        b, w = f.blocks[p], f.weights[0] if f.banks is not None else f.blocks_weight[p]
+        b, w = f.blocks[p], f.banks if f.banks is not None else f.blocks_weight[p]
         specs.append({"in_channels": f.in_channels, "maps": f.maps, "kernel": f.kernel_size, "stride": f.stride,
                       "norm": f.norm, "chunk": f.chunk_bytes, "out_size": b.out_size, "in_size": b.in_size,
                       "trainable": w.requires_grad, "dtype": w.dtype, "tiled": f.banks is not None,
@@ -57,11 +57,12 @@ class PartitionActor:
         torch.set_num_threads(1)
         self.wid, self.p, self.specs = wid, p, specs
         self.own = {i: j for j, i in enumerate(i for i, s in enumerate(specs) if not s["tiled"])}   # stage -> weights[j]
+        untied = [specs[i] for i in self.own]
         self.weights = nn.ParameterList(
             nn.Parameter(new_banks(*s["out_size"], s["maps"], s["in_channels"], s["kernel"], dtype=s["dtype"]),
-                         requires_grad=s["trainable"]) for s in specs if not s["tiled"])
+                         requires_grad=s["trainable"]) for s in untied)
         with torch.no_grad():
-            for w, s in zip(self.weights, [s for s in specs if not s["tiled"]]):
+            for w, s in zip(self.weights, untied):
                 if s.get("frozen") is not None:
                     w.copy_(torch.from_numpy(s["frozen"]))
         # the push accumulator and local SGD of a whole worker (ps.worker.LocalParams), over this slice
