@@ -125,7 +125,7 @@ def whole_state(sim: Any) -> State:
     what :func:`restore_whole_state` needs to go on exactly from there."""
     n = len(sim.workers)
     tensors: dict[str, Tensor] = {"sim.torch_rng": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():   # the workers' replicas on a GPU draw there
+    if torch.cuda.is_initialized():   # (so available) the workers' replicas on a GPU draw there
         tensors["sim.cuda_rng"] = torch.cuda.get_rng_state()       # (an RBM's samples, dropout, a cost's noise)
     workers = []
     for w, worker in enumerate(sim.workers):
