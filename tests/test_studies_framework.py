@@ -808,6 +808,48 @@ def test_seeds_a_paired_difference_leaves_out_for_its_baseline_are_said():
     assert "2 of 4 seeds left out" in rows_table(rows).split("<tr>")[-1]
 
 
+def test_a_cell_that_ran_without_a_figure_its_seeds_hold_is_refused_by_name_not_left_out():
+    """A cell measured before a figure was recorded read it as NaN: its seed left out of the figure and of the
+    paired difference without a word (2 of 4 pairs here). A diverged cell (its design's figures alone) stays."""
+    from downpour.studies.base import Condition
+    from downpour.studies.compare import FigureMissing, compare_rows
+
+    conditions = [Condition("ref", {"vs": ""}), Condition("arm", {"vs": "ref"})]
+    cells = {**{("ref", s): {"probe": 0.9 + 0.01 * s, "params": 5.0} for s in range(4)},
+             **{("arm", s): {"probe": 0.8 + 0.01 * s, "params": 6.0} for s in range(4)}}
+    cells[("ref", 3)] = {"diverged": 1.0, "params": 5.0}
+    assert compare_rows(conditions, cells, [0, 1, 2, 3], {"probe": 0.02})[1]["figures"]["d_probe"]
+    cells[("arm", 1)] = cells[("arm", 2)] = {"params": 6.0}             # ran before "probe" was recorded
+    with pytest.raises(FigureMissing, match=r"'arm' seed 1, 'arm' seed 2 ran but lack figure 'probe'.*run the "
+                                            "study again") as err:
+        compare_rows(conditions, cells, [0, 1, 2, 3], {"probe": 0.02})
+    assert err.value.args[0] == "probe" and err.value.cells == [("arm", 1), ("arm", 2)]
+
+
+class ComparedWithADivergedSeed(EveryCellDiverges):
+    """compare_rows' study whose cells run, but a's seed 0, which diverged."""
+
+    def run_cell(self, condition, seed, context):
+        return ({"diverged": 1.0, "params": 5.0} if (condition.name, seed) == ("a", 0) else
+                {"x": float(seed), "params": 5.0 + (condition.name == "b")})
+
+
+def test_a_cached_cell_lacking_a_compared_figure_is_named_with_what_to_do_not_a_diverged_one(monkeypatch, tmp_path):
+    """compare_rows read b's seed 1 without x as a seed left out; the study wrote its summary with 2 of 3 pairs."""
+    monkeypatch.setitem(studies.STUDIES, "planted", f"{__name__}:ComparedWithADivergedSeed")
+    run_study("planted", tmp_path, quick=True, jobs=1)
+    path = tmp_path / "cells.jsonl"
+    header, *rows = [json.loads(line) for line in path.read_text().splitlines()]
+    for row in rows:
+        if (row["condition"], row["seed"]) == ("b", 1):
+            del row["figures"]["x"]
+    path.write_text("".join(json.dumps(r) + "\n" for r in [header, *rows]))
+    with pytest.raises(ConfigError, match=r"cells.jsonl': the cell\(s\) b seed 1 lack figure 'x', which the study's "
+                                          r"summary reads \(measured before the figure was recorded.*delete those "
+                                          "lines and run again"):
+        run_study("planted", tmp_path, quick=True, jobs=1)
+
+
 def test_a_figure_the_same_in_every_seed_is_shown_as_such_not_as_a_zero_width_interval():
     """A probe right on 27 of 30 images in both seeds read 0.900 [0.900, 0.900] on the page: as certain as a
     thousand seeds. Student's t has nothing to say without spread; the page says what it is."""

@@ -65,6 +65,7 @@ def compare_rows(conditions: list[Condition], cells: Cells, seeds: list[int],
     for c in conditions:
         got = [cells[(c.name, s)] for s in seeds]
         keys = [k for k in dict.fromkeys(k for g in got if not g.get(DIVERGED) for k in g)] or every
+        _refuse_lacking(c.name, seeds, got, keys)
         row: dict[str, Any] = {"condition": c.name, "group": c.group, "params": c.params, "n": len(seeds),
                                "figures": {k: list(figure_ci(k, [g.get(k, math.nan) for g in got])) for k in keys},
                                "extra": {}}
@@ -85,6 +86,32 @@ def compare_rows(conditions: list[Condition], cells: Cells, seeds: list[int],
                 note_left_out(row, "d_" + key, *pair)
         rows.append(row)
     return rows
+
+
+class FigureMissing(KeyError):
+    """A cell that ran lacks a figure its condition's other seeds hold: read as NaN, its seed was left out of the
+    figure's interval and of every paired difference of it without a word (until 2026-12-05). ``args[0]``: the figure,
+    as a summary's KeyError gives it (run.py names the cells.jsonl lines to delete); ``cells``: (condition, seed)."""
+
+    def __init__(self, key: str, cells: list[tuple[str, int]]):
+        super().__init__(key)
+        self.cells = cells
+
+    def __str__(self) -> str:
+        named = ", ".join(f"{c!r} seed {s}" for c, s in self.cells)
+        return (f"the cell(s) {named} ran but lack figure {self.args[0]!r}, which the condition's other seeds hold "
+                "(measured before the figure was recorded, or an edited line): delete their lines from the study's "
+                "cells.jsonl and run the study again, and those cells run again")
+
+
+def _refuse_lacking(name: str, seeds: Sequence[int], got: Sequence[dict[str, float]], keys: Sequence[str]) -> None:
+    """Raise :class:`FigureMissing` for a cell of condition ``name`` that ran (not diverged: such a cell holds its
+    design's figures alone, its trained ones NaN by design) and lacks one of ``keys``, its condition's figures. A
+    figure no seed of the condition holds is not refused: the condition does not measure it (or every seed diverged)."""
+    for key in keys:
+        lacking = [(name, s) for s, g in zip(seeds, got) if not g.get(DIVERGED) and key not in g]
+        if lacking:
+            raise FigureMissing(key, lacking)
 
 
 # the rotation widths (:func:`~downpour.studies.measure.range_widths`' degrees, the response's and the AUC's)

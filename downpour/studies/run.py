@@ -97,15 +97,18 @@ def run_study(name: str, out: str | Path, quick: bool = False, seeds: int | None
         print(f"downpour study {name}: {mixed}", file=sys.stderr, flush=True)
     try:
         rows = study.summarise(conditions, cells, seed_list)
-    except KeyError as err:           # a cached line whose figure was renamed or lost (an edit, a damaged byte)
-        # (only where another seed of the same condition has it: some conditions never measure that figure)
+    except KeyError as err:           # a cached line whose figure was renamed or lost (an edit, a damaged byte), or
+        # one measured before the figure was recorded (compare.FigureMissing; until 2026-12-05 read as a seed left out)
+        # (only where another seed of the same condition has it: some conditions never measure that figure; and not
+        # a diverged cell, which holds its design's figures alone)
         measured = {c for (c, _), figures in cells.items() if err.args and err.args[0] in figures}
-        lacking = [f"{c} seed {s}" for (c, s), figures in cells.items() if c in measured and err.args[0] not in figures]
+        lacking = [f"{c} seed {s}" for (c, s), figures in cells.items()
+                   if c in measured and err.args[0] not in figures and not figures.get(DIVERGED)]
         if not lacking:
             raise
         raise ConfigError(f"{str(cache.path)!r}: the cell(s) {', '.join(lacking)} lack figure {err.args[0]!r}, which "
-                          "the study's summary reads (edited or damaged lines); delete those lines and run again: "
-                          "their cells run again") from None
+                          "the study's summary reads (measured before the figure was recorded, or edited or damaged "
+                          "lines); delete those lines and run again: their cells run again") from None
     within_range(rows)          # (before the verdict, the figures and study.json read them)
     note_missing(rows, cells, seed_list)
     holm(rows)
