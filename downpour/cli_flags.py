@@ -164,7 +164,7 @@ def check_flags(args: argparse.Namespace, cfg: RunConfig, pipeline: str | None =
         runners = [ONLY_ON[f] for f in given if f in ONLY_ON] or ["simulated", "ray"]
         other = other if len(runners) > 1 or getattr(args, "resume", None) else f"; add --runner {runners[0]}"
         raise ConfigError(f"{flags} only {'applies' if len(given) == 1 else 'apply'} to the {' and '.join(runners)} "
-                          f"runner{'s' if len(runners) > 1 else ''}, and this run's runner is 'local'{other}")
+                          f"{'runners' if len(runners) > 1 else 'runner'}, and this run's runner is 'local'{other}")
     typed = set_keys(args)
     blaster_on_ray = runner == "ray" and cfg.cluster.algorithm == "sandblaster"
     for flag, only in ONLY_ON.items():

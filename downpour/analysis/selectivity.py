@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from downpour._names import plural
 from downpour.analysis import baselines
 from downpour.analysis.choice import NoCandidate, auc_scores, choice, threshold_scan, tie_verdict, tied_figures
 from downpour.analysis.controls import TIE_REPLICATES, bootstrap_weights, ranked_aucs
@@ -203,7 +204,7 @@ def _check_sizes(data: LabelledSet, positive: int, y: np.ndarray) -> None:
     for n, which, unread in ((int(y.sum()), f"class {positive} ({name!r}, analysis.positive)", skipped),
                              (int(len(y) - y.sum()), f"every class but {name!r} together", 0)):
         if n < 2 and "path" in data.info:      # a folder (lfw's folds say their own advice in split)
-            raise DataError(f"labelled set {data.name!r}: {which} holds {n} readable image{'s' * (n != 1)}"
+            raise DataError(f"labelled set {data.name!r}: {which} holds {plural(n, 'readable image')}"
                             f"{f' ({unread} of its files could not be read)' if unread else ''}; choosing a unit on some "
                             "images and scoring it on others needs at least 2 of each (analysis.dataset)")
     if y.min() == y.max():

@@ -29,6 +29,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from downpour._names import plural
 from downpour.errors import ConfigError
 from downpour.models.frozen import CACHE_BYTES
 from downpour.parallel.blocks import grid_shape, split_blocks
@@ -296,7 +297,7 @@ def _too_few_machines(cl: Cluster, k: int | None = None, fits: bool = True, leas
     parts = (f"--partitions {k}" if cl.partitions else "1 partition (the fewest)" if k == 1
              else f"{k} partitions (the fewest that fit a machine's memory)" if fits
              else f"{k} partitions (the most that can be laid out; none fits a machine's memory)")
-    machines = f"{r * k} worker machine{'s' if r * k > 1 else ''}"
+    machines = plural(r * k, "worker machine")
     per = "partition" if least == k else "partition and one for the tiled stages' shared banks"
     shards_said = (f"--shards {shards}" if cl.shards else "1 shard" if least == 1 else
                    f"{least} shards (one per {per} at least, as the model-parallel runner requires, each a machine of "

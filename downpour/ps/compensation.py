@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from downpour._names import nearest
+from downpour._names import nearest, plural
 from downpour.config import ConfigError
 
 
@@ -40,7 +40,7 @@ class StalenessLR(Compensation):
         # 1 / max(1, s) is 1 at s = 0 and at s = 1: two simulated workers without delay push at staleness <= 1
         # (and bounded:0 with two workers always does), and there the run was bit for bit the uncompensated one
         if max_staleness <= 1:
-            return (f"no push was more than {max_staleness} update{'' if max_staleness == 1 else 's'} stale, and "
+            return (f"no push was more than {plural(max_staleness, 'update')} stale, and "
                     "staleness-lr divides the learning rate by max(1, staleness), which is 1 there")
         return None
 

@@ -99,7 +99,7 @@ def check_param_stages(cfg: RunConfig, model: FeatureModel) -> None:
     why = ("names no parameter's stage" if not of else
            next((f"names {k!r}, which is not one of its parameters" for k in of if k not in names), None) or
            next((f"puts {k!r} in stage {s!r}, not one of 1..{n}" for k, s in of.items() if not 1 <= s <= n), None) or
-           (left and f"leaves out {len(left)} trainable parameter{'s' * (len(left) > 1)} "
+           (left and f"leaves out {plural(len(left), 'trainable parameter')} "
                      f"({', '.join(map(repr, left[:3]))}{', ...' if len(left) > 3 else ''})"))
     if why:
         raise ConfigError(f"model {cfg.model.name!r} has {n} greedy stages but its param_stages() {why}: "

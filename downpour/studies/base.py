@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Hashable
 
+from downpour._names import plural
 from downpour.config import RunConfig, load_config
 from downpour.models.registry import resolve
 from downpour.studies.designs import Condition, Design
@@ -78,4 +79,4 @@ class Study(Design):
         if not self.quick:
             return ""
         n = max((r["n"] for r in rows), default=0)
-        return f"This is the quick setting ({what}, {n} seed{'s' if n != 1 else ''}): a smoke test of the machinery, not an answer."
+        return f"This is the quick setting ({what}, {plural(n, 'seed')}): a smoke test of the machinery, not an answer."

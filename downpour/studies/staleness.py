@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from downpour._names import plural
 from downpour.batch import Batch
 from downpour.cli_flags import RAY_ONLY
 from downpour.config import ConfigError, RunConfig
@@ -65,7 +66,7 @@ def _reading(row: dict[str, Any]) -> str:
     extra = row["extra"]
     if extra["reading"] == "inconclusive" and (low > 0 or high < 0):
         flipped = extra["gained"] + extra["lost"]
-        return (f"inconclusive, McNemar's exact p = {extra['mcnemar_p']:.3g} on the {flipped} seed{'s' * (flipped != 1)} "
+        return (f"inconclusive, McNemar's exact p = {extra['mcnemar_p']:.3g} on the {plural(flipped, 'seed')} "
                 "where only one of the two succeeded")
     return extra["reading"] + lead_mark(row, "delta_vs_success")
 
