@@ -239,6 +239,30 @@ class Pusher:
         return [{"staleness": 0, "accepted": 1, "version": self.version}] * self.n
 
 
+def stub_setup(workers: int, restarts: int = 0, silent_seconds: float = 0.0) -> SimpleNamespace:
+    """What the driver reads of its ``ClusterSetup`` outside :meth:`~RayCluster._start` and ``_spawn``: the cluster keys
+    (in-memory data: no file list)."""
+    cluster = SimpleNamespace(restarts=restarts, workers=workers, address=None, partitions=1,
+                              silent_seconds=silent_seconds)
+    return SimpleNamespace(cfg=SimpleNamespace(cluster=cluster), data=[])
+
+
+class HandedCluster(RayCluster):
+    """``RayCluster`` built by its own constructor (every field it declares is there, one it gains too: a stub that set
+    the fields by hand on ``object.__new__`` broke at each) on actors handed to it: ``shard_actors`` and ``workers``
+    (any stand-ins, one per worker), each worker on node "n" with a CPU. Its ``_start`` starts nothing (no Ray); a test
+    puts a stand-in for ``ray`` in the driver's modules itself where the driver calls it."""
+
+    def __init__(self, coord: Coordinator, shard_actors: list[Any], workers: list[Any], restarts: int = 0):
+        self._handed = list(workers)
+        super().__init__(stub_setup(len(workers), restarts), list(shard_actors), coord, lambda step: None)
+
+    def _start(self, shards: list[Any], start_step: int) -> None:
+        self.shard_actors, self.worker_actors = shards, self._handed
+        self.placement = {"shards": ["n"], "workers": ["n"] * len(self._handed)}
+        self.devices = [{"device": "cpu", "gpus": []}] * len(self._handed)     # (one per worker, as the start reads)
+
+
 class ScriptedCluster(RayCluster):
     """``RayCluster`` on stand-in actors. ``script[(w, life)]``: the keyword arguments of that :class:`Worker`
     (``dies``, ``up``, ``dead_on_arrival``; ``parts_up``: its partition actors' ``up``, else up where the driver's
@@ -251,9 +275,7 @@ class ScriptedCluster(RayCluster):
                  partitions: int = 0, silent_seconds: float = 0.0):
         self.rt, self.script, self.lives, self.pushes = rt, script or {}, [], []
         self.partitions, self.parts = partitions, []
-        cluster = SimpleNamespace(restarts=restarts, workers=coord.workers, address=None, partitions=1,
-                                  silent_seconds=silent_seconds)
-        super().__init__(SimpleNamespace(cfg=SimpleNamespace(cluster=cluster), data=[]), [None] * shards, coord,
+        super().__init__(stub_setup(coord.workers, restarts, silent_seconds), [None] * shards, coord,
                          lambda step: None, coord.done, None, saved)
 
     def _start(self, shards: list[Any], start_step: int) -> None:

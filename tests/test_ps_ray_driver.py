@@ -8,6 +8,7 @@ import pytest
 import ray
 import torch
 from ray_room import A_NODE, Hog, two_nodes_one_full, workers_start_within
+from scripted_ray import HandedCluster
 
 import downpour.ps.asking_on_ray as asking_module
 import downpour.ps.cluster_on_ray as driver_module
@@ -16,10 +17,8 @@ from downpour.ps.cluster_on_ray import RayCluster
 from downpour.ps.restarts_on_ray import restarts_left
 from downpour.ps.consistency import make_consistency
 from downpour.ps.coordinator import Coordinator
-from downpour.ps.laps import Laps
 from downpour.ps.rules import make_rule
 from downpour.ps.shard import Shard
-from downpour.ps.silence import Silence
 
 
 class FakeRay:
@@ -65,16 +64,8 @@ class FakeActor:
 
 
 def _driver(coord: Coordinator, shard_actors: list[Any], workers: list[Any], restarts: int = 0) -> RayCluster:
-    d = object.__new__(RayCluster)      # no Ray: the driver's own state only
-    d.coord, d.shard_actors, d.worker_actors, d.restarts = coord, shard_actors, workers, restarts
-    d.piped, d._blocked, d.laps, d.next_seq, d._pending, d._pushes = False, set(), Laps(), {}, {}, {}
-    d._starting, d._watching, d._serving, d.listing = {}, {}, {}, None     # (in-memory data: no file list)
-    d._seeded_at = {}
-    d.setup = SimpleNamespace(cfg=SimpleNamespace(cluster=SimpleNamespace(restarts=restarts)))   # (cluster.restarts)
-    d.silence = Silence()
-    d.placement, d.partition_actors = {"shards": ["n"], "workers": ["n"] * len(workers)}, {}
-    d.devices = [{"device": "cpu", "gpus": []}] * len(workers)     # (one per worker, as the start reads them)
-    return d
+    """The driver's own state on stand-in actors, built by its real constructor (no Ray: scripted_ray.HandedCluster)."""
+    return HandedCluster(coord, shard_actors, workers, restarts)
 
 
 @pytest.fixture
@@ -194,6 +185,20 @@ def test_a_lost_workers_partition_actors_go_with_it(fake_ray, monkeypatch):
     coord.begin_cycle(1)
     d._lost(1, RuntimeError("ActorDiedError"))
     assert all(p in fake_ray.killed for p in parts) and list(d.partition_actors) == [0]
+
+
+def test_the_stand_in_driver_has_a_field_the_driver_gains_without_being_mended(monkeypatch):
+    """The stand-in driver was object.__new__ with its fields set by hand: each field the driver gained (``_seeded_at``,
+    ``silence``, ``devices`` ...) broke these tests with an AttributeError until the stub learned it too."""
+    init = RayCluster.__init__
+
+    def gains_a_field(self, *args, **kwargs):
+        self.gained = {"set": "in the constructor"}
+        init(self, *args, **kwargs)
+
+    monkeypatch.setattr(RayCluster, "__init__", gains_a_field)
+    d = _driver(Coordinator(make_consistency("async"), workers=2, total_steps=10), [FakeActor()], [FakeActor()] * 2)
+    assert d.gained == {"set": "in the constructor"} and len(d.worker_actors) == 2 and d.restarts == 0
 
 
 def test_the_restart_budget_counts_the_restarts_of_the_whole_run():
