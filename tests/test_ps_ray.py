@@ -465,7 +465,11 @@ def test_a_short_greedy_run_logs_each_stage_in_its_own_rows_as_on_the_simulator(
 def test_closing_after_a_shard_died_warns_of_shared_memory_only_where_some_may_be_left(local_ray, monkeypatch, caplog):
     """A lost shard cannot remove its segments; the driver removes this node's right after. The warning that one
     'could not remove its shared memory' came on one node too, where nothing was left."""
+    from scripted_ray import HandedCluster
+
     from downpour.ps import cluster_on_ray
+    from downpour.ps.consistency import make_consistency
+    from downpour.ps.coordinator import Coordinator
 
     @ray.remote(num_cpus=0)
     class Dead:
@@ -482,9 +486,8 @@ def test_closing_after_a_shard_died_warns_of_shared_memory_only_where_some_may_b
             except ray.exceptions.RayError:
                 break
             time.sleep(0.05)
-        cluster = object.__new__(cluster_on_ray.RayCluster)
-        cluster.pusher, cluster._channels, cluster.shard_actors, cluster.worker_actors = None, {}, [actor], []
-        cluster.partition_actors, cluster.started, cluster.run_id = {}, False, "test-close"
+        cluster = HandedCluster(Coordinator(make_consistency("async"), 1, 1), [actor], [])    # (no pusher, no channel)
+        cluster.run_id = "test-close"
         monkeypatch.setattr(cluster_on_ray, "_other_nodes", lambda: nodes)
         caplog.clear()
         with caplog.at_level("WARNING", logger="downpour.ps.cluster_on_ray"):
