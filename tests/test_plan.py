@@ -414,7 +414,7 @@ def test_the_plan_lays_out_the_shards_the_runner_takes_for_a_split_network(sets)
             planned = str(err)
         assert bool(planned) == bool(runner), (shards, planned, runner)
         assert "the model-parallel runner refuses it" in planned if planned else True
-    chosen = plan_for("cat-demo", sets, Cluster(machines=5, partitions=2))["cluster"]   # shards left unset
+    chosen = plan_for("cat-demo", sets, Cluster(machines=6, partitions=2))["cluster"]   # shards left unset
     partition_bounds(partition_ranges(model), chosen["shards"])                        # the runner takes them
 
 
@@ -445,6 +445,44 @@ def test_a_split_networks_traffic_is_what_the_runner_moves(sets):
     assert plan["push_bytes_replica"] == 4 * ranges[-1][1]
     assert plan["lend_bytes_replica"] == pytest.approx(4 * sum(steps) / len(steps))
     assert (plan["lend_bytes_replica"] > 0) == any(sent)
+    # each call's windows and code blocks, to and from the replica over the runner's own blocks (RemoteFilter): a trained
+    # stage sends the window, gets codes and the window's reconstruction, sends both gradients; forward only, greedy's
+    # stages below the trained one, the window and its codes; a frozen stage trained at its cost, no gradients
+    trained, forward = [], []
+    for stage in model.stages:
+        f = stage.filter
+        win = [f.in_channels * (b.in_rows.stop - b.in_rows.start) * (b.in_cols.stop - b.in_cols.start) for b in f.blocks]
+        codes = [f.maps * (b.rows.stop - b.rows.start) * (b.cols.stop - b.cols.start) for b in f.blocks]
+        trained.append(sum(3 * w + 2 * c if f.trainable else 2 * w + c for w, c in zip(win, codes)))
+        forward.append(sum(w + c for w, c in zip(win, codes)))
+    steps = ([sum(trained)] if cfg.train.schedule != "greedy" else
+             [sum(forward[:i]) + trained[i] for i in range(len(trained))])
+    assert plan["partition"]["window_bytes_replica"] == pytest.approx(4 * sum(steps) / len(steps))
+    assert plan["partition"]["halo_bytes"] == 0      # the runner's partitions exchange nothing among themselves
+
+
+def test_a_split_replicas_calls_go_through_its_own_process_counted_by_hand():
+    """The main job (cat-demo, tile 2, greedy, batch 32) split in 2 (2x1 blocks): stage 1 (1x32x32 in, 8x8 fields,
+    25x25 codes) cuts codes rows 0-12 and 12-25, windows rows 0-19 and 12-32; stage 2 (8x12x12 in, 5x5, 8x8 codes)
+    rows 0-4 and 4-8, windows 8 rows each. Per example, a trained stage 3 windows + 2 code blocks, forward only a window
+    + a code block: stage 1 trained 3·608 + 2·2,400 = 6,624 and 3·640 + 2·2,600 = 7,120, forward 3,008 and 3,240;
+    stage 2 trained 3·768 + 2·256 = 2,816, forward 1,024, each block. Greedy: stage 1's step, then stage 1 forward +
+    stage 2's. The largest partition: (7,120 + 3,240 + 2,816) / 2 = 6,588 floats; the replica's link (13,744 + 6,248 +
+    5,632) / 2 = 12,812. Until 2026-12-05 the plan counted DistBelief's halo between the partitions, 2,976 B per
+    example, and nothing through the replica, whose process had no machine."""
+    plan = plan_for(None, (), Cluster(machines=8, partitions=2), config="main")
+    part = plan["partition"]
+    assert (part["window_bytes"], part["window_bytes_replica"], part["halo_bytes"]) == (4 * 6588, 4 * 12812, 0)
+    assert part["window_by_stage"] == [4 * 13744, 4 * (6248 + 5632)]
+    bw = 1e9 / 8
+    assert plan["times_s"]["windows"] == pytest.approx(32 * 4 * 12812 / bw)
+    assert plan["cycle_bounds_s"]["replica link"] == pytest.approx(
+        (part["shared_bytes"] + 32 * 4 * 12812 + part["lend_bytes_replica"]) / bw)
+    assert plan["cluster"]["replica_machines"] == plan["cluster"]["replicas"]
+    # the paper's network is planned as DistBelief's pipeline: halos between partitions, no replica's process
+    paper = plan_for("paper", (), Cluster(machines=1000, partitions=16))
+    assert paper["partition"]["halo_bytes"] > 0 and paper["partition"]["window_bytes_replica"] == 0
+    assert paper["cluster"]["replica_machines"] == 0 and "replica link" not in paper["cycle_bounds_s"]
 
 
 def test_every_planned_partition_has_a_shard_of_its_own(capsys):
@@ -471,6 +509,27 @@ def test_too_few_machines_for_the_workers_is_said_as_arithmetic_with_its_fix(cap
     for machines, rc in ((23, 2), (24, 0)):
         assert main(["plan", "--replicas", "7", "--partitions", "3", "--machines", str(machines), "--json"]) == rc
     assert json.loads(capsys.readouterr().out)["cluster"]["machines_used"] == 24
+
+
+def test_each_split_replicas_own_process_is_a_machine_of_the_layout(capsys):
+    """The Ray runner starts, for K >= 2, each replica's worker actor beside its K partition actors (ps/cluster_on_ray.py:
+    R + R·K + S actors); the plan gave it no machine: --replicas 3 --partitions 2 --shards 2 read 3 x 2 + 2 = 8
+    machines, where 3 x 2 + 3 + 2 = 11 are used. With K = 1 that process is the partition: 3 + 2."""
+    for k, used in ((2, 11), (1, 5)):
+        assert main(["plan", "--config", "main", "--replicas", "3", "--partitions", str(k), "--shards", "2",
+                     "--machines", str(used), "--json"]) == 0
+        cluster = json.loads(capsys.readouterr().out)["cluster"]
+        assert (cluster["machines_used"], cluster["replica_machines"]) == (used, 3 if k > 1 else 0)
+    assert main(["plan", "--config", "main", "--replicas", "3", "--partitions", "2", "--shards", "2", "--machines", "10"]) == 0
+    assert ("3 replicas x 2 partitions (2x1 blocks) + 3 replica machines (each replica's own process: pooling, LCN, cost, "
+            "shared banks) + 2 shards = 11 machines  ** more than the cluster has **") in capsys.readouterr().out
+    assert main(["plan", "--config", "main", "--partitions", "2", "--shards", "2", "--machines", "4"]) == 2
+    assert ("1 replica (the fewest) x --partitions 2 = 2 worker machines, plus 1 replica machine (each replica's own "
+            "process beside its partitions), plus --shards 2 = 5 machines; give --machines 5 or more") in capsys.readouterr().err
+    for machines in (9, 12, 40):      # a chosen layout of 2 partitions fits the machines given, the replicas' too
+        assert main(["plan", "--config", "main", "--partitions", "2", "--machines", str(machines), "--json"]) == 0
+        c = json.loads(capsys.readouterr().out)["cluster"]
+        assert c["replicas"] * 3 + c["shards"] == c["machines_used"] <= machines
 
 
 def test_a_chosen_layout_uses_only_the_machines_there_are(capsys):

@@ -1,7 +1,8 @@
 """A network on a cluster: memory per partition, bytes per push, step time, examples/s, staleness.
 
 The layout is DistBelief's: R model replicas of K partitions each, one machine per partition, plus
-S parameter-server shard machines. A cat stage's output grid is cut into a gr x gc grid of K
+S parameter-server shard machines; and, split the Ray runner's way (every network but the paper's pipeline), one
+machine per replica for its own process (:mod:`downpour.plan.hub`). A cat stage's output grid is cut into a gr x gc grid of K
 spatial blocks (gr·gc = K, the pair with the shortest cuts, as ``downpour.parallel`` cuts them); a partition owns its block's untied weights
 (encoder, and decoder if untied) and needs its input window, its block plus the receptive-field
 halo, and the pooling and LCN halos of its neighbours. Every number is for the largest block.
@@ -9,15 +10,18 @@ halo, and the pooling and LCN halos of its neighbours. Every number is for the l
 Per step of B examples (train.batch_size), on the largest partition:
 
     compute  = B · FLOPs_train(partition) / (cores · FLOP/s per core)     (cores scale linearly)
-    halo     = B · halo bytes / bandwidth                                 (exchanged, not overlapped)
+    halo     = B · halo bytes / bandwidth                                 (exchanged, not overlapped; the paper's
+               pipeline: the runner's partitions exchange none)
+    windows  = B · every call's windows and codes through the replica's process, all K / bandwidth (the runner's way)
     lend     = the tiled stages' banks lent to the K blocks and their gradients back / bandwidth (:func:`lends_banks`)
     fetch    = partition's own weights / bandwidth, every n_fetch steps  (blocks the next step; the replica's fetch
                of the shared banks travels beside it)
     push     = partition's own gradient / bandwidth, every n_push steps  (travels while it computes)
-    step     = compute + halo + lend + fetch / n_fetch
+    step     = compute + halo + windows + lend + fetch / n_fetch
 
 A cycle of p = n_push steps takes the longest of p·step, the partition's link (out: push + halos,
-in: fetches + halos), a shard's link (R pushes and R·p/f fetches of its 1/S of the parameters) and
+in: fetches + halos, or its windows), the replica's process's link (the runner's way: all K's windows, the lent
+banks, the shared banks' fetch and push), a shard's link (R pushes and R·p/f fetches of its 1/S of the parameters) and
 a shard's apply (R pushes at the calibrated Adagrad rate times its cores). Examples/s = R·p·B /
 cycle. The push's delay in steps, d = (push + one shard's apply) / (cycle / p), and R replicas
 give the steady-state staleness N·(p + d + ā)/p − 1 of :mod:`downpour.plan.staleness` (N = R:
@@ -32,9 +36,10 @@ from typing import Any
 from downpour._names import plural
 from downpour.errors import ConfigError
 from downpour.models.frozen import CACHE_BYTES
-from downpour.parallel.blocks import grid_shape, split_blocks
+from downpour.parallel.blocks import grid_shape
 from downpour.parallel.partition import least_shards as runner_least_shards
 from downpour.plan.calibrate import Rates
+from downpour.plan.hub import codes_size, hub_runs, lends_banks, lent, machines_of, replica_machines, windows
 from downpour.plan.network import Network, Stage, over_schedule
 from downpour.plan.staleness import steady_staleness
 
@@ -56,7 +61,7 @@ class Cluster:
     bandwidth_gbit: float = 1.0
     replicas: int | None = None      # None: chosen (see :func:`predict`)
     partitions: int | None = None    # None: chosen among the counts that fit in memory
-    shards: int | None = None        # None: the machines left after R·K
+    shards: int | None = None        # None: the machines left after R·K (and R replica machines where K >= 2)
 
     def __post_init__(self) -> None:
         for flag, value, low in (("--machines", self.machines, 1), ("--cores", self.cores, 1),
@@ -81,7 +86,7 @@ class Cluster:
 def grid(k: int, stage: Stage | None = None) -> tuple[int, int]:
     """K blocks as rows x columns, as the model-parallel runner cuts ``stage``'s filter output (a square
     one: 8 -> 4x2, 9 -> 3x3; 8 on 3x40 -> 1x8)."""
-    return grid_shape(k, _codes_size(stage) if stage is not None and stage.in_shape else None)
+    return grid_shape(k, codes_size(stage) if stage is not None and stage.in_shape else None)
 
 
 def _area(need: tuple[int, int], own: tuple[int, int], channels: int) -> int:
@@ -99,7 +104,7 @@ def partition_stage(stage: Stage, k: int) -> dict[str, float]:
                 "state_floats": stage.state_floats * share, "halo_floats": 0.0, "halo_fwd_floats": 0.0}
     (gr, gc), (c, h, w) = grid(k, stage), stage.in_shape
     m, ph, pw = stage.out_shape
-    oh, ow = _codes_size(stage)
+    oh, ow = codes_size(stage)
     bh, bw = math.ceil(oh / gr), math.ceil(ow / gc)           # codes block
     qh, qw = math.ceil(ph / gr), math.ceil(pw / gc)           # pooled block
     share = bh * bw / (oh * ow)
@@ -126,12 +131,6 @@ def partition_stage(stage: Stage, k: int) -> dict[str, float]:
             "halo_fwd_floats": float(halo_in + halo_pool + halo_lcn)}        # forward only (below a greedy stage)
 
 
-def _codes_size(stage: Stage) -> tuple[int, int]:
-    """(Ho, Wo): the stage's filter output, the grid a model-parallel replica cuts into blocks."""
-    h, w = stage.in_shape[1:]
-    return (h - stage.kernel) // stage.stride + 1, (w - stage.kernel) // stage.stride + 1
-
-
 def _uncuttable(net: Network, k: int) -> str:
     """Why ``k`` partitions cannot be cut as the runner cuts them (a network it splits, ``net.uncut``; every
     stage's filter output into a grid of ``grid(k, stage)`` blocks, each at least one position), or "" when they can."""
@@ -142,39 +141,9 @@ def _uncuttable(net: Network, k: int) -> str:
             try:
                 grid(k, stage)
             except ValueError:
-                oh, ow = _codes_size(stage)
+                oh, ow = codes_size(stage)
                 return f"stage {i}'s {oh}x{ow} filter output cannot be cut into {k} blocks: use fewer partitions"
     return ""
-
-
-def lends_banks(net: Network, stage: Stage, k: int) -> bool:
-    """Whether ``k`` partitions of ``net`` borrow ``stage``'s banks from their replica, as the model-parallel runner
-    lends them (``ps/partitions_on_ray.py``): a tiled stage's shared banks are the replica's, which fetches and pushes
-    their shards itself, once a cycle, and sends each partition its block's banks with every call (their gradient
-    coming back); so a partition's own fetch and push carry its untied filters only."""
-    return k > 1 and net.banks_shared and stage.tied_banks is not None and bool(stage.in_shape)
-
-
-def _lent(net: Network, k: int) -> dict[str, float]:
-    """Floats a step moves between the replica and its partitions for the shared banks, by the schedule (a greedy
-    step lends the stages it runs, and gets back the trained one's gradient): ``largest`` the most one partition
-    receives and returns, ``replica`` all K together (:func:`~downpour.parallel.partition.block_banks`: a block
-    borrows min(tH, h) x min(tW, w) banks, frozen ones too; the trained ones' gradient comes back)."""
-    borrowed = []       # per stage: the banks each block borrows (none where nothing is lent), of how many
-    for stage in net.stages:
-        if lends_banks(net, stage, k):
-            th, tw = stage.tied_banks
-            borrowed.append(([min(th, b.out_size[0]) * min(tw, b.out_size[1])
-                              for b in split_blocks(_codes_size(stage), stage.kernel, stage.stride, k)], th * tw))
-        else:
-            borrowed.append(([0], 1))
-    out = {}
-    for who, pick in (("largest", max), ("replica", sum)):
-        sent = [pick(n) * (s.params + s.frozen) / banks for s, (n, banks) in zip(net.stages, borrowed)]
-        back = [pick(n) * s.params / banks for s, (n, banks) in zip(net.stages, borrowed)]
-        out[who] = (over_schedule(net.schedule, sent, sent)
-                    + over_schedule(net.schedule, back, [0.0] * len(back)))
-    return out
 
 
 def _partition(net: Network, k: int, batch: int, rule: str) -> dict[str, float]:
@@ -202,15 +171,24 @@ def _partition(net: Network, k: int, batch: int, rule: str) -> dict[str, float]:
     # shared banks to and from the replica's once a fetch or push, and lent per step. Until 2026-12-05 each partition's
     # fetch and push carried its block's banks: the main job split in 2 read 33.79 kB a partition for 0 (its blocks own
     # nothing), with no bytes between the replica and its partitions
-    lent = _lent(net, k)
+    banks = lent(net, k)
     out["server_bytes"] = 4 * sum(p["params"] for s, p in zip(net.stages, parts) if not lends_banks(net, s, k))
     out["shared_bytes"] = 4 * sum(s.params for s in net.stages if lends_banks(net, s, k))
-    out["lend_bytes"], out["lend_bytes_replica"] = 4 * lent["largest"], 4 * lent["replica"]
+    out["lend_bytes"], out["lend_bytes_replica"] = 4 * banks["largest"], 4 * banks["replica"]
+    # each call's input windows and code blocks, through the replica's process (hub.py); its partitions exchange no
+    # halo (until 2026-12-05 DistBelief's halo was counted: the main job split in 2 read 2.98 kB per example, where the
+    # runner moves 26.35 kB to and from the largest partition and 51.25 kB through the replica)
+    calls = windows(net, k)
+    out["window_bytes"], out["window_bytes_replica"] = 4 * calls["largest"], 4 * calls["replica"]
+    if hub_runs(net, k):
+        out["halo_bytes"] = 0.0
     if net.schedule == "greedy" and len(parts) > 1:   # a step of each stage (the figures above are their mean)
         fwd, halo_fwd = [p["flops_fwd"] for p in parts], [p["halo_fwd_floats"] for p in parts]
         out["flops_by_stage"] = (list(net.counted) if not cat else
                                  [sum(fwd[:i]) + p["flops_fwd_bwd"] for i, p in enumerate(parts)])
-        out["halo_by_stage"] = [4 * (sum(halo_fwd[:i]) + p["halo_floats"]) if cat else 0.0 for i, p in enumerate(parts)]
+        out["halo_by_stage"] = [4 * (sum(halo_fwd[:i]) + p["halo_floats"]) if cat and not hub_runs(net, k) else 0.0
+                                for i, p in enumerate(parts)]
+        out["window_by_stage"] = [4 * w for w in calls["replica_by_stage"]]
     # a greedy cat step's frozen stages' output, kept per input row in the replica's process (models/frozen.py), at
     # its bound (what it holds depends on the data's distinct rows): only where one machine holds the whole replica;
     # K > 1 partitions are remote, where the cache is dropped (ps/partitions_on_ray.py). Counted since 2026-12-05
@@ -227,17 +205,22 @@ def _timing(net: Network, part: dict[str, float], cl: Cluster, r: int, k: int, s
     # the partitions' fetches (pushes) and the replica's of the shared banks travel at once, on their own links
     moved = max(part["server_bytes"], part["shared_bytes"]) / bw
     t = {"compute": batch * part["flops_train"] / (cl.cores * rates.flops_per_core),
-         "halo": batch * part["halo_bytes"] / bw, "lend": part["lend_bytes_replica"] / bw, "fetch": moved, "push": moved,
+         "halo": batch * part["halo_bytes"] / bw, "windows": batch * part["window_bytes_replica"] / bw,
+         "lend": part["lend_bytes_replica"] / bw, "fetch": moved, "push": moved,
          "apply_one": full / s / (cl.cores * rates.apply_bytes_per_core)}
-    t["step"] = t["compute"] + t["halo"] + t["lend"] + t["fetch"] / f
+    t["step"] = t["compute"] + t["halo"] + t["windows"] + t["lend"] + t["fetch"] / f
     if "flops_by_stage" in part:     # greedy: stage i's steps run the stages below it forward only (their mean is t)
-        t["step_by_stage"] = [batch * fl / (cl.cores * rates.flops_per_core) + batch * h / bw + t["lend"] + t["fetch"] / f
-                              for fl, h in zip(part["flops_by_stage"], part["halo_by_stage"])]
+        t["step_by_stage"] = [batch * fl / (cl.cores * rates.flops_per_core) + batch * (h + w) / bw + t["lend"]
+                              + t["fetch"] / f for fl, h, w in zip(part["flops_by_stage"], part["halo_by_stage"],
+                                                                   part["window_by_stage"])]
     bounds = {"worker step": p * t["step"],
               "partition link": (max(part["server_bytes"], p / f * part["server_bytes"])
-                                 + p * (batch * part["halo_bytes"] + part["lend_bytes"])) / bw,
+                                 + p * (batch * (part["halo_bytes"] + part["window_bytes"]) + part["lend_bytes"])) / bw,
               "shard link": r * full / s * max(1.0, p / f) / bw,
               "shard apply": r * t["apply_one"]}
+    if hub_runs(net, k):      # the replica's own process: every partition's calls, the lent banks, the shared banks
+        bounds["replica link"] = (max(part["shared_bytes"], p / f * part["shared_bytes"])
+                                  + p * (batch * part["window_bytes_replica"] + part["lend_bytes_replica"])) / bw
     bottleneck = max(bounds, key=bounds.get)
     cycle = bounds[bottleneck]
     delay = (t["push"] + t["apply_one"]) / (cycle / p) if cycle > 0 else 0.0
@@ -249,15 +232,16 @@ def _timing(net: Network, part: dict[str, float], cl: Cluster, r: int, k: int, s
 _PARTITIONS = (1, 2, 4, 8, 9, 16, 25, 32, 36, 49, 64, 100, 128, 144, 256, 512, 1024)
 
 
-def _splits(cl: Cluster, k: int) -> list[tuple[int, int]]:
+def _splits(net: Network, cl: Cluster, k: int) -> list[tuple[int, int]]:
     """(replicas, shards) pairs for ``k`` partitions: a count given is kept; unset replicas run from 1 to as many
     as the machines allow, unset shards are the machines left (more shards never slow a plan: a shard's link and
     apply take 1/S of a push). With only --shards given, replicas were once the machines left too: --shards 10
     planned 110 replicas (staleness 110) where 2 gave the same examples/s (staleness 2)."""
+    per = k + replica_machines(net, 1, k)    # a replica's machines: its partitions, and its own process (hub.py)
     if cl.replicas:
-        return [(cl.replicas, cl.shards or max(1, cl.machines - cl.replicas * k))]
-    most = max(1, (cl.machines - (cl.shards or 1)) // k)
-    return [(r, cl.shards or max(1, cl.machines - r * k)) for r in range(1, most + 1)]
+        return [(cl.replicas, cl.shards or max(1, cl.machines - cl.replicas * per))]
+    most = max(1, (cl.machines - (cl.shards or 1)) // per)
+    return [(r, cl.shards or max(1, cl.machines - r * per)) for r in range(1, most + 1)]
 
 
 def least_shards(net: Network, k: int) -> int:
@@ -273,7 +257,7 @@ def least_shards(net: Network, k: int) -> int:
     return runner_least_shards(k, owned=owned, shared=shared)
 
 
-def _too_few_machines(cl: Cluster, k: int | None = None, fits: bool = True, least: int | None = None) -> str:
+def _too_few_machines(net: Network, cl: Cluster, k: int | None = None, fits: bool = True, least: int | None = None) -> str:
     """Why no layout fits, as arithmetic: the smallest layout of ``k`` partitions (default the count given) and
     the counts given, and the machines it needs. A --partitions given with shards unset gets here where no layout
     has a shard per partition (given shards below partitions are refused before): unset shards are the machines the
@@ -292,12 +276,14 @@ def _too_few_machines(cl: Cluster, k: int | None = None, fits: bool = True, leas
     # is one laid out, which given shards allow only at k or fewer)
     least = least or k
     r, shards = cl.replicas or 1, cl.shards or least
-    need = r * k + shards
+    need = machines_of(net, r, k, shards)
     workers = f"--replicas {r}" if cl.replicas else "1 replica (the fewest)"
     parts = (f"--partitions {k}" if cl.partitions else "1 partition (the fewest)" if k == 1
              else f"{k} partitions (the fewest that fit a machine's memory)" if fits
              else f"{k} partitions (the most that can be laid out; none fits a machine's memory)")
-    machines = plural(r * k, "worker machine")
+    machines = plural(r * k, "worker machine") + (
+        f", plus {plural(r, 'replica machine')} (each replica's own process beside its partitions)"
+        if replica_machines(net, r, k) else "")
     per = "partition" if least == k else "partition and one for the tiled stages' shared banks"
     shards_said = (f"--shards {shards}" if cl.shards else "1 shard" if least == 1 else
                    f"{least} shards (one per {per} at least, as the model-parallel runner requires, each a machine of "
@@ -331,18 +317,18 @@ def predict(net: Network, cl: Cluster, rates: Rates, batch: int, n_push: int = 1
     # fewer shards than those groups, least_shards): a shard holding several partitions' slices takes R·K/S pushes a
     # round, not R
     least = {k: least_shards(net, k) for k in ks}
-    laid_out = [k for k in ks if any(s >= least[k] for _, s in _splits(cl, k))]
+    laid_out = [k for k in ks if any(s >= least[k] for _, s in _splits(net, cl, k))]
     # where no partition count fits a machine's memory, the plan of the most partitions that can be laid out,
     # marked "does not fit" (the largest count may have no layout: then the shards were blamed, not the memory)
     fitting = [k for k in laid_out if parts[k]["memory_bytes"] <= cl.memory_gb * GB] or laid_out[-1:]
-    layouts = [(k, r, s) for k in fitting for r, s in _splits(cl, k) if s >= least[k]]
+    layouts = [(k, r, s) for k in fitting for r, s in _splits(net, cl, k) if s >= least[k]]
     if not layouts:
-        raise ConfigError(_too_few_machines(cl, least=least.get(cl.partitions)))
+        raise ConfigError(_too_few_machines(net, cl, least=least.get(cl.partitions)))
     if not (cl.replicas and cl.shards):      # a chosen layout uses the machines there are (one given by hand may not)
-        layouts = [(k, r, s) for k, r, s in layouts if r * k + s <= cl.machines]
+        layouts = [(k, r, s) for k, r, s in layouts if machines_of(net, r, k, s) <= cl.machines]
         if not layouts:       # (the fewest partitions that fit make the smallest layout)
             k = min(fitting)
-            raise ConfigError(_too_few_machines(cl, k, parts[k]["memory_bytes"] <= cl.memory_gb * GB, least[k]))
+            raise ConfigError(_too_few_machines(net, cl, k, parts[k]["memory_bytes"] <= cl.memory_gb * GB, least[k]))
     rate = {lay: _timing(net, parts[lay[0]], cl, lay[1], lay[0], lay[2], *args)["examples_per_s"] for lay in layouts}
     top = max(rate.values())
     k, r, s = min((lay for lay in layouts if rate[lay] >= 0.95 * top), key=lambda lay: (lay[1], -rate[lay]))
@@ -351,12 +337,12 @@ def predict(net: Network, cl: Cluster, rates: Rates, batch: int, n_push: int = 1
     shard_bytes = 4 * net.params / s * (1 + RULE_STATE[rule])
     cut = next((stage for stage in net.stages if stage.in_shape), None)      # (the first cut stage's layout)
     resolved = {**asdict(cl), "replicas": r, "partitions": k, "shards": s, "grid": list(grid(k, cut)),
-                "machines_used": r * k + s}
+                "replica_machines": replica_machines(net, r, k), "machines_used": machines_of(net, r, k, s)}
     return {"cluster": resolved, "batch": batch, "n_push": n_push, "n_fetch": n_fetch, "rule": rule,
             "rates": rates.as_dict(), "partition": part, "shard_bytes": shard_bytes,
             "push_bytes_replica": 4 * net.params, "push_bytes_partition": part["server_bytes"],
             "push_bytes_shared": part["shared_bytes"], "lend_bytes_partition": part["lend_bytes"],
             "lend_bytes_replica": part["lend_bytes_replica"],
             "fits": {"partition": part["memory_bytes"] <= cl.memory_gb * GB, "shard": shard_bytes <= cl.memory_gb * GB,
-                     "machines": r * k + s <= cl.machines},
+                     "machines": machines_of(net, r, k, s) <= cl.machines},
             **timing}

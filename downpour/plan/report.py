@@ -146,7 +146,10 @@ def format_plan(plan: dict[str, Any]) -> str:
         "",
         f"cluster: {plural(c['machines'], 'machine')} x {plural(c['cores'], 'core')}, {c['memory_gb']:g} GB, {c['bandwidth_gbit']:g} Gbit/s; "
         f"{plural(c['replicas'], 'replica')} x {plural(c['partitions'], 'partition')} ({c['grid'][0]}x{c['grid'][1]} blocks) + "
-        f"{plural(c['shards'], 'shard')} = {plural(c['machines_used'], 'machine')}" + ("" if plan["fits"]["machines"] else "  ** more than the cluster has **"),
+        # each replica's own process, a machine of its own where K >= 2 (the Ray runner's worker actor: predict.py)
+        + (f"{plural(c['replica_machines'], 'replica machine')} (each replica's own process: pooling, LCN, cost, "
+           "shared banks) + " if c["replica_machines"] else "")
+        + f"{plural(c['shards'], 'shard')} = {plural(c['machines_used'], 'machine')}" + ("" if plan["fits"]["machines"] else "  ** more than the cluster has **"),
         f"rates: {_human(plan['rates']['flops_per_core'])}FLOP/s per core (locally connected layer), "
         f"{_human(plan['rates']['apply_bytes_per_core'], 'B')}/s per core (shard apply, {_apply_rule(plan)}): "
         f"{plan['rates']['source']}",
@@ -164,8 +167,14 @@ def format_plan(plan: dict[str, Any]) -> str:
         + (f" and {_human(plan['push_bytes_shared'], 'B')} of shared banks by the replica itself; lent to its "
            f"partitions and their gradients back, per step: {_human(plan['lend_bytes_replica'], 'B')} "
            f"({_human(plan['lend_bytes_partition'], 'B')} the largest partition's)" if plan["push_bytes_shared"]
-           or plan["lend_bytes_replica"] else "") + f"; halo {_human(part['halo_bytes'], 'B')} per example",
-        f"step (batch {b}): compute {_seconds(t['compute'])} + halo {_seconds(t['halo'])} + "
+           or plan["lend_bytes_replica"] else "")
+        # the runner's partitions exchange no halo: each call's windows and code blocks go through the replica (hub.py)
+        + (f"; through the replica's process, per example: input windows, code blocks and their gradients "
+           f"{_human(part['window_bytes_replica'], 'B')} ({_human(part['window_bytes'], 'B')} the largest partition's), "
+           "no halo between partitions" if part["window_bytes_replica"] else
+           f"; halo {_human(part['halo_bytes'], 'B')} per example"),
+        f"step (batch {b}): compute {_seconds(t['compute'])} + "
+        + (f"windows {_seconds(t['windows'])} + " if t["windows"] else f"halo {_seconds(t['halo'])} + ")
         + (f"lent banks {_seconds(t['lend'])} + " if t["lend"] else "") + "fetch "
         f"{_seconds(t['fetch'])}/{plan['n_fetch']} = {_seconds(t['step'])}; push {_seconds(t['push'])}, "
         f"one shard's apply {_seconds(t['apply_one'])}"

@@ -1,0 +1,108 @@
+"""A split replica's own process, as the Ray runner runs it: the machine it takes and the bytes it moves.
+
+With K >= 2 partitions the Ray runner (``ps/cluster_on_ray.py``, ``ps/partitions_on_ray.py``) starts, beside a
+replica's K partition actors, the replica's own process (its worker actor): an actor of its own, the only one of the
+replica that reserves a CPU, placed round-robin by replica apart from its partitions. It keeps the weightless pooling,
+LCN and cost of every stage and the tiled stages' shared banks, and each call of a stage goes through it:
+
+- forward, it sends each partition its block's input window and gets back the block's codes and, while training,
+  the window's tied reconstruction; backward, it sends the gradients of both, and a lent bank's gradient comes back
+  (per example, a trained stage: 3 windows + 2 code blocks; forward only, a greedy step's stages below the trained one:
+  a window and a code block; a frozen stage trained at its cost: 2 windows + a code block, no gradient to send);
+- every call lends each partition its block's share of a tiled stage's banks (:func:`lends_banks`, :func:`lent`).
+
+The partitions never talk to each other: there is no halo exchange between them (DistBelief's pipeline, which the
+paper's network is planned as, has one, and no such process: :func:`hub_runs`).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from downpour.parallel.blocks import split_blocks
+from downpour.plan.stage import Network, Stage, over_schedule
+
+__all__ = ["codes_size", "hub_runs", "lends_banks", "lent", "machines_of", "replica_machines", "windows"]
+
+
+def codes_size(stage: Stage) -> tuple[int, int]:
+    """(Ho, Wo): the stage's filter output, the grid a model-parallel replica cuts into blocks."""
+    h, w = stage.in_shape[1:]
+    return (h - stage.kernel) // stage.stride + 1, (w - stage.kernel) // stage.stride + 1
+
+
+def hub_runs(net: Network, k: int) -> bool:
+    """Whether ``k`` partitions of ``net`` run as the Ray runner runs them, through their replica's own process:
+    any split network but the paper's (planned as DistBelief's pipeline, ``Network.banks_shared`` False)."""
+    return k > 1 and net.banks_shared
+
+
+def replica_machines(net: Network, r: int, k: int) -> int:
+    """Machines the ``r`` replicas' own processes take beside their partitions (module docstring): a machine each,
+    as the plan gives every process, where :func:`hub_runs`. Until 2026-12-05 the plan gave them none:
+    ``--config main --replicas 3 --partitions 2 --shards 2`` read 8 machines, where the runner starts 11 actors."""
+    return r if hub_runs(net, k) else 0
+
+
+def machines_of(net: Network, r: int, k: int, s: int) -> int:
+    """Machines a layout of ``r`` replicas of ``k`` partitions and ``s`` shards takes."""
+    return r * k + replica_machines(net, r, k) + s
+
+
+def windows(net: Network, k: int) -> dict[str, Any]:
+    """Floats per example a step moves between the replica and its ``k`` partitions for the stages' calls (module
+    docstring), by the schedule: ``largest`` the most one partition sends and receives (stage by stage), ``replica``
+    all K together, the replica's own link, and ``replica_by_stage`` that of a greedy step of each stage; 0 where
+    :func:`hub_runs` is not. Until 2026-12-05 the plan counted
+    DistBelief's halo between partitions instead (the main job split in 2: 2.98 kB per example on each partition's
+    link; the runner moves 26.35 kB to and from the largest, 51.25 kB through the replica)."""
+    if not hub_runs(net, k):
+        return {"largest": 0.0, "replica": 0.0, "replica_by_stage": [0.0] * len(net.stages)}
+    trained = {"largest": [], "replica": []}
+    forward = {"largest": [], "replica": []}
+    for stage in net.stages:
+        per = []                 # (trained, forward) floats of each block
+        if stage.in_shape:
+            c, m = stage.in_shape[0], stage.out_shape[0]
+            for b in split_blocks(codes_size(stage), stage.kernel, stage.stride, k):
+                win = c * (b.in_rows.stop - b.in_rows.start) * (b.in_cols.stop - b.in_cols.start)
+                codes = m * (b.rows.stop - b.rows.start) * (b.cols.stop - b.cols.start)
+                per.append((3 * win + 2 * codes if stage.params else 2 * win + codes, win + codes))
+        per = per or [(0, 0)]
+        for who, pick in (("largest", max), ("replica", sum)):
+            trained[who].append(pick(t for t, _ in per))
+            forward[who].append(pick(f for _, f in per))
+    out: dict = {who: over_schedule(net.schedule, trained[who], forward[who]) for who in trained}
+    # a greedy step of each stage: the stages below it forward only (over_schedule's mean is of these)
+    out["replica_by_stage"] = [sum(forward["replica"][:i]) + t for i, t in enumerate(trained["replica"])]
+    return out
+
+
+def lends_banks(net: Network, stage: Stage, k: int) -> bool:
+    """Whether ``k`` partitions of ``net`` borrow ``stage``'s banks from their replica, as the model-parallel runner
+    lends them (``ps/partitions_on_ray.py``): a tiled stage's shared banks are the replica's, which fetches and pushes
+    their shards itself, once a cycle, and sends each partition its block's banks with every call (their gradient
+    coming back); so a partition's own fetch and push carry its untied filters only."""
+    return k > 1 and net.banks_shared and stage.tied_banks is not None and bool(stage.in_shape)
+
+
+def lent(net: Network, k: int) -> dict[str, float]:
+    """Floats a step moves between the replica and its partitions for the shared banks, by the schedule (a greedy
+    step lends the stages it runs, and gets back the trained one's gradient): ``largest`` the most one partition
+    receives and returns, ``replica`` all K together (:func:`~downpour.parallel.partition.block_banks`: a block
+    borrows min(tH, h) x min(tW, w) banks, frozen ones too; the trained ones' gradient comes back)."""
+    borrowed = []       # per stage: the banks each block borrows (none where nothing is lent), of how many
+    for stage in net.stages:
+        if lends_banks(net, stage, k):
+            th, tw = stage.tied_banks
+            borrowed.append(([min(th, b.out_size[0]) * min(tw, b.out_size[1])
+                              for b in split_blocks(codes_size(stage), stage.kernel, stage.stride, k)], th * tw))
+        else:
+            borrowed.append(([0], 1))
+    out = {}
+    for who, pick in (("largest", max), ("replica", sum)):
+        sent = [pick(n) * (s.params + s.frozen) / banks for s, (n, banks) in zip(net.stages, borrowed)]
+        back = [pick(n) * s.params / banks for s, (n, banks) in zip(net.stages, borrowed)]
+        out[who] = (over_schedule(net.schedule, sent, sent)
+                    + over_schedule(net.schedule, back, [0.0] * len(back)))
+    return out
+
