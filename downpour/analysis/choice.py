@@ -65,11 +65,14 @@ def auc_scores(scores: np.ndarray, y: np.ndarray) -> np.ndarray:
     directly, up to a million pairs x columns (a 30-image split of 512 units: 3.8x faster than ranking,
     ``bench/face_test.py``); larger ones rank (lfw's 140 training images over 512 units compared pairs
     1.3x slower than ranking until 2026-12-03, when the limit was 4 million). Both count the same
-    half-integers, so they agree bit for bit.
+    half-integers, so they agree bit for bit. NaN for every column where ``y`` lacks a class: no pair to rank (it
+    was 0, which the choice read as a perfect unit, "selection AUC 1.0", on images of one label).
     """
     y = np.asarray(y).astype(bool)
     scores = np.asarray(scores, dtype=np.float64)
     n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if not (n_pos and n_neg):
+        return np.full(scores.shape[1], np.nan)
     if n_pos * n_neg * scores.shape[1] <= PAIRWISE_LIMIT:
         diff = scores[y][:, None, :] - scores[~y][None, :, :]            # (P, N-P, U)
         return ((diff > 0).sum(axis=(0, 1)) + 0.5 * (diff == 0).sum(axis=(0, 1))) / max(n_pos * n_neg, 1)
@@ -279,6 +282,10 @@ def choice(scores: np.ndarray, y: np.ndarray, against: tuple[np.ndarray, ...] = 
     2026-12-04; to the lowest index before); the threshold is the most accurate one for its sign on ``scores`` and
     ``y``; the selection AUC is on ``y``.
     """
+    labels = np.asarray(y) == 1
+    if labels.all() or not labels.any():
+        raise ValueError(f"a candidate is chosen on images of both labels: got {int(labels.sum())} of label 1 and "
+                         f"{int((~labels).sum())} of label 0")
     ranked, criterion, signs = order(scores, y, against)
     k = int(ranked[0])
     if not np.isfinite(criterion[k]):
