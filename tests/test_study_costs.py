@@ -283,3 +283,39 @@ def test_the_held_out_error_in_short_counts_is_said_in_each_penalty_sentence_by_
     decay = next(p for p in paras if p.startswith("L2 weight decay against"))
     assert "L2 weight decay: higher held-out error at 2 of 2 settings" in short
     assert "held-out error 0.0912 (Δ +0.01 [+0.005, +0.015], higher)" in decay
+
+
+def test_the_rank_correlations_reading_is_one_of_holms_family_and_marked_where_it_does_not_hold():
+    """docs/studies.md Q6 answers "how are the two related" with "with less data ... sparser codes went with more
+    over-fitting" (ρ +0.38 [+0.13, +0.64] over 6 seeds, p ≈ 0.012): a reading of an interval like any Δ, which until
+    2026-12-05 Holm's correction over the study (125 comparisons, 70 held) never counted nor marked."""
+    from scipy import stats
+    from downpour.studies.stats import LEAD, holm
+
+    study = CostsStudy()                # (its full conditions: 13 a data size, no cell run)
+    conditions, seeds = study.conditions(), list(range(6))
+    rng = np.random.default_rng(3)
+    cells = {}
+    for k, c in enumerate(conditions):
+        for s in seeds:
+            h = 0.1 * k + rng.normal(0, 0.2)
+            cells[(c.name, s)] = {"train_recon": 0.1, "heldout_recon": 0.1 + 0.01 * h + rng.normal(0, 0.004),
+                                  "hoyer": h, "active": 0.5, "mean_code": 0.2, "probe_digits": 0.9, "probe_digits_raw": 0.8}
+            cells[(c.name, s)]["gap"] = cells[(c.name, s)]["heldout_recon"] - 0.1
+    rows = study.summarise(conditions, cells, seeds)
+    by = {r["condition"]: r for r in rows}
+    for size in ("less", "more"):
+        names = [c.name for c in conditions if c.params["data"] == size]
+        per_seed = [stats.spearmanr([cells[(n, s)]["hoyer"] for n in names], [cells[(n, s)]["gap"] for n in names])[0]
+                    for s in seeds]
+        test = by[f"{size}/none"]["tests"]["hoyer_gap_rank_correlation"]
+        assert test["p"] == pytest.approx(stats.ttest_1samp(per_seed, 0.0).pvalue)     # the t its interval inverts
+        assert test["reading"] == ("higher" if by[f"{size}/none"]["extra"]["hoyer_gap_rank_correlation"][1] > 0
+                                   else "inconclusive")
+    m = holm(rows)
+    assert m == sum(len(r.get("tests", {})) for r in rows)
+    less = by["less/none"]["tests"]["hoyer_gap_rank_correlation"]
+    assert less["reading"] == "higher"
+    less["p_holm"] = 0.2                # as in a larger family: the reading is a lead, and the verdict says so
+    assert "less data ρ within a seed" in study.verdict(rows)
+    assert "sparser codes went with more over-fitting" + LEAD in study.verdict(rows)

@@ -47,8 +47,8 @@ from downpour.studies.base import LOCAL_CELLS, Cells, Condition, Study
 from downpour.studies.designs.costs import PENALTIES, QUICK_PENALTIES, SIZES, CostsDesign
 from downpour.studies.figures import interval_bars
 from downpour.studies.plots import scatter_intervals
-from downpour.studies.stats import (lead, lead_mark, leads_of, mean_ci, note_left_out, paired_difference,
-                                    paired_test)
+from downpour.studies.stats import (effect_words, lead, lead_mark, leads_of, mean_ci, note_left_out, paired_difference,
+                                    paired_p, paired_test, record_test)
 from downpour.studies.trained import probe_accuracies, trained_run
 
 # what the verdict's "In short" counts: every compared figure's reading, either way (until 2026-12-03 it left out
@@ -116,9 +116,13 @@ class CostsStudy(CostsDesign, Study):
         for size in SIZES:
             names = [c.name for c in conditions if c.params["data"] == size]
             rho, *within = rank_correlation(cells, names, seeds, "hoyer", "gap")
-            extra = rows[[r["condition"] for r in rows].index(f"{size}/none")]["extra"]
-            extra["hoyer_gap_rank_correlation_of_means"] = rho
-            extra["hoyer_gap_rank_correlation"] = within          # [mean within-seed ρ, low, high]: the one read
+            row = rows[[r["condition"] for r in rows].index(f"{size}/none")]
+            row["extra"]["hoyer_gap_rank_correlation_of_means"] = rho
+            row["extra"]["hoyer_gap_rank_correlation"] = within   # [mean within-seed ρ, low, high]: the one read
+            # one of the verdict's readings (ρ above or below 0), so one of Holm's family (since 2026-12-05: Q6's "with less
+            # data ... sparser codes went with more over-fitting", ρ +0.38 [+0.13, +0.64], p ≈ 0.012, was outside it)
+            rhos = seed_rhos(cells, names, seeds, "hoyer", "gap")[1]
+            record_test(row, CORRELATION, effect_words(*within, resolution=0.0), paired_p([0.0] * len(rhos), rhos))
         return rows
 
     def verdict(self, rows: list[dict[str, Any]]) -> str:
@@ -159,6 +163,7 @@ class CostsStudy(CostsDesign, Study):
             word = ("too few seeds to tell" if not (math.isfinite(lo) and math.isfinite(hi)) else
                     "sparser codes went with more over-fitting" if lo > 0 else
                     "sparser codes went with less over-fitting" if hi < 0 else "no monotone relation shows")
+            word += lead_mark(by[f"{size}/none"], CORRELATION)
             means = extra.get("hoyer_gap_rank_correlation_of_means", math.nan)
             means = words.difference((means, math.nan, math.nan), "{:+.2f}").removesuffix(" (no interval)")
             corr.append(f"with {size} data ρ within a seed = {words.difference((rho, lo, hi), '{:+.2f}')} (over the "
@@ -213,6 +218,27 @@ def reconstruction_error(model: FeatureModel, x: torch.Tensor) -> float:
     return float(_RECONSTRUCTION(model.forward_train(Batch(x)))[0])
 
 
+CORRELATION = "hoyer_gap_rank_correlation"     # the test the verdict's "How the two are related" reads, per data size
+
+
+def seed_rhos(cells: Cells, names: list[str], seeds: list[int], x: str, y: str) -> tuple[float, list[float]]:
+    """(ρ of the conditions' mean ``x`` and mean ``y``, [ρ across the conditions within each seed]) over the seeds
+    whose every cell is finite (the means stay paired); (NaN, []) where none is. A seed whose conditions all tie
+    has a NaN ρ (:func:`rank_correlation`'s interval drops it)."""
+    a = np.array([[cells[(n, s)][x] for s in seeds] for n in names], dtype=float)       # (conditions, seeds)
+    b = np.array([[cells[(n, s)][y] for s in seeds] for n in names], dtype=float)
+    # a seed with a non-finite cell is left out of every condition (the means stay paired): one NaN cell
+    # made ρ NaN while the bootstrap, skipping NaN resamples, still printed an interval
+    keep = np.isfinite(a).all(0) & np.isfinite(b).all(0)
+    a, b = a[:, keep], b[:, keep]
+    if not keep.any():
+        return math.nan, []
+    from scipy import stats as sstats
+
+    return (float(sstats.spearmanr(a.mean(1), b.mean(1))[0]),
+            [float(sstats.spearmanr(a[:, s], b[:, s])[0]) for s in range(a.shape[1])])
+
+
 def rank_correlation(cells: Cells, names: list[str], seeds: list[int], x: str,
                      y: str) -> tuple[float, float, float, float]:
     """(ρ of the means, mean ρ within a seed, low, high): Spearman's ρ between the conditions' mean ``x``
@@ -229,19 +255,10 @@ def rank_correlation(cells: Cells, names: list[str], seeds: list[int], x: str,
     The within-seed ρ's t interval read one into at most 4.4% each way with none planted and covered its
     own mean in 91-95%.
     """
-    a = np.array([[cells[(n, s)][x] for s in seeds] for n in names], dtype=float)       # (conditions, seeds)
-    b = np.array([[cells[(n, s)][y] for s in seeds] for n in names], dtype=float)
-    # a seed with a non-finite cell is left out of every condition (the means stay paired): one NaN cell
-    # made ρ NaN while the bootstrap, skipping NaN resamples, still printed an interval
-    keep = np.isfinite(a).all(0) & np.isfinite(b).all(0)
-    a, b = a[:, keep], b[:, keep]
-    if not keep.any():
+    rho, within = seed_rhos(cells, names, seeds, x, y)
+    if not within:
         return math.nan, math.nan, -math.inf, math.inf
-    from scipy import stats as sstats
-
-    rho = float(sstats.spearmanr(a.mean(1), b.mean(1))[0])
     # (a seed whose conditions all tie has no ρ: paired_difference drops it)
-    within = [float(sstats.spearmanr(a[:, s], b[:, s])[0]) for s in range(a.shape[1])]
     mean, lo, hi = paired_difference([0.0] * len(within), within)
     if math.isfinite(lo) and math.isfinite(hi):       # (ρ is in [-1, 1]: t over few seeds runs past it)
         lo, hi = max(lo, -1.0), min(hi, 1.0)
