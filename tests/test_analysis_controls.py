@@ -193,6 +193,13 @@ def brightness() -> dict:
     return face_controls(model, BrightnessModel(), layer=None, input_shape=(1, 25, 25), prepare=None, **FAST)
 
 
+def test_the_bootstrap_record_names_the_seed_and_stream_its_replicates_are_drawn_from(brightness):
+    """analysis.json said how many replicates the face test's intervals drew, not from which seed (until 2026-12-05)."""
+    got = brightness["bootstrap"]
+    assert got["replicates"] == FAST["replicates"] and got["seed"] == 0
+    assert got["stream"] == "numpy.random.default_rng(numpy.random.SeedSequence(seed).spawn(3)[1])"
+
+
 def test_a_report_of_an_older_analysis_says_once_where_its_units_were_chosen(brightness):
     """analysis.json files written from 2026-11-30 to 2026-12-03 end the selection with ", once", which the report
     now says itself: "picks its unit and sign once, on the 140 images ... (70 faces), once (faces vs non-faces)"."""

@@ -247,7 +247,8 @@ def face_test(raw: np.ndarray, y: np.ndarray, splits: list[tuple[np.ndarray, np.
         "choice": choice,
         "representation": {"baselines": subject.baselines,
                            "units": f"resized to {list(views[0].input_shape)}, then the run's own input processing"},
-        "bootstrap": {"replicates": replicates, "interval": "percentile 95%",
+        "bootstrap": {"replicates": replicates, "interval": "percentile 95%", "seed": int(seed),
+                      "stream": "numpy.random.default_rng(numpy.random.SeedSequence(seed).spawn(3)[1])",
                       "resamples": "source images (faces, non-faces separately); controls follow their face; "
                                    "choices fixed per split, AUC averaged over splits"},
     }
