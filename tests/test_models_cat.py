@@ -238,7 +238,8 @@ def test_weight_decay_with_an_untied_decoder_decays_the_decoder_not_the_fixed_no
     assert len(out.weights) == len(free.stages[0].filter.weights) + 1     # free filters: both are decayed
 
 
-@pytest.mark.parametrize("variant", ["tied", "untied decoder", "gru top", "partitioned"])
+@pytest.mark.parametrize("variant", ["tied", "untied decoder", "gru top", "partitioned", "partitioned untied decoder",
+                                     "partitioned tiled untied decoder"])
 def test_param_stages_names_exactly_the_parameters_each_greedy_stage_gives_a_gradient(variant):
     """What a parameter-server shard holds still when a push did not train a stage: a tensor named for another
     stage must be one whose grad stays None, and every tensor the stage's step gives a gradient must be its."""
@@ -249,7 +250,11 @@ def test_param_stages_names_exactly_the_parameters_each_greedy_stage_gives_a_gra
     model = {"tied": lambda: create_model("cat-demo", (1, 32, 32), tile=0),
              "untied decoder": lambda: create_model("cat-demo", (1, 32, 32), tile=2, decoder="untied", filter_norm=(0.0,)),
              "gru top": _gru_top,
-             "partitioned": lambda: partition_model(create_model("cat-demo", (1, 32, 32), tile=0), 2)}[variant]()
+             "partitioned": lambda: partition_model(create_model("cat-demo", (1, 32, 32), tile=0), 2),
+             "partitioned untied decoder": lambda: partition_model(create_model("cat-demo", (1, 32, 32), tile=0,
+                                                                                decoder="untied"), 2),
+             "partitioned tiled untied decoder": lambda: partition_model(create_model("cat-demo", (1, 32, 32), tile=16,
+                                                                                      decoder="untied"), 2)}[variant]()
     objective = Objective.from_config({"reconstruction": 1.0})
     names, of = ParamLayout(model).names, model.param_stages()
     assert set(names) <= set(of)                                # every trainable tensor belongs to a stage

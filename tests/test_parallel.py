@@ -40,12 +40,24 @@ def _pair(name: str, k: int, **options):
 
 
 def _grads(model):
-    """Every filter gradient of ``model`` as the unpartitioned (Ho, Wo, M, C, k, k) tensors."""
+    """Every filter gradient of ``model`` as the unpartitioned (Ho, Wo, M, C, k, k) tensors, then every untied
+    decoder's (or the tiled banks')."""
+    decoders = [s.decoder_weight for s in model.stages if s.decoder_weight is not None]
     if not hasattr(model, "partitions"):
-        return [s.filter.weight.grad for s in model.stages]
+        return [s.filter.weight.grad for s in model.stages] + [d.grad for d in decoders]
     from downpour.parallel.partition import stitch
-    return [s.filter.banks.grad if s.filter.banks is not None else
-            stitch([w.grad for w in s.filter.blocks_weight], s.filter.blocks, dims=(0, 1)) for s in model.stages]
+
+    def whole(banks, blocks_weight, blocks):
+        return banks.grad if banks is not None else stitch([w.grad for w in blocks_weight], blocks, dims=(0, 1))
+    return ([whole(s.filter.banks, s.filter.blocks_weight, s.filter.blocks) for s in model.stages]
+            + [whole(d._banks[0] if d._banks else None, d.blocks_weight, d.blocks) for d in decoders])
+
+
+# the untied decoder (the paper's W2, each block its positions' decoder weights; a tiled one's banks shared), under
+# untied and tiled encoders, the weight penalty reading every block's (or the banks' once)
+UNTIED_DECODER = ([("cat-demo", {"decoder": "untied"}, k) for k in (2, 4)]
+                  + [("cat-demo", {"decoder": "untied", "tile": t}, k) for t, k in ((2, 2), (2, 4), (16, 2))]
+                  + [("cat-3stage", {"maps": [4, 4, 4], "decoder": "untied"}, 4)])
 
 
 # the last untied: stage 2's output is 3x12, which 8 partitions cut as 2x4 (stage 1's 15x33 too), not 4x2. Tiled
@@ -58,11 +70,14 @@ def _grads(model):
                          + [("cat-demo", {"input_shape": (1, 22, 40)}, 8)]
                          + [("cat-demo", {"tile": t}, k) for t, k in ((2, 2), (2, 4), (4, 9), (16, 2))]
                          + [("cat-demo", {"tile": 2, "first_layer": "gabor"}, 2),
-                            ("cat-3stage", {"maps": [4, 4, 4], "tile": 3}, 4)])
+                            ("cat-3stage", {"maps": [4, 4, 4], "tile": 3}, 4)]
+                         + UNTIED_DECODER)
 def test_partitioned_forward_backward_and_step_equal_the_whole_network(name, options, k):
     full, part = _pair(name, k, **options)
     norms = [0.9] + [1.0] * (len(full.stages) - 1)      # the main preset's stage-1 norm, one value per stage
-    _, objective = build(load_config("main", [f"model.name={name}", ("model.filter_norm", norms)]), full.input_shape)
+    decay = ["objective.weight_l2=1e-3"] if options.get("decoder") == "untied" else []   # reads the whole decoder
+    _, objective = build(load_config("main", [f"model.name={name}", ("model.filter_norm", norms), *decay]),
+                         full.input_shape)
     x = torch.randn(3, *full.input_shape, dtype=torch.float64)
     torch.testing.assert_close(part(x), full(x), rtol=0, atol=1e-10)
     results = [train_step(m, objective, Batch(x)) for m in (full, part)]
@@ -77,6 +92,8 @@ def test_partitioned_forward_backward_and_step_equal_the_whole_network(name, opt
     assert torch.equal(torch.random.get_rng_state(), state)      # what runs after it draws as after an unsplit run
     for s_full, s_merged in zip(full.stages, merged.stages):
         torch.testing.assert_close(s_merged.filter.weight, s_full.filter.weight, rtol=0, atol=1e-10)
+        if s_full.decoder_weight is not None:
+            torch.testing.assert_close(s_merged.decoder_weight, s_full.decoder_weight, rtol=0, atol=1e-10)
     torch.testing.assert_close(merged(x), full(x), rtol=0, atol=1e-10)
     assert set(merged.state_dict()) == set(full.state_dict())     # saved and analysed as the plain model
 
@@ -123,8 +140,8 @@ def test_each_partition_is_one_contiguous_range_and_every_shard_serves_one_parti
 
 
 def test_models_that_cannot_be_partitioned_say_why():
-    with pytest.raises(ValueError, match="tied decoder"):
-        partition_model(create_model("cat-demo", decoder="untied"), 2)
+    with pytest.raises(ValueError, match="model.top"):
+        partition_model(create_model("cat-demo", top="gru"), 2)
     with pytest.raises(ValueError, match="has none"):
         partition_model(create_model("ufldl-sae"), 2)
 
@@ -149,16 +166,51 @@ def test_tiled_banks_are_one_shared_range_after_the_partitions_and_their_shards_
     assert mixed.param_stages() == {"partitions.0.weights.0": 2, "partitions.1.weights.0": 2, "shared_banks.0": 1}
 
 
+def test_an_untied_decoder_is_each_partitions_own_with_its_filters_and_a_tiled_ones_banks_are_shared():
+    """Partition p's range holds its block's filters and decoder weights (the server shards them with it, and its
+    fetch and push carry them); a tiled stage's decoder banks join the shared range, after the encoder's banks."""
+    _, part = _pair("cat-demo", 2, decoder="untied")
+    ranges, layout = partition_ranges(part), ParamLayout(part)
+    assert ranges[2] == (layout.numel, layout.numel) and ranges[0] == (0, ranges[1][0])
+    assert ranges[0][1] - ranges[0][0] == 2 * sum(w.numel() for w in part.partitions[0].weights)
+    assert part.param_stages() == {f"partitions.{p}.{kind}.{j}": j + 1 for p in (0, 1) for kind in ("weights", "decoders")
+                                   for j in (0, 1)}
+    _, mixed = _pair("cat-demo", 2, decoder="untied", tile=16)
+    names = [name for name, p in mixed.named_parameters() if p.requires_grad]
+    assert sorted(mixed.param_stages()) == sorted(names)
+    assert names[-2:] == ["shared_banks.0", "shared_decoders.0"]
+    ranges = partition_ranges(mixed)
+    assert ranges[2][1] - ranges[2][0] == 2 * mixed.shared_banks["0"].numel()
+    assert set(merge_model(mixed).state_dict()) == set(create_model("cat-demo", decoder="untied", tile=16).state_dict())
+
+
 def test_a_simulated_run_of_the_main_recipe_split_in_two_trains_what_the_whole_replica_trains(tmp_path):
     """The main recipe (tile 2: both partitions compute with every shared bank; Adam on the server, 2 workers,
     2 shards) shrunk to tiny crops, on the simulator with cluster.partitions = 2 and 1. The blocks' bank gradients
     are summed in the replica before its push, so the server applies Adam once per push to the same sum, to
     float32 rounding (the blocks add their positions' terms in another order). When written: losses equal to 1e-7
     relative, weights to 6e-8 of 0.39."""
+    a, b = _simulated_whole_and_split(tmp_path, "main", ["analysis.no_faces_twin=false"])
+    assert a.keys() == b.keys() == {"stages.0.filter.weight", "stages.1.filter.weight"}   # saved as the plain model
+
+
+def test_a_simulated_run_with_the_untied_decoder_split_in_two_trains_what_the_whole_replica_trains(tmp_path):
+    """cat-untied with the paper's untied decoder (each partition pushes its block's filters and decoder weights to
+    its own shard; 2 workers, 2 shards), on the simulator with cluster.partitions = 2 and 1."""
+    a, b = _simulated_whole_and_split(tmp_path, "cat-untied", ["model.decoder=untied", "cluster.workers=2",
+                                                               "cluster.shards=2", "objective.weight_l2=1e-3",
+                                                               "model.filter_norm=0"])
+    assert a.keys() == b.keys() == {f"stages.{i}.{w}" for i in (0, 1) for w in ("filter.weight", "decoder_weight")}
+
+
+def _simulated_whole_and_split(tmp_path, config: str, sets: list[str]) -> tuple[dict, dict]:
+    """6 steps of ``config`` shrunk to tiny crops, on the simulator with cluster.partitions = 1 and 2: the losses equal
+    to 1e-6 relative and the saved weights to 1e-6 (float32: the blocks add their positions' terms in another order).
+    Returns the two runs' saved models."""
     from test_runner_equivalence import TINY_CAT, _losses, _model
 
-    args = ["train", "--config", "main", "--runner", "simulated", "--steps", "6", "--no-report",
-            *[a for o in [*TINY_CAT, "train.log_every=1", "analysis.no_faces_twin=false"] for a in ("--set", o)]]
+    args = ["train", "--config", config, "--runner", "simulated", "--steps", "6", "--no-report",
+            *[a for o in [*TINY_CAT, "train.log_every=1", *sets] for a in ("--set", o)]]
     threads = torch.get_num_threads()
     try:
         for k in (1, 2):
@@ -168,6 +220,6 @@ def test_a_simulated_run_of_the_main_recipe_split_in_two_trains_what_the_whole_r
     (steps, whole), (split_steps, split) = zip(*_losses(tmp_path / "1")), zip(*_losses(tmp_path / "2"))
     assert steps == split_steps == (1, 2, 3, 4, 5, 6) and split == pytest.approx(whole, rel=1e-6)
     a, b = _model(tmp_path / "1"), _model(tmp_path / "2")
-    assert a.keys() == b.keys() == {"stages.0.filter.weight", "stages.1.filter.weight"}   # saved as the plain model
     for name in a:
         torch.testing.assert_close(b[name], a[name], rtol=0, atol=1e-6, msg=lambda m: f"{name}: {m}")
+    return a, b

@@ -24,23 +24,26 @@ from test_runner_equivalence import TINY_CAT, _losses, _model
 # 4 splits both axes, as 9 does, for half its time here). A frozen first layer never travels through the
 # shards: the partitions once computed with uninitialised filters. Tiled (2026-12-05): the main recipe's tile 2, every
 # bank lent to both partitions and their gradients summed in the replica; tile 16, stage 1's banks shared (blocks of
-# 12 and 13 rows, smaller than the period) and stage 2 untied, its blocks the partitions' own.
-@pytest.mark.parametrize("k, first_layer, tile", [(2, "learned", 0), (4, "learned", 0), (2, "gabor", 0),
-                                                  (2, "learned", 2), (2, "learned", 16)])
-def test_a_replica_with_partition_actors_equals_the_whole_network(local_ray, k, first_layer, tile):
+# 12 and 13 rows, smaller than the period) and stage 2 untied, its blocks the partitions' own. The untied decoder
+# (2026-12-05) at tile 16: stage 1's decoder banks lent with its filter banks, stage 2's blocks the partitions' own.
+@pytest.mark.parametrize("k, first_layer, tile, decoder", [(2, "learned", 0, "tied"), (4, "learned", 0, "tied"),
+                                                           (2, "gabor", 0, "tied"), (2, "learned", 2, "tied"),
+                                                           (2, "learned", 16, "tied"), (2, "learned", 16, "untied")])
+def test_a_replica_with_partition_actors_equals_the_whole_network(local_ray, k, first_layer, tile, decoder):
     from downpour.ps.partitions_on_ray import PartitionActor, remote_replica, stage_specs
 
     torch.manual_seed(0)
-    full = create_model("cat-demo", first_layer=first_layer, tile=tile).double()
+    full = create_model("cat-demo", first_layer=first_layer, tile=tile, decoder=decoder).double()
     local = partition_model(copy.deepcopy(full), k)
     actors = [PartitionActor.remote(0, p, stage_specs(local, p), [], [], [], 0.0, 1) for p in range(k)]
-    ray.get([a.load.remote(torch.cat([w.detach().reshape(-1) for w in part.weights if w.requires_grad]).numpy())
+    ray.get([a.load.remote(torch.cat([w.detach().reshape(-1) for w in part.parameters() if w.requires_grad]).numpy())
              for a, part in zip(actors, local.partitions) if len(part.weights)])   # what a fetch brings: their filters
     replica = copy.deepcopy(local)
     remote_replica(replica, actors)
-    # no filter is left in the replica but the tiled stages' shared banks, which it lends to the partitions
+    # no filter is left in the replica but the tiled stages' shared banks (and decoder banks), which it lends out
     assert [n for n, p in replica.named_parameters() if p.requires_grad] == \
-        [f"shared_banks.{i}" for i in getattr(local, "shared_banks", {})]
+        [f"{group}.{i}" for group in ("shared_banks", "shared_decoders") for i, p in getattr(local, group, {}).items()
+         if p.requires_grad]
     _, objective = build(load_config("main"), full.input_shape)
     x = torch.randn(3, *full.input_shape, dtype=torch.float64)
     with torch.no_grad():
@@ -58,6 +61,18 @@ def test_a_replica_with_partition_actors_equals_the_whole_network(local_ray, k, 
             continue
         got = stitch([torch.from_numpy(g[i]) for g in grads], local.stages[i].filter.blocks, dims=(0, 1))
         torch.testing.assert_close(got, stage.filter.weight.grad, rtol=0, atol=1e-10)
+    n, checked = len(full.stages), 0
+    for i, stage in enumerate(full.stages):      # the untied decoders': the partitions' blocks, or the lent banks'
+        if stage.decoder_weight is None:
+            assert all(g[n + i] is None for g in grads)
+            continue
+        if stage.filter.untied:
+            got = stitch([torch.from_numpy(g[n + i]) for g in grads], local.stages[i].filter.blocks, dims=(0, 1))
+        else:
+            got = replica.shared_decoders[str(i)].grad
+        torch.testing.assert_close(got, stage.decoder_weight.grad, rtol=0, atol=1e-10)
+        checked += 1
+    assert checked == n * (decoder == "untied")
     for actor in actors:
         ray.kill(actor)
 

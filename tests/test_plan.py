@@ -354,26 +354,6 @@ def test_a_model_the_runner_cannot_split_is_planned_whole_and_a_mode_refuses_the
         assert named in capsys.readouterr().err
 
 
-# what the model-parallel runner refuses to split (parallel/partition.py), and the key its reason names (tiled and
-# convolutional filters, refused until 2026-12-05, are split: their banks shared by the partitions)
-RUNNER_REFUSES = [(("--model", "cat-demo", "--set", 'model.decoder="untied"'), "model.decoder"),
-                  (("--config", "cat-demo", "--set", 'model.decoder="untied"'), "model.decoder")]
-
-
-@pytest.mark.parametrize("argv, key", RUNNER_REFUSES)
-def test_a_cat_network_the_runner_refuses_to_split_is_planned_whole(capsys, argv, key):
-    """Until 2026-12-04 only the grid and the model family were asked: --config cat-demo --set model.tile=4
-    --partitions 2 --machines 8 planned 3 replicas x 2 partitions, and --memory 0.002 chose 4 partitions of 1.54 MB,
-    layouts build_replica refuses (cluster.partitions = 2: needs untied filters); now one, marked as not fitting."""
-    assert main(["plan", *argv, "--partitions", "2", "--machines", "8"]) == 2
-    err = capsys.readouterr().err
-    assert key in err and "the model-parallel runner refuses it" in err
-    assert main(["plan", *argv, "--memory", "0.002", "--json"]) == 0        # (no partition count fits: the most)
-    plan = json.loads(capsys.readouterr().out)
-    assert plan["cluster"]["partitions"] == 1 and not plan["fits"]["partition"]
-    assert any(key in line for line in plan["network"]["assumptions"])     # and the plan says why
-
-
 @pytest.mark.parametrize("sets", [(), ("model.tile=100",), ('model.first_layer="gabor"',), ("model.tile=2",),
                                   ('model.decoder="untied"',)])
 def test_the_plan_splits_a_cat_network_exactly_when_the_runner_does(sets):
@@ -391,7 +371,9 @@ def test_the_plan_splits_a_cat_network_exactly_when_the_runner_does(sets):
         plan_for("cat-demo", sets, Cluster(machines=16, partitions=2))["cluster"]["partitions"] == 2
 
 
-@pytest.mark.parametrize("sets", [(), ("model.tile=2",), ("model.tile=16",), ("model.tile=16", 'model.first_layer="gabor"')])
+@pytest.mark.parametrize("sets", [(), ("model.tile=2",), ("model.tile=16",), ("model.tile=16", 'model.first_layer="gabor"'),
+                                  ('model.decoder="untied"',), ("model.tile=2", 'model.decoder="untied"'),
+                                  ("model.tile=16", 'model.decoder="untied"')])
 def test_the_plan_lays_out_the_shards_the_runner_takes_for_a_split_network(sets):
     """The fewest shards K partitions run on, the runner's (partition_bounds on the built network) the reference:
     K for untied filters; 1 where every stage is tiled (the main job's tile 2: the partitions own nothing, the

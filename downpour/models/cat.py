@@ -192,9 +192,20 @@ class CatStage(nn.Module):
         pooled = self.pool(codes)
         return codes, pooled, self.lcn(pooled)
 
+    @property
+    def decoder_weights(self) -> tuple[Tensor, ...]:
+        """The untied decoder's trainable tensors, as a weight penalty sees them (a partitioned stage's: its blocks',
+        or its tiled banks', :class:`~downpour.parallel.partition.BlockDecoder`); () when tied."""
+        dec = self.decoder_weight
+        return () if dec is None else dec.weights if isinstance(dec, nn.Module) else (dec,)
+
     def decode(self, codes: Tensor, weight: Tensor | None = None) -> Tensor:
-        """codes -> reconstruction: the untied decoder, else the filters' transpose (``weight`` as for forward)."""
-        return self.filter.adjoint(codes, self.decoder_weight if self.decoder_weight is not None else weight)
+        """codes -> reconstruction: the untied decoder, else the filters' transpose (``weight`` as for forward).
+        A partitioned stage's untied decoder gives its blocks' weights (a BlockDecoder, called)."""
+        dec = self.decoder_weight
+        if dec is None:
+            return self.filter.adjoint(codes, weight)
+        return self.filter.adjoint(codes, dec() if isinstance(dec, nn.Module) else dec)
 
 
 class CatNet(FeatureModel):
@@ -237,13 +248,15 @@ class CatNet(FeatureModel):
 
     def param_stages(self) -> dict[str, int]:
         """Stage i's parameters (``stages.<i-1>.*``; a partitioned stage's filters are every partition's
-        ``weights.<j>`` for its untied stages, or ``shared_banks.<i-1>`` when tiled, :mod:`downpour.parallel.partition`)
-        and the recurrent top's (the last stage)."""
+        ``weights.<j>`` for its untied stages, or ``shared_banks.<i-1>`` when tiled, :mod:`downpour.parallel.partition`,
+        and its untied decoder's ``decoders.<j>`` or ``shared_decoders.<i-1>``) and the recurrent top's (the last stage)."""
         out = {f"stages.{i}.{name}": i + 1 for i, s in enumerate(self.stages) for name, _ in s.named_parameters()}
         out |= {f"top.{name}": self.n_stages for name, _ in (self.top.named_parameters() if self.top is not None else ())}
         for p, part in enumerate(getattr(self, "partitions", ())):
             out |= {f"partitions.{p}.weights.{j}": i + 1 for j, i in enumerate(part.stages)}
-        return out | {f"shared_banks.{i}": int(i) + 1 for i in getattr(self, "shared_banks", {})}
+            out |= {f"partitions.{p}.decoders.{j}": i + 1 for j, i in enumerate(part.decoder_stages)}
+        return out | {f"{group}.{i}": int(i) + 1 for group in ("shared_banks", "shared_decoders")
+                      for i in getattr(self, group, {})}
 
     def forward(self, x: Tensor) -> Tensor:
         for stage in self.stages:
@@ -270,7 +283,7 @@ class CatNet(FeatureModel):
                     # filters used at a fixed norm have no size to decay (only their direction V's free length,
                     # which the network never sees): the penalty reads the decoder's weights alone then
                     free = stage.filter.weights if getattr(stage.filter, "norm", None) is None else ()
-                    weights = tuple(p for p in (*free, stage.decoder_weight) if p is not None)
+                    weights = (*free, *stage.decoder_weights)
                     outputs[f"stage{i}"] = Outputs(x=x, codes=codes, recon=stage.decode(codes, w), pooled=pooled,
                                                    recon_weight=stage.recon_weight, weights=weights,
                                                    encode=stage.filter, decode=stage.decode)

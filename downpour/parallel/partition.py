@@ -39,12 +39,17 @@ from downpour.parallel.blocks import Block, split_blocks
 
 class Partition(nn.Module):
     """Partition p's parameters: the filters of its block of each untied stage (``stages``, 0-based), one
-    tensor per stage, (h_p, w_p, M, C, k, k). A tiled stage's banks are shared: ``model.shared_banks``."""
+    tensor per stage, (h_p, w_p, M, C, k, k), then its block of their untied decoders (``decoders``, same
+    shapes, those stages' that have one: ``decoder_stages``). A tiled stage's banks are shared:
+    ``model.shared_banks`` (its untied decoder's banks ``model.shared_decoders``)."""
 
-    def __init__(self, weights: list[Tensor], stages: list[int]):
+    def __init__(self, weights: list[Tensor], stages: list[int], decoders: list[Tensor] = (),
+                 decoder_stages: list[int] = ()):
         super().__init__()
         self.weights = nn.ParameterList(weights)
         self.stages = list(stages)
+        self.decoders = nn.ParameterList(decoders)
+        self.decoder_stages = list(decoder_stages)
 
 
 def block_banks(banks: Tensor, block: Block) -> Tensor:
@@ -126,6 +131,37 @@ class PartitionedFilter(nn.Module):
         return full.detach().reshape(-1, self.in_channels, self.kernel_size, self.kernel_size)
 
 
+class BlockDecoder(nn.Module):
+    """A partitioned stage's untied decoder (the paper's W₂, ``model.decoder = 'untied'``), block by block: what
+    :meth:`PartitionedFilter.adjoint` takes as its ``weight``. Like the encoder's filters it owns no parameters:
+    untied, ``blocks_weight`` are the partitions' (each block its positions' decoder weights); tiled, ``banks`` is
+    the model's shared copy (``model.shared_decoders``), each block decoding with the banks its positions use,
+    their gradients summed into it. Used as given (an untied decoder has no norm)."""
+
+    def __init__(self, blocks: list[Block], weights: list[nn.Parameter], banks: nn.Parameter | None = None):
+        super().__init__()
+        self.blocks = blocks
+        self.blocks_weight = weights    # plain lists, as PartitionedFilter's
+        self._banks = [] if banks is None else [banks]
+
+    @property
+    def weights(self) -> tuple[Tensor, ...]:
+        """The trainable tensors a weight penalty sees: the blocks', or the banks (the whole decoder's, once)."""
+        return tuple(self._banks or self.blocks_weight)
+
+    def forward(self) -> tuple[Tensor, ...]:
+        """Each block's decoder weights, (h_p, w_p, M, C, k, k)."""
+        if not self._banks:
+            return tuple(self.blocks_weight)
+        return tuple(_expand_tiles(block_banks(self._banks[0], b), b.out_size) for b in self.blocks)
+
+    def full_weight(self) -> Tensor:
+        """The unpartitioned decoder, (Ho, Wo, M, C, k, k) or tiled (tH, tW, M, C, k, k); detached."""
+        if self._banks:
+            return self._banks[0].detach()
+        return stitch([w.detach() for w in self.blocks_weight], self.blocks, dims=(0, 1))
+
+
 def sum_windows(parts: list[Tensor], blocks: list[Block], in_size: tuple[int, int]) -> Tensor:
     """Each block's (B, C, h, w) input-window tensor placed in the (B, C, H, W) input; overlaps summed."""
     h, w = in_size
@@ -144,19 +180,18 @@ def stitch(parts: list[Tensor], blocks: list[Block], dims: tuple[int, int]) -> T
     return torch.cat([torch.cat(row, dim=dims[1]) for _, row in sorted(rows.items())], dim=dims[0])
 
 
-def cut_refusal(model: str, *, cat: bool, top: bool = False, tied_decoder: bool = True) -> str:
+def cut_refusal(model: str, *, cat: bool, top: bool = False) -> str:
     """Why a replica of ``model`` cannot be split into partitions, naming the key, or "" when it can. One predicate
     for the runner (:func:`partition_model`, on the built model) and ``downpour plan`` (on the config,
     plan/network.py), so a plan lays out only what the runner accepts (a grid too small to cut is
     :func:`~downpour.parallel.blocks.grid_shape`'s, shared alike). Untied, tiled and convolutional filters
-    are all split (a tiled stage's banks shared by the blocks, until 2026-12-05 refused)."""
+    are all split (a tiled stage's banks shared by the blocks, until 2026-12-05 refused), and so is the untied
+    decoder (each block its positions' decoder weights, a tiled one's banks shared: until 2026-12-05 refused)."""
     if not cat:
         return f"model parallelism splits the locally connected stages of the cat network; {model} has none"
     if top:
         return ("model parallelism splits the locally connected stages; the recurrent top stage (model.top) is "
                 "not split: set model.top = 'none'")
-    if not tied_decoder:
-        return "model parallelism needs the tied decoder (model.decoder = 'tied'): an untied decoder is not split"
     return ""
 
 
@@ -164,17 +199,16 @@ def _check(model: FeatureModel, k: int) -> list[nn.Module]:
     stages = list(getattr(model, "stages", ()))
     filters = [getattr(s, "filter", None) for s in stages]
     cat = bool(stages) and all(isinstance(f, LocallyConnected2d) for f in filters)
-    refused = cut_refusal(type(model).__name__, cat=cat, top=getattr(model, "top", None) is not None,
-                          tied_decoder=all(getattr(s, "decoder_weight", None) is None for s in stages))
+    refused = cut_refusal(type(model).__name__, cat=cat, top=getattr(model, "top", None) is not None)
     if refused:
         raise ValueError(f"cluster.partitions = {k}: {refused}")
     return stages
 
 
-def _block_filters(layer: LocallyConnected2d, b: Block) -> nn.Parameter:
-    """Block ``b``'s untied filters, copied out of ``layer``'s (maps-innermost, as the layer keeps them)."""
-    w = layer.weight
-    block = new_banks(*b.out_size, layer.maps, layer.in_channels, layer.kernel_size, like=w)
+def _block_filters(w: Tensor, b: Block) -> nn.Parameter:
+    """Block ``b``'s untied filters (or decoder weights), copied out of the layer's ``w`` (Ho, Wo, M, C, k, k),
+    maps-innermost as the layer keeps them."""
+    block = new_banks(*b.out_size, *w.shape[2:5], like=w)
     with torch.no_grad():
         block.copy_(w[b.rows, b.cols])
     return nn.Parameter(block, requires_grad=w.requires_grad)
@@ -183,19 +217,35 @@ def _block_filters(layer: LocallyConnected2d, b: Block) -> nn.Parameter:
 def partition_model(model: FeatureModel, k: int) -> FeatureModel:
     """Split ``model``'s stages into ``k`` partitions, in place (returns it). Outputs, gradients and
     steps are unchanged; the parameters become ``model.partitions[p].weights`` (untied stages) and
-    ``model.shared_banks[str(stage)]`` (tiled ones)."""
+    ``model.shared_banks[str(stage)]`` (tiled ones); an untied decoder's, ``model.partitions[p].decoders``
+    (untied stages) and ``model.shared_decoders[str(stage)]`` (tiled ones), the stage's ``decoder_weight`` a
+    :class:`BlockDecoder` of them."""
     stages = _check(model, k)
     per_stage = [split_blocks(s.filter.out_size, s.filter.kernel_size, s.filter.stride, k) for s in stages]
     untied = [i for i, s in enumerate(stages) if s.filter.untied]
-    model.partitions = nn.ModuleList(Partition([_block_filters(stages[i].filter, per_stage[i][p]) for i in untied],
-                                               untied) for p in range(k))
-    shared = {str(i): nn.Parameter(s.filter.weight.detach().clone(), requires_grad=s.filter.weight.requires_grad)
-              for i, s in enumerate(stages) if not s.filter.untied}
-    if shared:      # registered after the partitions: the last range of the flat vector
+    decoded = [i for i in untied if stages[i].decoder_weight is not None]
+    model.partitions = nn.ModuleList(
+        Partition([_block_filters(stages[i].filter.weight, per_stage[i][p]) for i in untied], untied,
+                  [_block_filters(stages[i].decoder_weight, per_stage[i][p]) for i in decoded], decoded)
+        for p in range(k))
+
+    def copied(w: Tensor) -> nn.Parameter:
+        return nn.Parameter(w.detach().clone(), requires_grad=w.requires_grad)
+
+    tiled = [i for i, s in enumerate(stages) if not s.filter.untied]
+    shared = {str(i): copied(stages[i].filter.weight) for i in tiled}
+    shared_dec = {str(i): copied(stages[i].decoder_weight) for i in tiled if stages[i].decoder_weight is not None}
+    if shared:      # registered after the partitions: the last range of the flat vector (the banks, their decoders)
         model.shared_banks = nn.ParameterDict(shared)
+    if shared_dec:
+        model.shared_decoders = nn.ParameterDict(shared_dec)
     for i, (stage, blocks) in enumerate(zip(stages, per_stage)):
         weights = [model.partitions[p].weights[untied.index(i)] for p in range(k)] if i in untied else []
         stage.filter = PartitionedFilter(stage.filter, blocks, weights, shared.get(str(i)))
+        if stage.decoder_weight is not None:
+            decoders = [model.partitions[p].decoders[decoded.index(i)] for p in range(k)] if i in decoded else []
+            del stage.decoder_weight         # (a parameter's name: the blocks' view takes it)
+            stage.decoder_weight = BlockDecoder(blocks, decoders, shared_dec.get(str(i)))
     return model
 
 
@@ -216,22 +266,30 @@ def merge_model(model: FeatureModel) -> FeatureModel:
             layer.weight.copy_(part.full_weight())
         layer.weight.requires_grad_(part.trainable)
         stage.filter = layer
+        if isinstance(stage.decoder_weight, BlockDecoder):
+            decoder = stage.decoder_weight
+            del stage.decoder_weight
+            full = torch.empty_like(layer.weight).copy_(decoder.full_weight())     # (the layer's layout, as built)
+            stage.decoder_weight = nn.Parameter(full, requires_grad=decoder.weights[0].requires_grad)
     del merged.partitions
-    if hasattr(merged, "shared_banks"):
-        del merged.shared_banks
+    for name in ("shared_banks", "shared_decoders"):
+        if hasattr(merged, name):
+            delattr(merged, name)
     return merged
 
 
 def partition_ranges(model: FeatureModel) -> list[tuple[int, int]]:
     """[start, stop) of each partition's parameters in the flat vector (``ParamLayout`` order), then of the
-    shared banks' (empty when no stage is tiled): K + 1 ranges, for a model whose only trainable parameters
-    are its partitions' and shared banks' (checked). A partition of tiled stages only owns none: (n, n)."""
+    shared banks' and their untied decoders' (empty when no stage is tiled): K + 1 ranges, for a model whose only
+    trainable parameters are its partitions' and shared ones (checked). A partition of tiled stages only owns
+    none: (n, n)."""
     ranges, n = [], 0
     trainable = [name for name, p in model.named_parameters() if p.requires_grad]
-    outside = [name for name in trainable if not name.startswith(("partitions.", "shared_banks."))]
+    outside = [name for name in trainable if not name.startswith(("partitions.", "shared_banks.", "shared_decoders."))]
     if outside:
         raise ValueError(f"model parallelism: trainable parameters outside the partitions: {outside}")
-    for group in (*model.partitions, getattr(model, "shared_banks", nn.ParameterDict())):
+    shared = [getattr(model, name) for name in ("shared_banks", "shared_decoders") if hasattr(model, name)]
+    for group in (*model.partitions, nn.ModuleList(shared)):
         size = sum(p.numel() for p in group.parameters() if p.requires_grad)
         ranges.append((n, n + size))
         n += size

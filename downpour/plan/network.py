@@ -275,8 +275,7 @@ def network_of(cfg: RunConfig, input_shape: tuple[int, ...], paper: bool = False
         pooled_maps = 0 if pooled is None or spec.get("weight", 1.0) == 0 else 1 + (spec.get("eps", 1e-4) > 0)
         stages = cat_stages(config, input_shape, batch=cfg.train.batch_size, pooled_maps=pooled_maps)
         # the runner's own refusal (the paper plan is the paper's pipeline, whose partitions own tiles and W2 too)
-        uncut = "" if paper else cut_refusal(name, cat=True, top=config.top != "none",
-                                             tied_decoder=config.decoder == "tied")
+        uncut = "" if paper else cut_refusal(name, cat=True, top=config.top != "none")
         notes = assumptions + ((f"one partition per replica: {uncut}",) if uncut else ())
         return Network(name, tuple(input_shape), tuple(stages), notes, cfg.train.schedule, uncut=uncut,
                        banks_shared=not paper)

@@ -12,6 +12,9 @@ A tiled stage's banks are shared by the blocks: the replica holds the one copy a
 pushes its shards itself (:meth:`PartitionParams.link_shared`), sends each partition the banks its
 block uses with the input window, and gets back their gradient, which its autograd sums over the
 blocks: the push carries one summed gradient of the banks, and the server's rule runs once on it.
+An untied decoder (``model.decoder = 'untied'``, since 2026-12-05) goes with its encoder: a partition owns its block's
+decoder weights beside its filters (one vector, fetched and pushed together) and answers with their reconstruction; a
+tiled stage's decoder banks (``model.shared_decoders``) are the replica's and lent as its encoder's are.
 The driver is unchanged: a replica's cycle returns one gradient entry per shard as before.
 """
 from __future__ import annotations
@@ -25,7 +28,7 @@ from torch import Tensor, nn
 
 from downpour.layers._lc_kernels import new_banks, untied_adjoint, untied_apply
 from downpour.layers.locally_connected import _expand_tiles, normalised
-from downpour.parallel.partition import PartitionedFilter, block_banks, stitch, sum_windows
+from downpour.parallel.partition import BlockDecoder, Partition, PartitionedFilter, block_banks, stitch, sum_windows
 from downpour.ps.on_ray import ShardLink, _quiet_readonly, fetch_into
 from downpour.ps.worker import LocalParams
 
@@ -34,12 +37,14 @@ def stage_specs(model: nn.Module, p: int) -> list[dict[str, Any]]:
     """What partition ``p`` must know of each stage of a partitioned ``model``: the filter geometry,
     its own block's sizes and, for a frozen stage (a Gabor or random first layer), its block's
     filters themselves: the shards hold only trainable parameters, so a fetch never brings them. A tiled
-    stage (``tiled``) holds no filters: its block's banks come with each call."""
+    stage (``tiled``) holds no filters: its block's banks come with each call. ``decoded``: the stage has an untied
+    decoder (its block's weights the partition's own, or a tiled stage's banks lent with the encoder's)."""
     specs = []
     for stage in model.stages:
         f: PartitionedFilter = stage.filter
         b, w = f.blocks[p], f.banks if f.banks is not None else f.blocks_weight[p]
-        specs.append({"in_channels": f.in_channels, "maps": f.maps, "kernel": f.kernel_size, "stride": f.stride,
+        specs.append({"decoded": isinstance(stage.decoder_weight, BlockDecoder),
+                      "in_channels": f.in_channels, "maps": f.maps, "kernel": f.kernel_size, "stride": f.stride,
                       "norm": f.norm, "chunk": f.chunk_bytes, "out_size": b.out_size, "in_size": b.in_size,
                       "trainable": w.requires_grad, "dtype": w.dtype, "tiled": f.banks is not None,
                       "frozen": None if w.requires_grad or f.banks is not None else w.detach().cpu().numpy()})
@@ -48,30 +53,38 @@ def stage_specs(model: nn.Module, p: int) -> list[dict[str, Any]]:
 
 @ray.remote
 class PartitionActor:
-    """Partition ``p`` of replica ``wid``: block p's filters of every untied stage, its shards' links, and the
-    gradient accumulator of its slice of the push (a tiled stage's banks are the replica's, lent per call)."""
+    """Partition ``p`` of replica ``wid``: block p's filters of every untied stage (then its block of their untied
+    decoders), its shards' links, and the gradient accumulator of its slice of the push (a tiled stage's banks, and
+    their untied decoder's, are the replica's, lent per call)."""
 
     def __init__(self, wid: int, p: int, specs: list[dict[str, Any]], shards: list[Any],
                  lanes: list[dict[str, Any] | None], bounds: list[tuple[int, int]], local_lr: float, n_fetch: int):
         _quiet_readonly()
         torch.set_num_threads(1)
         self.wid, self.p, self.specs = wid, p, specs
-        self.own = {i: j for j, i in enumerate(i for i, s in enumerate(specs) if not s["tiled"])}   # stage -> weights[j]
-        untied = [specs[i] for i in self.own]
-        self.weights = nn.ParameterList(
-            nn.Parameter(new_banks(*s["out_size"], s["maps"], s["in_channels"], s["kernel"], dtype=s["dtype"]),
-                         requires_grad=s["trainable"]) for s in untied)
+        untied = [i for i, s in enumerate(specs) if not s["tiled"]]
+        decoded = [i for i in untied if specs[i]["decoded"]]
+        self.own = {i: j for j, i in enumerate(untied)}          # stage -> weights[j]
+        self.own_decoder = {i: j for j, i in enumerate(decoded)}     # stage -> decoders[j]
+
+        def block(s: dict[str, Any], trainable: bool) -> nn.Parameter:
+            return nn.Parameter(new_banks(*s["out_size"], s["maps"], s["in_channels"], s["kernel"], dtype=s["dtype"]),
+                                requires_grad=trainable)
+        # the model's Partition p, in its order (filters, then decoders): the flat slice its shards hold
+        self.part = Partition([block(specs[i], specs[i]["trainable"]) for i in untied], untied,
+                              [block(specs[i], True) for i in decoded], decoded)
+        self.weights, self.decoders = self.part.weights, self.part.decoders
         with torch.no_grad():
-            for w, s in zip(self.weights, untied):
-                if s.get("frozen") is not None:
-                    w.copy_(torch.from_numpy(s["frozen"]))
+            for w, i in zip(self.weights, untied):
+                if specs[i].get("frozen") is not None:
+                    w.copy_(torch.from_numpy(specs[i]["frozen"]))
         # the push accumulator and local SGD of a whole worker (ps.worker.LocalParams), over this slice
-        self.params = LocalParams(self.weights, local_lr, n_fetch)
+        self.params = LocalParams(self.part, local_lr, n_fetch)
         start = bounds[0][0] if bounds else 0
         self.bounds = [(a - start, b - start) for a, b in bounds]    # this partition's shards, in its own vector
         self.links = [ShardLink(actor, ln, wid, b - a) for actor, ln, (a, b) in zip(shards, lanes, bounds)]
         self.flat = torch.zeros(self.params.numel)     # (the shards' float32)
-        self._graphs: dict[int, tuple[Tensor, Tensor | None, Tensor | None]] = {}
+        self._graphs: dict[int, tuple[Tensor, Tensor | None, list[Tensor]]] = {}
 
     def load(self, vec: np.ndarray | Tensor) -> None:
         """This partition's trainable filters, stage after stage, from one flat vector (what
@@ -79,9 +92,11 @@ class PartitionActor:
         self.params.load([torch.as_tensor(vec)])
 
     def gradients(self) -> list[np.ndarray | None]:
-        """Each untied stage's filter gradient as it stands (before :meth:`add_grads` takes it); None for a tiled one
-        (its banks' gradient went back to the replica)."""
-        grads = [self.weights[self.own[i]].grad if i in self.own else None for i in range(len(self.specs))]
+        """Each untied stage's filter gradient as it stands (before :meth:`add_grads` takes it), then each one's untied
+        decoder's; None for a tiled one (its banks' gradient went back to the replica) and for a tied decoder."""
+        n = range(len(self.specs))
+        grads = ([self.weights[self.own[i]].grad if i in self.own else None for i in n]
+                 + [self.decoders[self.own_decoder[i]].grad if i in self.own_decoder else None for i in n])
         return [None if g is None else g.numpy() for g in grads]
 
     def fetch(self) -> list[int]:
@@ -90,41 +105,47 @@ class PartitionActor:
         self.params.load([self.flat])
         return versions
 
-    def encode(self, stage: int, x: np.ndarray, decode: bool, grad: bool,
-               banks: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-        """Block ``stage``'s codes from its input window ``x`` (B, C, h, w), and (``decode``) the tied
-        reconstruction of the window; with ``grad`` the graph is kept for :meth:`backward`. A tiled stage's
-        ``banks``: the replica's banks that this block uses, normalised (:func:`~downpour.parallel.partition.block_banks`)."""
+    def encode(self, stage: int, x: np.ndarray, decode: bool, grad: bool, banks: np.ndarray | None = None,
+               decoder_banks: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Block ``stage``'s codes from its input window ``x`` (B, C, h, w), and (``decode``) the window's
+        reconstruction, tied or through the untied decoder; with ``grad`` the graph is kept for :meth:`backward`. A tiled
+        stage's ``banks``: the replica's banks that this block uses, normalised
+        (:func:`~downpour.parallel.partition.block_banks`), and ``decoder_banks`` its untied decoder's, as they are."""
         s = self.specs[stage]
-        lent = None
+        lent = []
         with torch.set_grad_enabled(grad):
             if s["tiled"]:
-                lent = torch.from_numpy(banks).requires_grad_(grad and s["trainable"])
-                w = _expand_tiles(lent, s["out_size"])
+                lent.append(torch.from_numpy(banks).requires_grad_(grad and s["trainable"]))
+                w = _expand_tiles(lent[0], s["out_size"])
+                if s["decoded"]:
+                    lent.append(torch.from_numpy(decoder_banks).requires_grad_(grad))
             else:
                 w = normalised(self.weights[self.own[stage]], s["norm"])
+            d = (w if not s["decoded"] else _expand_tiles(lent[1], s["out_size"]) if s["tiled"]
+                 else self.decoders[self.own_decoder[stage]])
             codes = untied_apply(torch.from_numpy(x), w, s["stride"], s["chunk"])
-            recon = untied_adjoint(codes, w, s["stride"], s["in_size"], s["chunk"]) if decode else None
+            recon = untied_adjoint(codes, d, s["stride"], s["in_size"], s["chunk"]) if decode else None
         if grad:
             self._graphs[stage] = (codes, recon, lent)
         return codes.detach().numpy(), None if recon is None else recon.detach().numpy()
 
-    def backward(self, stage: int, grad_codes: np.ndarray, grad_recon: np.ndarray | None) -> np.ndarray | None:
-        """The gradients of block ``stage``'s codes and reconstruction: into the filters' ``.grad``; a tiled
-        stage's into the lent banks, returned (the replica sums the blocks')."""
+    def backward(self, stage: int, grad_codes: np.ndarray, grad_recon: np.ndarray | None) -> list[np.ndarray | None]:
+        """The gradients of block ``stage``'s codes and reconstruction: into the filters' (and untied decoder's)
+        ``.grad``; a tiled stage's into the lent banks, returned (the replica sums the blocks'): the encoder's, then
+        the untied decoder's; [] when untied."""
         codes, recon, lent = self._graphs.pop(stage)
-        outs, grads = [codes], [torch.from_numpy(grad_codes)]
-        if recon is not None and grad_recon is not None:
-            outs.append(recon)
-            grads.append(torch.from_numpy(grad_recon))
-        torch.autograd.backward(outs, grads)
-        return None if lent is None or lent.grad is None else lent.grad.numpy()
+        pairs = [(codes, grad_codes), (recon, grad_recon)]
+        # (a frozen encoder's codes have no graph: only its untied decoder's reconstruction is trained)
+        pairs = [(t, torch.from_numpy(g)) for t, g in pairs if t is not None and g is not None and t.requires_grad]
+        if pairs:
+            torch.autograd.backward(*zip(*pairs))
+        return [None if t.grad is None else t.grad.numpy() for t in lent]
 
     def add_grads(self) -> None:
         """The step's filter gradients into this partition's part of the push; ready for the next step."""
         if self.params.numel:        # (a partition of tiled stages only owns no filters)
             self.params.add_grads()
-        self.weights.zero_grad(set_to_none=True)    # the replica's zero_grad does not reach this process
+        self.part.zero_grad(set_to_none=True)    # the replica's zero_grad does not reach this process
         self._graphs.clear()
 
     def node(self) -> str:
@@ -138,15 +159,19 @@ class PartitionActor:
 
 
 def _encode(filt: "RemoteFilter", x: Tensor, banks: tuple[Tensor, ...], grad: bool) -> list[tuple]:
-    """Every partition's answer to block ``filt.stage`` of ``x``: (codes, reconstruction or None)."""
-    lent = [bk.detach().numpy() for bk in banks] or [None] * len(filt.actors)
-    return ray.get([a.encode.remote(filt.stage, x[:, :, b.in_rows, b.in_cols].contiguous().numpy(), grad, grad, lb)
-                    for a, b, lb in zip(filt.actors, filt.blocks, lent)])
+    """Every partition's answer to block ``filt.stage`` of ``x``: (codes, reconstruction or None). ``banks``: each
+    block's encoder banks, then each one's decoder banks (:meth:`RemoteFilter._lent`)."""
+    k = len(filt.actors)
+    lent = [bk.detach().numpy() for bk in banks] + [None] * (2 * k - len(banks))
+    return ray.get([a.encode.remote(filt.stage, x[:, :, b.in_rows, b.in_cols].contiguous().numpy(), grad, grad,
+                                    lent[p], lent[k + p])
+                    for p, (a, b) in enumerate(zip(filt.actors, filt.blocks))])
 
 
 class _RemoteStage(torch.autograd.Function):
-    """One stage's encoder and tied decoder, computed by the partitions: x -> (codes, reconstruction). A tiled
-    stage's ``banks`` are each block's (:func:`~downpour.parallel.partition.block_banks`); their gradients come back."""
+    """One stage's encoder and decoder (tied or untied), computed by the partitions: x -> (codes, reconstruction). A
+    tiled stage's ``banks`` are each block's (:func:`~downpour.parallel.partition.block_banks`), then each block's
+    untied decoder banks; their gradients come back."""
 
     @staticmethod
     def forward(ctx, x: Tensor, anchor: Tensor, filt: "RemoteFilter", *banks: Tensor) -> tuple[Tensor, Tensor]:
@@ -161,28 +186,31 @@ class _RemoteStage(torch.autograd.Function):
         grads = ray.get([a.backward.remote(filt.stage, grad_codes[:, :, b.rows, b.cols].contiguous().numpy(),
                                            grad_recon[:, :, b.in_rows, b.in_cols].contiguous().numpy())
                          for a, b in zip(filt.actors, filt.blocks)])
-        banks = [None if g is None else torch.from_numpy(g) for g in grads] if filt.banks is not None else []
+        lent = [[None if g is None else torch.from_numpy(g) for g in got] for got in grads]
+        banks = [got[j] for j in range(len(lent[0]) if lent else 0) for got in lent]   # as lent: encoder's, decoder's
         return None, None, None, *banks   # a stage's input is detached: each stage learns from its own cost
 
 
 class RemoteFilter(nn.Module):
     """A replica's view of a stage whose filters live in its partition actors. ``forward`` asks the
-    partitions for the codes and, while training, the tied reconstruction too (one round trip);
-    ``adjoint`` of those codes returns that reconstruction. Weight penalties cannot see remote
-    filters: ``weights`` is empty. A tiled stage's ``banks`` stay here (the model's ``shared_banks``): each
-    call lends every partition its block's share, and backward sums their gradients into them."""
+    partitions for the codes and, while training, the reconstruction too (tied or through the untied
+    decoder; one round trip); ``adjoint`` of those codes returns that reconstruction. Weight penalties cannot
+    see remote filters: ``weights`` is empty. A tiled stage's ``banks`` stay here (the model's ``shared_banks``,
+    and its untied decoder's ``shared_decoders``): each call lends every partition its block's share, and
+    backward sums their gradients into them."""
 
-    def __init__(self, stage: int, local: PartitionedFilter, actors: list[Any]):
+    def __init__(self, stage: int, local: PartitionedFilter, actors: list[Any], decoder: BlockDecoder | None = None):
         super().__init__()
         self.stage, self.actors, self.blocks, self.norm = stage, actors, local.blocks, local.norm
         self.in_size, self.out_size, self.in_channels, self.maps = local.in_size, local.out_size, local.in_channels, local.maps
         self._banks = [] if local.banks is None else [local.banks]    # a plain list: the model's parameter
+        self._decoder_banks = [] if decoder is None or not decoder._banks else list(decoder._banks)
         self._codes: Tensor | None = None
         self._recon: Tensor | None = None
         # the filters' stand-in in this process: it makes the stage's outputs part of the replica's
         # autograd graph, so backward reaches _RemoteStage.backward (and through it the partitions);
-        # a frozen stage's (a Gabor or random first layer) has no gradient to reach
-        self.anchor = torch.zeros((), requires_grad=local.trainable)
+        # a frozen stage's (a Gabor or random first layer) has no gradient to reach, unless its untied decoder's
+        self.anchor = torch.zeros((), requires_grad=local.trainable or decoder is not None)
 
     weights: tuple[Tensor, ...] = ()
 
@@ -194,11 +222,11 @@ class RemoteFilter(nn.Module):
         return None               # the partitions normalise their own filters (a tiled stage's: forward, here)
 
     def _lent(self) -> tuple[Tensor, ...]:
-        """Each block's share of the normalised banks (none for an untied stage)."""
+        """Each block's share of the normalised banks, then of the untied decoder's banks (none for an untied stage)."""
         if self.banks is None:
             return ()
         banks = normalised(self.banks, self.norm)
-        return tuple(block_banks(banks, b) for b in self.blocks)
+        return tuple(block_banks(bk, b) for bk in (banks, *self._decoder_banks) for b in self.blocks)
 
     def forward(self, x: Tensor, weight: None = None) -> Tensor:
         if torch.is_grad_enabled():
@@ -229,13 +257,15 @@ class PartitionParams:
 
     def link_shared(self, model: nn.Module, wid: int, shards: list[Any], lanes: list[dict[str, Any] | None],
                     bounds: list[tuple[int, int]], local_lr: float, n_fetch: int) -> None:
-        """The replica's own part: ``model.shared_banks`` (if any), on the shards no partition holds (the last of
-        ``bounds``, :func:`~downpour.parallel.partition.partition_bounds`), linked as a whole worker links them."""
+        """The replica's own part: ``model.shared_banks`` and ``model.shared_decoders`` (if any), on the shards no
+        partition holds (the last of ``bounds``, :func:`~downpour.parallel.partition.partition_bounds`), linked as a
+        whole worker links them."""
         owned = {j for shards_p in self.shards_of for j in shards_p}
         self.shared_shards = [j for j in range(len(bounds)) if j not in owned]
         if not self.shared_shards:
             return
-        self.shared = LocalParams(model.shared_banks, local_lr, n_fetch)
+        shared = nn.ModuleList(getattr(model, name) for name in ("shared_banks", "shared_decoders") if hasattr(model, name))
+        self.shared = LocalParams(shared, local_lr, n_fetch)
         start = bounds[self.shared_shards[0]][0]
         self.bounds = [(bounds[j][0] - start, bounds[j][1] - start) for j in self.shared_shards]
         self.links = [ShardLink(shards[j], lanes[j], wid, bounds[j][1] - bounds[j][0]) for j in self.shared_shards]
@@ -278,11 +308,14 @@ class PartitionParams:
 
 
 def remote_replica(model: nn.Module, actors: list[Any]) -> None:
-    """Point each stage of partitioned ``model`` at the partition actors, and drop its local filters (the shared
-    banks of tiled stages stay: the replica lends them to the partitions)."""
+    """Point each stage of partitioned ``model`` at the partition actors, and drop its local filters and untied
+    decoders (the shared banks of tiled stages stay: the replica lends them to the partitions)."""
     _quiet_readonly()            # the partitions' answers arrive as read-only arrays; they are only read
     for i, stage in enumerate(model.stages):
-        stage.filter = RemoteFilter(i, stage.filter, actors)
+        decoder = stage.decoder_weight if isinstance(stage.decoder_weight, BlockDecoder) else None
+        stage.filter = RemoteFilter(i, stage.filter, actors, decoder)
+        if decoder is not None:       # the reconstruction comes back from the partitions: nothing to decode with here
+            stage.decoder_weight = BlockDecoder(decoder.blocks, [])
     del model.partitions
     if getattr(model, "frozen_cache", None) is not None:
         model.frozen_cache = None   # the filters live in the actors: a fetch there changes no tensor it could check
