@@ -402,7 +402,8 @@ def test_the_plan_lays_out_the_shards_the_runner_takes_for_a_split_network(sets)
 
 @pytest.mark.parametrize("sets", [("model.tile=2",), ("model.tile=16",), ("model.tile=16", 'model.first_layer="gabor"'),
                                   ("model.tile=2", 'train.schedule="greedy"'), ("model.tile=16", 'train.schedule="greedy"'),
-                                  ()])
+                                  (), ('model.decoder="untied"',), ("model.tile=16", 'model.decoder="untied"'),
+                                  ("model.tile=2", 'model.decoder="untied"', 'train.schedule="greedy"')])
 def test_a_split_networks_traffic_is_what_the_runner_moves(sets):
     """Counted off the built network split in 2, the runner's way (ps/partitions_on_ray.py): each partition fetches
     and pushes its own untied filters (partition_ranges); the replica the shared banks, once; and every call of a
@@ -417,8 +418,9 @@ def test_a_split_networks_traffic_is_what_the_runner_moves(sets):
     for stage in model.stages:
         f = stage.filter
         lent = [block_banks(f.banks, b).numel() for b in f.blocks] if f.banks is not None else [0]
-        sent.append(sum(lent))
-        back.append(sum(lent) if f.banks is not None and f.banks.requires_grad else 0)
+        decoder = [block_banks(bk, b).numel() for bk in getattr(stage.decoder_weight, "_banks", []) for b in f.blocks]
+        sent.append(sum(lent) + sum(decoder))        # an untied decoder's banks lent with the filters' (2026-12-05)
+        back.append((sum(lent) if f.banks is not None and f.banks.requires_grad else 0) + sum(decoder))
     steps = ([sum(sent) + sum(back)] if cfg.train.schedule != "greedy" else
              [sum(sent[:i + 1]) + back[i] for i in range(len(sent))])
     plan = plan_for("cat-demo", sets, Cluster(machines=16, partitions=2, shards=3))
