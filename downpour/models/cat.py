@@ -249,7 +249,8 @@ class CatNet(FeatureModel):
     def param_stages(self) -> dict[str, int]:
         """Stage i's parameters (``stages.<i-1>.*``; a partitioned stage's filters are every partition's
         ``weights.<j>`` for its untied stages, or ``shared_banks.<i-1>`` when tiled, :mod:`downpour.parallel.partition`,
-        and its untied decoder's ``decoders.<j>`` or ``shared_decoders.<i-1>``) and the recurrent top's (the last stage)."""
+        and its untied decoder's ``decoders.<j>`` or ``shared_decoders.<i-1>``) and the recurrent top's (the last
+        stage)."""
         out = {f"stages.{i}.{name}": i + 1 for i, s in enumerate(self.stages) for name, _ in s.named_parameters()}
         out |= {f"top.{name}": self.n_stages for name, _ in (self.top.named_parameters() if self.top is not None else ())}
         for p, part in enumerate(getattr(self, "partitions", ())):

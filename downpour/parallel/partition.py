@@ -9,15 +9,18 @@ uses bank (i mod tH, j mod tW)) belong to no one block: they are one shared para
 (:func:`block_banks`), and autograd sums the blocks' partial gradients into the one copy, as
 DistBelief sums the gradients of a weight shared across machines: the server applies its rule once,
 to the sum. The tied decoder (RICA's WᵀWx) is the adjoint: partition p
-maps its codes block back onto its input window, and the windows' overlaps (the halos) are summed.
+maps its codes block back onto its input window, and the windows' overlaps (the halos) are summed; an
+untied decoder (the paper's W₂, :class:`BlockDecoder`) alike, each block with its positions' decoder weights, which
+its partition owns (a tiled stage's decoder banks shared, ``model.shared_decoders``).
 Forward, backward and a training step are the same maths as the unpartitioned layer, reordered:
 ``tests/test_parallel.py`` checks them equal to 1e-10 in float64 for K = 1, 2, 4, 9.
 
 The parameters are registered partition-major (``model.partitions[p].weights``, one tensor per untied
-stage, ``.stages`` says which), then the shared banks, so the flat parameter vector the server shards
-(:class:`~downpour.train.flat.ParamLayout`) holds each partition's filters as one contiguous range and
-the shared banks as one more: shards aligned to those ranges (:func:`partition_bounds`) serve one
-group each, and a partition fetches from and pushes to only its own shards.
+stage, ``.stages`` says which, then ``.decoders``), then the shared banks (then their decoders'), so
+the flat parameter vector the server shards (:class:`~downpour.train.flat.ParamLayout`) holds each
+partition's filters as one contiguous range and the shared banks as one more: shards aligned to those
+ranges (:func:`partition_bounds`) serve one group each, and a partition fetches from and pushes to only
+its own shards.
 
 L2 pooling and LCN have no weights and cost ~1% of a cat stage's FLOPs (``downpour models
 --footprint cat-demo``); the replica runs them on the stitched maps, so they need no halo exchange.

@@ -108,8 +108,8 @@ class PartitionActor:
     def encode(self, stage: int, x: np.ndarray, decode: bool, grad: bool, banks: np.ndarray | None = None,
                decoder_banks: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
         """Block ``stage``'s codes from its input window ``x`` (B, C, h, w), and (``decode``) the window's
-        reconstruction, tied or through the untied decoder; with ``grad`` the graph is kept for :meth:`backward`. A tiled
-        stage's ``banks``: the replica's banks that this block uses, normalised
+        reconstruction, tied or through the untied decoder; with ``grad`` the graph is kept for :meth:`backward`. A
+        tiled stage's ``banks``: the replica's banks that this block uses, normalised
         (:func:`~downpour.parallel.partition.block_banks`), and ``decoder_banks`` its untied decoder's, as they are."""
         s = self.specs[stage]
         lent = []
@@ -264,7 +264,8 @@ class PartitionParams:
         self.shared_shards = [j for j in range(len(bounds)) if j not in owned]
         if not self.shared_shards:
             return
-        shared = nn.ModuleList(getattr(model, name) for name in ("shared_banks", "shared_decoders") if hasattr(model, name))
+        shared = nn.ModuleList(getattr(model, name) for name in ("shared_banks", "shared_decoders")
+                               if hasattr(model, name))
         self.shared = LocalParams(shared, local_lr, n_fetch)
         start = bounds[self.shared_shards[0]][0]
         self.bounds = [(bounds[j][0] - start, bounds[j][1] - start) for j in self.shared_shards]
