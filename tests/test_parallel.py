@@ -140,7 +140,7 @@ def test_each_partition_is_one_contiguous_range_and_every_shard_serves_one_parti
 
 
 def test_models_that_cannot_be_partitioned_say_why():
-    with pytest.raises(ValueError, match="model.top"):
+    with pytest.raises(ValueError, match="model.top = 'gru'"):
         partition_model(create_model("cat-demo", top="gru"), 2)
     with pytest.raises(ValueError, match="has none"):
         partition_model(create_model("ufldl-sae"), 2)

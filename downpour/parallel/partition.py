@@ -193,8 +193,8 @@ def cut_refusal(model: str, *, cat: bool, top: bool = False) -> str:
     if not cat:
         return f"model parallelism splits the locally connected stages of the cat network; {model} has none"
     if top:
-        return ("model parallelism splits the locally connected stages; the recurrent top stage (model.top) is "
-                "not split: set model.top = 'none'")
+        return ("model parallelism splits the locally connected stages; the recurrent top stage "
+                "(model.top = 'gru') is not split: set model.top = 'none'")
     return ""
 
 
