@@ -516,6 +516,20 @@ def test_each_split_replicas_own_process_is_a_machine_of_the_layout(capsys):
         assert c["replicas"] * 3 + c["shards"] == c["machines_used"] <= machines
 
 
+def test_the_paper_plan_says_its_split_has_no_replica_machine_and_why(capsys):
+    """--model paper split in 16 read "33 replicas x 16 partitions + 472 shards", no replica machine, where every other
+    split network counts one per replica, and nothing said why: it is planned as DistBelief's pipeline (halos between
+    its partitions, no replica process), not as downpour's Ray runner would split it. Its assumptions now say so, in
+    --json too."""
+    assert main(["plan", "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["cluster"]["partitions"] > 1 and plan["cluster"]["replica_machines"] == 0
+    said = [line for line in plan["network"]["assumptions"] if "DistBelief's pipeline" in line]
+    assert len(said) == 1 and "no replica machine" in said[0] and "halos" in said[0]
+    assert main(["plan", "--config", "main", "--partitions", "2", "--machines", "8", "--json"]) == 0
+    assert not [line for line in json.loads(capsys.readouterr().out)["network"]["assumptions"] if "DistBelief" in line]
+
+
 def test_a_chosen_layout_uses_only_the_machines_there_are(capsys):
     """--shards 990 was planned as 1 replica x 512 partitions + 990 shards = 1,502 of 1,000 machines (no replica
     fitted, read as 1, and the most partitions won), though 5 x 2 + 990 fits; --machines 1 planned 2."""

@@ -2,8 +2,10 @@
 
 With K >= 2 partitions the Ray runner (``ps/cluster_on_ray.py``, ``ps/partitions_on_ray.py``) starts, beside a
 replica's K partition actors, the replica's own process (its worker actor): an actor of its own, the only one of the
-replica that reserves a CPU, placed round-robin by replica apart from its partitions. It keeps the weightless pooling,
-LCN and cost of every stage and the tiled stages' shared banks, and each call of a stage goes through it:
+replica that reserves a CPU. The plan gives it a machine, as it gives every process one (the runner places each kind
+round-robin from the first node: replica 0's process beside its partition 0 and shard 0; docs/plan.md). It keeps the
+weightless pooling, LCN and cost of every stage and the tiled stages' shared banks, and each call of a stage goes
+through it:
 
 - forward, it sends each partition its block's input window and gets back the block's codes and, while training,
   the window's tied reconstruction; backward, it sends the gradients of both, and a lent bank's gradient comes back

@@ -110,6 +110,12 @@ def paper_assumptions(cfg: RunConfig) -> tuple[str, tuple[str, ...]]:
         "every stage trained at every step on its own cost (assumed; --set train.schedule=greedy trains stage 1, "
         "then 2, ...)" if cfg.train.schedule == "joint" else
         "one stage trained at a time, stage 1 first (set by --set train.schedule; the plan assumes every stage at every step)",
+        # split, the paper's network is not what downpour's runner would run (until 2026-12-05 the layout line showed no
+        # replica machine here, where every other split network has one, and nothing said why)
+        "split (K >= 2) as DistBelief's pipeline: each partition owns its block's filters (W2 too where untied), pooling "
+        "and LCN and exchanges halos with its neighbours, and a replica has no process of its own, so no replica machine "
+        "(downpour's Ray runner, which refuses an untied decoder, splits through each replica's own process, a machine "
+        "each: docs/plan.md, \"The replica's own process\")",
     ]
     others = [k for k in changed if k not in _SAYS]
     if others:
