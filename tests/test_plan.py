@@ -403,7 +403,9 @@ def test_the_plan_lays_out_the_shards_the_runner_takes_for_a_split_network(sets)
 @pytest.mark.parametrize("sets", [("model.tile=2",), ("model.tile=16",), ("model.tile=16", 'model.first_layer="gabor"'),
                                   ("model.tile=2", 'train.schedule="greedy"'), ("model.tile=16", 'train.schedule="greedy"'),
                                   (), ('model.decoder="untied"',), ("model.tile=16", 'model.decoder="untied"'),
-                                  ("model.tile=2", 'model.decoder="untied"', 'train.schedule="greedy"')])
+                                  ("model.tile=2", 'model.decoder="untied"', 'train.schedule="greedy"'),
+                                  ('model.first_layer="gabor"', 'model.decoder="untied"'),
+                                  ("model.tile=2", 'model.first_layer="gabor"', 'model.decoder="untied"')])
 def test_a_split_networks_traffic_is_what_the_runner_moves(sets):
     """Counted off the built network split in 2, the runner's way (ps/partitions_on_ray.py): each partition fetches
     and pushes its own untied filters (partition_ranges); the replica the shared banks, once; and every call of a
@@ -431,13 +433,15 @@ def test_a_split_networks_traffic_is_what_the_runner_moves(sets):
     assert (plan["lend_bytes_replica"] > 0) == any(sent)
     # each call's windows and code blocks, to and from the replica over the runner's own blocks (RemoteFilter): a trained
     # stage sends the window, gets codes and the window's reconstruction, sends both gradients; forward only, greedy's
-    # stages below the trained one, the window and its codes; a frozen stage trained at its cost, no gradients
+    # stages below the trained one, the window and its codes; a frozen stage trained at its cost, no gradients, unless
+    # its untied decoder trains (a frozen Gabor layer's: the replica sends both gradients, RemoteFilter.anchor)
     trained, forward = [], []
     for stage in model.stages:
         f = stage.filter
         win = [f.in_channels * (b.in_rows.stop - b.in_rows.start) * (b.in_cols.stop - b.in_cols.start) for b in f.blocks]
         codes = [f.maps * (b.rows.stop - b.rows.start) * (b.cols.stop - b.cols.start) for b in f.blocks]
-        trained.append(sum(3 * w + 2 * c if f.trainable else 2 * w + c for w, c in zip(win, codes)))
+        learns = f.trainable or stage.decoder_weight is not None
+        trained.append(sum(3 * w + 2 * c if learns else 2 * w + c for w, c in zip(win, codes)))
         forward.append(sum(w + c for w, c in zip(win, codes)))
     steps = ([sum(trained)] if cfg.train.schedule != "greedy" else
              [sum(forward[:i]) + trained[i] for i in range(len(trained))])

@@ -8,9 +8,11 @@ weightless pooling, LCN and cost of every stage and the tiled stages' shared ban
 through it:
 
 - forward, it sends each partition its block's input window and gets back the block's codes and, while training,
-  the window's tied reconstruction; backward, it sends the gradients of both, and a lent bank's gradient comes back
-  (per example, a trained stage: 3 windows + 2 code blocks; forward only, a greedy step's stages below the trained one:
-  a window and a code block; a frozen stage trained at its cost: 2 windows + a code block, no gradient to send);
+  the window's reconstruction (tied, or through the untied decoder); backward, it sends the gradients of both, and a
+  lent bank's gradient comes back (per example, a trained stage: 3 windows + 2 code blocks; forward only, a greedy
+  step's stages below the trained one: a window and a code block; a frozen stage trained at its cost: 2 windows + a
+  code block, no gradient to send, unless it has an untied decoder, whose gradient makes it a trained stage's 3 + 2:
+  ``Stage.params`` counts the decoder);
 - every call lends each partition its block's share of a tiled stage's banks (:func:`lends_banks`, :func:`lent`).
 
 The partitions never talk to each other: there is no halo exchange between them (DistBelief's pipeline, which the
