@@ -25,10 +25,12 @@ from test_runner_equivalence import TINY_CAT, _losses, _model
 # shards: the partitions once computed with uninitialised filters. Tiled (2026-12-05): the main recipe's tile 2, every
 # bank lent to both partitions and their gradients summed in the replica; tile 16, stage 1's banks shared (blocks of
 # 12 and 13 rows, smaller than the period) and stage 2 untied, its blocks the partitions' own. The untied decoder
-# (2026-12-05) at tile 16: stage 1's decoder banks lent with its filter banks, stage 2's blocks the partitions' own.
+# (2026-12-05) at tile 16: stage 1's decoder banks lent with its filter banks, stage 2's blocks the partitions' own;
+# under a frozen Gabor first layer, whose decoder trains alone (the replica's anchor must still reach the partitions:
+# with the frozen layer's anchor, stage 1's decoder had no gradient).
 @pytest.mark.parametrize("k, first_layer, tile, decoder", [(2, "learned", 0, "tied"), (4, "learned", 0, "tied"),
                                                            (2, "gabor", 0, "tied"), (2, "learned", 2, "tied"),
-                                                           (2, "learned", 16, "tied"), (2, "learned", 16, "untied")])
+                                                           (2, "learned", 16, "tied"), (2, "learned", 16, "untied"), (2, "gabor", 0, "untied")])
 def test_a_replica_with_partition_actors_equals_the_whole_network(local_ray, k, first_layer, tile, decoder):
     from downpour.ps.partitions_on_ray import PartitionActor, remote_replica, stage_specs
 
