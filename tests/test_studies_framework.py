@@ -686,6 +686,33 @@ def test_a_discrete_difference_with_a_little_spread_needs_the_sign_tests_seeds_t
     assert paired_difference([0.1, 0.2, 0.3, 0.4], [0.5, 0.62, 0.69, 0.81])[1] > 0    # not whole numbers: t
 
 
+def test_a_fraction_of_a_count_takes_the_whole_numbers_rule():
+    """An edge fraction (of 16 filters) moving +1/16, +1/16, +1/16, +2/16 over 4 seeds had a t interval: by hand,
+    mean 5/64, sd 1/32, t = 5 on 3 degrees of freedom, p = 0.015, [0.028, 0.128]: "higher", where the sign test of
+    4 seeds gives 0.125."""
+    before, after = [0.25, 0.5, 0.5, 0.25], [0.3125, 0.5625, 0.5625, 0.375]
+    row = {"condition": "gabor"}
+    d, reading = paired_test(row, "delta_edge_fraction", before, after, 0.01)
+    assert d == [pytest.approx(5 / 64), -math.inf, math.inf] and reading == "inconclusive"
+    assert row["tests"]["delta_edge_fraction"]["p"] == 1.0
+    d, reading = paired_test(row, "d_edge_fraction", before, after, 0.01)          # compare.py's name for it
+    assert d[1] == -math.inf and reading == "inconclusive"
+    # a figure not named discrete keeps Student's t (the same numbers as a probe accuracy)
+    d, reading = paired_test(row, "d_probe_digits", before, after, 0.01)
+    assert d[1] == pytest.approx(5 / 64 - stats.t.ppf(0.975, 3) / 64) and reading == "higher"
+    assert row["tests"]["d_probe_digits"]["p"] == pytest.approx(stats.ttest_1samp([1, 1, 1, 2], 0).pvalue)
+
+
+def test_a_seed_that_did_not_move_tells_the_sign_test_nothing():
+    """Whole numbers 0, +1, +1, +1, +1, +2 over 6 seeds had a t interval (by hand: mean 1, sd sqrt(0.4), t = 3.87 on 5
+    degrees of freedom, p = 0.012): "higher", where the sign test has 5 nonzero differences, p = 2 * 0.5**5 = 0.0625."""
+    before, after = [0.0] * 6, [0.0, 1.0, 1.0, 1.0, 1.0, 2.0]
+    assert paired_difference(before, after) == (1.0, -math.inf, math.inf)
+    assert paired_p(before, after) == 1.0
+    seven = paired_difference([0.0] * 7, [0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 2.0])     # 6 moved: t again
+    assert seven[1] > 0 and paired_p([0.0] * 7, [0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 2.0]) < 0.05
+
+
 def test_each_comparisons_p_is_the_test_its_interval_inverts():
     rng = np.random.default_rng(0)
     for n in (3, 6, 12):

@@ -52,7 +52,8 @@ def mean_ci(values: Sequence[float]) -> tuple[float, float, float]:
     return m, m - half, m + half
 
 
-def paired_difference(baseline: Sequence[float], other: Sequence[float]) -> tuple[float, float, float]:
+def paired_difference(baseline: Sequence[float], other: Sequence[float],
+                      discrete: bool = False) -> tuple[float, float, float]:
     """(mean of other − baseline, low, high): Student's t interval of the paired differences; non-finite
     pairs are dropped.
 
@@ -60,19 +61,42 @@ def paired_difference(baseline: Sequence[float], other: Sequence[float]) -> tupl
     the same amount in every seed) would give the t interval zero width however few the seeds, and
     two seeds would read "higher". Then the sign test's interval is given instead: the difference
     itself from :data:`SIGN_TEST_N` seeds on (all on one side by chance: 2 * 0.5**n < 0.05),
-    unbounded below that. A discrete figure's differences (all whole numbers) with a little spread
-    over fewer than :data:`SIGN_TEST_N` seeds (+1, +1, +1, +2) are unbounded too: the t interval
-    would leave out 0 where no test of their signs could. (Differences that are all 0 stay [0, 0]:
-    nothing moved.)"""
+    unbounded below that. A discrete figure's differences with a little spread whose nonzero ones are
+    fewer than :data:`SIGN_TEST_N` (+1, +1, +1, +2; or 0, +1, +1, +1, +1, +2: a seed that did not move
+    tells the sign test nothing) are unbounded too: the t interval would leave out 0 where no test of
+    their signs could. A discrete figure: ``discrete`` (a fraction of a count, :func:`is_discrete`: an edge
+    fraction moving +1/16, +1/16, +1/16, +2/16 read "higher", p = 0.015, until 2026-12-05), or
+    differences that are all whole numbers. (Differences that are all 0 stay [0, 0]: nothing moved.)"""
     a, b = np.asarray(baseline, dtype=np.float64), np.asarray(other, dtype=np.float64)
     keep = np.isfinite(a) & np.isfinite(b)
     d = (b - a)[keep]
     m, low, high = mean_ci(list(d))
     if len(d) >= 2 and m != 0 and high - low <= 1e-9 * abs(m):    # no spread, up to rounding
         return (m, m, m) if len(d) >= SIGN_TEST_N else (m, float("-inf"), float("inf"))
-    if 2 <= len(d) < SIGN_TEST_N and m != 0 and np.all(d == np.round(d)):
+    if _too_few_signs(d, discrete):
         return m, float("-inf"), float("inf")
     return m, low, high
+
+
+# Figures that are a fraction of a small count (filters, seeds): their differences move in steps of one of it, so they
+# take the whole numbers' rule (:func:`paired_difference`) though they are not whole numbers. By the name's start, as
+# :data:`IN_UNIT`; a "d_" or "delta_" before it is its paired difference.
+DISCRETE = ("edge_fraction", "p_success", "p_diverged", "reached_cost")
+
+
+def is_discrete(name: str) -> bool:
+    """Whether figure ``name`` (or its paired difference, "d_" / "delta_" before it) is one of :data:`DISCRETE`."""
+    if name.startswith(("d_", "delta_")):
+        name = name.split("_", 1)[1]
+    return name.startswith(DISCRETE)
+
+
+def _too_few_signs(d: np.ndarray, discrete: bool) -> bool:
+    """Whether differences ``d`` of a discrete figure (``discrete``, or all whole numbers) that moved hold fewer
+    nonzero ones than :data:`SIGN_TEST_N`: no sign test could tell them from 0, so no interval may. (Differences
+    whose mean is 0 keep Student's t: centred on 0, it cannot read "higher" or "lower".)"""
+    moved = int(np.count_nonzero(d))
+    return 0 < moved < SIGN_TEST_N and float(d.mean()) != 0 and (discrete or bool(np.all(d == np.round(d))))
 
 
 # What a figure can be, by its name's start ("d_" or "delta_" before a [0, 1] figure: its paired difference, in
@@ -184,10 +208,11 @@ def proportion_words(diff: float, low: float, high: float, resolution: float, mc
     return "inconclusive" if reading in ("higher", "lower") and not mcnemar_p < 0.05 else reading
 
 
-def paired_p(baseline: Sequence[float], other: Sequence[float]) -> float:
+def paired_p(baseline: Sequence[float], other: Sequence[float], discrete: bool = False) -> float:
     """The two-sided p-value of :func:`paired_difference`'s interval: Student's t on the finite paired
     differences; with no spread, the sign test's (2 · 0.5ⁿ from :data:`SIGN_TEST_N` seeds, else 1);
-    a discrete figure with spread under :data:`SIGN_TEST_N` seeds, 1 (its interval is unbounded);
+    a discrete figure (``discrete``, or whole numbers) with spread and fewer than :data:`SIGN_TEST_N` nonzero
+    differences, 1 (its interval is unbounded);
     nothing moved, or one pair, 1; no finite pair at all, NaN: not measured, so not in :func:`holm`'s
     family (a p of 1 there made every other comparison's adjusted p larger)."""
     a, b = np.asarray(baseline, dtype=np.float64), np.asarray(other, dtype=np.float64)
@@ -199,7 +224,7 @@ def paired_p(baseline: Sequence[float], other: Sequence[float]) -> float:
     m, low, high = mean_ci(list(d))
     if high - low <= 1e-9 * abs(m):
         return min(1.0, 2 * 0.5 ** len(d)) if len(d) >= SIGN_TEST_N else 1.0
-    if len(d) < SIGN_TEST_N and np.all(d == np.round(d)):
+    if _too_few_signs(d, discrete):
         return 1.0
     from scipy import stats
 
@@ -215,10 +240,11 @@ def record_test(row: dict[str, Any], name: str, reading: str, p: float) -> None:
 def paired_test(row: dict[str, Any], name: str, baseline: Sequence[float], other: Sequence[float],
                 resolution: float) -> tuple[list[float], str]:
     """:func:`paired_difference` of ``other`` − ``baseline`` and how it reads (:func:`effect_words`),
-    recorded in ``row`` under ``name`` with its p-value; returns both."""
-    d = paired_difference(baseline, other)
+    recorded in ``row`` under ``name`` with its p-value; returns both. A figure :func:`is_discrete` names takes the
+    whole numbers' rule."""
+    d = paired_difference(baseline, other, is_discrete(name))
     reading = effect_words(*d, resolution=resolution)
-    record_test(row, name, reading, paired_p(baseline, other))
+    record_test(row, name, reading, paired_p(baseline, other, is_discrete(name)))
     return list(d), reading
 
 
