@@ -406,7 +406,22 @@ def test_holms_family_holds_only_the_divergence_tests_the_verdict_reads():
         return not diverged, diverged
 
     _, rows = _planted_rows(8, outcome)
-    assert not [r["condition"] for r in rows if "diverged_vs" in r.get("tests", {})]
+    # (the phase rows' enter whatever diverged: test_holms_family_is_fixed_by_the_design_not_by_which_conditions_diverged)
+    assert not [r["condition"] for r in rows if "diverged_vs" in r.get("tests", {}) and r["group"] != "phase"]
+
+
+def test_holms_family_is_fixed_by_the_design_not_by_which_conditions_diverged():
+    """diverged_vs entered Holm's family only where most of a condition's seeds diverged: the outcome chose the
+    family (the quick study's 9 comparisons with no divergence, 10 with lr0.125/delay4's), so the other readings'
+    correction depended on it. Every stale phase row's divergence test enters now, whatever diverged."""
+    from downpour.studies.stats import holm
+
+    study, calm = _planted_rows(8, lambda c, s: (True, False))
+    _, stormy = _planted_rows(8, lambda c, s: (c.name != "lr0.125/delay4", c.name == "lr0.125/delay4"))
+    stale = [c.name for c in study.conditions() if c.group == "phase" and c.params["vs"] and not c.params["control"]]
+    for rows in (calm, stormy):
+        assert sorted(r["condition"] for r in rows if "diverged_vs" in r.get("tests", {})) == sorted(stale)
+    assert holm(calm) == holm(stormy)
 
 
 def test_a_success_reading_holms_correction_does_not_keep_is_called_a_lead():
