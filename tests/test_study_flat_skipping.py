@@ -66,6 +66,38 @@ def test_in_short_says_where_the_probe_fell_not_only_that_no_threshold_was_harml
     assert "digits -44.5 [-51.5, -37.5] (lower (a lead: not after Holm's correction))" in whitened
 
 
+def _judged(readings):
+    """Rows of the full study's whitened network on digits, threshold t's probe reading ``readings[t]``, skipping
+    t x 100% (a threshold's row as summarise writes it, with what _free reads)."""
+    by = {}
+    for t, reading in readings.items():
+        by[f"whitened/{t:g}/digits"] = {"figures": {"skipped": [t, t, t], "net_flops_ratio": [0.9] * 3,
+                                                    "net_time_ratio": [1.0] * 3, "delta_probe": [-0.1, -0.2, 0.0]},
+                                        "extra": {"readings": {"probe": reading}}}
+    return by
+
+
+def test_the_free_threshold_is_judged_in_order_and_the_first_that_is_not_stops_it():
+    """The largest threshold whose probe read "no detectable effect", of 6 looked at, was said to be free: with no
+    effect anywhere, each look may pass by chance, and the largest of them was picked. Judged from the smallest up,
+    stopping at the first not free, no correction is needed: the claim holds 95% over all six."""
+    study = FlatSkippingStudy(quick=False)
+    assert study.thresholds() == (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
+    free, unsure = "no detectable effect", "inconclusive"
+    by = _judged({0.003: free, 0.01: free, 0.03: unsure, 0.1: free, 0.3: free, 1.0: unsure})
+    assert study._free(by, "whitened", "digits") == (
+        "on digits the gate skips up to 1% of stage-1 positions (threshold 0.01) with no detectable probe change "
+        "(within ±2 points), for network FLOPs x0.90 and network time x1.00 (thresholds judged from the smallest up, "
+        "stopping at the first not free, 0.03; 0.1, 0.3 read free after it, not claimed)")
+    by = _judged({0.003: unsure, 0.01: free, 0.03: free, 0.1: free, 0.3: free, 1.0: free})
+    assert study._free(by, "whitened", "digits").startswith(
+        "on digits no threshold's probe change is confirmed within ±2 points (thresholds judged from the smallest up, "
+        "stopping at the first not free, 0.003; 0.01, 0.03, 0.1, 0.3, 1 read free after it, not claimed)")
+    by = _judged({t: free for t in study.thresholds()})                # every one free: the largest, as before
+    assert study._free(by, "whitened", "digits").endswith("(threshold 1) with no detectable probe change (within ±2 "
+                                                          "points), for network FLOPs x0.90 and network time x1.00")
+
+
 def test_the_gated_network_is_the_network_where_nothing_is_flat_and_zero_where_all_is():
     torch.manual_seed(0)
     model = create_model("cat-demo", (1, 32, 32)).eval()
