@@ -1,6 +1,6 @@
 """What the simulated cluster keeps in a server checkpoint besides the shards, so a resumed run is the
-uninterrupted run's continuation bit for bit: each worker (its replica, the push it is building, its
-counters, how many batches it drew), the coordinator's cycles in flight, and the pushes travelling.
+uninterrupted run's continuation bit for bit: each worker (its replica, its torch RNG, the push it is
+building, its counters, how many batches it drew), the coordinator's cycles in flight, and the pushes travelling.
 
 Each ``*_state`` function returns ``(meta, tensors)``: JSON, and tensors named under ``prefix``; the
 ``restore_*`` functions take them back. The simulator (:mod:`downpour.ps.simulated`) assembles them.
@@ -124,9 +124,7 @@ def whole_state(sim: Any) -> State:
     """The simulator's state as a push is recorded (:class:`~downpour.ps.simulated.SimulatedCluster`):
     what :func:`restore_whole_state` needs to go on exactly from there."""
     n = len(sim.workers)
-    tensors: dict[str, Tensor] = {"sim.torch_rng": torch.get_rng_state()}
-    if torch.cuda.is_initialized():   # (so available) the workers' replicas on a GPU draw there
-        tensors["sim.cuda_rng"] = torch.cuda.get_rng_state()       # (an RBM's samples, dropout, a cost's noise)
+    tensors = sim.torch_rngs.state("sim.")      # each worker's (an RBM's samples, dropout, a cost's noise)
     workers = []
     for w, worker in enumerate(sim.workers):
         meta, t = worker_state(worker, f"sim.w{w}.")
@@ -174,7 +172,4 @@ def restore_whole_state(sim: Any, state: dict[str, Any], tensors: dict[str, Tens
             s.set_workers(sim.coord.members())
     for j, shard in enumerate(sim.shards):
         restore_copies(shard, state["copies"][j], tensors, f"sim.dc{j}.")
-    torch.set_rng_state(tensors["sim.torch_rng"])
-    # (a checkpoint from before 2026-12-05 kept the CPU's alone: set-up's manual_seed left the GPU's at its start)
-    if "sim.cuda_rng" in tensors and torch.cuda.is_available():
-        torch.cuda.set_rng_state(tensors["sim.cuda_rng"])
+    sim.torch_rngs.restore(tensors, "sim.")    # (one shared state before 2026-12-05: WorkerRngs.restore says how)

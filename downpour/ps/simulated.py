@@ -12,6 +12,7 @@ import heapq
 from contextlib import nullcontext
 from typing import Any, Callable
 
+import torch
 from torch import Tensor
 
 from downpour.data.pipeline import batch_position, close_stream, data_report, loader_died
@@ -20,6 +21,7 @@ from downpour.ps.coordinator import Coordinator
 from downpour.ps.delays import delay_rngs
 from downpour.ps.setup import LOCAL_FIRST, ClusterSetup, make_worker, seeds_local_first
 from downpour.ps.shard import Shard
+from downpour.ps.sim_rng import WorkerRngs
 from downpour.ps.sim_state import restore_whole_state, whole_state
 from downpour.ps.worker import OnPush, Push, Worker, push_record
 from downpour.train.flat import frozen_params
@@ -52,6 +54,8 @@ class SimulatedCluster:
         # batches each worker's stream gave beyond its steps (an exact resume: its steps go on from the checkpoint's,
         # its stream from the start, the batches already drawn skipped): drawn = steps + offset
         self._drawn_offset = [0] * n
+        # each worker's torch RNG, seeded as on Ray (its replicas built: CUDA initialised where they are on a GPU)
+        self.torch_rngs = WorkerRngs(setup.rng, cfg.seed, n, start_step, torch.cuda.is_initialized())
         self.delays = setup.delays
         self.rngs = delay_rngs(cfg.seed + start_step, n)
         self.now = float(saved.get("vtime", 0.0))      # a resumed run continues the virtual clock
@@ -169,7 +173,9 @@ class SimulatedCluster:
             return
         # (not coord.dispatched - left: that counts the cycles handed to others since, and a greedy stage
         # 1 trained 13 of its 15 steps with 3 workers)
-        self.workers[w].step(self._next_stage.pop(w) if w in self._next_stage else self.stage_of(self._step_index[w]))
+        stage = self._next_stage.pop(w) if w in self._next_stage else self.stage_of(self._step_index[w])
+        with self.torch_rngs.drawing(w):
+            self.workers[w].step(stage)
         self._step_index[w] += 1
         self._left[w] -= 1
         if self._left[w] > 0:
@@ -196,9 +202,10 @@ class SimulatedCluster:
     def state(self) -> tuple[dict[str, Any], dict[str, Tensor]]:
         """The virtual clock and where each worker's streamed data stands (its report goes on from there);
         and, for a checkpoint taken as a push is recorded (every periodic one), the whole state: workers,
-        the coordinator's cycles, the pushes travelling, the delay generators, the events to come, torch's
-        RNG and DC-ASGD's copies, so a resume is the uninterrupted run's continuation. (A checkpoint taken
-        on a failure, mid-event, keeps only the first part: that resume starts the workers afresh.)"""
+        the coordinator's cycles, the pushes travelling, the delay generators, the events to come, each
+        worker's torch RNG and DC-ASGD's copies, so a resume is the uninterrupted run's continuation. (A checkpoint
+        taken on a failure, mid-event, keeps only the first part: that resume starts the workers afresh, each
+        RNG re-seeded at the resume's step as on Ray.)"""
         at = [batch_position(w.batches) for w in self.workers]
         streams = [{"seed_step": k, "position": p} for k, p in zip(self._seed_steps, at)]
         meta: dict[str, Any] = {"vtime": self.now, **({"streams": streams} if all(at) else {}),

@@ -1,0 +1,76 @@
+"""Each simulated worker's own torch RNG: the random numbers its training draws (an RBM's Gibbs samples, a
+denoising cost's noise, dropout), seeded as a Ray worker's process seeds its own (:func:`~downpour.ps.setup.worker_rng`:
+worker 0 from step 0 goes on from the run's RNG once the initial model is drawn, every other worker and every
+re-seed from :func:`~downpour.ps.setup.worker_seed`), so a simulated run draws what the same run on Ray draws.
+
+The models draw from torch's global RNG, so :meth:`WorkerRngs.drawing` swaps a worker's state in around its step and
+out after (3.5 us a step on CPU). Until 2026-12-05 every simulated worker drew on from one shared state, in the
+order the events ran: a one-worker run drew what it draws now, a run of 2+ workers other numbers than on Ray.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator
+
+import torch
+from torch import Tensor
+
+from downpour.ps.setup import seed_rng, worker_rng
+
+State = tuple[Tensor, Tensor | None]   # torch's CPU state, and the current GPU's (None: no GPU in use)
+
+
+def seeded(start: int | Tensor, seed: int, gpu: bool) -> State:
+    """The states :func:`~downpour.ps.setup.seed_rng` leaves from ``start``; the global RNG is left as it was."""
+    with torch.random.fork_rng(devices=[torch.cuda.current_device()] if gpu else []):
+        seed_rng(seed, start)
+        return torch.get_rng_state(), torch.cuda.get_rng_state() if gpu else None
+
+
+class WorkerRngs:
+    """The torch RNG states of ``n`` workers started at ``start_step`` (a resume's step: each worker re-seeded as a
+    Ray resume's is; :meth:`restore` then puts back a whole-state checkpoint's). The simulator loses workers but
+    restarts none, so a re-seed within a run never happens here. ``gpu``: the replicas draw on a GPU too (CUDA is
+    initialised once they are built there), whose state each worker keeps beside the CPU's."""
+
+    def __init__(self, run_rng: Tensor, seed: int, n: int, start_step: int, gpu: bool):
+        self.seed, self.start_step, self.gpu = seed, start_step, gpu
+        self.states = [seeded(worker_rng(run_rng, seed, w, start_step), seed, gpu) for w in range(n)]
+
+    @contextmanager
+    def drawing(self, w: int) -> Iterator[None]:
+        """Worker ``w``'s state in torch's global RNG for the block, and kept from it after."""
+        cpu, cuda = self.states[w]
+        torch.set_rng_state(cpu)
+        if cuda is not None:
+            torch.cuda.set_rng_state(cuda)
+        try:
+            yield
+        finally:
+            self.states[w] = torch.get_rng_state(), torch.cuda.get_rng_state() if self.gpu else None
+
+    def state(self, prefix: str) -> dict[str, Tensor]:
+        """Each worker's states, named ``{prefix}w{w}.torch_rng`` (and ``cuda_rng``)."""
+        out = {}
+        for w, (cpu, cuda) in enumerate(self.states):
+            out[f"{prefix}w{w}.torch_rng"] = cpu.clone()
+            if cuda is not None:
+                out[f"{prefix}w{w}.cuda_rng"] = cuda.clone()
+        return out
+
+    def restore(self, tensors: dict[str, Tensor], prefix: str) -> None:
+        """Each worker's saved states: the resume goes on bit for bit. A GPU state is taken where this run uses a
+        GPU (a checkpoint written on CPU and resumed on a GPU keeps the GPU's seeded ones).
+
+        A checkpoint written before 2026-12-05 kept one state, ``{prefix}torch_rng`` (``cuda_rng``), which every
+        worker drew on from in turn: worker 0 goes on from it and the others keep their re-seeds (each from
+        :func:`~downpour.ps.setup.worker_seed` at the resume's step, as a Ray resume seeds them). A one-worker run
+        goes on bit for bit; one of 2+ workers draws other numbers than it would have without the stop (its shared
+        draws cannot be replayed by per-worker states), which only such an old file does."""
+        if f"{prefix}w0.torch_rng" not in tensors:
+            tensors = {f"{prefix}w0.{kind}": t for kind in ("torch_rng", "cuda_rng")
+                       if (t := tensors.get(f"{prefix}{kind}")) is not None}
+        for w, (cpu, cuda) in enumerate(self.states):
+            saved_cuda = tensors.get(f"{prefix}w{w}.cuda_rng")
+            self.states[w] = (tensors.get(f"{prefix}w{w}.torch_rng", cpu),
+                              saved_cuda if saved_cuda is not None and cuda is not None else cuda)
