@@ -177,6 +177,7 @@ class Worker:
         self.device = _Method(lambda: self._answer("cpu"))
         self.data_report = _Method(lambda: self._answer({"worker": self.w}))
         self.profile = _Method(lambda: self._answer({}))
+        self.buffers = _Method(lambda: self._answer({}))
 
     def _answer(self, value: Any, when: Callable[[], bool] | None = None, at: int = 0) -> Ref:
         return self._died() if self.dead or self.killed else Ref(value, when=when, at=at)

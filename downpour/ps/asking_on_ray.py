@@ -18,7 +18,9 @@ class Asking:
     """``RayCluster``'s half that asks every worker at once: the run's end, a stop."""
 
     def info(self) -> dict[str, Any]:
-        """Nodes and placement, and each live worker's data report (a lost worker's is lost with it)."""
+        """Nodes and placement, each live worker's data report (a lost worker's is lost with it), and the first live
+        worker's replica's buffers (``model_buffers``: an RBM's persistent chains, as the simulator's first live worker
+        gives them; none where it does not answer)."""
         nodes = sorted(set().union(*self.placement.values()))   # (a partition may sit on a node of its own)
         # every worker asked at once, live and waiting, one wait of 60 s for them all: one at a time, a node gone
         # silent cost 60 s a worker (until 2026-12-04: scripted, two silent waiting workers, 120 s), and until
@@ -27,18 +29,23 @@ class Asking:
         # that died unseen (the piped loop stopped its serve task first) is lost here (until 2026-12-04 never)
         live, waiting = sorted(self.coord.live), self.coord.waiting
         serving = [ref for ref, (w, _) in self._serving.items() if w in live]   # piped: ending (the loop's end stopped them)
-        answers = self._ask({**{w: [self.worker_actors[w].data_report, self.worker_actors[w].profile] for w in live},
+        asked = {w: [self.worker_actors[w].data_report, self.worker_actors[w].profile] for w in live}
+        if live:
+            asked[live[0]].append(self.worker_actors[live[0]].buffers)
+        answers = self._ask({**asked,
                              **{w: [self.worker_actors[w].node] for w in waiting}}, timeout=60, also=serving)
-        reports, profiles = {}, {}
+        reports, profiles, buffers = {}, {}, {}
         for w, got in answers.items():    # a worker that died after its last push is a loss, restarted no more
             if isinstance(got, Exception):
                 self.coord.lose(w, type(got).__name__ + (WAITED if w in waiting else " after its last push"))
                 self.not_restarted(w, "no steps left for it")
             elif w not in waiting:
-                reports[w], profiles[w] = got
+                reports[w], profiles[w], *more = got
+                buffers = more[0] if more else buffers
         return {"nodes": len(nodes), "queue_depth": self.coord.depth,
                 "placement": {k: [nodes.index(x) for x in v] for k, v in self.placement.items()},
                 "worker_devices": self.devices, "data_workers": [reports[w] for w in sorted(reports)],
+                **({"model_buffers": buffers} if buffers else {}),
                 "profile": {"driver": self.laps.report(), "workers": [profiles[w] for w in sorted(profiles)],
                             "shards": ray.get([a.profile.remote() for a in self.shard_actors], timeout=60)}}
 

@@ -172,9 +172,15 @@ def _save_at_end(setup: ClusterSetup, run: RunDir, shards: list[Any], coord: Coo
 
 
 def _save_model(setup: ClusterSetup, run: RunDir, states: list[ShardState], coord: Coordinator, step: int,
-                data_info: dict[str, Any]) -> dict[str, Any]:
-    """The model the shards' ``states`` hold, saved at ``step``, and staleness.json; returns the staleness report."""
+                data_info: dict[str, Any], buffers: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
+    """The model the shards' ``states`` hold, saved at ``step``, and staleness.json; returns the staleness report.
+    ``buffers``: a worker's replica's (the driver's ``info()["model_buffers"]``: an RBM's persistent chains), saved
+    in the driver's copy's stead; none (no live worker, a run saved from its checkpoint) leaves the driver's."""
     setup.layout.vector_to_params(torch.cat([t["params"] for t, _ in states]), setup.model)
+    with torch.no_grad():
+        for name, b in setup.model.named_buffers():
+            if name in (buffers or {}):
+                b.copy_(buffers[name])
     setup.model.set_stage(None)
     report = write_staleness(run, setup.cfg, states, coord)
     run.save_model(merge_model(setup.model), step, {"runner": setup.cfg.cluster.runner, "data": data_info,
@@ -212,7 +218,7 @@ def _finish(setup: ClusterSetup, run: RunDir, states: list[ShardState], coord: C
         if coord.done < coord.total and not coord.live else {}     # (the error below says so; the file too)
     if record_data(run.write_json, cfg.data, {**data_info, **stopped}):   # files: each worker's reads (streamed), the skipped ones
         info["data"] = {k: data_info[k] for k in ("reads", "samples", "n_skipped") if k in data_info}
-    report = _save_model(setup, run, states, coord, coord.done, data_info)
+    report = _save_model(setup, run, states, coord, coord.done, data_info, info.pop("model_buffers", {}))
     for e in coord.events if coord.live else ():     # (with none left, the error below names every loss)
         if e["event"] == "worker-lost" and e["worker"] in coord.lost:   # (not restarted)
             log.warning("worker %d was lost at step %d (%s); the run went on without it", e["worker"], e["step"], e["reason"])

@@ -339,6 +339,10 @@ class WorkerActor:
         first = next(self.worker.model.parameters(), None)
         return {"device": "cpu" if first is None else str(first.device), "gpus": [str(g) for g in ray.get_gpu_ids()]}
 
+    def buffers(self) -> dict[str, Tensor]:
+        """Its replica's buffers (:meth:`~downpour.ps.worker.Worker.buffers`: an RBM's persistent chains)."""
+        return self.worker.buffers()
+
     def data_report(self) -> dict[str, Any] | None:
         """Streamed data: the files this worker read and skipped (None in memory)."""
         return data_report(self.worker.batches)

@@ -225,8 +225,11 @@ class SimulatedCluster:
                 self._drawn_offset[w] = sim["drawn"][w] - worker.steps
 
     def info(self) -> dict[str, Any]:
-        """Virtual time, and each worker's data report (streamed data: its reads and skipped files)."""
-        return {"virtual_time": round(self.now, 6), "data_workers": self.data_reports()}
+        """Virtual time, each worker's data report (streamed data: its reads and skipped files), and the first live
+        worker's replica's buffers (``model_buffers``, as the Ray runner's first live worker gives them)."""
+        live = sorted(self.coord.live)
+        return {"virtual_time": round(self.now, 6), "data_workers": self.data_reports(),
+                **({"model_buffers": self.workers[live[0]].buffers()} if live else {})}
 
     def data_reports(self) -> list[dict[str, Any] | None]:
         """Each worker's data report now (None in memory)."""

@@ -161,6 +161,11 @@ class Worker:
         self._trained.add(stage)    # (after the step's gradient: a step skipped for its cost gave none)
         self._mean.add(result.parts, result.samples, result.loss)
 
+    def buffers(self) -> dict[str, Tensor]:
+        """The replica's buffers, on the CPU (an RBM's persistent chains): what the run's model file keeps of them,
+        as the local loop's keeps its own (the driver's copy never trains: until 2026-12-05 it saved its zeros)."""
+        return {name: b.detach().cpu().clone() for name, b in self.model.named_buffers()}
+
     def take_push(self) -> Push:
         """The accumulated push (the summed gradient, as views sliced per shard); resets the accumulator."""
         finite = self._mean.steps
