@@ -108,3 +108,16 @@ def test_an_old_checkpoint_with_one_shared_rng_state_resumes(tmp_path, monkeypat
         _same_training(tmp_path / "a", tmp_path / "b")
     else:
         assert torch.equal(seen[1][0], _seeded(worker_seed(0, 1, step)))
+
+
+def test_the_model_file_keeps_the_first_workers_chains_also_when_saved_from_the_checkpoint(tmp_path):
+    """The run's end saves worker 0's persistent chains (``chains_h``), not the driver's untrained zeros; a run stopped
+    after its last push, before its model was saved, saves the same from its whole-state checkpoint."""
+    _run(tmp_path / "a")
+    _run(tmp_path / "b")
+    for name in ("model.safetensors", "model.json"):
+        (tmp_path / "b" / name).unlink()
+    _run(tmp_path / "b", resume=True)
+    a = load_file(str(tmp_path / "a/model.safetensors"))
+    assert a["chains_h"].any()
+    _same_training(tmp_path / "a", tmp_path / "b")

@@ -27,6 +27,7 @@ from downpour.ps.coordinator import Coordinator
 from downpour.ps.lost_shards import checkpoint_step, go_events, numbered, record_stop, shard_event
 from downpour.ps.recorder import Driver, Recorder, ShardLost, write_staleness
 from downpour.ps.setup import ClusterSetup, batch_seed, make_shards, seeds_local_first, set_up_cluster
+from downpour.ps.sim_state import saved_buffers
 from downpour.train.checkpoint import CheckpointError
 from downpour.train.rundir import RunDir
 from downpour.train.setup import stages_of
@@ -164,7 +165,7 @@ def _save_at_end(setup: ClusterSetup, run: RunDir, shards: list[Any], coord: Coo
         report_at(setup.data.shard(w, n), cfg.train.batch_size, batch_seed(cfg.seed, w, s["seed_step"], local_first), s["position"])
         for w, s in enumerate(streams or [])])
     record_data(run.write_json, cfg.data, data_info)
-    report = _save_model(setup, run, states, coord, start, data_info)
+    report = _save_model(setup, run, states, coord, start, data_info, saved_buffers(meta))
     summary = {"steps": start, "resumed_from": start, "runner": setup.cfg.cluster.runner, "final_loss": run.last_loss(),
                **_counts(states, report), "seconds": round(meta["elapsed"], 2), "run": str(run.path)}
     run.write_json("cluster.json", summary)

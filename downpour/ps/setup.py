@@ -52,7 +52,7 @@ def set_up_cluster(cfg: RunConfig) -> ClusterSetup:
     if len(data) < c.workers:
         raise ConfigError(too_few_for_workers(cfg, data), key="cluster.workers")
     model = build_replica(cfg, data.input_shape)[0]
-    rng = torch.get_rng_state()     # what the simulator's workers draw on from, and a Ray run's worker 0 (worker_rng)
+    rng = torch.get_rng_state()     # what worker 0 draws on from, on Ray and on the simulator (worker_rng)
     layout = ParamLayout(model)
     try:
         ranges = [(0, layout.numel)] if c.partitions == 1 else partition_ranges(model)
@@ -179,10 +179,11 @@ def worker_seed(seed: int, wid: int, start_step: int) -> int:
 
 def worker_rng(run_rng: torch.Tensor, seed: int, wid: int, start_step: int) -> int | torch.Tensor:
     """What Ray worker ``wid``'s process seeds torch's RNG from (:func:`seed_rng`): worker 0 from step 0 draws on from
-    the run's RNG state once its initial model is drawn (``run_rng``: :attr:`ClusterSetup.rng`), as the simulator's
-    workers (which share that one RNG in its process) and the local loop do, so a one-worker run draws the local
-    run's random numbers; every other worker, and every re-seed, from :func:`worker_seed`. (Until 2026-12-05 no Ray
-    worker seeded torch: each process began at a random seed, and a sync run of rbm-digits never repeated.)"""
+    the run's RNG state once its initial model is drawn (``run_rng``: :attr:`ClusterSetup.rng`), as the local loop
+    does, so a one-worker run draws the local run's random numbers; every other worker, and every re-seed, from
+    :func:`worker_seed`; the simulator's workers too, each its own state (:mod:`downpour.ps.sim_rng`). (Until
+    2026-12-05 no Ray worker seeded torch: each process began at a random seed, and a sync run of rbm-digits never
+    repeated.)"""
     return run_rng if wid == 0 and start_step == 0 else worker_seed(seed, wid, start_step)
 
 
