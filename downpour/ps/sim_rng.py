@@ -22,7 +22,7 @@ State = tuple[Tensor, Tensor | None]   # torch's CPU state, and the current GPU'
 
 def seeded(start: int | Tensor, seed: int, gpu: bool) -> State:
     """The states :func:`~downpour.ps.setup.seed_rng` leaves from ``start``; the global RNG is left as it was."""
-    with torch.random.fork_rng(devices=[torch.cuda.current_device()] if gpu else []):
+    with torch.random.fork_rng(devices=range(torch.cuda.device_count()) if gpu else []):   # (manual_seed seeds each)
         seed_rng(seed, start)
         return torch.get_rng_state(), torch.cuda.get_rng_state() if gpu else None
 
