@@ -145,3 +145,25 @@ def test_the_studies_do_not_count_a_unit_without_an_untransformed_auc_as_above_c
     out = measure._invariance(None, "layer", shape, None, {"fold": 0, "tied_units": [0, 1], "tied_signs": [1, 1]})
     assert out["inv_auc_ranged"] == 0.0          # was 2.0: 0.9x's AUC 0.95 read as the untransformed one
     assert math.isnan(out["inv_scale_octaves_auc"])
+
+
+def test_a_folder_concepts_invariance_auc_is_against_its_other_classes_not_non_faces(monkeypatch, tmp_path):
+    """A folder's concept (cat images against the folder's other photos) had its AUC range headed "non-faces warped
+    alike" in the report and its figure's panels labelled "faces vs non-faces" (until 2026-12-05)."""
+    from downpour.analysis import figures
+    from downpour.analysis.report import _invariance
+    faces, others = _images()
+    model = _Units()
+    inv = invariance_curves(model, faces, 0, baseline=float(model(others)[:, 0].mean()), negatives=others)
+    inv.update(summary=invariance_summary(inv), selectivity=selectivity_summary(inv))
+    concept = {"invariance": inv, "options": {"dataset": "shapes", "positive": 0},
+               "face_neuron": {"positive_class": "cat"}}
+    html = _invariance(concept)
+    assert "the other classes warped alike" in html and "non-faces" not in html
+    assert "non-faces warped alike" in _invariance({**concept, "options": {"dataset": "lfw", "positive": 1}})
+    drawn = []
+    monkeypatch.setattr(figures, "_save", lambda fig, path: drawn.append(fig) or path)
+    figures.invariance_plot(inv, tmp_path / "inv.png", ("cat", "the other classes"))
+    ax = drawn[0].axes[len(inv["curves"])]                  # the first AUC panel
+    assert ax.get_ylabel() == "AUC, cat vs the other classes"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["the other classes warped too", "cat alone"]

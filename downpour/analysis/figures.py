@@ -188,10 +188,12 @@ def stimulus_and_top_images(stimulus: np.ndarray, top: np.ndarray, path: Path, t
     return _save(fig, path)
 
 
-def invariance_plot(result: dict[str, Any], path: Path) -> Path:
+def invariance_plot(result: dict[str, Any], path: Path, against: tuple[str, str] = ("faces", "non-faces")) -> Path:
     """The invariance curves (mean over images ± its standard error), normalised to the untransformed response, and
     below them (since 2026-12-05, where the sweep had the non-faces) the unit's AUC at each transform, the faces and
-    non-faces warped alike: its selectivity, which a unit that answers any blob loses as the faces shrink."""
+    non-faces warped alike: its selectivity, which a unit that answers any blob loses as the faces shrink.
+    ``against``: the concept and what its AUC is against, as the panels name them (a folder's class and the other
+    classes; since 2026-12-05, they said faces and non-faces of every concept)."""
     curves = result["curves"]
     labels = {"scale": "scale factor", "translation_x": "horizontal shift (pixels)",
               "translation_y": "vertical shift (pixels)", "rotation": "in-plane rotation (degrees)",
@@ -212,8 +214,8 @@ def invariance_plot(result: dict[str, Any], path: Path) -> Path:
         if rows == 2:
             ax = grid[1][k]
             if "auc" in c:
-                ax.plot(v, c["auc"], marker="o", ms=3, color="C2", label="non-faces warped too")
-                ax.plot(v, c["auc_faces_only"], marker=".", ms=2, lw=0.8, color="C1", label="faces alone")
+                ax.plot(v, c["auc"], marker="o", ms=3, color="C2", label=f"{against[1]} warped too")
+                ax.plot(v, c["auc_faces_only"], marker=".", ms=2, lw=0.8, color="C1", label=f"{against[0]} alone")
             ax.axhline(0.5, color="grey", lw=0.6, ls=":")
             ax.set_ylim(0.0, 1.0)
             ax.set_xlabel(labels.get(c["transform"], c["transform"]), fontsize=8)
@@ -222,7 +224,7 @@ def invariance_plot(result: dict[str, Any], path: Path) -> Path:
               else f"response / {result['normalised_to']}")
     grid[0][0].set_ylabel(ylabel, fontsize=8)
     if rows == 2:
-        grid[1][0].set_ylabel("AUC, faces vs non-faces", fontsize=8)
+        grid[1][0].set_ylabel(f"AUC, {against[0]} vs {against[1]}", fontsize=8)
         grid[1][0].legend(fontsize=6)
     fig.suptitle(f"unit {result['unit']} of {result['layer']} over {result['images']} images", fontsize=9)
     fig.tight_layout()

@@ -13,7 +13,7 @@ from typing import Any
 from downpour._names import pasted
 from downpour.analysis.report_notes import data_note, distinct as _distinct, faces_seen, first_layer_note, one_orientation
 from downpour.analysis.report_invariance import (fill_words, invariance_rows, invariance_words, selectivity_rows,
-                                                tied_invariance, tied_unresponsive)
+                                                tied_invariance, tied_unresponsive, warped_against)
 from downpour.analysis.report_notes import chosen_among, loss_headline as _loss_headline
 from downpour.analysis.report_notes import several_optima, top_words
 from downpour.analysis.report_notes import untied_note
@@ -127,7 +127,7 @@ def _invariance(a: dict[str, Any]) -> str:
     header = ["transform", f"unbroken range around the identity with response ≥ {floor:g}"]
     if inv.get("selectivity"):      # the unit's AUC against the other class, both warped (since 2026-12-05)
         rows = [r + [w] for r, w in zip(rows, selectivity_rows(inv))]
-        header.append("range with AUC (non-faces warped alike) ≥ halfway from 0.5 to the untransformed AUC")
+        header.append(f"range with AUC ({warped_against(a)[1]} warped alike) ≥ halfway from 0.5 to the untransformed AUC")
     tied = inv.get("tied") or {}
     note = ""
     if tied.get("size", 1) > 1:      # equally good units: one's range depends on the tie-break, their mean does not

@@ -14,6 +14,16 @@ _UNITS = {"scale": "× {:g} … × {:g}", "translation_x": "{:g} … {:g} pixels
           "rotation": "{:g} … {:g} degrees", "out_of_plane_rotation": "{:g} … {:g} degrees"}
 
 
+def warped_against(a: dict[str, Any]) -> tuple[str, str]:
+    """What the invariance sweep's AUC sets the concept's images against (analysis.json's object): lfw's faces against
+    its non-faces, any other concept (a folder's class, a digit) against the other classes. Since 2026-12-05: the
+    report and the figure said "non-faces" of a folder's cat images against its other photos."""
+    options = a.get("options") or {}
+    if options.get("dataset", "lfw") == "lfw" and options.get("positive", 1) in (1, "face"):
+        return "faces", "non-faces"
+    return str((a.get("face_neuron") or {}).get("positive_class", "the concept")), "the other classes"
+
+
 def invariance_rows(inv: dict[str, Any]) -> list[list[str]]:
     """[transform, range] for the report's invariance table: in its units, and a range that runs to an end of
     the measured sweep said to (the unit may hold up further: the range is a lower bound there). A curve whose

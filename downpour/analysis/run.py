@@ -306,7 +306,8 @@ def _measure(run: RunDir, model: FeatureModel, opts: AnalysisConfig, layers: tup
                                          prepare=see, negatives=others, fill=opts.invariance_fill, passes=passes))
         return inv
     inv = kept.part("invariance sweeps", invariance)
-    paths["invariance"] = figures.invariance_plot(inv, fig_dir / "invariance.png").name
+    against = ("faces", "non-faces") if opts.runs_face_test() else (labels[0], "the other classes")
+    paths["invariance"] = figures.invariance_plot(inv, fig_dir / "invariance.png", against).name
 
     # 4. linear probes
     def probe(name: str) -> dict[str, Any]:
