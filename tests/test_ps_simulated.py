@@ -568,3 +568,33 @@ def test_more_workers_than_samples_names_the_data_and_the_most_workers_it_takes(
                               "files could not be read: the log names them), and each worker trains on a share of its "
                               "own; use at most 2 (--workers 2); a resumed run keeps its workers: restore the files it "
                               "began with")
+
+
+
+def test_a_streamed_workers_share_of_only_unreadable_files_is_refused_before_the_run_naming_what_to_do(tmp_path):
+    """4 files, one corrupt, 4 streaming workers: the corrupt file's worker had nothing to read and the run failed at
+    step 0 ("none of the 1 items of worker 1's shard (4 workers) can be read"), leaving a checkpoint whose resume failed
+    alike; the driver's fitting sample had read every file, so it is refused before the run, with the way out."""
+    import re
+
+    from PIL import Image
+
+    from downpour.ps.setup import set_up_cluster
+
+    for i in range(3):
+        Image.new("L", (40, 40), 60 * i).save(tmp_path / f"{i}.png")
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    sets = ["cluster.runner=simulated", "data.source=folder", f"data.path={str(tmp_path)!r}", "data.pipeline=stream",
+            "data.whiten=none", "data.loader_workers=0"]
+    with pytest.raises(ConfigError) as err:
+        set_up_cluster(load_config("cat-demo", [*sets, "cluster.workers=4"]))
+    assert err.value.key == "cluster.workers"
+    bad = str(tmp_path / "bad.png")
+    assert re.fullmatch(rf"cluster.workers = 4, but worker \d's share of data.path {re.escape(repr(str(tmp_path)))} "
+                        rf"\(1 file\) holds only files that cannot be read \(first: {re.escape(bad)}: "
+                        r"UnidentifiedImageError: .*\), and each worker streams a share of its own; remove the 1 "
+                        r"unreadable file from data.path \(the log names them\), or use at most (\d) \(--workers \1\)",
+                        str(err.value))
+    most = int(re.search(r"--workers (\d)", str(err.value)).group(1))
+    assert 1 <= most < 4
+    set_up_cluster(load_config("cat-demo", [*sets, f"cluster.workers={most}"]))     # that many start

@@ -14,7 +14,7 @@ from downpour._names import plural
 from downpour.config import ConfigError, RunConfig
 from downpour.config.sections import FILE_SOURCES
 from downpour.data.pipeline import KEEPS_WORKERS, open_data
-from downpour.data.dataset import Dataset
+from downpour.data.dataset import Dataset, shard_range
 from downpour.models.base import FeatureModel
 from downpour.models.registry import build
 from downpour.objectives import Objective
@@ -51,6 +51,8 @@ def set_up_cluster(cfg: RunConfig) -> ClusterSetup:
     data = open_data(cfg.data, cfg.seed, stream_ok=c.algorithm == "downpour")   # Sandblaster indexes one tensor
     if len(data) < c.workers:
         raise ConfigError(too_few_for_workers(cfg, data), key="cluster.workers")
+    if (barren := unreadable_share(cfg, data)) is not None:
+        raise ConfigError(barren, key="cluster.workers")
     model = build_replica(cfg, data.input_shape)[0]
     rng = torch.get_rng_state()     # what worker 0 draws on from, on Ray and on the simulator (worker_rng)
     layout = ParamLayout(model)
@@ -79,6 +81,31 @@ def too_few_for_workers(cfg: RunConfig, data: Dataset) -> str:
             + (f" ({skipped} of its files could not be read: the log names them)" if skipped else "")
             + f", and each worker trains on a share of its own; use at most {n} (--workers {n})"
             + (f"; {KEEPS_WORKERS}" if d.source in FILE_SOURCES else ""))   # (a resume is refused --workers)
+
+
+def unreadable_share(cfg: RunConfig, data: Any) -> str | None:
+    """Why a stream's worker would stop at its first pass, said before the run starts: the driver's fitting sample read
+    every file (data.fit_sample >= their count), and one worker's share holds only files it could not read. Until
+    2026-12-05 the run failed at step 0 ("none of the 1 items of worker 0's shard (12 workers) can be read"), leaving
+    a checkpoint its resume failed on alike, with no word of what to do (12 files, one corrupt, 12 workers)."""
+    fit, n = data.info.get("fit_sample") or {}, cfg.cluster.workers
+    if data.info.get("pipeline") != "stream" or cfg.data.source == "array" or fit.get("items") != len(data):
+        return None
+    reasons = {e["file"]: e["reason"] for e in fit.get("skipped", [])}
+
+    def barren(m: int) -> int | None:         # the first worker of m whose share is all unreadable files
+        shares = (shard_range(w, m, len(data)) for w in range(m))
+        return next((w for w, (a, b) in enumerate(shares) if all(f in reasons for f in data.items[a:b])), None)
+
+    if not reasons or (w := barren(n)) is None:
+        return None
+    a, b = shard_range(w, n, len(data))
+    most = next((m for m in range(n - 1, 0, -1) if barren(m) is None), 0)
+    fewer = f", or use at most {most} (--workers {most})" if most else ""
+    return (f"cluster.workers = {n}, but worker {w}'s share of data.path {cfg.data.path!r} ({plural(b - a, 'file')}) "
+            f"holds only files that cannot be read (first: {data.items[a]}: {reasons[data.items[a]]}), and each worker "
+            f"streams a share of its own; remove the {plural(len(reasons), 'unreadable file')} from data.path (the log "
+            f"names them){fewer}")
 
 
 def check_param_stages(cfg: RunConfig, model: FeatureModel) -> None:
