@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import torch
 
-from downpour.analysis.options import analysis_options, check_image_input
+from downpour.analysis.options import absolute_paths, analysis_options, check_image_input
 from downpour._names import nearest, pasted
 from downpour.batch import Batch
 from downpour.config import ConfigError, Override, RunConfig, as_typed, load_config
@@ -58,6 +58,7 @@ def check_run_config(cfg: RunConfig) -> RunConfig:
     check_files(cfg.data)
     cfg = dataclasses.replace(cfg, data=resolve_data(cfg.data, stream_ok=cfg.cluster.algorithm == "downpour",
                                                      workers=cfg.cluster.workers if cfg.cluster.runner != "local" else 1))
+    cfg = dataclasses.replace(cfg, analysis=absolute_paths(cfg.analysis))   # (as data.path: read from any folder)
     # 'cuda' where this process sees no GPU: refused, naming the key. On Ray the workers' nodes have the GPUs,
     # not necessarily this driver: the cluster's GPUs are counted when it starts (ps.setup.worker_gpus).
     if cfg.cluster.runner != "ray":

@@ -41,6 +41,21 @@ def test_a_relative_path_is_recorded_absolute_and_a_resume_elsewhere_reads_the_s
     assert "refit_on_resume" not in json.loads((tmp_path / "run" / "preprocess.json").read_text())   # the same images
 
 
+
+def test_the_analysis_folders_are_recorded_absolute_as_data_path_is(tmp_path, monkeypatch):
+    """`downpour train --set analysis.dataset=concept` kept 'concept' in config.toml (data.path beside it absolute), so
+    `downpour analyze RUN` from another folder was refused ("neither a built-in labelled set ... nor a folder")."""
+    _images(tmp_path / "imgs", 4)
+    (tmp_path / "concept").mkdir()
+    for name in ("cat", "other"):
+        _images(tmp_path / "concept" / name, 3)
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", *RUN, "--steps", "2", "--set", "data.path=imgs", "--set", "analysis.dataset=concept",
+                 "--set", "analysis.positive=cat", "--set", 'analysis.probes=["digits", "concept"]', "--out", "run"]) == 0
+    recorded = tomllib.loads((tmp_path / "run" / "config.toml").read_text())["analysis"]
+    assert recorded["dataset"] == str(tmp_path / "concept")
+    assert recorded["probes"] == ["digits", str(tmp_path / "concept")] and recorded["poses"] == ""
+
 def test_autos_choice_is_recorded_and_kept_by_a_resume_whatever_the_data_size(tmp_path, monkeypatch):
     _images(tmp_path / "imgs", 4)
     argv = ["train", *RUN, "--set", f"data.path={tmp_path / 'imgs'}"]

@@ -43,6 +43,18 @@ def check_image_input(shape: tuple[int, ...]) -> None:
                           "leave analysis.report off", key="analysis.report")
 
 
+def absolute_paths(a: AnalysisConfig) -> AnalysisConfig:
+    """``a`` with the folders it names (``dataset``, ``poses``, a probe's, ``no_faces_run``) made absolute, for a run's
+    config.toml as its ``data.path`` is: an analysis from another folder (``downpour analyze RUN``, a resume's) reads
+    the same images. Until 2026-12-05 ``downpour train --set analysis.dataset=concept`` kept 'concept', and the run
+    analysed from elsewhere was refused ("neither a built-in labelled set ... nor a folder"), or read another 'concept'."""
+    def fixed(name: str) -> str:
+        return str(Path(name).absolute()) if name and name not in BUILT_IN and Path(name).exists() else name
+
+    return dataclasses.replace(a, dataset=fixed(a.dataset), poses=fixed(a.poses), no_faces_run=fixed(a.no_faces_run),
+                               probes=[fixed(p) for p in a.probes])
+
+
 def analysis_options(cfg: RunConfig, overrides: dict[str, Any]) -> AnalysisConfig:
     """The run's ``[analysis]`` section with keyword overrides applied (checked as the section is
     rebuilt); an unknown key, a labelled set that is neither built in nor a folder, a concept label
