@@ -629,6 +629,20 @@ def test_the_report_says_how_many_files_the_run_skipped_and_names_the_first(run_
     assert note in write_report(copy, analyze_if_missing=False).read_text()
 
 
+
+def test_the_report_names_the_labelled_folders_unreadable_images(run_dir, tmp_path):
+    """A concept folder's unreadable images were skipped, counted in analysis.json's labelled_set and said in the log;
+    report.html said nothing of them (until 2026-12-05), though it says the training data's."""
+    copy = shutil.copytree(run_dir, tmp_path / "run")
+    a = json.loads((copy / "analysis.json").read_text())
+    a["face_neuron"]["dataset"] = "concept"
+    a["labelled_set"] = {**(a.get("labelled_set") or {}), "n_skipped": 1,
+                         "skipped": [{"file": "concept/other/bad.png", "reason": "UnidentifiedImageError: cannot identify"}]}
+    (copy / "analysis.json").write_text(json.dumps(a))
+    assert ('<p class="note">The labelled set concept: 1 file skipped, unreadable or too small (first: '
+            "concept/other/bad.png: UnidentifiedImageError: cannot identify); analysis.json&#x27;s labelled_set names "
+            "every one.</p>") in write_report(copy, analyze_if_missing=False).read_text()
+
 def test_top_images_come_from_images_the_pictured_unit_was_not_chosen_on(run_dir, tmp_path):
     """On digits the pictured unit is the first split's best, chosen on half the images; its top images were
     drawn from all of them, so the images it was chosen to rank first could fill the row (and its count of the

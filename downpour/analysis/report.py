@@ -60,7 +60,8 @@ def _face_neuron(a: dict[str, Any]) -> str:
             + table(rows, ["method", "unit", "selection AUC / acc." if "choice" in fn else "selection acc.", "test acc.",
                            f"test acc. over {n_splits} splits", "test AUC", f"test AUC over {n_splits} splits"],
                      "face-neuron-table", classes)
-            + (f'<p class="note">{TRAINED_ON[fn["trained_on"]]}</p>' if fn.get("trained_on") in TRAINED_ON else ""))
+            + (f'<p class="note">{TRAINED_ON[fn["trained_on"]]}</p>' if fn.get("trained_on") in TRAINED_ON else "")
+            + data_note(a.get("labelled_set"), f"The labelled set {fn['dataset']}", "analysis.json's labelled_set"))
 
 
 def _starts(stim: dict[str, Any]) -> str:

@@ -125,11 +125,12 @@ def one_orientation(f: dict[str, Any]) -> str:
             f"because a digit's tall silhouette is one vertical bar at that scale): look at the filter picture.</p>")
 
 
-def data_note(data: Any) -> str:
+def data_note(data: Any, heading: str = "Data", where: str = "data.json") -> str:
     """One line on the files a run could not use (data.json's ``skipped`` and ``unlisted``), used only later
     (``recovered``) or enlarged to ``data.size`` (``upscaled``, crops mode: a blur), or nothing. The report said
     nothing of them: a run whose folder lost a third of its images to bad files read like one that trained on all of
-    them, unless one opened data.json."""
+    them, unless one opened data.json. ``heading`` and ``where``: a labelled folder's own line (analysis.json's
+    ``labelled_set``, since 2026-12-05: the concept's unreadable images were said in the log alone)."""
     if not isinstance(data, dict):
         return ""
     skipped = [e for e in data.get("skipped") or [] if isinstance(e, dict)]
@@ -149,7 +150,7 @@ def data_note(data: Any) -> str:
     if upscaled:      # (since 2026-12-05: data.json counted them, the report did not say so)
         parts.append(f"{plural(data.get('n_upscaled', len(upscaled)), 'file')} enlarged to data.size in crops mode, "
                      f"a blur (first: {upscaled[0].get('file')}, {upscaled[0].get('size')})")
-    return f'<p class="note">Data: {esc("; ".join(parts))}; data.json names every one.</p>' if parts else ""
+    return f'<p class="note">{esc(heading)}: {esc("; ".join(parts))}; {esc(where)} names every one.</p>' if parts else ""
 
 
 def top_words(top: dict[str, Any], sign: int = 1) -> str:
