@@ -42,6 +42,20 @@ def test_a_relative_path_is_recorded_absolute_and_a_resume_elsewhere_reads_the_s
 
 
 
+
+def test_a_resume_whose_data_path_is_gone_names_its_config_not_a_default(tmp_path, capsys):
+    """The run's folder moved (or unmounted): the resume said data.path "does not exist ... (the value is a default:
+    RUN/config.toml has no base = "PRESET" ... add e.g. base = "cat-demo")", though config.toml sets it."""
+    _images(tmp_path / "imgs", 4)
+    run = tmp_path / "run"
+    assert main(["train", *RUN, "--steps", "4", "--set", f"data.path={str(tmp_path / 'imgs')!r}", "--out", str(run)]) == 0
+    (tmp_path / "imgs").rename(tmp_path / "moved")
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--steps", "6"]) == 2
+    err = capsys.readouterr().err
+    assert f"{run / 'config.toml'}: data.path {str(tmp_path / 'imgs')!r} does not exist" in err
+    assert "is a default" not in err and "base = " not in err
+
 def test_the_analysis_folders_are_recorded_absolute_as_data_path_is(tmp_path, monkeypatch):
     """`downpour train --set analysis.dataset=concept` kept 'concept' in config.toml (data.path beside it absolute), so
     `downpour analyze RUN` from another folder was refused ("neither a built-in labelled set ... nor a folder")."""
