@@ -211,6 +211,20 @@ def test_a_resume_over_a_changed_file_list_is_said_and_recorded(tmp_path, caplog
     assert any("file list changed since the checkpoint" in r.getMessage() for r in caplog.records)
 
 
+
+def test_a_workers_resume_over_a_changed_file_list_names_the_worker(tmp_path, caplog):
+    """On the simulator every worker said "the data's file list changed since the checkpoint (125 items now)", the
+    same line once per worker, naming none (until 2026-12-05): 125 read as the whole folder's count."""
+    mine = _stream_folder(tmp_path).shard(1, 2)
+    first = mine.batches(7, torch.Generator().manual_seed(3))
+    next(first)
+    position = json.loads(json.dumps(first.position()))
+    fewer = StreamingData(mine.cfg, mine.items[:-1], mine.labels, mine.cut, mine.preprocess, mine.augment, mine.info)
+    with caplog.at_level(logging.WARNING, logger="downpour.data"):
+        fewer.batches(7, torch.Generator().manual_seed(3), position=position)
+    assert any(r.getMessage().startswith(f"worker 1 of 2: its file list changed since the checkpoint ({len(mine) - 1} "
+                                         "items now)") for r in caplog.records)
+
 def test_a_resume_over_a_changed_file_list_names_the_files_it_skipped_not_their_old_numbers(tmp_path):
     """The skipped files were saved by item number and named from the new list: a good file named with
     a bad one's reason, and the bad one, now at another number, never named (data.json: 2 for 1)."""

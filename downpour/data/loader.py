@@ -126,8 +126,10 @@ class StreamBatches:
         self.listing = listing_digest(data.items)
         self.listing_changed = "listing" in pos and pos["listing"] != self.listing
         if self.listing_changed:
-            log.warning("the data's file list changed since the checkpoint (%s items now): the resumed stream reads "
-                        "another order than the run would have, and will not reproduce from its start", len(data))
+            shard = data.info.get("shard")      # (each simulated worker said it alike, naming none: since 2026-12-05)
+            log.warning("%s file list changed since the checkpoint (%s items now): the resumed stream reads another "
+                        "order than the run would have, and will not reproduce from its start",
+                        f"worker {shard['index']} of {shard['of']}: its" if shard else "the data's", len(data))
         self._resume_telemetry(pos)
 
     def _resume_telemetry(self, pos: dict[str, Any]) -> None:
