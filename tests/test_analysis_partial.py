@@ -6,6 +6,7 @@ import logging
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import downpour.analysis.run as analysis_run
@@ -405,3 +406,31 @@ def test_an_analysis_ends_by_saying_its_edge_share_and_face_test_summary(trained
     assert f"downpour: first-layer filters edge-like: {edges:.0%} (analysis.json filters.edge_fraction)\n" in out
     summary = whole["face_neuron"]["controls_verdict"]["sentences"][0]
     assert f"downpour: face test: {summary}\n" in out
+
+
+@pytest.mark.parametrize("dataset, said", [("digits", "controls (none: analysis.dataset = 'digits')"),
+                                           ("shapes", "controls for stripes")])
+def test_the_log_names_a_concepts_controls_as_the_report_does_not_the_face_test(trained, tmp_path, monkeypatch, caplog,
+                                                                                dataset, said):
+    """A folder concept's analysis logged "measuring the face test" (its report titles the part "Controls for
+    stripes"), and so did digits', which runs no controls at all (until 2026-12-05)."""
+    from PIL import Image
+
+    run, _ = trained
+    copy = Path(shutil.copytree(run, tmp_path / "run"))
+    rng = np.random.default_rng(0)
+    for name in ("blobs", "stripes"):
+        (tmp_path / "shapes" / name).mkdir(parents=True)
+        for i in range(12):
+            pixels = rng.integers(0, 256, (16, 16), dtype=np.uint8)
+            if name == "stripes":
+                pixels[::2] = 255
+            Image.fromarray(pixels).save(tmp_path / "shapes" / name / f"{i}.png")
+    monkeypatch.chdir(tmp_path)
+    _stop_in(monkeypatch, "optimal_stimulus")      # the part after the controls
+    argv = ["--set", f"analysis.dataset={dataset}", "--set", f"analysis.positive={1 if dataset == 'shapes' else 7}"]
+    with caplog.at_level(logging.INFO, logger="downpour.analysis.partial"):
+        fast = [a for k in range(0, len(FAST), 2) if dataset == "shapes" or FAST[k + 1] != "analysis.bootstrap=50"
+                for a in FAST[k:k + 2]]                       # (digits runs no controls: its bootstrap is refused)
+        assert main(["analyze", str(copy), *fast, *argv]) == 130
+    assert f"{copy}: measuring the {said}" in caplog.text and "face test" not in caplog.text

@@ -163,12 +163,13 @@ class Kept:
         return kept
 
     def part(self, name: str, compute: Callable[[], Any], encode: Callable[[Any], Any] = lambda v: v,
-             decode: Callable[[Any], Any] = lambda v: v) -> Any:
-        """``decode`` of part ``name``'s kept value, or of ``encode(compute())`` (which is kept before it is returned)."""
+             decode: Callable[[Any], Any] = lambda v: v, said: str = "") -> Any:
+        """``decode`` of part ``name``'s kept value, or of ``encode(compute())`` (which is kept before it is returned);
+        ``said``: what the log calls it, where not ``name`` (a folder concept's controls are the "face test" part)."""
         if name in self.parts:
-            log.info("%s: reusing the %s of the analysis stopped before", self.path, name)
+            log.info("%s: reusing the %s of the analysis stopped before", self.path, said or name)
         else:      # (said as it starts since 2026-12-05: the main job's analysis was a minute or more of silence)
-            log.info("%s: measuring the %s", self.path.parent, name)
+            log.info("%s: measuring the %s", self.path.parent, said or name)
             self.parts[name] = json.loads(json.dumps(encode(compute())))
             replace_text(self.path, json.dumps({"key": self.key, "parts": self.parts}))
         return decode(self.parts[name])

@@ -257,8 +257,10 @@ def _measure(run: RunDir, model: FeatureModel, opts: AnalysisConfig, layers: tup
     neuron = kept.part("splits", lambda: over_splits(
         model, data, [seed + k for k in range(opts.splits)], layer=layer, positive=opts.positive,
         test_fraction=opts.test_fraction, n_random_filters=opts.random_filters, random_model=twin))
+    said = ("face test" if opts.runs_face_test() else f"controls for {data.classes[opts.positive]}" if opts.runs_controls()
+            else f"controls (none: analysis.dataset = {opts.dataset!r})")     # (said "face test" of every set until 2026-12-05)
     controls = kept.part("face test", lambda: said_faceless(_controls(model, twin, opts, layer, shape, prepare, neuron["seeds"],
-                                                                  seed, fold, data, no_faces), opts, run.config.data))
+                                                                  seed, fold, data, no_faces), opts, run.config.data), said=said)
     table = neuron["first"]
     pictured = _pictured(table, controls["controls"] if opts.runs_face_test() else [], controls.get("controls_ties"))   # (a concept's: the table's unit)
     unit, sign = pictured["unit"], pictured["sign"]
