@@ -643,6 +643,7 @@ def test_the_report_names_the_labelled_folders_unreadable_images(run_dir, tmp_pa
             "concept/other/bad.png: UnidentifiedImageError: cannot identify); analysis.json&#x27;s labelled_set names "
             "every one.</p>") in write_report(copy, analyze_if_missing=False).read_text()
 
+
 def test_top_images_come_from_images_the_pictured_unit_was_not_chosen_on(run_dir, tmp_path):
     """On digits the pictured unit is the first split's best, chosen on half the images; its top images were
     drawn from all of them, so the images it was chosen to rank first could fill the row (and its count of the

@@ -225,6 +225,7 @@ def test_a_workers_resume_over_a_changed_file_list_names_the_worker(tmp_path, ca
     assert any(r.getMessage().startswith(f"worker 1 of 2: its file list changed since the checkpoint ({len(mine) - 1} "
                                          "items now)") for r in caplog.records)
 
+
 def test_a_resume_over_a_changed_file_list_names_the_files_it_skipped_not_their_old_numbers(tmp_path):
     """The skipped files were saved by item number and named from the new list: a good file named with
     a bad one's reason, and the bad one, now at another number, never named (data.json: 2 for 1)."""

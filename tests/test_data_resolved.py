@@ -56,6 +56,7 @@ def test_a_resume_whose_data_path_is_gone_names_its_config_not_a_default(tmp_pat
     assert f"{run / 'config.toml'}: data.path {str(tmp_path / 'imgs')!r} does not exist" in err
     assert "is a default" not in err and "base = " not in err
 
+
 def test_the_analysis_folders_are_recorded_absolute_as_data_path_is(tmp_path, monkeypatch):
     """`downpour train --set analysis.dataset=concept` kept 'concept' in config.toml (data.path beside it absolute), so
     `downpour analyze RUN` from another folder was refused ("neither a built-in labelled set ... nor a folder")."""
@@ -69,6 +70,7 @@ def test_the_analysis_folders_are_recorded_absolute_as_data_path_is(tmp_path, mo
     recorded = tomllib.loads((tmp_path / "run" / "config.toml").read_text())["analysis"]
     assert recorded["dataset"] == str(tmp_path / "concept")
     assert recorded["probes"] == ["digits", str(tmp_path / "concept")] and recorded["poses"] == ""
+
 
 def test_autos_choice_is_recorded_and_kept_by_a_resume_whatever_the_data_size(tmp_path, monkeypatch):
     _images(tmp_path / "imgs", 4)
