@@ -108,7 +108,7 @@ def resolve_data(cfg: DataConfig, stream_ok: bool = True, workers: int = 1) -> D
         if n < workers:
             raise ConfigError(f"cluster.workers = {workers}, but data.path {cfg.path!r} holds only "
                               f"{plural(n, item_name(cfg.source))}, and each streaming worker reads items of "
-                              f"its own; use at most {n} ({KEEPS_WORKERS})",
+                              f"its own; use at most {n} (--workers {n}); {KEEPS_WORKERS}",
                               key="cluster.workers")
     if pipeline == "memory":
         _check_memory_workers(resolved, listing, workers)
