@@ -877,6 +877,36 @@ def test_a_cached_cell_lacking_a_compared_figure_is_named_with_what_to_do_not_a_
         run_study("planted", tmp_path, quick=True, jobs=1)
 
 
+def test_cells_measured_by_two_versions_are_not_told_to_run_again_into_the_same_refusal():
+    """Seeds 0-1 measured when the figure was "probe_old", seed 2 since it became "probe": the refusal named seed 2 as
+    lacking "probe_old" and told to run it again, which records "probe" again, refused again. It says both sides."""
+    from downpour.studies.base import Condition
+    from downpour.studies.compare import FigureMissing, compare_rows
+
+    cells = {("ref", 0): {"params": 5.0, "probe_old": 0.9}, ("ref", 1): {"params": 5.0, "probe_old": 0.8},
+             ("ref", 2): {"params": 5.0, "probe": 0.85}}
+    with pytest.raises(FigureMissing, match=r"'ref' seed 2 ran but lack figure 'probe_old' and hold 'probe', which the "
+                                            r"condition's seeds holding 'probe_old' lack: they were measured by two "
+                                            r"versions .*delete the lines of the older version's cells") as err:
+        compare_rows([Condition("ref", {"vs": ""})], cells, [0, 1, 2], {})
+    assert err.value.instead == ["probe"]
+
+
+def test_a_study_whose_cells_two_versions_measured_names_both_figures(monkeypatch, tmp_path):
+    """run.py's refusal of the same: b's seeds 0 and 1 hold x under its old name, seed 2 under its new one."""
+    monkeypatch.setitem(studies.STUDIES, "planted", f"{__name__}:ComparedWithADivergedSeed")
+    run_study("planted", tmp_path, quick=True, jobs=1)
+    path = tmp_path / "cells.jsonl"
+    header, *rows = [json.loads(line) for line in path.read_text().splitlines()]
+    for row in rows:
+        if row["condition"] == "b" and row["seed"] < 2:
+            row["figures"]["x_old"] = row["figures"].pop("x")
+    path.write_text("".join(json.dumps(r) + "\n" for r in [header, *rows]))
+    with pytest.raises(ConfigError, match=r"cells.jsonl': the cell\(s\) b seed 2 lack figure 'x_old' and hold 'x', "
+                                          r"which the cells holding 'x_old' lack: they were measured by two versions"):
+        run_study("planted", tmp_path, quick=True, jobs=1)
+
+
 def test_a_figure_the_same_in_every_seed_is_shown_as_such_not_as_a_zero_width_interval():
     """A probe right on 27 of 30 images in both seeds read 0.900 [0.900, 0.900] on the page: as certain as a
     thousand seeds. Student's t has nothing to say without spread; the page says what it is."""

@@ -91,17 +91,36 @@ def compare_rows(conditions: list[Condition], cells: Cells, seeds: list[int],
 class FigureMissing(KeyError):
     """A cell that ran lacks a figure its condition's other seeds hold: read as NaN, its seed was left out of the
     figure's interval and of every paired difference of it without a word (until 2026-12-05). ``args[0]``: the figure,
-    as a summary's KeyError gives it (run.py names the cells.jsonl lines to delete); ``cells``: (condition, seed)."""
+    as a summary's KeyError gives it (run.py names the cells.jsonl lines to delete); ``cells``: (condition, seed);
+    ``instead``: figures those cells hold that the seeds holding ``args[0]`` lack (:func:`versions_apart`)."""
 
-    def __init__(self, key: str, cells: list[tuple[str, int]]):
+    def __init__(self, key: str, cells: list[tuple[str, int]], instead: Sequence[str] = ()):
         super().__init__(key)
-        self.cells = cells
+        self.cells, self.instead = cells, list(instead)
 
     def __str__(self) -> str:
         named = ", ".join(f"{c!r} seed {s}" for c, s in self.cells)
+        if self.instead:
+            return (f"the cell(s) {named} ran but lack figure {self.args[0]!r} and hold "
+                    f"{', '.join(map(repr, self.instead))}, which the condition's seeds holding {self.args[0]!r} lack: "
+                    f"{VERSIONS_APART}")
         return (f"the cell(s) {named} ran but lack figure {self.args[0]!r}, which the condition's other seeds hold "
                 "(measured before the figure was recorded, or an edited line): delete their lines from the study's "
                 "cells.jsonl and run the study again, and those cells run again")
+
+
+# what a refusal says where the cells lacking a figure hold another that those holding it lack (run.py's too): running
+# the lacking ones again would record the same figures, refused again (until 2026-12-05 it said to)
+VERSIONS_APART = ("they were measured by two versions of the study (a figure renamed or retired between them); delete "
+                  "the lines of the older version's cells from the study's cells.jsonl and run the study again: those "
+                  "cells run again")
+
+
+def versions_apart(lacking: Sequence[dict[str, float]], holding: Sequence[dict[str, float]]) -> list[str]:
+    """The figures cells ``lacking`` a figure hold that the cells ``holding`` it (of the same condition) all lack: a
+    figure renamed or retired between the versions that measured them, where not empty."""
+    held = {k for g in holding for k in g}
+    return [k for k in dict.fromkeys(k for g in lacking for k in g) if k not in held and k != DIVERGED]
 
 
 def _refuse_lacking(name: str, seeds: Sequence[int], got: Sequence[dict[str, float]], keys: Sequence[str]) -> None:
@@ -109,9 +128,10 @@ def _refuse_lacking(name: str, seeds: Sequence[int], got: Sequence[dict[str, flo
     design's figures alone, its trained ones NaN by design) and lacks one of ``keys``, its condition's figures. A
     figure no seed of the condition holds is not refused: the condition does not measure it (or every seed diverged)."""
     for key in keys:
-        lacking = [(name, s) for s, g in zip(seeds, got) if not g.get(DIVERGED) and key not in g]
+        lacking = [(s, g) for s, g in zip(seeds, got) if not g.get(DIVERGED) and key not in g]
         if lacking:
-            raise FigureMissing(key, lacking)
+            raise FigureMissing(key, [(name, s) for s, _ in lacking],
+                                versions_apart([g for _, g in lacking], [g for g in got if key in g]))
 
 
 # the rotation widths (:func:`~downpour.studies.measure.range_widths`' degrees, the response's and the AUC's)

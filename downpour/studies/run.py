@@ -31,7 +31,9 @@ from downpour.config import ConfigError, FlagValue, Override, RunConfig, config_
 from downpour.objectives import make_term
 from downpour.preflight import check_run_config
 from downpour.studies import study_class
+from downpour.studies.base import Cells
 from downpour.studies.cells import CellCache, default_jobs, platforms_note, run_cells
+from downpour.studies.compare import VERSIONS_APART, versions_apart
 from downpour.studies.html import write_html
 from downpour.studies.stats import (DIVERGED, diverged_paragraph, family_paragraph, holm, nothing_trained,
                                     within_range)
@@ -99,16 +101,10 @@ def run_study(name: str, out: str | Path, quick: bool = False, seeds: int | None
         rows = study.summarise(conditions, cells, seed_list)
     except KeyError as err:           # a cached line whose figure was renamed or lost (an edit, a damaged byte), or
         # one measured before the figure was recorded (compare.FigureMissing; until 2026-12-05 read as a seed left out)
-        # (only where another seed of the same condition has it: some conditions never measure that figure; and not
-        # a diverged cell, which holds its design's figures alone)
-        measured = {c for (c, _), figures in cells.items() if err.args and err.args[0] in figures}
-        lacking = [f"{c} seed {s}" for (c, s), figures in cells.items()
-                   if c in measured and err.args[0] not in figures and not figures.get(DIVERGED)]
-        if not lacking:
+        refused = _lacking(err.args[0], cells, cache.path) if err.args else None
+        if refused is None:
             raise
-        raise ConfigError(f"{str(cache.path)!r}: the cell(s) {', '.join(lacking)} lack figure {err.args[0]!r}, which "
-                          "the study's summary reads (measured before the figure was recorded, or edited or damaged "
-                          "lines); delete those lines and run again: their cells run again") from None
+        raise refused from None
     within_range(rows)          # (before the verdict, the figures and study.json read them)
     note_missing(rows, cells, seed_list)
     holm(rows)
@@ -218,6 +214,27 @@ MEASURED_BY_THE_STUDY = ("a study measures its cells itself (studies/measure.py,
 def _varied(study: Any, conditions: list[Any]) -> set[str]:
     """The keys a study sets in its cells itself (its conditions' and ``varied_in_cells``): refused as --set."""
     return {key for c in conditions for key, _ in c.sets} | set(study.varied_in_cells)
+
+
+def _lacking(key: Any, cells: Cells, path: Path) -> ConfigError | None:
+    """The refusal of a summary's KeyError ``key``: the cells that ran and lack the figure, named, where another seed of
+    their condition holds it (some conditions never measure that figure; and not a diverged cell, which holds its
+    design's figures alone); None where no cell does. Cells that hold a figure in its stead, which the cells holding
+    ``key`` lack, were measured by another version of the study (:func:`~downpour.studies.compare.versions_apart`)."""
+    measured = dict.fromkeys(c for (c, _), figures in cells.items() if key in figures)
+    lacking = {(c, s): figures for (c, s), figures in cells.items()
+               if c in measured and key not in figures and not figures.get(DIVERGED)}
+    if not lacking:
+        return None
+    instead = list(dict.fromkeys(k for c in measured for k in versions_apart(
+        [f for (d, _), f in lacking.items() if d == c], [f for (d, _), f in cells.items() if d == c and key in f])))
+    named = ", ".join(f"{c} seed {s}" for c, s in lacking)
+    if instead:
+        return ConfigError(f"{str(path)!r}: the cell(s) {named} lack figure {key!r} and hold "
+                           f"{', '.join(map(repr, instead))}, which the cells holding {key!r} lack: {VERSIONS_APART}")
+    return ConfigError(f"{str(path)!r}: the cell(s) {named} lack figure {key!r}, which the study's summary reads "
+                       "(measured before the figure was recorded, or edited or damaged lines); delete those lines and "
+                       "run again: their cells run again")
 
 
 def _check_sets(study: Any, conditions: list[Any]) -> None:
