@@ -886,8 +886,8 @@ def test_cells_measured_by_two_versions_are_not_told_to_run_again_into_the_same_
     cells = {("ref", 0): {"params": 5.0, "probe_old": 0.9}, ("ref", 1): {"params": 5.0, "probe_old": 0.8},
              ("ref", 2): {"params": 5.0, "probe": 0.85}}
     with pytest.raises(FigureMissing, match=r"'ref' seed 2 ran but lack figure 'probe_old' and hold 'probe', which the "
-                                            r"condition's seeds holding 'probe_old' lack: they were measured by two "
-                                            r"versions .*delete the lines of the older version's cells") as err:
+                                            r"condition's seeds holding 'probe_old' lack: .*measured by two versions of "
+                                            r"the study .*delete the older version's lines") as err:
         compare_rows([Condition("ref", {"vs": ""})], cells, [0, 1, 2], {})
     assert err.value.instead == ["probe"]
 
@@ -903,7 +903,8 @@ def test_a_study_whose_cells_two_versions_measured_names_both_figures(monkeypatc
             row["figures"]["x_old"] = row["figures"].pop("x")
     path.write_text("".join(json.dumps(r) + "\n" for r in [header, *rows]))
     with pytest.raises(ConfigError, match=r"cells.jsonl': the cell\(s\) b seed 2 lack figure 'x_old' and hold 'x', "
-                                          r"which the cells holding 'x_old' lack: they were measured by two versions"):
+                                          r"which the cells holding 'x_old' lack: .*measured by two versions of the study "
+                                          r".*delete the older version's lines"):
         run_study("planted", tmp_path, quick=True, jobs=1)
 
 

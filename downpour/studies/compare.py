@@ -109,11 +109,13 @@ class FigureMissing(KeyError):
                 "cells.jsonl and run the study again, and those cells run again")
 
 
-# what a refusal says where the cells lacking a figure hold another that those holding it lack (run.py's too): running
-# the lacking ones again would record the same figures, refused again (until 2026-12-05 it said to)
-VERSIONS_APART = ("they were measured by two versions of the study (a figure renamed or retired between them); delete "
-                  "the lines of the older version's cells from the study's cells.jsonl and run the study again: those "
-                  "cells run again")
+# what a refusal says where the cells lacking a figure hold another that those holding it lack (run.py's too): an edit,
+# or two versions, where running the lacking ones again records the same figures, refused again (until 2026-12-05 it
+# said to, whichever version they were)
+VERSIONS_APART = ("if those lines were edited or damaged, delete those lines and run again (their cells run again); "
+                  "if the two were measured by two versions of the study (a figure renamed or retired between them), "
+                  "running those cells again records the same figures: delete the older version's lines from the "
+                  "study's cells.jsonl instead")
 
 
 def versions_apart(lacking: Sequence[dict[str, float]], holding: Sequence[dict[str, float]]) -> list[str]:
