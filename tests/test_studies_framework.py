@@ -204,6 +204,28 @@ def test_a_cell_whose_figure_was_renamed_is_named_and_an_empty_cache_is_a_new_on
     assert len(CALLS) == 6
 
 
+class PlantedWithADivergedOutcome(Planted):
+    """Planted whose cells record whether their run diverged as an outcome, every figure beside it (staleness's do)."""
+
+    def run_cell(self, condition, seed, context):
+        return {**super().run_cell(condition, seed, context), "diverged": float(seed == 0)}
+
+
+def test_an_edited_line_of_a_cell_whose_outcome_is_diverged_is_named(monkeypatch, tmp_path):
+    """Since the measured studies' diverged cells (their design's figures alone) were let lack a figure, a staleness
+    cell that diverged, which holds every figure, lacked one by an edit unnamed: a bare KeyError traceback."""
+    monkeypatch.setitem(studies.STUDIES, "planted", f"{__name__}:PlantedWithADivergedOutcome")
+    run_study("planted", tmp_path, quick=True, jobs=1)
+    path = tmp_path / "cells.jsonl"
+    header, *rows = [json.loads(line) for line in path.read_text().splitlines()]
+    for row in rows:
+        if (row["condition"], row["seed"]) == ("b", 0):
+            del row["figures"]["x"]
+    path.write_text("".join(json.dumps(r) + "\n" for r in [header, *rows]))
+    with pytest.raises(ConfigError, match=r"the cell\(s\) b seed 0 lack figure 'x'.*delete those lines and run again"):
+        run_study("planted", tmp_path, quick=True, jobs=1)
+
+
 def test_a_damaged_context_is_named(planted, tmp_path):
     run_study("planted", tmp_path, quick=True, jobs=1)
     (tmp_path / "context.json").write_text('{"cut')                           # a kill mid-write: JSONDecodeError

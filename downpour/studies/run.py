@@ -33,7 +33,7 @@ from downpour.preflight import check_run_config
 from downpour.studies import study_class
 from downpour.studies.base import Cells
 from downpour.studies.cells import CellCache, default_jobs, platforms_note, run_cells
-from downpour.studies.compare import VERSIONS_APART, versions_apart
+from downpour.studies.compare import VERSIONS_APART, FigureMissing, versions_apart
 from downpour.studies.html import write_html
 from downpour.studies.stats import (DIVERGED, diverged_paragraph, family_paragraph, holm, nothing_trained,
                                     within_range)
@@ -101,7 +101,7 @@ def run_study(name: str, out: str | Path, quick: bool = False, seeds: int | None
         rows = study.summarise(conditions, cells, seed_list)
     except KeyError as err:           # a cached line whose figure was renamed or lost (an edit, a damaged byte), or
         # one measured before the figure was recorded (compare.FigureMissing; until 2026-12-05 read as a seed left out)
-        refused = _lacking(err.args[0], cells, cache.path) if err.args else None
+        refused = _lacking(err.args[0], cells, cache.path, isinstance(err, FigureMissing)) if err.args else None
         if refused is None:
             raise
         raise refused from None
@@ -216,14 +216,16 @@ def _varied(study: Any, conditions: list[Any]) -> set[str]:
     return {key for c in conditions for key, _ in c.sets} | set(study.varied_in_cells)
 
 
-def _lacking(key: Any, cells: Cells, path: Path) -> ConfigError | None:
+def _lacking(key: Any, cells: Cells, path: Path, measured_cells: bool = False) -> ConfigError | None:
     """The refusal of a summary's KeyError ``key``: the cells that ran and lack the figure, named, where another seed of
-    their condition holds it (some conditions never measure that figure; and not a diverged cell, which holds its
-    design's figures alone); None where no cell does. Cells that hold a figure in its stead, which the cells holding
-    ``key`` lack, were measured by another version of the study (:func:`~downpour.studies.compare.versions_apart`)."""
+    their condition holds it (some conditions never measure that figure); None where no cell does. ``measured_cells``:
+    the KeyError is :class:`~downpour.studies.compare.FigureMissing`, of a measured study, whose diverged cell holds its
+    design's figures alone (not named; a staleness cell's ``diverged``, an outcome, comes with every figure: named,
+    where until 2026-12-05 its edited line was a bare KeyError). Cells that hold a figure in its stead, which the cells
+    holding ``key`` lack, were edited or measured by another version (:func:`~downpour.studies.compare.versions_apart`)."""
     measured = dict.fromkeys(c for (c, _), figures in cells.items() if key in figures)
     lacking = {(c, s): figures for (c, s), figures in cells.items()
-               if c in measured and key not in figures and not figures.get(DIVERGED)}
+               if c in measured and key not in figures and not (measured_cells and figures.get(DIVERGED))}
     if not lacking:
         return None
     instead = list(dict.fromkeys(k for c in measured for k in versions_apart(
