@@ -783,6 +783,25 @@ def test_holm_adjusts_the_whole_study_and_says_which_readings_hold():
     assert family_paragraph(rows).endswith("none reads higher or lower, so there is nothing for it to take back.")
 
 
+def test_holms_paragraph_says_which_of_its_family_are_correlations_and_reads_their_sign():
+    """The costs study's rank correlations joined the family (2026-12-05), and the paragraph still called every
+    member "a figure it compares between a condition and its reference" and listed a lead as "higher"."""
+    rows = [{"condition": "less/none", "tests": {}}, {"condition": "less/l1", "tests": {}}]
+    record_test(rows[0], "rho", "higher", 0.012, correlation=True)
+    record_test(rows[1], "d_gap", "lower", 0.001)
+    record_test(rows[1], "d_probe", "inconclusive", 0.4)
+    holm(rows)          # by hand: 0.001 x 3 = 0.003 holds; 0.012 x 2 = 0.024 holds
+    said = family_paragraph(rows)
+    assert said.startswith("Holm's correction over all 3 readings this verdict reads (2 figures compared between a "
+                           "condition and its reference and 1 rank correlation, each read for its sign, in all its "
+                           "paragraphs): 2 of the 2 readings higher or lower hold")
+    assert "less/none: rho positive" in said and "less/l1: d_gap lower" in said
+    record_test(rows[0], "rho", "lower", 0.2, correlation=True)
+    holm(rows)
+    assert family_paragraph(rows).endswith("This is a lead to recheck with more seeds, not a finding: less/none: rho "
+                                           "negative.")
+
+
 def test_a_reading_holms_correction_does_not_keep_is_called_a_lead_where_the_verdict_says_it():
     """The mechanisms and architectures verdicts said "higher for pooled" in their summary lines, and Holm's
     paragraph below called the same reading a lead."""

@@ -122,7 +122,8 @@ class CostsStudy(CostsDesign, Study):
             # one of the verdict's readings (ρ above or below 0), so one of Holm's family (since 2026-12-05: Q6's "with less
             # data ... sparser codes went with more over-fitting", ρ +0.38 [+0.13, +0.64], p ≈ 0.012, was outside it)
             rhos = seed_rhos(cells, names, seeds, "hoyer", "gap")[1]
-            record_test(row, CORRELATION, effect_words(*within, resolution=0.0), paired_p([0.0] * len(rhos), rhos))
+            record_test(row, CORRELATION, effect_words(*within, resolution=0.0), paired_p([0.0] * len(rhos), rhos),
+                        correlation=True)
         return rows
 
     def verdict(self, rows: list[dict[str, Any]]) -> str:

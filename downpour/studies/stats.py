@@ -231,10 +231,12 @@ def paired_p(baseline: Sequence[float], other: Sequence[float], discrete: bool =
     return float(stats.ttest_1samp(d, 0.0).pvalue)
 
 
-def record_test(row: dict[str, Any], name: str, reading: str, p: float) -> None:
+def record_test(row: dict[str, Any], name: str, reading: str, p: float, correlation: bool = False) -> None:
     """Record one comparison a verdict reads, ``row["tests"][name]``, for :func:`holm` (a non-finite ``p``:
-    not measured, whatever the interval's words)."""
-    row.setdefault("tests", {})[name] = {"reading": reading if math.isfinite(p) else "not measured", "p": p}
+    not measured, whatever the interval's words). ``correlation``: the reading is a correlation's sign (above or
+    below 0), not a condition against its reference (:func:`family_paragraph` says which is which)."""
+    test = {"reading": reading if math.isfinite(p) else "not measured", "p": p}
+    row.setdefault("tests", {})[name] = test | ({"correlation": True} if correlation else {})
 
 
 def paired_test(row: dict[str, Any], name: str, baseline: Sequence[float], other: Sequence[float],
@@ -322,12 +324,22 @@ def family_paragraph(rows: Sequence[dict[str, Any]], alpha: float = 0.05) -> str
     # (what it counts, said since 2026-12-05: a count in an earlier paragraph, over one kind of comparison, read as
     # contradicting it: "Over 2 comparisons ..." then "Holm's correction over the 9 paired comparisons")
     # ("all" of two or more: "over all 1 paired comparison" or "all 0" read wrong)
-    said = (f"Holm's correction over {'all' if m > 1 else 'the'} {plural(m, 'paired comparison')} this "
-            "verdict reads (every figure it compares between a condition and its reference, in all its paragraphs)")
+    corr = sum(math.isfinite(t["p_holm"]) and bool(t.get("correlation")) for _, _, t in tests)
+    what = ("every figure it compares between a condition and its reference" if not corr else
+            f"{plural(m - corr, 'figure')} compared between a condition and its reference and "
+            f"{plural(corr, 'rank correlation')}, each read for its sign")
+    counted = plural(m, "reading" if corr else "paired comparison")
+    said = (f"Holm's correction over {'all' if m > 1 else 'the'} {counted} this "
+            f"verdict reads ({what}, in all its paragraphs)")
     if not read:
         return f"{said}: none reads higher or lower, so there is nothing for it to take back."
-    held = [f"{c}: {name} {t['reading']}" for c, name, t in read if t["p_holm"] < alpha]
-    leads = [f"{c}: {name} {t['reading']}" for c, name, t in read if not t["p_holm"] < alpha]
+
+    def reading(c: str, name: str, t: dict[str, Any]) -> str:    # a correlation reads positive or negative
+        return f"{c}: {name} " + ({"higher": "positive", "lower": "negative"}[t["reading"]] if t.get("correlation")
+                                  else t["reading"])
+
+    held = [reading(c, name, t) for c, name, t in read if t["p_holm"] < alpha]
+    leads = [reading(c, name, t) for c, name, t in read if not t["p_holm"] < alpha]
     kept = (f"{len(held)} of the {len(read)} readings higher or lower hold" if len(read) > 1 else   # (not "1 of the 1
             f"the one reading higher or lower {'holds' if held else 'does not hold'}")             # readings hold")
     text = f"{said}: {kept} (family-wise 5%)" + (f": {'; '.join(held)}." if held else ".")
