@@ -3,6 +3,7 @@ computes (float64, 1e-10), a 2 replicas x 2 partitions Downpour run trains end t
 holding two shards trains what the simulator trains."""
 import copy
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -157,3 +158,51 @@ def _ray_trains_what_the_simulator_trains(args: list[str], tmp_path) -> None:
     assert a.keys() == b.keys()
     for name in a:
         torch.testing.assert_close(b[name], a[name], rtol=0, atol=1e-5, msg=lambda m: f"{name}: {m}")
+
+
+class _Recorded:
+    """A partition actor run in this process (its class under Ray's decorator), the arguments of its calls recorded."""
+
+    def __init__(self, actor, calls: list):
+        self.actor, self.calls = actor, calls
+
+    def __getattr__(self, name):
+        def remote(*args):
+            self.calls.append((name, args))
+            return getattr(self.actor, name)(*args)
+        return SimpleNamespace(remote=remote)
+
+
+def test_a_partition_is_sent_only_what_it_uses(monkeypatch):
+    """A frozen Gabor first layer with an untied decoder, tiled (tile 2: every bank lent), split in 2. The partition
+    drops a frozen encoder's code gradient (its decoder's gradient needs the codes it kept and the reconstruction's
+    gradient), and a forward-only call (a greedy step's stages below the trained one, an evaluation) decodes
+    nothing: until 2026-12-05 the replica sent each block both, the code gradient and the decoder's banks, for
+    nothing. The partitions' answers are unchanged (the whole network's, 1e-10 in float64)."""
+    from downpour.ps.partitions_on_ray import PartitionActor, remote_replica, stage_specs
+
+    monkeypatch.setattr(ray, "get", lambda refs: refs)              # the calls answer in this process
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)   # (an actor's own process takes one thread)
+    torch.manual_seed(0)
+    full = create_model("cat-demo", first_layer="gabor", tile=2, decoder="untied").double()
+    local = partition_model(copy.deepcopy(full), 2)
+    calls: list = []
+    actors = [_Recorded(PartitionActor.__ray_metadata__.modified_class(0, p, stage_specs(local, p), [], [], [], 0.0, 1),
+                        calls) for p in range(2)]
+    replica = copy.deepcopy(local)
+    remote_replica(replica, actors)
+    _, objective = build(load_config("main"), full.input_shape)
+    x = torch.randn(3, *full.input_shape, dtype=torch.float64)
+    a, b = train_step(full, objective, Batch(x)), train_step(replica, objective, Batch(x))
+    assert abs(a.loss - b.loss) < 1e-10
+    for i in range(2):
+        torch.testing.assert_close(replica.shared_decoders[str(i)].grad, full.stages[i].decoder_weight.grad,
+                                   rtol=0, atol=1e-10)
+    sent = {(name, args[0]): args for name, args in calls}    # (method, stage) -> what the last block was sent
+    assert sent["backward", 0][1] is None                     # the frozen encoder's code gradient
+    assert sent["backward", 1][1] is not None and sent["backward", 0][2] is not None   # the trained ones
+    assert all(sent["encode", i][5] is not None for i in range(2))     # a call that decodes gets the decoder's banks
+    calls.clear()
+    with torch.no_grad():
+        torch.testing.assert_close(replica(x), full(x), rtol=0, atol=1e-10)
+    assert len(calls) == 4 and all(args[4] is not None and args[5] is None for _, args in calls)

@@ -4,8 +4,9 @@ Partition p of replica w (:class:`PartitionActor`) holds the filters of block p 
 nothing else (its weights are ≈ 1/K of the model's: ``bench/model_parallel.py``). Per training step
 the replica (the worker actor, which keeps the weightless pooling and LCN and the cost) sends each
 partition only its block's input window and gets back its codes block and its window's tied
-reconstruction (:class:`RemoteFilter`); backward, it sends the gradients of both back, and the
-partition runs its own autograd to its filters' gradients. A partition fetches from and pushes to
+reconstruction (:class:`RemoteFilter`); backward, it sends the gradients of both back (the codes' only where the
+encoder trains: a frozen one's untied decoder needs the reconstruction's), and the partition runs its own autograd
+to its filters' gradients. A partition fetches from and pushes to
 only its own shards (the shard bounds are aligned to partitions: ``parallel.partition_bounds``),
 through the same shared-memory lanes or object store as a whole worker (:class:`ShardLink`).
 A tiled stage's banks are shared by the blocks: the replica holds the one copy and fetches and
@@ -14,7 +15,8 @@ block uses with the input window, and gets back their gradient, which its autogr
 blocks: the push carries one summed gradient of the banks, and the server's rule runs once on it.
 An untied decoder (``model.decoder = 'untied'``, since 2026-12-05) goes with its encoder: a partition owns its block's
 decoder weights beside its filters (one vector, fetched and pushed together) and answers with their reconstruction; a
-tiled stage's decoder banks (``model.shared_decoders``) are the replica's and lent as its encoder's are.
+tiled stage's decoder banks (``model.shared_decoders``) are the replica's and lent as its encoder's are, to the calls
+that decode (not a forward-only one: a greedy step's stages below the trained one, an evaluation).
 The driver is unchanged: a replica's cycle returns one gradient entry per shard as before.
 """
 from __future__ import annotations
@@ -110,21 +112,24 @@ class PartitionActor:
         """Block ``stage``'s codes from its input window ``x`` (B, C, h, w), and (``decode``) the window's
         reconstruction, tied or through the untied decoder; with ``grad`` the graph is kept for :meth:`backward`. A
         tiled stage's ``banks``: the replica's banks that this block uses, normalised
-        (:func:`~downpour.parallel.partition.block_banks`), and ``decoder_banks`` its untied decoder's, as they are."""
+        (:func:`~downpour.parallel.partition.block_banks`), and ``decoder_banks`` its untied decoder's, as they are:
+        lent only with ``decode`` (a forward-only call, since 2026-12-05, gets None: it decodes nothing)."""
         s = self.specs[stage]
         lent = []
         with torch.set_grad_enabled(grad):
             if s["tiled"]:
                 lent.append(torch.from_numpy(banks).requires_grad_(grad and s["trainable"]))
                 w = _expand_tiles(lent[0], s["out_size"])
-                if s["decoded"]:
-                    lent.append(torch.from_numpy(decoder_banks).requires_grad_(grad))
             else:
                 w = normalised(self.weights[self.own[stage]], s["norm"])
-            d = (w if not s["decoded"] else _expand_tiles(lent[1], s["out_size"]) if s["tiled"]
-                 else self.decoders[self.own_decoder[stage]])
             codes = untied_apply(torch.from_numpy(x), w, s["stride"], s["chunk"])
-            recon = untied_adjoint(codes, d, s["stride"], s["in_size"], s["chunk"]) if decode else None
+            recon = None
+            if decode:
+                if s["decoded"] and s["tiled"]:
+                    lent.append(torch.from_numpy(decoder_banks).requires_grad_(grad))
+                d = (w if not s["decoded"] else _expand_tiles(lent[1], s["out_size"]) if s["tiled"]
+                     else self.decoders[self.own_decoder[stage]])
+                recon = untied_adjoint(codes, d, s["stride"], s["in_size"], s["chunk"])
         if grad:
             self._graphs[stage] = (codes, recon, lent)
         return codes.detach().numpy(), None if recon is None else recon.detach().numpy()
@@ -132,7 +137,8 @@ class PartitionActor:
     def backward(self, stage: int, grad_codes: np.ndarray, grad_recon: np.ndarray | None) -> list[np.ndarray | None]:
         """The gradients of block ``stage``'s codes and reconstruction: into the filters' (and untied decoder's)
         ``.grad``; a tiled stage's into the lent banks, returned (the replica sums the blocks'): the encoder's, then
-        the untied decoder's; [] when untied."""
+        the untied decoder's; [] when untied. ``grad_codes`` is None for a frozen encoder: its untied decoder's
+        gradient needs the codes (kept in the graph) and the reconstruction's gradient, not the codes'."""
         codes, recon, lent = self._graphs.pop(stage)
         pairs = [(codes, grad_codes), (recon, grad_recon)]
         # (a frozen encoder's codes have no graph: only its untied decoder's reconstruction is trained)
@@ -183,8 +189,11 @@ class _RemoteStage(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_codes: Tensor, grad_recon: Tensor) -> tuple[Tensor | None, ...]:
         filt = ctx.filt
-        grads = ray.get([a.backward.remote(filt.stage, grad_codes[:, :, b.rows, b.cols].contiguous().numpy(),
-                                           grad_recon[:, :, b.in_rows, b.in_cols].contiguous().numpy())
+        # a frozen encoder's codes have no graph in the partition: their gradient is not sent (until 2026-12-05 it was,
+        # and dropped there: a frozen Gabor layer with an untied decoder sent each block's codes' worth for nothing)
+        grads = ray.get([a.backward.remote(filt.stage,
+                                           grad_codes[:, :, b.rows, b.cols].contiguous().numpy() if filt.trainable
+                                           else None, grad_recon[:, :, b.in_rows, b.in_cols].contiguous().numpy())
                          for a, b in zip(filt.actors, filt.blocks)])
         lent = [[None if g is None else torch.from_numpy(g) for g in got] for got in grads]
         banks = [got[j] for j in range(len(lent[0]) if lent else 0) for got in lent]   # as lent: encoder's, decoder's
@@ -202,6 +211,7 @@ class RemoteFilter(nn.Module):
     def __init__(self, stage: int, local: PartitionedFilter, actors: list[Any], decoder: BlockDecoder | None = None):
         super().__init__()
         self.stage, self.actors, self.blocks, self.norm = stage, actors, local.blocks, local.norm
+        self.trainable = local.trainable      # the encoder's: a frozen one is sent no gradient of its codes
         self.in_size, self.out_size, self.in_channels, self.maps = local.in_size, local.out_size, local.in_channels, local.maps
         self._banks = [] if local.banks is None else [local.banks]    # a plain list: the model's parameter
         self._decoder_banks = [] if decoder is None or not decoder._banks else list(decoder._banks)
@@ -221,18 +231,19 @@ class RemoteFilter(nn.Module):
     def effective_weight(self) -> None:
         return None               # the partitions normalise their own filters (a tiled stage's: forward, here)
 
-    def _lent(self) -> tuple[Tensor, ...]:
-        """Each block's share of the normalised banks, then of the untied decoder's banks (none for an untied stage)."""
+    def _lent(self, decode: bool) -> tuple[Tensor, ...]:
+        """Each block's share of the normalised banks, then (``decode``) of the untied decoder's banks (none for an
+        untied stage). A forward-only call decodes nothing: until 2026-12-05 it was lent the decoder's banks too."""
         if self.banks is None:
             return ()
         banks = normalised(self.banks, self.norm)
-        return tuple(block_banks(bk, b) for bk in (banks, *self._decoder_banks) for b in self.blocks)
+        return tuple(block_banks(bk, b) for bk in (banks, *self._decoder_banks[:decode]) for b in self.blocks)
 
     def forward(self, x: Tensor, weight: None = None) -> Tensor:
         if torch.is_grad_enabled():
-            self._codes, self._recon = _RemoteStage.apply(x, self.anchor, self, *self._lent())
+            self._codes, self._recon = _RemoteStage.apply(x, self.anchor, self, *self._lent(True))
             return self._codes
-        answers = _encode(self, x, self._lent(), False)
+        answers = _encode(self, x, self._lent(False), False)
         return stitch([torch.from_numpy(c) for c, _ in answers], self.blocks, dims=(2, 3))
 
     def adjoint(self, y: Tensor, weight: None = None) -> Tensor:
