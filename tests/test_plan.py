@@ -416,15 +416,16 @@ def test_a_split_networks_traffic_is_what_the_runner_moves(sets):
     cfg, shape = plan_config("cat-demo", sets)
     model = partition_model(build(cfg, shape)[0], 2)
     ranges = partition_ranges(model)
-    sent, back = [], []
+    sent, back, forward = [], [], []
     for stage in model.stages:
         f = stage.filter
         lent = [block_banks(f.banks, b).numel() for b in f.blocks] if f.banks is not None else [0]
         decoder = [block_banks(bk, b).numel() for bk in getattr(stage.decoder_weight, "_banks", []) for b in f.blocks]
         sent.append(sum(lent) + sum(decoder))        # an untied decoder's banks lent with the filters' (2026-12-05)
         back.append((sum(lent) if f.banks is not None and f.banks.requires_grad else 0) + sum(decoder))
+        forward.append(sum(lent))                    # forward only, nothing decoded: the filters' alone (2026-12-05)
     steps = ([sum(sent) + sum(back)] if cfg.train.schedule != "greedy" else
-             [sum(sent[:i + 1]) + back[i] for i in range(len(sent))])
+             [sum(forward[:i]) + sent[i] + back[i] for i in range(len(sent))])
     plan = plan_for("cat-demo", sets, Cluster(machines=16, partitions=2, shards=3))
     assert plan["push_bytes_partition"] == 4 * max(b - a for a, b in ranges[:-1])
     assert plan["push_bytes_shared"] == 4 * (ranges[-1][1] - ranges[-1][0])
@@ -434,14 +435,15 @@ def test_a_split_networks_traffic_is_what_the_runner_moves(sets):
     # each call's windows and code blocks, to and from the replica over the runner's own blocks (RemoteFilter): a trained
     # stage sends the window, gets codes and the window's reconstruction, sends both gradients; forward only, greedy's
     # stages below the trained one, the window and its codes; a frozen stage trained at its cost, no gradients, unless
-    # its untied decoder trains (a frozen Gabor layer's: the replica sends both gradients, RemoteFilter.anchor)
+    # its untied decoder trains (a frozen Gabor layer's: the replica sends the reconstruction's gradient,
+    # RemoteFilter.anchor, and not the codes', which the frozen encoder would drop: since 2026-12-05)
     trained, forward = [], []
     for stage in model.stages:
         f = stage.filter
         win = [f.in_channels * (b.in_rows.stop - b.in_rows.start) * (b.in_cols.stop - b.in_cols.start) for b in f.blocks]
         codes = [f.maps * (b.rows.stop - b.rows.start) * (b.cols.stop - b.cols.start) for b in f.blocks]
         learns = f.trainable or stage.decoder_weight is not None
-        trained.append(sum(3 * w + 2 * c if learns else 2 * w + c for w, c in zip(win, codes)))
+        trained.append(sum(2 * w + c + w * learns + c * f.trainable for w, c in zip(win, codes)))
         forward.append(sum(w + c for w, c in zip(win, codes)))
     steps = ([sum(trained)] if cfg.train.schedule != "greedy" else
              [sum(forward[:i]) + trained[i] for i in range(len(trained))])
@@ -471,6 +473,41 @@ def test_a_split_replicas_calls_go_through_its_own_process_counted_by_hand():
     paper = plan_for("paper", (), Cluster(machines=1000, partitions=16))
     assert paper["partition"]["halo_bytes"] > 0 and paper["partition"]["window_bytes_replica"] == 0
     assert paper["cluster"]["replica_machines"] == 0 and "replica link" not in paper["cycle_bounds_s"]
+
+
+def test_a_split_frozen_layers_untied_decoder_is_sent_only_what_it_uses_counted_by_hand():
+    """The main job's split in 2 (above) under a frozen Gabor first layer with untied decoders (tile 2: 4 banks a
+    block, stage 1's of 8·1·8·8 = 512 floats, stage 2's of 8·8·5·5 = 1,600, as many decoder banks). Stage 1's step
+    sends the window and its reconstruction's gradient, not its codes' (the frozen encoder drops it): 3·608 + 2,400
+    = 4,224 and 3·640 + 2,600 = 4,520 a block, where it read 6,624 and 7,120; stage 2 as above. Replica (8,744 +
+    6,248 + 5,632) / 2 = 10,312 floats per example, the largest (4,520 + 3,240 + 2,816) / 2 = 5,288. Lent per step and
+    block: stage 1's step its 2,048 filter and 2,048 decoder floats, the decoder's gradient back (6,144); stage 2's
+    step stage 1 forward only, its filters' 2,048 (no decoder: 4,096 until 2026-12-05), and stage 2's 2·6,400 out and
+    back (25,600): the largest (6,144 + 27,648) / 2 = 16,896 floats, the replica's twice that."""
+    plan = plan_for(None, ('model.first_layer="gabor"', 'model.decoder="untied"'), Cluster(machines=8, partitions=2),
+                    config="main")
+    part = plan["partition"]
+    assert (part["window_bytes"], part["window_bytes_replica"]) == (4 * 5288, 4 * 10312)
+    assert part["window_by_stage"] == [4 * 8744, 4 * (6248 + 5632)]
+    assert (plan["lend_bytes_partition"], plan["lend_bytes_replica"]) == (4 * 16896, 4 * 2 * 16896)
+
+
+def test_the_table_of_a_split_on_the_runners_way_gives_each_stages_calls_not_a_halo(capsys):
+    """The main job split in 2 has no halo between its partitions (the summary says so), so its table's column gives
+    each stage's trained call through the replica, the largest block's (hand counts above: 7,120 and 2,816 floats);
+    until 2026-12-05 it read "halo/ex" with DistBelief's halo, 2.05 kB and 1.86 kB. The paper's split keeps its halo."""
+    assert main(["plan", "--config", "main", "--partitions", "2", "--machines", "8"]) == 0
+    out = capsys.readouterr().out
+    header, _, one, two = out.splitlines()[3:7]
+    assert "calls/ex" in header and "halo/ex" not in header and "no halo between partitions" in out
+    assert one.split()[-2] == "28.48kB" and two.split()[-2] == "11.26kB"
+    assert main(["plan", "--config", "main", "--partitions", "2", "--machines", "8", "--json"]) == 0
+    stages = json.loads(capsys.readouterr().out)["stages"]
+    assert [(s["partition"]["calls_bytes"], s["partition"]["halo_bytes"]) for s in stages] == [(4 * 7120, 0),
+                                                                                               (4 * 2816, 0)]
+    assert main(["plan", "--partitions", "16", "--machines", "1000"]) == 0
+    paper = capsys.readouterr().out.splitlines()
+    assert "halo/ex" in paper[4] and "calls/ex" not in paper[4]
 
 
 def test_every_planned_partition_has_a_shard_of_its_own(capsys):

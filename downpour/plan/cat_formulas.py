@@ -124,5 +124,6 @@ def cat_stages(config: CatConfig, input_shape: tuple[int, ...], batch: int,
             in_shape=st["in"], maps=m, kernel=st["kernel"], stride=st["stride"], pool=st["pool"],
             pool_stride=st["pool_stride"], lcn=st["lcn"],
             tied_banks=None if st["banks"] == (oh, ow) else st["banks"], frozen=0 if trained else st["weights"],
+            decoder=st["weights"] if untied_dec else 0,
             copy_floats=copies, state_floats=state, products_fwd=f, products_train=products))
     return stages

@@ -11,9 +11,11 @@ through it:
   the window's reconstruction (tied, or through the untied decoder); backward, it sends the gradients of both, and a
   lent bank's gradient comes back (per example, a trained stage: 3 windows + 2 code blocks; forward only, a greedy
   step's stages below the trained one: a window and a code block; a frozen stage trained at its cost: 2 windows + a
-  code block, no gradient to send, unless it has an untied decoder, whose gradient makes it a trained stage's 3 + 2:
-  ``Stage.params`` counts the decoder);
-- every call lends each partition its block's share of a tiled stage's banks (:func:`lends_banks`, :func:`lent`).
+  code block, no gradient to send, unless it has an untied decoder, whose gradient needs the reconstruction's: 3
+  windows + a code block, the codes' gradient not sent, as the frozen encoder drops it: ``Stage.decoder``. Until
+  2026-12-05 the runner sent it, and the plan counted 3 + 2);
+- every call lends each partition its block's share of a tiled stage's banks, and a call that decodes (not a
+  forward-only one) its untied decoder's banks too (:func:`lends_banks`, :func:`lent`).
 
 The partitions never talk to each other: there is no halo exchange between them (DistBelief's pipeline, which the
 paper's network is planned as, has one, and no such process: :func:`hub_runs`).
@@ -25,7 +27,8 @@ from typing import Any
 from downpour.parallel.blocks import split_blocks
 from downpour.plan.stage import Network, Stage, over_schedule
 
-__all__ = ["codes_size", "hub_runs", "lends_banks", "lent", "machines_of", "replica_machines", "windows"]
+__all__ = ["codes_size", "hub_runs", "lends_banks", "lent", "machines_of", "replica_machines", "stage_calls",
+           "windows"]
 
 
 def codes_size(stage: Stage) -> tuple[int, int]:
@@ -58,20 +61,15 @@ def windows(net: Network, k: int) -> dict[str, Any]:
     all K together, the replica's own link, and ``replica_by_stage`` that of a greedy step of each stage; 0 where
     :func:`hub_runs` is not. Until 2026-12-05 the plan counted
     DistBelief's halo between partitions instead (the main job split in 2: 2.98 kB per example on each partition's
-    link; the runner moves 26.35 kB to and from the largest, 51.25 kB through the replica)."""
+    link; the runner moves 26.35 kB to and from the largest, 51.25 kB through the replica). Until 2026-12-05 too a
+    frozen encoder's codes' gradient was counted (the runner sent it): the main job at ``model.decoder=untied`` under
+    a Gabor first layer read 51.25 kB through the replica, where the runner moves 41.25 kB."""
     if not hub_runs(net, k):
         return {"largest": 0.0, "replica": 0.0, "replica_by_stage": [0.0] * len(net.stages)}
     trained = {"largest": [], "replica": []}
     forward = {"largest": [], "replica": []}
     for stage in net.stages:
-        per = []                 # (trained, forward) floats of each block
-        if stage.in_shape:
-            c, m = stage.in_shape[0], stage.out_shape[0]
-            for b in split_blocks(codes_size(stage), stage.kernel, stage.stride, k):
-                win = c * (b.in_rows.stop - b.in_rows.start) * (b.in_cols.stop - b.in_cols.start)
-                codes = m * (b.rows.stop - b.rows.start) * (b.cols.stop - b.cols.start)
-                per.append((3 * win + 2 * codes if stage.params else 2 * win + codes, win + codes))
-        per = per or [(0, 0)]
+        per = _calls(stage, k)
         for who, pick in (("largest", max), ("replica", sum)):
             trained[who].append(pick(t for t, _ in per))
             forward[who].append(pick(f for _, f in per))
@@ -79,6 +77,27 @@ def windows(net: Network, k: int) -> dict[str, Any]:
     # a greedy step of each stage: the stages below it forward only (over_schedule's mean is of these)
     out["replica_by_stage"] = [sum(forward["replica"][:i]) + t for i, t in enumerate(trained["replica"])]
     return out
+
+
+def _calls(stage: Stage, k: int) -> list[tuple[int, int]]:
+    """Floats per example of each of ``k`` blocks' calls of ``stage``: (trained, forward only); [(0, 0)] off the grid."""
+    if not stage.in_shape:
+        return [(0, 0)]
+    c, m, per = stage.in_shape[0], stage.out_shape[0], []
+    encoder = stage.params > stage.decoder
+    for b in split_blocks(codes_size(stage), stage.kernel, stage.stride, k):
+        win = c * (b.in_rows.stop - b.in_rows.start) * (b.in_cols.stop - b.in_cols.start)
+        codes = m * (b.rows.stop - b.rows.start) * (b.cols.stop - b.cols.start)
+        # trained: the window, then codes and reconstruction back; the gradients of the reconstruction (a decoder
+        # or encoder trains) and of the codes (the encoder trains)
+        per.append((2 * win + codes + win * (stage.params > 0) + codes * encoder, win + codes))
+    return per
+
+
+def stage_calls(net: Network, stage: Stage, k: int) -> float:
+    """Floats per example a trained call of ``stage`` moves to and from the largest of ``k`` partitions (the plan
+    table's ``calls/ex``: the runner's partitions exchange no halo); 0 where :func:`hub_runs` is not."""
+    return float(max(t for t, _ in _calls(stage, k))) if hub_runs(net, k) else 0.0
 
 
 def lends_banks(net: Network, stage: Stage, k: int) -> bool:
@@ -93,7 +112,10 @@ def lent(net: Network, k: int) -> dict[str, float]:
     """Floats a step moves between the replica and its partitions for the shared banks, by the schedule (a greedy
     step lends the stages it runs, and gets back the trained one's gradient): ``largest`` the most one partition
     receives and returns, ``replica`` all K together (:func:`~downpour.parallel.partition.block_banks`: a block
-    borrows min(tH, h) x min(tW, w) banks, frozen ones too; the trained ones' gradient comes back)."""
+    borrows min(tH, h) x min(tW, w) banks, frozen ones too, and a trained stage's untied decoder banks; the trained
+    ones' gradient comes back). A forward-only call borrows the encoder's banks alone (until 2026-12-05 the
+    decoder's too: the main job at ``model.decoder=untied``, split in 2, read 151.55 kB a step where the runner lends
+    143.36 kB)."""
     borrowed = []       # per stage: the banks each block borrows (none where nothing is lent), of how many
     for stage in net.stages:
         if lends_banks(net, stage, k):
@@ -104,9 +126,9 @@ def lent(net: Network, k: int) -> dict[str, float]:
             borrowed.append(([0], 1))
     out = {}
     for who, pick in (("largest", max), ("replica", sum)):
-        sent = [pick(n) * (s.params + s.frozen) / banks for s, (n, banks) in zip(net.stages, borrowed)]
-        back = [pick(n) * s.params / banks for s, (n, banks) in zip(net.stages, borrowed)]
-        out[who] = (over_schedule(net.schedule, sent, sent)
-                    + over_schedule(net.schedule, back, [0.0] * len(back)))
+        # trained: the encoder's banks and the decoder's, the trained ones' gradients back; forward, the encoder's
+        trained = [pick(n) * (s.params + s.frozen + s.params) / banks for s, (n, banks) in zip(net.stages, borrowed)]
+        forward = [pick(n) * (s.params + s.frozen - s.decoder) / banks for s, (n, banks) in zip(net.stages, borrowed)]
+        out[who] = over_schedule(net.schedule, trained, forward)
     return out
 

@@ -8,6 +8,7 @@ from downpour._names import plural
 from downpour.plan.calibrate import DEFAULT_RATES, Rates, calibrate
 from downpour.plan.check import MAX_ERROR, MAX_REJECTED
 from downpour.plan.network import Network, network_of, plan_config
+from downpour.plan.hub import hub_runs, stage_calls
 from downpour.plan.predict import Cluster, lends_banks, partition_stage, predict
 
 __all__ = ["plan_for", "make_plan", "format_plan", "format_check"]
@@ -53,7 +54,11 @@ def make_plan(net: Network, cluster: Cluster, rates: Rates, batch: int, n_push: 
                                      # a measured layer's: with what it keeps per step (a cost's weights' scalars)
                                      "act_bytes_batch": round(4 * batch * part["act_floats"]
                                                               + (4 * part["copy_floats"] if net.counted else 0)),
-                                     "halo_bytes": round(4 * part["halo_floats"]), "flops_fwd_bwd": round(part["flops_fwd_bwd"]),
+                                     # the runner's way (hub.py), no halo: a trained call's windows, codes and
+                                     # their gradients instead (until 2026-12-05 DistBelief's halo was given here)
+                                     "halo_bytes": 0 if hub_runs(net, k) else round(4 * part["halo_floats"]),
+                                     "calls_bytes": round(4 * stage_calls(net, s, k)),
+                                     "flops_fwd_bwd": round(part["flops_fwd_bwd"]),
                                      # a tiled stage's shared banks: pushed by the replica, lent to the partitions
                                      "push_bytes": 0 if lends_banks(net, s, k) else round(4 * part["params"])}})
     out = {"network": {"name": net.name, "input_shape": list(net.input_shape), "connections": net.connections,
@@ -120,12 +125,16 @@ def format_plan(plan: dict[str, Any]) -> str:
     # a built model's rows are its inference path's layers (tica-8x8: 16.38k a row), the first line its training step's
     # (57.34k: the decoder and the cost too), so the column says which it is (until 2026-12-05 both read "FLOPs/ex")
     flops = "FLOPs/ex" if n.get("on_paper", True) else "inference FLOPs/ex"
+    # split the runner's way the partitions exchange no halo: the column gives a trained call's bytes through the
+    # replica instead (until 2026-12-05 it read "halo/ex", DistBelief's, where the summary said there was none)
+    calls = plan["partition"]["window_bytes_replica"] > 0
     header = ("stage", "output", "positions", "connections", "params", flops, "push/replica",
-              "part: weights", "opt state", f"acts (B={b})", "halo/ex", "push/part")
+              "part: weights", "opt state", f"acts (B={b})", "calls/ex" if calls else "halo/ex", "push/part")
     rows = [(s["stage"], "x".join(map(str, s["out_shape"])), _human(s["positions"]), _human(s["connections"]),
              _human(s["params"]), _human(s["flops_fwd_bwd"]), _human(s["push_bytes_replica"], "B"),
              _human(s["partition"]["weight_bytes"], "B"), _human(s["partition"]["opt_bytes"], "B"),
-             _human(s["partition"]["act_bytes_batch"], "B"), _human(s["partition"]["halo_bytes"], "B"),
+             _human(s["partition"]["act_bytes_batch"], "B"),
+             _human(s["partition"]["calls_bytes" if calls else "halo_bytes"], "B"),
              _human(s["partition"]["push_bytes"], "B")) for s in plan["stages"]]
     lines += _table(header, rows)
     part, t, bounds = plan["partition"], plan["times_s"], plan["cycle_bounds_s"]
@@ -141,7 +150,10 @@ def format_plan(plan: dict[str, Any]) -> str:
          "forward + backward of one example through the layer on the inference path, not the training step's count")
         + "; push/replica = fetch/replica: float32 gradient / "
         "parameters; part: the largest of the K partitions; opt state lives on the shards that hold those weights; "
-        "acts: what a step's graph saves for its backward; the step's transient peak is another figure, not counted: "
+        "acts: what a step's graph saves for its backward; "
+        + ("calls/ex: a trained call's input window, codes, reconstruction and their gradients, to and from the "
+           "partition per example; " if calls else "")
+        + "the step's transient peak is another figure, not counted: "
         f"{PEAK_DOC})",
         "",
         f"cluster: {plural(c['machines'], 'machine')} x {plural(c['cores'], 'core')}, {c['memory_gb']:g} GB, {c['bandwidth_gbit']:g} Gbit/s; "

@@ -41,6 +41,7 @@ class Stage:
     lcn: int = 0
     tied_banks: tuple[int, int] | None = None   # (tH, tW) filter banks when tiled or convolutional; None = untied
     frozen: int = 0                   # weights held but not trained (a Gabor or random first layer's filters)
+    decoder: int = 0                  # of ``params``, the untied decoder's (the rest are the encoder's; plan/hub.py)
     copy_floats: float = 0            # per training step, whatever the batch: normalised or expanded filters (plan/held.py),
                                       # a PCD RBM's chains' free energy (plan/counted.py)
     state_floats: float = 0           # the model's buffers (bytes / 4): held whatever the step's graph saves, not trained
