@@ -145,3 +145,15 @@ def test_a_swapped_models_carry_over_is_said_once_when_the_load_then_fails(capsy
 def test_overrides_from_python_that_are_not_a_list_of_overrides_are_refused_as_such(overrides, message):
     with pytest.raises(ConfigError, match=message):
         load_config("cat-demo", overrides)
+
+
+def test_only_a_keyed_value_set_nowhere_is_said_to_be_a_default_of_a_base_less_file(tmp_path):
+    """Every keyless refusal found after loading a base-less file (a resume's RUN/config.toml is one) had "(the value is
+    a default: ... has no base = "PRESET" ... add e.g. base = "cat-demo")" appended, though no value was named."""
+    from downpour.config import with_origin
+
+    (tmp_path / "min.toml").write_text("[train]\nsteps = 5\n")
+    keyless = with_origin(ConfigError("image folder 'imgs' holds no image files"), str(tmp_path / "min.toml"), [])
+    assert str(keyless) == "image folder 'imgs' holds no image files"
+    keyed = with_origin(ConfigError("model.pools: too large", key="model.pools"), str(tmp_path / "min.toml"), [])
+    assert "model.pools is a default" in str(keyed) and 'add e.g. base = "cat-demo"' in str(keyed)

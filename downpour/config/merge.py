@@ -99,8 +99,10 @@ def with_origin(err: ConfigError, name_or_path: str, overrides: list[Override] |
     """``err`` (an error of the model's or the cost terms' own checks, found after loading) prefixed with where its
     key was set (:func:`origin_of`), unless that is unknown or already said."""
     where = origin_of(err.key, name_or_path, overrides) if err.key else None
-    if where is None and (file := defaults_file(name_or_path)):    # (a base-less file: cat-demo on 8x8 data)
-        return type(err)(f"{err} ({err.key or 'the value'} is a default: {file} has no base = \"PRESET\", so it starts "
+    # (a base-less file: cat-demo on 8x8 data). Only a keyed value set nowhere is a default: until 2026-12-05 every
+    # keyless refusal (a resume's too, over its own config.toml) was said to be "the value is a default ... add base"
+    if where is None and err.key and (file := defaults_file(name_or_path)):
+        return type(err)(f"{err} ({err.key} is a default: {file} has no base = \"PRESET\", so it starts "
                          "from the defaults of downpour/config/sections.py, not from a preset; add e.g. base = "
                          "\"cat-demo\" (`downpour presets` lists them))", key=err.key)
     if where is None or str(err).startswith(where):
