@@ -411,9 +411,10 @@ def test_an_analysis_ends_by_saying_its_edge_share_and_face_test_summary(trained
 @pytest.mark.parametrize("dataset, said", [("digits", "controls (none: analysis.dataset = 'digits')"),
                                            ("shapes", "controls for stripes")])
 def test_the_log_names_a_concepts_controls_as_the_report_does_not_the_face_test(trained, tmp_path, monkeypatch, caplog,
-                                                                                dataset, said):
+                                                                                capsys, dataset, said):
     """A folder concept's analysis logged "measuring the face test" (its report titles the part "Controls for
-    stripes"), and so did digits', which runs no controls at all (until 2026-12-05)."""
+    stripes"), and so did digits', which runs no controls at all (until 2026-12-05); its Ctrl-C line said "kept the
+    splits, the face test" (the stored part's name) after the log had said the controls (until 2026-12-05)."""
     from PIL import Image
 
     run, _ = trained
@@ -434,3 +435,5 @@ def test_the_log_names_a_concepts_controls_as_the_report_does_not_the_face_test(
                 for a in FAST[k:k + 2]]                       # (digits runs no controls: its bootstrap is refused)
         assert main(["analyze", str(copy), *fast, *argv]) == 130
     assert f"{copy}: measuring the {said}" in caplog.text and "face test" not in caplog.text
+    err = capsys.readouterr().err
+    assert f"kept the splits, the {said} in {copy / 'analysis.partial.json'}" in err and "face test" not in err

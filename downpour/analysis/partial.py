@@ -141,8 +141,8 @@ def source_digest(root: Path) -> str:
 class Kept:
     """The finished parts of an analysis of ``run`` with inputs ``key``: :meth:`part` computes a part or reads it back."""
 
-    def __init__(self, run: RunDir, key: str, parts: dict[str, Any]) -> None:
-        self.path, self.key, self.parts = run.path / NAME, key, parts
+    def __init__(self, run: RunDir, key: str, parts: dict[str, Any], said: dict[str, str] | None = None) -> None:
+        self.path, self.key, self.parts, self.said = run.path / NAME, key, parts, dict(said or {})
 
     @classmethod
     def open(cls, run: RunDir, key: str) -> "Kept":
@@ -153,7 +153,7 @@ class Kept:
         temp_of(run.path / NAME).unlink(missing_ok=True)   # left by a kill mid-write (the file is whole or the old one)
         saved = read(run.path)
         if saved.get("key") == key:
-            return cls(run, key, saved["parts"])
+            return cls(run, key, saved["parts"], saved.get("said") if isinstance(saved.get("said"), dict) else None)
         kept = cls(run, key, {})
         if kept.path.is_file():
             log.info("%s: %s; measuring anew", kept.path,
@@ -165,13 +165,16 @@ class Kept:
     def part(self, name: str, compute: Callable[[], Any], encode: Callable[[Any], Any] = lambda v: v,
              decode: Callable[[Any], Any] = lambda v: v, said: str = "") -> Any:
         """``decode`` of part ``name``'s kept value, or of ``encode(compute())`` (which is kept before it is returned);
-        ``said``: what the log calls it, where not ``name`` (a folder concept's controls are the "face test" part)."""
+        ``said``: what the log calls it, where not ``name`` (a folder concept's controls are the "face test" part),
+        kept with it for the Ctrl-C line's :func:`kept_words`."""
+        if said:
+            self.said[name] = said
         if name in self.parts:
             log.info("%s: reusing the %s of the analysis stopped before", self.path, said or name)
         else:      # (said as it starts since 2026-12-05: the main job's analysis was a minute or more of silence)
             log.info("%s: measuring the %s", self.path.parent, said or name)
             self.parts[name] = json.loads(json.dumps(encode(compute())))
-            replace_text(self.path, json.dumps({"key": self.key, "parts": self.parts}))
+            replace_text(self.path, json.dumps({"key": self.key, "parts": self.parts, "said": self.said}))
         return decode(self.parts[name])
 
     def discard(self) -> None:
@@ -193,5 +196,8 @@ def read(run_path: Path) -> dict[str, Any]:
 
 
 def kept_words(run_path: str | Path) -> str:
-    """What a stopped analysis of ``run_path`` kept, for the CLI's Ctrl-C line: "the splits, the face test" or ""."""
-    return ", ".join(f"the {name}" for name in read(Path(run_path)).get("parts", {}))
+    """What a stopped analysis of ``run_path`` kept, for the CLI's Ctrl-C line: "the splits, the face test" or "", each
+    part named as the log named it ("the controls for cat": until 2026-12-05 the stored name, "the face test")."""
+    saved = read(Path(run_path))
+    said = saved.get("said") if isinstance(saved.get("said"), dict) else {}
+    return ", ".join(f"the {said.get(name, name)}" for name in saved.get("parts", {}))
