@@ -3,6 +3,7 @@ a planted detector found on held-out images, and the folder's mistakes named by 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -152,7 +153,7 @@ def test_the_concept_can_be_named_by_its_sub_folder_and_a_wrong_name_lists_the_c
                                           r"\(or their numbers 0-2\)") as err:
         analysis_options(RunConfig(), {"dataset": str(root), "positive": "stripe"})
     assert err.value.key == "analysis.positive"
-    with pytest.raises(ConfigError, match=r"analysis.positive = 'aaa-empty': .* no class of that name"):
+    with pytest.raises(ConfigError, match=r"analysis.positive = 'aaa-empty': the sub-folder .* holds no images"):
         analysis_options(RunConfig(), {"dataset": str(root), "positive": "aaa-empty"})
     with pytest.raises(ConfigError, match=r"analysis.positive must be a class's number or name, got 1.5 \(float\)"):
         analysis_options(RunConfig(), {"dataset": str(root), "positive": 1.5})
@@ -247,3 +248,23 @@ def test_a_rare_concepts_unit_is_chosen_by_its_selection_auc_not_by_one_concept_
     by_accuracy = best_unit(scores, y, select, test, by="accuracy")          # the paper's choice: a decoy
     assert by_accuracy["unit"] != 0 and by_accuracy["selection_accuracy"] == 0.96
     assert by_accuracy["test_auc"] < 0.7 and by_accuracy["selection_auc"] < chosen["selection_auc"]
+
+
+def test_a_dataset_folder_that_does_not_exist_and_a_class_folder_without_images_are_said_to_be_so(tmp_path, monkeypatch):
+    """A missing analysis.dataset was "neither a built-in labelled set (lfw, digits) nor a folder of class
+    sub-folders", and analysis.positive = 'empty' (a sub-folder the user sees, holding no image) "has no class of
+    that name", though it is there: neither said what was wrong with the folder."""
+    with pytest.raises(ConfigError, match=r"analysis.dataset: the folder '.*gone' does not exist") as err:
+        analysis_options(RunConfig(), {"dataset": str(tmp_path / "gone"), "positive": 0})
+    assert err.value.key == "analysis.dataset"
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=rf"analysis.dataset: the folder 'gone' does not exist \(read as "
+                                          rf"'{re.escape(str(tmp_path / 'gone'))}'\)"):
+        analysis_options(RunConfig(), {"dataset": "gone", "positive": 0})
+    root = make_folder(tmp_path / "concept", {"cat": 3, "other": 3})
+    (root / "empty").mkdir()
+    (root / "empty" / "notes.txt").write_text("no image")
+    said = rf"the sub-folder '{re.escape(str(root / 'empty'))}' holds no images, so it is no class of '.*concept'"
+    with pytest.raises(ConfigError, match=rf"analysis.positive = 'empty': {said}; its classes: 'cat', 'other'") as err:
+        analysis_options(RunConfig(), {"dataset": str(root), "positive": "empty"})
+    assert err.value.key == "analysis.positive"

@@ -83,6 +83,11 @@ def analysis_options(cfg: RunConfig, overrides: dict[str, Any]) -> AnalysisConfi
                           "(analysis.probes = [])", key=f"analysis.{unprobed[0]}")
     for key, names in (("dataset", [opts.dataset]), ("probes", opts.probes)):
         for name in names:
+            if name not in BUILT_IN and name.strip() and not Path(name).exists():   # (said "neither ... nor a folder")
+                raise ConfigError(f"analysis.{key}: the folder {name!r} does not exist"
+                                  + ("" if Path(name).is_absolute() else f" (read as {str(Path(name).absolute())!r})")
+                                  + f"; give a folder of class sub-folders or a built-in set ({', '.join(BUILT_IN)})",
+                                  key=f"analysis.{key}")
             if name not in BUILT_IN and (not name.strip() or not Path(name).is_dir()):   # ("": the working directory)
                 raise ConfigError(f"analysis.{key}: {name!r} is neither a built-in labelled set "
                                   f"({', '.join(BUILT_IN)}) nor a folder of class sub-folders", key=f"analysis.{key}")
@@ -109,6 +114,11 @@ def concept_label(positive: int | str, dataset: str, classes: list[str]) -> int:
     sub-folder, lfw's "face"); a ConfigError naming the key, the value and the classes otherwise. Until 2026-12-04 a
     name was refused as not an int, though a folder's user knows its classes by their sub-folders' names."""
     if isinstance(positive, str):
+        sub_folders = {p.name for p in Path(dataset).iterdir() if p.is_dir()} if dataset not in BUILT_IN else set()
+        if positive not in classes and positive in sub_folders and not positive.startswith("."):    # (said "no class of that name" of a sub-folder the user sees)
+            raise ConfigError(f"analysis.positive = {positive!r}: the sub-folder {str(Path(dataset) / positive)!r} "
+                              f"holds no images, so it is no class of {dataset!r}; its classes: "
+                              f"{', '.join(map(repr, classes))}", key="analysis.positive")
         if positive not in classes:
             raise ConfigError(f"analysis.positive = {positive!r}: the labelled set {dataset!r} has no class of that "
                               f"name{nearest(positive, classes)}; its classes: {', '.join(map(repr, classes))} "
