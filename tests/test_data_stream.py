@@ -226,6 +226,25 @@ def test_bad_files_are_skipped_named_once_per_worker_and_counted(tmp_path, caplo
     assert total["n_skipped"] == 3 and total["reads"] == sum(r["reads"] for r in reports)
 
 
+def test_files_skipped_by_the_fitting_sample_are_logged_by_the_driver_once_not_again_by_their_worker(tmp_path, caplog):
+    """The driver's fitting sample (data.fit_sample) recorded its unreadable files in data.json and the count, but never
+    logged them: a short streamed run named 4 of its 6 skipped files in the log (its workers' own), counted 6."""
+    root = _folder(tmp_path, n=10, bad=["bad1.png", "bad2.png"])
+    with caplog.at_level(logging.WARNING, logger="downpour.data"):
+        data = open_data(_cfg(root, normalize="patch"), seed=0)       # fitted: the sample reads every file
+        fitted = data.info["fit_sample"]["skipped"]
+        assert {e["file"] for e in fitted} == {str(root / "bad1.png"), str(root / "bad2.png")}
+        assert sorted(m for m in caplog.messages if m.startswith("skipped ")) == sorted(
+            f"skipped {e['file']}: {e['reason']}" for e in fitted)   # as a worker's are said
+        streams = [data.shard(w, 2).batches(4, torch.Generator().manual_seed(w)) for w in range(2)]
+        for s in streams:
+            _take(s, 6)                                          # every file of each share read, the bad ones too
+    reports = [s.report() for s in streams]
+    assert sum(r["n_skipped"] for r in reports) == 2             # each worker records its own ...
+    assert sum(m.startswith("skipped ") for m in caplog.messages) == 2   # ... and says none the driver said
+    assert run_data_info(data.info, reports)["n_skipped"] == 2
+
+
 def test_a_shard_of_only_bad_files_is_an_error_not_an_endless_loop(tmp_path):
     root = _folder(tmp_path, n=1, bad=["x.png", "y.png", "z.png"])
     data = open_data(_cfg(root), seed=0)

@@ -75,10 +75,13 @@ UNREADABLE: tuple[type[BaseException], ...] = (Exception,)
 LOGGED = 20   # skipped files of one list each logged by name; the rest are in the list (data.json) alone
 
 
-def skip(skipped: list[dict[str, str]], file: str, reason: str) -> None:
+def skip(skipped: list[dict[str, str]], file: str, reason: str, said: bool = False) -> None:
     """Record an unreadable file and log one warning for it, up to :data:`LOGGED` of a list (a folder gone
-    mid-run logged every one of its files, 384 lines): a bad file never kills a run."""
+    mid-run logged every one of its files, 384 lines): a bad file never kills a run. ``said``: logged already
+    (a stream's driver named it, skipped by its fitting sample): recorded, not said again."""
     skipped.append({"file": file, "reason": reason})
+    if said:
+        return
     if len(skipped) <= LOGGED:
         log.warning("skipped %s: %s", file, reason)
     if len(skipped) == LOGGED:

@@ -101,6 +101,7 @@ class StreamBatches:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.data, self.batch_size, self.seed = data, batch_size, seed
         self._reader = ItemReader(data.source, data.items, data.cut, seed, data.path, data.labels, data.frames)
+        self._said = {e["file"] for e in (data.info.get("fit_sample") or {}).get("skipped", [])}   # logged by the driver
         pos = position or {"epoch": 0, "index": 0, "skip": 0, "batch": 0}
         self._start = pos
         self._batch = pos["batch"]
@@ -193,7 +194,8 @@ class StreamBatches:
                 self.upscaled[small["file"]] = small
             if bad is not None and k not in self._bad:
                 self._bad[k] = bad
-                skip(self.skipped, self._reader.name(k), bad)
+                name = self._reader.name(k)
+                skip(self.skipped, name, bad, said=name in self._said)   # (the driver's fitting sample named it)
             elif bad is None and count and k in self._bad:     # read after all (a folder back after an outage)
                 self._recover(k)
             if count:

@@ -30,6 +30,7 @@ from downpour.data.augment import Augment
 from downpour.data.dataset import shard_range
 from downpour.data.arrays import array_header, check_magic
 from downpour.data.folder import class_labels, image_files, left_out, say_left_out
+from downpour.data.images import skip
 from downpour.data.loader import StreamBatches
 from downpour.data.preprocess import Preprocess, fit_needs, fitted, too_few_to_fit
 from downpour.data.patches import decode_record, decode_rule
@@ -146,7 +147,9 @@ def _fit(cfg: DataConfig, listing: Listing, cut: Cut, seed: int) -> tuple[Prepro
     xs, skipped, truncated, upscaled = [], [], [], []
     for chunk in loader:
         xs.append(chunk["x"])
-        skipped += [{"file": reader.name(k), "reason": bad} for (_, _, k), bad in zip(chunk["keys"], chunk["bad"]) if bad]
+        for (_, _, k), bad in zip(chunk["keys"], chunk["bad"]):
+            if bad:       # logged as a worker's skip is (until 2026-12-05 only data.json and its count named them)
+                skip(skipped, reader.name(k), bad)
         truncated += [cut for cut in chunk["truncated"] if cut]
         upscaled += [small for small in chunk["upscaled"] if small]
     x = torch.cat(xs).numpy()
