@@ -115,7 +115,8 @@ def concept_label(positive: int | str, dataset: str, classes: list[str]) -> int:
     name was refused as not an int, though a folder's user knows its classes by their sub-folders' names."""
     if isinstance(positive, str):
         sub_folders = {p.name for p in Path(dataset).iterdir() if p.is_dir()} if dataset not in BUILT_IN else set()
-        if positive not in classes and positive in sub_folders and not positive.startswith("."):    # (said "no class of that name" of a sub-folder the user sees)
+        # (a sub-folder the user sees was "no class of that name" until 2026-12-05)
+        if positive not in classes and positive in sub_folders and not positive.startswith("."):
             raise ConfigError(f"analysis.positive = {positive!r}: the sub-folder {str(Path(dataset) / positive)!r} "
                               f"holds no images, so it is no class of {dataset!r}; its classes: "
                               f"{', '.join(map(repr, classes))}", key="analysis.positive")
