@@ -297,13 +297,14 @@ def test_a_resumed_cluster_run_goes_on_with_each_worker_on_its_own_files(tmp_pat
 @pytest.mark.parametrize("runner", ["simulated", "ray"])
 def test_a_worker_none_of_whose_files_can_be_read_ends_the_run_naming_them(tmp_path, runner, local_ray):
     """On Ray the worker's DataError was counted as a lost worker ('RayTaskError(DataError)', exit 0): the run
-    trained on half the data without naming a file, and a restart met the same error again."""
+    trained on half the data without naming a file, and a restart met the same error again. (A fitting sample that
+    reads every file refuses such a share before the run, since 2026-12-05: this one reads 3 of the 4.)"""
     rng = np.random.default_rng(1)
     for i in range(2):
         Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(tmp_path / f"im{i}.png")
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not a png")
     (tmp_path / "empty.png").write_bytes(b"")
-    sets = [*STREAM, f"data.path={tmp_path}", f"cluster.runner={runner}", "train.steps=20", "data.fit_sample=4",
+    sets = [*STREAM, f"data.path={tmp_path}", f"cluster.runner={runner}", "train.steps=20", "data.fit_sample=3",
             "data.loader_workers=0", "cluster.shards=1",      # (parameter shards read no file: on Ray, one actor less)
             "cluster.restarts=2" if runner == "ray" else "cluster.delay=constant:0"]
     bad = {str(tmp_path / "broken.png"), str(tmp_path / "empty.png")}
