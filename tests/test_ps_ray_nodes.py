@@ -7,8 +7,9 @@ Worker 1's own node: its replacement must be placed off the gone node, on the on
 run must finish and say so. A crash shows (ActorUnavailableError) seconds before ``ray.nodes()`` has the node dead, so
 the replacement is pinned to it first, dies coming up once Ray has it dead, and must be placed again (until 2026-12-05
 a ``restart-failed``, its restart spent: the run went on without it).
-The node of worker 1's partition 0 (model parallelism): the partition is placed again on an alive node free of its
-sibling partition, the worker and that sibling kept where they were (until 2026-12-05 only scripted).
+The node of worker 1's partition 0 (model parallelism), which holds worker 1's own actor too (8 actors on 3 nodes, by
+the plan's layout): the partition is placed again on an alive node free of its sibling partition, the sibling kept
+where it was, the worker on the node with a CPU free (until 2026-12-05 only scripted).
 (The placement decisions alone, over stand-ins of ``ray.nodes()``, are tests/test_ps_restarts.py's; its scripted
 cluster never starts a real actor.)"""
 import html
@@ -80,9 +81,10 @@ def _losing_a_node(monkeypatch, cluster, nodes, lost, pin=(1, None)):
 
 def test_a_worker_whose_node_is_removed_is_replaced_on_the_node_alive_with_a_cpu_free(tmp_path, three_nodes,
                                                                                         monkeypatch, caplog):
-    """Shard 0 and worker 0 sit on the first node (sorted ids), worker 1 on the second, the third is free. The second
-    crashes at step 20: worker 1 is lost, and its replacement goes to the third node (the first has no CPU free),
-    where it trains on; cluster.json places the two workers on two nodes, neither the gone one."""
+    """Worker 0 sits on the first node (sorted ids), worker 1 on the second, shard 0 on the third (the plan's layout:
+    a node each; until 2026-12-05 beside worker 0, the third node free). The second crashes at step 20: worker 1 is
+    lost, and its replacement goes to the third node (the first has no CPU free, the shard reserves none), where it
+    trains on; cluster.json places the two workers on two nodes, neither the gone one."""
     cluster, nodes = three_nodes
     first, second, third = sorted(nodes)
     lost = []
@@ -104,18 +106,20 @@ def test_a_worker_whose_node_is_removed_is_replaced_on_the_node_alive_with_a_cpu
     assert summary["steps"] == STEPS and summary["lost_workers"] == []
     assert f"worker 1's node {second[:8]} is gone: its replacement is pinned to node {third[:8]}" in caplog.text
     placed = run.read_json("cluster.json")
-    assert placed["nodes"] == 2 and placed["placement"] == {"shards": [0], "workers": [0, 1]}   # (first, third)
+    assert placed["nodes"] == 2 and placed["placement"] == {"shards": [1], "workers": [0, 1]}   # (first, third)
     assert {r["worker"] for r in run.metrics() if r["step"] > LOST_AT + 8} == {0, 1}    # the replacement trains
 
 
 def test_a_partition_whose_node_is_removed_is_placed_again_off_its_siblings_node(tmp_path, three_nodes,
                                                                                   monkeypatch, caplog):
-    """Model parallelism: 2 replicas x 2 partitions of the tiny cat network on 2 shards. Round-robin over the sorted
-    nodes, shards and workers sit on the first and second; worker 0's partitions on the first and second, worker 1's
-    on the third and first. The third crashes at step 20: worker 1 is lost with its partition 0, and its replacement
-    keeps its worker on the second and its partition 1 on the first (both alive); partition 0 goes off the gone node
-    to the second, free of its sibling (round-robin alone, index 2 over the two alive, would have stacked it on the
-    first, beside partition 1). The run finishes, worker 1 training on, and staleness.json and cluster.json say so."""
+    """Model parallelism: 2 replicas x 2 partitions of the tiny cat network on 2 shards, 8 actors placed round-robin
+    over the sorted nodes in the plan's order: the partitions (worker 0's on the first and second, worker 1's on the
+    third and first), the workers (second, third), the shards (first, second). The third crashes at step 20: worker 1
+    is lost with its partition 0, and its replacement keeps its partition 1 on the first (alive); the worker goes to
+    the first (the one node with a CPU free), and partition 0 off the gone node to the second, free of its sibling
+    (round-robin alone, index 2 over the two alive, would have stacked it on the first, beside partition 1). The run
+    finishes, worker 1 training on, and staleness.json and cluster.json say so. (Until 2026-12-05 the workers sat on
+    the first and second, and the worker was kept on the second.)"""
     from downpour.analysis.report import _cluster_faults
     from test_runner_equivalence import TINY_CAT
 
@@ -133,8 +137,9 @@ def test_a_partition_whose_node_is_removed_is_placed_again_off_its_siblings_node
     events = run.read_json("staleness.json")["events"]
     placed_again = [("restart-placed-again", 1)] if len(events) == 3 else []      # (as in the test above)
     assert [(e["event"], e["worker"]) for e in events] == [("worker-lost", 1), *placed_again, ("worker-restarted", 1)]
-    # the Faults line names the partition whose node was gone (until 2026-12-05 "its node", the worker's alive)
-    again = (f", its replacement placed again at step {events[1]['step']} (its partition 0's node {third[:8]} gone ("
+    # the Faults line names the first of worker 1's actors whose node was gone: its own (scripted, a partition's alone:
+    # tests/test_ps_restarts.py)
+    again = (f", its replacement placed again at step {events[1]['step']} (its node {third[:8]} gone ("
              if placed_again else ", restarted at step")
     faults = html.unescape(_cluster_faults(run))
     assert faults.startswith(f'<p class="note">Faults: worker 1 lost at step {events[0]["step"]} (') and again in faults
@@ -142,8 +147,9 @@ def test_a_partition_whose_node_is_removed_is_placed_again_off_its_siblings_node
     assert summary["steps"] == PART_STEPS and summary["lost_workers"] == []
     assert f"worker 1's partition 0's node {third[:8]} is gone: its replacement is pinned to node {second[:8]}" \
         in caplog.text
-    assert "partition 1's node" not in caplog.text and "worker 1's node" not in caplog.text    # kept where they were
+    assert f"worker 1's node {third[:8]} is gone: its replacement is pinned to node {first[:8]}" in caplog.text
+    assert "partition 1's node" not in caplog.text    # kept where it was
     placed = run.read_json("cluster.json")
-    assert placed["nodes"] == 2 and placed["placement"] == {"shards": [0, 1], "workers": [0, 1],
+    assert placed["nodes"] == 2 and placed["placement"] == {"shards": [0, 1], "workers": [1, 0],
                                                             "partitions": [0, 1, 1, 0]}   # (first, second)
     assert {r["worker"] for r in run.metrics() if r["step"] > LOST_AT + 8} == {0, 1}    # the replacement trains

@@ -2,8 +2,9 @@
 
 With K >= 2 partitions the Ray runner (``ps/cluster_on_ray.py``, ``ps/partitions_on_ray.py``) starts, beside a
 replica's K partition actors, the replica's own process (its worker actor): an actor of its own, the only one of the
-replica that reserves a CPU. The plan gives it a machine, as it gives every process one (the runner places each kind
-round-robin from the first node: replica 0's process beside its partition 0 and shard 0; docs/plan.md). It keeps the
+replica that reserves a CPU. The plan gives it a machine, as it gives every process one, and so does the runner on a
+cluster of that many nodes (``ps/connect_on_ray.spot``: partitions, then the replicas' processes, then the shards,
+one index round-robin over the nodes; since 2026-12-05, docs/plan.md). It keeps the
 weightless pooling, LCN and cost of every stage and the tiled stages' shared banks, and each call of a stage goes
 through it:
 

@@ -19,7 +19,7 @@ from downpour.data.stream import StreamingData
 from downpour.ps import channel
 from downpour.ps.checkpoint import SERVER, ShardState, restoring
 from downpour.ps.asking_on_ray import Asking
-from downpour.ps.connect_on_ray import connect, gathered, pinned, placer, replacing
+from downpour.ps.connect_on_ray import connect, gathered, pinned, placer, replacing, spot
 from downpour.ps.coordinator import Coordinator
 from downpour.ps.laps import Laps
 from downpour.ps.on_ray import ShardActor, ShardPush, WorkerActor
@@ -113,8 +113,8 @@ class RayCluster(TaskRun, PipedRun, Restarts, Asking):
         self.per_worker = min(1.0, float(ray.cluster_resources().get("CPU", 1.0)) / n)  # 8 workers still fit on 2 cores
         self.gpus = worker_gpus(cfg, float(ray.cluster_resources().get("GPU", 0.0)))   # ConfigError: too few for cuda
         self.threads = cfg.train.threads or max(1, int(os.cpu_count() or 1) // n)
-        self.place = placer(ray.nodes())
-        options = [self.place(j, 0.0) for j in range(len(shards))]
+        self.place = placer(ray.nodes())     # each actor by its index in the plan's layout (connect_on_ray.spot)
+        options = [self.place(spot("shard", j, n, cfg.cluster.partitions), 0.0) for j in range(len(shards))]
         for j, s in enumerate(shards):
             self.shard_actors.append(ShardActor.options(name=f"downpour-{self.run_id}-shard{j}", num_cpus=0,
                                                         **options[j])
@@ -145,15 +145,16 @@ class RayCluster(TaskRun, PipedRun, Restarts, Asking):
 
     def _spawn(self, w: int, seq: int, step: int) -> Any:
         """Start (or restart: new name, new inboxes, placed as the actor it replaces: :meth:`_placed`) worker ``w``'s
-        actor: a GPU worker wherever Ray finds a free GPU, a CPU one round-robin over the nodes."""
+        actor: a GPU worker wherever Ray finds a free GPU, a CPU one by its index in the plan's layout
+        (:func:`~downpour.ps.connect_on_ray.spot`: after every replica's partitions where K >= 2)."""
         setup = self.setup
         name, nodes = f"downpour-{self.run_id}-worker{w}", None
         if self._incarnation[w]:
             name, nodes = f"{name}-restart{self._incarnation[w]}", ray.nodes()
             self.lanes[:] = ray.get([a.new_inbox.remote(w, self._incarnation[w]) for a in self.shard_actors])
         self._incarnation[w] += 1
-        options = self._placed((w, None), w, self.per_worker, nodes)
         n = setup.cfg.cluster.workers
+        options = self._placed((w, None), spot("worker", w, n, setup.cfg.cluster.partitions), self.per_worker, nodes)
         parts = self._spawn_partitions(w, name, nodes) if setup.cfg.cluster.partitions > 1 else None
         actor = (WorkerActor.options(name=name, num_cpus=self.per_worker, num_gpus=self.gpus, **options)
                  .remote(setup.cfg, w, setup.data.shard(w, n), setup.bounds, setup.gate.gated, step, seq,
@@ -178,7 +179,8 @@ class RayCluster(TaskRun, PipedRun, Restarts, Asking):
         return actors
 
     def _partition_places(self, w: int, k: int, nodes: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
-        """The actor options of worker ``w``'s ``k`` partitions: round-robin over the nodes, as the shards'. A
+        """The actor options of worker ``w``'s ``k`` partitions: round-robin over the nodes, the first actors of the
+        plan's layout (:func:`~downpour.ps.connect_on_ray.spot`). A
         replacement's (``nodes``: the ``ray.nodes()`` its worker was placed by; None at the start) placed as the
         partitions they replace, over the nodes alive now (:meth:`_placed`): until 2026-12-05 the start's placer, built
         from the nodes at the start, pinned them to a node lost since, where Ray never starts them (the replacement was
@@ -189,12 +191,14 @@ class RayCluster(TaskRun, PipedRun, Restarts, Asking):
         def siblings(p: int) -> frozenset[str | None]:
             return frozenset(self.pins.get((w, q)) for q in range(k) if q != p)
 
-        return [self._placed((w, p), w * k + p, 0.0, nodes, siblings(p)) for p in range(k)]
+        n = self.setup.cfg.cluster.workers
+        return [self._placed((w, p), spot("partition", w * k + p, n, k), 0.0, nodes, siblings(p)) for p in range(k)]
 
     def _placed(self, key: tuple[int, int | None], i: int, cpus: float, nodes: list[dict[str, Any]] | None,
                 avoid: frozenset[str | None] = frozenset()) -> dict[str, Any]:
-        """The options of actor ``key`` (of :attr:`pins`), which asks ``cpus``, ``i`` its index in the round-robin,
-        and the node they pin it to in :attr:`pins`. At the start (``nodes`` None) the start's placer's (a GPU worker:
+        """The options of actor ``key`` (of :attr:`pins`), which asks ``cpus``, ``i`` its index in the round-robin
+        (:func:`~downpour.ps.connect_on_ray.spot`), and the node they pin it to in :attr:`pins`. At the start
+        (``nodes`` None) the start's placer's (a GPU worker:
         Ray's); a replacement's (``nodes``: ``ray.nodes()`` read at its restart) placed as the actor it replaces
         (:func:`~downpour.ps.connect_on_ray.replacing`), said where that one's node is gone."""
         w, p = key

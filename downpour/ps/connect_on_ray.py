@@ -3,6 +3,7 @@
     started = connect("")                 # a local Ray of this machine's cores; True: this call started it
     with held(""): ...                    # runs inside share one start-up (a run and its no-faces twin)
     place = placer(ray.nodes())           # place(i, cpus) -> actor options pinning actor i to a node with room
+    i = spot("worker", w, workers, partitions)   # actor i: the plan's layout, one index over every kind
     nodes = gathered([a.node.remote() for a in actors], "worker actors", 600.0, {"CPU": 1.0}, pins=[pinned(o) ...])
     #   saying what it waits for; after 600 s with some not started, a RunError naming the room asked and free
     #   (on each node an actor not started was pinned to: pinned(options) its node, None where Ray chose)
@@ -25,7 +26,7 @@ from downpour.ps.address import address_problem, host_port
 from downpour.ps.silence import start_limit
 from downpour.train.signals import deliver
 
-__all__ = ["CONNECT_TIMEOUT_S", "connect", "gathered", "held", "pinned", "placer"]
+__all__ = ["CONNECT_TIMEOUT_S", "connect", "gathered", "held", "pinned", "placer", "spot"]
 
 CONNECT_TIMEOUT_S = 10.0
 log = logging.getLogger(__name__)
@@ -151,9 +152,26 @@ def held(address: str) -> Iterator[None]:
             ray.shutdown()
 
 
+def spot(kind: str, i: int, workers: int, partitions: int) -> int:
+    """The index :func:`placer` places actor ``i`` of ``kind`` by: one running index over every kind, in the plan's
+    layout (docs/plan.md, ``downpour.plan.hub.machines_of``): the R x K partitions first (``"partition"``, ``i`` =
+    w·K + p: worker w's partition p), then the R replicas' own processes (``"worker"``: R·K + w; with K = 1 the
+    replica's process is its partition, w), then the S shards (``"shard"``: R·K + R + j, R + j where K = 1). So on a
+    cluster of the plan's R·K + R + S nodes (R + S where K = 1) every actor has a node of its own, and on fewer the
+    index wraps round-robin. Until 2026-12-05 each kind counted from the first node (shard j on node j, worker w on
+    node w, its partition p on node w·K + p): replica 0's process always shared a node with its partition 0 and
+    shard 0, and the higher nodes of a cluster the plan's size stayed empty."""
+    k = max(1, partitions)
+    own = workers if k > 1 else 0       # the replicas' own processes, a node each beside their partitions
+    start = {"partition": 0, "worker": workers * k if k > 1 else 0, "shard": workers * k + own}
+    if kind not in start:
+        raise ValueError(f"no such actor kind {kind!r} (one of {', '.join(start)})")
+    return start[kind] + i
+
+
 def placer(nodes_info: list[dict[str, Any]]) -> Callable[[int, float], dict[str, Any]]:
-    """Round-robin over the nodes. Pinned (hard affinity: Ray's soft affinity ignores the node for
-    actors that need no CPU) only where the node has room; otherwise Ray chooses."""
+    """Round-robin over the nodes, by the running index of :func:`spot`. Pinned (hard affinity: Ray's soft affinity
+    ignores the node for actors that need no CPU) only where the node has room; otherwise Ray chooses."""
     node_cpus = {nd["NodeID"]: nd["Resources"].get("CPU", 0) for nd in nodes_info if nd["Alive"]}
     nodes = sorted(k for k, c in node_cpus.items() if c > 0)
     load: dict[str, float] = {}

@@ -20,7 +20,8 @@ How the bytes move:
   moves it between machines, and on the receiving node it is read zero-copy from the store.
 
 ``cluster.address`` joins an existing cluster; empty starts a local Ray. Shards and workers are
-placed round-robin over the cluster's nodes (where a node has no room left, Ray chooses).
+placed round-robin over the cluster's nodes in the plan's layout, a node each where there are enough
+(``connect_on_ray.spot``; where a node has no room left, Ray chooses).
 """
 from __future__ import annotations
 

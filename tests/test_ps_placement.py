@@ -1,0 +1,62 @@
+"""Where the Ray driver's start places each actor (``connect_on_ray.placer`` by ``connect_on_ray.spot``), over
+stand-ins of ``ray.nodes()``: no Ray cluster. The plan (``downpour plan``, docs/plan.md) gives every process a machine
+of its own, R x K partitions + R replica processes (K >= 2) + S shards; on a cluster of that many nodes the runner
+puts each actor on a node of its own, and on fewer it wraps round-robin. (On a real multi-node Ray:
+tests/test_ps_ray_nodes.py, tests/test_ps_ray_cluster.py.)"""
+from types import SimpleNamespace
+
+import pytest
+
+from downpour.plan.hub import machines_of
+
+pytest.importorskip("ray")
+
+from downpour.ps.connect_on_ray import pinned, placer, spot  # noqa: E402  (ray needed)
+
+
+def _nodes(n):
+    return [{"NodeID": f"{i:056x}", "Alive": True, "Resources": {"CPU": 1.0}} for i in range(n)]   # (Ray's hex ids)
+
+
+def _start(n, r, k, s):
+    """Each actor's node index, placed in the order the driver's start places them (``RayCluster._start``: the shards,
+    then each worker's own actor, 1 CPU, and its partitions, none)."""
+    place = placer(_nodes(n))
+
+    def at(kind, i, cpus):
+        return int(pinned(place(spot(kind, i, r, k), cpus)), 16)
+
+    shards = [at("shard", j, 0.0) for j in range(s)]
+    workers, partitions = [], []
+    for w in range(r):
+        workers.append(at("worker", w, 1.0))
+        partitions += [at("partition", w * k + p, 0.0) for p in range(k)] if k > 1 else []
+    return {"shards": shards, "workers": workers, "partitions": partitions}
+
+
+@pytest.mark.parametrize("r, k, s", [(2, 2, 2), (3, 2, 2), (2, 1, 1), (3, 1, 2), (1, 4, 4)])
+def test_a_cluster_of_the_plans_machines_puts_every_actor_on_a_node_of_its_own(r, k, s):
+    """The plan's count of machines (``machines_of``: a machine each for a split replica's own process) is the number
+    of nodes the start uses, each actor alone on one. Until 2026-12-05 each kind counted from the first node: replica
+    0's process shared a node with its partition 0 and shard 0, and the higher nodes stayed empty (the main job split
+    in 2, 2 x 2 + 2 + 2: its 8 actors on 4 of 8 nodes)."""
+    n = machines_of(SimpleNamespace(banks_shared=True), r, k, s)
+    placed = _start(n, r, k, s)
+    every = [i for v in placed.values() for i in v]
+    assert sorted(every) == list(range(n))
+    assert placed["partitions"] == list(range(r * k if k > 1 else 0))    # the partitions first, then the replicas'
+    assert placed["workers"] == list(range(r * k, r * k + r) if k > 1 else range(r))   # processes, then the shards
+
+
+def test_on_fewer_nodes_the_index_wraps_round_robin_and_workers_stay_where_they_were_unsplit():
+    """Fewer nodes than the plan's machines: one index over every kind, round-robin (2 x 2 + 2 + 2 on 3 nodes: 3, 3
+    and 2 actors a node, where each kind counted from the first had put 4, 3 and 1). Unsplit (K = 1), worker w stays on
+    node w, and 2 workers and a shard on 2 nodes sit as before (the shard beside worker 0)."""
+    assert _start(3, 2, 2, 2) == {"shards": [0, 1], "workers": [1, 2], "partitions": [0, 1, 2, 0]}
+    assert _start(2, 2, 1, 1) == {"shards": [0], "workers": [0, 1], "partitions": []}
+    assert _start(3, 2, 1, 1) == {"shards": [2], "workers": [0, 1], "partitions": []}
+
+
+def test_an_actor_kind_the_placer_does_not_know_is_refused_by_name():
+    with pytest.raises(ValueError, match=r"no such actor kind 'replica' \(one of partition, worker, shard\)"):
+        spot("replica", 0, 2, 2)
