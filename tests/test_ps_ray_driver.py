@@ -217,6 +217,17 @@ def test_a_worker_dead_after_its_last_push_is_a_loss_not_a_failed_run(fake_ray):
     assert info["data_workers"] == [{"samples": 5}] and coord.lost == [1]
 
 
+def test_the_model_file_keeps_the_buffers_of_the_first_worker_alive_at_the_end(fake_ray):
+    """Worker 0 found dead at the run's end is lost there: worker 1, now the first live one, gives the buffers (an
+    RBM's chains), as the simulator's first live worker does (only worker 0 was asked: none, the driver's zeros)."""
+    coord = Coordinator(make_consistency("async"), workers=2, total_steps=10)
+    dead = FakeActor(data_report=lambda: ray.exceptions.ActorDiedError(), profile=lambda: {},
+                     buffers=lambda: ray.exceptions.ActorDiedError())
+    alive = FakeActor(data_report=lambda: {"samples": 5}, profile=lambda: {}, buffers=lambda: {"chains_h": torch.ones(2)})
+    info = _driver(coord, [FakeActor(profile=lambda: {"shard": 0})], [dead, alive]).info()
+    assert coord.lost == [0] and torch.equal(info["model_buffers"]["chains_h"], torch.ones(2))
+
+
 def test_a_checkpoint_counts_the_pushes_the_shards_applied_before_the_driver_read_their_answers():
     coord = Coordinator(make_consistency("async"), workers=2, total_steps=100)
     for w in (0, 1):

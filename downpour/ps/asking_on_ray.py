@@ -20,7 +20,7 @@ class Asking:
     def info(self) -> dict[str, Any]:
         """Nodes and placement, each live worker's data report (a lost worker's is lost with it), and the first live
         worker's replica's buffers (``model_buffers``: an RBM's persistent chains, as the simulator's first live worker
-        gives them; none where it does not answer)."""
+        gives them: asked again of the next live one where that worker was found dead here; none where none answers)."""
         nodes = sorted(set().union(*self.placement.values()))   # (a partition may sit on a node of its own)
         # every worker asked at once, live and waiting, one wait of 60 s for them all: one at a time, a node gone
         # silent cost 60 s a worker (until 2026-12-04: scripted, two silent waiting workers, 120 s), and until
@@ -42,6 +42,10 @@ class Asking:
             elif w not in waiting:
                 reports[w], profiles[w], *more = got
                 buffers = more[0] if more else buffers
+        first = min(reports, default=None)   # live[0] died here (lost above): the first live one left gives them
+        if first is not None and first != live[0]:
+            got = self._ask({first: [self.worker_actors[first].buffers]}, timeout=60)[first]
+            buffers = {} if isinstance(got, Exception) else got[0]
         return {"nodes": len(nodes), "queue_depth": self.coord.depth,
                 "placement": {k: [nodes.index(x) for x in v] for k, v in self.placement.items()},
                 "worker_devices": self.devices, "data_workers": [reports[w] for w in sorted(reports)],
