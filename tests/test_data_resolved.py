@@ -72,6 +72,19 @@ def test_the_analysis_folders_are_recorded_absolute_as_data_path_is(tmp_path, mo
     assert recorded["probes"] == ["digits", str(tmp_path / "concept")] and recorded["poses"] == ""
 
 
+def test_a_poses_folder_called_digits_is_recorded_absolute_too(tmp_path, monkeypatch):
+    """analysis.poses names a folder whatever its name (poses.py reads "digits" as ./digits): it stayed 'digits' in
+    config.toml, taken for the built-in set's name, and an analysis from another folder read that folder's own."""
+    _images(tmp_path / "imgs", 4)
+    (tmp_path / "digits").mkdir()
+    for angle in ("0", "30"):
+        _images(tmp_path / "digits" / angle, 2)
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", *RUN, "--steps", "2", "--set", "data.path=imgs", "--set", "analysis.poses=digits",
+                 "--out", "run"]) == 0
+    assert tomllib.loads((tmp_path / "run" / "config.toml").read_text())["analysis"]["poses"] == str(tmp_path / "digits")
+
+
 def test_autos_choice_is_recorded_and_kept_by_a_resume_whatever_the_data_size(tmp_path, monkeypatch):
     _images(tmp_path / "imgs", 4)
     argv = ["train", *RUN, "--set", f"data.path={tmp_path / 'imgs'}"]

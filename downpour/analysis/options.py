@@ -48,11 +48,12 @@ def absolute_paths(a: AnalysisConfig) -> AnalysisConfig:
     config.toml as its ``data.path`` is: an analysis from another folder (``downpour analyze RUN``, a resume's) reads
     the same images. Until 2026-12-05 ``downpour train --set analysis.dataset=concept`` kept 'concept', and the run
     analysed from elsewhere was refused ("neither a built-in labelled set ... nor a folder"), or read another 'concept'."""
-    def fixed(name: str) -> str:
-        return str(Path(name).absolute()) if name and name not in BUILT_IN and Path(name).exists() else name
+    def fixed(name: str, always_folder: bool = False) -> str:    # (poses, no_faces_run: a folder called digits too)
+        built_in = name in BUILT_IN and not always_folder
+        return str(Path(name).absolute()) if name and not built_in and Path(name).exists() else name
 
-    return dataclasses.replace(a, dataset=fixed(a.dataset), poses=fixed(a.poses), no_faces_run=fixed(a.no_faces_run),
-                               probes=[fixed(p) for p in a.probes])
+    return dataclasses.replace(a, dataset=fixed(a.dataset), poses=fixed(a.poses, True),
+                               no_faces_run=fixed(a.no_faces_run, True), probes=[fixed(p) for p in a.probes])
 
 
 def analysis_options(cfg: RunConfig, overrides: dict[str, Any]) -> AnalysisConfig:
