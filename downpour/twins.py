@@ -147,7 +147,11 @@ def kept(run: RunDir, cfg: RunConfig) -> dict[str, Any]:
     empty list; a Sandblaster run's, what a cross-fit reads of a kept fold: :func:`recorded_failures` now). Its
     analysis is dropped when ``cfg`` changes how it is made (any analysis key but ``report``): config.toml would name
     settings the analysis was not made with."""
-    saved = run.config.analysis
+    from downpour.analysis.options import absolute_paths
+
+    # (its folders as cfg's are: a run from before 2026-12-05 recorded analysis.dataset = "concept", cfg the same
+    # folder absolute, and its analysis was dropped for settings nothing changed)
+    saved = absolute_paths(run.config.analysis)
     if dataclasses.replace(saved, report=cfg.analysis.report) != cfg.analysis:
         run.drop_analysis("they were made with the analysis settings this command changes")
     run.save_config(dataclasses.replace(run.config, analysis=cfg.analysis))

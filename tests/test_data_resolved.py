@@ -85,6 +85,29 @@ def test_a_poses_folder_called_digits_is_recorded_absolute_too(tmp_path, monkeyp
     assert tomllib.loads((tmp_path / "run" / "config.toml").read_text())["analysis"]["poses"] == str(tmp_path / "digits")
 
 
+def test_a_finished_run_from_before_keeps_its_analysis_of_a_relative_folder_on_a_resume(tmp_path, monkeypatch):
+    """A run from before 2026-12-05 recorded analysis.dataset = "concept"; a resume's config (checked) names that folder
+    absolute, and a finished run kept (`downpour train --resume RUN` of a run and twin both finished, a cross-fit's
+    fold) dropped its analysis "made with the analysis settings this command changes", though it changed none."""
+    from downpour.preflight import check_run_config
+    from downpour.train.rundir import RunDir
+    from downpour.twins import train_kept
+
+    _images(tmp_path / "imgs", 4)
+    (tmp_path / "concept").mkdir()
+    for name in ("cat", "other"):
+        _images(tmp_path / "concept" / name, 3)
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", *RUN, "--steps", "2", "--set", "data.path=imgs", "--set", "analysis.dataset=concept",
+                 "--out", "run"]) == 0
+    config = tmp_path / "run" / "config.toml"
+    config.write_text(config.read_text().replace(repr(str(tmp_path / "concept")).replace("'", '"'), '"concept"'))
+    assert tomllib.loads(config.read_text())["analysis"]["dataset"] == "concept"     # as the run was recorded
+    (tmp_path / "run" / "analysis.json").write_text("{}")
+    assert train_kept(check_run_config(RunDir.open("run").config), tmp_path / "run")["kept"]
+    assert (tmp_path / "run" / "analysis.json").is_file()
+
+
 def test_autos_choice_is_recorded_and_kept_by_a_resume_whatever_the_data_size(tmp_path, monkeypatch):
     _images(tmp_path / "imgs", 4)
     argv = ["train", *RUN, "--set", f"data.path={tmp_path / 'imgs'}"]
