@@ -570,7 +570,6 @@ def test_more_workers_than_samples_names_the_data_and_the_most_workers_it_takes(
                               "began with")
 
 
-
 def test_a_streamed_workers_share_of_only_unreadable_files_is_refused_before_the_run_naming_what_to_do(tmp_path):
     """4 files, one corrupt, 4 streaming workers: the corrupt file's worker had nothing to read and the run failed at
     step 0 ("none of the 1 items of worker 1's shard (4 workers) can be read"), leaving a checkpoint whose resume failed
@@ -593,8 +592,8 @@ def test_a_streamed_workers_share_of_only_unreadable_files_is_refused_before_the
     assert re.fullmatch(rf"cluster.workers = 4, but worker \d's share of data.path {re.escape(repr(str(tmp_path)))} "
                         rf"\(1 file\) holds only files that cannot be read \(first: {re.escape(bad)}: "
                         r"UnidentifiedImageError: .*\), and each worker streams a share of its own; remove the 1 "
-                        r"unreadable file from data.path \(the log names them\), or use at most (\d) \(--workers \1\)",
-                        str(err.value))
+                        r"unreadable file from data.path \(the log names them\), or use at most (\d) \(--workers \1\); "
+                        r"a resumed run keeps its workers: restore the files it began with", str(err.value))
     most = int(re.search(r"--workers (\d)", str(err.value)).group(1))
     assert 1 <= most < 4
     set_up_cluster(load_config("cat-demo", [*sets, f"cluster.workers={most}"]))     # that many start

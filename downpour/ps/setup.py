@@ -101,7 +101,7 @@ def unreadable_share(cfg: RunConfig, data: Any) -> str | None:
         return None
     a, b = shard_range(w, n, len(data))
     most = next((m for m in range(n - 1, 0, -1) if barren(m) is None), 0)
-    fewer = f", or use at most {most} (--workers {most})" if most else ""
+    fewer = f", or use at most {most} (--workers {most}); {KEEPS_WORKERS}" if most else ""   # (a resume: no --workers)
     return (f"cluster.workers = {n}, but worker {w}'s share of data.path {cfg.data.path!r} ({plural(b - a, 'file')}) "
             f"holds only files that cannot be read (first: {data.items[a]}: {reasons[data.items[a]]}), and each worker "
             f"streams a share of its own; remove the {plural(len(reasons), 'unreadable file')} from data.path (the log "
