@@ -629,7 +629,6 @@ def test_the_report_says_how_many_files_the_run_skipped_and_names_the_first(run_
     assert note in write_report(copy, analyze_if_missing=False).read_text()
 
 
-
 def test_the_report_names_the_labelled_folders_unreadable_images(run_dir, tmp_path):
     """A concept folder's unreadable images were skipped, counted in analysis.json's labelled_set and said in the log;
     report.html said nothing of them (until 2026-12-05), though it says the training data's."""

@@ -211,7 +211,6 @@ def test_a_resume_over_a_changed_file_list_is_said_and_recorded(tmp_path, caplog
     assert any("file list changed since the checkpoint" in r.getMessage() for r in caplog.records)
 
 
-
 def test_a_workers_resume_over_a_changed_file_list_names_the_worker(tmp_path, caplog):
     """On the simulator every worker said "the data's file list changed since the checkpoint (125 items now)", the
     same line once per worker, naming none (until 2026-12-05): 125 read as the whole folder's count."""

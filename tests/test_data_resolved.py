@@ -41,8 +41,6 @@ def test_a_relative_path_is_recorded_absolute_and_a_resume_elsewhere_reads_the_s
     assert "refit_on_resume" not in json.loads((tmp_path / "run" / "preprocess.json").read_text())   # the same images
 
 
-
-
 def test_a_resume_whose_data_path_is_gone_names_its_config_not_a_default(tmp_path, capsys):
     """The run's folder moved (or unmounted): the resume said data.path "does not exist ... (the value is a default:
     RUN/config.toml has no base = "PRESET" ... add e.g. base = "cat-demo")", though config.toml sets it."""
