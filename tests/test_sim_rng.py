@@ -9,6 +9,7 @@ from safetensors.torch import load_file
 
 import downpour.ps.recorder as recorder
 from downpour.config import load_config
+from downpour.errors import CheckpointError
 from downpour.ps.cluster import run_cluster
 from downpour.ps.setup import worker_seed
 from downpour.ps.worker import Worker
@@ -88,6 +89,21 @@ def _as_before_2026_12_05(stem):
     meta = {k: v for k, v in meta.items() if k not in ("safetensors_sha256", "json_sha256")}
     save_state(stem, tensors, meta)
     return meta["step"]
+
+
+def test_a_checkpoint_missing_one_workers_rng_state_is_named_damaged_not_re_seeded(tmp_path, monkeypatch):
+    """Worker 1's state gone from a file that keeps each worker's (its digests written anew, as a tool would):
+    that worker was re-seeded without a word, and the resume drew other numbers than the run it continues."""
+    on_push = ctrl_c_after_push(monkeypatch, 9)
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path / "b")
+    monkeypatch.setattr(recorder.Recorder, "on_push", on_push)
+    tensors, meta = load_state(tmp_path / "b/checkpoints/server")
+    del tensors["sim.w1.torch_rng"]
+    save_state(tmp_path / "b/checkpoints/server", tensors,
+               {k: v for k, v in meta.items() if k not in ("safetensors_sha256", "json_sha256")})
+    with pytest.raises(CheckpointError, match="lacks key 'sim.w1.torch_rng'"):
+        _run(tmp_path / "b", resume=True)
 
 
 @pytest.mark.parametrize("workers", [1, 2])

@@ -67,10 +67,12 @@ class WorkerRngs:
         :func:`~downpour.ps.setup.worker_seed` at the resume's step, as a Ray resume seeds them). A one-worker run
         goes on bit for bit; one of 2+ workers draws other numbers than it would have without the stop (its shared
         draws cannot be replayed by per-worker states), which only such an old file does."""
-        if f"{prefix}w0.torch_rng" not in tensors:
+        per_worker = f"{prefix}w0.torch_rng" in tensors     # (then every worker's state is there: one missing is
+        if not per_worker:                                  # a damaged file, named by the KeyError, not re-seeded)
             tensors = {f"{prefix}w0.{kind}": t for kind in ("torch_rng", "cuda_rng")
                        if (t := tensors.get(f"{prefix}{kind}")) is not None}
         for w, (cpu, cuda) in enumerate(self.states):
             saved_cuda = tensors.get(f"{prefix}w{w}.cuda_rng")
-            self.states[w] = (tensors.get(f"{prefix}w{w}.torch_rng", cpu),
+            key = f"{prefix}w{w}.torch_rng"
+            self.states[w] = (tensors[key] if per_worker else tensors.get(key, cpu),
                               saved_cuda if saved_cuda is not None and cuda is not None else cuda)
