@@ -248,6 +248,32 @@ def stub_setup(workers: int, restarts: int = 0, silent_seconds: float = 0.0) -> 
     return SimpleNamespace(cfg=SimpleNamespace(cluster=cluster), data=[])
 
 
+def stubbed_spawns(monkeypatch: Any, cluster: RayCluster, workers: int, partitions: int) -> list[str | None]:
+    """Stub the actors ``RayCluster._spawn`` itself starts (worker and partition actors, no Ray) and what it reads of
+    ``cluster``'s setup (``workers`` replicas of ``partitions`` partitions, no shard); the list returned gets the node
+    each actor started is pinned to (None: Ray chooses), in the order started."""
+    from downpour.ps import partitions_on_ray
+
+    made: list[str | None] = []
+
+    class Actor:
+        @staticmethod
+        def options(**options: Any) -> SimpleNamespace:
+            made.append(pinned(options))
+            return SimpleNamespace(remote=lambda *args: None)
+
+    for module, name in ((cluster_on_ray, "WorkerActor"), (partitions_on_ray, "PartitionActor")):
+        monkeypatch.setattr(module, name, Actor)
+    monkeypatch.setattr(partitions_on_ray, "stage_specs", lambda model, p: None)
+    monkeypatch.setattr(cluster_on_ray, "frozen_params", lambda model: None)
+    keys = SimpleNamespace(workers=workers, partitions=partitions, n_fetch=1)
+    cluster.setup = SimpleNamespace(cfg=SimpleNamespace(cluster=keys, train=SimpleNamespace(lr=0.1), seed=0),
+                                    data=SimpleNamespace(shard=lambda w, n: None), bounds=[],
+                                    gate=SimpleNamespace(gated=None), model=None, shards_of=[[]] * partitions, rng=None)
+    cluster.shard_actors, cluster.per_worker, cluster.gpus, cluster.threads = [], 1.0, 0.0, 1
+    return made
+
+
 class HandedCluster(RayCluster):
     """``RayCluster`` built by its own constructor (every field it declares is there, one it gains too: a stub that set
     the fields by hand on ``object.__new__`` broke at each) on actors handed to it: ``shard_actors`` and ``workers``

@@ -60,3 +60,49 @@ def test_on_fewer_nodes_the_index_wraps_round_robin_and_workers_stay_where_they_
 def test_an_actor_kind_the_placer_does_not_know_is_refused_by_name():
     with pytest.raises(ValueError, match=r"no such actor kind 'replica' \(one of partition, worker, shard\)"):
         spot("replica", 0, 2, 2)
+
+
+def _driver(monkeypatch, nodes, r, k):
+    """A scripted cluster of ``r`` replicas of ``k`` partitions on ``nodes`` (tests/scripted_ray.py), whose workers
+    ``RayCluster._spawn`` itself starts afresh (actors stubbed): the list of each actor's node, in the order started."""
+    from scripted_ray import ScriptedCluster, coordinator, scripted_runtime, stubbed_spawns
+
+    rt = scripted_runtime(monkeypatch, nodes=nodes)
+    cluster = ScriptedCluster(rt, coordinator(r, 40), partitions=k)
+    made = stubbed_spawns(monkeypatch, cluster, r, k)
+    cluster.place, cluster.pins = placer(rt.nodes()), {}
+    for w in range(r):
+        cluster._incarnation[w] = 0
+    return rt, cluster, made
+
+
+def test_the_drivers_start_places_each_worker_and_partition_by_its_index_in_the_layout(monkeypatch):
+    """``RayCluster._spawn`` at the start, 2 x 2 on nodes a, b, c: worker w's partitions (indices 2w, 2w + 1), then
+    the worker (4 + w). Each kind counting from the first node (until 2026-12-05) put the workers on a and b, worker 0
+    beside its partition 0."""
+    from downpour.ps.cluster_on_ray import RayCluster
+
+    a, b, c = ("a" * 56, "b" * 56, "c" * 56)
+    _, cluster, made = _driver(monkeypatch, [a, b, c], 2, 2)
+    for w in range(2):
+        RayCluster._spawn(cluster, w, 0, 0)
+    assert made == [a, b, b, c, a, c]       # partitions 0, 1 and worker 0; partitions 2, 3 and worker 1
+
+
+def test_a_replacement_whose_node_is_gone_goes_round_robin_by_its_index_in_the_layout(monkeypatch):
+    """2 x 2 on nodes a, b, c, d: worker 1 (index 5) on b, its partitions (2, 3) on c and d. Node b is lost: the
+    replacement goes round-robin over the three alive with room by the same index, 5 -> d (index 1, the worker's
+    own count, read c), its partitions kept."""
+    from downpour.ps import connect_on_ray
+    from downpour.ps.cluster_on_ray import RayCluster
+
+    a, b, c, d = ("a" * 56, "b" * 56, "c" * 56, "d" * 56)
+    rt, cluster, made = _driver(monkeypatch, [a, b, c, d], 2, 2)
+    for w in range(2):
+        RayCluster._spawn(cluster, w, 0, 0)
+    assert made[3:] == [c, d, b]
+    monkeypatch.setattr(connect_on_ray, "_free_per_node", lambda: {n: {"CPU": 4.0} for n in (a, c, d)})
+    rt.lose_node(b)
+    made.clear()
+    RayCluster._spawn(cluster, 1, 0, 20)
+    assert made == [c, d, d]

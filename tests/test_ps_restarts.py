@@ -8,7 +8,7 @@ import logging
 
 import pytest
 import scripted_ray
-from scripted_ray import ScriptedCluster, coordinator, scripted_runtime
+from scripted_ray import ScriptedCluster, coordinator, scripted_runtime, stubbed_spawns
 
 from downpour.ps.on_ray import RESTART_SECONDS
 
@@ -620,34 +620,16 @@ def test_a_restart_reads_the_nodes_once_and_places_its_partitions_by_that_read(m
     and then its partitions' each read ray.nodes(): two reads a restart, between which a node could be lost. Now one,
     which places the partitions too: partition 0's node is gone, so b (free of its sibling on a); partition 1 stays
     on a; the worker, pinned to a, stays there."""
-    from types import SimpleNamespace
-
-    from downpour.ps import cluster_on_ray, partitions_on_ray
+    from downpour.ps import cluster_on_ray
     from downpour.ps.cluster_on_ray import RayCluster
-    from downpour.ps.connect_on_ray import pinned
 
     a, b, c = ("a" * 56, "b" * 56, "c" * 56)
     rt = scripted_runtime(monkeypatch, nodes=[a, b, c])
-    reads, made = [], []
+    reads = []
     monkeypatch.setattr(cluster_on_ray.ray, "nodes", lambda: reads.append(1) or rt.nodes())
-
-    class Actor:
-        @staticmethod
-        def options(**options):
-            made.append(pinned(options))
-            return SimpleNamespace(remote=lambda *args: None)
-
-    for module, name in ((cluster_on_ray, "WorkerActor"), (partitions_on_ray, "PartitionActor")):
-        monkeypatch.setattr(module, name, Actor)
-    monkeypatch.setattr(partitions_on_ray, "stage_specs", lambda model, p: None)
-    monkeypatch.setattr(cluster_on_ray, "frozen_params", lambda model: None)
     cluster = ScriptedCluster(rt, coordinator(2, STEPS), partitions=2)
     assert [cluster.pins[1, p] for p in (0, 1)] == [c, a]
-    cluster.setup = SimpleNamespace(cfg=SimpleNamespace(cluster=SimpleNamespace(workers=2, partitions=2, n_fetch=1),
-                                                        train=SimpleNamespace(lr=0.1), seed=0),
-                                    data=SimpleNamespace(shard=lambda w, n: None), bounds=[],
-                                    gate=SimpleNamespace(gated=None), model=None, shards_of=[[], []], rng=None)
-    cluster.shard_actors, cluster.per_worker, cluster.gpus, cluster.threads = [], 1.0, 0.0, 1
+    made = stubbed_spawns(monkeypatch, cluster, 2, 2)
     cluster.pins[1, None] = a
     rt.lose_node(c)
     reads.clear()
