@@ -814,6 +814,11 @@ def test_holms_paragraph_says_which_of_its_family_are_correlations_and_reads_the
     holm(rows)
     assert family_paragraph(rows).endswith("This is a lead to recheck with more seeds, not a finding: less/none: rho "
                                            "negative.")
+    alone = [{"condition": "less/none", "tests": {}}]
+    record_test(alone[0], "rho", "higher", 0.01, correlation=True)
+    holm(alone)
+    assert family_paragraph(alone).startswith("Holm's correction over the 1 reading this verdict reads (the rank "
+                                              "correlation it reads for its sign, in all its paragraphs)")
 
 
 def test_a_reading_holms_correction_does_not_keep_is_called_a_lead_where_the_verdict_says_it():

@@ -330,7 +330,8 @@ def family_paragraph(rows: Sequence[dict[str, Any]], alpha: float = 0.05) -> str
     corr = sum(math.isfinite(t["p_holm"]) and bool(t.get("correlation")) for _, _, t in tests)
     what = ("every figure it compares between a condition and its reference" if not corr else
             f"{plural(m - corr, 'figure')} compared between a condition and its reference and "
-            f"{plural(corr, 'rank correlation')}, each read for its sign")
+            f"{plural(corr, 'rank correlation')}, each read for its sign" if m > corr else
+            f"{'every' if corr > 1 else 'the'} rank correlation it reads for its sign")
     counted = plural(m, "reading" if corr else "paired comparison")
     said = (f"Holm's correction over {'all' if m > 1 else 'the'} {counted} this "
             f"verdict reads ({what}, in all its paragraphs)")
