@@ -475,6 +475,48 @@ def test_a_split_replicas_calls_go_through_its_own_process_counted_by_hand():
     assert paper["cluster"]["replica_machines"] == 0 and "replica link" not in paper["cycle_bounds_s"]
 
 
+def test_a_split_partition_holds_only_its_blocks_filter_work_counted_by_hand():
+    """The main job split in 2 (blocks above; batch 32, greedy, tile 2, tied decoder): a partition actor keeps from a
+    trained call to its backward its input window, its codes block and the window's reconstruction, stage 1's largest
+    640 + 2,600 + 640 = 3,880 floats per example, stage 2's 768 + 256 + 768 = 1,792; pooling, LCN and the cost run in
+    the replica's process. Its copies: the lent banks expanded to its block, saved once (the tied decoder uses the
+    same tensor), stage 1's 8 maps x 64 x 13·25 positions = 166,400 floats, stage 2's 8 x 200 x 4·8 = 51,200. Greedy:
+    the larger step's, stage 1's. Until 2026-12-05 it was DistBelief's partition: the stage's activations over K with
+    the pooling and LCN halos (1.02 MB) and the replica's copies over K (1.33 MB)."""
+    plan = plan_for(None, (), Cluster(machines=8, partitions=2), config="main")
+    part = plan["partition"]
+    assert [s["partition"]["act_bytes_batch"] for s in plan["stages"]] == [32 * 4 * 3880, 32 * 4 * 1792]
+    assert (part["act_bytes"], part["copy_bytes"]) == (32 * 4 * 3880, 4 * 166400)
+
+
+def test_a_split_replicas_own_process_memory_is_counted_and_checked_by_hand(capsys):
+    """The same split's replica's process holds the shared banks (2,048 + 6,400 floats) and their gradient (the
+    optimiser's state is the shards'), the model's buffers (masks 32·32 and 12·12, LCN taps 5 + 5: 1,178 floats), what
+    the whole replica's maps keep but for the input its partitions keep (stage 1 14,352 − 1,024 = 13,328 floats per
+    example, stage 2 3,904 − 1,152 = 2,752; greedy: the larger) and a step's windows and codes to and from its
+    partitions (stage 1's step 13,744, stage 2's 6,248 + 5,632 = 11,880 floats per example: the larger). It was not
+    counted until 2026-12-05: a machine of 2 MB fits the partitions (1.23 MB) but not the replica's 3.54 MB."""
+    plan = plan_for(None, (), Cluster(machines=8, partitions=2, memory_gb=0.002), config="main")
+    part = plan["partition"]
+    assert (part["replica_weight_bytes"], part["replica_grad_bytes"], part["replica_state_bytes"]) == (
+        4 * 8448, 4 * 8448, 4 * 1178)
+    assert (part["replica_act_bytes"], part["replica_calls_bytes"]) == (32 * 4 * 13328, 32 * 4 * 13744)
+    assert part["replica_memory_bytes"] == 4 * (2 * 8448 + 1178 + 32 * 13328 + 32 * 13744) == 3_537_512
+    assert plan["fits"]["partition"] and not plan["fits"]["replica"]
+    assert main(["plan", "--config", "main", "--partitions", "2", "--machines", "8", "--memory", "0.002"]) == 0
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("memory of each replica's process"))
+    assert line.startswith("memory of each replica's process: 3.54MB (shared banks 33.79kB") and \
+        line.endswith("** does not fit **")
+    # chosen, a count whose replica's process does not fit is not taken: at 3 MB none fits (each replica's holds the
+    # whole replica's maps, whatever K), where 2 partitions were taken; at 4 MB 2 are
+    assert not plan_for(None, (), Cluster(machines=40, memory_gb=0.003), config="main")["fits"]["replica"]
+    assert plan_for(None, (), Cluster(machines=40, memory_gb=0.004), config="main")["cluster"]["partitions"] == 2
+    # one partition runs no such process, and the paper's pipeline has none
+    whole = plan_for(None, (), Cluster(machines=8, partitions=1), config="main")
+    assert whole["partition"]["replica_memory_bytes"] == 0
+    assert plan_for("paper", (), Cluster(machines=1000, partitions=16))["partition"]["replica_memory_bytes"] == 0
+
+
 def test_a_split_frozen_layers_untied_decoder_is_sent_only_what_it_uses_counted_by_hand():
     """The main job's split in 2 (above) under a frozen Gabor first layer with untied decoders (tile 2: 4 banks a
     block, stage 1's of 8·1·8·8 = 512 floats, stage 2's of 8·8·5·5 = 1,600, as many decoder banks). Stage 1's step

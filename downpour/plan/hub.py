@@ -28,8 +28,8 @@ from typing import Any
 from downpour.parallel.blocks import split_blocks
 from downpour.plan.stage import Network, Stage, over_schedule
 
-__all__ = ["codes_size", "hub_runs", "lends_banks", "lent", "machines_of", "replica_machines", "stage_calls",
-           "windows"]
+__all__ = ["block_copies", "block_held", "codes_size", "hub_runs", "lends_banks", "lent", "machines_of", "replica_held",
+           "replica_machines", "replica_memory", "stage_calls", "windows"]
 
 
 def codes_size(stage: Stage) -> tuple[int, int]:
@@ -93,6 +93,72 @@ def _calls(stage: Stage, k: int) -> list[tuple[int, int]]:
         # or encoder trains) and of the codes (the encoder trains)
         per.append((2 * win + codes + win * (stage.params > 0) + codes * encoder, win + codes))
     return per
+
+
+def block_held(stage: Stage, k: int) -> float:
+    """Floats per example the largest of ``k`` partition actors keeps from a trained call of ``stage`` to its backward
+    (``PartitionActor.encode``'s graph): the input window, which the encoder's weight gradient saves (not a frozen
+    encoder's: its codes have no graph), the block's codes and the window's reconstruction (both kept for the backward
+    call, whatever trains). Pooling, LCN and the cost run in the replica's process (:func:`replica_held`); a
+    forward-only call keeps nothing. Until 2026-12-05 the plan gave a partition DistBelief's share, the stage's
+    activations (pooling and the cost's included) over K plus the input, pooling and LCN halos: the main job split in 2
+    read 1.02 MB a step where its largest partition keeps 496.6 kB."""
+    c, m, most = stage.in_shape[0], stage.out_shape[0], 0
+    for b in split_blocks(codes_size(stage), stage.kernel, stage.stride, k):
+        win = c * (b.in_rows.stop - b.in_rows.start) * (b.in_cols.stop - b.in_cols.start)
+        codes = m * (b.rows.stop - b.rows.start) * (b.cols.stop - b.cols.start)
+        most = max(most, win * (stage.params > stage.decoder) + codes + win)
+    return float(most)
+
+
+def block_copies(stage: Stage, k: int) -> float:
+    """Floats the largest of ``k`` partition actors keeps per trained call of tiled ``stage``, whatever the batch: the
+    lent banks expanded to one per position of its block (``PartitionActor.encode`` expands them always), saved by the
+    encoder where it trains and by the untied decoder (a tied one decodes with the encoder's same tensor). The replica
+    normalises the banks before lending them (``model.filter_norm``: those copies are its own). Until 2026-12-05 a
+    partition was given its share of the stage's copies (:mod:`downpour.plan.held`: encoder and decoder expanded
+    apart, as a whole replica's tiled layer runs on a CPU): the main job split in 2 read 1.33 MB where its largest
+    partition keeps 665.6 kB."""
+    c, m = stage.in_shape[0], stage.out_shape[0]
+    most = max((b.rows.stop - b.rows.start) * (b.cols.stop - b.cols.start)
+               for b in split_blocks(codes_size(stage), stage.kernel, stage.stride, k))
+    return float(m * c * stage.kernel ** 2 * most * ((stage.params > stage.decoder) + (stage.decoder > 0)))
+
+
+def replica_held(stage: Stage) -> float:
+    """Floats per example the replica's process keeps from a trained step of ``stage`` to its backward: the stage's
+    activations (``Stage.act_floats``, :mod:`downpour.plan.held`) on the whole replica's maps, but for what the filters
+    save, which its partitions keep (:func:`block_held`): the input, where the encoder trains; a frozen encoder's codes,
+    where its untied decoder trains (the replica keeps the residual alone: its codes have no graph there)."""
+    if not stage.act_floats:
+        return 0.0
+    c, h, w = stage.in_shape
+    m, (oh, ow) = stage.out_shape[0], codes_size(stage)
+    return stage.act_floats - (c * h * w if stage.params > stage.decoder else m * oh * ow)
+
+
+def replica_memory(net: Network, k: int, batch: int) -> dict[str, float]:
+    """Bytes the replica's process of ``k`` partitions holds in a step of ``batch`` examples, the partitions' way of
+    counting (weights and one gradient, the push; the optimiser's state is on the shards, and the replica's local
+    steps between fetches are plain SGD, stateless): the tiled stages' shared banks (frozen ones too) and their
+    gradient; the model's buffers (the stages' masks and LCN taps: the replica runs every stage whole); what the whole
+    replica's maps keep for the backward (:func:`replica_held`: a greedy step's of its largest stage, as a partition's);
+    and a step's windows, code blocks, reconstructions and their gradients to and from its partitions
+    (:func:`windows`), counted as if all held at once (they are freed as each call returns). All 0 where
+    :func:`hub_runs` is not. Not counted until 2026-12-05, when the replica's process got a machine of its own."""
+    keys = ("replica_weight_bytes", "replica_grad_bytes", "replica_state_bytes", "replica_act_bytes",
+            "replica_calls_bytes", "replica_memory_bytes")
+    if not hub_runs(net, k):
+        return dict.fromkeys(keys, 0.0)
+    shared = [s for s in net.stages if lends_banks(net, s, k)]
+    held = [4 * batch * replica_held(s) for s in net.stages]
+    calls = windows(net, k)
+    greedy = net.schedule == "greedy"
+    out = dict(zip(keys, (4 * sum(s.params + s.frozen for s in shared), 4 * sum(s.params for s in shared),
+                          4 * sum(s.state_floats for s in net.stages), max(held) if greedy else sum(held),
+                          4 * batch * (max(calls["replica_by_stage"]) if greedy else calls["replica"]))))
+    out["replica_memory_bytes"] = sum(out.values())
+    return out
 
 
 def stage_calls(net: Network, stage: Stage, k: int) -> float:

@@ -5,7 +5,10 @@ S parameter-server shard machines; and, split the Ray runner's way (every networ
 machine per replica for its own process (:mod:`downpour.plan.hub`). A cat stage's output grid is cut into a gr x gc grid of K
 spatial blocks (gr·gc = K, the pair with the shortest cuts, as ``downpour.parallel`` cuts them); a partition owns its block's untied weights
 (encoder, and decoder if untied) and needs its input window, its block plus the receptive-field
-halo, and the pooling and LCN halos of its neighbours. Every number is for the largest block.
+halo, and the pooling and LCN halos of its neighbours (DistBelief's pipeline; split the runner's way a partition
+keeps its block's filter work alone, and the replica's process, whose memory is checked too, the rest:
+:mod:`~downpour.plan.hub`).
+Every number is for the largest block.
 
 Per step of B examples (train.batch_size), on the largest partition:
 
@@ -39,7 +42,8 @@ from downpour.models.frozen import CACHE_BYTES
 from downpour.parallel.blocks import grid_shape
 from downpour.parallel.partition import least_shards as runner_least_shards
 from downpour.plan.calibrate import Rates
-from downpour.plan.hub import codes_size, hub_runs, lends_banks, lent, machines_of, replica_machines, windows
+from downpour.plan.hub import (block_copies, block_held, codes_size, hub_runs, lends_banks, lent, machines_of,
+                               replica_machines, replica_memory, windows)
 from downpour.plan.network import Network, Stage, over_schedule
 from downpour.plan.staleness import steady_staleness
 
@@ -93,9 +97,11 @@ def _area(need: tuple[int, int], own: tuple[int, int], channels: int) -> int:
     return max(0, channels * (need[0] * need[1] - own[0] * own[1]))
 
 
-def partition_stage(stage: Stage, k: int) -> dict[str, float]:
+def partition_stage(stage: Stage, k: int, runner: bool = False) -> dict[str, float]:
     """The largest of ``k`` blocks of one stage: its share of the weights, FLOPs and activations (per
-    example), and the halo values it receives per example (forward inputs, pooling halo both ways, LCN)."""
+    example), and the halo values it receives per example (forward inputs, pooling halo both ways, LCN). ``runner``:
+    split the Ray runner's way (:func:`~downpour.plan.hub.hub_runs`), its activations are what the partition actor
+    keeps (:func:`~downpour.plan.hub.block_held`), not DistBelief's share with the halos."""
     if not stage.in_shape or k == 1:
         share = 1 / k
         return {"share": share, "params": stage.params * share, "frozen": stage.frozen * share,
@@ -124,8 +130,9 @@ def partition_stage(stage: Stage, k: int) -> dict[str, float]:
     halo_lcn = _area((need(qh, 1, stage.lcn, ph, gr), need(qw, 1, stage.lcn, pw, gc)), (qh, qw), m)
     return {"share": share, "params": stage.params * weight_share, "frozen": stage.frozen * weight_share,
             "flops_fwd_bwd": stage.flops_fwd_bwd * share, "flops_fwd": stage.flops_fwd * share,
-            "act_floats": stage.act_floats * share + halo_in + halo_pool + halo_lcn,
-            "copy_floats": stage.copy_floats * share,     # normalised filters of its block (the runner needs them untied)
+            "act_floats": block_held(stage, k) if runner else stage.act_floats * share + halo_in + halo_pool + halo_lcn,
+            "copy_floats": block_copies(stage, k) if runner and stage.tied_banks is not None
+            else stage.copy_floats * share,       # normalised filters of its block (the runner needs them untied)
             "state_floats": stage.state_floats * share,   # its block's share of the stage's mask
             "halo_floats": float(halo_in + 2 * halo_pool + halo_lcn),        # trained: the pooling halo both ways
             "halo_fwd_floats": float(halo_in + halo_pool + halo_lcn)}        # forward only (below a greedy stage)
@@ -147,7 +154,7 @@ def _uncuttable(net: Network, k: int) -> str:
 
 
 def _partition(net: Network, k: int, batch: int, rule: str) -> dict[str, float]:
-    parts = [partition_stage(s, k) for s in net.stages]
+    parts = [partition_stage(s, k, hub_runs(net, k)) for s in net.stages]
     params = sum(p["params"] for p in parts)
 
     def over(trained: str, forward: str) -> float:   # per example, averaged over the schedule's steps
@@ -193,6 +200,7 @@ def _partition(net: Network, k: int, batch: int, rule: str) -> dict[str, float]:
     # its bound (what it holds depends on the data's distinct rows): only where one machine holds the whole replica;
     # K > 1 partitions are remote, where the cache is dropped (ps/partitions_on_ray.py). Counted since 2026-12-05
     out["frozen_cache_bytes"] = CACHE_BYTES if cat and net.schedule == "greedy" and k == 1 and len(parts) > 1 else 0
+    out.update(replica_memory(net, k, batch))   # the replica's own process (hub.py), a machine of its own: 0 where none
     out["memory_bytes"] = (out["weight_bytes"] + out["frozen_bytes"] + out["state_bytes"] + out["grad_bytes"]
                            + out["act_bytes"] + out["copy_bytes"] + out["frozen_cache_bytes"])
     return out
@@ -295,6 +303,11 @@ def _too_few_machines(net: Network, cl: Cluster, k: int | None = None, fits: boo
             f"machines; give --machines {need} or more" + (f", or fewer {' or '.join(fewer)}" if fewer else ""))
 
 
+def _fits(part: dict[str, float], cl: Cluster) -> bool:
+    """Whether a partition and its replica's own process each fit a machine's memory."""
+    return max(part["memory_bytes"], part["replica_memory_bytes"]) <= cl.memory_gb * GB
+
+
 def predict(net: Network, cl: Cluster, rates: Rates, batch: int, n_push: int = 1, n_fetch: int = 1,
             rule: str = "adagrad") -> dict[str, Any]:
     """The plan of ``net`` on ``cl`` (module docstring); defaults of ``cl`` resolved and reported.
@@ -320,7 +333,8 @@ def predict(net: Network, cl: Cluster, rates: Rates, batch: int, n_push: int = 1
     laid_out = [k for k in ks if any(s >= least[k] for _, s in _splits(net, cl, k))]
     # where no partition count fits a machine's memory, the plan of the most partitions that can be laid out,
     # marked "does not fit" (the largest count may have no layout: then the shards were blamed, not the memory)
-    fitting = [k for k in laid_out if parts[k]["memory_bytes"] <= cl.memory_gb * GB] or laid_out[-1:]
+    # (the replica's own process too, on its machine: counted since 2026-12-05)
+    fitting = [k for k in laid_out if _fits(parts[k], cl)] or laid_out[-1:]
     layouts = [(k, r, s) for k in fitting for r, s in _splits(net, cl, k) if s >= least[k]]
     if not layouts:
         raise ConfigError(_too_few_machines(net, cl, least=least.get(cl.partitions)))
@@ -328,7 +342,7 @@ def predict(net: Network, cl: Cluster, rates: Rates, batch: int, n_push: int = 1
         layouts = [(k, r, s) for k, r, s in layouts if machines_of(net, r, k, s) <= cl.machines]
         if not layouts:       # (the fewest partitions that fit make the smallest layout)
             k = min(fitting)
-            raise ConfigError(_too_few_machines(net, cl, k, parts[k]["memory_bytes"] <= cl.memory_gb * GB, least[k]))
+            raise ConfigError(_too_few_machines(net, cl, k, _fits(parts[k], cl), least[k]))
     rate = {lay: _timing(net, parts[lay[0]], cl, lay[1], lay[0], lay[2], *args)["examples_per_s"] for lay in layouts}
     top = max(rate.values())
     k, r, s = min((lay for lay in layouts if rate[lay] >= 0.95 * top), key=lambda lay: (lay[1], -rate[lay]))
@@ -343,6 +357,8 @@ def predict(net: Network, cl: Cluster, rates: Rates, batch: int, n_push: int = 1
             "push_bytes_replica": 4 * net.params, "push_bytes_partition": part["server_bytes"],
             "push_bytes_shared": part["shared_bytes"], "lend_bytes_partition": part["lend_bytes"],
             "lend_bytes_replica": part["lend_bytes_replica"],
-            "fits": {"partition": part["memory_bytes"] <= cl.memory_gb * GB, "shard": shard_bytes <= cl.memory_gb * GB,
+            "fits": {"partition": part["memory_bytes"] <= cl.memory_gb * GB,
+                     "replica": part["replica_memory_bytes"] <= cl.memory_gb * GB,
+                     "shard": shard_bytes <= cl.memory_gb * GB,
                      "machines": machines_of(net, r, k, s) <= cl.machines},
             **timing}

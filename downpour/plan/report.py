@@ -41,7 +41,7 @@ def make_plan(net: Network, cluster: Cluster, rates: Rates, batch: int, n_push: 
     k = pred["cluster"]["partitions"]
     stages = []
     for s in net.stages:
-        part = partition_stage(s, k)
+        part = partition_stage(s, k, hub_runs(net, k))
         stages.append({"stage": s.name, "out_shape": list(s.out_shape), "positions": s.positions,
                        "connections": s.connections, "params": s.params, "flops_fwd": s.flops_fwd,
                        # forward + backward of this row per example: a cat stage's training, a built model's layer on
@@ -174,6 +174,7 @@ def format_plan(plan: dict[str, Any]) -> str:
         + ("" if plan["fits"]["partition"] else "  ** does not fit **")
         + f"; per shard {_human(plan['shard_bytes'], 'B')} (parameters + {plan['rule']} state)"
         + ("" if plan["fits"]["shard"] else "  ** does not fit **"),
+        *_replica_memory(plan),
         f"bytes per push (= per fetch): {_human(plan['push_bytes_replica'], 'B')} per replica, "
         f"{_human(plan['push_bytes_partition'], 'B')} per partition"
         + (f" and {_human(plan['push_bytes_shared'], 'B')} of shared banks by the replica itself; lent to its "
@@ -201,6 +202,21 @@ def format_plan(plan: dict[str, Any]) -> str:
     lines.append("  - cores scale the layer's FLOP rate linearly; halo exchange and fetches do not overlap compute; "
                  "a push travels while the next steps compute (as in the simulator)")
     return "\n".join(lines)
+
+
+def _replica_memory(plan: dict[str, Any]) -> list[str]:
+    """The memory line of a split replica's own process (plan/hub.py ``replica_memory``; none where it runs none)."""
+    part = plan["partition"]
+    if not part["replica_memory_bytes"]:
+        return []
+    return [f"memory of each replica's process: {_human(part['replica_memory_bytes'], 'B')} ("
+            + (f"shared banks {_human(part['replica_weight_bytes'], 'B')}, gradient "
+               f"{_human(part['replica_grad_bytes'], 'B')}, " if part["replica_weight_bytes"] else "")
+            + (f"model state (buffers) {_human(part['replica_state_bytes'], 'B')}, "
+               if part["replica_state_bytes"] else "")
+            + f"activations of the whole replica's maps {_human(part['replica_act_bytes'], 'B')}, a step's windows, "
+            f"codes and their gradients to and from its partitions {_human(part['replica_calls_bytes'], 'B')})"
+            + ("" if plan["fits"]["replica"] else "  ** does not fit **")]
 
 
 def format_check(result: dict[str, Any]) -> str:
