@@ -482,11 +482,12 @@ def test_a_split_partition_holds_only_its_blocks_filter_work_counted_by_hand():
     the replica's process. Its copies: the lent banks expanded to its block, saved once (the tied decoder uses the
     same tensor), stage 1's 8 maps x 64 x 13·25 positions = 166,400 floats, stage 2's 8 x 200 x 4·8 = 51,200. Greedy:
     the larger step's, stage 1's. Until 2026-12-05 it was DistBelief's partition: the stage's activations over K with
-    the pooling and LCN halos (1.02 MB) and the replica's copies over K (1.33 MB)."""
+    the pooling and LCN halos (1.02 MB), the replica's copies over K (1.33 MB) and its block's share of the buffers."""
     plan = plan_for(None, (), Cluster(machines=8, partitions=2), config="main")
     part = plan["partition"]
     assert [s["partition"]["act_bytes_batch"] for s in plan["stages"]] == [32 * 4 * 3880, 32 * 4 * 1792]
     assert (part["act_bytes"], part["copy_bytes"]) == (32 * 4 * 3880, 4 * 166400)
+    assert part["state_bytes"] == 0        # the masks and LCN taps are the replica's (its block's share was counted)
 
 
 def test_a_split_replicas_own_process_memory_is_counted_and_checked_by_hand(capsys):

@@ -133,7 +133,9 @@ def partition_stage(stage: Stage, k: int, runner: bool = False) -> dict[str, flo
             "act_floats": block_held(stage, k) if runner else stage.act_floats * share + halo_in + halo_pool + halo_lcn,
             "copy_floats": block_copies(stage, k) if runner and stage.tied_banks is not None
             else stage.copy_floats * share,       # normalised filters of its block (the runner needs them untied)
-            "state_floats": stage.state_floats * share,   # its block's share of the stage's mask
+            # its block's share of the stage's mask (DistBelief's); the runner's actor holds no buffer: the replica's
+            # process runs the cost and LCN (hub.py replica_memory; until 2026-12-05 the main job split in 2 read 2.44 kB)
+            "state_floats": 0.0 if runner else stage.state_floats * share,
             "halo_floats": float(halo_in + 2 * halo_pool + halo_lcn),        # trained: the pooling halo both ways
             "halo_fwd_floats": float(halo_in + halo_pool + halo_lcn)}        # forward only (below a greedy stage)
 
