@@ -1327,3 +1327,20 @@ def test_holms_paragraph_says_a_count_of_one_or_none_in_english():
     none = [{"condition": "a", "tests": {"d": {"reading": "not measured", "p": math.nan}}}]
     holm(none)
     assert family_paragraph(none).startswith("Holm's correction over the 0 paired comparisons this verdict reads (")
+
+
+def test_the_pages_footnote_counts_its_own_comparisons_and_says_intervals_are_cut(tmp_path):
+    """study.html's footnote said "35 comparisons ... about 1.75 times" whatever the study read (the quick staleness
+    study reads 11), and that a bounded figure's interval "can reach past 0 or 1 ...: it is shown as computed",
+    which stopped being so when `stats.within_range` began cutting intervals at their figure's range (2026-12-04)."""
+    from downpour.studies.html import write_html
+
+    test = {"reading": "inconclusive", "p": 1.0, "p_holm": 1.0}
+    rows = [{"condition": f"c{i}", "params": {}, "n": 2, "figures": {"d_probe": [0.1, -0.2, 0.4]},
+             "tests": {"d_probe": test, "d_auc": test}} for i in range(5)]
+    result = {"study": "planted", "question": "q", "command": "c", "quick": True, "seeds": [0, 1], "verdict": "v",
+              "cells": rows, "seconds": 1.0, "figures": []}
+    page = write_html(result, tmp_path / "study.html").read_text()
+    assert "its 10 comparisons at 95% would leave 0 out about 0.5 times (at least once in 40% of studies" in page
+    assert "35 comparisons" not in page and "shown as computed" not in page
+    assert "cut at what its figure can be" in page

@@ -75,6 +75,13 @@ def tests_table(rows: list[dict[str, Any]]) -> str:
     return f"<table>{head}{''.join(body)}</table>"
 
 
+def _chance(rows: list[dict[str, Any]]) -> str:
+    """How often this study's comparisons leave 0 out by chance alone (it said 35, whatever the study read)."""
+    n = sum(len(r.get("tests", {})) for r in rows)
+    return (f"with no effect anywhere, its {n} comparisons at 95% would leave 0 out about {0.05 * n:.2g} times (at "
+            f"least once in {100 * (1 - 0.95 ** n):.0f}% of studies, were they independent)")
+
+
 def _holds(test: dict[str, Any]) -> str:
     if test["reading"] not in ("higher", "lower"):
         return ""
@@ -133,11 +140,10 @@ Reproduce with <code>{html.escape(result['command'])}</code>.</p>
 <h2>Conditions</h2>{rows_table(result['cells'])}
 <p><small>Intervals are 95%: Wilson for proportions, Bonett &amp; Price's adjusted Wald for paired
 differences of proportions, Student's t for means and paired differences of means (the sign test's
-for a paired difference with no spread). A t interval of a bounded figure (an accuracy, a share)
-can reach past 0 or 1 with few seeds: it is shown as computed. A seed whose figure is not finite is
+for a paired difference with no spread). An interval's ends are cut at what its figure can be (an
+accuracy or a share in [0, 1], a time at 0), which changes no reading. A seed whose figure is not finite is
 left out of its interval, and said so. Each interval is for its own comparison, not adjusted for the
-many a verdict reads: with no effect anywhere, 35 comparisons at 95% leave 0 out about 1.75 times
-(at least once in 83% of studies, were they independent). The table below gives each comparison's
+many a verdict reads: {_chance(result['cells'])}. The table below gives each comparison's
 p-value (the test its interval inverts: paired t or the sign test; for a paired proportion McNemar's exact
 test, which a "higher" or "lower" needs beside an interval that leaves out 0) and Holm's adjusted p over all of them: a "higher" or
 "lower" whose Holm p is 0.05 or more is a lead to recheck with more seeds, not a finding.</small></p>
