@@ -1344,3 +1344,27 @@ def test_the_pages_footnote_counts_its_own_comparisons_and_says_intervals_are_cu
     assert "its 10 comparisons at 95% would leave 0 out about 0.5 times (at least once in 40% of studies" in page
     assert "35 comparisons" not in page and "shown as computed" not in page
     assert "cut at what its figure can be" in page
+
+
+def test_a_mean_with_no_spread_up_to_rounding_reads_the_same_in_every_seed():
+    """The quick mechanisms study's pyramid3 lfw probe, 0.9 in both seeds, was stored as 0.8999999999999999
+    [0.8999999999999989, 0.9000000000000009] and shown as "0.9 [0.9, 0.9]", as certain as a thousand seeds."""
+    from downpour.studies.html import rows_table
+
+    row = {"condition": "pyramid3", "params": {}, "n": 2,
+           "figures": {"probe_lfw": [0.8999999999999999, 0.8999999999999989, 0.9000000000000009],
+                       "probe_digits": [0.918, 0.886, 0.95]}}
+    table = rows_table([row])
+    assert "0.9 <small>(the same in every seed)</small>" in table and "0.918 <small>[0.886, 0.95]</small>" in table
+
+
+def test_a_reading_named_as_its_figure_has_a_column_of_its_own_name():
+    """The mechanisms study keeps each paired difference's reading in `extra` under the figure's own name: the
+    page's table had two columns headed d_probe_digits, one the interval and one "lower"."""
+    from downpour.studies.html import rows_table
+
+    row = {"condition": "glimpse", "params": {}, "n": 2, "figures": {"d_probe_digits": [-0.44, -0.567, -0.313]},
+           "extra": {"d_probe_digits": "lower", "steps": 30}}
+    table = rows_table([row])
+    assert table.count("<th>d_probe_digits</th>") == 1
+    assert "<th>d_probe_digits reading</th>" in table and "<th>steps</th>" in table

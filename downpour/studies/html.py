@@ -50,7 +50,10 @@ def rows_table(rows: list[dict[str, Any]]) -> str:
     figures = list(dict.fromkeys(k for r in rows for k in r["figures"]))
     extra = list(dict.fromkeys(k for r in rows for k in r.get("extra", {})))
     head = "".join(f"<th class=l>{html.escape(k)}</th>" for k in ["condition", *params])
-    head += "<th>n</th>" + "".join(f"<th>{html.escape(k)}</th>" for k in [*figures, *extra])
+    # an extra named as a figure (the mechanisms study's readings of its paired differences) is that figure's reading:
+    # its column said "d_probe_digits" twice, once the interval and once "lower"
+    named = [f"{k} reading" if k in figures else k for k in extra]
+    head += "<th>n</th>" + "".join(f"<th>{html.escape(k)}</th>" for k in [*figures, *named])
     body = []
     for r in rows:
         cells = f"<td class=l>{html.escape(r['condition'])}</td>"
@@ -94,7 +97,8 @@ def _figure(row: dict[str, Any], key: str) -> str:
         return ""
     left_out = row.get("missing", {}).get(key)
     value, low, high = row["figures"][key]
-    if low == high == value and row["n"] > 1:
+    if low <= value <= high and high - low <= 1e-9 * abs(value) and row["n"] > 1:
+        # (up to rounding: 0.8999999999999999 [0.8999999999999989, 0.9000000000000009] was shown as 0.9 [0.9, 0.9])
         # no spread: Student's t gives zero width however few the seeds (a probe's 27 of 30 right in both of 2
         # seeds read 0.900 [0.900, 0.900], as certain as a thousand seeds); say what it is instead
         shown = f"{fmt(value)} <small>(the same in every seed{' measured' if left_out else ''})</small>"
