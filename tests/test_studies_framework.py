@@ -1368,3 +1368,15 @@ def test_a_reading_named_as_its_figure_has_a_column_of_its_own_name():
     table = rows_table([row])
     assert table.count("<th>d_probe_digits</th>") == 1
     assert "<th>d_probe_digits reading</th>" in table and "<th>steps</th>" in table
+
+
+def test_a_verdicts_mean_with_no_spread_reads_the_same_in_every_seed():
+    """The quick first-layer verdict said "learned 0% [0, 0]" on 2 seeds (and flat-skipping "skipped lfw 22% [22, 22]")
+    where study.html's table says "(the same in every seed)": a zero-width t interval is no certainty."""
+    from downpour.studies import words
+
+    assert words.percent_ci([0.0, 0.0, 0.0]) == "0% (the same in every seed)"
+    assert words.percent_ci([0.2171875, 0.21718749999999998, 0.2171875000000001]) == "22% (the same in every seed)"
+    assert words.percent_ci([0.0975, 0.0969, 0.0982]) == "10% [10, 10]"        # a real spread, rounded, stays
+    assert words.value_ci([180.6, 180.6, 180.6]) == "180.6 (the same in every seed)"
+    assert words.value_ci([0.4529, 0.45, 0.46]) == "0.4529 [0.45, 0.46]"

@@ -6,6 +6,7 @@
     points([0.031, -0.01, 0.07])         -> "+3.1 [-1.0, +7.0]"           (a difference of proportions)
     signed([0.031, -0.01, 0.07])         -> "+0.031 [-0.010, +0.070]"
     value_ci([0.4529, 0.45, 0.46])       -> "0.4529 [0.45, 0.46]"
+    percent_ci([0.0, 0.0, 0.0])          -> "0% (the same in every seed)"   (a mean with no spread, as study.html)
 
 An interval that is not finite (one seed, or a difference with no spread from fewer seeds than the
 sign test needs) is said as "(no interval)" rather than printed as nan or inf; a difference that is
@@ -23,7 +24,21 @@ def percent(x: float) -> str:
     return "–" if not math.isfinite(x) else f"{100 * x:.0f}%"
 
 
+SAME = "(the same in every seed)"
+
+
+def _no_spread(triple: Sequence[float]) -> bool:
+    """Whether a mean's finite interval has no width, up to rounding: Student's t over seeds that all read the same
+    (a Gabor bank's edge fraction, or 2 quick seeds' skipped share), as certain as a thousand seeds would be."""
+    v, lo, hi = triple
+    return math.isfinite(lo) and math.isfinite(hi) and lo <= v <= hi and hi - lo <= 1e-9 * abs(v)
+
+
 def percent_ci(triple: Sequence[float]) -> str:
+    """As study.html's table says it (since 2026-12-05): a mean with no spread is "the same in every seed", not
+    "0% [0, 0]" (the quick first-layer study's learned edge fraction, on 2 seeds)."""
+    if _no_spread(triple):
+        return f"{percent(triple[0])} {SAME}"
     v, lo, hi = triple
     v, lo, hi = (round(100 * x) if math.isfinite(x) else x for x in (v, lo, hi))   # (an int: never "-0")
     return f"{v:.0f}% [{lo:.0f}, {hi:.0f}]" if math.isfinite(lo) else f"{v:.0f}%"
@@ -67,4 +82,6 @@ def signed(triple: Sequence[float], spec: str = ".3f") -> str:
 
 def value_ci(triple: Sequence[float], spec: str = ".4g") -> str:
     v, lo, hi = triple
+    if _no_spread(triple):
+        return f"{v:{spec}} {SAME}"
     return f"{v:{spec}} [{lo:{spec}}, {hi:{spec}}]" if math.isfinite(lo) else f"{v:{spec}}"
