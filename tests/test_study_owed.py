@@ -203,3 +203,18 @@ def test_diverged_seeds_are_counted_and_said_not_read_as_a_figure(monkeypatch):
     cat = study.conditions()[0]
     assert study.run_cell(cat, 0, {"steps": {cat.name: 3}, "flops_per_step": {cat.name: 2.0}}) == {
         "diverged": 1.0, "steps": 3.0, "train_flops": 6.0}       # the budget it spent, as a finished arm's
+
+
+def test_a_gain_from_the_faces_that_holms_correction_does_not_keep_is_called_a_lead():
+    """The quick architectures verdict said "rbm +0.159 [+0.059, +0.260], higher" and "The face unit owes something
+    to the faces in: rbm, sae." while its last paragraph named both gains leads, not findings."""
+    from downpour.studies.stats import holm
+
+    kept, lead = row("a", [0.10, 0.04, 0.16]), row("b", [0.10, 0.04, 0.16])
+    kept["tests"] = {"face_owed_controls": {"reading": "higher", "p": 0.001}}
+    lead["tests"] = {"face_owed_controls": {"reading": "higher", "p": 0.2}}   # (Holm p 0.2)
+    holm([kept, lead])
+    text = owed_paragraph([kept, lead])
+    assert "a +0.100 [+0.040, +0.160], higher (without a face" in text
+    assert "b +0.100 [+0.040, +0.160], higher (a lead: not after Holm's correction) (without a face" in text
+    assert text.endswith("The face unit owes something to the faces in: a, b (a lead).")
