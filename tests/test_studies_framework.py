@@ -1380,3 +1380,25 @@ def test_a_verdicts_mean_with_no_spread_reads_the_same_in_every_seed():
     assert words.percent_ci([0.0975, 0.0969, 0.0982]) == "10% [10, 10]"        # a real spread, rounded, stays
     assert words.value_ci([180.6, 180.6, 180.6]) == "180.6 (the same in every seed)"
     assert words.value_ci([0.4529, 0.45, 0.46]) == "0.4529 [0.45, 0.46]"
+
+
+def test_a_study_stopped_by_ctrl_c_says_what_it_kept_and_how_to_resume(planted, tmp_path, monkeypatch, capsys):
+    """`timeout -s INT 20 downpour study staleness --quick` kept its finished cells but said only "downpour:
+    interrupted": not that they were kept, nor the command that resumes."""
+    run_cell = Planted.run_cell
+
+    def stopped(self, condition, seed, context):
+        if (condition.name, seed) == ("a", 1):
+            raise KeyboardInterrupt
+        return run_cell(self, condition, seed, context)
+
+    monkeypatch.setattr(Planted, "run_cell", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        run_study("planted", tmp_path / "s", quick=True, jobs=1)
+    err = capsys.readouterr().err
+    assert (f"downpour study planted: stopped; 2 of 6 cells are kept in {str(tmp_path / 's')!r} (cells.jsonl): "
+            f"`downpour study planted --quick --seeds 3 --out {tmp_path / 's'}` resumes it") in err
+    monkeypatch.setattr(Planted, "run_cell", run_cell)
+    CALLS.clear()
+    run_study("planted", tmp_path / "s", quick=True, jobs=1)
+    assert sorted(CALLS) == [("a", 1), ("a", 2), ("b", 1), ("b", 2)]

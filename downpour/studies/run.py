@@ -92,7 +92,14 @@ def run_study(name: str, out: str | Path, quick: bool = False, seeds: int | None
     if unused:                  # (a re-run without --seeds: the summary and study.json would quietly hold fewer)
         print(f"downpour study {name}: {str(folder)!r} also holds seed(s) {', '.join(map(str, unused))}, left out of "
               f"this summary; --seeds {unused[-1] + 1} uses them", file=sys.stderr, flush=True)
-    workers = run_cells(study, todo, context, cache, jobs or default_jobs())
+    try:
+        workers = run_cells(study, todo, context, cache, jobs or default_jobs())
+    except KeyboardInterrupt:   # (Ctrl-C or SIGTERM: until 2026-12-05 it said "downpour: interrupted" alone)
+        kept = sum((c, s) in cache.cells for c in names for s in seed_list)
+        print(f"downpour study {name}: stopped; {kept} of {len(names) * n} cells are kept in {str(folder)!r} "
+              f"(cells.jsonl): `{command_line(name, quick, n, sets, str(out))}` resumes it, running only the others",
+              file=sys.stderr, flush=True)
+        raise
     cells = {key: cache.cells[key] for key in ((c, s) for c in names for s in seed_list)}
     platforms, mixed = platforms_note(cache, cells)
     if mixed:
