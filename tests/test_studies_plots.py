@@ -34,3 +34,15 @@ def test_the_legend_of_curves_covers_no_point():
     legend = ax.get_legend().get_window_extent()
     every = [(x, y) for xs, ys in series.values() for x, y in zip(xs, ys)]
     assert [p for p in every if legend.contains(*ax.transData.transform(p))] == []
+
+
+def test_a_tradeoffs_title_says_what_its_bars_are(monkeypatch, tmp_path):
+    """templates' params_vs_probe.png and architectures' flops_vs_probe.png drew error bars their titles did not
+    explain, where the studies' other figures say "(95% intervals)"."""
+    from downpour.studies import compare
+
+    drawn = []
+    monkeypatch.setattr(compare, "save", lambda fig, path: drawn.append(fig) or path)
+    rows = [{"condition": "cat", "figures": {"flops_fwd": [1e6] * 3, "probe_digits": [0.9, 0.75, 1.0]}}]
+    compare.tradeoff(rows, "flops_fwd", "probe_digits", tmp_path / "t.png", "FLOPs vs probe", "FLOPs", "accuracy")
+    assert drawn[0].axes[0].get_title() == "FLOPs vs probe (95% intervals)"

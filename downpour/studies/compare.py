@@ -248,7 +248,7 @@ def tradeoff(rows: Sequence[dict[str, Any]], x: str, y: str, path: Path, title: 
         ax.set_xscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.set_title(title)
+    ax.set_title(f"{title} (95% intervals)")     # (the bars were unexplained, as the studies' other figures say)
     return save(fig, path)
 
 
