@@ -518,6 +518,20 @@ def test_a_split_replicas_own_process_memory_is_counted_and_checked_by_hand(caps
     assert plan_for("paper", (), Cluster(machines=1000, partitions=16))["partition"]["replica_memory_bytes"] == 0
 
 
+def test_where_no_partition_count_fits_the_plan_takes_the_one_whose_largest_process_needs_least(capsys):
+    """The main job on 40 machines of 3 MB: no count fits (each replica's process holds the whole replica's maps, and
+    its windows and codes grow with K). The plan took the most partitions that can be laid out, 36, whose replica's
+    process needs 6.27 MB, where 2 partitions' needs 3.54 MB (a partition's 1.23 MB); it takes 2 now, and says why."""
+    plan = plan_for(None, (), Cluster(machines=40, memory_gb=0.003), config="main")
+    assert plan["cluster"]["partitions"] == 2 and plan["memory_fallback"]
+    assert plan["partition"]["replica_memory_bytes"] == 3_537_512 and not plan["fits"]["replica"]
+    assert not plan_for(None, (), Cluster(machines=40, memory_gb=0.004), config="main")["memory_fallback"]
+    assert not plan_for(None, (), Cluster(machines=40, partitions=36, memory_gb=0.003), config="main")["memory_fallback"]
+    assert main(["plan", "--config", "main", "--machines", "40", "--memory", "0.003"]) == 0
+    assert ("no partition count that can be laid out fits a machine's 0.003 GB: planned 2 partitions, whose largest "
+            "process (a partition, or each replica's own) needs the least") in capsys.readouterr().out
+
+
 def test_a_split_frozen_layers_untied_decoder_is_sent_only_what_it_uses_counted_by_hand():
     """The main job's split in 2 (above) under a frozen Gabor first layer with untied decoders (tile 2: 4 banks a
     block, stage 1's of 8·1·8·8 = 512 floats, stage 2's of 8·8·5·5 = 1,600, as many decoder banks). Stage 1's step
@@ -637,12 +651,14 @@ def test_too_few_machines_for_any_layout_names_the_fewest_that_fit(capsys, given
 
 
 def test_too_few_machines_says_no_partition_count_fits_the_memory_where_none_does(capsys):
-    """Where no partition count fits a machine's memory the plan takes the most that can be laid out (4 here, with
-    --shards 4): too few machines for it said "4 partitions (the fewest that fit a machine's memory)", which none do.
-    Fewer shards lay out fewer partitions there, so they are offered."""
+    """Where no partition count fits a machine's memory the plan takes the one laid out that needs the least (the most
+    that can be laid out, 4 here with --shards 4: the paper's partitions shrink with K): too few machines for it said
+    "4 partitions (the fewest that fit a machine's memory)", which none do. Fewer shards lay out fewer partitions
+    there, so they are offered."""
     assert main(["plan", "--machines", "5", "--shards", "4", "--memory", "0.0001"]) == 2
     err = capsys.readouterr().err
-    assert "4 partitions (the most that can be laid out; none fits a machine's memory)" in err
+    assert ("4 partitions (of those that can be laid out, the one whose largest process needs the least memory; none "
+            "fits a machine's memory)") in err
     assert err.rstrip().endswith("= 8 machines; give --machines 8 or more, or fewer shards")   # (3 lay out 2: 5)
 
 

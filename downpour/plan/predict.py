@@ -274,10 +274,10 @@ def _too_few_machines(net: Network, cl: Cluster, k: int | None = None, fits: boo
     workers leave. It used to say "add machines or shards" for --replicas 7 --partitions 3 --machines 10, where the
     cause was 7 x 3 = 21 workers on 10 machines (and --shards cannot help there); and "no layout fits" for
     --machines 1, where 1 replica and 1 shard need 2. ``fits``: ``k`` partitions fit a machine's memory (else ``k``
-    is the most that can be laid out, none fitting: said so, not "the fewest that fit"). Fewer shards are offered
-    only where more than one per partition were given (below that the runner refuses them), unless ``k`` is the
-    most the shards let be laid out (none fitting the memory): fewer shards lay out fewer partitions. ``least``: the
-    fewest shards ``k`` partitions run on (:func:`least_shards`; default ``k``)."""
+    is the count that can be laid out needing the least, none fitting: said so, not "the fewest that fit"). Fewer shards are offered
+    only where more than one per partition were given (below that the runner refuses them), unless no count fits
+    the memory (``k`` is then the one laid out that needs the least): fewer shards lay out fewer partitions.
+    ``least``: the fewest shards ``k`` partitions run on (:func:`least_shards`; default ``k``)."""
     k = k or cl.partitions
     if not k:
         return (f"no layout of {cl.machines} machines gives each of its partitions a shard of its own (shards >= "
@@ -290,7 +290,8 @@ def _too_few_machines(net: Network, cl: Cluster, k: int | None = None, fits: boo
     workers = f"--replicas {r}" if cl.replicas else "1 replica (the fewest)"
     parts = (f"--partitions {k}" if cl.partitions else "1 partition (the fewest)" if k == 1
              else f"{k} partitions (the fewest that fit a machine's memory)" if fits
-             else f"{k} partitions (the most that can be laid out; none fits a machine's memory)")
+             else f"{k} partitions (of those that can be laid out, the one whose largest process needs the least "
+             "memory; none fits a machine's memory)")
     machines = plural(r * k, "worker machine") + (
         f", plus {plural(r, 'replica machine')} (each replica's own process beside its partitions)"
         if replica_machines(net, r, k) else "")
@@ -305,9 +306,14 @@ def _too_few_machines(net: Network, cl: Cluster, k: int | None = None, fits: boo
             f"machines; give --machines {need} or more" + (f", or fewer {' or '.join(fewer)}" if fewer else ""))
 
 
+def _need(part: dict[str, float]) -> float:
+    """Bytes of a machine's memory the layout's largest process needs: a partition, or its replica's own process."""
+    return max(part["memory_bytes"], part["replica_memory_bytes"])
+
+
 def _fits(part: dict[str, float], cl: Cluster) -> bool:
     """Whether a partition and its replica's own process each fit a machine's memory."""
-    return max(part["memory_bytes"], part["replica_memory_bytes"]) <= cl.memory_gb * GB
+    return _need(part) <= cl.memory_gb * GB
 
 
 def predict(net: Network, cl: Cluster, rates: Rates, batch: int, n_push: int = 1, n_fetch: int = 1,
@@ -316,7 +322,8 @@ def predict(net: Network, cl: Cluster, rates: Rates, batch: int, n_push: int = 1
 
     Whatever of partitions, replicas and shards is unset is chosen: of the layouts whose partitions
     fit in a machine's memory, those within 5% of the most examples/s, and of these the one with the
-    fewest replicas (the least staleness)."""
+    fewest replicas (the least staleness). Where no partition count fits, the count that can be laid out whose largest
+    process needs the least memory (``memory_fallback``)."""
     args = (batch, n_push, n_fetch, rates)
     if cl.partitions and (refused := _uncuttable(net, cl.partitions)):
         raise ConfigError(f"--partitions {cl.partitions}: {refused} (the model-parallel runner refuses it)")
@@ -333,10 +340,14 @@ def predict(net: Network, cl: Cluster, rates: Rates, batch: int, n_push: int = 1
     # round, not R
     least = {k: least_shards(net, k) for k in ks}
     laid_out = [k for k in ks if any(s >= least[k] for _, s in _splits(net, cl, k))]
-    # where no partition count fits a machine's memory, the plan of the most partitions that can be laid out,
-    # marked "does not fit" (the largest count may have no layout: then the shards were blamed, not the memory)
-    # (the replica's own process too, on its machine: counted since 2026-12-05)
-    fitting = [k for k in laid_out if _fits(parts[k], cl)] or laid_out[-1:]
+    # where no partition count fits a machine's memory (the replica's own process too, on its machine: counted since
+    # 2026-12-05), the plan of the count that can be laid out whose largest process needs the least, marked "does not
+    # fit" (the largest count may have no layout: then the shards were blamed, not the memory). Until 2026-12-05 it
+    # was the most partitions, whose own memory shrinks with K but the replica's process's grows: the main job on
+    # 40 machines of 3 MB planned 36 partitions, its replica's process needing 6.27 MB, where 2 need 3.54 MB
+    fitting = [k for k in laid_out if _fits(parts[k], cl)]
+    fallback = not fitting and not cl.partitions and bool(laid_out)
+    fitting = fitting or sorted(laid_out, key=lambda k: _need(parts[k]))[:1]
     layouts = [(k, r, s) for k in fitting for r, s in _splits(net, cl, k) if s >= least[k]]
     if not layouts:
         raise ConfigError(_too_few_machines(net, cl, least=least.get(cl.partitions)))
@@ -358,7 +369,7 @@ def predict(net: Network, cl: Cluster, rates: Rates, batch: int, n_push: int = 1
             "rates": rates.as_dict(), "partition": part, "shard_bytes": shard_bytes,
             "push_bytes_replica": 4 * net.params, "push_bytes_partition": part["server_bytes"],
             "push_bytes_shared": part["shared_bytes"], "lend_bytes_partition": part["lend_bytes"],
-            "lend_bytes_replica": part["lend_bytes_replica"],
+            "lend_bytes_replica": part["lend_bytes_replica"], "memory_fallback": fallback,
             "fits": {"partition": part["memory_bytes"] <= cl.memory_gb * GB,
                      "replica": part["replica_memory_bytes"] <= cl.memory_gb * GB,
                      "shard": shard_bytes <= cl.memory_gb * GB,

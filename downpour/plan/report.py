@@ -175,6 +175,10 @@ def format_plan(plan: dict[str, Any]) -> str:
         + f"; per shard {_human(plan['shard_bytes'], 'B')} (parameters + {plan['rule']} state)"
         + ("" if plan["fits"]["shard"] else "  ** does not fit **"),
         *_replica_memory(plan),
+        *([f"no partition count that can be laid out fits a machine's {c['memory_gb']:g} GB: planned "
+           f"{plural(c['partitions'], 'partition')}, "
+           + ("whose largest process (a partition, or each replica's own) needs the least" if c["replica_machines"]
+              else "the count whose partitions need the least")] if plan.get("memory_fallback") else []),
         f"bytes per push (= per fetch): {_human(plan['push_bytes_replica'], 'B')} per replica, "
         f"{_human(plan['push_bytes_partition'], 'B')} per partition"
         + (f" and {_human(plan['push_bytes_shared'], 'B')} of shared banks by the replica itself; lent to its "
