@@ -495,18 +495,20 @@ def test_a_split_replicas_own_process_memory_is_counted_and_checked_by_hand(caps
     optimiser's state is the shards'), the model's buffers (masks 32·32 and 12·12, LCN taps 5 + 5: 1,178 floats), what
     the whole replica's maps keep but for the input its partitions keep (stage 1 14,352 − 1,024 = 13,328 floats per
     example, stage 2 3,904 − 1,152 = 2,752; greedy: the larger) and a step's windows and codes to and from its
-    partitions (stage 1's step 13,744, stage 2's 6,248 + 5,632 = 11,880 floats per example: the larger). It was not
-    counted until 2026-12-05: a machine of 2 MB fits the partitions (1.23 MB) but not the replica's 3.54 MB."""
+    partitions (stage 1's step 13,744, stage 2's 6,248 + 5,632 = 11,880 floats per example: the larger), and its
+    LocalParams of the banks: the fetch vector and the push's summed gradient (8,448 floats each). It was not
+    counted until 2026-12-05: a machine of 2 MB fits the partitions (1.23 MB) but not the replica's 3.61 MB."""
     plan = plan_for(None, (), Cluster(machines=8, partitions=2, memory_gb=0.002), config="main")
     part = plan["partition"]
     assert (part["replica_weight_bytes"], part["replica_grad_bytes"], part["replica_state_bytes"]) == (
         4 * 8448, 4 * 8448, 4 * 1178)
     assert (part["replica_act_bytes"], part["replica_calls_bytes"]) == (32 * 4 * 13328, 32 * 4 * 13744)
-    assert part["replica_memory_bytes"] == 4 * (2 * 8448 + 1178 + 32 * 13328 + 32 * 13744) == 3_537_512
+    assert part["replica_fetch_push_bytes"] == 4 * 2 * 8448
+    assert part["replica_memory_bytes"] == 4 * (4 * 8448 + 1178 + 32 * 13328 + 32 * 13744) == 3_605_096
     assert plan["fits"]["partition"] and not plan["fits"]["replica"]
     assert main(["plan", "--config", "main", "--partitions", "2", "--machines", "8", "--memory", "0.002"]) == 0
     line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("memory of each replica's process"))
-    assert line.startswith("memory of each replica's process: 3.54MB (shared banks 33.79kB") and \
+    assert line.startswith("memory of each replica's process: 3.61MB (shared banks 33.79kB") and \
         line.endswith("** does not fit **")
     # chosen, a count whose replica's process does not fit is not taken: at 3 MB none fits (each replica's holds the
     # whole replica's maps, whatever K), where 2 partitions were taken; at 4 MB 2 are
@@ -518,13 +520,28 @@ def test_a_split_replicas_own_process_memory_is_counted_and_checked_by_hand(caps
     assert plan_for("paper", (), Cluster(machines=1000, partitions=16))["partition"]["replica_memory_bytes"] == 0
 
 
+def test_a_split_partition_counts_its_fetch_vector_and_push_beside_its_filters_and_their_gradient(capsys):
+    """cat-untied split in 2 (untied filters, the partitions' own: 217,600 floats the largest's, its shards' 870.4 kB):
+    its actor's LocalParams keeps a fetch vector apart from the filters (PartitionActor.flat) and the push's summed
+    gradient beside the step's .grad, 2 x 870.4 kB the plan left out until 2026-12-05 (2.95 MB, where it holds 4.69
+    MB). A whole replica's worker (K = 1) is another process, counted as before."""
+    part = plan_for(None, (), Cluster(machines=8, partitions=2), config="cat-untied")["partition"]
+    assert part["server_bytes"] == part["weight_bytes"] == 4 * 217_600
+    assert part["fetch_push_bytes"] == 2 * 4 * 217_600 and part["replica_fetch_push_bytes"] == 0
+    assert part["memory_bytes"] == (part["weight_bytes"] + part["grad_bytes"] + part["fetch_push_bytes"]
+                                    + part["act_bytes"] + part["copy_bytes"])
+    assert plan_for(None, (), Cluster(machines=8, partitions=1), config="cat-untied")["partition"]["fetch_push_bytes"] == 0
+    assert main(["plan", "--config", "cat-untied", "--partitions", "2", "--machines", "8"]) == 0
+    assert "gradient 870.40kB, fetch vector and push 1.74MB, " in capsys.readouterr().out
+
+
 def test_where_no_partition_count_fits_the_plan_takes_the_one_whose_largest_process_needs_least(capsys):
     """The main job on 40 machines of 3 MB: no count fits (each replica's process holds the whole replica's maps, and
     its windows and codes grow with K). The plan took the most partitions that can be laid out, 36, whose replica's
-    process needs 6.27 MB, where 2 partitions' needs 3.54 MB (a partition's 1.23 MB); it takes 2 now, and says why."""
+    process needs 6.34 MB, where 2 partitions' needs 3.61 MB (a partition's 1.23 MB); it takes 2 now, and says why."""
     plan = plan_for(None, (), Cluster(machines=40, memory_gb=0.003), config="main")
     assert plan["cluster"]["partitions"] == 2 and plan["memory_fallback"]
-    assert plan["partition"]["replica_memory_bytes"] == 3_537_512 and not plan["fits"]["replica"]
+    assert plan["partition"]["replica_memory_bytes"] == 3_605_096 and not plan["fits"]["replica"]
     assert not plan_for(None, (), Cluster(machines=40, memory_gb=0.004), config="main")["memory_fallback"]
     assert not plan_for(None, (), Cluster(machines=40, partitions=36, memory_gb=0.003), config="main")["memory_fallback"]
     assert main(["plan", "--config", "main", "--machines", "40", "--memory", "0.003"]) == 0

@@ -141,20 +141,23 @@ def replica_memory(net: Network, k: int, batch: int) -> dict[str, float]:
     """Bytes the replica's process of ``k`` partitions holds in a step of ``batch`` examples, the partitions' way of
     counting (weights and one gradient, the push; the optimiser's state is on the shards, and the replica's local
     steps between fetches are plain SGD, stateless): the tiled stages' shared banks (frozen ones too) and their
-    gradient; the model's buffers (the stages' masks and LCN taps: the replica runs every stage whole); what the whole
+    gradient; its ``LocalParams`` of the trained banks (``PartitionParams.link_shared``): the fetch vector, apart from
+    the banks, and the push's summed gradient, beside the step's (not counted until 2026-12-05: the main job split in 2
+    read 67.58 kB less); the model's buffers (the stages' masks and LCN taps: the replica runs every stage whole); what the whole
     replica's maps keep for the backward (:func:`replica_held`: a greedy step's of its largest stage, as a partition's);
     and a step's windows, code blocks, reconstructions and their gradients to and from its partitions
     (:func:`windows`), counted as if all held at once (they are freed as each call returns). All 0 where
     :func:`hub_runs` is not. Not counted until 2026-12-05, when the replica's process got a machine of its own."""
-    keys = ("replica_weight_bytes", "replica_grad_bytes", "replica_state_bytes", "replica_act_bytes",
-            "replica_calls_bytes", "replica_memory_bytes")
+    keys = ("replica_weight_bytes", "replica_grad_bytes", "replica_fetch_push_bytes", "replica_state_bytes",
+            "replica_act_bytes", "replica_calls_bytes", "replica_memory_bytes")
     if not hub_runs(net, k):
         return dict.fromkeys(keys, 0.0)
     shared = [s for s in net.stages if lends_banks(net, s, k)]
     held = [4 * batch * replica_held(s) for s in net.stages]
     calls = windows(net, k)
     greedy = net.schedule == "greedy"
-    out = dict(zip(keys, (4 * sum(s.params + s.frozen for s in shared), 4 * sum(s.params for s in shared),
+    trained = 4 * sum(s.params for s in shared)
+    out = dict(zip(keys, (4 * sum(s.params + s.frozen for s in shared), trained, 2 * trained,
                           4 * sum(s.state_floats for s in net.stages), max(held) if greedy else sum(held),
                           4 * batch * (max(calls["replica_by_stage"]) if greedy else calls["replica"]))))
     out["replica_memory_bytes"] = sum(out.values())

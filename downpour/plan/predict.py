@@ -203,8 +203,12 @@ def _partition(net: Network, k: int, batch: int, rule: str) -> dict[str, float]:
     # K > 1 partitions are remote, where the cache is dropped (ps/partitions_on_ray.py). Counted since 2026-12-05
     out["frozen_cache_bytes"] = CACHE_BYTES if cat and net.schedule == "greedy" and k == 1 and len(parts) > 1 else 0
     out.update(replica_memory(net, k, batch))   # the replica's own process (hub.py), a machine of its own: 0 where none
+    # a split partition actor's LocalParams over its own filters (ps/partitions_on_ray.py): the fetch vector, apart from
+    # its filters, and the push's summed gradient, beside the step's; its own shards' bytes each. Not counted until
+    # 2026-12-05: cat-untied split in 2 read 2.95 MB a partition where it holds 4.69 MB
+    out["fetch_push_bytes"] = 2 * out["server_bytes"] if hub_runs(net, k) else 0.0
     out["memory_bytes"] = (out["weight_bytes"] + out["frozen_bytes"] + out["state_bytes"] + out["grad_bytes"]
-                           + out["act_bytes"] + out["copy_bytes"] + out["frozen_cache_bytes"])
+                           + out["fetch_push_bytes"] + out["act_bytes"] + out["copy_bytes"] + out["frozen_cache_bytes"])
     return out
 
 
@@ -344,7 +348,7 @@ def predict(net: Network, cl: Cluster, rates: Rates, batch: int, n_push: int = 1
     # 2026-12-05), the plan of the count that can be laid out whose largest process needs the least, marked "does not
     # fit" (the largest count may have no layout: then the shards were blamed, not the memory). Until 2026-12-05 it
     # was the most partitions, whose own memory shrinks with K but the replica's process's grows: the main job on
-    # 40 machines of 3 MB planned 36 partitions, its replica's process needing 6.27 MB, where 2 need 3.54 MB
+    # 40 machines of 3 MB planned 36 partitions, its replica's process needing 6.34 MB, where 2 need 3.61 MB
     fitting = [k for k in laid_out if _fits(parts[k], cl)]
     fallback = not fitting and not cl.partitions and bool(laid_out)
     fitting = fitting or sorted(laid_out, key=lambda k: _need(parts[k]))[:1]

@@ -168,7 +168,9 @@ def format_plan(plan: dict[str, Any]) -> str:
         f"memory per partition: {_human(part['memory_bytes'], 'B')} (weights {_human(part['weight_bytes'], 'B')}, "
         + (f"frozen weights {_human(part['frozen_bytes'], 'B')}, " if part["frozen_bytes"] else "")
         + (f"model state (buffers) {_human(part['state_bytes'], 'B')}, " if part["state_bytes"] else "")
-        + f"gradient {_human(part['grad_bytes'], 'B')}, {held}"
+        + f"gradient {_human(part['grad_bytes'], 'B')}, "
+        + (f"fetch vector and push {_human(part['fetch_push_bytes'], 'B')}, " if part.get("fetch_push_bytes") else "")
+        + held
         + (f", the frozen stages' cache at most {_human(part['frozen_cache_bytes'], 'B')}" if part["frozen_cache_bytes"] else "")
         + ")"
         + ("" if plan["fits"]["partition"] else "  ** does not fit **")
@@ -216,6 +218,8 @@ def _replica_memory(plan: dict[str, Any]) -> list[str]:
     return [f"memory of each replica's process: {_human(part['replica_memory_bytes'], 'B')} ("
             + (f"shared banks {_human(part['replica_weight_bytes'], 'B')}, gradient "
                f"{_human(part['replica_grad_bytes'], 'B')}, " if part["replica_weight_bytes"] else "")
+            + (f"fetch vector and push {_human(part['replica_fetch_push_bytes'], 'B')}, "
+               if part["replica_fetch_push_bytes"] else "")
             + (f"model state (buffers) {_human(part['replica_state_bytes'], 'B')}, "
                if part["replica_state_bytes"] else "")
             + f"activations of the whole replica's maps {_human(part['replica_act_bytes'], 'B')}, a step's windows, "
