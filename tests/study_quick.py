@@ -30,7 +30,9 @@ def check_written(folder, result, name, seeds=2):
             assert len(triple) == 3, (row["condition"], figure)
     assert (folder / "study.html").is_file()
     assert result["figures"] and all((folder / f).is_file() for f in result["figures"])
-    assert f", {seeds} seeds): a smoke test of the machinery, not an answer." in result["verdict"]
+    # first, before any reading (it came after the conclusions it qualifies: read last, if at all, in a terminal)
+    assert result["verdict"].startswith("This is the quick setting (")
+    assert f", {seeds} seeds): a smoke test of the machinery, not an answer.\n\n" in result["verdict"]
 
 
 def check_owed(folder, result):

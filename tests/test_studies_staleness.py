@@ -227,7 +227,7 @@ def test_quick_study_writes_what_the_issue_asks(quick):
         assert row["n"] == 2 and row["params"]
         for value, low, high in row["figures"].values():
             assert math.isnan(value) or low <= value <= high
-    assert "quick setting" in result["verdict"]
+    assert result["verdict"].startswith("This is the quick setting (")
     conditions, comparisons = (out / "study.html").read_text().split("<h2>Comparisons</h2>")
     assert conditions.count("<tr>") == len(result["cells"]) + 1
     assert comparisons.count("<tr>") == sum(len(row.get("tests", {})) for row in result["cells"]) + 1
@@ -329,7 +329,7 @@ def test_a_compared_rate_is_said_beside_its_baselines_and_each_count_says_what_i
     phase = sum(r["group"] == "phase" and bool(r["params"]["vs"]) for r in rows)
     tests = holm(rows)
     assert tests > phase
-    assert verdict.startswith(f"Over the phase diagram's {phase} success-rate comparisons (each stale condition against "
+    assert verdict.split("\n\n")[1].startswith(f"Over the phase diagram's {phase} success-rate comparisons (each stale condition against "
                               "synchronous SGD at the same rate and seeds; not the controls or the arms below), ")
     assert family_paragraph(rows).startswith(
         f"Holm's correction over all {tests} paired comparisons this verdict reads (every figure it compares between a "

@@ -75,7 +75,8 @@ class Study(Design):
 
     def quick_paragraph(self, rows: list[dict[str, Any]], what: str) -> str:
         """The verdict's warning on the quick setting ("" on the full one), with the seeds it really ran: it said
-        "2 seeds" whatever --seeds gave. ``what``: the rest of the setting ("a few training steps, 3 arms")."""
+        "2 seeds" whatever --seeds gave. ``what``: the rest of the setting ("a few training steps, 3 arms"). Every
+        verdict puts it first (since 2026-12-05: last, it came after the conclusions it qualifies)."""
         if not self.quick:
             return ""
         n = max((r["n"] for r in rows), default=0)
