@@ -1,0 +1,33 @@
+"""downpour plan's output read as a user reads it: the text and --json say the same, and no line contradicts another."""
+import json
+
+import pytest
+
+from downpour.cli import main
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+MAIN_SPLIT = ["plan", "--config", "main", "--partitions", "2", "--machines", "8"]
+
+
+def _plan(capsys, argv):
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert main([*argv, "--json"]) == 0
+    return text, json.loads(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("argv, moved", [(MAIN_SPLIT, "through the replica's process"),
+                                         (["plan", "--partitions", "16"], "halo exchange"),
+                                         (["plan", "--config", "main", "--partitions", "1", "--machines", "8"], None)])
+def test_every_assumption_printed_is_under_its_heading_in_json_too_and_says_what_this_layout_moves(capsys, argv, moved):
+    """The main job split in 2 printed its timing assumption with no 'assumptions:' heading, saying 'halo exchange'
+    two lines under 'no halo between partitions', and --json's network.assumptions (documented as the lines printed
+    under "assumptions") was [] for it: the line was printed only, whatever the layout."""
+    text, plan = _plan(capsys, argv)
+    said = plan["network"]["assumptions"]
+    assert said and text.rstrip("\n").endswith("\n".join(["", "assumptions:", *(f"  - {a}" for a in said)]))
+    timing = [a for a in said if a.startswith("cores scale")]
+    assert len(timing) == 1
+    assert ("halo" in timing[0]) == (moved == "halo exchange")
+    assert moved is None or moved in timing[0]
