@@ -55,6 +55,7 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    from downpour.errors import NotARunError
     from downpour.plan import Cluster, check_simulated, compare_run, format_check, format_plan, passed, plan_for
 
     mode = check_plan_flags(args)
@@ -69,9 +70,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
             return check_run_config(cfg)
 
         given = {"config": args.config, "workers": args.replicas, "shards": args.shards, "steps": args.steps}
-        result = (compare_run(args.check_run) if args.check_run else
-                  check_simulated(**{k: v for k, v in given.items() if v is not None}, sets=args.set, out=args.out,
-                                  check=check))
+        try:
+            result = (compare_run(args.check_run) if args.check_run else
+                      check_simulated(**{k: v for k, v in given.items() if v is not None}, sets=args.set, out=args.out,
+                                      check=check))
+        except NotARunError as e:   # named the folder alone ("'/tmp/x' does not exist") until 2026-12-05
+            if not args.check_run:
+                raise
+            raise NotARunError(f"--check-run {args.check_run}: {e}") from None
         print(json.dumps(result) if args.json else format_check(result))
         return 0 if passed(result) else 1
     plan = plan_for(args.model, args.set, cluster, args.calibrate, args.config)

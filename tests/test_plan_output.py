@@ -31,3 +31,16 @@ def test_every_assumption_printed_is_under_its_heading_in_json_too_and_says_what
     assert len(timing) == 1
     assert ("halo" in timing[0]) == (moved == "halo exchange")
     assert moved is None or moved in timing[0]
+
+
+@pytest.mark.parametrize("what", ["missing", "empty", "file"])
+def test_a_check_run_that_is_no_run_names_the_flag(tmp_path, capsys, what):
+    """`downpour plan --check-run /tmp/nonexist` said "'/tmp/nonexist' does not exist", naming no flag, where
+    `--config /nonexistent.toml` says "--config /nonexistent.toml: no such file"."""
+    path = tmp_path / "run"
+    if what == "empty":
+        path.mkdir()
+    elif what == "file":
+        path.write_text("")
+    assert main(["plan", "--check-run", str(path)]) == 2
+    assert capsys.readouterr().err.startswith(f"downpour: error: --check-run {path}: ")
