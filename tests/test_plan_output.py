@@ -44,3 +44,12 @@ def test_a_check_run_that_is_no_run_names_the_flag(tmp_path, capsys, what):
         path.write_text("")
     assert main(["plan", "--check-run", str(path)]) == 2
     assert capsys.readouterr().err.startswith(f"downpour: error: --check-run {path}: ")
+
+
+@pytest.mark.parametrize("key, flag", [("cluster.workers", "--replicas"), ("cluster.shards", "--shards"),
+                                       ("cluster.partitions", "--partitions")])
+def test_a_set_of_the_layout_points_at_the_flag_that_sets_it(capsys, key, flag):
+    """`downpour plan --set cluster.partitions=2` listed what a plan reads and nothing of --partitions, which sets it
+    (--check-simulated's refusal of --set cluster.workers names --replicas)."""
+    assert main(["plan", "--set", f"{key}=2"]) == 2
+    assert f"give {flag} 2 instead" in capsys.readouterr().err

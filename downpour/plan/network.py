@@ -195,8 +195,11 @@ def plan_config(model: str | None = "paper", sets: list[str] | tuple[str, ...] =
             terms.append((item, path[1]))
             continue
         if path[0] != "model" and ".".join(path) not in PLAN_READS:
-            raise ConfigError(f"{typed([item])}: a plan reads only model.KEY, objective.TERM, "
-                              f"objective.TERM.KEY, {', '.join(sorted(PLAN_READS))}")
+            flag = LAYOUT_FLAGS.get(path[-1]) if path[0] == "cluster" else None   # (listed alone until 2026-12-05)
+            raise ConfigError(f"{typed([item])}: " + (f"the plan lays out the cluster from its flags: give "
+                              f"{flag} {value} instead" if flag else
+                              f"a plan reads only model.KEY, objective.TERM, objective.TERM.KEY, "
+                              f"{', '.join(sorted(PLAN_READS))}"))
         node = table
         for part in path[:-1]:
             node = node.setdefault(part, {})
