@@ -25,12 +25,16 @@ def _human(n: float, unit: str = "") -> str:
     for suffix, scale in (("T", 1e12), ("G", 1e9), ("M", 1e6), ("k", 1e3)):
         if abs(n) >= scale:
             return f"{n / scale:.2f}{suffix}{unit}"
+    if 0 < abs(n) < 0.005:         # (a throughput of 1e-290 read "0.00" until 2026-12-05)
+        return f"{n:.3g}{unit}"
     return f"{n:.0f}{unit}" if n == int(n) else f"{n:.2f}{unit}"
 
 
 def _seconds(t: float) -> str:
     if t < 1e-3:
         return f"{t * 1e6:.1f} µs"
+    if t >= 1e6:                  # (--bandwidth 1e-300's step printed 300 digits until 2026-12-05)
+        return f"{t:.3g} s"
     return f"{t * 1e3:.1f} ms" if t < 1 else f"{t:.2f} s"
 
 
