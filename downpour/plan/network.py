@@ -240,15 +240,18 @@ def _refuse_uncounted_terms(typed: Callable[[list[str]], str], cfg: RunConfig, t
 
 
 # the file's cluster keys a plan does not read: the layout is the plan's to choose (or the flag's), the delays and the
-# warm start are the simulator's (the plan's time is the cluster's own step time)
+# warm start are the simulator's (the plan's time is the cluster's own step time), and Ray's queue depth is not
+# modelled (a push travels while the next steps compute; main.toml's queue_depth = 1 went unsaid until 2026-12-05)
 LAYOUT_FLAGS = {"workers": "--replicas", "shards": "--shards", "partitions": "--partitions", "delay": None,
-                "warm_start": None}
+                "warm_start": None, "queue_depth": None}
 
 
 def _say_unread_layout(config: str, c: Any) -> None:
     """Warn, naming them, of ``config``'s cluster settings the plan does not read (they were dropped unsaid)."""
     defaults = ClusterConfig()
-    unread = [f"cluster.{k} = {getattr(c, k)!r}" + (f" ({flag} sets it)" if flag else "")
+    unread = [f"cluster.{k} = {getattr(c, k)!r}" + (f" ({flag} sets it)" if flag else " (pushes are timed travelling "
+                                                      "while the next steps compute, as at depth 2)"
+                                                      if k == "queue_depth" else "")
               for k, flag in LAYOUT_FLAGS.items() if getattr(c, k) != getattr(defaults, k)]
     if unread:
         log.warning("downpour plan --config %s: the plan chooses the cluster's layout for the machines given and "
