@@ -46,3 +46,19 @@ def test_a_tradeoffs_title_says_what_its_bars_are(monkeypatch, tmp_path):
     rows = [{"condition": "cat", "figures": {"flops_fwd": [1e6] * 3, "probe_digits": [0.9, 0.75, 1.0]}}]
     compare.tradeoff(rows, "flops_fwd", "probe_digits", tmp_path / "t.png", "FLOPs vs probe", "FLOPs", "accuracy")
     assert drawn[0].axes[0].get_title() == "FLOPs vs probe (95% intervals)"
+
+
+def test_labels_of_points_at_the_same_place_do_not_overlap():
+    """The quick costs study's none and l1=0.01 (and pooled_l2 beside them) sat near the same sparsity and gap:
+    their labels printed one over the other in sparsity_vs_overfitting.png and sparsity_vs_probe.png."""
+    same = ((0.5, 0.4, 0.6), (0.1, 0.05, 0.15))
+    points = {"sparse, less data": [("none", *same), ("l1=0.01", *same)],
+              "pooled, less data": [("none", *same), ("pooled_l2=0.003", (0.51, 0.4, 0.6), (0.1, 0.05, 0.15)),
+                                    ("pooled_l2=0.03", (0.9, 0.8, 1.0), (0.3, 0.2, 0.4))]}
+    fig = scatter_figure(points, "gap against sparsity", "Hoyer", "gap")
+    FigureCanvasAgg(fig).draw()
+    boxes = [t.get_window_extent() for t in fig.axes[0].texts]
+    assert len(boxes) == 5
+    assert [(i, j) for i in range(5) for j in range(i) if boxes[i].overlaps(boxes[j])] == []
+    alone = fig.axes[0].texts[-1]                       # a label nothing else holds the place of stays at its point
+    assert alone.get_text() == "pooled_l2=0.03" and alone.xyann == (3, 3)
