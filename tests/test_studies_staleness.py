@@ -453,3 +453,17 @@ def test_a_divergence_holms_correction_does_not_keep_is_not_blamed_on_staleness_
     assert "there staleness lowered the stable learning rate" not in verdict
     assert ("Most seeds diverged in lr0.125/delay4, more than at the same rate without staleness (a lead: not after "
             "Holm's correction): staleness may have lowered") in verdict
+
+
+def test_the_table_says_what_diverged_vs_counts_and_what_a_sync4_rate_averages():
+    """study.html's diverged_vs cell read "seeds 0, 0, 4" (diverged without staleness, with it, out of how many:
+    read as seed numbers), and het/lr0.125/sync4's lr a bare 0.5 (four gradients averaged at four times 0.125)."""
+    from downpour.studies.html import rows_table
+
+    study, rows = _planted_rows(4, lambda c, s: (False, c.name.endswith("async4") and s < 3))
+    table = rows_table(rows, study.shown, study.headings)
+    by = {r.split("</td>")[0].split(">")[-1]: r for r in table.split("<tr>")[2:]}
+    assert "seeds diverged in its vs condition vs in this one" in table and "seeds 0" not in table
+    assert "0 of 4 vs 3 of 4; Δ +75 points" in by["het/lr0.125/async4"]
+    assert "0.5 (4 × 0.125: a round averages 4 gradients)" in by["het/lr0.125/sync4"]
+    assert "(4 ×" not in by["sae/sync4"] and "(4 ×" not in by["lr0.125/async4"]

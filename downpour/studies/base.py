@@ -48,6 +48,12 @@ class Study(Design):
     fixed: ClassVar[dict[str, str]] = LOCAL_CELLS  # keys (and the keys inside them) a --set may not change: why not
     measured_by: ClassVar[str] = ""                # what its cells' figures depend on beyond the config (a measure's
                                                    # version, e.g. trained.FACE_TEST): in the cache's header when set
+    headings: ClassVar[dict[str, str]] = {}        # study.html's table: a column's heading where its key says too little
+
+    def shown(self, row: dict[str, Any], key: str) -> str | None:
+        """study.html's table: a row's parameter or extra ``key`` in the study's own words (HTML), None as stored."""
+        return None
+
     def cell_config(self, condition: Condition, seed: int) -> RunConfig:
         """The resolved run config of one cell: the study's ``base`` preset, the user's --set overrides,
         the condition's own overrides, then the seed."""

@@ -6,7 +6,9 @@ from __future__ import annotations
 import html
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
+
+Shown = Callable[[dict[str, Any], str], "str | None"]   # a study's own HTML for a row's param or extra cell, or None
 
 from downpour.studies.bounds import bound_caption
 
@@ -44,25 +46,32 @@ def interval(triple: list[float] | tuple[float, float, float]) -> str:
     return f"{fmt(value)} <small>[{fmt(low)}, {fmt(high)}]</small>"
 
 
-def rows_table(rows: list[dict[str, Any]]) -> str:
-    """One line per condition: its parameters, then every figure as value [low, high]."""
+def rows_table(rows: list[dict[str, Any]], shown: Shown | None = None, headings: dict[str, str] | None = None) -> str:
+    """One line per condition: its parameters, then every figure as value [low, high]. ``shown(row, key)``: the
+    study's own HTML for a parameter's or an extra's cell (None: as stored); ``headings``: a column's heading by key."""
+    own = shown or (lambda row, key: None)
+    heading = (headings or {}).get
     params = list(dict.fromkeys(k for r in rows for k in r["params"]))
     figures = list(dict.fromkeys(k for r in rows for k in r["figures"]))
     extra = list(dict.fromkeys(k for r in rows for k in r.get("extra", {})))
-    head = "".join(f"<th class=l>{html.escape(k)}</th>" for k in ["condition", *params])
+    head = "".join(f"<th class=l>{html.escape(heading(k, k))}</th>" for k in ["condition", *params])
     # an extra named as a figure (the mechanisms study's readings of its paired differences) is that figure's reading:
     # its column said "d_probe_digits" twice, once the interval and once "lower"
     named = [f"{k} reading" if k in figures else k for k in extra]
-    head += "<th>n</th>" + "".join(f"<th>{html.escape(k)}</th>" for k in [*figures, *named])
+    head += "<th>n</th>" + "".join(f"<th>{html.escape(heading(k, k))}</th>" for k in [*figures, *named])
     body = []
     for r in rows:
         cells = f"<td class=l>{html.escape(r['condition'])}</td>"
-        cells += "".join(f"<td class=l>{fmt(r['params'].get(k, ''))}</td>" for k in params)
+        cells += "".join(f"<td class=l>{_or(own(r, k), fmt(r['params'].get(k, '')))}</td>" for k in params)
         cells += f"<td>{r['n']}</td>"
         cells += "".join(f"<td>{_figure(r, k)}</td>" for k in figures)
-        cells += "".join(f"<td>{_plain(r.get('extra', {}).get(k, ''))}</td>" for k in extra)
+        cells += "".join(f"<td>{_or(own(r, k), _plain(r.get('extra', {}).get(k, '')))}</td>" for k in extra)
         body.append(f"<tr>{cells}</tr>")
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+
+
+def _or(own: str | None, stored: str) -> str:
+    return stored if own is None else own
 
 
 def tests_table(rows: list[dict[str, Any]]) -> str:
@@ -130,7 +139,9 @@ def _figure_block(name: str, rows: list[dict[str, Any]]) -> str:
     return f"<figure>{img}<figcaption><small>{html.escape(caption)}</small></figcaption></figure>" if caption else img
 
 
-def write_html(result: dict[str, Any], path: Path) -> Path:
+def write_html(result: dict[str, Any], path: Path, shown: Shown | None = None,
+               headings: dict[str, str] | None = None) -> Path:
+    """The page of ``result`` (study.json's content); ``shown``, ``headings``: the study's own, for its table."""
     figures = "".join(_figure_block(f, result["cells"]) for f in result["figures"])
     verdict = "".join(f"<p>{html.escape(p)}</p>" for p in result["verdict"].split("\n\n"))
     setting = "quick setting (a smoke test: too few seeds to answer anything)" if result["quick"] else "full setting"
@@ -141,7 +152,7 @@ def write_html(result: dict[str, Any], path: Path) -> Path:
 <p>{len(result['seeds'])} paired seeds per condition, {setting}; {_cost(result)}.
 Reproduce with <code>{html.escape(result['command'])}</code>.</p>
 <h2>Verdict</h2><div class="verdict">{verdict}</div>
-<h2>Conditions</h2>{rows_table(result['cells'])}
+<h2>Conditions</h2>{rows_table(result['cells'], shown, headings)}
 <p><small>Intervals are 95%: Wilson for proportions, Bonett &amp; Price's adjusted Wald for paired
 differences of proportions, Student's t for means and paired differences of means (the sign test's
 for a paired difference with no spread). An interval's ends are cut at what its figure can be (an

@@ -129,7 +129,7 @@ def run_study(name: str, out: str | Path, quick: bool = False, seeds: int | None
         "cells_cost": cache.total_cost(cells), "platforms": platforms,
     }
     (folder / "study.json").write_text(json.dumps(result, indent=1, allow_nan=True) + "\n")
-    write_html(result, folder / "study.html")
+    write_html(result, folder / "study.html", study.shown, study.headings)
     return folder
 
 

@@ -32,6 +32,7 @@ training set; its spread over seeds says whether asynchrony lands in different m
 from __future__ import annotations
 
 import dataclasses
+import html
 import math
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,24 @@ class StalenessStudy(StalenessDesign, Study):
     fixed["cluster.lr"] = ("the study varies the server's learning rate itself, as train.lr (its rate axis, the "
                            "sparse autoencoder's 0.02, the momentum control's matched rate), and cluster.lr would "
                            "replace it in every cell")
+
+    # (until 2026-12-05 the cell read "seeds 0, 0, 4": three counts that looked like seed numbers)
+    headings = {"diverged_vs": "diverged_vs: seeds diverged in its vs condition vs in this one"}
+
+    def shown(self, row: dict[str, Any], key: str) -> str | None:
+        """diverged_vs as "0 of 4 vs 1 of 4; Δ +25 points [-14, +62]: inconclusive", and a rate that averages k
+        gradients as "0.5 (4 × 0.125: a round averages 4 gradients)" (until 2026-12-05 a bare 0.5 beside the name
+        het/lr0.125/sync4, explained in docs/studies.md alone)."""
+        extra = row.get("extra", {})
+        if key == "diverged_vs" and key in extra:
+            was, now, n = extra[key]["seeds"]
+            return (f"{was} of {n} vs {now} of {n}; Δ {html.escape(words.points(extra[key]['delta'], 0, ' points'))}: "
+                    f"{html.escape(extra[key]['reading'])}")
+        k = self.averaged(row["group"], row["params"].get("staleness", ""))
+        if key == "lr" and k > 1:
+            lr = row["params"]["lr"]
+            return f"{lr:g} ({k} × {lr / k:g}: a round averages {k} gradients)"
+        return None
 
     def cell_config(self, condition: Condition, seed: int) -> RunConfig:
         """As every study's, except that the sparse autoencoder's arms (``sae/*``) swap in their own model:

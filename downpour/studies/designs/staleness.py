@@ -38,13 +38,20 @@ class StalenessDesign(Design):
         kinds = ["sync", *(f"delay{t}" for t in self._delays()), *([] if self.quick else ["random4"]), "async4"]
         return list(EDGE_KINDS) if (not self.quick and lr == max(self._lrs())) else kinds
 
+    @staticmethod
+    def averaged(group: str, staleness: str) -> int:
+        """How many gradients a round of a condition averages into one update, at that many times the rate (the
+        linear scaling rule): the worker-data arms' sync4 (the sparse autoencoder's keeps Adam's rate); else 1."""
+        return WORKERS if group == "data" and staleness.endswith(", sync") else 1
+
     def conditions(self) -> list[Condition]:
         out: list[Condition] = []
 
         def add(name: str, lr: float, staleness: str, vs: str, sets: list[tuple[str, Any]], *, width: int = 8,
-                data: str = "iid", control: str = "", group: str = "phase", averaged: int = 1) -> None:
+                data: str = "iid", control: str = "", group: str = "phase") -> None:
             # a synchronous round averages ``averaged`` gradients into one update: it runs at averaged × the
             # rate (the linear scaling rule), so every condition has the same examples and the same lr × updates
+            averaged = self.averaged(group, staleness)
             params = {"lr": lr * averaged, "staleness": staleness, "width": width, "data": data, "control": control,
                       "vs": vs}
             base = [("train.lr", lr * averaged), ("train.steps", self._steps(lr)), ("model.width", width),
@@ -72,10 +79,10 @@ class StalenessDesign(Design):
         add("wide/" + p + "sync", lr, "none", "", one + [("cluster.delay", "constant:0")], width=16, group="width")
         add("wide/" + p + "async4", lr, f"{WORKERS} workers", "wide/" + p + "sync", four, width=16, group="width")
         add("het/" + p + "sync4", lr, f"{WORKERS} workers, sync", "", four + [("cluster.consistency", "sync")],
-            data="by-label", group="data", averaged=WORKERS)
+            data="by-label", group="data")
         add("het/" + p + "async4", lr, f"{WORKERS} workers", "het/" + p + "sync4", four, data="by-label", group="data")
         add("iid/" + p + "sync4", lr, f"{WORKERS} workers, sync", "", four + [("cluster.consistency", "sync")],
-            group="data", averaged=WORKERS)
+            group="data")
         add("iid/" + p + "async4", lr, f"{WORKERS} workers", "iid/" + p + "sync4", four, group="data")
         # the real objective: serial Adam (one worker, no delay) makes as many server updates as async4 does,
         # without staleness; sync4 averages four gradients into each update (a quarter of the updates)
