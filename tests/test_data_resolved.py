@@ -23,6 +23,13 @@ def _images(folder, n, seed=0):
         Image.fromarray((rng.random((32, 32)) * 255).astype(np.uint8)).save(folder / f"{i}.png")
 
 
+def _classes(folder, names, n):
+    """A folder of class sub-folders (a concept's, a poses set's), ``n`` images in each."""
+    folder.mkdir()
+    for name in names:
+        _images(folder / name, n)
+
+
 def _data(run):
     return tomllib.loads((run / "config.toml").read_text())["data"]
 
@@ -59,9 +66,7 @@ def test_the_analysis_folders_are_recorded_absolute_as_data_path_is(tmp_path, mo
     """`downpour train --set analysis.dataset=concept` kept 'concept' in config.toml (data.path beside it absolute), so
     `downpour analyze RUN` from another folder was refused ("neither a built-in labelled set ... nor a folder")."""
     _images(tmp_path / "imgs", 4)
-    (tmp_path / "concept").mkdir()
-    for name in ("cat", "other"):
-        _images(tmp_path / "concept" / name, 3)
+    _classes(tmp_path / "concept", ("cat", "other"), 3)
     monkeypatch.chdir(tmp_path)
     assert main(["train", *RUN, "--steps", "2", "--set", "data.path=imgs", "--set", "analysis.dataset=concept",
                  "--set", "analysis.positive=cat", "--set", 'analysis.probes=["digits", "concept"]', "--out", "run"]) == 0
@@ -74,9 +79,7 @@ def test_a_poses_folder_called_digits_is_recorded_absolute_too(tmp_path, monkeyp
     """analysis.poses names a folder whatever its name (poses.py reads "digits" as ./digits): it stayed 'digits' in
     config.toml, taken for the built-in set's name, and an analysis from another folder read that folder's own."""
     _images(tmp_path / "imgs", 4)
-    (tmp_path / "digits").mkdir()
-    for angle in ("0", "30"):
-        _images(tmp_path / "digits" / angle, 2)
+    _classes(tmp_path / "digits", ("0", "30"), 2)
     monkeypatch.chdir(tmp_path)
     assert main(["train", *RUN, "--steps", "2", "--set", "data.path=imgs", "--set", "analysis.poses=digits",
                  "--out", "run"]) == 0
@@ -92,9 +95,7 @@ def test_a_finished_run_from_before_keeps_its_analysis_of_a_relative_folder_on_a
     from downpour.twins import train_kept
 
     _images(tmp_path / "imgs", 4)
-    (tmp_path / "concept").mkdir()
-    for name in ("cat", "other"):
-        _images(tmp_path / "concept" / name, 3)
+    _classes(tmp_path / "concept", ("cat", "other"), 3)
     monkeypatch.chdir(tmp_path)
     assert main(["train", *RUN, "--steps", "2", "--set", "data.path=imgs", "--set", "analysis.dataset=concept",
                  "--out", "run"]) == 0

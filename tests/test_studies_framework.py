@@ -211,17 +211,25 @@ class PlantedWithADivergedOutcome(Planted):
         return {**super().run_cell(condition, seed, context), "diverged": float(seed == 0)}
 
 
+def _edit_cells(folder, edit):
+    """A study folder's cells.jsonl rewritten with ``edit(row)`` applied to each cell's line, as a hand edit would."""
+    path = folder / "cells.jsonl"
+    header, *rows = [json.loads(line) for line in path.read_text().splitlines()]
+    for row in rows:
+        edit(row)
+    path.write_text("".join(json.dumps(r) + "\n" for r in [header, *rows]))
+
+
+def _rename(row, figure, to):
+    row["figures"][to] = row["figures"].pop(figure)
+
+
 def test_an_edited_line_of_a_cell_whose_outcome_is_diverged_is_named(monkeypatch, tmp_path):
     """Since the measured studies' diverged cells (their design's figures alone) were let lack a figure, a staleness
     cell that diverged, which holds every figure, lacked one by an edit unnamed: a bare KeyError traceback."""
     monkeypatch.setitem(studies.STUDIES, "planted", f"{__name__}:PlantedWithADivergedOutcome")
     run_study("planted", tmp_path, quick=True, jobs=1)
-    path = tmp_path / "cells.jsonl"
-    header, *rows = [json.loads(line) for line in path.read_text().splitlines()]
-    for row in rows:
-        if (row["condition"], row["seed"]) == ("b", 0):
-            del row["figures"]["x"]
-    path.write_text("".join(json.dumps(r) + "\n" for r in [header, *rows]))
+    _edit_cells(tmp_path, lambda row: row["figures"].pop("x") if (row["condition"], row["seed"]) == ("b", 0) else None)
     with pytest.raises(ConfigError, match=r"the cell\(s\) b seed 0 lack figure 'x'.*delete those lines and run again"):
         run_study("planted", tmp_path, quick=True, jobs=1)
 
@@ -925,12 +933,7 @@ def test_a_cached_cell_lacking_a_compared_figure_is_named_with_what_to_do_not_a_
     """compare_rows read b's seed 1 without x as a seed left out; the study wrote its summary with 2 of 3 pairs."""
     monkeypatch.setitem(studies.STUDIES, "planted", f"{__name__}:ComparedWithADivergedSeed")
     run_study("planted", tmp_path, quick=True, jobs=1)
-    path = tmp_path / "cells.jsonl"
-    header, *rows = [json.loads(line) for line in path.read_text().splitlines()]
-    for row in rows:
-        if (row["condition"], row["seed"]) == ("b", 1):
-            del row["figures"]["x"]
-    path.write_text("".join(json.dumps(r) + "\n" for r in [header, *rows]))
+    _edit_cells(tmp_path, lambda row: row["figures"].pop("x") if (row["condition"], row["seed"]) == ("b", 1) else None)
     with pytest.raises(ConfigError, match=r"cells.jsonl': the cell\(s\) b seed 1 lack figure 'x', which the study's "
                                           r"summary reads \(measured before the figure was recorded.*delete those "
                                           "lines and run again"):
@@ -956,12 +959,7 @@ def test_a_study_whose_cells_two_versions_measured_names_both_figures(monkeypatc
     """run.py's refusal of the same: b's seeds 0 and 1 hold x under its old name, seed 2 under its new one."""
     monkeypatch.setitem(studies.STUDIES, "planted", f"{__name__}:ComparedWithADivergedSeed")
     run_study("planted", tmp_path, quick=True, jobs=1)
-    path = tmp_path / "cells.jsonl"
-    header, *rows = [json.loads(line) for line in path.read_text().splitlines()]
-    for row in rows:
-        if row["condition"] == "b" and row["seed"] < 2:
-            row["figures"]["x_old"] = row["figures"].pop("x")
-    path.write_text("".join(json.dumps(r) + "\n" for r in [header, *rows]))
+    _edit_cells(tmp_path, lambda row: _rename(row, "x", "x_old") if row["condition"] == "b" and row["seed"] < 2 else None)
     with pytest.raises(ConfigError, match=r"cells.jsonl': the cell\(s\) b seed 2 lack figure 'x_old' and hold 'x', "
                                           r"which the cells holding 'x_old' lack: .*measured by two versions of the study "
                                           r".*delete the older version's lines"):
@@ -1151,12 +1149,8 @@ def test_a_lost_figure_names_only_the_cells_whose_condition_measures_it(planted,
     """It named every cell without the figure, the conditions that never measure it too (the staleness study's
     12 sae/* cells, which have final_cost and no success): deleting them as told ran 12 good cells again."""
     run_study("planted", tmp_path, quick=True, jobs=1)
-    path = tmp_path / "cells.jsonl"
-    header, *rows = [json.loads(line) for line in path.read_text().splitlines()]
-    for row in rows:
-        if row["condition"] == "a" or row["seed"] == 0:        # a never measures x here; b's seed 0 lost it
-            row["figures"]["y"] = row["figures"].pop("x")
-    path.write_text("".join(json.dumps(r) + "\n" for r in [header, *rows]))
+    # a never measures x here; b's seed 0 lost it
+    _edit_cells(tmp_path, lambda row: _rename(row, "x", "y") if row["condition"] == "a" or row["seed"] == 0 else None)
     with pytest.raises(ConfigError, match=r"the cell\(s\) b seed 0 lack figure 'x'"):
         run_study("planted", tmp_path, quick=True, jobs=1)
 
