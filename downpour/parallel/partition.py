@@ -148,20 +148,25 @@ class BlockDecoder(nn.Module):
         self._banks = [] if banks is None else [banks]
 
     @property
+    def banks(self) -> nn.Parameter | None:
+        """A tiled stage's shared (tH, tW, M, C, k, k) decoder banks; None when untied."""
+        return self._banks[0] if self._banks else None
+
+    @property
     def weights(self) -> tuple[Tensor, ...]:
         """The trainable tensors a weight penalty sees: the blocks', or the banks (the whole decoder's, once)."""
         return tuple(self._banks or self.blocks_weight)
 
     def forward(self) -> tuple[Tensor, ...]:
         """Each block's decoder weights, (h_p, w_p, M, C, k, k)."""
-        if not self._banks:
+        if self.banks is None:
             return tuple(self.blocks_weight)
-        return tuple(_expand_tiles(block_banks(self._banks[0], b), b.out_size) for b in self.blocks)
+        return tuple(_expand_tiles(block_banks(self.banks, b), b.out_size) for b in self.blocks)
 
     def full_weight(self) -> Tensor:
         """The unpartitioned decoder, (Ho, Wo, M, C, k, k) or tiled (tH, tW, M, C, k, k); detached."""
-        if self._banks:
-            return self._banks[0].detach()
+        if self.banks is not None:
+            return self.banks.detach()
         return stitch([w.detach() for w in self.blocks_weight], self.blocks, dims=(0, 1))
 
 

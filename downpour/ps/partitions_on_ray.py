@@ -214,7 +214,7 @@ class RemoteFilter(nn.Module):
         self.trainable = local.trainable      # the encoder's: a frozen one is sent no gradient of its codes
         self.in_size, self.out_size, self.in_channels, self.maps = local.in_size, local.out_size, local.in_channels, local.maps
         self._banks = [] if local.banks is None else [local.banks]    # a plain list: the model's parameter
-        self._decoder_banks = [] if decoder is None or not decoder._banks else list(decoder._banks)
+        self._decoder_banks = [] if decoder is None or decoder.banks is None else [decoder.banks]
         self._codes: Tensor | None = None
         self._recon: Tensor | None = None
         # the filters' stand-in in this process: it makes the stage's outputs part of the replica's
