@@ -125,10 +125,13 @@ class PartitionActor:
             codes = untied_apply(torch.from_numpy(x), w, s["stride"], s["chunk"])
             recon = None
             if decode:
-                if s["decoded"] and s["tiled"]:
+                if not s["decoded"]:
+                    d = w                                       # the tied decoder: the filters' adjoint
+                elif s["tiled"]:
                     lent.append(torch.from_numpy(decoder_banks).requires_grad_(grad))
-                d = (w if not s["decoded"] else _expand_tiles(lent[1], s["out_size"]) if s["tiled"]
-                     else self.decoders[self.own_decoder[stage]])
+                    d = _expand_tiles(lent[1], s["out_size"])
+                else:
+                    d = self.decoders[self.own_decoder[stage]]
                 recon = untied_adjoint(codes, d, s["stride"], s["in_size"], s["chunk"])
         if grad:
             self._graphs[stage] = (codes, recon, lent)
@@ -191,12 +194,13 @@ class _RemoteStage(torch.autograd.Function):
         filt = ctx.filt
         # a frozen encoder's codes have no graph in the partition: their gradient is not sent (until 2026-12-05 it was,
         # and dropped there: a frozen Gabor layer with an untied decoder sent each block's codes' worth for nothing)
-        grads = ray.get([a.backward.remote(filt.stage,
-                                           grad_codes[:, :, b.rows, b.cols].contiguous().numpy() if filt.trainable
-                                           else None, grad_recon[:, :, b.in_rows, b.in_cols].contiguous().numpy())
-                         for a, b in zip(filt.actors, filt.blocks)])
-        lent = [[None if g is None else torch.from_numpy(g) for g in got] for got in grads]
-        banks = [got[j] for j in range(len(lent[0]) if lent else 0) for got in lent]   # as lent: encoder's, decoder's
+        of_codes = [grad_codes[:, :, b.rows, b.cols].contiguous().numpy() if filt.trainable else None
+                    for b in filt.blocks]
+        grads = ray.get([a.backward.remote(filt.stage, gc, grad_recon[:, :, b.in_rows, b.in_cols].contiguous().numpy())
+                         for a, b, gc in zip(filt.actors, filt.blocks, of_codes)])
+        per_block = [[None if g is None else torch.from_numpy(g) for g in got] for got in grads]
+        # in the order lent (_RemoteStage.forward's banks): every block's encoder banks, then every block's decoder's
+        banks = [got[j] for j in range(len(per_block[0]) if per_block else 0) for got in per_block]
         return None, None, None, *banks   # a stage's input is detached: each stage learns from its own cost
 
 
@@ -237,7 +241,8 @@ class RemoteFilter(nn.Module):
         if self.banks is None:
             return ()
         banks = normalised(self.banks, self.norm)
-        return tuple(block_banks(bk, b) for bk in (banks, *self._decoder_banks[:decode]) for b in self.blocks)
+        lent = (banks, *self._decoder_banks) if decode else (banks,)
+        return tuple(block_banks(bk, b) for bk in lent for b in self.blocks)
 
     def forward(self, x: Tensor, weight: None = None) -> Tensor:
         if torch.is_grad_enabled():
