@@ -34,7 +34,7 @@ class WorkerRngs:
     initialised once they are built there), whose state each worker keeps beside the CPU's."""
 
     def __init__(self, run_rng: Tensor, seed: int, n: int, start_step: int, gpu: bool):
-        self.seed, self.start_step, self.gpu = seed, start_step, gpu
+        self.gpu = gpu
         self.states = [seeded(worker_rng(run_rng, seed, w, start_step), seed, gpu) for w in range(n)]
 
     @contextmanager
