@@ -61,9 +61,11 @@ def saved_buffers(meta: dict[str, Any]) -> dict[str, Tensor]:
     """The first live worker's replica's buffers in a whole-state checkpoint (``load_server``'s meta), as the run's
     end gives them (:meth:`~downpour.ps.worker.Worker.buffers`): what the model file keeps of a run saved from its
     checkpoint (stopped after its last push); none from another checkpoint (the driver's copy's are kept)."""
-    live = sorted(meta.get("sim", {}).get("coordinator", {}).get("live", []))
-    prefix = f"sim.w{live[0]}.buffer." if live else ""
-    return {k[len(prefix):]: v for k, v in meta.get("tensors", {}).items() if prefix and k.startswith(prefix)}
+    live = meta.get("sim", {}).get("coordinator", {}).get("live", [])
+    if not live:
+        return {}
+    prefix = f"sim.w{min(live)}.buffer."
+    return {k[len(prefix):]: v for k, v in meta.get("tensors", {}).items() if k.startswith(prefix)}
 
 
 def push_state(push: Push, prefix: str) -> State:
