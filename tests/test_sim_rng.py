@@ -79,6 +79,11 @@ def test_a_resume_of_a_random_model_on_two_workers_is_the_uninterrupted_run(tmp_
     _same_training(tmp_path / "a", tmp_path / "b")
 
 
+def _rewrite(stem, tensors, meta):
+    """The checkpoint ``stem`` saved anew with ``tensors`` and ``meta``, its digests written afresh (as a tool would)."""
+    save_state(stem, tensors, {k: v for k, v in meta.items() if k not in ("safetensors_sha256", "json_sha256")})
+
+
 def _as_before_2026_12_05(stem):
     """A whole-state checkpoint rewritten as the simulator wrote it before each worker kept its own RNG: one state,
     ``sim.torch_rng`` (worker 0's: the one a one-worker run drew from)."""
@@ -86,8 +91,7 @@ def _as_before_2026_12_05(stem):
     tensors["sim.torch_rng"] = tensors.pop("sim.w0.torch_rng")
     for key in [k for k in tensors if k.endswith(".torch_rng") and k != "sim.torch_rng"]:
         del tensors[key]
-    meta = {k: v for k, v in meta.items() if k not in ("safetensors_sha256", "json_sha256")}
-    save_state(stem, tensors, meta)
+    _rewrite(stem, tensors, meta)
     return meta["step"]
 
 
@@ -100,8 +104,7 @@ def test_a_checkpoint_missing_one_workers_rng_state_is_named_damaged_not_re_seed
     monkeypatch.setattr(recorder.Recorder, "on_push", on_push)
     tensors, meta = load_state(tmp_path / "b/checkpoints/server")
     del tensors["sim.w1.torch_rng"]
-    save_state(tmp_path / "b/checkpoints/server", tensors,
-               {k: v for k, v in meta.items() if k not in ("safetensors_sha256", "json_sha256")})
+    _rewrite(tmp_path / "b/checkpoints/server", tensors, meta)
     with pytest.raises(CheckpointError, match="lacks key 'sim.w1.torch_rng'"):
         _run(tmp_path / "b", resume=True)
 
