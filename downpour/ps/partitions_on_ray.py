@@ -89,8 +89,8 @@ class PartitionActor:
         self._graphs: dict[int, tuple[Tensor, Tensor | None, list[Tensor]]] = {}
 
     def load(self, vec: np.ndarray | Tensor) -> None:
-        """This partition's trainable filters, stage after stage, from one flat vector (what
-        :meth:`fetch` does with its shards' slices; tests load float64 weights this way)."""
+        """This partition's trainable filters, stage after stage, then its untied decoders' blocks, from one flat
+        vector (what :meth:`fetch` does with its shards' slices; tests load float64 weights this way)."""
         self.params.load([torch.as_tensor(vec)])
 
     def gradients(self) -> list[np.ndarray | None]:
@@ -102,7 +102,7 @@ class PartitionActor:
         return [None if g is None else g.numpy() for g in grads]
 
     def fetch(self) -> list[int]:
-        """Pull this partition's shards into its filters; returns their versions."""
+        """Pull this partition's shards into its filters and untied decoders' blocks; returns their versions."""
         versions = fetch_into(self.links, self.bounds, self.flat.numpy())
         self.params.load([self.flat])
         return versions
@@ -151,7 +151,8 @@ class PartitionActor:
         return [None if t.grad is None else t.grad.numpy() for t in lent]
 
     def add_grads(self) -> None:
-        """The step's filter gradients into this partition's part of the push; ready for the next step."""
+        """The step's filter (and untied decoder) gradients into this partition's part of the push; ready for the next
+        step."""
         if self.params.numel:        # (a partition of tiled stages only owns no filters)
             self.params.add_grads()
         self.part.zero_grad(set_to_none=True)    # the replica's zero_grad does not reach this process
