@@ -176,7 +176,8 @@ def _save_model(setup: ClusterSetup, run: RunDir, states: list[ShardState], coor
                 data_info: dict[str, Any], buffers: dict[str, torch.Tensor] | None = None) -> dict[str, Any]:
     """The model the shards' ``states`` hold, saved at ``step``, and staleness.json; returns the staleness report.
     ``buffers``: a worker's replica's (the driver's ``info()["model_buffers"]``: an RBM's persistent chains), saved
-    in the driver's copy's stead; none (no live worker, a run saved from its checkpoint) leaves the driver's."""
+    in the driver's copy's stead (a run saved from its checkpoint: the simulator's whole state's, ``saved_buffers``);
+    none (no live worker, a checkpoint that keeps no worker's: Ray's) leaves the driver's."""
     setup.layout.vector_to_params(torch.cat([t["params"] for t, _ in states]), setup.model)
     with torch.no_grad():
         for name, b in setup.model.named_buffers():
