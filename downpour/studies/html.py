@@ -8,9 +8,10 @@ import math
 from pathlib import Path
 from typing import Any, Callable
 
-Shown = Callable[[dict[str, Any], str], "str | None"]   # a study's own HTML for a row's param or extra cell, or None
-
 from downpour.studies.bounds import bound_caption
+from downpour.studies.words import no_spread
+
+Shown = Callable[[dict[str, Any], str], "str | None"]   # a study's own HTML for a row's param or extra cell, or None
 
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}
@@ -106,7 +107,7 @@ def _figure(row: dict[str, Any], key: str) -> str:
         return ""
     left_out = row.get("missing", {}).get(key)
     value, low, high = row["figures"][key]
-    if low <= value <= high and high - low <= 1e-9 * abs(value) and row["n"] > 1:
+    if no_spread((value, low, high)) and row["n"] > 1:
         # (up to rounding: 0.8999999999999999 [0.8999999999999989, 0.9000000000000009] was shown as 0.9 [0.9, 0.9])
         # no spread: Student's t gives zero width however few the seeds (a probe's 27 of 30 right in both of 2
         # seeds read 0.900 [0.900, 0.900], as certain as a thousand seeds); say what it is instead

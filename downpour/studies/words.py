@@ -27,9 +27,10 @@ def percent(x: float) -> str:
 SAME = "(the same in every seed)"
 
 
-def _no_spread(triple: Sequence[float]) -> bool:
+def no_spread(triple: Sequence[float]) -> bool:
     """Whether a mean's finite interval has no width, up to rounding: Student's t over seeds that all read the same
-    (a Gabor bank's edge fraction, or 2 quick seeds' skipped share), as certain as a thousand seeds would be."""
+    (a Gabor bank's edge fraction, or 2 quick seeds' skipped share), as certain as a thousand seeds would be; study.html
+    and the verdicts say it "the same in every seed"."""
     v, lo, hi = triple
     return math.isfinite(lo) and math.isfinite(hi) and lo <= v <= hi and hi - lo <= 1e-9 * abs(v)
 
@@ -37,7 +38,7 @@ def _no_spread(triple: Sequence[float]) -> bool:
 def percent_ci(triple: Sequence[float]) -> str:
     """As study.html's table says it (since 2026-12-05): a mean with no spread is "the same in every seed", not
     "0% [0, 0]" (the quick first-layer study's learned edge fraction, on 2 seeds)."""
-    if _no_spread(triple):
+    if no_spread(triple):
         return f"{percent(triple[0])} {SAME}"
     v, lo, hi = triple
     v, lo, hi = (round(100 * x) if math.isfinite(x) else x for x in (v, lo, hi))   # (an int: never "-0")
@@ -82,6 +83,6 @@ def signed(triple: Sequence[float], spec: str = ".3f") -> str:
 
 def value_ci(triple: Sequence[float], spec: str = ".4g") -> str:
     v, lo, hi = triple
-    if _no_spread(triple):
+    if no_spread(triple):
         return f"{v:{spec}} {SAME}"
     return f"{v:{spec}} [{lo:{spec}}, {hi:{spec}}]" if math.isfinite(lo) else f"{v:{spec}}"
