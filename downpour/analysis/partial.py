@@ -153,7 +153,7 @@ class Kept:
         temp_of(run.path / NAME).unlink(missing_ok=True)   # left by a kill mid-write (the file is whole or the old one)
         saved = read(run.path)
         if saved.get("key") == key:
-            return cls(run, key, saved["parts"], saved.get("said") if isinstance(saved.get("said"), dict) else None)
+            return cls(run, key, saved["parts"], saved["said"])
         kept = cls(run, key, {})
         if kept.path.is_file():
             log.info("%s: %s; measuring anew", kept.path,
@@ -185,19 +185,22 @@ class Kept:
 
 
 def read(run_path: Path) -> dict[str, Any]:
-    """``RUN/analysis.partial.json`` as ``{"key": ..., "parts": {...}}``; ``{}`` when it is missing or unreadable
+    """``RUN/analysis.partial.json`` as ``{"key": ..., "parts": {...}, "said": {...}}`` ("said": each part's name in
+    the log, where not its own; ``{}`` in a file written before 2026-12-05); ``{}`` when it is missing or unreadable
     (a file this module did not write whole: measured anew)."""
     path = Path(run_path) / NAME
     try:
         saved = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
-    return saved if isinstance(saved, dict) and isinstance(saved.get("parts"), dict) else {}
+    if not (isinstance(saved, dict) and isinstance(saved.get("parts"), dict)):
+        return {}
+    return saved | {"said": saved["said"] if isinstance(saved.get("said"), dict) else {}}
 
 
 def kept_words(run_path: str | Path) -> str:
     """What a stopped analysis of ``run_path`` kept, for the CLI's Ctrl-C line: "the splits, the face test" or "", each
     part named as the log named it ("the controls for cat": until 2026-12-05 the stored name, "the face test")."""
     saved = read(Path(run_path))
-    said = saved.get("said") if isinstance(saved.get("said"), dict) else {}
+    said = saved.get("said", {})
     return ", ".join(f"the {said.get(name, name)}" for name in saved.get("parts", {}))
