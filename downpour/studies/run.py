@@ -108,7 +108,8 @@ def run_study(name: str, out: str | Path, quick: bool = False, seeds: int | None
         rows = study.summarise(conditions, cells, seed_list)
     except KeyError as err:           # a cached line whose figure was renamed or lost (an edit, a damaged byte), or
         # one measured before the figure was recorded (compare.FigureMissing; until 2026-12-05 read as a seed left out)
-        refused = _lacking(err.args[0], cells, cache.path, isinstance(err, FigureMissing)) if err.args else None
+        refused = (_lacking(err.args[0], cells, cache.path, spare_diverged=isinstance(err, FigureMissing))
+                   if err.args else None)
         if refused is None:
             raise
         raise refused from None
@@ -223,16 +224,16 @@ def _varied(study: Any, conditions: list[Any]) -> set[str]:
     return {key for c in conditions for key, _ in c.sets} | set(study.varied_in_cells)
 
 
-def _lacking(key: Any, cells: Cells, path: Path, measured_cells: bool = False) -> ConfigError | None:
+def _lacking(key: Any, cells: Cells, path: Path, spare_diverged: bool = False) -> ConfigError | None:
     """The refusal of a summary's KeyError ``key``: the cells that ran and lack the figure, named, where another seed of
-    their condition holds it (some conditions never measure that figure); None where no cell does. ``measured_cells``:
-    the KeyError is :class:`~downpour.studies.compare.FigureMissing`, of a measured study, whose diverged cell holds its
-    design's figures alone (not named; a staleness cell's ``diverged``, an outcome, comes with every figure: named,
-    where until 2026-12-05 its edited line was a bare KeyError). Cells that hold a figure in its stead, which the cells
+    their condition holds it (some conditions never measure that figure); None where no cell does. ``spare_diverged``:
+    a diverged cell is not named, the KeyError being :class:`~downpour.studies.compare.FigureMissing`, of a measured
+    study, whose diverged cell holds its design's figures alone (else it is named: a staleness cell's ``diverged``, an
+    outcome, comes with every figure; until 2026-12-05 its edited line was a bare KeyError). Cells that hold a figure in its stead, which the cells
     holding ``key`` lack, were edited or measured by another version (:func:`~downpour.studies.compare.versions_apart`)."""
     measured = dict.fromkeys(c for (c, _), figures in cells.items() if key in figures)
     lacking = {(c, s): figures for (c, s), figures in cells.items()
-               if c in measured and key not in figures and not (measured_cells and figures.get(DIVERGED))}
+               if c in measured and key not in figures and not (spare_diverged and figures.get(DIVERGED))}
     if not lacking:
         return None
     instead = list(dict.fromkeys(k for c in measured for k in versions_apart(
