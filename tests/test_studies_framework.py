@@ -716,6 +716,17 @@ def test_a_discrete_difference_with_a_little_spread_needs_the_sign_tests_seeds_t
     assert paired_difference([0.1, 0.2, 0.3, 0.4], [0.5, 0.62, 0.69, 0.81])[1] > 0    # not whole numbers: t
 
 
+def test_a_difference_with_no_finite_pair_warns_nothing():
+    """Every pair non-finite (a condition diverged in every seed) is not measured, quietly: the discrete-figure check
+    took the mean of no differences and numpy printed "Mean of empty slice" under the study's output."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        d = paired_difference([math.nan] * 3, [1.0, 2.0, 3.0], discrete=True)
+    assert all(math.isnan(x) for x in d)
+
+
 def test_a_fraction_of_a_count_takes_the_whole_numbers_rule():
     """An edge fraction (of 16 filters) moving +1/16, +1/16, +1/16, +2/16 over 4 seeds had a t interval: by hand,
     mean 5/64, sd 1/32, t = 5 on 3 degrees of freedom, p = 0.015, [0.028, 0.128]: "higher", where the sign test of

@@ -98,8 +98,10 @@ def _too_few_signs(d: np.ndarray, discrete: bool) -> bool:
     fraction of 1,352 filters moving +1 and -1 in two seeds has a mean of -7e-20, and read "inconclusive" where the
     same moves of a fraction of 16 read "no detectable effect", until 2026-12-05.)"""
     moved = int(np.count_nonzero(d))
-    centred = abs(float(d.mean())) <= 1e-9 * float(np.abs(d).max(initial=0.0))
-    return 0 < moved < SIGN_TEST_N and not centred and (discrete or bool(np.all(d == np.round(d))))
+    if not 0 < moved < SIGN_TEST_N:      # (and no mean of no differences: numpy warned "Mean of empty slice")
+        return False
+    centred = abs(float(d.mean())) <= 1e-9 * float(np.abs(d).max())
+    return not centred and (discrete or bool(np.all(d == np.round(d))))
 
 
 # What a figure can be, by its name's start ("d_" or "delta_" before a [0, 1] figure: its paired difference, in
