@@ -1349,6 +1349,8 @@ def test_the_pages_footnote_counts_its_own_comparisons_and_says_intervals_are_cu
     assert "its 10 comparisons at 95% would leave 0 out about 0.5 times (at least once in 40% of studies" in page
     assert "35 comparisons" not in page and "shown as computed" not in page
     assert "cut at what its figure can be" in page
+    one = dict(result, cells=[dict(rows[0], tests={"d_probe": test})])     # ("its 1 comparisons")
+    assert "its 1 comparison at 95% would" in write_html(one, tmp_path / "one.html").read_text()
 
 
 def test_a_mean_with_no_spread_up_to_rounding_reads_the_same_in_every_seed():

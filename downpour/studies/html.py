@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 from typing import Any, Callable
 
+from downpour._names import plural
 from downpour.studies.bounds import bound_caption
 from downpour.studies.words import no_spread
 
@@ -91,7 +92,7 @@ def tests_table(rows: list[dict[str, Any]]) -> str:
 def _chance(rows: list[dict[str, Any]]) -> str:
     """How often this study's comparisons leave 0 out by chance alone (it said 35, whatever the study read)."""
     n = sum(len(r.get("tests", {})) for r in rows)
-    return (f"with no effect anywhere, its {n} comparisons at 95% would leave 0 out about {0.05 * n:.2g} times (at "
+    return (f"with no effect anywhere, its {plural(n, 'comparison')} at 95% would leave 0 out about {0.05 * n:.2g} times (at "
             f"least once in {100 * (1 - 0.95 ** n):.0f}% of studies, were they independent)")
 
 
