@@ -60,11 +60,11 @@ def windows(net: Network, k: int) -> dict[str, Any]:
     """Floats per example a step moves between the replica and its ``k`` partitions for the stages' calls (module
     docstring), by the schedule: ``largest`` the most one partition sends and receives (stage by stage), ``replica``
     all K together, the replica's own link, and ``replica_by_stage`` that of a greedy step of each stage; 0 where
-    :func:`hub_runs` is not. Until 2026-12-05 the plan counted
-    DistBelief's halo between partitions instead (the main job split in 2: 2.98 kB per example on each partition's
-    link; the runner moves 26.35 kB to and from the largest, 51.25 kB through the replica). Until 2026-12-05 too a
-    frozen encoder's codes' gradient was counted (the runner sent it): the main job at ``model.decoder=untied`` under
-    a Gabor first layer read 51.25 kB through the replica, where the runner moves 41.25 kB."""
+    :func:`hub_runs` is not. Until 2026-12-05 the plan counted DistBelief's halo between partitions instead (the main
+    job split in 2: 2.98 kB per example on each partition's link; the runner moves 26.35 kB to and from the largest,
+    51.25 kB through the replica). Until 2026-12-05 too a frozen encoder's codes' gradient was counted (the runner
+    sent it): the main job at ``model.decoder=untied`` under a Gabor first layer read 51.25 kB through the replica,
+    where the runner moves 41.25 kB."""
     if not hub_runs(net, k):
         return {"largest": 0.0, "replica": 0.0, "replica_by_stage": [0.0] * len(net.stages)}
     trained = {"largest": [], "replica": []}
@@ -84,15 +84,19 @@ def _calls(stage: Stage, k: int) -> list[tuple[int, int]]:
     """Floats per example of each of ``k`` blocks' calls of ``stage``: (trained, forward only); [(0, 0)] off the grid."""
     if not stage.in_shape:
         return [(0, 0)]
-    c, m, per = stage.in_shape[0], stage.out_shape[0], []
     encoder = stage.params > stage.decoder
-    for b in split_blocks(codes_size(stage), stage.kernel, stage.stride, k):
-        win = c * (b.in_rows.stop - b.in_rows.start) * (b.in_cols.stop - b.in_cols.start)
-        codes = m * (b.rows.stop - b.rows.start) * (b.cols.stop - b.cols.start)
-        # trained: the window, then codes and reconstruction back; the gradients of the reconstruction (a decoder
-        # or encoder trains) and of the codes (the encoder trains)
-        per.append((2 * win + codes + win * (stage.params > 0) + codes * encoder, win + codes))
-    return per
+    # trained: the window, then codes and reconstruction back; the gradients of the reconstruction (a decoder or
+    # encoder trains) and of the codes (the encoder trains)
+    return [(2 * win + codes + win * (stage.params > 0) + codes * encoder, win + codes)
+            for win, codes in _block_floats(stage, k)]
+
+
+def _block_floats(stage: Stage, k: int) -> list[tuple[int, int]]:
+    """(input window, codes block) floats per example of each of ``k`` blocks of ``stage``, as the runner cuts them."""
+    c, m = stage.in_shape[0], stage.out_shape[0]
+    return [(c * (b.in_rows.stop - b.in_rows.start) * (b.in_cols.stop - b.in_cols.start),
+             m * (b.rows.stop - b.rows.start) * (b.cols.stop - b.cols.start))
+            for b in split_blocks(codes_size(stage), stage.kernel, stage.stride, k)]
 
 
 def block_held(stage: Stage, k: int) -> float:
@@ -103,12 +107,7 @@ def block_held(stage: Stage, k: int) -> float:
     forward-only call keeps nothing. Until 2026-12-05 the plan gave a partition DistBelief's share, the stage's
     activations (pooling and the cost's included) over K plus the input, pooling and LCN halos: the main job split in 2
     read 1.02 MB a step where its largest partition keeps 496.6 kB."""
-    c, m, most = stage.in_shape[0], stage.out_shape[0], 0
-    for b in split_blocks(codes_size(stage), stage.kernel, stage.stride, k):
-        win = c * (b.in_rows.stop - b.in_rows.start) * (b.in_cols.stop - b.in_cols.start)
-        codes = m * (b.rows.stop - b.rows.start) * (b.cols.stop - b.cols.start)
-        most = max(most, win * (stage.params > stage.decoder) + codes + win)
-    return float(most)
+    return float(max(win * (stage.params > stage.decoder) + codes + win for win, codes in _block_floats(stage, k)))
 
 
 def block_copies(stage: Stage, k: int) -> float:
@@ -143,10 +142,10 @@ def replica_memory(net: Network, k: int, batch: int) -> dict[str, float]:
     steps between fetches are plain SGD, stateless): the tiled stages' shared banks (frozen ones too) and their
     gradient; its ``LocalParams`` of the trained banks (``PartitionParams.link_shared``): the fetch vector, apart from
     the banks, and the push's summed gradient, beside the step's (not counted until 2026-12-05: the main job split in 2
-    read 67.58 kB less); the model's buffers (the stages' masks and LCN taps: the replica runs every stage whole); what the whole
-    replica's maps keep for the backward (:func:`replica_held`: a greedy step's of its largest stage, as a partition's);
-    and a step's windows, code blocks, reconstructions and their gradients to and from its partitions
-    (:func:`windows`), counted as if all held at once (they are freed as each call returns). All 0 where
+    read 67.58 kB less); the model's buffers (the stages' masks and LCN taps: the replica runs every stage whole);
+    what the whole replica's maps keep for the backward (:func:`replica_held`: a greedy step's of its largest stage,
+    as a partition's); and a step's windows, code blocks, reconstructions and their gradients to and from its
+    partitions (:func:`windows`), counted as if all held at once (they are freed as each call returns). All 0 where
     :func:`hub_runs` is not. Not counted until 2026-12-05, when the replica's process got a machine of its own."""
     keys = ("replica_weight_bytes", "replica_grad_bytes", "replica_fetch_push_bytes", "replica_state_bytes",
             "replica_act_bytes", "replica_calls_bytes", "replica_memory_bytes")
@@ -175,7 +174,7 @@ def lends_banks(net: Network, stage: Stage, k: int) -> bool:
     lends them (``ps/partitions_on_ray.py``): a tiled stage's shared banks are the replica's, which fetches and pushes
     their shards itself, once a cycle, and sends each partition its block's banks with every call (their gradient
     coming back); so a partition's own fetch and push carry its untied filters only."""
-    return k > 1 and net.banks_shared and stage.tied_banks is not None and bool(stage.in_shape)
+    return hub_runs(net, k) and stage.tied_banks is not None and bool(stage.in_shape)
 
 
 def lent(net: Network, k: int) -> dict[str, float]:
