@@ -1,13 +1,12 @@
 """A network on a cluster: memory per partition, bytes per push, step time, examples/s, staleness.
 
-The layout is DistBelief's: R model replicas of K partitions each, one machine per partition, plus
-S parameter-server shard machines; and, split the Ray runner's way (every network but the paper's pipeline), one
-machine per replica for its own process (:mod:`downpour.plan.hub`). A cat stage's output grid is cut into a gr x gc grid of K
-spatial blocks (gr·gc = K, the pair with the shortest cuts, as ``downpour.parallel`` cuts them); a partition owns its block's untied weights
-(encoder, and decoder if untied) and needs its input window, its block plus the receptive-field
-halo, and the pooling and LCN halos of its neighbours (DistBelief's pipeline; split the runner's way a partition
-keeps its block's filter work alone, and the replica's process, whose memory is checked too, the rest:
-:mod:`~downpour.plan.hub`).
+The layout is DistBelief's: R model replicas of K partitions each, one machine per partition, plus S parameter-server
+shard machines; and, split the Ray runner's way (every network but the paper's pipeline), one machine per replica for
+its own process (:mod:`downpour.plan.hub`). A cat stage's output grid is cut into a gr x gc grid of K spatial blocks
+(gr·gc = K, the pair with the shortest cuts, as ``downpour.parallel`` cuts them); a partition owns its block's untied
+weights (encoder, and decoder if untied) and needs its input window, its block plus the receptive-field halo, and the
+pooling and LCN halos of its neighbours (DistBelief's pipeline; split the runner's way a partition keeps its block's
+filter work alone, and the replica's process, whose memory is checked too, the rest: :mod:`~downpour.plan.hub`).
 Every number is for the largest block.
 
 Per step of B examples (train.batch_size), on the largest partition:
@@ -16,7 +15,7 @@ Per step of B examples (train.batch_size), on the largest partition:
     halo     = B · halo bytes / bandwidth                                 (exchanged, not overlapped; the paper's
                pipeline: the runner's partitions exchange none)
     windows  = B · every call's windows and codes through the replica's process, all K / bandwidth (the runner's way)
-    lend     = the tiled stages' banks lent to the K blocks and their gradients back / bandwidth (:func:`lends_banks`)
+    lend     = the tiled stages' banks lent to the K blocks and their gradients back / bandwidth (:func:`~downpour.plan.hub.lends_banks`)
     fetch    = partition's own weights / bandwidth, every n_fetch steps  (blocks the next step; the replica's fetch
                of the shared banks travels beside it)
     push     = partition's own gradient / bandwidth, every n_push steps  (travels while it computes)
@@ -47,7 +46,7 @@ from downpour.plan.hub import (block_copies, block_held, codes_size, hub_runs, l
 from downpour.plan.network import Network, Stage, over_schedule
 from downpour.plan.staleness import steady_staleness
 
-__all__ = ["Cluster", "RULE_STATE", "grid", "lends_banks", "partition_stage", "predict"]
+__all__ = ["Cluster", "RULE_STATE", "grid", "partition_stage", "predict"]
 
 GB = 1e9
 RULE_STATE = {"sgd": 0, "momentum": 1, "adagrad": 1, "adam": 2}   # (n,) state tensors a shard keeps per parameter
@@ -271,17 +270,18 @@ def least_shards(net: Network, k: int) -> int:
     return runner_least_shards(k, owned=owned, shared=shared)
 
 
-def _too_few_machines(net: Network, cl: Cluster, k: int | None = None, fits: bool = True, least: int | None = None) -> str:
+def _too_few_machines(net: Network, cl: Cluster, k: int | None = None, fits: bool = True,
+                      least: int | None = None) -> str:
     """Why no layout fits, as arithmetic: the smallest layout of ``k`` partitions (default the count given) and
     the counts given, and the machines it needs. A --partitions given with shards unset gets here where no layout
     has a shard per partition (given shards below partitions are refused before): unset shards are the machines the
     workers leave. It used to say "add machines or shards" for --replicas 7 --partitions 3 --machines 10, where the
     cause was 7 x 3 = 21 workers on 10 machines (and --shards cannot help there); and "no layout fits" for
     --machines 1, where 1 replica and 1 shard need 2. ``fits``: ``k`` partitions fit a machine's memory (else ``k``
-    is the count that can be laid out needing the least, none fitting: said so, not "the fewest that fit"). Fewer shards are offered
-    only where more than one per partition were given (below that the runner refuses them), unless no count fits
-    the memory (``k`` is then the one laid out that needs the least): fewer shards lay out fewer partitions.
-    ``least``: the fewest shards ``k`` partitions run on (:func:`least_shards`; default ``k``)."""
+    is the count that can be laid out needing the least, none fitting: said so, not "the fewest that fit"). Fewer
+    shards are offered only where more than one per partition were given (below that the runner refuses them), unless
+    no count fits the memory (``k`` is then the one laid out that needs the least): fewer shards lay out fewer
+    partitions. ``least``: the fewest shards ``k`` partitions run on (:func:`least_shards`; default ``k``)."""
     k = k or cl.partitions
     if not k:
         return (f"no layout of {cl.machines} machines gives each of its partitions a shard of its own (shards >= "

@@ -7,9 +7,9 @@ from typing import Any
 from downpour._names import plural
 from downpour.plan.calibrate import DEFAULT_RATES, Rates, calibrate
 from downpour.plan.check import MAX_ERROR, MAX_REJECTED
+from downpour.plan.hub import hub_runs, lends_banks, stage_calls
 from downpour.plan.network import Network, network_of, plan_config
-from downpour.plan.hub import hub_runs, stage_calls
-from downpour.plan.predict import Cluster, lends_banks, partition_stage, predict
+from downpour.plan.predict import Cluster, partition_stage, predict
 
 __all__ = ["plan_for", "make_plan", "format_plan", "format_check"]
 
