@@ -142,13 +142,6 @@ def format_plan(plan: dict[str, Any]) -> str:
              _human(s["partition"]["push_bytes"], "B")) for s in plan["stages"]]
     lines += _table(header, rows)
     part, t, bounds = plan["partition"], plan["times_s"], plan["cycle_bounds_s"]
-    # a step's per-step part: on paper, the copies of the filters; measured, part of what it holds (a PCD RBM's
-    # chains' visible sample, the cost's weights' scalars), so said with the activations, not as a part of its own
-    # (until 2026-12-04 tica-8x8 read "held whatever the batch 16.40kB", 16.38 kB of it its pooling matrix)
-    held = (f"activations {_human(part['act_bytes'], 'B')}"
-            + (f", the step's copies of the filters {_human(part['copy_bytes'], 'B')}" if part["copy_bytes"] else "")
-            if n.get("on_paper", True) else f"activations {_human(part['act_bytes'] + part['copy_bytes'], 'B')}"
-            + (f" ({_human(part['copy_bytes'], 'B')} of them whatever the batch)" if part["copy_bytes"] else ""))
     lines += [
         ("(FLOPs/ex: forward + backward of one training example" if n.get("on_paper", True) else "(inference FLOPs/ex: "
          "forward + backward of one example through the layer on the inference path, not the training step's count")
@@ -162,29 +155,14 @@ def format_plan(plan: dict[str, Any]) -> str:
         "",
         f"cluster: {plural(c['machines'], 'machine')} x {plural(c['cores'], 'core')}, {c['memory_gb']:g} GB, {c['bandwidth_gbit']:g} Gbit/s; "
         f"{plural(c['replicas'], 'replica')} x {plural(c['partitions'], 'partition')} ({c['grid'][0]}x{c['grid'][1]} blocks) + "
-        # each replica's own process, a machine of its own where K >= 2 (the Ray runner's worker actor: predict.py)
+        # each replica's own process, a machine of its own where K >= 2 (the Ray runner's worker actor: hub.py)
         + (f"{plural(c['replica_machines'], 'replica machine')} (each replica's own process: pooling, LCN, cost, "
            "shared banks) + " if c["replica_machines"] else "")
         + f"{plural(c['shards'], 'shard')} = {plural(c['machines_used'], 'machine')}" + ("" if plan["fits"]["machines"] else "  ** more than the cluster has **"),
         f"rates: {_human(plan['rates']['flops_per_core'])}FLOP/s per core (locally connected layer), "
         f"{_human(plan['rates']['apply_bytes_per_core'], 'B')}/s per core (shard apply, {_apply_rule(plan)}): "
         f"{plan['rates']['source']}",
-        f"memory per partition: {_human(part['memory_bytes'], 'B')} (weights {_human(part['weight_bytes'], 'B')}, "
-        + (f"frozen weights {_human(part['frozen_bytes'], 'B')}, " if part["frozen_bytes"] else "")
-        + (f"model state (buffers) {_human(part['state_bytes'], 'B')}, " if part["state_bytes"] else "")
-        + f"gradient {_human(part['grad_bytes'], 'B')}, "
-        + (f"fetch vector and push {_human(part['fetch_push_bytes'], 'B')}, " if part.get("fetch_push_bytes") else "")
-        + held
-        + (f", the frozen stages' cache at most {_human(part['frozen_cache_bytes'], 'B')}" if part["frozen_cache_bytes"] else "")
-        + ")"
-        + ("" if plan["fits"]["partition"] else "  ** does not fit **")
-        + f"; per shard {_human(plan['shard_bytes'], 'B')} (parameters + {plan['rule']} state)"
-        + ("" if plan["fits"]["shard"] else "  ** does not fit **"),
-        *_replica_memory(plan),
-        *([f"no partition count that can be laid out fits a machine's {c['memory_gb']:g} GB: planned "
-           f"{plural(c['partitions'], 'partition')}, "
-           + ("whose largest process (a partition, or each replica's own) needs the least" if c["replica_machines"]
-              else "the count whose partitions need the least")] if plan.get("memory_fallback") else []),
+        *_memory(plan),
         f"bytes per push (= per fetch): {_human(plan['push_bytes_replica'], 'B')} per replica, "
         f"{_human(plan['push_bytes_partition'], 'B')} per partition"
         + (f" and {_human(plan['push_bytes_shared'], 'B')} of shared banks by the replica itself; lent to its "
@@ -219,6 +197,38 @@ def _timing_assumption(net: Network, k: int) -> str:
              else "halo exchange and fetches" if k > 1 else "fetches (one partition a replica)")
     return (f"cores scale the layer's FLOP rate linearly; {moved} do not overlap compute; "
             "a push travels while the next steps compute (as in the simulator)")
+
+
+def _memory(plan: dict[str, Any]) -> list[str]:
+    """The memory lines: the largest partition's and the shards', a split replica's own process's, and where no
+    partition count fits, which the plan took (``memory_fallback``)."""
+    part, c = plan["partition"], plan["cluster"]
+    # a step's per-step part: on paper, the copies of the filters; measured, part of what it holds (a PCD RBM's
+    # chains' visible sample, the cost's weights' scalars), so said with the activations, not as a part of its own
+    # (until 2026-12-04 tica-8x8 read "held whatever the batch 16.40kB", 16.38 kB of it its pooling matrix)
+    held = (f"activations {_human(part['act_bytes'], 'B')}"
+            + (f", the step's copies of the filters {_human(part['copy_bytes'], 'B')}" if part["copy_bytes"] else "")
+            if plan["network"].get("on_paper", True) else
+            f"activations {_human(part['act_bytes'] + part['copy_bytes'], 'B')}"
+            + (f" ({_human(part['copy_bytes'], 'B')} of them whatever the batch)" if part["copy_bytes"] else ""))
+    return [
+        f"memory per partition: {_human(part['memory_bytes'], 'B')} (weights {_human(part['weight_bytes'], 'B')}, "
+        + (f"frozen weights {_human(part['frozen_bytes'], 'B')}, " if part["frozen_bytes"] else "")
+        + (f"model state (buffers) {_human(part['state_bytes'], 'B')}, " if part["state_bytes"] else "")
+        + f"gradient {_human(part['grad_bytes'], 'B')}, "
+        + (f"fetch vector and push {_human(part['fetch_push_bytes'], 'B')}, " if part["fetch_push_bytes"] else "")
+        + held
+        + (f", the frozen stages' cache at most {_human(part['frozen_cache_bytes'], 'B')}"
+           if part["frozen_cache_bytes"] else "")
+        + ")"
+        + ("" if plan["fits"]["partition"] else "  ** does not fit **")
+        + f"; per shard {_human(plan['shard_bytes'], 'B')} (parameters + {plan['rule']} state)"
+        + ("" if plan["fits"]["shard"] else "  ** does not fit **"),
+        *_replica_memory(plan),
+        *([f"no partition count that can be laid out fits a machine's {c['memory_gb']:g} GB: planned "
+           f"{plural(c['partitions'], 'partition')}, "
+           + ("whose largest process (a partition, or each replica's own) needs the least" if c["replica_machines"]
+              else "the count whose partitions need the least")] if plan["memory_fallback"] else [])]
 
 
 def _replica_memory(plan: dict[str, Any]) -> list[str]:
