@@ -183,9 +183,8 @@ def _partition(net: Network, k: int, batch: int, rule: str) -> dict[str, float]:
     out["server_bytes"] = 4 * sum(p["params"] for s, p in zip(net.stages, parts) if not lends_banks(net, s, k))
     out["shared_bytes"] = 4 * sum(s.params for s in net.stages if lends_banks(net, s, k))
     out["lend_bytes"], out["lend_bytes_replica"] = 4 * banks["largest"], 4 * banks["replica"]
-    # each call's input windows and code blocks, through the replica's process (hub.py); its partitions exchange no
-    # halo (until 2026-12-05 DistBelief's halo was counted: the main job split in 2 read 2.98 kB per example, where the
-    # runner moves 26.35 kB to and from the largest partition and 51.25 kB through the replica)
+    # each call's input windows and code blocks, through the replica's process; its partitions exchange no halo
+    # (hub.windows, which says what the plan counted before 2026-12-05)
     calls = windows(net, k)
     out["window_bytes"], out["window_bytes_replica"] = 4 * calls["largest"], 4 * calls["replica"]
     if hub_runs(net, k):
