@@ -15,14 +15,15 @@ Per step of B examples (train.batch_size), on the largest partition:
     halo     = B · halo bytes / bandwidth                                 (exchanged, not overlapped; the paper's
                pipeline: the runner's partitions exchange none)
     windows  = B · every call's windows and codes through the replica's process, all K / bandwidth (the runner's way)
-    lend     = the tiled stages' banks lent to the K blocks and their gradients back / bandwidth (:func:`~downpour.plan.hub.lends_banks`)
-    fetch    = partition's own weights / bandwidth, every n_fetch steps  (blocks the next step; the replica's fetch
-               of the shared banks travels beside it)
-    push     = partition's own gradient / bandwidth, every n_push steps  (travels while it computes)
+    lend     = the tiled stages' banks lent to the K blocks and their gradients back / bandwidth
+               (:func:`~downpour.plan.hub.lends_banks`)
+    fetch    = the larger of the partition's own weights and the shared banks its replica fetches / bandwidth, every
+               n_fetch steps (blocks the next step; the two travel at once, on their own links)
+    push     = the same bytes' gradient / bandwidth, every n_push steps   (travels while it computes)
     step     = compute + halo + windows + lend + fetch / n_fetch
 
-A cycle of p = n_push steps takes the longest of p·step, the partition's link (out: push + halos,
-in: fetches + halos, or its windows), the replica's process's link (the runner's way: all K's windows, the lent
+A cycle of p = n_push steps takes the longest of p·step, the partition's link (its push or p/f fetches, whichever is more,
+and its halos or windows and the banks lent to it), the replica's process's link (the runner's way: all K's windows, the lent
 banks, the shared banks' fetch and push), a shard's link (R pushes and R·p/f fetches of its 1/S of the parameters) and
 a shard's apply (R pushes at the calibrated Adagrad rate times its cores). Examples/s = R·p·B /
 cycle. The push's delay in steps, d = (push + one shard's apply) / (cycle / p), and R replicas
