@@ -244,15 +244,15 @@ def _refuse_uncounted_terms(typed: Callable[[list[str]], str], cfg: RunConfig, t
 # modelled (a push travels while the next steps compute; main.toml's queue_depth = 1 went unsaid until 2026-12-05)
 LAYOUT_FLAGS = {"workers": "--replicas", "shards": "--shards", "partitions": "--partitions", "delay": None,
                 "warm_start": None, "queue_depth": None}
+_UNREAD_WHY = {"queue_depth": "pushes are timed travelling while the next steps compute, as at depth 2"}
 
 
 def _say_unread_layout(config: str, c: Any) -> None:
     """Warn, naming them, of ``config``'s cluster settings the plan does not read (they were dropped unsaid)."""
     defaults = ClusterConfig()
-    unread = [f"cluster.{k} = {getattr(c, k)!r}" + (f" ({flag} sets it)" if flag else " (pushes are timed travelling "
-                                                      "while the next steps compute, as at depth 2)"
-                                                      if k == "queue_depth" else "")
-              for k, flag in LAYOUT_FLAGS.items() if getattr(c, k) != getattr(defaults, k)]
+    why = {**_UNREAD_WHY, **{k: f"{flag} sets it" for k, flag in LAYOUT_FLAGS.items() if flag}}
+    unread = [f"cluster.{k} = {getattr(c, k)!r}" + (f" ({why[k]})" if k in why else "")
+              for k in LAYOUT_FLAGS if getattr(c, k) != getattr(defaults, k)]
     if unread:
         log.warning("downpour plan --config %s: the plan chooses the cluster's layout for the machines given and "
                     "times the cluster's own steps, so the file's %s %s not read", pasted(config), ", ".join(unread),
