@@ -65,7 +65,7 @@ class Cluster:
     bandwidth_gbit: float = 1.0
     replicas: int | None = None      # None: chosen (see :func:`predict`)
     partitions: int | None = None    # None: chosen among the counts that fit in memory
-    shards: int | None = None        # None: the machines left after R·K (and R replica machines where K >= 2)
+    shards: int | None = None        # None: the machines left after R·K (and the replicas' own, hub.replica_machines)
 
     def __post_init__(self) -> None:
         for flag, value, low in (("--machines", self.machines, 1), ("--cores", self.cores, 1),
