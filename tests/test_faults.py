@@ -44,7 +44,9 @@ def test_a_killed_shard_is_restarted_from_the_checkpoint_and_the_run_finishes(tm
     thread = threading.Thread(target=lambda: out.update(train(cfg, run)))
     thread.start()
     try:
-        victim = kill_when(run, 100, "-shard1", earlier, checkpointed=True)
+        # (300 s: at 1 update a second, a 2-core VM also running a study and the suite, step 100 and its checkpoint
+        # came after kill_when's default 120 s, counted from before the actors start)
+        victim = kill_when(run, 100, "-shard1", earlier, timeout=300.0, checkpointed=True)
     finally:
         killed.set()
     thread.join(timeout=240)
