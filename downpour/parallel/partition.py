@@ -66,19 +66,14 @@ def block_banks(banks: Tensor, block: Block) -> Tensor:
     return banks.index_select(0, rows).index_select(1, cols)
 
 
-class PartitionedFilter(nn.Module):
-    """A :class:`LocallyConnected2d` computed block by block: the same interface (``forward(x, weight)``,
-    ``adjoint(y, weight)``, ``effective_weight()``), where a weight is the tuple of the K block weights
-    (untied, (h_p, w_p, M, C, k, k)). It owns no parameters: untied, ``blocks_weight`` are the partitions';
-    tiled (``tile`` (tH, tW)), ``banks`` is the model's shared copy, and each block computes with the banks
-    its positions use (:func:`block_banks`), so their gradients sum into it."""
+class BlockWeights(nn.Module):
+    """A partitioned stage's weights, block by block, owning no parameters: untied, ``blocks_weight`` are the
+    partitions' (each block its positions'); tiled, ``banks`` is the model's shared copy, each block using the banks
+    its positions use (:func:`block_banks`), so their gradients sum into it. What the encoder's
+    :class:`PartitionedFilter` and the untied decoder's :class:`BlockDecoder` share."""
 
-    def __init__(self, layer: LocallyConnected2d, blocks: list[Block], weights: list[nn.Parameter],
-                 banks: nn.Parameter | None = None):
+    def __init__(self, blocks: list[Block], weights: list[nn.Parameter], banks: nn.Parameter | None = None):
         super().__init__()
-        self.in_channels, self.maps, self.kernel_size, self.stride = layer.in_channels, layer.maps, layer.kernel_size, layer.stride
-        self.in_size, self.out_size, self.norm, self.chunk_bytes = layer.in_size, layer.out_size, layer.norm, layer.chunk_bytes
-        self.tile = layer.tile
         self.blocks = blocks
         self.blocks_weight = weights    # plain lists: the parameters belong to the model's partitions
         self._banks = [] if banks is None else [banks]     # (and its shared banks)
@@ -90,8 +85,34 @@ class PartitionedFilter(nn.Module):
 
     @property
     def weights(self) -> tuple[Tensor, ...]:
-        """The trainable tensors a weight penalty sees (a layer's: ``(weight,)``): the blocks', or the banks."""
+        """The trainable tensors a weight penalty sees (a layer's: ``(weight,)``): the blocks', or the banks once."""
         return tuple(self._banks or self.blocks_weight)
+
+    def per_block(self, banks: Tensor) -> tuple[Tensor, ...]:
+        """Each block's (h_p, w_p, M, C, k, k) weights from the tiled ``banks`` (the shared ones, or normalised)."""
+        return tuple(_expand_tiles(block_banks(banks, b), b.out_size) for b in self.blocks)
+
+    def full_weight(self) -> Tensor:
+        """The unpartitioned weights, (Ho, Wo, M, C, k, k) or tiled (tH, tW, M, C, k, k), as stored (before any
+        norm); detached."""
+        if self.banks is not None:
+            return self.banks.detach()
+        return stitch([w.detach() for w in self.blocks_weight], self.blocks, dims=(0, 1))
+
+
+class PartitionedFilter(BlockWeights):
+    """A :class:`LocallyConnected2d` computed block by block: the same interface (``forward(x, weight)``,
+    ``adjoint(y, weight)``, ``effective_weight()``), where a weight is the tuple of the K block weights
+    (untied, (h_p, w_p, M, C, k, k)). It owns no parameters: untied, ``blocks_weight`` are the partitions';
+    tiled (``tile`` (tH, tW)), ``banks`` is the model's shared copy, and each block computes with the banks
+    its positions use (:func:`block_banks`), so their gradients sum into it."""
+
+    def __init__(self, layer: LocallyConnected2d, blocks: list[Block], weights: list[nn.Parameter],
+                 banks: nn.Parameter | None = None):
+        super().__init__(blocks, weights, banks)
+        self.in_channels, self.maps, self.kernel_size, self.stride = layer.in_channels, layer.maps, layer.kernel_size, layer.stride
+        self.in_size, self.out_size, self.norm, self.chunk_bytes = layer.in_size, layer.out_size, layer.norm, layer.chunk_bytes
+        self.tile = layer.tile
 
     @property
     def trainable(self) -> bool:
@@ -104,8 +125,7 @@ class PartitionedFilter(nn.Module):
     def effective_weight(self) -> tuple[Tensor, ...]:
         if self.banks is None:
             return tuple(normalised(w, self.norm) for w in self.blocks_weight)   # per filter: block by block alike
-        banks = normalised(self.banks, self.norm)                                # once, then each block's share
-        return tuple(_expand_tiles(block_banks(banks, b), b.out_size) for b in self.blocks)
+        return self.per_block(normalised(self.banks, self.norm))                 # once, then each block's share
 
     def forward(self, x: Tensor, weight: tuple[Tensor, ...] | None = None) -> Tensor:
         """(B, C, H, W) -> (B, M, Ho, Wo): each block from its input window, stitched."""
@@ -120,13 +140,6 @@ class PartitionedFilter(nn.Module):
         return sum_windows([untied_adjoint(y[:, :, b.rows, b.cols], wb, self.stride, b.in_size, self.chunk_bytes)
                             for b, wb in zip(self.blocks, ws)], self.blocks, self.in_size)
 
-    def full_weight(self) -> Tensor:
-        """The unpartitioned layer's filters, (Ho, Wo, M, C, k, k) or tiled (tH, tW, M, C, k, k), as stored
-        (before the norm)."""
-        if self.banks is not None:
-            return self.banks.detach()
-        return stitch([w.detach() for w in self.blocks_weight], self.blocks, dims=(0, 1))
-
     def filters(self) -> Tensor:
         """(n_distinct_filters, C, k, k) as used (at ``norm``), for pictures; detached."""
         full = (normalised(self.banks, self.norm) if self.banks is not None
@@ -134,40 +147,14 @@ class PartitionedFilter(nn.Module):
         return full.detach().reshape(-1, self.in_channels, self.kernel_size, self.kernel_size)
 
 
-class BlockDecoder(nn.Module):
+class BlockDecoder(BlockWeights):
     """A partitioned stage's untied decoder (the paper's W₂, ``model.decoder = 'untied'``), block by block: what
-    :meth:`PartitionedFilter.adjoint` takes as its ``weight``. Like the encoder's filters it owns no parameters:
-    untied, ``blocks_weight`` are the partitions' (each block its positions' decoder weights); tiled, ``banks`` is
-    the model's shared copy (``model.shared_decoders``), each block decoding with the banks its positions use,
-    their gradients summed into it. Used as given (an untied decoder has no norm)."""
-
-    def __init__(self, blocks: list[Block], weights: list[nn.Parameter], banks: nn.Parameter | None = None):
-        super().__init__()
-        self.blocks = blocks
-        self.blocks_weight = weights    # plain lists, as PartitionedFilter's
-        self._banks = [] if banks is None else [banks]
-
-    @property
-    def banks(self) -> nn.Parameter | None:
-        """A tiled stage's shared (tH, tW, M, C, k, k) decoder banks; None when untied."""
-        return self._banks[0] if self._banks else None
-
-    @property
-    def weights(self) -> tuple[Tensor, ...]:
-        """The trainable tensors a weight penalty sees: the blocks', or the banks (the whole decoder's, once)."""
-        return tuple(self._banks or self.blocks_weight)
+    :meth:`PartitionedFilter.adjoint` takes as its ``weight``; tiled, its banks are ``model.shared_decoders``. Used
+    as given (an untied decoder has no norm)."""
 
     def forward(self) -> tuple[Tensor, ...]:
         """Each block's decoder weights, (h_p, w_p, M, C, k, k)."""
-        if self.banks is None:
-            return tuple(self.blocks_weight)
-        return tuple(_expand_tiles(block_banks(self.banks, b), b.out_size) for b in self.blocks)
-
-    def full_weight(self) -> Tensor:
-        """The unpartitioned decoder, (Ho, Wo, M, C, k, k) or tiled (tH, tW, M, C, k, k); detached."""
-        if self.banks is not None:
-            return self.banks.detach()
-        return stitch([w.detach() for w in self.blocks_weight], self.blocks, dims=(0, 1))
+        return tuple(self.blocks_weight) if self.banks is None else self.per_block(self.banks)
 
 
 def sum_windows(parts: list[Tensor], blocks: list[Block], in_size: tuple[int, int]) -> Tensor:
