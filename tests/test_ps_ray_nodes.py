@@ -44,16 +44,29 @@ def cluster():
     cluster.shutdown()
 
 
-@pytest.fixture
-def three_nodes(cluster):
-    """The module's cluster with three 1-CPU nodes alive (a test before crashed one: one is added in its place, some
-    seconds), and those nodes by id."""
+def _nodes(cluster, n):
+    """The module's cluster with ``n`` 1-CPU nodes alive (a test before crashed one: one is added in its place, some
+    seconds; one more than ``n`` is taken out), and those nodes by id; Ray shut down after the test."""
     alive = list(cluster.worker_nodes)     # (remove_node takes a node out)
-    alive += [cluster.add_node(num_cpus=1, object_store_memory=100 * 2 ** 20) for _ in range(3 - len(alive))]
+    for extra in alive[n:]:
+        cluster.remove_node(extra)
+    alive = alive[:n] + [cluster.add_node(num_cpus=1, object_store_memory=100 * 2 ** 20) for _ in range(n - len(alive))]
     cluster.wait_for_nodes()
     yield cluster, {nd.node_id: nd for nd in alive}
     if ray.is_initialized():
         ray.shutdown()
+
+
+@pytest.fixture
+def three_nodes(cluster):
+    """The module's cluster with three 1-CPU nodes alive, and those nodes by id (:func:`_nodes`)."""
+    yield from _nodes(cluster, 3)
+
+
+@pytest.fixture
+def four_nodes(cluster):
+    """The module's cluster with four 1-CPU nodes alive, and those nodes by id (:func:`_nodes`)."""
+    yield from _nodes(cluster, 4)
 
 
 def _losing_a_node(monkeypatch, cluster, nodes, lost, pin=(1, None)):
@@ -153,3 +166,46 @@ def test_a_partition_whose_node_is_removed_is_placed_again_off_its_siblings_node
     assert placed["nodes"] == 2 and placed["placement"] == {"shards": [0, 1], "workers": [1, 0],
                                                             "partitions": [0, 1, 1, 0]}   # (first, second)
     assert {r["worker"] for r in run.metrics() if r["step"] > LOST_AT + 8} == {0, 1}    # the replacement trains
+
+
+def test_a_node_holding_a_partition_alone_lost_restarts_its_replica_the_partition_placed_off_it(tmp_path, four_nodes,
+                                                                                                monkeypatch, caplog):
+    """Model parallelism, a node holding one partition actor and nothing else (the plan's layout left none such on
+    three nodes with partitions, shards >= partitions): 1 replica x 2 partitions on 2 shards, 6 actors over four sorted
+    nodes, partition 0 on the first, partition 1 on the second (alone), the worker on the third, the shards on the
+    fourth and first. The second crashes at step 20: the worker's cycle fails through its partition (its own node
+    alive), it is lost and restarted, the worker kept on the third and partition 0 on the first, partition 1 placed
+    off the gone node (at first pinned there while Ray has it alive, then placed again), free of its sibling: on the
+    fourth (round-robin alone, index 1 over the three alive, would put it on the third). The run finishes every step
+    with a readable server checkpoint of the last, and staleness.json, the Faults line and cluster.json say so."""
+    from downpour.analysis.report import _cluster_faults
+    from downpour.ps.checkpoint import load_server
+    from test_runner_equivalence import TINY_CAT
+
+    cluster, nodes = four_nodes
+    first, second, third, fourth = sorted(nodes)
+    lost = []
+    _losing_a_node(monkeypatch, cluster, nodes, lost, pin=(0, 1))
+    cfg = load_config("cat-untied", [*TINY_CAT, "cluster.runner=ray", f"cluster.address={cluster.address}",
+                                     "cluster.workers=1", "cluster.shards=2", "cluster.partitions=2",
+                                     "cluster.restarts=1", f"train.steps={PART_STEPS}"])
+    caplog.set_level(logging.WARNING, logger="downpour.ps.cluster_on_ray")
+    summary = run_cluster(cfg, RunDir.create(tmp_path / "r", cfg))
+    assert lost == [second]
+    run = RunDir.open(tmp_path / "r")
+    events = run.read_json("staleness.json")["events"]
+    placed_again = [("restart-placed-again", 0)] if len(events) == 3 else []      # (as in the tests above)
+    assert [(e["event"], e["worker"]) for e in events] == [("worker-lost", 0), *placed_again, ("worker-restarted", 0)]
+    assert not placed_again or events[1]["reason"].startswith(f"its partition 1's node {second[:8]} gone (")
+    faults = html.unescape(_cluster_faults(run))
+    assert faults.startswith(f'<p class="note">Faults: worker 0 lost at step {events[0]["step"]} (')
+    assert faults.endswith(f"restarted at step {events[-1]['step']}.</p>")
+    assert summary["steps"] == PART_STEPS and summary["lost_workers"] == []
+    assert f"worker 0's partition 1's node {second[:8]} is gone: its replacement is pinned to node {fourth[:8]}" \
+        in caplog.text
+    assert "worker 0's node" not in caplog.text and "partition 0's node" not in caplog.text   # both kept
+    placed = run.read_json("cluster.json")
+    assert placed["nodes"] == 3 and placed["placement"] == {"shards": [2, 0], "workers": [1], "partitions": [0, 2]}
+    assert {r["worker"] for r in run.metrics() if r["step"] > LOST_AT + 8} == {0}    # the replacement trains
+    states, meta = load_server(run.checkpoints / "server")
+    assert meta["step"] == PART_STEPS and len(states) == 2
