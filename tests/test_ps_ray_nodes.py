@@ -1,7 +1,7 @@
 """A node lost mid-run on a real multi-node Ray: ``ray.cluster_utils.Cluster`` starts a head (no CPU: the placer
-leaves it out), one for the module (its start costs some 20 s), and each test runs with three 1-CPU nodes on this
-machine (one added in place of the one a test before crashed, some 4 s); a run joins it by address, and a node of
-worker 1's crashes (its processes killed, not stopped gracefully) while the run trains.
+leaves it out), one for the module (its start costs some 20 s), and each test runs with three (or four) 1-CPU nodes
+on this machine (one added in place of the one a test before crashed, some 4 s); a run joins it by address, and a node
+of a worker's crashes (its processes killed, not stopped gracefully) while the run trains.
 
 Worker 1's own node: its replacement must be placed off the gone node, on the one alive node with a CPU free, and the
 run must finish and say so. A crash shows (ActorUnavailableError) seconds before ``ray.nodes()`` has the node dead, so
@@ -10,6 +10,9 @@ a ``restart-failed``, its restart spent: the run went on without it).
 The node of worker 1's partition 0 (model parallelism), which holds worker 1's own actor too (8 actors on 3 nodes, by
 the plan's layout): the partition is placed again on an alive node free of its sibling partition, the sibling kept
 where it was, the worker on the node with a CPU free (until 2026-12-05 only scripted).
+A node holding one partition actor alone (four nodes: the plan's layout leaves none such on three), the worker's own
+node alive: the replica is lost and restarted, the worker and its other partition kept where they were, the partition
+placed again off the gone node, free of its sibling (since 2026-12-05; the layout's change had left it untested).
 (The placement decisions alone, over stand-ins of ``ray.nodes()``, are tests/test_ps_restarts.py's; its scripted
 cluster never starts a real actor.)"""
 import html
