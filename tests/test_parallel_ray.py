@@ -38,7 +38,7 @@ def test_a_replica_with_partition_actors_equals_the_whole_network(local_ray, k, 
     torch.manual_seed(0)
     full = create_model("cat-demo", first_layer=first_layer, tile=tile, decoder=decoder).double()
     local = partition_model(copy.deepcopy(full), k)
-    actors = [PartitionActor.remote(0, p, stage_specs(local, p), [], [], [], 0.0, 1) for p in range(k)]
+    actors = [PartitionActor.remote(0, p, stage_specs(local, p), [], [], [], 0.0, 1, p) for p in range(k)]
     ray.get([a.load.remote(torch.cat([w.detach().reshape(-1) for w in part.parameters() if w.requires_grad]).numpy())
              for a, part in zip(actors, local.partitions) if len(part.weights)])   # what a fetch brings: their filters
     replica = copy.deepcopy(local)
@@ -187,8 +187,8 @@ def test_a_partition_is_sent_only_what_it_uses(monkeypatch):
     full = create_model("cat-demo", first_layer="gabor", tile=2, decoder="untied").double()
     local = partition_model(copy.deepcopy(full), 2)
     calls: list = []
-    actors = [_Recorded(PartitionActor.__ray_metadata__.modified_class(0, p, stage_specs(local, p), [], [], [], 0.0, 1),
-                        calls) for p in range(2)]
+    make = PartitionActor.__ray_metadata__.modified_class                  # (the last argument: its RNG's seed)
+    actors = [_Recorded(make(0, p, stage_specs(local, p), [], [], [], 0.0, 1, p), calls) for p in range(2)]
     replica = copy.deepcopy(local)
     remote_replica(replica, actors)
     _, objective = build(load_config("main"), full.input_shape)

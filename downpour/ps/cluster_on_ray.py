@@ -26,7 +26,7 @@ from downpour.ps.on_ray import ShardActor, ShardPush, WorkerActor
 from downpour.ps.piped_on_ray import PipedRun
 from downpour.ps.recorder import ShardLost
 from downpour.ps.restarts_on_ray import Restarts, kill, restarts_left
-from downpour.ps.setup import ClusterSetup, worker_gpus, worker_rng
+from downpour.ps.setup import ClusterSetup, partition_seed, worker_gpus, worker_rng
 from downpour.ps.tasks_on_ray import TaskRun
 from downpour.ps.shard import Shard
 from downpour.ps.shm import SHM_DIR, sweep_stale_segments
@@ -155,15 +155,16 @@ class RayCluster(TaskRun, PipedRun, Restarts, Asking):
         self._incarnation[w] += 1
         n = setup.cfg.cluster.workers
         options = self._placed((w, None), spot("worker", w, n, setup.cfg.cluster.partitions), self.per_worker, nodes)
-        parts = self._spawn_partitions(w, name, nodes) if setup.cfg.cluster.partitions > 1 else None
+        parts = self._spawn_partitions(w, name, nodes, step) if setup.cfg.cluster.partitions > 1 else None
         actor = (WorkerActor.options(name=name, num_cpus=self.per_worker, num_gpus=self.gpus, **options)
                  .remote(setup.cfg, w, setup.data.shard(w, n), setup.bounds, setup.gate.gated, step, seq,
                          self.shard_actors, self.lanes, self.threads, parts, setup.shards_of,
                          frozen_params(setup.model), worker_rng(setup.rng, setup.cfg.seed, w, step)))
         return actor
 
-    def _spawn_partitions(self, w: int, name: str, nodes: list[dict[str, Any]] | None) -> list[Any]:
-        """Worker ``w``'s K partition actors (model parallelism), each linked to its own shards only;
+    def _spawn_partitions(self, w: int, name: str, nodes: list[dict[str, Any]] | None, step: int) -> list[Any]:
+        """Worker ``w``'s K partition actors (model parallelism), started at ``step`` (their RNGs' seeds:
+        :func:`~downpour.ps.setup.partition_seed`), each linked to its own shards only;
         spread over the nodes like the shards (they need no CPU reserved: the replica waits on them); ``nodes``: as
         :meth:`_partition_places`'s."""
         from downpour.ps.partitions_on_ray import PartitionActor, stage_specs
@@ -173,7 +174,7 @@ class RayCluster(TaskRun, PipedRun, Restarts, Asking):
         actors = [PartitionActor.options(name=f"{name}-part{p}", num_cpus=0, **options[p])
                   .remote(w, p, stage_specs(setup.model, p), [self.shard_actors[j] for j in shards],
                           [self.lanes[j] for j in shards], [setup.bounds[j] for j in shards], setup.cfg.train.lr,
-                          c.n_fetch)
+                          c.n_fetch, partition_seed(setup.cfg.seed, w, p, step))
                   for p, shards in enumerate(setup.shards_of)]
         self.partition_actors[w] = actors
         return actors

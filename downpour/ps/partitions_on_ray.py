@@ -57,13 +57,17 @@ def stage_specs(model: nn.Module, p: int) -> list[dict[str, Any]]:
 class PartitionActor:
     """Partition ``p`` of replica ``wid``: block p's filters of every untied stage (then its block of their untied
     decoders), its shards' links, and the gradient accumulator of its slice of the push (a tiled stage's banks, and
-    their untied decoder's, are the replica's, lent per call)."""
+    their untied decoder's, are the replica's, lent per call). ``seed``: its torch RNG's
+    (:func:`~downpour.ps.setup.partition_seed`), kept as ``seed``; a partition draws nothing so far (``encode`` and
+    ``backward`` leave the RNG as they found it: ``tests/test_partition_actor.py``)."""
 
     def __init__(self, wid: int, p: int, specs: list[dict[str, Any]], shards: list[Any],
-                 lanes: list[dict[str, Any] | None], bounds: list[tuple[int, int]], local_lr: float, n_fetch: int):
+                 lanes: list[dict[str, Any] | None], bounds: list[tuple[int, int]], local_lr: float, n_fetch: int,
+                 seed: int):
         _quiet_readonly()
         torch.set_num_threads(1)
-        self.wid, self.p, self.specs = wid, p, specs
+        torch.manual_seed(seed)      # (until 2026-12-05 never: a draw added here would not have repeated with --seed)
+        self.wid, self.p, self.seed = wid, p, seed
         untied = [i for i, s in enumerate(specs) if not s["tiled"]]
         decoded = [i for i in untied if specs[i]["decoded"]]
         self.own = {i: j for j, i in enumerate(untied)}          # stage -> weights[j]
@@ -80,6 +84,8 @@ class PartitionActor:
             for w, i in zip(self.weights, untied):
                 if specs[i].get("frozen") is not None:
                     w.copy_(torch.from_numpy(specs[i]["frozen"]))
+        # the specs less a frozen stage's filters, copied into its weights: until 2026-12-05 kept here twice
+        self.specs = [{k: v for k, v in s.items() if k != "frozen"} for s in specs]
         # the push accumulator and local SGD of a whole worker (ps.worker.LocalParams), over this slice
         self.params = LocalParams(self.part, local_lr, n_fetch)
         start = bounds[0][0] if bounds else 0
@@ -254,9 +260,12 @@ class RemoteFilter(nn.Module):
 
     def adjoint(self, y: Tensor, weight: None = None) -> Tensor:
         if y is not self._codes:
-            raise RuntimeError("a remote stage decodes only the codes it has just encoded (the tied reconstruction "
+            raise RuntimeError("a remote stage decodes only the codes it has just encoded, once (the reconstruction "
                                "comes back with them)")
-        return self._recon
+        # handed over, not kept: the step's graph holds them until its backward (until 2026-12-05 the filter held the
+        # last codes and reconstruction until the next step's forward, 0.8 MB a stage on the main job)
+        recon, self._codes, self._recon = self._recon, None, None
+        return recon
 
 
 class PartitionParams:

@@ -204,6 +204,15 @@ def worker_seed(seed: int, wid: int, start_step: int) -> int:
     return seed * 1_000_003 + 15_485_863 * (wid + 1) + start_step
 
 
+def partition_seed(seed: int, wid: int, p: int, start_step: int) -> int:
+    """The seed of torch's RNG in the process of Ray worker ``wid``'s partition ``p`` (model parallelism), started with
+    its worker at ``start_step``: :func:`worker_seed`'s, moved by a third multiplier, so no partition shares its
+    worker's seed or another's. A partition draws nothing today (its block's codes and reconstruction; the cost's noise
+    and dropout are its worker's, a frozen stage's filters come drawn from the run's model); seeded all the same (since
+    2026-12-05), a draw added there would repeat with ``--seed``."""
+    return worker_seed(seed, wid, start_step) + 32_452_843 * (p + 1)
+
+
 def worker_rng(run_rng: torch.Tensor, seed: int, wid: int, start_step: int) -> int | torch.Tensor:
     """What Ray worker ``wid``'s process seeds torch's RNG from (:func:`seed_rng`): worker 0 from step 0 draws on from
     the run's RNG state once its initial model is drawn (``run_rng``: :attr:`ClusterSetup.rng`), as the local loop
