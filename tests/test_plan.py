@@ -520,6 +520,37 @@ def test_a_split_replicas_own_process_memory_is_counted_and_checked_by_hand(caps
     assert plan_for("paper", (), Cluster(machines=1000, partitions=16))["partition"]["replica_memory_bytes"] == 0
 
 
+def test_a_split_replicas_own_process_computes_its_pooling_lcn_and_banks_norm_in_the_step_counted_by_hand(capsys):
+    """The main job split in 2 (tile 2, greedy, batch 32): the replica's process runs every stage's pooling, LCN and the
+    tiled banks' normalising itself, between its partitions' calls (they compute while it waits, and it while they
+    do), on the whole replica's maps. Stage 1 (codes 8x25x25 pooled 3/2 to 8x12x12, LCN 5): pooling 5,000 + 1,152·11
+    = 17,672, LCN 2·(2·8·25)·144 + 6·1,152 = 122,112, the banks' norm 196 forward, 652 trained; stage 2 (8x8x8 to
+    8x6x6): 3,680, 30,528, 604 and 2,012. Greedy steps: stage 1's 2·17,672 + 122,112 + 652 = 158,108; stage 2's
+    17,672 + 122,112 + 196 below it and 2·3,680 + 30,528 + 2,012: their mean 168,994 per example. The largest
+    partition runs its block's products alone (stage 1 13/25 of 3.2 M, stage 2 half of 1.024 M, stage 1 forward 13/25
+    of 640 k below it). Until 2026-12-05 the step counted the largest partition's share of every stage's FLOPs,
+    pooling and LCN included, and nothing of the replica's process (compute 157.9 µs; now 147.6 + 19.9 µs)."""
+    plan = plan_for(None, (), Cluster(machines=8, partitions=2), config="main")
+    part, t = plan["partition"], plan["times_s"]
+    assert part["replica_flops"] == (158_108 + 17_672 + 122_112 + 196 + 2 * 3_680 + 30_528 + 2_012) / 2 == 168_994
+    assert part["flops_train"] == pytest.approx((13 / 25 * 3_200_000 + 13 / 25 * 640_000 + 1_024_000 / 2) / 2)
+    rate = 16 * plan["rates"]["flops_per_core"]
+    assert t["replica_compute"] == pytest.approx(32 * 168_994 / rate)
+    assert t["step"] == pytest.approx(t["compute"] + t["replica_compute"] + t["windows"] + t["lend"] + t["fetch"])
+    assert sum(t["step_by_stage"]) / 2 == pytest.approx(t["step"])      # each greedy stage's step has its own
+    # untied filters are normalised by the partitions that own them, not by the replica's process
+    untied = plan_for(None, (), Cluster(machines=8, partitions=2), config="cat-untied")
+    net = network_of(*plan_config(None, (), "cat-untied"))
+    (one, two) = net.stages          # greedy: stage 2's step normalises stage 1's filters forward, its own trained
+    assert one.norm_fwd and untied["partition"]["replica_flops"] == pytest.approx(
+        net.flops_train - net.products_train - (one.norm_train + one.norm_fwd + two.norm_train) / 2)
+    # one partition is the replica: its step is the whole network's, no process beside it
+    whole = plan_for(None, (), Cluster(machines=8, partitions=1), config="main")
+    assert whole["times_s"]["replica_compute"] == 0 and whole["partition"]["flops_train"] == 2_600_994
+    assert main(["plan", "--config", "main", "--partitions", "2", "--machines", "8"]) == 0
+    assert "step (batch 32): compute 147.6 µs + replica's process 19.9 µs + windows 13.1 ms + " in capsys.readouterr().out
+
+
 def test_a_split_partition_counts_its_fetch_vector_and_push_beside_its_filters_and_their_gradient(capsys):
     """cat-untied split in 2 (untied filters, the partitions' own: 217,600 floats the largest's, its shards' 870.4 kB):
     its actor's LocalParams keeps a fetch vector apart from the filters (PartitionActor.flat) and the push's summed

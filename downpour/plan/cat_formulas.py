@@ -125,5 +125,6 @@ def cat_stages(config: CatConfig, input_shape: tuple[int, ...], batch: int,
             pool_stride=st["pool_stride"], lcn=st["lcn"],
             tied_banks=None if st["banks"] == (oh, ow) else st["banks"], frozen=0 if trained else st["weights"],
             decoder=st["weights"] if untied_dec else 0,
-            copy_floats=copies, state_floats=state, products_fwd=f, products_train=products))
+            copy_floats=copies, state_floats=state, products_fwd=f, products_train=products,
+            norm_fwd=norm_fwd, norm_train=norm_fwd + norm_bwd))
     return stages

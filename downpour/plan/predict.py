@@ -11,7 +11,10 @@ Every number is for the largest block.
 
 Per step of B examples (train.batch_size), on the largest partition:
 
-    compute  = B · FLOPs_train(partition) / (cores · FLOP/s per core)     (cores scale linearly)
+    compute  = B · FLOPs_train(partition) / (cores · FLOP/s per core)     (cores scale linearly; the runner's way its
+               block's filter work alone)
+    replica  = B · the replica's process's FLOPs (every stage's pooling, LCN, a tiled stage's banks normalised) /
+               (cores · FLOP/s per core): the runner's way, between its partitions' calls (:func:`~downpour.plan.hub.replica_flops`)
     halo     = B · halo bytes / bandwidth                                 (exchanged, not overlapped; the paper's
                pipeline: the runner's partitions exchange none)
     windows  = B · every call's windows and codes through the replica's process, all K / bandwidth (the runner's way)
@@ -20,7 +23,7 @@ Per step of B examples (train.batch_size), on the largest partition:
     fetch    = the larger of the partition's own weights and the shared banks its replica fetches / bandwidth, every
                n_fetch steps (blocks the next step; the two travel at once, on their own links)
     push     = the same bytes' gradient / bandwidth, every n_push steps   (travels while it computes)
-    step     = compute + halo + windows + lend + fetch / n_fetch
+    step     = compute + replica + halo + windows + lend + fetch / n_fetch
 
 A cycle of p = n_push steps takes the longest of p·step, the partition's link (its push or p/f fetches, whichever is more,
 and its halos or windows and the banks lent to it), the replica's process's link (the runner's way: all K's windows, the lent
@@ -42,8 +45,8 @@ from downpour.models.frozen import CACHE_BYTES
 from downpour.parallel.blocks import grid_shape
 from downpour.parallel.partition import least_shards as runner_least_shards
 from downpour.plan.calibrate import Rates
-from downpour.plan.hub import (block_copies, block_held, codes_size, hub_runs, lends_banks, lent, machines_of,
-                               replica_machines, replica_memory, windows)
+from downpour.plan.hub import (block_copies, block_held, codes_size, filter_flops, hub_runs, lends_banks, lent,
+                               machines_of, replica_flops, replica_machines, replica_memory, windows)
 from downpour.plan.network import Network, Stage, over_schedule
 from downpour.plan.staleness import steady_staleness
 
@@ -109,6 +112,7 @@ def partition_stage(stage: Stage, k: int, runner: bool = False) -> dict[str, flo
                 "act_floats": stage.act_floats * share, "copy_floats": stage.copy_floats * share,
                 "state_floats": stage.state_floats * share, "halo_floats": 0.0, "halo_fwd_floats": 0.0}
     (gr, gc), (c, h, w) = grid(k, stage), stage.in_shape
+    train, fwd = filter_flops(stage) if runner else (stage.flops_fwd_bwd, stage.flops_fwd)   # (the rest: the replica's)
     m, ph, pw = stage.out_shape
     oh, ow = codes_size(stage)
     bh, bw = math.ceil(oh / gr), math.ceil(ow / gc)           # codes block
@@ -129,7 +133,7 @@ def partition_stage(stage: Stage, k: int, runner: bool = False) -> dict[str, flo
                       (bh, bw), m)
     halo_lcn = _area((need(qh, 1, stage.lcn, ph, gr), need(qw, 1, stage.lcn, pw, gc)), (qh, qw), m)
     return {"share": share, "params": stage.params * weight_share, "frozen": stage.frozen * weight_share,
-            "flops_fwd_bwd": stage.flops_fwd_bwd * share, "flops_fwd": stage.flops_fwd * share,
+            "flops_fwd_bwd": train * share, "flops_fwd": fwd * share,
             "act_floats": block_held(stage, k) if runner else stage.act_floats * share + halo_in + halo_pool + halo_lcn,
             "copy_floats": block_copies(stage, k) if runner and stage.tied_banks is not None
             else stage.copy_floats * share,       # normalised filters of its block (the runner needs them untied)
@@ -190,6 +194,9 @@ def _partition(net: Network, k: int, batch: int, rule: str) -> dict[str, float]:
     out["window_bytes"], out["window_bytes_replica"] = 4 * calls["largest"], 4 * calls["replica"]
     if hub_runs(net, k):
         out["halo_bytes"] = 0.0
+    # split the runner's way a partition runs its block's filter work alone; its replica's process the rest (hub.py)
+    hub = replica_flops(net, k)
+    out["replica_flops"] = hub["train"]
     if net.schedule == "greedy" and len(parts) > 1:   # a step of each stage (the figures above are their mean)
         fwd, halo_fwd = [p["flops_fwd"] for p in parts], [p["halo_fwd_floats"] for p in parts]
         out["flops_by_stage"] = (list(net.counted) if not cat else
@@ -197,6 +204,7 @@ def _partition(net: Network, k: int, batch: int, rule: str) -> dict[str, float]:
         out["halo_by_stage"] = [4 * (sum(halo_fwd[:i]) + p["halo_floats"]) if cat and not hub_runs(net, k) else 0.0
                                 for i, p in enumerate(parts)]
         out["window_by_stage"] = [4 * w for w in calls["replica_by_stage"]]
+        out["replica_flops_by_stage"] = hub["by_stage"]
     # a greedy cat step's frozen stages' output, kept per input row in the replica's process (models/frozen.py), at
     # its bound (what it holds depends on the data's distinct rows): only where one machine holds the whole replica;
     # K > 1 partitions are remote, where the cache is dropped (ps/partitions_on_ray.py). Counted since 2026-12-05
@@ -217,15 +225,16 @@ def _timing(net: Network, part: dict[str, float], cl: Cluster, r: int, k: int, s
     full = 4 * net.params                                     # bytes of one replica's push (and fetch)
     # the partitions' fetches (pushes) and the replica's of the shared banks travel at once, on their own links
     moved = max(part["server_bytes"], part["shared_bytes"]) / bw
-    t = {"compute": batch * part["flops_train"] / (cl.cores * rates.flops_per_core),
+    rate = cl.cores * rates.flops_per_core
+    t = {"compute": batch * part["flops_train"] / rate, "replica_compute": batch * part["replica_flops"] / rate,
          "halo": batch * part["halo_bytes"] / bw, "windows": batch * part["window_bytes_replica"] / bw,
          "lend": part["lend_bytes_replica"] / bw, "fetch": moved, "push": moved,
          "apply_one": full / s / (cl.cores * rates.apply_bytes_per_core)}
-    t["step"] = t["compute"] + t["halo"] + t["windows"] + t["lend"] + t["fetch"] / f
+    t["step"] = t["compute"] + t["replica_compute"] + t["halo"] + t["windows"] + t["lend"] + t["fetch"] / f
     if "flops_by_stage" in part:     # greedy: stage i's steps run the stages below it forward only (their mean is t)
-        t["step_by_stage"] = [batch * fl / (cl.cores * rates.flops_per_core) + batch * (h + w) / bw + t["lend"]
-                              + t["fetch"] / f for fl, h, w in zip(part["flops_by_stage"], part["halo_by_stage"],
-                                                                   part["window_by_stage"])]
+        t["step_by_stage"] = [batch * (fl + hub) / rate + batch * (h + w) / bw + t["lend"] + t["fetch"] / f
+                              for fl, hub, h, w in zip(part["flops_by_stage"], part["replica_flops_by_stage"],
+                                                       part["halo_by_stage"], part["window_by_stage"])]
     bounds = {"worker step": p * t["step"],
               "partition link": (max(part["server_bytes"], p / f * part["server_bytes"])
                                  + p * (batch * (part["halo_bytes"] + part["window_bytes"]) + part["lend_bytes"])) / bw,

@@ -50,6 +50,10 @@ class Stage:
     # counter counts (it counts no element-wise work: pooling, LCN's arithmetic, normalising the filters); None elsewhere
     products_fwd: float | None = None
     products_train: float | None = None
+    # of flops_fwd / flops_fwd_bwd, per example, putting the filters at their norm (once a step, over the batch): split
+    # the runner's way an untied stage's partitions do it for their blocks, the replica's process for a tiled one's banks
+    norm_fwd: float = 0
+    norm_train: float = 0
 
 
 @dataclass(frozen=True)
