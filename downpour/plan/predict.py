@@ -335,8 +335,8 @@ def predict(net: Network, cl: Cluster, rates: Rates, batch: int, n_push: int = 1
 
     Whatever of partitions, replicas and shards is unset is chosen: of the layouts whose partitions
     fit in a machine's memory, those within 5% of the most examples/s, and of these the one with the
-    fewest replicas (the least staleness). Where no partition count fits, the count that can be laid out whose largest
-    process needs the least memory (``memory_fallback``)."""
+    fewest replicas (the least staleness). Where no partition count fits, the count that the machines given lay out
+    whose largest process needs the least memory (``memory_fallback``)."""
     args = (batch, n_push, n_fetch, rates)
     if cl.partitions and (refused := _uncuttable(net, cl.partitions)):
         raise ConfigError(f"--partitions {cl.partitions}: {refused} (the model-parallel runner refuses it)")
@@ -358,9 +358,14 @@ def predict(net: Network, cl: Cluster, rates: Rates, batch: int, n_push: int = 1
     # fit" (the largest count may have no layout: then the shards were blamed, not the memory). Until 2026-12-05 it
     # was the most partitions, whose own memory shrinks with K but the replica's process's grows: the main job on
     # 40 machines of 3 MB planned 36 partitions, its replica's process needing 6.34 MB, where 2 need 3.61 MB
+    # The count taken is one the machines given lay out, where one is (until 2026-12-05 any count with a layout of
+    # enough shards, however many machines it took: the main job on 3 machines of 0.1 MB was refused, "give --machines
+    # 4", for 2 partitions that fit no better, where 1 partition lays out on 3)
     fitting = [k for k in laid_out if _fits(parts[k], cl)]
     fallback = not fitting and not cl.partitions and bool(laid_out)
-    fitting = fitting or sorted(laid_out, key=lambda k: _need(parts[k]))[:1]
+    placed = [k for k in laid_out if any(s >= least[k] and (cl.replicas and cl.shards or machines_of(net, r, k, s)
+                                                            <= cl.machines) for r, s in _splits(net, cl, k))]
+    fitting = fitting or sorted(placed or laid_out, key=lambda k: _need(parts[k]))[:1]
     layouts = [(k, r, s) for k in fitting for r, s in _splits(net, cl, k) if s >= least[k]]
     if not layouts:
         raise ConfigError(_too_few_machines(net, cl, least=least.get(cl.partitions)))

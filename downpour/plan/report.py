@@ -229,8 +229,12 @@ def _memory(plan: dict[str, Any]) -> list[str]:
         *_replica_memory(plan),
         *([f"no partition count that can be laid out fits a machine's {c['memory_gb']:g} GB: planned "
            f"{plural(c['partitions'], 'partition')}, "
-           + ("whose largest process (a partition, or each replica's own) needs the least" if c["replica_machines"]
-              else "the count whose partitions need the least")] if plan["memory_fallback"] else [])]
+           + ("whose largest process (a partition, or each replica's own) needs the least: each replica's process "
+              f"{_human(part['replica_memory_bytes'], 'B')}, a partition {_human(part['memory_bytes'], 'B')}"
+              if c["replica_machines"] else
+              f"the count whose partitions need the least: {_human(part['memory_bytes'], 'B')} a partition")
+           # what it needs against what a machine has (since 2026-12-05: the line named neither)
+           + f", against {c['memory_gb']:g} GB a machine"] if plan["memory_fallback"] else [])]
 
 
 def _replica_memory(plan: dict[str, Any]) -> list[str]:
