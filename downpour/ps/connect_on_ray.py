@@ -160,7 +160,9 @@ def spot(kind: str, i: int, workers: int, partitions: int) -> int:
     cluster of the plan's R·K + R + S nodes (R + S where K = 1) every actor has a node of its own, and on fewer the
     index wraps round-robin. Until 2026-12-05 each kind counted from the first node (shard j on node j, worker w on
     node w, its partition p on node w·K + p): replica 0's process always shared a node with its partition 0 and
-    shard 0, and the higher nodes of a cluster the plan's size stayed empty."""
+    shard 0, and the higher nodes of a cluster the plan's size stayed empty. On fewer nodes a replica's process may
+    wrap onto a node of one of its own partitions; that is left so (docs/plan.md): the two take turns (the process
+    waits for its partitions' answers, they for its calls), where another node's actors compute while it does."""
     k = max(1, partitions)
     own = workers if k > 1 else 0       # the replicas' own processes, a node each beside their partitions
     start = {"partition": 0, "worker": workers * k if k > 1 else 0, "shard": workers * k + own}
