@@ -176,7 +176,7 @@ def format_plan(plan: dict[str, Any]) -> str:
            f"; halo {_human(part['halo_bytes'], 'B')} per example"),
         f"step (batch {b}): compute {_seconds(t['compute'])} + "
         # the replica's process's own work, pooling, LCN and the tiled banks' norm (hub.py; since 2026-12-05)
-        + (f"replica's process {_seconds(t['replica_compute'])} + " if t.get("replica_compute") else "")
+        + (f"replica's process {_seconds(t['replica_compute'])} + " if t["replica_compute"] else "")
         + (f"windows {_seconds(t['windows'])} + " if t["windows"] else f"halo {_seconds(t['halo'])} + ")
         + (f"lent banks {_seconds(t['lend'])} + " if t["lend"] else "") + "fetch "
         f"{_seconds(t['fetch'])}/{plan['n_fetch']} = {_seconds(t['step'])}; push {_seconds(t['push'])}, "
