@@ -635,3 +635,31 @@ def test_a_statistic_a_control_keeps_up_to_float_noise_ties_with_it():
     same = np.isclose(auc, weighted_auc(comparisons(faces[None], faces[None]), w, w, own)[0])
     assert same.all()                                              # as if the control were its face exactly
     assert comparisons(np.array([0.50001]), np.array([0.5]))[0, 0] == 1.0
+
+
+def test_the_recorded_bootstrap_seed_and_stream_redraw_the_intervals_the_test_gave(monkeypatch):
+    """The record must name the draw actually used: the stream it writes, evaluated from the seed it writes, gives
+    every row's interval again, and another of the seed's streams gives other intervals (a record naming the
+    wrong seed or stream, or the split seed the test was given, would fail here). Seed 7, not the default 0."""
+    import downpour.analysis.face_controls as fc
+
+    calls = []
+
+    def spy(*args, **kwargs):
+        calls.append((args, kwargs))
+        return score_controls(*args, **kwargs)
+
+    monkeypatch.setattr(fc, "score_controls", spy)
+    got = face_controls(BrightnessModel(), BrightnessModel(), layer=None, input_shape=(1, 25, 25), prepare=None,
+                        seeds=[0, 1], replicates=200, n_random_filters=20, seed=7)
+    record = got["bootstrap"]
+    assert record["seed"] == 7 and record["replicates"] == 200
+    args, kwargs = calls[0]                                     # the analysed layer's scoring
+
+    def intervals(stream: str) -> list:
+        again = score_controls(*args, **{**kwargs, "seed": eval(stream, {"numpy": np, "seed": record["seed"]})})
+        return [(r["negatives"], r["method"], r["auc_ci"]) for r in again]
+
+    given = [(r["negatives"], r["method"], r["auc_ci"]) for r in got["rows"]]           # what the test reported
+    assert intervals(record["stream"]) == given
+    assert intervals(record["stream"].replace("spawn(3)[1]", "spawn(3)[2]")) != given
