@@ -700,7 +700,8 @@ def test_a_difference_with_no_spread_needs_the_sign_tests_seeds():
     assert effect_words(*two, resolution=0.01) == "inconclusive"
     assert paired_difference([0.0] * 5, [1.0] * 5)[1] == -math.inf      # 2 * 0.5**5 = 0.0625
     assert paired_difference([0.0] * 6, [1.0] * 6) == (1.0, 1.0, 1.0)    # 2 * 0.5**6 < 0.05
-    assert paired_difference([1.0, 2.0], [1.0, 2.0]) == (0.0, 0.0, 0.0)  # nothing moved
+    assert paired_difference([1.0, 2.0], [1.0, 2.0]) == (0.0, -math.inf, math.inf)   # nothing moved, on 2 seeds
+    assert paired_difference([1.0] * 6, [1.0] * 6) == (0.0, 0.0, 0.0)                 # nothing moved, on 6
     assert paired_difference([1.0, 2.0, 3.0], [1.1, 2.0, 3.3])[1] > -math.inf
     assert effect_words(0.0, -0.3, 0.3, 0.1) == "inconclusive"
 

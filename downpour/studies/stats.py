@@ -66,12 +66,19 @@ def paired_difference(baseline: Sequence[float], other: Sequence[float],
     tells the sign test nothing) are unbounded too: the t interval would leave out 0 where no test of
     their signs could. A discrete figure: ``discrete`` (a fraction of a count, :func:`is_discrete`: an edge
     fraction moving +1/16, +1/16, +1/16, +2/16 read "higher", p = 0.015, until 2026-12-05), or
-    differences that are all whole numbers. (Differences that are all 0 stay [0, 0]: nothing moved.)"""
+    differences that are all whole numbers. Differences that are all 0 have no spread either: [0, 0] from
+    :data:`SIGN_TEST_N` seeds on (the sign test's interval of their median), unbounded below (until 2026-12-05
+    [0, 0] on any number of seeds: two quick seeds that happened to agree read "no detectable effect");
+    :func:`~downpour.studies.words.difference` says such a one "no seed differed: too few seeds to tell".
+
+    From :data:`SIGN_TEST_N` nonzero differences on, a discrete figure's spread differences take Student's t
+    whatever their signs (+5, +5, +5, +5, +5, -1 reads "higher" on t, p = 0.010, where the sign test's 1 of 6 says
+    0.22): the sign test only stands in where t has no honest interval at all, it is not a second test to pass."""
     a, b = np.asarray(baseline, dtype=np.float64), np.asarray(other, dtype=np.float64)
     keep = np.isfinite(a) & np.isfinite(b)
     d = (b - a)[keep]
     m, low, high = mean_ci(list(d))
-    if len(d) >= 2 and m != 0 and high - low <= 1e-9 * abs(m):    # no spread, up to rounding
+    if len(d) >= 2 and high - low <= 1e-9 * abs(m):    # no spread, up to rounding (all 0 too)
         return (m, m, m) if len(d) >= SIGN_TEST_N else (m, float("-inf"), float("inf"))
     if _too_few_signs(d, discrete):
         return m, float("-inf"), float("inf")

@@ -9,7 +9,8 @@
     percent_ci([0.0, 0.0, 0.0])          -> "0% (the same in every seed)"   (a mean with no spread, as study.html)
 
 An interval that is not finite (one seed, or a difference with no spread from fewer seeds than the
-sign test needs) is said as "(no interval)" rather than printed as nan or inf; a difference that is
+sign test needs) is said as "(no interval)" rather than printed as nan or inf, and a difference of 0 in every
+seed so as "0.000 (no seed differed: too few seeds to tell)"; a difference that is
 itself not finite (no seed had both figures) reads "not measured". A difference that rounds to zero is said
 unsigned ("0.0 points [-0.8, +0.8]"; until 2026-12-04 "-0.0", a direction the rounding had taken away); an
 interval's end keeps its sign unless it is 0 ("[-2.1, -0.0], lower": it ends below 0, which the reading says).
@@ -51,6 +52,12 @@ def against(rate: float, reference: str, reference_rate: float) -> str:
     return f"{percent(rate)} against {reference}'s {percent(reference_rate)}"
 
 
+# a difference of exactly 0 unbounded both ways: every seed's was 0, on fewer seeds than the sign test needs
+# (:func:`~downpour.studies.stats.paired_difference`; it read "+0.000 [+0.000, +0.000], no detectable effect" on the quick
+# setting's 2 seeds until 2026-12-05)
+NO_SEED_DIFFERED = "no seed differed: too few seeds to tell"
+
+
 def difference(triple: Sequence[float], fmt: str = "{:+.3f}", unit: str = "") -> str:
     """A signed difference and its interval, ``fmt`` for each number (``unit`` after the value)."""
     d, lo, hi = triple
@@ -58,7 +65,7 @@ def difference(triple: Sequence[float], fmt: str = "{:+.3f}", unit: str = "") ->
         return "not measured"
     value = _unsigned_if_zero(fmt.format(d))
     if not (math.isfinite(lo) and math.isfinite(hi)):
-        return f"{value}{unit} (no interval)"
+        return f"{value}{unit} ({NO_SEED_DIFFERED if d == 0 and lo == -math.inf and hi == math.inf else 'no interval'})"
     ends = (_unsigned_if_zero(fmt.format(e)) if e == 0 else fmt.format(e) for e in (lo, hi))
     return f"{value}{unit} [{', '.join(ends)}]"
 

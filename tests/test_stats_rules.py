@@ -1,0 +1,47 @@
+"""The studies' rules for a paired difference that the sign test stands in for (downpour/studies/stats.py), and how a
+verdict says them (words.py): seeds that all agree, and discrete figures once enough seeds moved."""
+import math
+
+import pytest
+from scipy import stats
+
+from downpour.studies import words
+from downpour.studies.stats import SIGN_TEST_N, effect_words, paired_difference, paired_p, paired_test
+
+
+def test_two_seeds_on_which_the_arms_did_not_differ_do_not_read_no_detectable_effect():
+    """The quick setting's 2 seeds, each the same in both arms (a probe right on the same 27 of 30 images): the
+    difference [0, 0] read "no detectable effect", as sure as a thousand seeds. Two seeds agreeing say nothing a
+    sign test could: below 6 seeds the interval is unbounded, "inconclusive", and the words say no seed differed."""
+    row = {"condition": "b"}
+    d, reading = paired_test(row, "d_probe_digits", [0.9, 0.8], [0.9, 0.8], resolution=0.05)
+    assert d == [0.0, -math.inf, math.inf] and reading == "inconclusive"
+    assert row["tests"]["d_probe_digits"] == {"reading": "inconclusive", "p": 1.0}
+    assert words.signed(d) == "0.000 (no seed differed: too few seeds to tell)"
+    assert words.points(d, 1, " points") == "0.0 points (no seed differed: too few seeds to tell)"
+    # one seed short of the sign test, still unbounded; from 6 seeds on, the sign test's interval of the median: 0
+    assert paired_difference([0.5] * (SIGN_TEST_N - 1), [0.5] * (SIGN_TEST_N - 1))[1] == -math.inf
+    six = paired_difference([0.5] * SIGN_TEST_N, [0.5] * SIGN_TEST_N)
+    assert six == (0.0, 0.0, 0.0) and effect_words(*six, resolution=0.05) == "no detectable effect"
+    assert words.signed(six) == "0.000 [0.000, 0.000]"
+    # a difference of 0 with no interval for another reason keeps its own words (costs' ρ of the means: nan ends)
+    assert words.signed([0.0, math.nan, math.nan]) == "0.000 (no interval)"
+
+
+def test_from_six_seeds_that_moved_a_discrete_figure_takes_students_t_whatever_its_signs():
+    """The documented rule (docs/studies.md, Intervals): the sign test stands in only while fewer than 6 differences
+    are nonzero; from 6 on, Student's t decides, even where the signs disagree and a sign test would not tell
+    (+5, +5, +5, +5, +5, -1: t's p = 0.010, the sign test's 1 of 6 p = 0.22). Pinned so that a change of the rule
+    is a decision, not an accident."""
+    before, after = [0.0] * 6, [5.0, 5.0, 5.0, 5.0, 5.0, -1.0]
+    m, low, high = paired_difference(before, after)
+    t = stats.ttest_1samp([5, 5, 5, 5, 5, -1], 0.0)
+    assert m == 4.0 and low == pytest.approx(4.0 - stats.t.ppf(0.975, 5) * stats.tstd([5, 5, 5, 5, 5, -1]) / math.sqrt(6))
+    assert effect_words(m, low, high, resolution=0.1) == "higher"
+    assert paired_p(before, after) == pytest.approx(t.pvalue) and t.pvalue < 0.05
+    assert stats.binomtest(1, 6, 0.5).pvalue > 0.05                      # what the sign test alone would say
+    # five of them, the sixth seed still: unbounded (the sign test of 5 cannot tell), p 1
+    five = paired_difference(before, [5.0, 5.0, 5.0, 5.0, -1.0, 0.0])
+    assert five[1:] == (-math.inf, math.inf) and paired_p(before, [5.0, 5.0, 5.0, 5.0, -1.0, 0.0]) == 1.0
+    # a figure neither named discrete nor in whole numbers keeps Student's t on any number of seeds
+    assert math.isfinite(paired_difference([0.1, 0.2], [0.35, 0.41])[1])
