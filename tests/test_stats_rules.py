@@ -45,3 +45,18 @@ def test_from_six_seeds_that_moved_a_discrete_figure_takes_students_t_whatever_i
     assert five[1:] == (-math.inf, math.inf) and paired_p(before, [5.0, 5.0, 5.0, 5.0, -1.0, 0.0]) == 1.0
     # a figure neither named discrete nor in whole numbers keeps Student's t on any number of seeds
     assert math.isfinite(paired_difference([0.1, 0.2], [0.35, 0.41])[1])
+
+
+def test_a_verdicts_sentence_says_the_arms_did_not_differ_on_two_quick_seeds():
+    """The sentence a study's verdict prints (compare.difference_sentence, Q2, Q4 and Q7) for an arm equal to its
+    reference on each of 2 seeds: it read "digits probe +0.000 [+0.000, +0.000], no detectable effect"."""
+    from downpour.studies import study_class
+    from downpour.studies.base import Condition
+    from downpour.studies.compare import difference_sentence
+
+    conds = [Condition("untied", {"vs": ""}), Condition("same", {"vs": "untied"})]
+    cells = {(name, s): {"probe_digits": 0.8 + 0.1 * s, "face_auc_controls": 0.6, "face_auc_lfw": 0.7,
+                         "edge_fraction": 0.3, "seconds_per_step": 0.05} for name in ("untied", "same") for s in (0, 1)}
+    row = {r["condition"]: r for r in study_class("templates")(quick=True).summarise(conds, cells, [0, 1])}["same"]
+    said = difference_sentence(row, "probe_digits", "digits probe")
+    assert said == "digits probe 0.000 (no seed differed: too few seeds to tell), inconclusive", said
