@@ -49,7 +49,7 @@ def test_from_six_seeds_that_moved_a_discrete_figure_takes_students_t_whatever_i
 
 def test_a_verdicts_sentence_says_the_arms_did_not_differ_on_two_quick_seeds():
     """The sentence a study's verdict prints (compare.difference_sentence, Q2, Q4 and Q7) for an arm equal to its
-    reference on each of 2 seeds: it read "digits probe +0.000 [+0.000, +0.000], no detectable effect"."""
+    reference on each of 2 seeds: it read "digits probe 0.000 [0.000, 0.000], no detectable effect"."""
     from downpour.studies import study_class
     from downpour.studies.base import Condition
     from downpour.studies.compare import difference_sentence

@@ -53,7 +53,7 @@ def against(rate: float, reference: str, reference_rate: float) -> str:
 
 
 # a difference of exactly 0 unbounded both ways: every seed's was 0, on fewer seeds than the sign test needs
-# (:func:`~downpour.studies.stats.paired_difference`; it read "+0.000 [+0.000, +0.000], no detectable effect" on the quick
+# (:func:`~downpour.studies.stats.paired_difference`; it read "0.000 [0.000, 0.000], no detectable effect" on the quick
 # setting's 2 seeds until 2026-12-05)
 NO_SEED_DIFFERED = "no seed differed: too few seeds to tell"
 
