@@ -33,6 +33,19 @@ def one_thread():
     torch.set_num_threads(n)
 
 
+@pytest.fixture
+def actors_in_process(monkeypatch):
+    """Ray actors (their classes under Ray's decorator, ``Actor.__ray_metadata__.modified_class``) run in this process:
+    ``ray.get`` hands back what the calls returned, an actor's thread count is left be, and whatever they seed of
+    torch's RNG (a partition actor seeds it) is restored after the test."""
+    import ray
+
+    monkeypatch.setattr(ray, "get", lambda refs: refs)
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)
+    with torch.random.fork_rng(devices=[]):
+        yield
+
+
 RAY = dict(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
 # address="local": a new Ray of our own, as a plain run starts (ps/connect_on_ray.py); without it ray.init joined
 # any cluster another process on the machine had started (RAY_ADDRESS, `ray start`) and refused num_cpus there

@@ -173,16 +173,15 @@ class _Recorded:
         return SimpleNamespace(remote=remote)
 
 
-def test_a_partition_is_sent_only_what_it_uses(monkeypatch):
+def test_a_partition_is_sent_only_what_it_uses(actors_in_process):
     """A frozen Gabor first layer with an untied decoder, tiled (tile 2: every bank lent), split in 2. The partition
     drops a frozen encoder's code gradient (its decoder's gradient needs the codes it kept and the reconstruction's
     gradient), and a forward-only call (a greedy step's stages below the trained one, an evaluation) decodes
     nothing: until 2026-12-05 the replica sent each block both, the code gradient and the decoder's banks, for
-    nothing. The partitions' answers are unchanged (the whole network's, 1e-10 in float64)."""
+    nothing. The partitions' answers are unchanged (the whole network's, 1e-10 in float64). The actors run in this
+    process (``actors_in_process``: a partition actor seeds torch, and until 2026-12-05 reseeded this process's)."""
     from downpour.ps.partitions_on_ray import PartitionActor, remote_replica, stage_specs
 
-    monkeypatch.setattr(ray, "get", lambda refs: refs)              # the calls answer in this process
-    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)   # (an actor's own process takes one thread)
     torch.manual_seed(0)
     full = create_model("cat-demo", first_layer="gabor", tile=2, decoder="untied").double()
     local = partition_model(copy.deepcopy(full), 2)

@@ -2,11 +2,11 @@
 Ray's decorator, ``ray.get`` answering at once): what the replica and a partition keep after a step, and a partition's
 RNG."""
 import copy
+import math
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import ray
 import torch
 from torch import Tensor
 
@@ -16,23 +16,13 @@ from downpour.models.registry import build, create_model
 from downpour.parallel import partition_model
 from downpour.ps.setup import partition_seed, worker_seed
 from downpour.train.step import train_step
-
-
-@pytest.fixture
-def in_process(monkeypatch):
-    """Partition actors run here: ``ray.get`` hands back what the calls returned, an actor's thread count is left be,
-    and whatever they seed of torch's RNG is restored after the test."""
-    monkeypatch.setattr(ray, "get", lambda refs: refs)
-    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)
-    with torch.random.fork_rng(devices=[]):
-        yield
+from test_parallel_ray import _Recorded
 
 
 def _replica(k: int, seed: int = 0, **model: str):
     """cat-demo (``model``'s keys) in float64, split in ``k``: the whole network, and the replica whose filters are in
     ``k`` partition actors run in this process (loaded with the whole network's filters), and the actors."""
     from downpour.ps.partitions_on_ray import PartitionActor, remote_replica, stage_specs
-    from test_parallel_ray import _Recorded
 
     torch.manual_seed(0)
     full = create_model("cat-demo", **model).double()
@@ -52,7 +42,7 @@ def _held_bytes(module: torch.nn.Module) -> int:
     return sum(t.nbytes for m in module.modules() for t in vars(m).values() if isinstance(t, Tensor))
 
 
-def test_a_remote_stage_keeps_no_codes_or_reconstruction_after_a_step(in_process):
+def test_a_remote_stage_keeps_no_codes_or_reconstruction_after_a_step(actors_in_process):
     """The replica's stand-in for a stage's filters (RemoteFilter) hands its reconstruction to the stage's decode and
     keeps neither it nor the codes: until 2026-12-05 both stayed until the next step's forward (the main job's, batch
     32 in float32: 984 kB over its two stages; 185 kB here in float64, batch 3). Two steps (the second forward finds
@@ -67,7 +57,7 @@ def test_a_remote_stage_keeps_no_codes_or_reconstruction_after_a_step(in_process
         assert _held_bytes(replica) == anchors
 
 
-def test_a_partition_actor_keeps_no_copy_of_a_frozen_stages_filters(in_process):
+def test_a_partition_actor_keeps_no_copy_of_a_frozen_stages_filters(actors_in_process):
     """A frozen Gabor first layer's block of filters comes with the stage's specs (the shards hold only what trains)
     and is copied into the partition's weights; until 2026-12-05 the actor kept the specs as they came, that block a
     second time (a NumPy array: in float32, 614 kB and 666 kB in cat-demo's two partitions). The weights hold the
@@ -80,7 +70,7 @@ def test_a_partition_actor_keeps_no_copy_of_a_frozen_stages_filters(in_process):
                                    full.stages[0].filter.weight.detach()[block.rows, block.cols], rtol=0, atol=0)
 
 
-def test_a_partition_actor_seeds_torch_and_its_calls_draw_nothing(in_process):
+def test_a_partition_actor_seeds_torch_and_its_calls_draw_nothing(actors_in_process):
     """A partition seeds its process's torch RNG from the run's seed, its worker, its index and the step it started at
     (``partition_seed``; until 2026-12-05 never, so a draw added to it would not have repeated with ``--seed``), a
     seed apart from every worker's and partition's; and a trained call (encode, backward, add_grads) draws nothing:
@@ -120,3 +110,63 @@ def test_the_driver_seeds_each_partition_actor_by_its_worker_index_and_start_ste
     cluster.place, cluster.pins, cluster._incarnation[1] = placer(rt.nodes()), {}, 0
     RayCluster._spawn(cluster, 1, 0, 30)
     assert seeds == [partition_seed(cluster.setup.cfg.seed, 1, p, 30) for p in range(2)]
+
+
+def _pushed(nan_first: str | None) -> tuple[list, list]:
+    """One push of a Worker over cat-demo at tile 16 (stage 1's banks the replica's, shard 2; stage 2's blocks the
+    partitions', shards 0 and 1) split in 2 in float64, whose steps run in this process: with ``nan_first`` a first step
+    skipped ('cost': a NaN cost; 'gradient': a finite cost with a NaN gradient of the replica's banks), then one finite
+    step. The push's slices, and each partition's kept graphs after the skipped step."""
+    from downpour.ps.partitions_on_ray import PartitionParams
+    from downpour.ps.worker import LocalParams, Worker
+
+    _, replica, actors = _replica(2, tile=16)
+    for actor in actors:
+        n = actor.params.numel
+        actor.bounds, actor.links = [(0, n)], [_link(n)]
+    sizes = [a.params.numel for a in actors] + [LocalParams(replica.shared_banks, 0.0, 1).numel]
+    bounds = [(sum(sizes[:j]), sum(sizes[:j + 1])) for j in range(3)]
+    params = PartitionParams([_Recorded(a, []) for a in actors], [[0], [1]], bounds[-1][1])
+    params.link_shared(replica, 0, [None] * 3, [None] * 3, bounds, 0.0, 1)
+    _, objective = build(load_config("main"), replica.input_shape)
+    banks = replica.shared_banks["0"]
+
+    def spoilt(out):
+        total, parts = objective(out)
+        if nan_first == "cost":
+            return total * math.nan, parts
+        return total + 0.0 * torch.sqrt(0.0 * banks.sum()), parts    # 0, with a NaN gradient of the banks
+
+    torch.manual_seed(1)
+    xs = [torch.randn(3, *replica.input_shape, dtype=torch.float64) for _ in range(2)]
+    batches = iter([Batch(x) for x in (xs if nan_first else xs[1:])])
+    worker = Worker(0, replica, lambda out: spoilt(out) if worker.steps == 1 and nan_first else objective(out),
+                    batches, bounds, params=params)
+    worker.load([], [0, 0, 0])
+    kept = []
+    if nan_first:
+        worker.step()
+        kept = [len(a._graphs) for a in actors]
+    worker.step()
+    push = worker.take_push()
+    assert push.skipped == (1 if nan_first else 0) and push.steps == (2 if nan_first else 1)
+    return push.grads, kept
+
+
+def _link(n: int):
+    from downpour.ps.on_ray import ShardLink
+
+    return ShardLink(None, None, 0, n)      # no lane: a push's slice is handed back
+
+
+@pytest.mark.parametrize("nan_first", ["gradient", "cost"])
+def test_a_skipped_step_leaves_the_partitions_nothing_of_it(actors_in_process, nan_first):
+    """A step the replica skips (``Worker.step``: a NaN cost, or a finite cost with a NaN gradient, here of the replica's
+    shared banks) leaves the partition actors no gradient and no graph: the next finite step's push equals a fresh
+    run's. Until 2026-12-05 the partitions' gradients stayed (the replica's ``zero_grad`` does not reach them, and no
+    ``add_grads`` took them), and the next backward added onto them; a NaN cost's graphs stayed until the next forward."""
+    fresh, _ = _pushed(None)
+    got, kept = _pushed(nan_first)
+    assert kept == [0, 0]
+    for a, b in zip(got, fresh):
+        torch.testing.assert_close(torch.as_tensor(a), torch.as_tensor(b), rtol=0, atol=1e-12)

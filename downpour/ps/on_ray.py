@@ -219,6 +219,9 @@ class _TimedParams:
         self.inner.add_grads()
         self.laps.add("grad_flatten", t)
 
+    def discard(self) -> None:
+        self.inner.discard()
+
     def take(self, bounds: Sequence[tuple[int, int]], seq: int, base: Sequence[int],
              stages: tuple[int, ...] | None = None) -> list[Tensor]:
         return self.inner.take(bounds, seq, base, stages)

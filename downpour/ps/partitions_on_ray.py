@@ -161,7 +161,14 @@ class PartitionActor:
         step."""
         if self.params.numel:        # (a partition of tiled stages only owns no filters)
             self.params.add_grads()
-        self.part.zero_grad(set_to_none=True)    # the replica's zero_grad does not reach this process
+        self.discard()
+
+    def discard(self) -> None:
+        """Drop the step's filter (and untied decoder) gradients and the graphs its forward kept: after
+        :meth:`add_grads`, and for a step the replica skipped (a non-finite cost, whose backward never ran, or a
+        non-finite gradient). The replica's ``zero_grad`` does not reach this process: until 2026-12-05 a skipped
+        step's gradients stayed, and the next step's backward added onto them (a NaN for good)."""
+        self.part.zero_grad(set_to_none=True)
         self._graphs.clear()
 
     def node(self) -> str:
@@ -318,6 +325,11 @@ class PartitionParams:
         if self.shared is not None:       # the banks' gradient, summed over the blocks by the replica's backward
             self.shared.add_grads()
         ray.get(pending)
+
+    def discard(self) -> None:
+        """A skipped step: the partitions drop its gradients and graphs (the replica's own, the shared banks', were
+        cleared by ``train_step``)."""
+        ray.get([a.discard.remote() for a in self.actors])
 
     def take(self, bounds: Sequence[tuple[int, int]], seq: int, base: Sequence[int],
              stages: tuple[int, ...] | None = None) -> list[np.ndarray | None]:

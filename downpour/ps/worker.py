@@ -83,6 +83,9 @@ class LocalParams:
                 vec = self.layout.params_to_vector_list(self._params).add_(g, alpha=-self.local_lr)
             self.layout.vector_to_params_list(vec, self._params)
 
+    def discard(self) -> None:
+        """A skipped step's gradients: nothing to drop here (``train_step`` cleared the replica's)."""
+
     def take(self, bounds: Sequence[tuple[int, int]], seq: int, base: Sequence[int],
              stages: tuple[int, ...] | None = None) -> list[Tensor]:
         """The push's summed gradient as views sliced per shard; starts the next push. A push whose every
@@ -156,6 +159,9 @@ class Worker:
             result = train_step(self.model, self.objective, next(self.batches))
         except NonFiniteLoss:
             self._skipped += 1  # the server never sees a poisoned gradient
+            # nor does the next step: partitions elsewhere drop what its backward left them (until 2026-12-05 their
+            # gradients stayed, and the next step's backward added onto them)
+            self.params.discard()
             return
         self.params.add_grads()
         self._trained.add(stage)    # (after the step's gradient: a step skipped for its cost gave none)
