@@ -15,7 +15,7 @@ from downpour.config import load_config
 from downpour.models.registry import build, create_model
 from downpour.parallel import partition_model
 from downpour.ps.setup import partition_seed, worker_seed
-from downpour.train.step import train_step
+from downpour.train.step import NonFiniteLoss, train_step
 from test_parallel_ray import _Recorded
 
 
@@ -115,8 +115,8 @@ def test_the_driver_seeds_each_partition_actor_by_its_worker_index_and_start_ste
 def _pushed(nan_first: str | None) -> tuple[list, list]:
     """One push of a Worker over cat-demo at tile 16 (stage 1's banks the replica's, shard 2; stage 2's blocks the
     partitions', shards 0 and 1) split in 2 in float64, whose steps run in this process: with ``nan_first`` a first step
-    skipped ('cost': a NaN cost; 'gradient': a finite cost with a NaN gradient of the replica's banks), then one finite
-    step. The push's slices, and each partition's kept graphs after the skipped step."""
+    skipped ('cost': a NaN cost; 'banks': a finite cost with a NaN gradient of the replica's banks; 'codes': of stage 2's
+    codes, so of the partitions' filters), then one finite step. The push's slices, and each partition's kept graphs after the skipped step."""
     from downpour.ps.partitions_on_ray import PartitionParams
     from downpour.ps.worker import LocalParams, Worker
 
@@ -135,7 +135,7 @@ def _pushed(nan_first: str | None) -> tuple[list, list]:
         total, parts = objective(out)
         if nan_first == "cost":
             return total * math.nan, parts
-        return total + 0.0 * torch.sqrt(0.0 * banks.sum()), parts    # 0, with a NaN gradient of the banks
+        return total + _nan_gradient(banks if nan_first == "banks" else list(out.values())[-1].codes), parts
 
     torch.manual_seed(1)
     xs = [torch.randn(3, *replica.input_shape, dtype=torch.float64) for _ in range(2)]
@@ -153,20 +153,42 @@ def _pushed(nan_first: str | None) -> tuple[list, list]:
     return push.grads, kept
 
 
+def _nan_gradient(t: Tensor) -> Tensor:
+    """0, whose gradient of ``t`` is NaN: sqrt's at 0 is inf, times 0."""
+    return 0.0 * torch.sqrt(0.0 * t.sum())
+
+
 def _link(n: int):
     from downpour.ps.on_ray import ShardLink
 
     return ShardLink(None, None, 0, n)      # no lane: a push's slice is handed back
 
 
-@pytest.mark.parametrize("nan_first", ["gradient", "cost"])
+@pytest.mark.parametrize("nan_first", ["banks", "codes", "cost"])
 def test_a_skipped_step_leaves_the_partitions_nothing_of_it(actors_in_process, nan_first):
-    """A step the replica skips (``Worker.step``: a NaN cost, or a finite cost with a NaN gradient, here of the replica's
-    shared banks) leaves the partition actors no gradient and no graph: the next finite step's push equals a fresh
-    run's. Until 2026-12-05 the partitions' gradients stayed (the replica's ``zero_grad`` does not reach them, and no
-    ``add_grads`` took them), and the next backward added onto them; a NaN cost's graphs stayed until the next forward."""
+    """A step the replica skips (``Worker.step``: a NaN cost, or a finite cost with a NaN gradient of the replica's
+    shared banks or of the partitions' filters) leaves the partition actors no gradient and no graph: the next finite
+    step's push equals a fresh run's. Until 2026-12-05 the partitions' gradients stayed (the replica's ``zero_grad``
+    does not reach them, and no ``add_grads`` took them), and the next backward added onto them; a NaN cost's graphs
+    stayed until the next forward; and a NaN gradient of the partitions' filters was not seen: the step was not
+    skipped, its NaN went into the push."""
     fresh, _ = _pushed(None)
     got, kept = _pushed(nan_first)
     assert kept == [0, 0]
     for a, b in zip(got, fresh):
         torch.testing.assert_close(torch.as_tensor(a), torch.as_tensor(b), rtol=0, atol=1e-12)
+
+
+def test_a_partitions_non_finite_gradient_is_the_steps(actors_in_process):
+    """The replica's check sees only its own parameters (cat-demo untied split in 2: none); a NaN gradient of the
+    filters in the partition actors is found in their backward, and ``train_step`` says which, with the cost."""
+    _, replica, _ = _replica(2, tile=0)
+    _, objective = build(load_config("main"), replica.input_shape)
+
+    def spoilt(out):
+        total, parts = objective(out)
+        return total + _nan_gradient(list(out.values())[-1].codes), parts
+
+    with pytest.raises(NonFiniteLoss, match=r"^finite cost [0-9.]+ but a gradient no rule could apply \(NaN, Inf or too "
+                       r"large\) of stage 2's filters in partition 0, stage 2's filters in partition 1: parts \{"):
+        train_step(replica, spoilt, Batch(torch.randn(3, *replica.input_shape, dtype=torch.float64)))

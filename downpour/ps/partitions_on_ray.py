@@ -33,6 +33,8 @@ from downpour.layers.locally_connected import _expand_tiles, normalised
 from downpour.parallel.partition import BlockDecoder, Partition, PartitionedFilter, block_banks, stitch, sum_windows
 from downpour.ps.on_ray import ShardLink, _quiet_readonly, fetch_into
 from downpour.ps.worker import LocalParams
+from downpour.train.finite import applicable
+from downpour.train.step import NonFiniteLoss
 
 
 def stage_specs(model: nn.Module, p: int) -> list[dict[str, Any]]:
@@ -143,18 +145,25 @@ class PartitionActor:
             self._graphs[stage] = (codes, recon, lent)
         return codes.detach().numpy(), None if recon is None else recon.detach().numpy()
 
-    def backward(self, stage: int, grad_codes: np.ndarray, grad_recon: np.ndarray | None) -> list[np.ndarray | None]:
+    def backward(self, stage: int, grad_codes: np.ndarray, grad_recon: np.ndarray | None
+                 ) -> tuple[list[np.ndarray | None], list[str]]:
         """The gradients of block ``stage``'s codes and reconstruction: into the filters' (and untied decoder's)
         ``.grad``; a tiled stage's into the lent banks, returned (the replica sums the blocks'): the encoder's, then
         the untied decoder's; [] when untied. ``grad_codes`` is None for a frozen encoder: its untied decoder's
-        gradient needs the codes (kept in the graph) and the reconstruction's gradient, not the codes'."""
+        gradient needs the codes (kept in the graph) and the reconstruction's gradient, not the codes'. With them, what
+        of this block's own gradients no rule could apply (NaN, Inf, a squared norm past the dtype: ``applicable``):
+        the replica's check sees only its own parameters (until 2026-12-05 such a step was not skipped: its NaN went
+        into the partition's push)."""
         codes, recon, lent = self._graphs.pop(stage)
         pairs = [(codes, grad_codes), (recon, grad_recon)]
         # (a frozen encoder's codes have no graph: only its untied decoder's reconstruction is trained)
         pairs = [(t, torch.from_numpy(g)) for t, g in pairs if t is not None and g is not None and t.requires_grad]
         if pairs:
             torch.autograd.backward(*zip(*pairs))
-        return [None if t.grad is None else t.grad.numpy() for t in lent]
+        own = [("filters", self.weights, self.own), ("untied decoder", self.decoders, self.own_decoder)]
+        bad = [f"stage {stage + 1}'s {what} in partition {self.p}" for what, ws, at in own if stage in at
+               and ws[at[stage]].grad is not None and not applicable(ws[at[stage]].grad, ws[at[stage]].dtype)]
+        return [None if t.grad is None else t.grad.numpy() for t in lent], bad
 
     def add_grads(self) -> None:
         """The step's filter (and untied decoder) gradients into this partition's part of the push; ready for the next
@@ -210,8 +219,11 @@ class _RemoteStage(torch.autograd.Function):
         # and dropped there: a frozen Gabor layer with an untied decoder sent each block's codes' worth for nothing)
         of_codes = [grad_codes[:, :, b.rows, b.cols].contiguous().numpy() if filt.trainable else None
                     for b in filt.blocks]
-        grads = ray.get([a.backward.remote(filt.stage, gc, grad_recon[:, :, b.in_rows, b.in_cols].contiguous().numpy())
-                         for a, b, gc in zip(filt.actors, filt.blocks, of_codes)])
+        answers = ray.get([a.backward.remote(filt.stage, gc, grad_recon[:, :, b.in_rows, b.in_cols].contiguous().numpy())
+                           for a, b, gc in zip(filt.actors, filt.blocks, of_codes)])
+        grads, bad = [got for got, _ in answers], [what for _, whats in answers for what in whats]
+        if bad:     # train_step says it with the cost, and the worker skips the step (the partitions drop it)
+            raise NonFiniteLoss(f"a gradient no rule could apply (NaN, Inf or too large) of {', '.join(bad)}")
         per_block = [[None if g is None else torch.from_numpy(g) for g in got] for got in grads]
         # in the order lent (_RemoteStage.forward's banks): every block's encoder banks, then every block's decoder's
         banks = [got[j] for j in range(len(per_block[0]) if per_block else 0) for got in per_block]

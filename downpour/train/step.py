@@ -33,7 +33,8 @@ def train_step(model: FeatureModel, objective: Objective, batch: Batch) -> StepR
     Raises :class:`NonFiniteLoss` (with the parts) before backward when the cost is not finite, and
     after it when a gradient is not (a finite cost can have one: the square root of an exactly zero
     pooled energy with eps = 0), its gradients cleared, so a runner can skip the batch instead of
-    poisoning the parameters.
+    poisoning the parameters. A model whose parameters live elsewhere checks theirs in its backward
+    (a model-parallel replica's partition actors): it raises :class:`NonFiniteLoss` there.
     """
     model.train()
     model.zero_grad(set_to_none=True)
@@ -42,7 +43,11 @@ def train_step(model: FeatureModel, objective: Objective, batch: Batch) -> StepR
     values = {name: v.item() for name, v in parts.items()}
     if not math.isfinite(loss):
         raise NonFiniteLoss(f"non-finite cost {loss}: parts {values}")
-    total.backward()
+    try:
+        total.backward()
+    except NonFiniteLoss as err:   # found in the backward of parameters held elsewhere (ps.partitions_on_ray)
+        model.zero_grad(set_to_none=True)
+        raise NonFiniteLoss(f"finite cost {loss} but {err}: parts {values}") from None
     # NaN, Inf, or a square an optimiser's state cannot hold (Adagrad's and Adam's g²: the sum of the sums let
     # 1e20 through, and Adagrad's sums went inf, freezing the run): the shards' own test (bench/step_check.py)
     if not all(applicable(p.grad, p.dtype) for p in model.parameters() if p.grad is not None):
