@@ -33,6 +33,7 @@ def check_written(folder, result, name, seeds=2):
     # first, before any reading (it came after the conclusions it qualifies: read last, if at all, in a terminal)
     assert result["verdict"].startswith("This is the quick setting (")
     assert f", {seeds} seeds): a smoke test of the machinery, not an answer.\n\n" in result["verdict"]
+    assert result["verdict"].count("This is the quick setting") == 1    # (the runner's alone, not the study's too)
 
 
 def check_owed(folder, result):

@@ -865,9 +865,26 @@ def test_the_quick_settings_warning_says_the_seeds_it_ran():
     its verdict holds this paragraph: tests/study_quick.py)."""
     name = "mechanisms"
     study = study_class(name)(quick=True)
-    assert study.quick_paragraph([{"n": 4}, {"n": 4}], "a few steps").endswith("(a few steps, 4 seeds): a smoke test "
-                                                                               "of the machinery, not an answer.")
-    assert study_class(name)(quick=False).quick_paragraph([{"n": 4}], "a few steps") == ""
+    assert study.quick_paragraph([{"n": 4}, {"n": 4}]).endswith("(a few training steps, 4 seeds): a smoke test "
+                                                                "of the machinery, not an answer.")
+    assert study_class(name)(quick=False).quick_paragraph([{"n": 4}]) == ""
+
+
+@pytest.mark.parametrize("name", list(studies.STUDIES))
+def test_every_design_says_its_quick_setting_and_the_runner_puts_it_first_once(name, monkeypatch):
+    """The quick setting's warning is the runner's, once, first (until 2026-12-05 each of the seven studies' verdict()
+    inserted it itself, with its own words for the setting): a design says those words (``quick_what``), and the
+    verdict the runner records holds the warning before the study's reading, once; none on the full setting."""
+    from downpour.studies.run import verdict_text
+
+    cls = study_class(name)
+    assert isinstance(getattr(cls, "quick_what", None), str) and cls.quick_what.strip(), name
+    monkeypatch.setattr(cls, "verdict", lambda self, rows: "The reading.\n\nIn short, nothing.")
+    rows = [{"condition": "a", "n": 3}]
+    quick = verdict_text(cls(quick=True), rows, trained=True, lr_fixed=True).split("\n\n")
+    warning = f"This is the quick setting ({cls.quick_what}, 3 seeds): a smoke test of the machinery, not an answer."
+    assert quick == [warning, "The reading.", "In short, nothing."]
+    assert verdict_text(cls(quick=False), rows, trained=True, lr_fixed=True) == "The reading.\n\nIn short, nothing."
 
 
 def test_verdict_words():

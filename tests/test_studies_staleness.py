@@ -228,6 +228,8 @@ def test_quick_study_writes_what_the_issue_asks(quick):
         for value, low, high in row["figures"].values():
             assert math.isnan(value) or low <= value <= high
     assert result["verdict"].startswith("This is the quick setting (")
+    assert result["verdict"].count("This is the quick setting") == 1    # (the runner's alone, not the study's too)
+    assert result["verdict"].split("\n\n")[1].startswith("Over the phase diagram's ")    # (then its overall reading)
     conditions, comparisons = (out / "study.html").read_text().split("<h2>Comparisons</h2>")
     assert conditions.count("<tr>") == len(result["cells"]) + 1
     assert comparisons.count("<tr>") == sum(len(row.get("tests", {})) for row in result["cells"]) + 1

@@ -120,7 +120,6 @@ class ArchitecturesStudy(ArchitecturesDesign, MeasuredStudy):
         paras.append("Probe accuracy depends on the code's size as well as on what it learned (each arm's code is "
                      "the registered design's); the table gives every arm's parameters and FLOPs beside it.")
         paras.append(owed_paragraph(rows))
-        paras.insert(0, self.quick_paragraph(rows, "a few training steps, 3 arms"))
         return "\n\n".join(p for p in paras if p)
 
     def figures(self, rows: list[dict[str, Any]], cells: Cells, folder: Path) -> list[Path]:

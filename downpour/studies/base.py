@@ -7,7 +7,8 @@ A study subclasses its design (:mod:`downpour.studies.designs`: its name, questi
   figures as a flat dict of numbers (the same keys for every cell of a condition);
 - ``summarise(conditions, cells, seeds)``: one row per condition (``condition``, ``group``, ``params``,
   ``n``, ``figures``: name -> [value, low, high] with a 95% interval, ``extra``: other numbers);
-- ``verdict(rows)``: a paragraph generated from those intervals;
+- ``verdict(rows)``: a paragraph generated from those intervals (the runner puts the quick setting's warning,
+  :meth:`Study.quick_paragraph`, before it);
 - ``figures(rows, cells, folder)``: PNG files;
 - optionally ``prepare()``: a calibration every cell needs (e.g. the gradient noise
   matched to what staleness adds), computed once, cached with the cells and passed as ``context``;
@@ -79,11 +80,13 @@ class Study(Design):
     def figures(self, rows: list[dict[str, Any]], cells: Cells, folder: Path) -> list[Path]:
         return []
 
-    def quick_paragraph(self, rows: list[dict[str, Any]], what: str) -> str:
+    def quick_paragraph(self, rows: list[dict[str, Any]]) -> str:
         """The verdict's warning on the quick setting ("" on the full one), with the seeds it really ran: it said
-        "2 seeds" whatever --seeds gave. ``what``: the rest of the setting ("a few training steps, 3 arms"). Every
-        verdict puts it first (since 2026-12-05: last, it came after the conclusions it qualifies)."""
+        "2 seeds" whatever --seeds gave; the rest of the setting is the design's ``quick_what``. The runner puts it
+        first, once, before :meth:`verdict` (since 2026-12-05: last, it came after the conclusions it qualifies; until
+        2026-12-05 each study's ``verdict`` put it there itself)."""
         if not self.quick:
             return ""
         n = max((r["n"] for r in rows), default=0)
-        return f"This is the quick setting ({what}, {plural(n, 'seed')}): a smoke test of the machinery, not an answer."
+        return (f"This is the quick setting ({self.quick_what}, {plural(n, 'seed')}): a smoke test of the machinery, "
+                "not an answer.")

@@ -176,7 +176,6 @@ class CostsStudy(CostsDesign, Study):
                         "correlation of Hoyer sparsity and the gap across the conditions within each seed, averaged "
                         "over the seeds with a t interval; and over the conditions' means, given without one: no "
                         f"interval over {less['n']} seeds is honest for it): " + "; ".join(corr) + ".")
-        paras.insert(0, self.quick_paragraph(rows, "a few steps, two penalties"))
         return "\n\n".join(p for p in paras if p)
 
     def figures(self, rows: list[dict[str, Any]], cells: Cells, folder: Path) -> list[Path]:

@@ -172,7 +172,6 @@ class FirstLayerStudy(FirstLayerDesign, Study):
                      f"in {s} steps, on the same batches): " + "; ".join(said) + ".")
         paras.insert(1, self._answer(by))
         paras.append(owed_paragraph(rows, unit="top stage's face unit"))
-        paras.insert(0, self.quick_paragraph(rows, "a few dozen steps"))
         return "\n\n".join(p for p in paras if p)
 
     def _answer(self, by: dict[str, dict[str, Any]]) -> str:

@@ -219,7 +219,6 @@ class FlatSkippingStudy(FlatSkippingDesign, Study):
             paras.append(f"On the {cond} network (ratios are gated / ungated, listed for {', '.join(SETS)}; every Δ is "
                          f"paired with the same network ungated): " + "; ".join(lines) + ".")
             paras.append(f"In short, on the {cond} network: " + "; ".join(self._free(by, cond, n) for n in SETS) + ".")
-        paras.insert(0, self.quick_paragraph(rows, "a few training steps, two thresholds"))
         return "\n\n".join(p for p in paras if p)
 
     def _free(self, by: dict[str, dict[str, Any]], cond: str, images: str) -> str:

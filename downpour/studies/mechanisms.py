@@ -156,7 +156,6 @@ class MechanismsStudy(MechanismsDesign, MeasuredStudy):
                      "glimpse front's variance map and crops are not counted).")
         paras.append(disc_paragraph(rows))
         paras.append(owed_paragraph(rows))
-        paras.insert(0, self.quick_paragraph(rows, "a few training steps"))
         return "\n\n".join(p for p in paras if p)
 
     def figures(self, rows: list[dict[str, Any]], cells: Cells, folder: Path) -> list[Path]:

@@ -122,9 +122,7 @@ def run_study(name: str, out: str | Path, quick: bool = False, seeds: int | None
         "study": name, "question": cls.question, "command": command_line(name, quick, n, sets, str(out)),
         "quick": quick, "seeds": seed_list, "sets": header["sets"], "context": context,
         "cells": rows,
-        "verdict": "\n\n".join(p for p in (study.verdict(rows) if trained else
-                                            nothing_trained(rows, "train.lr" not in _varied(study, conditions)),
-                                            diverged_paragraph(rows), family_paragraph(rows)) if p),
+        "verdict": verdict_text(study, rows, trained, "train.lr" not in _varied(study, conditions)),
         "figures": [str(p.relative_to(folder)) for p in figures],
         "seconds": round(time.perf_counter() - start, 1), "cells_run": len(todo), "jobs": workers,
         "cells_cost": cache.total_cost(cells), "platforms": platforms,
@@ -132,6 +130,15 @@ def run_study(name: str, out: str | Path, quick: bool = False, seeds: int | None
     (folder / "study.json").write_text(json.dumps(result, indent=1, allow_nan=True) + "\n")
     write_html(result, folder / "study.html", study.shown, study.headings)
     return folder
+
+
+def verdict_text(study: Any, rows: list[dict[str, Any]], trained: bool, lr_fixed: bool) -> str:
+    """study.json's verdict: the quick setting's warning first (:meth:`~downpour.studies.base.Study.quick_paragraph`,
+    here once for every study), the study's own reading of its rows (where every cell diverged: that nothing trained,
+    with no warning, as before; ``lr_fixed``: the study does not vary train.lr), the conditions that diverged, and
+    which readings hold under Holm's correction."""
+    said = (study.quick_paragraph(rows), study.verdict(rows)) if trained else (nothing_trained(rows, lr_fixed),)
+    return "\n\n".join(p for p in (*said, diverged_paragraph(rows), family_paragraph(rows)) if p)
 
 
 def _refuse_a_foreign_folder(folder: Path) -> None:

@@ -301,7 +301,6 @@ class StalenessStudy(StalenessDesign, Study):
                             if r["params"]["vs"] else ")") for k, r in sae.items())
         paras.append(f"On the real objective (the UFLDL sparse autoencoder, Adam on the server at {SAE_LR:g}, the same "
                      f"examples in each condition), the final cost on the whole training set was: {said}.")
-        paras.insert(0, self.quick_paragraph(rows, "a short run per cell"))
         return "\n\n".join(p for p in paras if p)
 
     def figures(self, rows: list[dict[str, Any]], cells: Cells, folder: Path) -> list[Path]:

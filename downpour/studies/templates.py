@@ -77,7 +77,6 @@ class TemplatesStudy(TemplatesDesign, MeasuredStudy):
         paras.append(f"For reference, a linear probe on the input pixels reaches {value(ref, 'probe_digits_pixels')} on "
                      f"digits; a face AUC of 0.5 is chance.")
         paras.append(owed_paragraph(rows))
-        paras.insert(0, self.quick_paragraph(rows, "a few training steps"))
         return "\n\n".join(p for p in paras if p)
 
     def figures(self, rows: list[dict[str, Any]], cells: Cells, folder: Path) -> list[Path]:

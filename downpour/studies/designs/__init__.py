@@ -28,6 +28,8 @@ class Design:
     question: ClassVar[str]                        # the question of MISSION.md it answers, in one line
     seeds_full: ClassVar[int] = 20
     seeds_quick: ClassVar[int] = 3
+    quick_what: ClassVar[str]                      # the quick setting in a few words ("a few training steps, 3 arms"):
+                                                   # the quick verdict's first paragraph says it (Study.quick_paragraph)
     quick: bool = False
     sets: list[tuple[str, Any]] = field(default_factory=list)
 

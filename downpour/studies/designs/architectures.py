@@ -35,6 +35,7 @@ class ArchitecturesDesign(MeasuredDesign):
     name = "architectures"
     question = QUESTIONS["architectures"]
     seeds_full = 8
+    quick_what = "a few training steps, 3 arms"
 
     def conditions(self) -> list[Condition]:
         names = QUICK_ARMS if self.quick else tuple(ARMS)

@@ -25,6 +25,7 @@ class CostsDesign(Design):
     question = QUESTIONS["costs"]
     seeds_full = 6
     seeds_quick = 2
+    quick_what = "a few steps, two penalties"
 
     def conditions(self) -> list[Condition]:
         steps = STEPS[self.quick]

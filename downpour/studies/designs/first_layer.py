@@ -14,6 +14,7 @@ class FirstLayerDesign(Design):
     question = QUESTIONS["first-layer"]
     seeds_full = 8
     seeds_quick = 2
+    quick_what = "a few dozen steps"
 
     def steps(self) -> int:
         return STEPS[self.quick]

@@ -15,6 +15,7 @@ class FlatSkippingDesign(Design):
     question = QUESTIONS["flat-skipping"]
     seeds_full = 6
     seeds_quick = 2
+    quick_what = "a few training steps, two thresholds"
 
     def thresholds(self) -> tuple[float, ...]:
         return THRESHOLDS[self.quick]

@@ -14,6 +14,7 @@ class MechanismsDesign(MeasuredDesign):
     name = "mechanisms"
     question = QUESTIONS["mechanisms"]
     seeds_full = 8
+    quick_what = "a few training steps"
 
     def conditions(self) -> list[Condition]:
         steps = STEPS_QUICK if self.quick else STEPS_FULL

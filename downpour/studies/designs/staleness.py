@@ -19,6 +19,7 @@ class StalenessDesign(Design):
     question = QUESTIONS["staleness"]
     seeds_full = 160
     seeds_quick = 4
+    quick_what = "a short run per cell"
 
     def _lrs(self) -> tuple[float, ...]:
         return (0.125,) if self.quick else LRS

@@ -12,6 +12,7 @@ class TemplatesDesign(MeasuredDesign):
     name = "templates"
     question = QUESTIONS["templates"]
     seeds_full = 6
+    quick_what = "a few training steps"
 
     def conditions(self) -> list[Condition]:
         steps = STEPS_QUICK if self.quick else STEPS_FULL
