@@ -83,8 +83,8 @@ class Study(Design):
     def quick_paragraph(self, rows: list[dict[str, Any]]) -> str:
         """The verdict's warning on the quick setting ("" on the full one), with the seeds it really ran: it said
         "2 seeds" whatever --seeds gave; the rest of the setting is the design's ``quick_what``. The runner puts it
-        first, once, before :meth:`verdict` (since 2026-12-05: last, it came after the conclusions it qualifies; until
-        2026-12-05 each study's ``verdict`` put it there itself)."""
+        first, once, before :meth:`verdict` (:func:`~downpour.studies.run.verdict_text`; first since 2026-12-05: last,
+        it came after the conclusions it qualifies; each study's ``verdict`` inserted it itself until the runner did)."""
         if not self.quick:
             return ""
         n = max((r["n"] for r in rows), default=0)
