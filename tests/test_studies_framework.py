@@ -27,6 +27,7 @@ class Planted(Study):
     question = "Does b beat a?"
     base = "teacher-student"
     seeds_quick = 3
+    quick_what = "planted figures"
 
     def conditions(self):
         return [Condition("a", {"k": 1}, (("train.lr", 0.1),)), Condition("b", {"k": 2}, (("train.lr", 0.2),))]
@@ -45,6 +46,11 @@ class Planted(Study):
         return f"b minus a: {rows[1]['figures']['x'][0] - rows[0]['figures']['x'][0]:.1f}"
 
 
+def quick_warning(seeds):
+    """What the runner puts first in a quick verdict of :class:`Planted` (run.verdict_text)."""
+    return f"This is the quick setting (planted figures, {seeds} seeds): a smoke test of the machinery, not an answer."
+
+
 @pytest.fixture
 def planted(monkeypatch):
     monkeypatch.setitem(studies.STUDIES, "planted", f"{__name__}:Planted")
@@ -55,7 +61,7 @@ def test_cells_are_cached_and_resumed(planted, tmp_path):
     run_study("planted", tmp_path, quick=True, jobs=1)
     assert len(CALLS) == 6
     result = json.loads((tmp_path / "study.json").read_text())
-    assert result["verdict"] == "b minus a: 1.0" and result["cells_run"] == 6
+    assert result["verdict"] == (f"{quick_warning(3)}\n\nb minus a: 1.0") and result["cells_run"] == 6
     # a second run finds every cell; more seeds run only the new ones
     run_study("planted", tmp_path, quick=True, jobs=1)
     assert len(CALLS) == 6
@@ -1237,7 +1243,7 @@ def test_an_interval_never_runs_past_what_its_figure_can_be(planted, tmp_path, m
     assert got["inv_shift"][2] == 2.0 and got["inv_rotation"][2] == 360.0     # the widest the sweep can see (±1.0, ±180)
     assert got["d_probe_digits"] == [0.0, -1.0, 1.0]
     assert got["d_edge_fraction"] == [0.5, -math.inf, math.inf]     # unbounded (under 6 seeds) stays unbounded
-    assert result["verdict"].startswith("probe [0.75, ") and "1.0]" in result["verdict"]
+    assert result["verdict"].startswith(f"{quick_warning(2)}\n\nprobe [0.75, ") and "1.0]" in result["verdict"]
 
 
 @pytest.mark.parametrize("command", [["analyze"], ["report"], ["train", "--resume"]])
