@@ -716,17 +716,21 @@ def test_too_few_machines_for_any_layout_names_the_fewest_that_fit(capsys, given
     assert json.loads(capsys.readouterr().out)["cluster"]["machines_used"] == need
 
 
-def test_too_few_machines_says_no_partition_count_fits_the_memory_where_none_does(capsys):
+def test_too_few_machines_where_no_partition_count_fits_the_memory_names_the_fewest_that_plan(capsys):
     """Where no partition count fits a machine's memory and none lays out on the machines given, the refusal sums the
-    count that needs the least (the most that has shards enough, 4 here with --shards 4: the paper's partitions shrink
-    with K): too few machines for it said "4 partitions (the fewest that fit a machine's memory)", which none do.
-    Fewer shards lay out fewer partitions there, so they are offered. (On 5 machines, 1 partition and the 4 shards
-    lay out: planned since 2026-12-05, marked, where this was refused.)"""
+    smallest layout: 1 partition and --shards 4 on 5 machines, which plan it (the fallback takes a count the machines
+    given lay out). It summed the count that needs the least (4 partitions, the paper's shrinking with K: "give
+    --machines 8 or more") where 5 machines already plan; the main job on 2 machines with --shards 2 was told "give
+    --machines 5" (2 partitions, a replica machine and the shards) where 3 plan. Fewer shards lay out 1 partition on
+    fewer machines, so they are offered."""
     assert main(["plan", "--machines", "4", "--shards", "4", "--memory", "0.0001"]) == 2
     err = capsys.readouterr().err
-    assert ("4 partitions (of those that can be laid out, the one whose largest process needs the least memory; none "
-            "fits a machine's memory)") in err
-    assert err.rstrip().endswith("= 8 machines; give --machines 8 or more, or fewer shards")   # (3 lay out 1: 4)
+    assert "1 replica (the fewest) x 1 partition (the fewest) = 1 worker machine, plus --shards 4 = 5 machines" in err
+    assert err.rstrip().endswith("give --machines 5 or more, or fewer shards")
+    assert main(["plan", "--machines", "5", "--shards", "4", "--memory", "0.0001"]) == 0      # the fewest it names
+    assert main(["plan", "--config", "main", "--machines", "2", "--shards", "2", "--memory", "0.0001"]) == 2
+    assert capsys.readouterr().err.rstrip().endswith("= 3 machines; give --machines 3 or more, or fewer shards")
+    assert main(["plan", "--config", "main", "--machines", "3", "--shards", "2", "--memory", "0.0001"]) == 0
 
 
 def test_too_few_machines_offers_fewer_shards_only_above_one_per_partition(capsys):

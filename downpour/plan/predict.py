@@ -286,11 +286,11 @@ def _too_few_machines(net: Network, cl: Cluster, k: int | None = None, fits: boo
     has a shard per partition (given shards below partitions are refused before): unset shards are the machines the
     workers leave. It used to say "add machines or shards" for --replicas 7 --partitions 3 --machines 10, where the
     cause was 7 x 3 = 21 workers on 10 machines (and --shards cannot help there); and "no layout fits" for
-    --machines 1, where 1 replica and 1 shard need 2. ``fits``: ``k`` partitions fit a machine's memory (else ``k``
-    is the count that can be laid out needing the least, none fitting: said so, not "the fewest that fit"). Fewer
+    --machines 1, where 1 replica and 1 shard need 2. ``fits``: ``k`` partitions fit a machine's memory (else none
+    does and ``k`` is the count of the smallest layout, 1 unless given: said so, not "the fewest that fit"). Fewer
     shards are offered only where more than one per partition were given (below that the runner refuses them), unless
-    no count fits the memory (``k`` is then the one laid out that needs the least): fewer shards lay out fewer
-    partitions. ``least``: the fewest shards ``k`` partitions run on (:func:`least_shards`; default ``k``)."""
+    no count fits the memory: fewer shards lay out fewer partitions. ``least``: the fewest shards ``k`` partitions run
+    on (:func:`least_shards`; default ``k``)."""
     k = k or cl.partitions
     if not k:
         return (f"no layout of {cl.machines} machines gives each of its partitions a shard of its own (shards >= "
@@ -303,8 +303,7 @@ def _too_few_machines(net: Network, cl: Cluster, k: int | None = None, fits: boo
     workers = f"--replicas {r}" if cl.replicas else "1 replica (the fewest)"
     parts = (f"--partitions {k}" if cl.partitions else "1 partition (the fewest)" if k == 1
              else f"{k} partitions (the fewest that fit a machine's memory)" if fits
-             else f"{k} partitions (of those that can be laid out, the one whose largest process needs the least "
-             "memory; none fits a machine's memory)")
+             else f"{k} partitions (the smallest layout; none fits a machine's memory)")
     machines = plural(r * k, "worker machine") + (
         f", plus {plural(r, 'replica machine')} (each replica's own process beside its partitions)"
         if replica_machines(net, r, k) else "")
@@ -365,7 +364,10 @@ def predict(net: Network, cl: Cluster, rates: Rates, batch: int, n_push: int = 1
     fallback = not fitting and not cl.partitions and bool(laid_out)
     placed = [k for k in laid_out if any(s >= least[k] and (cl.replicas and cl.shards or machines_of(net, r, k, s)
                                                             <= cl.machines) for r, s in _splits(net, cl, k))]
-    fitting = fitting or sorted(placed or laid_out, key=lambda k: _need(parts[k]))[:1]
+    # (none placed: the smallest layout's count, the refusal's sum; until 2026-12-05 the one needing the least, whose
+    # "give --machines 8" for the paper on 4 of 0.1 MB with --shards 4 hid that 5 plan 1 partition)
+    fitting = fitting or sorted(placed, key=lambda k: _need(parts[k]))[:1] or sorted(
+        laid_out, key=lambda k: machines_of(net, cl.replicas or 1, k, cl.shards or least[k]))[:1]
     layouts = [(k, r, s) for k in fitting for r, s in _splits(net, cl, k) if s >= least[k]]
     if not layouts:
         raise ConfigError(_too_few_machines(net, cl, least=least.get(cl.partitions)))
