@@ -1306,6 +1306,17 @@ def test_a_file_or_folder_inside_a_run_names_the_run_to_give(tmp_path, capsys, i
     assert f"is {kind} of the run {str(run)!r}, not a run; give {str(run)!r}" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", [["analyze"], ["report"], ["train", "--resume"]])
+def test_a_missing_file_inside_a_run_names_the_run_to_give(tmp_path, capsys, command):
+    """`downpour report runs/cat/analysis.json` of a run not yet analysed said only "'runs/cat/analysis.json' does
+    not exist", as of a misspelt run: the run it is in, the folder to give, went unnamed."""
+    from downpour.train.rundir import RunDir
+
+    run = RunDir.create(tmp_path / "run", load_config("ufldl-sae")).path
+    assert main([*command, str(run / "analysis.json")]) == 2
+    assert f"would be inside the run {str(run)!r}, not a run; give {str(run)!r}" in capsys.readouterr().err
+
+
 def test_a_config_file_without_a_base_says_it_starts_from_the_defaults(tmp_path, capsys):
     """A file of only `[train] steps = 5` was told "model 'cat-demo' on 1x8x8 samples (data.size = 8): ... shrink
     kernels or pools", values it never set (the dataclasses' defaults pair cat-demo with 8x8 data), and no word of

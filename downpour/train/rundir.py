@@ -196,6 +196,9 @@ class RunDir(RunBegin, RunModel):
                                f"{str(inside)!r}, not a run; give {str(inside)!r}")
         if run.path.is_file():
             raise NotARunError(f"{str(run.path)!r} is a file, not a run directory")
+        if not run.path.exists() and (inside / "config.toml").is_file():   # (`report runs/cat/analysis.json`, not yet there)
+            raise NotARunError(f"{str(run.path)!r} does not exist, and it would be inside the run {str(inside)!r}, "
+                               f"not a run; give {str(inside)!r}")
         if not run.path.is_dir():
             raise NotARunError(f"{str(run.path)!r} does not exist{_nearest_run(run.path)}")
         if not (run.path / "config.toml").is_file():
