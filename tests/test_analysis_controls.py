@@ -288,6 +288,24 @@ def test_beats_reads_the_paired_difference_not_the_baselines_interval_alone():
     assert unpaired["per_negatives"][0]["not_separated"] == ["mean intensity"]   # 0.500 inside the unit's interval
 
 
+def test_a_paired_interval_beside_beats_never_reads_as_touching_zero():
+    """A run's spectrum-matched row "beats gradient energy" with the paired difference +0.12 [+0.00, +0.23] (its lower
+    end 0.0028, rounded to two decimals): the words said above 0, the numbers seemed to say it reached 0."""
+    rows = [{"negatives": "spectrum_matched_crops", "level": "low-level matched", "method": LEARNED, "auc": 0.595,
+             "auc_ci": [0.49, 0.698], "paired": {GRADIENT: {"delta": 0.1202, "ci": [0.0028, 0.2302]},
+                                                 TWIN: {"delta": 0.0784, "ci": [-0.0226, 0.0004]}}},
+            {"negatives": "spectrum_matched_crops", "level": "low-level matched", "method": GRADIENT, "auc": 0.475,
+             "auc_ci": [0.427, 0.515]},
+            {"negatives": "spectrum_matched_crops", "level": "low-level matched", "method": TWIN, "auc": 0.516,
+             "auc_ci": [0.408, 0.622]}]
+    verdict = controls_verdict(rows)
+    (per,) = verdict["per_negatives"]
+    assert per["beats"] == [GRADIENT] and per["not_separated"] == [TWIN]
+    sentence = verdict["sentences"][-1]
+    assert "minus gradient energy's +0.12 [+0.003, +0.23]" in sentence
+    assert f"minus {TWIN}'s +0.08 [-0.02, +0.0004]" in sentence
+
+
 def test_below_the_no_faces_interval_mirrors_above_it_in_the_json_and_the_sentence():
     """Until 2026-12-04 below_interval_of read the unit's interval against the baseline's AUC (0.68 is not above 0.70:
     not below), while docs/analysis.md counted the unit's AUC below the baseline's interval (0.60 < 0.62): 20 of 96

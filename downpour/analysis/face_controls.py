@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from downpour.analysis import baselines
+from downpour.analysis.auc_words import auc_ci, listing, paired_words
 from downpour.analysis.controls import Responses, score_controls, ties_once
 from downpour.analysis.headroom import headroom
 from downpour.analysis.labelled import prepare_images
@@ -270,10 +271,6 @@ def _brief(layer: str, verdict: dict[str, Any], rows: list[dict[str, Any]]) -> d
                           for p in verdict["per_negatives"]]}
 
 
-def _fmt(row: dict[str, Any]) -> str:
-    return f"{row['auc']:.3f} [{row['auc_ci'][0]:.3f}, {row['auc_ci'][1]:.3f}]"
-
-
 def controls_verdict(rows: list[dict[str, Any]], learned: str = LEARNED, twin: str = TWIN,
                      above_auc: tuple[str, ...] = (PIXEL, GRADIENT), labels: dict[str, str] | None = None) -> dict[str, Any]:
     """Which baselines the learned unit beats on each negative set, from the rows' numbers.
@@ -310,12 +307,12 @@ def controls_verdict(rows: list[dict[str, Any]], learned: str = LEARNED, twin: s
         missed = _criterion_missed(unit, group, twin, above_auc)
         passes = not missed
         label = labels.get(name, name)
-        sentence = (f"Against {label}, the learned unit (AUC {_fmt(unit)}) "
-                    + (f"beats {_listing(beats, group)}" if beats else "beats no baseline")
-                    + (f"; is not separated from {_listing(unseparated, group)}" if unseparated else "")
-                    + (f"; loses to {_listing(loses, group)}" if loses else "")
+        sentence = (f"Against {label}, the learned unit (AUC {auc_ci(unit)}) "
+                    + (f"beats {listing(beats, group)}" if beats else "beats no baseline")
+                    + (f"; is not separated from {listing(unseparated, group)}" if unseparated else "")
+                    + (f"; loses to {listing(loses, group)}" if loses else "")
                     + (". Criterion met." if passes else f". Criterion not met: {'; '.join(missed)}.")
-                    + _paired_words(unit.get("paired", {}), (twin,) + above_auc + (NO_FACES,)))
+                    + paired_words(unit.get("paired", {}), (twin,) + above_auc + (NO_FACES,)))
         per.append({"negatives": name, "level": unit.get("level", ""), "learned_auc": unit["auc"],
                     "learned_auc_ci": unit["auc_ci"], "paired": unit.get("paired", {}), "beats": beats, "not_separated": unseparated, "loses_to": loses,
                     "above_interval_of": above, "below_interval_of": below,
@@ -387,14 +384,3 @@ def _separated(unit: dict[str, Any], r: dict[str, Any], method: str) -> int:
     if unit["auc"] > r["auc_ci"][1] and unit["auc_ci"][0] > r["auc"]:
         return 1
     return -1 if r["auc"] > unit["auc_ci"][1] and r["auc_ci"][0] > unit["auc"] else 0
-
-
-def _paired_words(paired: dict[str, dict[str, Any]], methods: tuple[str, ...]) -> str:
-    """' Paired on the same images, its AUC minus the twin's: +0.12 [+0.03, +0.21]; ...' (empty if unpaired)."""
-    parts = [f"{m}'s {p['delta']:+.2f} [{p['ci'][0]:+.2f}, {p['ci'][1]:+.2f}]"
-             for m in methods if (p := paired.get(m)) is not None]
-    return f" Paired on the same images, its AUC minus {'; minus '.join(parts)}." if parts else ""
-
-
-def _listing(methods: list[str], group: dict[str, dict[str, Any]]) -> str:
-    return ", ".join(f"{m} ({_fmt(group[m])})" for m in methods)
