@@ -775,3 +775,19 @@ def test_a_probe_key_typed_where_no_probe_runs_is_refused_by_name(run_dir, key, 
     """analysis.probes = [] skips the probes; their keys typed beside it were taken and read by nothing."""
     with pytest.raises(ConfigError, match=rf"analysis.{key}: only the linear probes read it, and this analysis runs none"):
         analyze_run(run_dir, **{**NO_PROBES, key: value})
+
+
+def test_the_best_neuron_tables_plus_minus_is_said_to_be_the_std_across_splits():
+    """The table's "68.3% ± 7.8%" and "0.692 ± 0.094" were said to average over the splits, the ± not said at all
+    (a standard deviation across splits, not an error of the mean or an interval)."""
+    from downpour.analysis.report import _face_neuron
+
+    row = {"method": "learned unit", "unit": 7, "selection_auc": 0.8, "selection_accuracy": 0.8, "test_accuracy": 0.7,
+           "test_auc": 0.75}
+    fn = {"rows": [row], "over_splits": [{"method": "learned unit", "mean": 0.68, "std": 0.08, "auc_mean": 0.69,
+                                          "auc_std": 0.09}],
+          "paper_style": {"method": "learned unit, paper style", "unit": 3, "test_accuracy": 0.85},
+          "split": {"selection": 30, "test": 30, "seed": 0, "positives_in_test": 15}, "split_seeds": list(range(50)),
+          "positive_class": "face", "dataset": "lfw", "choice": {}}
+    html = _face_neuron({"face_neuron": fn, "layer": "stage2"})
+    assert "over 50 seeded splits, mean ± std across the splits" in html

@@ -54,7 +54,8 @@ def _face_neuron(a: dict[str, Any]) -> str:
             f"and scored on a disjoint test split of {split['test']} (seed {split['seed']}); every baseline uses the same split. "
             + ("The unit is the one whose selection AUC is furthest from 0.5, as in the face test (ties to the larger "
                "Cohen's d); its threshold the most accurate one on the same images. " if "choice" in fn else "")
-            + f"The fifth column averages the test accuracy over {n_splits} seeded splits; the test AUC (0.5: chance, 1: every "
+            + f"The fifth and last columns give the test accuracy and test AUC over {n_splits} seeded splits, mean ± std "
+            "across the splits (since 2026-12-05; the ± was not said); the test AUC (0.5: chance, 1: every "
             f"image of {esc(fn['positive_class'])} above every other) is not moved by the classes' sizes, as accuracy is "
             f"({split['positives_in_test']} of the {split['test']} test images are {esc(fn['positive_class'])}).</p>"
             + table(rows, ["method", "unit", "selection AUC / acc." if "choice" in fn else "selection acc.", "test acc.",
