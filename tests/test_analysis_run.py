@@ -791,3 +791,12 @@ def test_the_best_neuron_tables_plus_minus_is_said_to_be_the_std_across_splits()
           "positive_class": "face", "dataset": "lfw", "choice": {}}
     html = _face_neuron({"face_neuron": fn, "layer": "stage2"})
     assert "over 50 seeded splits, mean ± std across the splits" in html
+
+
+def test_the_top_images_words_say_what_the_number_above_each_image_is():
+    """The figure puts a number above each top image (0.426, 0.812, ...) and neither it nor the words said it was the
+    unit's response."""
+    from downpour.analysis.report_notes import top_words
+
+    top = {"indices": [1, 2, 3], "positive_in_top": 2, "pool": 60, "positive_in_pool": 30, "drawn_from": "60 held-out images"}
+    assert "the number above each is the unit's response to it" in top_words(top, sign=-1)

@@ -163,7 +163,8 @@ def top_words(top: dict[str, Any], sign: int = 1) -> str:
         return f"{which}, {hits} of them from the concept's class"
     share = top["positive_in_pool"] / max(top["pool"], 1)
     return (f"{which} of {esc(top['drawn_from'])}: {hits} of them from the concept's class, against "
-            f"{k * share:.2g} expected by chance (the class is {pct(share)} of those images)")
+            f"{k * share:.2g} expected by chance (the class is {pct(share)} of those images; the number above each is the "
+            "unit's response to it)")
 
 
 # the ``tie_rule``s of a bootstrap range: the pooled one since 2026-12-05, each unit's own earlier that day
