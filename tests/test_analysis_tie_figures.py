@@ -181,7 +181,8 @@ def test_each_fold_s_own_tie_is_judged_not_only_the_first_that_chose_the_rows_un
     setup = {"select": "crossfit", "faces": 20, "negatives": {"others": {"label": "the others"}}}
     verdict = {"rule": "", "criterion": "", "sentences": []}
     html = controls({"face_neuron": {"controls": rows, "controls_verdict": verdict, "controls_setup": setup}})
-    assert ("On 1 of the 2 folds the learned unit was chosen among units of the 100 tied at the top of the choice whose "
+    assert ("On 1 of the 2 folds the learned unit was chosen among several of the layer's 100 units tied at the top of "
+            "the choice whose "
             "test AUCs spread wider than chance would in 95% of resamplings of the test images on that fold: the "
             "selection images cannot tell them apart") in html
     assert f"each fold's tie averaged over the 2 folds: the others {rows[0]['tied_auc']['mean']:.3f}" in html
@@ -190,6 +191,21 @@ def test_each_fold_s_own_tie_is_judged_not_only_the_first_that_chose_the_rows_un
     assert rows[0]["undecided_splits"] == 0 and "cannot tell" not in controls(
         {"face_neuron": {"controls": ties_once(rows)[0], "controls_verdict": verdict, "controls_setup": setup}})
 
+
+
+def test_the_undecided_note_counts_each_negative_sets_splits_and_does_not_call_the_layer_tied():
+    """A 200-step cat-demo on rings (docs/analysis.md) said "On 2 of the 10 splits the learned unit was chosen among
+    units of the 288 tied": 288 was stage2's every unit, none of them tied on most splits, and 2 was phase-scrambled's
+    count alone, block-shuffled's being 1, under one sentence naming both."""
+    from downpour.analysis.report_controls import undecided_note
+    rows = [{"method": "learned unit", "negatives": n, "undecided_splits": k, "splits": 10, "candidates": 288, "tied": 1,
+             "auc": 0.53, "tied_auc": {"mean": 0.54, "median": 0.54}, "tie_rule": "pooled bootstrap range"}
+            for n, k in (("phase_scrambled", 2), ("block_shuffled", 1))]
+    note = undecided_note(rows, {"select": "train", "negatives": {}})
+    assert "On 1–2 of the 10 splits" in note and "among several of the layer's 288 units tied" in note
+    assert "of the 288 tied" not in note
+    assert "phase_scrambled 0.540 (median 0.540; this unit 0.530; undecided on 2 splits)" in note
+    assert "block_shuffled 0.540 (median 0.540; this unit 0.530; undecided on 1 split)" in note
 
 
 def test_the_best_neuron_tables_tie_is_judged_at_the_tied_sets_mean_auc_not_a_perfect_units_zero_width():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from downpour._names import plural
 from downpour.analysis.face_controls import LEARNED, NO_FACES, TWIN
 from downpour.analysis.labelled import BUILT_IN
 from downpour.analysis.report_notes import chosen_among, owed_note, tie_limit_words
@@ -122,9 +123,13 @@ def undecided_note(rows: list[dict[str, Any]], setup: dict[str, Any]) -> str:
         return ""
     r0 = learned[0]
     labels = setup.get("negatives", {})
-    each = "; ".join(f"{labels.get(r['negatives'], {}).get('label', r['negatives'])} {r['tied_auc']['mean']:.3f} "
-                     f"(median {r['tied_auc']['median']:.3f}; this unit {r['auc']:.3f})" for r in learned)
     fold = "fold" if setup.get("select") == "crossfit" else "split"
+    counts = sorted({undecided_in(r) for r in learned})   # (each negative set's; until 2026-12-05 the first's alone)
+    span = str(counts[0]) if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
+    each = "; ".join(f"{labels.get(r['negatives'], {}).get('label', r['negatives'])} {r['tied_auc']['mean']:.3f} "
+                     f"(median {r['tied_auc']['median']:.3f}; this unit {r['auc']:.3f}"
+                     + (f"; undecided on {plural(undecided_in(r), fold)})" if len(counts) > 1 else ")")
+                     for r in learned)
     over = f", each {fold}'s tie averaged over the {r0['splits']} {fold}s" if r0["splits"] > 1 else ""
     # (several splits: each has its own tie, a cross-fit's fold its own network; until 2026-12-05 the first split that
     # chose the row's unit spoke for all, and a second fold's 40 of 100 tied went unsaid)
@@ -137,9 +142,10 @@ def undecided_note(rows: list[dict[str, Any]], setup: dict[str, Any]) -> str:
     # (a row of an earlier rule is said against its own: tie_limit_words)
     one = r0["splits"] == 1
     against = tie_limit_words(r0, "as many", "its", limit=one, ci=True)
-    chosen = (f"On {undecided_in(r0)} of the {r0['splits']} {fold}s the learned unit was chosen among units of the "
-              f"{r0['candidates']} tied at the top of the choice whose test AUCs spread wider than {against} on that "
-              f"{fold}"
+    # (until 2026-12-05 "among units of the 288 tied", the layer's candidates read as the number tied)
+    chosen = (f"On {span} of the {r0['splits']} {fold}s the learned unit was chosen among several of the layer's "
+              f"{r0['candidates']} units tied at the top of the choice whose test AUCs spread wider than {against} "
+              f"on that {fold}"
               if r0["splits"] > 1
               else f"The learned unit was chosen among {r0['tied']} of {r0['candidates']} units tied at the top of the "
                    f"choice ({r0['tie_share']:.1%} of the layer), whose test AUCs spread {r0['tied_auc']['min']:.3f}–"
