@@ -139,6 +139,21 @@ def test_the_concepts_number_is_the_loaders_not_a_count_of_every_sub_folder(tmp_
         analysis_options(RunConfig(), {"dataset": str(only / "stripes"), "positive": 0})
 
 
+def test_a_probe_folder_of_fewer_than_two_classes_is_refused_before_anything_is_measured(tmp_path):
+    """`downpour analyze RUN --set 'analysis.probes=["concept"]'` with one class of images (the other sub-folder empty)
+    measured every part, then died in scikit-learn ("This solver needs samples of at least 2 classes", a traceback,
+    rc 1); a folder with no sub-folder failed there too, without its key."""
+    only = make_folder(tmp_path / "one", {"cat": 3})
+    (only / "other").mkdir()
+    with pytest.raises(ConfigError, match=r"analysis.probes: .*at least 2; its images are in \['cat'\]"):
+        analysis_options(RunConfig(), {"probes": [str(only)]})
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError, match=r"analysis.probes: image folder .*empty' holds no image files"):
+        analysis_options(RunConfig(), {"probes": ["digits", str(tmp_path / "empty")]})
+    two = make_folder(tmp_path / "two", {"a": 3, "b": 3})
+    assert analysis_options(RunConfig(), {"probes": [str(two), "lfw"]}).probes == [str(two), "lfw"]
+
+
 def test_the_concept_can_be_named_by_its_sub_folder_and_a_wrong_name_lists_the_classes(tmp_path):
     root = make_folder(tmp_path / "set", {"blobs": 3, "noise": 3, "stripes": 3})
     (root / "aaa-empty").mkdir()                                     # no class: the names are the loader's

@@ -94,13 +94,16 @@ def analysis_options(cfg: RunConfig, overrides: dict[str, Any]) -> AnalysisConfi
                                   f"({', '.join(BUILT_IN)}) nor a folder of class sub-folders", key=f"analysis.{key}")
     # numbered as the loader numbers them: until 2026-12-04 every sub-folder was counted here, an empty or hidden one
     # too, so a number past the loader's classes passed and failed after loading ("no examples of both classes")
-    try:
-        classes = class_names(opts.dataset)
-    except DataError as err:
-        raise ConfigError(f"analysis.dataset: {err}", key="analysis.dataset") from None
-    if len(classes) < 2:
-        raise ConfigError(f"analysis.dataset: {opts.dataset!r} needs a sub-folder of images for each class, at least 2; "
-                          f"its images are in {classes}", key="analysis.dataset")
+    # (a probe's folder too, since 2026-12-05: one of one class, or none, failed after every other part was measured,
+    # in scikit-learn's words, "This solver needs samples of at least 2 classes", or unnamed by its key)
+    for key, name in [*(("probes", p) for p in opts.probes if p not in BUILT_IN), ("dataset", opts.dataset)]:   # (its last)
+        try:
+            classes = class_names(name)
+        except DataError as err:
+            raise ConfigError(f"analysis.{key}: {err}", key=f"analysis.{key}") from None
+        if len(classes) < 2:
+            raise ConfigError(f"analysis.{key}: {name!r} needs a sub-folder of images for each class, at least 2; "
+                              f"its images are in {classes}", key=f"analysis.{key}")
     opts = dataclasses.replace(opts, positive=concept_label(opts.positive, opts.dataset, classes))
     if opts.poses and not Path(opts.poses).is_dir():
         raise ConfigError(f"analysis.poses {opts.poses!r} is not a folder (one sub-folder per angle in degrees)",
