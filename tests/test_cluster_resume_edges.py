@@ -271,3 +271,33 @@ def test_an_error_before_a_resumes_first_push_keeps_the_checkpoint_it_resumed_fr
     monkeypatch.undo()
     _run(tmp_path / "b", resume=True)
     _same_rows_and_model(tmp_path / "a", tmp_path / "b")
+
+
+def test_a_restart_that_cannot_rejoin_the_cluster_records_the_stop(tmp_path, monkeypatch):
+    """A joined cluster's head stopped mid-run: the shards were lost and their restart could not rejoin (`cannot
+    reach the Ray cluster`). Until 2026-12-05 that error alone ended the run: no shards-lost event, no cluster.json,
+    and the message did not say where a --resume goes on."""
+    import downpour.ps.cluster as cluster
+    from downpour.errors import RunError
+
+    real, goes = cluster._driver, []
+
+    def driver(runner):
+        goes.append(runner)
+        if len(goes) == 1:
+            return real(runner)
+
+        def unreachable(*args):
+            raise RunError("cannot reach the Ray cluster at cluster.address='127.0.0.1:6399' within 10 s")
+        return unreachable
+
+    monkeypatch.setattr(cluster, "_driver", driver)
+    _losing_shard_1(monkeypatch, [20])
+    with pytest.raises(RunError, match="restarting the shards failed .cannot reach the Ray cluster") as stop:
+        _run(tmp_path / "r", "cluster.consistency=async", "cluster.checkpoint_every=8", "cluster.shard_restarts=3")
+    assert "goes on from its last server checkpoint, at step 16" in str(stop.value)
+    events = json.loads((tmp_path / "r/staleness.json").read_text())["events"]
+    assert [(e["event"], e["step"]) for e in events] == [("shards-restarted", 16), ("shards-lost", 20)]
+    assert events[1]["restart_failed"].startswith("cannot reach the Ray cluster")
+    summary = json.loads((tmp_path / "r/cluster.json").read_text())
+    assert summary["stopped"]["step"] == 20 and summary["checkpoint"] == 16

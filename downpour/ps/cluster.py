@@ -55,10 +55,12 @@ def run_cluster(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, 
     # the run's go events: a resumed run's (staleness.json), then this command's resumes, restarts and stop
     events = go_events(run) if resume else []
     began: list[int] = []                      # the step the user's own run or resume began at (the first go's)
+    lost: ShardLost | None = None              # the loss a restart is for
     for attempt in range(cfg.cluster.shard_restarts + 1):
         try:
             return _run_once(cfg, run, resume, events, began)
         except ShardLost as err:
+            lost = err
             if attempt == cfg.cluster.shard_restarts:
                 raise RunError(record_stop(run, cfg, events, err, attempt, began[0] if began else 0)) from None
             resume = (run.checkpoints / f"{SERVER}.json").is_file()
@@ -68,6 +70,10 @@ def run_cluster(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, 
             log.warning("%s; restarting every shard from %s", err,
                         f"the checkpoint at step {step}" if resume else "the start (no checkpoint yet)")
             events.append(shard_event(events, "shards-restarted", step, str(err)))
+        except RunError as err:   # a restart that cannot start (the head of a joined cluster gone: it cannot rejoin)
+            if lost is None:      # stops the run as the loss would have: recorded (until 2026-12-05 it said nothing)
+                raise
+            raise RunError(record_stop(run, cfg, events, lost, attempt, began[0] if began else 0, str(err))) from None
     raise AssertionError("unreachable")
 
 

@@ -19,7 +19,7 @@ from downpour.data.stream import StreamingData
 from downpour.ps import channel
 from downpour.ps.checkpoint import SERVER, ShardState, restoring
 from downpour.ps.asking_on_ray import Asking
-from downpour.ps.connect_on_ray import connect, gathered, pinned, placer, replacing, spot
+from downpour.ps.connect_on_ray import connect, gathered, head_answers, pinned, placer, replacing, spot
 from downpour.ps.coordinator import Coordinator
 from downpour.ps.laps import Laps
 from downpour.ps.on_ray import ShardActor, ShardPush, WorkerActor
@@ -388,7 +388,9 @@ class RayCluster(TaskRun, PipedRun, Restarts, Asking):
 
 
 def _other_nodes() -> bool:
-    """Whether the Ray cluster has a live node besides this one (False where Ray cannot say)."""
+    """Whether the Ray cluster has a live node besides this one (False where Ray cannot say: its head gone too)."""
+    if not head_answers():
+        return False
     try:
         return sum(1 for n in ray.nodes() if n.get("Alive")) > 1
     except Exception:  # noqa: BLE001

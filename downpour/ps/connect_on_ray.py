@@ -26,7 +26,7 @@ from downpour.ps.address import address_problem, host_port
 from downpour.ps.silence import start_limit
 from downpour.train.signals import deliver
 
-__all__ = ["CONNECT_TIMEOUT_S", "connect", "gathered", "held", "pinned", "placer", "spot"]
+__all__ = ["CONNECT_TIMEOUT_S", "connect", "gathered", "head_answers", "held", "pinned", "placer", "spot"]
 
 CONNECT_TIMEOUT_S = 10.0
 log = logging.getLogger(__name__)
@@ -88,6 +88,19 @@ def _init(address: str) -> None:
                     "RAY_AUTH_MODE=token, or start the head with RAY_AUTH_MODE=disabled; "
                     "docs/parameter-server.md#faults)")
         raise RunError(f"could not join the Ray cluster at cluster.address={address!r}: {first}{hint}") from None
+
+
+def head_answers(timeout: float = 2.0) -> bool:
+    """Whether the head of the Ray cluster this process joined (its GCS) accepts a TCP connection within ``timeout``.
+    A question to Ray's GCS (``ray.nodes()``) once the head is gone blocks until Ray ends the process (its core
+    worker gives the GCS 60 s, then exits 1): a run whose head was stopped sat 60 s after saying where its resume goes
+    on and never wrote cluster.json (until 2026-12-05)."""
+    try:
+        host, _, port = ray.get_runtime_context().gcs_address.rpartition(":")
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except (OSError, ValueError, AttributeError):
+        return False
+    return True
 
 
 def _token_here() -> bool:

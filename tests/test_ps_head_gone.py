@@ -1,0 +1,40 @@
+"""A joined Ray cluster whose head is gone (its GCS answers no more): the driver's wrap-up asks Ray nothing that
+blocks until Ray ends the process. Ray-free: the runtime context and ray.nodes are stood in for."""
+import socket
+from types import SimpleNamespace
+
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from downpour.ps import cluster_on_ray, connect_on_ray  # noqa: E402  (ray needed)
+
+
+def _context(monkeypatch, address: str) -> None:
+    monkeypatch.setattr(ray, "get_runtime_context", lambda: SimpleNamespace(gcs_address=address))
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:       # bound, never listening: a connection is refused
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_head_that_is_gone_is_not_asked_for_its_nodes(monkeypatch):
+    """Until 2026-12-05 the close of a run whose head was stopped asked ray.nodes(), which waited until Ray's core
+    worker gave the GCS up after 60 s and ended the process (exit 1, no cluster.json)."""
+    _context(monkeypatch, f"127.0.0.1:{_closed_port()}")
+    asked = []
+    monkeypatch.setattr(ray, "nodes", lambda: asked.append(1) or [{"Alive": True}, {"Alive": True}])
+    assert cluster_on_ray._other_nodes() is False
+    assert asked == []
+
+
+def test_a_head_that_answers_is_asked(monkeypatch):
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        _context(monkeypatch, f"127.0.0.1:{server.getsockname()[1]}")
+        monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True}, {"Alive": True}, {"Alive": False}])
+        assert connect_on_ray.head_answers()
+        assert cluster_on_ray._other_nodes() is True
