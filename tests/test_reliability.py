@@ -248,3 +248,16 @@ def test_an_empty_address_is_refused_not_a_local_run(tmp_path, capsys):
 
     args = build_parser().parse_args(["train", "--resume", str(tmp_path / "run"), "--address", ""])
     assert ("cluster.address", "") in [tuple(o) for o in _overrides(args)]
+
+
+def test_an_address_whose_host_is_unknown_says_so_not_that_the_head_is_down():
+    """`--address HEAD:6379` copied from the docs said "cannot reach ... within 10 s (gaierror: ...); is its head node
+    running?": the host is no name at all, which no head started would mend."""
+    pytest.importorskip("ray")
+    from downpour.errors import RunError
+    from downpour.ps.connect_on_ray import _reachable
+
+    with pytest.raises(RunError) as err:
+        _reachable("no-such-head.invalid:6379", 5.0)
+    assert "no host named 'no-such-head.invalid' is known here" in str(err.value)
+    assert "cluster.address='no-such-head.invalid:6379'" in str(err.value) and "within" not in str(err.value)

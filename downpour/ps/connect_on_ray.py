@@ -44,6 +44,10 @@ def _reachable(address: str, timeout: float) -> None:
     host, port = parts[1:]
     try:
         socket.create_connection((host, int(port)), timeout=timeout).close()
+    except socket.gaierror as err:   # no such host: not a head that is down (the docs' HEAD:6379, copied as it is)
+        raise RunError(f"cannot reach the Ray cluster at cluster.address={address!r}: no host named {host!r} is known "
+                       f"here ({err.strerror}); give the head node's name or IP address, as `ray start --head` "
+                       "printed it (`ray start --address='IP:PORT'`)") from None
     except OSError as err:
         raise RunError(f"cannot reach the Ray cluster at cluster.address={address!r} within {timeout:g} s "
                        f"({type(err).__name__}: {err}); is its head node running (`ray start --head`)?") from None
