@@ -261,3 +261,20 @@ def test_an_address_whose_host_is_unknown_says_so_not_that_the_head_is_down():
         _reachable("no-such-head.invalid:6379", 5.0)
     assert "no host named 'no-such-head.invalid' is known here" in str(err.value)
     assert "cluster.address='no-such-head.invalid:6379'" in str(err.value) and "within" not in str(err.value)
+
+
+def test_a_ray_client_address_that_times_out_names_the_client_port(monkeypatch):
+    """`--address ray://HEAD:PORT` with the port `ray start --head --port` set (the GCS's, not the Ray Client
+    server's) waited 36 s and said only "ray client connection timeout"."""
+    pytest.importorskip("ray")
+    from downpour.errors import RunError
+    from downpour.ps import connect_on_ray
+
+    monkeypatch.setattr(connect_on_ray, "_reachable", lambda address, timeout: None)
+
+    def timed_out(**kwargs):
+        raise ConnectionError("ray client connection timeout")
+    monkeypatch.setattr(connect_on_ray.ray, "init", timed_out)
+    with pytest.raises(RunError, match="cluster.address='ray://127.0.0.1:6390': ray client connection timeout") as err:
+        connect_on_ray.connect("ray://127.0.0.1:6390")
+    assert "port 10001 unless" in str(err.value) and "without ray:// joins at that one" in str(err.value)

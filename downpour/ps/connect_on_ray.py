@@ -83,6 +83,10 @@ def _init(address: str) -> None:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         hint = (" (a cluster started with authentication needs its token in this environment: see "
                 "docs/parameter-server.md#faults)") if any(w in str(err).lower() for w in ("token", "auth")) else ""
+        if not hint and address.startswith("ray://") and "timeout" in str(err).lower():   # (the GCS port, 36 s on)
+            hint = (" (ray:// joins through the head's Ray Client server, port 10001 unless `ray start --head "
+                    "--ray-client-server-port` set another, not the port `ray start --head --port` set: HOST:PORT "
+                    "without ray:// joins at that one)")
         if not hint and address != "auto" and "RAY_AUTH_MODE" not in os.environ and _token_here():   # (auto presents it)
             # Ray's ConnectionError does not say why; `ray start --head` turns token auth on by itself when
             # ~/.ray/auth_token exists (any local ray.init, e.g. a plain `--runner ray` run, writes it), and
