@@ -38,3 +38,12 @@ def test_a_head_that_answers_is_asked(monkeypatch):
         monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True}, {"Alive": True}, {"Alive": False}])
         assert connect_on_ray.head_answers()
         assert cluster_on_ray._other_nodes() is True
+
+
+def test_where_the_heads_address_cannot_be_read_ray_is_asked_as_before(monkeypatch):
+    """A Ray Client connection (ray://) may have no GCS address to read: the lost shard's warning still asks Ray."""
+    def unreadable():
+        raise RuntimeError("no GCS address in client mode")
+    monkeypatch.setattr(ray, "get_runtime_context", unreadable)
+    monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True}, {"Alive": True}])
+    assert connect_on_ray.head_answers() and cluster_on_ray._other_nodes() is True

@@ -102,11 +102,16 @@ def head_answers(timeout: float = 2.0) -> bool:
     """Whether the head of the Ray cluster this process joined (its GCS) accepts a TCP connection within ``timeout``.
     A question to Ray's GCS (``ray.nodes()``) once the head is gone blocks until Ray ends the process (its core
     worker gives the GCS 60 s, then exits 1): a run whose head was stopped sat 60 s after saying where its resume goes
-    on and never wrote cluster.json (until 2026-12-05)."""
+    on and never wrote cluster.json (until 2026-12-05). True where the address cannot be read (a Ray Client
+    connection, ray://): Ray is asked as before."""
     try:
         host, _, port = ray.get_runtime_context().gcs_address.rpartition(":")
-        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
-    except (OSError, ValueError, AttributeError):
+        where = (host.strip("[]"), int(port))
+    except Exception:  # noqa: BLE001
+        return True
+    try:
+        socket.create_connection(where, timeout=timeout).close()
+    except OSError:
         return False
     return True
 
