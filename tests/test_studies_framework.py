@@ -625,10 +625,23 @@ def test_a_study_whose_every_cell_diverged_says_so_with_its_design_figures(monke
     monkeypatch.setitem(studies.STUDIES, "planted", f"{__name__}:EveryCellDiverges")
     run_study("planted", tmp_path, quick=True, jobs=1)
     result = json.loads((tmp_path / "study.json").read_text())
-    assert result["verdict"].startswith("Every one of the 6 cells diverged") and result["figures"] == []
-    assert "a (3 of 3 seeds); b (3 of 3 seeds)" in result["verdict"]
+    assert result["verdict"].startswith(f"{quick_warning(3)}\n\nEvery one of the 6 cells diverged")
+    assert result["figures"] == [] and "a (3 of 3 seeds); b (3 of 3 seeds)" in result["verdict"]
     assert [r["figures"]["params"][0] for r in result["cells"]] == [5.0, 6.0]
     assert "concludes nothing" in (tmp_path / "study.html").read_text()
+
+
+def test_a_quick_study_whose_every_cell_diverged_still_says_it_is_the_quick_setting(monkeypatch, tmp_path):
+    """The runner put the quick setting's warning before the study's own reading alone: where every cell diverged, the
+    verdict `downpour study --quick` printed ("Every one of the 6 cells diverged ... Rerun it with a smaller learning
+    rate") never said it was a few steps on 3 seeds. The full setting's stays the nothing-trained paragraph first."""
+    monkeypatch.setitem(studies.STUDIES, "planted", f"{__name__}:EveryCellDiverges")
+    run_study("planted", tmp_path / "quick", quick=True, jobs=1)
+    quick = json.loads((tmp_path / "quick" / "study.json").read_text())["verdict"].split("\n\n")
+    assert quick[0] == quick_warning(3) and quick[1].startswith("Every one of the 6 cells diverged")
+    run_study("planted", tmp_path / "full", seeds=2, jobs=1)
+    full = json.loads((tmp_path / "full" / "study.json").read_text())["verdict"]
+    assert full.startswith("Every one of the 4 cells diverged") and "quick setting" not in full
 
 
 class EveryCellDivergesAtItsOwnRates(EveryCellDiverges):
@@ -644,7 +657,8 @@ def test_a_study_that_sets_its_own_rates_is_not_told_to_rerun_with_a_set_of_trai
     monkeypatch.setitem(studies.STUDIES, "planted", f"{__name__}:EveryCellDivergesAtItsOwnRates")
     run_study("planted", tmp_path / "s", quick=True, jobs=1)
     verdict = json.loads((tmp_path / "s" / "study.json").read_text())["verdict"]
-    assert verdict.startswith("Every one of the 6 cells diverged") and "train.lr" not in verdict.split("\n\n")[0]
+    assert verdict.startswith(quick_warning(3)) and verdict.split("\n\n")[1].startswith("Every one of the 6 cells")
+    assert "train.lr" not in verdict.split("\n\n")[1]
     with pytest.raises(ConfigError, match="varies it itself"):     # what the advice would have met
         run_study("planted", tmp_path / "again", quick=True, sets=["train.lr=0.01"], jobs=1)
 
