@@ -306,6 +306,18 @@ def test_a_paired_interval_beside_beats_never_reads_as_touching_zero():
     assert f"minus {TWIN}'s +0.08 [-0.02, +0.0004]" in sentence
 
 
+def test_a_paired_difference_near_zero_is_kept_off_zero_as_its_intervals_ends_are():
+    """The interval's ends got up to 4 decimals to stay off 0, the difference beside them kept 2: a unit that beats
+    gradient energy by 0.0041 [0.0018, 0.0066] read "+0.00 [+0.002, +0.01]", its value outside its own interval."""
+    rows = [{"negatives": "spectrum_matched_crops", "level": "low-level matched", "method": LEARNED, "auc": 0.595,
+             "auc_ci": [0.49, 0.698], "paired": {GRADIENT: {"delta": 0.0041, "ci": [0.0018, 0.0066]}}},
+            {"negatives": "spectrum_matched_crops", "level": "low-level matched", "method": GRADIENT, "auc": 0.591,
+             "auc_ci": [0.48, 0.69]}]
+    verdict = controls_verdict(rows)
+    assert verdict["per_negatives"][0]["beats"] == [GRADIENT]
+    assert "minus gradient energy's +0.004 [+0.002, +0.01]" in verdict["sentences"][-1]
+
+
 def test_below_the_no_faces_interval_mirrors_above_it_in_the_json_and_the_sentence():
     """Until 2026-12-04 below_interval_of read the unit's interval against the baseline's AUC (0.68 is not above 0.70:
     not below), while docs/analysis.md counted the unit's AUC below the baseline's interval (0.60 < 0.62): 20 of 96
