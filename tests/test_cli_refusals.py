@@ -1317,6 +1317,24 @@ def test_a_missing_file_inside_a_run_names_the_run_to_give(tmp_path, capsys, com
     assert f"would be inside the run {str(run)!r}, not a run; give {str(run)!r}" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", [["analyze"], ["report"]])
+def test_a_runs_missing_no_faces_twin_is_not_called_one_of_its_files(tmp_path, capsys, command):
+    """RUN/no-faces is a run's own place (analysis.no_faces_twin), not one of its files: before its twin trained,
+    `analyze RUN/no-faces` and analysis.no_faces_run = 'RUN/no-faces' were told "it would be inside the run 'RUN', not a
+    run; give 'RUN'", the run that trained on faces."""
+    from downpour.analysis.options import no_faces_run
+    from downpour.train.rundir import RunDir
+
+    cfg = load_config("ufldl-sae")
+    run = RunDir.create(tmp_path / "run", cfg).path
+    assert main([*command, str(run / "no-faces")]) == 2
+    err = capsys.readouterr().err
+    assert f"the run {str(run)!r} has no no-faces twin (yet)" in err and "give" not in err
+    with pytest.raises(ConfigError, match="has no no-faces twin") as refused:
+        no_faces_run(str(run / "no-faces"), cfg)
+    assert f"give {str(run)!r}" not in str(refused.value)
+
+
 def test_a_config_file_without_a_base_says_it_starts_from_the_defaults(tmp_path, capsys):
     """A file of only `[train] steps = 5` was told "model 'cat-demo' on 1x8x8 samples (data.size = 8): ... shrink
     kernels or pools", values it never set (the dataclasses' defaults pair cat-demo with 8x8 data), and no word of
