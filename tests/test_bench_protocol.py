@@ -1,5 +1,6 @@
 """bench/_protocol.py: configurations interleaved, medians and ranges, both kinds of ratio, and the
 CPU of child processes that getrusage never sees."""
+import re
 import subprocess
 import sys
 import time
@@ -139,3 +140,38 @@ def test_every_bench_answers_help_without_measuring(script, capsys, monkeypatch)
     with pytest.raises(SystemExit) as stop:
         importlib.import_module(script).main()
     assert stop.value.code == 0 and capsys.readouterr().out.startswith("usage:")
+
+
+class _Parsed(Exception):
+    """Raised once a bench's command line parsed: the test stops there, before anything is measured."""
+
+
+def _make_bench_args() -> dict[str, list[str] | None]:
+    """What ``make bench`` runs each bench script with, read from the Makefile's ``case`` (None: skipped)."""
+    recipe = (BENCH.parent / "Makefile").read_text().split("\nbench:", 1)[1].split("\n\n", 1)[0]
+    arms = dict(re.findall(r"(bench/\w+\.py|\*)\) ([^;]*?) ;;", recipe))
+    out = {}
+    for stem in sorted(p.stem for p in BENCH.glob("[!_]*.py")):
+        arm = arms.get(f"bench/{stem}.py", arms["*"])
+        out[stem] = None if arm == "continue" else arm.removeprefix("args=").split()
+    return out
+
+
+@pytest.mark.parametrize("script, argv", sorted(_make_bench_args().items()))
+def test_make_bench_runs_every_bench_with_arguments_it_accepts(script, argv, monkeypatch):
+    """``make bench`` stopped at rank_interval, whose study file is a required argument (until 2026-12-05)."""
+    import argparse
+    import importlib
+
+    if argv is None:
+        pytest.skip(f"make bench skips {script}")
+    parse = argparse.ArgumentParser.parse_args
+
+    def parsed(self, *args, **kwargs):
+        parse(self, *args, **kwargs)
+        raise _Parsed
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", parsed)
+    monkeypatch.setattr(sys, "argv", [f"{script}.py", *argv])
+    with pytest.raises(_Parsed):
+        importlib.import_module(script).main()
