@@ -9,9 +9,10 @@ on from torch's one global state). Here the preset's network takes ``--steps`` s
 (``train_step`` and the preset's optimiser, the same batches each way), ``--workers`` workers' states swapped in turn
 around the steps (``swapped``) or not at all (``plain``), interleaved (bench/_protocol.py); each repetition starts
 from the same freshly initialised network. ``ratio``: swapped / plain per step (1.0: the swap costs nothing you can
-see beside a step); ``cpu_ratio`` the same of this process's CPU seconds. ``swap_us``: one swap in and out around an empty block (the median of ``--reps`` means of 2,000),
-the figure the swap adds to every simulated step whatever its network, and ``swap_cpu_us`` the same in this
-process's CPU time (the steadier figure on a shared machine). One JSON line.
+see beside a step); ``cpu_ratio`` the same of this process's CPU seconds. ``swap_us``: one swap in and out around
+an empty block (the median of ``--reps`` means of 2,000), the figure the swap adds to every simulated step whatever
+its network, and ``swap_cpu_us`` the same in this process's CPU time (the steadier figure on a shared machine).
+One JSON line.
 """
 from __future__ import annotations
 
@@ -41,7 +42,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p = reps_and_threads(__doc__.split("\n")[0])
     p.add_argument("--config", default="main", help="preset or file (default: main)")
     p.add_argument("--steps", type=at_least_1, default=200, help="training steps timed per repetition (default 200)")
-    p.add_argument("--workers", type=at_least_1, default=2, help="simulated workers whose states take turns (default 2)")
+    p.add_argument("--workers", type=at_least_1, default=2,
+                   help="simulated workers whose states take turns (default 2)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     cfg = load_config(args.config)
