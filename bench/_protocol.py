@@ -166,7 +166,7 @@ def measured(run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     load0, cpu0, t0 = load_1min(), time.process_time(), time.perf_counter()
     figures = run()
     return {**figures, "load_before": load0, "load_after": load_1min(),
-            "wall_s": round(time.perf_counter() - t0, 3), "driver_cpu_s": round(time.process_time() - cpu0, 3)}
+            "wall_s": _round(time.perf_counter() - t0), "driver_cpu_s": _round(time.process_time() - cpu0)}
 
 
 def interleave(configs: Mapping[str, Callable[[int], dict[str, Any]]], reps: int,
@@ -182,6 +182,10 @@ def interleave(configs: Mapping[str, Callable[[int], dict[str, Any]]], reps: int
 
 
 def _round(x: float) -> float:
+    """3 decimals (1 from 100 up); under 0.1, 3 significant digits: a figure of microseconds in seconds printed 0.0
+    (checkpoint_save's digests of the main job's model, until 2026-12-05)."""
+    if 0 < abs(x) < 0.1:
+        return float(f"{x:.3g}")
     return round(x, 3 if abs(x) < 100 else 1)
 
 

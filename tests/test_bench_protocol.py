@@ -175,3 +175,15 @@ def test_make_bench_runs_every_bench_with_arguments_it_accepts(script, argv, mon
     monkeypatch.setattr(sys, "argv", [f"{script}.py", *argv])
     with pytest.raises(_Parsed):
         importlib.import_module(script).main()
+
+
+def test_a_figure_under_a_millisecond_keeps_its_digits():
+    """A time of microseconds in seconds printed 0.0 (checkpoint_save's digests of the main job's model: 'sha256_only':
+    {'median': 0.0}) until 2026-12-05."""
+    out = P.summary(_reps([(0.000123456, 0.0421), (0.000234, 0.0432), (0.0009, 0.05)]), "x")
+    assert out["x"]["fast"] == {"median": 0.000234, "range": [0.000123, 0.0009]}
+    assert out["x"]["slow"] == {"median": 0.0432, "range": [0.0421, 0.05]}
+    assert P.summary(_reps([(123.456, 0.5)]), "x")["x"] == {"fast": {"median": 123.5, "range": [123.5, 123.5]},
+                                                            "slow": {"median": 0.5, "range": [0.5, 0.5]}}
+    run = P.measured(lambda: {})
+    assert run["wall_s"] > 0        # (a run of microseconds: 0.0 until 2026-12-05)
