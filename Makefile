@@ -29,7 +29,7 @@ test: setup           ## the whole test suite (what CI runs)
 	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest $(ARGS)
 
 # rank_interval is skipped: a simulation over a costs study's cells.jsonl (its required argument), no speed figure
-bench: setup          ## every benchmark, one JSON line each
+bench: setup          ## every benchmark, one JSON line per row
 	for b in bench/[!_]*.py; do \
 	  case $$b in bench/sandblaster.py) args=backups ;; bench/rank_interval.py) continue ;; *) args= ;; esac; \
 	  $(BIN)/python $$b $$args || exit 1; \
