@@ -41,17 +41,21 @@ sys.exit(main(sys.argv[2:]))
 """
 
 
-def train(rule: str, config: str, partitions: int, threads: int, steps: int) -> dict[str, float]:
-    """One simulated run in a fresh process: its training seconds and the process's CPU seconds."""
+def train(rule: str, config: str, partitions: int, threads: int, steps: int, runner: str = "simulated",
+          sets: tuple[str, ...] = ()) -> dict[str, float]:
+    """One run in a fresh process (``runner``'s, ``sets`` more overrides; bench/partitions_ray.py runs Ray's): its
+    training seconds and the CPU seconds of the process and of the descendants reaped by the time it ended."""
     cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     with tempfile.TemporaryDirectory() as out:
-        done = subprocess.run([sys.executable, "-c", CHILD, rule, "train", "--config", config, "--runner", "simulated",
+        done = subprocess.run([sys.executable, "-c", CHILD, rule, "train", "--config", config, "--runner", runner,
                                "--set", f"cluster.partitions={partitions}", "--set", f"train.threads={threads}",
+                               *(arg for kv in sets for arg in ("--set", kv)),
                                "--steps", str(steps), "--no-report", "--out", out],
                               cwd=ROOT, capture_output=True, text=True)
     cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
-        raise SystemExit(f"split_threads: the {rule} run with cluster.partitions={partitions} failed:\n{done.stderr[-2000:]}")
+        raise SystemExit(f"the {rule} {runner} run of {config} with cluster.partitions={partitions} failed:\n"
+                         f"{done.stderr[-2000:]}")
     result = json.loads([line for line in done.stdout.splitlines() if line.startswith("{")][-1])
     return {"seconds": result["seconds"], "final_loss": result["final_loss"],
             "child_cpu_s": round(cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime, 2)}

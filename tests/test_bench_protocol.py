@@ -86,7 +86,7 @@ def test_emit_prints_a_row_as_one_json_line_and_keeps_it(capsys):
 FLAGGED = {"analysis_repeats": (5, 1), "face_test": (7, None), "filter_norm": (30, 1), "frozen_cache": (5, 1),
            "jpeg_draft": (5, None), "layer_responses": (5, 1), "locally_connected": (9, 1), "model_parallel": (7, 1),
            "optimiser_start_up": (5, None), "parameter_server": (5, None), "pool_lcn": (15, 1), "scaling": (None, 1),
-           "server_rules": (7, 1), "sim_rng": (5, 1), "start_up": (5, 2), "step_check": (9, 1), "tie_null": (7, None), "tiled": (5, 1),
+           "partitions_ray": (3, 1), "server_rules": (7, 1), "sim_rng": (5, 1), "start_up": (5, 2), "step_check": (9, 1), "tie_null": (7, None), "tiled": (5, 1),
            "training_throughput": (5, 1), "variance_gate": (5, 1)}
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 
