@@ -11,8 +11,8 @@ same warps of the same images. Until 2026-12-05 each sweep made every pass itsel
 unwarped negatives once per curve), so the tied sweep repeated the first's; since then they share
 :class:`~downpour.analysis.passes.Passes` (168 passes for both, against 344 the old way, over 83 warps: the rows'
 ``passes``; 96 against 200 over 47; the disc's unturned images, later that day, are the rotation's 0-degree pass).
-Rows, each timed against the old way (``Passes(reuse=False)``) in the same run, interleaved (bench/_protocol.py). And the accuracy table's probe on raw
-pixels: each of its 50 splits asked ``Pipeline.score`` for the accuracy, which computed the decision function the
+Rows, each timed against the old way (``Passes(reuse=False)``) in the same run, interleaved (bench/_protocol.py).
+And the accuracy table's probe on raw pixels: each of its 50 splits asked ``Pipeline.score`` for the accuracy, which computed the decision function the
 AUC then computed again; since 2026-12-05 ``selectivity._probe_figures`` reads both from one decision. Rows:
 
 - ``sweeps``: the two sweeps as ``analyze`` makes them, on lfw's held-out 30 faces and 30 non-faces at the main job's
