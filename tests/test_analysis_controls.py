@@ -365,6 +365,28 @@ def test_a_unit_that_cannot_tell_the_faces_from_a_control_does_not_pass_however_
     assert controls_verdict(rows)["per_negatives"][0]["passes"]
 
 
+def test_the_summary_says_on_how_many_passes_the_paired_intervals_also_separate_the_unit():
+    """The summary counted passes of the criterion, which reads point AUCs: a pass at +0.07 [-0.06, +0.19] over best
+    pixel read as "meets the criterion" with nothing to say the paired interval reached below 0 (until 2026-12-05)."""
+    def row(negatives, method, auc, ci, paired=None):
+        r = {"negatives": negatives, "level": "low-level matched", "method": method, "auc": auc, "auc_ci": list(ci)}
+        return {**r, "paired": paired} if paired else r
+
+    def control(negatives, pixel_ci):
+        paired = {TWIN: {"delta": 0.2, "ci": [0.1, 0.3]}, PIXEL: {"delta": 0.07, "ci": pixel_ci},
+                  GRADIENT: {"delta": 0.3, "ci": [0.2, 0.4]}}
+        return [row(negatives, LEARNED, 0.75, (0.65, 0.85), paired), row(negatives, TWIN, 0.55, (0.45, 0.62)),
+                row(negatives, PIXEL, 0.68, (0.58, 0.78)), row(negatives, GRADIENT, 0.45, (0.35, 0.55))]
+
+    v = controls_verdict(control("upside_down", [-0.06, 0.19]) + control("phase_scrambled", [0.01, 0.13]))
+    assert all(p["passes"] for p in v["per_negatives"])
+    assert v["sentences"][0] == (
+        "On 2 of 2 low-level-matched controls the learned unit meets the criterion (upside-down faces, phase-scrambled "
+        f"faces), which compares point AUCs; the paired intervals also put it above the random-weights twin, {PIXEL} and "
+        f"{GRADIENT} on 1 of those 2 (phase-scrambled faces).")
+    assert "paired rule" in v["criterion"]
+
+
 class MemorisingModel(FeatureModel):
     """Unit 0 knows lfw's training part by heart: +5 on its faces, -5 on its non-faces, noise on any
     other image (held-out faces, their controls). Units 1-3: noise. A leak of training images into

@@ -321,14 +321,15 @@ def controls_verdict(rows: list[dict[str, Any]], learned: str = LEARNED, twin: s
     low = [p for p in per if p["level"] == LOW_LEVEL]
     passed = [labels.get(p["negatives"], p["negatives"]) for p in low if p["passes"]]
     summary = (f"On {len(passed)} of {len(low)} low-level-matched controls the learned unit meets the criterion"
-               + (f" ({', '.join(passed)})." if passed else "."))
+               + (f" ({', '.join(passed)})" if passed else "") + _clear_words(low, twin, above_auc, labels))
     if any(NO_FACES in p["paired"] for p in low):
         summary += " " + _from_faces_words([p for p in low if NO_FACES in p["paired"]])
     return {"rule": "beats = its AUC minus the baseline's, paired on the same images, with a 95% interval above 0; loses "
                     "to = that interval below 0; otherwise not separated (without a paired figure: its AUC above the "
                     "baseline's interval and its own interval above the baseline's AUC, and the mirror)",
             "criterion": (f"AUC above the upper end of the {twin} interval and above the AUC of {', '.join(above_auc)}, "
-                          "its own interval above 0.5"),
+                          "its own interval above 0.5 (point AUCs: the summary also counts the controls where it beats "
+                          "each of them by the paired rule)"),
             "per_negatives": per, "passes_low_level": bool(low) and len(passed) == len(low),
             "sentences": [summary] + sentences}
 
@@ -343,6 +344,16 @@ def said_faceless(controls: dict[str, Any], opts: AnalysisConfig, d: DataConfig)
         controls["controls_verdict"]["sentences"][0] += (f" This network trained on no lfw face ({why}): what its unit "
                                                          "tells faces from, it learned from other images.")
     return controls
+
+
+def _clear_words(low: list[dict[str, Any]], twin: str, above_auc: tuple[str, ...], labels: dict[str, str]) -> str:
+    """The stricter reading beside the criterion's count (since 2026-12-05): on how many of the passes the unit also
+    *beats* the twin and each of ``above_auc`` by the paired rule (a pass at +0.07 [-0.06, +0.19] over best pixel is not)."""
+    met = [p for p in low if p["passes"]]
+    clear = [labels.get(p["negatives"], p["negatives"]) for p in met if {twin, *above_auc} <= set(p["beats"])]
+    return "." if not met else (
+        f", which compares point AUCs; the paired intervals also put it above the random-weights twin, "
+        f"{' and '.join(above_auc)} on {len(clear)} of those {len(met)}" + (f" ({', '.join(clear)})." if clear else "."))
 
 
 def _from_faces_words(low: list[dict[str, Any]]) -> str:
