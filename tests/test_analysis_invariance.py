@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from downpour.analysis.invariance import invariance_curves, invariance_summary, sweep, tied_summary, transform
-from downpour.analysis.report_invariance import invariance_rows, tied_invariance
+from downpour.analysis.report_invariance import invariance_rows, selectivity_rows, tied_invariance
 from downpour.errors import DataError
 from downpour.models.base import FeatureModel
 from test_analysis_invariance_sweep import OLD_SWEEP
@@ -269,8 +269,9 @@ def test_a_rotation_range_goes_round_past_180_and_is_measured():
     assert not whole_turn("rotation", summary["ranges"]["rotation"])
     sel = selectivity_summary({"curves": [curve]})          # the AUC's range goes round alike
     assert sel["ranges"]["rotation"] == [-15.0, 270.0] and sel["censored"]["rotation"] is False
-    inv = {"curves": [curve], "summary": summary}
-    assert invariance_rows(inv) == [["rotation", "-15 … 270 degrees (round the turn past ±180: 270 is the angle -90)"]]
+    inv = {"curves": [curve], "summary": summary, "selectivity": sel}
+    assert invariance_rows(inv) == [["rotation", "-180 … -90 and -15 … 180 degrees (285 wide round ±180: all but between -90 and -15)"]]
+    assert selectivity_rows(inv)[0].startswith("-180 … -90 and -15 … 180 degrees (285 wide round ±180: all but")
     # every angle high: the walk meets itself, the whole turn as before (flagged, read "every angle")
     whole = invariance_summary({"curves": [_turn(set())]})
     assert whole["ranges"]["rotation"] == [-180.0, 180.0] and whole["censored"]["rotation"] is True
@@ -302,7 +303,7 @@ def test_a_rotation_range_goes_round_past_minus_180_and_a_dip_at_180_bounds_both
     down = invariance_summary({"curves": [_turn({45.0, 67.5})]})
     assert down["ranges"]["rotation"] == [-270.0, 30.0] and down["censored"]["rotation"] is False
     assert invariance_rows({"curves": [_turn({45.0, 67.5})], "summary": down})[0][1] == \
-        "-270 … 30 degrees (round the turn past ±180: -270 is the angle 90)"
+        "-180 … 30 and 90 … 180 degrees (300 wide round ±180: all but between 30 and 90)"
     across = invariance_summary({"curves": [_turn({157.5, 180.0, -180.0, -157.5})]})
     assert across["ranges"]["rotation"] == [-135.0, 135.0] and across["censored"]["rotation"] is False
 

@@ -38,7 +38,7 @@ def invariance_rows(inv: dict[str, Any]) -> list[list[str]]:
             rows.append([name, _no_identity(name) if unswept else
                          f"none: the unit is not {_side(inv)} its baseline even at the identity" if short else "–"])
             continue
-        text = _UNITS.get(name, "{:g} … {:g}").format(*r)
+        text = _range_text(name, r)
         values = curve.get("values")
         # the summary's flag (a range that went round past +-180 ends beyond the sweep, measured: since 2026-12-05),
         # read from the range where a file predates it (its ranges did not go round)
@@ -46,6 +46,17 @@ def invariance_rows(inv: dict[str, Any]) -> list[list[str]]:
         ended = bool(values) and bool(flags.get(name) if flags is not None else _at_an_end(r, values))
         rows.append([name, text + _end_words(name, r, ended, values)])
     return rows
+
+
+def _range_text(name: str, r: list[float]) -> str:
+    """``name``'s range ``r`` in its units; a rotation range that went round past +-180 (walked as -15 … 270,
+    :mod:`~downpour.analysis.circle`) as the two signed arcs it covers, its width and the angles it leaves out. Until
+    2026-12-05 it read "-15 … 270 degrees (round the turn past ±180: 270 is the angle -90)"."""
+    if not went_round(name, r) or whole_turn(name, r):
+        return _UNITS.get(name, "{:g} … {:g}").format(*r)
+    lo, hi = r
+    (a, b), (c, d) = ((-180, hi - 360), (lo, 180)) if hi > 180 else ((-180, hi), (lo + 360, 180))
+    return f"{a:g} … {b:g} and {c:g} … {d:g} degrees ({hi - lo:g} wide round ±180: all but between {b:g} and {c:g})"
 
 
 def _no_identity(name: str) -> str:
@@ -66,15 +77,14 @@ EVERY_ANGLE = " (every angle: the whole turn)"
 
 
 def _end_words(name: str, r: list[float], ended: bool, values: list[float]) -> str:
-    """The words after ``name``'s range ``r``: :data:`EVERY_ANGLE` for the whole turn, which angle its end beyond +-180
-    is for one that went round (:func:`~downpour.analysis.circle.went_round`); where it ran to an end of the
-    sweep ``values`` (``ended``), that it is a lower bound there; else none."""
+    """The words after ``name``'s range ``r``: :data:`EVERY_ANGLE` for the whole turn; where it ran to an end of the
+    sweep ``values`` (``ended``), that it is a lower bound there; else none (a range that went round past +-180,
+    :func:`~downpour.analysis.circle.went_round`, is measured: :func:`_range_text` writes it)."""
     if whole_turn(name, r):
         return EVERY_ANGLE
-    if went_round(name, r):     # (since 2026-12-05: the walk goes round past +-180, :mod:`~downpour.analysis.circle`)
-        end = r[1] if r[1] > 180 else r[0]
-        return f" (round the turn past ±180: {end:g} is the angle {end - 360 if end > 0 else end + 360:g})"
-    if not ended:
+    if went_round(name, r) or not ended:     # (one that went round is measured, :func:`_range_text` says how)
+        return ""
+
         return ""
     whole = r[0] <= min(values) and r[1] >= max(values)
     return " (the whole sweep: at least this)" if whole else " (to the sweep's end: at least this far)"
@@ -98,7 +108,7 @@ def selectivity_rows(inv: dict[str, Any]) -> list[str]:
         if r is None:
             out.append(f"none: AUC {auc:.3f} untransformed, no lead over chance to keep")
             continue
-        text = _UNITS.get(name, "{:g} … {:g}").format(*r) + f" (AUC ≥ {0.5 + sel['keep'] * (auc - 0.5):.3f})"
+        text = _range_text(name, r) + f" (AUC ≥ {0.5 + sel['keep'] * (auc - 0.5):.3f})"
         out.append(text + _end_words(name, r, sel["censored"].get(name), swept.get(name, {}).get("values") or r))
     return out
 
