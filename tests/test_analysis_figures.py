@@ -91,6 +91,25 @@ def test_a_log_axis_above_1000_labels_whole_numbers_in_one_style(tmp_path, monke
     assert all(float(text.replace(",", "")) == y for y, text in shown), shown
 
 
+def test_a_log_axis_within_a_decade_has_enough_labelled_ticks(tmp_path, monkeypatch):
+    """cat-demo's total loss (stage 1 from 205 down to 110, stage 2 from 346 down to 108) read two labels, 200 and 300
+    (the log locator's 100, 200, 300): a curve within a decade is ticked at round values, at least four labelled
+    inside the panel, each its own value."""
+    saved = []
+    monkeypatch.setattr(figures, "_save", lambda fig, path: saved.append(fig) or path)
+    loss = [205.0 - 0.19 * s for s in range(0, 500, 10)] + [346.0 - 0.238 * s for s in range(0, 1000, 10)]
+    figures.loss_curves([{"step": s, "loss": v} for s, v in enumerate(loss)], tmp_path / "l.png")
+    fig = saved[0]
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "log"
+    lo, hi = ax.get_ylim()
+    shown = [(t.get_position()[1], t.get_text()) for t in [*ax.get_yticklabels(), *ax.get_yticklabels(minor=True)]
+             if t.get_text() and lo <= t.get_position()[1] <= hi]
+    assert len(shown) >= 4, shown
+    assert all(float(text) == y for y, text in shown), shown
+
+
 def test_staleness_histogram(tmp_path):
     hist = {"overall": {0: 2, 1: 5, 4: 1}, "worker 0": {0: 1, 1: 3}, "worker 1": {1: 2, 4: 1}}
     assert figures.staleness_histogram(hist, tmp_path / "s.png").stat().st_size > 1000
