@@ -248,6 +248,20 @@ def test_a_poses_folder_named_like_a_built_in_set_is_read_as_the_folder(tmp_path
     assert sorted(poses) == [0.0, 40.0] and all(len(x) == 1 for x in poses.values())
 
 
+@pytest.mark.parametrize("angles", [(), ("0",)])
+def test_a_poses_folder_without_two_angle_sub_folders_asks_for_one_per_pose(tmp_path, angles):
+    """An empty analysis.poses folder was refused with the labelled sets' words, "needs one sub-folder per class"."""
+    from downpour.analysis.poses import load_poses
+    from downpour.errors import ConfigError
+
+    for angle in angles:
+        (tmp_path / "poses" / angle).mkdir(parents=True)
+    (tmp_path / "poses").mkdir(exist_ok=True)
+    with pytest.raises(ConfigError, match="one sub-folder per pose, named by its angle in degrees") as err:
+        load_poses(str(tmp_path / "poses"), (1, 16, 16), prepare=lambda t: t)
+    assert err.value.key == "analysis.poses" and "class" not in str(err.value)
+
+
 def _turn(low, values=None, transform="rotation"):
     """A curve over ``values`` (the default rotation sweep, -180 … 180) at 1 but for the angles ``low``, at 0."""
     from downpour.analysis.invariance import DEFAULT_ANGLES

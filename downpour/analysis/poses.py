@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
@@ -19,6 +20,10 @@ def load_poses(path: str, shape: tuple[int, ...], prepare: Preprocess,
     """``analysis.poses``: {angle: images} from a folder with one sub-folder per angle in degrees (``jpeg_draft``:
     the run's data.jpeg_draft)."""
     folder = path if path not in BUILT_IN else os.path.join(os.curdir, path)   # a folder named lfw or digits
+    angles = sorted(p.name for p in Path(folder).iterdir() if p.is_dir()) if Path(folder).is_dir() else None
+    if angles is not None and len(angles) < 2:     # (until 2026-12-05 it read "one sub-folder per class")
+        raise ConfigError(f"analysis.poses: folder {path!r} needs one sub-folder per pose, named by its angle in degrees "
+                          f"(at least 2, one of them 0: the frontal view), found {angles}", key="analysis.poses")
     try:
         posed = load_labelled(folder, shape, prepare=prepare, jpeg_draft=jpeg_draft)
     except DataError as err:

@@ -196,11 +196,10 @@ class RunDir(RunBegin, RunModel):
                                f"{str(inside)!r}, not a run; give {str(inside)!r}")
         if run.path.is_file():
             raise NotARunError(f"{str(run.path)!r} is a file, not a run directory")
-        if not run.path.exists() and (inside / "config.toml").is_file() and run.path.name == cls.TWIN:
-            # (a run's place, not one of its files: "give 'runs/cat'" for analysis.no_faces_run = 'runs/cat/no-faces'
-            # pointed at the run trained on faces, until 2026-12-05)
-            raise NotARunError(f"{str(run.path)!r} does not exist: the run {str(inside)!r} has no no-faces twin (yet); "
-                               "analysis.no_faces_twin = true trains one there")
+        if not run.path.exists() and run.path == cls(inside).no_faces_twin and (inside / "config.toml").is_file():
+            raise NotARunError(f"{str(run.path)!r} does not exist: the run {str(inside)!r} has no no-faces twin: it was "
+                               f"never trained; `downpour train --resume {inside} --set "
+                               "analysis.no_faces_twin=true` trains it")   # (until 2026-12-05: "give RUN", nothing else)
         if not run.path.exists() and (inside / "config.toml").is_file():   # (`report runs/cat/analysis.json`, not yet there)
             raise NotARunError(f"{str(run.path)!r} does not exist, and it would be inside the run {str(inside)!r}, "
                                f"not a run; give {str(inside)!r}")
