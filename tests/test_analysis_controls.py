@@ -383,8 +383,10 @@ def test_the_summary_says_on_how_many_passes_the_paired_intervals_also_separate_
     assert v["sentences"][0] == (
         "On 2 of 2 low-level-matched controls the learned unit meets the criterion (upside-down faces, phase-scrambled "
         f"faces), which compares point AUCs; the paired intervals also put it above the random-weights twin, {PIXEL} and "
-        f"{GRADIENT} on 1 of those 2 (phase-scrambled faces).")
+        f"{GRADIENT} on 1 of those 2 (phase-scrambled faces); they leave it not separated from {PIXEL} on the others.")
     assert "paired rule" in v["criterion"]
+    v = controls_verdict(control("upside_down", [-0.06, 0.19]))
+    assert v["sentences"][0].endswith(f"on 0 of those 1; they leave it not separated from {PIXEL}.")
 
 
 class MemorisingModel(FeatureModel):

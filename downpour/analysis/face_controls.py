@@ -349,11 +349,13 @@ def said_faceless(controls: dict[str, Any], opts: AnalysisConfig, d: DataConfig)
 def _clear_words(low: list[dict[str, Any]], twin: str, above_auc: tuple[str, ...], labels: dict[str, str]) -> str:
     """The stricter reading beside the criterion's count (since 2026-12-05): on how many of the passes the unit also
     *beats* the twin and each of ``above_auc`` by the paired rule (a pass at +0.07 [-0.06, +0.19] over best pixel is not)."""
-    met = [p for p in low if p["passes"]]
-    clear = [labels.get(p["negatives"], p["negatives"]) for p in met if {twin, *above_auc} <= set(p["beats"])]
+    met, bars = [p for p in low if p["passes"]], (twin, *above_auc)
+    clear = [labels.get(p["negatives"], p["negatives"]) for p in met if set(bars) <= set(p["beats"])]
+    short = ["the twin" if b == twin else b for b in bars if any(b not in p["beats"] for p in met)]
     return "." if not met else (
         f", which compares point AUCs; the paired intervals also put it above the random-weights twin, "
-        f"{' and '.join(above_auc)} on {len(clear)} of those {len(met)}" + (f" ({', '.join(clear)})." if clear else "."))
+        f"{' and '.join(above_auc)} on {len(clear)} of those {len(met)}" + (f" ({', '.join(clear)})" if clear else "")
+        + (f"; they leave it not separated from {' or '.join(short)}{' on the others' * bool(clear)}." if short else "."))
 
 
 def _from_faces_words(low: list[dict[str, Any]]) -> str:
