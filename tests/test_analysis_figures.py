@@ -110,6 +110,19 @@ def test_a_log_axis_within_a_decade_has_enough_labelled_ticks(tmp_path, monkeypa
     assert all(float(text) == y for y, text in shown), shown
 
 
+@pytest.mark.parametrize("lo, hi", [(0.5, 4.0), (0.02, 0.15), (1.0, 1.0)])
+def test_a_log_axis_within_a_decade_near_zero_draws_and_labels_only_positive_ticks(tmp_path, monkeypatch, lo, hi):
+    """The round-value ticks of a curve within a decade reach 0 and below the axis's view, where the log labels' digits
+    took log10 of 0 (a math domain error that stopped the analysis of a short run)."""
+    saved = []
+    monkeypatch.setattr(figures, "_save", lambda fig, path: saved.append(fig) or path)
+    figures.loss_curves([{"step": s, "loss": lo + (hi - lo) * s / 9} for s in range(10)], tmp_path / "l.png")
+    fig = saved[0]
+    fig.canvas.draw()
+    labels = [t.get_text() for t in saved[0].axes[0].get_yticklabels() if t.get_text()]
+    assert labels and all(float(t) > 0 for t in labels), labels
+
+
 def test_staleness_histogram(tmp_path):
     hist = {"overall": {0: 2, 1: 5, 4: 1}, "worker 0": {0: 1, 1: 3}, "worker 1": {1: 2, 4: 1}}
     assert figures.staleness_histogram(hist, tmp_path / "s.png").stat().st_size > 1000

@@ -24,6 +24,8 @@ class _PlainLogFormatter(LogFormatter):
     thousands separators (100,000)."""
 
     def __call__(self, x: float, pos: int | None = None) -> str:
+        if x <= 0:      # (a linear locator's tick below a log axis's view, :func:`_few_ticks`: no value there)
+            return ""
         text = super().__call__(x, pos)
         if not text or 1 <= x < 1000:
             return text
