@@ -1335,16 +1335,18 @@ def test_a_runs_missing_no_faces_twin_is_not_called_one_of_its_files(tmp_path, c
     assert f"give {str(run)!r}" not in str(refused.value)
 
 
-def test_a_no_faces_twin_never_trained_says_so_and_how_to_train_it(tmp_path, capsys):
+@pytest.mark.parametrize("preset, advice", [
+    ("cat-demo", "`downpour train --resume {run} --set analysis.no_faces_twin=true` trains it"),
+    ("ufldl-sae", "none can be trained: data.source = 'natural' holds no lfw face")])
+def test_a_no_faces_twin_never_trained_says_so_and_how_to_train_it(tmp_path, capsys, preset, advice):
     """`downpour analyze RUN/no-faces` of a run without a twin said only "would be inside the run RUN, not a run; give
-    RUN": nothing said the twin was never trained, nor how to train it."""
+    RUN": nothing said the twin was never trained, nor how to train it (or that a run on no lfw face has none)."""
     from downpour.train.rundir import RunDir
 
-    run = RunDir.create(tmp_path / "run", load_config("ufldl-sae")).path
+    run = RunDir.create(tmp_path / "run", load_config(preset)).path
     assert main(["analyze", str(run / "no-faces")]) == 2
     err = capsys.readouterr().err
-    assert f"the run {str(run)!r} has no no-faces twin: it was never trained" in err
-    assert f"`downpour train --resume {run} --set analysis.no_faces_twin=true` trains it" in err
+    assert f"the run {str(run)!r} has no no-faces twin, never trained; {advice.format(run=run)}" in err
 
 
 def test_a_config_file_without_a_base_says_it_starts_from_the_defaults(tmp_path, capsys):

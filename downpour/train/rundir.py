@@ -197,9 +197,7 @@ class RunDir(RunBegin, RunModel):
         if run.path.is_file():
             raise NotARunError(f"{str(run.path)!r} is a file, not a run directory")
         if not run.path.exists() and run.path == cls(inside).no_faces_twin and (inside / "config.toml").is_file():
-            raise NotARunError(f"{str(run.path)!r} does not exist: the run {str(inside)!r} has no no-faces twin: it was "
-                               f"never trained; `downpour train --resume {inside} --set "
-                               "analysis.no_faces_twin=true` trains it")   # (until 2026-12-05: "give RUN", nothing else)
+            raise NotARunError(_no_twin(cls(inside)))   # (until 2026-12-05: "give RUN", nothing else)
         if not run.path.exists() and (inside / "config.toml").is_file():   # (`report runs/cat/analysis.json`, not yet there)
             raise NotARunError(f"{str(run.path)!r} does not exist, and it would be inside the run {str(inside)!r}, "
                                f"not a run; give {str(inside)!r}")
@@ -339,6 +337,15 @@ def _study_folder(path: Path) -> str:
                 f"{str(path / 'study.html')!r} ({command} again writes it anew); a study keeps its cells' numbers, not their runs")
     return (f"{str(path)!r} is a `downpour study {name}` folder, not a run, stopped before its report: {command} again "
             "finishes it; a study keeps its cells' numbers, not their runs")
+
+
+def _no_twin(run: RunDir) -> str:
+    """Why ``run``'s no-faces twin folder is not there: never trained, and what trains it (the words of the analysis's
+    own refusal, :func:`downpour.analysis.options.no_faces_of`)."""
+    advice = (f"`downpour train --resume {pasted(run.path)} --set analysis.no_faces_twin=true` trains it"
+              if run.config.data.trains_on_faces() else
+              f"none can be trained: data.source = {run.config.data.source!r} holds no lfw face")
+    return f"{str(run.no_faces_twin)!r} does not exist: the run {str(run.path)!r} has no no-faces twin, never trained; {advice}"
 
 
 def _nearest_run(path: Path) -> str:
