@@ -276,7 +276,8 @@ def test_an_error_before_a_resumes_first_push_keeps_the_checkpoint_it_resumed_fr
 def test_a_restart_that_cannot_rejoin_the_cluster_records_the_stop(tmp_path, monkeypatch):
     """A joined cluster's head stopped mid-run: the shards were lost and their restart could not rejoin (`cannot
     reach the Ray cluster`). Until 2026-12-05 that error alone ended the run: no shards-lost event, no cluster.json,
-    and the message did not say where a --resume goes on."""
+    and the message did not say where a --resume goes on; then it recorded a shards-restarted event and one restart
+    for the restart that never started."""
     import downpour.ps.cluster as cluster
     from downpour.errors import RunError
 
@@ -296,8 +297,35 @@ def test_a_restart_that_cannot_rejoin_the_cluster_records_the_stop(tmp_path, mon
     with pytest.raises(RunError, match="restarting the shards failed .cannot reach the Ray cluster") as stop:
         _run(tmp_path / "r", "cluster.consistency=async", "cluster.checkpoint_every=8", "cluster.shard_restarts=3")
     assert "goes on from its last server checkpoint, at step 16" in str(stop.value)
+    # the restart never started: no shards-restarted event, none counted (until 2026-12-05 both said one did)
     events = json.loads((tmp_path / "r/staleness.json").read_text())["events"]
-    assert [(e["event"], e["step"]) for e in events] == [("shards-restarted", 16), ("shards-lost", 20)]
-    assert events[1]["restart_failed"].startswith("cannot reach the Ray cluster")
+    assert [(e["event"], e["step"], e["n"], e.get("restarts")) for e in events] == [("shards-lost", 20, 1, 0)]
+    assert events[0]["restart_failed"].startswith("cannot reach the Ray cluster")
     summary = json.loads((tmp_path / "r/cluster.json").read_text())
     assert summary["stopped"]["step"] == 20 and summary["checkpoint"] == 16
+    assert summary["shard_restarts"] == 0 and summary["shard_events"] == events
+
+
+def test_a_restarted_go_that_loses_every_worker_ends_as_such_not_as_a_failed_restart(tmp_path, monkeypatch):
+    """The shards restarted from the checkpoint of step 16 and the go trained on; then every worker was lost at
+    step 24. Until 2026-12-05 (the handler of a restart that cannot rejoin took any RunError after a restart) that
+    read "shard 1 lost at step 20 ..., and restarting the shards failed (every worker was lost ...)": a shards-lost
+    event at step 20, and cluster.json's summary of the go overwritten with a stop at step 20."""
+    from downpour.errors import RunError
+
+    _losing_shard_1(monkeypatch, [20])
+    lossy = recorder_module.Recorder.on_push
+
+    def losing_all(self, push, record):
+        lossy(self, push, record)
+        if self.coord.done >= 24 and any(e["event"] == "resumed" for e in self.coord.events):
+            for w in sorted(self.coord.live):
+                self.driver.lose(w, "killed")
+
+    monkeypatch.setattr(recorder_module.Recorder, "on_push", losing_all)
+    with pytest.raises(RunError, match="^every worker was lost") as stop:
+        _run(tmp_path / "r", "cluster.consistency=async", "cluster.checkpoint_every=8", "cluster.shard_restarts=3")
+    assert "restarting the shards failed" not in str(stop.value)
+    events = json.loads((tmp_path / "r/staleness.json").read_text())["events"]
+    assert [e["event"] for e in events if e["event"].startswith("shards")] == ["shards-restarted"]
+    assert "stopped" not in json.loads((tmp_path / "r/cluster.json").read_text())   # the go's own summary

@@ -36,6 +36,10 @@ from downpour.train.signals import signals_held
 log = logging.getLogger(__name__)
 
 
+class Unstarted(RunError):
+    """A go's driver could not start (Ray cannot start or join: a joined cluster's head gone); nothing was written."""
+
+
 def _driver(runner: str) -> type:
     if runner == "simulated":
         from downpour.ps.simulated import SimulatedCluster
@@ -69,11 +73,12 @@ def run_cluster(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, 
             step = checkpoint_step(run) or 0
             log.warning("%s; restarting every shard from %s", err,
                         f"the checkpoint at step {step}" if resume else "the start (no checkpoint yet)")
-            events.append(shard_event(events, "shards-restarted", step, str(err)))
-        except RunError as err:   # a restart that cannot start (the head of a joined cluster gone: it cannot rejoin)
-            if lost is None:      # stops the run as the loss would have: recorded (until 2026-12-05 it said nothing)
-                raise
-            raise RunError(record_stop(run, cfg, events, lost, attempt, began[0] if began else 0, str(err))) from None
+            events.append(restarted := shard_event(events, "shards-restarted", step, str(err)))
+        except Unstarted as err:  # a restart that cannot start (the head of a joined cluster gone: it cannot rejoin)
+            if lost is None:      # stops the run as the loss would have: recorded (until 2026-12-05 it said nothing),
+                raise             # the restart that never started not among its events nor its count (it was)
+            events.remove(restarted)
+            raise RunError(record_stop(run, cfg, events, lost, attempt - 1, began[0] if began else 0, str(err))) from None
     raise AssertionError("unreachable")
 
 
@@ -128,6 +133,8 @@ def _run_once(cfg: RunConfig, run: RunDir, resume: bool, go_log: list[dict[str, 
                                            next_seqs(restored) if restored else {}, meta if resume else None)
     except CheckpointError as err:      # the simulator's own part of the checkpoint, damaged
         raise CheckpointError(f"cannot resume {str(run.path)!r}: {err}") from None
+    except RunError as err:             # Ray cannot start or join: told apart from the go's own RunErrors (every
+        raise Unstarted(str(err)) from None   # worker lost, Diverged), which a shard restart's stop must not take
     if resume:      # said by every cluster runner alike (the simulator said nothing until 2026-12-05); kept with the
         # go events, so a go a lost shard stops before its next checkpoint keeps it (it lost it until 2026-12-05)
         go_log.append(coord.resumed(n=numbered(go_log, ("resumed",))))
