@@ -47,3 +47,26 @@ def test_where_the_heads_address_cannot_be_read_ray_is_asked_as_before(monkeypat
     monkeypatch.setattr(ray, "get_runtime_context", unreadable)
     monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True}, {"Alive": True}])
     assert connect_on_ray.head_answers() and cluster_on_ray._other_nodes() is True
+
+
+def test_ray_already_up_whose_head_is_gone_is_not_joined_again(monkeypatch):
+    """Runs that share one Ray (a run and its twin, a cross-fit's folds: connect_on_ray.held) joined to a cluster
+    whose head stopped: a shard restart or the next run found Ray up and went on to ask it for its resources, which
+    waited until Ray's core worker ended the process (exit 1, nothing recorded). Now it is a RunError, which a shard
+    restart records as the stop."""
+    from downpour.errors import RunError
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: True)
+    _context(monkeypatch, f"127.0.0.1:{_closed_port()}")
+    with pytest.raises(RunError, match=r"cluster.address='HEAD:6379': the head of the cluster this process joined no "
+                                       r"longer answers"):
+        connect_on_ray.connect("HEAD:6379")
+
+
+def test_ray_already_up_whose_head_answers_is_used(monkeypatch):
+    monkeypatch.setattr(ray, "is_initialized", lambda: True)
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        _context(monkeypatch, f"127.0.0.1:{server.getsockname()[1]}")
+        assert connect_on_ray.connect("HEAD:6379") is False

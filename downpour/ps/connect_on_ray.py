@@ -59,8 +59,13 @@ def connect(address: str) -> bool:
     A plain run always starts its own local Ray (``address="local"``), so a stale
     /tmp/ray/ray_current_cluster left by a killed head, or a RAY_ADDRESS in the environment, does
     not redirect it. Joining fails in one line, within :data:`CONNECT_TIMEOUT_S`, when nobody answers.
-    A stop during the start (:func:`_own_stops`) ends it with Ray shut down again."""
+    A stop during the start (:func:`_own_stops`) ends it with Ray shut down again. Ray already up (runs that share
+    one, :func:`held`) whose head no longer answers (:func:`head_answers`: a joined cluster's head stopped) is a
+    RunError: the run's first question to it waited until Ray ended the process (since 2026-12-05)."""
     if ray.is_initialized():
+        if not head_answers():
+            raise RunError(f"cannot reach the Ray cluster at cluster.address={address!r}: the head of the cluster this "
+                           "process joined no longer answers; is its head node running (`ray start --head`)?")
         return False
     try:
         with _own_stops():
