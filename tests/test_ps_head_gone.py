@@ -70,3 +70,14 @@ def test_ray_already_up_whose_head_answers_is_used(monkeypatch):
         server.listen()
         _context(monkeypatch, f"127.0.0.1:{server.getsockname()[1]}")
         assert connect_on_ray.connect("HEAD:6379") is False
+
+
+def test_a_ray_client_connection_is_not_judged_by_the_clusters_own_gcs_address(monkeypatch):
+    """Over ray:// the runtime context's GCS address is the one the cluster's nodes use (a private IP, a port only
+    they reach), which need not answer this machine: a live head was read as gone, and Ray already up refused."""
+    from ray.util.client import ray as client_ray
+
+    monkeypatch.setattr(client_ray, "is_connected", lambda: True)
+    monkeypatch.setattr(ray, "is_initialized", lambda: True)
+    _context(monkeypatch, f"127.0.0.1:{_closed_port()}")      # (the cluster's internal address: no answer here)
+    assert connect_on_ray.head_answers() and connect_on_ray.connect("ray://HEAD:10001") is False

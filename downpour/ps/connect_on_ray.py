@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
 import ray
+from ray.util.client import ray as client_ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from downpour.errors import RunError
@@ -107,8 +108,11 @@ def head_answers(timeout: float = 2.0) -> bool:
     """Whether the head of the Ray cluster this process joined (its GCS) accepts a TCP connection within ``timeout``.
     A question to Ray's GCS (``ray.nodes()``) once the head is gone blocks until Ray ends the process (its core
     worker gives the GCS 60 s, then exits 1): a run whose head was stopped sat 60 s after saying where its resume goes
-    on and never wrote cluster.json (until 2026-12-05). True where the address cannot be read (a Ray Client
-    connection, ray://): Ray is asked as before."""
+    on and never wrote cluster.json (until 2026-12-05). True where the address cannot be read, and on a Ray Client
+    connection (ray://): its address is the one the cluster's own nodes use (a private IP, a port the client does not
+    reach: a live head read as gone), and Ray is asked through the Ray Client server, as before."""
+    if client_ray.is_connected():
+        return True
     try:
         host, _, port = ray.get_runtime_context().gcs_address.rpartition(":")
         where = (host.strip("[]"), int(port))
