@@ -64,7 +64,7 @@ def connect(address: str) -> bool:
     one, :func:`held`) whose head no longer answers (:func:`head_answers`: a joined cluster's head stopped) is a
     RunError: the run's first question to it waited until Ray ended the process (since 2026-12-05)."""
     if ray.is_initialized():
-        if not head_answers():
+        if not head_answers(CONNECT_TIMEOUT_S):   # (a joining's wait: a slow network's live head is not refused)
             raise RunError(f"cannot reach the Ray cluster at cluster.address={address!r}: the head of the cluster this "
                            "process joined no longer answers; is its head node running (`ray start --head`)?")
         return False
