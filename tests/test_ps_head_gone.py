@@ -11,6 +11,8 @@ from downpour.ps import cluster_on_ray, connect_on_ray  # noqa: E402  (ray neede
 
 
 def _context(monkeypatch, address: str) -> None:
+    """Ray up, joined to a cluster whose GCS is at ``address``."""
+    monkeypatch.setattr(ray, "is_initialized", lambda: True)
     monkeypatch.setattr(ray, "get_runtime_context", lambda: SimpleNamespace(gcs_address=address))
 
 
@@ -44,6 +46,7 @@ def test_where_the_heads_address_cannot_be_read_ray_is_asked_as_before(monkeypat
     """A Ray Client connection (ray://) may have no GCS address to read: the lost shard's warning still asks Ray."""
     def unreadable():
         raise RuntimeError("no GCS address in client mode")
+    monkeypatch.setattr(ray, "is_initialized", lambda: True)
     monkeypatch.setattr(ray, "get_runtime_context", unreadable)
     monkeypatch.setattr(ray, "nodes", lambda: [{"Alive": True}, {"Alive": True}])
     assert connect_on_ray.head_answers() and cluster_on_ray._other_nodes() is True
@@ -81,3 +84,13 @@ def test_a_ray_client_connection_is_not_judged_by_the_clusters_own_gcs_address(m
     monkeypatch.setattr(ray, "is_initialized", lambda: True)
     _context(monkeypatch, f"127.0.0.1:{_closed_port()}")      # (the cluster's internal address: no answer here)
     assert connect_on_ray.head_answers() and connect_on_ray.connect("ray://HEAD:10001") is False
+
+
+def test_ray_not_up_is_asked_nothing(monkeypatch):
+    """With no Ray up (a fake one's tests, a driver whose start failed), reading the runtime context's GCS address
+    started a local Ray instance (measured: `head_answers()` in a fresh process printed "Started a local Ray
+    instance")."""
+    asked = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "get_runtime_context", lambda: asked.append(1) or SimpleNamespace(gcs_address="x:1"))
+    assert connect_on_ray.head_answers() and asked == []

@@ -110,8 +110,9 @@ def head_answers(timeout: float = 2.0) -> bool:
     worker gives the GCS 60 s, then exits 1): a run whose head was stopped sat 60 s after saying where its resume goes
     on and never wrote cluster.json (until 2026-12-05). True where the address cannot be read, and on a Ray Client
     connection (ray://): its address is the one the cluster's own nodes use (a private IP, a port the client does not
-    reach: a live head read as gone), and Ray is asked through the Ray Client server, as before."""
-    if client_ray.is_connected():
+    reach: a live head read as gone), and Ray is asked through the Ray Client server, as before. True where Ray is not
+    up: nothing is asked (reading the address started a local Ray)."""
+    if not ray.is_initialized() or client_ray.is_connected():
         return True
     try:
         host, _, port = ray.get_runtime_context().gcs_address.rpartition(":")
