@@ -456,3 +456,23 @@ def test_actors_that_ask_no_resource_are_not_told_to_ask_for_less(monkeypatch):
     assert "ask for less" not in str(err.value), err.value
     with pytest.raises(RunError, match=r"ask for less \(cluster\.workers\)"):
         connect_on_ray.gathered(["w0"], "worker actors", 1.0, {"CPU": 1.0}, pins=[A_NODE])
+
+
+def test_a_worker_lost_with_the_clusters_head_gone_stops_as_a_shard_loss_not_a_restart(fake_ray, monkeypatch):
+    """A joined cluster's head stopped, a worker's loss seen before a shard's: its restart asked the gone head for
+    its nodes, which waited until Ray ended the process after 60 s (exit 1, nothing recorded). Now the loss is the
+    shards' (ShardLost: run_cluster records the stop where it cannot rejoin)."""
+    from downpour.ps.recorder import ShardLost
+
+    coord = Coordinator(make_consistency("async"), workers=2, total_steps=100)
+    d = _driver(coord, [FakeActor(set_workers=lambda live: None)], [FakeActor(), FakeActor()], restarts=1)
+    spawned = []
+    monkeypatch.setattr(d, "_spawn", lambda w, seq, step: spawned.append(w) or FakeActor(node=lambda: "n"))
+    monkeypatch.setattr(d, "_dispatch", lambda w: None)
+    monkeypatch.setattr(restarts_module, "head_answers", lambda timeout=2.0: False, raising=False)
+    coord.begin_cycle(1)
+    with pytest.raises(ShardLost, match=r"^the Ray cluster's head no longer answers \(worker 1 lost at step 0\)"):
+        d._lost(1, RuntimeError("ActorDiedError"))
+    assert spawned == []
+    with pytest.raises(ShardLost, match=r"^the Ray cluster's head no longer answers \(worker 0 lost"):
+        d._pinned_to_gone_node(0)         # (a replacement that died coming up: where was it pinned?)

@@ -25,7 +25,9 @@ import ray
 from ray.exceptions import GetTimeoutError, RayError, RayTaskError
 
 from downpour.errors import DownpourError
+from downpour.ps.connect_on_ray import CONNECT_TIMEOUT_S, head_answers
 from downpour.ps.on_ray import RESTART_SECONDS
+from downpour.ps.recorder import ShardLost
 from downpour.ps.silence import Silence, Silent
 
 log = logging.getLogger("downpour.ps.cluster_on_ray")   # the driver's logger: same records as before
@@ -83,6 +85,7 @@ class Restarts:
         no step.)"""
         if self.restarts <= 0 or self.coord.handed_out:
             return False
+        self._head_answers(w)
         self.restarts -= 1
         self._start_replacement(w)
         return True
@@ -100,9 +103,19 @@ class Restarts:
         (``ray.nodes()`` has it dead, or not at all): ``(that node, None for the worker's own or the partition)``
         (None: none was). Until 2026-12-05 the node alone: a replacement's event and log said a partition's node as the
         worker's own ("its node cccccccc gone"), the worker's node alive."""
+        self._head_answers(w)
         alive = {nd["NodeID"] for nd in ray.nodes() if nd["Alive"]}
         gone = [(node, p) for (v, p), node in self.pins.items() if v == w and node is not None and node not in alive]
         return min(gone, key=lambda pin: -1 if pin[1] is None else pin[1]) if gone else None
+
+    def _head_answers(self, w: int) -> None:
+        """Before a restart asks Ray (its nodes, a new actor): a joined cluster's head that no longer answers (stopped:
+        its actors died with it) is the shards' loss (ShardLost), recorded as a lost shard's. Until 2026-12-05 the
+        question waited until Ray ended the process after 60 s, exit 1, nothing recorded (worker ``w``'s loss seen
+        before a shard's)."""
+        if not head_answers(CONNECT_TIMEOUT_S):
+            raise ShardLost(f"the Ray cluster's head no longer answers (worker {w} lost at step {self.coord.done})",
+                            step=self.coord.done)
 
     def _why_not_respawned(self) -> str:
         """Why :meth:`_respawn` started no new actor."""
