@@ -133,6 +133,8 @@ def _run_once(cfg: RunConfig, run: RunDir, resume: bool, go_log: list[dict[str, 
                                            next_seqs(restored) if restored else {}, meta if resume else None)
     except CheckpointError as err:      # the simulator's own part of the checkpoint, damaged
         raise CheckpointError(f"cannot resume {str(run.path)!r}: {err}") from None
+    except ShardLost:
+        raise
     except RunError as err:             # Ray cannot start or join: told apart from the go's own RunErrors (every
         raise Unstarted(str(err)) from None   # worker lost, Diverged), which a shard restart's stop must not take
     if resume:      # said by every cluster runner alike (the simulator said nothing until 2026-12-05); kept with the
