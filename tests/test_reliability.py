@@ -278,3 +278,21 @@ def test_a_ray_client_address_that_times_out_names_the_client_port(monkeypatch):
     with pytest.raises(RunError, match="cluster.address='ray://127.0.0.1:6390': ray client connection timeout") as err:
         connect_on_ray.connect("ray://127.0.0.1:6390")
     assert "port 10001 unless" in str(err.value) and "without ray:// joins at that one" in str(err.value)
+
+
+def test_a_host_lookup_that_failed_for_now_is_not_said_to_be_no_such_host(monkeypatch):
+    """A name lookup that failed for the time being (EAI_AGAIN: no DNS server answered) read "no host named 'h' is
+    known here ... give the head node's name or IP address": the name may be right."""
+    pytest.importorskip("ray")
+    import socket
+
+    from downpour.errors import RunError
+    from downpour.ps import connect_on_ray
+
+    def lookup_failed(*args, **kwargs):
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+    monkeypatch.setattr(connect_on_ray.socket, "create_connection", lookup_failed)
+    with pytest.raises(RunError, match=r"cluster.address='head.example:6379': looking up the host 'head.example' "
+                                       r"failed \(Temporary failure in name resolution\)") as err:
+        connect_on_ray._reachable("head.example:6379", 5.0)
+    assert "no host named" not in str(err.value)

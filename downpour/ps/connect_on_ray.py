@@ -30,6 +30,7 @@ from downpour.train.signals import deliver
 __all__ = ["CONNECT_TIMEOUT_S", "connect", "gathered", "head_answers", "held", "pinned", "placer", "spot"]
 
 CONNECT_TIMEOUT_S = 10.0
+_NO_SUCH_HOST = {getattr(socket, name) for name in ("EAI_NONAME", "EAI_NODATA") if hasattr(socket, name)}
 log = logging.getLogger(__name__)
 
 
@@ -45,7 +46,10 @@ def _reachable(address: str, timeout: float) -> None:
     host, port = parts[1:]
     try:
         socket.create_connection((host, int(port)), timeout=timeout).close()
-    except socket.gaierror as err:   # no such host: not a head that is down (the docs' HEAD:6379, copied as it is)
+    except socket.gaierror as err:   # no such host: not a head that is down (the docs' HEAD:6379, copied as it is);
+        if err.errno not in _NO_SUCH_HOST:   # a lookup that failed for now (no DNS server answered) is said as such
+            raise RunError(f"cannot reach the Ray cluster at cluster.address={address!r}: looking up the host "
+                           f"{host!r} failed ({err.strerror}); is this machine's name service reachable?") from None
         raise RunError(f"cannot reach the Ray cluster at cluster.address={address!r}: no host named {host!r} is known "
                        f"here ({err.strerror}); give the head node's name or IP address, as `ray start --head` "
                        "printed it (`ray start --address='IP:PORT'`)") from None
