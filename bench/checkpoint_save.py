@@ -12,17 +12,20 @@ the file, a save's fixed costs do not).
 from __future__ import annotations
 
 import json
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-import torch
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import downpour.train.checkpoint as checkpoint
-from downpour.train.config_record import config_record
-from downpour.train.json_digest import json_digest
-from _main_job import main_model
-from _protocol import emit, interleave, ratio, reps_and_threads, summary
+import torch  # noqa: E402
+
+import downpour.train.checkpoint as checkpoint  # noqa: E402
+from downpour.train.config_record import config_record  # noqa: E402
+from downpour.train.json_digest import json_digest  # noqa: E402
+from _main_job import main_model  # noqa: E402
+from _protocol import emit, interleave, ratio, reps_and_threads, summary  # noqa: E402
 
 
 def main() -> None:

@@ -38,13 +38,16 @@ import pickle
 import queue
 import resource
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _protocol import at_least_1, available_cpus
+import numpy as np  # noqa: E402
+
+from _protocol import at_least_1, available_cpus  # noqa: E402
 
 SIDE = 200
 

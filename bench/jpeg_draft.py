@@ -23,13 +23,16 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _protocol import at_least_1, interleave, ratio, reps_and_threads, summary, thread_settings
+import numpy as np  # noqa: E402
+
+from _protocol import at_least_1, interleave, ratio, reps_and_threads, summary, thread_settings  # noqa: E402
 
 SIZES = [(3000, 2000), (4032, 3024), (3000, 2000), (4032, 3024)]    # (width, height)
 

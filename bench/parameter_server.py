@@ -24,17 +24,21 @@ from __future__ import annotations
 
 import json
 import statistics
+import sys
 import time
+from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
-import ray
-import torch
-from _protocol import at_least_1, interleave, ratio, reps_and_threads, summary, thread_settings
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from downpour.ps.on_ray import ShardActor, ShardLink, ShardPush
-from downpour.ps.rules import make_rule
-from downpour.ps.shard import Shard, shard_bounds
+import numpy as np  # noqa: E402
+import ray  # noqa: E402
+import torch  # noqa: E402
+from _protocol import at_least_1, interleave, ratio, reps_and_threads, summary, thread_settings  # noqa: E402
+
+from downpour.ps.on_ray import ShardActor, ShardLink, ShardPush  # noqa: E402
+from downpour.ps.rules import make_rule  # noqa: E402
+from downpour.ps.shard import Shard, shard_bounds  # noqa: E402
 
 
 def median_ms(fn: Callable[[], None], repeats: int) -> float:

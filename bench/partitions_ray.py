@@ -14,8 +14,13 @@ it is printed: at a few steps the start is most of it). One JSON line.
 """
 from __future__ import annotations
 
-from _protocol import at_least, at_least_1, emit, interleave, ratio, reps_and_threads, summary
-from split_threads import train
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _protocol import at_least, at_least_1, emit, interleave, ratio, reps_and_threads, summary  # noqa: E402
+from split_threads import train  # noqa: E402
 
 NO_TWIN = ("analysis.no_faces_twin=false",)
 

@@ -33,12 +33,12 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-import numpy as np
-from scipy import stats
-
-from _protocol import at_least_1
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+from scipy import stats  # noqa: E402
+
+from _protocol import at_least_1  # noqa: E402
 from downpour.studies.costs import rank_correlation  # noqa: E402
 
 SEEDS = 6

@@ -29,12 +29,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _protocol import at_least_1
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from downpour.config import load_config
-from downpour.preflight import check_run_config
-from downpour.runners import train
-from downpour.train.rundir import RunDir
+from _protocol import at_least_1  # noqa: E402
+
+from downpour.config import load_config  # noqa: E402
+from downpour.preflight import check_run_config  # noqa: E402
+from downpour.runners import train  # noqa: E402
+from downpour.train.rundir import RunDir  # noqa: E402
 
 MODEL = ["model.name=rica-8x8", "data.samples=10000", "train.tensorboard=false"]
 

@@ -29,15 +29,18 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from _protocol import ChildCPU, at_least, interleave, ratio, reps_and_threads, spread, summary, thread_settings
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from downpour.config import load_config
-from downpour.runners import train
-from downpour.train.rundir import RunDir
+from _protocol import ChildCPU, at_least, interleave, ratio, reps_and_threads, spread, summary, thread_settings  # noqa: E402
+
+from downpour.config import load_config  # noqa: E402
+from downpour.runners import train  # noqa: E402
+from downpour.train.rundir import RunDir  # noqa: E402
 
 CONFIGS = {"local": ["cluster.runner=local"],
            "ray1": ["cluster.runner=ray", "cluster.workers=1", "cluster.shards=1"],

@@ -31,20 +31,24 @@ features of the same fixed random untied layer; accuracy_gated - accuracy_ungate
 from __future__ import annotations
 
 import json
+import sys
 import time
+from pathlib import Path
 
-import numpy as np
-import torch
-import torch.nn.functional as F
-from skimage import color, data, transform
-from sklearn.datasets import load_digits
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import train_test_split
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _protocol import at_least_1, interleave, reps_and_threads, spread
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from skimage import color, data, transform  # noqa: E402
+from sklearn.datasets import load_digits  # noqa: E402
+from sklearn.linear_model import LogisticRegression  # noqa: E402
+from sklearn.model_selection import train_test_split  # noqa: E402
 
-from downpour.layers.gating import VarianceGate
-from downpour.layers.locally_connected import LocallyConnected2d
+from _protocol import at_least_1, interleave, reps_and_threads, spread  # noqa: E402
+
+from downpour.layers.gating import VarianceGate  # noqa: E402
+from downpour.layers.locally_connected import LocallyConnected2d  # noqa: E402
 
 
 def _grey(img: np.ndarray) -> np.ndarray:

@@ -187,3 +187,36 @@ def test_a_figure_under_a_millisecond_keeps_its_digits():
                                                             "slow": {"median": 0.5, "range": [0.5, 0.5]}}
     run = P.measured(lambda: {})
     assert run["wall_s"] > 0        # (a run of microseconds: 0.0 until 2026-12-05)
+
+
+
+@pytest.mark.parametrize("script", sorted(p.stem for p in BENCH.glob("[!_]*.py")))
+def test_every_bench_puts_its_own_checkout_first_on_the_import_path(script, monkeypatch):
+    """``python bench/X.py`` puts only bench/ on the path: seven benches (checkpoint_save, data_pipeline, jpeg_draft,
+    parameter_server, sandblaster, training_throughput, variance_gate) run from a worktree without PYTHONPATH
+    imported the downpour the venv had installed, another checkout's (until 2026-12-05). Runs each script's opening
+    (its top-level statements before its first import of downpour or of a bench module, leaving out other
+    packages' imports) on the path ``python bench/X.py`` starts with from elsewhere, and asserts that downpour is
+    then found in this checkout."""
+    import ast
+    from importlib.machinery import PathFinder
+
+    def first_party(name):
+        top = name.split(".")[0]
+        return top == "downpour" or (BENCH / f"{top}.py").exists()
+
+    path = BENCH / f"{script}.py"
+    opening = []
+    for node in ast.parse(path.read_text()).body:
+        names = ([node.module or ""] if isinstance(node, ast.ImportFrom) else
+                 [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+        if any(first_party(name) for name in names):
+            break
+        if all(name.split(".")[0] in sys.stdlib_module_names for name in names):
+            opening.append(node)
+    started = [str(BENCH)] + [p for p in sys.path if Path(p or ".").resolve() != BENCH.parent]
+    monkeypatch.setattr(sys, "path", started)
+    exec(compile(ast.Module(opening, type_ignores=[]), str(path), "exec"), {"__file__": str(path), "__name__": "x"})
+    found = PathFinder.find_spec("downpour", sys.path)
+    assert found and Path(found.origin).resolve().is_relative_to(BENCH.parent), \
+        f"bench/{script}.py imports downpour from {found and found.origin}"
