@@ -40,3 +40,19 @@ def test_steps_below_10_are_refused_with_the_floor_the_help_declares(steps, monk
         training_throughput.main()
     assert exit_.value.code == 2
     assert f"argument --steps: must be at least 10, got {steps}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("steps, warned", [("10", True), ("99", True), ("100", False)])
+def test_a_short_run_warns_that_its_ratios_mean_little(steps, warned, monkeypatch, capsys):
+    """--steps 10 printed a Ray-vs-local ratio without a word that Ray's start-up weighs in it (until 2026-12-05).
+    The runs are stood in for: only what main prints around them is checked."""
+    import json
+
+    monkeypatch.setattr(training_throughput, "measure", lambda name, rep, args, root: {
+        "samples_per_s": 100.0, **({} if name == "local" else {"per_step_ms": {"worker.compute": 1.0}})})
+    training_throughput.main(["--steps", steps, "--reps", "1"])
+    out, err = capsys.readouterr()
+    summary = json.loads(out.splitlines()[-1])
+    assert ("warning: --steps" in err) == warned and ("warning" in summary) == warned
+    if warned:
+        assert f"--steps {steps} is under 100" in summary["warning"] and "start-up" in summary["warning"]
