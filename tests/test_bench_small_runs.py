@@ -1,0 +1,54 @@
+"""One real run per bench that had only its --help tested, at its smallest options (each a second or two): the
+rows the docs read come out, and the checks the bench makes on the way hold. (Slower benches: their --help only,
+tests/test_bench_protocol.py.)"""
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+
+import checkpoint_save  # noqa: E402
+import filter_norm  # noqa: E402
+import locally_connected  # noqa: E402
+import step_check  # noqa: E402
+import tie_calibration  # noqa: E402
+
+
+def _rows(capsys):
+    return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+
+def test_filter_norm_times_the_plain_and_the_normed_layer():
+    row = filter_norm.main(["--reps", "1", "--batch", "1", "--size", "8", "--kernel", "3", "--maps", "1"])
+    assert row["shape"] == "1x1x8x8" and row["plain_ms"] > 0 and row["normed_ms"] > 0
+    assert row["ratio_paired"] == row["ratio"] == round(row["normed_ms"] / row["plain_ms"], 3)
+
+
+def test_checkpoint_save_times_each_digest_against_none(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(sys, "argv", ["checkpoint_save.py", "--reps", "1", "--mb", "0.01", "--out", str(tmp_path)])
+    checkpoint_save.main()
+    (row,) = _rows(capsys)
+    assert row["model_mb"] == 0.01 and row["reps"] == 1
+    assert set(row["seconds"]) == {"digest", "no_digest", "sha256_only", "json_digest_only"}
+    assert row["digest_vs_none"]["paired"]["median"] > 0
+
+
+def test_step_check_times_a_checked_step_against_a_plain_one():
+    (row,) = step_check.main(["--reps", "1", "--batch", "1", "--config", "tica-8x8"])
+    assert row["config"] == "tica-8x8" and row["batch"] == 1 and row["params"] > 0
+    assert row["plain_ms"] > 0 and row["checked_ms"] > 0
+
+
+def test_tie_calibration_prints_one_row_per_cell(capsys):
+    tie_calibration.main(["--ties", "2", "--sizes", "2", "--aucs", "0.7", "--images", "30"])
+    (row,) = _rows(capsys)
+    assert (row["auc"], row["T"], row["n"], row["ties"]) == (0.7, 2, "30+30", 2)
+    assert all(0 <= row[rule] <= 1 for rule in ("boot", "delong", "logit", "pooled", "asin", "half_pair"))
+
+
+def test_locally_connected_agrees_with_the_naive_layer_and_times_all_three(capsys):
+    locally_connected.main(["--reps", "1", "--batch", "1", "--size", "8", "--kernel", "3", "--maps", "1",
+                            "--no-memory"])
+    (row,) = _rows(capsys)
+    assert row["shape"]["out"] == [6, 6] and set(row["median_ms"]) == {"ours", "naive", "conv2d"}
+    assert all(err < 1e-4 for err in row["rel_err"].values())
