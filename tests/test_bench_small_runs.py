@@ -2,6 +2,7 @@
 rows the docs read come out, and the checks the bench makes on the way hold. (Slower benches: their --help only,
 tests/test_bench_protocol.py.)"""
 import json
+import random
 import sys
 from pathlib import Path
 
@@ -10,6 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import checkpoint_save  # noqa: E402
 import filter_norm  # noqa: E402
 import locally_connected  # noqa: E402
+import rank_interval  # noqa: E402
 import step_check  # noqa: E402
 import tie_calibration  # noqa: E402
 
@@ -52,3 +54,19 @@ def test_locally_connected_agrees_with_the_naive_layer_and_times_all_three(capsy
     (row,) = _rows(capsys)
     assert row["shape"]["out"] == [6, 6] and set(row["median_ms"]) == {"ours", "naive", "conv2d"}
     assert all(err < 1e-4 for err in row["rel_err"].values())
+
+
+def test_rank_interval_scores_every_method_in_every_scenario_at_both_sizes(tmp_path, capsys):
+    cells = tmp_path / "cells.jsonl"
+    rng = random.Random(0)
+    cells.write_text("".join(json.dumps({"condition": f"{size}/{c}", "seed": s,
+                                         "figures": {"hoyer": rng.random(), "gap": rng.random()}}) + "\n"
+                             for size in ("less", "more") for c in "abcd" for s in range(rank_interval.SEEDS)))
+    rank_interval.main([str(cells), "--draws", "2"])
+    rows = _rows(capsys)
+    methods = {r["method"] for r in rows}
+    assert {"percentile", "basic", "BC", "BCa", "per-seed t"} <= methods
+    assert sorted((r["size"], r["scenario"]) for r in rows) == sorted(
+        (size, scenario) for size in ("less", "more") for scenario in ("planted", "null-flat", "null-shuffled")
+        for _ in methods)
+    assert all(r["draws"] == 2 for r in rows)
