@@ -11,6 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 import checkpoint_save  # noqa: E402
 import filter_norm  # noqa: E402
 import locally_connected  # noqa: E402
+import model_parallel  # noqa: E402
 import rank_interval  # noqa: E402
 import step_check  # noqa: E402
 import tie_calibration  # noqa: E402
@@ -70,3 +71,10 @@ def test_rank_interval_scores_every_method_in_every_scenario_at_both_sizes(tmp_p
         (size, scenario) for size in ("less", "more") for scenario in ("planted", "null-flat", "null-shuffled")
         for _ in methods)
     assert all(r["draws"] == 2 for r in rows)
+
+
+def test_model_parallel_splits_the_step_without_changing_its_loss(capsys):
+    model_parallel.main(["--model", "cat-demo", "--reps", "1", "--batch", "1", "--steps", "1", "--partitions", "1", "2"])
+    whole, split = _rows(capsys)
+    assert (whole["partitions"], split["partitions"]) == (1, 2) and split["same_as_k1"] is True
+    assert split["loss"] == whole["loss"] and split["bytes_exchanged_per_step"] > 0 and split["ms_per_step"] > 0
