@@ -23,13 +23,18 @@ peak RSS starts from a clean interpreter):
 - ``npy``: the same number of images already cropped to 32x32, as rows of one memory-mapped ``.npy``
   (``data.source = "array"``): worker 0's pass without any decoding.
 
+The protocol (bench/_protocol.py): ``driver`` and ``memory`` run once per size (they record memory and the
+opening's seconds); ``worker`` and ``npy`` run ``--reps`` times interleaved (worker, npy, worker, ...), each in
+a fresh process, and their rows give each timed figure (``TIMED``) as the median over the repetitions, with its
+range under ``ranges``, the 1-minute load over the runs and ``pipeline_vs_train``: the worker's images/s over
+its training step's, per repetition (the two measured back to back in one process), median and range.
+
 One JSON line per role and size, then a summary line: the driver's and the worker's peak RSS growth
 from the smallest to the largest size (target <= 1.3) and the pipeline's images/s over the training
-step's (target >= 1.5). Record results in docs/benchmarks.md with the command.
+step's (the lowest of the sizes' paired medians; target >= 1.5). Record results in docs/benchmarks.md with the command.
 """
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import multiprocessing as mp
@@ -47,12 +52,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from _protocol import at_least_1, available_cpus  # noqa: E402
+from _protocol import at_least_1, available_cpus, interleave, reps_and_threads, spread  # noqa: E402
 
 SIDE = 200
 
 
 DISTINCT = 500
+# the figures a repeated role's row gives as medians over the repetitions (with their ranges)
+TIMED = ("images_per_s", "train_images_per_s", "streamed_train_images_per_s", "pipeline_cpu_ms", "train_cpu_ms")
 
 
 def _jpeg(i: int) -> bytes:
@@ -224,13 +231,28 @@ def _in_child(target, *args) -> dict:
     return result
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def repeated(runs: list[dict]) -> dict:
+    """One row for a role run once per repetition (:func:`interleave`'s runs of it): its first run's row with each
+    ``TIMED`` figure the median over the runs, their ranges, the load over them and, for the worker, the paired
+    ``pipeline_vs_train``."""
+    timed = [k for k in TIMED if k in runs[0]]
+    loads = [run[k] for run in runs for k in ("load_before", "load_after")]
+    row = {k: v for k, v in runs[0].items() if k not in ("load_before", "load_after", "wall_s", "driver_cpu_s")}
+    row.update({k: spread([run[k] for run in runs])["median"] for k in timed})
+    row.update({"reps": len(runs), "ranges": {k: spread([run[k] for run in runs])["range"] for k in timed},
+                "load_1min": spread(loads)})
+    if "train_images_per_s" in row:
+        row["pipeline_vs_train"] = spread([run["images_per_s"] / run["train_images_per_s"] for run in runs])
+    return row
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = reps_and_threads(__doc__.split("\n")[0], threads=None, reps=3)
     ap.add_argument("--images", type=at_least_1, nargs="+", default=[5000, 50000], help="folder sizes (default 5000 50000)")
     ap.add_argument("--workers", type=at_least_1, default=2, help="shards the driver cuts (default 2)")
     ap.add_argument("--steps", type=at_least_1, default=60, help="training steps timed per measurement (default 60)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config overrides (cat-demo's)")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     lines = []
     with tempfile.TemporaryDirectory(prefix="downpour-bench-data-") as tmp:
         for n in sorted(args.images):
@@ -241,13 +263,14 @@ def main() -> None:
             d = _in_child(driver, str(folder), args.workers, args.set)
             shard = d.pop("shard")
             lines.append({**base, **d, "generate_s": round(made, 1)})
-            lines.append({**base, **_in_child(worker, str(folder), shard, args.set, args.steps)})
             if n == min(args.images):
                 lines.append({**base, **_in_child(memory, str(folder), args.set)})
-            shutil.rmtree(folder)                        # free the disk before the next size
             rows = Path(tmp) / f"crops-{n}.npy"
             np.save(rows, np.random.default_rng(0).integers(0, 256, (n, 1, 32, 32), dtype=np.uint8))
-            lines.append({**base, **_in_child(npy_worker, str(rows), args.workers, args.set)})
+            reps = interleave({"worker": lambda r: _in_child(worker, str(folder), shard, args.set, args.steps),
+                               "npy": lambda r: _in_child(npy_worker, str(rows), args.workers, args.set)}, args.reps)
+            lines += [{**base, **repeated([rep[role] for rep in reps])} for role in ("worker", "npy")]
+            shutil.rmtree(folder)                        # free the disk before the next size
             rows.unlink()
             for line in lines[-4 if n == min(args.images) else -3:]:
                 print(json.dumps(line), flush=True)
@@ -259,7 +282,7 @@ def main() -> None:
                "worker_rss_growth": round(pick["worker", large]["peak_rss_mb"] / pick["worker", small]["peak_rss_mb"], 3),
                "loader_rss_growth": round(pick["worker", large]["loader_peak_rss_mb"]
                                           / pick["worker", small]["loader_peak_rss_mb"], 3),
-               "pipeline_vs_train": round(min(w["images_per_s"] / w["train_images_per_s"] for w in workers), 2),
+               "pipeline_vs_train": round(min(w["pipeline_vs_train"]["median"] for w in workers), 2),
                "pipeline_vs_train_cpu": round(min(w["train_cpu_ms"] / w["pipeline_cpu_ms"] for w in workers), 2),
                "targets": {"rss_growth": "<= 1.3", "pipeline_vs_train": ">= 1.5"}, "cpus": available_cpus()}
     print(json.dumps(summary), flush=True)
