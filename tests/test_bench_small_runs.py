@@ -15,6 +15,7 @@ import model_parallel  # noqa: E402
 import rank_interval  # noqa: E402
 import step_check  # noqa: E402
 import tie_calibration  # noqa: E402
+import tie_null  # noqa: E402
 
 
 def _rows(capsys):
@@ -78,3 +79,12 @@ def test_model_parallel_splits_the_step_without_changing_its_loss(capsys):
     whole, split = _rows(capsys)
     assert (whole["partitions"], split["partitions"]) == (1, 2) and split["same_as_k1"] is True
     assert split["loss"] == whole["loss"] and split["bytes_exchanged_per_step"] > 0 and split["ms_per_step"] > 0
+
+
+def test_tie_null_checks_the_ranks_against_the_pairs_and_times_both_rules(monkeypatch, capsys):
+    """(Its two smallest shapes: the 80- and 137-unit ones take seconds.)"""
+    monkeypatch.setattr(tie_null, "SHAPES", dict(list(tie_null.SHAPES.items())[:2]))
+    tie_null.main(["--reps", "1"])
+    rows = _rows(capsys)
+    assert [r["shape"] for r in rows] == ["2 units, 60 + 60", "20 units, 100 + 100"]
+    assert all(set(r["ms"]) == {"old", "new", "ranks", "pairs"} for r in rows)
