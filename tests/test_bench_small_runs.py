@@ -2,6 +2,7 @@
 rows the docs read come out, and the checks the bench makes on the way hold. (Slower benches: their --help only,
 tests/test_bench_protocol.py.)"""
 import json
+import logging
 import random
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ import locally_connected  # noqa: E402
 import model_parallel  # noqa: E402
 import rank_interval  # noqa: E402
 import step_check  # noqa: E402
+import step_peak  # noqa: E402
 import tie_calibration  # noqa: E402
 import tie_null  # noqa: E402
 
@@ -88,3 +90,15 @@ def test_tie_null_checks_the_ranks_against_the_pairs_and_times_both_rules(monkey
     rows = _rows(capsys)
     assert [r["shape"] for r in rows] == ["2 units, 60 + 60", "20 units, 100 + 100"]
     assert all(set(r["ms"]) == {"old", "new", "ranks", "pairs"} for r in rows)
+
+
+def test_step_peak_measures_a_step_above_what_it_saves(monkeypatch, capsys):
+    """(One small step of STEPS: the whole list, cat-3stage's among them, takes long.)"""
+    monkeypatch.setattr(step_peak, "STEPS", [("config", "tica-8x8", [], None)])
+    try:
+        step_peak.main([])
+    finally:
+        logging.disable(logging.NOTSET)          # (main silences warnings process-wide)
+    (row,) = _rows(capsys)
+    assert row["step"] == "config tica-8x8" and row["planned"] > 0 and row["saved"] > 0
+    assert row["peak"] >= row["peak_forward"] > 0 and row["gap"] == round(row["peak"] - row["planned"])
