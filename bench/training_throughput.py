@@ -37,7 +37,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from _protocol import ChildCPU, at_least, interleave, ratio, reps_and_threads, spread, summary, thread_settings  # noqa: E402
+from _protocol import (ChildCPU, at_least, interleave, ratio, reps_and_threads, spread, summary,  # noqa: E402
+                       thread_settings)
 
 from downpour.config import load_config  # noqa: E402
 from downpour.runners import train  # noqa: E402

@@ -83,11 +83,12 @@ def test_emit_prints_a_row_as_one_json_line_and_keeps_it(capsys):
 
 
 # every bench reading --reps / --threads, with its own defaults (None: the bench has no such flag)
-FLAGGED = {"analysis_repeats": (5, 1), "checkpoint_save": (7, 1), "face_test": (7, None), "help_start_up": (5, None),
-           "invariance_sweep": (5, 1), "split_threads": (3, 2), "filter_norm": (30, 1), "frozen_cache": (5, 1),
+FLAGGED = {"analysis_repeats": (5, 1), "checkpoint_save": (7, 1), "data_pipeline": (3, None), "face_test": (7, None),
+           "filter_norm": (30, 1), "frozen_cache": (5, 1), "help_start_up": (5, None), "invariance_sweep": (5, 1),
            "jpeg_draft": (5, None), "layer_responses": (5, 1), "locally_connected": (9, 1), "model_parallel": (7, 1),
-           "optimiser_start_up": (5, None), "parameter_server": (5, None), "pool_lcn": (15, 1), "scaling": (None, 1),
-           "partitions_ray": (3, 1), "server_rules": (7, 1), "sim_rng": (5, 1), "start_up": (5, 2), "step_check": (9, 1), "tie_null": (7, None), "tiled": (5, 1),
+           "optimiser_start_up": (5, None), "parameter_server": (5, None), "partitions_ray": (3, 1),
+           "pool_lcn": (15, 1), "scaling": (None, 1), "server_rules": (7, 1), "sim_rng": (5, 1),
+           "split_threads": (3, 2), "start_up": (5, 2), "step_check": (9, 1), "tie_null": (7, None), "tiled": (5, 1),
            "training_throughput": (5, 1), "variance_gate": (5, 1)}
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 
@@ -124,7 +125,8 @@ def test_every_bench_showing_the_shared_flags_is_checked_above(script, capsys, m
     """checkpoint_save, help_start_up, invariance_sweep and split_threads took the shared flags but were missing from
     FLAGGED, so nothing checked their defaults (until 2026-12-05)."""
     shown = _help(script, capsys, monkeypatch)
-    assert "timed repetitions of each measurement" not in shown and "torch intra-op threads of the timed work" not in shown
+    assert "timed repetitions of each measurement" not in shown
+    assert "torch intra-op threads of the timed work" not in shown
 
 
 def test_no_bench_declares_reps_or_threads_itself():

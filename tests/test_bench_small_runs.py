@@ -77,7 +77,8 @@ def test_rank_interval_scores_every_method_in_every_scenario_at_both_sizes(tmp_p
 
 
 def test_model_parallel_splits_the_step_without_changing_its_loss(capsys):
-    model_parallel.main(["--model", "cat-demo", "--reps", "1", "--batch", "1", "--steps", "1", "--partitions", "1", "2"])
+    model_parallel.main(["--model", "cat-demo", "--reps", "1", "--batch", "1", "--steps", "1",
+                         "--partitions", "1", "2"])
     whole, split = _rows(capsys)
     assert (whole["partitions"], split["partitions"]) == (1, 2) and split["same_as_k1"] is True
     assert split["loss"] == whole["loss"] and split["bytes_exchanged_per_step"] > 0 and split["ms_per_step"] > 0
