@@ -94,3 +94,15 @@ def test_ray_not_up_is_asked_nothing(monkeypatch):
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
     monkeypatch.setattr(ray, "get_runtime_context", lambda: asked.append(1) or SimpleNamespace(gcs_address="x:1"))
     assert connect_on_ray.head_answers() and asked == []
+
+
+def test_a_local_ray_whose_head_is_gone_is_not_said_to_be_a_joined_clusters(monkeypatch):
+    """Runs sharing the local Ray a held("") started (a run and its twin, a cross-fit's folds), its head killed: the
+    refusal read "cluster.address='': the head of the cluster this process joined ...; is its head node running
+    (`ray start --head`)?", a cluster the user never joined nor started."""
+    from downpour.errors import RunError
+
+    _context(monkeypatch, f"127.0.0.1:{_closed_port()}")
+    with pytest.raises(RunError, match=r"^cannot go on with the local Ray this process started: its head") as err:
+        connect_on_ray.connect("")
+    assert "ray start" not in str(err.value) and "cluster.address" not in str(err.value)

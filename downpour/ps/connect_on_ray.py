@@ -69,8 +69,7 @@ def connect(address: str) -> bool:
     RunError: the run's first question to it waited until Ray ended the process (since 2026-12-05)."""
     if ray.is_initialized():
         if not head_answers(CONNECT_TIMEOUT_S):   # (a joining's wait: a slow network's live head is not refused)
-            raise RunError(f"cannot reach the Ray cluster at cluster.address={address!r}: the head of the cluster this "
-                           "process joined no longer answers; is its head node running (`ray start --head`)?")
+            raise RunError(_head_gone(address))
         return False
     try:
         with _own_stops():
@@ -80,6 +79,17 @@ def connect(address: str) -> bool:
             ray.shutdown()
         raise
     return True
+
+
+def _head_gone(address: str) -> str:
+    """Why Ray already up cannot be used: its head no longer answers. A local Ray (``address`` empty: runs that share
+    the one a ``held("")`` started) is this process's own, which no `ray start --head` restarts (until 2026-12-05 it
+    said so, "cluster.address=''" and all: its processes were stopped, killed, or ended out of memory)."""
+    if not address:
+        return ("cannot go on with the local Ray this process started: its head (the GCS) no longer answers (its "
+                "processes were stopped, killed, or ended out of memory?); a new command starts a new one")
+    return (f"cannot reach the Ray cluster at cluster.address={address!r}: the head of the cluster this process joined "
+            "no longer answers; is its head node running (`ray start --head`)?")
 
 
 def _init(address: str) -> None:
