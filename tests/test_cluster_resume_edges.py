@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 
 import downpour.ps.recorder as recorder_module
 import downpour.ps.shard as shard_module
-from downpour.config import load_config
+from downpour.config import ConfigError, load_config
 from downpour.ps.cluster import run_cluster
 from downpour.train.rundir import RunDir
 
@@ -304,6 +304,36 @@ def test_a_restart_that_cannot_rejoin_the_cluster_records_the_stop(tmp_path, mon
     summary = json.loads((tmp_path / "r/cluster.json").read_text())
     assert summary["stopped"]["step"] == 20 and summary["checkpoint"] == 16
     assert summary["shard_restarts"] == 0 and summary["shard_events"] == events
+
+
+def test_a_restart_refused_by_its_config_records_the_stop(tmp_path, monkeypatch):
+    """A node lost with the shard took the cluster's GPUs with it: the restart's driver refuses the run
+    (ConfigError: too few GPUs). Until 2026-12-06 that ConfigError alone ended the run, as a failed rejoin did until
+    2026-12-05: no shards-lost event, no cluster.json, the shard's loss unsaid and no word of where --resume goes on."""
+    import downpour.ps.cluster as cluster
+    from downpour.errors import RunError
+
+    real, goes = cluster._driver, []
+
+    def driver(runner):
+        goes.append(runner)
+        if len(goes) == 1:
+            return real(runner)
+
+        def refused(*args):
+            raise ConfigError("train.device='cuda': the Ray cluster has 0 GPUs and the run's 3 workers ask 1 each")
+        return refused
+
+    monkeypatch.setattr(cluster, "_driver", driver)
+    _losing_shard_1(monkeypatch, [20])
+    with pytest.raises(RunError, match=r"^shard 1 lost at step 20 .*restarting the shards failed \(train.device='cuda'"
+                       ) as stop:
+        _run(tmp_path / "r", "cluster.consistency=async", "cluster.checkpoint_every=8", "cluster.shard_restarts=3")
+    assert "goes on from its last server checkpoint, at step 16" in str(stop.value)
+    events = json.loads((tmp_path / "r/staleness.json").read_text())["events"]
+    assert [(e["event"], e["step"], e["restarts"]) for e in events] == [("shards-lost", 20, 0)]
+    assert events[0]["restart_failed"].startswith("train.device='cuda'")
+    assert json.loads((tmp_path / "r/cluster.json").read_text())["stopped"]["step"] == 20
 
 
 def test_a_restarted_go_that_loses_every_worker_ends_as_such_not_as_a_failed_restart(tmp_path, monkeypatch):

@@ -19,7 +19,7 @@ import torch
 from downpour.config import ConfigError, RunConfig
 from downpour.data.pipeline import (check_resumed_on, cut_patches, keep_cut, record_data, record_stopped, report_at,
                                     run_data_info)
-from downpour.errors import Diverged, RunError
+from downpour.errors import Diverged, DownpourError, RunError
 from downpour.parallel.partition import merge_model
 from downpour.ps.checkpoint import SERVER, ShardState, load_server, next_seqs, restoring
 from downpour.ps.compensation import make_compensation
@@ -34,10 +34,6 @@ from downpour.train.setup import stages_of
 from downpour.train.signals import signals_held
 
 log = logging.getLogger(__name__)
-
-
-class Unstarted(RunError):
-    """A go's driver could not start (Ray cannot start or join: a joined cluster's head gone); nothing was written."""
 
 
 def _driver(runner: str) -> type:
@@ -60,9 +56,11 @@ def run_cluster(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, 
     events = go_events(run) if resume else []
     began: list[int] = []                      # the step the user's own run or resume began at (the first go's)
     lost: ShardLost | None = None              # the loss a restart is for
+    up: list[bool] = []                        # the go's driver started (_run_once)
     for attempt in range(cfg.cluster.shard_restarts + 1):
         try:
-            return _run_once(cfg, run, resume, events, began)
+            up.clear()
+            return _run_once(cfg, run, resume, events, began, up)
         except ShardLost as err:
             lost = err
             if attempt == cfg.cluster.shard_restarts:
@@ -74,20 +72,23 @@ def run_cluster(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, 
             log.warning("%s; restarting every shard from %s", err,
                         f"the checkpoint at step {step}" if resume else "the start (no checkpoint yet)")
             events.append(restarted := shard_event(events, "shards-restarted", step, str(err)))
-        except Unstarted as err:  # a restart that cannot start (the head of a joined cluster gone: it cannot rejoin)
-            if lost is None:      # stops the run as the loss would have: recorded (until 2026-12-05 it said nothing),
-                raise             # the restart that never started not among its events nor its count (it was)
+        except DownpourError as err:   # a restart that cannot start (the head of a joined cluster gone: it cannot
+            if lost is None or up:     # rejoin; a ConfigError: a GPU node gone, too few GPUs) stops the run as the
+                raise                  # loss would have: recorded (until 2026-12-05 it said nothing, and a
+            # ConfigError, DataError or CheckpointError said nothing after), the restart that never started not among
+            # its events nor its count (it was). A started go's own error (every worker lost, Diverged) is itself
             events.remove(restarted)
             raise RunError(record_stop(run, cfg, events, lost, attempt - 1, began[0] if began else 0, str(err))) from None
     raise AssertionError("unreachable")
 
 
 def _run_once(cfg: RunConfig, run: RunDir, resume: bool, go_log: list[dict[str, Any]] | None = None,
-              began: list[int] | None = None) -> dict[str, Any]:
+              began: list[int] | None = None, up: list[bool] | None = None) -> dict[str, Any]:
     """One go at the run; ``go_log``: the run's go events before it (:mod:`downpour.ps.lost_shards`: restarts, a
     stop, resumes; the checkpoint it resumes from may predate them), its own ``resumed`` appended; ``began``: the
     first go's start step, noted by it (a restart resumes from a checkpoint itself, and the summary's
-    ``resumed_from`` is the user's)."""
+    ``resumed_from`` is the user's); ``up``: appended to once the go's driver has started (an error before it: the go
+    could not start)."""
     go_log, began = go_log if go_log is not None else [], began if began is not None else []
     setup = set_up_cluster(cfg)
     init = setup.layout.params_to_vector(setup.model)
@@ -133,10 +134,8 @@ def _run_once(cfg: RunConfig, run: RunDir, resume: bool, go_log: list[dict[str, 
                                            next_seqs(restored) if restored else {}, meta if resume else None)
     except CheckpointError as err:      # the simulator's own part of the checkpoint, damaged
         raise CheckpointError(f"cannot resume {str(run.path)!r}: {err}") from None
-    except ShardLost:
-        raise
-    except RunError as err:             # Ray cannot start or join: told apart from the go's own RunErrors (every
-        raise Unstarted(str(err)) from None   # worker lost, Diverged), which a shard restart's stop must not take
+    if up is not None:
+        up.append(True)
     if resume:      # said by every cluster runner alike (the simulator said nothing until 2026-12-05); kept with the
         # go events, so a go a lost shard stops before its next checkpoint keeps it (it lost it until 2026-12-05)
         go_log.append(coord.resumed(n=numbered(go_log, ("resumed",))))
