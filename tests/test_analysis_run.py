@@ -292,7 +292,7 @@ def test_the_face_tests_summary_says_where_the_network_saw_no_face(run_dir, tmp_
                             "from, it learned from other images.")
     seen = analyze_run(_untrained_cat(tmp_path / "faces"), **{**NO_PROBES, "stimulus_steps": 5, "splits": 1})
     assert "trained on no lfw face" not in seen["face_neuron"]["controls_verdict"]["sentences"][0]
-    from downpour.analysis.face_controls import said_faceless
+    from downpour.analysis.face_verdict import said_faceless
 
     for sets, why in ((["data.train_faces=0"], "data.train_faces = 0"), (["data.faces_fraction=0"], "data.faces_fraction = 0")):
         cfg = load_config("cat-demo", sets)

@@ -12,7 +12,7 @@ intensity, contrast, gradient energy, the pixel probe) is chosen once per split,
 part: the concept's test images against the other classes' test images, and against controls built from the
 concept's images (:mod:`downpour.analysis.negatives`); a split counts only the controls of its own test images,
 so no control is made of an image its unit was chosen on. The pass criterion and its words are the face test's
-(:func:`~downpour.analysis.face_controls.controls_verdict`); the sets are named after the concept, not faces.
+(:func:`~downpour.analysis.face_verdict.controls_verdict`); the sets are named after the concept, not faces.
 
 Upside-down is built only when ``analysis.concept_controls`` names it: it asks whether the unit needs the concept
 upright, which is a face's (or a letter's) property; stripes, textures and symmetric shapes are their own

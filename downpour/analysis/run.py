@@ -23,7 +23,8 @@ from threadpoolctl import threadpool_limits
 from downpour.analysis import figures
 from downpour.analysis.concept_controls import concept_part, concept_subject
 from downpour.analysis.controls import tied_set
-from downpour.analysis.face_controls import LEARNED, face_controls, said_faceless
+from downpour.analysis.face_controls import LEARNED, face_controls
+from downpour.analysis.face_verdict import said_faceless
 from downpour.analysis.invariance import (disc_auc, invariance_curves, invariance_summary, selectivity_summary, sweep,
                                          tied_summary)
 from downpour.analysis.partial import Kept, inputs_key, resolved_options

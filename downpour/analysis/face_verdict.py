@@ -1,0 +1,171 @@
+"""The face test's names and its verdict in words (split from face_controls on 2026-12-05): what a control test is
+about (:class:`Subject`, lfw's faces: :data:`FACES`), the methods' names the rows carry, and which baselines the learned
+unit beats on each negative set, read from the rows' numbers (:func:`controls_verdict`: per set, and the summary line
+that ``downpour train`` and ``analyze`` print)."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from downpour.analysis.auc_words import auc_ci, listing, paired_words
+from downpour.analysis.negatives import CONTROLS, control_label
+from downpour.config import AnalysisConfig, DataConfig
+from downpour.config.sections import FACE_SOURCES
+
+LEARNED, TWIN = "learned unit", "random weights, same architecture"
+NO_FACES = "the no-faces network"   # the same recipe with data.train_faces = 0: is the unit learned from the faces?
+PIXEL, GRADIENT, PROBE = "best single pixel", "gradient energy", "logistic regression on raw pixels"
+LFW = "lfw_nonfaces"
+LOW_LEVEL = "low-level matched"
+
+
+@dataclass(frozen=True)
+class Subject:
+    """What a control test is about, in its sets' names and words: lfw's faces (:data:`FACES`), or a labelled
+    folder's concept (:mod:`~downpour.analysis.concept_controls`), so stripes are never called faces."""
+
+    noun: str                   # one image of it: "face", "stripes image"
+    negatives: str              # the key of the set it is told from by its labels (lfw's non-faces, the other classes)
+    negatives_label: str
+    negatives_what: str
+    level: str                  # that set's level in the rows ("lfw"); the controls' is LOW_LEVEL
+    baselines: str              # what every method but the network's units sees
+    kinds: tuple[str, ...] = CONTROLS
+    blocks: int = 5             # block_shuffled's grid
+
+    def labels(self) -> dict[str, str]:
+        return {self.negatives: self.negatives_label, **{k: control_label(k, self.noun) for k in self.kinds}}
+
+
+FACES = Subject("face", LFW, "lfw non-faces", "the held-out lfw_subset non-faces", "lfw",
+                "native 25x25 grey lfw_subset values in [0, 1], no normalisation or whitening")
+NEGATIVES = FACES.labels()
+
+
+def controls_verdict(rows: list[dict[str, Any]], learned: str = LEARNED, twin: str = TWIN,
+                     above_auc: tuple[str, ...] = (PIXEL, GRADIENT), labels: dict[str, str] | None = None) -> dict[str, Any]:
+    """Which baselines the learned unit beats on each negative set, from the rows' numbers.
+
+    Rule: the unit *beats* a baseline when their paired difference (its AUC minus the baseline's on the
+    same images) has a 95% interval above 0, *loses to* it when that interval is below 0, and is *not
+    separated* from it otherwise (rows without a paired figure: its AUC above the upper end of the
+    baseline's interval and its own interval above the baseline's AUC, and the mirror for *loses to*).
+    Until 2026-12-03 *beats* read the baseline's interval alone, so a unit at chance, 0.508 [0.486,
+    0.546], "beat" mean intensity fixed at 0.500 on upside-down faces. ``above_interval_of`` /
+    ``below_interval_of`` keep that one-sided reading (what the no-faces sentence counts): the unit's AUC above the
+    upper end / below the lower end of the baseline's interval. The pass criterion (per negative set): AUC above the
+    upper end of the random-weights twin's interval and above the AUCs of ``above_auc`` (best pixel,
+    gradient energy), and the unit's own interval above 0.5 (since 2026-12-02: baselines can sit below 0.5 on
+    a control, and a unit that could not tell the faces from it cleared them). Returns ``{"rule", "criterion",
+    "per_negatives": [...], "passes_low_level",
+    "sentences"}``. ``labels``: each negative set's name in words (default: the face test's, :data:`NEGATIVES`).
+    """
+    per, sentences, labels = [], [], labels or NEGATIVES
+    for name in dict.fromkeys(r["negatives"] for r in rows):
+        group = {r["method"]: r for r in rows if r["negatives"] == name}
+        unit = group[learned]
+        beats, loses, unseparated = [], [], []
+        for method, r in group.items():
+            if method != learned:
+                {1: beats, -1: loses, 0: unseparated}[_separated(unit, r, method)].append(method)
+        # the unit's AUC against the baseline's interval, either side (until 2026-12-04 "below" read the unit's own
+        # interval against the baseline's AUC, and the report's "below it on" counted 20 of 96 where "below that
+        # network's interval" holds on 24: the 24 main jobs of docs/analysis.md "Trained without a face")
+        above = [m for m, r in group.items() if m != learned and unit["auc"] > r["auc_ci"][1]]
+        below = [m for m, r in group.items() if m != learned and unit["auc"] < r["auc_ci"][0]]
+        # (and the unit must tell the faces from the set at all: a baseline can sit below 0.5 on a control,
+        # gradient energy at 0.01 on block-shuffled faces, and a unit at 0.45 cleared every bar)
+        missed = _criterion_missed(unit, group, twin, above_auc)
+        passes = not missed
+        label = labels.get(name, name)
+        sentence = (f"Against {label}, the learned unit (AUC {auc_ci(unit)}) "
+                    + (f"beats {listing(beats, group)}" if beats else "beats no baseline")
+                    + (f"; is not separated from {listing(unseparated, group)}" if unseparated else "")
+                    + (f"; loses to {listing(loses, group)}" if loses else "")
+                    + (". Criterion met." if passes else f". Criterion not met: {'; '.join(missed)}.")
+                    + paired_words(unit.get("paired", {}), (twin,) + above_auc + (NO_FACES,)))
+        per.append({"negatives": name, "level": unit.get("level", ""), "learned_auc": unit["auc"],
+                    "learned_auc_ci": unit["auc_ci"], "paired": unit.get("paired", {}), "beats": beats, "not_separated": unseparated, "loses_to": loses,
+                    "above_interval_of": above, "below_interval_of": below,
+                    "passes": passes, "sentence": sentence})
+        sentences.append(sentence)
+    low = [p for p in per if p["level"] == LOW_LEVEL]
+    passed = [labels.get(p["negatives"], p["negatives"]) for p in low if p["passes"]]
+    summary = (f"On {len(passed)} of {len(low)} low-level-matched controls the learned unit meets the criterion"
+               + (f" ({', '.join(passed)})" if passed else "") + _clear_words(low, twin, above_auc, labels))
+    if any(NO_FACES in p["paired"] for p in low):
+        summary += " " + _from_faces_words([p for p in low if NO_FACES in p["paired"]])
+    return {"rule": "beats = its AUC minus the baseline's, paired on the same images, with a 95% interval above 0; loses "
+                    "to = that interval below 0; otherwise not separated (without a paired figure: its AUC above the "
+                    "baseline's interval and its own interval above the baseline's AUC, and the mirror)",
+            "criterion": (f"AUC above the upper end of the {twin} interval and above the AUC of {', '.join(above_auc)}, "
+                          "its own interval above 0.5 (point AUCs: the summary also counts the controls where it beats "
+                          "each of them by the paired rule)"),
+            "per_negatives": per, "passes_low_level": bool(low) and len(passed) == len(low),
+            "sentences": [summary] + sentences}
+
+
+def said_faceless(controls: dict[str, Any], opts: AnalysisConfig, d: DataConfig) -> dict[str, Any]:
+    """An analysis's face test (``opts``: its AnalysisConfig) whose summary says where the network saw no lfw face
+    (until 2026-12-05 it did not: 30 steps on a folder of noise images read "On 4 of 4 low-level-matched controls the
+    learned unit meets the criterion", and nothing else)."""
+    if opts.runs_face_test() and controls["controls"] and not d.trains_on_faces():
+        why = ("data.train_faces = 0" if d.trains_on_lfw() else "data.faces_fraction = 0" if d.source in FACE_SOURCES
+               else f"data.source = {d.source!r}")
+        controls["controls_verdict"]["sentences"][0] += (f" This network trained on no lfw face ({why}): what its unit "
+                                                         "tells faces from, it learned from other images.")
+    return controls
+
+
+def _clear_words(low: list[dict[str, Any]], twin: str, above_auc: tuple[str, ...], labels: dict[str, str]) -> str:
+    """The stricter reading beside the criterion's count (since 2026-12-05): on how many of the passes the unit also
+    *beats* the twin and each of ``above_auc`` by the paired rule (a pass at +0.07 [-0.06, +0.19] over best pixel is not)."""
+    met, bars = [p for p in low if p["passes"]], (twin, *above_auc)
+    clear = [labels.get(p["negatives"], p["negatives"]) for p in met if set(bars) <= set(p["beats"])]
+    short = ["the twin" if b == twin else b for b in bars if any(b not in p["beats"] for p in met)]
+    return "." if not met else (
+        f", which compares point AUCs; the paired intervals also put it above the random-weights twin, "
+        f"{' and '.join(above_auc)} on {len(clear)} of those {len(met)}" + (f" ({', '.join(clear)})" if clear else "")
+        + (f"; they leave it not separated from {' or '.join(short)}{' on the others' * bool(clear)}." if short else "."))
+
+
+def _from_faces_words(low: list[dict[str, Any]]) -> str:
+    """Whether the unit owes its AUC to the faces: above the no-faces network's on how many controls."""
+    above = [NEGATIVES.get(p["negatives"], p["negatives"]) for p in low if NO_FACES in p["above_interval_of"]]
+    below = [NEGATIVES.get(p["negatives"], p["negatives"]) for p in low if NO_FACES in p["below_interval_of"]]
+    return (f"Against {NO_FACES} (the same recipe and seed, trained with data.train_faces = 0), it is above the "
+            f"upper end of that network's interval on {len(above)} of {len(low)}"
+            + (f" ({', '.join(above)})" if above else "")
+            + (f" and below its lower end on {len(below)} ({', '.join(below)})" if below else "")
+            + (": on every one the training faces made a difference the intervals can see." if len(above) == len(low)
+               else ": on none is it clear of a network that never saw a face." if not above
+               else "; on the others it is not clear of a network that never saw a face."))
+
+
+def _criterion_missed(unit: dict[str, Any], group: dict[str, dict[str, Any]], twin: str,
+                      above_auc: tuple[str, ...]) -> list[str]:
+    """The parts of the pass criterion the unit misses, in words ([]: it passes). Said in the sentence, since
+    *beats* reads the paired interval and the criterion the twin's own: the two can differ."""
+    auc, missed = unit["auc"], []
+    if twin not in group:
+        missed.append(f"no {twin} row to compare with")
+    elif not auc > group[twin]["auc_ci"][1]:
+        missed.append(f"its AUC {auc:.3f} is not above the upper end of {twin}'s interval "
+                      f"({group[twin]['auc_ci'][1]:.3f})")
+    missed += [f"its AUC is not above {m}'s ({group[m]['auc']:.3f})" for m in above_auc
+               if m in group and not auc > group[m]["auc"]]
+    if not unit["auc_ci"][0] > 0.5:
+        missed.append(f"its own interval reaches down to {unit['auc_ci'][0]:.3f}, not above 0.5")
+    return missed
+
+
+def _separated(unit: dict[str, Any], r: dict[str, Any], method: str) -> int:
+    """1: the unit is above baseline ``r`` (row of ``method``), -1: below, 0: not separated (the rule of
+    :func:`controls_verdict`)."""
+    p = unit.get("paired", {}).get(method)
+    if p is not None and all(math.isfinite(v) for v in p["ci"]):
+        return 1 if p["ci"][0] > 0 else -1 if p["ci"][1] < 0 else 0
+    if unit["auc"] > r["auc_ci"][1] and unit["auc_ci"][0] > r["auc"]:
+        return 1
+    return -1 if r["auc"] > unit["auc_ci"][1] and r["auc_ci"][0] > unit["auc"] else 0
