@@ -332,7 +332,7 @@ def test_a_failed_analysis_leaves_the_last_ones_figures_and_json_together(run_di
 
 
 def test_the_twin_advice_works_or_says_there_is_none(run_dir):
-    with pytest.raises(ConfigError, match="none can be trained: data.source = 'natural' holds no lfw face"):
+    with pytest.raises(ConfigError, match=re.escape("none can be trained: the run saw no lfw face (data.source = 'natural')")):
         analyze_run(run_dir, **FAST, no_faces_twin=True)
 
 

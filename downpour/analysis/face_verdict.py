@@ -11,7 +11,6 @@ from typing import Any
 from downpour.analysis.auc_words import auc_ci, listing, paired_words
 from downpour.analysis.negatives import CONTROLS, control_label
 from downpour.config import AnalysisConfig, DataConfig
-from downpour.config.sections import FACE_SOURCES
 
 LEARNED, TWIN = "learned unit", "random weights, same architecture"
 NO_FACES = "the no-faces network"   # the same recipe with data.train_faces = 0: is the unit learned from the faces?
@@ -111,9 +110,7 @@ def said_faceless(controls: dict[str, Any], opts: AnalysisConfig, d: DataConfig)
     (until 2026-12-05 it did not: 30 steps on a folder of noise images read "On 4 of 4 low-level-matched controls the
     learned unit meets the criterion", and nothing else)."""
     if opts.runs_face_test() and controls["controls"] and not d.trains_on_faces():
-        why = ("data.train_faces = 0" if d.trains_on_lfw() else "data.faces_fraction = 0" if d.source in FACE_SOURCES
-               else f"data.source = {d.source!r}")
-        controls["controls_verdict"]["sentences"][0] += (f" This network trained on no lfw face ({why}): what its unit "
+        controls["controls_verdict"]["sentences"][0] += (f" This network trained on no lfw face ({d.no_faces_setting()}): what its unit "
                                                          "tells faces from, it learned from other images.")
     return controls
 

@@ -22,7 +22,7 @@ from downpour.config_diff import RESUMABLE, config_differences
 from downpour.data.preprocess import Preprocess
 from downpour.errors import DataError
 from downpour.models.base import FeatureModel
-from downpour.train.rundir import NotARunError, RunDir
+from downpour.train.rundir import NotARunError, RunDir, twin_advice
 
 log = logging.getLogger(__name__)
 
@@ -213,11 +213,8 @@ def no_faces_of(run: RunDir, opts: AnalysisConfig, layer: str) -> tuple[FeatureM
         return None
     if opts.no_faces_twin:
         if not (path / "model.json").is_file():
-            advice = (f"`downpour train --resume {pasted(run.path)} --set analysis.no_faces_twin=true` trains it"
-                      if run.config.data.trains_on_faces() else
-                      f"none can be trained: data.source = {run.config.data.source!r} holds no lfw face")
             raise ConfigError(f"analysis.no_faces_twin: {str(path)!r} holds no trained twin yet; "
-                              f"{advice} (or set analysis.no_faces_twin = false)", key="analysis.no_faces_twin")
+                              f"{twin_advice(run)} (or set analysis.no_faces_twin = false)", key="analysis.no_faces_twin")
         return no_faces_network(str(path), run.config, layer, key="analysis.no_faces_twin")
     return no_faces_network(opts.no_faces_run, run.config, layer)
 

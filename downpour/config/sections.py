@@ -91,6 +91,12 @@ class DataConfig(Section):
         """Whether these data show the network any of lfw's training faces (what a no-faces twin takes away)."""
         return self.trains_on_lfw() and self.train_faces != 0
 
+    def no_faces_setting(self) -> str:
+        """The setting that shows the network no lfw face, where :meth:`trains_on_faces` is false: data.train_faces = 0
+        (a no-faces twin), data.faces_fraction = 0, or a source without lfw (``data.source = 'natural'``)."""
+        return ("data.train_faces = 0" if self.trains_on_lfw() else "data.faces_fraction = 0"
+                if self.source in FACE_SOURCES else f"data.source = {self.source!r}")
+
     def reads_jpeg_draft(self) -> bool:
         """Whether data.jpeg_draft applies: a folder's crops (patches cut native pixels, so decode in full)."""
         return self.source == "folder" and self.mode == "crops"

@@ -340,12 +340,19 @@ def _study_folder(path: Path) -> str:
 
 
 def _no_twin(run: RunDir) -> str:
-    """Why ``run``'s no-faces twin folder is not there: never trained, and what trains it (the words of the analysis's
-    own refusal, :func:`downpour.analysis.options.no_faces_of`)."""
-    advice = (f"`downpour train --resume {pasted(run.path)} --set analysis.no_faces_twin=true` trains it"
-              if run.config.data.trains_on_faces() else
-              f"none can be trained: data.source = {run.config.data.source!r} holds no lfw face")
-    return f"{str(run.no_faces_twin)!r} does not exist: the run {str(run.path)!r} has no no-faces twin, never trained; {advice}"
+    """Why ``run``'s no-faces twin folder is not there: never trained, and :func:`twin_advice`."""
+    return (f"{str(run.no_faces_twin)!r} does not exist: the run {str(run.path)!r} has no no-faces twin, never trained; "
+            f"{twin_advice(run)}")
+
+
+def twin_advice(run: RunDir) -> str:
+    """What trains ``run``'s no-faces twin, or why none can be: the setting by which it saw no lfw face (this refusal's
+    and the analysis's, :func:`downpour.analysis.options.no_faces_of`; until 2026-12-05 a run with data.train_faces = 0
+    read "data.source = 'lfw' holds no lfw face")."""
+    data = run.config.data
+    if data.trains_on_faces():
+        return f"`downpour train --resume {pasted(run.path)} --set analysis.no_faces_twin=true` trains it"
+    return f"none can be trained: the run saw no lfw face ({data.no_faces_setting()})"
 
 
 def _nearest_run(path: Path) -> str:
