@@ -84,8 +84,6 @@ def _end_words(name: str, r: list[float], ended: bool, values: list[float]) -> s
         return EVERY_ANGLE
     if went_round(name, r) or not ended:     # (one that went round is measured, :func:`_range_text` says how)
         return ""
-
-        return ""
     whole = r[0] <= min(values) and r[1] >= max(values)
     return " (the whole sweep: at least this)" if whole else " (to the sweep's end: at least this far)"
 
