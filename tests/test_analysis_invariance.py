@@ -262,6 +262,24 @@ def test_a_poses_folder_without_two_angle_sub_folders_asks_for_one_per_pose(tmp_
     assert err.value.key == "analysis.poses" and "class" not in str(err.value)
 
 
+@pytest.mark.parametrize("other", ["30", ".30"])
+def test_a_poses_folder_whose_second_sub_folder_holds_no_image_is_refused(tmp_path, other):
+    """Two sub-folders passed the count though one was empty or hidden (no pose to the labelled set): the folder read
+    as the one pose 0, a one-point curve, without a word."""
+    import numpy as np
+    from PIL import Image
+
+    from downpour.analysis.poses import load_poses
+    from downpour.errors import ConfigError
+
+    (tmp_path / "poses" / "0").mkdir(parents=True)
+    (tmp_path / "poses" / other).mkdir()
+    Image.fromarray(np.full((16, 16), 128, dtype=np.uint8)).save(tmp_path / "poses" / "0" / "a.png")
+    with pytest.raises(ConfigError, match=r"one sub-folder per pose, .* found \['0'\] holding images") as err:
+        load_poses(str(tmp_path / "poses"), (1, 16, 16), prepare=lambda t: t)
+    assert err.value.key == "analysis.poses"
+
+
 def _turn(low, values=None, transform="rotation"):
     """A curve over ``values`` (the default rotation sweep, -180 … 180) at 1 but for the angles ``low``, at 0."""
     from downpour.analysis.invariance import DEFAULT_ANGLES

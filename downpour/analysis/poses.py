@@ -22,12 +22,13 @@ def load_poses(path: str, shape: tuple[int, ...], prepare: Preprocess,
     folder = path if path not in BUILT_IN else os.path.join(os.curdir, path)   # a folder named lfw or digits
     angles = sorted(p.name for p in Path(folder).iterdir() if p.is_dir()) if Path(folder).is_dir() else None
     if angles is not None and len(angles) < 2:     # (until 2026-12-05 it read "one sub-folder per class")
-        raise ConfigError(f"analysis.poses: folder {path!r} needs one sub-folder per pose, named by its angle in degrees "
-                          f"(at least 2, one of them 0: the frontal view), found {angles}", key="analysis.poses")
+        raise _too_few(path, angles)
     try:
         posed = load_labelled(folder, shape, prepare=prepare, jpeg_draft=jpeg_draft)
     except DataError as err:
         raise ConfigError(f"analysis.poses: {err}", key="analysis.poses") from None
+    if len(posed.classes) < 2:      # (an empty or hidden one is no pose: it read a one-point curve until 2026-12-05)
+        raise _too_few(path, list(posed.classes), " holding images")
     out: dict[float, torch.Tensor] = {}
     named: dict[float, str] = {}
     for k, name in enumerate(posed.classes):
@@ -44,3 +45,9 @@ def load_poses(path: str, shape: tuple[int, ...], prepare: Preprocess,
         raise ConfigError(f"analysis.poses: {path!r} has no frontal pose (a sub-folder named 0), which the curve is "
                           f"measured against; its angles: {sorted(out)}", key="analysis.poses")
     return out
+
+
+def _too_few(path: str, angles: list[str], holding: str = "") -> ConfigError:
+    """The refusal of a poses folder with fewer than two sub-folders (``holding``: that hold images)."""
+    return ConfigError(f"analysis.poses: folder {path!r} needs one sub-folder per pose, named by its angle in degrees "
+                       f"(at least 2, one of them 0: the frontal view), found {angles}{holding}", key="analysis.poses")
