@@ -347,7 +347,7 @@ def test_a_sentence_that_beats_the_twin_paired_but_misses_the_criterion_says_why
     unit = {**row(LEARNED, 0.62, (0.57, 0.67)), "paired": {TWIN: {"delta": 0.03, "ci": [0.01, 0.05]}}}
     (per,) = controls_verdict([unit, row(TWIN, 0.59, (0.54, 0.64))])["per_negatives"]
     assert per["beats"] == [TWIN] and not per["passes"]
-    assert f"Criterion not met: its AUC 0.620 is not above the upper end of {TWIN}'s interval (0.640)." in per["sentence"]
+    assert f"Criterion not met: its AUC 0.620 is not above the upper end of {TWIN}'s interval (0.640)" in per["sentence"]
 
 
 def test_a_unit_that_cannot_tell_the_faces_from_a_control_does_not_pass_however_low_the_baselines():
@@ -387,6 +387,23 @@ def test_the_summary_says_on_how_many_passes_the_paired_intervals_also_separate_
     assert "paired rule" in v["criterion"]
     v = controls_verdict(control("upside_down", [-0.06, 0.19]))
     assert v["sentences"][0].endswith(f"on 0 of those 1; they leave it not separated from {PIXEL}.")
+
+
+def test_a_control_without_a_bar_of_the_criterion_does_not_pass_it():
+    """A negative set with no gradient-energy row passed the criterion (that bar was skipped; a missing twin row missed
+    it), and the summary then said the paired intervals left the unit "not separated from gradient energy", a baseline
+    it had no row for (until 2026-12-05)."""
+    rows = [{"negatives": "phase_scrambled", "level": "low-level matched", "method": LEARNED, "auc": 0.9,
+             "auc_ci": [0.85, 0.95], "paired": {TWIN: {"delta": 0.3, "ci": [0.2, 0.4]},
+                                                PIXEL: {"delta": 0.3, "ci": [0.2, 0.4]}}},
+            {"negatives": "phase_scrambled", "level": "low-level matched", "method": TWIN, "auc": 0.6,
+             "auc_ci": [0.5, 0.7]},
+            {"negatives": "phase_scrambled", "level": "low-level matched", "method": PIXEL, "auc": 0.6,
+             "auc_ci": [0.5, 0.7]}]
+    v = controls_verdict(rows)
+    assert not v["per_negatives"][0]["passes"]
+    assert f"Criterion not met: no {GRADIENT} row to compare with." in v["per_negatives"][0]["sentence"]
+    assert v["sentences"][0] == "On 0 of 1 low-level-matched controls the learned unit meets the criterion."
 
 
 class MemorisingModel(FeatureModel):
