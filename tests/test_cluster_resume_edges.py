@@ -359,3 +359,83 @@ def test_a_restarted_go_that_loses_every_worker_ends_as_such_not_as_a_failed_res
     events = json.loads((tmp_path / "r/staleness.json").read_text())["events"]
     assert [e["event"] for e in events if e["event"].startswith("shards")] == ["shards-restarted"]
     assert "stopped" not in json.loads((tmp_path / "r/cluster.json").read_text())   # the go's own summary
+
+
+def _interrupted_stop(path, how):
+    """The run folder of a stop (``how``) that came while the shards lost at step 20 were restarted from the checkpoint
+    of step 16: the loss recorded as a restart that never started, and a --resume goes on from that checkpoint."""
+    events = json.loads((path / "staleness.json").read_text())["events"]
+    assert [(e["event"], e["step"], e["n"], e["restarts"]) for e in events] == [("shards-lost", 20, 1, 0)]
+    assert events[0]["restart_interrupted"] == how and "restart_failed" not in events[0]
+    summary = json.loads((path / "cluster.json").read_text())
+    assert summary["stopped"]["step"] == 20 and summary["checkpoint"] == 16
+    assert summary["shard_restarts"] == 0 and summary["shard_events"] == events
+    assert _run(path, resume=True)["steps"] == 31
+
+
+@pytest.mark.parametrize("stop, how", [(KeyboardInterrupt, "interrupted (Ctrl-C or SIGTERM)"),
+                                       ("Terminated", "terminated (SIGTERM)")])
+def test_a_stop_while_the_shards_restart_records_the_loss(tmp_path, monkeypatch, caplog, stop, how):
+    """A Ctrl-C or SIGTERM after shard 1 was lost, while the restarted go's driver started (on Ray: its actors coming
+    up). Until 2026-12-06 the interrupt alone ended the run: no shards-lost event, no cluster.json, nothing said the
+    shard was lost (a --resume went on from the checkpoint all the same). The interrupt goes on (exit 130 or 143)."""
+    import downpour.ps.cluster as cluster
+    from downpour.train.signals import Terminated
+
+    stop = Terminated if stop == "Terminated" else stop
+    real, goes = cluster._driver, []
+
+    def driver(runner):
+        goes.append(runner)
+        if len(goes) == 1:
+            return real(runner)
+
+        def stopped(*args):
+            raise stop("signal 15" if stop is Terminated else "")
+        return stopped
+
+    monkeypatch.setattr(cluster, "_driver", driver)
+    _losing_shard_1(monkeypatch, [20])
+    with pytest.raises(stop):
+        _run(tmp_path / "r", "cluster.consistency=async", "cluster.checkpoint_every=8", "cluster.shard_restarts=3")
+    assert f"and the shards' restart was {how}: the run stopped; --resume" in caplog.text
+    monkeypatch.undo()
+    _interrupted_stop(tmp_path / "r", how)
+
+
+def test_a_stop_while_a_go_a_lost_shard_ended_winds_up_records_the_loss(tmp_path, monkeypatch):
+    """A Ctrl-C in the wrap-up of the go shard 1's loss ended (its recorder's, its driver's close: on Ray the dead
+    shard's close waited up to 30 s): the ShardLost under it was dropped, unrecorded, until 2026-12-06."""
+    real, closes = recorder_module.Recorder.close, []
+
+    def close(self):
+        real(self)
+        closes.append(1)
+        if len(closes) == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(recorder_module.Recorder, "close", close)
+    _losing_shard_1(monkeypatch, [20])
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path / "r", "cluster.consistency=async", "cluster.checkpoint_every=8", "cluster.shard_restarts=3")
+    monkeypatch.undo()
+    _interrupted_stop(tmp_path / "r", "interrupted (Ctrl-C or SIGTERM)")
+
+
+def test_a_stop_while_the_last_go_a_lost_shard_ended_winds_up_is_the_stop_the_loss_was(tmp_path, monkeypatch):
+    """No shard restart left: the loss stopped the run; a Ctrl-C in its go's wrap-up records it as that stop, not
+    as a restart interrupted."""
+    real = recorder_module.Recorder.close
+
+    def close(self):
+        real(self)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(recorder_module.Recorder, "close", close)
+    _losing_shard_1(monkeypatch, [20])
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path / "r", "cluster.consistency=async", "cluster.checkpoint_every=8", "cluster.shard_restarts=0")
+    events = json.loads((tmp_path / "r/staleness.json").read_text())["events"]
+    assert [(e["event"], e["step"], e["restarts"]) for e in events] == [("shards-lost", 20, 0)]
+    assert "restart_interrupted" not in events[0]
+    assert json.loads((tmp_path / "r/cluster.json").read_text())["stopped"]["step"] == 20

@@ -31,7 +31,7 @@ from downpour.ps.sim_state import saved_buffers
 from downpour.train.checkpoint import CheckpointError
 from downpour.train.rundir import RunDir
 from downpour.train.setup import stages_of
-from downpour.train.signals import signals_held
+from downpour.train.signals import Terminated, signals_held
 
 log = logging.getLogger(__name__)
 
@@ -56,30 +56,71 @@ def run_cluster(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, 
     events = go_events(run) if resume else []
     began: list[int] = []                      # the step the user's own run or resume began at (the first go's)
     lost: ShardLost | None = None              # the loss a restart is for
+    restarted: dict[str, Any] | None = None    # its shards-restarted event, once appended
     up: list[bool] = []                        # the go's driver started (_run_once)
     for attempt in range(cfg.cluster.shard_restarts + 1):
         try:
             up.clear()
+            if lost is not None:   # (in the try: a stop or an error while it is prepared is the restart's, below)
+                resume, restarted = _restart_from(run, events, lost)
             return _run_once(cfg, run, resume, events, began, up)
         except ShardLost as err:
-            lost = err
+            lost, restarted = err, None
             if attempt == cfg.cluster.shard_restarts:
                 raise RunError(record_stop(run, cfg, events, err, attempt, began[0] if began else 0)) from None
-            resume = (run.checkpoints / f"{SERVER}.json").is_file()
-            if not resume:
-                run.truncate_metrics(0)        # no checkpoint yet: start again from step 0
-            step = checkpoint_step(run) or 0
-            log.warning("%s; restarting every shard from %s", err,
-                        f"the checkpoint at step {step}" if resume else "the start (no checkpoint yet)")
-            events.append(restarted := shard_event(events, "shards-restarted", step, str(err)))
         except DownpourError as err:   # a restart that cannot start (the head of a joined cluster gone: it cannot
             if lost is None or up:     # rejoin; a ConfigError: a GPU node gone, too few GPUs) stops the run as the
                 raise                  # loss would have: recorded (until 2026-12-05 it said nothing, and a
             # ConfigError, DataError or CheckpointError said nothing after), the restart that never started not among
             # its events nor its count (it was). A started go's own error (every worker lost, Diverged) is itself
-            events.remove(restarted)
+            _unstarted(events, restarted)
             raise RunError(record_stop(run, cfg, events, lost, attempt - 1, began[0] if began else 0, str(err))) from None
+        except KeyboardInterrupt as stop:   # (and SIGTERM) a stop while the shards restart (their go not started) or
+            # while a go a lost shard ended winds up: recorded as a failed restart is (until 2026-12-06 nothing was: the
+            # loss's shards-lost event and cluster.json were never written); the interrupt itself goes on (the CLI's
+            # exit status, 130 or 143, as for any stop)
+            if not up and lost is not None:
+                _unstarted(events, restarted)
+                log.warning("%s", record_stop(run, cfg, events, lost, attempt - 1, began[0] if began else 0,
+                                              how=_how(stop)))
+            elif up and (gone := _loss_under(stop)) is not None:    # (none left: the stop the loss would have been)
+                how = None if attempt == cfg.cluster.shard_restarts else _how(stop)
+                log.warning("%s", record_stop(run, cfg, events, gone, attempt, began[0] if began else 0, how=how))
+            raise
     raise AssertionError("unreachable")
+
+
+def _restart_from(run: RunDir, events: list[dict[str, Any]], lost: ShardLost) -> tuple[bool, dict[str, Any]]:
+    """Every shard restarted after ``lost``: from the server checkpoint (the metrics since it dropped where there is
+    none), a ``shards-restarted`` event appended to ``events``; returns whether the go resumes, and the event."""
+    resume = (run.checkpoints / f"{SERVER}.json").is_file()
+    if not resume:
+        run.truncate_metrics(0)        # no checkpoint yet: start again from step 0
+    step = checkpoint_step(run) or 0
+    log.warning("%s; restarting every shard from %s", lost,
+                f"the checkpoint at step {step}" if resume else "the start (no checkpoint yet)")
+    events.append(restarted := shard_event(events, "shards-restarted", step, str(lost)))
+    return resume, restarted
+
+
+def _unstarted(events: list[dict[str, Any]], restarted: dict[str, Any] | None) -> None:
+    """A restart whose go never started: its ``shards-restarted`` event (if appended yet) taken off ``events``."""
+    if restarted in events:
+        events.remove(restarted)
+
+
+def _how(stop: KeyboardInterrupt) -> str:
+    """What stopped the run, for its ``shards-lost`` event (Ray re-raises a SIGTERM as a bare KeyboardInterrupt while
+    a driver waits for its actors to start)."""
+    return "terminated (SIGTERM)" if isinstance(stop, Terminated) else "interrupted (Ctrl-C or SIGTERM)"
+
+
+def _loss_under(stop: BaseException) -> ShardLost | None:
+    """The lost shard whose go's wrap-up (its checkpoint, its driver's close) ``stop`` interrupted, if any."""
+    cause = stop.__context__
+    while cause is not None and not isinstance(cause, ShardLost):
+        cause = cause.__context__
+    return cause
 
 
 def _run_once(cfg: RunConfig, run: RunDir, resume: bool, go_log: list[dict[str, Any]] | None = None,

@@ -61,16 +61,17 @@ def checkpoint_step(run: RunDir) -> int | None:
 
 
 def record_stop(run: RunDir, cfg: RunConfig, events: list[dict[str, Any]], err: ShardLost, restarts: int,
-                began: int, failed: str | None = None) -> str:
+                began: int, failed: str | None = None, how: str | None = None) -> str:
     """A lost shard with ``cluster.shard_restarts`` spent (``restarts`` of them, by this command) stopped the run at
     ``err.step``: a ``shards-lost`` event after the run's go events (``events``, appended to) in staleness.json,
     and cluster.json saying where and why it stopped and what a resume goes on from (``began``: the step this
     command began at); returns the stop's message. ``failed``: why the next restart could not start (the run stopped
-    with restarts left; its event's ``restart_failed``). (The shards are gone: neither file can be written from them;
+    with restarts left; its event's ``restart_failed``); ``how``: the stop (Ctrl-C, SIGTERM) that interrupted it before
+    its go started (its event's ``restart_interrupted``). (The shards are gone: neither file can be written from them;
     staleness.json is the last checkpoint's, which may predate the restarts since.) Until 2026-12-04 only the log
     said so; then staleness.json did, and the run had no cluster.json."""
     step, kept = err.step, checkpoint_step(run)
-    more = {"restart_failed": failed} if failed else {}
+    more = {"restart_failed": failed} if failed else {"restart_interrupted": how} if how else {}
     events.append(shard_event(events, "shards-lost", step, str(err), restarts=restarts, checkpoint=kept, **more))
     report = staleness(run)
     had = report.get("events") if isinstance(report.get("events"), list) else []
@@ -83,6 +84,6 @@ def record_stop(run: RunDir, cfg: RunConfig, events: list[dict[str, Any]], err: 
                                     "run": str(run.path)})
     resume = (f"--resume {pasted(run.path)} goes on from its last server checkpoint, at step {kept}" if kept is not None
               else f"it has no server checkpoint: --resume {pasted(run.path)} trains it again from step 0")
-    why = (f"restarting the shards failed ({failed})" if failed else
+    why = (f"restarting the shards failed ({failed})" if failed else f"the shards' restart was {how}" if how else
            f"the shards were already restarted {restarts} time(s) (cluster.shard_restarts)")
     return f"{err}, and {why}: the run stopped; {resume} (its cluster.json and staleness.json say what happened)"
