@@ -476,3 +476,33 @@ def test_a_worker_lost_with_the_clusters_head_gone_stops_as_a_shard_loss_not_a_r
     assert spawned == []
     with pytest.raises(ShardLost, match=r"^the Ray cluster's head no longer answers \(worker 0 lost"):
         d._pinned_to_gone_node(0)         # (a replacement that died coming up: where was it pinned?)
+
+
+def test_a_stop_during_a_restarts_head_check_in_a_held_block_is_not_held_for_it(fake_ray, monkeypatch):
+    """The task loop handles a failed cycle in a held block (popped and counted together); the lost worker's restart
+    asks the head first, up to 10 s where the host drops connections unanswered. A Ctrl-C then waited for the answer
+    and for the restart it started (until 2026-12-06); now it stops the run during the question, no restart begun."""
+    import os
+    import signal
+    import time
+
+    from downpour.train.signals import signals_held
+
+    coord = Coordinator(make_consistency("async"), workers=2, total_steps=100)
+    d = _driver(coord, [FakeActor(set_workers=lambda live: None)], [FakeActor(), FakeActor()], restarts=1)
+    spawned, asked = [], []
+    monkeypatch.setattr(d, "_spawn", lambda w, seq, step: spawned.append(w) or FakeActor(node=lambda: "n"))
+    monkeypatch.setattr(d, "_dispatch", lambda w: None)
+
+    def silent_head(timeout=2.0):
+        os.kill(os.getpid(), signal.SIGINT)      # the Ctrl-C, while the question waits
+        time.sleep(0.5)
+        asked.append("answered")
+        return True
+
+    monkeypatch.setattr(restarts_module, "head_answers", silent_head, raising=False)
+    coord.begin_cycle(1)
+    with pytest.raises(KeyboardInterrupt), signals_held():
+        d._lost(1, RuntimeError("ActorDiedError"))
+    assert asked == [] and spawned == [] and d.restarts == 1
+    assert 1 in coord.lost                       # (the loss itself was recorded before the question)

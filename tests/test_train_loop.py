@@ -249,3 +249,31 @@ def test_a_held_signal_the_process_ignores_does_not_swallow_a_sigterm_after_it()
     finally:
         signal.signal(signal.SIGINT, before)
     assert done == ["the update"]
+
+
+def test_a_wait_let_through_in_a_held_block_is_cut_by_a_stop_and_the_block_holds_again_after_it():
+    """signals_let_through: a held block's wait that a stop may cut (a restart's head check, up to 10 s). A signal
+    noted before it (here by a block inside the held one) acts at its start; after it the block holds again."""
+    import os
+    import signal
+
+    from downpour.train.signals import signals_held, signals_let_through
+
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with signals_held(), signals_held():
+            os.kill(os.getpid(), signal.SIGINT)
+            done.append("held")
+            with signals_let_through():
+                done.append("the wait")
+    assert done == ["held"]
+    with pytest.raises(KeyboardInterrupt):
+        with signals_held():
+            with signals_let_through():
+                done.append("a wait")
+            os.kill(os.getpid(), signal.SIGINT)
+            done.append("held again")
+    assert done == ["held", "a wait", "held again"]
+    with signals_let_through():       # outside a held block: nothing to let through
+        done.append("no block")
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

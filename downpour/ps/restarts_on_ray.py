@@ -29,6 +29,7 @@ from downpour.ps.connect_on_ray import CONNECT_TIMEOUT_S, head_answers
 from downpour.ps.on_ray import RESTART_SECONDS
 from downpour.ps.recorder import ShardLost
 from downpour.ps.silence import Silence, Silent
+from downpour.train.signals import signals_let_through
 
 log = logging.getLogger("downpour.ps.cluster_on_ray")   # the driver's logger: same records as before
 WATCH_SECONDS = 1.0   # how often a worker waiting for the warm start is asked whether it lives (task loop)
@@ -112,8 +113,12 @@ class Restarts:
         """Before a restart asks Ray (its nodes, a new actor): a joined cluster's head that no longer answers (stopped:
         its actors died with it) is the shards' loss (ShardLost), recorded as a lost shard's. Until 2026-12-05 the
         question waited until Ray ended the process after 60 s, exit 1, nothing recorded (worker ``w``'s loss seen
-        before a shard's)."""
-        if not head_answers(CONNECT_TIMEOUT_S):
+        before a shard's). The question (up to ``CONNECT_TIMEOUT_S`` where the host drops connections unanswered) is
+        one a Ctrl-C or SIGTERM may cut, though a loss is handled in a held block (the task loop's): until 2026-12-06 the
+        stop waited for it (the loss and its worker's kill are done by then; the restart not begun)."""
+        with signals_let_through():
+            answers = head_answers(CONNECT_TIMEOUT_S)
+        if not answers:
             raise ShardLost(f"the Ray cluster's head no longer answers (worker {w} lost at step {self.coord.done})",
                             step=self.coord.done)
 

@@ -4,6 +4,8 @@
         ...
     with signals_held():     # the optimiser's in-place update and the step count; a simulator's event
         ...
+        with signals_let_through():   # inside it, a wait a stop may cut (a question to a host that may not answer)
+            ...
 """
 from __future__ import annotations
 
@@ -12,6 +14,10 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+
+
+_open: list[tuple[list[int], dict[int, Any]]] = []   # the held blocks open, outermost first: each one's signals noted
+# and the handlers it replaced
 
 
 class Terminated(KeyboardInterrupt):
@@ -58,13 +64,39 @@ def signals_held() -> Iterator[None]:
     # of a SIGTERM that came after it (a cross-fit's fold, which ignores the terminal's SIGINT, trained on)
     held = [s for s in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(s) != signal.SIG_IGN]
     old = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in held}
+    _open.append((caught, old))
     try:
         yield
     finally:
+        _open.pop()
         for s, handler in old.items():
             signal.signal(s, handler)
         if caught:
             deliver(caught[0], old[caught[0]])
+
+
+@contextmanager
+def signals_let_through() -> Iterator[None]:
+    """Inside :func:`signals_held`: a wait that may be long, which a stop may cut (the head check of a lost worker's
+    restart, up to 10 s on a host that drops connections unanswered: until 2026-12-06 a Ctrl-C waited for it). The
+    held block's signals act here as they would outside it, one it noted before at once; at the end they are held
+    again. (A stop raised here leaves the held block with it: only a wait whose cut leaves nothing half done belongs
+    here.) A no-op outside a held block and off the main thread."""
+    if threading.current_thread() is not threading.main_thread() or not _open:
+        yield
+        return
+    old = _open[0][1]      # the outermost block's: what a signal would do outside them all
+    noting = {s: signal.signal(s, handler) for s, handler in old.items()}
+    try:
+        noted = [s for caught, _ in _open for s in caught]
+        for caught, _ in _open:
+            caught.clear()       # (acted on here: not again at the held blocks' end)
+        if noted:
+            deliver(noted[0], old[noted[0]])
+        yield
+    finally:
+        for s, handler in noting.items():
+            signal.signal(s, handler)
 
 
 def deliver(signum: int, handler: Any) -> None:
