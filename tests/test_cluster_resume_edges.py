@@ -443,3 +443,19 @@ def test_a_stop_while_the_last_go_a_lost_shard_ended_winds_up_is_the_stop_the_lo
     assert [(e["event"], e["step"], e["restarts"]) for e in events] == [("shards-lost", 20, 0)]
     assert "restart_interrupted" not in events[0]
     assert json.loads((tmp_path / "r/cluster.json").read_text())["stopped"]["step"] == 20
+
+
+def test_a_stop_while_the_restart_is_prepared_records_the_loss(tmp_path, monkeypatch):
+    """A Ctrl-C while the restart read the checkpoint it goes on from (before its go began): until 2026-12-06 it came
+    in the handler of the loss, which nothing recorded."""
+    import downpour.ps.cluster as cluster
+
+    def stopped(run):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cluster, "checkpoint_step", stopped)      # (the restart's own look at the checkpoint)
+    _losing_shard_1(monkeypatch, [20])
+    with pytest.raises(KeyboardInterrupt):
+        _run(tmp_path / "r", "cluster.consistency=async", "cluster.checkpoint_every=8", "cluster.shard_restarts=3")
+    monkeypatch.undo()
+    _interrupted_stop(tmp_path / "r", "interrupted (Ctrl-C or SIGTERM)")
