@@ -1,4 +1,5 @@
-"""A split replica's own process, as the Ray runner runs it: the machine it takes and the bytes it moves.
+"""A split replica's own process, as the Ray runner runs it: the machine it takes, the bytes it moves and the work
+it runs itself (:func:`replica_flops`).
 
 With K >= 2 partitions the Ray runner (``ps/cluster_on_ray.py``, ``ps/partitions_on_ray.py``) starts, beside a
 replica's K partition actors, the replica's own process (its worker actor): an actor of its own, the only one of the

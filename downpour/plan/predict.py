@@ -14,7 +14,8 @@ Per step of B examples (train.batch_size), on the largest partition:
     compute  = B · FLOPs_train(partition) / (cores · FLOP/s per core)     (cores scale linearly; the runner's way its
                block's filter work alone)
     replica  = B · the replica's process's FLOPs (every stage's pooling, LCN, a tiled stage's banks normalised) /
-               (cores · FLOP/s per core): the runner's way, between its partitions' calls (:func:`~downpour.plan.hub.replica_flops`)
+               (cores · FLOP/s per core): the runner's way, between its partitions' calls
+               (:func:`~downpour.plan.hub.replica_flops`)
     halo     = B · halo bytes / bandwidth                                 (exchanged, not overlapped; the paper's
                pipeline: the runner's partitions exchange none)
     windows  = B · every call's windows and codes through the replica's process, all K / bandwidth (the runner's way)
@@ -356,7 +357,7 @@ def predict(net: Network, cl: Cluster, rates: Rates, batch: int, n_push: int = 1
     # 2026-12-05), the plan of the count that can be laid out whose largest process needs the least, marked "does not
     # fit" (the largest count may have no layout: then the shards were blamed, not the memory). Until 2026-12-05 it
     # was the most partitions, whose own memory shrinks with K but the replica's process's grows: the main job on
-    # 40 machines of 3 MB planned 36 partitions, its replica's process needing 6.34 MB, where 2 need 3.61 MB
+    # 40 machines of 3 MB planned 36 partitions, its replica's process needing 6.34 MB, where 2 need 3.61 MB.
     # The count taken is one the machines given lay out, where one is (until 2026-12-05 any count with a layout of
     # enough shards, however many machines it took: the main job on 3 machines of 0.1 MB was refused, "give --machines
     # 4", for 2 partitions that fit no better, where 1 partition lays out on 3)
