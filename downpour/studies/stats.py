@@ -67,11 +67,11 @@ def paired_difference(baseline: Sequence[float], other: Sequence[float],
     their signs could. A discrete figure: ``discrete`` (a fraction of a count, :func:`is_discrete`: an edge
     fraction moving +1/16, +1/16, +1/16, +2/16 read "higher", p = 0.015, until 2026-12-05), or
     differences that are all whole numbers. Differences that are all 0 have no spread either: [0, 0] from
-    :data:`SIGN_TEST_N` seeds on (the sign test's interval of their median), unbounded below (until 2026-12-05
+    :data:`SIGN_TEST_N` seeds on (the sign test's interval of their median), unbounded below that (until 2026-12-05
     [0, 0] on any number of seeds: two quick seeds that happened to agree read "no detectable effect");
     :func:`~downpour.studies.words.difference` says such a one "no seed differed: too few seeds to tell".
 
-    From :data:`SIGN_TEST_N` nonzero differences on, a discrete figure's spread differences take Student's t
+    From :data:`SIGN_TEST_N` nonzero differences on, a discrete figure's differences with a spread take Student's t
     whatever their signs (+5, +5, +5, +5, +5, -1 reads "higher" on t, p = 0.010, where the sign test's 1 of 6 says
     0.22): the sign test only stands in where t has no honest interval at all, it is not a second test to pass."""
     a, b = np.asarray(baseline, dtype=np.float64), np.asarray(other, dtype=np.float64)

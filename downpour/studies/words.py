@@ -9,11 +9,11 @@
     percent_ci([0.0, 0.0, 0.0])          -> "0% (the same in every seed)"   (a mean with no spread, as study.html)
 
 An interval that is not finite (one seed, or a difference with no spread from fewer seeds than the
-sign test needs) is said as "(no interval)" rather than printed as nan or inf, and a difference of 0 in every
-seed so as "0.000 (no seed differed: too few seeds to tell)"; a difference that is
-itself not finite (no seed had both figures) reads "not measured". A difference that rounds to zero is said
-unsigned ("0.0 points [-0.8, +0.8]"; until 2026-12-04 "-0.0", a direction the rounding had taken away); an
-interval's end keeps its sign unless it is 0 ("[-2.1, -0.0], lower": it ends below 0, which the reading says).
+sign test needs) is said as "(no interval)" rather than printed as nan or inf, or, for a difference that was 0 in
+every seed, as "0.000 (no seed differed: too few seeds to tell)"; a difference that is itself not finite (no seed
+had both figures) reads "not measured". A difference that rounds to zero is said unsigned ("0.0 points
+[-0.8, +0.8]"; until 2026-12-04 "-0.0", a direction the rounding had taken away); an interval's end keeps its sign
+unless it is 0 ("[-2.1, -0.0], lower": it ends below 0, which the reading says).
 """
 from __future__ import annotations
 
