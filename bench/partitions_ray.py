@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--steps", type=at_least_1, default=30, help="training steps per run (default 30)")
     parser.add_argument("--partitions", type=at_least(2), default=2, help="K of the split replica (default 2)")
     args = parser.parse_args(argv)
+    # ("now": split_threads' child runs downpour's CLI as it is, none of the kernel's old rule put back)
     configs = {name: (lambda r, k=k: train("now", args.config, k, args.threads, args.steps, "ray", NO_TWIN))
                for name, k in (("whole", 1), ("split", args.partitions))}
     reps = interleave(configs, args.reps)

@@ -201,7 +201,6 @@ def test_a_figure_under_a_millisecond_keeps_its_digits():
     assert run["wall_s"] > 0        # (a run of microseconds: 0.0 until 2026-12-05)
 
 
-
 @pytest.mark.parametrize("script", sorted(p.stem for p in BENCH.glob("[!_]*.py")))
 def test_every_bench_puts_its_own_checkout_first_on_the_import_path(script, monkeypatch):
     """``python bench/X.py`` puts only bench/ on the path: seven benches (checkpoint_save, data_pipeline, jpeg_draft,

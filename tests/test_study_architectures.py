@@ -78,8 +78,8 @@ def test_the_verdict_names_what_a_code_size_control_sets_besides_its_units(quick
     rows = [row for row in quick[1]["cells"]]
     rbm = next(row for row in rows if row["condition"] == "rbm")
     rows.append({**rbm, "condition": "rbm-288", "params": {**rbm["params"], "vs": "rbm"}})
-    first = study_class("architectures")(quick=True).verdict(rows).split("\n\n")[0]    # (the runner puts the quick
-    # setting's before it: run.verdict_text)
+    # (the quick setting's warning is not the study's: the runner puts it first, run.verdict_text)
+    first = study_class("architectures")(quick=True).verdict(rows).split("\n\n")[0]
     assert "only the code size differs between each and its arm, and rnn-288's train.lr = 0.003." in first
     for name, (_, more) in CODE_ARMS.items():
         for key, v in more:
