@@ -25,7 +25,8 @@ from typing import Any, Callable
 import numpy as np
 from torch import Tensor
 
-from downpour.analysis.face_controls import Subject, View, face_test
+from downpour.analysis.face_controls import View, face_test
+from downpour.analysis.face_verdict import Subject
 from downpour.analysis.labelled import LabelledSet
 from downpour.analysis.negatives import block_grid
 from downpour.analysis.selectivity import split

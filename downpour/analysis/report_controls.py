@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from downpour._names import plural
-from downpour.analysis.face_controls import LEARNED, NO_FACES, TWIN
+from downpour.analysis.auc_words import auc_ci
+from downpour.analysis.face_verdict import LEARNED, NO_FACES, TWIN
 from downpour.analysis.labelled import BUILT_IN
 from downpour.analysis.report_notes import chosen_among, owed_note, tie_limit_words
 from downpour.analysis.report_parts import esc, pct, table
@@ -61,8 +62,8 @@ def controls(a: dict[str, Any], seen_faces: str | None = None) -> str:
                       else "one per fold (its own network)" if once and r["method"] in PER_NETWORK
                       else f"{r['unit']} ({r['unit_share']:.0%} of {'folds' if n > 1 and once else 'splits'})"
                            f"{chosen_among(r, localizer, 'fold' if once else 'split')}",
-                      f"{r['auc']:.3f} [{r['auc_ci'][0]:.3f}, {r['auc_ci'][1]:.3f}]", accuracy])
-        classes.append("learned" if r["method"] == "learned unit" else "")
+                      auc_ci(r), accuracy])
+        classes.append("learned" if r["method"] == LEARNED else "")
         previous = r["negatives"]
     boot = setup.get("bootstrap", {})
     concept = setup.get("concept")
@@ -160,7 +161,7 @@ def controls_by_layer(rows: list[dict[str, Any]], setup: dict[str, Any]) -> str:
     if not rows:
         return ""
     labels = [setup.get("negatives", {}).get(c["negatives"], {}).get("label", c["negatives"]) for c in rows[0]["negatives"]]
-    body = [[r["layer"]] + ([f"{c['auc']:.3f} [{c['auc_ci'][0]:.3f}, {c['auc_ci'][1]:.3f}]" + (" ✓" if c["passes"] else "")
+    body = [[r["layer"]] + ([auc_ci(c) + (" ✓" if c["passes"] else "")
                              for c in r["negatives"]] if r["negatives"] else
                             [f"not measured: {r.get('not_measured', '')}"] + [""] * (len(labels) - 1))   # (table() escapes)
             for r in rows]
