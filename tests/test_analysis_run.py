@@ -680,6 +680,9 @@ def test_a_run_that_saw_no_face_is_not_told_to_train_a_no_faces_twin(run_dir):
     assert faces_seen(SimpleNamespace(config=load_config("cat-demo"))) == ""          # saw faces: the advice stays
     assert "no_faces_twin = true" in owed_note("")
     assert faces_seen(SimpleNamespace(config=load_config("cat-demo", ["data.train_faces=0"]))) == "data.train_faces = 0"
+    # the note names the setting the face test's summary names beside it (it said data.train_faces = 0 of this one)
+    both = load_config("cat-demo", ["data.faces_fraction=0", "data.train_faces=0"])
+    assert faces_seen(SimpleNamespace(config=both)) == both.data.no_faces_setting() == "data.faces_fraction = 0"
 
 
 def test_an_untied_layers_note_gives_the_runs_own_samples_and_claims_nothing_it_did_not_measure():
