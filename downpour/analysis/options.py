@@ -92,25 +92,32 @@ def analysis_options(cfg: RunConfig, overrides: dict[str, Any]) -> AnalysisConfi
             if name not in BUILT_IN and (not name.strip() or not Path(name).is_dir()):   # ("": the working directory)
                 raise ConfigError(f"analysis.{key}: {name!r} is neither a built-in labelled set "
                                   f"({', '.join(BUILT_IN)}) nor a folder of class sub-folders", key=f"analysis.{key}")
-    # numbered as the loader numbers them: until 2026-12-04 every sub-folder was counted here, an empty or hidden one
-    # too, so a number past the loader's classes passed and failed after loading ("no examples of both classes")
     # (a probe's folder too, since 2026-12-05: one of one class, or none, failed after every other part was measured,
     # in scikit-learn's words, "This solver needs samples of at least 2 classes", or unnamed by its key)
-    for key, name in [*(("probes", p) for p in opts.probes if p not in BUILT_IN), ("dataset", opts.dataset)]:   # (its last)
-        try:
-            classes = class_names(name)
-        except DataError as err:
-            raise ConfigError(f"analysis.{key}: {err}", key=f"analysis.{key}") from None
-        if len(classes) < 2:
-            raise ConfigError(f"analysis.{key}: {name!r} needs a sub-folder of images for each class, at least 2; "
-                              f"its images are in {classes}", key=f"analysis.{key}")
-    opts = dataclasses.replace(opts, positive=concept_label(opts.positive, opts.dataset, classes))
+    for name in opts.probes:
+        if name not in BUILT_IN:
+            _classes("probes", name)
+    opts = dataclasses.replace(opts, positive=concept_label(opts.positive, opts.dataset, _classes("dataset", opts.dataset)))
     if opts.poses and not Path(opts.poses).is_dir():
         raise ConfigError(f"analysis.poses {opts.poses!r} is not a folder (one sub-folder per angle in degrees)",
                           key="analysis.poses")
     if opts.no_faces_run:
         no_faces_run(opts.no_faces_run, cfg)
     return opts
+
+
+def _classes(key: str, name: str) -> list[str]:
+    """The classes of ``analysis.{key}``'s labelled set ``name``, numbered as the loader numbers them; fewer than two is
+    refused by the key (until 2026-12-04 every sub-folder was counted, an empty or hidden one too, so a number past the
+    loader's classes passed and failed after loading: "no examples of both classes")."""
+    try:
+        classes = class_names(name)
+    except DataError as err:
+        raise ConfigError(f"analysis.{key}: {err}", key=f"analysis.{key}") from None
+    if len(classes) < 2:
+        raise ConfigError(f"analysis.{key}: {name!r} needs a sub-folder of images for each class, at least 2; "
+                          f"its images are in {classes}", key=f"analysis.{key}")
+    return classes
 
 
 def concept_label(positive: int | str, dataset: str, classes: list[str]) -> int:
