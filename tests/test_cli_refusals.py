@@ -1336,10 +1336,11 @@ def test_a_runs_missing_no_faces_twin_is_not_called_one_of_its_files(tmp_path, c
 
 
 @pytest.mark.parametrize("preset, overrides, advice", [
-    ("cat-demo", [], "`downpour train --resume {run} --set analysis.no_faces_twin=true` trains it"),
-    ("ufldl-sae", [], "none can be trained: the run saw no lfw face (data.source = 'natural')"),
+    ("cat-demo", [], ", never trained; `downpour train --resume {run} --set analysis.no_faces_twin=true` trains it"),
+    # (a run on no lfw face was said to have a twin "never trained" too, until later on 2026-12-05)
+    ("ufldl-sae", [], "; none can be trained: the run saw no lfw face (data.source = 'natural')"),
     # (until 2026-12-05 this one read "data.source = 'natural+faces' holds no lfw face": its source holds them)
-    ("cat-demo", ["data.train_faces=0"], "none can be trained: the run saw no lfw face (data.train_faces = 0)")])
+    ("cat-demo", ["data.train_faces=0"], "; none can be trained: the run saw no lfw face (data.train_faces = 0)")])
 def test_a_no_faces_twin_never_trained_says_so_and_how_to_train_it(tmp_path, capsys, preset, overrides, advice):
     """`downpour analyze RUN/no-faces` of a run without a twin said only "would be inside the run RUN, not a run; give
     RUN": nothing said the twin was never trained, nor how to train it (or that a run on no lfw face has none, and by
@@ -1349,7 +1350,7 @@ def test_a_no_faces_twin_never_trained_says_so_and_how_to_train_it(tmp_path, cap
     run = RunDir.create(tmp_path / "run", load_config(preset, overrides)).path
     assert main(["analyze", str(run / "no-faces")]) == 2
     err = capsys.readouterr().err
-    assert f"the run {str(run)!r} has no no-faces twin, never trained; {advice.format(run=run)}" in err
+    assert f"the run {str(run)!r} has no no-faces twin{advice.format(run=run)}" in err
 
 
 def test_a_config_file_without_a_base_says_it_starts_from_the_defaults(tmp_path, capsys):

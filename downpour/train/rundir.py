@@ -196,9 +196,9 @@ class RunDir(RunBegin, RunModel):
                                f"{str(inside)!r}, not a run; give {str(inside)!r}")
         if run.path.is_file():
             raise NotARunError(f"{str(run.path)!r} is a file, not a run directory")
-        if not run.path.exists() and run.path == cls(inside).no_faces_twin and (inside / "config.toml").is_file():
-            raise NotARunError(_no_twin(cls(inside)))   # (until 2026-12-05: "give RUN", nothing else)
         if not run.path.exists() and (inside / "config.toml").is_file():   # (`report runs/cat/analysis.json`, not yet there)
+            if run.path == cls(inside).no_faces_twin:
+                raise NotARunError(_no_twin(cls(inside)))   # (until 2026-12-05: "give RUN", nothing else)
             raise NotARunError(f"{str(run.path)!r} does not exist, and it would be inside the run {str(inside)!r}, "
                                f"not a run; give {str(inside)!r}")
         if not run.path.is_dir():
@@ -340,8 +340,10 @@ def _study_folder(path: Path) -> str:
 
 
 def _no_twin(run: RunDir) -> str:
-    """Why ``run``'s no-faces twin folder is not there: never trained, and :func:`twin_advice`."""
-    return (f"{str(run.no_faces_twin)!r} does not exist: the run {str(run.path)!r} has no no-faces twin, never trained; "
+    """Why ``run``'s no-faces twin folder is not there: never trained, or none can be (:func:`twin_advice` says which).
+    (Until 2026-12-05, later, a run on no lfw face read "has no no-faces twin, never trained; none can be trained".)"""
+    never = ", never trained" if run.config.data.trains_on_faces() else ""
+    return (f"{str(run.no_faces_twin)!r} does not exist: the run {str(run.path)!r} has no no-faces twin{never}; "
             f"{twin_advice(run)}")
 
 
