@@ -16,12 +16,12 @@ def listing(methods: list[str], group: dict[str, dict[str, Any]]) -> str:
 
 def paired_words(paired: dict[str, dict[str, Any]], methods: tuple[str, ...]) -> str:
     """' Paired on the same images, its AUC minus the twin's +0.12 [+0.03, +0.21]; ...' (empty if unpaired)."""
-    parts = [f"{m}'s {interval_end(p['delta'])} [{interval_end(p['ci'][0])}, {interval_end(p['ci'][1])}]"
+    parts = [f"{m}'s {off_zero(p['delta'])} [{off_zero(p['ci'][0])}, {off_zero(p['ci'][1])}]"
              for m in methods if (p := paired.get(m)) is not None]
     return f" Paired on the same images, its AUC minus {'; minus '.join(parts)}." if parts else ""
 
 
-def interval_end(v: float) -> str:
+def off_zero(v: float) -> str:
     """A paired difference or its interval's end to two decimals, or to as many more (up to 4) as keep it off zero:
     the verdict's *beats* reads its sign, so '+0.003', not '+0.00' (since 2026-12-05: an interval [+0.0028, +0.23] read
     "[+0.00, +0.23]" beside "beats gradient energy", as if it touched 0; and later that day the difference itself, which
