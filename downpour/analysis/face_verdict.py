@@ -85,7 +85,8 @@ def controls_verdict(rows: list[dict[str, Any]], learned: str = LEARNED, twin: s
                     + (". Criterion met." if passes else f". Criterion not met: {'; '.join(missed)}.")
                     + paired_words(unit.get("paired", {}), (twin,) + above_auc + (NO_FACES,)))
         per.append({"negatives": name, "level": unit.get("level", ""), "learned_auc": unit["auc"],
-                    "learned_auc_ci": unit["auc_ci"], "paired": unit.get("paired", {}), "beats": beats, "not_separated": unseparated, "loses_to": loses,
+                    "learned_auc_ci": unit["auc_ci"], "paired": unit.get("paired", {}), "beats": beats,
+                    "not_separated": unseparated, "loses_to": loses,
                     "above_interval_of": above, "below_interval_of": below,
                     "passes": passes, "sentence": sentence})
         sentences.append(sentence)
@@ -94,7 +95,7 @@ def controls_verdict(rows: list[dict[str, Any]], learned: str = LEARNED, twin: s
     summary = (f"On {len(passed)} of {len(low)} low-level-matched controls the learned unit meets the criterion"
                + (f" ({', '.join(passed)})" if passed else "") + _clear_words(low, twin, above_auc, labels))
     if any(NO_FACES in p["paired"] for p in low):
-        summary += " " + _from_faces_words([p for p in low if NO_FACES in p["paired"]])
+        summary += " " + _from_faces_words([p for p in low if NO_FACES in p["paired"]], labels)
     return {"rule": "beats = its AUC minus the baseline's, paired on the same images, with a 95% interval above 0; loses "
                     "to = that interval below 0; otherwise not separated (without a paired figure: its AUC above the "
                     "baseline's interval and its own interval above the baseline's AUC, and the mirror)",
@@ -110,8 +111,8 @@ def said_faceless(controls: dict[str, Any], opts: AnalysisConfig, d: DataConfig)
     (until 2026-12-05 it did not: 30 steps on a folder of noise images read "On 4 of 4 low-level-matched controls the
     learned unit meets the criterion", and nothing else)."""
     if opts.runs_face_test() and controls["controls"] and not d.trains_on_faces():
-        controls["controls_verdict"]["sentences"][0] += (f" This network trained on no lfw face ({d.no_faces_setting()}): what its unit "
-                                                         "tells faces from, it learned from other images.")
+        controls["controls_verdict"]["sentences"][0] += (f" This network trained on no lfw face ({d.no_faces_setting()}): "
+                                                         "what its unit tells faces from, it learned from other images.")
     return controls
 
 
@@ -127,10 +128,10 @@ def _clear_words(low: list[dict[str, Any]], twin: str, above_auc: tuple[str, ...
         + (f"; they leave it not separated from {' or '.join(short)}{' on the others' * bool(clear)}." if short else "."))
 
 
-def _from_faces_words(low: list[dict[str, Any]]) -> str:
+def _from_faces_words(low: list[dict[str, Any]], labels: dict[str, str]) -> str:
     """Whether the unit owes its AUC to the faces: above the no-faces network's on how many controls."""
-    above = [NEGATIVES.get(p["negatives"], p["negatives"]) for p in low if NO_FACES in p["above_interval_of"]]
-    below = [NEGATIVES.get(p["negatives"], p["negatives"]) for p in low if NO_FACES in p["below_interval_of"]]
+    above = [labels.get(p["negatives"], p["negatives"]) for p in low if NO_FACES in p["above_interval_of"]]
+    below = [labels.get(p["negatives"], p["negatives"]) for p in low if NO_FACES in p["below_interval_of"]]
     return (f"Against {NO_FACES} (the same recipe and seed, trained with data.train_faces = 0), it is above the "
             f"upper end of that network's interval on {len(above)} of {len(low)}"
             + (f" ({', '.join(above)})" if above else "")
