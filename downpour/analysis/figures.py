@@ -155,10 +155,11 @@ def loss_curves(metrics: list[dict[str, Any]], path: Path) -> Path:
             ax.set_yscale("log")
             # plain tick labels (300, 1.5): the default's "3 x 10^2" is mathtext, whose parsing took half the figure's
             # 1.3-1.5 s, paid by every analysis
-            ax.yaxis.set_major_formatter(_PlainLogFormatter(labelOnlyBase=False))
-            ax.yaxis.set_minor_formatter(_PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
             if max(values) < 10 * min(values):
                 _few_ticks(ax)
+            else:
+                ax.yaxis.set_major_formatter(_PlainLogFormatter(labelOnlyBase=False))
+                ax.yaxis.set_minor_formatter(_PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("step", fontsize=8)
         ax.grid(alpha=0.3)
