@@ -192,7 +192,6 @@ def test_each_fold_s_own_tie_is_judged_not_only_the_first_that_chose_the_rows_un
         {"face_neuron": {"controls": ties_once(rows)[0], "controls_verdict": verdict, "controls_setup": setup}})
 
 
-
 def test_the_undecided_note_counts_each_negative_sets_splits_and_does_not_call_the_layer_tied():
     """A 200-step cat-demo on rings (docs/analysis.md) said "On 2 of the 10 splits the learned unit was chosen among
     units of the 288 tied": 288 was stage2's every unit, none of them tied on most splits, and 2 was phase-scrambled's

@@ -1,4 +1,4 @@
-"""The face test's numbers in its sentences: an AUC with its interval, a list of baselines, a paired difference."""
+"""The face test's numbers in its words and tables: an AUC with its interval, a list of baselines, a paired difference."""
 from __future__ import annotations
 
 from typing import Any
