@@ -350,7 +350,7 @@ def _no_twin(run: RunDir) -> str:
 def twin_advice(run: RunDir) -> str:
     """What trains ``run``'s no-faces twin, or why none can be: the setting by which it saw no lfw face (this refusal's
     and the analysis's, :func:`downpour.analysis.options.no_faces_of`; until 2026-12-05 a run with data.train_faces = 0
-    read "data.source = 'lfw' holds no lfw face")."""
+    read "data.source = 'natural+faces' holds no lfw face", its source holding them)."""
     data = run.config.data
     if data.trains_on_faces():
         return f"`downpour train --resume {pasted(run.path)} --set analysis.no_faces_twin=true` trains it"
