@@ -57,8 +57,10 @@ def controls_verdict(rows: list[dict[str, Any]], learned: str = LEARNED, twin: s
     upper end of the random-weights twin's interval and above the AUCs of ``above_auc`` (best pixel,
     gradient energy), and the unit's own interval above 0.5 (since 2026-12-02: baselines can sit below 0.5 on
     a control, and a unit that could not tell the faces from it cleared them). Returns ``{"rule", "criterion",
-    "per_negatives": [...], "passes_low_level",
-    "sentences"}``. ``labels``: each negative set's name in words (default: the face test's, :data:`NEGATIVES`).
+    "per_negatives": [...], "passes_low_level", "sentences"}``: the summary first (the low-level-matched controls that
+    meet the criterion, how many of those the unit also *beats* the twin and ``above_auc`` on, and, where the rows have
+    the no-faces network, the one-sided reading against it), then one sentence per negative set. ``labels``: each
+    negative set's name in words (default: the face test's, :data:`NEGATIVES`).
     """
     per, sentences, labels = [], [], labels or NEGATIVES
     for name in dict.fromkeys(r["negatives"] for r in rows):
