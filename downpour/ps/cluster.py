@@ -68,22 +68,25 @@ def run_cluster(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, 
             lost, restarted = err, None
             if attempt == cfg.cluster.shard_restarts:
                 raise RunError(record_stop(run, cfg, events, err, attempt, began[0] if began else 0)) from None
-        except DownpourError as err:   # a restart that cannot start (the head of a joined cluster gone: it cannot
-            if lost is None or up:     # rejoin; a ConfigError: a GPU node gone, too few GPUs) stops the run as the
-                raise                  # loss would have: recorded (until 2026-12-05 it said nothing, and a
-            # ConfigError, DataError or CheckpointError said nothing after), the restart that never started not among
-            # its events nor its count (it was). A started go's own error (every worker lost, Diverged) is itself
+        except DownpourError as err:
+            # a restart that cannot start (the head of a joined cluster gone: it cannot rejoin; a ConfigError: a GPU
+            # node gone, too few GPUs; its data or checkpoint unreadable) stops the run as the loss would have,
+            # recorded, the restart that never started neither among its events nor counted (until 2026-12-05 such
+            # an error ended the run unrecorded). A started go's own error (every worker lost, Diverged) is itself.
+            if lost is None or up:
+                raise
             _unstarted(events, restarted)
             raise RunError(record_stop(run, cfg, events, lost, attempt - 1, began[0] if began else 0, str(err))) from None
-        except KeyboardInterrupt as stop:   # (and SIGTERM) a stop while the shards restart (their go not started) or
-            # while a go a lost shard ended winds up: recorded as a failed restart is (until 2026-12-06 nothing was: the
-            # loss's shards-lost event and cluster.json were never written); the interrupt itself goes on (the CLI's
-            # exit status, 130 or 143, as for any stop)
+        except KeyboardInterrupt as stop:
+            # (and SIGTERM) a stop while the shards restart (their go not started), or while the go a lost shard
+            # ended winds up, is recorded as a failed restart is (until 2026-12-06 the loss went unrecorded); the
+            # interrupt itself goes on (the CLI's exit status, 130 or 143, as for any stop)
             if not up and lost is not None:
                 _unstarted(events, restarted)
                 log.warning("%s", record_stop(run, cfg, events, lost, attempt - 1, began[0] if began else 0,
                                               how=_how(stop)))
-            elif up and (gone := _loss_under(stop)) is not None:    # (none left: the stop the loss would have been)
+            elif up and (gone := _loss_under(stop)) is not None:
+                # the go a lost shard ended, winding up: its restart interrupted (none left: the stop the loss was)
                 how = None if attempt == cfg.cluster.shard_restarts else _how(stop)
                 log.warning("%s", record_stop(run, cfg, events, gone, attempt, began[0] if began else 0, how=how))
             raise

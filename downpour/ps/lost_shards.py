@@ -62,14 +62,14 @@ def checkpoint_step(run: RunDir) -> int | None:
 
 def record_stop(run: RunDir, cfg: RunConfig, events: list[dict[str, Any]], err: ShardLost, restarts: int,
                 began: int, failed: str | None = None, how: str | None = None) -> str:
-    """A lost shard with ``cluster.shard_restarts`` spent (``restarts`` of them, by this command) stopped the run at
-    ``err.step``: a ``shards-lost`` event after the run's go events (``events``, appended to) in staleness.json,
-    and cluster.json saying where and why it stopped and what a resume goes on from (``began``: the step this
-    command began at); returns the stop's message. ``failed``: why the next restart could not start (the run stopped
-    with restarts left; its event's ``restart_failed``); ``how``: the stop (Ctrl-C, SIGTERM) that interrupted it before
-    its go started (its event's ``restart_interrupted``). (The shards are gone: neither file can be written from them;
-    staleness.json is the last checkpoint's, which may predate the restarts since.) Until 2026-12-04 only the log
-    said so; then staleness.json did, and the run had no cluster.json."""
+    """A lost shard stopped the run at ``err.step``, ``cluster.shard_restarts`` spent (``restarts`` of them, by this
+    command) or its restart failed or interrupted: a ``shards-lost`` event after the run's go events (``events``,
+    appended to) in staleness.json, and cluster.json saying where and why it stopped and what a resume goes on from
+    (``began``: the step this command began at); returns the stop's message. ``failed``: why the next restart could
+    not start (its event's ``restart_failed``); ``how``: the stop (Ctrl-C, SIGTERM) that interrupted it, before its go
+    started or while the lost go wound up (its event's ``restart_interrupted``). (The shards are gone: neither file
+    can be written from them; staleness.json is the last checkpoint's, which may predate the restarts since.) Until
+    2026-12-04 only the log said so; then staleness.json did, and the run had no cluster.json."""
     step, kept = err.step, checkpoint_step(run)
     more = {"restart_failed": failed} if failed else {"restart_interrupted": how} if how else {}
     events.append(shard_event(events, "shards-lost", step, str(err), restarts=restarts, checkpoint=kept, **more))
