@@ -46,8 +46,10 @@ def _reachable(address: str, timeout: float) -> None:
     host, port = parts[1:]
     try:
         socket.create_connection((host, int(port)), timeout=timeout).close()
-    except socket.gaierror as err:   # no such host: not a head that is down (the docs' HEAD:6379, copied as it is);
-        if err.errno not in _NO_SUCH_HOST:   # a lookup that failed for now (no DNS server answered) is said as such
+    except socket.gaierror as err:
+        # no such host (the docs' HEAD:6379, copied as it is) is not a head that is down; a lookup that failed for now
+        # (no name server answered) is said as such
+        if err.errno not in _NO_SUCH_HOST:
             raise RunError(f"cannot reach the Ray cluster at cluster.address={address!r}: looking up the host "
                            f"{host!r} failed ({err.strerror}); is this machine's name service reachable?") from None
         raise RunError(f"cannot reach the Ray cluster at cluster.address={address!r}: no host named {host!r} is known "

@@ -102,8 +102,9 @@ class Restarts:
     def _pinned_to_gone_node(self, w: int) -> tuple[str, int | None] | None:
         """The first of worker ``w``'s actors (its own, then its partitions in order) pinned to a node gone
         (``ray.nodes()`` has it dead, or not at all): ``(that node, None for the worker's own or the partition)``
-        (None: none was). Until 2026-12-05 the node alone: a replacement's event and log said a partition's node as the
-        worker's own ("its node cccccccc gone"), the worker's node alive."""
+        (None: none was); the head asked first (:meth:`_head_answers`). Until 2026-12-05 the node alone: a
+        replacement's event and log said a partition's node as the worker's own ("its node cccccccc gone"), the
+        worker's node alive."""
         self._head_answers(w)
         alive = {nd["NodeID"] for nd in ray.nodes() if nd["Alive"]}
         gone = [(node, p) for (v, p), node in self.pins.items() if v == w and node is not None and node not in alive]
@@ -111,11 +112,11 @@ class Restarts:
 
     def _head_answers(self, w: int) -> None:
         """Before a restart asks Ray (its nodes, a new actor): a joined cluster's head that no longer answers (stopped:
-        its actors died with it) is the shards' loss (ShardLost), recorded as a lost shard's. Until 2026-12-05 the
-        question waited until Ray ended the process after 60 s, exit 1, nothing recorded (worker ``w``'s loss seen
-        before a shard's). The question (up to ``CONNECT_TIMEOUT_S`` where the host drops connections unanswered) is
-        one a Ctrl-C or SIGTERM may cut, though a loss is handled in a held block (the task loop's): until 2026-12-06 the
-        stop waited for it (the loss and its worker's kill are done by then; the restart not begun)."""
+        its actors died with it) makes worker ``w``'s loss the shards' (ShardLost), recorded as a lost shard's (until
+        2026-12-05 the question to the gone head waited until Ray ended the process after 60 s, exit 1, nothing
+        recorded). The check may wait up to ``CONNECT_TIMEOUT_S`` (a host that drops connections unanswered) inside
+        the task loop's held block, so it lets a Ctrl-C or SIGTERM through: the loss and its worker's kill are done
+        by then, the restart not begun (until 2026-12-06 the stop waited for the answer and the restart)."""
         with signals_let_through():
             answers = head_answers(CONNECT_TIMEOUT_S)
         if not answers:

@@ -16,8 +16,8 @@ from contextlib import contextmanager
 from typing import Any
 
 
-_open: list[tuple[list[int], dict[int, Any]]] = []   # the held blocks open, outermost first: each one's signals noted
-# and the handlers it replaced
+# the held blocks open, outermost first: each one's signals noted and the handlers it replaced
+_open: list[tuple[list[int], dict[int, Any]]] = []
 
 
 class Terminated(KeyboardInterrupt):
