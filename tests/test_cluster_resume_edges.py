@@ -276,26 +276,31 @@ def test_an_error_before_a_resumes_first_push_keeps_the_checkpoint_it_resumed_fr
     _same_rows_and_model(tmp_path / "a", tmp_path / "b")
 
 
-def test_a_restart_that_cannot_rejoin_the_cluster_records_the_stop(tmp_path, monkeypatch):
-    """A joined cluster's head stopped mid-run: the shards were lost and their restart could not rejoin (`cannot
-    reach the Ray cluster`). Until 2026-12-05 that error alone ended the run: no shards-lost event, no cluster.json,
-    and the message did not say where a --resume goes on; then it recorded a shards-restarted event and one restart
-    for the restart that never started."""
+def _restart_driver(monkeypatch, start):
+    """The first go runs on the real driver; every later one (a shard restart's) is ``start``, called as the driver
+    is (``_driver(runner)(...)``): a restart's driver that fails or is stopped as it starts."""
     import downpour.ps.cluster as cluster
-    from downpour.errors import RunError
 
     real, goes = cluster._driver, []
 
     def driver(runner):
         goes.append(runner)
-        if len(goes) == 1:
-            return real(runner)
-
-        def unreachable(*args):
-            raise RunError("cannot reach the Ray cluster at cluster.address='127.0.0.1:6399' within 10 s")
-        return unreachable
+        return real(runner) if len(goes) == 1 else start
 
     monkeypatch.setattr(cluster, "_driver", driver)
+
+
+def test_a_restart_that_cannot_rejoin_the_cluster_records_the_stop(tmp_path, monkeypatch):
+    """A joined cluster's head stopped mid-run: the shards were lost and their restart could not rejoin (`cannot
+    reach the Ray cluster`). Until 2026-12-05 that error alone ended the run: no shards-lost event, no cluster.json,
+    and the message did not say where a --resume goes on; then it recorded a shards-restarted event and one restart
+    for the restart that never started."""
+    from downpour.errors import RunError
+
+    def unreachable(*args):
+        raise RunError("cannot reach the Ray cluster at cluster.address='127.0.0.1:6399' within 10 s")
+
+    _restart_driver(monkeypatch, unreachable)
     _losing_shard_1(monkeypatch, [20])
     with pytest.raises(RunError, match="restarting the shards failed .cannot reach the Ray cluster") as stop:
         _run(tmp_path / "r", "cluster.consistency=async", "cluster.checkpoint_every=8", "cluster.shard_restarts=3")
@@ -313,21 +318,12 @@ def test_a_restart_refused_by_its_config_records_the_stop(tmp_path, monkeypatch)
     """A node lost with the shard took the cluster's GPUs with it: the restart's driver refuses the run
     (ConfigError: too few GPUs). Until 2026-12-06 that ConfigError alone ended the run, as a failed rejoin did until
     2026-12-05: no shards-lost event, no cluster.json, the shard's loss unsaid and no word of where --resume goes on."""
-    import downpour.ps.cluster as cluster
     from downpour.errors import RunError
 
-    real, goes = cluster._driver, []
+    def refused(*args):
+        raise ConfigError("train.device='cuda': the Ray cluster has 0 GPUs and the run's 3 workers ask 1 each")
 
-    def driver(runner):
-        goes.append(runner)
-        if len(goes) == 1:
-            return real(runner)
-
-        def refused(*args):
-            raise ConfigError("train.device='cuda': the Ray cluster has 0 GPUs and the run's 3 workers ask 1 each")
-        return refused
-
-    monkeypatch.setattr(cluster, "_driver", driver)
+    _restart_driver(monkeypatch, refused)
     _losing_shard_1(monkeypatch, [20])
     with pytest.raises(RunError, match=r"^shard 1 lost at step 20 .*restarting the shards failed \(train.device='cuda'"
                        ) as stop:
@@ -382,22 +378,13 @@ def test_a_stop_while_the_shards_restart_records_the_loss(tmp_path, monkeypatch,
     """A Ctrl-C or SIGTERM after shard 1 was lost, while the restarted go's driver started (on Ray: its actors coming
     up). Until 2026-12-06 the interrupt alone ended the run: no shards-lost event, no cluster.json, nothing said the
     shard was lost (a --resume went on from the checkpoint all the same). The command exits as for any stop."""
-    import downpour.ps.cluster as cluster
     from downpour.cli import main
 
-    real, goes = cluster._driver, []
+    def stopped(*args):
+        os.kill(os.getpid(), signum)
+        time.sleep(5)            # (the signal's handler raises here)
 
-    def driver(runner):
-        goes.append(runner)
-        if len(goes) == 1:
-            return real(runner)
-
-        def stopped(*args):
-            os.kill(os.getpid(), signum)
-            time.sleep(5)            # (the signal's handler raises here)
-        return stopped
-
-    monkeypatch.setattr(cluster, "_driver", driver)
+    _restart_driver(monkeypatch, stopped)
     _losing_shard_1(monkeypatch, [20])
     sets = [*SYNC, "cluster.consistency=async", "cluster.checkpoint_every=8"]    # (cluster.shard_restarts: 3)
     args = ["train", "--config", "teacher-student", "--no-report", "--out", str(tmp_path / "r")]

@@ -114,9 +114,10 @@ def test_the_driver_seeds_each_partition_actor_by_its_worker_index_and_start_ste
 
 def _pushed(nan_first: str | None) -> tuple[list, list]:
     """One push of a Worker over cat-demo at tile 16 (stage 1's banks the replica's, shard 2; stage 2's blocks the
-    partitions', shards 0 and 1) split in 2 in float64, whose steps run in this process: with ``nan_first`` a first step
-    skipped ('cost': a NaN cost; 'banks': a finite cost with a NaN gradient of the replica's banks; 'codes': of stage 2's
-    codes, so of the partitions' filters), then one finite step. The push's slices, and each partition's kept graphs after the skipped step."""
+    partitions', shards 0 and 1) split in 2 in float64, whose steps run in this process: with ``nan_first`` a first
+    step skipped ('cost': a NaN cost; 'banks': a finite cost with a NaN gradient of the replica's banks; 'codes': of
+    stage 2's codes, so of the partitions' filters), then one finite step. The push's slices, and each partition's
+    kept graphs after the skipped step."""
     from downpour.ps.partitions_on_ray import PartitionParams
     from downpour.ps.worker import LocalParams, Worker
 

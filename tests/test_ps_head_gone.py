@@ -43,7 +43,8 @@ def test_a_head_that_answers_is_asked(monkeypatch):
 
 
 def test_where_the_heads_address_cannot_be_read_ray_is_asked_as_before(monkeypatch):
-    """A Ray Client connection (ray://) may have no GCS address to read: the lost shard's warning still asks Ray."""
+    """Where the runtime context has no GCS address to read, the head is taken to answer: the lost shard's warning
+    still asks Ray, as before head_answers. (A Ray Client connection has one, not this machine's to judge by: below.)"""
     def unreadable():
         raise RuntimeError("no GCS address in client mode")
     monkeypatch.setattr(ray, "is_initialized", lambda: True)
@@ -59,7 +60,6 @@ def test_ray_already_up_whose_head_is_gone_is_not_joined_again(monkeypatch):
     restart records as the stop."""
     from downpour.errors import RunError
 
-    monkeypatch.setattr(ray, "is_initialized", lambda: True)
     _context(monkeypatch, f"127.0.0.1:{_closed_port()}")
     with pytest.raises(RunError, match=r"cluster.address='HEAD:6379': the head of the cluster this process joined no "
                                        r"longer answers"):
@@ -67,7 +67,6 @@ def test_ray_already_up_whose_head_is_gone_is_not_joined_again(monkeypatch):
 
 
 def test_ray_already_up_whose_head_answers_is_used(monkeypatch):
-    monkeypatch.setattr(ray, "is_initialized", lambda: True)
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
         server.listen()
@@ -81,7 +80,6 @@ def test_a_ray_client_connection_is_not_judged_by_the_clusters_own_gcs_address(m
     from ray.util.client import ray as client_ray
 
     monkeypatch.setattr(client_ray, "is_connected", lambda: True)
-    monkeypatch.setattr(ray, "is_initialized", lambda: True)
     _context(monkeypatch, f"127.0.0.1:{_closed_port()}")      # (the cluster's internal address: no answer here)
     assert connect_on_ray.head_answers() and connect_on_ray.connect("ray://HEAD:10001") is False
 

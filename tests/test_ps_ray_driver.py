@@ -469,7 +469,7 @@ def test_a_worker_lost_with_the_clusters_head_gone_stops_as_a_shard_loss_not_a_r
     spawned = []
     monkeypatch.setattr(d, "_spawn", lambda w, seq, step: spawned.append(w) or FakeActor(node=lambda: "n"))
     monkeypatch.setattr(d, "_dispatch", lambda w: None)
-    monkeypatch.setattr(restarts_module, "head_answers", lambda timeout=2.0: False, raising=False)
+    monkeypatch.setattr(restarts_module, "head_answers", lambda timeout=2.0: False)
     coord.begin_cycle(1)
     with pytest.raises(ShardLost, match=r"^the Ray cluster's head no longer answers \(worker 1 lost at step 0\)"):
         d._lost(1, RuntimeError("ActorDiedError"))
@@ -500,7 +500,7 @@ def test_a_stop_during_a_restarts_head_check_in_a_held_block_is_not_held_for_it(
         asked.append("answered")
         return True
 
-    monkeypatch.setattr(restarts_module, "head_answers", silent_head, raising=False)
+    monkeypatch.setattr(restarts_module, "head_answers", silent_head)
     coord.begin_cycle(1)
     with pytest.raises(KeyboardInterrupt), signals_held():
         d._lost(1, RuntimeError("ActorDiedError"))
