@@ -94,8 +94,11 @@ class DataConfig(Section):
     def no_faces_setting(self) -> str:
         """The setting that shows the network no lfw face, where :meth:`trains_on_faces` is false: data.train_faces = 0
         (a no-faces twin), data.faces_fraction = 0, or a source without lfw (``data.source = 'natural'``)."""
-        return ("data.train_faces = 0" if self.trains_on_lfw() else "data.faces_fraction = 0"
-                if self.source in FACE_SOURCES else f"data.source = {self.source!r}")
+        if self.trains_on_lfw():
+            return "data.train_faces = 0"
+        if self.source in FACE_SOURCES:
+            return "data.faces_fraction = 0"
+        return f"data.source = {self.source!r}"
 
     def reads_jpeg_draft(self) -> bool:
         """Whether data.jpeg_draft applies: a folder's crops (patches cut native pixels, so decode in full)."""
