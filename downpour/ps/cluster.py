@@ -76,7 +76,8 @@ def run_cluster(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, 
             if lost is None or up:
                 raise
             _unstarted(events, restarted)
-            raise RunError(record_stop(run, cfg, events, lost, attempt - 1, began[0] if began else 0, str(err))) from None
+            raise RunError(record_stop(run, cfg, events, lost, attempt - 1, began[0] if began else 0,
+                                       str(err))) from None
         except KeyboardInterrupt as stop:
             # (and SIGTERM) a stop while the shards restart (their go not started), or while the go a lost shard
             # ended winds up, is recorded as a failed restart is (until 2026-12-06 the loss went unrecorded); the
@@ -94,8 +95,8 @@ def run_cluster(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, 
 
 
 def _restart_from(run: RunDir, events: list[dict[str, Any]], lost: ShardLost) -> tuple[bool, dict[str, Any]]:
-    """Every shard restarted after ``lost``: from the server checkpoint (the metrics since it dropped where there is
-    none), a ``shards-restarted`` event appended to ``events``; returns whether the go resumes, and the event."""
+    """Every shard restarted after ``lost``: from the server checkpoint, or from step 0 where there is none (the metrics
+    dropped); a ``shards-restarted`` event appended to ``events``. Returns whether the go resumes, and the event."""
     resume = (run.checkpoints / f"{SERVER}.json").is_file()
     if not resume:
         run.truncate_metrics(0)        # no checkpoint yet: start again from step 0
