@@ -68,7 +68,7 @@ def connect(address: str) -> bool:
     not redirect it. Joining fails in one line, within :data:`CONNECT_TIMEOUT_S`, when nobody answers.
     A stop during the start (:func:`_own_stops`) ends it with Ray shut down again. Ray already up (runs that share
     one, :func:`held`) whose head no longer answers (:func:`head_answers`: a joined cluster's head stopped) is a
-    RunError: the run's first question to it waited until Ray ended the process (since 2026-12-05)."""
+    RunError (since 2026-12-05; the run's first question to it waited until Ray ended the process)."""
     if ray.is_initialized():
         if not head_answers(CONNECT_TIMEOUT_S):   # (a joining's wait: a slow network's live head is not refused)
             raise RunError(_head_gone(address))
@@ -85,8 +85,9 @@ def connect(address: str) -> bool:
 
 def _head_gone(address: str) -> str:
     """Why Ray already up cannot be used: its head no longer answers. A local Ray (``address`` empty: runs that share
-    the one a ``held("")`` started) is this process's own, which no `ray start --head` restarts (until 2026-12-05 it
-    said so, "cluster.address=''" and all: its processes were stopped, killed, or ended out of memory)."""
+    the one a ``held("")`` started; its processes stopped, killed, or ended out of memory) is this process's own,
+    which no `ray start --head` restarts (until 2026-12-05 the refusal named "cluster.address=''" and asked whether
+    the head node was running)."""
     if not address:
         return ("cannot go on with the local Ray this process started: its head (the GCS) no longer answers (its "
                 "processes were stopped, killed, or ended out of memory?); a new command starts a new one")
