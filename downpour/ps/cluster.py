@@ -72,7 +72,8 @@ def run_cluster(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, 
             # a restart that cannot start (the head of a joined cluster gone: it cannot rejoin; a ConfigError: a GPU
             # node gone, too few GPUs; its data or checkpoint unreadable) stops the run as the loss would have,
             # recorded, the restart that never started neither among its events nor counted (until 2026-12-05 such
-            # an error ended the run unrecorded). A started go's own error (every worker lost, Diverged) is itself.
+            # an error ended the run unrecorded, a ConfigError, DataError or CheckpointError until 2026-12-06). A
+            # started go's own error (every worker lost, Diverged) is itself.
             if lost is None or up:
                 raise
             _unstarted(events, restarted)
