@@ -207,6 +207,16 @@ def test_a_survivor_outwaits_the_drivers_wait_for_a_restarted_worker():
     assert INBOX_WAIT_SECONDS >= RESTART_SECONDS + 30
 
 
+def _joining_fails(monkeypatch, error: Exception) -> None:
+    """connect_on_ray joining an address that answers, where ``ray.init`` raises ``error``."""
+    from downpour.ps import connect_on_ray
+
+    def init(**kwargs):
+        raise error
+    monkeypatch.setattr(connect_on_ray, "_reachable", lambda address, timeout: None)
+    monkeypatch.setattr(connect_on_ray.ray, "init", init)
+
+
 @pytest.mark.parametrize("token_file, auth_mode, hinted", [(True, None, True), (False, None, False), (True, "token", False)])
 def test_a_refused_join_where_a_token_is_set_up_says_how_to_present_it(tmp_path, monkeypatch, token_file, auth_mode, hinted):
     """`ray start --head` turns token authentication on by itself where ~/.ray/auth_token exists (any local Ray
@@ -225,11 +235,7 @@ def test_a_refused_join_where_a_token_is_set_up_says_how_to_present_it(tmp_path,
         monkeypatch.delenv(name, raising=False)
     if auth_mode:
         monkeypatch.setenv("RAY_AUTH_MODE", auth_mode)
-    monkeypatch.setattr(connect_on_ray, "_reachable", lambda address, timeout: None)
-
-    def refused(**kwargs):
-        raise ConnectionError("Failed to connect to Ray cluster at 192.0.2.2:6390")
-    monkeypatch.setattr(connect_on_ray.ray, "init", refused)
+    _joining_fails(monkeypatch, ConnectionError("Failed to connect to Ray cluster at 192.0.2.2:6390"))
     with pytest.raises(RunError, match="could not join the Ray cluster at cluster.address='127.0.0.1:6390'") as err:
         connect_on_ray.connect("127.0.0.1:6390")
     assert ("run with RAY_AUTH_MODE=token, or start the head with RAY_AUTH_MODE=disabled" in str(err.value)) == hinted
@@ -270,11 +276,7 @@ def test_a_ray_client_address_that_times_out_names_the_client_port(monkeypatch):
     from downpour.errors import RunError
     from downpour.ps import connect_on_ray
 
-    monkeypatch.setattr(connect_on_ray, "_reachable", lambda address, timeout: None)
-
-    def timed_out(**kwargs):
-        raise ConnectionError("ray client connection timeout")
-    monkeypatch.setattr(connect_on_ray.ray, "init", timed_out)
+    _joining_fails(monkeypatch, ConnectionError("ray client connection timeout"))
     with pytest.raises(RunError, match="cluster.address='ray://127.0.0.1:6390': ray client connection timeout") as err:
         connect_on_ray.connect("ray://127.0.0.1:6390")
     assert "port 10001 unless" in str(err.value) and "without ray:// joins at that one" in str(err.value)
