@@ -95,6 +95,28 @@ def _losing_a_node(monkeypatch, cluster, nodes, lost, pin=(1, None)):
     monkeypatch.setattr(RayCluster, "_dispatch", dispatch)
 
 
+def _run_losing_a_node(tmp_path, monkeypatch, caplog, cluster_nodes, cfg, pin):
+    """``cfg`` run on the module's cluster (``cluster_nodes``: a fixture's), the node of actor ``pin`` crashing
+    (:func:`_losing_a_node`): the run's summary, its folder, its staleness.json events, and the node lost."""
+    cluster, nodes = cluster_nodes
+    lost = []
+    _losing_a_node(monkeypatch, cluster, nodes, lost, pin)
+    caplog.set_level(logging.WARNING, logger="downpour.ps.cluster_on_ray")
+    summary = run_cluster(cfg, RunDir.create(tmp_path / "r", cfg))
+    run = RunDir.open(tmp_path / "r")
+    return summary, run, run.read_json("staleness.json")["events"], lost
+
+
+def _split_in_2(cluster, workers):
+    """The tiny cat network untied, ``workers`` replicas each split in 2 over 2 shards, on the module's cluster, with
+    one worker restart."""
+    from test_runner_equivalence import TINY_CAT
+
+    return load_config("cat-untied", [*TINY_CAT, "cluster.runner=ray", f"cluster.address={cluster.address}",
+                                      f"cluster.workers={workers}", "cluster.shards=2", "cluster.partitions=2",
+                                      "cluster.restarts=1", f"train.steps={PART_STEPS}"])
+
+
 def test_a_worker_whose_node_is_removed_is_replaced_on_the_node_alive_with_a_cpu_free(tmp_path, three_nodes,
                                                                                         monkeypatch, caplog):
     """Worker 0 sits on the first node (sorted ids), worker 1 on the second, shard 0 on the third (the plan's layout:
@@ -103,17 +125,12 @@ def test_a_worker_whose_node_is_removed_is_replaced_on_the_node_alive_with_a_cpu
     trains on; cluster.json places the two workers on two nodes, neither the gone one."""
     cluster, nodes = three_nodes
     first, second, third = sorted(nodes)
-    lost = []
-    _losing_a_node(monkeypatch, cluster, nodes, lost)
     cfg = load_config("ufldl-sae", ["cluster.runner=ray", f"cluster.address={cluster.address}", "data.samples=256",
                                     "train.batch_size=16", "train.log_every=4", "train.tensorboard=false",
                                     "cluster.workers=2", "cluster.shards=1", "cluster.restarts=1",
                                     f"train.steps={STEPS}"])
-    caplog.set_level(logging.WARNING, logger="downpour.ps.cluster_on_ray")
-    summary = run_cluster(cfg, RunDir.create(tmp_path / "r", cfg))
+    summary, run, events, lost = _run_losing_a_node(tmp_path, monkeypatch, caplog, three_nodes, cfg, (1, None))
     assert lost == [second]
-    run = RunDir.open(tmp_path / "r")
-    events = run.read_json("staleness.json")["events"]
     # a replacement pinned to the crashed node first (the loss seen before Ray had it dead: the usual case) is placed
     # again off it and says so; one placed after Ray had it dead goes off it at once
     placed_again = [("restart-placed-again", 1)] if len(events) == 3 else []
@@ -137,20 +154,11 @@ def test_a_partition_whose_node_is_removed_is_placed_again_off_its_siblings_node
     finishes, worker 1 training on, and staleness.json and cluster.json say so. (Until 2026-12-05 the workers sat on
     the first and second, and the worker was kept on the second.)"""
     from downpour.analysis.report import _cluster_faults
-    from test_runner_equivalence import TINY_CAT
 
-    cluster, nodes = three_nodes
-    first, second, third = sorted(nodes)
-    lost = []
-    _losing_a_node(monkeypatch, cluster, nodes, lost, pin=(1, 0))
-    cfg = load_config("cat-untied", [*TINY_CAT, "cluster.runner=ray", f"cluster.address={cluster.address}",
-                                     "cluster.workers=2", "cluster.shards=2", "cluster.partitions=2",
-                                     "cluster.restarts=1", f"train.steps={PART_STEPS}"])
-    caplog.set_level(logging.WARNING, logger="downpour.ps.cluster_on_ray")
-    summary = run_cluster(cfg, RunDir.create(tmp_path / "r", cfg))
+    first, second, third = sorted(three_nodes[1])
+    summary, run, events, lost = _run_losing_a_node(tmp_path, monkeypatch, caplog, three_nodes,
+                                                    _split_in_2(three_nodes[0], workers=2), (1, 0))
     assert lost == [third]
-    run = RunDir.open(tmp_path / "r")
-    events = run.read_json("staleness.json")["events"]
     placed_again = [("restart-placed-again", 1)] if len(events) == 3 else []      # (as in the test above)
     assert [(e["event"], e["worker"]) for e in events] == [("worker-lost", 1), *placed_again, ("worker-restarted", 1)]
     # the Faults line names the first of worker 1's actors whose node was gone: its own (scripted, a partition's alone:
@@ -183,20 +191,11 @@ def test_a_node_holding_a_partition_alone_lost_restarts_its_replica_the_partitio
     with a readable server checkpoint of the last, and staleness.json, the Faults line and cluster.json say so."""
     from downpour.analysis.report import _cluster_faults
     from downpour.ps.checkpoint import load_server
-    from test_runner_equivalence import TINY_CAT
 
-    cluster, nodes = four_nodes
-    first, second, third, fourth = sorted(nodes)
-    lost = []
-    _losing_a_node(monkeypatch, cluster, nodes, lost, pin=(0, 1))
-    cfg = load_config("cat-untied", [*TINY_CAT, "cluster.runner=ray", f"cluster.address={cluster.address}",
-                                     "cluster.workers=1", "cluster.shards=2", "cluster.partitions=2",
-                                     "cluster.restarts=1", f"train.steps={PART_STEPS}"])
-    caplog.set_level(logging.WARNING, logger="downpour.ps.cluster_on_ray")
-    summary = run_cluster(cfg, RunDir.create(tmp_path / "r", cfg))
+    first, second, third, fourth = sorted(four_nodes[1])
+    summary, run, events, lost = _run_losing_a_node(tmp_path, monkeypatch, caplog, four_nodes,
+                                                    _split_in_2(four_nodes[0], workers=1), (0, 1))
     assert lost == [second]
-    run = RunDir.open(tmp_path / "r")
-    events = run.read_json("staleness.json")["events"]
     placed_again = [("restart-placed-again", 0)] if len(events) == 3 else []      # (as in the tests above)
     assert [(e["event"], e["worker"]) for e in events] == [("worker-lost", 0), *placed_again, ("worker-restarted", 0)]
     assert not placed_again or events[1]["reason"].startswith(f"its partition 1's node {second[:8]} gone (")
