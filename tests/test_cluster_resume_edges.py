@@ -446,3 +446,69 @@ def test_a_stop_while_the_restart_is_prepared_records_the_loss(tmp_path, monkeyp
         _run(tmp_path / "r", "cluster.consistency=async", "cluster.checkpoint_every=8", "cluster.shard_restarts=3")
     monkeypatch.undo()
     _interrupted_stop(tmp_path / "r", "interrupted (Ctrl-C or SIGTERM)")
+
+
+def test_a_restart_from_a_damaged_checkpoint_records_the_stop(tmp_path, monkeypatch):
+    """The server checkpoint was damaged before the shards restarted from it: the restart could not read its step
+    (CheckpointError), and until 2026-12-06 the record of the stop failed the same way, so the run stopped with that
+    error and the shard's loss unrecorded. Now the stop is recorded, the checkpoint said unreadable, the file named."""
+    from downpour.errors import RunError
+
+    _losing_shard_1(monkeypatch, [20])
+    real = recorder_module.Recorder.on_push
+
+    def on_push(self, push, record):
+        try:
+            real(self, push, record)
+        except BaseException:
+            (self.run.checkpoints / "server.json").write_text("{not json")   # damaged as the shard was lost
+            raise
+
+    monkeypatch.setattr(recorder_module.Recorder, "on_push", on_push)
+    failed = r"^shard 1 lost at step 20 .*restarting the shards failed .*server\.json"
+    with pytest.raises(RunError, match=failed) as stop:
+        _run(tmp_path / "r", "cluster.consistency=async", "cluster.checkpoint_every=8", "cluster.shard_restarts=3")
+    assert "its server checkpoint is unreadable" in str(stop.value) and "cannot go on from it" in str(stop.value)
+    events = json.loads((tmp_path / "r/staleness.json").read_text())["events"]
+    assert [(e["event"], e["step"], e["restarts"], e["checkpoint"]) for e in events] == [("shards-lost", 20, 0, None)]
+    assert "server.json" in events[0]["checkpoint_unreadable"]
+    assert json.loads((tmp_path / "r/cluster.json").read_text())["stopped"]["step"] == 20
+
+
+def test_a_restart_refused_by_an_error_without_a_message_says_so(tmp_path, monkeypatch):
+    """A restart's driver refused with an error whose message is empty: until 2026-12-06 the stop read as if the
+    restarts were spent ("already restarted 0 times") and its event had no restart_failed."""
+    from downpour.errors import RunError
+
+    def refused(*args):
+        raise ConfigError("")
+
+    _restart_driver(monkeypatch, refused)
+    _losing_shard_1(monkeypatch, [20])
+    with pytest.raises(RunError, match=r"restarting the shards failed \(ConfigError\)") as stop:
+        _run(tmp_path / "r", "cluster.consistency=async", "cluster.checkpoint_every=8", "cluster.shard_restarts=3")
+    assert "already restarted" not in str(stop.value)
+    events = json.loads((tmp_path / "r/staleness.json").read_text())["events"]
+    assert events[0]["restart_failed"] == "ConfigError"
+
+
+def test_a_driver_whose_close_fails_still_closes_the_recorder(tmp_path, monkeypatch):
+    """The driver's close raised at the end of a go: until 2026-12-06 the recorder was left open (its close
+    skipped). Both close now, the driver's error still raised."""
+    import downpour.ps.cluster as cluster
+
+    real, closed = cluster._driver, []
+
+    def driver(runner):
+        class Failing(real(runner)):
+            def close(self):
+                super().close()
+                raise OSError("the driver's close failed")
+        return Failing
+
+    real_close = recorder_module.Recorder.close
+    monkeypatch.setattr(cluster, "_driver", driver)
+    monkeypatch.setattr(recorder_module.Recorder, "close", lambda self: (closed.append(True), real_close(self)))
+    with pytest.raises(OSError, match="the driver's close failed"):
+        _run(tmp_path / "r", "train.steps=4")
+    assert closed

@@ -506,3 +506,31 @@ def test_a_stop_during_a_restarts_head_check_in_a_held_block_is_not_held_for_it(
         d._lost(1, RuntimeError("ActorDiedError"))
     assert asked == [] and spawned == [] and d.restarts == 1
     assert 1 in coord.lost                       # (the loss itself was recorded before the question)
+
+
+def test_a_stop_while_the_driver_asks_which_shards_died_in_a_held_block_is_not_held_for_it(fake_ray):
+    """A failure in the task loop's held block asks every shard whether it answers (up to 10 s each). A Ctrl-C then
+    waited for every answer (until 2026-12-06); now it stops the run during the question, the next shard not asked."""
+    import os
+    import signal
+    import time
+
+    from downpour.train.signals import signals_held
+
+    asked = []
+
+    def silent(j):
+        def node():
+            asked.append(j)
+            if j == 0:
+                os.kill(os.getpid(), signal.SIGINT)      # the Ctrl-C, while the question waits
+                time.sleep(0.5)
+            return "n"
+        return node
+
+    coord = Coordinator(make_consistency("async"), workers=1, total_steps=100)
+    d = _driver(coord, [FakeActor(node=silent(0), set_workers=lambda live: None),
+                        FakeActor(node=silent(1), set_workers=lambda live: None)], [FakeActor()])
+    with pytest.raises(KeyboardInterrupt), signals_held():
+        d._shard_lost(RuntimeError("ActorDiedError"))
+    assert asked == [0]

@@ -78,7 +78,7 @@ def run_cluster(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, 
                 raise
             _unstarted(events, restarted)
             raise RunError(record_stop(run, cfg, events, lost, attempt - 1, began[0] if began else 0,
-                                       str(err))) from None
+                                       str(err) or type(err).__name__)) from None
         except KeyboardInterrupt as stop:
             # (and SIGTERM) a stop while the shards restart (their go not started), or while the go a lost shard
             # ended winds up, is recorded as a failed restart is (until 2026-12-06 the loss went unrecorded); the
@@ -205,8 +205,10 @@ def _run_once(cfg: RunConfig, run: RunDir, resume: bool, go_log: list[dict[str, 
         record_stopped(run.write_json, cfg.data, setup.data.info, driver.data_reports, coord.done, coord.total, err)
         raise
     finally:
-        driver.close()
-        recorder.close()
+        try:
+            driver.close()
+        finally:
+            recorder.close()   # (until 2026-12-06 a driver's close that raised left the recorder open)
     return _finish(setup, run, states, coord, recorder, began[0], info)
 
 

@@ -33,7 +33,7 @@ from downpour.ps.shm import SHM_DIR, sweep_stale_segments
 from downpour.ps.silence import Silence, start_limit
 from downpour.ps.worker import OnPush, Push, push_record
 from downpour.train.flat import frozen_params
-from downpour.train.signals import signals_held
+from downpour.train.signals import signals_held, signals_let_through
 
 log = logging.getLogger(__name__)
 
@@ -226,13 +226,16 @@ class RayCluster(TaskRun, PipedRun, Restarts, Asking):
 
     def _dead_shards(self) -> list[int]:
         """The shards whose actor no longer answers (asked after a failure, to tell a lost shard,
-        which every worker's next fetch trips over, from a lost worker)."""
+        which every worker's next fetch trips over, from a lost worker). Up to 10 s a shard, asked inside the task
+        loop's held block, so a Ctrl-C or SIGTERM is let through: the failure is handled by then and the question only
+        reads (until 2026-12-06 the stop waited for every answer)."""
         dead = []
-        for j, a in enumerate(self.shard_actors):
-            try:
-                ray.get(a.node.remote(), timeout=10)
-            except (RayError, ray.exceptions.GetTimeoutError):
-                dead.append(j)
+        with signals_let_through():
+            for j, a in enumerate(self.shard_actors):
+                try:
+                    ray.get(a.node.remote(), timeout=10)
+                except (RayError, ray.exceptions.GetTimeoutError):
+                    dead.append(j)
         return dead
 
     def _shard_lost(self, err: BaseException) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 
 from downpour._names import pasted
 from downpour.config import RunConfig
-from downpour.errors import NotARunError
+from downpour.errors import CheckpointError, NotARunError
 from downpour.ps.checkpoint import SERVER, load_server
 from downpour.ps.recorder import ShardLost
 from downpour.train.rundir import RunDir
@@ -60,6 +60,16 @@ def checkpoint_step(run: RunDir) -> int | None:
     return load_server(run.checkpoints / SERVER, meta_keys=("step",))[1]["step"]
 
 
+def _kept_step(run: RunDir) -> tuple[int | None, str | None]:
+    """The step of the run's server checkpoint (None: none, or unreadable) and, where it is damaged, why (the error,
+    naming the file): the stop of a restart that failed reading it is recorded all the same (until 2026-12-06 the
+    record failed the same way, and the run stopped with the loss unrecorded)."""
+    try:
+        return checkpoint_step(run), None
+    except CheckpointError as err:
+        return None, str(err)
+
+
 def record_stop(run: RunDir, cfg: RunConfig, events: list[dict[str, Any]], err: ShardLost, restarts: int,
                 began: int, failed: str | None = None, how: str | None = None) -> str:
     """A lost shard stopped the run at ``err.step``, ``cluster.shard_restarts`` spent (``restarts`` of them, by this
@@ -70,8 +80,9 @@ def record_stop(run: RunDir, cfg: RunConfig, events: list[dict[str, Any]], err: 
     started or while the lost go wound up (its event's ``restart_interrupted``). (The shards are gone: neither file
     can be written from them; staleness.json is the last checkpoint's, which may predate the restarts since.) Until
     2026-12-04 only the log said so; then staleness.json did, and the run had no cluster.json."""
-    step, kept = err.step, checkpoint_step(run)
-    more = {"restart_failed": failed} if failed else {"restart_interrupted": how} if how else {}
+    step, (kept, unreadable) = err.step, _kept_step(run)
+    more = ({"restart_failed": failed} if failed is not None else {"restart_interrupted": how} if how else {}) | (
+        {"checkpoint_unreadable": unreadable} if unreadable else {})
     events.append(shard_event(events, "shards-lost", step, str(err), restarts=restarts, checkpoint=kept, **more))
     report = staleness(run)
     had = report.get("events") if isinstance(report.get("events"), list) else []
@@ -82,8 +93,11 @@ def record_stop(run: RunDir, cfg: RunConfig, events: list[dict[str, Any]], err: 
                                     "checkpoint": kept, "shard_restarts": restarts,
                                     "shard_events": [e for e in events if e["event"] in SHARD_EVENTS],
                                     "run": str(run.path)})
-    resume = (f"--resume {pasted(run.path)} goes on from its last server checkpoint, at step {kept}" if kept is not None
+    resume = (f"its server checkpoint is unreadable ({unreadable}): --resume {pasted(run.path)} cannot go on from it"
+              if unreadable else
+              f"--resume {pasted(run.path)} goes on from its last server checkpoint, at step {kept}" if kept is not None
               else f"it has no server checkpoint: --resume {pasted(run.path)} trains it again from step 0")
-    why = (f"restarting the shards failed ({failed})" if failed else f"the shards' restart was {how}" if how else
+    why = (f"restarting the shards failed ({failed})" if failed is not None else
+           f"the shards' restart was {how}" if how else
            f"the shards were already restarted {restarts} time(s) (cluster.shard_restarts)")
     return f"{err}, and {why}: the run stopped; {resume} (its cluster.json and staleness.json say what happened)"
