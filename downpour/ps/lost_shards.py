@@ -93,7 +93,8 @@ def record_stop(run: RunDir, cfg: RunConfig, events: list[dict[str, Any]], err: 
                                     "checkpoint": kept, "shard_restarts": restarts,
                                     "shard_events": [e for e in events if e["event"] in SHARD_EVENTS],
                                     "run": str(run.path)})
-    resume = (f"its server checkpoint is unreadable ({unreadable}): --resume {pasted(run.path)} cannot go on from it"
+    said = "" if unreadable == failed else f" ({unreadable})"      # (the restart's own error: said once)
+    resume = (f"its server checkpoint is unreadable{said}: --resume {pasted(run.path)} cannot go on from it"
               if unreadable else
               f"--resume {pasted(run.path)} goes on from its last server checkpoint, at step {kept}" if kept is not None
               else f"it has no server checkpoint: --resume {pasted(run.path)} trains it again from step 0")
