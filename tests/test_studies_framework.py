@@ -1,5 +1,6 @@
 """The study framework on a planted study: cached cells and resume, refused mixes, the intervals,
 the command line."""
+import html
 import json
 import math
 import os
@@ -13,6 +14,7 @@ from downpour.cli import main
 from downpour.config import ConfigError, load_config
 from downpour.studies.base import Condition, Study
 from downpour.studies import study_class
+from downpour.studies.machine import cpu_fields, platform_id
 from downpour.studies.run import ADDED_KEYS, _check_sets, _pair, run_study
 from downpour.studies.stats import (effect_words, family_paragraph, flips, holm, mean_ci, paired_difference,
                                     paired_p, paired_proportions, paired_test, proportion_words, record_test, wilson)
@@ -88,22 +90,29 @@ def test_each_cell_records_its_platform_and_a_folder_resumed_on_another_says_so(
     header, *lines = path.read_text().splitlines()
     here = json.loads(lines[0])["cost"]["platform"]
     assert here["torch"] == torch.__version__ and here["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
-    assert json.loads((tmp_path / "study.json").read_text())["platforms"] == [{"platform": here, "cells": 4}]
+    result = json.loads((tmp_path / "study.json").read_text())
+    assert result["platforms"] == [{"id": platform_id(here), "platform": here, "cells": 4}]
+    assert result["platforms_note"] == "" and "Machines." not in (tmp_path / "study.html").read_text()
     cells = [json.loads(line) for line in lines]
     for cell in cells:                               # the folder's cells ran on another machine
         cell["cost"]["platform"] = {**here, "cpu": "Another CPU", "numpy": "0.0"}
     path.write_text("\n".join([header, *map(json.dumps, cells)]) + "\n")
     run_study("planted", tmp_path, quick=True, seeds=3, jobs=1)     # resumed here: 2 cells more
     err = capsys.readouterr().err
-    assert f"its cells ran on 2 platforms (cpu, numpy differ: Another CPU, 0.0 (4 cells); {here['cpu']}, " \
-           f"{here['numpy']} (2 cells)); a cell's figures are reproducible from its seed on its own platform only" in err
-    assert [p["cells"] for p in json.loads((tmp_path / "study.json").read_text())["platforms"]] == [4, 2]
+    other = platform_id({**here, "cpu": "Another CPU", "numpy": "0.0"})
+    note = (f"its cells ran on 2 platforms (cpu, numpy differ: {other}: Another CPU, 0.0 (4 cells); {platform_id(here)}: "
+            f"{here['cpu']}, {here['numpy']} (2 cells)); a cell's figures are reproducible from its seed on its own "
+            "platform only")
+    assert note in err
+    result = json.loads((tmp_path / "study.json").read_text())
+    assert [(p["id"], p["cells"]) for p in result["platforms"]] == [(other, 4), (platform_id(here), 2)]
+    assert result["platforms_note"].startswith(note) and "(docs/studies.md, Q7)" in result["platforms_note"]
+    assert html.escape("Its" + note[3:]) in (tmp_path / "study.html").read_text()
 
 
 def test_a_cell_records_its_cpus_family_and_model_which_a_generic_model_name_hides(planted, tmp_path, capsys):
     """The VM of 2026-12-04 (AVX-512) and the one of 2026-12-05 (AVX2, family 25 model 1) both named themselves "AMD
     EPYC": Q4's digits probes moved in their last digit between them, and the cells' platform could not say why."""
-    from downpour.studies.cells import cpu_fields
     info = "processor\t: 0\nmodel name\t: AMD EPYC\ncpu family\t: 25\nmodel\t\t: 1\nstepping\t: 1\n" \
            "processor\t: 1\nmodel name\t: AMD EPYC\ncpu family\t: 25\nmodel\t\t: 1\nstepping\t: 1\n"
     assert cpu_fields(info, "x86_64") == {"cpu": "AMD EPYC", "cpu_id": "family 25 model 1 stepping 1"}
@@ -124,8 +133,49 @@ def test_a_cell_records_its_cpus_family_and_model_which_a_generic_model_name_hid
         cell["cost"]["platform"] = {**here, "cpu": "AMD EPYC", "cpu_id": f"family 25 model {1 if k < 4 else 17}"}
     path.write_text("\n".join([header, *map(json.dumps, cells)]) + "\n")
     run_study("planted", tmp_path, quick=True, seeds=3, jobs=1)
-    assert "its cells ran on 2 platforms (cpu_id differ: family 25 model 1 (4 cells); family 25 model 17 (2 cells))" \
-        in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "its cells ran on 2 platforms (cpu_id differ: " in err and ": family 25 model 1 (4 cells); " in err
+    assert ": family 25 model 17 (2 cells))" in err
+
+
+def test_a_cell_records_its_cpus_simd_flags_which_its_name_and_model_do_not_give(planted, tmp_path, capsys):
+    """2026-12-05: the same cells read differently on a VM with AVX-512 and on one with AVX2 only, as far apart as the
+    seeds' spread for some arms (docs/studies.md, Q7), and a cell's platform did not say which instructions it had."""
+    info = ("processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 fma avx avx2 avx512f avx512_bf16 amx_tile\n"
+            "processor\t: 1\nmodel name\t: AMD EPYC\nflags\t\t: fpu\n")
+    assert cpu_fields(info, "x86_64") == {"cpu": "AMD EPYC", "simd": "fma avx2 avx512f avx512_bf16 amx_tile"}
+    assert cpu_fields("model name\t: AMD EPYC\nflags\t\t: fpu sse2\n", "x86_64") == {"cpu": "AMD EPYC", "simd": ""}
+    run_study("planted", tmp_path, quick=True, seeds=2, jobs=1)
+    path = tmp_path / "cells.jsonl"
+    header, *lines = path.read_text().splitlines()
+    cells = [json.loads(line) for line in lines]
+    here = cells[0]["cost"]["platform"]
+    for k, cell in enumerate(cells):    # the same name and model, AVX-512 on the first two cells' machine
+        cell["cost"]["platform"] = {**here, "cpu_id": "family 25 model 1 stepping 1",
+                                    "simd": "fma avx2 avx512f" if k < 2 else "fma avx2"}
+    path.write_text("\n".join([header, *map(json.dumps, cells)]) + "\n")
+    run_study("planted", tmp_path, quick=True, seeds=2, jobs=1)
+    assert "its cells ran on 2 platforms (simd differ: " in capsys.readouterr().err
+    assert [p["cells"] for p in json.loads((tmp_path / "study.json").read_text())["platforms"]] == [2, 2]
+
+
+def test_cells_cached_before_their_platform_was_recorded_are_kept_and_counted_as_unknown(planted, tmp_path, capsys):
+    """A line without ``cost.platform`` (cached before 2026-12-05) is a cell kept as it is, not run again, and neither
+    another machine nor a reason to say the cells ran on several; study.json counts it as unknown."""
+    run_study("planted", tmp_path, quick=True, seeds=2, jobs=1)
+    path = tmp_path / "cells.jsonl"
+    header, *lines = path.read_text().splitlines()
+    cells = [json.loads(line) for line in lines]
+    here = cells[0]["cost"]["platform"]
+    for cell in cells[:3]:
+        cell["cost"] = {k: v for k, v in cell["cost"].items() if k != "platform"}
+    path.write_text("\n".join([header, *map(json.dumps, cells)]) + "\n")
+    calls = len(CALLS)
+    run_study("planted", tmp_path, quick=True, seeds=2, jobs=1)
+    assert len(CALLS) == calls and "platforms" not in capsys.readouterr().err
+    result = json.loads((tmp_path / "study.json").read_text())
+    assert result["platforms"] == [{"id": platform_id(here), "platform": here, "cells": 1}, {"id": "unknown", "cells": 3}]
+    assert result["platforms_note"] == "" and "Machines." not in (tmp_path / "study.html").read_text()
 
 
 def test_the_cost_is_of_the_studys_own_seeds(planted, tmp_path):

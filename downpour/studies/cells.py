@@ -27,6 +27,7 @@ from typing import Any, Iterable
 from downpour.config import ConfigError
 from downpour.errors import DownpourError
 from downpour.studies.base import Cells, Condition, Study
+from downpour.studies.machine import platform
 from downpour.train.rundir import study_command
 
 log = logging.getLogger(__name__)
@@ -158,85 +159,6 @@ class CellCache:
         own seeds, not every seed the folder ever ran."""
         costs = [self.costs.get(key, {}) for key in set(keys)]
         return {k: round(sum(float(c.get(k, 0.0)) for c in costs), 1) for k in ("seconds", "cpu_seconds")}
-
-
-# --- the machine a cell ran on ----------------------------------------------------------------------
-# A cell is bit for bit reproducible from its seed on one machine and library install (an ufldl-sae and an rbm-288 cell,
-# 3 runs each, at 9824c72 and at HEAD, equal to the last digit), but not across them: MKL's float32 matrix products take
-# another kernel on another CPU (MKL_CBWR=COMPATIBLE on this VM: sae seed 0's lfw probe 0.817 -> 0.783, its face AUC 0.830
-# -> 0.893; the cat network's figures unmoved), so Q7's sae lfw probe read 0.860 on the VM of 9824c72's run, 0.840 on the
-# next one (docs/studies.md, Q7). Each cell's line records where it ran, so a folder resumed elsewhere says so.
-_PLATFORM: dict[str, str] | None = None
-
-
-def platform() -> dict[str, str]:
-    """What a cell's floats depend on besides its code, config and seed: the CPU, torch's kernels and BLAS, and the
-    versions of the libraries the cell's training and measures run on (once a process)."""
-    global _PLATFORM
-    if _PLATFORM is None:
-        import platform as host
-
-        import numpy
-        import scipy
-        import sklearn
-        import torch
-
-        try:
-            with open("/proc/cpuinfo") as f:
-                cpuinfo = f.read()
-        except OSError:
-            cpuinfo = ""        # cpu_fields falls back on the processor's name
-        cpu = cpu_fields(cpuinfo, host.processor() or host.machine())
-        blas = next((line.strip(" -") for line in torch.__config__.show().splitlines() if "Math Kernel Library" in line
-                     or "OpenBLAS" in line), "")
-        _PLATFORM = {**cpu, "cpu_capability": torch.backends.cpu.get_cpu_capability(), "blas": blas,
-                     "MKL_CBWR": os.environ.get("MKL_CBWR", ""), "torch": torch.__version__, "numpy": numpy.__version__,
-                     "scipy": scipy.__version__, "scikit-learn": sklearn.__version__, "python": host.python_version()}
-    return dict(_PLATFORM)
-
-
-def cpu_fields(cpuinfo: str, fallback: str) -> dict[str, str]:
-    """``cpu``: /proc/cpuinfo's first model name (``fallback`` without one); ``cpu_id``: its CPU family, model and
-    stepping, where it has them. A VM's model name can be its maker's alone ("AMD EPYC" for the AVX-512 VM of
-    2026-12-04 and for the AVX2 one, family 25 model 1, started at 06:23 on 2026-12-05), so the name could not
-    tell two such machines apart; the id can (since 2026-12-05)."""
-    first: dict[str, str] = {}
-    for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        first.setdefault(key.strip(), value.strip())
-    out = {"cpu": first.get("model name") or fallback}
-    if "cpu family" in first and "model" in first:
-        out["cpu_id"] = f"family {first['cpu family']} model {first['model']} stepping {first.get('stepping', '?')}"
-    return out
-
-
-def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    """Two platform records agree on every key both hold: a cell cached before a key was recorded (``cpu_id``, since
-    2026-12-05) is not another platform for lacking it."""
-    return all(a[k] == b[k] for k in a.keys() & b.keys())
-
-
-def platforms_note(cache: "CellCache", keys: Iterable[tuple[str, int]]) -> tuple[list[dict[str, Any]], str]:
-    """The platforms the cells ``keys`` ran on (each with its number of cells; cells cached before 2026-12-05 recorded
-    none and are left out), and, where there are several, one sentence naming what differs between them."""
-    seen: list[dict[str, Any]] = []
-    for key in sorted(set(keys)):
-        record = cache.costs.get(key, {}).get("platform")
-        if not isinstance(record, dict):
-            continue
-        match = next((p for p in seen if _same(p["platform"], record)), None)
-        if match is None:
-            seen.append({"platform": record, "cells": 1})
-        else:
-            match["cells"] += 1
-    if len(seen) < 2:
-        return seen, ""
-    differ = sorted({k for p in seen for k in p["platform"].keys() & seen[0]["platform"].keys()
-                     if p["platform"][k] != seen[0]["platform"][k]})
-    each = "; ".join(", ".join(str(p["platform"].get(k)) for k in differ) + f" ({p['cells']} cells)" for p in seen)
-    return seen, (f"{str(cache.path)!r}: its cells ran on {len(seen)} platforms ({', '.join(differ)} differ: {each}); "
-                  "a cell's figures are reproducible from its seed on its own platform only, so seeds run on one "
-                  "need not match those run on another")
 
 
 # --- running cells in worker processes -------------------------------------------------------------

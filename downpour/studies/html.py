@@ -43,6 +43,12 @@ def _cost(result: dict[str, Any]) -> str:
     return f"its cells took {cost['seconds']} s ({cost.get('cpu_seconds', 0)} CPU-s) over every run of the folder; {this}"
 
 
+def _platforms(result: dict[str, Any]) -> str:
+    """The sentence that says the study's cells ran on several platforms (study.json's ``platforms_note``), if so."""
+    note = result.get("platforms_note", "")
+    return f"<p><b>Machines.</b> {html.escape(note[0].upper() + note[1:])}.</p>\n" if note else ""
+
+
 def interval(triple: list[float] | tuple[float, float, float]) -> str:
     value, low, high = triple
     return f"{fmt(value)} <small>[{fmt(low)}, {fmt(high)}]</small>"
@@ -153,7 +159,7 @@ def write_html(result: dict[str, Any], path: Path, shown: Shown | None = None,
 <p><b>Question.</b> {html.escape(result['question'])}</p>
 <p>{len(result['seeds'])} paired seeds per condition, {setting}; {_cost(result)}.
 Reproduce with <code>{html.escape(result['command'])}</code>.</p>
-<h2>Verdict</h2><div class="verdict">{verdict}</div>
+{_platforms(result)}<h2>Verdict</h2><div class="verdict">{verdict}</div>
 <h2>Conditions</h2>{rows_table(result['cells'], shown, headings)}
 <p><small>Intervals are 95%: Wilson for proportions, Bonett &amp; Price's adjusted Wald for paired
 differences of proportions, Student's t for means and paired differences of means (the sign test's

@@ -10,8 +10,10 @@ whose last paragraph says which readings hold under Holm's correction),
 ``figures/*.png`` and ``study.html``. ``seconds`` is this invocation's wall time, ``cells_run`` the cells it
 ran and ``jobs`` the processes that ran them (1: this one; 0: none ran); ``cells_cost`` the wall and CPU
 seconds its cells took over every invocation (a resumed study counts them all once); ``platforms`` the machines and
-library installs its cells ran on (since 2026-12-05: each with its number of cells; a folder resumed on another is
-said on stderr, since a cell reproduces bit for bit from its seed on its own platform only).
+library installs its cells ran on (since 2026-12-05: each with its number of cells; since 2026-12-06 its short ``id``,
+and ``{"id": "unknown", ...}`` for cells cached before they recorded one), and ``platforms_note`` the sentence that
+says, on stderr and in study.html, that its cells ran on several (empty where they ran on one), since a cell
+reproduces bit for bit from its seed on its own platform only.
 """
 from __future__ import annotations
 
@@ -32,9 +34,10 @@ from downpour.objectives import make_term
 from downpour.preflight import check_run_config
 from downpour.studies import study_class
 from downpour.studies.base import Cells
-from downpour.studies.cells import CellCache, default_jobs, platforms_note, run_cells
+from downpour.studies.cells import CellCache, default_jobs, run_cells
 from downpour.studies.compare import VERSIONS_APART, FigureMissing, versions_apart
 from downpour.studies.html import write_html
+from downpour.studies.machine import platforms_note
 from downpour.studies.stats import (DIVERGED, diverged_paragraph, family_paragraph, holm, nothing_trained,
                                     within_range)
 from downpour.train.folders import RunExistsError, folder_to_write, make_folder
@@ -101,9 +104,9 @@ def run_study(name: str, out: str | Path, quick: bool = False, seeds: int | None
               file=sys.stderr, flush=True)
         raise
     cells = {key: cache.cells[key] for key in ((c, s) for c in names for s in seed_list)}
-    platforms, mixed = platforms_note(cache, cells)
+    platforms, mixed = platforms_note(cache.costs, cells)
     if mixed:
-        print(f"downpour study {name}: {mixed}", file=sys.stderr, flush=True)
+        print(f"downpour study {name}: {str(cache.path)!r}: {mixed}", file=sys.stderr, flush=True)
     try:
         rows = study.summarise(conditions, cells, seed_list)
     except KeyError as err:           # a cached line whose figure was renamed or lost (an edit, a damaged byte), or
@@ -125,7 +128,7 @@ def run_study(name: str, out: str | Path, quick: bool = False, seeds: int | None
         "verdict": verdict_text(study, rows, trained, "train.lr" not in _varied(study, conditions)),
         "figures": [str(p.relative_to(folder)) for p in figures],
         "seconds": round(time.perf_counter() - start, 1), "cells_run": len(todo), "jobs": workers,
-        "cells_cost": cache.total_cost(cells), "platforms": platforms,
+        "cells_cost": cache.total_cost(cells), "platforms": platforms, "platforms_note": mixed,
     }
     (folder / "study.json").write_text(json.dumps(result, indent=1, allow_nan=True) + "\n")
     write_html(result, folder / "study.html", study.shown, study.headings)

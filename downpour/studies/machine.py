@@ -1,0 +1,111 @@
+"""The machine a study's cell ran on (its ``platform``, in the cell's ``cost`` in ``cells.jsonl``), and what a study
+says when its cells ran on several.
+
+A cell is bit for bit reproducible from its seed on one machine and library install (an ufldl-sae and an rbm-288 cell,
+3 runs each, at 9824c72 and at HEAD, equal to the last digit), but not across them: MKL's float32 matrix products take
+another kernel on another CPU (MKL_CBWR=COMPATIBLE on this VM: sae seed 0's lfw probe 0.817 -> 0.783, its face AUC 0.830
+-> 0.893; the cat network's figures unmoved), so Q7's sae lfw probe read 0.860 on the VM of 9824c72's run, 0.840 on the
+next one (docs/studies.md, Q7). Each cell's line records where it ran, so a folder resumed elsewhere says so. The record
+is beside the cell's figures, not in its key: a cell cached before it (or before one of its fields) is kept, its
+machine unknown.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from typing import Any, Iterable
+
+# the instruction sets a CPU's float arithmetic can take another path by (MKL's and oneDNN's kernels, torch's own):
+# the VM of 2026-12-04 had AVX-512, the one of 2026-12-05 AVX2 only, and both named themselves "AMD EPYC"
+SIMD = ("fma", "avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_bf16", "amx_int8")
+_PLATFORM: dict[str, str] | None = None
+
+
+def platform() -> dict[str, str]:
+    """What a cell's floats depend on besides its code, config and seed: the CPU, torch's kernels and BLAS, and the
+    versions of the libraries the cell's training and measures run on (once a process)."""
+    global _PLATFORM
+    if _PLATFORM is None:
+        import platform as host
+
+        import numpy
+        import scipy
+        import sklearn
+        import torch
+
+        try:
+            with open("/proc/cpuinfo") as f:
+                cpuinfo = f.read()
+        except OSError:
+            cpuinfo = ""        # cpu_fields falls back on the processor's name
+        cpu = cpu_fields(cpuinfo, host.processor() or host.machine())
+        blas = next((line.strip(" -") for line in torch.__config__.show().splitlines() if "Math Kernel Library" in line
+                     or "OpenBLAS" in line), "")
+        _PLATFORM = {**cpu, "cpu_capability": torch.backends.cpu.get_cpu_capability(), "blas": blas,
+                     "onednn": str(torch.backends.mkldnn.is_available()),
+                     "MKL_CBWR": os.environ.get("MKL_CBWR", ""), "torch": torch.__version__, "numpy": numpy.__version__,
+                     "scipy": scipy.__version__, "scikit-learn": sklearn.__version__, "python": host.python_version()}
+    return dict(_PLATFORM)
+
+
+def cpu_fields(cpuinfo: str, fallback: str) -> dict[str, str]:
+    """``cpu``: /proc/cpuinfo's first model name (``fallback`` without one); ``cpu_id``: its CPU family, model and
+    stepping, where it has them; ``simd``: which of :data:`SIMD` its flags hold (space-separated), where it has flags.
+    A VM's model name can be its maker's alone ("AMD EPYC" for the AVX-512 VM of 2026-12-04 and for the AVX2 one,
+    family 25 model 1, started at 06:23 on 2026-12-05), so the name could not tell two such machines apart; the id
+    can (since 2026-12-05), and the flags say which kernels either could take (since 2026-12-06)."""
+    first: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        first.setdefault(key.strip(), value.strip())
+    out = {"cpu": first.get("model name") or fallback}
+    if "cpu family" in first and "model" in first:
+        out["cpu_id"] = f"family {first['cpu family']} model {first['model']} stepping {first.get('stepping', '?')}"
+    if "flags" in first:
+        flags = set(first["flags"].split())
+        out["simd"] = " ".join(f for f in SIMD if f in flags)
+    return out
+
+
+def platform_id(record: dict[str, Any]) -> str:
+    """A short stable name for a platform record: the first 8 hex digits of its sorted JSON's SHA-256."""
+    return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Two platform records agree on every key both hold: a cell cached before a key was recorded (``cpu_id``, since
+    2026-12-05; ``simd``, ``onednn``, since 2026-12-06) is not another platform for lacking it."""
+    return all(a[k] == b[k] for k in a.keys() & b.keys())
+
+
+def platforms_note(costs: dict[tuple[str, int], dict[str, Any]],
+                   keys: Iterable[tuple[str, int]]) -> tuple[list[dict[str, Any]], str]:
+    """The platforms the cells ``keys`` ran on (``costs``: each cell's ``cost``), each with its ``id`` and number of
+    cells, and last, where there are any, ``{"id": "unknown", "cells": n}`` for the cells that recorded none (cached
+    before 2026-12-05; a ``same_as`` copy is its original's cell and counted there); and, where the known ones are
+    several, one sentence naming them and what differs between them (empty otherwise)."""
+    seen: list[dict[str, Any]] = []
+    unknown = 0
+    for key in sorted(set(keys)):
+        cost = costs.get(key, {})
+        record = cost.get("platform")
+        if not isinstance(record, dict):
+            unknown += "same_as" not in cost
+            continue
+        match = next((p for p in seen if _same(p["platform"], record)), None)
+        if match is None:
+            seen.append({"id": platform_id(record), "platform": record, "cells": 1})
+        else:
+            match["cells"] += 1
+    note = ""
+    if len(seen) >= 2:
+        differ = sorted({k for p in seen for k in p["platform"].keys() & seen[0]["platform"].keys()
+                         if p["platform"][k] != seen[0]["platform"][k]})
+        each = "; ".join(f"{p['id']}: " + ", ".join(str(p["platform"].get(k)) for k in differ) + f" ({p['cells']} cells)"
+                         for p in seen)
+        note = (f"its cells ran on {len(seen)} platforms ({', '.join(differ)} differ: {each}); a cell's figures are "
+                "reproducible from its seed on its own platform only, so seeds run on one need not match those run on "
+                "another, in their last digits and, after long training, by as much as the seeds' spread "
+                "(docs/studies.md, Q7)")
+    return seen + ([{"id": "unknown", "cells": unknown}] if unknown else []), note
