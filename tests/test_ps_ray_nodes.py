@@ -33,6 +33,10 @@ STEPS, LOST_AT, RESTART_S = 200, 20, 40     # RESTART_S: a replacement never up 
 # Ray's ~14 s to have the node dead (its actors with it) on a loaded machine; at 0.05 s (until 2026-12-05) 9 s did not
 # (the survivor could finish, and the replacement have no step left to train)
 PACE_S = 0.2
+# in the run's second half the survivor slows to LATE_PACE_S a cycle: Ray once took 110 s to have the node dead (a
+# fresh-clone CI, 2026-12-06: the loss seen at step 196 of 200, the replacement left no step to train); 100 cycles at
+# 2 s give it over 3 minutes more, and cost nothing where the crash shows in the first half (the usual ~11-14 s)
+LATE_PACE_S = 2.0
 PART_STEPS = 120    # the partitioned run's: 100 cycles left at PACE_S outlast Ray's ~14 s too (each step ~25 ms after)
 
 
@@ -87,7 +91,8 @@ def _losing_a_node(monkeypatch, cluster, nodes, lost, pin=(1, None)):
             lost.append(self.pins[pin])
             cluster.remove_node(nodes[lost[0]], allow_graceful=False)     # a crash: its processes killed
         if lost and not any(e["event"] == "worker-lost" for e in self.coord.events):
-            time.sleep(PACE_S)    # until the crash shows (seconds: ActorUnavailableError), or the survivor finishes
+            # until the crash shows (seconds: ActorUnavailableError), or the survivor finishes
+            time.sleep(PACE_S if self.coord.done < self.coord.total // 2 else LATE_PACE_S)
         if self._starting:
             ray.wait(self.restart_refs(), num_returns=len(self._starting), timeout=RESTART_S)
         real_dispatch(self, w)
