@@ -394,18 +394,23 @@ def test_a_stop_while_the_shards_restart_records_the_loss(tmp_path, monkeypatch,
     _interrupted_stop(tmp_path / "r", how)
 
 
-def test_a_stop_while_a_go_a_lost_shard_ended_winds_up_records_the_loss(tmp_path, monkeypatch):
-    """A Ctrl-C in the wrap-up of the go shard 1's loss ended (its recorder's, its driver's close: on Ray the dead
-    shard's close waited up to 30 s): the ShardLost under it was dropped, unrecorded, until 2026-12-06."""
+def _closed_then_stopped(monkeypatch, times: int | None = None) -> None:
+    """A go's recorder closes, then a Ctrl-C comes (in its first ``times`` closes; None: in every one)."""
     real, closes = recorder_module.Recorder.close, []
 
     def close(self):
         real(self)
         closes.append(1)
-        if len(closes) == 1:
+        if times is None or len(closes) <= times:
             raise KeyboardInterrupt
 
     monkeypatch.setattr(recorder_module.Recorder, "close", close)
+
+
+def test_a_stop_while_a_go_a_lost_shard_ended_winds_up_records_the_loss(tmp_path, monkeypatch):
+    """A Ctrl-C in the wrap-up of the go shard 1's loss ended (its recorder's, its driver's close: on Ray the dead
+    shard's close waited up to 30 s): the ShardLost under it was dropped, unrecorded, until 2026-12-06."""
+    _closed_then_stopped(monkeypatch, times=1)
     _losing_shard_1(monkeypatch, [20])
     with pytest.raises(KeyboardInterrupt):
         _run(tmp_path / "r", "cluster.consistency=async", "cluster.checkpoint_every=8", "cluster.shard_restarts=3")
@@ -416,13 +421,7 @@ def test_a_stop_while_a_go_a_lost_shard_ended_winds_up_records_the_loss(tmp_path
 def test_a_stop_while_the_last_go_a_lost_shard_ended_winds_up_is_the_stop_the_loss_was(tmp_path, monkeypatch):
     """No shard restart left: the loss stopped the run; a Ctrl-C in its go's wrap-up records it as that stop, not
     as a restart interrupted."""
-    real = recorder_module.Recorder.close
-
-    def close(self):
-        real(self)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(recorder_module.Recorder, "close", close)
+    _closed_then_stopped(monkeypatch)
     _losing_shard_1(monkeypatch, [20])
     with pytest.raises(KeyboardInterrupt):
         _run(tmp_path / "r", "cluster.consistency=async", "cluster.checkpoint_every=8", "cluster.shard_restarts=0")
