@@ -5,6 +5,7 @@ import json
 import os
 import signal
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -394,6 +395,14 @@ def test_a_stop_while_the_shards_restart_records_the_loss(tmp_path, monkeypatch,
     _interrupted_stop(tmp_path / "r", how)
 
 
+def _stopped_losing_shard_1(path: Path, monkeypatch, restarts: int) -> None:
+    """An async run at ``path`` that loses shard 1 at step 20 with ``restarts`` shard restarts to spend, stopped by a
+    Ctrl-C (the test's stand-in raises it)."""
+    _losing_shard_1(monkeypatch, [20])
+    with pytest.raises(KeyboardInterrupt):
+        _run(path, "cluster.consistency=async", "cluster.checkpoint_every=8", f"cluster.shard_restarts={restarts}")
+
+
 def _closed_then_stopped(monkeypatch, times: int | None = None) -> None:
     """A go's recorder closes, then a Ctrl-C comes (in its first ``times`` closes; None: in every one)."""
     real, closes = recorder_module.Recorder.close, []
@@ -411,9 +420,7 @@ def test_a_stop_while_a_go_a_lost_shard_ended_winds_up_records_the_loss(tmp_path
     """A Ctrl-C in the wrap-up of the go shard 1's loss ended (its recorder's, its driver's close: on Ray the dead
     shard's close waited up to 30 s): the ShardLost under it was dropped, unrecorded, until 2026-12-06."""
     _closed_then_stopped(monkeypatch, times=1)
-    _losing_shard_1(monkeypatch, [20])
-    with pytest.raises(KeyboardInterrupt):
-        _run(tmp_path / "r", "cluster.consistency=async", "cluster.checkpoint_every=8", "cluster.shard_restarts=3")
+    _stopped_losing_shard_1(tmp_path / "r", monkeypatch, restarts=3)
     monkeypatch.undo()
     _interrupted_stop(tmp_path / "r", "interrupted (Ctrl-C or SIGTERM)")
 
@@ -422,9 +429,7 @@ def test_a_stop_while_the_last_go_a_lost_shard_ended_winds_up_is_the_stop_the_lo
     """No shard restart left: the loss stopped the run; a Ctrl-C in its go's wrap-up records it as that stop, not
     as a restart interrupted."""
     _closed_then_stopped(monkeypatch)
-    _losing_shard_1(monkeypatch, [20])
-    with pytest.raises(KeyboardInterrupt):
-        _run(tmp_path / "r", "cluster.consistency=async", "cluster.checkpoint_every=8", "cluster.shard_restarts=0")
+    _stopped_losing_shard_1(tmp_path / "r", monkeypatch, restarts=0)
     events = json.loads((tmp_path / "r/staleness.json").read_text())["events"]
     assert [(e["event"], e["step"], e["restarts"]) for e in events] == [("shards-lost", 20, 0)]
     assert "restart_interrupted" not in events[0]
@@ -440,9 +445,7 @@ def test_a_stop_while_the_restart_is_prepared_records_the_loss(tmp_path, monkeyp
         raise KeyboardInterrupt
 
     monkeypatch.setattr(cluster, "checkpoint_step", stopped)      # (the restart's own look at the checkpoint)
-    _losing_shard_1(monkeypatch, [20])
-    with pytest.raises(KeyboardInterrupt):
-        _run(tmp_path / "r", "cluster.consistency=async", "cluster.checkpoint_every=8", "cluster.shard_restarts=3")
+    _stopped_losing_shard_1(tmp_path / "r", monkeypatch, restarts=3)
     monkeypatch.undo()
     _interrupted_stop(tmp_path / "r", "interrupted (Ctrl-C or SIGTERM)")
 
