@@ -10,15 +10,16 @@ from downpour.studies import QUESTIONS, STUDIES, design_class
 
 # name -> (its heading's number in docs/studies.md, Q1-Q7: MISSION.md's six questions, Q2 two studies; the full
 # setting's wall time on the project's 2-core VM at the default seeds, from the re-runs docs/studies.md records,
-# 2026-12-02 to 2026-12-05: its section's **Time** line, which test_studies_framework holds equal to this one)
+# 2026-12-02 to 2026-12-05, and in brackets the 2026-12-05 re-runs' beside other jobs where they took longer: its
+# section's **Time** line, which test_studies_framework holds equal to this one)
 ABOUT = {
     "staleness": (1, "about 40-50 min"),
-    "templates": (2, "about 6 min"),
+    "templates": (2, "about 6 min (17 min beside other jobs)"),
     "flat-skipping": (3, "about 7 min"),
     "mechanisms": (4, "about 15 min (32-57 min at --seeds 16, the longer beside other jobs)"),
-    "first-layer": (5, "about 10 min"),
+    "first-layer": (5, "about 10 min (32 min beside other jobs)"),
     "costs": (6, "7-20 min"),
-    "architectures": (7, "6-20 min"),
+    "architectures": (7, "6-20 min (17 min beside other jobs)"),
 }
 
 
