@@ -26,3 +26,22 @@ def test_a_run_folder_made_for_a_preset_name_is_refused_before_the_folder_is_mad
     with pytest.raises(TypeError, match=r"RunDir\.create: cfg must be a RunConfig.*load_config\('ufldl-sae'\)"):
         RunDir.create(tmp_path / "z", "ufldl-sae")
     assert not (tmp_path / "z").exists()
+
+
+def test_a_runner_is_its_entry_in_runners_and_a_cluster_runner_its_algorithms(monkeypatch):
+    # docs/architecture.md: "a new runner is one entry there and one choice"; every runner but local ran the
+    # cluster algorithm, so a new runner's own function was never called
+    import json
+    from types import SimpleNamespace
+
+    from downpour import runners
+
+    def cfg(runner, algorithm="downpour"):
+        return SimpleNamespace(cluster=SimpleNamespace(runner=runner, algorithm=algorithm))
+
+    monkeypatch.setitem(runners.RUNNERS, "new", "json:dumps")
+    assert runners.runner(cfg("new")) is json.dumps
+    assert runners.runner(cfg("local")).__name__ == "run_local"
+    for runner in ("simulated", "ray"):
+        assert runners.runner(cfg(runner)).__name__ == "run_cluster"
+        assert runners.runner(cfg(runner, "sandblaster")).__name__ == "run_sandblaster"
