@@ -3,7 +3,7 @@
 A variant is a family (a :class:`FeatureModel` subclass with a config dataclass) plus the config
 fields it changes, its default objective and the input it expects:
 
-    register_model("ufldl-sae", SparseAutoencoder, description="...", input_shape=(1, 8, 8),
+    register_model("ufldl-sae", Autoencoder, description="...", input_shape=(1, 8, 8),
                    objective={"reconstruction": 1.0, "kl_sparsity": {"weight": 3.0, "rho": 0.01}},
                    hidden=25)
 """
