@@ -113,6 +113,9 @@ def local_ray(request):
     if own:
         _stop_shared()
     if not (_shared["up"] and ray.is_initialized()):
+        from downpour.ps.ray_chatter import quiet_start
+
+        quiet_start()   # Ray's start-up lines, as a run keeps them off its terminal (in a failed test's captured log)
         ray.init(**RAY)
         _shared["up"] = not own
     yield

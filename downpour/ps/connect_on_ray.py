@@ -24,6 +24,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from downpour.errors import RunError
 from downpour.ps.address import address_problem, host_port
+from downpour.ps.ray_chatter import quiet_start
 from downpour.ps.silence import start_limit
 from downpour.train.signals import deliver
 
@@ -96,6 +97,7 @@ def _head_gone(address: str) -> str:
 
 
 def _init(address: str) -> None:
+    quiet_start()   # Ray's lines that say nothing about the run (a local Ray's token, "Started a local Ray instance")
     if not address:
         ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=True)
         return

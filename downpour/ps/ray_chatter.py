@@ -1,0 +1,44 @@
+"""Ray's own start-up lines that say nothing about the run, kept off the user's terminal.
+
+    quiet_start()      # before ray.init: Ray's logging drops the lines of CHATTER, every other record is kept
+
+Each ``ray.init`` of a local Ray (a plain ``--runner ray`` run) printed two lines of Ray's between the run's first line
+and its first step (until 2026-12-06):
+
+    ... WARNING authentication_token_setup.py:85 -- Token authentication is enabled for this Ray cluster. Set ...
+    ... INFO worker.py:2038 -- Started a local Ray instance.
+
+The first says that the Ray this process started for itself (or found here, ``--address auto``) takes a token, which
+Ray's start set up on its own; the second what the run's first line said. Only records that begin with those words
+are dropped, on the logger that writes them: Ray's errors and its other warnings (a worker that died, a token
+missing or refused, "Token authentication is disabled for this Ray cluster") still print.
+"""
+from __future__ import annotations
+
+import logging
+
+__all__ = ["CHATTER", "quiet_start"]
+
+CHATTER = {   # logger -> how a record of it that says nothing about the run begins
+    "ray._private.authentication.authentication_token_setup": "Token authentication is enabled for this Ray cluster",
+    "ray._private.worker": "Started a local Ray instance",
+}
+
+
+class _Unsaid(logging.Filter):
+    """Drops a record whose message begins with ``start``."""
+
+    def __init__(self, start: str) -> None:
+        super().__init__()
+        self.start = start
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.start)
+
+
+def quiet_start() -> None:
+    """Keep :data:`CHATTER` off the terminal from now on, in this process (once: calling again adds nothing)."""
+    for name, start in CHATTER.items():
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _Unsaid) and f.start == start for f in logger.filters):
+            logger.addFilter(_Unsaid(start))

@@ -1,0 +1,57 @@
+"""Ray's own start-up lines stay off a ``--runner ray`` run's terminal; Ray's errors and other warnings do not."""
+import logging
+import os
+import subprocess
+import sys
+
+import pytest
+
+pytest.importorskip("ray")
+
+NOISE = ("Token authentication is enabled for this Ray cluster", "Started a local Ray instance")
+
+
+def test_a_local_ray_runs_stderr_holds_the_runs_lines_and_none_of_rays_start_up_chatter(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_AUTH_MODE", "RAY_ADDRESS")}   # (as a user's shell)
+    done = subprocess.run([sys.executable, "-m", "downpour", "train", "--config", "cat-demo", "--runner", "ray",
+                           "--steps", "2", "--workers", "1", "--shards", "1", "--no-report", "--out", str(tmp_path / "r")],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "downpour: training the cat-demo preset" in done.stderr and "step      2/2" in done.stderr
+    assert not [line for line in done.stderr.splitlines() if any(n in line for n in NOISE)], done.stderr
+
+
+@pytest.fixture
+def heard():
+    """The records that Ray's token and worker loggers let through, after :func:`quiet_start`."""
+    from downpour.ps.ray_chatter import quiet_start
+
+    quiet_start()
+    quiet_start()   # (twice: one filter a logger all the same)
+    names = ("ray._private.authentication.authentication_token_setup", "ray._private.worker")
+    records: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record.getMessage())
+
+    keep = Keep()
+    for name in names:
+        logging.getLogger(name).addHandler(keep)
+    yield records
+    for name in names:
+        logging.getLogger(name).removeHandler(keep)
+
+
+def test_rays_errors_and_its_other_warnings_still_print(heard):
+    from ray._private.authentication import authentication_token_setup as tokens
+
+    tokens._warn_token_auth_enabled()          # chatter: dropped
+    tokens._warn_token_auth_disabled()         # a cluster anyone on the network may use: kept
+    logging.getLogger(tokens.__name__).error("AuthenticationError: the token was refused")
+    logging.getLogger("ray._private.worker").info("Started a local Ray instance.")
+    logging.getLogger("ray._private.worker").error("A worker died or was killed while executing a task")
+    assert [m.split(".")[0] for m in heard] == ["Token authentication is disabled for this Ray cluster",
+                                                "AuthenticationError: the token was refused",
+                                                "A worker died or was killed while executing a task"]
+    assert len(logging.getLogger("ray._private.worker").filters) == 1
