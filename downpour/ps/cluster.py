@@ -31,7 +31,7 @@ from downpour.ps.sim_state import saved_buffers
 from downpour.train.checkpoint import CheckpointError
 from downpour.train.rundir import RunDir
 from downpour.train.setup import stages_of
-from downpour.train.signals import Terminated, signals_held
+from downpour.train.signals import Terminated, signals_held, stop_record
 
 log = logging.getLogger(__name__)
 
@@ -83,14 +83,15 @@ def run_cluster(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, 
             # (and SIGTERM) a stop while the shards restart (their go not started), or while the go a lost shard
             # ended winds up, is recorded as a failed restart is (until 2026-12-06 the loss went unrecorded); the
             # interrupt itself goes on (the CLI's exit status, 130 or 143, as for any stop)
-            if not up and lost is not None:
-                _unstarted(events, restarted)
-                log.warning("%s", record_stop(run, cfg, events, lost, attempt - 1, began[0] if began else 0,
-                                              how=_how(stop)))
-            elif up and (gone := _loss_under(stop)) is not None:
-                # the go a lost shard ended, winding up: its restart interrupted (none left: the stop the loss was)
-                how = None if attempt == cfg.cluster.shard_restarts else _how(stop)
-                log.warning("%s", record_stop(run, cfg, events, gone, attempt, began[0] if began else 0, how=how))
+            with stop_record():
+                if not up and lost is not None:
+                    _unstarted(events, restarted)
+                    log.warning("%s", record_stop(run, cfg, events, lost, attempt - 1, began[0] if began else 0,
+                                                  how=_how(stop)))
+                elif up and (gone := _loss_under(stop)) is not None:
+                    # the go a lost shard ended, winding up: its restart interrupted (none left: the stop the loss was)
+                    how = None if attempt == cfg.cluster.shard_restarts else _how(stop)
+                    log.warning("%s", record_stop(run, cfg, events, gone, attempt, began[0] if began else 0, how=how))
             raise
     raise AssertionError("unreachable")
 
@@ -201,8 +202,9 @@ def _run_once(cfg: RunConfig, run: RunDir, resume: bool, go_log: list[dict[str, 
             states, info = driver.snapshot(), driver.info()
             recorder.checkpoint(states)
     except BaseException as err:
-        recorder.save_on_failure()   # while the driver's shards are still up
-        record_stopped(run.write_json, cfg.data, setup.data.info, driver.data_reports, coord.done, coord.total, err)
+        with stop_record():              # (a second Ctrl-C waits for it: until 2026-12-06 it cut the checkpoint)
+            recorder.save_on_failure()   # while the driver's shards are still up
+            record_stopped(run.write_json, cfg.data, setup.data.info, driver.data_reports, coord.done, coord.total, err)
         raise
     finally:
         try:

@@ -34,7 +34,7 @@ from downpour.train.config_record import splits_steps
 from downpour.train.rundir import RunDir, ends_at_stop
 from downpour.train.run_begin import saving_words
 from downpour.train.setup import stage_for_step
-from downpour.train.signals import signals_held
+from downpour.train.signals import signals_held, stop_record
 from downpour.train.telemetry import Telemetry
 
 log = logging.getLogger(__name__)
@@ -216,9 +216,11 @@ def run_sandblaster(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[s
         params = [p.cpu() for p in pool.group.call("params")]
         info = pool.info()
     except BaseException:
-        try:   # keep the iterations done (the shards still hold the last accepted point)
-            _save(run, pool, coord, progress, boundary)
-            log.warning("stopped after L-BFGS iteration %d; checkpoint saved: --resume %s goes on", progress.iteration, pasted(run.path))
+        try:   # keep the iterations done (the shards still hold the last accepted point); a second Ctrl-C waits
+            with stop_record():
+                _save(run, pool, coord, progress, boundary)
+                log.warning("stopped after L-BFGS iteration %d; checkpoint saved: --resume %s goes on", progress.iteration,
+                            pasted(run.path))
         except Exception as err:  # noqa: BLE001  (the shards may be gone with the failure)
             log.warning("could not checkpoint the shards (%s: %s)", type(err).__name__, err)
         raise

@@ -21,7 +21,7 @@ from downpour.train.checkpoint import CheckpointError, load_optimizer_state, loa
 from downpour.train.checkpoint_checks import check_counts, check_dtypes, check_finite, check_streams
 from downpour.train.rundir import RunDir
 from downpour.train.setup import make_optimizer, resolve_device, set_up_torch, stage_for_step
-from downpour.train.signals import signals_held
+from downpour.train.signals import signals_held, stop_record
 from downpour.train.step import NonFiniteLoss, train_step
 from downpour.train.telemetry import PartsMean, Telemetry
 
@@ -148,13 +148,14 @@ def run_local(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, An
             _save_checkpoint(run, model, opt, total, skipped, elapsed, rng, at)
             saved = True
     except BaseException as err:   # Ctrl-C or a failure: keep the steps done so far, then let it propagate
-        died = close_stream(batches)   # first: torch's handler raises again while a dead loader process is known
-        stop = loader_died(died, cfg.data, err) if died else err
-        if done > start and not saved:
-            _save_checkpoint(run, model, opt, done, skipped, elapsed + time.perf_counter() - t0, rng, at, mean)
-            log.warning("stopped after step %d; checkpoint saved, continue with --resume %s", done, pasted(run.path))
-        # and what the data did so far (the files skipped): the stream's live report, its reads ahead included
-        record_stopped(run.write_json, cfg.data, data.info, lambda: [data_report(batches)], done, total, stop)
+        with stop_record():            # (a second Ctrl-C waits for it: until 2026-12-06 it cut the checkpoint)
+            died = close_stream(batches)   # first: torch's handler raises again while a dead loader process is known
+            stop = loader_died(died, cfg.data, err) if died else err
+            if done > start and not saved:
+                _save_checkpoint(run, model, opt, done, skipped, elapsed + time.perf_counter() - t0, rng, at, mean)
+                log.warning("stopped after step %d; checkpoint saved, continue with --resume %s", done, pasted(run.path))
+            # and what the data did so far (the files skipped): the stream's live report, its reads ahead included
+            record_stopped(run.write_json, cfg.data, data.info, lambda: [data_report(batches)], done, total, stop)
         if stop is not err:
             raise stop from None
         raise

@@ -4,12 +4,15 @@
         ...
     with signals_held():     # the optimiser's in-place update and the step count; a simulator's event
         ...
+    with stop_record():      # a stopped run's checkpoint and records: a second Ctrl-C waits, a third leaves
+        ...
         with signals_let_through():   # inside it, a wait a stop may cut (a question to a host that may not answer)
             ...
 """
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +21,10 @@ from typing import Any
 
 # the held blocks open, outermost first: each one's signals noted and the handlers it replaced
 _open: list[tuple[list[int], dict[int, Any]]] = []
+
+# said on stderr when a stop comes while a stopped run writes what it did (:func:`stop_record`)
+WAITING = ("downpour: stopping: saving the run's checkpoint and stop record first; "
+           "press Ctrl-C again to quit at once without them (the last checkpoint written stays whole)")
 
 
 class Terminated(KeyboardInterrupt):
@@ -48,27 +55,56 @@ def sigterm_as_interrupt() -> Iterator[list[int]]:
 
 
 @contextmanager
-def signals_held() -> Iterator[None]:
+def stop_record() -> Iterator[None]:
+    """Around what a stopped run writes on its way out (its last checkpoint, data.json, cluster.json): a stop that
+    comes meanwhile (an impatient second Ctrl-C) waits for the block's end, said in one line (:data:`WAITING`), and
+    acts then; one more acts at once, so a write that hangs (a stalled file system) never keeps the user in (SIGKILL
+    always ends it too). Every file written there is replaced whole (a temporary file renamed), so a cut one keeps
+    the one before. Until 2026-12-06 the second Ctrl-C cut the record: the stop's checkpoint and data.json lost."""
+    with signals_held(leave_on_second=True):
+        yield
+
+
+@contextmanager
+def signals_held(leave_on_second: bool = False) -> Iterator[None]:
     """SIGINT and SIGTERM (Ctrl-C, a scheduler's stop) wait until the block ends, then act: code that
     must finish once started (an optimiser's in-place update and the step count) is not cut in two.
 
     The block's own handlers only note a signal; the ones it replaced get it at the end. (Masking the
     signals was not enough: the kernel hands a process's signal to any thread that does not mask it,
     torch's own threads included, and Python then runs the handler in the main thread all the same.)
-    A no-op off the main thread, where Python cannot set handlers."""
-    if threading.current_thread() is not threading.main_thread():
+    ``leave_on_second`` (:func:`stop_record`): the first signal is said to wait (:data:`WAITING`), a second acts at
+    once. A no-op off the main thread, where Python cannot set handlers, and inside another held block, whose
+    handlers are those that act (a stop in the inner block waited for the outer's end all the same)."""
+    if threading.current_thread() is not threading.main_thread() or _holding():
         yield
         return
     caught: list[int] = []
+
+    def note(signum: int, frame: object) -> None:
+        caught.append(signum)
+        if not leave_on_second:
+            return
+        if len(caught) > 1:     # the user insists: acted on now, not again at the block's end
+            caught.clear()
+            signal.signal(signum, old[signum])      # (SIG_DFL's default action is raised with it in place)
+            deliver(signum, old[signum])
+        else:
+            _say(WAITING)
+
     # a signal the process ignores stays ignored: held, it was noted first and delivered to its "ignore" in place
     # of a SIGTERM that came after it (a cross-fit's fold, which ignores the terminal's SIGINT, trained on)
     held = [s for s in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(s) != signal.SIG_IGN]
-    old = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in held}
+    old: dict[int, Any] = {}
+    for s in held:
+        old[s] = signal.signal(s, note)
+    _noting.append(note)
     _open.append((caught, old))
     try:
         yield
     finally:
         _open.pop()
+        _noting.pop()
         for s, handler in old.items():
             signal.signal(s, handler)
         if caught:
@@ -97,6 +133,24 @@ def signals_let_through() -> Iterator[None]:
     finally:
         for s, handler in noting.items():
             signal.signal(s, handler)
+
+
+# the noting handlers of the held blocks open, outermost first
+_noting: list[Any] = []
+
+
+def _holding() -> bool:
+    """Whether a held block's handler is the one in place (inside one, and not in a :func:`signals_let_through`)."""
+    return any(signal.getsignal(s) in _noting for s in (signal.SIGINT, signal.SIGTERM))
+
+
+def _say(line: str) -> None:
+    """``line`` on stderr from a signal handler: a print it interrupts (a log line) makes the stream refuse a
+    second writer, and then it is left out rather than raised into the code the block protects."""
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except (RuntimeError, OSError, ValueError):
+        pass
 
 
 def deliver(signum: int, handler: Any) -> None:

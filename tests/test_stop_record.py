@@ -1,0 +1,123 @@
+"""A second Ctrl-C while a stopped run writes what it did (its last checkpoint, data.json): it waits for the record,
+said in one line, and a third leaves at once. Until 2026-12-06 the second cut the record: the stop's checkpoint lost
+(a run without an earlier one trained again from step 0), a temporary file left beside it."""
+import json
+import os
+import signal
+
+import pytest
+from ctrl_c import ctrl_c_after_push
+
+import downpour.ps.recorder as recorder_module
+import downpour.train.checkpoint as checkpoint_module
+import downpour.train.loop as loop
+from downpour.config import load_config
+from downpour.ps.cluster import run_cluster
+from downpour.train.loop import run_local
+from downpour.train.rundir import RunDir
+
+pytestmark = pytest.mark.usefixtures("one_thread")   # (its trainings run in this process)
+
+SAE = ["data.samples=500", "train.batch_size=20", "train.tensorboard=false", "train.threads=1", "train.steps=30",
+       "train.checkpoint_every=0"]
+SIM = ["cluster.runner=simulated", "cluster.workers=3", "cluster.shards=2", "cluster.delay=uniform:0:3",
+       "train.steps=31", "train.lr=0.02", "train.log_every=10", "train.tensorboard=false"]
+
+
+def _ctrl_c_in_the_stops_write(monkeypatch, times=1):
+    """``times`` Ctrl-Cs (SIGINT, as a user's) in the first tensors file written once the run is stopping (``stopping``
+    set), its temporary file written, not yet renamed: a write cut half way. Returns ``stopping``."""
+    write, stopping = checkpoint_module.write_tensors, []
+
+    def write_then_ctrl_c(tensors, path):
+        write(tensors, path)
+        if stopping == [True]:
+            stopping.append(False)
+            for _ in range(times):
+                os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(checkpoint_module, "write_tensors", write_then_ctrl_c)
+    return stopping
+
+
+def _stopped_at_step(monkeypatch, n, stopping):
+    """KeyboardInterrupt raised by the n-th train_step call of the local loop, ``stopping`` set with it."""
+    real, calls = loop.train_step, []
+
+    def step(*args):
+        calls.append(1)
+        if len(calls) == n:
+            stopping.append(True)
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(loop, "train_step", step)
+
+
+def test_a_second_ctrl_c_in_the_local_stops_checkpoint_waits_for_it(tmp_path, monkeypatch, capsys):
+    cfg = load_config("ufldl-sae", SAE)
+    run = RunDir.create(tmp_path / "r", cfg)
+    _stopped_at_step(monkeypatch, 12, _ctrl_c_in_the_stops_write(monkeypatch))
+    with pytest.raises(KeyboardInterrupt):
+        run_local(cfg, run)
+    monkeypatch.undo()
+    assert capsys.readouterr().err.count("saving the run's checkpoint and stop record first") == 1
+    assert json.loads((run.checkpoints / "local.json").read_text())["step"] == 11
+    assert sorted(p.name for p in run.checkpoints.iterdir()) == ["local.json", "local.safetensors"]
+    summary = run_local(load_config(str(run.path / "config.toml")), RunDir.open(run.path), resume=True)
+    assert summary["resumed_from"] == 11 and RunDir.open(run.path).model_step() == 30
+
+
+def test_a_third_ctrl_c_leaves_at_once_and_keeps_the_checkpoint_before(tmp_path, monkeypatch, capsys):
+    """(a write that hangs never keeps the user in): the stop's checkpoint cut, the one of step 10 stands."""
+    cfg = load_config("ufldl-sae", [*SAE, "train.checkpoint_every=10"])
+    run = RunDir.create(tmp_path / "r", cfg)
+    _stopped_at_step(monkeypatch, 15, _ctrl_c_in_the_stops_write(monkeypatch, times=2))
+    with pytest.raises(KeyboardInterrupt):
+        run_local(cfg, run)
+    monkeypatch.undo()
+    assert capsys.readouterr().err.count("saving the run's checkpoint and stop record first") == 1
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert json.loads((run.checkpoints / "local.json").read_text())["step"] == 10
+    summary = run_local(load_config(str(run.path / "config.toml")), RunDir.open(run.path), resume=True)
+    assert summary["resumed_from"] == 10 and RunDir.open(run.path).model_step() == 30
+
+
+def test_a_second_ctrl_c_in_the_simulated_clusters_stop_checkpoint_waits_for_it(tmp_path, monkeypatch, capsys):
+    cfg = load_config("teacher-student", SIM)
+    once = RunDir.create(tmp_path / "once", cfg)     # the same stop, one Ctrl-C: where its checkpoint stands
+    ctrl_c_after_push(monkeypatch, 7)
+    with pytest.raises(KeyboardInterrupt):
+        run_cluster(cfg, once)
+    stopped_at = json.loads((once.checkpoints / "server.json").read_text())["step"]
+    stopping = _ctrl_c_in_the_stops_write(monkeypatch)
+    save = recorder_module.Recorder.save_on_failure
+
+    def saving(self):
+        stopping.append(True)
+        save(self)
+
+    monkeypatch.setattr(recorder_module.Recorder, "save_on_failure", saving)
+    run = RunDir.create(tmp_path / "twice", cfg)
+    with pytest.raises(KeyboardInterrupt):
+        run_cluster(cfg, run)
+    monkeypatch.undo()
+    assert stopping == [True, False]           # (the second Ctrl-C came, in the stop's checkpoint)
+    assert capsys.readouterr().err.count("saving the run's checkpoint and stop record first") == 1
+    assert json.loads((run.checkpoints / "server.json").read_text())["step"] == stopped_at
+    assert not [p.name for p in run.checkpoints.iterdir() if p.name.endswith(".tmp")]
+    summary = run_cluster(load_config(str(run.path / "config.toml")), RunDir.open(run.path), resume=True)
+    assert summary["resumed_from"] == stopped_at and RunDir.open(run.path).model_step() == 31
+
+
+def test_a_held_block_inside_a_stop_record_lets_the_third_ctrl_c_out(capsys):
+    """(a checkpoint's own held block, say): its handlers would only note the stops, and a hung write kept the user in."""
+    from downpour.train.signals import signals_held, stop_record
+
+    reached = []
+    with pytest.raises(KeyboardInterrupt), stop_record():
+        with signals_held():
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
+            reached.append(1)
+    assert not reached and capsys.readouterr().err.count("stop record first") == 1
