@@ -61,8 +61,8 @@ def test_a_second_ctrl_c_in_the_local_stops_checkpoint_waits_for_it(tmp_path, mo
     with pytest.raises(KeyboardInterrupt):
         run_local(cfg, run)
     monkeypatch.undo()
-    assert capsys.readouterr().err.count("saving the run's checkpoint and stop record first") == 1
     assert json.loads((run.checkpoints / "local.json").read_text())["step"] == 11
+    assert capsys.readouterr().err.count("saving the run's checkpoint and stop record first") == 1
     assert sorted(p.name for p in run.checkpoints.iterdir()) == ["local.json", "local.safetensors"]
     summary = run_local(load_config(str(run.path / "config.toml")), RunDir.open(run.path), resume=True)
     assert summary["resumed_from"] == 11 and RunDir.open(run.path).model_step() == 30
@@ -103,8 +103,8 @@ def test_a_second_ctrl_c_in_the_simulated_clusters_stop_checkpoint_waits_for_it(
         run_cluster(cfg, run)
     monkeypatch.undo()
     assert stopping == [True, False]           # (the second Ctrl-C came, in the stop's checkpoint)
-    assert capsys.readouterr().err.count("saving the run's checkpoint and stop record first") == 1
     assert json.loads((run.checkpoints / "server.json").read_text())["step"] == stopped_at
+    assert capsys.readouterr().err.count("saving the run's checkpoint and stop record first") == 1
     assert not [p.name for p in run.checkpoints.iterdir() if p.name.endswith(".tmp")]
     summary = run_cluster(load_config(str(run.path / "config.toml")), RunDir.open(run.path), resume=True)
     assert summary["resumed_from"] == stopped_at and RunDir.open(run.path).model_step() == 31
@@ -121,3 +121,34 @@ def test_a_held_block_inside_a_stop_record_lets_the_third_ctrl_c_out(capsys):
             os.kill(os.getpid(), signal.SIGINT)
             reached.append(1)
     assert not reached and capsys.readouterr().err.count("stop record first") == 1
+
+
+def test_a_second_ctrl_c_in_sandblasters_stop_checkpoint_waits_for_it(tmp_path, monkeypatch, capsys):
+    import downpour.sandblaster.lbfgs as lbfgs
+    from downpour.preflight import check_run_config
+    from downpour.runners import train
+
+    cfg = check_run_config(load_config("tica-8x8", [
+        "cluster.runner=simulated", "cluster.algorithm=sandblaster", "train.threads=1", "train.tensorboard=false",
+        "model.name=rica-8x8", "data.samples=300", "sandblaster.units=4", "train.steps=5", "cluster.workers=2",
+        "sandblaster.batch=100", "cluster.checkpoint_every=0"]))
+    stopping = _ctrl_c_in_the_stops_write(monkeypatch)
+    real, calls = lbfgs.Coordinator._evaluate, []
+
+    def stop_at_the_fourth(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:                         # inside iteration 2 or 3
+            stopping.append(True)
+            raise KeyboardInterrupt
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(lbfgs.Coordinator, "_evaluate", stop_at_the_fourth)
+    run = RunDir.create(tmp_path / "r", cfg)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, run)
+    monkeypatch.undo()
+    assert stopping == [True, False]
+    assert capsys.readouterr().err.count("saving the run's checkpoint and stop record first") == 1
+    assert sorted(p.name for p in run.checkpoints.iterdir()) == ["sandblaster.json", "sandblaster.safetensors"]
+    summary = train(load_config(str(run.path / "config.toml")), RunDir.open(run.path), resume=True)
+    assert summary["resumed_from"] > 0 and RunDir.open(run.path).model_step() == 5
