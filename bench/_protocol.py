@@ -209,4 +209,4 @@ def ratio(reps: Sequence[Rep], key: str, num: str, den: str) -> dict[str, Any]:
     and range of the per-repetition ratios (``paired``)."""
     pairs = [rep[num][key] / rep[den][key] for rep in reps]
     medians = statistics.median(rep[num][key] for rep in reps) / statistics.median(rep[den][key] for rep in reps)
-    return {"of_medians": round(medians, 3), "paired": spread(pairs)}
+    return {"of_medians": _round(medians), "paired": spread(pairs)}     # (round(, 3): 0.0 under 0.0005)
