@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/analysis_repeats.py                          # 5 interleaved repetitions
     .venv/bin/python bench/analysis_repeats.py --reps 7 --run runs/main-...   # and the whole analysis of a run
+    .venv/bin/python bench/analysis_repeats.py --reps 1 --images 3      # a quick check that it runs
 
 Two repeats, both removed with the same numbers, bit for bit:
 
@@ -39,10 +40,11 @@ from typing import Any, Iterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from _main_job import flags, main_model  # noqa: E402
-from _protocol import at_least_1, emit, interleave, ratio, summary, thread_settings  # noqa: E402
+from _protocol import at_least, at_least_1, emit, interleave, ratio, summary, thread_settings  # noqa: E402
 from downpour.analysis import baselines, selectivity  # noqa: E402
 from downpour.analysis import run as analysis_run  # noqa: E402
 from downpour.analysis.invariance import invariance_curves, sweep  # noqa: E402
@@ -77,12 +79,16 @@ def analysing_with(ways: Any) -> Iterator[None]:
 def main(argv: list[str] | None = None) -> list[dict]:
     p = flags(__doc__.split("\n")[0])
     p.add_argument("--tied", type=at_least_1, default=1, help="units in the tied set (the pictured one among them)")
+    p.add_argument("--images", type=at_least(2), help="the first IMAGES held-out faces and non-faces only (at least 2: "
+                                                      "the probe's stratified splits; default: all 30 of each)")
     args = p.parse_args(argv)
     cfg, model = main_model(args.threads)
     shape, layer, fill = model.input_shape, cfg.analysis.layer, cfg.analysis.invariance_fill
     data = load_labelled("lfw", shape)
-    faces = data.pixels[torch.from_numpy(data.y == 1)]
-    others = data.pixels[torch.from_numpy(data.y == 0)]
+    keep = torch.from_numpy(np.concatenate([np.flatnonzero(data.y == k)[:args.images] for k in (1, 0)]))
+    labels, raw = data.y[keep.numpy()], data.raw[keep]
+    faces = data.pixels[keep][torch.from_numpy(labels == 1)]
+    others = data.pixels[keep][torch.from_numpy(labels == 0)]
     tied = list(range(args.tied))
     see = lambda t: prepare_images(t, shape, None)      # noqa: E731  (one function: the sweeps share its passes)
 
@@ -94,8 +100,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                      negatives=others, fill=fill, passes=passes)
         return {"result": [one, more], "passes": passes.made}
 
-    y = (data.y == 1).astype("int64")
-    pixels = baselines.pixels(data.raw)
+    y = (labels == 1).astype("int64")
+    pixels = baselines.pixels(raw)
     splits = [selectivity.split(y, 0.5, seed) for seed in range(50)]
     probes = [baselines.probe(pixels[select], y[select]) for select, _ in splits]     # fitted once, as memoised
 

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/frozen_cache.py                     # 5 interleaved repetitions, 1 thread
     .venv/bin/python bench/frozen_cache.py --reps 3 --threads 2
+    .venv/bin/python bench/frozen_cache.py --reps 1 --steps 4     # a quick check that it runs (the figures mean little)
 
 The main job (cat-demo, greedy) trains stage 1 for half its steps, then stage 2 on frozen stage 1's output;
 until 2026-12-05 each stage-2 step ran stage 1 on its batch again, though the in-memory data set's 2,180
@@ -10,7 +11,8 @@ crops are fixed (no augmentation) and recur every epoch. ``CatNet.frozen_cache``
 held. Two rows, each timed against ``frozen_cache = None`` (the old way) in the same run, interleaved
 (bench/_protocol.py), as the local runner steps (``train_step`` and Adam at train.lr, batches from the run's
 seed), on a freshly initialised main-job network each repetition (the cache starts empty, as in a run), after
-an untimed warm-up of 100 steps each way:
+an untimed warm-up of 100 steps each way (around the switch to stage 2; fewer under ``--steps``, the schedule's
+length, default the main job's):
 
 - ``stage2``: the stage-2 share of the main job's steps (750 of 1,500) alone;
 - ``greedy``: the whole schedule, stage 1 then stage 2.
@@ -30,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from _protocol import emit, interleave, ratio, reps_and_threads, summary, thread_settings  # noqa: E402
+from _protocol import at_least, emit, interleave, ratio, reps_and_threads, summary, thread_settings  # noqa: E402
 from downpour.config import load_config  # noqa: E402
 from downpour.data.pipeline import open_data  # noqa: E402
 from downpour.models.registry import build  # noqa: E402
@@ -39,11 +41,15 @@ from downpour.train.step import train_step  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    args = reps_and_threads(__doc__.split("\n")[0]).parse_args(argv)
+    parser = reps_and_threads(__doc__.split("\n")[0])
+    parser.add_argument("--steps", type=at_least(2), help="the greedy schedule's steps, half of them stage 2's "
+                                                           "(at least 2; default: the main job's train.steps)")
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     cfg = load_config("main")
     data = open_data(cfg.data, cfg.seed)
-    total = cfg.train.steps
+    total = args.steps or cfg.train.steps
+    warm = min(50, total // 2)
     weights: dict[str, dict[str, torch.Tensor]] = {}
 
     def train(cached: bool, steps: range) -> dict[str, Any]:
@@ -65,7 +71,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 **({"hit_batches": cache.hits, "held_mib": round(cache.held / 2 ** 20, 1)} if cache else {})}
 
     for cached in (True, False):     # untimed: a process's first steps pay one-off costs (rep 0's stage2 read 1.00)
-        train(cached, range(total // 2 - 50, total // 2 + 50))
+        train(cached, range(total // 2 - warm, total // 2 + warm))
     out = []
     for name, steps in (("stage2", range(total // 2, total)), ("greedy", range(total))):
         def rep(cached: bool, r: int) -> dict[str, Any]:

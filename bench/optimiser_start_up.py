@@ -1,6 +1,6 @@
 """Start-up of the local runner's optimiser: built and stepped once, downpour's against torch.optim's.
 
-    .venv/bin/python bench/optimiser_start_up.py [--reps 5]
+    .venv/bin/python bench/optimiser_start_up.py [--reps 5] [--optimisers sgd adagrad adam]
 
 Every ``torch.optim`` optimiser imports ``torch._dynamo`` when it is built (``add_param_group`` is wrapped by
 ``torch._disable_dynamo``) and at each ``step``; since 2026-12-05 ``make_optimizer`` builds
@@ -59,8 +59,11 @@ def check_same(name: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = reps_and_threads(__doc__.split("\n")[0], threads=None).parse_args(argv)
-    for name in CLASSES:
+    parser = reps_and_threads(__doc__.split("\n")[0], threads=None)
+    parser.add_argument("--optimisers", nargs="+", choices=CLASSES, default=list(CLASSES),
+                        help="the train.optimizer choices to time (default: all three)")
+    args = parser.parse_args(argv)
+    for name in args.optimisers:
         check_same(name)
         reps = interleave({kind: lambda r, kind=kind: first_step(kind, name) for kind in MAKERS}, args.reps)
         row = {"row": name, **summary(reps, "first_step_s"),

@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--shards", type=at_least_1, default=2)
     parser.add_argument("--repeats", type=at_least_1, default=20, help="round trips per measurement (their median)")
     args = parser.parse_args(argv)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)   # ours, not a running one
     benches: dict[float, Bench] = {}
     try:
         for size in args.sizes:

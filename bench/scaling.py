@@ -177,7 +177,7 @@ def ps_points(sizes: tuple[float, ...], repeats: int) -> Iterator[dict[str, Any]
     import ray
     from parameter_server import Ours, median_ms     # bench/parameter_server.py: the round trip as it measures it
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)   # ours, not a running one
     try:
         for size in sizes:
             n = int(size * 2**20) // 4

@@ -3,6 +3,7 @@ rows the docs read come out, and the checks the bench makes on the way hold. (Sl
 tests/test_bench_protocol.py.)"""
 import json
 import logging
+import math
 import random
 import sys
 from pathlib import Path
@@ -11,11 +12,19 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
+import analysis_repeats  # noqa: E402
 import checkpoint_save  # noqa: E402
 import filter_norm  # noqa: E402
+import frozen_cache  # noqa: E402
+import help_start_up  # noqa: E402
+import invariance_sweep  # noqa: E402
 import locally_connected  # noqa: E402
 import model_parallel  # noqa: E402
+import optimiser_start_up  # noqa: E402
+import parameter_server  # noqa: E402
 import rank_interval  # noqa: E402
+import sandblaster  # noqa: E402
+import scaling  # noqa: E402
 import step_check  # noqa: E402
 import step_peak  # noqa: E402
 import tie_calibration  # noqa: E402
@@ -24,6 +33,14 @@ import tie_null  # noqa: E402
 
 def _rows(capsys):
     return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+
+def _timed_against_its_baseline(row, figure, new, old, ratio="ratio"):
+    """``row[figure]`` holds both ways' medians, finite and positive, and ``row[ratio]`` is a finite, positive
+    new / old (no time value is asserted on)."""
+    assert set(row[figure]) == {new, old}
+    assert all(0 < row[figure][way]["median"] < math.inf for way in (new, old))
+    assert 0 < row[ratio]["of_medians"] < math.inf and 0 < row[ratio]["paired"]["median"] < math.inf
 
 
 def test_filter_norm_times_the_plain_and_the_normed_layer():
@@ -105,3 +122,80 @@ def test_step_peak_measures_a_step_above_what_it_saves(monkeypatch, capsys):
     (row,) = _rows(capsys)
     assert row["step"] == "config tica-8x8" and row["planned"] > 0 and row["saved"] > 0
     assert row["peak"] >= row["peak_forward"] > 0 and row["gap"] == round(row["peak"] - row["planned"])
+
+
+def test_invariance_sweep_times_the_new_sweep_against_the_old(capsys):
+    (row,) = invariance_sweep.main(["--reps", "1"])
+    assert _rows(capsys) == [row] and row["warps"] == {"new": 83, "old": 47}
+    _timed_against_its_baseline(row, "wall_s", "new", "old")
+
+
+def test_frozen_cache_runs_a_short_schedule_against_the_uncached_one(capsys):
+    """It ran the main job's 1,500 steps (and 100 of warm-up) each way, with no smaller size, until 2026-12-06."""
+    rows = frozen_cache.main(["--reps", "1", "--steps", "2"])
+    assert _rows(capsys) == rows and [(r["row"], r["steps"]) for r in rows] == [("stage2", 1), ("greedy", 2)]
+    for row in rows:
+        _timed_against_its_baseline(row, "ms_per_step", "cached", "plain")
+
+
+def test_analysis_repeats_times_both_repeats_on_a_few_images_against_the_old_ways(capsys):
+    """Every run swept all 60 held-out images (18 s on 2 cores) until 2026-12-06: --images keeps a few."""
+    rows = analysis_repeats.main(["--reps", "1", "--images", "3"])
+    assert _rows(capsys) == rows and [r["row"] for r in rows] == ["sweeps", "probe_figures"]
+    for row in rows:
+        assert (row["faces"], row["others"]) == (3, 3) and row["passes"] == {"new": 168, "old": 344}
+        _timed_against_its_baseline(row, "wall_s", "new", "old")
+        _timed_against_its_baseline(row, "driver_cpu_s", "new", "old", "cpu_ratio")
+
+
+def test_optimiser_start_up_times_downpours_first_step_against_torchs(capsys):
+    """Each optimiser costs two fresh interpreters: all three always ran until 2026-12-06 (--optimisers)."""
+    optimiser_start_up.main(["--reps", "1", "--optimisers", "sgd"])
+    (row,) = _rows(capsys)
+    assert row["row"] == "sgd" and row["reps"] == 1
+    for figure, ratio in (("first_step_s", "first_step_ratio"), ("wall_s", "wall_ratio"), ("child_cpu_s", "cpu_ratio")):
+        _timed_against_its_baseline(row, figure, "downpour", "torch", ratio)
+
+
+def test_help_start_up_times_a_studys_help_against_it_after_the_old_imports(monkeypatch, capsys):
+    """(One of its COMMANDS, one with the baseline: each is a fresh interpreter, the baseline's with torch.)"""
+    monkeypatch.setattr(help_start_up, "COMMANDS", (["study", "staleness", "--help"],))
+    help_start_up.main(["--reps", "1"])
+    (row,) = _rows(capsys)
+    assert row["row"] == "study staleness --help" and row["reps"] == 1
+    _timed_against_its_baseline(row, "wall_s", "now", "old_imports", "wall_ratio")
+
+
+def test_sandblaster_backups_times_a_straggler_batch_against_the_normal_clusters(monkeypatch, tmp_path, capsys):
+    """Its batch times carried no unit (virtual steps of the simulator's clock, not seconds) until 2026-12-06."""
+    monkeypatch.setattr(sys, "argv", ["sandblaster.py", "backups", "--workers", "2", "--units", "2", "--steps", "1",
+                                      "--backup-after", "1", "--out", str(tmp_path)])
+    sandblaster.main()
+    normal, straggler = (json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{"))
+    assert (normal["cluster"], straggler["cluster"]) == ("normal", "straggler x10") and normal["ratio_to_normal"] == 1
+    for row in (normal, straggler):
+        assert row["time_unit"] == "virtual steps" and 0 < row["batch_time_mean"] <= row["batch_time_max"] < math.inf
+    assert 0 < straggler["ratio_to_normal"] < math.inf
+
+
+class _Started(Exception):
+    """Raised by a stand-in ``ray.init``: the test stops there, before any Ray starts."""
+
+
+@pytest.mark.parametrize("start", [lambda: parameter_server.main(["--sizes", "0.01"]),
+                                   lambda: next(scaling.ps_points((0.01,), 1))], ids=["parameter_server", "scaling"])
+def test_the_ray_benches_start_a_ray_of_their_own(start, monkeypatch):
+    """Their ``ray.init(num_cpus=2)`` joined a Ray another process on the machine had started (`ray start`, another
+    session's run) and failed there ("num_cpus ... must not be provided") until 2026-12-06."""
+    import ray
+
+    asked = {}
+
+    def init(**kwargs):
+        asked.update(kwargs)
+        raise _Started
+
+    monkeypatch.setattr(ray, "init", init)
+    with pytest.raises(_Started):
+        start()
+    assert asked["address"] == "local" and asked["num_cpus"] == 2
