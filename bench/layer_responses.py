@@ -3,6 +3,7 @@
     .venv/bin/python bench/layer_responses.py                   # 5 interleaved repetitions, 1 thread
     .venv/bin/python bench/layer_responses.py --reps 9 --threads 2
     .venv/bin/python bench/layer_responses.py --run runs/main-...   # and the whole analysis of a finished run
+    .venv/bin/python bench/layer_responses.py --reps 1 --draws 1 --replicates 10   # a quick check that it runs
 
 ``downpour analyze`` scores the analysed layer and, as a map of where the face information is, every
 other feature layer of the run's network and of its random-weights twin: on the main job's cat-demo
@@ -29,6 +30,7 @@ Prints one JSON line per row.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import sys
@@ -43,7 +45,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from _main_job import flags, main_model  # noqa: E402
-from _protocol import emit, interleave, ratio, summary, thread_settings  # noqa: E402
+from _protocol import at_least_1, emit, interleave, ratio, summary, thread_settings  # noqa: E402
 from downpour.analysis import face_controls as fc  # noqa: E402
 from downpour.analysis.labelled import prepare_images  # noqa: E402
 from downpour.analysis.negatives import build_controls  # noqa: E402
@@ -78,11 +80,18 @@ def face_images(draws: int) -> np.ndarray:
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
-    args = flags(__doc__.split("\n")[0]).parse_args(argv)
+    parser = flags(__doc__.split("\n")[0])
+    parser.add_argument("--draws", type=at_least_1, help="images per held-out face for each random control (default: "
+                                                         "the main job's analysis.control_draws, 5)")
+    parser.add_argument("--replicates", type=at_least_1, help="the face test's bootstrap replicates and random filters "
+                                                              "(default: the main job's, 2,000 each)")
+    args = parser.parse_args(argv)
     cfg, model = main_model(args.threads)
     twin = randomized_copy(model, 1)[0]
     layers = model.feature_layers()
-    a = cfg.analysis
+    a = dataclasses.replace(cfg.analysis, control_draws=args.draws or cfg.analysis.control_draws,
+                            bootstrap=args.replicates or cfg.analysis.bootstrap,
+                            random_filters=args.replicates or cfg.analysis.random_filters)
     x = prepare_images(torch.from_numpy(face_images(a.control_draws)), model.input_shape, None)
 
     fast, slow = layer_responses(model, x, layers), per_layer(model, x, layers)

@@ -1,6 +1,13 @@
-"""One real run per bench that had only its --help tested, at its smallest options (each a second or two): the
-rows the docs read come out, and the checks the bench makes on the way hold. (Slower benches: their --help only,
-tests/test_bench_protocol.py.)"""
+"""One real run per bench that had only its --help tested, at its smallest options (a few seconds each): the
+rows the docs read come out, each figure beside its baseline with a finite, positive ratio (no time value is
+asserted on), and the checks the bench makes on the way hold.
+
+Left at their --help (tests/test_bench_protocol.py), each costing well over the ~8 s a test here may take on 2 cores:
+start_up (the main job's data built 4 times and more, no smaller size in its tile mode: 107 s on 2 loaded cores),
+split_threads (4 fresh ``downpour train`` processes: 76 s at --steps 2 --reps 1), and the Ray benches:
+parameter_server (a Ray of its own: 46 s at --sizes 0.01 --repeats 1 --reps 1; its start is checked below),
+training_throughput and partitions_ray (2-3 Ray runs a repetition; their processes are stood in for in
+tests/test_bench_throughput.py and tests/test_bench_partitions_ray.py)."""
 import json
 import logging
 import math
@@ -18,6 +25,7 @@ import filter_norm  # noqa: E402
 import frozen_cache  # noqa: E402
 import help_start_up  # noqa: E402
 import invariance_sweep  # noqa: E402
+import layer_responses  # noqa: E402
 import locally_connected  # noqa: E402
 import model_parallel  # noqa: E402
 import optimiser_start_up  # noqa: E402
@@ -199,3 +207,13 @@ def test_the_ray_benches_start_a_ray_of_their_own(start, monkeypatch):
     with pytest.raises(_Started):
         start()
     assert asked["address"] == "local" and asked["num_cpus"] == 2
+
+
+def test_layer_responses_times_the_one_pass_read_against_a_pass_per_layer(capsys):
+    """Every run drew 5 images per face for each control and ran the face test at 2,000 replicates and random
+    filters (two minutes on 2 loaded cores) until 2026-12-06: --draws and --replicates make it small."""
+    rows = layer_responses.main(["--reps", "1", "--draws", "1", "--replicates", "10"])
+    assert _rows(capsys) == rows and [r["row"] for r in rows] == ["read", "face_controls"]
+    for row in rows:
+        assert row["images"] == 140 + 60 + 4 * 30 and len(row["layers"]) == 6
+        _timed_against_its_baseline(row, "wall_s", "one_pass", "per_layer")
