@@ -7,8 +7,8 @@
 ``backups``: simulated runs of one model with every worker normal, then with the last worker
 FACTOR times slower, with backups (``sandblaster.backup_after`` swept) and without (1); one JSON
 line each: the mean and max virtual time per batch (one distributed evaluation; ``time_unit``: the simulator's
-clock, virtual steps) and the ratio to
-the normal cluster's mean, units, backups, backups that won, duplicates dropped.
+clock, virtual steps) and the ratio to the normal cluster's mean, units, backups, backups that won, duplicates
+dropped.
 
 ``figure``: trains the same model and data (RICA, 64 codes, on 10,000 whitened 8x8 patches: the
 kind of model Le et al. trained with L-BFGS) once with Downpour (Adagrad on the shards) and once
@@ -60,7 +60,8 @@ def backups(args: argparse.Namespace) -> None:
         mean = sum(spans) / len(spans)
         normal = normal or mean
         print(json.dumps({"cluster": name, "backup_after": after, "batches": len(spans), "batch_time_mean": round(mean, 4),
-                          "batch_time_max": round(max(spans), 4), "time_unit": "virtual steps", "ratio_to_normal": round(mean / normal, 3),
+                          "batch_time_max": round(max(spans), 4), "time_unit": "virtual steps",
+                          "ratio_to_normal": round(mean / normal, 3),
                           "units": s["units_dispatched"], "backups": s["backups"], "backups_won": s["backups_won"],
                           "duplicates": s["duplicates_dropped"], "final_loss": round(s["final_loss"], 5)}), flush=True)
 
