@@ -454,6 +454,35 @@ def test_a_key_a_study_keeps_as_designed_is_refused_with_its_reason(key):
         _check_sets(target, target.conditions())
 
 
+TAKE_YOUR_DATA = "the studies that train on data of your own .--set data.source, data.path.: "
+
+
+@pytest.mark.parametrize("study, key", [("staleness", "data.source=folder"), ("costs", "data.path=/tmp/photos")])
+def test_a_refused_data_key_names_the_studies_that_take_your_data(study, key, tmp_path):
+    """`downpour study costs --set data.source=folder --set data.path=DIR` was refused with its reason alone: a
+    user with a folder of their own photos was not told which study would train on it. Each study named takes one."""
+    from PIL import Image
+
+    target = study_class(study)(quick=True, sets=[_pair(key)])
+    with pytest.raises(ConfigError, match=TAKE_YOUR_DATA + "(.*)$") as err:
+        _check_sets(target, target.conditions())
+    named = str(err.value).rsplit(": ", 1)[1].split(", ")
+    assert named == ["templates", "flat-skipping", "mechanisms", "first-layer", "architectures"]
+    for i in range(3):
+        Image.fromarray(np.full((40, 40), 60 * i, np.uint8)).save(tmp_path / f"{i}.png")
+    for name in named:
+        taker = study_class(name)(quick=True, sets=[_pair("data.source=folder"), _pair(f"data.path={tmp_path}")])
+        _check_sets(taker, taker.conditions())
+
+
+def test_a_refused_analysis_key_says_how_to_measure_a_concept_of_your_own():
+    """`--set analysis.dataset=DIR` on a study was refused without a word on how to measure one's own concept."""
+    target = study_class("first-layer")(quick=True, sets=[_pair("analysis.dataset=/tmp/concept")])
+    with pytest.raises(ConfigError, match="keeps it as designed: a study measures its cells itself .*train one run "
+                                          ".*downpour analyze RUN --set analysis.dataset=DIR --set analysis.positive="):
+        _check_sets(target, target.conditions())
+
+
 def test_a_term_set_off_by_its_weight_keeps_it_when_a_key_inside_it_is_set():
     """objective.kl_sparsity = 0 then objective.kl_sparsity.rho = 0.1 gave {rho: 0.1}: the weight fell to 3."""
     from downpour.models.registry import resolve

@@ -32,7 +32,7 @@ from downpour.cli_flags import check_sets
 from downpour.config import ConfigError, FlagValue, Override, RunConfig, config_to_dict, parse_override
 from downpour.objectives import make_term
 from downpour.preflight import check_run_config
-from downpour.studies import study_class
+from downpour.studies import STUDIES, study_class
 from downpour.studies.base import Cells
 from downpour.studies.cells import CellCache, default_jobs, run_cells
 from downpour.studies.compare import VERSIONS_APART, FigureMissing, versions_apart
@@ -228,7 +228,9 @@ def _pair(item: Override) -> tuple[str, Any]:
 SETTINGS = "settings_digest"        # context.json's key for the settings it was computed for
 
 MEASURED_BY_THE_STUDY = ("a study measures its cells itself (studies/measure.py, trained.py: its own layers, images "
-                         "and splits), so no [analysis] key reaches them")
+                         "and splits), so no [analysis] key reaches them; to measure a concept of your own images, "
+                         "train one run (downpour train, with your --set data.*) and analyse it: downpour analyze RUN "
+                         "--set analysis.dataset=DIR --set analysis.positive=CLASS (docs/analysis.md)")
 
 
 def _varied(study: Any, conditions: list[Any]) -> set[str]:
@@ -259,6 +261,20 @@ def _lacking(key: Any, cells: Cells, path: Path, spare_diverged: bool = False) -
                        "run again: their cells run again")
 
 
+def _studies_taking_data(keys: Any) -> str:
+    """Where a refused --set is a data.* key: the studies whose cells train on the data a --set gives (data.source
+    neither varied nor kept by them), so a user with images of their own is told which to run instead."""
+    if not any(key.startswith("data.") for key in keys):
+        return ""
+    takers = []
+    for name in STUDIES:
+        study = study_class(name)(quick=True, sets=[])
+        if not any(key == "data.source" or "data.source".startswith(key + ".") for key in
+                   (*study.fixed, *_varied(study, study.conditions()))):
+            takers.append(name)
+    return f"; the studies that train on data of your own (--set data.source, data.path): {', '.join(takers)}"
+
+
 def _check_sets(study: Any, conditions: list[Any]) -> None:
     """A --set on a key the study varies itself would be overwritten in every cell: refuse it; then build
     every condition's config, so a key one of its models does not take is named before any cell runs (the
@@ -270,14 +286,15 @@ def _check_sets(study: Any, conditions: list[Any]) -> None:
     fixed = {key: why for key, _ in study.sets for f, why in kept.items() if key == f or key.startswith(f + ".")}
     if fixed:
         raise ConfigError(f"--set {', '.join(sorted(fixed))}: study {study.name!r} keeps "
-                          f"{'it' if len(fixed) == 1 else 'them'} as designed: {'; '.join(sorted(set(fixed.values())))}")
+                          f"{'it' if len(fixed) == 1 else 'them'} as designed: {'; '.join(sorted(set(fixed.values())))}"
+                          f"{_studies_taking_data(fixed)}")
     varied = _varied(study, conditions)
     # a key the study varies, or one inside or above it (objective.kl_sparsity.rho and objective.kl_sparsity)
     clash = sorted(key for key, _ in study.sets
                    if any(key == v or key.startswith(v + ".") or v.startswith(key + ".") for v in varied))
     if clash:
         raise ConfigError(f"--set {', '.join(clash)}: study {study.name!r} varies {'it' if len(clash) == 1 else 'them'} "
-                          f"itself (its conditions set {', '.join(sorted(varied))})")
+                          f"itself (its conditions set {', '.join(sorted(varied))}){_studies_taking_data(clash)}")
     blaster = sorted(key for key, _ in study.sets if key.startswith("sandblaster."))
     # a cost term's own key (objective.kl_sparsity.rho) where no cell gives that term a weight: read by nothing
     unweighted = {key.split(".")[1]: key for key, _ in study.sets
