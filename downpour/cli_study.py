@@ -42,11 +42,14 @@ def cmd_study(args: argparse.Namespace) -> int:
         for name in STUDIES:     # (one without a line in QUESTIONS says its design's own question: imported)
             print(f"{name:<14} {QUESTIONS.get(name) or design_class(name).question}")
         return 0
+    from downpour.studies.data_note import data_sentence
     from downpour.studies.run import run_study
 
     out = args.out or f"studies/{args.name}{'-quick' if args.quick else ''}"
     folder = run_study(args.name, out, quick=args.quick, seeds=args.seeds, sets=args.set, jobs=args.jobs)
     result = json.loads((folder / "study.json").read_text())
     print(result["verdict"])
+    if data := data_sentence(result.get("data")):
+        print(f"\ndownpour: {data}")
     print(f"downpour: study written to {folder / 'study.html'}")
     return 0

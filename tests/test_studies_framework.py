@@ -483,6 +483,30 @@ def test_a_refused_analysis_key_says_how_to_measure_a_concept_of_your_own():
         _check_sets(target, target.conditions())
 
 
+def test_a_study_on_your_folder_counts_the_files_its_cells_skipped(tmp_path):
+    """`downpour study first-layer --quick --set data.source=folder --set data.path=DIR` over a folder with 2 corrupt
+    files: each of its 8 cells skipped them, named in the log 8 times, and study.json and study.html said nothing."""
+    from PIL import Image
+
+    from downpour.studies.data_note import data_note, data_sentence
+    from downpour.studies.html import write_html
+
+    rng = np.random.default_rng(0)
+    for i in range(4):
+        Image.fromarray(rng.integers(0, 256, (40 + 8 * i, 48), dtype=np.uint8)).save(tmp_path / f"{i}.png")
+    (tmp_path / "bad.jpg").write_bytes(b"not a jpeg")
+    target = study_class("first-layer")(quick=True, sets=[_pair("data.source=folder"), _pair(f"data.path={tmp_path}")])
+    note = data_note(target.cell_config(target.conditions()[0], 0))
+    assert (note["n_images"], note["n_skipped"], note["skipped"][0]["file"]) == (4, 1, str(tmp_path / "bad.jpg"))
+    result = {"study": "first-layer", "question": "q", "command": "c", "quick": True, "seeds": [0, 1], "verdict": "v",
+              "cells": [], "seconds": 1.0, "figures": [], "data": note}
+    page = write_html(result, tmp_path / "study.html").read_text()
+    assert f"The cells trained on 4 images of {tmp_path}; 1 file skipped, unreadable or too small, by every cell " \
+           f"(first: {tmp_path / 'bad.jpg'}: UnidentifiedImageError" in page
+    assert data_note(study_class("first-layer")(quick=True, sets=[]).cell_config(target.conditions()[0], 0)) is None
+    assert data_sentence(None) == ""
+
+
 def test_a_term_set_off_by_its_weight_keeps_it_when_a_key_inside_it_is_set():
     """objective.kl_sparsity = 0 then objective.kl_sparsity.rho = 0.1 gave {rho: 0.1}: the weight fell to 3."""
     from downpour.models.registry import resolve

@@ -10,6 +10,7 @@ from typing import Any, Callable
 
 from downpour._names import plural
 from downpour.studies.bounds import bound_caption
+from downpour.studies.data_note import data_sentence
 from downpour.studies.words import no_spread
 
 Shown = Callable[[dict[str, Any], str], "str | None"]   # a study's own HTML for a row's param or extra cell, or None
@@ -44,9 +45,13 @@ def _cost(result: dict[str, Any]) -> str:
 
 
 def _platforms(result: dict[str, Any]) -> str:
-    """The sentence that says the study's cells ran on several platforms (study.json's ``platforms_note``), if so."""
+    """The sentence that says the study's cells ran on several platforms (study.json's ``platforms_note``), if so,
+    and what they did with data of the user's own (study.json's ``data``:
+    :func:`~downpour.studies.data_note.data_sentence`)."""
     note = result.get("platforms_note", "")
-    return f"<p><b>Machines.</b> {html.escape(note[0].upper() + note[1:])}.</p>\n" if note else ""
+    data = data_sentence(result.get("data"))
+    return ((f"<p><b>Machines.</b> {html.escape(note[0].upper() + note[1:])}.</p>\n" if note else "")
+            + (f"<p><b>Data.</b> {html.escape(data)}</p>\n" if data else ""))
 
 
 def interval(triple: list[float] | tuple[float, float, float]) -> str:

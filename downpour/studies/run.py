@@ -36,6 +36,7 @@ from downpour.studies import STUDIES, study_class
 from downpour.studies.base import Cells
 from downpour.studies.cells import CellCache, default_jobs, run_cells
 from downpour.studies.compare import VERSIONS_APART, FigureMissing, versions_apart
+from downpour.studies.data_note import data_note
 from downpour.studies.html import write_html
 from downpour.studies.machine import platforms_note
 from downpour.studies.stats import (DIVERGED, diverged_paragraph, family_paragraph, holm, nothing_trained,
@@ -104,6 +105,8 @@ def run_study(name: str, out: str | Path, quick: bool = False, seeds: int | None
               file=sys.stderr, flush=True)
         raise
     cells = {key: cache.cells[key] for key in ((c, s) for c in names for s in seed_list)}
+    # (the cells' runs, and their data.json, are gone: where the data are the user's, what they skipped is said once)
+    data = data_note(study.cell_config(conditions[0], 0)) if any(k.startswith("data.") for k, _ in study.sets) else None
     platforms, mixed = platforms_note(cache.costs, cells)
     if mixed:
         print(f"downpour study {name}: {str(cache.path)!r}: {mixed}", file=sys.stderr, flush=True)
@@ -128,7 +131,7 @@ def run_study(name: str, out: str | Path, quick: bool = False, seeds: int | None
         "verdict": verdict_text(study, rows, trained, "train.lr" not in _varied(study, conditions)),
         "figures": [str(p.relative_to(folder)) for p in figures],
         "seconds": round(time.perf_counter() - start, 1), "cells_run": len(todo), "jobs": workers,
-        "cells_cost": cache.total_cost(cells), "platforms": platforms, "platforms_note": mixed,
+        "cells_cost": cache.total_cost(cells), "platforms": platforms, "platforms_note": mixed, "data": data,
     }
     (folder / "study.json").write_text(json.dumps(result, indent=1, allow_nan=True) + "\n")
     write_html(result, folder / "study.html", study.shown, study.headings)
