@@ -26,7 +26,8 @@ from downpour.config import ClusterConfig
 from downpour.plan import Cluster
 from downpour.plan.calibrate import DEFAULT_RATES
 from downpour.plan.network import network_of, plan_config
-from downpour.plan.predict import RULE_STATE, grid, predict
+from downpour.plan.partition import RULE_STATE, grid
+from downpour.plan.predict import predict
 from downpour.settings import choices_of
 from downpour.studies.run import run_study
 

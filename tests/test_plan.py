@@ -21,7 +21,7 @@ from downpour.plan import (Cluster, Rates, cat_footprint, check_simulated, netwo
 from downpour.parallel import partition_model
 from downpour.parallel.partition import block_banks, partition_bounds, partition_ranges
 from downpour.plan.check import compare_run
-from downpour.plan.predict import grid, partition_stage
+from downpour.plan.partition import grid, partition_stage
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -7,7 +7,7 @@
 The network a plan is made for (:mod:`~downpour.plan.network`: its stages, :mod:`~downpour.plan.stage`; the cat
 family on paper, :mod:`~downpour.plan.cat_formulas` and :mod:`~downpour.plan.held`; any other model's training step
 as torch counts it, :mod:`~downpour.plan.counted`), the staleness of asynchronous
-replicas (:mod:`~downpour.plan.staleness`), the cluster's step time (:mod:`~downpour.plan.predict`; a split replica's
+replicas (:mod:`~downpour.plan.staleness`), a partition's share (:mod:`~downpour.plan.partition`), the cluster's step time (:mod:`~downpour.plan.predict`; a split replica's
 own process, as the Ray runner runs it, :mod:`~downpour.plan.hub`),
 this machine's speeds (:mod:`~downpour.plan.calibrate`) and the simulated check
 (:mod:`~downpour.plan.check`) are one file each.

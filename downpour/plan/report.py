@@ -9,7 +9,8 @@ from downpour.plan.calibrate import DEFAULT_RATES, Rates, calibrate
 from downpour.plan.check import MAX_ERROR, MAX_REJECTED
 from downpour.plan.hub import hub_runs, lends_banks, stage_calls
 from downpour.plan.network import Network, network_of, plan_config
-from downpour.plan.predict import Cluster, partition_stage, predict
+from downpour.plan.partition import partition_stage
+from downpour.plan.predict import Cluster, predict
 
 __all__ = ["plan_for", "make_plan", "format_plan", "format_check"]
 
