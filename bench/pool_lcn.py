@@ -15,6 +15,11 @@ the same run, interleaved, on the same input:
   convolution); the banded form takes the channels' mean and multiplies it by a banded matrix on each
   side (``window_matrix``). ``lcn_vs_direct`` = auto / direct and ``banded_vs_direct`` (below 1: faster).
   Before timing, the two forms are checked to agree in float64 to 1e-12.
+- the FLOP rate of pooling + LCN as a training step runs them (pooling forward and backward, LCN forward:
+  ``downpour.plan.calibrate.pool_lcn_step``, the FLOPs as the plan counts them) against the locally connected
+  layer's, the plan's filter rate (``layer_step``, the shape ``downpour plan --calibrate`` times): ``pool_lcn_gflops``,
+  ``lc_gflops`` and ``pool_lcn_vs_lc`` (their ratio: the plan's default pooling + LCN rate is its default layer rate
+  times the main job's stage 1 ratio, downpour/plan/calibrate.py).
 
 Shapes: the main job's two stages as it builds them (batch 32; stage 1's 8 maps of 25x25 pooled 3x3
 with step 2 to 12x12, stage 2's 8 of 8x8 pooled 3x3 to 6x6; LCN 5x5 on both), the paper's stage 1
@@ -37,6 +42,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from _protocol import emit, load_1min, reps_and_threads, thread_settings  # noqa: E402
 from downpour.layers import L2Pool2d, LocalContrastNorm2d  # noqa: E402
+from downpour.plan.calibrate import layer_step, pool_lcn_step  # noqa: E402
 
 # name: (batch, maps, side, pool kernel, pool stride, LCN window) of a stage's codes
 SHAPES = {"main stage 1": (32, 8, 25, 3, 2, 5), "main stage 2": (32, 8, 8, 3, 1, 5),
@@ -100,14 +106,18 @@ def measure(name: str, reps: int, step: float | None) -> dict:
     l2 = L2Pool2d(pool, stride=stride)
     y = l2(x).detach().requires_grad_()                      # what LCN reads in a stage: the pooled codes
     lcn = {s: LocalContrastNorm2d(maps, kernel_size=window, sums=s) for s in ("auto", "banded", "direct")}
+    (as_run, flops), (lc, lc_flops) = pool_lcn_step(batch, maps, side, pool, stride, window), layer_step()
     ms = best_ms({"pool": fwd_bwd(l2, x), "pool_torch": fwd_bwd(lambda t: F.lp_pool2d(t, 2, pool, stride), x),
                   "lcn": fwd_bwd(lcn["auto"], y), "lcn_banded": fwd_bwd(lcn["banded"], y),
-                  "lcn_direct": fwd_bwd(lcn["direct"], y)}, reps)
+                  "lcn_direct": fwd_bwd(lcn["direct"], y), "pool_lcn_as_run": as_run, "lc_layer": lc}, reps)
+    rate, lc_rate = flops / ms["pool_lcn_as_run"] / 1e6, lc_flops / ms["lc_layer"] / 1e6     # GFLOP/s
     row = {"bench": "pool_lcn", "shape": name, "input": [batch, maps, side, side], "pool": [pool, stride],
            "lcn_window": window, "ms": {k: round(v, 4) for k, v in ms.items()},
            "pool_vs_torch": round(ms["pool"] / ms["pool_torch"], 3),
            "lcn_vs_direct": round(ms["lcn"] / ms["lcn_direct"], 3),
-           "banded_vs_direct": round(ms["lcn_banded"] / ms["lcn_direct"], 3), "lcn_max_error_f64": error}
+           "banded_vs_direct": round(ms["lcn_banded"] / ms["lcn_direct"], 3), "lcn_max_error_f64": error,
+           "pool_lcn_gflops": round(rate, 3), "lc_gflops": round(lc_rate, 3),
+           "pool_lcn_vs_lc": round(rate / lc_rate, 3)}
     if step is not None:
         row["step_ms"] = round(step, 3)
         row["share_of_step"] = round((ms["pool"] + ms["lcn"]) / step, 3)

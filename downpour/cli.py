@@ -217,7 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--partitions", type=int, help="partitions per replica (default: chosen)")
     plan.add_argument("--shards", type=int, help="parameter-server shards (default: chosen; --check-simulated: 100)")
     plan.add_argument("--calibrate", action="store_true",
-                      help="measure this machine's layer FLOP/s and shard apply bytes/s first (a few seconds)")
+                      help="measure this machine's layer FLOP/s, pooling + LCN FLOP/s and shard apply bytes/s first "
+                           "(a few seconds)")
     plan.add_argument("--json", action="store_true", help="print JSON")
     plan.add_argument("--check-simulated", action="store_true",
                       help="train --config on the simulated cluster and compare its mean staleness with the prediction")

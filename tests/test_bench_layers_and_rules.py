@@ -93,4 +93,7 @@ def test_pool_lcn_prints_every_row_the_docs_read(capsys):
         # the ratio of the unrounded times, to 3 places; the printed times are rounded to 4 (0.825 against 0.826
         # recomputed from them failed a run under load)
         assert r["pool_vs_torch"] == pytest.approx(r["ms"]["pool"] / r["ms"]["pool_torch"], abs=2e-3)
+        # pooling + LCN as a step runs them against the plan's filter rate, in the same run (docs/plan.md's default)
+        assert r["pool_lcn_gflops"] > 0 and r["lc_gflops"] > 0
+        assert r["pool_lcn_vs_lc"] == pytest.approx(r["pool_lcn_gflops"] / r["lc_gflops"], rel=1e-2, abs=2e-3)
     assert 0 < rows["main stage 2"]["share_of_step"] < 1 and "share_of_step" not in rows["one map of 804x804"]

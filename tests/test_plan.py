@@ -114,8 +114,10 @@ def test_a_greedy_preset_is_planned_one_stage_per_step_as_torch_counts_it(capsys
     # each stage's step, timed from its own FLOPs (since 2026-12-04 the plan says them beside their mean): stage 1's
     # steps train stage 1, stage 2's run stage 1 forward only and train stage 2
     t, rate = plan["times_s"], 2 * plan["rates"]["flops_per_core"] * 32 ** -1     # --cores 2, batch 32
-    for steps, torch_count in zip(t["step_by_stage"], by_stage):
-        assert torch_count < (steps - t["fetch"]) * rate < 1.1 * torch_count   # one partition: no halo
+    pool_rate = 2 * plan["rates"]["pool_lcn_flops_per_core"] * 32 ** -1   # pooling and LCN's own (since 2026-12-06)
+    for steps, pool, torch_count in zip(t["step_by_stage"], plan["partition"]["pool_lcn_flops_by_stage"], by_stage):
+        flops = (steps - t["fetch"] - pool / pool_rate) * rate + pool         # one partition: no halo
+        assert torch_count < flops < 1.1 * torch_count
     assert sum(t["step_by_stage"]) / 2 == pytest.approx(t["step"])
 
 
@@ -529,13 +531,16 @@ def test_a_split_replicas_own_process_computes_its_pooling_lcn_and_banks_norm_in
     17,672 + 122,112 + 196 below it and 2·3,680 + 30,528 + 2,012: their mean 168,994 per example. The largest
     partition runs its block's products alone (stage 1 13/25 of 3.2 M, stage 2 half of 1.024 M, stage 1 forward 13/25
     of 640 k below it). Until 2026-12-05 the step counted the largest partition's share of every stage's FLOPs,
-    pooling and LCN included, and nothing of the replica's process (compute 157.9 µs; now 147.6 + 19.9 µs)."""
+    pooling and LCN included, and nothing of the replica's process (compute 157.9 µs; then 147.6 + 19.9 µs). Of the
+    168,994, all but the banks' norm ((652 + 196 + 2,012) / 2 = 1,430) is pooling and LCN, at their own rate since
+    2026-12-06 (until then the layer's: 19.9 µs; now 61.8 µs at the defaults)."""
     plan = plan_for(None, (), Cluster(machines=8, partitions=2), config="main")
     part, t = plan["partition"], plan["times_s"]
     assert part["replica_flops"] == (158_108 + 17_672 + 122_112 + 196 + 2 * 3_680 + 30_528 + 2_012) / 2 == 168_994
     assert part["flops_train"] == pytest.approx((13 / 25 * 3_200_000 + 13 / 25 * 640_000 + 1_024_000 / 2) / 2)
-    rate = 16 * plan["rates"]["flops_per_core"]
-    assert t["replica_compute"] == pytest.approx(32 * 168_994 / rate)
+    rate, pool_rate = 16 * plan["rates"]["flops_per_core"], 16 * plan["rates"]["pool_lcn_flops_per_core"]
+    assert part["pool_lcn_replica_flops"] == 168_994 - 1_430
+    assert t["replica_compute"] == pytest.approx(32 * (1_430 / rate + (168_994 - 1_430) / pool_rate))
     assert t["step"] == pytest.approx(t["compute"] + t["replica_compute"] + t["windows"] + t["lend"] + t["fetch"])
     assert sum(t["step_by_stage"]) / 2 == pytest.approx(t["step"])      # each greedy stage's step has its own
     # untied filters are normalised by the partitions that own them, not by the replica's process
@@ -548,7 +553,7 @@ def test_a_split_replicas_own_process_computes_its_pooling_lcn_and_banks_norm_in
     whole = plan_for(None, (), Cluster(machines=8, partitions=1), config="main")
     assert whole["times_s"]["replica_compute"] == 0 and whole["partition"]["flops_train"] == 2_600_994
     assert main(["plan", "--config", "main", "--partitions", "2", "--machines", "8"]) == 0
-    assert "step (batch 32): compute 147.6 µs + replica's process 19.9 µs + windows 13.1 ms + " in capsys.readouterr().out
+    assert "step (batch 32): compute 147.6 µs + replica's process 61.8 µs + windows 13.1 ms + " in capsys.readouterr().out
 
 
 def test_a_split_partition_counts_its_fetch_vector_and_push_beside_its_filters_and_their_gradient(capsys):

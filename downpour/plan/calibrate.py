@@ -4,16 +4,25 @@
   2·B·P·M·Q FLOPs) of :class:`~downpour.layers.LocallyConnected2d` at a stage-2 shape of the
   paper's network scaled down (8 input maps, 18x18 fields, 8 maps, 23x23 output positions, batch
   16: 1.05 GFLOP, 11 M weights), one torch thread, best of the repeats.
+- ``pool_lcn_flops_per_core``: the main job's stage 1 as a training step runs it, :class:`~downpour.layers.L2Pool2d`
+  forward and backward then :class:`~downpour.layers.LocalContrastNorm2d` forward (batch 32 of 8 maps of 25x25 codes
+  pooled 3x3 with step 2, LCN 5x5), their FLOPs as the plan counts them
+  (:func:`~downpour.plan.cat_formulas.pool_lcn_flops`), one torch thread, best of the repeats. This element-wise work
+  runs at half the layer's rate or less (0.12-0.52 of it at the main job's and the paper's shapes, bench/pool_lcn.py):
+  until 2026-12-06 the plan timed it at ``flops_per_core``.
 - ``apply_bytes_per_core``: gradient bytes per second one :class:`~downpour.ps.shard.Shard`
   takes in with the Adagrad rule (the finite check, h += g², w -= lr·g/(√h + ε)), 4 M values
   (16 MB) per push, one thread, median of the repeats.
 
 The defaults, used without ``--calibrate``, were measured the same way on the project's shared
 2-core Xeon (AVX-512, torch CPU): docs/benchmarks.md's ``locally_connected`` row, 1 thread (585
-MFLOP in 34.3 ms: 17 GFLOP/s) and 1.2-1.9 GB/s for the Adagrad apply (docs/plan.md).
+MFLOP in 34.3 ms: 17 GFLOP/s) and 1.2-1.9 GB/s for the Adagrad apply (docs/plan.md); the pooling and LCN rate is the
+layer's default times the two's ratio measured side by side at the main job's stage 1 (``POOL_LCN_RATIO``:
+``bench/pool_lcn.py``'s ``pool_lcn_vs_lc``, docs/benchmarks.md, 2026-12-06).
 """
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from dataclasses import dataclass
@@ -21,11 +30,16 @@ from typing import Callable
 
 import torch
 
-from downpour.layers import LocallyConnected2d
+from downpour.layers import L2Pool2d, LocalContrastNorm2d, LocallyConnected2d
+from downpour.plan.cat_formulas import pool_lcn_flops
 from downpour.ps.rules import make_rule
 from downpour.ps.shard import Shard
 
-__all__ = ["Rates", "DEFAULT_RATES", "calibrate"]
+__all__ = ["Rates", "DEFAULT_RATES", "calibrate", "layer_rate", "layer_step", "pool_lcn_rate", "pool_lcn_step"]
+
+# pooling + LCN's FLOP rate over the layer's, measured side by side at the main job's stage 1 (bench/pool_lcn.py's
+# pool_lcn_vs_lc, the median of 0.25-0.52 in four runs on the 2-core AMD EPYC VM under load 15-20, 2026-12-06)
+POOL_LCN_RATIO = 0.32
 
 
 @dataclass(frozen=True)
@@ -34,13 +48,26 @@ class Rates:
     apply_bytes_per_core: float    # parameter-server apply with ``apply_rule``, gradient bytes/s on one core
     source: str                    # "defaults (...)" or "measured on this machine"
     apply_rule: str = "adagrad"    # the update rule the apply rate was measured with
+    # L2 pooling + LCN as a step runs them, FLOP/s on one core; None: the layer's times POOL_LCN_RATIO
+    pool_lcn_flops_per_core: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.pool_lcn_flops_per_core is None and isinstance(self.flops_per_core, (int, float)):
+            object.__setattr__(self, "pool_lcn_flops_per_core", self.flops_per_core * POOL_LCN_RATIO)
+        for name in ("flops_per_core", "apply_bytes_per_core", "pool_lcn_flops_per_core"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"Rates: {name} must be a positive finite rate, got {value!r} ({self.source})")
 
     def as_dict(self) -> dict[str, float | str]:
-        return {"flops_per_core": round(self.flops_per_core), "apply_bytes_per_core": round(self.apply_bytes_per_core),
-                "source": self.source, "apply_rule": self.apply_rule}
+        return {"flops_per_core": round(self.flops_per_core),
+                "pool_lcn_flops_per_core": round(self.pool_lcn_flops_per_core),
+                "apply_bytes_per_core": round(self.apply_bytes_per_core), "source": self.source, "apply_rule": self.apply_rule}
 
 
-DEFAULT_RATES = Rates(17e9, 1.5e9, "defaults (the project's 2-core Xeon, docs/benchmarks.md and docs/plan.md)")
+DEFAULT_RATES = Rates(17e9, 1.5e9, "defaults (the project's 2-core Xeon, docs/benchmarks.md and docs/plan.md; "
+                      f"pooling + LCN: the layer's times their ratio measured side by side, {POOL_LCN_RATIO}: "
+                      "docs/benchmarks.md pool_lcn)")
 
 
 def _times(fn: Callable[[], None], repeats: int) -> list[float]:
@@ -53,9 +80,9 @@ def _times(fn: Callable[[], None], repeats: int) -> list[float]:
     return out
 
 
-def layer_rate(repeats: int = 5, batch: int = 16, channels: int = 8, size: int = 40, kernel: int = 18,
-               maps: int = 8) -> float:
-    """FLOP/s of one LocallyConnected2d forward + backward (input and weight gradients) on one thread."""
+def layer_step(batch: int = 16, channels: int = 8, size: int = 40, kernel: int = 18,
+               maps: int = 8) -> tuple[Callable[[], None], float]:
+    """One LocallyConnected2d forward + backward (input and weight gradients), and its FLOPs."""
     layer = LocallyConnected2d(channels, maps, size, kernel)
     x = torch.randn(batch, channels, size, size, generator=torch.Generator().manual_seed(0), requires_grad=True)
     positions = layer.out_size[0] * layer.out_size[1]
@@ -66,6 +93,37 @@ def layer_rate(repeats: int = 5, batch: int = 16, channels: int = 8, size: int =
         x.grad = None
         layer(x).sum().backward()
 
+    return step, flops
+
+
+def layer_rate(repeats: int = 5, **shape: int) -> float:
+    """FLOP/s of :func:`layer_step` (``shape``: its keywords) on the current threads, best of ``repeats``."""
+    step, flops = layer_step(**shape)
+    return flops / min(_times(step, repeats))
+
+
+def pool_lcn_step(batch: int = 32, maps: int = 8, side: int = 25, pool: int = 3, stride: int = 2,
+                  window: int = 5) -> tuple[Callable[[], None], float]:
+    """L2 pooling forward and backward then LCN forward, a trained cat stage's as a step runs them (the LCN output
+    feeds only the next stage, detached), on ``batch`` x ``maps`` codes of ``side`` x ``side``; and its FLOPs as the
+    plan counts them."""
+    l2, lcn = L2Pool2d(pool, stride=stride), LocalContrastNorm2d(maps, kernel_size=window)
+    x = torch.randn(batch, maps, side, side, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    grad = torch.ones(l2(x).shape)
+    pool_f, lcn_f = pool_lcn_flops(maps, (side, side), pool, stride, window)
+
+    def step() -> None:
+        x.grad = None
+        pooled = l2(x)
+        lcn(pooled.detach())
+        pooled.backward(grad)
+
+    return step, batch * (2 * pool_f + lcn_f)
+
+
+def pool_lcn_rate(repeats: int = 5, **shape: int) -> float:
+    """FLOP/s of :func:`pool_lcn_step` (``shape``: its keywords) on the current threads, best of ``repeats``."""
+    step, flops = pool_lcn_step(**shape)
     return flops / min(_times(step, repeats))
 
 
@@ -78,12 +136,13 @@ def apply_rate(repeats: int = 9, numel: int = 1 << 22, rule: str = "adagrad") ->
 
 
 def calibrate(rule: str = "adagrad") -> Rates:
-    """Both rates, measured now on one torch thread (a few seconds), the apply with the run's update ``rule``
+    """The three rates, measured now on one torch thread (a few seconds), the apply with the run's update ``rule``
     (until 2026-12-04 always Adagrad's: Adam's apply is about 1.5x dearer, docs/benchmarks.md server_rules);
     the thread count is restored."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return Rates(layer_rate(), apply_rate(rule=rule), "measured on this machine (--calibrate, 1 thread)", rule)
+        return Rates(layer_rate(), apply_rate(rule=rule), "measured on this machine (--calibrate, 1 thread: the layer, "
+                     "pooling + LCN at the main job's stage 1, the apply)", rule, pool_lcn_rate())
     finally:
         torch.set_num_threads(threads)

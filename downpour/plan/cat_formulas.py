@@ -14,12 +14,21 @@ from downpour.models.cat import CatConfig
 from downpour.plan.held import stage_held
 from downpour.plan.stage import Stage
 
-__all__ = ["cat_footprint", "cat_stages", "normalising_flops"]
+__all__ = ["cat_footprint", "cat_stages", "normalising_flops", "pool_lcn_flops"]
 
 
 def _lcn_window(lcn: int, h: int, w: int) -> int:
     side = min(h, w)
     return min(lcn, side - 1 + side % 2)      # as CatStage: odd, within the map
+
+
+def pool_lcn_flops(maps: int, codes: tuple[int, int], pool: int, pool_stride: int, lcn: int) -> tuple[int, int]:
+    """(L2 pooling, LCN) forward FLOPs per example of ``maps`` codes of ``codes`` (H x W) pooled ``pool`` x ``pool``
+    with step ``pool_stride`` then normalised in an ``lcn`` window (odd, within the pooled map: ``_lcn_window``)
+    (models/footprint.py's formulas; a trained stage's pooling backward costs its forward again)."""
+    (oh, ow), ph, pw = codes, (codes[0] - pool) // pool_stride + 1, (codes[1] - pool) // pool_stride + 1
+    return (maps * oh * ow + maps * ph * pw * (pool * pool + 2),                 # squares, window sums, sqrt
+            2 * (2 * maps * lcn * lcn) * ph * pw + 6 * maps * ph * pw)
 
 
 def _cat_layers(config: CatConfig, input_shape: tuple[int, ...]) -> list[dict[str, Any]]:
@@ -33,13 +42,13 @@ def _cat_layers(config: CatConfig, input_shape: tuple[int, ...]) -> list[dict[st
         ph, pw = (oh - q) // u + 1, (ow - q) // u + 1
         banks = (oh, ow) if config.tile == 0 else (min(config.tile, oh), min(config.tile, ow))
         lk = _lcn_window(config.lcn, ph, pw)
+        pool_flops, lcn_flops = pool_lcn_flops(m, (oh, ow), q, u, lk)
         out.append({
             "i": i, "in": (c, h, w), "maps": m, "kernel": k, "stride": s, "pool": q, "pool_stride": u, "lcn": lk,
             "codes": (m, oh, ow), "pooled": (m, ph, pw), "banks": banks,
             "weights": banks[0] * banks[1] * m * c * k * k,
             "filter": m * oh * ow * 2 * c * k * k,                          # a multiply-add per weight use
-            "pool_flops": m * oh * ow + m * ph * pw * (q * q + 2),          # squares, window sums, sqrt
-            "lcn_flops": 2 * (2 * m * lk * lk) * ph * pw + 6 * m * ph * pw,
+            "pool_flops": pool_flops, "lcn_flops": lcn_flops,
         })
         c, h, w = m, ph, pw
     return out
@@ -126,5 +135,7 @@ def cat_stages(config: CatConfig, input_shape: tuple[int, ...], batch: int,
             tied_banks=None if st["banks"] == (oh, ow) else st["banks"], frozen=0 if trained else st["weights"],
             decoder=st["weights"] if untied_dec else 0,
             copy_floats=copies, state_floats=state, products_fwd=f, products_train=products,
-            norm_fwd=norm_fwd, norm_train=norm_fwd + norm_bwd))
+            norm_fwd=norm_fwd, norm_train=norm_fwd + norm_bwd,
+            pool_lcn_fwd=st["pool_flops"] + st["lcn_flops"],
+            pool_lcn_train=st["pool_flops"] * (1 + trained) + st["lcn_flops"]))
     return stages

@@ -9,6 +9,7 @@ process the rest: :mod:`~downpour.plan.hub`). :mod:`downpour.plan.predict` puts 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from downpour.models.frozen import CACHE_BYTES
 from downpour.parallel.blocks import grid_shape
@@ -90,7 +91,24 @@ def uncuttable(net: Network, k: int) -> str:
     return ""
 
 
-def partition(net: Network, k: int, batch: int, rule: str) -> dict[str, float]:
+FLOP_KEYS = ("flops_train", "replica_flops", "flops_by_stage", "replica_flops_by_stage")   # (the last two: greedy)
+
+
+def partition(net: Network, k: int, batch: int, rule: str) -> dict[str, Any]:
+    """The largest of ``k`` partitions of ``net`` on a step of ``batch`` examples, shards applying ``rule``: what it
+    holds, computes and moves (per example, or per step where said), and, of each of its FLOP figures (``FLOP_KEYS``),
+    the L2 pooling and LCN part (``pool_lcn_`` + the key), which the plan times at their own rate (since 2026-12-06;
+    before, at the filters')."""
+    out = _counted(net, k, batch, rule)
+    bare = _counted(net.without_pool_lcn(), k, batch, rule)
+    for key in FLOP_KEYS:
+        if key in out:
+            out["pool_lcn_" + key] = (out[key] - bare[key] if key in FLOP_KEYS[:2]
+                                      else [a - b for a, b in zip(out[key], bare[key])])
+    return out
+
+
+def _counted(net: Network, k: int, batch: int, rule: str) -> dict[str, Any]:
     parts = [partition_stage(s, k, hub_runs(net, k)) for s in net.stages]
     params = sum(p["params"] for p in parts)
 

@@ -7,10 +7,13 @@ is :mod:`downpour.plan.partition`'s. Every number is for the largest block.
 
 Per step of B examples (train.batch_size), on the largest partition:
 
-    compute  = B · FLOPs_train(partition) / (cores · FLOP/s per core)     (cores scale linearly; the runner's way its
-               block's filter work alone)
-    replica  = B · the replica's process's FLOPs (every stage's pooling, LCN, a tiled stage's banks normalised) /
-               (cores · FLOP/s per core): the runner's way, between its partitions' calls
+    compute  = B · (FLOPs_train(partition) less pooling and LCN / FLOP/s per core + its pooling and LCN FLOPs /
+               their FLOP/s per core) / cores
+               (cores scale linearly; the runner's way its block's filter work alone; the filters' FLOPs less pooling
+               and LCN at the locally connected layer's rate, pooling and LCN at theirs: Rates; until 2026-12-06 all at
+               the layer's)
+    replica  = B · the replica's process's FLOPs (every stage's pooling, LCN, a tiled stage's banks normalised), at
+               the same two rates, / cores: the runner's way, between its partitions' calls
                (:func:`~downpour.plan.hub.replica_flops`)
     halo     = B · halo bytes / bandwidth                                 (exchanged, not overlapped; the paper's
                pipeline: the runner's partitions exchange none)
@@ -91,16 +94,20 @@ def _timing(net: Network, part: dict[str, float], cl: Cluster, r: int, k: int, s
     full = 4 * net.params                                     # bytes of one replica's push (and fetch)
     # the partitions' fetches (pushes) and the replica's of the shared banks travel at once, on their own links
     moved = max(part["server_bytes"], part["shared_bytes"]) / bw
-    rate = cl.cores * rates.flops_per_core
-    t = {"compute": batch * part["flops_train"] / rate, "replica_compute": batch * part["replica_flops"] / rate,
+    def secs(flops: float, pool_lcn: float) -> float:     # per step: pooling and LCN at their rate, the rest the layer's
+        return batch * ((flops - pool_lcn) / rates.flops_per_core + pool_lcn / rates.pool_lcn_flops_per_core) / cl.cores
+
+    t = {"compute": secs(part["flops_train"], part["pool_lcn_flops_train"]),
+         "replica_compute": secs(part["replica_flops"], part["pool_lcn_replica_flops"]),
          "halo": batch * part["halo_bytes"] / bw, "windows": batch * part["window_bytes_replica"] / bw,
          "lend": part["lend_bytes_replica"] / bw, "fetch": moved, "push": moved,
          "apply_one": full / s / (cl.cores * rates.apply_bytes_per_core)}
     t["step"] = t["compute"] + t["replica_compute"] + t["halo"] + t["windows"] + t["lend"] + t["fetch"] / f
     if "flops_by_stage" in part:     # greedy: stage i's steps run the stages below it forward only (their mean is t)
-        t["step_by_stage"] = [batch * (fl + hub) / rate + batch * (h + w) / bw + t["lend"] + t["fetch"] / f
-                              for fl, hub, h, w in zip(part["flops_by_stage"], part["replica_flops_by_stage"],
-                                                       part["halo_by_stage"], part["window_by_stage"])]
+        t["step_by_stage"] = [secs(fl, pfl) + secs(hub, phub) + batch * (h + w) / bw + t["lend"] + t["fetch"] / f
+                              for fl, pfl, hub, phub, h, w in zip(
+                                  part["flops_by_stage"], part["pool_lcn_flops_by_stage"], part["replica_flops_by_stage"],
+                                  part["pool_lcn_replica_flops_by_stage"], part["halo_by_stage"], part["window_by_stage"])]
     bounds = {"worker step": p * t["step"],
               "partition link": (max(part["server_bytes"], p / f * part["server_bytes"])
                                  + p * (batch * (part["halo_bytes"] + part["window_bytes"]) + part["lend_bytes"])) / bw,

@@ -160,7 +160,8 @@ def format_plan(plan: dict[str, Any]) -> str:
         + (f"{plural(c['replica_machines'], 'replica machine')} (each replica's own process: pooling, LCN, cost, "
            "shared banks) + " if c["replica_machines"] else "")
         + f"{plural(c['shards'], 'shard')} = {plural(c['machines_used'], 'machine')}" + ("" if plan["fits"]["machines"] else "  ** more than the cluster has **"),
-        f"rates: {_human(plan['rates']['flops_per_core'])}FLOP/s per core (locally connected layer), "
+        f"rates: {_human(plan['rates']['flops_per_core'])}FLOP/s per core (locally connected layer: the filters), "
+        f"{_human(plan['rates']['pool_lcn_flops_per_core'])}FLOP/s per core (L2 pooling + LCN), "
         f"{_human(plan['rates']['apply_bytes_per_core'], 'B')}/s per core (shard apply, {_apply_rule(plan)}): "
         f"{plan['rates']['source']}",
         *_memory(plan),
@@ -198,7 +199,7 @@ def _timing_assumption(net: Network, k: int) -> str:
     and said "halo exchange" where the runner's partitions exchange none."""
     moved = ("the windows and banks sent through the replica's process and fetches" if hub_runs(net, k)
              else "halo exchange and fetches" if k > 1 else "fetches (one partition a replica)")
-    return (f"cores scale the layer's FLOP rate linearly; {moved} do not overlap compute; "
+    return (f"cores scale the FLOP rates linearly; {moved} do not overlap compute; "
             "a push travels while the next steps compute (as in the simulator)")
 
 

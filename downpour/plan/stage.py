@@ -6,7 +6,7 @@ model from its built layers and torch's count of its training step, :mod:`downpo
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 __all__ = ["Stage", "Network", "over_schedule"]
 
@@ -54,6 +54,10 @@ class Stage:
     # the runner's way an untied stage's partitions do it for their blocks, the replica's process for a tiled one's banks
     norm_fwd: float = 0
     norm_train: float = 0
+    # of flops_fwd / flops_fwd_bwd, per example, L2 pooling (forward; trained, backward too) and LCN (forward only):
+    # timed at their own rate, not the filters' (Rates.pool_lcn_flops_per_core, since 2026-12-06); 0 elsewhere
+    pool_lcn_fwd: float = 0
+    pool_lcn_train: float = 0
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,12 @@ class Network:
     @property
     def params(self) -> int:
         return sum(s.params for s in self.stages)
+
+    def without_pool_lcn(self) -> "Network":
+        """This network with its stages' L2 pooling and LCN FLOPs left out (what the plan times at their own rate)."""
+        return replace(self, stages=tuple(replace(s, flops_fwd=s.flops_fwd - s.pool_lcn_fwd, pool_lcn_fwd=0,
+                                                  flops_fwd_bwd=s.flops_fwd_bwd - s.pool_lcn_train, pool_lcn_train=0)
+                                          for s in self.stages))
 
     @property
     def connections(self) -> int:

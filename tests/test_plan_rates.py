@@ -1,0 +1,84 @@
+"""downpour plan's rates: L2 pooling and LCN timed at their own FLOP rate, not the locally connected layer's (until
+2026-12-06 the plan assumed they ran at the filters' rate; bench/pool_lcn.py measures the two side by side)."""
+import dataclasses
+import math
+
+import pytest
+
+from downpour.models.footprint import footprint_table
+from downpour.plan import DEFAULT_RATES, Cluster, Rates, format_plan, network_of, plan_config, plan_for
+from downpour.plan.partition import partition
+from downpour.plan.predict import predict
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+MAIN = Cluster(machines=8, partitions=2)                          # the main job split the runner's way (docs/plan.md)
+PAPER = Cluster(replicas=10, partitions=16, shards=200)          # the paper's pipeline: pooling and LCN in a partition
+
+
+def _net(config: str | None):
+    cfg, shape = plan_config("paper" if config is None else None, (), config)
+    return network_of(cfg, shape, paper=config is None), cfg.train.batch_size
+
+
+def _plan(config: str | None, cluster: Cluster, pool_lcn: float):
+    net, batch = _net(config)
+    return predict(net, cluster, dataclasses.replace(DEFAULT_RATES, pool_lcn_flops_per_core=pool_lcn), batch), batch
+
+
+@pytest.mark.parametrize("config, cluster, moved", [("main", MAIN, "replica_compute"), (None, PAPER, "compute")])
+def test_a_plan_whose_pooling_rate_is_halved_takes_its_pooling_and_lcn_flops_once_more(config, cluster, moved):
+    """The main job split in 2 runs pooling and LCN in the replica's process, the paper's pipeline in its partitions:
+    the step moves by exactly those FLOPs at the rate's change, and nothing else moves."""
+    fast, batch = _plan(config, cluster, 2e9)
+    slow, _ = _plan(config, cluster, 1e9)
+    key = {"replica_compute": "pool_lcn_replica_flops", "compute": "pool_lcn_flops_train"}[moved]
+    pool_lcn = fast["partition"][key]
+    assert pool_lcn > 0
+    extra = batch * pool_lcn * (1 / 1e9 - 1 / 2e9) / cluster.cores
+    assert slow["times_s"][moved] - fast["times_s"][moved] == pytest.approx(extra, rel=1e-9)
+    assert slow["times_s"]["step"] - fast["times_s"]["step"] == pytest.approx(extra, rel=1e-9)
+    other = ({"replica_compute", "compute"} - {moved}).pop()
+    assert slow["times_s"][other] == fast["times_s"][other]
+
+
+def test_the_main_jobs_greedy_steps_each_move_by_their_own_pooling_and_lcn():
+    fast, batch = _plan("main", MAIN, 2e9)
+    slow, _ = _plan("main", MAIN, 1e9)
+    by_stage = fast["partition"]["pool_lcn_replica_flops_by_stage"]
+    assert len(by_stage) == 2 and by_stage[1] > by_stage[0] > 0          # stage 2's step runs stage 1 forward too
+    for f, s, fl in zip(fast["times_s"]["step_by_stage"], slow["times_s"]["step_by_stage"], by_stage):
+        assert s - f == pytest.approx(batch * fl * (1 / 1e9 - 1 / 2e9) / MAIN.cores, rel=1e-9)
+
+
+def test_the_pooling_and_lcn_flops_are_the_built_networks_pool_and_lcn_layers():
+    """On one machine the partition holds the whole network: its pooling and LCN FLOPs per training example are the
+    built cat-demo's pool (forward and backward: every stage trains) and LCN (forward only) layers, as footprint_table
+    counts them, each stage trained on its own cost every step."""
+    cfg, shape = plan_config("cat-demo", ["train.schedule=joint"])
+    rows = footprint_table("cat-demo", None)
+    expected = (sum(r["flops_fwd"] + r["flops_bwd"] for r in rows if r["type"] == "L2Pool2d")
+                + sum(r["flops_fwd"] for r in rows if r["type"] == "LocalContrastNorm2d"))
+    part = partition(network_of(cfg, shape), 1, cfg.train.batch_size, "adagrad")
+    assert part["pool_lcn_flops_train"] == expected
+    assert 0 < part["pool_lcn_flops_train"] < part["flops_train"]
+
+
+@pytest.mark.parametrize("bad", [0.0, -1e9, math.nan, math.inf])
+@pytest.mark.parametrize("name", ["flops_per_core", "apply_bytes_per_core", "pool_lcn_flops_per_core"])
+def test_a_bad_rate_is_refused_naming_it(name, bad):
+    """A rate of 0 planned an infinite step (or divided by zero); one below 0, a negative one."""
+    with pytest.raises(ValueError, match=rf"Rates: {name} must be a positive finite rate, got .* \(test\)"):
+        Rates(**{"flops_per_core": 17e9, "apply_bytes_per_core": 1.5e9, "source": "test", name: bad})
+
+
+def test_the_output_says_where_each_rate_comes_from():
+    out = format_plan(plan_for(None, config="main", cluster=MAIN))
+    assert "FLOP/s per core (locally connected layer: the filters), " in out
+    assert "FLOP/s per core (L2 pooling + LCN), " in out
+    assert "pooling + LCN: the layer's times their ratio" in out
+
+
+def test_the_calibration_measures_pooling_and_lcn():
+    from downpour.plan.calibrate import pool_lcn_rate
+    assert pool_lcn_rate(repeats=1, batch=2, maps=2, side=9, pool=3, stride=2, window=3) > 0
