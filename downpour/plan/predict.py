@@ -94,6 +94,7 @@ def _timing(net: Network, part: dict[str, float], cl: Cluster, r: int, k: int, s
     full = 4 * net.params                                     # bytes of one replica's push (and fetch)
     # the partitions' fetches (pushes) and the replica's of the shared banks travel at once, on their own links
     moved = max(part["server_bytes"], part["shared_bytes"]) / bw
+
     def secs(flops: float, pool_lcn: float) -> float:     # per step: pooling and LCN at their rate, the rest the layer's
         return batch * ((flops - pool_lcn) / rates.flops_per_core + pool_lcn / rates.pool_lcn_flops_per_core) / cl.cores
 
