@@ -298,3 +298,72 @@ def test_a_host_lookup_that_failed_for_now_is_not_said_to_be_no_such_host(monkey
                                        r"failed \(Temporary failure in name resolution\)") as err:
         connect_on_ray._reachable("head.example:6379", 5.0)
     assert "no host named" not in str(err.value)
+
+
+@pytest.fixture
+def web_server():
+    """A plain HTTP server on a free port of this machine (as `python -m http.server PORT` is): its address."""
+    import threading
+    from http.server import HTTPServer, SimpleHTTPRequestHandler
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+    server = HTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.timeout(90)
+def test_an_address_where_a_web_server_answers_is_refused_in_one_line(tmp_path, capsys, web_server):
+    """`--address HOST:8265` (the dashboard's port copied for the head's 6379) passed the TCP check, and ray.init
+    waited over 2 minutes printing Ray's "Timed out while waiting for GCS" warnings. The folder is left as one that
+    never started, as for an address nobody answers."""
+    pytest.importorskip("ray")
+    out = tmp_path / "r"
+    assert main(["train", *TINY, "--runner", "ray", "--address", web_server, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert (f"cannot join the Ray cluster at cluster.address={web_server!r}: something answers there, but it is not "
+            "a Ray head") in err
+    assert "the Ray dashboard, port 8265" in err and "usually 6379" in err and "Traceback" not in err
+    assert main(["train", *TINY, "--runner", "simulated", "--out", str(out)]) == 0   # the same folder, taken over
+
+
+# what a Ray 2.60 head's GCS answers HTTP/2's client preface with: its SETTINGS frame (measured 2026-12-06)
+GCS_SETTINGS = b"\x00\x00\x18\x04\x00\x00\x00\x00\x00\x00\x04\x00@\x00\x00\x00\x05\x00@\x00"
+
+
+@pytest.mark.parametrize("answer, port, problem", [
+    (GCS_SETTINGS, 6379, None),
+    (b"\x15\x03\x03\x00\x02\x02\x46", 6379, None),                      # a TLS alert: a head with Ray's TLS on
+    (b"", 6379, None),                                                   # silence, or dropped: Ray's to judge
+    (b"HTTP/1.1 400 Bad Request\r\n", 6379, "the Ray dashboard, port 8265 by default"),
+    (b"SSH-2.0-OpenSSH_9.6\r\n", 8265, "the Ray dashboard, port 8265 by default"),
+    (b"SSH-2.0-OpenSSH_9.6\r\n", 22, "this answered 'SSH-2.0-OpenSSH_9.6'"),
+    (b"-ERR unknown command\r\n", 6379, "this answered '-ERR unknown command'")])   # a Redis (Ray before 2.0)
+def test_what_answers_at_a_head_address_tells_a_ray_head_from_another_listener(answer, port, problem):
+    """A head's GCS speaks gRPC (HTTP/2): another listener's answer is refused before ray.init waits on it; an
+    answer that cannot tell is left to Ray."""
+    from downpour.ps.handshake import not_a_head
+
+    said = not_a_head(answer, port)
+    assert said is None if problem is None else problem in said and "not a Ray head" in said
+
+
+def test_a_refused_join_with_auth_disabled_says_how_to_present_a_token(monkeypatch):
+    """RAY_AUTH_MODE=disabled set here and a cluster that wants a token: Ray's "Failed to connect to Ray cluster
+    at ..." (after 20 s of InvalidAuthToken warnings) came with no hint, which was given only where RAY_AUTH_MODE
+    was unset."""
+    pytest.importorskip("ray")
+    from downpour.errors import RunError
+    from downpour.ps import connect_on_ray
+
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    _joining_fails(monkeypatch, ConnectionError("Failed to connect to Ray cluster at 192.0.2.2:6390"))
+    for address in ("127.0.0.1:6390", "auto"):
+        with pytest.raises(RunError, match=rf"could not join the Ray cluster at cluster.address='{address}'") as err:
+            connect_on_ray.connect(address)
+        assert "RAY_AUTH_MODE=disabled is set here, so this driver presents no token" in str(err.value)
+        assert "run with RAY_AUTH_MODE=token" in str(err.value)

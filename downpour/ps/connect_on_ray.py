@@ -24,6 +24,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from downpour.errors import RunError
 from downpour.ps.address import address_problem, host_port
+from downpour.ps.handshake import first_answer, not_a_head
 from downpour.ps.ray_chatter import quiet_start
 from downpour.ps.silence import start_limit
 from downpour.train.signals import deliver
@@ -36,9 +37,10 @@ log = logging.getLogger(__name__)
 
 
 def _reachable(address: str, timeout: float) -> None:
-    """Raise RunError for an address that is no Ray address (Ray's parser printed a traceback), and unless
-    ``host:port`` (``ray://host:port`` too) accepts a TCP connection within ``timeout``: ``ray.init``
-    itself waits minutes on an address nobody answers."""
+    """Raise RunError for an address that is no Ray address (Ray's parser printed a traceback), unless
+    ``host:port`` (``ray://host:port`` too) accepts a TCP connection within ``timeout``, and where what answers there
+    is no Ray head (:func:`downpour.ps.handshake.not_a_head`, up to ``timeout`` more): ``ray.init`` itself waits
+    minutes on an address nobody answers, and on one where the dashboard does (since 2026-12-06)."""
     parts = host_port(address)
     if parts is None:
         return                   # forms Ray resolves itself
@@ -46,7 +48,8 @@ def _reachable(address: str, timeout: float) -> None:
         raise RunError(problem)
     host, port = parts[1:]
     try:
-        socket.create_connection((host, int(port)), timeout=timeout).close()
+        with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+            problem = not_a_head(first_answer(sock, timeout), int(port))
     except socket.gaierror as err:
         # no such host (the docs' HEAD:6379, copied as it is) is not a head that is down; a lookup that failed for now
         # (no name server answered) is said as such
@@ -59,6 +62,8 @@ def _reachable(address: str, timeout: float) -> None:
     except OSError as err:
         raise RunError(f"cannot reach the Ray cluster at cluster.address={address!r} within {timeout:g} s "
                        f"({type(err).__name__}: {err}); is its head node running (`ray start --head`)?") from None
+    if problem:
+        raise RunError(f"cannot join the Ray cluster at cluster.address={address!r}: {problem}")
 
 
 def connect(address: str) -> bool:
@@ -120,6 +125,10 @@ def _init(address: str) -> None:
                     "which `ray start --head` turns on by itself where ~/.ray/auth_token exists: run with "
                     "RAY_AUTH_MODE=token, or start the head with RAY_AUTH_MODE=disabled; "
                     "docs/parameter-server.md#faults)")
+        if not hint and os.environ.get("RAY_AUTH_MODE", "").strip().lower() == "disabled":   # (no hint until 2026-12-06)
+            hint = (" (RAY_AUTH_MODE=disabled is set here, so this driver presents no token; a cluster started "
+                    "with token authentication refuses such a driver: run with RAY_AUTH_MODE=token and the cluster's token "
+                    "(RAY_AUTH_TOKEN, or ~/.ray/auth_token); docs/parameter-server.md#faults)")
         raise RunError(f"could not join the Ray cluster at cluster.address={address!r}: {first}{hint}") from None
 
 

@@ -1,0 +1,61 @@
+"""Whether what answers at a head's address (one that accepts a TCP connection) speaks as a Ray head does, asked
+before ``ray.init`` (Ray-free: sockets only). A head's GCS, and the Ray Client server of ``ray://``, are gRPC
+servers: HTTP/2, whose server opens with a SETTINGS frame (TLS where Ray's TLS is on). Given another listener
+(the dashboard's port 8265 copied for the head's 6379), ``ray.init`` waited over 2 minutes printing Ray's "Timed
+out while waiting for GCS" warnings (until 2026-12-06).
+
+    with socket.create_connection((host, port), 10.0) as sock:
+        problem = not_a_head(first_answer(sock, 10.0), port)   # None: a Ray head, or an answer that cannot tell
+"""
+from __future__ import annotations
+
+import socket
+
+__all__ = ["DASHBOARD_PORT", "first_answer", "not_a_head"]
+
+DASHBOARD_PORT = 8265
+# HTTP/2's client preface, then the client's (empty) SETTINGS frame: a gRPC server answers with its own SETTINGS
+_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+_FRAME_HEADER = 9
+
+
+def first_answer(sock: socket.socket, timeout: float) -> bytes:
+    """The first bytes (an HTTP/2 frame header's worth, or fewer where the other end stops) the listener on
+    ``sock`` answers HTTP/2's client preface with; empty where it says nothing within ``timeout`` or drops the
+    connection."""
+    answer = b""
+    try:
+        sock.settimeout(timeout)
+        sock.sendall(_PREFACE)
+        while len(answer) < _FRAME_HEADER:
+            more = sock.recv(64)
+            if not more:
+                break
+            answer += more
+    except OSError:   # (socket.timeout too)
+        pass
+    return answer
+
+
+def not_a_head(answer: bytes, port: int) -> str | None:
+    """Why a listener that answered ``answer`` (:func:`first_answer`) at ``port`` is no Ray head, or None: an HTTP/2
+    frame (a gRPC server), a TLS record (a head with Ray's TLS on), and silence or a dropped connection are left to
+    Ray to judge."""
+    if not answer:
+        return None
+    http2 = len(answer) >= _FRAME_HEADER and answer[3] < 10 and not answer[5] & 0x7F and answer[6:9] == b"\0\0\0"
+    tls = len(answer) >= 2 and answer[0] in (0x15, 0x16) and answer[1] == 0x03
+    if http2 or tls:
+        return None
+    said = "something answers there, but it is not a Ray head (a head's GCS speaks gRPC"
+    if answer.startswith(b"HTTP/") or answer.lstrip().startswith(b"<") or port == DASHBOARD_PORT:
+        return (f"{said}; this answered as a web server does, such as the Ray dashboard, port {DASHBOARD_PORT} by "
+                "default): give the head's port, usually 6379, as `ray start --head` printed it "
+                "(`ray start --address='IP:PORT'`)")
+    return f"{said}; this answered {_shown(answer)}): is the port the one `ray start --head` printed?"
+
+
+def _shown(answer: bytes) -> str:
+    """The start of an answer, readable in one line."""
+    text = answer.split(b"\n", 1)[0].rstrip(b"\r").decode("ascii", "replace")
+    return repr("".join(c if c.isprintable() else "?" for c in text)[:40])
