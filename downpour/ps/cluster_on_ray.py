@@ -1,5 +1,6 @@
 """The Ray driver: :class:`RayCluster` starts Ray (or joins ``cluster.address``), places one actor
-per shard, worker and partition (:mod:`downpour.ps.on_ray`, :mod:`downpour.ps.partitions_on_ray`),
+per shard, worker and partition (:mod:`downpour.ps.on_ray`, :mod:`downpour.ps.partitions_on_ray`; where each goes:
+:mod:`downpour.ps.placing_on_ray`),
 drives the coordinator's budget and tears everything down, whatever happened. Also what a run on
 Ray needs around that: joining with a bounded wait, and sweeping the shared memory of dead drivers.
 """
@@ -19,14 +20,15 @@ from downpour.data.stream import StreamingData
 from downpour.ps import channel
 from downpour.ps.checkpoint import SERVER, ShardState, restoring
 from downpour.ps.asking_on_ray import Asking
-from downpour.ps.connect_on_ray import connect, gathered, head_answers, pinned, placer, replacing, spot
+from downpour.ps.connect_on_ray import connect, gathered, head_answers, pinned, placer, spot
 from downpour.ps.coordinator import Coordinator
 from downpour.ps.laps import Laps
 from downpour.ps.on_ray import ShardActor, ShardPush, WorkerActor
 from downpour.ps.piped_on_ray import PipedRun
+from downpour.ps.placing_on_ray import Placing
 from downpour.ps.recorder import ShardLost
 from downpour.ps.restarts_on_ray import Restarts, kill, restarts_left
-from downpour.ps.setup import ClusterSetup, partition_seed, worker_gpus, worker_rng
+from downpour.ps.setup import ClusterSetup, worker_gpus, worker_rng
 from downpour.ps.tasks_on_ray import TaskRun
 from downpour.ps.shard import Shard
 from downpour.ps.shm import SHM_DIR, sweep_stale_segments
@@ -38,7 +40,7 @@ from downpour.train.signals import signals_held, signals_let_through
 log = logging.getLogger(__name__)
 
 
-class RayCluster(TaskRun, PipedRun, Restarts, Asking):
+class RayCluster(TaskRun, PipedRun, Restarts, Placing, Asking):
     """The Ray driver, shaped like :class:`~downpour.ps.simulated.SimulatedCluster`: built with the
     cluster's setup and restored shards, it starts Ray (or joins ``cluster.address``), one actor per
     shard and per worker; :meth:`run` drives the coordinator's budget; :meth:`close` kills every actor
@@ -161,65 +163,6 @@ class RayCluster(TaskRun, PipedRun, Restarts, Asking):
                          self.shard_actors, self.lanes, self.threads, parts, setup.shards_of,
                          frozen_params(setup.model), worker_rng(setup.rng, setup.cfg.seed, w, step)))
         return actor
-
-    def _spawn_partitions(self, w: int, name: str, nodes: list[dict[str, Any]] | None, step: int) -> list[Any]:
-        """Worker ``w``'s K partition actors (model parallelism), started at ``step`` (their RNGs' seeds:
-        :func:`~downpour.ps.setup.partition_seed`), each linked to its own shards only;
-        spread over the nodes like the shards (they need no CPU reserved: the replica waits on them); ``nodes``: as
-        :meth:`_partition_places`'s."""
-        from downpour.ps.partitions_on_ray import PartitionActor, stage_specs
-
-        setup, c = self.setup, self.setup.cfg.cluster
-        options = self._partition_places(w, len(setup.shards_of), nodes)
-        actors = [PartitionActor.options(name=f"{name}-part{p}", num_cpus=0, **options[p])
-                  .remote(w, p, stage_specs(setup.model, p), [self.shard_actors[j] for j in shards],
-                          [self.lanes[j] for j in shards], [setup.bounds[j] for j in shards], setup.cfg.train.lr,
-                          c.n_fetch, partition_seed(setup.cfg.seed, w, p, step))
-                  for p, shards in enumerate(setup.shards_of)]
-        self.partition_actors[w] = actors
-        return actors
-
-    def _partition_places(self, w: int, k: int, nodes: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
-        """The actor options of worker ``w``'s ``k`` partitions: round-robin over the nodes, the first actors of the
-        plan's layout (:func:`~downpour.ps.connect_on_ray.spot`). A
-        replacement's (``nodes``: the ``ray.nodes()`` its worker was placed by; None at the start) placed as the
-        partitions they replace, over the nodes alive now (:meth:`_placed`): until 2026-12-05 the start's placer, built
-        from the nodes at the start, pinned them to a node lost since, where Ray never starts them (the replacement was
-        given up after RESTART_SECONDS, its survivors held up meanwhile). Read once a restart (earlier on 2026-12-05
-        here again, after its worker's read)."""
-        # one moved off a node gone avoids its siblings' (those placed already, those kept): until 2026-12-05 it
-        # could stack on the node of one kept there, with a node free of them alive
-        def siblings(p: int) -> frozenset[str | None]:
-            return frozenset(self.pins.get((w, q)) for q in range(k) if q != p)
-
-        n = self.setup.cfg.cluster.workers
-        return [self._placed((w, p), spot("partition", w * k + p, n, k), 0.0, nodes, siblings(p)) for p in range(k)]
-
-    def _placed(self, key: tuple[int, int | None], i: int, cpus: float, nodes: list[dict[str, Any]] | None,
-                avoid: frozenset[str | None] = frozenset()) -> dict[str, Any]:
-        """The options of actor ``key`` (of :attr:`pins`), which asks ``cpus``, ``i`` its index in the round-robin
-        (:func:`~downpour.ps.connect_on_ray.spot`), and the node they pin it to in :attr:`pins`. At the start
-        (``nodes`` None) the start's placer's (a GPU worker:
-        Ray's); a replacement's (``nodes``: ``ray.nodes()`` read at its restart) placed as the actor it replaces
-        (:func:`~downpour.ps.connect_on_ray.replacing`), said where that one's node is gone."""
-        w, p = key
-        if nodes is None:
-            options = {} if p is None and self.gpus else self.place(i, cpus)
-        else:
-            before = self.pins[key]
-            coming: dict[str, float] = {}    # the CPUs of the replacements pinned and not up yet, on each node
-            for v in self._starting:
-                if (node := self.pins.get((v, None))) is not None:
-                    coming[node] = coming.get(node, 0.0) + self.per_worker
-            options = replacing(before, i, cpus, nodes, avoid, coming)
-            if before is not None and pinned(options) != before:
-                what = f"worker {w}" if p is None else f"worker {w}'s partition {p}"
-                now = pinned(options)
-                log.warning("%s's node %s is gone: its replacement is %s", what, before[:8],
-                            f"pinned to node {now[:8]}" if now else
-                            "left to Ray (one node alive, or none with its CPUs free)")
-        self.pins[key] = pinned(options)
-        return options
 
     def _set_live(self) -> None:   # waited for, so no worker fetches before the shards know who is live
         ray.get([a.set_workers.remote(sorted(self.coord.live)) for a in self.shard_actors])

@@ -1,0 +1,82 @@
+"""Where the Ray driver's actors go: a replica's partition actors started (model parallelism), and each actor's
+node, at the start by the plan's layout and, for a replacement, as the actor it replaces, off a node gone since.
+
+A mixin of :class:`~downpour.ps.cluster_on_ray.RayCluster`, which owns the state it reads (``setup``, ``pins``,
+``place``, ``per_worker``, ``gpus``, ``lanes``, ``shard_actors``, ``partition_actors``, ``_starting``).
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from downpour.ps.connect_on_ray import pinned, replacing, spot
+from downpour.ps.setup import partition_seed
+
+log = logging.getLogger("downpour.ps.cluster_on_ray")   # the driver's logger: same records as before
+
+
+class Placing:
+    """``RayCluster``'s half that places actors."""
+
+    pins: dict[tuple[int, int | None], str | None]   # actor -> the node its latest incarnation was pinned to
+    partition_actors: dict[int, list[Any]]
+    _starting: dict[int, tuple[Any, float]]
+
+    def _spawn_partitions(self, w: int, name: str, nodes: list[dict[str, Any]] | None, step: int) -> list[Any]:
+        """Worker ``w``'s K partition actors (model parallelism), started at ``step`` (their RNGs' seeds:
+        :func:`~downpour.ps.setup.partition_seed`), each linked to its own shards only;
+        spread over the nodes like the shards (they need no CPU reserved: the replica waits on them); ``nodes``: as
+        :meth:`_partition_places`'s."""
+        from downpour.ps.partitions_on_ray import PartitionActor, stage_specs
+
+        setup, c = self.setup, self.setup.cfg.cluster
+        options = self._partition_places(w, len(setup.shards_of), nodes)
+        actors = [PartitionActor.options(name=f"{name}-part{p}", num_cpus=0, **options[p])
+                  .remote(w, p, stage_specs(setup.model, p), [self.shard_actors[j] for j in shards],
+                          [self.lanes[j] for j in shards], [setup.bounds[j] for j in shards], setup.cfg.train.lr,
+                          c.n_fetch, partition_seed(setup.cfg.seed, w, p, step))
+                  for p, shards in enumerate(setup.shards_of)]
+        self.partition_actors[w] = actors
+        return actors
+
+    def _partition_places(self, w: int, k: int, nodes: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+        """The actor options of worker ``w``'s ``k`` partitions: round-robin over the nodes, the first actors of the
+        plan's layout (:func:`~downpour.ps.connect_on_ray.spot`). A
+        replacement's (``nodes``: the ``ray.nodes()`` its worker was placed by; None at the start) placed as the
+        partitions they replace, over the nodes alive now (:meth:`_placed`): until 2026-12-05 the start's placer, built
+        from the nodes at the start, pinned them to a node lost since, where Ray never starts them (the replacement was
+        given up after RESTART_SECONDS, its survivors held up meanwhile). Read once a restart (earlier on 2026-12-05
+        here again, after its worker's read)."""
+        # one moved off a node gone avoids its siblings' (those placed already, those kept): until 2026-12-05 it
+        # could stack on the node of one kept there, with a node free of them alive
+        def siblings(p: int) -> frozenset[str | None]:
+            return frozenset(self.pins.get((w, q)) for q in range(k) if q != p)
+
+        n = self.setup.cfg.cluster.workers
+        return [self._placed((w, p), spot("partition", w * k + p, n, k), 0.0, nodes, siblings(p)) for p in range(k)]
+
+    def _placed(self, key: tuple[int, int | None], i: int, cpus: float, nodes: list[dict[str, Any]] | None,
+                avoid: frozenset[str | None] = frozenset()) -> dict[str, Any]:
+        """The options of actor ``key`` (of :attr:`pins`), which asks ``cpus``, ``i`` its index in the round-robin
+        (:func:`~downpour.ps.connect_on_ray.spot`), and the node they pin it to in :attr:`pins`. At the start
+        (``nodes`` None) the start's placer's (a GPU worker:
+        Ray's); a replacement's (``nodes``: ``ray.nodes()`` read at its restart) placed as the actor it replaces
+        (:func:`~downpour.ps.connect_on_ray.replacing`), said where that one's node is gone."""
+        w, p = key
+        if nodes is None:
+            options = {} if p is None and self.gpus else self.place(i, cpus)
+        else:
+            before = self.pins[key]
+            coming: dict[str, float] = {}    # the CPUs of the replacements pinned and not up yet, on each node
+            for v in self._starting:
+                if (node := self.pins.get((v, None))) is not None:
+                    coming[node] = coming.get(node, 0.0) + self.per_worker
+            options = replacing(before, i, cpus, nodes, avoid, coming)
+            if before is not None and pinned(options) != before:
+                what = f"worker {w}" if p is None else f"worker {w}'s partition {p}"
+                now = pinned(options)
+                log.warning("%s's node %s is gone: its replacement is %s", what, before[:8],
+                            f"pinned to node {now[:8]}" if now else
+                            "left to Ray (one node alive, or none with its CPUs free)")
+        self.pins[key] = pinned(options)
+        return options
