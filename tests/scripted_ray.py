@@ -5,7 +5,8 @@ as Ray's timing allows.
 
 What stands in (task path only: the piped path's channels are real shared memory):
 
-- ``Runtime`` for the ``ray`` module of ``cluster_on_ray``, ``asking_on_ray`` and ``restarts_on_ray`` (``wait``, ``get``,
+- ``Runtime`` for the ``ray`` module of ``cluster_on_ray``, ``asking_on_ray``, ``partition_restarts_on_ray`` and
+  ``restarts_on_ray`` (``wait``, ``get``,
   ``kill``, ``nodes``: one node unless a test gives several, ``lose_node`` marking one dead) and for ``time`` in
   ``restarts_on_ray`` and ``silence``: a future is ready when it is made, or when its ``when`` holds (a held first
   answer); a death is told some waits late (``Worker.told``: Ray tells
@@ -32,7 +33,7 @@ from typing import Any, Callable
 
 from ray.exceptions import ActorDiedError, GetTimeoutError
 
-from downpour.ps import asking_on_ray, cluster_on_ray, restarts_on_ray, silence, tasks_on_ray
+from downpour.ps import asking_on_ray, cluster_on_ray, partition_restarts_on_ray, restarts_on_ray, silence, tasks_on_ray
 from downpour.ps.cluster_on_ray import RayCluster
 from downpour.ps.connect_on_ray import pinned, placer
 from downpour.ps.consistency import make_consistency
@@ -348,7 +349,7 @@ def scripted_runtime(monkeypatch: Any, tick: float = 0.0, nodes: list[str] | Non
     """Put a :class:`Runtime` (``tick``: seconds a wait takes; ``nodes``: its nodes' ids, one unless given) where the
     driver's modules call Ray and read the clock."""
     rt = Runtime(tick, nodes)
-    for module in (cluster_on_ray, asking_on_ray, restarts_on_ray, tasks_on_ray):
+    for module in (cluster_on_ray, asking_on_ray, partition_restarts_on_ray, restarts_on_ray, tasks_on_ray):
         monkeypatch.setattr(module, "ray", SimpleNamespace(wait=rt.wait, get=rt.get, kill=rt.kill, nodes=rt.nodes,
                                                            exceptions=module.ray.exceptions))
     for module in (restarts_on_ray, silence):

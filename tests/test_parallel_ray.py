@@ -205,3 +205,34 @@ def test_a_partition_is_sent_only_what_it_uses(actors_in_process):
     with torch.no_grad():
         torch.testing.assert_close(replica(x), full(x), rtol=0, atol=1e-10)
     assert len(calls) == 4 and all(args[4] is not None and args[5] is None for _, args in calls)
+
+
+def test_a_killed_partition_actor_is_restarted_alone_its_replica_kept(local_ray, tmp_path):
+    """1 replica x 2 partitions, cluster.restarts = 1: partition 1's actor is killed at step 10. A new partition 1 is
+    started in its place (its filters fetched from its shard by the replica's next step), the replica's actor and
+    partition 0 kept, and the cycle in flight dropped, its steps trained again: the run finishes every step with no
+    worker lost or restarted, and staleness.json and cluster.json say "partition 1 of replica 0 restarted at step N".
+    Until 2026-12-06 the replica was lost and restarted whole (worker-lost, worker-restarted)."""
+    import threading
+
+    from ray_kill import kill_when
+
+    from downpour.ps.cluster import run_cluster
+
+    cfg = load_config("cat-untied", [*TINY_CAT, "cluster.runner=ray", "cluster.workers=1", "cluster.shards=2",
+                                     "cluster.partitions=2", "cluster.restarts=1", "train.steps=400"])
+    run = RunDir.create(tmp_path / "part", cfg)
+    out = {}
+    earlier = {a["name"] for a in ray.util.list_named_actors(all_namespaces=True)}
+    thread = threading.Thread(target=lambda: out.update(run_cluster(cfg, run)), daemon=True)
+    thread.start()
+    victim = kill_when(run, 10, "-part1", earlier)
+    thread.join(timeout=300)
+    assert victim is not None and not thread.is_alive(), "the run hung"
+    assert out["steps"] == 400 and out["lost_workers"] == []
+    events = run.read_json("staleness.json")["events"]
+    assert [(e["event"], e["worker"], e.get("partition")) for e in events] == [("partition-restarted", 0, 1)]
+    assert events[0]["step"] >= 10 and events[0]["dropped_steps"] >= 1 and events[0]["seed_step"] == events[0]["step"]
+    assert run.read_json("cluster.json")["partition_restarts"] == events
+    assert max(r["step"] for r in run.metrics()) == 400      # the replica trained on with its new partition
+    assert not [a for a in ray.util.list_named_actors() if "-part" in a]   # the new partition is gone with the run

@@ -50,6 +50,7 @@ class Asking:
                 "placement": {k: [nodes.index(x) for x in v] for k, v in self.placement.items()},
                 "worker_devices": self.devices, "data_workers": [reports[w] for w in sorted(reports)],
                 **({"model_buffers": buffers} if buffers else {}),
+                **({"partition_restarts": parts} if (parts := self.partition_restarts()) else {}),
                 "profile": {"driver": self.laps.report(), "workers": [profiles[w] for w in sorted(profiles)],
                             "shards": ray.get([a.profile.remote() for a in self.shard_actors], timeout=60)}}
 

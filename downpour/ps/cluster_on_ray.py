@@ -24,6 +24,7 @@ from downpour.ps.connect_on_ray import connect, gathered, head_answers, pinned, 
 from downpour.ps.coordinator import Coordinator
 from downpour.ps.laps import Laps
 from downpour.ps.on_ray import ShardActor, ShardPush, WorkerActor
+from downpour.ps.partition_restarts_on_ray import PartitionRestarts
 from downpour.ps.piped_on_ray import PipedRun
 from downpour.ps.placing_on_ray import Placing
 from downpour.ps.recorder import ShardLost
@@ -40,7 +41,7 @@ from downpour.train.signals import signals_held, signals_let_through
 log = logging.getLogger(__name__)
 
 
-class RayCluster(TaskRun, PipedRun, Restarts, Placing, Asking):
+class RayCluster(TaskRun, PipedRun, Restarts, PartitionRestarts, Placing, Asking):
     """The Ray driver, shaped like :class:`~downpour.ps.simulated.SimulatedCluster`: built with the
     cluster's setup and restored shards, it starts Ray (or joins ``cluster.address``), one actor per
     shard and per worker; :meth:`run` drives the coordinator's budget; :meth:`close` kills every actor

@@ -144,7 +144,7 @@ class Coordinator:
             return          # its other queued cycles failed too: already counted
         if w not in self.live:
             self._lost_waiting.add(w)
-        self.returned = sorted(self.returned + [(first, k) for k, _, first in self._inflight.pop(w, [])])
+        self.drop_cycles(w)
         self.live.discard(w)
         self.lost.append(w)
         self._lost_clock[w] = self.gate.clocks.get(w, 0)
@@ -162,6 +162,13 @@ class Coordinator:
             for v in waiting:
                 self._join(v)
             self.events.append({"event": "joined", "workers": waiting, "step": self.done})
+
+    def drop_cycles(self, w: int) -> int:
+        """``w``'s queued cycles will push nothing (lost with it, or dropped where one of its partitions died: Ray's
+        ``partition-restarted``): their step ranges are handed out again (:attr:`returned`); returns their steps."""
+        cycles = self._inflight.pop(w, [])
+        self.returned = sorted(self.returned + [(first, k) for k, _, first in cycles])
+        return sum(k for k, _, _ in cycles)
 
     def rejoin(self, w: int, **more: Any) -> None:
         """A lost worker was restarted: live again, level with the slowest (like a late joiner), but never

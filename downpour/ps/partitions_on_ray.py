@@ -180,6 +180,11 @@ class PartitionActor:
         self.part.zero_grad(set_to_none=True)
         self._graphs.clear()
 
+    def drop(self) -> None:
+        """The replica's cycle failed (another of its partitions died): this partition's part of the push goes too."""
+        self.params.drop()
+        self.discard()
+
     def node(self) -> str:
         return ray.get_runtime_context().get_node_id()
 
@@ -342,6 +347,21 @@ class PartitionParams:
         """A skipped step: the partitions drop its gradients and graphs (the replica's own, the shared banks', were
         cleared by ``train_step``)."""
         ray.get([a.discard.remote() for a in self.actors])
+
+    def drop(self) -> None:
+        """The push being built goes, on every partition and the shared banks (``Worker.drop_push``)."""
+        pending = [a.drop.remote() for a in self.actors]
+        if self.shared is not None:
+            self.shared.drop()
+        ray.get(pending)
+
+    def replace(self, model: nn.Module, p: int, actor: Any) -> None:
+        """Partition ``p`` is ``actor`` now (its predecessor died): every stage asks it (the push being built is
+        the caller's to drop: ``Worker.drop_push``)."""
+        self.actors[p] = actor
+        for stage in model.stages:
+            stage.filter.actors[p] = actor      # (one list with :attr:`actors` where Ray unpickled them together)
+            stage.filter._codes = stage.filter._recon = None
 
     def take(self, bounds: Sequence[tuple[int, int]], seq: int, base: Sequence[int],
              stages: tuple[int, ...] | None = None) -> list[np.ndarray | None]:

@@ -27,17 +27,22 @@ class Placing:
         :func:`~downpour.ps.setup.partition_seed`), each linked to its own shards only;
         spread over the nodes like the shards (they need no CPU reserved: the replica waits on them); ``nodes``: as
         :meth:`_partition_places`'s."""
-        from downpour.ps.partitions_on_ray import PartitionActor, stage_specs
-
-        setup, c = self.setup, self.setup.cfg.cluster
-        options = self._partition_places(w, len(setup.shards_of), nodes)
-        actors = [PartitionActor.options(name=f"{name}-part{p}", num_cpus=0, **options[p])
-                  .remote(w, p, stage_specs(setup.model, p), [self.shard_actors[j] for j in shards],
-                          [self.lanes[j] for j in shards], [setup.bounds[j] for j in shards], setup.cfg.train.lr,
-                          c.n_fetch, partition_seed(setup.cfg.seed, w, p, step))
-                  for p, shards in enumerate(setup.shards_of)]
+        options = self._partition_places(w, len(self.setup.shards_of), nodes)
+        actors = [self._partition_actor(w, p, f"{name}-part{p}", options[p], step)
+                  for p in range(len(self.setup.shards_of))]
         self.partition_actors[w] = actors
         return actors
+
+    def _partition_actor(self, w: int, p: int, name: str, options: dict[str, Any], step: int) -> Any:
+        """Worker ``w``'s partition ``p``, started at ``step``: at its worker's start, or alone in place of one that
+        died (``ps.partition_restarts_on_ray``)."""
+        from downpour.ps.partitions_on_ray import PartitionActor, stage_specs
+
+        setup, shards = self.setup, self.setup.shards_of[p]
+        return (PartitionActor.options(name=name, num_cpus=0, **options)
+                .remote(w, p, stage_specs(setup.model, p), [self.shard_actors[j] for j in shards],
+                        [self.lanes[j] for j in shards], [setup.bounds[j] for j in shards], setup.cfg.train.lr,
+                        setup.cfg.cluster.n_fetch, partition_seed(setup.cfg.seed, w, p, step)))
 
     def _partition_places(self, w: int, k: int, nodes: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
         """The actor options of worker ``w``'s ``k`` partitions: round-robin over the nodes, the first actors of the
@@ -47,13 +52,16 @@ class Placing:
         from the nodes at the start, pinned them to a node lost since, where Ray never starts them (the replacement was
         given up after RESTART_SECONDS, its survivors held up meanwhile). Read once a restart (earlier on 2026-12-05
         here again, after its worker's read)."""
+        return [self._partition_place(w, p, k, nodes) for p in range(k)]
+
+    def _partition_place(self, w: int, p: int, k: int, nodes: list[dict[str, Any]] | None) -> dict[str, Any]:
+        """The options of worker ``w``'s partition ``p`` of ``k``, with its siblings' (at a restart: alone, in place of
+        one that died, its siblings kept: ``ps.partition_restarts_on_ray``)."""
         # one moved off a node gone avoids its siblings' (those placed already, those kept): until 2026-12-05 it
         # could stack on the node of one kept there, with a node free of them alive
-        def siblings(p: int) -> frozenset[str | None]:
-            return frozenset(self.pins.get((w, q)) for q in range(k) if q != p)
-
+        siblings = frozenset(self.pins.get((w, q)) for q in range(k) if q != p)
         n = self.setup.cfg.cluster.workers
-        return [self._placed((w, p), spot("partition", w * k + p, n, k), 0.0, nodes, siblings(p)) for p in range(k)]
+        return self._placed((w, p), spot("partition", w * k + p, n, k), 0.0, nodes, siblings)
 
     def _placed(self, key: tuple[int, int | None], i: int, cpus: float, nodes: list[dict[str, Any]] | None,
                 avoid: frozenset[str | None] = frozenset()) -> dict[str, Any]:

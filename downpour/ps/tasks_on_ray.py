@@ -89,7 +89,8 @@ class TaskRun:
             drain(grads or [])   # the failed cycle's gradient refs hold the same error: read, not printed
             if current:          # (else another queued cycle of the same dead actor: already handled)
                 self._shard_lost(err)   # a dead shard fails every worker's fetch: not the worker's loss
-                self._lost(w, err)
+                if not self._partition_lost(w, err):   # a dead partition alone: restarted, the replica kept
+                    self._lost(w, err)
             return
         if not current:
             # a cycle that finished just as its actor died, reported after the loss: the loss

@@ -86,6 +86,10 @@ class LocalParams:
     def discard(self) -> None:
         """A skipped step's gradients: nothing to drop here (``train_step`` cleared the replica's)."""
 
+    def drop(self) -> None:
+        """The push being built is dropped (:meth:`Worker.drop_push`): its summed gradient goes."""
+        self._acc = None
+
     def take(self, bounds: Sequence[tuple[int, int]], seq: int, base: Sequence[int],
              stages: tuple[int, ...] | None = None) -> list[Tensor]:
         """The push's summed gradient as views sliced per shard; starts the next push. A push whose every
@@ -183,3 +187,11 @@ class Worker:
         self.seq += 1
         self._acc_steps, self._skipped, self._trained = 0, 0, set()
         return push
+
+    def drop_push(self) -> None:
+        """Drop the push being built, unsent (its seq is the next push's), and fetch before the next step: a
+        model-parallel replica whose partition died mid-cycle (``ps.partition_restarts_on_ray``) goes on with a new
+        partition, whose filters the fetch fills, and none of the dropped cycle's half-made gradient."""
+        self.params.drop()
+        self._mean.pop()
+        self._acc_steps, self._skipped, self._trained, self._since_fetch = 0, 0, set(), None

@@ -1,0 +1,138 @@
+"""A lost partition actor (model parallelism): restarted alone, its replica and the replica's other partitions kept.
+
+A mixin of :class:`~downpour.ps.cluster_on_ray.RayCluster`, which owns the state it reads (``coord``,
+``worker_actors``, ``partition_actors``, ``pins``, ``placement``, ``restarts``, ``_pending``) and the calls it makes
+(``_partition_actor``, ``_partition_place``, ``_dispatch``). The task loop asks :meth:`PartitionRestarts._partition_lost`
+when a replica's cycle failed, before it takes the replica for lost.
+
+Partition p of replica w died (its actor killed, its node gone) and the replica's own actor answers: a new partition
+actor is started in its place (placed as the lost one was, off its node where that is gone, free of its siblings'
+nodes: ``Placing._partition_place``), its RNG seeded by :func:`~downpour.ps.setup.partition_seed` from the step it
+starts at. The replica's cycles in flight are dropped, unpushed (a push half made by the partitions that lived would
+train a model none of its steps computed): their steps are handed out again (``Coordinator.drop_cycles``), and the
+replica's next step fetches, which fills the new partition's filters from its shards. A ``partition-restarted`` event
+(staleness.json, and cluster.json's ``partition_restarts``) says "partition p of replica w restarted at step N" with
+the steps dropped. It spends one of ``cluster.restarts``, as a replica's restart does. Where the new partition cannot
+be had (not up within :data:`PARTITION_SECONDS`: no node with room; dead coming up twice) a ``partition-restart-failed``
+event says why, and the replica is lost and restarted as before (``restarts_on_ray``); with the replica's own actor
+dead too, or ``cluster.restarts`` spent, it is lost as before, with no such event. Until 2026-12-06 a lost partition
+always cost its replica's restart: every actor of it started anew, its other partitions' filters fetched again.
+"""
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+import ray
+from ray.exceptions import GetTimeoutError, RayError
+
+from downpour.ps.restarts_on_ray import kill
+from downpour.train.signals import signals_let_through
+
+log = logging.getLogger("downpour.ps.cluster_on_ray")   # the driver's logger: same records as before
+PARTITION_SECONDS = 60.0    # the longest a new partition actor may take to answer (every survivor waits meanwhile)
+ASK_SECONDS = 10.0          # whether an actor lives: its answer awaited this long
+
+
+class PartitionRestarts:
+    """``RayCluster``'s half that restarts a replica's lost partition alone."""
+
+    partition_actors: dict[int, list[Any]]
+    _pending: dict[Any, tuple[str, int]]
+    _grads: dict[Any, list[Any]]
+    _owner: dict[Any, Any]
+    _unread: list[Any]
+
+    def _partition_lost(self, w: int, err: BaseException) -> bool:
+        """Worker ``w``'s cycle failed with ``err``: if one of its partition actors died and its own actor lives,
+        restart that partition alone, drop ``w``'s cycles in flight and dispatch it again (True); else False (no
+        partition died, its replica's actor dead too, ``cluster.restarts`` spent: the replica lost as before; the new
+        partition not had: the replica restarted whole, a ``partition-restart-failed`` event saying why)."""
+        parts = self.partition_actors.get(w)
+        if not parts or not _answers(self.worker_actors[w]):   # the replica's actor dead too: lost as before
+            return False
+        dead = [p for p, a in enumerate(parts) if not _answers(a)]
+        if not dead or self.restarts < len(dead):   # none died; none may be restarted: lost (not restarted) as before
+            return False
+        step, why = self.coord.done, None
+        dropped = self._drop_cycles(w)
+        new: dict[int, Any] = {}
+        for p in dead:
+            if why is None:
+                got = self._restart_partition(w, p, step)
+                if isinstance(got, str):
+                    why = got
+                else:
+                    new[p] = got
+        if why is None:
+            try:
+                ray.get([self.worker_actors[w].replace_partition.remote(p, a) for p, a in new.items()],
+                        timeout=PARTITION_SECONDS)
+            except (RayError, GetTimeoutError) as e:
+                why = f"its worker did not take the new partition ({type(e).__name__})"
+        if why is not None:
+            for a in new.values():
+                kill(a)
+            for p in dead:
+                self.coord.events.append({"event": "partition-restart-failed", "worker": w, "partition": p,
+                                          "step": step, "reason": why})
+            log.warning("partition %s of replica %d could not be restarted alone (%s): the replica is restarted",
+                        ", ".join(map(str, dead)), w, why)
+            return False
+        for p, a in new.items():
+            self.partition_actors[w][p] = a
+            self.restarts -= 1
+            self.coord.events.append({"event": "partition-restarted", "worker": w, "partition": p, "step": step,
+                                      "dropped_steps": dropped, "seed_step": step, "reason": type(err).__name__})
+            log.warning("partition %d of replica %d restarted at step %d (%s); its cycle in flight dropped (%d steps, "
+                        "handed out again)", p, w, step, type(err).__name__, dropped)
+        for _ in range(self.coord.depth):
+            self._dispatch(w)
+        return True
+
+    def _drop_cycles(self, w: int) -> int:
+        """Worker ``w``'s cycles in flight, dropped: their futures read once they fail (behind the failed one on the
+        same actor, through the same dead partition), their steps handed out again; returns those steps."""
+        for ref in [ref for ref, (kind, v) in self._pending.items() if kind == "cycle" and v == w]:
+            del self._pending[ref]
+            self._owner.pop(ref, None)
+            self._unread += [ref, *self._grads.pop(ref, [])]
+        return self.coord.drop_cycles(w)
+
+    def _restart_partition(self, w: int, p: int, step: int) -> Any:
+        """A new actor for worker ``w``'s partition ``p``, seeded from ``step``, up and placed; or why not (a str).
+        One pinned to a node that died before Ray said so is placed again, once, off it."""
+        k, why = len(self.partition_actors[w]), ""
+        for _ in range(2):
+            options = self._partition_place(w, p, k, ray.nodes())
+            name = f"downpour-{self.run_id}-worker{w}-part{p}-restart-{uuid.uuid4().hex[:6]}"
+            actor = self._partition_actor(w, p, name, options, step)
+            try:
+                with signals_let_through():
+                    node = ray.get(actor.node.remote(), timeout=PARTITION_SECONDS)
+            except GetTimeoutError:
+                kill(actor)
+                return f"its new actor not up within {PARTITION_SECONDS:.0f} s (no node with room)"
+            except RayError as e:
+                kill(actor)
+                why = f"its new actor died coming up ({type(e).__name__})"
+                continue
+            self.placement["partitions"][w * k + p] = node
+            return actor
+        return why
+
+    def partition_restarts(self) -> list[dict[str, Any]]:
+        """The run's partitions restarted alone (cluster.json's ``partition_restarts``)."""
+        return [e for e in self.coord.events if e["event"] == "partition-restarted"]
+
+
+def _answers(actor: Any) -> bool:
+    """Whether ``actor`` lives (answers within :data:`ASK_SECONDS`)."""
+    ref = actor.node.remote()
+    try:
+        with signals_let_through():
+            ray.get(ref, timeout=ASK_SECONDS)
+        return True
+    except (RayError, GetTimeoutError):
+        return False
