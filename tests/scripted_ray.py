@@ -143,6 +143,8 @@ class Worker:
     """Worker ``w``'s actor number ``life`` (0: the first; 1: its first replacement ...).
 
     ``dies(n, first, k)``: whether it dies at its ``n``-th cycle (0-based), of steps first .. first+k-1;
+    ``fails(n, first, k)``: whether that cycle fails, the actor alive (one of its partitions died: the test kills the
+    partition's stand-in); ``replaced``: the partitions the driver handed it anew (``replace_partition``), in order;
     ``takes(n, first, k)``: seconds of the runtime's clock that cycle takes (0: it is done when granted);
     ``hangs(n, first, k)``: whether that cycle never returns (a node gone silent, a deadlock): it, and every later
     call, answers only once the actor is killed, with ``ActorDiedError`` (as Ray's calls on a killed actor do);
@@ -159,6 +161,7 @@ class Worker:
     shards: int
     dies: Callable[[int, int, int], bool] = lambda n, first, k: False
     hangs: Callable[[int, int, int], bool] = lambda n, first, k: False
+    fails: Callable[[int, int, int], bool] = lambda n, first, k: False
     takes: Callable[[int, int, int], float] = lambda n, first, k: 0.0
     up: Callable[[], bool] | None = None
     dead_on_arrival: bool = False
@@ -170,6 +173,7 @@ class Worker:
     hung: bool = False
     busy_until: float = 0.0
     computed: list[tuple[int, int]] = field(default_factory=list)   # (first, steps) of each cycle it trained
+    replaced: list[int] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.dead = self.dead_on_arrival
@@ -179,6 +183,7 @@ class Worker:
         self.data_report = _Method(lambda: self._answer({"worker": self.w}))
         self.profile = _Method(lambda: self._answer({}))
         self.buffers = _Method(lambda: self._answer({}))
+        self.replace_partition = _Method(lambda p, actor: self.replaced.append(p) or self._answer(None))
 
     def _answer(self, value: Any, when: Callable[[], bool] | None = None, at: int = 0) -> Ref:
         return self._died() if self.dead or self.killed else Ref(value, when=when, at=at)
@@ -192,7 +197,7 @@ class Worker:
         self.hung = self.hung or (not self.dead and self.hangs(self.cycles, first, k))
         seconds = self.takes(self.cycles, first, k)
         self.cycles += 1
-        if self.dead or self.killed:
+        if self.dead or self.killed or self.fails(self.cycles - 1, first, k):
             return [self._died() for _ in range(self.shards + 1)]
         if self.hung:
             return [Ref(error=ActorDiedError(), when=lambda: self.killed) for _ in range(self.shards + 1)]
@@ -214,9 +219,10 @@ class Shard:
     def __init__(self, up: Callable[[], bool] | None = None, node: str = "node-a") -> None:
         self.told, self.killed = [], False
         self.set_workers = _Method(lambda ws: self._note(ws))
+        self.dead = False        # (a partition's stand-in the test killed: its answers are ActorDiedError)
         self.flush = _Method(lambda: Ref(None))
         self.close = _Method(lambda: Ref(None))
-        self.node = _Method(lambda: Ref(node, when=up))
+        self.node = _Method(lambda: Ref(error=ActorDiedError()) if self.dead else Ref(node, when=up))
         self.profile = _Method(lambda: Ref({}))
 
     def _note(self, ws: list[int]) -> Ref:
@@ -302,7 +308,7 @@ class ScriptedCluster(RayCluster):
                  script: dict[tuple[int, int], dict[str, Any]] | None = None, saved: dict[str, Any] | None = None,
                  partitions: int = 0, silent_seconds: float = 0.0):
         self.rt, self.script, self.lives, self.pushes = rt, script or {}, [], []
-        self.partitions, self.parts = partitions, []
+        self.partitions, self.parts, self.new_parts_up = partitions, [], None
         super().__init__(stub_setup(coord.workers, restarts, silent_seconds), [None] * shards, coord,
                          lambda step: None, coord.done, None, saved)
 
@@ -332,6 +338,10 @@ class ScriptedCluster(RayCluster):
                                         for node in nodes]
             self.parts.append(self.partition_actors[w])
         return actor
+
+    def _partition_actor(self, w: int, p: int, name: str, options: dict[str, Any], step: int) -> Shard:
+        """A partition restarted alone (``partition_restarts_on_ray``): up where ``new_parts_up`` (None: at once)."""
+        return Shard(self.new_parts_up, pinned(options) or "node-a")
 
     def run_scripted(self, on_push: Callable[[ScriptedCluster], None] = lambda c: None) -> None:
         def record(push: Any, rec: dict[str, Any]) -> None:

@@ -217,6 +217,7 @@ def test_a_killed_partition_actor_is_restarted_alone_its_replica_kept(local_ray,
 
     from ray_kill import kill_when
 
+    from downpour.analysis.report import _cluster_faults
     from downpour.ps.cluster import run_cluster
 
     cfg = load_config("cat-untied", [*TINY_CAT, "cluster.runner=ray", "cluster.workers=1", "cluster.shards=2",
@@ -234,5 +235,7 @@ def test_a_killed_partition_actor_is_restarted_alone_its_replica_kept(local_ray,
     assert [(e["event"], e["worker"], e.get("partition")) for e in events] == [("partition-restarted", 0, 1)]
     assert events[0]["step"] >= 10 and events[0]["dropped_steps"] >= 1 and events[0]["seed_step"] == events[0]["step"]
     assert run.read_json("cluster.json")["partition_restarts"] == events
+    assert _cluster_faults(run) == (f'<p class="note">Faults: partition 1 of replica 0 restarted at step '
+                                    f'{events[0]["step"]} (ActorDiedError).</p>')
     assert max(r["step"] for r in run.metrics()) == 400      # the replica trained on with its new partition
     assert not [a for a in ray.util.list_named_actors() if "-part" in a]   # the new partition is gone with the run

@@ -635,3 +635,58 @@ def test_a_restart_reads_the_nodes_once_and_places_its_partitions_by_that_read(m
     reads.clear()
     RayCluster._spawn(cluster, 1, 0, 20)
     assert len(reads) == 1 and made == [b, a, a]      # partitions 0 and 1, then the worker
+
+
+def _partition_dies(cluster, w, p, step):
+    """A ``fails`` script: worker ``w``'s cycle past ``step`` fails, its partition ``p`` killed, the worker alive."""
+    def fails(n, first, k):
+        if first + k > step and not cluster.partition_actors[w][p].dead and w not in cluster.replaced_at:
+            cluster.partition_actors[w][p].dead = True
+            cluster.replaced_at[w] = first
+            return True
+        return False
+    return fails
+
+
+def _losing_partition_1(monkeypatch, restarts=1, new_parts_up=None):
+    """2 replicas x 2 partitions; worker 0's partition 1 dies in its cycle past step 20 (the worker alive)."""
+    rt = scripted_runtime(monkeypatch)
+    coord = coordinator(2, STEPS)
+    script = {}
+    cluster = ScriptedCluster(rt, coord, restarts=restarts, partitions=2, script=script)
+    cluster.replaced_at, cluster.new_parts_up = {}, new_parts_up
+    cluster.lives[0].fails = _partition_dies(cluster, 0, 1, 20)
+    return cluster, coord
+
+
+def test_a_lost_partition_is_restarted_alone_its_cycles_dropped_and_trained_again(monkeypatch):
+    """Worker 0's partition 1 dies mid-cycle, the worker alive: a new partition 1 replaces it alone (the worker's actor
+    kept, handed the new one), the worker's cycles in flight are dropped and their steps handed out again, so every
+    step is trained once; one partition-restarted event, no worker lost. Until 2026-12-06 worker 0 was lost and
+    restarted whole."""
+    cluster, coord = _losing_partition_1(monkeypatch)
+    old = list(cluster.partition_actors[0])
+    cluster.run_scripted()
+    events = [e for e in coord.events if e["event"] != "joined"]
+    assert [(e["event"], e["worker"], e["partition"]) for e in events] == [("partition-restarted", 0, 1)]
+    assert events[0]["step"] > 0 and events[0]["dropped_steps"] >= 1 and events[0]["seed_step"] == events[0]["step"]
+    assert len(cluster.lives) == 2 and cluster.lives[0].replaced == [1]          # no new worker actor
+    assert cluster.partition_actors[0][0] is old[0] and cluster.partition_actors[0][1] is not old[1]
+    assert coord.done == STEPS and cluster.trained() == list(range(STEPS))     # the dropped steps trained again
+    assert cluster.restarts == 0                                                 # one of cluster.restarts spent
+
+
+def test_a_partition_that_cannot_be_restarted_restarts_its_replica_and_says_why(monkeypatch):
+    """The new partition never comes up (no node with room): a partition-restart-failed event says so, and the replica
+    is lost and restarted as before, every step trained."""
+    from downpour.ps.partition_restarts_on_ray import PARTITION_SECONDS
+
+    cluster, coord = _losing_partition_1(monkeypatch, new_parts_up=lambda: False)
+    cluster.run_scripted()
+    events = [e for e in coord.events if e["event"] != "joined"]
+    assert [(e["event"], e["worker"]) for e in events] == [("partition-restart-failed", 0), ("worker-lost", 0),
+                                                           ("worker-restarted", 0)]
+    assert events[0]["partition"] == 1
+    assert events[0]["reason"] == f"its new actor not up within {PARTITION_SECONDS:.0f} s (no node with room)"
+    assert coord.done == STEPS and len(cluster.lives) == 3
+

@@ -1,5 +1,5 @@
 """The report's cluster notes: a cluster run's faults in one line (staleness.json's events: lost workers and what
-came of each, resumes, shard restarts) and why a run has no staleness histogram. Since 2026-12-05 out of report.py,
+came of each, resumes, shard restarts, partitions restarted alone) and why a run has no staleness histogram. Since 2026-12-05 out of report.py,
 at its 400 lines."""
 from __future__ import annotations
 
@@ -17,7 +17,10 @@ _FAULT_WORDS = {"worker-lost": "worker {worker} lost at step {step}{reason}",
                 "not-restarted": "worker {worker} not restarted at step {step}{reason}",
                 "resumed": "the run resumed at step {step} with {workers} started{back}",
                 "shards-restarted": "the shards restarted from the checkpoint of step {step}{reason}",
-                "shards-lost": "the run stopped at step {step}, a shard lost with cluster.shard_restarts spent{reason}"}
+                "shards-lost": "the run stopped at step {step}, a shard lost with cluster.shard_restarts spent{reason}",
+                "partition-restarted": "partition {partition} of replica {worker} restarted at step {step}{reason}",
+                "partition-restart-failed": "partition {partition} of replica {worker} not restarted alone at step "
+                                            "{step}{reason}"}
 # what came of a loss, said in its own entry ("worker 1 lost at step 21 (ActorDiedError), not restarted (...)")
 _OUTCOME_WORDS = {"worker-restarted": "restarted at step {step}", "restart-failed": "its restart failed at step {step}{reason}",
                   "restart-given-up": "its restart given up at step {step}{reason}",
@@ -49,7 +52,8 @@ def cluster_faults(run: RunDir) -> str:
         reason = str(e.get("reason") or "").strip().split("\n")[0][:160]
         if kind == "restart-given-up" and reason == "cluster.restarts = 0":   # (written 2026-12-05: none was tried)
             kind = "not-restarted"
-        w, fill = e.get("worker", "?"), {"step": e.get("step", "?"), "reason": f" ({reason})" if reason else ""}
+        w, fill = e.get("worker", "?"), {"step": e.get("step", "?"), "reason": f" ({reason})" if reason else "",
+                                         "partition": e.get("partition", "?")}
         if kind == "resumed":
             started = e.get("workers") if isinstance(e.get("workers"), list) else []
             back = sorted(gone & set(started), key=str)

@@ -80,13 +80,14 @@ class PartitionRestarts:
             log.warning("partition %s of replica %d could not be restarted alone (%s): the replica is restarted",
                         ", ".join(map(str, dead)), w, why)
             return False
+        cause = type(getattr(err, "cause", None) or err).__name__   # (a replica's cycle fails with the partition's error)
         for p, a in new.items():
             self.partition_actors[w][p] = a
             self.restarts -= 1
             self.coord.events.append({"event": "partition-restarted", "worker": w, "partition": p, "step": step,
-                                      "dropped_steps": dropped, "seed_step": step, "reason": type(err).__name__})
+                                      "dropped_steps": dropped, "seed_step": step, "reason": cause})
             log.warning("partition %d of replica %d restarted at step %d (%s); its cycle in flight dropped (%d steps, "
-                        "handed out again)", p, w, step, type(err).__name__, dropped)
+                        "handed out again)", p, w, step, cause, dropped)
         for _ in range(self.coord.depth):
             self._dispatch(w)
         return True
