@@ -308,7 +308,7 @@ class ScriptedCluster(RayCluster):
                  script: dict[tuple[int, int], dict[str, Any]] | None = None, saved: dict[str, Any] | None = None,
                  partitions: int = 0, silent_seconds: float = 0.0):
         self.rt, self.script, self.lives, self.pushes = rt, script or {}, [], []
-        self.partitions, self.parts, self.new_parts_up = partitions, [], None
+        self.partitions, self.parts = partitions, []
         super().__init__(stub_setup(coord.workers, restarts, silent_seconds), [None] * shards, coord,
                          lambda step: None, coord.done, None, saved)
 
@@ -338,10 +338,6 @@ class ScriptedCluster(RayCluster):
                                         for node in nodes]
             self.parts.append(self.partition_actors[w])
         return actor
-
-    def _partition_actor(self, w: int, p: int, name: str, options: dict[str, Any], step: int) -> Shard:
-        """A partition restarted alone (``partition_restarts_on_ray``): up where ``new_parts_up`` (None: at once)."""
-        return Shard(self.new_parts_up, pinned(options) or "node-a")
 
     def run_scripted(self, on_push: Callable[[ScriptedCluster], None] = lambda c: None) -> None:
         def record(push: Any, rec: dict[str, Any]) -> None:

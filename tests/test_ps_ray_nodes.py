@@ -11,8 +11,9 @@ The node of worker 1's partition 0 (model parallelism), which holds worker 1's o
 the plan's layout): the partition is placed again on an alive node free of its sibling partition, the sibling kept
 where it was, the worker on the node with a CPU free (until 2026-12-05 only scripted).
 A node holding one partition actor alone (four nodes: the plan's layout leaves none such on three), the worker's own
-node alive: the replica is lost and restarted, the worker and its other partition kept where they were, the partition
-placed again off the gone node, free of its sibling (since 2026-12-05; the layout's change had left it untested).
+node alive: the partition is restarted alone (since 2026-12-06; until then the replica was lost and restarted), the
+worker and its other partition kept, the partition placed off the gone node, free of its sibling (since 2026-12-05;
+the layout's change had left it untested).
 (The placement decisions alone, over stand-ins of ``ray.nodes()``, are tests/test_ps_restarts.py's; its scripted
 cluster never starts a real actor.)"""
 import html
@@ -90,7 +91,7 @@ def _losing_a_node(monkeypatch, cluster, nodes, lost, pin=(1, None)):
         if not lost and self.coord.done >= LOST_AT:
             lost.append(self.pins[pin])
             cluster.remove_node(nodes[lost[0]], allow_graceful=False)     # a crash: its processes killed
-        if lost and not any(e["event"] == "worker-lost" for e in self.coord.events):
+        if lost and not any(e["event"] in ("worker-lost", "partition-restarted") for e in self.coord.events):
             # until the crash shows (seconds: ActorUnavailableError), or the survivor finishes
             time.sleep(PACE_S if self.coord.done < self.coord.total // 2 else LATE_PACE_S)
         if self._starting:
@@ -184,16 +185,17 @@ def test_a_partition_whose_node_is_removed_is_placed_again_off_its_siblings_node
     assert {r["worker"] for r in run.metrics() if r["step"] > LOST_AT + 8} == {0, 1}    # the replacement trains
 
 
-def test_a_node_holding_a_partition_alone_lost_restarts_its_replica_the_partition_placed_off_it(tmp_path, four_nodes,
-                                                                                                monkeypatch, caplog):
+def test_a_node_holding_a_partition_alone_lost_restarts_that_partition_alone_placed_off_it(tmp_path, four_nodes,
+                                                                                           monkeypatch, caplog):
     """Model parallelism, a node holding one partition actor and nothing else (the plan's layout left none such on
     three nodes with partitions, shards >= partitions): 1 replica x 2 partitions on 2 shards, 6 actors over four sorted
     nodes, partition 0 on the first, partition 1 on the second (alone), the worker on the third, the shards on the
     fourth and first. The second crashes at step 20: the worker's cycle fails through its partition (its own node
-    alive), it is lost and restarted, the worker kept on the third and partition 0 on the first, partition 1 placed
-    off the gone node (at first pinned there while Ray has it alive, then placed again), free of its sibling: on the
-    fourth (round-robin alone, index 1 over the three alive, would put it on the third). The run finishes every step
-    with a readable server checkpoint of the last, and staleness.json, the Faults line and cluster.json say so."""
+    alive), and partition 1 alone is restarted (since 2026-12-06; until then the replica was lost and restarted whole),
+    the worker kept on the third and partition 0 on the first, the new partition 1 off the gone node (at first pinned
+    there while Ray has it alive, then placed again), free of its sibling: on the fourth (round-robin alone, index 1
+    over the three alive, would put it on the third). The run finishes every step with a readable server checkpoint of
+    the last, and staleness.json, the Faults line and cluster.json say so."""
     from downpour.analysis.report import _cluster_faults
     from downpour.ps.checkpoint import load_server
 
@@ -201,18 +203,16 @@ def test_a_node_holding_a_partition_alone_lost_restarts_its_replica_the_partitio
     summary, run, events, lost = _run_losing_a_node(tmp_path, monkeypatch, caplog, four_nodes,
                                                     _split_in_2(four_nodes[0], workers=1), (0, 1))
     assert lost == [second]
-    placed_again = [("restart-placed-again", 0)] if len(events) == 3 else []      # (as in the tests above)
-    assert [(e["event"], e["worker"]) for e in events] == [("worker-lost", 0), *placed_again, ("worker-restarted", 0)]
-    assert not placed_again or events[1]["reason"].startswith(f"its partition 1's node {second[:8]} gone (")
+    assert [(e["event"], e["worker"], e["partition"]) for e in events] == [("partition-restarted", 0, 1)]
     faults = html.unescape(_cluster_faults(run))
-    assert faults.startswith(f'<p class="note">Faults: worker 0 lost at step {events[0]["step"]} (')
-    assert faults.endswith(f"restarted at step {events[-1]['step']}.</p>")
+    assert faults.startswith(f'<p class="note">Faults: partition 1 of replica 0 restarted at step {events[0]["step"]} (')
     assert summary["steps"] == PART_STEPS and summary["lost_workers"] == []
     assert f"worker 0's partition 1's node {second[:8]} is gone: its replacement is pinned to node {fourth[:8]}" \
         in caplog.text
     assert "worker 0's node" not in caplog.text and "partition 0's node" not in caplog.text   # both kept
     placed = run.read_json("cluster.json")
     assert placed["nodes"] == 3 and placed["placement"] == {"shards": [2, 0], "workers": [1], "partitions": [0, 2]}
-    assert {r["worker"] for r in run.metrics() if r["step"] > LOST_AT + 8} == {0}    # the replacement trains
+    assert placed["partition_restarts"] == events
+    assert {r["worker"] for r in run.metrics() if r["step"] > LOST_AT + 8} == {0}    # the replica trains on
     states, meta = load_server(run.checkpoints / "server")
     assert meta["step"] == PART_STEPS and len(states) == 2

@@ -654,7 +654,9 @@ def _losing_partition_1(monkeypatch, restarts=1, new_parts_up=None):
     coord = coordinator(2, STEPS)
     script = {}
     cluster = ScriptedCluster(rt, coord, restarts=restarts, partitions=2, script=script)
-    cluster.replaced_at, cluster.new_parts_up = {}, new_parts_up
+    cluster.replaced_at = {}
+    # a partition restarted alone: a stand-in, up where new_parts_up holds (None: at once)
+    cluster._partition_actor = lambda w, p, name, options, step: scripted_ray.Shard(new_parts_up, "node-a")
     cluster.lives[0].fails = _partition_dies(cluster, 0, 1, 20)
     return cluster, coord
 
