@@ -59,6 +59,7 @@ class PartitionRestarts:
         dropped = self._drop_cycles(w)
         new: dict[int, Any] = {}
         for p in dead:
+            kill(parts[p])      # (one that only did not answer in time would hold its filters' memory)
             if why is None:
                 got = self._restart_partition(w, p, step)
                 if isinstance(got, str):
