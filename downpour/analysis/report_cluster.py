@@ -1,6 +1,6 @@
 """The report's cluster notes: a cluster run's faults in one line (staleness.json's events: lost workers and what
-came of each, resumes, shard restarts, partitions restarted alone) and why a run has no staleness histogram. Since 2026-12-05 out of report.py,
-at its 400 lines."""
+came of each, resumes, shard restarts, partitions restarted alone) and why a run has no staleness histogram. Since
+2026-12-05 out of report.py, at its 400 lines."""
 from __future__ import annotations
 
 from typing import Any
