@@ -2,8 +2,8 @@
 
 A mixin of :class:`~downpour.ps.cluster_on_ray.RayCluster`, which owns the state it reads (``coord``,
 ``worker_actors``, ``partition_actors``, ``pins``, ``placement``, ``restarts``, ``_pending``) and the calls it makes
-(``_partition_actor``, ``_partition_place``, ``_dispatch``). The task loop asks :meth:`PartitionRestarts._partition_lost`
-when a replica's cycle failed, before it takes the replica for lost.
+(``_partition_actor``, ``_partition_place``, ``_dispatch``). The task loop asks
+:meth:`PartitionRestarts._partition_lost` when a replica's cycle failed, before it takes the replica for lost.
 
 Partition p of replica w died (its actor killed, its node gone) and the replica's own actor answers: a new partition
 actor is started in its place (placed as the lost one was, off its node where that is gone, free of its siblings'
@@ -81,7 +81,7 @@ class PartitionRestarts:
             log.warning("partition %s of replica %d could not be restarted alone (%s): the replica is restarted",
                         ", ".join(map(str, dead)), w, why)
             return False
-        cause = type(getattr(err, "cause", None) or err).__name__   # (a replica's cycle fails with the partition's error)
+        cause = type(getattr(err, "cause", None) or err).__name__   # (the replica's cycle fails with the partition's)
         for p, a in new.items():
             self.partition_actors[w][p] = a
             self.restarts -= 1
