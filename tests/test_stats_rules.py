@@ -60,3 +60,24 @@ def test_a_verdicts_sentence_says_the_arms_did_not_differ_on_two_quick_seeds():
     row = {r["condition"]: r for r in study_class("templates")(quick=True).summarise(conds, cells, [0, 1])}["same"]
     said = difference_sentence(row, "probe_digits", "digits probe")
     assert said == "digits probe 0.000 (no seed differed: too few seeds to tell), inconclusive", said
+
+
+def test_a_difference_near_zero_is_kept_off_zero_as_the_run_reports_are():
+    """A Δ of 0.0002 read "0.000 [+0.000, +0.001]" until 2026-12-06 (the run report's paired differences, by
+    auc_words.off_zero, kept it off zero): the studies' words take up to 2 more decimals the same way."""
+    assert words.signed([0.0002, 0.0001, 0.0009]) == "+0.0002 [+0.0001, +0.001]"
+    assert words.points([0.0003, -0.01, 0.02], 1, " points") == "+0.03 points [-1.0, +2.0]"
+    assert words.signed([0.031, -0.01, 0.07]) == "+0.031 [-0.010, +0.070]"      # (not near zero: as it was)
+
+
+def test_study_html_says_an_unbounded_interval_in_the_verdicts_words():
+    """study.html's table printed "0 [−∞, ∞]" for a difference 0 in every one of 2 seeds, and "0.3 [−∞, ∞]" for a
+    figure of one seed (until 2026-12-06); it says them as the verdict does."""
+    from downpour.studies.html import rows_table
+
+    inf = math.inf
+    row = {"condition": "a", "params": {}, "n": 2, "figures": {"d_x": [0.0, -inf, inf], "y": [0.3, -inf, inf]}}
+    table = rows_table([row])
+    assert "∞" not in table
+    assert "0 <small>(no seed differed: too few seeds to tell)</small>" in table
+    assert "0.3 <small>(no interval)</small>" in table

@@ -319,3 +319,27 @@ def test_the_rank_correlations_reading_is_one_of_holms_family_and_marked_where_i
     less["p_holm"] = 0.2                # as in a larger family: the reading is a lead, and the verdict says so
     assert "less data ρ within a seed" in study.verdict(rows)
     assert "sparser codes went with more over-fitting" + LEAD in study.verdict(rows)
+
+
+def test_a_rank_correlation_of_0_in_every_seed_reads_as_a_paired_difference_that_no_seed_moved():
+    """Every seed's ρ exactly 0 on 2 seeds: its number says "no seed differed: too few seeds to tell" as any all-zero
+    paired difference's does, and the reading is theirs, "inconclusive" (until 2026-12-06 it said "too few seeds to
+    tell" twice)."""
+    from downpour.studies.stats import holm
+
+    study = CostsStudy(quick=True)
+    conditions, seeds = study.conditions(), [0, 1]
+    cells = {}
+    for size in ("less", "more"):
+        names = [c.name for c in conditions if c.params["data"] == size]
+        for i, name in enumerate(names):
+            for s in seeds:                 # the gap symmetric in the Hoyer sparsity's rank: ρ = 0 in each seed
+                cells[(name, s)] = {"train_recon": 0.1, "heldout_recon": 0.1, "hoyer": float(i), "active": 0.5,
+                                    "mean_code": 0.2, "probe_digits": 0.9, "probe_digits_raw": 0.8,
+                                    "gap": float((i - (len(names) - 1) / 2) ** 2)}
+    rows = study.summarise(conditions, cells, seeds)
+    holm(rows)
+    said = next(p for p in study.verdict(rows).split("\n\n") if p.startswith("How the two"))
+    assert "ρ within a seed = 0.00 (no seed differed: too few seeds to tell) (over the conditions' means: 0.00): " \
+           "inconclusive" in said
+    assert said.count("too few seeds to tell") == 2, said       # (once a data size)

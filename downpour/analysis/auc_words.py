@@ -21,9 +21,11 @@ def paired_words(paired: dict[str, dict[str, Any]], methods: tuple[str, ...]) ->
     return f" Paired on the same images, its AUC minus {'; minus '.join(parts)}." if parts else ""
 
 
-def off_zero(v: float) -> str:
-    """A paired difference or its interval's end to two decimals, or to as many more (up to 4) as keep it off zero:
+def off_zero(v: float, decimals: int = 2) -> str:
+    """A paired difference or its interval's end to ``decimals`` (2), or to as many more (up to 2 more) as keep it off
+    zero (the studies' differences too, at their own decimals, since 2026-12-06: :func:`~downpour.studies.words.
+    difference` printed a Δ of 0.0002 as "0.000 [+0.000, +0.001]"):
     the verdict's *beats* reads its sign, so '+0.003', not '+0.00' (since 2026-12-05: an interval [+0.0028, +0.23] read
     "[+0.00, +0.23]" beside "beats gradient energy", as if it touched 0; and later that day the difference itself, which
     read "+0.00 [+0.002, +0.01]", outside the interval beside it)."""
-    return next((f"{v:+.{d}f}" for d in (2, 3, 4) if round(v, d) != 0), f"{v:+.2f}")
+    return next((f"{v:+.{d}f}" for d in range(decimals, decimals + 3) if round(v, d) != 0), f"{v:+.{decimals}f}")

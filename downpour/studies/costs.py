@@ -161,7 +161,10 @@ class CostsStudy(CostsDesign, Study):
         for size in SIZES:
             extra = by[f"{size}/none"]["extra"]
             rho, lo, hi = extra["hoyer_gap_rank_correlation"]
-            word = ("too few seeds to tell" if not (math.isfinite(lo) and math.isfinite(hi)) else
+            # (every seed's ρ 0 on too few: its number already says "no seed differed: too few seeds to tell", as any
+            # paired difference's does, and the reading is theirs; until 2026-12-06 "...: too few seeds to tell" again)
+            word = (("inconclusive" if words.unbounded((rho, lo, hi)) == words.NO_SEED_DIFFERED
+                     else "too few seeds to tell") if not (math.isfinite(lo) and math.isfinite(hi)) else
                     "sparser codes went with more over-fitting" if lo > 0 else
                     "sparser codes went with less over-fitting" if hi < 0 else "no monotone relation shows")
             word += lead_mark(by[f"{size}/none"], CORRELATION)

@@ -11,7 +11,7 @@ from typing import Any, Callable
 from downpour._names import plural
 from downpour.studies.bounds import bound_caption
 from downpour.studies.data_note import data_sentence
-from downpour.studies.words import no_spread
+from downpour.studies.words import no_spread, unbounded
 
 Shown = Callable[[dict[str, Any], str], "str | None"]   # a study's own HTML for a row's param or extra cell, or None
 
@@ -54,8 +54,13 @@ def _platforms(result: dict[str, Any]) -> str:
             + (f"<p><b>Data.</b> {html.escape(data)}</p>\n" if data else ""))
 
 
-def interval(triple: list[float] | tuple[float, float, float]) -> str:
+def interval(triple: list[float] | tuple[float, float, float], difference: bool = False) -> str:
+    """'0.42 [0.38, 0.46]'; an interval with an end not finite in the verdicts' words (:func:`~downpour.studies.words.
+    unbounded`; a paired ``difference`` 0 in every seed of too few: "0 (no seed differed: too few seeds to tell)"),
+    not "0 [−∞, ∞]" as until 2026-12-06."""
     value, low, high = triple
+    if math.isfinite(value) and not (math.isfinite(low) and math.isfinite(high)):
+        return f"{fmt(value)} <small>({html.escape(unbounded(triple, difference))})</small>"
     return f"{fmt(value)} <small>[{fmt(low)}, {fmt(high)}]</small>"
 
 
@@ -125,7 +130,7 @@ def _figure(row: dict[str, Any], key: str) -> str:
         # seeds read 0.900 [0.900, 0.900], as certain as a thousand seeds); say what it is instead
         shown = f"{fmt(value)} <small>(the same in every seed{' measured' if left_out else ''})</small>"
     else:
-        shown = interval(row["figures"][key])
+        shown = interval(row["figures"][key], difference=key.startswith(("d_", "delta_")))
     ended = row.get("censored", {}).get(key)     # (since 2026-12-05: a range at the sweep's end is a lower bound)
     if ended and not key.startswith("d_"):
         shown += f" <small>({ended} of {row['n']} seeds at the sweep's end: at least this)</small>"

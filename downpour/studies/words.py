@@ -18,7 +18,10 @@ unless it is 0 ("[-2.1, -0.0], lower": it ends below 0, which the reading says).
 from __future__ import annotations
 
 import math
-from typing import Sequence
+import re
+from typing import Callable, Sequence
+
+from downpour.analysis.auc_words import off_zero
 
 
 def percent(x: float) -> str:
@@ -58,16 +61,35 @@ def against(rate: float, reference: str, reference_rate: float) -> str:
 NO_SEED_DIFFERED = "no seed differed: too few seeds to tell"
 
 
+def unbounded(triple: Sequence[float], difference: bool = True) -> str:
+    """Why a figure with an end not finite has no interval: a ``difference`` 0 unbounded both ways, every seed's 0 on
+    too few seeds (:data:`NO_SEED_DIFFERED`), else "no interval" (one seed; the verdicts' words and study.html's table
+    alike: the table printed "0 [−∞, ∞]" until 2026-12-06)."""
+    d, lo, hi = triple
+    return NO_SEED_DIFFERED if difference and d == 0 and lo == -math.inf and hi == math.inf else "no interval"
+
+
 def difference(triple: Sequence[float], fmt: str = "{:+.3f}", unit: str = "") -> str:
-    """A signed difference and its interval, ``fmt`` for each number (``unit`` after the value)."""
+    """A signed difference and its interval, ``fmt`` for each number (``unit`` after the value). A signed fixed-point
+    ``fmt`` ("{:+.3f}") keeps a number that is not 0 off zero with up to 2 more decimals, as the run report's paired
+    differences do (:func:`~downpour.analysis.auc_words.off_zero`; until 2026-12-06 a Δ of 0.0002 read "0.000 [+0.000,
+    +0.001]")."""
     d, lo, hi = triple
     if not math.isfinite(d):
         return "not measured"
-    value = _unsigned_if_zero(fmt.format(d))
+    number = _number(fmt)
+    value = _unsigned_if_zero(number(d))
     if not (math.isfinite(lo) and math.isfinite(hi)):
-        return f"{value}{unit} ({NO_SEED_DIFFERED if d == 0 and lo == -math.inf and hi == math.inf else 'no interval'})"
-    ends = (_unsigned_if_zero(fmt.format(e)) if e == 0 else fmt.format(e) for e in (lo, hi))
+        return f"{value}{unit} ({unbounded(triple)})"
+    ends = (_unsigned_if_zero(number(e)) if e == 0 else number(e) for e in (lo, hi))
     return f"{value}{unit} [{', '.join(ends)}]"
+
+
+def _number(fmt: str) -> Callable[[float], str]:
+    """How :func:`difference` writes each number in ``fmt``: a signed fixed-point one ("{:+.3f}") by
+    :func:`~downpour.analysis.auc_words.off_zero` at its decimals, any other as it says."""
+    fixed = re.fullmatch(r"\{:\+\.(\d+)f\}", fmt)
+    return (lambda x: off_zero(x, int(fixed.group(1)))) if fixed else fmt.format
 
 
 def _unsigned_if_zero(text: str) -> str:
