@@ -288,6 +288,18 @@ def test_beats_reads_the_paired_difference_not_the_baselines_interval_alone():
     assert unpaired["per_negatives"][0]["not_separated"] == ["mean intensity"]   # 0.500 inside the unit's interval
 
 
+def test_a_unit_that_beats_no_baseline_is_said_by_what_it_is():
+    """A unit inside mean intensity's interval opened "beats no baseline; is not separated from mean intensity ..."
+    until 2026-12-06, and one with no baseline row said only "beats no baseline": each clause is said where it names one."""
+    def row(method, auc, ci):
+        return {"negatives": "upside_down", "level": "low-level matched", "method": method, "auc": auc, "auc_ci": list(ci)}
+
+    (said,) = controls_verdict([row(LEARNED, 0.508, (0.486, 0.546)), row("mean intensity", 0.5, (0.5, 0.5))])["sentences"][1:]
+    assert "the learned unit (AUC 0.508 [0.486, 0.546]) is not separated from mean intensity (0.500 [0.500, 0.500])." in said
+    assert "beats" not in said
+    (alone,) = controls_verdict([row(LEARNED, 0.508, (0.486, 0.546))])["sentences"][1:]
+    assert "the learned unit (AUC 0.508 [0.486, 0.546]) has no baseline row to compare with." in alone
+
 def test_a_paired_interval_beside_beats_never_reads_as_touching_zero():
     """A run's spectrum-matched row "beats gradient energy" with the paired difference +0.12 [+0.00, +0.23] (its lower
     end 0.0028, rounded to two decimals): the words said above 0, the numbers seemed to say it reached 0."""

@@ -80,10 +80,12 @@ def controls_verdict(rows: list[dict[str, Any]], learned: str = LEARNED, twin: s
         missed = _criterion_missed(unit, group, twin, above_auc)
         passes = not missed
         label = labels.get(name, name)
+        # (each clause only where it names a baseline: until 2026-12-06 one that beat none opened "beats no baseline;
+        # is not separated from ...", and one with no baseline row said only "beats no baseline")
+        said = "; ".join(f"{verb} {listing(ms, group)}" for verb, ms in
+                         (("beats", beats), ("is not separated from", unseparated), ("loses to", loses)) if ms)
         sentence = (f"Against {label}, the learned unit (AUC {auc_ci(unit)}) "
-                    + (f"beats {listing(beats, group)}" if beats else "beats no baseline")
-                    + (f"; is not separated from {listing(unseparated, group)}" if unseparated else "")
-                    + (f"; loses to {listing(loses, group)}" if loses else "")
+                    + (said or "has no baseline row to compare with")
                     + (". Criterion met." if passes else f". Criterion not met: {'; '.join(missed)}.")
                     + paired_words(unit.get("paired", {}), (twin,) + above_auc + (NO_FACES,)))
         per.append({"negatives": name, "level": unit.get("level", ""), "learned_auc": unit["auc"],
