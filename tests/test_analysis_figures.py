@@ -123,6 +123,22 @@ def test_a_log_axis_within_a_decade_near_zero_draws_and_labels_only_positive_tic
     assert labels and all(float(t) > 0 for t in labels), labels
 
 
+@pytest.mark.parametrize("values", [[233.0, 205.0, 165.0, 180.0, 525.0, 460.0, 386.0], [133.8], [49.0, 36.0, 24.0, 9.0], [0.5, 4.0]])
+def test_a_log_axis_within_a_decade_has_a_label_at_or_below_its_lowest_point(tmp_path, monkeypatch, values):
+    """cat-demo, 20 steps logged each (2026-12-06): its total loss dipped to 165 below the lowest label, 200, and a
+    cost part logged once (133.8) sat under a lowest label of 200 on an axis running to about 70: a reader took the point
+    for a value the labels bracket. The axis runs from a labelled tick at or below the curve to one at or above it."""
+    saved = []
+    monkeypatch.setattr(figures, "_save", lambda fig, path: saved.append(fig) or path)
+    figures.loss_curves([{"step": s, "loss": v} for s, v in enumerate(values)], tmp_path / "l.png")
+    fig = saved[0]
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    lo, hi = ax.get_ylim()
+    shown = [t.get_position()[1] for t in [*ax.get_yticklabels(), *ax.get_yticklabels(minor=True)]
+             if t.get_text() and lo * (1 - 1e-9) <= t.get_position()[1] <= hi * (1 + 1e-9)]
+    assert shown and min(shown) <= min(values) and max(shown) >= max(values), (shown, lo, hi)
+
 def test_staleness_histogram(tmp_path):
     hist = {"overall": {0: 2, 1: 5, 4: 1}, "worker 0": {0: 1, 1: 3}, "worker 1": {1: 2, 4: 1}}
     assert figures.staleness_histogram(hist, tmp_path / "s.png").stat().st_size > 1000

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import LogFormatter, MaxNLocator, NullLocator
+from matplotlib.ticker import FixedLocator, LogFormatter, MaxNLocator, NullLocator
 
 from downpour.objectives import TERMS, is_metric
 
@@ -36,10 +36,21 @@ class _PlainLogFormatter(LogFormatter):
         return self.fix_minus(f"{x:.{digits}g}")
 
 
-def _few_ticks(ax: Any) -> None:
-    """A log axis whose curve spans less than a decade, ticked as a linear one (round values, each labelled): the log
-    locator's 100, 200, 300 left cat-demo's total loss, 108 to 346, with two labels, 200 and 300 (until 2026-12-05)."""
-    ax.yaxis.set_major_locator(MaxNLocator(nbins=8, steps=[1, 2, 2.5, 5, 10]))
+def _few_ticks(ax: Any, low: float, high: float) -> None:
+    """A log axis whose curve (from ``low`` to ``high``) spans less than a decade, ticked as a linear one (round values,
+    each labelled): the log locator's 100, 200, 300 left cat-demo's total loss, 108 to 346, with two labels, 200 and 300
+    (until 2026-12-05). The axis runs from the round value at or below ``low`` to the one at or above ``high``, so a
+    label brackets every point (until 2026-12-06 cat-demo's loss dipped to 165 under a lowest label of 200, and a part
+    logged once, 133.8, sat under 200 on an axis running down to 70)."""
+    locator = MaxNLocator(nbins=8, steps=[1, 2, 2.5, 5, 10])
+    if high <= low:                    # (one value: round values either side of it)
+        low, high = low / 1.5, high * 1.5
+    ticks = [float(t) for t in locator.tick_values(low, high) if t > 0]
+    if not any(t <= low for t in ticks):     # (the round values' step is above ``low``: 9 to 49 ticked 0, 10, ...)
+        ticks.insert(0, max(n * 10.0 ** math.floor(math.log10(low)) for n in (1, 2, 2.5, 5)
+                            if n * 10.0 ** math.floor(math.log10(low)) <= low))
+    ax.set_ylim(max(t for t in ticks if t <= low), min((t for t in ticks if t >= high), default=high))
+    ax.yaxis.set_major_locator(FixedLocator(ticks))
     ax.yaxis.set_major_formatter(_PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(math.inf, math.inf)))
     ax.yaxis.set_minor_locator(NullLocator())
 
@@ -156,7 +167,7 @@ def loss_curves(metrics: list[dict[str, Any]], path: Path) -> Path:
             # plain tick labels (300, 1.5): the default's "3 x 10^2" is mathtext, whose parsing took half the figure's
             # 1.3-1.5 s, paid by every analysis
             if max(values) < 10 * min(values):
-                _few_ticks(ax)
+                _few_ticks(ax, min(values), max(values))
             else:
                 ax.yaxis.set_major_formatter(_PlainLogFormatter(labelOnlyBase=False))
                 ax.yaxis.set_minor_formatter(_PlainLogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
