@@ -139,6 +139,16 @@ def test_a_log_axis_within_a_decade_has_a_label_at_or_below_its_lowest_point(tmp
              if t.get_text() and lo * (1 - 1e-9) <= t.get_position()[1] <= hi * (1 + 1e-9)]
     assert shown and min(shown) <= min(values) and max(shown) >= max(values), (shown, lo, hi)
 
+def test_the_stimulus_panel_says_a_suppressing_stimulus_so(tmp_path, monkeypatch):
+    """A unit the concept lowers is drawn beside its most suppressing stimulus, whose panel read "optimal stimulus"."""
+    from downpour.analysis.report_notes import pictured_names
+
+    saved = []
+    monkeypatch.setattr(figures, "_save", lambda fig, path: saved.append(fig) or path)
+    figures.stimulus_and_top_images(np.zeros((1, 4, 4)), np.zeros((2, 1, 4, 4)), tmp_path / "s.png", "t", [1.0, 2.0],
+                                    pictured_names(-1)[0])
+    assert saved[0].axes[0].get_title() == "most suppressing stimulus"
+
 def test_staleness_histogram(tmp_path):
     hist = {"overall": {0: 2, 1: 5, 4: 1}, "worker 0": {0: 1, 1: 3}, "worker 1": {1: 2, 4: 1}}
     assert figures.staleness_histogram(hist, tmp_path / "s.png").stat().st_size > 1000

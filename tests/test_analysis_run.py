@@ -728,6 +728,19 @@ def test_a_unit_the_concept_lowers_is_shown_beside_the_images_it_answers_least_a
     assert f"the {k} it answers least of " in said[-1] and f"its top {k}" not in said[-1]
 
 
+def test_the_stimulus_heading_and_label_say_what_a_lowered_unit_is_shown_with(run_dir, tmp_path):
+    """The report's words for a unit the concept lowers changed on 2026-12-04; its heading and the figure's label still
+    said "optimal stimulus and top images" until 2026-12-06."""
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    a = json.loads((copy / "analysis.json").read_text())
+    a["optimal_stimulus"]["sign"] = -1
+    (copy / "analysis.json").write_text(json.dumps(a))
+    said = write_report(copy, analyze_if_missing=False).read_text()
+    assert '<h2 id="stimulus">Most suppressing stimulus and images it answers least</h2>' in said
+    assert 'alt="most suppressing stimulus and images it answers least"' in said
+    assert "top images" not in said.split('<h2 id="stimulus">')[1].split("<h2")[0]
+
 def _jpeg_classes(root: Path) -> Path:
     """Classes a/ and b/ of four 128x128 grey JPEGs each (quality 90), with structure down to 16 px."""
     import numpy as np

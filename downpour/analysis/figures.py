@@ -196,14 +196,15 @@ def staleness_histogram(histograms: dict[str, dict[int, int]], path: Path) -> Pa
 
 
 def stimulus_and_top_images(stimulus: np.ndarray, top: np.ndarray, path: Path, title: str,
-                            top_responses: list[float] | None = None) -> Path:
-    """The optimal stimulus (C, H, W) beside the top-k images (k, C, H, W), like the paper's figure 3."""
+                            top_responses: list[float] | None = None, stimulus_label: str = "optimal stimulus") -> Path:
+    """The optimal stimulus (C, H, W) beside the top-k images (k, C, H, W), like the paper's figure 3; ``stimulus_label``
+    its panel's (:func:`~downpour.analysis.report_notes.pictured_names`)."""
     k = len(top)
     cols = min(k, 8)
     rows = math.ceil(k / cols) if k else 1
     fig = Figure(figsize=(1.2 * (cols + 2), 1.3 * rows + 0.5))
     grid = fig.add_gridspec(rows, cols + 2)
-    _show(fig.add_subplot(grid[:, :2]), stimulus, "optimal stimulus")
+    _show(fig.add_subplot(grid[:, :2]), stimulus, stimulus_label)
     for i in range(k):
         ax = fig.add_subplot(grid[i // cols, 2 + i % cols])
         label = f"{top_responses[i]:.3g}" if top_responses is not None else None

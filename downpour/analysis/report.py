@@ -15,7 +15,7 @@ from downpour.analysis.report_notes import data_note, distinct as _distinct, fac
 from downpour.analysis.report_invariance import (fill_words, invariance_rows, invariance_words, selectivity_rows,
                                                 tied_invariance, tied_unresponsive, warped_against)
 from downpour.analysis.report_notes import chosen_among, loss_headline as _loss_headline
-from downpour.analysis.report_notes import several_optima, top_words
+from downpour.analysis.report_notes import pictured_names, several_optima, top_words
 from downpour.analysis.report_notes import untied_note
 from downpour.analysis.crossfit import crossfit_record
 from downpour.analysis.report_cluster import cluster_faults as _cluster_faults, no_staleness as _no_staleness
@@ -93,8 +93,9 @@ def _pictured_words(a: dict[str, Any]) -> str:
     n = pictured.get("tied", 1)
     among = (f" among {n} units tied at the top of its choice (the invariance section gives the spread of their ranges, "
              "analysis.json's invariance.tied each one's)" if n > 1 else "")
+    stimulus, images = pictured_names(a["optimal_stimulus"]["sign"])
     return (f"Unit {esc(pictured['unit'])}, chosen by {esc(pictured['chosen_by'])}{among}: its responses to the labelled "
-            f"images with its threshold, its optimal stimulus, its top images and its invariance below.")
+            f"images with its threshold, its {stimulus}, its {images} and its invariance below.")
 
 
 def _samples(run: RunDir) -> Any:
@@ -292,13 +293,13 @@ def _body(run: RunDir, a: dict[str, Any]) -> str:
 <h2 id="face-test">{esc(_controls_heading(a))}</h2>
 {_controls(a, faces_seen(run))}
 
-<h2 id="stimulus">Optimal stimulus and top images</h2>
+<h2 id="stimulus">{esc(' and '.join(pictured_names(stim['sign'])).capitalize())}</h2>
 <p>{_pictured_words(a)}</p>
 {image(run, figs.get('responses'), 'responses of the pictured unit')}
 <p>{'An' if several_optima(stim) else 'The'} input of L2 norm {stim['norm']:.3g} (the data's median) that {'excites' if stim['sign'] > 0 else 'suppresses'} unit
 {stim['unit']} most: response {stim['activation']:.4g}, {_starts(stim)}; the unit depends on
 {stim.get('receptive_field_pixels', '?')} of the input's values). Beside it, {top_words(top, stim['sign'])}.</p>
-{image(run, figs.get('stimulus'), 'optimal stimulus and top images')}
+{image(run, figs.get('stimulus'), ' and '.join(pictured_names(stim['sign'])))}
 
 <h2 id="invariance">Invariance</h2>
 {_invariance(a)}

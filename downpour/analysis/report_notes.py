@@ -152,6 +152,14 @@ def data_note(data: Any, heading: str = "Data", where: str = "data.json") -> str
     return f'<p class="note">{esc(heading)}: {esc("; ".join(parts))}; {esc(where)} names every one.</p>' if parts else ""
 
 
+def pictured_names(sign: int) -> tuple[str, str]:
+    """What the stimulus figure shows, by the pictured unit's sign: the input that excites it most and its top images,
+    or (the concept lowers it, -1) the one that suppresses it most and the images it answers least; the figure's panel,
+    the report's heading and the image's label say them (until 2026-12-06 these three said "optimal stimulus and top
+    images" for either, the report's words alone changed on 2026-12-04)."""
+    return ("optimal stimulus", "top images") if sign > 0 else ("most suppressing stimulus", "images it answers least")
+
+
 def top_words(top: dict[str, Any], sign: int = 1) -> str:
     """The top images (for a unit the concept lowers, sign -1, the ones it answers least, as the figure shows), the
     images they were drawn from and the concept's share of those (its chance level)."""

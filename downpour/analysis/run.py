@@ -34,6 +34,7 @@ from downpour.analysis.labelled import BUILT_IN, LabelledSet, load_labelled, pre
 from downpour.analysis.edges import edge_summary
 from downpour.analysis.probe import probe_table
 from downpour.analysis.selectivity import over_splits, unchosen
+from downpour.analysis.report_notes import pictured_names
 from downpour.analysis.stimulus import Stimulus, optimal_stimulus, top_images
 from downpour.analysis.training import frozen_stages, training_summary
 from downpour.analysis.options import (MIN_SIDE, analysis_options, is_image_input, no_faces_of, no_faces_path, open_run,
@@ -288,7 +289,8 @@ def _measure(run: RunDir, model: FeatureModel, opts: AnalysisConfig, layers: tup
         _in_pixels(prepare, stim.image).numpy(), data.raw[top].numpy(), fig_dir / "optimal_stimulus.png",
         (f"unit {unit} of {layer}: optimal stimulus and top {len(top)} of {len(pool)} images " if sign > 0 else
          f"unit {unit} of {layer} (the concept lowers it): most suppressing stimulus and the {len(top)} of {len(pool)} "
-         "images it answers least ") + f"({positive_in_top} are {labels[0]})", [float(responses[i]) for i in top]).name
+         "images it answers least ") + f"({positive_in_top} are {labels[0]})", [float(responses[i]) for i in top],
+        pictured_names(sign)[0]).name
 
     # 3. invariance on the concept's images the unit was not chosen on (as its top images; every image until
     # 2026-12-04), warped in pixels, then prepared as the run's training data was
