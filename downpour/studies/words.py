@@ -11,9 +11,10 @@
 An interval that is not finite (one seed, or a difference with no spread from fewer seeds than the
 sign test needs) is said as "(no interval)" rather than printed as nan or inf, or, for a difference that was 0 in
 every seed, as "0.000 (no seed differed: too few seeds to tell)"; a difference that is itself not finite (no seed
-had both figures) reads "not measured". A difference that rounds to zero is said unsigned ("0.0 points
-[-0.8, +0.8]"; until 2026-12-04 "-0.0", a direction the rounding had taken away); an interval's end keeps its sign
-unless it is 0 ("[-2.1, -0.0], lower": it ends below 0, which the reading says).
+had both figures) reads "not measured". A number near zero takes up to 2 more decimals, as the run report's
+("-0.01 points [-0.8, +0.8]", "[-2.1, -0.04]"; since 2026-12-06, :func:`difference`); one that still rounds to zero is
+said unsigned ("0.000"; until 2026-12-04 "-0.000", a direction the rounding had taken away), and an interval's end
+keeps its sign unless it is 0 ("[-2.1, -0.0], lower": it ends below 0, which the reading says).
 """
 from __future__ import annotations
 
