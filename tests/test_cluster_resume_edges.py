@@ -535,4 +535,51 @@ def test_a_second_ctrl_c_while_the_lost_shards_stop_is_recorded_waits_for_the_re
     monkeypatch.undo()
     err = capsys.readouterr().err
     _interrupted_stop(tmp_path / "r", "interrupted (Ctrl-C or SIGTERM)")
-    assert err.count("saving the run's checkpoint and stop record first") == 1
+    assert err.count("saving the lost shard's stop record (cluster.json, staleness.json) first") == 1
+
+
+def _ctrl_c_in_the_lost_shards_record(monkeypatch):
+    """A Ctrl-C (SIGINT, as a user's) while a lost shard's stop is recorded, before cluster.json and staleness.json."""
+    import downpour.ps.lost_shards as lost_shards
+
+    kept_step = lost_shards._kept_step
+
+    def kept_then_ctrl_c(run):
+        found = kept_step(run)
+        os.kill(os.getpid(), signal.SIGINT)
+        return found
+
+    monkeypatch.setattr(lost_shards, "_kept_step", kept_then_ctrl_c)
+
+
+def test_a_ctrl_c_while_a_lost_shard_with_no_restarts_left_is_recorded_waits_for_the_record(tmp_path, monkeypatch,
+                                                                                           capsys):
+    """Shard 1 lost at step 20 with cluster.shard_restarts spent (0): the stop's record (RunError's) was written
+    unshielded until 2026-12-06, so a Ctrl-C then cut it and nothing said the shard was lost; and the line of a Ctrl-C
+    while a lost shard's stop was recorded named a checkpoint, where none is written (the shards are gone)."""
+    _ctrl_c_in_the_lost_shards_record(monkeypatch)
+    _stopped_losing_shard_1(tmp_path / "r", monkeypatch, restarts=0)     # (the Ctrl-C, at the record's end)
+    monkeypatch.undo()
+    err = capsys.readouterr().err
+    assert err.count("saving the lost shard's stop record (cluster.json, staleness.json) first") == 1
+    assert "checkpoint and stop record" not in err
+    events = json.loads((tmp_path / "r/staleness.json").read_text())["events"]
+    assert [(e["event"], e["step"], e["restarts"]) for e in events] == [("shards-lost", 20, 0)]
+    assert json.loads((tmp_path / "r/cluster.json").read_text())["stopped"]["step"] == 20
+    assert _run(tmp_path / "r", resume=True)["steps"] == 31
+
+
+def test_a_ctrl_c_while_a_failed_shard_restart_is_recorded_waits_for_the_record(tmp_path, monkeypatch, capsys):
+    """The restart after shard 1's loss cannot start (its ConfigError), and a Ctrl-C comes while that stop is recorded:
+    until 2026-12-06 it cut the record (RunError's), and nothing said the shard was lost."""
+    def refused(*args):
+        raise ConfigError("train.device='cuda' but no GPU is visible")
+
+    _restart_driver(monkeypatch, refused)
+    _ctrl_c_in_the_lost_shards_record(monkeypatch)
+    _stopped_losing_shard_1(tmp_path / "r", monkeypatch, restarts=3)
+    monkeypatch.undo()
+    assert capsys.readouterr().err.count("saving the lost shard's stop record") == 1
+    events = json.loads((tmp_path / "r/staleness.json").read_text())["events"]
+    assert [(e["event"], e["step"]) for e in events] == [("shards-lost", 20)]
+    assert events[0]["restart_failed"] == "train.device='cuda' but no GPU is visible"

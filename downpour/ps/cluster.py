@@ -35,6 +35,9 @@ from downpour.train.signals import Terminated, signals_held, stop_record
 
 log = logging.getLogger(__name__)
 
+# what a lost shard's stop writes (no checkpoint: the shards are gone), as the line of a Ctrl-C meanwhile names it
+LOST_RECORD = "the lost shard's stop record (cluster.json, staleness.json)"
+
 
 def _driver(runner: str) -> type:
     if runner == "simulated":
@@ -67,7 +70,9 @@ def run_cluster(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, 
         except ShardLost as err:
             lost, restarted = err, None
             if attempt == cfg.cluster.shard_restarts:
-                raise RunError(record_stop(run, cfg, events, err, attempt, began[0] if began else 0)) from None
+                with stop_record(LOST_RECORD):    # (a Ctrl-C meanwhile waits: until 2026-12-06 it cut the record)
+                    why = record_stop(run, cfg, events, err, attempt, began[0] if began else 0)
+                raise RunError(why) from None
         except DownpourError as err:
             # a restart that cannot start (the head of a joined cluster gone: it cannot rejoin; a ConfigError: a GPU
             # node gone, too few GPUs; its data or checkpoint unreadable) stops the run as the loss would have,
@@ -76,14 +81,16 @@ def run_cluster(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[str, 
             # started go's own error (every worker lost, Diverged) is itself.
             if lost is None or up:
                 raise
-            _unstarted(events, restarted)
-            raise RunError(record_stop(run, cfg, events, lost, attempt - 1, began[0] if began else 0,
-                                       str(err) or type(err).__name__)) from None
+            with stop_record(LOST_RECORD):
+                _unstarted(events, restarted)
+                why = record_stop(run, cfg, events, lost, attempt - 1, began[0] if began else 0,
+                                  str(err) or type(err).__name__)
+            raise RunError(why) from None
         except KeyboardInterrupt as stop:
             # (and SIGTERM) a stop while the shards restart (their go not started), or while the go a lost shard
             # ended winds up, is recorded as a failed restart is (until 2026-12-06 the loss went unrecorded); the
             # interrupt itself goes on (the CLI's exit status, 130 or 143, as for any stop)
-            with stop_record():
+            with stop_record(LOST_RECORD):
                 if not up and lost is not None:
                     _unstarted(events, restarted)
                     log.warning("%s", record_stop(run, cfg, events, lost, attempt - 1, began[0] if began else 0,

@@ -217,7 +217,7 @@ def run_sandblaster(cfg: RunConfig, run: RunDir, resume: bool = False) -> dict[s
         info = pool.info()
     except BaseException:
         try:   # keep the iterations done (the shards still hold the last accepted point); a second Ctrl-C waits
-            with stop_record():
+            with stop_record("the run's checkpoint"):
                 _save(run, pool, coord, progress, boundary)
                 log.warning("stopped after L-BFGS iteration %d; checkpoint saved: --resume %s goes on", progress.iteration,
                             pasted(run.path))

@@ -22,9 +22,9 @@ from typing import Any
 # the held blocks open, outermost first: each one's signals noted and the handlers it replaced
 _open: list[tuple[list[int], dict[int, Any]]] = []
 
-# said on stderr when a stop comes while a stopped run writes what it did (:func:`stop_record`)
-WAITING = ("downpour: stopping: saving the run's checkpoint and stop record first; "
-           "press Ctrl-C again to quit at once without them (the last checkpoint written stays whole)")
+# said on stderr when a stop comes while a stopped run writes what it did (:func:`stop_record`), naming what it writes
+WAITING = ("downpour: stopping: saving {saving} first; "
+           "press Ctrl-C again to quit at once, unsaved (the last checkpoint written stays whole)")
 
 
 class Terminated(KeyboardInterrupt):
@@ -55,25 +55,26 @@ def sigterm_as_interrupt() -> Iterator[list[int]]:
 
 
 @contextmanager
-def stop_record() -> Iterator[None]:
-    """Around what a stopped run writes on its way out (its last checkpoint, data.json, cluster.json): a stop that
-    comes meanwhile (an impatient second Ctrl-C) waits for the block's end, said in one line (:data:`WAITING`), and
-    acts then; one more acts at once, so a write that hangs (a stalled file system) never keeps the user in (SIGKILL
-    always ends it too). Every file written there is replaced whole (a temporary file renamed), so a cut one keeps
+def stop_record(saving: str = "the run's checkpoint and stop record") -> Iterator[None]:
+    """Around what a stopped run writes on its way out (its last checkpoint, data.json, cluster.json: ``saving``, as
+    the line names it): a stop that comes meanwhile (an impatient second Ctrl-C) waits for the block's end, said in one
+    line (:data:`WAITING`; until 2026-12-06 it named a checkpoint and a stop record in every runner, where a lost
+    shard's stop wrote no checkpoint and Sandblaster's no stop record), and acts then; one more acts at once, so a
+    write that hangs (a stalled file system) never keeps the user in (SIGKILL always ends it too). Every file written there is replaced whole (a temporary file renamed), so a cut one keeps
     the one before. Until 2026-12-06 the second Ctrl-C cut the record: the stop's checkpoint and data.json lost."""
-    with signals_held(leave_on_second=True):
+    with signals_held(waiting=WAITING.format(saving=saving)):
         yield
 
 
 @contextmanager
-def signals_held(leave_on_second: bool = False) -> Iterator[None]:
+def signals_held(waiting: str | None = None) -> Iterator[None]:
     """SIGINT and SIGTERM (Ctrl-C, a scheduler's stop) wait until the block ends, then act: code that
     must finish once started (an optimiser's in-place update and the step count) is not cut in two.
 
     The block's own handlers only note a signal; the ones it replaced get it at the end. (Masking the
     signals was not enough: the kernel hands a process's signal to any thread that does not mask it,
     torch's own threads included, and Python then runs the handler in the main thread all the same.)
-    ``leave_on_second`` (:func:`stop_record`): the first signal is said to wait (:data:`WAITING`), a second acts at
+    ``waiting`` (:func:`stop_record`): the first signal is said to wait (that line, on stderr), a second acts at
     once. A no-op off the main thread, where Python cannot set handlers, and inside another held block, whose
     handlers are those that act (a stop in the inner block waited for the outer's end all the same)."""
     if threading.current_thread() is not threading.main_thread() or _holding():
@@ -83,14 +84,14 @@ def signals_held(leave_on_second: bool = False) -> Iterator[None]:
 
     def note(signum: int, frame: object) -> None:
         caught.append(signum)
-        if not leave_on_second:
+        if waiting is None:
             return
         if len(caught) > 1:     # the user insists: acted on now, not again at the block's end
             caught.clear()
             signal.signal(signum, old[signum])      # (SIG_DFL's default action is raised with it in place)
             deliver(signum, old[signum])
         else:
-            _say(WAITING)
+            _say(waiting)
 
     # a signal the process ignores stays ignored: held, it was noted first and delivered to its "ignore" in place
     # of a SIGTERM that came after it (a cross-fit's fold, which ignores the terminal's SIGINT, trained on)
