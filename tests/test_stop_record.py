@@ -152,3 +152,28 @@ def test_a_second_ctrl_c_in_sandblasters_stop_checkpoint_waits_for_it(tmp_path, 
     assert sorted(p.name for p in run.checkpoints.iterdir()) == ["sandblaster.json", "sandblaster.safetensors"]
     summary = train(load_config(str(run.path / "config.toml")), RunDir.open(run.path), resume=True)
     assert summary["resumed_from"] > 0 and RunDir.open(run.path).model_step() == 5
+
+
+def test_a_ctrl_c_while_a_held_block_puts_its_handlers_back_leaves_none_of_its_own(monkeypatch):
+    """The Ctrl-C (a third, or one just as the block ends) lands as SIGINT's handler is put back: it raised there, and
+    SIGTERM kept the block's noting handler, so every later SIGTERM (``timeout``, a scheduler) was noted and dropped."""
+    from downpour.train.signals import signals_held, stop_record
+
+    real, kills = signal.signal, []
+
+    def put_back_then_ctrl_c(signum, handler):
+        before = real(signum, handler)
+        if signum == signal.SIGINT and handler is signal.default_int_handler and not kills:
+            kills.append(1)
+            os.kill(os.getpid(), signal.SIGINT)
+        return before
+
+    term = signal.getsignal(signal.SIGTERM)
+    for block in (signals_held, stop_record):
+        kills.clear()
+        monkeypatch.setattr(signal, "signal", put_back_then_ctrl_c)
+        with pytest.raises(KeyboardInterrupt), block():
+            pass
+        monkeypatch.undo()
+        assert kills and signal.getsignal(signal.SIGTERM) is term
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

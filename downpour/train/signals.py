@@ -97,17 +97,16 @@ def signals_held(waiting: str | None = None) -> Iterator[None]:
     # of a SIGTERM that came after it (a cross-fit's fold, which ignores the terminal's SIGINT, trained on)
     held = [s for s in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(s) != signal.SIG_IGN]
     old: dict[int, Any] = {}
-    for s in held:
-        old[s] = signal.signal(s, note)
     _noting.append(note)
     _open.append((caught, old))
     try:
+        for s in held:     # (in the try: a stop that acts at once as they are set still puts those set back)
+            old[s] = signal.signal(s, note)
         yield
     finally:
         _open.pop()
         _noting.pop()
-        for s, handler in old.items():
-            signal.signal(s, handler)
+        _put_back(old)
         if caught:
             deliver(caught[0], old[caught[0]])
 
@@ -143,6 +142,19 @@ _noting: list[Any] = []
 def _holding() -> bool:
     """Whether a held block's handler is the one in place (inside one, and not in a :func:`signals_let_through`)."""
     return any(signal.getsignal(s) in _noting for s in (signal.SIGINT, signal.SIGTERM))
+
+
+def _put_back(handlers: dict[int, Any]) -> None:
+    """Each of ``handlers`` in place again. A stop that one put back raises at once (a Ctrl-C that comes then) puts
+    the rest back before it goes on: until 2026-12-06 it left the held block's noting handler on SIGTERM, every SIGTERM
+    after it noted into a block long gone (the process no longer stopped by one)."""
+    try:
+        for s, handler in handlers.items():
+            signal.signal(s, handler)
+    except BaseException:
+        for s, handler in handlers.items():
+            signal.signal(s, handler)
+        raise
 
 
 def _say(line: str) -> None:
